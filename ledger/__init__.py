@@ -1,0 +1,1 @@
+"""The append-only Merkle log: RFC 9162 hashing and proofs, SQLite storage, C2SP checkpoints and cosignatures."""
