@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
+
+
+def _version() -> str:
+    try:
+        return version("vouchnet")
+    except PackageNotFoundError:  # running from a source checkout that is not installed
+        return "0+source"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -12,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="vouchnet",
         description="A federated, peer-to-peer trust network for AI agents.",
     )
-    parser.add_argument("--version", action="version", version=f"vouchnet {version('vouchnet')}")
+    parser.add_argument("--version", action="version", version=f"vouchnet {_version()}")
     parser.add_subparsers(dest="command", metavar="COMMAND")
     return parser
 
