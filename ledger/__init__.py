@@ -1,1 +1,28 @@
-"""The append-only Merkle log: RFC 9162 hashing and proofs, SQLite storage, C2SP checkpoints and cosignatures."""
+"""The append-only Merkle log: RFC 9162 hashing and proofs, SQLite storage, C2SP checkpoints and cosignatures.
+
+Knows bytes, not record kinds (DESIGN.md §4).
+"""
+
+from .merkle import (
+    EMPTY_ROOT,
+    HashReader,
+    ProofError,
+    leaf_hash,
+    node_hash,
+    tree_hash,
+    verify_consistency,
+    verify_inclusion,
+    verify_inclusion_hash,
+)
+
+__all__ = [
+    "EMPTY_ROOT",
+    "HashReader",
+    "ProofError",
+    "leaf_hash",
+    "node_hash",
+    "tree_hash",
+    "verify_consistency",
+    "verify_inclusion",
+    "verify_inclusion_hash",
+]
