@@ -1,0 +1,270 @@
+"""The node's configuration: `config.toml` in the data directory, its commented template, and strict loading."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+CONFIG_FILE = "config.toml"
+NETWORK_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
+DEFAULT_LISTEN = "/ip4/0.0.0.0/tcp/4001"
+DEFAULT_API = "127.0.0.1:8700"
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the file, the key and the rule."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds that keep a hostile peer from exhausting the node."""
+
+    max_peers: int = 50
+    gossip_batch_bytes: int = 65536
+    peer_messages_per_second: float = 200.0
+    org_records_per_second: float = 500.0
+    held_records: int = 10000
+    sync_page_records: int = 500
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Everything `vouchnet run` needs, read from `config.toml` (see `render_template`)."""
+
+    data_dir: Path
+    network: str = "vouchnet"
+    listen: tuple[str, ...] = (DEFAULT_LISTEN,)
+    bootstrap: tuple[str, ...] = ()
+    roots: tuple[str, ...] = ()
+    max_hops: int = 3
+    api_host: str = "127.0.0.1"
+    api_port: int = 8700
+    checkpoint_interval: float = 1.0
+    sync_interval: float = 30.0
+    epoch_seconds: float = 3600.0
+    retention_days: float = 180.0
+    dp_epsilon: float | None = None
+    limits: Limits = field(default_factory=Limits)
+
+    @property
+    def key_path(self) -> Path:
+        return self.data_dir / "org.key"
+
+    @property
+    def token_path(self) -> Path:
+        return self.data_dir / "api.token"
+
+
+def parse_api_bind(value: str) -> tuple[str, int]:
+    """`HOST:PORT` (IPv6 as `[::1]:PORT`) -> (host, port); raises ConfigError."""
+    match = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:(\d+)|([^:\[\]]+):(\d+)", value)
+    if not match:
+        raise ConfigError(f"api.bind: expected HOST:PORT, got {value!r}")
+    host = match.group(1) or match.group(3)
+    port = int(match.group(2) or match.group(4))
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"api.bind: port must be 0-65535, got {port}")
+    return host, port
+
+
+def is_loopback(host: str) -> bool:
+    """Whether an API host name or address is reachable only from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_multiaddr(key: str, value: str) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"(/[A-Za-z0-9._~:%+=-]+)+", value):
+        raise ConfigError(f"{key}: not a multiaddr: {value!r}")
+    return value
+
+
+def _check_did(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith("did:key:z"):
+        raise ConfigError(f"{key}: not a did:key: {value!r}")
+    return value
+
+
+def _table(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    table = doc.get(name, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{name}: must be a table")
+    return table
+
+
+_KINDS: dict[str, tuple[type, ...]] = {"a string": (str,), "an integer": (int,), "a number": (int, float), "a list": (list,)}
+
+
+def _get(table: dict[str, Any], section: str, key: str, kind: str, default: Any) -> Any:
+    """`table[key]` if present and of `kind` (a key of _KINDS), else `default`; TOML booleans never qualify."""
+    if key not in table:
+        return default
+    value = table[key]
+    if isinstance(value, bool) or not isinstance(value, _KINDS[kind]):
+        raise ConfigError(f"{section}.{key}: must be {kind}, got {type(value).__name__}")
+    return value
+
+
+def _positive(section: str, key: str, value: float) -> float:
+    if value <= 0:
+        raise ConfigError(f"{section}.{key}: must be positive, got {value}")
+    return value
+
+
+def _known_keys(section: str, table: dict[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(f"{section}: unknown key {unknown[0]!r} (known: {', '.join(sorted(allowed))})")
+
+
+def load_config(data_dir: Path) -> NodeConfig:
+    """Read and validate `data_dir/config.toml`; every error names the key and the rule."""
+    path = data_dir / CONFIG_FILE
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no configuration here; create one with `vouchnet init --dir {data_dir}`") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    try:
+        return _from_document(data_dir, doc)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
+    _known_keys("config", doc, {"network", "p2p", "trust", "api", "witness", "telemetry", "limits"})
+    network = _get(doc, "config", "network", "a string", NodeConfig.network)
+    if not NETWORK_RE.fullmatch(network):
+        raise ConfigError(f"network: must match {NETWORK_RE.pattern}, got {network!r}")
+
+    p2p = _table(doc, "p2p")
+    _known_keys("p2p", p2p, {"listen", "bootstrap", "sync_interval"})
+    listen = tuple(_check_multiaddr("p2p.listen", a) for a in _get(p2p, "p2p", "listen", "a list", [DEFAULT_LISTEN]))
+    if not listen:
+        raise ConfigError("p2p.listen: needs at least one address")
+    bootstrap = tuple(_check_multiaddr("p2p.bootstrap", a) for a in _get(p2p, "p2p", "bootstrap", "a list", []))
+    sync_interval = _positive("p2p", "sync_interval", _get(p2p, "p2p", "sync_interval", "a number", NodeConfig.sync_interval))
+
+    trust = _table(doc, "trust")
+    _known_keys("trust", trust, {"roots", "max_hops"})
+    roots = tuple(_check_did("trust.roots", d) for d in _get(trust, "trust", "roots", "a list", []))
+    max_hops = _get(trust, "trust", "max_hops", "an integer", NodeConfig.max_hops)
+    if not 1 <= max_hops <= 10:
+        raise ConfigError(f"trust.max_hops: must be 1-10, got {max_hops}")
+
+    api = _table(doc, "api")
+    _known_keys("api", api, {"bind"})
+    api_host, api_port = parse_api_bind(_get(api, "api", "bind", "a string", DEFAULT_API))
+
+    witness = _table(doc, "witness")
+    _known_keys("witness", witness, {"checkpoint_interval"})
+    checkpoint_interval = _positive(
+        "witness", "checkpoint_interval",
+        _get(witness, "witness", "checkpoint_interval", "a number", NodeConfig.checkpoint_interval),
+    )
+
+    telemetry = _table(doc, "telemetry")
+    _known_keys("telemetry", telemetry, {"epoch_seconds", "retention_days", "dp_epsilon"})
+    epoch_seconds = _get(telemetry, "telemetry", "epoch_seconds", "a number", NodeConfig.epoch_seconds)
+    if epoch_seconds < 1:
+        raise ConfigError(f"telemetry.epoch_seconds: must be at least 1, got {epoch_seconds}")
+    retention_days = _positive(
+        "telemetry", "retention_days", _get(telemetry, "telemetry", "retention_days", "a number", NodeConfig.retention_days)
+    )
+    dp_epsilon = _get(telemetry, "telemetry", "dp_epsilon", "a number", None)
+    if dp_epsilon is not None:
+        _positive("telemetry", "dp_epsilon", dp_epsilon)
+
+    limits_table = _table(doc, "limits")
+    defaults = Limits()
+    _known_keys("limits", limits_table, {f.name for f in fields(Limits)})
+    limit_values = {}
+    for f in fields(Limits):
+        kind = "a number" if isinstance(getattr(defaults, f.name), float) else "an integer"
+        limit_values[f.name] = _positive("limits", f.name, _get(limits_table, "limits", f.name, kind, getattr(defaults, f.name)))
+
+    return NodeConfig(
+        data_dir=data_dir,
+        network=network,
+        listen=listen,
+        bootstrap=bootstrap,
+        roots=roots,
+        max_hops=max_hops,
+        api_host=api_host,
+        api_port=api_port,
+        checkpoint_interval=float(checkpoint_interval),
+        sync_interval=float(sync_interval),
+        epoch_seconds=float(epoch_seconds),
+        retention_days=float(retention_days),
+        dp_epsilon=None if dp_epsilon is None else float(dp_epsilon),
+        limits=Limits(**limit_values),
+    )
+
+
+def _toml_list(values: tuple[str, ...]) -> str:
+    return "[" + ", ".join(f'"{v}"' for v in values) + "]"
+
+
+def render_template(
+    *, network: str, listen: tuple[str, ...], api: str, bootstrap: tuple[str, ...], roots: tuple[str, ...]
+) -> str:
+    """The commented `config.toml` that `vouchnet init` writes."""
+    host, _ = parse_api_bind(api)
+    exposure = "" if is_loopback(host) else "# WARNING: this API address is reachable from other machines.\n"
+    d, lim = NodeConfig(data_dir=Path(".")), Limits()
+    return f"""\
+# vouchnet node configuration. Edit, then restart the node (`vouchnet run --dir DIR`).
+# The org key (org.key) and the API token (api.token) live beside this file; keep both private.
+
+# Which vouchnet network to join: gossip topics and sync are per network.
+network = "{network}"
+
+[p2p]
+# libp2p multiaddrs to listen on (TCP; peers connect with Noise + yamux).
+listen = {_toml_list(listen)}
+# Peers to dial at start, e.g. "/ip4/192.0.2.7/tcp/4001/p2p/12D3KooW...".
+bootstrap = {_toml_list(bootstrap)}
+# Seconds between catch-up sync rounds with every connected peer.
+sync_interval = {d.sync_interval}
+
+[trust]
+# Orgs this node trusts directly (their did:key); your own org is always a root.
+roots = {_toml_list(roots)}
+# Replicate and count records of orgs at most this many vouch hops from the roots.
+max_hops = {d.max_hops}
+
+[api]
+# The local HTTP API. Writes need the bearer token in api.token.
+{exposure}bind = "{api}"
+
+[witness]
+# Seconds between checkpoints of the ledger (published only when it changed).
+checkpoint_interval = {d.checkpoint_interval}
+
+[telemetry]
+# Length of a behaviour-digest epoch in seconds (at least 1).
+epoch_seconds = {d.epoch_seconds}
+# Raw telemetry events older than this are pruned to their hashes.
+retention_days = {d.retention_days}
+# Differential-privacy epsilon for digest counts; leave unset for exact counts.
+# dp_epsilon = 1.0
+
+[limits]
+max_peers = {lim.max_peers}
+# Largest gossip message in bytes (records are batched up to this size).
+gossip_batch_bytes = {lim.gossip_batch_bytes}
+peer_messages_per_second = {lim.peer_messages_per_second}
+org_records_per_second = {lim.org_records_per_second}
+# Records waiting for a missing predecessor, at most.
+held_records = {lim.held_records}
+sync_page_records = {lim.sync_page_records}
+"""

@@ -1,0 +1,75 @@
+"""The org key and the API token: files in the data directory, created with mode 0600, never overwritten."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from pathlib import Path
+
+from nacl.signing import SigningKey
+
+SEED_BYTES = 32
+
+
+class KeyFileError(Exception):
+    """A key or token file is missing, unsafe or malformed; the message names the file and what to do."""
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Create `path` with mode 0600 and `data`, durably; refuse if it exists."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise KeyFileError(f"{path}: already exists; refusing to overwrite it") from None
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _read_private(path: Path) -> bytes:
+    """Read a secret file, refusing one that other users can read (as ssh does)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise KeyFileError(f"{path}: missing; run `vouchnet init --dir {path.parent}` first") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyFileError(f"{path}: permissions {stat.S_IMODE(mode):04o} are too open; run `chmod 600 {path}`")
+    return path.read_bytes()
+
+
+def create_org_key(path: Path) -> SigningKey:
+    """Generate the org's Ed25519 key and store its 32-byte seed at `path` (mode 0600)."""
+    key = SigningKey.generate()
+    _write_private(path, bytes(key))
+    return key
+
+
+def load_org_key(path: Path) -> SigningKey:
+    """Load the org key written by `create_org_key`."""
+    seed = _read_private(path)
+    if len(seed) != SEED_BYTES:
+        raise KeyFileError(f"{path}: expected a {SEED_BYTES}-byte Ed25519 seed, found {len(seed)} bytes")
+    return SigningKey(seed)
+
+
+def create_token(path: Path) -> str:
+    """Generate the API bearer token and store it at `path` (mode 0600)."""
+    token = secrets.token_urlsafe(32)
+    _write_private(path, token.encode() + b"\n")
+    return token
+
+
+def load_token(path: Path) -> str:
+    """Load the API bearer token written by `create_token`."""
+    token = _read_private(path).decode("ascii", errors="replace").strip()
+    if len(token) < 32:
+        raise KeyFileError(f"{path}: the token is too short to be one `vouchnet init` wrote")
+    return token

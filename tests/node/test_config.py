@@ -1,0 +1,72 @@
+"""config.toml: the template `init` writes loads back; every mistake is named by key and rule."""
+
+from pathlib import Path
+
+import pytest
+
+from node.config import ConfigError, load_config, parse_api_bind, render_template
+
+ROOT = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "config.toml").write_text(text)
+    return tmp_path
+
+
+def test_template_round_trips(tmp_path):
+    text = render_template(
+        network="testnet", listen=("/ip4/127.0.0.1/tcp/4001",), api="127.0.0.1:8701",
+        bootstrap=("/ip4/127.0.0.1/tcp/4002/p2p/12D3KooWExample",), roots=(ROOT,),
+    )
+    config = load_config(_write(tmp_path, text))
+    assert config.network == "testnet"
+    assert config.listen == ("/ip4/127.0.0.1/tcp/4001",)
+    assert config.bootstrap == ("/ip4/127.0.0.1/tcp/4002/p2p/12D3KooWExample",)
+    assert config.roots == (ROOT,)
+    assert (config.api_host, config.api_port) == ("127.0.0.1", 8701)
+    assert config.key_path == tmp_path / "org.key"
+
+
+def test_template_warns_when_the_api_is_exposed():
+    assert "WARNING" in render_template(network="n", listen=("/ip4/0.0.0.0/tcp/1",), api="0.0.0.0:1", bootstrap=(), roots=())
+    assert "WARNING" not in render_template(network="n", listen=("/ip4/0.0.0.0/tcp/1",), api="[::1]:1", bootstrap=(), roots=())
+
+
+def test_an_empty_file_means_defaults(tmp_path):
+    config = load_config(_write(tmp_path, ""))
+    assert config.api_host == "127.0.0.1"
+    assert config.max_hops == 3
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("network = 3", "network: must be a string, got int"),
+        ('network = "Bad Name"', "network: must match"),
+        ("[p2p]\nlisten = []", "p2p.listen: needs at least one address"),
+        ('[p2p]\nlisten = ["tcp:4001"]', "p2p.listen: not a multiaddr"),
+        ('[trust]\nroots = ["alice"]', "trust.roots: not a did:key"),
+        ("[trust]\nmax_hops = 0", "trust.max_hops: must be 1-10"),
+        ("[trust]\nmax_hops = true", "trust.max_hops: must be an integer, got bool"),
+        ('[api]\nbind = "localhost"', "api.bind: expected HOST:PORT"),
+        ('[api]\nbind = "127.0.0.1:70000"', "api.bind: port must be 0-65535"),
+        ("[telemetry]\nepoch_seconds = 0.5", "telemetry.epoch_seconds: must be at least 1"),
+        ("[limits]\nmax_peers = -1", "limits.max_peers: must be positive"),
+        ("[limits]\nmax_pears = 1", "limits: unknown key 'max_pears'"),
+        ("colour = 1", "config: unknown key 'colour'"),
+        ("network = ", "not valid TOML"),
+    ],
+)
+def test_mistakes_are_named(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(_write(tmp_path, text))
+
+
+def test_missing_config_says_how_to_create_one(tmp_path):
+    with pytest.raises(ConfigError, match="vouchnet init --dir"):
+        load_config(tmp_path)
+
+
+def test_api_bind_parses_ipv6():
+    assert parse_api_bind("[::1]:8700") == ("::1", 8700)

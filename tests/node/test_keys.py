@@ -1,0 +1,52 @@
+"""Key and token files: mode 0600, never overwritten, refused when others can read them."""
+
+import os
+import stat
+
+import pytest
+
+from node.keys import KeyFileError, create_org_key, create_token, load_org_key, load_token
+
+
+def test_org_key_is_private_and_round_trips(tmp_path):
+    path = tmp_path / "org.key"
+    key = create_org_key(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert bytes(load_org_key(path)) == bytes(key)
+
+
+def test_existing_key_is_never_overwritten(tmp_path):
+    path = tmp_path / "org.key"
+    create_org_key(path)
+    before = path.read_bytes()
+    with pytest.raises(KeyFileError, match="refusing to overwrite"):
+        create_org_key(path)
+    assert path.read_bytes() == before
+
+
+def test_readable_key_is_refused(tmp_path):
+    path = tmp_path / "org.key"
+    create_org_key(path)
+    os.chmod(path, 0o644)
+    with pytest.raises(KeyFileError, match="too open"):
+        load_org_key(path)
+
+
+def test_malformed_key_is_refused(tmp_path):
+    path = tmp_path / "org.key"
+    path.write_bytes(b"short")
+    os.chmod(path, 0o600)
+    with pytest.raises(KeyFileError, match="32-byte"):
+        load_org_key(path)
+
+
+def test_missing_key_says_how_to_make_one(tmp_path):
+    with pytest.raises(KeyFileError, match="vouchnet init"):
+        load_org_key(tmp_path / "org.key")
+
+
+def test_token_round_trips(tmp_path):
+    path = tmp_path / "api.token"
+    token = create_token(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load_token(path) == token
