@@ -75,18 +75,18 @@ def key_id(name: str, sig_type: int, public_key: bytes) -> int:
     return int.from_bytes(digest[:4], "big")
 
 
-def decode_base64(text: str) -> bytes:
-    """Standard base64 (RFC 4648 §4), canonical only: padded, no stray bits, so one value has one encoding.
+def decode_base64(text: str, what: str) -> bytes:
+    """Standard base64 (RFC 4648 §4), canonical only: padded, no stray bits; raise NoteError naming `what`.
 
-    Raises ValueError. Canonical form matters: a lenient decoder accepts variants of a signed note that differ in
-    the unused low bits of the last character, so two different byte strings would open as the same note.
+    Canonical form matters: a lenient decoder accepts variants of a signed note that differ in the unused low
+    bits of a last character, so different bytes would open as the same note.
     """
     try:
         raw = base64.b64decode(text, validate=True)
     except ValueError:
-        raise ValueError("not valid base64") from None
+        raise NoteError(f"{what}: not valid base64") from None
     if base64.b64encode(raw).decode() != text:
-        raise ValueError("not canonical base64")
+        raise NoteError(f"{what}: not canonical base64")
     return raw
 
 
@@ -108,10 +108,7 @@ def parse_vkey(vkey: str) -> tuple[str, int, bytes]:
     check_key_name(name)
     if not _HEX8.fullmatch(hex_id):
         raise NoteError(f"vkey {name}: key ID must be 8 hex digits, got {hex_id!r}")
-    try:
-        typed_key = decode_base64(key64)
-    except ValueError as e:
-        raise NoteError(f"vkey {name}: key is {e}") from None
+    typed_key = decode_base64(key64, f"vkey {name}: key")
     if len(typed_key) < 2:
         raise NoteError(f"vkey {name}: key must be a type byte and a public key")
     sig_type, public_key = typed_key[0], typed_key[1:]
@@ -130,6 +127,7 @@ def ed25519_key_from_vkey(vkey: str, sig_type: int) -> tuple[str, bytes]:
 
 
 def check_ed25519_key(public_key: bytes) -> None:
+    """An Ed25519 public key is 32 bytes (RFC 8032); raise NoteError."""
     if not isinstance(public_key, bytes) or len(public_key) != _ED25519_KEY_SIZE:
         raise NoteError(f"public key: an Ed25519 key is {_ED25519_KEY_SIZE} bytes")
 
@@ -222,10 +220,7 @@ class Signature:
         if not sep:
             raise NoteError("must be '— <key name> <base64 signature>'")
         check_key_name(name)
-        try:
-            raw = decode_base64(sig64)
-        except ValueError as e:
-            raise NoteError(f"signature of {name} is {e}") from None
+        raw = decode_base64(sig64, f"signature of {name}")
         if len(raw) < 5:
             raise NoteError(f"signature of {name}: must be a 4-byte key ID and a non-empty signature")
         return cls(name, int.from_bytes(raw[:4], "big"), raw[4:])
