@@ -10,7 +10,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import ClassVar, Protocol, Self
 
 import nacl.exceptions
 import nacl.signing
@@ -117,17 +117,7 @@ def parse_vkey(vkey: str) -> tuple[str, int, bytes]:
     return name, sig_type, public_key
 
 
-def ed25519_key_from_vkey(vkey: str, sig_type: int) -> tuple[str, bytes]:
-    """(name, 32-byte Ed25519 public key) of a vkey that must have signature type `sig_type`; raise NoteError."""
-    name, got_type, public_key = parse_vkey(vkey)
-    if got_type != sig_type:
-        raise NoteError(f"vkey {name}: signature type must be 0x{sig_type:02x}, got 0x{got_type:02x}")
-    check_ed25519_key(public_key)
-    return name, public_key
-
-
-def check_ed25519_key(public_key: bytes) -> None:
-    """An Ed25519 public key is 32 bytes (RFC 8032); raise NoteError."""
+def _check_ed25519_key(public_key: bytes) -> None:
     if not isinstance(public_key, bytes) or len(public_key) != _ED25519_KEY_SIZE:
         raise NoteError(f"public key: an Ed25519 key is {_ED25519_KEY_SIZE} bytes")
 
@@ -143,27 +133,37 @@ def ed25519_verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
     return True
 
 
-# --- Ed25519 note keys (type 0x01) ----------------------------------------------------------------------
+# --- Ed25519 note keys ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Ed25519Verifier:
-    """signed-note §Ed25519 signatures: verifies type 0x01 signatures of one named key."""
+    """signed-note §Ed25519 signatures: verifies one named Ed25519 key's signatures of type SIG_TYPE (0x01).
+
+    Signature types built on Ed25519 keys (tlog-cosignature's 0x04) subclass it with their own SIG_TYPE and
+    signed message; the type is part of the key ID, so one key under two types has two IDs.
+    """
+
+    SIG_TYPE: ClassVar[int] = SIG_ED25519
 
     name: str
     public_key: bytes
     key_id: int = field(init=False)
 
     def __post_init__(self) -> None:
-        check_ed25519_key(self.public_key)
-        object.__setattr__(self, "key_id", key_id(self.name, SIG_ED25519, self.public_key))
+        _check_ed25519_key(self.public_key)
+        object.__setattr__(self, "key_id", key_id(self.name, self.SIG_TYPE, self.public_key))
 
     @classmethod
-    def from_vkey(cls, vkey: str) -> Ed25519Verifier:
-        return cls(*ed25519_key_from_vkey(vkey, SIG_ED25519))
+    def from_vkey(cls, vkey: str) -> Self:
+        """The verifier of a vkey of this class's signature type; raise NoteError."""
+        name, sig_type, public_key = parse_vkey(vkey)
+        if sig_type != cls.SIG_TYPE:
+            raise NoteError(f"vkey {name}: signature type must be 0x{cls.SIG_TYPE:02x}, got 0x{sig_type:02x}")
+        return cls(name, public_key)
 
     def vkey(self) -> str:
-        return encode_vkey(self.name, SIG_ED25519, self.public_key)
+        return encode_vkey(self.name, self.SIG_TYPE, self.public_key)
 
     def verify(self, text: bytes, signature: bytes) -> bool:
         return ed25519_verify(self.public_key, text, signature)
@@ -171,14 +171,16 @@ class Ed25519Verifier:
 
 @dataclass(frozen=True)
 class Ed25519Signer:
-    """signed-note §Ed25519 signatures: signs note texts with one named Ed25519 key (type 0x01)."""
+    """signed-note §Ed25519 signatures: signs note texts with one named Ed25519 key (type SIG_TYPE, 0x01)."""
+
+    SIG_TYPE: ClassVar[int] = SIG_ED25519
 
     name: str
     signing_key: nacl.signing.SigningKey = field(repr=False)
     key_id: int = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "key_id", key_id(self.name, SIG_ED25519, bytes(self.signing_key.verify_key)))
+        object.__setattr__(self, "key_id", key_id(self.name, self.SIG_TYPE, bytes(self.signing_key.verify_key)))
 
     def sign(self, text: bytes) -> bytes:
         return self.signing_key.sign(text).signature
