@@ -12,6 +12,8 @@ from ledger.checkpoint import MAX_TREE_SIZE, Checkpoint, open_checkpoint, peek_o
 from ledger.names import cosigner_name, log_origin, parse_log_origin
 from ledger.note import Ed25519Signer, NoteError
 
+from .flip import flip_bit
+
 # The example of c2sp.org/tlog-checkpoint.
 SPEC_TEXT = "example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n"
 
@@ -30,12 +32,6 @@ checkpoints = st.builds(
     extensions=st.lists(lines, max_size=3).map(tuple),
 )
 
-
-def _flip(data: bytes, bit: int) -> bytes:
-    bit %= len(data) * 8
-    out = bytearray(data)
-    out[bit // 8] ^= 1 << (bit % 8)
-    return bytes(out)
 
 
 def test_spec_example_parses_and_reformats_identically():
@@ -118,7 +114,7 @@ def test_checkpoint_signed_by_another_key_does_not_open():
 def test_any_flipped_bit_in_a_signed_checkpoint_is_rejected(c, bit):
     signer = Ed25519Signer("log.example", LOG.signing_key)
     with pytest.raises(NoteError):
-        open_checkpoint(_flip(c.sign([signer]), bit), [signer.verifier()])
+        open_checkpoint(flip_bit(c.sign([signer]), bit), [signer.verifier()])
 
 
 def test_peek_origin_reads_the_first_line_without_verifying():

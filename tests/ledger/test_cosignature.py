@@ -18,6 +18,8 @@ from ledger.cosignature import (
 from ledger.names import cosigner_name, log_origin
 from ledger.note import Ed25519Signer, Ed25519Verifier, NoteError, Signature, note_signature, open_note
 
+from .flip import flip_bit
+
 # c2sp.org/tlog-cosignature: its example checkpoint, the example cosignature line, and the signed message.
 SPEC_CHECKPOINT = "example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n"
 SPEC_COSIGNATURE_LINE = (
@@ -42,12 +44,6 @@ WITNESS_KEY = nacl.signing.SigningKey(b"\x09" * 32)
 WITNESS = CosignatureSigner(cosigner_name("main", "did:key:z6MkWitness"), WITNESS_KEY, clock=lambda: 1_700_000_000.9)
 CHECKPOINT = Checkpoint(LOG.name, 7, hashlib.sha256(b"root").digest())
 
-
-def _flip(data: bytes, bit: int) -> bytes:
-    bit %= len(data) * 8
-    out = bytearray(data)
-    out[bit // 8] ^= 1 << (bit % 8)
-    return bytes(out)
 
 
 # --- The spec's example and published keys ---------------------------------------------------------------
@@ -141,4 +137,4 @@ def test_a_signature_of_the_wrong_size_has_no_timestamp():
 def test_any_flipped_bit_in_a_cosignature_is_rejected(bit):
     text = CHECKPOINT.to_text().encode()
     signature = WITNESS.sign(text)
-    assert not WITNESS.verifier().verify(text, _flip(signature, bit))
+    assert not WITNESS.verifier().verify(text, flip_bit(signature, bit))

@@ -23,6 +23,8 @@ from ledger.note import (
     sign_note,
 )
 
+from .flip import flip_bit
+
 # The worked example of golang.org/x/mod/sumdb/note (package documentation and example_test.go): the signer
 # key's data is 0x01 || the 32-byte Ed25519 seed.
 GO_SKEY_DATA = "AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz"
@@ -43,12 +45,6 @@ note_texts = st.text(st.characters(codec="utf-8", exclude_characters=_CONTROLS),
 def _signer(name: str, seed: int = 1) -> Ed25519Signer:
     return Ed25519Signer(name, nacl.signing.SigningKey(bytes([seed]) * 32))
 
-
-def _flip(data: bytes, bit: int) -> bytes:
-    bit %= len(data) * 8
-    out = bytearray(data)
-    out[bit // 8] ^= 1 << (bit % 8)
-    return bytes(out)
 
 
 ALICE = _signer("alice.example/log", 1)
@@ -204,7 +200,7 @@ def test_ambiguous_verifiers_are_a_configuration_error():
 def test_any_flipped_bit_is_rejected(text, bit):
     note = sign_note(text, [ALICE])
     with pytest.raises(NoteError):
-        open_note(_flip(note, bit), [ALICE.verifier()])
+        open_note(flip_bit(note, bit), [ALICE.verifier()])
 
 
 # --- Malformed notes ------------------------------------------------------------------------------------
