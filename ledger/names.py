@@ -1,6 +1,6 @@
-"""vouchnet's C2SP key names: log origins `vouchnet/<network>/<org did>/<log>`, cosigners `vouchnet/<network>/<org did>`.
-
-Schema-less and URL-like, as c2sp.org/tlog-checkpoint recommends for origins; never resolved over the network.
+"""vouchnet's C2SP signed-note key names: log origins `vouchnet/<network>/<org did>/<log>` (also the log key's
+name) and cosigner names `vouchnet/<network>/<org did>`; schema-less and URL-like, as c2sp.org/tlog-checkpoint
+recommends for origins, and never resolved over the network.
 """
 
 from __future__ import annotations

@@ -268,7 +268,8 @@ def _open_store(path: str | os.PathLike[str]) -> sqlite3.Connection:
         db.execute("BEGIN IMMEDIATE")
         db.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
         db.execute(
-            "CREATE TABLE IF NOT EXISTS cosigned (origin TEXT PRIMARY KEY, checkpoint TEXT NOT NULL, note BLOB NOT NULL)"
+            "CREATE TABLE IF NOT EXISTS cosigned "
+            "(origin TEXT PRIMARY KEY, checkpoint TEXT NOT NULL, note BLOB NOT NULL)"
         )
         db.execute("COMMIT")
     return db
