@@ -57,7 +57,7 @@ class NoteVerifier(Protocol):
     def verify(self, text: bytes, signature: bytes) -> bool: ...
 
 
-def check_key_name(name: str) -> None:
+def _check_key_name(name: str) -> None:
     """signed-note §Format: a key name is non-empty, with no Unicode space, no '+' and no control character."""
     if not isinstance(name, str) or not name:
         raise NoteError("key name: must be a non-empty string")
@@ -68,7 +68,7 @@ def check_key_name(name: str) -> None:
 
 def key_id(name: str, sig_type: int, public_key: bytes) -> int:
     """signed-note §Signatures: SHA-256(key name || 0x0A || signature type || public key)[:4], big-endian."""
-    check_key_name(name)
+    _check_key_name(name)
     if not 0 <= sig_type <= 0xFF:
         raise NoteError(f"signature type: must be one byte, got {sig_type}")
     digest = hashlib.sha256(name.encode() + b"\n" + bytes([sig_type]) + public_key).digest()
@@ -105,7 +105,7 @@ def parse_vkey(vkey: str) -> tuple[str, int, bytes]:
     if len(parts) != 3:
         raise NoteError("vkey: must be <name>+<key ID>+<key>")
     name, hex_id, key64 = parts
-    check_key_name(name)
+    _check_key_name(name)
     if not _HEX8.fullmatch(hex_id):
         raise NoteError(f"vkey {name}: key ID must be 8 hex digits, got {hex_id!r}")
     typed_key = decode_base64(key64, f"vkey {name}: key")
@@ -201,7 +201,7 @@ class Signature:
     signature: bytes
 
     def __post_init__(self) -> None:
-        check_key_name(self.name)
+        _check_key_name(self.name)
         if not 0 <= self.key_id <= 0xFFFFFFFF:
             raise NoteError(f"signature {self.name}: key ID must be a uint32")
         if not isinstance(self.signature, bytes) or not self.signature:
@@ -221,7 +221,7 @@ class Signature:
         name, sep, sig64 = line[len(_SIG_PREFIX) :].partition(" ")
         if not sep:
             raise NoteError("must be '— <key name> <base64 signature>'")
-        check_key_name(name)
+        _check_key_name(name)
         raw = decode_base64(sig64, f"signature of {name}")
         if len(raw) < 5:
             raise NoteError(f"signature of {name}: must be a 4-byte key ID and a non-empty signature")
