@@ -136,7 +136,7 @@ def test_peek_origin_rejects_notes_without_an_origin(note, message):
 def test_origin_convention_round_trips():
     assert ORIGIN == f"vouchnet/main/{DID}/records"
     assert parse_log_origin(ORIGIN) == ("main", DID, "records")
-    assert cosigner_name("main", DID) == f"vouchnet/main/{DID}"
+    assert cosigner_name(DID) == f"vouchnet/{DID}"
 
 
 @pytest.mark.parametrize(

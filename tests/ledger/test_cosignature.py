@@ -41,7 +41,7 @@ FORMATS_COSIGNATURE = (
 DID = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
 LOG = Ed25519Signer(log_origin("main", DID, "records"), nacl.signing.SigningKey(b"\x07" * 32))
 WITNESS_KEY = nacl.signing.SigningKey(b"\x09" * 32)
-WITNESS = CosignatureSigner(cosigner_name("main", "did:key:z6MkWitness"), WITNESS_KEY, clock=lambda: 1_700_000_000.9)
+WITNESS = CosignatureSigner(cosigner_name("did:key:z6MkWitness"), WITNESS_KEY, clock=lambda: 1_700_000_000.9)
 CHECKPOINT = Checkpoint(LOG.name, 7, hashlib.sha256(b"root").digest())
 
 

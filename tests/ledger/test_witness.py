@@ -41,7 +41,7 @@ DID = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
 ORIGIN = log_origin("main", DID, "records")
 LOG = Ed25519Signer(ORIGIN, nacl.signing.SigningKey(b"\x07" * 32))
 WITNESS_KEY = nacl.signing.SigningKey(b"\x09" * 32)
-WITNESS_NAME = cosigner_name("main", "did:key:z6MkWitness")
+WITNESS_NAME = cosigner_name("did:key:z6MkWitness")
 
 # The example request body of c2sp.org/tlog-witness.
 SPEC_BODY = """old 20852014
