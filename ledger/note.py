@@ -63,7 +63,7 @@ def _check_key_name(name: str) -> None:
         raise NoteError("key name: must be a non-empty string")
     for ch in name:
         if ch.isspace() or ch == "+" or ch < " ":
-            raise NoteError(f"key name {name!r}: must not contain spaces, '+' or control characters")
+            raise NoteError(f"key name {name!r:.100}: must not contain spaces, '+' or control characters")
 
 
 def key_id(name: str, sig_type: int, public_key: bytes) -> int:
