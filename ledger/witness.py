@@ -1,0 +1,275 @@
+"""A C2SP tlog-witness (c2sp.org/tlog-witness, add-checkpoint): cosigns a log's checkpoint only after checking the
+log's signature and a consistency proof from the last checkpoint it cosigned for that origin, which it stores
+durably (SQLite WAL, synchronous=FULL) before answering. Also the add-checkpoint request body's wire format.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import sqlite3
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import ClassVar
+
+from .checkpoint import MAX_TREE_SIZE, Checkpoint, open_checkpoint, peek_origin
+from .cosignature import CosignatureSigner
+from .merkle import EMPTY_ROOT, HASH_SIZE, ProofError, verify_consistency
+from .note import MAX_NOTE_SIZE, NoteError, NoteVerifier, Signature, decode_base64, format_note, note_signature
+
+MAX_PROOF_LINES = 63  # tlog-witness: a client MUST NOT send more
+_HASH_LINE = 45  # base64 of a 32-byte hash, and a newline
+MAX_REQUEST_SIZE = len(f"old {MAX_TREE_SIZE}\n") + MAX_PROOF_LINES * _HASH_LINE + 1 + MAX_NOTE_SIZE
+_OLD_LINE = re.compile(r"old (0|[1-9][0-9]*)")
+_APPLICATION_ID = 0x766E7774  # "vnwt" in SQLite's header: this file is a vouchnet witness's state
+
+
+# --- Answers other than a cosignature (tlog-witness's HTTP status codes, for protocols that carry them) -----
+
+
+class WitnessError(Exception):
+    """The witness refuses an add-checkpoint request; the message names the field and the rule."""
+
+    http_status: ClassVar[int] = 400
+
+
+class BadRequest(WitnessError):
+    """The request body is malformed, or its old size exceeds the checkpoint's size."""
+
+
+class UnknownOrigin(WitnessError):
+    """The checkpoint's origin is not a log this witness follows."""
+
+    http_status = 404
+
+
+class BadCheckpoint(WitnessError):
+    """The checkpoint is malformed or carries no valid signature of the log's key."""
+
+    http_status = 403
+
+
+class Conflict(WitnessError):
+    """The old size is not the size this witness last cosigned (a stale client, or a rollback); retry from `size`."""
+
+    http_status = 409
+
+    def __init__(self, message: str, size: int) -> None:
+        super().__init__(message)
+        self.size = size
+
+
+class BadProof(WitnessError):
+    """The consistency proof does not verify; both log-signed notes are kept for following up."""
+
+    http_status = 422
+
+    def __init__(self, message: str, cosigned: bytes | None, submitted: bytes) -> None:
+        super().__init__(message)
+        self.cosigned = cosigned
+        self.submitted = submitted
+
+
+class Equivocation(WitnessError):
+    """The log signed two different roots for one size: `cosigned` and `submitted` are the two signed notes,
+    each with the log's signatures only, self-contained evidence against the log."""
+
+    http_status = 409
+
+    def __init__(self, origin: str, cosigned: bytes, submitted: bytes) -> None:
+        super().__init__(f"origin {origin}: the log signed two different roots at one size")
+        self.origin = origin
+        self.cosigned = cosigned
+        self.submitted = submitted
+
+
+class WitnessStoreError(Exception):
+    """The witness's state file cannot be used: missing directory, corrupt, or not a witness state file."""
+
+
+# --- The add-checkpoint request body --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AddCheckpointRequest:
+    """tlog-witness add-checkpoint body: `old <size>`, consistency proof lines, a blank line, the checkpoint.
+
+    `old_size` is the size the client believes the witness last cosigned (0 if none); `proof` is the RFC 9162
+    consistency proof from it to the checkpoint's size; `checkpoint` is the log-signed checkpoint note.
+    """
+
+    old_size: int
+    proof: tuple[bytes, ...]
+    checkpoint: bytes
+
+    def __post_init__(self) -> None:
+        if type(self.old_size) is not int or not 0 <= self.old_size <= MAX_TREE_SIZE:
+            raise BadRequest("old size: must be an integer from 0 to 2^64 - 1")
+        if not isinstance(self.proof, tuple) or len(self.proof) > MAX_PROOF_LINES:
+            raise BadRequest(f"proof: must be a tuple of at most {MAX_PROOF_LINES} hashes")
+        for i, h in enumerate(self.proof, 1):
+            if not isinstance(h, bytes) or len(h) != HASH_SIZE:
+                raise BadRequest(f"proof line {i}: must be a {HASH_SIZE}-byte hash")
+        if not isinstance(self.checkpoint, bytes) or not self.checkpoint:
+            raise BadRequest("checkpoint: must be a non-empty signed note")
+
+    def to_bytes(self) -> bytes:
+        proof = "".join(base64.b64encode(h).decode() + "\n" for h in self.proof)
+        return f"old {self.old_size}\n{proof}\n".encode() + self.checkpoint
+
+    @classmethod
+    def parse(cls, body: bytes) -> AddCheckpointRequest:
+        """Parse a request body strictly; raise BadRequest naming the line and the rule."""
+        if len(body) > MAX_REQUEST_SIZE:
+            raise BadRequest(f"request: {len(body)} bytes is more than {MAX_REQUEST_SIZE}")
+        # Header lines are never empty, so the first blank line ends them; the checkpoint note follows it.
+        head, blank, checkpoint = body.partition(b"\n\n")
+        if not blank:
+            raise BadRequest("request: must be an old size line, proof lines, a blank line and a checkpoint")
+        try:
+            lines = head.decode("ascii").split("\n")
+        except UnicodeDecodeError:
+            raise BadRequest("request: the old size and proof lines must be ASCII") from None
+        m = _OLD_LINE.fullmatch(lines[0])
+        if not m or len(m[1]) > len(str(MAX_TREE_SIZE)):
+            raise BadRequest(f"old size line {lines[0][:32]!r}: must be 'old <decimal size>' without leading zeros")
+        if len(lines) - 1 > MAX_PROOF_LINES:
+            raise BadRequest(f"proof: {len(lines) - 1} lines is more than {MAX_PROOF_LINES}")
+        proof = []
+        for i, line in enumerate(lines[1:], 1):
+            try:
+                proof.append(decode_base64(line, f"proof line {i}"))
+            except NoteError as e:
+                raise BadRequest(str(e)) from None
+        return cls(int(m[1]), tuple(proof), checkpoint)
+
+
+# --- The witness ----------------------------------------------------------------------------------------
+
+
+class Witness:
+    """Cosigns checkpoints of the logs in `logs` (origin -> the log's key), keeping its state at `path`.
+
+    `logs` is read on every request, so its owner may add and remove logs while the witness runs. Methods may
+    be called from several threads; checking a request against the stored state and storing the new state are
+    one SQLite transaction, so no interleaving can roll an origin back.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], signer: CosignatureSigner, logs: Mapping[str, NoteVerifier]
+    ) -> None:
+        self._signer = signer
+        self._logs = logs
+        self._lock = threading.Lock()
+        self._db = _open_store(path)
+
+    def add_checkpoint(self, request: AddCheckpointRequest) -> Signature:
+        """tlog-witness add-checkpoint: verify, store the checkpoint durably, then return the cosignature.
+
+        Raises UnknownOrigin, BadCheckpoint, BadRequest, Conflict, BadProof or Equivocation.
+        """
+        try:
+            origin = peek_origin(request.checkpoint)
+        except NoteError as e:
+            raise BadCheckpoint(str(e)) from None
+        verifier = self._logs.get(origin)
+        if verifier is None:
+            raise UnknownOrigin(f"origin {origin[:200]!r}: not a log this witness follows")
+        try:
+            checkpoint, signatures = open_checkpoint(request.checkpoint, [verifier])
+        except NoteError as e:
+            raise BadCheckpoint(str(e)) from None
+        if request.old_size > checkpoint.size:
+            raise BadRequest(f"old size {request.old_size}: exceeds the checkpoint's size {checkpoint.size}")
+        # Kept and reported with the log's signatures only: compact, and evidence on its own.
+        submitted = format_note(checkpoint.to_text(), signatures)
+        with self._lock:
+            self._advance(request, checkpoint, submitted)
+        return note_signature(checkpoint.to_text(), self._signer)
+
+    def cosigned(self, origin: str) -> tuple[Checkpoint, bytes] | None:
+        """The latest checkpoint cosigned for `origin` and its log-signed note, or None if there is none."""
+        with self._lock:
+            return self._latest(origin)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Witness:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _latest(self, origin: str) -> tuple[Checkpoint, bytes] | None:
+        row = self._db.execute("SELECT checkpoint, note FROM cosigned WHERE origin = ?", (origin,)).fetchone()
+        if row is None:
+            return None
+        try:
+            return Checkpoint.parse(row[0]), row[1]
+        except NoteError as e:
+            raise WitnessStoreError(f"stored checkpoint of {origin}: {e}") from None
+
+    def _advance(self, request: AddCheckpointRequest, checkpoint: Checkpoint, submitted: bytes) -> None:
+        """Check the request against the stored state and store the new checkpoint, in one transaction."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            latest = self._latest(checkpoint.origin)
+            size = latest[0].size if latest else 0
+            if request.old_size != size:
+                raise Conflict(f"old size {request.old_size}: this witness last cosigned size {size}", size)
+            if latest and checkpoint.size == size:
+                if checkpoint.root != latest[0].root:
+                    raise Equivocation(checkpoint.origin, latest[1], submitted)
+                if request.proof:
+                    raise BadProof("proof: must be empty when the sizes are equal", latest[1], submitted)
+            else:
+                old_root = latest[0].root if latest else EMPTY_ROOT
+                try:
+                    verify_consistency(size, checkpoint.size, old_root, checkpoint.root, request.proof)
+                except ProofError as e:
+                    message = f"consistency proof from {size} to {checkpoint.size}: {e}"
+                    raise BadProof(message, latest[1] if latest else None, submitted) from None
+                self._db.execute(
+                    "INSERT INTO cosigned (origin, checkpoint, note) VALUES (?, ?, ?) ON CONFLICT (origin) "
+                    "DO UPDATE SET checkpoint = excluded.checkpoint, note = excluded.note",
+                    (checkpoint.origin, checkpoint.to_text(), submitted),
+                )
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+
+
+def _open_store(path: str | os.PathLike[str]) -> sqlite3.Connection:
+    """Open (or create) a witness state file; never alter a file that is not one."""
+    try:
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        app_id = db.execute("PRAGMA application_id").fetchone()[0]
+        tables = db.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]
+    except sqlite3.Error as e:
+        raise WitnessStoreError(f"{os.fspath(path)}: cannot be read as a witness state file ({e})") from None
+    if app_id != _APPLICATION_ID and (app_id != 0 or tables != 0):
+        db.close()
+        raise WitnessStoreError(f"{os.fspath(path)}: is not a vouchnet witness state file")
+    # WAL with synchronous=FULL: a committed transaction is on disk before COMMIT returns.
+    if db.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":
+        db.close()
+        raise WitnessStoreError(f"{os.fspath(path)}: cannot use write-ahead logging")
+    db.execute("PRAGMA synchronous=FULL")
+    if app_id == 0:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS cosigned "
+            "(origin TEXT PRIMARY KEY, checkpoint TEXT NOT NULL, note BLOB NOT NULL)"
+        )
+        db.execute("COMMIT")
+    return db

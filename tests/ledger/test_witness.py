@@ -1,0 +1,423 @@
+"""C2SP tlog-witness: cosigning a growing log with real consistency proofs, conflicts, equivocation, bad input,
+durable state, and the add-checkpoint request body."""
+
+import base64
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from itertools import count
+from pathlib import Path
+
+import nacl.signing
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ledger import merkle
+from ledger.checkpoint import Checkpoint, open_checkpoint
+from ledger.cosignature import CosignatureSigner, cosignature_timestamp
+from ledger.names import cosigner_name, log_origin
+from ledger.note import Ed25519Signer, NoteError, note_signature, sign_note
+from ledger.witness import (
+    MAX_PROOF_LINES,
+    AddCheckpointRequest,
+    BadCheckpoint,
+    BadProof,
+    BadRequest,
+    Conflict,
+    Equivocation,
+    UnknownOrigin,
+    Witness,
+    WitnessStoreError,
+)
+
+from .flip import flip_bit
+from .memory_tree import MemoryTree
+
+DID = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
+ORIGIN = log_origin("main", DID, "records")
+LOG = Ed25519Signer(ORIGIN, nacl.signing.SigningKey(b"\x07" * 32))
+WITNESS_KEY = nacl.signing.SigningKey(b"\x09" * 32)
+WITNESS_NAME = cosigner_name("did:key:z6MkWitness")
+
+# The example request body of c2sp.org/tlog-witness.
+SPEC_BODY = """old 20852014
+PlRNCrwHpqhGrupue0L7gxbjbMiKA9temvuZZDDpkaw=
+jrJZDmY8Y7SyJE0MWLpLozkIVMSMZcD5kvuKxPC3swk=
+5+pKlUdi2LeF/BcMHBn+Ku6yhPGNCswZZD1X/6QgPd8=
+/6WVhPs2CwSsb5rYBH5cjHV/wSmA79abXAwhXw3Kj/0=
+
+example.com/behind-the-sofa
+20852163
+CsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=
+
+— example.com/behind-the-sofa Az3grlgtzPICa5OS8npVmf1Myq/5IZniMp+ZJurmRDeOoRDe4URYN7u5/Zhcyv2q1gGzGku9nTo+zyWE+xeMcTOAYQ8=
+— example.com/behind-the-sofa opLqBQsREYCgu6xQkYQwJr9fo45a62DN9EdmHXnZdXNqlcVGlCum2Wks+49/V6267UEjw6QUXTS5Rovnzv++qbSzm9Q=
+""".encode()
+
+
+class Log:
+    """A log as a client of the witness: a tree, its signed checkpoints and consistency proofs."""
+
+    def __init__(self, prefix: bytes = b"entry", signer: Ed25519Signer = LOG) -> None:
+        self.tree = MemoryTree()
+        self.prefix = prefix
+        self.signer = signer
+
+    def grow_to(self, size: int) -> None:
+        self.tree.append([self.prefix + b" %d" % i for i in range(self.tree.size, size)])
+
+    def checkpoint(self, size: int) -> Checkpoint:
+        return Checkpoint(self.signer.name, size, merkle.root_hash(size, self.tree))
+
+    def request(self, old: int, size: int) -> AddCheckpointRequest:
+        proof = merkle.consistency_proof(old, size, self.tree)
+        return AddCheckpointRequest(old, tuple(proof), self.checkpoint(size).sign([self.signer]))
+
+
+def _signer() -> CosignatureSigner:
+    ticks = count(1_700_000_000)
+    return CosignatureSigner(WITNESS_NAME, WITNESS_KEY, clock=lambda: next(ticks))
+
+
+def _open(path: Path) -> Witness:
+    return Witness(path, _signer(), {ORIGIN: LOG.verifier()})
+
+
+@pytest.fixture
+def witness(tmp_path):
+    with _open(tmp_path / "witness.db") as w:
+        yield w
+
+
+def _assert_cosigns(witness: Witness, log: Log, old: int, size: int) -> None:
+    request = log.request(old, size)
+    cosignature = witness.add_checkpoint(request)
+    note = request.checkpoint + cosignature.line.encode()
+    checkpoint, sigs = open_checkpoint(note, [_signer().verifier()])
+    assert checkpoint == log.checkpoint(size)
+    assert [s.name for s in sigs] == [WITNESS_NAME]
+    assert witness.cosigned(ORIGIN)[0] == checkpoint
+
+
+# --- Cosigning a growing log ----------------------------------------------------------------------------
+
+
+def test_cosigns_a_growing_log_step_by_step(witness):
+    log = Log()
+    old = 0
+    for size in [0, 1, 2, 3, 4, 7, 8, 9, 16, 17, 100, 1000]:
+        log.grow_to(size)
+        _assert_cosigns(witness, log, old, size)
+        old = size
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.lists(st.integers(0, 300), min_size=1, max_size=6))
+def test_cosigns_every_consistent_growth(steps):
+    log = Log()
+    with tempfile.TemporaryDirectory() as d, _open(Path(d) / "w.db") as witness:
+        old = 0
+        for step in steps:
+            log.grow_to(old + step)
+            _assert_cosigns(witness, log, old, old + step)
+            old += step
+
+
+def test_the_same_checkpoint_is_cosigned_again_at_a_later_time(witness):
+    log = Log()
+    log.grow_to(5)
+    first = witness.add_checkpoint(log.request(0, 5))
+    again = witness.add_checkpoint(log.request(5, 5))
+    assert cosignature_timestamp(again) > cosignature_timestamp(first)
+    assert _signer().verifier().verify(log.checkpoint(5).to_text().encode(), again.signature)
+
+
+def test_only_the_log_signatures_are_kept(witness):
+    log = Log()
+    log.grow_to(3)
+    request = log.request(0, 3)
+    other = Ed25519Signer("other.example/log", nacl.signing.SigningKey(b"\x0a" * 32))
+    extra = note_signature(log.checkpoint(3).to_text(), other).line.encode()
+    witness.add_checkpoint(AddCheckpointRequest(0, request.proof, request.checkpoint + extra))
+    assert witness.cosigned(ORIGIN)[1] == request.checkpoint
+
+
+# --- Refusals -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def at_five(tmp_path_factory):
+    """A witness that cosigned size 5 of a 13-entry log; refused requests leave it there."""
+    log = Log()
+    log.grow_to(13)
+    with _open(tmp_path_factory.mktemp("at_five") / "w.db") as witness:
+        witness.add_checkpoint(log.request(0, 5))
+        yield witness, log
+
+
+@given(st.integers(min_value=0))
+def test_a_proof_with_any_flipped_bit_is_refused_and_changes_nothing(at_five, bit):
+    witness, log = at_five
+    good = log.request(5, 13)
+    flipped = flip_bit(b"".join(good.proof), bit)
+    bad = AddCheckpointRequest(5, tuple(flipped[i : i + 32] for i in range(0, len(flipped), 32)), good.checkpoint)
+    with pytest.raises(BadProof, match="consistency proof from 5 to 13") as e:
+        witness.add_checkpoint(bad)
+    assert e.value.http_status == 422
+    assert e.value.submitted == good.checkpoint
+    assert witness.cosigned(ORIGIN)[0].size == 5
+
+
+def test_a_proof_from_size_zero_must_be_empty(witness):
+    log = Log()
+    log.grow_to(4)
+    request = log.request(0, 4)
+    with pytest.raises(BadProof, match="must be empty from size 0"):
+        witness.add_checkpoint(AddCheckpointRequest(0, (bytes(32),), request.checkpoint))
+
+
+def test_a_stale_old_size_gets_a_conflict_carrying_the_witness_size(witness):
+    log = Log()
+    log.grow_to(20)
+    witness.add_checkpoint(log.request(0, 10))
+    with pytest.raises(Conflict, match="last cosigned size 10") as e:
+        witness.add_checkpoint(log.request(3, 20))
+    assert (e.value.size, e.value.http_status) == (10, 409)
+    _assert_cosigns(witness, log, e.value.size, 20)  # the client retries from the size it was told
+
+
+def test_a_client_that_knows_nothing_learns_the_size_from_old_zero(witness):
+    log = Log()
+    log.grow_to(20)
+    witness.add_checkpoint(log.request(0, 10))
+    with pytest.raises(Conflict) as e:
+        witness.add_checkpoint(log.request(0, 20))
+    assert e.value.size == 10
+
+
+def test_a_rollback_to_a_smaller_size_is_a_conflict(witness):
+    log = Log()
+    log.grow_to(10)
+    witness.add_checkpoint(log.request(0, 10))
+    for old in (0, 5):
+        with pytest.raises(Conflict) as e:
+            witness.add_checkpoint(log.request(old, 5))
+        assert e.value.size == 10
+    assert witness.cosigned(ORIGIN)[0].size == 10
+
+
+def test_a_second_root_at_a_cosigned_size_is_equivocation_with_both_signed_notes(witness):
+    honest, forked = Log(b"entry"), Log(b"forked")
+    honest.grow_to(5)
+    forked.grow_to(5)
+    witness.add_checkpoint(honest.request(0, 5))
+    with pytest.raises(Equivocation) as e:
+        witness.add_checkpoint(forked.request(5, 5))
+    assert (e.value.origin, e.value.http_status) == (ORIGIN, 409)
+    a = open_checkpoint(e.value.cosigned, [LOG.verifier()])[0]
+    b = open_checkpoint(e.value.submitted, [LOG.verifier()])[0]
+    assert (a.origin, a.size) == (b.origin, b.size) == (ORIGIN, 5)
+    assert a.root != b.root
+    assert witness.cosigned(ORIGIN)[0] == honest.checkpoint(5)
+
+
+def test_a_non_empty_proof_between_equal_sizes_is_refused(witness):
+    log = Log()
+    log.grow_to(5)
+    witness.add_checkpoint(log.request(0, 5))
+    with pytest.raises(BadProof, match="must be empty when the sizes are equal"):
+        witness.add_checkpoint(AddCheckpointRequest(5, (bytes(32),), log.checkpoint(5).sign([LOG])))
+
+
+def test_an_old_size_beyond_the_checkpoint_is_a_bad_request(witness):
+    log = Log()
+    log.grow_to(5)
+    with pytest.raises(BadRequest, match="old size 6: exceeds the checkpoint's size 5") as e:
+        witness.add_checkpoint(AddCheckpointRequest(6, (), log.checkpoint(5).sign([LOG])))
+    assert e.value.http_status == 400
+
+
+def test_an_unknown_origin_is_refused_until_the_log_is_added(tmp_path):
+    other = Ed25519Signer(log_origin("main", "did:key:z6MkOther", "records"), nacl.signing.SigningKey(b"\x0b" * 32))
+    log = Log(signer=other)
+    log.grow_to(2)
+    logs = {ORIGIN: LOG.verifier()}
+    with Witness(tmp_path / "w.db", _signer(), logs) as witness:
+        with pytest.raises(UnknownOrigin, match="not a log this witness follows") as e:
+            witness.add_checkpoint(log.request(0, 2))
+        assert e.value.http_status == 404
+        logs[other.name] = other.verifier()
+        witness.add_checkpoint(log.request(0, 2))
+        assert witness.cosigned(other.name)[0].size == 2
+
+
+def test_a_checkpoint_not_signed_by_the_log_key_is_refused(witness):
+    impostor = Log(signer=Ed25519Signer(ORIGIN, nacl.signing.SigningKey(b"\x0c" * 32)))
+    impostor.grow_to(3)
+    with pytest.raises(BadCheckpoint, match="none of its 1 signatures is from a known key") as e:
+        witness.add_checkpoint(impostor.request(0, 3))
+    assert e.value.http_status == 403
+    assert witness.cosigned(ORIGIN) is None
+
+
+@pytest.mark.parametrize(
+    "note, message",
+    [
+        (b"no origin line", "must start with an origin line"),
+        (f"{ORIGIN}\nnot a note\n".encode(), "must be a text, a blank line and signature lines"),
+    ],
+)
+def test_malformed_checkpoints_are_refused(witness, note, message):
+    with pytest.raises(BadCheckpoint, match=message):
+        witness.add_checkpoint(AddCheckpointRequest(0, (), note))
+
+
+def test_a_signed_note_that_is_not_a_checkpoint_is_refused(witness):
+    with pytest.raises(BadCheckpoint, match="must have an origin, a size and a root hash line"):
+        witness.add_checkpoint(AddCheckpointRequest(0, (), sign_note(f"{ORIGIN}\n", [LOG])))
+
+
+# --- Durable state --------------------------------------------------------------------------------------
+
+
+def test_state_survives_reopening(tmp_path):
+    log = Log()
+    log.grow_to(30)
+    with _open(tmp_path / "w.db") as witness:
+        witness.add_checkpoint(log.request(0, 12))
+    with _open(tmp_path / "w.db") as witness:
+        assert witness.cosigned(ORIGIN)[0] == log.checkpoint(12)
+        with pytest.raises(Conflict) as e:
+            witness.add_checkpoint(log.request(0, 30))
+        assert e.value.size == 12
+        _assert_cosigns(witness, log, 12, 30)
+
+
+def test_two_witnesses_on_one_file_check_against_the_stored_state(tmp_path):
+    log = Log()
+    log.grow_to(9)
+    with _open(tmp_path / "w.db") as first, _open(tmp_path / "w.db") as second:
+        first.add_checkpoint(log.request(0, 5))
+        with pytest.raises(Conflict) as e:
+            second.add_checkpoint(log.request(0, 9))
+        assert e.value.size == 5
+
+
+_CHILD = """
+import os, signal, sys
+import nacl.signing
+from ledger.witness import Witness, AddCheckpointRequest
+from ledger.cosignature import CosignatureSigner
+from ledger.note import Ed25519Verifier
+path, origin, vkey, name, body = sys.argv[1:]
+witness = Witness(path, CosignatureSigner(name, nacl.signing.SigningKey(b"\\x09" * 32)),
+                  {origin: Ed25519Verifier.from_vkey(vkey)})
+sig = witness.add_checkpoint(AddCheckpointRequest.parse(bytes.fromhex(body)))
+sys.stdout.write(sig.line)
+sys.stdout.flush()
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.slow
+def test_the_state_is_on_disk_when_the_cosignature_is_returned(tmp_path):
+    log = Log()
+    log.grow_to(7)
+    body = log.request(0, 7).to_bytes()
+    args = [str(tmp_path / "w.db"), ORIGIN, LOG.verifier().vkey(), WITNESS_NAME, body.hex()]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    child = subprocess.run([sys.executable, "-c", _CHILD, *args], capture_output=True, text=True, env=env, timeout=60)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    assert child.stdout.startswith(f"— {WITNESS_NAME} ")
+    with _open(tmp_path / "w.db") as witness:
+        assert witness.cosigned(ORIGIN)[0] == log.checkpoint(7)
+
+
+def test_a_file_that_is_not_a_database_is_reported(tmp_path):
+    path = tmp_path / "garbage.db"
+    path.write_bytes(b"not a database" * 100)
+    with pytest.raises(WitnessStoreError, match="cannot be read as a witness state file"):
+        _open(path)
+
+
+def test_another_sqlite_file_is_reported_and_left_alone(tmp_path):
+    path = tmp_path / "other.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE entries (x)")
+    db.commit()
+    db.close()
+    before = path.read_bytes()
+    with pytest.raises(WitnessStoreError, match="is not a vouchnet witness state file"):
+        _open(path)
+    assert path.read_bytes() == before
+
+
+def test_a_missing_directory_is_reported(tmp_path):
+    with pytest.raises(WitnessStoreError):
+        _open(tmp_path / "missing" / "w.db")
+
+
+# --- The add-checkpoint request body --------------------------------------------------------------------
+
+
+def test_spec_example_request_body_parses_and_formats_identically():
+    request = AddCheckpointRequest.parse(SPEC_BODY)
+    assert request.old_size == 20852014
+    assert request.proof[0] == base64.b64decode("PlRNCrwHpqhGrupue0L7gxbjbMiKA9temvuZZDDpkaw=")
+    assert len(request.proof) == 4
+    assert request.checkpoint.startswith(b"example.com/behind-the-sofa\n20852163\n")
+    assert request.to_bytes() == SPEC_BODY
+
+
+requests = st.builds(
+    AddCheckpointRequest,
+    old_size=st.integers(0, 2**64 - 1),
+    proof=st.lists(st.binary(min_size=32, max_size=32), max_size=MAX_PROOF_LINES).map(tuple),
+    checkpoint=st.binary(min_size=1, max_size=300),
+)
+
+
+@given(requests)
+def test_request_parse_inverts_to_bytes(request):
+    assert AddCheckpointRequest.parse(request.to_bytes()) == request
+
+
+_NOTE = b"o\n1\nAAAA\n\n\xe2\x80\x94 k AAAAAAA=\n"
+_HASH = base64.b64encode(bytes(32))
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (b"old 0\n" + _NOTE.replace(b"\n\n", b"\n"), "must be an old size line, proof lines, a blank line"),
+        (b"old 01\n\n" + _NOTE, "must be 'old <decimal size>' without leading zeros"),
+        (b"old -1\n\n" + _NOTE, "old size line 'old -1'"),
+        (b"Old 1\n\n" + _NOTE, "old size line 'Old 1'"),
+        (b"old 1 \n\n" + _NOTE, "old size line 'old 1 '"),
+        (b"old  1\n\n" + _NOTE, "old size line"),
+        (b"old 1\r\n\n" + _NOTE, "old size line"),
+        (b"old " + b"9" * 21 + b"\n\n" + _NOTE, "old size line"),
+        (b"old 18446744073709551616\n\n" + _NOTE, "old size: must be an integer from 0 to 2\\^64 - 1"),
+        (b"old \xd9\xa1\n\n" + _NOTE, "must be ASCII"),
+        (b"old 1\nnot-base64\n\n" + _NOTE, "proof line 1: not valid base64"),
+        (b"old 1\n" + _HASH + b" \n\n" + _NOTE, "proof line 1: not valid base64"),
+        (b"old 1\n" + _HASH + b"\n" + base64.b64encode(bytes(31)) + b"\n\n" + _NOTE, "proof line 2: must be a 32"),
+        (b"old 1\n" + (_HASH + b"\n") * (MAX_PROOF_LINES + 1) + b"\n" + _NOTE, "proof: 64 lines is more than 63"),
+        (b"old 1\n\n", "checkpoint: must be a non-empty signed note"),
+        (b"old 1\n\n" + b"x" * 70_000, "bytes is more than"),
+    ],
+)
+def test_malformed_request_bodies_are_rejected_with_the_rule(body, message):
+    with pytest.raises(BadRequest, match=message):
+        AddCheckpointRequest.parse(body)
+
+
+def test_note_errors_are_not_raised_by_request_parsing():
+    # Everything parse rejects is a BadRequest, never a NoteError escaping from the base64 decoder.
+    with pytest.raises(BadRequest) as e:
+        AddCheckpointRequest.parse(b"old 1\n====\n\n" + _NOTE)
+    assert not isinstance(e.value, NoteError)
