@@ -6,18 +6,12 @@ from hypothesis import strategies as st
 
 from ledger import merkle
 
+from .flip import flip_bit
 from .memory_tree import MemoryTree
 
 
 def _entries(n: int) -> list[bytes]:
     return [f"entry {i}".encode() for i in range(n)]
-
-
-def _flip(data: bytes, bit: int) -> bytes:
-    bit %= len(data) * 8
-    out = bytearray(data)
-    out[bit // 8] ^= 1 << (bit % 8)
-    return bytes(out)
 
 
 @st.composite
@@ -64,14 +58,14 @@ def test_inclusion_rejects_any_change(size_index, bit, what):
     tree = MemoryTree(_entries(size))
     entry, proof, root = _entries(size)[index], merkle.inclusion_proof(index, size, tree), merkle.root_hash(size, tree)
     if what == "entry":
-        entry = _flip(entry, bit)
+        entry = flip_bit(entry, bit)
     elif what == "proof":
         if not proof:
             return
         i = bit % len(proof)
-        proof[i] = _flip(proof[i], bit // len(proof))
+        proof[i] = flip_bit(proof[i], bit // len(proof))
     elif what == "root":
-        root = _flip(root, bit)
+        root = flip_bit(root, bit)
     else:
         index ^= 1 << (bit % 10)
     with pytest.raises(merkle.ProofError):
@@ -96,11 +90,11 @@ def test_consistency_rejects_any_change(sizes, bit, what):
         if not proof:
             return
         i = bit % len(proof)
-        proof[i] = _flip(proof[i], bit // len(proof))
+        proof[i] = flip_bit(proof[i], bit // len(proof))
     elif what == "old_root":
-        old_root = _flip(old_root, bit)
+        old_root = flip_bit(old_root, bit)
     elif what == "new_root":
-        new_root = _flip(new_root, bit)
+        new_root = flip_bit(new_root, bit)
     elif what == "extra":
         proof.append(old_root)
     elif not proof:
