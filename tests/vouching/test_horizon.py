@@ -1,0 +1,69 @@
+"""The replication horizon: who is within max_hops of the roots, as vouches arrive, are revoked, or equivocate."""
+
+from collections import deque
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from vouching.horizon import Horizon
+
+
+def _chain(h: Horizon, names: list[str]) -> None:
+    for i, (a, b) in enumerate(zip(names, names[1:])):
+        h.add_edge(bytes([i]) * 32, a, b)
+
+
+def test_roots_are_inside_and_strangers_outside():
+    h = Horizon(["root"], max_hops=3)
+    assert "root" in h and h.hops("root") == 0
+    assert "stranger" not in h and h.hops("stranger") is None
+
+
+def test_a_chain_is_cut_at_max_hops():
+    h = Horizon(["root"], max_hops=2)
+    _chain(h, ["root", "a", "b", "c"])
+    assert [h.hops(x) for x in ["a", "b", "c"]] == [1, 2, None]
+
+
+def test_add_edge_reports_who_came_inside_including_transitively():
+    h = Horizon(["root"], max_hops=3)
+    h.add_edge(b"1" * 32, "a", "b")  # a is outside: nothing changes yet
+    assert "b" not in h
+    assert h.add_edge(b"2" * 32, "root", "a") == {"a", "b"}
+
+
+def test_revoking_the_only_path_drops_the_subtree():
+    h = Horizon(["root"], max_hops=3)
+    _chain(h, ["root", "a", "b"])
+    h.remove_edge(bytes([0]) * 32)
+    assert "a" not in h and "b" not in h and "root" in h
+
+
+def test_an_equivocator_no_longer_extends_the_horizon_but_stays_if_reached():
+    h = Horizon(["root"], max_hops=3)
+    _chain(h, ["root", "bad", "sybil"])
+    h.flag("bad")
+    assert "bad" in h and "sybil" not in h
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 9), st.integers(0, 9)), max_size=40),
+    st.integers(0, 4),
+    st.sets(st.integers(0, 39), max_size=10),
+)
+def test_incremental_hops_equal_a_fresh_breadth_first_search(edges, max_hops, revoked):
+    h = Horizon(["o0"], max_hops)
+    for i, (a, b) in enumerate(edges):
+        h.add_edge(i.to_bytes(32, "big"), f"o{a}", f"o{b}")
+    for i in revoked:
+        h.remove_edge(i.to_bytes(32, "big"))
+    live = [(f"o{a}", f"o{b}") for i, (a, b) in enumerate(edges) if i not in revoked]
+    expected, queue = {"o0": 0}, deque(["o0"])
+    while queue:
+        org = queue.popleft()
+        for a, b in live:
+            if a == org and b not in expected and expected[org] < max_hops:
+                expected[b] = expected[org] + 1
+                queue.append(b)
+    assert {o: h.hops(o) for o in expected} == expected
+    assert h.members() == frozenset(expected)

@@ -1,0 +1,85 @@
+"""The replication horizon (DESIGN.md §5): orgs within `max_hops` org-peer vouches of this node's trust roots.
+
+A node stores and counts records only of orgs inside its horizon, which bounds storage and Sybil spam. Expiry
+is not consulted here: storage errs on the generous side, and scoring honours expiry itself.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+
+
+class Horizon:
+    """Hop distances from the roots over org→org vouch edges, kept current as edges come and go."""
+
+    def __init__(self, roots: Iterable[str], max_hops: int) -> None:
+        if max_hops < 0:
+            raise ValueError(f"max_hops: must be non-negative, got {max_hops}")
+        self.max_hops = max_hops
+        self._roots = frozenset(roots)
+        self._edges: dict[bytes, tuple[str, str]] = {}  # record id -> (issuer, subject)
+        self._out: dict[str, dict[bytes, str]] = {}  # issuer -> {record id: subject}
+        self._flagged: set[str] = set()
+        self._hops: dict[str, int] = {}
+        self._recompute()
+
+    def __contains__(self, org: object) -> bool:
+        return org in self._hops
+
+    def hops(self, org: str) -> int | None:
+        """Vouch hops from the nearest root, or None outside the horizon."""
+        return self._hops.get(org)
+
+    def members(self) -> frozenset[str]:
+        return frozenset(self._hops)
+
+    def add_edge(self, record_id: bytes, issuer: str, subject: str) -> set[str]:
+        """Record an org-peer vouch; return the orgs it brought inside the horizon."""
+        if record_id in self._edges or issuer == subject:
+            return set()
+        self._edges[record_id] = (issuer, subject)
+        self._out.setdefault(issuer, {})[record_id] = subject
+        start = self._hops.get(issuer)
+        if start is None or issuer in self._flagged or start >= self.max_hops:
+            return set()
+        return self._expand([(subject, start + 1)])
+
+    def remove_edge(self, record_id: bytes) -> None:
+        """Forget a revoked vouch; orgs reachable only through it fall outside the horizon."""
+        edge = self._edges.pop(record_id, None)
+        if edge is not None:
+            del self._out[edge[0]][record_id]
+            self._recompute()
+
+    def flag(self, org: str) -> None:
+        """An equivocating org: its vouches no longer extend the horizon (it stays inside if others reach it)."""
+        if org not in self._flagged:
+            self._flagged.add(org)
+            self._recompute()
+
+    def _recompute(self) -> None:
+        self._hops = {}
+        self._expand([(root, 0) for root in self._roots])
+
+    def _expand(self, starts: list[tuple[str, int]]) -> set[str]:
+        """Breadth-first relaxation from `starts`; returns the orgs newly inside."""
+        added: set[str] = set()
+        queue: deque[str] = deque()
+
+        def relax(org: str, hops: int) -> None:
+            if hops < self._hops.get(org, self.max_hops + 1):
+                if org not in self._hops:
+                    added.add(org)
+                self._hops[org] = hops
+                queue.append(org)
+
+        for org, hops in starts:
+            relax(org, hops)
+        while queue:
+            org = queue.popleft()
+            hops = self._hops[org]
+            if hops < self.max_hops and org not in self._flagged:
+                for subject in self._out.get(org, {}).values():
+                    relax(subject, hops + 1)
+        return added
