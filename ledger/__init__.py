@@ -14,10 +14,15 @@ from .merkle import (
     verify_inclusion,
     verify_inclusion_hash,
 )
+from .errors import EntryPruned, LedgerError
+from .storage import Ledger
 
 __all__ = [
     "EMPTY_ROOT",
+    "EntryPruned",
     "HashReader",
+    "Ledger",
+    "LedgerError",
     "ProofError",
     "leaf_hash",
     "node_hash",
