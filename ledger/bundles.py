@@ -67,10 +67,10 @@ class EntryStore:
 
     def read(self, start: int, end: int, pruned: int) -> list[bytes]:
         """Entries [start, end), which must be below the stored size."""
-        if start < pruned:
-            raise EntryPruned(f"entry {start}: pruned (entries before {pruned} keep only their hashes)")
         if start == end:
             return []
+        if start < pruned:
+            raise EntryPruned(f"entry {start}: pruned (entries before {pruned} keep only their hashes)")
         first, entries = self._row_holding(start)
         out = entries[start - first : end - first]
         next_first = first + len(entries)

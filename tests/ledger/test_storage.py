@@ -151,6 +151,7 @@ def test_pruning_keeps_roots_and_proofs(tmp_path, before):
                 ledger.entry(before - 1)
             with pytest.raises(EntryPruned):
                 ledger.entries(0, ledger.size)
+        assert ledger.entries(0, 0) == []
         ledger.append([b"after pruning"])
         everything.append(b"after pruning")
         _check_against_reference(ledger, everything, [len(everything)])
