@@ -21,7 +21,7 @@ from . import bundles, merkle, tiles
 from .errors import LedgerError
 
 APPLICATION_ID = 0x564E4C47  # "VNLG" at offset 68 of the SQLite header: this file is a vouchnet ledger
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # the header's user_version: checked before any table is read, so a new schema is free
 _WAL_LIMIT = 64 << 20  # the WAL file is truncated back to this after a large batch is checkpointed
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -30,8 +30,7 @@ BEGIN;
 CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 {bundles.SCHEMA}
 {tiles.SCHEMA}
-INSERT INTO meta VALUES ('schema_version', {SCHEMA_VERSION}), ('tile_width', {tiles.TILE_WIDTH}),
-                        ('size', 0), ('pruned', 0);
+INSERT INTO meta VALUES ('tile_width', {tiles.TILE_WIDTH}), ('size', 0), ('pruned', 0);
 COMMIT;
 """
 
@@ -113,18 +112,18 @@ class Ledger:
             raise
 
     def _check_meta(self, db: sqlite3.Connection) -> tuple[int, int]:
-        try:
-            meta = dict(db.execute("SELECT key, value FROM meta"))
-        except sqlite3.OperationalError as e:
-            raise LedgerError(f"{self._path}: not a ledger: {e}") from e
-        version = meta.get("schema_version")
-        if not isinstance(version, int) or version < 1:
-            raise LedgerError(f"{self._path}: corrupt: schema_version is {version!r}")
+        (version,) = db.execute("PRAGMA user_version").fetchone()
         if version > SCHEMA_VERSION:
             raise LedgerError(
                 f"{self._path}: schema version {version} is newer than this vouchnet supports ({SCHEMA_VERSION});"
                 " upgrade vouchnet to open it"
             )
+        if version != SCHEMA_VERSION:
+            raise LedgerError(f"{self._path}: not a ledger: schema version {version}")
+        try:
+            meta = dict(db.execute("SELECT key, value FROM meta"))
+        except sqlite3.OperationalError as e:
+            raise LedgerError(f"{self._path}: not a ledger: {e}") from e
         if meta.get("tile_width") != tiles.TILE_WIDTH:
             raise LedgerError(f"{self._path}: corrupt: tile_width is {meta.get('tile_width')!r}")
         size, pruned = meta.get("size"), meta.get("pruned")
@@ -305,6 +304,7 @@ def _create(path: Path) -> None:
         db = sqlite3.connect(tmp, isolation_level=None)
         try:
             db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = FULL")
             db.executescript(_SCHEMA)

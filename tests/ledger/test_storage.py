@@ -201,6 +201,7 @@ def _truncated_ledger(path: Path) -> None:
 def _ledger_header_without_tables(path: Path) -> None:
     db = sqlite3.connect(path)
     db.execute("PRAGMA application_id = 0x564E4C47")
+    db.execute("PRAGMA user_version = 1")
     db.execute("CREATE TABLE t (x)")
     db.close()
 
@@ -212,8 +213,9 @@ def _ledger_header_without_tables(path: Path) -> None:
         (lambda p: p.write_bytes(b""), "not an SQLite database"),
         (lambda p: p.write_text("hello\n"), "not an SQLite database"),
         (_other_sqlite, "application_id 0x0"),
-        (_ledger_header_without_tables, "not a ledger"),
-        (_edit_ledger("UPDATE meta SET value = 2 WHERE key = 'schema_version'"), "schema version 2 is newer"),
+        (_ledger_header_without_tables, "not a ledger: no such table: meta"),
+        (_edit_ledger("PRAGMA user_version = 0"), "not a ledger: schema version 0"),
+        (_edit_ledger("PRAGMA user_version = 2"), "schema version 2 is newer"),
         (_edit_ledger("UPDATE meta SET value = 51 WHERE key = 'size'"), "stored size 51 disagrees"),
         (_edit_ledger("UPDATE meta SET value = 49 WHERE key = 'size'"), "stored size 49 disagrees"),
         (_edit_ledger("UPDATE meta SET value = 60 WHERE key = 'pruned'"), "not 0 <= pruned <= size"),
