@@ -158,6 +158,41 @@ def test_pruning_keeps_roots_and_proofs(tmp_path, before):
         assert ledger.entry(len(everything) - 1) == b"after pruning"
 
 
+_operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("append"), st.integers(0, 40)),
+        st.tuples(st.just("prune"), st.floats(0, 1)),
+        st.tuples(st.just("reopen"), st.none()),
+    ),
+    max_size=8,
+)
+
+
+@settings(max_examples=30, deadline=None)
+@given(_operations)
+def test_random_appends_prunes_and_reopens_keep_the_tree(operations):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "log"
+        ledger = Ledger.open(path)
+        everything: list[bytes] = []
+        pruned = 0
+        for op, arg in operations:
+            if op == "append":
+                ledger.append(_entries(len(everything), arg))
+                everything += _entries(len(everything), arg)
+            elif op == "prune":
+                ledger.prune(int(arg * len(everything)))
+                pruned = max(pruned, int(arg * len(everything)))
+            else:
+                ledger.close()
+                ledger = Ledger.open(path)
+            assert (ledger.size, ledger.pruned) == (len(everything), pruned)
+            assert ledger.entries(pruned, ledger.size) == everything[pruned:]
+            assert ledger.root() == merkle.tree_hash(everything)
+        _check_against_reference(ledger, everything, [len(everything) // 2, len(everything)])
+        ledger.close()
+
+
 def test_pruning_twice_and_pruning_less_does_nothing_more(tmp_path):
     everything = _filled(tmp_path / "log", [50])
     with Ledger.open(tmp_path / "log") as ledger:
