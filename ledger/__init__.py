@@ -22,6 +22,7 @@ from .merkle import (
     verify_inclusion,
     verify_inclusion_hash,
 )
+from .errors import EntryPruned, LedgerError
 from .names import cosigner_name, log_origin, parse_log_origin
 from .note import (
     MAX_NOTE_SIZE,
@@ -53,6 +54,7 @@ from .witness import (
     WitnessError,
     WitnessStoreError,
 )
+from .storage import Ledger
 
 __all__ = [
     "COSIGNATURE_V1",
@@ -71,8 +73,11 @@ __all__ = [
     "CosignatureVerifier",
     "Ed25519Signer",
     "Ed25519Verifier",
+    "EntryPruned",
     "Equivocation",
     "HashReader",
+    "Ledger",
+    "LedgerError",
     "NoteError",
     "NoteSigner",
     "NoteVerifier",

@@ -256,28 +256,40 @@ def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: 
 # --- Appending ------------------------------------------------------------------------------------------
 
 
+def appended_levels(old_size: int, leaf_hashes: Sequence[bytes], reader: HashReader) -> list[list[bytes]]:
+    """The subtree hashes that become complete when `leaf_hashes` are appended to a tree of `old_size`, by level.
+
+    levels[L] holds the new nodes of level L in order, from index old_size >> L on. The few left siblings older
+    than the batch are read from `reader` in one call; the rest is hashed a level at a time, pairwise.
+    """
+    new_size = old_size + len(leaf_hashes)
+
+    def completes_above(level: int) -> bool:
+        return new_size >> (level + 1) > old_size >> (level + 1)
+
+    # A level whose first new node has an odd index pairs it with the last old node of that level.
+    needed = [
+        (level, (old_size >> level) - 1)
+        for level in range(new_size.bit_length())
+        if (old_size >> level) & 1 and completes_above(level)
+    ]
+    old = iter(reader.read_hashes(needed) if needed else ())
+    levels = [list(leaf_hashes)]
+    while completes_above(len(levels) - 1):
+        row = levels[-1]
+        if (old_size >> (len(levels) - 1)) & 1:
+            row = [next(old), *row]
+        levels.append(list(map(node_hash, row[0::2], row[1::2])))
+    return levels
+
+
 def hashes_to_store(old_size: int, leaf_hashes: Sequence[bytes], reader: HashReader) -> list[tuple[Node, bytes]]:
     """The subtree hashes that become complete when `leaf_hashes` are appended to a tree of `old_size`.
 
     Left siblings older than the batch are read from `reader` in one call; those inside it are computed here.
     """
-    new: dict[Node, bytes] = {}
-    # Left siblings from before the batch: for each level, the one node the batch's first completions need.
-    needed: list[Node] = []
-    for i in range(len(leaf_hashes)):
-        n, level = old_size + i, 0
-        while n & 1:
-            sibling = (level, n - 1)
-            if n << level <= old_size and sibling not in needed:  # its last leaf precedes the batch
-                needed.append(sibling)
-            n, level = n >> 1, level + 1
-    old = dict(zip(needed, reader.read_hashes(needed))) if needed else {}
-    for i, h in enumerate(leaf_hashes):
-        n, level = old_size + i, 0
-        new[(0, n)] = h
-        while n & 1:
-            left = new.get((level, n - 1)) or old[(level, n - 1)]
-            h = node_hash(left, h)
-            n, level = n >> 1, level + 1
-            new[(level, n)] = h
-    return list(new.items())
+    return [
+        ((level, (old_size >> level) + i), h)
+        for level, row in enumerate(appended_levels(old_size, leaf_hashes, reader))
+        for i, h in enumerate(row)
+    ]

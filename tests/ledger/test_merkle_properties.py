@@ -43,6 +43,20 @@ def test_batch_boundaries_do_not_change_stored_hashes(batches):
     assert parts.hashes == whole.hashes
 
 
+@given(st.integers(0, 300), st.integers(0, 300))
+def test_appended_levels_are_the_new_complete_subtrees(old, added):
+    entries = _entries(old + added)
+    tree = MemoryTree(entries[:old])
+    levels = merkle.appended_levels(old, [merkle.leaf_hash(e) for e in entries[old:]], tree)
+    for level, row in enumerate(levels):
+        first = old >> level
+        assert len(row) == ((old + added) >> level) - first
+        for i, h in enumerate(row):
+            n = first + i
+            assert h == merkle.tree_hash(entries[n << level : (n + 1) << level])
+    assert ((old + added) >> len(levels)) == (old >> len(levels))  # no level above the last one completes
+
+
 @given(_size_and_index(), st.integers(0, 300))
 def test_inclusion_proof_verifies_at_every_past_size(size_index, extra):
     size, index = size_index

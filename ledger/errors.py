@@ -1,0 +1,9 @@
+"""The exceptions of ledger storage (ledger.storage and the stores it is built from)."""
+
+
+class LedgerError(Exception):
+    """The file is not a ledger or is corrupt, or its storage failed; the message names the file and the rule."""
+
+
+class EntryPruned(LookupError):
+    """The entry was pruned to its hash: the tree and every proof still hold, its bytes are gone."""
