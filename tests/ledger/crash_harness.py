@@ -1,12 +1,14 @@
 """Crash safety of ledger.Ledger (issue 2 item 4): SIGKILL a writing process at random moments, then check.
 
 After every kill the ledger is reopened and must hold every acknowledged entry byte for byte, a root equal to
-the RFC 9162 tree hash of its entries, and proofs that tie it to every root seen after earlier kills. Used by
+the RFC 9162 tree hash of its entries, proofs that tie it to every root seen after earlier kills, and every
+checkpoint the writer signed must verify and be consistent with it. Used by
 tests/ledger/test_crash_safety.py (a few hundred kills) and benchmarks/crash.py (thousands).
 """
 
 from __future__ import annotations
 
+import base64
 import random
 import signal
 import subprocess
@@ -15,9 +17,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ledger import Ledger, merkle
+from ledger import Ed25519Verifier, Ledger, merkle, open_checkpoint
 
-from .crash_writer import expected_entry
+from .crash_writer import KEY, ORIGIN, expected_entry
 from .memory_tree import MemoryTree
 
 _ROOT = Path(__file__).resolve().parents[2]
@@ -47,18 +49,27 @@ class _Expected:
 
 def _writer(path: Path, seed: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-S", "-m", "tests.ledger.crash_writer", str(path), str(seed)],
+        [sys.executable, "-m", "tests.ledger.crash_writer", str(path), str(seed)],
         cwd=_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
 
 
-def _acknowledgements(lines: list[bytes]) -> list[tuple[int, int]]:
-    return [(int(first), int(n)) for first, n in (line.split() for line in lines if line.strip() != b"ready")]
+Ack = tuple[int, int, bytes]  # first index, count, the signed checkpoint note for the new size
 
 
-def _kill_and_collect(proc: subprocess.Popen[bytes], rng: random.Random) -> tuple[list[tuple[int, int]], bool]:
+def _acknowledgements(lines: list[bytes]) -> list[Ack]:
+    """Complete acknowledgement lines (a kill may cut the last one short: it was not acknowledged)."""
+    acks = []
+    for line in lines:
+        if line.endswith(b"\n") and line != b"ready\n":
+            first, n, note = line.split()
+            acks.append((int(first), int(n), base64.b64decode(note)))
+    return acks
+
+
+def _kill_and_collect(proc: subprocess.Popen[bytes], rng: random.Random) -> tuple[list[Ack], bool]:
     """Kill the writer at a random moment; every acknowledgement it made, and whether it died before "ready"."""
     assert proc.stdout is not None and proc.stderr is not None
     lines: list[bytes] = []
@@ -79,9 +90,9 @@ def _kill_and_collect(proc: subprocess.Popen[bytes], rng: random.Random) -> tupl
     return _acknowledgements(lines), b"ready\n" not in lines
 
 
-def _check(path: Path, expected: _Expected, acks: list[tuple[int, int]], rng: random.Random) -> int:
+def _check(path: Path, expected: _Expected, acks: list[Ack], rng: random.Random) -> int:
     """Reopen the ledger after a kill and check it against what is known; the number of entries it holds."""
-    for (first, n), (next_first, _) in zip(acks, acks[1:]):
+    for (first, n, _), (next_first, _, _) in zip(acks, acks[1:]):
         assert next_first == first + n, f"acknowledged batches are not consecutive: {acks}"
     if acks:
         held = expected.checked
@@ -107,6 +118,12 @@ def _check(path: Path, expected: _Expected, acks: list[tuple[int, int]], rng: ra
         if size:
             i = rng.randrange(size)
             merkle.verify_inclusion(expected_entry(i), i, size, ledger.inclusion_proof(i), root)
+        verifier = Ed25519Verifier(ORIGIN, bytes(KEY.verify_key))
+        for _, _, note in acks:
+            checkpoint, _ = open_checkpoint(note, [verifier])
+            assert ledger.root(checkpoint.size) == checkpoint.root, f"checkpoint at {checkpoint.size} disagrees"
+            proof = ledger.consistency_proof(checkpoint.size)
+            merkle.verify_consistency(checkpoint.size, size, checkpoint.root, root, proof)
         expected.roots.append((size, root))
     return size
 
@@ -124,7 +141,7 @@ def run(path: Path, kills: int, seed: int) -> Report:
             size = _check(path, expected, acks, rng)
         except Exception as e:
             raise AssertionError(f"after kill {kill} (seed {seed}): {e}") from e
-        acknowledged += sum(n for _, n in acks)
+        acknowledged += sum(n for _, n, _ in acks)
         unacknowledged_kept += size > acknowledged_to
         during_startup += before_ready
     return Report(kills, acknowledged, unacknowledged_kept, during_startup, size, time.perf_counter() - start)
