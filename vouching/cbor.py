@@ -1,4 +1,4 @@
-"""Deterministic CBOR (RFC 8949 §4.2.1): the one encoder vouchnet signs with, and a decoder that accepts only its output.
+"""Deterministic CBOR (RFC 8949 §4.2.1): the one encoder vouchnet signs with, and a decoder accepting only its output.
 
 Profile: integers (64-bit), byte and text strings, arrays, maps, floats, false, true, null; map keys are ASCII text
 under 24 bytes or integers in -24..23, so cbor2's length-first key order equals RFC 8949's bytewise order; no tags,

@@ -18,6 +18,8 @@ SIGNATURE_SIZE = 64
 _TAG_ARRAY4 = TAG + b"\x84"
 _EMPTY_MAP = b"\xa0"
 _SIGNATURE_HEAD = b"\x58\x40"  # a byte string of 64 bytes
+# tag, array head, a 1-byte protected header, {}, an empty payload, the signature
+_SHORTEST_COMMON_SHAPE = 1 + 1 + 2 + 1 + 1 + 2 + SIGNATURE_SIZE
 
 
 class CoseError(ValueError):
@@ -65,7 +67,9 @@ def _parse_common_shape(data: bytes) -> Sign1 | None:
     Bytes of exactly this layout are the deterministic encoding of that array, so cbor2 is not needed; anything
     else (None) goes through the full decoder, which also explains errors.
     """
-    if data[:2] != _TAG_ARRAY4 or not 0x40 < data[2] < 0x58 or data[-66:-64] != _SIGNATURE_HEAD:
+    if len(data) < _SHORTEST_COMMON_SHAPE or data[:2] != _TAG_ARRAY4 or not 0x40 < data[2] < 0x58:
+        return None
+    if data[-66:-64] != _SIGNATURE_HEAD:
         return None
     unprotected = 3 + data[2] - 0x40
     if data[unprotected : unprotected + 1] != _EMPTY_MAP:

@@ -86,6 +86,8 @@ SIGNATURE = bytes(64)
     ("data", "reason"),
     [
         (b"", "must start with tag 18"),
+        (b"\xd2\x84", "COSE_Sign1: truncated at byte 1"),
+        (b"\xd2\x84\x43\xa1", "COSE_Sign1: truncated"),
         (MESSAGE[1:], "must start with tag 18"),
         (b"\xd1" + MESSAGE[1:], "must start with tag 18"),
         (b"\xd8\x12" + MESSAGE[1:], "must start with tag 18"),
