@@ -14,10 +14,12 @@ import cbor2
 MAX_DEPTH = 16
 _INT_MIN, _INT_LIMIT = -(2**64), 2**64
 _TEXT_HEADS = [chr(0x60 + length) for length in range(24)]
-# Key sequences already found in order. Records repeat a few dozen shapes, so checking each once saves most of the
-# walk; the bound keeps hostile input from growing it.
+# Key sequences already found in order. Records repeat a few dozen small shapes, so checking each once saves most
+# of the walk. Hostile input must not grow it (only small maps, and a bound) nor freeze it full of junk (when full,
+# it starts again, and the shapes in use come straight back).
 _ORDERED_SHAPES: set[tuple[str, ...]] = set()
 _MAX_SHAPES = 4096
+_MAX_SHAPE_KEYS = 16
 
 
 class CborError(ValueError):
@@ -100,7 +102,9 @@ def _check_keys(keys: tuple[Any, ...], in_order: bool) -> None:
             raise CborError("map keys out of order")
         previous = encoded
     # Only all-text shapes are remembered: 1 == True == 1.0, so a cached int key would admit bool and float keys.
-    if in_order and len(_ORDERED_SHAPES) < _MAX_SHAPES and all(type(key) is str for key in keys):
+    if in_order and len(keys) <= _MAX_SHAPE_KEYS and all(type(key) is str for key in keys):
+        if len(_ORDERED_SHAPES) >= _MAX_SHAPES:
+            _ORDERED_SHAPES.clear()
         _ORDERED_SHAPES.add(keys)
 
 

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from vouching import cbor
 from vouching.cbor import MAX_DEPTH, CborError, decode, encode
 
 # RFC 8949 Appendix A: values whose preferred (and here deterministic) encodings the RFC lists.
@@ -210,3 +211,15 @@ def test_mutated_encodings_are_exact_or_rejected_with_a_reason(value: Any, posit
 @given(st.binary(max_size=64))
 def test_random_bytes_are_exact_or_rejected_with_a_reason(data: bytes) -> None:
     _check_strict(data)
+
+
+def test_many_distinct_maps_are_all_checked_and_memory_stays_bounded() -> None:
+    # Key orders are remembered to save work; hostile streams of new shapes must neither grow that memory without
+    # bound nor get an out-of-order map past the check once it is full.
+    for i in range(cbor._MAX_SHAPES + 10):
+        decode(encode({f"k{i}": 1, f"kk{i}": 2}))
+        decode(encode({f"key{j}": j for j in range(40)} | {"n": i}))
+    assert len(cbor._ORDERED_SHAPES) <= cbor._MAX_SHAPES
+    assert max(map(len, cbor._ORDERED_SHAPES)) <= cbor._MAX_SHAPE_KEYS
+    with pytest.raises(CborError, match="map keys out of order"):
+        decode(bytes.fromhex("a2616201616102"))
