@@ -20,8 +20,9 @@ SCOPE_MAX = 64
 SCOPE_ITEM_MAX = 128
 REASON_MAX = 256
 BASES = ("operator", "audit", "developer", "interaction", "org-peer")
+# Count names in wire order (RFC 8949 key order), which is also the order of Counts.
 OUTCOMES = ("ok", "error", "denied", "timeout")
-CATEGORIES = ("tool", "mcp", "a2a", "auth", "resource", "other")
+CATEGORIES = ("a2a", "mcp", "auth", "tool", "other", "resource")
 EQUIVOCATION_TYPES = ("record", "checkpoint")
 _ORG_FIELDS, _ORG_OPTIONAL = frozenset({"name", "network", "addrs"}), frozenset({"next"})
 _VOUCH_FIELDS, _VOUCH_OPTIONAL = frozenset({"subject", "weight", "basis"}), frozenset({"scope", "expires"})
@@ -34,7 +35,7 @@ _NAME_SETS = {names: frozenset(names) for names in (OUTCOMES, CATEGORIES)}
 
 @dataclass(frozen=True, slots=True)
 class Counts(Mapping[str, int]):
-    """Event counts by name (outcomes or categories), in the order the schema lists them."""
+    """Event counts by name (outcomes or categories), in wire order."""
 
     pairs: tuple[tuple[str, int], ...]
 
@@ -300,7 +301,8 @@ def _counts(value: Any, name: str, names: tuple[str, ...]) -> Counts:
     for key, count in counts.items():
         if type(count) is not int or not 0 <= count <= MAX_UINT:
             raise InvalidRecord(f"{name}.{key}: must be an integer in [0, {MAX_UINT}]")
-    return Counts(tuple(zip(names, map(counts.__getitem__, names))))
+    # A decoded map is already in wire order; a map handed to sign_record may be in any order.
+    return Counts(tuple(counts.items()) if tuple(counts) == names else tuple((key, counts[key]) for key in names))
 
 
 def _unique(values: list[str], name: str) -> None:

@@ -111,7 +111,7 @@ def test_typed_bodies() -> None:
     assert (digest.agent, digest.epoch, digest.length) == (AGENT, TS - HOUR, HOUR)
     assert (digest.events, digest.evidence_root, digest.dp_epsilon) == (10, bytes(32), 1.0)
     assert dict(digest.outcomes) == {"ok": 7, "error": 1, "denied": 1, "timeout": 1}
-    assert list(digest.categories) == ["tool", "mcp", "a2a", "auth", "resource", "other"]
+    assert list(digest.categories) == ["a2a", "mcp", "auth", "tool", "other", "resource"]  # wire order
     assert digest.high_risk["denied"] == 1
     with pytest.raises(KeyError):
         digest.outcomes["other"]
@@ -563,3 +563,19 @@ def test_sign_checks_prev_against_seq() -> None:
         sign_record(KEY, "revoke", BODIES["revoke"], seq=1, prev=PREV, ts=TS)
     with pytest.raises(InvalidRecord, match="prev: must be present when seq is greater than 1"):
         sign_record(KEY, "revoke", BODIES["revoke"], seq=2, prev=None, ts=TS)
+
+
+def test_counts_are_in_wire_order_whatever_order_sign_record_was_given() -> None:
+    categories = dict(reversed(list(BODIES["digest"]["categories"].items())))
+    body = {**BODIES["digest"], "categories": categories}
+    record = verify_record(sign_record(KEY, "digest", body, seq=1, prev=None, ts=TS))
+    assert list(record.body.categories) == ["a2a", "mcp", "auth", "tool", "other", "resource"]
+    assert record.raw == sign_record(KEY, "digest", BODIES["digest"], seq=1, prev=None, ts=TS)
+
+
+def test_high_risk_is_compared_name_by_name_whatever_the_order() -> None:
+    reordered = dict(reversed(list(_high_risk().items())))
+    sign_record(KEY, "digest", {**BODIES["digest"], "high_risk": reordered}, seq=1, prev=None, ts=TS)
+    too_many = dict(reversed(list(_high_risk(error=2).items())))
+    with pytest.raises(InvalidRecord, match="body.high_risk.error: must not exceed body.outcomes.error"):
+        sign_record(KEY, "digest", {**BODIES["digest"], "high_risk": too_many}, seq=1, prev=None, ts=TS)
