@@ -1,0 +1,28 @@
+"""Base58btc (the Bitcoin alphabet), as used by multibase 'z' and did:key (draft-msporny-base58-03)."""
+
+_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+_INDEX = {char: value for value, char in enumerate(_ALPHABET)}
+
+
+def b58encode(data: bytes) -> str:
+    """Encode bytes; each leading zero byte becomes a leading '1'."""
+    zeros = len(data) - len(data.lstrip(b"\0"))
+    number = int.from_bytes(data, "big")
+    digits = []
+    while number:
+        number, digit = divmod(number, 58)
+        digits.append(_ALPHABET[digit])
+    return "1" * zeros + "".join(reversed(digits))
+
+
+def b58decode(text: str) -> bytes:
+    """Decode base58btc text; raises ValueError naming the first character outside the alphabet."""
+    number = 0
+    for position, char in enumerate(text):
+        digit = _INDEX.get(char)
+        if digit is None:
+            raise ValueError(f"invalid base58 character {char!r} at position {position}")
+        number = number * 58 + digit
+    zeros = len(text) - len(text.lstrip("1"))
+    body = number.to_bytes((number.bit_length() + 7) // 8, "big") if number else b""
+    return b"\0" * zeros + body

@@ -1,0 +1,48 @@
+"""did:key identities for Ed25519 keys (W3C did:key method: multicodec ed25519-pub 0xed01, multibase base58btc)."""
+
+from functools import lru_cache
+
+from vouching.base58 import b58decode, b58encode
+
+_PREFIX = "did:key:z"
+_ED25519_MULTICODEC = b"\xed\x01"  # unsigned varint of 0xed, the multicodec code of ed25519-pub
+_KEY_SIZE = 32
+# An Ed25519 did:key is always 56 characters; the bound keeps base58 decoding of hostile input cheap.
+_MAX_DID_LENGTH = 64
+
+
+class InvalidDid(ValueError):
+    """A string that is not the did:key of an Ed25519 public key; the message says which rule it breaks."""
+
+
+def did_key(public_key: bytes) -> str:
+    """The did:key of a 32-byte Ed25519 public key ("did:key:z6Mk…")."""
+    if type(public_key) is not bytes or len(public_key) != _KEY_SIZE:
+        raise InvalidDid(f"public key: must be {_KEY_SIZE} bytes")
+    return _PREFIX + b58encode(_ED25519_MULTICODEC + public_key)
+
+
+def public_key_from_did(did: str) -> bytes:
+    """The 32-byte Ed25519 public key named by a did:key; raises InvalidDid for anything else."""
+    if type(did) is not str:
+        raise InvalidDid("did: must be a text string")
+    return _decode(did)
+
+
+# Record verification looks up the same few issuers over and over; errors are not cached, only keys.
+@lru_cache(maxsize=4096)
+def _decode(did: str) -> bytes:
+    if len(did) > _MAX_DID_LENGTH:
+        raise InvalidDid(f"did: longer than {_MAX_DID_LENGTH} characters")
+    if not did.startswith(_PREFIX):
+        raise InvalidDid("did: must start with 'did:key:z' (did:key, multibase base58btc)")
+    encoded = did[len(_PREFIX):]
+    try:
+        decoded = b58decode(encoded)
+    except ValueError as error:
+        raise InvalidDid(f"did: {error}") from None
+    if not decoded.startswith(_ED25519_MULTICODEC):
+        raise InvalidDid("did: multicodec must be ed25519-pub (0xed01)")
+    if len(decoded) != len(_ED25519_MULTICODEC) + _KEY_SIZE:
+        raise InvalidDid(f"did: an ed25519-pub key must be {_KEY_SIZE} bytes, not {len(decoded) - 2}")
+    return decoded[len(_ED25519_MULTICODEC):]

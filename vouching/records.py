@@ -1,0 +1,175 @@
+"""Signed records (DESIGN §3): a COSE_Sign1 EdDSA message over a deterministic CBOR payload; sign, verify, id.
+
+Payload {v: 1, kind, iss, seq, prev? (absent iff seq is 1), ts, body}; protected header exactly {1: -8},
+unprotected header empty; at most 64 KiB in all. The record id is SHA-256 of the COSE bytes.
+"""
+
+import hashlib
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import nacl.signing
+
+from vouching.bodies import KINDS, Body, EquivocationBody, parse_body
+from vouching.cbor import CborError, decode, encode
+from vouching.cose import ALG_EDDSA, HEADER_ALG, CoseError, parse_sign1, sign1, verify_sign1
+from vouching.identity import did_key, public_key_from_did
+from vouching.schema import ID_SIZE, InvalidRecord, byte_string, did, fields, uint
+
+VERSION = 1
+MAX_RECORD_SIZE = 64 * 1024
+_PROTECTED = {HEADER_ALG: ALG_EDDSA}
+_PROTECTED_BYTES = encode(_PROTECTED)
+_REQUIRED = frozenset({"v", "kind", "iss", "seq", "ts", "body"})
+_PREV = frozenset({"prev"})
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A verified record: its id and exact bytes, the payload's common fields and its typed body."""
+
+    id: bytes
+    raw: bytes
+    kind: str
+    iss: str
+    seq: int
+    prev: bytes | None
+    ts: int
+    body: Body
+
+
+def record_id(data: bytes) -> bytes:
+    """The id of a record: SHA-256 of its whole COSE_Sign1 encoding."""
+    return hashlib.sha256(data).digest()
+
+
+def sign_record(
+    signing_key: nacl.signing.SigningKey,
+    kind: str,
+    body: dict[str, Any],
+    *,
+    seq: int,
+    prev: bytes | None,
+    ts: int | None = None,
+) -> bytes:
+    """A record of kind with a wire body (see vouching.bodies), issued by signing_key's org; ts defaults to now (ms).
+
+    The payload is checked by the same rules as verify_record, so a node never signs a record peers would reject;
+    raises InvalidRecord.
+    """
+    payload: dict[str, Any] = {
+        "v": VERSION,
+        "kind": kind,
+        "iss": did_key(bytes(signing_key.verify_key)),
+        "seq": seq,
+        "ts": time.time_ns() // 1_000_000 if ts is None else ts,
+        "body": body,
+    }
+    if prev is not None:
+        payload["prev"] = prev
+    parsed_body = _parse_payload(payload)[5]
+    if type(parsed_body) is EquivocationBody:
+        _check_evidence(parsed_body)
+    data = sign1(signing_key, encode(payload), protected=_PROTECTED, unprotected={})
+    if len(data) > MAX_RECORD_SIZE:
+        raise InvalidRecord(f"record: {len(data)} bytes, more than {MAX_RECORD_SIZE}")
+    return data
+
+
+def verify_record(data: bytes) -> Record:
+    """Decode, verify and validate a record from anyone; raises InvalidRecord ("field: rule") and nothing else."""
+    return _verify(data, True)
+
+
+def equivocation_offender(a: bytes, b: bytes) -> str:
+    """The issuer that records a and b prove equivocated: both valid, same iss and seq, different ids.
+
+    Raises InvalidRecord naming body.a or body.b (the fields they fill in an equivocation record).
+    """
+    first, second = _evidence(a, "body.a"), _evidence(b, "body.b")
+    if first.iss != second.iss:
+        raise InvalidRecord("body.b: must have the same iss as body.a")
+    if first.seq != second.seq:
+        raise InvalidRecord("body.b: must have the same seq as body.a")
+    if first.id == second.id:
+        raise InvalidRecord("body.b: must be a different record from body.a")
+    return first.iss
+
+
+def _verify(data: bytes, check_evidence: bool) -> Record:
+    # Cheapest checks first, the signature after the schema, and evidence (two more signatures) last: a hostile
+    # peer can make each rejection cost no more than one signature check.
+    if type(data) is not bytes:
+        raise InvalidRecord("record: must be bytes")
+    if len(data) > MAX_RECORD_SIZE:
+        raise InvalidRecord(f"record: {len(data)} bytes, more than {MAX_RECORD_SIZE}")
+    try:
+        message = parse_sign1(data)
+    except CoseError as error:
+        raise InvalidRecord(str(error)) from None
+    if message.protected != _PROTECTED_BYTES:
+        raise InvalidRecord(_protected_error(message.protected_header))
+    if message.unprotected:
+        raise InvalidRecord("unprotected: must be an empty map")
+    try:
+        payload = decode(message.payload)
+    except CborError as error:
+        raise InvalidRecord(f"payload: {error}") from None
+    kind, iss, seq, prev, ts, body = _parse_payload(payload)
+    try:
+        verify_sign1(message, public_key_from_did(iss))
+    except CoseError as error:
+        raise InvalidRecord(str(error)) from None
+    if check_evidence and type(body) is EquivocationBody:
+        _check_evidence(body)
+    return Record(record_id(data), data, kind, iss, seq, prev, ts, body)
+
+
+def _parse_payload(payload: Any) -> tuple[str, str, int, bytes | None, int, Body]:
+    """The common fields and typed body of a payload map, checked; raises InvalidRecord."""
+    if type(payload) is not dict:
+        raise InvalidRecord("payload: must be a map")
+    # The version is read first, so that a newer record gets "unsupported version" rather than "unknown field".
+    version = payload.get("v")
+    if type(version) is int and version > VERSION:
+        raise InvalidRecord(f"v: version {version} is not supported (this node reads version {VERSION})")
+    if type(version) is not int or version != VERSION:
+        raise InvalidRecord(f"v: must be {VERSION}")
+    seq = uint(payload["seq"], "seq", 1) if "seq" in payload else None
+    if seq == 1 and "prev" in payload:
+        raise InvalidRecord("prev: must be absent when seq is 1")
+    if seq is not None and seq > 1 and "prev" not in payload:
+        raise InvalidRecord("prev: must be present when seq is greater than 1")
+    fields(payload, "payload", _REQUIRED, _PREV)
+    kind = payload["kind"]
+    if type(kind) is not str or kind not in KINDS:
+        raise InvalidRecord(f"kind: must be one of {', '.join(KINDS)}")
+    iss = did(payload["iss"], "iss")
+    prev = byte_string(payload["prev"], "prev", ID_SIZE) if seq > 1 else None
+    ts = uint(payload["ts"], "ts")
+    return kind, iss, seq, prev, ts, parse_body(kind, payload["body"], iss=iss, ts=ts)
+
+
+def _check_evidence(body: EquivocationBody) -> None:
+    """A record equivocation must carry its proof; checkpoint evidence is checked by ledger.checkpoint's owner."""
+    if body.type == "record" and equivocation_offender(body.a, body.b) != body.offender:
+        raise InvalidRecord("body.offender: must be the iss of body.a and body.b")
+
+
+def _evidence(data: bytes, name: str) -> Record:
+    # Evidence is verified without its own evidence: what it proves is only that its issuer signed it, and
+    # this bounds the work to three signatures however deeply equivocation records nest.
+    try:
+        return _verify(data, False)
+    except InvalidRecord as error:
+        raise InvalidRecord(f"{name}: not a valid record ({error})") from None
+
+
+def _protected_error(header: Mapping[int | str, Any]) -> str:
+    """Why a protected header that is not exactly {1: -8} is rejected."""
+    if header.get(HEADER_ALG) != ALG_EDDSA:
+        return f"protected: alg must be EdDSA ({ALG_EDDSA})"
+    extra = sorted((label for label in header if label != HEADER_ALG), key=str)
+    return f"protected: must hold only alg, not labels {extra}"
