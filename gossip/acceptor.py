@@ -1,0 +1,142 @@
+"""Acceptance of verified records into the store: chain position, holding for gaps, equivocation evidence.
+
+DESIGN.md §3 and §5. Records arrive already verified (signature and schema); this decides, per record, whether
+it extends its issuer's chain (accepted), repeats one we have (duplicate), skips ahead (held until sync fills
+the gap), contradicts one we have (equivocation evidence), or breaks the chain (rejected, with a reason).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from vouching import Record, RevokeBody
+
+from .store import Head, RecordStore
+
+
+@dataclass
+class Outcome:
+    """What became of one submitted batch."""
+
+    accepted: list[Record] = field(default_factory=list)
+    duplicates: int = 0
+    held: int = 0  # records of the batch still waiting for a missing predecessor
+    outside_horizon: int = 0
+    dropped: int = 0  # held buffer full: sync will fetch them again
+    rejected: list[tuple[Record, str]] = field(default_factory=list)
+    equivocations: list[tuple[bytes, bytes]] = field(default_factory=list)  # (the one we hold, the new one)
+    gaps: dict[str, tuple[int, int]] = field(default_factory=dict)  # issuer -> (first, last) missing seq
+
+
+class Acceptor:
+    """The single writer of a RecordStore: every record, ours or a peer's, enters the store through here."""
+
+    def __init__(self, store: RecordStore, *, in_horizon: Callable[[str], bool], held_limit: int) -> None:
+        self._store = store
+        self._in_horizon = in_horizon
+        self._held_limit = held_limit
+        self._held: dict[tuple[str, int], Record] = {}
+
+    @property
+    def held_count(self) -> int:
+        return len(self._held)
+
+    def submit(self, records: Sequence[Record]) -> Outcome:
+        """Decide each record, append the accepted ones in one durable batch, and report."""
+        batch = _Batch(self._store)
+        outcome = Outcome()
+        for record in records:
+            pending = [record]
+            while pending:  # an accepted record releases its held successor, which may release the next
+                current = pending.pop()
+                if self._offer(current, batch, outcome):
+                    successor = self._held.pop((current.iss, current.seq + 1), None)
+                    if successor is not None:
+                        pending.append(successor)
+        if batch.records:
+            self._store.append(batch.records)
+        outcome.accepted = batch.records
+        outcome.held = sum(1 for r in records if self._held.get((r.iss, r.seq)) is r)
+        for iss, (_, last) in list(outcome.gaps.items()):
+            head = batch.head(iss)
+            if head is not None and head.seq >= last:
+                del outcome.gaps[iss]  # filled later in the same batch
+        return outcome
+
+    def _offer(self, record: Record, batch: _Batch, outcome: Outcome) -> bool:
+        """Decide one record; True if it was staged for appending."""
+        if batch.has(record.id):
+            outcome.duplicates += 1
+            return False
+        if not self._in_horizon(record.iss):
+            outcome.outside_horizon += 1
+            return False
+        head = batch.head(record.iss)
+        next_seq = head.seq + 1 if head else 1
+        if record.seq < next_seq:
+            outcome.equivocations.append((batch.at(record.iss, record.seq), record.raw))
+            return False
+        if record.seq > next_seq:
+            self._hold(record, next_seq, outcome)
+            return False
+        if record.prev != (head.id if head else None):
+            outcome.rejected.append((record, f"prev: does not match {record.iss}'s record at seq {record.seq - 1}"))
+            return False
+        if isinstance(record.body, RevokeBody) and not batch.is_vouch_of(record.body.record, record.iss):
+            outcome.rejected.append((record, "body.record: names no earlier vouch of this issuer"))
+            return False
+        batch.add(record)
+        return True
+
+    def _hold(self, record: Record, next_seq: int, outcome: Outcome) -> None:
+        key = (record.iss, record.seq)
+        held = self._held.get(key)
+        if held is not None:
+            if held.id == record.id:
+                outcome.duplicates += 1
+            else:
+                outcome.equivocations.append((held.raw, record.raw))
+            return
+        first, last = outcome.gaps.get(record.iss, (next_seq, record.seq - 1))
+        outcome.gaps[record.iss] = (first, max(last, record.seq - 1))
+        if len(self._held) >= self._held_limit:
+            outcome.dropped += 1
+            return
+        self._held[key] = record
+
+
+class _Batch:
+    """The store as it will be once the records staged so far are appended."""
+
+    def __init__(self, store: RecordStore) -> None:
+        self._store = store
+        self.records: list[Record] = []
+        self._by_id: dict[bytes, Record] = {}
+        self._heads: dict[str, Head] = {}
+        self._by_position: dict[tuple[str, int], Record] = {}
+
+    def has(self, record_id: bytes) -> bool:
+        return record_id in self._by_id or self._store.has(record_id)
+
+    def head(self, iss: str) -> Head | None:
+        return self._heads.get(iss) or self._store.head(iss)
+
+    def at(self, iss: str, seq: int) -> bytes:
+        staged = self._by_position.get((iss, seq))
+        raw = staged.raw if staged else self._store.at(iss, seq)
+        if raw is None:
+            raise AssertionError(f"bad bookkeeping: {iss} seq {seq} is below its head but not stored")
+        return raw
+
+    def is_vouch_of(self, record_id: bytes, iss: str) -> bool:
+        staged = self._by_id.get(record_id)
+        if staged is not None:
+            return staged.kind == "vouch" and staged.iss == iss
+        return self._store.kind_and_issuer(record_id) == ("vouch", iss)
+
+    def add(self, record: Record) -> None:
+        self.records.append(record)
+        self._by_id[record.id] = record
+        self._heads[record.iss] = Head(record.seq, record.id)
+        self._by_position[(record.iss, record.seq)] = record

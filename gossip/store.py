@@ -1,0 +1,227 @@
+"""Every record this node accepted: the records ledger, in acceptance order, plus an index to find them.
+
+The ledger (`records.ledger`) is the source of truth and is durable when `append` returns. The index
+(`records.index`) is derived: it is written after the ledger with relaxed syncing, and on open any entries it
+lacks are replayed from the ledger, so a crash between the two never loses or duplicates a record.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+from ledger import Ledger
+from vouching import DigestBody, EquivocationBody, Record, RevokeBody, VouchBody, verify_record
+
+LEDGER_FILE = "records.ledger"
+INDEX_FILE = "records.index"
+_INDEX_VERSION = 1
+_APPLICATION_ID = 0x564E4958  # "VNIX"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    idx INTEGER PRIMARY KEY,
+    id BLOB NOT NULL UNIQUE,
+    iss TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    subject TEXT,
+    UNIQUE (iss, seq)
+);
+CREATE INDEX IF NOT EXISTS records_subject ON records (subject, idx) WHERE subject IS NOT NULL;
+CREATE INDEX IF NOT EXISTS records_kind ON records (kind, idx);
+"""
+
+
+class StoreError(Exception):
+    """The record store's files are unusable; the message names the file and the rule."""
+
+
+class Head(NamedTuple):
+    """The newest accepted record of one issuer."""
+
+    seq: int
+    id: bytes
+
+
+def subject_of(record: Record) -> str | None:
+    """The did a record is about, for `GET /v1/records?subject=`: vouched subject, digested agent, offender."""
+    body = record.body
+    if isinstance(body, VouchBody):
+        return body.subject
+    if isinstance(body, DigestBody):
+        return body.agent
+    if isinstance(body, EquivocationBody):
+        return body.offender
+    return None
+
+
+class RecordStore:
+    """The records ledger and its index. Use from one thread at a time (SQLite connections are not shared)."""
+
+    def __init__(self, ledger: Ledger, index: sqlite3.Connection, heads: dict[str, Head]) -> None:
+        self.ledger = ledger
+        self._db = index
+        self._heads = heads
+
+    @classmethod
+    def open(cls, directory: Path) -> RecordStore:
+        """Open (or create) the store in `directory`, bringing the index level with the ledger."""
+        ledger = Ledger.open(directory / LEDGER_FILE)
+        try:
+            index = _open_index(directory / INDEX_FILE)
+        except BaseException:
+            ledger.close()
+            raise
+        store = cls(ledger, index, {})
+        try:
+            store._catch_up_index()
+            store._heads = store._load_heads()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def close(self) -> None:
+        self._db.close()
+        self.ledger.close()
+
+    def __enter__(self) -> RecordStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def size(self) -> int:
+        """The number of accepted records (the records ledger's size)."""
+        return self.ledger.size
+
+    def head(self, iss: str) -> Head | None:
+        return self._heads.get(iss)
+
+    def heads(self) -> dict[str, int]:
+        """Issuer -> highest accepted seq, the summary catch-up sync exchanges."""
+        return {iss: head.seq for iss, head in self._heads.items()}
+
+    def has(self, record_id: bytes) -> bool:
+        return self._db.execute("SELECT 1 FROM records WHERE id = ?", (record_id,)).fetchone() is not None
+
+    def index_of(self, record_id: bytes) -> int | None:
+        row = self._db.execute("SELECT idx FROM records WHERE id = ?", (record_id,)).fetchone()
+        return None if row is None else row[0]
+
+    def kind_and_issuer(self, record_id: bytes) -> tuple[str, str] | None:
+        row = self._db.execute("SELECT kind, iss FROM records WHERE id = ?", (record_id,)).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def get(self, record_id: bytes) -> bytes | None:
+        idx = self.index_of(record_id)
+        return None if idx is None else self.ledger.entry(idx)
+
+    def at(self, iss: str, seq: int) -> bytes | None:
+        """The accepted record of `iss` with `seq`, if any."""
+        row = self._db.execute("SELECT idx FROM records WHERE iss = ? AND seq = ?", (iss, seq)).fetchone()
+        return None if row is None else self.ledger.entry(row[0])
+
+    def issuer_range(self, iss: str, first_seq: int, limit: int) -> list[bytes]:
+        """Up to `limit` records of `iss` from `first_seq` on, in seq order (a sync page)."""
+        rows = self._db.execute(
+            "SELECT idx FROM records WHERE iss = ? AND seq >= ? ORDER BY seq LIMIT ?", (iss, first_seq, limit)
+        ).fetchall()
+        return [self.ledger.entry(idx) for (idx,) in rows]
+
+    def query(
+        self,
+        *,
+        issuer: str | None = None,
+        kind: str | None = None,
+        subject: str | None = None,
+        after: int = -1,
+        limit: int = 100,
+    ) -> list[tuple[int, bytes]]:
+        """Records matching every given filter with ledger index > `after`, oldest first: (index, bytes)."""
+        where, args = ["idx > ?"], [after]
+        for column, value in (("iss", issuer), ("kind", kind), ("subject", subject)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        rows = self._db.execute(
+            f"SELECT idx FROM records WHERE {' AND '.join(where)} ORDER BY idx LIMIT ?", (*args, limit)
+        ).fetchall()
+        return [(idx, self.ledger.entry(idx)) for (idx,) in rows]
+
+    def revoked(self, vouch_id: bytes) -> bool:
+        """Whether an accepted `revoke` names this vouch (revocations are indexed by the vouch they name)."""
+        row = self._db.execute("SELECT 1 FROM records WHERE kind = 'revoke' AND subject = ?", (vouch_id.hex(),))
+        return row.fetchone() is not None
+
+    def flagged(self) -> set[str]:
+        """Orgs proven to equivocate by an accepted `equivocation` record."""
+        rows = self._db.execute("SELECT DISTINCT subject FROM records WHERE kind = 'equivocation'").fetchall()
+        return {subject for (subject,) in rows}
+
+    def append(self, records: Sequence[Record]) -> int:
+        """Append accepted records durably, each following its issuer's head; the ledger index of the first."""
+        heads: dict[str, Head] = {}
+        for r in records:
+            head = heads.get(r.iss) or self._heads.get(r.iss)
+            if (r.seq, r.prev) != ((head.seq + 1, head.id) if head else (1, None)):
+                raise ValueError(f"records: {r.iss} seq {r.seq} does not follow its head {head}")
+            heads[r.iss] = Head(r.seq, r.id)
+        first = self.ledger.append([r.raw for r in records])
+        self._index(first, records)
+        self._heads.update(heads)
+        return first
+
+    def _index(self, first: int, records: Iterable[Record]) -> None:
+        rows = [(first + i, r.id, r.iss, r.seq, r.kind, _index_subject(r)) for i, r in enumerate(records)]
+        self._db.execute("BEGIN")
+        try:
+            self._db.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)", rows)
+            self._db.execute("COMMIT")
+        finally:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+
+    def _catch_up_index(self) -> None:
+        (indexed,) = self._db.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM records").fetchone()
+        if indexed > self.ledger.size:
+            raise StoreError(
+                f"{INDEX_FILE}: indexes {indexed} records but {LEDGER_FILE} holds {self.ledger.size}:"
+                " the index belongs to another ledger; move it aside and restart to rebuild it"
+            )
+        step = 1000
+        for start in range(indexed, self.ledger.size, step):
+            entries = self.ledger.entries(start, min(start + step, self.ledger.size))
+            self._index(start, [verify_record(e) for e in entries])
+
+    def _load_heads(self) -> dict[str, Head]:
+        rows = self._db.execute("SELECT iss, MAX(seq), id FROM records GROUP BY iss").fetchall()
+        return {iss: Head(seq, rid) for iss, seq, rid in rows}
+
+
+def _index_subject(record: Record) -> str | None:
+    if isinstance(record.body, RevokeBody):
+        return record.body.record.hex()
+    return subject_of(record)
+
+
+def _open_index(path: Path) -> sqlite3.Connection:
+    try:
+        db = sqlite3.connect(path, isolation_level=None)
+        (app_id,) = db.execute("PRAGMA application_id").fetchone()
+        (version,) = db.execute("PRAGMA user_version").fetchone()
+        if (app_id, version) == (0, 0):  # a new file
+            db.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
+            db.execute(f"PRAGMA user_version = {_INDEX_VERSION}")
+        elif (app_id, version) != (_APPLICATION_ID, _INDEX_VERSION):
+            db.close()
+            raise StoreError(f"{path}: not a version-{_INDEX_VERSION} record index (application_id {app_id:#x}, version {version})")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")  # derived data: a lost tail is replayed from the ledger
+        db.executescript(_SCHEMA)
+    except sqlite3.DatabaseError as e:
+        raise StoreError(f"{path}: not a record index: {e}") from None
+    return db

@@ -1,0 +1,116 @@
+"""Acceptance: chains extend in order, gaps are held and released, contradictions become evidence."""
+
+import pytest
+
+from gossip.acceptor import Acceptor
+from gossip.store import RecordStore
+from vouching import proves_equivocation
+
+from ..factories import Org
+
+
+@pytest.fixture
+def store(tmp_path):
+    with RecordStore.open(tmp_path) as s:
+        yield s
+
+
+def _acceptor(store, *, horizon=lambda iss: True, held_limit=100):
+    return Acceptor(store, in_horizon=horizon, held_limit=held_limit)
+
+
+def test_a_chain_in_order_is_accepted_and_duplicates_ignored(store):
+    alice = Org()
+    records = [alice.record() for _ in range(3)]
+    acceptor = _acceptor(store)
+    assert acceptor.submit(records).accepted == records
+    again = acceptor.submit(records)
+    assert again.accepted == [] and again.duplicates == 3
+    assert store.size == 3
+
+
+def test_a_gap_is_held_reported_and_released_when_filled(store):
+    alice = Org()
+    r1, r2, r3, r4 = (alice.record() for _ in range(4))
+    acceptor = _acceptor(store)
+    first = acceptor.submit([r1, r3, r4])
+    assert first.accepted == [r1]
+    assert first.held == 2 and first.gaps == {alice.did: (2, 3)}
+    second = acceptor.submit([r2])
+    assert second.accepted == [r2, r3, r4] and second.gaps == {}
+    assert store.heads() == {alice.did: 4}
+
+
+def test_a_gap_filled_within_the_batch_is_not_reported(store):
+    alice = Org()
+    r1, r2 = alice.record(), alice.record()
+    outcome = _acceptor(store).submit([r2, r1])
+    assert outcome.accepted == [r1, r2] and outcome.gaps == {} and outcome.held == 0
+
+
+def test_a_long_held_chain_is_released_without_recursion(store):
+    alice = Org()
+    records = [alice.record() for _ in range(3000)]
+    acceptor = _acceptor(store, held_limit=5000)
+    acceptor.submit(records[:0:-1])  # everything but the first, newest first
+    assert len(acceptor.submit(records[:1]).accepted) == 3000
+
+
+def test_two_records_at_one_position_are_equivocation_evidence(store):
+    alice = Org()
+    r1 = alice.record()
+    acceptor = _acceptor(store)
+    acceptor.submit([r1])
+    other = alice.fork(1, None)
+    outcome = acceptor.submit([other])
+    assert outcome.accepted == []
+    [(ours, theirs)] = outcome.equivocations
+    assert (ours, theirs) == (r1.raw, other.raw) and proves_equivocation(ours, theirs)
+
+
+def test_two_held_records_at_one_position_are_equivocation_evidence(store):
+    alice = Org()
+    r1, r2 = alice.record(), alice.record()
+    rival = alice.fork(2, r1.id)
+    acceptor = _acceptor(store)
+    outcome = acceptor.submit([r2, rival])
+    assert outcome.equivocations == [(r2.raw, rival.raw)]
+
+
+def test_a_wrong_prev_is_rejected_with_a_reason(store):
+    alice = Org()
+    r1 = alice.record()
+    acceptor = _acceptor(store)
+    acceptor.submit([r1])
+    broken = alice.sign("org", {"name": "x", "network": "test", "addrs": []}, seq=2, prev=b"\x00" * 32)
+    [(record, reason)] = acceptor.submit([broken]).rejected
+    assert record is broken and reason.startswith("prev: does not match")
+
+
+def test_a_revocation_must_name_an_earlier_vouch_of_its_issuer(store):
+    alice, bob = Org(), Org()
+    bobs_vouch = bob.vouch(alice.did)
+    acceptor = _acceptor(store)
+    acceptor.submit([bobs_vouch])
+    bad = alice.revoke(bobs_vouch)
+    [(_, reason)] = acceptor.submit([bad]).rejected
+    assert reason.startswith("body.record: names no earlier vouch")
+    own = Org()
+    v = own.vouch(alice.did)
+    assert acceptor.submit([v, own.revoke(v)]).accepted[-1].kind == "revoke"
+
+
+def test_records_outside_the_horizon_are_not_stored(store):
+    insider, outsider = Org(), Org()
+    acceptor = _acceptor(store, horizon=lambda iss: iss == insider.did)
+    outcome = acceptor.submit([insider.record(), outsider.record()])
+    assert len(outcome.accepted) == 1 and outcome.outside_horizon == 1
+
+
+def test_the_held_buffer_is_bounded(store):
+    alice = Org()
+    records = [alice.record() for _ in range(10)]
+    acceptor = _acceptor(store, held_limit=3)
+    outcome = acceptor.submit(records[1:])
+    assert outcome.dropped == 6 and acceptor.held_count == 3
+    assert outcome.gaps == {alice.did: (1, 9)}

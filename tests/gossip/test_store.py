@@ -1,0 +1,79 @@
+"""The record store: durable, indexed, and level with its ledger after a crash between the two writes."""
+
+import sqlite3
+
+import pytest
+
+from gossip.store import INDEX_FILE, RecordStore, StoreError
+from ledger import tree_hash
+
+from ..factories import Org
+
+
+def test_append_then_find_by_id_issuer_position_and_subject(tmp_path):
+    alice, bob = Org(), Org()
+    a1, a2 = alice.record(), alice.vouch(bob.did)
+    b1 = bob.record("org")
+    with RecordStore.open(tmp_path) as store:
+        assert store.append([a1, b1]) == 0
+        assert store.append([a2]) == 2
+        assert store.size == 3
+        assert store.get(a2.id) == a2.raw and store.index_of(a2.id) == 2
+        assert store.at(alice.did, 1) == a1.raw
+        assert store.heads() == {alice.did: 2, bob.did: 1}
+        assert store.issuer_range(alice.did, 2, 10) == [a2.raw]
+        assert store.query(subject=bob.did) == [(2, a2.raw)]
+        assert store.query(kind="org") == [(1, b1.raw)]
+        assert store.query(issuer=alice.did, after=0) == [(2, a2.raw)]
+        assert store.ledger.root() == tree_hash([a1.raw, b1.raw, a2.raw])
+
+
+def test_append_refuses_a_record_that_does_not_follow_its_head(tmp_path):
+    alice = Org()
+    a1, _, a3 = alice.record(), alice.record(), alice.record()
+    with RecordStore.open(tmp_path) as store:
+        store.append([a1])
+        with pytest.raises(ValueError, match="does not follow"):
+            store.append([a3])
+        assert store.size == 1
+
+
+def test_revocations_and_equivocations_are_indexed(tmp_path):
+    alice = Org()
+    vouch = alice.vouch(Org().did)
+    revoke = alice.revoke(vouch)
+    with RecordStore.open(tmp_path) as store:
+        store.append([vouch, revoke])
+        assert store.revoked(vouch.id)
+        assert store.kind_and_issuer(revoke.id) == ("revoke", alice.did)
+        assert store.flagged() == set()
+
+
+def test_reopen_keeps_everything(tmp_path):
+    alice = Org()
+    records = [alice.record() for _ in range(5)]
+    with RecordStore.open(tmp_path) as store:
+        store.append(records)
+    with RecordStore.open(tmp_path) as store:
+        assert store.size == 5
+        assert store.head(alice.did).id == records[-1].id
+
+
+def test_an_index_that_lost_its_tail_is_replayed_from_the_ledger(tmp_path):
+    alice = Org()
+    records = [alice.record() for _ in range(5)]
+    with RecordStore.open(tmp_path) as store:
+        store.append(records)
+    db = sqlite3.connect(tmp_path / INDEX_FILE)
+    db.execute("DELETE FROM records WHERE idx >= 2")  # as if the process died between ledger and index
+    db.commit()
+    db.close()
+    with RecordStore.open(tmp_path) as store:
+        assert store.heads() == {alice.did: 5}
+        assert [raw for _, raw in store.query()] == [r.raw for r in records]
+
+
+def test_a_foreign_index_file_is_refused(tmp_path):
+    (tmp_path / INDEX_FILE).write_bytes(b"not a database at all" * 10)
+    with pytest.raises(StoreError, match="not a record index"):
+        RecordStore.open(tmp_path)
