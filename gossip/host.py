@@ -83,6 +83,15 @@ Found while reproducing the above (not in the issue):
    stream.read() returns b"" instead of raising. Handled: Stream checks the yamux stream's reset_received
    flag at end of stream and raises StreamError, so a server aborting mid-protocol is never mistaken for a
    completed answer.
+15. The TCP listener sets SO_REUSEPORT (for hole punching), so a second node started on a port that a node
+   already listens on starts too, and the kernel splits inbound connections between them. Repro: two
+   open_host() on the same fixed port without the check below -> both run. Handled: open_host() first
+   binds each fixed port without SO_REUSEPORT and refuses a port in use with HostError.
+16. host.connect(PeerInfo(peer, [addr])) may dial a different address than `addr`: it adds `addr` to the
+   peerstore, and dial_peer picks one address per transport from everything the peerstore holds for the
+   peer, the oldest first. Repro: connect to /ip4/127.0.0.1/tcp/<B's port>/p2p/<X> (fails: wrong key), then
+   to /ip4/127.0.0.1/tcp/1/p2p/<X> -> the error is again the handshake failure at B's port, not "connection
+   refused". Handled: connect() clears the peer's addresses before dialling.
 Not worked around (policy, not a bug to patch): py-libp2p grafts "opportunistically" on every heartbeat
 (the spec does it every 60 heartbeats), so meshes larger than D churn a little; scores of a disconnected
 peer are forgotten at once (the spec retains them); IDONTWANT is sent for every message regardless of size.
@@ -94,6 +103,7 @@ import functools
 import logging
 import math
 import os
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -301,13 +311,12 @@ def _reason(error: BaseException) -> str:
         if id(err) in seen:
             continue
         seen.add(id(err))
-        text = str(err).strip() or type(err).__name__
-        if text not in parts:
+        members = list(getattr(err, "exceptions", None) or getattr(err, "errors", None) or ())
+        if members and all(isinstance(m, BaseException) for m in members):
+            todo.extend(members)  # a group (or py-libp2p's MultiError): its text only repeats its members'
+        elif (text := str(err).strip() or type(err).__name__) not in parts:
             parts.append(text)
-        todo.extend(getattr(err, "exceptions", ()))
-        for nested in (err.__cause__, err.__context__):
-            if nested is not None:
-                todo.append(nested)
+        todo.extend(nested for nested in (err.__cause__, err.__context__) if nested is not None)
     return "; ".join(parts)
 
 
@@ -520,13 +529,19 @@ class Host:
         self._peer_event_channels: list[trio.MemorySendChannel[PeerEvent]] = []
         self._publish_lock = trio.Lock()
         self._counts: dict[str, int] = dict.fromkeys(HostStats.__dataclass_fields__, 0)
+        self._lagging_topics: set[str] = set()
         self._open = True
-        self.peer_id: str = self._my_id.to_base58()
+        self._peer_id = self._my_id.to_base58()
         host.get_network().register_notifee(_PeerNotifee(self._emit_peer_event))
 
     @property
+    def peer_id(self) -> str:
+        """This host's PeerID; it embeds the org's public key (see peer_public_key)."""
+        return self._peer_id
+
+    @property
     def listen_addrs(self) -> list[str]:
-        """Where this host listens, as dialable multiaddrs ending in /p2p/<peer id>."""
+        """Where this host listens, as bound (a wildcard address stays one), ending in /p2p/<peer id>."""
         return [f"{addr}/p2p/{self.peer_id}" for addr in self._host.get_transport_addrs()]
 
     def connected_peers(self) -> list[str]:
@@ -542,7 +557,8 @@ class Host:
         target, peer = _parse_dial_addr(addr)
         if peer == self._my_id:
             raise HostError(f"dial {addr}: that is this host's own peer id")
-        self._host.get_network().unblock_peer(peer)
+        self._host.get_network().unblock_peer(peer)  # quirk 6
+        self._host.get_peerstore().clear_addrs(peer)  # quirk 16
         try:
             with trio.fail_after(self._config.dial_timeout):
                 await self._host.connect(PeerInfo(peer, [target]))
@@ -680,10 +696,13 @@ class Host:
             try:
                 inbox.send_nowait(Received(_peer_str(msg.from_id), msg.data))
                 self._counts["delivered"] += 1
+                self._lagging_topics.discard(topic)
             except trio.WouldBlock:
                 self._counts["dropped_slow_subscriber"] += 1
-                logger.warning("subscriber of topic %r is %d messages behind; dropping (sync will repair)",
-                               topic, self._config.receive_buffer)
+                if topic not in self._lagging_topics:  # once per episode, not once per message
+                    self._lagging_topics.add(topic)
+                    logger.warning("subscriber of topic %r is %d messages behind; dropping until it catches up",
+                                   topic, self._config.receive_buffer)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass  # the subscriber closed its channel: it no longer wants this topic
 
@@ -708,7 +727,7 @@ class Host:
             return
         for peer in self._pubsub.peers_with_full_queues(limit):
             self._counts["stalled_peers_disconnected"] += 1
-            logger.warning("peer %s took nothing from its send queue for %s s; disconnecting it",
+            logger.warning("send queue to peer %s stayed over half full for %s s; disconnecting it",
                            peer, self._config.publish_stall_timeout)
             with trio.move_on_after(self._config.close_timeout):
                 await self._host.disconnect(peer)
@@ -723,13 +742,17 @@ class Host:
 async def open_host(seed: bytes, listen: list[str], *, config: HostConfig = HostConfig()) -> AsyncIterator[Host]:
     """Run a host keyed by the org's 32-byte Ed25519 seed, listening on TCP multiaddrs (port 0 picks one).
 
-    On exit every connection and listener is closed and every task started for it has finished.
+    On exit every connection and listener is closed and every task started for it has finished. An
+    exception from the body, or a lone failure inside py-libp2p, comes out as itself rather than wrapped
+    in the exception groups of the nurseries in between.
     """
     if len(seed) != 32:
         raise ValueError(f"seed must be the 32-byte Ed25519 private seed, got {len(seed)} bytes")
     if not listen:
         raise ValueError("open_host needs at least one listen address")
     addrs = [_parse_listen_addr(a) for a in listen]
+    for addr, maddr in zip(listen, addrs):
+        _check_port_free(addr, maddr)
     _route_libp2p_logging(config.libp2p_log_level)
     key_pair = create_new_key_pair(seed)
     lp_host = new_host(
@@ -741,24 +764,62 @@ async def open_host(seed: bytes, listen: list[str], *, config: HostConfig = Host
                                            dial_timeout=config.dial_timeout),
         disable_identify_address_discovery=True,  # advertise what we listen on, not what peers claim to see
     )
-    network = lp_host.get_network()
-    network.retry_config = RetryConfig(max_retries=0)  # quirk 6: the caller owns retries
+    lp_host.get_network().retry_config = RetryConfig(max_retries=0)  # quirk 6: the caller owns retries
     host = Host(lp_host, config)
+    try:
+        async with _running(lp_host, addrs, host, config):
+            yield host
+    except BaseExceptionGroup as group:
+        if (sole := _sole_exception(group)) is None:
+            raise
+        raise sole from sole.__cause__
+
+
+@asynccontextmanager
+async def _running(lp_host: BasicHost, addrs: list[multiaddr.Multiaddr], host: Host, config: HostConfig
+                   ) -> AsyncIterator[None]:
+    network = lp_host.get_network()
     async with lp_host.run(addrs):
         try:
-            failed = [a for a, m in zip(listen, addrs) if str(m) not in network.listeners]
-            if failed:
-                raise HostError(f"could not listen on {failed} (address in use or not local?)")
+            if failed := [str(m) for m in addrs if str(m) not in network.listeners]:
+                raise HostError(f"could not listen on {failed}")
             await network.auto_connector.stop()  # quirk 6: peers are the node's choice
             async with background_trio_service(host._pubsub), background_trio_service(host._router):
                 await host._pubsub.wait_until_ready()
                 try:
-                    yield host
+                    yield
                 finally:
                     host._close_channels()
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(config.close_timeout):
                 await lp_host.close()  # quirk 5: run() alone leaves the listener open
+
+
+def _sole_exception(group: BaseExceptionGroup) -> BaseException | None:
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending and len(leaves) < 2:
+        exc = pending.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            pending.extend(exc.exceptions)
+        else:
+            leaves.append(exc)
+    return leaves[0] if len(leaves) == 1 and not pending else None
+
+
+def _check_port_free(addr: str, maddr: multiaddr.Multiaddr) -> None:
+    """Quirk 15: py-libp2p listens with SO_REUSEPORT, so a port already in use would be shared, not refused."""
+    ip = maddr.value_for_protocol(maddr.protocols()[0].name)
+    port = int(maddr.value_for_protocol("tcp"))
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as trio does: TIME_WAIT is no conflict
+        try:
+            probe.bind((ip, port))
+        except OSError as error:
+            raise HostError(f"cannot listen on {addr}: {error.strerror}") from None
 
 
 def _route_libp2p_logging(level: int) -> None:

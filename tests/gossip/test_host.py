@@ -10,6 +10,7 @@ import trio
 from gossip.frames import FrameError, encode_uvarint
 from gossip.host import (
     Host,
+    HostConfig,
     HostError,
     InvalidPeerId,
     PeerEvent,
@@ -261,8 +262,11 @@ async def test_connect_explains_a_wrong_peer_id_and_a_bad_address() -> None:
         async with open_host(os.urandom(32), LOOPBACK) as a, open_host(os.urandom(32), LOOPBACK) as b:
             impostor = peer_id_from_public_key(os.urandom(32))
             wrong = b.listen_addrs[0].replace(b.peer_id, impostor)
-            with pytest.raises(HostError, match=f"dial {wrong}"):
+            with pytest.raises(HostError, match=f"dial {wrong}: .*peer id does not correspond"):
                 await a.connect(wrong)
+            closed_port = f"/ip4/127.0.0.1/tcp/1/p2p/{impostor}"  # the new address is dialled, not the old one
+            with pytest.raises(HostError, match=f"dial {closed_port}: .*Connection refused"):
+                await a.connect(closed_port)
             with pytest.raises(HostError, match="must be /ip4"):
                 await a.connect("/ip4/127.0.0.1/tcp/1")
             assert a.connected_peers() == []
@@ -305,3 +309,60 @@ async def test_libp2p_logs_reach_the_application_logging(caplog: pytest.LogCaptu
             with caplog.at_level(logging.WARNING):
                 logging.getLogger("libp2p.pubsub.gossipsub").warning("from inside py-libp2p")
     assert "from inside py-libp2p" in caplog.text
+
+
+@pytest.mark.slow
+async def test_a_port_in_use_is_refused_not_shared() -> None:
+    with trio.fail_after(10):
+        async with open_host(os.urandom(32), LOOPBACK) as first:
+            port = first.listen_addrs[0].split("/")[4]
+            with pytest.raises(HostError, match=f"cannot listen on /ip4/127.0.0.1/tcp/{port}: Address already in use"):
+                async with open_host(os.urandom(32), [f"/ip4/127.0.0.1/tcp/{port}"]):
+                    pass
+
+
+@pytest.mark.slow
+async def test_an_error_in_the_body_comes_out_unwrapped() -> None:
+    with trio.fail_after(10), pytest.raises(KeyError, match="from the body"):
+        async with open_host(os.urandom(32), LOOPBACK):
+            raise KeyError("from the body")
+
+
+
+@pytest.mark.slow
+async def test_a_peer_that_stops_reading_is_disconnected_and_does_not_block_publishing() -> None:
+    from libp2p import new_host  # a peer that joins the topic, then never reads what it is sent
+    from libp2p.crypto.ed25519 import create_new_key_pair
+    from libp2p.custom_types import TProtocol
+    from libp2p.peer.id import ID
+    from libp2p.peer.peerinfo import info_from_p2p_addr
+    from libp2p.pubsub.pb import rpc_pb2
+    from multiaddr import Multiaddr
+
+    meshsub = TProtocol("/meshsub/1.1.0")
+    stalled = new_host(key_pair=create_new_key_pair(os.urandom(32)))
+    stalled.set_stream_handler(meshsub, lambda stream: trio.sleep_forever())
+    join = rpc_pb2.RPC(subscriptions=[rpc_pb2.RPC.SubOpts(subscribe=True, topicid=TOPIC)]).SerializeToString()
+    config = HostConfig(publish_stall_timeout=1.0)
+    with trio.fail_after(30):
+        async with (
+            open_host(os.urandom(32), LOOPBACK, config=config) as publisher,
+            open_host(os.urandom(32), LOOPBACK) as healthy,
+            stalled.run([Multiaddr(LOOPBACK[0])]),
+        ):
+            await publisher.subscribe(TOPIC, accept_all)
+            inbox = await healthy.subscribe(TOPIC, accept_all)
+            await healthy.connect(publisher.listen_addrs[0])
+            await stalled.connect(info_from_p2p_addr(Multiaddr(publisher.listen_addrs[0])))
+            stream = await stalled.new_stream(ID.from_base58(publisher.peer_id), [meshsub])
+            await stream.write(encode_uvarint(len(join)) + join)
+            stalled_id = stalled.get_id().to_base58()
+            await publisher.wait_for_mesh(TOPIC, stalled_id)
+            await publisher.wait_for_mesh(TOPIC, healthy.peer_id)
+            burst = [bytes([i]) * 256 * 1024 for i in range(48)]  # 12 MiB: more than a yamux window of 8 MiB
+            for data in burst:
+                await publisher.publish(TOPIC, data)
+            assert publisher.stats().stalled_peers_disconnected == 1
+            assert stalled_id not in publisher.connected_peers()
+            assert [data for _, data in await receive(inbox, len(burst))] == burst
+            await stalled.close()
