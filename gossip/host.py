@@ -92,6 +92,21 @@ Found while reproducing the above (not in the issue):
    peer, the oldest first. Repro: connect to /ip4/127.0.0.1/tcp/<B's port>/p2p/<X> (fails: wrong key), then
    to /ip4/127.0.0.1/tcp/1/p2p/<X> -> the error is again the handshake failure at B's port, not "connection
    refused". Handled: connect() clears the peer's addresses before dialling.
+17. libp2p.io.utils.read_exactly() gives up after 100 partial reads although the bytes are still coming, and
+   the Noise transport reads every encrypted frame (up to 64 KiB) with it. TCP hands a busy receiver such a
+   frame in small pieces (its socket buffer is full and the sender refills it bit by bit), so under load the
+   read fails half-way, yamux carries on with the framing lost, and the connection dies in "Failed
+   authentication of message" or feeds pubsub undecodable RPCs. Repro: read_exactly(reader, 65535) from a
+   reader that returns 600 bytes per read -> IncompleteReadError "expected 65535 bytes but received 60600";
+   on the network, benchmarks/bare_gossipsub.py --size 65536 on a loaded 2-CPU machine logged both errors.
+   Handled (the one patch of library internals, version-guarded by the signature it replaces, no wire
+   change): the msgio module that Noise uses reads until it has the bytes or the connection ends.
+18. Writes to one yamux stream are not atomic: YamuxStream.write() sends a large buffer as several frames
+   and takes its lock per frame, so two tasks writing at once interleave their bytes. Pubsub has such
+   writers (the per-peer sending loop, flush_pending_messages() and send_recent_messages() all call
+   write_msg() on the same stream), so an RPC larger than one 64 KiB frame can arrive spliced with another
+   and fail to parse. Repro: two tasks each write twenty 100 KB frames to one stream -> the reader sees
+   mixed frames. Handled: _Pubsub.write_msg takes a per-stream lock, and Stream.write does the same.
 Not worked around (policy, not a bug to patch): py-libp2p grafts "opportunistically" on every heartbeat
 (the spec does it every 60 heartbeats), so meshes larger than D churn a little; scores of a disconnected
 peer are forgotten at once (the spec retains them); IDONTWANT is sent for every message regardless of size.
@@ -100,16 +115,20 @@ peer are forgotten at once (the spec retains them); IDONTWANT is sent for every 
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import math
 import os
 import socket
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import libp2p
+import libp2p.io.msgio
+import libp2p.io.utils
 import multiaddr
 import trio
 from libp2p import new_host
@@ -119,7 +138,8 @@ from libp2p.crypto.keys import KeyType
 from libp2p.crypto.x25519 import create_new_key_pair as create_new_x25519_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.host.basic_host import BasicHost
-from libp2p.io.exceptions import IOException
+from libp2p.io.abc import Reader
+from libp2p.io.exceptions import IncompleteReadError, IOException
 from libp2p.network.config import ConnectionConfig, RetryConfig
 from libp2p.network.stream import exceptions as lp_stream
 from libp2p.peer.id import ID
@@ -330,6 +350,7 @@ class Stream:
     def __init__(self, stream: INetStream, remote_peer: str, protocol: str) -> None:
         self._stream = stream
         self._buffer = bytearray()
+        self._write_lock = trio.Lock()  # quirk 18: one write's frames must not interleave with another's
         self.remote_peer = remote_peer
         self.protocol = protocol
 
@@ -353,8 +374,10 @@ class Stream:
         return await self._receive(max_bytes)
 
     async def write(self, data: bytes) -> None:
+        """Send all of `data`; concurrent writes to one stream go out one after the other, never interleaved."""
         try:
-            await self._stream.write(data)
+            async with self._write_lock:
+                await self._stream.write(data)
         except (lp_stream.StreamError, IOException) as error:
             raise StreamError(f"{self.protocol} stream to {self.remote_peer}: write failed: {_reason(error)}") from error
 
@@ -421,6 +444,7 @@ class _Pubsub(Pubsub):
         self._deliver = deliver
         self._on_hostile = on_hostile
         self._queue_drained = trio.Event()
+        self._write_locks: weakref.WeakKeyDictionary[INetStream, trio.Lock] = weakref.WeakKeyDictionary()
 
     def notify_subscriptions(self, publish_message: rpc_pb2.Message) -> None:
         self._deliver(publish_message)  # quirk 13: into our own, larger, counted channels
@@ -440,9 +464,11 @@ class _Pubsub(Pubsub):
         try:
             await super().stream_handler(stream)
         except Exception as error:  # quirk 12: undecodable RPCs escape into the connection task
+            await stream.reset()
+            if not self.manager.is_running:
+                return  # the service is stopping: its task nursery refuses new work, nobody misbehaved
             peer = stream.muxed_conn.peer_id
             self._on_hostile(peer, f"pubsub RPC stream: {_reason(error)}")
-            await stream.reset()
             self._handle_dead_peer(peer)
 
     async def handle_sending_messages(self, peer_id: ID, stream: INetStream, queue: RpcQueue) -> None:
@@ -457,6 +483,10 @@ class _Pubsub(Pubsub):
             self._handle_dead_peer(peer_id)
         finally:
             self._wake_publishers()
+
+    async def write_msg(self, stream: INetStream, rpc_msg: rpc_pb2.RPC) -> bool:
+        async with self._write_locks.setdefault(stream, trio.Lock()):  # quirk 18
+            return await super().write_msg(stream, rpc_msg)
 
     def peers_with_full_queues(self, limit: int) -> list[ID]:
         return [peer for peer, queue in self.peer_queues.items() if len(queue) > limit]
@@ -754,6 +784,7 @@ async def open_host(seed: bytes, listen: list[str], *, config: HostConfig = Host
     for addr, maddr in zip(listen, addrs):
         _check_port_free(addr, maddr)
     _route_libp2p_logging(config.libp2p_log_level)
+    _fix_read_exactly()
     key_pair = create_new_key_pair(seed)
     lp_host = new_host(
         key_pair=key_pair,
@@ -820,6 +851,28 @@ def _check_port_free(addr: str, maddr: multiaddr.Multiaddr) -> None:
             probe.bind((ip, port))
         except OSError as error:
             raise HostError(f"cannot listen on {addr}: {error.strerror}") from None
+
+
+async def _read_until_complete(reader: Reader, n: int, retry_count: int = 0) -> bytes:
+    """read_exactly() without the retry limit (quirk 17); `retry_count` keeps the replaced signature."""
+    buffer = bytearray()
+    while len(buffer) < n:
+        chunk = await reader.read(n - len(buffer))
+        if not chunk:
+            raise IncompleteReadError(
+                f"Connection closed during read operation: expected {n} bytes but received {len(buffer)} bytes",
+                expected_bytes=n,
+                received_bytes=len(buffer),
+            )
+        buffer += chunk
+    return bytes(buffer)
+
+
+def _fix_read_exactly() -> None:
+    if "retry_count" in inspect.signature(libp2p.io.msgio.read_exactly).parameters and (
+        libp2p.io.msgio.read_exactly is libp2p.io.utils.read_exactly
+    ):
+        libp2p.io.msgio.read_exactly = _read_until_complete
 
 
 def _route_libp2p_logging(level: int) -> None:

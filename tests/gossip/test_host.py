@@ -366,3 +366,46 @@ async def test_a_peer_that_stops_reading_is_disconnected_and_does_not_block_publ
             assert stalled_id not in publisher.connected_peers()
             assert [data for _, data in await receive(inbox, len(burst))] == burst
             await stalled.close()
+
+
+@pytest.mark.slow
+async def test_concurrent_writes_to_one_stream_do_not_interleave() -> None:
+    intact: list[bool] = []
+    all_read = trio.Event()
+
+    async def check_frames(stream) -> None:
+        while (frame := await stream.read_frame(max_size=200_000)) is not None:
+            intact.append(len(set(frame)) == 1)
+        all_read.set()
+
+    with trio.fail_after(20):
+        async with network(2, links=[(0, 1)]) as (hosts, _):
+            hosts[1].set_stream_handler(ECHO, check_frames)
+            async with await hosts[0].open_stream(hosts[1].peer_id, ECHO) as stream:
+
+                async def write_many(fill: int) -> None:
+                    for _ in range(10):
+                        await stream.write_frame(bytes([fill]) * 100_000)  # two yamux frames each
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(write_many, 1)
+                    nursery.start_soon(write_many, 2)
+            await all_read.wait()
+    assert intact == [True] * 20
+
+
+@pytest.mark.slow
+async def test_noise_frames_survive_a_connection_that_delivers_small_pieces() -> None:
+    import libp2p.io.msgio  # the read that py-libp2p 0.8.1 gives up on after 100 pieces (quirk 17)
+
+    class Trickle:
+        def __init__(self, data: bytes) -> None:
+            self.data = data
+
+        async def read(self, n: int) -> bytes:
+            piece, self.data = self.data[:min(n, 600)], self.data[min(n, 600):]
+            return piece
+
+    frame = bytes(range(256)) * 255
+    async with open_host(os.urandom(32), LOOPBACK):
+        assert await libp2p.io.msgio.read_exactly(Trickle(frame), len(frame)) == frame
