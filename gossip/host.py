@@ -2,7 +2,8 @@
 
 The only module in vouchnet that imports py-libp2p (pinned to 0.8.x). Specs: libp2p connections
 (Noise XX, yamux, multistream-select), PeerID (identity multihash), GossipSub v1.1/v1.2, length-prefixed
-frames (see gossip.frames). Everything here is configuration and wrapping; nothing changes the wire.
+frames (see gossip.frames). Everything here is configuration, wrapping and subclassing, plus one
+version-guarded fix inside the library (quirk 17); nothing changes what goes on the wire.
 
 py-libp2p 0.8.1 sharp edges and how this module handles each. Every reproduction below was run on this
 machine; they use a plain py-libp2p node built as its examples do:
@@ -18,7 +19,9 @@ machine; they use a plain py-libp2p node built as its examples do:
    publish 50 messages at 50/s -> the peer receives 12. Handled: spam_protection_enabled=False. Rate
    limits belong to the gossip layer's validator, where a reject also lowers the sender's score.
 2. The per-peer outbound queue is fixed at 32 RPCs (rpc_queue.OutBoundQueueSize) and RpcQueue.push drops
-   silently when full. See 8 for the repro. Handled: publish() waits for queue space (8).
+   silently when full. See 8 for the repro. Handled for our own messages: publish() waits for queue space
+   (8). A message this node relays can still be dropped for a peer whose queue is full, as in go-libp2p;
+   the peer gets it from another mesh member, through IHAVE/IWANT, or through vouchnet's sync.
 3. Adaptive gossip (on by default) sets the heartbeat to 30-60 s once its "network health" is below 0.4,
    which a small healthy mesh is (health counts mesh size against D). Repro: three fully connected nodes,
    heartbeat_interval=1; at t=30 s gs.heartbeat_interval becomes 30 and heartbeats stop for 30 s (health
@@ -93,20 +96,24 @@ Found while reproducing the above (not in the issue):
    to /ip4/127.0.0.1/tcp/1/p2p/<X> -> the error is again the handshake failure at B's port, not "connection
    refused". Handled: connect() clears the peer's addresses before dialling.
 17. libp2p.io.utils.read_exactly() gives up after 100 partial reads although the bytes are still coming, and
-   the Noise transport reads every encrypted frame (up to 64 KiB) with it. TCP hands a busy receiver such a
-   frame in small pieces (its socket buffer is full and the sender refills it bit by bit), so under load the
-   read fails half-way, yamux carries on with the framing lost, and the connection dies in "Failed
-   authentication of message" or feeds pubsub undecodable RPCs. Repro: read_exactly(reader, 65535) from a
-   reader that returns 600 bytes per read -> IncompleteReadError "expected 65535 bytes but received 60600";
-   on the network, benchmarks/bare_gossipsub.py --size 65536 on a loaded 2-CPU machine logged both errors.
-   Handled (the one patch of library internals, version-guarded by the signature it replaces, no wire
-   change): the msgio module that Noise uses reads until it has the bytes or the connection ends.
+   the Noise transport reads every encrypted frame (up to 64 KiB) with it. TCP can hand a busy receiver such
+   a frame in small pieces (its socket buffer is full and the sender refills it bit by bit); the read then
+   fails half-way with part of the frame consumed, and yamux, which treats an incomplete DATA read as a
+   closed stream and carries on, reads the rest of the connection out of step. Repro: read_exactly(reader,
+   65535) from a reader that returns 600 bytes per read -> IncompleteReadError "expected 65535 bytes but
+   received 60600". Handled (the one patch of library internals, version-guarded by the signature it
+   replaces, no wire change): the msgio module that Noise uses reads until it has the bytes or the
+   connection ends.
 18. Writes to one yamux stream are not atomic: YamuxStream.write() sends a large buffer as several frames
    and takes its lock per frame, so two tasks writing at once interleave their bytes. Pubsub has such
    writers (the per-peer sending loop, flush_pending_messages() and send_recent_messages() all call
    write_msg() on the same stream), so an RPC larger than one 64 KiB frame can arrive spliced with another
    and fail to parse. Repro: two tasks each write twenty 100 KB frames to one stream -> the reader sees
    mixed frames. Handled: _Pubsub.write_msg takes a per-stream lock, and Stream.write does the same.
+Seen but not isolated: with 64 KiB messages among 5 processes on a loaded 2-CPU machine, connections died
+with "Failed authentication of message" (a Noise frame out of step) in 2 of 4 benchmark runs before the
+fixes for 17 and 18, and in none of 9 runs after. A Noise frame whose send is cancelled half-way would do
+the same; py-libp2p does not shield its writes. The node's reconnect and sync repair a dropped connection.
 Not worked around (policy, not a bug to patch): py-libp2p grafts "opportunistically" on every heartbeat
 (the spec does it every 60 heartbeats), so meshes larger than D churn a little; scores of a disconnected
 peer are forgotten at once (the spec retains them); IDONTWANT is sent for every message regardless of size.
@@ -229,17 +236,17 @@ class HostConfig:
     mesh_degree: int = 6
     mesh_degree_low: int = 4
     mesh_degree_high: int = 12
-    heartbeat_interval: float = 1.0
-    gossip_protocols: tuple[str, ...] = GOSSIPSUB_PROTOCOLS
-    max_message_size: int = 256 * 1024
-    receive_buffer: int = 1024
-    publish_stall_timeout: float = 10.0
+    heartbeat_interval: float = 1.0  # seconds
+    gossip_protocols: tuple[str, ...] = GOSSIPSUB_PROTOCOLS  # offered in this order of preference
+    max_message_size: int = 256 * 1024  # bytes of data per gossip message, both ways
+    receive_buffer: int = 1024  # messages (and peer events) a subscriber may fall behind before drops
+    publish_stall_timeout: float = 10.0  # seconds a peer's send queue may stay half full before we drop it
     dial_timeout: float = 10.0
     stream_open_timeout: float = 10.0
-    close_timeout: float = 5.0
+    close_timeout: float = 5.0  # bound on closing connections and listeners when the host exits
     max_connections: int = 300
     scoring: PeerScoring = field(default_factory=PeerScoring)
-    libp2p_log_level: int = logging.WARNING
+    libp2p_log_level: int = logging.WARNING  # for py-libp2p's own records, which are chatty below this
 
     def __post_init__(self) -> None:
         if not 1 <= self.mesh_degree_low <= self.mesh_degree <= self.mesh_degree_high:
