@@ -197,7 +197,7 @@ class PeerScoring:
     Only invalid messages (a validator said False, or the message was malformed) and protocol misbehaviour
     (IHAVE/IWANT floods) lower a score; counters decay by `decay` per heartbeat. Thresholds as in the spec:
     below `gossip_threshold` no gossip is exchanged with the peer, below `publish_threshold` its messages
-    are dropped and ours are not sent to it, below `graylist_threshold` it is pruned and ignored.
+    are dropped and ours are not sent to it, below `graylist_threshold` it is kept out of our mesh.
     Peer exchange (PX) from other peers is never acted on: this node chooses its own peers.
     """
 
@@ -700,6 +700,10 @@ class Host:
 
     def stats(self) -> HostStats:
         return HostStats(**self._counts)
+
+    def peer_score(self, peer_id: str) -> float:
+        """This host's GossipSub score for a peer over the topics it subscribes to (0 for a newcomer)."""
+        return self._router.scorer.score(_parse_peer_id(peer_id), list(self._inboxes))
 
     def _check_open(self) -> None:
         if not self._open:

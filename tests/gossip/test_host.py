@@ -147,6 +147,30 @@ async def test_a_rejected_message_is_not_relayed() -> None:
 
 
 @pytest.mark.slow
+async def test_a_peer_that_sends_invalid_messages_loses_score_until_it_is_ignored() -> None:
+    rejections = 0
+    sixth_rejection = trio.Event()
+
+    def no_bad(peer: str, data: bytes) -> bool:
+        nonlocal rejections
+        if data != b"bad":
+            return True
+        rejections += 1
+        if rejections == 6:
+            sixth_rejection.set()
+        return False
+
+    with trio.fail_after(20):
+        async with network(3, validators={1: no_bad}, links=[(0, 1), (2, 1)]) as (hosts, _):
+            for _ in range(6):
+                await hosts[0].publish(TOPIC, b"bad")
+            await sixth_rejection.wait()
+            threshold = HostConfig().scoring.publish_threshold
+            assert hosts[1].peer_score(hosts[0].peer_id) < threshold  # its messages are dropped from now on
+            assert hosts[1].peer_score(hosts[2].peer_id) == 0
+
+
+@pytest.mark.slow
 async def test_publish_refuses_what_it_could_not_deliver() -> None:
     with trio.fail_after(10):
         async with open_host(os.urandom(32), LOOPBACK) as host:
