@@ -1,0 +1,435 @@
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import nacl.signing
+import pytest
+import trio
+
+from gossip.frames import FrameError, encode_uvarint
+from gossip.host import (
+    Host,
+    HostConfig,
+    HostError,
+    InvalidPeerId,
+    PeerEvent,
+    StreamError,
+    open_host,
+    peer_id_from_public_key,
+    peer_public_key,
+)
+
+TOPIC = "/vouchnet/test/records"
+LOOPBACK = ["/ip4/127.0.0.1/tcp/0"]
+
+
+def accept_all(peer: str, data: bytes) -> bool:
+    return True
+
+
+@asynccontextmanager
+async def network(
+    n: int, validators: dict[int, object] | None = None, links: list[tuple[int, int]] | None = None
+) -> AsyncIterator[tuple[list[Host], list[trio.MemoryReceiveChannel]]]:
+    """n hosts on loopback, all subscribed to TOPIC, linked (default: every pair) and meshed."""
+    validators = validators or {}
+    links = links if links is not None else [(i, j) for i in range(n) for j in range(i + 1, n)]
+    async with AsyncExitStack() as stack:
+        hosts = [await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK)) for _ in range(n)]
+        inboxes = [await h.subscribe(TOPIC, validators.get(i, accept_all)) for i, h in enumerate(hosts)]
+        for i, j in links:
+            assert await hosts[i].connect(hosts[j].listen_addrs[0]) == hosts[j].peer_id
+        for i, j in links:
+            await hosts[i].wait_for_mesh(TOPIC, hosts[j].peer_id)
+            await hosts[j].wait_for_mesh(TOPIC, hosts[i].peer_id)
+        yield hosts, inboxes
+
+
+async def receive(inbox: trio.MemoryReceiveChannel, count: int) -> list:
+    return [await inbox.receive() for _ in range(count)]
+
+
+def test_peer_id_embeds_the_ed25519_public_key() -> None:
+    public = bytes(nacl.signing.SigningKey(b"\x07" * 32).verify_key)
+    peer = peer_id_from_public_key(public)
+    assert peer.startswith("12D3KooW")
+    assert peer_public_key(peer) == public
+
+
+@pytest.mark.parametrize(
+    ("peer", "rule"),
+    [
+        ("", "not a canonical"),
+        ("not-base58!", "not base58"),
+        ("QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N", "does not embed its public key"),
+        ("16Uiu2HAmLhLvBoYaoZfaMUKuibM6ac163GwKY74c5kiSLg5KvLpY", "key type Secp256k1, expected Ed25519"),
+    ],
+)
+def test_peer_ids_without_an_ed25519_key_are_refused(peer: str, rule: str) -> None:
+    with pytest.raises(InvalidPeerId, match=rule):
+        peer_public_key(peer)
+
+
+@pytest.mark.slow
+async def test_the_host_peer_id_is_the_seed_key() -> None:
+    seed = os.urandom(32)
+    with trio.fail_after(10):
+        async with open_host(seed, LOOPBACK) as host:
+            assert peer_public_key(host.peer_id) == bytes(nacl.signing.SigningKey(seed).verify_key)
+            assert host.listen_addrs[0].startswith("/ip4/127.0.0.1/tcp/")
+            assert host.listen_addrs[0].endswith(f"/p2p/{host.peer_id}")
+
+
+@pytest.mark.slow
+async def test_hosts_connect_and_gossip_reaches_every_host() -> None:
+    with trio.fail_after(20):
+        async with network(4) as (hosts, inboxes):
+            assert hosts[0].connected_peers() == sorted(h.peer_id for h in hosts[1:])
+            await hosts[2].publish(TOPIC, b"vouch")
+            for inbox in inboxes:
+                origin, data = await inbox.receive()
+                assert (origin, data) == (hosts[2].peer_id, b"vouch")
+
+
+@pytest.mark.slow
+async def test_a_burst_of_1000_publishes_arrives_complete_everywhere() -> None:
+    burst = [b"record %d" % i for i in range(1000)]
+    with trio.fail_after(45):
+        async with network(3) as (hosts, inboxes):
+            received: dict[int, set[bytes]] = {}
+
+            async def drain(i: int) -> None:
+                received[i] = {data for _, data in await receive(inboxes[i], len(burst))}
+
+            async with trio.open_nursery() as nursery:
+                for i in range(1, len(hosts)):
+                    nursery.start_soon(drain, i)
+                for data in burst:
+                    await hosts[0].publish(TOPIC, data)
+            assert all(got == set(burst) for got in received.values())
+            assert sum(h.stats().dropped_slow_subscriber for h in hosts) == 0
+
+
+@pytest.mark.slow
+async def test_a_validator_that_raises_rejects_the_message_and_the_host_lives() -> None:
+    def buggy(peer: str, data: bytes) -> bool:
+        if data == b"unexpected":
+            raise KeyError("validator bug")
+        return True
+
+    with trio.fail_after(20):
+        async with network(2, validators={1: buggy}) as (hosts, inboxes):
+            await hosts[0].publish(TOPIC, b"unexpected")
+            await hosts[0].publish(TOPIC, b"fine")
+            assert await inboxes[1].receive() == (hosts[0].peer_id, b"fine")
+            assert hosts[1].stats().validator_errors == 1
+            await hosts[1].publish(TOPIC, b"still gossiping")
+            assert await inboxes[0].receive() == (hosts[0].peer_id, b"unexpected")  # its own publishes
+            assert await inboxes[0].receive() == (hosts[0].peer_id, b"fine")
+            assert await inboxes[0].receive() == (hosts[1].peer_id, b"still gossiping")
+
+
+@pytest.mark.slow
+async def test_a_rejected_message_is_not_relayed() -> None:
+    def no_bad(peer: str, data: bytes) -> bool:
+        return not data.startswith(b"bad")
+
+    with trio.fail_after(20):
+        # a line: 0 - 1 - 2, so everything host 2 gets passed host 1's validator
+        async with network(3, validators={1: no_bad}, links=[(0, 1), (1, 2)]) as (hosts, inboxes):
+            await hosts[0].publish(TOPIC, b"bad vouch")
+            await hosts[0].publish(TOPIC, b"good vouch")
+            assert await inboxes[2].receive() == (hosts[0].peer_id, b"good vouch")
+            with pytest.raises(trio.WouldBlock):
+                inboxes[2].receive_nowait()
+            assert hosts[1].stats().rejected == 1
+
+
+@pytest.mark.slow
+async def test_a_peer_that_sends_invalid_messages_loses_score_until_it_is_ignored() -> None:
+    rejections = 0
+    sixth_rejection = trio.Event()
+
+    def no_bad(peer: str, data: bytes) -> bool:
+        nonlocal rejections
+        if data != b"bad":
+            return True
+        rejections += 1
+        if rejections == 6:
+            sixth_rejection.set()
+        return False
+
+    with trio.fail_after(20):
+        async with network(3, validators={1: no_bad}, links=[(0, 1), (2, 1)]) as (hosts, _):
+            for _ in range(6):
+                await hosts[0].publish(TOPIC, b"bad")
+            await sixth_rejection.wait()
+            threshold = HostConfig().scoring.publish_threshold
+            assert hosts[1].peer_score(hosts[0].peer_id) < threshold  # its messages are dropped from now on
+            assert hosts[1].peer_score(hosts[2].peer_id) == 0
+
+
+@pytest.mark.slow
+async def test_publish_refuses_what_it_could_not_deliver() -> None:
+    with trio.fail_after(10):
+        async with open_host(os.urandom(32), LOOPBACK) as host:
+            await host.subscribe(TOPIC, lambda peer, data: data != b"invalid")
+            with pytest.raises(HostError, match="own validator rejected"):
+                await host.publish(TOPIC, b"invalid")
+            with pytest.raises(HostError, match="exceeds max_message_size"):
+                await host.publish(TOPIC, bytes(256 * 1024 + 1))
+            with pytest.raises(HostError, match="already subscribed"):
+                await host.subscribe(TOPIC, accept_all)
+
+
+ECHO = "/vouchnet/test/echo/1"
+
+
+ONCE = "/vouchnet/test/once/1"
+
+
+async def echo_frames(stream) -> None:
+    while (frame := await stream.read_frame(max_size=1024)) is not None:
+        await stream.write_frame(frame)
+
+
+async def answer_once(stream) -> None:
+    await stream.write_frame(b"the answer")
+
+
+@pytest.mark.slow
+async def test_a_stream_protocol_echoes_length_prefixed_frames() -> None:
+    with trio.fail_after(20):
+        async with network(2, links=[(0, 1)]) as (hosts, _):
+            hosts[1].set_stream_handler(ECHO, echo_frames)
+            async with await hosts[0].open_stream(hosts[1].peer_id, ECHO) as stream:
+                assert stream.remote_peer == hosts[1].peer_id
+                for payload in (b"", b"heads", bytes(range(256)) * 4):
+                    await stream.write_frame(payload)
+                    assert await stream.read_frame(max_size=1024) == payload
+                await stream.write_frame(b"x" * 100)
+                with pytest.raises(FrameError, match="frame length 100 exceeds the limit of 10"):
+                    await stream.read_frame(max_size=10)
+
+            async with await hosts[0].open_stream(hosts[1].peer_id, ECHO) as stream:
+                await stream.write(encode_uvarint(1025))  # the handler refuses it and resets the stream
+                with pytest.raises(StreamError):
+                    await stream.read_frame(max_size=1024)
+
+            async with await hosts[0].open_stream(hosts[1].peer_id, ECHO) as stream:
+                await stream.write_frame(b"the handler still serves new streams")
+                assert await stream.read_frame(max_size=1024) == b"the handler still serves new streams"
+
+            hosts[1].set_stream_handler(ONCE, answer_once)  # returns at once: the stream is closed, not reset
+            async with await hosts[0].open_stream(hosts[1].peer_id, ONCE) as stream:
+                assert await stream.read_frame(max_size=1024) == b"the answer"
+                assert await stream.read_frame(max_size=1024) is None
+
+            with pytest.raises(HostError, match="protocols not supported|protocol"):
+                await hosts[0].open_stream(hosts[1].peer_id, "/vouchnet/test/absent/1")
+
+
+@pytest.mark.slow
+async def test_a_plaintext_peer_is_refused() -> None:
+    from libp2p import new_host  # only to build the kind of peer vouchnet must refuse
+    from libp2p.crypto.ed25519 import create_new_key_pair
+    from libp2p.custom_types import TProtocol
+    from libp2p.network.exceptions import SwarmException
+    from libp2p.peer.peerinfo import info_from_p2p_addr
+    from libp2p.security.insecure.transport import PLAINTEXT_PROTOCOL_ID, InsecureTransport
+    from multiaddr import Multiaddr
+
+    key_pair = create_new_key_pair(os.urandom(32))
+    plaintext = new_host(key_pair=key_pair, sec_opt={TProtocol(PLAINTEXT_PROTOCOL_ID): InsecureTransport(key_pair)})
+    with trio.fail_after(20):
+        async with open_host(os.urandom(32), LOOPBACK) as host, plaintext.run([Multiaddr(LOOPBACK[0])]):
+            with pytest.raises(SwarmException):
+                await plaintext.connect(info_from_p2p_addr(Multiaddr(host.listen_addrs[0])))
+            assert host.connected_peers() == []
+            await plaintext.close()
+
+
+@pytest.mark.slow
+async def test_closing_the_host_leaves_no_listener_and_no_task() -> None:
+    with trio.fail_after(20):
+        tasks_before = trio.lowlevel.current_statistics().tasks_living
+        async with network(2) as (hosts, _):
+            port = int(hosts[0].listen_addrs[0].split("/")[4])
+            assert trio.lowlevel.current_statistics().tasks_living > tasks_before
+        assert trio.lowlevel.current_statistics().tasks_living == tasks_before
+        with pytest.raises(OSError):
+            await trio.open_tcp_stream("127.0.0.1", port)
+        listeners = await trio.open_tcp_listeners(port, host="127.0.0.1")
+        for listener in listeners:
+            await listener.aclose()
+
+
+@pytest.mark.slow
+async def test_a_peer_that_was_down_can_be_redialled_at_once() -> None:
+    seed = os.urandom(32)
+    with trio.fail_after(20):
+        async with open_host(os.urandom(32), LOOPBACK) as dialer:
+            async with open_host(seed, LOOPBACK) as peer:
+                addr = peer.listen_addrs[0]
+                await dialer.connect(addr)
+            with pytest.raises(HostError, match=f"dial {addr}: .*(refused|connect)"):
+                await dialer.connect(addr)
+            port = addr.split("/")[4]
+            async with open_host(seed, [f"/ip4/127.0.0.1/tcp/{port}"]) as back:
+                assert await dialer.connect(addr) == back.peer_id
+
+
+@pytest.mark.slow
+async def test_connect_explains_a_wrong_peer_id_and_a_bad_address() -> None:
+    with trio.fail_after(20):
+        async with open_host(os.urandom(32), LOOPBACK) as a, open_host(os.urandom(32), LOOPBACK) as b:
+            impostor = peer_id_from_public_key(os.urandom(32))
+            wrong = b.listen_addrs[0].replace(b.peer_id, impostor)
+            with pytest.raises(HostError, match=f"dial {wrong}: .*peer id does not correspond"):
+                await a.connect(wrong)
+            closed_port = f"/ip4/127.0.0.1/tcp/1/p2p/{impostor}"  # the new address is dialled, not the old one
+            with pytest.raises(HostError, match=f"dial {closed_port}: .*Connection refused"):
+                await a.connect(closed_port)
+            with pytest.raises(HostError, match="must be /ip4"):
+                await a.connect("/ip4/127.0.0.1/tcp/1")
+            assert a.connected_peers() == []
+
+
+@pytest.mark.slow
+async def test_peer_events_report_first_connection_and_last_disconnection() -> None:
+    with trio.fail_after(20):
+        async with open_host(os.urandom(32), LOOPBACK) as a:
+            events = a.peer_events()
+            async with open_host(os.urandom(32), LOOPBACK) as b:
+                await b.connect(a.listen_addrs[0])
+                assert await events.receive() == PeerEvent(b.peer_id, connected=True)
+            assert await events.receive() == PeerEvent(b.peer_id, connected=False)
+
+
+@pytest.mark.slow
+async def test_malformed_pubsub_input_is_counted_not_fatal() -> None:
+    from libp2p.pubsub.pb import rpc_pb2  # to forge the hostile message
+
+    fake_origin = bytes([0x12, 0x20]) + bytes(32)  # a sha2-256 multihash: no key inside the peer id
+    forged = rpc_pb2.RPC(publish=[rpc_pb2.Message(
+        data=b"x", topicIDs=[TOPIC], from_id=fake_origin, seqno=bytes(8), signature=b"s", key=b"garbage")])
+    with trio.fail_after(20):
+        async with network(2) as (hosts, inboxes):
+            stream = await hosts[0].open_stream(hosts[1].peer_id, "/meshsub/1.1.0")
+            for rpc in (forged.SerializeToString(), b"\xff\xff\xff\xff not protobuf"):
+                await stream.write(encode_uvarint(len(rpc)) + rpc)
+            with pytest.raises(StreamError, match="reset by the peer"):
+                await stream.read()  # host 1 gave up on the undecodable RPC
+            await hosts[0].publish(TOPIC, b"after the garbage")
+            assert await inboxes[1].receive() == (hosts[0].peer_id, b"after the garbage")
+            assert hosts[1].stats().hostile_input == 2
+
+
+@pytest.mark.slow
+async def test_libp2p_logs_reach_the_application_logging(caplog: pytest.LogCaptureFixture) -> None:
+    with trio.fail_after(10):
+        async with open_host(os.urandom(32), LOOPBACK):
+            with caplog.at_level(logging.WARNING):
+                logging.getLogger("libp2p.pubsub.gossipsub").warning("from inside py-libp2p")
+    assert "from inside py-libp2p" in caplog.text
+
+
+@pytest.mark.slow
+async def test_a_port_in_use_is_refused_not_shared() -> None:
+    with trio.fail_after(10):
+        async with open_host(os.urandom(32), LOOPBACK) as first:
+            port = first.listen_addrs[0].split("/")[4]
+            with pytest.raises(HostError, match=f"cannot listen on /ip4/127.0.0.1/tcp/{port}: Address already in use"):
+                async with open_host(os.urandom(32), [f"/ip4/127.0.0.1/tcp/{port}"]):
+                    pass
+
+
+@pytest.mark.slow
+async def test_an_error_in_the_body_comes_out_unwrapped() -> None:
+    with trio.fail_after(10), pytest.raises(KeyError, match="from the body"):
+        async with open_host(os.urandom(32), LOOPBACK):
+            raise KeyError("from the body")
+
+
+
+@pytest.mark.slow
+async def test_a_peer_that_stops_reading_is_disconnected_and_does_not_block_publishing() -> None:
+    from libp2p import new_host  # a peer that joins the topic, then never reads what it is sent
+    from libp2p.crypto.ed25519 import create_new_key_pair
+    from libp2p.custom_types import TProtocol
+    from libp2p.peer.id import ID
+    from libp2p.peer.peerinfo import info_from_p2p_addr
+    from libp2p.pubsub.pb import rpc_pb2
+    from multiaddr import Multiaddr
+
+    meshsub = TProtocol("/meshsub/1.1.0")
+    stalled = new_host(key_pair=create_new_key_pair(os.urandom(32)))
+    stalled.set_stream_handler(meshsub, lambda stream: trio.sleep_forever())
+    join = rpc_pb2.RPC(subscriptions=[rpc_pb2.RPC.SubOpts(subscribe=True, topicid=TOPIC)]).SerializeToString()
+    config = HostConfig(publish_stall_timeout=1.0)
+    with trio.fail_after(30):
+        async with (
+            open_host(os.urandom(32), LOOPBACK, config=config) as publisher,
+            open_host(os.urandom(32), LOOPBACK) as healthy,
+            stalled.run([Multiaddr(LOOPBACK[0])]),
+        ):
+            await publisher.subscribe(TOPIC, accept_all)
+            inbox = await healthy.subscribe(TOPIC, accept_all)
+            await healthy.connect(publisher.listen_addrs[0])
+            await stalled.connect(info_from_p2p_addr(Multiaddr(publisher.listen_addrs[0])))
+            stream = await stalled.new_stream(ID.from_base58(publisher.peer_id), [meshsub])
+            await stream.write(encode_uvarint(len(join)) + join)
+            stalled_id = stalled.get_id().to_base58()
+            await publisher.wait_for_mesh(TOPIC, stalled_id)
+            await publisher.wait_for_mesh(TOPIC, healthy.peer_id)
+            burst = [bytes([i]) * 256 * 1024 for i in range(48)]  # 12 MiB: more than a yamux window of 8 MiB
+            for data in burst:
+                await publisher.publish(TOPIC, data)
+            assert publisher.stats().stalled_peers_disconnected == 1
+            assert stalled_id not in publisher.connected_peers()
+            assert [data for _, data in await receive(inbox, len(burst))] == burst
+            await stalled.close()
+
+
+@pytest.mark.slow
+async def test_concurrent_writes_to_one_stream_do_not_interleave() -> None:
+    intact: list[bool] = []
+    all_read = trio.Event()
+
+    async def check_frames(stream) -> None:
+        while (frame := await stream.read_frame(max_size=200_000)) is not None:
+            intact.append(len(set(frame)) == 1)
+        all_read.set()
+
+    with trio.fail_after(20):
+        async with network(2, links=[(0, 1)]) as (hosts, _):
+            hosts[1].set_stream_handler(ECHO, check_frames)
+            async with await hosts[0].open_stream(hosts[1].peer_id, ECHO) as stream:
+
+                async def write_many(fill: int) -> None:
+                    for _ in range(10):
+                        await stream.write_frame(bytes([fill]) * 100_000)  # two yamux frames each
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(write_many, 1)
+                    nursery.start_soon(write_many, 2)
+            await all_read.wait()
+    assert intact == [True] * 20
+
+
+@pytest.mark.slow
+async def test_noise_frames_survive_a_connection_that_delivers_small_pieces() -> None:
+    import libp2p.io.msgio  # the read that py-libp2p 0.8.1 gives up on after 100 pieces (quirk 17)
+
+    class Trickle:
+        def __init__(self, data: bytes) -> None:
+            self.data = data
+
+        async def read(self, n: int) -> bytes:
+            piece, self.data = self.data[:min(n, 600)], self.data[min(n, 600):]
+            return piece
+
+    frame = bytes(range(256)) * 255
+    async with open_host(os.urandom(32), LOOPBACK):
+        assert await libp2p.io.msgio.read_exactly(Trickle(frame), len(frame)) == frame
