@@ -9,7 +9,7 @@ import nacl.signing
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from record_strategies import RecordArgs, record_args
+from .record_strategies import RecordArgs, record_args
 
 from vouching import (
     MAX_RECORD_SIZE,
