@@ -1,0 +1,92 @@
+"""A node's replica of the network's records: the store, acceptance, the horizon, flagged equivocators, and
+the node's own signing. Synchronous and I/O-free apart from the store's files; the trio services drive it.
+
+DESIGN.md §3–§5: every record, ours or a peer's, enters through `accept`; equivocation evidence found on the way
+becomes our own signed `equivocation` record, which flags the offender here and, once gossiped, everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from nacl.signing import SigningKey
+
+from vouching import (
+    EquivocationBody,
+    Record,
+    RevokeBody,
+    VouchBody,
+    did_key,
+    record_equivocation_body,
+    sign_record,
+    verify_record,
+)
+from vouching.horizon import Horizon
+
+from .acceptor import Acceptor, Outcome
+from .store import RecordStore
+
+Listener = Callable[[list[Record]], None]
+
+
+@dataclass
+class Replica:
+    """The records this node holds and the rules that decide what it holds next."""
+
+    key: SigningKey
+    store: RecordStore
+    roots: Iterable[str]
+    max_hops: int
+    held_limit: int
+    listeners: list[Listener] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.did = did_key(bytes(self.key.verify_key))
+        self.horizon = Horizon({self.did, *self.roots}, self.max_hops)
+        self.flagged: set[str] = set()
+        self._acceptor = Acceptor(self.store, in_horizon=self.horizon.__contains__, held_limit=self.held_limit)
+        self._vouch_edges: dict[bytes, tuple[str, str]] = {}
+        for _, raw in self.store.query(limit=self.store.size):
+            self._track(verify_record(raw))
+
+    @property
+    def held_count(self) -> int:
+        return self._acceptor.held_count
+
+    def issue(self, kind: str, body: dict) -> Record:
+        """Sign our next record, accept it, and return it (raises vouching.InvalidRecord for a bad body)."""
+        head = self.store.head(self.did)
+        raw = sign_record(self.key, kind, body, seq=head.seq + 1 if head else 1, prev=head.id if head else None)
+        record = verify_record(raw)
+        outcome = self.accept([record])
+        if outcome.accepted[:1] != [record]:
+            raise AssertionError(f"our own record was not accepted: {outcome}")
+        return record
+
+    def accept(self, records: list[Record]) -> Outcome:
+        """Offer verified records; store what extends a chain, act on evidence, tell the listeners."""
+        outcome = self._acceptor.submit(records)
+        for record in outcome.accepted:
+            self._track(record)
+        if outcome.accepted:
+            for listener in self.listeners:
+                listener(outcome.accepted)
+        for ours, theirs in outcome.equivocations:
+            offender = verify_record(theirs).iss
+            if offender not in self.flagged and offender != self.did:
+                self.issue("equivocation", record_equivocation_body(ours, theirs))
+        return outcome
+
+    def _track(self, record: Record) -> None:
+        """Keep the horizon and the flagged set in step with an accepted record."""
+        body = record.body
+        if isinstance(body, VouchBody) and body.basis == "org-peer":
+            self._vouch_edges[record.id] = (record.iss, body.subject)
+            self.horizon.add_edge(record.id, record.iss, body.subject)
+        elif isinstance(body, RevokeBody) and body.record in self._vouch_edges:
+            del self._vouch_edges[body.record]
+            self.horizon.remove_edge(body.record)
+        elif isinstance(body, EquivocationBody):
+            self.flagged.add(body.offender)
+            self.horizon.flag(body.offender)

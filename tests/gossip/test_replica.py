@@ -1,0 +1,66 @@
+"""The replica: our own records, the horizon as vouches arrive, and equivocation turned into a flag everywhere."""
+
+import pytest
+
+from gossip.replica import Replica
+from gossip.store import RecordStore
+from vouching import vouch_body
+
+from ..factories import Org, new_did
+
+
+@pytest.fixture
+def replica(tmp_path):
+    me = Org()
+    with RecordStore.open(tmp_path) as store:
+        yield Replica(me.key, store, roots=(), max_hops=2, held_limit=100)
+
+
+def test_issue_signs_our_next_record_and_stores_it(replica):
+    first = replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
+    second = replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
+    assert (first.iss, first.seq, second.seq, second.prev) == (replica.did, 1, 2, first.id)
+    assert replica.store.size == 2
+
+
+def test_listeners_hear_every_accepted_batch(replica):
+    heard = []
+    replica.listeners.append(heard.append)
+    record = replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
+    assert heard == [[record]]
+
+
+def test_an_org_peer_vouch_brings_its_subject_inside_the_horizon(replica):
+    partner = Org()
+    assert replica.accept([partner.record()]).outside_horizon == 1
+    replica.issue("vouch", vouch_body(partner.did, 0.8, "org-peer"))
+    assert partner.did in replica.horizon
+    partner_again = Org(key=partner.key)
+    assert replica.accept([partner_again.record()]).accepted
+
+
+def test_equivocation_is_signed_by_us_and_flags_the_offender(replica):
+    cheat = Org()
+    replica.issue("vouch", vouch_body(cheat.did, 0.8, "org-peer"))
+    honest = cheat.record()
+    replica.accept([honest])
+    outcome = replica.accept([cheat.fork(1, None)])
+    assert outcome.equivocations
+    assert cheat.did in replica.flagged
+    evidence = replica.store.query(kind="equivocation")
+    assert len(evidence) == 1
+    # A second contradiction does not produce a second record.
+    replica.accept([cheat.fork(1, None)])
+    assert len(replica.store.query(kind="equivocation")) == 1
+
+
+def test_flags_and_horizon_survive_a_restart(tmp_path):
+    me, cheat = Org(), Org()
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(me.key, store, roots=(), max_hops=2, held_limit=100)
+        replica.issue("vouch", vouch_body(cheat.did, 0.8, "org-peer"))
+        replica.accept([cheat.record()])
+        replica.accept([cheat.fork(1, None)])
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(me.key, store, roots=(), max_hops=2, held_limit=100)
+        assert cheat.did in replica.horizon and cheat.did in replica.flagged
