@@ -9,6 +9,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from vouching import InvalidDid, public_key_from_did
+
 CONFIG_FILE = "config.toml"
 NETWORK_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
 DEFAULT_LISTEN = "/ip4/0.0.0.0/tcp/4001"
@@ -88,8 +90,10 @@ def _check_multiaddr(key: str, value: str) -> str:
 
 
 def _check_did(key: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.startswith("did:key:z"):
-        raise ConfigError(f"{key}: not a did:key: {value!r}")
+    try:
+        public_key_from_did(value)
+    except InvalidDid as e:
+        raise ConfigError(f"{key}: not an Ed25519 did:key: {value!r} ({e})") from None
     return value
 
 

@@ -46,7 +46,7 @@ def test_an_empty_file_means_defaults(tmp_path):
         ('network = "Bad Name"', "network: must match"),
         ("[p2p]\nlisten = []", "p2p.listen: needs at least one address"),
         ('[p2p]\nlisten = ["tcp:4001"]', "p2p.listen: not a multiaddr"),
-        ('[trust]\nroots = ["alice"]', "trust.roots: not a did:key"),
+        ('[trust]\nroots = ["alice"]', "trust.roots: not an Ed25519 did:key"),
         ("[trust]\nmax_hops = 0", "trust.max_hops: must be 1-10"),
         ("[trust]\nmax_hops = true", "trust.max_hops: must be an integer, got bool"),
         ('[api]\nbind = "localhost"', "api.bind: expected HOST:PORT"),
