@@ -20,8 +20,22 @@ def build_parser() -> argparse.ArgumentParser:
         description="A federated, peer-to-peer trust network for AI agents.",
     )
     parser.add_argument("--version", action="version", version=f"vouchnet {_version()}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    demo = commands.add_parser(
+        "demo",
+        help="sign a record, log it, and prove it (no node needed)",
+        description="Sign a vouch, append it to a throwaway ledger, sign a checkpoint, and verify an inclusion "
+        "proof and a consistency proof against it. Touches nothing outside a temporary directory.",
+    )
+    demo.set_defaults(func=_demo)
     return parser
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo()
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
