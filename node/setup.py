@@ -28,6 +28,7 @@ class Initialised:
 def init_data_dir(
     data_dir: Path,
     *,
+    name: str = "vouchnet node",
     network: str,
     listen: tuple[str, ...],
     api: str,
@@ -36,7 +37,7 @@ def init_data_dir(
 ) -> Initialised:
     """Create the data directory's key, token and config; refuse to overwrite any of them."""
     parse_api_bind(api)
-    text = render_template(network=network, listen=listen, api=api, bootstrap=bootstrap, roots=roots)
+    text = render_template(name=name, network=network, listen=listen, api=api, bootstrap=bootstrap, roots=roots)
     for existing in (data_dir / "org.key", data_dir / "api.token", data_dir / CONFIG_FILE):
         if existing.exists():
             raise KeyFileError(f"{existing}: already exists; {data_dir} is already a node's data directory")

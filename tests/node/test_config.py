@@ -16,11 +16,12 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 def test_template_round_trips(tmp_path):
     text = render_template(
+        name='Acme "Agents" Ltd',
         network="testnet", listen=("/ip4/127.0.0.1/tcp/4001",), api="127.0.0.1:8701",
         bootstrap=("/ip4/127.0.0.1/tcp/4002/p2p/12D3KooWExample",), roots=(ROOT,),
     )
     config = load_config(_write(tmp_path, text))
-    assert config.network == "testnet"
+    assert config.network == "testnet" and config.name == 'Acme "Agents" Ltd'
     assert config.listen == ("/ip4/127.0.0.1/tcp/4001",)
     assert config.bootstrap == ("/ip4/127.0.0.1/tcp/4002/p2p/12D3KooWExample",)
     assert config.roots == (ROOT,)
