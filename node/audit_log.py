@@ -24,6 +24,11 @@ AUDIT_LOG = "audit"  # the log name in its checkpoint origin, vouchnet/<network>
 Clock = Callable[[], int]
 
 
+def audit_origin(network: str, org_did: str) -> str:
+    """The audit log's checkpoint origin (and key name): vouchnet/<network>/<org did>/audit."""
+    return log_origin(network, org_did, AUDIT_LOG)
+
+
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -89,9 +94,6 @@ class AuditLog:
             else:
                 hi = mid
         return lo
-
-    def origin(self, network: str, org_did: str) -> str:
-        return log_origin(network, org_did, AUDIT_LOG)
 
     def checkpoint(self, key: SigningKey, origin: str, size: int | None = None) -> bytes:
         """A C2SP checkpoint of the log at `size` (default: now), signed by the org key under `origin`."""

@@ -125,6 +125,23 @@ class DigestState:
         db.executescript(_SCHEMA)
         return cls(db)
 
+    @classmethod
+    def open_readonly(cls, data_dir: Path) -> DigestState:
+        """For reading beside a running node (the audit export); a missing file reads as no epochs."""
+        path = data_dir / DIGESTS_FILE
+        if not path.exists():
+            db = sqlite3.connect(":memory:")
+            db.executescript(_SCHEMA)
+            return cls(db)
+        return cls(sqlite3.connect(path.absolute().as_uri() + "?mode=ro", uri=True))
+
+    def intervals(self, start: int, end: int) -> list[tuple[int, int]]:
+        """The digested intervals [epoch, epoch + len) that overlap [start, end), in time order."""
+        rows = self._db.execute(
+            "SELECT start, end_ms FROM epochs WHERE start < ? AND end_ms > ? ORDER BY start", (end, start)
+        ).fetchall()
+        return [(a, b) for a, b in rows]
+
     def close(self) -> None:
         self._db.close()
 
