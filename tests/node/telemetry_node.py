@@ -19,6 +19,7 @@ from nacl.signing import SigningKey
 from gossip.replica import Replica
 from gossip.store import RecordStore
 from node.audit_log import AuditLog
+from node.credentials_api import credentials_router
 from node.digests import Digester, DigestState
 from node.idempotency import IdempotencyStore
 from node.ingest import Ingestor
@@ -61,6 +62,7 @@ class TelemetryNode:
     def app(self) -> FastAPI:
         app = FastAPI()
         app.include_router(ingest_router(self.ingestor))
+        app.include_router(credentials_router(self.key, self.replica))
 
         @app.middleware("http")
         async def guard(request, call_next):  # the API's WriteGuard, as far as these tests need it
