@@ -128,7 +128,7 @@ class Histogram(_Family):
             running = 0.0
             for bound, count in zip((*self.buckets, math.inf), series):
                 running += count
-                yield "_bucket", (*key, _number(bound)), running
+                yield "_bucket", (*key, "+Inf" if math.isinf(bound) else repr(float(bound))), running
             yield "_sum", key, series[-1]
             yield "_count", key, running
 
