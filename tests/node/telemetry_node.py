@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import trio
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from hypercorn.config import Config
 from hypercorn.trio import serve
@@ -60,25 +60,30 @@ class TelemetryNode:
         self.ingestor.listeners.append(self.digester.observe)
 
     def app(self) -> FastAPI:
-        app = FastAPI()
-        app.include_router(ingest_router(self.ingestor))
-        app.include_router(credentials_router(self.key, self.replica))
-
-        @app.middleware("http")
-        async def guard(request, call_next):  # the API's WriteGuard, as far as these tests need it
-            if request.method == "POST" and request.url.path not in OPEN_WRITE_PATHS:
-                scheme, _, token = request.headers.get("authorization", "").partition(" ")
-                if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), TOKEN.encode()):
-                    return JSONResponse({"error": "unauthorized", "detail": "token"}, status_code=401)
-            return await call_next(request)
-
-        return app
+        return guarded_app([ingest_router(self.ingestor), credentials_router(self.key, self.replica)])
 
     def close(self) -> None:
         self.digester.state.close()
         self.idempotency.close()
         self.audit.close()
         self.store.close()
+
+
+def guarded_app(routers: list[APIRouter]) -> FastAPI:
+    """An app serving `routers` behind the API's WriteGuard, as far as these tests need it."""
+    app = FastAPI()
+    for router in routers:
+        app.include_router(router)
+
+    @app.middleware("http")
+    async def guard(request, call_next):
+        if request.method == "POST" and request.url.path not in OPEN_WRITE_PATHS:
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), TOKEN.encode()):
+                return JSONResponse({"error": "unauthorized", "detail": "token"}, status_code=401)
+        return await call_next(request)
+
+    return app
 
 
 @contextmanager
