@@ -15,7 +15,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from .idempotency import check_key
-from .ingest import MAX_BATCH_BYTES, BadBatch, Ingestor, TooLarge
+from .events import MAX_ATTRS, MAX_NAME
+from .ingest import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, BadBatch, Ingestor, TooLarge
 from .otlp import OtlpError, Span, decode_json, decode_protobuf, error_status, export_response, sort_spans
 
 MAX_TRACES_BYTES = 4 << 20
@@ -33,18 +34,18 @@ _EVENTS_BODY = {
             "schema": {
                 "type": "object",
                 "required": ["events"],
-                "properties": {"events": {"type": "array", "maxItems": 1000, "items": {
+                "properties": {"events": {"type": "array", "maxItems": MAX_BATCH_EVENTS, "items": {
                     "type": "object",
                     "required": ["agent", "ts", "category", "name", "outcome"],
                     "properties": {
                         "agent": {"type": "string", "description": "the agent's did:key"},
                         "ts": {"type": "integer", "description": "ms since the Unix epoch"},
                         "category": {"type": "string", "description": "tool, mcp, a2a, auth, resource or other"},
-                        "name": {"type": "string", "maxLength": 128},
+                        "name": {"type": "string", "maxLength": MAX_NAME},
                         "outcome": {"enum": ["ok", "error", "denied", "timeout"]},
                         "duration_ms": {"type": "number", "minimum": 0},
                         "high_risk": {"type": "boolean"},
-                        "attrs": {"type": "object", "maxProperties": 16},
+                        "attrs": {"type": "object", "maxProperties": MAX_ATTRS},
                     },
                 }}},
             }

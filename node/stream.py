@@ -143,6 +143,7 @@ def stream_router(broadcaster: Broadcaster) -> APIRouter:
     @router.get(
         "/v1/stream",
         response_class=EventStream,
+        status_code=200,  # for the OpenAPI document, which cannot read it from EventStream's constructor
         responses={200: {"content": {"text/event-stream": {}}, "description": "Server-sent events"}},
     )
     async def stream(request: Request) -> EventStream:

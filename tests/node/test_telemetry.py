@@ -79,3 +79,19 @@ async def test_events_and_spans_become_a_digest_ready_to_gossip(tmp_path, monkey
         {"ok": 2, "error": 0, "denied": 0, "timeout": 0}, {"ok": 0, "error": 0, "denied": 1, "timeout": 0}]
     assert f"vouchnet_digests_issued_total {len(stored)}" in metrics
     assert "vouchnet_events_accepted_total 3" in metrics
+
+
+def test_the_openapi_document_lists_every_telemetry_endpoint(tmp_path):
+    made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    config = load_config(made.data_dir)
+    key = load_org_key(config.key_path)
+    with RecordStore.open(made.data_dir) as store:
+        replica = Replica(key, store, roots=(), max_hops=2, held_limit=100)
+        telemetry = Telemetry.open(config, key=key, replica=replica, metrics=Registry())
+        try:
+            paths = guarded_app(telemetry.routers()).openapi()["paths"]
+        finally:
+            telemetry.close()
+    assert {"/v1/events", "/v1/traces", "/.well-known/jwks.json", "/v1/records/{record_id}/vc", "/v1/stream",
+            "/metrics"} <= set(paths)
+    assert paths["/v1/events"]["post"]["requestBody"]["content"]["application/json"]["schema"]["required"] == ["events"]
