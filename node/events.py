@@ -61,6 +61,19 @@ class Event:
     high_risk: bool = False
     attrs: dict[str, AttrValue] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        """Every Event is valid, however it was made: the audit log only ever holds entries decode_entry reads."""
+        check_agent(self.agent)
+        _check_ts(self.ts)
+        if self.category not in CATEGORIES:
+            raise InvalidEvent(f"category: must be one of {', '.join(CATEGORIES)}")
+        check_name(self.name)
+        check_outcome(self.outcome)
+        _check_duration(self.duration_ms)
+        if type(self.high_risk) is not bool:
+            raise InvalidEvent("high_risk: must be true or false")
+        object.__setattr__(self, "attrs", check_attrs(self.attrs))
+
     def to_json(self) -> dict[str, Any]:
         """The event as the API and the audit export show it."""
         return {
@@ -121,14 +134,19 @@ def check_attrs(value: Any) -> dict[str, AttrValue]:
     return dict(value)
 
 
-def check_ts(value: Any, now_ms: int) -> int:
+def _check_ts(value: Any) -> int:
     if type(value) is not int or not 0 <= value <= MAX_INT:
         raise InvalidEvent("ts: must be an integer of ms since the Unix epoch")
-    if value < now_ms - MAX_AGE_MS:
-        raise InvalidEvent(f"ts: more than {MAX_AGE_MS // 3_600_000} h in the past")
-    if value > now_ms + MAX_SKEW_MS:
-        raise InvalidEvent(f"ts: more than {MAX_SKEW_MS // 60_000} min in the future (check the reporter's clock)")
     return value
+
+
+def check_recent(ts: int, now_ms: int) -> int:
+    """A reported time the node accepts: at most MAX_AGE_MS old and MAX_SKEW_MS ahead of `now_ms`."""
+    if _check_ts(ts) < now_ms - MAX_AGE_MS:
+        raise InvalidEvent(f"ts: more than {MAX_AGE_MS // 3_600_000} h in the past")
+    if ts > now_ms + MAX_SKEW_MS:
+        raise InvalidEvent(f"ts: more than {MAX_SKEW_MS // 60_000} min in the future (check the reporter's clock)")
+    return ts
 
 
 def _check_duration(value: Any) -> int | float | None:
@@ -155,19 +173,17 @@ def parse_event(value: Any, *, now_ms: int) -> Event:
     if len(value) > len(_REQUIRED) and not value.keys() <= _KNOWN:
         unknown = sorted(value.keys() - _KNOWN)[0]
         raise InvalidEvent(f"{unknown[:64]}: unknown field (known: {', '.join(sorted(_KNOWN))})")
-    high_risk = value.get("high_risk", False)
-    if type(high_risk) is not bool:
-        raise InvalidEvent("high_risk: must be true or false")
+    agent = check_agent(value["agent"])
     attrs = value.get("attrs")
     return Event(
-        agent=check_agent(value["agent"]),
-        ts=check_ts(value["ts"], now_ms),
+        agent=agent,
+        ts=check_recent(value["ts"], now_ms),
         category=digest_category(value["category"]),
-        name=check_name(value["name"]),
-        outcome=check_outcome(value["outcome"]),
-        duration_ms=_check_duration(value.get("duration_ms")),
-        high_risk=high_risk,
-        attrs={} if attrs is None else check_attrs(attrs),
+        name=value["name"],
+        outcome=value["outcome"],
+        duration_ms=value.get("duration_ms"),
+        high_risk=value.get("high_risk", False),
+        attrs={} if attrs is None else attrs,
     )
 
 
@@ -214,24 +230,8 @@ def decode_entry(data: bytes) -> tuple[int, Event]:
     at = entry["at"]
     if type(at) is not int or not 0 <= at <= MAX_INT:
         raise InvalidEvent("entry.at: must be an integer of ms since the Unix epoch")
-    category = entry["cat"]
-    if category not in CATEGORIES:
-        raise InvalidEvent(f"entry.cat: must be one of {', '.join(CATEGORIES)}")
-    ts = entry["ts"]
-    if type(ts) is not int or not 0 <= ts <= MAX_INT:
-        raise InvalidEvent("entry.ts: must be an integer of ms since the Unix epoch")
-    if type(entry["hr"]) is not bool:
-        raise InvalidEvent("entry.hr: must be a boolean")
-    event = Event(
-        agent=check_agent(entry["agent"]),
-        ts=ts,
-        category=category,
-        name=check_name(entry["name"]),
-        outcome=check_outcome(entry["out"]),
-        duration_ms=_check_duration(entry.get("dur")),
-        high_risk=entry["hr"],
-        attrs=check_attrs(_attr_pairs(entry.get("attrs", []))),
-    )
+    event = Event(entry["agent"], entry["ts"], entry["cat"], entry["name"], entry["out"], entry.get("dur"),
+                  entry["hr"], _attr_pairs(entry.get("attrs", [])))
     if encode_entry(event, at) != data:
         raise InvalidEvent("entry: not in the form encode_entry writes")
     return at, event

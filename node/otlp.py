@@ -36,7 +36,7 @@ from opentelemetry.proto.common.v1 import common_pb2
 
 from vouching.bodies import CATEGORIES, OUTCOMES
 
-from .events import MAX_ATTR_TEXT, MAX_NAME, Event, InvalidEvent, check_agent, check_name, check_ts
+from .events import MAX_ATTR_TEXT, MAX_INT, MAX_NAME, Event, InvalidEvent, check_recent
 
 STATUS_ERROR = 2  # opentelemetry.proto.trace.v1.Status.StatusCode.STATUS_CODE_ERROR
 MCP_ACTIONS = frozenset({"tools/call", "resources/read", "resources/subscribe", "prompts/get",
@@ -266,7 +266,7 @@ def _kept_attrs(span: Span) -> dict[str, Scalar]:
             value = value[:MAX_ATTR_TEXT]
             if not value.isprintable():
                 continue
-        elif type(value) is float and not math.isfinite(value):
+        elif (type(value) is float and not math.isfinite(value)) or (type(value) is int and abs(value) > MAX_INT):
             continue
         if value is not None:
             attrs[key] = value
@@ -293,17 +293,14 @@ def span_event(span: Span, *, now_ms: int) -> Event | None:
         raise InvalidEvent("ts: the span has no start time")
     if span.end_ns < span.start_ns:
         raise InvalidEvent("duration_ms: the span ends before it starts")
-    high_risk = span.attrs.get("vouchnet.high_risk", False)
-    if type(high_risk) is not bool:
-        raise InvalidEvent("high_risk: vouchnet.high_risk must be a boolean")
     return Event(
-        agent=check_agent(agent),
-        ts=check_ts(span.start_ns // 1_000_000, now_ms),
+        agent=agent,
+        ts=check_recent(span.start_ns // 1_000_000, now_ms),
         category=category,
-        name=check_name(name[:MAX_NAME]),
+        name=name[:MAX_NAME],
         outcome=_outcome(span),
         duration_ms=(span.end_ns - span.start_ns) / 1_000_000,
-        high_risk=high_risk,
+        high_risk=span.attrs.get("vouchnet.high_risk", False),
         attrs=_kept_attrs(span),
     )
 

@@ -114,3 +114,12 @@ def test_a_damaged_entry_is_refused_or_is_another_valid_entry(value, garbage, da
     except InvalidEvent:
         return
     assert encode_entry(decoded, at) == damaged
+
+
+def test_an_event_is_valid_however_it_is_made():
+    with pytest.raises(InvalidEvent, match="^attrs.big:"):
+        Event(AGENT, NOW, "tool", "n", "ok", attrs={"big": 2**60})
+    with pytest.raises(InvalidEvent, match="^category:"):
+        Event(AGENT, NOW, "error", "n", "ok")
+    with pytest.raises(InvalidEvent, match="^high_risk:"):
+        Event(AGENT, NOW, "tool", "n", "ok", high_risk=1)

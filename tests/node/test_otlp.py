@@ -193,3 +193,11 @@ def test_every_span_is_accepted_rejected_or_ignored_independently(items):
     assert len(batch.events) + len(batch.rejected) + batch.ignored == len(items)
     alone = [sort_spans([s], now_ms=NOW).events for s in items]
     assert batch.events == [e for events in alone for e in events]
+
+
+def test_attributes_an_entry_cannot_hold_are_left_out_not_fatal():
+    event = span_event(span(**{"rpc.response.status_code": 2**62, "error.type": "x\x00y", "mcp.session.id": "s1"}),
+                       now_ms=NOW)
+    assert event.outcome == "error"
+    assert "rpc.response.status_code" not in event.attrs and "error.type" not in event.attrs
+    assert event.attrs["mcp.session.id"] == "s1"
