@@ -40,7 +40,8 @@ def _tree_size(requested: int | None, size: int, where: str) -> int:
 
 
 @router.get(
-    "/checkpoint", responses={200: {"content": {"text/plain": {}}, "description": "A C2SP signed note"}, **error_responses(404)}
+    "/checkpoint",
+    responses={200: {"content": {"text/plain": {}}, "description": "A C2SP signed note"}, **error_responses(404)},
 )
 async def checkpoint(node: NodeDep) -> Response:
     """The latest checkpoint of the records ledger: a C2SP signed note, the node's signature then cosignatures."""

@@ -73,7 +73,10 @@ async def create_vouch(request: VouchRequest, node: NodeDep, response: Response)
 
 
 @router.post(
-    "/revocations", status_code=201, dependencies=[Security(bearer_scheme)], responses=error_responses(401, 404, 409, 413)
+    "/revocations",
+    status_code=201,
+    dependencies=[Security(bearer_scheme)],
+    responses=error_responses(401, 404, 409, 413),
 )
 async def create_revocation(request: RevocationRequest, node: NodeDep, response: Response) -> dict[str, Any]:
     """Revoke one of this org's vouches; 404 if the node has no such record, 409 if it cannot be revoked here."""

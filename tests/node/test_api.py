@@ -157,7 +157,9 @@ async def test_a_vouch_is_signed_stored_and_returned_with_its_id(api, node):
         "seq": 1,
         "prev": None,
         "ts": stored.ts,
-        "body": {"subject": subject, "weight": 1.0, "basis": "audit", "scope": ["tool:search"], "expires": 4102444800000},
+        "body": {
+            "subject": subject, "weight": 1.0, "basis": "audit", "scope": ["tool:search"], "expires": 4102444800000
+        },
     }
 
 
@@ -189,7 +191,8 @@ async def test_a_bad_vouch_is_refused_naming_the_field(api, node, fields, code, 
 
 
 async def test_a_vouch_for_ourselves_is_refused(api, node):
-    response = await api.post("/v1/vouches", json={"subject": node.did, "weight": 0.5, "basis": "operator"}, headers=AUTH)
+    body = {"subject": node.did, "weight": 0.5, "basis": "operator"}
+    response = await api.post("/v1/vouches", json=body, headers=AUTH)
     assert_error(response, 422, "invalid_record", "body.subject: must not be the issuer")
 
 
@@ -228,7 +231,8 @@ async def test_a_streamed_body_is_cut_off_at_the_bound(api, node):
 
 async def test_revoking_our_vouch_issues_a_revoke_record(api, node):
     vouched = await vouch(api)
-    response = await api.post("/v1/revocations", json={"record": vouched["id"], "reason": "left the company"}, headers=AUTH)
+    body = {"record": vouched["id"], "reason": "left the company"}
+    response = await api.post("/v1/revocations", json=body, headers=AUTH)
     assert response.status_code == 201
     revoke = response.json()
     assert revoke["kind"] == "revoke"
@@ -246,7 +250,8 @@ async def test_revoking_twice_is_a_conflict(api):
     vouched = await vouch(api)
     body = {"record": vouched["id"], "reason": "gone"}
     await api.post("/v1/revocations", json=body, headers=AUTH)
-    assert_error(await api.post("/v1/revocations", json=body, headers=AUTH), 409, "conflict", "body.record: this vouch is already revoked")
+    again = await api.post("/v1/revocations", json=body, headers=AUTH)
+    assert_error(again, 409, "conflict", "body.record: this vouch is already revoked")
 
 
 async def test_revoking_an_unknown_record_is_not_found(api):
@@ -363,7 +368,10 @@ async def test_an_unknown_record_is_not_found(api):
     assert_error(await api.get(f"/v1/records/{'cd' * 32}"), 404, "not_found", "path.record_id")
 
 
-@pytest.mark.parametrize(("path", "detail"), [("/v1/records/nothex", "path.record_id"), (f"/v1/records/{'ab' * 32}?format=xml", "query.format")])
+@pytest.mark.parametrize(
+    ("path", "detail"),
+    [("/v1/records/nothex", "path.record_id"), (f"/v1/records/{'ab' * 32}?format=xml", "query.format")],
+)
 async def test_bad_record_fetches_are_refused_naming_the_parameter(api, path, detail):
     assert_error(await api.get(path), 422, "invalid_request", detail)
 
@@ -432,7 +440,8 @@ async def test_inclusion_proofs_verify_against_the_root_of_their_size(api, node)
     for index, size in [(0, 5), (4, 5), (2, 3)]:
         proof = (await api.get("/v1/log/proof/inclusion", params={"index": index, "size": size})).json()
         assert (proof["index"], proof["size"]) == (index, size)
-        verify_inclusion(ledger.entry(index), index, size, [base64.b64decode(h) for h in proof["proof"]], ledger.root(size))
+        hashes = [base64.b64decode(h) for h in proof["proof"]]
+        verify_inclusion(ledger.entry(index), index, size, hashes, ledger.root(size))
     assert (await api.get("/v1/log/proof/inclusion", params={"index": 1})).json()["size"] == 5
 
 
@@ -515,7 +524,10 @@ _ENDPOINTS = {
     ("GET", "/v1/log/proof/consistency"): ("old", "new"),
 }
 _numbers = st.one_of(
-    st.integers(-3, 6), st.integers(), st.sampled_from([2**53, 2**63 - 1, 2**63, 2**64, -(2**63) - 1, 10**400]), st.floats()
+    st.integers(-3, 6),
+    st.integers(),
+    st.sampled_from([2**53, 2**63 - 1, 2**63, 2**64, -(2**63) - 1, 10**400]),
+    st.floats(),
 )
 _texts = st.one_of(st.text(max_size=30), st.sampled_from(["", "json", "cose", "vouch", "NaN", "1e9", "0x10", " 1"]))
 
