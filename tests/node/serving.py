@@ -16,6 +16,7 @@ async def serving(app) -> AsyncIterator[str]:
     """The base URL of `app` served on 127.0.0.1 until the block ends."""
     config = Config()
     config.bind = ["127.0.0.1:0"]
+    config.errorlog = None  # keep "Running on ..." out of the stderr the CLI tests read
     async with trio.open_nursery() as nursery:
         binds = await nursery.start(partial(serve, app, config))
         yield binds[0]

@@ -9,25 +9,11 @@ import pytest
 import trio
 
 from ledger import Ed25519Verifier, open_checkpoint, verify_consistency, verify_inclusion
-from node.api import create_app
 from node.client import NodeApiError, NodeClient, NodeUnreachable
 from vouching import public_key_from_did, verify_record, vouch_body
 
 from ..factories import new_did
-from .fake_node import TOKEN, fake_node
-from .serving import serving
-
-
-@pytest.fixture
-def node(tmp_path):
-    with fake_node(tmp_path) as node:
-        yield node
-
-
-@pytest.fixture
-async def url(node):
-    async with serving(create_app(node)) as url:
-        yield url
+from .fake_node import TOKEN
 
 
 @pytest.fixture
