@@ -1,11 +1,11 @@
 """Fixtures of the node tests: a fake node over a real replica, and its API served on 127.0.0.1."""
 
 import pytest
+import trio
 
-from node.api import create_app
+from node.api import ApiService
 
 from .fake_node import fake_node
-from .serving import serving
 
 
 @pytest.fixture
@@ -17,6 +17,8 @@ def node(tmp_path):
 
 @pytest.fixture
 async def url(node):
-    """The base URL of the node's API, served by hypercorn's trio worker as the daemon serves it."""
-    async with serving(create_app(node)) as url:
+    """The base URL of the node's API, served as the daemon serves it, on a free port of 127.0.0.1."""
+    async with trio.open_nursery() as nursery:
+        (url,) = await nursery.start(ApiService(node, port=0).run)
         yield url
+        nursery.cancel_scope.cancel()

@@ -9,6 +9,7 @@ import pytest
 import trio
 
 from ledger import Ed25519Verifier, open_checkpoint, verify_consistency, verify_inclusion
+from node.api import ApiService
 from node.client import NodeApiError, NodeClient, NodeUnreachable
 from vouching import public_key_from_did, verify_record, vouch_body
 
@@ -153,3 +154,13 @@ async def test_something_else_at_the_address_is_reported():
     assert refused.value.code == "not_json"
     assert "is http://127.0.0.1" in refused.value.detail
 
+
+
+async def test_the_api_service_serves_until_cancelled_and_leaves_no_listener(node):
+    async with trio.open_nursery() as nursery:
+        (url,) = await nursery.start(ApiService(node, port=0).run)
+        with NodeClient(url) as client:
+            assert await call(client.health) == {"status": "ok"}
+        nursery.cancel_scope.cancel()
+    with NodeClient(url) as client, pytest.raises(NodeUnreachable):
+        await call(client.health)
