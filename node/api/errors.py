@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 # FastAPI's own refusals: routing (404, 405) and a body it could not parse (400).
 _HTTP_ERRORS = {
-    400: ("bad_request", None),
+    400: ("bad_request", "body: cannot be read as UTF-8 JSON"),
     404: ("not_found", "no such endpoint; GET /openapi.json lists them"),
     405: ("method_not_allowed", "this endpoint does not take that method; GET /openapi.json lists them"),
 }

@@ -211,6 +211,12 @@ async def test_a_body_that_is_not_a_json_object_is_refused(api, content, content
     assert_error(response, 422, "invalid_request", "body")
 
 
+async def test_a_body_that_is_not_utf8_is_refused(api):
+    headers = {**AUTH, "content-type": "application/json"}
+    response = await api.post("/v1/vouches", content=b'{"subject": "\xff"}', headers=headers)
+    assert_error(response, 400, "bad_request", "body: cannot be read as UTF-8 JSON")
+
+
 async def test_a_body_declared_too_large_is_refused_unread(api):
     response = await api.post("/v1/vouches", content=b" " * (64 * 1024 + 1), headers=AUTH)
     assert_error(response, 413, "too_large", "body: must be at most 65536 bytes")
@@ -469,6 +475,14 @@ async def test_proofs_outside_the_log_are_refused(api, path, params, detail):
     for _ in range(2):
         await vouch(api)
     assert_error(await api.get(path, params=params), 400, "out_of_range", detail)
+
+
+async def test_a_pruned_entry_is_gone_but_its_proofs_remain(api, node):
+    first, _ = await vouch(api), await vouch(api)
+    node.replica.store.ledger.prune(1)
+    assert_error(await api.get("/v1/log/entries", params={"start": 0}), 410, "pruned")
+    assert_error(await api.get(f"/v1/records/{first['id']}"), 410, "pruned")
+    assert (await api.get("/v1/log/proof/inclusion", params={"index": 0})).status_code == 200
 
 
 # --- the API as a whole ---------------------------------------------------------------------------------
