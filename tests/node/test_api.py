@@ -576,7 +576,7 @@ def populated(node):
 
 
 @pytest.mark.parametrize("endpoint", list(_ENDPOINTS), ids=[f"{m} {p}" for m, p in _ENDPOINTS])
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 async def test_garbage_gets_a_4xx_with_a_reason_never_a_5xx(api, populated, endpoint, data):
     method, path = endpoint
