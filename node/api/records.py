@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Response, Security
 from pydantic import BaseModel, ConfigDict, Field
 
 from node.records_json import record_json
-from vouching import Record, revoke_body, verify_record, vouch_body
+from vouching import Record, load_record, revoke_body, vouch_body
 from vouching.bodies import KINDS
 
 from .errors import ApiError, error_responses
@@ -116,7 +116,7 @@ async def list_records(
     )
     page = rows[:limit]
     return {
-        "records": [record_view(index, verify_record(raw)) for index, raw in page],
+        "records": [record_view(index, load_record(raw)) for index, raw in page],
         "next": page[-1][0] if len(rows) > limit else None,
     }
 
@@ -140,5 +140,5 @@ async def get_record(
         raise ApiError(404, "not_found", "path.record_id: the node holds no record with this id")
     raw = store.ledger.entry(index)
     if format == "json":
-        return record_view(index, verify_record(raw))
+        return record_view(index, load_record(raw))
     return Response(raw, media_type="application/cose")
