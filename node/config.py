@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -13,9 +14,15 @@ from typing import Any
 from vouching import InvalidDid, public_key_from_did
 
 CONFIG_FILE = "config.toml"
+DIR_ENV = "VOUCHNET_DIR"
 NETWORK_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
 DEFAULT_LISTEN = "/ip4/0.0.0.0/tcp/4001"
 DEFAULT_API = "127.0.0.1:8700"
+
+
+def default_data_dir() -> Path:
+    """Where a node keeps its key, token, config and ledgers unless told: $VOUCHNET_DIR, else ~/.vouchnet."""
+    return Path(os.environ.get(DIR_ENV) or Path.home() / ".vouchnet")
 
 
 class ConfigError(ValueError):

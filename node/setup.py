@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,14 +9,6 @@ from vouching import did_key
 
 from .config import CONFIG_FILE, ConfigError, load_config, parse_api_bind, render_template
 from .keys import KeyFileError, create_org_key, create_token
-
-DEFAULT_DATA_DIR = Path.home() / ".vouchnet"
-
-
-def default_data_dir() -> Path:
-    """$VOUCHNET_DIR, else ~/.vouchnet."""
-    return Path(os.environ["VOUCHNET_DIR"]) if os.environ.get("VOUCHNET_DIR") else DEFAULT_DATA_DIR
-
 
 @dataclass(frozen=True)
 class Initialised:
