@@ -1,5 +1,5 @@
-"""`vouchnet audit export` and `vouchnet audit verify`: one agent's raw events from the private audit log, with
-RFC 9162 inclusion proofs against a checkpoint signed by the org, for an auditor (DESIGN §4, §7).
+"""Audit exports: one agent's raw events from the private audit log, with RFC 9162 inclusion proofs against a
+checkpoint signed by the org, for an auditor (DESIGN §4, §7); `vouchnet audit export|verify` (node.commands.audit).
 
 An export (JSON, FORMAT) holds `org`, `network`, `agent`, the requested `from`/`to` (ms), `checkpoint` (a C2SP
 signed note of the audit log, origin `vouchnet/<network>/<org>/audit`), `entries` (each: `index`, `entry` =
@@ -22,14 +22,9 @@ An auditor checks it without trusting the node, with any RFC 9162 / C2SP impleme
 
 from __future__ import annotations
 
-import argparse
 import base64
-import json
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from nacl.signing import SigningKey
@@ -195,95 +190,3 @@ def _check_digest(raw: bytes, org: str, agent: str, epochs: list[tuple[int, int,
                    {c: sum(e.category == c for e in members) for c in CATEGORIES})
         if counted != (dict(body.outcomes), dict(body.categories)):
             raise VerifyError(f"digest {record.id.hex()}: its counts differ from the exported entries'")
-
-
-# --- the command line -----------------------------------------------------------------------------------
-
-
-def _time_ms(value: str) -> int:
-    """A time given as ms since the Unix epoch, or ISO 8601 (UTC unless it says otherwise)."""
-    if value.isdigit():
-        return int(value)
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r}: give ms since the Unix epoch or an ISO 8601 time") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return int(moment.timestamp() * 1000)
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `vouchnet audit export|verify` to the CLI."""
-    from .setup import default_data_dir
-
-    audit = subparsers.add_parser("audit", help="export an agent's raw events for an auditor, or verify an export",
-                                  description="The org's private audit log of telemetry events.")
-    commands = audit.add_subparsers(dest="audit_command", metavar="COMMAND", required=True)
-    export = commands.add_parser(
-        "export", help="an agent's events with inclusion proofs against a signed checkpoint",
-        description="Write one agent's events accepted in [--from, --to), widened to whole digest epochs, with "
-        "RFC 9162 inclusion proofs against a checkpoint signed now by the org key. Reads the data directory "
-        "directly, so it works whether or not the node is running.")
-    export.add_argument("--agent", required=True, help="the agent's did:key")
-    export.add_argument("--from", dest="start", required=True, type=_time_ms, help="ms or ISO 8601 (UTC)")
-    export.add_argument("--to", dest="end", required=True, type=_time_ms, help="ms or ISO 8601 (UTC), exclusive")
-    export.add_argument("--out", type=Path, help="write here instead of stdout")
-    export.add_argument("--dir", type=Path, default=default_data_dir(), help="the node's data directory")
-    export.set_defaults(func=_export)
-    verify = commands.add_parser("verify", help="check an export: signature, proofs, evidence roots",
-                                 description="Check an export as an auditor would (steps in node/audit_export.py).")
-    verify.add_argument("file", type=Path)
-    verify.add_argument("--digest", type=Path, action="append", default=[],
-                        help="a file holding one of the org's digest records (COSE bytes) to check against")
-    verify.set_defaults(func=_verify)
-
-
-def _export(args: argparse.Namespace) -> int:
-    from vouching import did_key
-
-    from .config import ConfigError, load_config
-    from .digests import DigestState
-    from .keys import KeyFileError, load_org_key
-
-    if args.end <= args.start:
-        print("vouchnet audit export: --to must be later than --from", file=sys.stderr)
-        return 2
-    try:
-        config = load_config(args.dir)
-        key = load_org_key(config.key_path)
-        check_agent(args.agent)
-    except (ConfigError, KeyFileError, InvalidEvent) as error:
-        print(f"vouchnet audit export: {error}", file=sys.stderr)
-        return 2
-    state = DigestState.open_readonly(args.dir)
-    audit = AuditLog.open(args.dir)
-    try:
-        document = export_agent(audit, state.intervals(args.start, args.end), key=key,
-                                org=did_key(bytes(key.verify_key)), network=config.network, agent=args.agent,
-                                start=args.start, end=args.end)
-    except ExportError as error:
-        print(f"vouchnet audit export: {error}", file=sys.stderr)
-        return 1
-    finally:
-        audit.close()
-        state.close()
-    text = json.dumps(document, indent=1) + "\n"
-    if args.out is None:
-        sys.stdout.write(text)
-    else:
-        args.out.write_text(text, encoding="utf-8")
-    print(f"{len(document['entries'])} events, {len(document['epochs'])} epochs", file=sys.stderr)
-    return 0
-
-
-def _verify(args: argparse.Namespace) -> int:
-    try:
-        document = json.loads(args.file.read_text(encoding="utf-8"))
-        verified = verify_export(document, digests=[path.read_bytes() for path in args.digest])
-    except (OSError, ValueError) as error:
-        print(f"vouchnet audit verify: {error}", file=sys.stderr)
-        return 1
-    print(f"ok: {len(verified.events)} events in a log of {verified.size} entries, "
-          f"{len(verified.epochs)} epoch roots recomputed, {len(args.digest)} digests matched")
-    return 0

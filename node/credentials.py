@@ -1,5 +1,5 @@
 """Portable credentials (DESIGN §2): the org key as a JWK set, W3C VC 2.0 credentials secured as `vc+jwt`
-(W3C VC-JOSE-COSE) for agents and for this org's vouches, signed score statements, and `vouchnet agent new`.
+(W3C VC-JOSE-COSE) for agents and for this org's vouches, and signed score statements.
 
 Anyone verifies them with an ordinary JWT library (alg EdDSA) against `/.well-known/jwks.json`, picking the key
 by `kid`, the org's did URL `did:key:z…#z…`; or straight from the issuer's did:key, without the network.
@@ -7,16 +7,10 @@ by `kid`, the org's did URL `did:key:z…#z…`; or straight from the issuer's d
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import re
-import sys
 import time
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from nacl.signing import SigningKey, VerifyKey
@@ -29,7 +23,6 @@ VC_CONTEXT = "https://www.w3.org/ns/credentials/v2"
 VC_TYP = "vc+jwt"
 SCORE_TTL_S = 300
 AGENT_CREDENTIAL_DAYS = 365
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def did_url(did: str) -> str:
@@ -136,65 +129,3 @@ def record_from_credential_evidence(claims: Mapping[str, Any]) -> bytes:
         return b64url_decode(claims["evidence"][0]["cose"], "evidence.cose")
     except (KeyError, IndexError, TypeError):
         raise JwtError("evidence: a vouch credential carries its record as evidence[0].cose") from None
-
-
-# --- vouchnet agent new -----------------------------------------------------------------------------------
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `vouchnet agent new` to the CLI."""
-    from .setup import default_data_dir
-
-    agent = subparsers.add_parser("agent", help="mint agent keys and their credentials",
-                                  description="Agents this org operates.")
-    commands = agent.add_subparsers(dest="agent_command", metavar="COMMAND", required=True)
-    new = commands.add_parser(
-        "new", help="a new agent key pair and a credential binding it to this org",
-        description="Generate an agent's Ed25519 key (NAME.key, a 32-byte seed, mode 0600) and a W3C VC 2.0 "
-        "credential (NAME.vc.jwt, vc+jwt signed with the org key) binding the agent's did to this org. Reads the "
-        "org key from the data directory; the node need not be running. Then vouch for the agent (basis "
-        "operator) through the API, so the network learns of the binding.")
-    new.add_argument("--name", help="the agent's name (also the files' name); default: agent-<did suffix>")
-    new.add_argument("--out", type=Path, default=Path("."), help="where to write the files (default: here)")
-    new.add_argument("--days", type=int, default=AGENT_CREDENTIAL_DAYS, help="how long the credential is valid")
-    new.add_argument("--dir", type=Path, default=default_data_dir(), help="the node's data directory")
-    new.set_defaults(func=_agent_new)
-
-
-def _agent_new(args: argparse.Namespace) -> int:
-    from .config import ConfigError, load_config
-    from .keys import KeyFileError, create_org_key, load_org_key
-
-    if args.name is not None and not _NAME.fullmatch(args.name):
-        print(f"vouchnet agent new: --name: 1-64 of A-Z a-z 0-9 . _ -, got {args.name!r}", file=sys.stderr)
-        return 2
-    if args.days < 1:
-        print("vouchnet agent new: --days: must be at least 1", file=sys.stderr)
-        return 2
-    try:
-        config = load_config(args.dir)
-        org_key = load_org_key(config.key_path)
-        args.out.mkdir(parents=True, exist_ok=True)
-        fresh = args.out / f".agent-{uuid.uuid4().hex}.key"
-        agent_key = create_org_key(fresh)  # the same file as the org key: a 0600 32-byte seed
-        agent = did_key(bytes(agent_key.verify_key))
-        stem = args.name or f"agent-{agent[-10:]}"
-        key_path, credential_path = args.out / f"{stem}.key", args.out / f"{stem}.vc.jwt"
-        try:
-            if credential_path.exists():
-                raise FileExistsError
-            os.link(fresh, key_path)  # unlike a rename, never replaces an existing key
-        except FileExistsError:
-            raise KeyFileError(f"{key_path} or {credential_path}: already exists; refusing to overwrite") from None
-        finally:
-            fresh.unlink()
-    except (ConfigError, KeyFileError, OSError) as error:
-        print(f"vouchnet agent new: {error}", file=sys.stderr)
-        return 1
-    credential = agent_credential(org_key, agent, name=args.name, days=args.days)
-    credential_path.write_text(credential + "\n", encoding="utf-8")
-    print(json.dumps({"did": agent, "key": str(key_path), "credential": str(credential_path),
-                      "issuer": did_key(bytes(org_key.verify_key))}, indent=1))
-    print(f"bind it: POST /v1/vouches {{\"subject\": \"{agent}\", \"weight\": 1.0, \"basis\": \"operator\"}} "
-          f"on http://{config.api_host}:{config.api_port} with the token in {config.token_path}", file=sys.stderr)
-    return 0

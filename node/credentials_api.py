@@ -12,13 +12,11 @@ from nacl.signing import SigningKey
 from gossip.replica import Replica
 from vouching import load_record
 
+from .api.errors import error_response
 from .credentials import jwks, vouch_credential
 
 _RECORD_ID = re.compile(r"[0-9a-fA-F]{64}")
 
-
-def _json_error(status: int, code: str, detail: str) -> JSONResponse:
-    return JSONResponse({"error": code, "detail": detail}, status_code=status)
 
 
 def credentials_router(key: SigningKey, replica: Replica) -> APIRouter:
@@ -42,16 +40,16 @@ def credentials_router(key: SigningKey, replica: Replica) -> APIRouter:
         """One of this org's vouches as a W3C VC 2.0 credential secured as `vc+jwt` (verify it with any JWT
         library against `/.well-known/jwks.json`); the signed record is in `evidence`."""
         if not _RECORD_ID.fullmatch(record_id):
-            return _json_error(422, "invalid_request", "path.record_id: must be a record id, 64 hex digits")
+            return error_response(422, "invalid_request", "path.record_id: must be a record id, 64 hex digits")
         rid = bytes.fromhex(record_id)
         raw = replica.store.get(rid)
         if raw is None:
-            return _json_error(404, "not_found", "path.record_id: the node holds no record with this id")
+            return error_response(404, "not_found", "path.record_id: the node holds no record with this id")
         record = load_record(raw)
         if record.iss != replica.did or record.kind != "vouch":
-            return _json_error(409, "conflict", "path.record_id: only this org's own vouches are credentials here")
+            return error_response(409, "conflict", "path.record_id: only this org's own vouches are credentials here")
         if replica.store.revoked(rid):
-            return _json_error(409, "conflict", "path.record_id: this vouch was revoked")
+            return error_response(409, "conflict", "path.record_id: this vouch was revoked")
         return Response(vouch_credential(key, record), media_type="application/vc+jwt")
 
     return router

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from .idempotency import check_key
+from .api.errors import error_response
 from .events import MAX_ATTRS, MAX_NAME
 from .ingest import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, BadBatch, Ingestor, TooLarge
 from .otlp import OtlpError, Span, decode_json, decode_protobuf, error_status, export_response, sort_spans
@@ -61,9 +62,6 @@ class _Refused(Exception):
         super().__init__(detail)
         self.status, self.code, self.detail = status, code, detail
 
-
-def _json_error(status: int, code: str, detail: str) -> JSONResponse:
-    return JSONResponse({"error": code, "detail": detail}, status_code=status)
 
 
 def _media_type(request: Request) -> str:
@@ -117,19 +115,19 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
         events are stored durably before the answer `{"accepted": n, "rejected": [{"index", "detail"}]}`. With an
         `Idempotency-Key` header, a retried batch is answered as the first time and stored once."""
         if _media_type(request) not in ("", "application/json"):
-            return _json_error(415, "unsupported_media_type", "Content-Type: must be application/json")
+            return error_response(415, "unsupported_media_type", "Content-Type: must be application/json")
         key = request.headers.get("idempotency-key")
         if key is not None and (problem := check_key(key)) is not None:
-            return _json_error(400, "bad_request", problem)
+            return error_response(400, "bad_request", problem)
         try:
             body = await read_body(request, MAX_BATCH_BYTES)
             reply = ingestor.submit_json(body, key=key)
         except _Refused as refused:
-            return _json_error(refused.status, refused.code, refused.detail)
+            return error_response(refused.status, refused.code, refused.detail)
         except BadBatch as error:
-            return _json_error(400, "bad_batch", str(error))
+            return error_response(400, "bad_batch", str(error))
         except TooLarge as error:
-            return _json_error(413, "too_large", str(error))
+            return error_response(413, "too_large", str(error))
         headers = {"Idempotent-Replayed": "true"} if reply.replayed else None
         return JSONResponse(reply.body, status_code=reply.status, headers=headers)
 
@@ -146,7 +144,7 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
         media_type = _media_type(request)
         decode = _DECODERS.get(media_type)
         if decode is None:
-            return _json_error(415, "unsupported_media_type",
+            return error_response(415, "unsupported_media_type",
                                "Content-Type: must be application/x-protobuf or application/json")
         as_json = media_type == "application/json"
         try:
@@ -165,5 +163,5 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
 def _otlp_error(status: int, code: str, detail: str, as_json: bool) -> Response:
     """OTLP §Failures: a protobuf client gets a google.rpc.Status; a JSON client the API's error shape."""
     if as_json:
-        return _json_error(status, code, detail)
+        return error_response(status, code, detail)
     return Response(error_status(detail), status_code=status, media_type="application/x-protobuf")

@@ -1,29 +1,30 @@
 """A node's telemetry side without a network: audit log, ingest, digests over a real Replica, and an app serving
-the telemetry routers behind a stand-in for the API's write guard (bearer token on writes but OPEN_WRITE_PATHS)."""
+the telemetry routers behind the API's error handlers and write guard."""
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import trio
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import JSONResponse
 from hypercorn.config import Config
 from hypercorn.trio import serve
 from nacl.signing import SigningKey
 
 from gossip.replica import Replica
 from gossip.store import RecordStore
+from node.api.errors import install_error_handlers
+from node.api.guard import WriteGuard
 from node.audit_log import AuditLog
 from node.credentials_api import credentials_router
 from node.digests import Digester, DigestState
 from node.idempotency import IdempotencyStore
 from node.ingest import Ingestor
-from node.ingest_api import OPEN_WRITE_PATHS, ingest_router
+from node.ingest_api import BODY_LIMITS, OPEN_WRITE_PATHS, ingest_router
 from node.metrics import Registry
 
 TOKEN = "test-token-" + "t" * 32
@@ -70,19 +71,14 @@ class TelemetryNode:
 
 
 def guarded_app(routers: list[APIRouter]) -> FastAPI:
-    """An app serving `routers` behind the API's WriteGuard, as far as these tests need it."""
+    """An app serving `routers` as create_app serves the API: its error shape, and its WriteGuard configured as
+    node.ingest_api asks (token on writes but OPEN_WRITE_PATHS, BODY_LIMITS)."""
     app = FastAPI()
+    install_error_handlers(app)
+    app.add_middleware(WriteGuard, node=SimpleNamespace(token=TOKEN), body_limits=BODY_LIMITS,
+                       open_paths=OPEN_WRITE_PATHS)
     for router in routers:
         app.include_router(router)
-
-    @app.middleware("http")
-    async def guard(request, call_next):
-        if request.method == "POST" and request.url.path not in OPEN_WRITE_PATHS:
-            scheme, _, token = request.headers.get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), TOKEN.encode()):
-                return JSONResponse({"error": "unauthorized", "detail": "token"}, status_code=401)
-        return await call_next(request)
-
     return app
 
 

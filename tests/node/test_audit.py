@@ -9,8 +9,10 @@ import json
 import pytest
 
 from ledger import Checkpoint, EntryPruned, verify_inclusion
-from node.audit_export import ExportError, VerifyError, export_agent, register, verify_export
+from node.audit_export import ExportError, VerifyError, export_agent, verify_export
 from node.audit_log import audit_origin
+from node.commands import audit
+from node.commands.common import CommandFailed
 from node.keys import load_org_key
 from node.retention import DAY_MS, RetentionService
 from node.setup import init_data_dir
@@ -143,7 +145,7 @@ def test_the_cli_exports_and_verifies(tmp_path, capsys):
         digest = digest_records(node, A)[0]
     (tmp_path / "digest.cose").write_bytes(digest)
     parser = argparse.ArgumentParser(prog="vouchnet")
-    register(parser.add_subparsers())
+    audit.register(parser.add_subparsers())
     out = tmp_path / "export.json"
     args = parser.parse_args(["audit", "export", "--dir", str(made.data_dir), "--agent", A,
                               "--from", "2023-11-14T22:14:00", "--to", str(T0 + 1), "--out", str(out)])
@@ -153,4 +155,7 @@ def test_the_cli_exports_and_verifies(tmp_path, capsys):
     assert args.func(args) == 0
     assert "ok: 3 events" in capsys.readouterr().out
     out.write_text(out.read_text().replace('"len": 60000', '"len": 59999'))
-    assert args.func(args) == 1
+    with pytest.raises(CommandFailed, match="does not verify"):
+        args.func(args)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["audit", "export", "--agent", A, "--from", "7d", "--to", "1"])

@@ -16,15 +16,18 @@ from node.credentials import (
     jwks,
     public_key_from_kid,
     record_from_credential_evidence,
-    register,
     score_statement,
 )
 from node.jwt import JwtError, b64url, decode_jwt, encode_jwt
-from node.keys import load_org_key
+from node.api import ApiService
+from node.commands import agents
+from node.commands.common import UsageError
+from node.keys import load_org_key, load_token
 from node.setup import init_data_dir
 from vouching import did_key, revoke_body, verify_record, vouch_body
 
 from ..factories import Org, new_did
+from .fake_node import fake_node
 from .telemetry_node import served, telemetry_node
 
 AGENT = new_did()
@@ -69,13 +72,16 @@ def test_the_jwks_is_the_org_key_as_an_rfc8037_jwk():
     assert public_key_from_kid({"kid": jwk["kid"]}) == bytes(key.verify_key)
 
 
+def agent_new(*argv):
+    parser = argparse.ArgumentParser(prog="vouchnet")
+    agents.register(parser.add_subparsers())
+    args = parser.parse_args(["agent", "new", *argv])
+    return args.func(args)
+
+
 async def test_agent_new_mints_a_key_and_a_credential_pyjwt_accepts(tmp_path, capsys):
     made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
-    parser = argparse.ArgumentParser(prog="vouchnet")
-    register(parser.add_subparsers())
-    args = parser.parse_args(["agent", "new", "--name", "alice", "--out", str(tmp_path / "agents"),
-                              "--dir", str(made.data_dir)])
-    assert args.func(args) == 0
+    assert agent_new("--name", "alice", "--out", str(tmp_path / "agents"), "--dir", str(made.data_dir)) == 0
     printed = json.loads(capsys.readouterr().out)
     key_file = tmp_path / "agents" / "alice.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
@@ -89,8 +95,26 @@ async def test_agent_new_mints_a_key_and_a_credential_pyjwt_accepts(tmp_path, ca
     assert claims["type"] == ["VerifiableCredential", "VouchnetAgentCredential"]
     assert claims["credentialSubject"] == {"id": printed["did"], "operator": made.did, "name": "alice"}
     assert (claims["sub"], claims["issuer"]) == (printed["did"], made.did)
-    assert args.func(args) == 1  # alice exists: nothing is overwritten
+    with pytest.raises(UsageError, match="refusing to overwrite"):
+        agent_new("--name", "alice", "--out", str(tmp_path / "agents"), "--dir", str(made.data_dir))
     assert sorted(p.name for p in (tmp_path / "agents").iterdir()) == ["alice.key", "alice.vc.jwt"]
+
+
+async def test_agent_new_can_vouch_for_the_agent_through_the_running_node(tmp_path, capsys):
+    (tmp_path / "store").mkdir()
+    with fake_node(tmp_path / "store") as node:
+        async with trio.open_nursery() as nursery:
+            (url,) = await nursery.start(ApiService(node, port=0).run)
+            made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",),
+                                 api=url.removeprefix("http://"))
+            node.token = load_token(made.data_dir / "api.token")
+            await trio.to_thread.run_sync(lambda: agent_new("--out", str(tmp_path), "--dir", str(made.data_dir),
+                                                            "--vouch", "0.9"))
+            nursery.cancel_scope.cancel()
+        printed = json.loads(capsys.readouterr().out)
+        vouch = verify_record(node.replica.store.get(bytes.fromhex(printed["vouch"])))
+    assert (vouch.body.subject, vouch.body.weight, vouch.body.basis) == (printed["did"], 0.9, "operator")
+    assert (tmp_path / f"agent-{printed['did'][-10:]}.key").exists()
 
 
 async def test_a_vouch_exports_as_a_credential_carrying_its_record(node):
