@@ -25,7 +25,7 @@ import logging
 import random
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +43,7 @@ from .metrics import Registry
 
 DIGESTS_FILE = "digests.db"
 _REPLAY_PAGE = 1000
+ISSUE_CHUNK = 1000  # digests signed and stored in one commit, between which the node's other tasks run
 _OUTCOME_INDEX = {name: i for i, name in enumerate(OUTCOMES)}
 _CATEGORY_INDEX = {name: i for i, name in enumerate(CATEGORIES)}
 
@@ -233,22 +234,27 @@ class Digester:
 
     def close_due(self, now: int) -> list[Record]:
         """Issue the digests of every epoch that ended by `now`; the records, in issue order."""
-        issued: list[Record] = []
-        for aligned in sorted(self._open):
+        return [record for chunk in self.closing(now) for record in chunk]
+
+    def closing(self, now: int) -> Iterator[list[Record]]:
+        """Issue the digests of every epoch that ended by `now`, yielding each chunk of at most ISSUE_CHUNK
+        records once stored, so that a caller can let other work run between chunks (DigestService does).
+
+        An epoch abandoned between chunks (the node stopping) is finished on the next start: its row says so.
+        """
+        while self._open and (aligned := min(self._open)) + self.epoch_ms <= now:
             end = aligned + self.epoch_ms
-            if end > now:
-                break
             self.audit.seal(end)  # what is accepted from now on belongs to a later epoch
             epoch = self._open.pop(aligned)
             start = max(aligned, self.digested_until)
             began = time.perf_counter()
             self.state.begin(start, end, epoch.first, epoch.stop, self.replica.store.size)
-            records = self._issue(start, end, epoch.agents)
+            agents = sorted(epoch.agents)
+            for first in range(0, len(agents), ISSUE_CHUNK):
+                yield self._issue(start, end, {a: epoch.agents[a] for a in agents[first:first + ISSUE_CHUNK]})
             self.state.finish(start)
             self.digested_until, self.undigested_from = end, epoch.stop
-            self._record(start, len(records), time.perf_counter() - began)
-            issued.extend(records)
-        return issued
+            self._record(start, len(agents), time.perf_counter() - began)
 
     def _issue(self, start: int, end: int, agents: dict[str, _Tally]) -> list[Record]:
         bodies = [self._body(agent, agents[agent], start, end) for agent in sorted(agents)]
@@ -294,16 +300,23 @@ class Digester:
 
 
 class DigestService:
-    """Closes each epoch when it ends (and, on start, those that ended while the node was down)."""
+    """Closes each epoch when it ends (and, on start, those that ended while the node was down), holding the
+    ingest's `write_lock` meanwhile, so that no batch is being appended as its epoch closes."""
 
-    def __init__(self, digester: Digester, *, clock: Callable[[], int] = wall_clock_ms) -> None:
+    def __init__(self, digester: Digester, write_lock: trio.Lock, *, clock: Callable[[], int] = wall_clock_ms) -> None:
         self.digester = digester
+        self.write_lock = write_lock
         self._clock = clock
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        self.digester.close_due(self._clock())
+        await self._close_due()
         task_status.started()
         while True:
             now = self._clock()
             await trio.sleep((self.digester.next_end(now) - now) / 1000)
-            self.digester.close_due(self._clock())
+            await self._close_due()
+
+    async def _close_due(self) -> None:
+        async with self.write_lock:
+            for _ in self.digester.closing(self._clock()):
+                await trio.sleep(0)  # the API and gossip run between chunks; ingest waits for the lock

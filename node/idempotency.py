@@ -9,6 +9,7 @@ range lies beyond the audit log's size belongs to an append that never happened,
 from __future__ import annotations
 
 import sqlite3
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,15 +48,17 @@ def check_key(value: str) -> str | None:
 
 
 class IdempotencyStore:
-    """Keys of batches already appended to the audit log, with their replies."""
+    """Keys of batches already appended to the audit log, with their replies. Callable from any thread (the
+    ingest commits run in a worker thread); calls are serialised by a lock."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
+        self._lock = threading.Lock()
 
     @classmethod
     def open(cls, data_dir: Path, *, log_size: int) -> IdempotencyStore:
         """Open the store beside the audit log, whose current size is `log_size`."""
-        db = sqlite3.connect(data_dir / IDEMPOTENCY_FILE, isolation_level=None)
+        db = sqlite3.connect(data_dir / IDEMPOTENCY_FILE, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = FULL")  # a lost row would let a retried batch count twice
         db.executescript(_SCHEMA)
@@ -63,23 +66,28 @@ class IdempotencyStore:
         return cls(db)
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            self._db.close()
 
     def lookup(self, key: str) -> StoredReply | None:
-        row = self._db.execute("SELECT fingerprint, status, reply FROM keys WHERE key = ?", (key,)).fetchone()
+        with self._lock:
+            row = self._db.execute("SELECT fingerprint, status, reply FROM keys WHERE key = ?", (key,)).fetchone()
         return None if row is None else StoredReply(row[0], row[1], row[2])
 
     def reserve(self, key: str, reply: StoredReply, *, first: int, count: int, at: int) -> None:
         """Record the key for a batch about to be appended at [first, first + count); durable on return."""
-        self._db.execute(
-            "INSERT INTO keys VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (key, reply.fingerprint, first, count, reply.status, reply.reply, at),
-        )
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO keys VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key, reply.fingerprint, first, count, reply.status, reply.reply, at),
+            )
 
     def release(self, key: str) -> None:
         """Forget a reserved key whose append failed."""
-        self._db.execute("DELETE FROM keys WHERE key = ?", (key,))
+        with self._lock:
+            self._db.execute("DELETE FROM keys WHERE key = ?", (key,))
 
     def expire(self, before: int) -> int:
         """Forget keys first used before `before` (ms); the number forgotten."""
-        return self._db.execute("DELETE FROM keys WHERE at < ?", (before,)).rowcount
+        with self._lock:
+            return self._db.execute("DELETE FROM keys WHERE at < ?", (before,)).rowcount

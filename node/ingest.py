@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import trio
+
 from vouching.bodies import OUTCOMES
 
 from .audit_log import Appended, AuditLog
@@ -94,9 +96,24 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+@dataclass(frozen=True)
+class Pending:
+    """A validated batch waiting to be stored, with the reply it will get and, if it came with an idempotency
+    key, the key and what to store under it."""
+
+    events: tuple[Event, ...]
+    reply: Reply
+    keyed: tuple[str, StoredReply] | None = None
+
+
 @dataclass
 class Ingestor:
-    """Validates, stores and announces events. `listeners` are called with each durably appended batch."""
+    """Validates, stores and announces events. `listeners` are called with each durably appended batch.
+
+    The HTTP handlers store with `commit_async`: the commits (fsync) run in a worker thread, so the node's trio
+    thread goes on serving, and validating the next batch, meanwhile. `write_lock` keeps one batch in flight at a
+    time, in order; the digest service holds it while it closes epochs, so no batch is half-way in as one closes.
+    """
 
     audit: AuditLog
     idempotency: IdempotencyStore
@@ -104,6 +121,7 @@ class Ingestor:
     listeners: list[BatchListener] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.write_lock = trio.Lock()
         m = self.metrics
         self._accepted = m.counter("events_accepted_total", "Events appended to the audit log")
         self._rejected = m.counter("events_rejected_total", "Events refused, by the field that broke a rule", ("reason",))
@@ -113,36 +131,9 @@ class Ingestor:
         self._spans = m.counter("spans_total", "OTLP spans received, by what became of them", ("result",))
         m.collect("audit_entries", "Entries in the private audit log", lambda: self.audit.size)
 
-    def submit(self, events: Sequence[Event]) -> Appended | None:
-        """Append validated events in one durable commit and announce them; None for an empty batch."""
-        if not events:
-            return None
-        batch = self.audit.append(events)
-        self._announce(batch)
-        return batch
-
     def reject(self, detail: str) -> None:
         """Count one refused event (or span)."""
         self._rejected.inc(reason=rejection_reason(detail))
-
-    def submit_spans(self, batch: SpanBatch) -> Appended | None:
-        """Store the events of an OTLP request's spans, counting the rejected and ignored ones."""
-        for detail in batch.rejected:
-            self.reject(detail.split("): ", 1)[-1])
-        self._spans.inc(len(batch.events), result="accepted")
-        self._spans.inc(len(batch.rejected), result="rejected")
-        self._spans.inc(batch.ignored, result="ignored")
-        return self.submit(batch.events)
-
-    def _announce(self, batch: Appended) -> None:
-        self._batches.inc()
-        self._accepted.inc(len(batch.events))
-        for listener in self.listeners:
-            try:
-                listener(batch)
-            except Exception:  # the events are stored: one failing consumer must not fail the reporter
-                self._listener_errors.inc()
-                log.exception("an ingest listener failed", extra={"fields": {"listener": repr(listener)}})
 
     def validate(self, values: Sequence[Any]) -> tuple[list[Event], list[dict[str, Any]]]:
         """The valid events, and for each invalid one `{index, detail}`."""
@@ -157,33 +148,89 @@ class Ingestor:
                 rejected.append({"index": index, "detail": detail})
         return events, rejected
 
-    def submit_json(self, body: bytes, *, key: str | None = None) -> Reply:
-        """A `POST /v1/events` body: keep the valid events, report each invalid one; raises BadBatch, TooLarge.
+    def prepare_json(self, body: bytes, *, key: str | None = None) -> Reply | Pending:
+        """A `POST /v1/events` body checked: the final Reply (a replay, or nothing to store), or the Pending batch
+        of its valid events; raises BadBatch, TooLarge.
 
-        With an idempotency key, a repeated request gets the first reply (marked replayed) and appends nothing;
+        With an idempotency key, a repeated request gets the first reply (marked replayed) and stores nothing;
         the same key with a different body is refused (422).
         """
         fingerprint = hashlib.sha256(body).digest()
         if key is not None and (stored := self.idempotency.lookup(key)) is not None:
-            if stored.fingerprint != fingerprint:
-                return Reply(422, {"error": "idempotency_key_reused",
-                                   "detail": "Idempotency-Key: already used for a different batch"})
-            self._replays.inc()
-            return Reply(stored.status, json.loads(stored.reply), replayed=True)
+            return self._replay(stored, fingerprint)
         events, rejected = self.validate(_parse_batch(body))
         if not events and rejected:
             return Reply(422, {"error": "invalid_events", "detail": "no event in the batch is valid; see rejected",
                                "accepted": 0, "rejected": rejected})
         reply = Reply(200, {"accepted": len(events), "rejected": rejected})
-        if key is None or not events:
-            self.submit(events)
+        if not events:
             return reply
-        stored = StoredReply(fingerprint, reply.status, json.dumps(reply.body).encode())
-        self.idempotency.reserve(key, stored, first=self.audit.size, count=len(events), at=self.audit.now())
-        try:
-            batch = self.audit.append(events)
-        except BaseException:
-            self.idempotency.release(key)
-            raise
+        if key is None:
+            return Pending(tuple(events), reply)
+        return Pending(tuple(events), reply, (key, StoredReply(fingerprint, reply.status, json.dumps(reply.body).encode())))
+
+    def prepare_spans(self, batch: SpanBatch) -> Pending:
+        """The events of an OTLP request's spans, counting the rejected and ignored ones."""
+        for detail in batch.rejected:
+            self.reject(detail.split("): ", 1)[-1])
+        self._spans.inc(len(batch.events), result="accepted")
+        self._spans.inc(len(batch.rejected), result="rejected")
+        self._spans.inc(batch.ignored, result="ignored")
+        return Pending(tuple(batch.events), Reply(200, {}))
+
+    def submit(self, events: Sequence[Event]) -> Appended | None:
+        """Store validated events now, on this thread, and announce them; None for an empty batch. Without the
+        write lock: for callers outside trio (tests, benchmarks), never beside a running digest service."""
+        if not events:
+            return None
+        batch = self.audit.append(events)
         self._announce(batch)
-        return reply
+        return batch
+
+    def submit_json(self, body: bytes, *, key: str | None = None) -> Reply:
+        """`prepare_json`, then store on this thread (for callers without trio, and tests)."""
+        prepared = self.prepare_json(body, key=key)
+        return prepared if isinstance(prepared, Reply) else self._finish(prepared, self._write(prepared))
+
+    async def commit_async(self, pending: Pending) -> Reply:
+        """Store a Pending batch, the commits in a worker thread; its reply."""
+        async with self.write_lock:
+            written = await trio.to_thread.run_sync(self._write, pending)
+            return self._finish(pending, written)  # no checkpoint since the write: announced before anything else
+
+    def _write(self, pending: Pending) -> Appended | StoredReply:
+        """Reserve the key (if any), then append; or the stored reply of a twin request that got there first."""
+        if pending.keyed is not None:
+            key, reply = pending.keyed
+            if (stored := self.idempotency.lookup(key)) is not None:
+                return stored
+            self.idempotency.reserve(key, reply, first=self.audit.size, count=len(pending.events), at=self.audit.now())
+        try:
+            return self.audit.append(pending.events)
+        except BaseException:
+            if pending.keyed is not None:
+                self.idempotency.release(pending.keyed[0])
+            raise
+
+    def _finish(self, pending: Pending, written: Appended | StoredReply) -> Reply:
+        if isinstance(written, StoredReply):  # only a keyed batch can meet a stored reply
+            return self._replay(written, pending.keyed[1].fingerprint if pending.keyed else b"")
+        self._announce(written)
+        return pending.reply
+
+    def _replay(self, stored: StoredReply, fingerprint: bytes) -> Reply:
+        if stored.fingerprint != fingerprint:
+            return Reply(422, {"error": "idempotency_key_reused",
+                               "detail": "Idempotency-Key: already used for a different batch"})
+        self._replays.inc()
+        return Reply(stored.status, json.loads(stored.reply), replayed=True)
+
+    def _announce(self, batch: Appended) -> None:
+        self._batches.inc()
+        self._accepted.inc(len(batch.events))
+        for listener in self.listeners:
+            try:
+                listener(batch)
+            except Exception:  # the events are stored: one failing consumer must not fail the reporter
+                self._listener_errors.inc()
+                log.exception("an ingest listener failed", extra={"fields": {"listener": repr(listener)}})

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from .idempotency import check_key
 from .api.errors import error_response
 from .events import MAX_ATTRS, MAX_NAME
-from .ingest import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, BadBatch, Ingestor, TooLarge
+from .ingest import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, BadBatch, Ingestor, Reply, TooLarge
 from .otlp import OtlpError, Span, decode_json, decode_protobuf, error_status, export_response, sort_spans
 
 MAX_TRACES_BYTES = 4 << 20
@@ -121,13 +121,14 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
             return error_response(400, "bad_request", problem)
         try:
             body = await read_body(request, MAX_BATCH_BYTES)
-            reply = ingestor.submit_json(body, key=key)
+            prepared = ingestor.prepare_json(body, key=key)
         except _Refused as refused:
             return error_response(refused.status, refused.code, refused.detail)
         except BadBatch as error:
             return error_response(400, "bad_batch", str(error))
         except TooLarge as error:
             return error_response(413, "too_large", str(error))
+        reply = prepared if isinstance(prepared, Reply) else await ingestor.commit_async(prepared)
         headers = {"Idempotent-Replayed": "true"} if reply.replayed else None
         return JSONResponse(reply.body, status_code=reply.status, headers=headers)
 
@@ -154,7 +155,7 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
         except OtlpError as error:
             return _otlp_error(400, "bad_request", str(error), as_json)
         batch = sort_spans(spans, now_ms=ingestor.audit.now())
-        ingestor.submit_spans(batch)
+        await ingestor.commit_async(ingestor.prepare_spans(batch))
         return Response(export_response(batch.rejected, as_json=as_json), media_type=media_type)
 
     return router

@@ -64,7 +64,7 @@ class Telemetry:
             ingestor=ingestor,
             digester=digester,
             broadcaster=Broadcaster(metrics),
-            digest_service=DigestService(digester, clock=clock),
+            digest_service=DigestService(digester, ingestor.write_lock, clock=clock),
             retention=RetentionService(audit, idempotency, digester, metrics, retention_days=config.retention_days,
                                        clock=clock),
         )

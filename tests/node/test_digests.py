@@ -177,7 +177,7 @@ async def test_the_service_digests_each_epoch_as_it_ends(tmp_path, autojump_cloc
     event = {"agent": A, "category": "tool", "name": "n", "outcome": "ok"}
     with telemetry_node(tmp_path, clock=now, epoch_ms=EPOCH) as node:
         async with trio.open_nursery() as nursery:
-            await nursery.start(DigestService(node.digester, clock=now).run)
+            await nursery.start(DigestService(node.digester, node.ingestor.write_lock, clock=now).run)
             node.ingestor.submit_json(json.dumps({"events": [{**event, "ts": now()}]}).encode())
             await trio.sleep(EPOCH / 1000 + 0.01)
             assert list(digests(node)) == [(A, T0)]
@@ -186,3 +186,19 @@ async def test_the_service_digests_each_epoch_as_it_ends(tmp_path, autojump_cloc
             await trio.sleep(EPOCH / 1000)
             assert list(digests(node)) == [(A, T0), (A, T0 + 3 * EPOCH)]
             nursery.cancel_scope.cancel()
+
+
+def test_an_epoch_is_issued_in_chunks_and_one_abandoned_between_them_is_finished_on_start(tmp_path, clock,
+                                                                                        monkeypatch):
+    monkeypatch.setattr("node.digests.ISSUE_CHUNK", 2)
+    agents = [new_did() for _ in range(5)]
+    with telemetry_node(tmp_path, clock=clock, epoch_ms=EPOCH) as node:
+        key = node.key
+        submit(node, *[(agent, "ok", "tool", False) for agent in agents])
+        closing = node.digester.closing(T0 + EPOCH)
+        assert len(next(closing)) == 2  # the node stops here, between chunks
+        closing.close()
+        assert len(digests(node)) == 2
+    with telemetry_node(tmp_path, key=key, clock=clock, epoch_ms=EPOCH) as node:
+        assert sorted(agent for agent, _ in digests(node)) == sorted(agents)
+        assert node.digester.close_due(T0 + 5 * EPOCH) == []

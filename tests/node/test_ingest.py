@@ -5,6 +5,7 @@ import gzip
 import json
 
 import httpx
+import trio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -193,3 +194,18 @@ def _is_json(value):
     except ValueError:
         return False
     return True
+
+
+async def test_twin_requests_racing_with_one_key_are_stored_once(node):
+    body = json.dumps({"events": [event()]}).encode()
+    first, second = (node.ingestor.prepare_json(body, key="twin") for _ in range(2))  # both before either stores
+    replies = []
+
+    async def commit(pending):
+        replies.append(await node.ingestor.commit_async(pending))
+
+    async with trio.open_nursery() as nursery:
+        for pending in (first, second):
+            nursery.start_soon(commit, pending)
+    assert sorted(r.replayed for r in replies) == [False, True]
+    assert {r.status for r in replies} == {200} and node.audit.size == 1
