@@ -6,7 +6,7 @@ if it must: a one-record message may be as large as the largest valid record nee
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from vouching import MAX_RECORD_SIZE
 from vouching.cbor import CborError, decode, encode
@@ -46,15 +46,14 @@ def max_message_size(batch_bytes: int) -> int:
     return max(batch_bytes, MAX_SINGLE_MESSAGE)
 
 
-def pack(records: Iterable[bytes], max_bytes: int) -> list[bytes]:
-    """Split records, in order, into as few messages as the greedy fill gives, each at most `max_bytes`.
+def batches(records: Iterable[bytes], max_bytes: int) -> Iterator[list[bytes]]:
+    """Records, in order, grouped greedily into batches that each encode to at most `max_bytes`; lazy.
 
-    A record too large to share a message (or larger than `max_bytes` itself) gets a message of its own.
+    A record too large to share a message (or larger than `max_bytes` itself) gets a batch of its own.
     Raises ValueError for a record longer than MAX_RECORD_SIZE, which no peer would accept.
     """
     if max_bytes < 1:
         raise ValueError(f"max_bytes must be at least 1, got {max_bytes}")
-    messages: list[bytes] = []
     batch: list[bytes] = []
     size = 0  # of the items in `batch`, without the array head
     for record in records:
@@ -62,20 +61,17 @@ def pack(records: Iterable[bytes], max_bytes: int) -> list[bytes]:
             raise ValueError(f"record of {len(record)} bytes exceeds MAX_RECORD_SIZE {MAX_RECORD_SIZE}")
         grown = size + item_size(record)
         if batch and _head_size(len(batch) + 1) + grown > max_bytes:
-            messages.append(_encode(batch, size))
+            yield batch
             batch, grown = [], item_size(record)
         batch.append(record)
         size = grown
     if batch:
-        messages.append(_encode(batch, size))
-    return messages
+        yield batch
 
 
-def _encode(batch: list[bytes], size: int) -> bytes:
-    message = encode(batch)
-    if len(message) != _head_size(len(batch)) + size:
-        raise AssertionError(f"bad size arithmetic: {len(message)} bytes encoded, {size} counted")
-    return message
+def pack(records: Iterable[bytes], max_bytes: int) -> list[bytes]:
+    """The messages that carry `records`, in order, each at most `max_bytes` unless it carries one record alone."""
+    return [encode(batch) for batch in batches(records, max_bytes)]
 
 
 def unpack(data: bytes, max_bytes: int) -> list[bytes]:
