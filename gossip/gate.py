@@ -73,8 +73,8 @@ class RecordGate:
         # Every bucket holds at least one message (or record), whatever the rate.
         self._peer_messages = TokenBuckets[str](limits.peer_messages_per_second,
                                                 max(1.0, limits.peer_messages_per_second * RECEIVE_BURST_SECONDS))
-        self._peer_bytes = TokenBuckets[str](limits.peer_bytes_per_second,
-                                             max(self._max_message, limits.peer_bytes_per_second * RECEIVE_BURST_SECONDS))
+        self._peer_bytes = TokenBuckets[str](
+            limits.peer_bytes_per_second, max(self._max_message, limits.peer_bytes_per_second * RECEIVE_BURST_SECONDS))
         self._orgs = TokenBuckets[str](limits.org_records_per_second,
                                        max(1.0, limits.org_records_per_second * RECEIVE_BURST_SECONDS))
         self._counts: Counter[str] = Counter()
