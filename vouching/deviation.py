@@ -5,7 +5,8 @@ A digest is tested against the reference evidence (this node's first-hand observ
 about the same agent in the same cap window or a neighbouring one. It disagrees when its failure count is
 implausible under the reference: more than `deviation_z` standard deviations of the beta-binomial predictive
 from the reference failure rate. Verdicts decay like bad evidence. Both lies (slander) and praise of agents the
-reference saw fail (ballot-stuffing) disagree.
+reference saw fail (ballot-stuffing) disagree. Verdicts are kept, and a batch is re-tested only when reference
+evidence for its agent and window arrives, so a refresh costs what changed, not what was ever seen.
 """
 
 from __future__ import annotations
@@ -16,79 +17,99 @@ from array import array
 import numpy as np
 
 from vouching.arrays import sum_by
-
+from vouching.evidence import InvalidEvidence
 from vouching.params import ScoringParams
 
+_WINDOW_BITS = 40  # key = agent << 40 | window
+_UNTESTED, _AGREES, _DISAGREES = 0, 1, 2
 
-class OutcomeLog:
-    """Every batch of outcomes this node counted, one row each: who reported it, about whom, when, how many
-    events and how many of them failed."""
 
-    def __init__(self) -> None:
-        self.agent = array("i")
+class DeviationTest:
+    """Every batch of outcomes this node counted (who reported it, about which agent and window, how many events
+    and failures) and each batch's latest verdict."""
+
+    def __init__(self, params: ScoringParams) -> None:
+        self.params = params
+        self.key = array("q")
         self.org = array("i")
-        self.window = array("q")
         self.t = array("d")
         self.events = array("q")
         self.failures = array("q")
+        self.verdict = array("b")
+        self._tested_upto = 0  # batches before this one have verdicts against the reference as it then was
 
     def __len__(self) -> int:
-        return len(self.agent)
+        return len(self.key)
 
     def append(self, agent: int, org: int, window: int, t: float, events: int, failures: int) -> None:
-        self.agent.append(agent)
+        if window >= 1 << _WINDOW_BITS:
+            raise InvalidEvidence(f"epoch: window {window} is beyond the year 30000 at this cap_window_ms")
+        self.key.append(agent << _WINDOW_BITS | window)
         self.org.append(org)
-        self.window.append(window)
         self.t.append(t)
         self.events.append(events)
         self.failures.append(failures)
+        self.verdict.append(_UNTESTED)
 
+    def counts(self, n_orgs: int, is_reference: np.ndarray, tested: np.ndarray, now: float
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """(agreements, disagreements) per org, each verdict decayed with the bad-evidence half-life; orgs not
+        `tested` get none. The reference orgs (`is_reference`) must stay the same between calls."""
+        if len(self.key) == 0:
+            return np.zeros(n_orgs), np.zeros(n_orgs)
+        self._retest(is_reference)
+        verdict = np.frombuffer(self.verdict, dtype=np.int8)
+        org = np.frombuffer(self.org, dtype=np.int32)
+        rows = np.flatnonzero(verdict != _UNTESTED)
+        rows = rows[tested[org[rows]]]
+        age = np.maximum(0.0, now - np.frombuffer(self.t)[rows])
+        fade = np.exp(-age * (math.log(2) / self.params.bad_half_life_ms))
+        disagrees = verdict[rows] == _DISAGREES
+        return (sum_by(org[rows], fade * ~disagrees, n_orgs), sum_by(org[rows], fade * disagrees, n_orgs))
 
-def deviation_counts(log: OutcomeLog, n_orgs: int, is_reference: np.ndarray, tested: np.ndarray, now: float,
-                     params: ScoringParams) -> tuple[np.ndarray, np.ndarray]:
-    """(agreements, disagreements) per org, each verdict decayed with the bad-evidence half-life."""
-    agree = np.zeros(n_orgs)
-    disagree = np.zeros(n_orgs)
-    if len(log) == 0:
-        return agree, disagree
-    agent = np.frombuffer(log.agent, dtype=np.int32).astype(np.int64)
-    org = np.frombuffer(log.org, dtype=np.int32)
-    window = np.frombuffer(log.window, dtype=np.int64)
-    events = np.frombuffer(log.events, dtype=np.int64).astype(np.float64)
-    failures = np.frombuffer(log.failures, dtype=np.int64).astype(np.float64)
-    t = np.frombuffer(log.t, dtype=np.float64)
+    def _retest(self, is_reference: np.ndarray) -> None:
+        """Test new batches, and old ones whose agent and window (or a neighbour) got new reference evidence."""
+        key = np.frombuffer(self.key, dtype=np.int64)
+        org = np.frombuffer(self.org, dtype=np.int32)
+        reference = is_reference[org]
+        ref_keys, ref_inverse = np.unique(key[reference], return_inverse=True)
+        ref_events = np.bincount(ref_inverse, weights=np.frombuffer(self.events, dtype=np.int64)[reference],
+                                 minlength=len(ref_keys))
+        ref_failures = np.bincount(ref_inverse, weights=np.frombuffer(self.failures, dtype=np.int64)[reference],
+                                   minlength=len(ref_keys))
+        start = self._tested_upto
+        fresh = start + np.flatnonzero(~reference[start:])
+        changed = np.unique(key[start:][reference[start:]])
+        if len(changed) and start:
+            near = np.unique(np.concatenate([changed - 1, changed, changed + 1]))
+            agents = np.unique(changed >> _WINDOW_BITS)
+            old = np.flatnonzero(~reference[:start])
+            old = old[np.isin(key[old] >> _WINDOW_BITS, agents)]  # cheap first cut: only touched agents
+            fresh = np.concatenate([old[np.isin(key[old], near)], fresh])
+        if len(fresh):
+            verdicts = self._verdicts(key[fresh], fresh, ref_keys, ref_events, ref_failures)
+            np.frombuffer(self.verdict, dtype=np.int8)[fresh] = verdicts
+        self._tested_upto = len(key)
 
-    w_min = int(window.min())
-    span = int(window.max()) - w_min + 3  # room for the neighbouring windows on both sides
-    if (int(agent.max()) + 1) * span >= 2**62:
-        raise ValueError("cap_window_ms: too small for the time span of the evidence")
-    ref = is_reference[org]
-    ref_key = agent[ref] * span + (window[ref] - w_min + 1)
-    keys, inverse = np.unique(ref_key, return_inverse=True)
-    ref_events = np.bincount(inverse, weights=events[ref], minlength=len(keys))
-    ref_failures = np.bincount(inverse, weights=failures[ref], minlength=len(keys))
-
-    rows = np.flatnonzero(tested[org] & (events > 0))
-    n_ref = np.zeros(len(rows))
-    k_ref = np.zeros(len(rows))
-    if len(keys):
-        base = agent[rows] * span + (window[rows] - w_min + 1)
-        for offset in (-1, 0, 1):
-            key = base + offset
-            at = np.minimum(np.searchsorted(keys, key), len(keys) - 1)
-            hit = keys[at] == key
-            n_ref += np.where(hit, ref_events[at], 0.0)
-            k_ref += np.where(hit, ref_failures[at], 0.0)
-    enough = n_ref >= params.deviation_min_reference
-    rows, n_ref, k_ref = rows[enough], n_ref[enough], k_ref[enough]
-    n = events[rows]
-    rate = (k_ref + 0.5) / (n_ref + 1.0)
-    variance = n * rate * (1 - rate) * (n_ref + 1.0 + n) / (n_ref + 2.0)
-    deviates = np.abs(failures[rows] - n * rate) > params.deviation_z * np.sqrt(variance) + 0.5
-    fade = np.exp(-np.maximum(0.0, now - t[rows]) * (math.log(2) / params.bad_half_life_ms))
-    agree += sum_by(org[rows], fade * ~deviates, n_orgs)
-    disagree += sum_by(org[rows], fade * deviates, n_orgs)
-    return agree, disagree
+    def _verdicts(self, keys: np.ndarray, rows: np.ndarray, ref_keys: np.ndarray, ref_events: np.ndarray,
+                  ref_failures: np.ndarray) -> np.ndarray:
+        p = self.params
+        n_ref = np.zeros(len(rows))
+        k_ref = np.zeros(len(rows))
+        if len(ref_keys):
+            for offset in (-1, 0, 1):
+                probe = keys + offset
+                at = np.minimum(np.searchsorted(ref_keys, probe), len(ref_keys) - 1)
+                hit = ref_keys[at] == probe
+                n_ref += np.where(hit, ref_events[at], 0.0)
+                k_ref += np.where(hit, ref_failures[at], 0.0)
+        n = np.frombuffer(self.events, dtype=np.int64)[rows].astype(np.float64)
+        k = np.frombuffer(self.failures, dtype=np.int64)[rows]
+        rate = (k_ref + 0.5) / (n_ref + 1.0)
+        variance = n * rate * (1 - rate) * (n_ref + 1.0 + n) / (n_ref + 2.0)
+        deviates = np.abs(k - n * rate) > p.deviation_z * np.sqrt(variance) + 0.5
+        testable = (n_ref >= p.deviation_min_reference) & (n > 0)
+        return np.where(testable, np.where(deviates, _DISAGREES, _AGREES), _UNTESTED).astype(np.int8)
 
 
 def credibility(agree: np.ndarray, disagree: np.ndarray, params: ScoringParams) -> np.ndarray:

@@ -117,13 +117,15 @@ class EvidenceStore:
         self.capped = array("i")
         self.ignored = array("i")
         self.events = array("q")
+        self.operator = array("b")  # the org vouched as the agent's operator: never its independent witness
 
     def __len__(self) -> int:
         return len(self.agent)
 
-    def new_pair(self, agent: int, org: int) -> int:
+    def new_pair(self, agent: int, org: int, *, operator: bool) -> int:
         self.agent.append(agent)
         self.org.append(org)
+        self.operator.append(operator)
         for column in (self.t_ref, self.good, self.bad, self.reports, self.win_good, self.win_bad,
                        self.win_raw_good, self.win_raw_bad, self.win_t):
             column.append(0.0)
@@ -198,4 +200,4 @@ class EvidenceStore:
         return np.frombuffer(getattr(self, name), dtype=_DTYPES[getattr(self, name).typecode])
 
 
-_DTYPES = {"i": np.int32, "q": np.int64, "d": np.float64}
+_DTYPES = {"b": np.int8, "i": np.int32, "q": np.int64, "d": np.float64}

@@ -84,7 +84,7 @@ class ScoringParams:
             if not 0 < getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be strictly between 0 and 1, got {getattr(self, name)!r}")
         for name in ("cap_window_ms", "good_half_life_ms", "bad_half_life_ms", "report_half_life_ms",
-                     "prior_good", "prior_bad", "confidence_half", "ppr_max_iterations"):
+                     "prior_good", "prior_bad", "confidence_half", "ppr_max_iterations", "independent_min_weight"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}: must be positive, got {getattr(self, name)!r}")
         if not self.bad_report_low < self.bad_report_high <= 1:
