@@ -2,11 +2,11 @@
 of the same agent at about the same time loses credibility.
 
 A digest is tested against the reference evidence (this node's first-hand observations and its roots' digests)
-about the same agent in the same cap window or a neighbouring one. It disagrees when its failure count is
-implausible under the reference: more than `deviation_z` standard deviations of the beta-binomial predictive
-from the reference failure rate. Verdicts decay like bad evidence. Both lies (slander) and praise of agents the
-reference saw fail (ballot-stuffing) disagree. Verdicts are kept, and a batch is re-tested only when reference
-evidence for its agent and window arrives, so a refresh costs what changed, not what was ever seen.
+about the same agent within `deviation_window_ms` of it. It disagrees when its count of violations, or (in a
+digest of five events or more) of failures of any kind, is implausible under the reference: more than `deviation_z` standard deviations of the
+beta-binomial predictive from the reference rate. Verdicts decay like bad evidence. Both lies (slander) and
+praise of agents the reference saw fail (ballot-stuffing) disagree. Verdicts are kept, and a batch is re-tested
+only when reference evidence for its agent near its time arrives, so a refresh costs what changed.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from vouching.params import ScoringParams
 
 _WINDOW_BITS = 40  # key = agent << 40 | window
 _UNTESTED, _AGREES, _DISAGREES = 0, 1, 2
+_MIN_EVENTS_FOR_FAILURES = 5
 
 
 class DeviationTest:
@@ -35,13 +36,15 @@ class DeviationTest:
         self.t = array("d")
         self.events = array("q")
         self.failures = array("q")
+        self.violations = array("q")
         self.verdict = array("b")
         self._tested_upto = 0  # batches before this one have verdicts against the reference as it then was
 
     def __len__(self) -> int:
         return len(self.key)
 
-    def append(self, agent: int, org: int, window: int, t: float, events: int, failures: int) -> None:
+    def append(self, agent: int, org: int, window: int, t: float, events: int, failures: int,
+               violations: int) -> None:
         if window >= 1 << _WINDOW_BITS:
             raise InvalidEvidence(f"epoch: window {window} is beyond the year 30000 at this cap_window_ms")
         self.key.append(agent << _WINDOW_BITS | window)
@@ -49,6 +52,7 @@ class DeviationTest:
         self.t.append(t)
         self.events.append(events)
         self.failures.append(failures)
+        self.violations.append(violations)
         self.verdict.append(_UNTESTED)
 
     def counts(self, n_orgs: int, is_reference: np.ndarray, tested: np.ndarray, now: float
@@ -68,48 +72,53 @@ class DeviationTest:
         return (sum_by(org[rows], fade * ~disagrees, n_orgs), sum_by(org[rows], fade * disagrees, n_orgs))
 
     def _retest(self, is_reference: np.ndarray) -> None:
-        """Test new batches, and old ones whose agent and window (or a neighbour) got new reference evidence."""
+        """Test new batches, and old ones with new reference evidence for their agent near their time."""
         key = np.frombuffer(self.key, dtype=np.int64)
         org = np.frombuffer(self.org, dtype=np.int32)
         reference = is_reference[org]
-        ref_keys, ref_inverse = np.unique(key[reference], return_inverse=True)
-        ref_events = np.bincount(ref_inverse, weights=np.frombuffer(self.events, dtype=np.int64)[reference],
-                                 minlength=len(ref_keys))
-        ref_failures = np.bincount(ref_inverse, weights=np.frombuffer(self.failures, dtype=np.int64)[reference],
-                                   minlength=len(ref_keys))
+        ref_keys, inverse = np.unique(key[reference], return_inverse=True)
+        sums = [np.concatenate([[0.0], np.cumsum(np.bincount(inverse, weights=column[reference],
+                                                             minlength=len(ref_keys)))])
+                for column in (self._column("events"), self._column("failures"), self._column("violations"))]
+        reach = self.params.deviation_window_ms // self.params.cap_window_ms
         start = self._tested_upto
-        fresh = start + np.flatnonzero(~reference[start:])
+        rows = start + np.flatnonzero(~reference[start:])
         changed = np.unique(key[start:][reference[start:]])
         if len(changed) and start:
-            near = np.unique(np.concatenate([changed - 1, changed, changed + 1]))
-            agents = np.unique(changed >> _WINDOW_BITS)
             old = np.flatnonzero(~reference[:start])
-            old = old[np.isin(key[old] >> _WINDOW_BITS, agents)]  # cheap first cut: only touched agents
-            fresh = np.concatenate([old[np.isin(key[old], near)], fresh])
-        if len(fresh):
-            verdicts = self._verdicts(key[fresh], fresh, ref_keys, ref_events, ref_failures)
-            np.frombuffer(self.verdict, dtype=np.int8)[fresh] = verdicts
+            old = old[np.isin(key[old] >> _WINDOW_BITS, np.unique(changed >> _WINDOW_BITS))]  # touched agents
+            near = (np.searchsorted(changed, key[old] + reach, side="right")
+                    > np.searchsorted(changed, key[old] - reach, side="left"))
+            rows = np.concatenate([old[near], rows])
+        if len(rows):
+            low = np.searchsorted(ref_keys, key[rows] - reach, side="left")
+            high = np.searchsorted(ref_keys, key[rows] + reach, side="right")
+            n_ref, k_ref, v_ref = (s[high] - s[low] for s in sums)
+            np.frombuffer(self.verdict, dtype=np.int8)[rows] = self._verdicts(rows, n_ref, k_ref, v_ref)
         self._tested_upto = len(key)
 
-    def _verdicts(self, keys: np.ndarray, rows: np.ndarray, ref_keys: np.ndarray, ref_events: np.ndarray,
-                  ref_failures: np.ndarray) -> np.ndarray:
+    def _column(self, name: str) -> np.ndarray:
+        return np.frombuffer(getattr(self, name), dtype=np.int64).astype(np.float64)
+
+    def _verdicts(self, rows: np.ndarray, n_ref: np.ndarray, k_ref: np.ndarray, v_ref: np.ndarray) -> np.ndarray:
         p = self.params
-        n_ref = np.zeros(len(rows))
-        k_ref = np.zeros(len(rows))
-        if len(ref_keys):
-            for offset in (-1, 0, 1):
-                probe = keys + offset
-                at = np.minimum(np.searchsorted(ref_keys, probe), len(ref_keys) - 1)
-                hit = ref_keys[at] == probe
-                n_ref += np.where(hit, ref_events[at], 0.0)
-                k_ref += np.where(hit, ref_failures[at], 0.0)
-        n = np.frombuffer(self.events, dtype=np.int64)[rows].astype(np.float64)
-        k = np.frombuffer(self.failures, dtype=np.int64)[rows]
-        rate = (k_ref + 0.5) / (n_ref + 1.0)
-        variance = n * rate * (1 - rate) * (n_ref + 1.0 + n) / (n_ref + 2.0)
-        deviates = np.abs(k - n * rate) > p.deviation_z * np.sqrt(variance) + 0.5
+        n = self._column("events")[rows]
+        # Violations are tested in every digest. Failures in all are tested only in digests of several events:
+        # a lone error may be the reporting org's own infrastructure failing, not the agent.
+        deviates = _implausible(self._column("violations")[rows], n, v_ref, n_ref, p.deviation_z)
+        deviates |= (n >= _MIN_EVENTS_FOR_FAILURES) & _implausible(self._column("failures")[rows], n, k_ref, n_ref,
+                                                                    p.deviation_z)
         testable = (n_ref >= p.deviation_min_reference) & (n > 0)
         return np.where(testable, np.where(deviates, _DISAGREES, _AGREES), _UNTESTED).astype(np.int8)
+
+
+def _implausible(k: np.ndarray, n: np.ndarray, k_ref: np.ndarray, n_ref: np.ndarray, z: float) -> np.ndarray:
+    """k of n is more than z standard deviations from the mean of the beta-binomial predictive of a rate
+    estimated as k_ref of n_ref (Jeffreys prior). A single claimed violation of an agent the reference saw commit
+    none in 5 events is 3.3 standard deviations out; a single error, when errors are common, is not."""
+    rate = (k_ref + 0.5) / (n_ref + 1.0)
+    variance = n * rate * (1 - rate) * (n_ref + 1.0 + n) / (n_ref + 2.0)
+    return np.abs(k - n * rate) > z * np.sqrt(variance)
 
 
 def credibility(agree: np.ndarray, disagree: np.ndarray, params: ScoringParams) -> np.ndarray:

@@ -50,36 +50,45 @@ class Outcomes:
 NO_OUTCOMES = Outcomes()
 
 
-def weigh(outcomes: Outcomes, high_risk: Outcomes, params: ScoringParams) -> tuple[float, float]:
-    """(good, bad) pseudo-observations of a batch of outcomes whose high-risk subset is `high_risk`."""
+@dataclass(frozen=True)
+class Weighed:
+    """A batch of outcomes as pseudo-observations: good, bad, and the part of bad that is violations."""
+
+    good: float
+    bad: float
+    violation: float
+
+
+def weigh(outcomes: Outcomes, high_risk: Outcomes, params: ScoringParams) -> Weighed:
+    """The pseudo-observations of a batch of outcomes whose high-risk subset is `high_risk`."""
     for f in fields(Outcomes):
         if getattr(high_risk, f.name) > getattr(outcomes, f.name):
             raise InvalidEvidence(f"high_risk.{f.name}: must not exceed outcomes.{f.name} (it is a subset)")
-    bad = (params.error_weight * (outcomes.error - high_risk.error)
-           + params.high_risk_error_weight * high_risk.error
-           + params.violation_weight * (outcomes.denied - high_risk.denied)
-           + params.high_risk_violation_weight * high_risk.denied
-           + params.timeout_weight * outcomes.timeout)
-    return float(outcomes.ok), bad
+    violation = (params.violation_weight * (outcomes.denied - high_risk.denied)
+                 + params.high_risk_violation_weight * high_risk.denied)
+    bad = (violation + params.error_weight * (outcomes.error - high_risk.error)
+           + params.high_risk_error_weight * high_risk.error + params.timeout_weight * outcomes.timeout)
+    return Weighed(float(outcomes.ok), bad, violation)
 
 
-def report_strength(good: float, bad: float, params: ScoringParams) -> float:
-    """How much a window with this evidence counts as a bad report: its bad share ramped from 0 at
-    `bad_report_low` to 1 at `bad_report_high`, times the share of one violation's weight that its bad evidence
-    reaches (so that one error in an otherwise empty window is not a report)."""
+def report_strength(good: float, bad: float, violation: float, params: ScoringParams) -> float:
+    """How much a window with this evidence counts as a bad report: the violations' share of its evidence ramped
+    from 0 at `bad_report_low` to 1 at `bad_report_high`, times the share of one violation's weight they reach.
+    Errors alone never make a report: they may be the reporting org's own infrastructure failing."""
     total = good + bad
-    if total <= 0:
+    if violation <= 0:
         return 0.0
-    ramp = (bad / total - params.bad_report_low) / (params.bad_report_high - params.bad_report_low)
-    return min(1.0, max(0.0, ramp)) * min(1.0, bad / params.violation_weight)
+    ramp = (violation / total - params.bad_report_low) / (params.bad_report_high - params.bad_report_low)
+    return min(1.0, max(0.0, ramp)) * min(1.0, violation / params.violation_weight)
 
 
-def report_strengths(good: np.ndarray, bad: np.ndarray, params: ScoringParams) -> np.ndarray:
+def report_strengths(good: np.ndarray, bad: np.ndarray, violation: np.ndarray, params: ScoringParams
+                     ) -> np.ndarray:
     """`report_strength` over arrays."""
     total = good + bad
-    share = np.divide(bad, total, out=np.zeros_like(total), where=total > 0)
+    share = np.divide(violation, total, out=np.zeros_like(total), where=total > 0)
     ramp = np.clip((share - params.bad_report_low) / (params.bad_report_high - params.bad_report_low), 0.0, 1.0)
-    return ramp * np.minimum(1.0, bad / params.violation_weight)
+    return ramp * np.minimum(1.0, violation / params.violation_weight)
 
 
 @dataclass(frozen=True)
@@ -112,22 +121,25 @@ class EvidenceStore:
         self.win_bad = array("d")
         self.win_raw_good = array("d")  # reported evidence in the open window: its bad share makes the report
         self.win_raw_bad = array("d")
+        self.win_raw_violation = array("d")
         self.win_t = array("d")
         self.batches = array("i")
         self.capped = array("i")
         self.ignored = array("i")
         self.events = array("q")
         self.operator = array("b")  # the org vouched as the agent's operator: never its independent witness
+        self.first_hand = array("b")  # this node's own observations: uncapped
 
     def __len__(self) -> int:
         return len(self.agent)
 
-    def new_pair(self, agent: int, org: int, *, operator: bool) -> int:
+    def new_pair(self, agent: int, org: int, *, operator: bool, first_hand: bool) -> int:
         self.agent.append(agent)
         self.org.append(org)
         self.operator.append(operator)
+        self.first_hand.append(first_hand)
         for column in (self.t_ref, self.good, self.bad, self.reports, self.win_good, self.win_bad,
-                       self.win_raw_good, self.win_raw_bad, self.win_t):
+                       self.win_raw_good, self.win_raw_bad, self.win_raw_violation, self.win_t):
             column.append(0.0)
         self.window.append(-1)
         for counter in (self.batches, self.capped, self.ignored):
@@ -135,8 +147,9 @@ class EvidenceStore:
         self.events.append(0)
         return len(self.agent) - 1
 
-    def add(self, pair: int, t: float, window: int, good: float, bad: float, events: int, *, capped: bool) -> Added:
+    def add(self, pair: int, t: float, window: int, batch: Weighed, events: int, *, capped: bool) -> Added:
         """Count a batch of evidence at time `t` in cap window `window` (caps apply when `capped`)."""
+        good, bad = batch.good, batch.bad
         self.batches[pair] += 1
         self.events[pair] += events
         if window < self.window[pair]:
@@ -144,7 +157,7 @@ class EvidenceStore:
                 self.ignored[pair] += 1
                 return Added(0.0, 0.0, False, True)
             # First-hand observations may arrive late: count them, and their window as a report of its own.
-            self._commit_report(pair, report_strength(good, bad, self.params), t)
+            self._commit_report(pair, report_strength(good, bad, batch.violation, self.params), t)
             self._accumulate(pair, t, good, bad)
             return Added(good, bad, False, False)
         if window > self.window[pair]:
@@ -161,18 +174,21 @@ class EvidenceStore:
         self.win_bad[pair] += b
         self.win_raw_good[pair] += good
         self.win_raw_bad[pair] += bad
+        self.win_raw_violation[pair] += batch.violation
         self.win_t[pair] = max(self.win_t[pair], t)
         self._accumulate(pair, t, g, b)
         return Added(g, b, was_capped, False)
 
     def open_report(self, pair: int) -> float:
         """The bad-report strength of the pair's open window (not yet decayed)."""
-        return report_strength(self.win_raw_good[pair], self.win_raw_bad[pair], self.params)
+        return report_strength(self.win_raw_good[pair], self.win_raw_bad[pair], self.win_raw_violation[pair],
+                               self.params)
 
     def _close_window(self, pair: int) -> None:
         if self.window[pair] >= 0:
             self._commit_report(pair, self.open_report(pair), self.win_t[pair])
-        for column in (self.win_good, self.win_bad, self.win_raw_good, self.win_raw_bad, self.win_t):
+        for column in (self.win_good, self.win_bad, self.win_raw_good, self.win_raw_bad, self.win_raw_violation,
+                       self.win_t):
             column[pair] = 0.0
 
     def _commit_report(self, pair: int, strength: float, t: float) -> None:

@@ -52,7 +52,8 @@ class OrgPart:
     org: str
     first_hand: bool
     weight: float  # what this org's word counts, 0..1 (1 for first-hand)
-    good: float  # decayed pseudo-observations, before the weight
+    good: float  # decayed pseudo-observations, before the weight and the cap
+    good_cap: float  # one org's good counts at most this much (infinite for first-hand)
     bad: float
     recent_bad_reports: float  # decayed, before the weight
     batches: int
@@ -65,7 +66,7 @@ class OrgPart:
 
     @property
     def counted_good(self) -> float:
-        return self.weight * self.good
+        return self.weight * min(self.good, self.good_cap)
 
     @property
     def counted_bad(self) -> float:
@@ -157,7 +158,8 @@ class OrgReputation:
 
     org: str
     reputation: float
-    weight: float
+    weight: float  # what its digests count
+    voucher_weight: float  # what its vouches for agents count (credibility is about digests)
     credibility: float
     accountability: float
     agreements: float
@@ -192,7 +194,8 @@ class OrgReputation:
             f"Credibility {self.credibility:.2f}: its digests agreed {self.agreements:.1f} and disagreed "
             f"{self.disagreements:.1f} times with what this node and its roots observed."
         )
-        out.append(f"Accountability {self.accountability:.2f} for what it vouched for.")
+        out.append(f"Accountability {self.accountability:.2f} for what it vouched for; its vouches for agents "
+                   f"count {self.voucher_weight:.2f}, its digests {self.weight:.2f}.")
         if self.group != self.org:
             out.append(f"Not independent: most of its reputation comes through {self.group}.")
         out.extend(

@@ -22,7 +22,7 @@ class ScoringParams:
 
     # Org reputation: personalised PageRank from the trust roots.
     restart: float = 0.3  # probability of jumping back to a root at each step
-    full_weight_share: float = 0.5  # reputation >= this x the mass-weighted median of non-roots weighs fully
+    full_weight_share: float = 0.01  # reputation >= this x the roots' mean reputation weighs fully
     ppr_tolerance: float = 1e-10
     ppr_max_iterations: int = 500
 
@@ -49,20 +49,21 @@ class ScoringParams:
     bad_report_low: float = 0.1  # bad share of a window's weighted evidence at which a report starts to count
     bad_report_high: float = 0.5  # ... and counts fully
     report_half_life_ms: int = DAY_MS
-    reports_below_trusted: float = 0.5  # weighted recent bad reports that cap the score below `trusted`
-    reports_below_provisional: float = 2.5  # ... below `provisional`
+    reports_below_trusted: float = 0.3  # weighted recent bad reports that cap the score below `trusted`
+    reports_below_provisional: float = 1.5  # ... below `provisional`
 
     # Verified needs independent corroboration.
     verified_min_orgs: int = 3
     independent_min_weight: float = 0.3  # an org below this weight is not an independent witness
-    independent_min_good: float = 1.0  # nor one with less recent good evidence than this
+    independent_min_good: float = 0.5  # nor one with less recent good evidence than this
     principal_share: float = 0.5  # an org getting more than this share of its reputation from one voucher
     #                               belongs to that voucher's group
 
     # Deviation test: digests that contradict this node's (and its roots') own observations.
     deviation_z: float = 3.0
+    deviation_window_ms: int = 7 * DAY_MS  # reference evidence this close in time to a digest is compared
     deviation_min_reference: int = 5  # reference events needed before a digest is tested
-    credibility_prior_agree: float = 9.0
+    credibility_prior_agree: float = 2.0  # an org nobody could check yet counts (2 / 3) ** 3 = 0.3
     credibility_prior_disagree: float = 1.0
     credibility_exponent: float = 3.0
 
@@ -70,8 +71,7 @@ class ScoringParams:
     accountability_penalty: float = 4.0
     misbehaving_mean: float = 0.5  # posterior mean below which an agent with real bad evidence misbehaves
     well_behaved_mean: float = 0.8
-    well_behaved_min_good: float = 10.0
-    low_credibility: float = 0.3  # a vouched org below this credibility counts against its voucher
+    well_behaved_min_good: float = 3.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -83,6 +83,8 @@ class ScoringParams:
         for name in ("restart", "quantile", "full_weight_share", "principal_share"):
             if not 0 < getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be strictly between 0 and 1, got {getattr(self, name)!r}")
+        if self.cap_window_ms < 1000:
+            raise ValueError(f"cap_window_ms: must be at least 1000 (one second), got {self.cap_window_ms!r}")
         for name in ("cap_window_ms", "good_half_life_ms", "bad_half_life_ms", "report_half_life_ms",
                      "prior_good", "prior_bad", "confidence_half", "ppr_max_iterations", "independent_min_weight"):
             if getattr(self, name) <= 0:

@@ -39,15 +39,10 @@ def personalised_pagerank(n: int, src: np.ndarray, dst: np.ndarray, weight: np.n
     return rep, share
 
 
-def full_weight_reference(rep: np.ndarray, is_root: np.ndarray, share: float) -> float:
-    """The reputation at and above which an org's digests and vouches count fully: `share` x the mass-weighted
-    median reputation of the non-root orgs. Mass-weighted, so that many tiny Sybils cannot pull it down."""
-    others = np.sort(rep[~is_root & (rep > 0)])
-    if len(others) == 0:
-        return 1.0
-    cumulative = np.cumsum(others)
-    median = others[np.searchsorted(cumulative, cumulative[-1] / 2)]
-    return float(median * share)
+def full_weight_reference(rep: np.ndarray, roots: np.ndarray, share: float) -> float:
+    """The reputation at and above which an org's digests and vouches count fully: `share` x the mean reputation
+    of the trust roots. Relative to the roots, so that no number of Sybils can move it."""
+    return float(rep[roots].mean() * share)
 
 
 def independence_groups(n: int, src: np.ndarray, dst: np.ndarray, flow: np.ndarray, is_root: np.ndarray,

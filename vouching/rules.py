@@ -50,6 +50,10 @@ def explain_rules(caps: Sequence[str], lift: float, capped_lift: float, reports:
         limit = PROVISIONAL - 1 if reports >= p.reports_below_provisional else TRUSTED - 1
         rules.append(Rule(RECENT_BAD_REPORTS, f"weighted recent bad reports {reports:.2f} (windows where bad "
                                               f"evidence dominated) hold the score at {limit} or below"))
+    held = [o for o in org_parts if o.good > o.good_cap]
+    if held:
+        rules.append(Rule("org-cap", f"good evidence from {len(held)} orgs is held at {held[0].good_cap:.2f} "
+                                     f"each: one org's word alone never lifts an agent above provisional"))
     capped = sum(o.capped for o in org_parts)
     if capped:
         rules.append(Rule("window-cap", f"{capped} digests were capped at {p.cap_good:g} good and {p.cap_bad:g} "

@@ -19,7 +19,7 @@ import numpy as np
 from vouching.accountability import accountability, agent_conduct
 from vouching.batch import ScoreTable, Totals, evidence_totals, score_table, totals
 from vouching.deviation import DeviationTest, credibility
-from vouching.evidence import NO_OUTCOMES, EvidenceStore, InvalidEvidence, Outcomes, weigh
+from vouching.evidence import NO_OUTCOMES, EvidenceStore, InvalidEvidence, Outcomes, Weighed, weigh
 from vouching.explanation import Explanation, OrgPart, OrgReputation, Score, VouchPart, VouchShare
 from vouching.params import AGENT_BASES, ScoringParams
 from vouching.reputation import full_weight_reference, independence_groups, personalised_pagerank
@@ -35,8 +35,9 @@ class _Agent:
     did: str
     pairs: dict[int, int] = field(default_factory=dict)  # org index -> evidence pair
     vouches: list[Vouch] = field(default_factory=list)
-    # (weights version, time, valid through, good, bad, reports, capped lift, witnesses): sums at `time`, which
-    # decay exactly as their parts do until an input changes or a witness or vouch lapses (times are whole ms,
+    # (weights version, time, valid through, good, good held at the per-org cap, bad, reports, capped lift,
+    # witnesses): sums at `time`, which decay exactly as their parts do (the held good stays put) until an
+    # input changes, a witness or vouch lapses, or a held org's good decays below the cap (times are whole ms,
     # so a vouch expiring at E is last live at E - 1).
     cache: tuple | None = None
 
@@ -48,11 +49,13 @@ class TrustEngine:
         self.params = params or ScoringParams()
         p = self.params
         self.own_org = own_org
-        self._vouch_lift_cap = max_prior_lift(p.prior_good, p.prior_bad, p.quantile)
+        # Neither vouches alone nor one org's good evidence alone may lift an agent above provisional.
+        self._source_cap = max_prior_lift(p.prior_good, p.prior_bad, p.quantile)
         self._cold_score = score_of(p.prior_good, p.prior_bad, p.quantile)
         self._orgs: list[str] = []
         self._org_index: dict[str, int] = {}
-        self._weights: list[float] = []  # what each org's word counts, 0..1
+        self._weights: list[float] = []  # what each org's digests count, 0..1: standing x credibility x acc.
+        self._voucher_weights: list[float] = []  # what each org's agent vouches count: standing x accountability
         self._groups: list[int] = []  # independence group of each org
         self._agents: list[_Agent] = []
         self._agent_dids: list[str] = []
@@ -125,19 +128,19 @@ class TrustEngine:
             raise InvalidEvidence(f"epoch: must be a non-negative integer of ms, got {epoch!r}")
         if type(length) is not int or length <= 0:
             raise InvalidEvidence(f"length: must be a positive integer of ms, got {length!r}")
-        good, bad = weigh(outcomes, high_risk, self.params)
+        batch = weigh(outcomes, high_risk, self.params)
         if issuer == self.own_org or record_id in self._seen_digests:
             return  # this node's own digests repeat its first-hand observations
         self._seen_digests.add(record_id)
         self._count(self._agent(agent), self._org(issuer), min(epoch + length, ts),
-                    epoch // self.params.cap_window_ms, good, bad, outcomes, capped=True)
+                    epoch // self.params.cap_window_ms, batch, outcomes, capped=True)
 
     def add_first_hand(self, agent: str, *, ts: int, outcomes: Outcomes, high_risk: Outcomes = NO_OUTCOMES) -> None:
         """This node's own observations of `agent` (a batch of outcomes at `ts`): full weight, no cap."""
         if type(ts) is not int or ts < 0:
             raise InvalidEvidence(f"ts: must be a non-negative integer of ms, got {ts!r}")
-        good, bad = weigh(outcomes, high_risk, self.params)
-        self._count(self._agent(agent), self._own, ts, ts // self.params.cap_window_ms, good, bad, outcomes,
+        batch = weigh(outcomes, high_risk, self.params)
+        self._count(self._agent(agent), self._own, ts, ts // self.params.cap_window_ms, batch, outcomes,
                     capped=False)
 
     def flag_equivocator(self, org: str) -> None:
@@ -147,6 +150,7 @@ class TrustEngine:
             raise InvalidEvidence("offender: this node does not distrust its own org")
         self._equivocators.add(o)
         self._weights[o] = 0.0
+        self._voucher_weights[o] = 0.0
         self._version += 1
         self._graph_dirty = True
 
@@ -165,12 +169,12 @@ class TrustEngine:
             cache = record.cache = self._sums(record, now, None)
         p = self.params
         age = now - cache[1]
-        good = cache[3] * math.exp(-age * self._evidence.k_good)
-        bad = cache[4] * math.exp(-age * self._evidence.k_bad)
-        reports = cache[5] * math.exp(-age * self._evidence.k_report)
-        value, caps = cap_score(score_of(p.prior_good + cache[6] + good, p.prior_bad + bad, p.quantile), reports,
-                                cache[7], p)
-        evidence = cache[6] + good + bad
+        good = cache[3] * math.exp(-age * self._evidence.k_good) + cache[4]
+        bad = cache[5] * math.exp(-age * self._evidence.k_bad)
+        reports = cache[6] * math.exp(-age * self._evidence.k_report)
+        value, caps = cap_score(score_of(p.prior_good + cache[7] + good, p.prior_bad + bad, p.quantile), reports,
+                                cache[8], p)
+        evidence = cache[7] + good + bad
         return Score(agent, value, tier_of(value), evidence / (evidence + p.confidence_half), int(now), caps)
 
     def explain(self, agent: str, *, now: int) -> Explanation:
@@ -181,11 +185,12 @@ class TrustEngine:
         parts: tuple[list[OrgPart], list[VouchPart], list[float]] = ([], [], [])
         sums = self._sums(self._agents[a] if a is not None else _Agent(agent), now, parts)
         org_parts, vouch_parts, (lift,) = parts
-        _, _, _, good, bad, reports, capped_lift, witnesses = sums
+        _, _, _, good, good_held, bad, reports, capped_lift, witnesses = sums
+        good += good_held
         alpha, beta = p.prior_good + capped_lift + good, p.prior_bad + bad
         return Explanation(
             score=score, prior_good=p.prior_good, prior_bad=p.prior_bad, vouch_lift=capped_lift,
-            vouch_lift_cap=self._vouch_lift_cap, vouches=tuple(vouch_parts), orgs=tuple(org_parts), alpha=alpha,
+            vouch_lift_cap=self._source_cap, vouches=tuple(vouch_parts), orgs=tuple(org_parts), alpha=alpha,
             beta=beta, quantile=p.quantile, uncapped_score=score_of(alpha, beta, p.quantile),
             recent_bad_reports=reports, independent_orgs=witnesses, good_half_life_ms=p.good_half_life_ms,
             bad_half_life_ms=p.bad_half_life_ms, report_half_life_ms=p.report_half_life_ms,
@@ -197,7 +202,8 @@ class TrustEngine:
         self._ensure_reputation(now)
         o = self._org_index.get(did)
         if o is None:
-            return OrgReputation(did, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, False, False, False, did, (), self._full_weight)
+            return OrgReputation(did, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, False, False, False, did, (),
+                                 self._full_weight)
         src, dst, weight, flow = self._edges
         shares = sorted(
             (VouchShare(self._orgs[int(src[e])], float(weight[e]), float(flow[e])) for e in np.flatnonzero(dst == o)),
@@ -207,6 +213,7 @@ class TrustEngine:
             org=did,
             reputation=float(self._reputation[o]),
             weight=self._weights[o],
+            voucher_weight=self._voucher_weights[o],
             credibility=float(self._credibility[o]),
             accountability=float(self._accountability[o]),
             agreements=float(self._agreements[o]),
@@ -223,6 +230,11 @@ class TrustEngine:
         """Every org this node has heard of, highest weight first."""
         self._ensure_reputation(now)
         return sorted((self.org(d, now=now) for d in self._orgs), key=lambda r: (-r.weight, -r.reputation, r.org))
+
+    def reputations(self, *, now: int) -> dict[str, float]:
+        """Every known org's personalised PageRank reputation (they sum to 1)."""
+        self._ensure_reputation(now)
+        return dict(zip(self._orgs, self._reputation.tolist()))
 
     def agents(self) -> tuple[str, ...]:
         return tuple(self._agent_dids)
@@ -241,7 +253,8 @@ class TrustEngine:
         self._credibility = credibility(self._agreements, self._disagreements, p)
         self._credibility[is_root] = 1.0
         self._refresh_reputation(now)
-        good, bad = evidence_totals(self._evidence, np.asarray(self._weights), len(self._agents), now)
+        good, bad = evidence_totals(self._evidence, np.asarray(self._weights), len(self._agents), now,
+                                    self._source_cap)
         misbehaving, well_behaved = agent_conduct(good, bad, p)
         equivocator = np.zeros(n, dtype=bool)
         equivocator[list(self._equivocators)] = True
@@ -250,8 +263,9 @@ class TrustEngine:
         self._accountability[self._own] = 1.0
         self._refresh_reputation(now)
         weights = np.asarray(self._weights)
-        t = totals(self._evidence, weights, np.asarray(self._groups), len(self._agents), now, p)
-        lift = np.minimum(self._vouches.lifts(weights, now, len(self._agents)), self._vouch_lift_cap)
+        t = totals(self._evidence, weights, np.asarray(self._groups), len(self._agents), now, self._source_cap, p)
+        lift = np.minimum(self._vouches.lifts(np.asarray(self._voucher_weights), now, len(self._agents)),
+                          self._source_cap)
         self._fill_caches(t, lift, now)
         return score_table(self.agents(), t, lift, now, p)
 
@@ -263,6 +277,7 @@ class TrustEngine:
             o = self._org_index[did] = len(self._orgs)
             self._orgs.append(did)
             self._weights.append(0.0)
+            self._voucher_weights.append(0.0)
             self._groups.append(o)
             self._graph_dirty = True
         return o
@@ -275,15 +290,15 @@ class TrustEngine:
             self._agent_dids.append(did)
         return a
 
-    def _count(self, a: int, o: int, t: int, window: int, good: float, bad: float, outcomes: Outcomes, *,
+    def _count(self, a: int, o: int, t: int, window: int, batch: Weighed, outcomes: Outcomes, *,
                capped: bool) -> None:
         agent = self._agents[a]
         pair = agent.pairs.get(o)
         if pair is None:
             operator = any(v.issuer == o and v.basis == "operator" for v in agent.vouches)
-            pair = agent.pairs[o] = self._evidence.new_pair(a, o, operator=operator)
-        self._evidence.add(pair, float(t), window, good, bad, outcomes.total, capped=capped)
-        self._deviation.append(a, o, window, float(t), outcomes.total, outcomes.failures)
+            pair = agent.pairs[o] = self._evidence.new_pair(a, o, operator=operator, first_hand=o == self._own)
+        self._evidence.add(pair, float(t), window, batch, outcomes.total, capped=capped)
+        self._deviation.append(a, o, window, float(t), outcomes.total, outcomes.failures, outcomes.denied)
         agent.cache = None
 
     def _root_mask(self) -> np.ndarray:
@@ -319,14 +334,16 @@ class TrustEngine:
                                            tolerance=p.ppr_tolerance, max_iterations=p.ppr_max_iterations)
         rep[equivocating] = 0.0
         is_root = self._root_mask()
-        self._full_weight = full_weight_reference(rep, is_root, p.full_weight_share)
-        weights = np.minimum(1.0, rep / self._full_weight) * self._credibility * self._accountability
-        weights[self._own] = 1.0
-        weights[equivocating] = 0.0
+        self._full_weight = full_weight_reference(rep, np.asarray(self._roots), p.full_weight_share)
+        standing = np.minimum(1.0, rep / self._full_weight) * self._accountability
+        standing[self._own] = 1.0
+        standing[equivocating] = 0.0
+        weights = standing * self._credibility
         flow = rep[src] * share * (1.0 - p.restart)
         self._reputation = rep
         self._edges = (src, dst, weight, flow)
         self._weights = weights.tolist()
+        self._voucher_weights = standing.tolist()
         self._groups = independence_groups(n, src, dst, flow, is_root, p.principal_share).tolist()
         self._version += 1
         self._graph_dirty = False
@@ -343,14 +360,16 @@ class TrustEngine:
         if p.independent_min_good > 0:
             lapse = now + np.log(good[witness] / p.independent_min_good) / ev.k_good
             np.minimum.at(valid, agent[witness], lapse)
+        held = (ev.column("first_hand") == 0) & (good > self._source_cap)
+        np.minimum.at(valid, agent[held], now + np.log(good[held] / self._source_cap) / ev.k_good)
         future = (ev.column("t_ref") > now) | (ev.column("win_t") > now)
         valid[agent[future]] = now
-        del agent, good, witness, future
+        del agent, good, witness, held, future
         vouched, expiries = self._vouches.live_expiries(now)
         np.minimum.at(valid, vouched, expiries - 1)
         version = self._version
-        rows = zip(valid.tolist(), t.good.tolist(), t.bad.tolist(), t.reports.tolist(), lift.tolist(),
-                   t.independent.tolist())
+        rows = zip(valid.tolist(), t.good.tolist(), t.good_held.tolist(), t.bad.tolist(), t.reports.tolist(),
+                   lift.tolist(), t.independent.tolist())
         for record, row in zip(self._agents, rows):
             record.cache = (version, now, *row)
 
@@ -360,7 +379,8 @@ class TrustEngine:
         p, ev = self.params, self._evidence
         weights, groups = self._weights, self._groups
         k_good, k_bad, k_report = ev.k_good, ev.k_bad, ev.k_report
-        good = bad = reports = 0.0
+        good = good_held = bad = reports = 0.0
+        good_cap = self._source_cap
         valid_until = INF
         witnesses: set[int] = set()
         min_weight, min_good = p.independent_min_weight, p.independent_min_good
@@ -377,10 +397,15 @@ class TrustEngine:
             r = ev.reports[pair]
             if r:
                 r *= math.exp(-age * k_report)
-            if ev.win_raw_bad[pair]:
+            if ev.win_raw_violation[pair]:
                 open_age = now - ev.win_t[pair]
                 r += ev.open_report(pair) * math.exp(-(open_age if open_age > 0 else 0.0) * k_report)
-            good += w * g
+            first_hand = ev.first_hand[pair]
+            if g > good_cap and not first_hand:
+                good_held += w * good_cap
+                valid_until = min(valid_until, now + math.log(g / good_cap) / k_good)
+            else:
+                good += w * g
             bad += w * b
             reports += w * r
             witness = w >= min_weight and g >= min_good and not ev.operator[pair]
@@ -390,14 +415,16 @@ class TrustEngine:
                     valid_until = min(valid_until, now + math.log(g / min_good) / k_good)
             if parts is not None:
                 parts[0].append(OrgPart(
-                    org=self._orgs[o], first_hand=o == self._own, weight=w, good=g, bad=b, recent_bad_reports=r,
+                    org=self._orgs[o], first_hand=bool(first_hand), weight=w, good=g,
+                    good_cap=INF if first_hand else good_cap, bad=b, recent_bad_reports=r,
                     batches=ev.batches[pair], events=ev.events[pair], capped=ev.capped[pair],
                     ignored=ev.ignored[pair], last_evidence=int(t_ref), independent=witness,
                     group=self._orgs[groups[o]],
                 ))
         lift = 0.0
+        voucher_weights = self._voucher_weights
         for v in agent.vouches:
-            voucher_weight = weights[v.issuer]
+            voucher_weight = voucher_weights[v.issuer]
             active = v.active(now)
             contribution = p.basis_weights[v.basis] * v.weight * voucher_weight if active else 0.0
             lift += contribution
@@ -410,5 +437,5 @@ class TrustEngine:
                                           voucher_weight, contribution, status, v.scope, v.expires))
         if parts is not None:
             parts[2].append(lift)
-        return (self._version, now, valid_until, good, bad, reports, min(lift, self._vouch_lift_cap),
+        return (self._version, now, valid_until, good, good_held, bad, reports, min(lift, self._source_cap),
                 len(witnesses))

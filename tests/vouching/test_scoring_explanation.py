@@ -2,6 +2,7 @@
 
 import json
 
+from vouching.evidence import Outcomes
 from vouching.params import HOUR_MS
 
 from tests.vouching.trust_world import World, rid
@@ -14,6 +15,8 @@ def _explained_world():
     w.engine.add_agent_vouch("org1", "a", 0.5, "audit", record_id=gone, ts=0)
     w.engine.revoke("org1", gone, ts=1)
     w.engine.add_agent_vouch("org2", "a", 1.0, "developer", record_id=rid(), ts=0, expires=HOUR_MS)
+    for hour in range(2):
+        w.engine.add_first_hand("a", ts=hour * HOUR_MS, outcomes=Outcomes(ok=100))
     w.digest("org1", "a", 0, ok=500)
     w.digest("org1", "a", 1, ok=4, denied=1)
     w.digest("org2", "a", 1, ok=2, error=1)
@@ -24,10 +27,12 @@ def _explained_world():
 def test_the_explanation_lists_each_org_and_vouch_with_its_part():
     w = _explained_world()
     e = w.engine.explain("a", now=w.now)
-    assert {o.org for o in e.orgs} == {"org1", "org2"}
+    assert {o.org for o in e.orgs} == {"own", "org1", "org2"}
     org1 = next(o for o in e.orgs if o.org == "org1")
     assert (org1.batches, org1.events, org1.capped, org1.ignored) == (3, 508, 1, 1)
-    assert org1.counted_good == org1.weight * org1.good
+    assert org1.counted_good == org1.weight * org1.good_cap < org1.weight * org1.good
+    own = next(o for o in e.orgs if o.first_hand)
+    assert own.counted_good == own.good > org1.good_cap
     status = {v.issuer: v.status for v in e.vouches}
     assert status == {"org0": "counted", "org1": "revoked", "org2": "expired"}
     assert e.vouch_lift == sum(v.lift for v in e.vouches)
@@ -38,11 +43,12 @@ def test_the_explanation_names_every_rule_that_bit_in_plain_words():
     w = _explained_world()
     e = w.engine.explain("a", now=w.now)
     codes = {r.code for r in e.rules}
-    assert {"window-cap", "out-of-order", "recent-bad-reports"} <= codes
+    assert {"window-cap", "out-of-order", "recent-bad-reports", "org-cap"} <= codes
     assert "recent-bad-reports" in e.score.caps and e.score.score < e.uncapped_score
     text = "\n".join(e.lines())
-    for words in ["digests from org1", "capped", "ignored as out of order", "vouch", "revoked", "expired",
-                  "scope search", "half-lives: good 30 days, bad 180 days", "lower quantile", "Rule: "]:
+    for words in ["digests from org1", "this node's own observations", "capped", "ignored as out of order",
+                  "vouch", "revoked", "expired", "scope search", "half-lives: good 30 days, bad 180 days",
+                  "lower quantile", "Rule: "]:
         assert words in text
 
 
@@ -50,8 +56,9 @@ def test_a_capped_vouch_lift_and_missing_independence_are_explained():
     w = World()
     for org in w.orgs:
         w.engine.add_agent_vouch(org, "b", 1.0, "audit", record_id=rid(), ts=0)
-    w.history("b", range(100), ["org0"], ok=30)
-    e = w.engine.explain("b", now=w.now)
+    for hour in range(100):
+        w.engine.add_first_hand("b", ts=hour * HOUR_MS, outcomes=Outcomes(ok=30))
+    e = w.engine.explain("b", now=100 * HOUR_MS)
     codes = {r.code for r in e.rules}
     assert {"vouch-cap", "needs-independent-orgs"} <= codes
     assert e.independent_orgs == 1

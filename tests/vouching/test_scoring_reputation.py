@@ -93,7 +93,7 @@ def test_a_cycle_of_principal_vouchers_is_one_group():
 
 
 def _slander_world():
-    w = World(orgs=6)
+    w = World(orgs=6, rooted=False)
     for agent in ["a1", "a2", "a3", "a4"]:
         for epoch in range(12):
             w.engine.add_first_hand(agent, ts=epoch * 3_600_000 + 1, outcomes=_ok(4))
@@ -124,7 +124,7 @@ def test_once_discredited_a_slanderer_cannot_push_a_good_agent_below_trusted():
 
 
 def test_praising_an_agent_the_reference_saw_fail_also_costs_credibility():
-    w = World(orgs=3)
+    w = World(orgs=3, rooted=False)
     for epoch in range(12):
         w.engine.add_first_hand("bad", ts=epoch * 3_600_000 + 1, outcomes=_outcomes(ok=1, denied=4))
         w.digest("org0", "bad", epoch, ok=5)

@@ -17,11 +17,13 @@ def rid() -> bytes:
 
 
 class World:
-    """The node `own` with root `root`; `orgs` are vouched for by the root, so each is an independent witness."""
+    """The node `own` with root `root`, and `orgs` vouched for by the root. With `rooted` the orgs are trust roots
+    too: their word counts fully from the start. Otherwise they are members nobody could check yet, whose
+    digests count at the untested credibility until they agree or disagree with what the node saw."""
 
-    def __init__(self, orgs: int = 4, params: ScoringParams | None = None) -> None:
-        self.engine = TrustEngine("own", ["root"], params)
+    def __init__(self, orgs: int = 4, params: ScoringParams | None = None, *, rooted: bool = True) -> None:
         self.orgs = [f"org{i}" for i in range(orgs)]
+        self.engine = TrustEngine("own", ["root", *(self.orgs if rooted else [])], params)
         for org in self.orgs:
             self.engine.add_org_vouch("root", org, 1.0, record_id=rid(), ts=0)
         self.now = 0
