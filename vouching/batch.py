@@ -82,7 +82,8 @@ def totals(store: EvidenceStore, weights: np.ndarray, groups: np.ndarray, n_agen
     open_strength = report_strengths(store.column("win_raw_good"), store.column("win_raw_bad"),
                                      store.column("win_raw_violation"), p)
     open_age = np.maximum(0.0, now - store.column("win_t"))
-    recent = store.column("reports") * np.exp(-age * store.k_report) + open_strength * np.exp(-open_age * store.k_report)
+    recent = (store.column("reports") * np.exp(-age * store.k_report)
+              + open_strength * np.exp(-open_age * store.k_report))
 
     witness = ((w >= p.independent_min_weight) & (good_now >= p.independent_min_good)
                & (store.column("operator") == 0))

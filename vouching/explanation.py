@@ -112,8 +112,9 @@ class Explanation:
             f"{self.quantile:.0%} lower quantile x 1000 = {self.uncapped_score}."
         )
         out.append(
-            f"Prior: {self.prior_good:g} good and {self.prior_bad:g} bad pseudo-observations, plus {self.vouch_lift:.2f} "
-            f"from vouches (at most {self.vouch_lift_cap:.2f}, so that vouches alone stay below trusted)."
+            f"Prior: {self.prior_good:g} good and {self.prior_bad:g} bad pseudo-observations, plus "
+            f"{self.vouch_lift:.2f} from vouches (at most {self.vouch_lift_cap:.2f}, so that vouches alone stay "
+            f"below trusted)."
         )
         for v in self.vouches:
             out.append(
