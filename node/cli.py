@@ -6,6 +6,8 @@ import argparse
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
+from testnet.sim import cli as sim
+
 
 def _version() -> str:
     try:
@@ -20,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="A federated, peer-to-peer trust network for AI agents.",
     )
     parser.add_argument("--version", action="version", version=f"vouchnet {_version()}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    sim.register(parser.add_subparsers(dest="command", metavar="COMMAND"))
     return parser
 
 

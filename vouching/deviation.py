@@ -4,8 +4,8 @@ of the same agent at about the same time loses credibility.
 A digest is tested against the reference evidence (this node's first-hand observations and its roots' digests)
 about the same agent within `deviation_window_ms` of it. It disagrees when its count of violations, or (in a
 digest of five events or more) of failures of any kind, is implausible under the reference: more than
-`deviation_z` standard deviations of the beta-binomial predictive from the reference rate. Verdicts decay like bad evidence. Both lies (slander) and
-praise of agents the reference saw fail (ballot-stuffing) disagree. Verdicts are kept, and a batch is re-tested
+`deviation_z` standard deviations of the beta-binomial predictive from the reference rate. Verdicts decay like
+bad evidence. Both lies (slander) and praise of agents the reference saw fail (ballot-stuffing) disagree. Verdicts are kept, and a batch is re-tested
 only when reference evidence for its agent near its time arrives, so a refresh costs what changed.
 """
 
@@ -115,7 +115,7 @@ class DeviationTest:
 def _implausible(k: np.ndarray, n: np.ndarray, k_ref: np.ndarray, n_ref: np.ndarray, z: float) -> np.ndarray:
     """k of n is more than z standard deviations from the mean of the beta-binomial predictive of a rate
     estimated as k_ref of n_ref (Jeffreys prior). A single claimed violation of an agent the reference saw commit
-    none in 5 events is 3.3 standard deviations out; a single error, when errors are common, is not."""
+    none in 3 events is 2.6 standard deviations out."""
     rate = (k_ref + 0.5) / (n_ref + 1.0)
     variance = n * rate * (1 - rate) * (n_ref + 1.0 + n) / (n_ref + 2.0)
     return np.abs(k - n * rate) > z * np.sqrt(variance)

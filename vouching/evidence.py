@@ -33,10 +33,10 @@ class Outcomes:
     timeout: int = 0
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
+        for name in _OUTCOME_NAMES:
+            value = getattr(self, name)
             if type(value) is not int or value < 0:
-                raise InvalidEvidence(f"{f.name}: must be a non-negative integer, got {value!r}")
+                raise InvalidEvidence(f"{name}: must be a non-negative integer, got {value!r}")
 
     @property
     def total(self) -> int:
@@ -47,6 +47,7 @@ class Outcomes:
         return self.error + self.denied + self.timeout
 
 
+_OUTCOME_NAMES = tuple(f.name for f in fields(Outcomes))
 NO_OUTCOMES = Outcomes()
 
 
@@ -61,9 +62,10 @@ class Weighed:
 
 def weigh(outcomes: Outcomes, high_risk: Outcomes, params: ScoringParams) -> Weighed:
     """The pseudo-observations of a batch of outcomes whose high-risk subset is `high_risk`."""
-    for f in fields(Outcomes):
-        if getattr(high_risk, f.name) > getattr(outcomes, f.name):
-            raise InvalidEvidence(f"high_risk.{f.name}: must not exceed outcomes.{f.name} (it is a subset)")
+    if high_risk is not NO_OUTCOMES:
+        for name in _OUTCOME_NAMES:
+            if getattr(high_risk, name) > getattr(outcomes, name):
+                raise InvalidEvidence(f"high_risk.{name}: must not exceed outcomes.{name} (it is a subset)")
     violation = (params.violation_weight * (outcomes.denied - high_risk.denied)
                  + params.high_risk_violation_weight * high_risk.denied)
     bad = (violation + params.error_weight * (outcomes.error - high_risk.error)

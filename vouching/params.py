@@ -49,8 +49,8 @@ class ScoringParams:
     bad_report_low: float = 0.1  # bad share of a window's weighted evidence at which a report starts to count
     bad_report_high: float = 0.5  # ... and counts fully
     report_half_life_ms: int = DAY_MS
-    reports_below_trusted: float = 0.3  # weighted recent bad reports that cap the score below `trusted`
-    reports_below_provisional: float = 1.5  # ... below `provisional`
+    reports_below_trusted: float = 0.5  # weighted recent bad reports that cap the score below `trusted`
+    reports_below_provisional: float = 2.0  # ... below `provisional`
 
     # Verified needs independent corroboration.
     verified_min_orgs: int = 3
@@ -60,9 +60,9 @@ class ScoringParams:
     #                               belongs to that voucher's group
 
     # Deviation test: digests that contradict this node's (and its roots') own observations.
-    deviation_z: float = 3.0
+    deviation_z: float = 2.5
     deviation_window_ms: int = 7 * DAY_MS  # reference evidence this close in time to a digest is compared
-    deviation_min_reference: int = 5  # reference events needed before a digest is tested
+    deviation_min_reference: int = 3  # reference events needed before a digest is tested
     credibility_prior_agree: float = 2.0  # an org nobody could check yet counts (2 / 3) ** 3 = 0.3
     credibility_prior_disagree: float = 1.0
     credibility_exponent: float = 3.0
