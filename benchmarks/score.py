@@ -86,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  built in {time.perf_counter() - started:.1f} s")
 
     gc.collect()
+    start = time.perf_counter()
+    table = engine.recompute(now=now)  # the first one also tests every digest against the reference
+    first_recompute = time.perf_counter() - start
     runs = []
     for _ in range(3):
         start = time.perf_counter()
@@ -107,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     print(f"{'measure':<44} {'value':>12} {'target':>10}  ok")
-    _row("full recompute (s)", recompute, TARGET_RECOMPUTE_S)
+    _row("full recompute, first (s)", first_recompute, TARGET_RECOMPUTE_S)
+    _row("full recompute, again (s)", recompute, TARGET_RECOMPUTE_S)
     for kind, values in times.items():
         if values:
             v = np.asarray(values)

@@ -81,12 +81,14 @@ class DeviationTest:
                                                              minlength=len(ref_keys)))])
                 for column in (self._column("events"), self._column("failures"), self._column("violations"))]
         reach = self.params.deviation_window_ms // self.params.cap_window_ms
+        agent = key >> _WINDOW_BITS
         start = self._tested_upto
         rows = start + np.flatnonzero(~reference[start:])
+        rows = rows[_member(agent[rows], ref_keys >> _WINDOW_BITS)]  # an agent nobody checked: nothing to test
         changed = np.unique(key[start:][reference[start:]])
         if len(changed) and start:
             old = np.flatnonzero(~reference[:start])
-            old = old[np.isin(key[old] >> _WINDOW_BITS, np.unique(changed >> _WINDOW_BITS))]  # touched agents
+            old = old[_member(agent[old], changed >> _WINDOW_BITS)]
             near = (np.searchsorted(changed, key[old] + reach, side="right")
                     > np.searchsorted(changed, key[old] - reach, side="left"))
             rows = np.concatenate([old[near], rows])
@@ -110,6 +112,13 @@ class DeviationTest:
                                                                     p.deviation_z)
         testable = (n_ref >= p.deviation_min_reference) & (n > 0)
         return np.where(testable, np.where(deviates, _DISAGREES, _AGREES), _UNTESTED).astype(np.int8)
+
+
+def _member(values: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """values ∈ members, for small non-negative integers (agent indices), by table lookup."""
+    table = np.zeros(int(max(values.max(initial=0), members.max(initial=0))) + 1, dtype=bool)
+    table[members] = True
+    return table[values]
 
 
 def _implausible(k: np.ndarray, n: np.ndarray, k_ref: np.ndarray, n_ref: np.ndarray, z: float) -> np.ndarray:
