@@ -45,8 +45,8 @@ class ScoringParams:
     basis_weights: dict[str, float] = field(default_factory=_default_basis_weights)
     confidence_half: float = 10.0  # evidence (pseudo-observations) at which confidence is 0.5
 
-    # Recent misbehaviour: windows whose bad share is high are "bad reports"; recent reports cap the score.
-    bad_report_low: float = 0.1  # bad share of a window's weighted evidence at which a report starts to count
+    # Recent misbehaviour: windows where violations weigh much are "bad reports"; recent reports cap the score.
+    bad_report_low: float = 0.1  # violations' share of a window's weighted evidence at which a report starts
     bad_report_high: float = 0.5  # ... and counts fully
     report_half_life_ms: int = DAY_MS
     reports_below_trusted: float = 0.5  # weighted recent bad reports that cap the score below `trusted`

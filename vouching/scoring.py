@@ -54,7 +54,7 @@ class TrustEngine:
         self._cold_score = score_of(p.prior_good, p.prior_bad, p.quantile)
         self._orgs: list[str] = []
         self._org_index: dict[str, int] = {}
-        self._weights: list[float] = []  # what each org's digests count, 0..1: standing x credibility x acc.
+        self._weights: list[float] = []  # what each org's digests count, 0..1: standing x credibility
         self._voucher_weights: list[float] = []  # what each org's agent vouches count: standing x accountability
         self._groups: list[int] = []  # independence group of each org
         self._agents: list[_Agent] = []

@@ -174,3 +174,13 @@ def test_org_listing_explains_each_org_in_words():
 def test_unknown_orgs_have_no_weight():
     assert TrustEngine("own").org("nobody", now=0).weight == 0
     assert ScoringParams().restart == 0.3
+
+
+def test_revoking_the_only_vouch_for_an_org_takes_its_reputation():
+    e = TrustEngine("own", ["root"])
+    record = rid()
+    e.add_org_vouch("root", "org", 1.0, record_id=record, ts=0)
+    assert e.org("org", now=1).weight > 0
+    e.revoke("root", record, ts=1)
+    assert e.org("org", now=1).weight == 0 and e.org("org", now=1).reputation == 0
+    assert sum(e.reputations(now=1).values()) == pytest.approx(1)
