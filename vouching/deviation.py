@@ -5,8 +5,9 @@ A digest is tested against the reference evidence (this node's first-hand observ
 about the same agent within `deviation_window_ms` of it. It disagrees when its count of violations, or (in a
 digest of five events or more) of failures of any kind, is implausible under the reference: more than
 `deviation_z` standard deviations of the beta-binomial predictive from the reference rate. Verdicts decay like
-bad evidence. Both lies (slander) and praise of agents the reference saw fail (ballot-stuffing) disagree. Verdicts are kept, and a batch is re-tested
-only when reference evidence for its agent near its time arrives, so a refresh costs what changed.
+bad evidence. Both lies (slander) and praise of agents the reference saw fail (ballot-stuffing) disagree.
+Verdicts are kept, and a batch is re-tested only when reference evidence for its agent near its time arrives, so
+a refresh costs what changed.
 """
 
 from __future__ import annotations

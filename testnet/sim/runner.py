@@ -33,9 +33,10 @@ class SimConfig:
     observer_interactions: int = 40  # this node's own org is a large consumer
     private_interactions: int = 3  # per round between an org and its private agent
     candidates: int = 8  # agents offered for each interaction
-    exploration: float = 0.1  # share of interactions that try an agent with little evidence
+    # Share of interactions that try an agent with little evidence, even one the default policy blocks, as
+    # EigenTrust's evaluation tried peers nobody trusted yet.
+    exploration: float = 0.1
     unknown_evidence: float = 1.0  # below this much behavioural evidence an agent counts as unknown
-    explore_blocked: bool = True  # explore unknown agents the default policy blocks too, as EigenTrust did
     praise_targets: int = 2  # agents each praising attacker praises per round
     dynamic_vouching: bool = False  # honest orgs vouch for orgs whose agents served them well
     vouch_every: int = 5
@@ -189,8 +190,6 @@ class Simulation:
         exploit = offered & (rank == best) & (best > 0)
         weight = np.where(exploit, np.maximum(s, 1.0), 0.0)
         unknown = offered & (evidence[cand] < cfg.unknown_evidence)
-        if not cfg.explore_blocked:
-            unknown &= rank > 0
         explore = (rng.random(n) < cfg.exploration) & unknown.any(axis=1)
         weight[explore] = unknown[explore].astype(float)
         self.result.blocked += int((weight.sum(axis=1) == 0).sum())

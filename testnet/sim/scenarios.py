@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from testnet.sim.behaviour import Camouflage, Malicious, OnOff, TurnedBad, Whitewasher
+from testnet.sim.behaviour import Behaviour, Camouflage, Malicious, OnOff, TurnedBad, Whitewasher
 from testnet.sim.network import Network, honest_core
 from testnet.sim.runner import SimConfig
 
@@ -124,7 +124,7 @@ def ballot_stuffing(share: float = 0.1) -> Build:
     return _embedded("stuffer", share, behaviour=lambda _: Malicious(), praises=True)
 
 
-def with_agents(behaviour_of: Callable[[int, int], object], *, whitewash_after: int = 0) -> Build:
+def with_agents(behaviour_of: Callable[[int, int], Behaviour | None], *, whitewash_after: int = 0) -> Build:
     """Honest orgs where agent i of n gets `behaviour_of(i, n)` (None keeps it honest)."""
 
     def build(scale: Scale, rng: np.random.Generator) -> tuple[Network, SimConfig]:
@@ -133,7 +133,7 @@ def with_agents(behaviour_of: Callable[[int, int], object], *, whitewash_after: 
         for i, agent in enumerate(net.agents):
             special = behaviour_of(i, len(net.agents))
             if special is not None:
-                agent.behaviour = special  # type: ignore[assignment]
+                agent.behaviour = special
         return net, _config(scale, whitewash_after=whitewash_after)
 
     return build
