@@ -49,7 +49,7 @@ class ScoringParams:
     bad_report_low: float = 0.1  # violations' share of a window's weighted evidence at which a report starts
     bad_report_high: float = 0.5  # ... and counts fully
     report_half_life_ms: int = DAY_MS
-    reports_below_trusted: float = 0.5  # weighted recent bad reports that cap the score below `trusted`
+    reports_below_trusted: float = 0.4  # weighted recent bad reports that cap the score below `trusted`
     reports_below_provisional: float = 2.0  # ... below `provisional`
 
     # Verified needs independent corroboration.

@@ -74,9 +74,11 @@ class RunResult:
     drops: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)  # turned-bad: bad digests
     #                                                   until below trusted, below provisional
     bad_digests: dict[str, int] = field(default_factory=dict)  # turned-bad: bad digests received
-    max_after_first_bad: dict[str, int] = field(default_factory=dict)  # on-off agents, once exposed
+    max_after_first_bad: dict[str, int] = field(default_factory=dict)  # on-off agents, once acted on
     exposed: dict[str, int] = field(default_factory=dict)  # malicious agents: first round an honest org or
     #                                                        this node reported a violation by them
+    acted_on: dict[str, int] = field(default_factory=dict)  # ... first round this node saw one, or an org whose
+    #                                                         word alone is enough to act on reported one
     switches: list[Switch] = field(default_factory=list)
     reputation: dict[str, float] = field(default_factory=dict)  # final, per org
     roles: dict[str, str] = field(default_factory=dict)
@@ -171,7 +173,7 @@ class Simulation:
             if client == net.observer:
                 self.engine.add_first_hand(agent, ts=ts, outcomes=outcomes)
                 self.result.reported.add(agent)
-                self._expose(agent, r, c)
+                self._expose(agent, r, c, actionable=True)
             reported = self._report(self.orgs[client], agent, c)
             if reported is not None:
                 self._digest(client, agent, r, reported)
@@ -251,17 +253,22 @@ class Simulation:
                                record_id=self._rid(), ts=(r + 1) * HOUR_MS)
         if self.orgs[issuer].role != "honest":
             return
-        self._expose(agent, r, counts)
+        if not counts[DENIED] or not self.agents[agent].behaviour.malicious:
+            return
+        now = (r + 1) * HOUR_MS
+        # T5 and T6 count misbehaviour the node can act on: reported by an org whose word alone can trigger the
+        # recent-misbehaviour rule.
+        actionable = self.engine.org(issuer, now=now).weight >= self.config.params.reports_below_trusted
+        self._expose(agent, r, counts, actionable=actionable)
         behaviour = self.agents[agent].behaviour
-        if isinstance(behaviour, TurnedBad) and r >= behaviour.at and counts[DENIED] and counts[OK] * 2 < sum(counts):
-            now = (r + 1) * HOUR_MS
-            # T5 counts bad digests that are enough to act on: from an org whose word alone can trigger the rule.
-            if self.engine.org(issuer, now=now).weight >= self.config.params.reports_below_trusted:
-                self._track_drop(agent, now)
+        if isinstance(behaviour, TurnedBad) and r >= behaviour.at and actionable and counts[OK] * 2 < sum(counts):
+            self._track_drop(agent, now)
 
-    def _expose(self, agent: str, r: int, counts: list[int]) -> None:
+    def _expose(self, agent: str, r: int, counts: list[int], *, actionable: bool) -> None:
         if counts[DENIED] and self.agents[agent].behaviour.malicious:
             self.result.exposed.setdefault(agent, r)
+            if actionable:
+                self.result.acted_on.setdefault(agent, r)
 
     def _track_drop(self, agent: str, now: int) -> None:
         self.result.bad_digests[agent] = seen = self.result.bad_digests.get(agent, 0) + 1
@@ -293,7 +300,7 @@ class Simulation:
                 trusted_malicious += 1
             if isinstance(behaviour, (TurnedBad, OnOff)) or self.agents[did].partner is not None:
                 res.trajectories.setdefault(did, []).append(score)
-            if isinstance(behaviour, OnOff) and r > res.exposed.get(did, r):
+            if isinstance(behaviour, OnOff) and r > res.acted_on.get(did, r):
                 res.max_after_first_bad[did] = max(res.max_after_first_bad.get(did, 0), score)
             self._maybe_whitewash(r, did, score)
         for name, values in by_class.items():

@@ -18,8 +18,10 @@ GOALS = {
     "T3": "30% colluding orgs + Sybils, g <= 30: no malicious agent reaches trusted; 10x more Sybils moves the "
           "attackers' total reputation by < 1% relative",
     "T4": "AUC(honest vs malicious agents) >= 0.95 in every scenario and on Bitcoin OTC",
-    "T5": "an agent that turns bad drops below trusted after one bad digest and below provisional within four",
-    "T6": "an on-off agent never reaches trusted (once it has misbehaved)",
+    "T5": "an agent that turns bad drops below trusted after one bad digest and below provisional within four "
+          "(digests from orgs whose word alone can trigger the recent-misbehaviour rule)",
+    "T6": "an on-off agent never reaches trusted (once its misbehaviour has been reported by an org the node "
+          "can act on, or seen first-hand)",
     "T7": ">= 95% of honest agents with >= 30 interactions across >= 3 orgs reach trusted; an agent seen by one "
           "org alone never reaches verified",
     "T8": "slander by 30% of orgs pushes <= 1% of honest agents below trusted",
