@@ -36,6 +36,7 @@ class Limits:
     max_peers: int = 50
     gossip_batch_bytes: int = 65536
     peer_messages_per_second: float = 200.0
+    peer_bytes_per_second: float = 2097152.0
     org_records_per_second: float = 500.0
     held_records: int = 10000
     sync_page_records: int = 500
@@ -297,7 +298,9 @@ retention_days = {d.retention_days}
 max_peers = {lim.max_peers}
 # Largest gossip message in bytes (records are batched up to this size).
 gossip_batch_bytes = {lim.gossip_batch_bytes}
+# Gossip a peer may forward to this node (messages and bytes per second), and records per second of one org.
 peer_messages_per_second = {lim.peer_messages_per_second}
+peer_bytes_per_second = {lim.peer_bytes_per_second}
 org_records_per_second = {lim.org_records_per_second}
 # Records waiting for a missing predecessor, at most.
 held_records = {lim.held_records}
