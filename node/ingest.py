@@ -16,6 +16,8 @@ from typing import Any
 import trio
 
 from vouching.bodies import OUTCOMES
+from vouching.evidence import Outcomes
+from vouching.scoring import TrustEngine
 
 from .audit_log import Appended, AuditLog
 from .events import Event, InvalidEvent, parse_event
@@ -69,6 +71,17 @@ def first_hand(batch: Appended) -> dict[str, FirstHand]:
         if event.high_risk:
             tally.high_risk[event.outcome] += 1
     return counts
+
+
+def feed_first_hand(engine: TrustEngine) -> BatchListener:
+    """An ingest listener giving the trust engine each stored batch as this node's first-hand evidence."""
+
+    def listen(batch: Appended) -> None:
+        for agent, counts in first_hand(batch).items():
+            engine.add_first_hand(agent, ts=batch.at, outcomes=Outcomes(**counts.outcomes),
+                                  high_risk=Outcomes(**counts.high_risk))
+
+    return listen
 
 
 def rejection_reason(detail: str) -> str:

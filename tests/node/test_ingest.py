@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from node.events import decode_entry, parse_event
 from node.idempotency import IdempotencyStore, StoredReply
-from node.ingest import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, first_hand
+from node.ingest import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, feed_first_hand, first_hand
+from vouching.scoring import TrustEngine
 
 from ..factories import new_did
 from .telemetry_node import AUTH, Clock, telemetry_node
@@ -154,6 +155,15 @@ def test_listeners_hear_each_stored_batch_and_first_hand_counts_it(node):
     assert counts[AGENTS[0]].outcomes == {"ok": 1, "error": 0, "denied": 1, "timeout": 0}
     assert counts[AGENTS[0]].high_risk == {"ok": 0, "error": 0, "denied": 1, "timeout": 0}
     assert counts[AGENTS[1]].outcomes["error"] == 1
+
+
+def test_first_hand_evidence_moves_the_node_s_own_scores(node):
+    engine = TrustEngine(node.replica.did)
+    node.ingestor.listeners.append(feed_first_hand(engine))
+    before = engine.score(AGENTS[0], now=NOW).score
+    batch = [event(AGENTS[0], "denied", high_risk=True)] * 20 + [event(AGENTS[1])] * 200
+    node.ingestor.submit_json(json.dumps({"events": batch}).encode())
+    assert engine.score(AGENTS[0], now=NOW).score < before < engine.score(AGENTS[1], now=NOW).score
 
 
 def test_a_failing_listener_does_not_fail_the_batch(node):
