@@ -18,9 +18,9 @@ from vouching import (
     RevokeBody,
     VouchBody,
     did_key,
+    issue_record,
     load_record,
     record_equivocation_body,
-    sign_record,
     verify_record,
 )
 from vouching.horizon import Horizon
@@ -68,7 +68,7 @@ class Replica:
         records = []
         for body in bodies:
             seq += 1
-            record = load_record(sign_record(self.key, kind, body, seq=seq, prev=prev))  # ours: just signed
+            record = issue_record(self.key, kind, body, seq=seq, prev=prev)
             records.append(record)
             prev = record.id
         outcome = self.accept(records)

@@ -18,11 +18,12 @@ def b58encode(data: bytes) -> str:
 def b58decode(text: str) -> bytes:
     """Decode base58btc text; raises ValueError naming the first character outside the alphabet."""
     number = 0
-    for position, char in enumerate(text):
-        digit = _INDEX.get(char)
-        if digit is None:
-            raise ValueError(f"invalid base58 character {char!r} at position {position}")
-        number = number * 58 + digit
+    try:
+        for char in text:
+            number = number * 58 + _INDEX[char]
+    except KeyError:
+        position = next(i for i, char in enumerate(text) if char not in _INDEX)
+        raise ValueError(f"invalid base58 character {text[position]!r} at position {position}") from None
     zeros = len(text) - len(text.lstrip("1"))
     body = number.to_bytes((number.bit_length() + 7) // 8, "big") if number else b""
     return b"\0" * zeros + body

@@ -37,9 +37,31 @@ class Sign1:
     signature: bytes
 
 
+def _bstr(data: bytes) -> bytes:
+    """A CBOR byte string (major type 2) with its shortest-form length head (RFC 8949 §3, §4.2.1)."""
+    n = len(data)
+    if n < 24:
+        head = bytes([0x40 | n])
+    elif n < 0x100:
+        head = bytes([0x58, n])
+    elif n < 0x10000:
+        head = b"\x59" + n.to_bytes(2, "big")
+    elif n < 0x100000000:
+        head = b"\x5a" + n.to_bytes(4, "big")
+    else:
+        head = b"\x5b" + n.to_bytes(8, "big")
+    return head + data
+
+
+_SIGNATURE1 = b"\x84\x6aSignature1"  # array(4), then the text string "Signature1"
+
+
 def to_be_signed(protected: bytes, payload: bytes, external_aad: bytes = b"") -> bytes:
-    """The ToBeSigned bytes: Sig_structure ["Signature1", protected, external_aad, payload] (RFC 9052 §4.4)."""
-    return encode(["Signature1", protected, external_aad, payload])
+    """The ToBeSigned bytes: Sig_structure ["Signature1", protected, external_aad, payload] (RFC 9052 §4.4).
+
+    Assembled directly: every element is a byte or text string, whose deterministic encoding is just a head.
+    """
+    return _SIGNATURE1 + _bstr(protected) + _bstr(external_aad) + _bstr(payload)
 
 
 def sign1(
@@ -53,6 +75,8 @@ def sign1(
     """A tagged COSE_Sign1 over payload; an empty protected map is sent as a zero-length string (RFC 9052 §3)."""
     protected_bytes = encode(protected) if protected else b""
     signature = signing_key.sign(to_be_signed(protected_bytes, payload, external_aad)).signature
+    if not unprotected:  # records: every element is a byte string or the empty map, so assemble it directly
+        return TAG + b"\x84" + _bstr(protected_bytes) + b"\xa0" + _bstr(payload) + _bstr(signature)
     return TAG + encode([protected_bytes, unprotected, payload, signature])
 
 

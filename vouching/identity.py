@@ -19,6 +19,11 @@ def did_key(public_key: bytes) -> str:
     """The did:key of a 32-byte Ed25519 public key ("did:key:z6Mk…")."""
     if type(public_key) is not bytes or len(public_key) != _KEY_SIZE:
         raise InvalidDid(f"public key: must be {_KEY_SIZE} bytes")
+    return _encode(public_key)
+
+
+@lru_cache(maxsize=1024)  # signers and peers repeat: base58 is the costly part
+def _encode(public_key: bytes) -> str:
     return _PREFIX + b58encode(_ED25519_MULTICODEC + public_key)
 
 

@@ -59,23 +59,38 @@ def sign_record(
     The payload is checked by the same rules as verify_record, so a node never signs a record peers would reject;
     raises InvalidRecord.
     """
+    return issue_record(signing_key, kind, body, seq=seq, prev=prev, ts=ts).raw
+
+
+def issue_record(
+    signing_key: nacl.signing.SigningKey,
+    kind: str,
+    body: dict[str, Any],
+    *,
+    seq: int,
+    prev: bytes | None,
+    ts: int | None = None,
+) -> Record:
+    """sign_record, returning the Record it signed: what verify_record of its bytes would give, without decoding
+    them again (the payload was validated before signing)."""
+    iss = did_key(bytes(signing_key.verify_key))
     payload: dict[str, Any] = {
         "v": VERSION,
         "kind": kind,
-        "iss": did_key(bytes(signing_key.verify_key)),
+        "iss": iss,
         "seq": seq,
         "ts": time.time_ns() // 1_000_000 if ts is None else ts,
         "body": body,
     }
     if prev is not None:
         payload["prev"] = prev
-    parsed_body = _parse_payload(payload)[5]
+    _, _, _, _, record_ts, parsed_body = _parse_payload(payload)
     if type(parsed_body) is EquivocationBody:
         _check_evidence(parsed_body)
     data = sign1(signing_key, encode(payload), protected=_PROTECTED, unprotected={})
     if len(data) > MAX_RECORD_SIZE:
         raise InvalidRecord(f"record: {len(data)} bytes, more than {MAX_RECORD_SIZE}")
-    return data
+    return Record(record_id(data), data, kind, iss, seq, prev, record_ts, parsed_body)
 
 
 def verify_record(data: bytes) -> Record:

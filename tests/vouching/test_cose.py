@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import cbor2
 import nacl.signing
 import pytest
 from hypothesis import given
@@ -110,3 +111,16 @@ SIGNATURE = bytes(64)
 def test_rejects_with_reason(data: bytes, reason: str) -> None:
     with pytest.raises(CoseError, match=reason):
         parse_sign1(data)
+
+
+@given(st.binary(max_size=70_000), st.binary(max_size=300), st.binary(max_size=30))
+def test_to_be_signed_is_the_deterministic_encoding_of_the_sig_structure(payload, protected, aad):
+    assert to_be_signed(protected, payload, aad) == cbor2.dumps(["Signature1", protected, aad, payload])
+
+
+@given(st.binary(max_size=70_000))
+def test_a_message_without_unprotected_headers_is_the_deterministic_encoding(payload):
+    key = nacl.signing.SigningKey(bytes(32))
+    message = sign1(key, payload, protected={1: -8}, unprotected={})
+    parsed = parse_sign1(message)
+    assert message == b"\xd2" + cbor2.dumps([parsed.protected, {}, payload, parsed.signature])

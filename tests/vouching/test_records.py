@@ -21,6 +21,7 @@ from vouching import (
     did_key,
     digest_body,
     equivocation_body,
+    issue_record,
     load_record,
     org_body,
     record_id,
@@ -593,3 +594,9 @@ def test_load_record_reads_own_ledger_bytes_without_a_signature_check():
         verify_record(forged)
     with pytest.raises(InvalidRecord, match="truncated"):
         load_record(raw[:20])
+
+
+@given(record_args())
+def test_issue_record_gives_what_verifying_its_bytes_gives(args: RecordArgs):
+    issued = issue_record(args.key, args.kind, args.body, seq=args.seq, prev=args.prev, ts=args.ts)
+    assert issued == verify_record(issued.raw)
