@@ -328,6 +328,7 @@ class SyncServer:
         self._issuers = issuers
         self._limits = limits
         self._cosign = cosign
+        self.records_served = 0
 
     def receive(self, payload: bytes) -> Iterator[bytes]:
         """The reply frames to one request, produced as they are written (a large answer is read page by page).
@@ -370,11 +371,15 @@ class SyncServer:
                 chunk = self._store.issuer_range(wanted.iss, seq, count)
                 for raw in chunk:
                     if len(page) == limit or size + len(raw) > budget:
-                        yield encode_message(RecordsPage(tuple(page), more=True))
+                        yield self._page(page, more=True)
                         page, size = [], 0
                     page.append(raw)
                     size += len(raw)
                 if len(chunk) < count:
                     break  # an issuer's records are contiguous from seq 1: there is nothing further
                 seq += count
-        yield encode_message(RecordsPage(tuple(page), more=False))
+        yield self._page(page, more=False)
+
+    def _page(self, records: list[bytes], *, more: bool) -> bytes:
+        self.records_served += len(records)
+        return encode_message(RecordsPage(tuple(records), more=more))

@@ -242,6 +242,7 @@ def test_pages_stop_at_the_byte_budget_and_the_last_says_so():
         assert [p.more for p in pages] == [True] * (len(pages) - 1) + [False] and len(pages) == 2
         assert all(sum(map(len, p.records)) <= budget for p in pages)
         assert [r for p in pages for r in p.records] == [r.raw for r in chain]
+        assert server.records_served == len(chain)
 
 
 # --- Hostile peers ----------------------------------------------------------------------------------------
