@@ -97,10 +97,11 @@ class IssuerIndex:
         return list(itertools.islice(self._issuers.irange(minimum=after, inclusive=(False, False)), limit))
 
 
-def check_page(raws: Sequence[bytes]) -> list[Record]:
-    """Verify every record of a page (`gossip.validation.check_record`); one invalid record is the peer's offence."""
+def check_page(raws: Sequence[bytes], start: int = 0) -> list[Record]:
+    """Verify every record of a page, or of its part from index `start` (`gossip.validation.check_record`);
+    one invalid record is the peer's offence."""
     records = []
-    for i, raw in enumerate(raws):
+    for i, raw in enumerate(raws, start):
         try:
             records.append(check_record(raw))
         except InvalidRecord as e:
