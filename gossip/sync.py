@@ -21,6 +21,7 @@ from .sync_messages import (
     MAX_ISSUER,
     MAX_RANGES,
     MAX_REASON,
+    MAX_SEQ,
     CosignRequest,
     ErrorReply,
     HeadEntry,
@@ -173,10 +174,6 @@ class SyncClient:
         self._skip = False  # the current range left our chain: ignore its remaining records
         self._evidence_asked: set[str] = set()
 
-    @property
-    def finished(self) -> bool:
-        return self._state == "done"
-
     def start(self) -> Send | Finished:
         """The first request (or Finished if a targeted fetch has nothing to ask)."""
         self._expect("new", "start")
@@ -242,7 +239,7 @@ class SyncClient:
         if iss not in self._horizon:
             return
         head = self._store.head(iss)
-        first = max(first, head.seq + 1 if head else 1)
+        first, last = max(first, head.seq + 1 if head else 1), min(last, MAX_SEQ)
         if first <= last:
             self._wants.append(Range(iss, first, last))
 

@@ -144,3 +144,37 @@ async def test_a_peer_that_serves_invalid_records_is_disconnected(tmp_path):
                     break
             assert attacker.peer_id not in node.host.connected_peers()
             assert node.replica.store.size == 0
+
+
+async def test_gaps_gossip_reports_are_fetched_from_the_peer_that_has_them(tmp_path):
+    a, b = identities(tmp_path, 2)
+    org = Org()
+    chain = [org.record() for _ in range(8)]
+    roots = (a.did, b.did, org.did)
+    with trio.fail_after(30):
+        async with running(a, roots) as node_a, running(b, roots) as node_b:
+            node_b.replica.accept(chain)
+            await node_a.host.connect(node_b.addr)
+            await until(lambda: node_a.records() == node_b.records(), [node_a])  # the round on connecting
+            newer = [org.record() for _ in range(4)]
+            node_b.replica.accept(newer)
+            outcome = node_a.replica.accept(newer[2:])  # gossip delivered the last two first
+            assert node_a.replica.held_count == 2
+            node_a.sync.on_gaps(node_b.host.peer_id, outcome.gaps)  # what the gossip service calls
+            await until(lambda: node_a.replica.store.heads().get(org.did) == 12, [node_a])
+            assert node_a.replica.held_count == 0 and node_a.sync.stats.gap_requests == 1
+
+
+async def test_an_org_entering_the_horizon_has_its_whole_history_fetched_at_once(tmp_path):
+    a, b = identities(tmp_path, 2)
+    org = Org()
+    history = [org.record() for _ in range(10)]
+    with trio.fail_after(30):
+        async with running(a, (a.did, b.did)) as node_a, running(b, (b.did, org.did)) as node_b:
+            node_b.replica.accept(history)
+            issue(node_b, 1)
+            await node_a.host.connect(node_b.addr)
+            await until(lambda: b.did in node_a.replica.store.heads(), [node_a])  # the round on connecting
+            assert org.did not in node_a.replica.store.heads()  # outside a's horizon: not fetched
+            node_a.replica.issue("vouch", vouch_body(org.did, 0.9, "org-peer"))  # no sync round is due for 30 s
+            await until(lambda: node_a.replica.store.heads().get(org.did) == 10, [node_a])

@@ -113,3 +113,15 @@ async def test_a_fork_sent_for_cosigning_is_refused_and_becomes_evidence(tmp_pat
             again = Witnessing(n0.host, n0.replica, network=NETWORK, witness_path=a.directory / "other.sqlite",
                                checkpoint_path=a.directory / "checkpoint.note")
             assert again.checkpoint_note() == note
+
+
+async def test_stopping_the_services_leaves_no_task_behind(tmp_path):
+    a, b = identities(tmp_path, 2)
+    roots = (a.did, b.did)
+    with trio.fail_after(30):
+        tasks_before = trio.lowlevel.current_statistics().tasks_living
+        async with running(a, roots, witness_interval=0.1) as n0, running(b, roots, witness_interval=0.1) as n1:
+            await n0.host.connect(n1.addr)
+            n0.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+            await cosigned_by(n0, 1)
+        assert trio.lowlevel.current_statistics().tasks_living == tasks_before
