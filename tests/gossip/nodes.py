@@ -68,6 +68,7 @@ async def running(
     sync_interval: float = 30.0,
     witness_interval: float | None = None,
     limits: SyncLimits = SyncLimits(),
+    verify_threads: int = 0,
 ) -> AsyncIterator[Node]:
     """A node until the block ends; `witness_interval` also runs its witnessing."""
     with RecordStore.open(identity.directory) as store:
@@ -80,7 +81,7 @@ async def running(
                                         checkpoint_path=identity.directory / "checkpoint.note")
                 await nursery.start(witnessing.run)
             sync = SyncService(host, replica, limits=limits, interval=sync_interval, timeout=5.0,
-                               cosigner=witnessing.cosign if witnessing else None)
+                               cosigner=witnessing.cosign if witnessing else None, verify_threads=verify_threads)
             await nursery.start(sync.run)
             yield Node(host, replica, sync, witnessing)
             nursery.cancel_scope.cancel()

@@ -118,9 +118,11 @@ async def test_garbage_on_the_sync_protocol_cannot_crash_a_node(tmp_path):
             assert node.sync.stats.errors["malformed"] == 4 and node.sync.stats.errors["limit"] == 1
 
 
-async def test_a_peer_that_serves_invalid_records_is_disconnected(tmp_path):
+@pytest.mark.parametrize("verify_threads", [0, 2])
+async def test_a_peer_that_serves_invalid_records_is_disconnected(tmp_path, caplog, verify_threads):
     (a,) = identities(tmp_path, 1)
     fake = Org()
+    valid = [fake.record().raw for _ in range(2)]
     forged = bytearray(fake.record().raw)
     forged[-1] ^= 1
 
@@ -129,15 +131,19 @@ async def test_a_peer_that_serves_invalid_records_is_disconnected(tmp_path):
             if isinstance(decode_request(frame), HeadsRequest):
                 await stream.write_frame(encode_message(HeadsPage((), more=False)))
             else:
-                await stream.write_frame(encode_message(RecordsPage((bytes(forged),), more=False)))
+                await stream.write_frame(encode_message(RecordsPage((*valid, bytes(forged)), more=False)))
 
     with trio.fail_after(40):
-        async with running(a, (a.did, fake.did)) as node, open_host(os.urandom(32), LOOPBACK) as attacker:
+        async with (
+            running(a, (a.did, fake.did), verify_threads=verify_threads) as node,
+            open_host(os.urandom(32), LOOPBACK) as attacker,
+        ):
             attacker.set_stream_handler(SYNC_PROTOCOL, hostile_server)
             events = node.host.peer_events()
             await node.host.connect(attacker.listen_addrs[0])
             await node.sync.fetch_gaps(attacker.peer_id, {fake.did: (1, 5)})
             assert node.sync.stats.errors["invalid_record"] == 1
+            assert "records[2]: " in caplog.text  # the forged one, wherever the page was checked
             assert node.sync.stats.peers_disconnected == 1
             async for event in events:
                 if not event.connected:
