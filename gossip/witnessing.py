@@ -123,12 +123,13 @@ class Witnessing:
         self._asked: set[str] = set(self._latest_cosigners())
         self._in_flight: set[str] = set()
         self._cosigned_size: dict[str, int] = {}  # peer -> size it last cosigned for us, as far as we know
-        self._published: bytes | None = None
+        self._published = None if self._latest is None else self._latest.note()
         self._forks = ForkDetector()
 
     def checkpoint_note(self) -> bytes | None:
-        """Our latest checkpoint with every cosignature collected for it (for `GET /v1/log/checkpoint`)."""
-        return None if self._latest is None else self._latest.note()
+        """Our latest checkpoint with the cosignatures collected for it, as last persisted and published
+        (for `GET /v1/log/checkpoint`); cosignatures arriving meanwhile join it at the next interval."""
+        return self._published
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Checkpoint, ask for cosignatures, publish, witness and watch checkpoints until cancelled."""
@@ -243,8 +244,13 @@ class Witnessing:
         """Publish our latest cosigned checkpoint, persist it and tell the listeners, if it changed."""
         if self._latest is None or (note := self._latest.note()) == self._published:
             return
+        try:
+            self._persist(note)
+        except OSError as error:
+            self.stats.errors["persist"] += 1  # tried again next interval
+            logger.error("saving our checkpoint to %s: %s", self._checkpoint_path, error)
+            return
         self._published = note
-        self._persist(note)
         for listener in self.listeners:
             listener(note)
         try:
