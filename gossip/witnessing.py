@@ -47,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 _MAX_COSIGNATURES = 63  # a signed note holds at most 64 signatures (ledger.note), one of them the log's
 _MAX_FRAME = SyncLimits().max_frame  # cosign replies are small; any frame within sync's bound is read
+_ATTEMPTS = 3  # requests for one checkpoint that may go unanswered before a peer is left alone until the next
 
 
 @dataclass
@@ -122,6 +123,7 @@ class Witnessing:
         self._latest = self._restore()
         self._asked: set[str] = set(self._latest_cosigners())
         self._in_flight: set[str] = set()
+        self._failures: Counter[str] = Counter()  # requests to a peer that got no answer, for the latest checkpoint
         self._cosigned_size: dict[str, int] = {}  # peer -> size it last cosigned for us, as far as we know
         self._published = None if self._latest is None else self._latest.note()
         self._forks = ForkDetector()
@@ -189,6 +191,7 @@ class Witnessing:
         checkpoint = Checkpoint(self.origin, size, ledger.root(size))
         self._latest = _Latest(checkpoint, note_signature(checkpoint.to_text(), self._signer))
         self._asked = set()
+        self._failures.clear()
         self.stats.checkpoints_signed += 1
 
     async def _ask(self, peer: str, latest: _Latest | None) -> None:
@@ -203,9 +206,7 @@ class Witnessing:
             logger.info("cosigning by %s: %s", peer, error)
             self._asked.add(peer)
         except (SyncError, HostError, FrameError, trio.TooSlowError) as error:
-            reason = error.reason if isinstance(error, SyncError) else "timeout" if isinstance(error, trio.TooSlowError) else "stream"
-            self.stats.errors[reason] += 1  # tried again next interval
-            logger.debug("cosigning by %s failed (%s): %s", peer, reason, error)
+            self._failed(peer, latest, error)
         else:
             if latest is self._latest:
                 self._asked.add(peer)
@@ -221,6 +222,19 @@ class Witnessing:
                 logger.info("%s declined to cosign our checkpoint (%d): %s", peer, outcome.status, outcome.reason)
         finally:
             self._in_flight.discard(peer)
+
+    def _failed(self, peer: str, latest: _Latest, error: Exception) -> None:
+        """A request that got no answer is tried again next interval, a few times per checkpoint."""
+        if isinstance(error, SyncError):
+            reason = error.reason
+        else:
+            reason = "timeout" if isinstance(error, trio.TooSlowError) else "stream"
+        self.stats.errors[reason] += 1
+        logger.debug("cosigning by %s failed (%s): %s", peer, reason, error)
+        if latest is self._latest:
+            self._failures[peer] += 1
+            if self._failures[peer] >= _ATTEMPTS:
+                self._asked.add(peer)
 
     async def _exchange(self, peer: str, latest: _Latest) -> Witnessed | Refused:
         org = did_key(peer_public_key(peer))
