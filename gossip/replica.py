@@ -18,6 +18,7 @@ from vouching import (
     RevokeBody,
     VouchBody,
     did_key,
+    load_record,
     record_equivocation_body,
     sign_record,
     verify_record,
@@ -48,7 +49,7 @@ class Replica:
         self._acceptor = Acceptor(self.store, in_horizon=self.horizon.__contains__, held_limit=self.held_limit)
         self._vouch_edges: dict[bytes, tuple[str, str]] = {}
         for _, raw in self.store.query(limit=self.store.size):
-            self._track(verify_record(raw))
+            self._track(load_record(raw))
 
     @property
     def held_count(self) -> int:

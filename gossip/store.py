@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ledger import Ledger
-from vouching import DigestBody, EquivocationBody, Record, RevokeBody, VouchBody, verify_record
+from vouching import DigestBody, EquivocationBody, Record, RevokeBody, VouchBody, load_record
 
 LEDGER_FILE = "records.ledger"
 INDEX_FILE = "records.index"
@@ -195,7 +195,7 @@ class RecordStore:
         step = 1000
         for start in range(indexed, self.ledger.size, step):
             entries = self.ledger.entries(start, min(start + step, self.ledger.size))
-            self._index(start, [verify_record(e) for e in entries])
+            self._index(start, [load_record(e) for e in entries])
 
     def _load_heads(self) -> dict[str, Head]:
         rows = self._db.execute("SELECT iss, MAX(seq), id FROM records GROUP BY iss").fetchall()

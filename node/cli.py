@@ -1,10 +1,19 @@
-"""The `vouchnet` command line: one subcommand per operator task."""
+"""The `vouchnet` command line: one subcommand per operator task.
+
+cli.py is the parser and the dispatch; each command lives in a module with `register(subparsers)`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from importlib.metadata import PackageNotFoundError, version
+
+from node.client import ClientError
+from node.commands import local, log, records, status, vouches
+from node.commands.common import CommandFailed, UsageError
+
+COMMANDS = [local, status, vouches, records, log]  # modules with `register(subparsers)`, in the order --help lists them
 
 
 def _version() -> str:
@@ -18,19 +27,35 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vouchnet",
         description="A federated, peer-to-peer trust network for AI agents.",
+        epilog="Exit status: 0 done, 1 the node failed or refused, 2 a usage error. `vouchnet COMMAND --help` "
+        "explains each command.",
     )
     parser.add_argument("--version", action="version", version=f"vouchnet {_version()}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command in COMMANDS:
+        command.register(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # argparse exits 2 on a usage error, 0 after --help
+        return stop.code if isinstance(stop.code, int) else 2
     if args.command is None:
         parser.print_help()
         return 0
-    return args.func(args)
+    try:
+        return args.func(args)
+    except UsageError as e:
+        print(f"vouchnet {args.command}: {e}", file=sys.stderr)
+        return 2
+    except (ClientError, CommandFailed) as e:
+        print(f"vouchnet {args.command}: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import ipaddress
+import json
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from vouching import InvalidDid, public_key_from_did
+
 CONFIG_FILE = "config.toml"
+DIR_ENV = "VOUCHNET_DIR"
 NETWORK_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
 DEFAULT_LISTEN = "/ip4/0.0.0.0/tcp/4001"
 DEFAULT_API = "127.0.0.1:8700"
+
+
+def default_data_dir() -> Path:
+    """Where a node keeps its key, token, config and ledgers unless told: $VOUCHNET_DIR, else ~/.vouchnet."""
+    return Path(os.environ.get(DIR_ENV) or Path.home() / ".vouchnet")
 
 
 class ConfigError(ValueError):
@@ -26,6 +36,7 @@ class Limits:
     max_peers: int = 50
     gossip_batch_bytes: int = 65536
     peer_messages_per_second: float = 200.0
+    peer_bytes_per_second: float = 2097152.0
     org_records_per_second: float = 500.0
     held_records: int = 10000
     sync_page_records: int = 500
@@ -36,8 +47,10 @@ class NodeConfig:
     """Everything `vouchnet run` needs, read from `config.toml` (see `render_template`)."""
 
     data_dir: Path
+    name: str = "vouchnet node"
     network: str = "vouchnet"
     listen: tuple[str, ...] = (DEFAULT_LISTEN,)
+    announce: tuple[str, ...] = ()
     bootstrap: tuple[str, ...] = ()
     roots: tuple[str, ...] = ()
     max_hops: int = 3
@@ -88,8 +101,10 @@ def _check_multiaddr(key: str, value: str) -> str:
 
 
 def _check_did(key: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.startswith("did:key:z"):
-        raise ConfigError(f"{key}: not a did:key: {value!r}")
+    try:
+        public_key_from_did(value)
+    except InvalidDid as e:
+        raise ConfigError(f"{key}: not an Ed25519 did:key: {value!r} ({e})") from None
     return value
 
 
@@ -141,16 +156,20 @@ def load_config(data_dir: Path) -> NodeConfig:
 
 
 def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
-    _known_keys("config", doc, {"network", "p2p", "trust", "api", "witness", "telemetry", "limits"})
+    _known_keys("config", doc, {"name", "network", "p2p", "trust", "api", "witness", "telemetry", "limits"})
+    name = _get(doc, "config", "name", "a string", NodeConfig.name)
+    if not 1 <= len(name) <= 128 or not name.isprintable():
+        raise ConfigError(f"name: must be 1-128 printable characters, got {name!r}")
     network = _get(doc, "config", "network", "a string", NodeConfig.network)
     if not NETWORK_RE.fullmatch(network):
         raise ConfigError(f"network: must match {NETWORK_RE.pattern}, got {network!r}")
 
     p2p = _table(doc, "p2p")
-    _known_keys("p2p", p2p, {"listen", "bootstrap", "sync_interval"})
+    _known_keys("p2p", p2p, {"listen", "announce", "bootstrap", "sync_interval"})
     listen = tuple(_check_multiaddr("p2p.listen", a) for a in _get(p2p, "p2p", "listen", "a list", [DEFAULT_LISTEN]))
     if not listen:
         raise ConfigError("p2p.listen: needs at least one address")
+    announce = tuple(_check_multiaddr("p2p.announce", a) for a in _get(p2p, "p2p", "announce", "a list", []))
     bootstrap = tuple(_check_multiaddr("p2p.bootstrap", a) for a in _get(p2p, "p2p", "bootstrap", "a list", []))
     sync_interval = _positive("p2p", "sync_interval", _get(p2p, "p2p", "sync_interval", "a number", NodeConfig.sync_interval))
 
@@ -194,8 +213,10 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
 
     return NodeConfig(
         data_dir=data_dir,
+        name=name,
         network=network,
         listen=listen,
+        announce=announce,
         bootstrap=bootstrap,
         roots=roots,
         max_hops=max_hops,
@@ -210,12 +231,22 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
     )
 
 
+def _toml_string(value: str) -> str:
+    return json.dumps(value)  # a JSON string literal is a valid TOML basic string
+
+
 def _toml_list(values: tuple[str, ...]) -> str:
-    return "[" + ", ".join(f'"{v}"' for v in values) + "]"
+    return "[" + ", ".join(_toml_string(v) for v in values) + "]"
 
 
 def render_template(
-    *, network: str, listen: tuple[str, ...], api: str, bootstrap: tuple[str, ...], roots: tuple[str, ...]
+    *,
+    name: str = NodeConfig.name,
+    network: str,
+    listen: tuple[str, ...],
+    api: str,
+    bootstrap: tuple[str, ...],
+    roots: tuple[str, ...],
 ) -> str:
     """The commented `config.toml` that `vouchnet init` writes."""
     host, _ = parse_api_bind(api)
@@ -225,12 +256,17 @@ def render_template(
 # vouchnet node configuration. Edit, then restart the node (`vouchnet run --dir DIR`).
 # The org key (org.key) and the API token (api.token) live beside this file; keep both private.
 
+# Your org's display name, published in its `org` record.
+name = {_toml_string(name)}
 # Which vouchnet network to join: gossip topics and sync are per network.
 network = "{network}"
 
 [p2p]
 # libp2p multiaddrs to listen on (TCP; peers connect with Noise + yamux).
 listen = {_toml_list(listen)}
+# Addresses other orgs should dial, published in the `org` record (default: the listen addresses that are
+# not wildcards such as 0.0.0.0). Set this to your public address when behind NAT or listening on 0.0.0.0.
+announce = []
 # Peers to dial at start, e.g. "/ip4/192.0.2.7/tcp/4001/p2p/12D3KooW...".
 bootstrap = {_toml_list(bootstrap)}
 # Seconds between catch-up sync rounds with every connected peer.
@@ -262,7 +298,9 @@ retention_days = {d.retention_days}
 max_peers = {lim.max_peers}
 # Largest gossip message in bytes (records are batched up to this size).
 gossip_batch_bytes = {lim.gossip_batch_bytes}
+# Gossip a peer may forward to this node (messages and bytes per second), and records per second of one org.
 peer_messages_per_second = {lim.peer_messages_per_second}
+peer_bytes_per_second = {lim.peer_bytes_per_second}
 org_records_per_second = {lim.org_records_per_second}
 # Records waiting for a missing predecessor, at most.
 held_records = {lim.held_records}

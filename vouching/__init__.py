@@ -20,7 +20,15 @@ from vouching.bodies import (
 from vouching.chain import check_follows
 from vouching.equivocation import proves_equivocation, record_equivocation_body
 from vouching.identity import InvalidDid, did_key, public_key_from_did
-from vouching.records import MAX_RECORD_SIZE, Record, equivocation_offender, record_id, sign_record, verify_record
+from vouching.records import (
+    MAX_RECORD_SIZE,
+    Record,
+    equivocation_offender,
+    load_record,
+    record_id,
+    sign_record,
+    verify_record,
+)
 from vouching.schema import InvalidRecord
 
 __all__ = [
@@ -40,6 +48,7 @@ __all__ = [
     "digest_body",
     "equivocation_body",
     "equivocation_offender",
+    "load_record",
     "org_body",
     "proves_equivocation",
     "public_key_from_did",

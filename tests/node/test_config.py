@@ -16,11 +16,12 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 def test_template_round_trips(tmp_path):
     text = render_template(
+        name='Acme "Agents" Ltd',
         network="testnet", listen=("/ip4/127.0.0.1/tcp/4001",), api="127.0.0.1:8701",
         bootstrap=("/ip4/127.0.0.1/tcp/4002/p2p/12D3KooWExample",), roots=(ROOT,),
     )
     config = load_config(_write(tmp_path, text))
-    assert config.network == "testnet"
+    assert config.network == "testnet" and config.name == 'Acme "Agents" Ltd'
     assert config.listen == ("/ip4/127.0.0.1/tcp/4001",)
     assert config.bootstrap == ("/ip4/127.0.0.1/tcp/4002/p2p/12D3KooWExample",)
     assert config.roots == (ROOT,)
@@ -46,7 +47,7 @@ def test_an_empty_file_means_defaults(tmp_path):
         ('network = "Bad Name"', "network: must match"),
         ("[p2p]\nlisten = []", "p2p.listen: needs at least one address"),
         ('[p2p]\nlisten = ["tcp:4001"]', "p2p.listen: not a multiaddr"),
-        ('[trust]\nroots = ["alice"]', "trust.roots: not a did:key"),
+        ('[trust]\nroots = ["alice"]', "trust.roots: not an Ed25519 did:key"),
         ("[trust]\nmax_hops = 0", "trust.max_hops: must be 1-10"),
         ("[trust]\nmax_hops = true", "trust.max_hops: must be an integer, got bool"),
         ('[api]\nbind = "localhost"', "api.bind: expected HOST:PORT"),

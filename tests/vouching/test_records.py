@@ -9,7 +9,6 @@ import nacl.signing
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from .record_strategies import RecordArgs, record_args
 
 from vouching import (
     MAX_RECORD_SIZE,
@@ -22,6 +21,7 @@ from vouching import (
     did_key,
     digest_body,
     equivocation_body,
+    load_record,
     org_body,
     record_id,
     revoke_body,
@@ -31,6 +31,8 @@ from vouching import (
 )
 from vouching.cbor import encode
 from vouching.cose import sign1
+
+from .record_strategies import RecordArgs, record_args
 
 KEY = nacl.signing.SigningKey(bytes(range(32)))
 ISS = did_key(bytes(KEY.verify_key))
@@ -579,3 +581,15 @@ def test_high_risk_is_compared_name_by_name_whatever_the_order() -> None:
     too_many = dict(reversed(list(_high_risk(error=2).items())))
     with pytest.raises(InvalidRecord, match="body.high_risk.error: must not exceed body.outcomes.error"):
         sign_record(KEY, "digest", {**BODIES["digest"], "high_risk": too_many}, seq=1, prev=None, ts=TS)
+
+
+def test_load_record_reads_own_ledger_bytes_without_a_signature_check():
+    """Records from the node's own ledger were verified on acceptance; loading them skips only the signature."""
+    key = nacl.signing.SigningKey.generate()
+    raw = sign_record(key, "org", org_body("acme", "test"), seq=1, prev=None, ts=1)
+    forged = raw[:-1] + bytes([raw[-1] ^ 1])
+    assert load_record(forged).iss == verify_record(raw).iss
+    with pytest.raises(InvalidRecord):
+        verify_record(forged)
+    with pytest.raises(InvalidRecord, match="truncated"):
+        load_record(raw[:20])

@@ -1,0 +1,156 @@
+"""The records topic's validator (DESIGN.md §5): size, per-peer rate, batch format, every record's signature and
+schema, per-org rate. Sans-I/O: fed (forwarder, message, time), it accepts or rejects and counts rejections by
+reason; the records of accepted messages are kept so that delivery does not verify them a second time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from vouching import InvalidRecord, Record, record_id
+
+from .batch import BatchError, OversizedBatch, max_message_size, unpack
+from .ratelimit import TokenBuckets
+from .validation import check_record
+
+logger = logging.getLogger(__name__)
+
+REASONS = ("oversized", "peer_rate", "malformed", "invalid_record", "org_rate")
+# Peers and orgs may burst this many seconds' worth of their rate. Twice what our own publisher allows itself
+# (PUBLISH_BURST_SECONDS), so that records paced by an honest origin still fit after a second of relay jitter.
+RECEIVE_BURST_SECONDS = 2.0
+PUBLISH_BURST_SECONDS = 1.0
+
+
+class GossipLimits(Protocol):
+    """The limits gossip enforces (node.config.Limits provides them)."""
+
+    @property
+    def gossip_batch_bytes(self) -> int: ...
+    @property
+    def peer_messages_per_second(self) -> float: ...
+    @property
+    def peer_bytes_per_second(self) -> float: ...
+    @property
+    def org_records_per_second(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class GateStats:
+    """Counters since the gate was made. Records are counted in accepted messages only."""
+
+    accepted: int = 0  # messages
+    rejected: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))  # messages, by reason
+    records_verified: int = 0  # signature and schema checked
+    records_known: int = 0  # not checked again: verified recently or already stored
+    records_reverified: int = 0  # checked again at delivery: the cache had forgotten them (raise cache_records)
+
+
+class RecordGate:
+    """Decides each records-topic message from a peer; hands the verified records of accepted ones to delivery."""
+
+    def __init__(
+        self,
+        limits: GossipLimits,
+        *,
+        own_peer: str,
+        known: Callable[[bytes], bool],
+        cache_records: int = 16384,
+    ) -> None:
+        """`own_peer` is this node's peer id (its own publishes are its replica's records: accepted unchecked);
+        `known(record_id)` says whether a record is stored already (Replica.store.has).
+        """
+        self._batch_bytes = limits.gossip_batch_bytes
+        self._max_message = max_message_size(limits.gossip_batch_bytes)
+        self._own_peer = own_peer
+        self._known = known
+        self._cache_records = cache_records
+        self._verified: OrderedDict[bytes, Record] = OrderedDict()  # record bytes -> record, oldest first
+        # Every bucket holds at least one message (or record), whatever the rate.
+        self._peer_messages = TokenBuckets[str](limits.peer_messages_per_second,
+                                                max(1.0, limits.peer_messages_per_second * RECEIVE_BURST_SECONDS))
+        self._peer_bytes = TokenBuckets[str](
+            limits.peer_bytes_per_second, max(self._max_message, limits.peer_bytes_per_second * RECEIVE_BURST_SECONDS))
+        self._orgs = TokenBuckets[str](limits.org_records_per_second,
+                                       max(1.0, limits.org_records_per_second * RECEIVE_BURST_SECONDS))
+        self._counts: Counter[str] = Counter()
+
+    def stats(self) -> GateStats:
+        c = self._counts
+        return GateStats(
+            accepted=c["accepted"],
+            rejected={reason: c[reason] for reason in REASONS},
+            records_verified=c["verified"],
+            records_known=c["known"],
+            records_reverified=c["reverified"],
+        )
+
+    def check(self, peer: str, data: bytes, now: float) -> bool:
+        """Whether to accept (and relay) `data`, forwarded by `peer`, at time `now`. Never raises."""
+        if peer == self._own_peer:
+            return True  # our publisher packed our replica's records
+        reason = self._reject_reason(peer, data, now)
+        if reason is None:
+            self._counts["accepted"] += 1
+            return True
+        self._counts[reason] += 1
+        return False
+
+    def records(self, data: bytes) -> list[Record]:
+        """The records of an accepted message that this node does not store yet, verified once only."""
+        records = []
+        for raw in unpack(data, self._batch_bytes):
+            record = self._verified.get(raw)
+            if record is None:
+                if self._known(record_id(raw)):
+                    continue
+                record = check_record(raw)  # it passed check(): only the cache forgot it
+                self._counts["reverified"] += 1
+            records.append(record)
+        return records
+
+    def _reject_reason(self, peer: str, data: bytes, now: float) -> str | None:
+        if len(data) > self._max_message:
+            return "oversized"
+        if self._peer_messages.tokens(peer, now) < 1 or self._peer_bytes.tokens(peer, now) < len(data):
+            return "peer_rate"
+        self._peer_messages.try_take(peer, now)
+        self._peer_bytes.try_take(peer, now, len(data))
+        try:
+            raws = unpack(data, self._batch_bytes)
+        except OversizedBatch:
+            return "oversized"
+        except BatchError as error:
+            logger.debug("gossip from %s rejected: %s", peer, error)
+            return "malformed"
+        fresh: list[Record] = []
+        per_org: Counter[str] = Counter()
+        known = verified = 0
+        for raw in raws:
+            if raw in self._verified or self._known(record_id(raw)):
+                known += 1
+                continue
+            try:
+                record = check_record(raw)
+            except InvalidRecord as error:
+                logger.debug("gossip from %s rejected: %s", peer, error)
+                return "invalid_record"
+            verified += 1
+            fresh.append(record)
+            per_org[record.iss] += 1
+        if self._orgs.try_take_all(per_org, now) is not None:
+            return "org_rate"
+        self._counts["known"] += known
+        self._counts["verified"] += verified
+        self._remember(fresh)
+        return None
+
+    def _remember(self, records: list[Record]) -> None:
+        for record in records:
+            self._verified[record.raw] = record
+        while len(self._verified) > self._cache_records:
+            self._verified.popitem(last=False)

@@ -1,0 +1,167 @@
+"""Staying connected (DESIGN.md §5): bootstrap peers and orgs learned from `org` records, redialled with backoff.
+
+`DialSchedule` is the policy, pure and clock-free: who to dial next and when, exponential backoff with jitter
+per peer. `PeerManager` is the trio shell that dials. The host lifts py-libp2p's 60 s negative dial cache on
+every connect (gossip/host.py quirk 6), so the backoff here alone decides how often a peer is retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import trio
+
+from vouching import OrgBody, Record, load_record, public_key_from_did
+
+from .host import Host, HostError, PeerEvent, peer_id_from_public_key
+from .replica import Replica
+
+log = logging.getLogger(__name__)
+
+
+def split_peer_addr(addr: str) -> tuple[str, str]:
+    """`/ip4/…/tcp/…/p2p/<peer id>` -> (transport part, peer id); ValueError without a /p2p/ component."""
+    transport, sep, peer_id = addr.rpartition("/p2p/")
+    if not sep or not transport or not peer_id or "/" in peer_id:
+        raise ValueError(f"{addr!r}: a peer address must end in /p2p/<peer id>")
+    return transport, peer_id
+
+
+def org_dial_addrs(record: Record) -> tuple[str, list[str]]:
+    """The peer id of an `org` record's issuer and its addresses, each ending in /p2p/<peer id>."""
+    assert isinstance(record.body, OrgBody)
+    peer_id = peer_id_from_public_key(public_key_from_did(record.iss))
+    addrs = [a if "/p2p/" in a else f"{a}/p2p/{peer_id}" for a in record.body.addrs]
+    return peer_id, [a for a in addrs if a.endswith(f"/p2p/{peer_id}")]
+
+
+@dataclass
+class _Target:
+    addrs: list[str]
+    due: float = 0.0
+    failures: int = 0
+
+
+@dataclass
+class DialSchedule:
+    """Which peers to keep connected and when each may next be dialled."""
+
+    min_backoff: float = 1.0
+    max_backoff: float = 60.0
+    rng: random.Random = field(default_factory=random.Random)
+    _targets: dict[str, _Target] = field(default_factory=dict)
+
+    def add(self, peer_id: str, addrs: Sequence[str]) -> None:
+        """Keep `peer_id` connected through `addrs` (merged with any known ones)."""
+        target = self._targets.setdefault(peer_id, _Target([]))
+        target.addrs = list(dict.fromkeys([*addrs, *target.addrs]))
+
+    def __contains__(self, peer_id: object) -> bool:
+        return peer_id in self._targets
+
+    def due(self, now: float, connected: Iterable[str], budget: int) -> list[tuple[str, list[str]]]:
+        """Up to `budget` unconnected targets whose backoff has passed, longest-waiting first."""
+        skip = set(connected)
+        ready = [(t.due, p) for p, t in self._targets.items() if p not in skip and t.due <= now]
+        return [(p, self._targets[p].addrs) for _, p in sorted(ready)[: max(budget, 0)]]
+
+    def next_due(self, connected: Iterable[str]) -> float | None:
+        skip = set(connected)
+        times = [t.due for p, t in self._targets.items() if p not in skip]
+        return min(times) if times else None
+
+    def failed(self, peer_id: str, now: float) -> float:
+        """Record a failed dial; returns the delay before the next attempt (doubling, jittered, capped)."""
+        target = self._targets[peer_id]
+        target.failures += 1
+        delay = min(self.max_backoff, self.min_backoff * 2 ** (target.failures - 1))
+        delay *= self.rng.uniform(0.5, 1.0)  # jitter: nodes restarted together do not redial in lockstep
+        target.due = now + delay
+        return delay
+
+    def succeeded(self, peer_id: str) -> None:
+        self._targets[peer_id].failures = 0
+
+    def disconnected(self, peer_id: str, now: float) -> None:
+        """A connection dropped: retry after the minimum backoff, not at once (the peer may be restarting)."""
+        if peer_id in self._targets:
+            self._targets[peer_id].due = now + self.min_backoff
+
+
+class PeerManager:
+    """Dials bootstrap peers and orgs from `org` records, keeps at most `max_peers` connections."""
+
+    def __init__(
+        self,
+        host: Host,
+        replica: Replica,
+        *,
+        bootstrap: Sequence[str],
+        max_peers: int,
+        schedule: DialSchedule | None = None,
+    ) -> None:
+        self._host = host
+        self._replica = replica
+        self._max_peers = max_peers
+        self._schedule = schedule or DialSchedule()
+        self._wake = trio.Event()
+        self.dials = 0
+        self.dial_failures = 0
+        for addr in bootstrap:
+            _, peer_id = split_peer_addr(addr)
+            self._schedule.add(peer_id, [addr])
+        self._learn([load_record(raw) for _, raw in replica.store.query(kind="org", limit=replica.store.size)])
+        replica.listeners.append(self._learn)
+
+    def _learn(self, records: list[Record]) -> None:
+        """Peer exchange: an accepted `org` record tells us where its org's node listens."""
+        for record in records:
+            if record.kind == "org" and record.iss != self._replica.did:
+                peer_id, addrs = org_dial_addrs(record)
+                if addrs:
+                    self._schedule.add(peer_id, addrs)
+                    self._wake.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        events = self._host.peer_events()
+        dialling: set[str] = set()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch, events)
+            task_status.started()
+            while True:
+                busy = {*self._host.connected_peers(), *dialling}
+                for peer_id, addrs in self._schedule.due(trio.current_time(), busy, self._max_peers - len(busy)):
+                    dialling.add(peer_id)
+                    nursery.start_soon(self._dial, peer_id, addrs, dialling)
+                next_due = self._schedule.next_due({*self._host.connected_peers(), *dialling})
+                self._wake = trio.Event()
+                with trio.move_on_at(next_due if next_due is not None else math.inf):
+                    await self._wake.wait()
+
+    async def _watch(self, events: trio.MemoryReceiveChannel[PeerEvent]) -> None:
+        async for event in events:
+            if not event.connected:
+                self._schedule.disconnected(event.peer_id, trio.current_time())
+                self._wake.set()
+
+    async def _dial(self, peer_id: str, addrs: list[str], dialling: set[str]) -> None:
+        try:
+            for addr in addrs:
+                self.dials += 1
+                try:
+                    await self._host.connect(addr)
+                except HostError as e:
+                    self.dial_failures += 1
+                    log.debug("dial %s failed: %s", addr, e)
+                    continue
+                self._schedule.succeeded(peer_id)
+                return
+            delay = self._schedule.failed(peer_id, trio.current_time())
+            log.info("peer %s unreachable; next attempt in %.1f s", peer_id, delay)
+        finally:
+            dialling.discard(peer_id)
+            self._wake.set()

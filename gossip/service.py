@@ -1,0 +1,181 @@
+"""The gossip service (DESIGN.md §5): records in batches over the network's records topic, each message passed
+through the gate before it is accepted or relayed, delivered into the replica; our own new records published.
+
+Topic `/vouchnet/<network>/records/1`; message format in gossip.batch; validation in gossip.gate.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import islice
+
+import trio
+
+from vouching import Record
+
+from .acceptor import Outcome
+from .batch import batches, item_size, pack
+from .gate import PUBLISH_BURST_SECONDS, GateStats, GossipLimits, RecordGate
+from .host import Host, Received
+from .ratelimit import TokenBuckets
+from .replica import Replica
+
+logger = logging.getLogger(__name__)
+
+Gaps = dict[str, tuple[int, int]]  # issuer -> (first, last) missing seq, as in acceptor.Outcome
+
+
+def records_topic(network: str) -> str:
+    return f"/vouchnet/{network}/records/1"
+
+
+@dataclass(frozen=True)
+class GossipStats:
+    """Counters since the service was made: the gate's, then delivery's (in records) and publishing's."""
+
+    gate: GateStats
+    records_accepted: int = 0
+    records_duplicate: int = 0
+    records_outside_horizon: int = 0
+    records_held: int = 0  # waiting for a missing predecessor
+    records_dropped: int = 0  # the held buffer was full; sync fetches them
+    records_rejected: int = 0  # valid records that break their issuer's chain
+    gaps_reported: int = 0  # issuers whose missing range went to on_gaps
+    published_messages: int = 0
+    published_records: int = 0
+    queued_records: int = 0  # ours, accepted but not yet published
+
+
+class GossipService:
+    """Gossips the replica's records: validates and delivers what peers publish, publishes what we issue."""
+
+    def __init__(
+        self,
+        host: Host,
+        replica: Replica,
+        *,
+        network: str,
+        limits: GossipLimits,
+        clock: Callable[[], float] = trio.current_time,
+        linger: float = 0.1,
+        on_gaps: Callable[[str, Gaps], None] | None = None,
+        cache_records: int = 16384,
+    ) -> None:
+        """`linger`: seconds a record of ours may wait for others to share its message (unless one fills up);
+        each message costs every node a few ms of CPU in py-libp2p 0.8, so fewer, fuller messages carry more
+        (benchmarks/gossip_service.py).
+        `on_gaps(peer_id, gaps)`: called (it must not block) when delivered records wait for missing ones; the
+        peer is the message's origin, which holds them but may not be connected (the sync service picks whom
+        to ask). `cache_records`: verified records kept between validation and delivery.
+        """
+        self.topic = records_topic(network)
+        self._host = host
+        self._replica = replica
+        self._clock = clock
+        self._linger = linger
+        self._on_gaps = on_gaps
+        self._batch_bytes = limits.gossip_batch_bytes
+        self._gate = RecordGate(limits, own_peer=host.peer_id, known=replica.store.has, cache_records=cache_records)
+        # Our own records leave no faster than peers let an org's records in (see gate.RECEIVE_BURST_SECONDS).
+        self._pace = TokenBuckets[str](limits.org_records_per_second,
+                                       max(1.0, limits.org_records_per_second * PUBLISH_BURST_SECONDS))
+        self._queue: deque[tuple[float, bytes]] = deque()  # (queued at, record), never dropped
+        self._queued_bytes = 0
+        self._queue_changed = trio.Event()
+        self._counts: Counter[str] = Counter()
+
+    def stats(self) -> GossipStats:
+        c = self._counts
+        return GossipStats(
+            gate=self._gate.stats(),
+            records_accepted=c["accepted"],
+            records_duplicate=c["duplicate"],
+            records_outside_horizon=c["outside_horizon"],
+            records_held=c["held"],
+            records_dropped=c["dropped"],
+            records_rejected=c["rejected"],
+            gaps_reported=c["gaps"],
+            published_messages=c["published_messages"],
+            published_records=c["published_records"],
+            queued_records=len(self._queue),
+        )
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Subscribe and gossip until cancelled. Our records accepted from now on are published."""
+        inbox = await self._host.subscribe(self.topic, self._validate)
+        self._replica.listeners.append(self._on_accepted)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._deliver, inbox)
+                nursery.start_soon(self._publish)
+                task_status.started()
+        finally:
+            self._replica.listeners.remove(self._on_accepted)
+
+    def _validate(self, peer: str, data: bytes) -> bool:
+        return self._gate.check(peer, data, self._clock())
+
+    async def _deliver(self, inbox: trio.MemoryReceiveChannel[Received]) -> None:
+        async for origin, data in inbox:
+            if origin == self._host.peer_id:
+                continue  # our own publish, already in the replica
+            records = self._gate.records(data)
+            if records:
+                self._count(origin, self._replica.accept(records))
+
+    def _count(self, origin: str, outcome: Outcome) -> None:
+        c = self._counts
+        c["accepted"] += len(outcome.accepted)
+        c["duplicate"] += outcome.duplicates
+        c["outside_horizon"] += outcome.outside_horizon
+        c["held"] += outcome.held
+        c["dropped"] += outcome.dropped
+        c["rejected"] += len(outcome.rejected)
+        for record, reason in outcome.rejected:
+            logger.info("record %s of %s seq %d from gossip rejected: %s", record.id.hex(), record.iss, record.seq,
+                        reason)
+        if outcome.gaps and self._on_gaps is not None:
+            c["gaps"] += len(outcome.gaps)
+            self._on_gaps(origin, dict(outcome.gaps))
+
+    def _on_accepted(self, records: list[Record]) -> None:
+        """Replica listener: queue our own records for publishing (they are never dropped)."""
+        now = self._clock()
+        for record in records:
+            if record.iss == self._replica.did:
+                self._queue.append((now, record.raw))
+                self._queued_bytes += item_size(record.raw)
+        self._queue_changed.set()
+
+    async def _publish(self) -> None:
+        """Publish the queue one message at a time: when a message is full or its oldest record has lingered,
+        and once the pace allows as many records as it carries.
+        """
+        did = self._replica.did
+        most_per_message = math.floor(self._pace.burst)
+        while True:
+            while not self._queue:
+                await self._wait_for_queue()
+            with trio.move_on_after(max(0.0, self._queue[0][0] + self._linger - self._clock())):
+                while self._queued_bytes < self._batch_bytes:
+                    await self._wait_for_queue()
+            batch = next(batches(islice((raw for _, raw in self._queue), most_per_message), self._batch_bytes))
+            if (wait := self._pace.wait_time(did, len(batch), self._clock())) > 0:
+                await trio.sleep(wait)
+                continue  # more records may have come and fit
+            self._pace.try_take(did, self._clock(), len(batch))
+            for _ in batch:
+                _, raw = self._queue.popleft()
+                self._queued_bytes -= item_size(raw)
+            (message,) = pack(batch, self._batch_bytes)
+            await self._host.publish(self.topic, message)
+            self._counts["published_messages"] += 1
+            self._counts["published_records"] += len(batch)
+
+    async def _wait_for_queue(self) -> None:
+        await self._queue_changed.wait()
+        self._queue_changed = trio.Event()

@@ -1,0 +1,31 @@
+"""Assembles the local API: routes, the error shape, the token on writes and the bound on request bodies.
+
+Every handler is `async def`, so FastAPI runs it on the node's trio thread: the replica's SQLite connections
+belong to that thread, and a synchronous handler would be sent to a worker thread.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from . import log, records, status
+from .errors import install_error_handlers
+from .guard import WriteGuard
+from .view import NodeView
+
+_DESCRIPTION = """\
+The local API of a vouchnet node. Reads are open to whoever can reach the address (127.0.0.1 by default);
+writes (POST) need `Authorization: Bearer <token>` with the token in the node's `api.token` file.
+Every error is a 4xx or 5xx with the JSON body `{"error": <code>, "detail": <reason naming the field>}`.
+"""
+
+
+def create_app(node: NodeView) -> FastAPI:
+    """The API of `node`, ready to be served (the daemon serves it with hypercorn's trio worker)."""
+    app = FastAPI(title="vouchnet node", version="1", description=_DESCRIPTION, docs_url=None, redoc_url=None)
+    app.state.node = node
+    install_error_handlers(app)
+    app.add_middleware(WriteGuard, node=node)
+    for module in (status, records, log):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,114 @@
+"""The API's one error shape, `{"error": <code>, "detail": <reason naming the field>}`, and the handlers that
+give it to every failure: our own, FastAPI's validation errors, routing errors, invalid records, pruned entries.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+
+from ledger import EntryPruned
+from vouching import InvalidRecord
+
+log = logging.getLogger(__name__)
+
+# FastAPI's own refusals: routing (404, 405) and a body it could not parse (400).
+_HTTP_ERRORS = {
+    400: ("bad_request", "body: cannot be read as UTF-8 JSON"),
+    404: ("not_found", "no such endpoint; GET /openapi.json lists them"),
+    405: ("method_not_allowed", "this endpoint does not take that method; GET /openapi.json lists them"),
+}
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response."""
+
+    error: str
+    detail: str
+
+
+_MEANINGS = {
+    400: "Out of range: an index or size beyond the log",
+    401: "A write without this node's bearer token",
+    404: "Not found",
+    409: "The record cannot be revoked here",
+    413: "The request body is too large",
+    422: "A malformed request, or a record the rules reject",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """For a route's OpenAPI entry: the refusals it may give, each with the one error shape."""
+    return {status: {"model": ErrorBody, "description": _MEANINGS[status]} for status in (*statuses, 422)}
+
+
+class ApiError(HTTPException):
+    """A request the node refuses: HTTP status, a short machine-readable code and a reason naming the field.
+
+    An HTTPException, so that FastAPI passes it on unchanged even when raised while it reads the body.
+    """
+
+    def __init__(self, status: int, code: str, detail: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(status, detail, dict(headers or {}))
+        self.code = code
+
+    def response(self) -> JSONResponse:
+        return error_response(self.status_code, self.code, self.detail, self.headers)
+
+
+def error_response(status: int, code: str, detail: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every exception the app can meet to the one error shape."""
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(InvalidRecord, _invalid_record)
+    app.add_exception_handler(EntryPruned, _pruned)
+    app.add_exception_handler(Exception, _internal_error)
+
+
+async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+    return exc.response()
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    return error_response(422, "invalid_request", _describe(exc.errors()[0]))
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    """One pydantic error as "where: what", e.g. "query.limit: Input should be less than or equal to 500"."""
+    loc = tuple(error.get("loc", ()))
+    if error.get("type") == "json_invalid" or loc == ("body",):
+        # FastAPI hands a body that is not JSON on to the model as bytes; say what the body must be instead.
+        return "body: must be a JSON object, sent with Content-Type: application/json"
+    where = ".".join(str(part) for part in loc) or "request"
+    message = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
+    return f"{where}: {message}"
+
+
+async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    code, detail = _HTTP_ERRORS.get(exc.status_code, (f"http_{exc.status_code}", None))
+    return error_response(exc.status_code, code, detail or str(exc.detail), exc.headers)
+
+
+async def _invalid_record(request: Request, exc: InvalidRecord) -> JSONResponse:
+    return error_response(422, "invalid_record", str(exc))
+
+
+async def _pruned(request: Request, exc: EntryPruned) -> JSONResponse:
+    return error_response(410, "pruned", f"the bytes of this entry were pruned; its hash remains in the log ({exc})")
+
+
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal", "the node failed to answer this request; its log says why")

@@ -1,0 +1,85 @@
+"""What stands before the API's handlers: the bearer token that writes need, and the bound on request bodies.
+
+Both are checked in ASGI middleware, before FastAPI reads or parses a body: a caller without the token learns
+nothing about its request but that the token is missing.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi.security import HTTPBearer
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .errors import ApiError
+from .view import NodeView
+
+MAX_BODY_BYTES = 64 * 1024  # a record is at most 64 KiB, and every request body is far smaller than its record
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+# Declares the scheme in the OpenAPI document (as a route dependency it only reads the header; WriteGuard enforces).
+bearer_scheme = HTTPBearer(auto_error=False, description="The token in the node's `api.token` file.")
+
+
+class WriteGuard:
+    """ASGI middleware: every request but a read needs `Authorization: Bearer <token>` (else 401), and a body
+    over `max_bytes` fails with 413 before the app has read more than that."""
+
+    def __init__(self, app: ASGIApp, node: NodeView, max_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.node = node
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] not in _READ_METHODS and (refusal := self._check_token(scope)) is not None:
+            await refusal.response()(scope, receive, send)
+            return
+        if (_content_length(scope) or 0) > self.max_bytes:
+            await self._too_large().response()(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # Raised inside FastAPI, which passes an HTTPException on to the app's error handlers.
+                    raise self._too_large()
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    def _check_token(self, scope: Scope) -> ApiError | None:
+        scheme, _, token = _header(scope, b"authorization").partition(b" ")
+        if scheme.lower() != b"bearer" or not token:
+            return _unauthorized("Authorization: a bearer token is required (the contents of the node's api.token)", "")
+        # Constant time, so the comparison does not leak how much of a guessed token is right.
+        if not hmac.compare_digest(token.strip(), self.node.token.encode()):
+            return _unauthorized("Authorization: the bearer token is not this node's", ', error="invalid_token"')
+        return None
+
+    def _too_large(self) -> ApiError:
+        return ApiError(413, "too_large", f"body: must be at most {self.max_bytes} bytes")
+
+
+def _unauthorized(detail: str, challenge_extra: str) -> ApiError:
+    return ApiError(401, "unauthorized", detail, {"WWW-Authenticate": f'Bearer realm="vouchnet"{challenge_extra}'})
+
+
+def _header(scope: Scope, name: bytes) -> bytes:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return b""
+
+
+def _content_length(scope: Scope) -> int | None:
+    value = _header(scope, b"content-length")
+    if not value.isdigit():
+        return None
+    return int(value) if len(value) <= 18 else 10**18  # no int() of a hostile number of digits

@@ -1,0 +1,144 @@
+"""Records through the API: vouch and revoke as this org, list what the node holds, fetch one record."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Response, Security
+from pydantic import BaseModel, ConfigDict, Field
+
+from node.records_json import record_json
+from vouching import Record, load_record, revoke_body, vouch_body
+from vouching.bodies import KINDS
+
+from .errors import ApiError, error_responses
+from .guard import bearer_scheme
+from .view import NodeDep, NodeView
+
+DEFAULT_PAGE = 100
+MAX_PAGE = 500
+MAX_CURSOR = 2**53 - 1  # ledger indexes stay within what JSON carries exactly (and SQLite's INTEGER)
+_MAX_FILTER = 512  # longer than any did or record id
+_RECORD_ID = re.compile(r"[0-9a-fA-F]{64}")
+
+router = APIRouter(prefix="/v1", tags=["records"])
+
+
+class VouchRequest(BaseModel):
+    """A vouch this org signs; the node checks it by the record rules and names the field that breaks one."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    subject: str = Field(description="did:key of the agent vouched for (an org's, with basis org-peer)")
+    weight: float = Field(description="How strongly, in (0, 1]")
+    basis: str = Field(description="operator, audit, developer, interaction, or org-peer (an org-to-org edge)")
+    scope: list[str] | None = Field(None, description="What the vouch covers (1 to 64 entries); omit for all")
+    expires: int | None = Field(None, description="When the vouch lapses, in ms since the Unix epoch")
+
+
+class RevocationRequest(BaseModel):
+    """Withdraws one of this org's vouches."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    record: str = Field(description="The vouch's record id, 64 hex digits")
+    reason: str = Field(description="Why, 1 to 256 printable characters")
+
+
+def record_view(index: int, record: Record) -> dict[str, Any]:
+    """A record as the API shows it: its JSON form and its index in the node's records ledger."""
+    return {"index": index, **record_json(record)}
+
+
+def parse_record_id(value: str, where: str) -> bytes:
+    if not _RECORD_ID.fullmatch(value):
+        raise ApiError(422, "invalid_request", f"{where}: must be a record id, 64 hex digits")
+    return bytes.fromhex(value)
+
+
+def _created(node: NodeView, record: Record, response: Response) -> dict[str, Any]:
+    index = node.replica.store.index_of(record.id)
+    if index is None:
+        raise AssertionError(f"record {record.id.hex()} was issued but is not in the store")
+    response.headers["Location"] = f"/v1/records/{record.id.hex()}"
+    return record_view(index, record)
+
+
+@router.post("/vouches", status_code=201, dependencies=[Security(bearer_scheme)], responses=error_responses(401, 413))
+async def create_vouch(request: VouchRequest, node: NodeDep, response: Response) -> dict[str, Any]:
+    """Sign and publish a vouch as this org; 201 with the record, 422 naming the field a bad vouch breaks."""
+    body = vouch_body(request.subject, request.weight, request.basis, scope=request.scope, expires=request.expires)
+    return _created(node, node.replica.issue("vouch", body), response)
+
+
+@router.post(
+    "/revocations",
+    status_code=201,
+    dependencies=[Security(bearer_scheme)],
+    responses=error_responses(401, 404, 409, 413),
+)
+async def create_revocation(request: RevocationRequest, node: NodeDep, response: Response) -> dict[str, Any]:
+    """Revoke one of this org's vouches; 404 if the node has no such record, 409 if it cannot be revoked here."""
+    vouch_id = parse_record_id(request.record, "body.record")
+    store = node.replica.store
+    found = store.kind_and_issuer(vouch_id)
+    if found is None:
+        raise ApiError(404, "not_found", "body.record: the node holds no record with this id")
+    kind, issuer = found
+    if issuer != node.did:
+        raise ApiError(409, "conflict", f"body.record: issued by {issuer}; only an org's own vouches can be revoked")
+    if kind != "vouch":
+        raise ApiError(409, "conflict", f"body.record: a {kind} record; only vouches can be revoked")
+    if store.revoked(vouch_id):
+        raise ApiError(409, "conflict", "body.record: this vouch is already revoked")
+    return _created(node, node.replica.issue("revoke", revoke_body(vouch_id, request.reason)), response)
+
+
+@router.get("/records", responses=error_responses())
+async def list_records(
+    node: NodeDep,
+    issuer: Annotated[str | None, Query(max_length=_MAX_FILTER, description="Only this org's records")] = None,
+    kind: Annotated[str | None, Query(max_length=_MAX_FILTER, description=f"One of {', '.join(KINDS)}")] = None,
+    subject: Annotated[
+        str | None,
+        Query(max_length=_MAX_FILTER, description="The did a record is about; for a revoke, the vouch's id"),
+    ] = None,
+    after: Annotated[int | None, Query(ge=0, le=MAX_CURSOR, description="The `next` of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
+) -> dict[str, Any]:
+    """Records matching every filter, oldest first by ledger index; `next` is the cursor of the following page,
+    null on the last."""
+    if kind is not None and kind not in KINDS:
+        raise ApiError(422, "invalid_request", f"query.kind: must be one of {', '.join(KINDS)}")
+    rows = node.replica.store.query(
+        issuer=issuer, kind=kind, subject=subject, after=-1 if after is None else after, limit=limit + 1
+    )
+    page = rows[:limit]
+    return {
+        "records": [record_view(index, load_record(raw)) for index, raw in page],
+        "next": page[-1][0] if len(rows) > limit else None,
+    }
+
+
+@router.get(
+    "/records/{record_id}",
+    response_model=None,
+    responses={
+        200: {"content": {"application/cose": {}}, "description": "The COSE_Sign1 bytes, or JSON"},
+        **error_responses(404),
+    },
+)
+async def get_record(
+    record_id: str, node: NodeDep, format: Annotated[Literal["cose", "json"], Query()] = "cose"
+) -> Response | dict[str, Any]:
+    """One record: its exact COSE_Sign1 bytes (application/cose), or `?format=json` for its JSON form."""
+    rid = parse_record_id(record_id, "path.record_id")
+    store = node.replica.store
+    index = store.index_of(rid)
+    if index is None:
+        raise ApiError(404, "not_found", "path.record_id: the node holds no record with this id")
+    raw = store.ledger.entry(index)
+    if format == "json":
+        return record_view(index, load_record(raw))
+    return Response(raw, media_type="application/cose")

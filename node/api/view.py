@@ -1,0 +1,46 @@
+"""What the local API needs from the running node (the daemon implements it; tests use a fake)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Protocol
+
+from fastapi import Depends, Request
+
+from gossip.replica import Replica
+
+
+class NodeView(Protocol):
+    """The running node as the API sees it. Every call is made from the node's trio thread."""
+
+    @property
+    def did(self) -> str:
+        """The org's did:key (also its libp2p PeerID's key)."""
+
+    @property
+    def network(self) -> str:
+        """The vouchnet network this node joined."""
+
+    @property
+    def token(self) -> str:
+        """The bearer token that writes must present (the contents of `api.token`)."""
+
+    @property
+    def replica(self) -> Replica:
+        """The node's records: `.store`, `.issue(kind, body)`, `.horizon`, `.flagged`, `.held_count`."""
+
+    def info(self) -> dict[str, Any]:
+        """JSON-ready facts about the node for `GET /v1/node`: peer id, listen addresses, ..."""
+
+    def peers(self) -> list[dict[str, Any]]:
+        """JSON-ready connected peers for `GET /v1/peers`: peer id, did, addresses, ..."""
+
+    def checkpoint(self) -> bytes | None:
+        """The latest signed checkpoint note of the records ledger with its cosignature lines; None before the first."""
+
+
+async def node_view(request: Request) -> NodeView:
+    """FastAPI dependency: the node this app serves (async, so it runs on the node's thread, not a worker)."""
+    return request.app.state.node
+
+
+NodeDep = Annotated[NodeView, Depends(node_view)]

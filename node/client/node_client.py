@@ -1,0 +1,189 @@
+"""A small synchronous client of the node's local API (node/api): one method per endpoint, errors as exceptions
+that carry the node's reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+DEFAULT_TIMEOUT = 10.0
+
+
+class ClientError(Exception):
+    """A call to the node did not succeed."""
+
+
+class NodeUnreachable(ClientError):
+    """Nothing answered at the node's address, or it did not answer in time."""
+
+
+class NodeApiError(ClientError):
+    """The node refused the call: HTTP status, its error code and its reason (which names the field)."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(f"{detail} ({status} {code})")
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
+def _record_id_hex(record_id: str | bytes) -> str:
+    return record_id.hex() if isinstance(record_id, bytes) else record_id
+
+
+def _decode_all(values: list[str]) -> list[bytes]:
+    return [base64.b64decode(v) for v in values]
+
+
+class NodeClient:
+    """The local API of one node at `base_url` (e.g. "http://127.0.0.1:8700"); `token` is needed for writes."""
+
+    def __init__(self, base_url: str, token: str | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        if "://" not in base_url:
+            base_url = f"http://{base_url}"
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self._token = token
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> NodeClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- the node ---------------------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        return self._get_json("/healthz")
+
+    def node(self) -> dict[str, Any]:
+        """The org's did and network, the node's peer id and addresses, and counts of what it holds."""
+        return self._get_json("/v1/node")
+
+    def peers(self) -> list[dict[str, Any]]:
+        return self._get_json("/v1/peers")["peers"]
+
+    # --- records ----------------------------------------------------------------------------------------
+
+    def vouch(
+        self, subject: str, weight: float, basis: str, *, scope: list[str] | None = None, expires: int | None = None
+    ) -> dict[str, Any]:
+        """Vouch for `subject` as this org (expires: ms since the epoch); the new record in its JSON form."""
+        body: dict[str, Any] = {"subject": subject, "weight": weight, "basis": basis}
+        if scope is not None:
+            body["scope"] = scope
+        if expires is not None:
+            body["expires"] = expires
+        return self._json(self._post("/v1/vouches", body))
+
+    def revoke(self, record_id: str | bytes, reason: str) -> dict[str, Any]:
+        """Revoke one of this org's vouches; the revoke record in its JSON form."""
+        return self._json(self._post("/v1/revocations", {"record": _record_id_hex(record_id), "reason": reason}))
+
+    def records(
+        self,
+        *,
+        issuer: str | None = None,
+        kind: str | None = None,
+        subject: str | None = None,
+        after: int | None = None,
+        limit: int | None = None,
+    ) -> dict[str, Any]:
+        """One page: `{"records": [...], "next": cursor or None}`; pass `next` as `after` for the page after."""
+        params = {"issuer": issuer, "kind": kind, "subject": subject, "after": after, "limit": limit}
+        return self._get_json("/v1/records", params)
+
+    def iter_records(
+        self, *, issuer: str | None = None, kind: str | None = None, subject: str | None = None, page: int | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Every matching record, oldest first, fetched a page at a time."""
+        after = None
+        while True:
+            answer = self.records(issuer=issuer, kind=kind, subject=subject, after=after, limit=page)
+            yield from answer["records"]
+            if (after := answer["next"]) is None:
+                return
+
+    def record(self, record_id: str | bytes) -> bytes:
+        """A record's exact COSE_Sign1 bytes, checked against the id they were asked by."""
+        wanted = _record_id_hex(record_id)
+        raw = self._get(f"/v1/records/{wanted}").content
+        if hashlib.sha256(raw).hexdigest() != wanted.lower():
+            raise NodeApiError(200, "wrong_record", f"the node answered {wanted} with bytes of another id")
+        return raw
+
+    def record_json(self, record_id: str | bytes) -> dict[str, Any]:
+        return self._get_json(f"/v1/records/{_record_id_hex(record_id)}", {"format": "json"})
+
+    # --- the log ----------------------------------------------------------------------------------------
+
+    def checkpoint(self) -> bytes | None:
+        """The latest signed checkpoint note with its cosignatures; None before the node has signed one."""
+        try:
+            return self._get("/v1/log/checkpoint").content
+        except NodeApiError as e:
+            if e.code == "no_checkpoint":
+                return None
+            raise
+
+    def log_entries(self, start: int, end: int | None = None) -> list[bytes]:
+        """Entries from `start` towards `end` (default: the log's end); a page may stop short, so ask again."""
+        return _decode_all(self._get_json("/v1/log/entries", {"start": start, "end": end})["entries"])
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+        """RFC 9162 audit path of entry `index` in the tree of `size` (default: the current size)."""
+        return _decode_all(self._get_json("/v1/log/proof/inclusion", {"index": index, "size": size})["proof"])
+
+    def consistency_proof(self, old: int, new: int | None = None) -> list[bytes]:
+        """RFC 9162 proof that the tree of `old` entries is a prefix of the tree of `new` (default: current)."""
+        return _decode_all(self._get_json("/v1/log/proof/consistency", {"old": old, "new": new})["proof"])
+
+    def openapi(self) -> dict[str, Any]:
+        return self._get_json("/openapi.json")
+
+    # --- transport --------------------------------------------------------------------------------------
+
+    def _get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        return self._json(self._get(path, params))
+
+    def _json(self, response: httpx.Response) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            detail = f"the answer is not JSON: is {self.base_url} a vouchnet node?"
+            raise NodeApiError(response.status_code, "not_json", detail) from None
+
+    def _get(self, path: str, params: dict[str, Any] | None = None) -> httpx.Response:
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        return self._send(self._http.build_request("GET", path, params=query))
+
+    def _post(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self._token}"} if self._token is not None else {}
+        return self._send(self._http.build_request("POST", path, json=body, headers=headers))
+
+    def _send(self, request: httpx.Request) -> httpx.Response:
+        try:
+            response = self._http.send(request)
+        except httpx.ConnectError:
+            raise NodeUnreachable(f"cannot reach the node at {self.base_url}: is `vouchnet run` running?") from None
+        except httpx.TimeoutException:
+            raise NodeUnreachable(f"the node at {self.base_url} did not answer within {self.timeout} s") from None
+        except httpx.TransportError as e:
+            raise NodeUnreachable(f"cannot talk to the node at {self.base_url}: {e}") from None
+        if response.is_success:
+            return response
+        try:
+            error = response.json()
+            code, detail = error["error"], error["detail"]
+        except (ValueError, KeyError, TypeError):
+            code, detail = "http_error", f"{response.reason_phrase}: {response.text[:200]}"
+        raise NodeApiError(response.status_code, code, detail)

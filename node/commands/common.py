@@ -1,0 +1,134 @@
+"""What every node command shares: how it is declared (help that teaches by example), how it finds the node
+(`--dir` or `--api` with `--token-file`), how it fails (exit 2 for usage, 1 for the node), and JSON output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from node.client import NodeClient
+from node.config import DIR_ENV, ConfigError, default_data_dir, load_config
+from node.keys import KeyFileError, load_token
+from vouching import InvalidDid, public_key_from_did
+
+_WIDTH = 100  # of a command's description in its --help
+
+Subparsers = argparse._SubParsersAction  # what `add_subparsers` returns; argparse names it privately
+
+
+class UsageError(Exception):
+    """The command cannot run as invoked: a bad argument, or no usable data directory or token (exit 2)."""
+
+
+class CommandFailed(Exception):
+    """The node answered and the answer fails the command, e.g. a log that does not verify (exit 1)."""
+
+
+def add_local_command(
+    subparsers: Subparsers,
+    name: str,
+    *,
+    summary: str,
+    description: str,
+    examples: list[str],
+    run: Callable[[argparse.Namespace], int],
+) -> argparse.ArgumentParser:
+    """A subcommand whose --help says what it does and shows examples; `run(args)` returns the exit code."""
+    parser = subparsers.add_parser(
+        name,
+        help=summary,
+        description=textwrap.fill(description, _WIDTH),
+        epilog="examples:\n" + "\n".join(f"  {example}" for example in examples),
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps the examples' lines as written
+    )
+    parser.set_defaults(func=run)
+    return parser
+
+
+def add_command(
+    subparsers: Subparsers,
+    name: str,
+    *,
+    summary: str,
+    description: str,
+    examples: list[str],
+    run: Callable[[argparse.Namespace], int],
+) -> argparse.ArgumentParser:
+    """A subcommand that talks to a running node (`--dir`, or `--api` with `--token-file`)."""
+    parser = add_local_command(subparsers, name, summary=summary, description=description, examples=examples, run=run)
+    _add_connection_options(parser)
+    return parser
+
+
+def _add_connection_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("finding the node")
+    where = group.add_mutually_exclusive_group()
+    where.add_argument(
+        "--dir",
+        type=Path,
+        help=f"the node's data directory: its config.toml gives the API address, api.token the token "
+        f"(default: ${DIR_ENV}, else ~/.vouchnet)",
+    )
+    where.add_argument("--api", metavar="URL", help="the node's API address, e.g. http://127.0.0.1:8700")
+    group.add_argument("--token-file", type=Path, metavar="FILE", help="the API token, for commands that write")
+
+
+def did_argument(text: str) -> str:
+    """argparse type: an Ed25519 did:key."""
+    try:
+        public_key_from_did(text)
+    except InvalidDid as e:
+        raise argparse.ArgumentTypeError(f"not an Ed25519 did:key: {e}") from None
+    return text
+
+
+def open_client(args: argparse.Namespace, *, write: bool = False) -> NodeClient:
+    """A client of the node `args` point at; with `write`, carrying its token. Raises UsageError."""
+    token_file = args.token_file
+    if args.api is not None:
+        url = args.api
+    else:
+        data_dir = args.dir or default_data_dir()
+        try:
+            config = load_config(data_dir)
+        except ConfigError as e:
+            raise UsageError(str(e)) from None
+        url = f"http://{_connectable(config.api_host)}:{config.api_port}"
+        token_file = token_file or config.token_path
+    token = None
+    if write:
+        if token_file is None:
+            raise UsageError("this command writes, so it needs the node's token: add --token-file FILE")
+        try:
+            token = load_token(token_file)
+        except KeyFileError as e:
+            raise UsageError(str(e)) from None
+    return NodeClient(url, token)
+
+
+def data_dir_of(args: argparse.Namespace) -> Path | None:
+    """The data directory the command uses, or None when it was pointed at an API address instead."""
+    return None if args.api is not None else args.dir or default_data_dir()
+
+
+def _connectable(host: str) -> str:
+    """The API host as a URL host: a wildcard bind is reached on loopback, IPv6 goes in brackets."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if address.is_unspecified:
+        address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
+    return f"[{address}]" if address.version == 6 else str(address)
+
+
+def print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, indent=2)
+    print()

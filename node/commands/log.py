@@ -1,0 +1,115 @@
+"""`vouchnet log checkpoint` and `vouchnet log verify`: the node's records ledger as a transparency log."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import sys
+from pathlib import Path
+
+
+from .common import (
+    CommandFailed,
+    Subparsers,
+    add_command,
+    data_dir_of,
+    did_argument,
+    open_client,
+    print_json,
+)
+from .log_verify import Verified, verify_log
+
+CACHE_FILE = "verified.checkpoint"  # in the data directory: the checkpoint the last `log verify` accepted
+
+
+def register(subparsers: Subparsers) -> None:
+    log = subparsers.add_parser(
+        "log",
+        help="the node's records ledger as a transparency log: its checkpoint, and a full re-check",
+        description="The node's records ledger is a Merkle log: every record it accepted, in order, under a "
+        "checkpoint (a C2SP signed note) that its peers cosign.",
+        epilog="examples:\n  vouchnet log checkpoint\n  vouchnet log verify --dir /srv/vouchnet",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = log.add_subparsers(dest="log_command", metavar="COMMAND", required=True)
+    add_command(
+        commands,
+        "checkpoint",
+        summary="print the latest signed checkpoint with its cosignatures",
+        description="Print the node's latest checkpoint of its records ledger, a C2SP signed note: origin, size "
+        "and root hash, then the org's signature and its witnesses' cosignatures.",
+        examples=["vouchnet log checkpoint", "vouchnet log checkpoint --api http://127.0.0.1:8700 > checkpoint.txt"],
+        run=_checkpoint,
+    )
+    verify = add_command(
+        commands,
+        "verify",
+        summary="fetch the whole ledger and re-check it against the signed checkpoint",
+        description="Fetch every entry of the node's records ledger (progress on stderr) and check that each is a "
+        "validly signed record that follows its issuer's chain, that the entries hash to the root of the node's "
+        "latest checkpoint, that the org's key signed that checkpoint, that its cosignatures verify, and that it "
+        f"is consistent with the checkpoint the previous run accepted (kept in {CACHE_FILE} in the data "
+        "directory, or --cache FILE). Exits 1 naming the first check that fails.",
+        examples=["vouchnet log verify", "vouchnet log verify --api http://127.0.0.1:8700 --cache ./node-a.checkpoint"],
+        run=_verify,
+    )
+    verify.add_argument("--did", type=did_argument, help="the org did whose key must sign the checkpoint (default: the "
+                        "did the node reports; pin it to check a node that might lie about its identity)")
+    verify.add_argument("--cache", type=Path, metavar="FILE", help="where the last accepted checkpoint is kept "
+                        f"(default: {CACHE_FILE} in the data directory; none with --api)")
+    verify.add_argument("--json", action="store_true", help="print what was verified as JSON")
+
+
+def _checkpoint(args: argparse.Namespace) -> int:
+    with open_client(args) as client:
+        note = client.checkpoint()
+    if note is None:
+        raise CommandFailed("the node has not signed a checkpoint of its ledger yet")
+    sys.stdout.write(note.decode())
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    data_dir = data_dir_of(args)
+    cache = args.cache or (data_dir / CACHE_FILE if data_dir is not None else None)
+    with open_client(args) as client:
+        verified = verify_log(client, did=args.did, cache=cache, progress=_Progress())
+    if args.json:
+        print_json({
+            "did": verified.did,
+            "size": verified.size,
+            "root": base64.b64encode(verified.root).decode(),
+            "cosigners": list(verified.cosigners),
+            "consistent_from": verified.consistent_from,
+        })
+    else:
+        _report(verified, cache)
+    return 0
+
+
+def _report(verified: Verified, cache: Path | None) -> None:
+    print(f"ok: {verified.size} records verify and hash to the root of the checkpoint signed by {verified.did}")
+    print(f"cosigned by {len(verified.cosigners)} witness{'' if len(verified.cosigners) == 1 else 'es'}"
+          + "".join(f"\n  {did}" for did in verified.cosigners))
+    if verified.consistent_from is not None:
+        print(f"consistent with the checkpoint of size {verified.consistent_from} verified before")
+    elif cache is not None:
+        print(f"no checkpoint was verified before; {cache} now holds this one")
+    else:
+        print("no earlier checkpoint to check consistency with (give --cache FILE to keep one)")
+
+
+class _Progress:
+    """Entries checked so far, on stderr: rewritten in place on a terminal, every tenth of the way otherwise."""
+
+    def __init__(self) -> None:
+        self._shown = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        if sys.stderr.isatty():
+            print(f"\rchecked {done}/{total} entries", end="\n" if done == total else "", file=sys.stderr, flush=True)
+            return
+        tenth = done * 10 // total
+        if tenth > self._shown:
+            self._shown = tenth
+            print(f"checked {done}/{total} entries", file=sys.stderr, flush=True)

@@ -1,0 +1,172 @@
+"""The checks of `vouchnet log verify` (DESIGN §4): fetch the node's whole records ledger and re-check it against
+the node's signed checkpoint, and that checkpoint against the one verified before (RFC 9162, C2SP checkpoints).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from gossip.validation import check_record
+from ledger import (
+    EMPTY_ROOT,
+    Checkpoint,
+    CosignatureVerifier,
+    Ed25519Verifier,
+    NoteError,
+    ProofError,
+    Signature,
+    cosigner_name,
+    leaf_hash,
+    log_origin,
+    node_hash,
+    open_checkpoint,
+    verify_consistency,
+)
+from ledger.names import PREFIX
+from node.client import NodeClient
+from vouching import InvalidDid, InvalidRecord, Record, check_follows, public_key_from_did
+
+from .common import CommandFailed
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Verified:
+    """What `verify_log` established."""
+
+    did: str
+    size: int
+    root: bytes
+    cosigners: tuple[str, ...]  # dids of the witnesses whose cosignatures verified
+    consistent_from: int | None  # the size of the checkpoint verified before, if one was cached
+
+
+def verify_log(
+    client: NodeClient, *, did: str | None = None, cache: Path | None = None, progress: Progress | None = None
+) -> Verified:
+    """Check the node's latest checkpoint (signed by `did`, default the did the node reports), every entry below its
+    size (a valid record, following its issuer's chain), that the entries hash to its root, and that it extends the
+    checkpoint cached at `cache`, which it then replaces. Raises CommandFailed naming the first thing that fails."""
+    info = client.node()
+    did = did or info["did"]
+    try:
+        origin = log_origin(info["network"], did, "records")
+        signer = Ed25519Verifier(origin, public_key_from_did(did))
+    except (NoteError, InvalidDid) as e:
+        raise CommandFailed(f"the node's network and did do not name a log: {e}") from None
+    note = client.checkpoint()
+    if note is None:
+        raise CommandFailed("the node has not signed a checkpoint of its ledger yet: nothing to verify against")
+    checkpoint, cosigners = _open(note, signer, "the node's checkpoint")
+    previous = _cached(cache, signer)
+    if previous is not None and previous.size > checkpoint.size:
+        raise CommandFailed(f"the log shrank: {cache} holds a checkpoint of size {previous.size}; now {checkpoint.size}")
+
+    root = _check_entries(client, checkpoint.size, progress or (lambda done, total: None))
+    if root != checkpoint.root:
+        raise CommandFailed(f"the {checkpoint.size} entries do not hash to the checkpoint's root")
+    if previous is not None:
+        proof = client.consistency_proof(previous.size, checkpoint.size)
+        try:
+            verify_consistency(previous.size, checkpoint.size, previous.root, checkpoint.root, proof)
+        except ProofError as e:
+            raise CommandFailed(f"not consistent with the checkpoint of size {previous.size} in {cache}: {e}") from None
+    if cache is not None:
+        _replace(cache, note)
+    return Verified(did, checkpoint.size, checkpoint.root, cosigners, None if previous is None else previous.size)
+
+
+def _open(note: bytes, signer: Ed25519Verifier, what: str) -> tuple[Checkpoint, tuple[str, ...]]:
+    """The checkpoint in `note`, which `signer` must have signed, and the dids whose cosignatures verify."""
+    cosigners = _cosigner_verifiers(note)
+    try:
+        checkpoint, signatures = open_checkpoint(note, [signer, *cosigners.values()])
+    except NoteError as e:
+        raise CommandFailed(f"{what}: {e}") from None
+    if checkpoint.origin != signer.name:
+        raise CommandFailed(f"{what}: a checkpoint of {checkpoint.origin}, not of {signer.name}")
+    names = {(s.name, s.key_id) for s in signatures}
+    if (signer.name, signer.key_id) not in names:
+        raise CommandFailed(f"{what}: not signed by the org's key ({signer.name})")
+    return checkpoint, tuple(did for did, v in cosigners.items() if (v.name, v.key_id) in names)
+
+
+def _cosigner_verifiers(note: bytes) -> dict[str, CosignatureVerifier]:
+    """A verifier for each signature line named like a vouchnet witness (`vouchnet/<did:key>`), by did: the did
+    is the key, so every such cosignature can be checked. Malformed lines are left for open_checkpoint to refuse."""
+    verifiers = {}
+    for line in note.rpartition(b"\n\n")[2].decode(errors="replace").splitlines():
+        try:
+            name = Signature.from_line(line).name
+            did = name.removeprefix(f"{PREFIX}/")
+            if cosigner_name(did) == name:
+                verifiers[did] = CosignatureVerifier(name, public_key_from_did(did))
+        except (NoteError, InvalidDid):
+            continue
+    return verifiers
+
+
+def _cached(cache: Path | None, signer: Ed25519Verifier) -> Checkpoint | None:
+    if cache is None:
+        return None
+    try:
+        note = cache.read_bytes()
+    except FileNotFoundError:
+        return None
+    checkpoint, _ = _open(note, signer, f"{cache} (remove it if the node's key or network changed)")
+    return checkpoint
+
+
+def _check_entries(client: NodeClient, size: int, progress: Progress) -> bytes:
+    """Fetch entries [0, size) page by page, check each, and return their RFC 9162 root."""
+    frontier = _Frontier()
+    heads: dict[str, Record] = {}
+    index = 0
+    while index < size:
+        page = client.log_entries(index, size)[: size - index]
+        if not page:
+            raise CommandFailed(f"entry {index}: the node returned no entries from here")
+        for raw in page:
+            try:
+                record = check_record(raw)
+                check_follows(record, heads.get(record.iss))
+            except InvalidRecord as e:
+                raise CommandFailed(f"entry {index}: {e}") from None
+            heads[record.iss] = record
+            frontier.add(raw)
+            index += 1
+        progress(index, size)
+    return frontier.root()
+
+
+class _Frontier:
+    """RFC 9162 §2.1.1 MTH computed entry by entry in O(log n) memory: the roots of the perfect subtrees so far."""
+
+    def __init__(self) -> None:
+        self._subtrees: list[tuple[int, bytes]] = []  # (height, hash), tallest first
+
+    def add(self, entry: bytes) -> None:
+        height, digest = 0, leaf_hash(entry)
+        while self._subtrees and self._subtrees[-1][0] == height:
+            _, left = self._subtrees.pop()
+            height, digest = height + 1, node_hash(left, digest)
+        self._subtrees.append((height, digest))
+
+    def root(self) -> bytes:
+        if not self._subtrees:
+            return EMPTY_ROOT
+        digest = self._subtrees[-1][1]
+        for _, left in reversed(self._subtrees[:-1]):  # MTH splits at the largest power of two: fold from the right
+            digest = node_hash(left, digest)
+        return digest
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Write `path` so that a crash leaves the old contents or the new, never a mix."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)

@@ -1,0 +1,65 @@
+"""`vouchnet status` and `vouchnet peers`: what the running node is, holds, and is connected to."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .common import Subparsers, add_command, open_client, print_json
+
+_FIRST = ("did", "network", "peer_id")  # shown first; the rest of the node's answer follows in its own order
+
+
+def register(subparsers: Subparsers) -> None:
+    status = add_command(
+        subparsers,
+        "status",
+        summary="show the running node: its org did, network, addresses and what it holds",
+        description="Ask the running node what it is (org did, network, peer id, listen addresses) and what it "
+        "holds (records, records held for a missing predecessor, orgs in its replication horizon, orgs flagged "
+        "for equivocation).",
+        examples=["vouchnet status", "vouchnet status --dir /srv/vouchnet --json"],
+        run=_status,
+    )
+    status.add_argument("--json", action="store_true", help="print the node's answer as JSON")
+    peers = add_command(
+        subparsers,
+        "peers",
+        summary="list the peers the node is connected to",
+        description="List the libp2p peers the running node is connected to, one a line.",
+        examples=["vouchnet peers", "vouchnet peers --api http://127.0.0.1:8700 --json"],
+        run=_peers,
+    )
+    peers.add_argument("--json", action="store_true", help="print the peers as a JSON list")
+
+
+def _status(args: argparse.Namespace) -> int:
+    with open_client(args) as client:
+        info = client.node()
+    if args.json:
+        print_json(info)
+        return 0
+    keys = [k for k in _FIRST if k in info] + [k for k in info if k not in _FIRST]
+    width = max(map(len, keys), default=0)
+    for key in keys:
+        print(f"{key + ':':<{width + 1}} {_show(info[key])}")
+    return 0
+
+
+def _peers(args: argparse.Namespace) -> int:
+    with open_client(args) as client:
+        peers = client.peers()
+    if args.json:
+        print_json(peers)
+        return 0
+    for peer in peers:
+        print("  ".join(f"{key}={_show(value)}" for key, value in peer.items()))
+    if not peers:
+        print("no peers connected")
+    return 0
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) if value else "-"
+    return str(value)

@@ -1,0 +1,95 @@
+"""`vouchnet vouch` and `vouchnet revoke`: sign a vouch as this org, or withdraw one."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+from datetime import UTC, datetime
+
+from vouching.bodies import BASES
+
+from .common import Subparsers, add_command, did_argument, open_client, print_json
+
+_DURATION = re.compile(r"([1-9][0-9]{0,5})([smhdw])")
+_UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+
+
+def register(subparsers: Subparsers) -> None:
+    vouch = add_command(
+        subparsers,
+        "vouch",
+        summary="vouch for an agent (or, with --basis org-peer, an org) as this org",
+        description="Sign a vouch record as this org and publish it to the network. The weight says how strongly "
+        "(0 < W <= 1); the basis says on what grounds: operator (you run it), audit, developer, interaction, or "
+        "org-peer (an org you trust, which widens what this node replicates).",
+        examples=[
+            "vouchnet vouch did:key:z6Mk... --weight 0.8 --basis operator",
+            "vouchnet vouch did:key:z6Mk... --weight 0.5 --basis audit --scope tool:search --scope tool:fetch "
+            "--expires 30d",
+            "vouchnet vouch did:key:z6Mk... --weight 1 --basis org-peer --expires 2026-12-31",
+        ],
+        run=_vouch,
+    )
+    vouch.add_argument("subject", metavar="DID", type=did_argument, help="the did:key of the agent or org vouched for")
+    vouch.add_argument("--weight", type=float, required=True, metavar="W", help="how strongly, 0 < W <= 1")
+    vouch.add_argument("--basis", choices=BASES, required=True, help="on what grounds")
+    vouch.add_argument(
+        "--scope", action="append", metavar="SCOPE", help="what the vouch covers (repeat for more; default: all)"
+    )
+    vouch.add_argument(
+        "--expires",
+        type=parse_expires,
+        metavar="WHEN",
+        help="when it lapses: a date or time (2026-12-31, 2026-12-31T12:00:00Z; UTC unless a zone is given) "
+        "or a duration from now (90m, 12h, 30d, 2w)",
+    )
+    vouch.add_argument("--json", action="store_true", help="print the new record as JSON")
+
+    revoke = add_command(
+        subparsers,
+        "revoke",
+        summary="revoke one of this org's vouches",
+        description="Sign a revoke record withdrawing one of this org's vouches, named by its record id "
+        "(`vouchnet records --issuer <your did> --kind vouch` lists them).",
+        examples=['vouchnet revoke 3f2a...c9 --reason "agent retired"'],
+        run=_revoke,
+    )
+    revoke.add_argument("record", metavar="RECORD_ID", help="the vouch's record id, 64 hex digits")
+    revoke.add_argument("--reason", required=True, help="why, 1 to 256 printable characters")
+    revoke.add_argument("--json", action="store_true", help="print the revoke record as JSON")
+
+
+def parse_expires(text: str) -> int:
+    """An expiry as ms since the Unix epoch, from an ISO 8601 date or time, or a duration from now."""
+    if duration := _DURATION.fullmatch(text):
+        return int(time.time() * 1000) + int(duration[1]) * _UNIT_MS[duration[2]]
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a date (2026-12-31), a time (2026-12-31T12:00:00Z) or a duration (30d, 12h), got {text!r}"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1000)
+
+
+def _vouch(args: argparse.Namespace) -> int:
+    with open_client(args, write=True) as client:
+        record = client.vouch(args.subject, args.weight, args.basis, scope=args.scope, expires=args.expires)
+    if args.json:
+        print_json(record)
+    else:
+        print(f"vouched for {args.subject}: record {record['id']}")
+    return 0
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    with open_client(args, write=True) as client:
+        record = client.revoke(args.record, args.reason)
+    if args.json:
+        print_json(record)
+    else:
+        print(f"revoked {record['body']['record']}: record {record['id']}")
+    return 0

@@ -1,0 +1,157 @@
+"""The records topic's validator as a pure function over bytes: every rejection reason, and garbage never raises."""
+
+from dataclasses import replace
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import gossip.gate
+from gossip.batch import pack
+from gossip.gate import RecordGate
+from gossip.validation import check_record
+from node.config import Limits
+from vouching import Record
+from vouching.cbor import encode
+
+from ..factories import Org
+
+ALICE = "12D3KooWAlice"
+BOB = "12D3KooWBob"
+ME = "12D3KooWMe"
+
+
+def make_gate(stored: set[bytes] | None = None, cache_records: int = 16384, **limits: float) -> RecordGate:
+    held = stored if stored is not None else set()
+    return RecordGate(replace(Limits(), **limits), own_peer=ME, known=held.__contains__, cache_records=cache_records)
+
+
+def message(records: list[Record]) -> bytes:
+    (data,) = pack([r.raw for r in records], 1 << 20)
+    return data
+
+
+def rejected(gate: RecordGate) -> dict[str, int]:
+    return {reason: count for reason, count in gate.stats().rejected.items() if count}
+
+
+@pytest.fixture(scope="module")
+def chain() -> list[Record]:
+    org = Org()
+    return [org.record() for _ in range(30)]
+
+
+def test_a_batch_of_valid_records_is_accepted_and_delivered_without_a_second_check(chain, monkeypatch):
+    checks = []
+    monkeypatch.setattr(gossip.gate, "check_record", lambda raw: checks.append(raw) or check_record(raw))
+    gate = make_gate()
+    data = message(chain[:10])
+    assert gate.check(ALICE, data, now=0.0)
+    assert gate.records(data) == chain[:10]
+    assert len(checks) == 10
+    stats = gate.stats()
+    assert (stats.accepted, stats.records_verified, stats.records_reverified, rejected(gate)) == (1, 10, 0, {})
+
+
+def test_our_own_publishes_pass_unchecked():
+    gate = make_gate()
+    assert gate.check(ME, b"anything our publisher packed", now=0.0)
+    assert gate.stats().accepted == 0
+
+
+def test_messages_over_the_batch_limit_are_rejected(chain):
+    gate = make_gate(gossip_batch_bytes=1000)
+    assert not gate.check(ALICE, message(chain[:4]), now=0.0)  # four records of ~266 bytes
+    assert not gate.check(ALICE, bytes(70_000), now=0.0)  # beyond any message size
+    assert gate.check(ALICE, message(chain[:3]), now=0.0)
+    assert rejected(gate) == {"oversized": 2}
+
+
+def test_a_peer_over_its_message_rate_is_rejected_until_it_slows_down(chain):
+    gate = make_gate(peer_messages_per_second=1.0)  # a burst of 2
+    verdicts = [gate.check(ALICE, message([r]), now=0.0) for r in chain[:3]]
+    assert verdicts == [True, True, False]
+    assert gate.check(BOB, message(chain[2:3]), now=0.0)
+    assert gate.check(ALICE, message(chain[3:4]), now=1.0)
+    assert rejected(gate) == {"peer_rate": 1}
+
+
+def test_a_peer_over_its_byte_rate_is_rejected(chain):
+    gate = make_gate(peer_bytes_per_second=40_000.0)  # a burst of 80,000 bytes, at least one message
+    big = message(chain[:30])  # 30 records, ~8 KB
+    assert sum(gate.check(ALICE, big, now=0.0) for _ in range(12)) == 80_000 // len(big)
+    assert rejected(gate) == {"peer_rate": 12 - 80_000 // len(big)}
+
+
+@pytest.mark.parametrize("data", [b"", b"\xff", encode({"r": 1}), encode([]), encode([b"r", b"r"]), encode(["r"])])
+def test_a_message_that_is_not_a_batch_is_malformed(data):
+    gate = make_gate()
+    assert not gate.check(ALICE, data, now=0.0)
+    assert rejected(gate) == {"malformed": 1}
+
+
+def test_one_invalid_record_rejects_the_whole_message(chain):
+    gate = make_gate()
+    tampered = bytearray(chain[1].raw)
+    tampered[-1] ^= 1  # the signature's last byte
+    assert not gate.check(ALICE, encode([chain[0].raw, bytes(tampered)]), now=0.0)
+    assert not gate.check(ALICE, encode([chain[0].raw, b"not a record"]), now=0.0)
+    assert rejected(gate) == {"invalid_record": 2}
+    assert gate.check(ALICE, message(chain[:1]), now=0.0)
+    assert gate.stats().records_verified == 1  # records of rejected messages count for nothing
+
+
+def test_an_org_over_its_record_rate_is_rejected_and_other_orgs_are_not(chain):
+    gate = make_gate(org_records_per_second=10.0)  # a burst of 20 records
+    assert not gate.check(ALICE, message(chain[:21]), now=0.0)
+    assert gate.check(ALICE, message(chain[:20]), now=0.0)
+    assert not gate.check(BOB, message(chain[20:21]), now=0.0)
+    other = Org()
+    assert gate.check(BOB, message([other.record()]), now=0.0)
+    assert gate.check(BOB, message(chain[20:21]), now=0.1)
+    assert rejected(gate) == {"org_rate": 2}
+
+
+def test_records_seen_or_stored_already_are_neither_verified_nor_counted_again(chain):
+    stored = {r.id for r in chain[:10]}
+    gate = make_gate(stored, org_records_per_second=5.0)  # a burst of 10
+    assert gate.check(ALICE, message(chain[:10]), now=0.0)  # all stored: costs the org nothing
+    assert gate.check(ALICE, message(chain[10:20]), now=0.0)
+    assert gate.check(BOB, message(chain[5:20]), now=0.0)  # replayed: nothing new
+    assert not gate.check(BOB, message(chain[20:21]), now=0.0)
+    stats = gate.stats()
+    assert (stats.records_verified, stats.records_known) == (10, 10 + 15)
+    assert gate.records(message(chain[5:20])) == chain[10:20]  # the stored ones are not offered again
+
+
+def test_records_the_cache_forgot_are_verified_again_at_delivery(chain):
+    gate = make_gate(cache_records=5)
+    first, second = message(chain[:5]), message(chain[5:10])
+    assert gate.check(ALICE, first, now=0.0) and gate.check(ALICE, second, now=0.0)
+    assert gate.records(first) == chain[:5]
+    assert gate.records(second) == chain[5:10]
+    assert gate.stats().records_reverified == 5
+
+
+@given(st.binary(max_size=2000), st.sampled_from([ALICE, BOB, "", "not a peer id"]))
+def test_garbage_never_raises(data, peer):
+    gate = make_gate()
+    assert gate.check(peer, data, now=0.0) in (True, False)
+
+
+def _mutations(chain: list[Record]) -> st.SearchStrategy[bytes]:
+    def flip(raw: bytes, position: int, bit: int) -> bytes:
+        position %= len(raw)
+        return raw[:position] + bytes([raw[position] ^ (1 << bit)]) + raw[position + 1:]
+
+    record = st.sampled_from([r.raw for r in chain[:5]])
+    return st.one_of(record, st.builds(flip, record, st.integers(0, 10_000), st.integers(0, 7)),
+                     record.map(lambda raw: raw[:-1]), st.binary(max_size=50))
+
+
+@given(st.data())
+def test_batches_of_mutated_records_never_raise_and_pass_only_when_intact(chain, data):
+    items = data.draw(st.lists(_mutations(chain), min_size=1, max_size=6, unique=True))
+    gate = make_gate()
+    intact = all(raw in {r.raw for r in chain} for raw in items)
+    assert gate.check(ALICE, encode(items), now=0.0) == intact

@@ -1,0 +1,109 @@
+"""Staying connected: the dial schedule's backoff, and a manager that finds peers from bootstrap and org records."""
+
+import random
+from contextlib import AsyncExitStack
+
+import pytest
+import trio
+
+from gossip.host import open_host, peer_id_from_public_key
+from gossip.peers import DialSchedule, PeerManager, split_peer_addr
+from gossip.replica import Replica
+from gossip.store import RecordStore
+from vouching import org_body
+
+from ..factories import Org
+
+LOOPBACK = ["/ip4/127.0.0.1/tcp/0"]
+
+
+def test_split_peer_addr():
+    assert split_peer_addr("/ip4/127.0.0.1/tcp/1/p2p/12D3KooWabc") == ("/ip4/127.0.0.1/tcp/1", "12D3KooWabc")
+    with pytest.raises(ValueError, match="must end in /p2p/"):
+        split_peer_addr("/ip4/127.0.0.1/tcp/1")
+
+
+def test_backoff_doubles_with_jitter_up_to_the_cap_and_resets_on_success():
+    schedule = DialSchedule(min_backoff=1, max_backoff=8, rng=random.Random(1))
+    schedule.add("p", ["/ip4/1.2.3.4/tcp/1/p2p/p"])
+    delays = [schedule.failed("p", now=0) for _ in range(6)]
+    caps = [1, 2, 4, 8, 8, 8]
+    assert all(cap / 2 <= d <= cap for d, cap in zip(delays, caps))
+    schedule.succeeded("p")
+    assert schedule.failed("p", now=0) <= 1
+
+
+def test_due_skips_connected_and_waiting_peers_and_respects_the_budget():
+    schedule = DialSchedule(rng=random.Random(1))
+    for p in "abcd":
+        schedule.add(p, [f"/p2p/{p}"])
+    schedule.failed("b", now=0)
+    due = [p for p, _ in schedule.due(now=0, connected={"a"}, budget=1)]
+    assert due == ["c"] or due == ["d"]
+    assert schedule.next_due(connected={"a", "c", "d"}) > 0
+
+
+def test_disconnect_waits_the_minimum_backoff():
+    schedule = DialSchedule(min_backoff=2)
+    schedule.add("p", ["/p2p/p"])
+    schedule.disconnected("p", now=10)
+    assert schedule.due(now=11, connected=(), budget=5) == []
+    assert schedule.due(now=12, connected=(), budget=5) == [("p", ["/p2p/p"])]
+
+
+async def _node(stack: AsyncExitStack, tmp_path, name: str):
+    org = Org()
+    (tmp_path / name).mkdir()
+    store = stack.enter_context(RecordStore.open(tmp_path / name))
+    replica = Replica(org.key, store, roots=(), max_hops=3, held_limit=100)
+    host = await stack.enter_async_context(open_host(bytes(org.key), LOOPBACK))
+    return org, replica, host
+
+
+async def _connected(host, peer_id):
+    events = host.peer_events()
+    if peer_id in host.connected_peers():
+        return
+    async for event in events:
+        if event.peer_id == peer_id and event.connected:
+            return
+
+
+@pytest.mark.slow
+async def test_a_bootstrap_peer_is_dialled_and_redialled_after_a_restart(tmp_path):
+    async with AsyncExitStack() as stack:
+        _, replica_a, host_a = await _node(stack, tmp_path, "a")
+        org_b = Org()
+        async with open_host(bytes(org_b.key), LOOPBACK) as host_b:
+            addr_b = host_b.listen_addrs[0]
+            manager = PeerManager(host_a, replica_a, bootstrap=[addr_b], max_peers=5,
+                                  schedule=DialSchedule(min_backoff=0.05, max_backoff=0.2))
+            async with trio.open_nursery() as nursery:
+                await nursery.start(manager.run)
+                with trio.fail_after(10):
+                    await _connected(host_a, host_b.peer_id)
+                nursery.cancel_scope.cancel()
+        port_b = split_peer_addr(addr_b)[0]
+        async with open_host(bytes(org_b.key), [port_b]) as host_b:  # the same peer back on the same port
+            async with trio.open_nursery() as nursery:
+                await nursery.start(manager.run)
+                with trio.fail_after(10):
+                    await _connected(host_a, host_b.peer_id)
+                nursery.cancel_scope.cancel()
+
+
+@pytest.mark.slow
+async def test_an_org_record_in_the_horizon_leads_to_its_node(tmp_path):
+    async with AsyncExitStack() as stack:
+        org_a, replica_a, host_a = await _node(stack, tmp_path, "a")
+        org_b = Org()
+        host_b = await stack.enter_async_context(open_host(bytes(org_b.key), LOOPBACK))
+        manager = PeerManager(host_a, replica_a, bootstrap=[], max_peers=5)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(manager.run)
+            replica_a.issue("vouch", {"subject": org_b.did, "weight": 0.9, "basis": "org-peer"})
+            transport, _ = split_peer_addr(host_b.listen_addrs[0])
+            replica_a.accept([org_b.record("org", org_body("B", "test", [transport]))])
+            with trio.fail_after(10):
+                await _connected(host_a, peer_id_from_public_key(bytes(org_b.key.verify_key)))
+            nursery.cancel_scope.cancel()

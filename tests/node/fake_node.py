@@ -1,0 +1,73 @@
+"""A NodeView over a real Replica and RecordStore, without a network: what the API tests serve."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nacl.signing import SigningKey
+
+from gossip.replica import Replica
+from gossip.store import RecordStore
+from ledger import (
+    Checkpoint,
+    CosignatureSigner,
+    Ed25519Signer,
+    cosigner_name,
+    format_note,
+    log_origin,
+    note_signature,
+)
+from vouching import did_key
+
+TOKEN = "test-token-" + "x" * 32
+
+
+@dataclass
+class FakeNode:
+    """The running node as the API sees it; `sign_checkpoint` stands in for the Witnessing service."""
+
+    replica: Replica
+    network: str = "testnet"
+    token: str = TOKEN
+    peer_list: list[dict[str, Any]] = field(default_factory=list)
+    note: bytes | None = None
+
+    @property
+    def did(self) -> str:
+        return self.replica.did
+
+    def info(self) -> dict[str, Any]:
+        return {"peer_id": "12D3KooWFake", "listen": ["/ip4/127.0.0.1/tcp/4001"]}
+
+    def peers(self) -> list[dict[str, Any]]:
+        return self.peer_list
+
+    def checkpoint(self) -> bytes | None:
+        return self.note
+
+    @property
+    def origin(self) -> str:
+        return log_origin(self.network, self.did, "records")
+
+    def sign_checkpoint(self, *, cosigners: tuple[SigningKey, ...] = (), size: int | None = None) -> bytes:
+        """Sign a checkpoint of the ledger (at `size`, default all of it) with the org key, then cosign it."""
+        ledger = self.replica.store.ledger
+        size = ledger.size if size is None else size
+        text = Checkpoint(self.origin, size, ledger.root(size)).to_text()
+        signatures = [note_signature(text, Ed25519Signer(self.origin, self.replica.key))]
+        for key in cosigners:
+            name = cosigner_name(did_key(bytes(key.verify_key)))
+            signatures.append(note_signature(text, CosignatureSigner(name, key)))
+        self.note = format_note(text, signatures)
+        return self.note
+
+
+@contextmanager
+def fake_node(directory: Path, *, roots: tuple[str, ...] = ()) -> Iterator[FakeNode]:
+    """A FakeNode whose records live in `directory`; the store closes on exit."""
+    with RecordStore.open(directory) as store:
+        yield FakeNode(Replica(SigningKey.generate(), store, roots=roots, max_hops=2, held_limit=100))

@@ -1,0 +1,598 @@
+"""The local API over a fake node with a real replica: every endpoint, the token, the error shape, paging."""
+
+import base64
+import json
+import logging
+from urllib.parse import quote
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from nacl.signing import SigningKey
+
+from ledger import Ed25519Verifier, open_checkpoint, verify_consistency, verify_inclusion
+from node.api import create_app
+from vouching import public_key_from_did, verify_record, vouch_body
+
+from ..factories import Org, new_did
+from .fake_node import TOKEN, fake_node
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def partner():
+    return Org()
+
+
+@pytest.fixture
+def node(tmp_path, partner):
+    with fake_node(tmp_path, roots=(partner.did,)) as node:
+        yield node
+
+
+@pytest.fixture
+def app(node):
+    return create_app(node)
+
+
+@pytest.fixture
+async def api(app):
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://node") as client:
+        yield client
+
+
+async def vouch(api, subject=None, **fields):
+    body = {"subject": subject or new_did(), "weight": 0.5, "basis": "operator", **fields}
+    response = await api.post("/v1/vouches", json=body, headers=AUTH)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def assert_error(response, status, code, detail_start=""):
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert body["error"] == code
+    assert body["detail"].startswith(detail_start), body["detail"]
+
+
+# --- the node ---------------------------------------------------------------------------------------------
+
+
+async def test_healthz_answers_while_the_node_runs(api):
+    response = await api.get("/healthz")
+    assert (response.status_code, response.json()) == (200, {"status": "ok"})
+
+
+async def test_node_shows_identity_addresses_and_what_it_holds(api, node, partner):
+    await vouch(api)
+    node.replica.issue("vouch", vouch_body(partner.did, 0.8, "org-peer"))
+    node.replica.accept([partner.record()])
+    info = (await api.get("/v1/node")).json()
+    assert info["did"] == node.did
+    assert info["network"] == "testnet"
+    assert info["peer_id"] == "12D3KooWFake"
+    assert info["listen"] == ["/ip4/127.0.0.1/tcp/4001"]
+    assert info["records"] == 3
+    assert info["held"] == 0
+    assert info["horizon"] == 2  # this org and its partner
+    assert info["flagged"] == []
+
+
+async def test_node_lists_orgs_flagged_for_equivocation(api, node, partner):
+    honest = partner.record()
+    node.replica.accept([honest])
+    node.replica.accept([partner.fork(1, None)])
+    assert (await api.get("/v1/node")).json()["flagged"] == [partner.did]
+
+
+async def test_peers_are_the_nodes_connected_peers(api, node):
+    node.peer_list.append({"peer_id": "12D3KooWOther", "did": new_did(), "addrs": ["/ip4/10.0.0.2/tcp/4001"]})
+    response = await api.get("/v1/peers")
+    assert response.json() == {"peers": node.peer_list}
+
+
+# --- writes need the token ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/v1/vouches", "/v1/revocations"])
+async def test_a_write_without_a_token_is_refused_with_a_bearer_challenge(api, node, path):
+    response = await api.post(path, json={"subject": new_did(), "weight": 0.5, "basis": "operator"})
+    assert_error(response, 401, "unauthorized", "Authorization: a bearer token is required")
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert node.replica.store.size == 0
+
+
+@pytest.mark.parametrize("header", [f"Bearer {TOKEN[:-1]}", f"Bearer {TOKEN}x", f"Basic {TOKEN}", "Bearer é"])
+async def test_a_write_with_another_token_is_refused(api, node, header):
+    body = {"subject": new_did(), "weight": 0.5, "basis": "operator"}
+    response = await api.post("/v1/vouches", json=body, headers={"Authorization": header.encode()})
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert node.replica.store.size == 0
+
+
+async def test_the_token_is_checked_before_the_body(api):
+    response = await api.post("/v1/vouches", content=b"{not json", headers={"content-type": "application/json"})
+    assert_error(response, 401, "unauthorized")
+
+
+async def test_the_token_never_appears_in_answers_or_logs(api, caplog):
+    caplog.set_level(logging.DEBUG)
+    wrong = "Bearer guess-" + "y" * 40
+    answers = [
+        await api.post("/v1/vouches", json={"subject": new_did(), "weight": 0.5, "basis": "operator"}, headers=AUTH),
+        await api.post("/v1/vouches", json={"weight": 7}, headers=AUTH),
+        await api.post("/v1/revocations", json={"record": "00" * 32, "reason": "x"}, headers={"Authorization": wrong}),
+    ]
+    seen = caplog.text + "".join(a.text for a in answers)
+    assert TOKEN not in seen and "guess-" not in seen
+
+
+async def test_reads_need_no_token(api):
+    assert (await api.get("/v1/records")).status_code == 200
+
+
+# --- vouches ----------------------------------------------------------------------------------------------
+
+
+async def test_a_vouch_is_signed_stored_and_returned_with_its_id(api, node):
+    subject = new_did()
+    response = await api.post(
+        "/v1/vouches",
+        json={"subject": subject, "weight": 1, "basis": "audit", "scope": ["tool:search"], "expires": 4102444800000},
+        headers=AUTH,
+    )
+    assert response.status_code == 201
+    record = response.json()
+    assert response.headers["location"] == f"/v1/records/{record['id']}"
+    stored = verify_record(node.replica.store.get(bytes.fromhex(record["id"])))
+    assert record == {
+        "index": 0,
+        "id": stored.id.hex(),
+        "kind": "vouch",
+        "iss": node.did,
+        "seq": 1,
+        "prev": None,
+        "ts": stored.ts,
+        "body": {
+            "subject": subject, "weight": 1.0, "basis": "audit", "scope": ["tool:search"], "expires": 4102444800000
+        },
+    }
+
+
+async def test_successive_vouches_chain(api):
+    first, second = await vouch(api), await vouch(api)
+    assert (second["seq"], second["prev"], second["index"]) == (2, first["id"], 1)
+
+
+@pytest.mark.parametrize(
+    ("fields", "code", "detail"),
+    [
+        ({"weight": 1.5}, "invalid_record", "body.weight: must be a float in (0, 1]"),
+        ({"weight": 0}, "invalid_record", "body.weight"),
+        ({"subject": "did:web:example.com"}, "invalid_record", "body.subject: must be an Ed25519 did:key"),
+        ({"basis": "hearsay"}, "invalid_record", "body.basis: must be one of"),
+        ({"scope": []}, "invalid_record", "body.scope"),
+        ({"expires": 1}, "invalid_record", "body.expires: must be later than ts"),
+        ({"weight": "0.5"}, "invalid_request", "body.weight: Input should be a valid number"),
+        ({"weight": True}, "invalid_request", "body.weight"),
+        ({"scope": "tool:search"}, "invalid_request", "body.scope"),
+        ({"colour": "blue"}, "invalid_request", "body.colour: Extra inputs are not permitted"),
+        ({"weight": None}, "invalid_request", "body.weight"),
+    ],
+)
+async def test_a_bad_vouch_is_refused_naming_the_field(api, node, fields, code, detail):
+    body = {"subject": new_did(), "weight": 0.5, "basis": "operator", **fields}
+    assert_error(await api.post("/v1/vouches", json=body, headers=AUTH), 422, code, detail)
+    assert node.replica.store.size == 0
+
+
+async def test_a_vouch_for_ourselves_is_refused(api, node):
+    body = {"subject": node.did, "weight": 0.5, "basis": "operator"}
+    response = await api.post("/v1/vouches", json=body, headers=AUTH)
+    assert_error(response, 422, "invalid_record", "body.subject: must not be the issuer")
+
+
+async def test_a_missing_field_is_named(api):
+    response = await api.post("/v1/vouches", json={"subject": new_did(), "basis": "operator"}, headers=AUTH)
+    assert_error(response, 422, "invalid_request", "body.weight: Field required")
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [(b"{not json", "application/json"), (b"[1, 2]", "application/json"), (b"subject=x", "text/plain"), (b"", "")],
+)
+async def test_a_body_that_is_not_a_json_object_is_refused(api, content, content_type):
+    headers = {**AUTH, "content-type": content_type} if content_type else AUTH
+    response = await api.post("/v1/vouches", content=content, headers=headers)
+    assert_error(response, 422, "invalid_request", "body")
+
+
+async def test_a_body_that_is_not_utf8_is_refused(api):
+    headers = {**AUTH, "content-type": "application/json"}
+    response = await api.post("/v1/vouches", content=b'{"subject": "\xff"}', headers=headers)
+    assert_error(response, 400, "bad_request", "body: cannot be read as UTF-8 JSON")
+
+
+async def test_a_body_declared_too_large_is_refused_unread(api):
+    response = await api.post("/v1/vouches", content=b" " * (64 * 1024 + 1), headers=AUTH)
+    assert_error(response, 413, "too_large", "body: must be at most 65536 bytes")
+
+
+async def test_a_streamed_body_is_cut_off_at_the_bound(api, node):
+    async def chunks():
+        for _ in range(100):
+            yield b" " * 1024
+
+    response = await api.post("/v1/vouches", content=chunks(), headers={**AUTH, "content-type": "application/json"})
+    assert_error(response, 413, "too_large")
+    assert node.replica.store.size == 0
+
+
+# --- revocations ----------------------------------------------------------------------------------------
+
+
+async def test_revoking_our_vouch_issues_a_revoke_record(api, node):
+    vouched = await vouch(api)
+    body = {"record": vouched["id"], "reason": "left the company"}
+    response = await api.post("/v1/revocations", json=body, headers=AUTH)
+    assert response.status_code == 201
+    revoke = response.json()
+    assert revoke["kind"] == "revoke"
+    assert revoke["body"] == {"record": vouched["id"], "reason": "left the company"}
+    assert node.replica.store.revoked(bytes.fromhex(vouched["id"]))
+
+
+async def test_a_record_id_in_capitals_is_the_same_record(api):
+    vouched = await vouch(api)
+    response = await api.post("/v1/revocations", json={"record": vouched["id"].upper(), "reason": "x"}, headers=AUTH)
+    assert response.json()["body"]["record"] == vouched["id"]
+
+
+async def test_revoking_twice_is_a_conflict(api):
+    vouched = await vouch(api)
+    body = {"record": vouched["id"], "reason": "gone"}
+    await api.post("/v1/revocations", json=body, headers=AUTH)
+    again = await api.post("/v1/revocations", json=body, headers=AUTH)
+    assert_error(again, 409, "conflict", "body.record: this vouch is already revoked")
+
+
+async def test_revoking_an_unknown_record_is_not_found(api):
+    response = await api.post("/v1/revocations", json={"record": "ab" * 32, "reason": "x"}, headers=AUTH)
+    assert_error(response, 404, "not_found", "body.record: the node holds no record with this id")
+
+
+async def test_revoking_another_orgs_vouch_is_a_conflict(api, node, partner):
+    theirs = partner.vouch(new_did(), basis="operator")
+    node.replica.accept([theirs])
+    response = await api.post("/v1/revocations", json={"record": theirs.id.hex(), "reason": "x"}, headers=AUTH)
+    assert_error(response, 409, "conflict", f"body.record: issued by {partner.did}")
+
+
+async def test_only_vouches_can_be_revoked(api):
+    vouched = await vouch(api)
+    revoke = (await api.post("/v1/revocations", json={"record": vouched["id"], "reason": "x"}, headers=AUTH)).json()
+    response = await api.post("/v1/revocations", json={"record": revoke["id"], "reason": "x"}, headers=AUTH)
+    assert_error(response, 409, "conflict", "body.record: a revoke record")
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "detail"),
+    [
+        ({"record": "xyz", "reason": "x"}, "invalid_request", "body.record: must be a record id, 64 hex digits"),
+        ({"record": "ab" * 33, "reason": "x"}, "invalid_request", "body.record: must be a record id"),
+        ({"reason": "x"}, "invalid_request", "body.record: Field required"),
+        ({"record": None, "reason": "x"}, "invalid_request", "body.record"),
+    ],
+)
+async def test_a_bad_revocation_is_refused_naming_the_field(api, body, code, detail):
+    assert_error(await api.post("/v1/revocations", json=body, headers=AUTH), 422, code, detail)
+
+
+async def test_a_revocation_without_a_reason_breaks_the_record_rules(api):
+    vouched = await vouch(api)
+    response = await api.post("/v1/revocations", json={"record": vouched["id"], "reason": ""}, headers=AUTH)
+    assert_error(response, 422, "invalid_record", "body.reason")
+
+
+# --- records --------------------------------------------------------------------------------------------
+
+
+async def test_records_are_filtered_by_issuer_kind_and_subject(api, node, partner):
+    agent = new_did()
+    ours = await vouch(api, agent)
+    theirs = partner.vouch(agent, basis="operator")
+    node.replica.accept([theirs, partner.record("org")])
+    revoke = (await api.post("/v1/revocations", json={"record": ours["id"], "reason": "x"}, headers=AUTH)).json()
+
+    async def ids(**params):
+        return [r["id"] for r in (await api.get("/v1/records", params=params)).json()["records"]]
+
+    assert await ids(subject=agent) == [ours["id"], theirs.id.hex()]
+    assert await ids(issuer=partner.did) == [theirs.id.hex(), partner.prev.hex()]
+    assert await ids(kind="vouch", issuer=partner.did) == [theirs.id.hex()]
+    assert await ids(kind="revoke") == [revoke["id"]]
+    assert await ids(subject=ours["id"]) == [revoke["id"]]  # a revoke is about the vouch it names
+    assert await ids(issuer=new_did()) == []
+
+
+async def test_records_come_in_pages_that_link_to_the_next(api):
+    made = [(await vouch(api))["id"] for _ in range(5)]
+    seen, after, pages = [], None, 0
+    while True:
+        params = {"limit": 2} if after is None else {"limit": 2, "after": after}
+        page = (await api.get("/v1/records", params=params)).json()
+        seen += [r["id"] for r in page["records"]]
+        pages += 1
+        if page["next"] is None:
+            break
+        assert page["next"] == page["records"][-1]["index"]
+        after = page["next"]
+    assert (seen, pages) == (made, 3)
+
+
+async def test_a_full_last_page_says_there_is_no_next(api):
+    for _ in range(2):
+        await vouch(api)
+    assert (await api.get("/v1/records", params={"limit": 2})).json()["next"] is None
+
+
+@pytest.mark.parametrize(
+    ("params", "detail"),
+    [
+        ({"kind": "rumour"}, "query.kind: must be one of org, vouch, revoke, digest, equivocation"),
+        ({"limit": 0}, "query.limit"),
+        ({"limit": 501}, "query.limit"),
+        ({"limit": "ten"}, "query.limit: Input should be a valid integer"),
+        ({"after": -1}, "query.after"),
+        ({"after": 2**64}, "query.after"),
+        ({"issuer": "x" * 513}, "query.issuer"),
+    ],
+)
+async def test_bad_record_queries_are_refused_naming_the_parameter(api, params, detail):
+    assert_error(await api.get("/v1/records", params=params), 422, "invalid_request", detail)
+
+
+async def test_a_record_is_served_as_its_cose_bytes(api, node):
+    vouched = await vouch(api)
+    response = await api.get(f"/v1/records/{vouched['id']}")
+    assert response.headers["content-type"] == "application/cose"
+    assert response.content == node.replica.store.get(bytes.fromhex(vouched["id"]))
+    assert verify_record(response.content).id.hex() == vouched["id"]
+
+
+async def test_a_record_is_served_as_json_on_request(api):
+    vouched = await vouch(api)
+    response = await api.get(f"/v1/records/{vouched['id']}", params={"format": "json"})
+    assert response.json() == vouched
+
+
+async def test_an_unknown_record_is_not_found(api):
+    assert_error(await api.get(f"/v1/records/{'cd' * 32}"), 404, "not_found", "path.record_id")
+
+
+@pytest.mark.parametrize(
+    ("path", "detail"),
+    [("/v1/records/nothex", "path.record_id"), (f"/v1/records/{'ab' * 32}?format=xml", "query.format")],
+)
+async def test_bad_record_fetches_are_refused_naming_the_parameter(api, path, detail):
+    assert_error(await api.get(path), 422, "invalid_request", detail)
+
+
+# --- the log --------------------------------------------------------------------------------------------
+
+
+async def test_there_is_no_checkpoint_before_the_first(api):
+    assert_error(await api.get("/v1/log/checkpoint"), 404, "no_checkpoint")
+
+
+async def test_the_checkpoint_is_the_signed_note_with_its_cosignatures(api, node):
+    await vouch(api)
+    note = node.sign_checkpoint(cosigners=(SigningKey.generate(),))
+    response = await api.get("/v1/log/checkpoint")
+    assert response.headers["content-type"] == "text/plain; charset=utf-8"
+    assert response.content == note
+    checkpoint, _ = open_checkpoint(response.content, [Ed25519Verifier(node.origin, public_key_from_did(node.did))])
+    assert (checkpoint.size, checkpoint.root) == (1, node.replica.store.ledger.root())
+
+
+async def test_log_entries_are_the_ledgers_bytes_in_base64(api, node):
+    for _ in range(3):
+        await vouch(api)
+    page = (await api.get("/v1/log/entries", params={"start": 1, "end": 3})).json()
+    assert (page["start"], page["end"], page["size"]) == (1, 3, 3)
+    assert [base64.b64decode(e) for e in page["entries"]] == node.replica.store.ledger.entries(1, 3)
+
+
+async def test_log_entries_run_to_the_end_when_no_end_is_given(api):
+    for _ in range(3):
+        await vouch(api)
+    page = (await api.get("/v1/log/entries", params={"start": 0})).json()
+    assert (page["end"], len(page["entries"])) == (3, 3)
+
+
+async def test_a_page_of_log_entries_is_bounded(api, monkeypatch):
+    monkeypatch.setattr("node.api.log.MAX_ENTRIES", 2)
+    for _ in range(5):
+        await vouch(api)
+    page = (await api.get("/v1/log/entries", params={"start": 1, "end": 5})).json()
+    assert (page["start"], page["end"], len(page["entries"])) == (1, 3, 2)
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "detail"),
+    [
+        ({"start": 3}, 400, "query.start: must be less than the log's size, 3"),
+        ({"start": 0, "end": 4}, 400, "query.end: must be at most the log's size, 3"),
+        ({"start": 2, "end": 2}, 400, "query.end: must be greater than query.start"),
+        ({"start": -1}, 422, "query.start"),
+        ({}, 422, "query.start: Field required"),
+    ],
+)
+async def test_log_entries_outside_the_log_are_refused(api, params, status, detail):
+    for _ in range(3):
+        await vouch(api)
+    response = await api.get("/v1/log/entries", params=params)
+    assert_error(response, status, "out_of_range" if status == 400 else "invalid_request", detail)
+
+
+async def test_inclusion_proofs_verify_against_the_root_of_their_size(api, node):
+    for _ in range(5):
+        await vouch(api)
+    ledger = node.replica.store.ledger
+    for index, size in [(0, 5), (4, 5), (2, 3)]:
+        proof = (await api.get("/v1/log/proof/inclusion", params={"index": index, "size": size})).json()
+        assert (proof["index"], proof["size"]) == (index, size)
+        hashes = [base64.b64decode(h) for h in proof["proof"]]
+        verify_inclusion(ledger.entry(index), index, size, hashes, ledger.root(size))
+    assert (await api.get("/v1/log/proof/inclusion", params={"index": 1})).json()["size"] == 5
+
+
+async def test_consistency_proofs_verify_between_their_sizes(api, node):
+    for _ in range(5):
+        await vouch(api)
+    ledger = node.replica.store.ledger
+    for old, new in [(1, 5), (3, 4), (0, 5), (5, 5)]:
+        proof = (await api.get("/v1/log/proof/consistency", params={"old": old, "new": new})).json()
+        hashes = [base64.b64decode(h) for h in proof["proof"]]
+        verify_consistency(old, new, ledger.root(old), ledger.root(new), hashes)
+    assert (await api.get("/v1/log/proof/consistency", params={"old": 2})).json()["new"] == 5
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "detail"),
+    [
+        ("/v1/log/proof/inclusion", {"index": 2}, "query.index: must be less than the tree size, 2"),
+        ("/v1/log/proof/inclusion", {"index": 0, "size": 3}, "query.size: must be at most the log's size, 2"),
+        ("/v1/log/proof/consistency", {"old": 3}, "query.old: must be at most the new tree size, 2"),
+        ("/v1/log/proof/consistency", {"old": 0, "new": 3}, "query.new: must be at most the log's size, 2"),
+    ],
+)
+async def test_proofs_outside_the_log_are_refused(api, path, params, detail):
+    for _ in range(2):
+        await vouch(api)
+    assert_error(await api.get(path, params=params), 400, "out_of_range", detail)
+
+
+async def test_a_pruned_entry_is_gone_but_its_proofs_remain(api, node):
+    first, _ = await vouch(api), await vouch(api)
+    node.replica.store.ledger.prune(1)
+    assert_error(await api.get("/v1/log/entries", params={"start": 0}), 410, "pruned")
+    assert_error(await api.get(f"/v1/records/{first['id']}"), 410, "pruned")
+    assert (await api.get("/v1/log/proof/inclusion", params={"index": 0})).status_code == 200
+
+
+# --- the API as a whole ---------------------------------------------------------------------------------
+
+
+async def test_openapi_describes_every_endpoint_and_the_token(api):
+    spec = (await api.get("/openapi.json")).json()
+    assert set(spec["paths"]) == {
+        "/healthz",
+        "/v1/node",
+        "/v1/peers",
+        "/v1/vouches",
+        "/v1/revocations",
+        "/v1/records",
+        "/v1/records/{record_id}",
+        "/v1/log/checkpoint",
+        "/v1/log/entries",
+        "/v1/log/proof/inclusion",
+        "/v1/log/proof/consistency",
+    }
+    assert spec["paths"]["/v1/vouches"]["post"]["security"] == [{"HTTPBearer": []}]
+    assert "security" not in spec["paths"]["/v1/records"]["get"]
+
+
+async def test_unknown_endpoints_and_methods_get_the_error_shape(api):
+    assert_error(await api.get("/v2/nothing"), 404, "not_found", "no such endpoint")
+    assert_error(await api.delete("/v1/records", headers=AUTH), 405, "method_not_allowed")
+
+
+async def test_a_failure_inside_the_node_is_a_json_500_and_is_logged(tmp_path, caplog):
+    with fake_node(tmp_path) as node:
+        node.peers = lambda: 1 / 0
+        transport = httpx.ASGITransport(app=create_app(node), raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://node") as api:
+            assert_error(await api.get("/v1/peers"), 500, "internal")
+    assert "ZeroDivisionError" in caplog.text
+
+
+# --- hostile input --------------------------------------------------------------------------------------
+
+# Each endpoint with the names its query or body takes: garbage mostly under the names the endpoint reads.
+_ENDPOINTS = {
+    ("GET", "/healthz"): (),
+    ("GET", "/v1/node"): (),
+    ("GET", "/v1/peers"): (),
+    ("POST", "/v1/vouches"): ("subject", "weight", "basis", "scope", "expires"),
+    ("POST", "/v1/revocations"): ("record", "reason"),
+    ("GET", "/v1/records"): ("issuer", "kind", "subject", "after", "limit"),
+    ("GET", "/v1/records/{id}"): ("format",),
+    ("GET", "/v1/log/checkpoint"): (),
+    ("GET", "/v1/log/entries"): ("start", "end"),
+    ("GET", "/v1/log/proof/inclusion"): ("index", "size"),
+    ("GET", "/v1/log/proof/consistency"): ("old", "new"),
+}
+_numbers = st.one_of(
+    st.integers(-3, 6),
+    st.integers(),
+    st.sampled_from([2**53, 2**63 - 1, 2**63, 2**64, -(2**63) - 1, 10**400]),
+    st.floats(),
+)
+_texts = st.one_of(st.text(max_size=30), st.sampled_from(["", "json", "cose", "vouch", "NaN", "1e9", "0x10", " 1"]))
+
+
+def _json(names):
+    keys = st.sampled_from(names) | st.text(max_size=8) if names else st.text(max_size=8)
+    return st.recursive(
+        st.none() | st.booleans() | _numbers | _texts,
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=5),
+        max_leaves=12,
+    )
+
+
+def _params(names):
+    keys = st.sampled_from(names) | st.text(max_size=6) if names else st.text(max_size=6)
+    return st.dictionaries(keys, _numbers.map(str) | _texts, max_size=4)
+
+
+def _bodies(names):
+    return st.one_of(
+        st.binary(max_size=200).map(lambda b: ("raw", b)),
+        _json(names).map(lambda j: ("json", j)),
+        st.dictionaries(st.sampled_from(names or ("x",)), _json(names), min_size=1).map(lambda j: ("json", j)),
+    )
+
+
+@pytest.fixture
+def populated(node):
+    for _ in range(3):
+        node.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+    node.sign_checkpoint()
+
+
+@pytest.mark.parametrize("endpoint", list(_ENDPOINTS), ids=[f"{m} {p}" for m, p in _ENDPOINTS])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+async def test_garbage_gets_a_4xx_with_a_reason_never_a_5xx(api, populated, endpoint, data):
+    method, path = endpoint
+    names = _ENDPOINTS[endpoint]
+    params = data.draw(_params(names), "params")
+    path_id = data.draw(st.text(max_size=70) | st.binary(min_size=32, max_size=32).map(bytes.hex), "id")
+    path = path.replace("{id}", quote(path_id, safe="") or "x")
+    headers = AUTH.copy() if data.draw(st.booleans(), "token") else {}
+    content = None
+    if method == "POST":
+        kind, content = data.draw(_bodies(names), "body")
+        if kind == "json":  # Python's json writes NaN and Infinity, as a careless or hostile client might
+            content = json.dumps(content).encode()
+            headers["content-type"] = "application/json"
+    response = await api.request(method, path, params=params, headers=headers, content=content)
+    assert response.status_code < 500, response.text
+    if response.status_code >= 400:
+        error = response.json()
+        assert set(error) == {"error", "detail"} and error["detail"]

@@ -1,0 +1,416 @@
+"""The node commands of `vouchnet`, run through main() against the API served by hypercorn on 127.0.0.1."""
+
+import json
+import os
+import time
+from datetime import UTC, datetime
+from functools import partial
+
+import pytest
+import trio
+from nacl.signing import SigningKey
+
+from ledger import Checkpoint, Ed25519Signer, format_note, note_signature
+from node import cli
+from node.commands.vouches import parse_expires
+from node.config import render_template
+from node.keys import create_token
+from vouching import did_key, revoke_body, verify_record, vouch_body
+
+from ..factories import Org, new_did
+
+
+@pytest.fixture
+def data_dir(tmp_path, node, url):
+    """A data directory as `vouchnet init` leaves it, pointing at the served node and holding its token."""
+    directory = tmp_path / "dir"
+    directory.mkdir()
+    api = url.removeprefix("http://")
+    text = render_template(network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api=api, bootstrap=(), roots=())
+    (directory / "config.toml").write_text(text)
+    node.token = create_token(directory / "api.token")
+    return directory
+
+
+@pytest.fixture
+def run(capsys):
+    """Run `vouchnet ARGS...` off the trio thread that serves the API; (exit code, stdout, stderr)."""
+
+    async def run(*argv):
+        code = await trio.to_thread.run_sync(partial(cli.main, [str(a) for a in argv]))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def vouch(node, subject=None):
+    return node.replica.issue("vouch", vouch_body(subject or new_did(), 0.5, "operator"))
+
+
+# --- finding the node -----------------------------------------------------------------------------------
+
+
+async def test_status_finds_the_node_through_its_data_directory(run, node, data_dir):
+    vouch(node)
+    code, out, _ = await run("status", "--dir", data_dir)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["did:", node.did]
+    assert lines[1].split() == ["network:", "testnet"]
+    assert "records: 1" in " ".join(out.split())
+
+
+async def test_the_data_directory_defaults_to_vouchnet_dir(run, node, data_dir, monkeypatch):
+    monkeypatch.setenv("VOUCHNET_DIR", str(data_dir))
+    code, out, _ = await run("status", "--json")
+    assert (code, json.loads(out)["did"]) == (0, node.did)
+
+
+async def test_status_finds_the_node_by_its_address(run, node, url):
+    code, out, _ = await run("status", "--api", url, "--json")
+    assert code == 0
+    info = json.loads(out)
+    assert (info["did"], info["peer_id"], info["records"]) == (node.did, "12D3KooWFake", 0)
+
+
+async def test_a_directory_without_a_configuration_is_a_usage_error(run, tmp_path):
+    code, _, err = await run("status", "--dir", tmp_path / "nowhere")
+    assert code == 2
+    assert "no configuration here; create one with `vouchnet init" in err
+
+
+async def test_a_node_that_is_not_running_is_a_node_error_with_a_hint(run):
+    code, _, err = await run("status", "--api", "http://127.0.0.1:9")
+    assert code == 1
+    assert "cannot reach the node at http://127.0.0.1:9: is `vouchnet run` running?" in err
+
+
+async def test_dir_and_api_exclude_each_other(run, data_dir, url):
+    code, _, err = await run("status", "--dir", data_dir, "--api", url)
+    assert code == 2 and "not allowed with" in err
+
+
+# --- peers ----------------------------------------------------------------------------------------------
+
+
+async def test_peers_one_a_line_or_as_json(run, node, url):
+    code, out, _ = await run("peers", "--api", url)
+    assert (code, out) == (0, "no peers connected\n")
+    node.peer_list += [
+        {"peer_id": "12D3KooWA", "addrs": ["/ip4/10.0.0.1/tcp/4001"]},
+        {"peer_id": "12D3KooWB", "addrs": []},
+    ]
+    code, out, _ = await run("peers", "--api", url)
+    assert out.splitlines() == ["peer_id=12D3KooWA  addrs=/ip4/10.0.0.1/tcp/4001", "peer_id=12D3KooWB  addrs=-"]
+    code, out, _ = await run("peers", "--api", url, "--json")
+    assert json.loads(out) == node.peer_list
+
+
+# --- vouch and revoke -----------------------------------------------------------------------------------
+
+
+async def test_vouch_signs_a_vouch_as_the_org(run, node, data_dir):
+    subject = new_did()
+    code, out, _ = await run(
+        "vouch", subject, "--weight", "0.8", "--basis", "audit", "--scope", "tool:a", "--scope", "tool:b",
+        "--expires", "2030-01-01", "--dir", data_dir,
+    )
+    assert code == 0
+    record_id = out.split()[-1]
+    assert out == f"vouched for {subject}: record {record_id}\n"
+    body = verify_record(node.replica.store.get(bytes.fromhex(record_id))).body
+    assert (body.subject, body.weight, body.basis, body.scope) == (subject, 0.8, "audit", ("tool:a", "tool:b"))
+    assert body.expires == int(datetime(2030, 1, 1, tzinfo=UTC).timestamp() * 1000)
+
+
+async def test_vouch_prints_the_record_as_json_on_request(run, node, data_dir):
+    code, out, _ = await run("vouch", new_did(), "--weight", "1", "--basis", "operator", "--dir", data_dir, "--json")
+    record = json.loads(out)
+    assert (code, record["kind"], record["iss"], record["body"]["weight"]) == (0, "vouch", node.did, 1.0)
+
+
+async def test_a_vouch_the_node_refuses_exits_1_with_its_reason(run, node, data_dir):
+    code, _, err = await run("vouch", new_did(), "--weight", "1.5", "--basis", "operator", "--dir", data_dir)
+    assert code == 1
+    assert "body.weight: must be a float in (0, 1]" in err
+    assert node.replica.store.size == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (["did:key:zNotAKey", "--weight", "0.5", "--basis", "operator"], "argument DID: not an Ed25519 did:key"),
+        (["--weight", "0.5", "--basis", "operator"], "the following arguments are required: DID"),
+        (["{did}", "--weight", "much", "--basis", "operator"], "argument --weight: invalid float value"),
+        (["{did}", "--weight", "0.5", "--basis", "hearsay"], "argument --basis: invalid choice"),
+        (["{did}", "--weight", "0.5", "--basis", "operator", "--expires", "soon"], "expected a date (2026-12-31)"),
+    ],
+)
+async def test_bad_vouch_arguments_are_usage_errors(run, node, data_dir, args, complaint):
+    argv = [a.replace("{did}", new_did()) for a in args]
+    code, _, err = await run("vouch", *argv, "--dir", data_dir)
+    assert code == 2
+    assert complaint in err
+    assert node.replica.store.size == 0
+
+
+async def test_a_write_by_address_needs_a_token_file(run, node, url, data_dir):
+    argv = ["vouch", new_did(), "--weight", "0.5", "--basis", "operator", "--api", url]
+    code, _, err = await run(*argv)
+    assert code == 2
+    assert "this command writes, so it needs the node's token: add --token-file FILE" in err
+    code, _, _ = await run(*argv, "--token-file", data_dir / "api.token")
+    assert (code, node.replica.store.size) == (0, 1)
+
+
+async def test_a_token_file_others_can_read_is_refused(run, url, data_dir):
+    os.chmod(data_dir / "api.token", 0o644)
+    code, _, err = await run("vouch", new_did(), "--weight", "0.5", "--basis", "operator", "--dir", data_dir)
+    assert code == 2
+    assert "too open" in err
+
+
+async def test_a_wrong_token_is_a_node_error(run, node, url, tmp_path):
+    wrong = tmp_path / "wrong.token"
+    create_token(wrong)
+    argv = ["vouch", new_did(), "--weight", "0.5", "--basis", "operator", "--api", url, "--token-file", wrong]
+    code, _, err = await run(*argv)
+    assert code == 1
+    assert "the bearer token is not this node's (401 unauthorized)" in err
+
+
+def test_expiry_is_a_date_a_time_or_a_duration():
+    assert parse_expires("2030-01-01") == 1893456000000
+    assert parse_expires("2030-01-01T12:00:00Z") == 1893456000000 + 12 * 3_600_000
+    assert parse_expires("2030-01-01T12:00:00+02:00") == 1893456000000 + 10 * 3_600_000
+    before = int(time.time() * 1000)
+    in_30_days = parse_expires("30d")
+    after = int(time.time() * 1000)
+    assert before + 30 * 86_400_000 <= in_30_days <= after + 30 * 86_400_000
+    assert parse_expires("2w") - parse_expires("14d") in range(-1000, 1000)
+
+
+async def test_revoke_withdraws_a_vouch(run, node, data_dir):
+    vouched = vouch(node)
+    code, out, _ = await run("revoke", vouched.id.hex(), "--reason", "retired", "--dir", data_dir)
+    assert code == 0
+    assert out.startswith(f"revoked {vouched.id.hex()}: record ")
+    assert node.replica.store.revoked(vouched.id)
+    code, _, err = await run("revoke", vouched.id.hex(), "--reason", "again", "--dir", data_dir)
+    assert code == 1
+    assert "body.record: this vouch is already revoked" in err
+
+
+# --- records --------------------------------------------------------------------------------------------
+
+
+async def test_records_lists_one_a_line_with_filters(run, node, url):
+    agent = new_did()
+    first, second = vouch(node, agent), vouch(node)
+    code, out, _ = await run("records", "--api", url)
+    assert code == 0
+    assert out.splitlines() == [
+        f"#0 vouch {first.id.hex()} by {node.did} seq 1: {agent} weight 0.5 basis operator",
+        f"#1 vouch {second.id.hex()} by {node.did} seq 2: {second.body.subject} weight 0.5 basis operator",
+    ]
+    code, out, _ = await run("records", "--api", url, "--subject", agent)
+    assert len(out.splitlines()) == 1
+    code, out, _ = await run("records", "--api", url, "--kind", "revoke")
+    assert (code, out) == (0, "")
+
+
+async def test_records_as_json_lines_and_limited(run, node, url):
+    made = [vouch(node).id.hex() for _ in range(4)]
+    code, out, _ = await run("records", "--api", url, "--json", "--limit", "3")
+    assert [json.loads(line)["id"] for line in out.splitlines()] == made[:3]
+
+
+async def test_records_describe_every_kind(run, node, url):
+    partner = Org()
+    body = vouch_body(partner.did, 1.0, "org-peer", scope=["tool:x"], expires=4102444800000)
+    ours = node.replica.issue("vouch", body)
+    node.replica.accept([partner.record("org")])
+    node.replica.accept([partner.fork(1, None)])  # an equivocation: this node signs the evidence
+    node.replica.issue("revoke", revoke_body(ours.id, "caught"))
+    code, out, _ = await run("records", "--api", url)
+    lines = out.splitlines()
+    assert lines[0].endswith(f"{partner.did} weight 1.0 basis org-peer scope tool:x expires 2100-01-01T00:00:00Z")
+    assert lines[1].endswith(": org on test")
+    assert lines[2].endswith(f": {partner.did} signed two records that contradict each other")
+    assert lines[3].endswith(f": revokes {ours.id.hex()}: caught")
+
+
+# --- the log --------------------------------------------------------------------------------------------
+
+
+async def test_log_checkpoint_prints_the_signed_note(run, node, url):
+    code, _, err = await run("log", "checkpoint", "--api", url)
+    assert code == 1 and "has not signed a checkpoint" in err
+    vouch(node)
+    note = node.sign_checkpoint(cosigners=(SigningKey.generate(),))
+    code, out, _ = await run("log", "checkpoint", "--api", url)
+    assert (code, out.encode()) == (0, note)
+
+
+async def test_log_verify_checks_the_ledger_its_checkpoint_and_cosignatures(run, node, data_dir):
+    for _ in range(3):
+        vouch(node)
+    witness = SigningKey.generate()
+    node.sign_checkpoint(cosigners=(witness,))
+    code, out, err = await run("log", "verify", "--dir", data_dir)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == f"ok: 3 records verify and hash to the root of the checkpoint signed by {node.did}"
+    assert lines[1:3] == ["cosigned by 1 witness", f"  {did_key(bytes(witness.verify_key))}"]
+    assert "now holds this one" in lines[3]
+    assert "checked 3/3 entries" in err
+    assert (data_dir / "verified.checkpoint").read_bytes() == node.note
+
+
+async def test_log_verify_checks_consistency_with_the_checkpoint_verified_before(run, node, data_dir):
+    vouch(node)
+    node.sign_checkpoint()
+    assert (await run("log", "verify", "--dir", data_dir))[0] == 0
+    for _ in range(4):
+        vouch(node)
+    node.sign_checkpoint()
+    code, out, _ = await run("log", "verify", "--dir", data_dir, "--json")
+    assert code == 0
+    verified = json.loads(out)
+    assert (verified["size"], verified["consistent_from"], verified["did"]) == (5, 1, node.did)
+
+
+async def test_log_verify_pages_through_a_long_log(run, node, url, monkeypatch):
+    monkeypatch.setattr("node.api.log.MAX_ENTRIES", 2)
+    for _ in range(5):
+        vouch(node)
+    node.sign_checkpoint()
+    code, _, err = await run("log", "verify", "--api", url)
+    assert code == 0
+    assert err.splitlines() == ["checked 2/5 entries", "checked 4/5 entries", "checked 5/5 entries"]
+
+
+async def test_log_verify_accepts_a_true_log_as_it_grows(run, node, url, tmp_path):
+    cache = tmp_path / "seen.checkpoint"
+    for size in range(13):  # every tree shape up to 12 leaves, each consistent with the one before
+        node.sign_checkpoint()
+        code, out, err = await run("log", "verify", "--api", url, "--cache", cache, "--json")
+        assert code == 0, err
+        assert (json.loads(out)["size"], json.loads(out)["consistent_from"]) == (size, size - 1 if size else None)
+        vouch(node)
+
+
+def _signed(node, size, root, key=None):
+    text = Checkpoint(node.origin, size, root).to_text()
+    return format_note(text, [note_signature(text, Ed25519Signer(node.origin, key or node.replica.key))])
+
+
+async def test_log_verify_fails_when_the_entries_miss_the_root(run, node, url):
+    vouch(node)
+    node.note = _signed(node, 1, bytes(32))
+    code, _, err = await run("log", "verify", "--api", url)
+    assert code == 1
+    assert "the 1 entries do not hash to the checkpoint's root" in err
+
+
+async def test_log_verify_fails_on_a_checkpoint_the_org_did_not_sign(run, node, url):
+    vouch(node)
+    node.note = _signed(node, 1, node.replica.store.ledger.root(), key=SigningKey.generate())
+    code, _, err = await run("log", "verify", "--api", url)
+    assert code == 1
+    assert "the node's checkpoint" in err
+
+
+async def test_log_verify_checks_the_key_of_a_pinned_did(run, node, url):
+    vouch(node)
+    node.sign_checkpoint()
+    code, _, err = await run("log", "verify", "--api", url, "--did", new_did())
+    assert code == 1
+    assert "the node's checkpoint" in err
+
+
+async def test_log_verify_fails_on_an_entry_that_is_not_a_record(run, node, url):
+    vouch(node)
+    node.replica.store.ledger.append([b"not a record"])
+    node.sign_checkpoint()
+    code, _, err = await run("log", "verify", "--api", url)
+    assert code == 1
+    assert "entry 1: " in err
+
+
+async def test_log_verify_fails_on_a_record_out_of_its_chain(run, node, url):
+    other = Org()
+    other.record()
+    node.replica.store.ledger.append([other.record().raw])  # seq 2 with no seq 1 before it
+    node.sign_checkpoint()
+    code, _, err = await run("log", "verify", "--api", url)
+    assert code == 1
+    assert "entry 0: seq: must be 1 for an issuer's first record, not 2" in err
+
+
+async def test_log_verify_fails_when_the_log_shrank(run, node, url, tmp_path):
+    for _ in range(2):
+        vouch(node)
+    cache = tmp_path / "seen.checkpoint"
+    cache.write_bytes(_signed(node, 3, bytes(32)))
+    node.sign_checkpoint()
+    code, _, err = await run("log", "verify", "--api", url, "--cache", cache)
+    assert code == 1
+    assert "the log shrank" in err
+
+
+async def test_log_verify_fails_when_the_log_forked_from_what_was_seen(run, node, url, tmp_path):
+    for _ in range(3):
+        vouch(node)
+    cache = tmp_path / "seen.checkpoint"
+    cache.write_bytes(_signed(node, 2, bytes(32)))  # what the node showed before, now rewritten
+    node.sign_checkpoint()
+    code, _, err = await run("log", "verify", "--api", url, "--cache", cache)
+    assert code == 1
+    assert f"not consistent with the checkpoint of size 2 in {cache}" in err
+    assert cache.read_bytes() == _signed(node, 2, bytes(32))
+
+
+async def test_log_verify_refuses_a_cache_of_another_log(run, node, url, tmp_path):
+    vouch(node)
+    cache = tmp_path / "seen.checkpoint"
+    cache.write_bytes(_signed(node, 1, node.replica.store.ledger.root(), key=SigningKey.generate()))
+    node.sign_checkpoint()
+    code, _, err = await run("log", "verify", "--api", url, "--cache", cache)
+    assert code == 1
+    assert "remove it if the node's key or network changed" in err
+
+
+async def test_log_verify_before_the_first_checkpoint_is_a_node_error(run, url):
+    code, _, err = await run("log", "verify", "--api", url)
+    assert code == 1
+    assert "has not signed a checkpoint" in err
+
+
+# --- the parser -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["status"], ["peers"], ["vouch"], ["revoke"], ["records"], ["log"], ["log", "checkpoint"], ["log", "verify"]],
+)
+def test_every_command_explains_itself_with_examples(capsys, command):
+    assert cli.main([*command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "examples:\n  vouchnet " + command[0] in out
+
+
+def test_a_module_with_register_adds_a_command(monkeypatch, capsys):
+    class Hello:
+        @staticmethod
+        def register(subparsers):
+            subparsers.add_parser("hello").set_defaults(func=lambda args: print("hi") or 0)
+
+    monkeypatch.setattr(cli, "COMMANDS", [*cli.COMMANDS, Hello])
+    assert cli.main(["hello"]) == 0
+    assert capsys.readouterr().out == "hi\n"
+
+
+def test_no_command_prints_the_help():
+    assert cli.main([]) == 0

@@ -1,0 +1,166 @@
+"""NodeClient against the API served by hypercorn on 127.0.0.1, as local services and the CLI use it."""
+
+import socket
+import subprocess
+import sys
+from functools import partial
+
+import pytest
+import trio
+
+from ledger import Ed25519Verifier, open_checkpoint, verify_consistency, verify_inclusion
+from node.api import ApiService
+from node.client import NodeApiError, NodeClient, NodeUnreachable
+from vouching import public_key_from_did, verify_record, vouch_body
+
+from ..factories import new_did
+from .fake_node import TOKEN
+
+
+@pytest.fixture
+def client(url):
+    with NodeClient(url, TOKEN) as client:
+        yield client
+
+
+async def call(fn, *args, **kwargs):
+    """Run a blocking client call off the trio thread that serves the API."""
+    return await trio.to_thread.run_sync(partial(fn, *args, **kwargs))
+
+
+def test_the_client_imports_without_trio_libp2p_or_the_server():
+    code = "import sys, node.client; print(sorted({'trio', 'libp2p', 'fastapi', 'hypercorn'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+async def test_health_node_and_peers(client, node):
+    node.peer_list.append({"peer_id": "12D3KooWOther"})
+    assert await call(client.health) == {"status": "ok"}
+    assert (await call(client.node))["did"] == node.did
+    assert await call(client.peers) == [{"peer_id": "12D3KooWOther"}]
+
+
+async def test_vouch_and_revoke_write_records_as_the_org(client, node):
+    subject = new_did()
+    vouched = await call(client.vouch, subject, 0.7, "developer", scope=["tool:search"], expires=4102444800000)
+    assert vouched["body"] == {
+        "subject": subject, "weight": 0.7, "basis": "developer", "scope": ["tool:search"], "expires": 4102444800000
+    }
+    revoked = await call(client.revoke, vouched["id"], "rotated")
+    assert revoked["body"]["record"] == vouched["id"]
+    assert node.replica.store.revoked(bytes.fromhex(vouched["id"]))
+
+
+async def test_a_refusal_carries_the_nodes_reason(client):
+    with pytest.raises(NodeApiError) as refused:
+        await call(client.vouch, new_did(), 3.0, "operator")
+    assert (refused.value.status, refused.value.code) == (422, "invalid_record")
+    assert refused.value.detail.startswith("body.weight")
+    assert "body.weight" in str(refused.value)
+
+
+async def test_a_write_without_the_token_is_refused(url):
+    with NodeClient(url) as anonymous, pytest.raises(NodeApiError) as refused:
+        await call(anonymous.vouch, new_did(), 0.5, "operator")
+    assert (refused.value.status, refused.value.code) == (401, "unauthorized")
+
+
+async def test_records_page_by_page_and_all_of_them(client):
+    made = [(await call(client.vouch, new_did(), 0.5, "operator"))["id"] for _ in range(5)]
+    first = await call(client.records, limit=2)
+    assert [r["id"] for r in first["records"]] == made[:2]
+    second = await call(client.records, limit=2, after=first["next"])
+    assert [r["id"] for r in second["records"]] == made[2:4]
+    assert [r["id"] for r in await call(lambda: list(client.iter_records(kind="vouch", page=2)))] == made
+
+
+async def test_a_record_comes_as_checked_bytes_or_json(client):
+    vouched = await call(client.vouch, new_did(), 0.5, "operator")
+    raw = await call(client.record, vouched["id"])
+    assert verify_record(raw).id.hex() == vouched["id"]
+    assert await call(client.record, bytes.fromhex(vouched["id"])) == raw
+    assert await call(client.record_json, vouched["id"]) == vouched
+
+
+async def test_an_unknown_record_is_not_found(client):
+    with pytest.raises(NodeApiError) as refused:
+        await call(client.record, "ab" * 32)
+    assert (refused.value.status, refused.value.code) == (404, "not_found")
+
+
+async def test_the_checkpoint_is_none_until_the_first(client, node):
+    assert await call(client.checkpoint) is None
+    node.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+    note = node.sign_checkpoint()
+    assert await call(client.checkpoint) == note
+
+
+async def test_log_entries_and_proofs_verify_against_a_checkpoint(client, node):
+    for _ in range(5):
+        node.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+    old_root = node.replica.store.ledger.root(2)
+    verifier = Ed25519Verifier(node.origin, public_key_from_did(node.did))
+    checkpoint, _ = open_checkpoint(node.sign_checkpoint(), [verifier])
+    entries = await call(client.log_entries, 0)
+    assert entries == node.replica.store.ledger.entries(0, 5)
+    assert await call(client.log_entries, 3, 4) == entries[3:4]
+    proof = await call(client.inclusion_proof, 3, checkpoint.size)
+    verify_inclusion(entries[3], 3, checkpoint.size, proof, checkpoint.root)
+    verify_consistency(2, checkpoint.size, old_root, checkpoint.root, await call(client.consistency_proof, 2))
+
+
+async def test_openapi_is_the_nodes(client):
+    assert "/v1/vouches" in (await call(client.openapi))["paths"]
+
+
+async def test_a_node_that_is_not_running_is_named_with_a_hint():
+    with socket.socket() as s:  # a port that was free a moment ago and has no listener now
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with NodeClient(f"127.0.0.1:{port}") as client, pytest.raises(NodeUnreachable) as unreachable:
+        await call(client.node)
+    assert str(unreachable.value) == f"cannot reach the node at http://127.0.0.1:{port}: is `vouchnet run` running?"
+
+
+async def _raw_http_server(nursery, answer: bytes | None) -> int:
+    """A listener on 127.0.0.1 that answers every request with `answer` (None: never answers); its port."""
+    listeners = await nursery.start(partial(trio.serve_tcp, partial(_answer, answer), 0, host="127.0.0.1"))
+    return listeners[0].socket.getsockname()[1]
+
+
+async def _answer(answer: bytes | None, stream: trio.SocketStream) -> None:
+    await stream.receive_some()
+    if answer is None:
+        await trio.sleep_forever()
+    await stream.send_all(answer)
+
+
+async def test_a_node_that_does_not_answer_in_time_is_reported():
+    async with trio.open_nursery() as nursery:
+        port = await _raw_http_server(nursery, None)
+        with NodeClient(f"127.0.0.1:{port}", timeout=0.05) as client, pytest.raises(NodeUnreachable) as unreachable:
+            await call(client.node)
+        nursery.cancel_scope.cancel()
+    assert "did not answer within 0.05 s" in str(unreachable.value)
+
+
+async def test_something_else_at_the_address_is_reported():
+    async with trio.open_nursery() as nursery:
+        port = await _raw_http_server(nursery, b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello")
+        with NodeClient(f"127.0.0.1:{port}") as client, pytest.raises(NodeApiError) as refused:
+            await call(client.node)
+        nursery.cancel_scope.cancel()
+    assert refused.value.code == "not_json"
+    assert "is http://127.0.0.1" in refused.value.detail
+
+
+
+async def test_the_api_service_serves_until_cancelled_and_leaves_no_listener(node):
+    async with trio.open_nursery() as nursery:
+        (url,) = await nursery.start(ApiService(node, port=0).run)
+        with NodeClient(url) as client:
+            assert await call(client.health) == {"status": "ok"}
+        nursery.cancel_scope.cancel()
+    with NodeClient(url) as client, pytest.raises(NodeUnreachable):
+        await call(client.health)

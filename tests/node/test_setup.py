@@ -1,0 +1,40 @@
+"""`vouchnet init`: a complete, private data directory, or a clear refusal that changes nothing."""
+
+import stat
+
+import pytest
+
+from node.config import ConfigError, load_config
+from node.keys import KeyFileError, load_org_key, load_token
+from node.setup import init_data_dir
+from vouching import did_key
+
+
+def _init(path, **overrides):
+    args = dict(network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    return init_data_dir(path, **{**args, **overrides})
+
+
+def test_init_creates_key_token_and_config(tmp_path):
+    made = _init(tmp_path / "node", roots=("did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK",))
+    key = load_org_key(made.data_dir / "org.key")
+    assert made.did == did_key(bytes(key.verify_key))
+    assert load_token(made.data_dir / "api.token")
+    assert stat.S_IMODE(made.data_dir.stat().st_mode) == 0o700
+    config = load_config(made.data_dir)
+    assert config.network == "testnet" and len(config.roots) == 1
+
+
+def test_init_refuses_an_existing_node_and_changes_nothing(tmp_path):
+    made = _init(tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(KeyFileError, match="already"):
+        _init(tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert load_org_key(made.data_dir / "org.key")
+
+
+def test_init_with_a_bad_option_leaves_no_half_made_directory(tmp_path):
+    with pytest.raises(ConfigError, match="trust.roots"):
+        _init(tmp_path, roots=("alice",))
+    assert list(tmp_path.iterdir()) == []
