@@ -98,6 +98,17 @@ class IssuerIndex:
         return list(itertools.islice(self._issuers.irange(minimum=after, inclusive=(False, False)), limit))
 
 
+def missing_ranges(store: RecordReader, gaps: Mapping[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+    """The part of each issuer's (first, last) range above what `store` holds of it, up to MAX_SEQ."""
+    missing = {}
+    for iss, (first, last) in gaps.items():
+        head = store.head(iss)
+        first, last = max(first, head.seq + 1 if head else 1), min(last, MAX_SEQ)
+        if first <= last:
+            missing[iss] = (first, last)
+    return missing
+
+
 def check_page(raws: Sequence[bytes], start: int = 0) -> list[Record]:
     """Verify every record of a page, or of its part from index `start` (`gossip.validation.check_record`);
     one invalid record is the peer's offence."""
@@ -179,8 +190,9 @@ class SyncClient:
         self._expect("new", "start")
         if self._gaps is None:
             return self._ask_heads()
-        for iss, (first, last) in self._gaps.items():
-            self._want_missing(iss, first, last)
+        for iss, (first, last) in missing_ranges(self._store, self._gaps).items():
+            if iss in self._horizon:
+                self._wants.append(Range(iss, first, last))
         return self._next_request()
 
     def receive(self, payload: bytes) -> Event:
@@ -234,14 +246,6 @@ class SyncClient:
         elif entry.seq == ours.seq and entry.id != ours.id:
             self._want_evidence(entry.iss, entry.seq)
         # A peer behind us is checked from its side: its pull from us links our records to its head.
-
-    def _want_missing(self, iss: str, first: int, last: int) -> None:
-        if iss not in self._horizon:
-            return
-        head = self._store.head(iss)
-        first, last = max(first, head.seq + 1 if head else 1), min(last, MAX_SEQ)
-        if first <= last:
-            self._wants.append(Range(iss, first, last))
 
     def _want_evidence(self, iss: str, seq: int) -> None:
         if iss not in self._evidence_asked:

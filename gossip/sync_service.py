@@ -10,6 +10,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import trio
 
@@ -18,13 +19,32 @@ from vouching import Record, VouchBody
 from .frames import FrameError
 from .host import Host, HostError, PeerEvent, Stream
 from .replica import Replica
-from .sync import Deliver, Finished, IssuerIndex, ReadNext, Send, SyncClient, SyncLimits, SyncServer, check_page
+from .sync import (
+    Deliver,
+    Finished,
+    IssuerIndex,
+    ReadNext,
+    Send,
+    SyncClient,
+    SyncLimits,
+    SyncServer,
+    check_page,
+    missing_ranges,
+)
 from .sync_messages import MAX_SEQ, SYNC_PROTOCOL, CosignRequest, RemoteProtocolError, Reply, SyncError
 
 logger = logging.getLogger(__name__)
 
 Gaps = Mapping[str, tuple[int, int]]  # issuer -> (first, last) missing seq
 CosignHandler = Callable[[str, CosignRequest], Reply]  # (requesting peer, request) -> reply
+_GAP_PEERS = 3  # peers asked in turn for a gap, until it is filled
+
+
+class PageLimits(Protocol):
+    """The node's limits sync takes its page size from (node.config.Limits provides it)."""
+
+    @property
+    def sync_page_records(self) -> int: ...
 
 
 @dataclass
@@ -36,7 +56,7 @@ class SyncStats:
     records_fetched: int = 0  # accepted into the replica from sync
     records_served: int = 0
     streams_served: int = 0
-    gap_requests: int = 0
+    gap_requests: int = 0  # from gossip (request_gaps) and for orgs that entered the horizon
     gap_requests_dropped: int = 0  # the queue was full; the next periodic round repairs the gap
     peers_disconnected: int = 0  # for breaking the protocol
     errors: Counter[str] = field(default_factory=Counter)  # by reason (see SyncError.reason, plus timeout, stream, busy)
@@ -45,7 +65,9 @@ class SyncStats:
 class SyncService:
     """Catch-up sync for one node: one instance per host, sharing the node's Replica.
 
-    `cosigner`, if given, answers peers' cosign requests on the same protocol (gossip.witnessing).
+    `limits`: SyncLimits, or the node's limits (their `sync_page_records`, with SyncLimits' other defaults).
+    `cosigner`, if given, answers peers' cosign requests on the same protocol (Witnessing.cosign).
+    `run` registers the protocol's handler with the host, so it runs once per host.
     `verify_threads` > 0 splits each page's signature checks over that many worker threads (PyNaCl releases
     the GIL inside libsodium); 0 checks them on the event loop. `accept_records`: fetched records are offered
     to the replica in batches of about this many, so that one durable commit covers several pages.
@@ -56,7 +78,7 @@ class SyncService:
         host: Host,
         replica: Replica,
         *,
-        limits: SyncLimits = SyncLimits(),
+        limits: SyncLimits | PageLimits = SyncLimits(),
         interval: float = 30.0,
         timeout: float = 10.0,
         max_sessions: int = 8,
@@ -73,7 +95,7 @@ class SyncService:
                              "accept_records at least 1; verify_threads at least 0")
         self.host = host
         self.replica = replica
-        self.limits = limits
+        self.limits = limits if isinstance(limits, SyncLimits) else SyncLimits(page_records=limits.sync_page_records)
         self.interval = interval
         self.timeout = timeout
         self.stats = SyncStats()
@@ -83,7 +105,8 @@ class SyncService:
         self._on_offence = on_offence
         self._sessions = trio.CapacityLimiter(max_sessions)
         self._inbound = trio.CapacityLimiter(max_inbound)
-        self._gap_send, self._gap_receive = trio.open_memory_channel[tuple[str, dict[str, tuple[int, int]]]](gap_queue)
+        self._gap_send, self._gap_receive = trio.open_memory_channel[tuple[str, dict[str, tuple[int, int]], bool]](
+            gap_queue)
         self._peer_locks: dict[str, trio.Lock] = {}
         self._rounds_running: set[str] = set()
         self._index = IssuerIndex(replica.store)
@@ -119,15 +142,27 @@ class SyncService:
         finally:
             self._rounds_running.discard(peer_id)
 
-    async def fetch_gaps(self, peer_id: str, gaps: Gaps) -> None:
-        """Fetch these ranges from one peer now (records that gossip delivered ahead of their predecessors)."""
-        await self._pull(peer_id, dict(gaps))
+    async def fetch_gaps(self, peer_id: str, gaps: Gaps, *, others: bool = True) -> None:
+        """Fetch the ranges we still lack now: from `peer_id` if it is connected (it published the records that
+        wait for them), then, while some are missing and `others`, from other connected peers (a few at most)."""
+        connected = self.host.connected_peers()
+        peers = [peer_id] if peer_id in connected else []
+        if others:
+            peers += [peer for peer in connected if peer != peer_id]
+        for peer in peers[:_GAP_PEERS]:
+            missing = missing_ranges(self.replica.store, gaps)
+            if not missing:
+                return
+            await self._pull(peer, missing)
 
-    def on_gaps(self, peer_id: str, gaps: Gaps) -> None:
-        """For the gossip service: queue a targeted fetch of `gaps` from `peer_id`; never blocks."""
+    def request_gaps(self, peer_id: str, gaps: Gaps) -> None:
+        """For the gossip service (its `on_gaps`): queue `fetch_gaps(peer_id, gaps)`; never blocks."""
+        self._queue_gaps(peer_id, gaps, others=True)
+
+    def _queue_gaps(self, peer_id: str, gaps: Gaps, *, others: bool) -> None:
         self.stats.gap_requests += 1
         try:
-            self._gap_send.send_nowait((peer_id, dict(gaps)))
+            self._gap_send.send_nowait((peer_id, dict(gaps), others))
         except trio.WouldBlock:
             self.stats.gap_requests_dropped += 1
 
@@ -249,8 +284,8 @@ class SyncService:
                 self._nursery.start_soon(self.sync_with, peer)
 
     async def _fetch_reported_gaps(self) -> None:
-        async for peer_id, gaps in self._gap_receive:
-            await self.fetch_gaps(peer_id, gaps)
+        async for peer_id, gaps, others in self._gap_receive:
+            await self.fetch_gaps(peer_id, gaps, others=others)
 
     def _on_accepted(self, records: list[Record]) -> None:
         """Replica listener: keep the issuer index current; fetch the histories of orgs new to the horizon."""
@@ -261,8 +296,8 @@ class SyncService:
         entered, self._members = members - self._members, members
         if entered:
             histories = {org: (1, MAX_SEQ) for org in entered}
-            for peer in self.host.connected_peers():
-                self.on_gaps(peer, histories)
+            for peer in self.host.connected_peers():  # each may hold a different part: ask every one
+                self._queue_gaps(peer, histories, others=False)
 
     # --- serving --------------------------------------------------------------------------------------------
 

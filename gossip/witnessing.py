@@ -47,6 +47,8 @@ logger = logging.getLogger(__name__)
 
 _MAX_COSIGNATURES = 63  # a signed note holds at most 64 signatures (ledger.note), one of them the log's
 _MAX_FRAME = SyncLimits().max_frame  # cosign replies are small; any frame within sync's bound is read
+WITNESS_FILE = "witness.sqlite"  # the witness's state: what it cosigned of each peer's log
+CHECKPOINT_FILE = "checkpoint.note"  # our latest checkpoint with its cosignatures
 _ATTEMPTS = 3  # requests for one checkpoint that may go unanswered before a peer is left alone until the next
 
 
@@ -86,8 +88,8 @@ class Witnessing:
     """Checkpoints of this node's records log, cosigned by its peers; and this node's witness for theirs.
 
     `cosign` answers peers' cosign requests: give it to the SyncService (which serves the protocol).
-    `witness_path` holds the witness's state (what it cosigned, per log); `checkpoint_path` our latest
-    cosigned checkpoint, kept across restarts.
+    `state_dir` holds the witness's state (WITNESS_FILE) and our latest cosigned checkpoint (CHECKPOINT_FILE),
+    both kept across restarts.
     """
 
     def __init__(
@@ -96,8 +98,7 @@ class Witnessing:
         replica: Replica,
         *,
         network: str,
-        witness_path: Path,
-        checkpoint_path: Path,
+        state_dir: Path,
         interval: float = 1.0,
         timeout: float = 10.0,
         max_concurrent: int = 8,
@@ -115,8 +116,8 @@ class Witnessing:
         self.listeners: list[Callable[[bytes], None]] = []  # called with each new cosigned note we hold
         self._signer = Ed25519Signer(self.origin, replica.key)
         self._cosigner = CosignatureSigner(cosigner_name(replica.did), replica.key, clock=clock)
-        self._witness_path = witness_path
-        self._checkpoint_path = checkpoint_path
+        self._witness_path = state_dir / WITNESS_FILE
+        self._checkpoint_path = state_dir / CHECKPOINT_FILE
         self._witness: Witness | None = None
         self._logs: dict[str, Ed25519Verifier] = {}  # the witness's: filled with each requesting peer's log key
         self._limiter = trio.CapacityLimiter(max_concurrent)

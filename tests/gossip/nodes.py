@@ -16,7 +16,7 @@ from gossip.host import Host, open_host
 from gossip.replica import Replica
 from gossip.store import RecordStore
 from gossip.sync import SyncLimits
-from gossip.sync_service import SyncService
+from gossip.sync_service import PageLimits, SyncService
 from gossip.witnessing import Witnessing
 from ledger import tree_hash
 from vouching import did_key, verify_record
@@ -67,7 +67,7 @@ async def running(
     *,
     sync_interval: float = 30.0,
     witness_interval: float | None = None,
-    limits: SyncLimits = SyncLimits(),
+    limits: SyncLimits | PageLimits = SyncLimits(),
     verify_threads: int = 0,
 ) -> AsyncIterator[Node]:
     """A node until the block ends; `witness_interval` also runs its witnessing."""
@@ -77,8 +77,7 @@ async def running(
             witnessing = None
             if witness_interval is not None:
                 witnessing = Witnessing(host, replica, network=NETWORK, interval=witness_interval,
-                                        witness_path=identity.directory / "witness.sqlite",
-                                        checkpoint_path=identity.directory / "checkpoint.note")
+                                        state_dir=identity.directory)
                 await nursery.start(witnessing.run)
             sync = SyncService(host, replica, limits=limits, interval=sync_interval, timeout=5.0,
                                cosigner=witnessing.cosign if witnessing else None, verify_threads=verify_threads)

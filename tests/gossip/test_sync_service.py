@@ -9,8 +9,9 @@ import pytest
 import trio
 
 from gossip.frames import encode_uvarint
-from gossip.host import StreamError, open_host
+from gossip.host import StreamError, open_host, peer_id_from_public_key
 from gossip.sync_messages import SYNC_PROTOCOL, HeadsPage, HeadsRequest, RecordsPage, decode_request, encode_message
+from node.config import Limits
 from vouching import vouch_body
 from vouching.cbor import encode
 
@@ -36,7 +37,7 @@ async def test_a_node_offline_while_500_records_were_issued_catches_up_on_reconn
                 await until(lambda: node_b.replica.store.heads().get(a.did) == 3, [node_b])
             size_before = 3
             issue(node_a, 500)  # b is offline
-            async with running(b, roots) as node_b:
+            async with running(b, roots, limits=Limits(sync_page_records=50)) as node_b:  # the node's own limits
                 await node_b.host.connect(node_a.addr)  # the connection alone starts the catch-up
                 await until(lambda: node_b.replica.store.heads().get(a.did) == 503, [node_b])
                 assert node_b.records() == node_a.records()
@@ -44,6 +45,7 @@ async def test_a_node_offline_while_500_records_were_issued_catches_up_on_reconn
                 ledger = node_b.replica.store.ledger
                 assert len(ledger.consistency_proof(size_before, ledger.size)) > 0  # it grew from what it had
                 assert node_b.sync.stats.records_fetched == 500
+                assert node_b.sync.limits.page_records == 50
 
 
 async def test_two_groups_that_were_apart_converge_to_one_record_set(tmp_path):
@@ -166,9 +168,16 @@ async def test_gaps_gossip_reports_are_fetched_from_the_peer_that_has_them(tmp_p
             node_b.replica.accept(newer)
             outcome = node_a.replica.accept(newer[2:])  # gossip delivered the last two first
             assert node_a.replica.held_count == 2
-            node_a.sync.on_gaps(node_b.host.peer_id, outcome.gaps)  # what the gossip service calls
+            node_a.sync.request_gaps(node_b.host.peer_id, outcome.gaps)  # what the gossip service calls
             await until(lambda: node_a.replica.store.heads().get(org.did) == 12, [node_a])
             assert node_a.replica.held_count == 0 and node_a.sync.stats.gap_requests == 1
+
+            later = [org.record() for _ in range(3)]
+            node_b.replica.accept(later)
+            outcome = node_a.replica.accept(later[1:])
+            absent = peer_id_from_public_key(bytes(32))  # the records' publisher, not connected to us
+            node_a.sync.request_gaps(absent, outcome.gaps)
+            await until(lambda: node_a.replica.store.heads().get(org.did) == 15, [node_a])  # from node b instead
 
 
 async def test_an_org_entering_the_horizon_has_its_whole_history_fetched_at_once(tmp_path):

@@ -110,8 +110,7 @@ async def test_a_fork_sent_for_cosigning_is_refused_and_becomes_evidence(tmp_pat
             assert n1.witnessing.stats.equivocations_issued == 1
 
             # our cosigned checkpoint is kept across a restart of the service
-            again = Witnessing(n0.host, n0.replica, network=NETWORK, witness_path=a.directory / "other.sqlite",
-                               checkpoint_path=a.directory / "checkpoint.note")
+            again = Witnessing(n0.host, n0.replica, network=NETWORK, state_dir=a.directory)
             assert again.checkpoint_note() == n0.witnessing.checkpoint_note()
             assert cosigner_name(b.did).encode() in again.checkpoint_note()  # with the cosignature collected
 
