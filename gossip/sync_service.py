@@ -66,7 +66,8 @@ class SyncService:
     """Catch-up sync for one node: one instance per host, sharing the node's Replica.
 
     `limits`: SyncLimits, or the node's limits (their `sync_page_records`, with SyncLimits' other defaults).
-    `cosigner`, if given, answers peers' cosign requests on the same protocol (Witnessing.cosign).
+    `cosigner` (Witnessing.cosign) answers peers' cosign requests on the same protocol; it may also be set
+    later (`sync.cosigner = witnessing.cosign`); without one, cosign requests are refused with 404.
     `run` registers the protocol's handler with the host, so it runs once per host.
     `verify_threads` > 0 splits each page's signature checks over that many worker threads (PyNaCl releases
     the GIL inside libsodium); 0 checks them on the event loop. `accept_records`: fetched records are offered
@@ -99,7 +100,7 @@ class SyncService:
         self.interval = interval
         self.timeout = timeout
         self.stats = SyncStats()
-        self._cosigner = cosigner
+        self.cosigner = cosigner
         self._verify_threads = verify_threads
         self._accept_records = accept_records
         self._on_offence = on_offence
@@ -319,7 +320,7 @@ class SyncService:
 
     async def _answer(self, stream: Stream) -> None:
         peer = stream.remote_peer
-        cosign = None if self._cosigner is None else functools.partial(self._cosigner, peer)
+        cosign = None if self.cosigner is None else functools.partial(self.cosigner, peer)
         server = SyncServer(self.replica.store, self._index, self.limits, cosign=cosign)
         served = 0
         try:
