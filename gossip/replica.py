@@ -7,7 +7,7 @@ becomes our own signed `equivocation` record, which flags the offender here and,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from nacl.signing import SigningKey
@@ -57,13 +57,24 @@ class Replica:
 
     def issue(self, kind: str, body: dict) -> Record:
         """Sign our next record, accept it, and return it (raises vouching.InvalidRecord for a bad body)."""
+        return self.issue_many(kind, [body])[0]
+
+    def issue_many(self, kind: str, bodies: Sequence[dict]) -> list[Record]:
+        """Sign our next records, one per body in order, and accept them in one durable batch (one commit, so
+        issuing thousands of digests at an epoch's end costs signatures, not commits). All or none: a bad body
+        raises vouching.InvalidRecord before anything is stored."""
         head = self.store.head(self.did)
-        raw = sign_record(self.key, kind, body, seq=head.seq + 1 if head else 1, prev=head.id if head else None)
-        record = verify_record(raw)
-        outcome = self.accept([record])
-        if outcome.accepted[:1] != [record]:
-            raise AssertionError(f"our own record was not accepted: {outcome}")
-        return record
+        seq, prev = (head.seq, head.id) if head else (0, None)
+        records = []
+        for body in bodies:
+            seq += 1
+            record = load_record(sign_record(self.key, kind, body, seq=seq, prev=prev))  # ours: just signed
+            records.append(record)
+            prev = record.id
+        outcome = self.accept(records)
+        if outcome.accepted[: len(records)] != records:
+            raise AssertionError(f"our own records were not accepted: {outcome}")
+        return records
 
     def accept(self, records: list[Record]) -> Outcome:
         """Offer verified records; store what extends a chain, act on evidence, tell the listeners."""

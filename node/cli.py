@@ -12,8 +12,10 @@ from importlib.metadata import PackageNotFoundError, version
 from node.client import ClientError
 from node.commands import local, log, records, status, vouches
 from node.commands.common import CommandFailed, UsageError
+from testnet.sim import cli as sim
 
-COMMANDS = [local, status, vouches, records, log]  # modules with `register(subparsers)`, in the order --help lists them
+# Modules with `register(subparsers)`, in the order --help lists them.
+COMMANDS = [local, status, vouches, records, log, sim]
 
 
 def _version() -> str:

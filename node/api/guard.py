@@ -7,6 +7,7 @@ nothing about its request but that the token is missing.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 
 from fastapi.security import HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,22 +24,39 @@ bearer_scheme = HTTPBearer(auto_error=False, description="The token in the node'
 
 class WriteGuard:
     """ASGI middleware: every request but a read needs `Authorization: Bearer <token>` (else 401), and a body
-    over `max_bytes` fails with 413 before the app has read more than that."""
+    over `max_bytes` fails with 413 before the app has read more than that.
 
-    def __init__(self, app: ASGIApp, node: NodeView, max_bytes: int = MAX_BODY_BYTES) -> None:
+    `body_limits` raises (or lowers) the bound for given paths, e.g. telemetry batches; `open_paths` are writes
+    that need no token, e.g. OTLP trace export, which stock exporters send without one (node.ingest_api).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        node: NodeView,
+        max_bytes: int = MAX_BODY_BYTES,
+        *,
+        body_limits: Mapping[str, int] | None = None,
+        open_paths: frozenset[str] = frozenset(),
+    ) -> None:
         self.app = app
         self.node = node
         self.max_bytes = max_bytes
+        self.body_limits = dict(body_limits or {})
+        self.open_paths = open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if scope["method"] not in _READ_METHODS and (refusal := self._check_token(scope)) is not None:
-            await refusal.response()(scope, receive, send)
-            return
-        if (_content_length(scope) or 0) > self.max_bytes:
-            await self._too_large().response()(scope, receive, send)
+        path = scope["path"]
+        if scope["method"] not in _READ_METHODS and path not in self.open_paths:
+            if (refusal := self._check_token(scope)) is not None:
+                await refusal.response()(scope, receive, send)
+                return
+        limit = self.body_limits.get(path, self.max_bytes)
+        if (_content_length(scope) or 0) > limit:
+            await _too_large(limit).response()(scope, receive, send)
             return
         received = 0
 
@@ -47,9 +65,9 @@ class WriteGuard:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     # Raised inside FastAPI, which passes an HTTPException on to the app's error handlers.
-                    raise self._too_large()
+                    raise _too_large(limit)
             return message
 
         await self.app(scope, limited_receive, send)
@@ -63,8 +81,9 @@ class WriteGuard:
             return _unauthorized("Authorization: the bearer token is not this node's", ', error="invalid_token"')
         return None
 
-    def _too_large(self) -> ApiError:
-        return ApiError(413, "too_large", f"body: must be at most {self.max_bytes} bytes")
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, "too_large", f"body: must be at most {limit} bytes")
 
 
 def _unauthorized(detail: str, challenge_extra: str) -> ApiError:

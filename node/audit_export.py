@@ -1,0 +1,192 @@
+"""Audit exports: one agent's raw events from the private audit log, with RFC 9162 inclusion proofs against a
+checkpoint signed by the org, for an auditor (DESIGN §4, §7); `vouchnet audit export|verify` (node.commands.audit).
+
+An export (JSON, FORMAT) holds `org`, `network`, `agent`, the requested `from`/`to` (ms), `checkpoint` (a C2SP
+signed note of the audit log, origin `vouchnet/<network>/<org>/audit`), `entries` (each: `index`, `entry` =
+base64 of the exact log entry, `proof` = base64 hashes, and the decoded `at` and `event` for reading), and
+`epochs` (each digested interval the entries fall in: `epoch`, `len`, `evidence_root` in base64, `events`). The
+range is widened to whole digested intervals, so that every epoch's evidence root can be recomputed.
+
+An auditor checks it without trusting the node, with any RFC 9162 / C2SP implementation:
+1. Take the org's Ed25519 key from its did:key; verify `checkpoint` as a signed note by that key under the key
+   name = origin; read size N and root R from it.
+2. For each entry: base64-decode it and verify its inclusion proof at `index` in the tree of size N with root R.
+3. Decode each entry (deterministic CBOR, node.events.encode_entry) and check its `agent` is the exported agent.
+4. For each epoch: the RFC 9162 Merkle tree hash of the entries with epoch <= at < epoch + len, in index order,
+   must equal `evidence_root`; and must equal the `evidence_root` of the org's signed `digest` record for that
+   agent and epoch (fetched from any node: `GET /v1/records?issuer=<org>&kind=digest&subject=<agent>`). The digest
+   commits to every event of the agent in that epoch, so a missing or altered event shows up here; without
+   differential privacy its counts also equal the entries' counts.
+`verify_export` does steps 1-4 (the digest records optional).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from nacl.signing import SigningKey
+
+from ledger import Ed25519Verifier, NoteError, ProofError, open_checkpoint, tree_hash, verify_inclusion
+from vouching import DigestBody, InvalidDid, InvalidRecord, public_key_from_did, verify_record
+from vouching.bodies import CATEGORIES, OUTCOMES
+
+from .audit_log import AuditLog, audit_origin
+from .events import Event, InvalidEvent, check_agent, decode_entry
+
+FORMAT = "vouchnet-audit-export/1"
+_PAGE = 1000
+
+
+class ExportError(Exception):
+    """The export cannot be made as asked; the message says why and what to do."""
+
+
+class VerifyError(ValueError):
+    """An export (or a digest against it) does not verify; the message names the entry or epoch and the rule."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _unb64(value: Any, where: str) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except (ValueError, TypeError):
+        raise VerifyError(f"{where}: not base64") from None
+
+
+def export_agent(
+    audit: AuditLog,
+    intervals: list[tuple[int, int]],
+    *,
+    key: SigningKey,
+    org: str,
+    network: str,
+    agent: str,
+    start: int,
+    end: int,
+) -> dict[str, Any]:
+    """The export of `agent`'s entries accepted in [start, end), widened to the digested `intervals` overlapping
+    it, with proofs against a fresh checkpoint; raises ExportError if any of them may have been pruned."""
+    check_agent(agent)
+    low = min([start, *(a for a, _ in intervals)])
+    high = max([end, *(b for _, b in intervals)])
+    ledger = audit.ledger
+    if ledger.pruned and (ledger.pruned == ledger.size or audit.at(ledger.pruned) > low):
+        kept = "none" if ledger.pruned == ledger.size else f"those from {audit.at(ledger.pruned)} ms on"
+        raise ExportError(f"--from: earlier entries were pruned by retention; the audit log keeps {kept}")
+    size = ledger.size
+    checkpoint = audit.checkpoint(key, audit_origin(network, org), size)
+    first, stop = audit.first_at_or_after(low), audit.first_at_or_after(high)
+    entries = []
+    for page in range(first, stop, _PAGE):
+        for index, entry in enumerate(ledger.entries(page, min(page + _PAGE, stop)), page):
+            at, event = decode_entry(entry)
+            if event.agent == agent:
+                proof = [_b64(h) for h in ledger.inclusion_proof(index, size)]
+                entries.append({"index": index, "at": at, "entry": _b64(entry), "proof": proof,
+                                "event": event.to_json()})
+    epochs = []
+    for a, b in intervals:
+        members = [base64.b64decode(e["entry"]) for e in entries if a <= e["at"] < b]
+        if members:
+            epochs.append({"epoch": a, "len": b - a, "evidence_root": _b64(tree_hash(members)),
+                           "events": len(members)})
+    return {"format": FORMAT, "org": org, "network": network, "agent": agent, "from": start, "to": end,
+            "checkpoint": checkpoint.decode(), "entries": entries, "epochs": epochs}
+
+
+@dataclass(frozen=True)
+class Verified:
+    """What a verified export proves: the log size and root it was checked against, and the agent's events."""
+
+    size: int
+    root: bytes
+    events: tuple[tuple[int, int, Event], ...]  # (index, at, event)
+    epochs: tuple[tuple[int, int, bytes], ...]  # (epoch, len, evidence_root)
+
+
+def verify_export(document: Any, *, digests: Iterable[bytes] = ()) -> Verified:
+    """The auditor's steps 1-4 (module docstring), with the org's digest records (COSE bytes) if given."""
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise VerifyError(f"format: must be {FORMAT}")
+    try:
+        org, agent = document["org"], check_agent(document["agent"])
+        origin = audit_origin(document["network"], org)
+        checkpoint, _ = open_checkpoint(document["checkpoint"].encode(),
+                                        [Ed25519Verifier(origin, public_key_from_did(org))])
+    except (KeyError, AttributeError, TypeError):
+        raise VerifyError("export: needs org, network, agent and checkpoint") from None
+    except (InvalidDid, InvalidEvent, NoteError) as error:
+        raise VerifyError(f"checkpoint: not signed by the org's key for {origin!r:.120} ({error})") from None
+    if checkpoint.origin != origin:
+        raise VerifyError(f"checkpoint: origin is {checkpoint.origin!r}, expected {origin!r}")
+    events, seen = [], set()
+    for i, item in enumerate(_list(document, "entries")):
+        where = f"entries[{i}]"
+        if not isinstance(item, dict):
+            raise VerifyError(f"{where}: must be an object")
+        entry = _unb64(item.get("entry"), f"{where}.entry")
+        index = item.get("index")
+        proof = [_unb64(h, f"{where}.proof") for h in _list(item, "proof")]
+        if type(index) is not int or index in seen:
+            raise VerifyError(f"{where}.index: must be an integer, once")
+        seen.add(index)
+        try:
+            verify_inclusion(entry, index, checkpoint.size, proof, checkpoint.root)
+            at, event = decode_entry(entry)
+        except ProofError as error:
+            raise VerifyError(f"{where}: not in the checkpointed log ({error})") from None
+        except InvalidEvent as error:
+            raise VerifyError(f"{where}: not an audit entry ({error})") from None
+        if event.agent != agent:
+            raise VerifyError(f"{where}: an event of {event.agent}, not of the exported agent")
+        events.append((index, at, event, entry))
+    events.sort(key=lambda e: e[0])
+    epochs = []
+    for j, epoch in enumerate(_list(document, "epochs")):
+        if not isinstance(epoch, dict):
+            raise VerifyError(f"epochs[{j}]: must be an object")
+        start, length = epoch.get("epoch"), epoch.get("len")
+        if type(start) is not int or type(length) is not int or length < 1:
+            raise VerifyError(f"epochs[{j}]: needs integer epoch and len")
+        root = tree_hash([e[3] for e in events if start <= e[1] < start + length])
+        if root != _unb64(epoch.get("evidence_root"), f"epochs[{j}].evidence_root"):
+            raise VerifyError(f"epochs[{j}]: the entries of [{start}, {start + length}) do not hash to evidence_root")
+        epochs.append((start, length, root))
+    for raw in digests:
+        _check_digest(raw, org, agent, epochs, events)
+    return Verified(checkpoint.size, checkpoint.root, tuple(e[:3] for e in events), tuple(epochs))
+
+
+def _list(parent: dict[str, Any], key: str) -> list[Any]:
+    value = parent.get(key, [])
+    if not isinstance(value, list):
+        raise VerifyError(f"{key}: must be a list")
+    return value
+
+
+def _check_digest(raw: bytes, org: str, agent: str, epochs: list[tuple[int, int, bytes]],
+                  events: list[tuple[int, int, Event, bytes]]) -> None:
+    try:
+        record = verify_record(raw)
+    except InvalidRecord as error:
+        raise VerifyError(f"digest: not a valid record ({error})") from None
+    body = record.body
+    if record.iss != org or not isinstance(body, DigestBody) or body.agent != agent:
+        raise VerifyError(f"digest {record.id.hex()}: not the org's digest of the exported agent")
+    match = [root for start, length, root in epochs if (start, length) == (body.epoch, body.length)]
+    if not match:
+        raise VerifyError(f"digest {record.id.hex()}: its epoch {body.epoch} is not in the export")
+    if match[0] != body.evidence_root:
+        raise VerifyError(f"digest {record.id.hex()}: evidence_root differs from the exported entries'")
+    if body.dp_epsilon is None:
+        members = [e[2] for e in events if body.epoch <= e[1] < body.epoch + body.length]
+        counted = ({o: sum(e.outcome == o for e in members) for o in OUTCOMES},
+                   {c: sum(e.category == c for e in members) for c in CATEGORIES})
+        if counted != (dict(body.outcomes), dict(body.categories)):
+            raise VerifyError(f"digest {record.id.hex()}: its counts differ from the exported entries'")

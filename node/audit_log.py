@@ -1,0 +1,101 @@
+"""The org's private audit log (DESIGN §4, §7): every accepted telemetry event, as a deterministic CBOR entry, in a
+second `ledger.Ledger` (`audit.ledger` in the data directory) that is never gossiped.
+
+Each entry carries `at`, the time the node accepted it (ms). `at` never decreases along the log, so the events an
+epoch digested are one contiguous range of entries, and an auditor can tell which epoch each entry belongs to.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from nacl.signing import SigningKey
+
+from ledger import Checkpoint, Ed25519Signer, Ledger, log_origin
+
+from .events import Event, decode_entry, encode_entry
+
+AUDIT_FILE = "audit.ledger"
+AUDIT_LOG = "audit"  # the log name in its checkpoint origin, vouchnet/<network>/<org did>/audit
+
+Clock = Callable[[], int]
+
+
+def audit_origin(network: str, org_did: str) -> str:
+    """The audit log's checkpoint origin (and key name): vouchnet/<network>/<org did>/audit."""
+    return log_origin(network, org_did, AUDIT_LOG)
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class Appended:
+    """A batch of events durably in the audit log: entries [first, first + len(entries)), all accepted at `at`."""
+
+    first: int
+    at: int
+    events: tuple[Event, ...]
+    entries: tuple[bytes, ...]
+
+
+class AuditLog:
+    """Appends events with a non-decreasing acceptance time; reads entries back; signs checkpoints; prunes."""
+
+    def __init__(self, ledger: Ledger, *, clock: Clock = wall_clock_ms) -> None:
+        self.ledger = ledger
+        self._clock = clock
+        self._floor = 0
+        if ledger.size > ledger.pruned:
+            self._floor = self.at(ledger.size - 1)
+
+    @classmethod
+    def open(cls, data_dir: Path, *, clock: Clock = wall_clock_ms) -> AuditLog:
+        return cls(Ledger.open(data_dir / AUDIT_FILE), clock=clock)
+
+    def close(self) -> None:
+        self.ledger.close()
+
+    @property
+    def size(self) -> int:
+        return self.ledger.size
+
+    def now(self) -> int:
+        """The acceptance time the next batch would get: the clock, never earlier than any entry or seal."""
+        return max(self._clock(), self._floor)
+
+    def seal(self, until: int) -> None:
+        """From now on, entries get `at >= until`: nothing more is added to the epochs that end by `until`."""
+        self._floor = max(self._floor, until)
+
+    def append(self, events: Sequence[Event]) -> Appended:
+        """Append events (durable when this returns) with one acceptance time."""
+        at = self.now()
+        entries = tuple(encode_entry(event, at) for event in events)
+        first = self.ledger.append(entries)
+        self._floor = at
+        return Appended(first, at, tuple(events), entries)
+
+    def at(self, index: int) -> int:
+        """The acceptance time of entry `index` (its bytes must not be pruned)."""
+        return decode_entry(self.ledger.entry(index))[0]
+
+    def first_at_or_after(self, at: int) -> int:
+        """The index of the first unpruned entry accepted at or after `at` (the size if there is none)."""
+        lo, hi = self.ledger.pruned, self.ledger.size
+        while lo < hi:  # `at` never decreases along the log
+            mid = (lo + hi) // 2
+            if self.at(mid) < at:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    def checkpoint(self, key: SigningKey, origin: str, size: int | None = None) -> bytes:
+        """A C2SP checkpoint of the log at `size` (default: now), signed by the org key under `origin`."""
+        size = self.ledger.size if size is None else size
+        return Checkpoint(origin, size, self.ledger.root(size)).sign([Ed25519Signer(origin, key)])

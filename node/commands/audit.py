@@ -1,0 +1,114 @@
+"""`vouchnet audit export` and `vouchnet audit verify`: an agent's raw events for an auditor, and the auditor's
+check of them (node.audit_export). Export reads the data directory itself, so it works with or without the node
+running."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from node.config import DIR_ENV, ConfigError, default_data_dir, load_config
+from node.keys import KeyFileError, load_org_key
+from vouching import did_key
+
+from .common import CommandFailed, Subparsers, UsageError, add_local_command, did_argument
+from .vouches import parse_expires
+
+
+def instant(text: str) -> int:
+    """argparse type: a moment as ms since the Unix epoch, or a date or time (UTC unless a zone is given)."""
+    if text.isdigit():
+        return int(text)
+    if text[-1:].isalpha() and text[:-1].isdigit():
+        raise argparse.ArgumentTypeError(f"expected a date, a time or ms since the Unix epoch, got {text!r}")
+    return parse_expires(text)
+
+
+def register(subparsers: Subparsers) -> None:
+    audit = subparsers.add_parser("audit", help="export an agent's raw events for an auditor, or check an export",
+                                  description="The org's private audit log of telemetry events.")
+    commands = audit.add_subparsers(dest="audit_command", metavar="COMMAND", required=True)
+    export = add_local_command(
+        commands,
+        "export",
+        run=_export,
+        summary="an agent's events with inclusion proofs against a checkpoint signed by the org",
+        description="Write one agent's events accepted in [--from, --to), widened to whole digest epochs so that "
+        "each epoch's evidence root can be recomputed, with RFC 9162 inclusion proofs against a checkpoint of the "
+        "audit log signed now with the org key. Events pruned by retention cannot be exported.",
+        examples=[
+            "vouchnet audit export --agent did:key:z6Mk... --from 2026-01-01 --to 2026-02-01 --out alice.json",
+            "vouchnet audit export --dir ./alice --agent did:key:z6Mk... --from 1767225600000 --to 1767229200000",
+        ],
+    )
+    export.add_argument("--agent", required=True, type=did_argument, metavar="DID", help="the agent's did:key")
+    export.add_argument("--from", dest="start", required=True, type=instant, metavar="WHEN",
+                        help="a date, a time (UTC unless a zone is given) or ms since the Unix epoch")
+    export.add_argument("--to", dest="end", required=True, type=instant, metavar="WHEN", help="the same, exclusive")
+    export.add_argument("--out", type=Path, metavar="FILE", help="write the export here (default: stdout)")
+    export.add_argument("--dir", type=Path, help=f"the node's data directory (default: ${DIR_ENV}, else ~/.vouchnet)")
+    verify = add_local_command(
+        commands,
+        "verify",
+        run=_verify,
+        summary="check an export: the org's signature, every inclusion proof, every epoch's evidence root",
+        description="Check an export as an auditor would (the steps are in node/audit_export.py): the checkpoint "
+        "is signed by the org's did:key, each event is in the checkpointed log, each epoch's events hash to its "
+        "evidence root, and, for each digest record given, to the root the org published.",
+        examples=["vouchnet audit verify alice.json --digest digest-1.cose --digest digest-2.cose"],
+    )
+    verify.add_argument("file", type=Path, metavar="EXPORT")
+    verify.add_argument("--digest", type=Path, action="append", default=[], metavar="FILE",
+                        help="one of the org's digest records (COSE bytes, as GET /v1/records/{id} serves it)")
+
+
+def _export(args: argparse.Namespace) -> int:
+    from node.audit_export import ExportError, export_agent
+    from node.audit_log import AuditLog
+    from node.digests import DigestState
+
+    if args.end <= args.start:
+        raise UsageError("--to: must be later than --from")
+    data_dir = args.dir or default_data_dir()
+    try:
+        config = load_config(data_dir)
+        key = load_org_key(config.key_path)
+    except (ConfigError, KeyFileError) as e:
+        raise UsageError(str(e)) from None
+    state = DigestState.open_readonly(data_dir)
+    audit = AuditLog.open(data_dir)
+    try:
+        document = export_agent(audit, state.intervals(args.start, args.end), key=key,
+                                org=did_key(bytes(key.verify_key)), network=config.network, agent=args.agent,
+                                start=args.start, end=args.end)
+    except ExportError as e:
+        raise CommandFailed(str(e)) from None
+    finally:
+        audit.close()
+        state.close()
+    text = json.dumps(document, indent=1) + "\n"
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        args.out.write_text(text, encoding="utf-8")
+    print(f"{len(document['entries'])} events, {len(document['epochs'])} digested epochs", file=sys.stderr)
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from node.audit_export import VerifyError, verify_export
+
+    try:
+        document = json.loads(args.file.read_text(encoding="utf-8"))
+        digests = [path.read_bytes() for path in args.digest]
+    except (OSError, ValueError) as e:
+        raise UsageError(str(e)) from None
+    try:
+        verified = verify_export(document, digests=digests)
+    except VerifyError as e:
+        raise CommandFailed(f"does not verify: {e}") from None
+    print(f"ok: {len(verified.events)} events in a log of {verified.size} entries, "
+          f"{len(verified.epochs)} epoch roots recomputed, {len(digests)} digests matched")
+    return 0

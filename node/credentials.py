@@ -1,0 +1,131 @@
+"""Portable credentials (DESIGN §2): the org key as a JWK set, W3C VC 2.0 credentials secured as `vc+jwt`
+(W3C VC-JOSE-COSE) for agents and for this org's vouches, and signed score statements.
+
+Anyone verifies them with an ordinary JWT library (alg EdDSA) against `/.well-known/jwks.json`, picking the key
+by `kid`, the org's did URL `did:key:z…#z…`; or straight from the issuer's did:key, without the network.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from nacl.signing import SigningKey, VerifyKey
+
+from vouching import InvalidDid, Record, VouchBody, did_key, public_key_from_did
+
+from .jwt import JwtError, b64url, b64url_decode, encode_jwt
+
+VC_CONTEXT = "https://www.w3.org/ns/credentials/v2"
+VC_TYP = "vc+jwt"
+SCORE_TTL_S = 300
+AGENT_CREDENTIAL_DAYS = 365
+
+
+def did_url(did: str) -> str:
+    """The did:key method's key id: the did, '#', and the did's multibase key again."""
+    return f"{did}#{did.removeprefix('did:key:')}"
+
+
+def public_key_from_kid(header: Mapping[str, Any]) -> bytes:
+    """The Ed25519 key a token's `kid` (a did:key URL) names; raises JwtError (for decode_jwt)."""
+    kid = header.get("kid")
+    did, _, fragment = kid.partition("#") if isinstance(kid, str) else ("", "", "")
+    try:
+        key = public_key_from_did(did)
+    except InvalidDid as error:
+        raise JwtError(f"header.kid: not a did:key URL ({error})") from None
+    if fragment != did.removeprefix("did:key:"):
+        raise JwtError("header.kid: the fragment must repeat the did's key")
+    return key
+
+
+def org_jwk(verify_key: VerifyKey) -> dict[str, str]:
+    """RFC 8037 OKP JWK of the org's Ed25519 key."""
+    did = did_key(bytes(verify_key))
+    return {"kty": "OKP", "crv": "Ed25519", "x": b64url(bytes(verify_key)), "kid": did_url(did), "alg": "EdDSA",
+            "use": "sig"}
+
+
+def jwks(verify_key: VerifyKey) -> dict[str, list[dict[str, str]]]:
+    """The JWK set served at `/.well-known/jwks.json`."""
+    return {"keys": [org_jwk(verify_key)]}
+
+
+def _datetime(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _sign(key: SigningKey, claims: dict[str, Any], typ: str) -> str:
+    return encode_jwt(claims, key, kid=did_url(did_key(bytes(key.verify_key))), typ=typ)
+
+
+def _credential(key: SigningKey, *, kind: str, credential_id: str, subject: dict[str, Any], valid_from: int,
+                valid_until: int | None, extra: Mapping[str, Any] = {}) -> str:
+    """A VC 2.0 credential as a vc+jwt: the credential is the claims set, with the JWT claims that mirror it."""
+    org = did_key(bytes(key.verify_key))
+    claims: dict[str, Any] = {
+        "@context": [VC_CONTEXT],
+        "type": ["VerifiableCredential", kind],
+        "id": credential_id,
+        "issuer": org,
+        "validFrom": _datetime(valid_from),
+        "credentialSubject": subject,
+        **extra,
+        "iss": org,
+        "sub": subject["id"],
+        "jti": credential_id,
+        "iat": valid_from,
+        "nbf": valid_from,
+    }
+    if valid_until is not None:
+        claims["validUntil"] = _datetime(valid_until)
+        claims["exp"] = valid_until
+    return _sign(key, claims, VC_TYP)
+
+
+def agent_credential(key: SigningKey, agent: str, *, name: str | None = None, now: int | None = None,
+                     days: int = AGENT_CREDENTIAL_DAYS) -> str:
+    """A credential binding `agent`'s did to this org (its operator), valid `days` from `now` (s)."""
+    public_key_from_did(agent)
+    issued = int(time.time()) if now is None else now
+    subject: dict[str, Any] = {"id": agent, "operator": did_key(bytes(key.verify_key))}
+    if name is not None:
+        subject["name"] = name
+    return _credential(key, kind="VouchnetAgentCredential", credential_id=f"urn:uuid:{uuid.uuid4()}",
+                       subject=subject, valid_from=issued, valid_until=issued + days * 86400)
+
+
+def vouch_credential(key: SigningKey, record: Record) -> str:
+    """This org's vouch record as a credential; the signed record itself rides along as evidence."""
+    body = record.body
+    if record.iss != did_key(bytes(key.verify_key)) or not isinstance(body, VouchBody):
+        raise ValueError("record: only this org's own vouches can be exported as credentials")
+    subject: dict[str, Any] = {"id": body.subject, "weight": body.weight, "basis": body.basis}
+    if body.scope is not None:
+        subject["scope"] = list(body.scope)
+    record_urn = f"urn:vouchnet:record:{record.id.hex()}"
+    evidence = {"evidence": [{"id": record_urn, "type": ["VouchnetRecord"], "cose": b64url(record.raw)}]}
+    return _credential(key, kind="VouchnetVouch", credential_id=record_urn, subject=subject,
+                       valid_from=record.ts // 1000,
+                       valid_until=None if body.expires is None else body.expires // 1000, extra=evidence)
+
+
+def score_statement(key: SigningKey, *, agent: str, score: int, tier: str, now: int | None = None,
+                    ttl: int = SCORE_TTL_S) -> str:
+    """A short-lived JWT `{agent, score, tier, iat, exp, iss}`: this org's score of `agent` at `now` (s)."""
+    issued = int(time.time()) if now is None else now
+    claims = {"agent": agent, "score": score, "tier": tier, "iat": issued, "exp": issued + ttl,
+              "iss": did_key(bytes(key.verify_key))}
+    return _sign(key, claims, "JWT")
+
+
+def record_from_credential_evidence(claims: Mapping[str, Any]) -> bytes:
+    """The COSE record a vouch credential carries, for checking it with vouching.verify_record."""
+    try:
+        return b64url_decode(claims["evidence"][0]["cose"], "evidence.cose")
+    except (KeyError, IndexError, TypeError):
+        raise JwtError("evidence: a vouch credential carries its record as evidence[0].cose") from None

@@ -1,0 +1,55 @@
+"""`GET /.well-known/jwks.json` (the org key) and `GET /v1/records/{id}/vc` (one of this org's vouches as a
+`vc+jwt` credential). DESIGN §2, §8."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from nacl.signing import SigningKey
+
+from gossip.replica import Replica
+from vouching import load_record
+
+from .api.errors import error_response
+from .credentials import jwks, vouch_credential
+
+_RECORD_ID = re.compile(r"[0-9a-fA-F]{64}")
+
+
+
+def credentials_router(key: SigningKey, replica: Replica) -> APIRouter:
+    """The credential endpoints of the org whose key is `key`."""
+    router = APIRouter(tags=["credentials"])
+    key_set = jwks(key.verify_key)
+
+    @router.get("/.well-known/jwks.json")
+    async def jwks_endpoint() -> JSONResponse:
+        """The org's Ed25519 key as an RFC 8037 OKP JWK; `kid` is its did URL, as in every token we sign."""
+        return JSONResponse(key_set, headers={"Cache-Control": "public, max-age=300"})
+
+    @router.get(
+        "/v1/records/{record_id}/vc",
+        response_class=Response,
+        responses={200: {"content": {"application/vc+jwt": {}}, "description": "A W3C VC 2.0 credential, vc+jwt"},
+                   404: {"description": "No such record"},
+                   409: {"description": "Not a vouch of this org, or revoked"}},
+    )
+    async def vouch_vc(record_id: str) -> Response:
+        """One of this org's vouches as a W3C VC 2.0 credential secured as `vc+jwt` (verify it with any JWT
+        library against `/.well-known/jwks.json`); the signed record is in `evidence`."""
+        if not _RECORD_ID.fullmatch(record_id):
+            return error_response(422, "invalid_request", "path.record_id: must be a record id, 64 hex digits")
+        rid = bytes.fromhex(record_id)
+        raw = replica.store.get(rid)
+        if raw is None:
+            return error_response(404, "not_found", "path.record_id: the node holds no record with this id")
+        record = load_record(raw)
+        if record.iss != replica.did or record.kind != "vouch":
+            return error_response(409, "conflict", "path.record_id: only this org's own vouches are credentials here")
+        if replica.store.revoked(rid):
+            return error_response(409, "conflict", "path.record_id: this vouch was revoked")
+        return Response(vouch_credential(key, record), media_type="application/vc+jwt")
+
+    return router

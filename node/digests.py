@@ -1,0 +1,322 @@
+"""Behaviour digests (DESIGN §3 `digest`, §7): at each epoch's end the node signs one digest per agent active in
+it, counting the agent's events by outcome, category and high-risk subset, with `evidence_root` committing to them.
+
+Epochs are the intervals [k * len, (k + 1) * len) of acceptance time `at` (ms since the Unix epoch, len =
+`epoch_seconds`), so an epoch's events are one contiguous range of the audit log; a digest covers
+[max(k * len, end of the previous digested epoch), (k + 1) * len), which only differs from the aligned interval
+after `epoch_seconds` was changed. For an agent A and a digest's interval [epoch, epoch + len):
+
+    evidence_root = ledger.tree_hash([e for e in audit-log entries, in log order,
+                                      if e.agent == A and epoch <= e.at < epoch + len])
+
+where each e is the exact entry bytes (node.events.encode_entry): the RFC 9162 Merkle tree hash over the same
+leaves the audit log holds, so an auditor recomputes it from an export (node.audit_export) and the org can prove
+any one event against it without revealing the others.
+
+Durable and exactly once: the digested position (the end of the last digested epoch and the first audit entry
+after it) is kept in `digests.db`; the open epochs are rebuilt on start from the audit log entries after it. An
+epoch's row is written before its digests are issued and marked done after; a row found not done on start is
+finished by issuing digests only for the agents that have none for it in the records store.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+
+from gossip.replica import Replica
+from ledger import leaf_hash, node_hash
+from vouching import DigestBody, Record, digest_body, load_record
+from vouching.bodies import CATEGORIES, OUTCOMES
+
+from .audit_log import Appended, AuditLog, wall_clock_ms
+from .dp import noisy_counts
+from .events import Event, decode_entry
+from .metrics import Registry
+
+DIGESTS_FILE = "digests.db"
+_REPLAY_PAGE = 1000
+ISSUE_CHUNK = 1000  # digests signed and stored in one commit, between which the node's other tasks run
+_OUTCOME_INDEX = {name: i for i, name in enumerate(OUTCOMES)}
+_CATEGORY_INDEX = {name: i for i, name in enumerate(CATEGORIES)}
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS epochs (
+    start INTEGER PRIMARY KEY,   -- the digests' epoch (ms)
+    end_ms INTEGER NOT NULL,     -- epoch + len
+    first INTEGER NOT NULL,      -- audit-log entries [first, stop) were accepted in it
+    stop INTEGER NOT NULL,
+    store_mark INTEGER NOT NULL, -- the records store's size before its digests were issued
+    done INTEGER NOT NULL
+);
+"""
+
+
+class _Frontier:
+    """RFC 9162 MTH of a growing list of leaves, from the complete subtrees covering it (O(log n) hashes)."""
+
+    __slots__ = ("_stack",)
+
+    def __init__(self) -> None:
+        self._stack: list[tuple[int, bytes]] = []  # (height, hash), heights strictly decreasing
+
+    def add(self, leaf: bytes) -> None:
+        height, value = 0, leaf
+        stack = self._stack
+        while stack and stack[-1][0] == height:
+            value = node_hash(stack.pop()[1], value)
+            height += 1
+        stack.append((height, value))
+
+    def root(self) -> bytes:
+        """MTH splits at the largest power of two below n, so the subtrees fold from the right."""
+        value = self._stack[-1][1]
+        for _, left in reversed(self._stack[:-1]):
+            value = node_hash(left, value)
+        return value
+
+
+@dataclass(slots=True)
+class _Tally:
+    """One agent's events in one epoch."""
+
+    outcomes: list[int] = field(default_factory=lambda: [0] * len(OUTCOMES))
+    high_risk: list[int] = field(default_factory=lambda: [0] * len(OUTCOMES))
+    categories: list[int] = field(default_factory=lambda: [0] * len(CATEGORIES))
+    tree: _Frontier = field(default_factory=_Frontier)
+
+    def add(self, event: Event, entry: bytes) -> None:
+        outcome = _OUTCOME_INDEX[event.outcome]
+        self.outcomes[outcome] += 1
+        if event.high_risk:
+            self.high_risk[outcome] += 1
+        self.categories[_CATEGORY_INDEX[event.category]] += 1
+        self.tree.add(leaf_hash(entry))
+
+
+@dataclass(slots=True)
+class _Epoch:
+    """An epoch with events not yet digested: its audit-log range and its agents' tallies."""
+
+    first: int
+    stop: int
+    agents: dict[str, _Tally] = field(default_factory=dict)
+
+
+class DigestState:
+    """`digests.db`: one row per digested epoch (see the module docstring)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    @classmethod
+    def open(cls, data_dir: Path) -> DigestState:
+        db = sqlite3.connect(data_dir / DIGESTS_FILE, isolation_level=None)
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = FULL")
+        db.executescript(_SCHEMA)
+        return cls(db)
+
+    @classmethod
+    def open_readonly(cls, data_dir: Path) -> DigestState:
+        """For reading beside a running node (the audit export); a missing file reads as no epochs."""
+        path = data_dir / DIGESTS_FILE
+        if not path.exists():
+            db = sqlite3.connect(":memory:")
+            db.executescript(_SCHEMA)
+            return cls(db)
+        return cls(sqlite3.connect(path.absolute().as_uri() + "?mode=ro", uri=True))
+
+    def intervals(self, start: int, end: int) -> list[tuple[int, int]]:
+        """The digested intervals [epoch, epoch + len) that overlap [start, end), in time order."""
+        rows = self._db.execute(
+            "SELECT start, end_ms FROM epochs WHERE start < ? AND end_ms > ? ORDER BY start", (end, start)
+        ).fetchall()
+        return [(a, b) for a, b in rows]
+
+    def close(self) -> None:
+        self._db.close()
+
+    def position(self) -> tuple[int, int]:
+        """(end of the last digested epoch, first audit entry after it); (0, 0) before the first."""
+        row = self._db.execute("SELECT end_ms, stop FROM epochs ORDER BY start DESC LIMIT 1").fetchone()
+        return (0, 0) if row is None else (row[0], row[1])
+
+    def unfinished(self) -> tuple[int, int, int, int, int] | None:
+        """(start, end, first, stop, store_mark) of an epoch whose digests may not all have been issued."""
+        return self._db.execute("SELECT start, end_ms, first, stop, store_mark FROM epochs WHERE done = 0").fetchone()
+
+    def begin(self, start: int, end: int, first: int, stop: int, store_mark: int) -> None:
+        self._db.execute("INSERT INTO epochs VALUES (?, ?, ?, ?, ?, 0)", (start, end, first, stop, store_mark))
+
+    def finish(self, start: int) -> None:
+        self._db.execute("UPDATE epochs SET done = 1 WHERE start = ?", (start,))
+
+
+class Digester:
+    """Tallies accepted events by epoch and agent (`observe`, an ingest listener) and issues the digests of the
+    epochs that have ended (`close_due`). Synchronous; `DigestService` drives it on time."""
+
+    def __init__(
+        self,
+        audit: AuditLog,
+        replica: Replica,
+        state: DigestState,
+        metrics: Registry,
+        *,
+        epoch_ms: int,
+        dp_epsilon: float | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if type(epoch_ms) is not int or epoch_ms < 1:
+            raise ValueError(f"epoch_ms: must be a positive integer, got {epoch_ms!r}")
+        self.audit, self.replica, self.state = audit, replica, state
+        self.epoch_ms = epoch_ms
+        self.dp_epsilon = dp_epsilon
+        self._rng = rng or random.SystemRandom()  # DP noise must not be predictable
+        self._open: dict[int, _Epoch] = {}
+        self._issued = metrics.counter("digests_issued_total", "Digest records signed")
+        self._epochs = metrics.counter("digest_epochs_total", "Epochs digested")
+        self._seconds = metrics.gauge("digest_last_seconds", "Time the last epoch's digests took to sign and store")
+        metrics.collect("digest_open_agents", "Agents with events in epochs not yet digested",
+                        lambda: sum(len(e.agents) for e in self._open.values()))
+        self._finish_interrupted()
+        self.digested_until, self.undigested_from = state.position()
+        audit.seal(self.digested_until)
+        self._open = self._tallies(self.undigested_from, audit.size, self.digested_until)
+
+    # --- tallying ---------------------------------------------------------------------------------------
+
+    def observe(self, batch: Appended) -> None:
+        """Count an appended batch into its epoch (the ingest listener)."""
+        self._count(self._open, self.digested_until, batch.at, batch.first, batch.events, batch.entries)
+
+    def _count(self, epochs: dict[int, _Epoch], floor: int, at: int, first: int, events: Sequence[Event],
+               entries: Sequence[bytes]) -> None:
+        if at < floor:
+            raise AssertionError(f"bad math in Digester: an entry at {at} lands in an epoch digested up to {floor}")
+        aligned = at - at % self.epoch_ms
+        epoch = epochs.get(aligned)
+        if epoch is None:
+            epoch = epochs[aligned] = _Epoch(first, first)
+        epoch.stop = first + len(entries)
+        agents = epoch.agents
+        for event, entry in zip(events, entries):
+            tally = agents.get(event.agent)
+            if tally is None:
+                tally = agents[event.agent] = _Tally()
+            tally.add(event, entry)
+
+    def _tallies(self, start: int, stop: int, floor: int) -> dict[int, _Epoch]:
+        """The epochs of audit-log entries [start, stop), rebuilt from their bytes."""
+        epochs: dict[int, _Epoch] = {}
+        for page in range(start, stop, _REPLAY_PAGE):
+            entries = self.audit.ledger.entries(page, min(page + _REPLAY_PAGE, stop))
+            for index, entry in enumerate(entries, page):
+                at, event = decode_entry(entry)
+                self._count(epochs, floor, at, index, (event,), (entry,))
+        return epochs
+
+    # --- closing epochs ---------------------------------------------------------------------------------
+
+    def next_end(self, now: int) -> int:
+        """When the epoch holding `now` ends (ms)."""
+        return now - now % self.epoch_ms + self.epoch_ms
+
+    def close_due(self, now: int) -> list[Record]:
+        """Issue the digests of every epoch that ended by `now`; the records, in issue order."""
+        return [record for chunk in self.closing(now) for record in chunk]
+
+    def closing(self, now: int) -> Iterator[list[Record]]:
+        """Issue the digests of every epoch that ended by `now`, yielding each chunk of at most ISSUE_CHUNK
+        records once stored, so that a caller can let other work run between chunks (DigestService does).
+
+        An epoch abandoned between chunks (the node stopping) is finished on the next start: its row says so.
+        """
+        while self._open and (aligned := min(self._open)) + self.epoch_ms <= now:
+            end = aligned + self.epoch_ms
+            self.audit.seal(end)  # what is accepted from now on belongs to a later epoch
+            epoch = self._open.pop(aligned)
+            start = max(aligned, self.digested_until)
+            began = time.perf_counter()
+            self.state.begin(start, end, epoch.first, epoch.stop, self.replica.store.size)
+            agents = sorted(epoch.agents)
+            for first in range(0, len(agents), ISSUE_CHUNK):
+                yield self._issue(start, end, {a: epoch.agents[a] for a in agents[first:first + ISSUE_CHUNK]})
+            self.state.finish(start)
+            self.digested_until, self.undigested_from = end, epoch.stop
+            self._record(start, len(agents), time.perf_counter() - began)
+
+    def _issue(self, start: int, end: int, agents: dict[str, _Tally]) -> list[Record]:
+        bodies = [self._body(agent, agents[agent], start, end) for agent in sorted(agents)]
+        return self.replica.issue_many("digest", bodies)
+
+    def _body(self, agent: str, tally: _Tally, start: int, end: int) -> dict:
+        outcomes = dict(zip(OUTCOMES, tally.outcomes))
+        high_risk = dict(zip(OUTCOMES, tally.high_risk))
+        categories = dict(zip(CATEGORIES, tally.categories))
+        if self.dp_epsilon is not None:
+            noisy = noisy_counts(outcomes, high_risk, categories, epsilon=self.dp_epsilon, rng=self._rng)
+            outcomes, high_risk, categories = noisy.outcomes, noisy.high_risk, noisy.categories
+        return digest_body(agent, epoch=start, length=end - start, outcomes=outcomes, categories=categories,
+                           high_risk=high_risk, evidence_root=tally.tree.root(), dp_epsilon=self.dp_epsilon)
+
+    def _record(self, start: int, count: int, seconds: float) -> None:
+        self._issued.inc(count)
+        self._epochs.inc()
+        self._seconds.set(seconds)
+        log.info("digests issued", extra={"fields": {"epoch": start, "agents": count, "seconds": round(seconds, 3)}})
+
+    def _finish_interrupted(self) -> None:
+        """Issue what an epoch interrupted mid-issue still lacks: digests for agents that have none for it."""
+        row = self.state.unfinished()
+        if row is None:
+            return
+        start, end, first, stop, store_mark = row
+        store = self.replica.store
+        done: set[str] = set()
+        cursor = store_mark - 1
+        while rows := store.query(issuer=self.replica.did, kind="digest", after=cursor, limit=_REPLAY_PAGE):
+            for index, raw in rows:
+                body = load_record(raw).body
+                if isinstance(body, DigestBody) and body.epoch == start:
+                    done.add(body.agent)
+                cursor = index
+        (epoch,) = self._tallies(first, stop, 0).values()  # an epoch's entries share one aligned interval
+        missing = {agent: tally for agent, tally in epoch.agents.items() if agent not in done}
+        records = self._issue(start, end, missing) if missing else []
+        self.state.finish(start)
+        log.warning("finished an interrupted epoch", extra={"fields": {"epoch": start, "issued": len(records),
+                                                                        "already": len(done)}})
+
+
+class DigestService:
+    """Closes each epoch when it ends (and, on start, those that ended while the node was down), holding the
+    ingest's `write_lock` meanwhile, so that no batch is being appended as its epoch closes."""
+
+    def __init__(self, digester: Digester, write_lock: trio.Lock, *, clock: Callable[[], int] = wall_clock_ms) -> None:
+        self.digester = digester
+        self.write_lock = write_lock
+        self._clock = clock
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        await self._close_due()
+        task_status.started()
+        while True:
+            now = self._clock()
+            await trio.sleep((self.digester.next_end(now) - now) / 1000)
+            await self._close_due()
+
+    async def _close_due(self) -> None:
+        async with self.write_lock:
+            for _ in self.digester.closing(self._clock()):
+                await trio.sleep(0)  # the API and gossip run between chunks; ingest waits for the lock

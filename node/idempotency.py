@@ -1,0 +1,93 @@
+"""Idempotency keys for `POST /v1/events` (IETF draft-ietf-httpapi-idempotency-key-header): a batch retried with the
+same key is answered from the first reply and never appended twice. Kept in `idempotency.db` for WINDOW_MS.
+
+Crash safety without a shared transaction: the key's row, naming the audit-log range the batch will occupy, is
+committed before the batch is appended. Appends are atomic and come from one writer, so on opening, a row whose
+range lies beyond the audit log's size belongs to an append that never happened, and is dropped.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+IDEMPOTENCY_FILE = "idempotency.db"
+WINDOW_MS = 24 * 3600 * 1000
+MAX_KEY = 255
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS keys (
+    key TEXT PRIMARY KEY,
+    fingerprint BLOB NOT NULL,
+    first INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    status INTEGER NOT NULL,
+    reply BLOB NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS keys_at ON keys (at);
+"""
+
+
+@dataclass(frozen=True)
+class StoredReply:
+    """What the first request with a key was answered, and a hash of its body."""
+
+    fingerprint: bytes
+    status: int
+    reply: bytes
+
+
+def check_key(value: str) -> str | None:
+    """Why an Idempotency-Key header value is unusable, or None if it is fine."""
+    if not 0 < len(value) <= MAX_KEY or not (value.isascii() and value.isprintable()):
+        return f"Idempotency-Key: must be 1 to {MAX_KEY} printable ASCII characters"
+    return None
+
+
+class IdempotencyStore:
+    """Keys of batches already appended to the audit log, with their replies. Callable from any thread (the
+    ingest commits run in a worker thread); calls are serialised by a lock."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, data_dir: Path, *, log_size: int) -> IdempotencyStore:
+        """Open the store beside the audit log, whose current size is `log_size`."""
+        db = sqlite3.connect(data_dir / IDEMPOTENCY_FILE, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = FULL")  # a lost row would let a retried batch count twice
+        db.executescript(_SCHEMA)
+        db.execute("DELETE FROM keys WHERE first + count > ?", (log_size,))
+        return cls(db)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def lookup(self, key: str) -> StoredReply | None:
+        with self._lock:
+            row = self._db.execute("SELECT fingerprint, status, reply FROM keys WHERE key = ?", (key,)).fetchone()
+        return None if row is None else StoredReply(row[0], row[1], row[2])
+
+    def reserve(self, key: str, reply: StoredReply, *, first: int, count: int, at: int) -> None:
+        """Record the key for a batch about to be appended at [first, first + count); durable on return."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO keys VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key, reply.fingerprint, first, count, reply.status, reply.reply, at),
+            )
+
+    def release(self, key: str) -> None:
+        """Forget a reserved key whose append failed."""
+        with self._lock:
+            self._db.execute("DELETE FROM keys WHERE key = ?", (key,))
+
+    def expire(self, before: int) -> int:
+        """Forget keys first used before `before` (ms); the number forgotten."""
+        with self._lock:
+            return self._db.execute("DELETE FROM keys WHERE at < ?", (before,)).rowcount

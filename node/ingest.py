@@ -1,0 +1,249 @@
+"""Telemetry ingest (DESIGN §7): JSON event batches and OTLP spans become audit-log entries, and every accepted
+batch is handed to the listeners (the digester, and the scoring engine's first-hand evidence).
+
+Synchronous, on the node's trio thread: a batch is validated, appended in one durable commit, then announced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from vouching.bodies import OUTCOMES
+from vouching.evidence import Outcomes
+from vouching.scoring import TrustEngine
+
+from .audit_log import Appended, AuditLog
+from .events import Event, InvalidEvent, parse_event
+from .idempotency import IdempotencyStore, StoredReply
+from .metrics import Registry
+from .otlp import SpanBatch
+
+MAX_BATCH_EVENTS = 1000
+MAX_BATCH_BYTES = 1 << 20
+_REASONS = frozenset({"event", "agent", "ts", "category", "name", "outcome", "duration_ms", "high_risk", "attrs"})
+
+log = logging.getLogger(__name__)
+
+BatchListener = Callable[[Appended], None]
+
+
+class BadBatch(ValueError):
+    """A request body that is not a batch at all (HTTP 400); the message names the field and the rule."""
+
+
+class TooLarge(ValueError):
+    """A batch beyond the bounds (HTTP 413)."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The HTTP answer to a batch: status, JSON body, and whether it repeats an earlier answer."""
+
+    status: int
+    body: dict[str, Any]
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class FirstHand:
+    """One agent's outcomes in an accepted batch, and their high-risk subset: the scoring engine's first-hand
+    evidence (`engine.add_first_hand(agent, ts=batch.at, outcomes=Outcomes(**c.outcomes), ...)`)."""
+
+    outcomes: dict[str, int]
+    high_risk: dict[str, int]
+
+
+def first_hand(batch: Appended) -> dict[str, FirstHand]:
+    """Per agent, the outcome counts of an accepted batch."""
+    counts: dict[str, FirstHand] = {}
+    for event in batch.events:
+        tally = counts.get(event.agent)
+        if tally is None:
+            tally = counts[event.agent] = FirstHand(dict.fromkeys(OUTCOMES, 0), dict.fromkeys(OUTCOMES, 0))
+        tally.outcomes[event.outcome] += 1
+        if event.high_risk:
+            tally.high_risk[event.outcome] += 1
+    return counts
+
+
+def feed_first_hand(engine: TrustEngine) -> BatchListener:
+    """An ingest listener giving the trust engine each stored batch as this node's first-hand evidence."""
+
+    def listen(batch: Appended) -> None:
+        for agent, counts in first_hand(batch).items():
+            engine.add_first_hand(agent, ts=batch.at, outcomes=Outcomes(**counts.outcomes),
+                                  high_risk=Outcomes(**counts.high_risk))
+
+    return listen
+
+
+def rejection_reason(detail: str) -> str:
+    """The metric label for a rejection: the top-level field its message names."""
+    reason = detail.split(":", 1)[0].split(".", 1)[0]
+    return reason if reason in _REASONS else "unknown_field"
+
+
+def _parse_batch(body: bytes) -> list[Any]:
+    try:
+        document = json.loads(body, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as error:
+        raise BadBatch(f"body: not JSON ({str(error)[:120]})") from None
+    if type(document) is not dict or set(document) != {"events"}:
+        raise BadBatch('body: must be a JSON object {"events": [...]}')
+    events = document["events"]
+    if type(events) is not list:
+        raise BadBatch("body.events: must be a list of events")
+    if len(events) > MAX_BATCH_EVENTS:
+        raise TooLarge(f"body.events: at most {MAX_BATCH_EVENTS} events per batch, got {len(events)}")
+    return events
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A validated batch waiting to be stored, with the reply it will get and, if it came with an idempotency
+    key, the key and what to store under it."""
+
+    events: tuple[Event, ...]
+    reply: Reply
+    keyed: tuple[str, StoredReply] | None = None
+
+
+@dataclass
+class Ingestor:
+    """Validates, stores and announces events. `listeners` are called with each durably appended batch.
+
+    The HTTP handlers store with `commit_async`: the commits (fsync) run in a worker thread, so the node's trio
+    thread goes on serving, and validating the next batch, meanwhile. `write_lock` keeps one batch in flight at a
+    time, in order; the digest service holds it while it closes epochs, so no batch is half-way in as one closes.
+    """
+
+    audit: AuditLog
+    idempotency: IdempotencyStore
+    metrics: Registry
+    listeners: list[BatchListener] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.write_lock = trio.Lock()
+        m = self.metrics
+        self._accepted = m.counter("events_accepted_total", "Events appended to the audit log")
+        self._rejected = m.counter("events_rejected_total", "Events refused, by the field that broke a rule", ("reason",))
+        self._batches = m.counter("event_batches_total", "Batches appended to the audit log")
+        self._replays = m.counter("idempotent_replays_total", "Batches answered from an earlier request's reply")
+        self._listener_errors = m.counter("ingest_listener_errors_total", "Failures of a batch listener")
+        self._spans = m.counter("spans_total", "OTLP spans received, by what became of them", ("result",))
+        m.collect("audit_entries", "Entries in the private audit log", lambda: self.audit.size)
+
+    def reject(self, detail: str) -> None:
+        """Count one refused event (or span)."""
+        self._rejected.inc(reason=rejection_reason(detail))
+
+    def validate(self, values: Sequence[Any]) -> tuple[list[Event], list[dict[str, Any]]]:
+        """The valid events, and for each invalid one `{index, detail}`."""
+        now = self.audit.now()
+        events, rejected = [], []
+        for index, value in enumerate(values):
+            try:
+                events.append(parse_event(value, now_ms=now))
+            except InvalidEvent as error:
+                detail = str(error)
+                self.reject(detail)
+                rejected.append({"index": index, "detail": detail})
+        return events, rejected
+
+    def prepare_json(self, body: bytes, *, key: str | None = None) -> Reply | Pending:
+        """A `POST /v1/events` body checked: the final Reply (a replay, or nothing to store), or the Pending batch
+        of its valid events; raises BadBatch, TooLarge.
+
+        With an idempotency key, a repeated request gets the first reply (marked replayed) and stores nothing;
+        the same key with a different body is refused (422).
+        """
+        fingerprint = hashlib.sha256(body).digest()
+        if key is not None and (stored := self.idempotency.lookup(key)) is not None:
+            return self._replay(stored, fingerprint)
+        events, rejected = self.validate(_parse_batch(body))
+        if not events and rejected:
+            return Reply(422, {"error": "invalid_events", "detail": "no event in the batch is valid; see rejected",
+                               "accepted": 0, "rejected": rejected})
+        reply = Reply(200, {"accepted": len(events), "rejected": rejected})
+        if not events:
+            return reply
+        if key is None:
+            return Pending(tuple(events), reply)
+        return Pending(tuple(events), reply, (key, StoredReply(fingerprint, reply.status, json.dumps(reply.body).encode())))
+
+    def prepare_spans(self, batch: SpanBatch) -> Pending:
+        """The events of an OTLP request's spans, counting the rejected and ignored ones."""
+        for detail in batch.rejected:
+            self.reject(detail.split("): ", 1)[-1])
+        self._spans.inc(len(batch.events), result="accepted")
+        self._spans.inc(len(batch.rejected), result="rejected")
+        self._spans.inc(batch.ignored, result="ignored")
+        return Pending(tuple(batch.events), Reply(200, {}))
+
+    def submit(self, events: Sequence[Event]) -> Appended | None:
+        """Store validated events now, on this thread, and announce them; None for an empty batch. Without the
+        write lock: for callers outside trio (tests, benchmarks), never beside a running digest service."""
+        if not events:
+            return None
+        batch = self.audit.append(events)
+        self._announce(batch)
+        return batch
+
+    def submit_json(self, body: bytes, *, key: str | None = None) -> Reply:
+        """`prepare_json`, then store on this thread (for callers without trio, and tests)."""
+        prepared = self.prepare_json(body, key=key)
+        return prepared if isinstance(prepared, Reply) else self._finish(prepared, self._write(prepared))
+
+    async def commit_async(self, pending: Pending) -> Reply:
+        """Store a Pending batch, the commits in a worker thread; its reply."""
+        async with self.write_lock:
+            written = await trio.to_thread.run_sync(self._write, pending)
+            return self._finish(pending, written)  # no checkpoint since the write: announced before anything else
+
+    def _write(self, pending: Pending) -> Appended | StoredReply:
+        """Reserve the key (if any), then append; or the stored reply of a twin request that got there first."""
+        if pending.keyed is not None:
+            key, reply = pending.keyed
+            if (stored := self.idempotency.lookup(key)) is not None:
+                return stored
+            self.idempotency.reserve(key, reply, first=self.audit.size, count=len(pending.events), at=self.audit.now())
+        try:
+            return self.audit.append(pending.events)
+        except BaseException:
+            if pending.keyed is not None:
+                self.idempotency.release(pending.keyed[0])
+            raise
+
+    def _finish(self, pending: Pending, written: Appended | StoredReply) -> Reply:
+        if isinstance(written, StoredReply):  # only a keyed batch can meet a stored reply
+            return self._replay(written, pending.keyed[1].fingerprint if pending.keyed else b"")
+        self._announce(written)
+        return pending.reply
+
+    def _replay(self, stored: StoredReply, fingerprint: bytes) -> Reply:
+        if stored.fingerprint != fingerprint:
+            return Reply(422, {"error": "idempotency_key_reused",
+                               "detail": "Idempotency-Key: already used for a different batch"})
+        self._replays.inc()
+        return Reply(stored.status, json.loads(stored.reply), replayed=True)
+
+    def _announce(self, batch: Appended) -> None:
+        self._batches.inc()
+        self._accepted.inc(len(batch.events))
+        for listener in self.listeners:
+            try:
+                listener(batch)
+            except Exception:  # the events are stored: one failing consumer must not fail the reporter
+                self._listener_errors.inc()
+                log.exception("an ingest listener failed", extra={"fields": {"listener": repr(listener)}})

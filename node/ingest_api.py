@@ -1,0 +1,168 @@
+"""`POST /v1/events` (JSON event batches) and `POST /v1/traces` (OTLP/HTTP, as the stock OpenTelemetry exporters
+send it: protobuf or JSON, optionally gzip- or deflate-compressed). DESIGN §7, §8.
+
+The app's write guard must let these bodies through up to BODY_LIMITS (they are larger than a record), and must
+not ask for the token on OPEN_WRITE_PATHS: a stock exporter configured with only OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+sends none. `/v1/events` needs the token like every other write.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from .idempotency import check_key
+from .api.errors import error_response
+from .events import MAX_ATTRS, MAX_NAME
+from .ingest import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, BadBatch, Ingestor, Reply, TooLarge
+from .otlp import OtlpError, Span, decode_json, decode_protobuf, error_status, export_response, sort_spans
+
+MAX_TRACES_BYTES = 4 << 20
+BODY_LIMITS = {"/v1/events": MAX_BATCH_BYTES, "/v1/traces": MAX_TRACES_BYTES}
+OPEN_WRITE_PATHS = frozenset({"/v1/traces"})
+_DECODERS: dict[str, Callable[[bytes], list[Span]]] = {
+    "application/x-protobuf": decode_protobuf,
+    "application/json": decode_json,
+}
+
+_EVENTS_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["events"],
+                "properties": {"events": {"type": "array", "maxItems": MAX_BATCH_EVENTS, "items": {
+                    "type": "object",
+                    "required": ["agent", "ts", "category", "name", "outcome"],
+                    "properties": {
+                        "agent": {"type": "string", "description": "the agent's did:key"},
+                        "ts": {"type": "integer", "description": "ms since the Unix epoch"},
+                        "category": {"type": "string", "description": "tool, mcp, a2a, auth, resource or other"},
+                        "name": {"type": "string", "maxLength": MAX_NAME},
+                        "outcome": {"enum": ["ok", "error", "denied", "timeout"]},
+                        "duration_ms": {"type": "number", "minimum": 0},
+                        "high_risk": {"type": "boolean"},
+                        "attrs": {"type": "object", "maxProperties": MAX_ATTRS},
+                    },
+                }}},
+            }
+        }
+    },
+}
+
+
+class _Refused(Exception):
+    """A request refused before its body is understood: status, error code, reason."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, decompressed per Content-Encoding (identity, gzip, deflate), at most `limit` bytes
+    before and after decompression; raises _Refused (413 too large, 415 unknown encoding, 400 corrupt)."""
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("identity", "gzip", "deflate"):
+        raise _Refused(415, "unsupported_encoding", "Content-Encoding: must be identity, gzip or deflate")
+    too_large = _Refused(413, "too_large", f"body: must be at most {limit} bytes")
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and (len(length) > 18 or int(length) > limit):
+        raise too_large
+    chunks, received = [], 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise too_large
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if encoding == "identity":
+        return body
+    inflater = zlib.decompressobj(zlib.MAX_WBITS | 16 if encoding == "gzip" else zlib.MAX_WBITS)
+    try:
+        data = inflater.decompress(body, limit + 1)
+    except zlib.error as error:
+        raise _Refused(400, "bad_encoding", f"body: not valid {encoding} data ({error})") from None
+    if len(data) > limit or inflater.unconsumed_tail:
+        raise too_large  # a small body that inflates past the limit is refused before it is inflated further
+    if not inflater.eof:
+        raise _Refused(400, "bad_encoding", f"body: truncated {encoding} data")
+    return data
+
+
+def ingest_router(ingestor: Ingestor) -> APIRouter:
+    """The telemetry ingest endpoints over `ingestor`."""
+    router = APIRouter(tags=["telemetry"])
+
+    @router.post(
+        "/v1/events",
+        openapi_extra={"requestBody": _EVENTS_BODY},
+        responses={200: {"description": "Valid events kept; `rejected` lists each invalid one by index"},
+                   400: {"description": "Not a batch"}, 413: {"description": "Over 1 MiB or 1000 events"},
+                   422: {"description": "No valid event, or an Idempotency-Key reused for another batch"}},
+    )
+    async def post_events(request: Request) -> Response:
+        """Report behaviour events: `{"events": [...]}`, at most 1000 events and 1 MiB (gzip allowed). Valid
+        events are stored durably before the answer `{"accepted": n, "rejected": [{"index", "detail"}]}`. With an
+        `Idempotency-Key` header, a retried batch is answered as the first time and stored once."""
+        if _media_type(request) not in ("", "application/json"):
+            return error_response(415, "unsupported_media_type", "Content-Type: must be application/json")
+        key = request.headers.get("idempotency-key")
+        if key is not None and (problem := check_key(key)) is not None:
+            return error_response(400, "bad_request", problem)
+        try:
+            body = await read_body(request, MAX_BATCH_BYTES)
+            prepared = ingestor.prepare_json(body, key=key)
+        except _Refused as refused:
+            return error_response(refused.status, refused.code, refused.detail)
+        except BadBatch as error:
+            return error_response(400, "bad_batch", str(error))
+        except TooLarge as error:
+            return error_response(413, "too_large", str(error))
+        reply = prepared if isinstance(prepared, Reply) else await ingestor.commit_async(prepared)
+        headers = {"Idempotent-Replayed": "true"} if reply.replayed else None
+        return JSONResponse(reply.body, status_code=reply.status, headers=headers)
+
+    @router.post(
+        "/v1/traces",
+        responses={200: {"description": "An OTLP ExportTraceServiceResponse; partial_success counts rejected spans"},
+                   400: {"description": "Not an OTLP trace export request"}, 413: {"description": "Over 4 MiB"},
+                   415: {"description": "Neither application/x-protobuf nor application/json"}},
+    )
+    async def post_traces(request: Request) -> Response:
+        """OTLP/HTTP trace export (point `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` here). Spans of agents' tool calls,
+        A2A delegations and MCP actions, following the GenAI semantic conventions with `gen_ai.agent.id` = the
+        agent's did:key, become events; other spans are counted and ignored."""
+        media_type = _media_type(request)
+        decode = _DECODERS.get(media_type)
+        if decode is None:
+            return error_response(415, "unsupported_media_type",
+                               "Content-Type: must be application/x-protobuf or application/json")
+        as_json = media_type == "application/json"
+        try:
+            spans = decode(await read_body(request, MAX_TRACES_BYTES))
+        except _Refused as refused:
+            return _otlp_error(refused.status, refused.code, refused.detail, as_json)
+        except OtlpError as error:
+            return _otlp_error(400, "bad_request", str(error), as_json)
+        batch = sort_spans(spans, now_ms=ingestor.audit.now())
+        await ingestor.commit_async(ingestor.prepare_spans(batch))
+        return Response(export_response(batch.rejected, as_json=as_json), media_type=media_type)
+
+    return router
+
+
+def _otlp_error(status: int, code: str, detail: str, as_json: bool) -> Response:
+    """OTLP §Failures: a protobuf client gets a google.rpc.Status; a JSON client the API's error shape."""
+    if as_json:
+        return error_response(status, code, detail)
+    return Response(error_status(detail), status_code=status, media_type="application/x-protobuf")

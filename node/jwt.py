@@ -1,0 +1,90 @@
+"""Compact JWS / JWT signed with Ed25519 (RFC 7515, RFC 7519, RFC 8037 `EdDSA`), through PyNaCl like every other
+signature in vouchnet. We sign with alg `EdDSA`; we also accept `Ed25519`, the fully-specified name (RFC 9864).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import nacl.exceptions
+import nacl.signing
+
+SIGN_ALG = "EdDSA"
+ACCEPTED_ALGS = frozenset({"EdDSA", "Ed25519"})
+MAX_TOKEN = 16 * 1024
+LEEWAY_S = 60
+
+
+class JwtError(ValueError):
+    """A token that does not verify; the message says which part and rule."""
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def b64url_decode(text: str, what: str) -> bytes:
+    if not isinstance(text, str) or "=" in text:
+        raise JwtError(f"{what}: not unpadded base64url")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raise JwtError(f"{what}: not unpadded base64url") from None
+
+
+def _json_part(data: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except ValueError:
+        raise JwtError(f"{what}: not JSON") from None
+    if not isinstance(value, dict):
+        raise JwtError(f"{what}: must be a JSON object")
+    return value
+
+
+def encode_jwt(claims: Mapping[str, Any], key: nacl.signing.SigningKey, *, kid: str, typ: str = "JWT") -> str:
+    """`header.payload.signature` with header {alg: EdDSA, typ, kid}."""
+    header = {"alg": SIGN_ALG, "typ": typ, "kid": kid}
+    signing_input = ".".join(b64url(json.dumps(part, separators=(",", ":")).encode()) for part in (header, claims))
+    return f"{signing_input}.{b64url(key.sign(signing_input.encode()).signature)}"
+
+
+def decode_jwt(
+    token: str,
+    public_key: bytes | Callable[[Mapping[str, Any]], bytes],
+    *,
+    typ: str | None = None,
+    now: float | None = None,
+    leeway: int = LEEWAY_S,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(header, claims) of a token whose Ed25519 signature verifies under `public_key` (or the key a function
+    finds from the header, e.g. by `kid`); exp and nbf are enforced, typ if given. Raises JwtError."""
+    if not isinstance(token, str) or len(token) > MAX_TOKEN or token.count(".") != 2:
+        raise JwtError(f"token: must be three base64url parts separated by '.', at most {MAX_TOKEN} characters")
+    encoded_header, encoded_claims, encoded_signature = token.split(".")
+    header = _json_part(b64url_decode(encoded_header, "header"), "header")
+    if header.get("alg") not in ACCEPTED_ALGS:
+        raise JwtError(f"header.alg: must be one of {', '.join(sorted(ACCEPTED_ALGS))}")
+    if "crit" in header:
+        raise JwtError("header.crit: no critical extensions are understood")
+    if typ is not None and header.get("typ") != typ:
+        raise JwtError(f"header.typ: must be {typ}")
+    key = public_key if isinstance(public_key, bytes) else public_key(header)
+    signature = b64url_decode(encoded_signature, "signature")
+    try:
+        nacl.signing.VerifyKey(key).verify(f"{encoded_header}.{encoded_claims}".encode(), signature)
+    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, TypeError):
+        raise JwtError("signature: does not verify under the issuer's key") from None
+    claims = _json_part(b64url_decode(encoded_claims, "payload"), "payload")
+    moment = time.time() if now is None else now
+    exp, nbf = claims.get("exp"), claims.get("nbf")
+    if exp is not None and (type(exp) not in (int, float) or moment > exp + leeway):
+        raise JwtError("payload.exp: the token has expired")
+    if nbf is not None and (type(nbf) not in (int, float) or moment < nbf - leeway):
+        raise JwtError("payload.nbf: the token is not valid yet")
+    return header, claims

@@ -1,0 +1,349 @@
+"""OTLP/HTTP trace export requests (protobuf and JSON, opentelemetry-proto's trace service) read as behaviour
+events, following the OpenTelemetry GenAI and MCP semantic conventions (development status, as of semconv 1.37+).
+
+A span becomes an event when it describes an agent acting and names that agent by its did:key:
+- `gen_ai.operation.name` = `execute_tool`: a tool call, category `tool` (`mcp` if it carries `mcp.method.name`);
+  name = `gen_ai.tool.name` (else the span name).
+- `gen_ai.operation.name` = `invoke_agent`, or an `a2a.method` / `a2a.method.name` attribute: an A2A delegation,
+  category `a2a`; name = the A2A method, else `gen_ai.agent.name`, else the span name.
+- `mcp.method.name` of an MCP action (MCP_ACTIONS: tools/call, resources/read, prompts/get, ...): category `mcp`;
+  name = the method and its target (`gen_ai.tool.name`, `gen_ai.prompt.name`). Session chatter (initialize,
+  */list, notifications, ping) is not behaviour and is ignored.
+- The agent is `gen_ai.agent.id` on the span, else on the resource. A span whose agent id is not a `did:key:` (a
+  framework's own agent id, or none) is not about a vouchnet agent: ignored. One whose `did:key:` is malformed, or
+  whose times are impossible, is rejected, and counted in the response's partial_success.
+- Outcome: `vouchnet.outcome` if set (ok, error, denied, timeout); else, if the span has `error.type` or status
+  ERROR, `timeout` when the error type or status message says timeout/deadline, `denied` when it says
+  denied/forbidden/permission/unauthori[sz]ed/policy (or is 401/403), else `error`; otherwise `ok`.
+- `vouchnet.high_risk` (bool) marks a high-risk action; `vouchnet.category` overrides the category.
+- ts = span start (ms); duration_ms = end - start. A few attributes are kept in the event's attrs (SPAN_ATTRS,
+  and the trace and span ids in hex), text cut to the attrs limit.
+Every other span is counted as ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.protobuf.message import DecodeError
+from google.rpc import status_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from opentelemetry.proto.common.v1 import common_pb2
+
+from vouching.bodies import CATEGORIES, OUTCOMES
+
+from .events import MAX_ATTR_TEXT, MAX_INT, MAX_NAME, Event, InvalidEvent, check_recent
+
+STATUS_ERROR = 2  # opentelemetry.proto.trace.v1.Status.StatusCode.STATUS_CODE_ERROR
+MCP_ACTIONS = frozenset({"tools/call", "resources/read", "resources/subscribe", "prompts/get",
+                         "sampling/createMessage", "elicitation/create", "completion/complete"})
+SPAN_ATTRS = ("service.name", "error.type", "gen_ai.tool.call.id", "gen_ai.tool.type", "gen_ai.agent.name",
+              "mcp.method.name", "mcp.session.id", "mcp.resource.uri", "a2a.task.id", "rpc.response.status_code")
+_TIMEOUT_WORDS = ("timeout", "timed out", "deadline")
+_DENIED_WORDS = ("denied", "forbidden", "permission", "unauthorized", "unauthorised", "policy", "not_allowed")
+_DENIED_CODES = frozenset({"401", "403"})
+_MAX_ERROR_MESSAGE = 1024
+
+Scalar = str | bool | int | float
+
+
+class OtlpError(ValueError):
+    """A request body that is not an OTLP trace export request (HTTP 400)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """What this module reads of an OTLP span; `resource` holds its resource's attributes."""
+
+    name: str
+    start_ns: int
+    end_ns: int
+    attrs: dict[str, Scalar]
+    resource: Mapping[str, Scalar]
+    status_code: int = 0
+    status_message: str = ""
+    trace_id: str = ""
+    span_id: str = ""
+
+
+@dataclass
+class SpanBatch:
+    """A request's spans sorted out: the events, the rejected spans' reasons, and how many were ignored."""
+
+    events: list[Event] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+    ignored: int = 0
+
+
+# --- decoding -------------------------------------------------------------------------------------------
+
+
+def _proto_value(value: common_pb2.AnyValue) -> Scalar | None:
+    kind = value.WhichOneof("value")
+    if kind in ("string_value", "bool_value", "int_value", "double_value"):
+        return getattr(value, kind)
+    return None  # arrays, maps and bytes carry nothing an event keeps
+
+
+def _proto_attrs(attributes: Any) -> dict[str, Scalar]:
+    attrs = {}
+    for kv in attributes:
+        value = _proto_value(kv.value)
+        if value is not None:
+            attrs[kv.key] = value
+    return attrs
+
+
+def decode_protobuf(body: bytes) -> list[Span]:
+    """The spans of an `application/x-protobuf` ExportTraceServiceRequest; raises OtlpError."""
+    request = trace_service_pb2.ExportTraceServiceRequest()
+    try:
+        request.ParseFromString(body)
+    except DecodeError as error:
+        raise OtlpError(f"body: not a protobuf ExportTraceServiceRequest ({error})") from None
+    spans = []
+    for resource_spans in request.resource_spans:
+        resource = _proto_attrs(resource_spans.resource.attributes)
+        for scope_spans in resource_spans.scope_spans:
+            for s in scope_spans.spans:
+                spans.append(Span(s.name, s.start_time_unix_nano, s.end_time_unix_nano, _proto_attrs(s.attributes),
+                                  resource, s.status.code, s.status.message, s.trace_id.hex(), s.span_id.hex()))
+    return spans
+
+
+def _json_list(parent: Mapping[str, Any], key: str, where: str) -> list[Any]:
+    value = parent.get(key, [])
+    if type(value) is not list:
+        raise OtlpError(f"{where}.{key}: must be a list")
+    return value
+
+
+def _json_object(value: Any, where: str) -> dict[str, Any]:
+    if type(value) is not dict:
+        raise OtlpError(f"{where}: must be an object")
+    return value
+
+
+def _json_uint64(value: Any, where: str) -> int:
+    """OTLP/JSON writes 64-bit integers as decimal strings or numbers."""
+    if type(value) is str and value.isdigit() and len(value) <= 20:
+        value = int(value)
+    if type(value) is not int or not 0 <= value < 2**64:
+        raise OtlpError(f"{where}: must be an unsigned 64-bit integer")
+    return value
+
+
+def _json_value(value: Any, where: str) -> Scalar | None:
+    value = _json_object(value, where)
+    if "stringValue" in value and type(value["stringValue"]) is str:
+        return value["stringValue"]
+    if "boolValue" in value and type(value["boolValue"]) is bool:
+        return value["boolValue"]
+    if "intValue" in value:
+        raw = value["intValue"]
+        if type(raw) is str and raw.lstrip("-").isdigit() and len(raw) <= 20:
+            raw = int(raw)
+        if type(raw) is int and -(2**63) <= raw < 2**63:
+            return raw
+        raise OtlpError(f"{where}.intValue: must be a 64-bit integer")
+    if "doubleValue" in value and type(value["doubleValue"]) in (int, float):
+        return float(value["doubleValue"])
+    return None
+
+
+def _json_attrs(items: list[Any], where: str) -> dict[str, Scalar]:
+    attrs = {}
+    for i, item in enumerate(items):
+        item = _json_object(item, f"{where}[{i}]")
+        key = item.get("key")
+        if type(key) is not str:
+            raise OtlpError(f"{where}[{i}].key: must be a string")
+        value = _json_value(item.get("value", {}), f"{where}[{i}].value")
+        if value is not None:
+            attrs[key] = value
+    return attrs
+
+
+def _json_id(value: Any, where: str) -> str:
+    if value in (None, ""):
+        return ""
+    if type(value) is not str or len(value) > 32 or any(c not in "0123456789abcdefABCDEF" for c in value):
+        raise OtlpError(f"{where}: must be a hex string")
+    return value.lower()
+
+
+def decode_json(body: bytes) -> list[Span]:
+    """The spans of an `application/json` ExportTraceServiceRequest (OTLP/JSON: hex ids, camelCase keys)."""
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError) as error:
+        raise OtlpError(f"body: not JSON ({str(error)[:120]})") from None
+    spans = []
+    for r, resource_spans in enumerate(_json_list(_json_object(document, "body"), "resourceSpans", "body")):
+        where = f"body.resourceSpans[{r}]"
+        resource_spans = _json_object(resource_spans, where)
+        resource_obj = _json_object(resource_spans.get("resource", {}), f"{where}.resource")
+        resource = _json_attrs(_json_list(resource_obj, "attributes", f"{where}.resource"), f"{where}.resource.attributes")
+        for s, scope_spans in enumerate(_json_list(resource_spans, "scopeSpans", where)):
+            scope_where = f"{where}.scopeSpans[{s}]"
+            for i, span in enumerate(_json_list(_json_object(scope_spans, scope_where), "spans", scope_where)):
+                spans.append(_json_span(_json_object(span, f"{scope_where}.spans[{i}]"), resource,
+                                        f"{scope_where}.spans[{i}]"))
+    return spans
+
+
+def _json_span(span: dict[str, Any], resource: Mapping[str, Scalar], where: str) -> Span:
+    status = _json_object(span.get("status", {}), f"{where}.status")
+    code = status.get("code", 0)
+    if type(code) is not int:
+        raise OtlpError(f"{where}.status.code: must be an integer")
+    message = status.get("message", "")
+    name = span.get("name", "")
+    if type(message) is not str or type(name) is not str:
+        raise OtlpError(f"{where}: name and status.message must be strings")
+    return Span(
+        name,
+        _json_uint64(span.get("startTimeUnixNano", 0), f"{where}.startTimeUnixNano"),
+        _json_uint64(span.get("endTimeUnixNano", 0), f"{where}.endTimeUnixNano"),
+        _json_attrs(_json_list(span, "attributes", where), f"{where}.attributes"),
+        resource,
+        code,
+        message,
+        _json_id(span.get("traceId"), f"{where}.traceId"),
+        _json_id(span.get("spanId"), f"{where}.spanId"),
+    )
+
+
+# --- spans to events ------------------------------------------------------------------------------------
+
+
+def _text(value: Scalar | None) -> str | None:
+    return value if type(value) is str and value else None
+
+
+def _classify(span: Span) -> tuple[str, str] | None:
+    """(category, name) of a span describing an agent's action, None for any other span."""
+    attrs = span.attrs
+    operation = attrs.get("gen_ai.operation.name")
+    mcp_method = _text(attrs.get("mcp.method.name"))
+    a2a_method = _text(attrs.get("a2a.method")) or _text(attrs.get("a2a.method.name"))
+    if operation == "execute_tool":
+        return ("mcp" if mcp_method else "tool"), _text(attrs.get("gen_ai.tool.name")) or span.name
+    if operation == "invoke_agent" or a2a_method:
+        return "a2a", a2a_method or _text(attrs.get("gen_ai.agent.name")) or span.name
+    if mcp_method in MCP_ACTIONS:
+        target = _text(attrs.get("gen_ai.tool.name")) or _text(attrs.get("gen_ai.prompt.name"))
+        return "mcp", f"{mcp_method} {target}" if target else mcp_method
+    return None
+
+
+def _outcome(span: Span) -> str:
+    explicit = span.attrs.get("vouchnet.outcome")
+    if explicit is not None:
+        if explicit not in OUTCOMES:
+            raise InvalidEvent(f"outcome: vouchnet.outcome must be one of {', '.join(OUTCOMES)}")
+        return explicit
+    error_type = span.attrs.get("error.type")
+    if error_type is None and span.status_code != STATUS_ERROR:
+        return "ok"
+    said = f"{error_type or ''} {span.status_message}".lower()
+    if any(word in said for word in _TIMEOUT_WORDS):
+        return "timeout"
+    if str(error_type) in _DENIED_CODES or any(word in said for word in _DENIED_WORDS):
+        return "denied"
+    return "error"
+
+
+def _kept_attrs(span: Span) -> dict[str, Scalar]:
+    attrs: dict[str, Scalar] = {}
+    for key in SPAN_ATTRS:
+        value = span.attrs.get(key, span.resource.get(key))
+        if type(value) is str:
+            value = value[:MAX_ATTR_TEXT]
+            if not value.isprintable():
+                continue
+        elif (type(value) is float and not math.isfinite(value)) or (type(value) is int and abs(value) > MAX_INT):
+            continue
+        if value is not None:
+            attrs[key] = value
+    if span.trace_id:
+        attrs["trace_id"] = span.trace_id
+    if span.span_id:
+        attrs["span_id"] = span.span_id
+    return attrs
+
+
+def span_event(span: Span, *, now_ms: int) -> Event | None:
+    """The event a span reports, None if it is not about a vouchnet agent's action; raises InvalidEvent."""
+    classified = _classify(span)
+    agent = span.attrs.get("gen_ai.agent.id", span.resource.get("gen_ai.agent.id"))
+    if classified is None or type(agent) is not str or not agent.startswith("did:key:"):
+        return None
+    category, name = classified
+    override = span.attrs.get("vouchnet.category")
+    if override is not None:
+        if override not in CATEGORIES:
+            raise InvalidEvent(f"category: vouchnet.category must be one of {', '.join(CATEGORIES)}")
+        category = override
+    if span.start_ns == 0:
+        raise InvalidEvent("ts: the span has no start time")
+    if span.end_ns < span.start_ns:
+        raise InvalidEvent("duration_ms: the span ends before it starts")
+    return Event(
+        agent=agent,
+        ts=check_recent(span.start_ns // 1_000_000, now_ms),
+        category=category,
+        name=name[:MAX_NAME],
+        outcome=_outcome(span),
+        duration_ms=(span.end_ns - span.start_ns) / 1_000_000,
+        high_risk=span.attrs.get("vouchnet.high_risk", False),
+        attrs=_kept_attrs(span),
+    )
+
+
+def sort_spans(spans: list[Span], *, now_ms: int) -> SpanBatch:
+    """Every span of a request as an event, a rejection reason, or ignored."""
+    batch = SpanBatch()
+    for index, span in enumerate(spans):
+        try:
+            event = span_event(span, now_ms=now_ms)
+        except InvalidEvent as error:
+            batch.rejected.append(f"span {index} ({span.name[:64]!r}): {error}")
+            continue
+        if event is None:
+            batch.ignored += 1
+        else:
+            batch.events.append(event)
+    return batch
+
+
+# --- responses ------------------------------------------------------------------------------------------
+
+
+def _rejection_message(rejected: list[str]) -> str:
+    message = f"{len(rejected)} span(s) rejected: " + "; ".join(rejected[:5])
+    return message[:_MAX_ERROR_MESSAGE]
+
+
+def export_response(rejected: list[str], *, as_json: bool) -> bytes:
+    """The ExportTraceServiceResponse; partial_success is set only when spans were rejected (OTLP §Partial
+    Success)."""
+    response = trace_service_pb2.ExportTraceServiceResponse()
+    if rejected:
+        response.partial_success.rejected_spans = len(rejected)
+        response.partial_success.error_message = _rejection_message(rejected)
+    if as_json:
+        if not rejected:
+            return b"{}"
+        return json.dumps({"partialSuccess": {"rejectedSpans": str(len(rejected)),
+                                              "errorMessage": response.partial_success.error_message}}).encode()
+    return response.SerializeToString()
+
+
+def error_status(message: str) -> bytes:
+    """A google.rpc.Status (code 3, INVALID_ARGUMENT) for a refused protobuf request (OTLP §Failures)."""
+    return status_pb2.Status(code=3, message=message[:_MAX_ERROR_MESSAGE]).SerializeToString()

@@ -1,0 +1,89 @@
+"""The telemetry side of a node, composed (DESIGN §7): audit log, idempotency keys, ingest, digests, retention,
+the live stream and the credential endpoints, opened from the data directory and handed to the daemon as
+routers for the API app and services for the root nursery."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fastapi import APIRouter
+from nacl.signing import SigningKey
+
+from gossip.replica import Replica
+
+from .audit_log import AuditLog, wall_clock_ms
+from .config import NodeConfig
+from .credentials_api import credentials_router
+from .digests import Digester, DigestService, DigestState
+from .idempotency import IdempotencyStore
+from .ingest import Ingestor
+from .ingest_api import ingest_router
+from .metrics import Registry, metrics_router
+from .retention import RetentionService
+from .stream import Broadcaster, stream_router
+
+
+@dataclass
+class Telemetry:
+    key: SigningKey
+    replica: Replica
+    metrics: Registry
+    audit: AuditLog
+    idempotency: IdempotencyStore
+    ingestor: Ingestor
+    digester: Digester
+    broadcaster: Broadcaster
+    digest_service: DigestService
+    retention: RetentionService
+
+    @classmethod
+    def open(
+        cls,
+        config: NodeConfig,
+        *,
+        key: SigningKey,
+        replica: Replica,
+        metrics: Registry,
+        clock: Callable[[], int] = wall_clock_ms,
+        rng: random.Random | None = None,
+    ) -> Telemetry:
+        """Open the telemetry files in `config.data_dir`; the digester resumes where it stopped."""
+        audit = AuditLog.open(config.data_dir, clock=clock)
+        idempotency = IdempotencyStore.open(config.data_dir, log_size=audit.size)
+        digester = Digester(audit, replica, DigestState.open(config.data_dir), metrics,
+                            epoch_ms=round(config.epoch_seconds * 1000), dp_epsilon=config.dp_epsilon, rng=rng)
+        ingestor = Ingestor(audit, idempotency, metrics, listeners=[digester.observe])
+        return cls(
+            key=key,
+            replica=replica,
+            metrics=metrics,
+            audit=audit,
+            idempotency=idempotency,
+            ingestor=ingestor,
+            digester=digester,
+            broadcaster=Broadcaster(metrics),
+            digest_service=DigestService(digester, ingestor.write_lock, clock=clock),
+            retention=RetentionService(audit, idempotency, digester, metrics, retention_days=config.retention_days,
+                                       clock=clock),
+        )
+
+    def routers(self) -> list[APIRouter]:
+        """For `create_app`: /v1/events, /v1/traces, /.well-known/jwks.json, /v1/records/{id}/vc, /v1/stream,
+        /metrics (see node.ingest_api for what the write guard must allow)."""
+        return [
+            ingest_router(self.ingestor),
+            credentials_router(self.key, self.replica),
+            stream_router(self.broadcaster),
+            metrics_router(self.metrics),
+        ]
+
+    def services(self) -> list[DigestService | RetentionService]:
+        """For the root nursery: each has `run(*, task_status)`."""
+        return [self.digest_service, self.retention]
+
+    def close(self) -> None:
+        self.digester.state.close()
+        self.idempotency.close()
+        self.audit.close()

@@ -1,0 +1,84 @@
+"""`vouchnet sim`: run the trust simulation suite and print the targets table (issue 3, items 4 and 5)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    """Add the `sim` subcommand to the `vouchnet` parser's subcommands."""
+    parser = subparsers.add_parser(
+        "sim",
+        help="run the in-process trust simulation and check the scoring targets",
+        description="Run the real trust engine on synthetic networks of honest, colluding and Sybil orgs (and on "
+                    "the Bitcoin OTC graph), print the targets T1-T9 with pass/fail, and write metrics, plots and "
+                    "a Markdown summary.",
+    )
+    parser.add_argument("--suite", choices=("standard", "quick"), default="standard",
+                        help="scale of the networks (quick: the tests' reduced scale)")
+    parser.add_argument("--seed", type=int, default=1, help="reproduces a run exactly")
+    parser.add_argument("--scenario", action="append", metavar="NAME",
+                        help="run only this scenario or family (repeatable), e.g. 'sybil' or 'threat-c f=0.6'")
+    parser.add_argument("--out", type=Path, default=Path("sim-results"),
+                        help="directory for metrics.json, the plots and summary.md (default: %(default)s)")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the targets as JSON to PATH")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument("--no-otc", action="store_true", help="skip the Bitcoin OTC replay")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from testnet.sim import report
+    from testnet.sim.suite import run_suite
+    from testnet.sim.targets import evaluate
+
+    bar = _ProgressBar()
+    started = time.monotonic()
+    suite = run_suite(args.suite, args.seed, only=set(args.scenario or ()), otc=not args.no_otc, progress=bar)
+    bar.close()
+    targets = evaluate(suite)
+    args.out.mkdir(parents=True, exist_ok=True)
+    plots: list[str] = []
+    if not args.no_plots:
+        try:
+            from testnet.sim import plots as plotting
+        except ImportError:  # matplotlib is the optional `sim` extra
+            print("matplotlib is not installed (pip install 'vouchnet[sim]'): no plots", file=sys.stderr)
+        else:
+            plots = plotting.write_all(suite, args.out)
+    (args.out / "metrics.json").write_text(json.dumps(report.metrics(suite, targets), indent=1))
+    (args.out / "summary.md").write_text(report.markdown(suite, targets, plots))
+    if args.json:
+        args.json.write_text(json.dumps(report.targets_json(targets), indent=1))
+    print(report.table(targets))
+    print(f"\n{len(suite.runs)} scenarios in {time.monotonic() - started:.0f} s; results in {args.out}/")
+    return 0 if all(t.passed for t in targets) else 1
+
+
+class _ProgressBar:
+    """One line per scenario on stderr, redrawn as rounds complete (a line per scenario when not a terminal)."""
+
+    def __init__(self) -> None:
+        self._live = sys.stderr.isatty()
+        self._current = ""
+
+    def __call__(self, name: str, done: int, total: int) -> None:
+        if name != self._current:
+            self.close()
+            self._current = name
+        if self._live:
+            filled = round(30 * done / total) if total else 30
+            sys.stderr.write(f"\r{name:<24} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}")
+            sys.stderr.flush()
+        elif done == total:
+            sys.stderr.write(f"{name}: {total} rounds\n")
+
+    def close(self) -> None:
+        if self._live and self._current:
+            sys.stderr.write("\n")
+        self._current = ""

@@ -1,0 +1,105 @@
+"""A node's telemetry side without a network: audit log, ingest, digests over a real Replica, and an app serving
+the telemetry routers behind the API's error handlers and write guard."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+import trio
+from fastapi import APIRouter, FastAPI
+from hypercorn.config import Config
+from hypercorn.trio import serve
+from nacl.signing import SigningKey
+
+from gossip.replica import Replica
+from gossip.store import RecordStore
+from node.api.errors import install_error_handlers
+from node.api.guard import WriteGuard
+from node.audit_log import AuditLog
+from node.credentials_api import credentials_router
+from node.digests import Digester, DigestState
+from node.idempotency import IdempotencyStore
+from node.ingest import Ingestor
+from node.ingest_api import BODY_LIMITS, OPEN_WRITE_PATHS, ingest_router
+from node.metrics import Registry
+
+TOKEN = "test-token-" + "t" * 32
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@dataclass
+class Clock:
+    """A settable wall clock in ms (digests are signed with the real clock, which must not be behind it)."""
+
+    now: int = 1_700_000_000_000
+
+    def __call__(self) -> int:
+        return self.now
+
+
+@dataclass
+class TelemetryNode:
+    directory: Path
+    key: SigningKey
+    clock: Clock
+    epoch_ms: int = 60_000
+    dp_epsilon: float | None = None
+    metrics: Registry = field(default_factory=Registry)
+
+    def __post_init__(self) -> None:
+        self.store = RecordStore.open(self.directory)
+        self.replica = Replica(self.key, self.store, roots=(), max_hops=2, held_limit=100)
+        self.audit = AuditLog.open(self.directory, clock=self.clock)
+        self.idempotency = IdempotencyStore.open(self.directory, log_size=self.audit.size)
+        self.ingestor = Ingestor(self.audit, self.idempotency, self.metrics)
+        self.digester = Digester(self.audit, self.replica, DigestState.open(self.directory), self.metrics,
+                                 epoch_ms=self.epoch_ms, dp_epsilon=self.dp_epsilon)
+        self.ingestor.listeners.append(self.digester.observe)
+
+    def app(self) -> FastAPI:
+        return guarded_app([ingest_router(self.ingestor), credentials_router(self.key, self.replica)])
+
+    def close(self) -> None:
+        self.digester.state.close()
+        self.idempotency.close()
+        self.audit.close()
+        self.store.close()
+
+
+def guarded_app(routers: list[APIRouter]) -> FastAPI:
+    """An app serving `routers` as create_app serves the API: its error shape, and its WriteGuard configured as
+    node.ingest_api asks (token on writes but OPEN_WRITE_PATHS, BODY_LIMITS)."""
+    app = FastAPI()
+    install_error_handlers(app)
+    app.add_middleware(WriteGuard, node=SimpleNamespace(token=TOKEN), body_limits=BODY_LIMITS,
+                       open_paths=OPEN_WRITE_PATHS)
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+@contextmanager
+def telemetry_node(directory: Path, *, key: SigningKey | None = None, clock: Clock | None = None,
+                   **options: object) -> Iterator[TelemetryNode]:
+    node = TelemetryNode(directory, key or SigningKey.generate(), clock or Clock(), **options)  # type: ignore[arg-type]
+    try:
+        yield node
+    finally:
+        node.close()
+
+
+@asynccontextmanager
+async def served(app: FastAPI) -> AsyncIterator[str]:
+    """Serve `app` with hypercorn's trio worker on a free loopback port; yields its base URL."""
+    config = Config()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = None
+    config.errorlog = None
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(serve, app, config)
+        yield binds[0]
+        nursery.cancel_scope.cancel()

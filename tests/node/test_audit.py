@@ -1,0 +1,161 @@
+"""The private audit log: exports an auditor can check against a signed checkpoint and the org's digests,
+tampering that the checks catch, and retention that prunes whole epochs while every proof stays valid."""
+
+import argparse
+import base64
+import copy
+import json
+
+import pytest
+
+from ledger import Checkpoint, EntryPruned, verify_inclusion
+from node.audit_export import ExportError, VerifyError, export_agent, verify_export
+from node.audit_log import audit_origin
+from node.commands import audit
+from node.commands.common import CommandFailed
+from node.keys import load_org_key
+from node.retention import DAY_MS, RetentionService
+from node.setup import init_data_dir
+from vouching import did_key
+
+from ..factories import new_did
+from .telemetry_node import Clock, telemetry_node
+
+EPOCH = 60_000
+T0 = 1_700_000_040_000
+A, B = new_did(), new_did()
+
+
+def submit(node, agent, outcome="ok", count=1):
+    event = {"agent": agent, "ts": node.clock.now, "category": "tool", "name": "n", "outcome": outcome}
+    node.ingestor.submit_json(json.dumps({"events": [event] * count}).encode())
+
+
+def export(node, agent, start, end):
+    return export_agent(node.audit, node.digester.state.intervals(start, end), key=node.key, org=node.replica.did,
+                        network="testnet", agent=agent, start=start, end=end)
+
+
+def digest_records(node, agent):
+    return [raw for _, raw in node.store.query(issuer=node.replica.did, kind="digest", subject=agent)]
+
+
+@pytest.fixture
+def node(tmp_path):
+    with telemetry_node(tmp_path, clock=Clock(T0), epoch_ms=EPOCH) as node:
+        for step in range(3):  # three epochs, both agents active in each
+            submit(node, A, count=2)
+            submit(node, B, "error")
+            node.clock.now += 20_000
+            submit(node, A, "denied")
+            node.clock.now = T0 + (step + 1) * EPOCH
+            node.digester.close_due(node.clock.now)
+        submit(node, A)  # the open epoch
+        yield node
+
+
+def test_an_export_verifies_against_the_checkpoint_and_the_digests(node):
+    document = export(node, A, T0 + EPOCH + 30_000, T0 + EPOCH + 30_001)
+    assert [e["epoch"] for e in document["epochs"]] == [T0 + EPOCH]  # widened to the whole epoch
+    assert len(document["entries"]) == 3
+    json.loads(json.dumps(document))  # plain JSON
+    verified = verify_export(document, digests=digest_records(node, A)[1:2])
+    assert [event.outcome for _, _, event in verified.events] == ["ok", "ok", "denied"]
+    assert verified.size == node.audit.size
+
+
+def test_an_export_covers_the_open_epoch_without_a_root(node):
+    document = export(node, A, T0 + 3 * EPOCH, T0 + 4 * EPOCH)
+    assert (len(document["entries"]), document["epochs"]) == (1, [])
+    verify_export(document)
+
+
+def test_the_auditor_s_steps_can_be_done_by_hand(node):
+    """What the module docstring tells an auditor, spelled out with ledger primitives only."""
+    document = export(node, B, T0, T0 + 3 * EPOCH)
+    checkpoint = Checkpoint.parse(document["checkpoint"].split("\n\n")[0] + "\n")
+    assert checkpoint.origin == audit_origin("testnet", node.replica.did)
+    for item in document["entries"]:
+        verify_inclusion(base64.b64decode(item["entry"]), item["index"], checkpoint.size,
+                         [base64.b64decode(h) for h in item["proof"]], checkpoint.root)
+    assert len(document["epochs"]) == 3
+
+
+def tampered(document, change):
+    document = copy.deepcopy(document)
+    change(document)
+    return document
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda d: d["entries"].pop(1), "do not hash to evidence_root"),
+    (lambda d: d["entries"][0].update(entry=d["entries"][2]["entry"]), "not in the checkpointed log"),
+    (lambda d: d["entries"][0]["proof"].pop(), "not in the checkpointed log"),
+    (lambda d: d.update(org=new_did()), "checkpoint"),
+    (lambda d: d.update(network="othernet"), "checkpoint"),
+    (lambda d: d.update(agent=B), "not of the exported agent"),
+    (lambda d: d["epochs"][0].update(evidence_root=base64.b64encode(bytes(32)).decode()), "evidence_root"),
+    (lambda d: d.update(entries={"not": "a list"}), "entries"),
+])
+def test_tampering_is_caught(node, change, message):
+    document = export(node, A, T0, T0 + EPOCH)
+    with pytest.raises(VerifyError, match=message):
+        verify_export(tampered(document, change))
+
+
+def test_a_digest_of_another_epoch_or_agent_does_not_match(node):
+    document = export(node, A, T0, T0 + EPOCH)
+    with pytest.raises(VerifyError, match="not in the export"):
+        verify_export(document, digests=digest_records(node, A)[1:2])
+    with pytest.raises(VerifyError, match="not the org's digest of the exported agent"):
+        verify_export(document, digests=digest_records(node, B)[:1])
+
+
+def test_retention_prunes_whole_digested_epochs_and_proofs_stay_valid(node):
+    entries = node.audit.ledger.entries(0, node.audit.size)
+    before = node.audit.checkpoint(node.key, audit_origin("testnet", node.replica.did))
+    retention_days = 2.5 * EPOCH / DAY_MS
+    service = RetentionService(node.audit, node.idempotency, node.digester, node.metrics,
+                               retention_days=retention_days, clock=lambda: T0 + 3 * EPOCH + 40_000)
+    pruned = service.prune()
+    assert pruned == 4  # cutoff T0 + 70 s, back to its epoch's start T0 + 60 s: the first epoch's 4 entries
+    with pytest.raises(EntryPruned):
+        node.audit.ledger.entry(0)
+    size, root = node.audit.size, node.audit.ledger.root()
+    assert root == Checkpoint.parse(before.decode().split("\n\n")[0] + "\n").root
+    for index, entry in enumerate(entries):
+        verify_inclusion(entry, index, size, node.audit.ledger.inclusion_proof(index, size), root)
+    with pytest.raises(ExportError, match="pruned"):
+        export(node, A, T0, T0 + 2 * EPOCH)
+    verify_export(export(node, A, T0 + EPOCH, T0 + 2 * EPOCH), digests=digest_records(node, A)[1:2])
+
+
+def test_retention_never_prunes_events_not_yet_digested(node):
+    service = RetentionService(node.audit, node.idempotency, node.digester, node.metrics,
+                               retention_days=1 / DAY_MS, clock=lambda: T0 + 100 * EPOCH)
+    assert service.prune() == node.digester.undigested_from == node.audit.size - 1
+
+
+def test_the_cli_exports_and_verifies(tmp_path, capsys):
+    made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    key = load_org_key(made.data_dir / "org.key")
+    with telemetry_node(made.data_dir, key=key, clock=Clock(T0), epoch_ms=EPOCH) as node:
+        submit(node, A, count=3)
+        node.digester.close_due(T0 + EPOCH)
+        digest = digest_records(node, A)[0]
+    (tmp_path / "digest.cose").write_bytes(digest)
+    parser = argparse.ArgumentParser(prog="vouchnet")
+    audit.register(parser.add_subparsers())
+    out = tmp_path / "export.json"
+    args = parser.parse_args(["audit", "export", "--dir", str(made.data_dir), "--agent", A,
+                              "--from", "2023-11-14T22:14:00", "--to", str(T0 + 1), "--out", str(out)])
+    assert args.func(args) == 0
+    assert json.loads(out.read_text())["org"] == did_key(bytes(key.verify_key))
+    args = parser.parse_args(["audit", "verify", str(out), "--digest", str(tmp_path / "digest.cose")])
+    assert args.func(args) == 0
+    assert "ok: 3 events" in capsys.readouterr().out
+    out.write_text(out.read_text().replace('"len": 60000', '"len": 59999'))
+    with pytest.raises(CommandFailed, match="does not verify"):
+        args.func(args)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["audit", "export", "--agent", A, "--from", "7d", "--to", "1"])

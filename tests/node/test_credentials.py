@@ -1,0 +1,170 @@
+"""Portable credentials: an ordinary JWT library (PyJWT), given only the JWKS URL, verifies score statements,
+agent credentials from `vouchnet agent new`, and vouches exported as vc+jwt."""
+
+import argparse
+import json
+import stat
+
+import httpx
+import jwt as pyjwt
+import pytest
+import trio
+from nacl.signing import SigningKey
+
+from node.credentials import (
+    agent_credential,
+    jwks,
+    public_key_from_kid,
+    record_from_credential_evidence,
+    score_statement,
+)
+from node.jwt import JwtError, b64url, decode_jwt, encode_jwt
+from node.api import ApiService
+from node.commands import agents
+from node.commands.common import UsageError
+from node.keys import load_org_key, load_token
+from node.setup import init_data_dir
+from vouching import did_key, revoke_body, verify_record, vouch_body
+
+from ..factories import Org, new_did
+from .fake_node import fake_node
+from .telemetry_node import served, telemetry_node
+
+AGENT = new_did()
+
+
+def pyjwt_verify(url: str, token: str, **options) -> dict:
+    """What a relying party does: fetch the JWKS, pick the key by kid, verify (blocking, so in a thread)."""
+    client = pyjwt.PyJWKClient(f"{url}/.well-known/jwks.json")
+    key = client.get_signing_key_from_jwt(token)
+    return pyjwt.decode(token, key.key, algorithms=["EdDSA"], **options)
+
+
+@pytest.fixture
+def node(tmp_path):
+    with telemetry_node(tmp_path) as node:
+        yield node
+
+
+async def test_score_statements_verify_with_pyjwt_against_the_jwks(node):
+    token = score_statement(node.key, agent=AGENT, score=734, tier="trusted")
+    async with served(node.app()) as url:
+        claims = await trio.to_thread.run_sync(lambda: pyjwt_verify(url, token))
+    assert claims == {"agent": AGENT, "score": 734, "tier": "trusted", "iat": claims["iat"],
+                      "exp": claims["iat"] + 300, "iss": node.replica.did}
+
+
+async def test_an_expired_statement_is_refused(node):
+    token = score_statement(node.key, agent=AGENT, score=1, tier="untrusted", now=1_000_000)
+    async with served(node.app()) as url:
+        with pytest.raises(pyjwt.ExpiredSignatureError):
+            await trio.to_thread.run_sync(lambda: pyjwt_verify(url, token))
+    with pytest.raises(JwtError, match="exp"):
+        decode_jwt(token, public_key_from_kid)
+
+
+def test_the_jwks_is_the_org_key_as_an_rfc8037_jwk():
+    key = SigningKey.generate()
+    (jwk,) = jwks(key.verify_key)["keys"]
+    did = did_key(bytes(key.verify_key))
+    assert jwk == {"kty": "OKP", "crv": "Ed25519", "x": b64url(bytes(key.verify_key)),
+                   "kid": f"{did}#{did[len('did:key:'):]}", "alg": "EdDSA", "use": "sig"}
+    assert public_key_from_kid({"kid": jwk["kid"]}) == bytes(key.verify_key)
+
+
+def agent_new(*argv):
+    parser = argparse.ArgumentParser(prog="vouchnet")
+    agents.register(parser.add_subparsers())
+    args = parser.parse_args(["agent", "new", *argv])
+    return args.func(args)
+
+
+async def test_agent_new_mints_a_key_and_a_credential_pyjwt_accepts(tmp_path, capsys):
+    made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    assert agent_new("--name", "alice", "--out", str(tmp_path / "agents"), "--dir", str(made.data_dir)) == 0
+    printed = json.loads(capsys.readouterr().out)
+    key_file = tmp_path / "agents" / "alice.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert printed["did"] == did_key(bytes(load_org_key(key_file).verify_key))
+    token = (tmp_path / "agents" / "alice.vc.jwt").read_text().strip()
+    assert pyjwt.get_unverified_header(token)["typ"] == "vc+jwt"
+    with telemetry_node(made.data_dir, key=load_org_key(made.data_dir / "org.key")) as node:
+        async with served(node.app()) as url:
+            claims = await trio.to_thread.run_sync(lambda: pyjwt_verify(url, token, issuer=node.replica.did))
+    assert claims["@context"] == ["https://www.w3.org/ns/credentials/v2"]
+    assert claims["type"] == ["VerifiableCredential", "VouchnetAgentCredential"]
+    assert claims["credentialSubject"] == {"id": printed["did"], "operator": made.did, "name": "alice"}
+    assert (claims["sub"], claims["issuer"]) == (printed["did"], made.did)
+    with pytest.raises(UsageError, match="refusing to overwrite"):
+        agent_new("--name", "alice", "--out", str(tmp_path / "agents"), "--dir", str(made.data_dir))
+    assert sorted(p.name for p in (tmp_path / "agents").iterdir()) == ["alice.key", "alice.vc.jwt"]
+
+
+async def test_agent_new_can_vouch_for_the_agent_through_the_running_node(tmp_path, capsys):
+    (tmp_path / "store").mkdir()
+    with fake_node(tmp_path / "store") as node:
+        async with trio.open_nursery() as nursery:
+            (url,) = await nursery.start(ApiService(node, port=0).run)
+            made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",),
+                                 api=url.removeprefix("http://"))
+            node.token = load_token(made.data_dir / "api.token")
+            await trio.to_thread.run_sync(lambda: agent_new("--out", str(tmp_path), "--dir", str(made.data_dir),
+                                                            "--vouch", "0.9"))
+            nursery.cancel_scope.cancel()
+        printed = json.loads(capsys.readouterr().out)
+        vouch = verify_record(node.replica.store.get(bytes.fromhex(printed["vouch"])))
+    assert (vouch.body.subject, vouch.body.weight, vouch.body.basis) == (printed["did"], 0.9, "operator")
+    assert (tmp_path / f"agent-{printed['did'][-10:]}.key").exists()
+
+
+async def test_a_vouch_exports_as_a_credential_carrying_its_record(node):
+    vouch = node.replica.issue("vouch", vouch_body(AGENT, 0.75, "audit", scope=["search"]))
+    async with served(node.app()) as url:
+        async with httpx.AsyncClient(base_url=url) as client:
+            response = await client.get(f"/v1/records/{vouch.id.hex()}/vc")
+        assert response.headers["content-type"] == "application/vc+jwt"
+        claims = await trio.to_thread.run_sync(lambda: pyjwt_verify(url, response.text))
+    assert claims["credentialSubject"] == {"id": AGENT, "weight": 0.75, "basis": "audit", "scope": ["search"]}
+    assert verify_record(record_from_credential_evidence(claims)) == vouch
+
+
+async def test_only_this_org_s_live_vouches_export(node):
+    peer = Org()
+    node.replica.issue("vouch", vouch_body(peer.did, 0.5, "org-peer"))
+    node.replica.accept([peer.record()])
+    theirs = node.store.query(issuer=peer.did)[0][1]
+    revoked = node.replica.issue("vouch", vouch_body(AGENT, 0.5, "operator"))
+    node.replica.issue("revoke", revoke_body(revoked.id, "left the org"))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
+        for record_id, status in ((verify_record(theirs).id.hex(), 409), (revoked.id.hex(), 409),
+                                  ("00" * 32, 404), ("xyz", 422)):
+            response = await client.get(f"/v1/records/{record_id}/vc")
+            assert (response.status_code, set(response.json())) == (status, {"error", "detail"})
+
+
+def test_tokens_signed_as_ed25519_verify_and_others_do_not():
+    key = SigningKey.generate()
+    kid = f"{did_key(bytes(key.verify_key))}#{did_key(bytes(key.verify_key))[8:]}"
+    header = b64url(json.dumps({"alg": "Ed25519", "kid": kid}).encode())
+    payload = b64url(json.dumps({"hello": "world"}).encode())
+    token = f"{header}.{payload}.{b64url(key.sign(f'{header}.{payload}'.encode()).signature)}"
+    assert decode_jwt(token, public_key_from_kid)[1] == {"hello": "world"}
+    good = encode_jwt({"a": 1}, key, kid=kid)
+    h, p, s = good.split(".")
+    for bad, rule in [
+        (f"{b64url(json.dumps({'alg': 'none', 'kid': kid}).encode())}.{p}.", "alg"),
+        (f"{b64url(json.dumps({'alg': 'HS256', 'kid': kid}).encode())}.{p}.{s}", "alg"),
+        (f"{h}.{b64url(json.dumps({'a': 2}).encode())}.{s}", "signature"),
+        (f"{h}.{p}", "three"),
+        (f"{b64url(json.dumps({'alg': 'EdDSA', 'kid': 'did:key:zNo#x'}).encode())}.{p}.{s}", "kid"),
+    ]:
+        with pytest.raises(JwtError, match=rule):
+            decode_jwt(bad, public_key_from_kid)
+
+
+def test_agent_credentials_expire():
+    key = SigningKey.generate()
+    token = agent_credential(key, AGENT, now=1_000_000, days=1)
+    assert decode_jwt(token, bytes(key.verify_key), typ="vc+jwt", now=1_000_000 + 86000)
+    with pytest.raises(JwtError, match="exp"):
+        decode_jwt(token, bytes(key.verify_key), now=1_000_000 + 87000)

@@ -1,0 +1,204 @@
+"""Digests: one per active agent per epoch, counting each event exactly once across restarts, with an evidence
+root an auditor can recompute from the audit log, and an epoch never digested twice."""
+
+import json
+
+import pytest
+import trio
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ledger import leaf_hash, tree_hash
+from node.digests import DigestService, _Frontier
+from node.events import decode_entry
+from vouching import DigestBody, verify_record
+
+from ..factories import new_did
+from .telemetry_node import Clock, telemetry_node
+
+EPOCH = 60_000
+T0 = 1_700_000_040_000  # an epoch boundary
+A, B = new_did(), new_did()
+
+
+def submit(node, *events):
+    body = {"events": [{"agent": agent, "ts": node.clock.now, "category": category, "name": "n", "outcome": outcome,
+                        "high_risk": risky} for agent, outcome, category, risky in events]}
+    reply = node.ingestor.submit_json(json.dumps(body).encode())
+    assert reply.body["accepted"] == len(events)
+
+
+def digests(node):
+    """Our digest records, as (agent, epoch) -> body."""
+    found = {}
+    for _, raw in node.store.query(issuer=node.replica.did, kind="digest", limit=10_000):
+        body = verify_record(raw).body
+        assert (body.agent, body.epoch) not in found, "an epoch was digested twice for one agent"
+        found[(body.agent, body.epoch)] = body
+    return found
+
+
+def entries_of(node, agent, start, end):
+    """The audit-log entries an auditor would select for (agent, [start, end))."""
+    out = []
+    for entry in node.audit.ledger.entries(0, node.audit.size):
+        at, event = decode_entry(entry)
+        if event.agent == agent and start <= at < end:
+            out.append(entry)
+    return out
+
+
+@pytest.fixture
+def clock():
+    return Clock(T0 + 5)
+
+
+def test_each_active_agent_gets_one_digest_when_its_epoch_ends(tmp_path, clock):
+    with telemetry_node(tmp_path, clock=clock, epoch_ms=EPOCH) as node:
+        submit(node, (A, "ok", "tool", False), (A, "denied", "mcp", True), (B, "error", "a2a", False))
+        clock.now += 1000
+        submit(node, (A, "timeout", "error", False))
+        assert node.digester.close_due(T0 + EPOCH - 1) == []
+        records = node.digester.close_due(T0 + EPOCH)
+        assert [r.body.agent for r in records] == sorted([A, B])
+        found = digests(node)
+        a = found[(A, T0)]
+        assert (a.length, a.events, dict(a.outcomes)) == (EPOCH, 3, {"ok": 1, "error": 0, "denied": 1, "timeout": 1})
+        assert dict(a.categories) == {"a2a": 0, "mcp": 1, "auth": 0, "tool": 1, "other": 1, "resource": 0}
+        assert dict(a.high_risk) == {"ok": 0, "error": 0, "denied": 1, "timeout": 0}
+        assert a.dp_epsilon is None
+        for agent in (A, B):
+            assert found[(agent, T0)].evidence_root == tree_hash(entries_of(node, agent, T0, T0 + EPOCH))
+        assert node.metrics.value("digests_issued_total") == 2
+
+
+def test_events_after_the_end_count_in_the_next_epoch(tmp_path, clock):
+    with telemetry_node(tmp_path, clock=clock, epoch_ms=EPOCH) as node:
+        submit(node, (A, "ok", "tool", False))
+        node.digester.close_due(T0 + EPOCH + 10)
+        clock.now = T0 + 3  # the wall clock stepped back: the next entries still belong to a later epoch
+        submit(node, (A, "error", "tool", False))
+        node.digester.close_due(T0 + 3 * EPOCH)
+        found = digests(node)
+        assert (found[(A, T0)].events, found[(A, T0 + EPOCH)].events) == (1, 1)
+
+
+def test_a_restart_mid_epoch_loses_nothing_and_counts_nothing_twice(tmp_path, clock):
+    key = None
+    with telemetry_node(tmp_path, clock=clock, epoch_ms=EPOCH) as node:
+        key = node.key
+        submit(node, (A, "ok", "tool", False), (B, "ok", "tool", False))
+    for outcome in ("error", "denied"):
+        with telemetry_node(tmp_path, key=key, clock=clock, epoch_ms=EPOCH) as node:
+            submit(node, (A, outcome, "tool", False))
+    with telemetry_node(tmp_path, key=key, clock=clock, epoch_ms=EPOCH) as node:
+        node.digester.close_due(T0 + EPOCH)
+        a = digests(node)[(A, T0)]
+        assert dict(a.outcomes) == {"ok": 1, "error": 1, "denied": 1, "timeout": 0}
+        assert a.evidence_root == tree_hash(entries_of(node, A, T0, T0 + EPOCH))
+    with telemetry_node(tmp_path, key=key, clock=clock, epoch_ms=EPOCH) as node:
+        assert node.digester.close_due(T0 + 10 * EPOCH) == []
+        assert len(digests(node)) == 2
+
+
+def test_epochs_that_ended_while_the_node_was_down_are_digested_on_start(tmp_path, clock):
+    with telemetry_node(tmp_path, clock=clock, epoch_ms=EPOCH) as node:
+        key = node.key
+        submit(node, (A, "ok", "tool", False))
+        clock.now += EPOCH
+        submit(node, (A, "ok", "tool", False), (A, "ok", "tool", False))
+    clock.now += 5 * EPOCH
+    with telemetry_node(tmp_path, key=key, clock=clock, epoch_ms=EPOCH) as node:
+        node.digester.close_due(clock.now)
+        assert {epoch: body.events for (_, epoch), body in digests(node).items()} == {T0: 1, T0 + EPOCH: 2}
+
+
+@pytest.mark.parametrize("crash_after_issuing", [False, True])
+def test_an_epoch_interrupted_while_issuing_is_finished_exactly_once(tmp_path, clock, crash_after_issuing):
+    class Crash(Exception):
+        pass
+
+    with telemetry_node(tmp_path, clock=clock, epoch_ms=EPOCH) as node:
+        key = node.key
+        submit(node, (A, "ok", "tool", False), (B, "error", "tool", False))
+        if crash_after_issuing:
+            node.digester.state.finish = lambda start: (_ for _ in ()).throw(Crash())
+        else:
+            node.replica.issue_many = lambda kind, bodies: (_ for _ in ()).throw(Crash())
+        with pytest.raises(Crash):
+            node.digester.close_due(T0 + EPOCH)
+        assert len(digests(node)) == (2 if crash_after_issuing else 0)
+    with telemetry_node(tmp_path, key=key, clock=clock, epoch_ms=EPOCH) as node:
+        found = digests(node)
+        assert sorted(found) == sorted([(A, T0), (B, T0)])
+        assert node.digester.close_due(T0 + 5 * EPOCH) == []
+        assert node.digester.digested_until == T0 + EPOCH
+
+
+def test_changing_the_epoch_length_never_overlaps_a_digested_interval(tmp_path, clock):
+    with telemetry_node(tmp_path, clock=clock, epoch_ms=EPOCH) as node:
+        key = node.key
+        submit(node, (A, "ok", "tool", False))
+        node.digester.close_due(T0 + EPOCH)
+    clock.now = T0 + EPOCH + 5
+    longer = 7 * EPOCH
+    end = clock.now - clock.now % longer + longer  # the longer epoch began before T0 + EPOCH
+    assert end - longer < T0 + EPOCH
+    with telemetry_node(tmp_path, key=key, clock=clock, epoch_ms=longer) as node:
+        submit(node, (A, "ok", "tool", False))
+        (record,) = node.digester.close_due(end)
+        assert (record.body.epoch, record.body.length) == (T0 + EPOCH, end - T0 - EPOCH)
+
+
+def test_dp_digests_keep_the_schema_invariants_and_declare_epsilon(tmp_path, clock):
+    with telemetry_node(tmp_path, clock=clock, epoch_ms=EPOCH, dp_epsilon=0.5) as node:
+        submit(node, *[(A, "ok", "tool", i % 3 == 0) for i in range(40)], (B, "denied", "auth", True))
+        records = node.digester.close_due(T0 + EPOCH)
+        for record in records:
+            body = verify_record(record.raw).body  # the digest rules hold for every noisy digest
+            assert isinstance(body, DigestBody) and body.dp_epsilon == 0.5
+        assert records[[r.body.agent for r in records].index(A)].body.events != 0
+
+
+@given(st.lists(st.binary(max_size=8), min_size=1, max_size=70))
+def test_the_running_merkle_root_is_rfc9162s(entries):
+    frontier = _Frontier()
+    for entry in entries:
+        frontier.add(leaf_hash(entry))
+    assert frontier.root() == tree_hash(entries)
+
+
+async def test_the_service_digests_each_epoch_as_it_ends(tmp_path, autojump_clock):
+    start = trio.current_time()
+
+    def now():
+        return T0 + int((trio.current_time() - start) * 1000)
+
+    event = {"agent": A, "category": "tool", "name": "n", "outcome": "ok"}
+    with telemetry_node(tmp_path, clock=now, epoch_ms=EPOCH) as node:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(DigestService(node.digester, node.ingestor.write_lock, clock=now).run)
+            node.ingestor.submit_json(json.dumps({"events": [{**event, "ts": now()}]}).encode())
+            await trio.sleep(EPOCH / 1000 + 0.01)
+            assert list(digests(node)) == [(A, T0)]
+            await trio.sleep(2.5 * EPOCH / 1000)  # quiet epochs issue nothing
+            node.ingestor.submit_json(json.dumps({"events": [{**event, "ts": now()}]}).encode())
+            await trio.sleep(EPOCH / 1000)
+            assert list(digests(node)) == [(A, T0), (A, T0 + 3 * EPOCH)]
+            nursery.cancel_scope.cancel()
+
+
+def test_an_epoch_is_issued_in_chunks_and_one_abandoned_between_them_is_finished_on_start(tmp_path, clock,
+                                                                                        monkeypatch):
+    monkeypatch.setattr("node.digests.ISSUE_CHUNK", 2)
+    agents = [new_did() for _ in range(5)]
+    with telemetry_node(tmp_path, clock=clock, epoch_ms=EPOCH) as node:
+        key = node.key
+        submit(node, *[(agent, "ok", "tool", False) for agent in agents])
+        closing = node.digester.closing(T0 + EPOCH)
+        assert len(next(closing)) == 2  # the node stops here, between chunks
+        closing.close()
+        assert len(digests(node)) == 2
+    with telemetry_node(tmp_path, key=key, clock=clock, epoch_ms=EPOCH) as node:
+        assert sorted(agent for agent, _ in digests(node)) == sorted(agents)
+        assert node.digester.close_due(T0 + 5 * EPOCH) == []

@@ -1,0 +1,221 @@
+"""POST /v1/events: valid events are kept whatever else the batch holds, each invalid one is reported, malformed
+and oversized batches are refused whole, and a retried batch is stored once."""
+
+import gzip
+import json
+
+import httpx
+import trio
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from node.events import decode_entry, parse_event
+from node.idempotency import IdempotencyStore, StoredReply
+from node.ingest import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, feed_first_hand, first_hand
+from vouching.scoring import TrustEngine
+
+from ..factories import new_did
+from .telemetry_node import AUTH, Clock, telemetry_node
+
+AGENTS = [new_did() for _ in range(3)]
+NOW = Clock().now
+
+
+def event(agent=AGENTS[0], outcome="ok", **changes):
+    return {"agent": agent, "ts": NOW - 10, "category": "tool", "name": "search", "outcome": outcome, **changes}
+
+
+@pytest.fixture
+def node(tmp_path):
+    with telemetry_node(tmp_path) as node:
+        yield node
+
+
+@pytest.fixture
+async def client(node):
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://node") as client:
+        yield client
+
+
+def stored_events(node, start=0):
+    return [decode_entry(e)[1].to_json() for e in node.audit.ledger.entries(start, node.audit.size)]
+
+
+async def test_a_valid_batch_is_stored_before_the_answer(client, node):
+    batch = [event(), event(AGENTS[1], "denied", high_risk=True, duration_ms=3, attrs={"tool": "rm"})]
+    response = await client.post("/v1/events", json={"events": batch}, headers=AUTH)
+    assert (response.status_code, response.json()) == (200, {"accepted": 2, "rejected": []})
+    assert [e["agent"] for e in stored_events(node)] == [AGENTS[0], AGENTS[1]]
+    assert node.metrics.value("events_accepted_total") == 2
+
+
+async def test_invalid_events_are_reported_by_index_and_the_rest_kept(client, node):
+    batch = [event(), event(outcome="great"), event(ts="yesterday"), event(AGENTS[2])]
+    response = await client.post("/v1/events", json={"events": batch}, headers=AUTH)
+    assert response.status_code == 200
+    assert response.json() == {"accepted": 2, "rejected": [
+        {"index": 1, "detail": "outcome: must be one of ok, error, denied, timeout"},
+        {"index": 2, "detail": "ts: must be an integer of ms since the Unix epoch"},
+    ]}
+    assert [e["agent"] for e in stored_events(node)] == [AGENTS[0], AGENTS[2]]
+    assert node.metrics.value("events_rejected_total", reason="outcome") == 1
+
+
+async def test_a_batch_with_no_valid_event_is_422_with_the_reasons(client, node):
+    response = await client.post("/v1/events", json={"events": [event(agent="me")]}, headers=AUTH)
+    assert response.status_code == 422
+    body = response.json()
+    assert body["error"] == "invalid_events" and body["rejected"][0]["index"] == 0
+    assert node.audit.size == 0
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[]", b'{"events": {}}', b'{"events": [], "more": 1}', b"NaN"])
+async def test_a_body_that_is_not_a_batch_is_400(client, node, body):
+    response = await client.post("/v1/events", content=body, headers={**AUTH, "Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["error"] in ("bad_batch", "bad_request")
+    assert node.audit.size == 0
+
+
+async def test_too_many_events_is_413(client, node):
+    response = await client.post("/v1/events", json={"events": [event()] * (MAX_BATCH_EVENTS + 1)}, headers=AUTH)
+    assert (response.status_code, response.json()["error"]) == (413, "too_large")
+    assert node.audit.size == 0
+
+
+async def test_too_many_bytes_is_413_even_when_compressed(client, node):
+    big = json.dumps({"events": [event(name="x" * 100)] * 1000, "pad": "y" * MAX_BATCH_BYTES}).encode()
+    for headers, content in (({}, big), ({"Content-Encoding": "gzip"}, gzip.compress(big))):
+        response = await client.post("/v1/events", content=content,
+                                     headers={**AUTH, **headers, "Content-Type": "application/json"})
+        assert response.status_code == 413
+    assert node.audit.size == 0
+
+
+async def test_gzip_bodies_are_accepted_and_corrupt_ones_refused(client, node):
+    body = json.dumps({"events": [event()]}).encode()
+    headers = {**AUTH, "Content-Type": "application/json", "Content-Encoding": "gzip"}
+    assert (await client.post("/v1/events", content=gzip.compress(body), headers=headers)).status_code == 200
+    response = await client.post("/v1/events", content=gzip.compress(body)[:-9], headers=headers)
+    assert (response.status_code, response.json()["error"]) == (400, "bad_encoding")
+    assert node.audit.size == 1
+
+
+async def test_a_write_without_the_token_is_refused(client, node):
+    assert (await client.post("/v1/events", json={"events": [event()]})).status_code == 401
+    assert node.audit.size == 0
+
+
+async def test_a_retried_batch_is_answered_again_and_stored_once(client, node):
+    batch = {"events": [event(), event(outcome="bad")]}
+    headers = {**AUTH, "Idempotency-Key": "batch-1"}
+    first = await client.post("/v1/events", json=batch, headers=headers)
+    again = await client.post("/v1/events", json=batch, headers=headers)
+    assert (again.status_code, again.json()) == (first.status_code, first.json())
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert node.audit.size == 1
+    other = await client.post("/v1/events", json={"events": [event(AGENTS[1])]}, headers=headers)
+    assert (other.status_code, other.json()["error"]) == (422, "idempotency_key_reused")
+    assert node.audit.size == 1
+
+
+async def test_idempotency_keys_survive_a_restart(tmp_path):
+    batch = {"events": [event()]}
+    headers = {**AUTH, "Idempotency-Key": "k"}
+    for _ in range(2):
+        with telemetry_node(tmp_path) as node:
+            transport = httpx.ASGITransport(app=node.app())
+            async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
+                assert (await client.post("/v1/events", json=batch, headers=headers)).status_code == 200
+            size = node.audit.size
+    assert size == 1
+
+
+def test_a_key_reserved_for_an_append_that_never_happened_is_forgotten(tmp_path):
+    with telemetry_node(tmp_path) as node:
+        node.idempotency.reserve("lost", StoredReply(b"f", 200, b"{}"), first=0, count=1, at=NOW)
+    store = IdempotencyStore.open(tmp_path, log_size=0)
+    assert store.lookup("lost") is None
+    store.close()
+
+
+async def test_a_bad_idempotency_key_is_400(client):
+    response = await client.post("/v1/events", json={"events": [event()]}, headers={**AUTH, "Idempotency-Key": "k" * 256})
+    assert response.status_code == 400
+
+
+def test_listeners_hear_each_stored_batch_and_first_hand_counts_it(node):
+    heard = []
+    node.ingestor.listeners.append(heard.append)
+    batch = [event(), event(outcome="denied", high_risk=True), event(AGENTS[1], "error")]
+    node.ingestor.submit_json(json.dumps({"events": batch}).encode())
+    (appended,) = heard
+    counts = first_hand(appended)
+    assert counts[AGENTS[0]].outcomes == {"ok": 1, "error": 0, "denied": 1, "timeout": 0}
+    assert counts[AGENTS[0]].high_risk == {"ok": 0, "error": 0, "denied": 1, "timeout": 0}
+    assert counts[AGENTS[1]].outcomes["error"] == 1
+
+
+def test_first_hand_evidence_moves_the_node_s_own_scores(node):
+    engine = TrustEngine(node.replica.did)
+    node.ingestor.listeners.append(feed_first_hand(engine))
+    before = engine.score(AGENTS[0], now=NOW).score
+    batch = [event(AGENTS[0], "denied", high_risk=True)] * 20 + [event(AGENTS[1])] * 200
+    node.ingestor.submit_json(json.dumps({"events": batch}).encode())
+    assert engine.score(AGENTS[0], now=NOW).score < before < engine.score(AGENTS[1], now=NOW).score
+
+
+def test_a_failing_listener_does_not_fail_the_batch(node):
+    def broken(batch):
+        raise RuntimeError("scoring is down")
+
+    node.ingestor.listeners.insert(0, broken)
+    reply = node.ingestor.submit_json(json.dumps({"events": [event()]}).encode())
+    assert reply.body["accepted"] == 1 and node.audit.size == 1
+    assert node.metrics.value("ingest_listener_errors_total") == 1
+
+
+hostile = st.one_of(
+    st.none(), st.integers(), st.text(max_size=5), st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=8), st.one_of(st.none(), st.integers(), st.text(max_size=8)), max_size=4),
+    st.builds(lambda k, v: event(**{k: v}), st.sampled_from(["agent", "ts", "category", "name", "outcome",
+                                                             "duration_ms", "high_risk", "attrs", "extra"]),
+              st.one_of(st.none(), st.integers(), st.floats(), st.text(max_size=300), st.booleans())),
+)
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.one_of(st.builds(event, st.sampled_from(AGENTS)), hostile), max_size=20))
+def test_whatever_else_a_batch_holds_its_valid_events_are_kept_in_order(node, values):
+    values = [v if _is_json(v) else None for v in values]
+    surely_valid = {i for i, v in enumerate(values) if isinstance(v, dict) and v.get("agent") in AGENTS and v == event(v["agent"])}
+    start = node.audit.size
+    reply = node.ingestor.submit_json(json.dumps({"events": values}).encode())
+    rejected = {r["index"] for r in reply.body.get("rejected", [])}
+    kept = [i for i in range(len(values)) if i not in rejected]
+    assert surely_valid <= set(kept)
+    assert stored_events(node, start) == [parse_event(values[i], now_ms=NOW).to_json() for i in kept]
+
+
+def _is_json(value):
+    try:
+        json.dumps(value, allow_nan=False)
+    except ValueError:
+        return False
+    return True
+
+
+async def test_twin_requests_racing_with_one_key_are_stored_once(node):
+    body = json.dumps({"events": [event()]}).encode()
+    first, second = (node.ingestor.prepare_json(body, key="twin") for _ in range(2))  # both before either stores
+    replies = []
+
+    async def commit(pending):
+        replies.append(await node.ingestor.commit_async(pending))
+
+    async with trio.open_nursery() as nursery:
+        for pending in (first, second):
+            nursery.start_soon(commit, pending)
+    assert sorted(r.replayed for r in replies) == [False, True]
+    assert {r.status for r in replies} == {200} and node.audit.size == 1

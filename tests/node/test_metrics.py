@@ -1,0 +1,108 @@
+"""Metrics: what the services count, rendered so that Prometheus' own parser reads it back, one registry per
+node."""
+
+import json
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
+
+from node.metrics import CONTENT_TYPE, LATENCY_BUCKETS, Registry, metrics_router, record_latency_listener
+
+from ..factories import Org
+from .telemetry_node import Clock, telemetry_node
+
+
+def parsed(registry):
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(registry.render()) for s in family.samples}
+
+
+def test_counters_gauges_and_histograms_render_as_prometheus_reads_them():
+    registry = Registry()
+    rejected = registry.counter("records_rejected_total", "Records refused", ("reason",))
+    rejected.inc(reason="bad_signature")
+    rejected.inc(2, reason='quote " and \\ and\nnewline')
+    registry.gauge("peers", "Connected peers").set(3)
+    latency = registry.histogram("gossip_latency_seconds", "Record age on arrival", (0.1, 1.0))
+    for seconds in (0.05, 0.5, 0.7, 30):
+        latency.observe(seconds)
+    samples = parsed(registry)
+    assert samples[("vouchnet_records_rejected_total", (("reason", "bad_signature"),))] == 1
+    assert samples[("vouchnet_records_rejected_total", (("reason", 'quote " and \\ and\nnewline'),))] == 2
+    assert samples[("vouchnet_peers", ())] == 3
+    assert [samples[("vouchnet_gossip_latency_seconds_bucket", (("le", le),))] for le in ("0.1", "1.0", "+Inf")] \
+        == [1, 3, 4]
+    assert samples[("vouchnet_gossip_latency_seconds_sum", ())] == pytest.approx(31.25)
+    assert samples[("vouchnet_gossip_latency_seconds_count", ())] == 4
+
+
+@dataclass
+class GateStats:
+    accepted: int = 0
+    rejected: dict = field(default_factory=lambda: {"too_large": 0, "bad_record": 0})
+
+
+@dataclass
+class GossipStats:
+    gate: GateStats = field(default_factory=GateStats)
+    records_accepted: int = 0
+    queued_records: int = 0
+
+
+def test_a_service_s_stats_dataclass_is_read_at_each_scrape():
+    stats = GossipStats()
+    registry = Registry()
+    registry.add_stats("gossip", lambda: stats, gauges={"queued_records"})
+    stats.records_accepted, stats.queued_records = 7, 2
+    stats.gate.rejected["bad_record"] += 1
+    samples = parsed(registry)
+    assert samples[("vouchnet_gossip_records_accepted_total", ())] == 7
+    assert samples[("vouchnet_gossip_queued_records", ())] == 2
+    assert samples[("vouchnet_gossip_gate_rejected_total", (("reason", "bad_record"),))] == 1
+    registry.collect("peers", "Connected peers", lambda: 4)
+    assert parsed(registry)[("vouchnet_peers", ())] == 4
+
+
+def test_registries_are_independent_and_names_are_checked():
+    first, second = Registry(), Registry()
+    first.counter("score_requests_total", "Score requests").inc()
+    second.counter("score_requests_total", "Score requests")
+    assert (first.value("score_requests_total"), second.value("score_requests_total")) == (1, 0)
+    with pytest.raises(ValueError, match="twice"):
+        first.counter("score_requests_total", "again")
+    with pytest.raises(ValueError, match="labels"):
+        first.counter("x_total", "x", ("reason",)).inc(kind="y")
+    with pytest.raises(ValueError, match="name"):
+        first.gauge("bad-name", "x")
+
+
+def test_record_latency_counts_other_orgs_records_only():
+    registry = Registry()
+    histogram = registry.histogram("record_latency_seconds", "Age of records on arrival", LATENCY_BUCKETS)
+    me, peer = Org(), Org()
+    theirs = peer.record()
+    listen = record_latency_listener(histogram, me.did, lambda: theirs.ts + 1500)
+    listen([me.record(), theirs])
+    samples = parsed(registry)
+    assert samples[("vouchnet_record_latency_seconds_count", ())] == 1
+    assert samples[("vouchnet_record_latency_seconds_sum", ())] == pytest.approx(1.5)
+
+
+async def test_get_metrics_serves_what_the_telemetry_services_count(tmp_path):
+    with telemetry_node(tmp_path, clock=Clock()) as node:
+        event = {"agent": Org().did, "ts": node.clock.now, "category": "tool", "name": "n", "outcome": "ok"}
+        node.ingestor.submit_json(json.dumps({"events": [event, {**event, "outcome": "?"}]}).encode())
+        app = FastAPI()
+        app.include_router(metrics_router(node.metrics))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://n") as client:
+            response = await client.get("/metrics")
+    assert response.headers["content-type"] == CONTENT_TYPE
+    samples = {(s.name, tuple(s.labels.items())): s.value
+               for f in text_string_to_metric_families(response.text) for s in f.samples}
+    assert samples[("vouchnet_events_accepted_total", ())] == 1
+    assert samples[("vouchnet_events_rejected_total", (("reason", "outcome"),))] == 1
+    assert samples[("vouchnet_audit_entries", ())] == 1
+    assert ("vouchnet_digest_open_agents", ()) in samples

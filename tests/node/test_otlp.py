@@ -1,0 +1,203 @@
+"""POST /v1/traces: the stock OpenTelemetry SDK and OTLP/HTTP exporter report agents' spans into a running node;
+GenAI and MCP spans become events, other spans are ignored, broken ones are rejected without touching the rest."""
+
+import gzip
+import json
+
+import httpx
+import pytest
+import trio
+from google.rpc import status_pb2
+from hypothesis import given
+from hypothesis import strategies as st
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.trace import Status, StatusCode
+
+from node.audit_log import wall_clock_ms
+from node.events import decode_entry
+from node.otlp import Span, sort_spans, span_event
+
+from ..factories import new_did
+from .telemetry_node import Clock, served, telemetry_node
+
+AGENT, OTHER = new_did(), new_did()
+NOW = Clock().now
+START_NS = (NOW - 1000) * 1_000_000
+
+
+@pytest.fixture
+def node(tmp_path):
+    with telemetry_node(tmp_path) as node:
+        yield node
+
+
+def report_spans(endpoint: str) -> None:
+    """What an instrumented agent service does: the SDK, the stock exporter, spans following the conventions."""
+    provider = TracerProvider(resource=Resource.create({"service.name": "travel-agent"}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter()))
+    tracer = provider.get_tracer("agent-framework")
+    common = {"gen_ai.agent.id": AGENT}
+    with tracer.start_as_current_span("invoke_agent planner", attributes={**common, "gen_ai.operation.name":
+                                                                          "invoke_agent"}):
+        with tracer.start_as_current_span("chat gpt-4o", attributes={**common, "gen_ai.operation.name": "chat"}):
+            pass
+        with tracer.start_as_current_span("execute_tool book_flight", attributes={
+                **common, "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "book_flight",
+                "vouchnet.high_risk": True}):
+            pass
+        with tracer.start_as_current_span("execute_tool search", attributes={
+                **common, "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "search",
+                "error.type": "TimeoutError"}) as span:
+            span.set_status(Status(StatusCode.ERROR, "upstream took too long"))
+        with tracer.start_as_current_span("tools/call read_file", attributes={
+                **common, "mcp.method.name": "tools/call", "gen_ai.tool.name": "read_file",
+                "error.type": "tool_error"}):
+            pass
+        with tracer.start_as_current_span("tools/list", attributes={**common, "mcp.method.name": "tools/list"}):
+            pass
+        with tracer.start_as_current_span("execute_tool x", attributes={
+                "gen_ai.agent.id": "asst_123", "gen_ai.operation.name": "execute_tool"}):
+            pass
+        with tracer.start_as_current_span("execute_tool y", attributes={
+                "gen_ai.agent.id": "did:key:zBroken", "gen_ai.operation.name": "execute_tool"}):
+            pass
+    provider.shutdown()
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+async def test_the_stock_exporter_reports_agent_spans(tmp_path, monkeypatch, compression):
+    with telemetry_node(tmp_path, clock=wall_clock_ms) as node:
+        await _report_and_check(node, monkeypatch, compression)
+
+
+async def _report_and_check(node, monkeypatch, compression):
+    async with served(node.app()) as url:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"{url}/v1/traces")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", compression)
+        await trio.to_thread.run_sync(report_spans, url)
+    stored = [decode_entry(e)[1] for e in node.audit.ledger.entries(0, node.audit.size)]
+    assert {(e.category, e.name, e.outcome, e.high_risk) for e in stored} == {
+        ("tool", "book_flight", "ok", True),
+        ("tool", "search", "timeout", False),
+        ("mcp", "tools/call read_file", "error", False),
+        ("a2a", "invoke_agent planner", "ok", False),
+    }
+    assert all(e.agent == AGENT and e.attrs["service.name"] == "travel-agent" for e in stored)
+    assert {r: node.metrics.value("spans_total", result=r) for r in ("accepted", "rejected", "ignored")} == {
+        "accepted": 4, "rejected": 1, "ignored": 3}
+
+
+def json_request(*spans):
+    return {"resourceSpans": [{"resource": {"attributes": [
+        {"key": "service.name", "value": {"stringValue": "svc"}}]}, "scopeSpans": [{"spans": list(spans)}]}]}
+
+
+def json_span(agent=AGENT, **attributes):
+    attrs = {"gen_ai.agent.id": agent, "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "lookup",
+             **attributes}
+    return {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174", "name": "execute_tool",
+            "kind": 1, "startTimeUnixNano": str(START_NS), "endTimeUnixNano": str(START_NS + 2_500_000),
+            "attributes": [{"key": k, "value": {"boolValue": v} if isinstance(v, bool) else {"stringValue": v}}
+                           for k, v in attrs.items()],
+            "status": {}}
+
+
+async def test_otlp_json_reports_partial_success_for_rejected_spans(node):
+    body = json_request(json_span(), json_span("did:key:z6MkBad"), json_span(**{"vouchnet.outcome": "denied"}))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
+        response = await client.post("/v1/traces", content=gzip.compress(json.dumps(body).encode()),
+                                     headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    assert response.status_code == 200
+    partial = response.json()["partialSuccess"]
+    assert partial["rejectedSpans"] == "1" and "agent:" in partial["errorMessage"]
+    stored = [decode_entry(e) for e in node.audit.ledger.entries(0, node.audit.size)]
+    assert [(e.outcome, e.duration_ms, e.attrs["trace_id"]) for _, e in stored] == [
+        ("ok", 2.5, "5b8efff798038103d269b633813fc60c"), ("denied", 2.5, "5b8efff798038103d269b633813fc60c")]
+
+
+async def test_a_fully_accepted_protobuf_request_gets_an_empty_response(node):
+    request = trace_service_pb2.ExportTraceServiceRequest()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
+        response = await client.post("/v1/traces", content=request.SerializeToString(),
+                                     headers={"Content-Type": "application/x-protobuf"})
+    assert response.status_code == 200 and response.headers["content-type"] == "application/x-protobuf"
+    parsed = trace_service_pb2.ExportTraceServiceResponse.FromString(response.content)
+    assert not parsed.HasField("partial_success")
+
+
+@pytest.mark.parametrize(("content_type", "body"), [
+    ("application/x-protobuf", b"\xff\xff\xff garbage"),
+    ("application/json", b"{not json"),
+    ("application/json", b'{"resourceSpans": {"oops": 1}}'),
+    ("application/json", json.dumps(json_request({"startTimeUnixNano": "-5"})).encode()),
+])
+async def test_a_request_that_is_not_otlp_is_400_with_a_reason(node, content_type, body):
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
+        response = await client.post("/v1/traces", content=body, headers={"Content-Type": content_type})
+    assert response.status_code == 400
+    if content_type == "application/x-protobuf":
+        assert "ExportTraceServiceRequest" in status_pb2.Status.FromString(response.content).message
+    else:
+        assert response.json()["error"] == "bad_request" and response.json()["detail"].startswith("body")
+    assert node.audit.size == 0
+
+
+async def test_other_media_types_are_415(node):
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
+        response = await client.post("/v1/traces", content=b"x", headers={"Content-Type": "text/plain"})
+    assert response.status_code == 415
+
+
+def span(**attrs):
+    base = {"gen_ai.agent.id": AGENT, "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "t"}
+    return Span("s", START_NS, START_NS + 1, {**base, **attrs}, {})
+
+
+@pytest.mark.parametrize(("attrs", "outcome"), [
+    ({}, "ok"),
+    ({"error.type": "500"}, "error"),
+    ({"error.type": "403"}, "denied"),
+    ({"error.type": "PermissionDeniedError"}, "denied"),
+    ({"error.type": "DEADLINE_EXCEEDED"}, "timeout"),
+    ({"error.type": "_OTHER", "vouchnet.outcome": "ok"}, "ok"),
+])
+def test_outcomes_follow_error_type(attrs, outcome):
+    assert span_event(span(**attrs), now_ms=NOW).outcome == outcome
+
+
+def test_the_agent_may_be_named_on_the_resource():
+    resource_only = Span("s", START_NS, START_NS + 1, {"gen_ai.operation.name": "invoke_agent",
+                                                       "a2a.method": "message/send"}, {"gen_ai.agent.id": OTHER})
+    event = span_event(resource_only, now_ms=NOW)
+    assert (event.agent, event.category, event.name) == (OTHER, "a2a", "message/send")
+
+
+spans = st.one_of(
+    st.builds(span),
+    st.builds(span, **{"vouchnet.outcome": st.text(max_size=4)}),
+    st.builds(span, **{"vouchnet.high_risk": st.one_of(st.booleans(), st.integers())}),
+    st.builds(span, **{"gen_ai.agent.id": st.sampled_from(["did:key:z6Mkx", "asst_1", "", AGENT])}),
+    st.builds(span, **{"gen_ai.operation.name": st.sampled_from(["chat", "embeddings", "execute_tool"])}),
+    st.builds(lambda start, end: Span("s", start, end, span().attrs, {}), st.integers(0, 2**64 - 1),
+              st.integers(0, 2**64 - 1)),
+)
+
+
+@given(st.lists(spans, max_size=12))
+def test_every_span_is_accepted_rejected_or_ignored_independently(items):
+    batch = sort_spans(items, now_ms=NOW)
+    assert len(batch.events) + len(batch.rejected) + batch.ignored == len(items)
+    alone = [sort_spans([s], now_ms=NOW).events for s in items]
+    assert batch.events == [e for events in alone for e in events]
+
+
+def test_attributes_an_entry_cannot_hold_are_left_out_not_fatal():
+    event = span_event(span(**{"rpc.response.status_code": 2**62, "error.type": "x\x00y", "mcp.session.id": "s1"}),
+                       now_ms=NOW)
+    assert event.outcome == "error"
+    assert "rpc.response.status_code" not in event.attrs and "error.type" not in event.attrs
+    assert event.attrs["mcp.session.id"] == "s1"

@@ -1,0 +1,45 @@
+"""Records feed the engine: vouches lift, revocations drop, digests count, equivocators are zeroed."""
+
+from vouching import digest_body, vouch_body
+from vouching.feed import feed_record
+from vouching.scoring import TrustEngine
+
+from ..factories import Org, new_did
+
+NOW = 1_700_000_000_000 + 10_000_000
+
+
+def _digest(org: Org, agent: str, *, ok: int = 0, denied: int = 0):
+    outcomes = {"ok": ok, "error": 0, "denied": denied, "timeout": 0}
+    categories = {"tool": ok + denied, "mcp": 0, "a2a": 0, "auth": 0, "resource": 0, "other": 0}
+    return org.record("digest", digest_body(
+        agent, epoch=org.ts - 3_600_000, length=3_600_000, outcomes=outcomes, categories=categories,
+        high_risk={"ok": 0, "error": 0, "denied": 0, "timeout": 0}, evidence_root=b"\0" * 32,
+    ))
+
+
+def test_an_operator_vouch_lifts_and_its_revocation_drops_the_score():
+    me, agent = Org(), new_did()
+    engine = TrustEngine(me.did)
+    cold = engine.score(agent, now=NOW).score
+    vouch = me.record("vouch", vouch_body(agent, 1.0, "operator"))
+    feed_record(engine, vouch)
+    lifted = engine.score(agent, now=NOW).score
+    feed_record(engine, me.revoke(vouch))
+    assert lifted > cold and engine.score(agent, now=NOW).score == cold
+
+
+def test_digests_from_a_vouched_org_count_and_its_equivocation_zeroes_them():
+    me, partner, reporter, agent = Org(), Org(), Org(), new_did()
+    engine = TrustEngine(me.did)
+    feed_record(engine, me.vouch(partner.did, 1.0))
+    for _ in range(5):
+        feed_record(engine, _digest(partner, agent, denied=5))
+    engine.recompute(now=NOW)
+    hurt = engine.score(agent, now=NOW).score
+    feed_record(engine, reporter.record("equivocation", {
+        "type": "record", "offender": partner.did,
+        **dict(zip("ab", sorted((partner.fork(1, None).raw, partner.fork(1, None).raw)))),
+    }))
+    engine.recompute(now=NOW)
+    assert engine.score(agent, now=NOW).score > hurt

@@ -1,0 +1,291 @@
+"""The trust engine's behaviours a node relies on: cold start, vouches, evidence, decay, misbehaviour, tiers."""
+
+import pytest
+
+from vouching.evidence import InvalidEvidence, Outcomes
+from vouching.params import DAY_MS, HOUR_MS, ScoringParams
+from vouching.scoring import TrustEngine
+from vouching.tiers import PROVISIONAL, TRUSTED, VERIFIED
+
+from tests.vouching.trust_world import World, rid
+
+
+def test_an_unknown_agent_gets_the_cold_start_score_not_an_error():
+    score = TrustEngine("own").score("did:key:stranger", now=0)
+    assert score.tier == "untrusted" and score.score < PROVISIONAL and score.confidence == 0
+
+
+def test_a_vouch_from_a_trusted_org_lifts_a_new_agent_to_provisional():
+    w = World()
+    w.engine.add_agent_vouch("org0", "agent", 1.0, "operator", record_id=rid(), ts=0)
+    assert w.tier("agent") == "provisional"
+
+
+def test_vouches_alone_never_lift_an_agent_above_provisional():
+    w = World(orgs=8)
+    for org in ["own", "root", *w.orgs]:
+        w.engine.add_agent_vouch(org, "agent", 1.0, "audit", record_id=rid(), ts=0)
+    assert PROVISIONAL <= w.score("agent") < TRUSTED
+
+
+def test_a_vouch_counts_by_the_voucher_reputation():
+    w = World()
+    w.engine.add_agent_vouch("org0", "vouched-by-member", 1.0, "operator", record_id=rid(), ts=0)
+    w.engine.add_agent_vouch("stranger-org", "vouched-by-stranger", 1.0, "operator", record_id=rid(), ts=0)
+    assert w.score("vouched-by-stranger") == w.score("nobody") < w.score("vouched-by-member")
+
+
+def test_a_revoked_vouch_stops_counting_even_if_the_revocation_arrives_first():
+    w = World()
+    early, late = rid(), rid()
+    w.engine.add_agent_vouch("org0", "a", 1.0, "operator", record_id=early, ts=0)
+    w.engine.revoke("org0", early, ts=1)
+    w.engine.revoke("org1", late, ts=1)
+    w.engine.add_agent_vouch("org1", "b", 1.0, "operator", record_id=late, ts=0)
+    assert w.score("a") == w.score("b") == w.score("nobody")
+
+
+def test_an_expired_vouch_stops_counting_at_its_expiry():
+    w = World()
+    w.engine.add_agent_vouch("org0", "a", 1.0, "operator", record_id=rid(), ts=0, expires=DAY_MS)
+    assert w.score("a", at=DAY_MS - 1) > w.score("a", at=DAY_MS) == w.score("nobody", at=DAY_MS)
+
+
+def test_an_expired_org_vouch_takes_the_org_weight_with_it():
+    e = TrustEngine("own", ["root"])
+    e.add_org_vouch("root", "org", 1.0, record_id=rid(), ts=0, expires=DAY_MS)
+    assert e.org("org", now=DAY_MS - 1).weight > 0
+    assert e.org("org", now=DAY_MS).weight == 0
+
+
+def test_a_revocation_must_come_from_the_vouch_issuer():
+    w = World()
+    record = rid()
+    w.engine.add_agent_vouch("org0", "a", 1.0, "operator", record_id=record, ts=0)
+    with pytest.raises(InvalidEvidence, match="record: .*same issuer"):
+        w.engine.revoke("org1", record, ts=1)
+
+
+def test_an_operated_agent_with_good_digests_from_four_independent_orgs_is_verified():
+    w = World(orgs=5)
+    w.engine.add_agent_vouch("org4", "a", 1.0, "operator", record_id=rid(), ts=0)
+    w.history("a", range(4), w.orgs[:3])
+    assert w.tier("a") == "trusted"  # three orgs at most 3.3 each, and the vouch: just short
+    w.history("a", range(4, 8), w.orgs[:4])
+    assert w.tier("a") == "verified"
+
+
+def test_one_org_alone_cannot_carry_an_agent_however_much_it_reports():
+    w = World()
+    w.engine.add_agent_vouch("org3", "a", 1.0, "operator", record_id=rid(), ts=0)
+    w.history("a", range(200), ["org0"], ok=30)
+    explanation = w.engine.explain("a", now=w.now)
+    assert explanation.orgs[0].counted_good == explanation.vouch_lift_cap
+    assert w.tier("a") == "trusted"  # with the operator's word: two sources
+    w.history("b", range(200), ["org0"], ok=30)
+    assert w.tier("b") == "provisional"  # one org's word alone
+    assert any(r.code == "org-cap" for r in explanation.rules)
+
+
+def test_an_agent_seen_by_one_org_alone_never_reaches_verified():
+    e = TrustEngine("own")
+    for hour in range(200):
+        e.add_first_hand("a", ts=hour * HOUR_MS, outcomes=Outcomes(ok=30))
+    score = e.score("a", now=200 * HOUR_MS)
+    assert score.score == VERIFIED - 1 and "needs-independent-orgs" in score.caps
+
+
+def test_orgs_that_owe_their_reputation_to_one_voucher_are_one_witness():
+    e = TrustEngine("own", ["root"])
+    e.add_org_vouch("root", "hub", 1.0, record_id=rid(), ts=0)
+    for i in range(5):
+        e.add_org_vouch("hub", f"puppet{i}", 1.0, record_id=rid(), ts=0)
+    w = World()
+    w.engine = e
+    w.history("a", range(50), [f"puppet{i}" for i in range(5)], ok=30)
+    assert {e.org(f"puppet{i}", now=w.now).group for i in range(5)} == {"hub"}
+    assert e.explain("a", now=w.now).independent_orgs <= 1
+    assert w.tier("a") != "verified"
+
+
+def test_more_good_evidence_never_lowers_a_score_and_more_bad_never_raises_it():
+    w = World()
+    previous = w.score("a")
+    for epoch in range(10):
+        w.digest("org0", "a", epoch, ok=3)
+        assert w.score("a") >= previous
+        previous = w.score("a")
+    for epoch in range(10, 14):
+        w.digest("org1", "a", epoch, error=1)
+        assert w.score("a") <= previous
+        previous = w.score("a")
+
+
+def test_violations_weigh_much_more_than_errors():
+    w = World()
+    w.history("errs", range(5), w.orgs[:3])
+    w.history("violates", range(5), w.orgs[:3])
+    w.digest("org0", "errs", 6, ok=5, error=1)
+    w.digest("org0", "violates", 6, ok=5, denied=1)
+    errs = w.engine.explain("errs", now=w.now)
+    violates = w.engine.explain("violates", now=w.now)
+    assert violates.beta - 1 >= 10 * (errs.beta - 1) > 0
+    assert w.score("violates") < w.score("errs")
+
+
+def test_high_risk_violations_weigh_more_than_ordinary_ones():
+    w = World()
+    w.digest("org0", "plain", 0, ok=5, denied=1)
+    w.digest("org0", "risky", 0, ok=5, denied=1, hr_denied=1)
+    assert w.engine.explain("risky", now=w.now).beta > w.engine.explain("plain", now=w.now).beta
+
+
+def test_a_digest_is_capped_per_org_agent_and_window():
+    p = ScoringParams()
+    w = World()
+    w.digest("org0", "a", 0, ok=1_000_000)
+    w.digest("org0", "a", 0, ok=1_000_000)  # a second digest for the same window shares the cap
+    part = w.engine.explain("a", now=w.now).orgs[0]
+    assert part.good == pytest.approx(p.cap_good) and part.capped == 2
+    w.digest("org0", "a", 1, ok=1_000_000)  # the next window has its own cap
+    assert w.engine.explain("a", now=w.now).orgs[0].good == pytest.approx(2 * p.cap_good, rel=1e-3)
+
+
+def test_a_digest_for_an_older_window_than_one_counted_is_ignored():
+    w = World()
+    w.digest("org0", "a", 5, ok=3)
+    before = w.score("a")
+    w.digest("org0", "a", 4, ok=30)
+    explanation = w.engine.explain("a", now=w.now)
+    assert w.score("a") == before and explanation.orgs[0].ignored == 1
+    assert any(r.code == "out-of-order" for r in explanation.rules)
+
+
+def test_the_same_digest_counts_once():
+    w = World()
+    record = rid()
+    for _ in range(3):
+        w.engine.add_digest("org0", "a", epoch=0, length=HOUR_MS, outcomes=Outcomes(ok=3), record_id=record,
+                            ts=HOUR_MS)
+    assert w.engine.explain("a", now=HOUR_MS).orgs[0].batches == 1
+
+
+def test_good_evidence_halves_in_a_good_half_life_and_bad_fades_slower():
+    p = ScoringParams()
+    w = World()
+    w.digest("org0", "a", 0, ok=10, error=2)
+    start = w.engine.explain("a", now=HOUR_MS).orgs[0]
+    later = w.engine.explain("a", now=HOUR_MS + p.good_half_life_ms).orgs[0]
+    assert later.good == pytest.approx(start.good / 2)
+    assert later.bad / start.bad > later.good / start.good
+
+
+def test_first_hand_observations_count_fully_without_any_org_graph():
+    e = TrustEngine("own")
+    for hour in range(10):
+        e.add_first_hand("a", ts=hour * HOUR_MS, outcomes=Outcomes(ok=100))
+    explanation = e.explain("a", now=10 * HOUR_MS)
+    assert explanation.orgs[0].first_hand and explanation.orgs[0].weight == 1
+    assert explanation.orgs[0].good == pytest.approx(1000, rel=1e-2)  # not capped at 30 an hour
+    assert e.score("a", now=10 * HOUR_MS).tier == "trusted"  # one witness: not verified
+
+
+def test_digests_from_orgs_outside_the_trust_graph_count_nothing():
+    w = World()
+    w.history("a", range(20), ["sybil1", "sybil2", "sybil3"], ok=30)
+    assert w.score("a") == w.score("nobody")
+    assert any(r.code == "no-weight" for r in w.engine.explain("a", now=w.now).rules)
+
+
+def test_an_equivocating_org_counts_nothing_from_the_moment_it_is_flagged():
+    w = World()
+    w.engine.add_org_vouch("org0", "friend", 1.0, record_id=rid(), ts=0)
+    w.engine.add_agent_vouch("org0", "a", 1.0, "operator", record_id=rid(), ts=0)
+    w.history("a", range(5), ["org0"])
+    friend_before = w.engine.org("friend", now=w.now).reputation
+    w.engine.flag_equivocator("org0")
+    assert w.engine.org("org0", now=w.now).weight == 0
+    assert w.engine.org("org0", now=w.now).equivocator
+    assert w.engine.org("friend", now=w.now).reputation < friend_before
+    assert w.score("a") == w.score("nobody")
+
+
+def test_an_agent_that_turns_bad_drops_below_trusted_after_one_bad_digest_and_below_provisional_within_four():
+    w = World(orgs=5)
+    w.engine.add_agent_vouch("org4", "a", 1.0, "operator", record_id=rid(), ts=0)
+    w.history("a", range(200), w.orgs[:4])
+    assert w.tier("a") == "verified"
+    w.digest("org0", "a", 200, ok=4, denied=1)
+    assert w.score("a") < TRUSTED
+    for epoch, org in zip(range(201, 204), ["org1", "org2", "org0"]):
+        w.digest(org, "a", epoch, ok=4, denied=1)
+    assert w.score("a") < PROVISIONAL
+
+
+def test_a_recent_bad_report_holds_even_a_high_volume_agent_below_trusted():
+    w = World()
+    for hour in range(100):
+        w.engine.add_first_hand("a", ts=hour * HOUR_MS, outcomes=Outcomes(ok=50))
+    w.history("a", range(100), w.orgs[:3])
+    assert w.tier("a") == "verified"
+    w.digest("org0", "a", 100, ok=1, denied=2)
+    score = w.engine.score("a", now=w.now)
+    assert score.score == TRUSTED - 1 and "recent-bad-reports" in score.caps
+
+
+def test_bad_reports_fade_but_bad_evidence_is_remembered_longer_than_good():
+    p = ScoringParams()
+    w = World()
+    w.history("a", range(20), w.orgs[:3])
+    w.history("clean", range(20), w.orgs[:3])
+    for epoch in range(20, 24):
+        w.digest("org0", "a", epoch, denied=1)
+    w.history("a", range(24, 30), w.orgs[:3])  # behaves again
+    w.history("clean", range(24, 30), w.orgs[:3])
+    later = w.now + 10 * p.report_half_life_ms
+    explanation = w.engine.explain("a", now=later)
+    assert explanation.recent_bad_reports < p.reports_below_trusted and not explanation.score.caps
+    assert explanation.score.score < w.score("clean", at=later)
+    assert w.score("a", at=later + p.good_half_life_ms) < w.score("clean", at=later + p.good_half_life_ms)
+
+
+def test_a_fresh_identity_scores_below_the_trusted_identity_it_replaces():
+    w = World()
+    w.engine.add_agent_vouch("org3", "old", 1.0, "operator", record_id=rid(), ts=0)
+    w.history("old", range(30), w.orgs[:3])
+    w.engine.add_agent_vouch("org3", "fresh", 1.0, "operator", record_id=rid(), ts=w.now)
+    assert w.score("fresh") < TRUSTED <= w.score("old")
+
+
+def test_a_whitewashed_identity_of_a_misbehaving_agent_stays_blocked_and_its_operator_counts_less():
+    w = World()
+    w.engine.add_agent_vouch("org3", "old", 1.0, "operator", record_id=rid(), ts=0)
+    w.history("old", range(10), w.orgs[:3])
+    before = w.engine.org("org3", now=w.now).voucher_weight
+    for epoch in range(10, 20):
+        w.digest("org0", "old", epoch, denied=5)
+        w.digest("org1", "old", epoch, denied=5)
+    w.engine.recompute(now=w.now)  # the operator's accountability is refreshed
+    w.engine.add_agent_vouch("org3", "fresh", 1.0, "operator", record_id=rid(), ts=w.now)
+    assert w.tier("fresh") == w.tier("old") == "untrusted"
+    assert w.engine.org("org3", now=w.now).voucher_weight < before / 4
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda e: e.add_org_vouch("a", "b", 0.0, record_id=rid(), ts=0), "weight"),
+        (lambda e: e.add_org_vouch("a", "b", 1.5, record_id=rid(), ts=0), "weight"),
+        (lambda e: e.add_org_vouch("a", "a", 1.0, record_id=rid(), ts=0), "subject"),
+        (lambda e: e.add_agent_vouch("a", "x", 1.0, "org-peer", record_id=rid(), ts=0), "basis"),
+        (lambda e: e.add_digest("a", "x", epoch=-1, length=1, outcomes=Outcomes(), record_id=rid(), ts=0), "epoch"),
+        (lambda e: e.add_digest("a", "x", epoch=0, length=0, outcomes=Outcomes(), record_id=rid(), ts=0), "length"),
+        (lambda e: e.add_digest("a", "x", epoch=0, length=1, outcomes=Outcomes(denied=1),
+                                high_risk=Outcomes(denied=2), record_id=rid(), ts=0), "high_risk.denied"),
+        (lambda e: e.add_first_hand("x", ts=0, outcomes=Outcomes(ok=-1)), "ok"),
+        (lambda e: e.flag_equivocator("own"), "offender"),
+    ],
+)
+def test_bad_input_raises_invalid_evidence_naming_the_field(call, message):
+    with pytest.raises(InvalidEvidence, match=message):
+        call(TrustEngine("own"))

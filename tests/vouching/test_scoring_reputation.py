@@ -1,0 +1,186 @@
+"""Org reputation: personalised PageRank from the roots, its Sybil bound, independence groups, and what the
+deviation test and voucher accountability do to an org's weight."""
+
+import numpy as np
+import pytest
+
+from vouching.params import ScoringParams
+from vouching.reputation import full_weight_reference, independence_groups, personalised_pagerank
+from vouching.scoring import TrustEngine
+
+from tests.vouching.trust_world import World, rid
+
+
+def _ppr(n, edges, roots, keep=None):
+    src = np.array([e[0] for e in edges], dtype=np.int64)
+    dst = np.array([e[1] for e in edges], dtype=np.int64)
+    weight = np.array([e[2] if len(e) > 2 else 1.0 for e in edges])
+    keep = np.ones(n) if keep is None else keep
+    return personalised_pagerank(n, src, dst, weight, np.array(roots), keep, restart=0.3, tolerance=1e-12,
+                                 max_iterations=1000)
+
+
+def test_reputation_is_a_distribution_concentrated_near_the_roots():
+    rep, _ = _ppr(4, [(0, 1), (1, 2), (2, 3)], [0])
+    assert rep.sum() == pytest.approx(1)
+    assert rep[0] > rep[1] > rep[2] > rep[3] > 0
+
+
+def test_an_org_nobody_trusted_vouches_for_has_no_reputation():
+    rep, _ = _ppr(3, [(1, 2)], [0])
+    assert rep[1] == rep[2] == 0
+
+
+def test_what_an_org_does_not_pass_on_returns_to_the_roots():
+    full, _ = _ppr(3, [(0, 1), (1, 2)], [0])
+    half, _ = _ppr(3, [(0, 1), (1, 2, 0.5)], [0])
+    distrusted, _ = _ppr(3, [(0, 1), (1, 2)], [0], keep=np.array([1.0, 0.0, 1.0]))
+    assert half[2] < 0.6 * full[2] and half.sum() == pytest.approx(1)
+    assert distrusted[2] == 0 and distrusted[0] > full[0]
+
+
+@pytest.mark.parametrize("sybils", [10, 1000])
+def test_a_sybil_region_holds_what_its_attack_edges_bring_however_many_sybils_it_mints(sybils):
+    honest = 50
+    rng = np.random.default_rng(7)
+    edges = [(i, int(j)) for i in range(honest) for j in rng.choice(honest, 5, replace=False) if i != j]
+    attacker = honest
+    n = honest + 1 + sybils
+    edges += [(3, attacker), (17, attacker)]  # two attack edges
+    edges += [(attacker, honest + 1 + s) for s in range(sybils)]
+    edges += [(honest + 1 + s, honest + 1 + (s + 1) % sybils) for s in range(sybils)]
+    edges += [(honest + 1 + s, attacker) for s in range(sybils)]
+    rep, _ = _ppr(n, edges, [0, 1])
+    mass = rep[honest:].sum()
+    expected = TestSybilMass.reference.setdefault("mass", mass)
+    assert mass == pytest.approx(expected, rel=0.01)
+    assert mass < 0.05
+
+
+class TestSybilMass:
+    reference: dict = {}
+
+
+def test_the_full_weight_reference_ignores_a_crowd_of_tiny_sybils():
+    rep = np.array([0.5, 0.1, 0.1, 0.1, 0.1] + [0.1 / 1000] * 1000)
+    is_root = np.zeros(len(rep), dtype=bool)
+    is_root[0] = True
+    without = full_weight_reference(rep[:5] / rep[:5].sum(), is_root[:5], 0.5)
+    with_sybils = full_weight_reference(rep / rep.sum(), is_root, 0.5)
+    assert with_sybils == pytest.approx(without, rel=0.2)
+
+
+def test_groups_follow_principal_vouchers_but_not_roots():
+    # 0 root; 1 and 2 vouched by the root; 1 and 2 each vouch for three orgs, one of them (5) shared;
+    # 6 only by 3.
+    n = 9
+    edges = [(0, 1), (0, 2), (1, 3), (1, 4), (1, 5), (2, 5), (2, 7), (2, 8), (3, 6)]
+    rep, share = _ppr(n, edges, [0])
+    src = np.array([e[0] for e in edges])
+    dst = np.array([e[1] for e in edges])
+    flow = rep[src] * share
+    is_root = np.zeros(n, dtype=bool)
+    is_root[0] = True
+    group = independence_groups(n, src, dst, flow, is_root, 0.5)
+    assert list(group) == [0, 1, 2, 1, 1, 5, 1, 2, 2]
+
+
+def test_a_cycle_of_principal_vouchers_is_one_group():
+    n = 3
+    src, dst = np.array([1, 2]), np.array([2, 1])
+    group = independence_groups(n, src, dst, np.array([1.0, 1.0]), np.array([True, False, False]), 0.5)
+    assert group[1] == group[2] == 1
+
+
+def _slander_world():
+    w = World(orgs=6, rooted=False)
+    for agent in ["a1", "a2", "a3", "a4"]:
+        for epoch in range(12):
+            w.engine.add_first_hand(agent, ts=epoch * 3_600_000 + 1, outcomes=_ok(4))
+            w.digest("org0", agent, epoch, ok=4)
+            w.digest("org1", agent, epoch, ok=3, error=1)
+            w.digest("org2", agent, epoch, denied=4)  # slander
+    return w
+
+
+def _ok(n):
+    from vouching.evidence import Outcomes
+    return Outcomes(ok=n)
+
+
+def test_an_org_whose_digests_contradict_first_hand_evidence_loses_credibility():
+    w = _slander_world()
+    w.engine.recompute(now=w.now)
+    honest, noisy, slanderer = (w.engine.org(o, now=w.now) for o in ["org0", "org1", "org2"])
+    assert slanderer.disagreements > 40 and slanderer.credibility < 0.05
+    assert honest.credibility > 0.9 and noisy.credibility > 0.9
+    assert slanderer.weight < 0.05 < 0.5 < honest.weight
+
+
+def test_once_discredited_a_slanderer_cannot_push_a_good_agent_below_trusted():
+    w = _slander_world()
+    w.engine.recompute(now=w.now)
+    assert all(w.tier(a) in ("trusted", "verified") for a in ["a1", "a2", "a3", "a4"])
+
+
+def test_praising_an_agent_the_reference_saw_fail_also_costs_credibility():
+    w = World(orgs=3, rooted=False)
+    for epoch in range(12):
+        w.engine.add_first_hand("bad", ts=epoch * 3_600_000 + 1, outcomes=_outcomes(ok=1, denied=4))
+        w.digest("org0", "bad", epoch, ok=5)
+    w.engine.recompute(now=w.now)
+    assert w.engine.org("org0", now=w.now).credibility < 0.1
+
+
+def _outcomes(**kw):
+    from vouching.evidence import Outcomes
+    return Outcomes(**kw)
+
+
+def test_an_org_loses_weight_when_the_agents_it_vouched_for_misbehave():
+    w = World(orgs=4)
+    for i in range(3):
+        w.engine.add_agent_vouch("org3", f"bad{i}", 1.0, "operator", record_id=rid(), ts=0)
+        for epoch in range(5):
+            w.digest("org0", f"bad{i}", epoch, denied=3)
+            w.digest("org1", f"bad{i}", epoch, denied=3)
+    w.engine.recompute(now=w.now)
+    voucher = w.engine.org("org3", now=w.now)
+    bystander = w.engine.org("org2", now=w.now)
+    assert voucher.accountability < 0.1 < 0.9 < bystander.accountability
+    assert voucher.weight < bystander.weight * 0.1
+
+
+def test_vouching_for_an_equivocator_costs_accountability():
+    e = TrustEngine("own", ["root"])
+    e.add_org_vouch("root", "sponsor", 1.0, record_id=rid(), ts=0)
+    e.add_org_vouch("sponsor", "liar", 1.0, record_id=rid(), ts=0)
+    e.flag_equivocator("liar")
+    e.recompute(now=1)
+    assert e.org("sponsor", now=1).accountability < 0.5
+
+
+def test_org_listing_explains_each_org_in_words():
+    w = World(orgs=2)
+    w.engine.add_org_vouch("org0", "org1", 1.0, record_id=rid(), ts=0)
+    listing = w.engine.orgs(now=0)
+    assert [r.org for r in listing][:2] == ["own", "root"] or listing[0].root
+    org1 = w.engine.org("org1", now=0)
+    text = "\n".join(org1.lines())
+    assert "vouched for by root" in text and "vouched for by org0" in text and "Credibility" in text
+    assert org1.as_dict()["vouched_by"][0]["issuer"] in ("root", "org0")
+
+
+def test_unknown_orgs_have_no_weight():
+    assert TrustEngine("own").org("nobody", now=0).weight == 0
+    assert ScoringParams().restart == 0.3
+
+
+def test_revoking_the_only_vouch_for_an_org_takes_its_reputation():
+    e = TrustEngine("own", ["root"])
+    record = rid()
+    e.add_org_vouch("root", "org", 1.0, record_id=record, ts=0)
+    assert e.org("org", now=1).weight > 0
+    e.revoke("root", record, ts=1)
+    assert e.org("org", now=1).weight == 0 and e.org("org", now=1).reputation == 0
+    assert sum(e.reputations(now=1).values()) == pytest.approx(1)

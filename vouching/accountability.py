@@ -1,0 +1,33 @@
+"""Voucher accountability (DESIGN.md §6): an org loses weight when what it vouched for misbehaves.
+
+accountability = (1 + G) / (1 + G + penalty * B), where G is the vouch weight the org put behind agents that
+behave well and B the weight behind agents that misbehave and orgs caught equivocating. Revoking a vouch does
+not undo having given it; the penalty fades as the agent's bad evidence decays.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vouching.arrays import sum_by
+
+from vouching.params import ScoringParams
+
+
+def agent_conduct(good: np.ndarray, bad: np.ndarray, params: ScoringParams) -> tuple[np.ndarray, np.ndarray]:
+    """(misbehaving, well-behaved) masks from each agent's weighted evidence alone (vouches left out)."""
+    mean = (params.prior_good + good) / (params.prior_good + params.prior_bad + good + bad)
+    misbehaving = (mean < params.misbehaving_mean) & (bad >= params.violation_weight)
+    well_behaved = (mean >= params.well_behaved_mean) & (good >= params.well_behaved_min_good)
+    return misbehaving, well_behaved
+
+
+def accountability(n_orgs: int, agent_voucher: np.ndarray, agent_subject: np.ndarray, agent_weight: np.ndarray,
+                   misbehaving: np.ndarray, well_behaved: np.ndarray, org_voucher: np.ndarray,
+                   org_subject: np.ndarray, org_weight: np.ndarray, equivocator: np.ndarray,
+                   params: ScoringParams) -> np.ndarray:
+    """Accountability per org in (0, 1] from every vouch it gave for agents and for orgs."""
+    good = sum_by(agent_voucher, agent_weight * well_behaved[agent_subject], n_orgs)
+    bad = sum_by(agent_voucher, agent_weight * misbehaving[agent_subject], n_orgs)
+    bad += sum_by(org_voucher, org_weight * equivocator[org_subject], n_orgs)
+    return (1.0 + good) / (1.0 + good + params.accountability_penalty * bad)

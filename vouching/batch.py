@@ -1,0 +1,120 @@
+"""Scoring every agent at once (the numpy half of the full recompute, DESIGN.md §6): the same sums as the
+per-agent score, over every (agent, org) evidence pair in a few vectorised passes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from vouching.arrays import sum_by
+from vouching.evidence import EvidenceStore, report_strengths
+from vouching.params import ScoringParams
+from vouching.rules import cap_scores
+from vouching.tiers import scores_of, tier_of
+
+
+@dataclass(frozen=True)
+class ScoreTable:
+    """Every known agent scored at one instant: arrays indexed like `agents`."""
+
+    agents: tuple[str, ...]
+    scores: np.ndarray
+    confidence: np.ndarray
+    evidence: np.ndarray  # weighted behavioural pseudo-observations (good and bad; vouches left out)
+    independent_orgs: np.ndarray
+    computed_at: int
+
+    @cached_property
+    def _rows(self) -> dict[str, int]:
+        return {did: i for i, did in enumerate(self.agents)}
+
+    def score(self, agent: str) -> int | None:
+        row = self._rows.get(agent)
+        return None if row is None else int(self.scores[row])
+
+    def tier(self, agent: str) -> str | None:
+        value = self.score(agent)
+        return None if value is None else tier_of(value)
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Per agent at one instant: weighted decayed good (the part that decays, and the part held at the
+    per-org cap, which stays put until its org's evidence decays below the cap), weighted decayed bad, weighted
+    recent bad reports, independent orgs."""
+
+    good: np.ndarray
+    good_held: np.ndarray
+    bad: np.ndarray
+    reports: np.ndarray
+    independent: np.ndarray
+
+
+def _decayed(store: EvidenceStore, weights: np.ndarray, now: float, good_cap: float
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per pair: agent, org, org weight, age of the accumulators, decayed good and bad (before weights), and
+    whether the good is held at the per-org cap."""
+    agent = store.column("agent")
+    org = store.column("org")
+    age = np.maximum(0.0, now - store.column("t_ref"))
+    good = store.column("good") * np.exp(-age * store.k_good)
+    held = (store.column("first_hand") == 0) & (good > good_cap)
+    good = np.where(held, good_cap, good)
+    bad = store.column("bad") * np.exp(-age * store.k_bad)
+    return agent, org, weights[org], age, good, bad, held
+
+
+def evidence_totals(store: EvidenceStore, weights: np.ndarray, n_agents: int, now: float, good_cap: float
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Per agent, the weighted decayed good (capped per org) and bad pseudo-observations."""
+    agent, _, w, _, good, bad, _ = _decayed(store, weights, now, good_cap)
+    return sum_by(agent, w * good, n_agents), sum_by(agent, w * bad, n_agents)
+
+
+def totals(store: EvidenceStore, weights: np.ndarray, groups: np.ndarray, n_agents: int, now: float,
+           source_cap: float, params: ScoringParams) -> Totals:
+    """Everything the score needs from the evidence, per agent (one org's good held at `source_cap`)."""
+    p = params
+    n_orgs = len(weights)
+    agent, org, w, age, good_now, bad_now, held = _decayed(store, weights, now, source_cap)
+    open_strength = report_strengths(store.column("win_raw_good"), store.column("win_raw_bad"),
+                                     store.column("win_raw_violation"), p)
+    open_age = np.maximum(0.0, now - store.column("win_t"))
+    recent = (store.column("reports") * np.exp(-age * store.k_report)
+              + open_strength * np.exp(-open_age * store.k_report))
+
+    witness = ((w >= p.independent_min_weight) & (good_now >= p.independent_min_good)
+               & (store.column("operator") == 0))
+    # An org alone in its group cannot share it with another witness: count those directly, and find the
+    # distinct groups only among the rest.
+    alone = (np.bincount(groups, minlength=n_orgs) == 1)[groups[org]]
+    independent = np.bincount(agent[witness & alone], minlength=n_agents)
+    shared = witness & ~alone
+    group_keys = np.unique(agent[shared].astype(np.int64) * n_orgs + groups[org[shared]])
+    independent += np.bincount(group_keys // n_orgs, minlength=n_agents)
+    return Totals(
+        good=sum_by(agent, w * good_now * ~held, n_agents),
+        good_held=sum_by(agent, w * good_now * held, n_agents),
+        bad=sum_by(agent, w * bad_now, n_agents),
+        reports=sum_by(agent, w * recent, n_agents),
+        independent=independent,
+    )
+
+
+def score_table(agents: tuple[str, ...], t: Totals, lift: np.ndarray, now: int, params: ScoringParams
+                ) -> ScoreTable:
+    """Scores from the totals and the (capped) vouch lift, with the caps applied."""
+    p = params
+    good = t.good + t.good_held
+    scores = scores_of(p.prior_good + lift + good, p.prior_bad + t.bad, p.quantile)
+    evidence = lift + good + t.bad
+    return ScoreTable(
+        agents=agents,
+        scores=cap_scores(scores, t.reports, t.independent, p),
+        confidence=evidence / (evidence + p.confidence_half),
+        evidence=good + t.bad,
+        independent_orgs=t.independent,
+        computed_at=int(now),
+    )

@@ -1,0 +1,137 @@
+"""The deviation test (DESIGN.md §6): an org whose digests contradict what this node and its trust roots observed
+of the same agent at about the same time loses credibility.
+
+A digest is tested against the reference evidence (this node's first-hand observations and its roots' digests)
+about the same agent within `deviation_window_ms` of it. It disagrees when its count of violations, or (in a
+digest of five events or more) of failures of any kind, is implausible under the reference: more than
+`deviation_z` standard deviations of the beta-binomial predictive from the reference rate. Verdicts decay like
+bad evidence. Both lies (slander) and praise of agents the reference saw fail (ballot-stuffing) disagree.
+Verdicts are kept, and a batch is re-tested only when reference evidence for its agent near its time arrives, so
+a refresh costs what changed.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+
+import numpy as np
+
+from vouching.arrays import sum_by
+from vouching.evidence import InvalidEvidence
+from vouching.params import ScoringParams
+
+_WINDOW_BITS = 40  # key = agent << 40 | window
+_UNTESTED, _AGREES, _DISAGREES = 0, 1, 2
+_MIN_EVENTS_FOR_FAILURES = 5
+
+
+class DeviationTest:
+    """Every batch of outcomes this node counted (who reported it, about which agent and window, how many events
+    and failures) and each batch's latest verdict."""
+
+    def __init__(self, params: ScoringParams) -> None:
+        self.params = params
+        self.key = array("q")
+        self.org = array("i")
+        self.t = array("d")
+        self.events = array("q")
+        self.failures = array("q")
+        self.violations = array("q")
+        self.verdict = array("b")
+        self._tested_upto = 0  # batches before this one have verdicts against the reference as it then was
+
+    def __len__(self) -> int:
+        return len(self.key)
+
+    def append(self, agent: int, org: int, window: int, t: float, events: int, failures: int,
+               violations: int) -> None:
+        if window >= 1 << _WINDOW_BITS:
+            raise InvalidEvidence(f"epoch: window {window} is beyond the year 30000 at this cap_window_ms")
+        self.key.append(agent << _WINDOW_BITS | window)
+        self.org.append(org)
+        self.t.append(t)
+        self.events.append(events)
+        self.failures.append(failures)
+        self.violations.append(violations)
+        self.verdict.append(_UNTESTED)
+
+    def counts(self, n_orgs: int, is_reference: np.ndarray, tested: np.ndarray, now: float
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """(agreements, disagreements) per org, each verdict decayed with the bad-evidence half-life; orgs not
+        `tested` get none. The reference orgs (`is_reference`) must stay the same between calls."""
+        if len(self.key) == 0:
+            return np.zeros(n_orgs), np.zeros(n_orgs)
+        self._retest(is_reference)
+        verdict = np.frombuffer(self.verdict, dtype=np.int8)
+        org = np.frombuffer(self.org, dtype=np.int32)
+        rows = np.flatnonzero(verdict != _UNTESTED)
+        rows = rows[tested[org[rows]]]
+        age = np.maximum(0.0, now - np.frombuffer(self.t)[rows])
+        fade = np.exp(-age * (math.log(2) / self.params.bad_half_life_ms))
+        disagrees = verdict[rows] == _DISAGREES
+        return (sum_by(org[rows], fade * ~disagrees, n_orgs), sum_by(org[rows], fade * disagrees, n_orgs))
+
+    def _retest(self, is_reference: np.ndarray) -> None:
+        """Test new batches, and old ones with new reference evidence for their agent near their time."""
+        key = np.frombuffer(self.key, dtype=np.int64)
+        org = np.frombuffer(self.org, dtype=np.int32)
+        reference = is_reference[org]
+        ref_keys, inverse = np.unique(key[reference], return_inverse=True)
+        sums = [np.concatenate([[0.0], np.cumsum(np.bincount(inverse, weights=column[reference],
+                                                             minlength=len(ref_keys)))])
+                for column in (self._column("events"), self._column("failures"), self._column("violations"))]
+        reach = self.params.deviation_window_ms // self.params.cap_window_ms
+        agent = key >> _WINDOW_BITS
+        start = self._tested_upto
+        rows = start + np.flatnonzero(~reference[start:])
+        rows = rows[_member(agent[rows], ref_keys >> _WINDOW_BITS)]  # an agent nobody checked: nothing to test
+        changed = np.unique(key[start:][reference[start:]])
+        if len(changed) and start:
+            old = np.flatnonzero(~reference[:start])
+            old = old[_member(agent[old], changed >> _WINDOW_BITS)]
+            near = (np.searchsorted(changed, key[old] + reach, side="right")
+                    > np.searchsorted(changed, key[old] - reach, side="left"))
+            rows = np.concatenate([old[near], rows])
+        if len(rows):
+            low = np.searchsorted(ref_keys, key[rows] - reach, side="left")
+            high = np.searchsorted(ref_keys, key[rows] + reach, side="right")
+            n_ref, k_ref, v_ref = (s[high] - s[low] for s in sums)
+            np.frombuffer(self.verdict, dtype=np.int8)[rows] = self._verdicts(rows, n_ref, k_ref, v_ref)
+        self._tested_upto = len(key)
+
+    def _column(self, name: str) -> np.ndarray:
+        return np.frombuffer(getattr(self, name), dtype=np.int64).astype(np.float64)
+
+    def _verdicts(self, rows: np.ndarray, n_ref: np.ndarray, k_ref: np.ndarray, v_ref: np.ndarray) -> np.ndarray:
+        p = self.params
+        n = self._column("events")[rows]
+        # Violations are tested in every digest. Failures in all are tested only in digests of several events:
+        # a lone error may be the reporting org's own infrastructure failing, not the agent.
+        deviates = _implausible(self._column("violations")[rows], n, v_ref, n_ref, p.deviation_z)
+        deviates |= (n >= _MIN_EVENTS_FOR_FAILURES) & _implausible(self._column("failures")[rows], n, k_ref, n_ref,
+                                                                    p.deviation_z)
+        testable = (n_ref >= p.deviation_min_reference) & (n > 0)
+        return np.where(testable, np.where(deviates, _DISAGREES, _AGREES), _UNTESTED).astype(np.int8)
+
+
+def _member(values: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """values ∈ members, for small non-negative integers (agent indices), by table lookup."""
+    table = np.zeros(int(max(values.max(initial=0), members.max(initial=0))) + 1, dtype=bool)
+    table[members] = True
+    return table[values]
+
+
+def _implausible(k: np.ndarray, n: np.ndarray, k_ref: np.ndarray, n_ref: np.ndarray, z: float) -> np.ndarray:
+    """k of n is more than z standard deviations from the mean of the beta-binomial predictive of a rate
+    estimated as k_ref of n_ref (Jeffreys prior). A single claimed violation of an agent the reference saw commit
+    none in 3 events is 2.6 standard deviations out."""
+    rate = (k_ref + 0.5) / (n_ref + 1.0)
+    variance = n * rate * (1 - rate) * (n_ref + 1.0 + n) / (n_ref + 2.0)
+    return np.abs(k - n * rate) > z * np.sqrt(variance)
+
+
+def credibility(agree: np.ndarray, disagree: np.ndarray, params: ScoringParams) -> np.ndarray:
+    """((agreements + a) / (agreements + disagreements + a + b)) ** exponent, per org."""
+    a, b = params.credibility_prior_agree, params.credibility_prior_disagree
+    return ((agree + a) / (agree + disagree + a + b)) ** params.credibility_exponent

@@ -1,0 +1,221 @@
+"""Agent evidence (DESIGN.md §6): outcome counts weighed into Beta pseudo-observations, capped per (org, agent,
+window), decayed with separate half-lives for good and bad, and recent bad windows kept as "bad reports".
+
+One `EvidenceStore` row ("pair") holds everything one org told this node about one agent; the node's own
+first-hand observations are the pair of its own org, uncapped. Columns are `array.array`s so that a single
+update is a few Python operations and a full recompute sees them as numpy arrays without copying.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from vouching.params import ScoringParams
+
+LN2 = math.log(2)
+
+
+class InvalidEvidence(ValueError):
+    """Evidence that breaks a rule of the model; the message names the field and the rule."""
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    """Counts of outcomes, as in a digest's `outcomes` and `high_risk` maps; `denied` is a policy violation."""
+
+    ok: int = 0
+    error: int = 0
+    denied: int = 0
+    timeout: int = 0
+
+    def __post_init__(self) -> None:
+        for name in _OUTCOME_NAMES:
+            value = getattr(self, name)
+            if type(value) is not int or value < 0:
+                raise InvalidEvidence(f"{name}: must be a non-negative integer, got {value!r}")
+
+    @property
+    def total(self) -> int:
+        return self.ok + self.error + self.denied + self.timeout
+
+    @property
+    def failures(self) -> int:
+        return self.error + self.denied + self.timeout
+
+
+_OUTCOME_NAMES = tuple(f.name for f in fields(Outcomes))
+NO_OUTCOMES = Outcomes()
+
+
+@dataclass(frozen=True)
+class Weighed:
+    """A batch of outcomes as pseudo-observations: good, bad, and the part of bad that is violations."""
+
+    good: float
+    bad: float
+    violation: float
+
+
+def weigh(outcomes: Outcomes, high_risk: Outcomes, params: ScoringParams) -> Weighed:
+    """The pseudo-observations of a batch of outcomes whose high-risk subset is `high_risk`."""
+    if high_risk is not NO_OUTCOMES:
+        for name in _OUTCOME_NAMES:
+            if getattr(high_risk, name) > getattr(outcomes, name):
+                raise InvalidEvidence(f"high_risk.{name}: must not exceed outcomes.{name} (it is a subset)")
+    violation = (params.violation_weight * (outcomes.denied - high_risk.denied)
+                 + params.high_risk_violation_weight * high_risk.denied)
+    bad = (violation + params.error_weight * (outcomes.error - high_risk.error)
+           + params.high_risk_error_weight * high_risk.error + params.timeout_weight * outcomes.timeout)
+    return Weighed(float(outcomes.ok), bad, violation)
+
+
+def report_strength(good: float, bad: float, violation: float, params: ScoringParams) -> float:
+    """How much a window with this evidence counts as a bad report: the violations' share of its evidence ramped
+    from 0 at `bad_report_low` to 1 at `bad_report_high`, times the share of one violation's weight they reach.
+    Errors alone never make a report: they may be the reporting org's own infrastructure failing."""
+    total = good + bad
+    if violation <= 0:
+        return 0.0
+    ramp = (violation / total - params.bad_report_low) / (params.bad_report_high - params.bad_report_low)
+    return min(1.0, max(0.0, ramp)) * min(1.0, violation / params.violation_weight)
+
+
+def report_strengths(good: np.ndarray, bad: np.ndarray, violation: np.ndarray, params: ScoringParams
+                     ) -> np.ndarray:
+    """`report_strength` over arrays."""
+    total = good + bad
+    share = np.divide(violation, total, out=np.zeros_like(total), where=total > 0)
+    ramp = np.clip((share - params.bad_report_low) / (params.bad_report_high - params.bad_report_low), 0.0, 1.0)
+    return ramp * np.minimum(1.0, violation / params.violation_weight)
+
+
+@dataclass(frozen=True)
+class Added:
+    """What one batch of evidence did to its pair: counted, capped (partly counted) or ignored (out of order)."""
+
+    good: float
+    bad: float
+    capped: bool
+    ignored: bool
+
+
+class EvidenceStore:
+    """Per-(agent, org) accumulators. Long-term good/bad and committed bad reports are valued at the pair's
+    `t_ref` (the latest evidence time) and decay from there; the current cap window is kept open."""
+
+    def __init__(self, params: ScoringParams) -> None:
+        self.params = params
+        self.k_good = LN2 / params.good_half_life_ms
+        self.k_bad = LN2 / params.bad_half_life_ms
+        self.k_report = LN2 / params.report_half_life_ms
+        self.agent = array("i")
+        self.org = array("i")
+        self.t_ref = array("d")
+        self.good = array("d")
+        self.bad = array("d")
+        self.reports = array("d")
+        self.window = array("q")
+        self.win_good = array("d")  # counted (capped) evidence in the open window
+        self.win_bad = array("d")
+        self.win_raw_good = array("d")  # reported evidence in the open window: its bad share makes the report
+        self.win_raw_bad = array("d")
+        self.win_raw_violation = array("d")
+        self.win_t = array("d")
+        self.batches = array("i")
+        self.capped = array("i")
+        self.ignored = array("i")
+        self.events = array("q")
+        self.operator = array("b")  # the org vouched as the agent's operator: never its independent witness
+        self.first_hand = array("b")  # this node's own observations: uncapped
+
+    def __len__(self) -> int:
+        return len(self.agent)
+
+    def new_pair(self, agent: int, org: int, *, operator: bool, first_hand: bool) -> int:
+        self.agent.append(agent)
+        self.org.append(org)
+        self.operator.append(operator)
+        self.first_hand.append(first_hand)
+        for column in (self.t_ref, self.good, self.bad, self.reports, self.win_good, self.win_bad,
+                       self.win_raw_good, self.win_raw_bad, self.win_raw_violation, self.win_t):
+            column.append(0.0)
+        self.window.append(-1)
+        for counter in (self.batches, self.capped, self.ignored):
+            counter.append(0)
+        self.events.append(0)
+        return len(self.agent) - 1
+
+    def add(self, pair: int, t: float, window: int, batch: Weighed, events: int, *, capped: bool) -> Added:
+        """Count a batch of evidence at time `t` in cap window `window` (caps apply when `capped`)."""
+        good, bad = batch.good, batch.bad
+        self.batches[pair] += 1
+        self.events[pair] += events
+        if window < self.window[pair]:
+            if capped:  # an org's digests move forward in time; an older window may not refill its cap
+                self.ignored[pair] += 1
+                return Added(0.0, 0.0, False, True)
+            # First-hand observations may arrive late: count them, and their window as a report of its own.
+            self._commit_report(pair, report_strength(good, bad, batch.violation, self.params), t)
+            self._accumulate(pair, t, good, bad)
+            return Added(good, bad, False, False)
+        if window > self.window[pair]:
+            self._close_window(pair)
+            self.window[pair] = window
+        g, b = good, bad
+        if capped:
+            g = min(good, max(0.0, self.params.cap_good - self.win_good[pair]))
+            b = min(bad, max(0.0, self.params.cap_bad - self.win_bad[pair]))
+        was_capped = g < good or b < bad
+        if was_capped:
+            self.capped[pair] += 1
+        self.win_good[pair] += g
+        self.win_bad[pair] += b
+        self.win_raw_good[pair] += good
+        self.win_raw_bad[pair] += bad
+        self.win_raw_violation[pair] += batch.violation
+        self.win_t[pair] = max(self.win_t[pair], t)
+        self._accumulate(pair, t, g, b)
+        return Added(g, b, was_capped, False)
+
+    def open_report(self, pair: int) -> float:
+        """The bad-report strength of the pair's open window (not yet decayed)."""
+        return report_strength(self.win_raw_good[pair], self.win_raw_bad[pair], self.win_raw_violation[pair],
+                               self.params)
+
+    def _close_window(self, pair: int) -> None:
+        if self.window[pair] >= 0:
+            self._commit_report(pair, self.open_report(pair), self.win_t[pair])
+        for column in (self.win_good, self.win_bad, self.win_raw_good, self.win_raw_bad, self.win_raw_violation,
+                       self.win_t):
+            column[pair] = 0.0
+
+    def _commit_report(self, pair: int, strength: float, t: float) -> None:
+        if strength > 0:
+            self._bring_to(pair, t)
+            self.reports[pair] += strength * math.exp(-(self.t_ref[pair] - t) * self.k_report)
+
+    def _accumulate(self, pair: int, t: float, good: float, bad: float) -> None:
+        self._bring_to(pair, t)
+        lag = self.t_ref[pair] - t
+        self.good[pair] += good * math.exp(-lag * self.k_good)
+        self.bad[pair] += bad * math.exp(-lag * self.k_bad)
+
+    def _bring_to(self, pair: int, t: float) -> None:
+        """Move the pair's reference time forward to `t`, decaying what it holds."""
+        step = t - self.t_ref[pair]
+        if step > 0:
+            self.good[pair] *= math.exp(-step * self.k_good)
+            self.bad[pair] *= math.exp(-step * self.k_bad)
+            self.reports[pair] *= math.exp(-step * self.k_report)
+            self.t_ref[pair] = t
+
+    def column(self, name: str) -> np.ndarray:
+        """A numpy view (no copy) of one column. While a view lives the column cannot grow: keep views local."""
+        return np.frombuffer(getattr(self, name), dtype=_DTYPES[getattr(self, name).typecode])
+
+
+_DTYPES = {"b": np.int8, "i": np.int32, "q": np.int64, "d": np.float64}

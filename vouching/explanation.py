@@ -1,0 +1,211 @@
+"""Why a score is what it is (DESIGN.md §6, "every score is explainable"): the parts of one agent's score and of
+one org's reputation as values, and the same in plain words."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from vouching.tiers import Tier
+
+VouchStatus = Literal["counted", "revoked", "expired", "voucher has no weight"]
+
+
+@dataclass(frozen=True)
+class Score:
+    """An agent's score 0..1000, its tier, how much evidence stands behind it (0..1), and the codes of the caps
+    and rules that lowered it."""
+
+    agent: str
+    score: int
+    tier: Tier
+    confidence: float
+    computed_at: int
+    caps: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A cap or rule that changed a score: a stable code and a sentence."""
+
+    code: str
+    text: str
+
+
+@dataclass(frozen=True)
+class VouchPart:
+    record_id: str  # hex
+    issuer: str
+    basis: str
+    weight: float
+    voucher_weight: float
+    lift: float  # pseudo-observations of good behaviour added to the prior, before the cap
+    status: VouchStatus
+    scope: tuple[str, ...] | None
+    expires: int | None
+
+
+@dataclass(frozen=True)
+class OrgPart:
+    """What one org's digests (or this node's own observations) contribute."""
+
+    org: str
+    first_hand: bool
+    weight: float  # what this org's word counts, 0..1 (1 for first-hand)
+    good: float  # decayed pseudo-observations, before the weight and the cap
+    good_cap: float  # one org's good counts at most this much (infinite for first-hand)
+    bad: float
+    recent_bad_reports: float  # decayed, before the weight
+    batches: int
+    events: int
+    capped: int
+    ignored: int
+    last_evidence: int
+    independent: bool
+    group: str
+
+    @property
+    def counted_good(self) -> float:
+        return self.weight * min(self.good, self.good_cap)
+
+    @property
+    def counted_bad(self) -> float:
+        return self.weight * self.bad
+
+
+@dataclass(frozen=True)
+class Explanation:
+    score: Score
+    prior_good: float
+    prior_bad: float
+    vouch_lift: float  # after the cap
+    vouch_lift_cap: float
+    vouches: tuple[VouchPart, ...]
+    orgs: tuple[OrgPart, ...]
+    alpha: float
+    beta: float
+    quantile: float
+    uncapped_score: int
+    recent_bad_reports: float
+    independent_orgs: int
+    good_half_life_ms: int
+    bad_half_life_ms: int
+    report_half_life_ms: int
+    rules: tuple[Rule, ...]
+
+    @property
+    def mean(self) -> float:
+        return self.alpha / (self.alpha + self.beta)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-able structure (for the node's API), with the plain-words lines under "text"."""
+        out = asdict(self)
+        out["mean"] = self.mean
+        out["text"] = self.lines()
+        return out
+
+    def lines(self) -> list[str]:
+        s = self.score
+        out = [f"{s.agent}: score {s.score} ({s.tier}), confidence {s.confidence:.2f}."]
+        out.append(
+            f"Posterior Beta({self.alpha:.2f}, {self.beta:.2f}), mean {self.mean:.3f}; the score is its "
+            f"{self.quantile:.0%} lower quantile x 1000 = {self.uncapped_score}."
+        )
+        out.append(
+            f"Prior: {self.prior_good:g} good and {self.prior_bad:g} bad pseudo-observations, plus "
+            f"{self.vouch_lift:.2f} from vouches (at most {self.vouch_lift_cap:.2f}, so that vouches alone stay "
+            f"below trusted)."
+        )
+        for v in self.vouches:
+            out.append(
+                f"  vouch {v.record_id[:12]} by {v.issuer} ({v.basis}, weight {v.weight:g}, voucher weight "
+                f"{v.voucher_weight:.2f}): {v.status}, lift {v.lift:.2f}"
+                + (f", scope {', '.join(v.scope)}" if v.scope else "")
+                + (f", expires at {v.expires}" if v.expires is not None else "")
+            )
+        if not self.orgs:
+            out.append("No behaviour evidence yet.")
+        for o in self.orgs:
+            who = "this node's own observations" if o.first_hand else f"digests from {o.org}"
+            out.append(
+                f"  {who}: weight {o.weight:.2f}; {o.events} events in {o.batches} batches; after decay "
+                f"{o.good:.2f} good and {o.bad:.2f} bad, counted as {o.counted_good:.2f} good and "
+                f"{o.counted_bad:.2f} bad; recent bad reports {o.recent_bad_reports:.2f}"
+                + (f"; {o.capped} capped" if o.capped else "")
+                + (f"; {o.ignored} ignored as out of order" if o.ignored else "")
+                + ("; an independent witness" if o.independent else "; not an independent witness")
+            )
+        out.append(
+            f"Decay half-lives: good {_days(self.good_half_life_ms)}, bad {_days(self.bad_half_life_ms)}, bad "
+            f"reports {_days(self.report_half_life_ms)}. Independent orgs with good evidence: "
+            f"{self.independent_orgs}. Weighted recent bad reports: {self.recent_bad_reports:.2f}."
+        )
+        out.extend(f"Rule: {r.text}" for r in self.rules)
+        return out
+
+
+@dataclass(frozen=True)
+class VouchShare:
+    """One voucher's part in an org's reputation."""
+
+    issuer: str
+    weight: float
+    inflow: float  # reputation mass arriving over this vouch
+
+
+@dataclass(frozen=True)
+class OrgReputation:
+    """An org as this node sees it: its personalised PageRank mass, and what its word weighs and why."""
+
+    org: str
+    reputation: float
+    weight: float  # what its digests count
+    voucher_weight: float  # what its vouches for agents count (credibility is about digests)
+    credibility: float
+    accountability: float
+    agreements: float
+    disagreements: float
+    root: bool
+    own: bool
+    equivocator: bool
+    group: str
+    vouched_by: tuple[VouchShare, ...]
+    full_weight_reputation: float
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["text"] = self.lines()
+        return out
+
+    def lines(self) -> list[str]:
+        if self.own:
+            role = "this node's own org (a trust root; its observations count fully)"
+        elif self.root:
+            role = "a configured trust root"
+        else:
+            role = "an org"
+        out = [f"{self.org}: {role}; weight {self.weight:.2f}."]
+        if self.equivocator:
+            out.append("It was caught equivocating (two records for one sequence number): its word counts 0.")
+        out.append(
+            f"Reputation {self.reputation:.3g} (personalised PageRank from the trust roots); full weight from "
+            f"{self.full_weight_reputation:.3g}."
+        )
+        out.append(
+            f"Credibility {self.credibility:.2f}: its digests agreed {self.agreements:.1f} and disagreed "
+            f"{self.disagreements:.1f} times with what this node and its roots observed."
+        )
+        out.append(f"Accountability {self.accountability:.2f} for what it vouched for; its vouches for agents "
+                   f"count {self.voucher_weight:.2f}, its digests {self.weight:.2f}.")
+        if self.group != self.org:
+            out.append(f"Not independent: most of its reputation comes through {self.group}.")
+        out.extend(
+            f"  vouched for by {v.issuer} (weight {v.weight:g}), bringing {v.inflow:.3g} reputation"
+            for v in self.vouched_by
+        )
+        return out
+
+
+def _days(ms: int) -> str:
+    days = ms / 86_400_000
+    return f"{days:g} days" if days >= 1 else f"{ms / 3_600_000:g} hours"

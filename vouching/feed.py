@@ -1,0 +1,34 @@
+"""Accepted records into the trust engine: one function that maps each record kind onto `TrustEngine` inputs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from .bodies import DigestBody, EquivocationBody, RevokeBody, VouchBody
+from .evidence import Outcomes
+from .records import Record
+from .scoring import TrustEngine
+
+
+def _outcomes(counts: Mapping[str, int]) -> Outcomes:
+    return Outcomes(ok=counts["ok"], error=counts["error"], denied=counts["denied"], timeout=counts["timeout"])
+
+
+def feed_record(engine: TrustEngine, record: Record) -> None:
+    """Give the engine what an accepted record says (DESIGN.md §6); `org` records carry nothing to score."""
+    body = record.body
+    if isinstance(body, VouchBody):
+        if body.basis == "org-peer":
+            engine.add_org_vouch(record.iss, body.subject, body.weight, record_id=record.id, ts=record.ts,
+                                 expires=body.expires)
+        else:
+            engine.add_agent_vouch(record.iss, body.subject, body.weight, body.basis, record_id=record.id,
+                                   ts=record.ts, expires=body.expires, scope=body.scope)
+    elif isinstance(body, RevokeBody):
+        engine.revoke(record.iss, body.record, ts=record.ts)
+    elif isinstance(body, DigestBody):
+        engine.add_digest(record.iss, body.agent, epoch=body.epoch, length=body.length,
+                          outcomes=_outcomes(body.outcomes), high_risk=_outcomes(body.high_risk),
+                          record_id=record.id, ts=record.ts)
+    elif isinstance(body, EquivocationBody) and body.offender != engine.own_org:
+        engine.flag_equivocator(body.offender)

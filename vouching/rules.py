@@ -1,0 +1,69 @@
+"""The rules that cap a score after the posterior (DESIGN.md §6), for one agent and for all at once, and the
+plain words that explain each rule that bit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from vouching.explanation import OrgPart, Rule
+from vouching.params import ScoringParams
+from vouching.tiers import PROVISIONAL, TRUSTED, VERIFIED
+
+NEEDS_INDEPENDENT = "needs-independent-orgs"
+RECENT_BAD_REPORTS = "recent-bad-reports"
+
+
+def cap_score(score: int, reports: float, witnesses: int, params: ScoringParams) -> tuple[int, tuple[str, ...]]:
+    """Verified needs `verified_min_orgs` independent witnesses; recent bad reports hold the score below trusted,
+    or below provisional when there are many. Returns the capped score and the codes of the caps that bit."""
+    caps: tuple[str, ...] = ()
+    if score >= VERIFIED and witnesses < params.verified_min_orgs:
+        score, caps = VERIFIED - 1, (NEEDS_INDEPENDENT,)
+    limit = (PROVISIONAL - 1 if reports >= params.reports_below_provisional
+             else TRUSTED - 1 if reports >= params.reports_below_trusted else None)
+    if limit is not None and score > limit:
+        score, caps = limit, (*caps, RECENT_BAD_REPORTS)
+    return score, caps
+
+
+def cap_scores(scores: np.ndarray, reports: np.ndarray, witnesses: np.ndarray, params: ScoringParams) -> np.ndarray:
+    """`cap_score` over arrays (scores only)."""
+    scores = np.where((scores >= VERIFIED) & (witnesses < params.verified_min_orgs), VERIFIED - 1, scores)
+    scores = np.where(reports >= params.reports_below_trusted, np.minimum(scores, TRUSTED - 1), scores)
+    return np.where(reports >= params.reports_below_provisional, np.minimum(scores, PROVISIONAL - 1), scores)
+
+
+def explain_rules(caps: Sequence[str], lift: float, capped_lift: float, reports: float, witnesses: int,
+                  org_parts: Sequence[OrgPart], params: ScoringParams) -> list[Rule]:
+    """Each cap and rule that changed this score, in words."""
+    p = params
+    rules = []
+    if lift > capped_lift:
+        rules.append(Rule("vouch-cap", f"vouches would lift the prior by {lift:.2f}; capped at {capped_lift:.2f} "
+                                       f"because a vouch alone never lifts an agent above provisional"))
+    if NEEDS_INDEPENDENT in caps:
+        rules.append(Rule(NEEDS_INDEPENDENT, f"verified needs good evidence from {p.verified_min_orgs} independent "
+                                             f"orgs; there are {witnesses}, so the score is held at {VERIFIED - 1}"))
+    if RECENT_BAD_REPORTS in caps:
+        limit = PROVISIONAL - 1 if reports >= p.reports_below_provisional else TRUSTED - 1
+        rules.append(Rule(RECENT_BAD_REPORTS, f"weighted recent bad reports {reports:.2f} (windows where bad "
+                                              f"evidence dominated) hold the score at {limit} or below"))
+    held = [o for o in org_parts if o.good > o.good_cap]
+    if held:
+        rules.append(Rule("org-cap", f"good evidence from {len(held)} orgs is held at {held[0].good_cap:.2f} "
+                                     f"each: one org's word alone never lifts an agent above provisional"))
+    capped = sum(o.capped for o in org_parts)
+    if capped:
+        rules.append(Rule("window-cap", f"{capped} digests were capped at {p.cap_good:g} good and {p.cap_bad:g} "
+                                        f"bad per org, agent and {p.cap_window_ms // 60000} minute window"))
+    ignored = sum(o.ignored for o in org_parts)
+    if ignored:
+        rules.append(Rule("out-of-order", f"{ignored} digests for a window older than one already counted from "
+                                          f"the same org were ignored"))
+    unweighted = sum(1 for o in org_parts if o.weight == 0 and not o.first_hand)
+    if unweighted:
+        rules.append(Rule("no-weight", f"digests from {unweighted} orgs with no weight (outside the trust graph, "
+                                       f"equivocating or discredited) count nothing"))
+    return rules

@@ -1,0 +1,132 @@
+"""Vouches as the trust engine keeps them (DESIGN.md §6): org→org edges for reputation, agent vouches for the
+cold-start prior, revocations (also those that arrive before their vouch), and expiry."""
+
+from __future__ import annotations
+
+import math
+from array import array
+from dataclasses import dataclass
+
+import numpy as np
+
+from vouching.arrays import sum_by
+from vouching.evidence import InvalidEvidence
+
+
+@dataclass(slots=True)
+class Vouch:
+    record_id: bytes
+    issuer: int  # org index
+    subject: int  # an org index for org-peer vouches, an agent index otherwise
+    weight: float
+    basis: str
+    ts: int
+    expires: int | None
+    scope: tuple[str, ...] | None
+    column: int = -1  # row in the agent-vouch columns
+    revoked_at: int | None = None
+
+    def active(self, now: float) -> bool:
+        return self.revoked_at is None and (self.expires is None or now < self.expires)
+
+    @property
+    def for_org(self) -> bool:
+        return self.basis == "org-peer"
+
+
+class VouchBook:
+    """Every vouch seen, by record id; agent vouches also as columns for the full recompute."""
+
+    def __init__(self, basis_weights: dict[str, float]) -> None:
+        self._basis_weights = basis_weights
+        self.by_id: dict[bytes, Vouch] = {}
+        self.org_vouches: list[Vouch] = []
+        self._pending: dict[bytes, tuple[int, int]] = {}  # record id -> (revoking issuer, ts)
+        self.agent = array("i")
+        self.issuer = array("i")
+        self.strength = array("d")  # basis weight x vouch weight: the prior lift at full voucher weight
+        self.expires = array("d")
+        self.active = array("b")  # not revoked
+
+    def __contains__(self, record_id: bytes) -> bool:
+        return record_id in self.by_id
+
+    def add(self, vouch: Vouch) -> None:
+        """Keep a new vouch (the caller checked it is new); a revocation that came first applies now."""
+        if not vouch.for_org:
+            vouch.column = len(self.agent)
+            self.agent.append(vouch.subject)
+            self.issuer.append(vouch.issuer)
+            self.strength.append(self._basis_weights[vouch.basis] * vouch.weight)
+            self.expires.append(math.inf if vouch.expires is None else float(vouch.expires))
+            self.active.append(1)
+        else:
+            self.org_vouches.append(vouch)
+        self.by_id[vouch.record_id] = vouch
+        pending = self._pending.pop(vouch.record_id, None)
+        if pending is not None and pending[0] == vouch.issuer:
+            self._revoke(vouch, pending[1])
+
+    def revoke(self, issuer: int, record_id: bytes, ts: int) -> Vouch | None:
+        """Revoke the issuer's vouch `record_id`; returns it, or None if it has not arrived yet (kept pending)."""
+        vouch = self.by_id.get(record_id)
+        if vouch is None:
+            self._pending[record_id] = (issuer, ts)
+            return None
+        if vouch.issuer != issuer:
+            raise InvalidEvidence("record: a revocation must name a vouch of the same issuer")
+        self._revoke(vouch, ts)
+        return vouch
+
+    def _revoke(self, vouch: Vouch, ts: int) -> None:
+        if vouch.revoked_at is None:
+            vouch.revoked_at = ts
+            if not vouch.for_org:
+                self.active[vouch.column] = 0
+
+    def org_edges(self, now: float, excluded: set[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """(src, dst, weight, next expiry) of the live org→org edges; of several vouches for one pair, the
+        strongest counts. Edges touching an `excluded` org are left out."""
+        best: dict[tuple[int, int], float] = {}
+        next_expiry = math.inf
+        for v in self.org_vouches:
+            if not v.active(now) or v.issuer in excluded or v.subject in excluded:
+                continue
+            if v.expires is not None:
+                next_expiry = min(next_expiry, v.expires)
+            key = (v.issuer, v.subject)
+            best[key] = max(best.get(key, 0.0), v.weight)
+        src = np.fromiter((k[0] for k in best), dtype=np.int64, count=len(best))
+        dst = np.fromiter((k[1] for k in best), dtype=np.int64, count=len(best))
+        weight = np.fromiter(best.values(), dtype=np.float64, count=len(best))
+        return src, dst, weight, next_expiry
+
+    def lifts(self, weights: np.ndarray, now: float, n_agents: int) -> np.ndarray:
+        """Per agent, the prior lift of its live vouches, each times its voucher's weight (before the cap)."""
+        agent = np.frombuffer(self.agent, dtype=np.int32)
+        issuer = np.frombuffer(self.issuer, dtype=np.int32)
+        live = (np.frombuffer(self.active, dtype=np.int8) == 1) & (np.frombuffer(self.expires) > now)
+        return sum_by(agent, np.frombuffer(self.strength) * live * weights[issuer], n_agents)
+
+    def live_expiries(self, now: float) -> tuple[np.ndarray, np.ndarray]:
+        """(agent, expiry) of the live agent vouches that will expire."""
+        expires = np.frombuffer(self.expires)
+        live = (np.frombuffer(self.active, dtype=np.int8) == 1) & (expires > now) & (expires < math.inf)
+        return np.frombuffer(self.agent, dtype=np.int32)[live], expires[live]
+
+    def agent_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Copies of (issuer, agent, strength) of every agent vouch ever given."""
+        return (np.frombuffer(self.issuer, dtype=np.int32).copy(), np.frombuffer(self.agent, dtype=np.int32).copy(),
+                np.frombuffer(self.strength).copy())
+
+    def org_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(issuer, subject, weight) of every org vouch ever given."""
+        vs = self.org_vouches
+        return (np.fromiter((v.issuer for v in vs), dtype=np.int64, count=len(vs)),
+                np.fromiter((v.subject for v in vs), dtype=np.int64, count=len(vs)),
+                np.fromiter((v.weight for v in vs), dtype=np.float64, count=len(vs)))
+
+
+def check_weight(weight: float) -> None:
+    if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not 0 < weight <= 1:
+        raise InvalidEvidence(f"weight: must be a number in (0, 1], got {weight!r}")
