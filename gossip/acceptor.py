@@ -66,13 +66,14 @@ class Acceptor:
 
     def _offer(self, record: Record, batch: _Batch, outcome: Outcome) -> bool:
         """Decide one record; True if it was staged for appending."""
-        if batch.has(record.id):
+        head = batch.head(record.iss)
+        # Only a record at or below its issuer's head can be one we hold: new ones skip the index lookup.
+        if head is not None and record.seq <= head.seq and batch.has(record.id):
             outcome.duplicates += 1
             return False
         if not self._in_horizon(record.iss):
             outcome.outside_horizon += 1
             return False
-        head = batch.head(record.iss)
         next_seq = head.seq + 1 if head else 1
         if record.seq < next_seq:
             outcome.equivocations.append((batch.at(record.iss, record.seq), record.raw))

@@ -114,3 +114,15 @@ def test_the_held_buffer_is_bounded(store):
     outcome = acceptor.submit(records[1:])
     assert outcome.dropped == 6 and acceptor.held_count == 3
     assert outcome.gaps == {alice.did: (1, 9)}
+
+
+def test_only_records_at_or_below_their_issuers_head_are_looked_up_as_possible_duplicates(store, monkeypatch):
+    alice = Org()
+    records = [alice.record() for _ in range(4)]
+    acceptor = _acceptor(store)
+    acceptor.submit(records[:2])
+    looked_up = []
+    monkeypatch.setattr(store, "has", lambda record_id: looked_up.append(record_id) or RecordStore.has(store, record_id))
+    outcome = acceptor.submit(records)  # two we hold, two new: catch-up sync offers thousands of new ones
+    assert outcome.duplicates == 2 and outcome.accepted == records[2:]
+    assert looked_up == [records[0].id, records[1].id]

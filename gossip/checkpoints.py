@@ -1,0 +1,84 @@
+"""Checkpoints of orgs' records logs as gossiped on `/vouchnet/<network>/checkpoints/1` (DESIGN.md §4–5): opening
+and validating them, and spotting two of one origin with one size and different roots (equivocation evidence).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ledger import Checkpoint, Ed25519Verifier, NoteError, format_note, open_checkpoint, parse_log_origin, peek_origin
+from vouching import InvalidDid, public_key_from_did
+
+RECORDS_LOG = "records"
+MAX_CHECKPOINT_NOTE = 16 * 1024  # a checkpoint note with up to 64 Ed25519 cosignature lines is about 12 KiB
+
+
+def checkpoints_topic(network: str) -> str:
+    return f"/vouchnet/{network}/checkpoints/1"
+
+
+@dataclass(frozen=True)
+class OrgCheckpoint:
+    """A verified checkpoint of `org`'s records log; `note` carries the log's own signatures only (evidence)."""
+
+    org: str
+    checkpoint: Checkpoint
+    note: bytes
+
+
+def open_org_checkpoint(data: bytes, network: str) -> OrgCheckpoint:
+    """Verify a checkpoint note of an org's records log in `network`, signed by the org's key; raise NoteError."""
+    if len(data) > MAX_CHECKPOINT_NOTE:
+        raise NoteError(f"checkpoint note: {len(data)} bytes is more than {MAX_CHECKPOINT_NOTE}")
+    origin = peek_origin(data)
+    net, org, log = parse_log_origin(origin)
+    if (net, log) != (network, RECORDS_LOG):
+        raise NoteError(f"origin {origin:.200}: not a {RECORDS_LOG} log of network {network}")
+    try:
+        key = public_key_from_did(org)
+    except InvalidDid as e:
+        raise NoteError(f"origin {origin:.200}: {e}") from None
+    checkpoint, signatures = open_checkpoint(data, [Ed25519Verifier(origin, key)])
+    return OrgCheckpoint(org, checkpoint, format_note(checkpoint.to_text(), signatures))
+
+
+def checkpoint_validator(network: str) -> Callable[[str, bytes], bool]:
+    """The checkpoints topic's validator: a checkpoint of a well-formed records-log origin, signed by that org."""
+
+    def validate(peer: str, data: bytes) -> bool:
+        try:
+            open_org_checkpoint(data, network)
+        except NoteError:
+            return False
+        return True
+
+    return validate
+
+
+class ForkDetector:
+    """Remembers the roots of recent checkpoints per origin and reports a second root at a size seen before.
+
+    Memory is bounded: `sizes` sizes per origin and `origins` origins, the least recently seen forgotten first.
+    """
+
+    def __init__(self, *, sizes: int = 64, origins: int = 4096) -> None:
+        self._sizes = sizes
+        self._origins = origins
+        self._seen: OrderedDict[str, OrderedDict[int, tuple[bytes, bytes]]] = OrderedDict()
+
+    def observe(self, seen: OrgCheckpoint) -> bytes | None:
+        """The note of an earlier checkpoint that contradicts this one (same origin and size, other root)."""
+        origin, size, root = seen.checkpoint.origin, seen.checkpoint.size, seen.checkpoint.root
+        sizes = self._seen.setdefault(origin, OrderedDict())
+        self._seen.move_to_end(origin)
+        if len(self._seen) > self._origins:
+            self._seen.popitem(last=False)
+        earlier = sizes.get(size)
+        if earlier is not None:
+            return earlier[1] if earlier[0] != root else None
+        sizes[size] = (root, seen.note)
+        if len(sizes) > self._sizes:
+            sizes.popitem(last=False)
+        return None

@@ -1,0 +1,387 @@
+"""Catch-up sync (`/vouchnet/sync/1`, DESIGN.md §5) as sans-I/O state machines: a client that pulls what its
+replica lacks (a heads exchange, then bounded pages of missing ranges, or a targeted fetch of known gaps) and a
+server that answers from a RecordStore. Frames in, frames out; no sockets and no clock (the shell's job).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from sortedcontainers import SortedList
+
+from vouching import MAX_RECORD_SIZE, InvalidRecord, Record
+
+from .store import Head
+from .sync_messages import (
+    MAX_COUNT,
+    MAX_ISSUER,
+    MAX_RANGES,
+    MAX_REASON,
+    MAX_SEQ,
+    CosignRequest,
+    ErrorReply,
+    HeadEntry,
+    HeadsPage,
+    HeadsRequest,
+    LocalProtocolError,
+    Range,
+    RecordsPage,
+    RecordsRequest,
+    Refused,
+    RemoteProtocolError,
+    Reply,
+    decode_reply,
+    decode_request,
+    encode_message,
+)
+from .validation import check_record
+
+_R = TypeVar("_R", bound=Reply)
+Cosigner = Callable[[CosignRequest], Reply]  # answers a cosign request (the witness of gossip.witnessing)
+
+
+@dataclass(frozen=True)
+class SyncLimits:
+    """Bounds on one side of a sync exchange; a client states its page bounds in each request."""
+
+    page_records: int = 500  # records per page (node config: limits.sync_page_records)
+    page_bytes: int = 1 << 20  # record bytes per page; at least one largest record, so every page can progress
+    heads_page: int = 1000  # heads per page
+    max_ranges: int = MAX_RANGES  # ranges per records request we send
+    max_heads: int = 1_000_000  # heads one session reads from a peer before calling it hostile
+
+    def __post_init__(self) -> None:
+        for name in ("page_records", "heads_page", "max_heads"):
+            if not 1 <= getattr(self, name) <= MAX_COUNT:
+                raise ValueError(f"SyncLimits.{name}: must be from 1 to {MAX_COUNT}")
+        if not 1 <= self.max_ranges <= MAX_RANGES:
+            raise ValueError(f"SyncLimits.max_ranges: must be from 1 to {MAX_RANGES}")
+        if not MAX_RECORD_SIZE <= self.page_bytes <= MAX_COUNT:
+            raise ValueError(f"SyncLimits.page_bytes: must be from {MAX_RECORD_SIZE} (one record) to {MAX_COUNT}")
+
+    @property
+    def max_frame(self) -> int:
+        """The largest frame either side of an exchange under these limits may have to read."""
+        entry = MAX_ISSUER + 3 + 2 * 9 + 2 + 32  # [iss, uint, uint or 32-byte id] at their widest
+        records = self.page_bytes + 5 * self.page_records  # each record's byte-string head
+        return 1024 + max(records, entry * max(self.heads_page, MAX_RANGES), 2 * MAX_RECORD_SIZE)
+
+
+class RecordReader(Protocol):
+    """What sync reads from a replica's store (gossip.store.RecordStore is one)."""
+
+    def head(self, iss: str) -> Head | None: ...
+
+    def heads(self) -> dict[str, int]: ...
+
+    def issuer_range(self, iss: str, first_seq: int, limit: int) -> list[bytes]: ...
+
+
+class IssuerIndex:
+    """The store's issuers in sorted order, for serving heads in pages; keep it current with `add`
+    (a Replica listener) so that every inbound session shares it instead of sorting its own copy."""
+
+    def __init__(self, store: RecordReader) -> None:
+        self._issuers = SortedList(store.heads())
+
+    def add(self, records: Iterable[Record]) -> None:
+        for record in records:
+            if record.seq == 1:  # an issuer's first record is the only one that can add it
+                self._issuers.add(record.iss)
+
+    def after(self, after: str, limit: int) -> list[str]:
+        """Up to `limit` issuers sorted after `after`."""
+        return list(itertools.islice(self._issuers.irange(minimum=after, inclusive=(False, False)), limit))
+
+
+def missing_ranges(store: RecordReader, gaps: Mapping[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+    """The part of each issuer's (first, last) range above what `store` holds of it, up to MAX_SEQ."""
+    missing = {}
+    for iss, (first, last) in gaps.items():
+        head = store.head(iss)
+        first, last = max(first, head.seq + 1 if head else 1), min(last, MAX_SEQ)
+        if first <= last:
+            missing[iss] = (first, last)
+    return missing
+
+
+def check_page(raws: Sequence[bytes], start: int = 0) -> list[Record]:
+    """Verify every record of a page, or of its part from index `start` (`gossip.validation.check_record`);
+    one invalid record is the peer's offence."""
+    records = []
+    for i, raw in enumerate(raws, start):
+        try:
+            records.append(check_record(raw))
+        except InvalidRecord as e:
+            raise RemoteProtocolError("invalid_record", f"records[{i}]: {e}") from None
+    return records
+
+
+# --- The client ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Send:
+    """Write this frame, then read the peer's reply and hand it to `receive`."""
+
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class ReadNext:
+    """Read the peer's next frame and hand it to `receive`."""
+
+
+@dataclass(frozen=True)
+class Deliver:
+    """Verify these records (`check_page`) and hand them to `deliver`."""
+
+    records: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class Finished:
+    """Nothing left to ask this peer for: close the stream."""
+
+
+Event = Send | ReadNext | Deliver | Finished
+
+
+class SyncClient:
+    """One catch-up session with one peer, pulling what our replica lacks within its horizon.
+
+    Full sync: pages of the peer's heads, then every range we lack of an issuer inside `horizon`, and the
+    peer's record at any seq where its head and ours differ (equivocation evidence for the replica). Targeted
+    (`gaps`): only the given ranges, for records that gossip delivered ahead of their predecessors.
+    When a record that would extend our chain names another predecessor than ours, the rest of that range is
+    skipped and the peer's record at our head is fetched instead: the replica turns the pair into evidence.
+    """
+
+    def __init__(
+        self,
+        store: RecordReader,
+        horizon: Container[str],
+        limits: SyncLimits,
+        *,
+        gaps: Mapping[str, tuple[int, int]] | None = None,
+    ) -> None:
+        self._store = store
+        self._horizon = horizon
+        self._limits = limits
+        self._gaps = gaps
+        self._state = "new"
+        self._wants: deque[Range] = deque()
+        self._heads_after = ""
+        self._heads_read = 0
+        self._ranges: tuple[Range, ...] = ()
+        self._more = False
+        self._at = 0  # the range the next record may belong to
+        self._next_seq = 0
+        self._prev: bytes | None = None  # id of the previous record served in the current range
+        self._skip = False  # the current range left our chain: ignore its remaining records
+        self._evidence_asked: set[str] = set()
+
+    def start(self) -> Send | Finished:
+        """The first request (or Finished if a targeted fetch has nothing to ask)."""
+        self._expect("new", "start")
+        if self._gaps is None:
+            return self._ask_heads()
+        for iss, (first, last) in missing_ranges(self._store, self._gaps).items():
+            if iss in self._horizon:
+                self._wants.append(Range(iss, first, last))
+        return self._next_request()
+
+    def receive(self, payload: bytes) -> Event:
+        """The peer's reply to our last request; raises RemoteProtocolError if it breaks the protocol."""
+        if self._state not in ("heads", "records"):
+            raise LocalProtocolError("unexpected", f"receive() while {self._state}: no reply is due")
+        reply = decode_reply(payload)
+        if isinstance(reply, ErrorReply):
+            raise RemoteProtocolError("refused", f"the peer refused our request: {reply.reason}")
+        if self._state == "heads":
+            return self._heads_page(self._reply(reply, HeadsPage))
+        return self._records_page(self._reply(reply, RecordsPage))
+
+    def deliver(self, records: Sequence[Record]) -> tuple[list[Record], Event]:
+        """Verified records of the page just received: those to offer the replica, and what to do next.
+
+        Raises RemoteProtocolError if a record is not the next one of a requested range.
+        """
+        self._expect("deliver", "deliver")
+        offered = [r for r in records if self._place(r)]
+        self._state = "records"
+        return offered, ReadNext() if self._more else self._next_request()
+
+    # heads
+
+    def _ask_heads(self) -> Send:
+        self._state = "heads"
+        return Send(encode_message(HeadsRequest(self._heads_after, self._limits.heads_page)))
+
+    def _heads_page(self, page: HeadsPage) -> Event:
+        if len(page.heads) > self._limits.heads_page:
+            raise RemoteProtocolError("limit", f"heads: {len(page.heads)} entries, more than the {self._limits.heads_page} asked for")
+        self._heads_read += len(page.heads)
+        if self._heads_read > self._limits.max_heads:
+            raise RemoteProtocolError("limit", f"heads: more than {self._limits.max_heads} issuers in one session")
+        if page.more and not page.heads:
+            raise RemoteProtocolError("malformed", "heads: an empty page must be the last (more = false)")
+        for entry in page.heads:
+            if entry.iss <= self._heads_after:
+                raise RemoteProtocolError("out_of_range", f"heads: issuer {entry.iss:.80} is not after {self._heads_after:.80}")
+            self._heads_after = entry.iss
+            self._plan(entry)
+        return self._ask_heads() if page.more else self._next_request()
+
+    def _plan(self, entry: HeadEntry) -> None:
+        if entry.iss not in self._horizon:
+            return
+        ours = self._store.head(entry.iss)
+        if ours is None or entry.seq > ours.seq:
+            self._wants.append(Range(entry.iss, ours.seq + 1 if ours else 1, entry.seq))
+        elif entry.seq == ours.seq and entry.id != ours.id:
+            self._want_evidence(entry.iss, entry.seq)
+        # A peer behind us is checked from its side: its pull from us links our records to its head.
+
+    def _want_evidence(self, iss: str, seq: int) -> None:
+        if iss not in self._evidence_asked:
+            self._evidence_asked.add(iss)
+            self._wants.append(Range(iss, seq, seq))
+
+    # records
+
+    def _next_request(self) -> Send | Finished:
+        if not self._wants:
+            self._state = "done"
+            return Finished()
+        count = min(len(self._wants), self._limits.max_ranges)
+        self._ranges = tuple(self._wants.popleft() for _ in range(count))
+        self._at, self._next_seq, self._prev, self._skip = 0, self._ranges[0].first, None, False
+        self._state = "records"
+        return Send(encode_message(RecordsRequest(self._ranges, self._limits.page_records, self._limits.page_bytes)))
+
+    def _records_page(self, page: RecordsPage) -> Event:
+        if len(page.records) > self._limits.page_records:
+            raise RemoteProtocolError("limit", f"records: {len(page.records)} in a page, more than {self._limits.page_records}")
+        if (size := sum(map(len, page.records))) > self._limits.page_bytes:
+            raise RemoteProtocolError("limit", f"records: {size} bytes in a page, more than {self._limits.page_bytes}")
+        if page.more and not page.records:
+            raise RemoteProtocolError("malformed", "records: an empty page must be the last (more = false)")
+        self._more = page.more
+        if page.records:
+            self._state = "deliver"
+            return Deliver(page.records)
+        return self._next_request()
+
+    def _place(self, record: Record) -> bool:
+        """Check that `record` is the next one of a requested range; whether to offer it to the replica."""
+        while not (
+            record.iss == self._ranges[self._at].iss and record.seq == self._next_seq <= self._ranges[self._at].last
+        ):
+            self._at += 1  # the peer has no more of the current range
+            if self._at == len(self._ranges):
+                raise RemoteProtocolError(
+                    "out_of_range", f"records: {record.iss:.80} seq {record.seq} is not the next record of a requested range"
+                )
+            self._next_seq, self._prev, self._skip = self._ranges[self._at].first, None, False
+        self._next_seq += 1
+        previous, self._prev = self._prev, record.id
+        if self._skip:
+            return False
+        if previous is not None:
+            self._skip = record.prev != previous  # the peer's own chain breaks here: nothing after it can follow
+            return not self._skip
+        head = self._store.head(record.iss)
+        if head is not None and record.seq == head.seq + 1 and record.prev != head.id:
+            self._skip = True  # a fork: the peer's record at our head proves it
+            self._want_evidence(record.iss, head.seq)
+        return not self._skip
+
+    def _reply(self, reply: Reply, expected: type[_R]) -> _R:
+        if not isinstance(reply, expected):
+            raise RemoteProtocolError("unexpected", f"a {type(reply).__name__} reply while waiting for {expected.__name__}")
+        return reply
+
+    def _expect(self, state: str, call: str) -> None:
+        if self._state != state:
+            raise LocalProtocolError("unexpected", f"{call}() while {self._state}")
+
+
+# --- The server ---------------------------------------------------------------------------------------------
+
+
+class SyncServer:
+    """Answers one inbound stream's requests from the store: heads pages, record pages, and (through
+    `cosign`, if this node witnesses) cosign requests. Every answer is bounded by our limits and the client's."""
+
+    def __init__(
+        self,
+        store: RecordReader,
+        issuers: IssuerIndex,
+        limits: SyncLimits,
+        *,
+        cosign: Cosigner | None = None,
+    ) -> None:
+        self._store = store
+        self._issuers = issuers
+        self._limits = limits
+        self._cosign = cosign
+        self.records_served = 0
+
+    def receive(self, payload: bytes) -> Iterator[bytes]:
+        """The reply frames to one request, produced as they are written (a large answer is read page by page).
+
+        Raises RemoteProtocolError at once for a malformed request; answer it with `refusal`, then close.
+        """
+        request = decode_request(payload)
+        if isinstance(request, HeadsRequest):
+            return iter([self._heads(request)])
+        if isinstance(request, RecordsRequest):
+            return self._records(request)
+        if self._cosign is None:
+            return iter([encode_message(Refused(404, "this node does not witness"))])
+        return iter([encode_message(self._cosign(request))])
+
+    @staticmethod
+    def refusal(error: RemoteProtocolError) -> bytes:
+        """The frame that tells the client why its request was rejected."""
+        return encode_message(ErrorReply(str(error)[:MAX_REASON]))
+
+    def _heads(self, request: HeadsRequest) -> bytes:
+        limit = min(request.limit, self._limits.heads_page)
+        issuers = self._issuers.after(request.after, limit + 1)
+        entries = []
+        for iss in issuers[:limit]:
+            head = self._store.head(iss)
+            if head is not None:
+                entries.append(HeadEntry(iss, head.seq, head.id))
+        return encode_message(HeadsPage(tuple(entries), more=len(issuers) > limit))
+
+    def _records(self, request: RecordsRequest) -> Iterator[bytes]:
+        limit = min(request.limit, self._limits.page_records)
+        budget = min(request.max_bytes, self._limits.page_bytes)
+        page: list[bytes] = []
+        size = 0
+        for wanted in request.ranges:
+            seq = wanted.first
+            while seq <= wanted.last:
+                count = min(limit, wanted.last - seq + 1)
+                chunk = self._store.issuer_range(wanted.iss, seq, count)
+                for raw in chunk:
+                    if len(page) == limit or size + len(raw) > budget:
+                        yield self._page(page, more=True)
+                        page, size = [], 0
+                    page.append(raw)
+                    size += len(raw)
+                if len(chunk) < count:
+                    break  # an issuer's records are contiguous from seq 1: there is nothing further
+                seq += count
+        yield self._page(page, more=False)
+
+    def _page(self, records: list[bytes], *, more: bool) -> bytes:
+        self.records_served += len(records)
+        return encode_message(RecordsPage(tuple(records), more=more))

@@ -1,0 +1,324 @@
+"""The messages of `/vouchnet/sync/1` (catch-up sync and cosigning, DESIGN.md §5): deterministic CBOR maps
+(vouching.cbor), one per length-prefixed frame, strictly decoded; and the protocol errors, named for whose fault
+they are (as h11 does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ledger.witness import MAX_REQUEST_SIZE
+from vouching import MAX_RECORD_SIZE
+from vouching.cbor import CborError, decode, encode
+
+SYNC_PROTOCOL = "/vouchnet/sync/1"
+MAX_SEQ = 2**63 - 1  # a range may end here to mean "everything the peer has"
+MAX_ISSUER = 256  # characters of an issuer did on the wire (a did:key is 56)
+MAX_REASON = 512  # characters of a refusal's reason
+ID_SIZE = 32
+MAX_COUNT = 2**32 - 1  # page bounds a client states
+MAX_RANGES = 256  # ranges in one records request: a server takes no more, so it is the protocol's, not a setting
+
+
+class SyncError(Exception):
+    """A `/vouchnet/sync/1` exchange broke a rule; `reason` is a short code for counting, the message says how."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class LocalProtocolError(SyncError):
+    """This node tried to send something the protocol forbids: a bug here, never the peer's fault."""
+
+
+class RemoteProtocolError(SyncError):
+    """The peer sent something the protocol forbids (reason "refused": the peer rejected our request instead)."""
+
+
+# --- Requests (the side that opened the stream sends these) ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HeadsRequest:
+    """Ask for a page of at most `limit` of the peer's heads: issuers sorted after `after` ("" at first)."""
+
+    after: str
+    limit: int
+
+    def __post_init__(self) -> None:
+        _check_issuer("after", self.after, empty_ok=True)
+        _check_count("limit", self.limit, 1)
+
+
+@dataclass(frozen=True)
+class Range:
+    """Records of `iss` with seq in first..last (both included)."""
+
+    iss: str
+    first: int
+    last: int
+
+    def __post_init__(self) -> None:
+        _check_issuer("iss", self.iss)
+        _check_seq("first", self.first)
+        _check_seq("last", self.last)
+        if self.first > self.last:
+            raise LocalProtocolError("malformed", f"range of {self.iss:.80}: first {self.first} > last {self.last}")
+
+
+@dataclass(frozen=True)
+class RecordsRequest:
+    """Ask for records of some ranges; the answer is one or more RecordsPages, the last with more=False, each
+    of at most `limit` records and `max_bytes` bytes of records (at least one record's worth)."""
+
+    ranges: tuple[Range, ...]
+    limit: int
+    max_bytes: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.ranges) <= MAX_RANGES:
+            raise LocalProtocolError("limit", f"ranges: must be 1 to {MAX_RANGES}, not {len(self.ranges)}")
+        _check_count("limit", self.limit, 1)
+        _check_count("bytes", self.max_bytes, MAX_RECORD_SIZE)
+
+
+@dataclass(frozen=True)
+class CosignRequest:
+    """Ask the peer's witness to cosign: a C2SP tlog-witness add-checkpoint request body."""
+
+    body: bytes
+
+    def __post_init__(self) -> None:
+        if type(self.body) is not bytes or not 0 < len(self.body) <= MAX_REQUEST_SIZE:
+            raise LocalProtocolError("limit", f"req: must be 1 to {MAX_REQUEST_SIZE} bytes")
+
+
+Request = HeadsRequest | RecordsRequest | CosignRequest
+
+
+# --- Replies (the side that accepted the stream sends these) -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class HeadEntry:
+    """The newest record the peer holds of one issuer."""
+
+    iss: str
+    seq: int
+    id: bytes
+
+    def __post_init__(self) -> None:
+        _check_issuer("iss", self.iss)
+        _check_seq("seq", self.seq)
+        if type(self.id) is not bytes or len(self.id) != ID_SIZE:
+            raise LocalProtocolError("malformed", f"head of {self.iss:.80}: id must be {ID_SIZE} bytes")
+
+
+@dataclass(frozen=True)
+class HeadsPage:
+    """Heads in issuer order; `more` if another page follows (ask again after the last issuer)."""
+
+    heads: tuple[HeadEntry, ...]
+    more: bool
+
+
+@dataclass(frozen=True)
+class RecordsPage:
+    """Records (COSE bytes) in the order of the requested ranges; `more` if another page of this answer follows."""
+
+    records: tuple[bytes, ...]
+    more: bool
+
+    def __post_init__(self) -> None:
+        for i, record in enumerate(self.records):
+            if type(record) is not bytes or not 0 < len(record) <= MAX_RECORD_SIZE:
+                raise LocalProtocolError("limit", f"records[{i}]: must be 1 to {MAX_RECORD_SIZE} bytes")
+
+
+@dataclass(frozen=True)
+class Cosigned:
+    """The witness's cosignature: one C2SP signed-note signature line, newline included."""
+
+    line: str
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The witness declined (tlog-witness's HTTP status); `size` is the size it last cosigned, on a 409 Conflict."""
+
+    status: int
+    reason: str
+    size: int | None = None
+
+    def __post_init__(self) -> None:
+        if type(self.status) is not int or not 400 <= self.status <= 599:
+            raise LocalProtocolError("malformed", f"status: {self.status} is not an HTTP error status")
+        _check_text("reason", self.reason)
+        if self.size is not None and (type(self.size) is not int or not 0 <= self.size <= 2**64 - 1):
+            raise LocalProtocolError("malformed", "size: must be a tree size")
+
+
+@dataclass(frozen=True)
+class ErrorReply:
+    """The peer rejects our request as malformed and closes the stream."""
+
+    reason: str
+
+    def __post_init__(self) -> None:
+        _check_text("reason", self.reason)
+
+
+Reply = HeadsPage | RecordsPage | Cosigned | Refused | ErrorReply
+
+
+def _check_issuer(field: str, value: str, *, empty_ok: bool = False) -> None:
+    if type(value) is not str or len(value) > MAX_ISSUER or (not value and not empty_ok):
+        raise LocalProtocolError("malformed", f"{field}: must be a text of {0 if empty_ok else 1} to {MAX_ISSUER} characters")
+
+
+def _check_seq(field: str, value: int) -> None:
+    if type(value) is not int or not 1 <= value <= MAX_SEQ:
+        raise LocalProtocolError("malformed", f"{field}: must be an integer from 1 to 2^63 - 1")
+
+
+def _check_count(field: str, value: int, least: int) -> None:
+    if type(value) is not int or not least <= value <= MAX_COUNT:
+        raise LocalProtocolError("malformed", f"{field}: must be an integer from {least} to {MAX_COUNT}")
+
+
+def _check_text(field: str, value: str) -> None:
+    if type(value) is not str or len(value) > MAX_REASON:
+        raise LocalProtocolError("malformed", f"{field}: must be a text of at most {MAX_REASON} characters")
+
+
+# --- Encoding --------------------------------------------------------------------------------------------
+
+
+def encode_message(message: Request | Reply) -> bytes:
+    """The frame payload of a message."""
+    return encode(_to_wire(message))
+
+
+def _to_wire(message: Request | Reply) -> dict[str, Any]:
+    match message:
+        case HeadsRequest(after, limit):
+            return {"t": "heads", "after": after, "limit": limit}
+        case RecordsRequest(ranges, limit, max_bytes):
+            return {"t": "get", "ranges": [[r.iss, r.first, r.last] for r in ranges], "limit": limit, "bytes": max_bytes}
+        case CosignRequest(body):
+            return {"t": "cosign", "req": body}
+        case HeadsPage(heads, more):
+            return {"t": "heads", "heads": [[h.iss, h.seq, h.id] for h in heads], "more": more}
+        case RecordsPage(records, more):
+            return {"t": "records", "records": list(records), "more": more}
+        case Cosigned(line):
+            return {"t": "cosigned", "sig": line}
+        case Refused(status, reason, size):
+            wire: dict[str, Any] = {"t": "refused", "status": status, "reason": reason}
+            if size is not None:
+                wire["size"] = size
+            return wire
+        case ErrorReply(reason):
+            return {"t": "error", "reason": reason}
+    raise LocalProtocolError("malformed", f"not a sync message: {type(message).__name__}")
+
+
+# --- Strict decoding: anything off is the peer's fault ----------------------------------------------------
+
+
+def decode_request(payload: bytes) -> Request:
+    """The request in a frame from the peer that opened the stream; raises RemoteProtocolError naming the field."""
+    wire = _map(payload)
+    kind = wire.get("t")
+    if kind == "heads":
+        _keys(wire, {"t", "after", "limit"})
+        return _build(HeadsRequest, wire["after"], wire["limit"])
+    if kind == "get":
+        _keys(wire, {"t", "ranges", "limit", "bytes"})
+        ranges = _list(wire["ranges"], "ranges")
+        return _build(RecordsRequest, tuple(_build(Range, *_triple(r, f"ranges[{i}]")) for i, r in enumerate(ranges)),
+                      wire["limit"], wire["bytes"])
+    if kind == "cosign":
+        _keys(wire, {"t", "req"})
+        return _build(CosignRequest, _bytes(wire["req"], "req"))
+    raise RemoteProtocolError("malformed", f"t: {kind!r:.40} is not a request type (heads, get, cosign)")
+
+
+def decode_reply(payload: bytes) -> Reply:
+    """The reply in a frame from the peer that accepted the stream; raises RemoteProtocolError naming the field."""
+    wire = _map(payload)
+    kind = wire.get("t")
+    if kind == "heads":
+        _keys(wire, {"t", "heads", "more"})
+        heads = _list(wire["heads"], "heads")
+        entries = tuple(_build(HeadEntry, *_triple(h, f"heads[{i}]")) for i, h in enumerate(heads))
+        return HeadsPage(entries, _bool(wire["more"], "more"))
+    if kind == "records":
+        _keys(wire, {"t", "records", "more"})
+        records = _list(wire["records"], "records")
+        return _build(RecordsPage, tuple(_bytes(r, f"records[{i}]") for i, r in enumerate(records)),
+                      _bool(wire["more"], "more"))
+    if kind == "cosigned":
+        _keys(wire, {"t", "sig"})
+        if type(wire["sig"]) is not str:
+            raise RemoteProtocolError("malformed", "sig: must be a text")
+        return Cosigned(wire["sig"])
+    if kind == "refused":
+        _keys(wire, {"t", "status", "reason"}, optional={"size"})
+        return _build(Refused, wire["status"], wire["reason"], wire.get("size"))
+    if kind == "error":
+        _keys(wire, {"t", "reason"})
+        return _build(ErrorReply, wire["reason"])
+    raise RemoteProtocolError("malformed", f"t: {kind!r:.40} is not a reply type (heads, records, cosigned, refused, error)")
+
+
+def _map(payload: bytes) -> dict[str, Any]:
+    try:
+        wire = decode(payload)
+    except CborError as e:
+        raise RemoteProtocolError("malformed", f"message: not deterministic CBOR ({e})") from None
+    if type(wire) is not dict:
+        raise RemoteProtocolError("malformed", "message: must be a map")
+    return wire
+
+
+def _keys(wire: dict[str, Any], required: set[str], *, optional: frozenset[str] | set[str] = frozenset()) -> None:
+    present = set(wire)
+    if missing := required - present:
+        raise RemoteProtocolError("malformed", f"{wire['t']} message: missing {sorted(missing)[0]!r}")
+    if extra := present - required - optional:
+        raise RemoteProtocolError("malformed", f"{wire['t']} message: unknown field {sorted(map(str, extra))[0]!r:.40}")
+
+
+def _list(value: Any, field: str) -> list[Any]:
+    if type(value) is not list:
+        raise RemoteProtocolError("malformed", f"{field}: must be an array")
+    return value
+
+
+def _triple(value: Any, field: str) -> list[Any]:
+    if type(value) is not list or len(value) != 3:
+        raise RemoteProtocolError("malformed", f"{field}: must be an array of 3 items")
+    return value
+
+
+def _bytes(value: Any, field: str) -> bytes:
+    if type(value) is not bytes:
+        raise RemoteProtocolError("malformed", f"{field}: must be a byte string")
+    return value
+
+
+def _bool(value: Any, field: str) -> bool:
+    if type(value) is not bool:
+        raise RemoteProtocolError("malformed", f"{field}: must be true or false")
+    return value
+
+
+def _build(cls: type, *args: Any) -> Any:
+    """Construct a message from peer input: its checks are the peer's fault here, not ours."""
+    try:
+        return cls(*args)
+    except LocalProtocolError as e:
+        raise RemoteProtocolError(e.reason, str(e)) from None

@@ -1,0 +1,354 @@
+"""The trio shell of catch-up sync (gossip.sync over `/vouchnet/sync/1` streams): serves peers' requests, and
+pulls from every peer when it connects, every `interval` seconds, for gaps gossip reports, and for the whole
+history of orgs that enter the horizon. Every read and write is time-bounded; sessions are bounded in number.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import trio
+
+from vouching import Record, VouchBody
+
+from .frames import FrameError
+from .host import Host, HostError, PeerEvent, Stream
+from .replica import Replica
+from .sync import (
+    Deliver,
+    Finished,
+    IssuerIndex,
+    ReadNext,
+    Send,
+    SyncClient,
+    SyncLimits,
+    SyncServer,
+    check_page,
+    missing_ranges,
+)
+from .sync_messages import MAX_SEQ, SYNC_PROTOCOL, CosignRequest, RemoteProtocolError, Reply, SyncError
+
+logger = logging.getLogger(__name__)
+
+Gaps = Mapping[str, tuple[int, int]]  # issuer -> (first, last) missing seq
+CosignHandler = Callable[[str, CosignRequest], Reply]  # (requesting peer, request) -> reply
+_GAP_PEERS = 3  # peers asked in turn for a gap, until it is filled
+
+
+class PageLimits(Protocol):
+    """The node's limits sync takes its page size from (node.config.Limits provides it)."""
+
+    @property
+    def sync_page_records(self) -> int: ...
+
+
+@dataclass
+class SyncStats:
+    """Counters since the service started (node/metrics renders them)."""
+
+    rounds: int = 0  # outbound sessions that ran to the end
+    rounds_failed: int = 0
+    records_fetched: int = 0  # accepted into the replica from sync
+    records_served: int = 0
+    streams_served: int = 0
+    gap_requests: int = 0  # from gossip (request_gaps) and for orgs that entered the horizon
+    gap_requests_dropped: int = 0  # the queue was full; the next periodic round repairs the gap
+    peers_disconnected: int = 0  # for breaking the protocol
+    errors: Counter[str] = field(default_factory=Counter)  # by reason (see SyncError.reason, plus timeout, stream, busy)
+
+
+class SyncService:
+    """Catch-up sync for one node: one instance per host, sharing the node's Replica.
+
+    `limits`: SyncLimits, or the node's limits (their `sync_page_records`, with SyncLimits' other defaults).
+    `cosigner` (Witnessing.cosign) answers peers' cosign requests on the same protocol; it may also be set
+    later (`sync.cosigner = witnessing.cosign`); without one, cosign requests are refused with 404.
+    `run` registers the protocol's handler with the host, so it runs once per host.
+    `verify_threads` > 0 splits each page's signature checks over that many worker threads (PyNaCl releases
+    the GIL inside libsodium); 0 checks them on the event loop. `accept_records`: fetched records are offered
+    to the replica in batches of about this many, so that one durable commit covers several pages.
+    """
+
+    def __init__(
+        self,
+        host: Host,
+        replica: Replica,
+        *,
+        limits: SyncLimits | PageLimits = SyncLimits(),
+        interval: float = 30.0,
+        timeout: float = 10.0,
+        max_sessions: int = 8,
+        max_inbound: int = 16,
+        gap_queue: int = 256,
+        cosigner: CosignHandler | None = None,
+        verify_threads: int = 0,
+        accept_records: int = 2000,
+        on_offence: Callable[[str, str], None] | None = None,
+    ) -> None:
+        if not (interval > 0 and timeout > 0 and max_sessions >= 1 and max_inbound >= 1 and gap_queue >= 1
+                and verify_threads >= 0 and accept_records >= 1):
+            raise ValueError("SyncService: interval and timeout must be positive; sessions, inbound, queue and "
+                             "accept_records at least 1; verify_threads at least 0")
+        self.host = host
+        self.replica = replica
+        self.limits = limits if isinstance(limits, SyncLimits) else SyncLimits(page_records=limits.sync_page_records)
+        self.interval = interval
+        self.timeout = timeout
+        self.stats = SyncStats()
+        self.cosigner = cosigner
+        self._verify_threads = verify_threads
+        self._accept_records = accept_records
+        self._on_offence = on_offence
+        self._sessions = trio.CapacityLimiter(max_sessions)
+        self._inbound = trio.CapacityLimiter(max_inbound)
+        self._gap_send, self._gap_receive = trio.open_memory_channel[tuple[str, dict[str, tuple[int, int]], bool]](
+            gap_queue)
+        self._peer_locks: dict[str, trio.Lock] = {}
+        self._rounds_running: set[str] = set()
+        self._index = IssuerIndex(replica.store)
+        self._members = replica.horizon.members()
+        self._nursery: trio.Nursery | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve and pull until cancelled."""
+        self.host.set_stream_handler(SYNC_PROTOCOL, self._serve)
+        events = self.host.peer_events()
+        self.replica.listeners.append(self._on_accepted)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._follow_peers, events)
+                nursery.start_soon(self._every_interval)
+                for _ in range(self._sessions.total_tokens):
+                    nursery.start_soon(self._fetch_reported_gaps)
+                for peer in self.host.connected_peers():
+                    nursery.start_soon(self.sync_with, peer)
+                task_status.started()
+        finally:
+            self._nursery = None
+            self.replica.listeners.remove(self._on_accepted)
+
+    async def sync_with(self, peer_id: str) -> None:
+        """A full round with one peer (heads, then what we lack); returns at once if one is already running."""
+        if peer_id in self._rounds_running:
+            return
+        self._rounds_running.add(peer_id)
+        try:
+            await self._pull(peer_id, None)
+        finally:
+            self._rounds_running.discard(peer_id)
+
+    async def fetch_gaps(self, peer_id: str, gaps: Gaps, *, others: bool = True) -> None:
+        """Fetch the ranges we still lack now: from `peer_id` if it is connected (it published the records that
+        wait for them), then, while some are missing and `others`, from other connected peers (a few at most)."""
+        connected = self.host.connected_peers()
+        peers = [peer_id] if peer_id in connected else []
+        if others:
+            peers += [peer for peer in connected if peer != peer_id]
+        for peer in peers[:_GAP_PEERS]:
+            missing = missing_ranges(self.replica.store, gaps)
+            if not missing:
+                return
+            await self._pull(peer, missing)
+
+    def request_gaps(self, peer_id: str, gaps: Gaps) -> None:
+        """For the gossip service (its `on_gaps`): queue `fetch_gaps(peer_id, gaps)`; never blocks."""
+        self._queue_gaps(peer_id, gaps, others=True)
+
+    def _queue_gaps(self, peer_id: str, gaps: Gaps, *, others: bool) -> None:
+        self.stats.gap_requests += 1
+        try:
+            self._gap_send.send_nowait((peer_id, dict(gaps), others))
+        except trio.WouldBlock:
+            self.stats.gap_requests_dropped += 1
+
+    # --- pulling --------------------------------------------------------------------------------------------
+
+    async def _pull(self, peer_id: str, gaps: dict[str, tuple[int, int]] | None) -> None:
+        lock = self._peer_locks.setdefault(peer_id, trio.Lock())
+        try:
+            async with lock, self._sessions:
+                fetched = await self._session(peer_id, gaps)
+        except RemoteProtocolError as error:
+            await self._offence(peer_id, error)
+        except SyncError as error:
+            self._failed(peer_id, error.reason, error)
+        except trio.TooSlowError:
+            self._failed(peer_id, "timeout", f"no answer within {self.timeout} s")
+        except FrameError as error:
+            await self._offence(peer_id, RemoteProtocolError("limit", f"frame: {error}"))
+        except HostError as error:
+            self._failed(peer_id, "stream", error)
+        else:
+            self.stats.rounds += 1
+            if fetched:
+                logger.debug("fetched %d records from %s", fetched, peer_id)
+
+    async def _session(self, peer_id: str, gaps: dict[str, tuple[int, int]] | None) -> int:
+        """One client session; the number of records accepted."""
+        client = SyncClient(self.replica.store, self.replica.horizon, self.limits, gaps=gaps)
+        event = client.start()
+        if isinstance(event, Finished):
+            return 0
+        fetched = 0
+        pending: list[Record] = []  # verified, in order, not yet offered to the replica
+        async with await self.host.open_stream(peer_id, SYNC_PROTOCOL) as stream:
+            while not isinstance(event, Finished):
+                if isinstance(event, Send):
+                    with trio.fail_after(self.timeout):
+                        await stream.write_frame(event.payload)
+                    event = client.receive(await self._read(stream))
+                elif isinstance(event, ReadNext):
+                    event = client.receive(await self._read(stream))
+                else:
+                    assert isinstance(event, Deliver)
+                    offered, event = client.deliver(await self._verify(event.records))
+                    pending += offered
+                    if len(pending) >= self._accept_records or not isinstance(event, ReadNext):
+                        fetched += self._accept(pending)
+                        pending = []
+        return fetched
+
+    def _accept(self, records: list[Record]) -> int:
+        accepted = len(self.replica.accept(records).accepted)
+        self.stats.records_fetched += accepted
+        return accepted
+
+    async def _read(self, stream: Stream) -> bytes:
+        with trio.fail_after(self.timeout):
+            payload = await stream.read_frame(self.limits.max_frame)
+        if payload is None:
+            raise SyncError("stream", "the peer closed the stream before answering")
+        return payload
+
+    async def _verify(self, raws: tuple[bytes, ...]) -> list[Record]:
+        if not self._verify_threads:
+            return check_page(raws)
+        share = -(-len(raws) // self._verify_threads)
+        starts = range(0, len(raws), share)
+        parts: list[list[Record] | RemoteProtocolError] = [[] for _ in starts]
+
+        async def check(part: int, start: int) -> None:
+            try:
+                parts[part] = await trio.to_thread.run_sync(check_page, raws[start:start + share], start)
+            except RemoteProtocolError as error:  # kept, so the first invalid record is the one reported
+                parts[part] = error
+
+        async with trio.open_nursery() as nursery:
+            for part, start in enumerate(starts):
+                nursery.start_soon(check, part, start)
+        records = []
+        for part in parts:
+            if isinstance(part, RemoteProtocolError):
+                raise part
+            records += part
+        return records
+
+    async def _offence(self, peer_id: str, error: RemoteProtocolError) -> None:
+        self.stats.rounds_failed += 1
+        self.stats.errors[error.reason] += 1
+        if error.reason == "refused":
+            logger.info("sync with %s: %s", peer_id, error)
+            return
+        logger.warning("sync with %s: protocol offence (%s): %s; disconnecting it", peer_id, error.reason, error)
+        self.stats.peers_disconnected += 1
+        if self._on_offence is not None:
+            self._on_offence(peer_id, error.reason)
+        with trio.move_on_after(self.timeout):
+            await self.host.disconnect(peer_id)
+
+    def _failed(self, peer_id: str, reason: str, error: object) -> None:
+        self.stats.rounds_failed += 1
+        self.stats.errors[reason] += 1
+        logger.info("sync with %s failed (%s): %s", peer_id, reason, error)
+
+    # --- triggers -------------------------------------------------------------------------------------------
+
+    async def _follow_peers(self, events: trio.MemoryReceiveChannel[PeerEvent]) -> None:
+        async for event in events:
+            if event.connected:
+                assert self._nursery is not None
+                self._nursery.start_soon(self.sync_with, event.peer_id)
+            elif (lock := self._peer_locks.get(event.peer_id)) is not None and not lock.locked():
+                del self._peer_locks[event.peer_id]
+
+    async def _every_interval(self) -> None:
+        assert self._nursery is not None
+        while True:
+            await trio.sleep(self.interval)
+            for peer in self.host.connected_peers():
+                self._nursery.start_soon(self.sync_with, peer)
+
+    async def _fetch_reported_gaps(self) -> None:
+        async for peer_id, gaps, others in self._gap_receive:
+            await self.fetch_gaps(peer_id, gaps, others=others)
+
+    def _on_accepted(self, records: list[Record]) -> None:
+        """Replica listener: keep the issuer index current; fetch the histories of orgs new to the horizon."""
+        self._index.add(records)
+        if not any(isinstance(r.body, VouchBody) and r.body.basis == "org-peer" for r in records):
+            return
+        members = self.replica.horizon.members()
+        entered, self._members = members - self._members, members
+        if entered:
+            histories = {org: (1, MAX_SEQ) for org in entered}
+            for peer in self.host.connected_peers():  # each may hold a different part: ask every one
+                self._queue_gaps(peer, histories, others=False)
+
+    # --- serving --------------------------------------------------------------------------------------------
+
+    async def _serve(self, stream: Stream) -> None:
+        if self._nursery is None:
+            await stream.reset()  # the service is not running (the host keeps the handler it was given)
+            return
+        try:
+            self._inbound.acquire_nowait()
+        except trio.WouldBlock:
+            self.stats.errors["busy"] += 1
+            await stream.reset()
+            return
+        try:
+            self.stats.streams_served += 1
+            await self._answer(stream)
+        finally:
+            self._inbound.release()
+
+    async def _answer(self, stream: Stream) -> None:
+        peer = stream.remote_peer
+        cosign = None if self.cosigner is None else functools.partial(self.cosigner, peer)
+        server = SyncServer(self.replica.store, self._index, self.limits, cosign=cosign)
+        served = 0
+        try:
+            while True:
+                with trio.fail_after(self.timeout):
+                    payload = await stream.read_frame(self.limits.max_frame)
+                if payload is None:
+                    return
+                try:
+                    replies = server.receive(payload)
+                except RemoteProtocolError as error:
+                    self.stats.errors[error.reason] += 1
+                    logger.info("sync request from %s refused (%s): %s", peer, error.reason, error)
+                    with trio.fail_after(self.timeout):
+                        await stream.write_frame(server.refusal(error))
+                    return
+                for frame in replies:
+                    with trio.fail_after(self.timeout):
+                        await stream.write_frame(frame)
+                    self.stats.records_served += server.records_served - served
+                    served = server.records_served
+        except trio.TooSlowError:
+            self.stats.errors["timeout"] += 1
+            await stream.reset()
+        except FrameError as error:
+            self.stats.errors["limit"] += 1
+            logger.info("sync stream from %s: %s", peer, error)
+            await stream.reset()
+        except HostError as error:
+            self.stats.errors["stream"] += 1
+            logger.debug("sync stream from %s: %s", peer, error)

@@ -1,0 +1,354 @@
+"""Witnessing (DESIGN.md §4–5), the trio shell: when the records ledger changed, sign a C2SP checkpoint of it, have
+every connected peer cosign it over `/vouchnet/sync/1` (gossip.cosigning), keep, persist and publish the cosigned
+note; cosign peers' checkpoints with a ledger.Witness; turn two roots at one size of a log into `equivocation`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+
+from ledger import (
+    Checkpoint,
+    CosignatureSigner,
+    CosignatureVerifier,
+    Ed25519Signer,
+    Ed25519Verifier,
+    Equivocation,
+    NoteError,
+    Signature,
+    Witness,
+    cosigner_name,
+    format_note,
+    log_origin,
+    note_signature,
+    open_checkpoint,
+)
+from ledger.names import PREFIX
+from vouching import EquivocationBody, InvalidDid, InvalidRecord, did_key, equivocation_body, public_key_from_did
+
+from .checkpoints import RECORDS_LOG, ForkDetector, checkpoint_validator, checkpoints_topic, open_org_checkpoint
+from .cosigning import CosignClient, Witnessed, answer
+from .frames import FrameError
+from .host import Host, HostError, InvalidPeerId, Received, peer_id_from_public_key, peer_public_key
+from .replica import Replica
+from .sync import Send, SyncLimits
+from .sync_messages import SYNC_PROTOCOL, CosignRequest, Refused, RemoteProtocolError, Reply, SyncError
+from .validation import check_checkpoint_evidence
+
+logger = logging.getLogger(__name__)
+
+_MAX_COSIGNATURES = 63  # a signed note holds at most 64 signatures (ledger.note), one of them the log's
+_MAX_FRAME = SyncLimits().max_frame  # cosign replies are small; any frame within sync's bound is read
+WITNESS_FILE = "witness.sqlite"  # the witness's state: what it cosigned of each peer's log
+CHECKPOINT_FILE = "checkpoint.note"  # our latest checkpoint with its cosignatures
+_ATTEMPTS = 3  # requests for one checkpoint that may go unanswered before a peer is left alone until the next
+
+
+@dataclass
+class WitnessStats:
+    """Counters since the service started (node/metrics renders them)."""
+
+    checkpoints_signed: int = 0
+    cosign_requests: int = 0  # asked of peers
+    cosignatures: int = 0  # collected from peers
+    declined: Counter[int] = field(default_factory=Counter)  # peers' refusals, by tlog-witness status
+    errors: Counter[str] = field(default_factory=Counter)  # failed requests to peers, by reason
+    cosigned_for_peers: int = 0
+    refused_peers: Counter[int] = field(default_factory=Counter)  # our refusals, by status
+    checkpoints_received: int = 0
+    forks: int = 0  # two roots at one size seen for some log
+    equivocations_issued: int = 0
+    publish_errors: int = 0
+
+
+@dataclass
+class _Latest:
+    """Our newest checkpoint, its log signature and the cosignatures collected for it (by cosigner name)."""
+
+    checkpoint: Checkpoint
+    log_signature: Signature
+    cosignatures: dict[str, Signature] = field(default_factory=dict)
+
+    def note(self) -> bytes:
+        return format_note(self.checkpoint.to_text(), [self.log_signature, *self.cosignatures.values()])
+
+    def log_note(self) -> bytes:
+        return format_note(self.checkpoint.to_text(), [self.log_signature])
+
+
+class Witnessing:
+    """Checkpoints of this node's records log, cosigned by its peers; and this node's witness for theirs.
+
+    `cosign` answers peers' cosign requests: give it to the SyncService (which serves the protocol).
+    `state_dir` holds the witness's state (WITNESS_FILE) and our latest cosigned checkpoint (CHECKPOINT_FILE),
+    both kept across restarts.
+    """
+
+    def __init__(
+        self,
+        host: Host,
+        replica: Replica,
+        *,
+        network: str,
+        state_dir: Path,
+        interval: float = 1.0,
+        timeout: float = 10.0,
+        max_concurrent: int = 8,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not (interval > 0 and timeout > 0 and max_concurrent >= 1):
+            raise ValueError("Witnessing: interval and timeout must be positive, max_concurrent at least 1")
+        self.host = host
+        self.replica = replica
+        self.network = network
+        self.origin = log_origin(network, replica.did, RECORDS_LOG)
+        self.interval = interval
+        self.timeout = timeout
+        self.stats = WitnessStats()
+        self.listeners: list[Callable[[bytes], None]] = []  # called with each new cosigned note we hold
+        self._signer = Ed25519Signer(self.origin, replica.key)
+        self._cosigner = CosignatureSigner(cosigner_name(replica.did), replica.key, clock=clock)
+        self._witness_path = state_dir / WITNESS_FILE
+        self._checkpoint_path = state_dir / CHECKPOINT_FILE
+        self._witness: Witness | None = None
+        self._logs: dict[str, Ed25519Verifier] = {}  # the witness's: filled with each requesting peer's log key
+        self._limiter = trio.CapacityLimiter(max_concurrent)
+        self._latest = self._restore()
+        self._asked: set[str] = set(self._latest_cosigners())
+        self._in_flight: set[str] = set()
+        self._failures: Counter[str] = Counter()  # requests to a peer that got no answer, for the latest checkpoint
+        self._cosigned_size: dict[str, int] = {}  # peer -> size it last cosigned for us, as far as we know
+        self._published = None if self._latest is None else self._latest.note()
+        self._forks = ForkDetector()
+
+    def checkpoint_note(self) -> bytes | None:
+        """Our latest checkpoint with the cosignatures collected for it, as last persisted and published
+        (for `GET /v1/log/checkpoint`); cosignatures arriving meanwhile join it at the next interval."""
+        return self._published
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Checkpoint, ask for cosignatures, publish, witness and watch checkpoints until cancelled."""
+        inbox = await self.host.subscribe(checkpoints_topic(self.network), checkpoint_validator(self.network))
+        self._witness = Witness(self._witness_path, self._cosigner, self._logs)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch, inbox)
+                nursery.start_soon(self._checkpoint_loop, nursery)
+                task_status.started()
+        finally:
+            witness, self._witness = self._witness, None
+            witness.close()
+
+    def cosign(self, peer_id: str, request: CosignRequest) -> Reply:
+        """Answer a peer's request to cosign its records log's checkpoint (the SyncService calls this)."""
+        if self._witness is None:
+            return self._refuse(Refused(503, "this node's witness is not running"))
+        try:
+            key = peer_public_key(peer_id)
+        except InvalidPeerId as e:
+            return self._refuse(Refused(403, str(e)[:200]))
+        org = did_key(key)
+        origin = log_origin(self.network, org, RECORDS_LOG)
+        self._logs.setdefault(origin, Ed25519Verifier(origin, key))
+        reply, evidence = answer(self._witness, request, origin=origin)
+        if isinstance(reply, Refused):
+            self._refuse(reply)
+        else:
+            self.stats.cosigned_for_peers += 1
+        if evidence is not None:
+            self._fork(org, evidence)
+        return reply
+
+    def _refuse(self, reply: Refused) -> Refused:
+        self.stats.refused_peers[reply.status] += 1
+        return reply
+
+    # --- our checkpoints ------------------------------------------------------------------------------------
+
+    async def _checkpoint_loop(self, nursery: trio.Nursery) -> None:
+        while True:
+            self._checkpoint()
+            for peer in self.host.connected_peers():
+                if peer not in self._asked and peer not in self._in_flight:
+                    self._in_flight.add(peer)
+                    nursery.start_soon(self._ask, peer, self._latest)
+            await self._publish()
+            await trio.sleep(self.interval)
+
+    def _checkpoint(self) -> None:
+        """Sign a new checkpoint if the ledger grew since the last one."""
+        ledger = self.replica.store.ledger
+        size = ledger.size
+        if size == 0 or (self._latest is not None and self._latest.checkpoint.size == size):
+            return
+        checkpoint = Checkpoint(self.origin, size, ledger.root(size))
+        self._latest = _Latest(checkpoint, note_signature(checkpoint.to_text(), self._signer))
+        self._asked = set()
+        self._failures.clear()
+        self.stats.checkpoints_signed += 1
+
+    async def _ask(self, peer: str, latest: _Latest | None) -> None:
+        """Ask one peer to cosign `latest`; a peer that answered is not asked again for it."""
+        try:
+            if latest is None:
+                return
+            async with self._limiter:
+                outcome = await self._exchange(peer, latest)
+        except RemoteProtocolError as error:
+            self.stats.errors[error.reason] += 1
+            logger.info("cosigning by %s: %s", peer, error)
+            self._asked.add(peer)
+        except (SyncError, HostError, FrameError, trio.TooSlowError) as error:
+            self._failed(peer, latest, error)
+        else:
+            if latest is self._latest:
+                self._asked.add(peer)
+            if isinstance(outcome, Witnessed):
+                self.stats.cosignatures += 1
+                self._cosigned_size[peer] = latest.checkpoint.size
+                if len(latest.cosignatures) < _MAX_COSIGNATURES:
+                    latest.cosignatures[outcome.signature.name] = outcome.signature
+            else:
+                self.stats.declined[outcome.status] += 1
+                if outcome.size is not None:
+                    self._cosigned_size[peer] = outcome.size
+                logger.info("%s declined to cosign our checkpoint (%d): %s", peer, outcome.status, outcome.reason)
+        finally:
+            self._in_flight.discard(peer)
+
+    def _failed(self, peer: str, latest: _Latest, error: Exception) -> None:
+        """A request that got no answer is tried again next interval, a few times per checkpoint."""
+        if isinstance(error, SyncError):
+            reason = error.reason
+        else:
+            reason = "timeout" if isinstance(error, trio.TooSlowError) else "stream"
+        self.stats.errors[reason] += 1
+        logger.debug("cosigning by %s failed (%s): %s", peer, reason, error)
+        if latest is self._latest:
+            self._failures[peer] += 1
+            if self._failures[peer] >= _ATTEMPTS:
+                self._asked.add(peer)
+
+    async def _exchange(self, peer: str, latest: _Latest) -> Witnessed | Refused:
+        org = did_key(peer_public_key(peer))
+        witness = CosignatureVerifier(cosigner_name(org), peer_public_key(peer))
+        old_size = min(self._cosigned_size.get(peer, 0), latest.checkpoint.size)
+        client = CosignClient(latest.log_note(), latest.checkpoint, old_size,
+                              self.replica.store.ledger.consistency_proof, witness)
+        self.stats.cosign_requests += 1
+        event: Send | Witnessed | Refused = client.start()
+        async with await self.host.open_stream(peer, SYNC_PROTOCOL) as stream:
+            while isinstance(event, Send):
+                with trio.fail_after(self.timeout):
+                    await stream.write_frame(event.payload)
+                    payload = await stream.read_frame(_MAX_FRAME)
+                if payload is None:
+                    raise SyncError("stream", "the peer closed the stream before answering")
+                event = client.receive(payload)
+        return event
+
+    async def _publish(self) -> None:
+        """Publish our latest cosigned checkpoint, persist it and tell the listeners, if it changed."""
+        if self._latest is None or (note := self._latest.note()) == self._published:
+            return
+        try:
+            self._persist(note)
+        except OSError as error:
+            self.stats.errors["persist"] += 1  # tried again next interval
+            logger.error("saving our checkpoint to %s: %s", self._checkpoint_path, error)
+            return
+        self._published = note
+        for listener in self.listeners:
+            listener(note)
+        try:
+            await self.host.publish(checkpoints_topic(self.network), note)
+        except HostError as error:
+            self.stats.publish_errors += 1
+            logger.warning("publishing our checkpoint: %s", error)
+
+    def _persist(self, note: bytes) -> None:
+        temporary = self._checkpoint_path.with_name(self._checkpoint_path.name + ".tmp")
+        with open(temporary, "wb") as file:
+            file.write(note)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, self._checkpoint_path)
+
+    def _restore(self) -> _Latest | None:
+        """Our persisted checkpoint, if it still describes our ledger; its cosignature lines are re-verified."""
+        try:
+            note = self._checkpoint_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            checkpoint, (log_signature, *_) = open_checkpoint(note, [self._signer.verifier()])
+            ledger = self.replica.store.ledger
+            if checkpoint.size > ledger.size or ledger.root(checkpoint.size) != checkpoint.root:
+                raise NoteError(f"checkpoint of size {checkpoint.size} does not match the records ledger")
+        except NoteError as e:
+            logger.warning("%s: ignoring our saved checkpoint: %s", self._checkpoint_path, e)
+            return None
+        return _Latest(checkpoint, log_signature, _cosignatures(note, checkpoint))
+
+    def _latest_cosigners(self) -> list[str]:
+        if self._latest is None:
+            return []
+        return [peer_id_from_public_key(public_key_from_did(name.removeprefix(f"{PREFIX}/")))
+                for name in self._latest.cosignatures]
+
+    # --- others' checkpoints --------------------------------------------------------------------------------
+
+    async def _watch(self, inbox: trio.MemoryReceiveChannel[Received]) -> None:
+        async for received in inbox:
+            self.stats.checkpoints_received += 1
+            try:
+                seen = open_org_checkpoint(received.data, self.network)
+            except NoteError:
+                continue  # the topic validator passed it: only a bug could bring us here
+            if seen.org == self.replica.did:
+                continue
+            earlier = self._forks.observe(seen)
+            cosigned = self._witness.cosigned(seen.checkpoint.origin) if self._witness else None
+            if cosigned is not None and cosigned[0].size == seen.checkpoint.size and cosigned[0].root != seen.checkpoint.root:
+                earlier = cosigned[1]
+            if earlier is not None:
+                self._fork(seen.org, Equivocation(seen.checkpoint.origin, earlier, seen.note))
+
+    def _fork(self, offender: str, evidence: Equivocation) -> None:
+        """Two log-signed checkpoints of one size and different roots: sign the evidence, once per offender."""
+        self.stats.forks += 1
+        logger.warning("%s: two checkpoints of one size with different roots", evidence.origin)
+        if offender == self.replica.did or offender in self.replica.flagged or offender not in self.replica.horizon:
+            return
+        body = equivocation_body("checkpoint", offender, evidence.cosigned, evidence.submitted)
+        try:
+            check_checkpoint_evidence(EquivocationBody(**body))  # what every peer will check
+            self.replica.issue("equivocation", body)
+        except InvalidRecord as error:
+            self.stats.errors["evidence"] += 1
+            logger.warning("evidence against %s not usable: %s", offender, error)
+        else:
+            self.stats.equivocations_issued += 1
+
+
+def _cosignatures(note: bytes, checkpoint: Checkpoint) -> dict[str, Signature]:
+    """The verified cosignatures of vouchnet cosigners (`vouchnet/<did>`) on a checkpoint note."""
+    found: dict[str, Signature] = {}
+    text = checkpoint.to_text().encode()
+    for line in note[note.rfind(b"\n\n") + 2:].decode().splitlines():
+        try:
+            signature = Signature.from_line(line)
+            verifier = CosignatureVerifier(signature.name, public_key_from_did(signature.name.removeprefix(f"{PREFIX}/")))
+        except (NoteError, InvalidDid):
+            continue  # the log's own line, or not a vouchnet cosigner
+        if verifier.key_id == signature.key_id and verifier.verify(text, signature.signature):
+            found[signature.name] = signature
+    return found

@@ -1,0 +1,117 @@
+"""Nodes on loopback for the sync and witnessing tests: a host, a replica over a store in a directory, the
+services under test in one nursery; and a wait on replica changes that needs no polling."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+from nacl.signing import SigningKey
+
+from gossip.host import Host, open_host
+from gossip.replica import Replica
+from gossip.store import RecordStore
+from gossip.sync import SyncLimits
+from gossip.sync_service import PageLimits, SyncService
+from gossip.witnessing import Witnessing
+from ledger import tree_hash
+from vouching import did_key, verify_record
+
+LOOPBACK = ["/ip4/127.0.0.1/tcp/0"]
+NETWORK = "test"
+
+
+@dataclass
+class Identity:
+    """A node's seed and data directory, which outlive any one run of it."""
+
+    seed: bytes
+    directory: Path
+
+    @property
+    def did(self) -> str:
+        return did_key(bytes(SigningKey(self.seed).verify_key))
+
+
+def identities(tmp_path: Path, count: int) -> list[Identity]:
+    made = [Identity(os.urandom(32), tmp_path / f"node{i}") for i in range(count)]
+    for identity in made:
+        identity.directory.mkdir()
+    return made
+
+
+@dataclass
+class Node:
+    host: Host
+    replica: Replica
+    sync: SyncService
+    witnessing: Witnessing | None
+
+    @property
+    def addr(self) -> str:
+        return self.host.listen_addrs[0]
+
+    def records(self) -> set[bytes]:
+        store = self.replica.store
+        return {raw for _, raw in store.query(limit=store.size)}
+
+
+@asynccontextmanager
+async def running(
+    identity: Identity,
+    roots: tuple[str, ...],
+    *,
+    sync_interval: float = 30.0,
+    witness_interval: float | None = None,
+    limits: SyncLimits | PageLimits = SyncLimits(),
+    verify_threads: int = 0,
+) -> AsyncIterator[Node]:
+    """A node until the block ends; `witness_interval` also runs its witnessing."""
+    with RecordStore.open(identity.directory) as store:
+        replica = Replica(SigningKey(identity.seed), store, roots=roots, max_hops=3, held_limit=1000)
+        async with open_host(identity.seed, LOOPBACK) as host, trio.open_nursery() as nursery:
+            witnessing = None
+            if witness_interval is not None:
+                witnessing = Witnessing(host, replica, network=NETWORK, interval=witness_interval,
+                                        state_dir=identity.directory)
+                await nursery.start(witnessing.run)
+            sync = SyncService(host, replica, limits=limits, interval=sync_interval, timeout=5.0,
+                               cosigner=witnessing.cosign if witnessing else None, verify_threads=verify_threads)
+            await nursery.start(sync.run)
+            yield Node(host, replica, sync, witnessing)
+            nursery.cancel_scope.cancel()
+
+
+async def until(condition: Callable[[], bool], nodes: list[Node]) -> None:
+    """Return once `condition()` holds, re-checking whenever one of the nodes' replicas accepts records."""
+    while not condition():
+        changed = trio.Event()
+
+        def wake(records: object) -> None:
+            changed.set()
+
+        for node in nodes:
+            node.replica.listeners.append(wake)
+        try:
+            if not condition():
+                await changed.wait()
+        finally:
+            for node in nodes:
+                node.replica.listeners.remove(wake)
+
+
+def ledger_verifies(node: Node) -> bool:
+    """Every entry of the node's records ledger is a valid record, chains follow, and the root covers them all."""
+    ledger = node.replica.store.ledger
+    entries = ledger.entries(0, ledger.size)
+    heads: dict[str, bytes] = {}
+    for raw in entries:
+        record = verify_record(raw)
+        if record.prev != heads.get(record.iss):
+            return False
+        heads[record.iss] = record.id
+    return ledger.root() == tree_hash(entries)

@@ -1,0 +1,90 @@
+"""Checkpoints on the checkpoints topic: only an org's own signed records-log checkpoints pass, the validator never
+raises, and a second root at a size already seen is reported with the first note as evidence."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from nacl.signing import SigningKey
+
+from gossip.checkpoints import MAX_CHECKPOINT_NOTE, ForkDetector, checkpoint_validator, open_org_checkpoint
+from ledger import (
+    Checkpoint,
+    CosignatureSigner,
+    Ed25519Signer,
+    NoteError,
+    cosigner_name,
+    log_origin,
+    note_signature,
+    tree_hash,
+)
+from vouching import did_key
+
+KEY = SigningKey(b"\x05" * 32)
+DID = did_key(bytes(KEY.verify_key))
+
+
+def signed(size: int, entry: bytes = b"e", *, network: str = "test", log: str = "records", key: SigningKey = KEY,
+           did: str = DID, extensions: tuple[str, ...] = ()) -> bytes:
+    origin = log_origin(network, did, log)
+    return Checkpoint(origin, size, tree_hash([entry] * size), extensions).sign([Ed25519Signer(origin, key)])
+
+
+def test_an_orgs_checkpoint_opens_with_its_log_signature_only():
+    witness_key = SigningKey(b"\x06" * 32)
+    note = signed(3)
+    text = note[: note.rfind(b"\n\n") + 1].decode()
+    cosigner = CosignatureSigner(cosigner_name(did_key(bytes(witness_key.verify_key))), witness_key)
+    cosigned = note + note_signature(text, cosigner).line.encode()
+    seen = open_org_checkpoint(cosigned, "test")
+    assert seen.org == DID and seen.checkpoint.size == 3
+    assert seen.note == note  # evidence carries the log's signature alone
+    assert checkpoint_validator("test")("peer", cosigned)
+
+
+@pytest.mark.parametrize(
+    ("note", "rule"),
+    [
+        (signed(3, network="other"), "not a records log of network test"),
+        (signed(3, log="telemetry"), "not a records log"),
+        (signed(3, key=SigningKey(b"\x07" * 32)), "none of its 1 signatures is from a known key"),
+        (signed(3, did="did:key:z6MkNotAKey"), "did"),
+        (signed(3, extensions=("x" * MAX_CHECKPOINT_NOTE,)), "is more than"),
+        (b"example.com/log\n3\n", "must be vouchnet/"),
+    ],
+)
+def test_anything_else_is_not_an_org_checkpoint(note, rule):
+    with pytest.raises(NoteError, match=rule):
+        open_org_checkpoint(note, "test")
+    assert checkpoint_validator("test")("peer", note) is False
+
+
+@settings(max_examples=300)
+@given(st.one_of(
+    st.binary(max_size=400),
+    st.builds(lambda note, i, b: note[:i] + bytes([b]) + note[i + 1:], st.just(signed(5)), st.integers(0, 200),
+              st.integers(0, 255)),
+))
+def test_the_validator_never_raises(data):
+    assert checkpoint_validator("test")("peer", data) in (True, False)
+
+
+def test_a_second_root_at_a_seen_size_is_reported_with_the_first_note():
+    forks = ForkDetector()
+    first, same, other = signed(4, b"a"), signed(4, b"a"), signed(4, b"b")
+    assert forks.observe(open_org_checkpoint(first, "test")) is None
+    assert forks.observe(open_org_checkpoint(same, "test")) is None
+    assert forks.observe(open_org_checkpoint(signed(5, b"a"), "test")) is None
+    assert forks.observe(open_org_checkpoint(other, "test")) == first
+
+
+def test_memory_is_bounded_oldest_first():
+    forks = ForkDetector(sizes=2, origins=2)
+    for size in (1, 2, 3):
+        forks.observe(open_org_checkpoint(signed(size, b"a"), "test"))
+    assert forks.observe(open_org_checkpoint(signed(1, b"b"), "test")) is None  # size 1 was forgotten
+    assert forks.observe(open_org_checkpoint(signed(3, b"b"), "test")) == signed(3, b"a")
+    for other in (SigningKey(b"\x08" * 32), SigningKey(b"\x09" * 32)):
+        forks.observe(open_org_checkpoint(signed(3, key=other, did=did_key(bytes(other.verify_key))), "test"))
+    assert forks.observe(open_org_checkpoint(signed(3, b"c"), "test")) is None  # the first origin was forgotten

@@ -1,0 +1,127 @@
+"""Witnessing between real libp2p hosts on loopback: a node's checkpoint is cosigned by its peers, kept across a
+restart, and a second root at a cosigned size (gossiped, or sent for cosigning) becomes evidence everywhere."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+from nacl.signing import SigningKey
+
+from gossip.checkpoints import checkpoints_topic
+from gossip.cosigning import CosignClient
+from gossip.sync_messages import SYNC_PROTOCOL, Refused
+from gossip.witnessing import Witnessing
+from ledger import (
+    Checkpoint,
+    CosignatureVerifier,
+    Ed25519Signer,
+    cosigner_name,
+    open_checkpoint,
+    open_note,
+)
+from vouching import EquivocationBody, verify_record, vouch_body
+
+from ..factories import new_did
+from .nodes import NETWORK, Node, identities, running, until
+
+pytestmark = pytest.mark.slow
+
+
+async def cosigned_by(node: Node, count: int) -> bytes:
+    """The node's checkpoint note once it covers the whole ledger and carries `count` cosignatures."""
+    assert node.witnessing is not None
+    changed = trio.Event()
+
+    def ready() -> bytes | None:
+        note = node.witnessing.checkpoint_note()
+        if note is None:
+            return None
+        checkpoint, _ = open_checkpoint(note, [Ed25519Signer(node.witnessing.origin, node.replica.key).verifier()])
+        complete = checkpoint.size == node.replica.store.size and note.count("\u2014 ".encode()) == 1 + count
+        return note if complete else None
+
+    node.witnessing.listeners.append(lambda note: changed.set())
+    while (note := ready()) is None:
+        await changed.wait()
+        changed = trio.Event()
+    return note
+
+
+def forged(node: Node, identity_seed: bytes) -> bytes:
+    """A checkpoint of the node's records log at its current size with another root, signed with its key."""
+    size = node.replica.store.size
+    checkpoint = Checkpoint(node.witnessing.origin, size, bytes(32))
+    return checkpoint.sign([Ed25519Signer(node.witnessing.origin, SigningKey(identity_seed))])
+
+
+def flagged_everywhere(offender: str, nodes: list[Node]) -> bool:
+    return all(offender in node.replica.flagged for node in nodes)
+
+
+async def test_a_checkpoint_is_cosigned_and_a_gossiped_fork_becomes_evidence_everywhere(tmp_path):
+    ids = identities(tmp_path, 3)
+    roots = tuple(i.did for i in ids)
+    with trio.fail_after(60):
+        async with (
+            running(ids[0], roots, sync_interval=0.3, witness_interval=0.1) as n0,
+            running(ids[1], roots, sync_interval=0.3, witness_interval=0.1) as n1,
+            running(ids[2], roots, sync_interval=0.3, witness_interval=0.1) as n2,
+        ):
+            nodes = [n0, n1, n2]
+            for a, b in [(n0, n1), (n0, n2), (n1, n2)]:
+                await a.host.connect(b.addr)
+            for _ in range(5):
+                n0.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+            await until(lambda: n1.records() == n2.records() == n0.records(), nodes)
+            note = await cosigned_by(n0, 2)
+            witnesses = [CosignatureVerifier(cosigner_name(i.did), SigningKey(i.seed).verify_key.encode()) for i in ids[1:]]
+            _, signatures = open_note(note, [Ed25519Signer(n0.witnessing.origin, n0.replica.key).verifier(), *witnesses])
+            assert len(signatures) == 3  # the log's and both peers'
+
+            topic = checkpoints_topic(NETWORK)
+            for peer in (n1, n2):
+                await n0.host.wait_for_mesh(topic, peer.host.peer_id)
+            await n0.host.publish(topic, forged(n0, ids[0].seed))
+            await until(lambda: flagged_everywhere(ids[0].did, nodes), nodes)
+            evidence = [verify_record(raw).body for node in nodes for _, raw in node.replica.store.query(kind="equivocation")]
+            assert evidence and all(isinstance(b, EquivocationBody) and b.type == "checkpoint" for b in evidence)
+            assert n1.witnessing.stats.equivocations_issued + n2.witnessing.stats.equivocations_issued >= 1
+
+
+async def test_a_fork_sent_for_cosigning_is_refused_and_becomes_evidence(tmp_path):
+    a, b = identities(tmp_path, 2)
+    roots = (a.did, b.did)
+    with trio.fail_after(40):
+        async with running(a, roots, witness_interval=0.1) as n0, running(b, roots, witness_interval=0.1) as n1:
+            await n0.host.connect(n1.addr)
+            n0.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+            await until(lambda: n1.records() == n0.records(), [n1])
+            await cosigned_by(n0, 1)
+
+            fork = forged(n0, a.seed)
+            checkpoint, _ = open_checkpoint(fork, [Ed25519Signer(n0.witnessing.origin, n0.replica.key).verifier()])
+            witness = CosignatureVerifier(cosigner_name(b.did), SigningKey(b.seed).verify_key.encode())
+            client = CosignClient(fork, checkpoint, checkpoint.size, n0.replica.store.ledger.consistency_proof, witness)
+            async with await n0.host.open_stream(n1.host.peer_id, SYNC_PROTOCOL) as stream:
+                await stream.write_frame(client.start().payload)
+                outcome = client.receive(await stream.read_frame(max_size=1 << 20))
+            assert isinstance(outcome, Refused) and outcome.status == 409
+            assert a.did in n1.replica.flagged
+            assert n1.witnessing.stats.equivocations_issued == 1
+
+            # our cosigned checkpoint is kept across a restart of the service
+            again = Witnessing(n0.host, n0.replica, network=NETWORK, state_dir=a.directory)
+            assert again.checkpoint_note() == n0.witnessing.checkpoint_note()
+            assert cosigner_name(b.did).encode() in again.checkpoint_note()  # with the cosignature collected
+
+
+async def test_stopping_the_services_leaves_no_task_behind(tmp_path):
+    a, b = identities(tmp_path, 2)
+    roots = (a.did, b.did)
+    with trio.fail_after(30):
+        tasks_before = trio.lowlevel.current_statistics().tasks_living
+        async with running(a, roots, witness_interval=0.1) as n0, running(b, roots, witness_interval=0.1) as n1:
+            await n0.host.connect(n1.addr)
+            n0.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+            await cosigned_by(n0, 1)
+        assert trio.lowlevel.current_statistics().tasks_living == tasks_before
