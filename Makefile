@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+# The data directory `make run` uses; `vouchnet init` creates it on the first run.
+NODE   ?= .vouchnet-node
 
 .PHONY: install run test bench clean
 
@@ -14,8 +16,8 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 run: install
-	$(BIN)/vouchnet --help
-	$(BIN)/vouchnet demo
+	@test -f $(NODE)/config.toml || $(BIN)/vouchnet init --dir $(NODE)
+	$(BIN)/vouchnet run --dir $(NODE)
 
 test: install
 	$(BIN)/python -m pytest

@@ -114,6 +114,9 @@ Seen but not isolated: with 64 KiB messages among 5 processes on a loaded 2-CPU 
 with "Failed authentication of message" (a Noise frame out of step) in 2 of 4 benchmark runs before the
 fixes for 17 and 18, and in none of 9 runs after. A Noise frame whose send is cancelled half-way would do
 the same; py-libp2p does not shield its writes. The node's reconnect and sync repair a dropped connection.
+19. ConnectionConfig(max_connections=20) raises "Max connections should be >= high_watermark": its watermarks
+   keep their defaults (300/100/50) whatever the limit. Repro: ConnectionConfig(max_connections=20). Handled:
+   the watermarks are lowered with the limit (_connection_config).
 Not worked around (policy, not a bug to patch): py-libp2p grafts "opportunistically" on every heartbeat
 (the spec does it every 60 heartbeats), so meshes larger than D churn a little; scores of a disconnected
 peer are forgotten at once (the spec retains them); IDONTWANT is sent for every message regardless of size.
@@ -802,8 +805,7 @@ async def open_host(seed: bytes, listen: list[str], *, config: HostConfig = Host
         sec_opt={NOISE_PROTOCOL_ID: NoiseTransport(key_pair, noise_privkey=create_new_x25519_key_pair().private_key)},
         muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
         transports=[TCP()],
-        connection_config=ConnectionConfig(max_connections_per_peer=1, max_connections=config.max_connections,
-                                           dial_timeout=config.dial_timeout),
+        connection_config=_connection_config(config),
         disable_identify_address_discovery=True,  # advertise what we listen on, not what peers claim to see
     )
     lp_host.get_network().retry_config = RetryConfig(max_retries=0)  # quirk 6: the caller owns retries
@@ -919,6 +921,16 @@ def _parse_dial_addr(addr: str) -> tuple[multiaddr.Multiaddr, ID]:
     if names not in (["ip4", "tcp", "p2p"], ["ip6", "tcp", "p2p"]):
         raise HostError(f"dial {addr!r}: must be /ip4|ip6/<address>/tcp/<port>/p2p/<peer id>")
     return maddr.decapsulate(multiaddr.Multiaddr(f"/p2p/{peer}")), _parse_peer_id(str(peer))
+
+
+def _connection_config(config: HostConfig) -> ConnectionConfig:
+    """Quirk 19: ConnectionConfig refuses max_connections below its default watermarks (300 high, 100 low, 50
+    minimum), so the watermarks are lowered with it; the auto-connector they drive is stopped anyway (quirk 6)."""
+    high = min(config.max_connections, 300)
+    low = min(high, 100)
+    return ConnectionConfig(max_connections_per_peer=1, max_connections=config.max_connections,
+                            dial_timeout=config.dial_timeout, high_watermark=high, low_watermark=low,
+                            min_connections=min(low, 50))
 
 
 def _check_topic(topic: str) -> None:

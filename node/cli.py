@@ -10,12 +10,12 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 
 from node.client import ClientError
-from node.commands import local, log, records, status, vouches
+from node.commands import agents, audit, local, log, records, scores, status, vouches
 from node.commands.common import CommandFailed, UsageError
 from testnet.sim import cli as sim
 
 # Modules with `register(subparsers)`, in the order --help lists them.
-COMMANDS = [local, status, vouches, records, log, sim]
+COMMANDS = [local, status, vouches, records, scores, log, agents, audit, sim]
 
 
 def _version() -> str:

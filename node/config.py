@@ -61,6 +61,9 @@ class NodeConfig:
     epoch_seconds: float = 3600.0
     retention_days: float = 180.0
     dp_epsilon: float | None = None
+    recompute_seconds: float = 60.0
+    min_score: int = 0
+    high_risk_tools: tuple[str, ...] | None = None  # None: vouching.policy's default list
     limits: Limits = field(default_factory=Limits)
 
     @property
@@ -156,7 +159,7 @@ def load_config(data_dir: Path) -> NodeConfig:
 
 
 def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
-    _known_keys("config", doc, {"name", "network", "p2p", "trust", "api", "witness", "telemetry", "limits"})
+    _known_keys("config", doc, {"name", "network", "p2p", "trust", "api", "witness", "telemetry", "scoring", "limits"})
     name = _get(doc, "config", "name", "a string", NodeConfig.name)
     if not 1 <= len(name) <= 128 or not name.isprintable():
         raise ConfigError(f"name: must be 1-128 printable characters, got {name!r}")
@@ -203,6 +206,18 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
     if dp_epsilon is not None:
         _positive("telemetry", "dp_epsilon", dp_epsilon)
 
+    scoring = _table(doc, "scoring")
+    _known_keys("scoring", scoring, {"recompute_seconds", "min_score", "high_risk_tools"})
+    recompute_seconds = _positive(
+        "scoring", "recompute_seconds", _get(scoring, "scoring", "recompute_seconds", "a number", 60.0)
+    )
+    min_score = _get(scoring, "scoring", "min_score", "an integer", 0)
+    if not 0 <= min_score <= 1000:
+        raise ConfigError(f"scoring.min_score: must be 0-1000, got {min_score}")
+    tools = _get(scoring, "scoring", "high_risk_tools", "a list", None)
+    if tools is not None and not all(isinstance(t, str) and t.strip() for t in tools):
+        raise ConfigError("scoring.high_risk_tools: must be a list of tool names")
+
     limits_table = _table(doc, "limits")
     defaults = Limits()
     _known_keys("limits", limits_table, {f.name for f in fields(Limits)})
@@ -227,6 +242,9 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
         epoch_seconds=float(epoch_seconds),
         retention_days=float(retention_days),
         dp_epsilon=None if dp_epsilon is None else float(dp_epsilon),
+        recompute_seconds=float(recompute_seconds),
+        min_score=min_score,
+        high_risk_tools=None if tools is None else tuple(tools),
         limits=Limits(**limit_values),
     )
 
@@ -293,6 +311,15 @@ epoch_seconds = {d.epoch_seconds}
 retention_days = {d.retention_days}
 # Differential-privacy epsilon for digest counts; leave unset for exact counts.
 # dp_epsilon = 1.0
+
+[scoring]
+# Seconds between full recomputes of org reputation, credibility and every agent's score.
+recompute_seconds = {d.recompute_seconds}
+# Checks (POST /v1/agents/DID/check) block any agent scoring below this, whatever its tier.
+min_score = {d.min_score}
+# Tools that need an agent of tier `trusted` or better; unset: shell, exec, deploy, payments, transfer, email,
+# sms, delete, database-write, secrets, iam.
+# high_risk_tools = ["shell", "deploy", "payments", "email"]
 
 [limits]
 max_peers = {lim.max_peers}

@@ -1,20 +1,23 @@
-"""`vouchnet run`: one trio root nursery holding the libp2p host, gossip, sync, witnessing, peers and the API.
+"""`vouchnet run`: one trio root nursery holding the libp2p host, gossip, sync, witnessing, peers, telemetry, the
+trust engine and the local API (DESIGN.md §1, §8).
 
 Shutdown is cancelling that nursery (SIGINT or SIGTERM does it): every service is a task of it, so nothing is
-left behind, and the ledger's appends are single transactions, so nothing is left half-written.
+left behind, and every ledger append is one transaction, so nothing is left half-written.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import trio
 from nacl.signing import SigningKey
 
-from gossip.host import Host, HostConfig, open_host, peer_public_key
+from gossip.host import GOSSIPSUB_PROTOCOLS, Host, HostConfig, open_host, peer_public_key
 from gossip.peers import PeerManager, split_peer_addr
 from gossip.replica import Replica
 from gossip.service import GossipService
@@ -22,14 +25,25 @@ from gossip.store import RecordStore
 from gossip.sync_service import SyncService
 from gossip.witnessing import Witnessing
 from vouching import OrgBody, did_key, load_record, org_body
+from vouching.policy import DEFAULT_HIGH_RISK_TOOLS, Policy
 
-from .api import ApiService
+from .api import ApiService, create_app
+from .api.scores import CHECK_PATH, scores_router
 from .config import NodeConfig
+from .ingest_api import BODY_LIMITS, OPEN_WRITE_PATHS
 from .keys import load_org_key, load_token
+from .audit_log import wall_clock_ms
+from .metrics import LATENCY_BUCKETS, Registry, record_latency_listener
+from .telemetry import Telemetry
+from .trust import TrustService
 
 log = logging.getLogger("vouchnet.node")
 SHUTDOWN_SECONDS = 2.0
 _WILDCARDS = ("/ip4/0.0.0.0/", "/ip6/::/")
+# py-libp2p 0.8.1 sends an IDONTWANT per message to every /meshsub/1.2.0 peer: 15-60% more CPU per record for
+# batched gossip (measured in benchmarks/gossip_service.py), and go, js and rust peers negotiate 1.1 anyway.
+GOSSIP_PROTOCOLS = ("/meshsub/1.1.0",)
+assert set(GOSSIP_PROTOCOLS) <= set(GOSSIPSUB_PROTOCOLS)
 
 
 @dataclass
@@ -45,6 +59,9 @@ class Node:
     sync: SyncService
     witnessing: Witnessing
     peer_manager: PeerManager
+    telemetry: Telemetry
+    trust: TrustService
+    metrics: Registry
     api_url: str = ""
 
     @property
@@ -58,17 +75,13 @@ class Node:
     def info(self) -> dict[str, Any]:
         store = self.replica.store
         return {
-            "did": self.did,
             "name": self.config.name,
-            "network": self.network,
             "peer_id": self.host.peer_id,
             "listen": self.host.listen_addrs,
             "api": self.api_url,
             "ledger": {"size": store.size, "root": store.ledger.root().hex()},
             "roots": sorted(self.config.roots),
-            "horizon": len(self.replica.horizon.members()),
-            "held_records": self.replica.held_count,
-            "flagged": sorted(self.replica.flagged),
+            "rejected": dict(self.gossip.stats().gate.rejected),
         }
 
     def peers(self) -> list[dict[str, Any]]:
@@ -91,7 +104,7 @@ def announce_addrs(config: NodeConfig, host: Host) -> list[str]:
 
 def publish_org_record(replica: Replica, *, name: str, network: str, addrs: list[str]) -> None:
     """Issue our `org` record if we have none or it no longer says where and who we are (peer exchange)."""
-    ours = replica.store.query(issuer=replica.did, kind="org", limit=replica.store.size)
+    ours = replica.store.query(issuer=replica.did, kind="org", after=-1, limit=replica.store.size)
     wanted = org_body(name, network, addrs)
     if ours:
         body = load_record(ours[-1][1]).body
@@ -101,43 +114,75 @@ def publish_org_record(replica: Replica, *, name: str, network: str, addrs: list
     replica.issue("org", wanted)
 
 
-async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED) -> None:
-    """Run a node until cancelled; `task_status.started(node)` once every service is up and the API listens."""
+def _policy(config: NodeConfig) -> Policy:
+    tools = DEFAULT_HIGH_RISK_TOOLS if config.high_risk_tools is None else frozenset(config.high_risk_tools)
+    return Policy(min_score=config.min_score, high_risk_tools=tools)
+
+
+@asynccontextmanager
+async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
+    """Open the node's files and host and build its services (not yet running); close all on exit."""
     key = load_org_key(config.key_path)
     token = load_token(config.token_path)
     limits = config.limits
-    with RecordStore.open(config.data_dir) as store:
+    metrics = Registry()
+    async with AsyncExitStack() as stack:
+        store = stack.enter_context(RecordStore.open(config.data_dir))
         replica = Replica(key, store, roots=config.roots, max_hops=config.max_hops, held_limit=limits.held_records)
-        host_config = HostConfig(max_message_size=limits.gossip_batch_bytes + 1024, close_timeout=SHUTDOWN_SECONDS / 2)
-        async with open_host(bytes(key), list(config.listen), config=host_config) as host:
-            sync = SyncService(host, replica, limits=limits, interval=config.sync_interval)
-            node = Node(
-                config=config,
-                key=key,
-                token=token,
-                replica=replica,
-                host=host,
-                gossip=GossipService(host, replica, network=config.network, limits=limits, on_gaps=sync.request_gaps),
-                sync=sync,
-                witnessing=Witnessing(
-                    host, replica, network=config.network, interval=config.checkpoint_interval,
-                    state_dir=config.data_dir,
-                ),
-                peer_manager=PeerManager(host, replica, bootstrap=config.bootstrap, max_peers=limits.max_peers),
-            )
-            async with trio.open_nursery() as nursery:
-                for service in (node.gossip, node.sync, node.witnessing, node.peer_manager):
-                    await nursery.start(service.run)
-                publish_org_record(replica, name=config.name, network=config.network,
-                                   addrs=announce_addrs(config, host))
-                api = ApiService(node, config.api_host, config.api_port)
-                node.api_url = (await nursery.start(api.run))[0]
-                log.info(
-                    "node running",
-                    extra={"fields": {"did": node.did, "peer_id": host.peer_id, "listen": ",".join(host.listen_addrs),
-                                      "api": node.api_url, "network": config.network}},
-                )
-                task_status.started(node)
+        host_config = HostConfig(gossip_protocols=GOSSIP_PROTOCOLS, close_timeout=SHUTDOWN_SECONDS / 4,
+                                 max_connections=max(limits.max_peers * 2, 8))
+        host = await stack.enter_async_context(open_host(bytes(key), list(config.listen), config=host_config))
+        telemetry = Telemetry.open(config, key=key, replica=replica, metrics=metrics)
+        stack.callback(telemetry.close)
+        trust = TrustService(replica, roots=config.roots, policy=_policy(config), broadcaster=telemetry.broadcaster,
+                             metrics=metrics, recompute_interval=config.recompute_seconds)
+        digester = telemetry.digester
+        own_digests = [load_record(raw) for _, raw in
+                       store.query(issuer=replica.did, kind="digest", after=-1, limit=store.size)]
+        trust.replay(own_digests, telemetry.audit.ledger.entries(digester.undigested_from, telemetry.audit.size))
+        replica.listeners.append(trust.on_records)
+        replica.listeners.append(record_latency_listener(
+            metrics.histogram("record_latency_seconds", "Seconds from a record's issue to its acceptance here",
+                              LATENCY_BUCKETS), replica.did, wall_clock_ms))
+        telemetry.ingestor.listeners.append(trust.on_events)
+        witnessing = Witnessing(host, replica, network=config.network, state_dir=config.data_dir,
+                                interval=config.checkpoint_interval)
+        sync = SyncService(host, replica, limits=limits, interval=config.sync_interval, cosigner=witnessing.cosign)
+        gossip = GossipService(host, replica, network=config.network, limits=limits, on_gaps=sync.request_gaps)
+        node = Node(
+            config=config, key=key, token=token, replica=replica, host=host, gossip=gossip, sync=sync,
+            witnessing=witnessing, telemetry=telemetry, trust=trust, metrics=metrics,
+            peer_manager=PeerManager(host, replica, bootstrap=config.bootstrap, max_peers=limits.max_peers),
+        )
+        metrics.add_stats("gossip", gossip.stats)
+        metrics.add_stats("sync", sync.stats)
+        metrics.add_stats("witness", witnessing.stats)
+        metrics.collect("peers", "Connected peers", lambda: len(host.connected_peers()))
+        metrics.collect("ledger_size", "Records in the records ledger", lambda: store.size)
+        metrics.collect("held_records", "Records waiting for a missing predecessor", lambda: replica.held_count)
+        yield node
+
+
+async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED) -> None:
+    """Run a node until cancelled; `task_status.started(node)` once every service is up and the API listens."""
+    async with _opened(config) as node, trio.open_nursery() as nursery:
+        # Gossip first: our own records issued from here on (the org record, digests) are published.
+        for service in (node.gossip, node.sync, node.witnessing, node.peer_manager, node.trust,
+                        *node.telemetry.services()):
+            await nursery.start(service.run)
+        publish_org_record(node.replica, name=config.name, network=config.network,
+                           addrs=announce_addrs(config, node.host))
+        app = create_app(
+            node,
+            routers=[*node.telemetry.routers(), scores_router(node.trust, node.key)],
+            body_limits=BODY_LIMITS,
+            open_paths=[*OPEN_WRITE_PATHS, CHECK_PATH],
+        )
+        node.api_url = (await nursery.start(ApiService(node, config.api_host, config.api_port, app=app).run))[0]
+        log.info("node running", extra={"fields": {
+            "did": node.did, "peer_id": node.host.peer_id, "listen": ",".join(node.host.listen_addrs),
+            "api": node.api_url, "network": config.network, "records": node.replica.store.size}})
+        task_status.started(node)
 
 
 async def run_until_signalled(config: NodeConfig) -> None:

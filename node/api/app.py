@@ -6,7 +6,9 @@ belong to that thread, and a synchronous handler would be sent to a worker threa
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from collections.abc import Collection, Iterable, Mapping
+
+from fastapi import APIRouter, FastAPI
 
 from . import log, records, status
 from .errors import install_error_handlers
@@ -20,12 +22,22 @@ Every error is a 4xx or 5xx with the JSON body `{"error": <code>, "detail": <rea
 """
 
 
-def create_app(node: NodeView) -> FastAPI:
-    """The API of `node`, ready to be served (the daemon serves it with hypercorn's trio worker)."""
+def create_app(
+    node: NodeView,
+    *,
+    routers: Iterable[APIRouter] = (),
+    body_limits: Mapping[str, int] | None = None,
+    open_paths: Collection[str] = (),
+) -> FastAPI:
+    """The API of `node`, ready to be served (the daemon serves it with hypercorn's trio worker).
+
+    `routers` add the other parts' endpoints (telemetry, scores); `body_limits` and `open_paths` configure the
+    write guard for them (see WriteGuard).
+    """
     app = FastAPI(title="vouchnet node", version="1", description=_DESCRIPTION, docs_url=None, redoc_url=None)
     app.state.node = node
     install_error_handlers(app)
-    app.add_middleware(WriteGuard, node=node)
-    for module in (status, records, log):
-        app.include_router(module.router)
+    app.add_middleware(WriteGuard, node=node, body_limits=body_limits, open_paths=frozenset(open_paths))
+    for router in (status.router, records.router, log.router, *routers):
+        app.include_router(router)
     return app

@@ -7,6 +7,7 @@ nothing about its request but that the token is missing.
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Mapping
 
 from fastapi.security import HTTPBearer
@@ -22,12 +23,19 @@ _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 bearer_scheme = HTTPBearer(auto_error=False, description="The token in the node's `api.token` file.")
 
 
+def _template(path: str) -> str:
+    """A regex for a route path whose `{name}` segments match any one segment."""
+    return "(?:" + "/".join("[^/]+" if re.fullmatch(r"\{\w+\}", part) else re.escape(part)
+                            for part in path.split("/")) + ")"
+
+
 class WriteGuard:
     """ASGI middleware: every request but a read needs `Authorization: Bearer <token>` (else 401), and a body
     over `max_bytes` fails with 413 before the app has read more than that.
 
     `body_limits` raises (or lowers) the bound for given paths, e.g. telemetry batches; `open_paths` are writes
-    that need no token, e.g. OTLP trace export, which stock exporters send without one (node.ingest_api).
+    that need no token, e.g. OTLP trace export, which stock exporters send without one (node.ingest_api), or a
+    policy check, which changes nothing; a `{name}` segment in one matches any single path segment.
     """
 
     def __init__(
@@ -43,14 +51,14 @@ class WriteGuard:
         self.node = node
         self.max_bytes = max_bytes
         self.body_limits = dict(body_limits or {})
-        self.open_paths = open_paths
+        self._open = re.compile("|".join(_template(p) for p in open_paths) or "(?!)")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         path = scope["path"]
-        if scope["method"] not in _READ_METHODS and path not in self.open_paths:
+        if scope["method"] not in _READ_METHODS and not self._open.fullmatch(path):
             if (refusal := self._check_token(scope)) is not None:
                 await refusal.response()(scope, receive, send)
                 return

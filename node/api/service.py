@@ -8,6 +8,7 @@ import logging
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
+from starlette.types import ASGIApp
 
 from .app import create_app
 from .view import NodeView
@@ -16,12 +17,14 @@ log = logging.getLogger(__name__)
 
 
 class ApiService:
-    """Serves the API of `node` on host:port (port 0: any free port); 127.0.0.1 keeps it to this machine."""
+    """Serves the API of `node` on host:port (port 0: any free port); 127.0.0.1 keeps it to this machine. `app`
+    is `create_app(node)` unless the daemon assembled it with more routers."""
 
-    def __init__(self, node: NodeView, host: str = "127.0.0.1", port: int = 8700) -> None:
+    def __init__(self, node: NodeView, host: str = "127.0.0.1", port: int = 8700, *, app: ASGIApp | None = None) -> None:
         self.node = node
         self.host = host
         self.port = port
+        self.app = app or create_app(node)
 
     async def run(self, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled; `task_status.started` gets the bound base URLs (e.g. "http://127.0.0.1:8700")."""
@@ -29,4 +32,4 @@ class ApiService:
         config.bind = [f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"]
         config.accesslog = None  # requests are not logged; nothing of a request, its token least of all, reaches a log
         config.errorlog = log  # into the node's logging, not a handler of hypercorn's own on stderr
-        await serve(create_app(self.node), config, task_status=task_status)
+        await serve(self.app, config, task_status=task_status)

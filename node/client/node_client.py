@@ -72,6 +72,23 @@ class NodeClient:
     def peers(self) -> list[dict[str, Any]]:
         return self._get_json("/v1/peers")["peers"]
 
+    # --- scores -----------------------------------------------------------------------------------------
+
+    def score(self, agent: str, *, statement: bool = False) -> dict[str, Any]:
+        """The agent's score, tier, confidence and explanation as this node sees it (with a signed JWT if asked)."""
+        return self._get_json(f"/v1/agents/{agent}/score", {"statement": "true" if statement else None})
+
+    def check(self, agent: str, action: str, tool: str | None = None) -> dict[str, Any]:
+        """The node's decision for `agent` doing `action` (with `tool`): {decision, reason, score, tier}."""
+        body: dict[str, Any] = {"action": action} if tool is None else {"action": action, "tool": tool}
+        return self._json(self._post(f"/v1/agents/{agent}/check", body))
+
+    def orgs(self) -> list[dict[str, Any]]:
+        return self._get_json("/v1/orgs")["orgs"]
+
+    def org(self, did: str) -> dict[str, Any]:
+        return self._get_json(f"/v1/orgs/{did}")
+
     # --- records ----------------------------------------------------------------------------------------
 
     def vouch(

@@ -433,3 +433,9 @@ async def test_noise_frames_survive_a_connection_that_delivers_small_pieces() ->
     frame = bytes(range(256)) * 255
     async with open_host(os.urandom(32), LOOPBACK):
         assert await libp2p.io.msgio.read_exactly(Trickle(frame), len(frame)) == frame
+
+
+@pytest.mark.slow
+async def test_a_small_connection_limit_is_accepted() -> None:
+    async with open_host(os.urandom(32), LOOPBACK, config=HostConfig(max_connections=8)) as host:
+        assert host.listen_addrs

@@ -71,3 +71,10 @@ def test_missing_config_says_how_to_create_one(tmp_path):
 
 def test_api_bind_parses_ipv6():
     assert parse_api_bind("[::1]:8700") == ("::1", 8700)
+
+
+def test_scoring_policy_options(tmp_path):
+    config = load_config(_write(tmp_path, '[scoring]\nmin_score = 300\nhigh_risk_tools = ["deploy"]\n'))
+    assert config.min_score == 300 and config.high_risk_tools == ("deploy",)
+    with pytest.raises(ConfigError, match="scoring.min_score: must be 0-1000"):
+        load_config(_write(tmp_path, "[scoring]\nmin_score = 2000\n"))

@@ -1,0 +1,62 @@
+"""`vouchnet score` and `vouchnet orgs`: how this node scores an agent, and how it weighs the orgs it knows."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import Subparsers, add_command, did_argument, open_client, print_json
+
+
+def register(subparsers: Subparsers) -> None:
+    score = add_command(
+        subparsers,
+        "score",
+        summary="show an agent's trust score from this node's point of view, explained",
+        description="Ask the running node for an agent's score (0-1000), tier and confidence, with the explanation: "
+        "what each org's digests and each vouch contributed, how evidence decayed, and every cap or rule that "
+        "bit. An agent the node has never heard of gets the cold-start score.",
+        examples=["vouchnet score did:key:z6Mk...", "vouchnet score did:key:z6Mk... --json"],
+        run=_score,
+    )
+    score.add_argument("agent", metavar="DID", type=did_argument, help="the agent's did:key")
+    score.add_argument("--json", action="store_true", help="print the node's whole answer as JSON")
+    orgs = add_command(
+        subparsers,
+        "orgs",
+        summary="list the orgs this node knows, with their reputation and why",
+        description="List every org the running node knows, highest reputation first: its personalised PageRank "
+        "reputation from this node's trust roots, its credibility (do its digests agree with what this node saw?), "
+        "its accountability (did what it vouched for behave?), and the weight its word carries here.",
+        examples=["vouchnet orgs", "vouchnet orgs --explain", "vouchnet orgs --json"],
+        run=_orgs,
+    )
+    orgs.add_argument("--explain", action="store_true", help="print each org's explanation in words")
+    orgs.add_argument("--json", action="store_true", help="print the node's answer as JSON")
+
+
+def _score(args: argparse.Namespace) -> int:
+    with open_client(args) as client:
+        answer = client.score(args.agent)
+    if args.json:
+        print_json(answer)
+        return 0
+    print(f"{answer['agent']}: {answer['score']} ({answer['tier']}), confidence {answer['confidence']:.2f}")
+    for line in answer["explanation"]["text"][1:]:  # the first line repeats the headline
+        print(f"  {line}")
+    return 0
+
+
+def _orgs(args: argparse.Namespace) -> int:
+    with open_client(args) as client:
+        orgs = sorted(client.orgs(), key=lambda o: -o["reputation"])
+    if args.json:
+        print_json(orgs)
+        return 0
+    for org in orgs:
+        role = "own" if org["own"] else "root" if org["root"] else "equivocator" if org["equivocator"] else ""
+        print(f"{org['org']}  reputation {org['reputation']:.4f}  weight {org['weight']:.2f}  "
+              f"credibility {org['credibility']:.2f}  accountability {org['accountability']:.2f}  {role}".rstrip())
+        if args.explain:
+            for line in org["text"]:
+                print(f"    {line}")
+    return 0

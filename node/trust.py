@@ -1,0 +1,153 @@
+"""The node's trust engine, kept current (DESIGN.md §6): accepted records and first-hand events in as they come,
+a periodic full recompute, and every score or tier change out to `/v1/stream`.
+
+On start the engine is rebuilt from what is durable: every accepted record, this node's own digests as its
+first-hand evidence of past epochs, and the raw events of the epoch still open. (With differential privacy on,
+the own digests are the noisy counts: a restart trades a little first-hand precision for not replaying months of
+raw events.)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+
+import trio
+
+from gossip.replica import Replica
+from vouching import DigestBody, Record, VouchBody, load_record
+from vouching.evidence import Outcomes
+from vouching.explanation import Score
+from vouching.feed import feed_record
+from vouching.policy import Decision, Policy, decide
+from vouching.scoring import TrustEngine
+
+from .audit_log import Appended, wall_clock_ms
+from .events import decode_entry
+from .ingest import first_hand
+from .metrics import Registry
+from .stream import Broadcaster
+
+log = logging.getLogger(__name__)
+_REPLAY_PAGE = 2000
+
+
+def _outcomes(counts: Mapping[str, int]) -> Outcomes:
+    return Outcomes(ok=counts["ok"], error=counts["error"], denied=counts["denied"], timeout=counts["timeout"])
+
+
+class TrustService:
+    """Scores from this node's point of view; call `score`, `check`, `org`, `orgs` from the trio thread."""
+
+    def __init__(
+        self,
+        replica: Replica,
+        *,
+        roots: Iterable[str],
+        policy: Policy,
+        broadcaster: Broadcaster,
+        metrics: Registry,
+        recompute_interval: float,
+        clock: Callable[[], int] = wall_clock_ms,
+    ) -> None:
+        self.replica = replica
+        self.policy = policy
+        self.engine = TrustEngine(replica.did, roots)
+        self._broadcaster = broadcaster
+        self._interval = recompute_interval
+        self._clock = clock
+        self._known: dict[str, tuple[int, str]] = {}  # agent -> (score, tier) last published or served
+        self._requests = metrics.counter("score_requests_total", "Score and check requests answered", ["kind"])
+        metrics.collect("agents_known", "Agents the trust engine holds evidence or vouches for",
+                        lambda: len(self.engine.agents()))
+
+    def replay(self, own_digests: Iterable[Record], open_epoch: Iterable[bytes]) -> None:
+        """Rebuild the engine from the store, our own digests (as first-hand), and the open epoch's raw events."""
+        store = self.replica.store
+        for page_start in range(-1, store.size - 1, _REPLAY_PAGE):
+            for _, raw in store.query(after=page_start, limit=_REPLAY_PAGE):
+                feed_record(self.engine, load_record(raw))
+        for record in own_digests:
+            body = record.body
+            assert isinstance(body, DigestBody)
+            self.engine.add_first_hand(body.agent, ts=body.epoch + body.length, outcomes=_outcomes(body.outcomes),
+                                       high_risk=_outcomes(body.high_risk))
+        for entry in open_epoch:
+            at, event = decode_entry(entry)
+            self.engine.add_first_hand(event.agent, ts=at, **_single(event.outcome, event.high_risk))
+        self.engine.recompute(now=self._clock())
+
+    # --- inputs (listeners) -------------------------------------------------------------------------------
+
+    def on_records(self, records: list[Record]) -> None:
+        """Replica listener: feed accepted records and tell the stream about the agents they touch."""
+        touched = []
+        for record in records:
+            feed_record(self.engine, record)
+            body = record.body
+            if isinstance(body, DigestBody):
+                touched.append(body.agent)
+            elif isinstance(body, VouchBody) and body.basis != "org-peer":
+                touched.append(body.subject)
+        self._announce(touched)
+
+    def on_events(self, batch: Appended) -> None:
+        """Ingest listener: our own observations count as first-hand evidence at once."""
+        counts = first_hand(batch)
+        for agent, tally in counts.items():
+            self.engine.add_first_hand(agent, ts=batch.at, outcomes=Outcomes(**tally.outcomes),
+                                       high_risk=Outcomes(**tally.high_risk))
+        self._announce(counts)
+
+    # --- reads --------------------------------------------------------------------------------------------
+
+    def score(self, agent: str) -> Score:
+        self._requests.inc(kind="score")
+        score = self.engine.score(agent, now=self._clock())
+        self._known.setdefault(agent, (score.score, score.tier))
+        return score
+
+    def explain(self, agent: str) -> dict:
+        return self.engine.explain(agent, now=self._clock()).as_dict()
+
+    def check(self, agent: str, action: str, tool: str | None) -> tuple[Decision, Score]:
+        self._requests.inc(kind="check")
+        score = self.engine.score(agent, now=self._clock())
+        self._known.setdefault(agent, (score.score, score.tier))
+        return decide(score, action, tool, self.policy), score
+
+    def org(self, did: str) -> dict:
+        return self.engine.org(did, now=self._clock()).as_dict()
+
+    def orgs(self) -> list[dict]:
+        return [o.as_dict() for o in self.engine.orgs(now=self._clock())]
+
+    # --- the periodic recompute -----------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Recompute every `recompute_interval` seconds (credibility, accountability, reputation, all scores)."""
+        task_status.started()
+        while True:
+            await trio.sleep(self._interval)
+            table = self.engine.recompute(now=self._clock())
+            self._announce(a for a in self._known if table.score(a) is not None)
+
+    def _announce(self, agents: Iterable[str]) -> None:
+        """Publish a `score` event for every given agent whose score changed, and a `tier` event if its tier did."""
+        now = self._clock()
+        for agent in dict.fromkeys(agents):
+            score = self.engine.score(agent, now=now)
+            before = self._known.get(agent)
+            self._known[agent] = (score.score, score.tier)
+            if before is None or before[0] == score.score:
+                continue
+            event = {"agent": agent, "score": score.score, "tier": score.tier, "previous_score": before[0],
+                     "previous_tier": before[1], "computed_at": score.computed_at}
+            self._broadcaster.publish({"type": "score", **event})
+            if before[1] != score.tier:
+                self._broadcaster.publish({"type": "tier", **event})
+
+
+def _single(outcome: str, high_risk: bool) -> dict[str, Outcomes]:
+    one = Outcomes(**{outcome: 1})
+    return {"outcomes": one, "high_risk": one if high_risk else Outcomes()}

@@ -1,0 +1,134 @@
+"""The whole node: started from a data directory, replicating, scoring from another org's digests, and shutting
+down cleanly on a signal."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import asynccontextmanager
+from dataclasses import replace
+
+import httpx
+import pytest
+import trio
+
+from node.config import load_config
+from node.daemon import Node, serve_node
+from node.setup import init_data_dir
+from vouching import Record
+
+from ..factories import new_did
+
+pytestmark = pytest.mark.slow
+LOOPBACK = ("/ip4/127.0.0.1/tcp/0",)
+
+
+@asynccontextmanager
+async def running(path, **init):
+    """A node started in-process from a fresh data directory; yields the Node."""
+    made = init_data_dir(path, network="test", listen=LOOPBACK, api="127.0.0.1:0", **init)
+    config = replace(load_config(made.data_dir), checkpoint_interval=0.2, epoch_seconds=1.0)
+    async with trio.open_nursery() as nursery:
+        node: Node = await nursery.start(serve_node, config)
+        yield node
+        nursery.cancel_scope.cancel()
+
+
+async def _records_of(node: Node, predicate) -> list[Record]:
+    """Wait until the node accepts a record matching `predicate`; return the batch it came in."""
+    arrived = trio.Event()
+    found: list[Record] = []
+
+    def listen(records: list[Record]) -> None:
+        found.extend(r for r in records if predicate(r))
+        if found:
+            arrived.set()
+
+    node.replica.listeners.append(listen)
+    await arrived.wait()
+    return found
+
+
+async def test_a_vouch_made_at_one_node_is_accepted_at_its_peer(tmp_path):
+    async with running(tmp_path / "a") as a:
+        async with running(tmp_path / "b", bootstrap=(a.host.listen_addrs[0],), roots=(a.did,)) as b:
+            agent = new_did()
+            async with httpx.AsyncClient(base_url=a.api_url, headers={"Authorization": f"Bearer {a.token}"}) as api:
+                with trio.fail_after(15):
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(_records_of, b, lambda r: r.kind == "vouch")
+                        response = await api.post("/v1/vouches", json={"subject": agent, "weight": 0.9,
+                                                                       "basis": "operator"})
+                        assert response.status_code == 201
+            async with httpx.AsyncClient(base_url=b.api_url) as api:
+                answer = (await api.get(f"/v1/records?issuer={a.did}&kind=vouch")).json()
+                assert [r["body"]["subject"] for r in answer["records"]] == [agent]
+
+
+async def test_a_digest_issued_at_one_node_changes_the_score_at_another(tmp_path):
+    """Issue 4: behaviour reported at A becomes A's signed digest, which moves the agent's score at B."""
+    async with running(tmp_path / "a") as a:
+        async with running(tmp_path / "b", bootstrap=(a.host.listen_addrs[0],), roots=(a.did,)) as b:
+            agent = new_did()
+            async with httpx.AsyncClient(base_url=b.api_url) as api_b:
+                before = (await api_b.get(f"/v1/agents/{agent}/score")).json()
+                now = int(time.time() * 1000)
+                events = [{"agent": agent, "ts": now, "category": "tool", "name": "shell", "outcome": "denied",
+                           "high_risk": True} for _ in range(20)]
+                async with httpx.AsyncClient(base_url=a.api_url,
+                                             headers={"Authorization": f"Bearer {a.token}"}) as api_a:
+                    with trio.fail_after(20):
+                        async with trio.open_nursery() as nursery:
+                            nursery.start_soon(_records_of, b, lambda r: r.kind == "digest" and r.iss == a.did)
+                            response = await api_a.post("/v1/events", json={"events": events})
+                            assert response.json()["accepted"] == 20
+                after = (await api_b.get(f"/v1/agents/{agent}/score")).json()
+            assert after["score"] < before["score"]
+            assert any(o["org"] == a.did for o in after["explanation"]["orgs"])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_sigterm_shuts_the_node_down_within_two_seconds(tmp_path):
+    api_port, p2p_port = _free_port(), _free_port()
+    init_data_dir(tmp_path, network="test", listen=(f"/ip4/127.0.0.1/tcp/{p2p_port}",), api=f"127.0.0.1:{api_port}")
+    process = subprocess.Popen([sys.executable, "-m", "node.cli", "run", "--dir", str(tmp_path)],
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        for line in process.stderr:  # the node logs one line when every service is up
+            if "node running" in line:
+                break
+        else:
+            pytest.fail(f"the node exited with {process.wait()} before it was running")
+        start = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+        assert time.monotonic() - start < 2.0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    for port in (api_port, p2p_port):  # nothing is left listening
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) != 0
+    assert os.path.exists(tmp_path / "records.ledger")
+
+
+async def test_score_and_orgs_commands_explain_in_words(tmp_path, capsys):
+    from functools import partial
+
+    from node import cli
+
+    async with running(tmp_path / "a") as a:
+        agent = new_did()
+        code = await trio.to_thread.run_sync(partial(cli.main, ["score", agent, "--api", a.api_url]))
+        out = capsys.readouterr().out
+        assert code == 0 and out.startswith(f"{agent}: ") and "(untrusted)" in out and "No behaviour evidence" in out
+        code = await trio.to_thread.run_sync(partial(cli.main, ["orgs", "--explain", "--api", a.api_url]))
+        out = capsys.readouterr().out
+        assert code == 0 and a.did in out and "this node's own org" in out

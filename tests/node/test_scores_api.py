@@ -1,0 +1,82 @@
+"""Scores over the API: every agent gets an answer, checks follow the policy, statements verify, orgs explain."""
+
+import httpx
+import jwt
+import pytest
+
+from node.api import create_app
+from node.api.scores import CHECK_PATH, scores_router
+from node.credentials import jwks
+from node.metrics import Registry
+from node.stream import Broadcaster
+from node.trust import TrustService
+from vouching import vouch_body
+from vouching.policy import Policy
+
+from ..factories import Org, new_did
+
+
+@pytest.fixture
+def trust(node):
+    metrics = Registry()
+    return TrustService(node.replica, roots=(), policy=Policy(min_score=0), broadcaster=Broadcaster(metrics),
+                        metrics=metrics, recompute_interval=60)
+
+
+@pytest.fixture
+async def api(node, trust):
+    app = create_app(node, routers=[scores_router(trust, node.replica.key)], open_paths=[CHECK_PATH])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://node") as client:
+        yield client
+
+
+async def test_an_unknown_agent_gets_the_cold_start_score(api):
+    answer = (await api.get(f"/v1/agents/{new_did()}/score")).json()
+    assert answer["tier"] == "untrusted" and 0 <= answer["score"] < 200
+    assert answer["explanation"]["text"]
+
+
+async def test_a_vouch_lifts_the_score_but_not_above_provisional(node, trust, api):
+    agent = new_did()
+    trust.on_records([node.replica.issue("vouch", vouch_body(agent, 1.0, "operator"))])
+    answer = (await api.get(f"/v1/agents/{agent}/score")).json()
+    assert answer["tier"] == "provisional"
+
+
+async def test_check_follows_the_policy_and_needs_no_token(node, trust, api):
+    agent = new_did()
+    blocked = (await api.post(f"/v1/agents/{agent}/check", json={"action": "tool_call", "tool": "search"})).json()
+    assert blocked["decision"] == "block" and "untrusted" in blocked["reason"]
+    trust.on_records([node.replica.issue("vouch", vouch_body(agent, 1.0, "operator"))])
+    audited = (await api.post(f"/v1/agents/{agent}/check", json={"action": "tool_call", "tool": "search"})).json()
+    assert audited["decision"] == "audit"
+    risky = (await api.post(f"/v1/agents/{agent}/check", json={"action": "tool_call", "tool": "shell"})).json()
+    assert risky["decision"] == "block" and "high-risk" in risky["reason"]
+
+
+async def test_the_score_statement_verifies_against_the_org_key(node, api):
+    agent = new_did()
+    answer = (await api.get(f"/v1/agents/{agent}/score", params={"statement": "true"})).json()
+    key = jwt.PyJWK(jwks(node.replica.key.verify_key)["keys"][0])
+    claims = jwt.decode(answer["statement"], key.key, algorithms=["EdDSA"])
+    assert (claims["agent"], claims["score"], claims["iss"]) == (agent, answer["score"], node.did)
+
+
+async def test_orgs_list_this_node_and_explain_each(node, trust, api):
+    partner = Org()
+    trust.on_records([node.replica.issue("vouch", vouch_body(partner.did, 0.9, "org-peer"))])
+    orgs = {o["org"]: o for o in (await api.get("/v1/orgs")).json()["orgs"]}
+    assert orgs[node.did]["own"] and partner.did in orgs
+    one = (await api.get(f"/v1/orgs/{partner.did}")).json()
+    assert one["text"] and one["reputation"] > 0
+
+
+@pytest.mark.parametrize("path", ["/v1/agents/nope/score", "/v1/orgs/did:key:zzz"])
+async def test_a_bad_did_is_a_specific_422(api, path):
+    response = await api.get(path)
+    assert response.status_code == 422 and response.json()["detail"].startswith("path.did: not an Ed25519 did:key")
+
+
+async def test_a_bad_check_body_is_a_422_naming_the_field(api):
+    response = await api.post(f"/v1/agents/{new_did()}/check", json={"tool": "search"})
+    assert response.status_code == 422 and "action" in response.json()["detail"]
