@@ -56,6 +56,7 @@ class NodeConfig:
     max_hops: int = 3
     api_host: str = "127.0.0.1"
     api_port: int = 8700
+    traces_need_token: bool = False
     checkpoint_interval: float = 1.0
     sync_interval: float = 30.0
     epoch_seconds: float = 3600.0
@@ -184,8 +185,11 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
         raise ConfigError(f"trust.max_hops: must be 1-10, got {max_hops}")
 
     api = _table(doc, "api")
-    _known_keys("api", api, {"bind"})
+    _known_keys("api", api, {"bind", "traces_need_token"})
     api_host, api_port = parse_api_bind(_get(api, "api", "bind", "a string", DEFAULT_API))
+    traces_need_token = api.get("traces_need_token", False)
+    if type(traces_need_token) is not bool:
+        raise ConfigError(f"api.traces_need_token: must be true or false, got {traces_need_token!r}")
 
     witness = _table(doc, "witness")
     _known_keys("witness", witness, {"checkpoint_interval"})
@@ -237,6 +241,7 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
         max_hops=max_hops,
         api_host=api_host,
         api_port=api_port,
+        traces_need_token=traces_need_token,
         checkpoint_interval=float(checkpoint_interval),
         sync_interval=float(sync_interval),
         epoch_seconds=float(epoch_seconds),
@@ -299,6 +304,10 @@ max_hops = {d.max_hops}
 [api]
 # The local HTTP API. Writes need the bearer token in api.token.
 {exposure}bind = "{api}"
+# OTLP trace export (POST /v1/traces) needs no token by default, so that a service only sets
+# OTEL_EXPORTER_OTLP_TRACES_ENDPOINT to report; any local process can then report behaviour. Set this to true
+# and give exporters OTEL_EXPORTER_OTLP_TRACES_HEADERS="Authorization=Bearer <api.token>" to require the token.
+traces_need_token = false
 
 [witness]
 # Seconds between checkpoints of the ledger (published only when it changed).

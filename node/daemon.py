@@ -176,7 +176,7 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
             node,
             routers=[*node.telemetry.routers(), scores_router(node.trust, node.key)],
             body_limits=BODY_LIMITS,
-            open_paths=[*OPEN_WRITE_PATHS, CHECK_PATH],
+            open_paths=[CHECK_PATH, *([] if config.traces_need_token else OPEN_WRITE_PATHS)],
         )
         node.api_url = (await nursery.start(ApiService(node, config.api_host, config.api_port, app=app).run))[0]
         log.info("node running", extra={"fields": {

@@ -78,3 +78,10 @@ def test_scoring_policy_options(tmp_path):
     assert config.min_score == 300 and config.high_risk_tools == ("deploy",)
     with pytest.raises(ConfigError, match="scoring.min_score: must be 0-1000"):
         load_config(_write(tmp_path, "[scoring]\nmin_score = 2000\n"))
+
+
+def test_traces_can_be_made_to_need_the_token(tmp_path):
+    assert load_config(_write(tmp_path, "")).traces_need_token is False
+    assert load_config(_write(tmp_path, "[api]\ntraces_need_token = true\n")).traces_need_token is True
+    with pytest.raises(ConfigError, match="api.traces_need_token: must be true or false"):
+        load_config(_write(tmp_path, '[api]\ntraces_need_token = "yes"\n'))

@@ -26,10 +26,10 @@ LOOPBACK = ("/ip4/127.0.0.1/tcp/0",)
 
 
 @asynccontextmanager
-async def running(path, **init):
-    """A node started in-process from a fresh data directory; yields the Node."""
+async def running(path, *, settings=None, **init):
+    """A node started in-process from a fresh data directory (config `settings` overridden); yields the Node."""
     made = init_data_dir(path, network="test", listen=LOOPBACK, api="127.0.0.1:0", **init)
-    config = replace(load_config(made.data_dir), checkpoint_interval=0.2, epoch_seconds=1.0)
+    config = replace(load_config(made.data_dir), checkpoint_interval=0.2, epoch_seconds=1.0, **(settings or {}))
     async with trio.open_nursery() as nursery:
         node: Node = await nursery.start(serve_node, config)
         yield node
@@ -132,3 +132,11 @@ async def test_score_and_orgs_commands_explain_in_words(tmp_path, capsys):
         code = await trio.to_thread.run_sync(partial(cli.main, ["orgs", "--explain", "--api", a.api_url]))
         out = capsys.readouterr().out
         assert code == 0 and a.did in out and "this node's own org" in out
+
+
+@pytest.mark.parametrize("need_token", [False, True])
+async def test_otlp_export_needs_the_token_only_when_configured(tmp_path, need_token):
+    async with running(tmp_path / "a", settings={"traces_need_token": need_token}) as a:
+        async with httpx.AsyncClient(base_url=a.api_url) as api:
+            response = await api.post("/v1/traces", content=b"", headers={"Content-Type": "application/x-protobuf"})
+    assert (response.status_code == 401) is need_token
