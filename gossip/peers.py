@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from vouching import OrgBody, Record, load_record, public_key_from_did
+from vouching import OrgBody, Record, public_key_from_did
 
 from .host import Host, HostError, PeerEvent, peer_id_from_public_key
 from .replica import Replica
@@ -114,7 +114,7 @@ class PeerManager:
         for addr in bootstrap:
             _, peer_id = split_peer_addr(addr)
             self._schedule.add(peer_id, [addr])
-        self._learn([load_record(raw) for _, raw in replica.store.query(kind="org", limit=replica.store.size)])
+        self._learn(list(replica.store.scan(kind="org")))
         replica.listeners.append(self._learn)
 
     def _learn(self, records: list[Record]) -> None:

@@ -19,7 +19,6 @@ from vouching import (
     VouchBody,
     did_key,
     issue_record,
-    load_record,
     record_equivocation_body,
     verify_record,
 )
@@ -47,9 +46,9 @@ class Replica:
         self.horizon = Horizon({self.did, *self.roots}, self.max_hops)
         self.flagged: set[str] = set()
         self._acceptor = Acceptor(self.store, in_horizon=self.horizon.__contains__, held_limit=self.held_limit)
-        self._vouch_edges: dict[bytes, tuple[str, str]] = {}
-        for _, raw in self.store.query(limit=self.store.size):
-            self._track(load_record(raw))
+        for kind in ("vouch", "revoke", "equivocation"):  # revocations after the vouches they name
+            for record in self.store.scan(kind=kind):
+                self._track(record)
 
     @property
     def held_count(self) -> int:
@@ -94,11 +93,9 @@ class Replica:
         """Keep the horizon and the flagged set in step with an accepted record."""
         body = record.body
         if isinstance(body, VouchBody) and body.basis == "org-peer":
-            self._vouch_edges[record.id] = (record.iss, body.subject)
             self.horizon.add_edge(record.id, record.iss, body.subject)
-        elif isinstance(body, RevokeBody) and body.record in self._vouch_edges:
-            del self._vouch_edges[body.record]
-            self.horizon.remove_edge(body.record)
+        elif isinstance(body, RevokeBody):
+            self.horizon.remove_edge(body.record)  # a no-op unless it names an org-peer vouch
         elif isinstance(body, EquivocationBody):
             self.flagged.add(body.offender)
             self.horizon.flag(body.offender)

@@ -8,7 +8,7 @@ lacks are replayed from the ledger, so a crash between the two never loses or du
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -151,6 +151,16 @@ class RecordStore:
             f"SELECT idx FROM records WHERE {' AND '.join(where)} ORDER BY idx LIMIT ?", (*args, limit)
         ).fetchall()
         return [(idx, self.ledger.entry(idx)) for (idx,) in rows]
+
+    def scan(
+        self, *, issuer: str | None = None, kind: str | None = None, page: int = 1000
+    ) -> Iterator[Record]:
+        """Every stored record matching the filters, oldest first, loaded page by page (for replays at start)."""
+        after = -1
+        while rows := self.query(issuer=issuer, kind=kind, after=after, limit=page):
+            for _, raw in rows:
+                yield load_record(raw)
+            after = rows[-1][0]
 
     def revoked(self, vouch_id: bytes) -> bool:
         """Whether an accepted `revoke` names this vouch (revocations are indexed by the vouch they name)."""

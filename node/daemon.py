@@ -24,7 +24,7 @@ from gossip.service import GossipService
 from gossip.store import RecordStore
 from gossip.sync_service import SyncService
 from gossip.witnessing import Witnessing
-from vouching import OrgBody, did_key, load_record, org_body
+from vouching import did_key, org_body
 from vouching.policy import DEFAULT_HIGH_RISK_TOOLS, Policy
 
 from .api import ApiService, create_app
@@ -104,14 +104,10 @@ def announce_addrs(config: NodeConfig, host: Host) -> list[str]:
 
 def publish_org_record(replica: Replica, *, name: str, network: str, addrs: list[str]) -> None:
     """Issue our `org` record if we have none or it no longer says where and who we are (peer exchange)."""
-    ours = replica.store.query(issuer=replica.did, kind="org", after=-1, limit=replica.store.size)
+    ours = list(replica.store.scan(issuer=replica.did, kind="org"))  # one per change of name or address
     wanted = org_body(name, network, addrs)
-    if ours:
-        body = load_record(ours[-1][1]).body
-        assert isinstance(body, OrgBody)
-        if body.to_wire() == wanted:
-            return
-    replica.issue("org", wanted)
+    if not ours or ours[-1].body.to_wire() != wanted:
+        replica.issue("org", wanted)
 
 
 def _policy(config: NodeConfig) -> Policy:
@@ -137,9 +133,8 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         trust = TrustService(replica, roots=config.roots, policy=_policy(config), broadcaster=telemetry.broadcaster,
                              metrics=metrics, recompute_interval=config.recompute_seconds)
         digester = telemetry.digester
-        own_digests = [load_record(raw) for _, raw in
-                       store.query(issuer=replica.did, kind="digest", after=-1, limit=store.size)]
-        trust.replay(own_digests, telemetry.audit.ledger.entries(digester.undigested_from, telemetry.audit.size))
+        trust.replay(store.scan(issuer=replica.did, kind="digest"),
+                     telemetry.audit.ledger.entries(digester.undigested_from, telemetry.audit.size))
         replica.listeners.append(trust.on_records)
         replica.listeners.append(record_latency_listener(
             metrics.histogram("record_latency_seconds", "Seconds from a record's issue to its acceptance here",

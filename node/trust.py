@@ -10,15 +10,15 @@ raw events.)
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 
 import trio
 
 from gossip.replica import Replica
-from vouching import DigestBody, Record, VouchBody, load_record
+from vouching import DigestBody, Record, VouchBody
 from vouching.evidence import Outcomes
 from vouching.explanation import Score
-from vouching.feed import feed_record
+from vouching.feed import feed_record, outcomes_of
 from vouching.policy import Decision, Policy, decide
 from vouching.scoring import TrustEngine
 
@@ -29,11 +29,6 @@ from .metrics import Registry
 from .stream import Broadcaster
 
 log = logging.getLogger(__name__)
-_REPLAY_PAGE = 2000
-
-
-def _outcomes(counts: Mapping[str, int]) -> Outcomes:
-    return Outcomes(ok=counts["ok"], error=counts["error"], denied=counts["denied"], timeout=counts["timeout"])
 
 
 class TrustService:
@@ -63,15 +58,13 @@ class TrustService:
 
     def replay(self, own_digests: Iterable[Record], open_epoch: Iterable[bytes]) -> None:
         """Rebuild the engine from the store, our own digests (as first-hand), and the open epoch's raw events."""
-        store = self.replica.store
-        for page_start in range(-1, store.size - 1, _REPLAY_PAGE):
-            for _, raw in store.query(after=page_start, limit=_REPLAY_PAGE):
-                feed_record(self.engine, load_record(raw))
+        for record in self.replica.store.scan():
+            feed_record(self.engine, record)
         for record in own_digests:
             body = record.body
             assert isinstance(body, DigestBody)
-            self.engine.add_first_hand(body.agent, ts=body.epoch + body.length, outcomes=_outcomes(body.outcomes),
-                                       high_risk=_outcomes(body.high_risk))
+            self.engine.add_first_hand(body.agent, ts=body.epoch + body.length, outcomes=outcomes_of(body.outcomes),
+                                       high_risk=outcomes_of(body.high_risk))
         for entry in open_epoch:
             at, event = decode_entry(entry)
             self.engine.add_first_hand(event.agent, ts=at, **_single(event.outcome, event.high_risk))

@@ -10,7 +10,8 @@ from .records import Record
 from .scoring import TrustEngine
 
 
-def _outcomes(counts: Mapping[str, int]) -> Outcomes:
+def outcomes_of(counts: Mapping[str, int]) -> Outcomes:
+    """A digest's outcome counts (its `outcomes` or `high_risk` map) as the engine's Outcomes."""
     return Outcomes(ok=counts["ok"], error=counts["error"], denied=counts["denied"], timeout=counts["timeout"])
 
 
@@ -28,7 +29,7 @@ def feed_record(engine: TrustEngine, record: Record) -> None:
         engine.revoke(record.iss, body.record, ts=record.ts)
     elif isinstance(body, DigestBody):
         engine.add_digest(record.iss, body.agent, epoch=body.epoch, length=body.length,
-                          outcomes=_outcomes(body.outcomes), high_risk=_outcomes(body.high_risk),
+                          outcomes=outcomes_of(body.outcomes), high_risk=outcomes_of(body.high_risk),
                           record_id=record.id, ts=record.ts)
     elif isinstance(body, EquivocationBody) and body.offender != engine.own_org:
         engine.flag_equivocator(body.offender)

@@ -140,3 +140,22 @@ async def test_otlp_export_needs_the_token_only_when_configured(tmp_path, need_t
         async with httpx.AsyncClient(base_url=a.api_url) as api:
             response = await api.post("/v1/traces", content=b"", headers={"Content-Type": "application/x-protobuf"})
     assert (response.status_code == 401) is need_token
+
+
+async def test_first_hand_evidence_survives_a_restart(tmp_path):
+    """Own observations come back from the audit log (open epoch) and own digests (closed epochs)."""
+    agent = new_did()
+    now = int(time.time() * 1000)
+    events = [{"agent": agent, "ts": now, "category": "tool", "name": "search", "outcome": "ok"} for _ in range(40)]
+    async with running(tmp_path / "a") as a:
+        async with httpx.AsyncClient(base_url=a.api_url, headers={"Authorization": f"Bearer {a.token}"}) as api:
+            cold = (await api.get(f"/v1/agents/{new_did()}/score")).json()["score"]
+            assert (await api.post("/v1/events", json={"events": events})).json()["accepted"] == 40
+            before = (await api.get(f"/v1/agents/{agent}/score")).json()["score"]
+    config = replace(load_config(tmp_path / "a"), checkpoint_interval=0.2, epoch_seconds=1.0)
+    async with trio.open_nursery() as nursery:
+        again: Node = await nursery.start(serve_node, config)
+        async with httpx.AsyncClient(base_url=again.api_url) as api:
+            after = (await api.get(f"/v1/agents/{agent}/score")).json()["score"]
+        nursery.cancel_scope.cancel()
+    assert before > cold and abs(after - before) <= 1
