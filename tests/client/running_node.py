@@ -15,7 +15,7 @@ from typing import Any
 
 import trio
 
-from node.client import NodeClient
+from node.client import NodeClient, TelemetryCollector, TrustPolicy, Vouchnet
 from node.config import load_config
 from node.credentials import agent_credential
 from node.daemon import Node, serve_node
@@ -100,3 +100,9 @@ def on_asyncio(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., 
         asyncio.run(test(*args, **kwargs))
 
     return run
+
+
+def vouchnet_for(running: RunningNode, **policy: Any) -> Vouchnet:
+    """What a service makes once: verifier, policy and telemetry for the test node (telemetry sent on aclose)."""
+    return Vouchnet(running.url, policy=TrustPolicy(running.url, listen=False, **policy),
+                    telemetry=TelemetryCollector(running.url, running.token, flush_interval=3600))
