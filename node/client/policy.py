@@ -119,9 +119,10 @@ class TrustPolicy:
             return self._failed(agent, action, tool, error)
         return self._answered(agent, action, tool, answer)
 
-    def unverified(self, action: str, tool: str | None, reason: str) -> TrustDecision:
-        """The decision for a caller whose credential did not verify: block (logged, not enforced if observing)."""
-        return self._made(TrustDecision("", action, tool, "block", f"unverified caller: {reason}", None, None,
+    def unverified(self, action: str, tool: str | None, reason: str, *, who: str = "caller") -> TrustDecision:
+        """The decision for a caller (or a delegation target) whose credential did not verify: block (logged,
+        not enforced if observing)."""
+        return self._made(TrustDecision("", action, tool, "block", f"unverified {who}: {reason}", None, None,
                                         "unverified"))
 
     def invalidate(self, agent: str | None = None) -> None:

@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from nacl.signing import SigningKey
 
 from node.client import NodeClient, TelemetryCollector, TrustPolicy, Vouchnet
 from node.config import load_config
 from node.credentials import agent_credential
 from node.daemon import Node, serve_node
 from node.setup import init_data_dir
-
-from ..factories import new_did
+from vouching import did_key
 
 GOOD_EVENTS = 10  # first-hand ok events that make an unknown agent `trusted` at a node (vouching.scoring)
 
@@ -41,7 +41,13 @@ class RunningNode:
 
     def new_agent(self, *, trusted: bool) -> tuple[str, str]:
         """A fresh agent (did, credential): unknown (so `untrusted`), or `trusted` from first-hand good events."""
-        agent = new_did()
+        agent, credential, _ = self.new_agent_with_key(trusted=trusted)
+        return agent, credential
+
+    def new_agent_with_key(self, *, trusted: bool) -> tuple[str, str, SigningKey]:
+        """`new_agent`, with the agent's own signing key."""
+        key = SigningKey.generate()
+        agent = did_key(bytes(key.verify_key))
         if trusted:
             now = int(time.time() * 1000)
             events = [{"agent": agent, "ts": now, "category": "tool", "name": "search", "outcome": "ok"}
@@ -49,7 +55,7 @@ class RunningNode:
             with self.client() as client:
                 assert client.report_events(events)["accepted"] == GOOD_EVENTS
                 assert client.score(agent)["tier"] == "trusted"
-        return agent, self.credential(agent)
+        return agent, self.credential(agent), key
 
     def first_hand_events(self, agent: str) -> int:
         """How many of `agent`'s events this node holds as its own observations."""
