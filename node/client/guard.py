@@ -7,19 +7,17 @@ so reporting them would sink an agent for being unknown, and it could never earn
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
+from ._env import default_node, default_token
 from ._http import normal_url
 from .identity import AgentIdentity, CredentialVerifier, UnverifiedAgent
-from .policy import DEFAULT_NODE, TrustDecision, TrustPolicy
+from .policy import TrustDecision, TrustPolicy
 from .telemetry import TelemetryCollector
 
 T = TypeVar("T")
-NODE_ENV = "VOUCHNET_NODE"
-TOKEN_ENV = "VOUCHNET_TOKEN"
 
 
 def _ok(_: object) -> str:
@@ -36,8 +34,8 @@ class Vouchnet:
     def __init__(self, node: str | None = None, token: str | None = None, *, policy: TrustPolicy | None = None,
                  issuers: Iterable[str] | None = None, telemetry: TelemetryCollector | None = None,
                  observe: bool = False) -> None:
-        self.node = normal_url(node or os.environ.get(NODE_ENV) or DEFAULT_NODE)
-        token = token or os.environ.get(TOKEN_ENV)
+        self.node = normal_url(node or default_node())
+        token = token or default_token()
         self.policy = policy if policy is not None else TrustPolicy(self.node, observe=observe)
         if observe and not self.policy.observe:
             raise ValueError("observe: the given policy enforces; make it with TrustPolicy(observe=True)")

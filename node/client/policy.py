@@ -20,13 +20,13 @@ from typing import Literal
 from vouching.explanation import Score
 from vouching.policy import DEFAULT_HIGH_RISK_TOOLS, DEFAULT_TIER_VERDICTS, Policy, Verdict, decide
 
+from ._env import default_node
 from ._http import NodeApiError, NodeUnreachable, normal_url
 from .async_client import AsyncTrustClient
 from .node_client import NodeClient
 from .score_stream import ScoreChange, ScoreStream
 
 log = logging.getLogger("vouchnet.client")
-DEFAULT_NODE = "http://127.0.0.1:8700"
 DEFAULT_CACHE_TTL = 30.0
 DEFAULT_TIMEOUT = 2.0
 Source = Literal["node", "cache", "unreachable", "invalid", "unverified"]
@@ -63,7 +63,8 @@ class _Cached:
 
 
 class TrustPolicy:
-    """Decides with the node at `node` (sync `check`, async `acheck`; safe from any thread and any event loop).
+    """Decides with the node at `node` (default $VOUCHNET_NODE, else the local node); sync `check`, async
+    `acheck`, safe from any thread and any event loop.
 
     `tiers` maps each tier to allow/audit/block; below `min_score` is block; tools named in `high_risk_tools`
     (or whose first segment is, as in `shell:run`) need at least `high_risk_tier`. `on_change` is called from
@@ -71,7 +72,7 @@ class TrustPolicy:
 
     def __init__(
         self,
-        node: str = DEFAULT_NODE,
+        node: str | None = None,
         *,
         tiers: Mapping[str, Verdict] = DEFAULT_TIER_VERDICTS,
         min_score: int = 0,
@@ -86,7 +87,7 @@ class TrustPolicy:
     ) -> None:
         self.rules = Policy(tiers=tiers, min_score=min_score, high_risk_tools=frozenset(high_risk_tools),
                             high_risk_tier=high_risk_tier)
-        self.node = normal_url(node)
+        self.node = normal_url(node or default_node())
         self.fail_open, self.observe, self.cache_ttl, self.timeout = fail_open, observe, cache_ttl, timeout
         self._on_change = on_change
         self._cache: dict[str, _Cached] = {}

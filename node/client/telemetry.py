@@ -18,9 +18,9 @@ from typing import Any
 
 import httpx
 
+from ._env import default_node, default_token
 from ._http import NodeApiError, NodeUnreachable
 from .node_client import NodeClient
-from .policy import DEFAULT_NODE
 
 log = logging.getLogger("vouchnet.client")
 FLUSH_INTERVAL_S = 5.0
@@ -44,10 +44,11 @@ class CollectorStats:
 
 
 class TelemetryCollector:
-    """Batches behaviour events for the node at `node` (its API `token` is needed to report). Record from any
+    """Batches behaviour events for the node at `node` (default $VOUCHNET_NODE, else the local node); its API
+    `token` (default $VOUCHNET_TOKEN) is needed to report. Record from any
     thread or event loop; nothing waits on the network. At most `max_buffer` events wait, in flight included."""
 
-    def __init__(self, node: str = DEFAULT_NODE, token: str | None = None, *,
+    def __init__(self, node: str | None = None, token: str | None = None, *,
                  flush_interval: float = FLUSH_INTERVAL_S, batch_size: int = BATCH_SIZE,
                  max_buffer: int = MAX_BUFFER, timeout: float = 5.0,
                  transport: httpx.BaseTransport | None = None) -> None:
@@ -56,7 +57,8 @@ class TelemetryCollector:
         if max_buffer < batch_size:
             raise ValueError("max_buffer: must hold at least one batch")
         self.flush_interval, self.batch_size, self.max_buffer = flush_interval, batch_size, max_buffer
-        self._client = NodeClient(node, token, timeout=timeout, transport=transport)
+        self._client = NodeClient(node or default_node(), token or default_token(), timeout=timeout,
+                                  transport=transport)
         self._buffer: deque[dict[str, Any]] = deque()
         self._lock = threading.Lock()  # the buffer and counters
         self._send_lock = threading.Lock()  # one sender at a time: the flusher, flush() or shutdown()
