@@ -8,7 +8,8 @@ so reporting them would sink an agent for being unknown, and it could never earn
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from ._env import default_node, default_token
@@ -56,6 +57,14 @@ class Vouchnet:
             return self.policy.unverified(action, tool, str(error))
         return await self.policy.acheck(identity.did, action, tool)
 
+    def authorize_sync(self, credential: str | None, action: str, tool: str | None = None) -> TrustDecision:
+        """`authorize` for synchronous code (blocks on the node when the answer is not cached)."""
+        try:
+            identity = self.verifier.verify(credential)
+        except UnverifiedAgent as error:
+            return self.policy.unverified(action, tool, str(error))
+        return self.policy.check(identity.did, action, tool)
+
     async def guard(self, credential: str | None, run: Callable[[], Awaitable[T]],
                     refuse: Callable[[TrustDecision], T], *, action: str = "tool_call", tool: str | None = None,
                     category: str = "tool", outcome: Callable[[T], str] = _ok) -> T:
@@ -65,14 +74,32 @@ class Vouchnet:
         decision = await self.authorize(credential, action, tool)
         if not decision.allowed:
             return refuse(decision)
-        name, started = tool or action, time.perf_counter()
-        try:
+        with self._reporting(decision, category, tool or action) as report:
             result = await run()
+            report(outcome(result))
+        return result
+
+    def guard_sync(self, credential: str | None, run: Callable[[], T], refuse: Callable[[TrustDecision], T], *,
+                   action: str = "tool_call", tool: str | None = None, category: str = "tool",
+                   outcome: Callable[[T], str] = _ok) -> T:
+        """`guard` for synchronous frameworks and code."""
+        decision = self.authorize_sync(credential, action, tool)
+        if not decision.allowed:
+            return refuse(decision)
+        with self._reporting(decision, category, tool or action) as report:
+            result = run()
+            report(outcome(result))
+        return result
+
+    @contextmanager
+    def _reporting(self, decision: TrustDecision, category: str, name: str) -> Iterator[Callable[[str], None]]:
+        """Times the block; the block reports its outcome, an exception out of it is reported as error/timeout."""
+        started = time.perf_counter()
+        try:
+            yield lambda outcome: self.report(decision, category, name, outcome, started)
         except Exception as error:  # not a cancellation: that says nothing about the agent
             self.report(decision, category, name, "timeout" if isinstance(error, TimeoutError) else "error", started)
             raise
-        self.report(decision, category, name, outcome(result), started)
-        return result
 
     def report(self, decision: TrustDecision, category: str, name: str, outcome: str, started: float) -> None:
         """One event for a call that ran, if the caller was verified and telemetry is on."""

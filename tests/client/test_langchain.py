@@ -70,3 +70,18 @@ async def test_it_fails_closed_when_the_node_is_down(running):
     ran: list[str] = []
     refused = await _tool_message(vouchnet, credential, ran)
     assert "failing closed" in refused.content and ran == []
+
+
+def test_a_synchronous_agent_is_gated_too(running):
+    vouchnet = vouchnet_for(running)
+    _, stranger = running.new_agent(trusted=False)
+    known, credential = running.new_agent(trusted=True)
+    ran: list[str] = []
+    for caller in (stranger, credential):
+        out = _agent(vouchnet, ran).invoke({"messages": [{"role": "user", "content": "find it"}]},
+                                           context={"vouchnet_credential": caller})
+        (message,) = [m for m in out["messages"] if isinstance(m, ToolMessage)]
+        assert message.status == ("success" if caller == credential else "error")
+    assert ran == ["vouchnet"]
+    vouchnet.telemetry.shutdown()
+    assert running.first_hand_events(known) == 11

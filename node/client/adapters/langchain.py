@@ -1,6 +1,6 @@
 """LangChain / LangGraph adapter (`pip install vouchnet[langchain]`): an AgentMiddleware whose `awrap_tool_call`
-gates every tool call; a refusal is the ToolMessage the model sees (status "error", with the reason), and every
-call that ran is reported.
+(and `wrap_tool_call`, for agents run with `invoke`) gates every tool call; a refusal is the ToolMessage the model
+sees (status "error", with the reason), and every call that ran is reported.
 
 The caller's agent credential comes from the run's context: `agent.ainvoke(..., context={"vouchnet_credential":
 token})` (a mapping, or any object with a `vouchnet_credential` attribute); it is verified, not trusted.
@@ -43,13 +43,21 @@ class TrustMiddleware(AgentMiddleware):
     async def awrap_tool_call(self, request: ToolCallRequest,
                               handler: Callable[[ToolCallRequest], Awaitable[ToolMessage | Command[Any]]]
                               ) -> ToolMessage | Command[Any]:
+        credential, name, refuse = self._call(request)
+        return await self.vouchnet.guard(credential, lambda: handler(request), refuse, tool=name, outcome=_outcome)
+
+    def wrap_tool_call(self, request: ToolCallRequest,
+                       handler: Callable[[ToolCallRequest], ToolMessage | Command[Any]]) -> ToolMessage | Command[Any]:
+        credential, name, refuse = self._call(request)
+        return self.vouchnet.guard_sync(credential, lambda: handler(request), refuse, tool=name, outcome=_outcome)
+
+    def _call(self, request: ToolCallRequest) -> tuple[str | None, str, Callable[[TrustDecision], ToolMessage]]:
+        """The caller's credential, the tool's name, and the refusal the model will read."""
         call = request.tool_call
-        runtime = request.runtime
-        credential = credential_from_context(getattr(runtime, "context", None), self.credential_key)
+        credential = credential_from_context(getattr(request.runtime, "context", None), self.credential_key)
 
         def refuse(decision: TrustDecision) -> ToolMessage:
             return ToolMessage(content=f"Refused by vouchnet: {decision.reason}", tool_call_id=call["id"],
                                name=call["name"], status="error")
 
-        return await self.vouchnet.guard(credential, lambda: handler(request), refuse, tool=call["name"],
-                                         outcome=_outcome)
+        return credential, call["name"], refuse
