@@ -12,6 +12,7 @@ from mcp.client.client import Client
 from langchain_core.messages import AIMessage
 from mcp.client.streamable_http import streamable_http_client
 
+from node.client import TrustPolicy, Vouchnet
 from node.client.adapters.agent_framework import TrustRefused
 from node.client.adapters.a2a import UntrustedTarget
 
@@ -39,14 +40,25 @@ def run_example(running: RunningNode, monkeypatch, capsys):
     monkeypatch.setenv("VOUCHNET_NODE", running.url)
     monkeypatch.setenv("VOUCHNET_TOKEN", running.token)
 
+    made: list[dict] = []
+
     def run(name: str, credential: str | None = None, **yours):
         if credential is not None:
             monkeypatch.setenv("AGENT_CREDENTIAL", credential)
         namespace = {"__name__": f"docs_example_{name}", **yours}
+        made.append(namespace)
         exec(compile(EXAMPLES[name], f"docs/sdk.md:{name}", "exec"), namespace)  # noqa: S102 - our own docs
         return namespace, capsys.readouterr().out
 
-    return run
+    yield run
+    for namespace in made:  # what an example leaves open (its process would end here)
+        for value in namespace.values():
+            if isinstance(value, Vouchnet):
+                value.policy.close()
+                if value.telemetry is not None:
+                    value.telemetry.shutdown(timeout=1)
+            elif isinstance(value, TrustPolicy):
+                value.close()
 
 
 def test_every_example_is_tested():
