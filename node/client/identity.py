@@ -22,7 +22,7 @@ import httpx
 from vouching import InvalidDid, public_key_from_did
 
 from ..credentials import VC_TYP
-from ..jwt import LEEWAY_S, JwtError, b64url_decode, decode_jwt
+from ..jwt import LEEWAY_S, MAX_TOKEN, JwtError, b64url_decode, decode_jwt
 from ._http import normal_url
 
 JWKS_PATH = "/.well-known/jwks.json"
@@ -59,6 +59,7 @@ class CredentialVerifier:
         self._keys: dict[str, bytes] = {}
         self._fetched = float("-inf")
         self._lock = threading.Lock()
+        self._refreshing = threading.Lock()  # one fetch at a time; the others then find the keys fresh
         self._verified: OrderedDict[str, AgentIdentity] = OrderedDict()
 
     def verify(self, token: str | None) -> AgentIdentity:
@@ -67,7 +68,7 @@ class CredentialVerifier:
             return known
         kid = _kid(token)
         if self._needs_keys(kid):
-            self._refresh()
+            self._refresh(kid)
         return self._check(token, kid)  # type: ignore[arg-type]
 
     async def averify(self, token: str | None) -> AgentIdentity:
@@ -76,7 +77,7 @@ class CredentialVerifier:
             return known
         kid = _kid(token)
         if self._needs_keys(kid):
-            await asyncio.to_thread(self._refresh)
+            await asyncio.to_thread(self._refresh, kid)
         return self._check(token, kid)  # type: ignore[arg-type]
 
     def _remembered(self, token: str | None) -> AgentIdentity | None:
@@ -89,8 +90,13 @@ class CredentialVerifier:
         age = time.monotonic() - self._fetched
         return age > self.jwks_ttl or (kid not in self._keys and age > REFRESH_BACKOFF_S)
 
-    def _refresh(self) -> None:
+    def _refresh(self, kid: str) -> None:
         """Fetch every issuer's JWK set; the keys of an issuer that does not answer are kept until it does."""
+        with self._refreshing:
+            if self._needs_keys(kid):
+                self._fetch()
+
+    def _fetch(self) -> None:
         keys: dict[str, bytes] = {}
         failures = []
         with httpx.Client(timeout=self.timeout) as http:
@@ -132,6 +138,8 @@ def _jwks_url(issuer: str) -> str:
 def _kid(token: object) -> str:
     if not isinstance(token, str) or not token:
         raise UnverifiedAgent("credential: the caller presented no agent credential")
+    if len(token) > MAX_TOKEN:
+        raise UnverifiedAgent(f"credential: longer than {MAX_TOKEN} characters")
     try:
         header = json.loads(b64url_decode(token.partition(".")[0], "header"))
     except (JwtError, ValueError):

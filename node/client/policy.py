@@ -29,6 +29,7 @@ from .score_stream import ScoreChange, ScoreStream
 log = logging.getLogger("vouchnet.client")
 DEFAULT_CACHE_TTL = 30.0
 DEFAULT_TIMEOUT = 2.0
+MAX_CACHED = 100_000  # agents; past it the oldest entry goes
 Source = Literal["node", "cache", "unreachable", "invalid", "unverified"]
 
 
@@ -172,6 +173,9 @@ class TrustPolicy:
         if type(score) is not int or not isinstance(tier, str):
             return self._failed(agent, action, tool, NodeApiError(200, "bad_answer", "check: no score and tier"))
         with self._lock:
+            self._cache.pop(agent, None)  # re-inserted last: the dict's order is the order of arrival
+            if len(self._cache) >= MAX_CACHED:
+                del self._cache[next(iter(self._cache))]
             self._cache[agent] = _Cached(score, tier, time.monotonic() + self.cache_ttl)
         return self._decide(agent, action, tool, score, tier, "node")
 
@@ -206,8 +210,10 @@ class TrustPolicy:
         return decision
 
     def _changed(self, change: ScoreChange) -> None:
+        """A change the node announced: refresh the agent's entry if we hold one (others we never asked about)."""
         with self._lock:
-            self._cache[change.agent] = _Cached(change.score, change.tier, time.monotonic() + self.cache_ttl)
+            if change.agent in self._cache:
+                self._cache[change.agent] = _Cached(change.score, change.tier, time.monotonic() + self.cache_ttl)
         if self._on_change is not None:
             self._on_change(change)
 
