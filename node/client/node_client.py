@@ -11,25 +11,21 @@ from typing import Any
 
 import httpx
 
-DEFAULT_TIMEOUT = 10.0
+from ._http import (
+    DEFAULT_TIMEOUT,
+    ClientError,
+    NodeApiError,
+    NodeUnreachable,
+    check_body,
+    checked,
+    json_of,
+    normal_url,
+    post_headers,
+    query,
+    unreachable,
+)
 
-
-class ClientError(Exception):
-    """A call to the node did not succeed."""
-
-
-class NodeUnreachable(ClientError):
-    """Nothing answered at the node's address, or it did not answer in time."""
-
-
-class NodeApiError(ClientError):
-    """The node refused the call: HTTP status, its error code and its reason (which names the field)."""
-
-    def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(f"{detail} ({status} {code})")
-        self.status = status
-        self.code = code
-        self.detail = detail
+__all__ = ["ClientError", "NodeApiError", "NodeClient", "NodeUnreachable"]
 
 
 def _record_id_hex(record_id: str | bytes) -> str:
@@ -41,15 +37,15 @@ def _decode_all(values: list[str]) -> list[bytes]:
 
 
 class NodeClient:
-    """The local API of one node at `base_url` (e.g. "http://127.0.0.1:8700"); `token` is needed for writes."""
+    """The local API of one node at `base_url` (e.g. "http://127.0.0.1:8700"); `token` is needed for writes;
+    `transport` replaces httpx's (a proxy, a Unix socket, a test's fault injector)."""
 
-    def __init__(self, base_url: str, token: str | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> None:
-        if "://" not in base_url:
-            base_url = f"http://{base_url}"
-        self.base_url = base_url.rstrip("/")
+    def __init__(self, base_url: str, token: str | None = None, *, timeout: float = DEFAULT_TIMEOUT,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.base_url = normal_url(base_url)
         self.timeout = timeout
         self._token = token
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
 
     def close(self) -> None:
         self._http.close()
@@ -80,8 +76,16 @@ class NodeClient:
 
     def check(self, agent: str, action: str, tool: str | None = None) -> dict[str, Any]:
         """The node's decision for `agent` doing `action` (with `tool`): {decision, reason, score, tier}."""
-        body: dict[str, Any] = {"action": action} if tool is None else {"action": action, "tool": tool}
-        return self._json(self._post(f"/v1/agents/{agent}/check", body))
+        return self._json(self._post(f"/v1/agents/{agent}/check", check_body(action, tool)))
+
+    def jwks(self) -> dict[str, Any]:
+        """The org's public keys (`/.well-known/jwks.json`), which verify its agents' credentials."""
+        return self._get_json("/.well-known/jwks.json")
+
+    def report_events(self, events: list[dict[str, Any]], *, idempotency_key: str | None = None) -> dict[str, Any]:
+        """Report behaviour events (node/events.py); a retry with the same key is stored once.
+        Answers `{"accepted": n, "rejected": [{"index", "detail"}]}`."""
+        return self._json(self._post("/v1/events", {"events": events}, idempotency_key=idempotency_key))
 
     def orgs(self) -> list[dict[str, Any]]:
         return self._get_json("/v1/orgs")["orgs"]
@@ -173,34 +177,17 @@ class NodeClient:
         return self._json(self._get(path, params))
 
     def _json(self, response: httpx.Response) -> Any:
-        try:
-            return response.json()
-        except ValueError:
-            detail = f"the answer is not JSON: is {self.base_url} a vouchnet node?"
-            raise NodeApiError(response.status_code, "not_json", detail) from None
+        return json_of(response, self.base_url)
 
     def _get(self, path: str, params: dict[str, Any] | None = None) -> httpx.Response:
-        query = {k: v for k, v in (params or {}).items() if v is not None}
-        return self._send(self._http.build_request("GET", path, params=query))
+        return self._send(self._http.build_request("GET", path, params=query(params)))
 
-    def _post(self, path: str, body: dict[str, Any]) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {self._token}"} if self._token is not None else {}
+    def _post(self, path: str, body: dict[str, Any], *, idempotency_key: str | None = None) -> httpx.Response:
+        headers = post_headers(self._token, idempotency_key)
         return self._send(self._http.build_request("POST", path, json=body, headers=headers))
 
     def _send(self, request: httpx.Request) -> httpx.Response:
         try:
-            response = self._http.send(request)
-        except httpx.ConnectError:
-            raise NodeUnreachable(f"cannot reach the node at {self.base_url}: is `vouchnet run` running?") from None
-        except httpx.TimeoutException:
-            raise NodeUnreachable(f"the node at {self.base_url} did not answer within {self.timeout} s") from None
-        except httpx.TransportError as e:
-            raise NodeUnreachable(f"cannot talk to the node at {self.base_url}: {e}") from None
-        if response.is_success:
-            return response
-        try:
-            error = response.json()
-            code, detail = error["error"], error["detail"]
-        except (ValueError, KeyError, TypeError):
-            code, detail = "http_error", f"{response.reason_phrase}: {response.text[:200]}"
-        raise NodeApiError(response.status_code, code, detail)
+            return checked(self._http.send(request))
+        except httpx.TransportError as error:
+            raise unreachable(error, self.base_url, self.timeout) from None

@@ -1,0 +1,76 @@
+"""What the sync and async clients share: request building, and turning an answer or a transport failure into a
+result or one of the client's exceptions (node/api/errors.py gives every error as {error, detail})."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+DEFAULT_TIMEOUT = 10.0
+
+
+class ClientError(Exception):
+    """A call to the node did not succeed."""
+
+
+class NodeUnreachable(ClientError):
+    """Nothing answered at the node's address, or it did not answer in time."""
+
+
+class NodeApiError(ClientError):
+    """The node refused the call: HTTP status, its error code and its reason (which names the field)."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(f"{detail} ({status} {code})")
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
+def normal_url(url: str) -> str:
+    """`host:port` or a URL, as the base URL httpx wants."""
+    return (url if "://" in url else f"http://{url}").rstrip("/")
+
+
+def query(params: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (params or {}).items() if v is not None}
+
+
+def post_headers(token: str | None, idempotency_key: str | None = None) -> dict[str, str]:
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    if idempotency_key is not None:
+        headers["Idempotency-Key"] = idempotency_key
+    return headers
+
+
+def unreachable(error: httpx.TransportError, url: str, timeout: float) -> NodeUnreachable:
+    """The exception for a request that never got an answer."""
+    if isinstance(error, httpx.ConnectError):
+        return NodeUnreachable(f"cannot reach the node at {url}: is `vouchnet run` running?")
+    if isinstance(error, httpx.TimeoutException):
+        return NodeUnreachable(f"the node at {url} did not answer within {timeout} s")
+    return NodeUnreachable(f"cannot talk to the node at {url}: {error}")
+
+
+def checked(response: httpx.Response) -> httpx.Response:
+    """The response if it succeeded; else NodeApiError with the node's code and reason."""
+    if response.is_success:
+        return response
+    try:
+        error = response.json()
+        code, detail = error["error"], error["detail"]
+    except (ValueError, KeyError, TypeError):
+        code, detail = "http_error", f"{response.reason_phrase}: {response.text[:200]}"
+    raise NodeApiError(response.status_code, code, detail)
+
+
+def json_of(response: httpx.Response, url: str) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        raise NodeApiError(response.status_code, "not_json", f"the answer is not JSON: is {url} a vouchnet node?") from None
+
+
+def check_body(action: str, tool: str | None) -> dict[str, Any]:
+    return {"action": action} if tool is None else {"action": action, "tool": tool}

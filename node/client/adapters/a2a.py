@@ -1,0 +1,177 @@
+"""A2A SDK adapter (`pip install vouchnet[a2a]`, a2a-sdk 1.x). Server: `TrustedAgentExecutor` wraps your
+AgentExecutor and answers a task from a sender that may not delegate to us with a task in TASK_STATE_REJECTED,
+the reason as its status message. Client: `TrustInterceptor`, a ClientCallInterceptor that refuses to send a
+message to an agent that may not be delegated to (raising `UntrustedTarget`). Both report what ran.
+
+Who the sender is: the bearer token of the request, its agent credential. Who the target is: its agent card
+carries its credential (extension CREDENTIAL_EXTENSION) and a JWS signature by the agent's own key over the
+card (A2A §agent-card signing, RFC 8785 canonical form), which binds the credential to the card's endpoints: a
+credential copied into another card does not verify. Make such a card with `sign_card`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import time
+from typing import Any
+
+from a2a.client import A2AClientError, ClientCallInterceptor
+from a2a.client.interceptors import AfterArgs, BeforeArgs
+from a2a.server.agent_execution import AgentExecutor, RequestContext
+from a2a.server.events import EventQueue
+from a2a.types.a2a_pb2 import (
+    AgentCard,
+    AgentCardSignature,
+    AgentExtension,
+    Message,
+    Part,
+    Role,
+    Task,
+    TaskState,
+    TaskStatus,
+)
+from a2a.utils.signing import _canonicalize_agent_card  # the canonical form A2A card signatures cover
+from nacl.exceptions import BadSignatureError
+from nacl.signing import SigningKey, VerifyKey
+
+from vouching import did_key, public_key_from_did
+
+from ...credentials import did_url
+from ...jwt import JwtError, b64url, b64url_decode
+from ..a2a_trust import ACCEPT_TASK, DELEGATE, A2ATrust
+from ..guard import Vouchnet
+from ..identity import AgentIdentity, UnverifiedAgent
+from ..policy import TrustDecision
+
+CREDENTIAL_EXTENSION = "urn:vouchnet:a2a:agent-credential:v1"
+DELEGATING_METHODS = frozenset({"send_message", "send_message_streaming"})
+_FAILED_STATES = frozenset({TaskState.TASK_STATE_FAILED, TaskState.TASK_STATE_REJECTED})
+_delegation: contextvars.ContextVar[tuple[TrustDecision, float] | None] = contextvars.ContextVar(
+    "vouchnet_delegation", default=None)
+
+
+# --- cards ------------------------------------------------------------------------------------------------------
+
+def sign_card(card: AgentCard, *, credential: str, key: SigningKey) -> AgentCard:
+    """`card` with the agent's credential as an extension and signed by the agent's key (the credential's
+    subject); sign last, after every other change to the card."""
+    extension = AgentExtension(uri=CREDENTIAL_EXTENSION, description="vouchnet agent credential (vc+jwt)")
+    extension.params.update({"credential": credential})
+    card.capabilities.extensions.append(extension)
+    header = {"alg": "EdDSA", "kid": did_url(did_key(bytes(key.verify_key))), "typ": "JOSE"}
+    protected = b64url(json.dumps(header, separators=(",", ":")).encode())
+    payload = b64url(_canonicalize_agent_card(card).encode())
+    signature = key.sign(f"{protected}.{payload}".encode()).signature
+    card.signatures.append(AgentCardSignature(protected=protected, signature=b64url(signature)))
+    return card
+
+
+def card_credential(card: AgentCard) -> str | None:
+    for extension in card.capabilities.extensions:
+        if extension.uri == CREDENTIAL_EXTENSION:
+            credential = extension.params.fields.get("credential")
+            return credential.string_value if credential is not None else None
+    return None
+
+
+def check_card_signature(card: AgentCard, agent: str) -> None:
+    """Raise UnverifiedAgent unless one of the card's signatures is `agent`'s, over the card as it is."""
+    key = VerifyKey(public_key_from_did(agent))
+    payload = b64url(_canonicalize_agent_card(card).encode())
+    for signature in card.signatures:
+        try:
+            header = json.loads(b64url_decode(signature.protected, "protected"))
+            if not isinstance(header, dict) or header.get("kid") != did_url(agent) or header.get("alg") != "EdDSA":
+                continue
+            key.verify(f"{signature.protected}.{payload}".encode(), b64url_decode(signature.signature, "signature"))
+            return
+        except (JwtError, ValueError, BadSignatureError):
+            continue
+    raise UnverifiedAgent("card.signatures: none by the agent the card's credential names, over this card")
+
+
+# --- server -------------------------------------------------------------------------------------------------------
+
+def _bearer(context: RequestContext) -> str | None:
+    headers = context.call_context.state.get("headers", {}) if context.call_context else {}
+    scheme, _, token = str(headers.get("authorization", "")).partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+class TrustedAgentExecutor(AgentExecutor):
+    """Your `executor`, behind vouchnet: tasks from senders the policy blocks are rejected, never executed."""
+
+    def __init__(self, executor: AgentExecutor, vouchnet: Vouchnet) -> None:
+        self.executor, self.vouchnet = executor, vouchnet
+
+    async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
+        async def run() -> None:
+            await self.executor.execute(context, event_queue)
+
+        refused = await self.vouchnet.guard(_bearer(context), run, lambda decision: decision,
+                                            action=ACCEPT_TASK, category="a2a")
+        if isinstance(refused, TrustDecision):
+            await event_queue.enqueue_event(_rejected(context, refused))
+
+    async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
+        await self.executor.cancel(context, event_queue)
+
+
+def _rejected(context: RequestContext, decision: TrustDecision) -> Task:
+    reason = Message(message_id=f"vouchnet-{context.task_id}", context_id=context.context_id,
+                     task_id=context.task_id, role=Role.ROLE_AGENT,
+                     parts=[Part(text=f"Refused by vouchnet: {decision.reason}")])
+    history = [context.message] if context.message is not None else []
+    return Task(id=context.task_id, context_id=context.context_id, history=history,
+                status=TaskStatus(state=TaskState.TASK_STATE_REJECTED, message=reason))
+
+
+# --- client -------------------------------------------------------------------------------------------------------
+
+class UntrustedTarget(A2AClientError):
+    """The interceptor refused to delegate to the target agent; `decision` says why."""
+
+    def __init__(self, decision: TrustDecision) -> None:
+        super().__init__(f"vouchnet refused to delegate to {decision.agent or 'the target'}: {decision.reason}")
+        self.decision = decision
+
+
+class TrustInterceptor(ClientCallInterceptor):
+    """Checks the target of every message sent (its card's credential and signature, then the policy)."""
+
+    def __init__(self, vouchnet: Vouchnet) -> None:
+        self.vouchnet, self.trust = vouchnet, A2ATrust(vouchnet.policy)
+
+    async def before(self, args: BeforeArgs) -> None:
+        if args.method not in DELEGATING_METHODS:
+            return
+        try:
+            target = await self._target(args.agent_card)
+        except UnverifiedAgent as error:
+            decision = self.vouchnet.policy.unverified(DELEGATE, None, str(error), who="target")
+        else:
+            decision = await self.trust.verify_outgoing(target.did)
+        if not decision.allowed:
+            raise UntrustedTarget(decision)
+        _delegation.set((decision, time.perf_counter()))
+
+    async def after(self, args: AfterArgs) -> None:
+        delegation = _delegation.get()
+        if delegation is None or args.method not in DELEGATING_METHODS:
+            return
+        _delegation.set(None)
+        decision, started = delegation
+        self.vouchnet.report(decision, "a2a", DELEGATE, _outcome(args.result), started)
+
+    async def _target(self, card: AgentCard) -> AgentIdentity:
+        identity = await self.vouchnet.identify(card_credential(card))
+        check_card_signature(card, identity.did)
+        return identity
+
+
+def _outcome(result: Any) -> str:
+    task = getattr(result, "task", None)
+    if task is not None and result.HasField("task") and task.status.state in _FAILED_STATES:
+        return "error"
+    return "ok"

@@ -1,0 +1,125 @@
+"""MCP server adapter (`pip install vouchnet[mcp]`, MCP Python SDK 2.x): the caller's access token is its agent
+credential. A TokenVerifier admits only credentials that verify (others get HTTP 401); an Extension's
+`intercept_tool_call` gates each tool call, a refusal being a tool error result with the reason; a server
+middleware reports every tool call, resource read and prompt that ran.
+
+    server = MCPServer("files", **mcp_trust(vouchnet, "http://127.0.0.1:8000/mcp"))
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.extension import Extension
+from mcp_types import CallToolRequestParams, CallToolResult, TextContent
+
+from ..guard import Vouchnet
+from ..identity import UnverifiedAgent
+from ..policy import TrustDecision
+
+DECISION_META = "dev.vouchnet/decision"  # marks a refusal in the result's _meta, for clients and our middleware
+REPORTED_METHODS = frozenset({"tools/call", "resources/read", "prompts/get"})
+
+
+def _credential() -> str | None:
+    token = get_access_token()
+    return token.token if token is not None else None
+
+
+class TrustTokenVerifier:
+    """mcp's TokenVerifier: a bearer token is accepted iff it is an agent credential that verifies."""
+
+    def __init__(self, vouchnet: Vouchnet) -> None:
+        self.vouchnet = vouchnet
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        try:
+            identity = await self.vouchnet.identify(token)
+        except UnverifiedAgent:
+            return None
+        return AccessToken(token=token, client_id=identity.did, scopes=[], expires_at=identity.expires,
+                           subject=identity.did, claims={"iss": identity.org})
+
+
+class TrustExtension(Extension):
+    """Gates every `tools/call` on the caller's trust. Telemetry is TelemetryMiddleware's job."""
+
+    identifier = "dev.vouchnet/trust"
+
+    def __init__(self, vouchnet: Vouchnet) -> None:
+        self.vouchnet = vouchnet
+
+    async def intercept_tool_call(self, params: CallToolRequestParams, ctx: ServerRequestContext[Any, Any],
+                                  call_next: CallNext) -> HandlerResult:
+        decision = await self.vouchnet.authorize(_credential(), "tool_call", params.name)
+        if decision.allowed:
+            return await call_next(ctx)
+        return _refusal(decision)
+
+
+def _refusal(decision: TrustDecision) -> CallToolResult:
+    return CallToolResult(content=[TextContent(type="text", text=f"Refused by vouchnet: {decision.reason}")],
+                          is_error=True, meta={DECISION_META: {"verdict": decision.verdict,
+                                                               "reason": decision.reason}})
+
+
+class TelemetryMiddleware:
+    """mcp server middleware: each tool call, resource read and prompt request that ran becomes an `mcp` event
+    of the verified caller (refusals by trust are not reported: see node/client/guard.py)."""
+
+    def __init__(self, vouchnet: Vouchnet, server: str = "mcp") -> None:
+        self.vouchnet, self.server = vouchnet, server
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        if ctx.method not in REPORTED_METHODS or self.vouchnet.telemetry is None:
+            return await call_next(ctx)
+        started = time.perf_counter()
+        try:
+            result = await call_next(ctx)
+        except Exception:
+            await self._report(ctx, "error", started)
+            raise
+        if not _refused(result):
+            await self._report(ctx, "error" if _is_error(result) else "ok", started)
+        return result
+
+    async def _report(self, ctx: ServerRequestContext[Any, Any], outcome: str, started: float) -> None:
+        try:
+            agent = (await self.vouchnet.identify(_credential())).did
+        except UnverifiedAgent:
+            return
+        params = ctx.params or {}
+        target = params.get("name") or params.get("uri")
+        name = f"{ctx.method} {target}" if isinstance(target, str) else ctx.method
+        assert self.vouchnet.telemetry is not None
+        self.vouchnet.telemetry.record_mcp_operation(
+            agent, name[:128], self.server, outcome, round((time.perf_counter() - started) * 1000, 3),
+            high_risk=ctx.method == "tools/call" and self.vouchnet.policy.rules.is_high_risk(target))
+
+
+def _field(result: Any, key: str, attribute: str) -> Any:
+    return result.get(key) if isinstance(result, dict) else getattr(result, attribute, None)
+
+
+def _is_error(result: Any) -> bool:
+    return _field(result, "isError", "is_error") is True
+
+
+def _refused(result: Any) -> bool:
+    meta = _field(result, "_meta", "meta")
+    return isinstance(meta, dict) and DECISION_META in meta
+
+
+def mcp_trust(vouchnet: Vouchnet, resource_server_url: str, *, server: str = "mcp") -> dict[str, Any]:
+    """The MCPServer arguments that put `vouchnet` in front of a server reachable at `resource_server_url`: the
+    token verifier, auth settings naming the org's node as the credentials' issuer, the extension, the
+    middleware."""
+    auth = AuthSettings(issuer_url=vouchnet.node, resource_server_url=resource_server_url,
+                        validate_token_resource=False)  # agent credentials are not audience-bound tokens
+    return {"token_verifier": TrustTokenVerifier(vouchnet), "auth": auth, "extensions": [TrustExtension(vouchnet)],
+            "middleware": [TelemetryMiddleware(vouchnet, server)]}

@@ -1,0 +1,73 @@
+"""The asyncio client of the node's local API: the calls agent frameworks make on their hot path (score, check,
+events, the org's keys), on httpx.AsyncClient, so it runs on any asyncio loop without trio."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from ._http import (
+    DEFAULT_TIMEOUT,
+    check_body,
+    checked,
+    json_of,
+    normal_url,
+    post_headers,
+    query,
+    unreachable,
+)
+
+
+class AsyncTrustClient:
+    """The local API of one node at `base_url`; `token` is needed to report events. Use it from one event loop."""
+
+    def __init__(self, base_url: str, token: str | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.base_url = normal_url(base_url)
+        self.timeout = timeout
+        self._token = token
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncTrustClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def health(self) -> dict[str, Any]:
+        return await self._get_json("/healthz")
+
+    async def score(self, agent: str, *, statement: bool = False) -> dict[str, Any]:
+        """The agent's score, tier, confidence and explanation as this node sees it (with a signed JWT if asked)."""
+        return await self._get_json(f"/v1/agents/{agent}/score", {"statement": "true" if statement else None})
+
+    async def check(self, agent: str, action: str, tool: str | None = None) -> dict[str, Any]:
+        """The node's decision for `agent` doing `action` (with `tool`): {decision, reason, score, tier}."""
+        return await self._post_json(f"/v1/agents/{agent}/check", check_body(action, tool))
+
+    async def jwks(self) -> dict[str, Any]:
+        """The org's public keys (`/.well-known/jwks.json`), which verify its agents' credentials."""
+        return await self._get_json("/.well-known/jwks.json")
+
+    async def report_events(self, events: list[dict[str, Any]], *, idempotency_key: str | None = None
+                            ) -> dict[str, Any]:
+        """Report behaviour events (node/events.py); a retry with the same key is stored once."""
+        return await self._post_json("/v1/events", {"events": events}, idempotency_key=idempotency_key)
+
+    async def _get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        request = self._http.build_request("GET", path, params=query(params))
+        return json_of(await self._send(request), self.base_url)
+
+    async def _post_json(self, path: str, body: dict[str, Any], *, idempotency_key: str | None = None) -> Any:
+        headers = post_headers(self._token, idempotency_key)
+        request = self._http.build_request("POST", path, json=body, headers=headers)
+        return json_of(await self._send(request), self.base_url)
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return checked(await self._http.send(request))
+        except httpx.TransportError as error:
+            raise unreachable(error, self.base_url, self.timeout) from None

@@ -1,0 +1,116 @@
+"""What every adapter does around a call (DESIGN §8): verify the caller's credential, decide with the trust
+policy, refuse the framework's way or run the call, and report how it went to the node.
+
+Refusals by trust are logged, not reported as `denied` events: the node counts `denied` as a policy violation,
+so reporting them would sink an agent for being unknown, and it could never earn a score.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+from ._env import default_node, default_token
+from ._http import normal_url
+from .identity import AgentIdentity, CredentialVerifier, UnverifiedAgent
+from .policy import TrustDecision, TrustPolicy
+from .telemetry import TelemetryCollector
+
+T = TypeVar("T")
+
+
+def _ok(_: object) -> str:
+    return "ok"
+
+
+class Vouchnet:
+    """One per service: who may call (`verifier`), what they may do (`policy`), what they did (`telemetry`).
+
+    `node` defaults to $VOUCHNET_NODE or the local node; `token` (the node's API token, needed to report
+    telemetry) to $VOUCHNET_TOKEN. `issuers` are the orgs whose agents may call (node or JWKS URLs; default: this
+    org's node). `observe=True` decides and logs but never blocks: week 1 of adopting vouchnet."""
+
+    def __init__(self, node: str | None = None, token: str | None = None, *, policy: TrustPolicy | None = None,
+                 issuers: Iterable[str] | None = None, telemetry: TelemetryCollector | None = None,
+                 observe: bool = False) -> None:
+        self.node = normal_url(node or default_node())
+        token = token or default_token()
+        self.policy = policy if policy is not None else TrustPolicy(self.node, observe=observe)
+        if observe and not self.policy.observe:
+            raise ValueError("observe: the given policy enforces; make it with TrustPolicy(observe=True)")
+        self.verifier = CredentialVerifier(issuers if issuers is not None else (self.node,))
+        if telemetry is None and token is not None:
+            telemetry = TelemetryCollector(self.node, token)
+        self.telemetry = telemetry
+
+    async def identify(self, credential: str | None) -> AgentIdentity:
+        """The verified caller behind `credential`; raises UnverifiedAgent."""
+        return await self.verifier.averify(credential)
+
+    async def authorize(self, credential: str | None, action: str, tool: str | None = None) -> TrustDecision:
+        """The decision for whoever `credential` proves to be doing `action` (with `tool`)."""
+        try:
+            identity = await self.verifier.averify(credential)
+        except UnverifiedAgent as error:
+            return self.policy.unverified(action, tool, str(error))
+        return await self.policy.acheck(identity.did, action, tool)
+
+    def authorize_sync(self, credential: str | None, action: str, tool: str | None = None) -> TrustDecision:
+        """`authorize` for synchronous code (blocks on the node when the answer is not cached)."""
+        try:
+            identity = self.verifier.verify(credential)
+        except UnverifiedAgent as error:
+            return self.policy.unverified(action, tool, str(error))
+        return self.policy.check(identity.did, action, tool)
+
+    async def guard(self, credential: str | None, run: Callable[[], Awaitable[T]],
+                    refuse: Callable[[TrustDecision], T], *, action: str = "tool_call", tool: str | None = None,
+                    category: str = "tool", outcome: Callable[[T], str] = _ok) -> T:
+        """Run `run()` if the caller may do `action` (with `tool`), else return (or raise) `refuse(decision)`. A
+        call that ran is reported as a `category` event named after the tool (or action), with its outcome:
+        `outcome(result)`, or error / timeout for an exception."""
+        decision = await self.authorize(credential, action, tool)
+        if not decision.allowed:
+            return refuse(decision)
+        with self._reporting(decision, category, tool or action) as report:
+            result = await run()
+            report(outcome(result))
+        return result
+
+    def guard_sync(self, credential: str | None, run: Callable[[], T], refuse: Callable[[TrustDecision], T], *,
+                   action: str = "tool_call", tool: str | None = None, category: str = "tool",
+                   outcome: Callable[[T], str] = _ok) -> T:
+        """`guard` for synchronous frameworks and code."""
+        decision = self.authorize_sync(credential, action, tool)
+        if not decision.allowed:
+            return refuse(decision)
+        with self._reporting(decision, category, tool or action) as report:
+            result = run()
+            report(outcome(result))
+        return result
+
+    @contextmanager
+    def _reporting(self, decision: TrustDecision, category: str, name: str) -> Iterator[Callable[[str], None]]:
+        """Times the block; the block reports its outcome, an exception out of it is reported as error/timeout."""
+        started = time.perf_counter()
+        try:
+            yield lambda outcome: self.report(decision, category, name, outcome, started)
+        except Exception as error:  # not a cancellation: that says nothing about the agent
+            self.report(decision, category, name, "timeout" if isinstance(error, TimeoutError) else "error", started)
+            raise
+
+    def report(self, decision: TrustDecision, category: str, name: str, outcome: str, started: float) -> None:
+        """One event for a call that ran, if the caller was verified and telemetry is on."""
+        if self.telemetry is not None and decision.agent:
+            self.telemetry.record(decision.agent, category, name, outcome,
+                                  duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                                  high_risk=self.policy.rules.is_high_risk(name))
+
+    async def aclose(self) -> None:
+        """Send the telemetry left and let go of the node."""
+        if self.telemetry is not None:
+            await self.telemetry.ashutdown()
+        await self.policy.aclose()
+

@@ -1,0 +1,238 @@
+"""The trust policy local services apply (DESIGN §8): the node's score and tier for an agent in, allow, audit or
+block out, by tier, minimum score and high-risk tools (vouching.policy's rules, configured here).
+
+Fails closed: when the node cannot answer, the decision is `block` unless `fail_open=True`. Scores are cached per
+agent for `cache_ttl` seconds and kept current by the node's `/v1/stream`; in `observe` mode every decision is
+made and logged but nothing is blocked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from vouching.explanation import Score
+from vouching.policy import DEFAULT_HIGH_RISK_TOOLS, DEFAULT_TIER_VERDICTS, Policy, Verdict, decide
+
+from ._env import default_node
+from ._http import NodeApiError, NodeUnreachable, normal_url
+from .async_client import AsyncTrustClient
+from .node_client import NodeClient
+from .score_stream import ScoreChange, ScoreStream
+
+log = logging.getLogger("vouchnet.client")
+DEFAULT_CACHE_TTL = 30.0
+DEFAULT_TIMEOUT = 2.0
+MAX_CACHED = 100_000  # agents; past it the oldest entry goes
+Source = Literal["node", "cache", "unreachable", "invalid", "unverified"]
+
+
+@dataclass(frozen=True)
+class TrustDecision:
+    """What the policy decided for `agent` doing `action` (with `tool`), and why.
+
+    `verdict` is the policy's answer; `allowed` is whether to go ahead, which in observe mode is always true.
+    `source` says where the score came from: the node, the cache, or nowhere (`unreachable`: the node did not
+    answer; `invalid`: the node refused the agent id; `unverified`: the caller's credential did not verify)."""
+
+    agent: str
+    action: str
+    tool: str | None
+    verdict: Verdict
+    reason: str
+    score: int | None
+    tier: str | None
+    source: Source
+    enforced: bool = True
+
+    @property
+    def allowed(self) -> bool:
+        return self.verdict != "block" or not self.enforced
+
+
+@dataclass(frozen=True)
+class _Cached:
+    score: int
+    tier: str
+    expires: float
+
+
+class TrustPolicy:
+    """Decides with the node at `node` (default $VOUCHNET_NODE, else the local node); sync `check`, async
+    `acheck`, safe from any thread and any event loop.
+
+    `tiers` maps each tier to allow/audit/block; below `min_score` is block; tools named in `high_risk_tools`
+    (or whose first segment is, as in `shell:run`) need at least `high_risk_tier`. `on_change` is called from
+    the stream thread with each score change the node announces."""
+
+    def __init__(
+        self,
+        node: str | None = None,
+        *,
+        tiers: Mapping[str, Verdict] = DEFAULT_TIER_VERDICTS,
+        min_score: int = 0,
+        high_risk_tools: Iterable[str] = DEFAULT_HIGH_RISK_TOOLS,
+        high_risk_tier: str = "trusted",
+        fail_open: bool = False,
+        observe: bool = False,
+        cache_ttl: float = DEFAULT_CACHE_TTL,
+        listen: bool = True,
+        timeout: float = DEFAULT_TIMEOUT,
+        on_change: Callable[[ScoreChange], None] | None = None,
+    ) -> None:
+        self.rules = Policy(tiers=tiers, min_score=min_score, high_risk_tools=frozenset(high_risk_tools),
+                            high_risk_tier=high_risk_tier)
+        self.node = normal_url(node or default_node())
+        self.fail_open, self.observe, self.cache_ttl, self.timeout = fail_open, observe, cache_ttl, timeout
+        self._on_change = on_change
+        self._cache: dict[str, _Cached] = {}
+        self._lock = threading.Lock()
+        self._client: NodeClient | None = None
+        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncTrustClient] = (
+            weakref.WeakKeyDictionary())
+        self._stream = ScoreStream(self.node, on_change=self._changed, on_reset=self.invalidate) if listen else None
+        self._stream_started = False
+
+    # --- deciding -----------------------------------------------------------------------------------------
+
+    def check(self, agent: str, action: str = "tool_call", tool: str | None = None) -> TrustDecision:
+        """The decision for `agent` doing `action` with `tool`, from the cache or the node (blocking)."""
+        if (cached := self._cached(agent)) is not None:
+            return self._decide(agent, action, tool, cached.score, cached.tier, "cache")
+        try:
+            answer = self._sync_client().check(agent, action, tool)
+        except (NodeUnreachable, NodeApiError) as error:
+            return self._failed(agent, action, tool, error)
+        return self._answered(agent, action, tool, answer)
+
+    async def acheck(self, agent: str, action: str = "tool_call", tool: str | None = None) -> TrustDecision:
+        """`check` for asyncio code: the node is asked without blocking the loop."""
+        if (cached := self._cached(agent)) is not None:
+            return self._decide(agent, action, tool, cached.score, cached.tier, "cache")
+        try:
+            answer = await self._async_client().check(agent, action, tool)
+        except (NodeUnreachable, NodeApiError) as error:
+            return self._failed(agent, action, tool, error)
+        return self._answered(agent, action, tool, answer)
+
+    def unverified(self, action: str, tool: str | None, reason: str, *, who: str = "caller") -> TrustDecision:
+        """The decision for a caller (or a delegation target) whose credential did not verify: block (logged,
+        not enforced if observing)."""
+        return self._made(TrustDecision("", action, tool, "block", f"unverified {who}: {reason}", None, None,
+                                        "unverified"))
+
+    def invalidate(self, agent: str | None = None) -> None:
+        """Forget the cached score of `agent`, or of every agent."""
+        with self._lock:
+            if agent is None:
+                self._cache.clear()
+            else:
+                self._cache.pop(agent, None)
+
+    @property
+    def stream_connected(self) -> threading.Event:
+        """Set while the policy follows the node's stream of score changes."""
+        if self._stream is None:
+            raise RuntimeError("listen=False: this policy does not follow the node's stream")
+        self._start_stream()
+        return self._stream.connected
+
+    # --- closing --------------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop following the stream and close the sync client (async clients: `aclose` on their loop)."""
+        if self._stream is not None:
+            self._stream.close()
+        if self._client is not None:
+            self._client.close()
+
+    async def aclose(self) -> None:
+        """`close`, and close this loop's async client."""
+        self.close()
+        client = self._async_clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()
+
+    # --- internals ------------------------------------------------------------------------------------------
+
+    def _cached(self, agent: str) -> _Cached | None:
+        self._start_stream()
+        cached = self._cache.get(agent)
+        if cached is None or cached.expires < time.monotonic():
+            return None
+        return cached
+
+    def _answered(self, agent: str, action: str, tool: str | None, answer: Mapping[str, object]) -> TrustDecision:
+        score, tier = answer.get("score"), answer.get("tier")
+        if type(score) is not int or not isinstance(tier, str):
+            return self._failed(agent, action, tool, NodeApiError(200, "bad_answer", "check: no score and tier"))
+        with self._lock:
+            self._cache.pop(agent, None)  # re-inserted last: the dict's order is the order of arrival
+            if len(self._cache) >= MAX_CACHED:
+                del self._cache[next(iter(self._cache))]
+            self._cache[agent] = _Cached(score, tier, time.monotonic() + self.cache_ttl)
+        return self._decide(agent, action, tool, score, tier, "node")
+
+    def _decide(self, agent: str, action: str, tool: str | None, score: int, tier: str,
+                source: Source) -> TrustDecision:
+        try:
+            ruled = decide(Score(agent, score, tier, 0.0, 0), action, tool, self.rules)  # type: ignore[arg-type]
+            verdict, reason = ruled.decision, ruled.reason
+        except (ValueError, KeyError):  # a tier this SDK does not know (a newer node): never guess upwards
+            verdict, reason = "block", f"unknown tier {tier!r} from the node"
+        return self._made(TrustDecision(agent, action, tool, verdict, reason, score, tier, source))
+
+    def _failed(self, agent: str, action: str, tool: str | None, error: Exception) -> TrustDecision:
+        if isinstance(error, NodeApiError) and error.status < 500:
+            decision = TrustDecision(agent, action, tool, "block", f"the node refused the agent: {error.detail}",
+                                     None, None, "invalid")
+        elif self.fail_open:
+            decision = TrustDecision(agent, action, tool, "audit", f"{error}; failing open", None, None,
+                                     "unreachable")
+        else:
+            decision = TrustDecision(agent, action, tool, "block", f"{error}; failing closed", None, None,
+                                     "unreachable")
+        return self._made(decision)
+
+    def _made(self, decision: TrustDecision) -> TrustDecision:
+        if self.observe:
+            decision = replace(decision, enforced=False)
+        if decision.verdict != "allow":
+            log.warning("trust decision", extra={"fields": {
+                "agent": decision.agent, "action": decision.action, "tool": decision.tool or "",
+                "verdict": decision.verdict, "enforced": decision.enforced, "reason": decision.reason}})
+        return decision
+
+    def _changed(self, change: ScoreChange) -> None:
+        """A change the node announced: refresh the agent's entry if we hold one (others we never asked about)."""
+        with self._lock:
+            if change.agent in self._cache:
+                self._cache[change.agent] = _Cached(change.score, change.tier, time.monotonic() + self.cache_ttl)
+        if self._on_change is not None:
+            self._on_change(change)
+
+    def _start_stream(self) -> None:
+        if self._stream is not None and not self._stream_started:
+            with self._lock:
+                if not self._stream_started:
+                    self._stream_started = True
+                    self._stream.start()
+
+    def _sync_client(self) -> NodeClient:
+        with self._lock:
+            if self._client is None:
+                self._client = NodeClient(self.node, timeout=self.timeout)
+            return self._client
+
+    def _async_client(self) -> AsyncTrustClient:
+        loop = asyncio.get_running_loop()
+        client = self._async_clients.get(loop)
+        if client is None:
+            client = self._async_clients[loop] = AsyncTrustClient(self.node, timeout=self.timeout)
+        return client

@@ -1,0 +1,150 @@
+"""Following the node's `/v1/stream` (server-sent events, WHATWG HTML §9.2) from a daemon thread: score and tier
+changes reach a callback, a `reset` (or a first connection) tells the caller to drop what it cached.
+
+A thread rather than a task: it serves sync code, threads and any asyncio loop alike, needs no trio, and as a
+daemon it never keeps the process alive.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+
+from ._http import normal_url
+
+log = logging.getLogger("vouchnet.client")
+RECONNECT_S = 1.0
+READ_TIMEOUT_S = 45.0  # the node sends a keep-alive comment every 15 s
+
+
+@dataclass(frozen=True)
+class SseEvent:
+    """One dispatched event: its type, data (lines joined) and id (the last one seen)."""
+
+    event: str
+    data: str
+    id: str | None
+
+
+class SseParser:
+    """Fed one line at a time (without its newline), hands back each event completed by a blank line."""
+
+    def __init__(self) -> None:
+        self.last_id: str | None = None
+        self._event = ""
+        self._data: list[str] = []
+
+    def feed(self, line: str) -> SseEvent | None:
+        if not line:
+            if not self._data:
+                self._event = ""
+                return None
+            event = SseEvent(self._event or "message", "\n".join(self._data), self.last_id)
+            self._event, self._data = "", []
+            return event
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "event":
+            self._event = value
+        elif name == "data":
+            self._data.append(value)
+        elif name == "id" and "\0" not in value:
+            self.last_id = value
+        return None
+
+
+@dataclass(frozen=True)
+class ScoreChange:
+    """The node's announcement that an agent's score (and maybe tier) changed."""
+
+    agent: str
+    score: int
+    tier: str
+
+
+def score_change(event: SseEvent) -> ScoreChange | None:
+    """The change a `score` or `tier` event announces; None for any other event or a malformed one."""
+    if event.event not in ("score", "tier"):
+        return None
+    try:
+        data = json.loads(event.data)
+        change = ScoreChange(data["agent"], data["score"], data["tier"])
+    except (ValueError, KeyError, TypeError):
+        log.warning("ignoring a malformed stream event", extra={"fields": {"event": event.event}})
+        return None
+    if not (isinstance(change.agent, str) and type(change.score) is int and isinstance(change.tier, str)):
+        return None
+    return change
+
+
+class ScoreStream:
+    """Follows `base_url`'s `/v1/stream`: `on_change` for each score change, `on_reset` whenever what was cached
+    may have missed changes (the first connection, a node restart, a gap the node cannot replay)."""
+
+    def __init__(self, base_url: str, *, on_change: Callable[[ScoreChange], None], on_reset: Callable[[], None],
+                 reconnect: float = RECONNECT_S) -> None:
+        self.base_url = normal_url(base_url)
+        self.connected = threading.Event()
+        self._on_change, self._on_reset = on_change, on_reset
+        self._reconnect = reconnect
+        self._stop = threading.Event()
+        self._socket: socket.socket | None = None
+        self._http = httpx.Client(base_url=self.base_url,
+                                  timeout=httpx.Timeout(5.0, read=READ_TIMEOUT_S))
+        self._thread = threading.Thread(target=self._run, name="vouchnet-score-stream", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop following; the thread ends at once: its socket is shut under the read it is blocked in (closing
+        the client from another thread would not wake it)."""
+        self._stop.set()
+        sock = self._socket
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed
+        self._http.close()
+
+    def _run(self) -> None:
+        parser = SseParser()
+        while not self._stop.is_set():
+            try:
+                self._follow(parser)
+            except (httpx.HTTPError, RuntimeError) as error:  # RuntimeError: the client was closed under us
+                if self._stop.is_set():
+                    return
+                log.info("score stream disconnected", extra={"fields": {"node": self.base_url, "error": error}})
+            self.connected.clear()
+            self._stop.wait(self._reconnect)
+
+    def _follow(self, parser: SseParser) -> None:
+        headers = {"Accept": "text/event-stream"}
+        if parser.last_id is not None:
+            headers["Last-Event-ID"] = parser.last_id
+        with self._http.stream("GET", "/v1/stream", headers=headers) as response:
+            response.raise_for_status()
+            self._socket = response.extensions["network_stream"].get_extra_info("socket")
+            if self._stop.is_set():
+                return
+            if parser.last_id is None:
+                self._on_reset()  # whatever was cached before we listened may be stale
+            self.connected.set()
+            for line in response.iter_lines():
+                event = parser.feed(line)
+                if event is None:
+                    continue
+                if event.event == "reset":
+                    self._on_reset()
+                elif (change := score_change(event)) is not None:
+                    self._on_change(change)

@@ -1,0 +1,214 @@
+"""Behaviour telemetry from local services to their node (DESIGN §7): events recorded without waiting, sent in
+batches to `POST /v1/events` every `flush_interval` seconds or `batch_size` events, from a daemon thread.
+
+Memory is bounded: past `max_buffer` waiting events a new one is dropped and counted. Each batch carries an
+Idempotency-Key, so a batch retried after a lost answer is stored once. `shutdown()` sends what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from ._env import default_node, default_token
+from ._http import NodeApiError, NodeUnreachable
+from .node_client import NodeClient
+
+log = logging.getLogger("vouchnet.client")
+FLUSH_INTERVAL_S = 5.0
+BATCH_SIZE = 100
+MAX_BUFFER = 10_000
+OUTCOMES = frozenset({"ok", "error", "denied", "timeout"})
+_BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 5.0)
+
+
+@dataclass(frozen=True)
+class CollectorStats:
+    """Events recorded, accepted by the node, dropped (buffer full or after shutdown), rejected by the node (each
+    one invalid), still waiting; and posts that failed and were retried."""
+
+    recorded: int
+    sent: int
+    dropped: int
+    rejected: int
+    buffered: int
+    failed_posts: int
+
+
+class TelemetryCollector:
+    """Batches behaviour events for the node at `node` (default $VOUCHNET_NODE, else the local node); its API
+    `token` (default $VOUCHNET_TOKEN) is needed to report. Record from any
+    thread or event loop; nothing waits on the network. At most `max_buffer` events wait, in flight included."""
+
+    def __init__(self, node: str | None = None, token: str | None = None, *,
+                 flush_interval: float = FLUSH_INTERVAL_S, batch_size: int = BATCH_SIZE,
+                 max_buffer: int = MAX_BUFFER, timeout: float = 5.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        if not 1 <= batch_size <= 1000:
+            raise ValueError("batch_size: must be 1..1000 (the node takes at most 1000 events a batch)")
+        if max_buffer < batch_size:
+            raise ValueError("max_buffer: must hold at least one batch")
+        self.flush_interval, self.batch_size, self.max_buffer = flush_interval, batch_size, max_buffer
+        self._client = NodeClient(node or default_node(), token or default_token(), timeout=timeout,
+                                  transport=transport)
+        self._buffer: deque[dict[str, Any]] = deque()
+        self._lock = threading.Lock()  # the buffer and counters
+        self._send_lock = threading.Lock()  # one sender at a time: the flusher, flush() or shutdown()
+        self._pending: tuple[str, list[dict[str, Any]]] | None = None  # a batch sent but not yet acknowledged
+        self._in_flight = 0  # len of the pending batch, kept under _lock for record()
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._recorded = self._sent = self._dropped = self._rejected = self._failed_posts = 0
+
+    # --- recording --------------------------------------------------------------------------------------------
+
+    def record(self, agent: str, category: str, name: str, outcome: str = "ok", *,
+               duration_ms: float | None = None, high_risk: bool = False,
+               attrs: dict[str, str | int | float | bool] | None = None) -> bool:
+        """Queue one event (node/events.py's schema); False if it was dropped because the buffer is full."""
+        if outcome not in OUTCOMES:
+            raise ValueError(f"outcome: must be one of {', '.join(sorted(OUTCOMES))}, got {outcome!r}")
+        event: dict[str, Any] = {"agent": agent, "ts": time.time_ns() // 1_000_000, "category": category,
+                                 "name": name, "outcome": outcome, "high_risk": high_risk}
+        if duration_ms is not None:
+            event["duration_ms"] = duration_ms
+        if attrs:
+            event["attrs"] = attrs
+        with self._lock:
+            self._recorded += 1
+            if len(self._buffer) + self._in_flight >= self.max_buffer or self._stopped.is_set():
+                self._dropped += 1
+                return False
+            self._buffer.append(event)
+            full = len(self._buffer) >= self.batch_size
+        if self._thread is None:
+            self._start()
+        if full:
+            self._wake.set()
+        return True
+
+    def record_tool_call(self, agent: str, tool: str, outcome: str = "ok", duration_ms: float | None = None, *,
+                         high_risk: bool = False, attrs: dict[str, str | int | float | bool] | None = None) -> bool:
+        """A tool the agent called, and how it went."""
+        return self.record(agent, "tool", tool, outcome, duration_ms=duration_ms, high_risk=high_risk, attrs=attrs)
+
+    def record_mcp_operation(self, agent: str, operation: str, server: str, outcome: str = "ok",
+                             duration_ms: float | None = None, *, high_risk: bool = False) -> bool:
+        """An MCP request the agent made of `server` (`tools/call`, `resources/read`, ...)."""
+        return self.record(agent, "mcp", operation, outcome, duration_ms=duration_ms, high_risk=high_risk,
+                           attrs={"server": server})
+
+    def record_a2a_delegation(self, agent: str, task: str, outcome: str = "ok", duration_ms: float | None = None,
+                              *, peer: str | None = None) -> bool:
+        """An A2A task: `agent` is the one whose behaviour it was (the sender of a task we took, or the agent we
+        delegated to), `peer` the other side."""
+        return self.record(agent, "a2a", task, outcome, duration_ms=duration_ms,
+                           attrs={"peer": peer} if peer else None)
+
+    def record_auth(self, agent: str, name: str, outcome: str) -> bool:
+        """An authentication or authorisation event, e.g. a refused credential."""
+        return self.record(agent, "auth", name, outcome)
+
+    # --- sending ------------------------------------------------------------------------------------------------
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Send every waiting event now; True if all were acknowledged within `timeout` seconds."""
+        with self._send_lock:
+            return self._drain(time.monotonic() + timeout)
+
+    def shutdown(self, timeout: float = 10.0) -> CollectorStats:
+        """Stop the timer and send what is left (retrying until `timeout`); later records are dropped."""
+        self._stopped.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.flush(max(0.0, timeout))
+        self._client.close()
+        return self.stats
+
+    async def ashutdown(self, timeout: float = 10.0) -> CollectorStats:
+        """`shutdown` for asyncio code, in a worker thread."""
+        return await asyncio.to_thread(self.shutdown, timeout)
+
+    @property
+    def stats(self) -> CollectorStats:
+        with self._lock:
+            waiting = len(self._buffer) + self._in_flight
+            return CollectorStats(self._recorded, self._sent, self._dropped, self._rejected, waiting,
+                                  self._failed_posts)
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="vouchnet-telemetry", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            if self._stopped.is_set():
+                return  # shutdown() drains, with its own deadline
+            with self._send_lock:
+                self._drain(time.monotonic() + self.flush_interval, background=True)
+
+    def _drain(self, deadline: float, *, background: bool = False) -> bool:
+        """Send batches until none is left (True) or `deadline` passes (False); transient failures are retried.
+        In the background, shutdown() interrupts the retries (and drains with its own deadline)."""
+        attempt = 0
+        while True:
+            if self._pending is None:
+                with self._lock:
+                    batch = [self._buffer.popleft() for _ in range(min(self.batch_size, len(self._buffer)))]
+                    if not batch:
+                        return True
+                    self._pending, self._in_flight = (uuid.uuid4().hex, batch), len(batch)
+            if self._post(*self._pending):
+                with self._lock:
+                    self._pending, self._in_flight, attempt = None, 0, 0
+                continue
+            wait = min(_BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)], deadline - time.monotonic())
+            if wait <= 0:
+                return False
+            attempt += 1
+            if background:
+                if self._stopped.wait(wait):
+                    return False
+            else:
+                time.sleep(wait)
+
+    def _post(self, key: str, batch: list[dict[str, Any]]) -> bool:
+        """Post one batch; True when it is settled (stored, or refused for good), False to retry it."""
+        try:
+            reply = self._client.report_events(batch, idempotency_key=key)
+        except NodeApiError as error:
+            if error.status >= 500 or error.status == 429:
+                self._count_failure(error)
+                return False
+            log.warning("the node refused a telemetry batch", extra={"fields": {"events": len(batch),
+                                                                                 "error": error}})
+            with self._lock:
+                self._rejected += len(batch)
+            return True
+        except NodeUnreachable as error:
+            self._count_failure(error)
+            return False
+        rejected = reply.get("rejected", []) if isinstance(reply, dict) else []
+        with self._lock:
+            self._sent += len(batch) - len(rejected)
+            self._rejected += len(rejected)
+        return True
+
+    def _count_failure(self, error: Exception) -> None:
+        with self._lock:
+            self._failed_posts += 1
+        log.info("telemetry post failed; will retry", extra={"fields": {"error": error}})

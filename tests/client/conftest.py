@@ -1,0 +1,12 @@
+"""One real node for the SDK's tests (each test uses fresh agents, so they do not see each other), stopped when
+this package's tests are done so that it costs the rest of the suite nothing."""
+
+import pytest
+
+from .running_node import RunningNode, node_in_thread
+
+
+@pytest.fixture(scope="package")
+def running(tmp_path_factory) -> RunningNode:
+    with node_in_thread(tmp_path_factory.mktemp("sdk-node")) as node:
+        yield node

@@ -1,0 +1,114 @@
+"""A real node for the SDK's tests, served by its own trio loop in a background thread (the SDK runs on asyncio
+or plain threads in the test's thread), and the ways to give it agents of known standing."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import trio
+from nacl.signing import SigningKey
+
+from node.client import NodeClient, TelemetryCollector, TrustPolicy, Vouchnet
+from node.config import load_config
+from node.credentials import agent_credential
+from node.daemon import Node, serve_node
+from node.setup import init_data_dir
+from vouching import did_key
+
+GOOD_EVENTS = 10  # first-hand ok events that make an unknown agent `trusted` at a node (vouching.scoring)
+
+
+@dataclass(frozen=True)
+class RunningNode:
+    node: Node
+    url: str
+    token: str
+
+    def client(self) -> NodeClient:
+        return NodeClient(self.url, self.token)
+
+    def credential(self, agent: str) -> str:
+        """The agent credential `vouchnet agent new` would give `agent`, signed by this node's org."""
+        return agent_credential(self.node.key, agent, name="test agent")
+
+    def new_agent(self, *, trusted: bool) -> tuple[str, str]:
+        """A fresh agent (did, credential): unknown (so `untrusted`), or `trusted` from first-hand good events."""
+        agent, credential, _ = self.new_agent_with_key(trusted=trusted)
+        return agent, credential
+
+    def new_agent_with_key(self, *, trusted: bool) -> tuple[str, str, SigningKey]:
+        """`new_agent`, with the agent's own signing key."""
+        key = SigningKey.generate()
+        agent = did_key(bytes(key.verify_key))
+        if trusted:
+            now = int(time.time() * 1000)
+            events = [{"agent": agent, "ts": now, "category": "tool", "name": "search", "outcome": "ok"}
+                      for _ in range(GOOD_EVENTS)]
+            with self.client() as client:
+                assert client.report_events(events)["accepted"] == GOOD_EVENTS
+                assert client.score(agent)["tier"] == "trusted"
+        return agent, self.credential(agent), key
+
+    def first_hand_events(self, agent: str) -> int:
+        """How many of `agent`'s events this node holds as its own observations."""
+        with self.client() as client:
+            orgs = client.score(agent)["explanation"]["orgs"]
+        return sum(part["events"] for part in orgs if part["first_hand"])
+
+
+@contextmanager
+def node_in_thread(path: Path) -> Iterator[RunningNode]:
+    """A node from a fresh data directory on free loopback ports, until the block ends."""
+    made = init_data_dir(path, network="sdk-test", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    config = replace(load_config(made.data_dir), checkpoint_interval=5.0)
+    started: list[tuple[Node, trio.lowlevel.TrioToken, trio.CancelScope]] = []
+    ready, failure = threading.Event(), []
+
+    async def serve() -> None:
+        async with trio.open_nursery() as nursery:
+            node = await nursery.start(serve_node, config)
+            started.append((node, trio.lowlevel.current_trio_token(), nursery.cancel_scope))
+            ready.set()
+
+    def run() -> None:
+        try:
+            trio.run(serve)
+        except BaseException as error:  # the test thread reports it
+            failure.append(error)
+            ready.set()
+
+    thread = threading.Thread(target=run, name="vouchnet-test-node", daemon=True)
+    thread.start()
+    ready.wait(30)
+    if failure or not started:
+        raise RuntimeError(f"the test node did not start: {failure}")
+    node, token, scope = started[0]
+    try:
+        yield RunningNode(node, node.api_url, node.token)
+    finally:
+        trio.from_thread.run_sync(scope.cancel, trio_token=token)
+        thread.join(10)
+
+
+def on_asyncio(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async test on asyncio, as agent frameworks do (the suite's async default is trio)."""
+
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(test(*args, **kwargs))
+
+    return run
+
+
+def vouchnet_for(running: RunningNode, **policy: Any) -> Vouchnet:
+    """What a service makes once: verifier, policy and telemetry for the test node (telemetry sent on aclose)."""
+    return Vouchnet(running.url, policy=TrustPolicy(running.url, listen=False, **policy),
+                    telemetry=TelemetryCollector(running.url, running.token, flush_interval=3600))

@@ -1,0 +1,121 @@
+"""The A2A SDK on loopback: a server rejects tasks from untrusted senders (TASK_STATE_REJECTED, with the reason)
+and serves trusted ones; a client refuses to delegate to an untrusted target, or to a card whose credential is
+not its own, and delegates to a trusted one; both report what ran to the node."""
+
+import httpx
+import pytest
+from a2a.client import ClientConfig, create_client
+from a2a.helpers.proto_helpers import new_text_message
+from a2a.server.agent_execution import AgentExecutor
+from a2a.server.request_handlers import DefaultRequestHandlerV2
+from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes
+from a2a.server.tasks import InMemoryTaskStore
+from a2a.types.a2a_pb2 import (
+    AgentCapabilities,
+    AgentCard,
+    AgentInterface,
+    AgentSkill,
+    Message,
+    Part,
+    Role,
+    SendMessageRequest,
+    TaskState,
+)
+from nacl.signing import SigningKey
+from starlette.applications import Starlette
+
+from node.client.adapters.a2a import TrustedAgentExecutor, TrustInterceptor, UntrustedTarget, sign_card
+
+from .loopback import serving
+from .running_node import on_asyncio, vouchnet_for
+
+
+class Echo(AgentExecutor):
+    def __init__(self) -> None:
+        self.heard: list[str] = []
+
+    async def execute(self, context, event_queue):
+        self.heard.append(context.get_user_input())
+        await event_queue.enqueue_event(new_text_message(f"echo {context.get_user_input()}", role=Role.ROLE_AGENT))
+
+    async def cancel(self, context, event_queue):
+        raise NotImplementedError
+
+
+def _app(card: AgentCard, executor: AgentExecutor) -> Starlette:
+    handler = DefaultRequestHandlerV2(agent_executor=executor, task_store=InMemoryTaskStore(), agent_card=card)
+    return Starlette(routes=[*create_agent_card_routes(card), *create_jsonrpc_routes(handler, "/")])
+
+
+def _card(url: str) -> AgentCard:
+    return AgentCard(name="echo", description="Echoes", version="1.0",
+                     supported_interfaces=[AgentInterface(url=url, protocol_binding="JSONRPC", protocol_version="1.0")],
+                     capabilities=AgentCapabilities(streaming=False), default_input_modes=["text/plain"],
+                     default_output_modes=["text/plain"],
+                     skills=[AgentSkill(id="echo", name="echo", description="Echoes", tags=["echo"])])
+
+
+async def _send(url: str, credential: str, interceptors=()):
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {credential}"}) as http:
+        client = await create_client(url, ClientConfig(httpx_client=http, streaming=False),
+                                     interceptors=list(interceptors))
+        request = SendMessageRequest(message=Message(message_id="m-1", role=Role.ROLE_USER, parts=[Part(text="hi")]))
+        return [event async for event in client.send_message(request)]
+
+
+@on_asyncio
+async def test_the_server_rejects_an_untrusted_sender_and_serves_a_trusted_one(running):
+    vouchnet = vouchnet_for(running)
+    stranger, stranger_credential = running.new_agent(trusted=False)
+    known, known_credential = running.new_agent(trusted=True)
+    echo = Echo()
+    async with serving(lambda url: _app(_card(url), TrustedAgentExecutor(echo, vouchnet))) as url:
+        (rejected,) = await _send(url, stranger_credential)
+        assert rejected.task.status.state == TaskState.TASK_STATE_REJECTED
+        assert rejected.task.status.message.parts[0].text.startswith("Refused by vouchnet: tier untrusted")
+        assert echo.heard == []
+        (answer,) = await _send(url, known_credential)
+        assert answer.message.parts[0].text == "echo hi" and echo.heard == ["hi"]
+        (unsigned,) = await _send(url, "not-a-credential")
+        assert unsigned.task.status.state == TaskState.TASK_STATE_REJECTED
+        assert "unverified caller" in unsigned.task.status.message.parts[0].text
+    await vouchnet.aclose()
+    assert running.first_hand_events(known) == 11 and running.first_hand_events(stranger) == 0
+
+
+@on_asyncio
+async def test_the_client_delegates_only_to_a_trusted_target(running):
+    vouchnet = vouchnet_for(running)
+    _, caller_credential = running.new_agent(trusted=True)
+    for trusted in (False, True):
+        agent, credential, key = running.new_agent_with_key(trusted=trusted)
+        echo = Echo()
+        async with serving(lambda url: _app(sign_card(_card(url), credential=credential, key=key), echo)) as url:
+            if trusted:
+                (answer,) = await _send(url, caller_credential, [TrustInterceptor(vouchnet)])
+                assert answer.message.parts[0].text == "echo hi" and echo.heard == ["hi"]
+            else:
+                with pytest.raises(UntrustedTarget, match="tier untrusted"):
+                    await _send(url, caller_credential, [TrustInterceptor(vouchnet)])
+                assert echo.heard == []
+    await vouchnet.aclose()
+    assert running.first_hand_events(agent) == 11  # the delegation to the trusted target
+
+
+@on_asyncio
+async def test_a_card_carrying_another_agents_credential_is_refused(running):
+    """An impostor copies a trusted agent's credential into its own card: it cannot sign as that agent."""
+    vouchnet = vouchnet_for(running)
+    _, caller_credential = running.new_agent(trusted=True)
+    _, stolen_credential = running.new_agent(trusted=True)
+    echo = Echo()
+    impostor = SigningKey.generate()
+    async with serving(lambda url: _app(sign_card(_card(url), credential=stolen_credential, key=impostor),
+                                        echo)) as url:
+        with pytest.raises(UntrustedTarget, match="card.signatures"):
+            await _send(url, caller_credential, [TrustInterceptor(vouchnet)])
+    unsigned = Echo()
+    async with serving(lambda url: _app(_card(url), unsigned)) as url:
+        with pytest.raises(UntrustedTarget, match="unverified target: credential"):
+            await _send(url, caller_credential, [TrustInterceptor(vouchnet)])
+    assert echo.heard == unsigned.heard == []

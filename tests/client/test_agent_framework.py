@@ -1,0 +1,84 @@
+"""Microsoft Agent Framework: the same tool call is refused (fail closed, MiddlewareFailure) for an untrusted
+caller and runs for a trusted one; what ran reaches the node. A scripted chat client stands in for the model."""
+
+import pytest
+from agent_framework import (
+    Agent,
+    BaseChatClient,
+    ChatMiddlewareLayer,
+    ChatResponse,
+    Content,
+    FunctionInvocationLayer,
+    Message,
+    tool,
+)
+
+from node.client.adapters.agent_framework import TrustFunctionMiddleware, TrustRefused, trust_middleware
+
+from .running_node import on_asyncio, vouchnet_for
+
+
+class ScriptedClient(FunctionInvocationLayer, ChatMiddlewareLayer, BaseChatClient):
+    """A model that asks for `search` once, then answers with what the tool returned."""
+
+    async def _inner_get_response(self, *, messages, stream, options, **kwargs):
+        last = messages[-1].contents[-1]
+        if last.type == "function_result":
+            return ChatResponse(messages=[Message(role="assistant", contents=[f"answer: {last.result}"])])
+        call = Content.from_function_call(call_id="call-1", name="search", arguments={"query": "vouchnet"})
+        return ChatResponse(messages=[Message(role="assistant", contents=[call])])
+
+
+def _agent(middleware, ran: list[str]) -> Agent:
+    @tool
+    def search(query: str) -> str:
+        """Search the web."""
+        ran.append(query)
+        return f"results for {query}"
+
+    return Agent(client=ScriptedClient(), tools=[search], middleware=middleware)
+
+
+@on_asyncio
+async def test_a_tool_call_is_refused_for_an_untrusted_caller_and_runs_for_a_trusted_one(running):
+    vouchnet = vouchnet_for(running)
+    stranger, stranger_credential = running.new_agent(trusted=False)
+    known, known_credential = running.new_agent(trusted=True)
+    ran: list[str] = []
+    agent = _agent([TrustFunctionMiddleware(vouchnet)], ran)
+
+    with pytest.raises(TrustRefused, match="vouchnet refused tool_call with search: tier untrusted") as refused:
+        await agent.run("find it", function_invocation_kwargs={"vouchnet_credential": stranger_credential})
+    assert refused.value.decision.agent == stranger and ran == []
+
+    answer = await agent.run("find it", function_invocation_kwargs={"vouchnet_credential": known_credential})
+    assert answer.text == "answer: results for vouchnet" and ran == ["vouchnet"]
+    await vouchnet.aclose()
+    assert running.first_hand_events(known) == 10 + 1
+    assert running.first_hand_events(stranger) == 0  # a refusal by trust is not reported as a violation
+
+
+@on_asyncio
+async def test_the_agent_middleware_refuses_the_run_before_the_model_is_asked(running):
+    vouchnet = vouchnet_for(running)
+    ran: list[str] = []
+    agent = _agent(trust_middleware(vouchnet), ran)
+    with pytest.raises(TrustRefused, match="invoke_agent: unverified caller: credential"):
+        await agent.run("find it")
+    known, credential = running.new_agent(trusted=True)
+    await agent.run("find it", function_invocation_kwargs={"vouchnet_credential": credential})
+    assert ran == ["vouchnet"]
+    await vouchnet.aclose()
+    assert running.first_hand_events(known) == 10 + 2  # the run (a2a invoke_agent) and the tool call
+
+
+@on_asyncio
+async def test_observe_mode_lets_an_untrusted_caller_through_and_reports_it(running):
+    vouchnet = vouchnet_for(running, observe=True)
+    stranger, credential = running.new_agent(trusted=False)
+    ran: list[str] = []
+    await _agent(trust_middleware(vouchnet), ran).run(
+        "find it", function_invocation_kwargs={"vouchnet_credential": credential})
+    assert ran == ["vouchnet"]
+    await vouchnet.aclose()
+    assert running.first_hand_events(stranger) == 2

@@ -1,0 +1,87 @@
+"""LangChain / LangGraph: the same tool call is refused (the model reads an error ToolMessage with the reason)
+for an untrusted caller and runs for a trusted one; fail-closed when the node is down; what ran reaches the node.
+A scripted chat model stands in for the LLM."""
+
+from langchain.agents import create_agent
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage, ToolMessage
+from langchain_core.tools import tool
+
+from node.client import TrustPolicy, Vouchnet
+from node.client.adapters.langchain import TrustMiddleware
+
+from .running_node import on_asyncio, vouchnet_for
+
+
+class ScriptedModel(GenericFakeChatModel):
+    def bind_tools(self, tools, **kwargs):
+        return self
+
+
+def _agent(vouchnet: Vouchnet, ran: list[str]):
+    @tool
+    def search(query: str) -> str:
+        """Search the web."""
+        ran.append(query)
+        return f"results for {query}"
+
+    model = ScriptedModel(messages=iter([
+        AIMessage(content="", tool_calls=[{"name": "search", "args": {"query": "vouchnet"}, "id": "call-1"}]),
+        AIMessage(content="done"),
+    ]))
+    return create_agent(model, tools=[search], middleware=[TrustMiddleware(vouchnet)])
+
+
+async def _tool_message(vouchnet: Vouchnet, credential: str | None, ran: list[str]) -> ToolMessage:
+    out = await _agent(vouchnet, ran).ainvoke({"messages": [{"role": "user", "content": "find it"}]},
+                                              context={"vouchnet_credential": credential})
+    (message,) = [m for m in out["messages"] if isinstance(m, ToolMessage)]
+    return message
+
+
+@on_asyncio
+async def test_a_tool_call_is_refused_for_an_untrusted_caller_and_runs_for_a_trusted_one(running):
+    vouchnet = vouchnet_for(running)
+    stranger, stranger_credential = running.new_agent(trusted=False)
+    known, known_credential = running.new_agent(trusted=True)
+    ran: list[str] = []
+
+    refused = await _tool_message(vouchnet, stranger_credential, ran)
+    assert refused.status == "error" and refused.content.startswith("Refused by vouchnet: tier untrusted")
+    assert ran == []
+
+    allowed = await _tool_message(vouchnet, known_credential, ran)
+    assert allowed.status == "success" and allowed.content == "results for vouchnet" and ran == ["vouchnet"]
+    await vouchnet.aclose()
+    assert running.first_hand_events(known) == 11
+
+
+@on_asyncio
+async def test_a_caller_without_a_credential_is_refused(running):
+    ran: list[str] = []
+    refused = await _tool_message(vouchnet_for(running), None, ran)
+    assert "unverified caller" in refused.content and ran == []
+
+
+@on_asyncio
+async def test_it_fails_closed_when_the_node_is_down(running):
+    _, credential = running.new_agent(trusted=True)
+    vouchnet = Vouchnet(running.url, policy=TrustPolicy("http://127.0.0.1:9", listen=False))
+    ran: list[str] = []
+    refused = await _tool_message(vouchnet, credential, ran)
+    assert "failing closed" in refused.content and ran == []
+
+
+def test_a_synchronous_agent_is_gated_too(running):
+    vouchnet = vouchnet_for(running)
+    _, stranger = running.new_agent(trusted=False)
+    known, credential = running.new_agent(trusted=True)
+    ran: list[str] = []
+    for caller in (stranger, credential):
+        out = _agent(vouchnet, ran).invoke({"messages": [{"role": "user", "content": "find it"}]},
+                                           context={"vouchnet_credential": caller})
+        (message,) = [m for m in out["messages"] if isinstance(m, ToolMessage)]
+        assert message.status == ("success" if caller == credential else "error")
+    assert ran == ["vouchnet"]
+    vouchnet.telemetry.shutdown()
+    assert running.first_hand_events(known) == 11

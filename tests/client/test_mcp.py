@@ -1,0 +1,61 @@
+"""MCP servers (SDK 2.x) over streamable HTTP on loopback: the caller's access token is its agent credential;
+the same tool call is refused (a tool error with the reason) for an untrusted caller and runs for a trusted one;
+a token that is not a credential never gets in; what ran reaches the node."""
+
+import httpx2
+from mcp.client.client import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.server.mcpserver import MCPServer
+
+from node.client.adapters.mcp import DECISION_META, mcp_trust
+
+from .loopback import serving
+from .running_node import on_asyncio, vouchnet_for
+
+PATH = "/mcp"
+
+
+def _server(vouchnet, ran: list[str]) -> MCPServer:
+    server = MCPServer("files", **mcp_trust(vouchnet, f"http://127.0.0.1{PATH}", server="files"))
+
+    @server.tool()
+    def search(query: str) -> str:
+        """Search the files."""
+        ran.append(query)
+        return f"results for {query}"
+
+    return server
+
+
+async def _call(url: str, credential: str):
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {credential}"}) as http:
+        async with Client(streamable_http_client(url + PATH, http_client=http)) as client:
+            return await client.call_tool("search", {"query": "vouchnet"})
+
+
+@on_asyncio
+async def test_a_tool_call_is_refused_for_an_untrusted_caller_and_runs_for_a_trusted_one(running):
+    vouchnet = vouchnet_for(running)
+    ran: list[str] = []
+    stranger, stranger_credential = running.new_agent(trusted=False)
+    known, known_credential = running.new_agent(trusted=True)
+    async with serving(lambda _: _server(vouchnet, ran).streamable_http_app()) as url:
+        refused = await _call(url, stranger_credential)
+        assert refused.is_error and refused.content[0].text.startswith("Refused by vouchnet: tier untrusted")
+        assert refused.meta[DECISION_META]["verdict"] == "block" and ran == []
+        allowed = await _call(url, known_credential)
+        assert not allowed.is_error and allowed.content[0].text == "results for vouchnet"
+    assert ran == ["vouchnet"]
+    await vouchnet.aclose()
+    assert running.first_hand_events(known) == 11
+    assert running.first_hand_events(stranger) == 0
+
+
+@on_asyncio
+async def test_a_token_that_is_not_an_agent_credential_is_refused_at_the_door(running):
+    ran: list[str] = []
+    async with serving(lambda _: _server(vouchnet_for(running), ran).streamable_http_app()) as url:
+        async with httpx2.AsyncClient() as http:
+            response = await http.post(url + PATH, headers={"Authorization": "Bearer not-a-credential"}, json={})
+            assert response.status_code == 401
+    assert ran == []

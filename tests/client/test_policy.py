@@ -1,0 +1,148 @@
+"""TrustPolicy against a real node: tiers decide, high-risk tools escalate, it fails closed, it observes, and its
+cache follows the node's stream of score changes."""
+
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from node.client import NodeClient, TrustPolicy
+
+from .running_node import GOOD_EVENTS, on_asyncio
+
+
+@pytest.fixture
+def policy(running):
+    policy = TrustPolicy(running.url, listen=False)
+    yield policy
+    policy.close()
+
+
+def _dead_url() -> str:
+    with socket.socket() as s:  # bound, never listening: connections are refused at once
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_an_unknown_agent_is_blocked_and_a_trusted_one_allowed(running, policy):
+    stranger, _ = running.new_agent(trusted=False)
+    known, _ = running.new_agent(trusted=True)
+    refused = policy.check(stranger, "tool_call", "search")
+    assert (refused.verdict, refused.allowed, refused.tier) == ("block", False, "untrusted")
+    assert "untrusted" in refused.reason
+    allowed = policy.check(known, "tool_call", "search")
+    assert (allowed.verdict, allowed.allowed, allowed.tier) == ("allow", True, "trusted")
+
+
+@on_asyncio
+async def test_acheck_decides_the_same_on_asyncio(running, policy):
+    stranger, _ = running.new_agent(trusted=False)
+    known, _ = running.new_agent(trusted=True)
+    assert (await policy.acheck(stranger, "tool_call", "search")).verdict == "block"
+    assert (await policy.acheck(known, "tool_call", "search")).verdict == "allow"
+    await policy.aclose()
+
+
+def test_high_risk_tools_need_the_high_risk_tier(running):
+    known, _ = running.new_agent(trusted=True)
+    policy = TrustPolicy(running.url, listen=False, high_risk_tools=["deploy"], high_risk_tier="verified")
+    try:
+        assert policy.check(known, "tool_call", "search").verdict == "allow"
+        risky = policy.check(known, "tool_call", "deploy:prod")
+        assert risky.verdict == "block" and "high-risk" in risky.reason
+    finally:
+        policy.close()
+
+
+def test_a_minimum_score_blocks_below_it(running):
+    known, _ = running.new_agent(trusted=True)
+    policy = TrustPolicy(running.url, listen=False, min_score=900)
+    try:
+        decision = policy.check(known)
+        assert decision.verdict == "block" and "minimum 900" in decision.reason
+    finally:
+        policy.close()
+
+
+def test_audit_tiers_allow_and_say_so(running):
+    known, _ = running.new_agent(trusted=True)
+    tiers = {"verified": "allow", "trusted": "audit", "provisional": "block", "untrusted": "block"}
+    policy = TrustPolicy(running.url, listen=False, tiers=tiers)
+    try:
+        decision = policy.check(known)
+        assert (decision.verdict, decision.allowed) == ("audit", True)
+    finally:
+        policy.close()
+
+
+def test_it_fails_closed_by_default_when_the_node_is_down(running):
+    agent, _ = running.new_agent(trusted=True)
+    closed = TrustPolicy(_dead_url(), listen=False)
+    decision = closed.check(agent, "tool_call", "search")
+    assert (decision.verdict, decision.allowed, decision.source) == ("block", False, "unreachable")
+    assert "failing closed" in decision.reason
+    opened = TrustPolicy(_dead_url(), listen=False, fail_open=True)
+    decision = opened.check(agent, "tool_call", "search")
+    assert (decision.verdict, decision.allowed, decision.source) == ("audit", True, "unreachable")
+
+
+def test_observe_mode_decides_but_never_blocks(running):
+    stranger, _ = running.new_agent(trusted=False)
+    policy = TrustPolicy(running.url, listen=False, observe=True)
+    try:
+        decision = policy.check(stranger, "tool_call", "shell")
+        assert (decision.verdict, decision.enforced, decision.allowed) == ("block", False, True)
+    finally:
+        policy.close()
+
+
+def test_a_malformed_agent_id_is_blocked_even_failing_open(running):
+    policy = TrustPolicy(running.url, listen=False, fail_open=True)
+    try:
+        decision = policy.check("not-a-did")
+        assert (decision.verdict, decision.source) == ("block", "invalid")
+        assert "did:key" in decision.reason
+    finally:
+        policy.close()
+
+
+def test_decisions_are_cached_until_their_ttl(running, policy):
+    agent, _ = running.new_agent(trusted=True)
+    assert policy.check(agent).source == "node"
+    assert policy.check(agent, "tool_call", "other").source == "cache"
+    short = TrustPolicy(running.url, listen=False, cache_ttl=0.0)
+    try:
+        short.check(agent)
+        assert short.check(agent).source == "node"
+    finally:
+        short.close()
+
+
+def test_the_stream_refreshes_a_cached_decision_when_the_score_changes(running):
+    agent, _ = running.new_agent(trusted=False)
+    changed = threading.Event()
+    policy = TrustPolicy(running.url, cache_ttl=600,
+                         on_change=lambda c: changed.set() if c.agent == agent and c.tier == "trusted" else None)
+    try:
+        assert policy.stream_connected.wait(10)
+        assert policy.check(agent).verdict == "block"
+        assert policy.check(agent).source == "cache"
+        now = int(time.time() * 1000)
+        with NodeClient(running.url, running.token) as client:
+            client.report_events([{"agent": agent, "ts": now, "category": "tool", "name": "search",
+                                   "outcome": "ok"}] * GOOD_EVENTS)
+        assert changed.wait(10)
+        decision = policy.check(agent)
+        assert (decision.verdict, decision.source, decision.tier) == ("allow", "cache", "trusted")
+    finally:
+        policy.close()
+
+
+def test_one_policy_serves_many_threads(running, policy):
+    agents = [running.new_agent(trusted=i % 2 == 0)[0] for i in range(4)]
+    with ThreadPoolExecutor(8) as pool:
+        verdicts = list(pool.map(lambda i: policy.check(agents[i % 4]).verdict, range(40)))
+    assert verdicts == ["allow" if i % 2 == 0 else "block" for i in range(4)] * 10
+

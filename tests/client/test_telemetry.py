@@ -1,0 +1,114 @@
+"""The telemetry collector: what is recorded reaches the node (in batches, drained on shutdown), memory stays
+bounded under a flood, and its timer never keeps a process alive."""
+
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from node.client import TelemetryCollector
+
+from ..factories import new_did
+
+
+def _until(predicate, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_shutdown_sends_everything_recorded(running):
+    agent = new_did()
+    collector = TelemetryCollector(running.url, running.token, flush_interval=3600)
+    for i in range(250):
+        collector.record_tool_call(agent, "search", "ok" if i % 5 else "error", duration_ms=3.5)
+    stats = collector.shutdown()
+    assert (stats.recorded, stats.sent, stats.dropped, stats.buffered) == (250, 250, 0, 0)
+    assert running.first_hand_events(agent) == 250
+
+
+def test_a_full_batch_is_sent_without_waiting_for_the_interval(running):
+    agent = new_did()
+    collector = TelemetryCollector(running.url, running.token, flush_interval=3600, batch_size=10)
+    try:
+        for _ in range(10):
+            collector.record_mcp_operation(agent, "tools/call", "files")
+        assert _until(lambda: collector.stats.sent == 10)
+    finally:
+        collector.shutdown()
+
+
+def test_each_kind_of_event_is_accepted_by_the_node(running):
+    agent, peer = new_did(), new_did()
+    collector = TelemetryCollector(running.url, running.token)
+    collector.record_tool_call(agent, "shell", "denied", high_risk=True, attrs={"cwd": "/tmp"})
+    collector.record_mcp_operation(agent, "resources/read", "docs", "timeout", 5000)
+    collector.record_a2a_delegation(agent, "summarise", "ok", 12.0, peer=peer)
+    collector.record_auth(agent, "credential", "error")
+    stats = collector.shutdown()
+    assert (stats.sent, stats.rejected) == (4, 0)
+
+
+def test_the_node_rejecting_an_event_is_counted_not_retried(running):
+    collector = TelemetryCollector(running.url, running.token)
+    collector.record_tool_call("not-a-did", "search")
+    collector.record_tool_call(new_did(), "search")
+    stats = collector.shutdown()
+    assert (stats.sent, stats.rejected, stats.failed_posts) == (1, 1, 0)
+
+
+def test_an_unknown_outcome_is_a_programming_error():
+    collector = TelemetryCollector("http://127.0.0.1:9", "token")
+    with pytest.raises(ValueError, match="outcome"):
+        collector.record_tool_call(new_did(), "search", "success")
+
+
+def test_a_flood_while_the_node_is_down_is_bounded_and_counted():
+    collector = TelemetryCollector("http://127.0.0.1:9", "token", max_buffer=1000, flush_interval=3600)
+    agent = new_did()
+    kept = sum(collector.record_tool_call(agent, "search") for _ in range(50_000))
+    stats = collector.stats
+    assert kept == 1000 and stats.dropped == 49_000 and stats.buffered == 1000
+    started = time.monotonic()
+    stats = collector.shutdown(timeout=0.5)
+    assert time.monotonic() - started < 2.0
+    assert stats.sent == 0 and stats.buffered == 1000 and stats.failed_posts >= 1
+    assert not collector.record_tool_call(agent, "search")  # after shutdown: dropped
+
+
+class _FailsOnce(httpx.BaseTransport):
+    """The network between collector and node: the first request is lost, the rest go through."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self._real = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.keys.append(request.headers["idempotency-key"])
+        if len(self.keys) == 1:
+            raise httpx.ConnectError("the node is restarting")
+        return self._real.handle_request(request)
+
+
+def test_a_failed_batch_is_retried_with_the_same_idempotency_key(running):
+    agent, network = new_did(), _FailsOnce()
+    collector = TelemetryCollector(running.url, running.token, flush_interval=3600, transport=network)
+    collector.record_tool_call(agent, "search")
+    stats = collector.shutdown()
+    assert (stats.sent, stats.failed_posts) == (1, 1)
+    assert len(network.keys) == 2 and network.keys[0] == network.keys[1]
+    assert running.first_hand_events(agent) == 1
+
+
+def test_the_flush_timer_never_keeps_the_process_alive(running):
+    code = ("from node.client import TelemetryCollector; "
+            f"c = TelemetryCollector({running.url!r}, {running.token!r}, flush_interval=3600); "
+            f"c.record_tool_call({new_did()!r}, 'search')")
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
+    assert time.monotonic() - started < 10
