@@ -12,7 +12,8 @@ from vouching.arrays import sum_by
 from vouching.evidence import EvidenceStore, report_strengths
 from vouching.params import ScoringParams
 from vouching.rules import cap_scores
-from vouching.tiers import scores_of, tier_of
+from vouching.quantiles import scores_of
+from vouching.tiers import tier_of
 
 
 @dataclass(frozen=True)

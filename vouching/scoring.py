@@ -24,7 +24,8 @@ from vouching.explanation import Explanation, OrgPart, OrgReputation, Score, Vou
 from vouching.params import AGENT_BASES, ScoringParams
 from vouching.reputation import full_weight_reference, independence_groups, personalised_pagerank
 from vouching.rules import cap_score, explain_rules
-from vouching.tiers import max_prior_lift, score_of, tier_of
+from vouching.quantiles import max_prior_lift, score_of
+from vouching.tiers import tier_of
 from vouching.vouches import Vouch, VouchBook, check_weight
 
 INF = math.inf

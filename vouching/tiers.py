@@ -1,13 +1,11 @@
-"""Scores and tiers (DESIGN.md §6): a score is a lower quantile of the Beta posterior x 1000, and a tier is a band
-of scores with the thresholds the ecosystem's SDKs already use.
+"""Tiers (DESIGN.md §6): bands of scores 0..1000 with the thresholds the ecosystem's SDKs already use.
+
+Free of numpy and scipy, so that the client SDK's policy can use it; the quantiles are in vouching.quantiles.
 """
 
 from __future__ import annotations
 
 from typing import Literal
-
-import numpy as np
-from scipy.special import betaincinv
 
 Tier = Literal["verified", "trusted", "provisional", "untrusted"]
 
@@ -35,33 +33,3 @@ def tier_rank(tier: str) -> int:
         return TIERS.index(tier)  # type: ignore[arg-type]
     except ValueError:
         raise ValueError(f"tier: must be one of {', '.join(TIERS)}, got {tier!r}") from None
-
-
-def score_of(alpha: float, beta: float, quantile: float) -> int:
-    """The `quantile` lower quantile of Beta(alpha, beta), as an integer score 0..1000 (rounded down)."""
-    return min(MAX_SCORE, int(float(betaincinv(alpha, beta, quantile)) * MAX_SCORE))
-
-
-def scores_of(alpha: np.ndarray, beta: np.ndarray, quantile: float) -> np.ndarray:
-    """`score_of` over arrays."""
-    return np.minimum(MAX_SCORE, np.floor(betaincinv(alpha, beta, quantile) * MAX_SCORE)).astype(np.int64)
-
-
-def max_prior_lift(prior_good: float, prior_bad: float, quantile: float) -> float:
-    """The largest vouch lift (added to prior_good) that keeps an agent with no evidence below `trusted`.
-
-    Found by bisection on the monotone score of Beta(prior_good + lift, prior_bad); this is how "a vouch alone
-    never lifts an agent above provisional" is enforced.
-    """
-    if score_of(prior_good, prior_bad, quantile) >= TRUSTED:
-        raise ValueError("prior_good, prior_bad: the prior alone must score below trusted")
-    low, high = 0.0, 1.0
-    while score_of(prior_good + high, prior_bad, quantile) < TRUSTED:
-        high *= 2
-    for _ in range(60):
-        mid = (low + high) / 2
-        if score_of(prior_good + mid, prior_bad, quantile) < TRUSTED:
-            low = mid
-        else:
-            high = mid
-    return low

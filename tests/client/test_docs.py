@@ -1,4 +1,4 @@
-"""docs/sdk.md's examples run as written against a real node: each is executed verbatim, given only what its
+"""The README's SDK examples run as written against a real node: each is executed verbatim, given only what its
 text says is yours (a chat client or model, an A2A card and executor, a URL), for a trusted and an untrusted
 calling agent."""
 
@@ -22,7 +22,7 @@ from .test_a2a import Echo, _app, _card
 from .test_agent_framework import ScriptedClient
 from .test_langchain import ScriptedModel
 
-DOC = Path(__file__).parents[2] / "docs" / "sdk.md"
+DOC = Path(__file__).parents[2] / "README.md"
 EXAMPLE = re.compile(r"<!-- example: (\w+) -->\n```python\n(.*?)```", re.DOTALL)
 EXAMPLES = dict(EXAMPLE.findall(DOC.read_text()))
 
@@ -47,7 +47,7 @@ def run_example(running: RunningNode, monkeypatch, capsys):
             monkeypatch.setenv("AGENT_CREDENTIAL", credential)
         namespace = {"__name__": f"docs_example_{name}", **yours}
         made.append(namespace)
-        exec(compile(EXAMPLES[name], f"docs/sdk.md:{name}", "exec"), namespace)  # noqa: S102 - our own docs
+        exec(compile(EXAMPLES[name], f"README.md:{name}", "exec"), namespace)  # noqa: S102 - our own docs
         return namespace, capsys.readouterr().out
 
     yield run

@@ -7,7 +7,7 @@ from vouching.evidence import Outcomes
 from vouching.params import DAY_MS, HOUR_MS
 from vouching.rules import cap_score
 from vouching.scoring import TrustEngine
-from vouching.tiers import score_of
+from vouching.quantiles import score_of
 
 ORGS = ["root", "a", "b", "c", "d", "e"]
 AGENTS = ["x", "y", "z", "w"]
