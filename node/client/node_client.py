@@ -72,6 +72,18 @@ class NodeClient:
     def peers(self) -> list[dict[str, Any]]:
         return self._get_json("/v1/peers")["peers"]
 
+    def blocked_peers(self) -> list[str]:
+        """The PeerIDs the node refuses (no connection either way) until its block list changes or it restarts."""
+        return self._get_json("/v1/peers/blocked")["peers"]
+
+    def block_peers(self, peer_ids: list[str]) -> list[str]:
+        """Replace the node's block list (an empty list unblocks everyone); returns the list now in force."""
+        return self._json(self._write("PUT", "/v1/peers/blocked", json={"peers": peer_ids}))["peers"]
+
+    def metrics(self) -> str:
+        """The node's counters in the Prometheus text format."""
+        return self._get("/metrics").text
+
     # --- scores -----------------------------------------------------------------------------------------
 
     def score(self, agent: str, *, statement: bool = False) -> dict[str, Any]:
@@ -130,6 +142,13 @@ class NodeClient:
             if (after := answer["next"]) is None:
                 return
 
+    def submit_record(self, raw: bytes) -> dict[str, Any]:
+        """Offer a signed record (COSE_Sign1 bytes) as a peer's gossip would: its JSON form once the node holds it,
+        or `{"status": "held", ...}` while it waits for the issuer's earlier records; NodeApiError (409) says why
+        the node refused it (outside_horizon, equivocation, rejected)."""
+        return self._json(self._write("POST", "/v1/records", content=raw,
+                                      headers={"Content-Type": "application/cose"}))
+
     def record(self, record_id: str | bytes) -> bytes:
         """A record's exact COSE_Sign1 bytes, checked against the id they were asked by."""
         wanted = _record_id_hex(record_id)
@@ -140,6 +159,14 @@ class NodeClient:
 
     def record_json(self, record_id: str | bytes) -> dict[str, Any]:
         return self._get_json(f"/v1/records/{_record_id_hex(record_id)}", {"format": "json"})
+
+    # --- telemetry --------------------------------------------------------------------------------------
+
+    def report_events(self, events: list[dict[str, Any]], *, idempotency_key: str | None = None) -> dict[str, Any]:
+        """Report behaviour events (node.events: {agent, ts, category, name, outcome, ...}); the node's answer
+        `{"accepted": n, "rejected": [{"index", "detail"}]}`."""
+        headers = {} if idempotency_key is None else {"Idempotency-Key": idempotency_key}
+        return self._json(self._write("POST", "/v1/events", json={"events": events}, headers=headers))
 
     # --- the log ----------------------------------------------------------------------------------------
 
@@ -184,8 +211,14 @@ class NodeClient:
         return self._send(self._http.build_request("GET", path, params=query))
 
     def _post(self, path: str, body: dict[str, Any]) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {self._token}"} if self._token is not None else {}
-        return self._send(self._http.build_request("POST", path, json=body, headers=headers))
+        return self._write("POST", path, json=body)
+
+    def _write(self, method: str, path: str, *, headers: dict[str, str] | None = None, **body: Any) -> httpx.Response:
+        """A request carrying the token (when the client has one); `body` is httpx's json= or content=."""
+        headers = dict(headers or {})
+        if self._token is not None:
+            headers["Authorization"] = f"Bearer {self._token}"
+        return self._send(self._http.build_request(method, path, headers=headers, **body))
 
     def _send(self, request: httpx.Request) -> httpx.Response:
         try:
