@@ -148,14 +148,22 @@ def catch_up(run: RunResult) -> list[dict[str, Any]]:
 
 
 def convergence(run: RunResult) -> dict[str, Any]:
-    """Whether every node holds the same records at the end, and when the last one arrived."""
+    """Whether every node holds every record of the orgs in its horizon at the end, and when the last one arrived.
+    An equivocator's records are left out: two nodes may rightly hold two different records at one of its seqs."""
+    node_of = _node_of(run)
+    flagged = {node_of[r.about] for r in run.records.values() if r.kind == "equivocation" and r.about in node_of}
     union = set().union(*run.held.values())
-    missing = {node: len(union - held) for node, held in run.held.items()}
+    counted = {rid for rid in union if node_of.get(run.records[rid].iss) not in flagged}
+    missing = {}
+    for node, held in run.held.items():
+        inside = run.plan.horizon(node, flagged)
+        missing[node] = sum(1 for rid in counted - held if node_of.get(run.records[rid].iss) in inside)
     arrivals = [at for seen in run.seen.values() for at in seen.values()]
     return {
         "records": len(union),
         "converged": not any(missing.values()),
         "missing_per_node": missing,
+        "equivocators_left_out": sorted(flagged),
         "last_arrival_after_traffic_stopped": round(max(arrivals, default=run.traffic_end) - run.traffic_end, 2),
     }
 

@@ -4,11 +4,15 @@ agent works and who operates it, and which nodes each attack and fault touches. 
 from __future__ import annotations
 
 import random
+from collections.abc import Collection
 from dataclasses import dataclass
+
+from node.config import NodeConfig
 
 from .scenario import AgentGroup, Scenario, ScenarioError, Selector
 
 OPERATOR_WEIGHT = 0.8
+MAX_HOPS = NodeConfig.max_hops  # a testnet leaves [trust] max_hops at its default
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,18 @@ class Plan:
 
     def agents_of(self, group: str) -> list[AgentPlan]:
         return [agent for agent in self.agents if agent.group.name == group]
+
+    def horizon(self, node: str, flagged: Collection[str] = (), max_hops: int = MAX_HOPS) -> set[str]:
+        """The nodes whose records `node` holds once the plan's trust graph is in place: within `max_hops` org-peer
+        vouches of its roots and itself (vouching.horizon's rule; a flagged org's vouches do not extend it)."""
+        hops = dict.fromkeys((node, *self.roots[node]), 0)
+        frontier = list(hops)
+        for depth in range(1, max_hops + 1):
+            reached = list(dict.fromkeys(m for n in frontier if n not in flagged for m in self.vouches[n]
+                                         if m not in hops))
+            hops.update(dict.fromkeys(reached, depth))
+            frontier = reached
+        return set(hops)
 
 
 def make_plan(scenario: Scenario, nodes: list[str], seed: int) -> Plan:

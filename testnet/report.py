@@ -16,7 +16,7 @@ from .measure import final_scores, trajectories
 from .runner import RunResult
 
 _MARKS = {"kill": "SIGKILL", "restarted": "restarted", "partition": "partition", "heal": "heal",
-          "equivocation": "equivocation", "whitewash": "whitewash"}
+          "equivocation": "equivocation", "whitewash": "whitewash", "traffic stopped": "traffic stops"}
 
 
 def results_json(run: RunResult, measurements: dict[str, Any], elapsed: dict[str, float]) -> dict[str, Any]:

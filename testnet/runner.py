@@ -25,7 +25,7 @@ from .traffic import Traffic, TrafficStats
 
 LATENCY_METRIC = "vouchnet_record_latency_seconds"
 SETUP_TIMEOUT = 30.0  # seconds the setup's records may take to reach every node before traffic starts anyway
-SETUP_QUIET = 5.0  # ... or until no node gained one of them for this long (some may lie outside a horizon)
+CHECKPOINT_TIMEOUT = 30.0  # seconds after settling for every checkpoint to cover its ledger and be cosigned by all
 
 Say = Callable[[str], None]
 
@@ -101,7 +101,8 @@ class Run:
             self.timeline.add("traffic stopped")
             self.say(f"settling for {self.scenario.measure.settle_seconds:g} s")
             time.sleep(self.scenario.measure.settle_seconds)
-            orgs, status = self._final_views()
+            status = self._await_checkpoints(records)
+            orgs = self._org_views()
             after = self._latency_histograms()
         finally:
             for watcher in (traffic, scores, records):
@@ -139,26 +140,28 @@ class Run:
         """Org-peer vouches as the plan says (missing ones made, others revoked), then each agent's operator vouches
         for it; waits until the nodes hold these records."""
         started = time.time()
-        made, revoked, issued = 0, 0, set()
+        made, revoked, issued = 0, 0, {}  # record id -> the node that issued it
         for node in self.cluster.names:
             with self.cluster.client(node) as client:
                 active = _active_org_peer_vouches(client, self.dids[node])
                 wanted = {self.dids[m]: w for m, w in self.plan.vouches[node].items()}
                 for subject, record_id in active.items():
                     if subject not in wanted:
-                        issued.add(client.revoke(record_id, "not in this scenario's trust graph")["id"])
+                        issued[client.revoke(record_id, "not in this scenario's trust graph")["id"]] = node
                         revoked += 1
                 for subject, weight in wanted.items():
                     if subject not in active:
-                        issued.add(client.vouch(subject, weight, "org-peer")["id"])
+                        issued[client.vouch(subject, weight, "org-peer")["id"]] = node
                         made += 1
                 for agent in self.agents.values():
                     if agent.plan.operator == node:
-                        issued.add(client.vouch(agent.did, OPERATOR_WEIGHT, "operator")["id"])
-        held = _wait_for(records, issued, SETUP_TIMEOUT, SETUP_QUIET)
+                        issued[client.vouch(agent.did, OPERATOR_WEIGHT, "operator")["id"]] = node
+        expected = {n: {rid for rid, issuer in issued.items() if issuer in self.plan.horizon(n)}
+                    for n in self.cluster.names}
+        missing = _wait_for(records, expected, SETUP_TIMEOUT)
         self.setup.update(vouches=made, revocations=revoked, operator_vouches=len(self.agents),
-                          records=len(issued), propagation_seconds=time.time() - started, held=held)
-        missing = {n: len(issued) - k for n, k in held.items() if k < len(issued)}
+                          records=len(issued), propagation_seconds=round(time.time() - started, 2),
+                          missing=missing)
         self.say(f"setup: {made} org-peer vouches, {revoked} revocations, {len(self.agents)} operator vouches; "
                  + (f"held everywhere after {time.time() - started:.1f} s" if not missing else
                     f"still missing after {time.time() - started:.1f} s: {missing}"))
@@ -238,12 +241,26 @@ class Run:
 
     # --- the end ------------------------------------------------------------------------------------------
 
-    def _final_views(self) -> tuple[dict[str, list[dict[str, Any]]], dict[str, NodeStatus]]:
+    def _await_checkpoints(self, records: RecordWatch) -> dict[str, NodeStatus]:
+        """Wait (boundedly) until every node's latest checkpoint covers its whole ledger and carries the cosignature
+        of every other node, equivocators aside; the timeline says how long that took after traffic stopped."""
+        flagged = {r.about for r in records.records.values() if r.kind == "equivocation"}
+        started = time.time()
+        while True:
+            status = {node: node_status(self.cluster, node) for node in self.cluster.names}
+            lagging = [n for n, row in status.items() if row.did not in flagged and not _agreed(row, flagged, self.dids)]
+            if not lagging or time.time() - started > CHECKPOINT_TIMEOUT:
+                self.timeline.add("checkpoints agree" if not lagging else "checkpoints still disagree",
+                                  waited=round(time.time() - started, 2), lagging=lagging)
+                return status
+            time.sleep(0.5)
+
+    def _org_views(self) -> dict[str, list[dict[str, Any]]]:
         orgs = {}
         for node in sorted(self.up):
             with self.cluster.client(node) as client:
                 orgs[node] = client.orgs()
-        return orgs, {node: node_status(self.cluster, node) for node in self.cluster.names}
+        return orgs
 
     def _latency_histograms(self) -> dict[str, list[tuple[float, float]]]:
         found = {}
@@ -271,20 +288,23 @@ def _active_org_peer_vouches(client: Any, did: str) -> dict[str, str]:
             if r["body"]["basis"] == "org-peer" and r["id"] not in revoked}
 
 
-def _wait_for(records: RecordWatch, ids: set[str], timeout: float, quiet: float) -> dict[str, int]:
-    """Wait until every node holds all of `ids`, or none gained one for `quiet` s, or `timeout`; node -> held."""
+def _wait_for(records: RecordWatch, expected: dict[str, set[str]], timeout: float) -> dict[str, int]:
+    """Wait until each node holds the records expected of it, or `timeout`; returns node -> how many it lacks."""
     deadline = time.monotonic() + timeout
-    last, changed = records.holding(ids), time.monotonic()
-    while time.monotonic() < deadline:
-        held = records.holding(ids)
-        if all(k == len(ids) for k in held.values()):
-            return held
-        if held != last:
-            last, changed = held, time.monotonic()
-        elif time.monotonic() - changed > quiet:
-            return held
+    while True:
+        missing = {n: len(ids) - records.holding(ids)[n] for n, ids in expected.items()}
+        missing = {n: k for n, k in missing.items() if k}
+        if not missing or time.monotonic() > deadline:
+            return missing
         time.sleep(0.2)
-    return records.holding(ids)
+
+
+def _agreed(row: NodeStatus, flagged: set[str], dids: dict[str, str]) -> bool:
+    """The node's checkpoint covers its ledger and every other org that is not an equivocator has cosigned it."""
+    checkpoint = row.checkpoint
+    if checkpoint is None or checkpoint.size != row.ledger_size:
+        return False
+    return {d for d in dids.values() if d != row.did and d not in flagged} <= set(checkpoint.cosigned_by)
 
 
 def _sleep_until(wall: float) -> None:

@@ -103,7 +103,10 @@ class Fault:
 @dataclass(frozen=True)
 class Traffic:
     round_seconds: float = 1.0
-    events_per_round: int = 3  # per agent, per org it works at, per round
+    # Per agent, per org it works at, per round. Scoring caps one org's digests about one agent at 30 good and 60
+    # bad pseudo-observations per hour (vouching.params); a testnet's minutes fall in one such window, so a busy
+    # honest agent's capped good evidence would be outweighed by its uncapped errors (README "Running a testnet").
+    events_per_round: int = 1
     high_risk_share: float = 0.1  # of events that are high-risk tool calls
 
 

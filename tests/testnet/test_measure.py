@@ -83,3 +83,15 @@ def test_a_whitewashed_agent_is_followed_under_the_identity_it_used_at_the_time(
     assert identity_at(result, "bad-0", T0 + 7) == "did:x"
     assert identity_at(result, "bad-0", T0 + 9) == "did:y"
     assert identity_at(result, "good-0", T0 + 9) == "did:g"
+
+
+def test_a_node_is_expected_to_hold_only_the_records_of_orgs_in_its_horizon():
+    result = run({"r1": ("did:a", T0), "r2": ("did:c", T0)},
+                 {"r1": {"n00": T0, "n01": T0, "n02": T0}, "r2": {"n02": T0}}, [])
+    result.plan.vouches.update({"n00": {"n01": 0.9}, "n01": {"n00": 0.9}, "n02": {"n00": 0.9}})  # nobody trusts n02
+    result.plan.roots.update({"n00": [], "n01": [], "n02": []})
+    assert result.plan.horizon("n00") == {"n00", "n01"}
+    assert convergence(result)["converged"]
+    result.plan.vouches["n01"]["n02"] = 0.9  # now n02 is two hops from n00: its record is missing there
+    assert convergence(result)["missing_per_node"] == {"n00": 1, "n01": 1, "n02": 0}
+    assert result.plan.horizon("n00", {"n01"}) == {"n00", "n01"}  # a flagged org's vouches do not extend it
