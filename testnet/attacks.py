@@ -54,18 +54,26 @@ class Equivocation:
     at: float  # wall-clock seconds
 
 
-def equivocate(cluster: Cluster, node: str, head: tuple[int, bytes], other: str) -> Equivocation:
-    """Sign two vouches at seq `head[0] + 1` after the record `head[1]` with `node`'s org key; offer one to the node
+def equivocate(cluster: Cluster, node: str, other: str, epoch_seconds: float) -> Equivocation:
+    """Sign two vouches with `node`'s org key at the seq after its node's latest record of it; offer one to the node
     itself and the other to `other`. Whichever node sees both (or one and the org's own record at that seq) signs
-    `equivocation` evidence, which flags the org everywhere."""
+    `equivocation` evidence, which flags the org everywhere.
+
+    Done mid-epoch, so that the node's own digests (issued as each epoch ends) do not take that seq first."""
     key: SigningKey = load_org_key(cluster.data_dir(node) / "org.key")
-    seq, prev = head[0] + 1, head[1]
+    did = did_key(bytes(key.verify_key))
+    phase = time.time() % epoch_seconds
+    time.sleep((epoch_seconds / 2 - phase) % epoch_seconds)
+    with cluster.client(node) as client:
+        head = None
+        for head in client.iter_records(issuer=did, page=500):
+            pass
+    seq, prev = (head["seq"] + 1, bytes.fromhex(head["id"])) if head else (1, None)
     first = issue_record(key, "vouch", vouch_body(new_agent_did(), 1.0, "operator"), seq=seq, prev=prev)
     second = issue_record(key, "vouch", vouch_body(new_agent_did(), 1.0, "operator"), seq=seq, prev=prev)
     at = time.time()
     answers = (_offer(cluster, node, first.raw), _offer(cluster, other, second.raw))
-    return Equivocation(did_key(bytes(key.verify_key)), node, seq, (first.id.hex(), second.id.hex()), (node, other),
-                        answers, at)
+    return Equivocation(did, node, seq, (first.id.hex(), second.id.hex()), (node, other), answers, at)
 
 
 def _offer(cluster: Cluster, node: str, raw: bytes) -> str:

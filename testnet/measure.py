@@ -273,16 +273,21 @@ def attacks(run: RunResult) -> list[dict[str, Any]]:
 
 
 def _equivocation_outcome(run: RunResult) -> dict[str, Any]:
+    """How long until each node held evidence against the offender signed after the attack (a node holding earlier
+    evidence, from an earlier run on the same testnet, signs none: it has flagged the org already)."""
     done = next(e for e in run.timeline if e["kind"] == "equivocation")
+    evidence = [info for info in run.records.values() if info.kind == "equivocation" and info.about == done["offender"]]
     flagged_at: dict[str, float] = {}
-    for rid, info in run.records.items():
-        if info.kind == "equivocation" and info.about == done["offender"]:
-            for node, at in run.seen[rid].items():
+    for info in evidence:
+        if info.ts >= done["at"] - 1.0:  # issuers' clocks are this machine's: a second's margin is ample
+            for node, at in run.seen[info.id].items():
                 flagged_at[node] = min(flagged_at.get(node, at), at)
-    delays = {node: round(at - done["at"], 2) for node, at in sorted(flagged_at.items())}
+    delays = {node: round(max(0.0, at - done["at"]), 2) for node, at in sorted(flagged_at.items())}
     return {"offender": done["offender"], "node": done["node"], "offered_to": done["offered_to"],
-            "answers": done["answers"], "nodes_flagging": len(delays), "of": len(run.plan.nodes),
-            "seconds_to_flag": delays, "seconds_to_flag_everywhere": max(delays.values(), default=None)}
+            "answers": done["answers"], "flagged_before": len(evidence) > sum(1 for i in evidence
+                                                                             if i.ts >= done["at"] - 1.0),
+            "nodes_flagging": len(delays), "of": len(run.plan.nodes), "seconds_to_flag": delays,
+            "seconds_to_flag_everywhere": max(delays.values(), default=None)}
 
 
 def _whitewash_outcome(run: RunResult, watchers: set[str]) -> dict[str, Any]:

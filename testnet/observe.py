@@ -89,7 +89,6 @@ class RecordWatch(_Watch):
         self.records: dict[str, RecordInfo] = {}
         self.seen: dict[str, dict[str, float]] = {}  # record id -> node -> wall seconds
         self.held: dict[str, set[str]] = {name: set() for name in cluster.names}
-        self._heads: dict[tuple[str, str], tuple[int, bytes]] = {}  # (node, issuer) -> (seq, id) of its last
         self._cursors: dict[str, int | None] = {name: None for name in cluster.names}
 
     def sample(self, node: str, client: NodeClient) -> None:
@@ -114,14 +113,6 @@ class RecordWatch(_Watch):
                                            about)
         self.seen.setdefault(rid, {}).setdefault(node, now)
         self.held[node].add(rid)
-        key = (node, record["iss"])
-        if record["seq"] > self._heads.get(key, (0, b""))[0]:
-            self._heads[key] = (record["seq"], bytes.fromhex(rid))
-
-    def head(self, node: str, issuer: str) -> tuple[int, bytes] | None:
-        """The last record of `issuer` that `node` was seen holding: (seq, id)."""
-        with self.lock:
-            return self._heads.get((node, issuer))
 
     def holding(self, ids: set[str]) -> dict[str, int]:
         """Node -> how many of `ids` it holds."""

@@ -181,6 +181,9 @@ def _html(results: dict[str, Any], plots: dict[str, bytes]) -> str:
         ("Timeline", _table(["t (s)", "what", "details"],
                             [(e["t"], e["kind"], _details(e)) for e in results["timeline"]])),
         ("Plots", images),
+        ("Agent class x final tier at the honest nodes",
+         _table(["agents", "behaviour", *m["confusion"]["tiers"]],
+                [(r["group"], r["behaviour"], *r["tiers"].values()) for r in m["confusion"]["rows"]])),
         ("Attacks", _table(["#", "type", "outcome"], [(a["attack"], a["type"], _details(a)) for a in m["attacks"]])),
         ("Orgs as the honest nodes see them (means)",
          _table(["org group", "reputation", "credibility", "weight", "flagged"],
@@ -204,7 +207,8 @@ figure {{ margin: 1em 0 }} figcaption {{ color: #666; font-size: 12px }} code {{
 <h1>vouchnet testnet: {html.escape(scenario['name'])}</h1>
 <p>{html.escape(scenario['description'])}</p>
 {body}
-<p>Everything above, and the score samples behind the plots, is in <code>results.json</code> beside this page.</p>
+<p>Everything above, with the score trajectories and final scores behind the plots, is in
+<code>results.json</code> beside this page.</p>
 </body></html>
 """
 

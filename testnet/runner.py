@@ -95,7 +95,7 @@ class Run:
             self.timeline.add("start")
             traffic.start_at(t0)
             self.say(f"traffic: {len(self.agents)} agents, {self.scenario.duration:g} s")
-            self._schedule(t0, records)
+            self._schedule(t0)
             traffic.stop()
             traffic_end = time.time()
             self.timeline.add("traffic stopped")
@@ -168,12 +168,11 @@ class Run:
 
     # --- the schedule -------------------------------------------------------------------------------------
 
-    def _schedule(self, t0: float, records: RecordWatch) -> None:
+    def _schedule(self, t0: float) -> None:
         actions: list[tuple[float, int, str, Callable[[], None]]] = []
         for i, attack in enumerate(self.scenario.attacks):
             if attack.type == "equivocation":
-                actions.append((attack.at, i, f"equivocation by {attack.orgs.text}",
-                                lambda i=i: self._equivocate(i, records)))
+                actions.append((attack.at, i, f"equivocation by {attack.orgs.text}", lambda i=i: self._equivocate(i)))
             elif attack.type == "whitewash":
                 actions.append((attack.at, i, f"whitewash of {attack.agents}", lambda i=i: self._whitewash(i)))
         for i, fault in enumerate(self.scenario.faults):
@@ -192,13 +191,12 @@ class Run:
             act()
         _sleep_until(t0 + self.scenario.duration)
 
-    def _equivocate(self, index: int, records: RecordWatch) -> None:
+    def _equivocate(self, index: int) -> None:
         attack = self.scenario.attacks[index]
         offender = self.plan.select(attack.orgs, f"attacks[{index}].orgs")[0]
-        head = records.head(offender, self.dids[offender]) or (0, b"")
         other = next(n for n in reversed(self.cluster.names) if n != offender and self.is_up(n)
                      and self.plan.group_of(n) != self.plan.group_of(offender))
-        done: Equivocation = equivocate(self.cluster, offender, (head[0], head[1] or None), other)
+        done: Equivocation = equivocate(self.cluster, offender, other, self.scenario.settings.epoch_seconds)
         self.timeline.add("equivocation", node=offender, offender=done.offender, seq=done.seq,
                           records=list(done.records), offered_to=list(done.offered_to), answers=list(done.answers))
 

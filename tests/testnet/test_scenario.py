@@ -137,3 +137,13 @@ def test_a_plan_that_does_not_fit_the_testnet_says_why():
 def test_an_unknown_scenario_name_lists_the_library():
     with pytest.raises(ScenarioError, match="no-such: no such scenario file, and not one of the library's: .*baseline"):
         load_scenario("no-such")
+
+
+def test_the_cli_refuses_a_broken_scenario_before_starting_anything(tmp_path, capsys):
+    from node.cli import main
+
+    broken = tmp_path / "broken.toml"
+    broken.write_text(MINIMAL.replace("duration = 30", "duration = -1"))
+    assert main(["testnet", "run", str(broken), "--dir", str(tmp_path / "testnet")]) == 2
+    assert f"vouchnet testnet: {broken}: duration: must be from 1 to 3600, got -1" in capsys.readouterr().err
+    assert not (tmp_path / "testnet").exists()
