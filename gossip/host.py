@@ -131,7 +131,7 @@ import math
 import os
 import socket
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -511,19 +511,33 @@ class _Pubsub(Pubsub):
 
 
 class _PeerNotifee(INotifee):
-    """Turns per-connection notifications into per-peer PeerEvents."""
+    """Turns per-connection notifications into per-peer PeerEvents; closes connections of blocked peers."""
 
-    def __init__(self, emit: Callable[[PeerEvent], None]) -> None:
+    def __init__(self, emit: Callable[[PeerEvent], None], is_blocked: Callable[[ID], bool], close_timeout: float
+                 ) -> None:
         self._emit = emit
+        self._is_blocked = is_blocked
+        self._close_timeout = close_timeout
         self._connections: dict[ID, int] = {}
+        self._counted: weakref.WeakSet[INetConn] = weakref.WeakSet()
 
     async def connected(self, network: INetwork, conn: INetConn) -> None:
         peer = conn.muxed_conn.peer_id
+        if self._is_blocked(peer):
+            # There is no peer-level gate in py-libp2p 0.8 (its ConnectionGate filters IP addresses only), so an
+            # inbound connection from a blocked peer is closed as soon as the handshake names the peer.
+            with trio.move_on_after(self._close_timeout):
+                await conn.close()
+            return
+        self._counted.add(conn)
         self._connections[peer] = self._connections.get(peer, 0) + 1
         if self._connections[peer] == 1:
             self._emit(PeerEvent(peer.to_base58(), connected=True))
 
     async def disconnected(self, network: INetwork, conn: INetConn) -> None:
+        if conn not in self._counted:
+            return  # a blocked peer's connection, never announced
+        self._counted.discard(conn)
         peer = conn.muxed_conn.peer_id
         left = self._connections.pop(peer, 1) - 1
         if left > 0:
@@ -572,7 +586,9 @@ class Host:
         self._lagging_topics: set[str] = set()
         self._open = True
         self._peer_id = self._my_id.to_base58()
-        host.get_network().register_notifee(_PeerNotifee(self._emit_peer_event))
+        self._blocked: frozenset[ID] = frozenset()
+        host.get_network().register_notifee(_PeerNotifee(self._emit_peer_event, self._is_blocked,
+                                                         config.close_timeout))
 
     @property
     def peer_id(self) -> str:
@@ -597,6 +613,8 @@ class Host:
         target, peer = _parse_dial_addr(addr)
         if peer == self._my_id:
             raise HostError(f"dial {addr}: that is this host's own peer id")
+        if self._is_blocked(peer):
+            raise HostError(f"dial {addr}: the peer is blocked on this host")
         self._host.get_network().unblock_peer(peer)  # quirk 6
         self._host.get_peerstore().clear_addrs(peer)  # quirk 16
         try:
@@ -611,6 +629,23 @@ class Host:
     async def disconnect(self, peer_id: str) -> None:
         """Close every connection to `peer_id` (a no-op if there is none)."""
         await self._host.disconnect(_parse_peer_id(peer_id))
+
+    @property
+    def blocked(self) -> list[str]:
+        """The peers this host refuses to talk to (see set_blocked), sorted."""
+        return sorted(peer.to_base58() for peer in self._blocked)
+
+    async def set_blocked(self, peer_ids: Iterable[str]) -> None:
+        """Refuse these peers from now on, and only these: disconnect them, never dial them, close their inbound
+        connections at once, drop gossip they relay and reset streams they open. Raises InvalidPeerId (before
+        changing anything) for a string that is not a PeerID.
+        """
+        blocked = frozenset(_parse_peer_id(p) for p in peer_ids)
+        self._blocked = blocked
+        for peer in blocked:
+            if self._host.get_network().connections.get(peer):
+                with trio.move_on_after(self._config.close_timeout):
+                    await self._host.disconnect(peer)
 
     def peer_events(self) -> trio.MemoryReceiveChannel[PeerEvent]:
         """A new channel of PeerEvents from now on (each caller gets every event). Ends when the host closes.
@@ -673,6 +708,9 @@ class Host:
             raise HostError(f"protocol {protocol!r}: must start with '/' and not be served already")
 
         async def serve(net_stream: INetStream) -> None:
+            if self._is_blocked(net_stream.muxed_conn.peer_id):
+                await net_stream.reset()
+                return
             peer = net_stream.muxed_conn.peer_id.to_base58()
             stream = Stream(net_stream, peer, protocol)
             try:
@@ -689,6 +727,8 @@ class Host:
         """A new stream to a connected peer; HostError if not connected or the peer does not serve it."""
         self._check_open()
         peer = _parse_peer_id(peer_id)
+        if self._is_blocked(peer):
+            raise HostError(f"open {protocol} stream to {peer_id}: the peer is blocked on this host")
         if not self._host.get_network().connections.get(peer):
             raise HostError(f"open {protocol} stream to {peer_id}: not connected (connect() first)")
         try:
@@ -708,6 +748,9 @@ class Host:
         """This host's GossipSub score for a peer over the topics it subscribes to (0 for a newcomer)."""
         return self._router.scorer.score(_parse_peer_id(peer_id), list(self._inboxes))
 
+    def _is_blocked(self, peer: ID) -> bool:
+        return peer in self._blocked
+
     def _check_open(self) -> None:
         if not self._open:
             raise HostError("the host is closed")
@@ -715,6 +758,8 @@ class Host:
     def _validate(self, topic: str, forwarder: ID, msg: rpc_pb2.Message) -> bool:
         if forwarder == self._my_id:
             return True  # publish() validated it before handing it over
+        if self._is_blocked(forwarder):
+            return False  # relayed in the moment before its connection closed
         if len(msg.data) > self._config.max_message_size:
             self._counts["oversized"] += 1
             return False

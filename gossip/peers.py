@@ -86,6 +86,12 @@ class DialSchedule:
     def succeeded(self, peer_id: str) -> None:
         self._targets[peer_id].failures = 0
 
+    def retry_now(self, peer_id: str) -> None:
+        """The peer became reachable again (e.g. an operator unblocked it): due at once, its backoff forgotten."""
+        if peer_id in self._targets:
+            self._targets[peer_id].due = 0.0
+            self._targets[peer_id].failures = 0
+
     def disconnected(self, peer_id: str, now: float) -> None:
         """A connection dropped: retry after the minimum backoff, not at once (the peer may be restarting)."""
         if peer_id in self._targets:
@@ -125,6 +131,12 @@ class PeerManager:
                 if addrs:
                     self._schedule.add(peer_id, addrs)
                     self._wake.set()
+
+    def retry_now(self, peer_ids: Iterable[str]) -> None:
+        """Dial these peers again at once, e.g. once an operator unblocked them (Host.set_blocked)."""
+        for peer_id in peer_ids:
+            self._schedule.retry_now(peer_id)
+        self._wake.set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         events = self._host.peer_events()

@@ -93,6 +93,15 @@ class Node:
     def checkpoint(self) -> bytes | None:
         return self.witnessing.checkpoint_note()
 
+    def blocked_peers(self) -> list[str]:
+        return self.host.blocked
+
+    async def set_blocked_peers(self, peer_ids: list[str]) -> None:
+        """Refuse exactly these peers from now on; the ones no longer blocked are dialled again at once."""
+        unblocked = set(self.host.blocked) - set(peer_ids)
+        await self.host.set_blocked(peer_ids)
+        self.peer_manager.retry_now(unblocked)
+
 
 def announce_addrs(config: NodeConfig, host: Host) -> list[str]:
     """Where other orgs should dial us: the configured announce list, else our non-wildcard listen addresses."""

@@ -1,18 +1,20 @@
-"""Records through the API: vouch and revoke as this org, list what the node holds, fetch one record."""
+"""Records through the API: vouch and revoke as this org, submit a signed record as a peer would, list what the
+node holds, fetch one record."""
 
 from __future__ import annotations
 
 import re
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response, Security
+from fastapi import APIRouter, Query, Request, Response, Security
 from pydantic import BaseModel, ConfigDict, Field
 
+from gossip.validation import check_record
 from node.records_json import record_json
 from vouching import Record, load_record, revoke_body, vouch_body
 from vouching.bodies import KINDS
 
-from .errors import ApiError, error_responses
+from .errors import ApiError, ErrorBody, error_responses
 from .guard import bearer_scheme
 from .view import NodeDep, NodeView
 
@@ -93,6 +95,52 @@ async def create_revocation(request: RevocationRequest, node: NodeDep, response:
     if store.revoked(vouch_id):
         raise ApiError(409, "conflict", "body.record: this vouch is already revoked")
     return _created(node, node.replica.issue("revoke", revoke_body(vouch_id, request.reason)), response)
+
+
+_COSE = "application/cose"
+_SUBMIT_BODY = {"required": True, "content": {_COSE: {"schema": {"type": "string", "format": "binary"}}}}
+
+
+@router.post(
+    "/records",
+    status_code=201,
+    dependencies=[Security(bearer_scheme)],
+    openapi_extra={"requestBody": _SUBMIT_BODY},
+    responses={200: {"description": "The node already holds this record"},
+               202: {"description": "Held until the issuer's missing earlier records arrive (sync fetches them)"},
+               409: {"model": ErrorBody, "description": "Not accepted: outside the horizon, equivocation, a broken chain"},
+               415: {"description": "Not application/cose"}, **error_responses(401, 413)},
+)
+async def submit_record(request: Request, node: NodeDep, response: Response) -> dict[str, Any]:
+    """Offer a signed record (its COSE_Sign1 bytes) exactly as a peer's gossip would: it is checked like any record
+    from the network and accepted only if it extends its issuer's chain within this node's horizon; 409 says why
+    not (an `equivocation` refusal means the node now holds, and publishes, evidence against the issuer)."""
+    if request.headers.get("content-type", "").split(";", 1)[0].strip().lower() != _COSE:
+        raise ApiError(415, "unsupported_media_type", f"Content-Type: must be {_COSE}")
+    record = check_record(await request.body())
+    replica = node.replica
+    outcome = replica.accept([record])
+    if record in outcome.accepted:
+        return _created(node, record, response)
+    index = replica.store.index_of(record.id)
+    if index is not None:
+        response.status_code = 200
+        return record_view(index, record)
+    if outcome.held or outcome.duplicates:  # held now, or held since an earlier offer
+        response.status_code = 202
+        return {"status": "held", "detail": f"seq: {record.iss} has records before seq {record.seq} that this node "
+                                            "lacks; it holds this one until sync brings them"}
+    if outcome.outside_horizon:
+        raise ApiError(409, "outside_horizon", f"iss: {record.iss} is outside this node's horizon (more than "
+                                               "max_hops org-peer vouches from its trust roots)")
+    if outcome.equivocations:
+        raise ApiError(409, "equivocation", f"seq: the node holds another record of {record.iss} with seq "
+                                            f"{record.seq}; both are evidence that the issuer equivocated")
+    if outcome.dropped:
+        raise ApiError(409, "held_full", "seq: the record waits for earlier ones, and the node holds as many such "
+                                         "records as it may; offer it again later")
+    (_, reason), = outcome.rejected
+    raise ApiError(409, "rejected", reason)
 
 
 @router.get("/records", responses=error_responses())

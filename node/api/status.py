@@ -1,14 +1,29 @@
-"""The node's own state: liveness, what it is and holds, and whom it is connected to."""
+"""The node's own state: liveness, what it is and holds, whom it is connected to, and whom it refuses."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Security
+from pydantic import BaseModel, ConfigDict, Field
 
+from gossip.host import InvalidPeerId, peer_public_key
+
+from .errors import ApiError, error_responses
+from .guard import bearer_scheme
 from .view import NodeDep
 
+MAX_BLOCKED = 1000
+
 router = APIRouter(tags=["node"])
+
+
+class BlockedPeers(BaseModel):
+    """The whole block list: the node disconnects these peers and refuses them until it is changed or restarts."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    peers: list[str] = Field(max_length=MAX_BLOCKED, description="PeerIDs (12D3KooW...), as GET /v1/peers shows")
 
 
 @router.get("/healthz")
@@ -36,3 +51,25 @@ async def node_info(node: NodeDep) -> dict[str, Any]:
 async def peers(node: NodeDep) -> dict[str, list[dict[str, Any]]]:
     """The peers the node is connected to."""
     return {"peers": node.peers()}
+
+
+@router.get("/v1/peers/blocked")
+async def blocked_peers(node: NodeDep) -> dict[str, list[str]]:
+    """The peers the node refuses: no connection either way, no gossip, no sync."""
+    return {"peers": node.blocked_peers()}
+
+
+@router.put("/v1/peers/blocked", dependencies=[Security(bearer_scheme)], responses=error_responses(401, 413))
+async def set_blocked_peers(request: BlockedPeers, node: NodeDep) -> dict[str, list[str]]:
+    """Replace the block list: listed peers are disconnected and refused (both ways) until removed or until the
+    node restarts; peers removed from it are dialled again at once. An empty list unblocks everyone."""
+    own = node.info().get("peer_id")
+    for i, peer in enumerate(request.peers):
+        if peer == own:
+            raise ApiError(422, "invalid_request", f"body.peers[{i}]: this node's own PeerID")
+        try:
+            peer_public_key(peer)
+        except InvalidPeerId as e:
+            raise ApiError(422, "invalid_request", f"body.peers[{i}]: not an Ed25519 PeerID ({e})") from None
+    await node.set_blocked_peers(list(dict.fromkeys(request.peers)))
+    return {"peers": node.blocked_peers()}

@@ -37,6 +37,12 @@ class NodeView(Protocol):
     def checkpoint(self) -> bytes | None:
         """The latest signed checkpoint note of the records ledger with its cosignature lines; None before the first."""
 
+    def blocked_peers(self) -> list[str]:
+        """The PeerIDs this node refuses to connect to or hear from, sorted."""
+
+    async def set_blocked_peers(self, peer_ids: list[str]) -> None:
+        """Refuse exactly these PeerIDs from now on (disconnecting them); the API has checked each is a PeerID."""
+
 
 async def node_view(request: Request) -> NodeView:
     """FastAPI dependency: the node this app serves (async, so it runs on the node's thread, not a worker)."""

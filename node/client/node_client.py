@@ -68,6 +68,18 @@ class NodeClient:
     def peers(self) -> list[dict[str, Any]]:
         return self._get_json("/v1/peers")["peers"]
 
+    def blocked_peers(self) -> list[str]:
+        """The PeerIDs the node refuses (no connection either way) until its block list changes or it restarts."""
+        return self._get_json("/v1/peers/blocked")["peers"]
+
+    def block_peers(self, peer_ids: list[str]) -> list[str]:
+        """Replace the node's block list (an empty list unblocks everyone); returns the list now in force."""
+        return self._json(self._write("PUT", "/v1/peers/blocked", json={"peers": peer_ids}))["peers"]
+
+    def metrics(self) -> str:
+        """The node's counters in the Prometheus text format."""
+        return self._get("/metrics").text
+
     # --- scores -----------------------------------------------------------------------------------------
 
     def score(self, agent: str, *, statement: bool = False) -> dict[str, Any]:
@@ -134,6 +146,12 @@ class NodeClient:
             if (after := answer["next"]) is None:
                 return
 
+    def submit_record(self, raw: bytes) -> dict[str, Any]:
+        """Offer a signed record (COSE_Sign1 bytes) as a peer's gossip would: its JSON form once the node holds it,
+        or `{"status": "held", ...}` while it waits for the issuer's earlier records; NodeApiError (409) says why
+        the node refused it (outside_horizon, equivocation, rejected)."""
+        return self._json(self._write("POST", "/v1/records", content=raw, content_type="application/cose"))
+
     def record(self, record_id: str | bytes) -> bytes:
         """A record's exact COSE_Sign1 bytes, checked against the id they were asked by."""
         wanted = _record_id_hex(record_id)
@@ -183,8 +201,15 @@ class NodeClient:
         return self._send(self._http.build_request("GET", path, params=query(params)))
 
     def _post(self, path: str, body: dict[str, Any], *, idempotency_key: str | None = None) -> httpx.Response:
+        return self._write("POST", path, idempotency_key=idempotency_key, json=body)
+
+    def _write(self, method: str, path: str, *, idempotency_key: str | None = None, content_type: str | None = None,
+               **body: Any) -> httpx.Response:
+        """A request carrying the token (when the client has one); `body` is httpx's json= or content=."""
         headers = post_headers(self._token, idempotency_key)
-        return self._send(self._http.build_request("POST", path, json=body, headers=headers))
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        return self._send(self._http.build_request(method, path, headers=headers, **body))
 
     def _send(self, request: httpx.Request) -> httpx.Response:
         try:

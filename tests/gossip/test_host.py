@@ -439,3 +439,43 @@ async def test_noise_frames_survive_a_connection_that_delivers_small_pieces() ->
 async def test_a_small_connection_limit_is_accepted() -> None:
     async with open_host(os.urandom(32), LOOPBACK, config=HostConfig(max_connections=8)) as host:
         assert host.listen_addrs
+
+
+@pytest.mark.slow
+async def test_a_blocked_peer_is_cut_off_both_ways_until_unblocked() -> None:
+    with trio.fail_after(20):
+        async with network(2) as ([a, b], _):
+            a_events, b_events = a.peer_events(), b.peer_events()
+            await a.set_blocked([b.peer_id])
+            assert a.blocked == [b.peer_id]
+            assert await a_events.receive() == PeerEvent(b.peer_id, connected=False)
+            assert a.connected_peers() == []
+            with pytest.raises(HostError, match="blocked"):
+                await a.connect(b.listen_addrs[0])
+            with pytest.raises(HostError, match="blocked"):
+                await a.open_stream(b.peer_id, "/echo/1")
+            assert await b_events.receive() == PeerEvent(a.peer_id, connected=False)
+            try:  # b may complete its handshake before a closes the connection; either way it does not stay
+                await b.connect(a.listen_addrs[0])
+            except HostError:
+                pass
+            else:
+                assert await b_events.receive() == PeerEvent(a.peer_id, connected=True)
+                assert await b_events.receive() == PeerEvent(a.peer_id, connected=False)
+            assert a.connected_peers() == []
+            with pytest.raises(trio.WouldBlock):
+                a_events.receive_nowait()  # a never announced the refused connection to its services
+
+            await a.set_blocked([])
+            assert a.blocked == []
+            assert await a.connect(b.listen_addrs[0]) == b.peer_id
+            assert await a_events.receive() == PeerEvent(b.peer_id, connected=True)
+
+
+async def test_blocking_a_string_that_is_not_a_peer_id_changes_nothing() -> None:
+    async with open_host(os.urandom(32), LOOPBACK) as a:
+        peer = peer_id_from_public_key(os.urandom(32))
+        await a.set_blocked([peer])
+        with pytest.raises(InvalidPeerId):
+            await a.set_blocked(["not-a-peer-id"])
+        assert a.blocked == [peer]

@@ -51,6 +51,18 @@ def test_disconnect_waits_the_minimum_backoff():
     assert schedule.due(now=12, connected=(), budget=5) == [("p", ["/p2p/p"])]
 
 
+def test_a_peer_retried_now_is_due_at_once_with_its_backoff_forgotten():
+    schedule = DialSchedule(min_backoff=1, max_backoff=60, rng=random.Random(1))
+    schedule.add("p", ["/p2p/p"])
+    for _ in range(6):
+        schedule.failed("p", now=100)
+    assert schedule.due(now=100, connected=(), budget=5) == []
+    schedule.retry_now("p")
+    schedule.retry_now("unknown")  # a peer it was never asked to keep stays unknown
+    assert schedule.due(now=100, connected=(), budget=5) == [("p", ["/p2p/p"])]
+    assert schedule.failed("p", now=100) <= 1
+
+
 async def _node(stack: AsyncExitStack, tmp_path, name: str):
     org = Org()
     (tmp_path / name).mkdir()

@@ -35,6 +35,7 @@ class FakeNode:
     token: str = TOKEN
     peer_list: list[dict[str, Any]] = field(default_factory=list)
     note: bytes | None = None
+    blocked: list[str] = field(default_factory=list)
 
     @property
     def did(self) -> str:
@@ -48,6 +49,12 @@ class FakeNode:
 
     def checkpoint(self) -> bytes | None:
         return self.note
+
+    def blocked_peers(self) -> list[str]:
+        return sorted(self.blocked)
+
+    async def set_blocked_peers(self, peer_ids: list[str]) -> None:
+        self.blocked = list(peer_ids)
 
     @property
     def origin(self) -> str:

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
+from gossip.host import peer_id_from_public_key
 from ledger import Ed25519Verifier, open_checkpoint, verify_consistency, verify_inclusion
 from node.api import create_app
 from vouching import public_key_from_did, verify_record, vouch_body
@@ -92,6 +93,94 @@ async def test_peers_are_the_nodes_connected_peers(api, node):
     node.peer_list.append({"peer_id": "12D3KooWOther", "did": new_did(), "addrs": ["/ip4/10.0.0.2/tcp/4001"]})
     response = await api.get("/v1/peers")
     assert response.json() == {"peers": node.peer_list}
+
+
+async def test_the_block_list_is_replaced_whole_and_read_back(api, node):
+    first, second = peer_id_from_public_key(bytes(32)), peer_id_from_public_key(bytes(range(32)))
+    response = await api.put("/v1/peers/blocked", json={"peers": [second, first, second]}, headers=AUTH)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"peers": sorted([first, second])}
+    assert (await api.get("/v1/peers/blocked")).json() == {"peers": sorted([first, second])}
+    await api.put("/v1/peers/blocked", json={"peers": []}, headers=AUTH)
+    assert (await api.get("/v1/peers/blocked")).json() == {"peers": []}
+
+
+@pytest.mark.parametrize(("peers", "detail"), [
+    (["12D3KooWnot-base58!"], "body.peers[0]: not an Ed25519 PeerID"),
+    ([new_did()], "body.peers[0]: not an Ed25519 PeerID"),
+    (["12D3KooWFake"], "body.peers[0]: this node's own PeerID"),
+])
+async def test_a_block_list_entry_that_is_not_another_peer_is_refused_by_index(api, node, peers, detail):
+    good = peer_id_from_public_key(bytes(32))
+    await api.put("/v1/peers/blocked", json={"peers": [good]}, headers=AUTH)
+    peers = [good, *peers]
+    response = await api.put("/v1/peers/blocked", json={"peers": peers}, headers=AUTH)
+    assert_error(response, 422, "invalid_request", detail.replace("[0]", "[1]"))
+    assert node.blocked_peers() == [good]
+
+
+async def test_changing_the_block_list_needs_the_token(api, node):
+    response = await api.put("/v1/peers/blocked", json={"peers": []})
+    assert_error(response, 401, "unauthorized")
+
+
+# --- records submitted as a peer would gossip them ------------------------------------------------------
+
+COSE = {**AUTH, "content-type": "application/cose"}
+
+
+async def test_a_submitted_record_of_an_org_in_the_horizon_is_accepted_once(api, node, partner):
+    record = partner.record()
+    response = await api.post("/v1/records", content=record.raw, headers=COSE)
+    assert response.status_code == 201, response.text
+    assert response.json()["id"] == record.id.hex()
+    assert response.headers["location"] == f"/v1/records/{record.id.hex()}"
+    assert node.replica.store.index_of(record.id) == 0
+    again = await api.post("/v1/records", content=record.raw, headers=COSE)
+    assert (again.status_code, again.json()["index"]) == (200, 0)
+    assert node.replica.store.size == 1
+
+
+async def test_a_submitted_record_ahead_of_its_chain_is_held_until_the_gap_fills(api, node, partner):
+    first, second = partner.record(), partner.record()
+    for _ in range(2):  # offered twice: held, and still held
+        response = await api.post("/v1/records", content=second.raw, headers=COSE)
+        assert response.status_code == 202, response.text
+        assert response.json()["status"] == "held"
+    assert (await api.post("/v1/records", content=first.raw, headers=COSE)).status_code == 201
+    assert node.replica.store.index_of(second.id) is not None
+
+
+async def test_a_submitted_fork_is_refused_and_becomes_equivocation_evidence(api, node, partner):
+    honest = partner.record()
+    await api.post("/v1/records", content=honest.raw, headers=COSE)
+    response = await api.post("/v1/records", content=partner.fork(1, None).raw, headers=COSE)
+    assert_error(response, 409, "equivocation", "seq: the node holds another record")
+    assert node.replica.flagged == {partner.did}
+    (evidence,) = node.replica.store.query(issuer=node.did, kind="equivocation", after=-1, limit=10)
+    assert evidence
+
+
+async def test_a_submitted_record_of_an_org_outside_the_horizon_is_refused(api, node):
+    response = await api.post("/v1/records", content=Org().record().raw, headers=COSE)
+    assert_error(response, 409, "outside_horizon", "iss: ")
+    assert node.replica.store.size == 0
+
+
+async def test_a_submitted_record_that_breaks_its_chain_is_rejected_with_the_reason(api, node, partner):
+    await api.post("/v1/records", content=partner.record().raw, headers=COSE)
+    stranger = partner.sign("vouch", vouch_body(new_did(), 0.5, "operator"), seq=2, prev=b"\2" * 32)
+    assert_error(await api.post("/v1/records", content=stranger.raw, headers=COSE), 409, "rejected", "prev: ")
+
+
+async def test_submitting_needs_cose_bytes_and_the_token(api, node, partner):
+    record = partner.record()
+    assert_error(await api.post("/v1/records", content=record.raw, headers={"content-type": "application/cose"}),
+                 401, "unauthorized")
+    assert_error(await api.post("/v1/records", content=record.raw, headers={**AUTH, "content-type": "text/plain"}),
+                 415, "unsupported_media_type", "Content-Type: must be application/cose")
+    assert_error(await api.post("/v1/records", content=record.raw[:-1], headers=COSE), 422, "invalid_record")
+    assert node.replica.store.size == 0
 
 
 # --- writes need the token ------------------------------------------------------------------------------
@@ -494,6 +583,7 @@ async def test_openapi_describes_every_endpoint_and_the_token(api):
         "/healthz",
         "/v1/node",
         "/v1/peers",
+        "/v1/peers/blocked",
         "/v1/vouches",
         "/v1/revocations",
         "/v1/records",
@@ -504,6 +594,8 @@ async def test_openapi_describes_every_endpoint_and_the_token(api):
         "/v1/log/proof/consistency",
     }
     assert spec["paths"]["/v1/vouches"]["post"]["security"] == [{"HTTPBearer": []}]
+    assert spec["paths"]["/v1/peers/blocked"]["put"]["security"] == [{"HTTPBearer": []}]
+    assert spec["paths"]["/v1/records"]["post"]["security"] == [{"HTTPBearer": []}]
     assert "security" not in spec["paths"]["/v1/records"]["get"]
 
 
@@ -528,9 +620,12 @@ _ENDPOINTS = {
     ("GET", "/healthz"): (),
     ("GET", "/v1/node"): (),
     ("GET", "/v1/peers"): (),
+    ("GET", "/v1/peers/blocked"): (),
+    ("PUT", "/v1/peers/blocked"): ("peers",),
     ("POST", "/v1/vouches"): ("subject", "weight", "basis", "scope", "expires"),
     ("POST", "/v1/revocations"): ("record", "reason"),
     ("GET", "/v1/records"): ("issuer", "kind", "subject", "after", "limit"),
+    ("POST", "/v1/records"): (),
     ("GET", "/v1/records/{id}"): ("format",),
     ("GET", "/v1/log/checkpoint"): (),
     ("GET", "/v1/log/entries"): ("start", "end"),
@@ -586,11 +681,13 @@ async def test_garbage_gets_a_4xx_with_a_reason_never_a_5xx(api, populated, endp
     path = path.replace("{id}", quote(path_id, safe="") or "x")
     headers = AUTH.copy() if data.draw(st.booleans(), "token") else {}
     content = None
-    if method == "POST":
+    if method in ("POST", "PUT"):
         kind, content = data.draw(_bodies(names), "body")
         if kind == "json":  # Python's json writes NaN and Infinity, as a careless or hostile client might
             content = json.dumps(content).encode()
             headers["content-type"] = "application/json"
+        elif path == "/v1/records":
+            headers["content-type"] = "application/cose"
     response = await api.request(method, path, params=params, headers=headers, content=content)
     assert response.status_code < 500, response.text
     if response.status_code >= 400:

@@ -13,7 +13,7 @@ from node.api import ApiService
 from node.client import NodeApiError, NodeClient, NodeUnreachable
 from vouching import public_key_from_did, verify_record, vouch_body
 
-from ..factories import new_did
+from ..factories import Org, new_did
 from .fake_node import TOKEN
 
 
@@ -164,3 +164,22 @@ async def test_the_api_service_serves_until_cancelled_and_leaves_no_listener(nod
         nursery.cancel_scope.cancel()
     with NodeClient(url) as client, pytest.raises(NodeUnreachable):
         await call(client.health)
+
+
+async def test_the_block_list_is_set_whole_and_read_back(client, node):
+    peer = "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"
+    assert await call(client.block_peers, [peer]) == [peer]
+    assert await call(client.blocked_peers) == [peer]
+    assert await call(client.block_peers, []) == []
+
+
+async def test_a_submitted_record_is_accepted_held_or_refused_with_the_reason(client, node):
+    own = Org(key=node.replica.key)  # records signed with the node's own org key, as an operator might
+    first, second, third = own.record(), own.record(), own.record()
+    assert (await call(client.submit_record, first.raw))["id"] == first.id.hex()
+    assert (await call(client.submit_record, third.raw))["status"] == "held"
+    assert (await call(client.submit_record, second.raw))["seq"] == 2
+    with pytest.raises(NodeApiError) as refused:
+        await call(client.submit_record, Org().record().raw)
+    assert (refused.value.status, refused.value.code) == (409, "outside_horizon")
+    assert node.replica.store.size == 3

@@ -15,6 +15,7 @@ import pytest
 import trio
 
 from node.config import load_config
+from gossip.host import PeerEvent
 from node.daemon import Node, serve_node
 from node.setup import init_data_dir
 from vouching import Record
@@ -159,3 +160,36 @@ async def test_first_hand_evidence_survives_a_restart(tmp_path):
             after = (await api.get(f"/v1/agents/{agent}/score")).json()["score"]
         nursery.cancel_scope.cancel()
     assert before > cold and abs(after - before) <= 1
+
+
+async def test_an_operator_block_cuts_a_peer_off_until_it_is_lifted(tmp_path):
+    from functools import partial
+
+    from node.client import NodeClient
+
+    async with running(tmp_path / "a") as a:
+        events = a.host.peer_events()
+        async with running(tmp_path / "b", bootstrap=(a.host.listen_addrs[0],), roots=(a.did,)) as b:
+            with trio.fail_after(15), NodeClient(b.api_url, b.token) as client:
+                assert await events.receive() == PeerEvent(b.host.peer_id, connected=True)
+                blocked = await trio.to_thread.run_sync(partial(client.block_peers, [a.host.peer_id]))
+                assert blocked == [a.host.peer_id]
+                assert await events.receive() == PeerEvent(b.host.peer_id, connected=False)
+                assert b.host.connected_peers() == []
+                await trio.to_thread.run_sync(partial(client.block_peers, []))
+                assert await events.receive() == PeerEvent(b.host.peer_id, connected=True)
+
+
+async def test_the_client_reports_events_and_reads_the_metrics(tmp_path):
+    from functools import partial
+
+    from node.client import NodeClient
+
+    agent = new_did()
+    event = {"agent": agent, "ts": int(time.time() * 1000), "category": "tool", "name": "search", "outcome": "ok"}
+    async with running(tmp_path / "a") as a:
+        with NodeClient(a.api_url, a.token) as client:
+            answer = await trio.to_thread.run_sync(partial(client.report_events, [event, {**event, "ts": -1}]))
+            assert answer["accepted"] == 1 and answer["rejected"][0]["index"] == 1
+            metrics = await trio.to_thread.run_sync(client.metrics)
+    assert "vouchnet_events_accepted_total 1" in metrics.splitlines()

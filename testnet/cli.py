@@ -1,0 +1,295 @@
+"""`vouchnet testnet`: a network of real nodes on this machine: `up`, `status`, `logs`, `down`, and `run` a scenario
+(DESIGN.md §9)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from node.commands.common import CommandFailed, Subparsers, UsageError, add_local_command
+
+DIR_ENV = "VOUCHNET_TESTNET_DIR"
+DEFAULT_DIR = "vouchnet-testnet"
+
+
+def register(subparsers: Subparsers) -> None:
+    testnet = add_local_command(
+        subparsers,
+        "testnet",
+        run=_usage,
+        summary="run a network of nodes on this machine, attack it, and report what happened",
+        description="Start N real node processes on loopback (each with its own ports and data directory), drive "
+        "scenarios of honest and malicious orgs and agents through their APIs, inject faults, and report "
+        "propagation, catch-up, convergence, score trajectories and how each attack fared.",
+        examples=["vouchnet testnet up --nodes 10", "vouchnet testnet status",
+                  "vouchnet testnet run sybil-collusion", "vouchnet testnet logs n03", "vouchnet testnet down"],
+    )
+    commands = testnet.add_subparsers(dest="testnet_command", metavar="COMMAND")
+    from .topology import TOPOLOGIES
+
+    up = add_local_command(
+        commands, "up", run=_up,
+        summary="start a testnet (or restart a stopped one with its data)",
+        description="Create N node data directories with `vouchnet init` (loopback ports, fast epochs and "
+        "checkpoints), bootstrap them to each other, root and vouch per the topology, start every node as a "
+        "`vouchnet run` process and wait until each API answers. In a directory that already holds a testnet, start "
+        "the nodes that are not running, with their data.",
+        examples=["vouchnet testnet up --nodes 10", "vouchnet testnet up --nodes 5 --topology ring --dir /tmp/tn",
+                  "vouchnet testnet up            # restart a stopped testnet"],
+    )
+    _dir_option(up)
+    up.add_argument("--nodes", type=int, help="how many nodes (default 5 for a new testnet)")
+    up.add_argument("--seed", type=int, default=1, help="seed of the random topology and of scenario runs "
+                                                         "(default: %(default)s)")
+    up.add_argument("--topology", choices=sorted(TOPOLOGIES), default="mesh",
+                    help="who roots and vouches for whom: " + "; ".join(f"{k}: {v}" for k, v in TOPOLOGIES.items()))
+
+    status = add_local_command(
+        commands, "status", run=_status,
+        summary="a table of the nodes: peers, ledger, checkpoint cosigners, rejected records",
+        description="Ask every node for its peers, ledger size, latest checkpoint (verified here, with the other "
+        "orgs whose cosignature it carries), records it rejected and orgs it flagged for equivocation.",
+        examples=["vouchnet testnet status", "vouchnet testnet status --json"],
+    )
+    _dir_option(status)
+    status.add_argument("--json", action="store_true", help="print the rows as JSON")
+
+    logs = add_local_command(
+        commands, "logs", run=_logs,
+        summary="print a node's log",
+        description="Print the end of a node's log (logfmt lines from `vouchnet run`, kept across restarts).",
+        examples=["vouchnet testnet logs n03", "vouchnet testnet logs n00 --lines 200", "vouchnet testnet logs n01 -f"],
+    )
+    _dir_option(logs)
+    logs.add_argument("node", help="the node's name, e.g. n03")
+    logs.add_argument("--lines", "-n", type=int, default=50, help="lines from the end (default: %(default)s)")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing lines as they come (Ctrl-C stops)")
+
+    down = add_local_command(
+        commands, "down", run=_down,
+        summary="stop every node (SIGTERM, then SIGKILL after a bound) and check nothing is left",
+        description="Send SIGTERM to every node, SIGKILL any that still runs after the bound, then check that no "
+        "node process is alive and no node port accepts connections. The data stays: `up` restarts the testnet.",
+        examples=["vouchnet testnet down", "vouchnet testnet down --timeout 10"],
+    )
+    _dir_option(down)
+    down.add_argument("--timeout", type=float, default=5.0, help="seconds before SIGKILL (default: %(default)s)")
+
+    from .scenario import library
+
+    run = add_local_command(
+        commands, "run", run=_run,
+        summary="run a scenario (a library name or a TOML file) and write its report",
+        description="Lay the scenario's orgs onto the testnet's nodes (restarting those whose trust roots change), "
+        "make its vouches, run its agents' traffic while its attacks and faults happen on schedule, watch records "
+        "and scores at every node, and write results.json, PNG plots and report.html. Starts a testnet (and stops "
+        f"it afterwards) if the directory holds none. Library: {', '.join(library())}.",
+        examples=["vouchnet testnet run sybil-collusion", "vouchnet testnet run faults --nodes 3 --duration 40",
+                  "vouchnet testnet run ./my-scenario.toml --seed 7 --out ./report"],
+    )
+    _dir_option(run)
+    run.add_argument("scenario", help="a library scenario's name or a scenario file's path")
+    run.add_argument("--nodes", type=int, help="testnet size if one must be started (default: the scenario's)")
+    run.add_argument("--duration", type=float, help="seconds of traffic (default: the scenario's)")
+    run.add_argument("--seed", type=int, help="seed of the plan and the agents' behaviour (default: the testnet's)")
+    run.add_argument("--out", type=Path, help="where the report goes (default: DIR/reports/SCENARIO-TIME)")
+    run.add_argument("--keep", action="store_true", help="leave a testnet this command started running")
+
+
+def _dir_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dir", type=Path, default=Path(os.environ.get(DIR_ENV) or DEFAULT_DIR),
+                        help=f"the testnet's directory (default: ${DIR_ENV}, else ./{DEFAULT_DIR})")
+
+
+def _usage(args: argparse.Namespace) -> int:
+    raise UsageError("which one? up, status, logs, down or run (`vouchnet testnet --help` explains them)")
+
+
+def _open(directory: Path):  # -> Cluster
+    from .cluster import Cluster
+    from .state import StateError
+
+    try:
+        return Cluster.open(directory)
+    except StateError as e:
+        raise UsageError(str(e)) from None
+
+
+def _up(args: argparse.Namespace) -> int:
+    from .cluster import Cluster, ClusterError
+    from .state import STATE_FILE
+
+    started_at = time.monotonic()
+    try:
+        if (args.dir / STATE_FILE).exists():
+            cluster = _open(args.dir)
+            if args.nodes is not None and args.nodes != len(cluster.names):
+                raise UsageError(f"{args.dir} holds a testnet of {len(cluster.names)} nodes, not {args.nodes}: "
+                                 "`vouchnet testnet down`, then remove it or use another --dir")
+            fresh = False
+        else:
+            nodes = 5 if args.nodes is None else args.nodes
+            print(f"creating {nodes} nodes in {args.dir} (topology {args.topology}, seed {args.seed})")
+            cluster = Cluster.create(args.dir, nodes=nodes, seed=args.seed, topology=args.topology)
+            fresh = True
+        waiting = [n for n in cluster.names if not cluster.running(n)]
+        bar = ProgressBar(f"starting {len(waiting)} nodes")
+        cluster.start(waiting, progress=bar)
+        bar.close()
+        if fresh:
+            made = cluster.vouch_topology()
+            print(f"{made} org-peer vouches made through the nodes' APIs")
+    except ClusterError as e:
+        raise CommandFailed(str(e)) from None
+    for entry in cluster.state.nodes:
+        print(f"{entry.name}  {entry.api_url}  {entry.did}")
+    print(f"testnet up in {time.monotonic() - started_at:.1f} s; `vouchnet testnet status --dir {args.dir}` shows it")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from .status import node_status, table
+
+    cluster = _open(args.dir)
+    rows = [node_status(cluster, name) for name in cluster.names]
+    if args.json:
+        json.dump([asdict(row) for row in rows], sys.stdout, indent=2)
+        print()
+    else:
+        print(table(rows))
+    return 0
+
+
+def _logs(args: argparse.Namespace) -> int:
+    from .state import StateError
+
+    cluster = _open(args.dir)
+    try:
+        path = cluster.log_path(args.node)
+    except StateError as e:
+        raise UsageError(str(e)) from None
+    if not path.exists():
+        raise CommandFailed(f"{args.node} has no log yet ({path})")
+    with open(path, encoding="utf-8", errors="replace") as log:
+        for line in log.readlines()[-args.lines:] if args.lines > 0 else []:
+            sys.stdout.write(line)
+        while args.follow:
+            line = log.readline()
+            if line:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+            else:
+                time.sleep(0.2)
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    cluster = _open(args.dir)
+    stopped = cluster.stop(timeout=args.timeout)
+    killed = f", {len(stopped.killed)} killed after {args.timeout:g} s ({', '.join(stopped.killed)})" if stopped.killed else ""
+    print(f"stopped {len(stopped.clean) + len(stopped.killed)} nodes ({len(stopped.clean)} on SIGTERM{killed})")
+    left = cluster.leftovers()
+    if left:
+        raise CommandFailed("still running after down: " + "; ".join(left))
+    print("no node process is alive and no node port accepts connections")
+    return 0
+
+
+class ProgressBar:
+    """`label [#####.....] done/total` redrawn on a terminal; a line per step otherwise."""
+
+    def __init__(self, label: str, stream=sys.stderr) -> None:
+        self.label = label
+        self.stream = stream
+        self.live = stream.isatty()
+        self.drawn = False
+
+    def __call__(self, message: str, done: int, total: int) -> None:
+        if self.live:
+            filled = round(20 * done / total) if total else 20
+            self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (20 - filled)}] {done}/{total} {message:<40}")
+            self.drawn = True
+        else:
+            self.stream.write(f"{self.label}: {done}/{total} {message}\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.drawn = False
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .cluster import Cluster, ClusterError
+    from .measure import measure
+    from .report import write_report
+    from .runner import Run
+    from .scenario import ScenarioError, load_scenario
+    from .state import STATE_FILE
+
+    try:
+        scenario = load_scenario(args.scenario)
+        if args.duration is not None:
+            scenario = scenario.with_duration(args.duration)
+    except ScenarioError as e:
+        raise UsageError(str(e)) from None
+    elapsed: dict[str, float] = {}
+    started_at = time.monotonic()
+    fresh = not (args.dir / STATE_FILE).exists()
+    try:
+        if fresh:
+            nodes = scenario.nodes if args.nodes is None else args.nodes
+            print(f"no testnet in {args.dir}: creating {nodes} nodes", file=sys.stderr)
+            cluster = Cluster.create(args.dir, nodes=nodes, seed=1 if args.seed is None else args.seed,
+                                     topology="none", settings=scenario.settings)
+        else:
+            cluster = _open(args.dir)
+            if args.nodes is not None and args.nodes != len(cluster.names):
+                raise UsageError(f"{args.dir} holds a testnet of {len(cluster.names)} nodes, not {args.nodes}")
+        seed = cluster.state.seed if args.seed is None else args.seed
+        bar = ProgressBar("starting nodes")
+
+        def say(line: str) -> None:
+            bar.close()
+            print(line, file=sys.stderr)
+
+        try:
+            run = Run(cluster, scenario, seed=seed, say=say, progress=bar)
+        except ScenarioError as e:
+            raise UsageError(str(e)) from None
+        print(f"running {scenario.name} on {len(cluster.names)} nodes (seed {seed})", file=sys.stderr)
+        result = run.execute()
+        elapsed["scenario"] = time.monotonic() - started_at
+        measurements = measure(result)
+        out = args.out or args.dir / "reports" / f"{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        page = write_report(result, measurements, out, elapsed)
+    except ClusterError as e:
+        raise CommandFailed(str(e)) from None
+    finally:
+        if fresh and not args.keep and (args.dir / STATE_FILE).exists():
+            _open(args.dir).stop()
+    _print_summary(measurements)
+    print(f"report: {page}  ({time.monotonic() - started_at:.0f} s in all)")
+    return 0
+
+
+def _print_summary(m: dict) -> None:
+    prop, conv, cps = m["propagation"], m["convergence"], m["checkpoints"]
+    every = prop["everywhere"]
+    if every["count"]:
+        print(f"propagation to every node: p50 {every['p50']} s, p90 {every['p90']} s, max {every['max']} s "
+              f"({every['count']} records)")
+    for c in m["catch_up"]:
+        where = c.get("node") or ", ".join(c["side"])
+        print(f"catch-up after {c['fault']} of {where}: {c['seconds']} s ({c['backlog_records']} records)")
+    print(f"converged: {conv['converged']} ({conv['records']} records); checkpoints current and cosigned by all: "
+          f"{cps['all_current_and_cosigned_by_all']}")
+    for row in m["confusion"]["rows"]:
+        tiers = ", ".join(f"{t} {n}" for t, n in row["tiers"].items() if n)
+        print(f"agents {row['group']} ({row['behaviour']}) at the honest nodes: {tiers}")

@@ -1,0 +1,277 @@
+"""A testnet on this machine (DESIGN.md §9): N `vouchnet run` processes on loopback, each with its own ports and
+data directory made by `vouchnet init`, brought to fast settings by editing its config.toml, and driven only
+through its HTTP API, as an operator drives a node.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import httpx
+
+from node.client import NodeClient
+from node.config import ConfigError
+from node.keys import load_org_key, load_token
+from vouching import did_key
+
+from . import processes
+from .config_edit import Value, edit_config
+from .state import NodeEntry, TestnetState, load_state, node_name, save_state
+from .topology import bootstrap_indexes, trust_edges
+
+NETWORK = "testnet"
+NODES_DIR = "nodes"
+LOG_FILE = "node.log"
+START_TIMEOUT = 90.0  # ten nodes starting at once share two cores
+STOP_TIMEOUT = 5.0  # a node stops within 2 s of SIGTERM; past this it is killed
+ORG_PEER_WEIGHT = 0.9
+
+Progress = Callable[[str, int, int], None]  # (what happened, done, total)
+
+
+class ClusterError(Exception):
+    """The testnet cannot do what was asked; the message says which node and why (with its last log lines)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Node settings that make a testnet's minutes show what production shows in hours."""
+
+    # Ten nodes share two cores: a checkpoint (cosigned by every peer) every 2 s and a full recompute every 3 s
+    # leave them room to gossip; at 1 s and 2 s they saturate the CPU and propagation slows (see README).
+    checkpoint_interval: float = 2.0  # [witness]
+    epoch_seconds: float = 2.0  # [telemetry]: digests every 2 s
+    sync_interval: float = 3.0  # [p2p]
+    recompute_seconds: float = 3.0  # [scoring]
+
+    def config_values(self) -> dict[tuple[str, str], Value]:
+        return {
+            ("witness", "checkpoint_interval"): self.checkpoint_interval,
+            ("telemetry", "epoch_seconds"): self.epoch_seconds,
+            ("p2p", "sync_interval"): self.sync_interval,
+            ("scoring", "recompute_seconds"): self.recompute_seconds,
+        }
+
+
+@dataclass(frozen=True)
+class Stopped:
+    clean: list[str]  # stopped on SIGTERM
+    killed: list[str]  # needed SIGKILL
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports free on 127.0.0.1 now (all bound at once, so none is handed out twice)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+class Cluster:
+    """The testnet in `directory`; its state lives in `directory/testnet.json` and is saved after every change."""
+
+    def __init__(self, directory: Path, state: TestnetState) -> None:
+        self.directory = directory
+        self.state = state
+
+    # --- making and finding a testnet ---------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, directory: Path) -> Cluster:
+        """The testnet already in `directory` (raises StateError if there is none)."""
+        return cls(directory, load_state(directory))
+
+    @classmethod
+    def create(cls, directory: Path, *, nodes: int, seed: int, topology: str, settings: Settings = Settings(),
+               network: str = NETWORK) -> Cluster:
+        """Make `nodes` data directories with `vouchnet init`, bootstrap lists and roots per `topology`, and fast
+        `settings`; nothing is started. Refuses a directory that already holds a testnet."""
+        if nodes < 1:
+            raise ClusterError(f"--nodes: must be at least 1, got {nodes}")
+        if (directory / "testnet.json").exists():
+            raise ClusterError(f"{directory}: already holds a testnet")
+        edges = trust_edges(topology, nodes, seed)
+        directory.mkdir(parents=True, exist_ok=True)
+        ports = free_ports(2 * nodes)
+        names = [node_name(i) for i in range(nodes)]
+        _init_all(directory, names, network, ports)
+        from gossip.host import peer_id_from_public_key  # py-libp2p takes a second to import; only needed here
+
+        entries = []
+        for i, name in enumerate(names):
+            public = bytes(load_org_key(directory / NODES_DIR / name / "org.key").verify_key)
+            entries.append(NodeEntry(name=name, dir=f"{NODES_DIR}/{name}", p2p_port=ports[2 * i],
+                                     api_port=ports[2 * i + 1], did=did_key(public),
+                                     peer_id=peer_id_from_public_key(public)))
+        cluster = cls(directory, TestnetState(network=network, seed=seed, topology=topology, nodes=tuple(entries)))
+        for i, entry in enumerate(entries):
+            cluster.configure(entry.name, {
+                ("p2p", "bootstrap"): [entries[j].p2p_addr for j in bootstrap_indexes(i, nodes)],
+                ("trust", "roots"): [entries[j].did for j in edges[i]],
+                **settings.config_values(),
+            })
+        save_state(directory, cluster.state)
+        return cluster
+
+    # --- one node -----------------------------------------------------------------------------------------
+
+    @property
+    def names(self) -> list[str]:
+        return [entry.name for entry in self.state.nodes]
+
+    def entry(self, name: str) -> NodeEntry:
+        return self.state.node(name)
+
+    def data_dir(self, name: str) -> Path:
+        return self.directory / self.entry(name).dir
+
+    def log_path(self, name: str) -> Path:
+        return self.data_dir(name) / LOG_FILE
+
+    def client(self, name: str, *, timeout: float = 10.0) -> NodeClient:
+        """A client of the node's API carrying its token (close it, or use it in a `with`)."""
+        return NodeClient(self.entry(name).api_url, load_token(self.data_dir(name) / "api.token"), timeout=timeout)
+
+    def running(self, name: str) -> bool:
+        entry = self.entry(name)
+        return processes.alive(entry.pid, entry.started)
+
+    def configure(self, name: str, values: dict[tuple[str, str], Value]) -> bool:
+        """Edit the node's config.toml (it takes effect at the next start); True if anything changed."""
+        try:
+            return edit_config(self.data_dir(name), values)
+        except ConfigError as e:
+            raise ClusterError(f"{name}: {e}") from None
+
+    def log_tail(self, name: str, lines: int = 20) -> list[str]:
+        try:
+            text = self.log_path(name).read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return []
+        return text.splitlines()[-lines:]
+
+    # --- starting and stopping ----------------------------------------------------------------------------
+
+    def start(self, names: Iterable[str] | None = None, *, progress: Progress | None = None,
+              timeout: float = START_TIMEOUT) -> list[str]:
+        """Start those of `names` (default: all) that are not running, with their data, and wait until each API
+        answers /healthz; returns the names started. A node that exits or stays silent raises ClusterError."""
+        wanted = [n for n in (self.names if names is None else list(names)) if not self.running(n)]
+        for name in wanted:
+            entry = self.entry(name)
+            for port in (entry.p2p_port, entry.api_port):
+                if port_open(port):
+                    raise ClusterError(f"{name}: port {port} is taken by another process; stop it or `down` and "
+                                       "remove this testnet")
+            process = processes.spawn_node(self.data_dir(name), self.log_path(name))
+            started = processes.start_time(process.pid)
+            self._set(replace(entry, pid=process.pid, started=started))
+        self._wait_healthy(wanted, progress, timeout)
+        return wanted
+
+    def stop(self, names: Iterable[str] | None = None, *, timeout: float = STOP_TIMEOUT) -> Stopped:
+        """SIGTERM the running nodes among `names` (default: all), SIGKILL any still running after `timeout` s, and
+        return once every one is gone."""
+        targets = [self.entry(n) for n in (self.names if names is None else names)]
+        live = [e for e in targets if processes.alive(e.pid, e.started)]
+        clean, killed = processes.stop([(e.pid, e.started) for e in live], timeout=timeout)  # type: ignore[misc]
+        by_pid = {e.pid: e.name for e in live}
+        for entry in targets:
+            self._set(replace(self.entry(entry.name), pid=None, started=None))
+        return Stopped([by_pid[p] for p in clean], [by_pid[p] for p in killed])
+
+    def kill(self, name: str) -> None:
+        """SIGKILL the node (no clean shutdown), and return once it is gone."""
+        entry = self.entry(name)
+        if entry.pid is not None and entry.started is not None:
+            processes.kill(entry.pid, entry.started)
+        self._set(replace(entry, pid=None, started=None))
+
+    def leftovers(self) -> list[str]:
+        """What is still alive or listening of a testnet that should be down: empty when it is."""
+        found = []
+        for entry in self.state.nodes:
+            if processes.alive(entry.pid, entry.started):
+                found.append(f"{entry.name}: process {entry.pid} runs")
+            for port in (entry.p2p_port, entry.api_port):
+                if port_open(port):
+                    found.append(f"{entry.name}: port {port} accepts connections")
+        return found
+
+    # --- the topology's vouches ---------------------------------------------------------------------------
+
+    def vouch_topology(self) -> int:
+        """Each org vouches (`org-peer`) for the orgs its topology says it trusts, through its API; returns how many
+        vouches were made."""
+        edges = trust_edges(self.state.topology, len(self.state.nodes), self.state.seed)
+        made = 0
+        for i, entry in enumerate(self.state.nodes):
+            with self.client(entry.name) as client:
+                for j in edges[i]:
+                    client.vouch(self.state.nodes[j].did, ORG_PEER_WEIGHT, "org-peer")
+                    made += 1
+        return made
+
+    # --- internals ----------------------------------------------------------------------------------------
+
+    def _set(self, entry: NodeEntry) -> None:
+        self.state = self.state.with_node(entry)
+        save_state(self.directory, self.state)
+
+    def _wait_healthy(self, names: Sequence[str], progress: Progress | None, timeout: float) -> None:
+        pending = list(names)
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=1.0) as http:
+            while pending:
+                for name in list(pending):
+                    if not self.running(name):
+                        tail = "\n    ".join(self.log_tail(name))
+                        raise ClusterError(f"{name}: exited while starting; its log ends:\n    {tail}")
+                    try:
+                        healthy = http.get(f"{self.entry(name).api_url}/healthz").status_code == 200
+                    except httpx.HTTPError:
+                        healthy = False
+                    if healthy:
+                        pending.remove(name)
+                        if progress is not None:
+                            progress(f"{name} up at {self.entry(name).api_url}", len(names) - len(pending), len(names))
+                if pending and time.monotonic() > deadline:
+                    raise ClusterError(f"{', '.join(pending)}: no answer on /healthz within {timeout:.0f} s; see "
+                                       f"`vouchnet testnet logs {pending[0]}`")
+                if pending:
+                    time.sleep(0.1)
+
+
+def _init_all(directory: Path, names: list[str], network: str, ports: list[int]) -> None:
+    """`vouchnet init` for every node, as concurrent processes."""
+    runs = []
+    for i, name in enumerate(names):
+        command = processes.vouchnet_command(
+            "init", "--dir", str(directory / NODES_DIR / name), "--name", name, "--network", network,
+            "--listen", f"/ip4/127.0.0.1/tcp/{ports[2 * i]}", "--api", f"127.0.0.1:{ports[2 * i + 1]}")
+        runs.append((name, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                            env=processes.child_env())))
+    failures = []
+    for name, run in runs:
+        _, err = run.communicate()
+        if run.returncode != 0:
+            failures.append(f"{name}: `vouchnet init` failed ({run.returncode}): {err.strip()}")
+    if failures:
+        raise ClusterError("\n".join(failures))
+
+

@@ -1,0 +1,67 @@
+"""Faults an operator injects into a testnet: a node SIGKILLed and restarted with its data, and a group of nodes cut
+off from the rest, then healed.
+
+A partition is made with every node's peer block list (`PUT /v1/peers/blocked`): each node on one side refuses
+every node on the other, so no connection, gossip, sync or cosigning crosses, while each side goes on working.
+Restarting one side with bootstrap lists limited to it would not do: nodes learn each other's addresses from the
+`org` records they already hold and would dial across. The block list is the node's own rule (no packet filter,
+no root), and it is what an operator would use to stop talking to a peer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .cluster import Cluster
+
+
+@dataclass(frozen=True)
+class Partition:
+    side: tuple[str, ...]  # the nodes cut off
+    rest: tuple[str, ...]  # everyone else
+
+    def blocked_at(self, node: str, cluster: Cluster) -> list[str]:
+        """The PeerIDs `node` refuses while the partition holds: the other side's."""
+        other = self.rest if node in self.side else self.side
+        return [cluster.entry(n).peer_id for n in other]
+
+
+def cut(cluster: Cluster, partition: Partition, up: Iterable[str]) -> None:
+    """Make every running node refuse the other side (a node that is down gets its list when it restarts)."""
+    for node in up:
+        with cluster.client(node) as client:
+            client.block_peers(partition.blocked_at(node, cluster))
+
+
+def heal(cluster: Cluster, up: Iterable[str]) -> None:
+    """Lift every block: the nodes dial each other again at once."""
+    for node in up:
+        with cluster.client(node) as client:
+            client.block_peers([])
+
+
+def crossing(cluster: Cluster, partition: Partition, up: Iterable[str]) -> list[tuple[str, str]]:
+    """Connections that cross the partition, as each running node reports its peers (empty while it holds)."""
+    by_peer = {cluster.entry(n).peer_id: n for n in cluster.names}
+    found = []
+    for node in up:
+        with cluster.client(node) as client:
+            peers = [by_peer.get(p["peer_id"]) for p in client.peers()]
+        other = partition.rest if node in partition.side else partition.side
+        found += [(node, peer) for peer in peers if peer in other]
+    return found
+
+
+def kill(cluster: Cluster, node: str) -> None:
+    """SIGKILL: no clean shutdown, as a crash or an OOM kill."""
+    cluster.kill(node)
+
+
+def restart(cluster: Cluster, node: str, partition: Partition | None) -> None:
+    """Start the node again with its data (waiting until its API answers). Inside a partition it is cut off again
+    as soon as its API answers; the dials it makes while starting may cross for that moment, which the report's
+    count of records that crossed the partition shows."""
+    cluster.start([node])
+    if partition is not None:
+        cut(cluster, partition, [node])

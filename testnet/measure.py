@@ -1,0 +1,307 @@
+"""What a scenario run showed (DESIGN.md §9), computed from what testnet.runner observed: propagation latency
+(issue to acceptance at every node), catch-up after a restart or a partition, convergence of the record sets and
+checkpoints, score trajectories per agent class at every node, the tier confusion matrix, and each attack's effect.
+
+Record times come from polling every node's `/v1/records` every `poll_seconds`, so they are late by up to that
+much; each node's own `vouchnet_record_latency_seconds` histogram (exact, bucketed) is reported beside them.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from typing import Any
+
+from vouching.tiers import TIERS, tier_rank
+
+from .runner import RunResult
+
+CATCH_UP_MARGIN = 10.0  # seconds after a fault ends during which records are not counted as undisturbed
+
+
+def measure(run: RunResult) -> dict[str, Any]:
+    return {
+        "propagation": propagation(run),
+        "catch_up": catch_up(run),
+        "convergence": convergence(run),
+        "checkpoints": checkpoints(run),
+        "confusion": confusion(run),
+        "orgs": org_views(run),
+        "attacks": attacks(run),
+    }
+
+
+def observers(run: RunResult) -> list[str]:
+    """The nodes whose view counts as the honest network's: those of org groups no attack uses (all if none)."""
+    attacking = {a.orgs.group for a in run.scenario.attacks if a.orgs is not None}
+    honest = [n for g in run.scenario.orgs if g.name not in attacking for n in run.plan.groups[g.name]]
+    return honest or list(run.plan.nodes)
+
+
+def _node_of(run: RunResult) -> dict[str, str]:
+    return {did: node for node, did in run.dids.items()}
+
+
+def _fault_windows(run: RunResult) -> list[tuple[float, float]]:
+    windows = []
+    for fault in run.scenario.faults:
+        start = run.t0 + fault.at
+        windows.append((start, start + fault.duration + CATCH_UP_MARGIN))
+    return windows
+
+
+def _summary(values: list[float]) -> dict[str, float | int | None]:
+    if not values:
+        return {"count": 0, "p50": None, "p90": None, "p99": None, "max": None}
+    ordered = sorted(values)
+
+    def q(p: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))], 3)
+
+    return {"count": len(values), "p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "max": round(ordered[-1], 3)}
+
+
+# --- records ----------------------------------------------------------------------------------------------
+
+
+def propagation(run: RunResult) -> dict[str, Any]:
+    """Seconds from a record's issue (its `ts`) to its acceptance at each other node, for records issued during
+    traffic outside fault windows; "everywhere" is the last node to accept it."""
+    node_of = _node_of(run)
+    windows = _fault_windows(run)
+    per_node, everywhere, disturbed = [], [], 0
+    for rid, info in run.records.items():
+        issuer = node_of.get(info.iss)
+        if issuer is None or not run.t0 <= info.ts <= run.traffic_end:
+            continue
+        if any(start <= info.ts <= end for start, end in windows):
+            disturbed += 1
+            continue
+        delays = [max(0.0, at - info.ts) for node, at in run.seen[rid].items() if node != issuer]
+        if delays:
+            per_node += delays
+            everywhere.append(max(delays))
+    return {
+        "method": "first seen in GET /v1/records, polled every poll_seconds (jittered)",
+        "poll_seconds": run.scenario.measure.poll_seconds,
+        "to_each_node": _summary(per_node),
+        "everywhere": _summary(everywhere),
+        "records_in_fault_windows": disturbed,
+        "latencies": sorted(round(v, 3) for v in per_node),
+        "histogram": _merged_histogram(run),
+        "histogram_quantiles": bucket_quantiles(_merged_histogram(run)),
+    }
+
+
+def bucket_quantiles(histogram: list[tuple[float, float]]) -> dict[str, float | None]:
+    """From a cumulative histogram: for p50, p90 and p99, the least bucket bound at or below which that share lies."""
+    total = histogram[-1][1] if histogram else 0.0
+    out: dict[str, float | None] = {}
+    for name, share in (("p50_at_most", 0.5), ("p90_at_most", 0.9), ("p99_at_most", 0.99)):
+        out[name] = next((bound for bound, count in histogram if total and count >= share * total), None)
+    return out
+
+
+def _merged_histogram(run: RunResult) -> list[tuple[float, float]]:
+    """Every node's vouchnet_record_latency_seconds over the run, summed: (upper bound, cumulative count)."""
+    merged: dict[float, float] = defaultdict(float)
+    for buckets in run.latency_buckets.values():
+        for bound, count in buckets:
+            merged[bound] += count
+    return sorted(merged.items())
+
+
+def catch_up(run: RunResult) -> list[dict[str, Any]]:
+    """For each restart: how long the node took to hold what it missed. For each partition: the same per node for
+    the other side's records issued while cut off, and how many crossed before the heal (0 if it held)."""
+    found = []
+    node_of = _node_of(run)
+    events = run.timeline
+    for i, event in enumerate(events):
+        if event["kind"] == "restarted":
+            node, back = event["node"], event["at"]
+            killed = max(e["at"] for e in events[:i] if e["kind"] == "kill" and e["node"] == node)
+            backlog = [at[node] - back for rid, at in run.seen.items()
+                       if node in at and at[node] >= back and run.records[rid].ts < back]
+            found.append({"fault": "kill", "node": node, "down_seconds": round(back - killed, 2),
+                          "backlog_records": len(backlog), "seconds": round(max(backlog, default=0.0), 2)})
+        elif event["kind"] == "heal" and event["side"]:
+            cut = max((e for e in events[:i] if e["kind"] == "partition"), key=lambda e: e["at"])
+            sides = {n: cut["side"] if n in cut["rest"] else cut["rest"] for n in cut["side"] + cut["rest"]}
+            per_node, crossed, backlog_total = {}, 0, 0
+            for node, other in sides.items():
+                delays = []
+                for rid, info in run.records.items():
+                    if node_of.get(info.iss) in other and cut["at"] <= info.ts < event["at"] and node in run.seen[rid]:
+                        seen = run.seen[rid][node]
+                        if seen < event["at"]:
+                            crossed += 1
+                        else:
+                            delays.append(seen - event["at"])
+                backlog_total += len(delays)
+                per_node[node] = round(max(delays, default=0.0), 2)
+            found.append({"fault": "partition", "side": cut["side"], "cut_seconds": round(event["at"] - cut["at"], 2),
+                          "connections_crossing_after_cut": len(cut["crossing"]), "records_crossed": crossed,
+                          "backlog_records": backlog_total, "seconds": max(per_node.values(), default=0.0),
+                          "seconds_per_node": per_node})
+    return found
+
+
+def convergence(run: RunResult) -> dict[str, Any]:
+    """Whether every node holds every record of the orgs in its horizon at the end, and when the last one arrived.
+    An equivocator's records are left out: two nodes may rightly hold two different records at one of its seqs."""
+    node_of = _node_of(run)
+    flagged = {node_of[r.about] for r in run.records.values() if r.kind == "equivocation" and r.about in node_of}
+    union = set().union(*run.held.values())
+    counted = {rid for rid in union if node_of.get(run.records[rid].iss) not in flagged}
+    missing = {}
+    for node, held in run.held.items():
+        inside = run.plan.horizon(node, flagged)
+        missing[node] = sum(1 for rid in counted - held if node_of.get(run.records[rid].iss) in inside)
+    arrivals = [at for seen in run.seen.values() for at in seen.values()]
+    return {
+        "records": len(union),
+        "converged": not any(missing.values()),
+        "missing_per_node": missing,
+        "equivocators_left_out": sorted(flagged),
+        "last_arrival_after_traffic_stopped": round(max(arrivals, default=run.traffic_end) - run.traffic_end, 2),
+    }
+
+
+def checkpoints(run: RunResult) -> dict[str, Any]:
+    """Each node's latest checkpoint: does it cover the whole ledger, and how many other orgs cosigned it."""
+    others = len(run.plan.nodes) - 1
+    rows = {}
+    for node, status in run.status.items():
+        cp = status.checkpoint
+        rows[node] = {"ledger": status.ledger_size, "checkpoint": None if cp is None else cp.size,
+                      "cosigned_by": None if cp is None else len(cp.cosigned_by), "of": others,
+                      "rejected": status.rejected, "flagged": status.flagged, "error": status.error}
+    agree = all(r["checkpoint"] is not None and r["checkpoint"] == r["ledger"] and r["cosigned_by"] == others
+                for r in rows.values())
+    return {"all_current_and_cosigned_by_all": agree, "nodes": rows}
+
+
+# --- scores -----------------------------------------------------------------------------------------------
+
+
+def identity_at(run: RunResult, agent: str, at: float) -> str:
+    """The did the agent went by at wall time `at` (whitewashing switches it)."""
+    dids = run.identities[agent]
+    switches = [e["at"] for e in run.timeline if e["kind"] == "whitewash" and agent in e["agents"]]
+    return dids[sum(1 for s in switches if s <= at)]
+
+
+def trajectories(run: RunResult) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """Agent group -> node -> [(seconds into the run, mean score of the group's agents)], per sampling round."""
+    step = run.scenario.measure.score_seconds
+    bins: dict[tuple[str, str, int], list[int]] = defaultdict(list)
+    group_of = {a.name: a.group.name for a in run.plan.agents}
+    for s in run.scores:
+        if s.did == identity_at(run, s.agent, s.at):
+            bins[(group_of[s.agent], s.node, round((s.at - run.t0) / step))].append(s.score)
+    out: dict[str, dict[str, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
+    for (group, node, k), values in sorted(bins.items()):
+        out[group][node].append((round(k * step, 1), round(statistics.fmean(values), 1)))
+    return {g: dict(nodes) for g, nodes in out.items()}
+
+
+def final_scores(run: RunResult) -> dict[tuple[str, str], tuple[int, str]]:
+    """(node, agent) -> its last (score, tier) there, for the identity in use at the end."""
+    last: dict[tuple[str, str], tuple[float, int, str]] = {}
+    for s in run.scores:
+        if s.did == run.identities[s.agent][-1]:
+            key = (s.node, s.agent)
+            if key not in last or s.at >= last[key][0]:
+                last[key] = (s.at, s.score, s.tier)
+    return {key: (score, tier) for key, (_, score, tier) in last.items()}
+
+
+def confusion(run: RunResult) -> dict[str, Any]:
+    """Agent class (group, and whether it misbehaves) x final tier, counted over (observer node, agent) pairs."""
+    finals = final_scores(run)
+    watchers = set(observers(run))
+    group_of = {a.name: a.group.name for a in run.plan.agents}
+    rows = []
+    for group in run.scenario.agents:
+        counts = dict.fromkeys(TIERS, 0)
+        for (node, agent), (_, tier) in finals.items():
+            if node in watchers and group_of[agent] == group.name:
+                counts[tier] += 1
+        rows.append({"group": group.name, "behaviour": group.behaviour.model, "malicious": group.behaviour.malicious,
+                     "tiers": counts})
+    return {"observers": sorted(watchers), "tiers": list(TIERS), "rows": rows}
+
+
+# --- orgs and attacks -------------------------------------------------------------------------------------
+
+
+def org_views(run: RunResult) -> dict[str, dict[str, float]]:
+    """Org group -> the observers' mean view of its orgs: reputation, credibility, weight of its word."""
+    group_of = {run.dids[n]: run.plan.group_of(n) for n in run.plan.nodes}
+    values: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for node in observers(run):
+        for org in run.orgs.get(node, []):
+            group = group_of.get(org["org"])
+            if group is not None and not org["own"]:
+                for key in ("reputation", "credibility", "weight"):
+                    values[group][key].append(org[key])
+                values[group]["equivocator"].append(float(org["equivocator"]))
+    return {g: {k: round(statistics.fmean(v), 4) for k, v in kv.items()} for g, kv in values.items()}
+
+
+def attacks(run: RunResult) -> list[dict[str, Any]]:
+    finals = final_scores(run)
+    watchers = set(observers(run))
+    out = []
+    for i, attack in enumerate(run.scenario.attacks):
+        entry: dict[str, Any] = {"attack": i, "type": attack.type}
+        if attack.type in ("praise", "slander"):
+            names = {a.name for a in run.plan.agents_of(attack.agents)}
+            seen = [(score, tier) for (node, agent), (score, tier) in finals.items()
+                    if node in watchers and agent in names]
+            entry.update(orgs=attack.orgs.text, agents=attack.agents,
+                         mean_final_score=round(statistics.fmean(s for s, _ in seen), 1) if seen else None,
+                         trusted_or_better=sum(1 for _, t in seen if tier_rank(t) >= tier_rank("trusted")),
+                         views=len(seen))
+        elif attack.type == "equivocation":
+            entry.update(_equivocation_outcome(run))
+        elif attack.type == "whitewash":
+            entry.update(_whitewash_outcome(run, watchers))
+        out.append(entry)
+    return out
+
+
+def _equivocation_outcome(run: RunResult) -> dict[str, Any]:
+    """How long until each node held evidence against the offender signed after the attack (a node holding earlier
+    evidence, from an earlier run on the same testnet, signs none: it has flagged the org already)."""
+    done = next(e for e in run.timeline if e["kind"] == "equivocation")
+    evidence = [info for info in run.records.values() if info.kind == "equivocation" and info.about == done["offender"]]
+    flagged_at: dict[str, float] = {}
+    for info in evidence:
+        if info.ts >= done["at"] - 1.0:  # issuers' clocks are this machine's: a second's margin is ample
+            for node, at in run.seen[info.id].items():
+                flagged_at[node] = min(flagged_at.get(node, at), at)
+    delays = {node: round(max(0.0, at - done["at"]), 2) for node, at in sorted(flagged_at.items())}
+    return {"offender": done["offender"], "node": done["node"], "offered_to": done["offered_to"],
+            "answers": done["answers"], "flagged_before": len(evidence) > sum(1 for i in evidence
+                                                                             if i.ts >= done["at"] - 1.0),
+            "nodes_flagging": len(delays), "of": len(run.plan.nodes), "seconds_to_flag": delays,
+            "seconds_to_flag_everywhere": max(delays.values(), default=None)}
+
+
+def _whitewash_outcome(run: RunResult, watchers: set[str]) -> dict[str, Any]:
+    """Each whitewashed agent's old and new identity: the observers' mean final score of each."""
+    done = next(e for e in run.timeline if e["kind"] == "whitewash")
+    last: dict[tuple[str, str], tuple[float, int]] = {}
+    for s in run.scores:
+        key = (s.node, s.did)
+        if s.node in watchers and (key not in last or s.at >= last[key][0]):
+            last[key] = (s.at, s.score)
+
+    def mean_final(did: str) -> float | None:
+        scores = [score for (_, d), (_, score) in last.items() if d == did]
+        return round(statistics.fmean(scores), 1) if scores else None
+
+    return {"agents": {name: {"old_final_score": mean_final(ids["old"]), "new_final_score": mean_final(ids["new"])}
+                       for name, ids in done["agents"].items()}}

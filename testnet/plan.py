@@ -1,0 +1,110 @@
+"""A scenario laid onto a testnet: which nodes form each org group, whom each roots and vouches for, where each
+agent works and who operates it, and which nodes each attack and fault touches. Seeded, so a run repeats."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from node.config import NodeConfig
+
+from .scenario import AgentGroup, Scenario, ScenarioError, Selector
+
+OPERATOR_WEIGHT = 0.8
+MAX_HOPS = NodeConfig.max_hops  # a testnet leaves [trust] max_hops at its default
+
+
+@dataclass(frozen=True)
+class AgentPlan:
+    """One simulated agent (its identity, a did, is made when the run starts and may change: whitewashing)."""
+
+    name: str  # e.g. "bad-2"
+    group: AgentGroup
+    operator: str  # the node whose org operates it and vouches for it
+    orgs: tuple[str, ...]  # the nodes whose orgs it works for, the operator first
+
+
+@dataclass(frozen=True)
+class Plan:
+    scenario: Scenario
+    nodes: tuple[str, ...]
+    groups: dict[str, list[str]]  # org group -> its nodes, in testnet order
+    roots: dict[str, list[str]]  # node -> the nodes whose orgs it roots
+    vouches: dict[str, dict[str, float]]  # node -> {node: weight} of its org-peer vouches
+    agents: tuple[AgentPlan, ...]
+
+    def group_of(self, node: str) -> str:
+        return next(group for group, members in self.groups.items() if node in members)
+
+    def select(self, selector: Selector, where: str) -> list[str]:
+        """The nodes a selector names; ScenarioError if it names none on this testnet."""
+        members = self.groups[selector.group]
+        chosen = selector.pick(members)
+        if not chosen:
+            raise ScenarioError(f"{where}: {selector.text} selects no org: group {selector.group} has "
+                                f"{len(members)} on this {len(self.nodes)}-node testnet")
+        return chosen
+
+    def agents_of(self, group: str) -> list[AgentPlan]:
+        return [agent for agent in self.agents if agent.group.name == group]
+
+    def horizon(self, node: str, flagged: Collection[str] = (), max_hops: int = MAX_HOPS) -> set[str]:
+        """The nodes whose records `node` holds once the plan's trust graph is in place: within `max_hops` org-peer
+        vouches of its roots and itself (vouching.horizon's rule; a flagged org's vouches do not extend it)."""
+        hops = dict.fromkeys((node, *self.roots[node]), 0)
+        frontier = list(hops)
+        for depth in range(1, max_hops + 1):
+            reached = list(dict.fromkeys(m for n in frontier if n not in flagged for m in self.vouches[n]
+                                         if m not in hops))
+            hops.update(dict.fromkeys(reached, depth))
+            frontier = reached
+        return set(hops)
+
+
+def make_plan(scenario: Scenario, nodes: list[str], seed: int) -> Plan:
+    """Lay `scenario` onto the testnet's `nodes` (in order); raises ScenarioError if it does not fit."""
+    if len(nodes) < scenario.min_nodes:
+        raise ScenarioError(f"nodes: scenario {scenario.name} needs at least {scenario.min_nodes} nodes "
+                            f"({', '.join(f'{g.name} {g.nodes or 1}' for g in scenario.orgs)}); the testnet has "
+                            f"{len(nodes)}")
+    rng = random.Random(seed)
+    rest = len(nodes) - sum(g.nodes or 0 for g in scenario.orgs)
+    groups: dict[str, list[str]] = {}
+    taken = 0
+    for group in scenario.orgs:
+        size = rest if group.nodes is None else group.nodes
+        groups[group.name] = nodes[taken:taken + size]
+        taken += size
+    if taken < len(nodes):  # no "rest" group: the remaining nodes sit the scenario out
+        groups["(idle)"] = nodes[taken:]
+    roots = {n: [] for n in nodes}
+    vouches: dict[str, dict[str, float]] = {n: {} for n in nodes}
+    for group in scenario.orgs:
+        for node in groups[group.name]:
+            roots[node] = [m for ref in group.roots for m in groups[ref] if m != node]
+            for ref in group.vouch:
+                vouches[node].update({m: 0.9 for m in groups[ref] if m != node})
+    for edge in scenario.edges:
+        pairs = [(a, b) for a in groups[edge.source] for b in groups[edge.target] if a != b]
+        chosen = pairs if edge.count is None else rng.sample(pairs, min(edge.count, len(pairs)))
+        for a, b in chosen:
+            vouches[a][b] = edge.weight
+    agents = []
+    for group in scenario.agents:
+        operators = groups[group.operator]
+        pool = [m for ref in group.works_at for m in groups[ref]]
+        for k in range(group.count):
+            operator = operators[k % len(operators)]
+            others = [m for m in dict.fromkeys(pool) if m != operator]
+            extra = rng.sample(others, min(group.orgs_per_agent - 1, len(others)))
+            agents.append(AgentPlan(f"{group.name}-{k}", group, operator, (operator, *extra)))
+    plan = Plan(scenario, tuple(nodes), groups, roots, vouches, tuple(agents))
+    for i, attack in enumerate(scenario.attacks):
+        if attack.orgs is not None:
+            plan.select(attack.orgs, f"attacks[{i}].orgs")
+    for i, fault in enumerate(scenario.faults):
+        chosen = plan.select(fault.nodes, f"faults[{i}].nodes")
+        if fault.type == "partition" and len(chosen) == len(nodes):
+            raise ScenarioError(f"faults[{i}].nodes: {fault.nodes.text} is every node; a partition needs two sides")
+    return plan

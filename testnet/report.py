@@ -1,0 +1,230 @@
+"""The report of a scenario run: `results.json` (the plan, the timeline, every measurement), PNG plots (score
+trajectories per agent class at every node, the propagation latency CDF, the tier confusion matrix) and
+`report.html`, one self-contained page showing them (the plots inlined as base64)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from vouching.tiers import PROVISIONAL, TRUSTED, VERIFIED
+
+from .measure import final_scores, trajectories
+from .runner import RunResult
+
+_MARKS = {"kill": "SIGKILL", "restarted": "restarted", "partition": "partition", "heal": "heal",
+          "equivocation": "equivocation", "whitewash": "whitewash", "traffic stopped": "traffic stops"}
+
+
+def results_json(run: RunResult, measurements: dict[str, Any], elapsed: dict[str, float]) -> dict[str, Any]:
+    scenario = run.scenario
+    return {
+        "scenario": {"name": scenario.name, "description": scenario.description, "duration": scenario.duration,
+                     "nodes": len(run.plan.nodes), "seed": run.seed},
+        "elapsed_seconds": elapsed,
+        "orgs": {group: [{"node": n, "did": run.dids[n]} for n in nodes] for group, nodes in run.plan.groups.items()},
+        "agents": [{"name": a.name, "group": a.group.name, "behaviour": a.group.behaviour.model,
+                    "operator": a.operator, "works_at": list(a.orgs), "dids": run.identities[a.name]}
+                   for a in run.plan.agents],
+        "setup": run.setup,
+        "traffic": run.traffic.__dict__,
+        "timeline": [{**e, "t": round(e["at"] - run.t0, 2)} for e in run.timeline],
+        "measurements": measurements,
+        "score_trajectories": trajectories(run),
+        "final_scores": [{"node": node, "agent": agent, "score": score, "tier": tier}
+                         for (node, agent), (score, tier) in sorted(final_scores(run).items())],
+        "watch_errors": run.watch_errors,
+    }
+
+
+def write_report(run: RunResult, measurements: dict[str, Any], out: Path, elapsed: dict[str, float]) -> Path:
+    """Write results.json, the plots and report.html into `out`; returns the HTML page's path."""
+    out.mkdir(parents=True, exist_ok=True)
+    results = results_json(run, measurements, elapsed)
+    (out / "results.json").write_text(json.dumps(results, indent=1, default=_jsonable) + "\n", encoding="utf-8")
+    plots = {"scores.png": _plot_scores(run, results), "latency.png": _plot_latency(measurements),
+             "confusion.png": _plot_confusion(measurements)}
+    for name, png in plots.items():
+        (out / name).write_bytes(png)
+    page = out / "report.html"
+    page.write_text(_html(results, plots), encoding="utf-8")
+    return page
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    if hasattr(value, "__dict__"):
+        return value.__dict__
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+# --- plots ------------------------------------------------------------------------------------------------
+
+
+def _pyplot():  # matplotlib's import is slow and only the report needs it
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig: Any) -> bytes:
+    from io import BytesIO
+
+    buffer = BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    _pyplot().close(fig)
+    return buffer.getvalue()
+
+
+def _plot_scores(run: RunResult, results: dict[str, Any]) -> bytes:
+    plt = _pyplot()
+    paths = results["score_trajectories"]
+    groups = [g.name for g in run.scenario.agents]
+    fig, axes = plt.subplots(len(groups), 1, figsize=(9, 3.0 * len(groups)), sharex=True, squeeze=False)
+    attacking = {a.orgs.group for a in run.scenario.attacks if a.orgs is not None}
+    colours = {node: plt.get_cmap("tab20")(i % 20) for i, node in enumerate(run.plan.nodes)}
+    marks = [(e["t"], _MARKS[e["kind"]]) for e in results["timeline"] if e["kind"] in _MARKS]
+    for ax, group in zip(axes[:, 0], groups):
+        for node, points in sorted(paths.get(group, {}).items()):
+            org_group = run.plan.group_of(node)
+            xs, ys = zip(*points)
+            ax.plot(xs, ys, color=colours[node], linewidth=1.3, linestyle="--" if org_group in attacking else "-",
+                    label=f"{node} ({org_group})")
+        for level in (PROVISIONAL, TRUSTED, VERIFIED):
+            ax.axhline(level, color="grey", linestyle=":", linewidth=0.8)
+        for t, label in marks:
+            ax.axvline(t, color="black", linestyle="--", linewidth=0.7)
+            ax.text(t, 985, f" {label}", rotation=90, fontsize=7, va="top", ha="left")
+        behaviour = next(g.behaviour.model for g in run.scenario.agents if g.name == group)
+        ax.set_title(f"agents {group} ({behaviour}): mean score as each node sees them", fontsize=10, loc="left")
+        ax.set_ylim(0, 1000)
+        ax.set_ylabel("score")
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    axes[-1, 0].set_xlabel("seconds into the run (dotted: tier bounds 200, 500, 800; dashed lines: attackers' views)")
+    return _png(fig)
+
+
+def _plot_latency(measurements: dict[str, Any]) -> bytes:
+    plt = _pyplot()
+    prop = measurements["propagation"]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    latencies = prop["latencies"]
+    if latencies:
+        ax.step(latencies, [(i + 1) / len(latencies) for i in range(len(latencies))], where="post",
+                label="records outside fault windows: first seen in /v1/records\n"
+                      f"(polled every ~{measurements['propagation']['poll_seconds']:g} s, so late by up to that)")
+    buckets = [(b, c) for b, c in prop["histogram"] if b != float("inf")]
+    total = prop["histogram"][-1][1] if prop["histogram"] else 0
+    if total:
+        ax.plot([b for b, _ in buckets], [c / total for _, c in buckets], "o--", markersize=4,
+                label="every record accepted, catch-up included: the nodes' own\n"
+                      "vouchnet_record_latency_seconds (exact, bucketed)")
+    ax.set_xscale("symlog", linthresh=0.01)
+    ax.set_xlabel("seconds from issue to acceptance at a node")
+    ax.set_ylabel("share of (record, node) pairs")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("propagation latency CDF", fontsize=10, loc="left")
+    return _png(fig)
+
+
+def _plot_confusion(measurements: dict[str, Any]) -> bytes:
+    plt = _pyplot()
+    matrix = measurements["confusion"]
+    rows = matrix["rows"]
+    tiers = matrix["tiers"]
+    values = [[row["tiers"][t] for t in tiers] for row in rows]
+    fig, ax = plt.subplots(figsize=(6.5, 0.6 * len(rows) + 1.6))
+    ax.imshow(values, cmap="Blues", aspect="auto")
+    ax.set_xticks(range(len(tiers)), tiers)
+    ax.set_yticks(range(len(rows)), [f"{r['group']} ({r['behaviour']})" for r in rows])
+    top = max((max(row) for row in values), default=0)
+    for i, row in enumerate(values):
+        for j, count in enumerate(row):
+            ax.text(j, i, str(count), ha="center", va="center", fontsize=10,
+                    color="white" if top and count > top / 2 else "black")
+    ax.set_xlabel("final tier at the honest nodes")
+    ax.set_title("agent class x tier (one count per honest node and agent)", fontsize=10, loc="left")
+    return _png(fig)
+
+
+# --- the page ---------------------------------------------------------------------------------------------
+
+
+def _html(results: dict[str, Any], plots: dict[str, bytes]) -> str:
+    scenario = results["scenario"]
+    m = results["measurements"]
+    prop, conv, cps = m["propagation"], m["convergence"], m["checkpoints"]
+    summary = [
+        ("nodes", scenario["nodes"]), ("duration", f"{scenario['duration']:g} s"), ("seed", scenario["seed"]),
+        ("events reported", results["traffic"]["events_accepted"]),
+        ("latency to each node p50 / p90 / max", _triple(prop["to_each_node"])),
+        ("latency to every node p50 / p90 / max", _triple(prop["everywhere"])),
+        ("record sets converged", f"{conv['converged']} ({conv['records']} records)"),
+        ("checkpoints current and cosigned by all", cps["all_current_and_cosigned_by_all"]),
+        *((f"catch-up after {c['fault']} ({c.get('node') or ', '.join(c['side'])})", f"{c['seconds']} s, "
+           f"{c['backlog_records']} records") for c in m["catch_up"]),
+        *(("elapsed: " + k, f"{v:.1f} s") for k, v in results["elapsed_seconds"].items()),
+    ]
+    images = "".join(f'<figure><img alt="{name}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+                     f"<figcaption>{name}</figcaption></figure>" for name, png in plots.items())
+    sections = [
+        ("Summary", _table(["", ""], summary)),
+        ("Timeline", _table(["t (s)", "what", "details"],
+                            [(e["t"], e["kind"], _details(e)) for e in results["timeline"]])),
+        ("Plots", images),
+        ("Agent class x final tier at the honest nodes",
+         _table(["agents", "behaviour", *m["confusion"]["tiers"]],
+                [(r["group"], r["behaviour"], *r["tiers"].values()) for r in m["confusion"]["rows"]])),
+        ("Attacks", _table(["#", "type", "outcome"], [(a["attack"], a["type"], _details(a)) for a in m["attacks"]])),
+        ("Orgs as the honest nodes see them (means)",
+         _table(["org group", "reputation", "credibility", "weight", "flagged"],
+                [(g, v.get("reputation"), v.get("credibility"), v.get("weight"), v.get("equivocator"))
+                 for g, v in m["orgs"].items()])),
+        ("Catch-up", _table(["fault", "details"], [(c["fault"], _details(c)) for c in m["catch_up"]])),
+        ("Checkpoints and ledgers", _table(["node", "ledger", "checkpoint", "cosigned by", "rejected", "flagged"],
+                                           [(n, r["ledger"], r["checkpoint"], f"{r['cosigned_by']}/{r['of']}",
+                                             r["rejected"], r["flagged"]) for n, r in cps["nodes"].items()])),
+        ("Setup", _table(["", ""], [(k, v) for k, v in results["setup"].items()])),
+    ]
+    body = "".join(f"<h2>{html.escape(title)}</h2>{content}" for title, content in sections)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>vouchnet testnet: {html.escape(scenario['name'])}</title>
+<style>
+body {{ font: 14px/1.45 system-ui, sans-serif; max-width: 1000px; margin: 2em auto; padding: 0 1em; color: #222 }}
+table {{ border-collapse: collapse; margin: .5em 0 1.5em }} td, th {{ border: 1px solid #ccc; padding: 3px 8px;
+text-align: left; vertical-align: top }} th {{ background: #f4f4f4 }} img {{ max-width: 100% }}
+figure {{ margin: 1em 0 }} figcaption {{ color: #666; font-size: 12px }} code {{ font-size: 12px }}
+</style></head><body>
+<h1>vouchnet testnet: {html.escape(scenario['name'])}</h1>
+<p>{html.escape(scenario['description'])}</p>
+{body}
+<p>Everything above, with the score trajectories and final scores behind the plots, is in
+<code>results.json</code> beside this page.</p>
+</body></html>
+"""
+
+
+def _triple(summary: dict[str, Any]) -> str:
+    if not summary["count"]:
+        return "no records"
+    return f"{summary['p50']} / {summary['p90']} / {summary['max']} s ({summary['count']})"
+
+
+def _details(entry: dict[str, Any]) -> str:
+    skip = {"at", "t", "kind", "attack", "type", "fault"}
+    return "; ".join(f"{k}: {json.dumps(v, default=str)}" for k, v in entry.items() if k not in skip)
+
+
+def _table(header: list[str], rows: list[tuple[Any, ...]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"

@@ -1,0 +1,318 @@
+"""Running a scenario on a testnet (DESIGN.md §9): set the orgs' roots and vouches as the scenario says, give the
+agents identities and operators, run traffic while attacks and faults happen on schedule, keep watching records
+and scores, and hand everything observed to the measurements. The testnet is left whole: a partition in force is
+healed and a killed node restarted, even when the run is interrupted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from node.client import ClientError
+
+from . import faults, prometheus
+from .agents import Agent, behaviour_model
+from .attacks import Equivocation, equivocate
+from .cluster import Cluster, Progress
+from .observe import RecordInfo, RecordWatch, ScoreSample, ScoreWatch, Timeline
+from .plan import OPERATOR_WEIGHT, Plan, make_plan
+from .scenario import Scenario
+from .status import NodeStatus, node_status
+from .traffic import Traffic, TrafficStats
+
+LATENCY_METRIC = "vouchnet_record_latency_seconds"
+SETUP_TIMEOUT = 30.0  # seconds the setup's records may take to reach every node before traffic starts anyway
+CHECKPOINT_TIMEOUT = 30.0  # seconds after settling for every checkpoint to cover its ledger and be cosigned by all
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class RunResult:
+    """Everything a run observed; testnet.measure turns it into measurements."""
+
+    scenario: Scenario
+    plan: Plan
+    seed: int
+    dids: dict[str, str]  # node -> its org's did
+    t0: float  # wall seconds when traffic started
+    traffic_end: float
+    end: float
+    timeline: list[dict[str, Any]]
+    records: dict[str, RecordInfo]
+    seen: dict[str, dict[str, float]]
+    held: dict[str, set[str]]
+    scores: list[ScoreSample]
+    identities: dict[str, list[str]]  # agent -> its dids, the current one last
+    orgs: dict[str, list[dict[str, Any]]]  # node -> its view of every org at the end
+    status: dict[str, NodeStatus]
+    latency_buckets: dict[str, list[tuple[float, float]]]  # node -> record-latency histogram over the run
+    traffic: TrafficStats
+    setup: dict[str, Any] = field(default_factory=dict)
+    watch_errors: int = 0
+
+
+class Run:
+    """One scenario on one testnet; `execute()` runs it and returns what it observed."""
+
+    def __init__(self, cluster: Cluster, scenario: Scenario, *, seed: int, say: Say = lambda _: None,
+                 progress: Progress | None = None) -> None:
+        self.cluster = cluster
+        self.progress = progress
+        self.scenario = scenario
+        self.seed = seed
+        self.say = say
+        self.plan = make_plan(scenario, cluster.names, seed)
+        self.timeline = Timeline()
+        self.up: frozenset[str] = frozenset()
+        self.partition: faults.Partition | None = None
+        self.agents = {a.name: Agent(a, behaviour_model(a.group.behaviour, scenario.traffic.round_seconds))
+                       for a in self.plan.agents}
+        self.dids = {entry.name: entry.did for entry in cluster.state.nodes}
+        self.setup: dict[str, Any] = {}
+
+    def is_up(self, node: str) -> bool:
+        return node in self.up
+
+    def identities(self) -> dict[str, list[str]]:
+        return {name: [*agent.former, agent.did] for name, agent in self.agents.items()}
+
+    def execute(self) -> RunResult:
+        self._configure()
+        self.up = frozenset(self.cluster.names)
+        records = RecordWatch(self.cluster, self.is_up, self.scenario.measure.poll_seconds)
+        records.start()
+        scores = ScoreWatch(self.cluster, self.is_up, self.scenario.measure.score_seconds, self.identities)
+        traffic = Traffic(self.cluster, self.plan, self.agents, self.is_up, self.seed)
+        try:
+            self._trust_graph(records)
+            before = self._latency_histograms()
+            scores.start()
+            t0 = time.time()
+            self.timeline.add("start")
+            traffic.start_at(t0)
+            self.say(f"traffic: {len(self.agents)} agents, {self.scenario.duration:g} s")
+            self._schedule(t0)
+            traffic.stop()
+            traffic_end = time.time()
+            self.timeline.add("traffic stopped")
+            self.say(f"settling for {self.scenario.measure.settle_seconds:g} s")
+            time.sleep(self.scenario.measure.settle_seconds)
+            status = self._await_checkpoints(records)
+            orgs = self._org_views()
+            after = self._latency_histograms()
+        finally:
+            for watcher in (traffic, scores, records):
+                watcher.stop()
+            self._leave_whole()
+        return RunResult(
+            scenario=self.scenario, plan=self.plan, seed=self.seed, dids=self.dids, t0=t0, traffic_end=traffic_end,
+            end=time.time(), timeline=self.timeline.events, records=records.records, seen=records.seen,
+            held=records.held, scores=scores.samples, identities=self.identities(), orgs=orgs, status=status,
+            latency_buckets={n: _difference(after.get(n, []), before.get(n, [])) for n in after},
+            traffic=traffic.stats, setup=self.setup, watch_errors=records.errors + scores.errors,
+        )
+
+    # --- setup ------------------------------------------------------------------------------------------------
+
+    def _configure(self) -> None:
+        """Roots and settings into every config.toml; the nodes whose config changed restart, the others start if
+        they are down."""
+        started = time.monotonic()
+        changed = []
+        for node in self.cluster.names:
+            values = {("trust", "roots"): [self.dids[m] for m in self.plan.roots[node]],
+                      **self.scenario.settings.config_values()}
+            if self.cluster.configure(node, values):
+                changed.append(node)
+        running = [n for n in changed if self.cluster.running(n)]
+        if running:
+            self.cluster.stop(running)
+        self.cluster.start(progress=self.progress)
+        self.setup["restarted"] = changed
+        self.say(f"setup: roots and settings of {len(changed)} nodes changed; all {len(self.cluster.names)} nodes "
+                 f"up ({time.monotonic() - started:.1f} s)")
+
+    def _trust_graph(self, records: RecordWatch) -> None:
+        """Org-peer vouches as the plan says (missing ones made, others revoked), then each agent's operator vouches
+        for it; waits until the nodes hold these records."""
+        started = time.time()
+        made, revoked, issued = 0, 0, {}  # record id -> the node that issued it
+        for node in self.cluster.names:
+            with self.cluster.client(node) as client:
+                active = _active_org_peer_vouches(client, self.dids[node])
+                wanted = {self.dids[m]: w for m, w in self.plan.vouches[node].items()}
+                for subject, record_id in active.items():
+                    if subject not in wanted:
+                        issued[client.revoke(record_id, "not in this scenario's trust graph")["id"]] = node
+                        revoked += 1
+                for subject, weight in wanted.items():
+                    if subject not in active:
+                        issued[client.vouch(subject, weight, "org-peer")["id"]] = node
+                        made += 1
+                for agent in self.agents.values():
+                    if agent.plan.operator == node:
+                        issued[client.vouch(agent.did, OPERATOR_WEIGHT, "operator")["id"]] = node
+        expected = {n: {rid for rid, issuer in issued.items() if issuer in self.plan.horizon(n)}
+                    for n in self.cluster.names}
+        missing = _wait_for(records, expected, SETUP_TIMEOUT)
+        self.setup.update(vouches=made, revocations=revoked, operator_vouches=len(self.agents),
+                          records=len(issued), propagation_seconds=round(time.time() - started, 2),
+                          missing=missing)
+        self.say(f"setup: {made} org-peer vouches, {revoked} revocations, {len(self.agents)} operator vouches; "
+                 + (f"held everywhere after {time.time() - started:.1f} s" if not missing else
+                    f"still missing after {time.time() - started:.1f} s: {missing}"))
+
+    # --- the schedule -------------------------------------------------------------------------------------
+
+    def _schedule(self, t0: float) -> None:
+        actions: list[tuple[float, int, str, Callable[[], None]]] = []
+        for i, attack in enumerate(self.scenario.attacks):
+            if attack.type == "equivocation":
+                actions.append((attack.at, i, f"equivocation by {attack.orgs.text}", lambda i=i: self._equivocate(i)))
+            elif attack.type == "whitewash":
+                actions.append((attack.at, i, f"whitewash of {attack.agents}", lambda i=i: self._whitewash(i)))
+        for i, fault in enumerate(self.scenario.faults):
+            nodes = self.plan.select(fault.nodes, f"faults[{i}].nodes")
+            if fault.type == "kill":
+                actions.append((fault.at, 100 + i, f"SIGKILL {', '.join(nodes)}", lambda n=nodes: self._kill(n)))
+                actions.append((fault.at + fault.duration, 100 + i, f"restart {', '.join(nodes)}",
+                                lambda n=nodes: self._restart(n)))
+            else:
+                actions.append((fault.at, 100 + i, f"partition {', '.join(nodes)} | rest",
+                                lambda n=nodes: self._cut(n)))
+                actions.append((fault.at + fault.duration, 100 + i, "heal the partition", self._heal))
+        for at, _, what, act in sorted(actions, key=lambda a: (a[0], a[1])):
+            _sleep_until(t0 + at)
+            self.say(f"t={time.time() - t0:5.1f} s  {what}")
+            act()
+        _sleep_until(t0 + self.scenario.duration)
+
+    def _equivocate(self, index: int) -> None:
+        attack = self.scenario.attacks[index]
+        offender = self.plan.select(attack.orgs, f"attacks[{index}].orgs")[0]
+        other = next(n for n in reversed(self.cluster.names) if n != offender and self.is_up(n)
+                     and self.plan.group_of(n) != self.plan.group_of(offender))
+        done: Equivocation = equivocate(self.cluster, offender, other, self.scenario.settings.epoch_seconds)
+        self.timeline.add("equivocation", node=offender, offender=done.offender, seq=done.seq,
+                          records=list(done.records), offered_to=list(done.offered_to), answers=list(done.answers))
+
+    def _whitewash(self, index: int) -> None:
+        attack = self.scenario.attacks[index]
+        switched = {}
+        for agent in self.agents.values():
+            if agent.plan.group.name == attack.agents:
+                old = agent.did
+                fresh = agent.whitewash()
+                with self.cluster.client(agent.plan.operator) as client:
+                    client.vouch(fresh, OPERATOR_WEIGHT, "operator")
+                switched[agent.plan.name] = {"old": old, "new": fresh}
+        self.timeline.add("whitewash", agents=switched)
+
+    def _kill(self, nodes: list[str]) -> None:
+        for node in nodes:
+            self.up = self.up - {node}
+            faults.kill(self.cluster, node)
+            self.timeline.add("kill", node=node)
+
+    def _restart(self, nodes: list[str]) -> None:
+        for node in nodes:
+            self.timeline.add("restart", node=node)
+            faults.restart(self.cluster, node, self.partition)
+            self.up = self.up | {node}
+            self.timeline.add("restarted", node=node)
+
+    def _cut(self, nodes: list[str]) -> None:
+        self.partition = faults.Partition(tuple(nodes), tuple(n for n in self.cluster.names if n not in nodes))
+        faults.cut(self.cluster, self.partition, sorted(self.up))
+        crossing = faults.crossing(self.cluster, self.partition, sorted(self.up))
+        self.timeline.add("partition", side=list(self.partition.side), rest=list(self.partition.rest),
+                          crossing=crossing)
+
+    def _heal(self) -> None:
+        faults.heal(self.cluster, sorted(self.up))
+        self.timeline.add("heal", side=list(self.partition.side) if self.partition else [])
+        self.partition = None
+
+    # --- the end ------------------------------------------------------------------------------------------
+
+    def _await_checkpoints(self, records: RecordWatch) -> dict[str, NodeStatus]:
+        """Wait (boundedly) until every node's latest checkpoint covers its whole ledger and carries the cosignature
+        of every other node, equivocators aside; the timeline says how long that took after traffic stopped."""
+        flagged = {r.about for r in records.records.values() if r.kind == "equivocation"}
+        started = time.time()
+        while True:
+            status = {node: node_status(self.cluster, node) for node in self.cluster.names}
+            lagging = [n for n, row in status.items() if row.did not in flagged and not _agreed(row, flagged, self.dids)]
+            if not lagging or time.time() - started > CHECKPOINT_TIMEOUT:
+                self.timeline.add("checkpoints agree" if not lagging else "checkpoints still disagree",
+                                  waited=round(time.time() - started, 2), lagging=lagging)
+                return status
+            time.sleep(0.5)
+
+    def _org_views(self) -> dict[str, list[dict[str, Any]]]:
+        orgs = {}
+        for node in sorted(self.up):
+            with self.cluster.client(node) as client:
+                orgs[node] = client.orgs()
+        return orgs
+
+    def _latency_histograms(self) -> dict[str, list[tuple[float, float]]]:
+        found = {}
+        for node in sorted(self.up):
+            try:
+                with self.cluster.client(node) as client:
+                    found[node] = prometheus.histogram(prometheus.parse(client.metrics()), LATENCY_METRIC)
+            except ClientError:
+                continue
+        return found
+
+    def _leave_whole(self) -> None:
+        if self.partition is not None:
+            self._heal()
+        down = [n for n in self.cluster.names if not self.cluster.running(n)]
+        if down:
+            self.cluster.start(down)
+            self.up = self.up | set(down)
+
+
+def _active_org_peer_vouches(client: Any, did: str) -> dict[str, str]:
+    """Subject did -> record id of each org-peer vouch `did` made and has not revoked, as its own node holds them."""
+    revoked = {r["body"]["record"] for r in client.iter_records(issuer=did, kind="revoke")}
+    return {r["body"]["subject"]: r["id"] for r in client.iter_records(issuer=did, kind="vouch")
+            if r["body"]["basis"] == "org-peer" and r["id"] not in revoked}
+
+
+def _wait_for(records: RecordWatch, expected: dict[str, set[str]], timeout: float) -> dict[str, int]:
+    """Wait until each node holds the records expected of it, or `timeout`; returns node -> how many it lacks."""
+    deadline = time.monotonic() + timeout
+    while True:
+        missing = {n: len(ids) - records.holding(ids)[n] for n, ids in expected.items()}
+        missing = {n: k for n, k in missing.items() if k}
+        if not missing or time.monotonic() > deadline:
+            return missing
+        time.sleep(0.2)
+
+
+def _agreed(row: NodeStatus, flagged: set[str], dids: dict[str, str]) -> bool:
+    """The node's checkpoint covers its ledger and every other org that is not an equivocator has cosigned it."""
+    checkpoint = row.checkpoint
+    if checkpoint is None or checkpoint.size != row.ledger_size:
+        return False
+    return {d for d in dids.values() if d != row.did and d not in flagged} <= set(checkpoint.cosigned_by)
+
+
+def _sleep_until(wall: float) -> None:
+    delay = wall - time.time()
+    if delay > 0:
+        time.sleep(delay)
+
+
+def _difference(after: list[tuple[float, float]], before: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """A cumulative histogram's counts gained between two scrapes (a restarted node's counters start again)."""
+    earlier = dict(before)
+    gained = [(bound, count - earlier.get(bound, 0.0)) for bound, count in after]
+    return after if any(count < 0 for _, count in gained) else gained

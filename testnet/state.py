@@ -1,0 +1,91 @@
+"""A testnet's state file, `testnet.json` in its directory: the network, the topology, and per node its data
+directory, ports, identity and the process that runs it (DESIGN.md §9)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+STATE_FILE = "testnet.json"
+STATE_VERSION = 1
+
+
+class StateError(Exception):
+    """The directory holds no testnet, or its state file is not one this version wrote."""
+
+
+@dataclass(frozen=True)
+class NodeEntry:
+    """One node: `dir` is relative to the testnet directory; `pid` and `started` (the process's start time as the
+    kernel counts it, so a recycled pid is never mistaken for ours) are None while it is down."""
+
+    name: str
+    dir: str
+    p2p_port: int
+    api_port: int
+    did: str
+    peer_id: str
+    pid: int | None = None
+    started: int | None = None
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def p2p_addr(self) -> str:
+        return f"/ip4/127.0.0.1/tcp/{self.p2p_port}/p2p/{self.peer_id}"
+
+
+@dataclass(frozen=True)
+class TestnetState:
+    network: str
+    seed: int
+    topology: str
+    nodes: tuple[NodeEntry, ...]
+
+    def node(self, name: str) -> NodeEntry:
+        for entry in self.nodes:
+            if entry.name == name:
+                return entry
+        raise StateError(f"no node {name!r} in this testnet (nodes: {', '.join(n.name for n in self.nodes)})")
+
+    def with_node(self, entry: NodeEntry) -> TestnetState:
+        return replace(self, nodes=tuple(entry if n.name == entry.name else n for n in self.nodes))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": STATE_VERSION, "network": self.network, "seed": self.seed, "topology": self.topology,
+                "nodes": [asdict(n) for n in self.nodes]}
+
+
+def node_name(index: int) -> str:
+    """n00, n01, ...: sorts in start order up to 100 nodes."""
+    return f"n{index:02d}"
+
+
+def save_state(directory: Path, state: TestnetState) -> None:
+    """Write the state file atomically (a reader never sees half of it)."""
+    path = directory / STATE_FILE
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(state.to_json(), indent=1) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def load_state(directory: Path) -> TestnetState:
+    path = directory / STATE_FILE
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StateError(f"{directory}: no testnet here; start one with `vouchnet testnet up --dir {directory}`") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise StateError(f"{path}: not a testnet state file ({e})") from None
+    if not isinstance(document, dict) or document.get("version") != STATE_VERSION:
+        raise StateError(f"{path}: not a version {STATE_VERSION} testnet state file")
+    try:
+        nodes = tuple(NodeEntry(**entry) for entry in document["nodes"])
+        return TestnetState(document["network"], document["seed"], document["topology"], nodes)
+    except (KeyError, TypeError) as e:
+        raise StateError(f"{path}: malformed ({e})") from None

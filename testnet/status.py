@@ -1,0 +1,96 @@
+"""`vouchnet testnet status`: each node as its API reports it, and whether the others have checked and cosigned
+its latest checkpoint (the checkpoint's signatures are verified here against the testnet's keys)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ledger import CosignatureVerifier, Ed25519Verifier, NoteError, cosigner_name, log_origin, open_checkpoint
+from node.client import ClientError
+from vouching import public_key_from_did
+
+from . import prometheus
+from .cluster import Cluster
+from .state import NodeEntry
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    size: int
+    cosigned_by: tuple[str, ...]  # dids of the testnet's other orgs whose valid cosignature the note carries
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    name: str
+    did: str
+    api_url: str
+    running: bool
+    error: str | None = None  # why the API gave no answer
+    peers: int | None = None
+    ledger_size: int | None = None
+    checkpoint: Checkpoint | None = None
+    rejected: int | None = None  # gossip messages the gate refused plus records that broke their issuer's chain
+    flagged: int | None = None  # orgs this node holds equivocation evidence against
+
+
+def checkpoint_of(note: bytes, entry: NodeEntry, network: str, others: list[str]) -> Checkpoint:
+    """The size of a node's checkpoint and who of `others` cosigned it; raises NoteError if the node's own
+    signature or a cosignature of a known org does not verify."""
+    origin = log_origin(network, entry.did, "records")
+    verifiers = [Ed25519Verifier(origin, public_key_from_did(entry.did))]
+    verifiers += [CosignatureVerifier(cosigner_name(did), public_key_from_did(did)) for did in others]
+    checkpoint, signatures = open_checkpoint(note, verifiers)
+    names = {s.name for s in signatures}
+    return Checkpoint(checkpoint.size, tuple(did for did in others if cosigner_name(did) in names))
+
+
+def node_status(cluster: Cluster, name: str) -> NodeStatus:
+    entry = cluster.entry(name)
+    base = NodeStatus(name, entry.did, entry.api_url, cluster.running(name))
+    if not base.running:
+        return base
+    others = [n.did for n in cluster.state.nodes if n.name != name]
+    try:
+        with cluster.client(name, timeout=5.0) as client:
+            info = client.node()
+            peers = len(client.peers())
+            note = client.checkpoint()
+            samples = prometheus.parse(client.metrics())
+    except ClientError as e:
+        return NodeStatus(**{**base.__dict__, "error": str(e)})
+    try:
+        checkpoint = None if note is None else checkpoint_of(note, entry, cluster.state.network, others)
+    except NoteError as e:
+        return NodeStatus(**{**base.__dict__, "error": f"its checkpoint does not verify: {e}"})
+    rejected = sum(info["rejected"].values()) + prometheus.total(samples, "vouchnet_gossip_records_rejected_total")
+    return NodeStatus(name, entry.did, entry.api_url, True, None, peers, info["ledger"]["size"], checkpoint,
+                      int(rejected), len(info["flagged"]))
+
+
+def table(rows: list[NodeStatus]) -> str:
+    """The status rows as an aligned text table."""
+    header = ("node", "org did", "state", "peers", "ledger", "checkpoint", "cosigned by", "rejected", "flagged")
+    lines = [header]
+    total = len(rows) - 1
+    for row in rows:
+        state = "up" if row.running and row.error is None else ("error" if row.running else "down")
+        if row.ledger_size is None:
+            lines.append((row.name, _short(row.did), state, *("-",) * 6))
+            continue
+        checkpoint = row.checkpoint
+        size = "-" if checkpoint is None else f"{checkpoint.size}" + ("" if checkpoint.size == row.ledger_size else "*")
+        cosigned = "-" if checkpoint is None else f"{len(checkpoint.cosigned_by)}/{total}"
+        lines.append((row.name, _short(row.did), state, str(row.peers), str(row.ledger_size), size, cosigned,
+                      str(row.rejected), str(row.flagged)))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text = "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)
+    notes = [f"{row.name}: {row.error}" for row in rows if row.error]
+    if any(r.checkpoint and r.checkpoint.size != r.ledger_size for r in rows):
+        notes.append("*: the latest checkpoint is behind the ledger (one is signed every checkpoint_interval)")
+    return "\n".join([text, *notes])
+
+
+def _short(did: str) -> str:
+    """did:key:z6Mk…last6: enough to tell a testnet's orgs apart (`--json` shows them whole)."""
+    return f"{did[:12]}…{did[-6:]}"

@@ -1,0 +1,87 @@
+"""Agent traffic on a testnet: every round, each org reports (`POST /v1/events`) what the agents working for it did,
+truthfully, or as its attack script says (testnet.attacks); in a background thread, in step with the wall clock."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from node.client import ClientError
+
+from .agents import Agent, fabricated, observed
+from .attacks import scripted_outcomes
+from .cluster import Cluster
+from .plan import Plan
+from .workers import Worker
+
+
+@dataclass
+class TrafficStats:
+    rounds: int = 0
+    batches: int = 0
+    events_accepted: int = 0
+    events_rejected: int = 0
+    batches_failed: int = 0  # the node was down or did not answer
+
+
+class Traffic(Worker):
+    """Rounds of `round_seconds` from `t0` (wall seconds) until stopped."""
+
+    def __init__(self, cluster: Cluster, plan: Plan, agents: dict[str, Agent], is_up: Callable[[str], bool],
+                 seed: int) -> None:
+        super().__init__(cluster, timeout=10.0)
+        self.plan = plan
+        self.agents = agents
+        self.is_up = is_up
+        self.stats = TrafficStats()
+        self.t0 = 0.0
+        self._rng = np.random.default_rng(seed)
+
+    def start_at(self, t0: float) -> None:
+        self.t0 = t0
+        self.start()
+
+    def batch(self, node: str, round_: int, t: float) -> list[dict]:
+        """The events `node`'s org reports for one round at run time `t`."""
+        ts = int(time.time() * 1000)
+        traffic = self.plan.scenario.traffic
+        scripted = scripted_outcomes(self.plan, node, t)
+        events = []
+        for agent in self.agents.values():
+            if agent.plan.name in scripted:
+                events += fabricated(agent, scripted[agent.plan.name], ts, traffic, self._rng)
+            elif node in agent.plan.orgs:
+                events += observed(agent, round_, ts, traffic, self._rng)
+        return events
+
+    def loop(self) -> None:
+        step = self.plan.scenario.traffic.round_seconds
+        round_ = 0
+        while not self.stopping.is_set():
+            t = time.time() - self.t0
+            batches = {n: self.batch(n, round_, t) for n in self.cluster.names if self.is_up(n)}
+            for answer in self.pool.map(self._send, batches.items()):
+                self._count(answer)
+            self.stats.rounds += 1
+            round_ = int((time.time() - self.t0) / step) + 1  # a slow round is not made up for
+            self.stopping.wait(max(0.0, self.t0 + round_ * step - time.time()))
+
+    def _send(self, item: tuple[str, list[dict]]) -> dict | None:
+        node, events = item
+        if not events:
+            return {"accepted": 0, "rejected": []}
+        try:
+            return self.clients[node].report_events(events)
+        except ClientError:
+            return None
+
+    def _count(self, answer: dict | None) -> None:
+        if answer is None:
+            self.stats.batches_failed += 1
+            return
+        self.stats.batches += 1
+        self.stats.events_accepted += answer["accepted"]
+        self.stats.events_rejected += len(answer["rejected"])

@@ -1,0 +1,38 @@
+"""Background threads that talk to every node of a testnet: a client per node, a pool to ask the nodes in
+parallel, and a stop that waits for the thread and closes the clients."""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
+
+from .cluster import Cluster
+
+
+class Worker(ABC):
+    """Runs `loop()` in a daemon thread from `start()` until `stop()`; `loop` should return soon after
+    `self.stopping` is set (wait on it rather than sleep)."""
+
+    def __init__(self, cluster: Cluster, *, timeout: float) -> None:
+        self.cluster = cluster
+        self.stopping = threading.Event()
+        self.clients = {name: cluster.client(name, timeout=timeout) for name in cluster.names}
+        self.pool = ThreadPoolExecutor(max_workers=len(cluster.names), thread_name_prefix=type(self).__name__)
+        self._thread = threading.Thread(target=self.loop, name=type(self).__name__, daemon=True)
+
+    @abstractmethod
+    def loop(self) -> None:
+        """The thread's work."""
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread (if it was started) and close the clients; calling it again does nothing."""
+        self.stopping.set()
+        if self._thread.ident is not None:
+            self._thread.join()
+        self.pool.shutdown()
+        for client in self.clients.values():
+            client.close()

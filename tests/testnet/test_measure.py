@@ -1,0 +1,97 @@
+"""Measurements from what a run observed, on a hand-made run of tests/testnet/short.toml whose answers are known:
+honest[1] (n01) is killed at 2 s for 2 s, honest[2] (n02) cut off at 7 s for 4 s, traffic stops at 16 s."""
+
+from pathlib import Path
+
+import pytest
+
+from testnet.measure import catch_up, confusion, convergence, identity_at, propagation
+from testnet.observe import RecordInfo, ScoreSample
+from testnet.plan import make_plan
+from testnet.runner import RunResult
+from testnet.scenario import load_scenario
+from testnet.traffic import TrafficStats
+
+T0 = 1000.0
+DIDS = {"n00": "did:a", "n01": "did:b", "n02": "did:c"}
+
+
+def run(records, seen, timeline, scores=(), identities=None):
+    scenario = load_scenario(str(Path(__file__).with_name("short.toml")))
+    plan = make_plan(scenario, ["n00", "n01", "n02"], seed=1)
+    infos = {rid: RecordInfo(rid, iss, "digest", 1, ts, None) for rid, (iss, ts) in records.items()}
+    held = {n: {rid for rid, at in seen.items() if n in at} for n in DIDS}
+    return RunResult(scenario=scenario, plan=plan, seed=1, dids=DIDS, t0=T0, traffic_end=T0 + 16, end=T0 + 20,
+                     timeline=timeline, records=infos, seen=seen, held=held, scores=list(scores),
+                     identities=identities or {"good-0": ["did:g"], "bad-0": ["did:x"]}, orgs={}, status={},
+                     latency_buckets={}, traffic=TrafficStats())
+
+
+def test_propagation_is_the_delay_to_each_other_node_outside_fault_windows():
+    result = propagation(run(
+        records={"r1": ("did:a", T0 + 1), "r2": ("did:b", T0 + 12), "early": ("did:a", T0 - 5)},
+        seen={"r1": {"n00": T0 + 1.0, "n01": T0 + 1.2, "n02": T0 + 1.5},
+              "r2": {"n01": T0 + 12, "n00": T0 + 30},  # issued while a fault is on: not counted
+              "early": {"n00": T0, "n01": T0, "n02": T0}},
+        timeline=[]))
+    assert result["to_each_node"]["count"] == 2 and result["to_each_node"]["max"] == pytest.approx(0.5)
+    assert result["everywhere"]["count"] == 1 and result["everywhere"]["max"] == pytest.approx(0.5)
+    assert result["records_in_fault_windows"] == 1
+
+
+def test_catch_up_after_a_restart_and_after_a_partition():
+    timeline = [
+        {"at": T0 + 2, "kind": "kill", "node": "n01"},
+        {"at": T0 + 5, "kind": "restarted", "node": "n01"},
+        {"at": T0 + 7, "kind": "partition", "side": ["n02"], "rest": ["n00", "n01"], "crossing": []},
+        {"at": T0 + 11, "kind": "heal", "side": ["n02"]},
+    ]
+    records = {"before": ("did:a", T0 + 1), "while-down": ("did:a", T0 + 3), "rest-side": ("did:a", T0 + 8),
+               "leaked": ("did:c", T0 + 9)}
+    seen = {"before": {"n00": T0 + 1, "n01": T0 + 1.5, "n02": T0 + 1.5},
+            "while-down": {"n00": T0 + 3, "n02": T0 + 3.1, "n01": T0 + 6.5},
+            "rest-side": {"n00": T0 + 8, "n01": T0 + 8.2, "n02": T0 + 13},
+            "leaked": {"n02": T0 + 9, "n00": T0 + 10, "n01": T0 + 11.5}}
+    kill, cut = catch_up(run(records, seen, timeline))
+    assert kill == {"fault": "kill", "node": "n01", "down_seconds": 3.0, "backlog_records": 1, "seconds": 1.5}
+    assert cut["records_crossed"] == 1  # n00 had n02's record before the heal
+    assert cut["seconds_per_node"] == {"n02": 2.0, "n00": 0.0, "n01": 0.5}
+    assert cut["seconds"] == 2.0 and cut["backlog_records"] == 2
+
+
+def test_convergence_counts_what_each_node_lacks():
+    result = convergence(run({"r1": ("did:a", T0), "r2": ("did:a", T0 + 1)},
+                             {"r1": {"n00": T0, "n01": T0, "n02": T0}, "r2": {"n00": T0 + 1, "n01": T0 + 18}}, []))
+    assert result["converged"] is False
+    assert result["missing_per_node"] == {"n00": 0, "n01": 0, "n02": 1}
+    assert result["last_arrival_after_traffic_stopped"] == 2.0
+
+
+def test_the_confusion_matrix_counts_each_observer_and_agent_once_by_its_last_tier():
+    scores = [ScoreSample(T0 + 3, n, "good-0", "did:g", 300, "provisional", 0.1) for n in DIDS]
+    scores += [ScoreSample(T0 + 9, n, "good-0", "did:g", 600, "trusted", 0.5) for n in DIDS]
+    scores += [ScoreSample(T0 + 9, n, "bad-0", "did:x", 50, "untrusted", 0.5) for n in DIDS]
+    rows = confusion(run({}, {}, [], scores))["rows"]
+    assert rows[0] == {"group": "good", "behaviour": "honest", "malicious": False,
+                       "tiers": {"untrusted": 0, "provisional": 0, "trusted": 3, "verified": 0}}
+    assert rows[1]["tiers"]["untrusted"] == 3 and rows[1]["malicious"] is True
+
+
+def test_a_whitewashed_agent_is_followed_under_the_identity_it_used_at_the_time():
+    timeline = [{"at": T0 + 8, "kind": "whitewash", "agents": {"bad-0": {"old": "did:x", "new": "did:y"}}}]
+    result = run({}, {}, timeline, identities={"good-0": ["did:g"], "bad-0": ["did:x", "did:y"]})
+    assert identity_at(result, "bad-0", T0 + 7) == "did:x"
+    assert identity_at(result, "bad-0", T0 + 9) == "did:y"
+    assert identity_at(result, "good-0", T0 + 9) == "did:g"
+
+
+def test_a_node_is_expected_to_hold_only_the_records_of_orgs_in_its_horizon():
+    result = run({"r1": ("did:a", T0), "r2": ("did:c", T0)},
+                 {"r1": {"n00": T0, "n01": T0, "n02": T0}, "r2": {"n02": T0}}, [])
+    result.plan.vouches.update({"n00": {"n01": 0.9}, "n01": {"n00": 0.9}, "n02": {"n00": 0.9}})  # nobody trusts n02
+    result.plan.roots.update({"n00": [], "n01": [], "n02": []})
+    assert result.plan.horizon("n00") == {"n00", "n01"}
+    assert convergence(result)["converged"]
+    result.plan.vouches["n01"]["n02"] = 0.9  # now n02 is two hops from n00: its record is missing there
+    assert convergence(result)["missing_per_node"] == {"n00": 1, "n01": 1, "n02": 0}
+    assert result.plan.horizon("n00", {"n01"}) == {"n00", "n01"}  # a flagged org's vouches do not extend it

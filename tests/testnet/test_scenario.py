@@ -1,0 +1,149 @@
+"""Scenario files: every shipped one loads and fits its testnet; a broken one is refused with the key and the rule."""
+
+import re
+
+import pytest
+
+from testnet.plan import make_plan
+from testnet.scenario import ScenarioError, library, load_scenario, parse_scenario
+from testnet.state import node_name
+
+MINIMAL = """\
+description = "two groups"
+duration = 30
+
+[orgs.honest]
+nodes = "rest"
+roots = ["honest"]
+vouch = ["honest"]
+
+[orgs.rogue]
+nodes = 1
+
+[agents.good]
+count = 2
+behaviour = "honest"
+operator = "honest"
+works_at = ["honest"]
+"""
+
+
+def nodes(n: int) -> list[str]:
+    return [node_name(i) for i in range(n)]
+
+
+def test_the_library_holds_a_scenario_for_each_attack_and_fault():
+    scenarios = [load_scenario(name) for name in library()]
+    attacks = {a.type for s in scenarios for a in s.attacks}
+    faults = {f.type for s in scenarios for f in s.faults}
+    models = {g.behaviour.model for s in scenarios for g in s.agents}
+    assert attacks == {"praise", "slander", "equivocation", "whitewash"}
+    assert faults == {"kill", "partition"}
+    assert models == {"honest", "malicious", "on-off", "turned-bad", "camouflage"}
+    assert "sybil-collusion" in library()
+
+
+@pytest.mark.parametrize("name", library())
+def test_every_shipped_scenario_validates_and_fits_its_testnet(name):
+    scenario = load_scenario(name)
+    plan = make_plan(scenario, nodes(scenario.nodes), seed=1)
+    assert sorted(n for members in plan.groups.values() for n in members) == nodes(scenario.nodes)
+    assert all(agent.operator == agent.orgs[0] for agent in plan.agents)
+
+
+def test_the_sybil_collusion_scenario_lets_the_sybils_in_only_through_the_colluders():
+    plan = make_plan(load_scenario("sybil-collusion"), nodes(10), seed=1)
+    honest, colluders, sybils = plan.groups["honest"], plan.groups["colluders"], plan.groups["sybils"]
+    into_sybils = {a for a in plan.nodes for b in plan.vouches[a] if b in sybils}
+    into_colluders = {a for a in honest for b in plan.vouches[a] if b in colluders}
+    assert into_sybils <= set(colluders + sybils)
+    assert len(into_colluders) == 1  # the one attack edge
+    assert all(set(plan.roots[n]) <= set(honest) for n in honest)
+
+
+def test_groups_take_nodes_in_file_order_and_rest_takes_what_is_left():
+    plan = make_plan(parse_scenario(MINIMAL, name="m"), nodes(5), seed=1)
+    assert plan.groups == {"honest": nodes(4), "rogue": ["n04"]}
+    assert plan.roots["n00"] == ["n01", "n02", "n03"]
+    assert plan.vouches["n04"] == {}
+
+
+def test_a_seed_repeats_the_plan():
+    scenario = load_scenario("sybil-collusion")
+    assert make_plan(scenario, nodes(10), seed=3) == make_plan(scenario, nodes(10), seed=3)
+
+
+def _edit(old: str, new: str) -> str:
+    assert old in MINIMAL
+    return MINIMAL.replace(old, new, 1)
+
+
+@pytest.mark.parametrize(("text", "error"), [
+    (_edit('duration = 30', 'duration = 30\nspeed = 2'), "speed: unknown key (known: agents, attacks, "),
+    (_edit('description = "two groups"\n', ""), "description: required"),
+    (_edit("duration = 30", 'duration = "30"'), "duration: must be a number, got str '30'"),
+    (_edit("duration = 30", "duration = 0"), "duration: must be from 1 to 3600, got 0"),
+    (_edit('roots = ["honest"]', 'roots = ["honst"]'), "orgs.honest.roots: no org group 'honst' (there are: "),
+    (_edit("nodes = 1", 'nodes = "some"'), 'orgs.rogue.nodes: must be an integer or "rest", got str'),
+    (_edit("nodes = 1", 'nodes = "rest"'), 'orgs: at most one group may take nodes = "rest"'),
+    (_edit("count = 2", "count = 2.5"), "agents.good.count: must be an integer, got float 2.5"),
+    (_edit('behaviour = "honest"', 'behaviour = "sneaky"'), "agents.good.behaviour.model: must be one of honest, "),
+    (_edit('behaviour = "honest"', 'behaviour = { model = "malicious", on = 3 }'),
+     "agents.good.behaviour.on: not a parameter of the malicious model"),
+    (_edit('behaviour = "honest"', 'behaviour = { model = "on-off", at = 3 }'),
+     "agents.good.behaviour.at: not a parameter of the on-off model (it takes off, on)"),
+    (_edit('works_at = ["honest"]', "works_at = []"), "agents.good.works_at: must name at least one org group"),
+    (MINIMAL + '[[attacks]]\ntype = "praise"\norgs = "rogue"\nagents = "bad"\n',
+     "attacks[0].agents: no agent group 'bad' (there are: good)"),
+    (MINIMAL + '[[attacks]]\ntype = "bribe"\n', "attacks[0].type: must be one of praise, slander, equivocation, "),
+    (MINIMAL + '[[attacks]]\ntype = "whitewash"\nagents = "good"\n', "attacks[0].at: required"),
+    (MINIMAL + '[[attacks]]\ntype = "slander"\norgs = "rogue"\nagents = "good"\nat = 10\nuntil = 5\n',
+     "attacks[0].until: must be after at (10), got 5"),
+    (MINIMAL + '[[faults]]\ntype = "kill"\nnodes = "honest[2:1]"\nat = 1\nduration = 2\n',
+     "faults[0].nodes: 'honest[2:1]' selects no org (j must be greater than i)"),
+    (MINIMAL + '[[faults]]\ntype = "kill"\nnodes = "honest(1)"\nat = 1\nduration = 2\n',
+     "faults[0].nodes: must be GROUP, GROUP[i] or GROUP[i:j], got 'honest(1)'"),
+    (MINIMAL + '[[faults]]\ntype = "partition"\nnodes = "honest"\nat = 25\nduration = 10\n',
+     "faults[0].at + duration: 35 s is not within the run's duration of 30 s"),
+    (MINIMAL + "[[faults]]\ntype = \"kill\"\nnodes = \"honest\"\nat = 1\n", "faults[0].duration: required"),
+    (MINIMAL + "[settings]\nepoch_seconds = 0.5\n", "settings.epoch_seconds: must be from 1 to 3600, got 0.5"),
+    (_edit("duration = 30", "duration = 30\nnodes = 1"), "nodes: the org groups need at least 2, got 1"),
+    ("description = \"x\"\nduration = [", "not valid TOML"),
+])
+def test_a_broken_scenario_is_refused_naming_the_key_and_the_rule(text, error):
+    with pytest.raises(ScenarioError) as refused:
+        parse_scenario(text, name="broken", where="broken.toml")
+    assert str(refused.value).startswith("broken.toml: ")
+    assert error in str(refused.value), str(refused.value)
+
+
+def test_a_shorter_duration_must_still_hold_every_timed_event():
+    scenario = load_scenario("faults")
+    with pytest.raises(ScenarioError, match=re.escape("faults[1].at + duration: 35 s is not within the run's "
+                                                      "--duration of 30 s")):
+        scenario.with_duration(30)
+    assert scenario.with_duration(60).duration == 60
+
+
+def test_a_plan_that_does_not_fit_the_testnet_says_why():
+    with pytest.raises(ScenarioError, match="needs at least 5 nodes .*honest 1, colluders 2, sybils 2.*has 4"):
+        make_plan(load_scenario("sybil-collusion"), nodes(4), seed=1)
+    text = MINIMAL + '[[faults]]\ntype = "kill"\nnodes = "rogue[1]"\nat = 1\nduration = 2\n'
+    with pytest.raises(ScenarioError, match=re.escape("faults[0].nodes: rogue[1] selects no org: group rogue has 1 "
+                                                      "on this 3-node testnet")):
+        make_plan(parse_scenario(text, name="m"), nodes(3), seed=1)
+
+
+def test_an_unknown_scenario_name_lists_the_library():
+    with pytest.raises(ScenarioError, match="no-such: no such scenario file, and not one of the library's: .*baseline"):
+        load_scenario("no-such")
+
+
+def test_the_cli_refuses_a_broken_scenario_before_starting_anything(tmp_path, capsys):
+    from node.cli import main
+
+    broken = tmp_path / "broken.toml"
+    broken.write_text(MINIMAL.replace("duration = 30", "duration = -1"))
+    assert main(["testnet", "run", str(broken), "--dir", str(tmp_path / "testnet")]) == 2
+    assert f"vouchnet testnet: {broken}: duration: must be from 1 to 3600, got -1" in capsys.readouterr().err
+    assert not (tmp_path / "testnet").exists()
