@@ -167,8 +167,7 @@ class EvidenceStore:
             self.window[pair] = window
         g, b = good, bad
         if capped:
-            g = min(good, max(0.0, self.params.cap_good - self.win_good[pair]))
-            b = min(bad, max(0.0, self.params.cap_bad - self.win_bad[pair]))
+            g, b = self._within_cap(pair, good, bad)
         was_capped = g < good or b < bad
         if was_capped:
             self.capped[pair] += 1
@@ -180,6 +179,16 @@ class EvidenceStore:
         self.win_t[pair] = max(self.win_t[pair], t)
         self._accumulate(pair, t, g, b)
         return Added(g, b, was_capped, False)
+
+    def _within_cap(self, pair: int, good: float, bad: float) -> tuple[float, float]:
+        """What of a batch counts under the window's caps: the window's reported evidence scaled by one factor
+        that keeps good within `cap_good` and bad within `cap_bad`, so that a busy agent's ratio of good to bad
+        is kept (capping each alone would count a 3% error rate as two bad to one good), less what the window
+        has counted already."""
+        raw_good, raw_bad = self.win_raw_good[pair] + good, self.win_raw_bad[pair] + bad
+        scale = min(1.0, self.params.cap_good / raw_good if raw_good > 0 else 1.0,
+                    self.params.cap_bad / raw_bad if raw_bad > 0 else 1.0)
+        return (max(0.0, raw_good * scale - self.win_good[pair]), max(0.0, raw_bad * scale - self.win_bad[pair]))
 
     def open_report(self, pair: int) -> float:
         """The bad-report strength of the pair's open window (not yet decayed)."""

@@ -56,8 +56,9 @@ def explain_rules(caps: Sequence[str], lift: float, capped_lift: float, reports:
                                      f"each: one org's word alone never lifts an agent above provisional"))
     capped = sum(o.capped for o in org_parts)
     if capped:
-        rules.append(Rule("window-cap", f"{capped} digests were capped at {p.cap_good:g} good and {p.cap_bad:g} "
-                                        f"bad per org, agent and {p.cap_window_ms // 60000} minute window"))
+        rules.append(Rule("window-cap", f"{capped} digests were scaled down (keeping the ratio of good to bad) to "
+                                        f"at most {p.cap_good:g} good and {p.cap_bad:g} bad per org, agent and "
+                                        f"{p.cap_window_ms // 60000} minute window"))
     ignored = sum(o.ignored for o in org_parts)
     if ignored:
         rules.append(Rule("out-of-order", f"{ignored} digests for a window older than one already counted from "

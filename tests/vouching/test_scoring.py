@@ -151,6 +151,29 @@ def test_a_digest_is_capped_per_org_agent_and_window():
     assert w.engine.explain("a", now=w.now).orgs[0].good == pytest.approx(2 * p.cap_good, rel=1e-3)
 
 
+def test_the_cap_keeps_a_busy_agents_ratio_of_good_to_bad():
+    p = ScoringParams()
+    w = World()
+    for window in range(3):
+        for org in ("org0", "org1", "org2"):
+            for _ in range(10):  # a busy honest agent with 3% errors, reported in ten digests a window
+                w.digest(org, "busy", window, ok=300, error=9)
+    part = w.engine.explain("busy", now=w.now).orgs[0]
+    assert part.capped == 30
+    assert part.bad / part.good == pytest.approx(90 * p.error_weight / 3000, rel=1e-2)
+    # Capping good and bad each alone counted 45 bad against 30 good a window: the agent scored 0.
+    assert w.score("busy") >= PROVISIONAL
+
+
+def test_the_cap_bounds_bad_evidence_alone_too():
+    p = ScoringParams()
+    w = World()
+    w.digest("org0", "a", 0, ok=10, denied=1000)
+    w.digest("org0", "a", 0, denied=1000)
+    part = w.engine.explain("a", now=w.now).orgs[0]
+    assert part.bad == pytest.approx(p.cap_bad, rel=1e-3) and part.good < 1
+
+
 def test_a_digest_for_an_older_window_than_one_counted_is_ignored():
     w = World()
     w.digest("org0", "a", 5, ok=3)
