@@ -275,14 +275,6 @@ def empty_server() -> Iterator[tuple[str, int]]:
 # --- the run -------------------------------------------------------------------------------------------------
 
 
-def _row(mode: str, load: Load, node_cpu: float) -> str:
-    ms = [quantile(load.latencies_ns, q) / 1e6 for q in (0.5, 0.9, 0.99, 0.999)]
-    return (f"{mode:<12} {load.rate:6.0f} {load.sent / load.seconds:8.0f} {ms[0]:7.2f} {ms[1]:7.2f} {ms[2]:7.2f} "
-            f"{ms[3]:7.2f} {load.latencies_ns[-1] / 1e6:8.1f} {quantile(load.send_lag_ns, 0.99) / 1e6:7.2f} "
-            f"{load.errors:6d} {load.response_bytes:7.0f} {node_cpu / load.sent * 1e6:8.0f} "
-            f"{load.generator_cpu / load.sent * 1e6:7.0f}")
-
-
 def _header() -> str:
     names = ("request", "rate/s", "achieved", "p50 ms", "p90 ms", "p99 ms", "p99.9", "max ms", "lag p99", "errors",
              "bytes", "server CPU", "gen CPU")
