@@ -4,6 +4,7 @@ the node listens read from its "node running" log line, its CPU time from /proc,
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -37,26 +38,28 @@ def vouchnet(*args: str) -> str:
     return done.stdout
 
 
-def init(data_dir: Path, *, network: str, roots: tuple[str, ...] = (), bootstrap: tuple[str, ...] = (),
-         **values: float | int) -> str:
-    """`vouchnet init` on loopback (ports chosen by the OS), then set config keys (by their unique names in
-    config.toml, e.g. epoch_seconds=1); the org's did."""
-    args = ["init", "--dir", str(data_dir), "--network", network, "--listen", "/ip4/127.0.0.1/tcp/0",
-            "--api", "127.0.0.1:0"]
+def init(data_dir: Path, *, network: str, roots: tuple[str, ...] = (), listen: str = "/ip4/127.0.0.1/tcp/0",
+         **values: object) -> str:
+    """`vouchnet init` on loopback (the API on a port the OS picks), then `configure(**values)`; the org's did."""
+    args = ["init", "--dir", str(data_dir), "--network", network, "--listen", listen, "--api", "127.0.0.1:0"]
     for root in roots:
         args += ["--root", root]
-    for addr in bootstrap:
-        args += ["--bootstrap", addr]
     printed = vouchnet(*args)
+    configure(data_dir, **values)
+    return re.search(r"^org did\s+(\S+)", printed, re.MULTILINE).group(1)  # type: ignore[union-attr]
+
+
+def configure(data_dir: Path, **values: object) -> None:
+    """Set keys of config.toml by their names, each unique in the file (e.g. epoch_seconds=1, roots=[...])."""
     path = data_dir / CONFIG_FILE
     text = path.read_text()
     for key, value in values.items():
-        text, found = re.subn(rf"^{key} = .*$", f"{key} = {value}", text, flags=re.MULTILINE)
+        toml = json.dumps(value) if isinstance(value, (list, tuple, str)) else str(value)
+        text, found = re.subn(rf"^{key} = .*$", lambda _: f"{key} = {toml}", text, flags=re.MULTILINE)
         if found != 1:
             raise ValueError(f"config.toml: no single key {key!r}")
     path.write_text(text)
     load_config(data_dir)  # the values must load
-    return re.search(r"^org did\s+(\S+)", printed, re.MULTILINE).group(1)  # type: ignore[union-attr]
 
 
 @dataclass
@@ -74,19 +77,21 @@ class Daemon:
         return cpu_seconds(self.process.pid)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        _stop(self.process)
 
 
-def start(data_dir: Path, *, log_level: str = "warning") -> Daemon:
+def start(data_dir: Path) -> Daemon:
     """`vouchnet run --dir data_dir`; returns once the node logs that every service is up."""
-    process = subprocess.Popen([sys.executable, "-m", "node.cli", "run", "--dir", str(data_dir), "--log-level", "info"],
-                               cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    return _ready(_spawn(data_dir), data_dir)
+
+
+def _spawn(data_dir: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "node.cli", "run", "--dir", str(data_dir), "--log-level", "info"],
+                            cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+
+
+def _ready(process: subprocess.Popen[str], data_dir: Path) -> Daemon:
+    """Wait for the node's "node running" line; its log from then on goes to our stderr if a warning or worse."""
     assert process.stderr is not None
     for line in process.stderr:
         if "node running" in line:
@@ -94,26 +99,35 @@ def start(data_dir: Path, *, log_level: str = "warning") -> Daemon:
             break
     else:
         raise RuntimeError(f"the node in {data_dir} exited with {process.wait()} before it was running")
-    threading.Thread(target=_drain, args=(process.stderr, log_level), daemon=True).start()
+    threading.Thread(target=_drain, args=(process.stderr,), daemon=True).start()
     return Daemon(process, data_dir, fields["did"], fields["api"], fields["listen"].split(",")[0],
                   (data_dir / "api.token").read_text().strip())
 
 
-def _drain(stream: object, level: str) -> None:
-    """Read the node's log so that its pipe never fills; pass on lines at `level` or worse."""
-    shown = {"warning": ("level=warning", "level=error"), "error": ("level=error",)}.get(level, ())
+def _drain(stream: object) -> None:
+    """Read the node's log so that its pipe never fills; pass on warnings and errors."""
     for line in stream:  # type: ignore[attr-defined]
-        if any(mark in line for mark in shown):
+        if "level=warning" in line or "level=error" in line:
             sys.stderr.write(line)
 
 
 @contextmanager
 def running(data_dirs: list[Path]) -> Iterator[list[Daemon]]:
-    """Start a node in each data directory (in order); stop them all on exit."""
+    """Start a node in each data directory, all at once; stop them all on exit."""
     with ExitStack() as stack:
-        daemons = []
+        processes = []
         for data_dir in data_dirs:
-            daemon = start(data_dir)
-            stack.callback(daemon.stop)
-            daemons.append(daemon)
-        yield daemons
+            process = _spawn(data_dir)
+            stack.callback(_stop, process)
+            processes.append(process)
+        yield [_ready(process, data_dir) for process, data_dir in zip(processes, data_dirs)]
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
