@@ -21,6 +21,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +198,42 @@ def server_process(directory: Path, page: int) -> Iterator[tuple[subprocess.Pope
             process.kill()
 
 
+@dataclass(frozen=True)
+class CatchUp:
+    """One catch-up: how long it took, and what it cost each side (seconds, in all and by part)."""
+
+    records: int
+    elapsed: float
+    cpu: float  # the catching-up node's
+    server_cpu: float
+    timings: dict[str, float]
+    server_timings: dict[str, float]
+    errors: dict[str, int]
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.elapsed
+
+
+def measure(records: int, issuers: int, page: int = 500, threads: int = 0, profile: bool = False) -> CatchUp:
+    """An empty node catches up `records` records of `issuers` orgs from a server process (built once, cached)."""
+    directory = CACHE / f"{records}-{issuers}"
+    build_server_store(directory, records, issuers)
+    with server_process(directory, page) as (process, addr):
+        run = lambda: trio.run(catch_up, addr, records, issuers, page, threads)  # noqa: E731
+        if profile:
+            profiler = cProfile.Profile()
+            elapsed, cpu, timings, errors = profiler.runcall(run)
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
+        else:
+            elapsed, cpu, timings, errors = run()
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.close()
+        server = json.loads(process.stdout.readline())
+        process.wait(timeout=30)
+    return CatchUp(records, elapsed, cpu, server["cpu"], dict(timings.seconds), server["timings"], errors)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=100_000)
@@ -212,43 +249,29 @@ def main() -> int:
         trio.run(serve, args.serve, args.page)
         return 0
 
-    directory = CACHE / f"{args.records}-{args.issuers}"
-    build_server_store(directory, args.records, args.issuers)
-    sample = _sample(directory)
+    result = measure(args.records, args.issuers, args.page, args.threads, args.profile)
+    sample = _sample(CACHE / f"{args.records}-{args.issuers}")
     alone, shares = verify_threads(sample), verify_breakdown(sample)
-    with server_process(directory, args.page) as (process, addr):
-        run = lambda: trio.run(catch_up, addr, args.records, args.issuers, args.page, args.threads)  # noqa: E731
-        if args.profile:
-            profiler = cProfile.Profile()
-            elapsed, cpu, timings, errors = profiler.runcall(run)
-            pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
-        else:
-            elapsed, cpu, timings, errors = run()
-        assert process.stdin is not None and process.stdout is not None
-        process.stdin.close()
-        server = json.loads(process.stdout.readline())
-        process.wait(timeout=30)
-
-    rate = args.records / elapsed
+    rate, n = result.rate, args.records
     mode = f"on {args.threads} worker thread(s)" if args.threads else "on the event loop"
-    print(f"catch-up of {args.records:,} records from {args.issuers} issuers, pages of {args.page}, "
-          f"signatures checked {mode}")
+    print(f"catch-up of {n:,} records from {args.issuers} issuers, pages of {args.page}, signatures checked {mode}")
     print(f"  {'catch-up rate':<40} {rate:>10,.0f} records/s   (target >= {TARGET:,.0f})  "
           f"{'PASS' if rate >= TARGET else 'FAIL'}")
-    print(f"  {'elapsed':<40} {elapsed:>10.2f} s   (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
-    print(f"  {'CPU per record, catching-up node':<40} {cpu / args.records * 1e6:>10.1f} us")
-    print(f"  {'CPU per record, serving node':<40} {server['cpu'] / args.records * 1e6:>10.1f} us")
-    print(f"  {'rate if each node had a CPU to itself':<40} {args.records / max(cpu, server['cpu']):>10,.0f} records/s")
+    print(f"  {'elapsed':<40} {result.elapsed:>10.2f} s   (load average {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} CPUs)")
+    print(f"  {'CPU per record, catching-up node':<40} {result.cpu / n * 1e6:>10.1f} us")
+    print(f"  {'CPU per record, serving node':<40} {result.server_cpu / n * 1e6:>10.1f} us")
+    print(f"  {'rate if each node had a CPU to itself':<40} {n / max(result.cpu, result.server_cpu):>10,.0f} records/s")
     print("  client, per record:")
-    for name, seconds in sorted(timings.seconds.items()):
-        print(f"    {name:<38} {seconds / args.records * 1e6:>10.1f} us")
-    rest = elapsed - sum(timings.seconds.values())
-    print(f"    {'everything else (net, decode, loop)':<38} {rest / args.records * 1e6:>10.1f} us")
+    for name, seconds in sorted(result.timings.items()):
+        print(f"    {name:<38} {seconds / n * 1e6:>10.1f} us")
+    rest = result.elapsed - sum(result.timings.values())
+    print(f"    {'everything else (net, decode, loop)':<38} {rest / n * 1e6:>10.1f} us")
     print("  server, per record:")
-    for name, seconds in sorted(server["timings"].items()):
-        print(f"    {name:<38} {seconds / args.records * 1e6:>10.1f} us")
-    if errors:
-        print(f"  errors: {errors}")
+    for name, seconds in sorted(result.server_timings.items()):
+        print(f"    {name:<38} {seconds / n * 1e6:>10.1f} us")
+    if result.errors:
+        print(f"  errors: {result.errors}")
     print(f"checking records alone (gossip.validation.check_record): {alone[1]:.1f} us/record on one thread, "
           f"{alone[2]:.1f} us/record on two in parallel; of its time (profiled):")
     for part, share in shares.items():

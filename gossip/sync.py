@@ -38,7 +38,7 @@ from .sync_messages import (
     decode_request,
     encode_message,
 )
-from .validation import check_record
+from .validation import check_records
 
 _R = TypeVar("_R", bound=Reply)
 Cosigner = Callable[[CosignRequest], Reply]  # answers a cosign request (the witness of gossip.witnessing)
@@ -109,16 +109,13 @@ def missing_ranges(store: RecordReader, gaps: Mapping[str, tuple[int, int]]) -> 
     return missing
 
 
-def check_page(raws: Sequence[bytes], start: int = 0) -> list[Record]:
-    """Verify every record of a page, or of its part from index `start` (`gossip.validation.check_record`);
-    one invalid record is the peer's offence."""
-    records = []
-    for i, raw in enumerate(raws, start):
-        try:
-            records.append(check_record(raw))
-        except InvalidRecord as e:
-            raise RemoteProtocolError("invalid_record", f"records[{i}]: {e}") from None
-    return records
+def check_page(raws: Sequence[bytes]) -> list[Record]:
+    """Verify every record of a page (`gossip.validation.check_records`); one invalid record is the peer's
+    offence."""
+    try:
+        return check_records(raws)
+    except InvalidRecord as e:
+        raise RemoteProtocolError("invalid_record", str(e)) from None
 
 
 # --- The client ---------------------------------------------------------------------------------------------

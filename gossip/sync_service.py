@@ -14,7 +14,7 @@ from typing import Protocol
 
 import trio
 
-from vouching import Record, VouchBody
+from vouching import InvalidRecord, Record, VouchBody
 
 from .frames import FrameError
 from .host import Host, HostError, PeerEvent, Stream
@@ -32,6 +32,7 @@ from .sync import (
     missing_ranges,
 )
 from .sync_messages import MAX_SEQ, SYNC_PROTOCOL, CosignRequest, RemoteProtocolError, Reply, SyncError
+from .validation import Checking, ThreadedChecker
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +71,9 @@ class SyncService:
     later (`sync.cosigner = witnessing.cosign`); without one, cosign requests are refused with 404.
     `run` registers the protocol's handler with the host, so it runs once per host.
     `verify_threads` > 0 splits each page's signature checks over that many worker threads (PyNaCl releases
-    the GIL inside libsodium); 0 checks them on the event loop. `accept_records`: fetched records are offered
-    to the replica in batches of about this many, so that one durable commit covers several pages.
+    the GIL inside libsodium), and offers the records of earlier pages to the replica while they run; 0 checks
+    them on the event loop. `accept_records`: fetched records are offered to the replica in batches of about
+    this many, so that one durable commit covers several pages.
     """
 
     def __init__(
@@ -102,6 +104,7 @@ class SyncService:
         self.stats = SyncStats()
         self.cosigner = cosigner
         self._verify_threads = verify_threads
+        self._checker: ThreadedChecker | None = None  # while running, if verify_threads
         self._accept_records = accept_records
         self._on_offence = on_offence
         self._sessions = trio.CapacityLimiter(max_sessions)
@@ -119,6 +122,7 @@ class SyncService:
         self.host.set_stream_handler(SYNC_PROTOCOL, self._serve)
         events = self.host.peer_events()
         self.replica.listeners.append(self._on_accepted)
+        self._checker = ThreadedChecker(self._verify_threads) if self._verify_threads else None
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -132,6 +136,9 @@ class SyncService:
         finally:
             self._nursery = None
             self.replica.listeners.remove(self._on_accepted)
+            if self._checker is not None:
+                self._checker.close()
+                self._checker = None
 
     async def sync_with(self, peer_id: str) -> None:
         """A full round with one peer (heads, then what we lack); returns at once if one is already running."""
@@ -207,9 +214,13 @@ class SyncService:
                     event = client.receive(await self._read(stream))
                 else:
                     assert isinstance(event, Deliver)
-                    offered, event = client.deliver(await self._verify(event.records))
+                    checking = self._checker.submit(event.records) if self._checker else None
+                    if len(pending) >= self._accept_records:  # while this page is checked on worker threads
+                        fetched += self._accept(pending)
+                        pending = []
+                    offered, event = client.deliver(await self._verify(event.records, checking))
                     pending += offered
-                    if len(pending) >= self._accept_records or not isinstance(event, ReadNext):
+                    if not isinstance(event, ReadNext):  # the client's next request reads the store
                         fetched += self._accept(pending)
                         pending = []
         return fetched
@@ -226,28 +237,14 @@ class SyncService:
             raise SyncError("stream", "the peer closed the stream before answering")
         return payload
 
-    async def _verify(self, raws: tuple[bytes, ...]) -> list[Record]:
-        if not self._verify_threads:
+    async def _verify(self, raws: tuple[bytes, ...], checking: Checking | None) -> list[Record]:
+        """The page's records, checked on the event loop, or on worker threads if `checking` them there."""
+        if checking is None:
             return check_page(raws)
-        share = -(-len(raws) // self._verify_threads)
-        starts = range(0, len(raws), share)
-        parts: list[list[Record] | RemoteProtocolError] = [[] for _ in starts]
-
-        async def check(part: int, start: int) -> None:
-            try:
-                parts[part] = await trio.to_thread.run_sync(check_page, raws[start:start + share], start)
-            except RemoteProtocolError as error:  # kept, so the first invalid record is the one reported
-                parts[part] = error
-
-        async with trio.open_nursery() as nursery:
-            for part, start in enumerate(starts):
-                nursery.start_soon(check, part, start)
-        records = []
-        for part in parts:
-            if isinstance(part, RemoteProtocolError):
-                raise part
-            records += part
-        return records
+        try:
+            return await trio.to_thread.run_sync(checking.result)
+        except InvalidRecord as e:
+            raise RemoteProtocolError("invalid_record", str(e)) from None
 
     async def _offence(self, peer_id: str, error: RemoteProtocolError) -> None:
         self.stats.rounds_failed += 1

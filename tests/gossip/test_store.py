@@ -1,6 +1,9 @@
 """The record store: durable, indexed, and level with its ledger after a crash between the two writes."""
 
 import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +80,50 @@ def test_a_foreign_index_file_is_refused(tmp_path):
     (tmp_path / INDEX_FILE).write_bytes(b"not a database at all" * 10)
     with pytest.raises(StoreError, match="not a record index"):
         RecordStore.open(tmp_path)
+
+
+def test_records_appended_by_a_process_that_dies_are_all_indexed_on_reopen(tmp_path):
+    """The index commits every few thousand rows: whatever a killed node had not committed is replayed."""
+    script = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from gossip.store import RecordStore\n"
+        "from tests.factories import Org\n"
+        "alice = Org()\n"
+        "store = RecordStore.open(Path(sys.argv[1]))\n"
+        "for _ in range(30):\n"
+        "    store.append([alice.record() for _ in range(10)])\n"
+        "print(alice.did, alice.prev.hex(), flush=True)\n"
+        "os._exit(0)  # no close: as if killed\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parents[2])
+    did, last = done.stdout.split()
+    with RecordStore.open(tmp_path) as store:
+        assert store.size == 300
+        assert store.head(did).id.hex() == last
+        assert [idx for idx, _ in store.query(issuer=did, limit=1000)] == list(range(300))
+
+
+def test_an_index_that_cannot_be_written_stops_appends_and_is_replayed_on_reopen(tmp_path):
+    alice = Org()
+    records = [alice.record() for _ in range(4)]
+    with RecordStore.open(tmp_path):
+        pass
+    db = sqlite3.connect(tmp_path / INDEX_FILE)  # a write that fails as a full disk would, at the third record
+    db.execute("CREATE TRIGGER fail BEFORE INSERT ON records WHEN NEW.seq = 3 BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    db.close()
+    with RecordStore.open(tmp_path) as store:
+        store.append(records[:2])
+        with pytest.raises(StoreError, match="cannot be written .*disk full.*reopen"):
+            store.append(records[2:3])
+        with pytest.raises(StoreError, match="reopen"):
+            store.append(records[3:])
+        assert store.ledger.size == 3  # appended to the ledger before the index failed; nothing twice
+    db = sqlite3.connect(tmp_path / INDEX_FILE)
+    db.execute("DROP TRIGGER fail")
+    db.close()
+    with RecordStore.open(tmp_path) as store:
+        assert store.heads() == {alice.did: 3}
+        store.append(records[3:])
+        assert [raw for _, raw in store.query()] == [r.raw for r in records]

@@ -1,9 +1,12 @@
-"""Checkpoint equivocation evidence: accepted only when it really is two contradicting signed checkpoints."""
+"""Checkpoint equivocation evidence: accepted only when it really is two contradicting signed checkpoints; batches
+checked on worker threads, in order, naming the first invalid record."""
+
+import threading
 
 import pytest
 from nacl.signing import SigningKey
 
-from gossip.validation import check_record
+from gossip.validation import ThreadedChecker, check_record, check_records
 from ledger import Checkpoint, Ed25519Signer, log_origin, tree_hash
 from vouching import InvalidRecord, did_key, equivocation_body, sign_record
 
@@ -48,3 +51,32 @@ def test_a_forged_signature_is_rejected():
     forged = Checkpoint(origin, 3, tree_hash([b"y"] * 3)).sign([Ed25519Signer(origin, forger)])
     with pytest.raises(InvalidRecord, match="not a checkpoint signed by the offender"):
         check_record(_evidence(Org(), cheat, _checkpoint(cheat, 3, b"x"), forged))
+
+
+def _chain(count: int) -> list[bytes]:
+    org = Org()
+    return [org.record().raw for _ in range(count)]
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_a_batch_checked_on_threads_comes_back_in_order(threads):
+    raws = _chain(10)
+    with ThreadedChecker(threads) as checker:
+        assert [r.raw for r in checker.submit(raws).result()] == raws
+        assert checker.submit([]).result() == []
+
+
+def test_the_first_invalid_record_of_a_batch_is_named_whichever_thread_checked_it():
+    raws = _chain(10)
+    for bad in (4, 8):  # in the second and third of three slices
+        raws[bad] = raws[bad][:-1] + bytes([raws[bad][-1] ^ 1])
+    with ThreadedChecker(3) as checker, pytest.raises(InvalidRecord, match=r"^records\[4\]: signature"):
+        checker.submit(raws).result()
+    with pytest.raises(InvalidRecord, match=r"^records\[8\]: signature"):
+        check_records(raws, 5)
+
+
+def test_a_closed_checker_leaves_no_thread_behind():
+    with ThreadedChecker(2) as checker:
+        checker.submit(_chain(4)).result()
+    assert not [t for t in threading.enumerate() if t.name.startswith("check_records")]

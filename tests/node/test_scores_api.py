@@ -43,6 +43,15 @@ async def test_a_vouch_lifts_the_score_but_not_above_provisional(node, trust, ap
     assert answer["tier"] == "provisional"
 
 
+async def test_the_explanation_can_be_left_out(node, trust, api):
+    agent = new_did()
+    trust.on_records([node.replica.issue("vouch", vouch_body(agent, 1.0, "operator"))])
+    full = (await api.get(f"/v1/agents/{agent}/score")).json()
+    short = (await api.get(f"/v1/agents/{agent}/score", params={"explain": "false"})).json()
+    assert "explanation" in full and set(short) == set(full) - {"explanation"}
+    assert (short["score"], short["tier"], short["confidence"]) == (full["score"], full["tier"], full["confidence"])
+
+
 async def test_check_follows_the_policy_and_needs_no_token(node, trust, api):
     agent = new_did()
     blocked = (await api.post(f"/v1/agents/{agent}/check", json={"action": "tool_call", "tool": "search"})).json()

@@ -1,6 +1,7 @@
 """Every score explains itself: each org's and vouch's part, the counts, the decay, and every rule that bit."""
 
 import json
+from dataclasses import asdict
 
 from vouching.evidence import Outcomes
 from vouching.params import HOUR_MS
@@ -78,3 +79,13 @@ def test_the_explanation_is_json_ready():
     data = w.engine.explain("a", now=w.now).as_dict()
     decoded = json.loads(json.dumps(data))
     assert decoded["score"]["agent"] == "a" and decoded["text"][0].startswith("a: score")
+
+
+def test_the_plain_structures_hold_every_field_as_asdict_would():
+    w = _explained_world()
+    e = w.engine.explain("a", now=w.now)
+    assert e.vouches and e.orgs and e.rules and e.score.caps
+    assert e.as_dict() == {**asdict(e), "mean": e.mean, "text": e.lines()}
+    org = w.engine.org("org1", now=w.now)
+    assert org.vouched_by
+    assert org.as_dict() == {**asdict(org), "text": org.lines()}
