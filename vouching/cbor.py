@@ -18,6 +18,7 @@ _TEXT_HEADS = [chr(0x60 + length) for length in range(24)]
 # of the walk. Hostile input must not grow it (only small maps, and a bound) nor freeze it full of junk (when full,
 # it starts again, and the shapes in use come straight back).
 _ORDERED_SHAPES: set[tuple[str, ...]] = set()
+_KEY_SHAPES: set[tuple[str, ...]] = set()  # key sequences found valid in some order: what encode checks
 _MAX_SHAPES = 4096
 _MAX_SHAPE_KEYS = 16
 
@@ -58,10 +59,9 @@ def _walk(value: Any, depth: int, keys_in_order: bool) -> bool:
     """Check that a value is inside the profile; return whether it holds a float. Hot: scalars are inlined."""
     kind = type(value)
     if kind is dict:
-        if not keys_in_order:
-            _check_keys(tuple(value), False)
-        elif (shape := tuple(value)) not in _ORDERED_SHAPES:
-            _check_keys(shape, True)
+        shape = tuple(value)
+        if shape not in (_ORDERED_SHAPES if keys_in_order else _KEY_SHAPES):
+            _check_keys(shape, keys_in_order)
         items: Iterable[Any] = value.values()
     elif kind is list:
         items = value
@@ -102,10 +102,11 @@ def _check_keys(keys: tuple[Any, ...], in_order: bool) -> None:
             raise CborError("map keys out of order")
         previous = encoded
     # Only all-text shapes are remembered: 1 == True == 1.0, so a cached int key would admit bool and float keys.
-    if in_order and len(keys) <= _MAX_SHAPE_KEYS and all(type(key) is str for key in keys):
-        if len(_ORDERED_SHAPES) >= _MAX_SHAPES:
-            _ORDERED_SHAPES.clear()
-        _ORDERED_SHAPES.add(keys)
+    if len(keys) <= _MAX_SHAPE_KEYS and all(type(key) is str for key in keys):
+        for shapes in (_ORDERED_SHAPES, _KEY_SHAPES) if in_order else (_KEY_SHAPES,):
+            if len(shapes) >= _MAX_SHAPES:
+                shapes.clear()
+            shapes.add(keys)
 
 
 def _explain(data: bytes, fallback: str) -> CborError:
