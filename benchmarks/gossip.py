@@ -215,11 +215,18 @@ def warm_up(nodes: list[daemons.Daemon], publishers: int) -> None:
     raise RuntimeError("records did not reach every node within 90 s")
 
 
-def idle_cpu(nodes: list[daemons.Daemon], seconds: float = 5.0) -> float:
-    """Mean CPU (ms per second) a node uses with nothing to gossip: heartbeats, checkpoints, peer upkeep."""
-    marks = [node.cpu_seconds() for node in nodes]
-    time.sleep(seconds)
-    return statistics.mean(node.cpu_seconds() - m for node, m in zip(nodes, marks)) * 1000 / seconds
+def idle_cpu(nodes: list[daemons.Daemon], window: float = 2.0, patience: float = 60.0) -> float:
+    """Mean CPU (ms per second) a node uses with nothing to gossip (heartbeats, peer upkeep, sync rounds): 2 s
+    windows until one uses no less than the window before it (the warm-up's backlog has drained), or `patience`
+    runs out."""
+    deadline, last = time.monotonic() + patience, math.inf
+    while True:
+        marks = [node.cpu_seconds() for node in nodes]
+        time.sleep(window)
+        used = statistics.mean(node.cpu_seconds() - m for node, m in zip(nodes, marks)) * 1000 / window
+        if used >= 0.8 * last or time.monotonic() > deadline:
+            return used
+        last = used
 
 
 def print_phases(idle: float, phases: list[Phase]) -> None:

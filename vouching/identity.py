@@ -34,8 +34,9 @@ def public_key_from_did(did: str) -> bytes:
     return _decode(did)
 
 
-# Record verification looks up the same few issuers over and over; errors are not cached, only keys.
-@lru_cache(maxsize=4096)
+# Record verification looks up the same issuers and agents over and over (a node may see 10^4 agents an epoch);
+# errors are not cached, only keys (about 200 bytes each).
+@lru_cache(maxsize=16384)
 def _decode(did: str) -> bytes:
     if len(did) > _MAX_DID_LENGTH:
         raise InvalidDid(f"did: longer than {_MAX_DID_LENGTH} characters")
