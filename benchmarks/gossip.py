@@ -20,7 +20,6 @@ import argparse
 import math
 import random
 import re
-import socket
 import statistics
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from benchmarks import bare_gossipsub, daemons, harness  # noqa: E402
 from benchmarks import sync as sync_bench  # noqa: E402
 from benchmarks.machine import Run  # noqa: E402
 from gossip.host import peer_id_from_public_key  # noqa: E402
+from testnet.cluster import free_ports  # noqa: E402
 from vouching import did_key, public_key_from_did  # noqa: E402
 
 TARGET_NODES, TARGET_LOAD, TARGET_P99_S = 20, 1000.0, 0.5
@@ -96,21 +96,11 @@ def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
 # --- the network ---------------------------------------------------------------------------------------------
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 @contextmanager
 def network(workdir: Path, n: int, degree: int = 3) -> Iterator[list[daemons.Daemon]]:
     """N nodes, each trusting every other as a root and bootstrapping to up to `degree` earlier ones."""
     dirs = [workdir / f"n{i:02d}" for i in range(n)]
-    ports = _free_ports(n)
+    ports = free_ports(n)
     with ThreadPoolExecutor(4) as pool:
         dids = list(pool.map(lambda i: daemons.init(dirs[i], network=NETWORK, listen=f"/ip4/127.0.0.1/tcp/{ports[i]}",
                                                     **NODE_CONFIG), range(n)))
