@@ -170,19 +170,19 @@ def digest_body(
     evidence_root: bytes,
     dp_epsilon: float | None = None,
 ) -> dict[str, Any]:
-    """The wire body of a digest; events is the sum of the outcome counts."""
-    body: dict[str, Any] = {
+    """The wire body of a digest; events is the sum of the outcome counts. Keys in RFC 8949 order: a node signs
+    one digest per active agent at each epoch's end, and such maps encode fastest (vouching.cbor.encode)."""
+    body: dict[str, Any] = {} if dp_epsilon is None else {"dp": {"eps": dp_epsilon}}
+    body.update({
+        "len": length,
         "agent": agent,
         "epoch": epoch,
-        "len": length,
-        "outcomes": dict(outcomes),
-        "categories": dict(categories),
-        "high_risk": dict(high_risk),
         "events": sum(outcomes.values()),
+        "outcomes": dict(outcomes),
+        "high_risk": dict(high_risk),
+        "categories": dict(categories),
         "evidence_root": evidence_root,
-    }
-    if dp_epsilon is not None:
-        body["dp"] = {"eps": dp_epsilon}
+    })
     return body
 
 

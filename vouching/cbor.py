@@ -27,11 +27,22 @@ class CborError(ValueError):
     """Bytes that are not deterministic CBOR of the profile, or a value outside it; the message says why and where."""
 
 
+class _KeysOutOfOrder(CborError):
+    """Map keys valid for the profile but not in RFC 8949 order (encode then sorts them)."""
+
+
 def encode(value: Any) -> bytes:
-    """The deterministic encoding of a value of the profile (map keys in any order; floats in shortest form)."""
-    _walk(value, 1, False)
+    """The deterministic encoding of a value of the profile (map keys in any order; floats in shortest form).
+
+    Values whose maps are already in RFC 8949 key order and that hold no float take cbor2's plain encoder, 3-4x
+    faster than its canonical one and, for them, byte for byte the same (as in decode)."""
     try:
-        return cbor2.dumps(value, canonical=True)
+        sort = _walk(value, 1, True)  # a float needs canonical mode for its shortest form
+    except _KeysOutOfOrder:
+        _walk(value, 1, False)
+        sort = True
+    try:
+        return cbor2.dumps(value, canonical=True) if sort else cbor2.dumps(value)
     except UnicodeEncodeError as error:  # a lone surrogate in a str has no UTF-8 form
         raise CborError(f"text string is not valid Unicode: {error.reason}") from None
 
@@ -99,7 +110,7 @@ def _check_keys(keys: tuple[Any, ...], in_order: bool) -> None:
         else:
             raise CborError(f"map key {key!r} is not ASCII text under 24 bytes or an integer in -24..23")
         if in_order and encoded <= previous:
-            raise CborError("map keys out of order")
+            raise _KeysOutOfOrder("map keys out of order")
         previous = encoded
     # Only all-text shapes are remembered: 1 == True == 1.0, so a cached int key would admit bool and float keys.
     if len(keys) <= _MAX_SHAPE_KEYS and all(type(key) is str for key in keys):

@@ -74,13 +74,13 @@ def issue_record(
     """sign_record, returning the Record it signed: what verify_record of its bytes would give, without decoding
     them again (the payload was validated before signing)."""
     iss = did_key(bytes(signing_key.verify_key))
-    payload: dict[str, Any] = {
+    payload: dict[str, Any] = {  # in RFC 8949 key order, which encodes fastest (vouching.cbor.encode)
         "v": VERSION,
-        "kind": kind,
+        "ts": time.time_ns() // 1_000_000 if ts is None else ts,
         "iss": iss,
         "seq": seq,
-        "ts": time.time_ns() // 1_000_000 if ts is None else ts,
         "body": body,
+        "kind": kind,
     }
     if prev is not None:
         payload["prev"] = prev

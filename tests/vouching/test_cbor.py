@@ -3,6 +3,7 @@
 import math
 from typing import Any
 
+import cbor2
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
@@ -181,6 +182,14 @@ def test_decode_inverts_encode(value: Any) -> None:
     data = encode(value)
     assert decode(data) == value
     assert encode(decode(data)) == data
+
+
+@given(values)
+def test_maps_in_key_order_encode_as_cbor2s_canonical_mode_does(value: Any) -> None:
+    """encode takes cbor2's plain encoder for maps already in RFC 8949 order: the bytes must not differ."""
+    assume(_depth(value) <= MAX_DEPTH)
+    in_order = decode(encode(value))  # decoded maps keep their wire order
+    assert encode(in_order) == cbor2.dumps(in_order, canonical=True) == encode(value)
 
 
 def _mutate(data: bytes, position: int, byte: int, kind: str) -> bytes:
