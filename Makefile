@@ -22,7 +22,7 @@ run: install
 test: install
 	$(BIN)/python -m pytest
 
-# Every benchmark script in turn (about an hour on two cores); each prints its figures, and the missed targets
+# Every benchmark script in turn (about half an hour on two cores); each prints its figures, and the missed targets
 # are listed at the end.
 BENCHMARKS := ingest crash gossip score score_http telemetry sdk
 bench: install
