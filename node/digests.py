@@ -259,8 +259,8 @@ class Digester:
             self._record(start, len(agents), time.perf_counter() - began)
 
     def _issue(self, start: int, end: int, agents: dict[str, _Tally]) -> list[Record]:
-        bodies = [self._body(agent, agents[agent], start, end) for agent in sorted(agents)]
         with _cyclic_gc_paused():
+            bodies = [self._body(agent, agents[agent], start, end) for agent in sorted(agents)]
             return self.replica.issue_many("digest", bodies)
 
     def _body(self, agent: str, tally: _Tally, start: int, end: int) -> dict:
