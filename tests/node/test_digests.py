@@ -1,6 +1,7 @@
 """Digests: one per active agent per epoch, counting each event exactly once across restarts, with an evidence
 root an auditor can recompute from the audit log, and an epoch never digested twice."""
 
+import gc
 import json
 
 import pytest
@@ -70,6 +71,29 @@ def test_each_active_agent_gets_one_digest_when_its_epoch_ends(tmp_path, clock):
         for agent in (A, B):
             assert found[(agent, T0)].evidence_root == tree_hash(entries_of(node, agent, T0, T0 + EPOCH))
         assert node.metrics.value("digests_issued_total") == 2
+
+
+def test_issuing_leaves_the_cycle_collector_as_it_found_it(tmp_path, clock, monkeypatch):
+    with telemetry_node(tmp_path, clock=clock, epoch_ms=EPOCH) as node:
+        submit(node, (A, "ok", "tool", False))
+        assert gc.isenabled() and len(node.digester.close_due(T0 + EPOCH)) == 1 and gc.isenabled()
+        clock.now += EPOCH
+        submit(node, (A, "ok", "tool", False))
+        gc.disable()  # an embedding application's choice is kept
+        try:
+            assert len(node.digester.close_due(T0 + 2 * EPOCH)) == 1 and not gc.isenabled()
+        finally:
+            gc.enable()
+        clock.now += EPOCH
+        submit(node, (A, "ok", "tool", False))
+
+        def refused(kind, bodies):
+            raise RuntimeError("refused")
+
+        monkeypatch.setattr(node.replica, "issue_many", refused)
+        with pytest.raises(RuntimeError, match="refused"):
+            node.digester.close_due(T0 + 3 * EPOCH)
+        assert gc.isenabled()
 
 
 def test_events_after_the_end_count_in_the_next_epoch(tmp_path, clock):
