@@ -72,5 +72,10 @@ def json_of(response: httpx.Response, url: str) -> Any:
         raise NodeApiError(response.status_code, "not_json", f"the answer is not JSON: is {url} a vouchnet node?") from None
 
 
+def score_query(statement: bool, explain: bool) -> dict[str, str | None]:
+    """`GET /v1/agents/{did}/score`'s query: the signed statement only when asked, the explanation unless declined."""
+    return {"statement": "true" if statement else None, "explain": None if explain else "false"}
+
+
 def check_body(action: str, tool: str | None) -> dict[str, Any]:
     return {"action": action} if tool is None else {"action": action, "tool": tool}

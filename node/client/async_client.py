@@ -15,6 +15,7 @@ from ._http import (
     normal_url,
     post_headers,
     query,
+    score_query,
     unreachable,
 )
 
@@ -40,9 +41,10 @@ class AsyncTrustClient:
     async def health(self) -> dict[str, Any]:
         return await self._get_json("/healthz")
 
-    async def score(self, agent: str, *, statement: bool = False) -> dict[str, Any]:
-        """The agent's score, tier, confidence and explanation as this node sees it (with a signed JWT if asked)."""
-        return await self._get_json(f"/v1/agents/{agent}/score", {"statement": "true" if statement else None})
+    async def score(self, agent: str, *, statement: bool = False, explain: bool = True) -> dict[str, Any]:
+        """The agent's score, tier, confidence and explanation as this node sees it (with a signed JWT if asked;
+        `explain=False` leaves out the explanation, several KB, when the score and tier are all that is needed)."""
+        return await self._get_json(f"/v1/agents/{agent}/score", score_query(statement, explain))
 
     async def check(self, agent: str, action: str, tool: str | None = None) -> dict[str, Any]:
         """The node's decision for `agent` doing `action` (with `tool`): {decision, reason, score, tier}."""

@@ -22,6 +22,7 @@ from ._http import (
     normal_url,
     post_headers,
     query,
+    score_query,
     unreachable,
 )
 
@@ -82,9 +83,10 @@ class NodeClient:
 
     # --- scores -----------------------------------------------------------------------------------------
 
-    def score(self, agent: str, *, statement: bool = False) -> dict[str, Any]:
-        """The agent's score, tier, confidence and explanation as this node sees it (with a signed JWT if asked)."""
-        return self._get_json(f"/v1/agents/{agent}/score", {"statement": "true" if statement else None})
+    def score(self, agent: str, *, statement: bool = False, explain: bool = True) -> dict[str, Any]:
+        """The agent's score, tier, confidence and explanation as this node sees it (with a signed JWT if asked;
+        `explain=False` leaves out the explanation, several KB, when the score and tier are all that is needed)."""
+        return self._get_json(f"/v1/agents/{agent}/score", score_query(statement, explain))
 
     def check(self, agent: str, action: str, tool: str | None = None) -> dict[str, Any]:
         """The node's decision for `agent` doing `action` (with `tool`): {decision, reason, score, tier}."""
