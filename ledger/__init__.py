@@ -13,6 +13,7 @@ from .cosignature import (
 )
 from .merkle import (
     EMPTY_ROOT,
+    Frontier,
     HashReader,
     ProofError,
     leaf_hash,
@@ -59,6 +60,7 @@ from .storage import Ledger
 __all__ = [
     "COSIGNATURE_V1",
     "EMPTY_ROOT",
+    "Frontier",
     "MAX_NOTE_SIZE",
     "MAX_SIGNATURES",
     "MAX_TREE_SIZE",

@@ -56,6 +56,27 @@ def tree_hash(entries: Sequence[bytes]) -> bytes:
     return level[0]
 
 
+class Frontier:
+    """RFC 9162 §2.1.1 MTH of a growing list of leaves in O(log n) memory: the roots of its perfect subtrees."""
+
+    __slots__ = ("_subtrees",)
+
+    def __init__(self) -> None:
+        self._subtrees: list[tuple[int, bytes]] = []  # (height, hash), tallest first
+
+    def add(self, leaf: bytes) -> None:
+        """Append a leaf by its hash (`leaf_hash(entry)`)."""
+        height, digest = 0, leaf
+        subtrees = self._subtrees
+        while subtrees and subtrees[-1][0] == height:
+            digest = node_hash(subtrees.pop()[1], digest)
+            height += 1
+        subtrees.append((height, digest))
+
+    def root(self) -> bytes:
+        return _fold([digest for _, digest in self._subtrees]) if self._subtrees else EMPTY_ROOT
+
+
 # --- Which stored hashes a computation needs -----------------------------------------------------------
 
 

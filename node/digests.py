@@ -34,7 +34,7 @@ from pathlib import Path
 import trio
 
 from gossip.replica import Replica
-from ledger import leaf_hash, node_hash
+from ledger import Frontier, leaf_hash
 from vouching import DigestBody, Record, digest_body, load_record
 from vouching.bodies import CATEGORIES, OUTCOMES
 
@@ -63,30 +63,6 @@ CREATE TABLE IF NOT EXISTS epochs (
 """
 
 
-class _Frontier:
-    """RFC 9162 MTH of a growing list of leaves, from the complete subtrees covering it (O(log n) hashes)."""
-
-    __slots__ = ("_stack",)
-
-    def __init__(self) -> None:
-        self._stack: list[tuple[int, bytes]] = []  # (height, hash), heights strictly decreasing
-
-    def add(self, leaf: bytes) -> None:
-        height, value = 0, leaf
-        stack = self._stack
-        while stack and stack[-1][0] == height:
-            value = node_hash(stack.pop()[1], value)
-            height += 1
-        stack.append((height, value))
-
-    def root(self) -> bytes:
-        """MTH splits at the largest power of two below n, so the subtrees fold from the right."""
-        value = self._stack[-1][1]
-        for _, left in reversed(self._stack[:-1]):
-            value = node_hash(left, value)
-        return value
-
-
 @dataclass(slots=True)
 class _Tally:
     """One agent's events in one epoch."""
@@ -94,7 +70,7 @@ class _Tally:
     outcomes: list[int] = field(default_factory=lambda: [0] * len(OUTCOMES))
     high_risk: list[int] = field(default_factory=lambda: [0] * len(OUTCOMES))
     categories: list[int] = field(default_factory=lambda: [0] * len(CATEGORIES))
-    tree: _Frontier = field(default_factory=_Frontier)
+    tree: Frontier = field(default_factory=Frontier)
 
     def add(self, event: Event, entry: bytes) -> None:
         outcome = _OUTCOME_INDEX[event.outcome]

@@ -11,17 +11,16 @@ from pathlib import Path
 
 from gossip.validation import check_record
 from ledger import (
-    EMPTY_ROOT,
     Checkpoint,
     CosignatureVerifier,
     Ed25519Verifier,
+    Frontier,
     NoteError,
     ProofError,
     Signature,
     cosigner_name,
     leaf_hash,
     log_origin,
-    node_hash,
     open_checkpoint,
     verify_consistency,
 )
@@ -123,7 +122,7 @@ def _cached(cache: Path | None, signer: Ed25519Verifier) -> Checkpoint | None:
 
 def _check_entries(client: NodeClient, size: int, progress: Progress) -> bytes:
     """Fetch entries [0, size) page by page, check each, and return their RFC 9162 root."""
-    frontier = _Frontier()
+    frontier = Frontier()
     heads: dict[str, Record] = {}
     index = 0
     while index < size:
@@ -137,32 +136,10 @@ def _check_entries(client: NodeClient, size: int, progress: Progress) -> bytes:
             except InvalidRecord as e:
                 raise CommandFailed(f"entry {index}: {e}") from None
             heads[record.iss] = record
-            frontier.add(raw)
+            frontier.add(leaf_hash(raw))
             index += 1
         progress(index, size)
     return frontier.root()
-
-
-class _Frontier:
-    """RFC 9162 §2.1.1 MTH computed entry by entry in O(log n) memory: the roots of the perfect subtrees so far."""
-
-    def __init__(self) -> None:
-        self._subtrees: list[tuple[int, bytes]] = []  # (height, hash), tallest first
-
-    def add(self, entry: bytes) -> None:
-        height, digest = 0, leaf_hash(entry)
-        while self._subtrees and self._subtrees[-1][0] == height:
-            _, left = self._subtrees.pop()
-            height, digest = height + 1, node_hash(left, digest)
-        self._subtrees.append((height, digest))
-
-    def root(self) -> bytes:
-        if not self._subtrees:
-            return EMPTY_ROOT
-        digest = self._subtrees[-1][1]
-        for _, left in reversed(self._subtrees[:-1]):  # MTH splits at the largest power of two: fold from the right
-            digest = node_hash(left, digest)
-        return digest
 
 
 def _replace(path: Path, data: bytes) -> None:

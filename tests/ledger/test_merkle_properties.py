@@ -140,3 +140,11 @@ def test_bad_arguments_to_proof_generation_are_value_errors():
         merkle.inclusion_proof(4, 4, tree)
     with pytest.raises(ValueError, match="old"):
         merkle.consistency_proof(5, 4, tree)
+
+
+@given(st.lists(st.binary(max_size=8), max_size=70))
+def test_a_frontier_grown_leaf_by_leaf_has_the_whole_lists_root(entries):
+    frontier = merkle.Frontier()
+    for entry in entries:
+        frontier.add(merkle.leaf_hash(entry))
+    assert frontier.root() == merkle.tree_hash(entries)

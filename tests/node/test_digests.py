@@ -6,11 +6,9 @@ import json
 
 import pytest
 import trio
-from hypothesis import given
-from hypothesis import strategies as st
 
-from ledger import leaf_hash, tree_hash
-from node.digests import DigestService, _Frontier
+from ledger import tree_hash
+from node.digests import DigestService
 from node.events import decode_entry
 from vouching import DigestBody, verify_record
 
@@ -182,14 +180,6 @@ def test_dp_digests_keep_the_schema_invariants_and_declare_epsilon(tmp_path, clo
             body = verify_record(record.raw).body  # the digest rules hold for every noisy digest
             assert isinstance(body, DigestBody) and body.dp_epsilon == 0.5
         assert records[[r.body.agent for r in records].index(A)].body.events != 0
-
-
-@given(st.lists(st.binary(max_size=8), min_size=1, max_size=70))
-def test_the_running_merkle_root_is_rfc9162s(entries):
-    frontier = _Frontier()
-    for entry in entries:
-        frontier.add(leaf_hash(entry))
-    assert frontier.root() == tree_hash(entries)
 
 
 async def test_the_service_digests_each_epoch_as_it_ends(tmp_path, autojump_clock):
