@@ -14,21 +14,19 @@ import cbor2
 MAX_DEPTH = 16
 _INT_MIN, _INT_LIMIT = -(2**64), 2**64
 _TEXT_HEADS = [chr(0x60 + length) for length in range(24)]
-# Key sequences already found in order. Records repeat a few dozen small shapes, so checking each once saves most
-# of the walk. Hostile input must not grow it (only small maps, and a bound) nor freeze it full of junk (when full,
-# it starts again, and the shapes in use come straight back).
-_ORDERED_SHAPES: set[tuple[str, ...]] = set()
-_KEY_SHAPES: set[tuple[str, ...]] = set()  # key sequences found valid in some order: what encode checks
+# Whether each key sequence seen is in RFC 8949 order. Records repeat a few dozen small shapes, so checking each once
+# saves most of the walk. Hostile input must not grow it (only small maps, and a bound) nor freeze it full of junk
+# (when full, it starts again, and the shapes in use come straight back).
+_SHAPES: dict[tuple[str, ...], bool] = {}
 _MAX_SHAPES = 4096
 _MAX_SHAPE_KEYS = 16
+# What _walk reports about a value: any bit set means cbor2's canonical mode must encode it.
+_FLOAT = 1  # holds a float (only canonical mode writes floats in their shortest form)
+_UNSORTED = 2  # holds a map whose keys are not in RFC 8949 order
 
 
 class CborError(ValueError):
     """Bytes that are not deterministic CBOR of the profile, or a value outside it; the message says why and where."""
-
-
-class _KeysOutOfOrder(CborError):
-    """Map keys valid for the profile but not in RFC 8949 order (encode then sorts them)."""
 
 
 def encode(value: Any) -> bytes:
@@ -36,11 +34,7 @@ def encode(value: Any) -> bytes:
 
     Values whose maps are already in RFC 8949 key order and that hold no float take cbor2's plain encoder, 3-4x
     faster than its canonical one and, for them, byte for byte the same (as in decode)."""
-    try:
-        sort = _walk(value, 1, True)  # a float needs canonical mode for its shortest form
-    except _KeysOutOfOrder:
-        _walk(value, 1, False)
-        sort = True
+    sort = _walk(value, 1)
     try:
         return cbor2.dumps(value, canonical=True) if sort else cbor2.dumps(value)
     except UnicodeEncodeError as error:  # a lone surrogate in a str has no UTF-8 form
@@ -57,8 +51,10 @@ def decode(data: bytes) -> Any:
     # depth limit also stops it on the cyclic values cbor2's shared-value tags can build.
     try:
         value = cbor2.loads(data)
-        has_float = _walk(value, 1, True)
-        encoded = cbor2.dumps(value, canonical=True) if has_float else cbor2.dumps(value)
+        flags = _walk(value, 1)
+        if flags & _UNSORTED:
+            raise CborError("map keys out of order")
+        encoded = cbor2.dumps(value, canonical=True) if flags else cbor2.dumps(value)
     except Exception as error:  # anything cbor2 or the walk rejects is explained from the bytes
         raise _explain(data, str(error)) from None
     if encoded != data:
@@ -66,41 +62,43 @@ def decode(data: bytes) -> Any:
     return value
 
 
-def _walk(value: Any, depth: int, keys_in_order: bool) -> bool:
-    """Check that a value is inside the profile; return whether it holds a float. Hot: scalars are inlined."""
+def _walk(value: Any, depth: int) -> int:
+    """Check that a value is inside the profile; return its _FLOAT and _UNSORTED bits. Hot: scalars are inlined."""
     kind = type(value)
+    flags = 0
     if kind is dict:
         shape = tuple(value)
-        if shape not in (_ORDERED_SHAPES if keys_in_order else _KEY_SHAPES):
-            _check_keys(shape, keys_in_order)
+        in_order = _SHAPES.get(shape)
+        if in_order is None:
+            in_order = _check_keys(shape)
+        if not in_order:
+            flags = _UNSORTED
         items: Iterable[Any] = value.values()
     elif kind is list:
         items = value
     elif kind is str or kind is bytes or kind is bool or value is None:
-        return False
+        return 0
     elif kind is int:
         if not _INT_MIN <= value < _INT_LIMIT:
             raise CborError("integer outside 64 bits")
-        return False
+        return 0
     elif kind is float:
-        return True
+        return _FLOAT
     else:
         raise CborError(f"{kind.__name__} is not a CBOR type of the profile")
     if depth > MAX_DEPTH:
         raise CborError(f"nested deeper than {MAX_DEPTH} levels")
-    has_float = False
     for item in items:
         kind = type(item)
         if kind is str or kind is bytes or (kind is int and _INT_MIN <= item < _INT_LIMIT):
             continue
-        if _walk(item, depth + 1, keys_in_order):
-            has_float = True
-    return has_float
+        flags |= _walk(item, depth + 1)
+    return flags
 
 
-def _check_keys(keys: tuple[Any, ...], in_order: bool) -> None:
-    """Check that map keys are in the profile and, if in_order, in RFC 8949 order; remember orders that pass."""
-    previous = ""
+def _check_keys(keys: tuple[Any, ...]) -> bool:
+    """Check that map keys are in the profile; whether they are in RFC 8949 order. Remembers all-text shapes."""
+    previous, in_order = "", True
     for key in keys:
         # The key's encoding as a str of code points < 0x80, so that str order is RFC 8949 key order.
         if type(key) is str and len(key) < 24 and key.isascii():
@@ -109,15 +107,14 @@ def _check_keys(keys: tuple[Any, ...], in_order: bool) -> None:
             encoded = chr(key) if key >= 0 else chr(0x1F - key)
         else:
             raise CborError(f"map key {key!r} is not ASCII text under 24 bytes or an integer in -24..23")
-        if in_order and encoded <= previous:
-            raise _KeysOutOfOrder("map keys out of order")
+        in_order = in_order and encoded > previous
         previous = encoded
     # Only all-text shapes are remembered: 1 == True == 1.0, so a cached int key would admit bool and float keys.
     if len(keys) <= _MAX_SHAPE_KEYS and all(type(key) is str for key in keys):
-        for shapes in (_ORDERED_SHAPES, _KEY_SHAPES) if in_order else (_KEY_SHAPES,):
-            if len(shapes) >= _MAX_SHAPES:
-                shapes.clear()
-            shapes.add(keys)
+        if len(_SHAPES) >= _MAX_SHAPES:
+            _SHAPES.clear()
+        _SHAPES[keys] = in_order
+    return in_order
 
 
 def _explain(data: bytes, fallback: str) -> CborError:
