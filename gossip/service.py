@@ -16,9 +16,10 @@ from itertools import islice
 import trio
 
 from vouching import Record
+from vouching.cbor import encode
 
 from .acceptor import Outcome
-from .batch import batches, item_size, pack
+from .batch import batches, item_size
 from .gate import PUBLISH_BURST_SECONDS, GateStats, GossipLimits, RecordGate
 from .host import Host, Received
 from .ratelimit import TokenBuckets
@@ -144,12 +145,13 @@ class GossipService:
 
     def _on_accepted(self, records: list[Record]) -> None:
         """Replica listener: queue our own records for publishing (they are never dropped)."""
-        now = self._clock()
+        now, queued = self._clock(), len(self._queue)
         for record in records:
             if record.iss == self._replica.did:
                 self._queue.append((now, record.raw))
                 self._queued_bytes += item_size(record.raw)
-        self._queue_changed.set()
+        if len(self._queue) > queued:  # peers' records need no publisher
+            self._queue_changed.set()
 
     async def _publish(self) -> None:
         """Publish the queue one message at a time: when a message is full or its oldest record has lingered,
@@ -171,7 +173,7 @@ class GossipService:
             for _ in batch:
                 _, raw = self._queue.popleft()
                 self._queued_bytes -= item_size(raw)
-            (message,) = pack(batch, self._batch_bytes)
+            message = encode(batch)  # batches() sized it to one message
             await self._host.publish(self.topic, message)
             self._counts["published_messages"] += 1
             self._counts["published_records"] += len(batch)

@@ -168,7 +168,7 @@ class Ingestor:
         With an idempotency key, a repeated request gets the first reply (marked replayed) and stores nothing;
         the same key with a different body is refused (422).
         """
-        fingerprint = hashlib.sha256(body).digest()
+        fingerprint = None if key is None else hashlib.sha256(body).digest()  # only a keyed request is replayed
         if key is not None and (stored := self.idempotency.lookup(key)) is not None:
             return self._replay(stored, fingerprint)
         events, rejected = self.validate(_parse_batch(body))
@@ -231,7 +231,7 @@ class Ingestor:
         self._announce(written)
         return pending.reply
 
-    def _replay(self, stored: StoredReply, fingerprint: bytes) -> Reply:
+    def _replay(self, stored: StoredReply, fingerprint: bytes | None) -> Reply:
         if stored.fingerprint != fingerprint:
             return Reply(422, {"error": "idempotency_key_reused",
                                "detail": "Idempotency-Key: already used for a different batch"})

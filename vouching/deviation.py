@@ -100,16 +100,18 @@ class DeviationTest:
             np.frombuffer(self.verdict, dtype=np.int8)[rows] = self._verdicts(rows, n_ref, k_ref, v_ref)
         self._tested_upto = len(key)
 
-    def _column(self, name: str) -> np.ndarray:
-        return np.frombuffer(getattr(self, name), dtype=np.int64).astype(np.float64)
+    def _column(self, name: str, rows: np.ndarray | None = None) -> np.ndarray:
+        """A count column as floats: all of it, or only `rows` (converting only those)."""
+        column = np.frombuffer(getattr(self, name), dtype=np.int64)
+        return (column if rows is None else column[rows]).astype(np.float64)
 
     def _verdicts(self, rows: np.ndarray, n_ref: np.ndarray, k_ref: np.ndarray, v_ref: np.ndarray) -> np.ndarray:
         p = self.params
-        n = self._column("events")[rows]
+        n = self._column("events", rows)
         # Violations are tested in every digest. Failures in all are tested only in digests of several events:
         # a lone error may be the reporting org's own infrastructure failing, not the agent.
-        deviates = _implausible(self._column("violations")[rows], n, v_ref, n_ref, p.deviation_z)
-        deviates |= (n >= _MIN_EVENTS_FOR_FAILURES) & _implausible(self._column("failures")[rows], n, k_ref, n_ref,
+        deviates = _implausible(self._column("violations", rows), n, v_ref, n_ref, p.deviation_z)
+        deviates |= (n >= _MIN_EVENTS_FOR_FAILURES) & _implausible(self._column("failures", rows), n, k_ref, n_ref,
                                                                     p.deviation_z)
         testable = (n_ref >= p.deviation_min_reference) & (n > 0)
         return np.where(testable, np.where(deviates, _DISAGREES, _AGREES), _UNTESTED).astype(np.int8)

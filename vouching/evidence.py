@@ -93,16 +93,6 @@ def report_strengths(good: np.ndarray, bad: np.ndarray, violation: np.ndarray, p
     return ramp * np.minimum(1.0, violation / params.violation_weight)
 
 
-@dataclass(frozen=True)
-class Added:
-    """What one batch of evidence did to its pair: counted, capped (partly counted) or ignored (out of order)."""
-
-    good: float
-    bad: float
-    capped: bool
-    ignored: bool
-
-
 class EvidenceStore:
     """Per-(agent, org) accumulators. Long-term good/bad and committed bad reports are valued at the pair's
     `t_ref` (the latest evidence time) and decay from there; the current cap window is kept open."""
@@ -149,7 +139,7 @@ class EvidenceStore:
         self.events.append(0)
         return len(self.agent) - 1
 
-    def add(self, pair: int, t: float, window: int, batch: Weighed, events: int, *, capped: bool) -> Added:
+    def add(self, pair: int, t: float, window: int, batch: Weighed, events: int, *, capped: bool) -> None:
         """Count a batch of evidence at time `t` in cap window `window` (caps apply when `capped`)."""
         good, bad = batch.good, batch.bad
         self.batches[pair] += 1
@@ -157,19 +147,18 @@ class EvidenceStore:
         if window < self.window[pair]:
             if capped:  # an org's digests move forward in time; an older window may not refill its cap
                 self.ignored[pair] += 1
-                return Added(0.0, 0.0, False, True)
+                return
             # First-hand observations may arrive late: count them, and their window as a report of its own.
             self._commit_report(pair, report_strength(good, bad, batch.violation, self.params), t)
             self._accumulate(pair, t, good, bad)
-            return Added(good, bad, False, False)
+            return
         if window > self.window[pair]:
             self._close_window(pair)
             self.window[pair] = window
         g, b = good, bad
         if capped:
             g, b = self._within_cap(pair, good, bad)
-        was_capped = g < good or b < bad
-        if was_capped:
+        if g < good or b < bad:
             self.capped[pair] += 1
         self.win_good[pair] += g
         self.win_bad[pair] += b
@@ -178,7 +167,6 @@ class EvidenceStore:
         self.win_raw_violation[pair] += batch.violation
         self.win_t[pair] = max(self.win_t[pair], t)
         self._accumulate(pair, t, g, b)
-        return Added(g, b, was_capped, False)
 
     def _within_cap(self, pair: int, good: float, bad: float) -> tuple[float, float]:
         """What of a batch counts under the window's caps: the window's reported evidence scaled by one factor
