@@ -21,15 +21,17 @@ async def serving(app_for: Callable[[str], Any]) -> AsyncIterator[str]:
     app = app_for(f"http://127.0.0.1:{port}")
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:  # uvicorn offers no event to wait on
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.005)
+    async with asyncio.timeout(10):  # a server that never starts fails the test instead of hanging it
+        while not server.started:  # uvicorn offers no event to wait on
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.005)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        await task
+        async with asyncio.timeout(10):
+            await task
         sock.close()
 
 

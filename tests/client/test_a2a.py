@@ -27,7 +27,7 @@ from starlette.applications import Starlette
 from node.client.adapters.a2a import TrustedAgentExecutor, TrustInterceptor, UntrustedTarget, sign_card
 
 from .loopback import serving
-from .running_node import on_asyncio, vouchnet_for
+from .running_node import GOOD_EVENTS, on_asyncio, vouchnet_for
 
 
 class Echo(AgentExecutor):
@@ -80,7 +80,7 @@ async def test_the_server_rejects_an_untrusted_sender_and_serves_a_trusted_one(r
         assert unsigned.task.status.state == TaskState.TASK_STATE_REJECTED
         assert "unverified caller" in unsigned.task.status.message.parts[0].text
     await vouchnet.aclose()
-    assert running.first_hand_events(known) == 11 and running.first_hand_events(stranger) == 0
+    assert running.first_hand_events(known) == GOOD_EVENTS + 1 and running.first_hand_events(stranger) == 0
 
 
 @on_asyncio
@@ -99,7 +99,7 @@ async def test_the_client_delegates_only_to_a_trusted_target(running):
                     await _send(url, caller_credential, [TrustInterceptor(vouchnet)])
                 assert echo.heard == []
     await vouchnet.aclose()
-    assert running.first_hand_events(agent) == 11  # the delegation to the trusted target
+    assert running.first_hand_events(agent) == GOOD_EVENTS + 1  # the delegation to the trusted target
 
 
 @on_asyncio

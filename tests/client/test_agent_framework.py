@@ -15,7 +15,7 @@ from agent_framework import (
 
 from node.client.adapters.agent_framework import TrustFunctionMiddleware, TrustRefused, trust_middleware
 
-from .running_node import on_asyncio, vouchnet_for
+from .running_node import GOOD_EVENTS, on_asyncio, vouchnet_for
 
 
 class ScriptedClient(FunctionInvocationLayer, ChatMiddlewareLayer, BaseChatClient):
@@ -54,7 +54,7 @@ async def test_a_tool_call_is_refused_for_an_untrusted_caller_and_runs_for_a_tru
     answer = await agent.run("find it", function_invocation_kwargs={"vouchnet_credential": known_credential})
     assert answer.text == "answer: results for vouchnet" and ran == ["vouchnet"]
     await vouchnet.aclose()
-    assert running.first_hand_events(known) == 10 + 1
+    assert running.first_hand_events(known) == GOOD_EVENTS + 1
     assert running.first_hand_events(stranger) == 0  # a refusal by trust is not reported as a violation
 
 

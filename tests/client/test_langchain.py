@@ -10,7 +10,7 @@ from langchain_core.tools import tool
 from node.client import TrustPolicy, Vouchnet
 from node.client.adapters.langchain import TrustMiddleware
 
-from .running_node import on_asyncio, vouchnet_for
+from .running_node import GOOD_EVENTS, on_asyncio, vouchnet_for
 
 
 class ScriptedModel(GenericFakeChatModel):
@@ -53,7 +53,7 @@ async def test_a_tool_call_is_refused_for_an_untrusted_caller_and_runs_for_a_tru
     allowed = await _tool_message(vouchnet, known_credential, ran)
     assert allowed.status == "success" and allowed.content == "results for vouchnet" and ran == ["vouchnet"]
     await vouchnet.aclose()
-    assert running.first_hand_events(known) == 11
+    assert running.first_hand_events(known) == GOOD_EVENTS + 1
 
 
 @on_asyncio
@@ -84,4 +84,4 @@ def test_a_synchronous_agent_is_gated_too(running):
         assert message.status == ("success" if caller == credential else "error")
     assert ran == ["vouchnet"]
     vouchnet.telemetry.shutdown()
-    assert running.first_hand_events(known) == 11
+    assert running.first_hand_events(known) == GOOD_EVENTS + 1

@@ -14,7 +14,7 @@ from nacl.signing import SigningKey
 from gossip.host import peer_id_from_public_key
 from ledger import Ed25519Verifier, open_checkpoint, verify_consistency, verify_inclusion
 from node.api import create_app
-from vouching import public_key_from_did, verify_record, vouch_body
+from vouching import EquivocationBody, public_key_from_did, verify_record, vouch_body
 
 from ..factories import Org, new_did
 from .fake_node import TOKEN, fake_node
@@ -157,8 +157,9 @@ async def test_a_submitted_fork_is_refused_and_becomes_equivocation_evidence(api
     response = await api.post("/v1/records", content=partner.fork(1, None).raw, headers=COSE)
     assert_error(response, 409, "equivocation", "seq: the node holds another record")
     assert node.replica.flagged == {partner.did}
-    (evidence,) = node.replica.store.query(issuer=node.did, kind="equivocation", after=-1, limit=10)
-    assert evidence
+    ((_, evidence),) = node.replica.store.query(issuer=node.did, kind="equivocation", after=-1, limit=10)
+    body = verify_record(evidence).body
+    assert isinstance(body, EquivocationBody) and (body.type, body.offender) == ("record", partner.did)
 
 
 async def test_a_submitted_record_of_an_org_outside_the_horizon_is_refused(api, node):

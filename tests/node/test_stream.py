@@ -36,39 +36,41 @@ async def next_event(lines):
 
 async def test_a_client_sees_a_tier_change_within_a_second():
     broadcaster = Broadcaster(Registry())
-    async with served(app_for(broadcaster)) as url:
-        async with httpx.AsyncClient(base_url=url) as client:
-            async with client.stream("GET", "/v1/stream") as response:
-                assert response.headers["content-type"].startswith("text/event-stream")
-                lines = response.aiter_lines()
-                assert await lines.__anext__() == "retry: 3000"  # subscribed
-                broadcaster.publish({"type": "tier", "agent": "did:key:z6Mk", "tier": "trusted", "score": 612})
-                with trio.fail_after(1):
-                    event = await next_event(lines)
+    with trio.fail_after(10):  # subscribing; the change itself must arrive within the second below
+        async with served(app_for(broadcaster)) as url:
+            async with httpx.AsyncClient(base_url=url) as client:
+                async with client.stream("GET", "/v1/stream") as response:
+                    assert response.headers["content-type"].startswith("text/event-stream")
+                    lines = response.aiter_lines()
+                    assert await lines.__anext__() == "retry: 3000"  # subscribed
+                    broadcaster.publish({"type": "tier", "agent": "did:key:z6Mk", "tier": "trusted", "score": 612})
+                    with trio.fail_after(1):
+                        event = await next_event(lines)
     assert event["event"] == "tier"
     assert json.loads(event["data"]) == {"type": "tier", "agent": "did:key:z6Mk", "tier": "trusted", "score": 612}
 
 
 async def test_a_reconnecting_client_gets_what_it_missed_or_a_reset():
     broadcaster = Broadcaster(Registry(), queue_size=4)
-    async with served(app_for(broadcaster)) as url:
-        async with httpx.AsyncClient(base_url=url) as client:
-            async with client.stream("GET", "/v1/stream") as response:
-                lines = response.aiter_lines()
-                await lines.__anext__()
-                broadcaster.publish({"type": "score", "n": 1})
-                seen = (await next_event(lines))["id"]
-            broadcaster.publish({"type": "score", "n": 2})
-            broadcaster.publish({"type": "score", "n": 3})
-            async with client.stream("GET", "/v1/stream", headers={"Last-Event-ID": seen}) as response:
-                lines = response.aiter_lines()
-                missed = [json.loads((await next_event(lines))["data"])["n"] for _ in range(2)]
-            assert missed == [2, 3]
-            for n in range(4, 10):  # more than the replay buffer holds
-                broadcaster.publish({"type": "score", "n": n})
-            for stale in (seen, "another-boot-3"):
-                async with client.stream("GET", "/v1/stream", headers={"Last-Event-ID": stale}) as response:
-                    assert (await next_event(response.aiter_lines()))["event"] == "reset"
+    with trio.fail_after(10):  # a broken stream fails the test instead of hanging it
+        async with served(app_for(broadcaster)) as url:
+            async with httpx.AsyncClient(base_url=url) as client:
+                async with client.stream("GET", "/v1/stream") as response:
+                    lines = response.aiter_lines()
+                    await lines.__anext__()
+                    broadcaster.publish({"type": "score", "n": 1})
+                    seen = (await next_event(lines))["id"]
+                broadcaster.publish({"type": "score", "n": 2})
+                broadcaster.publish({"type": "score", "n": 3})
+                async with client.stream("GET", "/v1/stream", headers={"Last-Event-ID": seen}) as response:
+                    lines = response.aiter_lines()
+                    missed = [json.loads((await next_event(lines))["data"])["n"] for _ in range(2)]
+                assert missed == [2, 3]
+                for n in range(4, 10):  # more than the replay buffer holds
+                    broadcaster.publish({"type": "score", "n": n})
+                for stale in (seen, "another-boot-3"):
+                    async with client.stream("GET", "/v1/stream", headers={"Last-Event-ID": stale}) as response:
+                        assert (await next_event(response.aiter_lines()))["event"] == "reset"
 
 
 async def test_a_full_queue_drops_its_client_and_publish_never_waits():

@@ -164,11 +164,15 @@ def test_org_listing_explains_each_org_in_words():
     w = World(orgs=2)
     w.engine.add_org_vouch("org0", "org1", 1.0, record_id=rid(), ts=0)
     listing = w.engine.orgs(now=0)
-    assert [r.org for r in listing][:2] == ["own", "root"] or listing[0].root
+    assert {r.org for r in listing} == {"own", "root", "org0", "org1"}
+    assert listing == sorted(listing, key=lambda r: (-r.weight, -r.reputation, r.org))  # highest weight first
+    assert listing[0].org == "org1"  # vouched for by org0 and by the root: the most reputation flows in
     org1 = w.engine.org("org1", now=0)
     text = "\n".join(org1.lines())
     assert "vouched for by root" in text and "vouched for by org0" in text and "Credibility" in text
-    assert org1.as_dict()["vouched_by"][0]["issuer"] in ("root", "org0")
+    inflows = [part["inflow"] for part in org1.as_dict()["vouched_by"]]
+    assert {part["issuer"] for part in org1.as_dict()["vouched_by"]} == {"root", "org0"}
+    assert inflows == sorted(inflows, reverse=True)
 
 
 def test_unknown_orgs_have_no_weight():
