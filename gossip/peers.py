@@ -60,9 +60,6 @@ class DialSchedule:
         target = self._targets.setdefault(peer_id, _Target([]))
         target.addrs = list(dict.fromkeys([*addrs, *target.addrs]))
 
-    def __contains__(self, peer_id: object) -> bool:
-        return peer_id in self._targets
-
     def due(self, now: float, connected: Iterable[str], budget: int) -> list[tuple[str, list[str]]]:
         """Up to `budget` unconnected targets whose backoff has passed, longest-waiting first."""
         skip = set(connected)

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import re
-
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from nacl.signing import SigningKey
@@ -13,10 +11,8 @@ from gossip.replica import Replica
 from vouching import load_record
 
 from .api.errors import error_response
+from .api.records import parse_record_id
 from .credentials import jwks, vouch_credential
-
-_RECORD_ID = re.compile(r"[0-9a-fA-F]{64}")
-
 
 
 def credentials_router(key: SigningKey, replica: Replica) -> APIRouter:
@@ -39,9 +35,7 @@ def credentials_router(key: SigningKey, replica: Replica) -> APIRouter:
     async def vouch_vc(record_id: str) -> Response:
         """One of this org's vouches as a W3C VC 2.0 credential secured as `vc+jwt` (verify it with any JWT
         library against `/.well-known/jwks.json`); the signed record is in `evidence`."""
-        if not _RECORD_ID.fullmatch(record_id):
-            return error_response(422, "invalid_request", "path.record_id: must be a record id, 64 hex digits")
-        rid = bytes.fromhex(record_id)
+        rid = parse_record_id(record_id, "path.record_id")
         raw = replica.store.get(rid)
         if raw is None:
             return error_response(404, "not_found", "path.record_id: the node holds no record with this id")

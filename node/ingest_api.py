@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 
 from .idempotency import check_key
 from .api.errors import error_response
+from .api.guard import media_type
 from .events import MAX_ATTRS, MAX_NAME
 from .ingest import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, BadBatch, Ingestor, Reply, TooLarge
 from .otlp import OtlpError, Span, decode_json, decode_protobuf, error_status, export_response, sort_spans
@@ -64,10 +65,6 @@ class _Refused(Exception):
 
 
 
-def _media_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-
-
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, decompressed per Content-Encoding (identity, gzip, deflate), at most `limit` bytes
     before and after decompression; raises _Refused (413 too large, 415 unknown encoding, 400 corrupt)."""
@@ -114,7 +111,7 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
         """Report behaviour events: `{"events": [...]}`, at most 1000 events and 1 MiB (gzip allowed). Valid
         events are stored durably before the answer `{"accepted": n, "rejected": [{"index", "detail"}]}`. With an
         `Idempotency-Key` header, a retried batch is answered as the first time and stored once."""
-        if _media_type(request) not in ("", "application/json"):
+        if media_type(request) not in ("", "application/json"):
             return error_response(415, "unsupported_media_type", "Content-Type: must be application/json")
         key = request.headers.get("idempotency-key")
         if key is not None and (problem := check_key(key)) is not None:
@@ -142,12 +139,12 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
         """OTLP/HTTP trace export (point `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` here). Spans of agents' tool calls,
         A2A delegations and MCP actions, following the GenAI semantic conventions with `gen_ai.agent.id` = the
         agent's did:key, become events; other spans are counted and ignored."""
-        media_type = _media_type(request)
-        decode = _DECODERS.get(media_type)
+        content_type = media_type(request)
+        decode = _DECODERS.get(content_type)
         if decode is None:
             return error_response(415, "unsupported_media_type",
                                "Content-Type: must be application/x-protobuf or application/json")
-        as_json = media_type == "application/json"
+        as_json = content_type == "application/json"
         try:
             spans = decode(await read_body(request, MAX_TRACES_BYTES))
         except _Refused as refused:
@@ -156,7 +153,7 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
             return _otlp_error(400, "bad_request", str(error), as_json)
         batch = sort_spans(spans, now_ms=ingestor.audit.now())
         await ingestor.commit_async(ingestor.prepare_spans(batch))
-        return Response(export_response(batch.rejected, as_json=as_json), media_type=media_type)
+        return Response(export_response(batch.rejected, as_json=as_json), media_type=content_type)
 
     return router
 

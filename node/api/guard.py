@@ -10,6 +10,7 @@ import hmac
 import re
 from collections.abc import Mapping
 
+from fastapi import Request
 from fastapi.security import HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -103,6 +104,11 @@ def _header(scope: Scope, name: bytes) -> bytes:
         if key == name:
             return value
     return b""
+
+
+def media_type(request: Request) -> str:
+    """A request's Content-Type without its parameters, lower-cased ("" when absent)."""
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
 def _content_length(scope: Scope) -> int | None:

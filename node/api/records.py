@@ -15,7 +15,7 @@ from vouching import Record, load_record, revoke_body, vouch_body
 from vouching.bodies import KINDS
 
 from .errors import ApiError, ErrorBody, error_responses
-from .guard import bearer_scheme
+from .guard import bearer_scheme, media_type
 from .view import NodeDep, NodeView
 
 DEFAULT_PAGE = 100
@@ -115,7 +115,7 @@ async def submit_record(request: Request, node: NodeDep, response: Response) -> 
     """Offer a signed record (its COSE_Sign1 bytes) exactly as a peer's gossip would: it is checked like any record
     from the network and accepted only if it extends its issuer's chain within this node's horizon; 409 says why
     not (an `equivocation` refusal means the node now holds, and publishes, evidence against the issuer)."""
-    if request.headers.get("content-type", "").split(";", 1)[0].strip().lower() != _COSE:
+    if media_type(request) != _COSE:
         raise ApiError(415, "unsupported_media_type", f"Content-Type: must be {_COSE}")
     record = check_record(await request.body())
     replica = node.replica
