@@ -19,6 +19,19 @@ from .policy import TrustDecision, TrustPolicy
 from .telemetry import TelemetryCollector
 
 T = TypeVar("T")
+CREDENTIAL_KEY = "vouchnet_credential"  # where adapters look for the caller's credential in a run's context
+
+
+def credential_in(holder: object, key: str = CREDENTIAL_KEY) -> str | None:
+    """The credential a framework's run context carries: `holder[key]` or `holder.<key>`."""
+    if isinstance(holder, dict):
+        return holder.get(key)
+    return getattr(holder, key, None)
+
+
+def refusal_text(decision: TrustDecision) -> str:
+    """What a refused caller is told, in every framework."""
+    return f"Refused by vouchnet: {decision.reason}"
 
 
 def _ok(_: object) -> str:

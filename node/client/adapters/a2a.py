@@ -40,7 +40,7 @@ from vouching import did_key, public_key_from_did
 from ...credentials import did_url
 from ...jwt import JwtError, b64url, b64url_decode
 from ..a2a_trust import ACCEPT_TASK, DELEGATE, A2ATrust
-from ..guard import Vouchnet
+from ..guard import Vouchnet, refusal_text
 from ..identity import AgentIdentity, UnverifiedAgent
 from ..policy import TrustDecision
 
@@ -121,7 +121,7 @@ class TrustedAgentExecutor(AgentExecutor):
 def _rejected(context: RequestContext, decision: TrustDecision) -> Task:
     reason = Message(message_id=f"vouchnet-{context.task_id}", context_id=context.context_id,
                      task_id=context.task_id, role=Role.ROLE_AGENT,
-                     parts=[Part(text=f"Refused by vouchnet: {decision.reason}")])
+                     parts=[Part(text=refusal_text(decision))])
     history = [context.message] if context.message is not None else []
     return Task(id=context.task_id, context_id=context.context_id, history=history,
                 status=TaskStatus(state=TaskState.TASK_STATE_REJECTED, message=reason))

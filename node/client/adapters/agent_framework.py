@@ -19,10 +19,9 @@ from agent_framework import (
     MiddlewareFailure,
 )
 
-from ..guard import Vouchnet
+from ..guard import CREDENTIAL_KEY, Vouchnet
 from ..policy import TrustDecision
 
-CREDENTIAL_KEY = "vouchnet_credential"
 INVOKE_AGENT = "invoke_agent"
 
 

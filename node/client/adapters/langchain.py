@@ -16,17 +16,12 @@ from langchain.agents.middleware.types import ToolCallRequest
 from langchain_core.messages import ToolMessage
 from langgraph.types import Command
 
-from ..guard import Vouchnet
+from ..guard import CREDENTIAL_KEY, Vouchnet, credential_in, refusal_text
 from ..policy import TrustDecision
-
-CREDENTIAL_KEY = "vouchnet_credential"
-
 
 def credential_from_context(context: Any, key: str = CREDENTIAL_KEY) -> str | None:
     """The credential in a run's context: `context[key]` or `context.<key>`."""
-    if isinstance(context, dict):
-        return context.get(key)
-    return getattr(context, key, None)
+    return credential_in(context, key)
 
 
 def _outcome(result: ToolMessage | Command[Any]) -> str:
@@ -57,7 +52,7 @@ class TrustMiddleware(AgentMiddleware):
         credential = credential_from_context(getattr(request.runtime, "context", None), self.credential_key)
 
         def refuse(decision: TrustDecision) -> ToolMessage:
-            return ToolMessage(content=f"Refused by vouchnet: {decision.reason}", tool_call_id=call["id"],
+            return ToolMessage(content=refusal_text(decision), tool_call_id=call["id"],
                                name=call["name"], status="error")
 
         return credential, call["name"], refuse

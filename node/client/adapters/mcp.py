@@ -18,7 +18,7 @@ from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.extension import Extension
 from mcp_types import CallToolRequestParams, CallToolResult, TextContent
 
-from ..guard import Vouchnet
+from ..guard import Vouchnet, refusal_text
 from ..identity import UnverifiedAgent
 from ..policy import TrustDecision
 
@@ -63,7 +63,7 @@ class TrustExtension(Extension):
 
 
 def _refusal(decision: TrustDecision) -> CallToolResult:
-    return CallToolResult(content=[TextContent(type="text", text=f"Refused by vouchnet: {decision.reason}")],
+    return CallToolResult(content=[TextContent(type="text", text=refusal_text(decision))],
                           is_error=True, meta={DECISION_META: {"verdict": decision.verdict,
                                                                "reason": decision.reason}})
 

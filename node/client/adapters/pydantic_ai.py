@@ -15,22 +15,12 @@ from pydantic_ai.capabilities import Hooks
 from pydantic_ai.messages import ToolCallPart
 from pydantic_ai.tools import ToolDefinition
 
-from ..guard import Vouchnet
-from ..policy import TrustDecision
-
-CREDENTIAL_KEY = "vouchnet_credential"
+from ..guard import CREDENTIAL_KEY, Vouchnet, credential_in, refusal_text
 
 
 def credential_from_deps(deps: Any, key: str = CREDENTIAL_KEY) -> str | None:
-    if isinstance(deps, str):
-        return deps
-    if isinstance(deps, dict):
-        return deps.get(key)
-    return getattr(deps, key, None)
-
-
-def _refusal(decision: TrustDecision) -> str:
-    return f"Refused by vouchnet: {decision.reason}"
+    """The credential in a run's deps: the deps themselves when a string, else `deps[key]` or `deps.<key>`."""
+    return deps if isinstance(deps, str) else credential_in(deps, key)
 
 
 def trust_hooks(vouchnet: Vouchnet, *, credential_key: str = CREDENTIAL_KEY) -> Hooks[Any]:
@@ -39,6 +29,6 @@ def trust_hooks(vouchnet: Vouchnet, *, credential_key: str = CREDENTIAL_KEY) -> 
     async def tool_execute(ctx: RunContext[Any], *, call: ToolCallPart, tool_def: ToolDefinition, args: Any,
                            handler: Any) -> Any:
         return await vouchnet.guard(credential_from_deps(ctx.deps, credential_key), lambda: handler(args),
-                                    _refusal, tool=call.tool_name)
+                                    refusal_text, tool=call.tool_name)
 
     return Hooks(tool_execute=tool_execute)
