@@ -73,15 +73,13 @@ def first_hand(batch: Appended) -> dict[str, FirstHand]:
     return counts
 
 
-def feed_first_hand(engine: TrustEngine) -> BatchListener:
-    """An ingest listener giving the trust engine each stored batch as this node's first-hand evidence."""
-
-    def listen(batch: Appended) -> None:
-        for agent, counts in first_hand(batch).items():
-            engine.add_first_hand(agent, ts=batch.at, outcomes=Outcomes(**counts.outcomes),
-                                  high_risk=Outcomes(**counts.high_risk))
-
-    return listen
+def feed_first_hand(engine: TrustEngine, batch: Appended) -> dict[str, FirstHand]:
+    """Give the trust engine a stored batch as this node's first-hand evidence; the counts, by agent."""
+    counts = first_hand(batch)
+    for agent, tally in counts.items():
+        engine.add_first_hand(agent, ts=batch.at, outcomes=Outcomes(**tally.outcomes),
+                              high_risk=Outcomes(**tally.high_risk))
+    return counts
 
 
 def rejection_reason(detail: str) -> str:

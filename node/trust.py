@@ -24,7 +24,7 @@ from vouching.scoring import TrustEngine
 
 from .audit_log import Appended, wall_clock_ms
 from .events import decode_entry
-from .ingest import first_hand
+from .ingest import feed_first_hand
 from .metrics import Registry
 from .stream import Broadcaster
 
@@ -86,11 +86,7 @@ class TrustService:
 
     def on_events(self, batch: Appended) -> None:
         """Ingest listener: our own observations count as first-hand evidence at once."""
-        counts = first_hand(batch)
-        for agent, tally in counts.items():
-            self.engine.add_first_hand(agent, ts=batch.at, outcomes=Outcomes(**tally.outcomes),
-                                       high_risk=Outcomes(**tally.high_risk))
-        self._announce(counts)
+        self._announce(feed_first_hand(self.engine, batch))
 
     # --- reads --------------------------------------------------------------------------------------------
 

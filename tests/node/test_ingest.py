@@ -3,6 +3,7 @@ and oversized batches are refused whole, and a retried batch is stored once."""
 
 import gzip
 import json
+from functools import partial
 
 import httpx
 import trio
@@ -159,7 +160,7 @@ def test_listeners_hear_each_stored_batch_and_first_hand_counts_it(node):
 
 def test_first_hand_evidence_moves_the_node_s_own_scores(node):
     engine = TrustEngine(node.replica.did)
-    node.ingestor.listeners.append(feed_first_hand(engine))
+    node.ingestor.listeners.append(partial(feed_first_hand, engine))
     before = engine.score(AGENTS[0], now=NOW).score
     batch = [event(AGENTS[0], "denied", high_risk=True)] * 20 + [event(AGENTS[1])] * 200
     node.ingestor.submit_json(json.dumps({"events": batch}).encode())
