@@ -28,6 +28,7 @@ from .acceptor import Acceptor, Outcome
 from .store import RecordStore
 
 Listener = Callable[[list[Record]], None]
+HorizonListener = Callable[[set[str]], None]
 
 
 @dataclass
@@ -40,6 +41,7 @@ class Replica:
     max_hops: int
     held_limit: int
     listeners: list[Listener] = field(default_factory=list)
+    horizon_listeners: list[HorizonListener] = field(default_factory=list)  # told which orgs a batch brought in
 
     def __post_init__(self) -> None:
         self.did = did_key(bytes(self.key.verify_key))
@@ -78,24 +80,31 @@ class Replica:
     def accept(self, records: list[Record]) -> Outcome:
         """Offer verified records; store what extends a chain, act on evidence, tell the listeners."""
         outcome = self._acceptor.submit(records)
+        entered: set[str] = set()
         for record in outcome.accepted:
-            self._track(record)
+            entered |= self._track(record)
         if outcome.accepted:
             for listener in self.listeners:
                 listener(outcome.accepted)
+        entered = {org for org in entered if org in self.horizon}  # a later record may have taken one out again
+        if entered:
+            for horizon_listener in self.horizon_listeners:
+                horizon_listener(entered)
         for ours, theirs in outcome.equivocations:
             offender = verify_record(theirs).iss
             if offender not in self.flagged and offender != self.did:
                 self.issue("equivocation", record_equivocation_body(ours, theirs))
         return outcome
 
-    def _track(self, record: Record) -> None:
-        """Keep the horizon and the flagged set in step with an accepted record."""
+    def _track(self, record: Record) -> set[str]:
+        """Keep the horizon and the flagged set in step with an accepted record; the orgs it brought inside the
+        horizon."""
         body = record.body
         if isinstance(body, VouchBody) and body.basis == "org-peer":
-            self.horizon.add_edge(record.id, record.iss, body.subject)
-        elif isinstance(body, RevokeBody):
+            return self.horizon.add_edge(record.id, record.iss, body.subject)
+        if isinstance(body, RevokeBody):
             self.horizon.remove_edge(body.record)  # a no-op unless it names an org-peer vouch
         elif isinstance(body, EquivocationBody):
             self.flagged.add(body.offender)
             self.horizon.flag(body.offender)
+        return set()

@@ -14,7 +14,7 @@ from typing import Protocol
 
 import trio
 
-from vouching import InvalidRecord, Record, VouchBody
+from vouching import InvalidRecord, Record
 
 from .frames import FrameError
 from .host import Host, HostError, PeerEvent, Stream
@@ -114,7 +114,6 @@ class SyncService:
         self._peer_locks: dict[str, trio.Lock] = {}
         self._rounds_running: set[str] = set()
         self._index = IssuerIndex(replica.store)
-        self._members = replica.horizon.members()
         self._nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -122,6 +121,7 @@ class SyncService:
         self.host.set_stream_handler(SYNC_PROTOCOL, self._serve)
         events = self.host.peer_events()
         self.replica.listeners.append(self._on_accepted)
+        self.replica.horizon_listeners.append(self._on_entered)
         self._checker = ThreadedChecker(self._verify_threads) if self._verify_threads else None
         try:
             async with trio.open_nursery() as nursery:
@@ -136,6 +136,7 @@ class SyncService:
         finally:
             self._nursery = None
             self.replica.listeners.remove(self._on_accepted)
+            self.replica.horizon_listeners.remove(self._on_entered)
             if self._checker is not None:
                 self._checker.close()
                 self._checker = None
@@ -286,16 +287,15 @@ class SyncService:
             await self.fetch_gaps(peer_id, gaps, others=others)
 
     def _on_accepted(self, records: list[Record]) -> None:
-        """Replica listener: keep the issuer index current; fetch the histories of orgs new to the horizon."""
+        """Replica listener: keep the issuer index current."""
         self._index.add(records)
-        if not any(isinstance(r.body, VouchBody) and r.body.basis == "org-peer" for r in records):
-            return
-        members = self.replica.horizon.members()
-        entered, self._members = members - self._members, members
-        if entered:
-            histories = {org: (1, MAX_SEQ) for org in entered}
-            for peer in self.host.connected_peers():  # each may hold a different part: ask every one
-                self._queue_gaps(peer, histories, others=False)
+
+    def _on_entered(self, orgs: set[str]) -> None:
+        """Replica horizon listener: fetch the histories of orgs that came inside the horizon (again, after a
+        revocation had taken them out: what they issued meanwhile was not stored)."""
+        histories = {org: (1, MAX_SEQ) for org in orgs}
+        for peer in self.host.connected_peers():  # each may hold a different part: ask every one
+            self._queue_gaps(peer, histories, others=False)
 
     # --- serving --------------------------------------------------------------------------------------------
 

@@ -39,6 +39,31 @@ def test_an_org_peer_vouch_brings_its_subject_inside_the_horizon(replica):
     assert replica.accept([partner_again.record()]).accepted
 
 
+def test_horizon_listeners_hear_each_org_that_enters_including_one_that_comes_back(replica):
+    partner, friend = Org(), Org()
+    entered = []
+    replica.horizon_listeners.append(entered.append)
+    vouch = replica.issue("vouch", vouch_body(partner.did, 0.8, "org-peer"))
+    replica.accept([partner.vouch(friend.did)])
+    replica.issue("vouch", vouch_body(new_did(), 0.8, "operator"))  # brings no org in
+    assert entered == [{partner.did}, {friend.did}]
+    replica.issue("revoke", {"record": vouch.id, "reason": "ended"})
+    assert partner.did not in replica.horizon and friend.did not in replica.horizon
+    replica.issue("vouch", vouch_body(partner.did, 0.8, "org-peer"))
+    assert entered[2:] == [{partner.did, friend.did}]  # both are back: their later records must be fetched
+
+
+def test_an_org_brought_in_and_taken_out_by_one_batch_is_not_announced(replica):
+    partner, stranger = Org(), Org()
+    replica.issue("vouch", vouch_body(partner.did, 0.8, "org-peer"))
+    entered = []
+    replica.horizon_listeners.append(entered.append)
+    vouch = partner.vouch(stranger.did)
+    replica.accept([vouch, partner.revoke(vouch)])
+    assert stranger.did not in replica.horizon
+    assert entered == []
+
+
 def test_equivocation_is_signed_by_us_and_flags_the_offender(replica):
     cheat = Org()
     replica.issue("vouch", vouch_body(cheat.did, 0.8, "org-peer"))

@@ -12,7 +12,7 @@ from gossip.frames import encode_uvarint
 from gossip.host import StreamError, open_host, peer_id_from_public_key
 from gossip.sync_messages import SYNC_PROTOCOL, HeadsPage, HeadsRequest, RecordsPage, decode_request, encode_message
 from node.config import Limits
-from vouching import vouch_body
+from vouching import revoke_body, vouch_body
 from vouching.cbor import encode
 
 from ..factories import Org, new_did
@@ -193,3 +193,18 @@ async def test_an_org_entering_the_horizon_has_its_whole_history_fetched_at_once
             assert org.did not in node_a.replica.store.heads()  # outside a's horizon: not fetched
             node_a.replica.issue("vouch", vouch_body(org.did, 0.9, "org-peer"))  # no sync round is due for 30 s
             await until(lambda: node_a.replica.store.heads().get(org.did) == 10, [node_a])
+
+
+async def test_an_org_that_leaves_the_horizon_and_comes_back_has_what_it_issued_meanwhile_fetched(tmp_path):
+    a, b = identities(tmp_path, 2)
+    org = Org()
+    with trio.fail_after(25):  # sooner than the first periodic sync round (30 s)
+        async with running(a, (a.did, b.did)) as node_a, running(b, (b.did, org.did)) as node_b:
+            node_b.replica.accept([org.record() for _ in range(3)])
+            vouch = node_a.replica.issue("vouch", vouch_body(org.did, 0.9, "org-peer"))
+            await node_a.host.connect(node_b.addr)
+            await until(lambda: node_a.replica.store.heads().get(org.did) == 3, [node_a])
+            node_a.replica.issue("revoke", revoke_body(vouch.id, "paused"))
+            node_b.replica.accept([org.record() for _ in range(4)])  # issued while outside a's horizon
+            node_a.replica.issue("vouch", vouch_body(org.did, 0.9, "org-peer"))
+            await until(lambda: node_a.replica.store.heads().get(org.did) == 7, [node_a])
