@@ -105,9 +105,10 @@ def _ready(process: subprocess.Popen[str], data_dir: Path) -> Daemon:
 
 
 def _drain(stream: object) -> None:
-    """Read the node's log so that its pipe never fills; pass on warnings and errors."""
+    """Read the node's log so that its pipe never fills; pass on warnings, errors and anything that is not a log
+    line (a traceback)."""
     for line in stream:  # type: ignore[attr-defined]
-        if "level=warning" in line or "level=error" in line:
+        if not line.startswith("ts=") or not ("level=info" in line or "level=debug" in line):
             sys.stderr.write(line)
 
 

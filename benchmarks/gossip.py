@@ -97,13 +97,14 @@ def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
 
 
 @contextmanager
-def network(workdir: Path, n: int, degree: int = 3) -> Iterator[list[daemons.Daemon]]:
-    """N nodes, each trusting every other as a root and bootstrapping to up to `degree` earlier ones."""
+def network(workdir: Path, n: int, config: dict[str, float], degree: int = 3) -> Iterator[list[daemons.Daemon]]:
+    """N nodes configured with `config` (NODE_CONFIG's keys), each trusting every other as a root and
+    bootstrapping to up to `degree` earlier ones."""
     dirs = [workdir / f"n{i:02d}" for i in range(n)]
     ports = free_ports(n)
     with ThreadPoolExecutor(4) as pool:
         dids = list(pool.map(lambda i: daemons.init(dirs[i], network=NETWORK, listen=f"/ip4/127.0.0.1/tcp/{ports[i]}",
-                                                    **NODE_CONFIG), range(n)))
+                                                    **config), range(n)))
     addrs = [f"/ip4/127.0.0.1/tcp/{port}/p2p/{peer_id_from_public_key(public_key_from_did(did))}"
              for port, did in zip(ports, dids)]
     rng = random.Random(1)
@@ -239,20 +240,24 @@ def main() -> int:
     parser.add_argument("--loads", type=float, nargs="+", default=[100, 250, 500, 1000], help="records/s, rising")
     parser.add_argument("--publishers", type=int, default=4, help="nodes issuing records (at most the node count)")
     parser.add_argument("--seconds", type=int, default=10, help="publishing time per load")
-    parser.add_argument("--bare-loads", type=float, nargs="+", default=[20, 40, 80], help="messages/s")
+    parser.add_argument("--bare-loads", type=float, nargs="*", default=[20, 40, 80],
+                        help="messages/s (none: skip the baseline)")
+    parser.add_argument("--checkpoint-interval", type=float, default=NODE_CONFIG["checkpoint_interval"],
+                        help="seconds between a node's checkpoints (witness.checkpoint_interval)")
     parser.add_argument("--catch-up", type=int, default=100_000, help="records missing (0: skip)")
     parser.add_argument("--quick", action="store_true", help="5 nodes, loads 100 and 500, 5 s each")
     args = parser.parse_args()
     if args.quick:
         args.nodes, args.loads, args.seconds, args.bare_loads = [5], [100.0, 500.0], 5, [20.0, 40.0]
+    config = {**NODE_CONFIG, "checkpoint_interval": args.checkpoint_interval}
     run = Run.start()
     print(run.header("gossip benchmark (issue 7, item 9)"), flush=True)
     results: dict[int, list[Phase]] = {}
     bare: dict[int, list[harness.LoadResult]] = {}
     for n in args.nodes:
         publishers = min(args.publishers, n)
-        print(f"\nvouchnet: {n} nodes (vouchnet run), {publishers} publishing digests; {NODE_CONFIG}", flush=True)
-        with tempfile.TemporaryDirectory() as workdir, network(Path(workdir), n) as nodes:
+        print(f"\nvouchnet: {n} nodes (vouchnet run), {publishers} publishing digests; {config}", flush=True)
+        with tempfile.TemporaryDirectory() as workdir, network(Path(workdir), n, config) as nodes:
             warm_up(nodes, publishers)
             idle = idle_cpu(nodes)
             phases = []
@@ -263,9 +268,10 @@ def main() -> int:
                     print("  (half or more lost: higher loads skipped)")
                     break
             results[n] = phases
-        print(f"bare GossipSub: {n} processes, 512-byte messages, one publisher", flush=True)
-        bare_idle, bare[n] = bare_gossipsub.measure(n, tuple(args.bare_loads), float(args.seconds))
-        harness.print_table(bare_idle, bare[n], "msg")
+        if args.bare_loads:
+            print(f"bare GossipSub: {n} processes, 512-byte messages, one publisher", flush=True)
+            bare_idle, bare[n] = bare_gossipsub.measure(n, tuple(args.bare_loads), float(args.seconds))
+            harness.print_table(bare_idle, bare[n], "msg")
 
     catch_up = sync_bench.measure(args.catch_up, 100) if args.catch_up else None
     return verdicts(results, bare, catch_up, run)
