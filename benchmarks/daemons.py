@@ -16,6 +16,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from node.config import CONFIG_FILE, load_config  # noqa: E402
@@ -78,6 +80,16 @@ class Daemon:
 
     def stop(self) -> None:
         _stop(self.process)
+
+    def get(self, client: httpx.Client, path: str) -> httpx.Response:
+        """GET from the node's API, twice if the connection is lost (the server may close a kept-alive connection
+        just as a request goes out); RuntimeError naming the exit status if the node has exited."""
+        try:
+            return client.get(f"{self.api}{path}", timeout=30)
+        except httpx.TransportError:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the node in {self.data_dir} exited with {self.process.returncode}") from None
+        return client.get(f"{self.api}{path}", timeout=30)
 
 
 def start(data_dir: Path) -> Daemon:

@@ -64,7 +64,7 @@ class Scrape:
 def scrape(client: httpx.Client, node: daemons.Daemon) -> Scrape:
     values: dict[str, float] = {}
     buckets = []
-    for name, le, value in _METRIC.findall(client.get(f"{node.api}/metrics").text):
+    for name, le, value in _METRIC.findall(node.get(client, "/metrics").text):
         if name == "record_latency_seconds_bucket":
             buckets.append((float(le), float(value)))
         else:

@@ -1,10 +1,17 @@
 """Witnessing (DESIGN.md §4–5), the trio shell: when the records ledger changed, sign a C2SP checkpoint of it, have
-every connected peer cosign it over `/vouchnet/sync/1` (gossip.cosigning), keep, persist and publish the cosigned
-note; cosign peers' checkpoints with a ledger.Witness; turn two roots at one size of a log into `equivocation`.
+a bounded set of connected peers cosign it over `/vouchnet/sync/1` (gossip.cosigning), keep, persist and publish
+the cosigned note; cosign peers' checkpoints with a ledger.Witness; turn two roots at one size of a log into
+`equivocation`.
+
+Each checkpoint is cosigned by at most `witnesses` peers, the trust roots first (their cosignatures are the ones
+this org relies on), then the others in an order unique to this node: so the network's cosigning work grows with
+its size times `witnesses`, not with its size squared, and spreads evenly over the nodes. Fork detection does not
+depend on the bound: every node watches every gossiped checkpoint.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
@@ -16,6 +23,7 @@ from pathlib import Path
 import trio
 
 from ledger import (
+    MAX_COSIGNATURES,
     Checkpoint,
     CosignatureSigner,
     CosignatureVerifier,
@@ -45,7 +53,6 @@ from .validation import check_checkpoint_evidence
 
 logger = logging.getLogger(__name__)
 
-_MAX_COSIGNATURES = 63  # a signed note holds at most 64 signatures (ledger.note), one of them the log's
 _MAX_FRAME = SyncLimits().max_frame  # cosign replies are small; any frame within sync's bound is read
 WITNESS_FILE = "witness.sqlite"  # the witness's state: what it cosigned of each peer's log
 CHECKPOINT_FILE = "checkpoint.note"  # our latest checkpoint with its cosignatures
@@ -100,17 +107,21 @@ class Witnessing:
         network: str,
         state_dir: Path,
         interval: float = 1.0,
+        witnesses: int = 8,
         timeout: float = 10.0,
         max_concurrent: int = 8,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not (interval > 0 and timeout > 0 and max_concurrent >= 1):
             raise ValueError("Witnessing: interval and timeout must be positive, max_concurrent at least 1")
+        if not 1 <= witnesses <= MAX_COSIGNATURES:
+            raise ValueError(f"Witnessing: witnesses must be 1-{MAX_COSIGNATURES}, got {witnesses}")
         self.host = host
         self.replica = replica
         self.network = network
         self.origin = log_origin(network, replica.did, RECORDS_LOG)
         self.interval = interval
+        self.witnesses = witnesses
         self.timeout = timeout
         self.stats = WitnessStats()
         self.listeners: list[Callable[[bytes], None]] = []  # called with each new cosigned note we hold
@@ -128,6 +139,7 @@ class Witnessing:
         self._cosigned_size: dict[str, int] = {}  # peer -> size it last cosigned for us, as far as we know
         self._published = None if self._latest is None else self._latest.note()
         self._forks = ForkDetector()
+        self._roots = frozenset(replica.roots)
 
     def checkpoint_note(self) -> bytes | None:
         """Our latest checkpoint with the cosignatures collected for it, as last persisted and published
@@ -176,10 +188,9 @@ class Witnessing:
     async def _checkpoint_loop(self, nursery: trio.Nursery) -> None:
         while True:
             self._checkpoint()
-            for peer in self.host.connected_peers():
-                if peer not in self._asked and peer not in self._in_flight:
-                    self._in_flight.add(peer)
-                    nursery.start_soon(self._ask, peer, self._latest)
+            for peer in self._to_ask():
+                self._in_flight.add(peer)
+                nursery.start_soon(self._ask, peer, self._latest)
             await self._publish()
             await trio.sleep(self.interval)
 
@@ -194,6 +205,26 @@ class Witnessing:
         self._asked = set()
         self._failures.clear()
         self.stats.checkpoints_signed += 1
+
+    def _to_ask(self) -> list[str]:
+        """The peers to ask now for the latest checkpoint: the first in witness_order of the connected peers not
+        yet asked (those that answered or gave up are not asked again) and not flagged as equivocators (whose word
+        is worth nothing), until `witnesses` have cosigned it or are being asked."""
+        if self._latest is None:
+            return []
+        wanted = self.witnesses - len(self._latest.cosignatures) - len(self._in_flight)
+        if wanted <= 0:
+            return []
+        orgs = {}
+        for peer in self.host.connected_peers():
+            if peer not in self._asked and peer not in self._in_flight:
+                try:
+                    org = did_key(peer_public_key(peer))
+                except InvalidPeerId:
+                    continue  # not keyed by an Ed25519 org key: it cannot cosign
+                if org not in self.replica.flagged:
+                    orgs[peer] = org
+        return witness_order(self.replica.did, self._roots, orgs)[:wanted]
 
     async def _ask(self, peer: str, latest: _Latest | None) -> None:
         """Ask one peer to cosign `latest`; a peer that answered is not asked again for it."""
@@ -214,7 +245,7 @@ class Witnessing:
             if isinstance(outcome, Witnessed):
                 self.stats.cosignatures += 1
                 self._cosigned_size[peer] = latest.checkpoint.size
-                if len(latest.cosignatures) < _MAX_COSIGNATURES:
+                if len(latest.cosignatures) < MAX_COSIGNATURES:
                     latest.cosignatures[outcome.signature.name] = outcome.signature
             else:
                 self.stats.declined[outcome.status] += 1
@@ -337,6 +368,17 @@ class Witnessing:
             logger.warning("evidence against %s not usable: %s", offender, error)
         else:
             self.stats.equivocations_issued += 1
+
+
+def witness_order(own: str, roots: frozenset[str], peers: dict[str, str]) -> list[str]:
+    """`peers` (peer id -> org did) in the order org `own` asks them to cosign: its trust roots first, then by
+    SHA-256 of the two orgs' dids, an order that differs from node to node, so that with a bounded witness set
+    every node is asked by about as many others."""
+    def rank(peer: str) -> tuple[bool, bytes]:
+        org = peers[peer]
+        return org not in roots, hashlib.sha256(f"{own} {org}".encode()).digest()
+
+    return sorted(peers, key=rank)
 
 
 def _cosignatures(note: bytes, checkpoint: Checkpoint) -> dict[str, Signature]:

@@ -26,6 +26,7 @@ from .merkle import (
 from .errors import EntryPruned, LedgerError
 from .names import cosigner_name, log_origin, parse_log_origin
 from .note import (
+    MAX_COSIGNATURES,
     MAX_NOTE_SIZE,
     MAX_SIGNATURES,
     SIG_ED25519,
@@ -61,6 +62,7 @@ __all__ = [
     "COSIGNATURE_V1",
     "EMPTY_ROOT",
     "Frontier",
+    "MAX_COSIGNATURES",
     "MAX_NOTE_SIZE",
     "MAX_SIGNATURES",
     "MAX_TREE_SIZE",

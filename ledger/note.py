@@ -21,6 +21,7 @@ SIG_ED25519 = 0x01  # signed-note §Signature types: Ed25519 over the note text
 # 64 KiB bound admits 16 of those, and an Ed25519-signed checkpoint is a few hundred bytes.
 MAX_NOTE_SIZE = 64 * 1024
 MAX_SIGNATURES = 64
+MAX_COSIGNATURES = MAX_SIGNATURES - 1  # on a checkpoint, besides the log's own signature
 
 _SIG_PREFIX = "\u2014 "  # em dash, space
 _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")  # ASCII controls other than newline

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ledger import MAX_COSIGNATURES
 from vouching import InvalidDid, public_key_from_did
 
 CONFIG_FILE = "config.toml"
@@ -58,6 +59,7 @@ class NodeConfig:
     api_port: int = 8700
     traces_need_token: bool = False
     checkpoint_interval: float = 1.0
+    witnesses: int = 8
     sync_interval: float = 30.0
     epoch_seconds: float = 3600.0
     retention_days: float = 180.0
@@ -192,11 +194,14 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
         raise ConfigError(f"api.traces_need_token: must be true or false, got {traces_need_token!r}")
 
     witness = _table(doc, "witness")
-    _known_keys("witness", witness, {"checkpoint_interval"})
+    _known_keys("witness", witness, {"checkpoint_interval", "witnesses"})
     checkpoint_interval = _positive(
         "witness", "checkpoint_interval",
         _get(witness, "witness", "checkpoint_interval", "a number", NodeConfig.checkpoint_interval),
     )
+    witnesses = _get(witness, "witness", "witnesses", "an integer", NodeConfig.witnesses)
+    if not 1 <= witnesses <= MAX_COSIGNATURES:
+        raise ConfigError(f"witness.witnesses: must be 1-{MAX_COSIGNATURES}, got {witnesses}")
 
     telemetry = _table(doc, "telemetry")
     _known_keys("telemetry", telemetry, {"epoch_seconds", "retention_days", "dp_epsilon"})
@@ -243,6 +248,7 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
         api_port=api_port,
         traces_need_token=traces_need_token,
         checkpoint_interval=float(checkpoint_interval),
+        witnesses=witnesses,
         sync_interval=float(sync_interval),
         epoch_seconds=float(epoch_seconds),
         retention_days=float(retention_days),
@@ -312,6 +318,9 @@ traces_need_token = false
 [witness]
 # Seconds between checkpoints of the ledger (published only when it changed).
 checkpoint_interval = {d.checkpoint_interval}
+# Peers asked to cosign each checkpoint (1-{MAX_COSIGNATURES}): the trust roots first, then others in an order
+# of this node's own. Every node still checks every gossiped checkpoint for forks; each witness costs CPU.
+witnesses = {d.witnesses}
 
 [telemetry]
 # Length of a behaviour-digest epoch in seconds (at least 1).

@@ -288,8 +288,8 @@ def _print_summary(m: dict) -> None:
     for c in m["catch_up"]:
         where = c.get("node") or ", ".join(c["side"])
         print(f"catch-up after {c['fault']} of {where}: {c['seconds']} s ({c['backlog_records']} records)")
-    print(f"converged: {conv['converged']} ({conv['records']} records); checkpoints current and cosigned by all: "
-          f"{cps['all_current_and_cosigned_by_all']}")
+    print(f"converged: {conv['converged']} ({conv['records']} records); checkpoints current and cosigned by their "
+          f"{cps['witnesses']} witnesses: {cps['all_current_and_witnessed']}")
     for row in m["confusion"]["rows"]:
         tiers = ", ".join(f"{t} {n}" for t, n in row["tiers"].items() if n)
         print(f"agents {row['group']} ({row['behaviour']}) at the honest nodes: {tiers}")

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from node.client import NodeClient
-from node.config import ConfigError
+from node.config import ConfigError, NodeConfig
 from node.keys import load_org_key, load_token
 from vouching import did_key
 
@@ -42,9 +42,10 @@ class ClusterError(Exception):
 class Settings:
     """Node settings that make a testnet's minutes show what production shows in hours."""
 
-    # Ten nodes share two cores: a checkpoint (cosigned by every peer) every 2 s and a full recompute every 3 s
-    # leave them room to gossip; at 1 s and 2 s they saturate the CPU and propagation slows (see README).
+    # Ten nodes share two cores: a checkpoint (cosigned by `witnesses` peers) every 2 s and a full recompute every
+    # 3 s leave them room to gossip; at 1 s and 2 s they saturate the CPU and propagation slows (see README).
     checkpoint_interval: float = 2.0  # [witness]
+    witnesses: int = NodeConfig.witnesses  # [witness]
     epoch_seconds: float = 2.0  # [telemetry]: digests every 2 s
     sync_interval: float = 3.0  # [p2p]
     recompute_seconds: float = 3.0  # [scoring]
@@ -52,6 +53,7 @@ class Settings:
     def config_values(self) -> dict[tuple[str, str], Value]:
         return {
             ("witness", "checkpoint_interval"): self.checkpoint_interval,
+            ("witness", "witnesses"): self.witnesses,
             ("telemetry", "epoch_seconds"): self.epoch_seconds,
             ("p2p", "sync_interval"): self.sync_interval,
             ("scoring", "recompute_seconds"): self.recompute_seconds,

@@ -15,6 +15,7 @@ from typing import Any
 from vouching.tiers import TIERS, tier_rank
 
 from .runner import RunResult
+from .status import witnessed
 
 CATCH_UP_MARGIN = 10.0  # seconds after a fault ends during which records are not counted as undisturbed
 
@@ -169,17 +170,20 @@ def convergence(run: RunResult) -> dict[str, Any]:
 
 
 def checkpoints(run: RunResult) -> dict[str, Any]:
-    """Each node's latest checkpoint: does it cover the whole ledger, and how many other orgs cosigned it."""
+    """Each node's latest checkpoint: does it cover the whole ledger, and how many other orgs cosigned it; and
+    whether every honest node's is witnessed (status.witnessed)."""
     others = len(run.plan.nodes) - 1
+    flagged = {r.about for r in run.records.values() if r.kind == "equivocation"}
+    witnesses = run.scenario.settings.witnesses
     rows = {}
     for node, status in run.status.items():
         cp = status.checkpoint
         rows[node] = {"ledger": status.ledger_size, "checkpoint": None if cp is None else cp.size,
                       "cosigned_by": None if cp is None else len(cp.cosigned_by), "of": others,
                       "rejected": status.rejected, "flagged": status.flagged, "error": status.error}
-    agree = all(r["checkpoint"] is not None and r["checkpoint"] == r["ledger"] and r["cosigned_by"] == others
-                for r in rows.values())
-    return {"all_current_and_cosigned_by_all": agree, "nodes": rows}
+    agree = all(witnessed(status, set(run.dids.values()) - flagged - {status.did}, witnesses)
+                for status in run.status.values() if status.did not in flagged)
+    return {"all_current_and_witnessed": agree, "witnesses": witnesses, "nodes": rows}
 
 
 # --- scores -----------------------------------------------------------------------------------------------

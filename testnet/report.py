@@ -169,7 +169,7 @@ def _html(results: dict[str, Any], plots: dict[str, bytes]) -> str:
         ("latency to each node p50 / p90 / max", _triple(prop["to_each_node"])),
         ("latency to every node p50 / p90 / max", _triple(prop["everywhere"])),
         ("record sets converged", f"{conv['converged']} ({conv['records']} records)"),
-        ("checkpoints current and cosigned by all", cps["all_current_and_cosigned_by_all"]),
+        (f"checkpoints current and cosigned by their {cps['witnesses']} witnesses", cps["all_current_and_witnessed"]),
         *((f"catch-up after {c['fault']} ({c.get('node') or ', '.join(c['side'])})", f"{c['seconds']} s, "
            f"{c['backlog_records']} records") for c in m["catch_up"]),
         *(("elapsed: " + k, f"{v:.1f} s") for k, v in results["elapsed_seconds"].items()),

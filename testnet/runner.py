@@ -20,12 +20,12 @@ from .cluster import Cluster, Progress
 from .observe import RecordInfo, RecordWatch, ScoreSample, ScoreWatch, Timeline
 from .plan import OPERATOR_WEIGHT, Plan, make_plan
 from .scenario import Scenario
-from .status import NodeStatus, node_status
+from .status import NodeStatus, node_status, witnessed
 from .traffic import Traffic, TrafficStats
 
 LATENCY_METRIC = "vouchnet_record_latency_seconds"
 SETUP_TIMEOUT = 30.0  # seconds the setup's records may take to reach every node before traffic starts anyway
-CHECKPOINT_TIMEOUT = 30.0  # seconds after settling for every checkpoint to cover its ledger and be cosigned by all
+CHECKPOINT_TIMEOUT = 30.0  # seconds after settling for every checkpoint to cover its ledger and be witnessed
 
 Say = Callable[[str], None]
 
@@ -240,13 +240,16 @@ class Run:
     # --- the end ------------------------------------------------------------------------------------------
 
     def _await_checkpoints(self, records: RecordWatch) -> dict[str, NodeStatus]:
-        """Wait (boundedly) until every node's latest checkpoint covers its whole ledger and carries the cosignature
-        of every other node, equivocators aside; the timeline says how long that took after traffic stopped."""
+        """Wait (boundedly) until every node's latest checkpoint covers its whole ledger and carries the
+        cosignatures of its witnesses (status.witnessed), equivocators aside; the timeline says how long that took
+        after traffic stopped."""
         flagged = {r.about for r in records.records.values() if r.kind == "equivocation"}
         started = time.time()
         while True:
             status = {node: node_status(self.cluster, node) for node in self.cluster.names}
-            lagging = [n for n, row in status.items() if row.did not in flagged and not _agreed(row, flagged, self.dids)]
+            witnesses = self.scenario.settings.witnesses
+            lagging = [n for n, row in status.items() if row.did not in flagged
+                       and not witnessed(row, set(self.dids.values()) - flagged - {row.did}, witnesses)]
             if not lagging or time.time() - started > CHECKPOINT_TIMEOUT:
                 self.timeline.add("checkpoints agree" if not lagging else "checkpoints still disagree",
                                   waited=round(time.time() - started, 2), lagging=lagging)
@@ -295,14 +298,6 @@ def _wait_for(records: RecordWatch, expected: dict[str, set[str]], timeout: floa
         if not missing or time.monotonic() > deadline:
             return missing
         time.sleep(0.2)
-
-
-def _agreed(row: NodeStatus, flagged: set[str], dids: dict[str, str]) -> bool:
-    """The node's checkpoint covers its ledger and every other org that is not an equivocator has cosigned it."""
-    checkpoint = row.checkpoint
-    if checkpoint is None or checkpoint.size != row.ledger_size:
-        return False
-    return {d for d in dids.values() if d != row.did and d not in flagged} <= set(checkpoint.cosigned_by)
 
 
 def _sleep_until(wall: float) -> None:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ledger import MAX_COSIGNATURES
+
 from .cluster import Settings
 
 LIBRARY = Path(__file__).parent / "scenarios"
@@ -323,6 +325,8 @@ def _settings(value: Any) -> Settings:
         sync_interval=_number(table, "settings", "sync_interval", default=defaults.sync_interval, low=0.1, high=3600),
         recompute_seconds=_number(table, "settings", "recompute_seconds", default=defaults.recompute_seconds,
                                   low=0.1, high=3600),
+        witnesses=int(_number(table, "settings", "witnesses", default=defaults.witnesses, low=1,
+                              high=MAX_COSIGNATURES, integer=True)),
     )
 
 

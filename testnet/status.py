@@ -45,6 +45,15 @@ def checkpoint_of(note: bytes, entry: NodeEntry, network: str, others: list[str]
     return Checkpoint(checkpoint.size, tuple(did for did in others if cosigner_name(did) in names))
 
 
+def witnessed(row: NodeStatus, honest_others: set[str], witnesses: int) -> bool:
+    """The node's checkpoint covers its whole ledger and carries the cosignatures of as many of `honest_others`
+    (the testnet's other orgs, equivocators aside) as it asks to cosign: `witnesses`, or all of them if fewer."""
+    checkpoint = row.checkpoint
+    if checkpoint is None or checkpoint.size != row.ledger_size:
+        return False
+    return len(honest_others & set(checkpoint.cosigned_by)) >= min(witnesses, len(honest_others))
+
+
 def node_status(cluster: Cluster, name: str) -> NodeStatus:
     entry = cluster.entry(name)
     base = NodeStatus(name, entry.did, entry.api_url, cluster.running(name))

@@ -88,6 +88,32 @@ async def test_a_checkpoint_is_cosigned_and_a_gossiped_fork_becomes_evidence_eve
             assert n1.witnessing.stats.equivocations_issued + n2.witnessing.stats.equivocations_issued >= 1
 
 
+async def test_a_node_asks_only_its_witnesses_its_trust_root_first(tmp_path):
+    a, b, c, root = identities(tmp_path, 4)
+    everyone = tuple(i.did for i in (a, b, c, root))
+    with trio.fail_after(40):
+        async with (
+            running(a, (a.did, root.did), witness_interval=0.1, witnesses=2) as n0,
+            running(b, everyone, witness_interval=0.1) as n1,
+            running(c, everyone, witness_interval=0.1) as n2,
+            running(root, everyone, witness_interval=0.1) as n3,
+        ):
+            for peer in (n1, n2, n3):
+                await n0.host.connect(peer.addr)
+            for _ in range(3):
+                n0.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+                note = await cosigned_by(n0, 2)
+            assert cosigner_name(root.did).encode() in note
+            witnesses = [n for n in (n1, n2, n3) if n.witnessing.stats.cosigned_for_peers]
+            assert len(witnesses) == 2 and n3 in witnesses  # the same two, checkpoint after checkpoint
+            assert n0.witnessing.stats.cosign_requests == n0.witnessing.stats.cosignatures
+
+            n0.replica.flagged.add(root.did)  # as its equivocation record would: no longer a witness
+            n0.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+            note = await cosigned_by(n0, 2)
+            assert cosigner_name(root.did).encode() not in note
+
+
 async def test_a_fork_sent_for_cosigning_is_refused_and_becomes_evidence(tmp_path):
     a, b = identities(tmp_path, 2)
     roots = (a.did, b.did)

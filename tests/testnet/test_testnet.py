@@ -46,7 +46,7 @@ def test_three_nodes_run_a_scenario_with_a_kill_and_a_partition_and_leave_nothin
         assert (partition["fault"], partition["side"]) == ("partition", ["n02"])
         assert partition["connections_crossing_after_cut"] == 0 and partition["backlog_records"] > 0
         assert measured["convergence"]["converged"], measured["convergence"]
-        assert measured["checkpoints"]["all_current_and_cosigned_by_all"], measured["checkpoints"]
+        assert measured["checkpoints"]["all_current_and_witnessed"], measured["checkpoints"]
         assert measured["propagation"]["to_each_node"]["count"] > 0
         page = (out / "report.html").read_text()
         assert page.count('src="data:image/png;base64,') == 3
