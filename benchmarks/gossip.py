@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import random
 import re
 import statistics
@@ -206,18 +207,23 @@ def warm_up(nodes: list[daemons.Daemon], publishers: int) -> None:
     raise RuntimeError("records did not reach every node within 90 s")
 
 
-def idle_cpu(nodes: list[daemons.Daemon], window: float = 2.0, patience: float = 60.0) -> float:
-    """Mean CPU (ms per second) a node uses with nothing to gossip (heartbeats, peer upkeep, sync rounds): 2 s
-    windows until one uses no less than the window before it (the warm-up's backlog has drained), or `patience`
-    runs out."""
-    deadline, last = time.monotonic() + patience, math.inf
+def settle(nodes: list[daemons.Daemon], window: float = 2.0, patience: float = 180.0) -> float:
+    """Mean CPU (ms per second) a node uses with nothing to gossip (heartbeats, peer upkeep, sync rounds), once
+    the network has settled: 2 s windows until two in a row use at most a quarter of the machine in all (a
+    network of N processes on few cores takes a while to finish connecting every pair: Noise, identify, mesh
+    building), or `patience` runs out (then it says so). Loads offered before that would measure the start-up."""
+    deadline, quiet = time.monotonic() + patience, 0
+    budget = 0.25 * (os.cpu_count() or 1) * 1000 / len(nodes)  # ms per second per node
     while True:
         marks = [node.cpu_seconds() for node in nodes]
         time.sleep(window)
         used = statistics.mean(node.cpu_seconds() - m for node, m in zip(nodes, marks)) * 1000 / window
-        if used >= 0.8 * last or time.monotonic() > deadline:
+        quiet = quiet + 1 if used <= budget else 0
+        if quiet == 2:
             return used
-        last = used
+        if time.monotonic() > deadline:
+            print(f"  (the network did not settle within {patience:.0f} s: {used:.0f} ms/s per node)")
+            return used
 
 
 def print_phases(idle: float, phases: list[Phase]) -> None:
@@ -259,7 +265,7 @@ def main() -> int:
         print(f"\nvouchnet: {n} nodes (vouchnet run), {publishers} publishing digests; {config}", flush=True)
         with tempfile.TemporaryDirectory() as workdir, network(Path(workdir), n, config) as nodes:
             warm_up(nodes, publishers)
-            idle = idle_cpu(nodes)
+            idle = settle(nodes)
             phases = []
             for load in args.loads:
                 phases.append(phase(nodes, publishers, load, args.seconds))
@@ -267,6 +273,7 @@ def main() -> int:
                 if phases[-1].delivered < 0.5:
                     print("  (half or more lost: higher loads skipped)")
                     break
+                settle(nodes)  # the next load starts from a quiet network
             results[n] = phases
         if args.bare_loads:
             print(f"bare GossipSub: {n} processes, 512-byte messages, one publisher", flush=True)

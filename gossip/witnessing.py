@@ -6,13 +6,16 @@ the cosigned note; cosign peers' checkpoints with a ledger.Witness; turn two roo
 Each checkpoint is cosigned by at most `witnesses` peers, the trust roots first (their cosignatures are the ones
 this org relies on), then the others in an order unique to this node: so the network's cosigning work grows with
 its size times `witnesses`, not with its size squared, and spreads evenly over the nodes. Fork detection does not
-depend on the bound: every node watches every gossiped checkpoint.
+depend on the bound: every node watches every gossiped checkpoint. A node signs a checkpoint every `interval`
+(when its ledger changed) but gossips one at most every `gossip_interval`: each gossiped checkpoint reaches and
+costs every node, so its rate sets the network's per-node overhead; witnesses check every checkpoint they cosign.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import time
 from collections import Counter
@@ -64,6 +67,7 @@ class WitnessStats:
     """Counters since the service started (node/metrics renders them)."""
 
     checkpoints_signed: int = 0
+    checkpoints_gossiped: int = 0
     cosign_requests: int = 0  # asked of peers
     cosignatures: int = 0  # collected from peers
     declined: Counter[int] = field(default_factory=Counter)  # peers' refusals, by tlog-witness status
@@ -107,13 +111,14 @@ class Witnessing:
         network: str,
         state_dir: Path,
         interval: float = 1.0,
+        gossip_interval: float = 10.0,
         witnesses: int = 8,
         timeout: float = 10.0,
         max_concurrent: int = 8,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if not (interval > 0 and timeout > 0 and max_concurrent >= 1):
-            raise ValueError("Witnessing: interval and timeout must be positive, max_concurrent at least 1")
+        if not (interval > 0 and gossip_interval > 0 and timeout > 0 and max_concurrent >= 1):
+            raise ValueError("Witnessing: intervals and timeout must be positive, max_concurrent at least 1")
         if not 1 <= witnesses <= MAX_COSIGNATURES:
             raise ValueError(f"Witnessing: witnesses must be 1-{MAX_COSIGNATURES}, got {witnesses}")
         self.host = host
@@ -121,6 +126,7 @@ class Witnessing:
         self.network = network
         self.origin = log_origin(network, replica.did, RECORDS_LOG)
         self.interval = interval
+        self.gossip_interval = gossip_interval
         self.witnesses = witnesses
         self.timeout = timeout
         self.stats = WitnessStats()
@@ -138,6 +144,8 @@ class Witnessing:
         self._failures: Counter[str] = Counter()  # requests to a peer that got no answer, for the latest checkpoint
         self._cosigned_size: dict[str, int] = {}  # peer -> size it last cosigned for us, as far as we know
         self._published = None if self._latest is None else self._latest.note()
+        self._gossiped: bytes | None = None
+        self._gossip_due = -math.inf
         self._forks = ForkDetector()
         self._roots = frozenset(replica.roots)
 
@@ -287,23 +295,31 @@ class Witnessing:
         return event
 
     async def _publish(self) -> None:
-        """Publish our latest cosigned checkpoint, persist it and tell the listeners, if it changed."""
-        if self._latest is None or (note := self._latest.note()) == self._published:
+        """Persist our latest cosigned checkpoint and tell the listeners, if it changed; gossip it, if it changed
+        since we last did and `gossip_interval` has passed."""
+        if self._latest is None:
             return
-        try:
-            self._persist(note)
-        except OSError as error:
-            self.stats.errors["persist"] += 1  # tried again next interval
-            logger.error("saving our checkpoint to %s: %s", self._checkpoint_path, error)
+        note = self._latest.note()
+        if note != self._published:
+            try:
+                await trio.to_thread.run_sync(self._persist, note)  # an fsync: not on the thread running the node
+            except OSError as error:
+                self.stats.errors["persist"] += 1  # tried again next interval
+                logger.error("saving our checkpoint to %s: %s", self._checkpoint_path, error)
+                return
+            self._published = note
+            for listener in self.listeners:
+                listener(note)
+        if note == self._gossiped or trio.current_time() < self._gossip_due:
             return
-        self._published = note
-        for listener in self.listeners:
-            listener(note)
+        self._gossiped, self._gossip_due = note, trio.current_time() + self.gossip_interval
         try:
             await self.host.publish(checkpoints_topic(self.network), note)
         except HostError as error:
             self.stats.publish_errors += 1
             logger.warning("publishing our checkpoint: %s", error)
+        else:
+            self.stats.checkpoints_gossiped += 1
 
     def _persist(self, note: bytes) -> None:
         temporary = self._checkpoint_path.with_name(self._checkpoint_path.name + ".tmp")

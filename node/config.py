@@ -59,6 +59,7 @@ class NodeConfig:
     api_port: int = 8700
     traces_need_token: bool = False
     checkpoint_interval: float = 1.0
+    checkpoint_gossip_interval: float = 10.0
     witnesses: int = 8
     sync_interval: float = 30.0
     epoch_seconds: float = 3600.0
@@ -194,10 +195,14 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
         raise ConfigError(f"api.traces_need_token: must be true or false, got {traces_need_token!r}")
 
     witness = _table(doc, "witness")
-    _known_keys("witness", witness, {"checkpoint_interval", "witnesses"})
+    _known_keys("witness", witness, {"checkpoint_interval", "gossip_interval", "witnesses"})
     checkpoint_interval = _positive(
         "witness", "checkpoint_interval",
         _get(witness, "witness", "checkpoint_interval", "a number", NodeConfig.checkpoint_interval),
+    )
+    gossip_interval = _positive(
+        "witness", "gossip_interval",
+        _get(witness, "witness", "gossip_interval", "a number", NodeConfig.checkpoint_gossip_interval),
     )
     witnesses = _get(witness, "witness", "witnesses", "an integer", NodeConfig.witnesses)
     if not 1 <= witnesses <= MAX_COSIGNATURES:
@@ -248,6 +253,7 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
         api_port=api_port,
         traces_need_token=traces_need_token,
         checkpoint_interval=float(checkpoint_interval),
+        checkpoint_gossip_interval=float(gossip_interval),
         witnesses=witnesses,
         sync_interval=float(sync_interval),
         epoch_seconds=float(epoch_seconds),
@@ -321,6 +327,8 @@ checkpoint_interval = {d.checkpoint_interval}
 # Peers asked to cosign each checkpoint (1-{MAX_COSIGNATURES}): the trust roots first, then others in an order
 # of this node's own. Every node still checks every gossiped checkpoint for forks; each witness costs CPU.
 witnesses = {d.witnesses}
+# Seconds between publications of our checkpoint to every node (gossip; each costs every node CPU).
+gossip_interval = {d.checkpoint_gossip_interval}
 
 [telemetry]
 # Length of a behaviour-digest epoch in seconds (at least 1).

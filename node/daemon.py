@@ -150,7 +150,8 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
                               LATENCY_BUCKETS), replica.did, wall_clock_ms))
         telemetry.ingestor.listeners.append(trust.on_events)
         witnessing = Witnessing(host, replica, network=config.network, state_dir=config.data_dir,
-                                interval=config.checkpoint_interval, witnesses=config.witnesses)
+                                interval=config.checkpoint_interval,
+                                gossip_interval=config.checkpoint_gossip_interval, witnesses=config.witnesses)
         sync = SyncService(host, replica, limits=limits, interval=config.sync_interval, cosigner=witnessing.cosign)
         gossip = GossipService(host, replica, network=config.network, limits=limits, on_gaps=sync.request_gaps)
         node = Node(

@@ -68,17 +68,20 @@ async def running(
     sync_interval: float = 30.0,
     witness_interval: float | None = None,
     witnesses: int = 8,
+    gossip_interval: float = 10.0,
     limits: SyncLimits | PageLimits = SyncLimits(),
     verify_threads: int = 0,
 ) -> AsyncIterator[Node]:
-    """A node until the block ends; `witness_interval` also runs its witnessing (with `witnesses`)."""
+    """A node until the block ends; `witness_interval` also runs its witnessing (with `witnesses` and
+    `gossip_interval`)."""
     with RecordStore.open(identity.directory) as store:
         replica = Replica(SigningKey(identity.seed), store, roots=roots, max_hops=3, held_limit=1000)
         async with open_host(identity.seed, LOOPBACK) as host, trio.open_nursery() as nursery:
             witnessing = None
             if witness_interval is not None:
                 witnessing = Witnessing(host, replica, network=NETWORK, interval=witness_interval,
-                                        witnesses=witnesses, state_dir=identity.directory)
+                                        witnesses=witnesses, gossip_interval=gossip_interval,
+                                        state_dir=identity.directory)
                 await nursery.start(witnessing.run)
             sync = SyncService(host, replica, limits=limits, interval=sync_interval, timeout=5.0,
                                cosigner=witnessing.cosign if witnessing else None, verify_threads=verify_threads)

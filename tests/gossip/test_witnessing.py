@@ -114,6 +114,23 @@ async def test_a_node_asks_only_its_witnesses_its_trust_root_first(tmp_path):
             assert cosigner_name(root.did).encode() not in note
 
 
+async def test_checkpoints_are_signed_every_interval_but_gossiped_at_most_every_gossip_interval(tmp_path):
+    a, b = identities(tmp_path, 2)
+    roots = (a.did, b.did)
+    with trio.fail_after(40):
+        async with (
+            running(a, roots, witness_interval=0.1, gossip_interval=3600) as n0,
+            running(b, roots, witness_interval=0.1) as n1,
+        ):
+            await n0.host.connect(n1.addr)
+            for _ in range(3):
+                n0.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+                note = await cosigned_by(n0, 1)
+            assert n0.witnessing.checkpoint_note() == note  # the API serves the newest
+            assert n0.witnessing.stats.checkpoints_signed == 3
+            assert n0.witnessing.stats.checkpoints_gossiped == 1  # the first; the next is due in an hour
+
+
 async def test_a_fork_sent_for_cosigning_is_refused_and_becomes_evidence(tmp_path):
     a, b = identities(tmp_path, 2)
     roots = (a.did, b.did)

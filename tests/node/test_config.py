@@ -28,6 +28,7 @@ def test_template_round_trips(tmp_path):
     assert (config.api_host, config.api_port) == ("127.0.0.1", 8701)
     assert config.key_path == tmp_path / "org.key"
     assert config.witnesses == 8 and "\nwitnesses = 8\n" in text
+    assert config.checkpoint_gossip_interval == 10.0 and "\ngossip_interval = 10.0\n" in text
 
 
 def test_template_warns_when_the_api_is_exposed():
@@ -55,6 +56,7 @@ def test_an_empty_file_means_defaults(tmp_path):
         ('[api]\nbind = "127.0.0.1:70000"', "api.bind: port must be 0-65535"),
         ("[telemetry]\nepoch_seconds = 0.5", "telemetry.epoch_seconds: must be at least 1"),
         ("[witness]\nwitnesses = 0", "witness.witnesses: must be 1-63, got 0"),
+        ("[witness]\ngossip_interval = 0", "witness.gossip_interval: must be positive, got 0"),
         ("[witness]\nwitnesses = 64", "witness.witnesses: must be 1-63, got 64"),
         ("[witness]\nwitnesses = 2.5", "witness.witnesses: must be an integer, got float"),
         ("[limits]\nmax_peers = -1", "limits.max_peers: must be positive"),
