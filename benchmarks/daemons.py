@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -81,15 +82,16 @@ class Daemon:
     def stop(self) -> None:
         _stop(self.process)
 
-    def get(self, client: httpx.Client, path: str) -> httpx.Response:
-        """GET from the node's API, twice if the connection is lost (the server may close a kept-alive connection
-        just as a request goes out); RuntimeError naming the exit status if the node has exited."""
+    def request(self, client: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """An idempotent request to the node's API (a GET, or a POST with an Idempotency-Key), sent twice if the
+        connection is lost (the server may close a kept-alive connection just as a request goes out);
+        RuntimeError naming the exit status if the node has exited."""
         try:
-            return client.get(f"{self.api}{path}", timeout=30)
+            return client.request(method, f"{self.api}{path}", timeout=30, **kwargs)
         except httpx.TransportError:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the node in {self.data_dir} exited with {self.process.returncode}") from None
-        return client.get(f"{self.api}{path}", timeout=30)
+        return client.request(method, f"{self.api}{path}", timeout=30, **kwargs)
 
 
 def start(data_dir: Path) -> Daemon:

@@ -25,6 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -65,7 +66,7 @@ class Scrape:
 def scrape(client: httpx.Client, node: daemons.Daemon) -> Scrape:
     values: dict[str, float] = {}
     buckets = []
-    for name, le, value in _METRIC.findall(node.get(client, "/metrics").text):
+    for name, le, value in _METRIC.findall(node.request(client, "GET", "/metrics").text):
         if name == "record_latency_seconds_bucket":
             buckets.append((float(le), float(value)))
         else:
@@ -123,8 +124,8 @@ def _agents(publisher: int, count: int) -> list[str]:
 def _report_events(client: httpx.Client, node: daemons.Daemon, agents: list[str]) -> None:
     now = int(time.time() * 1000)
     events = [{"agent": a, "ts": now, "category": "tool", "name": "search", "outcome": "ok"} for a in agents]
-    response = client.post(f"{node.api}/v1/events", json={"events": events},
-                           headers={"Authorization": f"Bearer {node.token}"}, timeout=30)
+    response = node.request(client, "POST", "/v1/events", json={"events": events},
+                            headers={"Authorization": f"Bearer {node.token}", "Idempotency-Key": uuid.uuid4().hex})
     response.raise_for_status()
 
 
