@@ -227,17 +227,17 @@ class Digester:
             start = max(aligned, self.digested_until)
             began = time.perf_counter()
             self.state.begin(start, end, epoch.first, epoch.stop, self.replica.store.size)
-            agents = sorted(epoch.agents.items())
+            agents = sorted(epoch.agents)
             for first in range(0, len(agents), ISSUE_CHUNK):
-                yield self._issue(start, end, agents[first:first + ISSUE_CHUNK])
+                yield self._issue(start, end, {a: epoch.agents[a] for a in agents[first:first + ISSUE_CHUNK]})
             self.state.finish(start)
             self.digested_until, self.undigested_from = end, epoch.stop
             self._record(start, len(agents), time.perf_counter() - began)
 
-    def _issue(self, start: int, end: int, agents: list[tuple[str, _Tally]]) -> list[Record]:
-        """Sign and store the digests of `agents`, in that order."""
+    def _issue(self, start: int, end: int, agents: dict[str, _Tally]) -> list[Record]:
+        """Sign and store the digests of `agents`, in their order."""
         with _cyclic_gc_paused():
-            return self.replica.issue_digests([self._body(agent, tally, start, end) for agent, tally in agents])
+            return self.replica.issue_digests([self._body(agent, tally, start, end) for agent, tally in agents.items()])
 
     def _body(self, agent: str, tally: _Tally, start: int, end: int) -> DigestBody:
         outcomes, high_risk, categories = tally.outcomes, tally.high_risk, tally.categories
@@ -274,7 +274,7 @@ class Digester:
                 cursor = index
         (epoch,) = self._tallies(first, stop, 0).values()  # an epoch's entries share one aligned interval
         missing = {agent: tally for agent, tally in epoch.agents.items() if agent not in done}
-        records = self._issue(start, end, sorted(missing.items())) if missing else []
+        records = self._issue(start, end, dict(sorted(missing.items()))) if missing else []
         self.state.finish(start)
         log.warning("finished an interrupted epoch", extra={"fields": {"epoch": start, "issued": len(records),
                                                                         "already": len(done)}})
