@@ -261,7 +261,7 @@ def _digest(value: Any, iss: str, ts: int) -> DigestBody:
 
 def check_digest(body: DigestBody, ts: int) -> DigestBody:
     """The digest rules (DESIGN §3), checked on a typed body of a record stamped `ts`; the body. Parsing a wire body
-    ends here, and so does issuing one built typed (vouching.digest_records); raises InvalidRecord naming the field."""
+    ends here, and issuing typed ones (records.issue_digests) starts here; raises InvalidRecord naming the field."""
     epoch = uint(body.epoch, "body.epoch")
     length = uint(body.length, "body.len", 1)
     if epoch + length > ts:

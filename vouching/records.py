@@ -107,6 +107,7 @@ def issue_digests(
     fraction of the cost (an epoch's end signs one per active agent). ts defaults to now (ms) at each record.
 
     Checked by the rules verify_record applies (bodies.check_digest) before each is signed; raises InvalidRecord.
+    (No size check: a valid digest is a few hundred bytes, far below MAX_RECORD_SIZE.)
     """
     signer = Signer(signing_key, _PROTECTED)
     iss = did_key(bytes(signing_key.verify_key))
