@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from nacl.signing import SigningKey
 
 from vouching import (
+    DigestBody,
     EquivocationBody,
     Record,
     RevokeBody,
     VouchBody,
     did_key,
+    issue_digests,
     issue_record,
     record_equivocation_body,
     verify_record,
@@ -64,14 +66,26 @@ class Replica:
         """Sign our next records, one per body in order, and accept them in one durable batch (one commit, so
         issuing thousands of digests at an epoch's end costs signatures, not commits). All or none: a bad body
         raises vouching.InvalidRecord before anything is stored."""
-        head = self.store.head(self.did)
-        seq, prev = (head.seq, head.id) if head else (0, None)
+        seq, prev = self._next()
         records = []
         for body in bodies:
-            seq += 1
             record = issue_record(self.key, kind, body, seq=seq, prev=prev)
             records.append(record)
-            prev = record.id
+            seq, prev = seq + 1, record.id
+        return self._accept_own(records)
+
+    def issue_digests(self, bodies: Sequence[DigestBody]) -> list[Record]:
+        """issue_many("digest", [body.to_wire() for body in bodies]) from typed bodies: the same records, signed
+        at a fraction of the cost (vouching.issue_digests); how the node signs an epoch's digests."""
+        seq, prev = self._next()
+        return self._accept_own(issue_digests(self.key, bodies, seq=seq, prev=prev))
+
+    def _next(self) -> tuple[int, bytes | None]:
+        """The seq and prev of our next record."""
+        head = self.store.head(self.did)
+        return (head.seq + 1, head.id) if head else (1, None)
+
+    def _accept_own(self, records: list[Record]) -> list[Record]:
         outcome = self.accept(records)
         if outcome.accepted[: len(records)] != records:
             raise AssertionError(f"our own records were not accepted: {outcome}")

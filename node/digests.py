@@ -35,7 +35,7 @@ import trio
 
 from gossip.replica import Replica
 from ledger import Frontier, leaf_hash
-from vouching import DigestBody, Record, digest_body, load_record
+from vouching import Counts, DigestBody, Record, load_record
 from vouching.bodies import CATEGORIES, OUTCOMES
 
 from .audit_log import Appended, AuditLog, wall_clock_ms
@@ -235,19 +235,21 @@ class Digester:
             self._record(start, len(agents), time.perf_counter() - began)
 
     def _issue(self, start: int, end: int, agents: dict[str, _Tally]) -> list[Record]:
+        """Sign and store the digests of `agents`, in their order."""
         with _cyclic_gc_paused():
-            bodies = [self._body(agent, agents[agent], start, end) for agent in sorted(agents)]
-            return self.replica.issue_many("digest", bodies)
+            return self.replica.issue_digests([self._body(agent, tally, start, end) for agent, tally in agents.items()])
 
-    def _body(self, agent: str, tally: _Tally, start: int, end: int) -> dict:
-        outcomes = dict(zip(OUTCOMES, tally.outcomes))
-        high_risk = dict(zip(OUTCOMES, tally.high_risk))
-        categories = dict(zip(CATEGORIES, tally.categories))
+    def _body(self, agent: str, tally: _Tally, start: int, end: int) -> DigestBody:
+        outcomes, high_risk, categories = tally.outcomes, tally.high_risk, tally.categories
         if self.dp_epsilon is not None:
-            noisy = noisy_counts(outcomes, high_risk, categories, epsilon=self.dp_epsilon, rng=self._rng)
-            outcomes, high_risk, categories = noisy.outcomes, noisy.high_risk, noisy.categories
-        return digest_body(agent, epoch=start, length=end - start, outcomes=outcomes, categories=categories,
-                           high_risk=high_risk, evidence_root=tally.tree.root(), dp_epsilon=self.dp_epsilon)
+            noisy = noisy_counts(dict(zip(OUTCOMES, outcomes)), dict(zip(OUTCOMES, high_risk)),
+                                 dict(zip(CATEGORIES, categories)), epsilon=self.dp_epsilon, rng=self._rng)
+            outcomes = [noisy.outcomes[name] for name in OUTCOMES]
+            high_risk = [noisy.high_risk[name] for name in OUTCOMES]
+            categories = [noisy.categories[name] for name in CATEGORIES]
+        return DigestBody(agent, start, end - start, Counts(tuple(zip(OUTCOMES, outcomes))),
+                          Counts(tuple(zip(CATEGORIES, categories))), Counts(tuple(zip(OUTCOMES, high_risk))),
+                          sum(outcomes), tally.tree.root(), self.dp_epsilon)
 
     def _record(self, start: int, count: int, seconds: float) -> None:
         self._issued.inc(count)
@@ -272,7 +274,7 @@ class Digester:
                 cursor = index
         (epoch,) = self._tallies(first, stop, 0).values()  # an epoch's entries share one aligned interval
         missing = {agent: tally for agent, tally in epoch.agents.items() if agent not in done}
-        records = self._issue(start, end, missing) if missing else []
+        records = self._issue(start, end, dict(sorted(missing.items()))) if missing else []
         self.state.finish(start)
         log.warning("finished an interrupted epoch", extra={"fields": {"epoch": start, "issued": len(records),
                                                                         "already": len(done)}})

@@ -73,12 +73,13 @@ class TrustService:
     # --- inputs (listeners) -------------------------------------------------------------------------------
 
     def on_records(self, records: list[Record]) -> None:
-        """Replica listener: feed accepted records and tell the stream about the agents they touch."""
+        """Replica listener: feed accepted records and tell the stream about the agents they touch. Our own
+        digests touch none: the engine already holds what they count as first-hand evidence (`on_events`)."""
         touched = []
         for record in records:
             feed_record(self.engine, record)
             body = record.body
-            if isinstance(body, DigestBody):
+            if isinstance(body, DigestBody) and record.iss != self.replica.did:
                 touched.append(body.agent)
             elif isinstance(body, VouchBody) and body.basis != "org-peer":
                 touched.append(body.subject)

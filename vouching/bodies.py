@@ -248,37 +248,41 @@ def _revoke(value: Any, iss: str, ts: int) -> RevokeBody:
 
 def _digest(value: Any, iss: str, ts: int) -> DigestBody:
     body = fields(value, "body", _DIGEST_FIELDS, _DIGEST_OPTIONAL)
-    epoch = uint(body["epoch"], "body.epoch")
-    length = uint(body["len"], "body.len", 1)
-    if epoch + length > ts:
-        raise InvalidRecord("body.len: the epoch must end at or before ts")
+    dp_epsilon = fields(body["dp"], "body.dp", _DP_FIELDS)["eps"] if "dp" in body else None
     outcomes = _counts(body["outcomes"], "body.outcomes", OUTCOMES)
     categories = _counts(body["categories"], "body.categories", CATEGORIES)
     high_risk = _counts(body["high_risk"], "body.high_risk", OUTCOMES)
-    events = uint(body["events"], "body.events")
-    if sum(body["outcomes"].values()) != events:
+    return check_digest(
+        DigestBody(body["agent"], body["epoch"], body["len"], outcomes, categories, high_risk, body["events"],
+                   body["evidence_root"], dp_epsilon),
+        ts,
+    )
+
+
+def check_digest(body: DigestBody, ts: int) -> DigestBody:
+    """The digest rules (DESIGN §3), checked on a typed body of a record stamped `ts`; the body. Parsing a wire body
+    ends here, and issuing typed ones (records.issue_digests) starts here; raises InvalidRecord naming the field."""
+    epoch = uint(body.epoch, "body.epoch")
+    length = uint(body.length, "body.len", 1)
+    if epoch + length > ts:
+        raise InvalidRecord("body.len: the epoch must end at or before ts")
+    outcomes = _count_values(body.outcomes, "body.outcomes", OUTCOMES)
+    categories = _count_values(body.categories, "body.categories", CATEGORIES)
+    high_risk = _count_values(body.high_risk, "body.high_risk", OUTCOMES)
+    events = uint(body.events, "body.events")
+    if sum(outcomes) != events:
         raise InvalidRecord("body.events: must equal the sum of body.outcomes")
-    if sum(body["categories"].values()) != events:
+    if sum(categories) != events:
         raise InvalidRecord("body.categories: must sum to body.events")
-    for (name, risky), (_, count) in zip(high_risk.pairs, outcomes.pairs):
+    for name, risky, count in zip(OUTCOMES, high_risk, outcomes):
         if risky > count:
             raise InvalidRecord(f"body.high_risk.{name}: must not exceed body.outcomes.{name}")
-    dp_epsilon = None
-    if "dp" in body:
-        dp_epsilon = fields(body["dp"], "body.dp", _DP_FIELDS)["eps"]
-        if type(dp_epsilon) is not float or not (math.isfinite(dp_epsilon) and dp_epsilon > 0.0):
-            raise InvalidRecord("body.dp.eps: must be a finite float greater than 0")
-    return DigestBody(
-        did(body["agent"], "body.agent"),
-        epoch,
-        length,
-        outcomes,
-        categories,
-        high_risk,
-        events,
-        byte_string(body["evidence_root"], "body.evidence_root", ID_SIZE),
-        dp_epsilon,
-    )
+    dp_epsilon = body.dp_epsilon
+    if dp_epsilon is not None and (type(dp_epsilon) is not float or not (math.isfinite(dp_epsilon) and dp_epsilon > 0)):
+        raise InvalidRecord("body.dp.eps: must be a finite float greater than 0")
+    did(body.agent, "body.agent")
+    byte_string(body.evidence_root, "body.evidence_root", ID_SIZE)
+    return body
 
 
 def _equivocation(value: Any, iss: str, ts: int) -> EquivocationBody:
@@ -297,12 +301,21 @@ def _choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
 
 
 def _counts(value: Any, name: str, names: tuple[str, ...]) -> Counts:
+    """A wire count map as Counts in wire order; check_digest checks the counts themselves."""
     counts = fields(value, name, _NAME_SETS[names])
-    for key, count in counts.items():
-        if type(count) is not int or not 0 <= count <= MAX_UINT:
-            raise InvalidRecord(f"{name}.{key}: must be an integer in [0, {MAX_UINT}]")
     # A decoded map is already in wire order; a map handed to sign_record may be in any order.
     return Counts(tuple(counts.items()) if tuple(counts) == names else tuple((key, counts[key]) for key in names))
+
+
+def _count_values(counts: Any, name: str, names: tuple[str, ...]) -> tuple[int, ...]:
+    """The counts of a Counts of exactly `names` in that order, each an integer in [0, MAX_UINT]."""
+    keys, values = zip(*counts.pairs) if type(counts) is Counts and counts.pairs else ((), ())
+    if keys != names:
+        raise InvalidRecord(f"{name}: must count exactly {', '.join(names)}, in that order")
+    for key, count in counts.pairs:
+        if type(count) is not int or not 0 <= count <= MAX_UINT:
+            raise InvalidRecord(f"{name}.{key}: must be an integer in [0, {MAX_UINT}]")
+    return values
 
 
 def _unique(values: list[str], name: str) -> None:

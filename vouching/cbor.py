@@ -41,6 +41,22 @@ def encode(value: Any) -> bytes:
         raise CborError(f"text string is not valid Unicode: {error.reason}") from None
 
 
+def encode_head(major: int, argument: int) -> bytes:
+    """The head of a data item in its shortest form (RFC 8949 §3, §4.2.1): major type 0-5 and its argument (an
+    unsigned integer's value, a string's length in bytes, an array's or map's count), 0 <= argument < 2**64. For
+    callers that assemble items of a fixed shape directly; their tests pin the result against `encode`."""
+    initial = major << 5
+    if argument < 24:
+        return bytes((initial | argument,))
+    if argument < 0x100:
+        return bytes((initial | 24, argument))
+    if argument < 0x10000:
+        return bytes((initial | 25,)) + argument.to_bytes(2, "big")
+    if argument < 0x100000000:
+        return bytes((initial | 26,)) + argument.to_bytes(4, "big")
+    return bytes((initial | 27,)) + argument.to_bytes(8, "big")
+
+
 def decode(data: bytes) -> Any:
     """Decode bytes that are exactly the deterministic encoding of one value of the profile, and nothing more."""
     if type(data) is not bytes:

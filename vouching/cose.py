@@ -6,10 +6,11 @@ from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
+import nacl.bindings
 import nacl.exceptions
 import nacl.signing
 
-from vouching.cbor import CborError, decode, encode
+from vouching.cbor import CborError, decode, encode, encode_head
 
 TAG = b"\xd2"  # tag 18 (COSE_Sign1): the only deterministic encoding of the tag head
 HEADER_ALG = 1
@@ -39,18 +40,7 @@ class Sign1:
 
 def _bstr(data: bytes) -> bytes:
     """A CBOR byte string (major type 2) with its shortest-form length head (RFC 8949 §3, §4.2.1)."""
-    n = len(data)
-    if n < 24:
-        head = bytes([0x40 | n])
-    elif n < 0x100:
-        head = bytes([0x58, n])
-    elif n < 0x10000:
-        head = b"\x59" + n.to_bytes(2, "big")
-    elif n < 0x100000000:
-        head = b"\x5a" + n.to_bytes(4, "big")
-    else:
-        head = b"\x5b" + n.to_bytes(8, "big")
-    return head + data
+    return encode_head(2, len(data)) + data
 
 
 _SIGNATURE1 = b"\x84\x6aSignature1"  # array(4), then the text string "Signature1"
@@ -61,7 +51,11 @@ def to_be_signed(protected: bytes, payload: bytes, external_aad: bytes = b"") ->
 
     Assembled directly: every element is a byte or text string, whose deterministic encoding is just a head.
     """
-    return _SIGNATURE1 + _bstr(protected) + _bstr(external_aad) + _bstr(payload)
+    return _to_be_signed_prefix(protected, external_aad) + _bstr(payload)
+
+
+def _to_be_signed_prefix(protected: bytes, external_aad: bytes) -> bytes:
+    return _SIGNATURE1 + _bstr(protected) + _bstr(external_aad)
 
 
 def sign1(
@@ -76,8 +70,39 @@ def sign1(
     protected_bytes = encode(protected) if protected else b""
     signature = signing_key.sign(to_be_signed(protected_bytes, payload, external_aad)).signature
     if not unprotected:  # records: every element is a byte string or the empty map, so assemble it directly
-        return TAG + b"\x84" + _bstr(protected_bytes) + b"\xa0" + _bstr(payload) + _bstr(signature)
+        return _tagged(protected_bytes, payload, signature)
     return TAG + encode([protected_bytes, unprotected, payload, signature])
+
+
+class Signer:
+    """sign1 of many payloads with one key and protected header, an empty unprotected header and no external aad
+    (the shape of records): what does not depend on the payload is encoded once, and libsodium signs without
+    PyNaCl's per-call wrapping."""
+
+    __slots__ = ("_secret", "_signed_prefix", "_message_prefix")
+
+    def __init__(self, signing_key: nacl.signing.SigningKey, protected: dict[int | str, Any]) -> None:
+        # libsodium's 64-byte secret key, derived from the seed as SigningKey itself derives it
+        self._secret = nacl.bindings.crypto_sign_seed_keypair(bytes(signing_key))[1]
+        protected_bytes = encode(protected) if protected else b""
+        self._signed_prefix = _to_be_signed_prefix(protected_bytes, b"")
+        self._message_prefix = _tagged_prefix(protected_bytes)
+
+    def sign(self, payload: bytes) -> bytes:
+        """The tagged COSE_Sign1 over payload: what sign1 gives for the same key, headers and payload."""
+        payload = _bstr(payload)
+        signed = nacl.bindings.crypto_sign(self._signed_prefix + payload, self._secret)
+        return self._message_prefix + payload + _SIGNATURE_HEAD + signed[:SIGNATURE_SIZE]
+
+
+def _tagged(protected: bytes, payload: bytes, signature: bytes) -> bytes:
+    """Tag 18 and [protected, {}, payload, signature]: each a byte string or the empty map, whose deterministic
+    encodings are their heads and bytes."""
+    return _tagged_prefix(protected) + _bstr(payload) + _bstr(signature)
+
+
+def _tagged_prefix(protected: bytes) -> bytes:
+    return _TAG_ARRAY4 + _bstr(protected) + _EMPTY_MAP
 
 
 def parse_sign1(data: bytes) -> Sign1:

@@ -27,7 +27,7 @@ def feed_record(engine: TrustEngine, record: Record) -> None:
                                    ts=record.ts, expires=body.expires, scope=body.scope)
     elif isinstance(body, RevokeBody):
         engine.revoke(record.iss, body.record, ts=record.ts)
-    elif isinstance(body, DigestBody):
+    elif isinstance(body, DigestBody) and record.iss != engine.own_org:  # ours repeat first-hand evidence
         engine.add_digest(record.iss, body.agent, epoch=body.epoch, length=body.length,
                           outcomes=outcomes_of(body.outcomes), high_risk=outcomes_of(body.high_risk),
                           record_id=record.id, ts=record.ts)

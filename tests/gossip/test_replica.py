@@ -1,10 +1,14 @@
 """The replica: our own records, the horizon as vouches arrive, and equivocation turned into a flag everywhere."""
 
+import dataclasses
+import time
+
 import pytest
 
 from gossip.replica import Replica
 from gossip.store import RecordStore
-from vouching import vouch_body
+from vouching import Counts, DigestBody, InvalidRecord, vouch_body
+from vouching.bodies import CATEGORIES, OUTCOMES
 
 from ..factories import Org, new_did
 
@@ -28,6 +32,27 @@ def test_listeners_hear_every_accepted_batch(replica):
     replica.listeners.append(heard.append)
     record = replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
     assert heard == [[record]]
+
+
+def _digest(agent: str) -> DigestBody:
+    hour = 3_600_000
+    epoch = time.time_ns() // 1_000_000 // hour * hour - hour
+    return DigestBody(agent, epoch, hour, Counts(tuple(zip(OUTCOMES, (2, 1, 0, 0)))),
+                      Counts(tuple(zip(CATEGORIES, (0, 0, 0, 3, 0, 0)))), Counts(tuple(zip(OUTCOMES, (0, 1, 0, 0)))),
+                      3, bytes(32), None)
+
+
+def test_digests_are_issued_on_our_chain_in_one_batch_and_a_bad_one_stores_none(replica):
+    first = replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
+    heard = []
+    replica.listeners.append(heard.append)
+    bodies = [_digest(new_did()) for _ in range(3)]
+    with pytest.raises(InvalidRecord, match="body.events"):
+        replica.issue_digests([bodies[0], dataclasses.replace(bodies[1], events=4)])
+    assert (replica.store.size, heard) == (1, [])
+    records = replica.issue_digests(bodies)
+    assert [(r.seq, r.body) for r in records] == [(2, bodies[0]), (3, bodies[1]), (4, bodies[2])]
+    assert records[0].prev == first.id and heard == [records] and replica.store.size == 4
 
 
 def test_an_org_peer_vouch_brings_its_subject_inside_the_horizon(replica):

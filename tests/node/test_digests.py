@@ -60,6 +60,7 @@ def test_each_active_agent_gets_one_digest_when_its_epoch_ends(tmp_path, clock):
         assert node.digester.close_due(T0 + EPOCH - 1) == []
         records = node.digester.close_due(T0 + EPOCH)
         assert [r.body.agent for r in records] == sorted([A, B])
+        assert [verify_record(r.raw) for r in records] == records  # what peers accept, exactly as returned
         found = digests(node)
         a = found[(A, T0)]
         assert (a.length, a.events, dict(a.outcomes)) == (EPOCH, 3, {"ok": 1, "error": 0, "denied": 1, "timeout": 1})
@@ -85,10 +86,10 @@ def test_issuing_leaves_the_cycle_collector_as_it_found_it(tmp_path, clock, monk
         clock.now += EPOCH
         submit(node, (A, "ok", "tool", False))
 
-        def refused(kind, bodies):
+        def refused(bodies):
             raise RuntimeError("refused")
 
-        monkeypatch.setattr(node.replica, "issue_many", refused)
+        monkeypatch.setattr(node.replica, "issue_digests", refused)
         with pytest.raises(RuntimeError, match="refused"):
             node.digester.close_due(T0 + 3 * EPOCH)
         assert gc.isenabled()
@@ -146,7 +147,7 @@ def test_an_epoch_interrupted_while_issuing_is_finished_exactly_once(tmp_path, c
         if crash_after_issuing:
             node.digester.state.finish = lambda start: (_ for _ in ()).throw(Crash())
         else:
-            node.replica.issue_many = lambda kind, bodies: (_ for _ in ()).throw(Crash())
+            node.replica.issue_digests = lambda bodies: (_ for _ in ()).throw(Crash())
         with pytest.raises(Crash):
             node.digester.close_due(T0 + EPOCH)
         assert len(digests(node)) == (2 if crash_after_issuing else 0)

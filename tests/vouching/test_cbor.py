@@ -232,3 +232,19 @@ def test_many_distinct_maps_are_all_checked_and_memory_stays_bounded() -> None:
     assert max(map(len, cbor._SHAPES)) <= cbor._MAX_SHAPE_KEYS
     with pytest.raises(CborError, match="map keys out of order"):
         decode(bytes.fromhex("a2616201616102"))
+
+
+@given(st.integers(0, 2**64 - 1))
+def test_encode_head_of_an_unsigned_integer_is_its_encoding(value: int) -> None:
+    assert cbor.encode_head(0, value) == encode(value)
+
+
+
+@given(st.integers(0, 70_000))
+def test_encode_head_of_a_length_opens_the_encoding_of_an_item_that_long(length: int) -> None:
+    assert encode(b"\x00" * length) == cbor.encode_head(2, length) + b"\x00" * length
+    assert encode("a" * length) == cbor.encode_head(3, length) + b"a" * length
+    assert encode([0] * length) == cbor.encode_head(4, length) + b"\x00" * length
+    pairs = min(length, 1000)  # keys of one length, so that their order is their str order
+    items = {f"k{i:04}": 0 for i in range(pairs)}
+    assert encode(items) == cbor.encode_head(5, pairs) + b"".join(encode(key) + b"\x00" for key in sorted(items))

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vouching.cose import CoseError, Sign1, parse_sign1, sign1, to_be_signed, verify_sign1
+from vouching.cose import CoseError, Sign1, Signer, parse_sign1, sign1, to_be_signed, verify_sign1
 
 VECTOR = json.loads((Path(__file__).parents[1] / "vectors/cose/eddsa-sig-01.json").read_text())
 KEY = VECTOR["input"]["sign0"]["key"]
@@ -124,3 +124,9 @@ def test_a_message_without_unprotected_headers_is_the_deterministic_encoding(pay
     message = sign1(key, payload, protected={1: -8}, unprotected={})
     parsed = parse_sign1(message)
     assert message == b"\xd2" + cbor2.dumps([parsed.protected, {}, payload, parsed.signature])
+
+
+@given(st.binary(min_size=32, max_size=32), st.binary(max_size=70_000), st.sampled_from([{}, {1: -8}, {1: -8, 3: 0}]))
+def test_a_signer_gives_what_sign1_gives(seed: bytes, payload: bytes, protected: dict) -> None:
+    key = nacl.signing.SigningKey(seed)
+    assert Signer(key, protected).sign(payload) == sign1(key, payload, protected=protected, unprotected={})

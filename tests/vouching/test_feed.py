@@ -43,3 +43,13 @@ def test_digests_from_a_vouched_org_count_and_its_equivocation_zeroes_them():
     }))
     engine.recompute(now=NOW)
     assert engine.score(agent, now=NOW).score > hurt
+
+
+def test_our_own_digests_leave_the_scores_as_they_were():
+    """They count what the engine already holds as first-hand evidence (TrustEngine.add_first_hand)."""
+    me, agent = Org(), new_did()
+    engine = TrustEngine(me.did)
+    before = engine.score(agent, now=NOW)
+    feed_record(engine, _digest(me, agent, denied=5))
+    engine.recompute(now=NOW)
+    assert engine.score(agent, now=NOW) == before
