@@ -180,14 +180,16 @@ class Ingestor:
             return Pending(tuple(events), reply)
         return Pending(tuple(events), reply, (key, StoredReply(fingerprint, reply.status, json.dumps(reply.body).encode())))
 
-    def prepare_spans(self, batch: SpanBatch) -> Pending:
-        """The events of an OTLP request's spans, counting the rejected and ignored ones."""
+    def prepare_spans(self, batch: SpanBatch) -> Reply | Pending:
+        """The Pending events of an OTLP request's spans, or the Reply at once if none became an event (nothing to
+        store: no write, no batch); counts the accepted, rejected and ignored spans."""
         for detail in batch.rejected:
             self.reject(detail.split("): ", 1)[-1])
         self._spans.inc(len(batch.events), result="accepted")
         self._spans.inc(len(batch.rejected), result="rejected")
         self._spans.inc(batch.ignored, result="ignored")
-        return Pending(tuple(batch.events), Reply(200, {}))
+        reply = Reply(200, {})
+        return Pending(tuple(batch.events), reply) if batch.events else reply
 
     def submit(self, events: Sequence[Event]) -> Appended | None:
         """Store validated events now, on this thread, and announce them; None for an empty batch. Without the

@@ -18,7 +18,7 @@ from .idempotency import check_key
 from .api.errors import error_response
 from .api.guard import media_type
 from .events import MAX_ATTRS, MAX_NAME
-from .ingest import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, BadBatch, Ingestor, Reply, TooLarge
+from .ingest import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, BadBatch, Ingestor, Pending, Reply, TooLarge
 from .otlp import OtlpError, Span, decode_json, decode_protobuf, error_status, export_response, sort_spans
 
 MAX_TRACES_BYTES = 4 << 20
@@ -152,7 +152,8 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
         except OtlpError as error:
             return _otlp_error(400, "bad_request", str(error), as_json)
         batch = sort_spans(spans, now_ms=ingestor.audit.now())
-        await ingestor.commit_async(ingestor.prepare_spans(batch))
+        if isinstance(prepared := ingestor.prepare_spans(batch), Pending):
+            await ingestor.commit_async(prepared)
         return Response(export_response(batch.rejected, as_json=as_json), media_type=content_type)
 
     return router

@@ -129,6 +129,16 @@ async def test_a_fully_accepted_protobuf_request_gets_an_empty_response(node):
     assert not parsed.HasField("partial_success")
 
 
+async def test_a_request_of_spans_that_are_not_about_agents_stores_nothing(node):
+    body = json_request(json_span(agent="framework-agent-7"), json_span(**{"gen_ai.operation.name": "chat"}))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
+        response = await client.post("/v1/traces", content=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    assert response.status_code == 200 and "partialSuccess" not in response.json()
+    assert node.audit.size == 0 and node.metrics.value("event_batches_total") == 0
+    assert node.metrics.value("spans_total", result="ignored") == 2
+
+
 @pytest.mark.parametrize(("content_type", "body"), [
     ("application/x-protobuf", b"\xff\xff\xff garbage"),
     ("application/json", b"{not json"),
