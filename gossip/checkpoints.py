@@ -8,7 +8,19 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ledger import Checkpoint, Ed25519Verifier, NoteError, format_note, open_checkpoint, parse_log_origin, peek_origin
+from ledger import (
+    Checkpoint,
+    CosignatureVerifier,
+    Ed25519Verifier,
+    NoteError,
+    Signature,
+    cosigner_name,
+    format_note,
+    open_checkpoint,
+    parse_log_origin,
+    peek_origin,
+)
+from ledger.names import PREFIX
 from vouching import InvalidDid, public_key_from_did
 
 RECORDS_LOG = "records"
@@ -33,15 +45,39 @@ def open_org_checkpoint(data: bytes, network: str) -> OrgCheckpoint:
     if len(data) > MAX_CHECKPOINT_NOTE:
         raise NoteError(f"checkpoint note: {len(data)} bytes is more than {MAX_CHECKPOINT_NOTE}")
     origin = peek_origin(data)
-    net, org, log = parse_log_origin(origin)
+    net, _, log = parse_log_origin(origin)
     if (net, log) != (network, RECORDS_LOG):
         raise NoteError(f"origin {origin:.200}: not a {RECORDS_LOG} log of network {network}")
+    return open_signed_checkpoint(data)
+
+
+def open_signed_checkpoint(data: bytes) -> OrgCheckpoint:
+    """Verify a checkpoint note of any vouchnet log (`vouchnet/<network>/<org did>/<log>`), signed by the key of
+    the org its origin names; raise NoteError."""
+    origin = peek_origin(data)
+    _, org, _ = parse_log_origin(origin)
     try:
         key = public_key_from_did(org)
     except InvalidDid as e:
         raise NoteError(f"origin {origin:.200}: {e}") from None
     checkpoint, signatures = open_checkpoint(data, [Ed25519Verifier(origin, key)])
     return OrgCheckpoint(org, checkpoint, format_note(checkpoint.to_text(), signatures))
+
+
+def cosigner_verifiers(note: bytes) -> dict[str, CosignatureVerifier]:
+    """A verifier for each signature line of `note` named like a vouchnet witness (`vouchnet/<did:key>`), by did:
+    the did is the key, so every such cosignature can be checked. Malformed lines are left for open_checkpoint to
+    refuse."""
+    verifiers = {}
+    for line in note.rpartition(b"\n\n")[2].decode(errors="replace").splitlines():
+        try:
+            name = Signature.from_line(line).name
+            did = name.removeprefix(f"{PREFIX}/")
+            if cosigner_name(did) == name:
+                verifiers[did] = CosignatureVerifier(name, public_key_from_did(did))
+        except (NoteError, InvalidDid):
+            continue
+    return verifiers
 
 
 def checkpoint_validator(network: str) -> Callable[[str, bytes], bool]:

@@ -11,8 +11,10 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from ledger import Checkpoint, Ed25519Verifier, NoteError, open_checkpoint, parse_log_origin, peek_origin
-from vouching import EquivocationBody, InvalidRecord, Record, public_key_from_did, verify_record
+from ledger import Checkpoint, NoteError
+from vouching import EquivocationBody, InvalidRecord, Record, verify_record
+
+from .checkpoints import open_signed_checkpoint
 
 
 def check_record(data: bytes) -> Record:
@@ -25,14 +27,12 @@ def check_record(data: bytes) -> Record:
 
 def _open(note: bytes, field: str, offender: str) -> Checkpoint:
     try:
-        origin = peek_origin(note)
-        _, org, _ = parse_log_origin(origin)
-        if org != offender:
-            raise InvalidRecord(f"{field}: a checkpoint of {org}, not of the offender")
-        checkpoint, _ = open_checkpoint(note, [Ed25519Verifier(origin, public_key_from_did(offender))])
+        opened = open_signed_checkpoint(note)
     except NoteError as e:
         raise InvalidRecord(f"{field}: not a checkpoint signed by the offender: {e}") from None
-    return checkpoint
+    if opened.org != offender:
+        raise InvalidRecord(f"{field}: a checkpoint of {opened.org}, not of the offender")
+    return opened.checkpoint
 
 
 def check_checkpoint_evidence(body: EquivocationBody) -> None:

@@ -43,9 +43,16 @@ from ledger import (
     open_checkpoint,
 )
 from ledger.names import PREFIX
-from vouching import EquivocationBody, InvalidDid, InvalidRecord, did_key, equivocation_body, public_key_from_did
+from vouching import EquivocationBody, InvalidRecord, did_key, equivocation_body, public_key_from_did
 
-from .checkpoints import RECORDS_LOG, ForkDetector, checkpoint_validator, checkpoints_topic, open_org_checkpoint
+from .checkpoints import (
+    RECORDS_LOG,
+    ForkDetector,
+    checkpoint_validator,
+    checkpoints_topic,
+    cosigner_verifiers,
+    open_org_checkpoint,
+)
 from .cosigning import CosignClient, Witnessed, answer
 from .frames import FrameError
 from .host import Host, HostError, InvalidPeerId, Received, peer_id_from_public_key, peer_public_key
@@ -336,14 +343,15 @@ class Witnessing:
         except FileNotFoundError:
             return None
         try:
-            checkpoint, (log_signature, *_) = open_checkpoint(note, [self._signer.verifier()])
+            checkpoint, signatures = open_checkpoint(note, [self._signer.verifier(), *cosigner_verifiers(note).values()])
             ledger = self.replica.store.ledger
             if checkpoint.size > ledger.size or ledger.root(checkpoint.size) != checkpoint.root:
                 raise NoteError(f"checkpoint of size {checkpoint.size} does not match the records ledger")
         except NoteError as e:
             logger.warning("%s: ignoring our saved checkpoint: %s", self._checkpoint_path, e)
             return None
-        return _Latest(checkpoint, log_signature, _cosignatures(note, checkpoint))
+        log_signature, *cosignatures = sorted(signatures, key=lambda s: s.name != self.origin)  # the log's first
+        return _Latest(checkpoint, log_signature, {s.name: s for s in cosignatures})
 
     def _latest_cosigners(self) -> list[str]:
         if self._latest is None:
@@ -395,18 +403,3 @@ def witness_order(own: str, roots: frozenset[str], peers: dict[str, str]) -> lis
         return org not in roots, hashlib.sha256(f"{own} {org}".encode()).digest()
 
     return sorted(peers, key=rank)
-
-
-def _cosignatures(note: bytes, checkpoint: Checkpoint) -> dict[str, Signature]:
-    """The verified cosignatures of vouchnet cosigners (`vouchnet/<did>`) on a checkpoint note."""
-    found: dict[str, Signature] = {}
-    text = checkpoint.to_text().encode()
-    for line in note[note.rfind(b"\n\n") + 2:].decode().splitlines():
-        try:
-            signature = Signature.from_line(line)
-            verifier = CosignatureVerifier(signature.name, public_key_from_did(signature.name.removeprefix(f"{PREFIX}/")))
-        except (NoteError, InvalidDid):
-            continue  # the log's own line, or not a vouchnet cosigner
-        if verifier.key_id == signature.key_id and verifier.verify(text, signature.signature):
-            found[signature.name] = signature
-    return found

@@ -9,22 +9,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from gossip.checkpoints import cosigner_verifiers
 from gossip.validation import check_record
 from ledger import (
     Checkpoint,
-    CosignatureVerifier,
     Ed25519Verifier,
     Frontier,
     NoteError,
     ProofError,
-    Signature,
-    cosigner_name,
     leaf_hash,
     log_origin,
     open_checkpoint,
     verify_consistency,
 )
-from ledger.names import PREFIX
 from node.client import NodeClient
 from vouching import InvalidDid, InvalidRecord, Record, check_follows, public_key_from_did
 
@@ -81,7 +78,7 @@ def verify_log(
 
 def _open(note: bytes, signer: Ed25519Verifier, what: str) -> tuple[Checkpoint, tuple[str, ...]]:
     """The checkpoint in `note`, which `signer` must have signed, and the dids whose cosignatures verify."""
-    cosigners = _cosigner_verifiers(note)
+    cosigners = cosigner_verifiers(note)
     try:
         checkpoint, signatures = open_checkpoint(note, [signer, *cosigners.values()])
     except NoteError as e:
@@ -92,21 +89,6 @@ def _open(note: bytes, signer: Ed25519Verifier, what: str) -> tuple[Checkpoint, 
     if (signer.name, signer.key_id) not in names:
         raise CommandFailed(f"{what}: not signed by the org's key ({signer.name})")
     return checkpoint, tuple(did for did, v in cosigners.items() if (v.name, v.key_id) in names)
-
-
-def _cosigner_verifiers(note: bytes) -> dict[str, CosignatureVerifier]:
-    """A verifier for each signature line named like a vouchnet witness (`vouchnet/<did:key>`), by did: the did
-    is the key, so every such cosignature can be checked. Malformed lines are left for open_checkpoint to refuse."""
-    verifiers = {}
-    for line in note.rpartition(b"\n\n")[2].decode(errors="replace").splitlines():
-        try:
-            name = Signature.from_line(line).name
-            did = name.removeprefix(f"{PREFIX}/")
-            if cosigner_name(did) == name:
-                verifiers[did] = CosignatureVerifier(name, public_key_from_did(did))
-        except (NoteError, InvalidDid):
-            continue
-    return verifiers
 
 
 def _cached(cache: Path | None, signer: Ed25519Verifier) -> Checkpoint | None:

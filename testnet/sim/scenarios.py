@@ -57,7 +57,6 @@ def threat(model: str, malicious_share: float, f: float = 0.0) -> Build:
         n_bad = round(scale.orgs * malicious_share)
         net = honest_core(scale.orgs - n_bad, degree=scale.degree, agents_per_org=scale.agents_per_org,
                           roots=scale.roots, rng=rng)
-        honest = net.role("honest")
         collective = model != "A"
         n_spies = n_bad // 2 if model == "D" else 0
         behaviour = (lambda _: Camouflage(f=f)) if model == "C" else (lambda _: Malicious())
