@@ -244,10 +244,10 @@ class Run:
         cosignatures of its witnesses (status.witnessed), equivocators aside; the timeline says how long that took
         after traffic stopped."""
         flagged = {r.about for r in records.records.values() if r.kind == "equivocation"}
+        witnesses = self.scenario.settings.witnesses
         started = time.time()
         while True:
             status = {node: node_status(self.cluster, node) for node in self.cluster.names}
-            witnesses = self.scenario.settings.witnesses
             lagging = [n for n, row in status.items() if row.did not in flagged
                        and not witnessed(row, set(self.dids.values()) - flagged - {row.did}, witnesses)]
             if not lagging or time.time() - started > CHECKPOINT_TIMEOUT:
