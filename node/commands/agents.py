@@ -10,12 +10,19 @@ import re
 import uuid
 from pathlib import Path
 
-from node.config import DIR_ENV, ConfigError, default_data_dir, load_config
 from node.credentials import AGENT_CREDENTIAL_DAYS, agent_credential
-from node.keys import KeyFileError, create_org_key, load_org_key
+from node.keys import KeyFileError, create_org_key
 from vouching import did_key
 
-from .common import Subparsers, UsageError, add_local_command, open_client, print_json
+from .common import (
+    Subparsers,
+    UsageError,
+    add_dir_option,
+    add_local_command,
+    local_config_and_key,
+    open_client,
+    print_json,
+)
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -60,26 +67,21 @@ def register(subparsers: Subparsers) -> None:
     new.add_argument("--days", type=int, default=AGENT_CREDENTIAL_DAYS,
                      help="how long the credential is valid (default: %(default)s)")
     new.add_argument("--vouch", type=_weight, metavar="W", help="vouch for the agent with this weight (basis operator)")
-    new.add_argument("--dir", type=Path, help=f"the node's data directory (default: ${DIR_ENV}, else ~/.vouchnet)")
+    add_dir_option(new)
     new.set_defaults(api=None, token_file=None)  # what open_client reads, for --vouch
 
 
 def _new(args: argparse.Namespace) -> int:
     if args.days < 1:
         raise UsageError("--days: must be at least 1")
-    data_dir = args.dir or default_data_dir()
-    try:
-        config = load_config(data_dir)
-        org_key = load_org_key(config.key_path)
-    except (ConfigError, KeyFileError) as e:
-        raise UsageError(str(e)) from None
+    config, org_key = local_config_and_key(args)
     key_path, credential_path, agent = _mint(args.out, args.name)
     credential_path.write_text(agent_credential(org_key, agent, name=args.name, days=args.days) + "\n",
                                encoding="utf-8")
     made = {"did": agent, "key": str(key_path), "credential": str(credential_path),
             "issuer": did_key(bytes(org_key.verify_key))}
     if args.vouch is not None:
-        args.dir = data_dir
+        args.dir = config.data_dir
         with open_client(args, write=True) as client:
             made["vouch"] = client.vouch(agent, args.vouch, "operator")["id"]
     print_json(made)

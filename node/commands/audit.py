@@ -9,11 +9,17 @@ import json
 import sys
 from pathlib import Path
 
-from node.config import DIR_ENV, ConfigError, default_data_dir, load_config
-from node.keys import KeyFileError, load_org_key
 from vouching import did_key
 
-from .common import CommandFailed, Subparsers, UsageError, add_local_command, did_argument
+from .common import (
+    CommandFailed,
+    Subparsers,
+    UsageError,
+    add_dir_option,
+    add_local_command,
+    did_argument,
+    local_config_and_key,
+)
 from .vouches import parse_expires
 
 
@@ -48,7 +54,7 @@ def register(subparsers: Subparsers) -> None:
                         help="a date, a time (UTC unless a zone is given) or ms since the Unix epoch")
     export.add_argument("--to", dest="end", required=True, type=instant, metavar="WHEN", help="the same, exclusive")
     export.add_argument("--out", type=Path, metavar="FILE", help="write the export here (default: stdout)")
-    export.add_argument("--dir", type=Path, help=f"the node's data directory (default: ${DIR_ENV}, else ~/.vouchnet)")
+    add_dir_option(export)
     verify = add_local_command(
         commands,
         "verify",
@@ -71,14 +77,9 @@ def _export(args: argparse.Namespace) -> int:
 
     if args.end <= args.start:
         raise UsageError("--to: must be later than --from")
-    data_dir = args.dir or default_data_dir()
-    try:
-        config = load_config(data_dir)
-        key = load_org_key(config.key_path)
-    except (ConfigError, KeyFileError) as e:
-        raise UsageError(str(e)) from None
-    state = DigestState.open_readonly(data_dir)
-    audit = AuditLog.open(data_dir)
+    config, key = local_config_and_key(args)
+    state = DigestState.open_readonly(config.data_dir)
+    audit = AuditLog.open(config.data_dir)
     try:
         document = export_agent(audit, state.intervals(args.start, args.end), key=key,
                                 org=did_key(bytes(key.verify_key)), network=config.network, agent=args.agent,

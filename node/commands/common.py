@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from node.client import NodeClient
-from node.config import DIR_ENV, ConfigError, default_data_dir, load_config
-from node.keys import KeyFileError, load_token
+from nacl.signing import SigningKey
+
+from node.config import DIR_ENV, ConfigError, NodeConfig, default_data_dir, load_config
+from node.keys import KeyFileError, load_org_key, load_token
 from vouching import InvalidDid, public_key_from_did
 
 _WIDTH = 100  # of a command's description in its --help
@@ -78,6 +80,28 @@ def _add_connection_options(parser: argparse.ArgumentParser) -> None:
     )
     where.add_argument("--api", metavar="URL", help="the node's API address, e.g. http://127.0.0.1:8700")
     group.add_argument("--token-file", type=Path, metavar="FILE", help="the API token, for commands that write")
+
+
+def add_dir_option(parser: argparse.ArgumentParser) -> None:
+    """`--dir`, for commands that work on a node's data directory on this machine rather than through its API."""
+    parser.add_argument("--dir", type=Path, help=f"the node's data directory (default: ${DIR_ENV}, else ~/.vouchnet)")
+
+
+def local_config(args: argparse.Namespace) -> NodeConfig:
+    """The config of the data directory `--dir` names (or the default one); raises UsageError."""
+    try:
+        return load_config(args.dir or default_data_dir())
+    except ConfigError as e:
+        raise UsageError(str(e)) from None
+
+
+def local_config_and_key(args: argparse.Namespace) -> tuple[NodeConfig, SigningKey]:
+    """local_config and the org key it names; raises UsageError."""
+    config = local_config(args)
+    try:
+        return config, load_org_key(config.key_path)
+    except KeyFileError as e:
+        raise UsageError(str(e)) from None
 
 
 def did_argument(text: str) -> str:

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
-from node.config import DEFAULT_API, DEFAULT_LISTEN, DIR_ENV, ConfigError, default_data_dir, load_config
+from node.config import DEFAULT_API, DEFAULT_LISTEN, ConfigError, default_data_dir
 from node.keys import KeyFileError
 
-from .common import Subparsers, UsageError, add_local_command, did_argument
-
-def _dir_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--dir", type=Path, help=f"the node's data directory (default: ${DIR_ENV}, else ~/.vouchnet)"
-    )
+from .common import Subparsers, UsageError, add_dir_option, add_local_command, did_argument, local_config
 
 
 def register(subparsers: Subparsers) -> None:
@@ -33,7 +27,7 @@ def register(subparsers: Subparsers) -> None:
             "      --bootstrap /ip4/127.0.0.1/tcp/4001/p2p/12D3KooW... --root did:key:z6Mk...",
         ],
     )
-    _dir_option(init)
+    add_dir_option(init)
     init.add_argument("--name", default="vouchnet node", help="your org's display name (default: %(default)s)")
     init.add_argument("--network", default="vouchnet", help="the network to join (default: %(default)s)")
     init.add_argument("--listen", action="append", metavar="MULTIADDR",
@@ -55,7 +49,7 @@ def register(subparsers: Subparsers) -> None:
         "SIGINT or SIGTERM shuts it down cleanly within 2 seconds.",
         examples=["vouchnet run", "vouchnet run --dir ./alice --log-level debug"],
     )
-    _dir_option(run)
+    add_dir_option(run)
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                      help="the least severe log level to print (default: %(default)s)")
 
@@ -93,10 +87,7 @@ def _run(args: argparse.Namespace) -> int:
     from node.daemon import run_until_signalled
     from node.logs import configure_logging
 
-    try:
-        config = load_config(args.dir or default_data_dir())
-    except ConfigError as e:
-        raise UsageError(str(e)) from None
+    config = local_config(args)
     configure_logging(getattr(logging, args.log_level.upper()))
     try:
         trio.run(run_until_signalled, config)
