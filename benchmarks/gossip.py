@@ -10,6 +10,7 @@ of load/publishers agents to each publishing node (POST /v1/events), and with 1 
 agent at the second's end, in one batch, and gossips them.
 
 Usage: python benchmarks/gossip.py [--nodes 5 10 20] [--loads 100 250 500 1000] [--publishers 4] [--seconds 10]
+       [--bare-loads 20 40 80] [--checkpoint-interval 1] [--catch-up 100000]
        [--quick]   (N=5, loads 100 and 500, 5 s each: a few minutes)
 Exits 1 if a target is missed.
 """

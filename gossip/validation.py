@@ -2,7 +2,7 @@
 record at a time or a batch at a time on worker threads.
 
 `vouching` cannot read C2SP signed notes, so checkpoint equivocation evidence (DESIGN.md §4: two checkpoints of
-one origin that cannot be consistent) is verified here with `ledger`'s note and checkpoint code.
+one origin that cannot be consistent) is verified here, each checkpoint opened by gossip.checkpoints.
 """
 
 from __future__ import annotations

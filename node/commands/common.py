@@ -13,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from node.client import NodeClient
 from nacl.signing import SigningKey
 
+from node.client import NodeClient
 from node.config import DIR_ENV, ConfigError, NodeConfig, default_data_dir, load_config
 from node.keys import KeyFileError, load_org_key, load_token
 from vouching import InvalidDid, public_key_from_did
