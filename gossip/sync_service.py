@@ -14,6 +14,7 @@ from typing import Protocol
 
 import trio
 
+from ledger import MAX_COSIGNATURES
 from vouching import InvalidRecord, Record
 
 from .frames import FrameError
@@ -73,7 +74,9 @@ class SyncService:
     `verify_threads` > 0 splits each page's signature checks over that many worker threads (PyNaCl releases
     the GIL inside libsodium), and offers the records of earlier pages to the replica while they run; 0 checks
     them on the event loop. `accept_records`: fetched records are offered to the replica in batches of about
-    this many, so that one durable commit covers several pages.
+    this many, so that one durable commit covers several pages. `max_inbound` bounds the requests answered at
+    once, `max_inbound_streams` the inbound streams open, idle ones included: a witness's client keeps its stream
+    between checkpoints, and a stream idle for `timeout` after answering is closed.
     """
 
     def __init__(
@@ -86,6 +89,7 @@ class SyncService:
         timeout: float = 10.0,
         max_sessions: int = 8,
         max_inbound: int = 16,
+        max_inbound_streams: int = 16 + MAX_COSIGNATURES,
         gap_queue: int = 256,
         cosigner: CosignHandler | None = None,
         verify_threads: int = 0,
@@ -93,9 +97,10 @@ class SyncService:
         on_offence: Callable[[str, str], None] | None = None,
     ) -> None:
         if not (interval > 0 and timeout > 0 and max_sessions >= 1 and max_inbound >= 1 and gap_queue >= 1
+                and max_inbound_streams >= max_inbound
                 and verify_threads >= 0 and accept_records >= 1):
             raise ValueError("SyncService: interval and timeout must be positive; sessions, inbound, queue and "
-                             "accept_records at least 1; verify_threads at least 0")
+                             "accept_records at least 1, inbound streams at least inbound; verify_threads at least 0")
         self.host = host
         self.replica = replica
         self.limits = limits if isinstance(limits, SyncLimits) else SyncLimits(page_records=limits.sync_page_records)
@@ -108,7 +113,8 @@ class SyncService:
         self._accept_records = accept_records
         self._on_offence = on_offence
         self._sessions = trio.CapacityLimiter(max_sessions)
-        self._inbound = trio.CapacityLimiter(max_inbound)
+        self._inbound = trio.CapacityLimiter(max_inbound)  # requests being answered
+        self._streams = trio.CapacityLimiter(max_inbound_streams)  # inbound streams open, idle ones included
         self._gap_send, self._gap_receive = trio.open_memory_channel[tuple[str, dict[str, tuple[int, int]], bool]](
             gap_queue)
         self._peer_locks: dict[str, trio.Lock] = {}
@@ -304,7 +310,7 @@ class SyncService:
             await stream.reset()  # the service is not running (the host keeps the handler it was given)
             return
         try:
-            self._inbound.acquire_nowait()
+            self._streams.acquire_nowait()
         except trio.WouldBlock:
             self.stats.errors["busy"] += 1
             await stream.reset()
@@ -313,32 +319,48 @@ class SyncService:
             self.stats.streams_served += 1
             await self._answer(stream)
         finally:
-            self._inbound.release()
+            self._streams.release()
 
     async def _answer(self, stream: Stream) -> None:
         peer = stream.remote_peer
         cosign = None if self.cosigner is None else functools.partial(self.cosigner, peer)
         server = SyncServer(self.replica.store, self._index, self.limits, cosign=cosign)
-        served = 0
+        served, answered = 0, False
         try:
             while True:
-                with trio.fail_after(self.timeout):
-                    payload = await stream.read_frame(self.limits.max_frame)
+                try:
+                    with trio.fail_after(self.timeout):
+                        payload = await stream.read_frame(self.limits.max_frame)
+                except trio.TooSlowError:
+                    if not answered:
+                        raise
+                    await stream.close()  # idle after answering (a witness keeps its stream between checkpoints)
+                    return
                 if payload is None:
                     return
                 try:
-                    replies = server.receive(payload)
-                except RemoteProtocolError as error:
-                    self.stats.errors[error.reason] += 1
-                    logger.info("sync request from %s refused (%s): %s", peer, error.reason, error)
-                    with trio.fail_after(self.timeout):
-                        await stream.write_frame(server.refusal(error))
+                    self._inbound.acquire_nowait()
+                except trio.WouldBlock:
+                    self.stats.errors["busy"] += 1
+                    await stream.reset()
                     return
-                for frame in replies:
-                    with trio.fail_after(self.timeout):
-                        await stream.write_frame(frame)
-                    self.stats.records_served += server.records_served - served
-                    served = server.records_served
+                try:
+                    try:
+                        replies = server.receive(payload)
+                    except RemoteProtocolError as error:
+                        self.stats.errors[error.reason] += 1
+                        logger.info("sync request from %s refused (%s): %s", peer, error.reason, error)
+                        with trio.fail_after(self.timeout):
+                            await stream.write_frame(server.refusal(error))
+                        return
+                    for frame in replies:
+                        with trio.fail_after(self.timeout):
+                            await stream.write_frame(frame)
+                        self.stats.records_served += server.records_served - served
+                        served = server.records_served
+                finally:
+                    self._inbound.release()
+                answered = True
         except trio.TooSlowError:
             self.stats.errors["timeout"] += 1
             await stream.reset()

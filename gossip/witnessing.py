@@ -55,7 +55,7 @@ from .checkpoints import (
 )
 from .cosigning import CosignClient, Witnessed, answer
 from .frames import FrameError
-from .host import Host, HostError, InvalidPeerId, Received, peer_id_from_public_key, peer_public_key
+from .host import Host, HostError, InvalidPeerId, Received, Stream, peer_id_from_public_key, peer_public_key
 from .replica import Replica
 from .sync import Send, SyncLimits
 from .sync_messages import SYNC_PROTOCOL, CosignRequest, Refused, RemoteProtocolError, Reply, SyncError
@@ -76,6 +76,7 @@ class WitnessStats:
     checkpoints_signed: int = 0
     checkpoints_gossiped: int = 0
     cosign_requests: int = 0  # asked of peers
+    streams_opened: int = 0  # for those requests (a stream is kept for the next request to the same witness)
     cosignatures: int = 0  # collected from peers
     declined: Counter[int] = field(default_factory=Counter)  # peers' refusals, by tlog-witness status
     errors: Counter[str] = field(default_factory=Counter)  # failed requests to peers, by reason
@@ -155,6 +156,7 @@ class Witnessing:
         self._gossip_due = -math.inf
         self._forks = ForkDetector()
         self._roots = frozenset(replica.roots)
+        self._streams: dict[str, Stream] = {}  # witness peer -> the stream of our last exchange, kept for the next
 
     def checkpoint_note(self) -> bytes | None:
         """Our latest checkpoint with the cosignatures collected for it, as last persisted and published
@@ -173,6 +175,10 @@ class Witnessing:
         finally:
             witness, self._witness = self._witness, None
             witness.close()
+            streams, self._streams = list(self._streams.values()), {}
+            with trio.CancelScope(shield=True):
+                for stream in streams:
+                    await stream.reset()
 
     def cosign(self, peer_id: str, request: CosignRequest) -> Reply:
         """Answer a peer's request to cosign its records log's checkpoint (the SyncService calls this)."""
@@ -203,6 +209,9 @@ class Witnessing:
     async def _checkpoint_loop(self, nursery: trio.Nursery) -> None:
         while True:
             self._checkpoint()
+            connected = set(self.host.connected_peers())
+            for peer in [p for p in self._streams if p not in connected and p not in self._in_flight]:
+                nursery.start_soon(self._streams.pop(peer).reset)  # its connection is gone
             for peer in self._to_ask():
                 self._in_flight.add(peer)
                 nursery.start_soon(self._ask, peer, self._latest)
@@ -284,14 +293,29 @@ class Witnessing:
                 self._asked.add(peer)
 
     async def _exchange(self, peer: str, latest: _Latest) -> Witnessed | Refused:
+        """One cosigning exchange with a witness, on the stream kept open from the last one if there is one (a new
+        py-libp2p stream costs several times the exchange itself), else on a new one, which is then kept."""
         org = did_key(peer_public_key(peer))
         witness = CosignatureVerifier(cosigner_name(org), peer_public_key(peer))
         old_size = min(self._cosigned_size.get(peer, 0), latest.checkpoint.size)
+        self.stats.cosign_requests += 1
+        kept = self._streams.pop(peer, None)
+        if kept is not None:
+            try:
+                return await self._converse(kept, latest, old_size, witness, peer)
+            except (SyncError, HostError, FrameError):
+                pass  # the witness closed it meanwhile (an idle stream is closed after its timeout): a new one
+        stream = await self.host.open_stream(peer, SYNC_PROTOCOL)
+        self.stats.streams_opened += 1
+        return await self._converse(stream, latest, old_size, witness, peer)
+
+    async def _converse(self, stream: Stream, latest: _Latest, old_size: int, witness: CosignatureVerifier,
+                        peer: str) -> Witnessed | Refused:
+        """Run a CosignClient over `stream`; keep the stream for the next exchange if it went well, else reset it."""
         client = CosignClient(latest.log_note(), latest.checkpoint, old_size,
                               self.replica.store.ledger.consistency_proof, witness)
-        self.stats.cosign_requests += 1
         event: Send | Witnessed | Refused = client.start()
-        async with await self.host.open_stream(peer, SYNC_PROTOCOL) as stream:
+        try:
             while isinstance(event, Send):
                 with trio.fail_after(self.timeout):
                     await stream.write_frame(event.payload)
@@ -299,6 +323,11 @@ class Witnessing:
                 if payload is None:
                     raise SyncError("stream", "the peer closed the stream before answering")
                 event = client.receive(payload)
+        except BaseException:
+            with trio.CancelScope(shield=True):  # also when cancelled: the stream must not outlive this
+                await stream.reset()
+            raise
+        self._streams[peer] = stream
         return event
 
     async def _publish(self) -> None:

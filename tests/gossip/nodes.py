@@ -69,11 +69,12 @@ async def running(
     witness_interval: float | None = None,
     witnesses: int = 8,
     gossip_interval: float = 10.0,
+    max_inbound: int = 16,
     limits: SyncLimits | PageLimits = SyncLimits(),
     verify_threads: int = 0,
 ) -> AsyncIterator[Node]:
     """A node until the block ends; `witness_interval` also runs its witnessing (with `witnesses` and
-    `gossip_interval`)."""
+    `gossip_interval`); `max_inbound` bounds the sync requests it answers at once."""
     with RecordStore.open(identity.directory) as store:
         replica = Replica(SigningKey(identity.seed), store, roots=roots, max_hops=3, held_limit=1000)
         async with open_host(identity.seed, LOOPBACK) as host, trio.open_nursery() as nursery:
@@ -84,7 +85,8 @@ async def running(
                                         state_dir=identity.directory)
                 await nursery.start(witnessing.run)
             sync = SyncService(host, replica, limits=limits, interval=sync_interval, timeout=5.0,
-                               cosigner=witnessing.cosign if witnessing else None, verify_threads=verify_threads)
+                               max_inbound=max_inbound, cosigner=witnessing.cosign if witnessing else None,
+                               verify_threads=verify_threads)
             await nursery.start(sync.run)
             yield Node(host, replica, sync, witnessing)
             nursery.cancel_scope.cancel()

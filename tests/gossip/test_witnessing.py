@@ -131,6 +131,36 @@ async def test_checkpoints_are_signed_every_interval_but_gossiped_at_most_every_
             assert n0.witnessing.stats.checkpoints_gossiped == 1  # the first; the next is due in an hour
 
 
+async def test_a_witness_is_asked_over_one_kept_stream_and_a_new_one_once_that_breaks(tmp_path):
+    a, b, c = identities(tmp_path, 3)
+    roots = (a.did, b.did, c.did)
+    with trio.fail_after(40):
+        async with (
+            running(a, roots, witness_interval=0.1, witnesses=1) as n0,
+            running(b, roots, witness_interval=0.1, max_inbound=1) as n1,
+            running(c, roots) as n2,
+        ):
+            await n0.host.connect(n1.addr)
+            for _ in range(3):
+                n0.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+                await cosigned_by(n0, 1)
+            stats = n0.witnessing.stats
+            assert (stats.cosignatures, stats.streams_opened) == (3, 1)
+
+            # The kept stream is idle, so it holds none of the witness's request slots (it has one): another
+            # peer still syncs with it.
+            n1.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+            with trio.fail_after(4):  # sooner than the witness would close the idle stream (5 s)
+                await n2.host.connect(n1.addr)
+                await until(lambda: n2.replica.store.heads().get(b.did) == 1, [n2])
+
+            await n0.host.disconnect(n1.host.peer_id)  # the kept stream dies with its connection
+            await n0.host.connect(n1.addr)
+            n0.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+            await cosigned_by(n0, 1)
+            assert (stats.cosignatures, stats.streams_opened) == (4, 2)
+
+
 async def test_a_fork_sent_for_cosigning_is_refused_and_becomes_evidence(tmp_path):
     a, b = identities(tmp_path, 2)
     roots = (a.did, b.did)
