@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 import trio
 
 from gossip.replica import Replica
-from vouching import DigestBody, Record, VouchBody
+from vouching import DigestBody, Record
 from vouching.evidence import Outcomes
 from vouching.explanation import Score
 from vouching.feed import feed_record, outcomes_of
@@ -73,17 +73,8 @@ class TrustService:
     # --- inputs (listeners) -------------------------------------------------------------------------------
 
     def on_records(self, records: list[Record]) -> None:
-        """Replica listener: feed accepted records and tell the stream about the agents they touch. Our own
-        digests touch none: the engine already holds what they count as first-hand evidence (`on_events`)."""
-        touched = []
-        for record in records:
-            feed_record(self.engine, record)
-            body = record.body
-            if isinstance(body, DigestBody) and record.iss != self.replica.did:
-                touched.append(body.agent)
-            elif isinstance(body, VouchBody) and body.basis != "org-peer":
-                touched.append(body.subject)
-        self._announce(touched)
+        """Replica listener: feed accepted records and tell the stream about the agents they touch (feed_record)."""
+        self._announce([agent for record in records if (agent := feed_record(self.engine, record)) is not None])
 
     def on_events(self, batch: Appended) -> None:
         """Ingest listener: our own observations count as first-hand evidence at once."""

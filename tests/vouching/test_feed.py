@@ -53,3 +53,12 @@ def test_our_own_digests_leave_the_scores_as_they_were():
     feed_record(engine, _digest(me, agent, denied=5))
     engine.recompute(now=NOW)
     assert engine.score(agent, now=NOW) == before
+
+
+def test_feed_record_names_the_agent_whose_evidence_or_vouches_it_added_to():
+    me, partner, agent = Org(), Org(), new_did()
+    engine = TrustEngine(me.did)
+    assert feed_record(engine, me.record("vouch", vouch_body(agent, 1.0, "operator"))) == agent
+    assert feed_record(engine, me.vouch(partner.did, 1.0)) is None  # an org, not an agent
+    assert feed_record(engine, _digest(partner, agent, ok=3)) == agent
+    assert feed_record(engine, _digest(me, agent, ok=3)) is None  # ours: first-hand evidence already
