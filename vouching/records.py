@@ -111,16 +111,13 @@ def issue_digests(
     """
     signer = Signer(signing_key, _PROTECTED)
     iss = did_key(bytes(signing_key.verify_key))
+    _check_prev(uint(seq, "seq", 1), prev is not None)  # the records after the first follow by construction
+    if prev is not None:
+        byte_string(prev, "prev", ID_SIZE)
     records = []
     for body in bodies:
         record_ts = time.time_ns() // 1_000_000 if ts is None else ts
         uint(seq, "seq", 1)
-        if seq == 1 and prev is not None:
-            raise InvalidRecord("prev: must be absent when seq is 1")
-        if seq > 1 and prev is None:
-            raise InvalidRecord("prev: must be present when seq is greater than 1")
-        if prev is not None:
-            byte_string(prev, "prev", ID_SIZE)
         check_digest(body, uint(record_ts, "ts"))
         data = signer.sign(encode_digest_payload(iss, seq, prev, record_ts, body))
         record = Record(record_id(data), data, "digest", iss, seq, prev, record_ts, body)
@@ -197,12 +194,10 @@ def _parse_payload(payload: Any) -> tuple[str, str, int, bytes | None, int, Body
         raise InvalidRecord(f"v: version {version} is not supported (this node reads version {VERSION})")
     if type(version) is not int or version != VERSION:
         raise InvalidRecord(f"v: must be {VERSION}")
-    seq = uint(payload["seq"], "seq", 1) if "seq" in payload else None
-    if seq == 1 and "prev" in payload:
-        raise InvalidRecord("prev: must be absent when seq is 1")
-    if seq is not None and seq > 1 and "prev" not in payload:
-        raise InvalidRecord("prev: must be present when seq is greater than 1")
+    if "seq" in payload:
+        _check_prev(uint(payload["seq"], "seq", 1), "prev" in payload)
     fields(payload, "payload", _REQUIRED, _PREV)
+    seq = payload["seq"]
     kind = payload["kind"]
     if type(kind) is not str or kind not in KINDS:
         raise InvalidRecord(f"kind: must be one of {', '.join(KINDS)}")
@@ -210,6 +205,14 @@ def _parse_payload(payload: Any) -> tuple[str, str, int, bytes | None, int, Body
     prev = byte_string(payload["prev"], "prev", ID_SIZE) if seq > 1 else None
     ts = uint(payload["ts"], "ts")
     return kind, iss, seq, prev, ts, parse_body(kind, payload["body"], iss=iss, ts=ts)
+
+
+def _check_prev(seq: int, has_prev: bool) -> None:
+    """The chain rule: prev is absent on an issuer's first record (seq 1) and present on every later one."""
+    if seq == 1 and has_prev:
+        raise InvalidRecord("prev: must be absent when seq is 1")
+    if seq > 1 and not has_prev:
+        raise InvalidRecord("prev: must be present when seq is greater than 1")
 
 
 def _check_evidence(body: EquivocationBody) -> None:
