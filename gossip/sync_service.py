@@ -325,7 +325,7 @@ class SyncService:
         peer = stream.remote_peer
         cosign = None if self.cosigner is None else functools.partial(self.cosigner, peer)
         server = SyncServer(self.replica.store, self._index, self.limits, cosign=cosign)
-        served, answered = 0, False
+        answered = False
         try:
             while True:
                 try:
@@ -345,19 +345,8 @@ class SyncService:
                     await stream.reset()
                     return
                 try:
-                    try:
-                        replies = server.receive(payload)
-                    except RemoteProtocolError as error:
-                        self.stats.errors[error.reason] += 1
-                        logger.info("sync request from %s refused (%s): %s", peer, error.reason, error)
-                        with trio.fail_after(self.timeout):
-                            await stream.write_frame(server.refusal(error))
+                    if not await self._reply(stream, server, payload):
                         return
-                    for frame in replies:
-                        with trio.fail_after(self.timeout):
-                            await stream.write_frame(frame)
-                        self.stats.records_served += server.records_served - served
-                        served = server.records_served
                 finally:
                     self._inbound.release()
                 answered = True
@@ -371,3 +360,21 @@ class SyncService:
         except HostError as error:
             self.stats.errors["stream"] += 1
             logger.debug("sync stream from %s: %s", peer, error)
+
+    async def _reply(self, stream: Stream, server: SyncServer, payload: bytes) -> bool:
+        """Answer one request; False if it was malformed (refused, and the stream is done)."""
+        try:
+            replies = server.receive(payload)
+        except RemoteProtocolError as error:
+            self.stats.errors[error.reason] += 1
+            logger.info("sync request from %s refused (%s): %s", stream.remote_peer, error.reason, error)
+            with trio.fail_after(self.timeout):
+                await stream.write_frame(server.refusal(error))
+            return False
+        served = server.records_served
+        for frame in replies:  # produced as written: a large answer is read from the store page by page
+            with trio.fail_after(self.timeout):
+                await stream.write_frame(frame)
+            self.stats.records_served += server.records_served - served
+            served = server.records_served
+        return True

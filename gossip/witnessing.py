@@ -210,7 +210,7 @@ class Witnessing:
         while True:
             self._checkpoint()
             connected = set(self.host.connected_peers())
-            for peer in [p for p in self._streams if p not in connected and p not in self._in_flight]:
+            for peer in [p for p in self._streams if p not in connected]:  # (a stream in use is not kept here)
                 nursery.start_soon(self._streams.pop(peer).reset)  # its connection is gone
             for peer in self._to_ask():
                 self._in_flight.add(peer)
@@ -372,7 +372,8 @@ class Witnessing:
         except FileNotFoundError:
             return None
         try:
-            checkpoint, signatures = open_checkpoint(note, [self._signer.verifier(), *cosigner_verifiers(note).values()])
+            verifiers = [self._signer.verifier(), *cosigner_verifiers(note).values()]
+            checkpoint, signatures = open_checkpoint(note, verifiers)
             ledger = self.replica.store.ledger
             if checkpoint.size > ledger.size or ledger.root(checkpoint.size) != checkpoint.root:
                 raise NoteError(f"checkpoint of size {checkpoint.size} does not match the records ledger")

@@ -19,6 +19,7 @@ from langgraph.types import Command
 from ..guard import CREDENTIAL_KEY, Vouchnet, credential_in, refusal_text
 from ..policy import TrustDecision
 
+
 def credential_from_context(context: Any, key: str = CREDENTIAL_KEY) -> str | None:
     """The credential in a run's context: `context[key]` or `context.<key>`."""
     return credential_in(context, key)
