@@ -48,11 +48,11 @@ AGENTS = [did_key(bytes(SigningKey.generate().verify_key)) for _ in range(200)]
 
 
 class Node:
-    """The telemetry side of a node in a temporary directory; with `trust`, also the listeners node/daemon.py adds
-    (the trust engine on accepted records and ingested events, the record latency histogram) and the sync service's
-    issuer index. Not the gossip publish queue, which needs a host (a deque append per record of ours)."""
+    """The telemetry side of a node in a temporary directory, with the listeners node/daemon.py adds (the trust
+    engine on accepted records and ingested events, the record latency histogram) and the sync service's issuer
+    index. Not the gossip publish queue, which needs a host (a deque append per record of ours)."""
 
-    def __init__(self, directory: Path, *, trust: bool = False) -> None:
+    def __init__(self, directory: Path) -> None:
         self.metrics = Registry()
         self.store = RecordStore.open(directory)
         self.replica = Replica(SigningKey.generate(), self.store, roots=(), max_hops=2, held_limit=100)
@@ -61,13 +61,12 @@ class Node:
         self.digester = Digester(self.audit, self.replica, DigestState.open(directory), self.metrics,
                                  epoch_ms=3_600_000)
         self.ingestor = Ingestor(self.audit, self.idempotency, self.metrics, listeners=[self.digester.observe])
-        if trust:
-            service = TrustService(self.replica, roots=(), policy=DEFAULT_POLICY, broadcaster=Broadcaster(self.metrics),
-                                   metrics=self.metrics, recompute_interval=60.0)
-            latency = record_latency_listener(self.metrics.histogram("record_latency_seconds", "Issue to acceptance",
-                                                                     LATENCY_BUCKETS), self.replica.did, wall_clock_ms)
-            self.replica.listeners += [service.on_records, latency, IssuerIndex(self.store).add]
-            self.ingestor.listeners.append(service.on_events)
+        trust = TrustService(self.replica, roots=(), policy=DEFAULT_POLICY, broadcaster=Broadcaster(self.metrics),
+                             metrics=self.metrics, recompute_interval=60.0)
+        latency = record_latency_listener(self.metrics.histogram("record_latency_seconds", "Issue to acceptance",
+                                                                 LATENCY_BUCKETS), self.replica.did, wall_clock_ms)
+        self.replica.listeners += [trust.on_records, latency, IssuerIndex(self.store).add]
+        self.ingestor.listeners.append(trust.on_events)
 
 
 def event_batches(count: int) -> list[bytes]:
@@ -151,7 +150,7 @@ async def through_http(
 
 def digest_generation(directory: Path, agents: int) -> tuple[float, float, float]:
     """(seconds to digest an epoch of `agents` active agents, of which signing and storing, CPU seconds)."""
-    node = Node(directory, trust=True)
+    node = Node(directory)
     now = wall_clock_ms() - 3_600_000  # an epoch in the past, so that it is due and its records' ts are later
     node.audit._clock = lambda: now
     dids = [did_key(bytes(SigningKey.generate().verify_key)) for _ in range(agents)]
@@ -197,7 +196,7 @@ def main() -> int:
         for name in ("events", "spans", "digests"):
             (root / name).mkdir()
         if args.only in (None, "events"):
-            node = Node(root / "events", trust=True)
+            node = Node(root / "events")
             seconds, cpu = trio.run(through_http, node, "/v1/events", event_batches(args.batches),
                                     {"Content-Type": "application/json"}, args.clients)
             assert node.audit.size == args.batches * BATCH
@@ -205,7 +204,7 @@ def main() -> int:
                       20_000) and ok
             line("  per second of the node's CPU", args.batches * BATCH / cpu, "events/s", None)
         if args.only in (None, "traces"):
-            node = Node(root / "spans", trust=True)
+            node = Node(root / "spans")
             seconds, cpu = trio.run(through_http, node, "/v1/traces", span_requests(args.requests),
                                     {"Content-Type": "application/x-protobuf"}, args.clients)
             assert node.audit.size == args.requests * SPANS_PER_REQUEST
