@@ -181,7 +181,7 @@ def checkpoints(run: RunResult) -> dict[str, Any]:
         rows[node] = {"ledger": status.ledger_size, "checkpoint": None if cp is None else cp.size,
                       "cosigned_by": None if cp is None else len(cp.cosigned_by), "of": others,
                       "rejected": status.rejected, "flagged": status.flagged, "error": status.error}
-    agree = all(witnessed(status, set(run.dids.values()) - flagged - {status.did}, witnesses)
+    agree = all(witnessed(status, run.dids.values(), flagged, witnesses)
                 for status in run.status.values() if status.did not in flagged)
     return {"all_current_and_witnessed": agree, "witnesses": witnesses, "nodes": rows}
 

@@ -249,7 +249,7 @@ class Run:
         while True:
             status = {node: node_status(self.cluster, node) for node in self.cluster.names}
             lagging = [n for n, row in status.items() if row.did not in flagged
-                       and not witnessed(row, set(self.dids.values()) - flagged - {row.did}, witnesses)]
+                       and not witnessed(row, self.dids.values(), flagged, witnesses)]
             if not lagging or time.time() - started > CHECKPOINT_TIMEOUT:
                 self.timeline.add("checkpoints agree" if not lagging else "checkpoints still disagree",
                                   waited=round(time.time() - started, 2), lagging=lagging)

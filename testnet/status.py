@@ -3,6 +3,7 @@ its latest checkpoint (the checkpoint's signatures are verified here against the
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ledger import CosignatureVerifier, Ed25519Verifier, NoteError, cosigner_name, log_origin, open_checkpoint
@@ -45,12 +46,13 @@ def checkpoint_of(note: bytes, entry: NodeEntry, network: str, others: list[str]
     return Checkpoint(checkpoint.size, tuple(did for did in others if cosigner_name(did) in names))
 
 
-def witnessed(row: NodeStatus, honest_others: set[str], witnesses: int) -> bool:
-    """The node's checkpoint covers its whole ledger and carries the cosignatures of as many of `honest_others`
-    (the testnet's other orgs, equivocators aside) as it asks to cosign: `witnesses`, or all of them if fewer."""
+def witnessed(row: NodeStatus, orgs: Iterable[str], flagged: set[str], witnesses: int) -> bool:
+    """The node's checkpoint covers its whole ledger and carries the cosignatures of as many of the testnet's other
+    `orgs` that are not `flagged` equivocators as it asks to cosign: `witnesses`, or all of them if fewer."""
     checkpoint = row.checkpoint
     if checkpoint is None or checkpoint.size != row.ledger_size:
         return False
+    honest_others = set(orgs) - flagged - {row.did}
     return len(honest_others & set(checkpoint.cosigned_by)) >= min(witnesses, len(honest_others))
 
 
