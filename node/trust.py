@@ -29,6 +29,9 @@ from .metrics import Registry
 from .stream import Broadcaster
 
 log = logging.getLogger(__name__)
+# How soon after an org-level change (an org vouch, its revocation, an equivocator flagged: each may move every
+# agent's score) the engine is recomputed and the changes announced; a burst of such records makes one recompute.
+PROMPT_RECOMPUTE_S = 1.0
 
 
 class TrustService:
@@ -51,6 +54,7 @@ class TrustService:
         self._broadcaster = broadcaster
         self._interval = recompute_interval
         self._clock = clock
+        self._org_changed = trio.Event()
         self._known: dict[str, tuple[int, str]] = {}  # agent -> (score, tier) last published or served
         self._requests = metrics.counter("score_requests_total", "Score and check requests answered", ["kind"])
         metrics.collect("agents_known", "Agents the trust engine holds evidence or vouches for",
@@ -73,8 +77,12 @@ class TrustService:
     # --- inputs (listeners) -------------------------------------------------------------------------------
 
     def on_records(self, records: list[Record]) -> None:
-        """Replica listener: feed accepted records and tell the stream about the agents they touch (feed_record)."""
+        """Replica listener: feed accepted records and tell the stream about the agents they touch (feed_record);
+        an org-level change brings the next recompute forward to within PROMPT_RECOMPUTE_S."""
+        org_changes = self.engine.org_changes
         self._announce([agent for record in records if (agent := feed_record(self.engine, record)) is not None])
+        if self.engine.org_changes != org_changes:
+            self._org_changed.set()
 
     def on_events(self, batch: Appended) -> None:
         """Ingest listener: our own observations count as first-hand evidence at once."""
@@ -106,10 +114,14 @@ class TrustService:
     # --- the periodic recompute -----------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Recompute every `recompute_interval` seconds (credibility, accountability, reputation, all scores)."""
+        """Recompute every `recompute_interval` seconds (credibility, accountability, reputation, all scores), and
+        PROMPT_RECOMPUTE_S after an org-level change; announce what changed."""
         task_status.started()
         while True:
-            await trio.sleep(self._interval)
+            with trio.move_on_after(self._interval):
+                await self._org_changed.wait()
+                await trio.sleep(PROMPT_RECOMPUTE_S)  # what else arrives meanwhile joins this recompute
+            self._org_changed = trio.Event()
             table = self.engine.recompute(now=self._clock())
             self._announce(a for a in self._known if table.score(a) is not None)
 

@@ -16,9 +16,10 @@ def outcomes_of(counts: Mapping[str, int]) -> Outcomes:
 
 
 def feed_record(engine: TrustEngine, record: Record) -> str | None:
-    """Give the engine what an accepted record says (DESIGN.md §6); the agent whose evidence or vouches it added
-    to, if any. `org` records carry nothing to score; the node's own digests add nothing (the engine holds what
-    they count as first-hand evidence, and drops them: they are skipped here before their inputs are built)."""
+    """Give the engine what an accepted record says (DESIGN.md §6); the agent whose evidence or vouches it changed,
+    if any (org-level changes are counted in `engine.org_changes` instead). `org` records carry nothing to score;
+    the node's own digests add nothing (the engine holds what they count as first-hand evidence, and drops them:
+    they are skipped here before their inputs are built)."""
     body = record.body
     if isinstance(body, VouchBody):
         if body.basis == "org-peer":
@@ -29,12 +30,12 @@ def feed_record(engine: TrustEngine, record: Record) -> str | None:
                                ts=record.ts, expires=body.expires, scope=body.scope)
         return body.subject
     if isinstance(body, RevokeBody):
-        engine.revoke(record.iss, body.record, ts=record.ts)
-    elif isinstance(body, DigestBody) and record.iss != engine.own_org:
+        return engine.revoke(record.iss, body.record, ts=record.ts)
+    if isinstance(body, DigestBody) and record.iss != engine.own_org:
         engine.add_digest(record.iss, body.agent, epoch=body.epoch, length=body.length,
                           outcomes=outcomes_of(body.outcomes), high_risk=outcomes_of(body.high_risk),
                           record_id=record.id, ts=record.ts)
         return body.agent
-    elif isinstance(body, EquivocationBody) and body.offender != engine.own_org:
+    if isinstance(body, EquivocationBody) and body.offender != engine.own_org:
         engine.flag_equivocator(body.offender)
     return None

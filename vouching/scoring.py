@@ -75,6 +75,9 @@ class TrustEngine:
         self._edges = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0))
         self._full_weight = 1.0
         self._version = 0  # bumped whenever org weights or groups change: agent caches then lapse
+        # Changes of the org vouch graph or of the equivocators so far: each may move every agent's score, so a
+        # caller announcing scores (node.trust) recomputes soon after one instead of at its next periodic round.
+        self.org_changes = 0
         self._graph_dirty = True
         self._next_expiry = INF
         self._own = self._org(own_org)
@@ -93,6 +96,7 @@ class TrustEngine:
         self._vouches.add(Vouch(record_id, self._org(issuer), self._org(subject), float(weight), "org-peer", ts,
                                 expires, None))
         self._graph_dirty = True
+        self.org_changes += 1
 
     def add_agent_vouch(self, issuer: str, agent: str, weight: float, basis: str, *, record_id: bytes, ts: int,
                         expires: int | None = None, scope: Iterable[str] | None = None) -> None:
@@ -112,15 +116,19 @@ class TrustEngine:
         if basis == "operator" and vouch.issuer in record.pairs:
             self._evidence.operator[record.pairs[vouch.issuer]] = 1
 
-    def revoke(self, issuer: str, record_id: bytes, *, ts: int) -> None:
-        """A revocation of one of the issuer's earlier vouches; it stops counting from now on."""
+    def revoke(self, issuer: str, record_id: bytes, *, ts: int) -> str | None:
+        """A revocation of one of the issuer's earlier vouches; it stops counting from now on. The agent whose
+        vouch it revoked, if any (None for an org vouch, or a vouch that has not arrived yet)."""
         vouch = self._vouches.revoke(self._org(issuer), record_id, ts)
         if vouch is None:
-            return
+            return None
         if vouch.for_org:
             self._graph_dirty = True
-        else:
-            self._agents[vouch.subject].cache = None
+            self.org_changes += 1
+            return None
+        agent = self._agents[vouch.subject]
+        agent.cache = None
+        return agent.did
 
     def add_digest(self, issuer: str, agent: str, *, epoch: int, length: int, outcomes: Outcomes,
                    high_risk: Outcomes = NO_OUTCOMES, record_id: bytes, ts: int) -> None:
@@ -149,7 +157,10 @@ class TrustEngine:
         o = self._org(org)
         if o == self._own:
             raise InvalidEvidence("offender: this node does not distrust its own org")
+        if o in self._equivocators:
+            return
         self._equivocators.add(o)
+        self.org_changes += 1
         self._weights[o] = 0.0
         self._voucher_weights[o] = 0.0
         self._version += 1
