@@ -1,15 +1,17 @@
 """Ingest figures against issue 2's targets, in one run: the raw PyNaCl verify rate (the baseline); records decoded,
 verified, validated and appended durably per second in batches of 100, through the path a node uses
-(gossip.validation, then Replica.accept into a RecordStore), checked serially and on worker threads while the
-previous batch is appended; then the ledger figures of benchmarks/ledger.py (Merkle appends, proofs and open time
-at 10^6 entries, disk per entry).
+(gossip.validation, then Replica.accept into a RecordStore), checked serially, on worker threads, and with their
+signatures checked in worker processes, each while the previous batch is appended; then the ledger figures of
+benchmarks/ledger.py (Merkle appends, proofs and open time at 10^6 entries, disk per entry).
 
-Usage: python benchmarks/ingest.py [--records N] [--threads T] [--entries N] [--quick]; exits 1 if a target is missed.
+Usage: python benchmarks/ingest.py [--records N] [--threads T ...] [--processes P ...] [--entries N] [--quick];
+exits 1 if a target is missed.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import statistics
 import sys
@@ -21,12 +23,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from nacl.signing import SigningKey, VerifyKey  # noqa: E402
 
+from benchmarks import daemons  # noqa: E402
 from benchmarks import ledger as ledger_bench  # noqa: E402
 from benchmarks.ledger import Figure  # noqa: E402
 from benchmarks.machine import Run, timed  # noqa: E402
 from gossip.replica import Replica  # noqa: E402
 from gossip.store import INDEX_FILE, LEDGER_FILE, RecordStore  # noqa: E402
-from gossip.validation import ThreadedChecker, check_records  # noqa: E402
+from gossip.validation import ProcessChecker, ThreadedChecker, check_records  # noqa: E402
 from vouching import Record, did_key, digest_body, issue_record, public_key_from_did, vouch_body  # noqa: E402
 from vouching.cbor import decode  # noqa: E402
 from vouching.cose import parse_sign1, to_be_signed  # noqa: E402
@@ -98,16 +101,21 @@ def ingest_serially(replica: Replica, batches: list[list[bytes]]) -> None:
         _accept(replica, check_records(batch))
 
 
-def ingest_pipelined(replica: Replica, batches: list[list[bytes]], threads: int) -> None:
-    """Check each batch on `threads` worker threads while the batch before it is accepted on this thread, as
-    gossip.sync_service does with verify_threads."""
-    with ThreadedChecker(threads) as checker:
-        checking = checker.submit(batches[0])
-        for k in range(len(batches)):
-            records = checking.result()
-            if k + 1 < len(batches):
-                checking = checker.submit(batches[k + 1])
-            _accept(replica, records)
+def ingest_pipelined(replica: Replica, batches: list[list[bytes]], checker: ThreadedChecker | ProcessChecker) -> None:
+    """Submit each batch to `checker` before the batch before it is accepted on this thread (a ProcessChecker
+    decodes it then, while its workers check the signatures of the one before), as gossip.sync_service does with
+    verify_threads or verify_processes."""
+    checking = checker.submit(batches[0])
+    for batch in batches[1:]:
+        following = checker.submit(batch)
+        _accept(replica, checking.result())
+        checking = following
+    _accept(replica, checking.result())
+
+
+def _workers_cpu() -> float:
+    """CPU seconds used so far by this process's children (a ProcessChecker's workers)."""
+    return sum(daemons.cpu_seconds(child.pid) for child in multiprocessing.active_children() if child.pid)
 
 
 def _store_bytes(directory: Path) -> int:
@@ -115,7 +123,8 @@ def _store_bytes(directory: Path) -> int:
     return sum(os.path.getsize(p) for n in names for p in (directory / n, directory / f"{n}-wal") if p.exists())
 
 
-def ingest_figures(workdir: Path, count: int, issuers: int, batch: int, threads: list[int]) -> list[Figure]:
+def ingest_figures(workdir: Path, count: int, issuers: int, batch: int, threads: list[int], processes: list[int]
+                   ) -> list[Figure]:
     print(f"signing {count:,} records of {issuers} issuers ...", flush=True)
     raws, dids = make_records(count, issuers)
     batches = [raws[i:i + batch] for i in range(0, count, batch)]
@@ -126,17 +135,26 @@ def ingest_figures(workdir: Path, count: int, issuers: int, batch: int, threads:
     _, raw_cpu = timed(lambda: raw_verify_rate(items))
     check_wall, check_cpu = timed(lambda: check_records(raws))
     results: dict[str, tuple[float, float, int]] = {}
-    runs: list[tuple[str, Callable[[Replica], None]]] = [("serially", lambda r: ingest_serially(r, batches))]
-    for t in threads:
-        runs.append((f"on {t} thread{'s' * (t > 1)}", lambda r, t=t: ingest_pipelined(r, batches, t)))
-    for name, ingest in runs:
+    runs: list[tuple[str, Callable[[], ThreadedChecker | ProcessChecker | None]]] = [("serially", lambda: None)]
+    runs += [(f"on {t} thread{'s' * (t > 1)}", lambda t=t: ThreadedChecker(t)) for t in threads]
+    runs += [(f"with signatures in {p} process{'es' * (p > 1)}", lambda p=p: ProcessChecker(p)) for p in processes]
+    for name, make_checker in runs:
         directory = workdir / name.replace(" ", "-")
         directory.mkdir()
         replica = _replica(directory, dids)
+        checker = make_checker()
         try:
-            wall, cpu = timed(lambda: ingest(replica))
+            if checker is None:
+                wall, cpu = timed(lambda: ingest_serially(replica, batches))
+            else:
+                checker.submit(batches[0][:1]).result()  # worker processes start on first use, not timed
+                workers_cpu = _workers_cpu()
+                wall, cpu = timed(lambda: ingest_pipelined(replica, batches, checker))
+                cpu += _workers_cpu() - workers_cpu
         finally:
             replica.store.close()
+            if checker is not None:
+                checker.close()
         results[name] = (wall, cpu, _store_bytes(directory))
     raw_rates += [raw_verify_rate(items) for _ in range(3)]  # the baseline straddles the ingest runs
     raw = statistics.median(raw_rates)
@@ -161,7 +179,7 @@ def ingest_figures(workdir: Path, count: int, issuers: int, batch: int, threads:
         figures += [
             Figure(f"ingest, checked {name}, batches of {batch}", count / wall, "records/s"),
             Figure("  as a share of the raw verify rate", 100 * count / wall / raw, "%"),
-            Figure("  CPU per record (all threads)", cpu / count * 1e6, "us"),
+            Figure("  CPU per record (all threads and processes)", cpu / count * 1e6, "us"),
         ]
     best = max(results, key=lambda name: count / results[name][0])
     figures += [
@@ -180,6 +198,8 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=100, help="records per durable append")
     parser.add_argument("--threads", type=int, nargs="*", default=[1, 2],
                         help="worker threads checking records, one run each (besides the serial run)")
+    parser.add_argument("--processes", type=int, nargs="*", default=[1],
+                        help="worker processes checking signatures, one run each")
     parser.add_argument("--entries", type=int, default=1_000_000, help="ledger entries for the ledger figures")
     parser.add_argument("--entry-bytes", type=int, default=256)
     parser.add_argument("--samples", type=int, default=5_000, help="proofs timed")
@@ -191,7 +211,7 @@ def main() -> int:
     run = Run.start()
     print(run.header("ingest benchmark (issue 2, item 6)"), flush=True)
     with tempfile.TemporaryDirectory(dir=args.dir) as workdir:
-        figures = ingest_figures(Path(workdir), args.records, args.issuers, args.batch, args.threads)
+        figures = ingest_figures(Path(workdir), args.records, args.issuers, args.batch, args.threads, args.processes)
         for f in figures:
             print(f.line(), flush=True)
         print(f"building a {args.entries:,}-entry ledger ...", flush=True)

@@ -1,7 +1,7 @@
 """Catch-up sync figures against issue 7's target: records/s for a node that lacks 10^5 records, pulled from one
 peer over real libp2p on loopback (two processes, one node each), and where the time goes on each side.
 
-Usage: python benchmarks/sync.py [--records N] [--issuers K] [--page P] [--threads T] [--profile]
+Usage: python benchmarks/sync.py [--records N] [--issuers K] [--page P] [--threads T | --processes P] [--profile]
 Exits 1 if the catch-up rate misses its target (5,000 records/s). The server's store is built once and cached.
 """
 
@@ -124,7 +124,7 @@ async def serve(directory: Path, page: int) -> None:
             nursery.cancel_scope.cancel()
 
 
-async def catch_up(server_addr: str, records: int, issuers: int, page: int, threads: int
+async def catch_up(server_addr: str, records: int, issuers: int, page: int, threads: int, processes: int
                    ) -> tuple[float, float, Timings, dict[str, int]]:
     """Connect an empty node to the server; seconds (wall, CPU) until it holds every record, and its timings."""
     timings = Timings()
@@ -135,7 +135,8 @@ async def catch_up(server_addr: str, records: int, issuers: int, page: int, thre
         done = trio.Event()
         replica.listeners.append(lambda batch: store.size >= records and done.set())
         async with open_host(os.urandom(32), LOOPBACK) as host, trio.open_nursery() as nursery:
-            service = SyncService(host, replica, limits=SyncLimits(page_records=page), verify_threads=threads)
+            service = SyncService(host, replica, limits=SyncLimits(page_records=page), verify_threads=threads,
+                                  verify_processes=processes)
             service._verify = timings.wrap_async("verify (check_page)", service._verify)  # type: ignore[method-assign]
             await nursery.start(service.run)
             start, cpu = time.perf_counter(), time.process_time()
@@ -215,12 +216,13 @@ class CatchUp:
         return self.records / self.elapsed
 
 
-def measure(records: int, issuers: int, page: int = 500, threads: int = 0, profile: bool = False) -> CatchUp:
+def measure(records: int, issuers: int, page: int = 500, threads: int = 0, processes: int = 0,
+            profile: bool = False) -> CatchUp:
     """An empty node catches up `records` records of `issuers` orgs from a server process (built once, cached)."""
     directory = CACHE / f"{records}-{issuers}"
     build_server_store(directory, records, issuers)
     with server_process(directory, page) as (process, addr):
-        run = lambda: trio.run(catch_up, addr, records, issuers, page, threads)  # noqa: E731
+        run = lambda: trio.run(catch_up, addr, records, issuers, page, threads, processes)  # noqa: E731
         if profile:
             profiler = cProfile.Profile()
             elapsed, cpu, timings, errors = profiler.runcall(run)
@@ -240,6 +242,8 @@ def main() -> int:
     parser.add_argument("--issuers", type=int, default=100)
     parser.add_argument("--page", type=int, default=500, help="records per page (limits.sync_page_records)")
     parser.add_argument("--threads", type=int, default=0, help="worker threads checking signatures (0: the event loop)")
+    parser.add_argument("--processes", type=int, default=0,
+                        help="worker processes checking signatures instead (the node's [p2p] verify_processes)")
     parser.add_argument("--profile", action="store_true", help="cProfile the catching-up node")
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -249,11 +253,14 @@ def main() -> int:
         trio.run(serve, args.serve, args.page)
         return 0
 
-    result = measure(args.records, args.issuers, args.page, args.threads, args.profile)
+    if args.threads and args.processes:
+        parser.error("--threads and --processes: choose one")
+    result = measure(args.records, args.issuers, args.page, args.threads, args.processes, args.profile)
     sample = _sample(CACHE / f"{args.records}-{args.issuers}")
     alone, shares = verify_threads(sample), verify_breakdown(sample)
     rate, n = result.rate, args.records
-    mode = f"on {args.threads} worker thread(s)" if args.threads else "on the event loop"
+    mode = (f"on {args.threads} worker thread(s)" if args.threads else
+            f"in {args.processes} worker process(es)" if args.processes else "on the event loop")
     print(f"catch-up of {n:,} records from {args.issuers} issuers, pages of {args.page}, signatures checked {mode}")
     print(f"  {'catch-up rate':<40} {rate:>10,.0f} records/s   (target >= {TARGET:,.0f})  "
           f"{'PASS' if rate >= TARGET else 'FAIL'}")

@@ -33,7 +33,7 @@ from .sync import (
     missing_ranges,
 )
 from .sync_messages import MAX_SEQ, SYNC_PROTOCOL, CosignRequest, RemoteProtocolError, Reply, SyncError
-from .validation import Checking, ThreadedChecker
+from .validation import Checking, ProcessChecker, ThreadedChecker
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +73,10 @@ class SyncService:
     `run` registers the protocol's handler with the host, so it runs once per host.
     `verify_threads` > 0 splits each page's signature checks over that many worker threads (PyNaCl releases
     the GIL inside libsodium), and offers the records of earlier pages to the replica while they run; 0 checks
-    them on the event loop. `accept_records`: fetched records are offered to the replica in batches of about
-    this many, so that one durable commit covers several pages. `max_inbound` bounds the requests answered at
+    them on the event loop. `verify_processes` > 0 checks the signatures in that many worker processes instead,
+    free of the GIL (the event loop still decodes each page; gossip.validation.ProcessChecker). `accept_records`:
+    fetched records are offered to the replica in batches of about this many, so that one durable commit covers
+    several pages. `max_inbound` bounds the requests answered at
     once, `max_inbound_streams` the inbound streams open, idle ones included: a witness's client keeps its stream
     between checkpoints, and a stream idle for `timeout` after answering is closed.
     """
@@ -93,14 +95,17 @@ class SyncService:
         gap_queue: int = 256,
         cosigner: CosignHandler | None = None,
         verify_threads: int = 0,
+        verify_processes: int = 0,
         accept_records: int = 2000,
         on_offence: Callable[[str, str], None] | None = None,
     ) -> None:
         if not (interval > 0 and timeout > 0 and max_sessions >= 1 and max_inbound >= 1 and gap_queue >= 1
                 and max_inbound_streams >= max_inbound
-                and verify_threads >= 0 and accept_records >= 1):
+                and verify_threads >= 0 and verify_processes >= 0 and not (verify_threads and verify_processes)
+                and accept_records >= 1):
             raise ValueError("SyncService: interval and timeout must be positive; sessions, inbound, queue and "
-                             "accept_records at least 1, inbound streams at least inbound; verify_threads at least 0")
+                             "accept_records at least 1, inbound streams at least inbound; verify_threads or "
+                             "verify_processes (not both) at least 0")
         self.host = host
         self.replica = replica
         self.limits = limits if isinstance(limits, SyncLimits) else SyncLimits(page_records=limits.sync_page_records)
@@ -109,7 +114,8 @@ class SyncService:
         self.stats = SyncStats()
         self.cosigner = cosigner
         self._verify_threads = verify_threads
-        self._checker: ThreadedChecker | None = None  # while running, if verify_threads
+        self._verify_processes = verify_processes
+        self._checker: ThreadedChecker | ProcessChecker | None = None  # while running, if either
         self._accept_records = accept_records
         self._on_offence = on_offence
         self._sessions = trio.CapacityLimiter(max_sessions)
@@ -128,7 +134,10 @@ class SyncService:
         events = self.host.peer_events()
         self.replica.listeners.append(self._on_accepted)
         self.replica.horizon_listeners.append(self._on_entered)
-        self._checker = ThreadedChecker(self._verify_threads) if self._verify_threads else None
+        if self._verify_threads:
+            self._checker = ThreadedChecker(self._verify_threads)
+        elif self._verify_processes:
+            self._checker = ProcessChecker(self._verify_processes)
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -245,7 +254,7 @@ class SyncService:
         return payload
 
     async def _verify(self, raws: tuple[bytes, ...], checking: Checking | None) -> list[Record]:
-        """The page's records, checked on the event loop, or on worker threads if `checking` them there."""
+        """The page's records, checked on the event loop, or by the workers `checking` them."""
         if checking is None:
             return check_page(raws)
         try:

@@ -19,6 +19,7 @@ DIR_ENV = "VOUCHNET_DIR"
 NETWORK_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
 DEFAULT_LISTEN = "/ip4/0.0.0.0/tcp/4001"
 DEFAULT_API = "127.0.0.1:8700"
+MAX_VERIFY_PROCESSES = 64
 
 
 def default_data_dir() -> Path:
@@ -62,6 +63,7 @@ class NodeConfig:
     checkpoint_gossip_interval: float = 10.0
     witnesses: int = 8
     sync_interval: float = 30.0
+    verify_processes: int = 0
     epoch_seconds: float = 3600.0
     retention_days: float = 180.0
     dp_epsilon: float | None = None
@@ -172,13 +174,16 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
         raise ConfigError(f"network: must match {NETWORK_RE.pattern}, got {network!r}")
 
     p2p = _table(doc, "p2p")
-    _known_keys("p2p", p2p, {"listen", "announce", "bootstrap", "sync_interval"})
+    _known_keys("p2p", p2p, {"listen", "announce", "bootstrap", "sync_interval", "verify_processes"})
     listen = tuple(_check_multiaddr("p2p.listen", a) for a in _get(p2p, "p2p", "listen", "a list", [DEFAULT_LISTEN]))
     if not listen:
         raise ConfigError("p2p.listen: needs at least one address")
     announce = tuple(_check_multiaddr("p2p.announce", a) for a in _get(p2p, "p2p", "announce", "a list", []))
     bootstrap = tuple(_check_multiaddr("p2p.bootstrap", a) for a in _get(p2p, "p2p", "bootstrap", "a list", []))
     sync_interval = _positive("p2p", "sync_interval", _get(p2p, "p2p", "sync_interval", "a number", NodeConfig.sync_interval))
+    verify_processes = _get(p2p, "p2p", "verify_processes", "an integer", NodeConfig.verify_processes)
+    if not 0 <= verify_processes <= MAX_VERIFY_PROCESSES:
+        raise ConfigError(f"p2p.verify_processes: must be 0-{MAX_VERIFY_PROCESSES}, got {verify_processes}")
 
     trust = _table(doc, "trust")
     _known_keys("trust", trust, {"roots", "max_hops"})
@@ -256,6 +261,7 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
         checkpoint_gossip_interval=float(gossip_interval),
         witnesses=witnesses,
         sync_interval=float(sync_interval),
+        verify_processes=verify_processes,
         epoch_seconds=float(epoch_seconds),
         retention_days=float(retention_days),
         dp_epsilon=None if dp_epsilon is None else float(dp_epsilon),
@@ -306,6 +312,9 @@ announce = []
 bootstrap = {_toml_list(bootstrap)}
 # Seconds between catch-up sync rounds with every connected peer.
 sync_interval = {d.sync_interval}
+# Worker processes that check the signatures of records fetched by catch-up sync; 0 checks them on the node's
+# own thread. On a machine with a core to spare, 1 takes half the catch-up work off the node (benchmarks/sync.py).
+verify_processes = {d.verify_processes}
 
 [trust]
 # Orgs this node trusts directly (their did:key); your own org is always a root.

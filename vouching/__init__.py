@@ -23,13 +23,16 @@ from vouching.identity import InvalidDid, did_key, public_key_from_did
 from vouching.records import (
     MAX_RECORD_SIZE,
     Record,
+    SignatureCheck,
     equivocation_offender,
+    failed_signatures,
     issue_digests,
     issue_record,
     load_record,
     record_id,
     sign_record,
     verify_record,
+    verify_record_deferred,
 )
 from vouching.schema import InvalidRecord
 
@@ -44,12 +47,14 @@ __all__ = [
     "OrgBody",
     "Record",
     "RevokeBody",
+    "SignatureCheck",
     "VouchBody",
     "check_follows",
     "did_key",
     "digest_body",
     "equivocation_body",
     "equivocation_offender",
+    "failed_signatures",
     "issue_digests",
     "issue_record",
     "load_record",
@@ -61,5 +66,6 @@ __all__ = [
     "revoke_body",
     "sign_record",
     "verify_record",
+    "verify_record_deferred",
     "vouch_body",
 ]

@@ -8,13 +8,25 @@ import hashlib
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
+import nacl.exceptions
 import nacl.signing
 
 from vouching.bodies import KINDS, Body, DigestBody, EquivocationBody, check_digest, parse_body
 from vouching.cbor import CborError, decode, encode
-from vouching.cose import ALG_EDDSA, HEADER_ALG, CoseError, Signer, parse_sign1, sign1, verify_sign1
+from vouching.cose import (
+    ALG_EDDSA,
+    HEADER_ALG,
+    SIGNATURE_SIZE,
+    CoseError,
+    Sign1,
+    Signer,
+    parse_sign1,
+    sign1,
+    to_be_signed,
+    verify_sign1,
+)
 from vouching.digest_payload import encode_digest_payload
 from vouching.identity import did_key, public_key_from_did
 from vouching.schema import ID_SIZE, InvalidRecord, byte_string, did, fields, uint
@@ -39,6 +51,15 @@ class Record:
     prev: bytes | None
     ts: int
     body: Body
+
+
+class SignatureCheck(NamedTuple):
+    """What checking a record's signature takes: the issuer's Ed25519 public key, the COSE_Sign1 ToBeSigned bytes
+    (RFC 9052 §4.4) and the signature."""
+
+    public_key: bytes
+    message: bytes
+    signature: bytes
 
 
 def record_id(data: bytes) -> bytes:
@@ -154,9 +175,47 @@ def load_record(data: bytes) -> Record:
     return _verify(data, check_evidence=False, check_signature=False)
 
 
+def verify_record_deferred(data: bytes) -> tuple[Record, SignatureCheck | None]:
+    """verify_record but for the issuer's signature, which is returned to be checked elsewhere (a worker process:
+    `failed_signatures`); the record must not be trusted until it passes. None when the record was verified whole
+    here: an equivocation record's evidence is checked after its own signature, so that no rejection costs more
+    than one signature check. Raises InvalidRecord.
+    """
+    record, message = _decode(data)
+    if type(record.body) is EquivocationBody:
+        _check_signature(message, record.iss)
+        _check_evidence(record.body)
+        return record, None
+    if len(message.signature) != SIGNATURE_SIZE:
+        raise InvalidRecord(f"signature: must be {SIGNATURE_SIZE} bytes")
+    return record, SignatureCheck(public_key_from_did(record.iss), to_be_signed(message.protected, message.payload),
+                                  message.signature)
+
+
+def failed_signatures(checks: Iterable[SignatureCheck]) -> list[int]:
+    """The positions of the checks whose signature does not verify (Ed25519), in order."""
+    failed = []
+    for i, (public_key, message, signature) in enumerate(checks):
+        try:
+            nacl.signing.VerifyKey(public_key).verify(message, signature)
+        except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, nacl.exceptions.TypeError):
+            failed.append(i)
+    return failed
+
+
 def _verify(data: bytes, check_evidence: bool, check_signature: bool = True) -> Record:
     # Cheapest checks first, the signature after the schema, and evidence (two more signatures) last: a hostile
     # peer can make each rejection cost no more than one signature check.
+    record, message = _decode(data)
+    if check_signature:
+        _check_signature(message, record.iss)
+    if check_evidence and type(record.body) is EquivocationBody:
+        _check_evidence(record.body)
+    return record
+
+
+def _decode(data: bytes) -> tuple[Record, Sign1]:
+    """The record, every rule checked but its signatures; and its COSE_Sign1 message."""
     if type(data) is not bytes:
         raise InvalidRecord("record: must be bytes")
     if len(data) > MAX_RECORD_SIZE:
@@ -174,14 +233,14 @@ def _verify(data: bytes, check_evidence: bool, check_signature: bool = True) -> 
     except CborError as error:
         raise InvalidRecord(f"payload: {error}") from None
     kind, iss, seq, prev, ts, body = _parse_payload(payload)
-    if check_signature:
-        try:
-            verify_sign1(message, public_key_from_did(iss))
-        except CoseError as error:
-            raise InvalidRecord(str(error)) from None
-    if check_evidence and type(body) is EquivocationBody:
-        _check_evidence(body)
-    return Record(record_id(data), data, kind, iss, seq, prev, ts, body)
+    return Record(record_id(data), data, kind, iss, seq, prev, ts, body), message
+
+
+def _check_signature(message: Sign1, iss: str) -> None:
+    try:
+        verify_sign1(message, public_key_from_did(iss))
+    except CoseError as error:
+        raise InvalidRecord(str(error)) from None
 
 
 def _parse_payload(payload: Any) -> tuple[str, str, int, bytes | None, int, Body]:

@@ -72,6 +72,7 @@ async def running(
     max_inbound: int = 16,
     limits: SyncLimits | PageLimits = SyncLimits(),
     verify_threads: int = 0,
+    verify_processes: int = 0,
 ) -> AsyncIterator[Node]:
     """A node until the block ends; `witness_interval` also runs its witnessing (with `witnesses` and
     `gossip_interval`); `max_inbound` bounds the sync requests it answers at once."""
@@ -86,7 +87,7 @@ async def running(
                 await nursery.start(witnessing.run)
             sync = SyncService(host, replica, limits=limits, interval=sync_interval, timeout=5.0,
                                max_inbound=max_inbound, cosigner=witnessing.cosign if witnessing else None,
-                               verify_threads=verify_threads)
+                               verify_threads=verify_threads, verify_processes=verify_processes)
             await nursery.start(sync.run)
             yield Node(host, replica, sync, witnessing)
             nursery.cancel_scope.cancel()

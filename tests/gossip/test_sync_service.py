@@ -26,7 +26,11 @@ def issue(node, count: int) -> None:
         node.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
 
 
-async def test_a_node_offline_while_500_records_were_issued_catches_up_on_reconnect(tmp_path):
+CHECKED_BY = {"the event loop": {}, "worker threads": {"verify_threads": 2}, "a worker process": {"verify_processes": 1}}
+
+
+@pytest.mark.parametrize("checked_by", ["the event loop", "a worker process"])
+async def test_a_node_offline_while_500_records_were_issued_catches_up_on_reconnect(tmp_path, checked_by):
     a, b = identities(tmp_path, 2)
     roots = (a.did, b.did)
     with trio.fail_after(60):
@@ -37,7 +41,8 @@ async def test_a_node_offline_while_500_records_were_issued_catches_up_on_reconn
                 await until(lambda: node_b.replica.store.heads().get(a.did) == 3, [node_b])
             size_before = 3
             issue(node_a, 500)  # b is offline
-            async with running(b, roots, limits=Limits(sync_page_records=50)) as node_b:  # the node's own limits
+            limits = Limits(sync_page_records=50)  # the node's own limits
+            async with running(b, roots, limits=limits, **CHECKED_BY[checked_by]) as node_b:
                 await node_b.host.connect(node_a.addr)  # the connection alone starts the catch-up
                 await until(lambda: node_b.replica.store.heads().get(a.did) == 503, [node_b])
                 assert node_b.records() == node_a.records()
@@ -120,8 +125,8 @@ async def test_garbage_on_the_sync_protocol_cannot_crash_a_node(tmp_path):
             assert node.sync.stats.errors["malformed"] == 4 and node.sync.stats.errors["limit"] == 1
 
 
-@pytest.mark.parametrize("verify_threads", [0, 2])
-async def test_a_peer_that_serves_invalid_records_is_disconnected(tmp_path, caplog, verify_threads):
+@pytest.mark.parametrize("checked_by", list(CHECKED_BY))
+async def test_a_peer_that_serves_invalid_records_is_disconnected(tmp_path, caplog, checked_by):
     (a,) = identities(tmp_path, 1)
     fake = Org()
     valid = [fake.record().raw for _ in range(2)]
@@ -137,7 +142,7 @@ async def test_a_peer_that_serves_invalid_records_is_disconnected(tmp_path, capl
 
     with trio.fail_after(40):
         async with (
-            running(a, (a.did, fake.did), verify_threads=verify_threads) as node,
+            running(a, (a.did, fake.did), **CHECKED_BY[checked_by]) as node,
             open_host(os.urandom(32), LOOPBACK) as attacker,
         ):
             attacker.set_stream_handler(SYNC_PROTOCOL, hostile_server)

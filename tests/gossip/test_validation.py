@@ -1,16 +1,27 @@
 """Checkpoint equivocation evidence: accepted only when it really is two contradicting signed checkpoints; batches
-checked on worker threads, in order, naming the first invalid record."""
+checked on worker threads or with their signatures in worker processes, in order, naming the first invalid record,
+and a worker process that dies costs no check."""
 
+import multiprocessing
+import os
+import signal
 import threading
 
 import pytest
 from nacl.signing import SigningKey
 
-from gossip.validation import ThreadedChecker, check_record, check_records
+from gossip.validation import ProcessChecker, ThreadedChecker, check_record, check_records
 from ledger import Checkpoint, Ed25519Signer, log_origin, tree_hash
 from vouching import InvalidRecord, did_key, equivocation_body, sign_record
 
 from ..factories import Org
+
+
+@pytest.fixture(scope="module")
+def processes():
+    """One ProcessChecker for the module's tests: starting worker processes takes a good part of a second."""
+    with ProcessChecker(2) as checker:
+        yield checker
 
 
 def _checkpoint(key: SigningKey, size: int, entry: bytes, *, log: str = "records") -> bytes:
@@ -58,25 +69,78 @@ def _chain(count: int) -> list[bytes]:
     return [org.record().raw for _ in range(count)]
 
 
-@pytest.mark.parametrize("threads", [1, 3])
-def test_a_batch_checked_on_threads_comes_back_in_order(threads):
-    raws = _chain(10)
-    with ThreadedChecker(threads) as checker:
-        assert [r.raw for r in checker.submit(raws).result()] == raws
-        assert checker.submit([]).result() == []
+@pytest.fixture(params=["1 thread", "3 threads", "2 processes"])
+def checker(request, processes):
+    if request.param == "2 processes":
+        yield processes
+    else:
+        with ThreadedChecker(int(request.param[0])) as threads:
+            yield threads
 
 
-def test_the_first_invalid_record_of_a_batch_is_named_whichever_thread_checked_it():
+def test_a_batch_comes_back_in_order(checker):
+    cheat = SigningKey.generate()
+    raws = _chain(10) + [_evidence(Org(), cheat, _checkpoint(cheat, 3, b"x"), _checkpoint(cheat, 3, b"y"))]
+    assert [r.raw for r in checker.submit(raws).result()] == raws
+    assert checker.submit([]).result() == []
+
+
+def _forge(raw: bytes) -> bytes:
+    return raw[:-1] + bytes([raw[-1] ^ 1])
+
+
+def test_the_first_invalid_record_of_a_batch_is_named_whichever_worker_checked_it(checker):
     raws = _chain(10)
     for bad in (4, 8):  # in the second and third of three slices
-        raws[bad] = raws[bad][:-1] + bytes([raws[bad][-1] ^ 1])
-    with ThreadedChecker(3) as checker, pytest.raises(InvalidRecord, match=r"^records\[4\]: signature"):
+        raws[bad] = _forge(raws[bad])
+    with pytest.raises(InvalidRecord, match=r"^records\[4\]: signature"):
         checker.submit(raws).result()
     with pytest.raises(InvalidRecord, match=r"^records\[8\]: signature"):
         check_records(raws, 5)
+
+
+@pytest.mark.parametrize("forged,named", [(2, r"^records\[2\]: signature"), (8, r"^records\[6\]: COSE_Sign1")])
+def test_a_bad_signature_and_a_malformed_record_are_told_apart_in_batch_order(checker, forged, named):
+    raws = _chain(10)
+    raws[forged] = _forge(raws[forged])
+    raws[6] = b"\x00" * 10
+    with pytest.raises(InvalidRecord, match=named):
+        checker.submit(raws).result()
+
+
+def _kill(process):
+    os.kill(process.pid, signal.SIGKILL)
+    process.join()
+
+
+def test_a_worker_process_that_dies_costs_no_check():
+    raws = _chain(6)
+    forged = raws[:3] + [_forge(raws[3])] + raws[4:]
+    others = set(multiprocessing.active_children())
+    with ProcessChecker(1) as checker:
+        for batch, outcome in ((raws, None), (forged, r"^records\[3\]: signature")):
+            checker.submit(raws).result()  # a worker is up
+            (worker,) = set(multiprocessing.active_children()) - others
+            checking = checker.submit(batch)
+            _kill(worker)  # most likely before it answers; the outcome must not depend on it
+            if outcome is None:
+                assert [r.raw for r in checking.result()] == raws  # checked by the caller instead
+            else:
+                with pytest.raises(InvalidRecord, match=outcome):
+                    checking.result()
+            assert [r.raw for r in checker.submit(raws).result()] == raws  # by a new worker
+            (replacement,) = set(multiprocessing.active_children()) - others
+            assert replacement is not worker
 
 
 def test_a_closed_checker_leaves_no_thread_behind():
     with ThreadedChecker(2) as checker:
         checker.submit(_chain(4)).result()
     assert not [t for t in threading.enumerate() if t.name.startswith("check_records")]
+
+
+def test_a_closed_process_checker_leaves_no_process_behind():
+    before = set(multiprocessing.active_children())
+    with ProcessChecker(2) as checker:
+        checker.submit(_chain(4)).result()
+    assert set(multiprocessing.active_children()) <= before

@@ -97,9 +97,25 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_sigterm_shuts_the_node_down_within_two_seconds(tmp_path):
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid`."""
+    children = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1]) == pid:
+                children.append(int(entry))
+        except OSError:  # it ended meanwhile
+            pass
+    return children
+
+
+@pytest.mark.parametrize("verify_processes", [0, 1])
+def test_sigterm_shuts_the_node_down_within_two_seconds(tmp_path, verify_processes):
     api_port, p2p_port = _free_port(), _free_port()
-    init_data_dir(tmp_path, network="test", listen=(f"/ip4/127.0.0.1/tcp/{p2p_port}",), api=f"127.0.0.1:{api_port}")
+    made = init_data_dir(tmp_path, network="test", listen=(f"/ip4/127.0.0.1/tcp/{p2p_port}",),
+                         api=f"127.0.0.1:{api_port}")
+    config = made.data_dir / "config.toml"
+    config.write_text(config.read_text().replace("verify_processes = 0", f"verify_processes = {verify_processes}"))
     process = subprocess.Popen([sys.executable, "-m", "node.cli", "run", "--dir", str(tmp_path)],
                                stderr=subprocess.PIPE, text=True)
     stuck = threading.Timer(30, process.kill)  # a node that never comes up ends the read below, not the run
@@ -111,10 +127,14 @@ def test_sigterm_shuts_the_node_down_within_two_seconds(tmp_path):
         else:
             pytest.fail(f"the node exited with {process.wait()} before it was running")
         stuck.cancel()
+        # (with workers, multiprocessing's resource tracker is a child too; it ends once the node has)
+        workers = [pid for pid in _children(process.pid) if b"spawn_main" in open(f"/proc/{pid}/cmdline", "rb").read()]
+        assert len(workers) == verify_processes
         start = time.monotonic()
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
         assert time.monotonic() - start < 2.0
+        assert not [pid for pid in workers if os.path.exists(f"/proc/{pid}")]  # stopped by the node
     finally:
         stuck.cancel()
         if process.poll() is None:

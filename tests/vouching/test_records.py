@@ -21,6 +21,7 @@ from vouching import (
     did_key,
     digest_body,
     equivocation_body,
+    failed_signatures,
     issue_record,
     load_record,
     org_body,
@@ -28,6 +29,7 @@ from vouching import (
     revoke_body,
     sign_record,
     verify_record,
+    verify_record_deferred,
     vouch_body,
 )
 from vouching.cbor import encode
@@ -38,6 +40,10 @@ from .record_strategies import RecordArgs, record_args
 KEY = nacl.signing.SigningKey(bytes(range(32)))
 ISS = did_key(bytes(KEY.verify_key))
 OTHER_KEY = nacl.signing.SigningKey(bytes(range(1, 33)))
+
+
+def _did_of(i: int) -> str:
+    return did_key(nacl.signing.SigningKey(bytes([i + 1]) * 32).verify_key.encode())
 AGENT = did_key(bytes(nacl.signing.SigningKey(bytes(range(2, 34))).verify_key))
 TS = 1_764_000_000_000
 HOUR = 3_600_000
@@ -175,6 +181,34 @@ def test_any_flipped_bit_is_rejected(args: RecordArgs, data: st.DataObject) -> N
     flipped[bit // 8] ^= 1 << (bit % 8)
     with pytest.raises(InvalidRecord):
         verify_record(bytes(flipped))
+
+
+def _deferred(data: bytes):
+    """verify_record_deferred then its signature check: the record, or InvalidRecord."""
+    record, check = verify_record_deferred(data)
+    if check is not None and failed_signatures([check]):
+        raise InvalidRecord("signature: does not verify")
+    return record
+
+
+@given(record_args(), st.data())
+def test_a_deferred_signature_check_accepts_and_rejects_exactly_what_verify_record_does(
+    args: RecordArgs, data: st.DataObject
+) -> None:
+    record = args.sign()
+    assert _deferred(record) == verify_record(record)
+    bit = data.draw(st.integers(0, len(record) * 8 - 1))
+    flipped = bytearray(record)
+    flipped[bit // 8] ^= 1 << (bit % 8)
+    with pytest.raises(InvalidRecord):
+        _deferred(bytes(flipped))
+
+
+def test_failed_signatures_names_each_failure_in_order() -> None:
+    checks = [verify_record_deferred(sign_record(KEY, "vouch", vouch_body(_did_of(i), 0.5, "operator"), seq=1,
+                                                 prev=None))[1] for i in range(4)]
+    forged = [checks[0], checks[1]._replace(signature=bytes(64)), checks[2], checks[3]._replace(public_key=bytes(32))]
+    assert failed_signatures(checks) == [] and failed_signatures(forged) == [1, 3]
 
 
 @given(st.binary(max_size=600))
