@@ -124,6 +124,10 @@ class ThreadedChecker:
         self.close()
 
 
+# Answers a worker's reader keeps for other readers; past it the oldest go (their readers check for themselves).
+MAX_KEPT_ANSWERS = 256
+
+
 def _check_signatures_forever(connection: Connection) -> None:
     """A worker process: answer each list of signature checks with failed_signatures, until told None. Ctrl-C
     in the node's terminal reaches the worker too: the node stops it, so it ignores SIGINT."""
@@ -161,14 +165,19 @@ class _Worker:
             return self._sent - 1
 
     def answer(self, ticket: int) -> list[int] | None:
-        """The failures among the checks of `ticket`, waiting for them; None if the worker died first."""
+        """The failures among the checks of `ticket`, waiting for them; None if the worker died first, or if the
+        answer was read so long ago for a reader that never came (a batch abandoned) that it was dropped."""
         with self._reading:
             while ticket not in self._answers:
+                if ticket < self._read:
+                    return None
                 try:
                     self._answers[self._read] = self._connection.recv()
                 except (EOFError, OSError):
                     return None
                 self._read += 1
+                if len(self._answers) > MAX_KEPT_ANSWERS:
+                    del self._answers[next(iter(self._answers))]  # the oldest: answers are kept in ticket order
             return self._answers.pop(ticket)
 
     def close(self) -> None:

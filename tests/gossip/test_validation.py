@@ -10,7 +10,7 @@ import threading
 import pytest
 from nacl.signing import SigningKey
 
-from gossip.validation import ProcessChecker, ThreadedChecker, check_record, check_records
+from gossip.validation import MAX_KEPT_ANSWERS, ProcessChecker, ThreadedChecker, check_record, check_records
 from ledger import Checkpoint, Ed25519Signer, log_origin, tree_hash
 from vouching import InvalidRecord, did_key, equivocation_body, sign_record
 
@@ -137,6 +137,24 @@ def test_a_closed_checker_leaves_no_thread_behind():
     with ThreadedChecker(2) as checker:
         checker.submit(_chain(4)).result()
     assert not [t for t in threading.enumerate() if t.name.startswith("check_records")]
+
+
+def test_batches_whose_result_nobody_reads_are_not_kept_forever():
+    raws = _chain(3)
+    with ProcessChecker(1) as checker:
+        first = checker.submit(raws)  # its reader comes back only at the end
+        for _ in range(MAX_KEPT_ANSWERS + 10):
+            checker.submit(raws)  # abandoned
+        checker.submit(raws).result()  # reads every answer before its own
+        assert len(checker._workers[0]._answers) <= MAX_KEPT_ANSWERS
+        assert [r.raw for r in first.result()] == raws  # its answer was dropped: checked by the reader
+        forged = raws[:1] + [_forge(raws[1])] + raws[2:]
+        late = checker.submit(forged)
+        for _ in range(MAX_KEPT_ANSWERS + 10):
+            checker.submit(raws)
+        checker.submit(raws).result()
+        with pytest.raises(InvalidRecord, match=r"^records\[1\]: signature"):
+            late.result()
 
 
 def test_a_closed_process_checker_leaves_no_process_behind():
