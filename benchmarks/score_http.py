@@ -226,16 +226,11 @@ class Generator:
         self._process.join(timeout=10)
 
 
-# --- the floor: hypercorn's trio worker serving an app that does nothing ------------------------------------
+# --- the floor: the node's HTTP server serving an app that does nothing ------------------------------------
 
 
 async def _empty_app(scope: dict, receive: Callable, send: Callable) -> None:
     """An ASGI app answering every request with `{}`: what the node's HTTP stack costs before any of its code."""
-    if scope["type"] == "lifespan":
-        while (await receive())["type"] != "lifespan.shutdown":
-            await send({"type": "lifespan.startup.complete"})
-        await send({"type": "lifespan.shutdown.complete"})
-        return
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", b"2")]})
     await send({"type": "http.response.body", "body": b"{}"})
@@ -243,14 +238,12 @@ async def _empty_app(scope: dict, receive: Callable, send: Callable) -> None:
 
 def _serve_empty(pipe: Connection) -> None:
     import trio
-    from hypercorn.config import Config
-    from hypercorn.trio import serve
+
+    from node.api.http_server import serve
 
     async def main() -> None:
-        config = Config()
-        config.bind, config.accesslog = ["127.0.0.1:0"], None
         async with trio.open_nursery() as nursery:
-            urls = await nursery.start(lambda task_status: serve(_empty_app, config, task_status=task_status))
+            urls = await nursery.start(serve, _empty_app, "127.0.0.1", 0)
             pipe.send(urls[0])
             await trio.to_thread.run_sync(pipe.recv)
             nursery.cancel_scope.cancel()
@@ -260,7 +253,7 @@ def _serve_empty(pipe: Connection) -> None:
 
 @contextmanager
 def empty_server() -> Iterator[tuple[str, int]]:
-    """The empty app under hypercorn in its own process, as the node serves its API: (base URL, pid)."""
+    """The empty app under node.api.http_server in its own process, as the node serves its API: (base URL, pid)."""
     context = multiprocessing.get_context("spawn")
     ours, theirs = context.Pipe()
     process = context.Process(target=_serve_empty, args=(theirs,), daemon=True)

@@ -1,5 +1,5 @@
 """Telemetry figures against issue 4's targets: durable ingest through POST /v1/events (batches of 500, over HTTP on
-loopback to hypercorn), OTLP spans through POST /v1/traces, and digest generation for 10^4 active agents.
+loopback to the node's HTTP server), OTLP spans through POST /v1/traces, and digest generation for 10^4 active agents.
 
 The node side runs here on trio, as in the daemon; the reporters run in another process, so that their CPU is not
 the node's. Usage: python benchmarks/telemetry.py [--batches N] [--requests N] [--agents N] [--clients C]
@@ -22,14 +22,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx  # noqa: E402
 import trio  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
-from hypercorn.config import Config  # noqa: E402
-from hypercorn.trio import serve  # noqa: E402
 from nacl.signing import SigningKey  # noqa: E402
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2  # noqa: E402
 
 from gossip.replica import Replica  # noqa: E402
 from gossip.store import RecordStore  # noqa: E402
 from gossip.sync import IssuerIndex  # noqa: E402
+from node.api.http_server import serve  # noqa: E402
 from node.audit_log import AuditLog, wall_clock_ms  # noqa: E402
 from node.digests import Digester, DigestState  # noqa: E402
 from node.events import Event  # noqa: E402
@@ -126,16 +125,14 @@ def _client(url: str, path: str, bodies: list[bytes], headers: dict[str, str], c
 async def through_http(
     node: Node, path: str, bodies: list[bytes], headers: dict[str, str], clients: int
 ) -> tuple[float, float]:
-    """(wall seconds for a reporter process to post every body to `path` on a hypercorn server of the node, CPU
+    """(wall seconds for a reporter process to post every body to `path` on the node's HTTP server, CPU
     seconds the node's process spent meanwhile): on a shared machine the second says what one core sustains."""
     app = FastAPI()
     app.include_router(ingest_router(node.ingestor))
-    config = Config()
-    config.bind, config.accesslog, config.errorlog = ["127.0.0.1:0"], None, None
     context = multiprocessing.get_context("spawn")
     result = context.Queue()
     async with trio.open_nursery() as nursery:
-        (url,) = await nursery.start(serve, app, config)
+        (url,) = await nursery.start(serve, app, "127.0.0.1", 0)
         process = context.Process(target=_client, args=(url, path, bodies, headers, clients, result))
         process.start()
         cpu = time.process_time()

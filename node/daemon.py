@@ -7,6 +7,7 @@ left behind, and every ledger append is one transaction, so nothing is left half
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 from collections.abc import AsyncIterator
@@ -28,7 +29,7 @@ from vouching import did_key, org_body
 from vouching.policy import DEFAULT_HIGH_RISK_TOOLS, Policy
 
 from .api import ApiService, create_app
-from .api.scores import CHECK_PATH, scores_router
+from .api.scores import CHECK_PATH, ScoreFastPath, scores_router
 from .config import NodeConfig
 from .ingest_api import BODY_LIMITS, OPEN_WRITE_PATHS
 from .keys import load_org_key, load_token
@@ -178,13 +179,17 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
             await nursery.start(service.run)
         publish_org_record(node.replica, name=config.name, network=config.network,
                            addrs=announce_addrs(config, node.host))
-        app = create_app(
+        app = ScoreFastPath(create_app(
             node,
             routers=[*node.telemetry.routers(), scores_router(node.trust, node.key)],
             body_limits=BODY_LIMITS,
             open_paths=[CHECK_PATH, *([] if config.traces_need_token else OPEN_WRITE_PATHS)],
-        )
+        ), node.trust, node.key)
         node.api_url = (await nursery.start(ApiService(node, config.api_host, config.api_port, app=app).run))[0]
+        # What start-up built (the trust engine replayed from the store, the libraries) lives as long as the node:
+        # out of the collector's sight, a full collection no longer walks it all. At 10^4 agents that walk stalled
+        # the node for about 0.1 s, long enough to miss issue 3's p99 for score requests (benchmarks/score_http.py).
+        gc.freeze()
         log.info("node running", extra={"fields": {
             "did": node.did, "peer_id": node.host.peer_id, "listen": ",".join(node.host.listen_addrs),
             "api": node.api_url, "network": config.network, "records": node.replica.store.size}})

@@ -40,4 +40,3 @@ def configure_logging(level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    logging.getLogger("hypercorn.access").setLevel(logging.WARNING)

@@ -29,7 +29,7 @@ def create_app(
     body_limits: Mapping[str, int] | None = None,
     open_paths: Collection[str] = (),
 ) -> FastAPI:
-    """The API of `node`, ready to be served (the daemon serves it with hypercorn's trio worker).
+    """The API of `node`, ready to be served (the daemon serves it with node.api.http_server).
 
     `routers` add the other parts' endpoints (telemetry, scores); `body_limits` and `open_paths` configure the
     write guard for them (see WriteGuard).

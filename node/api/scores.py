@@ -3,15 +3,22 @@
 
 An unknown agent is not an error: it gets the cold-start score. `POST .../check` changes nothing, so it needs no
 token (node.api.app lists it among the open paths).
+
+`GET .../score` is what services ask most, so ScoreFastPath answers its plain requests before FastAPI sees them,
+with the same function and the same bytes as the route (tests compare the two); FastAPI's layers (routing over
+every route, validation, serialisation) cost more than the answer itself.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Path, Query
 from nacl.signing import SigningKey
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vouching import InvalidDid, public_key_from_did
 
@@ -20,9 +27,10 @@ from ..trust import TrustService
 from .errors import ApiError
 
 CHECK_PATH = "/v1/agents/{did}/check"
+MAX_DID = 64
 
 
-Did = Annotated[str, Path(min_length=1, max_length=64, description="The agent's did:key")]
+Did = Annotated[str, Path(min_length=1, max_length=MAX_DID, description="The agent's did:key")]
 
 
 def _checked(did: str, field: str) -> str:
@@ -41,6 +49,23 @@ class CheckRequest(BaseModel):
     tool: str | None = Field(default=None, min_length=1, max_length=256)
 
 
+def score_answer(trust: TrustService, key: SigningKey, did: str, *, explain: bool, statement: bool) -> dict[str, Any]:
+    """The body of `GET /v1/agents/{did}/score` for a valid did."""
+    score = trust.score(did)
+    answer: dict[str, Any] = {
+        "agent": did,
+        "score": score.score,
+        "tier": score.tier,
+        "confidence": score.confidence,
+        "computed_at": score.computed_at,
+    }
+    if explain:
+        answer["explanation"] = trust.explain(did)
+    if statement:
+        answer["statement"] = score_statement(key, agent=did, score=score.score, tier=score.tier)
+    return answer
+
+
 def scores_router(trust: TrustService, key: SigningKey) -> APIRouter:
     """The score, check and org endpoints over `trust`; statements are signed with the org key `key`."""
     router = APIRouter(tags=["scores"])
@@ -54,19 +79,7 @@ def scores_router(trust: TrustService, key: SigningKey) -> APIRouter:
     ) -> dict[str, Any]:
         """The agent's score 0–1000 and tier as this node sees it, how much evidence stands behind it, and why."""
         _checked(did, "path.did")
-        score = trust.score(did)
-        answer: dict[str, Any] = {
-            "agent": did,
-            "score": score.score,
-            "tier": score.tier,
-            "confidence": score.confidence,
-            "computed_at": score.computed_at,
-        }
-        if explain:
-            answer["explanation"] = trust.explain(did)
-        if statement:
-            answer["statement"] = score_statement(key, agent=did, score=score.score, tier=score.tier)
-        return answer
+        return score_answer(trust, key, did, explain=explain, statement=statement)
 
     @router.post(CHECK_PATH)
     async def check(did: Did, body: CheckRequest) -> dict[str, Any]:
@@ -88,3 +101,49 @@ def scores_router(trust: TrustService, key: SigningKey) -> APIRouter:
         return trust.org(did)
 
     return router
+
+
+_ANSWER = TypeAdapter(dict[str, Any])
+_SCORE_PATH = re.compile(r"/v1/agents/([^/]{1,%d})/score" % MAX_DID)
+_FLAGS = {"explain": True, "statement": False}  # the query flags and their defaults
+_FLAG_VALUES = {"true": True, "false": False}
+
+
+class ScoreFastPath:
+    """ASGI middleware: answers `GET /v1/agents/{did}/score` with a valid did and flags given as `true` or
+    `false` (or not at all) as the route would: score_answer, serialised as FastAPI does (pydantic's JSON, with
+    non-finite floats as null). Every other request, these with anything unusual included, goes to the app,
+    which answers or refuses it as documented."""
+
+    def __init__(self, app: ASGIApp, trust: TrustService, key: SigningKey) -> None:
+        self.app = app
+        self.trust = trust
+        self.key = key
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        answer = self._answer(scope) if scope["type"] == "http" and scope["method"] == "GET" else None
+        if answer is None:
+            await self.app(scope, receive, send)
+            return
+        body = _ANSWER.dump_json(answer, by_alias=True)  # as FastAPI serialises a dict[str, Any] it returns
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+
+    def _answer(self, scope: Scope) -> dict[str, Any] | None:
+        match = _SCORE_PATH.fullmatch(scope["path"])
+        if match is None:
+            return None
+        flags = dict(_FLAGS)
+        given = set()
+        for name, value in parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True):
+            if name not in flags or name in given or value not in _FLAG_VALUES:
+                return None  # unknown, repeated or not plainly true/false: the route decides
+            given.add(name)
+            flags[name] = _FLAG_VALUES[value]
+        did = match.group(1)
+        try:
+            public_key_from_did(did)
+        except InvalidDid:
+            return None  # the route's 422
+        return score_answer(self.trust, self.key, did, **flags)

@@ -1,19 +1,15 @@
-"""The local API as one of the node's services: hypercorn's trio worker serving `create_app(node)`, run in the
-node's root nursery until cancelled (CONTRACTS: "The node")."""
+"""The local API as one of the node's services: node.api.http_server serving `create_app(node)`, run in the
+node's root nursery until cancelled (CONTRACTS: "The node"). Requests are not logged: nothing of a request, its
+token least of all, reaches a log."""
 
 from __future__ import annotations
 
-import logging
-
 import trio
-from hypercorn.config import Config
-from hypercorn.trio import serve
 from starlette.types import ASGIApp
 
 from .app import create_app
+from .http_server import serve
 from .view import NodeView
-
-log = logging.getLogger(__name__)
 
 
 class ApiService:
@@ -28,8 +24,4 @@ class ApiService:
 
     async def run(self, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled; `task_status.started` gets the bound base URLs (e.g. "http://127.0.0.1:8700")."""
-        config = Config()
-        config.bind = [f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"]
-        config.accesslog = None  # requests are not logged; nothing of a request, its token least of all, reaches a log
-        config.errorlog = log  # into the node's logging, not a handler of hypercorn's own on stderr
-        await serve(self.app, config, task_status=task_status)
+        await serve(self.app, self.host, self.port, task_status=task_status)

@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-FORBIDDEN = ("trio", "libp2p", "gossip", "ledger", "fastapi", "hypercorn", "agent_framework", "langchain",
+FORBIDDEN = ("trio", "libp2p", "gossip", "ledger", "fastapi", "agent_framework", "langchain",
              "langgraph", "mcp", "a2a", "pydantic_ai")
 
 

@@ -11,14 +11,13 @@ from types import SimpleNamespace
 
 import trio
 from fastapi import APIRouter, FastAPI
-from hypercorn.config import Config
-from hypercorn.trio import serve
 from nacl.signing import SigningKey
 
 from gossip.replica import Replica
 from gossip.store import RecordStore
 from node.api.errors import install_error_handlers
 from node.api.guard import WriteGuard
+from node.api.http_server import serve
 from node.audit_log import AuditLog
 from node.credentials_api import credentials_router
 from node.digests import Digester, DigestState
@@ -94,12 +93,8 @@ def telemetry_node(directory: Path, *, key: SigningKey | None = None, clock: Clo
 
 @asynccontextmanager
 async def served(app: FastAPI) -> AsyncIterator[str]:
-    """Serve `app` with hypercorn's trio worker on a free loopback port; yields its base URL."""
-    config = Config()
-    config.bind = ["127.0.0.1:0"]
-    config.accesslog = None
-    config.errorlog = None
+    """Serve `app` as the node serves its API, on a free loopback port; yields its base URL."""
     async with trio.open_nursery() as nursery:
-        binds = await nursery.start(serve, app, config)
-        yield binds[0]
+        (url,) = await nursery.start(serve, app, "127.0.0.1", 0)
+        yield url
         nursery.cancel_scope.cancel()

@@ -1,4 +1,4 @@
-"""The node commands of `vouchnet`, run through main() against the API served by hypercorn on 127.0.0.1."""
+"""The node commands of `vouchnet`, run through main() against the API served on 127.0.0.1 as the node serves it."""
 
 import json
 import os

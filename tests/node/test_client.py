@@ -1,4 +1,4 @@
-"""NodeClient against the API served by hypercorn on 127.0.0.1, as local services and the CLI use it."""
+"""NodeClient against the API served on 127.0.0.1 as the node serves it, as local services and the CLI use it."""
 
 import socket
 import subprocess
@@ -29,7 +29,7 @@ async def call(fn, *args, **kwargs):
 
 
 def test_the_client_imports_without_trio_libp2p_or_the_server():
-    code = "import sys, node.client; print(sorted({'trio', 'libp2p', 'fastapi', 'hypercorn'} & set(sys.modules)))"
+    code = "import sys, node.client; print(sorted({'trio', 'libp2p', 'fastapi', 'node.api.http_server'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -1,26 +1,47 @@
 """Scores over the API: every agent gets an answer, checks follow the policy, statements verify, orgs explain."""
 
+import time
+
 import httpx
 import jwt
 import pytest
 
 from node.api import create_app
-from node.api.scores import CHECK_PATH, scores_router
+from node.api.scores import CHECK_PATH, ScoreFastPath, scores_router
 from node.credentials import jwks
 from node.metrics import Registry
 from node.stream import Broadcaster
 from node.trust import TrustService
 from vouching import vouch_body
+from vouching.evidence import Outcomes
 from vouching.policy import Policy
 
 from ..factories import Org, new_did
 
 
+class Clock:
+    """Wall-clock milliseconds until frozen: answers compared byte for byte must be computed at one instant."""
+
+    def __init__(self):
+        self.frozen = None
+
+    def __call__(self):
+        return self.frozen or int(time.time() * 1000)
+
+    def freeze(self):
+        self.frozen = self()
+
+
 @pytest.fixture
-def trust(node):
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def trust(node, clock):
     metrics = Registry()
     return TrustService(node.replica, roots=(), policy=Policy(min_score=0), broadcaster=Broadcaster(metrics),
-                        metrics=metrics, recompute_interval=60)
+                        metrics=metrics, recompute_interval=60, clock=clock)
 
 
 @pytest.fixture
@@ -89,3 +110,67 @@ async def test_a_bad_did_is_a_specific_422(api, path):
 async def test_a_bad_check_body_is_a_422_naming_the_field(api):
     response = await api.post(f"/v1/agents/{new_did()}/check", json={"tool": "search"})
     assert response.status_code == 422 and "action" in response.json()["detail"]
+
+
+@pytest.fixture
+async def fast(node, trust):
+    """The API behind ScoreFastPath, as the daemon serves it; `fast.routed` lists the paths FastAPI answered."""
+    app = create_app(node, routers=[scores_router(trust, node.replica.key)], open_paths=[CHECK_PATH])
+    routed = []
+
+    async def spied(scope, receive, send):
+        routed.append(f"{scope['path']}?{scope['query_string'].decode()}")
+        await app(scope, receive, send)
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=ScoreFastPath(spied, trust, node.replica.key)),
+                                 base_url="http://node") as client:
+        client.routed = routed
+        yield client
+
+
+def _agents(node, trust, clock):
+    """Agents of every kind of standing: unknown, vouched for, and observed (good and bad, with the rules that
+    bite and the non-finite values the explanation holds); then time stands still."""
+    unknown, vouched, observed = new_did(), new_did(), new_did()
+    trust.on_records([node.replica.issue("vouch", vouch_body(vouched, 1.0, "operator"))])
+    trust.engine.add_first_hand(observed, ts=clock(), outcomes=Outcomes(ok=40, error=2, denied=1))
+    clock.freeze()
+    return [unknown, vouched, observed]
+
+
+@pytest.mark.parametrize("query", ["", "?explain=false", "?explain=true", "?statement=false&explain=false"])
+async def test_the_fast_path_answers_plain_score_requests_byte_for_byte_as_the_route(node, trust, api, fast, clock,
+                                                                                      query):
+    for agent in _agents(node, trust, clock):
+        path = f"/v1/agents/{agent}/score{query}"
+        routed, quick = await api.get(path), await fast.get(path)
+        assert (quick.status_code, quick.headers["content-type"], quick.content) == (
+            routed.status_code, routed.headers["content-type"], routed.content)
+        assert int(quick.headers["content-length"]) == len(quick.content)
+    assert fast.routed == []  # all answered by the fast path
+
+
+async def test_the_fast_path_signs_statements_as_the_route(node, trust, api, fast, clock):
+    agent = _agents(node, trust, clock)[2]
+    quick = (await fast.get(f"/v1/agents/{agent}/score?statement=true")).json()
+    routed = (await api.get(f"/v1/agents/{agent}/score?statement=true")).json()
+    key = jwt.PyJWK(jwks(node.replica.key.verify_key)["keys"][0])
+    claims = jwt.decode(quick.pop("statement"), key.key, algorithms=["EdDSA"])
+    assert (claims["agent"], claims["score"], claims["tier"]) == (agent, quick["score"], quick["tier"])
+    routed.pop("statement")
+    assert quick == routed and fast.routed == []
+
+
+@pytest.mark.parametrize("path", [
+    "/v1/agents/nope/score",  # not a did: the route's 422
+    "/v1/agents/{agent}/score?explain=yes",  # a value FastAPI reads its own way
+    "/v1/agents/{agent}/score?explain=false&explain=true",  # repeated
+    "/v1/agents/{agent}/score?colour=blue",  # unknown
+    "/v1/agents/{agent}/score/",
+    "/v1/agents/{agent}/check",
+])
+async def test_anything_but_a_plain_score_request_goes_to_the_route(node, trust, api, fast, clock, path):
+    path = path.format(agent=_agents(node, trust, clock)[1])
+    routed, quick = await api.get(path), await fast.get(path)
+    assert (quick.status_code, quick.content) == (routed.status_code, routed.content)
+    assert fast.routed == [path.partition("?")[0] + "?" + path.partition("?")[2]]

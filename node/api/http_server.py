@@ -1,0 +1,260 @@
+"""The local API's HTTP/1.1 server: h11 parses and frames, trio carries the bytes, and an ASGI 3 app answers
+(the ASGI HTTP connection scope, spec 2.3; no lifespan, websockets or HTTP/2, which the API does not use).
+
+Why not hypercorn, which served the API before: its trio worker cost 0.59 ms of CPU per request with an app that
+does nothing, and p99 2.9 ms at 1,000 requests/s, above issue 3's 2 ms for a whole score request; this server
+costs 0.26-0.33 ms and p99 0.45-0.49 ms for the same (benchmarks/score_http.py's floor, on this machine). h11 is
+the HTTP/1.1 parser hypercorn itself uses, so what reaches the app is parsed as strictly as before.
+
+Per connection: one request at a time (a pipelined next request waits in h11's buffer); a request head must
+arrive whole within KEEP_ALIVE_S of the connection opening or falling idle, and is refused (431) once more than
+MAX_HEAD_BYTES of it wait incomplete; each read of a request body must come within READ_TIMEOUT_S. A malformed
+request gets h11's 4xx with a JSON reason and the connection closes; an app that fails before answering gives a
+500 (its traceback goes to the log, not to the client), after that the connection closes. While a response
+streams (server-sent events), the app's `receive` reports the client's disconnect. At most MAX_CONNECTIONS at
+once: more are closed as they arrive. Nothing of a request is logged but, on a failure, its method and path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import unquote
+
+import h11
+import trio
+
+log = logging.getLogger(__name__)
+
+ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[dict[str, Any]]],
+                    Callable[[dict[str, Any]], Awaitable[None]]], Awaitable[None]]
+MAX_HEAD_BYTES = 16 * 1024
+MAX_CONNECTIONS = 1024
+KEEP_ALIVE_S = 5.0
+READ_TIMEOUT_S = 10.0
+_READ_BYTES = 64 * 1024
+
+
+class _Closed(Exception):
+    """The client went away, or must be let go (timeout, protocol error already answered)."""
+
+
+async def serve(app: ASGIApp, host: str, port: int, *,
+                task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
+    """Serve `app` on host:port (port 0: a free one) until cancelled; `task_status.started` gets the base URLs."""
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    urls = []
+    for listener in listeners:
+        bound_host, bound_port = listener.socket.getsockname()[:2]
+        urls.append(f"http://[{bound_host}]:{bound_port}" if ":" in bound_host else f"http://{bound_host}:{bound_port}")
+    connections = trio.CapacityLimiter(MAX_CONNECTIONS)
+
+    async def handle(stream: trio.SocketStream) -> None:
+        try:
+            connections.acquire_nowait()
+        except trio.WouldBlock:
+            await stream.aclose()
+            return
+        try:
+            await _Connection(app, stream).run()
+        finally:
+            connections.release()
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(trio.serve_listeners, handle, listeners)
+        task_status.started(urls)
+
+
+class _Connection:
+    def __init__(self, app: ASGIApp, stream: trio.SocketStream) -> None:
+        self.app = app
+        self.stream = stream
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+        self._reading = trio.Lock()  # the app's receive and the request loop never read at once
+        self.awaiting_continue = False  # the request asked for 100 Continue and has not been sent it
+        self.client = _address(stream, "peer")
+        self.server = _address(stream, "local")
+
+    async def run(self) -> None:
+        try:
+            while True:
+                event = await self._next_event(KEEP_ALIVE_S if self.h11.their_state is h11.IDLE else READ_TIMEOUT_S)
+                if isinstance(event, h11.ConnectionClosed):
+                    return
+                assert isinstance(event, h11.Request)
+                self.awaiting_continue = self.h11.they_are_waiting_for_100_continue
+                if not await _Exchange(self, event).run() or not await self._next_cycle():
+                    return
+        except h11.RemoteProtocolError as error:
+            await self._refuse(error)
+        except (_Closed, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        except Exception:  # one connection's failure must never reach the server's nursery
+            log.exception("the API's connection with %s failed", self.client)
+        finally:
+            with trio.move_on_after(1) as cleanup:
+                cleanup.shield = True
+                await self.stream.aclose()
+
+    async def _next_cycle(self) -> bool:
+        """Ready for the next request on this connection; False if it must close. What the app left unread of
+        the request body is read and dropped first, up to MAX_HEAD_BYTES (a GET's empty body, typically)."""
+        if self.awaiting_continue:
+            return False  # never told 100 Continue, the client need not send its body: it cannot be skipped
+        dropped = 0
+        while self.h11.their_state is h11.SEND_BODY and dropped <= MAX_HEAD_BYTES:
+            event = await self._next_event(READ_TIMEOUT_S)
+            dropped += len(event.data) if isinstance(event, h11.Data) else 0
+        if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
+            self.h11.start_next_cycle()
+            return True
+        return False
+
+    async def _next_event(self, timeout: float) -> h11.Event:
+        """The next event from the client, reading as needed; raises _Closed unless it comes within `timeout`."""
+        if (event := self.h11.next_event()) is not h11.NEED_DATA:
+            return event  # already read (a GET's end of message comes with its head)
+        async with self._reading:
+            with trio.move_on_after(timeout):
+                while (event := self.h11.next_event()) is h11.NEED_DATA:
+                    self.h11.receive_data(await self.stream.receive_some(_READ_BYTES))
+                return event
+            raise _Closed()
+
+    async def send(self, *events: h11.Event) -> None:
+        await self.stream.send_all(b"".join(self.h11.send(e) or b"" for e in events))
+
+    async def _refuse(self, error: h11.RemoteProtocolError) -> None:
+        """Answer a malformed request with h11's status (400, 431, ...) and a JSON reason, if still possible."""
+        if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        body = json.dumps({"error": "bad_request", "detail": str(error) or "malformed HTTP request"}).encode()
+        try:
+            with trio.move_on_after(READ_TIMEOUT_S):
+                await self.send(h11.Response(status_code=error.error_status_hint, headers=_json_headers(body)),
+                                h11.Data(data=body), h11.EndOfMessage())
+        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
+            pass
+
+
+class _Exchange:
+    """One request and its response: the ASGI app's `receive` and `send`."""
+
+    def __init__(self, connection: _Connection, request: h11.Request) -> None:
+        self.connection = connection
+        self.request = request
+        self.head = request.method == b"HEAD"
+        self.started: h11.Response | None = None  # the response head, written with the first body bytes
+        self.head_written = False
+        self.finished = False
+        self.body_done = False
+        self.disconnected = False
+
+    def scope(self) -> dict[str, Any]:
+        raw_path, _, query = self.request.target.partition(b"?")
+        return {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": self.request.http_version.decode(),
+            "method": self.request.method.decode(),
+            "scheme": "http",
+            "path": unquote(raw_path.decode("ascii")),
+            "raw_path": raw_path,
+            "query_string": query,
+            "root_path": "",
+            "headers": list(self.request.headers),
+            "client": self.connection.client,
+            "server": self.connection.server,
+        }
+
+    async def run(self) -> bool:
+        """Run the app for this request; whether the connection may carry another."""
+        try:
+            await self.connection.app(self.scope(), self.receive, self.send)
+        except (_Closed, trio.BrokenResourceError, trio.ClosedResourceError, h11.RemoteProtocolError):
+            raise
+        except Exception:
+            log.exception("the API failed on %s %s", self.request.method.decode(), self.request.target.decode())
+            if self.head_written:
+                return False  # a response was begun: closing the connection is the only signal left
+            body = b'{"error":"internal","detail":"the node failed to answer; see its log"}'
+            self.started = h11.Response(status_code=500, headers=_json_headers(body))
+            await self.send({"type": "http.response.body", "body": body})
+        if not self.finished:
+            log.error("the API returned no complete answer to %s %s", self.request.method.decode(),
+                      self.request.target.decode())
+            return False
+        return True
+
+    async def receive(self) -> dict[str, Any]:
+        if self.body_done:  # a streaming response listens for the client leaving
+            await self._wait_for_disconnect()
+            return {"type": "http.disconnect"}
+        if self.connection.awaiting_continue and not self.head_written:
+            self.connection.awaiting_continue = False
+            await self.connection.send(h11.InformationalResponse(status_code=100, headers=[]))
+        event = await self.connection._next_event(READ_TIMEOUT_S)
+        if isinstance(event, h11.Data):
+            return {"type": "http.request", "body": bytes(event.data), "more_body": True}
+        if isinstance(event, h11.EndOfMessage):
+            self.body_done = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        self.disconnected = True
+        return {"type": "http.disconnect"}
+
+    async def _wait_for_disconnect(self) -> None:
+        """Return once the client has closed its side. Bytes it sends meanwhile (a pipelined request) wait in h11,
+        up to MAX_HEAD_BYTES; a client that sends more is let go as if it had left."""
+        connection = self.connection
+        waiting = 0
+        async with connection._reading:
+            while not self.disconnected:
+                try:
+                    data = await connection.stream.receive_some(_READ_BYTES)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    data = b""
+                waiting += len(data)
+                if not data or waiting > MAX_HEAD_BYTES:
+                    self.disconnected = True
+                else:
+                    connection.h11.receive_data(data)
+
+    async def send(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            if self.started is not None:
+                raise RuntimeError("ASGI: http.response.start sent twice")
+            headers = [(bytes(k), bytes(v)) for k, v in message.get("headers", [])]
+            self.started = h11.Response(status_code=message["status"], headers=headers)
+            return
+        if kind != "http.response.body":
+            raise RuntimeError(f"ASGI: unexpected message {kind!r}")
+        if self.started is None or self.finished:
+            raise RuntimeError("ASGI: http.response.body before http.response.start, or after the last body")
+        if self.disconnected:
+            raise _Closed()
+        events: list[h11.Event] = []
+        if not self.head_written:
+            events.append(self.started)
+            self.head_written = True
+        body = message.get("body", b"")
+        if body and not self.head:
+            events.append(h11.Data(data=body))
+        if not message.get("more_body", False):
+            events.append(h11.EndOfMessage())
+            self.finished = True
+        await self.connection.send(*events)
+
+
+def _json_headers(body: bytes) -> list[tuple[bytes, bytes]]:
+    return [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+
+
+def _address(stream: trio.SocketStream, which: str) -> tuple[str, int] | None:
+    try:
+        name = stream.socket.getpeername() if which == "peer" else stream.socket.getsockname()
+    except OSError:
+        return None
+    return str(name[0]), int(name[1])

@@ -1,0 +1,245 @@
+"""The API's HTTP/1.1 server over real loopback sockets: keep-alive and pipelining, bodies in and out, streamed
+responses that learn of a disconnect, and every bad or slow client answered or cut off without harming the next."""
+
+import json
+
+import pytest
+import trio
+
+from node.api import http_server
+from node.api.http_server import KEEP_ALIVE_S, MAX_HEAD_BYTES, READ_TIMEOUT_S, serve
+
+
+async def echo_app(scope, receive, send):
+    """Answers with the request as JSON: method, path, query, headers it was asked to show, and the body."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    if scope["path"] == "/fail":
+        raise RuntimeError("the app failed")
+    answer = json.dumps({"method": scope["method"], "path": scope["path"], "query": scope["query_string"].decode(),
+                         "body": body.decode(), "client": scope["client"][0]}).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(answer)).encode())]})
+    await send({"type": "http.response.body", "body": answer})
+
+
+async def streaming_app(scope, receive, send):
+    """Streams a chunk, then waits for the client to leave and records that it noticed."""
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"hello\n", "more_body": True})
+    streaming_app.seen = (await receive())["type"]  # the request's end (a GET has no body)
+    streaming_app.seen = (await receive())["type"]
+    streaming_app.left.set()
+
+
+async def broken_app(scope, receive, send):
+    if scope["path"] == "/midway":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"part", "more_body": True})
+        raise RuntimeError("failed midway")
+    await send({"type": "http.response.body", "body": b"no start"})  # an app bug: body before start
+
+
+class Client:
+    """A raw HTTP/1.1 client on one connection."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.buffer = b""
+
+    async def send(self, data: bytes) -> None:
+        await self.stream.send_all(data)
+
+    async def head(self) -> tuple[int, dict[str, str]]:
+        """The next response's status and headers (lower-case names), without its body."""
+        while b"\r\n\r\n" not in self.buffer:
+            await self._read()
+        head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+        lines = head.decode().split("\r\n")
+        return int(lines[0].split()[1]), {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+
+    async def response(self) -> tuple[int, dict[str, str], bytes]:
+        """The next response: status, headers, body (by Content-Length, else chunked)."""
+        status, headers = await self.head()
+        if status == 100:
+            return status, headers, b""
+        if "content-length" in headers:
+            size = int(headers["content-length"])
+            while len(self.buffer) < size:
+                await self._read()
+            body, self.buffer = self.buffer[:size], self.buffer[size:]
+            return status, headers, body
+        while not self.buffer.endswith(b"0\r\n\r\n"):
+            await self._read()
+        body, self.buffer = self.buffer, b""
+        return status, headers, body
+
+    async def closed(self) -> bool:
+        """Whether the server closes the connection (rather than sending more)."""
+        try:
+            return await self.stream.receive_some(1024) == b""
+        except trio.BrokenResourceError:
+            return True
+
+    async def _read(self) -> None:
+        data = await self.stream.receive_some(65536)
+        if not data:
+            raise EOFError("the server closed the connection")
+        self.buffer += data
+
+
+@pytest.fixture
+async def server():
+    """Starts `serve(app)` on a free loopback port; returns a function that does so, giving (host, port)."""
+    async with trio.open_nursery() as nursery:
+        async def start(app):
+            (url,) = await nursery.start(serve, app, "127.0.0.1", 0)
+            return url.removeprefix("http://").split(":")[0], int(url.rsplit(":", 1)[1])
+
+        yield start
+        nursery.cancel_scope.cancel()
+
+
+async def connect(address) -> Client:
+    return Client(await trio.open_tcp_stream(*address))
+
+
+def get(path: str, extra: str = "") -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: node\r\n{extra}\r\n".encode()
+
+
+async def test_one_connection_carries_requests_one_after_another_and_pipelined(server):
+    client = await connect(await server(echo_app))
+    await client.send(get("/v1/agents/did%3Akey%3Az6Mk/score?explain=false"))
+    status, headers, body = await client.response()
+    assert status == 200 and headers["content-type"] == "application/json"
+    assert json.loads(body) == {"method": "GET", "path": "/v1/agents/did:key:z6Mk/score", "query": "explain=false",
+                                "body": "", "client": "127.0.0.1"}
+    await client.send(get("/a") + get("/b"))  # pipelined: answered in order
+    assert [json.loads((await client.response())[2])["path"] for _ in range(2)] == ["/a", "/b"]
+
+
+async def test_a_body_reaches_the_app_whole_sent_at_once_or_chunked_after_100_continue(server):
+    client = await connect(await server(echo_app))
+    await client.send(b"POST /v1/events HTTP/1.1\r\nHost: node\r\nContent-Length: 5\r\n\r\nhello")
+    assert json.loads((await client.response())[2])["body"] == "hello"
+    await client.send(b"POST /v1/events HTTP/1.1\r\nHost: node\r\nTransfer-Encoding: chunked\r\n"
+                      b"Expect: 100-continue\r\n\r\n")
+    assert (await client.response())[0] == 100
+    await client.send(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+    assert json.loads((await client.response())[2])["body"] == "abcde"
+
+
+async def refusing_app(scope, receive, send):
+    """Answers 401 without reading the request body, as the write guard does without a token."""
+    await send({"type": "http.response.start", "status": 401, "headers": [(b"content-length", b"0")]})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def test_a_body_the_app_refused_unread_is_skipped_or_the_connection_closed(server):
+    address = await server(refusing_app)
+    client = await connect(address)
+    await client.send(b"POST /v1/events HTTP/1.1\r\nHost: node\r\nContent-Length: 5\r\n\r\nhello" + get("/next"))
+    assert [(await client.response())[0] for _ in range(2)] == [401, 401]  # the body was skipped
+    waiting = await connect(address)
+    with trio.fail_after(2):  # a client waiting to be told to send its body is answered and let go at once
+        await waiting.send(b"POST /v1/events HTTP/1.1\r\nHost: node\r\nContent-Length: 5\r\n"
+                           b"Expect: 100-continue\r\n\r\n")
+        assert (await waiting.response())[0] == 401
+        assert await waiting.closed()
+
+
+async def test_a_head_request_gets_the_head_without_the_body(server):
+    client = await connect(await server(echo_app))
+    await client.send(b"HEAD /x HTTP/1.1\r\nHost: node\r\n\r\n" + get("/after"))
+    status, headers = await client.head()
+    assert status == 200 and int(headers["content-length"]) > 0  # the length the body would have
+    assert json.loads((await client.response())[2])["path"] == "/after"  # what follows is the next answer
+
+
+@pytest.mark.parametrize("request_bytes,status", [
+    (b"GARBAGE\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\n\r\n", 400),  # no Host
+    (b"GET / HTTP/1.1\r\nHost: node\r\nX-Big: " + b"a" * MAX_HEAD_BYTES, 431),  # a head that never ends
+])
+async def test_a_malformed_request_gets_a_json_4xx_and_the_connection_closes(server, request_bytes, status):
+    address = await server(echo_app)
+    client = await connect(address)
+    await client.send(request_bytes)
+    answer_status, headers, body = await client.response()
+    assert answer_status == status and headers["content-type"] == "application/json"
+    assert json.loads(body)["error"] == "bad_request"
+    assert await client.closed()
+    again = await connect(address)  # the server is unharmed
+    await again.send(get("/ok"))
+    assert (await again.response())[0] == 200
+
+
+async def test_an_app_that_fails_before_answering_gives_a_500_and_the_connection_goes_on(server, caplog):
+    client = await connect(await server(echo_app))
+    await client.send(get("/fail"))
+    status, _, body = await client.response()
+    assert status == 500 and json.loads(body)["error"] == "internal"
+    assert "the app failed" in caplog.text  # the traceback is in the node's log, not in the answer
+    await client.send(get("/next"))
+    assert (await client.response())[0] == 200
+
+
+async def test_an_app_that_fails_midway_through_its_answer_closes_only_its_connection(server):
+    address = await server(broken_app)
+    client = await connect(address)
+    await client.send(get("/midway"))
+    with trio.fail_after(5):
+        while not await client.closed():  # after the part it sent
+            pass
+    other = await connect(address)  # the server still serves
+    await other.send(get("/no-start"))
+    assert (await other.response())[0] == 500  # an app that breaks the ASGI protocol fails like any other
+
+
+async def test_a_streamed_response_learns_that_its_client_left(server):
+    streaming_app.left = trio.Event()
+    client = await connect(await server(streaming_app))
+    await client.send(get("/v1/stream"))
+    while b"hello" not in client.buffer:
+        await client._read()
+    await client.stream.aclose()
+    with trio.fail_after(5):
+        await streaming_app.left.wait()
+    assert streaming_app.seen == "http.disconnect"
+
+
+async def test_an_idle_connection_is_closed_after_the_keep_alive_time(server, autojump_clock):
+    client = await connect(await server(echo_app))
+    await client.send(get("/"))
+    await client.response()
+    start = trio.current_time()
+    assert await client.closed()
+    assert KEEP_ALIVE_S <= trio.current_time() - start < READ_TIMEOUT_S
+
+
+async def test_a_client_that_sends_its_head_slowly_is_cut_off(server, autojump_clock):
+    client = await connect(await server(echo_app))
+    start = trio.current_time()
+    await client.send(b"GET / HTTP/1.1\r\n")
+    with pytest.raises(trio.BrokenResourceError):
+        while True:  # a byte now and then does not keep it alive: the whole head must come within KEEP_ALIVE_S
+            await trio.sleep(1)
+            await client.send(b"X")
+    assert trio.current_time() - start <= KEEP_ALIVE_S + 2
+
+
+async def test_connections_beyond_the_limit_are_closed_as_they_arrive(server, monkeypatch):
+    monkeypatch.setattr(http_server, "MAX_CONNECTIONS", 1)
+    address = await server(echo_app)
+    first = await connect(address)
+    await first.send(get("/"))
+    await first.response()  # the first is established and kept alive
+    second = await connect(address)
+    assert await second.closed()
+    await first.send(get("/still"))
+    assert (await first.response())[0] == 200
