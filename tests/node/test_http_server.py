@@ -5,6 +5,8 @@ import json
 
 import pytest
 import trio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from node.api import http_server
 from node.api.http_server import KEEP_ALIVE_S, MAX_HEAD_BYTES, READ_TIMEOUT_S, serve
@@ -21,7 +23,7 @@ async def echo_app(scope, receive, send):
     if scope["path"] == "/fail":
         raise RuntimeError("the app failed")
     answer = json.dumps({"method": scope["method"], "path": scope["path"], "query": scope["query_string"].decode(),
-                         "body": body.decode(), "client": scope["client"][0]}).encode()
+                         "body": body.decode("latin-1"), "client": scope["client"][0]}).encode()
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(answer)).encode())]})
     await send({"type": "http.response.body", "body": answer})
@@ -243,3 +245,39 @@ async def test_connections_beyond_the_limit_are_closed_as_they_arrive(server, mo
     assert await second.closed()
     await first.send(get("/still"))
     assert (await first.response())[0] == 200
+
+
+_VALID = b"POST /v1/events?x=1 HTTP/1.1\r\nHost: node\r\nContent-Length: 5\r\n\r\nhello"
+_PIECES = [b"GET ", b"POST ", b"HEAD ", b"/", b"?", b" HTTP/1.1", b" HTTP/1.0", b" HTTP/2", b"\r\n", b"\n",
+           b"Host: node", b"Content-Length: ", b"Transfer-Encoding: chunked", b"Expect: 100-continue",
+           b"Connection: close", b": ", b"0", b"5", b"-1", b"99999999999999999999", b"\x00", b"\xff", b" ", b"\t"]
+hostile = st.one_of(
+    st.binary(max_size=300),
+    st.lists(st.sampled_from(_PIECES) | st.binary(max_size=8), max_size=40).map(b"".join),
+    st.tuples(st.integers(0, len(_VALID)), st.binary(max_size=20)).map(lambda c: _VALID[:c[0]] + c[1] + _VALID[c[0]:]),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=hostile)
+async def test_whatever_a_client_sends_it_gets_http_or_a_closed_connection_and_the_server_lives_on(
+        autojump_clock, data):
+    async with trio.open_nursery() as nursery:
+        (url,) = await nursery.start(serve, echo_app, "127.0.0.1", 0)
+        address = ("127.0.0.1", int(url.rsplit(":", 1)[1]))
+        client = await connect(address)
+        received = b""
+        with trio.fail_after(KEEP_ALIVE_S + 2 * READ_TIMEOUT_S):  # virtual time: every wait ends in a timeout
+            try:
+                await client.send(data)
+                while chunk := await client.stream.receive_some(65536):
+                    received += chunk
+            except trio.BrokenResourceError:
+                pass
+        for status_line in received.split(b"HTTP/1.1 ")[1:]:
+            assert 100 <= int(status_line[:3]) < 500  # an answer or a refusal, never the server failing
+        assert received == b"" or received.startswith(b"HTTP/1.1 ")
+        again = await connect(address)
+        await again.send(get("/still-serving"))
+        assert (await again.response())[0] == 200
+        nursery.cancel_scope.cancel()

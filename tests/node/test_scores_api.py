@@ -1,10 +1,13 @@
 """Scores over the API: every agent gets an answer, checks follow the policy, statements verify, orgs explain."""
 
 import time
+from urllib.parse import quote
 
 import httpx
 import jwt
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from node.api import create_app
 from node.api.scores import CHECK_PATH, ScoreFastPath, scores_router
@@ -174,3 +177,25 @@ async def test_anything_but_a_plain_score_request_goes_to_the_route(node, trust,
     routed, quick = await api.get(path), await fast.get(path)
     assert (quick.status_code, quick.content) == (routed.status_code, routed.content)
     assert fast.routed == [path.partition("?")[0] + "?" + path.partition("?")[2]]
+
+
+@pytest.fixture
+def observed(node, trust, clock):
+    """An agent with first-hand evidence; time stands still from here on."""
+    return _agents(node, trust, clock)[2]
+
+
+_NAMES = ["explain", "statement", "Explain", "colour", "", "explain[]"]
+_VALUES = ["true", "false", "True", "1", "0", "yes", "", "%74rue", "fal se"]
+queries = st.lists(st.tuples(st.sampled_from(_NAMES), st.sampled_from(_VALUES)), max_size=4).map(
+    lambda pairs: "&".join(f"{n}={v}" for n, v in pairs))
+dids = st.sampled_from(["agent", "agent-quoted", "did:key:z6Mk", "did%3Akey", "x" * 65, ""])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(query=queries, did=dids)
+async def test_behind_the_fast_path_every_score_request_gets_the_route_s_answer(api, fast, observed, query, did):
+    did = {"agent": observed, "agent-quoted": quote(observed, safe="")}.get(did, did)
+    path = f"/v1/agents/{did}/score" + (f"?{query}" if query else "")
+    routed, quick = await api.get(path), await fast.get(path)
+    assert (quick.status_code, quick.content) == (routed.status_code, routed.content)
