@@ -177,16 +177,16 @@ class _Exchange:
             raise
         except Exception:
             log.exception("the API failed on %s %s", self.request.method.decode(), self.request.target.decode())
-            if self.head_written:
-                return False  # a response was begun: closing the connection is the only signal left
+        else:
+            if not self.head_written:
+                log.error("the API did not answer %s %s", self.request.method.decode(), self.request.target.decode())
+        if not self.head_written:
             body = b'{"error":"internal","detail":"the node failed to answer; see its log"}'
             self.started = h11.Response(status_code=500, headers=_json_headers(body))
             await self.send({"type": "http.response.body", "body": body})
-        if not self.finished:
-            log.error("the API returned no complete answer to %s %s", self.request.method.decode(),
-                      self.request.target.decode())
-            return False
-        return True
+        # A response begun and not finished (a stream the app ended, or whose client left, or a failure midway):
+        # closing the connection is the only way left to end it.
+        return self.finished
 
     async def receive(self) -> dict[str, Any]:
         if self.body_done:  # a streaming response listens for the client leaving

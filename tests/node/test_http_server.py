@@ -39,6 +39,8 @@ async def streaming_app(scope, receive, send):
 
 
 async def broken_app(scope, receive, send):
+    if scope["path"] == "/silent":
+        return  # an app bug: no answer at all
     if scope["path"] == "/midway":
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"part", "more_body": True})
@@ -199,8 +201,9 @@ async def test_an_app_that_fails_midway_through_its_answer_closes_only_its_conne
         while not await client.closed():  # after the part it sent
             pass
     other = await connect(address)  # the server still serves
-    await other.send(get("/no-start"))
+    await other.send(get("/no-start") + get("/silent"))
     assert (await other.response())[0] == 500  # an app that breaks the ASGI protocol fails like any other
+    assert (await other.response())[0] == 500  # and so does one that does not answer at all
 
 
 async def test_a_streamed_response_learns_that_its_client_left(server):
