@@ -8,7 +8,8 @@ the HTTP/1.1 parser hypercorn itself uses, so what reaches the app is parsed as 
 
 Per connection: one request at a time (a pipelined next request waits in h11's buffer); a request head must
 arrive whole within KEEP_ALIVE_S of the connection opening or falling idle, and is refused (431) once more than
-MAX_HEAD_BYTES of it wait incomplete; each read of a request body must come within READ_TIMEOUT_S. A malformed
+MAX_HEAD_BYTES of it wait incomplete; each read of a request body must come within READ_TIMEOUT_S, and each write
+of the response must be taken within WRITE_TIMEOUT_S (a client that stops reading is let go). A malformed
 request gets h11's 4xx with a JSON reason and the connection closes; an app that fails before answering gives a
 500 (its traceback goes to the log, not to the client), after that the connection closes. While a response
 streams (server-sent events), the app's `receive` reports the client's disconnect. At most MAX_CONNECTIONS at
@@ -34,6 +35,7 @@ MAX_HEAD_BYTES = 16 * 1024
 MAX_CONNECTIONS = 1024
 KEEP_ALIVE_S = 5.0
 READ_TIMEOUT_S = 10.0
+WRITE_TIMEOUT_S = 30.0
 _READ_BYTES = 64 * 1024
 
 
@@ -124,7 +126,12 @@ class _Connection:
             raise _Closed()
 
     async def send(self, *events: h11.Event) -> None:
-        await self.stream.send_all(b"".join(self.h11.send(e) or b"" for e in events))
+        """Write events; raises _Closed if the client takes none of it for WRITE_TIMEOUT_S (it stopped reading)."""
+        data = b"".join(self.h11.send(e) or b"" for e in events)
+        with trio.move_on_after(WRITE_TIMEOUT_S):
+            await self.stream.send_all(data)
+            return
+        raise _Closed()
 
     async def _refuse(self, error: h11.RemoteProtocolError) -> None:
         """Answer a malformed request with h11's status (400, 431, ...) and a JSON reason, if still possible."""
@@ -135,7 +142,7 @@ class _Connection:
             with trio.move_on_after(READ_TIMEOUT_S):
                 await self.send(h11.Response(status_code=error.error_status_hint, headers=_json_headers(body)),
                                 h11.Data(data=body), h11.EndOfMessage())
-        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
+        except (_Closed, trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
             pass
 
 

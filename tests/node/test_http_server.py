@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from node.api import http_server
-from node.api.http_server import KEEP_ALIVE_S, MAX_HEAD_BYTES, READ_TIMEOUT_S, serve
+from node.api.http_server import KEEP_ALIVE_S, MAX_HEAD_BYTES, READ_TIMEOUT_S, WRITE_TIMEOUT_S, serve
 
 
 async def echo_app(scope, receive, send):
@@ -236,6 +236,27 @@ async def test_a_client_that_sends_its_head_slowly_is_cut_off(server, autojump_c
             await trio.sleep(1)
             await client.send(b"X")
     assert trio.current_time() - start <= KEEP_ALIVE_S + 2
+
+
+async def large_app(scope, receive, send):
+    """Answers /large with 64 MB, more than the sockets hold (a client that does not read stalls the write), and
+    anything else with a few bytes."""
+    body = b"x" * (64 << 20) if scope["path"] == "/large" else b"{}"
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def test_a_client_that_stops_reading_is_let_go(server, monkeypatch, autojump_clock):
+    monkeypatch.setattr(http_server, "MAX_CONNECTIONS", 1)
+    address = await server(large_app)
+    stuck = await connect(address)
+    await stuck.send(get("/large"))  # and never reads the answer
+    await trio.sleep(WRITE_TIMEOUT_S / 2)
+    assert await (await connect(address)).closed()  # its connection still holds the only slot
+    await trio.sleep(WRITE_TIMEOUT_S / 2 + 1)
+    newcomer = await connect(address)  # the write timed out and the slot is free
+    await newcomer.send(get("/small"))
+    assert await newcomer.response() == (200, {"content-length": "2"}, b"{}")
 
 
 async def test_connections_beyond_the_limit_are_closed_as_they_arrive(server, monkeypatch):
