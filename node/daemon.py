@@ -18,7 +18,7 @@ from typing import Any
 import trio
 from nacl.signing import SigningKey
 
-from gossip.host import GOSSIPSUB_PROTOCOLS, Host, HostConfig, open_host, peer_public_key
+from gossip.host import GOSSIPSUB_PROTOCOLS, Host, HostConfig, HostError, open_host, peer_public_key
 from gossip.peers import PeerManager, split_peer_addr
 from gossip.replica import Replica
 from gossip.service import GossipService
@@ -45,6 +45,10 @@ _WILDCARDS = ("/ip4/0.0.0.0/", "/ip6/::/")
 # batched gossip (measured in benchmarks/gossip_service.py), and go, js and rust peers negotiate 1.1 anyway.
 GOSSIP_PROTOCOLS = ("/meshsub/1.1.0",)
 assert set(GOSSIP_PROTOCOLS) <= set(GOSSIPSUB_PROTOCOLS)
+
+
+class StartupError(Exception):
+    """The node cannot start: an address it must listen on is taken or not allowed; the message names which."""
 
 
 @dataclass
@@ -137,7 +141,10 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         replica = Replica(key, store, roots=config.roots, max_hops=config.max_hops, held_limit=limits.held_records)
         host_config = HostConfig(gossip_protocols=GOSSIP_PROTOCOLS, close_timeout=SHUTDOWN_SECONDS / 4,
                                  max_connections=max(limits.max_peers * 2, 8))
-        host = await stack.enter_async_context(open_host(bytes(key), list(config.listen), config=host_config))
+        try:
+            host = await stack.enter_async_context(open_host(bytes(key), list(config.listen), config=host_config))
+        except HostError as error:
+            raise StartupError(f"p2p: {error}") from None
         telemetry = Telemetry.open(config, key=key, replica=replica, metrics=metrics)
         stack.callback(telemetry.close)
         trust = TrustService(replica, roots=config.roots, policy=_policy(config), broadcaster=telemetry.broadcaster,
@@ -185,7 +192,11 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
             body_limits=BODY_LIMITS,
             open_paths=[CHECK_PATH, *([] if config.traces_need_token else OPEN_WRITE_PATHS)],
         ), node.trust, node.key)
-        node.api_url = (await nursery.start(ApiService(node, config.api_host, config.api_port, app=app).run))[0]
+        try:
+            node.api_url = (await nursery.start(ApiService(node, config.api_host, config.api_port, app=app).run))[0]
+        except OSError as error:
+            raise StartupError(f"api: cannot listen on {config.api_host}:{config.api_port}: "
+                               f"{error.strerror or error}") from None
         # What start-up built (the trust engine replayed from the store, the libraries) lives as long as the node:
         # out of the collector's sight, a full collection no longer walks it all. At 10^4 agents that walk stalled
         # the node for about 0.1 s, long enough to miss issue 3's p99 for score requests (benchmarks/score_http.py).

@@ -8,7 +8,7 @@ import logging
 from node.config import DEFAULT_API, DEFAULT_LISTEN, ConfigError, default_data_dir
 from node.keys import KeyFileError
 
-from .common import Subparsers, UsageError, add_dir_option, add_local_command, did_argument, local_config
+from .common import CommandFailed, Subparsers, UsageError, add_dir_option, add_local_command, did_argument, local_config
 
 
 def register(subparsers: Subparsers) -> None:
@@ -84,7 +84,7 @@ def _init(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import trio
 
-    from node.daemon import run_until_signalled
+    from node.daemon import StartupError, run_until_signalled
     from node.logs import configure_logging
 
     config = local_config(args)
@@ -93,7 +93,20 @@ def _run(args: argparse.Namespace) -> int:
         trio.run(run_until_signalled, config)
     except KeyFileError as e:
         raise UsageError(str(e)) from None
+    except BaseException as error:
+        failure = _sole(error, StartupError)
+        if failure is None:
+            raise
+        raise CommandFailed(str(failure)) from None
     return 0
+
+
+def _sole(error: BaseException, kind: type[Exception]) -> Exception | None:
+    """`error` if it is a `kind`, or the one `kind` inside exception groups of one exception each (as trio's
+    nurseries pass a failure up); else None."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error if isinstance(error, kind) else None
 
 
 def _demo(args: argparse.Namespace) -> int:

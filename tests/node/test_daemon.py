@@ -155,6 +155,22 @@ def test_sigterm_shuts_the_node_down_within_two_seconds(tmp_path, verify_process
     assert os.path.exists(tmp_path / "records.ledger")
 
 
+@pytest.mark.parametrize("taken", ["api", "p2p"])
+def test_a_taken_port_stops_the_node_with_one_clear_line(tmp_path, taken):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        init_data_dir(tmp_path, network="test", api=f"127.0.0.1:{port if taken == 'api' else 0}",
+                      listen=(f"/ip4/127.0.0.1/tcp/{port if taken == 'p2p' else 0}",))
+        done = subprocess.run([sys.executable, "-m", "node.cli", "run", "--dir", str(tmp_path)],
+                              capture_output=True, text=True, timeout=60)
+    where = f"127.0.0.1:{port}" if taken == "api" else f"/ip4/127.0.0.1/tcp/{port}"
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == f"vouchnet run: {taken}: cannot listen on {where}: Address already in use"
+    assert "Traceback" not in done.stderr
+
+
 async def test_score_and_orgs_commands_explain_in_words(tmp_path, capsys):
     from functools import partial
 
