@@ -1,0 +1,113 @@
+"""How the sync server treats an inbound stream over time (trio's mock clock, an in-memory stream): a kept stream
+idle after answering is closed quietly, one that never asks anything is reset and counted as a timeout, and a
+stream keeps being answered for as long as its peer keeps asking."""
+
+import pytest
+import trio
+from nacl.signing import SigningKey
+
+from gossip.replica import Replica
+from gossip.store import RecordStore
+from gossip.sync_messages import SYNC_PROTOCOL, HeadsRequest, encode_message
+from gossip.sync_service import SyncService
+
+TIMEOUT = 10.0
+
+
+class FakeStream:
+    """An inbound stream: frames the test sends in, frames the server writes out, and how it ended."""
+
+    remote_peer = "12D3KooWPeer"
+
+    def __init__(self) -> None:
+        self.incoming_send, self.incoming = trio.open_memory_channel[bytes | None](8)
+        self.written: list[bytes] = []
+        self.ended: str | None = None  # "close" or "reset"
+        self.done = trio.Event()
+
+    async def read_frame(self, max_size: int) -> bytes | None:
+        return await self.incoming.receive()
+
+    async def write_frame(self, payload: bytes) -> None:
+        self.written.append(payload)
+
+    async def close(self) -> None:
+        self._end("close")
+
+    async def reset(self) -> None:
+        self._end("reset")
+
+    def _end(self, how: str) -> None:
+        self.ended = self.ended or how
+        self.done.set()
+
+
+class FakeHost:
+    """What SyncService.run asks of a host, with no peers."""
+
+    def __init__(self) -> None:
+        self.handlers = {}
+        self._events_send, self._events = trio.open_memory_channel(0)
+
+    def set_stream_handler(self, protocol, handler) -> None:
+        self.handlers[protocol] = handler
+
+    def peer_events(self):
+        return self._events
+
+    def connected_peers(self) -> list[str]:
+        return []
+
+
+@pytest.fixture
+async def serving(tmp_path):
+    """A running SyncService on a fake host; yields a function that opens an inbound stream to it."""
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(SigningKey.generate(), store, roots=(), max_hops=1, held_limit=10)
+        host = FakeHost()
+        service = SyncService(host, replica, timeout=TIMEOUT)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run)
+
+            def open_stream() -> FakeStream:
+                stream = FakeStream()
+                nursery.start_soon(host.handlers[SYNC_PROTOCOL], stream)
+                return stream
+
+            yield service, open_stream
+            nursery.cancel_scope.cancel()
+
+
+def heads_request() -> bytes:
+    return encode_message(HeadsRequest(after="", limit=10))
+
+
+async def test_a_kept_stream_idle_after_answering_is_closed_quietly(serving, autojump_clock):
+    service, open_stream = serving
+    stream = open_stream()
+    await stream.incoming_send.send(heads_request())
+    start = trio.current_time()
+    await stream.done.wait()
+    assert stream.ended == "close" and len(stream.written) == 1  # answered, then let go
+    assert trio.current_time() - start == pytest.approx(TIMEOUT)
+    assert "timeout" not in service.stats.errors
+
+
+async def test_a_stream_that_never_asks_is_reset_as_a_timeout(serving, autojump_clock):
+    service, open_stream = serving
+    stream = open_stream()
+    await stream.done.wait()
+    assert stream.ended == "reset" and stream.written == []
+    assert service.stats.errors["timeout"] == 1
+
+
+async def test_a_stream_is_answered_for_as_long_as_its_peer_keeps_asking(serving, autojump_clock):
+    service, open_stream = serving
+    stream = open_stream()
+    for _ in range(5):  # each request comes just before the idle timeout
+        await stream.incoming_send.send(heads_request())
+        await trio.sleep(TIMEOUT * 0.9)
+    assert stream.ended is None and len(stream.written) == 5
+    await stream.incoming_send.send(None)  # the peer closes its side: the handler returns, nothing counted
+    await trio.testing.wait_all_tasks_blocked()
+    assert service.stats.streams_served == 1 and not service.stats.errors
