@@ -171,11 +171,18 @@ def verify_sign1(message: Sign1, public_key: bytes, external_aad: bytes = b"") -
         raise CoseError(f"protected: alg must be EdDSA ({ALG_EDDSA})")
     if len(message.signature) != SIGNATURE_SIZE:
         raise CoseError(f"signature: must be {SIGNATURE_SIZE} bytes")
-    tbs = to_be_signed(message.protected, message.payload, external_aad)
+    if not signature_valid(public_key, to_be_signed(message.protected, message.payload, external_aad),
+                           message.signature):
+        raise CoseError("signature: does not verify")
+
+
+def signature_valid(public_key: bytes, message: bytes, signature: bytes) -> bool:
+    """Whether `signature` is an Ed25519 signature of `message` by `public_key` (PyNaCl's checks: RFC 8032)."""
     try:
-        nacl.signing.VerifyKey(public_key).verify(tbs, message.signature)
+        nacl.signing.VerifyKey(public_key).verify(message, signature)
     except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, nacl.exceptions.TypeError):
-        raise CoseError("signature: does not verify") from None
+        return False
+    return True
 
 
 # Bounded, and only headers that parse are kept: senders reuse one header, so parsing it once is enough.

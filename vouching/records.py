@@ -10,7 +10,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import nacl.exceptions
 import nacl.signing
 
 from vouching.bodies import KINDS, Body, DigestBody, EquivocationBody, check_digest, parse_body
@@ -24,6 +23,7 @@ from vouching.cose import (
     Signer,
     parse_sign1,
     sign1,
+    signature_valid,
     to_be_signed,
     verify_sign1,
 )
@@ -194,13 +194,8 @@ def verify_record_deferred(data: bytes) -> tuple[Record, SignatureCheck | None]:
 
 def failed_signatures(checks: Iterable[SignatureCheck]) -> list[int]:
     """The positions of the checks whose signature does not verify (Ed25519), in order."""
-    failed = []
-    for i, (public_key, message, signature) in enumerate(checks):
-        try:
-            nacl.signing.VerifyKey(public_key).verify(message, signature)
-        except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, nacl.exceptions.TypeError):
-            failed.append(i)
-    return failed
+    return [i for i, (public_key, message, signature) in enumerate(checks)
+            if not signature_valid(public_key, message, signature)]
 
 
 def _verify(data: bytes, check_evidence: bool, check_signature: bool = True) -> Record:
