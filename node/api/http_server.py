@@ -82,7 +82,7 @@ class _Connection:
     async def run(self) -> None:
         try:
             while True:
-                event = await self._next_event(KEEP_ALIVE_S if self.h11.their_state is h11.IDLE else READ_TIMEOUT_S)
+                event = await self.next_event(KEEP_ALIVE_S if self.h11.their_state is h11.IDLE else READ_TIMEOUT_S)
                 if isinstance(event, h11.ConnectionClosed):
                     return
                 assert isinstance(event, h11.Request)
@@ -107,14 +107,14 @@ class _Connection:
             return False  # never told 100 Continue, the client need not send its body: it cannot be skipped
         dropped = 0
         while self.h11.their_state is h11.SEND_BODY and dropped <= MAX_HEAD_BYTES:
-            event = await self._next_event(READ_TIMEOUT_S)
+            event = await self.next_event(READ_TIMEOUT_S)
             dropped += len(event.data) if isinstance(event, h11.Data) else 0
         if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
             self.h11.start_next_cycle()
             return True
         return False
 
-    async def _next_event(self, timeout: float) -> h11.Event:
+    async def next_event(self, timeout: float) -> h11.Event:
         """The next event from the client, reading as needed; raises _Closed unless it comes within `timeout`."""
         if (event := self.h11.next_event()) is not h11.NEED_DATA:
             return event  # already read (a GET's end of message comes with its head)
@@ -124,6 +124,21 @@ class _Connection:
                     self.h11.receive_data(await self.stream.receive_some(_READ_BYTES))
                 return event
             raise _Closed()
+
+    async def wait_for_close(self) -> None:
+        """Return once the client has closed its side. Bytes it sends meanwhile (a pipelined request) wait in h11,
+        up to MAX_HEAD_BYTES; a client that sends more is let go as if it had left."""
+        waiting = 0
+        async with self._reading:
+            while True:
+                try:
+                    data = await self.stream.receive_some(_READ_BYTES)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return
+                waiting += len(data)
+                if not data or waiting > MAX_HEAD_BYTES:
+                    return
+                self.h11.receive_data(data)
 
     async def send(self, *events: h11.Event) -> None:
         """Write events; raises _Closed if the client takes none of it for WRITE_TIMEOUT_S (it stopped reading)."""
@@ -197,12 +212,14 @@ class _Exchange:
 
     async def receive(self) -> dict[str, Any]:
         if self.body_done:  # a streaming response listens for the client leaving
-            await self._wait_for_disconnect()
+            if not self.disconnected:
+                await self.connection.wait_for_close()
+                self.disconnected = True
             return {"type": "http.disconnect"}
         if self.connection.awaiting_continue and not self.head_written:
             self.connection.awaiting_continue = False
             await self.connection.send(h11.InformationalResponse(status_code=100, headers=[]))
-        event = await self.connection._next_event(READ_TIMEOUT_S)
+        event = await self.connection.next_event(READ_TIMEOUT_S)
         if isinstance(event, h11.Data):
             return {"type": "http.request", "body": bytes(event.data), "more_body": True}
         if isinstance(event, h11.EndOfMessage):
@@ -211,22 +228,6 @@ class _Exchange:
         self.disconnected = True
         return {"type": "http.disconnect"}
 
-    async def _wait_for_disconnect(self) -> None:
-        """Return once the client has closed its side. Bytes it sends meanwhile (a pipelined request) wait in h11,
-        up to MAX_HEAD_BYTES; a client that sends more is let go as if it had left."""
-        connection = self.connection
-        waiting = 0
-        async with connection._reading:
-            while not self.disconnected:
-                try:
-                    data = await connection.stream.receive_some(_READ_BYTES)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    data = b""
-                waiting += len(data)
-                if not data or waiting > MAX_HEAD_BYTES:
-                    self.disconnected = True
-                else:
-                    connection.h11.receive_data(data)
 
     async def send(self, message: dict[str, Any]) -> None:
         kind = message["type"]
