@@ -76,9 +76,9 @@ class SyncService:
     them on the event loop. `verify_processes` > 0 checks the signatures in that many worker processes instead,
     free of the GIL (the event loop still decodes each page; gossip.validation.ProcessChecker). `accept_records`:
     fetched records are offered to the replica in batches of about this many, so that one durable commit covers
-    several pages. `max_inbound` bounds the requests answered at
-    once, `max_inbound_streams` the inbound streams open, idle ones included: a witness's client keeps its stream
-    between checkpoints, and a stream idle for `timeout` after answering is closed.
+    several pages. `max_inbound` bounds the requests answered at once, `max_inbound_streams` the inbound streams
+    open, idle ones included: a witness's client keeps its stream between checkpoints, and a stream idle for
+    `timeout` after answering is closed.
     """
 
     def __init__(
