@@ -87,7 +87,8 @@ async def test_a_kept_stream_idle_after_answering_is_closed_quietly(serving, aut
     stream = open_stream()
     await stream.incoming_send.send(heads_request())
     start = trio.current_time()
-    await stream.done.wait()
+    with trio.fail_after(2 * TIMEOUT):  # mock time: a stream the server never ends fails the test
+        await stream.done.wait()
     assert stream.ended == "close" and len(stream.written) == 1  # answered, then let go
     assert trio.current_time() - start == pytest.approx(TIMEOUT)
     assert "timeout" not in service.stats.errors
@@ -96,7 +97,8 @@ async def test_a_kept_stream_idle_after_answering_is_closed_quietly(serving, aut
 async def test_a_stream_that_never_asks_is_reset_as_a_timeout(serving, autojump_clock):
     service, open_stream = serving
     stream = open_stream()
-    await stream.done.wait()
+    with trio.fail_after(2 * TIMEOUT):  # mock time: a stream the server never ends fails the test
+        await stream.done.wait()
     assert stream.ended == "reset" and stream.written == []
     assert service.stats.errors["timeout"] == 1
 

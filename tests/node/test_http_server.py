@@ -48,8 +48,11 @@ async def broken_app(scope, receive, send):
     await send({"type": "http.response.body", "body": b"no start"})  # an app bug: body before start
 
 
+WAIT_S = 2 * (KEEP_ALIVE_S + READ_TIMEOUT_S + WRITE_TIMEOUT_S)  # longer than any wait the server makes
+
+
 class Client:
-    """A raw HTTP/1.1 client on one connection."""
+    """A raw HTTP/1.1 client on one connection; a read that outwaits the server's every timeout fails the test."""
 
     def __init__(self, stream):
         self.stream = stream
@@ -85,12 +88,14 @@ class Client:
     async def closed(self) -> bool:
         """Whether the server closes the connection (rather than sending more)."""
         try:
-            return await self.stream.receive_some(1024) == b""
+            with trio.fail_after(WAIT_S):
+                return await self.stream.receive_some(1024) == b""
         except trio.BrokenResourceError:
             return True
 
     async def _read(self) -> None:
-        data = await self.stream.receive_some(65536)
+        with trio.fail_after(WAIT_S):
+            data = await self.stream.receive_some(65536)
         if not data:
             raise EOFError("the server closed the connection")
         self.buffer += data

@@ -20,24 +20,13 @@ from vouching.evidence import Outcomes
 from vouching.policy import Policy
 
 from ..factories import Org, new_did
-
-
-class Clock:
-    """Wall-clock milliseconds until frozen: answers compared byte for byte must be computed at one instant."""
-
-    def __init__(self):
-        self.frozen = None
-
-    def __call__(self):
-        return self.frozen or int(time.time() * 1000)
-
-    def freeze(self):
-        self.frozen = self()
+from .telemetry_node import Clock
 
 
 @pytest.fixture
 def clock():
-    return Clock()
+    """The trust service's clock, standing still: answers compared byte for byte are computed at one instant."""
+    return Clock(int(time.time() * 1000))
 
 
 @pytest.fixture
@@ -133,11 +122,10 @@ async def fast(node, trust):
 
 def _agents(node, trust, clock):
     """Agents of every kind of standing: unknown, vouched for, and observed (good and bad, with the rules that
-    bite and the non-finite values the explanation holds); then time stands still."""
+    bite and the non-finite values the explanation holds)."""
     unknown, vouched, observed = new_did(), new_did(), new_did()
     trust.on_records([node.replica.issue("vouch", vouch_body(vouched, 1.0, "operator"))])
     trust.engine.add_first_hand(observed, ts=clock(), outcomes=Outcomes(ok=40, error=2, denied=1))
-    clock.freeze()
     return [unknown, vouched, observed]
 
 
@@ -181,7 +169,7 @@ async def test_anything_but_a_plain_score_request_goes_to_the_route(node, trust,
 
 @pytest.fixture
 def observed(node, trust, clock):
-    """An agent with first-hand evidence; time stands still from here on."""
+    """An agent with first-hand evidence."""
     return _agents(node, trust, clock)[2]
 
 
