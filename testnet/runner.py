@@ -25,6 +25,7 @@ from .traffic import Traffic, TrafficStats
 
 LATENCY_METRIC = "vouchnet_record_latency_seconds"
 SETUP_TIMEOUT = 30.0  # seconds the setup's records may take to reach every node before traffic starts anyway
+CUT_SETTLE = 5.0  # seconds a partition's cut may take to close every connection across it
 CHECKPOINT_TIMEOUT = 30.0  # seconds after settling for every checkpoint to cover its ledger and be witnessed
 
 Say = Callable[[str], None]
@@ -226,11 +227,16 @@ class Run:
             self.timeline.add("restarted", node=node)
 
     def _cut(self, nodes: list[str]) -> None:
+        """Partition the network; the timeline's entry, dated when the cut was made, lists the connections that
+        still cross it CUT_SETTLE seconds later (a node drops a blocked peer's connection within its close
+        timeout, and py-libp2p may list a closing connection for a moment after)."""
         self.partition = faults.Partition(tuple(nodes), tuple(n for n in self.cluster.names if n not in nodes))
         faults.cut(self.cluster, self.partition, sorted(self.up))
-        crossing = faults.crossing(self.cluster, self.partition, sorted(self.up))
-        self.timeline.add("partition", side=list(self.partition.side), rest=list(self.partition.rest),
-                          crossing=crossing)
+        entry = self.timeline.add("partition", side=list(self.partition.side), rest=list(self.partition.rest))
+        settled = time.time() + CUT_SETTLE
+        while (crossing := faults.crossing(self.cluster, self.partition, sorted(self.up))) and time.time() < settled:
+            time.sleep(0.2)
+        entry["crossing"] = crossing
 
     def _heal(self) -> None:
         faults.heal(self.cluster, sorted(self.up))

@@ -158,7 +158,8 @@ async def test_a_witness_is_asked_over_one_kept_stream_and_a_new_one_once_that_b
             await n0.host.connect(n1.addr)
             n0.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
             await cosigned_by(n0, 1)
-            assert (stats.cosignatures, stats.streams_opened) == (4, 2)
+            # one new stream; more than one cosignature on it if n1's record reached n0 in a checkpoint of its own
+            assert stats.streams_opened == 2 and stats.cosignatures >= 4
 
 
 async def test_a_fork_sent_for_cosigning_is_refused_and_becomes_evidence(tmp_path):
