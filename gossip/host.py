@@ -2,8 +2,8 @@
 
 The only module in vouchnet that imports py-libp2p (pinned to 0.8.x). Specs: libp2p connections
 (Noise XX, yamux, multistream-select), PeerID (identity multihash), GossipSub v1.1/v1.2, length-prefixed
-frames (see gossip.frames). Everything here is configuration, wrapping and subclassing, plus one
-version-guarded fix inside the library (quirk 17); nothing changes what goes on the wire.
+frames (see gossip.frames). Everything here is configuration, wrapping and subclassing, plus two
+version-guarded fixes inside the library (quirks 17 and 21); every protocol on the wire stays as its spec says.
 
 py-libp2p 0.8.1 sharp edges and how this module handles each. Every reproduction below was run on this
 machine; they use a plain py-libp2p node built as its examples do:
@@ -117,6 +117,22 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
 19. ConnectionConfig(max_connections=20) raises "Max connections should be >= high_watermark": its watermarks
    keep their defaults (300/100/50) whatever the limit. Repro: ConnectionConfig(max_connections=20). Handled:
    the watermarks are lowered with the limit (_connection_config).
+20. A heartbeat that prunes a mesh down to D sends PRUNE without backing off from the pruned peer (GossipSub
+   v1.1 says the pruning side backs off too; go-libp2p does), and neither does emit_prune() when it refuses a
+   GRAFT. The next heartbeat may re-graft that peer, which has just been told to back off and so answers
+   with a PRUNE and a "GRAFT flood" penalty (10 points; -80 graylists): honest py-libp2p nodes penalise
+   each other and drop each other's messages. Repro: 8 fully connected hosts, D=2, D_lo=2, D_hi=3,
+   heartbeat 0.2 s; after 8 s, 29 "GRAFT flood"/"ignoring request" warnings and 22 of 56 peer scores
+   negative (2 warnings, no negative score, with the fix). Handled: _GossipSub adds the backoff for every
+   peer it prunes (mesh_heartbeat, emit_prune); HostStats.mesh_prunes counts the heartbeat's prunes.
+21. A yamux reader sends a WINDOW_UPDATE for every read that consumes bytes (YamuxStream.
+   _auto_tune_and_send_window_update's "partial slack" and "release on read" branches), where go-yamux waits
+   until half the window is owed; pubsub reads each RPC in several small reads (varint, then body), so every
+   received RPC costs several encrypted frames and socket writes back. Repro: 3 hosts, 3,000 gossip messages
+   of 2 KB -> 86,900 WINDOW_UPDATEs and 9.9 ms of CPU per message; with the fix 114-234 and 6.3 ms (200 KB
+   messages: 8,800 -> 330, 18.8 -> 13-14 ms, and faster). Handled (a second patch of library internals,
+   version-guarded by the signature it replaces; the wire protocol allows any credit schedule):
+   _fix_window_updates() credits the window as go-yamux does, keeping py-libp2p's window auto-tuning.
 Not worked around (policy, not a bug to patch): py-libp2p grafts "opportunistically" on every heartbeat
 (the spec does it every 60 heartbeats), so meshes larger than D churn a little; scores of a disconnected
 peer are forgotten at once (the spec retains them); IDONTWANT is sent for every message regardless of size.
@@ -131,6 +147,7 @@ import math
 import os
 import socket
 import weakref
+from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -162,7 +179,7 @@ from libp2p.pubsub.score import ScoreParams, TopicScoreParams
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
-from libp2p.stream_muxer.yamux.yamux import Yamux
+from libp2p.stream_muxer.yamux.yamux import Yamux, YamuxStream
 from libp2p.tools.anyio_service import background_trio_service
 from libp2p.transport.tcp.tcp import TCP
 
@@ -296,6 +313,7 @@ class HostStats:
     hostile_input: int = 0
     stalled_peers_disconnected: int = 0
     peer_events_dropped: int = 0
+    mesh_prunes: int = 0  # PRUNEs sent to keep a mesh within D_hi (each starts a backoff, quirk 20)
 
 
 def peer_public_key(peer_id: str) -> bytes:
@@ -440,6 +458,26 @@ class Stream:
         return data
 
 
+class _GossipSub(GossipSub):
+    """GossipSub that backs off from every peer it prunes (quirk 20); nothing else differs."""
+
+    def __init__(self, on_mesh_prune: Callable[[], None], **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._on_mesh_prune = on_mesh_prune
+
+    def mesh_heartbeat(self) -> tuple[defaultdict[ID, list[str]], defaultdict[ID, list[str]]]:
+        to_graft, to_prune = super().mesh_heartbeat()
+        for peer, topics in to_prune.items():
+            for topic in topics:
+                self._add_back_off(peer, topic, False)
+                self._on_mesh_prune()
+        return to_graft, to_prune
+
+    async def emit_prune(self, topic: str, to_peer: ID, do_px: bool, is_unsubscribe: bool) -> None:
+        self._add_back_off(to_peer, topic, is_unsubscribe)
+        await super().emit_prune(topic, to_peer, do_px, is_unsubscribe)
+
+
 class _Pubsub(Pubsub):
     """Pubsub with the overrides that quirks 8, 11, 12 and 13 need; none of them changes what is sent."""
 
@@ -564,7 +602,9 @@ class Host:
     def __init__(self, host: BasicHost, config: HostConfig) -> None:
         self._host = host
         self._config = config
-        self._router = GossipSub(
+        self._counts: dict[str, int] = dict.fromkeys(HostStats.__dataclass_fields__, 0)
+        self._router = _GossipSub(
+            on_mesh_prune=self._count_mesh_prune,
             protocols=[TProtocol(p) for p in config.gossip_protocols],
             degree=config.mesh_degree,
             degree_low=config.mesh_degree_low,
@@ -582,7 +622,6 @@ class Host:
         self._validators: dict[str, Callable[[str, bytes], bool]] = {}
         self._peer_event_channels: list[trio.MemorySendChannel[PeerEvent]] = []
         self._publish_lock = trio.Lock()
-        self._counts: dict[str, int] = dict.fromkeys(HostStats.__dataclass_fields__, 0)
         self._lagging_topics: set[str] = set()
         self._open = True
         self._peer_id = self._my_id.to_base58()
@@ -804,6 +843,9 @@ class Host:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self._peer_event_channels.remove(channel)
 
+    def _count_mesh_prune(self) -> None:
+        self._counts["mesh_prunes"] += 1
+
     def _count_hostile(self, peer: ID, what: str) -> None:
         self._counts["hostile_input"] += 1
         logger.warning("rejected malformed input from %s: %s", peer, what)
@@ -844,6 +886,7 @@ async def open_host(seed: bytes, listen: list[str], *, config: HostConfig = Host
         _check_port_free(addr, maddr)
     _route_libp2p_logging(config.libp2p_log_level)
     _fix_read_exactly()
+    _fix_window_updates()
     key_pair = create_new_key_pair(seed)
     lp_host = new_host(
         key_pair=key_pair,
@@ -931,6 +974,27 @@ def _fix_read_exactly() -> None:
         libp2p.io.msgio.read_exactly is libp2p.io.utils.read_exactly
     ):
         libp2p.io.msgio.read_exactly = _read_until_complete
+
+
+async def _credit_in_halves(stream: YamuxStream, *, bytes_read: int = 0) -> None:
+    """Receive-window credit as go-yamux gives it (quirk 21): one WINDOW_UPDATE once the bytes consumed and not
+    yet credited reach half the window. `bytes_read` keeps the replaced signature; the window tells it all."""
+    async with stream.window_lock:
+        buffered = len(stream.conn.stream_buffers.get(stream.stream_id, b""))
+        owed = stream.target_recv_window - (stream.recv_window + buffered)
+        if owed < stream.target_recv_window // 2 or owed <= 0:
+            return
+        stream.recv_window += owed
+        owed += stream._apply_autotune_epoch(buffered)  # grows the window while the sender keeps it full
+    await stream.send_window_update(owed, skip_lock=True)
+
+
+def _fix_window_updates() -> None:
+    replaced = YamuxStream._auto_tune_and_send_window_update
+    if replaced is not _credit_in_halves and "bytes_read" in inspect.signature(replaced).parameters and hasattr(
+        YamuxStream, "_apply_autotune_epoch"
+    ):
+        YamuxStream._auto_tune_and_send_window_update = _credit_in_halves  # type: ignore[method-assign]
 
 
 def _route_libp2p_logging(level: int) -> None:

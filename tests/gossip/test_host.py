@@ -171,6 +171,25 @@ async def test_a_peer_that_sends_invalid_messages_loses_score_until_it_is_ignore
 
 
 @pytest.mark.slow
+async def test_honest_hosts_that_reshape_their_meshes_never_penalise_each_other() -> None:
+    # Eight hosts, every pair connected, meshes of 2-3: every heartbeat grafts and prunes. A host that
+    # re-grafted a peer it had just pruned would be penalised by that peer as a GRAFT flood (quirk 20).
+    config = HostConfig(mesh_degree=2, mesh_degree_low=2, mesh_degree_high=3, heartbeat_interval=0.1)
+    with trio.fail_after(60):
+        async with AsyncExitStack() as stack:
+            hosts = [await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK, config=config))
+                     for _ in range(8)]
+            for i, host in enumerate(hosts):
+                await host.subscribe(TOPIC, accept_all)
+                for other in hosts[:i]:
+                    await host.connect(other.listen_addrs[0])
+            while sum(h.stats().mesh_prunes for h in hosts) < 12:
+                await trio.sleep(config.heartbeat_interval)  # a heartbeat's work, polled at its own pace
+            scores = {(a.peer_id, b.peer_id): a.peer_score(b.peer_id) for a in hosts for b in hosts if a is not b}
+            assert min(scores.values()) >= 0, [pair for pair, score in scores.items() if score < 0]
+
+
+@pytest.mark.slow
 async def test_publish_refuses_what_it_could_not_deliver() -> None:
     with trio.fail_after(10):
         async with open_host(os.urandom(32), LOOPBACK) as host:
@@ -433,6 +452,39 @@ async def test_noise_frames_survive_a_connection_that_delivers_small_pieces() ->
     frame = bytes(range(256)) * 255
     async with open_host(os.urandom(32), LOOPBACK):
         assert await libp2p.io.msgio.read_exactly(Trickle(frame), len(frame)) == frame
+
+
+async def test_a_reader_returns_window_credit_in_halves_not_per_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    from libp2p.stream_muxer.yamux.yamux import DEFAULT_WINDOW_SIZE, YamuxStream  # to count WINDOW_UPDATEs
+
+    credits: list[int] = []
+    send_window_update = YamuxStream.send_window_update
+
+    async def counted(self: YamuxStream, increment: int, skip_lock: bool = False) -> None:
+        credits.append(increment)
+        await send_window_update(self, increment, skip_lock)
+
+    monkeypatch.setattr(YamuxStream, "send_window_update", counted)
+    frames, size = 2000, 1000  # 2 MB in small frames: eight windows, thousands of reads
+    got: list[bytes] = []
+    all_read = trio.Event()
+
+    async def collect(stream) -> None:
+        while (frame := await stream.read_frame(max_size=size)) is not None:
+            got.append(frame)
+        all_read.set()
+
+    with trio.fail_after(20):
+        async with network(2, links=[(0, 1)]) as (hosts, _):
+            credits.clear()  # the connection's set-up streams are not this test's
+            hosts[1].set_stream_handler(ECHO, collect)
+            async with await hosts[0].open_stream(hosts[1].peer_id, ECHO) as stream:
+                for i in range(frames):
+                    await stream.write_frame(i.to_bytes(4, "big") * (size // 4))
+            await all_read.wait()
+    assert got == [i.to_bytes(4, "big") * (size // 4) for i in range(frames)]  # more than the window got through
+    assert all(credit >= DEFAULT_WINDOW_SIZE // 2 for credit in credits)
+    assert len(credits) <= frames * size // (DEFAULT_WINDOW_SIZE // 2) + 2  # quirk 21: py-libp2p sent one per read
 
 
 @pytest.mark.slow
