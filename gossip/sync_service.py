@@ -1,12 +1,13 @@
 """The trio shell of catch-up sync (gossip.sync over `/vouchnet/sync/1` streams): serves peers' requests, and
-pulls from every peer when it connects, every `interval` seconds, for gaps gossip reports, and for the whole
-history of orgs that enter the horizon. Every read and write is time-bounded; sessions are bounded in number.
+pulls from every peer when it connects, from a few peers picked at random every `interval` seconds (anti-entropy),
+for gaps gossip reports, and for the whole history of orgs that enter the horizon. Every read and write is time-bounded; sessions are bounded in number.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import random
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ logger = logging.getLogger(__name__)
 Gaps = Mapping[str, tuple[int, int]]  # issuer -> (first, last) missing seq
 CosignHandler = Callable[[str, CosignRequest], Reply]  # (requesting peer, request) -> reply
 _GAP_PEERS = 3  # peers asked in turn for a gap, until it is filled
+_RANDOM = random.SystemRandom()  # which peers a round pulls from: not for a peer to predict
 
 
 class PageLimits(Protocol):
@@ -70,7 +72,8 @@ class SyncService:
     `limits`: SyncLimits, or the node's limits (their `sync_page_records`, with SyncLimits' other defaults).
     `cosigner` (Witnessing.cosign) answers peers' cosign requests on the same protocol; it may also be set
     later (`sync.cosigner = witnessing.cosign`); without one, cosign requests are refused with 404.
-    `run` registers the protocol's handler with the host, so it runs once per host.
+    `run` registers the protocol's handler with the host, so it runs once per host. Every `interval` seconds
+    (jittered) a round pulls from `round_peers` connected peers picked at random.
     `verify_threads` > 0 splits each page's signature checks over that many worker threads (PyNaCl releases
     the GIL inside libsodium), and offers the records of earlier pages to the replica while they run; 0 checks
     them on the event loop. `verify_processes` > 0 checks the signatures in that many worker processes instead,
@@ -88,6 +91,7 @@ class SyncService:
         *,
         limits: SyncLimits | PageLimits = SyncLimits(),
         interval: float = 30.0,
+        round_peers: int = 3,
         timeout: float = 10.0,
         max_sessions: int = 8,
         max_inbound: int = 16,
@@ -99,17 +103,19 @@ class SyncService:
         accept_records: int = 2000,
         on_offence: Callable[[str, str], None] | None = None,
     ) -> None:
-        if not (interval > 0 and timeout > 0 and max_sessions >= 1 and max_inbound >= 1 and gap_queue >= 1
+        if not (interval > 0 and round_peers >= 1 and timeout > 0 and max_sessions >= 1 and max_inbound >= 1
+                and gap_queue >= 1
                 and max_inbound_streams >= max_inbound
                 and verify_threads >= 0 and verify_processes >= 0 and not (verify_threads and verify_processes)
                 and accept_records >= 1):
-            raise ValueError("SyncService: interval and timeout must be positive; sessions, inbound, queue and "
-                             "accept_records at least 1, inbound streams at least inbound; verify_threads or "
+            raise ValueError("SyncService: interval and timeout must be positive; round peers, sessions, inbound, "
+                             "queue and accept_records at least 1, inbound streams at least inbound; verify_threads or "
                              "verify_processes (not both) at least 0")
         self.host = host
         self.replica = replica
         self.limits = limits if isinstance(limits, SyncLimits) else SyncLimits(page_records=limits.sync_page_records)
         self.interval = interval
+        self.round_peers = round_peers
         self.timeout = timeout
         self.stats = SyncStats()
         self.cosigner = cosigner
@@ -291,10 +297,14 @@ class SyncService:
                 del self._peer_locks[event.peer_id]
 
     async def _every_interval(self) -> None:
+        """Anti-entropy rounds: pull from `round_peers` connected peers picked at random, every `interval` give or
+        take a quarter (nodes started together would otherwise all pull at one moment). A record that gossip
+        missed reaches every node within a few rounds, at a cost per node that does not grow with its peers."""
         assert self._nursery is not None
         while True:
-            await trio.sleep(self.interval)
-            for peer in self.host.connected_peers():
+            await trio.sleep(self.interval * _RANDOM.uniform(0.75, 1.25))
+            peers = self.host.connected_peers()
+            for peer in _RANDOM.sample(peers, min(self.round_peers, len(peers))):
                 self._nursery.start_soon(self.sync_with, peer)
 
     async def _fetch_reported_gaps(self) -> None:

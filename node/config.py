@@ -20,6 +20,7 @@ NETWORK_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
 DEFAULT_LISTEN = "/ip4/0.0.0.0/tcp/4001"
 DEFAULT_API = "127.0.0.1:8700"
 MAX_VERIFY_PROCESSES = 64
+MAX_SYNC_PEERS = 1024
 
 
 def default_data_dir() -> Path:
@@ -63,6 +64,7 @@ class NodeConfig:
     checkpoint_gossip_interval: float = 10.0
     witnesses: int = 8
     sync_interval: float = 30.0
+    sync_peers: int = 3
     verify_processes: int = 0
     epoch_seconds: float = 3600.0
     retention_days: float = 180.0
@@ -174,13 +176,17 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
         raise ConfigError(f"network: must match {NETWORK_RE.pattern}, got {network!r}")
 
     p2p = _table(doc, "p2p")
-    _known_keys("p2p", p2p, {"listen", "announce", "bootstrap", "sync_interval", "verify_processes"})
+    _known_keys("p2p", p2p, {"listen", "announce", "bootstrap", "sync_interval", "sync_peers",
+                                   "verify_processes"})
     listen = tuple(_check_multiaddr("p2p.listen", a) for a in _get(p2p, "p2p", "listen", "a list", [DEFAULT_LISTEN]))
     if not listen:
         raise ConfigError("p2p.listen: needs at least one address")
     announce = tuple(_check_multiaddr("p2p.announce", a) for a in _get(p2p, "p2p", "announce", "a list", []))
     bootstrap = tuple(_check_multiaddr("p2p.bootstrap", a) for a in _get(p2p, "p2p", "bootstrap", "a list", []))
     sync_interval = _positive("p2p", "sync_interval", _get(p2p, "p2p", "sync_interval", "a number", NodeConfig.sync_interval))
+    sync_peers = _get(p2p, "p2p", "sync_peers", "an integer", NodeConfig.sync_peers)
+    if not 1 <= sync_peers <= MAX_SYNC_PEERS:
+        raise ConfigError(f"p2p.sync_peers: must be 1-{MAX_SYNC_PEERS}, got {sync_peers}")
     verify_processes = _get(p2p, "p2p", "verify_processes", "an integer", NodeConfig.verify_processes)
     if not 0 <= verify_processes <= MAX_VERIFY_PROCESSES:
         raise ConfigError(f"p2p.verify_processes: must be 0-{MAX_VERIFY_PROCESSES}, got {verify_processes}")
@@ -261,6 +267,7 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
         checkpoint_gossip_interval=float(gossip_interval),
         witnesses=witnesses,
         sync_interval=float(sync_interval),
+        sync_peers=sync_peers,
         verify_processes=verify_processes,
         epoch_seconds=float(epoch_seconds),
         retention_days=float(retention_days),
@@ -310,8 +317,10 @@ listen = {_toml_list(listen)}
 announce = []
 # Peers to dial at start, e.g. "/ip4/192.0.2.7/tcp/4001/p2p/12D3KooW...".
 bootstrap = {_toml_list(bootstrap)}
-# Seconds between catch-up sync rounds with every connected peer.
+# Seconds (give or take a quarter) between anti-entropy rounds, each a catch-up sync with `sync_peers`
+# connected peers picked at random. A node always syncs with a peer as soon as it connects.
 sync_interval = {d.sync_interval}
+sync_peers = {d.sync_peers}
 # Worker processes that check the signatures of records fetched by catch-up sync; 0 checks them on the node's
 # own thread. On a machine with a core to spare, 1 takes half the catch-up work off the node (benchmarks/sync.py).
 verify_processes = {d.verify_processes}

@@ -160,7 +160,8 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         witnessing = Witnessing(host, replica, network=config.network, state_dir=config.data_dir,
                                 interval=config.checkpoint_interval,
                                 gossip_interval=config.checkpoint_gossip_interval, witnesses=config.witnesses)
-        sync = SyncService(host, replica, limits=limits, interval=config.sync_interval, cosigner=witnessing.cosign,
+        sync = SyncService(host, replica, limits=limits, interval=config.sync_interval,
+                           round_peers=config.sync_peers, cosigner=witnessing.cosign,
                            verify_processes=config.verify_processes)
         gossip = GossipService(host, replica, network=config.network, limits=limits, on_gaps=sync.request_gaps)
         node = Node(

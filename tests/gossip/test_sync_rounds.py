@@ -1,0 +1,64 @@
+"""Anti-entropy rounds (trio's mock clock, a host with many peers): each round pulls from a few peers picked at
+random, rounds are spaced by the interval give or take a quarter, and over rounds every peer is asked."""
+
+import pytest
+import trio
+from nacl.signing import SigningKey
+
+from gossip.replica import Replica
+from gossip.store import RecordStore
+from gossip.sync_service import SyncService
+
+INTERVAL, ROUND_PEERS = 10.0, 3
+PEERS = [f"12D3KooWPeer{i}" for i in range(12)]
+
+
+class ManyPeersHost:
+    """What SyncService.run asks of a host, with PEERS connected from the start."""
+
+    def __init__(self) -> None:
+        self._events_send, self._events = trio.open_memory_channel(0)
+
+    def set_stream_handler(self, protocol, handler) -> None:
+        pass
+
+    def peer_events(self):
+        return self._events
+
+    def connected_peers(self) -> list[str]:
+        return list(PEERS)
+
+
+async def test_each_round_pulls_from_a_few_random_peers_and_in_time_from_all(tmp_path, autojump_clock):
+    pulls: list[tuple[float, str]] = []
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(SigningKey.generate(), store, roots=(), max_hops=1, held_limit=10)
+        service = SyncService(ManyPeersHost(), replica, interval=INTERVAL, round_peers=ROUND_PEERS)
+
+        async def pull(peer: str) -> None:
+            pulls.append((trio.current_time(), peer))
+
+        service.sync_with = pull
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run)
+            await trio.sleep(60 * INTERVAL)
+            nursery.cancel_scope.cancel()
+
+    start = [peer for at, peer in pulls if at == 0]
+    assert sorted(start) == sorted(PEERS)  # the peers connected when the service starts: every one, at once
+    rounds: dict[float, list[str]] = {}
+    for at, peer in pulls:
+        if at > 0:
+            rounds.setdefault(at, []).append(peer)
+    assert 48 <= len(rounds) <= 80  # 600 s of rounds every 7.5-12.5 s
+    assert all(len(peers) == ROUND_PEERS == len(set(peers)) for peers in rounds.values())
+    times = [0.0, *rounds]
+    assert all(0.75 * INTERVAL <= later - earlier <= 1.25 * INTERVAL for earlier, later in zip(times, times[1:]))
+    assert {peer for peers in rounds.values() for peer in peers} == set(PEERS)  # that a peer is never picked: about 1e-5
+
+
+def test_a_round_needs_at_least_one_peer(tmp_path):
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(SigningKey.generate(), store, roots=(), max_hops=1, held_limit=10)
+        with pytest.raises(ValueError, match="round peers"):
+            SyncService(ManyPeersHost(), replica, round_peers=0)
