@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -22,7 +22,6 @@ from .sync_messages import (
     MAX_RANGES,
     MAX_REASON,
     MAX_SEQ,
-    CosignRequest,
     ErrorReply,
     HeadEntry,
     HeadsPage,
@@ -34,6 +33,7 @@ from .sync_messages import (
     Refused,
     RemoteProtocolError,
     Reply,
+    Request,
     decode_reply,
     decode_request,
     encode_message,
@@ -41,7 +41,6 @@ from .sync_messages import (
 from .validation import check_records
 
 _R = TypeVar("_R", bound=Reply)
-Cosigner = Callable[[CosignRequest], Reply]  # answers a cosign request (the witness of gossip.witnessing)
 
 
 @dataclass(frozen=True)
@@ -312,21 +311,14 @@ class SyncClient:
 
 
 class SyncServer:
-    """Answers one inbound stream's requests from the store: heads pages, record pages, and (through
-    `cosign`, if this node witnesses) cosign requests. Every answer is bounded by our limits and the client's."""
+    """Answers one inbound stream's requests from the store: heads pages and record pages. Every answer is bounded
+    by our limits and the client's. Cosign requests are the shell's to answer where this node witnesses (the
+    witness writes durably before it answers); here they are refused with 404."""
 
-    def __init__(
-        self,
-        store: RecordReader,
-        issuers: IssuerIndex,
-        limits: SyncLimits,
-        *,
-        cosign: Cosigner | None = None,
-    ) -> None:
+    def __init__(self, store: RecordReader, issuers: IssuerIndex, limits: SyncLimits) -> None:
         self._store = store
         self._issuers = issuers
         self._limits = limits
-        self._cosign = cosign
         self.records_served = 0
 
     def receive(self, payload: bytes) -> Iterator[bytes]:
@@ -334,14 +326,15 @@ class SyncServer:
 
         Raises RemoteProtocolError at once for a malformed request; answer it with `refusal`, then close.
         """
-        request = decode_request(payload)
+        return self.answer(decode_request(payload))
+
+    def answer(self, request: Request) -> Iterator[bytes]:
+        """The reply frames to a decoded request (see `receive`)."""
         if isinstance(request, HeadsRequest):
             return iter([self._heads(request)])
         if isinstance(request, RecordsRequest):
             return self._records(request)
-        if self._cosign is None:
-            return iter([encode_message(Refused(404, "this node does not witness"))])
-        return iter([encode_message(self._cosign(request))])
+        return iter([encode_message(Refused(404, "this node does not witness"))])
 
     @staticmethod
     def refusal(error: RemoteProtocolError) -> bytes:

@@ -5,11 +5,10 @@ for gaps gossip reports, and for the whole history of orgs that enter the horizo
 
 from __future__ import annotations
 
-import functools
 import logging
 import random
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -33,13 +32,22 @@ from .sync import (
     check_page,
     missing_ranges,
 )
-from .sync_messages import MAX_SEQ, SYNC_PROTOCOL, CosignRequest, RemoteProtocolError, Reply, SyncError
+from .sync_messages import (
+    MAX_SEQ,
+    SYNC_PROTOCOL,
+    CosignRequest,
+    RemoteProtocolError,
+    Reply,
+    SyncError,
+    decode_request,
+    encode_message,
+)
 from .validation import Checking, ProcessChecker, ThreadedChecker
 
 logger = logging.getLogger(__name__)
 
 Gaps = Mapping[str, tuple[int, int]]  # issuer -> (first, last) missing seq
-CosignHandler = Callable[[str, CosignRequest], Reply]  # (requesting peer, request) -> reply
+CosignHandler = Callable[[str, CosignRequest], Awaitable[Reply]]  # (requesting peer, request) -> reply
 _GAP_PEERS = 3  # peers asked in turn for a gap, until it is filled
 _RANDOM = random.SystemRandom()  # which peers a round pulls from: not for a peer to predict
 
@@ -342,8 +350,7 @@ class SyncService:
 
     async def _answer(self, stream: Stream) -> None:
         peer = stream.remote_peer
-        cosign = None if self.cosigner is None else functools.partial(self.cosigner, peer)
-        server = SyncServer(self.replica.store, self._index, self.limits, cosign=cosign)
+        server = SyncServer(self.replica.store, self._index, self.limits)
         answered = False
         try:
             while True:
@@ -383,13 +390,17 @@ class SyncService:
     async def _reply(self, stream: Stream, server: SyncServer, payload: bytes) -> bool:
         """Answer one request; False if it was malformed (refused, and the stream is done)."""
         try:
-            replies = server.receive(payload)
+            request = decode_request(payload)
         except RemoteProtocolError as error:
             self.stats.errors[error.reason] += 1
             logger.info("sync request from %s refused (%s): %s", stream.remote_peer, error.reason, error)
             with trio.fail_after(self.timeout):
                 await stream.write_frame(server.refusal(error))
             return False
+        if isinstance(request, CosignRequest) and self.cosigner is not None:
+            replies = iter([encode_message(await self.cosigner(stream.remote_peer, request))])
+        else:
+            replies = server.answer(request)
         served = server.records_served
         for frame in replies:  # produced as written: a large answer is read from the store page by page
             with trio.fail_after(self.timeout):

@@ -13,6 +13,7 @@ costs every node, so its rate sets the network's per-node overhead; witnesses ch
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -36,6 +37,7 @@ from ledger import (
     NoteError,
     Signature,
     Witness,
+    WitnessStoreError,
     cosigner_name,
     format_note,
     log_origin,
@@ -169,7 +171,7 @@ class Witnessing:
         self._witness = Witness(self._witness_path, self._cosigner, self._logs)
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._watch, inbox)
+                nursery.start_soon(self._watch, inbox, self._witness)
                 nursery.start_soon(self._checkpoint_loop, nursery)
                 task_status.started()
         finally:
@@ -180,9 +182,11 @@ class Witnessing:
                 for stream in streams:
                     await stream.reset()
 
-    def cosign(self, peer_id: str, request: CosignRequest) -> Reply:
-        """Answer a peer's request to cosign its records log's checkpoint (the SyncService calls this)."""
-        if self._witness is None:
+    async def cosign(self, peer_id: str, request: CosignRequest) -> Reply:
+        """Answer a peer's request to cosign its records log's checkpoint (the SyncService calls this). The witness
+        checks and stores on a worker thread: the fsync that must come before a cosignature does not stop the node."""
+        witness = self._witness
+        if witness is None:
             return self._refuse(Refused(503, "this node's witness is not running"))
         try:
             key = peer_public_key(peer_id)
@@ -191,7 +195,10 @@ class Witnessing:
         org = did_key(key)
         origin = log_origin(self.network, org, RECORDS_LOG)
         self._logs.setdefault(origin, Ed25519Verifier(origin, key))
-        reply, evidence = answer(self._witness, request, origin=origin)
+        try:
+            reply, evidence = await trio.to_thread.run_sync(functools.partial(answer, witness, request, origin=origin))
+        except WitnessStoreError:  # closed while the request waited for a thread: the node is stopping
+            return self._refuse(Refused(503, "this node's witness is not running"))
         if isinstance(reply, Refused):
             self._refuse(reply)
         else:
@@ -391,7 +398,7 @@ class Witnessing:
 
     # --- others' checkpoints --------------------------------------------------------------------------------
 
-    async def _watch(self, inbox: trio.MemoryReceiveChannel[Received]) -> None:
+    async def _watch(self, inbox: trio.MemoryReceiveChannel[Received], witness: Witness) -> None:
         async for received in inbox:
             self.stats.checkpoints_received += 1
             try:
@@ -401,7 +408,7 @@ class Witnessing:
             if seen.org == self.replica.did:
                 continue
             earlier = self._forks.observe(seen)
-            cosigned = self._witness.cosigned(seen.checkpoint.origin) if self._witness else None
+            cosigned = await trio.to_thread.run_sync(witness.cosigned, seen.checkpoint.origin)
             if cosigned is not None and cosigned[0].size == seen.checkpoint.size and cosigned[0].root != seen.checkpoint.root:
                 earlier = cosigned[1]
             if earlier is not None:

@@ -165,6 +165,7 @@ class Witness:
         self._logs = logs
         self._lock = threading.Lock()
         self._db = _open_store(path)
+        self._closed = False
 
     def add_checkpoint(self, request: AddCheckpointRequest) -> Signature:
         """tlog-witness add-checkpoint: verify, store the checkpoint durably, then return the cosignature.
@@ -187,17 +188,25 @@ class Witness:
         # Kept and reported with the log's signatures only: compact, and evidence on its own.
         submitted = format_note(checkpoint.to_text(), signatures)
         with self._lock:
+            self._check_open()
             self._advance(request, checkpoint, submitted)
         return note_signature(checkpoint.to_text(), self._signer)
 
     def cosigned(self, origin: str) -> tuple[Checkpoint, bytes] | None:
         """The latest checkpoint cosigned for `origin` and its log-signed note, or None if there is none."""
         with self._lock:
+            self._check_open()
             return self._latest(origin)
 
     def close(self) -> None:
+        """Close the state file; later calls raise WitnessStoreError (a call in another thread may come late)."""
         with self._lock:
+            self._closed = True
             self._db.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise WitnessStoreError("the witness is closed")
 
     def __enter__(self) -> Witness:
         return self

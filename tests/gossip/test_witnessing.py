@@ -3,6 +3,8 @@ restart, and a second root at a cosigned size (gossiped, or sent for cosigning) 
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import trio
 from nacl.signing import SigningKey
@@ -15,6 +17,7 @@ from ledger import (
     Checkpoint,
     CosignatureVerifier,
     Ed25519Signer,
+    Witness,
     cosigner_name,
     open_checkpoint,
     open_note,
@@ -187,6 +190,33 @@ async def test_a_fork_sent_for_cosigning_is_refused_and_becomes_evidence(tmp_pat
             again = Witnessing(n0.host, n0.replica, network=NETWORK, state_dir=a.directory)
             assert again.checkpoint_note() == n0.witnessing.checkpoint_note()
             assert cosigner_name(b.did).encode() in again.checkpoint_note()  # with the cosignature collected
+
+
+async def test_a_witness_writing_its_state_does_not_hold_up_its_node(tmp_path, monkeypatch):
+    writing, release = threading.Semaphore(0), threading.Event()
+    waiting = []
+    advance = Witness._advance
+
+    def slow_advance(self, *args) -> None:  # a durable write that takes as long as the test wants
+        waiting.append(True)
+        writing.release()
+        release.wait(timeout=10)
+        waiting.pop()
+        advance(self, *args)
+
+    monkeypatch.setattr(Witness, "_advance", slow_advance)
+    a, b = identities(tmp_path, 2)
+    roots = (a.did, b.did)
+    with trio.fail_after(40):
+        async with running(a, roots, witness_interval=0.1) as n0, running(b, roots, witness_interval=0.1) as n1:
+            await n0.host.connect(n1.addr)
+            n0.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+            await trio.to_thread.run_sync(writing.acquire)  # a witness is writing, and will until released
+            n0.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+            await until(lambda: n1.records() == n0.records(), [n1])
+            assert waiting  # the nodes gossiped, accepted and synced meanwhile
+            release.set()
+            await cosigned_by(n0, 1)
 
 
 async def test_stopping_the_services_leaves_no_task_behind(tmp_path):

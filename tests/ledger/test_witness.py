@@ -115,6 +115,17 @@ def test_cosigns_a_growing_log_step_by_step(witness):
         old = size
 
 
+def test_a_closed_witness_refuses_every_call(tmp_path):
+    log = Log()
+    log.grow_to(3)
+    witness = _open(tmp_path / "witness.db")
+    witness.close()  # as a node does on stopping, while a request may still be on its way from another thread
+    with pytest.raises(WitnessStoreError, match="closed"):
+        witness.add_checkpoint(log.request(0, 3))
+    with pytest.raises(WitnessStoreError, match="closed"):
+        witness.cosigned(ORIGIN)
+
+
 @settings(max_examples=10, deadline=None)
 @given(st.lists(st.integers(0, 300), min_size=1, max_size=6))
 def test_cosigns_every_consistent_growth(steps):
