@@ -4,6 +4,8 @@ restart, and a second root at a cosigned size (gossiped, or sent for cosigning) 
 from __future__ import annotations
 
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 import trio
@@ -25,7 +27,7 @@ from ledger import (
 from vouching import EquivocationBody, verify_record, vouch_body
 
 from ..factories import new_did
-from .nodes import NETWORK, Node, identities, running, until
+from .nodes import NETWORK, Identity, Node, identities, running, until
 
 pytestmark = pytest.mark.slow
 
@@ -55,6 +57,17 @@ def forged(node: Node, identity_seed: bytes) -> bytes:
     size = node.replica.store.size
     checkpoint = Checkpoint(node.witnessing.origin, size, bytes(32))
     return checkpoint.sign([Ed25519Signer(node.witnessing.origin, SigningKey(identity_seed))])
+
+
+@asynccontextmanager
+async def witnessing_pair(tmp_path) -> AsyncIterator[tuple[Identity, Identity, Node, Node]]:
+    """Two connected nodes, each the other's trust root, checkpointing every 0.1 s; the first issued a vouch."""
+    a, b = identities(tmp_path, 2)
+    roots = (a.did, b.did)
+    async with running(a, roots, witness_interval=0.1) as n0, running(b, roots, witness_interval=0.1) as n1:
+        await n0.host.connect(n1.addr)
+        n0.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+        yield a, b, n0, n1
 
 
 def flagged_everywhere(offender: str, nodes: list[Node]) -> bool:
@@ -166,12 +179,8 @@ async def test_a_witness_is_asked_over_one_kept_stream_and_a_new_one_once_that_b
 
 
 async def test_a_fork_sent_for_cosigning_is_refused_and_becomes_evidence(tmp_path):
-    a, b = identities(tmp_path, 2)
-    roots = (a.did, b.did)
     with trio.fail_after(40):
-        async with running(a, roots, witness_interval=0.1) as n0, running(b, roots, witness_interval=0.1) as n1:
-            await n0.host.connect(n1.addr)
-            n0.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+        async with witnessing_pair(tmp_path) as (a, b, n0, n1):
             await until(lambda: n1.records() == n0.records(), [n1])
             await cosigned_by(n0, 1)
 
@@ -205,12 +214,8 @@ async def test_a_witness_writing_its_state_does_not_hold_up_its_node(tmp_path, m
         advance(self, *args)
 
     monkeypatch.setattr(Witness, "_advance", slow_advance)
-    a, b = identities(tmp_path, 2)
-    roots = (a.did, b.did)
     with trio.fail_after(40):
-        async with running(a, roots, witness_interval=0.1) as n0, running(b, roots, witness_interval=0.1) as n1:
-            await n0.host.connect(n1.addr)
-            n0.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+        async with witnessing_pair(tmp_path) as (_, _, n0, n1):
             await trio.to_thread.run_sync(writing.acquire)  # a witness is writing, and will until released
             n0.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
             await until(lambda: n1.records() == n0.records(), [n1])
@@ -220,12 +225,8 @@ async def test_a_witness_writing_its_state_does_not_hold_up_its_node(tmp_path, m
 
 
 async def test_stopping_the_services_leaves_no_task_behind(tmp_path):
-    a, b = identities(tmp_path, 2)
-    roots = (a.did, b.did)
     with trio.fail_after(30):
         tasks_before = trio.lowlevel.current_statistics().tasks_living
-        async with running(a, roots, witness_interval=0.1) as n0, running(b, roots, witness_interval=0.1) as n1:
-            await n0.host.connect(n1.addr)
-            n0.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+        async with witnessing_pair(tmp_path) as (_, _, n0, n1):
             await cosigned_by(n0, 1)
         assert trio.lowlevel.current_statistics().tasks_living == tasks_before
