@@ -227,6 +227,6 @@ async def test_a_witness_writing_its_state_does_not_hold_up_its_node(tmp_path, m
 async def test_stopping_the_services_leaves_no_task_behind(tmp_path):
     with trio.fail_after(30):
         tasks_before = trio.lowlevel.current_statistics().tasks_living
-        async with witnessing_pair(tmp_path) as (_, _, n0, n1):
+        async with witnessing_pair(tmp_path) as (_, _, n0, _):
             await cosigned_by(n0, 1)
         assert trio.lowlevel.current_statistics().tasks_living == tasks_before
