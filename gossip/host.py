@@ -982,7 +982,7 @@ async def _credit_in_halves(stream: YamuxStream, *, bytes_read: int = 0) -> None
     async with stream.window_lock:
         buffered = len(stream.conn.stream_buffers.get(stream.stream_id, b""))
         owed = stream.target_recv_window - (stream.recv_window + buffered)
-        if owed < stream.target_recv_window // 2 or owed <= 0:
+        if owed < stream.target_recv_window // 2:  # (the window is never below 256 KiB)
             return
         stream.recv_window += owed
         owed += stream._apply_autotune_epoch(buffered)  # grows the window while the sender keeps it full

@@ -1,6 +1,7 @@
 """The trio shell of catch-up sync (gossip.sync over `/vouchnet/sync/1` streams): serves peers' requests, and
 pulls from every peer when it connects, from a few peers picked at random every `interval` seconds (anti-entropy),
-for gaps gossip reports, and for the whole history of orgs that enter the horizon. Every read and write is time-bounded; sessions are bounded in number.
+for gaps gossip reports, and for the whole history of orgs that enter the horizon. Every read and write is
+time-bounded; sessions are bounded in number.
 """
 
 from __future__ import annotations
@@ -112,13 +113,12 @@ class SyncService:
         on_offence: Callable[[str, str], None] | None = None,
     ) -> None:
         if not (interval > 0 and round_peers >= 1 and timeout > 0 and max_sessions >= 1 and max_inbound >= 1
-                and gap_queue >= 1
-                and max_inbound_streams >= max_inbound
+                and gap_queue >= 1 and max_inbound_streams >= max_inbound
                 and verify_threads >= 0 and verify_processes >= 0 and not (verify_threads and verify_processes)
                 and accept_records >= 1):
             raise ValueError("SyncService: interval and timeout must be positive; round peers, sessions, inbound, "
-                             "queue and accept_records at least 1, inbound streams at least inbound; verify_threads or "
-                             "verify_processes (not both) at least 0")
+                             "queue and accept_records at least 1, inbound streams at least inbound; verify_threads "
+                             "or verify_processes (not both) at least 0")
         self.host = host
         self.replica = replica
         self.limits = limits if isinstance(limits, SyncLimits) else SyncLimits(page_records=limits.sync_page_records)
