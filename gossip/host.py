@@ -124,7 +124,11 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    each other and drop each other's messages. Repro: 8 fully connected hosts, D=2, D_lo=2, D_hi=3,
    heartbeat 0.2 s; after 8 s, 29 "GRAFT flood"/"ignoring request" warnings and 22 of 56 peer scores
    negative (2 warnings, no negative score, with the fix). Handled: _GossipSub adds the backoff for every
-   peer it prunes (mesh_heartbeat, emit_prune); HostStats.mesh_prunes counts the heartbeat's prunes.
+   peer it prunes (mesh_heartbeat, emit_prune); HostStats.mesh_prunes counts the heartbeat's prunes. The
+   backoff is PRUNE_SLACK_S longer than announced: the pruned peer counts its own from the PRUNE's arrival,
+   and with 20 nodes on two cores that was up to 8 s later, so a re-GRAFT at the end of our backoff was
+   refused ("GRAFT: ignoring request ... back off"), extending both backoffs; 227 such refusals in one run of
+   benchmarks/gossip.py with 0-8 s of the refuser's backoff left.
 21. A yamux reader sends a WINDOW_UPDATE for every read that consumes bytes (YamuxStream.
    _auto_tune_and_send_window_update's "partial slack" and "release on read" branches), where go-yamux waits
    until half the window is owed; pubsub reads each RPC in several small reads (varint, then body), so every
@@ -196,6 +200,7 @@ logger = logging.getLogger(__name__)
 GOSSIPSUB_PROTOCOLS = ("/meshsub/1.2.0", "/meshsub/1.1.0")
 _MAX_RPC_OVERHEAD = 4096  # room for topic, from, seqno, signature, key and senderRecord around the data
 _READ_CHUNK = 65536
+PRUNE_SLACK_S = 10  # seconds a pruning host backs off beyond what its PRUNE announces (quirk 20)
 
 
 class HostError(Exception):
@@ -469,13 +474,19 @@ class _GossipSub(GossipSub):
         to_graft, to_prune = super().mesh_heartbeat()
         for peer, topics in to_prune.items():
             for topic in topics:
-                self._add_back_off(peer, topic, False)
+                self._back_off_pruned(peer, topic, False)
                 self._on_mesh_prune()
         return to_graft, to_prune
 
     async def emit_prune(self, topic: str, to_peer: ID, do_px: bool, is_unsubscribe: bool) -> None:
-        self._add_back_off(to_peer, topic, is_unsubscribe)
+        self._back_off_pruned(to_peer, topic, is_unsubscribe)
         await super().emit_prune(topic, to_peer, do_px, is_unsubscribe)
+
+    def _back_off_pruned(self, peer: ID, topic: str, is_unsubscribe: bool) -> None:
+        """Back off for the time the PRUNE announces plus PRUNE_SLACK_S: the pruned peer counts its backoff from
+        when the PRUNE reaches it, which on a busy machine is seconds later."""
+        announced = self.unsubscribe_back_off if is_unsubscribe else self.prune_back_off
+        self._add_back_off(peer, topic, is_unsubscribe, announced + PRUNE_SLACK_S)
 
 
 class _Pubsub(Pubsub):

@@ -189,6 +189,28 @@ async def test_honest_hosts_that_reshape_their_meshes_never_penalise_each_other(
             assert min(scores.values()) >= 0, [pair for pair, score in scores.items() if score < 0]
 
 
+async def test_a_pruning_host_backs_off_longer_than_its_prune_announces() -> None:
+    import time
+
+    from libp2p.peer.id import ID  # the router's own peer type
+
+    from gossip.host import PRUNE_SLACK_S, _GossipSub  # the router itself: its backoff table is what quirk 20 fixes
+
+    sent = []
+    router = _GossipSub(on_mesh_prune=lambda: None, protocols=["/meshsub/1.1.0"], degree=6, degree_low=4,
+                        degree_high=12)
+
+    async def record(control, to_peer) -> None:
+        sent.append(control)
+
+    router.emit_control_message = record
+    peer = ID.from_base58(peer_id_from_public_key(nacl.signing.SigningKey.generate().verify_key.encode()))
+    before = int(time.time())
+    await router.emit_prune(TOPIC, peer, False, False)
+    assert [control.prune[0].backoff for control in sent] == [router.prune_back_off]  # what the peer is told
+    assert router.back_off[TOPIC][peer] >= before + router.prune_back_off + PRUNE_SLACK_S
+
+
 @pytest.mark.slow
 async def test_publish_refuses_what_it_could_not_deliver() -> None:
     with trio.fail_after(10):
