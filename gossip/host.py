@@ -124,11 +124,12 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    each other and drop each other's messages. Repro: 8 fully connected hosts, D=2, D_lo=2, D_hi=3,
    heartbeat 0.2 s; after 8 s, 29 "GRAFT flood"/"ignoring request" warnings and 22 of 56 peer scores
    negative (2 warnings, no negative score, with the fix). Handled: _GossipSub adds the backoff for every
-   peer it prunes (mesh_heartbeat, emit_prune); HostStats.mesh_prunes counts the heartbeat's prunes. The
-   backoff is PRUNE_SLACK_S longer than announced: the pruned peer counts its own from the PRUNE's arrival,
-   and with 20 nodes on two cores that was up to 8 s later, so a re-GRAFT at the end of our backoff was
-   refused ("GRAFT: ignoring request ... back off"), extending both backoffs; 227 such refusals in one run of
-   benchmarks/gossip.py with 0-8 s of the refuser's backoff left.
+   peer it prunes (mesh_heartbeat, emit_prune); HostStats.mesh_prunes counts the heartbeat's prunes. Both
+   ends of a PRUNE then back off, each from its own moment, seconds apart on a busy machine (the pruned peer
+   counts from the PRUNE's arrival): whoever's backoff ended first re-grafted and was refused by the other
+   ("GRAFT: ignoring request ... back off"), which extends both; 227 such refusals in one run of
+   benchmarks/gossip.py, with 0-8 s of the refuser's backoff left. So, as go-libp2p does, a backoff lasts
+   BACKOFF_SLACK_S longer when choosing peers to graft than when refusing a GRAFT (_check_back_off).
 21. A yamux reader sends a WINDOW_UPDATE for every read that consumes bytes (YamuxStream.
    _auto_tune_and_send_window_update's "partial slack" and "release on read" branches), where go-yamux waits
    until half the window is owed; pubsub reads each RPC in several small reads (varint, then body), so every
@@ -150,6 +151,7 @@ import logging
 import math
 import os
 import socket
+import time
 import weakref
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -200,7 +202,7 @@ logger = logging.getLogger(__name__)
 GOSSIPSUB_PROTOCOLS = ("/meshsub/1.2.0", "/meshsub/1.1.0")
 _MAX_RPC_OVERHEAD = 4096  # room for topic, from, seqno, signature, key and senderRecord around the data
 _READ_CHUNK = 65536
-PRUNE_SLACK_S = 10  # seconds a pruning host backs off beyond what its PRUNE announces (quirk 20)
+BACKOFF_SLACK_S = 10  # seconds a backoff lasts longer for grafting than for refusing a GRAFT (quirk 20)
 
 
 class HostError(Exception):
@@ -464,29 +466,37 @@ class Stream:
 
 
 class _GossipSub(GossipSub):
-    """GossipSub that backs off from every peer it prunes (quirk 20); nothing else differs."""
+    """GossipSub that backs off from every peer it prunes, and grafts only BACKOFF_SLACK_S after a backoff ends
+    (quirk 20); nothing else differs."""
 
     def __init__(self, on_mesh_prune: Callable[[], None], **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self._on_mesh_prune = on_mesh_prune
+        self._grafting = False  # inside mesh_heartbeat, which chooses the peers to graft
 
     def mesh_heartbeat(self) -> tuple[defaultdict[ID, list[str]], defaultdict[ID, list[str]]]:
-        to_graft, to_prune = super().mesh_heartbeat()
+        self._grafting = True
+        try:
+            to_graft, to_prune = super().mesh_heartbeat()
+        finally:
+            self._grafting = False
         for peer, topics in to_prune.items():
             for topic in topics:
-                self._back_off_pruned(peer, topic, False)
+                self._add_back_off(peer, topic, False)
                 self._on_mesh_prune()
         return to_graft, to_prune
 
     async def emit_prune(self, topic: str, to_peer: ID, do_px: bool, is_unsubscribe: bool) -> None:
-        self._back_off_pruned(to_peer, topic, is_unsubscribe)
+        self._add_back_off(to_peer, topic, is_unsubscribe)
         await super().emit_prune(topic, to_peer, do_px, is_unsubscribe)
 
-    def _back_off_pruned(self, peer: ID, topic: str, is_unsubscribe: bool) -> None:
-        """Back off for the time the PRUNE announces plus PRUNE_SLACK_S: the pruned peer counts its backoff from
-        when the PRUNE reaches it, which on a busy machine is seconds later."""
-        announced = self.unsubscribe_back_off if is_unsubscribe else self.prune_back_off
-        self._add_back_off(peer, topic, is_unsubscribe, announced + PRUNE_SLACK_S)
+    def _check_back_off(self, peer: ID, topic: str) -> bool:
+        """A backoff lasts BACKOFF_SLACK_S longer for choosing whom to graft than for refusing a GRAFT (as in
+        go-libp2p): the peer at the other end counts the same backoff from a PRUNE that reached one of the two
+        seconds after the other, so whoever grafts first must not be early for the other."""
+        if self._grafting and self.back_off.get(topic, {}).get(peer, -math.inf) + BACKOFF_SLACK_S > time.time():
+            return True
+        return super()._check_back_off(peer, topic)
 
 
 class _Pubsub(Pubsub):

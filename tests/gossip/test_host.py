@@ -189,26 +189,37 @@ async def test_honest_hosts_that_reshape_their_meshes_never_penalise_each_other(
             assert min(scores.values()) >= 0, [pair for pair, score in scores.items() if score < 0]
 
 
-async def test_a_pruning_host_backs_off_longer_than_its_prune_announces() -> None:
+async def test_a_backoff_lasts_longer_for_grafting_a_peer_than_for_refusing_its_graft() -> None:
     import time
+    from types import SimpleNamespace
 
     from libp2p.peer.id import ID  # the router's own peer type
 
-    from gossip.host import PRUNE_SLACK_S, _GossipSub  # the router itself: its backoff table is what quirk 20 fixes
+    from gossip.host import BACKOFF_SLACK_S, _GossipSub  # the router itself: quirk 20 is in its backoff rules
 
-    sent = []
     router = _GossipSub(on_mesh_prune=lambda: None, protocols=["/meshsub/1.1.0"], degree=6, degree_low=4,
                         degree_high=12)
+    prunes = []
 
-    async def record(control, to_peer) -> None:
-        sent.append(control)
+    async def send(control, to_peer) -> None:
+        prunes.extend((to_peer, prune.topicID, prune.backoff) for prune in control.prune)
 
-    router.emit_control_message = record
+    router.emit_control_message = send
     peer = ID.from_base58(peer_id_from_public_key(nacl.signing.SigningKey.generate().verify_key.encode()))
-    before = int(time.time())
-    await router.emit_prune(TOPIC, peer, False, False)
-    assert [control.prune[0].backoff for control in sent] == [router.prune_back_off]  # what the peer is told
-    assert router.back_off[TOPIC][peer] >= before + router.prune_back_off + PRUNE_SLACK_S
+    router.pubsub = SimpleNamespace(peer_topics={TOPIC: {peer}})  # the one peer subscribed to TOPIC
+    router.peer_protocol[peer] = "/meshsub/1.1.0"
+    router.mesh[TOPIC] = set()
+
+    await router.emit_prune(TOPIC, peer, False, False)  # e.g. refusing its GRAFT
+    assert prunes == [(peer, TOPIC, router.prune_back_off)]
+    assert router.mesh_heartbeat()[0] == {}  # we back off from it too
+
+    router.back_off[TOPIC][peer] = int(time.time()) - 1  # the backoff ended a moment ago by our clock ...
+    assert router.mesh_heartbeat()[0] == {}  # ... but the peer's, counted from a later moment, may not have
+    assert not router._check_back_off(peer, TOPIC)  # while a GRAFT from the peer is accepted at once
+
+    router.back_off[TOPIC][peer] = int(time.time()) - BACKOFF_SLACK_S - 1
+    assert router.mesh_heartbeat()[0] == {peer: [TOPIC]}
 
 
 @pytest.mark.slow
