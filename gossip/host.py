@@ -138,9 +138,18 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    messages: 8,800 -> 330, 18.8 -> 13-14 ms, and faster). Handled (a second patch of library internals,
    version-guarded by the signature it replaces; the wire protocol allows any credit schedule):
    _fix_window_updates() credits the window as go-yamux does, keeping py-libp2p's window auto-tuning.
-Not worked around (policy, not a bug to patch): py-libp2p grafts "opportunistically" on every heartbeat
-(the spec does it every 60 heartbeats), so meshes larger than D churn a little; scores of a disconnected
-peer are forgotten at once (the spec retains them); IDONTWANT is sent for every message regardless of size.
+22. Opportunistic grafting runs on every heartbeat, not every 60 as GossipSub v1.1 says, and grafts 2 peers
+   scoring at least half the mesh's median, where the spec grafts only when that median is below a threshold,
+   and only peers scoring above it. With scores that are all 0 (honest peers; vouchnet's scoring only
+   penalises), every node grafts 2 more peers per topic each second until its mesh passes D_hi, then prunes
+   it back to D: constant GRAFT/PRUNE traffic, and with backoffs honoured (quirk 20) the pruned peers pile up
+   in backoff until a mesh cannot be refilled. Repro: 20 hosts, every pair connected, default D (6, 4, 12):
+   host 0's mesh, second by second, 10, 9, 4, 2, then 1 for good; 148 prunes in 20 s. With the fix: 9 every
+   second, 36 prunes (all while the meshes formed). Handled:
+   _GossipSub._perform_opportunistic_grafting as the spec has it (every OPPORTUNISTIC_GRAFT_TICKS heartbeats,
+   median below OPPORTUNISTIC_GRAFT_THRESHOLD = 0, i.e. when the mesh holds penalised peers).
+Not worked around (policy, not a bug to patch): scores of a disconnected peer are forgotten at once (the spec
+retains them); IDONTWANT is sent for every message regardless of size.
 """
 
 from __future__ import annotations
@@ -150,7 +159,9 @@ import inspect
 import logging
 import math
 import os
+import random
 import socket
+import statistics
 import time
 import weakref
 from collections import defaultdict
@@ -203,6 +214,9 @@ GOSSIPSUB_PROTOCOLS = ("/meshsub/1.2.0", "/meshsub/1.1.0")
 _MAX_RPC_OVERHEAD = 4096  # room for topic, from, seqno, signature, key and senderRecord around the data
 _READ_CHUNK = 65536
 BACKOFF_SLACK_S = 10  # seconds a backoff lasts longer for grafting than for refusing a GRAFT (quirk 20)
+# GossipSub v1.1 opportunistic grafting (quirk 22): how often, below which median mesh score, how many peers.
+OPPORTUNISTIC_GRAFT_TICKS, OPPORTUNISTIC_GRAFT_THRESHOLD, OPPORTUNISTIC_GRAFT_PEERS = 60, 0.0, 2
+_RANDOM = random.SystemRandom()
 
 
 class HostError(Exception):
@@ -473,8 +487,10 @@ class _GossipSub(GossipSub):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self._on_mesh_prune = on_mesh_prune
         self._grafting = False  # inside mesh_heartbeat, which chooses the peers to graft
+        self._heartbeats = 0
 
     def mesh_heartbeat(self) -> tuple[defaultdict[ID, list[str]], defaultdict[ID, list[str]]]:
+        self._heartbeats += 1
         self._grafting = True
         try:
             to_graft, to_prune = super().mesh_heartbeat()
@@ -489,6 +505,27 @@ class _GossipSub(GossipSub):
     async def emit_prune(self, topic: str, to_peer: ID, do_px: bool, is_unsubscribe: bool) -> None:
         self._add_back_off(to_peer, topic, is_unsubscribe)
         await super().emit_prune(topic, to_peer, do_px, is_unsubscribe)
+
+    def _perform_opportunistic_grafting(self, topic: str, peers_to_graft: defaultdict[ID, list[str]]) -> int:
+        """GossipSub v1.1 opportunistic grafting (quirk 22): every OPPORTUNISTIC_GRAFT_TICKS heartbeats, if the
+        median score of the mesh is below OPPORTUNISTIC_GRAFT_THRESHOLD, graft up to OPPORTUNISTIC_GRAFT_PEERS
+        peers that score above that median."""
+        if self._heartbeats % OPPORTUNISTIC_GRAFT_TICKS or self.pubsub is None:
+            return 0
+        mesh = self.mesh[topic]
+        median = statistics.median(self.scorer.score(peer, [topic]) for peer in mesh) if mesh else 0.0
+        if median >= OPPORTUNISTIC_GRAFT_THRESHOLD:
+            return 0
+        better = [peer for peer in self.pubsub.peer_topics.get(topic, ()) if peer not in mesh
+                  and peer not in self.direct_peers and self.supports_scoring(peer)
+                  and not self._check_back_off(peer, topic) and self.scorer.score(peer, [topic]) > median]
+        chosen = _RANDOM.sample(better, min(OPPORTUNISTIC_GRAFT_PEERS, len(better)))
+        for peer in chosen:
+            mesh.add(peer)
+            self._notify_mesh_peer_added(peer, topic)
+            self.scorer.on_join_mesh(peer, topic)
+            peers_to_graft[peer].append(topic)
+        return len(chosen)
 
     def _check_back_off(self, peer: ID, topic: str) -> bool:
         """A backoff lasts BACKOFF_SLACK_S longer for choosing whom to graft than for refusing a GRAFT (as in
@@ -759,6 +796,10 @@ class Host:
     async def wait_for_mesh(self, topic: str, peer_id: str) -> None:
         """Returns once `peer_id` is in this host's mesh for `topic`, so a publish reaches it directly."""
         await self._router.wait_for_mesh(_parse_peer_id(peer_id), topic, timeout=math.inf)
+
+    def mesh_peers(self, topic: str) -> list[str]:
+        """The peers in this host's mesh for `topic` (those its messages go to directly), sorted."""
+        return sorted(peer.to_base58() for peer in self._router.mesh.get(topic, ()))
 
     def set_stream_handler(self, protocol: str, handler: Callable[[Stream], Awaitable[None]]) -> None:
         """Serve `protocol`: `handler` runs in its own task for each inbound stream, which is closed when it
