@@ -480,8 +480,8 @@ class Stream:
 
 
 class _GossipSub(GossipSub):
-    """GossipSub that backs off from every peer it prunes, and grafts only BACKOFF_SLACK_S after a backoff ends
-    (quirk 20); nothing else differs."""
+    """GossipSub that backs off from every peer it prunes, grafts only BACKOFF_SLACK_S after a backoff ends
+    (quirk 20), and grafts opportunistically as the spec says (quirk 22); nothing else differs."""
 
     def __init__(self, on_mesh_prune: Callable[[], None], **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
