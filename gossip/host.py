@@ -483,9 +483,9 @@ class _GossipSub(GossipSub):
     """GossipSub that backs off from every peer it prunes, grafts only BACKOFF_SLACK_S after a backoff ends
     (quirk 20), and grafts opportunistically as the spec says (quirk 22); nothing else differs."""
 
-    def __init__(self, on_mesh_prune: Callable[[], None], **kwargs: object) -> None:
+    def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
-        self._on_mesh_prune = on_mesh_prune
+        self.mesh_prunes = 0  # HostStats.mesh_prunes
         self._grafting = False  # inside mesh_heartbeat, which chooses the peers to graft
         self._heartbeats = 0
 
@@ -499,7 +499,7 @@ class _GossipSub(GossipSub):
         for peer, topics in to_prune.items():
             for topic in topics:
                 self._add_back_off(peer, topic, False)
-                self._on_mesh_prune()
+                self.mesh_prunes += 1
         return to_graft, to_prune
 
     async def emit_prune(self, topic: str, to_peer: ID, do_px: bool, is_unsubscribe: bool) -> None:
@@ -660,9 +660,7 @@ class Host:
     def __init__(self, host: BasicHost, config: HostConfig) -> None:
         self._host = host
         self._config = config
-        self._counts: dict[str, int] = dict.fromkeys(HostStats.__dataclass_fields__, 0)
         self._router = _GossipSub(
-            on_mesh_prune=self._count_mesh_prune,
             protocols=[TProtocol(p) for p in config.gossip_protocols],
             degree=config.mesh_degree,
             degree_low=config.mesh_degree_low,
@@ -680,6 +678,7 @@ class Host:
         self._validators: dict[str, Callable[[str, bytes], bool]] = {}
         self._peer_event_channels: list[trio.MemorySendChannel[PeerEvent]] = []
         self._publish_lock = trio.Lock()
+        self._counts: dict[str, int] = dict.fromkeys(HostStats.__dataclass_fields__.keys() - {"mesh_prunes"}, 0)
         self._lagging_topics: set[str] = set()
         self._open = True
         self._peer_id = self._my_id.to_base58()
@@ -843,7 +842,7 @@ class Host:
         return Stream(net_stream, peer_id, protocol)
 
     def stats(self) -> HostStats:
-        return HostStats(**self._counts)
+        return HostStats(**self._counts, mesh_prunes=self._router.mesh_prunes)
 
     def peer_score(self, peer_id: str) -> float:
         """This host's GossipSub score for a peer over the topics it subscribes to (0 for a newcomer)."""
@@ -904,9 +903,6 @@ class Host:
                 self._counts["peer_events_dropped"] += 1
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self._peer_event_channels.remove(channel)
-
-    def _count_mesh_prune(self) -> None:
-        self._counts["mesh_prunes"] += 1
 
     def _count_hostile(self, peer: ID, what: str) -> None:
         self._counts["hostile_input"] += 1
@@ -1053,9 +1049,7 @@ async def _credit_in_halves(stream: YamuxStream, *, bytes_read: int = 0) -> None
 
 def _fix_window_updates() -> None:
     replaced = YamuxStream._auto_tune_and_send_window_update
-    if replaced is not _credit_in_halves and "bytes_read" in inspect.signature(replaced).parameters and hasattr(
-        YamuxStream, "_apply_autotune_epoch"
-    ):
+    if "bytes_read" in inspect.signature(replaced).parameters and hasattr(YamuxStream, "_apply_autotune_epoch"):
         YamuxStream._auto_tune_and_send_window_update = _credit_in_halves  # type: ignore[method-assign]
 
 

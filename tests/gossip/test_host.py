@@ -202,8 +202,7 @@ async def test_a_backoff_lasts_longer_for_grafting_a_peer_than_for_refusing_its_
 
     from gossip.host import BACKOFF_SLACK_S, _GossipSub  # the router itself: quirk 20 is in its backoff rules
 
-    router = _GossipSub(on_mesh_prune=lambda: None, protocols=["/meshsub/1.1.0"], degree=6, degree_low=4,
-                        degree_high=12)
+    router = _GossipSub(protocols=["/meshsub/1.1.0"], degree=6, degree_low=4, degree_high=12)
     prunes = []
 
     async def send(control, to_peer) -> None:
