@@ -68,6 +68,7 @@ logger = logging.getLogger(__name__)
 _MAX_FRAME = SyncLimits().max_frame  # cosign replies are small; any frame within sync's bound is read
 WITNESS_FILE = "witness.sqlite"  # the witness's state: what it cosigned of each peer's log
 CHECKPOINT_FILE = "checkpoint.note"  # our latest checkpoint with its cosignatures
+_NOT_RUNNING = Refused(503, "this node's witness is not running")
 _ATTEMPTS = 3  # requests for one checkpoint that may go unanswered before a peer is left alone until the next
 
 
@@ -187,7 +188,7 @@ class Witnessing:
         checks and stores on a worker thread: the fsync that must come before a cosignature does not stop the node."""
         witness = self._witness
         if witness is None:
-            return self._refuse(Refused(503, "this node's witness is not running"))
+            return self._refuse(_NOT_RUNNING)
         try:
             key = peer_public_key(peer_id)
         except InvalidPeerId as e:
@@ -198,7 +199,7 @@ class Witnessing:
         try:
             reply, evidence = await trio.to_thread.run_sync(functools.partial(answer, witness, request, origin=origin))
         except WitnessStoreError:  # closed while the request waited for a thread: the node is stopping
-            return self._refuse(Refused(503, "this node's witness is not running"))
+            return self._refuse(_NOT_RUNNING)
         if isinstance(reply, Refused):
             self._refuse(reply)
         else:
