@@ -228,7 +228,6 @@ class _Exchange:
         self.disconnected = True
         return {"type": "http.disconnect"}
 
-
     async def send(self, message: dict[str, Any]) -> None:
         kind = message["type"]
         if kind == "http.response.start":

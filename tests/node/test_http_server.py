@@ -64,7 +64,7 @@ class Client:
     async def head(self) -> tuple[int, dict[str, str]]:
         """The next response's status and headers (lower-case names), without its body."""
         while b"\r\n\r\n" not in self.buffer:
-            await self._read()
+            await self.read()
         head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
         lines = head.decode().split("\r\n")
         return int(lines[0].split()[1]), {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
@@ -77,11 +77,11 @@ class Client:
         if "content-length" in headers:
             size = int(headers["content-length"])
             while len(self.buffer) < size:
-                await self._read()
+                await self.read()
             body, self.buffer = self.buffer[:size], self.buffer[size:]
             return status, headers, body
         while not self.buffer.endswith(b"0\r\n\r\n"):
-            await self._read()
+            await self.read()
         body, self.buffer = self.buffer, b""
         return status, headers, body
 
@@ -93,7 +93,8 @@ class Client:
         except trio.BrokenResourceError:
             return True
 
-    async def _read(self) -> None:
+    async def read(self) -> None:
+        """More of what the server sent, into `buffer`."""
         with trio.fail_after(WAIT_S):
             data = await self.stream.receive_some(65536)
         if not data:
@@ -216,7 +217,7 @@ async def test_a_streamed_response_learns_that_its_client_left(server):
     client = await connect(await server(streaming_app))
     await client.send(get("/v1/stream"))
     while b"hello" not in client.buffer:
-        await client._read()
+        await client.read()
     await client.stream.aclose()
     with trio.fail_after(5):
         await streaming_app.left.wait()
