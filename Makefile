@@ -19,7 +19,14 @@ run: install
 	@test -f $(NODE)/config.toml || $(BIN)/vouchnet init --dir $(NODE)
 	$(BIN)/vouchnet run --dir $(NODE)
 
-test: install
+# The js-libp2p peer of the interop tests (tests/interop): its packages, from the npm registry, when npm is here.
+JS_PEER := tests/interop/js
+$(JS_PEER)/node_modules/.installed: $(JS_PEER)/package-lock.json
+	@if command -v npm >/dev/null; then \
+		npm ci --prefix $(JS_PEER) --no-audit --no-fund --loglevel=error && touch $@; \
+	else echo "npm not found: the js-libp2p interop tests will be skipped"; fi
+
+test: install $(JS_PEER)/node_modules/.installed
 	$(BIN)/python -m pytest
 
 # Every benchmark script in turn (about half an hour on two cores); each prints its figures, and the missed targets

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import asynccontextmanager
 from dataclasses import replace
 
 import httpx
@@ -20,38 +19,11 @@ from node.config import load_config
 from gossip.host import PeerEvent
 from node.daemon import Node, serve_node
 from node.setup import init_data_dir
-from vouching import Record
 
 from ..factories import new_did
+from .in_process import records_of, running
 
 pytestmark = pytest.mark.slow
-LOOPBACK = ("/ip4/127.0.0.1/tcp/0",)
-
-
-@asynccontextmanager
-async def running(path, *, settings=None, **init):
-    """A node started in-process from a fresh data directory (config `settings` overridden); yields the Node."""
-    made = init_data_dir(path, network="test", listen=LOOPBACK, api="127.0.0.1:0", **init)
-    config = replace(load_config(made.data_dir), checkpoint_interval=0.2, epoch_seconds=1.0, **(settings or {}))
-    async with trio.open_nursery() as nursery:
-        node: Node = await nursery.start(serve_node, config)
-        yield node
-        nursery.cancel_scope.cancel()
-
-
-async def _records_of(node: Node, predicate) -> list[Record]:
-    """Wait until the node accepts a record matching `predicate`; return the batch it came in."""
-    arrived = trio.Event()
-    found: list[Record] = []
-
-    def listen(records: list[Record]) -> None:
-        found.extend(r for r in records if predicate(r))
-        if found:
-            arrived.set()
-
-    node.replica.listeners.append(listen)
-    await arrived.wait()
-    return found
 
 
 async def test_what_start_up_built_is_kept_out_of_the_collector(tmp_path):
@@ -70,7 +42,7 @@ async def test_a_vouch_made_at_one_node_is_accepted_at_its_peer(tmp_path):
             async with httpx.AsyncClient(base_url=a.api_url, headers={"Authorization": f"Bearer {a.token}"}) as api:
                 with trio.fail_after(15):
                     async with trio.open_nursery() as nursery:
-                        nursery.start_soon(_records_of, b, lambda r: r.kind == "vouch")
+                        nursery.start_soon(records_of, b, lambda r: r.kind == "vouch")
                         response = await api.post("/v1/vouches", json={"subject": agent, "weight": 0.9,
                                                                        "basis": "operator"})
                         assert response.status_code == 201
@@ -93,7 +65,7 @@ async def test_a_digest_issued_at_one_node_changes_the_score_at_another(tmp_path
                                              headers={"Authorization": f"Bearer {a.token}"}) as api_a:
                     with trio.fail_after(20):
                         async with trio.open_nursery() as nursery:
-                            nursery.start_soon(_records_of, b, lambda r: r.kind == "digest" and r.iss == a.did)
+                            nursery.start_soon(records_of, b, lambda r: r.kind == "digest" and r.iss == a.did)
                             response = await api_a.post("/v1/events", json={"events": events})
                             assert response.json()["accepted"] == 20
                 after = (await api_b.get(f"/v1/agents/{agent}/score")).json()

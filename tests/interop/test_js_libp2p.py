@@ -1,0 +1,80 @@
+"""A js-libp2p peer (another language's libp2p, with its defaults) and a vouchnet node: they agree on the PeerID an
+org key gives, connect over Noise and yamux, mesh on GossipSub, and carry record batches both ways, more bytes than
+one yamux window, so our window-update schedule (gossip.host quirk 21) and backoff rules (quirk 20) meet another
+implementation's."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+import trio
+from nacl.signing import SigningKey
+
+from gossip.batch import max_message_size, pack, unpack
+from gossip.host import peer_id_from_public_key
+from gossip.service import records_topic
+from node.daemon import Node
+from node.config import Limits
+from vouching import verify_record, vouch_body
+
+from ..factories import Org
+from ..node.in_process import records_of, running
+from .js_peer import JsPeer, js_peer
+
+pytestmark = pytest.mark.slow
+YAMUX_WINDOW = 256 * 1024  # the initial receive window every yamux stream starts with
+DEFAULT_BATCH_BYTES = Limits().gossip_batch_bytes
+
+
+def _an_org() -> tuple[bytes, Org]:
+    seed = os.urandom(32)
+    return seed, Org(key=SigningKey(seed), ts=int(time.time() * 1000))
+
+
+async def test_a_js_libp2p_peer_keyed_by_an_org_key_has_the_peer_id_vouchnet_derives() -> None:
+    seed, org = _an_org()
+    async with js_peer(seed) as js:
+        assert js.peer_id == peer_id_from_public_key(bytes(org.key.verify_key))
+
+
+async def test_a_js_libp2p_org_joins_a_node_and_record_batches_flow_both_ways(tmp_path) -> None:
+    seed, org = _an_org()
+    topic = records_topic("test")
+    async with running(tmp_path / "node", roots=(org.did,)) as node, js_peer(seed) as js:  # within its horizon
+        with trio.fail_after(30):
+            dialed = await js.command(dial=node.host.listen_addrs[0])
+            assert (dialed["peer"], dialed["encryption"], dialed["multiplexer"]) == (
+                node.host.peer_id, "/noise", "/yamux/1.0.0")
+            await js.command(subscribe=topic)
+            await node.host.wait_for_mesh(topic, js.peer_id)
+            await js.command(await_mesh={"topic": topic, "peer": node.host.peer_id})
+
+            # js -> vouchnet: the js org's own chain, in batches that together outgrow one yamux window.
+            records = [org.vouch(Org().did) for _ in range(900)]
+            messages = pack([r.raw for r in records], DEFAULT_BATCH_BYTES)
+            assert sum(map(len, messages)) > YAMUX_WINDOW
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_until_accepted, node, {r.id for r in records})
+                for data in messages:
+                    assert (await js.command(publish={"topic": topic, "data": data.hex()}))["recipients"] == 1
+            assert node.replica.store.head(org.did).seq == len(records)
+
+            # vouchnet -> js: a vouch the node signs reaches the js peer, in a batch whose records verify.
+            vouch = node.replica.issue("vouch", vouch_body(Org().did, 0.5, "org-peer"))
+            await _until_received(js, topic, node.host.peer_id, vouch.id)
+
+
+async def _until_accepted(node: Node, ids: set[bytes]) -> None:
+    while ids:
+        ids -= {r.id for r in await records_of(node, lambda r: r.id in ids)}
+
+
+async def _until_received(js: JsPeer, topic: str, origin: str, record_id: bytes) -> None:
+    """Read the js peer's gossip until a batch from `origin` holds the record; every record must verify."""
+    while True:
+        topic_got, sender, data = await js.messages.receive()
+        assert (topic_got, sender) == (topic, origin)
+        if record_id in {verify_record(raw).id for raw in unpack(data, max_message_size(DEFAULT_BATCH_BYTES))}:
+            return

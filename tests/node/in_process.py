@@ -1,0 +1,44 @@
+"""A whole node run in the test's own trio loop, from a fresh data directory, and a wait on what it accepts."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from node.config import load_config
+from node.daemon import Node, serve_node
+from node.setup import init_data_dir
+from vouching import Record
+
+LOOPBACK = ("/ip4/127.0.0.1/tcp/0",)
+
+
+@asynccontextmanager
+async def running(path: Path, *, settings: dict[str, Any] | None = None, **init: Any) -> AsyncIterator[Node]:
+    """A node started in-process from a fresh data directory (config `settings` overridden); yields the Node."""
+    made = init_data_dir(path, network="test", listen=LOOPBACK, api="127.0.0.1:0", **init)
+    config = replace(load_config(made.data_dir), checkpoint_interval=0.2, epoch_seconds=1.0, **(settings or {}))
+    async with trio.open_nursery() as nursery:
+        node: Node = await nursery.start(serve_node, config)
+        yield node
+        nursery.cancel_scope.cancel()
+
+
+async def records_of(node: Node, predicate: Callable[[Record], bool]) -> list[Record]:
+    """Wait until the node accepts a record matching `predicate`; return the batch it came in."""
+    arrived = trio.Event()
+    found: list[Record] = []
+
+    def listen(records: list[Record]) -> None:
+        found.extend(r for r in records if predicate(r))
+        if found:
+            arrived.set()
+
+    node.replica.listeners.append(listen)
+    await arrived.wait()
+    return found
