@@ -182,8 +182,9 @@ class SyncService:
 
     async def fetch_gaps(self, peer_id: str, gaps: Gaps, *, others: bool = True) -> None:
         """Fetch the ranges we still lack now: from `peer_id` if it is connected (it published the records that
-        wait for them), then, while some are missing and `others`, from other connected peers (a few at most)."""
-        connected = self.host.connected_peers()
+        wait for them), then, while some are missing and `others`, from other connected peers (a few at most);
+        never from a peer that refused the sync protocol."""
+        connected = self._syncing_peers()
         peers = [peer_id] if peer_id in connected else []
         if others:
             peers += [peer for peer in connected if peer != peer_id]
@@ -311,9 +312,13 @@ class SyncService:
         assert self._nursery is not None
         while True:
             await trio.sleep(self.interval * _RANDOM.uniform(0.75, 1.25))
-            peers = self.host.connected_peers()
+            peers = self._syncing_peers()
             for peer in _RANDOM.sample(peers, min(self.round_peers, len(peers))):
                 self._nursery.start_soon(self.sync_with, peer)
+
+    def _syncing_peers(self) -> list[str]:
+        """The connected peers, less those that said they do not serve sync (a peer that speaks only GossipSub)."""
+        return [peer for peer in self.host.connected_peers() if not self.host.refused(peer, SYNC_PROTOCOL)]
 
     async def _fetch_reported_gaps(self) -> None:
         async for peer_id, gaps, others in self._gap_receive:
@@ -327,7 +332,7 @@ class SyncService:
         """Replica horizon listener: fetch the histories of orgs that came inside the horizon (again, after a
         revocation had taken them out: what they issued meanwhile was not stored)."""
         histories = {org: (1, MAX_SEQ) for org in orgs}
-        for peer in self.host.connected_peers():  # each may hold a different part: ask every one
+        for peer in self._syncing_peers():  # each may hold a different part: ask every one
             self._queue_gaps(peer, histories, others=False)
 
     # --- serving --------------------------------------------------------------------------------------------

@@ -240,8 +240,9 @@ class Witnessing:
 
     def _to_ask(self) -> list[str]:
         """The peers to ask now for the latest checkpoint: the first in witness_order of the connected peers not
-        yet asked (those that answered or gave up are not asked again) and not flagged as equivocators (whose word
-        is worth nothing), until `witnesses` have cosigned it or are being asked."""
+        yet asked (those that answered or gave up are not asked again), not flagged as equivocators (whose word
+        is worth nothing) and not known to lack the protocol, until `witnesses` have cosigned it or are being
+        asked."""
         if self._latest is None:
             return []
         wanted = self.witnesses - len(self._latest.cosignatures) - len(self._in_flight)
@@ -249,13 +250,14 @@ class Witnessing:
             return []
         orgs = {}
         for peer in self.host.connected_peers():
-            if peer not in self._asked and peer not in self._in_flight:
-                try:
-                    org = did_key(peer_public_key(peer))
-                except InvalidPeerId:
-                    continue  # not keyed by an Ed25519 org key: it cannot cosign
-                if org not in self.replica.flagged:
-                    orgs[peer] = org
+            if peer in self._asked or peer in self._in_flight or self.host.refused(peer, SYNC_PROTOCOL):
+                continue
+            try:
+                org = did_key(peer_public_key(peer))
+            except InvalidPeerId:
+                continue  # not keyed by an Ed25519 org key: it cannot cosign
+            if org not in self.replica.flagged:
+                orgs[peer] = org
         return witness_order(self.replica.did, self._roots, orgs)[:wanted]
 
     async def _ask(self, peer: str, latest: _Latest | None) -> None:

@@ -1,5 +1,6 @@
 """Anti-entropy rounds (trio's mock clock, a host with many peers): each round pulls from a few peers picked at
-random, rounds are spaced by the interval give or take a quarter, and over rounds every peer is asked."""
+random, rounds are spaced by the interval give or take a quarter, over rounds every peer is asked, and never a peer
+that refused the sync protocol."""
 
 import pytest
 import trio
@@ -7,14 +8,16 @@ from nacl.signing import SigningKey
 
 from gossip.replica import Replica
 from gossip.store import RecordStore
+from gossip.sync_messages import SYNC_PROTOCOL
 from gossip.sync_service import SyncService
 
 INTERVAL, ROUND_PEERS = 10.0, 3
 PEERS = [f"12D3KooWPeer{i}" for i in range(12)]
+GOSSIP_ONLY = "12D3KooWGossipOnly"  # connected, but it refused a sync stream (a node in another language, say)
 
 
 class ManyPeersHost:
-    """What SyncService.run asks of a host, with PEERS connected from the start."""
+    """What SyncService.run asks of a host, with PEERS and GOSSIP_ONLY connected from the start."""
 
     def __init__(self) -> None:
         self._events_send, self._events = trio.open_memory_channel(0)
@@ -26,7 +29,10 @@ class ManyPeersHost:
         return self._events
 
     def connected_peers(self) -> list[str]:
-        return list(PEERS)
+        return [*PEERS, GOSSIP_ONLY]
+
+    def refused(self, peer: str, protocol: str) -> bool:
+        return peer == GOSSIP_ONLY and protocol == SYNC_PROTOCOL
 
 
 async def test_each_round_pulls_from_a_few_random_peers_and_in_time_from_all(tmp_path, autojump_clock):
@@ -45,7 +51,7 @@ async def test_each_round_pulls_from_a_few_random_peers_and_in_time_from_all(tmp
             nursery.cancel_scope.cancel()
 
     start = [peer for at, peer in pulls if at == 0]
-    assert sorted(start) == sorted(PEERS)  # the peers connected when the service starts: every one, at once
+    assert sorted(start) == sorted([*PEERS, GOSSIP_ONLY])  # the peers connected when the service starts: all, at once
     rounds: dict[float, list[str]] = {}
     for at, peer in pulls:
         if at > 0:
@@ -54,7 +60,8 @@ async def test_each_round_pulls_from_a_few_random_peers_and_in_time_from_all(tmp
     assert all(len(peers) == ROUND_PEERS == len(set(peers)) for peers in rounds.values())
     times = [0.0, *rounds]
     assert all(0.75 * INTERVAL <= later - earlier <= 1.25 * INTERVAL for earlier, later in zip(times, times[1:]))
-    assert {peer for peers in rounds.values() for peer in peers} == set(PEERS)  # that a peer is never picked: about 1e-5
+    # every peer that serves sync, in time (that one is never picked: about 1e-5), and never the one that refused
+    assert {peer for peers in rounds.values() for peer in peers} == set(PEERS)
 
 
 def test_a_round_needs_at_least_one_peer(tmp_path):

@@ -13,6 +13,7 @@ from nacl.signing import SigningKey
 
 from gossip.checkpoints import checkpoints_topic
 from gossip.cosigning import CosignClient
+from gossip.host import open_host
 from gossip.sync_messages import SYNC_PROTOCOL, Refused
 from gossip.witnessing import Witnessing
 from ledger import (
@@ -27,7 +28,7 @@ from ledger import (
 from vouching import EquivocationBody, verify_record, vouch_body
 
 from ..factories import new_did
-from .nodes import NETWORK, Identity, Node, identities, running, until
+from .nodes import LOOPBACK, NETWORK, Identity, Node, identities, running, until
 
 pytestmark = pytest.mark.slow
 
@@ -128,6 +129,25 @@ async def test_a_node_asks_only_its_witnesses_its_trust_root_first(tmp_path):
             n0.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
             note = await cosigned_by(n0, 2)
             assert cosigner_name(root.did).encode() not in note
+
+
+async def test_a_root_that_does_not_serve_sync_is_passed_over_once_it_said_so(tmp_path):
+    a, b, gossip_only = identities(tmp_path, 3)
+    with trio.fail_after(40):
+        async with (
+            running(a, (a.did, gossip_only.did, b.did), witness_interval=0.1, witnesses=1) as n0,
+            running(b, (a.did, b.did), witness_interval=0.1) as n1,
+            open_host(gossip_only.seed, LOOPBACK) as other,  # a peer in another language, say: GossipSub only
+        ):
+            await n0.host.connect(other.listen_addrs[0])
+            await n0.host.connect(n1.addr)
+            for _ in range(3):
+                n0.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+                note = await cosigned_by(n0, 1)
+                assert cosigner_name(b.did).encode() in note  # the root first in line could not, so the next did
+            assert n0.host.refused(other.peer_id, SYNC_PROTOCOL)  # to sync on connecting, or to a cosign request
+            stats = n0.witnessing.stats
+            assert stats.cosign_requests - stats.cosignatures == stats.errors["stream"] <= 1  # not once a checkpoint
 
 
 async def test_checkpoints_are_signed_every_interval_but_gossiped_at_most_every_gossip_interval(tmp_path):
