@@ -118,3 +118,35 @@ class ForkDetector:
         if len(sizes) > self._sizes:
             sizes.popitem(last=False)
         return None
+
+
+# Checkpoints a second that the whole network should gossip, about: each costs every node milliseconds of CPU in
+# py-libp2p, so at this rate a node spends well under 1% of a core on them whatever the network's size.
+NETWORK_CHECKPOINTS_PER_S = 1.0
+
+
+class CheckpointPace:
+    """How often this node gossips its checkpoint: every `minimum` seconds, stretched in a network of many orgs
+    so that all of them together gossip about `network_rate` a second: every (orgs heard from + 1) / network_rate
+    seconds. An org counts while it was heard from within two periods; the caller counts only orgs inside its
+    horizon, so keys made up by the thousand cannot slow it down. Sans-I/O: fed the time."""
+
+    def __init__(self, minimum: float, network_rate: float = NETWORK_CHECKPOINTS_PER_S) -> None:
+        if not (minimum > 0 and network_rate > 0):
+            raise ValueError("CheckpointPace needs a positive minimum period and network rate")
+        self.minimum = minimum
+        self._rate = network_rate
+        self._heard: dict[str, float] = {}  # org -> when its last checkpoint arrived
+        self._period = minimum
+
+    def heard(self, org: str, now: float) -> None:
+        """A checkpoint of `org`'s log arrived by gossip."""
+        self._heard[org] = now
+
+    def period(self, now: float) -> float:
+        """Seconds from our last gossiped checkpoint to the next; orgs not heard from for two periods are forgotten
+        (they left, or slowed down: each is heard again within its own period if still there)."""
+        since = now - 2 * self._period
+        self._heard = {org: at for org, at in self._heard.items() if at >= since}
+        self._period = max(self.minimum, (len(self._heard) + 1) / self._rate)
+        return self._period

@@ -7,8 +7,9 @@ Each checkpoint is cosigned by at most `witnesses` peers, the trust roots first 
 this org relies on), then the others in an order unique to this node: so the network's cosigning work grows with
 its size times `witnesses`, not with its size squared, and spreads evenly over the nodes. Fork detection does not
 depend on the bound: every node watches every gossiped checkpoint. A node signs a checkpoint every `interval`
-(when its ledger changed) but gossips one at most every `gossip_interval`: each gossiped checkpoint reaches and
-costs every node, so its rate sets the network's per-node overhead; witnesses check every checkpoint they cosign.
+(when its ledger changed) but gossips one at most every `gossip_interval`, and less often in a network of more
+orgs (gossip.checkpoints.CheckpointPace): each gossiped checkpoint reaches and costs every node, so their rate sets
+the network's per-node overhead; witnesses check every checkpoint they cosign.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from vouching import EquivocationBody, InvalidRecord, did_key, equivocation_body
 
 from .checkpoints import (
     RECORDS_LOG,
+    CheckpointPace,
     ForkDetector,
     checkpoint_validator,
     checkpoints_topic,
@@ -89,6 +91,7 @@ class WitnessStats:
     forks: int = 0  # two roots at one size seen for some log
     equivocations_issued: int = 0
     publish_errors: int = 0
+    gossip_period_seconds: float = 0.0  # from our last gossiped checkpoint to the next (a gauge; CheckpointPace)
 
 
 @dataclass
@@ -137,10 +140,10 @@ class Witnessing:
         self.network = network
         self.origin = log_origin(network, replica.did, RECORDS_LOG)
         self.interval = interval
-        self.gossip_interval = gossip_interval
+        self.pace = CheckpointPace(gossip_interval)
         self.witnesses = witnesses
         self.timeout = timeout
-        self.stats = WitnessStats()
+        self.stats = WitnessStats(gossip_period_seconds=self.pace.minimum)
         self.listeners: list[Callable[[bytes], None]] = []  # called with each new cosigned note we hold
         self._signer = Ed25519Signer(self.origin, replica.key)
         self._cosigner = CosignatureSigner(cosigner_name(replica.did), replica.key, clock=clock)
@@ -342,7 +345,7 @@ class Witnessing:
 
     async def _publish(self) -> None:
         """Persist our latest cosigned checkpoint and tell the listeners, if it changed; gossip it, if it changed
-        since we last did and `gossip_interval` has passed."""
+        since we last did and the pace's period has passed."""
         if self._latest is None:
             return
         note = self._latest.note()
@@ -358,7 +361,9 @@ class Witnessing:
                 listener(note)
         if note == self._gossiped or trio.current_time() < self._gossip_due:
             return
-        self._gossiped, self._gossip_due = note, trio.current_time() + self.gossip_interval
+        now = trio.current_time()
+        self.stats.gossip_period_seconds = self.pace.period(now)
+        self._gossiped, self._gossip_due = note, now + self.stats.gossip_period_seconds
         try:
             await self.host.publish(checkpoints_topic(self.network), note)
         except HostError as error:
@@ -410,6 +415,8 @@ class Witnessing:
                 continue  # the topic validator passed it: only a bug could bring us here
             if seen.org == self.replica.did:
                 continue
+            if seen.org in self.replica.horizon:
+                self.pace.heard(seen.org, trio.current_time())
             earlier = self._forks.observe(seen)
             cosigned = await trio.to_thread.run_sync(witness.cosigned, seen.checkpoint.origin)
             if cosigned is not None and cosigned[0].size == seen.checkpoint.size and cosigned[0].root != seen.checkpoint.root:

@@ -345,7 +345,8 @@ checkpoint_interval = {d.checkpoint_interval}
 # Peers asked to cosign each checkpoint (1-{MAX_COSIGNATURES}): the trust roots first, then others in an order
 # of this node's own. Every node still checks every gossiped checkpoint for forks; each witness costs CPU.
 witnesses = {d.witnesses}
-# Seconds between publications of our checkpoint to every node (gossip; each costs every node CPU).
+# Least seconds between publications of our checkpoint to every node (gossip; each costs every node CPU). In a
+# network of more orgs than this many, the period stretches to one second per org heard from.
 gossip_interval = {d.checkpoint_gossip_interval}
 
 [telemetry]

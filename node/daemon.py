@@ -171,7 +171,7 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         )
         metrics.add_stats("gossip", gossip.stats)
         metrics.add_stats("sync", sync.stats)
-        metrics.add_stats("witness", witnessing.stats)
+        metrics.add_stats("witness", witnessing.stats, gauges=("gossip_period_seconds",))
         metrics.collect("peers", "Connected peers", lambda: len(host.connected_peers()))
         metrics.collect("ledger_size", "Records in the records ledger", lambda: store.size)
         metrics.collect("held_records", "Records waiting for a missing predecessor", lambda: replica.held_count)

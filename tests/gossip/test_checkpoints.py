@@ -8,7 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
-from gossip.checkpoints import MAX_CHECKPOINT_NOTE, ForkDetector, checkpoint_validator, open_org_checkpoint
+from gossip.checkpoints import (
+    MAX_CHECKPOINT_NOTE,
+    CheckpointPace,
+    ForkDetector,
+    checkpoint_validator,
+    open_org_checkpoint,
+)
 from ledger import (
     Checkpoint,
     CosignatureSigner,
@@ -88,3 +94,39 @@ def test_memory_is_bounded_oldest_first():
     for other in (SigningKey(b"\x08" * 32), SigningKey(b"\x09" * 32)):
         forks.observe(open_org_checkpoint(signed(3, key=other, did=did_key(bytes(other.verify_key))), "test"))
     assert forks.observe(open_org_checkpoint(signed(3, b"c"), "test")) is None  # the first origin was forgotten
+
+
+def test_a_small_network_gossips_checkpoints_every_minimum_period():
+    pace = CheckpointPace(10.0, network_rate=1.0)
+    for second in range(100):
+        pace.heard(f"org{second % 9}", float(second))  # nine others, each every 9 s: ten orgs, one a second
+    assert pace.period(100.0) == 10.0
+
+
+def test_a_large_network_stretches_the_period_to_keep_its_checkpoint_rate():
+    pace = CheckpointPace(10.0, network_rate=1.0)
+    now = 0.0
+    for _ in range(20):  # 39 others, each gossiping every period, as this node will
+        period = pace.period(now)
+        for org in range(39):
+            pace.heard(f"org{org}", now + period * org / 39)
+        now += period
+    assert pace.period(now) == 40.0  # 40 orgs, one checkpoint a second between them
+
+
+def test_orgs_not_heard_from_for_two_periods_stop_counting():
+    pace = CheckpointPace(10.0, network_rate=1.0)
+    for org in range(29):
+        pace.heard(f"org{org}", 0.0)
+    assert pace.period(1.0) == 30.0
+    assert pace.period(59.0) == 30.0  # within two periods: still counted
+    assert pace.period(61.0) == 10.0  # gone quiet: the network shrank
+    pace.heard("org0", 62.0)
+    pace.heard("org0", 63.0)  # one org heard twice counts once
+    assert pace.period(64.0) == 10.0
+
+
+@pytest.mark.parametrize("minimum, rate", [(0.0, 1.0), (10.0, 0.0), (-1.0, 1.0)])
+def test_a_pace_needs_positive_settings(minimum, rate):
+    with pytest.raises(ValueError, match="positive"):
+        CheckpointPace(minimum, network_rate=rate)

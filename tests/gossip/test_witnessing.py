@@ -1,5 +1,6 @@
 """Witnessing between real libp2p hosts on loopback: a node's checkpoint is cosigned by its peers, kept across a
-restart, and a second root at a cosigned size (gossiped, or sent for cosigning) becomes evidence everywhere."""
+restart, and a second root at a cosigned size (gossiped, or sent for cosigning) becomes evidence everywhere; a node
+gossips its checkpoint less often as more orgs inside its horizon gossip theirs."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ from nacl.signing import SigningKey
 
 from gossip.checkpoints import checkpoints_topic
 from gossip.cosigning import CosignClient
-from gossip.host import open_host
+from gossip.checkpoints import RECORDS_LOG
+from gossip.host import Received, open_host, peer_id_from_public_key
+from gossip.replica import Replica
+from gossip.store import RecordStore
 from gossip.sync_messages import SYNC_PROTOCOL, Refused
 from gossip.witnessing import Witnessing
 from ledger import (
@@ -22,12 +26,13 @@ from ledger import (
     Ed25519Signer,
     Witness,
     cosigner_name,
+    log_origin,
     open_checkpoint,
     open_note,
 )
 from vouching import EquivocationBody, verify_record, vouch_body
 
-from ..factories import new_did
+from ..factories import Org, new_did
 from .nodes import LOOPBACK, NETWORK, Identity, Node, identities, running, until
 
 pytestmark = pytest.mark.slow
@@ -165,6 +170,39 @@ async def test_checkpoints_are_signed_every_interval_but_gossiped_at_most_every_
             assert n0.witnessing.checkpoint_note() == note  # the API serves the newest
             assert n0.witnessing.stats.checkpoints_signed == 3
             assert n0.witnessing.stats.checkpoints_gossiped == 1  # the first; the next is due in an hour
+
+
+class CheckpointsOnlyHost:
+    """What Witnessing.run asks of a host with no peers; the test hands it gossiped checkpoints one at a time."""
+
+    def __init__(self) -> None:
+        self.gossip, self._inbox = trio.open_memory_channel[Received](0)  # a send returns once the last is done
+
+    async def subscribe(self, topic: str, validator) -> trio.MemoryReceiveChannel[Received]:
+        return self._inbox
+
+    def connected_peers(self) -> list[str]:
+        return []
+
+
+def org_checkpoint(org: Org) -> bytes:
+    origin = log_origin(NETWORK, org.did, RECORDS_LOG)
+    return Checkpoint(origin, 1, bytes(32)).sign([Ed25519Signer(origin, org.key)])
+
+
+async def test_the_gossip_pace_counts_the_orgs_heard_from_inside_the_horizon_only(tmp_path):
+    (own,), inside, outside = identities(tmp_path, 1), Org(), Org()
+    host = CheckpointsOnlyHost()
+    with RecordStore.open(own.directory) as store:
+        replica = Replica(SigningKey(own.seed), store, roots=(inside.did,), max_hops=1, held_limit=10)
+        witnessing = Witnessing(host, replica, network=NETWORK, state_dir=own.directory, gossip_interval=1.0)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(witnessing.run)
+            for org in (outside, inside, inside):  # the third send waits for the second to be taken in
+                key = bytes(org.key.verify_key)
+                await host.gossip.send(Received(peer_id_from_public_key(key), org_checkpoint(org)))
+            assert witnessing.pace.period(trio.current_time()) == 2.0  # us and the org inside: 2 s at 1 a second
+            nursery.cancel_scope.cancel()
 
 
 async def test_a_witness_is_asked_over_one_kept_stream_and_a_new_one_once_that_breaks(tmp_path):
