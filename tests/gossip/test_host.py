@@ -173,9 +173,9 @@ async def test_a_peer_that_sends_invalid_messages_loses_score_until_it_is_ignore
 
 @pytest.mark.slow
 async def test_meshes_settle_within_their_bounds_and_honest_hosts_never_penalise_each_other() -> None:
-    # Ten hosts, every pair connected, meshes of 2-4: the first heartbeats graft and prune, both ends of each
+    # Ten hosts, every pair connected, meshes of 2-4 around 3: the first heartbeats graft and prune, both ends of each
     # PRUNE back off (quirk 20), and then the meshes hold still, no host grafting more every heartbeat (quirk 22).
-    config = HostConfig(mesh_degree=2, mesh_degree_low=2, mesh_degree_high=4, heartbeat_interval=0.1)
+    config = HostConfig(mesh_degree=3, mesh_degree_low=2, mesh_degree_high=4, heartbeat_interval=0.1)
     with trio.fail_after(60):
         async with AsyncExitStack() as stack:
             hosts = [await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK, config=config))
@@ -190,7 +190,9 @@ async def test_meshes_settle_within_their_bounds_and_honest_hosts_never_penalise
                 now = sum(h.stats().mesh_prunes for h in hosts)
                 quiet, prunes = (quiet + 1 if now == prunes else 0), now
             assert prunes > 0  # the meshes were reshaped on the way
-            assert all(2 <= len(h.mesh_peers(TOPIC)) <= 4 for h in hosts), [len(h.mesh_peers(TOPIC)) for h in hosts]
+            # Within D_hi, and none empty. A host may sit below D_lo: when ten join at once, about one run in
+            # fifteen leaves a host pruned by nearly every peer, and the spec has it wait out those backoffs.
+            assert all(1 <= len(h.mesh_peers(TOPIC)) <= 4 for h in hosts), [len(h.mesh_peers(TOPIC)) for h in hosts]
             scores = {(a.peer_id, b.peer_id): a.peer_score(b.peer_id) for a in hosts for b in hosts if a is not b}
             assert min(scores.values()) >= 0, [pair for pair, score in scores.items() if score < 0]
 
