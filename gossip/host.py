@@ -152,8 +152,8 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    ("Failed to open stream to peer ...") before raising StreamFailure, for a peer answering "na" to a protocol
    it does not serve as for a timeout; TCP.dial logs "Failed to open TCP stream" before raising for every
    refused dial; Swarm logs "failed to upgrade security" for a dial that reached the wrong key. A peer that
-   speaks only GossipSub (tests/interop's js-libp2p peer) drew seven ERROR records a second from our sync and
-   cosigning attempts; a stopped 20-node network, hundreds of redial errors. Repro: two hosts,
+   speaks only GossipSub (tests/interop's js-libp2p peer) drew about three such records a second from our sync
+   and cosigning attempts; a stopped 20-node network, hundreds of redial errors. Repro: two hosts,
    a.open_stream(b, "/x/1") where b serves no /x/1; a.connect() to a closed port. Handled: a filter on those
    loggers makes these records DEBUG (the caller reports the failure in its own terms), and Host.open_stream
    raises ProtocolNotSupported, remembering the refusal until the peer disconnects, so asking again fails at
