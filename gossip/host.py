@@ -151,13 +151,15 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
 23. Routine failures that the caller is told of anyway are logged at ERROR: BasicHost.new_stream logs seven lines
    ("Failed to open stream to peer ...") before raising StreamFailure, for a peer answering "na" to a protocol
    it does not serve as for a timeout; TCP.dial logs "Failed to open TCP stream" before raising for every
-   refused dial; Swarm logs "failed to upgrade security" for a dial that reached the wrong key. A peer that
-   speaks only GossipSub (tests/interop's js-libp2p peer) drew about three such records a second from our sync
-   and cosigning attempts; a stopped 20-node network, hundreds of redial errors. Repro: two hosts,
-   a.open_stream(b, "/x/1") where b serves no /x/1; a.connect() to a closed port. Handled: a filter on those
-   loggers makes these records DEBUG (the caller reports the failure in its own terms), and Host.open_stream
-   raises ProtocolNotSupported, remembering the refusal until the peer disconnects, so asking again fails at
-   once and services can pass the peer over (Host.refused).
+   refused dial; Swarm logs "failed to upgrade security" for a dial that reached the wrong key, and
+   MultiselectClient "handshake: read failed" for a peer that hung up mid-negotiation. A connection that
+   arrives while a host stops draws a WARNING with a traceback ("[ADDCONN_FAIL] ... LifecycleError"). A peer
+   that speaks only GossipSub (tests/interop's js-libp2p peer) drew about three such records a second from our
+   sync and cosigning attempts; a stopped 20-node network, hundreds. Repro: two hosts, a.open_stream(b, "/x/1")
+   where b serves no /x/1; a.connect() to a closed port; stop 20 connected nodes at once (dozens of each of the
+   last two). Handled: a filter on those loggers makes these records DEBUG (the caller reports the failure in
+   its own terms), and Host.open_stream raises ProtocolNotSupported, remembering the refusal until the peer
+   disconnects, so asking again fails at once and services can pass the peer over (Host.refused).
 Not worked around (policy, not a bug to patch): scores of a disconnected peer are forgotten at once (the spec
 retains them); IDONTWANT is sent for every message regardless of size.
 """
@@ -209,6 +211,7 @@ from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux, YamuxStream
 from libp2p.tools.anyio_service import background_trio_service
+from libp2p.tools.anyio_service.exceptions import LifecycleError
 from libp2p.transport.tcp.tcp import TCP
 
 from gossip.frames import FrameError, encode_frame, parse_frame_header
@@ -1101,20 +1104,30 @@ def _route_libp2p_logging(level: int) -> None:
 
 
 # Where py-libp2p logs routine failures at ERROR before raising them to the caller (quirk 23), and how they start.
-_ROUTINE_FAILURE_LOGGERS = ("libp2p.host.basic_host", "libp2p.transport.tcp.tcp", "libp2p.network.swarm")
+_ROUTINE_FAILURE_LOGGERS = ("libp2p.host.basic_host", "libp2p.transport.tcp.tcp", "libp2p.network.swarm",
+                            "libp2p.protocol_muxer.multiselect_client")
 _ROUTINE_FAILURES = ("Failed to open stream to peer", "Failed to open TCP stream",
-                     "failed to upgrade security for peer")
+                     "failed to upgrade security for peer", "MultiselectClient handshake:")
+_ADD_CONN_FAILED = "[ADDCONN_FAIL]"  # routine when the exception (the record's second argument) is LifecycleError
 
 
 class _RoutineFailuresAsDebug(logging.Filter):
-    """Quirk 23: py-libp2p's ERROR records for failures it also raises become DEBUG records (dropped unless the
-    logger is enabled for DEBUG)."""
+    """Quirk 23: py-libp2p's records of routine failures, which it also raises, become DEBUG records (dropped
+    unless the logger is enabled for DEBUG)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno <= logging.DEBUG or not str(record.msg).startswith(_ROUTINE_FAILURES):
+        if record.levelno <= logging.DEBUG or not _routine_failure(record):
             return True
         record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+def _routine_failure(record: logging.LogRecord) -> bool:
+    message = str(record.msg)
+    if message.startswith(_ROUTINE_FAILURES):
+        return True
+    args = record.args if isinstance(record.args, tuple) else ()
+    return message.startswith(_ADD_CONN_FAILED) and len(args) > 1 and isinstance(args[1], LifecycleError)
 
 
 def _said_not_supported(error: BaseException) -> bool:
