@@ -1,7 +1,7 @@
 """A js-libp2p peer (another language's libp2p, with its defaults) and a vouchnet node: they agree on the PeerID an
 org key gives, connect over Noise and yamux, mesh on GossipSub, and carry record batches both ways, more bytes than
 one yamux window, so our window-update schedule (gossip.host quirk 21) and backoff rules (quirk 20) meet another
-implementation's."""
+implementation's; and the js peer catches up over /vouchnet/sync/1 with CBOR from another library (cborg)."""
 
 from __future__ import annotations
 
@@ -64,6 +64,22 @@ async def test_a_js_libp2p_org_joins_a_node_and_record_batches_flow_both_ways(tm
             # vouchnet -> js: a vouch the node signs reaches the js peer, in a batch whose records verify.
             vouch = node.replica.issue("vouch", vouch_body(Org().did, 0.5, "org-peer"))
             await _until_received(js, topic, node.host.peer_id, vouch.id)
+
+
+async def test_a_js_libp2p_peer_catches_up_from_a_node_over_the_sync_protocol(tmp_path) -> None:
+    seed, _ = _an_org()
+    async with running(tmp_path / "node") as node, js_peer(seed) as js:
+        issued = [node.replica.issue("vouch", vouch_body(Org().did, 0.5, "org-peer")) for _ in range(300)]
+        with trio.fail_after(30):
+            await js.command(dial=node.host.listen_addrs[0])
+            synced = await js.command(sync={"peer": node.host.peer_id, "issuer": node.did})
+        # Requests encoded by another CBOR library passed the node's strict decoder, and its answers decoded there.
+        assert {iss: seq for iss, seq, _ in synced["heads"]} == node.replica.store.heads()
+        own = [verify_record(bytes.fromhex(raw)) for raw in synced["records"]]
+        assert [r.seq for r in own] == list(range(1, node.replica.store.head(node.did).seq + 1))
+        assert synced["pages"] >= len(own) // 100  # asked for pages of 100
+        assert [r.id for r in own][-len(issued):] == [r.id for r in issued]
+        assert [bytes.fromhex(id_) for iss, _, id_ in synced["heads"] if iss == node.did] == [issued[-1].id]
 
 
 async def _until_accepted(node: Node, ids: set[bytes]) -> None:

@@ -6,6 +6,9 @@
 //   {"mesh": TOPIC}                 -> {"event": "mesh", "topic", "peers"}
 //   {"await_mesh": {"topic", "peer"}} -> {"event": "in_mesh", "topic", "peer"}   once the peer is in our mesh
 //   {"publish": {"topic", "data"}}  -> {"event": "published", "recipients"}   (data in hex)
+//   {"sync": {"peer", "issuer"}}    -> {"event": "synced", "heads", "records", "pages"}
+//       catch-up sync as a client of /vouchnet/sync/1 (gossip/sync_messages.py): the peer's heads, then every
+//       record of `issuer` in pages of 100, over one stream; heads as [iss, seq, id hex], records as hex.
 // and unprompted: {"event": "ready", "peer", "addrs"} once, then {"event": "message", "topic", "from", "data"}.
 // At the end of stdin the peer stops, says {"event": "stopped"} and exits.
 // A command that fails answers {"event": "error", "command", "error"}.
@@ -18,9 +21,15 @@ import { yamux } from '@chainsafe/libp2p-yamux'
 import { gossipsub } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { lpStream } from '@libp2p/utils'
+import { decode, encode, rfc8949EncodeOptions } from 'cborg'
 import { multiaddr } from '@multiformats/multiaddr'
 
 const say = (event) => process.stdout.write(JSON.stringify(event) + '\n')
+const hex = (bytes) => Buffer.from(bytes).toString('hex')
+const SYNC_PROTOCOL = '/vouchnet/sync/1'
+const MAX_SEQ = 2n ** 63n - 1n
 const seed = process.env.VOUCHNET_INTEROP_SEED
 
 const node = await createLibp2p({
@@ -53,11 +62,42 @@ async function run (cmd) {
       await new Promise((resolve) => pubsub.addEventListener('gossipsub:graft', resolve, { once: true }))
     }
     return { event: 'in_mesh', topic, peer }
+  } else if (cmd.sync) {
+    return { event: 'synced', ...await sync(cmd.sync.peer, cmd.sync.issuer) }
   } else if (cmd.publish) {
     const result = await pubsub.publish(cmd.publish.topic, Buffer.from(cmd.publish.data, 'hex'))
     return { event: 'published', recipients: result.recipients.length }
   }
   throw new Error(`unknown command ${JSON.stringify(cmd)}`)
+}
+
+// Each message a deterministic CBOR map in one length-prefixed frame. A heads request gets one page (ask again
+// after its last issuer while `more`); a records request gets pages until one says more = false.
+async function sync (peer, issuer) {
+  const stream = await node.dialProtocol(peerIdFromString(peer), SYNC_PROTOCOL)
+  const frames = lpStream(stream, { maxDataLength: 4 * 1024 * 1024 })
+  async function reply (expected) {
+    const message = decode((await frames.read()).subarray())
+    if (message.t !== expected) throw new Error(`expected ${expected}, got ${JSON.stringify(message)}`)
+    return message
+  }
+  const send = (request) => frames.write(encode(request, rfc8949EncodeOptions))
+  const heads = []
+  for (let page = { more: true, heads: [] }; page.more;) {
+    await send({ t: 'heads', after: heads.at(-1)?.[0] ?? '', limit: 100 })
+    page = await reply('heads')
+    heads.push(...page.heads.map(([iss, seq, id]) => [iss, Number(seq), hex(id)]))
+  }
+  const records = []
+  let pages = 0
+  await send({ t: 'get', ranges: [[issuer, 1, MAX_SEQ]], limit: 100, bytes: 1024 * 1024 })  // pages of 100
+  for (let page = { more: true }; page.more;) {
+    page = await reply('records')
+    records.push(...page.records.map(hex))
+    pages += 1
+  }
+  await stream.close()
+  return { heads, records, pages }
 }
 
 for await (const line of readline.createInterface({ input: process.stdin })) {
