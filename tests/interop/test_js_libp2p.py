@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import trio
@@ -17,10 +19,10 @@ from gossip.host import peer_id_from_public_key
 from gossip.service import records_topic
 from node.daemon import Node
 from node.config import Limits
-from vouching import verify_record, vouch_body
+from vouching import Record, verify_record, vouch_body
 
 from ..factories import Org
-from ..node.in_process import records_of, running
+from ..node.in_process import running
 from .js_peer import JsPeer, js_peer
 
 pytestmark = pytest.mark.slow
@@ -55,10 +57,10 @@ async def test_a_js_libp2p_org_joins_a_node_and_record_batches_flow_both_ways(tm
             records = [org.vouch(Org().did) for _ in range(900)]
             messages = pack([r.raw for r in records], DEFAULT_BATCH_BYTES)
             assert sum(map(len, messages)) > YAMUX_WINDOW
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_until_accepted, node, {r.id for r in records})
+            with accepting(node, {r.id for r in records}) as all_accepted:
                 for data in messages:
                     assert (await js.command(publish={"topic": topic, "data": data.hex()}))["recipients"] == 1
+                await all_accepted.wait()
             assert node.replica.store.head(org.did).seq == len(records)
 
             # vouchnet -> js: a vouch the node signs reaches the js peer, in a batch whose records verify.
@@ -82,9 +84,21 @@ async def test_a_js_libp2p_peer_catches_up_from_a_node_over_the_sync_protocol(tm
         assert [bytes.fromhex(id_) for iss, _, id_ in synced["heads"] if iss == node.did] == [issued[-1].id]
 
 
-async def _until_accepted(node: Node, ids: set[bytes]) -> None:
-    while ids:
-        ids -= {r.id for r in await records_of(node, lambda r: r.id in ids)}
+@contextmanager
+def accepting(node: Node, ids: set[bytes]) -> Iterator[trio.Event]:
+    """An event set once the node has accepted every record of `ids` (from now on, while the block runs)."""
+    missing, done = set(ids), trio.Event()
+
+    def listen(records: list[Record]) -> None:
+        missing.difference_update(r.id for r in records)
+        if not missing:
+            done.set()
+
+    node.replica.listeners.append(listen)
+    try:
+        yield done
+    finally:
+        node.replica.listeners.remove(listen)
 
 
 async def _until_received(js: JsPeer, topic: str, origin: str, record_id: bytes) -> None:

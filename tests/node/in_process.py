@@ -40,5 +40,8 @@ async def records_of(node: Node, predicate: Callable[[Record], bool]) -> list[Re
             arrived.set()
 
     node.replica.listeners.append(listen)
-    await arrived.wait()
+    try:
+        await arrived.wait()
+    finally:
+        node.replica.listeners.remove(listen)
     return found
