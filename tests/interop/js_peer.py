@@ -51,7 +51,7 @@ class JsPeer:
         """Run one command (see js/peer.mjs); raises AssertionError with the peer's words if it failed."""
         assert self._process.stdin is not None
         await self._process.stdin.send_all(json.dumps(command).encode() + b"\n")
-        answer = await self._answers.receive()
+        answer = await _next(self._answers, self._process)
         assert answer["event"] != "error", f"js peer: {answer['command']} failed: {answer['error']}"
         return answer
 
@@ -71,7 +71,7 @@ async def js_peer(seed: bytes | None = None) -> AsyncIterator[JsPeer]:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_read_events, process, send_line, send_message)
             with trio.fail_after(30):
-                ready = await lines.receive()
+                ready = await _next(lines, process)
             assert ready["event"] == "ready", ready
             yield JsPeer(process, ready, lines, messages)
             await _stop(process, lines)
@@ -87,20 +87,28 @@ async def _read_events(process: trio.Process, lines: trio.MemorySendChannel[dict
                        messages: trio.MemorySendChannel[tuple[str, str, bytes]]) -> None:
     assert process.stdout is not None
     pending = b""
-    while chunk := await process.stdout.receive_some(1 << 16):
-        pending += chunk
-        *complete, pending = pending.split(b"\n")
-        for line in complete:
-            event = json.loads(line)
-            if event["event"] == "message":
-                messages.send_nowait((event["topic"], event["from"], bytes.fromhex(event["data"])))
-            else:
-                await lines.send(event)
+    async with lines, messages:  # closed when the peer's stdout ends: whoever waits on them hears of it
+        while chunk := await process.stdout.receive_some(1 << 16):
+            pending += chunk
+            *complete, pending = pending.split(b"\n")
+            for line in complete:
+                event = json.loads(line)
+                if event["event"] == "message":
+                    messages.send_nowait((event["topic"], event["from"], bytes.fromhex(event["data"])))
+                else:
+                    await lines.send(event)
+
+
+async def _next(lines: trio.MemoryReceiveChannel[dict], process: trio.Process) -> dict[str, Any]:
+    try:
+        return await lines.receive()
+    except trio.EndOfChannel:
+        raise AssertionError(f"the js peer exited (status {await process.wait()}); its stderr says why") from None
 
 
 async def _stop(process: trio.Process, lines: trio.MemoryReceiveChannel[dict]) -> None:
     assert process.stdin is not None
     await process.stdin.aclose()
     with trio.fail_after(STOP_TIMEOUT_S):
-        assert (await lines.receive())["event"] == "stopped"
+        assert (await _next(lines, process))["event"] == "stopped"
         assert await process.wait() == 0
