@@ -1,7 +1,8 @@
 """A js-libp2p peer (another language's libp2p, with its defaults) and a vouchnet node: they agree on the PeerID an
 org key gives, connect over Noise and yamux, mesh on GossipSub, and carry record batches both ways, more bytes than
 one yamux window, so our window-update schedule (gossip.host quirk 21) and backoff rules (quirk 20) meet another
-implementation's; and the js peer catches up over /vouchnet/sync/1 with CBOR from another library (cborg)."""
+implementation's; a js peer relays one node's records to another; and it catches up over /vouchnet/sync/1 with
+CBOR from another library (cborg)."""
 
 from __future__ import annotations
 
@@ -66,6 +67,24 @@ async def test_a_js_libp2p_org_joins_a_node_and_record_batches_flow_both_ways(tm
             # vouchnet -> js: a vouch the node signs reaches the js peer, in a batch whose records verify.
             vouch = node.replica.issue("vouch", vouch_body(Org().did, 0.5, "org-peer"))
             await _until_received(js, topic, node.host.peer_id, vouch.id)
+
+
+async def test_a_js_libp2p_peer_relays_records_between_two_nodes_that_never_meet(tmp_path) -> None:
+    topic = records_topic("test")
+    async with running(tmp_path / "a") as a, running(tmp_path / "b", roots=(a.did,)) as b, js_peer() as js:
+        await b.set_blocked_peers([a.host.peer_id])  # b never connects to a: what a signs reaches b through js
+        b.replica.accept([verify_record(raw) for raw in a.replica.store.issuer_range(a.did, 1, 100)])  # a's past
+        with trio.fail_after(30):
+            await js.command(subscribe=topic)
+            for node in (a, b):
+                await js.command(dial=node.host.listen_addrs[0])
+                await node.host.wait_for_mesh(topic, js.peer_id)
+                await js.command(await_mesh={"topic": topic, "peer": node.host.peer_id})
+            vouch = a.replica.issue("vouch", vouch_body(Org().did, 0.5, "org-peer"))
+            with accepting(b, {vouch.id}) as got:  # listening before a's message can arrive: no await between
+                await got.wait()  # a's message, signed by a under StrictSign, forwarded by js-libp2p
+        assert a.host.peer_id not in b.host.connected_peers()
+        assert b.replica.store.get(vouch.id) == vouch.raw
 
 
 async def test_a_js_libp2p_peer_catches_up_from_a_node_over_the_sync_protocol(tmp_path) -> None:
