@@ -23,6 +23,7 @@ from gossip.peers import PeerManager, split_peer_addr
 from gossip.replica import Replica
 from gossip.service import GossipService
 from gossip.store import RecordStore
+from gossip.sync_messages import SYNC_PROTOCOL
 from gossip.sync_service import SyncService
 from gossip.witnessing import Witnessing
 from vouching import did_key, org_body
@@ -90,8 +91,11 @@ class Node:
         }
 
     def peers(self) -> list[dict[str, Any]]:
+        """`serves_sync` turns false once a peer refuses /vouchnet/sync/1 (a gossip-only peer): it is then neither
+        synced with nor asked to cosign until it reconnects."""
         return [
-            {"peer_id": p, "org": did_key(peer_public_key(p)), "score": self.host.peer_score(p)}
+            {"peer_id": p, "org": did_key(peer_public_key(p)), "score": self.host.peer_score(p),
+             "serves_sync": not self.host.refused(p, SYNC_PROTOCOL)}
             for p in self.host.connected_peers()
         ]
 

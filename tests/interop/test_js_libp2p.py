@@ -16,8 +16,9 @@ import trio
 from nacl.signing import SigningKey
 
 from gossip.batch import max_message_size, pack, unpack
-from gossip.host import peer_id_from_public_key
+from gossip.host import ProtocolNotSupported, peer_id_from_public_key
 from gossip.service import records_topic
+from gossip.sync_messages import SYNC_PROTOCOL
 from node.daemon import Node
 from node.config import Limits
 from vouching import Record, verify_record, vouch_body
@@ -85,6 +86,9 @@ async def test_a_js_libp2p_peer_relays_records_between_two_nodes_that_never_meet
                 await got.wait()  # a's message, signed by a under StrictSign, forwarded by js-libp2p
         assert a.host.peer_id not in b.host.connected_peers()
         assert b.replica.store.get(vouch.id) == vouch.raw
+        with pytest.raises(ProtocolNotSupported):  # what b's sync heard when js connected, asked again to be sure
+            await b.host.open_stream(js.peer_id, SYNC_PROTOCOL)
+        assert [(p["peer_id"], p["serves_sync"]) for p in b.peers()] == [(js.peer_id, False)]  # GET /v1/peers
 
 
 async def test_a_js_libp2p_peer_catches_up_from_a_node_over_the_sync_protocol(tmp_path) -> None:
