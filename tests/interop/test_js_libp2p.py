@@ -68,6 +68,7 @@ async def test_a_js_libp2p_org_joins_a_node_and_record_batches_flow_both_ways(tm
             # vouchnet -> js: a vouch the node signs reaches the js peer, in a batch whose records verify.
             vouch = node.replica.issue("vouch", vouch_body(Org().did, 0.5, "org-peer"))
             await _until_received(js, topic, node.host.peer_id, vouch.id)
+        await _never_penalised(js, node)
 
 
 async def test_a_js_libp2p_peer_relays_records_between_two_nodes_that_never_meet(tmp_path) -> None:
@@ -85,6 +86,8 @@ async def test_a_js_libp2p_peer_relays_records_between_two_nodes_that_never_meet
             with accepting(b, {vouch.id}) as got:  # listening before a's message can arrive: no await between
                 await got.wait()  # a's message, signed by a under StrictSign, forwarded by js-libp2p
         assert a.host.peer_id not in b.host.connected_peers()
+        for node in (a, b):
+            await _never_penalised(js, node)
         assert b.replica.store.get(vouch.id) == vouch.raw
         with pytest.raises(ProtocolNotSupported):  # what b's sync heard when js connected, asked again to be sure
             await b.host.open_stream(js.peer_id, SYNC_PROTOCOL)
@@ -122,6 +125,13 @@ def accepting(node: Node, ids: set[bytes]) -> Iterator[trio.Event]:
         yield done
     finally:
         node.replica.listeners.remove(listen)
+
+
+async def _never_penalised(js: JsPeer, node: Node) -> None:
+    """Neither side has scored the other below zero: js-libp2p's GossipSub takes points for protocol misconduct
+    (a GRAFT during a backoff, IWANTs left unanswered), the node for invalid messages."""
+    assert (await js.command(score=node.host.peer_id))["score"] >= 0
+    assert node.host.peer_score(js.peer_id) >= 0
 
 
 async def _until_received(js: JsPeer, topic: str, origin: str, record_id: bytes) -> None:

@@ -5,6 +5,7 @@
 //   {"subscribe": TOPIC}            -> {"event": "subscribed", "topic"}
 //   {"mesh": TOPIC}                 -> {"event": "mesh", "topic", "peers"}
 //   {"await_mesh": {"topic", "peer"}} -> {"event": "in_mesh", "topic", "peer"}   once the peer is in our mesh
+//   {"score": PEER}                 -> {"event": "score", "peer", "score"}   GossipSub's score of the peer
 //   {"publish": {"topic", "data"}}  -> {"event": "published", "recipients"}   (data in hex)
 //   {"sync": {"peer", "issuer"}}    -> {"event": "synced", "heads", "records", "pages"}
 //       catch-up sync as a client of /vouchnet/sync/1 (gossip/sync_messages.py): the peer's heads, then every
@@ -62,6 +63,8 @@ async function run (cmd) {
       await new Promise((resolve) => pubsub.addEventListener('gossipsub:graft', resolve, { once: true }))
     }
     return { event: 'in_mesh', topic, peer }
+  } else if (cmd.score) {
+    return { event: 'score', peer: cmd.score, score: pubsub.getScore(cmd.score) }
   } else if (cmd.sync) {
     return { event: 'synced', ...await sync(cmd.sync.peer, cmd.sync.issuer) }
   } else if (cmd.publish) {
