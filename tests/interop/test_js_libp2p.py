@@ -1,8 +1,9 @@
 """A js-libp2p peer (another language's libp2p, with its defaults) and a vouchnet node: they agree on the PeerID an
 org key gives, connect over Noise and yamux, mesh on GossipSub, and carry record batches both ways, more bytes than
 one yamux window, so our window-update schedule (gossip.host quirk 21) and backoff rules (quirk 20) meet another
-implementation's; a js peer relays one node's records to another; and it catches up over /vouchnet/sync/1 with
-CBOR from another library (cborg)."""
+implementation's; the node keeps the backoff a js peer asks for and neither scores the other down; a js peer
+relays one node's records to another; and it catches up over /vouchnet/sync/1 with CBOR from another library
+(cborg)."""
 
 from __future__ import annotations
 
@@ -92,6 +93,21 @@ async def test_a_js_libp2p_peer_relays_records_between_two_nodes_that_never_meet
         with pytest.raises(ProtocolNotSupported):  # what b's sync heard when js connected, asked again to be sure
             await b.host.open_stream(js.peer_id, SYNC_PROTOCOL)
         assert [(p["peer_id"], p["serves_sync"]) for p in b.peers()] == [(js.peer_id, False)]  # GET /v1/peers
+
+
+async def test_a_node_keeps_the_backoff_a_js_libp2p_peer_asks_for_when_it_leaves_a_topic(tmp_path) -> None:
+    topic = records_topic("test")
+    async with running(tmp_path / "node") as node, js_peer() as js:
+        with trio.fail_after(30):
+            await js.command(dial=node.host.listen_addrs[0])
+            await js.command(subscribe=topic)
+            await node.host.wait_for_mesh(topic, js.peer_id)
+            await js.command(await_mesh={"topic": topic, "peer": node.host.peer_id})
+            await js.command(unsubscribe=topic)  # a PRUNE to the node, which asks it to stay away for 10 s
+            await js.command(subscribe=topic)  # back at once: a node that ignored the backoff would GRAFT now
+            await js.command(heartbeats=4)  # the node's heartbeat (1 s) has had its chances meanwhile
+        assert js.peer_id not in node.host.mesh_peers(topic)
+        await _never_penalised(js, node)  # js-libp2p takes points for a GRAFT during a backoff
 
 
 async def test_a_js_libp2p_peer_catches_up_from_a_node_over_the_sync_protocol(tmp_path) -> None:

@@ -3,6 +3,8 @@
 // VOUCHNET_INTEROP_SEED (hex), if set. Commands arrive on stdin and events leave on stdout, one JSON object a line:
 //   {"dial": MULTIADDR}             -> {"event": "dialed", "peer", "encryption", "multiplexer"}
 //   {"subscribe": TOPIC}            -> {"event": "subscribed", "topic"}
+//   {"unsubscribe": TOPIC}          -> {"event": "unsubscribed", "topic"}   (PRUNEs its mesh, with a backoff)
+//   {"heartbeats": N}               -> {"event": "heartbeats", "count"}   after N GossipSub heartbeats
 //   {"mesh": TOPIC}                 -> {"event": "mesh", "topic", "peers"}
 //   {"await_mesh": {"topic", "peer"}} -> {"event": "in_mesh", "topic", "peer"}   once the peer is in our mesh
 //   {"score": PEER}                 -> {"event": "score", "peer", "score"}   GossipSub's score of the peer
@@ -55,6 +57,14 @@ async function run (cmd) {
   } else if (cmd.subscribe) {
     pubsub.subscribe(cmd.subscribe)
     return { event: 'subscribed', topic: cmd.subscribe }
+  } else if (cmd.unsubscribe) {
+    pubsub.unsubscribe(cmd.unsubscribe)
+    return { event: 'unsubscribed', topic: cmd.unsubscribe }
+  } else if (cmd.heartbeats) {
+    for (let i = 0; i < cmd.heartbeats; i++) {
+      await new Promise((resolve) => pubsub.addEventListener('gossipsub:heartbeat', resolve, { once: true }))
+    }
+    return { event: 'heartbeats', count: cmd.heartbeats }
   } else if (cmd.mesh) {
     return { event: 'mesh', topic: cmd.mesh, peers: pubsub.getMeshPeers(cmd.mesh).map(String) }
   } else if (cmd.await_mesh) {
