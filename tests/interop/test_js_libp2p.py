@@ -2,8 +2,8 @@
 org key gives, connect over Noise and yamux, mesh on GossipSub, and carry record batches both ways, more bytes than
 one yamux window, so our window-update schedule (gossip.host quirk 21) and backoff rules (quirk 20) meet another
 implementation's; the node keeps the backoff a js peer asks for and neither scores the other down; a js peer
-relays one node's records to another; and it catches up over /vouchnet/sync/1 with CBOR from another library
-(cborg)."""
+relays one node's records to another; it catches up over /vouchnet/sync/1 with CBOR from another library
+(cborg); and the node witnesses a checkpoint signed in JavaScript from the C2SP specs."""
 
 from __future__ import annotations
 
@@ -17,10 +17,12 @@ import trio
 from nacl.signing import SigningKey
 
 from gossip.batch import max_message_size, pack, unpack
+from gossip.checkpoints import RECORDS_LOG
 from gossip.host import ProtocolNotSupported, peer_id_from_public_key
 from gossip.service import records_topic
 from gossip.sync_messages import SYNC_PROTOCOL
 from node.daemon import Node
+from ledger import CosignatureVerifier, Ed25519Signer, cosigner_name, log_origin, open_checkpoint
 from node.config import Limits
 from vouching import Record, verify_record, vouch_body
 
@@ -108,6 +110,24 @@ async def test_a_node_keeps_the_backoff_a_js_libp2p_peer_asks_for_when_it_leaves
             await js.command(heartbeats=4)  # the node's heartbeat (1 s) has had its chances meanwhile
         assert js.peer_id not in node.host.mesh_peers(topic)
         await _never_penalised(js, node)  # js-libp2p takes points for a GRAFT during a backoff
+
+
+async def test_a_node_witnesses_a_checkpoint_a_js_libp2p_org_signed(tmp_path) -> None:
+    seed, org = _an_org()
+    root = os.urandom(32)
+    async with running(tmp_path / "node") as node, js_peer(seed) as js:
+        with trio.fail_after(30):
+            await js.command(dial=node.host.listen_addrs[0])
+            answer = await js.command(cosign={"peer": node.host.peer_id, "network": "test", "size": 5,
+                                              "root": root.hex()})
+    assert answer["reply"]["t"] == "cosigned", answer["reply"]
+    # A note signed in JavaScript from the C2SP specs opened here, and our cosignature verifies over it.
+    note = bytes.fromhex(answer["note"])
+    origin = log_origin("test", org.did, RECORDS_LOG)
+    checkpoint, _ = open_checkpoint(note, [Ed25519Signer(origin, org.key).verifier()])
+    assert (checkpoint.origin, checkpoint.size, checkpoint.root) == (origin, 5, root)
+    cosigner = CosignatureVerifier(cosigner_name(node.did), bytes(node.key.verify_key))
+    open_checkpoint(note + answer["reply"]["sig"].encode(), [cosigner])  # the line ends in its newline
 
 
 async def test_a_js_libp2p_peer_catches_up_from_a_node_over_the_sync_protocol(tmp_path) -> None:

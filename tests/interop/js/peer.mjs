@@ -9,6 +9,9 @@
 //   {"await_mesh": {"topic", "peer"}} -> {"event": "in_mesh", "topic", "peer"}   once the peer is in our mesh
 //   {"score": PEER}                 -> {"event": "score", "peer", "score"}   GossipSub's score of the peer
 //   {"publish": {"topic", "data"}}  -> {"event": "published", "recipients"}   (data in hex)
+//   {"cosign": {"peer", "network", "size", "root"}} -> {"event": "cosign_reply", "note", "reply"}
+//       asks the peer, over /vouchnet/sync/1, to witness a checkpoint of our own records log (root in hex),
+//       signed here as a C2SP signed note; "note" is that note, "reply" the peer's answer (byte strings in hex)
 //   {"sync": {"peer", "issuer"}}    -> {"event": "synced", "heads", "records", "pages"}
 //       catch-up sync as a client of /vouchnet/sync/1 (gossip/sync_messages.py): the peer's heads, then every
 //       record of `issuer` in pages of 100, over one stream; heads as [iss, seq, id hex], records as hex.
@@ -27,6 +30,8 @@ import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
 import { decode, encode, rfc8949EncodeOptions } from 'cborg'
+import { base58btc } from 'multiformats/bases/base58'
+import { createHash } from 'node:crypto'
 import { multiaddr } from '@multiformats/multiaddr'
 
 const say = (event) => process.stdout.write(JSON.stringify(event) + '\n')
@@ -35,8 +40,9 @@ const SYNC_PROTOCOL = '/vouchnet/sync/1'
 const MAX_SEQ = 2n ** 63n - 1n
 const seed = process.env.VOUCHNET_INTEROP_SEED
 
+const privateKey = seed ? await generateKeyPairFromSeed('Ed25519', Buffer.from(seed, 'hex')) : undefined
 const node = await createLibp2p({
-  ...(seed ? { privateKey: await generateKeyPairFromSeed('Ed25519', Buffer.from(seed, 'hex')) } : {}),
+  ...(privateKey ? { privateKey } : {}),
   addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
   transports: [tcp()],
   connectionEncrypters: [noise()],
@@ -75,6 +81,8 @@ async function run (cmd) {
     return { event: 'in_mesh', topic, peer }
   } else if (cmd.score) {
     return { event: 'score', peer: cmd.score, score: pubsub.getScore(cmd.score) }
+  } else if (cmd.cosign) {
+    return { event: 'cosign_reply', ...await cosign(cmd.cosign) }
   } else if (cmd.sync) {
     return { event: 'synced', ...await sync(cmd.sync.peer, cmd.sync.issuer) }
   } else if (cmd.publish) {
@@ -111,6 +119,27 @@ async function sync (peer, issuer) {
   }
   await stream.close()
   return { heads, records, pages }
+}
+
+// c2sp.org/tlog-checkpoint signed by c2sp.org/signed-note rules (Ed25519, type 0x01), sent as a
+// c2sp.org/tlog-witness add-checkpoint body (old size 0, no proof) in a {"t": "cosign"} message.
+async function cosign ({ peer, network, size, root }) {
+  const publicKey = privateKey.publicKey.raw
+  const did = 'did:key:' + base58btc.encode(Uint8Array.from([0xed, 0x01, ...publicKey]))
+  const origin = `vouchnet/${network}/${did}/records`
+  const text = `${origin}\n${size}\n${Buffer.from(root, 'hex').toString('base64')}\n`
+  const keyId = createHash('sha256').update(Buffer.concat([Buffer.from(`${origin}\n`), Buffer.from([0x01]),
+    publicKey])).digest().subarray(0, 4)
+  const signature = await privateKey.sign(Buffer.from(text))
+  const note = `${text}\n\u2014 ${origin} ${Buffer.concat([keyId, signature]).toString('base64')}\n`
+  const stream = await node.dialProtocol(peerIdFromString(peer), SYNC_PROTOCOL)
+  const frames = lpStream(stream)
+  const body = new Uint8Array(Buffer.from(`old 0\n\n${note}`))
+  await frames.write(encode({ t: 'cosign', req: body }, rfc8949EncodeOptions))
+  const reply = decode((await frames.read()).subarray())
+  await stream.close()
+  return { note: hex(Buffer.from(note)), reply: Object.fromEntries(Object.entries(reply).map(([key, value]) =>
+    [key, value instanceof Uint8Array ? hex(value) : value])) }
 }
 
 for await (const line of readline.createInterface({ input: process.stdin })) {
