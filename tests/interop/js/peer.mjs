@@ -104,7 +104,7 @@ async function sync (peer, issuer) {
   }
   const send = (request) => frames.write(encode(request, rfc8949EncodeOptions))
   const heads = []
-  for (let page = { more: true, heads: [] }; page.more;) {
+  for (let page = { more: true }; page.more;) {
     await send({ t: 'heads', after: heads.at(-1)?.[0] ?? '', limit: 100 })
     page = await reply('heads')
     heads.push(...page.heads.map(([iss, seq, id]) => [iss, Number(seq), hex(id)]))
