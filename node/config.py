@@ -145,6 +145,12 @@ def _positive(section: str, key: str, value: float) -> float:
     return value
 
 
+def _in_range(section: str, key: str, value: int, low: int, high: int) -> int:
+    if not low <= value <= high:
+        raise ConfigError(f"{section}.{key}: must be {low}-{high}, got {value}")
+    return value
+
+
 def _known_keys(section: str, table: dict[str, Any], allowed: set[str]) -> None:
     unknown = sorted(set(table) - allowed)
     if unknown:
@@ -176,27 +182,25 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
         raise ConfigError(f"network: must match {NETWORK_RE.pattern}, got {network!r}")
 
     p2p = _table(doc, "p2p")
-    _known_keys("p2p", p2p, {"listen", "announce", "bootstrap", "sync_interval", "sync_peers",
-                                   "verify_processes"})
+    _known_keys("p2p", p2p, {"listen", "announce", "bootstrap", "sync_interval", "sync_peers", "verify_processes"})
     listen = tuple(_check_multiaddr("p2p.listen", a) for a in _get(p2p, "p2p", "listen", "a list", [DEFAULT_LISTEN]))
     if not listen:
         raise ConfigError("p2p.listen: needs at least one address")
     announce = tuple(_check_multiaddr("p2p.announce", a) for a in _get(p2p, "p2p", "announce", "a list", []))
     bootstrap = tuple(_check_multiaddr("p2p.bootstrap", a) for a in _get(p2p, "p2p", "bootstrap", "a list", []))
     sync_interval = _positive("p2p", "sync_interval", _get(p2p, "p2p", "sync_interval", "a number", NodeConfig.sync_interval))
-    sync_peers = _get(p2p, "p2p", "sync_peers", "an integer", NodeConfig.sync_peers)
-    if not 1 <= sync_peers <= MAX_SYNC_PEERS:
-        raise ConfigError(f"p2p.sync_peers: must be 1-{MAX_SYNC_PEERS}, got {sync_peers}")
-    verify_processes = _get(p2p, "p2p", "verify_processes", "an integer", NodeConfig.verify_processes)
-    if not 0 <= verify_processes <= MAX_VERIFY_PROCESSES:
-        raise ConfigError(f"p2p.verify_processes: must be 0-{MAX_VERIFY_PROCESSES}, got {verify_processes}")
+    sync_peers = _in_range("p2p", "sync_peers", _get(p2p, "p2p", "sync_peers", "an integer", NodeConfig.sync_peers),
+                           1, MAX_SYNC_PEERS)
+    verify_processes = _in_range(
+        "p2p", "verify_processes", _get(p2p, "p2p", "verify_processes", "an integer", NodeConfig.verify_processes),
+        0, MAX_VERIFY_PROCESSES,
+    )
 
     trust = _table(doc, "trust")
     _known_keys("trust", trust, {"roots", "max_hops"})
     roots = tuple(_check_did("trust.roots", d) for d in _get(trust, "trust", "roots", "a list", []))
-    max_hops = _get(trust, "trust", "max_hops", "an integer", NodeConfig.max_hops)
-    if not 1 <= max_hops <= 10:
-        raise ConfigError(f"trust.max_hops: must be 1-10, got {max_hops}")
+    max_hops = _in_range("trust", "max_hops", _get(trust, "trust", "max_hops", "an integer", NodeConfig.max_hops),
+                         1, 10)
 
     api = _table(doc, "api")
     _known_keys("api", api, {"bind", "traces_need_token"})
@@ -215,9 +219,10 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
         "witness", "gossip_interval",
         _get(witness, "witness", "gossip_interval", "a number", NodeConfig.checkpoint_gossip_interval),
     )
-    witnesses = _get(witness, "witness", "witnesses", "an integer", NodeConfig.witnesses)
-    if not 1 <= witnesses <= MAX_COSIGNATURES:
-        raise ConfigError(f"witness.witnesses: must be 1-{MAX_COSIGNATURES}, got {witnesses}")
+    witnesses = _in_range(
+        "witness", "witnesses", _get(witness, "witness", "witnesses", "an integer", NodeConfig.witnesses),
+        1, MAX_COSIGNATURES,
+    )
 
     telemetry = _table(doc, "telemetry")
     _known_keys("telemetry", telemetry, {"epoch_seconds", "retention_days", "dp_epsilon"})
@@ -236,9 +241,7 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
     recompute_seconds = _positive(
         "scoring", "recompute_seconds", _get(scoring, "scoring", "recompute_seconds", "a number", 60.0)
     )
-    min_score = _get(scoring, "scoring", "min_score", "an integer", 0)
-    if not 0 <= min_score <= 1000:
-        raise ConfigError(f"scoring.min_score: must be 0-1000, got {min_score}")
+    min_score = _in_range("scoring", "min_score", _get(scoring, "scoring", "min_score", "an integer", 0), 0, 1000)
     tools = _get(scoring, "scoring", "high_risk_tools", "a list", None)
     if tools is not None and not all(isinstance(t, str) and t.strip() for t in tools):
         raise ConfigError("scoring.high_risk_tools: must be a list of tool names")
