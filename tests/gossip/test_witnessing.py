@@ -12,9 +12,8 @@ import pytest
 import trio
 from nacl.signing import SigningKey
 
-from gossip.checkpoints import checkpoints_topic
+from gossip.checkpoints import RECORDS_LOG, checkpoints_topic
 from gossip.cosigning import CosignClient
-from gossip.checkpoints import RECORDS_LOG
 from gossip.host import Received, open_host, peer_id_from_public_key
 from gossip.replica import Replica
 from gossip.store import RecordStore

@@ -20,6 +20,7 @@ import trio
 
 JS_DIR = Path(__file__).parent / "js"
 STOP_TIMEOUT_S = 10.0
+COMMAND_TIMEOUT_S = 30.0  # the slowest command waits for a few GossipSub heartbeats
 
 
 def require_js_peer() -> None:
@@ -48,10 +49,12 @@ class JsPeer:
         self.addrs: list[str] = ready["addrs"]
 
     async def command(self, **command: Any) -> dict[str, Any]:
-        """Run one command (see js/peer.mjs); raises AssertionError with the peer's words if it failed."""
+        """Run one command (see js/peer.mjs); raises AssertionError with the peer's words if it failed, and
+        trio.TooSlowError if it takes more than COMMAND_TIMEOUT_S."""
         assert self._process.stdin is not None
-        await self._process.stdin.send_all(json.dumps(command).encode() + b"\n")
-        answer = await _next(self._answers, self._process)
+        with trio.fail_after(COMMAND_TIMEOUT_S):
+            await self._process.stdin.send_all(json.dumps(command).encode() + b"\n")
+            answer = await _next(self._answers, self._process)
         assert answer["event"] != "error", f"js peer: {answer['command']} failed: {answer['error']}"
         return answer
 
@@ -70,7 +73,7 @@ async def js_peer(seed: bytes | None = None) -> AsyncIterator[JsPeer]:
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_read_events, process, send_line, send_message)
-            with trio.fail_after(30):
+            with trio.fail_after(COMMAND_TIMEOUT_S):
                 ready = await _next(lines, process)
             assert ready["event"] == "ready", ready
             yield JsPeer(process, ready, lines, messages)

@@ -1,16 +1,14 @@
 """A js-libp2p peer (another language's libp2p, with its defaults) and a vouchnet node: they agree on the PeerID an
 org key gives, connect over Noise and yamux, mesh on GossipSub, and carry record batches both ways, more bytes than
-one yamux window, so our window-update schedule (gossip.host quirk 21) and backoff rules (quirk 20) meet another
-implementation's; the node keeps the backoff a js peer asks for and neither scores the other down; a js peer
-relays one node's records to another; it catches up over /vouchnet/sync/1 with CBOR from another library
-(cborg); and the node witnesses a checkpoint signed in JavaScript from the C2SP specs."""
+one yamux window, so our window-update schedule (gossip.host quirk 21) meets another implementation's; the node
+keeps the backoff a js peer asks for and neither scores the other down; a js peer relays one node's records to
+another; it catches up over /vouchnet/sync/1 with CBOR from another library (cborg); and the node witnesses a
+checkpoint signed in JavaScript from the C2SP specs."""
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 import trio
@@ -21,13 +19,13 @@ from gossip.checkpoints import RECORDS_LOG
 from gossip.host import ProtocolNotSupported, peer_id_from_public_key
 from gossip.service import records_topic
 from gossip.sync_messages import SYNC_PROTOCOL
-from node.daemon import Node
 from ledger import CosignatureVerifier, Ed25519Signer, cosigner_name, log_origin, open_checkpoint
 from node.config import Limits
-from vouching import Record, verify_record, vouch_body
+from node.daemon import Node
+from vouching import verify_record, vouch_body
 
 from ..factories import Org
-from ..node.in_process import running
+from ..node.in_process import accepting, running
 from .js_peer import JsPeer, js_peer
 
 pytestmark = pytest.mark.slow
@@ -144,23 +142,6 @@ async def test_a_js_libp2p_peer_catches_up_from_a_node_over_the_sync_protocol(tm
         assert synced["pages"] >= len(own) // 100  # asked for pages of 100
         assert [r.id for r in own][-len(issued):] == [r.id for r in issued]
         assert [bytes.fromhex(id_) for iss, _, id_ in synced["heads"] if iss == node.did] == [issued[-1].id]
-
-
-@contextmanager
-def accepting(node: Node, ids: set[bytes]) -> Iterator[trio.Event]:
-    """An event set once the node has accepted every record of `ids` (from now on, while the block runs)."""
-    missing, done = set(ids), trio.Event()
-
-    def listen(records: list[Record]) -> None:
-        missing.difference_update(r.id for r in records)
-        if not missing:
-            done.set()
-
-    node.replica.listeners.append(listen)
-    try:
-        yield done
-    finally:
-        node.replica.listeners.remove(listen)
 
 
 async def _never_penalised(js: JsPeer, node: Node) -> None:

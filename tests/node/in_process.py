@@ -1,9 +1,9 @@
-"""A whole node run in the test's own trio loop, from a fresh data directory, and a wait on what it accepts."""
+"""A whole node run in the test's own trio loop, from a fresh data directory, and waits on what it accepts."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -45,3 +45,21 @@ async def records_of(node: Node, predicate: Callable[[Record], bool]) -> list[Re
     finally:
         node.replica.listeners.remove(listen)
     return found
+
+
+@contextmanager
+def accepting(node: Node, ids: set[bytes]) -> Iterator[trio.Event]:
+    """An event set once the node has accepted every record of `ids` (listening from now on, while the block runs:
+    enter it before the records can arrive)."""
+    missing, done = set(ids), trio.Event()
+
+    def listen(records: list[Record]) -> None:
+        missing.difference_update(r.id for r in records)
+        if not missing:
+            done.set()
+
+    node.replica.listeners.append(listen)
+    try:
+        yield done
+    finally:
+        node.replica.listeners.remove(listen)
