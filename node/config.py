@@ -6,6 +6,7 @@ import ipaddress
 import json
 import os
 import re
+import urllib.parse
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -59,6 +60,7 @@ class NodeConfig:
     max_hops: int = 3
     api_host: str = "127.0.0.1"
     api_port: int = 8700
+    public_url: str = ""  # where other orgs reach this API; "" means the bind address
     traces_need_token: bool = False
     checkpoint_interval: float = 1.0
     checkpoint_gossip_interval: float = 10.0
@@ -82,6 +84,11 @@ class NodeConfig:
     def token_path(self) -> Path:
         return self.data_dir / "api.token"
 
+    @property
+    def api_public_url(self) -> str:
+        """The API's URL as other orgs reach it: [api] public_url, else the bind address."""
+        return self.public_url or f"http://{connectable_host(self.api_host)}:{self.api_port}"
+
 
 def parse_api_bind(value: str) -> tuple[str, int]:
     """`HOST:PORT` (IPv6 as `[::1]:PORT`) -> (host, port); raises ConfigError."""
@@ -93,6 +100,25 @@ def parse_api_bind(value: str) -> tuple[str, int]:
     if not 0 <= port <= 65535:
         raise ConfigError(f"api.bind: port must be 0-65535, got {port}")
     return host, port
+
+
+def connectable_host(host: str) -> str:
+    """An API bind host as a URL host: a wildcard bind is reached on loopback, IPv6 goes in brackets."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if address.is_unspecified:
+        address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
+    return f"[{address}]" if address.version == 6 else str(address)
+
+
+def _check_public_url(value: str) -> str:
+    """[api] public_url: an http(s) URL with a host and nothing after the path; returned without a final '/'."""
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(f"api.public_url: expected an http(s) URL such as https://vouchnet.example.org, got {value!r}")
+    return value.rstrip("/")
 
 
 def is_loopback(host: str) -> bool:
@@ -203,8 +229,10 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
                          1, 10)
 
     api = _table(doc, "api")
-    _known_keys("api", api, {"bind", "traces_need_token"})
+    _known_keys("api", api, {"bind", "public_url", "traces_need_token"})
     api_host, api_port = parse_api_bind(_get(api, "api", "bind", "a string", DEFAULT_API))
+    public_url = _get(api, "api", "public_url", "a string", "")
+    public_url = public_url and _check_public_url(public_url)
     traces_need_token = api.get("traces_need_token", False)
     if type(traces_need_token) is not bool:
         raise ConfigError(f"api.traces_need_token: must be true or false, got {traces_need_token!r}")
@@ -265,6 +293,7 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
         max_hops=max_hops,
         api_host=api_host,
         api_port=api_port,
+        public_url=public_url,
         traces_need_token=traces_need_token,
         checkpoint_interval=float(checkpoint_interval),
         checkpoint_gossip_interval=float(gossip_interval),
@@ -337,6 +366,9 @@ max_hops = {d.max_hops}
 [api]
 # The local HTTP API. Writes need the bearer token in api.token.
 {exposure}bind = "{api}"
+# The URL other orgs reach this API at (through your proxy, say), written into the agent credentials this org
+# mints so that verifiers can fetch its revocation lists (/v1/credentials/status/N). Empty: the bind address.
+public_url = ""
 # OTLP trace export (POST /v1/traces) needs no token by default, so that a service only sets
 # OTEL_EXPORTER_OTLP_TRACES_ENDPOINT to report; any local process can then report behaviour. Set this to true
 # and give exporters OTEL_EXPORTER_OTLP_TRACES_HEADERS="Authorization=Bearer <api.token>" to require the token.

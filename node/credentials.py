@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -17,6 +17,7 @@ from nacl.signing import SigningKey, VerifyKey
 
 from vouching import InvalidDid, Record, VouchBody, did_key, public_key_from_did
 
+from .credential_status import LIST_CREDENTIAL_TYPE, LIST_TYPE, PURPOSE, STATUS_TTL_S, encode_list
 from .jwt import JwtError, b64url, b64url_decode, encode_jwt
 
 VC_CONTEXT = "https://www.w3.org/ns/credentials/v2"
@@ -88,15 +89,27 @@ def _credential(key: SigningKey, *, kind: str, credential_id: str, subject: dict
 
 
 def agent_credential(key: SigningKey, agent: str, *, name: str | None = None, now: int | None = None,
-                     days: int = AGENT_CREDENTIAL_DAYS) -> str:
-    """A credential binding `agent`'s did to this org (its operator), valid `days` from `now` (s)."""
+                     days: int = AGENT_CREDENTIAL_DAYS, status: Mapping[str, str] | None = None) -> str:
+    """A credential binding `agent`'s did to this org (its operator), valid `days` from `now` (s); `status` is
+    its revocation entry (node.credential_status.status_entry)."""
     public_key_from_did(agent)
     issued = int(time.time()) if now is None else now
     subject: dict[str, Any] = {"id": agent, "operator": did_key(bytes(key.verify_key))}
     if name is not None:
         subject["name"] = name
     return _credential(key, kind="VouchnetAgentCredential", credential_id=f"urn:uuid:{uuid.uuid4()}",
-                       subject=subject, valid_from=issued, valid_until=issued + days * 86400)
+                       subject=subject, valid_from=issued, valid_until=issued + days * 86400,
+                       extra={} if status is None else {"credentialStatus": dict(status)})
+
+
+def status_list_credential(key: SigningKey, url: str, revoked: Iterable[int], *, now: int | None = None) -> str:
+    """This org's status list at `url` (W3C Bitstring Status List v1.0 §2.2), the bits of the `revoked`
+    positions set; valid for STATUS_TTL_S from `now` (s)."""
+    issued = int(time.time()) if now is None else now
+    subject = {"id": f"{url}#list", "type": LIST_TYPE, "statusPurpose": PURPOSE, "encodedList": encode_list(revoked),
+               "ttl": STATUS_TTL_S * 1000}
+    return _credential(key, kind=LIST_CREDENTIAL_TYPE, credential_id=url, subject=subject, valid_from=issued,
+                       valid_until=issued + STATUS_TTL_S)
 
 
 def vouch_credential(key: SigningKey, record: Record) -> str:

@@ -1,5 +1,6 @@
-"""`GET /.well-known/jwks.json` (the org key) and `GET /v1/records/{id}/vc` (one of this org's vouches as a
-`vc+jwt` credential). DESIGN §2, §8."""
+"""`GET /.well-known/jwks.json` (the org key), `GET /v1/records/{id}/vc` (one of this org's vouches as a `vc+jwt`
+credential) and `GET /v1/credentials/status/{list}` (which of the agent credentials it minted are revoked, a W3C
+Bitstring Status List). DESIGN §2, §8."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ from vouching import load_record
 
 from .api.errors import error_response
 from .api.records import parse_record_id
-from .credentials import jwks, vouch_credential
+from .credential_registry import CredentialRegistry
+from .credential_status import STATUS_PATH, list_url
+from .credentials import jwks, status_list_credential, vouch_credential
 
 
-def credentials_router(key: SigningKey, replica: Replica) -> APIRouter:
-    """The credential endpoints of the org whose key is `key`."""
+def credentials_router(key: SigningKey, replica: Replica, registry: CredentialRegistry, public_url: str) -> APIRouter:
+    """The credential endpoints of the org whose key is `key`; `public_url` is where other orgs reach this API."""
     router = APIRouter(tags=["credentials"])
     key_set = jwks(key.verify_key)
 
@@ -45,5 +48,24 @@ def credentials_router(key: SigningKey, replica: Replica) -> APIRouter:
         if replica.store.revoked(rid):
             return error_response(409, "conflict", "path.record_id: this vouch was revoked")
         return Response(vouch_credential(key, record), media_type="application/vc+jwt")
+
+    @router.get(
+        STATUS_PATH + "/{list_number}",
+        response_class=Response,
+        responses={200: {"content": {"application/vc+jwt": {}},
+                         "description": "A BitstringStatusListCredential (W3C Bitstring Status List v1.0), vc+jwt"},
+                   404: {"description": "No credential of this org has a status in this list"}},
+    )
+    async def status_list(list_number: str) -> Response:
+        """Which of this org's agent credentials are revoked: the credential's `credentialStatus` names this list
+        and its bit (1: revoked). Signed with the org key, valid for 5 minutes."""
+        if not list_number.isascii() or not list_number.isdigit() or len(list_number) > 9:
+            return error_response(400, "bad_request", "path.list_number: a list number, 0 or more")
+        number = int(list_number)
+        if number >= registry.lists():
+            return error_response(404, "not_found", f"path.list_number: this org's credentials span lists 0 to "
+                                  f"{registry.lists() - 1}")
+        token = status_list_credential(key, list_url(public_url, number), registry.revoked_positions(number))
+        return Response(token, media_type="application/vc+jwt", headers={"Cache-Control": "max-age=60"})
 
     return router

@@ -32,6 +32,7 @@ from vouching.policy import DEFAULT_HIGH_RISK_TOOLS, Policy
 from .api import ApiService, create_app
 from .api.scores import CHECK_PATH, ScoreFastPath, scores_router
 from .config import NodeConfig
+from .credential_registry import RegistryError
 from .ingest_api import BODY_LIMITS, OPEN_WRITE_PATHS
 from .keys import load_org_key, load_token
 from .audit_log import wall_clock_ms
@@ -49,7 +50,8 @@ assert set(GOSSIP_PROTOCOLS) <= set(GOSSIPSUB_PROTOCOLS)
 
 
 class StartupError(Exception):
-    """The node cannot start: an address it must listen on is taken or not allowed; the message names which."""
+    """The node cannot start: an address it must listen on is taken or not allowed, or a file in its data directory
+    is not what it should be; the message names which."""
 
 
 @dataclass
@@ -149,7 +151,10 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
             host = await stack.enter_async_context(open_host(bytes(key), list(config.listen), config=host_config))
         except HostError as error:
             raise StartupError(f"p2p: {error}") from None
-        telemetry = Telemetry.open(config, key=key, replica=replica, metrics=metrics)
+        try:
+            telemetry = Telemetry.open(config, key=key, replica=replica, metrics=metrics)
+        except RegistryError as error:
+            raise StartupError(f"credentials: {error}") from None
         stack.callback(telemetry.close)
         trust = TrustService(replica, roots=config.roots, policy=_policy(config), broadcaster=telemetry.broadcaster,
                              metrics=metrics, recompute_interval=config.recompute_seconds)

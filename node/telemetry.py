@@ -15,6 +15,7 @@ from gossip.replica import Replica
 
 from .audit_log import AuditLog, wall_clock_ms
 from .config import NodeConfig
+from .credential_registry import CredentialRegistry
 from .credentials_api import credentials_router
 from .digests import Digester, DigestService, DigestState
 from .idempotency import IdempotencyStore
@@ -37,6 +38,8 @@ class Telemetry:
     broadcaster: Broadcaster
     digest_service: DigestService
     retention: RetentionService
+    credentials: CredentialRegistry
+    public_url: str
 
     @classmethod
     def open(
@@ -67,14 +70,16 @@ class Telemetry:
             digest_service=DigestService(digester, ingestor.write_lock, clock=clock),
             retention=RetentionService(audit, idempotency, digester, metrics, retention_days=config.retention_days,
                                        clock=clock),
+            credentials=CredentialRegistry.open(config.data_dir),
+            public_url=config.api_public_url,
         )
 
     def routers(self) -> list[APIRouter]:
-        """For `create_app`: /v1/events, /v1/traces, /.well-known/jwks.json, /v1/records/{id}/vc, /v1/stream,
-        /metrics (see node.ingest_api for what the write guard must allow)."""
+        """For `create_app`: /v1/events, /v1/traces, /.well-known/jwks.json, /v1/records/{id}/vc,
+        /v1/credentials/status/{list}, /v1/stream, /metrics (see node.ingest_api for what the write guard must allow)."""
         return [
             ingest_router(self.ingestor),
-            credentials_router(self.key, self.replica),
+            credentials_router(self.key, self.replica, self.credentials, self.public_url),
             stream_router(self.broadcaster),
             metrics_router(self.metrics),
         ]
@@ -84,6 +89,7 @@ class Telemetry:
         return [self.digest_service, self.retention]
 
     def close(self) -> None:
+        self.credentials.close()
         self.digester.state.close()
         self.idempotency.close()
         self.audit.close()

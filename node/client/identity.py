@@ -4,6 +4,12 @@ checked against the keys of the orgs this service accepts, fetched from their `/
 Every adapter takes the caller's identity from here and nowhere else. Only the configured issuers' keys count: a
 credential signed by any other key (say a fresh did:key an attacker made) names no one, because anyone can mint
 a credential claiming any agent did.
+
+A credential with a revocation entry (`credentialStatus`, W3C Bitstring Status List v1.0) is refused once its
+issuer has revoked it: the list it names is fetched, checked to be signed by the same org key, and cached for
+`status_ttl` seconds at most (less if the list says so). If the list cannot be fetched, the last copy serves until
+the list itself expires; without one the credential is refused (revocation fails closed). Credentials minted
+before vouchnet published status lists carry no entry and are checked as before.
 """
 
 from __future__ import annotations
@@ -21,6 +27,16 @@ import httpx
 
 from vouching import InvalidDid, public_key_from_did
 
+from ..credential_status import (
+    LIST_CREDENTIAL_TYPE,
+    PURPOSE,
+    STATUS_TTL_S,
+    StatusEntry,
+    StatusListError,
+    bit,
+    decode_list,
+    parse_entry,
+)
 from ..credentials import VC_TYP
 from ..jwt import LEEWAY_S, MAX_TOKEN, JwtError, b64url_decode, decode_jwt
 from ._http import normal_url
@@ -46,44 +62,74 @@ class AgentIdentity:
     expires: int
 
 
+@dataclass(frozen=True)
+class _Checked:
+    """A credential whose signature and claims verified; `status` is its revocation entry, if it has one."""
+
+    identity: AgentIdentity
+    kid: str
+    status: StatusEntry | None
+
+
+@dataclass(frozen=True)
+class _StatusList:
+    """A status list as fetched and verified: its bits, and until when (monotonic) each use of them holds."""
+
+    bits: bytes
+    fresh_until: float  # refetch after this
+    valid_until: float  # the list's own expiry: never used after this
+
+
 class CredentialVerifier:
     """Verifies agent credentials issued by `issuers`: node URLs (their JWKS is at `/.well-known/jwks.json`) or
     JWKS URLs. Safe from any thread; `averify` for asyncio code never blocks the loop on the network."""
 
     def __init__(self, issuers: Iterable[str], *, jwks_ttl: float = JWKS_TTL_S, leeway: int = LEEWAY_S,
-                 timeout: float = 2.0) -> None:
+                 timeout: float = 2.0, status_ttl: float = STATUS_TTL_S) -> None:
+        """`status_ttl`: the longest a fetched status list is used before it is fetched again, so a revocation
+        takes effect here within that many seconds."""
         self.jwks_urls = tuple(_jwks_url(i) for i in issuers)
         if not self.jwks_urls:
             raise ValueError("issuers: give at least one org node or JWKS URL whose agents are accepted")
-        self.jwks_ttl, self.leeway, self.timeout = jwks_ttl, leeway, timeout
+        self.jwks_ttl, self.leeway, self.timeout, self.status_ttl = jwks_ttl, leeway, timeout, status_ttl
         self._keys: dict[str, bytes] = {}
         self._fetched = float("-inf")
         self._lock = threading.Lock()
         self._refreshing = threading.Lock()  # one fetch at a time; the others then find the keys fresh
-        self._verified: OrderedDict[str, AgentIdentity] = OrderedDict()
+        self._verified: OrderedDict[str, _Checked] = OrderedDict()
+        # By (kid, url): a list counts only for credentials signed with the key that signed it.
+        self._status_lists: dict[tuple[str, str], _StatusList] = {}
+        self._status_failures: dict[tuple[str, str], tuple[float, str]] = {}  # -> (monotonic time, why): backoff
 
     def verify(self, token: str | None) -> AgentIdentity:
         """The identity `token` proves; raises UnverifiedAgent."""
-        if (known := self._remembered(token)) is not None:
-            return known
-        kid = _kid(token)
-        if self._needs_keys(kid):
-            self._refresh(kid)
-        return self._check(token, kid)  # type: ignore[arg-type]
+        checked = self._remembered(token)
+        if checked is None:
+            kid = _kid(token)
+            if self._needs_keys(kid):
+                self._refresh(kid)
+            checked = self._check(token, kid)  # type: ignore[arg-type]
+        if checked.status is not None and self._needs_status(checked):
+            self._refresh_status(checked)
+        return self._unless_revoked(checked)
 
     async def averify(self, token: str | None) -> AgentIdentity:
-        """`verify` for asyncio code: fetching the issuers' keys, when needed, happens in a worker thread."""
-        if (known := self._remembered(token)) is not None:
-            return known
-        kid = _kid(token)
-        if self._needs_keys(kid):
-            await asyncio.to_thread(self._refresh, kid)
-        return self._check(token, kid)  # type: ignore[arg-type]
+        """`verify` for asyncio code: fetching the issuers' keys or status lists, when needed, happens in a worker
+        thread."""
+        checked = self._remembered(token)
+        if checked is None:
+            kid = _kid(token)
+            if self._needs_keys(kid):
+                await asyncio.to_thread(self._refresh, kid)
+            checked = self._check(token, kid)  # type: ignore[arg-type]
+        if checked.status is not None and self._needs_status(checked):
+            await asyncio.to_thread(self._refresh_status, checked)
+        return self._unless_revoked(checked)
 
-    def _remembered(self, token: str | None) -> AgentIdentity | None:
-        identity = self._verified.get(token) if isinstance(token, str) else None
-        if identity is not None and identity.expires + self.leeway >= time.time():
-            return identity
+    def _remembered(self, token: str | None) -> _Checked | None:
+        checked = self._verified.get(token) if isinstance(token, str) else None
+        if checked is not None and checked.identity.expires + self.leeway >= time.time():
+            return checked
         return None
 
     def _needs_keys(self, kid: str) -> bool:
@@ -123,11 +169,91 @@ class CredentialVerifier:
         except JwtError as error:
             raise UnverifiedAgent(str(error)) from None
         identity = _identity(claims, issuer=kid.partition("#")[0])
+        try:
+            checked = _Checked(identity, kid, parse_entry(claims.get("credentialStatus")))
+        except StatusListError as error:
+            raise UnverifiedAgent(str(error)) from None
         with self._lock:
-            self._verified[token] = identity
+            self._verified[token] = checked
             if len(self._verified) > VERIFIED_CACHE:
                 self._verified.popitem(last=False)
-        return identity
+        return checked
+
+    # --- revocation (W3C Bitstring Status List v1.0 §3.2, validate) --------------------------------------------
+
+    def _needs_status(self, checked: _Checked) -> bool:
+        known = self._status_lists.get(_list_key(checked))
+        if known is not None and time.monotonic() < known.fresh_until:
+            return False
+        failed = self._status_failures.get(_list_key(checked))
+        return failed is None or time.monotonic() - failed[0] > REFRESH_BACKOFF_S
+
+    def _refresh_status(self, checked: _Checked) -> None:
+        """Fetch and verify the status list `checked` names; a failure is remembered, and the last copy kept."""
+        assert checked.status is not None
+        url, key = checked.status.list_url, _list_key(checked)
+        with self._refreshing:
+            if not self._needs_status(checked):
+                return
+            try:
+                with httpx.Client(timeout=self.timeout) as http:
+                    response = http.get(url)
+                    response.raise_for_status()
+                fetched = self._status_list(response.text, checked)
+            except (httpx.HTTPError, UnverifiedAgent) as error:
+                with self._lock:
+                    self._status_failures[key] = (time.monotonic(), str(error))
+                return
+            with self._lock:
+                self._status_lists[key] = fetched
+                self._status_failures.pop(key, None)
+
+    def _status_list(self, token: str, checked: _Checked) -> _StatusList:
+        """A status list credential, verified: signed with the key that signed the credential, typed as a
+        revocation list, not expired; raises UnverifiedAgent."""
+        key = self._keys.get(checked.kid)
+        if key is None:  # the issuer's JWKS dropped the key since the credential verified
+            raise UnverifiedAgent("header.kid: not a key of an org this service accepts agents from")
+        try:
+            _, claims = decode_jwt(token, key, typ=VC_TYP, leeway=self.leeway)
+            types, subject = claims.get("type"), claims.get("credentialSubject")
+            if not isinstance(types, list) or LIST_CREDENTIAL_TYPE not in types:
+                raise StatusListError(f"status list: payload.type must include {LIST_CREDENTIAL_TYPE}")
+            if claims.get("iss") != checked.identity.org or not isinstance(subject, dict):
+                raise StatusListError("status list: must be issued by the credential's issuer")
+            if subject.get("statusPurpose") != PURPOSE:
+                raise StatusListError(f"status list: credentialSubject.statusPurpose must be {PURPOSE}")
+            bits = decode_list(subject.get("encodedList"))
+        except (JwtError, StatusListError) as error:
+            raise UnverifiedAgent(f"credentialStatus: {checked.status.list_url}: {error}") from None
+        now, wall = time.monotonic(), time.time()
+        ttl = subject.get("ttl")
+        fresh_for = min(self.status_ttl, ttl / 1000) if type(ttl) is int and ttl > 0 else self.status_ttl
+        expires = claims.get("exp")
+        valid_for = expires + self.leeway - wall if type(expires) is int else float("inf")
+        return _StatusList(bits, now + min(fresh_for, valid_for), now + valid_for)
+
+    def _unless_revoked(self, checked: _Checked) -> AgentIdentity:
+        if checked.status is None:
+            return checked.identity
+        status = self._status_lists.get(_list_key(checked))
+        if status is None or time.monotonic() >= status.valid_until:
+            failed = self._status_failures.get(_list_key(checked))
+            why = failed[1] if failed is not None else "no copy"
+            raise UnverifiedAgent(f"credentialStatus: cannot check revocation, the issuer's status list is "
+                                  f"unavailable ({why})")
+        try:
+            revoked = bit(status.bits, checked.status.position)
+        except StatusListError as error:
+            raise UnverifiedAgent(f"credentialStatus: {error}") from None
+        if revoked:
+            raise UnverifiedAgent("credentialStatus: revoked by its issuer")
+        return checked.identity
+
+
+def _list_key(checked: _Checked) -> tuple[str, str]:
+    assert checked.status is not None
+    return checked.kid, checked.status.list_url
 
 
 def _jwks_url(issuer: str) -> str:

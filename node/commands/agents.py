@@ -1,15 +1,22 @@
 """`vouchnet agent new`: an agent key pair and a W3C VC 2.0 credential (`vc+jwt`) binding it to this org, made
 from the org key in the data directory (no running node needed); `--vouch W` also vouches for it (basis
-operator) through the running node, so the network learns of the binding."""
+operator) through the running node, so the network learns of the binding. `vouchnet agent revoke` and
+`vouchnet agent list`: the credentials minted, and their revocation (node.credential_registry), which the node
+publishes as status lists."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import re
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from node.credential_registry import MAX_REASON, CredentialRegistry, RegistryError
+from node.credential_status import STATUS_TTL_S, status_entry
 from node.credentials import AGENT_CREDENTIAL_DAYS, agent_credential
 from node.keys import KeyFileError, create_org_key
 from vouching import did_key
@@ -70,15 +77,50 @@ def register(subparsers: Subparsers) -> None:
     add_dir_option(new)
     new.set_defaults(api=None, token_file=None)  # what open_client reads, for --vouch
 
+    revoke = add_local_command(
+        commands,
+        "revoke",
+        run=_revoke,
+        summary="revoke agent credentials this org minted",
+        description="Mark the credentials of an agent (by did or name), or the one credential at an index (see "
+        "`vouchnet agent list`), as revoked. The node publishes revocations as W3C Bitstring Status Lists; "
+        f"verifiers that check status (the SDK does) refuse the credential within {STATUS_TTL_S} s, when the copy "
+        "of the list they cache expires. Needs no running node. The network still counts the agent's operator "
+        "vouch: revoke that too with `vouchnet revoke RECORD_ID`.",
+        examples=["vouchnet agent revoke alice --reason 'key leaked'",
+                  "vouchnet agent revoke --index 17 --reason retired"],
+    )
+    which = revoke.add_mutually_exclusive_group(required=True)
+    which.add_argument("agent", nargs="?", metavar="AGENT", help="the agent's did or name")
+    which.add_argument("--index", type=int, help="one credential, by its index")
+    revoke.add_argument("--reason", required=True, help=f"why (kept with the revocation; at most {MAX_REASON} "
+                        "characters)")
+    add_dir_option(revoke)
+
+    listing = add_local_command(
+        commands,
+        "list",
+        run=_list,
+        summary="the agent credentials this org minted, and which are revoked",
+        description="Every agent credential minted from this data directory: its index in the status lists, "
+        "agent, name, when it was issued and expires (s since the epoch), and its revocation if any.",
+        examples=["vouchnet agent list"],
+    )
+    add_dir_option(listing)
+
 
 def _new(args: argparse.Namespace) -> int:
     if args.days < 1:
         raise UsageError("--days: must be at least 1")
     config, org_key = local_config_and_key(args)
     key_path, credential_path, agent = _mint(args.out, args.name)
-    credential_path.write_text(agent_credential(org_key, agent, name=args.name, days=args.days) + "\n",
-                               encoding="utf-8")
-    made = {"did": agent, "key": str(key_path), "credential": str(credential_path),
+    issued = int(time.time())
+    with _registry(config.data_dir) as registry:
+        index = registry.allocate(agent, name=args.name, issued_at=issued, expires_at=issued + args.days * 86400)
+    credential = agent_credential(org_key, agent, name=args.name, now=issued, days=args.days,
+                                  status=status_entry(config.api_public_url, index))
+    credential_path.write_text(credential + "\n", encoding="utf-8")
+    made = {"did": agent, "key": str(key_path), "credential": str(credential_path), "index": index,
             "issuer": did_key(bytes(org_key.verify_key))}
     if args.vouch is not None:
         args.dir = config.data_dir
@@ -86,6 +128,37 @@ def _new(args: argparse.Namespace) -> int:
             made["vouch"] = client.vouch(agent, args.vouch, "operator")["id"]
     print_json(made)
     return 0
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    config, _ = local_config_and_key(args)
+    with _registry(config.data_dir) as registry:
+        try:
+            revoked = registry.revoke(args.agent if args.index is None else args.index, reason=args.reason,
+                                      at=int(time.time()))
+        except RegistryError as error:
+            raise UsageError(str(error)) from None
+    print_json({"revoked": [c.as_dict() for c in revoked]})
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    config, _ = local_config_and_key(args)
+    with _registry(config.data_dir) as registry:
+        print_json([c.as_dict() for c in registry.issued()])
+    return 0
+
+
+@contextmanager
+def _registry(data_dir: Path) -> Iterator[CredentialRegistry]:
+    try:
+        registry = CredentialRegistry.open(data_dir)
+    except RegistryError as error:
+        raise UsageError(str(error)) from None
+    try:
+        yield registry
+    finally:
+        registry.close()
 
 
 def _mint(out: Path, name: str | None) -> tuple[Path, Path, str]:

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import sys
 import textwrap
@@ -16,7 +15,7 @@ from typing import Any
 from nacl.signing import SigningKey
 
 from node.client import NodeClient
-from node.config import DIR_ENV, ConfigError, NodeConfig, default_data_dir, load_config
+from node.config import DIR_ENV, ConfigError, NodeConfig, connectable_host, default_data_dir, load_config
 from node.keys import KeyFileError, load_org_key, load_token
 from vouching import InvalidDid, public_key_from_did
 
@@ -124,7 +123,7 @@ def open_client(args: argparse.Namespace, *, write: bool = False) -> NodeClient:
             config = load_config(data_dir)
         except ConfigError as e:
             raise UsageError(str(e)) from None
-        url = f"http://{_connectable(config.api_host)}:{config.api_port}"
+        url = f"http://{connectable_host(config.api_host)}:{config.api_port}"
         token_file = token_file or config.token_path
     token = None
     if write:
@@ -140,17 +139,6 @@ def open_client(args: argparse.Namespace, *, write: bool = False) -> NodeClient:
 def data_dir_of(args: argparse.Namespace) -> Path | None:
     """The data directory the command uses, or None when it was pointed at an API address instead."""
     return None if args.api is not None else args.dir or default_data_dir()
-
-
-def _connectable(host: str) -> str:
-    """The API host as a URL host: a wildcard bind is reached on loopback, IPv6 goes in brackets."""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return host
-    if address.is_unspecified:
-        address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
-    return f"[{address}]" if address.version == 6 else str(address)
 
 
 def print_json(value: Any) -> None:

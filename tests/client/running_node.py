@@ -18,6 +18,8 @@ from nacl.signing import SigningKey
 
 from node.client import NodeClient, TelemetryCollector, TrustPolicy, Vouchnet
 from node.config import load_config
+from node.credential_registry import CredentialRegistry
+from node.credential_status import status_entry
 from node.credentials import agent_credential
 from node.daemon import Node, serve_node
 from node.setup import init_data_dir
@@ -31,13 +33,33 @@ class RunningNode:
     node: Node
     url: str
     token: str
+    data_dir: Path
 
     def client(self) -> NodeClient:
         return NodeClient(self.url, self.token)
 
     def credential(self, agent: str) -> str:
-        """The agent credential `vouchnet agent new` would give `agent`, signed by this node's org."""
+        """An agent credential of this node's org, with no revocation entry (as minted before status lists)."""
         return agent_credential(self.node.key, agent, name="test agent")
+
+    def revocable_credential(self, agent: str) -> tuple[str, int]:
+        """(the credential `vouchnet agent new` would give `agent`, its index in the org's status lists)."""
+        registry = CredentialRegistry.open(self.data_dir)
+        try:
+            now = int(time.time())
+            index = registry.allocate(agent, name="test agent", issued_at=now, expires_at=now + 86400)
+        finally:
+            registry.close()
+        return agent_credential(self.node.key, agent, name="test agent", now=now,
+                                status=status_entry(self.url, index)), index
+
+    def revoke(self, index: int) -> None:
+        """What `vouchnet agent revoke --index` does."""
+        registry = CredentialRegistry.open(self.data_dir)
+        try:
+            registry.revoke(index, reason="test", at=int(time.time()))
+        finally:
+            registry.close()
 
     def new_agent(self, *, trusted: bool) -> tuple[str, str]:
         """A fresh agent (did, credential): unknown (so `untrusted`), or `trusted` from first-hand good events."""
@@ -92,7 +114,7 @@ def node_in_thread(path: Path) -> Iterator[RunningNode]:
         raise RuntimeError(f"the test node did not start: {failure}")
     node, token, scope = started[0]
     try:
-        yield RunningNode(node, node.api_url, node.token)
+        yield RunningNode(node, node.api_url, node.token, made.data_dir)
     finally:
         trio.from_thread.run_sync(scope.cancel, trio_token=token)
         thread.join(10)

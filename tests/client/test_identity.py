@@ -3,10 +3,12 @@
 
 import time
 
+import httpx
 import pytest
 from nacl.signing import SigningKey
 
 from node.client import CredentialVerifier, UnverifiedAgent
+from node.credential_status import LIST_ENTRIES, status_entry
 from node.credentials import agent_credential, score_statement
 
 from ..factories import new_did
@@ -66,3 +68,88 @@ def test_an_issuer_that_does_not_answer_verifies_nothing():
     verifier = CredentialVerifier(["http://127.0.0.1:9"])
     with pytest.raises(UnverifiedAgent, match="cannot fetch the keys"):
         verifier.verify(agent_credential(SigningKey.generate(), new_did()))
+
+
+# --- revocation: the issuer's W3C Bitstring Status List --------------------------------------------------------
+
+
+def test_a_revoked_credential_is_refused_even_if_it_verified_before(running):
+    verifier = CredentialVerifier([running.url], status_ttl=0)  # refetch the list at every check
+    agent, other = new_did(), new_did()
+    (token, index), (kept, _) = running.revocable_credential(agent), running.revocable_credential(other)
+    assert verifier.verify(token).did == agent
+    running.revoke(index)
+    with pytest.raises(UnverifiedAgent, match="credentialStatus: revoked by its issuer"):
+        verifier.verify(token)
+    assert verifier.verify(kept).did == other
+
+
+def test_a_revocation_takes_effect_when_the_cached_list_expires(running, monkeypatch):
+    verifier = CredentialVerifier([running.url], status_ttl=60)
+    token, index = running.revocable_credential(new_did())
+    verifier.verify(token)
+    running.revoke(index)
+    verifier.verify(token)  # the list fetched a moment ago still serves
+    later = time.monotonic() + 61
+    monkeypatch.setattr(time, "monotonic", lambda: later)
+    with pytest.raises(UnverifiedAgent, match="revoked by its issuer"):
+        verifier.verify(token)
+
+
+@on_asyncio
+async def test_averify_checks_revocation_too(running):
+    verifier = CredentialVerifier([running.url], status_ttl=0)
+    token, index = running.revocable_credential(new_did())
+    await verifier.averify(token)
+    running.revoke(index)
+    with pytest.raises(UnverifiedAgent, match="revoked by its issuer"):
+        await verifier.averify(token)
+
+
+def credential_with_status(running, **entry):
+    """A credential of the running org whose revocation entry is changed by `entry`."""
+    now = int(time.time())
+    status = {**status_entry(running.url, 0), **entry}
+    return agent_credential(running.node.key, new_did(), now=now, status=status)
+
+
+def test_revocation_fails_closed_when_the_list_cannot_be_fetched(running, verifier):
+    token = credential_with_status(running, statusListCredential="http://127.0.0.1:9/v1/credentials/status/0")
+    with pytest.raises(UnverifiedAgent, match="cannot check revocation, the issuer's status list is unavailable"):
+        verifier.verify(token)
+
+
+def test_a_list_that_is_not_a_revocation_list_of_the_issuer_does_not_count(running, verifier):
+    with running.client() as client:
+        vouch = client.vouch(new_did(), 0.5, "operator")["id"]
+    token = credential_with_status(running, statusListCredential=f"{running.url}/v1/records/{vouch}/vc")
+    with pytest.raises(UnverifiedAgent, match="payload.type must include BitstringStatusListCredential"):
+        verifier.verify(token)
+
+
+def test_a_position_beyond_the_list_is_refused(running, verifier):
+    token = credential_with_status(running, statusListIndex=str(LIST_ENTRIES))
+    with pytest.raises(UnverifiedAgent, match="beyond the list's 131072 entries"):
+        verifier.verify(token)
+
+
+def test_a_malformed_status_entry_is_refused(running, verifier):
+    with pytest.raises(UnverifiedAgent, match="statusListIndex: must be a string of decimal digits"):
+        verifier.verify(credential_with_status(running, statusListIndex=-1))
+
+
+def test_an_unreachable_issuer_s_last_list_serves_until_the_list_expires(running, monkeypatch):
+    verifier = CredentialVerifier([running.url], status_ttl=60)
+    token, _ = running.revocable_credential(new_did())
+    verifier.verify(token)
+    start = time.monotonic()
+
+    def unreachable(*args, **kwargs):
+        raise httpx.ConnectError("connection refused")
+
+    monkeypatch.setattr(httpx.Client, "get", unreachable)
+    monkeypatch.setattr(time, "monotonic", lambda: start + 61)  # the copy is stale: refetched, in vain
+    assert verifier.verify(token).did
+    monkeypatch.setattr(time, "monotonic", lambda: start + 300 + 60 + 1)  # the list's exp, and the leeway, passed
+    with pytest.raises(UnverifiedAgent, match="status list is unavailable .*connection refused"):
+        verifier.verify(token)

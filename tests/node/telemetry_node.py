@@ -19,6 +19,7 @@ from node.api.errors import install_error_handlers
 from node.api.guard import WriteGuard
 from node.api.http_server import serve
 from node.audit_log import AuditLog
+from node.credential_registry import CredentialRegistry
 from node.credentials_api import credentials_router
 from node.digests import Digester, DigestState
 from node.idempotency import IdempotencyStore
@@ -28,6 +29,7 @@ from node.metrics import Registry
 
 TOKEN = "test-token-" + "t" * 32
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+PUBLIC_URL = "https://vouchnet.example.org"  # where the app's status lists say they are
 
 
 @dataclass
@@ -58,11 +60,14 @@ class TelemetryNode:
         self.digester = Digester(self.audit, self.replica, DigestState.open(self.directory), self.metrics,
                                  epoch_ms=self.epoch_ms, dp_epsilon=self.dp_epsilon)
         self.ingestor.listeners.append(self.digester.observe)
+        self.credentials = CredentialRegistry.open(self.directory)
 
     def app(self) -> FastAPI:
-        return guarded_app([ingest_router(self.ingestor), credentials_router(self.key, self.replica)])
+        return guarded_app([ingest_router(self.ingestor), credentials_router(self.key, self.replica, self.credentials,
+                                                                             PUBLIC_URL)])
 
     def close(self) -> None:
+        self.credentials.close()
         self.digester.state.close()
         self.idempotency.close()
         self.audit.close()

@@ -393,7 +393,8 @@ async def test_log_verify_before_the_first_checkpoint_is_a_node_error(run, url):
 
 @pytest.mark.parametrize(
     "command",
-    [["status"], ["peers"], ["vouch"], ["revoke"], ["records"], ["log"], ["log", "checkpoint"], ["log", "verify"]],
+    [["status"], ["peers"], ["vouch"], ["revoke"], ["records"], ["log"], ["log", "checkpoint"], ["log", "verify"],
+     ["agent", "new"], ["agent", "revoke"], ["agent", "list"]],
 )
 def test_every_command_explains_itself_with_examples(capsys, command):
     assert cli.main([*command, "--help"]) == 0
@@ -414,3 +415,4 @@ def test_a_module_with_register_adds_a_command(monkeypatch, capsys):
 
 def test_no_command_prints_the_help():
     assert cli.main([]) == 0
+

@@ -98,3 +98,13 @@ def test_traces_can_be_made_to_need_the_token(tmp_path):
     assert load_config(_write(tmp_path, "[api]\ntraces_need_token = true\n")).traces_need_token is True
     with pytest.raises(ConfigError, match="api.traces_need_token: must be true or false"):
         load_config(_write(tmp_path, '[api]\ntraces_need_token = "yes"\n'))
+
+
+def test_the_public_url_is_where_other_orgs_reach_the_api(tmp_path):
+    assert load_config(_write(tmp_path, '[api]\nbind = "0.0.0.0:8701"\n')).api_public_url == "http://127.0.0.1:8701"
+    assert load_config(_write(tmp_path, '[api]\nbind = "[::]:8701"\n')).api_public_url == "http://[::1]:8701"
+    given = load_config(_write(tmp_path, '[api]\npublic_url = "https://vouchnet.example.org/acme/"\n'))
+    assert given.api_public_url == "https://vouchnet.example.org/acme"
+    for wrong in ("vouchnet.example.org", "ftp://vouchnet.example.org", "https://", "https://example.org/?a=1"):
+        with pytest.raises(ConfigError, match="api.public_url: expected an http"):
+            load_config(_write(tmp_path, f'[api]\npublic_url = "{wrong}"\n'))

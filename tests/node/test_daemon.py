@@ -143,6 +143,17 @@ def test_a_taken_port_stops_the_node_with_one_clear_line(tmp_path, taken):
     assert "Traceback" not in done.stderr
 
 
+def test_a_damaged_credential_registry_stops_the_node_with_one_clear_line(tmp_path):
+    init_data_dir(tmp_path, network="test", api="127.0.0.1:0", listen=("/ip4/127.0.0.1/tcp/0",))
+    (tmp_path / "credentials.db").write_bytes(b"\x00damaged" * 512)
+    done = subprocess.run([sys.executable, "-m", "node.cli", "run", "--dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1].startswith(f"vouchnet run: credentials: {tmp_path / 'credentials.db'}: not "
+                                                   "a credential registry")
+    assert "Traceback" not in done.stderr
+
+
 async def test_score_and_orgs_commands_explain_in_words(tmp_path, capsys):
     from functools import partial
 

@@ -1,0 +1,129 @@
+"""The agent credentials this org minted, in `credentials.db` beside the org key: each one's index in the org's
+status lists (node.credential_status) and whether it is revoked.
+
+`vouchnet agent new` and `vouchnet agent revoke` write it without a running node; the node reads it to serve its
+status lists. SQLite in WAL mode lets both happen at once; an index is committed before its credential is signed,
+so no two credentials ever share one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from .credential_status import LIST_ENTRIES
+
+CREDENTIALS_FILE = "credentials.db"
+MAX_REASON = 500
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS agent_credentials (
+    idx INTEGER PRIMARY KEY,  -- position in the org's status lists, from 0
+    agent TEXT NOT NULL,
+    name TEXT,
+    issued_at INTEGER NOT NULL,  -- s
+    expires_at INTEGER NOT NULL,  -- s
+    revoked_at INTEGER,  -- s; NULL while valid
+    reason TEXT
+);
+CREATE INDEX IF NOT EXISTS agent_credentials_agent ON agent_credentials (agent);
+CREATE INDEX IF NOT EXISTS agent_credentials_name ON agent_credentials (name);
+"""
+
+
+class RegistryError(Exception):
+    """The registry cannot be opened, or a request names no credential; the message says which."""
+
+
+@dataclass(frozen=True)
+class IssuedCredential:
+    index: int
+    agent: str
+    name: str | None
+    issued_at: int
+    expires_at: int
+    revoked_at: int | None
+    reason: str | None
+
+    def as_dict(self) -> dict[str, object]:
+        return {"index": self.index, "agent": self.agent, "name": self.name, "issued_at": self.issued_at,
+                "expires_at": self.expires_at, "revoked_at": self.revoked_at, "reason": self.reason}
+
+
+class CredentialRegistry:
+    """Indexes and revocations of this org's agent credentials. One instance per thread."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    @classmethod
+    def open(cls, data_dir: Path) -> CredentialRegistry:
+        try:
+            db = sqlite3.connect(data_dir / CREDENTIALS_FILE, isolation_level=None, timeout=10.0)
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = FULL")  # a lost revocation would let a credential live on
+            db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as error:
+            raise RegistryError(f"{data_dir / CREDENTIALS_FILE}: not a credential registry ({error})") from None
+        return cls(db)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def allocate(self, agent: str, *, name: str | None, issued_at: int, expires_at: int) -> int:
+        """The index of a new credential for `agent`, durable on return (sign the credential after this)."""
+        with self._transaction():
+            (index,) = self._db.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM agent_credentials").fetchone()
+            self._db.execute("INSERT INTO agent_credentials (idx, agent, name, issued_at, expires_at) "
+                             "VALUES (?, ?, ?, ?, ?)", (index, agent, name, issued_at, expires_at))
+        return index
+
+    def revoke(self, selector: str | int, *, reason: str, at: int) -> list[IssuedCredential]:
+        """Revoke the valid credentials of the agent whose did or name is `selector`, or the one at index
+        `selector`; the ones revoked now. RegistryError if it names no credential at all."""
+        if len(reason) > MAX_REASON:
+            raise RegistryError(f"reason: at most {MAX_REASON} characters")
+        where, values = ("idx = ?", (selector,)) if isinstance(selector, int) else ("agent = ? OR name = ?",
+                                                                                    (selector, selector))
+        with self._transaction():
+            matching = self._select(f"WHERE {where}", values)
+            if not matching:
+                raise RegistryError(f"{selector}: no credential of this org has this "
+                                    f"{'index' if isinstance(selector, int) else 'agent did or name'}")
+            fresh = [c for c in matching if c.revoked_at is None]
+            self._db.executemany("UPDATE agent_credentials SET revoked_at = ?, reason = ? WHERE idx = ?",
+                                 [(at, reason, c.index) for c in fresh])
+        return [IssuedCredential(c.index, c.agent, c.name, c.issued_at, c.expires_at, at, reason) for c in fresh]
+
+    def issued(self) -> list[IssuedCredential]:
+        return self._select("", ())
+
+    def lists(self) -> int:
+        """How many status lists the issued credentials span (at least one, all zeros when none was issued)."""
+        (top,) = self._db.execute("SELECT MAX(idx) FROM agent_credentials").fetchone()
+        return 1 if top is None else top // LIST_ENTRIES + 1
+
+    def revoked_positions(self, list_number: int) -> list[int]:
+        """Positions of the revoked credentials in one status list."""
+        first = list_number * LIST_ENTRIES
+        rows = self._db.execute("SELECT idx FROM agent_credentials WHERE revoked_at IS NOT NULL AND idx >= ? "
+                                "AND idx < ?", (first, first + LIST_ENTRIES))
+        return [index - first for (index,) in rows]
+
+    def _select(self, condition: str, values: tuple[object, ...]) -> list[IssuedCredential]:
+        rows = self._db.execute("SELECT idx, agent, name, issued_at, expires_at, revoked_at, reason "
+                                f"FROM agent_credentials {condition} ORDER BY idx", values)
+        return [IssuedCredential(*row) for row in rows]
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")  # writers queue here, so MAX(idx) + 1 is never taken twice
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")

@@ -1,0 +1,107 @@
+"""Revocation of agent credentials as a W3C Bitstring Status List v1.0 (https://www.w3.org/TR/vc-bitstring-status-list/):
+the format, shared by the node that publishes its lists and the verifiers (node/client/identity.py) that read them.
+
+Every agent credential this org mints gets a position (its index, from 0) in the org's status lists: list
+`index // LIST_ENTRIES`, entry `index % LIST_ENTRIES`, one bit each, 1 when revoked. A list is served at
+`{public_url}/v1/credentials/status/{list}` as a `BitstringStatusListCredential` secured as `vc+jwt` with the org
+key, so a verifier checks it against the same JWKS as the credential itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+LIST_ENTRIES = 131_072  # bits per list: the spec's minimum of 16 KiB, so a list does not reveal how many exist
+STATUS_PATH = "/v1/credentials/status"
+STATUS_TTL_S = 300  # how long a published list is valid; verifiers refetch after this at the latest
+MAX_ENCODED_BITS = 16 * 1024 * 1024 * 8  # a list we decode inflates to at most 16 MiB (no gzip bombs)
+ENTRY_TYPE = "BitstringStatusListEntry"
+LIST_CREDENTIAL_TYPE = "BitstringStatusListCredential"
+LIST_TYPE = "BitstringStatusList"
+PURPOSE = "revocation"
+
+
+class StatusListError(ValueError):
+    """A status entry or list that is not what the spec says; the message names the field and the rule."""
+
+
+def list_url(public_url: str, list_number: int) -> str:
+    return f"{public_url.rstrip('/')}{STATUS_PATH}/{list_number}"
+
+
+def status_entry(public_url: str, index: int) -> dict[str, str]:
+    """The `credentialStatus` of the credential at `index` (spec §2.1, BitstringStatusListEntry)."""
+    url = list_url(public_url, index // LIST_ENTRIES)
+    position = str(index % LIST_ENTRIES)
+    return {"id": f"{url}#{position}", "type": ENTRY_TYPE, "statusPurpose": PURPOSE, "statusListIndex": position,
+            "statusListCredential": url}
+
+
+def encode_list(revoked: Iterable[int], entries: int = LIST_ENTRIES) -> str:
+    """`encodedList` (spec §3.1 Bitstring Generation): the bits of `revoked` positions set, the first position
+    being the most significant bit of the first byte; GZIP; multibase base64url without padding ('u')."""
+    bits = bytearray(entries // 8)
+    for position in revoked:
+        if not 0 <= position < entries:
+            raise ValueError(f"position {position} is outside a list of {entries}")
+        bits[position // 8] |= 0x80 >> (position % 8)
+    compressed = gzip.compress(bytes(bits), mtime=0)
+    return "u" + base64.urlsafe_b64encode(compressed).rstrip(b"=").decode()
+
+
+def decode_list(encoded: object) -> bytes:
+    """The bitstring of an `encodedList` (spec §3.2 Bitstring Expansion). Raises StatusListError."""
+    if not isinstance(encoded, str) or not encoded.startswith("u") or "=" in encoded:
+        raise StatusListError("credentialSubject.encodedList: must be multibase base64url without padding ('u...')")
+    try:
+        compressed = base64.urlsafe_b64decode(encoded[1:] + "=" * (-(len(encoded) - 1) % 4))
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # gzip framing
+        bits = inflater.decompress(compressed, MAX_ENCODED_BITS // 8 + 1)
+    except (binascii.Error, ValueError, zlib.error):
+        raise StatusListError("credentialSubject.encodedList: not base64url of GZIP data") from None
+    if len(bits) > MAX_ENCODED_BITS // 8:
+        raise StatusListError(f"credentialSubject.encodedList: inflates beyond {MAX_ENCODED_BITS // 8} bytes")
+    if not inflater.eof:
+        raise StatusListError("credentialSubject.encodedList: truncated GZIP data")
+    return bits
+
+
+def bit(bits: bytes, position: int) -> bool:
+    """Whether the status at `position` is set; StatusListError if the list is shorter (spec §3.2: an error)."""
+    if position >= len(bits) * 8:
+        raise StatusListError(f"statusListIndex: {position} is beyond the list's {len(bits) * 8} entries")
+    return bool(bits[position // 8] & (0x80 >> (position % 8)))
+
+
+@dataclass(frozen=True)
+class StatusEntry:
+    """A credential's revocation entry, checked: where its list is and which bit is its own."""
+
+    list_url: str
+    position: int
+
+
+def parse_entry(status: Any) -> StatusEntry | None:
+    """The revocation entry among a credential's `credentialStatus` (one entry or a list of them), None if it has
+    none. Raises StatusListError for an entry that is malformed."""
+    if status is None:
+        return None
+    entries = status if isinstance(status, list) else [status]
+    for entry in entries:
+        if not isinstance(entry, dict) or entry.get("type") != ENTRY_TYPE:
+            raise StatusListError(f"credentialStatus: each entry must be an object of type {ENTRY_TYPE}")
+        if entry.get("statusPurpose") != PURPOSE:
+            continue  # suspension, messages: not ours to judge
+        position, url = entry.get("statusListIndex"), entry.get("statusListCredential")
+        if not isinstance(position, str) or not position.isdigit() or not position.isascii():
+            raise StatusListError("credentialStatus.statusListIndex: must be a string of decimal digits")
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise StatusListError("credentialStatus.statusListCredential: must be an http(s) URL")
+        return StatusEntry(url, int(position))
+    return None

@@ -1,0 +1,218 @@
+"""Revocable agent credentials: the W3C Bitstring Status List format, the registry of minted credentials that
+`vouchnet agent new` and `vouchnet agent revoke` keep, and the node's status lists as an ordinary JWT library
+sees them."""
+
+import argparse
+import base64
+import gzip
+import json
+import threading
+
+import httpx
+import jwt as pyjwt
+import pytest
+import trio
+from hypothesis import given
+from hypothesis import strategies as st
+
+from node import credential_registry
+from node.commands import agents
+from node.commands.common import UsageError
+from node.credential_registry import CredentialRegistry, RegistryError
+from node.credential_status import (
+    LIST_ENTRIES,
+    StatusEntry,
+    StatusListError,
+    bit,
+    decode_list,
+    encode_list,
+    parse_entry,
+    status_entry,
+)
+from node.keys import load_org_key
+from node.setup import init_data_dir
+
+from ..factories import new_did
+from .telemetry_node import PUBLIC_URL, served, telemetry_node
+
+positions = st.sets(st.integers(0, LIST_ENTRIES - 1), max_size=50)
+
+
+def multibase(data: bytes) -> str:
+    return "u" + base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+# --- the format ------------------------------------------------------------------------------------------------
+
+
+@given(positions)
+def test_a_list_decodes_to_exactly_the_positions_encoded(revoked):
+    bits = decode_list(encode_list(revoked))
+    assert len(bits) * 8 == LIST_ENTRIES
+    assert {p for p in range(LIST_ENTRIES) if bit(bits, p)} == revoked
+
+
+def test_the_first_position_is_the_most_significant_bit_of_the_first_byte():
+    bits = gzip.decompress(base64.urlsafe_b64decode(encode_list({0, 9})[1:] + "=="))
+    assert bits[:2] == bytes([0x80, 0x40]) and not any(bits[2:])
+
+
+@pytest.mark.parametrize("encoded, reason", [
+    (encode_list({1})[1:], "multibase base64url"),  # no 'u'
+    (encode_list({1}) + "=", "multibase base64url"),
+    (multibase(b"not gzip"), "not base64url of GZIP"),
+    (multibase(gzip.compress(bytes(16384))[:-12]), "truncated GZIP"),
+    (multibase(gzip.compress(bytes(17 * 1024 * 1024))), "inflates beyond"),  # a gzip bomb
+    (42, "multibase base64url"),
+])
+def test_a_list_that_is_not_the_spec_s_encoding_is_refused(encoded, reason):
+    with pytest.raises(StatusListError, match=reason):
+        decode_list(encoded)
+
+
+def test_a_position_beyond_the_list_is_an_error_not_a_valid_credential():
+    with pytest.raises(StatusListError, match="beyond the list's 8 entries"):
+        bit(b"\x00", 8)
+
+
+def test_entries_name_their_list_and_bit():
+    entry = status_entry("https://org.example/", LIST_ENTRIES + 5)
+    assert entry == {"id": "https://org.example/v1/credentials/status/1#5", "type": "BitstringStatusListEntry",
+                     "statusPurpose": "revocation", "statusListIndex": "5",
+                     "statusListCredential": "https://org.example/v1/credentials/status/1"}
+    assert parse_entry(entry) == StatusEntry("https://org.example/v1/credentials/status/1", 5)
+    suspension = {**entry, "statusPurpose": "suspension"}
+    assert parse_entry([suspension, entry]) == parse_entry(entry)
+    assert parse_entry(suspension) is None and parse_entry(None) is None
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"type": "StatusList2021Entry"}, "of type BitstringStatusListEntry"),
+    ({"statusListIndex": 5}, "decimal digits"),
+    ({"statusListIndex": "-5"}, "decimal digits"),
+    ({"statusListIndex": "٥"}, "decimal digits"),  # a digit, but not an ASCII one
+    ({"statusListCredential": "file:///etc/passwd"}, "http"),
+])
+def test_a_malformed_entry_is_refused(change, reason):
+    with pytest.raises(StatusListError, match=reason):
+        parse_entry({**status_entry("https://org.example", 5), **change})
+
+
+# --- the registry ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def registry(tmp_path):
+    registry = CredentialRegistry.open(tmp_path)
+    yield registry
+    registry.close()
+
+
+def mint(registry, agent, name=None):
+    return registry.allocate(agent, name=name, issued_at=1, expires_at=2)
+
+
+def test_indexes_are_handed_out_once_even_to_concurrent_minters(tmp_path):
+    taken, lock = [], threading.Lock()
+
+    def minter():
+        registry = CredentialRegistry.open(tmp_path)
+        indexes = [mint(registry, new_did()) for _ in range(25)]
+        registry.close()
+        with lock:
+            taken.extend(indexes)
+
+    threads = [threading.Thread(target=minter) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(taken) == list(range(100))
+    reopened = CredentialRegistry.open(tmp_path)
+    assert mint(reopened, new_did()) == 100
+    reopened.close()
+
+
+def test_revoking_by_name_did_or_index(registry):
+    alice, bob = new_did(), new_did()
+    first, second, third = mint(registry, alice, "alice"), mint(registry, alice, "alice"), mint(registry, bob)
+    assert [c.index for c in registry.revoke("alice", reason="key leaked", at=7)] == [first, second]
+    assert registry.revoke(alice, reason="again", at=8) == []  # already revoked: nothing changes
+    assert [(c.index, c.reason) for c in registry.revoke(third, reason="retired", at=9)] == [(third, "retired")]
+    assert [(c.revoked_at, c.reason) for c in registry.issued()] == [(7, "key leaked"), (7, "key leaked"),
+                                                                     (9, "retired")]
+    with pytest.raises(RegistryError, match="no credential of this org has this agent did or name"):
+        registry.revoke("carol", reason="x", at=1)
+    with pytest.raises(RegistryError, match="has this index"):
+        registry.revoke(3, reason="x", at=1)
+    with pytest.raises(RegistryError, match="at most 500"):
+        registry.revoke(bob, reason="x" * 501, at=1)
+
+
+def test_revocations_land_in_the_list_of_their_index(registry, monkeypatch):
+    monkeypatch.setattr(credential_registry, "LIST_ENTRIES", 8)
+    assert registry.lists() == 1  # an empty list 0 exists before anything was minted
+    for _ in range(10):
+        mint(registry, new_did())
+    registry.revoke(9, reason="x", at=1)
+    registry.revoke(2, reason="x", at=1)
+    assert (registry.lists(), registry.revoked_positions(0), registry.revoked_positions(1)) == (2, [2], [1])
+
+
+def test_a_file_that_is_not_a_registry_is_reported(tmp_path):
+    (tmp_path / "credentials.db").write_bytes(b"not sqlite" * 100)
+    with pytest.raises(RegistryError, match="not a credential registry"):
+        CredentialRegistry.open(tmp_path)
+
+
+# --- the node's lists, and the CLI ---------------------------------------------------------------------------
+
+
+def agent_command(*argv):
+    parser = argparse.ArgumentParser(prog="vouchnet")
+    agents.register(parser.add_subparsers())
+    args = parser.parse_args(["agent", *argv])
+    return args.func(args)
+
+
+def pyjwt_status_list(url: str, list_url: str) -> dict:
+    """What a relying party does: fetch the list, verify it against the org's JWKS, read its bits."""
+    token = httpx.get(list_url).text
+    key = pyjwt.PyJWKClient(f"{url}/.well-known/jwks.json").get_signing_key_from_jwt(token)
+    return pyjwt.decode(token, key.key, algorithms=["EdDSA"])
+
+
+async def test_the_cli_mints_revocable_credentials_and_the_node_publishes_their_revocation(tmp_path, capsys):
+    made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    config = made.data_dir / "config.toml"
+    config.write_text(config.read_text().replace('public_url = ""', f'public_url = "{PUBLIC_URL}/"'))
+    out = str(tmp_path / "agents")
+    for name in ("alice", "bob"):
+        assert agent_command("new", "--name", name, "--out", out, "--dir", str(made.data_dir)) == 0
+    alice, bob = (json.loads(part) for part in capsys.readouterr().out.replace("}\n{", "}\n\n{").split("\n\n"))
+    assert (alice["index"], bob["index"]) == (0, 1)
+    claims = pyjwt.decode((tmp_path / "agents" / "bob.vc.jwt").read_text().strip(), options={"verify_signature": False})
+    assert claims["credentialStatus"] == status_entry(PUBLIC_URL, 1)
+
+    assert agent_command("revoke", "bob", "--reason", "key leaked", "--dir", str(made.data_dir)) == 0
+    assert [c["index"] for c in json.loads(capsys.readouterr().out)["revoked"]] == [1]
+    with pytest.raises(UsageError, match="no credential"):
+        agent_command("revoke", "carol", "--reason", "x", "--dir", str(made.data_dir))
+    assert agent_command("list", "--dir", str(made.data_dir)) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(c["name"], c["reason"]) for c in listed] == [("alice", None), ("bob", "key leaked")]
+
+    with telemetry_node(made.data_dir, key=load_org_key(made.data_dir / "org.key")) as node:
+        async with served(node.app()) as url:
+            claims = await trio.to_thread.run_sync(pyjwt_status_list, url, f"{url}/v1/credentials/status/0")
+            missing = await trio.to_thread.run_sync(httpx.get, f"{url}/v1/credentials/status/1")
+            bad = await trio.to_thread.run_sync(httpx.get, f"{url}/v1/credentials/status/-1")
+    assert claims["type"] == ["VerifiableCredential", "BitstringStatusListCredential"]
+    assert (claims["iss"], claims["id"]) == (made.did, f"{PUBLIC_URL}/v1/credentials/status/0")
+    assert claims["exp"] - claims["iat"] == 300
+    subject = claims["credentialSubject"]
+    assert (subject["type"], subject["statusPurpose"]) == ("BitstringStatusList", "revocation")
+    bits = decode_list(subject["encodedList"])
+    assert (bit(bits, 0), bit(bits, 1)) == (False, True)
+    assert (missing.status_code, missing.json()["error"]) == (404, "not_found")
+    assert (bad.status_code, bad.json()["error"]) == (400, "bad_request")
