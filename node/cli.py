@@ -6,6 +6,7 @@ cli.py is the parser and the dispatch; each command lives in a module with `regi
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
@@ -59,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `vouchnet records | head`: the reader has all it wants
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that exit does not flush into it
+        return 141  # 128 + SIGPIPE, as a shell reports a command that SIGPIPE stopped
 
 
 if __name__ == "__main__":

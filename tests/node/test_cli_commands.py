@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from functools import partial
@@ -15,6 +17,7 @@ from node import cli
 from node.commands.vouches import parse_expires
 from node.config import render_template
 from node.keys import create_token
+from node.setup import init_data_dir
 from vouching import did_key, revoke_body, verify_record, vouch_body
 
 from ..factories import Org, new_did
@@ -416,3 +419,13 @@ def test_a_module_with_register_adds_a_command(monkeypatch, capsys):
 def test_no_command_prints_the_help():
     assert cli.main([]) == 0
 
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path):
+    """`vouchnet agent list | head -1`: the pipe closes, the command exits 141 as SIGPIPE would, no traceback."""
+    made = init_data_dir(tmp_path, network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the command prints
+    with os.fdopen(write, "wb") as stdout:
+        done = subprocess.run([sys.executable, "-m", "node.cli", "agent", "list", "--dir", str(made.data_dir)],
+                              stdout=stdout, stderr=subprocess.PIPE, timeout=60, text=True)
+    assert (done.returncode, done.stderr) == (141, "")
