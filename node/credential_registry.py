@@ -31,6 +31,8 @@ CREATE TABLE IF NOT EXISTS agent_credentials (
 );
 CREATE INDEX IF NOT EXISTS agent_credentials_agent ON agent_credentials (agent);
 CREATE INDEX IF NOT EXISTS agent_credentials_name ON agent_credentials (name);
+-- A status list is read at every request for it: the revoked few, without scanning the list's 131,072 rows.
+CREATE INDEX IF NOT EXISTS agent_credentials_revoked ON agent_credentials (idx) WHERE revoked_at IS NOT NULL;
 """
 
 
