@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from node.credential_registry import MAX_REASON, CredentialRegistry, RegistryError
 from node.credential_status import STATUS_TTL_S, status_entry
+from node.config import connectable_host, is_loopback
 from node.credentials import AGENT_CREDENTIAL_DAYS, agent_credential
 from node.keys import KeyFileError, create_org_key
 from vouching import did_key
@@ -120,6 +122,10 @@ def _new(args: argparse.Namespace) -> int:
     credential = agent_credential(org_key, agent, name=args.name, now=issued, days=args.days,
                                   status=status_entry(config.api_public_url, index))
     credential_path.write_text(credential + "\n", encoding="utf-8")
+    if not config.public_url and is_loopback(connectable_host(config.api_host).strip("[]")):
+        print(f"vouchnet agent new: the credential's status list is at {config.api_public_url}, on loopback; "
+              "verifiers elsewhere cannot check its revocation there and will refuse it. Set [api] "
+              "public_url in config.toml to where other orgs reach this API, then mint again.", file=sys.stderr)
     made = {"did": agent, "key": str(key_path), "credential": str(credential_path), "index": index,
             "issuer": did_key(bytes(org_key.verify_key))}
     if args.vouch is not None:

@@ -189,7 +189,9 @@ async def test_the_cli_mints_revocable_credentials_and_the_node_publishes_their_
     out = str(tmp_path / "agents")
     for name in ("alice", "bob"):
         assert agent_command("new", "--name", name, "--out", out, "--dir", str(made.data_dir)) == 0
-    alice, bob = (json.loads(part) for part in capsys.readouterr().out.replace("}\n{", "}\n\n{").split("\n\n"))
+    out, err = capsys.readouterr()
+    alice, bob = (json.loads(part) for part in out.replace("}\n{", "}\n\n{").split("\n\n"))
+    assert err == ""  # public_url is set: no warning that other orgs cannot reach the lists
     assert (alice["index"], bob["index"]) == (0, 1)
     claims = pyjwt.decode((tmp_path / "agents" / "bob.vc.jwt").read_text().strip(), options={"verify_signature": False})
     assert claims["credentialStatus"] == status_entry(PUBLIC_URL, 1)
