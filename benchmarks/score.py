@@ -1,5 +1,6 @@
-"""Scoring benchmark (issue 3, item 6): full recompute, incremental update per record, and in-process lookup,
-against the targets. Prints figures; it is not a test. Exits 1 if a target is missed.
+"""Scoring benchmark (issue 3, item 6): full recompute, incremental update per record, in-process lookup, and the
+longest stall of a node's trio loop while a periodic recompute runs on it or off it (node.trust, a figure with no
+target), against the targets. Prints figures; it is not a test. Exits 1 if a target is missed.
 
     python benchmarks/score.py                    # 10^3 orgs, 10^5 agents, 10^6 digests
     python benchmarks/score.py --agents 10000 --digests 100000   # quicker
@@ -16,9 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from node.trust import recompute_in_worker  # noqa: E402
 from vouching.evidence import Outcomes  # noqa: E402
 from vouching.params import HOUR_MS  # noqa: E402
 from vouching.scoring import TrustEngine  # noqa: E402
@@ -26,6 +29,7 @@ from vouching.scoring import TrustEngine  # noqa: E402
 TARGET_RECOMPUTE_S = 0.5
 TARGET_UPDATE_US = 50.0
 TARGET_LOOKUP_P99_US = 20.0
+TICK_S = 0.001  # the period of the ticker that measures stalls: a timer a request or heartbeat would wait on
 
 
 def _build(orgs: int, agents: int, digests: int, seed: int) -> tuple[TrustEngine, dict[str, list[float]], int]:
@@ -92,17 +96,20 @@ def main(argv: list[str] | None = None) -> int:
     runs = [_timed(lambda: engine.recompute(now=now)) for _ in range(3)]
     again_wall, again_cpu = min(runs)
     table = engine.recompute(now=now)
+    on_loop = _stall(engine, now, off_loop=False)
+    off_loop = _stall(engine, now, off_loop=True)
 
     rng = np.random.default_rng(args.seed + 1)
     picks = [f"agent{i}" for i in rng.integers(0, args.agents, size=args.lookups)]
-    warm = _lookups(engine, picks, now)  # every cache filled by the recompute
+    distinct = list(dict.fromkeys(picks))
+    installed = _lookups(engine, distinct, now)  # each agent's first read: its entry taken from the recompute's sums
+    warm = _lookups(engine, picks, now)  # every cache filled
 
     # One org-graph change: the next read refreshes reputation, and every agent's cache lapses.
     start = time.perf_counter_ns()
     engine.add_org_vouch("org3", "org4", 0.5, record_id=b"\xff" * 32, ts=now)
     engine.score("agent0", now=now)
     graph_change_us = (time.perf_counter_ns() - start) / 1000
-    distinct = list(dict.fromkeys(picks))
     cold = _lookups(engine, distinct, now)  # each agent's first read after the change
 
     print()
@@ -111,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     _row("full recompute, first, cpu (s)", first_cpu, TARGET_RECOMPUTE_S)
     _row("full recompute, again, wall (s)", again_wall, TARGET_RECOMPUTE_S)
     _row("full recompute, again, cpu (s)", again_cpu, TARGET_RECOMPUTE_S)
+    _row("recompute on the trio loop, wall (s)", on_loop[1], None)
+    _row("  longest gap between 1 ms ticks (ms)", on_loop[0] * 1000, None)
+    _row("recompute off the loop (node.trust), wall (s)", off_loop[1], None)
+    _row("  longest gap between 1 ms ticks (ms)", off_loop[0] * 1000, None)  # ~ the GIL's 5 ms switch interval
     for kind, values in times.items():
         if values:
             v = np.asarray(values)
@@ -119,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     _row("org-graph change + reputation refresh (us)", graph_change_us, None)
     _row("lookup, cached, p50 (us)", float(np.percentile(warm, 50)), None)
     _row("lookup, cached, p99 (us)", float(np.percentile(warm, 99)), TARGET_LOOKUP_P99_US)
+    _row("lookup, first after a recompute, p50 (us)", float(np.percentile(installed, 50)), None)
+    _row("lookup, first after a recompute, p99 (us)", float(np.percentile(installed, 99)), None)
     _row("lookup, first after a change, p50 (us)", float(np.percentile(cold, 50)), None)
     _row("lookup, first after a change, p99 (us)", float(np.percentile(cold, 99)), None)
     print("(the first read of an agent after a change rebuilds its sums, ~3 us per reporting org: not the cached\n"
@@ -135,6 +148,38 @@ def _timed(work: Callable[[], object]) -> tuple[float, float]:
     wall, cpu = time.perf_counter(), time.process_time()
     work()
     return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def _stall(engine: TrustEngine, now: int, *, off_loop: bool) -> tuple[float, float]:
+    """(longest gap in seconds between the wake-ups of a task ticking every TICK_S, wall seconds of the recompute)
+    while one periodic recompute runs: on the trio loop (engine.recompute), or as the node runs it, off the loop."""
+
+    async def measure() -> tuple[float, float]:
+        gaps: list[float] = []
+
+        async def ticker() -> None:
+            last = time.perf_counter()
+            while True:
+                await trio.sleep(TICK_S)
+                gaps.append(time.perf_counter() - last)
+                last += gaps[-1]
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ticker)
+            await trio.sleep(50 * TICK_S)
+            gaps.clear()
+            start = time.perf_counter()
+            if off_loop:
+                await recompute_in_worker(engine, lambda: now)
+            else:
+                engine.recompute(now=now)
+            wall = time.perf_counter() - start
+            await trio.sleep(10 * TICK_S)  # the tick after a recompute that held the loop measures the stall
+            nursery.cancel_scope.cancel()
+        return max(gaps), wall
+
+    gc.collect()
+    return trio.run(measure)
 
 
 def _lookups(engine: TrustEngine, agents: list[str], now: int) -> np.ndarray:

@@ -3,12 +3,11 @@ per-agent score, over every (agent, org) evidence pair in a few vectorised passe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from vouching.arrays import sum_by
+from vouching.arrays import distinct, sum_by
 from vouching.evidence import EvidenceStore, report_strengths
 from vouching.params import ScoringParams
 from vouching.rules import cap_scores
@@ -26,10 +25,11 @@ class ScoreTable:
     evidence: np.ndarray  # weighted behavioural pseudo-observations (good and bad; vouches left out)
     independent_orgs: np.ndarray
     computed_at: int
+    _rows: dict[str, int] = field(init=False, repr=False, compare=False)
 
-    @cached_property
-    def _rows(self) -> dict[str, int]:
-        return {did: i for i, did in enumerate(self.agents)}
+    def __post_init__(self) -> None:
+        # Built with the table, so off the trio thread when the recompute is (about 10 ms at 10^5 agents).
+        object.__setattr__(self, "_rows", {did: i for i, did in enumerate(self.agents)})
 
     def score(self, agent: str) -> int | None:
         row = self._rows.get(agent)
@@ -93,7 +93,7 @@ def totals(store: EvidenceStore, weights: np.ndarray, groups: np.ndarray, n_agen
     alone = (np.bincount(groups, minlength=n_orgs) == 1)[groups[org]]
     independent = np.bincount(agent[witness & alone], minlength=n_agents)
     shared = witness & ~alone
-    group_keys = np.unique(agent[shared].astype(np.int64) * n_orgs + groups[org[shared]])
+    group_keys = distinct(agent[shared].astype(np.int64) * n_orgs + groups[org[shared]])
     independent += np.bincount(group_keys // n_orgs, minlength=n_agents)
     return Totals(
         good=sum_by(agent, w * good_now * ~held, n_agents),

@@ -56,6 +56,20 @@ class DeviationTest:
         self.violations.append(violations)
         self.verdict.append(_UNTESTED)
 
+    def frozen(self, columns: dict[str, np.ndarray]) -> DeviationTest:
+        """A test holding `columns` (a numpy copy of this one's, see `arrays.ColumnsCopy`) and this test's progress,
+        for the full recompute to test and count on off the trio thread; `adopt` takes its verdicts back."""
+        copy = DeviationTest(self.params)
+        vars(copy).update(columns)
+        copy._tested_upto = self._tested_upto
+        return copy
+
+    def adopt(self, tested: DeviationTest) -> None:
+        """Take the verdicts that `counts` reached on a `frozen` copy of this test (batches appended since the copy
+        stay untested; only `counts` changes verdicts, so none changed here meanwhile). On the test itself, a no-op."""
+        np.frombuffer(self.verdict, dtype=np.int8)[:len(tested)] = tested.verdict
+        self._tested_upto = tested._tested_upto
+
     def counts(self, n_orgs: int, is_reference: np.ndarray, tested: np.ndarray, now: float
                ) -> tuple[np.ndarray, np.ndarray]:
         """(agreements, disagreements) per org, each verdict decayed with the bad-evidence half-life; orgs not

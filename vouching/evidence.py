@@ -3,7 +3,7 @@ window), decayed with separate half-lives for good and bad, and recent bad windo
 
 One `EvidenceStore` row ("pair") holds everything one org told this node about one agent; the node's own
 first-hand observations are the pair of its own org, uncapped. Columns are `array.array`s so that a single
-update is a few Python operations and a full recompute sees them as numpy arrays without copying.
+update is a few Python operations; the full recompute reads a numpy copy of them (`frozen`), off the trio thread.
 """
 
 from __future__ import annotations
@@ -212,7 +212,11 @@ class EvidenceStore:
 
     def column(self, name: str) -> np.ndarray:
         """A numpy view (no copy) of one column. While a view lives the column cannot grow: keep views local."""
-        return np.frombuffer(getattr(self, name), dtype=_DTYPES[getattr(self, name).typecode])
+        return np.asarray(getattr(self, name))
 
-
-_DTYPES = {"b": np.int8, "i": np.int32, "q": np.int64, "d": np.float64}
+    def frozen(self, columns: dict[str, np.ndarray]) -> EvidenceStore:
+        """A store holding `columns` (a numpy copy of this one's, see `arrays.ColumnsCopy`) for the full
+        recompute to read off the trio thread; it cannot take evidence."""
+        copy = EvidenceStore(self.params)
+        vars(copy).update(columns)
+        return copy

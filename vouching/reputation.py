@@ -8,9 +8,49 @@ at most what flows in through them, however many orgs it creates.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from vouching.arrays import sum_by
+from vouching.params import ScoringParams
+
+
+@dataclass(frozen=True)
+class OrgStanding:
+    """What the org graph gives each org: its reputation, what its digests count (`weights`: standing x
+    credibility) and its agent vouches (`voucher_weights`: standing), its independence group, and the reputation
+    flowing along each live edge (`edges`: src, dst, weight, flow)."""
+
+    reputation: np.ndarray
+    weights: np.ndarray
+    voucher_weights: np.ndarray
+    groups: np.ndarray
+    edges: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    full_weight: float
+
+
+def org_standing(n: int, src: np.ndarray, dst: np.ndarray, weight: np.ndarray, roots: list[int], own: int,
+                 equivocators: list[int], credibility: np.ndarray, accountability: np.ndarray,
+                 params: ScoringParams) -> OrgStanding:
+    """Personalised PageRank over the live org vouches (src→dst), then each org's weights and group; the node's
+    own org counts fully, an equivocator not at all."""
+    p = params
+    keep = credibility * accountability
+    keep[equivocators] = 0.0
+    rep, share = personalised_pagerank(n, src, dst, weight, np.asarray(roots), keep, restart=p.restart,
+                                       tolerance=p.ppr_tolerance, max_iterations=p.ppr_max_iterations)
+    rep[equivocators] = 0.0
+    is_root = np.zeros(n, dtype=bool)
+    is_root[roots] = True
+    full_weight = full_weight_reference(rep, np.asarray(roots), p.full_weight_share)
+    standing = np.minimum(1.0, rep / full_weight) * accountability
+    standing[own] = 1.0
+    standing[equivocators] = 0.0
+    flow = rep[src] * share * (1.0 - p.restart)
+    return OrgStanding(reputation=rep, weights=standing * credibility, voucher_weights=standing,
+                       groups=independence_groups(n, src, dst, flow, is_root, p.principal_share),
+                       edges=(src, dst, weight, flow), full_weight=full_weight)
 
 
 def personalised_pagerank(n: int, src: np.ndarray, dst: np.ndarray, weight: np.ndarray, roots: np.ndarray,

@@ -4,8 +4,9 @@ node's own observations, and answers "how far may this node trust this agent?" w
 Two speeds. Evidence is counted as it arrives (a few microseconds per record) and a score is computed on demand
 from the agent's accumulators and the current org weights, then cached until something it depends on changes.
 Org-level trust (PageRank reputation, credibility from the deviation test, voucher accountability) is refreshed
-by `recompute`, which also scores every agent at once with numpy; a change of the org vouch graph refreshes
-reputation alone on the next read.
+by the full recompute (vouching.recompute), which also scores every agent at once with numpy; a change of the org
+vouch graph refreshes reputation alone on the next read. The full recompute works on a snapshot, so that it may run
+off the thread that feeds and reads the engine: `start_snapshot` and `snapshot` copy, `install` swaps the result in.
 """
 
 from __future__ import annotations
@@ -16,19 +17,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vouching.accountability import accountability, agent_conduct
-from vouching.batch import ScoreTable, Totals, evidence_totals, score_table, totals
+from vouching.arrays import ColumnsCopy, array_columns
+from vouching.batch import ScoreTable
 from vouching.deviation import DeviationTest, credibility
 from vouching.evidence import NO_OUTCOMES, EvidenceStore, InvalidEvidence, Outcomes, Weighed, weigh
 from vouching.explanation import Explanation, OrgPart, OrgReputation, Score, VouchPart, VouchShare
 from vouching.params import AGENT_BASES, ScoringParams
-from vouching.reputation import full_weight_reference, independence_groups, personalised_pagerank
+from vouching.recompute import AgentSums, Recompute, Recomputed
+from vouching.reputation import OrgStanding, org_standing
 from vouching.rules import cap_score, explain_rules
 from vouching.quantiles import max_prior_lift, score_of
 from vouching.tiers import tier_of
 from vouching.vouches import Vouch, VouchBook, check_weight
 
 INF = math.inf
+COPY_ROWS = 1 << 13  # evidence or deviation rows a snapshot copies per step: about 1 MB, a fraction of a ms
 
 
 @dataclass(slots=True)
@@ -41,6 +44,20 @@ class _Agent:
     # input changes, a witness or vouch lapses, or a held org's good decays below the cap (times are whole ms,
     # so a vouch expiring at E is last live at E - 1).
     cache: tuple | None = None
+    stamp: int = 0  # the engine's `_stamp` when the agent's evidence or vouches last changed
+
+
+class SnapshotCopy:
+    """The evidence and deviation columns, the bulk of what the full recompute reads, being copied a chunk per
+    `step`, for `TrustEngine.snapshot` to complete."""
+
+    def __init__(self, evidence: EvidenceStore, deviation: DeviationTest) -> None:
+        self.evidence = ColumnsCopy(array_columns(evidence))
+        self.deviation = ColumnsCopy(array_columns(deviation))
+
+    def step(self, rows: int = COPY_ROWS) -> bool:
+        """Copy the next chunk of `rows`; False once all the rows there were at the start are copied."""
+        return self.evidence.step(rows) or self.deviation.step(rows)
 
 
 class TrustEngine:
@@ -78,8 +95,15 @@ class TrustEngine:
         # Changes of the org vouch graph or of the equivocators so far: each may move every agent's score, so a
         # caller announcing scores (node.trust) recomputes soon after one instead of at its next periodic round.
         self.org_changes = 0
-        self._graph_dirty = True
+        self._graph_edits = 1  # changes of the org graph, new orgs included ...
+        self._graph_seen = 0  # ... that the current reputation reflects
         self._next_expiry = INF
+        self._stamp = 0  # bumped as a snapshot begins and as it is taken (see `_Agent.stamp`)
+        self._copying: SnapshotCopy | None = None  # the snapshot being copied, and the agents touched meanwhile
+        self._touched: set[int] = set()
+        # The agent sums of the last recompute installed: its snapshot count, the weights version it installed,
+        # the sums; an agent's cache entry is taken from them on its next read (see `_renewed`).
+        self._recomputed: tuple[int, int, AgentSums] | None = None
         self._own = self._org(own_org)
         self._roots = sorted({self._own, *(self._org(r) for r in roots)})
 
@@ -95,7 +119,7 @@ class TrustEngine:
             return
         self._vouches.add(Vouch(record_id, self._org(issuer), self._org(subject), float(weight), "org-peer", ts,
                                 expires, None))
-        self._graph_dirty = True
+        self._graph_edits += 1
         self.org_changes += 1
 
     def add_agent_vouch(self, issuer: str, agent: str, weight: float, basis: str, *, record_id: bytes, ts: int,
@@ -112,7 +136,7 @@ class TrustEngine:
         self._vouches.add(vouch)
         record = self._agents[a]
         record.vouches.append(vouch)
-        record.cache = None
+        self._touch(a)
         if basis == "operator" and vouch.issuer in record.pairs:
             self._evidence.operator[record.pairs[vouch.issuer]] = 1
 
@@ -123,12 +147,11 @@ class TrustEngine:
         if vouch is None:
             return None
         if vouch.for_org:
-            self._graph_dirty = True
+            self._graph_edits += 1
             self.org_changes += 1
             return None
-        agent = self._agents[vouch.subject]
-        agent.cache = None
-        return agent.did
+        self._touch(vouch.subject)
+        return self._agent_dids[vouch.subject]
 
     def add_digest(self, issuer: str, agent: str, *, epoch: int, length: int, outcomes: Outcomes,
                    high_risk: Outcomes = NO_OUTCOMES, record_id: bytes, ts: int) -> None:
@@ -164,21 +187,20 @@ class TrustEngine:
         self._weights[o] = 0.0
         self._voucher_weights[o] = 0.0
         self._version += 1
-        self._graph_dirty = True
+        self._graph_edits += 1
 
     # ---- reads --------------------------------------------------------------------------------------------
 
     def score(self, agent: str, *, now: int) -> Score:
         """The agent's current score; an unknown agent gets the cold-start score, never an error."""
-        if self._graph_dirty or now >= self._next_expiry:
-            self._refresh_reputation(now)
+        self._ensure_reputation(now)
         a = self._agent_index.get(agent)
         if a is None:
             return Score(agent, self._cold_score, tier_of(self._cold_score), 0.0, int(now))
         record = self._agents[a]
         cache = record.cache
         if cache is None or cache[0] != self._version or not cache[1] <= now <= cache[2]:
-            cache = record.cache = self._sums(record, now, None)
+            cache = record.cache = self._renewed(a, record, now)
         p = self.params
         age = now - cache[1]
         good = cache[3] * math.exp(-age * self._evidence.k_good) + cache[4]
@@ -254,32 +276,47 @@ class TrustEngine:
     # ---- full recompute -------------------------------------------------------------------------------------
 
     def recompute(self, *, now: int) -> ScoreTable:
-        """Refresh credibility, reputation and accountability, then score every agent (numpy)."""
-        p = self.params
-        self._grow_org_arrays()
-        n = len(self._orgs)
-        is_root = self._root_mask()
-        tested = ~is_root
-        tested[list(self._equivocators)] = False
-        self._agreements, self._disagreements = self._deviation.counts(n, is_root, tested, now)
-        self._credibility = credibility(self._agreements, self._disagreements, p)
-        self._credibility[is_root] = 1.0
-        self._refresh_reputation(now)
-        good, bad = evidence_totals(self._evidence, np.asarray(self._weights), len(self._agents), now,
-                                    self._source_cap)
-        misbehaving, well_behaved = agent_conduct(good, bad, p)
-        equivocator = np.zeros(n, dtype=bool)
-        equivocator[list(self._equivocators)] = True
-        self._accountability = accountability(n, *self._vouches.agent_columns(), misbehaving, well_behaved,
-                                              *self._vouches.org_columns(), equivocator, p)
-        self._accountability[self._own] = 1.0
-        self._refresh_reputation(now)
-        weights = np.asarray(self._weights)
-        t = totals(self._evidence, weights, np.asarray(self._groups), len(self._agents), now, self._source_cap, p)
-        lift = np.minimum(self._vouches.lifts(np.asarray(self._voucher_weights), now, len(self._agents)),
-                          self._source_cap)
-        self._fill_caches(t, lift, now)
-        return score_table(self.agents(), t, lift, now, p)
+        """Refresh credibility, reputation and accountability, then score every agent (vouching.recompute), at once
+        and on the engine's own columns, for callers that may hold their thread that long. It overtakes a snapshot
+        begun and a recompute not installed yet."""
+        self._stamp += 1
+        self._copying, self._touched = None, set()
+        return self.install(self._recompute(now, self._evidence, self._deviation, self._vouches).compute())
+
+    def start_snapshot(self) -> SnapshotCopy:
+        """Begin copying what the full recompute reads: step the copy to its end, then hand it to `snapshot`. The
+        engine may take records between steps. This overtakes a copy begun earlier, and a recompute not installed
+        yet (installing it would rewrite verdicts being copied)."""
+        self._stamp += 1
+        self._copying = SnapshotCopy(self._evidence, self._deviation)
+        self._touched = set()
+        return self._copying
+
+    def snapshot(self, copying: SnapshotCopy, *, now: int) -> Recompute:
+        """Complete the copy, copying again the evidence of agents touched since it began, and take the rest of what
+        the full recompute reads (org-level state and the vouches, a few MB), all as the engine is now; records
+        taken from here on are the next recompute's."""
+        if copying is not self._copying:
+            raise RuntimeError("snapshot: a later start_snapshot or recompute overtook this copy")
+        rewritten = [pair for a in self._touched for pair in self._agents[a].pairs.values()]
+        self._copying, self._touched = None, set()
+        evidence = self._evidence.frozen(copying.evidence.finish(rewritten))
+        deviation = self._deviation.frozen(copying.deviation.finish(()))
+        self._stamp += 1
+        return self._recompute(now, evidence, deviation, self._vouches.frozen())
+
+    def install(self, done: Recomputed) -> ScoreTable:
+        """Swap in what `Recompute.compute` made of the latest snapshot, at once. Agents touched since the snapshot
+        keep being scored from their own sums, and a change of the org graph since it refreshes reputation on the
+        next read, just as if the recompute had run at the snapshot and those records come after it."""
+        if done.stamp != self._stamp:
+            raise RuntimeError("install: another snapshot was begun since this recompute's")
+        self._deviation.adopt(done.deviation)
+        self._agreements, self._disagreements = done.agreements, done.disagreements
+        self._credibility, self._accountability = done.credibility, done.accountability
+        self._adopt(done.standing, done.next_expiry, done.graph_edits)
+        self._recomputed = (done.stamp, self._version, done.sums)
+        return done.table
 
     # ---- internals ----------------------------------------------------------------------------------------
 
@@ -291,7 +328,7 @@ class TrustEngine:
             self._weights.append(0.0)
             self._voucher_weights.append(0.0)
             self._groups.append(o)
-            self._graph_dirty = True
+            self._graph_edits += 1
         return o
 
     def _agent(self, did: str) -> int:
@@ -304,6 +341,7 @@ class TrustEngine:
 
     def _count(self, a: int, o: int, t: int, window: int, batch: Weighed, outcomes: Outcomes, *,
                capped: bool) -> None:
+        self._touch(a)
         agent = self._agents[a]
         pair = agent.pairs.get(o)
         if pair is None:
@@ -311,15 +349,29 @@ class TrustEngine:
             pair = agent.pairs[o] = self._evidence.new_pair(a, o, operator=operator, first_hand=o == self._own)
         self._evidence.add(pair, float(t), window, batch, outcomes.total, capped=capped)
         self._deviation.append(a, o, window, float(t), outcomes.total, outcomes.failures, outcomes.denied)
-        agent.cache = None
 
-    def _root_mask(self) -> np.ndarray:
-        mask = np.zeros(len(self._orgs), dtype=bool)
-        mask[self._roots] = True
-        return mask
+    def _recompute(self, now: int, evidence: EvidenceStore, deviation: DeviationTest, vouches: VouchBook
+                   ) -> Recompute:
+        """What the full recompute reads, from these stores and the engine's org-level state as it is now."""
+        self._grow_org_arrays()
+        return Recompute(
+            now=now, params=self.params, source_cap=self._source_cap, own=self._own, roots=list(self._roots),
+            equivocators=sorted(self._equivocators), accountability=self._accountability.copy(),
+            agents=tuple(self._agent_dids), evidence=evidence, deviation=deviation, vouches=vouches,
+            stamp=self._stamp, graph_edits=self._graph_edits,
+        )
+
+    def _touch(self, a: int) -> None:
+        """The agent's evidence or vouches changed: its cache lapses, and so does its part of a recompute
+        snapshotted before now; a snapshot being copied copies its evidence again."""
+        record = self._agents[a]
+        record.cache = None
+        record.stamp = self._stamp
+        if self._copying is not None:
+            self._touched.add(a)
 
     def _ensure_reputation(self, now: float) -> None:
-        if self._graph_dirty or now >= self._next_expiry:
+        if self._graph_edits != self._graph_seen or now >= self._next_expiry:
             self._refresh_reputation(now)
 
     def _grow_org_arrays(self) -> None:
@@ -334,56 +386,40 @@ class TrustEngine:
             self._disagreements = np.concatenate([self._disagreements, np.zeros(more)])
 
     def _refresh_reputation(self, now: float) -> None:
-        """Personalised PageRank over the live org vouches, then each org's weight and group."""
-        p = self.params
+        """Reputation, weights and groups over the live org vouches, with the credibility and accountability the
+        last recompute found."""
         self._grow_org_arrays()
-        n = len(self._orgs)
         src, dst, weight, next_expiry = self._vouches.org_edges(now, self._equivocators)
-        keep = self._credibility * self._accountability
-        equivocating = list(self._equivocators)
-        keep[equivocating] = 0.0
-        rep, share = personalised_pagerank(n, src, dst, weight, np.asarray(self._roots), keep, restart=p.restart,
-                                           tolerance=p.ppr_tolerance, max_iterations=p.ppr_max_iterations)
-        rep[equivocating] = 0.0
-        is_root = self._root_mask()
-        self._full_weight = full_weight_reference(rep, np.asarray(self._roots), p.full_weight_share)
-        standing = np.minimum(1.0, rep / self._full_weight) * self._accountability
-        standing[self._own] = 1.0
-        standing[equivocating] = 0.0
-        weights = standing * self._credibility
-        flow = rep[src] * share * (1.0 - p.restart)
-        self._reputation = rep
-        self._edges = (src, dst, weight, flow)
-        self._weights = weights.tolist()
-        self._voucher_weights = standing.tolist()
-        self._groups = independence_groups(n, src, dst, flow, is_root, p.principal_share).tolist()
-        self._version += 1
-        self._graph_dirty = False
-        self._next_expiry = next_expiry
+        standing = org_standing(len(self._orgs), src, dst, weight, self._roots, self._own,
+                                sorted(self._equivocators), self._credibility, self._accountability, self.params)
+        self._adopt(standing, next_expiry, self._graph_edits)
 
-    def _fill_caches(self, t: Totals, lift: np.ndarray, now: int) -> None:
-        """Give every agent the cache entry the full recompute just computed (see `_Agent.cache`)."""
-        p, ev = self.params, self._evidence
-        valid = np.full(len(self._agents), INF)
-        agent = ev.column("agent")
-        good = ev.column("good") * np.exp(-np.maximum(0.0, now - ev.column("t_ref")) * ev.k_good)
-        witness = (np.asarray(self._weights)[ev.column("org")] >= p.independent_min_weight) & (
-            good >= p.independent_min_good) & (ev.column("operator") == 0)
-        if p.independent_min_good > 0:
-            lapse = now + np.log(good[witness] / p.independent_min_good) / ev.k_good
-            np.minimum.at(valid, agent[witness], lapse)
-        held = (ev.column("first_hand") == 0) & (good > self._source_cap)
-        np.minimum.at(valid, agent[held], now + np.log(good[held] / self._source_cap) / ev.k_good)
-        future = (ev.column("t_ref") > now) | (ev.column("win_t") > now)
-        valid[agent[future]] = now
-        del agent, good, witness, held, future
-        vouched, expiries = self._vouches.live_expiries(now)
-        np.minimum.at(valid, vouched, expiries - 1)
-        version = self._version
-        rows = zip(valid.tolist(), t.good.tolist(), t.good_held.tolist(), t.bad.tolist(), t.reports.tolist(),
-                   lift.tolist(), t.independent.tolist())
-        for record, row in zip(self._agents, rows):
-            record.cache = (version, now, *row)
+    def _adopt(self, standing: OrgStanding, next_expiry: float, graph_edits: int) -> None:
+        """Take new org standing, computed when the org graph had seen `graph_edits` changes; agent caches lapse.
+        Orgs heard of since it was computed get no weight until the next refresh, which their arrival made due."""
+        extra = range(len(standing.weights), len(self._orgs))
+        self._reputation = standing.reputation
+        self._edges = standing.edges
+        self._weights = standing.weights.tolist() + [0.0] * len(extra)
+        self._voucher_weights = standing.voucher_weights.tolist() + [0.0] * len(extra)
+        self._groups = standing.groups.tolist() + list(extra)
+        self._full_weight = standing.full_weight
+        self._next_expiry = next_expiry
+        self._graph_seen = graph_edits
+        self._version += 1
+
+    def _renewed(self, a: int, record: _Agent, now: float) -> tuple:
+        """A new cache entry for the agent at `now`: the last recompute's, if the weights are still the ones it
+        installed, the agent has not changed since its snapshot, and no entry replaced it since; else the agent's
+        sums. (Taken on first read, it is what filling every agent's cache at `install` would have given.)"""
+        if self._recomputed is not None:
+            stamp, version, sums = self._recomputed
+            if version == self._version and record.stamp < stamp and (record.cache is None
+                                                                       or record.cache[0] != version):
+                entry = sums.entry(a, version)
+                if entry[1] <= now <= entry[2]:
+                    return entry
+        return self._sums(record, now, None)
 
     def _sums(self, agent: _Agent, now: float, parts: tuple[list, list, list] | None) -> tuple:
         """The agent's weighted sums at `now`, as a cache entry (see `_Agent.cache`); with `parts`, also each

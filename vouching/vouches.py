@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
 
-from vouching.arrays import sum_by
+from vouching.arrays import array_columns, sum_by
 from vouching.evidence import InvalidEvidence
 
 
@@ -23,7 +24,7 @@ class Vouch:
     ts: int
     expires: int | None
     scope: tuple[str, ...] | None
-    column: int = -1  # row in the agent-vouch columns
+    column: int = -1  # row in the agent-vouch columns, or in the org-vouch columns for an org-peer vouch
     revoked_at: int | None = None
 
     def active(self, now: float) -> bool:
@@ -35,33 +36,44 @@ class Vouch:
 
 
 class VouchBook:
-    """Every vouch seen, by record id; agent vouches also as columns for the full recompute."""
+    """Every vouch seen, by record id; also as columns (agent vouches, org vouches) for reputation and the full
+    recompute."""
 
     def __init__(self, basis_weights: dict[str, float]) -> None:
         self._basis_weights = basis_weights
         self.by_id: dict[bytes, Vouch] = {}
-        self.org_vouches: list[Vouch] = []
         self._pending: dict[bytes, tuple[int, int]] = {}  # record id -> (revoking issuer, ts)
         self.agent = array("i")
         self.issuer = array("i")
         self.strength = array("d")  # basis weight x vouch weight: the prior lift at full voucher weight
         self.expires = array("d")
         self.active = array("b")  # not revoked
+        self.org_issuer = array("i")
+        self.org_subject = array("i")
+        self.org_weight = array("d")
+        self.org_expires = array("d")
+        self.org_active = array("b")
 
     def __contains__(self, record_id: bytes) -> bool:
         return record_id in self.by_id
 
     def add(self, vouch: Vouch) -> None:
         """Keep a new vouch (the caller checked it is new); a revocation that came first applies now."""
+        expires = math.inf if vouch.expires is None else float(vouch.expires)
         if not vouch.for_org:
             vouch.column = len(self.agent)
             self.agent.append(vouch.subject)
             self.issuer.append(vouch.issuer)
             self.strength.append(self._basis_weights[vouch.basis] * vouch.weight)
-            self.expires.append(math.inf if vouch.expires is None else float(vouch.expires))
+            self.expires.append(expires)
             self.active.append(1)
         else:
-            self.org_vouches.append(vouch)
+            vouch.column = len(self.org_issuer)
+            self.org_issuer.append(vouch.issuer)
+            self.org_subject.append(vouch.subject)
+            self.org_weight.append(vouch.weight)
+            self.org_expires.append(expires)
+            self.org_active.append(1)
         self.by_id[vouch.record_id] = vouch
         pending = self._pending.pop(vouch.record_id, None)
         if pending is not None and pending[0] == vouch.issuer:
@@ -81,25 +93,30 @@ class VouchBook:
     def _revoke(self, vouch: Vouch, ts: int) -> None:
         if vouch.revoked_at is None:
             vouch.revoked_at = ts
-            if not vouch.for_org:
-                self.active[vouch.column] = 0
+            (self.org_active if vouch.for_org else self.active)[vouch.column] = 0
 
-    def org_edges(self, now: float, excluded: set[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-        """(src, dst, weight, next expiry) of the live org→org edges; of several vouches for one pair, the
-        strongest counts. Edges touching an `excluded` org are left out."""
-        best: dict[tuple[int, int], float] = {}
-        next_expiry = math.inf
-        for v in self.org_vouches:
-            if not v.active(now) or v.issuer in excluded or v.subject in excluded:
-                continue
-            if v.expires is not None:
-                next_expiry = min(next_expiry, v.expires)
-            key = (v.issuer, v.subject)
-            best[key] = max(best.get(key, 0.0), v.weight)
-        src = np.fromiter((k[0] for k in best), dtype=np.int64, count=len(best))
-        dst = np.fromiter((k[1] for k in best), dtype=np.int64, count=len(best))
-        weight = np.fromiter(best.values(), dtype=np.float64, count=len(best))
-        return src, dst, weight, next_expiry
+    def frozen(self) -> VouchBook:
+        """A book holding a numpy copy of this one's columns (a few MB), for the full recompute to read off the
+        trio thread; it cannot take vouches."""
+        copy = VouchBook(self._basis_weights)
+        vars(copy).update({name: np.array(column) for name, column in array_columns(self).items()})
+        return copy
+
+    def org_edges(self, now: float, excluded: Collection[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """(src, dst, weight, next expiry) of the live org→org edges, in the order their first live vouch came; of
+        several vouches for one pair, the strongest counts. Edges touching an `excluded` org are left out."""
+        issuer = np.asarray(self.org_issuer, dtype=np.int64)
+        subject = np.asarray(self.org_subject, dtype=np.int64)
+        expires = np.asarray(self.org_expires)
+        out = np.fromiter(excluded, dtype=np.int64, count=len(excluded))
+        live = np.flatnonzero((np.asarray(self.org_active) == 1) & (expires > now) & ~np.isin(issuer, out)
+                              & ~np.isin(subject, out))
+        pairs, first, pair_of = np.unique(issuer[live] << 32 | subject[live], return_index=True, return_inverse=True)
+        best = np.zeros(len(pairs))
+        np.maximum.at(best, pair_of, np.asarray(self.org_weight)[live])
+        order = np.argsort(first)
+        return (issuer[live][first[order]], subject[live][first[order]], best[order],
+                float(expires[live].min(initial=math.inf)))
 
     def lifts(self, weights: np.ndarray, now: float, n_agents: int) -> np.ndarray:
         """Per agent, the prior lift of its live vouches, each times its voucher's weight (before the cap)."""
@@ -120,11 +137,9 @@ class VouchBook:
                 np.frombuffer(self.strength).copy())
 
     def org_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(issuer, subject, weight) of every org vouch ever given."""
-        vs = self.org_vouches
-        return (np.fromiter((v.issuer for v in vs), dtype=np.int64, count=len(vs)),
-                np.fromiter((v.subject for v in vs), dtype=np.int64, count=len(vs)),
-                np.fromiter((v.weight for v in vs), dtype=np.float64, count=len(vs)))
+        """Copies of (issuer, subject, weight) of every org vouch ever given."""
+        return (np.array(self.org_issuer, dtype=np.int64), np.array(self.org_subject, dtype=np.int64),
+                np.array(self.org_weight))
 
 
 def check_weight(weight: float) -> None:

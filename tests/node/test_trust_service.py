@@ -1,21 +1,31 @@
 """The node's trust service tells /v1/stream about score changes as records arrive: at once when a record touches
 one agent (a vouch, its revocation, a digest), and within a second when it changes an org's standing (an org
-vouch or its revocation, an equivocator), which may move every agent's score."""
+vouch or its revocation, an equivocator), which may move every agent's score. Its full recompute runs off the trio
+loop, and what arrives meanwhile counts as if it came right after the recompute's snapshot."""
 
 import json
+import random
+import threading
+from collections.abc import Callable
 
+import numpy as np
 import pytest
 import trio
 
 from node.metrics import Registry
 from node.stream import Broadcaster
-from node.trust import PROMPT_RECOMPUTE_S, TrustService
-from vouching import equivocation_body, revoke_body, vouch_body
+from node.trust import PROMPT_RECOMPUTE_S, TrustService, recompute_in_worker
+from vouching import batch, digest_body, equivocation_body, revoke_body, vouch_body
+from vouching.evidence import Outcomes
+from vouching.feed import feed_record
+from vouching.params import DAY_MS, HOUR_MS
 from vouching.policy import Policy
+from vouching.scoring import TrustEngine
 
 from ..factories import Org, new_did
 
 RECOMPUTE_S = 60.0
+NOW = Org.ts + 2 * HOUR_MS  # records signed by the test's orgs are a few ms past Org.ts
 
 
 @pytest.fixture
@@ -66,7 +76,10 @@ def _vouched_by_partner(node, trust):
 
 
 @pytest.mark.parametrize("change", ["revoke the org vouch", "the partner equivocates"])
-async def test_an_org_level_change_is_announced_within_a_second(node, trust, broadcaster, change, autojump_clock):
+async def test_an_org_level_change_is_announced_within_a_second(node, trust, broadcaster, change, mock_clock):
+    # Trio counts a worker thread's run as idle (python-trio/trio#456): the clock jumps only after half a second
+    # of real idleness, so that it stands still while the recompute computes (a few ms here).
+    mock_clock.autojump_threshold = 0.5
     partner, agent, our_vouch = _vouched_by_partner(node, trust)
     if change == "revoke the org vouch":
         record = node.replica.issue("revoke", revoke_body(our_vouch.id, "partnership ended"))
@@ -86,3 +99,126 @@ async def test_an_org_level_change_is_announced_within_a_second(node, trust, bro
         nursery.cancel_scope.cancel()
     assert elapsed <= PROMPT_RECOMPUTE_S < RECOMPUTE_S
     assert [e for e in seen if e[1] == agent] == [("score", agent, "untrusted"), ("tier", agent, "untrusted")]
+
+
+class Gate:
+    """Wraps a function: its first call, on whatever thread, waits inside until the test opens the gate."""
+
+    def __init__(self, function: Callable) -> None:
+        self._function = function
+        self.entered, self.opened = threading.Event(), threading.Event()
+        self.held: list[bool] = []  # whether the gate was opened in time (not if the trio loop was stuck)
+
+    def __call__(self, *args):
+        if not self.entered.is_set():
+            self.entered.set()
+            self.held.append(self.opened.wait(timeout=10))
+        return self._function(*args)
+
+
+async def test_the_periodic_recompute_leaves_the_loop_free(node, trust, monkeypatch, autojump_clock):
+    partner = Org()
+    trust.on_records([node.replica.issue("vouch", vouch_body(partner.did, 0.9, "org-peer")),
+                      *(partner.vouch(new_did(), 1.0, "operator") for _ in range(20))])
+    gate = Gate(batch.scores_of)  # the recompute scores every agent with it
+    monkeypatch.setattr(batch, "scores_of", gate)
+    agent = new_did()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(trust.run)
+        assert await trio.to_thread.run_sync(gate.entered.wait, 10)  # the periodic recompute is computing ...
+        trust.on_records([node.replica.issue("vouch", vouch_body(agent, 1.0, "operator"))])  # ... and the loop
+        assert trust.score(agent).tier == "provisional"  # takes records and answers meanwhile
+        gate.opened.set()
+        nursery.cancel_scope.cancel()
+    assert gate.held == [True]
+
+
+def _network(own: str, partners: list[Org], agents: list[str], seed: int) -> list[tuple[str, tuple, dict]]:
+    """A node's view of a network, as trust engine calls: its org vouches for the first partners, which vouch on
+    down a chain and each operate some of the agents; a few digests of each agent from random partners (some
+    reporting violations), and first-hand observations of one agent in ten."""
+    rng = random.Random(seed)
+    ids = iter(range(1, 10**9))
+    calls: list[tuple[str, tuple, dict]] = []
+
+    def call(name: str, *args, **kwargs) -> None:
+        if name != "add_first_hand":
+            kwargs["record_id"] = next(ids).to_bytes(32, "big")
+        calls.append((name, args, kwargs))
+
+    for p in partners[:2]:
+        call("add_org_vouch", own, p.did, 0.9, ts=0)
+    for a, b in zip(partners, partners[1:]):
+        call("add_org_vouch", a.did, b.did, rng.uniform(0.3, 1.0), ts=0)
+    for agent in agents:
+        call("add_agent_vouch", rng.choice(partners).did, agent, 1.0, "operator", ts=0)
+        for _ in range(rng.randint(1, 6)):
+            epoch = NOW - rng.randint(2, 48) * HOUR_MS
+            outcomes = Outcomes(ok=rng.randint(0, 20), error=rng.randint(0, 2), denied=rng.choice((0, 0, 0, 2)))
+            call("add_digest", rng.choice(partners).did, agent, epoch=epoch, length=HOUR_MS, outcomes=outcomes,
+                 ts=epoch + HOUR_MS)
+        if rng.random() < 0.1:
+            call("add_first_hand", agent, ts=NOW - rng.randint(2, 48) * HOUR_MS,
+                 outcomes=Outcomes(ok=rng.randint(0, 10), denied=rng.choice((0, 1))))
+    return calls
+
+
+def _digest(org: Org, agent: str, **outcomes: int):
+    counts = {"ok": 0, "error": 0, "denied": 0, "timeout": 0, **outcomes}
+    return org.record("digest", digest_body(
+        agent, epoch=org.ts - HOUR_MS, length=HOUR_MS, outcomes=counts,
+        categories={"tool": sum(counts.values()), "mcp": 0, "a2a": 0, "auth": 0, "resource": 0, "other": 0},
+        high_risk={"ok": 0, "error": 0, "denied": 0, "timeout": 0}, evidence_root=b"\0" * 32,
+    ))
+
+
+async def test_what_arrives_while_the_worker_computes_counts_as_after_the_snapshot(node, broadcaster, monkeypatch):
+    partners, agents = [Org() for _ in range(6)], [new_did() for _ in range(3000)]
+    trust = TrustService(node.replica, roots=(), policy=Policy(), broadcaster=broadcaster, metrics=Registry(),
+                         recompute_interval=RECOMPUTE_S, clock=lambda: NOW)
+    after, meanwhile = TrustEngine(node.replica.did), TrustEngine(node.replica.did)  # recomputed at the snapshot, not
+    network = _network(node.replica.did, partners, agents, seed=7)
+    for name, args, kwargs in network:
+        for engine in (trust.engine, after, meanwhile):
+            getattr(engine, name)(*args, **kwargs)
+    # What arrives during the compute: a digest, an agent vouch, a revocation, an org vouch, an observation.
+    operator, vouch = next((args[0], kwargs["record_id"]) for name, args, kwargs in network
+                           if name == "add_agent_vouch" and args[1] == agents[1])
+    records = [_digest(partners[3], agents[0], denied=4), partners[2].vouch(new_did(), 1.0, "operator"),
+               next(p for p in partners if p.did == operator).record("revoke", revoke_body(vouch, "sold")),
+               partners[5].vouch(partners[0].did, 0.8)]
+    observed = dict(agent=agents[2], ts=NOW - HOUR_MS, outcomes=Outcomes(denied=2))
+    touched = [agents[0], agents[1], agents[2], records[1].body.subject]
+
+    gate = Gate(batch.scores_of)
+    monkeypatch.setattr(batch, "scores_of", gate)
+    tables = []
+
+    async def recompute() -> None:
+        tables.append(await recompute_in_worker(trust.engine, lambda: NOW))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(recompute)
+        assert await trio.to_thread.run_sync(gate.entered.wait, 10)
+        trust.on_records(records)
+        trust.engine.add_first_hand(**observed)  # as on_events does
+        for record in records:
+            feed_record(meanwhile, record)
+        meanwhile.add_first_hand(**observed)
+        for agent in [*touched, *agents[3:50]]:  # until the install, the old state answers, with the new evidence
+            assert trust.score(agent) == meanwhile.score(agent, now=NOW)
+        gate.opened.set()
+
+    reference = after.recompute(now=NOW)
+    for record in records:
+        feed_record(after, record)
+    after.add_first_hand(**observed)
+    (table,) = tables
+    assert table.agents == reference.agents
+    assert np.array_equal(table.scores, reference.scores) and np.array_equal(table.confidence, reference.confidence)
+    for now in (NOW, NOW + DAY_MS):
+        assert [trust.engine.score(a, now=now) for a in trust.engine.agents()] == [
+            after.score(a, now=now) for a in after.agents()]
+        assert trust.engine.orgs(now=now) == after.orgs(now=now)
+    assert trust.engine.orgs(now=NOW) != meanwhile.orgs(now=NOW)  # what the recompute found counts
+    assert gate.held == [True]

@@ -30,27 +30,33 @@ operations = st.lists(st.one_of(org_vouch, agent_vouch, digest, first_hand, revo
 def _apply(engine: TrustEngine, ops: list) -> None:
     issued: list[tuple[str, bytes]] = []
     for n, op in enumerate(ops):
-        record = n.to_bytes(32, "big")
-        kind = op[0]
-        if kind == "org-vouch" and op[1] != op[2]:
-            engine.add_org_vouch(op[1], op[2], op[3], record_id=record, ts=0, expires=op[4])
-            issued.append((op[1], record))
-        elif kind == "agent-vouch":
-            engine.add_agent_vouch(op[1], op[2], op[3], op[4], record_id=record, ts=0, expires=op[5])
-            issued.append((op[1], record))
-        elif kind == "digest":
-            _, org, agent, hour, ok, error, denied, timeout, hr = op
-            engine.add_digest(org, agent, epoch=hour * HOUR_MS, length=HOUR_MS,
-                              outcomes=Outcomes(ok, error, denied, timeout),
-                              high_risk=Outcomes(denied=min(hr, denied)), record_id=record, ts=(hour + 1) * HOUR_MS)
-        elif kind == "first-hand":
-            _, agent, ts, ok, error, denied = op
-            engine.add_first_hand(agent, ts=ts, outcomes=Outcomes(ok=ok, error=error, denied=denied))
-        elif kind == "revoke" and issued:
-            issuer, target = issued[op[1] % len(issued)]
-            engine.revoke(issuer, target, ts=0)
-        elif kind == "equivocate":
-            engine.flag_equivocator(op[1])
+        apply_op(engine, n, op, issued)
+
+
+def apply_op(engine: TrustEngine, n: int, op: tuple, issued: list[tuple[str, bytes]]) -> None:
+    """Give the engine operation number `n` of a list drawn from `operations`; `issued` keeps the vouches given so
+    far (issuer, record id), for revocations to pick from."""
+    record = n.to_bytes(32, "big")
+    kind = op[0]
+    if kind == "org-vouch" and op[1] != op[2]:
+        engine.add_org_vouch(op[1], op[2], op[3], record_id=record, ts=0, expires=op[4])
+        issued.append((op[1], record))
+    elif kind == "agent-vouch":
+        engine.add_agent_vouch(op[1], op[2], op[3], op[4], record_id=record, ts=0, expires=op[5])
+        issued.append((op[1], record))
+    elif kind == "digest":
+        _, org, agent, hour, ok, error, denied, timeout, hr = op
+        engine.add_digest(org, agent, epoch=hour * HOUR_MS, length=HOUR_MS,
+                          outcomes=Outcomes(ok, error, denied, timeout),
+                          high_risk=Outcomes(denied=min(hr, denied)), record_id=record, ts=(hour + 1) * HOUR_MS)
+    elif kind == "first-hand":
+        _, agent, ts, ok, error, denied = op
+        engine.add_first_hand(agent, ts=ts, outcomes=Outcomes(ok=ok, error=error, denied=denied))
+    elif kind == "revoke" and issued:
+        issuer, target = issued[op[1] % len(issued)]
+        engine.revoke(issuer, target, ts=0)
+    elif kind == "equivocate":
+        engine.flag_equivocator(op[1])
 
 
 def _fresh(engine: TrustEngine, agent: str, now: int) -> tuple[int, float]:

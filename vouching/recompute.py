@@ -1,0 +1,137 @@
+"""The full recompute (DESIGN.md §6) as a function of a snapshot of the trust engine: credibility from the deviation
+test, reputation, voucher accountability, reputation again, then every agent's sums and score, with numpy.
+
+`TrustEngine.snapshot` copies all it reads, so that `Recompute.compute` may run on a worker thread while the engine
+goes on taking records and answering reads; `TrustEngine.install` then swaps the result in at once. At 10^5 agents and
+10^6 digests the compute takes about 0.25 s, which the node's trio loop cannot wait for (see node.trust).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from vouching.accountability import accountability, agent_conduct
+from vouching.batch import ScoreTable, evidence_totals, score_table, totals
+from vouching.deviation import DeviationTest, credibility
+from vouching.evidence import EvidenceStore
+from vouching.params import ScoringParams
+from vouching.reputation import OrgStanding, org_standing
+from vouching.vouches import VouchBook
+
+INF = math.inf
+
+
+@dataclass(frozen=True)
+class AgentSums:
+    """Every agent's weighted sums at `now`, as `_Agent.cache` keeps them (in scoring), and until when each holds."""
+
+    now: int
+    valid: np.ndarray
+    good: np.ndarray
+    good_held: np.ndarray
+    bad: np.ndarray
+    reports: np.ndarray
+    lift: np.ndarray  # capped
+    independent: np.ndarray
+
+    def entry(self, agent: int, version: int) -> tuple:
+        """The agent's cache entry, for org weights of `version`."""
+        return (version, self.now, self.valid.item(agent), self.good.item(agent), self.good_held.item(agent),
+                self.bad.item(agent), self.reports.item(agent), self.lift.item(agent),
+                self.independent.item(agent))
+
+
+@dataclass(frozen=True)
+class Recomputed:
+    """What a recompute found, for `TrustEngine.install`."""
+
+    stamp: int
+    graph_edits: int
+    deviation: DeviationTest  # with this recompute's verdicts
+    agreements: np.ndarray
+    disagreements: np.ndarray
+    credibility: np.ndarray
+    accountability: np.ndarray
+    standing: OrgStanding
+    next_expiry: float  # when the next org vouch expires
+    sums: AgentSums
+    table: ScoreTable
+
+
+@dataclass(frozen=True)
+class Recompute:
+    """What the full recompute reads, as the engine held it at one instant (`stamp`, and `graph_edits`: how many
+    changes of the org graph it had seen). The stores are copies (see their `frozen`), or the engine's own when
+    nothing else runs until the install (`TrustEngine.recompute`)."""
+
+    now: int
+    params: ScoringParams
+    source_cap: float  # what one source (an org's good evidence, or vouches) may lift an agent
+    own: int
+    roots: list[int]
+    equivocators: list[int]
+    accountability: np.ndarray  # as the last recompute left it (1 for orgs heard of since), one per org
+    agents: tuple[str, ...]
+    evidence: EvidenceStore
+    deviation: DeviationTest  # `compute` records its verdicts in it; `install` takes them back from a copy
+    vouches: VouchBook
+    stamp: int
+    graph_edits: int
+
+    def compute(self) -> Recomputed:
+        """Refresh credibility, reputation and accountability, then score every agent. Touches nothing but the
+        snapshot, so any thread may run it."""
+        p, now = self.params, self.now
+        n, n_agents = len(self.accountability), len(self.agents)
+        is_root = np.zeros(n, dtype=bool)
+        is_root[self.roots] = True
+        tested = ~is_root
+        tested[self.equivocators] = False
+        agreements, disagreements = self.deviation.counts(n, is_root, tested, now)
+        credible = credibility(agreements, disagreements, p)
+        credible[is_root] = 1.0
+        src, dst, weight, next_expiry = self.vouches.org_edges(now, self.equivocators)
+        first = self._standing(src, dst, weight, credible, self.accountability)
+        good, bad = evidence_totals(self.evidence, first.weights, n_agents, now, self.source_cap)
+        misbehaving, well_behaved = agent_conduct(good, bad, p)
+        equivocator = np.zeros(n, dtype=bool)
+        equivocator[self.equivocators] = True
+        accountable = accountability(n, *self.vouches.agent_columns(), misbehaving, well_behaved,
+                                     *self.vouches.org_columns(), equivocator, p)
+        accountable[self.own] = 1.0
+        standing = self._standing(src, dst, weight, credible, accountable)
+        t = totals(self.evidence, standing.weights, standing.groups, n_agents, now, self.source_cap, p)
+        lift = np.minimum(self.vouches.lifts(standing.voucher_weights, now, n_agents), self.source_cap)
+        sums = AgentSums(now, self._valid_until(standing.weights), t.good, t.good_held, t.bad, t.reports, lift,
+                         t.independent)
+        return Recomputed(self.stamp, self.graph_edits, self.deviation, agreements, disagreements, credible,
+                          accountable, standing, next_expiry, sums, score_table(self.agents, t, lift, now, p))
+
+    def _standing(self, src: np.ndarray, dst: np.ndarray, weight: np.ndarray, credible: np.ndarray,
+                  accountable: np.ndarray) -> OrgStanding:
+        return org_standing(len(accountable), src, dst, weight, self.roots, self.own, self.equivocators, credible,
+                            accountable, self.params)
+
+    def _valid_until(self, weights: np.ndarray) -> np.ndarray:
+        """Per agent, until when its sums decay exactly (see `_Agent.cache` in scoring): until a witness's good
+        evidence decays below the bar, a held org's good below the cap, or a vouch expires; only `now` itself
+        when it has evidence from the future."""
+        p, ev, now = self.params, self.evidence, self.now
+        valid = np.full(len(self.agents), INF)
+        agent = ev.column("agent")
+        good = ev.column("good") * np.exp(-np.maximum(0.0, now - ev.column("t_ref")) * ev.k_good)
+        witness = (weights[ev.column("org")] >= p.independent_min_weight) & (
+            good >= p.independent_min_good) & (ev.column("operator") == 0)
+        if p.independent_min_good > 0:
+            lapse = now + np.log(good[witness] / p.independent_min_good) / ev.k_good
+            np.minimum.at(valid, agent[witness], lapse)
+        held = (ev.column("first_hand") == 0) & (good > self.source_cap)
+        np.minimum.at(valid, agent[held], now + np.log(good[held] / self.source_cap) / ev.k_good)
+        future = (ev.column("t_ref") > now) | (ev.column("win_t") > now)
+        valid[agent[future]] = now
+        vouched, expiries = self.vouches.live_expiries(now)
+        np.minimum.at(valid, vouched, expiries - 1)
+        return valid
