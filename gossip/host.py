@@ -3,7 +3,7 @@
 The only module in vouchnet that imports py-libp2p (pinned to 0.8.x). Specs: libp2p connections
 (Noise XX, yamux, multistream-select), PeerID (identity multihash), GossipSub v1.1/v1.2, length-prefixed
 frames (see gossip.frames). Everything here is configuration, wrapping and subclassing, plus two
-version-guarded fixes inside the library (quirks 17 and 21); every protocol on the wire stays as its spec says.
+version-guarded fixes inside the library (quirks 17, 21 and 24); every protocol on the wire stays as its spec says.
 
 py-libp2p 0.8.1 sharp edges and how this module handles each. Every reproduction below was run on this
 machine; they use a plain py-libp2p node built as its examples do:
@@ -160,6 +160,16 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    last two). Handled: a filter on those loggers makes these records DEBUG (the caller reports the failure in
    its own terms), and Host.open_stream raises ProtocolNotSupported, remembering the refusal until the peer
    disconnects, so asking again fails at once and services can pass the peer over (Host.refused).
+24. Every pubsub RPC carries the sender's signed peer record (`senderRecord`, a py-libp2p extension that other
+   implementations ignore), and both ends redo all its work every time: env_to_send_in_RPC() rebuilds the
+   host's addresses as multiaddrs to compare them with the cached record's, and maybe_consume_signed_record()
+   parses the envelope, verifies its Ed25519 signature, decodes the addresses and rewrites the peerstore. A node
+   of a 20-node network sends and receives about 30 RPCs per gossip message (mesh copies, IDONTWANTs, IHAVEs),
+   and these two calls were about 15% of its CPU at low load. Repro: one host; env_to_send_in_RPC(host) takes
+   61 us a call, and maybe_consume_signed_record(rpc, host, peer) for an RPC carrying that record 93 us, the
+   same record every time. Handled (version-guarded, as 17 and 21): the record we send is cached for
+   SENDER_RECORD_TTL_S, and a received record byte-identical to the last one accepted from the same peer within
+   SENDER_RECORD_TTL_S is accepted without redoing it (anything else goes through the library's checks).
 Not worked around (policy, not a bug to patch): scores of a disconnected peer are forgotten at once (the spec
 retains them); IDONTWANT is sent for every message regardless of size.
 """
@@ -227,6 +237,8 @@ logger = logging.getLogger(__name__)
 GOSSIPSUB_PROTOCOLS = ("/meshsub/1.2.0", "/meshsub/1.1.0")
 _MAX_RPC_OVERHEAD = 4096  # room for topic, from, seqno, signature, key and senderRecord around the data
 _READ_CHUNK = 65536
+SENDER_RECORD_TTL_S = 60.0  # how long a signed peer record, sent or accepted, is reused unchanged (quirk 24)
+MAX_REMEMBERED_RECORDS = 1024  # peers whose last accepted signed peer record a host remembers (quirk 24)
 BACKOFF_SLACK_S = 10  # seconds a backoff lasts longer for grafting than for refusing a GRAFT (quirk 20)
 # GossipSub v1.1 opportunistic grafting (quirk 22): how often, below which median mesh score, how many peers.
 OPPORTUNISTIC_GRAFT_TICKS, OPPORTUNISTIC_GRAFT_THRESHOLD, OPPORTUNISTIC_GRAFT_PEERS = 60, 0.0, 2
@@ -979,6 +991,7 @@ async def open_host(seed: bytes, listen: list[str], *, config: HostConfig = Host
     _route_libp2p_logging(config.libp2p_log_level)
     _fix_read_exactly()
     _fix_window_updates()
+    _fix_sender_records()
     key_pair = create_new_key_pair(seed)
     lp_host = new_host(
         key_pair=key_pair,
@@ -1085,6 +1098,57 @@ def _fix_window_updates() -> None:
     replaced = YamuxStream._auto_tune_and_send_window_update
     if "bytes_read" in inspect.signature(replaced).parameters and hasattr(YamuxStream, "_apply_autotune_epoch"):
         YamuxStream._auto_tune_and_send_window_update = _credit_in_halves  # type: ignore[method-assign]
+
+
+class _SenderRecords:
+    """Quirk 24: the signed peer record each pubsub RPC carries, made once per SENDER_RECORD_TTL_S per host, and
+    a received one checked once per peer while it stays byte-identical."""
+
+    def __init__(self, make: Callable[[BasicHost], tuple[bytes, bool]],
+                 consume: Callable[[rpc_pb2.RPC, BasicHost, ID], bool]) -> None:
+        self._make, self._consume = make, consume
+        self._ours: weakref.WeakKeyDictionary[BasicHost, tuple[float, tuple[bytes, bool]]] = weakref.WeakKeyDictionary()
+        self._accepted: weakref.WeakKeyDictionary[BasicHost, dict[ID, tuple[float, bytes]]] = (
+            weakref.WeakKeyDictionary())
+
+    def to_send(self, host: BasicHost) -> tuple[bytes, bool]:
+        """env_to_send_in_RPC(host), remade once it is SENDER_RECORD_TTL_S old (the host's addresses may move)."""
+        now = time.monotonic()
+        made = self._ours.get(host)
+        if made is None or now - made[0] > SENDER_RECORD_TTL_S:
+            made = self._ours[host] = (now, self._make(host))
+        return made[1]
+
+    def consume(self, rpc: rpc_pb2.RPC, host: BasicHost, peer: ID) -> bool:
+        """maybe_consume_signed_record(rpc, host, peer), skipped for the bytes last accepted from this peer."""
+        if not rpc.HasField("senderRecord"):
+            return True
+        now, record = time.monotonic(), rpc.senderRecord
+        accepted = self._accepted.setdefault(host, {})
+        last = accepted.get(peer)
+        if last is not None and last[1] == record and now - last[0] <= SENDER_RECORD_TTL_S:
+            return True
+        if not self._consume(rpc, host, peer):
+            return False
+        accepted[peer] = (now, record)
+        if len(accepted) > MAX_REMEMBERED_RECORDS:  # peers come and go: forget the one heard from longest ago
+            del accepted[min(accepted, key=lambda p: accepted[p][0])]
+        return True
+
+
+def _fix_sender_records() -> None:
+    from libp2p.peer.peerstore import env_to_send_in_RPC
+    from libp2p.pubsub import gossipsub as gossipsub_module
+    from libp2p.pubsub import pubsub as pubsub_module
+    from libp2p.pubsub.utils import maybe_consume_signed_record
+
+    modules = (pubsub_module, gossipsub_module)
+    if all(m.env_to_send_in_RPC is env_to_send_in_RPC and m.maybe_consume_signed_record is maybe_consume_signed_record
+           for m in modules):
+        records = _SenderRecords(env_to_send_in_RPC, maybe_consume_signed_record)
+        for module in modules:
+            module.env_to_send_in_RPC = records.to_send  # type: ignore[attr-defined]
+            module.maybe_consume_signed_record = records.consume  # type: ignore[attr-defined]
 
 
 def _route_libp2p_logging(level: int) -> None:

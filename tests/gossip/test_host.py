@@ -6,9 +6,12 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import nacl.signing
 import pytest
 import trio
+from libp2p.peer.id import ID
+from libp2p.pubsub.pb import rpc_pb2
 
 from gossip.frames import FrameError, encode_uvarint
 from gossip.host import (
+    SENDER_RECORD_TTL_S,
     Host,
     HostConfig,
     HostError,
@@ -18,6 +21,7 @@ from gossip.host import (
     StreamError,
     open_host,
     peer_id_from_public_key,
+    _SenderRecords,
     peer_public_key,
 )
 
@@ -623,3 +627,67 @@ async def test_blocking_a_string_that_is_not_a_peer_id_changes_nothing() -> None
         with pytest.raises(InvalidPeerId):
             await a.set_blocked(["not-a-peer-id"])
         assert a.blocked == [peer]
+
+
+class _FakeHost:
+    """Stands for a py-libp2p BasicHost in the sender-record cache (any object that can be weakly referenced)."""
+
+
+def _rpc(record: bytes | None = None) -> rpc_pb2.RPC:
+    rpc = rpc_pb2.RPC()
+    if record is not None:
+        rpc.senderRecord = record
+    return rpc
+
+
+def test_a_peer_s_signed_record_is_checked_once_while_it_stays_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    checked: list[tuple[bytes, str]] = []
+
+    def check(rpc, host, peer) -> bool:  # the library's maybe_consume_signed_record: b"bad" fails
+        checked.append((rpc.senderRecord, peer))
+        return rpc.senderRecord != b"bad"
+
+    clock = [1000.0]
+    monkeypatch.setattr("gossip.host.time.monotonic", lambda: clock[0])
+    records, host = _SenderRecords(lambda host: (b"ours", False), check), _FakeHost()
+    for _ in range(3):
+        assert records.consume(_rpc(b"v1"), host, "peer-a")
+    assert records.consume(_rpc(b"v1"), host, "peer-b")  # the same bytes from another peer
+    assert records.consume(_rpc(b"v2"), host, "peer-a")  # a new record
+    assert not records.consume(_rpc(b"bad"), host, "peer-a")
+    assert not records.consume(_rpc(b"bad"), host, "peer-a")  # a failure is never remembered
+    assert records.consume(_rpc(), host, "peer-a")  # no record: nothing to check, as in the library
+    clock[0] += SENDER_RECORD_TTL_S + 1
+    assert records.consume(_rpc(b"v2"), host, "peer-a")  # checked again now and then
+    assert checked == [(b"v1", "peer-a"), (b"v1", "peer-b"), (b"v2", "peer-a"), (b"bad", "peer-a"),
+                       (b"bad", "peer-a"), (b"v2", "peer-a")]
+
+
+def test_our_signed_record_is_made_once_per_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[object] = []
+
+    def make(host: object) -> tuple[bytes, bool]:  # the library's env_to_send_in_RPC
+        made.append(host)
+        return b"ours", False
+
+    clock = [1000.0]
+    monkeypatch.setattr("gossip.host.time.monotonic", lambda: clock[0])
+    records, host, other = _SenderRecords(make, lambda *args: True), _FakeHost(), _FakeHost()
+    assert [records.to_send(host) for _ in range(3)] == [(b"ours", False)] * 3
+    records.to_send(other)
+    clock[0] += SENDER_RECORD_TTL_S + 1
+    records.to_send(host)
+    assert made == [host, other, host]
+
+
+async def test_peers_still_learn_each_other_s_signed_records() -> None:
+    import libp2p.pubsub.pubsub
+
+    with trio.fail_after(20):
+        async with network(2) as (hosts, inboxes):
+            assert isinstance(libp2p.pubsub.pubsub.maybe_consume_signed_record.__self__, _SenderRecords)  # quirk 24
+            for _ in range(5):
+                await hosts[0].publish(TOPIC, b"x")
+                await inboxes[1].receive()
+            envelope = hosts[1]._host.get_peerstore().get_peer_record(ID.from_base58(hosts[0].peer_id))
+    assert envelope is not None and envelope.record().peer_id.to_base58() == hosts[0].peer_id
