@@ -1,5 +1,5 @@
-"""Revocation of agent credentials as a W3C Bitstring Status List v1.0 (https://www.w3.org/TR/vc-bitstring-status-list/):
-the format, shared by the node that publishes its lists and the verifiers (node/client/identity.py) that read them.
+"""Revocation of agent credentials as a W3C Bitstring Status List v1.0 (w3.org/TR/vc-bitstring-status-list): the
+format, shared by the node that publishes its lists and the verifiers (node/client/identity.py) that read them.
 
 Every agent credential this org mints gets a position (its index, from 0) in the org's status lists: list
 `index // LIST_ENTRIES`, entry `index % LIST_ENTRIES`, one bit each, 1 when revoked. A list is served at
