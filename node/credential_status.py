@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import gzip
+import re
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ ENTRY_TYPE = "BitstringStatusListEntry"
 LIST_CREDENTIAL_TYPE = "BitstringStatusListCredential"
 LIST_TYPE = "BitstringStatusList"
 PURPOSE = "revocation"
+_MULTIBASE_BASE64URL = re.compile(r"u[A-Za-z0-9_-]*")  # RFC 4648 §5 alphabet only, no padding
 
 
 class StatusListError(ValueError):
@@ -57,7 +59,7 @@ def encode_list(revoked: Iterable[int], entries: int = LIST_ENTRIES) -> str:
 
 def decode_list(encoded: object) -> bytes:
     """The bitstring of an `encodedList` (spec §3.2 Bitstring Expansion). Raises StatusListError."""
-    if not isinstance(encoded, str) or not encoded.startswith("u") or "=" in encoded:
+    if not isinstance(encoded, str) or not _MULTIBASE_BASE64URL.fullmatch(encoded):
         raise StatusListError("credentialSubject.encodedList: must be multibase base64url without padding ('u...')")
     try:
         compressed = base64.urlsafe_b64decode(encoded[1:] + "=" * (-(len(encoded) - 1) % 4))

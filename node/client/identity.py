@@ -45,6 +45,7 @@ JWKS_PATH = "/.well-known/jwks.json"
 JWKS_TTL_S = 300.0
 REFRESH_BACKOFF_S = 10.0  # an unknown kid refetches the keys at most this often (rotation, not a DoS lever)
 VERIFIED_CACHE = 10_000
+STATUS_LISTS_CACHE = 1_000  # status lists kept (an org's 131,072 credentials share one), then the oldest goes
 CREDENTIAL_TYPE = "VouchnetAgentCredential"
 
 
@@ -202,10 +203,14 @@ class CredentialVerifier:
                 fetched = self._status_list(response.text, checked)
             except (httpx.HTTPError, UnverifiedAgent) as error:
                 with self._lock:
+                    self._status_failures.pop(key, None)
                     self._status_failures[key] = (time.monotonic(), str(error))
+                    _bound(self._status_failures, STATUS_LISTS_CACHE)
                 return
             with self._lock:
-                self._status_lists[key] = fetched
+                self._status_lists.pop(key, None)
+                self._status_lists[key] = fetched  # newest last
+                _bound(self._status_lists, STATUS_LISTS_CACHE)
                 self._status_failures.pop(key, None)
 
     def _status_list(self, token: str, checked: _Checked) -> _StatusList:
@@ -249,6 +254,12 @@ class CredentialVerifier:
         if revoked:
             raise UnverifiedAgent("credentialStatus: revoked by its issuer")
         return checked.identity
+
+
+def _bound(cache: dict, size: int) -> None:
+    """Drop the entries put in longest ago (dicts keep insertion order) until at most `size` remain."""
+    while len(cache) > size:
+        del cache[next(iter(cache))]
 
 
 def _list_key(checked: _Checked) -> tuple[str, str]:

@@ -153,3 +153,18 @@ def test_an_unreachable_issuer_s_last_list_serves_until_the_list_expires(running
     monkeypatch.setattr(time, "monotonic", lambda: start + 300 + 60 + 1)  # the list's exp, and the leeway, passed
     with pytest.raises(UnverifiedAgent, match="status list is unavailable .*connection refused"):
         verifier.verify(token)
+
+
+def test_the_verifier_keeps_a_bounded_number_of_status_lists(running, monkeypatch):
+    import node.client.identity as identity
+
+    monkeypatch.setattr(identity, "STATUS_LISTS_CACHE", 2)
+    verifier = CredentialVerifier([running.url], status_ttl=3600)
+    never_minted = str(LIST_ENTRIES - 1)  # a position no other test revokes
+    tokens = [credential_with_status(running, statusListIndex=never_minted,
+                                     statusListCredential=f"{running.url}/v1/credentials/status/0?copy={i}")
+              for i in range(4)]
+    for token in tokens:
+        verifier.verify(token)
+    assert [url.rpartition("=")[2] for _, url in verifier._status_lists] == ["2", "3"]  # the two fetched last
+    assert verifier.verify(tokens[0]).did  # fetched again when needed

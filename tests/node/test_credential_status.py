@@ -60,6 +60,8 @@ def test_the_first_position_is_the_most_significant_bit_of_the_first_byte():
 @pytest.mark.parametrize("encoded, reason", [
     (encode_list({1})[1:], "multibase base64url"),  # no 'u'
     (encode_list({1}) + "=", "multibase base64url"),
+    (encode_list({1})[:40] + "+/" + encode_list({1})[42:], "multibase base64url"),  # the other alphabet
+    (encode_list({1})[:40] + " \n" + encode_list({1})[40:], "multibase base64url"),  # stray characters
     (multibase(b"not gzip"), "not base64url of GZIP"),
     (multibase(gzip.compress(bytes(16384))[:-12]), "truncated GZIP"),
     (multibase(gzip.compress(bytes(17 * 1024 * 1024))), "inflates beyond"),  # a gzip bomb
