@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .credential_status import LIST_ENTRIES
@@ -42,6 +42,8 @@ class RegistryError(Exception):
 
 @dataclass(frozen=True)
 class IssuedCredential:
+    """One minted credential as `vouchnet agent list` shows it; times in s since the epoch."""
+
     index: int
     agent: str
     name: str | None
@@ -49,10 +51,6 @@ class IssuedCredential:
     expires_at: int
     revoked_at: int | None
     reason: str | None
-
-    def as_dict(self) -> dict[str, object]:
-        return {"index": self.index, "agent": self.agent, "name": self.name, "issued_at": self.issued_at,
-                "expires_at": self.expires_at, "revoked_at": self.revoked_at, "reason": self.reason}
 
 
 class CredentialRegistry:
@@ -98,7 +96,7 @@ class CredentialRegistry:
             fresh = [c for c in matching if c.revoked_at is None]
             self._db.executemany("UPDATE agent_credentials SET revoked_at = ?, reason = ? WHERE idx = ?",
                                  [(at, reason, c.index) for c in fresh])
-        return [IssuedCredential(c.index, c.agent, c.name, c.issued_at, c.expires_at, at, reason) for c in fresh]
+        return [replace(c, revoked_at=at, reason=reason) for c in fresh]
 
     def issued(self) -> list[IssuedCredential]:
         return self._select("", ())

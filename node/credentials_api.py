@@ -4,18 +4,22 @@ Bitstring Status List). DESIGN §2, §8."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
 from fastapi.responses import JSONResponse
 from nacl.signing import SigningKey
 
 from gossip.replica import Replica
 from vouching import load_record
 
-from .api.errors import error_response
+from .api.errors import error_response, error_responses
 from .api.records import parse_record_id
 from .credential_registry import CredentialRegistry
 from .credential_status import STATUS_PATH, list_url
 from .credentials import jwks, status_list_credential, vouch_credential
+
+MAX_LISTS = 10**9  # a path number beyond this is a mistake, not a list (an org mints far fewer credentials)
 
 
 def credentials_router(key: SigningKey, replica: Replica, registry: CredentialRegistry, public_url: str) -> APIRouter:
@@ -54,18 +58,15 @@ def credentials_router(key: SigningKey, replica: Replica, registry: CredentialRe
         response_class=Response,
         responses={200: {"content": {"application/vc+jwt": {}},
                          "description": "A BitstringStatusListCredential (W3C Bitstring Status List v1.0), vc+jwt"},
-                   404: {"description": "No credential of this org has a status in this list"}},
+                   **error_responses(404)},
     )
-    async def status_list(list_number: str) -> Response:
+    async def status_list(list_number: Annotated[int, Path(ge=0, le=MAX_LISTS)]) -> Response:
         """Which of this org's agent credentials are revoked: the credential's `credentialStatus` names this list
         and its bit (1: revoked). Signed with the org key, valid for 5 minutes."""
-        if not list_number.isascii() or not list_number.isdigit() or len(list_number) > 9:
-            return error_response(400, "bad_request", "path.list_number: a list number, 0 or more")
-        number = int(list_number)
-        if number >= registry.lists():
+        if list_number >= (lists := registry.lists()):
             return error_response(404, "not_found", f"path.list_number: this org's credentials span lists 0 to "
-                                  f"{registry.lists() - 1}")
-        token = status_list_credential(key, list_url(public_url, number), registry.revoked_positions(number))
+                                  f"{lists - 1}")
+        token = status_list_credential(key, list_url(public_url, list_number), registry.revoked_positions(list_number))
         return Response(token, media_type="application/vc+jwt", headers={"Cache-Control": "max-age=60"})
 
     return router

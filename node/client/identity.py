@@ -18,7 +18,6 @@ import asyncio
 import json
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -97,7 +96,7 @@ class CredentialVerifier:
         self._fetched = float("-inf")
         self._lock = threading.Lock()
         self._refreshing = threading.Lock()  # one fetch at a time; the others then find the keys fresh
-        self._verified: OrderedDict[str, _Checked] = OrderedDict()
+        self._verified: dict[str, _Checked] = {}  # oldest first (see _bound)
         # By (kid, url): a list counts only for credentials signed with the key that signed it.
         self._status_lists: dict[tuple[str, str], _StatusList] = {}
         self._status_failures: dict[tuple[str, str], tuple[float, str]] = {}  # -> (monotonic time, why): backoff
@@ -176,8 +175,7 @@ class CredentialVerifier:
             raise UnverifiedAgent(str(error)) from None
         with self._lock:
             self._verified[token] = checked
-            if len(self._verified) > VERIFIED_CACHE:
-                self._verified.popitem(last=False)
+            _bound(self._verified, VERIFIED_CACHE)
         return checked
 
     # --- revocation (W3C Bitstring Status List v1.0 §3.2, validate) --------------------------------------------
@@ -257,7 +255,8 @@ class CredentialVerifier:
 
 
 def _bound(cache: dict, size: int) -> None:
-    """Drop the entries put in longest ago (dicts keep insertion order) until at most `size` remain."""
+    """Drop the entries put in longest ago (dicts keep insertion order) until at most `size` remain: every cache
+    of the verifier is bounded this way."""
     while len(cache) > size:
         del cache[next(iter(cache))]
 

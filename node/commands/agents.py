@@ -11,14 +11,16 @@ import os
 import re
 import sys
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 
 from node.credential_registry import MAX_REASON, CredentialRegistry, RegistryError
 from node.credential_status import STATUS_TTL_S, status_entry
-from node.config import connectable_host, is_loopback
+from node.config import is_loopback
 from node.credentials import AGENT_CREDENTIAL_DAYS, agent_credential
 from node.keys import KeyFileError, create_org_key
 from vouching import did_key
@@ -122,7 +124,7 @@ def _new(args: argparse.Namespace) -> int:
     credential = agent_credential(org_key, agent, name=args.name, now=issued, days=args.days,
                                   status=status_entry(config.api_public_url, index))
     credential_path.write_text(credential + "\n", encoding="utf-8")
-    if not config.public_url and is_loopback(connectable_host(config.api_host).strip("[]")):
+    if is_loopback(urllib.parse.urlsplit(config.api_public_url).hostname or ""):
         print(f"vouchnet agent new: the credential's status list is at {config.api_public_url}, on loopback; "
               "verifiers elsewhere cannot check its revocation there and will refuse it. Set [api] "
               "public_url in config.toml to where other orgs reach this API, then mint again.", file=sys.stderr)
@@ -144,14 +146,14 @@ def _revoke(args: argparse.Namespace) -> int:
                                       at=int(time.time()))
         except RegistryError as error:
             raise UsageError(str(error)) from None
-    print_json({"revoked": [c.as_dict() for c in revoked]})
+    print_json({"revoked": [asdict(c) for c in revoked]})
     return 0
 
 
 def _list(args: argparse.Namespace) -> int:
     config, _ = local_config_and_key(args)
     with _registry(config.data_dir) as registry:
-        print_json([c.as_dict() for c in registry.issued()])
+        print_json([asdict(c) for c in registry.issued()])
     return 0
 
 

@@ -188,12 +188,13 @@ async def test_the_cli_mints_revocable_credentials_and_the_node_publishes_their_
     made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
     config = made.data_dir / "config.toml"
     config.write_text(config.read_text().replace('public_url = ""', f'public_url = "{PUBLIC_URL}/"'))
-    out = str(tmp_path / "agents")
+    minted = []
     for name in ("alice", "bob"):
-        assert agent_command("new", "--name", name, "--out", out, "--dir", str(made.data_dir)) == 0
-    out, err = capsys.readouterr()
-    alice, bob = (json.loads(part) for part in out.replace("}\n{", "}\n\n{").split("\n\n"))
-    assert err == ""  # public_url is set: no warning that other orgs cannot reach the lists
+        assert agent_command("new", "--name", name, "--out", str(tmp_path / "agents"), "--dir", str(made.data_dir)) == 0
+        out, err = capsys.readouterr()
+        assert err == ""  # public_url is set: no warning that other orgs cannot reach the lists
+        minted.append(json.loads(out))
+    alice, bob = minted
     assert (alice["index"], bob["index"]) == (0, 1)
     claims = pyjwt.decode((tmp_path / "agents" / "bob.vc.jwt").read_text().strip(), options={"verify_signature": False})
     assert claims["credentialStatus"] == status_entry(PUBLIC_URL, 1)
@@ -219,4 +220,4 @@ async def test_the_cli_mints_revocable_credentials_and_the_node_publishes_their_
     bits = decode_list(subject["encodedList"])
     assert (bit(bits, 0), bit(bits, 1)) == (False, True)
     assert (missing.status_code, missing.json()["error"]) == (404, "not_found")
-    assert (bad.status_code, bad.json()["error"]) == (400, "bad_request")
+    assert (bad.status_code, bad.json()["error"]) == (422, "invalid_request")  # as every malformed parameter

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import httpx
+import trio
 
 from node import cli
 
@@ -30,9 +31,10 @@ def documented_paths() -> set[str]:
 
 
 async def test_every_route_is_in_the_readme_table_and_nothing_else(tmp_path):
-    async with running(tmp_path) as node:
-        async with httpx.AsyncClient() as client:
-            spec = (await client.get(f"{node.api_url}/openapi.json")).json()
+    with trio.fail_after(30):
+        async with running(tmp_path) as node:
+            async with httpx.AsyncClient() as client:
+                spec = (await client.get(f"{node.api_url}/openapi.json")).json()
     served = {re.sub(r"\{[^}]*\}", "{}", path) for path in spec["paths"]}
     assert documented_paths() == served - {"/openapi.json"}
 
