@@ -167,9 +167,10 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    of a 20-node network sends and receives about 30 RPCs per gossip message (mesh copies, IDONTWANTs, IHAVEs),
    and these two calls were about 15% of its CPU at low load. Repro: one host; env_to_send_in_RPC(host) takes
    61 us a call, and maybe_consume_signed_record(rpc, host, peer) for an RPC carrying that record 93 us, the
-   same record every time. Handled (version-guarded, as 17 and 21): the record we send is cached for
-   SENDER_RECORD_TTL_S, and a received record byte-identical to the last one accepted from the same peer within
-   SENDER_RECORD_TTL_S is accepted without redoing it (anything else goes through the library's checks).
+   same record every time. Handled (guarded by the functions' names and parameters, as 17 and 21): the record
+   we send is reused until the host's own record changes or SENDER_RECORD_TTL_S passes, and a received record
+   byte-identical to the last one accepted from the same peer within SENDER_RECORD_TTL_S is accepted without
+   redoing it (anything else goes through the library's checks).
 Not worked around (policy, not a bug to patch): scores of a disconnected peer are forgotten at once (the spec
 retains them); IDONTWANT is sent for every message regardless of size.
 """
@@ -195,6 +196,8 @@ from typing import NamedTuple
 import libp2p
 import libp2p.io.msgio
 import libp2p.io.utils
+import libp2p.pubsub.gossipsub
+import libp2p.pubsub.pubsub
 import multiaddr
 import trio
 from libp2p import new_host
@@ -210,12 +213,14 @@ from libp2p.network.config import ConnectionConfig, RetryConfig
 from libp2p.network.stream import exceptions as lp_stream
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
+from libp2p.peer.peerstore import env_to_send_in_RPC
 from libp2p.protocol_muxer.exceptions import MultiselectClientError
 from libp2p.pubsub.gossipsub import GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.pubsub.rpc_queue import DefaultMaxMessageSize, OutBoundQueueSize, RpcQueue
 from libp2p.pubsub.score import ScoreParams, TopicScoreParams
+from libp2p.pubsub.utils import maybe_consume_signed_record
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
@@ -1101,50 +1106,58 @@ def _fix_window_updates() -> None:
 
 
 class _SenderRecords:
-    """Quirk 24: the signed peer record each pubsub RPC carries, made once per SENDER_RECORD_TTL_S per host, and
-    a received one checked once per peer while it stays byte-identical."""
+    """Quirk 24: the signed peer record each pubsub RPC carries, made again only when the host's record changed
+    or SENDER_RECORD_TTL_S passed, and a received one checked once per peer and SENDER_RECORD_TTL_S while it stays
+    byte-identical."""
 
     def __init__(self, make: Callable[[BasicHost], tuple[bytes, bool]],
-                 consume: Callable[[rpc_pb2.RPC, BasicHost, ID], bool]) -> None:
-        self._make, self._consume = make, consume
-        self._ours: weakref.WeakKeyDictionary[BasicHost, tuple[float, tuple[bytes, bool]]] = weakref.WeakKeyDictionary()
+                 consume: Callable[[rpc_pb2.RPC, BasicHost, ID], bool],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._make, self._consume, self._clock = make, consume, clock
+        # host -> (made at, the peerstore's local record it was made from, the envelope bytes)
+        self._ours: weakref.WeakKeyDictionary[BasicHost, tuple[float, object, bytes]] = weakref.WeakKeyDictionary()
+        # host -> peer -> (checked at, the record's bytes), least recently accepted first
         self._accepted: weakref.WeakKeyDictionary[BasicHost, dict[ID, tuple[float, bytes]]] = (
             weakref.WeakKeyDictionary())
 
     def to_send(self, host: BasicHost) -> tuple[bytes, bool]:
-        """env_to_send_in_RPC(host), remade once it is SENDER_RECORD_TTL_S old (the host's addresses may move)."""
-        now = time.monotonic()
+        """env_to_send_in_RPC(host): (envelope, whether it was made just now)."""
+        now, local = self._clock(), host.get_peerstore().get_local_record()
         made = self._ours.get(host)
-        if made is None or now - made[0] > SENDER_RECORD_TTL_S:
-            made = self._ours[host] = (now, self._make(host))
-        return made[1]
+        if made is not None and made[1] is local and now - made[0] <= SENDER_RECORD_TTL_S:
+            return made[2], False
+        envelope, fresh = self._make(host)
+        self._ours[host] = (now, host.get_peerstore().get_local_record(), envelope)
+        return envelope, fresh
 
     def consume(self, rpc: rpc_pb2.RPC, host: BasicHost, peer: ID) -> bool:
         """maybe_consume_signed_record(rpc, host, peer), skipped for the bytes last accepted from this peer."""
         if not rpc.HasField("senderRecord"):
             return True
-        now, record = time.monotonic(), rpc.senderRecord
-        accepted = self._accepted.setdefault(host, {})
+        now, record = self._clock(), rpc.senderRecord
+        accepted = self._accepted.get(host)
+        if accepted is None:
+            accepted = self._accepted[host] = {}
         last = accepted.get(peer)
         if last is not None and last[1] == record and now - last[0] <= SENDER_RECORD_TTL_S:
             return True
         if not self._consume(rpc, host, peer):
             return False
+        accepted.pop(peer, None)
         accepted[peer] = (now, record)
-        if len(accepted) > MAX_REMEMBERED_RECORDS:  # peers come and go: forget the one heard from longest ago
-            del accepted[min(accepted, key=lambda p: accepted[p][0])]
+        if len(accepted) > MAX_REMEMBERED_RECORDS:  # peers come and go: forget the one accepted longest ago
+            del accepted[next(iter(accepted))]
         return True
 
 
 def _fix_sender_records() -> None:
-    from libp2p.peer.peerstore import env_to_send_in_RPC
-    from libp2p.pubsub import gossipsub as gossipsub_module
-    from libp2p.pubsub import pubsub as pubsub_module
-    from libp2p.pubsub.utils import maybe_consume_signed_record
-
-    modules = (pubsub_module, gossipsub_module)
+    """Quirk 24, if py-libp2p still calls the two functions by these names with these parameters."""
+    modules = (libp2p.pubsub.pubsub, libp2p.pubsub.gossipsub)
     if all(m.env_to_send_in_RPC is env_to_send_in_RPC and m.maybe_consume_signed_record is maybe_consume_signed_record
-           for m in modules):
+           for m in modules) and (
+        list(inspect.signature(env_to_send_in_RPC).parameters) == ["host"]
+        and list(inspect.signature(maybe_consume_signed_record).parameters) == ["msg", "host", "peer_id"]
+    ):
         records = _SenderRecords(env_to_send_in_RPC, maybe_consume_signed_record)
         for module in modules:
             module.env_to_send_in_RPC = records.to_send  # type: ignore[attr-defined]

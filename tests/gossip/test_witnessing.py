@@ -195,13 +195,14 @@ async def test_the_gossip_pace_counts_the_orgs_heard_from_inside_the_horizon_onl
     with RecordStore.open(own.directory) as store:
         replica = Replica(SigningKey(own.seed), store, roots=(inside.did,), max_hops=1, held_limit=10)
         witnessing = Witnessing(host, replica, network=NETWORK, state_dir=own.directory, gossip_interval=1.0)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(witnessing.run)
-            for org in (outside, inside, inside):  # the third send waits for the second to be taken in
-                key = bytes(org.key.verify_key)
-                await host.gossip.send(Received(peer_id_from_public_key(key), org_checkpoint(org)))
-            assert witnessing.pace.period(trio.current_time()) == 2.0  # us and the org inside: 2 s at 1 a second
-            nursery.cancel_scope.cancel()
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(witnessing.run)
+                for org in (outside, inside, inside):  # the third send waits for the second to be taken in
+                    key = bytes(org.key.verify_key)
+                    await host.gossip.send(Received(peer_id_from_public_key(key), org_checkpoint(org)))
+                assert witnessing.pace.period(trio.current_time()) == 2.0  # us and the org inside: 2 s at 1 a second
+                nursery.cancel_scope.cancel()
 
 
 async def test_a_witness_is_asked_over_one_kept_stream_and_a_new_one_once_that_breaks(tmp_path):

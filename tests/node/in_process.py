@@ -58,6 +58,8 @@ def accepting(node: Node, ids: set[bytes]) -> Iterator[trio.Event]:
         if not missing:
             done.set()
 
+    if not missing:
+        done.set()  # nothing to wait for
     node.replica.listeners.append(listen)
     try:
         yield done
