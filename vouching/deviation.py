@@ -17,7 +17,7 @@ from array import array
 
 import numpy as np
 
-from vouching.arrays import sum_by
+from vouching.arrays import distinct, sum_by
 from vouching.evidence import InvalidEvidence
 from vouching.params import ScoringParams
 
@@ -100,7 +100,7 @@ class DeviationTest:
         start = self._tested_upto
         rows = start + np.flatnonzero(~reference[start:])
         rows = rows[_member(agent[rows], ref_keys >> _WINDOW_BITS)]  # an agent nobody checked: nothing to test
-        changed = np.unique(key[start:][reference[start:]])
+        changed = distinct(key[start:][reference[start:]])
         if len(changed) and start:
             old = np.flatnonzero(~reference[:start])
             old = old[_member(agent[old], changed >> _WINDOW_BITS)]

@@ -3,7 +3,8 @@ window), decayed with separate half-lives for good and bad, and recent bad windo
 
 One `EvidenceStore` row ("pair") holds everything one org told this node about one agent; the node's own
 first-hand observations are the pair of its own org, uncapped. Columns are `array.array`s so that a single
-update is a few Python operations; the full recompute reads a numpy copy of them (`frozen`), off the trio thread.
+update is a few Python operations; node.trust's recompute reads a numpy copy of them (`frozen`), off the trio
+thread, and TrustEngine.recompute reads them in place.
 """
 
 from __future__ import annotations

@@ -54,6 +54,7 @@ class SnapshotCopy:
     def __init__(self, evidence: EvidenceStore, deviation: DeviationTest) -> None:
         self.evidence = ColumnsCopy(array_columns(evidence))
         self.deviation = ColumnsCopy(array_columns(deviation))
+        self.touched: set[int] = set()  # agents whose evidence may have been rewritten since the copy began
 
     def step(self, rows: int = COPY_ROWS) -> bool:
         """Copy the next chunk of `rows`; False once all the rows there were at the start are copied."""
@@ -99,8 +100,7 @@ class TrustEngine:
         self._graph_seen = 0  # ... that the current reputation reflects
         self._next_expiry = INF
         self._stamp = 0  # bumped as a snapshot begins and as it is taken (see `_Agent.stamp`)
-        self._copying: SnapshotCopy | None = None  # the snapshot being copied, and the agents touched meanwhile
-        self._touched: set[int] = set()
+        self._copying: SnapshotCopy | None = None  # the snapshot being copied
         # The agent sums of the last recompute installed: its snapshot count, the weights version it installed,
         # the sums; an agent's cache entry is taken from them on its next read (see `_renewed`).
         self._recomputed: tuple[int, int, AgentSums] | None = None
@@ -280,7 +280,7 @@ class TrustEngine:
         and on the engine's own columns, for callers that may hold their thread that long. It overtakes a snapshot
         begun and a recompute not installed yet."""
         self._stamp += 1
-        self._copying, self._touched = None, set()
+        self._copying = None
         return self.install(self._recompute(now, self._evidence, self._deviation, self._vouches).compute())
 
     def start_snapshot(self) -> SnapshotCopy:
@@ -289,7 +289,6 @@ class TrustEngine:
         yet (installing it would rewrite verdicts being copied)."""
         self._stamp += 1
         self._copying = SnapshotCopy(self._evidence, self._deviation)
-        self._touched = set()
         return self._copying
 
     def snapshot(self, copying: SnapshotCopy, *, now: int) -> Recompute:
@@ -298,8 +297,8 @@ class TrustEngine:
         taken from here on are the next recompute's."""
         if copying is not self._copying:
             raise RuntimeError("snapshot: a later start_snapshot or recompute overtook this copy")
-        rewritten = [pair for a in self._touched for pair in self._agents[a].pairs.values()]
-        self._copying, self._touched = None, set()
+        rewritten = [pair for a in copying.touched for pair in self._agents[a].pairs.values()]
+        self._copying = None
         evidence = self._evidence.frozen(copying.evidence.finish(rewritten))
         deviation = self._deviation.frozen(copying.deviation.finish(()))
         self._stamp += 1
@@ -368,7 +367,7 @@ class TrustEngine:
         record.cache = None
         record.stamp = self._stamp
         if self._copying is not None:
-            self._touched.add(a)
+            self._copying.touched.add(a)
 
     def _ensure_reputation(self, now: float) -> None:
         if self._graph_edits != self._graph_seen or now >= self._next_expiry:

@@ -72,7 +72,7 @@ def test_what_arrives_during_a_recompute_counts_as_after_its_snapshot(before, co
     feed(synchronous, end, len(ops))
     assert _reads(stepped, now) == _reads(synchronous, now)
     assert _reads(stepped, now + later) == _reads(synchronous, now + later)
-    assert _reads(stepped, now) == _reads(synchronous, now)
+    assert _reads(stepped, now) == _reads(synchronous, now)  # back in time: entries taken from the install again
 
 
 def _copied(engine: TrustEngine):
