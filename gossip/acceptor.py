@@ -2,7 +2,8 @@
 
 DESIGN.md §3 and §5. Records arrive already verified (signature and schema); this decides, per record, whether
 it extends its issuer's chain (accepted), repeats one we have (duplicate), skips ahead (held until sync fills
-the gap), contradicts one we have (equivocation evidence), or breaks the chain (rejected, with a reason).
+the gap), contradicts one we have (equivocation evidence), or breaks the chain (rejected, with a reason). A key
+that signed its rotation record has a closed chain (vouching.succession).
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from vouching import Record, RevokeBody
+from vouching import OrgBody, Record, RevokeBody
+from vouching.succession import Succession
 
 from .store import Head, RecordStore
 
@@ -32,8 +34,10 @@ class Outcome:
 class Acceptor:
     """The single writer of a RecordStore: every record, ours or a peer's, enters the store through here."""
 
-    def __init__(self, store: RecordStore, *, in_horizon: Callable[[str], bool], held_limit: int) -> None:
+    def __init__(self, store: RecordStore, succession: Succession, *, in_horizon: Callable[[str], bool],
+                 held_limit: int) -> None:
         self._store = store
+        self._succession = succession
         self._in_horizon = in_horizon
         self._held_limit = held_limit
         self._held: dict[tuple[str, int], Record] = {}
@@ -44,7 +48,7 @@ class Acceptor:
 
     def submit(self, records: Sequence[Record]) -> Outcome:
         """Decide each record, append the accepted ones in one durable batch, and report."""
-        batch = _Batch(self._store)
+        batch = _Batch(self._store, self._succession)
         outcome = Outcome()
         for record in records:
             pending = [record]
@@ -74,6 +78,9 @@ class Acceptor:
         if not self._in_horizon(record.iss):
             outcome.outside_horizon += 1
             return False
+        if head is not None and record.seq > head.seq and batch.retired(record.iss):
+            outcome.rejected.append((record, f"iss: this key was retired at seq {head.seq}, where it named its successor"))
+            return False
         next_seq = head.seq + 1 if head else 1
         if record.seq < next_seq:
             outcome.equivocations.append((batch.at(record.iss, record.seq), record.raw))
@@ -84,8 +91,8 @@ class Acceptor:
         if record.prev != (head.id if head else None):
             outcome.rejected.append((record, f"prev: does not match {record.iss}'s record at seq {record.seq - 1}"))
             return False
-        if isinstance(record.body, RevokeBody) and not batch.is_vouch_of(record.body.record, record.iss):
-            outcome.rejected.append((record, "body.record: names no earlier vouch of this issuer"))
+        if isinstance(record.body, RevokeBody) and not batch.is_vouch_of_org(record.body.record, record.iss):
+            outcome.rejected.append((record, "body.record: names no earlier vouch of this issuer or a key it replaced"))
             return False
         batch.add(record)
         return True
@@ -110,8 +117,11 @@ class Acceptor:
 class _Batch:
     """The store as it will be once the records staged so far are appended."""
 
-    def __init__(self, store: RecordStore) -> None:
+    def __init__(self, store: RecordStore, succession: Succession) -> None:
         self._store = store
+        self._succession = succession
+        self._retired: set[str] = set()
+        self._named_prior: dict[str, str] = {}
         self.records: list[Record] = []
         self._by_id: dict[bytes, Record] = {}
         self._heads: dict[str, Head] = {}
@@ -130,14 +140,32 @@ class _Batch:
             raise AssertionError(f"bad bookkeeping: {iss} seq {seq} is below its head but not stored")
         return raw
 
-    def is_vouch_of(self, record_id: bytes, iss: str) -> bool:
+    def retired(self, iss: str) -> bool:
+        return iss in self._retired or self._succession.retired(iss)
+
+    def is_vouch_of_org(self, record_id: bytes, iss: str) -> bool:
+        """Whether `record_id` is a vouch by `iss` or by a key `iss` says it replaced (directly or through
+        others). Said, not proven: what a revocation of another key's vouch counts for is decided by the links."""
         staged = self._by_id.get(record_id)
-        if staged is not None:
-            return staged.kind == "vouch" and staged.iss == iss
-        return self._store.kind_and_issuer(record_id) == ("vouch", iss)
+        found = (staged.kind, staged.iss) if staged is not None else self._store.kind_and_issuer(record_id)
+        if found is None or found[0] != "vouch":
+            return False
+        key: str | None = iss
+        seen: set[str] = set()
+        while key is not None and key not in seen:
+            if key == found[1]:
+                return True
+            seen.add(key)
+            key = self._named_prior.get(key) or self._succession.named_prior(key)
+        return False
 
     def add(self, record: Record) -> None:
         self.records.append(record)
         self._by_id[record.id] = record
         self._heads[record.iss] = Head(record.seq, record.id)
         self._by_position[(record.iss, record.seq)] = record
+        if isinstance(record.body, OrgBody):
+            if record.body.next is not None:
+                self._retired.add(record.iss)
+            if record.body.prior is not None:
+                self._named_prior[record.iss] = record.body.prior

@@ -2,7 +2,9 @@
 the node's own signing. Synchronous and I/O-free apart from the store's files; the trio services drive it.
 
 DESIGN.md §3–§5: every record, ours or a peer's, enters through `accept`; equivocation evidence found on the way
-becomes our own signed `equivocation` record, which flags the offender here and, once gossiped, everywhere.
+becomes our own signed `equivocation` record, which flags the offender here and, once gossiped, everywhere. Keys
+linked by a rotation (vouching.succession) are one org: flagging one flags all, and a later key's revocation of an
+earlier key's vouch counts.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from nacl.signing import SigningKey
 from vouching import (
     DigestBody,
     EquivocationBody,
+    OrgBody,
     Record,
     RevokeBody,
     VouchBody,
@@ -25,12 +28,18 @@ from vouching import (
     verify_record,
 )
 from vouching.horizon import Horizon
+from vouching.succession import Link, Succession
 
 from .acceptor import Acceptor, Outcome
 from .store import RecordStore
 
 Listener = Callable[[list[Record]], None]
 HorizonListener = Callable[[set[str]], None]
+LinkListener = Callable[[Link], None]
+
+
+class RetiredKey(Exception):
+    """This node's key signed its rotation record: it may sign nothing more (restart the node to use its successor)."""
 
 
 @dataclass
@@ -44,13 +53,17 @@ class Replica:
     held_limit: int
     listeners: list[Listener] = field(default_factory=list)
     horizon_listeners: list[HorizonListener] = field(default_factory=list)  # told which orgs a batch brought in
+    link_listeners: list[LinkListener] = field(default_factory=list)  # told of each rotation that links two keys
 
     def __post_init__(self) -> None:
         self.did = did_key(bytes(self.key.verify_key))
+        self.succession = Succession()
         self.horizon = Horizon({self.did, *self.roots}, self.max_hops)
         self.flagged: set[str] = set()
-        self._acceptor = Acceptor(self.store, in_horizon=self.horizon.__contains__, held_limit=self.held_limit)
-        for kind in ("vouch", "revoke", "equivocation"):  # revocations after the vouches they name
+        self._acceptor = Acceptor(self.store, self.succession, in_horizon=self.horizon.__contains__,
+                                  held_limit=self.held_limit)
+        # Rotations first, so that every link is known before what it changes; revocations after their vouches.
+        for kind in ("org", "vouch", "revoke", "equivocation"):
             for record in self.store.scan(kind=kind):
                 self._track(record)
 
@@ -67,6 +80,7 @@ class Replica:
         issuing thousands of digests at an epoch's end costs signatures, not commits). All or none: a bad body
         raises vouching.InvalidRecord before anything is stored."""
         seq, prev = self._next()
+        self._check_not_retired()
         records = []
         for body in bodies:
             record = issue_record(self.key, kind, body, seq=seq, prev=prev)
@@ -78,7 +92,13 @@ class Replica:
         """issue_many("digest", [body.to_wire() for body in bodies]) from typed bodies: the same records, signed
         at a fraction of the cost (vouching.issue_digests); how the node signs an epoch's digests."""
         seq, prev = self._next()
+        self._check_not_retired()
         return self._accept_own(issue_digests(self.key, bodies, seq=seq, prev=prev))
+
+    def _check_not_retired(self) -> None:
+        if self.succession.retired(self.did):
+            raise RetiredKey(f"this node's key {self.did} was replaced by a rotation and signs nothing more: restart "
+                             f"the node to sign with its successor")
 
     def _next(self) -> tuple[int, bytes | None]:
         """The seq and prev of our next record."""
@@ -106,19 +126,46 @@ class Replica:
                 horizon_listener(entered)
         for ours, theirs in outcome.equivocations:
             offender = verify_record(theirs).iss
-            if offender not in self.flagged and offender != self.did:
+            if offender not in self.flagged and offender not in self.succession.keys(self.did):
                 self.issue("equivocation", record_equivocation_body(ours, theirs))
         return outcome
 
     def _track(self, record: Record) -> set[str]:
-        """Keep the horizon and the flagged set in step with an accepted record; the orgs it brought inside the
-        horizon."""
+        """Keep the horizon, the links between keys and the flagged set in step with an accepted record; the orgs
+        it brought inside the horizon."""
         body = record.body
         if isinstance(body, VouchBody) and body.basis == "org-peer":
             return self.horizon.add_edge(record.id, record.iss, body.subject)
         if isinstance(body, RevokeBody):
-            self.horizon.remove_edge(body.record)  # a no-op unless it names an org-peer vouch
+            self._revoke(record.iss, body.record)
         elif isinstance(body, EquivocationBody):
-            self.flagged.add(body.offender)
-            self.horizon.flag(body.offender)
+            self._flag(body.offender)
+        elif isinstance(body, OrgBody):
+            entered = self.horizon.add_successor(record.iss, body.next) if body.next is not None else set()
+            link = self.succession.note(record)
+            if link is not None:
+                self._linked(link)
+            return entered
         return set()
+
+    def _revoke(self, revoker: str, vouch_id: bytes) -> None:
+        """Drop the horizon edge of a revoked org-peer vouch, if the revoker's org issued it."""
+        found = self.store.kind_and_issuer(vouch_id)
+        if found is not None and self.succession.identity(found[1]) == self.succession.identity(revoker):
+            self.horizon.remove_edge(vouch_id)  # a no-op unless it names an org-peer vouch
+
+    def _flag(self, key: str) -> None:
+        for each in self.succession.keys(key):
+            self.flagged.add(each)
+            self.horizon.flag(each)
+
+    def _linked(self, link: Link) -> None:
+        """Two keys became one org: a flag on either covers both, and the new key's revocations of the old key's
+        vouches, accepted before the link was known, now count."""
+        if self.flagged.intersection(self.succession.keys(link.prior)):
+            self._flag(link.prior)
+        for revocation in self.store.scan(issuer=link.successor, kind="revoke"):
+            assert isinstance(revocation.body, RevokeBody)
+            self._revoke(link.successor, revocation.body.record)
+        for listener in self.link_listeners:
+            listener(link)

@@ -47,6 +47,13 @@ class Org:
     def revoke(self, vouch: Record, reason: str = "no longer trusted") -> Record:
         return self.record("revoke", revoke_body(vouch.id, reason))
 
+    def rotate(self) -> tuple[Org, Record, Record]:
+        """Rotate to a fresh key: the successor, this key's rotation record (its last) and the successor's first."""
+        successor = Org(ts=self.ts)
+        rotation = self.record("org", org_body("org", "test", next=successor.did))
+        first = successor.record("org", org_body("org", "test", prior=self.did))
+        return successor, rotation, first
+
     def fork(self, seq: int, prev: bytes | None) -> Record:
         """Another record at (this org, seq): equivocation if one was already issued there."""
         return self.sign("vouch", vouch_body(new_did(), 0.1, "operator"), seq=seq, prev=prev)

@@ -24,7 +24,7 @@ BASES = ("operator", "audit", "developer", "interaction", "org-peer")
 OUTCOMES = ("ok", "error", "denied", "timeout")
 CATEGORIES = ("a2a", "mcp", "auth", "tool", "other", "resource")
 EQUIVOCATION_TYPES = ("record", "checkpoint")
-_ORG_FIELDS, _ORG_OPTIONAL = frozenset({"name", "network", "addrs"}), frozenset({"next"})
+_ORG_FIELDS, _ORG_OPTIONAL = frozenset({"name", "network", "addrs"}), frozenset({"next", "prior"})
 _VOUCH_FIELDS, _VOUCH_OPTIONAL = frozenset({"subject", "weight", "basis"}), frozenset({"scope", "expires"})
 _REVOKE_FIELDS = frozenset({"record", "reason"})
 _DIGEST_FIELDS = frozenset({"agent", "epoch", "len", "outcomes", "categories", "high_risk", "events", "evidence_root"})
@@ -54,15 +54,17 @@ class Counts(Mapping[str, int]):
 
 @dataclass(frozen=True, slots=True)
 class OrgBody:
-    """An org's self-description; `next` announces the did of the key that replaces this one."""
+    """An org's self-description. Key rotation (vouching.succession): `next` announces the did of the key that
+    replaces this one, and ends this key's chain; `prior`, only on a key's first record, names the key it replaces."""
 
     name: str
     network: str
     addrs: tuple[str, ...]
     next: str | None
+    prior: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        return org_body(self.name, self.network, self.addrs, next=self.next)
+        return org_body(self.name, self.network, self.addrs, next=self.next, prior=self.prior)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,11 +135,14 @@ class EquivocationBody:
 Body = OrgBody | VouchBody | RevokeBody | DigestBody | EquivocationBody
 
 
-def org_body(name: str, network: str, addrs: Iterable[str] = (), *, next: str | None = None) -> dict[str, Any]:
+def org_body(name: str, network: str, addrs: Iterable[str] = (), *, next: str | None = None,
+             prior: str | None = None) -> dict[str, Any]:
     """The wire body of an org record."""
     body: dict[str, Any] = {"name": name, "network": network, "addrs": list(addrs)}
     if next is not None:
         body["next"] = next
+    if prior is not None:
+        body["prior"] = prior
     return body
 
 
@@ -211,10 +216,14 @@ def _org(value: Any, iss: str, ts: int) -> OrgBody:
         if not (addr.isascii() and addr.isprintable()) or " " in addr:
             raise InvalidRecord("body.addrs: each must be printable ASCII without spaces")
     _unique(addrs, "body.addrs")
-    next_key = None
+    next_key = prior = None
     if "next" in body and did(next_key := body["next"], "body.next") == iss:
         raise InvalidRecord("body.next: must differ from iss (it names the replacement key)")
-    return OrgBody(text(body["name"], "body.name", NAME_MAX), network, tuple(addrs), next_key)
+    if "prior" in body and did(prior := body["prior"], "body.prior") == iss:
+        raise InvalidRecord("body.prior: must differ from iss (it names the key this one replaces)")
+    if prior is not None and prior == next_key:
+        raise InvalidRecord("body.next: must differ from body.prior")
+    return OrgBody(text(body["name"], "body.name", NAME_MAX), network, tuple(addrs), next_key, prior)
 
 
 def _vouch(value: Any, iss: str, ts: int) -> VouchBody:

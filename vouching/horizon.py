@@ -1,7 +1,9 @@
 """The replication horizon (DESIGN.md §5): orgs within `max_hops` org-peer vouches of this node's trust roots.
 
 A node stores and counts records only of orgs inside its horizon, which bounds storage and Sybil spam. Expiry
-is not consulted here: storage errs on the generous side, and scoring honours expiry itself.
+is not consulted here: storage errs on the generous side, and scoring honours expiry itself. A key named as its
+successor by a key inside the horizon is inside at the same distance (vouching.succession), so that its first
+record, which completes the rotation, can be accepted.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ class Horizon:
         self._roots = frozenset(roots)
         self._edges: dict[bytes, tuple[str, str]] = {}  # record id -> (issuer, subject)
         self._out: dict[str, dict[bytes, str]] = {}  # issuer -> {record id: subject}
+        self._successors: dict[str, str] = {}  # key -> the key its rotation record names
         self._flagged: set[str] = set()
         self._hops: dict[str, int] = {}
         self._recompute()
@@ -44,6 +47,14 @@ class Horizon:
         if start is None or issuer in self._flagged or start >= self.max_hops:
             return set()
         return self._expand([(subject, start + 1)])
+
+    def add_successor(self, key: str, successor: str) -> set[str]:
+        """Record a key's rotation; return the orgs it brought inside the horizon."""
+        if key in self._successors:
+            return set()
+        self._successors[key] = successor
+        start = self._hops.get(key)
+        return set() if start is None else self._expand([(successor, start)])
 
     def remove_edge(self, record_id: bytes) -> None:
         """Forget a revoked vouch; orgs reachable only through it fall outside the horizon."""
@@ -79,6 +90,8 @@ class Horizon:
         while queue:
             org = queue.popleft()
             hops = self._hops[org]
+            if (successor := self._successors.get(org)) is not None:
+                relax(successor, hops)
             if hops < self.max_hops and org not in self._flagged:
                 for subject in self._out.get(org, {}).values():
                     relax(subject, hops + 1)

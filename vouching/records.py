@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 import nacl.signing
 
-from vouching.bodies import KINDS, Body, DigestBody, EquivocationBody, check_digest, parse_body
+from vouching.bodies import KINDS, Body, DigestBody, EquivocationBody, OrgBody, check_digest, parse_body
 from vouching.cbor import CborError, decode, encode
 from vouching.cose import (
     ALG_EDDSA,
@@ -258,7 +258,10 @@ def _parse_payload(payload: Any) -> tuple[str, str, int, bytes | None, int, Body
     iss = did(payload["iss"], "iss")
     prev = byte_string(payload["prev"], "prev", ID_SIZE) if seq > 1 else None
     ts = uint(payload["ts"], "ts")
-    return kind, iss, seq, prev, ts, parse_body(kind, payload["body"], iss=iss, ts=ts)
+    body = parse_body(kind, payload["body"], iss=iss, ts=ts)
+    if seq > 1 and isinstance(body, OrgBody) and body.prior is not None:
+        raise InvalidRecord("body.prior: only a key's first record (seq 1) may name the key it replaces")
+    return kind, iss, seq, prev, ts, body
 
 
 def _check_prev(seq: int, has_prev: bool) -> None:

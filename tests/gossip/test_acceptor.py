@@ -5,6 +5,7 @@ import pytest
 from gossip.acceptor import Acceptor
 from gossip.store import RecordStore
 from vouching import proves_equivocation
+from vouching.succession import Succession
 
 from ..factories import Org
 
@@ -15,8 +16,8 @@ def store(tmp_path):
         yield s
 
 
-def _acceptor(store, *, horizon=lambda iss: True, held_limit=100):
-    return Acceptor(store, in_horizon=horizon, held_limit=held_limit)
+def _acceptor(store, *, horizon=lambda iss: True, held_limit=100, succession=None):
+    return Acceptor(store, succession or Succession(), in_horizon=horizon, held_limit=held_limit)
 
 
 def test_a_chain_in_order_is_accepted_and_duplicates_ignored(store):
@@ -126,3 +127,56 @@ def test_only_records_at_or_below_their_issuers_head_are_looked_up_as_possible_d
     outcome = acceptor.submit(records)  # two we hold, two new: catch-up sync offers thousands of new ones
     assert outcome.duplicates == 2 and outcome.accepted == records[2:]
     assert looked_up == [records[0].id, records[1].id]
+
+
+# --------------------------------------------------------------------------------------------- key rotation
+
+
+def test_a_key_signs_nothing_after_its_rotation(store):
+    old = Org()
+    earlier = old.record()
+    _, rotation, _ = old.rotate()
+    after = old.record()
+    outcome = _acceptor(store).submit([earlier, rotation, after])
+    assert outcome.accepted == [earlier, rotation]
+    assert outcome.rejected == [(after, f"iss: this key was retired at seq {rotation.seq}, where it named its successor")]
+
+
+def test_a_record_held_past_the_rotation_is_rejected_when_released(store):
+    old = Org()
+    first = old.record()
+    _, rotation, _ = old.rotate()
+    after = old.record()
+    acceptor = _acceptor(store)
+    assert acceptor.submit([after, rotation]).held == 2
+    outcome = acceptor.submit([first])
+    assert outcome.accepted == [first, rotation] and [r for r, _ in outcome.rejected] == [after]
+    assert acceptor.held_count == 0
+
+
+def test_a_second_record_at_the_rotations_seq_is_still_equivocation(store):
+    old = Org()
+    _, rotation, _ = old.rotate()
+    acceptor = _acceptor(store)
+    acceptor.submit([rotation])
+    outcome = acceptor.submit([old.fork(rotation.seq, None)])
+    assert len(outcome.equivocations) == 1 and proves_equivocation(*outcome.equivocations[0])
+
+
+def test_a_new_key_may_revoke_the_vouches_of_the_key_it_names_as_prior(store):
+    old = Org()
+    vouch = old.vouch(Org().did)
+    new, rotation, first = old.rotate()
+    revocation = new.revoke(vouch)
+    acceptor = _acceptor(store)
+    assert acceptor.submit([vouch, rotation]).accepted == [vouch, rotation]
+    # The claim in the new key's first record, staged in the same batch, is enough to accept the revocation.
+    assert acceptor.submit([first, revocation]).accepted == [first, revocation]
+
+
+def test_a_key_may_not_revoke_the_vouches_of_a_key_it_does_not_name(store):
+    honest, stranger = Org(), Org()
+    vouch = honest.vouch(Org().did)
+    revocation = stranger.revoke(vouch)
+    outcome = _acceptor(store).submit([vouch, revocation])
+    assert outcome.rejected == [(revocation, "body.record: names no earlier vouch of this issuer or a key it replaced")]

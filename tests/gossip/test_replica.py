@@ -5,9 +5,10 @@ import time
 
 import pytest
 
-from gossip.replica import Replica
+from gossip.replica import Replica, RetiredKey
 from gossip.store import RecordStore
-from vouching import Counts, DigestBody, InvalidRecord, vouch_body
+from vouching import Counts, DigestBody, InvalidRecord, org_body, vouch_body
+from vouching.succession import Link
 from vouching.bodies import CATEGORIES, OUTCOMES
 
 from ..factories import Org, new_did
@@ -114,3 +115,76 @@ def test_flags_and_horizon_survive_a_restart(tmp_path):
     with RecordStore.open(tmp_path) as store:
         replica = Replica(me.key, store, roots=(), max_hops=2, held_limit=100)
         assert cheat.did in replica.horizon and cheat.did in replica.flagged
+
+
+# --------------------------------------------------------------------------------------------- key rotation
+
+
+def test_a_rotated_orgs_keys_are_linked_and_its_new_key_is_inside_the_horizon(replica):
+    old = Org()
+    replica.issue("vouch", vouch_body(old.did, 0.8, "org-peer"))
+    links = []
+    replica.link_listeners.append(links.append)
+    new, rotation, first = old.rotate()
+    assert replica.accept([rotation]).accepted == [rotation]
+    assert new.did in replica.horizon  # so that its first record can be accepted
+    assert replica.accept([first]).accepted == [first]
+    assert links == [Link(old.did, new.did)]
+    assert replica.succession.keys(new.did) == (old.did, new.did)
+
+
+def test_an_equivocation_of_the_old_key_flags_the_new_key_in_either_order(replica):
+    old = Org()
+    replica.issue("vouch", vouch_body(old.did, 0.8, "org-peer"))
+    honest = old.record()
+    fork = old.fork(1, None)
+    new, rotation, first = old.rotate()
+    replica.accept([honest, rotation])
+    replica.accept([fork])  # flagged before the link is known
+    assert old.did in replica.flagged and new.did not in replica.flagged
+    replica.accept([first])
+    assert {old.did, new.did} <= replica.flagged
+    assert not replica.horizon.add_edge(b"\x07" * 32, new.did, new_did())  # a flagged org's vouches reach nobody
+
+
+def test_the_new_keys_revocation_of_an_old_vouch_counts_only_once_the_keys_are_linked(tmp_path):
+    me, old, claimer = Org(), Org(), Org()
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(me.key, store, roots=(), max_hops=3, held_limit=100)
+        for org in (old, claimer):
+            replica.issue("vouch", vouch_body(org.did, 0.8, "org-peer"))
+        friend = Org()
+        vouch = old.vouch(friend.did)
+        replica.accept([vouch])
+        assert friend.did in replica.horizon
+        # A key that merely claims to replace `old` cannot cut old's vouches.
+        claim = claimer.record("org", org_body("org", "test", prior=old.did))
+        replica.accept([claim, claimer.revoke(vouch)])
+        assert friend.did in replica.horizon
+        new, rotation, first = old.rotate()
+        replica.accept([rotation])  # which brings the new key inside the horizon
+        replica.accept([first, new.revoke(vouch)])
+        assert friend.did not in replica.horizon
+    with RecordStore.open(tmp_path) as store:  # rebuilt from the store, the same
+        replica = Replica(me.key, store, roots=(), max_hops=3, held_limit=100)
+        assert replica.succession.keys(old.did) == (old.did, new.did) and friend.did not in replica.horizon
+
+
+def test_a_retired_node_key_signs_nothing_more(replica):
+    successor = Org()
+    replica.issue("org", org_body("me", "test", next=successor.did))
+    with pytest.raises(RetiredKey, match="restart the node to sign with its successor"):
+        replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
+
+
+def test_a_revocation_accepted_before_the_rotation_arrived_counts_once_it_does(replica):
+    old = Org()
+    replica.issue("vouch", vouch_body(old.did, 0.8, "org-peer"))
+    friend = Org()
+    vouch = old.vouch(friend.did)
+    new, rotation, first = old.rotate()
+    replica.issue("vouch", vouch_body(new.did, 0.8, "org-peer"))  # the new key is inside on its own
+    replica.accept([vouch, first, new.revoke(vouch)])
+    assert friend.did in replica.horizon  # a claim alone: the old key has not named the new one here yet
+    replica.accept([rotation])
+    assert friend.did not in replica.horizon

@@ -67,3 +67,19 @@ def test_incremental_hops_equal_a_fresh_breadth_first_search(edges, max_hops, re
                 queue.append(b)
     assert {o: h.hops(o) for o in expected} == expected
     assert h.members() == frozenset(expected)
+
+
+def test_a_successor_key_is_inside_at_its_predecessors_distance():
+    h = Horizon(["root"], max_hops=2)
+    _chain(h, ["root", "a"])
+    assert h.add_successor("a", "a2") == {"a2"} and h.hops("a2") == 1
+    h.add_edge(b"\x09" * 32, "a2", "b")  # the successor's vouches reach as far as its predecessor's would
+    assert h.hops("b") == 2
+
+
+def test_a_successor_comes_inside_when_its_predecessor_does():
+    h = Horizon(["root"], max_hops=2)
+    assert h.add_successor("a", "a2") == set()
+    assert h.add_edge(b"\x01" * 32, "root", "a") == {"a", "a2"}
+    h.remove_edge(b"\x01" * 32)
+    assert "a2" not in h

@@ -126,6 +126,18 @@ def test_typed_bodies() -> None:
         digest.outcomes["other"]
 
 
+def test_only_a_keys_first_record_names_the_key_it_replaces() -> None:
+    body = org_body("Acme Agents", "main", prior=AGENT)
+    first = verify_record(sign_record(KEY, "org", body, seq=1, prev=None, ts=TS))
+    assert first.body == OrgBody("Acme Agents", "main", (), None, AGENT)
+    assert first.body.to_wire() == body
+    later = {"v": 1, "kind": "org", "iss": ISS, "seq": 2, "prev": PREV, "ts": TS, "body": body}
+    with pytest.raises(InvalidRecord, match=r"body.prior: only a key's first record \(seq 1\) may name"):
+        verify_record(_sign_payload(later))
+    with pytest.raises(InvalidRecord, match=r"body.prior: only a key's first record"):
+        sign_record(KEY, "org", body, seq=2, prev=PREV, ts=TS)
+
+
 def test_counts_are_hashable_values() -> None:
     counts = Counts((("ok", 1), ("error", 2)))
     assert hash(counts) == hash(Counts((("ok", 1), ("error", 2))))
@@ -497,6 +509,9 @@ BODY_CASES = [
     ("org", {"next": ISS}, r"body.next: must differ from iss \(it names the replacement key\)"),
     ("org", {"next": None}, "body.next: must be an Ed25519 did:key"),
     ("org", {"next": X25519_DID}, "body.next: must be an Ed25519 did:key"),
+    ("org", {"prior": ISS}, r"body.prior: must differ from iss \(it names the key this one replaces\)"),
+    ("org", {"prior": "did:web:acme"}, "body.prior: must be an Ed25519 did:key"),
+    ("org", {"prior": AGENT}, "body.next: must differ from body.prior"),
     ("org", {"port": 4001}, "body: unknown field 'port'"),
     # vouch
     ("vouch", {"subject": DELETE}, "body.subject: required field is missing"),

@@ -1,0 +1,93 @@
+"""Key rotation: two keys are one org only when the old key names the new and the new key's first record names
+the old, whatever order the two records arrive in."""
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from vouching import org_body
+from vouching.succession import Link, Succession
+
+from ..factories import Org
+
+
+def _fed(*records) -> Succession:
+    succession = Succession()
+    for record in records:
+        succession.note(record)
+    return succession
+
+
+def test_a_rotation_and_the_new_keys_first_record_link_the_keys_in_either_order():
+    old = Org()
+    new, rotation, first = old.rotate()
+    for order in ((rotation, first), (first, rotation)):
+        succession = Succession()
+        assert succession.note(order[0]) is None
+        assert succession.note(order[1]) == Link(old.did, new.did)
+        assert succession.identity(new.did) == succession.identity(old.did) == old.did
+        assert succession.keys(new.did) == succession.keys(old.did) == (old.did, new.did)
+        assert succession.current(old.did) == new.did
+        assert succession.retired(old.did) and not succession.retired(new.did)
+
+
+def test_neither_key_alone_links_them():
+    honest, thief = Org(), Org()
+    # A key claiming to replace an org that never named it takes over nothing.
+    claim = thief.record("org", org_body("org", "test", prior=honest.did))
+    assert _fed(claim).identity(thief.did) == thief.did
+    # An org naming a key whose first record does not name it back hands that key nothing.
+    stranger = Org()
+    stranger.record("org", org_body("org", "test"))
+    named = honest.record("org", org_body("org", "test", next=stranger.did))
+    succession = _fed(named, claim)
+    assert succession.keys(honest.did) == (honest.did,) and succession.identity(stranger.did) == stranger.did
+    assert succession.retired(honest.did)  # its chain is closed all the same
+
+
+def test_a_chain_of_rotations_is_one_org_known_by_its_first_key():
+    first_key = Org()
+    second, r1, f1 = first_key.rotate()
+    third, r2, f2 = second.rotate()
+    succession = _fed(f2, r1, r2, f1)
+    assert succession.keys(third.did) == (first_key.did, second.did, third.did)
+    assert succession.identity(third.did) == first_key.did and succession.current(first_key.did) == third.did
+    assert set(succession.links()) == {Link(first_key.did, second.did), Link(second.did, third.did)}
+
+
+def test_a_rotation_back_into_an_earlier_key_of_the_org_links_nothing():
+    a, b = Org(), Org()
+    a_first = a.record("org", org_body("org", "test", prior=b.did))
+    b_first = b.record("org", org_body("org", "test", prior=a.did))
+    a_rotation = a.record("org", org_body("org", "test", next=b.did))
+    b_rotation = b.record("org", org_body("org", "test", next=a.did))
+    succession = _fed(a_first, b_first, a_rotation, b_rotation)
+    assert succession.links() == [Link(a.did, b.did)]
+    assert succession.keys(a.did) == (a.did, b.did)
+
+
+@given(
+    successors=st.lists(st.integers(0, 7), min_size=8, max_size=8),
+    decoys=st.lists(st.tuples(st.integers(0, 7), st.integers(0, 7)), max_size=4),
+    order=st.randoms(use_true_random=False),
+)
+def test_the_links_do_not_depend_on_the_order_records_arrive_in(successors, decoys, order):
+    """Keys 0..7; key i rotates to successors[i] when that is a later key (so there are no cycles), each key's
+    first record names at most one prior; decoys are claims no rotation backs. Any arrival order links the same."""
+    orgs = [Org() for _ in range(8)]
+    priors: dict[int, int] = {}
+    for i, j in enumerate(successors):
+        if j > i and j not in priors:
+            priors[j] = i
+    for j, i in decoys:
+        if i != j:
+            priors.setdefault(j, i)
+    records, expected = [], set()
+    for j, org in enumerate(orgs):  # each key's first record: naming its prior, if it has one
+        prior = priors.get(j)
+        records.append(org.record("org", org_body("org", "test", prior=orgs[prior].did if prior is not None else None)))
+    for i, j in enumerate(successors):
+        if j > i and priors.get(j) == i:
+            records.append(orgs[i].record("org", org_body("org", "test", next=orgs[j].did)))
+            expected.add(Link(orgs[i].did, orgs[j].did))
+    order.shuffle(records)
+    assert set(_fed(*records).links()) == expected

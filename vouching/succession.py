@@ -1,0 +1,86 @@
+"""Key rotation (DESIGN.md §2): which keys are one org.
+
+An org rotates its key with two `org` records, one in each key's chain. The old key's record names the new key
+in `next` and is the old key's last: nothing it signs afterwards is accepted. The new key's first record (seq 1)
+names the old key in `prior`. Only the two together link the keys: an org cannot hand its history to a key it
+does not hold, and a key cannot take over an org that did not name it. As each record sits in its own key's
+chain, which keys are linked does not depend on the order records arrive in.
+
+Linked keys are one org, known by its first key (its identity): its vouches, evidence and reputation carry over,
+an equivocation by any of its keys flags them all, and a later key may revoke an earlier key's vouches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .bodies import OrgBody
+from .records import Record
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """Two keys found to be one org: `successor` replaced `prior`."""
+
+    prior: str
+    successor: str
+
+
+class Succession:
+    """The rotations and first records seen so far, and the links they make; feed it every accepted `org` record."""
+
+    def __init__(self) -> None:
+        self._named_next: dict[str, str] = {}  # key -> the key its rotation record names
+        self._named_prior: dict[str, str] = {}  # key -> the key its first record names
+        self._successor: dict[str, str] = {}  # linked keys: old -> new
+        self._prior: dict[str, str] = {}  # linked keys: new -> old
+
+    def note(self, record: Record) -> Link | None:
+        """Take in an accepted record; the link it completes, if any."""
+        body = record.body
+        if not isinstance(body, OrgBody):
+            return None
+        link = None
+        if body.prior is not None:
+            self._named_prior[record.iss] = body.prior
+            link = self._link(body.prior, record.iss)
+        if body.next is not None:
+            self._named_next[record.iss] = body.next
+            link = self._link(record.iss, body.next) or link
+        return link
+
+    def retired(self, key: str) -> bool:
+        """Whether `key` signed its rotation record (its chain is closed)."""
+        return key in self._named_next
+
+    def named_prior(self, key: str) -> str | None:
+        """The key `key`'s first record says it replaces (a claim until the prior key's rotation names it back)."""
+        return self._named_prior.get(key)
+
+    def identity(self, key: str) -> str:
+        """The org `key` belongs to: its first key."""
+        while (prior := self._prior.get(key)) is not None:
+            key = prior
+        return key
+
+    def keys(self, key: str) -> tuple[str, ...]:
+        """Every key of `key`'s org, first to current."""
+        keys = [self.identity(key)]
+        while (successor := self._successor.get(keys[-1])) is not None:
+            keys.append(successor)
+        return tuple(keys)
+
+    def current(self, key: str) -> str:
+        """The key `key`'s org signs with now (the last linked one)."""
+        return self.keys(key)[-1]
+
+    def links(self) -> list[Link]:
+        return [Link(prior, successor) for prior, successor in self._successor.items()]
+
+    def _link(self, prior: str, successor: str) -> Link | None:
+        if self._named_next.get(prior) != successor or self._named_prior.get(successor) != prior:
+            return None
+        if prior in self._successor or self.identity(prior) == successor:
+            return None  # already linked, or a rotation back into one of the org's own keys: not a new key
+        self._successor[prior], self._prior[successor] = successor, prior
+        return Link(prior, successor)
