@@ -11,13 +11,13 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 
 from node.client import ClientError
-from node.commands import agents, audit, local, log, records, scores, status, vouches
+from node.commands import agents, audit, key, local, log, records, scores, status, vouches
 from node.commands.common import CommandFailed, UsageError
 from testnet import cli as testnet
 from testnet.sim import cli as sim
 
 # Modules with `register(subparsers)`, in the order --help lists them.
-COMMANDS = [local, status, vouches, records, scores, log, agents, audit, sim, testnet]
+COMMANDS = [local, status, vouches, records, scores, log, agents, key, audit, sim, testnet]
 
 
 def _version() -> str:

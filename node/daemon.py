@@ -7,6 +7,7 @@ left behind, and every ledger append is one transaction, so nothing is left half
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import signal
@@ -26,17 +27,19 @@ from gossip.store import RecordStore
 from gossip.sync_messages import SYNC_PROTOCOL
 from gossip.sync_service import SyncService
 from gossip.witnessing import Witnessing
-from vouching import did_key, org_body
+from vouching import OrgBody, did_key
 from vouching.policy import DEFAULT_HIGH_RISK_TOOLS, Policy
 
 from .api import ApiService, create_app
 from .api.scores import CHECK_PATH, ScoreFastPath, scores_router
 from .config import NodeConfig
 from .credential_registry import RegistryError
+from .data_lock import DataDirBusy, locked_data_dir
 from .ingest_api import BODY_LIMITS, OPEN_WRITE_PATHS
 from .keys import load_org_key, load_token
 from .audit_log import wall_clock_ms
 from .metrics import LATENCY_BUCKETS, Registry, record_latency_listener
+from .rotation import NEXT_KEY_FILE, finish_interrupted_rotation
 from .telemetry import Telemetry
 from .trust import TrustService
 
@@ -125,9 +128,9 @@ def announce_addrs(config: NodeConfig, host: Host) -> list[str]:
 def publish_org_record(replica: Replica, *, name: str, network: str, addrs: list[str]) -> None:
     """Issue our `org` record if we have none or it no longer says where and who we are (peer exchange)."""
     ours = list(replica.store.scan(issuer=replica.did, kind="org"))  # one per change of name or address
-    wanted = org_body(name, network, addrs)
-    if not ours or ours[-1].body.to_wire() != wanted:
-        replica.issue("org", wanted)
+    wanted = OrgBody(name, network, tuple(addrs), None)
+    if not ours or dataclasses.replace(ours[-1].body, prior=None) != wanted:  # (a rotated key's first names its prior)
+        replica.issue("org", wanted.to_wire())
 
 
 def _policy(config: NodeConfig) -> Policy:
@@ -138,13 +141,23 @@ def _policy(config: NodeConfig) -> Policy:
 @asynccontextmanager
 async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
     """Open the node's files and host and build its services (not yet running); close all on exit."""
-    key = load_org_key(config.key_path)
-    token = load_token(config.token_path)
     limits = config.limits
     metrics = Registry()
     async with AsyncExitStack() as stack:
+        try:
+            stack.enter_context(locked_data_dir(config.data_dir))
+        except DataDirBusy as error:
+            raise StartupError(str(error)) from None
+        rotation = finish_interrupted_rotation(config)
+        if rotation is not None:
+            log.info("finished an interrupted key rotation", extra={"fields": {"old": rotation.old, "new": rotation.new}})
+        key = load_org_key(config.key_path)
+        token = load_token(config.token_path)
         store = stack.enter_context(RecordStore.open(config.data_dir))
         replica = Replica(key, store, roots=config.roots, max_hops=config.max_hops, held_limit=limits.held_records)
+        if (successor := replica.succession.named_next(replica.did)) is not None:
+            raise StartupError(f"{config.key_path}: this key was retired by a rotation to {successor}, whose key "
+                               f"should be in {NEXT_KEY_FILE}; restore it there and start again")
         host_config = HostConfig(gossip_protocols=GOSSIP_PROTOCOLS, close_timeout=SHUTDOWN_SECONDS / 4,
                                  max_connections=max(limits.max_peers * 2, 8))
         try:

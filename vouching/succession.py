@@ -53,6 +53,10 @@ class Succession:
         """Whether `key` signed its rotation record (its chain is closed)."""
         return key in self._named_next
 
+    def named_next(self, key: str) -> str | None:
+        """The key `key`'s rotation record names as its successor, if it signed one."""
+        return self._named_next.get(key)
+
     def named_prior(self, key: str) -> str | None:
         """The key `key`'s first record says it replaces (a claim until the prior key's rotation names it back)."""
         return self._named_prior.get(key)

@@ -1,0 +1,50 @@
+"""`vouchnet key rotate`: replace the org key of a stopped node (node.rotation)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from gossip.host import peer_id_from_public_key
+from node.data_lock import DataDirBusy
+from node.keys import KeyFileError
+from node.rotation import rotate_key
+from vouching import public_key_from_did
+
+from .common import CommandFailed, Subparsers, UsageError, add_dir_option, add_local_command, local_config, print_json
+
+
+def register(subparsers: Subparsers) -> None:
+    key = subparsers.add_parser("key", help="the org key", description="The org's Ed25519 key.")
+    commands = key.add_subparsers(dest="key_command", metavar="COMMAND", required=True)
+    rotate = add_local_command(
+        commands,
+        "rotate",
+        run=_rotate,
+        summary="replace the org key (stop the node first)",
+        description="Replace the org's key with a new one (on a schedule, or when it may soon be exposed). The old key "
+        "signs an org record naming the new key, the new key signs its first record naming the old one, and the "
+        "new key replaces org.key (the old key is destroyed). Every node that holds both records counts the two "
+        "keys as one org: its vouches, evidence and reputation carry over, and credentials minted under the old "
+        "key stay valid (the JWKS serves both keys). The node's did and peer id change: start it again to "
+        "announce them; peers that list its old peer id as a bootstrap address need the new one. Run it with the "
+        "node stopped; if it is interrupted, run it again (or start the node) to finish. A key that has already "
+        "leaked is another matter: its holder can sign a rotation of its own, the conflict gets the org flagged "
+        "as an equivocator everywhere, and the org then needs new vouches under a new key.",
+        examples=["vouchnet key rotate --dir ./alice"],
+    )
+    add_dir_option(rotate)
+
+
+def _rotate(args: argparse.Namespace) -> int:
+    config = local_config(args)
+    try:
+        rotation = rotate_key(config)
+    except KeyFileError as error:
+        raise UsageError(str(error)) from None
+    except DataDirBusy as error:
+        raise CommandFailed(str(error)) from None
+    print_json({"old": rotation.old, "new": rotation.new,
+                "peer_id": peer_id_from_public_key(public_key_from_did(rotation.new))})
+    print(f"rotated: start the node to sign with {rotation.new}", file=sys.stderr)
+    return 0

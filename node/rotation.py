@@ -1,0 +1,105 @@
+"""`vouchnet key rotate`: replace this org's key (DESIGN.md §2, vouching.succession) in a stopped node's data
+directory. Three durable steps, each safe to crash after, finished by running the command again or by starting the
+node: the new key is written to `org.key.next` (mode 0600); the old key signs its rotation record naming the new
+one and the new key signs its first record naming the old one (one commit each); `org.key.next` replaces `org.key`,
+which destroys the old key: a retired key can only do harm (a second record at its last seq would get the org
+flagged as an equivocator everywhere)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from nacl.signing import SigningKey
+
+from gossip.replica import Replica
+from gossip.store import RecordStore
+from vouching import OrgBody, did_key, org_body
+
+from .config import NodeConfig
+from .data_lock import locked_data_dir
+from .keys import KeyFileError, create_org_key, load_org_key, sync_directory
+
+NEXT_KEY_FILE = "org.key.next"
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """A finished rotation: the org's keys before and after."""
+
+    old: str
+    new: str
+
+
+def rotate_key(config: NodeConfig) -> Rotation:
+    """Rotate the org key of `config`'s data directory (the node must be stopped); raises DataDirBusy or
+    KeyFileError. A rotation left half done by a crash is finished, not started again."""
+    with locked_data_dir(config.data_dir):
+        key = load_org_key(config.key_path)
+        next_path = _next_key_path(config)
+        with RecordStore.open(config.data_dir) as store:
+            replica = _replica(config, key, store)
+            named = replica.succession.named_next(replica.did)
+            if named is None:
+                successor = load_org_key(next_path) if next_path.exists() else create_org_key(next_path)
+                replica.issue("org", org_body(config.name, config.network, _addrs(store, replica.did),
+                                              next=did_key(bytes(successor.verify_key))))
+            else:
+                successor = _named_key(next_path, named)
+            return _finish(config, key, successor, store)
+
+
+def finish_interrupted_rotation(config: NodeConfig) -> Rotation | None:
+    """At the node's start, with the data directory locked: finish a rotation whose record was signed but whose
+    key was not yet installed; None if there is none. A new key whose rotation was never signed is left for the
+    next `vouchnet key rotate` to use."""
+    next_path = _next_key_path(config)
+    if not next_path.exists():
+        return None
+    key, successor = load_org_key(config.key_path), load_org_key(next_path)
+    with RecordStore.open(config.data_dir) as store:
+        orgs = list(store.scan(issuer=did_key(bytes(key.verify_key)), kind="org"))
+        last = orgs[-1].body if orgs else None
+        if not isinstance(last, OrgBody) or last.next != did_key(bytes(successor.verify_key)):
+            return None
+        return _finish(config, key, successor, store)
+
+
+def _finish(config: NodeConfig, key: SigningKey, successor: SigningKey, store: RecordStore) -> Rotation:
+    """The new key's first record, if not yet signed, then the new key installed in place of the old."""
+    old, new = did_key(bytes(key.verify_key)), did_key(bytes(successor.verify_key))
+    if store.head(new) is None:
+        replica = _replica(config, successor, store)
+        replica.issue("org", org_body(config.name, config.network, _addrs(store, old), prior=old))
+    _install(_next_key_path(config), config.key_path)
+    return Rotation(old, new)
+
+
+def _replica(config: NodeConfig, key: SigningKey, store: RecordStore) -> Replica:
+    return Replica(key, store, roots=config.roots, max_hops=config.max_hops, held_limit=config.limits.held_records)
+
+
+def _addrs(store: RecordStore, did: str) -> list[str]:
+    """Where the org's last org record said it listens (the node announces anew when it starts)."""
+    orgs = list(store.scan(issuer=did, kind="org"))
+    body = orgs[-1].body if orgs else None
+    return list(body.addrs) if isinstance(body, OrgBody) else []
+
+
+def _named_key(next_path: Path, named: str) -> SigningKey:
+    """The successor key the rotation record names, from `org.key.next`; raises KeyFileError."""
+    if next_path.exists() and did_key(bytes((successor := load_org_key(next_path)).verify_key)) == named:
+        return successor
+    raise KeyFileError(f"{next_path}: does not hold the key {named} this org's rotation record names, so the "
+                       f"rotation cannot finish (this data directory's key signs nothing more)")
+
+
+def _install(next_path: Path, key_path: Path) -> None:
+    """Make the new key the org key, durably: one rename, then the directory synced."""
+    os.replace(next_path, key_path)
+    sync_directory(key_path.parent)
+
+
+def _next_key_path(config: NodeConfig) -> Path:
+    return config.key_path.with_name(NEXT_KEY_FILE)

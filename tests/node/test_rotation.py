@@ -1,0 +1,127 @@
+"""`vouchnet key rotate`: the data directory's key replaced by a linked successor, crash-safely, only while the node
+is stopped; and a peer that then hears from the node counts both keys as one org."""
+
+from __future__ import annotations
+
+import json
+import stat
+from dataclasses import replace
+
+import pytest
+import trio
+
+from gossip.replica import Replica
+from gossip.store import RecordStore
+from node import cli
+from node.config import load_config
+from node.daemon import StartupError, serve_node
+from node.data_lock import DataDirBusy, locked_data_dir
+from node.keys import KeyFileError, create_org_key, load_org_key
+from node.rotation import NEXT_KEY_FILE, finish_interrupted_rotation, rotate_key
+from node.setup import init_data_dir
+from vouching import did_key, org_body, vouch_body
+
+from .in_process import LOOPBACK, running
+
+
+def _config(path, **settings):
+    made = init_data_dir(path, network="test", listen=LOOPBACK, api="127.0.0.1:0")
+    return replace(load_config(made.data_dir), checkpoint_interval=0.2, **settings)
+
+
+def _did(config) -> str:
+    return did_key(bytes(load_org_key(config.key_path).verify_key))
+
+
+def _replica(config, store):
+    return Replica(load_org_key(config.key_path), store, roots=(), max_hops=2, held_limit=10)
+
+
+def test_a_rotation_links_a_new_key_and_destroys_the_old(tmp_path):
+    config = _config(tmp_path / "a")
+    old = _did(config)
+    with RecordStore.open(config.data_dir) as store:
+        _replica(config, store).issue("org", org_body("a", "test", ["/ip4/127.0.0.1/tcp/4001"]))
+    rotation = rotate_key(config)
+    assert rotation.old == old and rotation.new == _did(config) != old
+    assert stat.S_IMODE(config.key_path.stat().st_mode) == 0o600
+    assert not (config.data_dir / NEXT_KEY_FILE).exists()
+    with RecordStore.open(config.data_dir) as store:
+        replica = _replica(config, store)
+        assert replica.succession.keys(rotation.new) == (old, rotation.new)
+        first = next(store.scan(issuer=rotation.new))
+        assert first.body.prior == old and first.body.addrs == ("/ip4/127.0.0.1/tcp/4001",)
+
+
+def test_a_rotation_interrupted_after_signing_is_finished_by_the_next_start_or_run(tmp_path):
+    for finish in (finish_interrupted_rotation, rotate_key):
+        config = _config(tmp_path / finish.__name__)
+        old = _did(config)
+        successor = create_org_key(config.data_dir / NEXT_KEY_FILE)
+        new = did_key(bytes(successor.verify_key))
+        with RecordStore.open(config.data_dir) as store:  # the crash: signed, the new key's first record not yet
+            _replica(config, store).issue("org", org_body("a", "test", next=new))
+        rotation = finish(config)
+        assert (rotation.old, rotation.new, _did(config)) == (old, new, new)
+        with RecordStore.open(config.data_dir) as store:
+            assert _replica(config, store).succession.keys(new) == (old, new)
+
+
+def test_a_new_key_written_before_a_crash_is_the_one_the_rotation_uses(tmp_path):
+    config = _config(tmp_path / "a")
+    written = did_key(bytes(create_org_key(config.data_dir / NEXT_KEY_FILE).verify_key))
+    assert finish_interrupted_rotation(config) is None  # never signed: nothing to finish, the key stays
+    assert rotate_key(config).new == written
+
+
+async def test_a_retired_key_without_its_successor_refuses_to_rotate_or_start(tmp_path):
+    config = _config(tmp_path / "a")
+    with RecordStore.open(config.data_dir) as store:
+        _replica(config, store).issue("org", org_body("a", "test", next=did_key(bytes(create_org_key(
+            tmp_path / "elsewhere").verify_key))))
+    with pytest.raises(KeyFileError, match=f"{NEXT_KEY_FILE}: does not hold the key"):
+        rotate_key(config)
+    with pytest.raises(StartupError, match="this key was retired by a rotation"):
+        await serve_node(config)
+
+
+async def test_a_running_nodes_directory_is_not_rotated_nor_run_twice(tmp_path):
+    async with running(tmp_path / "a") as a:
+        with pytest.raises(DataDirBusy, match="in use by another process"):
+            rotate_key(a.config)
+        with pytest.raises(StartupError, match="in use by another process"):
+            await serve_node(a.config)
+    with locked_data_dir(tmp_path / "a"):  # released when the node stopped
+        pass
+
+
+def test_the_cli_rotates_and_says_what_changed(tmp_path, capsys):
+    config = _config(tmp_path / "a")
+    old = _did(config)
+    assert cli.main(["key", "rotate", "--dir", str(config.data_dir)]) == 0
+    out = capsys.readouterr()
+    printed = json.loads(out.out)
+    assert printed["old"] == old and printed["new"] == _did(config) and printed["peer_id"].startswith("12D3KooW")
+    assert "start the node to sign with" in out.err
+
+
+async def test_a_peer_counts_the_rotated_nodes_keys_as_one_org(tmp_path):
+    async with running(tmp_path / "b") as b:
+        config = _config(tmp_path / "a", bootstrap=(b.host.listen_addrs[0],))
+        old = _did(config)
+        b.replica.issue("vouch", vouch_body(old, 0.9, "org-peer"))  # a in b's horizon
+        heard, linked = trio.Event(), trio.Event()
+        b.replica.listeners.append(lambda records: heard.set() if any(r.iss == old for r in records) else None)
+        b.replica.link_listeners.append(lambda link: linked.set())
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(serve_node, config)
+                await heard.wait()
+                nursery.cancel_scope.cancel()
+            rotation = rotate_key(config)
+            async with trio.open_nursery() as nursery:
+                a = await nursery.start(serve_node, config)
+                assert a.did == rotation.new
+                await linked.wait()
+                assert b.replica.succession.keys(rotation.new) == (old, rotation.new)
+                nursery.cancel_scope.cancel()
