@@ -1,4 +1,4 @@
-"""Portable credentials (DESIGN §2): the org key as a JWK set, W3C VC 2.0 credentials secured as `vc+jwt`
+"""Portable credentials (DESIGN §2): the org's keys as a JWK set, W3C VC 2.0 credentials secured as `vc+jwt`
 (W3C VC-JOSE-COSE) for agents and for this org's vouches, and signed score statements.
 
 Anyone verifies them with an ordinary JWT library (alg EdDSA) against `/.well-known/jwks.json`, picking the key
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -51,9 +51,13 @@ def org_jwk(verify_key: VerifyKey) -> dict[str, str]:
             "use": "sig"}
 
 
-def jwks(verify_key: VerifyKey) -> dict[str, list[dict[str, str]]]:
-    """The JWK set served at `/.well-known/jwks.json`."""
-    return {"keys": [org_jwk(verify_key)]}
+def jwks(verify_keys: Sequence[VerifyKey]) -> dict[str, list[dict[str, str]]]:
+    """The JWK set served at `/.well-known/jwks.json` (RFC 7517 §5): every key of the org, the current one first,
+    so that credentials it signed before a rotation (DESIGN §2) still verify until they expire."""
+    keys = [org_jwk(key) for key in verify_keys]
+    if not keys or len({jwk["kid"] for jwk in keys}) < len(keys):
+        raise ValueError("verify_keys: the org's keys, at least one, each once (a kid names one key in a set)")
+    return {"keys": keys}
 
 
 def _datetime(seconds: int) -> str:

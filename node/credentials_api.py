@@ -1,14 +1,15 @@
-"""`GET /.well-known/jwks.json` (the org key), `GET /v1/records/{id}/vc` (one of this org's vouches as a `vc+jwt`
+"""`GET /.well-known/jwks.json` (the org's keys), `GET /v1/records/{id}/vc` (one of this org's vouches as a `vc+jwt`
 credential) and `GET /v1/credentials/status/{list}` (which of the agent credentials it minted are revoked, a W3C
 Bitstring Status List). DESIGN §2, §8."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 from fastapi.responses import JSONResponse
-from nacl.signing import SigningKey
+from nacl.signing import SigningKey, VerifyKey
 
 from gossip.replica import Replica
 from vouching import load_record
@@ -22,14 +23,17 @@ from .credentials import jwks, status_list_credential, vouch_credential
 MAX_LISTS = 10**9  # a path number beyond this is a mistake, not a list (an org mints far fewer credentials)
 
 
-def credentials_router(key: SigningKey, replica: Replica, registry: CredentialRegistry, public_url: str) -> APIRouter:
-    """The credential endpoints of the org whose key is `key`; `public_url` is where other orgs reach this API."""
+def credentials_router(key: SigningKey, replica: Replica, registry: CredentialRegistry, public_url: str,
+                       retired_keys: Sequence[VerifyKey] = ()) -> APIRouter:
+    """The credential endpoints of the org whose key is `key` (`retired_keys`: its earlier public keys, newest
+    first, DESIGN §2); `public_url` is where other orgs reach this API."""
     router = APIRouter(tags=["credentials"])
-    key_set = jwks(key.verify_key)
+    key_set = jwks([key.verify_key, *retired_keys])
 
     @router.get("/.well-known/jwks.json")
     async def jwks_endpoint() -> JSONResponse:
-        """The org's Ed25519 key as an RFC 8037 OKP JWK; `kid` is its did URL, as in every token we sign."""
+        """The org's Ed25519 keys as RFC 8037 OKP JWKs, the current one first, then the ones it rotated away from
+        (credentials they signed verify until they expire); `kid` is each key's did URL, as in every token."""
         return JSONResponse(key_set, headers={"Cache-Control": "public, max-age=300"})
 
     @router.get(

@@ -6,7 +6,8 @@ credential signed by any other key (say a fresh did:key an attacker made) names 
 a credential claiming any agent did.
 
 A credential with a revocation entry (`credentialStatus`, W3C Bitstring Status List v1.0) is refused once its
-issuer has revoked it: the list it names is fetched, checked to be signed by the same org key, and cached for
+issuer has revoked it: the list it names is fetched, checked to be signed by a key the credential's issuer serves
+(its current one, if the org rotated its key since, DESIGN §2; never another issuer's), and cached for
 `status_ttl` seconds at most (less if the list says so). If the list cannot be fetched, the last copy serves until
 the list itself expires; without one the credential is refused (revocation fails closed). Credentials minted
 before vouchnet published status lists carry no entry and are checked as before.
@@ -15,6 +16,7 @@ before vouchnet published status lists carry no entry and are checked as before.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import threading
 import time
@@ -24,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from vouching import InvalidDid, public_key_from_did
+from vouching import InvalidDid, did_key, public_key_from_did
 
 from ..credential_status import (
     LIST_CREDENTIAL_TYPE,
@@ -36,7 +38,7 @@ from ..credential_status import (
     decode_list,
     parse_entry,
 )
-from ..credentials import VC_TYP
+from ..credentials import VC_TYP, did_url
 from ..jwt import LEEWAY_S, MAX_TOKEN, JwtError, b64url_decode, decode_jwt
 from ._http import normal_url
 
@@ -60,6 +62,14 @@ class AgentIdentity:
     org: str
     name: str | None
     expires: int
+
+
+@dataclass(frozen=True)
+class _Key:
+    """A key of the accepted issuers: its Ed25519 public key, and the JWKS URLs that serve it (normally one)."""
+
+    public: bytes
+    issuers: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -92,12 +102,13 @@ class CredentialVerifier:
         if not self.jwks_urls:
             raise ValueError("issuers: give at least one org node or JWKS URL whose agents are accepted")
         self.jwks_ttl, self.leeway, self.timeout, self.status_ttl = jwks_ttl, leeway, timeout, status_ttl
-        self._keys: dict[str, bytes] = {}
+        self._served: dict[str, dict[str, bytes]] = {}  # JWKS URL -> kid -> public key, as last fetched
+        self._keys: dict[str, _Key] = {}  # kid -> key, from _served
         self._fetched = float("-inf")
         self._lock = threading.Lock()
         self._refreshing = threading.Lock()  # one fetch at a time; the others then find the keys fresh
         self._verified: dict[str, _Checked] = {}  # oldest first (see _bound)
-        # By (kid, url): a list counts only for credentials signed with the key that signed it.
+        # By (the credential's kid, url): which lists count depends on the issuer that serves the credential's key.
         self._status_lists: dict[tuple[str, str], _StatusList] = {}
         self._status_failures: dict[tuple[str, str], tuple[float, str]] = {}  # -> (monotonic time, why): backoff
 
@@ -143,20 +154,24 @@ class CredentialVerifier:
                 self._fetch()
 
     def _fetch(self) -> None:
-        keys: dict[str, bytes] = {}
+        served: dict[str, dict[str, bytes]] = {}
         failures = []
         with httpx.Client(timeout=self.timeout) as http:
             for url in self.jwks_urls:
                 try:
                     response = http.get(url)
                     response.raise_for_status()
-                    keys.update(_jwk_keys(response.json()))
+                    served[url] = _jwk_keys(response.json())
                 except (httpx.HTTPError, ValueError, UnverifiedAgent) as error:
                     failures.append(f"{url}: {error}")
         with self._lock:
-            if failures:
-                keys = {**self._keys, **keys}
-            self._keys, self._fetched = keys, time.monotonic()
+            served = {url: served.get(url, self._served.get(url, {})) for url in self.jwks_urls}  # kept if no answer
+            keys: dict[str, _Key] = {}
+            for url, found in served.items():
+                for kid, public in found.items():
+                    issuers = keys[kid].issuers if kid in keys else frozenset()
+                    keys[kid] = _Key(public, issuers | {url})  # one kid, one key: _jwk_keys binds them
+            self._served, self._keys, self._fetched = served, keys, time.monotonic()
         if failures and not keys:
             raise UnverifiedAgent("cannot fetch the keys of any trusted issuer (" + "; ".join(failures) + ")")
 
@@ -165,7 +180,7 @@ class CredentialVerifier:
         if key is None:
             raise UnverifiedAgent("header.kid: not a key of an org this service accepts agents from")
         try:
-            _, claims = decode_jwt(token, key, typ=VC_TYP, leeway=self.leeway)
+            _, claims = decode_jwt(token, key.public, typ=VC_TYP, leeway=self.leeway)
         except JwtError as error:
             raise UnverifiedAgent(str(error)) from None
         identity = _identity(claims, issuer=kid.partition("#")[0])
@@ -212,18 +227,18 @@ class CredentialVerifier:
                 self._status_failures.pop(key, None)
 
     def _status_list(self, token: str, checked: _Checked) -> _StatusList:
-        """A status list credential, verified: signed with the key that signed the credential, typed as a
-        revocation list, not expired; raises UnverifiedAgent."""
-        key = self._keys.get(checked.kid)
-        if key is None:  # the issuer's JWKS dropped the key since the credential verified
-            raise UnverifiedAgent("header.kid: not a key of an org this service accepts agents from")
+        """A status list credential, verified: signed with a key of the credential's issuer and issued (iss) by
+        that key's did, typed as a revocation list, not expired; raises UnverifiedAgent."""
         try:
-            _, claims = decode_jwt(token, key, typ=VC_TYP, leeway=self.leeway)
+            signer = functools.partial(self._list_signer, credential_kid=checked.kid)
+            header, claims = decode_jwt(token, signer, typ=VC_TYP, leeway=self.leeway)
             types, subject = claims.get("type"), claims.get("credentialSubject")
             if not isinstance(types, list) or LIST_CREDENTIAL_TYPE not in types:
                 raise StatusListError(f"status list: payload.type must include {LIST_CREDENTIAL_TYPE}")
-            if claims.get("iss") != checked.identity.org or not isinstance(subject, dict):
-                raise StatusListError("status list: must be issued by the credential's issuer")
+            if claims.get("iss") != header["kid"].partition("#")[0]:
+                raise StatusListError("status list: payload.iss: must be the did of the key that signed it")
+            if not isinstance(subject, dict):
+                raise StatusListError("status list: payload.credentialSubject: must be an object")
             if subject.get("statusPurpose") != PURPOSE:
                 raise StatusListError(f"status list: credentialSubject.statusPurpose must be {PURPOSE}")
             bits = decode_list(subject.get("encodedList"))
@@ -235,6 +250,25 @@ class CredentialVerifier:
         expires = claims.get("exp")
         valid_for = expires + self.leeway - wall if type(expires) is int else float("inf")
         return _StatusList(bits, now + min(fresh_for, valid_for), now + valid_for)
+
+    def _list_signer(self, header: Mapping[str, Any], credential_kid: str) -> bytes:
+        """The key that verifies a status list, by its header.kid: any key the JWKS URL(s) serving the credential's
+        key serve too, so an org that rotated signs with its new key (DESIGN §2), but another accepted org cannot
+        revoke or reinstate this org's credentials. Raises JwtError (for decode_jwt)."""
+        kid = header.get("kid")
+        if not isinstance(kid, str):
+            raise JwtError("status list: header.kid: required, the issuing org's key id")
+        if kid not in self._keys and self._needs_keys(kid):
+            self._fetch()  # the issuer rotated since we fetched its keys (the caller holds self._refreshing)
+        signer, credential_key = self._keys.get(kid), self._keys.get(credential_kid)
+        if credential_key is None:  # the issuer's JWKS dropped the key since the credential verified
+            raise JwtError("status list: the credential's key is no longer served by any issuer this service accepts")
+        if signer is None:
+            raise JwtError("status list: header.kid: not a key of an org this service accepts agents from")
+        if not credential_key.issuers <= signer.issuers:
+            raise JwtError("status list: header.kid: a key of another issuer than the credential's (its JWKS does "
+                           "not serve it)")
+        return signer.public
 
     def _unless_revoked(self, checked: _Checked) -> AgentIdentity:
         if checked.status is None:
@@ -287,7 +321,8 @@ def _kid(token: object) -> str:
 
 
 def _jwk_keys(document: Any) -> dict[str, bytes]:
-    """kid -> Ed25519 public key of each OKP/Ed25519 key in a JWK set (RFC 7517, RFC 8037)."""
+    """kid -> Ed25519 public key of each OKP/Ed25519 key in a JWK set (RFC 7517, RFC 8037) whose kid is its
+    did:key URL, as vouchnet's are: a JWKS cannot claim another org's kid for a key of its own."""
     keys = document.get("keys") if isinstance(document, dict) else None
     if not isinstance(keys, list):
         raise UnverifiedAgent("jwks: not a JWK set")
@@ -298,7 +333,7 @@ def _jwk_keys(document: Any) -> dict[str, bytes]:
                 public = b64url_decode(jwk.get("x"), "jwks.x")
             except JwtError:
                 continue
-            if len(public) == 32 and isinstance(jwk.get("kid"), str):
+            if len(public) == 32 and jwk.get("kid") == did_url(did_key(public)):
                 found[jwk["kid"]] = public
     return found
 

@@ -1,5 +1,6 @@
 """The one credential verifier every adapter uses: agent credentials of the accepted orgs verify; anything else
-(another org's key, a score statement, an expired or altered token, nothing at all) is refused, naming why."""
+(another org's key, a score statement, an expired or altered token, nothing at all) is refused, naming why; a
+credential's status list counts only if a key of the credential's issuer signed it (DESIGN §2 key rotation)."""
 
 import time
 
@@ -9,10 +10,11 @@ from nacl.signing import SigningKey
 
 from node.client import CredentialVerifier, UnverifiedAgent
 from node.credential_status import LIST_ENTRIES, status_entry
-from node.credentials import agent_credential, score_statement
+from node.credentials import agent_credential, did_url, org_jwk, score_statement
 
 from ..factories import new_did
 from .running_node import on_asyncio
+from .stub_org import StubOrg, did_of, resigned, serving
 
 
 @pytest.fixture
@@ -168,3 +170,69 @@ def test_the_verifier_keeps_a_bounded_number_of_status_lists(running, monkeypatc
         verifier.verify(token)
     assert [url.rpartition("=")[2] for _, url in verifier._status_lists] == ["2", "3"]  # the two fetched last
     assert verifier.verify(tokens[0]).did  # fetched again when needed
+
+
+# --- after the issuer rotated its key (DESIGN §2): lists signed with its new key, never with another org's ------
+
+
+def test_a_credential_minted_before_a_rotation_is_revoked_by_a_list_signed_with_the_new_key():
+    old, new = SigningKey.generate(), SigningKey.generate()
+    org = StubOrg([new, old])
+    with serving(org):
+        verifier = CredentialVerifier([org.url], status_ttl=0)
+        token = org.credential(old, 5)
+        assert verifier.verify(token).org == did_of(old)
+        org.revoked.add(5)
+        with pytest.raises(UnverifiedAgent, match="credentialStatus: revoked by its issuer"):
+            verifier.verify(token)
+
+
+def test_a_rotation_after_the_keys_were_fetched_fetches_them_again_for_the_list(monkeypatch):
+    import node.client.identity as identity
+
+    monkeypatch.setattr(identity, "REFRESH_BACKOFF_S", 0)  # an unknown kid refetches the keys at once
+    old, new = SigningKey.generate(), SigningKey.generate()
+    org = StubOrg([old])
+    with serving(org):
+        verifier = CredentialVerifier([org.url], status_ttl=0)
+        token = org.credential(old, 7)
+        verifier.verify(token)
+        org.keys, org.revoked = [new, old], {7}  # rotated, then revoked: the list is signed with a key not seen yet
+        with pytest.raises(UnverifiedAgent, match="revoked by its issuer"):  # not the last list, signed by `old`
+            verifier.verify(token)
+
+
+@pytest.mark.parametrize("claims_the_key", [False, True], ids=["own key", "also serving the other's key"])
+def test_an_accepted_org_cannot_sign_the_status_list_of_another(claims_the_key):
+    x_key, y_key = SigningKey.generate(), SigningKey.generate()
+    x, y = StubOrg([x_key]), StubOrg([y_key, x_key] if claims_the_key else [y_key])
+    with serving(x, y):
+        verifier = CredentialVerifier([x.url, y.url])
+        token = x.credential(x_key, 3, status_of=y)  # X's credential, pointed at Y's list (or Y's list served there)
+        with pytest.raises(UnverifiedAgent, match="status list: header.kid: a key of another issuer than the "
+                                                  "credential's"):
+            verifier.verify(token)
+
+
+@pytest.mark.parametrize("issuer", ["credential's key", "another org"])
+def test_a_list_whose_iss_is_not_the_did_of_its_signer_is_refused(issuer):
+    old, new = SigningKey.generate(), SigningKey.generate()
+    org = StubOrg([new, old], list_claims={"iss": did_of(old) if issuer == "credential's key" else new_did()})
+    with serving(org):
+        verifier = CredentialVerifier([org.url])
+        with pytest.raises(UnverifiedAgent, match=r"credentialStatus: .*/status/0: status list: payload.iss: must be "
+                                                  "the did of the key that signed it"):
+            verifier.verify(org.credential(old, 1))
+
+
+def test_an_accepted_org_cannot_serve_another_org_s_kid_for_its_own_key():
+    x_key, y_key = SigningKey.generate(), SigningKey.generate()
+    x_kid = did_url(did_of(x_key))
+    x, y = StubOrg([x_key]), StubOrg([y_key], extra_jwks=[{**org_jwk(y_key.verify_key), "kid": x_kid}])
+    agent = new_did()
+    forged = resigned(agent_credential(y_key, agent), y_key, kid=x_kid, iss=did_of(x_key), issuer=did_of(x_key),
+                      credentialSubject={"id": agent, "operator": did_of(x_key)})
+    with serving(x, y):
+        verifier = CredentialVerifier([x.url, y.url])  # Y's keys are read last
+        with pytest.raises(UnverifiedAgent, match="signature: does not verify"):
+            verifier.verify(forged)

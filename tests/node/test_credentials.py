@@ -13,6 +13,7 @@ from nacl.signing import SigningKey
 
 from node.credentials import (
     agent_credential,
+    did_url,
     jwks,
     public_key_from_kid,
     record_from_credential_evidence,
@@ -22,13 +23,14 @@ from node.jwt import JwtError, b64url, decode_jwt, encode_jwt
 from node.api import ApiService
 from node.commands import agents
 from node.commands.common import UsageError
+from node.credentials_api import credentials_router
 from node.keys import load_org_key, load_token
 from node.setup import init_data_dir
 from vouching import did_key, revoke_body, verify_record, vouch_body
 
 from ..factories import Org, new_did
 from .fake_node import fake_node
-from .telemetry_node import served, telemetry_node
+from .telemetry_node import PUBLIC_URL, guarded_app, served, telemetry_node
 
 AGENT = new_did()
 
@@ -65,11 +67,33 @@ async def test_an_expired_statement_is_refused(node):
 
 def test_the_jwks_is_the_org_key_as_an_rfc8037_jwk():
     key = SigningKey.generate()
-    (jwk,) = jwks(key.verify_key)["keys"]
+    (jwk,) = jwks([key.verify_key])["keys"]
     did = did_key(bytes(key.verify_key))
     assert jwk == {"kty": "OKP", "crv": "Ed25519", "x": b64url(bytes(key.verify_key)),
                    "kid": f"{did}#{did[len('did:key:'):]}", "alg": "EdDSA", "use": "sig"}
     assert public_key_from_kid({"kid": jwk["kid"]}) == bytes(key.verify_key)
+
+
+async def test_after_a_rotation_the_jwks_serves_every_org_key_current_first(node):
+    older, old = SigningKey.generate(), SigningKey.generate()
+    app = guarded_app([credentials_router(node.key, node.replica, node.credentials, PUBLIC_URL,
+                                          retired_keys=[old.verify_key, older.verify_key])])
+    async with served(app) as url:
+        async with httpx.AsyncClient(base_url=url) as client:
+            served_keys = (await client.get("/.well-known/jwks.json")).json()["keys"]
+        for key in (node.key, old, older):  # a credential minted under any of them still verifies
+            token = agent_credential(key, AGENT)
+            claims = await trio.to_thread.run_sync(pyjwt_verify, url, token)
+            assert claims["iss"] == did_key(bytes(key.verify_key))
+    assert [jwk["kid"] for jwk in served_keys] == [did_url(did_key(bytes(key.verify_key)))
+                                                  for key in (node.key, old, older)]
+
+
+@pytest.mark.parametrize("keys", [[], "twice"])
+def test_a_jwks_names_each_key_once(keys):
+    key = SigningKey.generate().verify_key
+    with pytest.raises(ValueError, match="each once"):
+        jwks([key, key] if keys == "twice" else keys)
 
 
 def agent_new(*argv):

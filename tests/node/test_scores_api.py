@@ -79,7 +79,7 @@ async def test_check_follows_the_policy_and_needs_no_token(node, trust, api):
 async def test_the_score_statement_verifies_against_the_org_key(node, api):
     agent = new_did()
     answer = (await api.get(f"/v1/agents/{agent}/score", params={"statement": "true"})).json()
-    key = jwt.PyJWK(jwks(node.replica.key.verify_key)["keys"][0])
+    key = jwt.PyJWK(jwks([node.replica.key.verify_key])["keys"][0])
     claims = jwt.decode(answer["statement"], key.key, algorithms=["EdDSA"])
     assert (claims["agent"], claims["score"], claims["iss"]) == (agent, answer["score"], node.did)
 
@@ -145,7 +145,7 @@ async def test_the_fast_path_signs_statements_as_the_route(node, trust, api, fas
     agent = _agents(node, trust, clock)[2]
     quick = (await fast.get(f"/v1/agents/{agent}/score?statement=true")).json()
     routed = (await api.get(f"/v1/agents/{agent}/score?statement=true")).json()
-    key = jwt.PyJWK(jwks(node.replica.key.verify_key)["keys"][0])
+    key = jwt.PyJWK(jwks([node.replica.key.verify_key])["keys"][0])
     claims = jwt.decode(quick.pop("statement"), key.key, algorithms=["EdDSA"])
     assert (claims["agent"], claims["score"], claims["tier"]) == (agent, quick["score"], quick["tier"])
     routed.pop("statement")
