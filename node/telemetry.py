@@ -9,9 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import APIRouter
-from nacl.signing import SigningKey
+from nacl.signing import SigningKey, VerifyKey
 
 from gossip.replica import Replica
+from vouching import public_key_from_did
 
 from .audit_log import AuditLog, wall_clock_ms
 from .config import NodeConfig
@@ -79,10 +80,16 @@ class Telemetry:
         /v1/credentials/status/{list}, /v1/stream, /metrics (see node.ingest_api for what the write guard must allow)."""
         return [
             ingest_router(self.ingestor),
-            credentials_router(self.key, self.replica, self.credentials, self.public_url),
+            credentials_router(self.key, self.replica, self.credentials, self.public_url,
+                               retired_keys=self._retired_keys()),
             stream_router(self.broadcaster),
             metrics_router(self.metrics),
         ]
+
+    def _retired_keys(self) -> list[VerifyKey]:
+        """The org's keys before this one, newest first (key rotation): credentials they minted still verify."""
+        keys = self.replica.succession.keys(self.replica.did)
+        return [VerifyKey(public_key_from_did(did)) for did in reversed(keys[: keys.index(self.replica.did)])]
 
     def services(self) -> list[DigestService | RetentionService]:
         """For the root nursery: each has `run(*, task_status)`."""

@@ -7,6 +7,7 @@ import json
 import stat
 from dataclasses import replace
 
+import httpx
 import pytest
 import trio
 
@@ -124,4 +125,7 @@ async def test_a_peer_counts_the_rotated_nodes_keys_as_one_org(tmp_path):
                 assert a.did == rotation.new
                 await linked.wait()
                 assert b.replica.succession.keys(rotation.new) == (old, rotation.new)
+                async with httpx.AsyncClient(base_url=a.api_url) as api:  # credentials minted under either verify
+                    keys = (await api.get("/.well-known/jwks.json")).json()["keys"]
+                assert [k["kid"].partition("#")[0] for k in keys] == [rotation.new, old]
                 nursery.cancel_scope.cancel()
