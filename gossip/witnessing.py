@@ -1,7 +1,7 @@
 """Witnessing (DESIGN.md §4–5), the trio shell: when the records ledger changed, sign a C2SP checkpoint of it, have
 a bounded set of connected peers cosign it over `/vouchnet/sync/1` (gossip.cosigning), keep, persist and publish
-the cosigned note; cosign peers' checkpoints with a ledger.Witness; turn two roots at one size of a log into
-`equivocation`.
+the cosigned note; cosign peers' checkpoints with a ledger.Witness, a peer's log after a key rotation (DESIGN §2)
+continuing its earlier keys'; turn two roots at one size of a log into `equivocation`.
 
 Each checkpoint is cosigned by at most `witnesses` peers, the trust roots first (their cosignatures are the ones
 this org relies on), then the others in an order unique to this node: so the network's cosigning work grows with
@@ -21,7 +21,7 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +44,7 @@ from ledger import (
     log_origin,
     note_signature,
     open_checkpoint,
+    peek_origin,
 )
 from ledger.names import PREFIX
 from vouching import EquivocationBody, InvalidRecord, did_key, equivocation_body, public_key_from_did
@@ -151,6 +152,9 @@ class Witnessing:
         self._checkpoint_path = state_dir / CHECKPOINT_FILE
         self._witness: Witness | None = None
         self._logs: dict[str, Ed25519Verifier] = {}  # the witness's: filled with each requesting peer's log key
+        # The witness's `continues`: a requesting peer's log -> its log under its org's earlier keys, newest first;
+        # set on the node's thread at each request, so the witness's worker thread never reads the Succession.
+        self._earlier: dict[str, tuple[str, ...]] = {}
         self._limiter = trio.CapacityLimiter(max_concurrent)
         self._latest = self._restore()
         self._asked: set[str] = set(self._latest_cosigners())
@@ -172,7 +176,7 @@ class Witnessing:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Checkpoint, ask for cosignatures, publish, witness and watch checkpoints until cancelled."""
         inbox = await self.host.subscribe(checkpoints_topic(self.network), checkpoint_validator(self.network))
-        self._witness = Witness(self._witness_path, self._cosigner, self._logs)
+        self._witness = Witness(self._witness_path, self._cosigner, self._logs, lambda o: self._earlier.get(o, ()))
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._watch, inbox, self._witness)
@@ -199,6 +203,7 @@ class Witnessing:
         org = did_key(key)
         origin = log_origin(self.network, org, RECORDS_LOG)
         self._logs.setdefault(origin, Ed25519Verifier(origin, key))
+        self._earlier[origin] = self._earlier_logs(org)  # a rotation may have linked its key since its last request
         try:
             reply, evidence = await trio.to_thread.run_sync(functools.partial(answer, witness, request, origin=origin))
         except WitnessStoreError:  # closed while the request waited for a thread: the node is stopping
@@ -214,6 +219,11 @@ class Witnessing:
     def _refuse(self, reply: Refused) -> Refused:
         self.stats.refused_peers[reply.status] += 1
         return reply
+
+    def _earlier_logs(self, key: str) -> tuple[str, ...]:
+        """The origins of the records log of `key`'s org under the keys before `key`, newest first."""
+        keys = self.replica.succession.keys(key)
+        return tuple(log_origin(self.network, k, RECORDS_LOG) for k in reversed(keys[: keys.index(key)]))
 
     # --- our checkpoints ------------------------------------------------------------------------------------
 
@@ -261,7 +271,7 @@ class Witnessing:
                 continue  # not keyed by an Ed25519 org key: it cannot cosign
             if org not in self.replica.flagged:
                 orgs[peer] = org
-        return witness_order(self.replica.did, self._roots, orgs)[:wanted]
+        return witness_order(self.replica.did, self._roots, orgs, self.replica.succession.identity)[:wanted]
 
     async def _ask(self, peer: str, latest: _Latest | None) -> None:
         """Ask one peer to cosign `latest`; a peer that answered is not asked again for it."""
@@ -387,6 +397,10 @@ class Witnessing:
         except FileNotFoundError:
             return None
         try:
+            if peek_origin(note) in self._earlier_logs(self.replica.did):
+                logger.info("%s: our saved checkpoint is of an earlier key's log: starting this key's",
+                            self._checkpoint_path)
+                return None
             verifiers = [self._signer.verifier(), *cosigner_verifiers(note).values()]
             checkpoint, signatures = open_checkpoint(note, verifiers)
             ledger = self.replica.store.ledger
@@ -441,12 +455,16 @@ class Witnessing:
             self.stats.equivocations_issued += 1
 
 
-def witness_order(own: str, roots: frozenset[str], peers: dict[str, str]) -> list[str]:
-    """`peers` (peer id -> org did) in the order org `own` asks them to cosign: its trust roots first, then by
-    SHA-256 of the two orgs' dids, an order that differs from node to node, so that with a bounded witness set
-    every node is asked by about as many others."""
+def witness_order(
+    own: str, roots: Collection[str], peers: dict[str, str], identity: Callable[[str], str]
+) -> list[str]:
+    """`peers` (peer id -> org did) in the order org `own` asks them to cosign: its trust roots first (any key of
+    a root's org, by `identity`: vouching.succession), then by SHA-256 of the two orgs' dids, an order that differs
+    from node to node, so that with a bounded witness set every node is asked by about as many others."""
+    root_orgs = {identity(root) for root in roots}
+
     def rank(peer: str) -> tuple[bool, bytes]:
         org = peers[peer]
-        return org not in roots, hashlib.sha256(f"{own} {org}".encode()).digest()
+        return identity(org) not in root_orgs, hashlib.sha256(f"{own} {org}".encode()).digest()
 
     return sorted(peers, key=rank)

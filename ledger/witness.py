@@ -1,6 +1,7 @@
 """A C2SP tlog-witness (c2sp.org/tlog-witness, add-checkpoint): cosigns a log's checkpoint only after checking the
 log's signature and a consistency proof from the last checkpoint it cosigned for that origin, which it stores
-durably (SQLite WAL, synchronous=FULL) before answering. Also the add-checkpoint request body's wire format.
+durably (SQLite WAL, synchronous=FULL) before answering; a log whose key was rotated continues its predecessor's
+(DESIGN §2). Also the add-checkpoint request body's wire format.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import os
 import re
 import sqlite3
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import ClassVar
@@ -63,7 +64,8 @@ class Conflict(WitnessError):
 
 
 class BadProof(WitnessError):
-    """The consistency proof does not verify; both log-signed notes are kept for following up."""
+    """The consistency proof does not verify, or a rotated log's checkpoint contradicts its predecessor's; both
+    log-signed notes are kept for following up."""
 
     http_status = 422
 
@@ -153,16 +155,25 @@ class AddCheckpointRequest:
 class Witness:
     """Cosigns checkpoints of the logs in `logs` (origin -> the log's key), keeping its state at `path`.
 
-    `logs` is read on every request, so its owner may add and remove logs while the witness runs. Methods may
-    be called from several threads; checking a request against the stored state and storing the new state are
-    one SQLite transaction, so no interleaving can roll an origin back.
+    A log whose key was rotated continues its predecessor's: `continues(origin)` names the origins of the same
+    log under its earlier keys, newest first, and a log this witness has not cosigned yet starts from the last
+    checkpoint it cosigned of the first of those, not from the empty tree (so a rotation cannot rewrite history).
+
+    `logs` and `continues` are read on every request, so their owner may change them while the witness runs.
+    Methods may be called from several threads; checking a request against the stored state and storing the new
+    state are one SQLite transaction, so no interleaving can roll an origin back.
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], signer: CosignatureSigner, logs: Mapping[str, NoteVerifier]
+        self,
+        path: str | os.PathLike[str],
+        signer: CosignatureSigner,
+        logs: Mapping[str, NoteVerifier],
+        continues: Callable[[str], Sequence[str]] = lambda origin: (),
     ) -> None:
         self._signer = signer
         self._logs = logs
+        self._continues = continues
         self._lock = threading.Lock()
         self._db = _open_store(path)
         self._closed = False
@@ -170,7 +181,8 @@ class Witness:
     def add_checkpoint(self, request: AddCheckpointRequest) -> Signature:
         """tlog-witness add-checkpoint: verify, store the checkpoint durably, then return the cosignature.
 
-        Raises UnknownOrigin, BadCheckpoint, BadRequest, Conflict, BadProof or Equivocation.
+        Raises UnknownOrigin, BadCheckpoint, BadRequest, Conflict, BadProof or Equivocation (two roots at one
+        size of one origin; a rotated log's root that contradicts its predecessor's at one size is a BadProof).
         """
         try:
             origin = peek_origin(request.checkpoint)
@@ -225,15 +237,29 @@ class Witness:
         except NoteError as e:
             raise WitnessStoreError(f"stored checkpoint of {origin}: {e}") from None
 
+    def _predecessor(self, origin: str) -> tuple[Checkpoint, bytes] | None:
+        """The latest checkpoint cosigned of the first of `origin`'s earlier origins that has one."""
+        for earlier in self._continues(origin):
+            if (latest := self._latest(earlier)) is not None:
+                return latest
+        return None
+
     def _advance(self, request: AddCheckpointRequest, checkpoint: Checkpoint, submitted: bytes) -> None:
-        """Check the request against the stored state and store the new checkpoint, in one transaction."""
+        """Check the request against the stored state (the log's own, else its predecessor's) and store the new
+        checkpoint, in one transaction."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            latest = self._latest(checkpoint.origin)
+            own = self._latest(checkpoint.origin)
+            latest = own or self._predecessor(checkpoint.origin)
+            inherited = own is None and latest is not None
             size = latest[0].size if latest else 0
+            of = f" of this log's predecessor {latest[0].origin}" if inherited else ""
             if request.old_size != size:
-                raise Conflict(f"old size {request.old_size}: this witness last cosigned size {size}", size)
+                raise Conflict(f"old size {request.old_size}: this witness last cosigned size {size}{of}", size)
             if latest and checkpoint.size == size:
+                if checkpoint.root != latest[0].root and inherited:
+                    # Notes of two origins are not one log signing two roots: not evidence that peers accept.
+                    raise BadProof(f"root: differs from the one cosigned at size {size}{of}", latest[1], submitted)
                 if checkpoint.root != latest[0].root:
                     raise Equivocation(checkpoint.origin, latest[1], submitted)
                 if request.proof:
@@ -243,8 +269,9 @@ class Witness:
                 try:
                     verify_consistency(size, checkpoint.size, old_root, checkpoint.root, request.proof)
                 except ProofError as e:
-                    message = f"consistency proof from {size} to {checkpoint.size}: {e}"
+                    message = f"consistency proof from {size}{of} to {checkpoint.size}: {e}"
                     raise BadProof(message, latest[1] if latest else None, submitted) from None
+            if own is None or checkpoint.size != size:
                 self._db.execute(
                     "INSERT INTO cosigned (origin, checkpoint, note) VALUES (?, ?, ?) ON CONFLICT (origin) "
                     "DO UPDATE SET checkpoint = excluded.checkpoint, note = excluded.note",

@@ -1,9 +1,11 @@
 """Witnessing between real libp2p hosts on loopback: a node's checkpoint is cosigned by its peers, kept across a
 restart, and a second root at a cosigned size (gossiped, or sent for cosigning) becomes evidence everywhere; a node
-gossips its checkpoint less often as more orgs inside its horizon gossip theirs."""
+gossips its checkpoint less often as more orgs inside its horizon gossip theirs; a peer's log goes on across its
+key rotation."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,9 +19,10 @@ from gossip.cosigning import CosignClient
 from gossip.host import Received, open_host, peer_id_from_public_key
 from gossip.replica import Replica
 from gossip.store import RecordStore
-from gossip.sync_messages import SYNC_PROTOCOL, Refused
-from gossip.witnessing import Witnessing
+from gossip.sync_messages import SYNC_PROTOCOL, CosignRequest, Cosigned, Refused
+from gossip.witnessing import CHECKPOINT_FILE, Witnessing
 from ledger import (
+    AddCheckpointRequest,
     Checkpoint,
     CosignatureVerifier,
     Ed25519Signer,
@@ -183,6 +186,9 @@ class CheckpointsOnlyHost:
     def connected_peers(self) -> list[str]:
         return []
 
+    async def publish(self, topic: str, data: bytes) -> None:
+        """Our checkpoints, once the ledger holds records: gossiped to no one."""
+
 
 def org_checkpoint(org: Org) -> bytes:
     origin = log_origin(NETWORK, org.did, RECORDS_LOG)
@@ -203,6 +209,69 @@ async def test_the_gossip_pace_counts_the_orgs_heard_from_inside_the_horizon_onl
                     await host.gossip.send(Received(peer_id_from_public_key(key), org_checkpoint(org)))
                 assert witnessing.pace.period(trio.current_time()) == 2.0  # us and the org inside: 2 s at 1 a second
                 nursery.cancel_scope.cancel()
+
+
+def signed_checkpoint(store: RecordStore, org: Org) -> bytes:
+    """A checkpoint of the records ledger in `store`, as the node of `org`'s current key signs it."""
+    origin = log_origin(NETWORK, org.did, RECORDS_LOG)
+    return Checkpoint(origin, store.size, store.ledger.root()).sign([Ed25519Signer(origin, org.key)])
+
+
+def peer_of(org: Org) -> str:
+    return peer_id_from_public_key(bytes(org.key.verify_key))
+
+
+def cosign_request(store: RecordStore, org: Org, old: int) -> CosignRequest:
+    """`org`'s node asks to cosign its checkpoint, believing the witness last cosigned size `old` of its log."""
+    proof = store.ledger.consistency_proof(old) if 0 < old < store.size else []
+    return CosignRequest(AddCheckpointRequest(old, tuple(proof), signed_checkpoint(store, org)).to_bytes())
+
+
+async def test_a_peer_that_rotated_its_key_is_witnessed_on_from_the_size_cosigned_under_its_old_key(tmp_path):
+    (own, peer) = identities(tmp_path, 2)
+    a = Org()
+    with RecordStore.open(own.directory) as store, RecordStore.open(peer.directory) as peers_store:
+        replica = Replica(SigningKey(own.seed), store, roots=(a.did,), max_hops=1, held_limit=10)
+        peers_node = Replica(a.key, peers_store, roots=(), max_hops=1, held_limit=10)
+        witnessing = Witnessing(CheckpointsOnlyHost(), replica, network=NETWORK, state_dir=own.directory)
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(witnessing.run)
+                records = [a.record() for _ in range(3)]
+                for node in (replica, peers_node):
+                    node.accept(records)
+                assert isinstance(await witnessing.cosign(peer_of(a), cosign_request(peers_store, a, 0)), Cosigned)
+
+                org, cosigned = a, 3
+                for _ in range(2):  # a -> b -> c: the peer's node restarts with each new key; its ledger goes on
+                    org, rotation, first = org.rotate()
+                    for batch in ([rotation], [first], [org.record()]):  # apart: the key is inside once named
+                        for node in (replica, peers_node):
+                            node.accept(batch)
+                    declined = await witnessing.cosign(peer_of(org), cosign_request(peers_store, org, 0))
+                    assert isinstance(declined, Refused) and (declined.status, declined.size) == (409, cosigned)
+                    request = cosign_request(peers_store, org, cosigned)  # as CosignClient retries
+                    assert isinstance(await witnessing.cosign(peer_of(org), request), Cosigned)
+                    cosigned = peers_store.size
+                nursery.cancel_scope.cancel()
+
+
+async def test_a_node_restarted_with_its_rotated_key_sets_its_old_keys_checkpoint_aside_quietly(tmp_path, caplog):
+    (own,) = identities(tmp_path, 1)
+    a = Org()
+    with RecordStore.open(own.directory) as store:
+        Replica(a.key, store, roots=(), max_hops=1, held_limit=10).accept([a.record(), a.record()])
+        (own.directory / CHECKPOINT_FILE).write_bytes(signed_checkpoint(store, a))
+        b, rotation, first = a.rotate()
+        Replica(a.key, store, roots=(), max_hops=1, held_limit=10).accept([rotation])
+        replica = Replica(b.key, store, roots=(), max_hops=1, held_limit=10)  # the node restarted with its new key
+        replica.accept([first])
+
+        caplog.set_level(logging.INFO, logger="gossip.witnessing")
+        witnessing = Witnessing(CheckpointsOnlyHost(), replica, network=NETWORK, state_dir=own.directory)
+        assert witnessing.checkpoint_note() is None
+        said = [(r.levelno, "of an earlier key's log" in r.getMessage()) for r in caplog.records]
+        assert said == [(logging.INFO, True)]
 
 
 async def test_a_witness_is_asked_over_one_kept_stream_and_a_new_one_once_that_breaks(tmp_path):

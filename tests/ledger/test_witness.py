@@ -1,8 +1,11 @@
 """C2SP tlog-witness: cosigning a growing log with real consistency proofs, conflicts, equivocation, bad input,
-durable state, and the add-checkpoint request body."""
+a log continued under a rotated key, durable state, and the add-checkpoint request body."""
+
+from __future__ import annotations
 
 import base64
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -76,6 +79,12 @@ class Log:
     def request(self, old: int, size: int) -> AddCheckpointRequest:
         proof = merkle.consistency_proof(old, size, self.tree)
         return AddCheckpointRequest(old, tuple(proof), self.checkpoint(size).sign([self.signer]))
+
+    def rotated(self, signer: Ed25519Signer) -> Log:
+        """The same log, its entries shared, continued under another key (and so another origin)."""
+        successor = Log(self.prefix, signer)
+        successor.tree = self.tree
+        return successor
 
 
 def _signer() -> CosignatureSigner:
@@ -290,6 +299,96 @@ def test_malformed_checkpoints_are_refused(witness, note, message):
 def test_a_signed_note_that_is_not_a_checkpoint_is_refused(witness):
     with pytest.raises(BadCheckpoint, match="must have an origin, a size and a root hash line"):
         witness.add_checkpoint(AddCheckpointRequest(0, (), sign_note(f"{ORIGIN}\n", [LOG])))
+
+
+# --- A log whose key was rotated continues its predecessor's ------------------------------------------------
+
+
+# The org's log under its second and third keys.
+B = Ed25519Signer(log_origin("main", "did:key:z6MkRotatedB", "records"), nacl.signing.SigningKey(b"\x21" * 32))
+C = Ed25519Signer(log_origin("main", "did:key:z6MkRotatedC", "records"), nacl.signing.SigningKey(b"\x22" * 32))
+
+
+def _rotating(path: Path, *signers: Ed25519Signer, continues: bool = True) -> Witness:
+    """A witness of ORIGIN's log and its successors under `signers`, each continuing the ones before it."""
+    origins = [ORIGIN, *(s.name for s in signers)]
+    earlier = {origin: tuple(reversed(origins[:i])) for i, origin in enumerate(origins)}
+    logs = {ORIGIN: LOG.verifier(), **{s.name: s.verifier() for s in signers}}
+    return Witness(path, _signer(), logs, earlier.__getitem__) if continues else Witness(path, _signer(), logs)
+
+
+def test_a_rotated_log_starts_from_the_size_cosigned_under_its_old_key(tmp_path):
+    a = Log()
+    a.grow_to(12)
+    b = a.rotated(B)
+    with _rotating(tmp_path / "w.db", B) as witness:
+        witness.add_checkpoint(a.request(0, 5))
+        with pytest.raises(Conflict, match=f"last cosigned size 5 of this log's predecessor {ORIGIN}") as e:
+            witness.add_checkpoint(b.request(0, 9))  # as a client that knows nothing asks first
+        assert e.value.size == 5
+        witness.add_checkpoint(b.request(e.value.size, 9))
+        assert witness.cosigned(B.name)[0] == b.checkpoint(9)
+        assert witness.cosigned(ORIGIN)[0] == a.checkpoint(5)
+        witness.add_checkpoint(a.request(5, 7))  # once it has a state of its own, the new log goes on from it
+        witness.add_checkpoint(b.request(9, 12))
+        assert witness.cosigned(B.name)[0] == b.checkpoint(12)
+
+
+@pytest.mark.parametrize(
+    "size, message",
+    [
+        (9, f"consistency proof from 5 of this log's predecessor {ORIGIN} to 9"),
+        # Not an Equivocation: notes of two origins are not one log signing two roots.
+        (5, f"root: differs from the one cosigned at size 5 of this log's predecessor {ORIGIN}"),
+    ],
+)
+def test_a_rotated_log_that_rewrote_its_history_is_refused(tmp_path, size, message):
+    a, rewritten = Log(b"entry"), Log(b"rewritten", B)
+    a.grow_to(5)
+    rewritten.grow_to(size)
+    with _rotating(tmp_path / "w.db", B) as witness:
+        witness.add_checkpoint(a.request(0, 5))
+        with pytest.raises(BadProof, match=re.escape(message)) as e:
+            witness.add_checkpoint(rewritten.request(5, size))
+        assert e.value.http_status == 422
+        assert e.value.cosigned == a.request(5, 5).checkpoint
+        assert e.value.submitted == rewritten.request(5, size).checkpoint
+        assert witness.cosigned(B.name) is None
+
+
+def test_the_root_cosigned_under_the_old_key_is_the_new_keys_first_state(tmp_path):
+    a = Log()
+    a.grow_to(5)
+    with _rotating(tmp_path / "w.db", B) as witness:
+        witness.add_checkpoint(a.request(0, 5))
+        witness.add_checkpoint(a.rotated(B).request(5, 5))
+        assert witness.cosigned(B.name)[0] == a.rotated(B).checkpoint(5)
+
+
+def test_a_rotated_log_starts_from_the_newest_earlier_key_the_witness_cosigned(tmp_path):
+    a = Log()
+    a.grow_to(20)
+    b, c = a.rotated(B), a.rotated(C)
+    with _rotating(tmp_path / "w.db", B, C) as witness:
+        witness.add_checkpoint(a.request(0, 5))
+        with pytest.raises(Conflict) as e:
+            witness.add_checkpoint(c.request(0, 20))  # B's log never reached this witness: C goes on from A's
+        assert e.value.size == 5
+    with _rotating(tmp_path / "w2.db", B, C) as witness:
+        witness.add_checkpoint(a.request(0, 5))
+        witness.add_checkpoint(b.request(5, 9))
+        with pytest.raises(Conflict) as e:
+            witness.add_checkpoint(c.request(5, 20))
+        assert e.value.size == 9
+
+
+def test_without_continues_a_new_key_is_a_new_log(tmp_path):  # as before rotations: trust on first use
+    a = Log()
+    a.grow_to(9)
+    with _rotating(tmp_path / "w.db", B, continues=False) as witness:
+        witness.add_checkpoint(a.request(0, 5))
+        witness.add_checkpoint(a.rotated(B).request(0, 9))
+        assert witness.cosigned(B.name)[0].size == 9
 
 
 # --- Durable state --------------------------------------------------------------------------------------
