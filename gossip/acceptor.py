@@ -75,7 +75,7 @@ class Acceptor:
         if head is not None and record.seq <= head.seq and batch.has(record.id):
             outcome.duplicates += 1
             return False
-        if not self._in_horizon(record.iss):
+        if not (self._in_horizon(record.iss) or record.iss in batch.named_successors):
             outcome.outside_horizon += 1
             return False
         if head is not None and record.seq > head.seq and batch.retired(record.iss):
@@ -122,6 +122,7 @@ class _Batch:
         self._succession = succession
         self._retired: set[str] = set()
         self._named_prior: dict[str, str] = {}
+        self.named_successors: set[str] = set()  # named by a rotation staged here: inside the horizon as its key is
         self.records: list[Record] = []
         self._by_id: dict[bytes, Record] = {}
         self._heads: dict[str, Head] = {}
@@ -167,5 +168,6 @@ class _Batch:
         if isinstance(record.body, OrgBody):
             if record.body.next is not None:
                 self._retired.add(record.iss)
+                self.named_successors.add(record.body.next)
             if record.body.prior is not None:
                 self._named_prior[record.iss] = record.body.prior

@@ -130,6 +130,14 @@ def test_a_rotated_orgs_keys_are_linked_and_its_new_key_is_inside_the_horizon(re
     assert new.did in replica.horizon  # so that its first record can be accepted
     assert replica.accept([first]).accepted == [first]
     assert links == [Link(old.did, new.did)]
+
+
+def test_a_rotation_and_the_new_keys_first_record_in_one_batch_are_both_accepted(replica):
+    old = Org()
+    replica.issue("vouch", vouch_body(old.did, 0.8, "org-peer"))
+    new, rotation, first = old.rotate()
+    assert replica.accept([rotation, first, new.record()]).accepted[:2] == [rotation, first]
+    assert replica.succession.keys(new.did) == (old.did, new.did)
     assert replica.succession.keys(new.did) == (old.did, new.did)
 
 
