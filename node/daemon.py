@@ -171,9 +171,7 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         stack.callback(telemetry.close)
         trust = TrustService(replica, roots=config.roots, policy=_policy(config), broadcaster=telemetry.broadcaster,
                              metrics=metrics, recompute_interval=config.recompute_seconds)
-        digester = telemetry.digester
-        trust.replay(store.scan(issuer=replica.did, kind="digest"),
-                     telemetry.audit.ledger.entries(digester.undigested_from, telemetry.audit.size))
+        trust.replay(telemetry.digester)
         replica.listeners.append(trust.on_records)
         replica.listeners.append(record_latency_listener(
             metrics.histogram("record_latency_seconds", "Seconds from a record's issue to its acceptance here",

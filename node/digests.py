@@ -204,6 +204,10 @@ class Digester:
                 self._count(epochs, floor, at, index, (event,), (entry,))
         return epochs
 
+    def undigested(self) -> list[bytes]:
+        """The audit-log entries no digest of ours counts yet (those of the epochs still open)."""
+        return self.audit.ledger.entries(self.undigested_from, self.audit.size)
+
     # --- closing epochs ---------------------------------------------------------------------------------
 
     def next_end(self, now: int) -> int:

@@ -5,12 +5,18 @@ On start the engine is rebuilt from what is durable: every accepted record, this
 first-hand evidence of past epochs, and the raw events of the epoch still open. (With differential privacy on,
 the own digests are the noisy counts: a restart trades a little first-hand precision for not replaying months of
 raw events.)
+
+Keys linked by a rotation are one org (DESIGN.md §2, vouching.succession): the engine knows each org by its first
+key, this node's own org and the configured roots included, and this node's digests under any key of its org are
+its own. A link that joins a key the engine already counted as an org of its own is rebuilt from the store.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from functools import partial
+from typing import Protocol
 
 import trio
 
@@ -22,6 +28,7 @@ from vouching.explanation import Score
 from vouching.feed import feed_record, outcomes_of
 from vouching.policy import Decision, Policy, decide
 from vouching.scoring import TrustEngine
+from vouching.succession import Link
 
 from .audit_log import Appended, wall_clock_ms
 from .events import decode_entry
@@ -34,6 +41,15 @@ log = logging.getLogger(__name__)
 # agent's score) the engine is recomputed and the changes announced; a burst of such records makes one recompute.
 PROMPT_RECOMPUTE_S = 1.0
 ANNOUNCE_CHUNK = 256  # agents whose change is announced between two checkpoints after a recompute
+
+
+class OwnEvidence(Protocol):
+    """What this node saw itself, as node.digests.Digester keeps it: its digests count the epochs that end by
+    `digested_until`, and the audit-log entries `undigested()` returns count in none yet."""
+
+    digested_until: int
+
+    def undigested(self) -> Iterable[bytes]: ...
 
 
 class TrustService:
@@ -52,7 +68,8 @@ class TrustService:
     ) -> None:
         self.replica = replica
         self.policy = policy
-        self.engine = TrustEngine(replica.did, roots)
+        self._roots = tuple(roots)
+        self.engine = self._new_engine()
         self._broadcaster = broadcaster
         self._interval = recompute_interval
         self._clock = clock
@@ -62,29 +79,57 @@ class TrustService:
         metrics.collect("agents_known", "Agents the trust engine holds evidence or vouches for",
                         lambda: len(self.engine.agents()))
 
-    def replay(self, own_digests: Iterable[Record], open_epoch: Iterable[bytes]) -> None:
-        """Rebuild the engine from the store, our own digests (as first-hand), and the open epoch's raw events."""
-        for record in self.replica.store.scan():
-            feed_record(self.engine, record)
-        for record in own_digests:
-            body = record.body
-            assert isinstance(body, DigestBody)
-            self.engine.add_first_hand(body.agent, ts=body.epoch + body.length, outcomes=outcomes_of(body.outcomes),
-                                       high_risk=outcomes_of(body.high_risk))
-        for entry in open_epoch:
+    def replay(self, own: OwnEvidence) -> None:
+        """Rebuild the engine from the store, the digests of every key of our org (as first-hand), and the raw
+        events no digest of ours counts yet; from here on, follow the replica's rotations (`_relink`)."""
+        self.engine = self._replayed(own)
+        self.replica.link_listeners.append(partial(self._relink, own))
+
+    def _new_engine(self) -> TrustEngine:
+        identity = self.replica.succession.identity
+        return TrustEngine(identity(self.replica.did), [identity(root) for root in self._roots])
+
+    def _replayed(self, own: OwnEvidence) -> TrustEngine:
+        engine = self._new_engine()
+        store, identity = self.replica.store, self.replica.succession.identity
+        for record in store.scan():
+            feed_record(engine, record, identity)
+        for key in self.replica.succession.keys(self.replica.did):
+            for record in store.scan(issuer=key, kind="digest"):
+                body = record.body
+                assert isinstance(body, DigestBody)
+                if key == self.replica.did and body.epoch >= own.digested_until:
+                    continue  # an epoch being digested right now: its raw events are still undigested
+                engine.add_first_hand(body.agent, ts=body.epoch + body.length, outcomes=outcomes_of(body.outcomes),
+                                      high_risk=outcomes_of(body.high_risk))
+        for entry in own.undigested():
             at, event = decode_entry(entry)
-            self.engine.add_first_hand(event.agent, ts=at, **_single(event.outcome, event.high_risk))
-        self.engine.recompute(now=self._clock())
+            engine.add_first_hand(event.agent, ts=at, **_single(event.outcome, event.high_risk))
+        engine.recompute(now=self._clock())
+        return engine
 
     # --- inputs (listeners) -------------------------------------------------------------------------------
 
     def on_records(self, records: list[Record]) -> None:
         """Replica listener: feed accepted records and tell the stream about the agents they touch (feed_record);
         an org-level change brings the next recompute forward to within PROMPT_RECOMPUTE_S."""
-        org_changes = self.engine.org_changes
-        self._announce([agent for record in records if (agent := feed_record(self.engine, record)) is not None])
-        if self.engine.org_changes != org_changes:
+        engine, identity = self.engine, self.replica.succession.identity
+        org_changes = engine.org_changes
+        self._announce([agent for record in records if (agent := feed_record(engine, record, identity)) is not None])
+        if engine.org_changes != org_changes:
             self._org_changed.set()
+
+    def _relink(self, own: OwnEvidence, link: Link) -> None:
+        """Replica link listener: two keys became one org. If the engine has already counted the successor key as
+        an org (a vouch named it, its records were accepted before the rotation, a root names it), it is rebuilt
+        as `replay` built it and the score changes announced, as after a recompute; otherwise every record of the
+        successor comes after the link and counts for the org as it is fed."""
+        if not self.engine.knows_org(link.successor):
+            return
+        log.info("trust engine rebuilt: a rotation joined a key it counted as another org",
+                 extra={"fields": {"prior": link.prior, "successor": link.successor}})
+        self.engine = self._replayed(own)
+        self._announce(self._known)
 
     def on_events(self, batch: Appended) -> None:
         """Ingest listener: our own observations count as first-hand evidence at once."""
@@ -108,7 +153,8 @@ class TrustService:
         return decide(score, action, tool, self.policy), score
 
     def org(self, did: str) -> dict:
-        return self.engine.org(did, now=self._clock()).as_dict()
+        """How this node sees the org of key `did` (known by its first key)."""
+        return self.engine.org(self.replica.succession.identity(did), now=self._clock()).as_dict()
 
     def orgs(self) -> list[dict]:
         return [o.as_dict() for o in self.engine.orgs(now=self._clock())]

@@ -142,7 +142,8 @@ class TrustEngine:
 
     def revoke(self, issuer: str, record_id: bytes, *, ts: int) -> str | None:
         """A revocation of one of the issuer's earlier vouches; it stops counting from now on. The agent whose
-        vouch it revoked, if any (None for an org vouch, or a vouch that has not arrived yet)."""
+        vouch it revoked, if any (None for an org vouch, a vouch that has not arrived yet, or another org's vouch,
+        which it leaves counting: a key that merely claims to replace the voucher may send one)."""
         vouch = self._vouches.revoke(self._org(issuer), record_id, ts)
         if vouch is None:
             return None
@@ -272,6 +273,10 @@ class TrustEngine:
 
     def agents(self) -> tuple[str, ...]:
         return tuple(self._agent_dids)
+
+    def knows_org(self, did: str) -> bool:
+        """Whether `did` is an org this engine has heard of: its own, a root, or one an input named as an org."""
+        return did in self._org_index
 
     # ---- full recompute -------------------------------------------------------------------------------------
 

@@ -80,13 +80,14 @@ class VouchBook:
             self._revoke(vouch, pending[1])
 
     def revoke(self, issuer: int, record_id: bytes, ts: int) -> Vouch | None:
-        """Revoke the issuer's vouch `record_id`; returns it, or None if it has not arrived yet (kept pending)."""
+        """Revoke the issuer's vouch `record_id`; returns it, or None if it has not arrived yet (kept pending) or is
+        another org's, which this revocation leaves as it is (as a pending one does once its vouch arrives)."""
         vouch = self.by_id.get(record_id)
         if vouch is None:
             self._pending[record_id] = (issuer, ts)
             return None
         if vouch.issuer != issuer:
-            raise InvalidEvidence("record: a revocation must name a vouch of the same issuer")
+            return None
         self._revoke(vouch, ts)
         return vouch
 

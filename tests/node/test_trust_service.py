@@ -203,7 +203,7 @@ async def test_what_arrives_while_the_worker_computes_counts_as_after_the_snapsh
         trust.on_records(records)
         trust.engine.add_first_hand(**observed)  # as on_events does
         for record in records:
-            feed_record(meanwhile, record)
+            feed_record(meanwhile, record, node.replica.succession.identity)
         meanwhile.add_first_hand(**observed)
         for agent in [*touched, *agents[3:50]]:  # until the install, the old state answers, with the new evidence
             assert trust.score(agent) == meanwhile.score(agent, now=NOW)
@@ -211,7 +211,7 @@ async def test_what_arrives_while_the_worker_computes_counts_as_after_the_snapsh
 
     reference = after.recompute(now=NOW)
     for record in records:
-        feed_record(after, record)
+        feed_record(after, record, node.replica.succession.identity)
     after.add_first_hand(**observed)
     (table,) = tables
     assert table.agents == reference.agents
