@@ -2,8 +2,10 @@
 
 DESIGN.md §3 and §5. Records arrive already verified (signature and schema); this decides, per record, whether
 it extends its issuer's chain (accepted), repeats one we have (duplicate), skips ahead (held until sync fills
-the gap), contradicts one we have (equivocation evidence), or breaks the chain (rejected, with a reason). A key
-that signed its rotation record has a closed chain (vouching.succession).
+the gap), contradicts one we have (equivocation evidence), or breaks the chain (rejected, with a reason). Key
+rotation (vouching.succession): a key that signed its rotation record has a closed chain, and a key whose first
+record names a prior key has nothing after that first record accepted until the prior key's rotation names it
+(sync fetches the rest once it does), so that no record of a successor counts before its org is known.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class Outcome:
     duplicates: int = 0
     held: int = 0  # records of the batch still waiting for a missing predecessor
     outside_horizon: int = 0
+    unlinked: int = 0  # records of a key whose first record names a prior key that has not (yet) named it back
     dropped: int = 0  # held buffer full: sync will fetch them again
     rejected: list[tuple[Record, str]] = field(default_factory=list)
     equivocations: list[tuple[bytes, bytes]] = field(default_factory=list)  # (the one we hold, the new one)
@@ -75,8 +78,11 @@ class Acceptor:
         if head is not None and record.seq <= head.seq and batch.has(record.id):
             outcome.duplicates += 1
             return False
-        if not (self._in_horizon(record.iss) or record.iss in batch.named_successors):
+        if not (self._in_horizon(record.iss) or batch.named_by_rotation(record.iss)):
             outcome.outside_horizon += 1
+            return False
+        if record.seq > 1 and not batch.linked_or_unclaimed(record.iss):
+            outcome.unlinked += 1
             return False
         if head is not None and record.seq > head.seq and batch.retired(record.iss):
             outcome.rejected.append((record, f"iss: this key was retired at seq {head.seq}, where it named its successor"))
@@ -120,9 +126,8 @@ class _Batch:
     def __init__(self, store: RecordStore, succession: Succession) -> None:
         self._store = store
         self._succession = succession
-        self._retired: set[str] = set()
+        self._named_next: dict[str, str] = {}  # rotations staged here: key -> the successor it names
         self._named_prior: dict[str, str] = {}
-        self.named_successors: set[str] = set()  # named by a rotation staged here: inside the horizon as its key is
         self.records: list[Record] = []
         self._by_id: dict[bytes, Record] = {}
         self._heads: dict[str, Head] = {}
@@ -142,7 +147,18 @@ class _Batch:
         return raw
 
     def retired(self, iss: str) -> bool:
-        return iss in self._retired or self._succession.retired(iss)
+        return iss in self._named_next or self._succession.retired(iss)
+
+    def named_by_rotation(self, iss: str) -> bool:
+        """Whether a rotation staged in this batch names `iss` (inside the horizon as the rotated key is)."""
+        return iss in self._named_next.values()
+
+    def linked_or_unclaimed(self, iss: str) -> bool:
+        """Whether `iss` names no prior key, or the prior key it names has named it back."""
+        prior = self._named_prior.get(iss) or self._succession.named_prior(iss)
+        if prior is None:
+            return True
+        return (self._named_next.get(prior) or self._succession.named_next(prior)) == iss
 
     def is_vouch_of_org(self, record_id: bytes, iss: str) -> bool:
         """Whether `record_id` is a vouch by `iss` or by a key `iss` says it replaced (directly or through
@@ -167,7 +183,6 @@ class _Batch:
         self._by_position[(record.iss, record.seq)] = record
         if isinstance(record.body, OrgBody):
             if record.body.next is not None:
-                self._retired.add(record.iss)
-                self.named_successors.add(record.body.next)
+                self._named_next[record.iss] = record.body.next
             if record.body.prior is not None:
                 self._named_prior[record.iss] = record.body.prior

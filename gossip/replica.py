@@ -145,6 +145,7 @@ class Replica:
             link = self.succession.note(record)
             if link is not None:
                 self._linked(link)
+                entered.add(link.successor)  # what it signed after its first record was set aside until now
             return entered
         return set()
 
@@ -160,12 +161,9 @@ class Replica:
             self.horizon.flag(each)
 
     def _linked(self, link: Link) -> None:
-        """Two keys became one org: a flag on either covers both, and the new key's revocations of the old key's
-        vouches, accepted before the link was known, now count."""
+        """Two keys became one org: a flag on either covers both (the new key signed nothing else yet that
+        counts: the acceptor sets its later records aside until the link)."""
         if self.flagged.intersection(self.succession.keys(link.prior)):
             self._flag(link.prior)
-        for revocation in self.store.scan(issuer=link.successor, kind="revoke"):
-            assert isinstance(revocation.body, RevokeBody)
-            self._revoke(link.successor, revocation.body.record)
         for listener in self.link_listeners:
             listener(link)

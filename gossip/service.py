@@ -42,6 +42,7 @@ class GossipStats:
     records_accepted: int = 0
     records_duplicate: int = 0
     records_outside_horizon: int = 0
+    records_unlinked: int = 0  # of a new key whose rotation has not arrived yet; sync fetches them once it does
     records_held: int = 0  # waiting for a missing predecessor
     records_dropped: int = 0  # the held buffer was full; sync fetches them
     records_rejected: int = 0  # valid records that break their issuer's chain
@@ -96,6 +97,7 @@ class GossipService:
             records_accepted=c["accepted"],
             records_duplicate=c["duplicate"],
             records_outside_horizon=c["outside_horizon"],
+            records_unlinked=c["unlinked"],
             records_held=c["held"],
             records_dropped=c["dropped"],
             records_rejected=c["rejected"],
@@ -133,6 +135,7 @@ class GossipService:
         c["accepted"] += len(outcome.accepted)
         c["duplicate"] += outcome.duplicates
         c["outside_horizon"] += outcome.outside_horizon
+        c["unlinked"] += outcome.unlinked
         c["held"] += outcome.held
         c["dropped"] += outcome.dropped
         c["rejected"] += len(outcome.rejected)

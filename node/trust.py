@@ -8,14 +8,14 @@ raw events.)
 
 Keys linked by a rotation are one org (DESIGN.md §2, vouching.succession): the engine knows each org by its first
 key, this node's own org and the configured roots included, and this node's digests under any key of its org are
-its own. A link that joins a key the engine already counted as an org of its own is rebuilt from the store.
+its own. A link that joins a key the engine already knew as an org (a vouch named it before its rotation arrived)
+moves what named it onto the org (TrustEngine.merge_org) and brings the next recompute forward.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from functools import partial
 from typing import Protocol
 
 import trio
@@ -44,10 +44,7 @@ ANNOUNCE_CHUNK = 256  # agents whose change is announced between two checkpoints
 
 
 class OwnEvidence(Protocol):
-    """What this node saw itself, as node.digests.Digester keeps it: its digests count the epochs that end by
-    `digested_until`, and the audit-log entries `undigested()` returns count in none yet."""
-
-    digested_until: int
+    """What this node saw itself that no digest of its own counts yet (node.digests.Digester keeps it)."""
 
     def undigested(self) -> Iterable[bytes]: ...
 
@@ -68,8 +65,8 @@ class TrustService:
     ) -> None:
         self.replica = replica
         self.policy = policy
-        self._roots = tuple(roots)
-        self.engine = self._new_engine()
+        identity = replica.succession.identity
+        self.engine = TrustEngine(identity(replica.did), [identity(root) for root in roots])
         self._broadcaster = broadcaster
         self._interval = recompute_interval
         self._clock = clock
@@ -82,54 +79,40 @@ class TrustService:
     def replay(self, own: OwnEvidence) -> None:
         """Rebuild the engine from the store, the digests of every key of our org (as first-hand), and the raw
         events no digest of ours counts yet; from here on, follow the replica's rotations (`_relink`)."""
-        self.engine = self._replayed(own)
-        self.replica.link_listeners.append(partial(self._relink, own))
-
-    def _new_engine(self) -> TrustEngine:
-        identity = self.replica.succession.identity
-        return TrustEngine(identity(self.replica.did), [identity(root) for root in self._roots])
-
-    def _replayed(self, own: OwnEvidence) -> TrustEngine:
-        engine = self._new_engine()
         store, identity = self.replica.store, self.replica.succession.identity
         for record in store.scan():
-            feed_record(engine, record, identity)
+            feed_record(self.engine, record, identity)
         for key in self.replica.succession.keys(self.replica.did):
             for record in store.scan(issuer=key, kind="digest"):
                 body = record.body
                 assert isinstance(body, DigestBody)
-                if key == self.replica.did and body.epoch >= own.digested_until:
-                    continue  # an epoch being digested right now: its raw events are still undigested
-                engine.add_first_hand(body.agent, ts=body.epoch + body.length, outcomes=outcomes_of(body.outcomes),
-                                      high_risk=outcomes_of(body.high_risk))
+                self.engine.add_first_hand(body.agent, ts=body.epoch + body.length,
+                                           outcomes=outcomes_of(body.outcomes), high_risk=outcomes_of(body.high_risk))
         for entry in own.undigested():
             at, event = decode_entry(entry)
-            engine.add_first_hand(event.agent, ts=at, **_single(event.outcome, event.high_risk))
-        engine.recompute(now=self._clock())
-        return engine
+            self.engine.add_first_hand(event.agent, ts=at, **_single(event.outcome, event.high_risk))
+        self.engine.recompute(now=self._clock())
+        self.replica.link_listeners.append(self._relink)
 
     # --- inputs (listeners) -------------------------------------------------------------------------------
 
     def on_records(self, records: list[Record]) -> None:
         """Replica listener: feed accepted records and tell the stream about the agents they touch (feed_record);
         an org-level change brings the next recompute forward to within PROMPT_RECOMPUTE_S."""
-        engine, identity = self.engine, self.replica.succession.identity
-        org_changes = engine.org_changes
-        self._announce([agent for record in records if (agent := feed_record(engine, record, identity)) is not None])
-        if engine.org_changes != org_changes:
+        identity = self.replica.succession.identity
+        org_changes = self.engine.org_changes
+        self._announce([a for record in records if (a := feed_record(self.engine, record, identity)) is not None])
+        if self.engine.org_changes != org_changes:
             self._org_changed.set()
 
-    def _relink(self, own: OwnEvidence, link: Link) -> None:
-        """Replica link listener: two keys became one org. If the engine has already counted the successor key as
-        an org (a vouch named it, its records were accepted before the rotation, a root names it), it is rebuilt
-        as `replay` built it and the score changes announced, as after a recompute; otherwise every record of the
-        successor comes after the link and counts for the org as it is fed."""
-        if not self.engine.knows_org(link.successor):
-            return
-        log.info("trust engine rebuilt: a rotation joined a key it counted as another org",
-                 extra={"fields": {"prior": link.prior, "successor": link.successor}})
-        self.engine = self._replayed(own)
-        self._announce(self._known)
+    def _relink(self, link: Link) -> None:
+        """Replica link listener: two keys became one org. If the engine already knew the new key as an org, what
+        named it now counts for the org, from the next recompute (brought forward, as for any org-level change);
+        every record the new key signs is fed after the link, as its org's."""
+        if self.engine.merge_org(link.successor, self.replica.succession.identity(link.prior)):
+            log.info("trust engine: a rotation joined a key it knew to its org",
+                     extra={"fields": {"prior": link.prior, "successor": link.successor}})
+            self._org_changed.set()
 
     def on_events(self, batch: Appended) -> None:
         """Ingest listener: our own observations count as first-hand evidence at once."""

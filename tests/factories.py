@@ -47,9 +47,10 @@ class Org:
     def revoke(self, vouch: Record, reason: str = "no longer trusted") -> Record:
         return self.record("revoke", revoke_body(vouch.id, reason))
 
-    def rotate(self) -> tuple[Org, Record, Record]:
-        """Rotate to a fresh key: the successor, this key's rotation record (its last) and the successor's first."""
-        successor = Org(ts=self.ts)
+    def rotate(self, successor: Org | None = None) -> tuple[Org, Record, Record]:
+        """Rotate to a fresh key (or `successor`'s): the successor, this key's rotation record (its last) and the
+        successor's first."""
+        successor = successor or Org(ts=self.ts)
         rotation = self.record("org", org_body("org", "test", next=successor.did))
         first = successor.record("org", org_body("org", "test", prior=self.did))
         return successor, rotation, first

@@ -82,6 +82,7 @@ class TrustEngine:
         self._vouches = VouchBook(p.basis_weights)
         self._seen_digests: set[bytes] = set()
         self._equivocators: set[int] = set()
+        self._merged: set[int] = set()  # indices of keys merged into their org (merge_org): no org of their own
         self._evidence = EvidenceStore(p)
         self._deviation = DeviationTest(p)
         # Org-level state, refreshed by `recompute` (credibility, accountability) or on graph changes (the rest).
@@ -264,19 +265,40 @@ class TrustEngine:
     def orgs(self, *, now: int) -> list[OrgReputation]:
         """Every org this node has heard of, highest weight first."""
         self._ensure_reputation(now)
-        return sorted((self.org(d, now=now) for d in self._orgs), key=lambda r: (-r.weight, -r.reputation, r.org))
+        return sorted((self.org(d, now=now) for o, d in enumerate(self._orgs) if o not in self._merged),
+                      key=lambda r: (-r.weight, -r.reputation, r.org))
 
     def reputations(self, *, now: int) -> dict[str, float]:
         """Every known org's personalised PageRank reputation (they sum to 1)."""
         self._ensure_reputation(now)
-        return dict(zip(self._orgs, self._reputation.tolist()))
+        return {d: r for o, (d, r) in enumerate(zip(self._orgs, self._reputation.tolist())) if o not in self._merged}
 
     def agents(self) -> tuple[str, ...]:
         return tuple(self._agent_dids)
 
-    def knows_org(self, did: str) -> bool:
-        """Whether `did` is an org this engine has heard of: its own, a root, or one an input named as an org."""
-        return did in self._org_index
+    def merge_org(self, key: str, org: str) -> bool:
+        """Key rotation (DESIGN.md §2, vouching.succession): `key` turned out to be a later key of `org`. What named
+        `key` as an org (vouches for it, a flag, a root) counts for `org` from now on, and `key` stands for `org`;
+        False if the engine never heard of `key`. The caller feeds nothing `key` issued before this (the acceptor
+        sets a new key's records aside until its rotation is known), so only those mentions need moving."""
+        k = self._org_index.get(key)
+        if k is None:
+            return False
+        if k == self._own:
+            raise InvalidEvidence(f"key: {key} is this node's own org; it cannot become a later key of another")
+        o = self._org(org)
+        self._org_index[key] = o
+        self._merged.add(k)
+        self._vouches.resubject_orgs(k, o)
+        if k in self._roots:
+            self._roots = sorted((set(self._roots) - {k}) | {o})
+        if k in self._equivocators:
+            self._equivocators.discard(k)
+            self.flag_equivocator(org)
+        self._version += 1
+        self._graph_edits += 1
+        self.org_changes += 1
+        return True
 
     # ---- full recompute -------------------------------------------------------------------------------------
 

@@ -53,6 +53,7 @@ class VouchBook:
         self.org_weight = array("d")
         self.org_expires = array("d")
         self.org_active = array("b")
+        self.org_vouches: list[Vouch] = []  # by org-vouch column
 
     def __contains__(self, record_id: bytes) -> bool:
         return record_id in self.by_id
@@ -74,6 +75,7 @@ class VouchBook:
             self.org_weight.append(vouch.weight)
             self.org_expires.append(expires)
             self.org_active.append(1)
+            self.org_vouches.append(vouch)
         self.by_id[vouch.record_id] = vouch
         pending = self._pending.pop(vouch.record_id, None)
         if pending is not None and pending[0] == vouch.issuer:
@@ -95,6 +97,16 @@ class VouchBook:
         if vouch.revoked_at is None:
             vouch.revoked_at = ts
             (self.org_active if vouch.for_org else self.active)[vouch.column] = 0
+
+    def resubject_orgs(self, old: int, new: int) -> None:
+        """Org vouches for org `old` become vouches for org `new` (key rotation: `old` was a later key of `new`);
+        one that `new` gave `old` vouched for the org itself and counts for nothing (as if never given)."""
+        for column in np.flatnonzero(np.asarray(self.org_subject, dtype=np.int64) == old).tolist():
+            vouch = self.org_vouches[column]
+            vouch.subject = self.org_subject[column] = new
+            if vouch.issuer == new:
+                self.org_weight[column] = 0.0
+                self._revoke(vouch, vouch.ts)
 
     def frozen(self) -> VouchBook:
         """A book holding a numpy copy of this one's columns (a few MB), for the full recompute to read off the

@@ -133,6 +133,9 @@ async def submit_record(request: Request, node: NodeDep, response: Response) -> 
     if outcome.outside_horizon:
         raise ApiError(409, "outside_horizon", f"iss: {record.iss} is outside this node's horizon (more than "
                                                "max_hops org-peer vouches from its trust roots)")
+    if outcome.unlinked:
+        raise ApiError(409, "unlinked", f"iss: {record.iss} names a key it replaces, whose rotation record naming it "
+                                        "has not reached this node; offer it again once that has")
     if outcome.equivocations:
         raise ApiError(409, "equivocation", f"seq: the node holds another record of {record.iss} with seq "
                                             f"{record.seq}; both are evidence that the issuer equivocated")

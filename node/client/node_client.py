@@ -151,7 +151,7 @@ class NodeClient:
     def submit_record(self, raw: bytes) -> dict[str, Any]:
         """Offer a signed record (COSE_Sign1 bytes) as a peer's gossip would: its JSON form once the node holds it,
         or `{"status": "held", ...}` while it waits for the issuer's earlier records; NodeApiError (409) says why
-        the node refused it (outside_horizon, equivocation, rejected)."""
+        the node refused it (outside_horizon, unlinked, equivocation, rejected)."""
         return self._json(self._write("POST", "/v1/records", content=raw, content_type="application/cose"))
 
     def record(self, record_id: str | bytes) -> bytes:

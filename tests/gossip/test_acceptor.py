@@ -4,7 +4,7 @@ import pytest
 
 from gossip.acceptor import Acceptor
 from gossip.store import RecordStore
-from vouching import proves_equivocation
+from vouching import org_body, proves_equivocation
 from vouching.succession import Succession
 
 from ..factories import Org
@@ -168,10 +168,26 @@ def test_a_new_key_may_revoke_the_vouches_of_the_key_it_names_as_prior(store):
     vouch = old.vouch(Org().did)
     new, rotation, first = old.rotate()
     revocation = new.revoke(vouch)
+    # The rotation and the claim, staged in the same batch, are enough to accept the revocation.
+    assert _acceptor(store).submit([vouch, rotation, first, revocation]).accepted == [vouch, rotation, first, revocation]
+
+
+def test_a_new_keys_records_wait_for_the_rotation_that_names_it(store):
+    old = Org()
+    new, rotation, first = old.rotate()
+    later = new.record()
     acceptor = _acceptor(store)
-    assert acceptor.submit([vouch, rotation]).accepted == [vouch, rotation]
-    # The claim in the new key's first record, staged in the same batch, is enough to accept the revocation.
-    assert acceptor.submit([first, revocation]).accepted == [first, revocation]
+    outcome = acceptor.submit([first, later])
+    assert outcome.accepted == [first] and outcome.unlinked == 1
+    assert acceptor.submit([rotation, later]).accepted == [rotation, later]
+
+
+def test_a_key_claiming_a_prior_that_never_named_it_gets_nothing_past_its_first_record(store):
+    honest, claimer = Org(), Org()
+    honest.record()
+    claim = claimer.record("org", org_body("org", "test", prior=honest.did))
+    outcome = _acceptor(store).submit([claim, claimer.record()])
+    assert outcome.accepted == [claim] and outcome.unlinked == 1
 
 
 def test_a_key_may_not_revoke_the_vouches_of_a_key_it_does_not_name(store):

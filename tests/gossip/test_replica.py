@@ -185,14 +185,19 @@ def test_a_retired_node_key_signs_nothing_more(replica):
         replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
 
 
-def test_a_revocation_accepted_before_the_rotation_arrived_counts_once_it_does(replica):
+def test_a_new_key_is_heard_past_its_first_record_only_once_the_rotation_names_it(replica):
     old = Org()
     replica.issue("vouch", vouch_body(old.did, 0.8, "org-peer"))
     friend = Org()
     vouch = old.vouch(friend.did)
     new, rotation, first = old.rotate()
+    revocation = new.revoke(vouch)
     replica.issue("vouch", vouch_body(new.did, 0.8, "org-peer"))  # the new key is inside on its own
-    replica.accept([vouch, first, new.revoke(vouch)])
-    assert friend.did in replica.horizon  # a claim alone: the old key has not named the new one here yet
+    entered = []
+    replica.horizon_listeners.append(entered.append)
+    outcome = replica.accept([vouch, first, revocation])
+    assert outcome.unlinked == 1 and friend.did in replica.horizon
     replica.accept([rotation])
+    assert new.did in entered[-1]  # so that sync fetches what was set aside
+    assert replica.accept([revocation]).accepted == [revocation]
     assert friend.did not in replica.horizon

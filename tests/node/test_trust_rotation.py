@@ -1,6 +1,6 @@
 """The node's trust service counts keys linked by a rotation (DESIGN.md §2) as one org: roots and its own org by
 either key, its own digests under an earlier key as first-hand, and a link that joins a key the engine already
-counted as another org rebuilds the engine from the store, announcing what that changed."""
+knew as an org moves what named it onto the org."""
 
 import json
 import logging
@@ -22,7 +22,6 @@ from vouching.scoring import TrustEngine
 from ..factories import Org, new_did
 from .fake_node import fake_node
 from .telemetry_node import Clock, TelemetryNode, telemetry_node
-from .test_trust_service import published
 
 NOW = Org.ts + 2 * HOUR_MS
 EPOCH = 60_000
@@ -62,62 +61,57 @@ def _digest(org: Org, agent: str, hour: int, **outcomes: int) -> Record:
     ))
 
 
-# ------------------------------------------------------------------------------------------------- the rebuild
+# ------------------------------------------------------------------------------------------------- the merge
 
 
-@pytest.mark.parametrize("rebuilt", [True, False], ids=["link-last", "link-first"])
-def test_the_scores_are_those_of_an_engine_that_knew_the_link_from_the_start(tmp_path, caplog, rebuilt):
-    """A partner's vouch for the new key, and the new key's own records (its revocation of the old key's vouch
-    among them), arrive before the old key's rotation record (link-last): the new key was counted as an org of its
-    own until the rotation arrived, and then the engine is rebuilt and what changed announced. With the rotation
-    first (link-first) nothing needs rebuilding.
-    Either way the scores and their explanations are exactly those of an engine fed every record in the order of
-    the link-first case, with the link known from the start."""
+@pytest.mark.parametrize("late", [True, False], ids=["link-last", "link-first"])
+def test_the_scores_are_those_of_an_engine_that_knew_the_link_from_the_start(tmp_path, caplog, late):
+    """A partner's vouch for the new key, and the old key's own vouch for it, arrive before the old key's rotation
+    record (link-last): the engine knew the new key as an org until the rotation arrived, and then moves what named
+    it onto the org; the new key's own records (its revocation of the old key's vouch among them) were set aside
+    until then. With the rotation first (link-first), only the old key's vouch named the new key before. Either way
+    the scores and their explanations are exactly those of an engine fed every record with the link known from the
+    start."""
     partner, old = Org(), Org()
     operated, operated_later, observed = new_did(), new_did(), new_did()
     by_old = [old.record("vouch", vouch_body(operated, 1.0, "operator")),
               *(_digest(old, observed, hour, ok=30) for hour in range(3))]
-    new, rotation, first = old.rotate()
-    names_new = partner.vouch(new.did, 0.6)
+    new = Org()
+    self_vouch = old.vouch(new.did)  # the old key's vouch for its own next key: the org vouching for itself
+    new, rotation, first = old.rotate(new)
+    names_new = [partner.vouch(new.did, 0.6)]
     by_new = [new.record("vouch", vouch_body(operated_later, 1.0, "operator")), new.revoke(by_old[0]),
               *(_digest(new, observed, hour, ok=30) for hour in range(3, 6))]
-    if rebuilt:
-        before_link, link, after_link = [[names_new], by_old, [first, *by_new]], [rotation], []
-    else:
-        before_link, link, after_link = [by_old, [rotation]], [first], [[names_new], by_new]
     agents = [operated, operated_later, observed]
     with fake_node(tmp_path) as node:
-        broadcaster = Broadcaster(Registry())
-        trust = _listening(_service(node.replica, broadcaster), NothingSeen())
+        trust = _listening(_service(node.replica), NothingSeen())
         ours = [node.replica.issue("vouch", vouch_body(org.did, 0.9, "org-peer")) for org in (partner, old)]
-        for batch in before_link:
-            assert node.replica.accept(batch).accepted == batch
-        engine, before = trust.engine, {agent: trust.score(agent).score for agent in agents}
+        by_old.append(self_vouch)
+        if late:
+            for batch in (names_new, by_old, [first]):
+                assert node.replica.accept(batch).accepted == batch
+            assert node.replica.accept(by_new).unlinked == len(by_new)
         caplog.set_level(logging.INFO, logger="node.trust")
-        with broadcaster.subscribe() as subscription:
-            assert node.replica.accept(link).accepted == link
-            announced = published(subscription)
-        assert node.replica.succession.keys(new.did) == (old.did, new.did)
-        assert (trust.engine is not engine) == rebuilt
-        changed = sorted(agent for agent in agents if trust.score(agent).score != before[agent])
-        for batch in after_link:
+        engine = trust.engine
+        for batch in ([rotation], by_new) if late else (by_old, [rotation], [first], names_new, by_new):
             assert node.replica.accept(batch).accepted == batch
+        assert node.replica.succession.keys(new.did) == (old.did, new.did) and trust.engine is engine
         reference = TrustEngine(node.did)
-        for record in [*ours, *by_old, rotation, first, names_new, *by_new]:
+        for record in [*ours, *by_old, rotation, first, *names_new, *by_new]:
             feed_record(reference, record, node.replica.succession.identity)
         reference.recompute(now=NOW)
+        trust.engine.recompute(now=NOW)
         for agent in agents:
             assert trust.engine.explain(agent, now=NOW) == reference.explain(agent, now=NOW)
         assert trust.engine.orgs(now=NOW) == reference.orgs(now=NOW)
-    rebuilds = [r for r in caplog.records if r.name == "node.trust" and "rebuilt" in r.getMessage()]
-    assert [r.levelno for r in rebuilds] == ([logging.INFO] if rebuilt else [])
-    if rebuilt:  # the new key's revocation counts now, among other changes
-        assert operated in changed and sorted(agent for kind, agent, _ in announced if kind == "score") == changed
+        assert trust.engine.reputations(now=NOW) == reference.reputations(now=NOW)
+    merges = [r for r in caplog.records if r.name == "node.trust" and "joined a key" in r.getMessage()]
+    assert [r.levelno for r in merges] == [logging.INFO]
 
 
 @pytest.mark.parametrize("root", ["old", "new"])
 def test_a_root_named_by_either_key_is_the_org(tmp_path, root):
-    """A root configured as the new key, before the link is known, was an org of its own: the link rebuilds."""
+    """A root configured as the new key, before the link is known, was an org of its own: the link moves it."""
     old, agent, vouched = Org(), new_did(), Org()
     new, rotation, first = old.rotate()
     root_did = old.did if root == "old" else new.did
@@ -140,11 +134,9 @@ def _submit(node: TelemetryNode, agent: str, outcome: str, count: int) -> None:
     assert node.ingestor.submit_json(json.dumps(body).encode()).body["accepted"] == count
 
 
-@pytest.mark.parametrize("linked", ["before start", "after start"])
-def test_the_nodes_digests_under_its_earlier_key_are_first_hand_not_a_peers(tmp_path, linked):
+def test_the_nodes_digests_under_its_earlier_key_are_first_hand_not_a_peers(tmp_path):
     """The node ran with one key, digested an epoch, rotated, and restarted with its successor: what it digested
-    under the old key is still its own first-hand evidence, whether the new key's first record (which completes
-    the link) was signed before the trust service started or after."""
+    under the old key is still its own first-hand evidence."""
     old_key, agent = Org().key, new_did()
     clock = Clock(T0 + 5)
     with telemetry_node(tmp_path, key=old_key, clock=clock, epoch_ms=EPOCH) as node:
@@ -154,35 +146,8 @@ def test_the_nodes_digests_under_its_earlier_key_are_first_hand_not_a_peers(tmp_
         node.replica.issue("org", org_body("me", "test", next=new.did))
         old_did = node.replica.did
     with telemetry_node(tmp_path, key=new.key, clock=clock, epoch_ms=EPOCH) as node:
-        if linked == "before start":
-            node.replica.issue("org", org_body("me", "test", prior=old_did))
+        node.replica.issue("org", org_body("me", "test", prior=old_did))  # as node.rotation signs it
         trust = _listening(_service(node.replica, clock=lambda: T0 + 2 * EPOCH), node.digester)
-        if linked == "after start":
-            node.replica.issue("org", org_body("me", "test", prior=old_did))
         (part,) = trust.engine.explain(agent, now=T0 + 2 * EPOCH).orgs
         assert part.first_hand and part.org == old_did and part.events == 6
         assert trust.org(node.replica.did)["own"] and trust.score(agent).tier == "untrusted"
-
-
-def test_a_rebuild_while_an_epoch_is_being_digested_counts_each_event_once(tmp_path, monkeypatch):
-    """Digests are issued a chunk at a time, other work running in between; until the last chunk is stored, the
-    epoch's raw events are what the engine counts, and the digests already stored are not counted again."""
-    monkeypatch.setattr("node.digests.ISSUE_CHUNK", 1)
-    first_agent, second_agent = sorted((new_did(), new_did()))
-    clock = Clock(T0 + 5)
-    with telemetry_node(tmp_path, clock=clock, epoch_ms=EPOCH) as node:
-        for agent in (first_agent, second_agent):
-            _submit(node, agent, "ok", 3)
-        trust = _listening(_service(node.replica, clock=lambda: T0 + 2 * EPOCH), node.digester)
-        old = Org()
-        new, rotation, first = old.rotate()
-        for org in (old, new):  # the node counts the new key as an org before it learns of the rotation
-            node.replica.issue("vouch", vouch_body(org.did, 0.5, "org-peer"))
-        closing = node.digester.closing(T0 + EPOCH)
-        assert [r.body.agent for r in next(closing)] == [first_agent]
-        engine = trust.engine
-        node.replica.accept([rotation, first])
-        assert trust.engine is not engine  # rebuilt
-        for agent in (first_agent, second_agent):
-            assert [p.events for p in trust.engine.explain(agent, now=T0 + 2 * EPOCH).orgs] == [3]
-        assert [r.body.agent for r in next(closing)] == [second_agent]

@@ -72,7 +72,7 @@ def test_an_org_peer_vouch_for_either_key_lends_its_weight_to_the_other_keys_rec
     engine = _fed(TrustEngine(me.did), records, _identity(rotation, first))
     assert engine.score(operated, now=NOW).tier == "provisional"
     assert engine.score(observed, now=NOW).score < engine.score(new_did(), now=NOW).score
-    assert engine.org(old.did, now=NOW).weight > 0 and not engine.knows_org(new.did)
+    assert engine.org(old.did, now=NOW).weight > 0 and new.did not in engine.reputations(now=NOW)
 
 
 def test_the_nodes_digests_under_either_of_its_keys_are_its_own():
@@ -124,3 +124,24 @@ def test_an_org_peer_vouch_between_two_keys_of_one_org_is_left_aside():
     org_changes = engine.org_changes
     assert feed_record(engine, new.vouch(old.did, 1.0), _identity(rotation, first)) is None
     assert engine.org_changes == org_changes and [v.issuer for v in engine.org(old.did, now=NOW).vouched_by] == [me.did]
+
+
+def test_a_key_known_as_an_org_before_its_rotation_is_merged_into_its_org_exactly():
+    """The engine heard of the new key before the link (the old key vouched for it, a partner vouched for it, it was
+    proven to equivocate): merge_org moves all of that onto the org, and the engine then equals one that knew the
+    link from the start, accountability and reputation included."""
+    me, partner, reporter, old, new, agent = Org(), Org(), Org(), Org(), Org(), new_did()
+    before = [me.vouch(old.did, 1.0), me.vouch(partner.did, 1.0), old.vouch(new.did, 1.0),
+              partner.vouch(new.did, 0.5), *(_digest(old, agent, hour, ok=0, denied=5) for hour in range(3))]
+    _, rotation, first = old.rotate(new)
+    fork = sorted((new.fork(2, first.id).raw, new.fork(2, first.id).raw))
+    before.append(reporter.record("equivocation", {"type": "record", "offender": new.did, "a": fork[0],
+                                                   "b": fork[1]}))
+    after = [_digest(partner, agent, hour, ok=9) for hour in range(3)]
+    merged = _fed(TrustEngine(me.did), before, _identity())
+    assert merged.merge_org(new.did, old.did) and not merged.merge_org(new_did(), old.did)
+    merged = _fed(merged, after, _identity(rotation, first))
+    reference = _fed(TrustEngine(me.did), [*before, *after], _identity(rotation, first))
+    assert merged.orgs(now=NOW) == reference.orgs(now=NOW)
+    assert merged.explain(agent, now=NOW) == reference.explain(agent, now=NOW)
+    assert merged.org(old.did, now=NOW).equivocator
