@@ -168,6 +168,17 @@ async def test_a_submitted_record_of_an_org_outside_the_horizon_is_refused(api, 
     assert node.replica.store.size == 0
 
 
+async def test_a_new_keys_record_is_refused_until_the_rotation_naming_it_arrives(api, node, partner):
+    new, rotation, first = partner.rotate()
+    later = new.record()
+    node.replica.issue("vouch", vouch_body(new.did, 0.5, "org-peer"))  # inside the horizon on its own
+    assert (await api.post("/v1/records", content=first.raw, headers=COSE)).status_code == 201
+    assert_error(await api.post("/v1/records", content=later.raw, headers=COSE), 409, "unlinked",
+                 f"iss: {new.did} names a key it replaces")
+    assert (await api.post("/v1/records", content=rotation.raw, headers=COSE)).status_code == 201
+    assert (await api.post("/v1/records", content=later.raw, headers=COSE)).status_code == 201
+
+
 async def test_a_submitted_record_that_breaks_its_chain_is_rejected_with_the_reason(api, node, partner):
     await api.post("/v1/records", content=partner.record().raw, headers=COSE)
     stranger = partner.sign("vouch", vouch_body(new_did(), 0.5, "operator"), seq=2, prev=b"\2" * 32)
