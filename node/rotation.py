@@ -59,9 +59,8 @@ def finish_interrupted_rotation(config: NodeConfig) -> Rotation | None:
         return None
     key, successor = load_org_key(config.key_path), load_org_key(next_path)
     with RecordStore.open(config.data_dir) as store:
-        orgs = list(store.scan(issuer=did_key(bytes(key.verify_key)), kind="org"))
-        last = orgs[-1].body if orgs else None
-        if not isinstance(last, OrgBody) or last.next != did_key(bytes(successor.verify_key)):
+        last = _last_org_body(store, did_key(bytes(key.verify_key)))
+        if last is None or last.next != did_key(bytes(successor.verify_key)):
             return None
         return _finish(config, key, successor, store)
 
@@ -82,9 +81,14 @@ def _replica(config: NodeConfig, key: SigningKey, store: RecordStore) -> Replica
 
 def _addrs(store: RecordStore, did: str) -> list[str]:
     """Where the org's last org record said it listens (the node announces anew when it starts)."""
-    orgs = list(store.scan(issuer=did, kind="org"))
+    body = _last_org_body(store, did)
+    return list(body.addrs) if body is not None else []
+
+
+def _last_org_body(store: RecordStore, did: str) -> OrgBody | None:
+    orgs = list(store.scan(issuer=did, kind="org"))  # one per change of name or address: few
     body = orgs[-1].body if orgs else None
-    return list(body.addrs) if isinstance(body, OrgBody) else []
+    return body if isinstance(body, OrgBody) else None
 
 
 def _named_key(next_path: Path, named: str) -> SigningKey:
