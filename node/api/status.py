@@ -34,11 +34,14 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/v1/node")
 async def node_info(node: NodeDep) -> dict[str, Any]:
-    """The org's did and network, the node's peer id and addresses, and counts of what it holds."""
+    """The org's did (and its keys before this one, newest first, if it rotated its key) and network, the node's
+    peer id and addresses, and counts of what it holds."""
     replica = node.replica
+    keys = replica.succession.keys(node.did)
     return {
         **node.info(),
         "did": node.did,
+        "earlier_keys": list(reversed(keys[: keys.index(node.did)])),
         "network": node.network,
         "records": replica.store.size,
         "held": replica.held_count,

@@ -72,7 +72,7 @@ async def test_node_shows_identity_addresses_and_what_it_holds(api, node, partne
     node.replica.issue("vouch", vouch_body(partner.did, 0.8, "org-peer"))
     node.replica.accept([partner.record()])
     info = (await api.get("/v1/node")).json()
-    assert info["did"] == node.did
+    assert info["did"] == node.did and info["earlier_keys"] == []
     assert info["network"] == "testnet"
     assert info["peer_id"] == "12D3KooWFake"
     assert info["listen"] == ["/ip4/127.0.0.1/tcp/4001"]

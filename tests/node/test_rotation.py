@@ -127,5 +127,6 @@ async def test_a_peer_counts_the_rotated_nodes_keys_as_one_org(tmp_path):
                 assert b.replica.succession.keys(rotation.new) == (old, rotation.new)
                 async with httpx.AsyncClient(base_url=a.api_url) as api:  # credentials minted under either verify
                     keys = (await api.get("/.well-known/jwks.json")).json()["keys"]
+                    assert (await api.get("/v1/node")).json()["earlier_keys"] == [old]
                 assert [k["kid"].partition("#")[0] for k in keys] == [rotation.new, old]
                 nursery.cancel_scope.cancel()
