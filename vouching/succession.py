@@ -26,14 +26,26 @@ class Link:
     successor: str
 
 
+class _Org:
+    """Keys found to be one org: its first key, and all of them."""
+
+    __slots__ = ("first", "keys")
+
+    def __init__(self, key: str) -> None:
+        self.first = key
+        self.keys = {key}
+
+
 class Succession:
-    """The rotations and first records seen so far, and the links they make; feed it every accepted `org` record."""
+    """The rotations and first records seen so far, and the links they make; feed it every accepted `org` record.
+    `identity` is a dict lookup however long an org's chain of keys (a hostile org may make one as long as it
+    likes): each link joins the smaller org's keys into the larger's."""
 
     def __init__(self) -> None:
         self._named_next: dict[str, str] = {}  # key -> the key its rotation record names
         self._named_prior: dict[str, str] = {}  # key -> the key its first record names
         self._successor: dict[str, str] = {}  # linked keys: old -> new
-        self._prior: dict[str, str] = {}  # linked keys: new -> old
+        self._orgs: dict[str, _Org] = {}  # linked keys -> their org
 
     def note(self, record: Record) -> Link | None:
         """Take in an accepted record; the link it completes, if any."""
@@ -63,9 +75,8 @@ class Succession:
 
     def identity(self, key: str) -> str:
         """The org `key` belongs to: its first key."""
-        while (prior := self._prior.get(key)) is not None:
-            key = prior
-        return key
+        org = self._orgs.get(key)
+        return key if org is None else org.first
 
     def keys(self, key: str) -> tuple[str, ...]:
         """Every key of `key`'s org, first to current."""
@@ -74,17 +85,25 @@ class Succession:
             keys.append(successor)
         return tuple(keys)
 
-    def current(self, key: str) -> str:
-        """The key `key`'s org signs with now (the last linked one)."""
-        return self.keys(key)[-1]
-
     def links(self) -> list[Link]:
         return [Link(prior, successor) for prior, successor in self._successor.items()]
 
     def _link(self, prior: str, successor: str) -> Link | None:
         if self._named_next.get(prior) != successor or self._named_prior.get(successor) != prior:
             return None
-        if prior in self._successor or self.identity(prior) == successor:
+        if self.identity(prior) == self.identity(successor):
             return None  # already linked, or a rotation back into one of the org's own keys: not a new key
-        self._successor[prior], self._prior[successor] = successor, prior
+        self._successor[prior] = successor
+        first = self.identity(prior)
+        small, large = sorted((self._org(prior), self._org(successor)), key=lambda org: len(org.keys))
+        large.keys |= small.keys
+        for key in small.keys:
+            self._orgs[key] = large
+        large.first = first
         return Link(prior, successor)
+
+    def _org(self, key: str) -> _Org:
+        org = self._orgs.get(key)
+        if org is None:
+            org = self._orgs[key] = _Org(key)
+        return org
