@@ -156,24 +156,27 @@ class _Batch:
     def linked_or_unclaimed(self, iss: str) -> bool:
         """Whether `iss` names no prior key, or the prior key it names has named it back."""
         prior = self._named_prior.get(iss) or self._succession.named_prior(iss)
-        if prior is None:
-            return True
-        return (self._named_next.get(prior) or self._succession.named_next(prior)) == iss
+        return prior is None or self._next_of(prior) == iss
+
+    def _next_of(self, key: str) -> str | None:
+        return self._named_next.get(key) or self._succession.named_next(key)
 
     def is_vouch_of_org(self, record_id: bytes, iss: str) -> bool:
-        """Whether `record_id` is a vouch by `iss` or by a key `iss` says it replaced (directly or through
-        others). Said, not proven: what a revocation of another key's vouch counts for is decided by the links."""
+        """Whether `record_id` is a vouch of `iss`'s org: by `iss`, or by a key linked to it (a key is linked
+        before anything after its first record is accepted; links staged in this batch count too)."""
         staged = self._by_id.get(record_id)
         found = (staged.kind, staged.iss) if staged is not None else self._store.kind_and_issuer(record_id)
         if found is None or found[0] != "vouch":
             return False
-        key: str | None = iss
-        seen: set[str] = set()
-        while key is not None and key not in seen:
-            if key == found[1]:
+        voucher, key, seen = self._succession.identity(found[1]), iss, set()
+        while key not in seen:
+            if self._succession.identity(key) == voucher:
                 return True
             seen.add(key)
-            key = self._named_prior.get(key) or self._succession.named_prior(key)
+            prior = self._named_prior.get(key)  # a link made by records staged here
+            if prior is None or self._next_of(prior) != key:
+                return False
+            key = prior
         return False
 
     def add(self, record: Record) -> None:

@@ -196,3 +196,15 @@ def test_a_key_may_not_revoke_the_vouches_of_a_key_it_does_not_name(store):
     revocation = stranger.revoke(vouch)
     outcome = _acceptor(store).submit([vouch, revocation])
     assert outcome.rejected == [(revocation, "body.record: names no earlier vouch of this issuer or a key it replaced")]
+
+
+def test_a_revocation_reaches_only_the_vouches_of_keys_linked_to_its_issuer(store):
+    z, a, b = Org(), Org(), Org()
+    vouch = z.vouch(Org().did)
+    # a's first record claims z, which never named it, and rotates to b at once: b is a's, not z's
+    a_first = a.record("org", org_body("org", "test", prior=z.did, next=b.did))
+    b_first = b.record("org", org_body("org", "test", prior=a.did))
+    revocation = b.revoke(vouch)
+    outcome = _acceptor(store).submit([vouch, a_first, b_first, revocation])
+    assert outcome.accepted == [vouch, a_first, b_first]
+    assert outcome.rejected == [(revocation, "body.record: names no earlier vouch of this issuer or a key it replaced")]
