@@ -89,6 +89,12 @@ class DialSchedule:
             self._targets[peer_id].due = 0.0
             self._targets[peer_id].failures = 0
 
+    def moved(self, peer_id: str, successor: str) -> None:
+        """The peer's org rotated its key (DESIGN §2): its node now answers as `successor` at the same addresses."""
+        target = self._targets.pop(peer_id, None)
+        if target is not None:
+            self.add(successor, [f"{split_peer_addr(addr)[0]}/p2p/{successor}" for addr in target.addrs])
+
     def disconnected(self, peer_id: str, now: float) -> None:
         """A connection dropped: retry after the minimum backoff, not at once (the peer may be restarting)."""
         if peer_id in self._targets:
@@ -121,13 +127,18 @@ class PeerManager:
         replica.listeners.append(self._learn)
 
     def _learn(self, records: list[Record]) -> None:
-        """Peer exchange: an accepted `org` record tells us where its org's node listens."""
+        """Peer exchange: an accepted `org` record tells us where its org's node listens; a rotation, that the node
+        there now answers to its new key (so a bootstrap address naming the old peer id keeps working)."""
+        ours = self._replica.succession.identity(self._replica.did)
         for record in records:
-            if record.kind == "org" and record.iss != self._replica.did:
-                peer_id, addrs = org_dial_addrs(record)
-                if addrs:
-                    self._schedule.add(peer_id, addrs)
-                    self._wake.set()
+            if not isinstance(record.body, OrgBody) or self._replica.succession.identity(record.iss) == ours:
+                continue  # our own org's keys, past or present: never dialled
+            peer_id, addrs = org_dial_addrs(record)
+            if record.body.next is not None:
+                self._schedule.moved(peer_id, peer_id_from_public_key(public_key_from_did(record.body.next)))
+            elif addrs:
+                self._schedule.add(peer_id, addrs)
+            self._wake.set()
 
     def retry_now(self, peer_ids: Iterable[str]) -> None:
         """Dial these peers again at once, e.g. once an operator unblocked them (Host.set_blocked)."""

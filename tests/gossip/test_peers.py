@@ -10,7 +10,7 @@ from gossip.host import open_host, peer_id_from_public_key
 from gossip.peers import DialSchedule, PeerManager, split_peer_addr
 from gossip.replica import Replica
 from gossip.store import RecordStore
-from vouching import org_body
+from vouching import org_body, vouch_body
 
 from ..factories import Org
 
@@ -119,3 +119,43 @@ async def test_an_org_record_in_the_horizon_leads_to_its_node(tmp_path):
             with trio.fail_after(10):
                 await _connected(host_a, peer_id_from_public_key(bytes(org_b.key.verify_key)))
             nursery.cancel_scope.cancel()
+
+
+def test_a_rotated_peer_is_dialled_as_its_successor_at_the_same_addresses():
+    schedule = DialSchedule(min_backoff=1, max_backoff=60, rng=random.Random(1))
+    schedule.add("old", ["/ip4/10.0.0.1/tcp/4001/p2p/old", "/dns/a.example/tcp/4001/p2p/old"])
+    schedule.moved("old", "new")
+    schedule.moved("unknown", "other")  # nothing was known of it: nothing to move
+    assert schedule.due(now=0, connected=(), budget=5) == [
+        ("new", ["/ip4/10.0.0.1/tcp/4001/p2p/new", "/dns/a.example/tcp/4001/p2p/new"])]
+
+
+def test_peer_exchange_follows_a_rotation_and_never_dials_our_own_keys(tmp_path):
+    me, old = Org(), Org()
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(me.key, store, roots=(), max_hops=3, held_limit=100)
+        replica.issue("vouch", vouch_body(old.did, 0.9, "org-peer"))
+        replica.accept([old.record("org", org_body("old", "test", ["/ip4/10.0.0.1/tcp/4001"]))])
+        schedule = DialSchedule()
+        PeerManager(object(), replica, bootstrap=[], max_peers=5, schedule=schedule)  # type: ignore[arg-type]
+        new, rotation, first = old.rotate()
+        replica.accept([rotation])
+        peer = peer_id_from_public_key(bytes(new.key.verify_key))
+        assert schedule.due(now=0, connected=(), budget=5) == [(peer, [f"/ip4/10.0.0.1/tcp/4001/p2p/{peer}"])]
+
+
+def test_a_node_that_rotated_never_dials_its_own_earlier_key(tmp_path):
+    me = Org()
+    with RecordStore.open(tmp_path) as store:
+        Replica(me.key, store, roots=(), max_hops=3, held_limit=100).issue(
+            "org", org_body("me", "test", ["/ip4/10.0.0.9/tcp/4001"]))
+        successor = Org()
+    with RecordStore.open(tmp_path) as store:
+        old_replica = Replica(me.key, store, roots=(), max_hops=3, held_limit=100)
+        old_replica.issue("org", org_body("me", "test", ["/ip4/10.0.0.9/tcp/4001"], next=successor.did))
+        Replica(successor.key, store, roots=(), max_hops=3, held_limit=100).issue(
+            "org", org_body("me", "test", ["/ip4/10.0.0.9/tcp/4001"], prior=me.did))
+        replica = Replica(successor.key, store, roots=(), max_hops=3, held_limit=100)
+        schedule = DialSchedule()
+        PeerManager(object(), replica, bootstrap=[], max_peers=5, schedule=schedule)  # type: ignore[arg-type]
+        assert schedule.due(now=0, connected=(), budget=5) == []
