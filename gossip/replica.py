@@ -9,7 +9,6 @@ earlier key's vouch counts.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -34,16 +33,13 @@ from vouching.succession import Link, Succession
 from .acceptor import Acceptor, Outcome
 from .store import RecordStore
 
-log = logging.getLogger(__name__)
 Listener = Callable[[list[Record]], None]
 HorizonListener = Callable[[set[str]], None]
 LinkListener = Callable[[Link], None]
 
 
 class RetiredKey(Exception):
-    """This node's key signed its rotation record: it may sign nothing more. A node rotates its key only while
-    stopped (node.rotation), so a running node that meets this learned of a rotation it did not make: its key is
-    in someone else's hands."""
+    """This node's key signed its rotation record: it may sign nothing more (restart the node to use its successor)."""
 
 
 @dataclass
@@ -101,8 +97,8 @@ class Replica:
 
     def _check_not_retired(self) -> None:
         if self.succession.retired(self.did):
-            raise RetiredKey(f"this node's key {self.did} was replaced by a rotation to "
-                             f"{self.succession.named_next(self.did)} and signs nothing more")
+            raise RetiredKey(f"this node's key {self.did} was replaced by a rotation and signs nothing more: restart "
+                             f"the node to sign with its successor")
 
     def _next(self) -> tuple[int, bytes | None]:
         """The seq and prev of our next record."""
@@ -110,22 +106,13 @@ class Replica:
         return (head.seq + 1, head.id) if head else (1, None)
 
     def _accept_own(self, records: list[Record]) -> list[Record]:
-        outcome = self._accept(records)
+        outcome = self.accept(records)
         if outcome.accepted[: len(records)] != records:
             raise AssertionError(f"our own records were not accepted: {outcome}")
         return records
 
     def accept(self, records: list[Record]) -> Outcome:
         """Offer verified records; store what extends a chain, act on evidence, tell the listeners."""
-        outcome = self._accept(records)
-        for record in outcome.accepted:
-            if record.iss == self.did and isinstance(record.body, OrgBody) and record.body.next is not None:
-                log.critical("this node's key %s signed a rotation to %s that this node did not make (a node "
-                             "rotates only while stopped): the key is compromised, and this node signs nothing more",
-                             record.iss, record.body.next)
-        return outcome
-
-    def _accept(self, records: list[Record]) -> Outcome:
         outcome = self._acceptor.submit(records)
         entered: set[str] = set()
         for record in outcome.accepted:
@@ -139,12 +126,8 @@ class Replica:
                 horizon_listener(entered)
         for ours, theirs in outcome.equivocations:
             offender = verify_record(theirs).iss
-            if offender in self.flagged or offender in self.succession.keys(self.did):
-                continue
-            try:
+            if offender not in self.flagged and offender not in self.succession.keys(self.did):
                 self.issue("equivocation", record_equivocation_body(ours, theirs))
-            except RetiredKey as error:  # every node that sees both records signs the evidence: ours is not needed
-                log.warning("no evidence signed against %s: %s", offender, error)
         return outcome
 
     def _track(self, record: Record) -> set[str]:

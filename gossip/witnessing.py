@@ -61,7 +61,7 @@ from .checkpoints import (
 from .cosigning import CosignClient, Witnessed, answer
 from .frames import FrameError
 from .host import Host, HostError, InvalidPeerId, Received, Stream, peer_id_from_public_key, peer_public_key
-from .replica import Replica, RetiredKey
+from .replica import Replica
 from .sync import Send, SyncLimits
 from .sync_messages import SYNC_PROTOCOL, CosignRequest, Refused, RemoteProtocolError, Reply, SyncError
 from .validation import check_checkpoint_evidence
@@ -451,8 +451,6 @@ class Witnessing:
         except InvalidRecord as error:
             self.stats.errors["evidence"] += 1
             logger.warning("evidence against %s not usable: %s", offender, error)
-        except RetiredKey as error:  # every node that watches the two checkpoints can sign it: ours is not needed
-            logger.warning("no evidence signed against %s: %s", offender, error)
         else:
             self.stats.equivocations_issued += 1
 

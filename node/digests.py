@@ -33,7 +33,7 @@ from pathlib import Path
 
 import trio
 
-from gossip.replica import Replica, RetiredKey
+from gossip.replica import Replica
 from ledger import Frontier, leaf_hash
 from vouching import Counts, DigestBody, Record, load_record
 from vouching.bodies import CATEGORIES, OUTCOMES
@@ -303,11 +303,8 @@ class DigestService:
 
     async def _close_due(self) -> None:
         async with self.write_lock:
-            try:
-                for _ in self.digester.closing(self._clock()):
-                    await trio.sleep(0)  # the API and gossip run between chunks; ingest waits for the lock
-            except RetiredKey as error:  # (Replica logged why, once): the events stay in the audit log
-                log.error("epoch not digested: %s", error)
+            for _ in self.digester.closing(self._clock()):
+                await trio.sleep(0)  # the API and gossip run between chunks; ingest waits for the lock
 
 
 @contextmanager

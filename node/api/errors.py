@@ -15,7 +15,6 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from ledger import EntryPruned
-from gossip.replica import RetiredKey
 from vouching import InvalidRecord
 
 log = logging.getLogger(__name__)
@@ -74,7 +73,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(InvalidRecord, _invalid_record)
-    app.add_exception_handler(RetiredKey, _retired_key)
     app.add_exception_handler(EntryPruned, _pruned)
     app.add_exception_handler(Exception, _internal_error)
 
@@ -105,10 +103,6 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
 
 async def _invalid_record(request: Request, exc: InvalidRecord) -> JSONResponse:
     return error_response(422, "invalid_record", str(exc))
-
-
-async def _retired_key(request: Request, exc: RetiredKey) -> JSONResponse:
-    return error_response(409, "key_retired", str(exc))
 
 
 async def _pruned(request: Request, exc: EntryPruned) -> JSONResponse:

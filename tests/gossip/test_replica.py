@@ -1,7 +1,6 @@
 """The replica: our own records, the horizon as vouches arrive, and equivocation turned into a flag everywhere."""
 
 import dataclasses
-import logging
 import time
 
 import pytest
@@ -184,25 +183,8 @@ def test_the_new_keys_revocation_of_an_old_vouch_counts_only_once_the_keys_are_l
 def test_a_retired_node_key_signs_nothing_more(replica):
     successor = Org()
     replica.issue("org", org_body("me", "test", next=successor.did))
-    with pytest.raises(RetiredKey, match=f"replaced by a rotation to {successor.did} and signs nothing more"):
+    with pytest.raises(RetiredKey, match="restart the node to sign with its successor"):
         replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
-
-
-def test_a_rotation_of_the_nodes_key_made_elsewhere_is_reported_and_crashes_nothing(replica, caplog):
-    """Whoever holds a copy of the node's key can retire it: the node says so, and keeps answering."""
-    first = replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
-    thief = Org(key=replica.key, seq=first.seq, prev=first.id)
-    rotation = thief.record("org", org_body("me", "test", next=Org().did))
-    with caplog.at_level(logging.CRITICAL, logger="gossip.replica"):
-        assert replica.accept([rotation]).accepted == [rotation]
-    assert "did not make" in caplog.text and "compromised" in caplog.text
-    with pytest.raises(RetiredKey):
-        replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
-    cheat = Org()
-    # Evidence would be ours to sign: a retired key signs none, and accept still answers.
-    replica.horizon.add_edge(b"\x05" * 32, replica.did, cheat.did)
-    replica.accept([cheat.record()])
-    assert replica.accept([cheat.fork(1, None)]).equivocations
 
 
 def test_a_new_key_is_heard_past_its_first_record_only_once_the_rotation_names_it(replica):

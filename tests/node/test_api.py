@@ -14,7 +14,7 @@ from nacl.signing import SigningKey
 from gossip.host import peer_id_from_public_key
 from ledger import Ed25519Verifier, open_checkpoint, verify_consistency, verify_inclusion
 from node.api import create_app
-from vouching import EquivocationBody, org_body, public_key_from_did, verify_record, vouch_body
+from vouching import EquivocationBody, public_key_from_did, verify_record, vouch_body
 
 from ..factories import Org, new_did
 from .fake_node import TOKEN, fake_node
@@ -705,12 +705,3 @@ async def test_garbage_gets_a_4xx_with_a_reason_never_a_5xx(api, populated, endp
     if response.status_code >= 400:
         error = response.json()
         assert set(error) == {"error", "detail"} and error["detail"]
-
-
-async def test_a_write_after_the_nodes_key_was_rotated_elsewhere_is_refused_by_name(api, node):
-    head = node.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
-    thief = Org(key=node.replica.key, seq=head.seq, prev=head.id)
-    node.replica.accept([thief.record("org", org_body("me", "testnet", next=new_did()))])
-    response = await api.post("/v1/vouches", json={"subject": new_did(), "weight": 0.5, "basis": "operator"},
-                              headers=AUTH)
-    assert_error(response, 409, "key_retired", f"this node's key {node.did} was replaced by a rotation")
