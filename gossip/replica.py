@@ -9,6 +9,7 @@ earlier key's vouch counts.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -24,6 +25,7 @@ from vouching import (
     did_key,
     issue_digests,
     issue_record,
+    org_body,
     record_equivocation_body,
     verify_record,
 )
@@ -33,6 +35,7 @@ from vouching.succession import Link, Succession
 from .acceptor import Acceptor, Outcome
 from .store import RecordStore
 
+log = logging.getLogger(__name__)
 Listener = Callable[[list[Record]], None]
 HorizonListener = Callable[[set[str]], None]
 LinkListener = Callable[[Link], None]
@@ -106,13 +109,40 @@ class Replica:
         return (head.seq + 1, head.id) if head else (1, None)
 
     def _accept_own(self, records: list[Record]) -> list[Record]:
-        outcome = self.accept(records)
+        outcome = self._accept(records)
         if outcome.accepted[: len(records)] != records:
             raise AssertionError(f"our own records were not accepted: {outcome}")
         return records
 
     def accept(self, records: list[Record]) -> Outcome:
-        """Offer verified records; store what extends a chain, act on evidence, tell the listeners."""
+        """Offer verified records; store what extends a chain, act on evidence, tell the listeners. A rotation of
+        this node's own key among them is refused and contested (`_contest`)."""
+        foreign = [r for r in records if r.iss == self.did and isinstance(r.body, OrgBody) and r.body.next]
+        outcome = self._accept([r for r in records if r not in foreign] if foreign else records)
+        for rotation in foreign:
+            if not self.store.has(rotation.id):
+                outcome.rejected.append((rotation, "iss: a rotation of this node's key that this node did not make"))
+                self._contest(rotation)
+        return outcome
+
+    def _contest(self, rotation: Record) -> None:
+        """A node rotates its key only while stopped (node.rotation), so a rotation of its key arriving while it
+        runs was signed by someone else holding a copy of the key. Left alone, the thief's new key would become
+        the org wherever the rotation reached first. Instead the node signs its own next record (its last org
+        record again): wherever that meets the thief's at one seq, the org is flagged as an equivocator, and the
+        thief's key, linked to it, with it. The key is lost either way; the org must start again under a new one."""
+        assert isinstance(rotation.body, OrgBody)
+        log.critical("this node's key %s signed a rotation to %s that this node did not make: the key is "
+                     "compromised. Contesting it, which gets this org flagged as an equivocator everywhere; set "
+                     "up the org again under a new key", rotation.iss, rotation.body.next)
+        head = self.store.head(self.did)
+        if head is None or head.seq < rotation.seq:  # else ours at that seq already contradicts it
+            ours = [r.body for r in self.store.scan(issuer=self.did, kind="org")]
+            last = ours[-1] if ours else rotation.body
+            assert isinstance(last, OrgBody)
+            self.issue("org", org_body(last.name, last.network, last.addrs))
+
+    def _accept(self, records: list[Record]) -> Outcome:
         outcome = self._acceptor.submit(records)
         entered: set[str] = set()
         for record in outcome.accepted:

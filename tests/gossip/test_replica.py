@@ -1,6 +1,7 @@
 """The replica: our own records, the horizon as vouches arrive, and equivocation turned into a flag everywhere."""
 
 import dataclasses
+import logging
 import time
 
 import pytest
@@ -9,7 +10,7 @@ from hypothesis import strategies as st
 
 from gossip.replica import Replica, RetiredKey
 from gossip.store import RecordStore
-from vouching import Counts, DigestBody, InvalidRecord, org_body, vouch_body
+from vouching import Counts, DigestBody, InvalidRecord, OrgBody, org_body, verify_record, vouch_body
 from vouching.succession import Link
 from vouching.bodies import CATEGORIES, OUTCOMES
 
@@ -256,3 +257,38 @@ def test_what_a_replica_ends_up_with_does_not_depend_on_the_order_records_arrive
 
 WORLD = _rotation_world()
 ME = Org()
+
+
+def test_a_rotation_of_the_nodes_key_made_elsewhere_is_refused_and_contested(replica, caplog):
+    """Whoever holds a copy of the node's key can sign a rotation of it: the node refuses it, and signs its own
+    record at that seq so that the thief's key cannot quietly become the org."""
+    replica.issue("org", org_body("me", "test", ["/ip4/10.0.0.9/tcp/4001"]))
+    head = replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
+    thief = Org(key=replica.key, seq=head.seq, prev=head.id)
+    rotation = thief.record("org", org_body("me", "test", next=Org().did))
+    with caplog.at_level(logging.CRITICAL, logger="gossip.replica"):
+        outcome = replica.accept([rotation])
+    assert outcome.rejected == [(rotation, "iss: a rotation of this node's key that this node did not make")]
+    assert "compromised" in caplog.text and not replica.succession.retired(replica.did)
+    contest = verify_record(replica.store.at(replica.did, rotation.seq))
+    assert contest.id != rotation.id and contest.body == OrgBody("me", "test", ("/ip4/10.0.0.9/tcp/4001",), None)
+    assert replica.accept([rotation]).rejected and replica.store.head(replica.did).seq == rotation.seq  # once
+
+
+def test_the_contest_gets_the_org_and_the_thiefs_key_flagged_where_the_theft_arrived_first(tmp_path):
+    victim, peer = Org(), Org()
+    for name in ("victim", "peer"):
+        (tmp_path / name).mkdir()
+    with RecordStore.open(tmp_path / "victim") as store_v, RecordStore.open(tmp_path / "peer") as store_p:
+        at_victim = Replica(victim.key, store_v, roots=(), max_hops=2, held_limit=100)
+        at_peer = Replica(peer.key, store_p, roots=(), max_hops=2, held_limit=100)
+        at_peer.issue("vouch", vouch_body(victim.did, 0.9, "org-peer"))
+        head = at_victim.issue("org", org_body("victim", "test"))
+        thief = Org(key=victim.key, seq=head.seq, prev=head.id)
+        thief_key, rotation, first = thief.rotate()
+        assert at_peer.accept([head, rotation]).accepted == [head, rotation]
+        assert at_peer.accept([first]).accepted == [first]  # the thief's key is the victim org here, for now
+        at_victim.accept([rotation])
+        contest = verify_record(store_v.at(victim.did, rotation.seq))
+        assert at_peer.accept([contest]).equivocations
+        assert {victim.did, thief_key.did} <= at_peer.flagged

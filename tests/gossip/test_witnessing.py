@@ -32,7 +32,7 @@ from ledger import (
     open_checkpoint,
     open_note,
 )
-from vouching import EquivocationBody, verify_record, vouch_body
+from vouching import EquivocationBody, org_body, verify_record, vouch_body
 
 from ..factories import Org, new_did
 from .nodes import LOOPBACK, NETWORK, Identity, Node, identities, running, until
@@ -262,10 +262,10 @@ async def test_a_node_restarted_with_its_rotated_key_sets_its_old_keys_checkpoin
     with RecordStore.open(own.directory) as store:
         Replica(a.key, store, roots=(), max_hops=1, held_limit=10).accept([a.record(), a.record()])
         (own.directory / CHECKPOINT_FILE).write_bytes(signed_checkpoint(store, a))
-        b, rotation, first = a.rotate()
-        Replica(a.key, store, roots=(), max_hops=1, held_limit=10).accept([rotation])
+        b = Org()  # as node.rotation rotates: the old key signs its rotation, the new key its first record
+        Replica(a.key, store, roots=(), max_hops=1, held_limit=10).issue("org", org_body("a", NETWORK, next=b.did))
         replica = Replica(b.key, store, roots=(), max_hops=1, held_limit=10)  # the node restarted with its new key
-        replica.accept([first])
+        replica.issue("org", org_body("a", NETWORK, prior=a.did))
 
         caplog.set_level(logging.INFO, logger="gossip.witnessing")
         witnessing = Witnessing(CheckpointsOnlyHost(), replica, network=NETWORK, state_dir=own.directory)
