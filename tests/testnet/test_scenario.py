@@ -37,8 +37,8 @@ def test_the_library_holds_a_scenario_for_each_attack_and_fault():
     attacks = {a.type for s in scenarios for a in s.attacks}
     faults = {f.type for s in scenarios for f in s.faults}
     models = {g.behaviour.model for s in scenarios for g in s.agents}
-    assert attacks == {"praise", "slander", "equivocation", "whitewash"}
-    assert faults == {"kill", "partition"}
+    assert attacks == {"praise", "slander", "equivocation", "whitewash", "key-theft"}
+    assert faults == {"kill", "partition", "rotate"}
     assert models == {"honest", "malicious", "on-off", "turned-bad", "camouflage"}
     assert "sybil-collusion" in library()
 
