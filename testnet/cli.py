@@ -280,6 +280,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _print_summary(m: dict) -> None:
+    from .report import linking
+
     prop, conv, cps = m["propagation"], m["convergence"], m["checkpoints"]
     every = prop["everywhere"]
     if every["count"]:
@@ -288,6 +290,15 @@ def _print_summary(m: dict) -> None:
     for c in m["catch_up"]:
         where = c.get("node") or ", ".join(c["side"])
         print(f"catch-up after {c['fault']} of {where}: {c['seconds']} s ({c['backlog_records']} records)")
+    for r in m["rotations"]:
+        print(f"key rotation of {r['node']} ({r['old']} -> {r['new']}): other nodes linking its keys: {linking(r)}")
+    for a in m["attacks"]:
+        if a["type"] == "key-theft":
+            last = a["seconds_to_flag_everywhere"]
+            print(f"key theft from {a['victim']}: {a['nodes_flagging']} of {a['of']} nodes flagged the org"
+                  + (f", the last {last} s after the thief's offer" if last is not None else "")
+                  + (" (it was flagged before this run)" if a["flagged_before"] else "")
+                  + f"; the thief's key counts for nothing: {a['thief_counts_for_nothing']}")
     print(f"converged: {conv['converged']} ({conv['records']} records); checkpoints current and cosigned by their "
           f"{cps['witnesses']} witnesses: {cps['all_current_and_witnessed']}")
     for row in m["confusion"]["rows"]:

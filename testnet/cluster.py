@@ -5,6 +5,7 @@ through its HTTP API, as an operator drives a node.
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import time
@@ -123,7 +124,7 @@ class Cluster:
         cluster = cls(directory, TestnetState(network=network, seed=seed, topology=topology, nodes=tuple(entries)))
         for i, entry in enumerate(entries):
             cluster.configure(entry.name, {
-                ("p2p", "bootstrap"): [entries[j].p2p_addr for j in bootstrap_indexes(i, nodes)],
+                ("p2p", "bootstrap"): cluster._bootstrap(i),
                 ("trust", "roots"): [entries[j].did for j in edges[i]],
                 **settings.config_values(),
             })
@@ -197,6 +198,25 @@ class Cluster:
             self._set(replace(self.entry(entry.name), pid=None, started=None))
         return Stopped([by_pid[p] for p in clean], [by_pid[p] for p in killed])
 
+    def rotate_key(self, name: str) -> tuple[str, str]:
+        """`vouchnet key rotate` on the node's data directory (the node must be stopped: the command refuses a
+        running node's), then its new key into the state file (the old one joins `former_dids`) and into the
+        bootstrap lists of the nodes that dial it (config.toml, read at their next start); returns (old, new did)."""
+        run = subprocess.run(processes.vouchnet_command("key", "rotate", "--dir", str(self.data_dir(name))),
+                             capture_output=True, text=True, env=processes.child_env())
+        if run.returncode != 0:
+            raise ClusterError(f"{name}: `vouchnet key rotate` failed ({run.returncode}): {run.stderr.strip()}")
+        rotated = json.loads(run.stdout)
+        entry = self.entry(name)
+        self._set(replace(entry, did=rotated["new"], peer_id=rotated["peer_id"],
+                          former_dids=(*entry.former_dids, entry.did)))
+        count = len(self.names)
+        index = self.names.index(name)
+        for i, other in enumerate(self.names):
+            if index in bootstrap_indexes(i, count):
+                self.configure(other, {("p2p", "bootstrap"): self._bootstrap(i)})
+        return entry.did, rotated["new"]
+
     def kill(self, name: str) -> None:
         """SIGKILL the node (no clean shutdown), and return once it is gone."""
         entry = self.entry(name)
@@ -230,6 +250,10 @@ class Cluster:
         return made
 
     # --- internals ----------------------------------------------------------------------------------------
+
+    def _bootstrap(self, index: int) -> list[str]:
+        """The addresses the node at `index` dials at start (topology.bootstrap_indexes), with their current keys."""
+        return [self.state.nodes[j].p2p_addr for j in bootstrap_indexes(index, len(self.state.nodes))]
 
     def _set(self, entry: NodeEntry) -> None:
         self.state = self.state.with_node(entry)

@@ -1,15 +1,24 @@
-"""Faults an operator injects into a testnet: a node SIGKILLed and restarted with its data, and a group of nodes cut
-off from the rest, then healed.
+"""Faults an operator injects into a testnet: a node SIGKILLed and restarted with its data, a group of nodes cut
+off from the rest, then healed, and a node's org key rotated (`vouchnet key rotate` between a clean stop and a
+restart).
 
 A partition is made with every node's peer block list (`PUT /v1/peers/blocked`): each node on one side refuses
 every node on the other, so no connection, gossip, sync or cosigning crosses, while each side goes on working.
 Restarting one side with bootstrap lists limited to it would not do: nodes learn each other's addresses from the
 `org` records they already hold and would dial across. The block list is the node's own rule (no packet filter,
 no root), and it is what an operator would use to stop talking to a peer.
+
+A rotation changes the node's did and PeerID. The other nodes' bootstrap lists name the old PeerID until their
+next start (the cluster rewrites them for that); the network learns the new key because the rotated node dials its
+own bootstrap peers and every org whose `org` record it holds as soon as it is back, and its peers then sync its
+rotation record and its new key's first record. Inside a partition the other side's block lists are written again,
+naming its new PeerID, before it starts (they named the old one, and it dials everyone it knows at once), and it is
+cut off itself as a restarted node is.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -65,3 +74,32 @@ def restart(cluster: Cluster, node: str, partition: Partition | None) -> None:
     cluster.start([node])
     if partition is not None:
         cut(cluster, partition, [node])
+
+
+@dataclass(frozen=True)
+class Rotated:
+    """A node's key rotation: its org's key before and after, the two records that link them (ids, hex), and when
+    the node was started again with its new key (wall seconds)."""
+
+    node: str
+    old: str
+    new: str
+    rotation: str  # the old key's last record, an `org` record naming the new key in `next`
+    first: str  # the new key's first record, an `org` record naming the old key in `prior`
+    started: float
+
+
+def rotate(cluster: Cluster, node: str, partition: Partition | None, up: Iterable[str]) -> Rotated:
+    """Stop the node cleanly (SIGTERM, as `down` does), run `vouchnet key rotate` on its data directory and start it
+    again with its data, as `restart` does. Inside a partition, the other running nodes `up` refuse its new PeerID
+    before it starts."""
+    cluster.stop([node])
+    old, new = cluster.rotate_key(node)
+    if partition is not None:
+        cut(cluster, partition, [n for n in up if n != node])
+    started = time.time()
+    restart(cluster, node, partition)
+    with cluster.client(node) as client:
+        rotation = next(r for r in client.iter_records(issuer=old, kind="org") if r["body"].get("next") == new)
+        first = next(client.iter_records(issuer=new))
+    return Rotated(node, old, new, rotation["id"], first["id"], started)

@@ -1,6 +1,7 @@
 """What a scenario run showed (DESIGN.md §9), computed from what testnet.runner observed: propagation latency
-(issue to acceptance at every node), catch-up after a restart or a partition, convergence of the record sets and
-checkpoints, score trajectories per agent class at every node, the tier confusion matrix, and each attack's effect.
+(issue to acceptance at every node), catch-up after a restart or a partition, how soon the other nodes linked a
+rotated key to its org, convergence of the record sets and checkpoints, score trajectories per agent class at every
+node, the tier confusion matrix, and each attack's effect.
 
 Record times come from polling every node's `/v1/records` every `poll_seconds`, so they are late by up to that
 much; each node's own `vouchnet_record_latency_seconds` histogram (exact, bucketed) is reported beside them.
@@ -15,7 +16,7 @@ from typing import Any
 from vouching.tiers import TIERS, tier_rank
 
 from .runner import RunResult
-from .status import witnessed
+from .status import flagged_keys, witnessed
 
 CATCH_UP_MARGIN = 10.0  # seconds after a fault ends during which records are not counted as undisturbed
 
@@ -24,6 +25,7 @@ def measure(run: RunResult) -> dict[str, Any]:
     return {
         "propagation": propagation(run),
         "catch_up": catch_up(run),
+        "rotations": rotations(run),
         "convergence": convergence(run),
         "checkpoints": checkpoints(run),
         "confusion": confusion(run),
@@ -34,13 +36,14 @@ def measure(run: RunResult) -> dict[str, Any]:
 
 def observers(run: RunResult) -> list[str]:
     """The nodes whose view counts as the honest network's: those of org groups no attack uses (all if none)."""
-    attacking = {a.orgs.group for a in run.scenario.attacks if a.orgs is not None}
+    attacking = {a.attackers.group for a in run.scenario.attacks if a.attackers is not None}
     honest = [n for g in run.scenario.orgs if g.name not in attacking for n in run.plan.groups[g.name]]
     return honest or list(run.plan.nodes)
 
 
 def _node_of(run: RunResult) -> dict[str, str]:
-    return {did: node for node, did in run.dids.items()}
+    """Every key of every node's org (a rotation makes more than one) -> the node."""
+    return {did: node for node, keys in run.keys.items() for did in keys}
 
 
 def _fault_windows(run: RunResult) -> list[tuple[float, float]]:
@@ -148,6 +151,33 @@ def catch_up(run: RunResult) -> list[dict[str, Any]]:
     return found
 
 
+def rotations(run: RunResult) -> list[dict[str, Any]]:
+    """For each key rotation: the org's old and new key, how long its node was down (from the stop to its API
+    answering again with the new key), and how soon each other node whose horizon holds the org linked the two keys,
+    i.e. held both the old key's rotation record and the new key's first record (together they make the link;
+    seconds after the node was started with its new key), with the nodes whose GET /v1/orgs/{new key} answered with
+    the org (its first key) at the end."""
+    found = []
+    for i, event in enumerate(run.timeline):
+        if event["kind"] != "rotated":
+            continue
+        node, org = event["node"], run.keys[event["node"]][0]
+        stopped = max(e["at"] for e in run.timeline[:i] if e["kind"] == "rotate" and e["node"] == node)
+        others = [n for n in run.plan.nodes if n != node and node in run.plan.horizon(n)]
+        linked = {}
+        for other in others:
+            held = [run.seen.get(rid, {}).get(other) for rid in (event["rotation"], event["first"])]
+            if None not in held:
+                linked[other] = round(max(0.0, max(held) - event["started"]), 2)
+        views = run.key_views.get(event["new"], {})
+        everywhere = max(linked.values(), default=None) if len(linked) == len(others) else None
+        found.append({"node": node, "old": event["old"], "new": event["new"],
+                      "down_seconds": round(event["at"] - stopped, 2), "nodes_linking": len(linked),
+                      "of": len(others), "seconds_to_link": linked, "seconds_to_link_everywhere": everywhere,
+                      "linked_at_end": sorted(n for n in others if views.get(n, {}).get("org") == org)})
+    return found
+
+
 def convergence(run: RunResult) -> dict[str, Any]:
     """Whether every node holds every record of the orgs in its horizon at the end, and when the last one arrived.
     An equivocator's records are left out: two nodes may rightly hold two different records at one of its seqs."""
@@ -173,7 +203,7 @@ def checkpoints(run: RunResult) -> dict[str, Any]:
     """Each node's latest checkpoint: does it cover the whole ledger, and how many other orgs cosigned it; and
     whether every honest node's is witnessed (status.witnessed)."""
     others = len(run.plan.nodes) - 1
-    flagged = {r.about for r in run.records.values() if r.kind == "equivocation"}
+    flagged = flagged_keys({r.about for r in run.records.values() if r.kind == "equivocation"}, run.keys.values())
     witnesses = run.scenario.settings.witnesses
     rows = {}
     for node, status in run.status.items():
@@ -242,7 +272,7 @@ def confusion(run: RunResult) -> dict[str, Any]:
 
 def org_views(run: RunResult) -> dict[str, dict[str, float]]:
     """Org group -> the observers' mean view of its orgs: reputation, credibility, weight of its word."""
-    group_of = {run.dids[n]: run.plan.group_of(n) for n in run.plan.nodes}
+    group_of = {did: run.plan.group_of(node) for did, node in _node_of(run).items()}
     values: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for node in observers(run):
         for org in run.orgs.get(node, []):
@@ -272,26 +302,50 @@ def attacks(run: RunResult) -> list[dict[str, Any]]:
             entry.update(_equivocation_outcome(run))
         elif attack.type == "whitewash":
             entry.update(_whitewash_outcome(run, watchers))
+        elif attack.type == "key-theft":
+            entry.update(_key_theft_outcome(run, i))
         out.append(entry)
     return out
 
 
 def _equivocation_outcome(run: RunResult) -> dict[str, Any]:
-    """How long until each node held evidence against the offender signed after the attack (a node holding earlier
-    evidence, from an earlier run on the same testnet, signs none: it has flagged the org already)."""
+    """How long until each node held evidence against the offender signed after the attack."""
     done = next(e for e in run.timeline if e["kind"] == "equivocation")
-    evidence = [info for info in run.records.values() if info.kind == "equivocation" and info.about == done["offender"]]
-    flagged_at: dict[str, float] = {}
-    for info in evidence:
-        if info.ts >= done["at"] - 1.0:  # issuers' clocks are this machine's: a second's margin is ample
-            for node, at in run.seen[info.id].items():
-                flagged_at[node] = min(flagged_at.get(node, at), at)
-    delays = {node: round(max(0.0, at - done["at"]), 2) for node, at in sorted(flagged_at.items())}
     return {"offender": done["offender"], "node": done["node"], "offered_to": done["offered_to"],
-            "answers": done["answers"], "flagged_before": len(evidence) > sum(1 for i in evidence
-                                                                             if i.ts >= done["at"] - 1.0),
-            "nodes_flagging": len(delays), "of": len(run.plan.nodes), "seconds_to_flag": delays,
-            "seconds_to_flag_everywhere": max(delays.values(), default=None)}
+            "answers": done["answers"], **_flagging(run, {done["offender"]}, done["at"])}
+
+
+def _key_theft_outcome(run: RunResult, index: int) -> dict[str, Any]:
+    """Whether and how soon every node held evidence against the org whose key was stolen (its own node included),
+    which nodes' trust engines count it an equivocator at the end (never its own node's), and what the thief's key
+    weighs at each node: nothing, whether a node linked it to the flagged org or to no org at all."""
+    done = next(e for e in run.timeline if e["kind"] == "key-theft" and e["attack"] == index)
+    victim = done["node"]
+    flagging = _flagging(run, set(run.keys[victim]), done["at"])
+    thief = {node: {"linked_to_victim": view["org"] == run.keys[victim][0], "equivocator": view["equivocator"],
+                    "weight": view["weight"], "voucher_weight": view["voucher_weight"]}
+             for node, view in sorted(run.key_views[done["thief"]].items())}
+    return {"victim": victim, "key": done["key"], "thief": done["thief"], "seq": done["seq"],
+            "offered_to": done["offered_to"], "answers": done["answers"], **flagging,
+            "flagged_everywhere": flagging["nodes_flagging"] == flagging["of"],
+            "distrusted_by": sorted(n for n, view in run.key_views[done["key"]].items() if view["equivocator"]),
+            "thief_key": thief,
+            "thief_counts_for_nothing": bool(thief) and all(v["weight"] == v["voucher_weight"] == 0
+                                                            for v in thief.values())}
+
+
+def _flagging(run: RunResult, offenders: set[str], since: float) -> dict[str, Any]:
+    """How long after `since` each node held equivocation evidence against one of `offenders` signed after it (a
+    node holding earlier evidence, from an earlier run on the same testnet, signs none: it flagged the org already)."""
+    evidence = [info for info in run.records.values() if info.kind == "equivocation" and info.about in offenders]
+    fresh = [info for info in evidence if info.ts >= since - 1.0]  # issuers' clocks are this machine's: ample
+    flagged_at: dict[str, float] = {}
+    for info in fresh:
+        for node, at in run.seen[info.id].items():
+            flagged_at[node] = min(flagged_at.get(node, at), at)
+    delays = {node: round(max(0.0, at - since), 2) for node, at in sorted(flagged_at.items())}
+    return {"flagged_before": len(evidence) > len(fresh), "nodes_flagging": len(delays), "of": len(run.plan.nodes),
+            "seconds_to_flag": delays, "seconds_to_flag_everywhere": max(delays.values(), default=None)}
 
 
 def _whitewash_outcome(run: RunResult, watchers: set[str]) -> dict[str, Any]:

@@ -23,9 +23,12 @@ def vouchnet_command(*args: str) -> list[str]:
 
 
 def child_env() -> dict[str, str]:
-    """The environment of a `vouchnet` child: ours, with the source root first on PYTHONPATH."""
+    """The environment of a `vouchnet` child: ours, with the source root first on PYTHONPATH, and the working
+    directory kept off the front of sys.path (PYTHONSAFEPATH), where `python -m` puts it: run from inside another
+    checkout, the nodes would import that checkout's code instead of this one's."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_SOURCE_ROOT, env.get("PYTHONPATH")) if p)
+    env["PYTHONSAFEPATH"] = "1"
     return env
 
 

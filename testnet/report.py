@@ -16,7 +16,8 @@ from .measure import final_scores, trajectories
 from .runner import RunResult
 
 _MARKS = {"kill": "SIGKILL", "restarted": "restarted", "partition": "partition", "heal": "heal",
-          "equivocation": "equivocation", "whitewash": "whitewash", "traffic stopped": "traffic stops"}
+          "equivocation": "equivocation", "whitewash": "whitewash", "rotated": "key rotated",
+          "key-theft": "key theft", "traffic stopped": "traffic stops"}
 
 
 def results_json(run: RunResult, measurements: dict[str, Any], elapsed: dict[str, float]) -> dict[str, Any]:
@@ -25,7 +26,8 @@ def results_json(run: RunResult, measurements: dict[str, Any], elapsed: dict[str
         "scenario": {"name": scenario.name, "description": scenario.description, "duration": scenario.duration,
                      "nodes": len(run.plan.nodes), "seed": run.seed},
         "elapsed_seconds": elapsed,
-        "orgs": {group: [{"node": n, "did": run.dids[n]} for n in nodes] for group, nodes in run.plan.groups.items()},
+        "orgs": {group: [{"node": n, "did": run.dids[n], "keys": run.keys[n]} for n in nodes]
+                 for group, nodes in run.plan.groups.items()},
         "agents": [{"name": a.name, "group": a.group.name, "behaviour": a.group.behaviour.model,
                     "operator": a.operator, "works_at": list(a.orgs), "dids": run.identities[a.name]}
                    for a in run.plan.agents],
@@ -88,7 +90,7 @@ def _plot_scores(run: RunResult, results: dict[str, Any]) -> bytes:
     paths = results["score_trajectories"]
     groups = [g.name for g in run.scenario.agents]
     fig, axes = plt.subplots(len(groups), 1, figsize=(9, 3.0 * len(groups)), sharex=True, squeeze=False)
-    attacking = {a.orgs.group for a in run.scenario.attacks if a.orgs is not None}
+    attacking = {a.attackers.group for a in run.scenario.attacks if a.attackers is not None}
     colours = {node: plt.get_cmap("tab20")(i % 20) for i, node in enumerate(run.plan.nodes)}
     marks = [(e["t"], _MARKS[e["kind"]]) for e in results["timeline"] if e["kind"] in _MARKS]
     for ax, group in zip(axes[:, 0], groups):
@@ -172,6 +174,7 @@ def _html(results: dict[str, Any], plots: dict[str, bytes]) -> str:
         (f"checkpoints current and cosigned by their {cps['witnesses']} witnesses", cps["all_current_and_witnessed"]),
         *((f"catch-up after {c['fault']} ({c.get('node') or ', '.join(c['side'])})", f"{c['seconds']} s, "
            f"{c['backlog_records']} records") for c in m["catch_up"]),
+        *((f"key rotation of {r['node']}: nodes linking its keys", linking(r)) for r in m["rotations"]),
         *(("elapsed: " + k, f"{v:.1f} s") for k, v in results["elapsed_seconds"].items()),
     ]
     images = "".join(f'<figure><img alt="{name}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
@@ -190,6 +193,8 @@ def _html(results: dict[str, Any], plots: dict[str, bytes]) -> str:
                 [(g, v.get("reputation"), v.get("credibility"), v.get("weight"), v.get("equivocator"))
                  for g, v in m["orgs"].items()])),
         ("Catch-up", _table(["fault", "details"], [(c["fault"], _details(c)) for c in m["catch_up"]])),
+        ("Key rotations", _table(["node", "other nodes linking its keys", "details"],
+                                 [(r["node"], linking(r), _details(r)) for r in m["rotations"]])),
         ("Checkpoints and ledgers", _table(["node", "ledger", "checkpoint", "cosigned by", "rejected", "flagged"],
                                            [(n, r["ledger"], r["checkpoint"], f"{r['cosigned_by']}/{r['of']}",
                                              r["rejected"], r["flagged"]) for n, r in cps["nodes"].items()])),
@@ -211,6 +216,13 @@ figure {{ margin: 1em 0 }} figcaption {{ color: #666; font-size: 12px }} code {{
 <code>results.json</code> beside this page.</p>
 </body></html>
 """
+
+
+def linking(rotation: dict[str, Any]) -> str:
+    """How many of the other nodes linked a rotated key to its org, and when the last did."""
+    everywhere = rotation["seconds_to_link_everywhere"]
+    return (f"{rotation['nodes_linking']} of {rotation['of']}"
+            + (f", the last {everywhere} s after the node started with its new key" if everywhere is not None else ""))
 
 
 def _triple(summary: dict[str, Any]) -> str:

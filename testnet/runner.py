@@ -1,7 +1,8 @@
 """Running a scenario on a testnet (DESIGN.md §9): set the orgs' roots and vouches as the scenario says, give the
 agents identities and operators, run traffic while attacks and faults happen on schedule, keep watching records
 and scores, and hand everything observed to the measurements. The testnet is left whole: a partition in force is
-healed and a killed node restarted, even when the run is interrupted.
+healed and a killed node restarted, even when the run is interrupted. A node's key rotation is followed everywhere
+the run names orgs by did (the state file, roots, vouches, partitions, measurements).
 """
 
 from __future__ import annotations
@@ -15,18 +16,20 @@ from node.client import ClientError
 
 from . import faults, prometheus
 from .agents import Agent, behaviour_model
-from .attacks import Equivocation, equivocate
-from .cluster import Cluster, Progress
+from .attacks import Equivocation, KeyTheft, equivocate, steal_key
+from .cluster import Cluster, ClusterError, Progress
 from .observe import RecordInfo, RecordWatch, ScoreSample, ScoreWatch, Timeline
 from .plan import OPERATOR_WEIGHT, Plan, make_plan
 from .scenario import Scenario
-from .status import NodeStatus, node_status, witnessed
+from .status import NodeStatus, flagged_keys, node_status, witnessed
 from .traffic import Traffic, TrafficStats
 
 LATENCY_METRIC = "vouchnet_record_latency_seconds"
 SETUP_TIMEOUT = 30.0  # seconds the setup's records may take to reach every node before traffic starts anyway
 CUT_SETTLE = 5.0  # seconds a partition's cut may take to close every connection across it
 CHECKPOINT_TIMEOUT = 30.0  # seconds after settling for every checkpoint to cover its ledger and be witnessed
+
+_KEYS_VIEWED = {"rotated": ("new",), "key-theft": ("key", "thief")}  # timeline entry -> its keys _key_views asks about
 
 Say = Callable[[str], None]
 
@@ -38,7 +41,8 @@ class RunResult:
     scenario: Scenario
     plan: Plan
     seed: int
-    dids: dict[str, str]  # node -> its org's did
+    dids: dict[str, str]  # node -> its org's did (its current key)
+    keys: dict[str, list[str]]  # node -> every key of its org, first to current (key rotations)
     t0: float  # wall seconds when traffic started
     traffic_end: float
     end: float
@@ -49,6 +53,7 @@ class RunResult:
     scores: list[ScoreSample]
     identities: dict[str, list[str]]  # agent -> its dids, the current one last
     orgs: dict[str, list[dict[str, Any]]]  # node -> its view of every org at the end
+    key_views: dict[str, dict[str, dict[str, Any]]]  # did -> node -> GET /v1/orgs/{did} at the end (rotated, stolen)
     status: dict[str, NodeStatus]
     latency_buckets: dict[str, list[tuple[float, float]]]  # node -> record-latency histogram over the run
     traffic: TrafficStats
@@ -104,15 +109,18 @@ class Run:
             time.sleep(self.scenario.measure.settle_seconds)
             status = self._await_checkpoints(records)
             orgs = self._org_views()
+            key_views = self._key_views()
             after = self._latency_histograms()
         finally:
             for watcher in (traffic, scores, records):
                 watcher.stop()
             self._leave_whole()
         return RunResult(
-            scenario=self.scenario, plan=self.plan, seed=self.seed, dids=self.dids, t0=t0, traffic_end=traffic_end,
+            scenario=self.scenario, plan=self.plan, seed=self.seed, dids=self.dids,
+            keys={n: list(self.cluster.entry(n).keys) for n in self.cluster.names}, t0=t0, traffic_end=traffic_end,
             end=time.time(), timeline=self.timeline.events, records=records.records, seen=records.seen,
-            held=records.held, scores=scores.samples, identities=self.identities(), orgs=orgs, status=status,
+            held=records.held, scores=scores.samples, identities=self.identities(), orgs=orgs, key_views=key_views,
+            status=status,
             latency_buckets={n: _difference(after.get(n, []), before.get(n, [])) for n in after},
             traffic=traffic.stats, setup=self.setup, watch_errors=records.errors + scores.errors,
         )
@@ -142,17 +150,19 @@ class Run:
         for it; waits until the nodes hold these records."""
         started = time.time()
         made, revoked, issued = 0, 0, {}  # record id -> the node that issued it
+        node_of = {key: n for n in self.cluster.names for key in self.cluster.entry(n).keys}
         for node in self.cluster.names:
             with self.cluster.client(node) as client:
-                active = _active_org_peer_vouches(client, self.dids[node])
-                wanted = {self.dids[m]: w for m, w in self.plan.vouches[node].items()}
+                active = _active_org_peer_vouches(client, self.cluster.entry(node).keys)
+                wanted = self.plan.vouches[node]
                 for subject, record_id in active.items():
-                    if subject not in wanted:
+                    if node_of.get(subject) not in wanted:
                         issued[client.revoke(record_id, "not in this scenario's trust graph")["id"]] = node
                         revoked += 1
-                for subject, weight in wanted.items():
-                    if subject not in active:
-                        issued[client.vouch(subject, weight, "org-peer")["id"]] = node
+                vouched = {node_of.get(subject) for subject in active}
+                for member, weight in wanted.items():
+                    if member not in vouched:
+                        issued[client.vouch(self.dids[member], weight, "org-peer")["id"]] = node
                         made += 1
                 for agent in self.agents.values():
                     if agent.plan.operator == node:
@@ -176,12 +186,17 @@ class Run:
                 actions.append((attack.at, i, f"equivocation by {attack.orgs.text}", lambda i=i: self._equivocate(i)))
             elif attack.type == "whitewash":
                 actions.append((attack.at, i, f"whitewash of {attack.agents}", lambda i=i: self._whitewash(i)))
+            elif attack.type == "key-theft":
+                actions.append((attack.at, i, f"key theft from {attack.orgs.text}", lambda i=i: self._steal_key(i)))
         for i, fault in enumerate(self.scenario.faults):
             nodes = self.plan.select(fault.nodes, f"faults[{i}].nodes")
             if fault.type == "kill":
                 actions.append((fault.at, 100 + i, f"SIGKILL {', '.join(nodes)}", lambda n=nodes: self._kill(n)))
                 actions.append((fault.at + fault.duration, 100 + i, f"restart {', '.join(nodes)}",
                                 lambda n=nodes: self._restart(n)))
+            elif fault.type == "rotate":
+                actions.append((fault.at, 100 + i, f"rotate the key of {', '.join(nodes)}",
+                                lambda n=nodes: self._rotate(n)))
             else:
                 actions.append((fault.at, 100 + i, f"partition {', '.join(nodes)} | rest",
                                 lambda n=nodes: self._cut(n)))
@@ -212,6 +227,28 @@ class Run:
                     client.vouch(fresh, OPERATOR_WEIGHT, "operator")
                 switched[agent.plan.name] = {"old": old, "new": fresh}
         self.timeline.add("whitewash", agents=switched)
+
+    def _steal_key(self, index: int) -> None:
+        attack = self.scenario.attacks[index]
+        victim = self.plan.select(attack.orgs, f"attacks[{index}].orgs")[0]
+        if not self.is_up(victim):
+            raise ClusterError(f"attacks[{index}]: the key theft needs {victim} running (its node signs at the "
+                               "stolen seq too), and it is down then")
+        other = next(n for n in reversed(self.cluster.names) if n != victim and self.is_up(n))
+        done: KeyTheft = steal_key(self.cluster, victim, other)
+        self.timeline.add("key-theft", attack=index, node=victim, key=done.key, thief=done.thief, seq=done.seq,
+                          records=list(done.records), org_record=done.org_record, offered_to=done.offered_to,
+                          answers=list(done.answers))
+
+    def _rotate(self, nodes: list[str]) -> None:
+        for node in nodes:
+            self.up = self.up - {node}
+            self.timeline.add("rotate", node=node)
+            done = faults.rotate(self.cluster, node, self.partition, sorted(self.up))
+            self.dids[node] = done.new
+            self.up = self.up | {node}
+            self.timeline.add("rotated", node=node, old=done.old, new=done.new, rotation=done.rotation,
+                              first=done.first, started=done.started)
 
     def _kill(self, nodes: list[str]) -> None:
         for node in nodes:
@@ -249,7 +286,8 @@ class Run:
         """Wait (boundedly) until every node's latest checkpoint covers its whole ledger and carries the
         cosignatures of its witnesses (status.witnessed), equivocators aside; the timeline says how long that took
         after traffic stopped."""
-        flagged = {r.about for r in records.records.values() if r.kind == "equivocation"}
+        flagged = flagged_keys({r.about for r in records.records.values() if r.kind == "equivocation"},
+                               [self.cluster.entry(n).keys for n in self.cluster.names])
         witnesses = self.scenario.settings.witnesses
         started = time.time()
         while True:
@@ -268,6 +306,18 @@ class Run:
             with self.cluster.client(node) as client:
                 orgs[node] = client.orgs()
         return orgs
+
+    def _key_views(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Each running node's answer to GET /v1/orgs/{did} for every key a rotation made and every key a theft
+        touched: which org it counts the key as (its first key), whether that org is flagged, what its word weighs."""
+        dids = [event[k] for event in self.timeline.events for k in _KEYS_VIEWED.get(event["kind"], ())]
+        views: dict[str, dict[str, dict[str, Any]]] = {did: {} for did in dids}
+        for node in sorted(self.up):
+            with self.cluster.client(node) as client:
+                for did in dids:
+                    org = client.org(did)
+                    views[did][node] = {k: org[k] for k in ("org", "equivocator", "weight", "voucher_weight")}
+        return views
 
     def _latency_histograms(self) -> dict[str, list[tuple[float, float]]]:
         found = {}
@@ -288,10 +338,11 @@ class Run:
             self.up = self.up | set(down)
 
 
-def _active_org_peer_vouches(client: Any, did: str) -> dict[str, str]:
-    """Subject did -> record id of each org-peer vouch `did` made and has not revoked, as its own node holds them."""
-    revoked = {r["body"]["record"] for r in client.iter_records(issuer=did, kind="revoke")}
-    return {r["body"]["subject"]: r["id"] for r in client.iter_records(issuer=did, kind="vouch")
+def _active_org_peer_vouches(client: Any, keys: tuple[str, ...]) -> dict[str, str]:
+    """Subject did -> record id of each org-peer vouch one of the org's `keys` made and none revoked, as its own node
+    holds them."""
+    revoked = {r["body"]["record"] for key in keys for r in client.iter_records(issuer=key, kind="revoke")}
+    return {r["body"]["subject"]: r["id"] for key in keys for r in client.iter_records(issuer=key, kind="vouch")
             if r["body"]["basis"] == "org-peer" and r["id"] not in revoked}
 
 

@@ -20,8 +20,8 @@ from .cluster import Settings
 
 LIBRARY = Path(__file__).parent / "scenarios"
 BEHAVIOURS = ("honest", "malicious", "on-off", "turned-bad", "camouflage")
-ATTACKS = ("praise", "slander", "equivocation", "whitewash")
-FAULTS = ("kill", "partition")
+ATTACKS = ("praise", "slander", "equivocation", "whitewash", "key-theft")
+FAULTS = ("kill", "partition", "rotate")
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 _SELECTOR = re.compile(r"([a-z][a-z0-9_-]{0,31})(?:\[(\d+)(?:(:)(\d+)?)?\])?")
 
@@ -88,10 +88,15 @@ class AgentGroup:
 @dataclass(frozen=True)
 class Attack:
     type: str
-    orgs: Selector | None = None  # praise, slander, equivocation
+    orgs: Selector | None = None  # praise, slander, equivocation: the attackers; key-theft: the victim
     agents: str | None = None  # praise, slander, whitewash
-    at: float = 0.0  # equivocation and whitewash: when; praise and slander: from when
+    at: float = 0.0  # equivocation, whitewash and key-theft: when; praise and slander: from when
     until: float | None = None  # praise and slander: until when (None: the end of the run)
+
+    @property
+    def attackers(self) -> Selector | None:
+        """The orgs that attack, if orgs do: a key thief is no org of the testnet, and its `orgs` is its victim."""
+        return None if self.type == "key-theft" else self.orgs
 
 
 @dataclass(frozen=True)
@@ -99,7 +104,7 @@ class Fault:
     type: str
     nodes: Selector
     at: float
-    duration: float  # kill: seconds down before the restart; partition: seconds cut off before healing
+    duration: float  # kill: seconds down before the restart; partition: seconds cut off before healing; rotate: 0
 
 
 @dataclass(frozen=True)
@@ -284,7 +289,8 @@ def _attack(table: Any, where: str, org_names: set[str], agent_names: set[str]) 
     table = _as_table(table, where)
     kind = _text(table, where, "type")
     fields = {"praise": ({"orgs", "agents"}, {"at", "until"}), "slander": ({"orgs", "agents"}, {"at", "until"}),
-              "equivocation": ({"orgs", "at"}, set()), "whitewash": ({"agents", "at"}, set())}
+              "equivocation": ({"orgs", "at"}, set()), "whitewash": ({"agents", "at"}, set()),
+              "key-theft": ({"orgs", "at"}, set())}
     if kind not in fields:
         raise ScenarioError(f"{where}.type: must be one of {', '.join(ATTACKS)}, got {kind!r}")
     required, optional = fields[kind]
@@ -309,9 +315,10 @@ def _fault(table: Any, where: str, org_names: set[str]) -> Fault:
     kind = _text(table, where, "type")
     if kind not in FAULTS:
         raise ScenarioError(f"{where}.type: must be one of {', '.join(FAULTS)}, got {kind!r}")
-    _keys(table, where, required={"type", "nodes", "at", "duration"}, optional=set())
+    timed = kind != "rotate"  # a rotated node is back as soon as its new key is in place
+    _keys(table, where, required={"type", "nodes", "at"} | ({"duration"} if timed else set()), optional=set())
     return Fault(kind, _selector(table, where, "nodes", org_names), _number(table, where, "at", low=0, high=3600),
-                 _number(table, where, "duration", low=0.5, high=3600))
+                 _number(table, where, "duration", low=0.5, high=3600) if timed else 0.0)
 
 
 def _settings(value: Any) -> Settings:
@@ -355,7 +362,7 @@ def _check_times(scenario: Scenario, what: str) -> None:
         if attack.until is not None:
             ends.append((f"attacks[{i}].until", attack.until))
     for i, fault in enumerate(scenario.faults):
-        ends.append((f"faults[{i}].at + duration", fault.at + fault.duration))
+        ends.append((f"faults[{i}].at + duration" if fault.duration else f"faults[{i}].at", fault.at + fault.duration))
     for where, end in ends:
         if end >= scenario.duration:
             raise ScenarioError(f"{where}: {end:g} s is not within the run's {what} of {scenario.duration:g} s")

@@ -1,5 +1,6 @@
 """A testnet's state file, `testnet.json` in its directory: the network, the topology, and per node its data
-directory, ports, identity and the process that runs it (DESIGN.md §9)."""
+directory, ports, identity (the org's current key and, after key rotations, its earlier ones) and the process that
+runs it (DESIGN.md §9)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ class StateError(Exception):
 
 @dataclass(frozen=True)
 class NodeEntry:
-    """One node: `dir` is relative to the testnet directory; `pid` and `started` (the process's start time as the
+    """One node: `dir` is relative to the testnet directory; `did` and `peer_id` are its org's current key,
+    `former_dids` the keys it rotated away from, first first; `pid` and `started` (the process's start time as the
     kernel counts it, so a recycled pid is never mistaken for ours) are None while it is down."""
 
     name: str
@@ -30,6 +32,12 @@ class NodeEntry:
     peer_id: str
     pid: int | None = None
     started: int | None = None
+    former_dids: tuple[str, ...] = ()
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """Every key of the node's org, first to current (vouching.succession)."""
+        return (*self.former_dids, self.did)
 
     @property
     def api_url(self) -> str:
@@ -85,7 +93,8 @@ def load_state(directory: Path) -> TestnetState:
     if not isinstance(document, dict) or document.get("version") != STATE_VERSION:
         raise StateError(f"{path}: not a version {STATE_VERSION} testnet state file")
     try:
-        nodes = tuple(NodeEntry(**entry) for entry in document["nodes"])
+        nodes = tuple(NodeEntry(**{**entry, "former_dids": tuple(entry.get("former_dids", ()))})
+                      for entry in document["nodes"])
         return TestnetState(document["network"], document["seed"], document["topology"], nodes)
     except (KeyError, TypeError) as e:
         raise StateError(f"{path}: malformed ({e})") from None

@@ -3,7 +3,7 @@ its latest checkpoint (the checkpoint's signatures are verified here against the
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ledger import CosignatureVerifier, Ed25519Verifier, NoteError, cosigner_name, log_origin, open_checkpoint
@@ -44,6 +44,12 @@ def checkpoint_of(note: bytes, entry: NodeEntry, network: str, others: list[str]
     checkpoint, signatures = open_checkpoint(note, verifiers)
     names = {s.name for s in signatures}
     return Checkpoint(checkpoint.size, tuple(did for did in others if cosigner_name(did) in names))
+
+
+def flagged_keys(offenders: set[str], orgs: Iterable[Sequence[str]]) -> set[str]:
+    """Every key of each org (given as its keys) one of whose keys is among `offenders`: an equivocation by one key
+    of an org flags all its keys, those it rotated to afterwards too (vouching.succession)."""
+    return offenders | {key for keys in orgs if offenders.intersection(keys) for key in keys}
 
 
 def witnessed(row: NodeStatus, orgs: Iterable[str], flagged: set[str], witnesses: int) -> bool:

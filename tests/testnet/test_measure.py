@@ -1,11 +1,11 @@
-"""Measurements from what a run observed, on a hand-made run of tests/testnet/short.toml whose answers are known:
-honest[1] (n01) is killed at 2 s for 2 s, honest[2] (n02) cut off at 7 s for 4 s, traffic stops at 16 s."""
+"""Measurements from what a run observed, on hand-made runs of tests/testnet/short.toml whose answers are known:
+n00 and n01 are the honest orgs, n02 the quiet one (each test's timeline says what happened when)."""
 
 from pathlib import Path
 
 import pytest
 
-from testnet.measure import catch_up, confusion, convergence, identity_at, propagation
+from testnet.measure import attacks, catch_up, confusion, convergence, identity_at, propagation, rotations
 from testnet.observe import RecordInfo, ScoreSample
 from testnet.plan import make_plan
 from testnet.runner import RunResult
@@ -16,15 +16,15 @@ T0 = 1000.0
 DIDS = {"n00": "did:a", "n01": "did:b", "n02": "did:c"}
 
 
-def run(records, seen, timeline, scores=(), identities=None):
+def run(records, seen, timeline, scores=(), identities=None, keys=None, key_views=None):
     scenario = load_scenario(str(Path(__file__).with_name("short.toml")))
     plan = make_plan(scenario, ["n00", "n01", "n02"], seed=1)
     infos = {rid: RecordInfo(rid, iss, "digest", 1, ts, None) for rid, (iss, ts) in records.items()}
     held = {n: {rid for rid, at in seen.items() if n in at} for n in DIDS}
-    return RunResult(scenario=scenario, plan=plan, seed=1, dids=DIDS, t0=T0, traffic_end=T0 + 16, end=T0 + 20,
-                     timeline=timeline, records=infos, seen=seen, held=held, scores=list(scores),
-                     identities=identities or {"good-0": ["did:g"], "bad-0": ["did:x"]}, orgs={}, status={},
-                     latency_buckets={}, traffic=TrafficStats())
+    return RunResult(scenario=scenario, plan=plan, seed=1, dids=DIDS, keys=keys or {n: [d] for n, d in DIDS.items()},
+                     t0=T0, traffic_end=T0 + 16, end=T0 + 20, timeline=timeline, records=infos, seen=seen, held=held,
+                     scores=list(scores), identities=identities or {"good-0": ["did:g"], "bad-0": ["did:x"]}, orgs={},
+                     key_views=key_views or {}, status={}, latency_buckets={}, traffic=TrafficStats())
 
 
 def test_propagation_is_the_delay_to_each_other_node_outside_fault_windows():
@@ -95,3 +95,51 @@ def test_a_node_is_expected_to_hold_only_the_records_of_orgs_in_its_horizon():
     result.plan.vouches["n01"]["n02"] = 0.9  # now n02 is two hops from n00: its record is missing there
     assert convergence(result)["missing_per_node"] == {"n00": 1, "n01": 1, "n02": 0}
     assert result.plan.horizon("n00", {"n01"}) == {"n00", "n01"}  # a flagged org's vouches do not extend it
+
+
+def test_a_rotation_is_linked_at_a_node_once_it_holds_both_records_that_make_the_link():
+    timeline = [{"at": T0 + 8, "kind": "rotate", "node": "n00"},
+                {"at": T0 + 11, "kind": "rotated", "node": "n00", "old": "did:a", "new": "did:a2", "rotation": "rot",
+                 "first": "first", "started": T0 + 10}]
+    seen = {"rot": {"n00": T0 + 11, "n01": T0 + 11.5, "n02": T0 + 11.2},
+            "first": {"n00": T0 + 11, "n01": T0 + 11.3, "n02": T0 + 14}}
+    views = {"did:a2": {"n00": {"org": "did:a"}, "n01": {"org": "did:a"}, "n02": {"org": "did:a2"}}}
+    result = run({"rot": ("did:a", T0 + 9), "first": ("did:a2", T0 + 9)}, seen, timeline,
+                 keys={**{n: [d] for n, d in DIDS.items()}, "n00": ["did:a", "did:a2"]}, key_views=views)
+    (rotation,) = rotations(result)
+    assert rotation == {"node": "n00", "old": "did:a", "new": "did:a2", "down_seconds": 3.0, "nodes_linking": 2,
+                        "of": 2, "seconds_to_link": {"n01": 1.5, "n02": 4.0}, "seconds_to_link_everywhere": 4.0,
+                        "linked_at_end": ["n01"]}  # n02 counted the new key as an org of its own at the end
+    del seen["first"]["n02"]  # a node holding the rotation alone has not linked the keys
+    (rotation,) = rotations(result)
+    assert rotation["seconds_to_link"] == {"n01": 1.5} and rotation["seconds_to_link_everywhere"] is None
+
+
+def _theft_run(thief_views):
+    timeline = [{"at": T0 + 5, "kind": "key-theft", "attack": 0, "node": "n01", "key": "did:b", "thief": "did:t",
+                 "seq": 9, "records": ["rot", "first"], "org_record": "ours", "offered_to": "n02",
+                 "answers": ["accepted", "accepted"]}]
+    result = run({}, {"evidence": {"n02": T0 + 5.3, "n00": T0 + 5.6}}, timeline, key_views={
+        "did:b": {"n00": {"equivocator": True}, "n01": {"equivocator": False}, "n02": {"equivocator": True}},
+        "did:t": thief_views})
+    result.records["evidence"] = RecordInfo("evidence", "did:c", "equivocation", 20, T0 + 5.2, "did:b")
+    return result
+
+
+def test_a_key_theft_reports_when_each_node_flagged_the_org_and_what_the_thief_key_weighs():
+    nothing = {"weight": 0.0, "voucher_weight": 0.0}
+    views = {"n00": {"org": "did:t", "equivocator": False, **nothing},  # the thief's rotation lost: no org
+             "n01": {"org": "did:t", "equivocator": False, **nothing},
+             "n02": {"org": "did:b", "equivocator": True, **nothing}}  # linked to the org, which is flagged
+    result = _theft_run(views)
+    (theft,) = attacks(result)
+    assert theft["flagged_everywhere"] is False and theft["nodes_flagging"] == 2 and theft["of"] == 3
+    result.seen["evidence"]["n01"] = T0 + 5.8  # the robbed org's own node holds the evidence too
+    (theft,) = attacks(result)
+    assert theft["flagged_everywhere"] and theft["seconds_to_flag"] == {"n00": 0.6, "n01": 0.8, "n02": 0.3}
+    assert theft["seconds_to_flag_everywhere"] == 0.8 and theft["distrusted_by"] == ["n00", "n02"]
+    assert [v["linked_to_victim"] for v in theft["thief_key"].values()] == [False, False, True]
+    assert theft["thief_counts_for_nothing"]
+    views["n00"] = {"org": "did:b", "equivocator": False, "weight": 1.0, "voucher_weight": 1.0}  # taken over
+    (theft,) = attacks(_theft_run(views))
+    assert not theft["thief_counts_for_nothing"]

@@ -1,5 +1,5 @@
-"""Node processes: told apart from a later process with the same pid, stopped with SIGTERM, killed past the bound,
-and never left behind as zombies."""
+"""Node processes: run from this checkout's code wherever they are started from, told apart from a later process
+with the same pid, stopped with SIGTERM, killed past the bound, and never left behind as zombies."""
 
 import subprocess
 import sys
@@ -37,3 +37,14 @@ def test_a_recorded_pid_with_another_start_time_is_not_ours():
         processes.kill(pid, started)
     assert not processes.alive(pid, started)
     assert not processes.alive(None, None)
+
+
+def test_a_vouchnet_child_runs_this_code_even_from_inside_another_checkout(tmp_path):
+    impostor = tmp_path / "node"
+    impostor.mkdir()
+    (impostor / "__init__.py").write_text("")
+    (impostor / "cli.py").write_text("raise SystemExit('the node package of the working directory ran')\n")
+    run = subprocess.run(processes.vouchnet_command("--help"), cwd=tmp_path, env=processes.child_env(),
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert "testnet" in run.stdout

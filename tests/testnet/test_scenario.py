@@ -37,8 +37,8 @@ def test_the_library_holds_a_scenario_for_each_attack_and_fault():
     attacks = {a.type for s in scenarios for a in s.attacks}
     faults = {f.type for s in scenarios for f in s.faults}
     models = {g.behaviour.model for s in scenarios for g in s.agents}
-    assert attacks == {"praise", "slander", "equivocation", "whitewash"}
-    assert faults == {"kill", "partition"}
+    assert attacks == {"praise", "slander", "equivocation", "whitewash", "key-theft"}
+    assert faults == {"kill", "partition", "rotate"}
     assert models == {"honest", "malicious", "on-off", "turned-bad", "camouflage"}
     assert "sybil-collusion" in library()
 
@@ -106,6 +106,21 @@ def _edit(old: str, new: str) -> str:
     (MINIMAL + '[[faults]]\ntype = "partition"\nnodes = "honest"\nat = 25\nduration = 10\n',
      "faults[0].at + duration: 35 s is not within the run's duration of 30 s"),
     (MINIMAL + "[[faults]]\ntype = \"kill\"\nnodes = \"honest\"\nat = 1\n", "faults[0].duration: required"),
+    (MINIMAL + '[[faults]]\ntype = "rotate"\nnodes = "honest[0]"\nat = 1\nduration = 2\n',
+     "faults[0].duration: unknown key (known: at, nodes, type)"),
+    (MINIMAL + '[[faults]]\ntype = "rotate"\nnodes = "honest[0]"\n', "faults[0].at: required"),
+    (MINIMAL + '[[faults]]\ntype = "rotate"\nnodes = "honset[0]"\nat = 1\n',
+     "faults[0].nodes: no org group 'honset' (there are: honest, rogue)"),
+    (MINIMAL + '[[faults]]\ntype = "rotate"\nnodes = "rogue"\nat = 30\n',
+     "faults[0].at: 30 s is not within the run's duration of 30 s"),
+    (MINIMAL + '[[faults]]\ntype = "rekey"\nnodes = "rogue"\nat = 3\n',
+     "faults[0].type: must be one of kill, partition, rotate, got 'rekey'"),
+    (MINIMAL + '[[attacks]]\ntype = "key-theft"\norgs = "rogue"\n', "attacks[0].at: required"),
+    (MINIMAL + '[[attacks]]\ntype = "key-theft"\nat = 5\n', "attacks[0].orgs: required"),
+    (MINIMAL + '[[attacks]]\ntype = "key-theft"\norgs = "rogue"\nat = 5\nagents = "good"\n',
+     "attacks[0].agents: unknown key (known: at, orgs, type)"),
+    (MINIMAL + '[[attacks]]\ntype = "key-theft"\norgs = "rogue"\nat = -1\n',
+     "attacks[0].at: must be from 0 to 3600, got -1"),
     (MINIMAL + "[settings]\nepoch_seconds = 0.5\n", "settings.epoch_seconds: must be from 1 to 3600, got 0.5"),
     (_edit("duration = 30", "duration = 30\nnodes = 1"), "nodes: the org groups need at least 2, got 1"),
     ("description = \"x\"\nduration = [", "not valid TOML"),
@@ -132,6 +147,29 @@ def test_a_plan_that_does_not_fit_the_testnet_says_why():
     with pytest.raises(ScenarioError, match=re.escape("faults[0].nodes: rogue[1] selects no org: group rogue has 1 "
                                                       "on this 3-node testnet")):
         make_plan(parse_scenario(text, name="m"), nodes(3), seed=1)
+
+
+def test_a_rotation_and_a_key_theft_are_read_with_their_targets_and_times():
+    text = (MINIMAL + '[[faults]]\ntype = "rotate"\nnodes = "honest[1:3]"\nat = 10\n'
+            '[[attacks]]\ntype = "key-theft"\norgs = "rogue"\nat = 20\n')
+    scenario = parse_scenario(text, name="m")
+    (rotate,), (theft,) = scenario.faults, scenario.attacks
+    assert (rotate.type, rotate.at, rotate.duration) == ("rotate", 10, 0)
+    assert (theft.type, theft.at, theft.orgs.text, theft.attackers) == ("key-theft", 20, "rogue", None)
+    plan = make_plan(scenario, nodes(5), seed=1)
+    assert plan.select(rotate.nodes, "faults[0].nodes") == ["n01", "n02"]
+    assert plan.select(theft.orgs, "attacks[0].orgs") == ["n04"]
+
+
+def test_a_key_theft_must_rob_one_org_and_have_another_node_to_offer_to():
+    two = MINIMAL + '[[attacks]]\ntype = "key-theft"\norgs = "honest"\nat = 5\n'
+    with pytest.raises(ScenarioError, match=re.escape("attacks[0].orgs: a key theft steals one org's key, but honest "
+                                                      "selects 2 (write GROUP[i])")):
+        make_plan(parse_scenario(two, name="m"), nodes(3), seed=1)
+    alone = two.replace("[orgs.rogue]\nnodes = 1\n", "").replace('orgs = "honest"', 'orgs = "honest[0]"')
+    with pytest.raises(ScenarioError, match=re.escape("attacks[0]: a key theft offers the thief's records to another "
+                                                      "org's node, and this testnet has one node")):
+        make_plan(parse_scenario(alone, name="m"), nodes(1), seed=1)
 
 
 def test_an_unknown_scenario_name_lists_the_library():
