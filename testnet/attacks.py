@@ -25,7 +25,7 @@ from vouching import did_key, issue_record, org_body, vouch_body
 
 from .agents import new_agent_did
 from .cluster import Cluster
-from .plan import OPERATOR_WEIGHT, Plan
+from .plan import Plan
 
 FABRICATED = {"praise": "ok", "slander": "denied"}
 
@@ -79,44 +79,37 @@ def equivocate(cluster: Cluster, node: str, other: str, epoch_seconds: float) ->
 
 @dataclass(frozen=True)
 class KeyTheft:
-    """A stolen key's rotation to a thief's key, what the org's own node signed at the same seq, and what the node
-    the thief's records were offered to answered."""
+    """A stolen key's rotation to a thief's key, and what the node the thief's records were offered to answered."""
 
     victim: str  # the node whose org key was copied
     key: str  # the stolen key: the org's did then
     thief: str  # the thief's key, named by the rotation
     seq: int
     records: tuple[str, str]  # the stolen key's rotation and the thief key's first record (ids, hex)
-    org_record: str  # the org's own record at seq (id, hex)
     offered_to: str  # node name
     answers: tuple[str, str]  # accepted, held, or the node's refusal code
 
 
 def steal_key(cluster: Cluster, victim: str, other: str) -> KeyTheft:
     """Copy `victim`'s org key; sign with it an `org` record naming a fresh key of the thief's in `next`, at the seq
-    after its node's latest record of it, and with the thief's key a first record naming the stolen one in `prior`.
-    The org's node then signs its own record at that seq (its operator vouches for a fresh agent, through its API),
-    and only then are the thief's two records offered to `other`'s node: whichever node sees both records at that
-    seq signs `equivocation` evidence, which flags the org, and every key linked to it, everywhere.
-
-    The org signs first on purpose. A thief's rotation that reaches the org's node before the org signs again
-    extends the org's chain there as a record of its own: the org is taken over, not flagged (README, "Running a
-    testnet")."""
+    after its node's latest record of it, and with the thief's key a first record naming the stolen one in `prior`;
+    offer both to `other`'s node, before the org signs anything more. When the rotation reaches the org's own node
+    (by sync), that node refuses it and signs its own record at that seq (gossip.replica, `_contest`): whichever node
+    sees both records at that seq signs `equivocation` evidence, which flags the org, and the thief's key linked to
+    it, everywhere."""
     key: SigningKey = load_org_key(cluster.data_dir(victim) / "org.key")
     did = did_key(bytes(key.verify_key))
     thief = SigningKey.generate()
     thief_did = did_key(bytes(thief.verify_key))
     with cluster.client(victim) as client:
         chain = _chain(client, did)
-        name = next(r for r in reversed(chain) if r["kind"] == "org")["body"]["name"]
-        seq = chain[-1]["seq"] + 1
-        rotation = issue_record(key, "org", org_body(name, cluster.state.network, next=thief_did), seq=seq,
-                                prev=bytes.fromhex(chain[-1]["id"]))
-        first = issue_record(thief, "org", org_body(name, cluster.state.network, prior=did), seq=1, prev=None)
-        client.vouch(new_agent_did(), OPERATOR_WEIGHT, "operator")
-        ours = next(r for r in client.iter_records(issuer=did, page=500) if r["seq"] == seq)
+    name = next(r for r in reversed(chain) if r["kind"] == "org")["body"]["name"]
+    seq = chain[-1]["seq"] + 1
+    rotation = issue_record(key, "org", org_body(name, cluster.state.network, next=thief_did), seq=seq,
+                            prev=bytes.fromhex(chain[-1]["id"]))
+    first = issue_record(thief, "org", org_body(name, cluster.state.network, prior=did), seq=1, prev=None)
     answers = (_offer(cluster, other, rotation.raw), _offer(cluster, other, first.raw))
-    return KeyTheft(victim, did, thief_did, seq, (rotation.id.hex(), first.id.hex()), ours["id"], other, answers)
+    return KeyTheft(victim, did, thief_did, seq, (rotation.id.hex(), first.id.hex()), other, answers)
 
 
 def _chain(client: NodeClient, did: str) -> list[dict]:

@@ -232,12 +232,12 @@ class Run:
         attack = self.scenario.attacks[index]
         victim = self.plan.select(attack.orgs, f"attacks[{index}].orgs")[0]
         if not self.is_up(victim):
-            raise ClusterError(f"attacks[{index}]: the key theft needs {victim} running (its node signs at the "
-                               "stolen seq too), and it is down then")
+            raise ClusterError(f"attacks[{index}]: the key theft needs {victim} running (its node contests the "
+                               "stolen key's rotation), and it is down then")
         other = next(n for n in reversed(self.cluster.names) if n != victim and self.is_up(n))
         done: KeyTheft = steal_key(self.cluster, victim, other)
         self.timeline.add("key-theft", attack=index, node=victim, key=done.key, thief=done.thief, seq=done.seq,
-                          records=list(done.records), org_record=done.org_record, offered_to=done.offered_to,
+                          records=list(done.records), offered_to=done.offered_to,
                           answers=list(done.answers))
 
     def _rotate(self, nodes: list[str]) -> None:

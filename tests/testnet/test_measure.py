@@ -117,7 +117,7 @@ def test_a_rotation_is_linked_at_a_node_once_it_holds_both_records_that_make_the
 
 def _theft_run(thief_views):
     timeline = [{"at": T0 + 5, "kind": "key-theft", "attack": 0, "node": "n01", "key": "did:b", "thief": "did:t",
-                 "seq": 9, "records": ["rot", "first"], "org_record": "ours", "offered_to": "n02",
+                 "seq": 9, "records": ["rot", "first"], "offered_to": "n02",
                  "answers": ["accepted", "accepted"]}]
     result = run({}, {"evidence": {"n02": T0 + 5.3, "n00": T0 + 5.6}}, timeline, key_views={
         "did:b": {"n00": {"equivocator": True}, "n01": {"equivocator": False}, "n02": {"equivocator": True}},
