@@ -201,6 +201,12 @@ class Witnessing:
         except InvalidPeerId as e:
             return self._refuse(Refused(403, str(e)[:200]))
         org = did_key(key)
+        succession = self.replica.succession
+        if succession.named_prior(org) is not None and succession.identity(org) == org:
+            # It says it replaces a key whose rotation naming it is not here yet: once that arrives, its log must
+            # go on from the old key's; cosigned now, it would start afresh.
+            return self._refuse(Refused(404, "origin: this key names a key it replaces, whose rotation record "
+                                             "this witness has not seen yet; ask again later"))
         origin = log_origin(self.network, org, RECORDS_LOG)
         self._logs.setdefault(origin, Ed25519Verifier(origin, key))
         self._earlier[origin] = self._earlier_logs(org)  # a rotation may have linked its key since its last request

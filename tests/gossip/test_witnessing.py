@@ -232,7 +232,8 @@ async def test_a_peer_that_rotated_its_key_is_witnessed_on_from_the_size_cosigne
     a = Org()
     with RecordStore.open(own.directory) as store, RecordStore.open(peer.directory) as peers_store:
         replica = Replica(SigningKey(own.seed), store, roots=(a.did,), max_hops=1, held_limit=10)
-        peers_node = Replica(a.key, peers_store, roots=(), max_hops=1, held_limit=10)
+        # The peer's ledger (as its node would hold it; whose key runs it is beside the point here).
+        peers_node = Replica(Org().key, peers_store, roots=(a.did,), max_hops=1, held_limit=10)
         witnessing = Witnessing(CheckpointsOnlyHost(), replica, network=NETWORK, state_dir=own.directory)
         with trio.fail_after(10):
             async with trio.open_nursery() as nursery:
@@ -253,6 +254,34 @@ async def test_a_peer_that_rotated_its_key_is_witnessed_on_from_the_size_cosigne
                     request = cosign_request(peers_store, org, cosigned)  # as CosignClient retries
                     assert isinstance(await witnessing.cosign(peer_of(org), request), Cosigned)
                     cosigned = peers_store.size
+                nursery.cancel_scope.cancel()
+
+
+async def test_a_key_claiming_a_prior_is_not_witnessed_afresh_before_the_rotation_that_names_it(tmp_path):
+    """Cosigned now, the new key's log would start from nothing: the witness waits for the link."""
+    (own, peer) = identities(tmp_path, 2)
+    a = Org()
+    with RecordStore.open(own.directory) as store, RecordStore.open(peer.directory) as peers_store:
+        b = Org()
+        replica = Replica(SigningKey(own.seed), store, roots=(a.did, b.did), max_hops=1, held_limit=10)
+        peers_node = Replica(Org().key, peers_store, roots=(a.did, b.did), max_hops=1, held_limit=10)
+        witnessing = Witnessing(CheckpointsOnlyHost(), replica, network=NETWORK, state_dir=own.directory)
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(witnessing.run)
+                records = [a.record() for _ in range(3)]
+                for node in (replica, peers_node):
+                    node.accept(records)
+                assert isinstance(await witnessing.cosign(peer_of(a), cosign_request(peers_store, a, 0)), Cosigned)
+                _, rotation, first = a.rotate(b)
+                for node in (replica, peers_node):
+                    node.accept([first])  # b is a root here: its first record is accepted on its own
+                waiting = await witnessing.cosign(peer_of(b), cosign_request(peers_store, b, 0))
+                assert isinstance(waiting, Refused) and waiting.status == 404 and "ask again later" in waiting.reason
+                for node in (replica, peers_node):
+                    node.accept([rotation])
+                declined = await witnessing.cosign(peer_of(b), cosign_request(peers_store, b, 0))
+                assert isinstance(declined, Refused) and (declined.status, declined.size) == (409, 3)
                 nursery.cancel_scope.cancel()
 
 
