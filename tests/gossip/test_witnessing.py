@@ -227,13 +227,15 @@ def cosign_request(store: RecordStore, org: Org, old: int) -> CosignRequest:
     return CosignRequest(AddCheckpointRequest(old, tuple(proof), signed_checkpoint(store, org)).to_bytes())
 
 
-async def test_a_peer_that_rotated_its_key_is_witnessed_on_from_the_size_cosigned_under_its_old_key(tmp_path):
+@asynccontextmanager
+async def witnessing_a_peer(tmp_path, a: Org, *roots: str):
+    """Our node's Witnessing, with org `a`'s first three records in its ledger and in the peer's, cosigned from 0;
+    yields (our replica, the peer's ledger as a replica, the Witnessing). Whose key runs the peer's ledger is beside
+    the point here: a third key's."""
     (own, peer) = identities(tmp_path, 2)
-    a = Org()
     with RecordStore.open(own.directory) as store, RecordStore.open(peer.directory) as peers_store:
-        replica = Replica(SigningKey(own.seed), store, roots=(a.did,), max_hops=1, held_limit=10)
-        # The peer's ledger (as its node would hold it; whose key runs it is beside the point here).
-        peers_node = Replica(Org().key, peers_store, roots=(a.did,), max_hops=1, held_limit=10)
+        replica = Replica(SigningKey(own.seed), store, roots=(a.did, *roots), max_hops=1, held_limit=10)
+        peers_node = Replica(Org().key, peers_store, roots=(a.did, *roots), max_hops=1, held_limit=10)
         witnessing = Witnessing(CheckpointsOnlyHost(), replica, network=NETWORK, state_dir=own.directory)
         with trio.fail_after(10):
             async with trio.open_nursery() as nursery:
@@ -242,47 +244,39 @@ async def test_a_peer_that_rotated_its_key_is_witnessed_on_from_the_size_cosigne
                 for node in (replica, peers_node):
                     node.accept(records)
                 assert isinstance(await witnessing.cosign(peer_of(a), cosign_request(peers_store, a, 0)), Cosigned)
-
-                org, cosigned = a, 3
-                for _ in range(2):  # a -> b -> c: the peer's node restarts with each new key; its ledger goes on
-                    org, rotation, first = org.rotate()
-                    for batch in ([rotation], [first], [org.record()]):  # apart: the key is inside once named
-                        for node in (replica, peers_node):
-                            node.accept(batch)
-                    declined = await witnessing.cosign(peer_of(org), cosign_request(peers_store, org, 0))
-                    assert isinstance(declined, Refused) and (declined.status, declined.size) == (409, cosigned)
-                    request = cosign_request(peers_store, org, cosigned)  # as CosignClient retries
-                    assert isinstance(await witnessing.cosign(peer_of(org), request), Cosigned)
-                    cosigned = peers_store.size
+                yield replica, peers_node, witnessing
                 nursery.cancel_scope.cancel()
+
+
+async def test_a_peer_that_rotated_its_key_is_witnessed_on_from_the_size_cosigned_under_its_old_key(tmp_path):
+    a = Org()
+    async with witnessing_a_peer(tmp_path, a) as (replica, peers_node, witnessing):
+        org, cosigned = a, 3
+        for _ in range(2):  # a -> b -> c: the peer's node restarts with each new key; its ledger goes on
+            org, rotation, first = org.rotate()
+            for batch in ([rotation], [first], [org.record()]):  # apart: the key is inside once named
+                for node in (replica, peers_node):
+                    node.accept(batch)
+            declined = await witnessing.cosign(peer_of(org), cosign_request(peers_node.store, org, 0))
+            assert isinstance(declined, Refused) and (declined.status, declined.size) == (409, cosigned)
+            request = cosign_request(peers_node.store, org, cosigned)  # as CosignClient retries
+            assert isinstance(await witnessing.cosign(peer_of(org), request), Cosigned)
+            cosigned = peers_node.store.size
 
 
 async def test_a_key_claiming_a_prior_is_not_witnessed_afresh_before_the_rotation_that_names_it(tmp_path):
     """Cosigned now, the new key's log would start from nothing: the witness waits for the link."""
-    (own, peer) = identities(tmp_path, 2)
-    a = Org()
-    with RecordStore.open(own.directory) as store, RecordStore.open(peer.directory) as peers_store:
-        b = Org()
-        replica = Replica(SigningKey(own.seed), store, roots=(a.did, b.did), max_hops=1, held_limit=10)
-        peers_node = Replica(Org().key, peers_store, roots=(a.did, b.did), max_hops=1, held_limit=10)
-        witnessing = Witnessing(CheckpointsOnlyHost(), replica, network=NETWORK, state_dir=own.directory)
-        with trio.fail_after(10):
-            async with trio.open_nursery() as nursery:
-                await nursery.start(witnessing.run)
-                records = [a.record() for _ in range(3)]
-                for node in (replica, peers_node):
-                    node.accept(records)
-                assert isinstance(await witnessing.cosign(peer_of(a), cosign_request(peers_store, a, 0)), Cosigned)
-                _, rotation, first = a.rotate(b)
-                for node in (replica, peers_node):
-                    node.accept([first])  # b is a root here: its first record is accepted on its own
-                waiting = await witnessing.cosign(peer_of(b), cosign_request(peers_store, b, 0))
-                assert isinstance(waiting, Refused) and waiting.status == 404 and "ask again later" in waiting.reason
-                for node in (replica, peers_node):
-                    node.accept([rotation])
-                declined = await witnessing.cosign(peer_of(b), cosign_request(peers_store, b, 0))
-                assert isinstance(declined, Refused) and (declined.status, declined.size) == (409, 3)
-                nursery.cancel_scope.cancel()
+    a, b = Org(), Org()
+    async with witnessing_a_peer(tmp_path, a, b.did) as (replica, peers_node, witnessing):
+        _, rotation, first = a.rotate(b)
+        for node in (replica, peers_node):
+            node.accept([first])  # b is a root here: its first record is accepted on its own
+        waiting = await witnessing.cosign(peer_of(b), cosign_request(peers_node.store, b, 0))
+        assert isinstance(waiting, Refused) and waiting.status == 404 and "ask again later" in waiting.reason
+        for node in (replica, peers_node):
+            node.accept([rotation])
+        declined = await witnessing.cosign(peer_of(b), cosign_request(peers_node.store, b, 0))
+        assert isinstance(declined, Refused) and (declined.status, declined.size) == (409, 3)
 
 
 async def test_a_node_restarted_with_its_rotated_key_sets_its_old_keys_checkpoint_aside_quietly(tmp_path, caplog):
