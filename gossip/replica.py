@@ -166,8 +166,8 @@ class Replica:
         body = record.body
         if isinstance(body, VouchBody) and body.basis == "org-peer":
             return self.horizon.add_edge(record.id, record.iss, body.subject)
-        if isinstance(body, RevokeBody):
-            self._revoke(record.iss, body.record)
+        if isinstance(body, RevokeBody):  # (the acceptor lets in only revocations of vouches of the revoker's org)
+            self.horizon.remove_edge(body.record)  # a no-op unless it names an org-peer vouch
         elif isinstance(body, EquivocationBody):
             self._flag(body.offender)
         elif isinstance(body, OrgBody):
@@ -178,12 +178,6 @@ class Replica:
                 entered.add(link.successor)  # what it signed after its first record was set aside until now
             return entered
         return set()
-
-    def _revoke(self, revoker: str, vouch_id: bytes) -> None:
-        """Drop the horizon edge of a revoked org-peer vouch, if the revoker's org issued it."""
-        found = self.store.kind_and_issuer(vouch_id)
-        if found is not None and self.succession.identity(found[1]) == self.succession.identity(revoker):
-            self.horizon.remove_edge(vouch_id)  # a no-op unless it names an org-peer vouch
 
     def _flag(self, key: str) -> None:
         for each in self.succession.keys(key):
