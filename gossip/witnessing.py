@@ -201,8 +201,7 @@ class Witnessing:
         except InvalidPeerId as e:
             return self._refuse(Refused(403, str(e)[:200]))
         org = did_key(key)
-        succession = self.replica.succession
-        if succession.named_prior(org) is not None and succession.identity(org) == org:
+        if self.replica.succession.unlinked(org):
             # It says it replaces a key whose rotation naming it is not here yet: once that arrives, its log must
             # go on from the old key's; cosigned now, it would start afresh.
             return self._refuse(Refused(404, "origin: this key names a key it replaces, whose rotation record "
@@ -228,8 +227,7 @@ class Witnessing:
 
     def _earlier_logs(self, key: str) -> tuple[str, ...]:
         """The origins of the records log of `key`'s org under the keys before `key`, newest first."""
-        keys = self.replica.succession.keys(key)
-        return tuple(log_origin(self.network, k, RECORDS_LOG) for k in reversed(keys[: keys.index(key)]))
+        return tuple(log_origin(self.network, k, RECORDS_LOG) for k in self.replica.succession.earlier(key))
 
     # --- our checkpoints ------------------------------------------------------------------------------------
 

@@ -88,8 +88,7 @@ class Telemetry:
 
     def _retired_keys(self) -> list[VerifyKey]:
         """The org's keys before this one, newest first (key rotation): credentials they minted still verify."""
-        keys = self.replica.succession.keys(self.replica.did)
-        return [VerifyKey(public_key_from_did(did)) for did in reversed(keys[: keys.index(self.replica.did)])]
+        return [VerifyKey(public_key_from_did(did)) for did in self.replica.succession.earlier(self.replica.did)]
 
     def services(self) -> list[DigestService | RetentionService]:
         """For the root nursery: each has `run(*, task_status)`."""

@@ -85,6 +85,16 @@ class Succession:
             keys.append(successor)
         return tuple(keys)
 
+    def earlier(self, key: str) -> tuple[str, ...]:
+        """The keys of `key`'s org before `key`, newest first."""
+        keys = self.keys(key)
+        return tuple(reversed(keys[: keys.index(key)]))
+
+    def unlinked(self, key: str) -> bool:
+        """Whether `key`'s first record names a prior key that has not (yet) named it back."""
+        prior = self._named_prior.get(key)
+        return prior is not None and self._named_next.get(prior) != key
+
     def links(self) -> list[Link]:
         return [Link(prior, successor) for prior, successor in self._successor.items()]
 

@@ -37,11 +37,10 @@ async def node_info(node: NodeDep) -> dict[str, Any]:
     """The org's did (and its keys before this one, newest first, if it rotated its key) and network, the node's
     peer id and addresses, and counts of what it holds."""
     replica = node.replica
-    keys = replica.succession.keys(node.did)
     return {
         **node.info(),
         "did": node.did,
-        "earlier_keys": list(reversed(keys[: keys.index(node.did)])),
+        "earlier_keys": list(replica.succession.earlier(node.did)),
         "network": node.network,
         "records": replica.store.size,
         "held": replica.held_count,
