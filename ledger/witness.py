@@ -257,10 +257,9 @@ class Witness:
             if request.old_size != size:
                 raise Conflict(f"old size {request.old_size}: this witness last cosigned size {size}{of}", size)
             if latest and checkpoint.size == size:
-                if checkpoint.root != latest[0].root and inherited:
-                    # Notes of two origins are not one log signing two roots: not evidence that peers accept.
-                    raise BadProof(f"root: differs from the one cosigned at size {size}{of}", latest[1], submitted)
                 if checkpoint.root != latest[0].root:
+                    if inherited:  # notes of two origins are not one log signing two roots: not evidence peers accept
+                        raise BadProof(f"root: differs from the one cosigned at size {size}{of}", latest[1], submitted)
                     raise Equivocation(checkpoint.origin, latest[1], submitted)
                 if request.proof:
                     raise BadProof("proof: must be empty when the sizes are equal", latest[1], submitted)

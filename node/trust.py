@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from typing import Protocol
 
 import trio
 
@@ -41,12 +40,6 @@ log = logging.getLogger(__name__)
 # agent's score) the engine is recomputed and the changes announced; a burst of such records makes one recompute.
 PROMPT_RECOMPUTE_S = 1.0
 ANNOUNCE_CHUNK = 256  # agents whose change is announced between two checkpoints after a recompute
-
-
-class OwnEvidence(Protocol):
-    """What this node saw itself that no digest of its own counts yet (node.digests.Digester keeps it)."""
-
-    def undigested(self) -> Iterable[bytes]: ...
 
 
 class TrustService:
@@ -76,7 +69,7 @@ class TrustService:
         metrics.collect("agents_known", "Agents the trust engine holds evidence or vouches for",
                         lambda: len(self.engine.agents()))
 
-    def replay(self, own: OwnEvidence) -> None:
+    def replay(self, undigested: Iterable[bytes]) -> None:
         """Rebuild the engine from the store, the digests of every key of our org (as first-hand), and the raw
         events no digest of ours counts yet; from here on, follow the replica's rotations (`_relink`)."""
         store, identity = self.replica.store, self.replica.succession.identity
@@ -88,7 +81,7 @@ class TrustService:
                 assert isinstance(body, DigestBody)
                 self.engine.add_first_hand(body.agent, ts=body.epoch + body.length,
                                            outcomes=outcomes_of(body.outcomes), high_risk=outcomes_of(body.high_risk))
-        for entry in own.undigested():
+        for entry in undigested:
             at, event = decode_entry(entry)
             self.engine.add_first_hand(event.agent, ts=at, **_single(event.outcome, event.high_risk))
         self.engine.recompute(now=self._clock())

@@ -4,15 +4,14 @@ knew as an org moves what named it onto the org."""
 
 import json
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 
 import pytest
 
 from gossip.replica import Replica
 from node.metrics import Registry
 from node.stream import Broadcaster
-from node.trust import OwnEvidence, TrustService
+from node.trust import TrustService
 from vouching import Record, digest_body, org_body, vouch_body
 from vouching.feed import feed_record
 from vouching.params import HOUR_MS
@@ -28,16 +27,6 @@ EPOCH = 60_000
 T0 = 1_700_000_040_000  # an epoch boundary
 
 
-@dataclass
-class NothingSeen:
-    """The own evidence of a node that observed nothing itself (node.trust.OwnEvidence)."""
-
-    digested_until: int = 0
-
-    def undigested(self) -> list[bytes]:
-        return []
-
-
 def _service(replica: Replica, broadcaster: Broadcaster | None = None, *, roots: tuple[str, ...] = (),
              clock: Callable[[], int] = lambda: NOW) -> TrustService:
     metrics = Registry()
@@ -45,9 +34,9 @@ def _service(replica: Replica, broadcaster: Broadcaster | None = None, *, roots:
                         metrics=metrics, recompute_interval=60.0, clock=clock)
 
 
-def _listening(trust: TrustService, own: OwnEvidence) -> TrustService:
+def _listening(trust: TrustService, undigested: Iterable[bytes] = ()) -> TrustService:
     """The service replayed and listening, as node.daemon starts it."""
-    trust.replay(own)
+    trust.replay(undigested)
     trust.replica.listeners.append(trust.on_records)
     return trust
 
@@ -84,7 +73,7 @@ def test_the_scores_are_those_of_an_engine_that_knew_the_link_from_the_start(tmp
               *(_digest(new, observed, hour, ok=30) for hour in range(3, 6))]
     agents = [operated, operated_later, observed]
     with fake_node(tmp_path) as node:
-        trust = _listening(_service(node.replica), NothingSeen())
+        trust = _listening(_service(node.replica))
         ours = [node.replica.issue("vouch", vouch_body(org.did, 0.9, "org-peer")) for org in (partner, old)]
         by_old.append(self_vouch)
         if late:
@@ -117,7 +106,7 @@ def test_a_root_named_by_either_key_is_the_org(tmp_path, root):
     root_did = old.did if root == "old" else new.did
     with fake_node(tmp_path, roots=(root_did,)) as node:
         node.replica.issue("vouch", vouch_body(old.did, 0.3, "org-peer"))  # so that its rotation is in the horizon
-        trust = _listening(_service(node.replica, roots=(root_did,)), NothingSeen())
+        trust = _listening(_service(node.replica, roots=(root_did,)))
         for batch in [[rotation], [first, new.record("vouch", vouch_body(agent, 1.0, "operator")),
                                    new.vouch(vouched.did)]]:
             assert node.replica.accept(batch).accepted == batch
@@ -147,7 +136,7 @@ def test_the_nodes_digests_under_its_earlier_key_are_first_hand_not_a_peers(tmp_
         old_did = node.replica.did
     with telemetry_node(tmp_path, key=new.key, clock=clock, epoch_ms=EPOCH) as node:
         node.replica.issue("org", org_body("me", "test", prior=old_did))  # as node.rotation signs it
-        trust = _listening(_service(node.replica, clock=lambda: T0 + 2 * EPOCH), node.digester)
+        trust = _listening(_service(node.replica, clock=lambda: T0 + 2 * EPOCH), node.digester.undigested())
         (part,) = trust.engine.explain(agent, now=T0 + 2 * EPOCH).orgs
         assert part.first_hand and part.org == old_did and part.events == 6
         assert trust.org(node.replica.did)["own"] and trust.score(agent).tier == "untrusted"
