@@ -30,6 +30,7 @@ NODES_DIR = "nodes"
 LOG_FILE = "node.log"
 START_TIMEOUT = 90.0  # ten nodes starting at once share two cores
 STOP_TIMEOUT = 5.0  # a node stops within 2 s of SIGTERM; past this it is killed
+ROTATE_TIMEOUT = 60.0  # s: `vouchnet key rotate` reads the node's whole store twice
 ORG_PEER_WEIGHT = 0.9
 
 Progress = Callable[[str, int, int], None]  # (what happened, done, total)
@@ -202,8 +203,11 @@ class Cluster:
         """`vouchnet key rotate` on the node's data directory (the node must be stopped: the command refuses a
         running node's), then its new key into the state file (the old one joins `former_dids`) and into the
         bootstrap lists of the nodes that dial it (config.toml, read at their next start); returns (old, new did)."""
-        run = subprocess.run(processes.vouchnet_command("key", "rotate", "--dir", str(self.data_dir(name))),
-                             capture_output=True, text=True, env=processes.child_env())
+        try:
+            run = subprocess.run(processes.vouchnet_command("key", "rotate", "--dir", str(self.data_dir(name))),
+                                 capture_output=True, text=True, env=processes.child_env(), timeout=ROTATE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise ClusterError(f"{name}: `vouchnet key rotate` did not finish in {ROTATE_TIMEOUT} s") from None
         if run.returncode != 0:
             raise ClusterError(f"{name}: `vouchnet key rotate` failed ({run.returncode}): {run.stderr.strip()}")
         rotated = json.loads(run.stdout)

@@ -91,12 +91,12 @@ class Rotated:
 
 def rotate(cluster: Cluster, node: str, partition: Partition | None, up: Iterable[str]) -> Rotated:
     """Stop the node cleanly (SIGTERM, as `down` does), run `vouchnet key rotate` on its data directory and start it
-    again with its data, as `restart` does. Inside a partition, the other running nodes `up` refuse its new PeerID
-    before it starts."""
+    again with its data, as `restart` does. Inside a partition, the other running nodes `up` (it is not among them)
+    refuse its new PeerID before it starts."""
     cluster.stop([node])
     old, new = cluster.rotate_key(node)
     if partition is not None:
-        cut(cluster, partition, [n for n in up if n != node])
+        cut(cluster, partition, up)
     started = time.time()
     restart(cluster, node, partition)
     with cluster.client(node) as client:

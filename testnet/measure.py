@@ -203,7 +203,7 @@ def checkpoints(run: RunResult) -> dict[str, Any]:
     """Each node's latest checkpoint: does it cover the whole ledger, and how many other orgs cosigned it; and
     whether every honest node's is witnessed (status.witnessed)."""
     others = len(run.plan.nodes) - 1
-    flagged = flagged_keys({r.about for r in run.records.values() if r.kind == "equivocation"}, run.keys.values())
+    flagged = flagged_keys(run.records.values(), run.keys.values())
     witnesses = run.scenario.settings.witnesses
     rows = {}
     for node, status in run.status.items():

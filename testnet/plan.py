@@ -103,12 +103,13 @@ def make_plan(scenario: Scenario, nodes: list[str], seed: int) -> Plan:
     for i, attack in enumerate(scenario.attacks):
         if attack.orgs is not None:
             chosen = plan.select(attack.orgs, f"attacks[{i}].orgs")
-            if attack.type == "key-theft" and len(chosen) != 1:
-                raise ScenarioError(f"attacks[{i}].orgs: a key theft steals one org's key, but {attack.orgs.text} "
-                                    f"selects {len(chosen)} (write GROUP[i])")
-            if attack.type == "key-theft" and len(nodes) < 2:
-                raise ScenarioError(f"attacks[{i}]: a key theft offers the thief's records to another org's node, "
-                                    "and this testnet has one node")
+            if attack.type == "key-theft":
+                if len(chosen) != 1:
+                    raise ScenarioError(f"attacks[{i}].orgs: a key theft steals one org's key, but "
+                                        f"{attack.orgs.text} selects {len(chosen)} (write GROUP[i])")
+                if len(nodes) < 2:
+                    raise ScenarioError(f"attacks[{i}]: a key theft offers the thief's records to another org's "
+                                        "node, and this testnet has one node")
     for i, fault in enumerate(scenario.faults):
         chosen = plan.select(fault.nodes, f"faults[{i}].nodes")
         if fault.type == "partition" and len(chosen) == len(nodes):

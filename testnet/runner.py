@@ -77,8 +77,12 @@ class Run:
         self.partition: faults.Partition | None = None
         self.agents = {a.name: Agent(a, behaviour_model(a.group.behaviour, scenario.traffic.round_seconds))
                        for a in self.plan.agents}
-        self.dids = {entry.name: entry.did for entry in cluster.state.nodes}
         self.setup: dict[str, Any] = {}
+
+    @property
+    def dids(self) -> dict[str, str]:
+        """Node -> its org's did now (the cluster's state follows key rotations)."""
+        return {entry.name: entry.did for entry in self.cluster.state.nodes}
 
     def is_up(self, node: str) -> bool:
         return node in self.up
@@ -245,7 +249,6 @@ class Run:
             self.up = self.up - {node}
             self.timeline.add("rotate", node=node)
             done = faults.rotate(self.cluster, node, self.partition, sorted(self.up))
-            self.dids[node] = done.new
             self.up = self.up | {node}
             self.timeline.add("rotated", node=node, old=done.old, new=done.new, rotation=done.rotation,
                               first=done.first, started=done.started)
@@ -286,8 +289,7 @@ class Run:
         """Wait (boundedly) until every node's latest checkpoint covers its whole ledger and carries the
         cosignatures of its witnesses (status.witnessed), equivocators aside; the timeline says how long that took
         after traffic stopped."""
-        flagged = flagged_keys({r.about for r in records.records.values() if r.kind == "equivocation"},
-                               [self.cluster.entry(n).keys for n in self.cluster.names])
+        flagged = flagged_keys(records.records.values(), [self.cluster.entry(n).keys for n in self.cluster.names])
         witnesses = self.scenario.settings.witnesses
         started = time.time()
         while True:

@@ -12,6 +12,7 @@ from vouching import public_key_from_did
 
 from . import prometheus
 from .cluster import Cluster
+from .observe import RecordInfo
 from .state import NodeEntry
 
 
@@ -46,9 +47,11 @@ def checkpoint_of(note: bytes, entry: NodeEntry, network: str, others: list[str]
     return Checkpoint(checkpoint.size, tuple(did for did in others if cosigner_name(did) in names))
 
 
-def flagged_keys(offenders: set[str], orgs: Iterable[Sequence[str]]) -> set[str]:
-    """Every key of each org (given as its keys) one of whose keys is among `offenders`: an equivocation by one key
-    of an org flags all its keys, those it rotated to afterwards too (vouching.succession)."""
+def flagged_keys(records: Iterable[RecordInfo], orgs: Iterable[Sequence[str]]) -> set[str]:
+    """The offenders the `equivocation` records among `records` name, and every key of each org (given as its keys)
+    one of whose keys is among them: an equivocation by one key of an org flags all its keys, those it rotated to
+    afterwards too (vouching.succession)."""
+    offenders = {r.about for r in records if r.kind == "equivocation"}
     return offenders | {key for keys in orgs if offenders.intersection(keys) for key in keys}
 
 
