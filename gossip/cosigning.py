@@ -1,5 +1,5 @@
 """Cosigning over `/vouchnet/sync/1` (DESIGN.md §4): a C2SP tlog-witness add-checkpoint request carried in a sync
-message. The log's side is a sans-I/O exchange (one retry after a Conflict, from the size the witness reports);
+message. The log's side is a sans-I/O exchange (retries after a Conflict, from the size the witness reports);
 the witness's side maps `ledger.Witness` outcomes to replies and hands back equivocation evidence.
 """
 
@@ -36,6 +36,7 @@ from .sync_messages import (
 )
 
 _CONFLICT = 409
+_RETRIES = 2
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,9 @@ class CosignClient:
     """Asks one witness to cosign one checkpoint of our log.
 
     `old_size` is the size we believe the witness last cosigned (0 if we do not know); on a Conflict we retry
-    once from the size it reports. `proof(old, new)` gives the RFC 9162 consistency proof from our ledger.
+    from the size it reports, twice at most: once to correct our belief, once more because a witness that cosigned
+    our log before it knew of our key's rotation wants proofs from both the sizes it cosigned (ledger.witness).
+    `proof(old, new)` gives the RFC 9162 consistency proof from our ledger.
     """
 
     def __init__(
@@ -67,7 +70,7 @@ class CosignClient:
         self._old_size = old_size
         self._proof = proof
         self._witness = witness
-        self._retried = False
+        self._retries = 0
         self._started = False
 
     def start(self) -> Send:
@@ -90,11 +93,11 @@ class CosignClient:
             raise RemoteProtocolError("unexpected", f"a {type(reply).__name__} reply to a cosign request")
         if (
             reply.status == _CONFLICT
-            and not self._retried
+            and self._retries < _RETRIES
             and reply.size is not None
             and reply.size <= self._checkpoint.size
         ):
-            self._retried = True
+            self._retries += 1
             return self._request(reply.size)
         return reply
 

@@ -157,7 +157,8 @@ class Witness:
 
     A log whose key was rotated continues its predecessor's: `continues(origin)` names the origins of the same
     log under its earlier keys, newest first, and a log this witness has not cosigned yet starts from the last
-    checkpoint it cosigned of the first of those, not from the empty tree (so a rotation cannot rewrite history).
+    checkpoint it cosigned of the first of those, not from the empty tree (so a rotation cannot rewrite history);
+    a log it cosigned before it knew its predecessor is cosigned again only once shown to continue that one too.
 
     `logs` and `continues` are read on every request, so their owner may change them while the witness runs.
     Methods may be called from several threads; checking a request against the stored state and storing the new
@@ -174,6 +175,8 @@ class Witness:
         self._signer = signer
         self._logs = logs
         self._continues = continues
+        # origin -> (its state, a checkpoint proven to extend it): the first step of a _continue, for the second.
+        self._proven: dict[str, tuple[Checkpoint, Checkpoint]] = {}
         self._lock = threading.Lock()
         self._db = _open_store(path)
         self._closed = False
@@ -245,42 +248,93 @@ class Witness:
         return None
 
     def _advance(self, request: AddCheckpointRequest, checkpoint: Checkpoint, submitted: bytes) -> None:
-        """Check the request against the stored state (the log's own, else its predecessor's) and store the new
-        checkpoint, in one transaction."""
+        """Check the request against the stored state (the log's own, else its predecessor's, or both once) and
+        store the new checkpoint, in one transaction."""
+        origin = checkpoint.origin
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            own = self._latest(checkpoint.origin)
-            latest = own or self._predecessor(checkpoint.origin)
-            inherited = own is None and latest is not None
-            size = latest[0].size if latest else 0
-            of = f" of this log's predecessor {latest[0].origin}" if inherited else ""
-            if request.old_size != size:
-                raise Conflict(f"old size {request.old_size}: this witness last cosigned size {size}{of}", size)
-            if latest and checkpoint.size == size:
-                if checkpoint.root != latest[0].root:
-                    if inherited:  # notes of two origins are not one log signing two roots: not evidence peers accept
-                        raise BadProof(f"root: differs from the one cosigned at size {size}{of}", latest[1], submitted)
-                    raise Equivocation(checkpoint.origin, latest[1], submitted)
-                if request.proof:
-                    raise BadProof("proof: must be empty when the sizes are equal", latest[1], submitted)
+            own = self._latest(origin)
+            predecessor = self._predecessor(origin)
+            if own is not None and predecessor is not None and not self._continued(origin):
+                self._continue(request, checkpoint, submitted, own, predecessor)
             else:
-                old_root = latest[0].root if latest else EMPTY_ROOT
-                try:
-                    verify_consistency(size, checkpoint.size, old_root, checkpoint.root, request.proof)
-                except ProofError as e:
-                    message = f"consistency proof from {size}{of} to {checkpoint.size}: {e}"
-                    raise BadProof(message, latest[1] if latest else None, submitted) from None
-            if own is None or checkpoint.size != size:
+                _check(request, checkpoint, submitted, own or predecessor)
+            if own is None or checkpoint.size != own[0].size:
                 self._db.execute(
                     "INSERT INTO cosigned (origin, checkpoint, note) VALUES (?, ?, ?) ON CONFLICT (origin) "
                     "DO UPDATE SET checkpoint = excluded.checkpoint, note = excluded.note",
-                    (checkpoint.origin, checkpoint.to_text(), submitted),
+                    (origin, checkpoint.to_text(), submitted),
                 )
+            if predecessor is not None:
+                self._db.execute("INSERT OR IGNORE INTO continued (origin) VALUES (?)", (origin,))
             self._db.execute("COMMIT")
         except BaseException:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise
+
+    def _continued(self, origin: str) -> bool:
+        """Whether `origin`'s log was checked to continue its predecessor's."""
+        return self._db.execute("SELECT 1 FROM continued WHERE origin = ?", (origin,)).fetchone() is not None
+
+    def _continue(
+        self,
+        request: AddCheckpointRequest,
+        checkpoint: Checkpoint,
+        submitted: bytes,
+        own: tuple[Checkpoint, bytes],
+        predecessor: tuple[Checkpoint, bytes],
+    ) -> None:
+        """A log this witness cosigned before it knew the log's predecessor (trust on first use) must still be
+        shown to continue it, once: a checkpoint is cosigned after consistency proofs from both states, one per
+        request (tlog-witness carries one). The first is remembered, with the checkpoint it reached, for the next
+        request; a Conflict names the size the next proof must start from."""
+        proven = self._proven.get(checkpoint.origin)
+        reached = proven[1] if proven is not None and proven[0] == own[0] else own[0]
+        if request.old_size == own[0].size:
+            _check(request, checkpoint, submitted, own)
+            if predecessor[0].size != own[0].size:
+                self._proven[checkpoint.origin] = (own[0], checkpoint)
+                raise Conflict(
+                    f"old size {own[0].size}: this log continues {predecessor[0].origin}, which this witness "
+                    f"cosigned up to size {predecessor[0].size}: a consistency proof from there is needed too",
+                    predecessor[0].size,
+                )
+            if predecessor[0].root != own[0].root:  # equal sizes: the proof just checked starts from both, or neither
+                message = f"root at size {own[0].size}: differs from the one cosigned of this log's predecessor"
+                raise BadProof(f"{message} {predecessor[0].origin}", predecessor[1], own[1])
+        elif request.old_size == predecessor[0].size and checkpoint in (own[0], reached):
+            _check(request, checkpoint, submitted, predecessor)
+        else:
+            size = own[0].size
+            raise Conflict(f"old size {request.old_size}: this witness last cosigned size {size}", size)
+        self._proven.pop(checkpoint.origin, None)
+
+
+def _check(
+    request: AddCheckpointRequest, checkpoint: Checkpoint, submitted: bytes, state: tuple[Checkpoint, bytes] | None
+) -> None:
+    """Check that `request` takes `state` (the latest checkpoint cosigned of this log or of its predecessor, and its
+    log-signed note; None for a log new to this witness) to `checkpoint`."""
+    size = state[0].size if state else 0
+    inherited = state is not None and state[0].origin != checkpoint.origin
+    of = f" of this log's predecessor {state[0].origin}" if inherited else ""
+    if request.old_size != size:
+        raise Conflict(f"old size {request.old_size}: this witness last cosigned size {size}{of}", size)
+    if state and checkpoint.size == size:
+        if checkpoint.root != state[0].root:
+            if inherited:  # notes of two origins are not one log signing two roots: not evidence peers accept
+                raise BadProof(f"root: differs from the one cosigned at size {size}{of}", state[1], submitted)
+            raise Equivocation(checkpoint.origin, state[1], submitted)
+        if request.proof:
+            raise BadProof("proof: must be empty when the sizes are equal", state[1], submitted)
+    else:
+        old_root = state[0].root if state else EMPTY_ROOT
+        try:
+            verify_consistency(size, checkpoint.size, old_root, checkpoint.root, request.proof)
+        except ProofError as e:
+            message = f"consistency proof from {size}{of} to {checkpoint.size}: {e}"
+            raise BadProof(message, state[1] if state else None, submitted) from None
 
 
 def _open_store(path: str | os.PathLike[str]) -> sqlite3.Connection:
@@ -307,4 +361,6 @@ def _open_store(path: str | os.PathLike[str]) -> sqlite3.Connection:
             "(origin TEXT PRIMARY KEY, checkpoint TEXT NOT NULL, note BLOB NOT NULL)"
         )
         db.execute("COMMIT")
+    # Logs checked to continue their predecessor's (a file from before this table re-checks each one once).
+    db.execute("CREATE TABLE IF NOT EXISTS continued (origin TEXT PRIMARY KEY)")
     return db

@@ -1,5 +1,6 @@
 """Cosigning without a network: a log and a real ledger.Witness exchange sync messages; stale beliefs are
-corrected by one retry, forks come back as evidence, and hostile replies are the witness's fault."""
+corrected by a retry (two for a log the witness must check against its predecessor's), forks come back as
+evidence, and hostile replies are the witness's fault."""
 
 from __future__ import annotations
 
@@ -65,17 +66,22 @@ def witness() -> Iterator[Witness]:
         yield w
 
 
+ROTATED_KEY = SigningKey(b"\x04" * 32)  # the log's key after a rotation
+ROTATED = Ed25519Signer(log_origin("test", did_key(bytes(ROTATED_KEY.verify_key)), "records"), ROTATED_KEY)
+
+
 class Log:
-    def __init__(self, prefix: bytes = b"entry") -> None:
+    def __init__(self, prefix: bytes = b"entry", signer: Ed25519Signer = LOG) -> None:
         self.tree = MemoryTree()
         self.prefix = prefix
+        self.signer = signer
 
     def grow_to(self, size: int) -> None:
         self.tree.append([self.prefix + b" %d" % i for i in range(self.tree.size, size)])
 
     def client(self, believed: int) -> tuple[CosignClient, Checkpoint]:
-        checkpoint = Checkpoint(ORIGIN, self.tree.size, merkle.root_hash(self.tree.size, self.tree))
-        note = checkpoint.sign([LOG])
+        checkpoint = Checkpoint(self.signer.name, self.tree.size, merkle.root_hash(self.tree.size, self.tree))
+        note = checkpoint.sign([self.signer])
         proof = lambda old, new: merkle.consistency_proof(old, new, self.tree)  # noqa: E731
         return CosignClient(note, checkpoint, believed, proof, WITNESS), checkpoint
 
@@ -123,16 +129,55 @@ def test_a_second_root_at_a_cosigned_size_is_declined_and_handed_back_as_evidenc
         assert [s.name for s in signatures] == [ORIGIN]  # the log's own signature only
 
 
-def test_a_conflict_is_retried_once_only():
+def test_a_conflict_is_retried_twice_only():
     log = Log()
     log.grow_to(3)
     client, _ = log.client(0)
     client.start()
-    retry = client.receive(encode_message(Refused(409, "last cosigned 2", 2)))
-    assert isinstance(retry, Send)
-    request = decode_request(retry.payload)
-    assert request.body.startswith(b"old 2\n")
-    assert client.receive(encode_message(Refused(409, "last cosigned 1", 1))) == Refused(409, "last cosigned 1", 1)
+    for size in (2, 1):
+        retry = client.receive(encode_message(Refused(409, f"last cosigned {size}", size)))
+        assert isinstance(retry, Send)
+        assert decode_request(retry.payload).body.startswith(b"old %d\n" % size)
+    assert client.receive(encode_message(Refused(409, "last cosigned 2", 2))) == Refused(409, "last cosigned 2", 2)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    old=st.integers(1, 12),
+    more=st.integers(0, 6),
+    growth=st.integers(0, 6),
+    belief=st.sampled_from(["zero", "right", "old key's", "stale"]),
+    honest=st.booleans(),
+)
+def test_a_log_cosigned_before_its_witness_knew_its_rotation_is_checked_in_one_exchange(
+    old, more, growth, belief, honest
+):
+    """The witness cosigned the log under its new key before it knew that key replaced the old one (trust on first
+    use); once it knows, one exchange gets the next checkpoint cosigned if the log continues what the witness
+    cosigned under the old key, and refused with a bad proof (422) if not, whatever the log believes."""
+    before, after = Log(), Log(b"entry" if honest else b"rewritten", ROTATED)
+    links: dict[str, tuple[str, ...]] = {}
+    with tempfile.TemporaryDirectory(dir=MEMORY_DIR) as d:
+        logs = {ORIGIN: LOG.verifier(), ROTATED.name: ROTATED.verifier()}
+        with Witness(Path(d) / "w", _cosigner(), logs, lambda origin: links.get(origin, ())) as w:
+            before.grow_to(old)
+            assert isinstance(exchange(before.client(0)[0], w)[0], Witnessed)
+            if honest:
+                after.tree = before.tree
+            after.grow_to(old + more)
+            assert isinstance(exchange(after.client(0)[0], w, origin=ROTATED.name)[0], Witnessed)
+            links[ROTATED.name] = (ORIGIN,)
+            first = after.tree.size
+            after.grow_to(first + growth)
+            believed = {"zero": 0, "right": first, "old key's": old, "stale": first // 2}[belief]
+            client, checkpoint = after.client(believed)
+            outcome, evidence = exchange(client, w, origin=ROTATED.name)
+            assert not evidence
+            if honest:
+                assert isinstance(outcome, Witnessed) and w.cosigned(ROTATED.name)[0] == checkpoint
+            else:
+                assert isinstance(outcome, Refused) and outcome.status == 422
+                assert w.cosigned(ROTATED.name)[0].size == first
 
 
 def test_a_conflict_beyond_our_size_is_declined_not_retried():

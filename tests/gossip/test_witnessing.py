@@ -279,6 +279,28 @@ async def test_a_key_claiming_a_prior_is_not_witnessed_afresh_before_the_rotatio
         assert isinstance(declined, Refused) and (declined.status, declined.size) == (409, 3)
 
 
+async def test_a_peer_witnessed_under_its_new_key_before_its_rotation_was_known_is_then_checked_against_its_old_log(
+    tmp_path,
+):
+    a = Org()
+    async with witnessing_a_peer(tmp_path, a) as (replica, peers_node, witnessing):
+        b, rotation, first = a.rotate()
+        for batch in ([rotation], [first]):
+            peers_node.accept(batch)
+        # Nothing of the rotation has reached us yet: b's log is new here (trust on first use).
+        assert isinstance(await witnessing.cosign(peer_of(b), cosign_request(peers_node.store, b, 0)), Cosigned)
+        first_use = peers_node.store.size
+        for batch in ([rotation], [first]):
+            replica.accept(batch)
+        more = b.record()
+        for node in (replica, peers_node):
+            node.accept([more])
+        declined = await witnessing.cosign(peer_of(b), cosign_request(peers_node.store, b, first_use))
+        assert isinstance(declined, Refused) and (declined.status, declined.size) == (409, 3)
+        assert f"continues {log_origin(NETWORK, a.did, RECORDS_LOG)}" in declined.reason
+        assert isinstance(await witnessing.cosign(peer_of(b), cosign_request(peers_node.store, b, 3)), Cosigned)
+
+
 async def test_a_node_restarted_with_its_rotated_key_sets_its_old_keys_checkpoint_aside_quietly(tmp_path, caplog):
     (own,) = identities(tmp_path, 1)
     a = Org()

@@ -391,6 +391,88 @@ def test_without_continues_a_new_key_is_a_new_log(tmp_path):  # as before rotati
         assert witness.cosigned(B.name)[0].size == 9
 
 
+def _first_used_then_linked(path: Path, before: Log, after: Log, old: int, first_use: int) -> Witness:
+    """A witness that cosigned `before`'s log (ORIGIN's) up to `old` and, knowing nothing linking the two yet,
+    `after`'s (B's) from nothing up to `first_use` (trust on first use); and then learned that B continues ORIGIN."""
+    links: dict[str, tuple[str, ...]] = {}
+    witness = Witness(path, _signer(), {ORIGIN: LOG.verifier(), B.name: B.verifier()}, lambda o: links.get(o, ()))
+    witness.add_checkpoint(before.request(0, old))
+    witness.add_checkpoint(after.request(0, first_use))
+    links[B.name] = (ORIGIN,)
+    return witness
+
+
+def test_a_log_cosigned_before_its_rotation_was_known_is_checked_once_against_its_predecessor(tmp_path):
+    a = Log()
+    a.grow_to(15)
+    b = a.rotated(B)
+    with _first_used_then_linked(tmp_path / "w.db", a, b, 5, 9) as witness:
+        message = f"old size 9: this log continues {ORIGIN}, which this witness cosigned up to size 5"
+        with pytest.raises(Conflict, match=re.escape(message)) as e:
+            witness.add_checkpoint(b.request(9, 12))
+        assert e.value.size == 5 and witness.cosigned(B.name)[0] == b.checkpoint(9)  # not cosigned: not stored
+        witness.add_checkpoint(b.request(5, 12))
+        assert witness.cosigned(B.name)[0] == b.checkpoint(12)
+        witness.add_checkpoint(b.request(12, 14))  # checked once: from its own state again
+    reopened = Witness(tmp_path / "w.db", _signer(), {B.name: B.verifier()}, lambda o: (ORIGIN,))
+    with reopened:
+        reopened.add_checkpoint(b.request(14, 15))
+
+
+def test_a_log_cosigned_at_its_predecessors_size_is_checked_in_one_request(tmp_path):
+    a = Log()
+    a.grow_to(12)
+    b = a.rotated(B)
+    with _first_used_then_linked(tmp_path / "w.db", a, b, 5, 5) as witness:
+        witness.add_checkpoint(b.request(5, 12))
+        assert witness.cosigned(B.name)[0] == b.checkpoint(12)
+
+
+def test_a_log_first_cosigned_with_another_history_than_its_predecessors_is_refused_once_linked(tmp_path):
+    a, rewritten = Log(b"entry"), Log(b"rewritten", B)
+    a.grow_to(5)
+    rewritten.grow_to(12)
+    with _first_used_then_linked(tmp_path / "w.db", a, rewritten, 5, 9) as witness:
+        for _ in range(2):  # and so on, at every request, as long as it shows this history
+            with pytest.raises(Conflict):
+                witness.add_checkpoint(rewritten.request(9, 12))
+            message = f"consistency proof from 5 of this log's predecessor {ORIGIN} to 12"
+            with pytest.raises(BadProof, match=re.escape(message)) as e:
+                witness.add_checkpoint(rewritten.request(5, 12))
+            assert e.value.cosigned == a.request(5, 5).checkpoint
+            assert e.value.submitted == rewritten.request(5, 12).checkpoint
+            assert witness.cosigned(B.name)[0] == rewritten.checkpoint(9)
+
+
+def test_a_log_first_cosigned_at_its_predecessors_size_with_another_root_is_refused_once_linked(tmp_path):
+    a, rewritten = Log(b"entry"), Log(b"rewritten", B)
+    a.grow_to(5)
+    rewritten.grow_to(12)
+    with _first_used_then_linked(tmp_path / "w.db", a, rewritten, 5, 5) as witness:
+        message = f"root at size 5: differs from the one cosigned of this log's predecessor {ORIGIN}"
+        with pytest.raises(BadProof, match=re.escape(message)) as e:
+            witness.add_checkpoint(rewritten.request(5, 12))
+        assert (e.value.cosigned, e.value.submitted) == (a.request(5, 5).checkpoint, rewritten.request(0, 5).checkpoint)
+        assert witness.cosigned(B.name)[0] == rewritten.checkpoint(5)
+
+
+def test_while_it_is_checked_against_its_predecessor_a_log_gets_conflicts_naming_the_next_size_to_prove_from(
+    tmp_path,
+):
+    a = Log()
+    a.grow_to(20)
+    b = a.rotated(B)
+    with _first_used_then_linked(tmp_path / "w.db", a, b, 5, 9) as witness:
+        for old, size, expected in [(0, 12, 9), (5, 12, 9), (9, 12, 5), (5, 14, 9), (9, 14, 5)]:
+            with pytest.raises(Conflict) as e:  # a proof from 5 counts only for the checkpoint proven from 9
+                witness.add_checkpoint(b.request(old, size))
+            assert e.value.size == expected
+        with pytest.raises(Conflict, match="cosigned size 9"):
+            witness.add_checkpoint(b.request(5, 12))
+        witness.add_checkpoint(b.request(5, 14))
+        assert witness.cosigned(B.name)[0] == b.checkpoint(14)
+
+
 # --- Durable state --------------------------------------------------------------------------------------
 
 
