@@ -63,6 +63,7 @@ class Replica:
         self.succession = Succession()
         self.horizon = Horizon({self.did, *self.roots}, self.max_hops)
         self.flagged: set[str] = set()
+        self.own_from_peers = 0  # records of this node's key that came from peers since it started (`accept`)
         self._acceptor = Acceptor(self.store, self.succession, in_horizon=self.horizon.__contains__,
                                   held_limit=self.held_limit)
         # Rotations first, so that every link is known before what it changes; revocations after their vouches.
@@ -116,14 +117,29 @@ class Replica:
 
     def accept(self, records: list[Record]) -> Outcome:
         """Offer verified records; store what extends a chain, act on evidence, tell the listeners. A rotation of
-        this node's own key among them is refused and contested (`_contest`)."""
+        this node's own key among them is refused and contested (`_contest`); other records of its key are
+        accepted, and reported (`_report_own`)."""
         foreign = [r for r in records if r.iss == self.did and isinstance(r.body, OrgBody) and r.body.next]
         outcome = self._accept([r for r in records if r not in foreign] if foreign else records)
+        self._report_own([r for r in outcome.accepted if r.iss == self.did])
         for rotation in foreign:
             if not self.store.has(rotation.id):
                 outcome.rejected.append((rotation, "iss: a rotation of this node's key that this node did not make"))
                 self._contest(rotation)
         return outcome
+
+    def _report_own(self, records: list[Record]) -> None:
+        """Records of this node's key that it did not sign while running (it stores what it signs before anyone
+        sees it) are its own history coming back, if its data directory was restored from an older copy, or a
+        thief's, if its key leaked. Both are the operator's to know; neither can be told from the other here, so
+        they are accepted (a restored node must not sign again at those seqs) and said at CRITICAL."""
+        if not records:
+            return
+        self.own_from_peers += len(records)
+        log.critical("%d record(s) of this node's key %s (seq %d to %d) came from peers: this node did not sign them "
+                     "since it started. Either its data directory was restored from an older copy, and this is its "
+                     "own history coming back, or the key is compromised, and the org must start again under a new "
+                     "key", len(records), self.did, records[0].seq, records[-1].seq)
 
     def _contest(self, rotation: Record) -> None:
         """A node rotates its key only while stopped (node.rotation), so a rotation of its key arriving while it

@@ -35,7 +35,9 @@ async def healthz() -> dict[str, str]:
 @router.get("/v1/node")
 async def node_info(node: NodeDep) -> dict[str, Any]:
     """The org's did (and its keys before this one, newest first, if it rotated its key) and network, the node's
-    peer id and addresses, and counts of what it holds."""
+    peer id and addresses, and counts of what it holds; `own_records_from_peers` counts records of the org's key
+    that arrived from peers since the node started, signed elsewhere: its own history, if its data directory was
+    restored from an older copy, else a thief's (the node logs each at CRITICAL)."""
     replica = node.replica
     return {
         **node.info(),
@@ -46,6 +48,7 @@ async def node_info(node: NodeDep) -> dict[str, Any]:
         "held": replica.held_count,
         "horizon": len(replica.horizon.members()),
         "flagged": sorted(replica.flagged),
+        "own_records_from_peers": replica.own_from_peers,
     }
 
 

@@ -275,6 +275,23 @@ def test_a_rotation_of_the_nodes_key_made_elsewhere_is_refused_and_contested(rep
     assert replica.accept([rotation]).rejected and replica.store.head(replica.did).seq == rotation.seq  # once
 
 
+def test_records_of_the_nodes_key_signed_elsewhere_are_accepted_and_reported(replica, caplog):
+    """Its own history coming back to a node restored from an older copy, or a thief's records: accepted (the node
+    goes on after them, never signing again at their seqs), counted and said at CRITICAL."""
+    head = replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
+    elsewhere = Org(key=replica.key, seq=head.seq, prev=head.id)
+    records = [elsewhere.record(), elsewhere.record()]
+    with caplog.at_level(logging.CRITICAL, logger="gossip.replica"):
+        assert replica.accept(records).accepted == records
+        replica.accept(records)  # again: nothing new
+    assert replica.own_from_peers == 2
+    (said,) = caplog.messages
+    assert f"2 record(s) of this node's key {replica.did} (seq 2 to 3) came from peers" in said
+    assert "restored from an older copy" in said and "compromised" in said
+    assert replica.issue("vouch", vouch_body(new_did(), 0.5, "operator")).seq == 4
+    assert replica.own_from_peers == 2
+
+
 def test_the_contest_gets_the_org_and_the_thiefs_key_flagged_where_the_theft_arrived_first(tmp_path):
     victim, peer = Org(), Org()
     for name in ("victim", "peer"):

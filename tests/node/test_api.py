@@ -78,8 +78,15 @@ async def test_node_shows_identity_addresses_and_what_it_holds(api, node, partne
     assert info["listen"] == ["/ip4/127.0.0.1/tcp/4001"]
     assert info["records"] == 3
     assert info["held"] == 0
+    assert info["own_records_from_peers"] == 0
     assert info["horizon"] == 2  # this org and its partner
     assert info["flagged"] == []
+
+
+async def test_node_counts_records_of_its_key_that_came_from_peers(api, node):
+    head = node.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+    node.replica.accept([Org(key=node.replica.key, seq=head.seq, prev=head.id).record()])  # signed elsewhere
+    assert (await api.get("/v1/node")).json()["own_records_from_peers"] == 1
 
 
 async def test_node_lists_orgs_flagged_for_equivocation(api, node, partner):
