@@ -305,10 +305,12 @@ async def test_a_node_restarted_with_its_rotated_key_sets_its_old_keys_checkpoin
     (own,) = identities(tmp_path, 1)
     a = Org()
     with RecordStore.open(own.directory) as store:
-        Replica(a.key, store, roots=(), max_hops=1, held_limit=10).accept([a.record(), a.record()])
+        old_node = Replica(a.key, store, roots=(), max_hops=1, held_limit=10)
+        for _ in range(2):
+            old_node.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
         (own.directory / CHECKPOINT_FILE).write_bytes(signed_checkpoint(store, a))
         b = Org()  # as node.rotation rotates: the old key signs its rotation, the new key its first record
-        Replica(a.key, store, roots=(), max_hops=1, held_limit=10).issue("org", org_body("a", NETWORK, next=b.did))
+        old_node.issue("org", org_body("a", NETWORK, next=b.did))
         replica = Replica(b.key, store, roots=(), max_hops=1, held_limit=10)  # the node restarted with its new key
         replica.issue("org", org_body("a", NETWORK, prior=a.did))
 

@@ -174,7 +174,7 @@ async def test_the_block_list_is_set_whole_and_read_back(client, node):
 
 
 async def test_a_submitted_record_is_accepted_held_or_refused_with_the_reason(client, node):
-    own = Org(key=node.replica.key)  # records signed with the node's own org key, as an operator might
+    own = Org(key=node.replica.key)  # signed with the node's key elsewhere (counted, said at CRITICAL)
     first, second, third = own.record(), own.record(), own.record()
     assert (await call(client.submit_record, first.raw))["id"] == first.id.hex()
     assert (await call(client.submit_record, third.raw))["status"] == "held"
