@@ -188,6 +188,8 @@ class Replica:
             self._flag(body.offender)
         elif isinstance(body, OrgBody):
             entered = self.horizon.add_successor(record.iss, body.next) if body.next is not None else set()
+            if body.prior is not None:
+                entered |= self.horizon.add_prior(record.iss, body.prior)
             link = self.succession.note(record)
             if link is not None:
                 self._linked(link)

@@ -1,9 +1,13 @@
 """The replication horizon (DESIGN.md §5): orgs within `max_hops` org-peer vouches of this node's trust roots.
 
 A node stores and counts records only of orgs inside its horizon, which bounds storage and Sybil spam. Expiry
-is not consulted here: storage errs on the generous side, and scoring honours expiry itself. A key named as its
-successor by a key inside the horizon is inside at the same distance (vouching.succession), so that its first
-record, which completes the rotation, can be accepted.
+is not consulted here: storage errs on the generous side, and scoring honours expiry itself.
+
+Key rotation (vouching.succession) takes two records, one in each key's chain, and each must be accepted for the
+keys to link, so each key brings the other inside: a key named as its successor by a key inside the horizon is
+inside at the same distance, and so is the prior key that a key inside names in its first record, once that prior
+key has named it back. Until then the claim is only a claim: the prior key is inside at the horizon's edge, where
+its chain (and its rotation, if it made one) can be accepted but its vouches reach no one.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ class Horizon:
         self._edges: dict[bytes, tuple[str, str]] = {}  # record id -> (issuer, subject)
         self._out: dict[str, dict[bytes, str]] = {}  # issuer -> {record id: subject}
         self._successors: dict[str, str] = {}  # key -> the key its rotation record names
+        self._priors: dict[str, str] = {}  # key -> the key its first record names as the one it replaces
         self._flagged: set[str] = set()
         self._hops: dict[str, int] = {}
         self._recompute()
@@ -53,8 +58,14 @@ class Horizon:
         if key in self._successors:
             return set()
         self._successors[key] = successor
-        start = self._hops.get(key)
-        return set() if start is None else self._expand([(successor, start)])
+        return self._expand([(k, self._hops[k]) for k in (key, successor) if k in self._hops])
+
+    def add_prior(self, key: str, prior: str) -> set[str]:
+        """Record the prior key a key's first record names; return the orgs it brought inside the horizon."""
+        if key in self._priors:
+            return set()
+        self._priors[key] = prior
+        return self._expand([(key, self._hops[key])]) if key in self._hops else set()
 
     def remove_edge(self, record_id: bytes) -> None:
         """Forget a revoked vouch; orgs reachable only through it fall outside the horizon."""
@@ -78,20 +89,25 @@ class Horizon:
         added: set[str] = set()
         queue: deque[str] = deque()
 
-        def relax(org: str, hops: int) -> None:
-            if hops < self._hops.get(org, self.max_hops + 1):
-                if org not in self._hops:
-                    added.add(org)
-                self._hops[org] = hops
-                queue.append(org)
+        def relax(org: str, hops: int) -> bool:
+            if hops >= self._hops.get(org, self.max_hops + 1):
+                return False
+            if org not in self._hops:
+                added.add(org)
+            self._hops[org] = hops
+            queue.append(org)
+            return True
 
         for org, hops in starts:
-            relax(org, hops)
+            if not relax(org, hops):
+                queue.append(org)  # already there: what it leads to may be new
         while queue:
             org = queue.popleft()
             hops = self._hops[org]
             if (successor := self._successors.get(org)) is not None:
                 relax(successor, hops)
+            if (prior := self._priors.get(org)) is not None:
+                relax(prior, hops if self._successors.get(prior) == org else self.max_hops)
             if hops < self.max_hops and org not in self._flagged:
                 for subject in self._out.get(org, {}).values():
                     relax(subject, hops + 1)

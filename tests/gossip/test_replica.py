@@ -206,6 +206,26 @@ def test_a_new_key_is_heard_past_its_first_record_only_once_the_rotation_names_i
     assert friend.did not in replica.horizon
 
 
+def test_a_node_that_trusts_only_the_new_key_links_it_and_hears_it(replica):
+    """A partner that met the org after its rotation vouches for its new key alone: the old key's chain comes in,
+    for the rotation it ends with, and the keys link; before, nothing past the new key's first record was ever
+    accepted there (the rotation, outside the horizon, was never taken in)."""
+    old, friend = Org(), Org()
+    history = [old.vouch(friend.did), old.record()]
+    new, rotation, first = old.rotate()
+    later = new.record()
+    replica.issue("vouch", vouch_body(new.did, 0.8, "org-peer"))
+    entered = []
+    replica.horizon_listeners.append(entered.append)
+    assert replica.accept([*history, rotation]).outside_horizon == 3
+    assert replica.accept([first, later]).unlinked == 1
+    assert old.did in entered[-1]  # so that sync fetches its chain
+    replica.accept([*history, rotation])
+    assert replica.succession.identity(new.did) == old.did
+    assert replica.accept([later]).accepted == [later]
+    assert friend.did in replica.horizon  # one org: the old key's vouches reach as far as the new key's
+
+
 def _rotation_world() -> list:
     """Records of orgs that rotate, claim, vouch and revoke, for the order-independence property below."""
     a, c, d, f = Org(), Org(), Org(), Org()
@@ -221,6 +241,10 @@ def _rotation_world() -> list:
     records += [rotation2, first2, e.revoke(records[1])]
     records += [c.record("org", org_body("org", "test", prior=a.did)), c.revoke(records[1])]  # a false claim
     records += [f.record(), f.fork(1, None)]  # another org equivocates
+    g, g_friend = Org(), Org()
+    records.append(g.vouch(g_friend.did))
+    g2, rotation3, first3 = g.rotate()
+    records += [d.vouch(g2.did), rotation3, first3, g2.record()]  # inside through its new key only
     return records, (a, d, f)
 
 
@@ -252,7 +276,7 @@ def test_what_a_replica_ends_up_with_does_not_depend_on_the_order_records_arrive
 
     settled = settle(order, cuts)
     assert settled == settle(records, [])
-    assert len(settled[1]) == 2 and settled[3]  # the world is rich enough: both rotations link, the fork flags
+    assert len(settled[1]) == 3 and settled[3]  # the world is rich enough: the rotations link, the fork flags
 
 
 WORLD = _rotation_world()

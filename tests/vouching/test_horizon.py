@@ -83,3 +83,34 @@ def test_a_successor_comes_inside_when_its_predecessor_does():
     assert h.add_edge(b"\x01" * 32, "root", "a") == {"a", "a2"}
     h.remove_edge(b"\x01" * 32)
     assert "a2" not in h
+
+
+def test_a_prior_key_claimed_from_inside_is_inside_at_the_edge_until_it_names_its_claimant_back():
+    """A partner vouched for an org's new key only: the old key's chain, which holds the rotation that links the
+    two, must come in; but a claim alone gives the claimed key no reach (any key may claim any other)."""
+    h = Horizon(["root"], max_hops=3)
+    _chain(h, ["root", "new"])
+    h.add_edge(b"\x09" * 32, "old", "friend")
+    assert h.add_prior("new", "old") == {"old"} and h.hops("old") == 3
+    assert "friend" not in h
+    assert h.add_successor("old", "new") == {"friend"}  # linked: one org, at its nearer key's distance
+    assert (h.hops("old"), h.hops("friend")) == (1, 2)
+
+
+def test_a_prior_key_comes_inside_with_its_claimant_and_leaves_with_it():
+    h = Horizon(["root"], max_hops=2)
+    h.add_edge(b"\x09" * 32, "old", "friend")
+    assert h.add_successor("old", "new") == set() and h.add_prior("new", "old") == set()
+    assert h.add_edge(b"\x01" * 32, "root", "new") == {"new", "old", "friend"}
+    assert (h.hops("old"), h.hops("friend")) == (1, 2)
+    h.remove_edge(b"\x01" * 32)
+    assert h.members() == frozenset({"root"})
+
+
+def test_a_false_claim_brings_in_the_claimed_key_alone():
+    h = Horizon(["root"], max_hops=3)
+    _chain(h, ["root", "liar"])
+    h.add_edge(b"\x09" * 32, "victim", "friend")
+    h.add_successor("victim", "heir")  # the claimed key rotated, to another key than the liar
+    assert h.add_prior("liar", "victim") == {"victim", "heir"}
+    assert h.hops("victim") == h.hops("heir") == 3 and "friend" not in h
