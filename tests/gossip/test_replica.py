@@ -226,6 +226,21 @@ def test_a_node_that_trusts_only_the_new_key_links_it_and_hears_it(replica):
     assert friend.did in replica.horizon  # one org: the old key's vouches reach as far as the new key's
 
 
+def test_after_its_own_rotation_a_node_still_reaches_the_orgs_its_old_key_vouched_for(tmp_path):
+    me, partner = Org(), Org()
+    with RecordStore.open(tmp_path) as store:
+        before = Replica(me.key, store, roots=(), max_hops=2, held_limit=100)
+        before.issue("vouch", vouch_body(partner.did, 0.8, "org-peer"))
+        successor = Org()  # as node.rotation rotates, with the node stopped
+        before.issue("org", org_body("me", "test", next=successor.did))
+        after = Replica(successor.key, store, roots=(), max_hops=2, held_limit=100)
+        after.issue("org", org_body("me", "test", prior=me.did))
+        assert partner.did in after.horizon
+        assert after.accept([partner.record()]).accepted
+    with RecordStore.open(tmp_path) as store:  # and after a restart
+        assert partner.did in Replica(successor.key, store, roots=(), max_hops=2, held_limit=100).horizon
+
+
 def _rotation_world() -> list:
     """Records of orgs that rotate, claim, vouch and revoke, for the order-independence property below."""
     a, c, d, f = Org(), Org(), Org(), Org()
