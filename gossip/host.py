@@ -171,6 +171,15 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    we send is reused until the host's own record changes or SENDER_RECORD_TTL_S passes, and a received record
    byte-identical to the last one accepted from the same peer within SENDER_RECORD_TTL_S is accepted without
    redoing it (anything else goes through the library's checks).
+25. A host left under cancellation (a node's nursery cancelled: how every node stops) keeps its connections
+   open: cancelling the swarm's tasks sets each SwarmConn's event_closed on the way out without closing its
+   muxer, and SwarmConn.close(), which Swarm.close() calls, returns at once for a connection whose event is
+   set. The sockets stay ESTABLISHED until the process exits, and a peer keeps the stopped host among its
+   connected peers, its streams to it hanging until they time out (a node restarted in-process with the same
+   key was unreachable from its peers that way). Repro: hosts A and B meshed on a topic, A's nursery cancelled:
+   after Swarm.close() every connection of A has event_closed set and muxed_conn.is_closed False, and
+   B.connected_peers() still lists A (without pubsub streams the connection does close). Handled: open_host() closes every muxer that is still open before it
+   closes the host; a test checks that a peer sees a host stopped by cancellation disconnect.
 Not worked around (policy, not a bug to patch): scores of a disconnected peer are forgotten at once (the spec
 retains them); IDONTWANT is sent for every message regardless of size.
 """
@@ -1034,7 +1043,17 @@ async def _running(lp_host: BasicHost, addrs: list[multiaddr.Multiaddr], host: H
                     host._close_channels()
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(config.close_timeout):
+                await _close_connections(network)  # quirk 25
                 await lp_host.close()  # quirk 5: run() alone leaves the listener open
+
+
+async def _close_connections(network: INetwork) -> None:
+    """Close every connection's muxer, and with it its socket, all at once (each takes 0.1 s: Yamux.close sleeps)."""
+    async with trio.open_nursery() as nursery:
+        for connections in list(network.connections.values()):
+            for connection in connections:
+                if not connection.muxed_conn.is_closed:
+                    nursery.start_soon(connection.muxed_conn.close)
 
 
 def _sole_exception(group: BaseExceptionGroup) -> BaseException | None:

@@ -401,6 +401,31 @@ async def test_peer_events_report_first_connection_and_last_disconnection() -> N
 
 
 @pytest.mark.slow
+async def test_a_host_stopped_by_cancellation_closes_its_connections() -> None:
+    """How a node stops (its nursery cancelled): its peers must see it go (quirk 25), or their streams to it hang
+    and it is unreachable from them when it comes back."""
+    with trio.fail_after(20):
+        async with open_host(os.urandom(32), LOOPBACK) as a:
+            await a.subscribe(TOPIC, accept_all)
+            events = a.peer_events()
+            async with trio.open_nursery() as nursery:
+
+                async def stopped_by_cancellation(task_status: trio.TaskStatus[str]) -> None:
+                    async with open_host(os.urandom(32), LOOPBACK) as b:
+                        await b.subscribe(TOPIC, accept_all)
+                        await b.connect(a.listen_addrs[0])
+                        await b.wait_for_mesh(TOPIC, a.peer_id)
+                        task_status.started(b.peer_id)
+                        await trio.sleep_forever()
+
+                b = await nursery.start(stopped_by_cancellation)
+                assert await events.receive() == PeerEvent(b, connected=True)
+                nursery.cancel_scope.cancel()
+            assert await events.receive() == PeerEvent(b, connected=False)
+            assert a.connected_peers() == []
+
+
+@pytest.mark.slow
 async def test_malformed_pubsub_input_is_counted_not_fatal() -> None:
     from libp2p.pubsub.pb import rpc_pb2  # to forge the hostile message
 
