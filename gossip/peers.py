@@ -55,6 +55,10 @@ class DialSchedule:
     rng: random.Random = field(default_factory=random.Random)
     _targets: dict[str, _Target] = field(default_factory=dict)
 
+    def __len__(self) -> int:
+        """How many peers it keeps connected."""
+        return len(self._targets)
+
     def add(self, peer_id: str, addrs: Sequence[str]) -> None:
         """Keep `peer_id` connected through `addrs` (merged with any known ones)."""
         target = self._targets.setdefault(peer_id, _Target([]))
@@ -139,6 +143,11 @@ class PeerManager:
             elif addrs:
                 self._schedule.add(peer_id, addrs)
             self._wake.set()
+
+    @property
+    def has_peers(self) -> bool:
+        """Whether it knows any peer to dial (from the bootstrap list or other orgs' `org` records)."""
+        return len(self._schedule) > 0
 
     def retry_now(self, peer_ids: Iterable[str]) -> None:
         """Dial these peers again at once, e.g. once an operator unblocked them (Host.set_blocked)."""

@@ -9,6 +9,7 @@ earlier key's vouch counts.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +46,10 @@ class RetiredKey(Exception):
     """This node's key signed its rotation record: it may sign nothing more (restart the node to use its successor)."""
 
 
+class SigningDeferred(Exception):
+    """The node signs nothing yet: it is still learning from its peers what it signed before (`defer_signing`)."""
+
+
 @dataclass
 class Replica:
     """The records this node holds and the rules that decide what it holds next."""
@@ -64,6 +69,7 @@ class Replica:
         self.horizon = Horizon({self.did, *self.roots}, self.max_hops)
         self.flagged: set[str] = set()
         self.own_from_peers = 0  # records of this node's key that came from peers since it started (`accept`)
+        self._deferred: list[Callable[[], None]] | None = None  # signing that waits for resume_signing, if deferred
         self._acceptor = Acceptor(self.store, self.succession, in_horizon=self.horizon.__contains__,
                                   held_limit=self.held_limit)
         # Rotations first, so that every link is known before what it changes; revocations after their vouches.
@@ -84,7 +90,7 @@ class Replica:
         issuing thousands of digests at an epoch's end costs signatures, not commits). All or none: a bad body
         raises vouching.InvalidRecord before anything is stored."""
         seq, prev = self._next()
-        self._check_not_retired()
+        self._check_may_sign()
         records = []
         for body in bodies:
             record = issue_record(self.key, kind, body, seq=seq, prev=prev)
@@ -96,10 +102,30 @@ class Replica:
         """issue_many("digest", [body.to_wire() for body in bodies]) from typed bodies: the same records, signed
         at a fraction of the cost (vouching.issue_digests); how the node signs an epoch's digests."""
         seq, prev = self._next()
-        self._check_not_retired()
+        self._check_may_sign()
         return self._accept_own(issue_digests(self.key, bodies, seq=seq, prev=prev))
 
-    def _check_not_retired(self) -> None:
+    def defer_signing(self) -> None:
+        """Sign nothing until `resume_signing`: a node restored from an older copy of its data directory must first
+        take back, from its peers, the records it signed since, or it would sign a second record at one seq. Evidence
+        and contests found meanwhile wait; `issue` raises SigningDeferred."""
+        self._deferred = []
+
+    def resume_signing(self) -> None:
+        """Sign again, starting with what waited."""
+        deferred, self._deferred = self._deferred or [], None
+        for sign in deferred:
+            sign()
+
+    def _when_signing(self, sign: Callable[[], None]) -> None:
+        if self._deferred is None:
+            sign()
+        else:
+            self._deferred.append(sign)
+
+    def _check_may_sign(self) -> None:
+        if self._deferred is not None:
+            raise SigningDeferred("this node signs nothing until it has synced with a peer after starting")
         if self.succession.retired(self.did):
             raise RetiredKey(f"this node's key {self.did} was replaced by a rotation and signs nothing more: restart "
                              f"the node to sign with its successor")
@@ -125,7 +151,7 @@ class Replica:
         for rotation in foreign:
             if not self.store.has(rotation.id):
                 outcome.rejected.append((rotation, "iss: a rotation of this node's key that this node did not make"))
-                self._contest(rotation)
+                self._when_signing(functools.partial(self._contest, rotation))
         return outcome
 
     def _report_own(self, records: list[Record]) -> None:
@@ -171,10 +197,14 @@ class Replica:
             for horizon_listener in self.horizon_listeners:
                 horizon_listener(entered)
         for ours, theirs in outcome.equivocations:
-            offender = verify_record(theirs).iss
-            if offender not in self.flagged and offender not in self.succession.keys(self.did):
-                self.issue("equivocation", record_equivocation_body(ours, theirs))
+            self._when_signing(functools.partial(self._sign_evidence, ours, theirs))
         return outcome
+
+    def _sign_evidence(self, ours: bytes, theirs: bytes) -> None:
+        """Two records of one key at one seq: our `equivocation` record, unless the offender is flagged already."""
+        offender = verify_record(theirs).iss
+        if offender not in self.flagged and offender not in self.succession.keys(self.did):
+            self.issue("equivocation", record_equivocation_body(ours, theirs))
 
     def _track(self, record: Record) -> set[str]:
         """Keep the horizon, the links between keys and the flagged set in step with an accepted record; the orgs

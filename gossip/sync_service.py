@@ -126,6 +126,7 @@ class SyncService:
         self.round_peers = round_peers
         self.timeout = timeout
         self.stats = SyncStats()
+        self.first_round = trio.Event()  # set once a full round with some peer ran to the end
         self.cosigner = cosigner
         self._verify_threads = verify_threads
         self._verify_processes = verify_processes
@@ -176,7 +177,8 @@ class SyncService:
             return
         self._rounds_running.add(peer_id)
         try:
-            await self._pull(peer_id, None)
+            if await self._pull(peer_id, None):
+                self.first_round.set()
         finally:
             self._rounds_running.discard(peer_id)
 
@@ -207,7 +209,8 @@ class SyncService:
 
     # --- pulling --------------------------------------------------------------------------------------------
 
-    async def _pull(self, peer_id: str, gaps: dict[str, tuple[int, int]] | None) -> None:
+    async def _pull(self, peer_id: str, gaps: dict[str, tuple[int, int]] | None) -> bool:
+        """One session with `peer_id`, for `gaps` or (None) for everything we lack; whether it ran to the end."""
         lock = self._peer_locks.setdefault(peer_id, trio.Lock())
         try:
             async with lock, self._sessions:
@@ -226,6 +229,8 @@ class SyncService:
             self.stats.rounds += 1
             if fetched:
                 logger.debug("fetched %d records from %s", fetched, peer_id)
+            return True
+        return False
 
     async def _session(self, peer_id: str, gaps: dict[str, tuple[int, int]] | None) -> int:
         """One client session; the number of records accepted."""

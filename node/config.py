@@ -67,6 +67,7 @@ class NodeConfig:
     witnesses: int = 8
     sync_interval: float = 30.0
     sync_peers: int = 3
+    startup_sync_seconds: float = 10.0
     verify_processes: int = 0
     epoch_seconds: float = 3600.0
     retention_days: float = 180.0
@@ -208,7 +209,8 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
         raise ConfigError(f"network: must match {NETWORK_RE.pattern}, got {network!r}")
 
     p2p = _table(doc, "p2p")
-    _known_keys("p2p", p2p, {"listen", "announce", "bootstrap", "sync_interval", "sync_peers", "verify_processes"})
+    _known_keys("p2p", p2p, {"listen", "announce", "bootstrap", "sync_interval", "sync_peers", "startup_sync_seconds",
+                             "verify_processes"})
     listen = tuple(_check_multiaddr("p2p.listen", a) for a in _get(p2p, "p2p", "listen", "a list", [DEFAULT_LISTEN]))
     if not listen:
         raise ConfigError("p2p.listen: needs at least one address")
@@ -217,6 +219,8 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
     sync_interval = _positive("p2p", "sync_interval", _get(p2p, "p2p", "sync_interval", "a number", NodeConfig.sync_interval))
     sync_peers = _in_range("p2p", "sync_peers", _get(p2p, "p2p", "sync_peers", "an integer", NodeConfig.sync_peers),
                            1, MAX_SYNC_PEERS)
+    startup_sync = _positive("p2p", "startup_sync_seconds", _get(p2p, "p2p", "startup_sync_seconds", "a number",
+                                                                  NodeConfig.startup_sync_seconds))
     verify_processes = _in_range(
         "p2p", "verify_processes", _get(p2p, "p2p", "verify_processes", "an integer", NodeConfig.verify_processes),
         0, MAX_VERIFY_PROCESSES,
@@ -300,6 +304,7 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
         witnesses=witnesses,
         sync_interval=float(sync_interval),
         sync_peers=sync_peers,
+        startup_sync_seconds=float(startup_sync),
         verify_processes=verify_processes,
         epoch_seconds=float(epoch_seconds),
         retention_days=float(retention_days),
@@ -353,6 +358,10 @@ bootstrap = {_toml_list(bootstrap)}
 # connected peers picked at random. A node always syncs with a peer as soon as it connects.
 sync_interval = {d.sync_interval}
 sync_peers = {d.sync_peers}
+# At start, before it signs anything, the node waits up to this many seconds for a catch-up sync with a peer to
+# complete (if it has peers to dial): a node whose data directory was restored from an older copy must learn the
+# records it signed since, or it would sign a second record at one seq and be flagged as an equivocator.
+startup_sync_seconds = {d.startup_sync_seconds}
 # Worker processes that check the signatures of records fetched by catch-up sync; 0 checks them on the node's
 # own thread. On a machine with a core to spare, 1 takes half the catch-up work off the node (benchmarks/sync.py).
 verify_processes = {d.verify_processes}

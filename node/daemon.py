@@ -201,9 +201,12 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
 async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED) -> None:
     """Run a node until cancelled; `task_status.started(node)` once every service is up and the API listens."""
     async with _opened(config) as node, trio.open_nursery() as nursery:
-        # Gossip first: our own records issued from here on (the org record, digests) are published.
-        for service in (node.gossip, node.sync, node.witnessing, node.peer_manager, node.trust,
-                        *node.telemetry.services()):
+        # Gossip first: our own records issued from here on (the org record, digests) are published. Then what
+        # we signed before, as our peers know it; then the services that sign.
+        for service in (node.gossip, node.sync, node.peer_manager):
+            await nursery.start(service.run)
+        await _take_back_own_records(node, config.startup_sync_seconds)
+        for service in (node.witnessing, node.trust, *node.telemetry.services()):
             await nursery.start(service.run)
         publish_org_record(node.replica, name=config.name, network=config.network,
                            addrs=announce_addrs(config, node.host))
@@ -226,6 +229,23 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
             "did": node.did, "peer_id": node.host.peer_id, "listen": ",".join(node.host.listen_addrs),
             "api": node.api_url, "network": config.network, "records": node.replica.store.size}})
         task_status.started(node)
+
+
+async def _take_back_own_records(node: Node, seconds: float) -> None:
+    """Before the node signs anything, one full catch-up sync with a peer, if it has peers to dial, for up to
+    `seconds`: a node whose data directory was restored from an older copy takes back the records it signed since
+    (DESIGN §3: two records at one seq would flag the org as an equivocator). Evidence found meanwhile waits."""
+    if not node.peer_manager.has_peers:
+        return
+    node.replica.defer_signing()
+    try:
+        with trio.move_on_after(seconds) as waited:
+            await node.sync.first_round.wait()
+    finally:
+        node.replica.resume_signing()
+    if waited.cancelled_caught:
+        log.warning("no peer completed a catch-up sync in time; signing without it (if this data directory was "
+                    "restored from an older copy, the org may sign twice at one seq)", extra={"fields": {"seconds": seconds}})
 
 
 async def run_until_signalled(config: NodeConfig) -> None:

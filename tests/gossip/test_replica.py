@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gossip.replica import Replica, RetiredKey
+from gossip.replica import Replica, RetiredKey, SigningDeferred
 from gossip.store import RecordStore
 from vouching import Counts, DigestBody, InvalidRecord, OrgBody, org_body, verify_record, vouch_body
 from vouching.succession import Link
@@ -329,6 +329,28 @@ def test_records_of_the_nodes_key_signed_elsewhere_are_accepted_and_reported(rep
     assert "restored from an older copy" in said and "compromised" in said
     assert replica.issue("vouch", vouch_body(new_did(), 0.5, "operator")).seq == 4
     assert replica.own_from_peers == 2
+
+
+def test_while_signing_is_deferred_evidence_and_contests_wait_and_nothing_is_signed(replica):
+    """As a node starts, until it has taken back what it signed before (node.daemon): what it must sign waits."""
+    head = replica.issue("org", org_body("me", "test"))
+    other = Org()
+    replica.issue("vouch", vouch_body(other.did, 0.8, "org-peer"))
+    honest = other.record()
+    thief = Org(key=replica.key, seq=head.seq + 1, prev=replica.store.head(replica.did).id)
+    rotation = thief.record("org", org_body("me", "test", next=Org().did))
+    replica.defer_signing()
+    with pytest.raises(SigningDeferred):
+        replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+    replica.accept([honest])
+    assert replica.accept([other.fork(1, None)]).equivocations and other.did not in replica.flagged
+    assert replica.accept([rotation]).rejected
+    assert replica.store.head(replica.did).seq == 2
+    replica.resume_signing()
+    assert other.did in replica.flagged
+    # The evidence, at the seq of the thief's rotation: which contests it too.
+    assert verify_record(replica.store.at(replica.did, rotation.seq)).kind == "equivocation"
+    assert replica.issue("vouch", vouch_body(new_did(), 0.5, "operator")).seq == rotation.seq + 1
 
 
 def test_the_contest_gets_the_org_and_the_thiefs_key_flagged_where_the_theft_arrived_first(tmp_path):

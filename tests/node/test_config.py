@@ -31,6 +31,7 @@ def test_template_round_trips(tmp_path):
     assert config.checkpoint_gossip_interval == 10.0 and "\ngossip_interval = 10.0\n" in text
     assert config.verify_processes == 0 and "\nverify_processes = 0\n" in text
     assert config.sync_peers == 3 and "\nsync_peers = 3\n" in text
+    assert config.startup_sync_seconds == 10.0 and "\nstartup_sync_seconds = 10.0\n" in text
     assert load_config(_write(tmp_path, text.replace("verify_processes = 0", "verify_processes = 2"))).verify_processes == 2
 
 
@@ -65,6 +66,7 @@ def test_an_empty_file_means_defaults(tmp_path):
         ("[p2p]\nverify_processes = -1", "p2p.verify_processes: must be 0-64, got -1"),
         ("[p2p]\nverify_processes = 1.0", "p2p.verify_processes: must be an integer, got float"),
         ("[p2p]\nsync_peers = 0", "p2p.sync_peers: must be 1-1024, got 0"),
+        ("[p2p]\nstartup_sync_seconds = 0", "p2p.startup_sync_seconds: must be positive, got 0"),
         ("[p2p]\nsync_peers = true", "p2p.sync_peers: must be an integer, got bool"),
         ("[limits]\nmax_peers = -1", "limits.max_peers: must be positive"),
         ("[limits]\nmax_pears = 1", "limits: unknown key 'max_pears'"),
