@@ -55,7 +55,8 @@ class DialSchedule:
     rng: random.Random = field(default_factory=random.Random)
     _targets: dict[str, _Target] = field(default_factory=dict)
 
-    def __len__(self) -> int:
+    @property
+    def size(self) -> int:
         """How many peers it keeps connected."""
         return len(self._targets)
 
@@ -120,7 +121,7 @@ class PeerManager:
         self._host = host
         self._replica = replica
         self._max_peers = max_peers
-        self._schedule = schedule or DialSchedule()
+        self._schedule = schedule if schedule is not None else DialSchedule()
         self._wake = trio.Event()
         self.dials = 0
         self.dial_failures = 0
@@ -147,7 +148,7 @@ class PeerManager:
     @property
     def has_peers(self) -> bool:
         """Whether it knows any peer to dial (from the bootstrap list or other orgs' `org` records)."""
-        return len(self._schedule) > 0
+        return self._schedule.size > 0
 
     def retry_now(self, peer_ids: Iterable[str]) -> None:
         """Dial these peers again at once, e.g. once an operator unblocked them (Host.set_blocked)."""

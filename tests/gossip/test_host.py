@@ -22,6 +22,7 @@ from gossip.host import (
     StreamError,
     open_host,
     peer_id_from_public_key,
+    _PeerNotifee,
     _SenderRecords,
     peer_public_key,
 )
@@ -423,6 +424,37 @@ async def test_a_host_stopped_by_cancellation_closes_its_connections() -> None:
                 nursery.cancel_scope.cancel()
             assert await events.receive() == PeerEvent(b, connected=False)
             assert a.connected_peers() == []
+
+
+class _Connection:
+    def __init__(self, peer: ID) -> None:
+        self.muxed_conn = type("Muxed", (), {"peer_id": peer})()
+
+
+class _Network:
+    def __init__(self) -> None:
+        self.connections: dict[ID, list[_Connection]] = {}
+
+
+async def test_a_peer_back_before_its_old_connection_was_reported_gone_is_reported_back() -> None:
+    """Quirk 26: py-libp2p may notify an old connection's end after a new connection to the same peer."""
+    events: list[PeerEvent] = []
+    notifee = _PeerNotifee(events.append, lambda peer: False, close_timeout=1.0)
+    peer_id = peer_id_from_public_key(bytes(nacl.signing.SigningKey.generate().verify_key))
+    peer, network = ID.from_base58(peer_id), _Network()
+    old, new, second = _Connection(peer), _Connection(peer), _Connection(peer)
+    network.connections[peer] = [old]
+    await notifee.connected(network, old)  # type: ignore[arg-type]
+    network.connections[peer] = [new]  # the swarm dropped the old one and holds the new one
+    await notifee.connected(network, new)  # type: ignore[arg-type]
+    await notifee.disconnected(network, old)  # type: ignore[arg-type]  # late
+    assert events == [PeerEvent(peer_id, True), PeerEvent(peer_id, False), PeerEvent(peer_id, True)]
+    network.connections[peer] = [new, second]  # two live connections: one peer, one event each way
+    await notifee.connected(network, second)  # type: ignore[arg-type]
+    await notifee.disconnected(network, new)  # type: ignore[arg-type]
+    assert len(events) == 3
+    await notifee.disconnected(network, second)  # type: ignore[arg-type]
+    assert events[3:] == [PeerEvent(peer_id, False)]
 
 
 @pytest.mark.slow
