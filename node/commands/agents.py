@@ -33,6 +33,7 @@ from .common import (
     local_config_and_key,
     open_client,
     print_json,
+    weight_argument,
 )
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -42,16 +43,6 @@ def _name(text: str) -> str:
     if not _NAME.fullmatch(text):
         raise argparse.ArgumentTypeError(f"1 to 64 of A-Z a-z 0-9 . _ -, starting with a letter or digit, got {text!r}")
     return text
-
-
-def _weight(text: str) -> float:
-    try:
-        weight = float(text)
-    except ValueError:
-        weight = 0.0
-    if not 0 < weight <= 1:
-        raise argparse.ArgumentTypeError(f"a weight in (0, 1], got {text!r}")
-    return weight
 
 
 def register(subparsers: Subparsers) -> None:
@@ -77,7 +68,8 @@ def register(subparsers: Subparsers) -> None:
     new.add_argument("--out", type=Path, default=Path("."), metavar="DIR", help="where to write (default: here)")
     new.add_argument("--days", type=int, default=AGENT_CREDENTIAL_DAYS,
                      help="how long the credential is valid (default: %(default)s)")
-    new.add_argument("--vouch", type=_weight, metavar="W", help="vouch for the agent with this weight (basis operator)")
+    new.add_argument("--vouch", type=weight_argument, metavar="W",
+                     help="vouch for the agent with this weight (basis operator)")
     add_dir_option(new)
     new.set_defaults(api=None, token_file=None)  # what open_client reads, for --vouch
 

@@ -112,6 +112,17 @@ def did_argument(text: str) -> str:
     return text
 
 
+def weight_argument(text: str) -> float:
+    """argparse type: a vouch weight, a number in (0, 1] (so not nan or inf, which JSON cannot carry)."""
+    try:
+        weight = float(text)
+    except ValueError:
+        weight = 0.0
+    if not 0 < weight <= 1:
+        raise argparse.ArgumentTypeError(f"a weight in (0, 1], got {text!r}")
+    return weight
+
+
 def open_client(args: argparse.Namespace, *, write: bool = False) -> NodeClient:
     """A client of the node `args` point at; with `write`, carrying its token. Raises UsageError."""
     token_file = args.token_file

@@ -134,9 +134,10 @@ async def test_vouch_prints_the_record_as_json_on_request(run, node, data_dir):
 
 
 async def test_a_vouch_the_node_refuses_exits_1_with_its_reason(run, node, data_dir):
-    code, _, err = await run("vouch", new_did(), "--weight", "1.5", "--basis", "operator", "--dir", data_dir)
+    argv = ["vouch", new_did(), "--weight", "0.5", "--basis", "operator", "--expires", "2020-01-01", "--dir", data_dir]
+    code, _, err = await run(*argv)
     assert code == 1
-    assert "body.weight: must be a float in (0, 1]" in err
+    assert "body.expires: must be later than ts" in err
     assert node.replica.store.size == 0
 
 
@@ -145,7 +146,10 @@ async def test_a_vouch_the_node_refuses_exits_1_with_its_reason(run, node, data_
     [
         (["did:key:zNotAKey", "--weight", "0.5", "--basis", "operator"], "argument DID: not an Ed25519 did:key"),
         (["--weight", "0.5", "--basis", "operator"], "the following arguments are required: DID"),
-        (["{did}", "--weight", "much", "--basis", "operator"], "argument --weight: invalid float value"),
+        (["{did}", "--weight", "much", "--basis", "operator"], "argument --weight: a weight in (0, 1], got 'much'"),
+        (["{did}", "--weight", "1.5", "--basis", "operator"], "argument --weight: a weight in (0, 1], got '1.5'"),
+        (["{did}", "--weight", "nan", "--basis", "operator"], "argument --weight: a weight in (0, 1], got 'nan'"),
+        (["{did}", "--weight", "inf", "--basis", "operator"], "argument --weight: a weight in (0, 1], got 'inf'"),
         (["{did}", "--weight", "0.5", "--basis", "hearsay"], "argument --basis: invalid choice"),
         (["{did}", "--weight", "0.5", "--basis", "operator", "--expires", "soon"], "expected a date (2026-12-31)"),
     ],
