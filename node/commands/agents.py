@@ -20,12 +20,14 @@ from pathlib import Path
 
 from node.credential_registry import MAX_REASON, CredentialRegistry, RegistryError
 from node.credential_status import STATUS_TTL_S, status_entry
+from node.client import ClientError
 from node.config import is_loopback
 from node.credentials import AGENT_CREDENTIAL_DAYS, agent_credential
 from node.keys import KeyFileError, create_org_key
 from vouching import did_key
 
 from .common import (
+    CommandFailed,
     Subparsers,
     UsageError,
     add_dir_option,
@@ -124,8 +126,14 @@ def _new(args: argparse.Namespace) -> int:
             "issuer": did_key(bytes(org_key.verify_key))}
     if args.vouch is not None:
         args.dir = config.data_dir
-        with open_client(args, write=True) as client:
-            made["vouch"] = client.vouch(agent, args.vouch, "operator")["id"]
+        try:
+            with open_client(args, write=True) as client:
+                made["vouch"] = client.vouch(agent, args.vouch, "operator")["id"]
+        except (ClientError, UsageError) as e:  # the agent exists now: say so, and how to finish
+            print_json(made)
+            raise CommandFailed(f"minted {agent} ({credential_path}), but the vouch failed: {e}; once the node "
+                                f"runs: vouchnet vouch --dir {config.data_dir} {agent} --weight {args.vouch} "
+                                "--basis operator") from None
     print_json(made)
     return 0
 
