@@ -129,7 +129,7 @@ def _new(args: argparse.Namespace) -> int:
         try:
             with open_client(args, write=True) as client:
                 made["vouch"] = client.vouch(agent, args.vouch, "operator")["id"]
-        except (ClientError, UsageError) as e:  # the agent exists now: say so, and how to finish
+        except (ClientError, CommandFailed, UsageError) as e:  # the agent exists now: say so, and how to finish
             print_json(made)
             raise CommandFailed(f"minted {agent} ({credential_path}), but the vouch failed: {e}; once the node "
                                 f"runs: vouchnet vouch --dir {config.data_dir} {agent} --weight {args.vouch} "

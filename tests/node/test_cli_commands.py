@@ -89,6 +89,35 @@ async def test_a_node_that_is_not_running_is_a_node_error_with_a_hint(run):
     assert "cannot reach the node at http://127.0.0.1:9: is `vouchnet run` running?" in err
 
 
+def write_org_key(data_dir, key):
+    (data_dir / "org.key").write_bytes(bytes(key))
+    os.chmod(data_dir / "org.key", 0o600)
+
+
+async def test_a_data_directory_is_answered_only_by_its_own_org_s_node(run, node, data_dir):
+    write_org_key(data_dir, node.replica.key)
+    code, out, _ = await run("status", "--dir", data_dir, "--json")
+    assert (code, json.loads(out)["did"]) == (0, node.did)
+
+
+async def test_another_node_on_the_data_directory_s_api_address_is_refused(run, node, data_dir):
+    """This directory's node is stopped, and another node was configured with the same API address."""
+    other = SigningKey.generate()
+    write_org_key(data_dir, other)
+    for argv in (["status"], ["records"], ["vouch", new_did(), "--weight", "0.5", "--basis", "operator"]):
+        code, out, err = await run(*argv, "--dir", data_dir)
+        assert (code, out) == (1, "")
+        assert f"is {node.did}, not {did_key(bytes(other.verify_key))}, the org of {data_dir}: another node" in err
+    assert node.replica.store.size == 0
+
+
+async def test_a_token_file_that_does_not_exist_is_named(run, url, tmp_path):
+    argv = ["vouch", new_did(), "--weight", "0.5", "--basis", "operator", "--api", url]
+    code, _, err = await run(*argv, "--token-file", tmp_path / "nothing.token")
+    assert code == 2
+    assert err.strip() == f"vouchnet vouch: --token-file {tmp_path / 'nothing.token'}: no such file"
+
+
 async def test_dir_and_api_exclude_each_other(run, data_dir, url):
     code, _, err = await run("status", "--dir", data_dir, "--api", url)
     assert code == 2 and "not allowed with" in err

@@ -135,6 +135,7 @@ async def test_agent_new_can_vouch_for_the_agent_through_the_running_node(tmp_pa
             made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",),
                                  api=url.removeprefix("http://"))
             node.token = load_token(made.data_dir / "api.token")
+            (made.data_dir / "org.key").write_bytes(bytes(node.replica.key))  # the directory of the node serving
             await trio.to_thread.run_sync(lambda: agent_new("--out", str(tmp_path), "--dir", str(made.data_dir),
                                                             "--vouch", "0.9"))
             nursery.cancel_scope.cancel()
