@@ -54,14 +54,16 @@ def vouch(node, subject=None):
 # --- finding the node -----------------------------------------------------------------------------------
 
 
-async def test_status_finds_the_node_through_its_data_directory(run, node, data_dir):
+async def test_status_finds_the_node_through_its_data_directory(run, node, data_dir, monkeypatch):
     vouch(node)
+    monkeypatch.setattr(node, "info", lambda: {"ledger": {"size": 1, "root": "ab12"}})
     code, out, _ = await run("status", "--dir", data_dir)
     assert code == 0
     lines = out.splitlines()
     assert lines[0].split() == ["did:", node.did]
     assert lines[1].split() == ["network:", "testnet"]
     assert "records: 1" in " ".join(out.split())
+    assert "ledger: size=1 root=ab12" in " ".join(out.split())  # a mapping as key=value, not a Python repr
 
 
 async def test_the_data_directory_defaults_to_vouchnet_dir(run, node, data_dir, monkeypatch):
