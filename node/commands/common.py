@@ -49,7 +49,7 @@ def add_local_command(
         epilog="examples:\n" + "\n".join(f"  {example}" for example in examples),
         formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps the examples' lines as written
     )
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, command_name=parser.prog)  # "vouchnet key rotate": what an error names
     return parser
 
 

@@ -113,6 +113,11 @@ async def test_another_node_on_the_data_directory_s_api_address_is_refused(run, 
     assert node.replica.store.size == 0
 
 
+def test_an_error_names_the_whole_command(tmp_path, capsys):
+    assert cli.main(["key", "rotate", "--dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith(f"vouchnet key rotate: {tmp_path}/config.toml: no configuration here")
+
+
 async def test_a_token_file_that_does_not_exist_is_named(run, url, tmp_path):
     argv = ["vouch", new_did(), "--weight", "0.5", "--basis", "operator", "--api", url]
     code, _, err = await run(*argv, "--token-file", tmp_path / "nothing.token")
