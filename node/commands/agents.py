@@ -30,6 +30,7 @@ from .common import (
     CommandFailed,
     Subparsers,
     UsageError,
+    add_command_group,
     add_dir_option,
     add_local_command,
     local_config_and_key,
@@ -48,9 +49,15 @@ def _name(text: str) -> str:
 
 
 def register(subparsers: Subparsers) -> None:
-    agent = subparsers.add_parser("agent", help="mint agent keys and their credentials",
-                                  description="Agents this org operates.")
-    commands = agent.add_subparsers(dest="agent_command", metavar="COMMAND", required=True)
+    commands = add_command_group(
+        subparsers,
+        "agent",
+        summary="mint agent keys and their credentials",
+        description="Agents this org operates: their keys, the credentials that bind them to this org, and the "
+        "revocation of those credentials.",
+        examples=["vouchnet agent new --name alice --vouch 1", "vouchnet agent list",
+                  "vouchnet agent revoke alice --reason 'key leaked'"],
+    )
     new = add_local_command(
         commands,
         "new",

@@ -15,6 +15,7 @@ from .common import (
     CommandFailed,
     Subparsers,
     UsageError,
+    add_command_group,
     add_dir_option,
     add_local_command,
     did_argument,
@@ -33,9 +34,14 @@ def instant(text: str) -> int:
 
 
 def register(subparsers: Subparsers) -> None:
-    audit = subparsers.add_parser("audit", help="export an agent's raw events for an auditor, or check an export",
-                                  description="The org's private audit log of telemetry events.")
-    commands = audit.add_subparsers(dest="audit_command", metavar="COMMAND", required=True)
+    commands = add_command_group(
+        subparsers,
+        "audit",
+        summary="export an agent's raw events for an auditor, or check an export",
+        description="The org's private audit log of telemetry events.",
+        examples=["vouchnet audit export --agent did:key:z6Mk... --from 2026-01-01 --to 2026-02-01 --out alice.json",
+                  "vouchnet audit verify alice.json"],
+    )
     export = add_local_command(
         commands,
         "export",

@@ -42,15 +42,30 @@ def add_local_command(
     run: Callable[[argparse.Namespace], int],
 ) -> argparse.ArgumentParser:
     """A subcommand whose --help says what it does and shows examples; `run(args)` returns the exit code."""
-    parser = subparsers.add_parser(
+    parser = _add_parser(subparsers, name, summary=summary, description=description, examples=examples)
+    parser.set_defaults(func=run, command_name=parser.prog)  # "vouchnet key rotate": what an error names
+    return parser
+
+
+def add_command_group(
+    subparsers: Subparsers, name: str, *, summary: str, description: str, examples: list[str]
+) -> Subparsers:
+    """A command made of subcommands (`vouchnet key rotate`), whose --help lists them and shows examples; returns
+    the subparsers to add them to."""
+    parser = _add_parser(subparsers, name, summary=summary, description=description, examples=examples)
+    return parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND", required=True)
+
+
+def _add_parser(
+    subparsers: Subparsers, name: str, *, summary: str, description: str, examples: list[str]
+) -> argparse.ArgumentParser:
+    return subparsers.add_parser(
         name,
         help=summary,
         description=textwrap.fill(description, _WIDTH),
         epilog="examples:\n" + "\n".join(f"  {example}" for example in examples),
         formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps the examples' lines as written
     )
-    parser.set_defaults(func=run, command_name=parser.prog)  # "vouchnet key rotate": what an error names
-    return parser
 
 
 def add_command(

@@ -12,6 +12,7 @@ from .common import (
     CommandFailed,
     Subparsers,
     add_command,
+    add_command_group,
     data_dir_of,
     did_argument,
     open_client,
@@ -23,15 +24,14 @@ CACHE_FILE = "verified.checkpoint"  # in the data directory: the checkpoint the 
 
 
 def register(subparsers: Subparsers) -> None:
-    log = subparsers.add_parser(
+    commands = add_command_group(
+        subparsers,
         "log",
-        help="the node's records ledger as a transparency log: its checkpoint, and a full re-check",
+        summary="the node's records ledger as a transparency log: its checkpoint, and a full re-check",
         description="The node's records ledger is a Merkle log: every record it accepted, in order, under a "
         "checkpoint (a C2SP signed note) that its peers cosign.",
-        epilog="examples:\n  vouchnet log checkpoint\n  vouchnet log verify --dir /srv/vouchnet",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=["vouchnet log checkpoint", "vouchnet log verify --dir /srv/vouchnet"],
     )
-    commands = log.add_subparsers(dest="log_command", metavar="COMMAND", required=True)
     add_command(
         commands,
         "checkpoint",

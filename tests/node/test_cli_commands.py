@@ -1,5 +1,6 @@
 """The node commands of `vouchnet`, run through main() against the API served on 127.0.0.1 as the node serves it."""
 
+import argparse
 import json
 import os
 import subprocess
@@ -434,15 +435,21 @@ async def test_log_verify_before_the_first_checkpoint_is_a_node_error(run, url):
 # --- the parser -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "command",
-    [["status"], ["peers"], ["vouch"], ["revoke"], ["records"], ["log"], ["log", "checkpoint"], ["log", "verify"],
-     ["agent", "new"], ["agent", "revoke"], ["agent", "list"]],
-)
+def _commands(parser: argparse.ArgumentParser, words: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command and subcommand of `parser`, as the words that name it (`key`, `key rotate`, ...)."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found += [(*words, name), *_commands(sub, (*words, name))]
+    return found
+
+
+@pytest.mark.parametrize("command", _commands(cli.build_parser()), ids=" ".join)
 def test_every_command_explains_itself_with_examples(capsys, command):
     assert cli.main([*command, "--help"]) == 0
     out = capsys.readouterr().out
-    assert "examples:\n  vouchnet " + command[0] in out
+    assert "examples:\n  vouchnet " + " ".join(command) in out
 
 
 def test_a_module_with_register_adds_a_command(monkeypatch, capsys):
