@@ -91,9 +91,9 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(getattr(logging, args.log_level.upper()))
     try:
         trio.run(run_until_signalled, config)
-    except KeyFileError as e:
-        raise UsageError(str(e)) from None
-    except BaseException as error:
+    except BaseException as error:  # a failure to start comes up through the node's nursery, in exception groups
+        if (unusable := _sole(error, KeyFileError)) is not None:
+            raise UsageError(str(unusable)) from None
         failure = _sole(error, StartupError)
         if failure is None:
             raise

@@ -154,6 +154,20 @@ def test_a_damaged_credential_registry_stops_the_node_with_one_clear_line(tmp_pa
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize(("damage", "complaint"), [
+    (lambda d: os.chmod(d / "org.key", 0o644), "org.key: permissions 0644 are too open; run `chmod 600 {d}/org.key`"),
+    (lambda d: os.unlink(d / "api.token"), "api.token: missing; run `vouchnet init --dir {d}` first"),
+])
+def test_an_unusable_key_or_token_file_stops_the_node_with_one_clear_line(tmp_path, damage, complaint):
+    init_data_dir(tmp_path, network="test", api="127.0.0.1:0", listen=("/ip4/127.0.0.1/tcp/0",))
+    damage(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "node.cli", "run", "--dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == f"vouchnet run: {tmp_path}/" + complaint.format(d=tmp_path)
+    assert "Traceback" not in done.stderr
+
+
 async def test_score_and_orgs_commands_explain_in_words(tmp_path, capsys):
     from functools import partial
 
