@@ -49,7 +49,8 @@ def register(subparsers: Subparsers) -> None:
         "validly signed record that follows its issuer's chain, that the entries hash to the root of the node's "
         "latest checkpoint, that the org's key signed that checkpoint, that its cosignatures verify, and that it "
         f"is consistent with the checkpoint the previous run accepted (kept in {CACHE_FILE} in the data "
-        "directory, or --cache FILE). Exits 1 naming the first check that fails.",
+        "directory, or --cache FILE; signed by the org's earlier key if the ledger holds the key rotation that "
+        "replaced it). Exits 1 naming the first check that fails.",
         examples=["vouchnet log verify", "vouchnet log verify --api http://127.0.0.1:8700 --cache ./node-a.checkpoint"],
         run=_verify,
     )

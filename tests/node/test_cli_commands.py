@@ -13,13 +13,14 @@ import pytest
 import trio
 from nacl.signing import SigningKey
 
-from ledger import Checkpoint, Ed25519Signer, format_note, note_signature
+from gossip.replica import Replica
+from ledger import Checkpoint, Ed25519Signer, format_note, log_origin, note_signature
 from node import cli
 from node.commands.vouches import parse_expires
 from node.config import render_template
 from node.keys import create_token
 from node.setup import init_data_dir
-from vouching import did_key, revoke_body, verify_record, vouch_body
+from vouching import did_key, org_body, revoke_body, verify_record, vouch_body
 
 from ..factories import Org, new_did
 
@@ -424,6 +425,41 @@ async def test_log_verify_refuses_a_cache_of_another_log(run, node, url, tmp_pat
     code, _, err = await run("log", "verify", "--api", url, "--cache", cache)
     assert code == 1
     assert "remove it if the node's key or network changed" in err
+
+
+def _rotate(node):
+    """What `vouchnet key rotate` does to the node's ledger: the old key names the new, the new its prior."""
+    old, new = node.replica, Replica(SigningKey.generate(), node.replica.store, roots=(), max_hops=2, held_limit=100)
+    old.issue("org", org_body("org", node.network, (), next=new.did))
+    new.issue("org", org_body("org", node.network, (), prior=old.did))
+    node.replica = new
+
+
+async def test_log_verify_follows_the_node_across_a_key_rotation(run, node, url, tmp_path):
+    cache = tmp_path / "seen.checkpoint"
+    vouch(node)
+    node.sign_checkpoint()
+    assert (await run("log", "verify", "--api", url, "--cache", cache))[0] == 0
+    _rotate(node)
+    node.sign_checkpoint()
+    code, out, _ = await run("log", "verify", "--api", url, "--cache", cache)
+    assert code == 0
+    assert f"ok: 3 records verify and hash to the root of the checkpoint signed by {node.did}" in out
+    assert "consistent with the checkpoint of size 1 verified before" in out
+
+
+async def test_log_verify_refuses_a_cache_of_another_org_s_log(run, node, url, tmp_path):
+    other = SigningKey.generate()
+    other_did = did_key(bytes(other.verify_key))
+    vouch(node)
+    cache = tmp_path / "seen.checkpoint"
+    origin = log_origin(node.network, other_did, "records")
+    text = Checkpoint(origin, 1, node.replica.store.ledger.root()).to_text()
+    cache.write_bytes(format_note(text, [note_signature(text, Ed25519Signer(origin, other))]))
+    node.sign_checkpoint()
+    code, _, err = await run("log", "verify", "--api", url, "--cache", cache)
+    assert code == 1
+    assert f"holds a checkpoint of {other_did}'s log, and the ledger holds no key rotation from that key" in err
 
 
 async def test_log_verify_before_the_first_checkpoint_is_a_node_error(run, url):
