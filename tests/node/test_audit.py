@@ -96,6 +96,10 @@ def tampered(document, change):
     (lambda d: d.update(agent=B), "not of the exported agent"),
     (lambda d: d["epochs"][0].update(evidence_root=base64.b64encode(bytes(32)).decode()), "evidence_root"),
     (lambda d: d.update(entries={"not": "a list"}), "entries"),
+    (lambda d: d.update(org=None), "export: org did None"),
+    (lambda d: d.update(network=["a"]), "export: network"),
+    (lambda d: d.update(agent=7), "export: agent: must be an Ed25519 did:key"),
+    (lambda d: d.update(checkpoint=None), "export: needs org, network, agent and checkpoint"),
 ])
 def test_tampering_is_caught(node, change, message):
     document = export(node, A, T0, T0 + EPOCH)
