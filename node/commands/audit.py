@@ -110,8 +110,10 @@ def _verify(args: argparse.Namespace) -> int:
     try:
         document = json.loads(args.file.read_text(encoding="utf-8"))
         digests = [path.read_bytes() for path in args.digest]
-    except (OSError, ValueError) as e:
-        raise UsageError(str(e)) from None
+    except OSError as e:
+        raise UsageError(f"{e.filename}: {e.strerror}") from None
+    except ValueError as e:  # UnicodeDecodeError too
+        raise UsageError(f"{args.file}: not a JSON export ({e})") from None
     try:
         verified = verify_export(document, digests=digests)
     except VerifyError as e:

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from ledger import Checkpoint, EntryPruned, verify_inclusion
+from node import cli
 from node.audit_export import ExportError, VerifyError, export_agent, verify_export
 from node.audit_log import audit_origin
 from node.commands import audit
@@ -163,3 +164,16 @@ def test_the_cli_exports_and_verifies(tmp_path, capsys):
         args.func(args)
     with pytest.raises(SystemExit):
         parser.parse_args(["audit", "export", "--agent", A, "--from", "7d", "--to", "1"])
+
+
+@pytest.mark.parametrize(("content", "complaint"), [
+    (None, "{path}: No such file or directory"),
+    (b"\x97not text", "{path}: not a JSON export ('utf-8' codec can't decode"),
+    (b"{", "{path}: not a JSON export (Expecting property name"),
+])
+def test_an_export_that_cannot_be_read_is_named(tmp_path, capsys, content, complaint):
+    path = tmp_path / "export.json"
+    if content is not None:
+        path.write_bytes(content)
+    assert cli.main(["audit", "verify", str(path)]) == 2
+    assert capsys.readouterr().err.startswith("vouchnet audit verify: " + complaint.format(path=path))
