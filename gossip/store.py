@@ -245,6 +245,10 @@ def _index_subject(record: Record) -> str | None:
     return subject_of(record)
 
 
+# What an operator can do about an index that will not open: it is derived data.
+_REBUILD = "remove it (and its -wal and -shm files) and it is rebuilt from the records ledger"
+
+
 def _open_index(path: Path) -> sqlite3.Connection:
     try:
         db = sqlite3.connect(path, isolation_level=None)
@@ -255,10 +259,11 @@ def _open_index(path: Path) -> sqlite3.Connection:
             db.execute(f"PRAGMA user_version = {_INDEX_VERSION}")
         elif (app_id, version) != (_APPLICATION_ID, _INDEX_VERSION):
             db.close()
-            raise StoreError(f"{path}: not a version-{_INDEX_VERSION} record index (application_id {app_id:#x}, version {version})")
+            raise StoreError(f"{path}: not a version-{_INDEX_VERSION} record index (application_id {app_id:#x}, version "
+                             f"{version}); {_REBUILD}")
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")  # derived data: a lost tail is replayed from the ledger
         db.executescript(_SCHEMA)
     except sqlite3.DatabaseError as e:
-        raise StoreError(f"{path}: not a record index: {e}") from None
+        raise StoreError(f"{path}: not a record index: {e}; {_REBUILD}") from None
     return db

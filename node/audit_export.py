@@ -115,13 +115,16 @@ def verify_export(document: Any, *, digests: Iterable[bytes] = ()) -> Verified:
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise VerifyError(f"format: must be {FORMAT}")
     try:
-        org, agent = document["org"], check_agent(document["agent"])
+        org, agent, note = document["org"], check_agent(document["agent"]), document["checkpoint"].encode()
         origin = audit_origin(document["network"], org)
-        checkpoint, _ = open_checkpoint(document["checkpoint"].encode(),
-                                        [Ed25519Verifier(origin, public_key_from_did(org))])
+        signer = Ed25519Verifier(origin, public_key_from_did(org))
     except (KeyError, AttributeError, TypeError):
         raise VerifyError("export: needs org, network, agent and checkpoint") from None
-    except (InvalidDid, InvalidEvent, NoteError) as error:
+    except (InvalidDid, InvalidEvent, NoteError) as error:  # the origin is not made yet: no checkpoint to blame
+        raise VerifyError(f"export: {error}") from None
+    try:
+        checkpoint, _ = open_checkpoint(note, [signer])
+    except NoteError as error:
         raise VerifyError(f"checkpoint: not signed by the org's key for {origin!r:.120} ({error})") from None
     if checkpoint.origin != origin:
         raise VerifyError(f"checkpoint: origin is {checkpoint.origin!r}, expected {origin!r}")

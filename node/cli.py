@@ -50,13 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    name = getattr(args, "command_name", f"vouchnet {args.command}")
     try:
         return args.func(args)
     except UsageError as e:
-        print(f"vouchnet {args.command}: {e}", file=sys.stderr)
+        print(f"{name}: {e}", file=sys.stderr)
         return 2
     except (ClientError, CommandFailed) as e:
-        print(f"vouchnet {args.command}: {e}", file=sys.stderr)
+        print(f"{name}: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

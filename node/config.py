@@ -138,6 +138,13 @@ def _check_multiaddr(key: str, value: str) -> str:
     return value
 
 
+def _check_peer_addr(key: str, value: str) -> str:
+    """A multiaddr naming a peer, as dialling needs (gossip.peers.split_peer_addr)."""
+    if not re.fullmatch(r"/.+/p2p/[^/]+", _check_multiaddr(key, value)):
+        raise ConfigError(f"{key}: a peer address must end in /p2p/<peer id>: {value!r}")
+    return value
+
+
 def _check_did(key: str, value: Any) -> str:
     try:
         public_key_from_did(value)
@@ -215,7 +222,7 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
     if not listen:
         raise ConfigError("p2p.listen: needs at least one address")
     announce = tuple(_check_multiaddr("p2p.announce", a) for a in _get(p2p, "p2p", "announce", "a list", []))
-    bootstrap = tuple(_check_multiaddr("p2p.bootstrap", a) for a in _get(p2p, "p2p", "bootstrap", "a list", []))
+    bootstrap = tuple(_check_peer_addr("p2p.bootstrap", a) for a in _get(p2p, "p2p", "bootstrap", "a list", []))
     sync_interval = _positive("p2p", "sync_interval", _get(p2p, "p2p", "sync_interval", "a number", NodeConfig.sync_interval))
     sync_peers = _in_range("p2p", "sync_peers", _get(p2p, "p2p", "sync_peers", "an integer", NodeConfig.sync_peers),
                            1, MAX_SYNC_PEERS)

@@ -23,10 +23,12 @@ from gossip.host import GOSSIPSUB_PROTOCOLS, Host, HostConfig, HostError, open_h
 from gossip.peers import PeerManager, split_peer_addr
 from gossip.replica import Replica
 from gossip.service import GossipService
-from gossip.store import RecordStore
+from gossip.store import RecordStore, StoreError
 from gossip.sync_messages import SYNC_PROTOCOL
 from gossip.sync_service import SyncService
 from gossip.witnessing import Witnessing
+from ledger import LedgerError
+from ledger.witness import WitnessStoreError
 from vouching import OrgBody, did_key
 from vouching.policy import DEFAULT_HIGH_RISK_TOOLS, Policy
 
@@ -35,6 +37,8 @@ from .api.scores import CHECK_PATH, ScoreFastPath, scores_router
 from .config import NodeConfig
 from .credential_registry import RegistryError
 from .data_lock import DataDirBusy, locked_data_dir
+from .digests import DigestStateError
+from .idempotency import IdempotencyStoreError
 from .ingest_api import BODY_LIMITS, OPEN_WRITE_PATHS
 from .keys import load_org_key, load_token
 from .audit_log import wall_clock_ms
@@ -153,7 +157,10 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
             log.info("finished an interrupted key rotation", extra={"fields": {"old": rotation.old, "new": rotation.new}})
         key = load_org_key(config.key_path)
         token = load_token(config.token_path)
-        store = stack.enter_context(RecordStore.open(config.data_dir))
+        try:
+            store = stack.enter_context(RecordStore.open(config.data_dir))
+        except (LedgerError, StoreError) as error:
+            raise StartupError(f"records: {error}") from None
         replica = Replica(key, store, roots=config.roots, max_hops=config.max_hops, held_limit=limits.held_records)
         if (successor := replica.succession.named_next(replica.did)) is not None:
             raise StartupError(f"{config.key_path}: this key was retired by a rotation to {successor}, whose key "
@@ -168,6 +175,8 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
             telemetry = Telemetry.open(config, key=key, replica=replica, metrics=metrics)
         except RegistryError as error:
             raise StartupError(f"credentials: {error}") from None
+        except (LedgerError, DigestStateError, IdempotencyStoreError) as error:
+            raise StartupError(f"telemetry: {error}") from None
         stack.callback(telemetry.close)
         trust = TrustService(replica, roots=config.roots, policy=_policy(config), broadcaster=telemetry.broadcaster,
                              metrics=metrics, recompute_interval=config.recompute_seconds)
@@ -207,7 +216,10 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
             await nursery.start(service.run)
         await _take_back_own_records(node, config.startup_sync_seconds)
         for service in (node.witnessing, node.trust, *node.telemetry.services()):
-            await nursery.start(service.run)
+            try:
+                await nursery.start(service.run)
+            except WitnessStoreError as error:  # Witnessing opens witness.sqlite as it starts
+                raise StartupError(f"witness: {error}") from None
         publish_org_record(node.replica, name=config.name, network=config.network,
                            addrs=announce_addrs(config, node.host))
         app = ScoreFastPath(create_app(

@@ -44,6 +44,11 @@ from .events import Event, decode_entry
 from .metrics import Registry
 
 DIGESTS_FILE = "digests.db"
+
+
+class DigestStateError(Exception):
+    """digests.db cannot be opened as one; the message names the file."""
+
 _REPLAY_PAGE = 1000
 ISSUE_CHUNK = 1000  # digests signed and stored in one commit, between which the node's other tasks run
 _OUTCOME_INDEX = {name: i for i, name in enumerate(OUTCOMES)}
@@ -98,10 +103,14 @@ class DigestState:
 
     @classmethod
     def open(cls, data_dir: Path) -> DigestState:
-        db = sqlite3.connect(data_dir / DIGESTS_FILE, isolation_level=None)
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = FULL")
-        db.executescript(_SCHEMA)
+        """Raises DigestStateError if the file is not an SQLite database."""
+        try:
+            db = sqlite3.connect(data_dir / DIGESTS_FILE, isolation_level=None)
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = FULL")
+            db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as error:
+            raise DigestStateError(f"{data_dir / DIGESTS_FILE}: not a digest state file ({error})") from None
         return cls(db)
 
     @classmethod

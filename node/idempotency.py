@@ -17,6 +17,11 @@ IDEMPOTENCY_FILE = "idempotency.db"
 WINDOW_MS = 24 * 3600 * 1000
 MAX_KEY = 255
 
+
+class IdempotencyStoreError(Exception):
+    """idempotency.db cannot be opened as one; the message names the file."""
+
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS keys (
     key TEXT PRIMARY KEY,
@@ -57,11 +62,15 @@ class IdempotencyStore:
 
     @classmethod
     def open(cls, data_dir: Path, *, log_size: int) -> IdempotencyStore:
-        """Open the store beside the audit log, whose current size is `log_size`."""
-        db = sqlite3.connect(data_dir / IDEMPOTENCY_FILE, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = FULL")  # a lost row would let a retried batch count twice
-        db.executescript(_SCHEMA)
+        """Open the store beside the audit log, whose current size is `log_size`; raises IdempotencyStoreError if
+        the file is not an SQLite database."""
+        try:
+            db = sqlite3.connect(data_dir / IDEMPOTENCY_FILE, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = FULL")  # a lost row would let a retried batch count twice
+            db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as error:
+            raise IdempotencyStoreError(f"{data_dir / IDEMPOTENCY_FILE}: not an idempotency store ({error})") from None
         db.execute("DELETE FROM keys WHERE first + count > ?", (log_size,))
         return cls(db)
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from ledger import EntryPruned
-from vouching import InvalidRecord
+from vouching import InvalidDid, InvalidRecord, public_key_from_did
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,15 @@ class ApiError(HTTPException):
 
     def response(self) -> JSONResponse:
         return error_response(self.status_code, self.code, self.detail, self.headers)
+
+
+def checked_did(did: str, field: str) -> str:
+    """`did` if it is an Ed25519 did:key, else a 422 naming `field` (e.g. "path.did", "query.issuer")."""
+    try:
+        public_key_from_did(did)
+    except InvalidDid as e:
+        raise ApiError(422, "invalid_request", f"{field}: not an Ed25519 did:key ({e})") from None
+    return did
 
 
 def error_response(status: int, code: str, detail: str, headers: Mapping[str, str] | None = None) -> JSONResponse:

@@ -14,7 +14,7 @@ from node.records_json import record_json
 from vouching import Record, load_record, revoke_body, vouch_body
 from vouching.bodies import KINDS
 
-from .errors import ApiError, ErrorBody, error_responses
+from .errors import ApiError, ErrorBody, checked_did, error_responses
 from .guard import bearer_scheme, media_type
 from .view import NodeDep, NodeView
 
@@ -162,6 +162,8 @@ async def list_records(
     null on the last."""
     if kind is not None and kind not in KINDS:
         raise ApiError(422, "invalid_request", f"query.kind: must be one of {', '.join(KINDS)}")
+    if issuer is not None:
+        checked_did(issuer, "query.issuer")
     rows = node.replica.store.query(
         issuer=issuer, kind=kind, subject=subject, after=-1 if after is None else after, limit=limit + 1
     )

@@ -24,21 +24,13 @@ from vouching import InvalidDid, public_key_from_did
 
 from ..credentials import score_statement
 from ..trust import TrustService
-from .errors import ApiError
+from .errors import checked_did
 
 CHECK_PATH = "/v1/agents/{did}/check"
 MAX_DID = 64
 
 
 Did = Annotated[str, Path(min_length=1, max_length=MAX_DID, description="The agent's did:key")]
-
-
-def _checked(did: str, field: str) -> str:
-    try:
-        public_key_from_did(did)
-    except InvalidDid as e:
-        raise ApiError(422, "invalid_request", f"{field}: not an Ed25519 did:key ({e})") from None
-    return did
 
 
 class CheckRequest(BaseModel):
@@ -78,14 +70,14 @@ def scores_router(trust: TrustService, key: SigningKey) -> APIRouter:
         = True,
     ) -> dict[str, Any]:
         """The agent's score 0–1000 and tier as this node sees it, how much evidence stands behind it, and why."""
-        _checked(did, "path.did")
+        checked_did(did, "path.did")
         return score_answer(trust, key, did, explain=explain, statement=statement)
 
     @router.post(CHECK_PATH)
     async def check(did: Did, body: CheckRequest) -> dict[str, Any]:
         """May this agent do this? `allow`, `audit` (allow and log) or `block`, with the reason, under this node's
         policy: tier verdicts, a minimum score, and high-risk tools that need `trusted`."""
-        _checked(did, "path.did")
+        checked_did(did, "path.did")
         decision, score = trust.check(did, body.action, body.tool)
         return {"decision": decision.decision, "reason": decision.reason, "score": score.score, "tier": score.tier}
 
@@ -97,7 +89,7 @@ def scores_router(trust: TrustService, key: SigningKey) -> APIRouter:
     @router.get("/v1/orgs/{did}")
     async def org(did: Did) -> dict[str, Any]:
         """One org as this node sees it, explained."""
-        _checked(did, "path.did")
+        checked_did(did, "path.did")
         return trust.org(did)
 
     return router

@@ -20,19 +20,23 @@ from pathlib import Path
 
 from node.credential_registry import MAX_REASON, CredentialRegistry, RegistryError
 from node.credential_status import STATUS_TTL_S, status_entry
+from node.client import ClientError
 from node.config import is_loopback
 from node.credentials import AGENT_CREDENTIAL_DAYS, agent_credential
 from node.keys import KeyFileError, create_org_key
 from vouching import did_key
 
 from .common import (
+    CommandFailed,
     Subparsers,
     UsageError,
+    add_command_group,
     add_dir_option,
     add_local_command,
     local_config_and_key,
     open_client,
     print_json,
+    weight_argument,
 )
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -44,20 +48,16 @@ def _name(text: str) -> str:
     return text
 
 
-def _weight(text: str) -> float:
-    try:
-        weight = float(text)
-    except ValueError:
-        weight = 0.0
-    if not 0 < weight <= 1:
-        raise argparse.ArgumentTypeError(f"a weight in (0, 1], got {text!r}")
-    return weight
-
-
 def register(subparsers: Subparsers) -> None:
-    agent = subparsers.add_parser("agent", help="mint agent keys and their credentials",
-                                  description="Agents this org operates.")
-    commands = agent.add_subparsers(dest="agent_command", metavar="COMMAND", required=True)
+    commands = add_command_group(
+        subparsers,
+        "agent",
+        summary="mint agent keys and their credentials",
+        description="Agents this org operates: their keys, the credentials that bind them to this org, and the "
+        "revocation of those credentials.",
+        examples=["vouchnet agent new --name alice --vouch 1", "vouchnet agent list",
+                  "vouchnet agent revoke alice --reason 'key leaked'"],
+    )
     new = add_local_command(
         commands,
         "new",
@@ -77,7 +77,8 @@ def register(subparsers: Subparsers) -> None:
     new.add_argument("--out", type=Path, default=Path("."), metavar="DIR", help="where to write (default: here)")
     new.add_argument("--days", type=int, default=AGENT_CREDENTIAL_DAYS,
                      help="how long the credential is valid (default: %(default)s)")
-    new.add_argument("--vouch", type=_weight, metavar="W", help="vouch for the agent with this weight (basis operator)")
+    new.add_argument("--vouch", type=weight_argument, metavar="W",
+                     help="vouch for the agent with this weight (basis operator)")
     add_dir_option(new)
     new.set_defaults(api=None, token_file=None)  # what open_client reads, for --vouch
 
@@ -132,8 +133,14 @@ def _new(args: argparse.Namespace) -> int:
             "issuer": did_key(bytes(org_key.verify_key))}
     if args.vouch is not None:
         args.dir = config.data_dir
-        with open_client(args, write=True) as client:
-            made["vouch"] = client.vouch(agent, args.vouch, "operator")["id"]
+        try:
+            with open_client(args, write=True) as client:
+                made["vouch"] = client.vouch(agent, args.vouch, "operator")["id"]
+        except (ClientError, CommandFailed, UsageError) as e:  # the agent exists now: say so, and how to finish
+            print_json(made)
+            raise CommandFailed(f"minted {agent} ({credential_path}), but the vouch failed: {e}; once the node "
+                                f"runs: vouchnet vouch --dir {config.data_dir} {agent} --weight {args.vouch} "
+                                "--basis operator") from None
     print_json(made)
     return 0
 

@@ -15,6 +15,7 @@ from .common import (
     CommandFailed,
     Subparsers,
     UsageError,
+    add_command_group,
     add_dir_option,
     add_local_command,
     did_argument,
@@ -33,9 +34,14 @@ def instant(text: str) -> int:
 
 
 def register(subparsers: Subparsers) -> None:
-    audit = subparsers.add_parser("audit", help="export an agent's raw events for an auditor, or check an export",
-                                  description="The org's private audit log of telemetry events.")
-    commands = audit.add_subparsers(dest="audit_command", metavar="COMMAND", required=True)
+    commands = add_command_group(
+        subparsers,
+        "audit",
+        summary="export an agent's raw events for an auditor, or check an export",
+        description="The org's private audit log of telemetry events.",
+        examples=["vouchnet audit export --agent did:key:z6Mk... --from 2026-01-01 --to 2026-02-01 --out alice.json",
+                  "vouchnet audit verify alice.json"],
+    )
     export = add_local_command(
         commands,
         "export",
@@ -104,8 +110,10 @@ def _verify(args: argparse.Namespace) -> int:
     try:
         document = json.loads(args.file.read_text(encoding="utf-8"))
         digests = [path.read_bytes() for path in args.digest]
-    except (OSError, ValueError) as e:
-        raise UsageError(str(e)) from None
+    except OSError as e:
+        raise UsageError(f"{e.filename}: {e.strerror}") from None
+    except ValueError as e:  # UnicodeDecodeError too
+        raise UsageError(f"{args.file}: not a JSON export ({e})") from None
     try:
         verified = verify_export(document, digests=digests)
     except VerifyError as e:

@@ -17,7 +17,7 @@ from nacl.signing import SigningKey
 from node.client import NodeClient
 from node.config import DIR_ENV, ConfigError, NodeConfig, connectable_host, default_data_dir, load_config
 from node.keys import KeyFileError, load_org_key, load_token
-from vouching import InvalidDid, public_key_from_did
+from vouching import InvalidDid, did_key, public_key_from_did
 
 _WIDTH = 100  # of a command's description in its --help
 
@@ -42,15 +42,30 @@ def add_local_command(
     run: Callable[[argparse.Namespace], int],
 ) -> argparse.ArgumentParser:
     """A subcommand whose --help says what it does and shows examples; `run(args)` returns the exit code."""
-    parser = subparsers.add_parser(
+    parser = _add_parser(subparsers, name, summary=summary, description=description, examples=examples)
+    parser.set_defaults(func=run, command_name=parser.prog)  # "vouchnet key rotate": what an error names
+    return parser
+
+
+def add_command_group(
+    subparsers: Subparsers, name: str, *, summary: str, description: str, examples: list[str]
+) -> Subparsers:
+    """A command made of subcommands (`vouchnet key rotate`), whose --help lists them and shows examples; returns
+    the subparsers to add them to."""
+    parser = _add_parser(subparsers, name, summary=summary, description=description, examples=examples)
+    return parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND", required=True)
+
+
+def _add_parser(
+    subparsers: Subparsers, name: str, *, summary: str, description: str, examples: list[str]
+) -> argparse.ArgumentParser:
+    return subparsers.add_parser(
         name,
         help=summary,
         description=textwrap.fill(description, _WIDTH),
         epilog="examples:\n" + "\n".join(f"  {example}" for example in examples),
         formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps the examples' lines as written
     )
-    parser.set_defaults(func=run)
-    return parser
 
 
 def add_command(
@@ -112,9 +127,24 @@ def did_argument(text: str) -> str:
     return text
 
 
+def weight_argument(text: str) -> float:
+    """argparse type: a vouch weight, a number in (0, 1] (so not nan or inf, which JSON cannot carry)."""
+    try:
+        weight = float(text)
+    except ValueError:
+        weight = 0.0
+    if not 0 < weight <= 1:
+        raise argparse.ArgumentTypeError(f"a weight in (0, 1], got {text!r}")
+    return weight
+
+
 def open_client(args: argparse.Namespace, *, write: bool = False) -> NodeClient:
-    """A client of the node `args` point at; with `write`, carrying its token. Raises UsageError."""
+    """A client of the node `args` point at; with `write`, carrying its token. Raises UsageError, and, when a data
+    directory names the node, ClientError or CommandFailed unless the node answering is that directory's org."""
     token_file = args.token_file
+    if token_file is not None and not token_file.exists():
+        raise UsageError(f"--token-file {token_file}: no such file")
+    config = None
     if args.api is not None:
         url = args.api
     else:
@@ -133,7 +163,28 @@ def open_client(args: argparse.Namespace, *, write: bool = False) -> NodeClient:
             token = load_token(token_file)
         except KeyFileError as e:
             raise UsageError(str(e)) from None
-    return NodeClient(url, token)
+    client = NodeClient(url, token)
+    if config is not None:
+        try:
+            _expect_org(client, config)
+        except BaseException:
+            client.close()
+            raise
+    return client
+
+
+def _expect_org(client: NodeClient, config: NodeConfig) -> None:
+    """Refuse the node at the data directory's API address unless it is the directory's org: with this node stopped,
+    another one configured with the same address would answer for it (reads silently, writes with a token error)."""
+    try:
+        expected = did_key(bytes(load_org_key(config.key_path).verify_key))
+    except KeyFileError:
+        return  # an operator who may not read the key still reads through the API: there is nothing to compare
+    answering = client.node()["did"]
+    if answering != expected:
+        raise CommandFailed(f"the node at {client.base_url} is {answering}, not {expected}, the org of "
+                            f"{config.data_dir}: another node uses the API address in its config.toml (is this one "
+                            "running?)")
 
 
 def data_dir_of(args: argparse.Namespace) -> Path | None:

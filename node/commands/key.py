@@ -11,12 +11,21 @@ from node.keys import KeyFileError
 from node.rotation import rotate_key
 from vouching import public_key_from_did
 
-from .common import CommandFailed, Subparsers, UsageError, add_dir_option, add_local_command, local_config, print_json
+from .common import (
+    CommandFailed,
+    Subparsers,
+    UsageError,
+    add_command_group,
+    add_dir_option,
+    add_local_command,
+    local_config,
+    print_json,
+)
 
 
 def register(subparsers: Subparsers) -> None:
-    key = subparsers.add_parser("key", help="the org key", description="The org's Ed25519 key.")
-    commands = key.add_subparsers(dest="key_command", metavar="COMMAND", required=True)
+    commands = add_command_group(subparsers, "key", summary="the org key", description="The org's Ed25519 key.",
+                                 examples=["vouchnet key rotate --dir ./alice"])
     rotate = add_local_command(
         commands,
         "rotate",

@@ -23,7 +23,7 @@ def register(subparsers: Subparsers) -> None:
         examples=[
             "vouchnet init",
             "vouchnet init --dir ./alice --network testnet --listen /ip4/127.0.0.1/tcp/4001 --api 127.0.0.1:8701",
-            "vouchnet init --dir ./bob --listen /ip4/127.0.0.1/tcp/4002 --api 127.0.0.1:8702 \\\n"
+            "vouchnet init --dir ./bob --network testnet --listen /ip4/127.0.0.1/tcp/4002 --api 127.0.0.1:8702 \\\n"
             "      --bootstrap /ip4/127.0.0.1/tcp/4001/p2p/12D3KooW... --root did:key:z6Mk...",
         ],
     )
@@ -91,9 +91,9 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(getattr(logging, args.log_level.upper()))
     try:
         trio.run(run_until_signalled, config)
-    except KeyFileError as e:
-        raise UsageError(str(e)) from None
-    except BaseException as error:
+    except BaseException as error:  # a failure to start comes up through the node's nursery, in exception groups
+        if (unusable := _sole(error, KeyFileError)) is not None:
+            raise UsageError(str(unusable)) from None
         failure = _sole(error, StartupError)
         if failure is None:
             raise

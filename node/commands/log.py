@@ -12,6 +12,7 @@ from .common import (
     CommandFailed,
     Subparsers,
     add_command,
+    add_command_group,
     data_dir_of,
     did_argument,
     open_client,
@@ -23,15 +24,14 @@ CACHE_FILE = "verified.checkpoint"  # in the data directory: the checkpoint the 
 
 
 def register(subparsers: Subparsers) -> None:
-    log = subparsers.add_parser(
+    commands = add_command_group(
+        subparsers,
         "log",
-        help="the node's records ledger as a transparency log: its checkpoint, and a full re-check",
+        summary="the node's records ledger as a transparency log: its checkpoint, and a full re-check",
         description="The node's records ledger is a Merkle log: every record it accepted, in order, under a "
         "checkpoint (a C2SP signed note) that its peers cosign.",
-        epilog="examples:\n  vouchnet log checkpoint\n  vouchnet log verify --dir /srv/vouchnet",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=["vouchnet log checkpoint", "vouchnet log verify --dir /srv/vouchnet"],
     )
-    commands = log.add_subparsers(dest="log_command", metavar="COMMAND", required=True)
     add_command(
         commands,
         "checkpoint",
@@ -49,7 +49,8 @@ def register(subparsers: Subparsers) -> None:
         "validly signed record that follows its issuer's chain, that the entries hash to the root of the node's "
         "latest checkpoint, that the org's key signed that checkpoint, that its cosignatures verify, and that it "
         f"is consistent with the checkpoint the previous run accepted (kept in {CACHE_FILE} in the data "
-        "directory, or --cache FILE). Exits 1 naming the first check that fails.",
+        "directory, or --cache FILE; signed by the org's earlier key if the ledger holds the key rotation that "
+        "replaced it). Exits 1 naming the first check that fails.",
         examples=["vouchnet log verify", "vouchnet log verify --api http://127.0.0.1:8700 --cache ./node-a.checkpoint"],
         run=_verify,
     )

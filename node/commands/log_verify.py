@@ -20,6 +20,7 @@ from ledger import (
     leaf_hash,
     log_origin,
     open_checkpoint,
+    parse_log_origin,
     verify_consistency,
 )
 from node.client import NodeClient
@@ -58,13 +59,16 @@ def verify_log(
     if note is None:
         raise CommandFailed("the node has not signed a checkpoint of its ledger yet: nothing to verify against")
     checkpoint, cosigners = _open(note, signer, "the node's checkpoint")
-    previous = _cached(cache, signer)
+    previous, previous_did = _cached(cache, signer, info["network"], did)
     if previous is not None and previous.size > checkpoint.size:
         raise CommandFailed(f"the log shrank: {cache} holds a checkpoint of size {previous.size}; now {checkpoint.size}")
 
-    root = _check_entries(client, checkpoint.size, progress or (lambda done, total: None))
+    root, heads = _check_entries(client, checkpoint.size, progress or (lambda done, total: None))
     if root != checkpoint.root:
         raise CommandFailed(f"the {checkpoint.size} entries do not hash to the checkpoint's root")
+    if previous_did != did and not _rotated(heads, previous_did, did):
+        raise CommandFailed(f"{cache} holds a checkpoint of {previous_did}'s log, and the ledger holds no key rotation "
+                            f"from that key to {did}")
     if previous is not None:
         proof = client.consistency_proof(previous.size, checkpoint.size)
         try:
@@ -91,19 +95,42 @@ def _open(note: bytes, signer: Ed25519Verifier, what: str) -> tuple[Checkpoint, 
     return checkpoint, tuple(did for did, v in cosigners.items() if (v.name, v.key_id) in names)
 
 
-def _cached(cache: Path | None, signer: Ed25519Verifier) -> Checkpoint | None:
+def _cached(cache: Path | None, signer: Ed25519Verifier, network: str, did: str) -> tuple[Checkpoint | None, str]:
+    """The checkpoint verified before, and the did whose key signed it: `did`'s, or, after a key rotation, the
+    org's key before (the caller checks that the ledger holds the rotation)."""
     if cache is None:
-        return None
+        return None, did
     try:
         note = cache.read_bytes()
     except FileNotFoundError:
-        return None
-    checkpoint, _ = _open(note, signer, f"{cache} (remove it if the node's key or network changed)")
-    return checkpoint
+        return None, did
+    what = f"{cache} (remove it if the node's key or network changed)"
+    try:
+        cached_network, cached_did, log = parse_log_origin(note.split(b"\n", 1)[0].decode("utf-8", "replace"))
+        if (cached_network, log) == (network, "records") and cached_did != did:
+            signer = Ed25519Verifier(log_origin(network, cached_did, log), public_key_from_did(cached_did))
+    except (NoteError, InvalidDid):
+        cached_did = did  # not a vouchnet origin: _open names what is wrong with it
+    checkpoint, _ = _open(note, signer, what)
+    return checkpoint, cached_did
 
 
-def _check_entries(client: NodeClient, size: int, progress: Progress) -> bytes:
-    """Fetch entries [0, size) page by page, check each, and return their RFC 9162 root."""
+def _rotated(heads: dict[str, Record], old: str, new: str) -> bool:
+    """Whether the `org` records that end keys' chains (`next`) lead from `old` to `new` (vouching.succession)."""
+    seen = {old}
+    while old != new:
+        last = heads.get(old)
+        successor = getattr(last.body, "next", None) if last is not None and last.kind == "org" else None
+        if successor is None or successor in seen:
+            return False
+        old = successor
+        seen.add(old)
+    return True
+
+
+def _check_entries(client: NodeClient, size: int, progress: Progress) -> tuple[bytes, dict[str, Record]]:
+    """Fetch entries [0, size) page by page, check each, and return their RFC 9162 root and each issuer's last
+    record."""
     frontier = Frontier()
     heads: dict[str, Record] = {}
     index = 0
@@ -121,7 +148,7 @@ def _check_entries(client: NodeClient, size: int, progress: Progress) -> bytes:
             frontier.add(leaf_hash(raw))
             index += 1
         progress(index, size)
-    return frontier.root()
+    return frontier.root(), heads
 
 
 def _replace(path: Path, data: bytes) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from vouching.bodies import KINDS
 
-from .common import Subparsers, add_command, open_client
+from .common import Subparsers, add_command, did_argument, open_client
 
 _PAGE = 500  # the most the API gives in one page
 
@@ -29,7 +29,7 @@ def register(subparsers: Subparsers) -> None:
         ],
         run=_records,
     )
-    records.add_argument("--issuer", metavar="DID", help="only records this org signed")
+    records.add_argument("--issuer", metavar="DID", type=did_argument, help="only records this org signed")
     records.add_argument("--kind", choices=KINDS, help="only records of this kind")
     records.add_argument("--subject", metavar="DID", help="only records about this did (for a revoke: the vouch's id)")
     records.add_argument("--limit", type=_positive, metavar="N", help="at most N records (default: all)")

@@ -62,4 +62,6 @@ def _peers(args: argparse.Namespace) -> int:
 def _show(value: Any) -> str:
     if isinstance(value, list):
         return ", ".join(map(str, value)) if value else "-"
+    if isinstance(value, dict):  # e.g. the ledger's size and root, the rejected records' counts by reason
+        return "  ".join(f"{key}={_show(item)}" for key, item in value.items()) if value else "-"
     return str(value)

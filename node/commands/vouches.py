@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from vouching.bodies import BASES
 
-from .common import Subparsers, add_command, did_argument, open_client, print_json
+from .common import Subparsers, add_command, did_argument, open_client, print_json, weight_argument
 
 _DURATION = re.compile(r"([1-9][0-9]{0,5})([smhdw])")
 _UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
@@ -32,7 +32,7 @@ def register(subparsers: Subparsers) -> None:
         run=_vouch,
     )
     vouch.add_argument("subject", metavar="DID", type=did_argument, help="the did:key of the agent or org vouched for")
-    vouch.add_argument("--weight", type=float, required=True, metavar="W", help="how strongly, 0 < W <= 1")
+    vouch.add_argument("--weight", type=weight_argument, required=True, metavar="W", help="how strongly, 0 < W <= 1")
     vouch.add_argument("--basis", choices=BASES, required=True, help="on what grounds")
     vouch.add_argument(
         "--scope", action="append", metavar="SCOPE", help="what the vouch covers (repeat for more; default: all)"

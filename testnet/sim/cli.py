@@ -7,17 +7,21 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+
+from node.commands.common import Subparsers, add_local_command
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Subparsers) -> None:
     """Add the `sim` subcommand to the `vouchnet` parser's subcommands."""
-    parser = subparsers.add_parser(
+    parser = add_local_command(
+        subparsers,
         "sim",
-        help="run the in-process trust simulation and check the scoring targets",
+        run=run,
+        summary="run the in-process trust simulation and check the scoring targets",
         description="Run the real trust engine on synthetic networks of honest, colluding and Sybil orgs (and on "
                     "the Bitcoin OTC graph), print the targets T1-T9 with pass/fail, and write metrics, plots and "
                     "a Markdown summary.",
+        examples=["vouchnet sim --suite standard --seed 1", "vouchnet sim --suite quick --scenario sybil --no-plots"],
     )
     parser.add_argument("--suite", choices=("standard", "quick"), default="standard",
                         help="scale of the networks (quick: the tests' reduced scale)")
@@ -29,7 +33,6 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the targets as JSON to PATH")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--no-otc", action="store_true", help="skip the Bitcoin OTC replay")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

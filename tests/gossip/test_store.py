@@ -76,10 +76,20 @@ def test_an_index_that_lost_its_tail_is_replayed_from_the_ledger(tmp_path):
         assert [raw for _, raw in store.query()] == [r.raw for r in records]
 
 
-def test_a_foreign_index_file_is_refused(tmp_path):
+def test_a_foreign_index_file_is_refused_and_once_removed_rebuilt_from_the_ledger(tmp_path):
+    alice = Org()
+    records = [alice.record() for _ in range(3)]
+    with RecordStore.open(tmp_path) as store:
+        store.append(records)
+    for path in tmp_path.glob(INDEX_FILE + "*"):
+        path.unlink()
     (tmp_path / INDEX_FILE).write_bytes(b"not a database at all" * 10)
-    with pytest.raises(StoreError, match="not a record index"):
+    with pytest.raises(StoreError, match="not a record index.*remove it .* rebuilt from the records ledger"):
         RecordStore.open(tmp_path)
+    (tmp_path / INDEX_FILE).unlink()  # what the message says to do
+    with RecordStore.open(tmp_path) as store:
+        assert store.heads() == {alice.did: 3}
+        assert [raw for _, raw in store.query()] == [r.raw for r in records]
 
 
 def test_records_appended_by_a_process_that_dies_are_all_indexed_on_reopen(tmp_path):

@@ -458,6 +458,7 @@ async def test_a_full_last_page_says_there_is_no_next(api):
         ({"after": -1}, "query.after"),
         ({"after": 2**64}, "query.after"),
         ({"issuer": "x" * 513}, "query.issuer"),
+        ({"issuer": "did:web:example.com"}, "query.issuer: not an Ed25519 did:key"),
     ],
 )
 async def test_bad_record_queries_are_refused_naming_the_parameter(api, params, detail):

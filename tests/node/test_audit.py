@@ -9,6 +9,7 @@ import json
 import pytest
 
 from ledger import Checkpoint, EntryPruned, verify_inclusion
+from node import cli
 from node.audit_export import ExportError, VerifyError, export_agent, verify_export
 from node.audit_log import audit_origin
 from node.commands import audit
@@ -96,6 +97,10 @@ def tampered(document, change):
     (lambda d: d.update(agent=B), "not of the exported agent"),
     (lambda d: d["epochs"][0].update(evidence_root=base64.b64encode(bytes(32)).decode()), "evidence_root"),
     (lambda d: d.update(entries={"not": "a list"}), "entries"),
+    (lambda d: d.update(org=None), "export: org did None"),
+    (lambda d: d.update(network=["a"]), "export: network"),
+    (lambda d: d.update(agent=7), "export: agent: must be an Ed25519 did:key"),
+    (lambda d: d.update(checkpoint=None), "export: needs org, network, agent and checkpoint"),
 ])
 def test_tampering_is_caught(node, change, message):
     document = export(node, A, T0, T0 + EPOCH)
@@ -159,3 +164,16 @@ def test_the_cli_exports_and_verifies(tmp_path, capsys):
         args.func(args)
     with pytest.raises(SystemExit):
         parser.parse_args(["audit", "export", "--agent", A, "--from", "7d", "--to", "1"])
+
+
+@pytest.mark.parametrize(("content", "complaint"), [
+    (None, "{path}: No such file or directory"),
+    (b"\x97not text", "{path}: not a JSON export ('utf-8' codec can't decode"),
+    (b"{", "{path}: not a JSON export (Expecting property name"),
+])
+def test_an_export_that_cannot_be_read_is_named(tmp_path, capsys, content, complaint):
+    path = tmp_path / "export.json"
+    if content is not None:
+        path.write_bytes(content)
+    assert cli.main(["audit", "verify", str(path)]) == 2
+    assert capsys.readouterr().err.startswith("vouchnet audit verify: " + complaint.format(path=path))

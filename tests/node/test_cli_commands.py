@@ -1,5 +1,6 @@
 """The node commands of `vouchnet`, run through main() against the API served on 127.0.0.1 as the node serves it."""
 
+import argparse
 import json
 import os
 import subprocess
@@ -12,13 +13,14 @@ import pytest
 import trio
 from nacl.signing import SigningKey
 
-from ledger import Checkpoint, Ed25519Signer, format_note, note_signature
+from gossip.replica import Replica
+from ledger import Checkpoint, Ed25519Signer, format_note, log_origin, note_signature
 from node import cli
 from node.commands.vouches import parse_expires
 from node.config import render_template
 from node.keys import create_token
 from node.setup import init_data_dir
-from vouching import did_key, revoke_body, verify_record, vouch_body
+from vouching import did_key, org_body, revoke_body, verify_record, vouch_body
 
 from ..factories import Org, new_did
 
@@ -54,14 +56,16 @@ def vouch(node, subject=None):
 # --- finding the node -----------------------------------------------------------------------------------
 
 
-async def test_status_finds_the_node_through_its_data_directory(run, node, data_dir):
+async def test_status_finds_the_node_through_its_data_directory(run, node, data_dir, monkeypatch):
     vouch(node)
+    monkeypatch.setattr(node, "info", lambda: {"ledger": {"size": 1, "root": "ab12"}})
     code, out, _ = await run("status", "--dir", data_dir)
     assert code == 0
     lines = out.splitlines()
     assert lines[0].split() == ["did:", node.did]
     assert lines[1].split() == ["network:", "testnet"]
     assert "records: 1" in " ".join(out.split())
+    assert "ledger: size=1 root=ab12" in " ".join(out.split())  # a mapping as key=value, not a Python repr
 
 
 async def test_the_data_directory_defaults_to_vouchnet_dir(run, node, data_dir, monkeypatch):
@@ -87,6 +91,40 @@ async def test_a_node_that_is_not_running_is_a_node_error_with_a_hint(run):
     code, _, err = await run("status", "--api", "http://127.0.0.1:9")
     assert code == 1
     assert "cannot reach the node at http://127.0.0.1:9: is `vouchnet run` running?" in err
+
+
+def write_org_key(data_dir, key):
+    (data_dir / "org.key").write_bytes(bytes(key))
+    os.chmod(data_dir / "org.key", 0o600)
+
+
+async def test_a_data_directory_is_answered_only_by_its_own_org_s_node(run, node, data_dir):
+    write_org_key(data_dir, node.replica.key)
+    code, out, _ = await run("status", "--dir", data_dir, "--json")
+    assert (code, json.loads(out)["did"]) == (0, node.did)
+
+
+async def test_another_node_on_the_data_directory_s_api_address_is_refused(run, node, data_dir):
+    """This directory's node is stopped, and another node was configured with the same API address."""
+    other = SigningKey.generate()
+    write_org_key(data_dir, other)
+    for argv in (["status"], ["records"], ["vouch", new_did(), "--weight", "0.5", "--basis", "operator"]):
+        code, out, err = await run(*argv, "--dir", data_dir)
+        assert (code, out) == (1, "")
+        assert f"is {node.did}, not {did_key(bytes(other.verify_key))}, the org of {data_dir}: another node" in err
+    assert node.replica.store.size == 0
+
+
+def test_an_error_names_the_whole_command(tmp_path, capsys):
+    assert cli.main(["key", "rotate", "--dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith(f"vouchnet key rotate: {tmp_path}/config.toml: no configuration here")
+
+
+async def test_a_token_file_that_does_not_exist_is_named(run, url, tmp_path):
+    argv = ["vouch", new_did(), "--weight", "0.5", "--basis", "operator", "--api", url]
+    code, _, err = await run(*argv, "--token-file", tmp_path / "nothing.token")
+    assert code == 2
+    assert err.strip() == f"vouchnet vouch: --token-file {tmp_path / 'nothing.token'}: no such file"
 
 
 async def test_dir_and_api_exclude_each_other(run, data_dir, url):
@@ -134,9 +172,10 @@ async def test_vouch_prints_the_record_as_json_on_request(run, node, data_dir):
 
 
 async def test_a_vouch_the_node_refuses_exits_1_with_its_reason(run, node, data_dir):
-    code, _, err = await run("vouch", new_did(), "--weight", "1.5", "--basis", "operator", "--dir", data_dir)
+    argv = ["vouch", new_did(), "--weight", "0.5", "--basis", "operator", "--expires", "2020-01-01", "--dir", data_dir]
+    code, _, err = await run(*argv)
     assert code == 1
-    assert "body.weight: must be a float in (0, 1]" in err
+    assert "body.expires: must be later than ts" in err
     assert node.replica.store.size == 0
 
 
@@ -145,7 +184,10 @@ async def test_a_vouch_the_node_refuses_exits_1_with_its_reason(run, node, data_
     [
         (["did:key:zNotAKey", "--weight", "0.5", "--basis", "operator"], "argument DID: not an Ed25519 did:key"),
         (["--weight", "0.5", "--basis", "operator"], "the following arguments are required: DID"),
-        (["{did}", "--weight", "much", "--basis", "operator"], "argument --weight: invalid float value"),
+        (["{did}", "--weight", "much", "--basis", "operator"], "argument --weight: a weight in (0, 1], got 'much'"),
+        (["{did}", "--weight", "1.5", "--basis", "operator"], "argument --weight: a weight in (0, 1], got '1.5'"),
+        (["{did}", "--weight", "nan", "--basis", "operator"], "argument --weight: a weight in (0, 1], got 'nan'"),
+        (["{did}", "--weight", "inf", "--basis", "operator"], "argument --weight: a weight in (0, 1], got 'inf'"),
         (["{did}", "--weight", "0.5", "--basis", "hearsay"], "argument --basis: invalid choice"),
         (["{did}", "--weight", "0.5", "--basis", "operator", "--expires", "soon"], "expected a date (2026-12-31)"),
     ],
@@ -385,6 +427,41 @@ async def test_log_verify_refuses_a_cache_of_another_log(run, node, url, tmp_pat
     assert "remove it if the node's key or network changed" in err
 
 
+def _rotate(node):
+    """What `vouchnet key rotate` does to the node's ledger: the old key names the new, the new its prior."""
+    old, new = node.replica, Replica(SigningKey.generate(), node.replica.store, roots=(), max_hops=2, held_limit=100)
+    old.issue("org", org_body("org", node.network, (), next=new.did))
+    new.issue("org", org_body("org", node.network, (), prior=old.did))
+    node.replica = new
+
+
+async def test_log_verify_follows_the_node_across_a_key_rotation(run, node, url, tmp_path):
+    cache = tmp_path / "seen.checkpoint"
+    vouch(node)
+    node.sign_checkpoint()
+    assert (await run("log", "verify", "--api", url, "--cache", cache))[0] == 0
+    _rotate(node)
+    node.sign_checkpoint()
+    code, out, _ = await run("log", "verify", "--api", url, "--cache", cache)
+    assert code == 0
+    assert f"ok: 3 records verify and hash to the root of the checkpoint signed by {node.did}" in out
+    assert "consistent with the checkpoint of size 1 verified before" in out
+
+
+async def test_log_verify_refuses_a_cache_of_another_org_s_log(run, node, url, tmp_path):
+    other = SigningKey.generate()
+    other_did = did_key(bytes(other.verify_key))
+    vouch(node)
+    cache = tmp_path / "seen.checkpoint"
+    origin = log_origin(node.network, other_did, "records")
+    text = Checkpoint(origin, 1, node.replica.store.ledger.root()).to_text()
+    cache.write_bytes(format_note(text, [note_signature(text, Ed25519Signer(origin, other))]))
+    node.sign_checkpoint()
+    code, _, err = await run("log", "verify", "--api", url, "--cache", cache)
+    assert code == 1
+    assert f"holds a checkpoint of {other_did}'s log, and the ledger holds no key rotation from that key" in err
+
+
 async def test_log_verify_before_the_first_checkpoint_is_a_node_error(run, url):
     code, _, err = await run("log", "verify", "--api", url)
     assert code == 1
@@ -394,15 +471,21 @@ async def test_log_verify_before_the_first_checkpoint_is_a_node_error(run, url):
 # --- the parser -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "command",
-    [["status"], ["peers"], ["vouch"], ["revoke"], ["records"], ["log"], ["log", "checkpoint"], ["log", "verify"],
-     ["agent", "new"], ["agent", "revoke"], ["agent", "list"]],
-)
+def _commands(parser: argparse.ArgumentParser, words: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command and subcommand of `parser`, as the words that name it (`key`, `key rotate`, ...)."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found += [(*words, name), *_commands(sub, (*words, name))]
+    return found
+
+
+@pytest.mark.parametrize("command", _commands(cli.build_parser()), ids=" ".join)
 def test_every_command_explains_itself_with_examples(capsys, command):
     assert cli.main([*command, "--help"]) == 0
     out = capsys.readouterr().out
-    assert "examples:\n  vouchnet " + command[0] in out
+    assert "examples:\n  vouchnet " + " ".join(command) in out
 
 
 def test_a_module_with_register_adds_a_command(monkeypatch, capsys):

@@ -53,6 +53,7 @@ def test_an_empty_file_means_defaults(tmp_path):
         ('network = "Bad Name"', "network: must match"),
         ("[p2p]\nlisten = []", "p2p.listen: needs at least one address"),
         ('[p2p]\nlisten = ["tcp:4001"]', "p2p.listen: not a multiaddr"),
+        ('[p2p]\nbootstrap = ["/ip4/127.0.0.1/tcp/4001"]', "p2p.bootstrap: a peer address must end in /p2p/<peer id>"),
         ('[trust]\nroots = ["alice"]', "trust.roots: not an Ed25519 did:key"),
         ("[trust]\nmax_hops = 0", "trust.max_hops: must be 1-10"),
         ("[trust]\nmax_hops = true", "trust.max_hops: must be an integer, got bool"),

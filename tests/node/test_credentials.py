@@ -3,6 +3,7 @@ agent credentials from `vouchnet agent new`, and vouches exported as vc+jwt."""
 
 import argparse
 import json
+import socket
 import stat
 
 import httpx
@@ -22,7 +23,7 @@ from node.credentials import (
 from node.jwt import JwtError, b64url, decode_jwt, encode_jwt
 from node.api import ApiService
 from node.commands import agents
-from node.commands.common import UsageError
+from node.commands.common import CommandFailed, UsageError
 from node.credentials_api import credentials_router
 from node.keys import load_org_key, load_token
 from node.setup import init_data_dir
@@ -134,6 +135,7 @@ async def test_agent_new_can_vouch_for_the_agent_through_the_running_node(tmp_pa
             made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",),
                                  api=url.removeprefix("http://"))
             node.token = load_token(made.data_dir / "api.token")
+            (made.data_dir / "org.key").write_bytes(bytes(node.replica.key))  # the directory of the node serving
             await trio.to_thread.run_sync(lambda: agent_new("--out", str(tmp_path), "--dir", str(made.data_dir),
                                                             "--vouch", "0.9"))
             nursery.cancel_scope.cancel()
@@ -141,6 +143,19 @@ async def test_agent_new_can_vouch_for_the_agent_through_the_running_node(tmp_pa
         vouch = verify_record(node.replica.store.get(bytes.fromhex(printed["vouch"])))
     assert (vouch.body.subject, vouch.body.weight, vouch.body.basis) == (printed["did"], 0.9, "operator")
     assert (tmp_path / f"agent-{printed['did'][-10:]}.key").exists()
+
+
+def test_agent_new_whose_vouch_fails_says_the_agent_is_minted_and_how_to_vouch(tmp_path, capsys):
+    with socket.socket() as unused:  # a port nothing listens on: the node is not running
+        unused.bind(("127.0.0.1", 0))
+        api = "127.0.0.1:%d" % unused.getsockname()[1]
+    made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api=api)
+    with pytest.raises(CommandFailed) as failed:
+        agent_new("--name", "bob", "--out", str(tmp_path), "--dir", str(made.data_dir), "--vouch", "0.9")
+    printed = json.loads(capsys.readouterr().out)
+    assert (tmp_path / "bob.vc.jwt").exists()
+    assert f"minted {printed['did']} ({tmp_path / 'bob.vc.jwt'}), but the vouch failed: cannot reach" in str(failed.value)
+    assert f"vouchnet vouch --dir {made.data_dir} {printed['did']} --weight 0.9 --basis operator" in str(failed.value)
 
 
 async def test_a_vouch_exports_as_a_credential_carrying_its_record(node):

@@ -143,14 +143,36 @@ def test_a_taken_port_stops_the_node_with_one_clear_line(tmp_path, taken):
     assert "Traceback" not in done.stderr
 
 
-def test_a_damaged_credential_registry_stops_the_node_with_one_clear_line(tmp_path):
+@pytest.mark.parametrize(("file", "complaint"), [
+    ("credentials.db", "credentials: {path}: not a credential registry"),
+    ("records.ledger", "records: {path}: not a ledger"),
+    ("records.index", "records: {path}: not a record index"),
+    ("audit.ledger", "telemetry: {path}: not a ledger"),
+    ("digests.db", "telemetry: {path}: not a digest state file"),
+    ("idempotency.db", "telemetry: {path}: not an idempotency store"),
+    ("witness.sqlite", "witness: {path}: cannot be read as a witness state file"),
+])
+def test_a_damaged_data_file_stops_the_node_with_one_clear_line(tmp_path, file, complaint):
     init_data_dir(tmp_path, network="test", api="127.0.0.1:0", listen=("/ip4/127.0.0.1/tcp/0",))
-    (tmp_path / "credentials.db").write_bytes(b"\x00damaged" * 512)
+    (tmp_path / file).write_bytes(b"\x00damaged" * 512)
     done = subprocess.run([sys.executable, "-m", "node.cli", "run", "--dir", str(tmp_path)],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
-    assert done.stderr.splitlines()[-1].startswith(f"vouchnet run: credentials: {tmp_path / 'credentials.db'}: not "
-                                                   "a credential registry")
+    assert done.stderr.splitlines()[-1].startswith("vouchnet run: " + complaint.format(path=tmp_path / file))
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(("damage", "complaint"), [
+    (lambda d: os.chmod(d / "org.key", 0o644), "org.key: permissions 0644 are too open; run `chmod 600 {d}/org.key`"),
+    (lambda d: os.unlink(d / "api.token"), "api.token: missing; run `vouchnet init --dir {d}` first"),
+])
+def test_an_unusable_key_or_token_file_stops_the_node_with_one_clear_line(tmp_path, damage, complaint):
+    init_data_dir(tmp_path, network="test", api="127.0.0.1:0", listen=("/ip4/127.0.0.1/tcp/0",))
+    damage(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "node.cli", "run", "--dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == f"vouchnet run: {tmp_path}/" + complaint.format(d=tmp_path)
     assert "Traceback" not in done.stderr
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from testnet.measure import attacks, catch_up, confusion, convergence, identity_at, propagation, rotations
+from testnet.measure import attacks, catch_up, checkpoints, confusion, convergence, identity_at, propagation, rotations
 from testnet.observe import RecordInfo, ScoreSample
 from testnet.plan import make_plan
 from testnet.runner import RunResult
@@ -65,6 +65,12 @@ def test_convergence_counts_what_each_node_lacks():
     assert result["converged"] is False
     assert result["missing_per_node"] == {"n00": 0, "n01": 0, "n02": 1}
     assert result["last_arrival_after_traffic_stopped"] == 2.0
+
+
+def test_a_testnet_smaller_than_the_witness_count_expects_every_other_node_to_cosign():
+    result = run({}, {}, [])
+    assert result.scenario.settings.witnesses > 2
+    assert checkpoints(result)["witnesses"] == 2  # of three nodes, what "cosigned by their N witnesses" says
 
 
 def test_the_confusion_matrix_counts_each_observer_and_agent_once_by_its_last_tier():

@@ -183,5 +183,5 @@ def test_the_cli_refuses_a_broken_scenario_before_starting_anything(tmp_path, ca
     broken = tmp_path / "broken.toml"
     broken.write_text(MINIMAL.replace("duration = 30", "duration = -1"))
     assert main(["testnet", "run", str(broken), "--dir", str(tmp_path / "testnet")]) == 2
-    assert f"vouchnet testnet: {broken}: duration: must be from 1 to 3600, got -1" in capsys.readouterr().err
+    assert f"vouchnet testnet run: {broken}: duration: must be from 1 to 3600, got -1" in capsys.readouterr().err
     assert not (tmp_path / "testnet").exists()
