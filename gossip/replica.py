@@ -175,7 +175,11 @@ class Replica:
             link = self.succession.note(record)
             if link is not None:
                 self._linked(link)
-                entered.add(link.successor)  # what it signed after its first record was set aside until now
+                # What it signed after its first record was set aside until now; so was what its successors
+                # signed, if this link made their org known (each key's tail is walked once: then it is known).
+                entered.add(link.successor)
+                if not self.succession.unlinked(link.successor):
+                    entered.update(self.succession.later(link.successor))
             return entered
         return set()
 

@@ -91,9 +91,18 @@ class Succession:
         return tuple(reversed(keys[: keys.index(key)]))
 
     def unlinked(self, key: str) -> bool:
-        """Whether `key`'s first record names a prior key that has not (yet) named it back."""
-        prior = self._named_prior.get(key)
-        return prior is not None and self._named_next.get(prior) != key
+        """Whether `key`'s org is not known yet: the first record of its first key names a prior key that has not
+        (yet) named it back, or its keys rotate in a cycle and have no first. A key linked to a prior key that is
+        itself unlinked is unlinked too: a key whose first record names both a prior and a successor must not
+        hand on a claim that is still pending."""
+        return self._named_prior.get(self.identity(key)) is not None
+
+    def later(self, key: str) -> tuple[str, ...]:
+        """`key` and the keys of its org after it, oldest first."""
+        keys = [key]
+        while (successor := self._successor.get(keys[-1])) is not None:
+            keys.append(successor)
+        return tuple(keys)
 
     def links(self) -> list[Link]:
         return [Link(prior, successor) for prior, successor in self._successor.items()]

@@ -206,6 +206,24 @@ def test_a_new_key_is_heard_past_its_first_record_only_once_the_rotation_names_i
     assert friend.did not in replica.horizon
 
 
+def test_what_a_chain_of_keys_signed_is_fetched_once_its_first_rotation_arrives(replica):
+    """The middle key rotates in its first record: the last key's records wait until the first key names the
+    middle one, and then the horizon listeners hear of every key whose records were set aside, so sync fetches them."""
+    old, middle, new = Org(), Org(), Org()
+    replica.issue("vouch", vouch_body(old.did, 0.8, "org-peer"))
+    replica.issue("vouch", vouch_body(middle.did, 0.8, "org-peer"))
+    rotation = old.record("org", org_body("org", "test", next=middle.did))
+    firsts = [middle.record("org", org_body("org", "test", prior=old.did, next=new.did)),
+              new.record("org", org_body("org", "test", prior=middle.did))]
+    later = new.vouch(Org().did)
+    assert replica.accept([*firsts, later]).unlinked == 1
+    entered = []
+    replica.horizon_listeners.append(entered.append)
+    replica.accept([rotation])
+    assert {middle.did, new.did} <= entered[-1]
+    assert replica.accept([later]).accepted == [later]
+
+
 def _rotation_world() -> list:
     """Records of orgs that rotate, claim, vouch and revoke, for the order-independence property below."""
     a, c, d, f = Org(), Org(), Org(), Org()
@@ -221,7 +239,18 @@ def _rotation_world() -> list:
     records += [rotation2, first2, e.revoke(records[1])]
     records += [c.record("org", org_body("org", "test", prior=a.did)), c.revoke(records[1])]  # a false claim
     records += [f.record(), f.fork(1, None)]  # another org equivocates
-    return records, (a, d, f)
+    # g rotates to h, whose first record names g and rotates on to i at once; i's records wait for g's rotation
+    g, h, i = Org(), Org(), Org()
+    records += [g.record(), g.record("org", org_body("org", "test", next=h.did)),
+                h.record("org", org_body("org", "test", prior=g.did, next=i.did)),
+                i.record("org", org_body("org", "test", prior=h.did)), i.vouch(friend.did)]
+    # three keys rotating in a cycle, each in its first record; and a key named as successor by two keys
+    j, k, m = Org(), Org(), Org()
+    records += [j.record("org", org_body("org", "test", prior=m.did, next=k.did)),
+                k.record("org", org_body("org", "test", prior=j.did, next=m.did)),
+                m.record("org", org_body("org", "test", prior=k.did, next=j.did)), j.record()]
+    records += [d.record("org", org_body("org", "test", next=j.did))]
+    return records, (a, d, f, g)
 
 
 @settings(max_examples=40, deadline=None)
@@ -229,14 +258,14 @@ def _rotation_world() -> list:
 def test_what_a_replica_ends_up_with_does_not_depend_on_the_order_records_arrive_in(tmp_path_factory, data):
     """Offered in any order and any batches, and offered again until nothing more is accepted (as sync does),
     rotation records, claims, revocations across keys and vouches leave the same store, links, flags and horizon."""
-    records, (a, d, f) = WORLD
+    records, (a, d, f, g) = WORLD
     order = data.draw(st.permutations(records))
     cuts = sorted(data.draw(st.sets(st.integers(1, len(records) - 1))))
 
     def settle(offered: list, cuts: list[int]) -> tuple:
         with RecordStore.open(tmp_path_factory.mktemp("r")) as store:
             replica = Replica(ME.key, store, roots=(), max_hops=3, held_limit=100)
-            for org in (a, d, f):
+            for org in (a, d, f, g):
                 replica.issue("vouch", vouch_body(org.did, 0.8, "org-peer"))
             progress = True
             while progress:
@@ -252,7 +281,7 @@ def test_what_a_replica_ends_up_with_does_not_depend_on_the_order_records_arrive
 
     settled = settle(order, cuts)
     assert settled == settle(records, [])
-    assert len(settled[1]) == 2 and settled[3]  # the world is rich enough: both rotations link, the fork flags
+    assert len(settled[1]) == 6 and settled[3]  # the world is rich enough: the rotations link, the fork flags
 
 
 WORLD = _rotation_world()
