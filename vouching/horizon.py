@@ -63,10 +63,13 @@ class Horizon:
             del self._out[edge[0]][record_id]
             self._recompute()
 
-    def flag(self, org: str) -> None:
-        """An equivocating org: its vouches no longer extend the horizon (it stays inside if others reach it)."""
-        if org not in self._flagged:
-            self._flagged.add(org)
+    def flag(self, *orgs: str) -> None:
+        """Equivocating orgs (the keys of one org, however many): their vouches no longer extend the horizon (each
+        stays inside if others reach it). One recompute for all of them, and none if none of them vouched for an
+        org yet: a key that just joined a flagged org by its rotation signed nothing else yet that counts."""
+        new = set(orgs) - self._flagged
+        self._flagged |= new
+        if any(self._out.get(org) for org in new):
             self._recompute()
 
     def _recompute(self) -> None:

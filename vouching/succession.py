@@ -86,9 +86,11 @@ class Succession:
         return tuple(keys)
 
     def earlier(self, key: str) -> tuple[str, ...]:
-        """The keys of `key`'s org before `key`, newest first."""
-        keys = self.keys(key)
-        return tuple(reversed(keys[: keys.index(key)]))
+        """The keys of `key`'s org before `key`, newest first (walked to `key` only, not past it)."""
+        keys = [self.identity(key)]
+        while keys[-1] != key:
+            keys.append(self._successor[keys[-1]])
+        return tuple(reversed(keys[:-1]))
 
     def unlinked(self, key: str) -> bool:
         """Whether `key`'s org is not known yet: the first record of its first key names a prior key that has not

@@ -224,6 +224,42 @@ def test_what_a_chain_of_keys_signed_is_fetched_once_its_first_rotation_arrives(
     assert replica.accept([later]).accepted == [later]
 
 
+def _chain(length: int) -> tuple[list[Org], list]:
+    """Keys each rotating to the next in its first record: a hostile org's cheapest long chain (one record a key)."""
+    keys = [Org() for _ in range(length)]
+    records = [keys[0].record("org", org_body("org", "test", next=keys[1].did))]
+    for prior, key, successor in zip(keys, keys[1:], keys[2:]):
+        records.append(key.record("org", org_body("org", "test", prior=prior.did, next=successor.did)))
+    records.append(keys[-1].record("org", org_body("org", "test", prior=keys[-2].did)))
+    return keys, records
+
+
+@pytest.mark.parametrize("flag_first", [True, False], ids=["flag-then-links", "links-then-flag"])
+def test_a_long_chain_of_keys_is_flagged_with_one_horizon_recompute_and_each_key_walked_once(
+        tmp_path, monkeypatch, flag_first):
+    """Flagging walked every key of the org and recomputed the whole horizon once per key, and each link walked the
+    whole chain: a chain of 6000 keys (1.5 MB of records) held the node for 14 s when flagged, and as long at every
+    start. Now a flag costs one recompute, and each key is walked about once however the chain and flags arrive."""
+    keys, records = _chain(300)
+    fork = keys[0].fork(1, None)
+    recomputes, walked = [], []
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(Org().key, store, roots=(), max_hops=2, held_limit=100)
+        replica.issue("vouch", vouch_body(keys[0].did, 0.8, "org-peer"))
+        monkeypatch.setattr(replica.horizon, "_recompute", lambda real=replica.horizon._recompute: (
+            recomputes.append(1), real())[1])
+        for name in ("keys", "earlier", "later"):
+            real = getattr(replica.succession, name)
+            monkeypatch.setattr(replica.succession, name, lambda key, real=real: walked.extend(real(key)) or real(key))
+        batches = [[records[0], fork], *(records[i:i + 50] for i in range(1, len(records), 50))]
+        while any(replica.accept(batch).accepted for batch in (batches if flag_first else batches[::-1])):
+            pass  # offered again until nothing more is accepted, as sync does
+        replica.accept([fork])  # every peer's equivocation record for it: no walk, no recompute
+        assert {key.did for key in keys} <= replica.flagged
+        assert replica.succession.keys(keys[-1].did) == tuple(key.did for key in keys)
+        assert len(recomputes) <= 3 and len(walked) <= 4 * len(keys)
+
+
 def _rotation_world() -> list:
     """Records of orgs that rotate, claim, vouch and revoke, for the order-independence property below."""
     a, c, d, f = Org(), Org(), Org(), Org()
