@@ -171,15 +171,17 @@ class Replica:
         elif isinstance(body, EquivocationBody):
             self._flag(body.offender)
         elif isinstance(body, OrgBody):
-            entered = self.horizon.add_successor(record.iss, body.next) if body.next is not None else set()
+            entered = set()
             link = self.succession.note(record)
-            if link is not None:
+            if link is not None:  # first: a key joining a flagged org is flagged before its rotation is placed
                 self._linked(link)
                 # What it signed after its first record was set aside until now; so was what its successors
                 # signed, if this link made their org known (each key's tail is walked once: then it is known).
                 entered.add(link.successor)
                 if not self.succession.unlinked(link.successor):
                     entered.update(self.succession.later(link.successor))
+            if body.next is not None:
+                entered |= self.horizon.add_successor(record.iss, body.next)
             return entered
         return set()
 

@@ -3,7 +3,8 @@
 A node stores and counts records only of orgs inside its horizon, which bounds storage and Sybil spam. Expiry
 is not consulted here: storage errs on the generous side, and scoring honours expiry itself. A key named as its
 successor by a key inside the horizon is inside at the same distance (vouching.succession), so that its first
-record, which completes the rotation, can be accepted.
+record, which completes the rotation, can be accepted; named by an equivocator, its vouches extend nothing from
+there, as the equivocator's own would not.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ class Horizon:
         self._successors: dict[str, str] = {}  # key -> the key its rotation record names
         self._flagged: set[str] = set()
         self._hops: dict[str, int] = {}
+        # Hops along paths whose vouches extend the horizon: none passes through an equivocator's rotation (an org
+        # reached only that way is inside, in _hops, but its vouches reach nobody).
+        self._reach: dict[str, int] = {}
         self._recompute()
 
     def __contains__(self, org: object) -> bool:
@@ -43,18 +47,17 @@ class Horizon:
             return set()
         self._edges[record_id] = (issuer, subject)
         self._out.setdefault(issuer, {})[record_id] = subject
-        start = self._hops.get(issuer)
+        start = self._reach.get(issuer)
         if start is None or issuer in self._flagged or start >= self.max_hops:
             return set()
-        return self._expand([(subject, start + 1)])
+        return self._expand([(subject, start + 1, True)])
 
     def add_successor(self, key: str, successor: str) -> set[str]:
         """Record a key's rotation; return the orgs it brought inside the horizon."""
         if key in self._successors:
             return set()
         self._successors[key] = successor
-        start = self._hops.get(key)
-        return set() if start is None else self._expand([(successor, start)])
+        return self._expand(self._successor_steps(key, successor))
 
     def remove_edge(self, record_id: bytes) -> None:
         """Forget a revoked vouch; orgs reachable only through it fall outside the horizon."""
@@ -66,36 +69,53 @@ class Horizon:
     def flag(self, *orgs: str) -> None:
         """Equivocating orgs (the keys of one org, however many): their vouches no longer extend the horizon (each
         stays inside if others reach it). One recompute for all of them, and none if none of them vouched for an
-        org yet: a key that just joined a flagged org by its rotation signed nothing else yet that counts."""
+        org or rotated yet: a key that just joined a flagged org by its rotation signed nothing else yet that
+        counts."""
         new = set(orgs) - self._flagged
         self._flagged |= new
-        if any(self._out.get(org) for org in new):
+        if any(self._out.get(org) or org in self._successors for org in new):
             self._recompute()
 
     def _recompute(self) -> None:
-        self._hops = {}
-        self._expand([(root, 0) for root in self._roots])
+        self._hops, self._reach = {}, {}
+        self._expand([(root, 0, True) for root in self._roots])
 
-    def _expand(self, starts: list[tuple[str, int]]) -> set[str]:
-        """Breadth-first relaxation from `starts`; returns the orgs newly inside."""
+    def _successor_steps(self, key: str, successor: str) -> list[tuple[str, int, bool]]:
+        """A rotation's successor is where its key is; its vouches extend only if the key's would."""
+        steps = [(successor, hops, False)] if (hops := self._hops.get(key)) is not None else []
+        if (reach := self._reach.get(key)) is not None and key not in self._flagged:
+            steps.append((successor, reach, True))
+        return steps
+
+    def _expand(self, starts: list[tuple[str, int, bool]]) -> set[str]:
+        """Breadth-first relaxation from `starts` (org, hops, whether its vouches extend from there); returns the
+        orgs newly inside."""
         added: set[str] = set()
         queue: deque[str] = deque()
+        beyond = self.max_hops + 1
 
-        def relax(org: str, hops: int) -> None:
-            if hops < self._hops.get(org, self.max_hops + 1):
+        def relax(org: str, hops: int, extends: bool) -> None:
+            improved = False
+            if hops < self._hops.get(org, beyond):
                 if org not in self._hops:
                     added.add(org)
                 self._hops[org] = hops
+                improved = True
+            if extends and hops < self._reach.get(org, beyond):
+                self._reach[org] = hops
+                improved = True
+            if improved:
                 queue.append(org)
 
-        for org, hops in starts:
-            relax(org, hops)
+        for org, hops, extends in starts:
+            relax(org, hops, extends)
         while queue:
             org = queue.popleft()
-            hops = self._hops[org]
             if (successor := self._successors.get(org)) is not None:
-                relax(successor, hops)
-            if hops < self.max_hops and org not in self._flagged:
+                for step in self._successor_steps(org, successor):
+                    relax(*step)
+            reach = self._reach.get(org)
+            if reach is not None and reach < self.max_hops and org not in self._flagged:
                 for subject in self._out.get(org, {}).values():
-                    relax(subject, hops + 1)
+                    relax(subject, reach + 1, True)
         return added
