@@ -172,11 +172,13 @@ class Replica:
             self._flag(body.offender)
         elif isinstance(body, OrgBody):
             entered = set()
-            link = self.succession.note(record)
-            if link is not None:  # first: a key joining a flagged org is flagged before its rotation is placed
+            # The links first: a key joining a flagged org is flagged before its rotation is placed.
+            for link in self.succession.note(record):
                 self._linked(link)
                 # What it signed after its first record was set aside until now; so was what its successors
                 # signed, if this link made their org known (each key's tail is walked once: then it is known).
+                if link.successor in entered:
+                    continue  # the tail of the record's other link, walked already
                 entered.add(link.successor)
                 if not self.succession.unlinked(link.successor):
                     entered.update(self.succession.later(link.successor))

@@ -224,6 +224,29 @@ def test_what_a_chain_of_keys_signed_is_fetched_once_its_first_rotation_arrives(
     assert replica.accept([later]).accepted == [later]
 
 
+def test_a_first_record_completing_two_links_at_once_flags_every_key_of_a_flagged_org(tmp_path):
+    """k's first record names both its prior (a flagged key whose rotation named k) and its successor (whose first
+    record, naming k, arrived earlier): it completes two links, and only the second was told to the listeners, so
+    the flag never reached k or its successor, although all three keys were one org."""
+    me, partner, bad, k, s = Org(), Org(), Org(), Org(), Org()
+    rotation = bad.record("org", org_body("org", "test", next=k.did))
+    fork = bad.fork(1, None)
+    s_first = s.record("org", org_body("org", "test", prior=k.did))
+    k_first = k.record("org", org_body("org", "test", prior=bad.did, next=s.did))
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(me.key, store, roots=(), max_hops=3, held_limit=100)
+        links = []
+        replica.link_listeners.append(links.append)
+        for org in (bad, partner):
+            replica.issue("vouch", vouch_body(org.did, 0.8, "org-peer"))
+        replica.accept([partner.vouch(s.did)])  # the successor is inside on its own
+        for batch in ([rotation, fork], [s_first], [k_first]):
+            replica.accept(batch)
+        assert replica.succession.keys(s.did) == (bad.did, k.did, s.did)
+        assert {bad.did, k.did, s.did} <= replica.flagged
+        assert set(links) == {Link(bad.did, k.did), Link(k.did, s.did)}
+
+
 def _chain(length: int) -> tuple[list[Org], list]:
     """Keys each rotating to the next in its first record: a hostile org's cheapest long chain (one record a key)."""
     keys = [Org() for _ in range(length)]
@@ -248,16 +271,16 @@ def test_a_long_chain_of_keys_is_flagged_with_one_horizon_recompute_and_each_key
         replica.issue("vouch", vouch_body(keys[0].did, 0.8, "org-peer"))
         monkeypatch.setattr(replica.horizon, "_recompute", lambda real=replica.horizon._recompute: (
             recomputes.append(1), real())[1])
-        for name in ("keys", "earlier", "later"):
+        for name in ("earlier", "later"):  # (keys walks with later)
             real = getattr(replica.succession, name)
             monkeypatch.setattr(replica.succession, name, lambda key, real=real: walked.extend(real(key)) or real(key))
         batches = [[records[0], fork], *(records[i:i + 50] for i in range(1, len(records), 50))]
         while any(replica.accept(batch).accepted for batch in (batches if flag_first else batches[::-1])):
             pass  # offered again until nothing more is accepted, as sync does
         replica.accept([fork])  # every peer's equivocation record for it: no walk, no recompute
+        assert len(recomputes) <= 3 and len(walked) <= 4 * len(keys)
         assert {key.did for key in keys} <= replica.flagged
         assert replica.succession.keys(keys[-1].did) == tuple(key.did for key in keys)
-        assert len(recomputes) <= 3 and len(walked) <= 4 * len(keys)
 
 
 def _rotation_world() -> list:
@@ -280,12 +303,13 @@ def _rotation_world() -> list:
     records += [g.record(), g.record("org", org_body("org", "test", next=h.did)),
                 h.record("org", org_body("org", "test", prior=g.did, next=i.did)),
                 i.record("org", org_body("org", "test", prior=h.did)), i.vouch(friend.did)]
-    # three keys rotating in a cycle, each in its first record; and a key named as successor by two keys
+    # three keys rotating in a cycle, each in its first record (each inside on its own, so that any of the three
+    # links may close it); and a key named as successor by two keys
     j, k, m = Org(), Org(), Org()
     records += [j.record("org", org_body("org", "test", prior=m.did, next=k.did)),
                 k.record("org", org_body("org", "test", prior=j.did, next=m.did)),
                 m.record("org", org_body("org", "test", prior=k.did, next=j.did)), j.record()]
-    records += [d.record("org", org_body("org", "test", next=j.did))]
+    records += [d.vouch(k.did), d.vouch(m.did), d.record("org", org_body("org", "test", next=j.did))]
     return records, (a, d, f, g)
 
 
@@ -317,7 +341,7 @@ def test_what_a_replica_ends_up_with_does_not_depend_on_the_order_records_arrive
 
     settled = settle(order, cuts)
     assert settled == settle(records, [])
-    assert len(settled[1]) == 6 and settled[3]  # the world is rich enough: the rotations link, the fork flags
+    assert len(settled[1]) == 7 and settled[3]  # the world is rich enough: the rotations link, the fork flags
 
 
 WORLD = _rotation_world()

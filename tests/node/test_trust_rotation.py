@@ -171,3 +171,26 @@ def test_a_key_rotated_to_at_its_first_record_counts_as_its_org_whatever_order_t
         for each in (agent, partner_vouched):
             assert trust.engine.explain(each, now=NOW) == reference.explain(each, now=NOW)
         assert trust.engine.orgs(now=NOW) == reference.orgs(now=NOW)
+
+
+def test_keys_rotating_in_a_cycle_are_one_org_under_one_name_whatever_the_order(tmp_path):
+    """Three keys rotating each to the next in their first records, each vouched for by this node: one org, known
+    by its least key, in whatever order the three records arrive."""
+    keys = [Org() for _ in range(3)]
+    firsts = [org.record("org", org_body("org", "test", prior=keys[i - 1].did, next=keys[(i + 1) % 3].did))
+              for i, org in enumerate(keys)]
+    seen = set()
+    for n, order in enumerate([(0, 1, 2), (2, 1, 0), (1, 0, 2)]):
+        (tmp_path / str(n)).mkdir()
+        with fake_node(tmp_path / str(n)) as node:
+            trust = _listening(_service(node.replica))
+            for org in keys:
+                node.replica.issue("vouch", vouch_body(org.did, 0.9, "org-peer"))
+            for i in order:
+                assert node.replica.accept([firsts[i]]).accepted == [firsts[i]]
+            names = {trust.org(org.did)["org"] for org in keys}
+            listed = sorted(o["org"] for o in trust.orgs() if not o["own"])
+            seen.add((frozenset(names), tuple(listed), round(trust.org(keys[0].did)["reputation"], 12)))
+    assert len(seen) == 1
+    names, listed, _ = seen.pop()
+    assert names == {min(org.did for org in keys)} and listed == (min(org.did for org in keys),)
