@@ -4,8 +4,9 @@ DESIGN.md §3 and §5. Records arrive already verified (signature and schema); t
 it extends its issuer's chain (accepted), repeats one we have (duplicate), skips ahead (held until sync fills
 the gap), contradicts one we have (equivocation evidence), or breaks the chain (rejected, with a reason). Key
 rotation (vouching.succession): a key that signed its rotation record has a closed chain, and a key whose first
-record names a prior key has nothing after that first record accepted until the prior key's rotation names it
-(sync fetches the rest once it does), so that no record of a successor counts before its org is known.
+record names a prior key has nothing after that first record accepted until the prior key's rotation names it,
+and the prior key's own claim, if any, is linked too (sync fetches the rest once it is), so that no record of a
+successor counts before its org is known.
 """
 
 from __future__ import annotations
@@ -154,12 +155,11 @@ class _Batch:
         return iss in self._named_next.values()
 
     def linked_or_unclaimed(self, iss: str) -> bool:
-        """Whether `iss` names no prior key, or the prior key it names has named it back."""
-        prior = self._named_prior.get(iss) or self._succession.named_prior(iss)
-        return prior is None or self._next_of(prior) == iss
-
-    def _next_of(self, key: str) -> str | None:
-        return self._named_next.get(key) or self._succession.named_next(key)
+        """Whether `iss` names no prior key, or the prior key it names has named it back and is itself linked or
+        unclaimed, and so on back to a key that names no prior (a cycle of rotations has none): the records of
+        a key count only once its whole org is known, or they would count for whichever part of it was known
+        when they arrived."""
+        return self._walk_back(iss)[1]
 
     def is_vouch_of_org(self, record_id: bytes, iss: str) -> bool:
         """Whether `record_id` is a vouch of `iss`'s org: by `iss`, or by a key linked to it (a key is linked
@@ -168,16 +168,25 @@ class _Batch:
         found = (staged.kind, staged.iss) if staged is not None else self._store.kind_and_issuer(record_id)
         if found is None or found[0] != "vouch":
             return False
-        voucher, key, seen = self._succession.identity(found[1]), iss, set()
-        while key not in seen:
-            if self._succession.identity(key) == voucher:
-                return True
-            seen.add(key)
-            prior = self._named_prior.get(key)  # a link made by records staged here
-            if prior is None or self._next_of(prior) != key:
-                return False
-            key = prior
-        return False
+        return self._succession.identity(found[1]) in self._walk_back(iss)[0]
+
+    def _walk_back(self, iss: str) -> tuple[dict[str, None], bool]:
+        """From `iss` back over the links known, stored or staged here: the first key of each stored org passed
+        (keys already linked are passed over in one step), and whether the walk ended at a key naming no prior
+        (rather than at one whose prior did not name it back, or by going round a cycle)."""
+        key, passed = self._succession.identity(iss), dict[str, None]()
+        while key not in passed:
+            passed[key] = None
+            prior = self._named_prior.get(key) or self._succession.named_prior(key)
+            if prior is None:
+                return passed, True
+            if self._next_of(prior) != key:
+                return passed, False
+            key = self._succession.identity(prior)
+        return passed, False
+
+    def _next_of(self, key: str) -> str | None:
+        return self._named_next.get(key) or self._succession.named_next(key)
 
     def add(self, record: Record) -> None:
         self.records.append(record)

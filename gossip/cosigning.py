@@ -36,7 +36,7 @@ from .sync_messages import (
 )
 
 _CONFLICT = 409
-_RETRIES = 2
+_RETRIES = 4  # a witness checking our log against earlier keys' logs asks for a proof from each size
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,8 @@ class CosignClient:
     """Asks one witness to cosign one checkpoint of our log.
 
     `old_size` is the size we believe the witness last cosigned (0 if we do not know); on a Conflict we retry
-    from the size it reports, twice at most: once to correct our belief, once more because a witness that cosigned
-    our log before it knew of our key's rotation wants proofs from both the sizes it cosigned (ledger.witness).
+    from the size it reports, a few times at most: once to correct our belief, and once more for each earlier key's
+    log that a witness which cosigned ours before it knew of our rotations wants a proof from (ledger.witness).
     `proof(old, new)` gives the RFC 9162 consistency proof from our ledger.
     """
 

@@ -217,25 +217,42 @@ class Replica:
         elif isinstance(body, EquivocationBody):
             self._flag(body.offender)
         elif isinstance(body, OrgBody):
-            entered = self.horizon.add_successor(record.iss, body.next) if body.next is not None else set()
+            entered = set()
+            # The links first: a key joining a flagged org is flagged before its rotation is placed.
+            for link in self.succession.note(record):
+                self._linked(link)
+                # What it signed after its first record was set aside until now; so was what its successors
+                # signed, if this link made their org known (each key's tail is walked once: then it is known).
+                if link.successor in entered:
+                    continue  # the tail of the record's other link, walked already
+                entered.add(link.successor)
+                if not self.succession.unlinked(link.successor):
+                    entered.update(self.succession.later(link.successor))
+            if body.next is not None:
+                entered |= self.horizon.add_successor(record.iss, body.next)
             if body.prior is not None:
                 entered |= self.horizon.add_prior(record.iss, body.prior)
-            link = self.succession.note(record)
-            if link is not None:
-                self._linked(link)
-                entered.add(link.successor)  # what it signed after its first record was set aside until now
             return entered
         return set()
 
     def _flag(self, key: str) -> None:
-        for each in self.succession.keys(key):
-            self.flagged.add(each)
-            self.horizon.flag(each)
+        """Flag every key of `key`'s org. The flagged keys are always whole orgs (a link flags the side that was not
+        yet), so a flagged key's org needs no walk: a hostile org may have thousands of keys, and be reported by
+        every peer."""
+        if key not in self.flagged:
+            self._flag_keys(self.succession.keys(key))
+
+    def _flag_keys(self, keys: Sequence[str]) -> None:
+        self.flagged.update(keys)
+        self.horizon.flag(*keys)
 
     def _linked(self, link: Link) -> None:
         """Two keys became one org: a flag on either covers both (the new key signed nothing else yet that
-        counts: the acceptor sets its later records aside until the link)."""
-        if self.flagged.intersection(self.succession.keys(link.prior)):
-            self._flag(link.prior)
+        counts: the acceptor sets its later records aside until the link). Only the side not yet flagged is walked,
+        so that each key of a long chain is walked once however the chain grows."""
+        if link.prior in self.flagged and link.successor not in self.flagged:
+            self._flag_keys(self.succession.later(link.successor))
+        elif link.successor in self.flagged and link.prior not in self.flagged:
+            self._flag_keys((*self.succession.earlier(link.prior), link.prior))
         for listener in self.link_listeners:
             listener(link)

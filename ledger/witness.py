@@ -158,7 +158,8 @@ class Witness:
     A log whose key was rotated continues its predecessor's: `continues(origin)` names the origins of the same
     log under its earlier keys, newest first, and a log this witness has not cosigned yet starts from the last
     checkpoint it cosigned of the first of those, not from the empty tree (so a rotation cannot rewrite history);
-    a log it cosigned before it knew its predecessor is cosigned again only once shown to continue that one too.
+    a log it cosigned before it knew its predecessor is cosigned again only once shown to continue that one too,
+    and a log continuing such a log, not yet shown to continue its own predecessor, must continue both.
 
     `logs` and `continues` are read on every request, so their owner may change them while the witness runs.
     Methods may be called from several threads; checking a request against the stored state and storing the new
@@ -175,8 +176,9 @@ class Witness:
         self._signer = signer
         self._logs = logs
         self._continues = continues
-        # origin -> (its state, a checkpoint proven to extend it): the first step of a _continue, for the second.
-        self._proven: dict[str, tuple[Checkpoint, Checkpoint]] = {}
+        # origin -> (the states it must extend, a checkpoint proven to extend the first `steps` sizes of them, steps):
+        # a _continue's progress, one proof per request.
+        self._proven: dict[str, tuple[tuple[Checkpoint, ...], Checkpoint, int]] = {}
         self._lock = threading.Lock()
         self._db = _open_store(path)
         self._closed = False
@@ -240,32 +242,40 @@ class Witness:
         except NoteError as e:
             raise WitnessStoreError(f"stored checkpoint of {origin}: {e}") from None
 
-    def _predecessor(self, origin: str) -> tuple[Checkpoint, bytes] | None:
-        """The latest checkpoint cosigned of the first of `origin`'s earlier origins that has one."""
+    def _states(self, origin: str, own: tuple[Checkpoint, bytes] | None) -> list[tuple[Checkpoint, bytes]]:
+        """What a new checkpoint of `origin` must extend, newest first: its own latest, unless it was shown to
+        continue its predecessors, then the latest cosigned of each earlier origin, back to one that was shown to
+        continue its own (a log cosigned on first use, before the witness knew of its rotation, and never checked
+        since because its key rotated again, vouches for nothing before it)."""
+        states = [own] if own is not None else []
+        if own is not None and self._continued(origin):
+            return states
         for earlier in self._continues(origin):
             if (latest := self._latest(earlier)) is not None:
-                return latest
-        return None
+                states.append(latest)
+                if self._continued(earlier):
+                    break
+        return states
 
     def _advance(self, request: AddCheckpointRequest, checkpoint: Checkpoint, submitted: bytes) -> None:
-        """Check the request against the stored state (the log's own, else its predecessor's, or both once) and
-        store the new checkpoint, in one transaction."""
+        """Check the request against the stored states (the log's own, else its predecessors', or all of them
+        until checked once) and store the new checkpoint, in one transaction."""
         origin = checkpoint.origin
         self._db.execute("BEGIN IMMEDIATE")
         try:
             own = self._latest(origin)
-            predecessor = self._predecessor(origin)
-            if own is not None and predecessor is not None and not self._continued(origin):
-                self._continue(request, checkpoint, submitted, own, predecessor)
+            states = self._states(origin, own)
+            if len(states) > 1:
+                self._continue(request, checkpoint, submitted, states)
             else:
-                _check(request, checkpoint, submitted, own or predecessor)
+                _check(request, checkpoint, submitted, states[0] if states else None)
             if own is None or checkpoint.size != own[0].size:
                 self._db.execute(
                     "INSERT INTO cosigned (origin, checkpoint, note) VALUES (?, ?, ?) ON CONFLICT (origin) "
                     "DO UPDATE SET checkpoint = excluded.checkpoint, note = excluded.note",
                     (origin, checkpoint.to_text(), submitted),
                 )
-            if predecessor is not None:
+            if any(state[0].origin != origin for state in states):
                 self._db.execute("INSERT OR IGNORE INTO continued (origin) VALUES (?)", (origin,))
             self._db.execute("COMMIT")
         except BaseException:
@@ -278,37 +288,45 @@ class Witness:
         return self._db.execute("SELECT 1 FROM continued WHERE origin = ?", (origin,)).fetchone() is not None
 
     def _continue(
-        self,
-        request: AddCheckpointRequest,
-        checkpoint: Checkpoint,
-        submitted: bytes,
-        own: tuple[Checkpoint, bytes],
-        predecessor: tuple[Checkpoint, bytes],
+        self, request: AddCheckpointRequest, checkpoint: Checkpoint, submitted: bytes,
+        states: list[tuple[Checkpoint, bytes]],
     ) -> None:
-        """A log this witness cosigned before it knew the log's predecessor (trust on first use) must still be
-        shown to continue it, once: a checkpoint is cosigned after consistency proofs from both states, one per
-        request (tlog-witness carries one). The first is remembered, with the checkpoint it reached, for the next
-        request; a Conflict names the size the next proof must start from."""
-        proven = self._proven.get(checkpoint.origin)
-        reached = proven[1] if proven is not None and proven[0] == own[0] else own[0]
-        if request.old_size == own[0].size:
-            _check(request, checkpoint, submitted, own)
-            if predecessor[0].size != own[0].size:
-                self._proven[checkpoint.origin] = (own[0], checkpoint)
-                raise Conflict(
-                    f"old size {own[0].size}: this log continues {predecessor[0].origin}, which this witness "
-                    f"cosigned up to size {predecessor[0].size}: a consistency proof from there is needed too",
-                    predecessor[0].size,
-                )
-            if predecessor[0].root != own[0].root:  # equal sizes: the proof just checked starts from both, or neither
-                message = f"root at size {own[0].size}: differs from the one cosigned of this log's predecessor"
-                raise BadProof(f"{message} {predecessor[0].origin}", predecessor[1], own[1])
-        elif request.old_size == predecessor[0].size and checkpoint in (own[0], reached):
-            _check(request, checkpoint, submitted, predecessor)
+        """A checkpoint that must extend several states (its log's own, cosigned on first use, and its predecessors')
+        is cosigned after consistency proofs from each of their sizes, one per request (tlog-witness carries one),
+        in order. Progress is remembered, with the checkpoint proven, for the next request; a Conflict names the
+        size the next proof must start from."""
+        origin = checkpoint.origin
+        sizes = list(dict.fromkeys(state[0].size for state in states))
+        key = tuple(state[0] for state in states)
+        proven = self._proven.get(origin)
+        if proven is not None and proven[0] == key:
+            reached, steps = proven[1], proven[2]
+        elif states[0][0].origin == origin:
+            reached, steps = states[0][0], 1  # its own latest checkpoint extends its own state
         else:
-            size = own[0].size
-            raise Conflict(f"old size {request.old_size}: this witness last cosigned size {size}", size)
-        self._proven.pop(checkpoint.origin, None)
+            reached, steps = None, 0
+        if request.old_size == sizes[0]:
+            steps = 0
+        elif not (0 < steps < len(sizes) and request.old_size == sizes[steps]
+                  and checkpoint in (states[0][0], reached)):
+            of = "" if states[0][0].origin == origin else f" of this log's predecessor {states[0][0].origin}"
+            raise Conflict(f"old size {request.old_size}: this witness last cosigned size {sizes[0]}{of}", sizes[0])
+        size = sizes[steps]
+        state = next(state for state in states if state[0].size == size)
+        _check(request, checkpoint, submitted, state)
+        for other in states:  # equal sizes: the proof just checked starts from both, or neither
+            if other[0].size == size and other[0].root != state[0].root:
+                message = f"root at size {size}: differs from the one cosigned of this log's predecessor"
+                raise BadProof(f"{message} {other[0].origin}", other[1], state[1])
+        if steps + 1 < len(sizes):
+            self._proven[origin] = (key, checkpoint, steps + 1)
+            following = next(state for state in states if state[0].size == sizes[steps + 1])[0]
+            raise Conflict(
+                f"old size {size}: this log continues {following.origin}, which this witness cosigned up to size "
+                f"{following.size}: a consistency proof from there is needed too",
+                following.size,
+            )
+        self._proven.pop(origin, None)
 
 
 def _check(

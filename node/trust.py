@@ -101,8 +101,12 @@ class TrustService:
     def _relink(self, link: Link) -> None:
         """Replica link listener: two keys became one org. If the engine already knew the new key as an org, what
         named it now counts for the org, from the next recompute (brought forward, as for any org-level change);
-        every record the new key signs is fed after the link, as its org's."""
-        if self.engine.merge_org(link.successor, self.replica.succession.identity(link.prior)):
+        every record the new key signs is fed after the link, as its org's. A link closing a cycle of keys renames
+        the org instead."""
+        assert link.org is not None  # (the replica tells only links just made, each with its org at that step)
+        if link.cycle:
+            self.engine.rename_org(link.successor, link.org)
+        elif self.engine.merge_org(link.successor, link.org):
             log.info("trust engine: a rotation joined a key it knew to its org",
                      extra={"fields": {"prior": link.prior, "successor": link.successor}})
             self._org_changed.set()

@@ -4,10 +4,11 @@ A node stores and counts records only of orgs inside its horizon, which bounds s
 is not consulted here: storage errs on the generous side, and scoring honours expiry itself.
 
 Key rotation (vouching.succession) takes two records, one in each key's chain, and each must be accepted for the
-keys to link, so each key brings the other inside: a key named as its successor by a key inside the horizon is
-inside at the same distance, and so is the prior key that a key inside names in its first record, once that prior
-key has named it back. Until then the claim is only a claim: the prior key is inside at the horizon's edge, where
-its chain (and its rotation, if it made one) can be accepted but its vouches reach no one.
+keys to link, so each key brings the other inside at its own distance: the successor a key inside names in its
+rotation, and the prior key a key inside names in its first record (a partner that met an org after its rotation
+reaches only its new key, and must take in the old key's chain, which ends with the rotation). A successor's
+vouches extend the horizon from there only if its predecessor's would (not an equivocator's); a prior's, only
+once it has named its claimant back (a claim alone gives the claimed key no reach).
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ class Horizon:
         self._priors: dict[str, str] = {}  # key -> the key its first record names as the one it replaces
         self._flagged: set[str] = set()
         self._hops: dict[str, int] = {}
+        # Hops along paths whose vouches extend the horizon: none passes through an equivocator's rotation (an org
+        # reached only that way is inside, in _hops, but its vouches reach nobody).
+        self._reach: dict[str, int] = {}
         self._recompute()
 
     def __contains__(self, org: object) -> bool:
@@ -48,24 +52,25 @@ class Horizon:
             return set()
         self._edges[record_id] = (issuer, subject)
         self._out.setdefault(issuer, {})[record_id] = subject
-        start = self._hops.get(issuer)
+        start = self._reach.get(issuer)
         if start is None or issuer in self._flagged or start >= self.max_hops:
             return set()
-        return self._expand([(subject, start + 1)])
+        return self._expand([(subject, start + 1, True)])
 
     def add_successor(self, key: str, successor: str) -> set[str]:
         """Record a key's rotation; return the orgs it brought inside the horizon."""
         if key in self._successors:
             return set()
         self._successors[key] = successor
-        return self._expand([(k, self._hops[k]) for k in (key, successor) if k in self._hops])
+        linked = self._prior_steps(successor, key) if self._priors.get(successor) == key else []
+        return self._expand(self._successor_steps(key, successor) + linked)
 
     def add_prior(self, key: str, prior: str) -> set[str]:
         """Record the prior key a key's first record names; return the orgs it brought inside the horizon."""
         if key in self._priors:
             return set()
         self._priors[key] = prior
-        return self._expand([(key, self._hops[key])]) if key in self._hops else set()
+        return self._expand(self._prior_steps(key, prior))
 
     def remove_edge(self, record_id: bytes) -> None:
         """Forget a revoked vouch; orgs reachable only through it fall outside the horizon."""
@@ -74,41 +79,68 @@ class Horizon:
             del self._out[edge[0]][record_id]
             self._recompute()
 
-    def flag(self, org: str) -> None:
-        """An equivocating org: its vouches no longer extend the horizon (it stays inside if others reach it)."""
-        if org not in self._flagged:
-            self._flagged.add(org)
+    def flag(self, *orgs: str) -> None:
+        """Equivocating orgs (the keys of one org, however many): their vouches no longer extend the horizon (each
+        stays inside if others reach it). One recompute for all of them, and none if none of them vouched for an
+        org or rotated yet: a key that just joined a flagged org by its rotation signed nothing else yet that
+        counts."""
+        new = set(orgs) - self._flagged
+        self._flagged |= new
+        if any(self._out.get(org) or org in self._successors or org in self._priors for org in new):
             self._recompute()
 
     def _recompute(self) -> None:
-        self._hops = {}
-        self._expand([(root, 0) for root in self._roots])
+        self._hops, self._reach = {}, {}
+        self._expand([(root, 0, True) for root in self._roots])
 
-    def _expand(self, starts: list[tuple[str, int]]) -> set[str]:
-        """Breadth-first relaxation from `starts`; returns the orgs newly inside."""
+    def _successor_steps(self, key: str, successor: str) -> list[tuple[str, int, bool]]:
+        """A rotation's successor is where its key is; its vouches extend only if the key's would."""
+        steps = [(successor, hops, False)] if (hops := self._hops.get(key)) is not None else []
+        if (reach := self._reach.get(key)) is not None and key not in self._flagged:
+            steps.append((successor, reach, True))
+        return steps
+
+    def _prior_steps(self, key: str, prior: str) -> list[tuple[str, int, bool]]:
+        """A claimed prior key is where its claimant is; its vouches extend only once it named the claimant back,
+        and if the claimant's would."""
+        steps = [(prior, hops, False)] if (hops := self._hops.get(key)) is not None else []
+        linked = self._successors.get(prior) == key
+        if linked and (reach := self._reach.get(key)) is not None and key not in self._flagged:
+            steps.append((prior, reach, True))
+        return steps
+
+    def _expand(self, starts: list[tuple[str, int, bool]]) -> set[str]:
+        """Breadth-first relaxation from `starts` (org, hops, whether its vouches extend from there); returns the
+        orgs newly inside."""
         added: set[str] = set()
         queue: deque[str] = deque()
+        beyond = self.max_hops + 1
 
-        def relax(org: str, hops: int) -> bool:
-            if hops >= self._hops.get(org, self.max_hops + 1):
-                return False
-            if org not in self._hops:
-                added.add(org)
-            self._hops[org] = hops
-            queue.append(org)
-            return True
+        def relax(org: str, hops: int, extends: bool) -> None:
+            improved = False
+            if hops < self._hops.get(org, beyond):
+                if org not in self._hops:
+                    added.add(org)
+                self._hops[org] = hops
+                improved = True
+            if extends and hops < self._reach.get(org, beyond):
+                self._reach[org] = hops
+                improved = True
+            if improved:
+                queue.append(org)
 
-        for org, hops in starts:
-            if not relax(org, hops):
-                queue.append(org)  # already there: what it leads to may be new
+        for org, hops, extends in starts:
+            relax(org, hops, extends)
         while queue:
             org = queue.popleft()
-            hops = self._hops[org]
             if (successor := self._successors.get(org)) is not None:
-                relax(successor, hops)
+                for step in self._successor_steps(org, successor):
+                    relax(*step)
             if (prior := self._priors.get(org)) is not None:
-                relax(prior, hops if self._successors.get(prior) == org else self.max_hops)
-            if hops < self.max_hops and org not in self._flagged:
+                for step in self._prior_steps(org, prior):
+                    relax(*step)
+            reach = self._reach.get(org)
+            if reach is not None and reach < self.max_hops and org not in self._flagged:
                 for subject in self._out.get(org, {}).values():
-                    relax(subject, hops + 1)
+                    relax(subject, reach + 1, True)
         return added

@@ -300,6 +300,19 @@ class TrustEngine:
         self.org_changes += 1
         return True
 
+    def rename_org(self, old: str, new: str) -> bool:
+        """Key rotation closing a cycle of keys (vouching.succession): the org the engine knows as `old` is known as
+        `new`, one of its keys, from now on; False if the engine never heard of `old`."""
+        o = self._org_index.get(old)
+        if o is None:
+            return False
+        self._orgs[o] = new
+        self._org_index[new] = o
+        self._version += 1
+        self._graph_edits += 1
+        self.org_changes += 1
+        return True
+
     # ---- full recompute -------------------------------------------------------------------------------------
 
     def recompute(self, *, now: int) -> ScoreTable:

@@ -6,13 +6,14 @@ names the old key in `prior`. Only the two together link the keys: an org cannot
 does not hold, and a key cannot take over an org that did not name it. As each record sits in its own key's
 chain, which keys are linked does not depend on the order records arrive in.
 
-Linked keys are one org, known by its first key (its identity): its vouches, evidence and reputation carry over,
-an equivocation by any of its keys flags them all, and a later key may revoke an earlier key's vouches.
+Linked keys are one org, known by its first key (its identity; keys rotating in a cycle have none, and are known
+by their least key): its vouches, evidence and reputation carry over, an equivocation by any of its keys flags them
+all, and a later key may revoke an earlier key's vouches.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .bodies import OrgBody
 from .records import Record
@@ -20,10 +21,14 @@ from .records import Record
 
 @dataclass(frozen=True, slots=True)
 class Link:
-    """Two keys found to be one org: `successor` replaced `prior`."""
+    """Two keys found to be one org: `successor` replaced `prior`. A link closing a `cycle` of keys joins no new
+    key: it renames the org, from `successor` (its first key until then) to its least key. `org` is the org's
+    identity right after this link (a record completing two links makes two steps; None in `links()`)."""
 
     prior: str
     successor: str
+    cycle: bool = False
+    org: str | None = field(default=None, compare=False)
 
 
 class _Org:
@@ -47,19 +52,20 @@ class Succession:
         self._successor: dict[str, str] = {}  # linked keys: old -> new
         self._orgs: dict[str, _Org] = {}  # linked keys -> their org
 
-    def note(self, record: Record) -> Link | None:
-        """Take in an accepted record; the link it completes, if any."""
+    def note(self, record: Record) -> list[Link]:
+        """Take in an accepted record; the links it completes: none, or one, or two (a first record naming both its
+        prior and its successor may complete both links at once)."""
         body = record.body
         if not isinstance(body, OrgBody):
-            return None
-        link = None
+            return []
+        links = []
         if body.prior is not None:
             self._named_prior[record.iss] = body.prior
-            link = self._link(body.prior, record.iss)
+            links.append(self._link(body.prior, record.iss))
         if body.next is not None:
             self._named_next[record.iss] = body.next
-            link = self._link(record.iss, body.next) or link
-        return link
+            links.append(self._link(record.iss, body.next))
+        return [link for link in links if link is not None]
 
     def retired(self, key: str) -> bool:
         """Whether `key` signed its rotation record (its chain is closed)."""
@@ -79,21 +85,29 @@ class Succession:
         return key if org is None else org.first
 
     def keys(self, key: str) -> tuple[str, ...]:
-        """Every key of `key`'s org, first to current."""
-        keys = [self.identity(key)]
-        while (successor := self._successor.get(keys[-1])) is not None:
-            keys.append(successor)
-        return tuple(keys)
+        """Every key of `key`'s org, first to current (round a cycle once, from its least key)."""
+        return self.later(self.identity(key))
 
     def earlier(self, key: str) -> tuple[str, ...]:
-        """The keys of `key`'s org before `key`, newest first."""
-        keys = self.keys(key)
-        return tuple(reversed(keys[: keys.index(key)]))
+        """The keys of `key`'s org before `key`, newest first (walked to `key` only, not past it)."""
+        keys = [self.identity(key)]
+        while keys[-1] != key:
+            keys.append(self._successor[keys[-1]])
+        return tuple(reversed(keys[:-1]))
 
     def unlinked(self, key: str) -> bool:
-        """Whether `key`'s first record names a prior key that has not (yet) named it back."""
-        prior = self._named_prior.get(key)
-        return prior is not None and self._named_next.get(prior) != key
+        """Whether `key`'s org is not known yet: the first record of its first key names a prior key that has not
+        (yet) named it back, or its keys rotate in a cycle and have no first. A key linked to a prior key that is
+        itself unlinked is unlinked too: a key whose first record names both a prior and a successor must not
+        hand on a claim that is still pending."""
+        return self._named_prior.get(self.identity(key)) is not None
+
+    def later(self, key: str) -> tuple[str, ...]:
+        """`key` and the keys of its org after it, oldest first (in a cycle, round to its first key)."""
+        keys, first = [key], self.identity(key)
+        while (successor := self._successor.get(keys[-1])) is not None and successor != first:
+            keys.append(successor)
+        return tuple(keys)
 
     def links(self) -> list[Link]:
         return [Link(prior, successor) for prior, successor in self._successor.items()]
@@ -101,16 +115,29 @@ class Succession:
     def _link(self, prior: str, successor: str) -> Link | None:
         if self._named_next.get(prior) != successor or self._named_prior.get(successor) != prior:
             return None
-        if self.identity(prior) == self.identity(successor):
-            return None  # already linked, or a rotation back into one of the org's own keys: not a new key
+        if self._successor.get(prior) == successor:
+            return None  # already linked
         self._successor[prior] = successor
+        if self.identity(prior) == self.identity(successor):
+            return self._close_cycle(prior, successor)
         first = self.identity(prior)
         small, large = sorted((self._org(prior), self._org(successor)), key=lambda org: len(org.keys))
         large.keys |= small.keys
         for key in small.keys:
             self._orgs[key] = large
         large.first = first
-        return Link(prior, successor)
+        return Link(prior, successor, org=first)
+
+    def _close_cycle(self, prior: str, successor: str) -> Link | None:
+        """A rotation back into the org's first key closes a cycle of keys, each rotating to the next in its first
+        record (only then can they all be accepted), and none signing anything more. Which link closed it depends on
+        the order records arrived in, so the org is known by its least key instead: the link, if that changes it."""
+        org = self._orgs[prior]
+        least = min(org.keys)
+        if least == org.first:
+            return None
+        org.first = least
+        return Link(prior, successor, cycle=True, org=least)
 
     def _org(self, key: str) -> _Org:
         org = self._orgs.get(key)

@@ -129,12 +129,12 @@ def test_a_second_root_at_a_cosigned_size_is_declined_and_handed_back_as_evidenc
         assert [s.name for s in signatures] == [ORIGIN]  # the log's own signature only
 
 
-def test_a_conflict_is_retried_twice_only():
+def test_a_conflict_is_retried_four_times_only():
     log = Log()
-    log.grow_to(3)
+    log.grow_to(5)
     client, _ = log.client(0)
     client.start()
-    for size in (2, 1):
+    for size in (4, 3, 2, 1):
         retry = client.receive(encode_message(Refused(409, f"last cosigned {size}", size)))
         assert isinstance(retry, Send)
         assert decode_request(retry.payload).body.startswith(b"old %d\n" % size)

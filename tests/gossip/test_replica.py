@@ -241,6 +241,83 @@ def test_after_its_own_rotation_a_node_still_reaches_the_orgs_its_old_key_vouche
         assert partner.did in Replica(successor.key, store, roots=(), max_hops=2, held_limit=100).horizon
 
 
+def test_what_a_chain_of_keys_signed_is_fetched_once_its_first_rotation_arrives(replica):
+    """The middle key rotates in its first record: the last key's records wait until the first key names the
+    middle one, and then the horizon listeners hear of every key whose records were set aside, so sync fetches them."""
+    old, middle, new = Org(), Org(), Org()
+    replica.issue("vouch", vouch_body(old.did, 0.8, "org-peer"))
+    replica.issue("vouch", vouch_body(middle.did, 0.8, "org-peer"))
+    rotation = old.record("org", org_body("org", "test", next=middle.did))
+    firsts = [middle.record("org", org_body("org", "test", prior=old.did, next=new.did)),
+              new.record("org", org_body("org", "test", prior=middle.did))]
+    later = new.vouch(Org().did)
+    assert replica.accept([*firsts, later]).unlinked == 1
+    entered = []
+    replica.horizon_listeners.append(entered.append)
+    replica.accept([rotation])
+    assert {middle.did, new.did} <= entered[-1]
+    assert replica.accept([later]).accepted == [later]
+
+
+def test_a_first_record_completing_two_links_at_once_flags_every_key_of_a_flagged_org(tmp_path):
+    """k's first record names both its prior (a flagged key whose rotation named k) and its successor (whose first
+    record, naming k, arrived earlier): it completes two links, and only the second was told to the listeners, so
+    the flag never reached k or its successor, although all three keys were one org."""
+    me, partner, bad, k, s = Org(), Org(), Org(), Org(), Org()
+    rotation = bad.record("org", org_body("org", "test", next=k.did))
+    fork = bad.fork(1, None)
+    s_first = s.record("org", org_body("org", "test", prior=k.did))
+    k_first = k.record("org", org_body("org", "test", prior=bad.did, next=s.did))
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(me.key, store, roots=(), max_hops=3, held_limit=100)
+        links = []
+        replica.link_listeners.append(links.append)
+        for org in (bad, partner):
+            replica.issue("vouch", vouch_body(org.did, 0.8, "org-peer"))
+        replica.accept([partner.vouch(s.did)])  # the successor is inside on its own
+        for batch in ([rotation, fork], [s_first], [k_first]):
+            replica.accept(batch)
+        assert replica.succession.keys(s.did) == (bad.did, k.did, s.did)
+        assert {bad.did, k.did, s.did} <= replica.flagged
+        assert set(links) == {Link(bad.did, k.did), Link(k.did, s.did)}
+
+
+def _chain(length: int) -> tuple[list[Org], list]:
+    """Keys each rotating to the next in its first record: a hostile org's cheapest long chain (one record a key)."""
+    keys = [Org() for _ in range(length)]
+    records = [keys[0].record("org", org_body("org", "test", next=keys[1].did))]
+    for prior, key, successor in zip(keys, keys[1:], keys[2:]):
+        records.append(key.record("org", org_body("org", "test", prior=prior.did, next=successor.did)))
+    records.append(keys[-1].record("org", org_body("org", "test", prior=keys[-2].did)))
+    return keys, records
+
+
+@pytest.mark.parametrize("flag_first", [True, False], ids=["flag-then-links", "links-then-flag"])
+def test_a_long_chain_of_keys_is_flagged_with_one_horizon_recompute_and_each_key_walked_once(
+        tmp_path, monkeypatch, flag_first):
+    """Flagging walked every key of the org and recomputed the whole horizon once per key, and each link walked the
+    whole chain: a chain of 6000 keys (1.5 MB of records) held the node for 14 s when flagged, and as long at every
+    start. Now a flag costs one recompute, and each key is walked about once however the chain and flags arrive."""
+    keys, records = _chain(300)
+    fork = keys[0].fork(1, None)
+    recomputes, walked = [], []
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(Org().key, store, roots=(), max_hops=2, held_limit=100)
+        replica.issue("vouch", vouch_body(keys[0].did, 0.8, "org-peer"))
+        monkeypatch.setattr(replica.horizon, "_recompute", lambda real=replica.horizon._recompute: (
+            recomputes.append(1), real())[1])
+        for name in ("earlier", "later"):  # (keys walks with later)
+            real = getattr(replica.succession, name)
+            monkeypatch.setattr(replica.succession, name, lambda key, real=real: walked.extend(real(key)) or real(key))
+        batches = [[records[0], fork], *(records[i:i + 50] for i in range(1, len(records), 50))]
+        while any(replica.accept(batch).accepted for batch in (batches if flag_first else batches[::-1])):
+            pass  # offered again until nothing more is accepted, as sync does
+        replica.accept([fork])  # every peer's equivocation record for it: no walk, no recompute
+        assert len(recomputes) <= 3 and len(walked) <= 4 * len(keys)
+        assert {key.did for key in keys} <= replica.flagged
+        assert replica.succession.keys(keys[-1].did) == tuple(key.did for key in keys)
+
+
 def _rotation_world() -> list:
     """Records of orgs that rotate, claim, vouch and revoke, for the order-independence property below."""
     a, c, d, f = Org(), Org(), Org(), Org()
@@ -256,11 +333,23 @@ def _rotation_world() -> list:
     records += [rotation2, first2, e.revoke(records[1])]
     records += [c.record("org", org_body("org", "test", prior=a.did)), c.revoke(records[1])]  # a false claim
     records += [f.record(), f.fork(1, None)]  # another org equivocates
-    g, g_friend = Org(), Org()
-    records.append(g.vouch(g_friend.did))
-    g2, rotation3, first3 = g.rotate()
-    records += [d.vouch(g2.did), rotation3, first3, g2.record()]  # inside through its new key only
-    return records, (a, d, f)
+    # g rotates to h, whose first record names g and rotates on to i at once; i's records wait for g's rotation
+    g, h, i = Org(), Org(), Org()
+    records += [g.record(), g.record("org", org_body("org", "test", next=h.did)),
+                h.record("org", org_body("org", "test", prior=g.did, next=i.did)),
+                i.record("org", org_body("org", "test", prior=h.did)), i.vouch(friend.did)]
+    # three keys rotating in a cycle, each in its first record (each inside on its own, so that any of the three
+    # links may close it); and a key named as successor by two keys
+    j, k, m = Org(), Org(), Org()
+    records += [j.record("org", org_body("org", "test", prior=m.did, next=k.did)),
+                k.record("org", org_body("org", "test", prior=j.did, next=m.did)),
+                m.record("org", org_body("org", "test", prior=k.did, next=j.did)), j.record()]
+    records += [d.vouch(k.did), d.vouch(m.did), d.record("org", org_body("org", "test", next=j.did))]
+    p, p_friend, partner = Org(), Org(), Org()  # p rotates to p2; the node reaches only p2
+    records.append(p.vouch(p_friend.did))
+    p2, rotation3, first3 = p.rotate()
+    records += [partner.vouch(p2.did), rotation3, first3, p2.record()]
+    return records, (a, d, f, g, partner)
 
 
 @settings(max_examples=40, deadline=None)
@@ -268,14 +357,15 @@ def _rotation_world() -> list:
 def test_what_a_replica_ends_up_with_does_not_depend_on_the_order_records_arrive_in(tmp_path_factory, data):
     """Offered in any order and any batches, and offered again until nothing more is accepted (as sync does),
     rotation records, claims, revocations across keys and vouches leave the same store, links, flags and horizon."""
-    records, (a, d, f) = WORLD
+    records, vouched = WORLD
+    equivocator = vouched[2]
     order = data.draw(st.permutations(records))
     cuts = sorted(data.draw(st.sets(st.integers(1, len(records) - 1))))
 
     def settle(offered: list, cuts: list[int]) -> tuple:
         with RecordStore.open(tmp_path_factory.mktemp("r")) as store:
             replica = Replica(ME.key, store, roots=(), max_hops=3, held_limit=100)
-            for org in (a, d, f):
+            for org in vouched:
                 replica.issue("vouch", vouch_body(org.did, 0.8, "org-peer"))
             progress = True
             while progress:
@@ -285,13 +375,13 @@ def test_what_a_replica_ends_up_with_does_not_depend_on_the_order_records_arrive
                     replica.accept(list(offered[lo:hi]))
                 progress = store.size > before
             # Which of the equivocator's two records came first, and is kept, is the one thing order decides.
-            stored = {r.id for r in store.scan() if r.iss not in (replica.did, f.did)}
+            stored = {r.id for r in store.scan() if r.iss not in (replica.did, equivocator.did)}
             links = sorted(replica.succession.links(), key=str)
             return stored, links, replica.horizon.members(), frozenset(replica.flagged)
 
     settled = settle(order, cuts)
     assert settled == settle(records, [])
-    assert len(settled[1]) == 3 and settled[3]  # the world is rich enough: the rotations link, the fork flags
+    assert len(settled[1]) == 8 and settled[3]  # the world is rich enough: the rotations link, the fork flags
 
 
 WORLD = _rotation_world()

@@ -473,6 +473,42 @@ def test_while_it_is_checked_against_its_predecessor_a_log_gets_conflicts_naming
         assert witness.cosigned(B.name)[0] == b.checkpoint(14)
 
 
+def test_a_log_continuing_one_first_cosigned_before_its_rotation_was_known_must_continue_that_ones_predecessor_too(
+    tmp_path,
+):
+    """A cosigned to 5; B, a rewritten history, cosigned on first use before the witness knew B replaced A; B then
+    rotated to C at once (B, retired, never asks again). C continuing B's history is not enough: B was never shown
+    to continue A, so C must be, or a rotation through a key the witness met first rewrites A's cosigned history."""
+    a, rewritten = Log(b"entry"), Log(b"rewritten", B)
+    a.grow_to(5)
+    rewritten.grow_to(12)
+    c = rewritten.rotated(C)
+    links: dict[str, tuple[str, ...]] = {}
+    logs = {ORIGIN: LOG.verifier(), B.name: B.verifier(), C.name: C.verifier()}
+    with Witness(tmp_path / "w.db", _signer(), logs, lambda o: links.get(o, ())) as witness:
+        witness.add_checkpoint(a.request(0, 5))
+        witness.add_checkpoint(rewritten.request(0, 9))
+        links.update({B.name: (ORIGIN,), C.name: (B.name, ORIGIN)})
+        with pytest.raises(Conflict, match=re.escape("which this witness cosigned up to size 5")) as e:
+            witness.add_checkpoint(c.request(9, 12))
+        assert e.value.size == 5
+        with pytest.raises(BadProof, match=re.escape(f"consistency proof from 5 of this log's predecessor {ORIGIN}")):
+            witness.add_checkpoint(c.request(5, 12))
+        assert witness.cosigned(C.name) is None
+    honest = a.rotated(B)
+    honest.grow_to(20)
+    with Witness(tmp_path / "w2.db", _signer(), logs, lambda o: links.get(o, ())) as witness:
+        links.clear()
+        witness.add_checkpoint(a.request(0, 5))
+        witness.add_checkpoint(honest.request(0, 9))
+        links.update({B.name: (ORIGIN,), C.name: (B.name, ORIGIN)})
+        with pytest.raises(Conflict) as e:
+            witness.add_checkpoint(honest.rotated(C).request(9, 12))
+        witness.add_checkpoint(honest.rotated(C).request(e.value.size, 12))
+        witness.add_checkpoint(honest.rotated(C).request(12, 20))  # checked once: from its own state again
+        assert witness.cosigned(C.name)[0] == honest.rotated(C).checkpoint(20)
+
+
 # --- Durable state --------------------------------------------------------------------------------------
 
 

@@ -140,3 +140,57 @@ def test_the_nodes_digests_under_its_earlier_key_are_first_hand_not_a_peers(tmp_
         (part,) = trust.engine.explain(agent, now=T0 + 2 * EPOCH).orgs
         assert part.first_hand and part.org == old_did and part.events == 6
         assert trust.org(node.replica.did)["own"] and trust.score(agent).tier == "untrusted"
+
+
+@pytest.mark.parametrize("late", [True, False], ids=["link-last", "link-first"])
+def test_a_key_rotated_to_at_its_first_record_counts_as_its_org_whatever_order_the_links_arrive_in(tmp_path, late):
+    """The middle key of a chain old -> middle -> new rotates in its first record (which also names its prior).
+    If the new key's records counted as soon as the middle key named it back, before old named the middle key
+    (link-last), they were fed as the middle key's org, and the later link moved only what named the middle key:
+    the node's scores then depended on the order the rotations arrived in, and changed at its next restart."""
+    old, middle, new, agent = Org(), Org(), Org(), new_did()
+    partner_vouched = new_did()
+    rotation = old.record("org", org_body("org", "test", next=middle.did))
+    middle_first = middle.record("org", org_body("org", "test", prior=old.did, next=new.did))
+    new_first = new.record("org", org_body("org", "test", prior=middle.did))
+    by_new = [new.record("vouch", vouch_body(partner_vouched, 1.0, "operator")),
+              *(_digest(new, agent, hour, denied=30) for hour in range(3))]
+    with fake_node(tmp_path) as node:
+        trust = _listening(_service(node.replica))
+        ours = [node.replica.issue("vouch", vouch_body(org.did, 0.9, "org-peer")) for org in (old, middle)]
+        order = [[middle_first, new_first], by_new, [rotation]] if late else [[rotation], [middle_first, new_first]]
+        for batch in order:
+            node.replica.accept(batch)
+        node.replica.accept(by_new)  # offered again, as sync does once the link is known
+        assert node.replica.succession.keys(new.did) == (old.did, middle.did, new.did)
+        reference = TrustEngine(node.did)
+        for record in [*ours, rotation, middle_first, new_first, *by_new]:
+            feed_record(reference, record, node.replica.succession.identity)
+        reference.recompute(now=NOW)
+        trust.engine.recompute(now=NOW)
+        for each in (agent, partner_vouched):
+            assert trust.engine.explain(each, now=NOW) == reference.explain(each, now=NOW)
+        assert trust.engine.orgs(now=NOW) == reference.orgs(now=NOW)
+
+
+def test_keys_rotating_in_a_cycle_are_one_org_under_one_name_whatever_the_order(tmp_path):
+    """Three keys rotating each to the next in their first records, each vouched for by this node: one org, known
+    by its least key, in whatever order the three records arrive."""
+    keys = [Org() for _ in range(3)]
+    firsts = [org.record("org", org_body("org", "test", prior=keys[i - 1].did, next=keys[(i + 1) % 3].did))
+              for i, org in enumerate(keys)]
+    seen = set()
+    for n, order in enumerate([(0, 1, 2), (2, 1, 0), (1, 0, 2)]):
+        (tmp_path / str(n)).mkdir()
+        with fake_node(tmp_path / str(n)) as node:
+            trust = _listening(_service(node.replica))
+            for org in keys:
+                node.replica.issue("vouch", vouch_body(org.did, 0.9, "org-peer"))
+            for i in order:
+                assert node.replica.accept([firsts[i]]).accepted == [firsts[i]]
+            names = {trust.org(org.did)["org"] for org in keys}
+            listed = sorted(o["org"] for o in trust.orgs() if not o["own"])
+            seen.add((frozenset(names), tuple(listed), round(trust.org(keys[0].did)["reputation"], 12)))
+    assert len(seen) == 1
+    names, listed, _ = seen.pop()
+    assert names == {min(org.did for org in keys)} and listed == (min(org.did for org in keys),)

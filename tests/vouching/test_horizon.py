@@ -85,15 +85,15 @@ def test_a_successor_comes_inside_when_its_predecessor_does():
     assert "a2" not in h
 
 
-def test_a_prior_key_claimed_from_inside_is_inside_at_the_edge_until_it_names_its_claimant_back():
+def test_a_prior_key_claimed_from_inside_is_inside_but_reaches_no_one_until_it_names_its_claimant_back():
     """A partner vouched for an org's new key only: the old key's chain, which holds the rotation that links the
     two, must come in; but a claim alone gives the claimed key no reach (any key may claim any other)."""
     h = Horizon(["root"], max_hops=3)
     _chain(h, ["root", "new"])
     h.add_edge(b"\x09" * 32, "old", "friend")
-    assert h.add_prior("new", "old") == {"old"} and h.hops("old") == 3
+    assert h.add_prior("new", "old") == {"old"} and h.hops("old") == 1
     assert "friend" not in h
-    assert h.add_successor("old", "new") == {"friend"}  # linked: one org, at its nearer key's distance
+    assert h.add_successor("old", "new") == {"friend"}  # linked: one org, its vouches reaching as the new key's
     assert (h.hops("old"), h.hops("friend")) == (1, 2)
 
 
@@ -113,4 +113,57 @@ def test_a_false_claim_brings_in_the_claimed_key_alone():
     h.add_edge(b"\x09" * 32, "victim", "friend")
     h.add_successor("victim", "heir")  # the claimed key rotated, to another key than the liar
     assert h.add_prior("liar", "victim") == {"victim", "heir"}
-    assert h.hops("victim") == h.hops("heir") == 3 and "friend" not in h
+    assert h.hops("victim") == h.hops("heir") == 1 and "friend" not in h
+
+
+def test_a_flagged_orgs_successor_is_inside_but_its_vouches_reach_no_further_unless_others_bring_it_in():
+    """An equivocator's vouches extend nothing; its rotation must not either. Its successor is inside, so that
+    its first record can be accepted (and, naming the equivocator, get it flagged too), but a successor that
+    never names it back stays unflagged: its vouches extended the horizon from the equivocator's place."""
+    for flag_first in (True, False):
+        h = Horizon(["root"], max_hops=3)
+        _chain(h, ["root", "bad"])
+        if flag_first:
+            h.flag("bad")
+        h.add_successor("bad", "fresh")
+        h.add_edge(b"\x09" * 32, "fresh", "sybil")
+        h.add_successor("fresh", "fresher")
+        h.add_edge(b"\x0a" * 32, "fresher", "sybil2")
+        if not flag_first:
+            h.flag("bad")
+        assert {"bad", "fresh", "fresher"} <= h.members() and h.hops("fresh") == 1
+        assert "sybil" not in h and "sybil2" not in h
+        h.add_edge(b"\x0b" * 32, "root", "fresher")  # brought in by an honest vouch, it extends from there
+        assert h.hops("sybil2") == 2 and "sybil" not in h
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from(["edge", "successor", "prior", "flag"]), st.integers(0, 7), st.integers(0, 7)),
+             max_size=30),
+    st.integers(0, 3),
+    st.randoms(use_true_random=False),
+)
+def test_vouches_rotations_and_flags_in_any_order_leave_the_same_horizon(events, max_hops, order):
+    def built(events: list) -> tuple:
+        h = Horizon(["o0"], max_hops)
+        for i, (kind, a, b) in events:
+            if kind == "edge":
+                h.add_edge(i.to_bytes(32, "big"), f"o{a}", f"o{b}")
+            elif kind == "successor":
+                h.add_successor(f"o{a}", f"o{b}")
+            elif kind == "prior":
+                h.add_prior(f"o{a}", f"o{b}")
+            else:
+                h.flag(f"o{a}")
+        return {o: h.hops(o) for o in h.members()}
+
+    numbered = list(enumerate(events))
+    shuffled = list(numbered)
+    order.shuffle(shuffled)
+    # A key names one successor and one prior: the first of each in the list (a second would be an equivocation).
+    named = {}
+    for i, (kind, a, b) in numbered:
+        if kind in ("successor", "prior"):
+            named.setdefault((kind, a), i)
+    keep = [(i, e) for i, e in shuffled if e[0] not in ("successor", "prior") or named[e[:2]] == i]
+    assert built(keep) == built(sorted(keep))

@@ -22,8 +22,8 @@ def test_a_rotation_and_the_new_keys_first_record_link_the_keys_in_either_order(
     new, rotation, first = old.rotate()
     for order in ((rotation, first), (first, rotation)):
         succession = Succession()
-        assert succession.note(order[0]) is None
-        assert succession.note(order[1]) == Link(old.did, new.did)
+        assert succession.note(order[0]) == []
+        assert succession.note(order[1]) == [Link(old.did, new.did)]
         assert succession.identity(new.did) == succession.identity(old.did) == old.did
         assert succession.keys(new.did) == succession.keys(old.did) == (old.did, new.did)
         assert succession.retired(old.did) and not succession.retired(new.did)
@@ -53,15 +53,17 @@ def test_a_chain_of_rotations_is_one_org_known_by_its_first_key():
     assert set(succession.links()) == {Link(first_key.did, second.did), Link(second.did, third.did)}
 
 
-def test_a_rotation_back_into_an_earlier_key_of_the_org_links_nothing():
-    a, b = Org(), Org()
+def test_a_rotation_back_into_an_earlier_key_of_the_org_closes_a_cycle_known_by_its_least_key():
+    a, b = sorted((Org(), Org()), key=lambda org: org.did)
     a_first = a.record("org", org_body("org", "test", prior=b.did))
     b_first = b.record("org", org_body("org", "test", prior=a.did))
     a_rotation = a.record("org", org_body("org", "test", next=b.did))
     b_rotation = b.record("org", org_body("org", "test", next=a.did))
-    succession = _fed(a_first, b_first, a_rotation, b_rotation)
-    assert succession.links() == [Link(a.did, b.did)]
-    assert succession.keys(a.did) == (a.did, b.did)
+    for order in ((a_first, b_first, a_rotation, b_rotation), (a_first, b_first, b_rotation, a_rotation)):
+        succession = _fed(*order)
+        assert set(succession.links()) == {Link(a.did, b.did), Link(b.did, a.did)}
+        assert succession.keys(b.did) == (a.did, b.did) and succession.identity(b.did) == a.did
+        assert succession.unlinked(a.did)  # no first key: nothing more of theirs is accepted (gossip.acceptor)
 
 
 @given(
@@ -105,3 +107,19 @@ def test_a_long_chain_of_keys_linked_last_first_is_one_org_known_by_its_first_ke
         succession.note(rotation)
     assert succession.identity(orgs[-1].did) == orgs[0].did
     assert succession.keys(orgs[1000].did) == tuple(org.did for org in orgs)
+
+
+def test_keys_rotating_in_a_cycle_are_one_org_known_by_the_same_key_whatever_the_order():
+    """Three keys each rotating to the next in their first records: the link closing the cycle was refused, and
+    which one that was, and so which key named the org, depended on the order the records arrived in."""
+    keys = sorted((Org() for _ in range(3)), key=lambda org: org.did)
+    firsts = [org.record("org", org_body("org", "test", prior=keys[i - 1].did, next=keys[(i + 1) % 3].did))
+              for i, org in enumerate(keys)]
+    seen = set()
+    for order in ((0, 1, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)):
+        succession = _fed(*(firsts[i] for i in order))
+        seen.add((frozenset(succession.links()), tuple(succession.identity(org.did) for org in keys),
+                  succession.keys(keys[1].did), succession.later(keys[1].did), succession.earlier(keys[1].did)))
+    assert len(seen) == 1
+    links, identities, all_keys, _, _ = seen.pop()
+    assert len(links) == 3 and set(identities) == {keys[0].did} and all_keys == tuple(org.did for org in keys)
