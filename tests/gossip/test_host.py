@@ -363,9 +363,11 @@ async def test_a_peer_that_was_down_can_be_redialled_at_once() -> None:
     seed = os.urandom(32)
     with trio.fail_after(20):
         async with open_host(os.urandom(32), LOOPBACK) as dialer:
+            events = dialer.peer_events()
             async with open_host(seed, LOOPBACK) as peer:
                 addr = peer.listen_addrs[0]
                 await dialer.connect(addr)
+            assert [await events.receive() for _ in range(2)][1] == PeerEvent(peer.peer_id, connected=False)
             with pytest.raises(HostError, match=f"dial {addr}: .*(refused|connect)"):
                 await dialer.connect(addr)
             port = addr.split("/")[4]
