@@ -201,6 +201,11 @@ class Witnessing:
         except InvalidPeerId as e:
             return self._refuse(Refused(403, str(e)[:200]))
         org = did_key(key)
+        if org not in self.replica.horizon:
+            # What a witness keeps grows with the logs it follows: only those of orgs it replicates, so that a
+            # stranger making keys by the thousand cannot fill its state (nor its memory).
+            return self._refuse(Refused(404, "origin: this witness follows the logs of the orgs inside its "
+                                             "replication horizon only"))
         if self.replica.succession.unlinked(org):
             # It says it replaces a key whose rotation naming it is not here yet: once that arrives, its log must
             # go on from the old key's; cosigned now, it would start afresh.

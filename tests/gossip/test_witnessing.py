@@ -282,9 +282,9 @@ async def test_a_key_claiming_a_prior_is_not_witnessed_afresh_before_the_rotatio
 async def test_a_peer_witnessed_under_its_new_key_before_its_rotation_was_known_is_then_checked_against_its_old_log(
     tmp_path,
 ):
-    a = Org()
-    async with witnessing_a_peer(tmp_path, a) as (replica, peers_node, witnessing):
-        b, rotation, first = a.rotate()
+    a, b = Org(), Org()
+    async with witnessing_a_peer(tmp_path, a, b.did) as (replica, peers_node, witnessing):  # b inside on its own
+        _, rotation, first = a.rotate(b)
         for batch in ([rotation], [first]):
             peers_node.accept(batch)
         # Nothing of the rotation has reached us yet: b's log is new here (trust on first use).
@@ -299,6 +299,16 @@ async def test_a_peer_witnessed_under_its_new_key_before_its_rotation_was_known_
         assert isinstance(declined, Refused) and (declined.status, declined.size) == (409, 3)
         assert f"continues {log_origin(NETWORK, a.did, RECORDS_LOG)}" in declined.reason
         assert isinstance(await witnessing.cosign(peer_of(b), cosign_request(peers_node.store, b, 3)), Cosigned)
+
+
+async def test_a_witness_follows_only_the_logs_of_orgs_inside_its_horizon(tmp_path):
+    a, stranger = Org(), Org()
+    async with witnessing_a_peer(tmp_path, a) as (replica, peers_node, witnessing):
+        refused = await witnessing.cosign(peer_of(stranger), cosign_request(peers_node.store, stranger, 0))
+        assert isinstance(refused, Refused) and refused.status == 404 and "horizon" in refused.reason
+        replica.issue("vouch", vouch_body(stranger.did, 0.8, "org-peer"))
+        assert isinstance(await witnessing.cosign(peer_of(stranger), cosign_request(peers_node.store, stranger, 0)),
+                          Cosigned)
 
 
 async def test_a_node_restarted_with_its_rotated_key_sets_its_old_keys_checkpoint_aside_quietly(tmp_path, caplog):

@@ -114,6 +114,7 @@ async def test_a_node_witnesses_a_checkpoint_a_js_libp2p_org_signed(tmp_path) ->
     seed, org = _an_org()
     root = os.urandom(32)
     async with running(tmp_path / "node") as node, js_peer(seed) as js:
+        node.replica.issue("vouch", vouch_body(org.did, 0.8, "org-peer"))  # a witness follows the orgs it replicates
         with trio.fail_after(30):
             await js.command(dial=node.host.listen_addrs[0])
             answer = await js.command(cosign={"peer": node.host.peer_id, "network": "test", "size": 5,
