@@ -101,6 +101,12 @@ class CredentialRegistry:
     def issued(self) -> list[IssuedCredential]:
         return self._select("", ())
 
+    def latest_expiry(self, issued_before: int) -> int | None:
+        """When the last unrevoked credential issued before `issued_before` (s) expires (s), if there is one."""
+        (latest,) = self._db.execute("SELECT MAX(expires_at) FROM agent_credentials WHERE issued_at < ? AND "
+                                     "revoked_at IS NULL", (issued_before,)).fetchone()
+        return latest
+
     def lists(self) -> int:
         """How many status lists the issued credentials span (at least one, all zeros when none was issued)."""
         (top,) = self._db.execute("SELECT MAX(idx) FROM agent_credentials").fetchone()

@@ -4,7 +4,8 @@ Bitstring Status List). DESIGN §2, §8."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
@@ -21,20 +22,29 @@ from .credential_status import STATUS_PATH, list_url
 from .credentials import jwks, status_list_credential, vouch_credential
 
 MAX_LISTS = 10**9  # a path number beyond this is a mistake, not a list (an org mints far fewer credentials)
+RETIRED_KEY_GRACE_S = 86_400  # a key rotated away from stays in the JWKS this long at least
 
 
 def credentials_router(key: SigningKey, replica: Replica, registry: CredentialRegistry, public_url: str,
-                       retired_keys: Sequence[VerifyKey] = ()) -> APIRouter:
+                       retired_keys: Sequence[tuple[VerifyKey, int]] = (),
+                       clock: Callable[[], float] = time.time) -> APIRouter:
     """The credential endpoints of the org whose key is `key` (`retired_keys`: its earlier public keys, newest
-    first, DESIGN §2); `public_url` is where other orgs reach this API."""
+    first, each with when it was retired (s), DESIGN §2); `public_url` is where other orgs reach this API."""
     router = APIRouter(tags=["credentials"])
-    key_set = jwks([key.verify_key, *retired_keys])
+
+    def served() -> list[VerifyKey]:
+        """A retired key is served while what it signed may still be shown: a day at least (score statements,
+        verifiers' caches), and as long as an unrevoked agent credential issued before its retirement lives. After
+        that, a copy of the key can mint nothing that verifies."""
+        now = clock()
+        return [key.verify_key, *(old for old, retired in retired_keys
+                                  if now < max(retired + RETIRED_KEY_GRACE_S, registry.latest_expiry(retired) or 0))]
 
     @router.get("/.well-known/jwks.json")
     async def jwks_endpoint() -> JSONResponse:
         """The org's Ed25519 keys as RFC 8037 OKP JWKs, the current one first, then the ones it rotated away from
-        (credentials they signed verify until they expire); `kid` is each key's did URL, as in every token."""
-        return JSONResponse(key_set, headers={"Cache-Control": "public, max-age=300"})
+        while credentials they signed live (a day at least); `kid` is each key's did URL, as in every token."""
+        return JSONResponse(jwks(served()), headers={"Cache-Control": "public, max-age=300"})
 
     @router.get(
         "/v1/records/{record_id}/vc",

@@ -12,7 +12,7 @@ from fastapi import APIRouter
 from nacl.signing import SigningKey, VerifyKey
 
 from gossip.replica import Replica
-from vouching import public_key_from_did
+from vouching import load_record, public_key_from_did
 
 from .audit_log import AuditLog, wall_clock_ms
 from .config import NodeConfig
@@ -86,9 +86,19 @@ class Telemetry:
             metrics_router(self.metrics),
         ]
 
-    def _retired_keys(self) -> list[VerifyKey]:
-        """The org's keys before this one, newest first (key rotation): credentials they minted still verify."""
-        return [VerifyKey(public_key_from_did(did)) for did in self.replica.succession.earlier(self.replica.did)]
+    def _retired_keys(self) -> list[tuple[VerifyKey, int]]:
+        """The org's keys before this one, newest first (key rotation), each with when it signed its rotation (s):
+        credentials they minted still verify while they live."""
+        return [(VerifyKey(public_key_from_did(did)), self._retired_at(did))
+                for did in self.replica.succession.earlier(self.replica.did)]
+
+    def _retired_at(self, did: str) -> int:
+        store = self.replica.store
+        head = store.head(did)
+        raw = store.at(did, head.seq) if head is not None else None
+        if raw is None:  # (linked keys' rotations are stored: the link is made of them)
+            raise AssertionError(f"bad bookkeeping: the rotation of {did} is not stored")
+        return load_record(raw).ts // 1000
 
     def services(self) -> list[DigestService | RetentionService]:
         """For the root nursery: each has `run(*, task_status)`."""

@@ -5,6 +5,7 @@ import argparse
 import json
 import socket
 import stat
+import time
 
 import httpx
 import jwt as pyjwt
@@ -24,7 +25,7 @@ from node.jwt import JwtError, b64url, decode_jwt, encode_jwt
 from node.api import ApiService
 from node.commands import agents
 from node.commands.common import CommandFailed, UsageError
-from node.credentials_api import credentials_router
+from node.credentials_api import RETIRED_KEY_GRACE_S, credentials_router
 from node.keys import load_org_key, load_token
 from node.setup import init_data_dir
 from vouching import did_key, revoke_body, verify_record, vouch_body
@@ -77,8 +78,9 @@ def test_the_jwks_is_the_org_key_as_an_rfc8037_jwk():
 
 async def test_after_a_rotation_the_jwks_serves_every_org_key_current_first(node):
     older, old = SigningKey.generate(), SigningKey.generate()
+    now = int(time.time())
     app = guarded_app([credentials_router(node.key, node.replica, node.credentials, PUBLIC_URL,
-                                          retired_keys=[old.verify_key, older.verify_key])])
+                                          retired_keys=[(old.verify_key, now), (older.verify_key, now - 3600)])])
     async with served(app) as url:
         async with httpx.AsyncClient(base_url=url) as client:
             served_keys = (await client.get("/.well-known/jwks.json")).json()["keys"]
@@ -88,6 +90,32 @@ async def test_after_a_rotation_the_jwks_serves_every_org_key_current_first(node
             assert claims["iss"] == did_key(bytes(key.verify_key))
     assert [jwk["kid"] for jwk in served_keys] == [did_url(did_key(bytes(key.verify_key)))
                                                   for key in (node.key, old, older)]
+
+
+async def test_a_retired_key_is_served_while_what_it_signed_lives_and_no_longer(node):
+    """A copy of a retired key can mint credentials as it likes: they verify only while its org serves the key."""
+    old, retired = SigningKey.generate(), 1_000_000
+    now = [float(retired)]
+    app = guarded_app([credentials_router(node.key, node.replica, node.credentials, PUBLIC_URL,
+                                          retired_keys=[(old.verify_key, retired)], clock=lambda: now[0])])
+
+    async def served() -> list[str]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://n") as client:
+            return [jwk["kid"] for jwk in (await client.get("/.well-known/jwks.json")).json()["keys"]]
+
+    current, former = (did_url(did_key(bytes(k.verify_key))) for k in (node.key, old))
+    assert await served() == [current, former]
+    now[0] = retired + RETIRED_KEY_GRACE_S  # a day on, nothing it minted lives
+    assert await served() == [current]
+    node.credentials.allocate(AGENT, name=None, issued_at=retired - 10, expires_at=retired + 3 * 86_400)
+    node.credentials.allocate(new_did(), name="later", issued_at=retired + 10, expires_at=retired + 9 * 86_400)
+    assert await served() == [current, former]  # an agent credential it minted lives two days more
+    now[0] = retired + 3 * 86_400
+    assert await served() == [current]  # (the one issued after the rotation was signed by the new key)
+    node.credentials.allocate(new_did(), name="long", issued_at=retired - 5, expires_at=retired + 30 * 86_400)
+    assert await served() == [current, former]
+    node.credentials.revoke("long", reason="left", at=retired)
+    assert await served() == [current]
 
 
 @pytest.mark.parametrize("keys", [[], "twice"])
