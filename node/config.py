@@ -14,6 +14,11 @@ from typing import Any
 
 from ledger import MAX_COSIGNATURES
 from vouching import InvalidDid, public_key_from_did
+from vouching.base58 import b58decode, b58encode
+
+# A PeerID that embeds an Ed25519 key: identity multihash (0x00, 36 bytes) of the libp2p PublicKey protobuf
+# {Type: Ed25519, Data: 32 bytes}.
+_ED25519_PEER_ID = bytes([0x00, 0x24, 0x08, 0x01, 0x12, 0x20])
 
 CONFIG_FILE = "config.toml"
 DIR_ENV = "VOUCHNET_DIR"
@@ -139,9 +144,17 @@ def _check_multiaddr(key: str, value: str) -> str:
 
 
 def _check_peer_addr(key: str, value: str) -> str:
-    """A multiaddr naming a peer, as dialling needs (gossip.peers.split_peer_addr)."""
+    """A multiaddr naming a peer, as dialling needs (gossip.peers.split_peer_addr), by an org's PeerID."""
     if not re.fullmatch(r"/.+/p2p/[^/]+", _check_multiaddr(key, value)):
         raise ConfigError(f"{key}: a peer address must end in /p2p/<peer id>: {value!r}")
+    peer_id = value.rsplit("/", 1)[1]
+    try:
+        multihash = b58decode(peer_id)
+    except ValueError:
+        multihash = b""
+    if not (len(multihash) == len(_ED25519_PEER_ID) + 32 and multihash.startswith(_ED25519_PEER_ID)
+            and b58encode(multihash) == peer_id):
+        raise ConfigError(f"{key}: {peer_id!r} is not a PeerID of an org (12D3KooW..., an Ed25519 key): {value!r}")
     return value
 
 

@@ -4,9 +4,13 @@ from pathlib import Path
 
 import pytest
 
+from nacl.signing import SigningKey
+
+from gossip.host import peer_id_from_public_key
 from node.config import ConfigError, load_config, parse_api_bind, render_template
 
 ROOT = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
+PEER = peer_id_from_public_key(bytes(SigningKey(b"\x01" * 32).verify_key))  # an org's PeerID, 12D3KooW...
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -18,12 +22,12 @@ def test_template_round_trips(tmp_path):
     text = render_template(
         name='Acme "Agents" Ltd',
         network="testnet", listen=("/ip4/127.0.0.1/tcp/4001",), api="127.0.0.1:8701",
-        bootstrap=("/ip4/127.0.0.1/tcp/4002/p2p/12D3KooWExample",), roots=(ROOT,),
+        bootstrap=(f"/ip4/127.0.0.1/tcp/4002/p2p/{PEER}",), roots=(ROOT,),
     )
     config = load_config(_write(tmp_path, text))
     assert config.network == "testnet" and config.name == 'Acme "Agents" Ltd'
     assert config.listen == ("/ip4/127.0.0.1/tcp/4001",)
-    assert config.bootstrap == ("/ip4/127.0.0.1/tcp/4002/p2p/12D3KooWExample",)
+    assert config.bootstrap == (f"/ip4/127.0.0.1/tcp/4002/p2p/{PEER}",)
     assert config.roots == (ROOT,)
     assert (config.api_host, config.api_port) == ("127.0.0.1", 8701)
     assert config.key_path == tmp_path / "org.key"
@@ -54,6 +58,10 @@ def test_an_empty_file_means_defaults(tmp_path):
         ("[p2p]\nlisten = []", "p2p.listen: needs at least one address"),
         ('[p2p]\nlisten = ["tcp:4001"]', "p2p.listen: not a multiaddr"),
         ('[p2p]\nbootstrap = ["/ip4/127.0.0.1/tcp/4001"]', "p2p.bootstrap: a peer address must end in /p2p/<peer id>"),
+        ('[p2p]\nbootstrap = ["/ip4/127.0.0.1/tcp/4001/p2p/garbage"]', "p2p.bootstrap: 'garbage' is not a PeerID"),
+        (f'[p2p]\nbootstrap = ["/ip4/127.0.0.1/tcp/4001/p2p/{PEER[:-1]}"]', "is not a PeerID of an org"),
+        ('[p2p]\nbootstrap = ["/ip4/127.0.0.1/tcp/4001/p2p/QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N"]',
+         "is not a PeerID of an org"),  # an RSA key's hash
         ('[trust]\nroots = ["alice"]', "trust.roots: not an Ed25519 did:key"),
         ("[trust]\nmax_hops = 0", "trust.max_hops: must be 1-10"),
         ("[trust]\nmax_hops = true", "trust.max_hops: must be an integer, got bool"),
