@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 
 from node.config import DEFAULT_API, DEFAULT_LISTEN, ConfigError, default_data_dir
 from node.keys import KeyFileError
@@ -89,6 +90,7 @@ def _run(args: argparse.Namespace) -> int:
 
     config = local_config(args)
     configure_logging(getattr(logging, args.log_level.upper()))
+    os.umask(0o077)  # what the node writes is the org's alone: the audit log holds raw telemetry
     try:
         trio.run(run_until_signalled, config)
     except BaseException as error:  # a failure to start comes up through the node's nursery, in exception groups

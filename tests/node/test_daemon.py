@@ -2,6 +2,7 @@
 down cleanly on a signal."""
 
 import gc
+import logging
 import os
 import signal
 import socket
@@ -33,6 +34,15 @@ async def test_what_start_up_built_is_kept_out_of_the_collector(tmp_path):
             assert gc.get_freeze_count() > 0  # full collections no longer walk the replayed engine
     finally:
         gc.unfreeze()
+
+
+@pytest.mark.parametrize("bind", ["127.0.0.1", "0.0.0.0"])
+async def test_an_api_reachable_from_other_machines_is_said_at_start(tmp_path, caplog, bind):
+    with caplog.at_level(logging.WARNING, logger="vouchnet.node"):
+        async with running(tmp_path / "a", settings={"api_host": bind}):
+            pass
+    said = [r.getMessage() for r in caplog.records if "reachable from other machines" in r.getMessage()]
+    assert len(said) == (bind == "0.0.0.0")
 
 
 async def test_a_vouch_made_at_one_node_is_accepted_at_its_peer(tmp_path):
@@ -125,6 +135,9 @@ def test_sigterm_shuts_the_node_down_within_two_seconds(tmp_path, verify_process
         with socket.socket() as s:
             assert s.connect_ex(("127.0.0.1", port)) != 0
     assert os.path.exists(tmp_path / "records.ledger")
+    written = [f for f in tmp_path.iterdir() if f.name not in ("config.toml", "org.key", "api.token")]  # (by init)
+    assert {f.name for f in written} >= {"records.ledger", "audit.ledger", "witness.sqlite", "credentials.db"}
+    assert [f.name for f in written if f.is_file() and f.stat().st_mode & 0o077] == []  # the org's alone
 
 
 @pytest.mark.parametrize("taken", ["api", "p2p"])

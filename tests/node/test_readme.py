@@ -21,7 +21,7 @@ def documented_paths() -> set[str]:
     table = text[text.index("**The local API**"):]
     table = table[:table.index("\n\n", table.index("| --- |"))]
     paths = set()
-    for row in table.splitlines()[3:]:
+    for row in table[table.index("| --- |"):].splitlines()[1:]:
         first_cell = row.split("|")[1]
         for code in re.findall(r"`([^`]*)`", first_cell):  # `GET /v1/x`, `/v1/y?q=`, `POST /v1/z {body}`
             path = next((token for token in code.split() if token.startswith("/")), None)
