@@ -17,7 +17,9 @@ An auditor checks it without trusting the node, with any RFC 9162 / C2SP impleme
    agent and epoch (fetched from any node: `GET /v1/records?issuer=<org>&kind=digest&subject=<agent>`). The digest
    commits to every event of the agent in that epoch, so a missing or altered event shows up here; without
    differential privacy its counts also equal the entries' counts.
-`verify_export` does steps 1-4 (the digest records optional).
+5. Each entry's `at` lies in [from, to) or in one of the exported epochs (the range is widened to whole epochs,
+   and no further).
+`verify_export` does steps 1-5 (the digest records optional).
 """
 
 from __future__ import annotations
@@ -111,7 +113,7 @@ class Verified:
 
 
 def verify_export(document: Any, *, digests: Iterable[bytes] = ()) -> Verified:
-    """The auditor's steps 1-4 (module docstring), with the org's digest records (COSE bytes) if given."""
+    """The auditor's steps 1-5 (module docstring), with the org's digest records (COSE bytes) if given."""
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise VerifyError(f"format: must be {FORMAT}")
     try:
@@ -128,6 +130,9 @@ def verify_export(document: Any, *, digests: Iterable[bytes] = ()) -> Verified:
         raise VerifyError(f"checkpoint: not signed by the org's key for {origin!r:.120} ({error})") from None
     if checkpoint.origin != origin:
         raise VerifyError(f"checkpoint: origin is {checkpoint.origin!r}, expected {origin!r}")
+    start, end = document.get("from"), document.get("to")
+    if type(start) is not int or type(end) is not int or not 0 <= start <= end:
+        raise VerifyError("from, to: must be integers (ms), from <= to")
     events, seen = [], set()
     for i, item in enumerate(_list(document, "entries")):
         where = f"entries[{i}]"
@@ -154,13 +159,17 @@ def verify_export(document: Any, *, digests: Iterable[bytes] = ()) -> Verified:
     for j, epoch in enumerate(_list(document, "epochs")):
         if not isinstance(epoch, dict):
             raise VerifyError(f"epochs[{j}]: must be an object")
-        start, length = epoch.get("epoch"), epoch.get("len")
-        if type(start) is not int or type(length) is not int or length < 1:
+        epoch_start, length = epoch.get("epoch"), epoch.get("len")
+        if type(epoch_start) is not int or type(length) is not int or length < 1:
             raise VerifyError(f"epochs[{j}]: needs integer epoch and len")
-        root = tree_hash([e[3] for e in events if start <= e[1] < start + length])
+        root = tree_hash([e[3] for e in events if epoch_start <= e[1] < epoch_start + length])
         if root != _unb64(epoch.get("evidence_root"), f"epochs[{j}].evidence_root"):
-            raise VerifyError(f"epochs[{j}]: the entries of [{start}, {start + length}) do not hash to evidence_root")
-        epochs.append((start, length, root))
+            raise VerifyError(f"epochs[{j}]: the entries of [{epoch_start}, {epoch_start + length}) do not hash to "
+                              "evidence_root")
+        epochs.append((epoch_start, length, root))
+    for index, at, _, _ in events:  # the range was widened to whole epochs, and no further
+        if not (start <= at < end or any(a <= at < a + n for a, n, _ in epochs)):
+            raise VerifyError(f"entries (index {index}): accepted at {at}, outside [from, to) and every epoch")
     for raw in digests:
         _check_digest(raw, org, agent, epochs, events)
     return Verified(checkpoint.size, checkpoint.root, tuple(e[:3] for e in events), tuple(epochs))

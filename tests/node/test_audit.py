@@ -101,6 +101,10 @@ def tampered(document, change):
     (lambda d: d.update(network=["a"]), "export: network"),
     (lambda d: d.update(agent=7), "export: agent: must be an Ed25519 did:key"),
     (lambda d: d.update(checkpoint=None), "export: needs org, network, agent and checkpoint"),
+    (lambda d: d.update({"from": None}), "from, to: must be integers"),
+    (lambda d: d.update({"from": d["to"] + 1}), "from <= to"),
+    # A range claimed narrower than the entries, whose epochs were dropped to hide them: not what was exported.
+    (lambda d: d.update({"from": d["to"] - 1, "epochs": []}), "outside \\[from, to\\) and every epoch"),
 ])
 def test_tampering_is_caught(node, change, message):
     document = export(node, A, T0, T0 + EPOCH)
