@@ -234,6 +234,9 @@ class SyncService:
             if fetched:
                 logger.debug("fetched %d records from %s", fetched, peer_id)
             return True
+        finally:
+            if not lock.locked() and self._peer_locks.get(peer_id) is lock:  # nobody holds it or was handed it:
+                del self._peer_locks[peer_id]  # forget it, or peers leaving mid-session (fresh ids are free) pile up
         return False
 
     async def _session(self, peer_id: str, gaps: dict[str, tuple[int, int]] | None) -> int:
@@ -311,8 +314,6 @@ class SyncService:
             if event.connected:
                 assert self._nursery is not None
                 self._nursery.start_soon(self.sync_with, event.peer_id)
-            elif (lock := self._peer_locks.get(event.peer_id)) is not None and not lock.locked():
-                del self._peer_locks[event.peer_id]
 
     async def _every_interval(self) -> None:
         """Anti-entropy rounds: pull from `round_peers` connected peers picked at random, every `interval` give or

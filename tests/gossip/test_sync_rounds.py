@@ -1,11 +1,12 @@
 """Anti-entropy rounds (trio's mock clock, a host with many peers): each round pulls from a few peers picked at
-random, rounds are spaced by the interval give or take a quarter, over rounds every peer is asked, and never a peer
-that refused the sync protocol."""
+random, rounds are spaced by the interval give or take a quarter, over rounds every peer is asked, never a peer
+that refused the sync protocol, and peers that come and go leave nothing behind."""
 
 import pytest
 import trio
 from nacl.signing import SigningKey
 
+from gossip.host import HostError, PeerEvent
 from gossip.replica import Replica
 from gossip.store import RecordStore
 from gossip.sync_messages import SYNC_PROTOCOL
@@ -69,3 +70,49 @@ def test_a_round_needs_at_least_one_peer(tmp_path):
         replica = Replica(SigningKey.generate(), store, roots=(), max_hops=1, held_limit=10)
         with pytest.raises(ValueError, match="round peers"):
             SyncService(ManyPeersHost(), replica, round_peers=0)
+
+
+class ComingAndGoingHost:
+    """A host whose peers connect and disconnect by the test's events; a stream opens only when `answer` is set,
+    and then fails (the peer has gone by then)."""
+
+    def __init__(self) -> None:
+        self.events_send, self._events = trio.open_memory_channel(0)
+        self.answer = trio.Event()
+        self.connected: set[str] = set()
+
+    def set_stream_handler(self, protocol, handler) -> None:
+        pass
+
+    def peer_events(self):
+        return self._events
+
+    def connected_peers(self) -> list[str]:
+        return sorted(self.connected)
+
+    def refused(self, peer: str, protocol: str) -> bool:
+        return False
+
+    async def open_stream(self, peer: str, protocol: str):
+        await self.answer.wait()
+        raise HostError(f"{peer} is not connected")
+
+
+async def test_peers_that_leave_during_their_session_leave_nothing_behind(tmp_path, autojump_clock):
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(SigningKey.generate(), store, roots=(), max_hops=1, held_limit=10)
+        host = ComingAndGoingHost()
+        service = SyncService(host, replica)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run)
+            for peer in PEERS:  # fresh peer ids cost an attacker nothing
+                host.connected.add(peer)
+                await host.events_send.send(PeerEvent(peer, connected=True))
+                await trio.testing.wait_all_tasks_blocked()
+                host.connected.discard(peer)
+                await host.events_send.send(PeerEvent(peer, connected=False))
+            host.answer.set()
+            await trio.testing.wait_all_tasks_blocked()
+            assert service.stats.rounds_failed == len(PEERS)
+            assert service._peer_locks == {}  # what the service keeps per peer is kept only while it is in use
+            nursery.cancel_scope.cancel()
