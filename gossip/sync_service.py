@@ -144,7 +144,7 @@ class SyncService:
             gap_queue)
         self._peer_locks: dict[str, trio.Lock] = {}
         self._rounds_running: set[str] = set()
-        self._index = IssuerIndex(replica.store)
+        self._index: IssuerIndex | None = None  # while running
         self._nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -152,6 +152,8 @@ class SyncService:
         self.host.set_stream_handler(SYNC_PROTOCOL, self._serve)
         events = self.host.peer_events()
         self.replica.listeners.append(self._on_accepted)
+        # Read the store with the listener in place: gossip may have accepted issuers since we were made.
+        self._index = IssuerIndex(self.replica.store)
         self.replica.horizon_listeners.append(self._on_entered)
         if self._verify_threads:
             self._checker = ThreadedChecker(self._verify_threads)
@@ -169,6 +171,7 @@ class SyncService:
                 task_status.started()
         finally:
             self._nursery = None
+            self._index = None
             self.replica.listeners.remove(self._on_accepted)
             self.replica.horizon_listeners.remove(self._on_entered)
             if self._checker is not None:
@@ -336,6 +339,7 @@ class SyncService:
 
     def _on_accepted(self, records: list[Record]) -> None:
         """Replica listener: keep the issuer index current."""
+        assert self._index is not None
         self._index.add(records)
 
     def _on_entered(self, orgs: set[str]) -> None:
@@ -374,6 +378,7 @@ class SyncService:
 
     async def _answer(self, stream: Stream) -> None:
         peer = stream.remote_peer
+        assert self._index is not None  # _serve answers only while running
         server = SyncServer(self.replica.store, self._index, self.limits)
         answered = False
         try:

@@ -1,6 +1,7 @@
 """How the sync server treats an inbound stream over time (trio's mock clock, an in-memory stream): a kept stream
 idle after answering is closed quietly, one that never asks anything is reset and counted as a timeout, a
-stream keeps being answered for as long as its peer keeps asking, and no peer holds more than its share of streams."""
+stream keeps being answered for as long as its peer keeps asking, no peer holds more than its share of streams, and
+heads name every issuer stored."""
 
 import pytest
 import trio
@@ -8,8 +9,10 @@ from nacl.signing import SigningKey
 
 from gossip.replica import Replica
 from gossip.store import RecordStore
-from gossip.sync_messages import SYNC_PROTOCOL, HeadsRequest, encode_message
+from gossip.sync_messages import SYNC_PROTOCOL, HeadsRequest, decode_reply, encode_message
 from gossip.sync_service import SyncService
+
+from ..factories import Org
 
 TIMEOUT = 10.0
 
@@ -124,3 +127,22 @@ async def test_one_peer_cannot_take_every_inbound_stream_from_the_others(serving
     assert honest.ended is None and len(honest.written) == 1
     refused = sum(stream.ended == "reset" for stream in hoarded)  # at once, beyond the hoarder's share
     assert refused > 0 and service.stats.errors["busy"] == refused
+
+
+async def test_issuers_first_seen_before_the_service_runs_are_served_in_heads(tmp_path, autojump_clock):
+    # In a node, gossip runs (and accepts records) before sync has started: none of them may be left out of heads.
+    issuer = Org()
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(SigningKey.generate(), store, roots=(issuer.did,), max_hops=1, held_limit=10)
+        host = FakeHost()
+        service = SyncService(host, replica, timeout=TIMEOUT)
+        assert replica.accept([issuer.record()]).accepted
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run)
+            stream = FakeStream()
+            nursery.start_soon(host.handlers[SYNC_PROTOCOL], stream)
+            await stream.incoming_send.send(heads_request())
+            await trio.testing.wait_all_tasks_blocked()
+            reply = decode_reply(stream.written[0])
+            assert [head.iss for head in reply.heads] == [issuer.did]
+            nursery.cancel_scope.cancel()
