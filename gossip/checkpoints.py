@@ -96,7 +96,8 @@ def checkpoint_validator(network: str) -> Callable[[str, bytes], bool]:
 class ForkDetector:
     """Remembers the roots of recent checkpoints per origin and reports a second root at a size seen before.
 
-    Memory is bounded: `sizes` sizes per origin and `origins` origins, the least recently seen forgotten first.
+    Memory is bounded: `sizes` sizes per origin and `origins` origins, the least recently seen forgotten first; each
+    holds a note of up to MAX_CHECKPOINT_NOTE bytes, so feed it the orgs of a horizon, not every key that gossips.
     """
 
     def __init__(self, *, sizes: int = 64, origins: int = 4096) -> None:

@@ -24,6 +24,9 @@ REASONS = ("oversized", "peer_rate", "malformed", "invalid_record", "org_rate")
 # (PUBLISH_BURST_SECONDS), so that records paced by an honest origin still fit after a second of relay jitter.
 RECEIVE_BURST_SECONDS = 2.0
 PUBLISH_BURST_SECONDS = 1.0
+# Record bytes the verified-record cache keeps (decoded, a record of long texts takes up to 3x its size): 16384 of the
+# usual few hundred bytes fit, but not 16384 of a valid record's 64 KiB from keys made up by the thousand.
+CACHE_BYTES = 16 << 20
 
 
 class GossipLimits(Protocol):
@@ -60,15 +63,19 @@ class RecordGate:
         own_peer: str,
         known: Callable[[bytes], bool],
         cache_records: int = 16384,
+        cache_bytes: int = CACHE_BYTES,
     ) -> None:
         """`own_peer` is this node's peer id (its own publishes are its replica's records: accepted unchecked);
-        `known(record_id)` says whether a record is stored already (Replica.store.has).
+        `known(record_id)` says whether a record is stored already (Replica.store.has). Verified records are kept
+        for delivery up to `cache_records` of them and `cache_bytes` of their bytes, the oldest forgotten first.
         """
         self._batch_bytes = limits.gossip_batch_bytes
         self._max_message = max_message_size(limits.gossip_batch_bytes)
         self._own_peer = own_peer
         self._known = known
         self._cache_records = cache_records
+        self._cache_bytes = cache_bytes
+        self._cached_bytes = 0
         self._verified: OrderedDict[bytes, Record] = OrderedDict()  # record bytes -> record, oldest first
         # Every bucket holds at least one message (or record), whatever the rate.
         self._peer_messages = TokenBuckets[str](limits.peer_messages_per_second,
@@ -152,5 +159,7 @@ class RecordGate:
     def _remember(self, records: list[Record]) -> None:
         for record in records:
             self._verified[record.raw] = record
-        while len(self._verified) > self._cache_records:
-            self._verified.popitem(last=False)
+            self._cached_bytes += len(record.raw)
+        while len(self._verified) > self._cache_records or self._cached_bytes > self._cache_bytes:
+            raw, _ = self._verified.popitem(last=False)
+            self._cached_bytes -= len(raw)

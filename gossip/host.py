@@ -186,6 +186,11 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    notifee gets connected(old), connected(new), disconnected(old), in that order, about one time in two.
    Handled: on a new connection, the peer's earlier connections that the swarm no longer holds count as gone
    (a disconnection event first if none is left); their late notification is ignored.
+27. Pubsub caches each validator verdict by message id (from || seqno, not the data) for 300 s, but forgets seen
+   ids after 120 s: an origin that sends other data under an id that passed once has it delivered and relayed
+   with no validator run, so garbage reaches every subscriber that saw the first. Repro: A publishes b"valid"
+   to B, whose validator accepts only that; 120 s later A sends b"forged" signed under the same seqno: B
+   delivers it. Handled: _Pubsub keeps no verdicts (_NoVerdicts); every message not seen is validated.
 Not worked around (policy, not a bug to patch): scores of a disconnected peer are forgotten at once (the spec
 retains them); IDONTWANT is sent for every message regardless of size.
 """
@@ -232,7 +237,7 @@ from libp2p.peer.peerstore import env_to_send_in_RPC
 from libp2p.protocol_muxer.exceptions import MultiselectClientError
 from libp2p.pubsub.gossipsub import GossipSub
 from libp2p.pubsub.pb import rpc_pb2
-from libp2p.pubsub.pubsub import Pubsub
+from libp2p.pubsub.pubsub import Pubsub, ValidationCache, ValidationResult
 from libp2p.pubsub.rpc_queue import DefaultMaxMessageSize, OutBoundQueueSize, RpcQueue
 from libp2p.pubsub.score import ScoreParams, TopicScoreParams
 from libp2p.pubsub.utils import maybe_consume_signed_record
@@ -586,8 +591,18 @@ class _GossipSub(GossipSub):
         return super()._check_back_off(peer, topic)
 
 
+class _NoVerdicts(ValidationCache):
+    """A validation cache that keeps nothing (quirk 27)."""
+
+    def get(self, msg_id: bytes) -> ValidationResult | None:
+        return None
+
+    def put(self, msg_id: bytes, result: ValidationResult) -> None:
+        pass
+
+
 class _Pubsub(Pubsub):
-    """Pubsub with the overrides that quirks 8, 11, 12 and 13 need; none of them changes what is sent."""
+    """Pubsub with the overrides that quirks 8, 11, 12, 13 and 27 need; none of them changes what is sent."""
 
     def __init__(
         self,
@@ -597,6 +612,7 @@ class _Pubsub(Pubsub):
         on_hostile: Callable[[ID, str], None],
     ) -> None:
         super().__init__(host, router, strict_signing=True)
+        self.validation_cache = _NoVerdicts()
         self._deliver = deliver
         self._on_hostile = on_hostile
         self._queue_drained = trio.Event()

@@ -90,7 +90,8 @@ class SyncService:
     fetched records are offered to the replica in batches of about this many, so that one durable commit covers
     several pages. `max_inbound` bounds the requests answered at once, `max_inbound_streams` the inbound streams
     open, idle ones included: a witness's client keeps its stream between checkpoints, and a stream idle for
-    `timeout` after answering is closed.
+    `timeout` after answering is closed. `max_peer_streams` bounds the inbound streams of any one peer (an honest
+    one has a sync session and a kept cosigning stream at most), so that no peer can hold them all.
     """
 
     def __init__(
@@ -105,6 +106,7 @@ class SyncService:
         max_sessions: int = 8,
         max_inbound: int = 16,
         max_inbound_streams: int = 16 + MAX_COSIGNATURES,
+        max_peer_streams: int = 4,
         gap_queue: int = 256,
         cosigner: CosignHandler | None = None,
         verify_threads: int = 0,
@@ -113,11 +115,11 @@ class SyncService:
         on_offence: Callable[[str, str], None] | None = None,
     ) -> None:
         if not (interval > 0 and round_peers >= 1 and timeout > 0 and max_sessions >= 1 and max_inbound >= 1
-                and gap_queue >= 1 and max_inbound_streams >= max_inbound
+                and gap_queue >= 1 and max_inbound_streams >= max_inbound and max_peer_streams >= 1
                 and verify_threads >= 0 and verify_processes >= 0 and not (verify_threads and verify_processes)
                 and accept_records >= 1):
             raise ValueError("SyncService: interval and timeout must be positive; round peers, sessions, inbound, "
-                             "queue and accept_records at least 1, inbound streams at least inbound; verify_threads "
+                             "queue, peer streams and accept_records at least 1, inbound streams at least inbound; verify_threads "
                              "or verify_processes (not both) at least 0")
         self.host = host
         self.replica = replica
@@ -136,11 +138,13 @@ class SyncService:
         self._sessions = trio.CapacityLimiter(max_sessions)
         self._inbound = trio.CapacityLimiter(max_inbound)  # requests being answered
         self._streams = trio.CapacityLimiter(max_inbound_streams)  # inbound streams open, idle ones included
+        self._max_peer_streams = max_peer_streams
+        self._peer_streams: Counter[str] = Counter()  # inbound streams open, by peer
         self._gap_send, self._gap_receive = trio.open_memory_channel[tuple[str, dict[str, tuple[int, int]], bool]](
             gap_queue)
         self._peer_locks: dict[str, trio.Lock] = {}
         self._rounds_running: set[str] = set()
-        self._index = IssuerIndex(replica.store)
+        self._index: IssuerIndex | None = None  # while running
         self._nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -148,6 +152,8 @@ class SyncService:
         self.host.set_stream_handler(SYNC_PROTOCOL, self._serve)
         events = self.host.peer_events()
         self.replica.listeners.append(self._on_accepted)
+        # Read the store with the listener in place: gossip may have accepted issuers since we were made.
+        self._index = IssuerIndex(self.replica.store)
         self.replica.horizon_listeners.append(self._on_entered)
         if self._verify_threads:
             self._checker = ThreadedChecker(self._verify_threads)
@@ -165,6 +171,7 @@ class SyncService:
                 task_status.started()
         finally:
             self._nursery = None
+            self._index = None
             self.replica.listeners.remove(self._on_accepted)
             self.replica.horizon_listeners.remove(self._on_entered)
             if self._checker is not None:
@@ -230,6 +237,9 @@ class SyncService:
             if fetched:
                 logger.debug("fetched %d records from %s", fetched, peer_id)
             return True
+        finally:
+            if not lock.locked() and self._peer_locks.get(peer_id) is lock:  # nobody holds it or was handed it:
+                del self._peer_locks[peer_id]  # forget it, or peers leaving mid-session (fresh ids are free) pile up
         return False
 
     async def _session(self, peer_id: str, gaps: dict[str, tuple[int, int]] | None) -> int:
@@ -307,8 +317,6 @@ class SyncService:
             if event.connected:
                 assert self._nursery is not None
                 self._nursery.start_soon(self.sync_with, event.peer_id)
-            elif (lock := self._peer_locks.get(event.peer_id)) is not None and not lock.locked():
-                del self._peer_locks[event.peer_id]
 
     async def _every_interval(self) -> None:
         """Anti-entropy rounds: pull from `round_peers` connected peers picked at random, every `interval` give or
@@ -331,6 +339,7 @@ class SyncService:
 
     def _on_accepted(self, records: list[Record]) -> None:
         """Replica listener: keep the issuer index current."""
+        assert self._index is not None
         self._index.add(records)
 
     def _on_entered(self, orgs: set[str]) -> None:
@@ -346,20 +355,30 @@ class SyncService:
         if self._nursery is None:
             await stream.reset()  # the service is not running (the host keeps the handler it was given)
             return
+        peer = stream.remote_peer
+        if self._peer_streams[peer] >= self._max_peer_streams:
+            self.stats.errors["busy"] += 1
+            await stream.reset()
+            return
         try:
             self._streams.acquire_nowait()
         except trio.WouldBlock:
             self.stats.errors["busy"] += 1
             await stream.reset()
             return
+        self._peer_streams[peer] += 1
         try:
             self.stats.streams_served += 1
             await self._answer(stream)
         finally:
             self._streams.release()
+            self._peer_streams[peer] -= 1
+            if not self._peer_streams[peer]:
+                del self._peer_streams[peer]
 
     async def _answer(self, stream: Stream) -> None:
         peer = stream.remote_peer
+        assert self._index is not None  # _serve answers only while running
         server = SyncServer(self.replica.store, self._index, self.limits)
         answered = False
         try:

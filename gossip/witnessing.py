@@ -436,10 +436,9 @@ class Witnessing:
                 seen = open_org_checkpoint(received.data, self.network)
             except NoteError:
                 continue  # the topic validator passed it: only a bug could bring us here
-            if seen.org == self.replica.did:
-                continue
-            if seen.org in self.replica.horizon:
-                self.pace.heard(seen.org, trio.current_time())
+            if seen.org == self.replica.did or seen.org not in self.replica.horizon:
+                continue  # an outsider's fork is not acted on (_fork), and fresh keys would fill _forks with notes
+            self.pace.heard(seen.org, trio.current_time())
             earlier = self._forks.observe(seen)
             cosigned = await trio.to_thread.run_sync(witness.cosigned, seen.checkpoint.origin)
             if cosigned is not None and cosigned[0].size == seen.checkpoint.size and cosigned[0].root != seen.checkpoint.root:

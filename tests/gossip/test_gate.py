@@ -1,5 +1,6 @@
 """The records topic's validator as a pure function over bytes: every rejection reason, and garbage never raises."""
 
+import tracemalloc
 from dataclasses import replace
 
 import pytest
@@ -11,10 +12,11 @@ from gossip.batch import pack
 from gossip.gate import RecordGate
 from gossip.validation import check_record
 from node.config import Limits
-from vouching import Record
+from vouching import Record, vouch_body
+from vouching.bodies import SCOPE_ITEM_MAX, SCOPE_MAX
 from vouching.cbor import encode
 
-from ..factories import Org
+from ..factories import Org, new_did
 
 ALICE = "12D3KooWAlice"
 BOB = "12D3KooWBob"
@@ -155,3 +157,22 @@ def test_batches_of_mutated_records_never_raise_and_pass_only_when_intact(chain,
     gate = make_gate()
     intact = all(raw in {r.raw for r in chain} for raw in items)
     assert gate.check(ALICE, encode(items), now=0.0) == intact
+
+
+def test_verified_records_kept_for_delivery_are_bounded_in_bytes_too():
+    # Fresh keys cost nothing and records outside the horizon are valid: 16384 records of 64 KiB would be GiBs.
+    gate = make_gate()
+    scope = [chr(0x1F600 + i) * SCOPE_ITEM_MAX for i in range(SCOPE_MAX)]  # 4 UTF-8 bytes a character
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        for i in range(1000):
+            record = Org().record("vouch", vouch_body(new_did(), 0.5, "operator", scope=scope))
+            assert len(record.raw) > 32 * 1024
+            assert gate.check(ALICE, message([record]), now=float(i))
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert gate.stats().accepted == 1000
+    # 32 MiB of records, 100 MiB decoded (a record of long texts takes about 3x its size): the newest are kept
+    assert kept < 4 * gossip.gate.CACHE_BYTES

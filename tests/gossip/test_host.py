@@ -154,6 +154,38 @@ async def test_a_rejected_message_is_not_relayed() -> None:
 
 
 @pytest.mark.slow
+async def test_a_message_id_seen_valid_before_does_not_let_other_data_skip_validation() -> None:
+    # py-libp2p caches verdicts by message id (from || seqno) for 300 s and forgets seen ids after 120 s: an origin
+    # that sends other data under an id that passed once would have it delivered and relayed unvalidated.
+    seen: list[bytes] = []
+
+    def only_valid(peer: str, data: bytes) -> bool:
+        seen.append(data)
+        return data == b"valid"
+
+    with trio.fail_after(20):
+        async with network(2, validators={1: only_valid}) as (hosts, inboxes):
+            await hosts[0].publish(TOPIC, b"valid")
+            assert await inboxes[1].receive() == (hosts[0].peer_id, b"valid")
+            receiver, origin = hosts[1]._pubsub, hosts[0]._pubsub
+            (msg_id,) = receiver.seen_messages.cache
+            receiver.seen_messages.cache.clear()  # as 120 s later
+            forged = rpc_pb2.Message(data=b"forged", topicIDs=[TOPIC], from_id=msg_id[len(msg_id) - 8 - 38:][:38],
+                                     seqno=msg_id[-8:])
+            forged.signature = origin.sign_key.sign(b"libp2p-pubsub:" + forged.SerializeToString())
+            forged.key = origin.host.get_public_key().serialize()
+            rpc = rpc_pb2.RPC(publish=[forged]).SerializeToString()
+            stream = await hosts[0].open_stream(hosts[1].peer_id, "/meshsub/1.1.0")
+            await stream.write(encode_uvarint(len(rpc)) + rpc)
+            with trio.move_on_after(2):
+                while seen[-1] != b"forged":
+                    await trio.sleep(0.05)
+            assert seen == [b"valid", b"forged"]  # validated, and rejected
+            with pytest.raises(trio.WouldBlock):
+                inboxes[1].receive_nowait()
+
+
+@pytest.mark.slow
 async def test_a_peer_that_sends_invalid_messages_loses_score_until_it_is_ignored() -> None:
     rejections = 0
     sixth_rejection = trio.Event()

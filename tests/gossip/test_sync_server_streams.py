@@ -1,6 +1,7 @@
 """How the sync server treats an inbound stream over time (trio's mock clock, an in-memory stream): a kept stream
-idle after answering is closed quietly, one that never asks anything is reset and counted as a timeout, and a
-stream keeps being answered for as long as its peer keeps asking."""
+idle after answering is closed quietly, one that never asks anything is reset and counted as a timeout, a
+stream keeps being answered for as long as its peer keeps asking, no peer holds more than its share of streams, and
+heads name every issuer stored."""
 
 import pytest
 import trio
@@ -8,8 +9,10 @@ from nacl.signing import SigningKey
 
 from gossip.replica import Replica
 from gossip.store import RecordStore
-from gossip.sync_messages import SYNC_PROTOCOL, HeadsRequest, encode_message
+from gossip.sync_messages import SYNC_PROTOCOL, HeadsRequest, decode_reply, encode_message
 from gossip.sync_service import SyncService
+
+from ..factories import Org
 
 TIMEOUT = 10.0
 
@@ -17,9 +20,8 @@ TIMEOUT = 10.0
 class FakeStream:
     """An inbound stream: frames the test sends in, frames the server writes out, and how it ended."""
 
-    remote_peer = "12D3KooWPeer"
-
-    def __init__(self) -> None:
+    def __init__(self, remote_peer: str = "12D3KooWPeer") -> None:
+        self.remote_peer = remote_peer
         self.incoming_send, self.incoming = trio.open_memory_channel[bytes | None](8)
         self.written: list[bytes] = []
         self.ended: str | None = None  # "close" or "reset"
@@ -69,8 +71,8 @@ async def serving(tmp_path):
         async with trio.open_nursery() as nursery:
             await nursery.start(service.run)
 
-            def open_stream() -> FakeStream:
-                stream = FakeStream()
+            def open_stream(peer: str = "12D3KooWPeer") -> FakeStream:
+                stream = FakeStream(peer)
                 nursery.start_soon(host.handlers[SYNC_PROTOCOL], stream)
                 return stream
 
@@ -113,3 +115,34 @@ async def test_a_stream_is_answered_for_as_long_as_its_peer_keeps_asking(serving
     await stream.incoming_send.send(None)  # the peer closes its side: the handler returns, nothing counted
     await trio.testing.wait_all_tasks_blocked()
     assert service.stats.streams_served == 1 and not service.stats.errors
+
+
+async def test_one_peer_cannot_take_every_inbound_stream_from_the_others(serving, autojump_clock):
+    service, open_stream = serving
+    hoarded = [open_stream("12D3KooWHoarder") for _ in range(service._streams.total_tokens)]
+    await trio.testing.wait_all_tasks_blocked()
+    honest = open_stream("12D3KooWHonest")
+    await honest.incoming_send.send(heads_request())
+    await trio.testing.wait_all_tasks_blocked()
+    assert honest.ended is None and len(honest.written) == 1
+    refused = sum(stream.ended == "reset" for stream in hoarded)  # at once, beyond the hoarder's share
+    assert refused > 0 and service.stats.errors["busy"] == refused
+
+
+async def test_issuers_first_seen_before_the_service_runs_are_served_in_heads(tmp_path, autojump_clock):
+    # In a node, gossip runs (and accepts records) before sync has started: none of them may be left out of heads.
+    issuer = Org()
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(SigningKey.generate(), store, roots=(issuer.did,), max_hops=1, held_limit=10)
+        host = FakeHost()
+        service = SyncService(host, replica, timeout=TIMEOUT)
+        assert replica.accept([issuer.record()]).accepted
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run)
+            stream = FakeStream()
+            nursery.start_soon(host.handlers[SYNC_PROTOCOL], stream)
+            await stream.incoming_send.send(heads_request())
+            await trio.testing.wait_all_tasks_blocked()
+            reply = decode_reply(stream.written[0])
+            assert [head.iss for head in reply.heads] == [issuer.did]
+            nursery.cancel_scope.cancel()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import tracemalloc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,7 +15,7 @@ import pytest
 import trio
 from nacl.signing import SigningKey
 
-from gossip.checkpoints import RECORDS_LOG, checkpoints_topic
+from gossip.checkpoints import MAX_CHECKPOINT_NOTE, RECORDS_LOG, checkpoints_topic
 from gossip.cosigning import CosignClient
 from gossip.host import Received, open_host, peer_id_from_public_key
 from gossip.replica import Replica
@@ -208,6 +209,37 @@ async def test_the_gossip_pace_counts_the_orgs_heard_from_inside_the_horizon_onl
                     key = bytes(org.key.verify_key)
                     await host.gossip.send(Received(peer_id_from_public_key(key), org_checkpoint(org)))
                 assert witnessing.pace.period(trio.current_time()) == 2.0  # us and the org inside: 2 s at 1 a second
+                nursery.cancel_scope.cancel()
+
+
+async def test_checkpoints_of_orgs_outside_the_horizon_are_not_kept(tmp_path):
+    # Keys cost nothing: kept, 4096 origins of 64 sizes of 16 KiB notes would hold 4 GiB (and no fork of such an
+    # org is ever acted on).
+    (own,) = identities(tmp_path, 1)
+    host = CheckpointsOnlyHost()
+    filler = ("x" * 1000,) * (MAX_CHECKPOINT_NOTE // 1001 - 1)
+    with RecordStore.open(own.directory) as store:
+        replica = Replica(SigningKey(own.seed), store, roots=(), max_hops=1, held_limit=10)
+        witnessing = Witnessing(host, replica, network=NETWORK, state_dir=own.directory)
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(witnessing.run)
+                tracemalloc.start()
+                try:
+                    before, _ = tracemalloc.get_traced_memory()
+                    for _ in range(20):
+                        outsider = Org()
+                        origin = log_origin(NETWORK, outsider.did, RECORDS_LOG)
+                        for size in range(1, 11):
+                            note = Checkpoint(origin, size, bytes(32), filler).sign([Ed25519Signer(origin, outsider.key)])
+                            assert len(note) > MAX_CHECKPOINT_NOTE // 2
+                            await host.gossip.send(Received(peer_of(outsider), note))
+                    await host.gossip.send(Received(peer_of(outsider), org_checkpoint(outsider)))  # the last taken in
+                    kept = tracemalloc.get_traced_memory()[0] - before
+                finally:
+                    tracemalloc.stop()
+                assert witnessing.stats.checkpoints_received == 201
+                assert kept < 200 * MAX_CHECKPOINT_NOTE // 20  # 200 notes of over 8 KiB each: not kept
                 nursery.cancel_scope.cancel()
 
 
