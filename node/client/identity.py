@@ -114,12 +114,10 @@ class CredentialVerifier:
 
     def verify(self, token: str | None) -> AgentIdentity:
         """The identity `token` proves; raises UnverifiedAgent."""
-        checked = self._remembered(token)
-        if checked is None:
-            kid = _kid(token)
-            if self._needs_keys(kid):
-                self._refresh(kid)
-            checked = self._check(token, kid)  # type: ignore[arg-type]
+        kid = _kid(token)
+        if self._needs_keys(kid):
+            self._refresh(kid)
+        checked = self._remembered(token, kid) or self._check(token, kid)  # type: ignore[arg-type]
         if checked.status is not None and self._needs_status(checked):
             self._refresh_status(checked)
         return self._unless_revoked(checked)
@@ -127,21 +125,21 @@ class CredentialVerifier:
     async def averify(self, token: str | None) -> AgentIdentity:
         """`verify` for asyncio code: fetching the issuers' keys or status lists, when needed, happens in a worker
         thread."""
-        checked = self._remembered(token)
-        if checked is None:
-            kid = _kid(token)
-            if self._needs_keys(kid):
-                await asyncio.to_thread(self._refresh, kid)
-            checked = self._check(token, kid)  # type: ignore[arg-type]
+        kid = _kid(token)
+        if self._needs_keys(kid):
+            await asyncio.to_thread(self._refresh, kid)
+        checked = self._remembered(token, kid) or self._check(token, kid)  # type: ignore[arg-type]
         if checked.status is not None and self._needs_status(checked):
             await asyncio.to_thread(self._refresh_status, checked)
         return self._unless_revoked(checked)
 
-    def _remembered(self, token: str | None) -> _Checked | None:
-        checked = self._verified.get(token) if isinstance(token, str) else None
-        if checked is not None and checked.identity.expires + self.leeway >= time.time():
-            return checked
-        return None
+    def _remembered(self, token: str, kid: str) -> _Checked | None:
+        """The credential as it verified before, while it has not expired and its issuer still serves its key (an
+        org drops a key it found compromised: what it signed must stop verifying once the keys are fetched again)."""
+        checked = self._verified.get(token)
+        if checked is None or kid not in self._keys or checked.identity.expires + self.leeway < time.time():
+            return None
+        return checked
 
     def _needs_keys(self, kid: str) -> bool:
         age = time.monotonic() - self._fetched

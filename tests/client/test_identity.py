@@ -236,3 +236,15 @@ def test_an_accepted_org_cannot_serve_another_org_s_kid_for_its_own_key():
         verifier = CredentialVerifier([x.url, y.url])  # Y's keys are read last
         with pytest.raises(UnverifiedAgent, match="signature: does not verify"):
             verifier.verify(forged)
+
+
+def test_a_credential_that_verified_before_is_refused_once_its_issuer_stops_serving_the_key():
+    old, new = SigningKey.generate(), SigningKey.generate()
+    org = StubOrg([old])
+    with serving(org):
+        verifier = CredentialVerifier([org.url], jwks_ttl=0)  # the keys are fetched again at every check
+        token = agent_credential(old, new_did())
+        assert verifier.verify(token).org == did_of(old)
+        org.keys = [new]  # the org dropped a key it found compromised
+        with pytest.raises(UnverifiedAgent, match="header.kid: not a key of an org this service accepts"):
+            verifier.verify(token)
