@@ -4,6 +4,7 @@ result or one of the client's exceptions (node/api/errors.py gives every error a
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -70,6 +71,12 @@ def json_of(response: httpx.Response, url: str) -> Any:
         return response.json()
     except ValueError:
         raise NodeApiError(response.status_code, "not_json", f"the answer is not JSON: is {url} a vouchnet node?") from None
+
+
+def agent_path(agent: str, tail: str) -> str:
+    """`/v1/agents/{agent}/{tail}` with the agent id as one path segment: an id holding `/../`, `?` or `#` would
+    otherwise ask about another agent, whose verdict would then be cached and applied under this id."""
+    return f"/v1/agents/{quote(agent, safe=':')}/{tail}"
 
 
 def score_query(statement: bool, explain: bool) -> dict[str, str | None]:

@@ -108,6 +108,14 @@ def test_a_malformed_agent_id_is_blocked_even_failing_open(running):
         policy.close()
 
 
+@pytest.mark.parametrize("shape", ["{bad}/../{good}", "{good}#{bad}", "{good}?{bad}"])
+def test_an_agent_id_that_is_a_path_to_another_agent_gets_no_verdict_of_that_agent(running, policy, shape):
+    stranger, _ = running.new_agent(trusted=False)
+    known, _ = running.new_agent(trusted=True)
+    decision = policy.check(shape.format(bad=stranger, good=known), "tool_call", "search")
+    assert (decision.verdict, decision.source) == ("block", "invalid")
+
+
 def test_decisions_are_cached_until_their_ttl(running, policy):
     agent, _ = running.new_agent(trusted=True)
     assert policy.check(agent).source == "node"
