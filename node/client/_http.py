@@ -45,8 +45,8 @@ def post_headers(token: str | None, idempotency_key: str | None = None) -> dict[
     return headers
 
 
-def unreachable(error: httpx.TransportError, url: str, timeout: float) -> NodeUnreachable:
-    """The exception for a request that never got an answer."""
+def unreachable(error: httpx.RequestError, url: str, timeout: float) -> NodeUnreachable:
+    """The exception for a request that never got an answer, or one httpx could not read (a broken encoding)."""
     if isinstance(error, httpx.ConnectError):
         return NodeUnreachable(f"cannot reach the node at {url}: is `vouchnet run` running?")
     if isinstance(error, httpx.TimeoutException):
@@ -69,7 +69,7 @@ def checked(response: httpx.Response) -> httpx.Response:
 def json_of(response: httpx.Response, url: str) -> Any:
     try:
         return response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than the parser goes
         raise NodeApiError(response.status_code, "not_json", f"the answer is not JSON: is {url} a vouchnet node?") from None
 
 

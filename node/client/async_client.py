@@ -72,5 +72,5 @@ class AsyncTrustClient:
     async def _send(self, request: httpx.Request) -> httpx.Response:
         try:
             return checked(await self._http.send(request))
-        except httpx.TransportError as error:
+        except httpx.RequestError as error:
             raise unreachable(error, self.base_url, self.timeout) from None

@@ -217,5 +217,5 @@ class NodeClient:
     def _send(self, request: httpx.Request) -> httpx.Response:
         try:
             return checked(self._http.send(request))
-        except httpx.TransportError as error:
+        except httpx.RequestError as error:
             raise unreachable(error, self.base_url, self.timeout) from None

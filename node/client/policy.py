@@ -168,8 +168,8 @@ class TrustPolicy:
             return None
         return cached
 
-    def _answered(self, agent: str, action: str, tool: str | None, answer: Mapping[str, object]) -> TrustDecision:
-        score, tier = answer.get("score"), answer.get("tier")
+    def _answered(self, agent: str, action: str, tool: str | None, answer: object) -> TrustDecision:
+        score, tier = (answer.get("score"), answer.get("tier")) if isinstance(answer, Mapping) else (None, None)
         if type(score) is not int or not isinstance(tier, str):
             return self._failed(agent, action, tool, NodeApiError(200, "bad_answer", "check: no score and tier"))
         with self._lock:

@@ -1,15 +1,24 @@
 """TrustPolicy against a real node: tiers decide, high-risk tools escalate, it fails closed, it observes, and its
 cache follows the node's stream of score changes."""
 
+import asyncio
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from node.client import NodeClient, TrustPolicy
 
+from ..factories import new_did
+from .loopback import serving_in_thread
 from .running_node import GOOD_EVENTS, on_asyncio
 
 
@@ -154,3 +163,47 @@ def test_one_policy_serves_many_threads(running, policy):
         verdicts = list(pool.map(lambda i: policy.check(agents[i % 4]).verdict, range(40)))
     assert verdicts == ["allow" if i % 2 == 0 else "block" for i in range(4)] * 10
 
+
+
+# --- a node (or whatever answers at its address) that answers nonsense: never allowed, never a crash -------------
+
+HOSTILE_ANSWERS = {
+    "a JSON list": Response(b"[1, 2]", media_type="application/json"),
+    "a JSON string": Response(b'"allow"', media_type="application/json"),
+    "NaN score": Response(b'{"decision": "allow", "score": NaN, "tier": "verified"}', media_type="application/json"),
+    "boolean score": Response(b'{"score": true, "tier": "verified"}', media_type="application/json"),
+    "unknown tier": Response(b'{"score": 900, "tier": "godlike"}', media_type="application/json"),
+    "not JSON": Response(b"<html>ok</html>", media_type="text/html"),
+    "deeply nested JSON": Response(b"[" * 100_000, media_type="application/json"),
+    "broken gzip": Response(b"\x1f\x8b not gzip", media_type="application/json",
+                            headers={"Content-Encoding": "gzip"}),
+    "a redirect": Response(b"", status_code=307, headers={"Location": "http://127.0.0.1:9/elsewhere"}),
+    "a server error": Response(b'{"error": "internal", "detail": "boom"}', status_code=500,
+                               media_type="application/json"),
+}
+
+
+@contextmanager
+def hostile_node(answer: Response) -> Iterator[str]:
+    async def check(_: Request) -> Response:
+        return answer
+
+    with serving_in_thread(lambda _: Starlette(routes=[Route("/v1/agents/{did}/check", check, methods=["POST"]),
+                                                         Route("/v1/agents/{did}/score", check)])) as url:
+        yield url
+
+
+@pytest.mark.parametrize("answer", HOSTILE_ANSWERS.values(), ids=HOSTILE_ANSWERS.keys())
+def test_a_nonsense_answer_blocks_and_fails_open_only_when_asked(answer):
+    agent = new_did()
+    with hostile_node(answer) as url:
+        for fail_open in (False, True):
+            policy = TrustPolicy(url, listen=False, fail_open=fail_open)
+            try:
+                decisions = [policy.check(agent, "tool_call", "search"),
+                             asyncio.run(policy.acheck(agent, "tool_call", "search"))]
+            finally:
+                policy.close()
+            for decision in decisions:
+                assert decision.verdict == ("audit" if fail_open and decision.source == "unreachable" else "block")
+                assert decision.source in ("unreachable", "invalid", "node", "cache")
