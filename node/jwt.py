@@ -40,7 +40,7 @@ def b64url_decode(text: str, what: str) -> bytes:
 def _json_part(data: bytes, what: str) -> dict[str, Any]:
     try:
         value = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         raise JwtError(f"{what}: not JSON") from None
     if not isinstance(value, dict):
         raise JwtError(f"{what}: must be a JSON object")

@@ -160,7 +160,7 @@ class CredentialVerifier:
                     response = http.get(url)
                     response.raise_for_status()
                     served[url] = _jwk_keys(response.json())
-                except (httpx.HTTPError, ValueError, UnverifiedAgent) as error:
+                except (httpx.HTTPError, ValueError, RecursionError, UnverifiedAgent) as error:
                     failures.append(f"{url}: {error}")
         with self._lock:
             served = {url: served.get(url, self._served.get(url, {})) for url in self.jwks_urls}  # kept if no answer
@@ -310,7 +310,7 @@ def _kid(token: object) -> str:
         raise UnverifiedAgent(f"credential: longer than {MAX_TOKEN} characters")
     try:
         header = json.loads(b64url_decode(token.partition(".")[0], "header"))
-    except (JwtError, ValueError):
+    except (JwtError, ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         raise UnverifiedAgent("header: not a JWT") from None
     kid = header.get("kid") if isinstance(header, dict) else None
     if not isinstance(kid, str):

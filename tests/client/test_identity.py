@@ -7,12 +7,18 @@ import time
 import httpx
 import pytest
 from nacl.signing import SigningKey
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
 
 from node.client import CredentialVerifier, UnverifiedAgent
+from node.client.identity import JWKS_PATH
 from node.credential_status import LIST_ENTRIES, status_entry
 from node.credentials import agent_credential, did_url, org_jwk, score_statement
+from node.jwt import b64url
 
 from ..factories import new_did
+from .loopback import serving_in_thread
 from .running_node import on_asyncio
 from .stub_org import StubOrg, did_of, resigned, serving
 
@@ -248,3 +254,31 @@ def test_a_credential_that_verified_before_is_refused_once_its_issuer_stops_serv
         org.keys = [new]  # the org dropped a key it found compromised
         with pytest.raises(UnverifiedAgent, match="header.kid: not a key of an org this service accepts"):
             verifier.verify(token)
+
+
+def _nested(depth: int = 5_000) -> str:
+    return "[" * depth + "]" * depth
+
+
+def test_a_header_nested_past_the_parser_s_depth_is_refused_as_not_a_jwt(verifier):
+    header = b64url(('{"alg":"EdDSA","kid":' + _nested() + "}").encode())
+    with pytest.raises(UnverifiedAgent, match="header"):
+        verifier.verify(f"{header}.e30.AA")
+
+
+def test_a_jwks_nested_past_the_parser_s_depth_verifies_nothing():
+    nested = Response(_nested(100_000), media_type="application/json")
+    with serving_in_thread(lambda _: Starlette(routes=[Route(JWKS_PATH, lambda _: nested)])) as url:
+        verifier = CredentialVerifier([url])
+        with pytest.raises(UnverifiedAgent, match="cannot fetch the keys"):
+            verifier.verify(agent_credential(SigningKey.generate(), new_did()))
+
+
+def test_a_status_list_nested_past_the_parser_s_depth_fails_closed():
+    key = SigningKey.generate()
+    nested_header = b64url(('{"alg":"EdDSA","typ":"vc+jwt","x":' + _nested() + "}").encode())
+    org = StubOrg([key], list_token=f"{nested_header}.e30.AA")
+    with serving(org):
+        verifier = CredentialVerifier([org.url])
+        with pytest.raises(UnverifiedAgent, match="credentialStatus: cannot check revocation"):
+            verifier.verify(org.credential(key, 1))
