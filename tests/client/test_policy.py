@@ -2,17 +2,18 @@
 cache follows the node's stream of score changes."""
 
 import asyncio
+import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from node.client import NodeClient, TrustPolicy
@@ -164,7 +165,6 @@ def test_one_policy_serves_many_threads(running, policy):
     assert verdicts == ["allow" if i % 2 == 0 else "block" for i in range(4)] * 10
 
 
-
 # --- a node (or whatever answers at its address) that answers nonsense: never allowed, never a crash -------------
 
 HOSTILE_ANSWERS = {
@@ -207,3 +207,37 @@ def test_a_nonsense_answer_blocks_and_fails_open_only_when_asked(answer):
             for decision in decisions:
                 assert decision.verdict == ("audit" if fail_open and decision.source == "unreachable" else "block")
                 assert decision.source in ("unreachable", "invalid", "node", "cache")
+
+
+def test_an_answer_overtaken_by_a_change_the_stream_announced_is_not_cached():
+    agent, announced = new_did(), threading.Event()
+    frames: asyncio.Queue[bytes] = asyncio.Queue()
+    tiers = iter(["trusted", "untrusted"])  # what the node answers: before its recompute, then after
+
+    async def stream(_: Request) -> StreamingResponse:
+        async def frames_of() -> AsyncIterator[bytes]:
+            yield b": hello\n\n"
+            while True:
+                yield await frames.get()
+
+        return StreamingResponse(frames_of(), media_type="text/event-stream")
+
+    async def check(_: Request) -> JSONResponse:
+        tier = next(tiers)
+        if tier == "trusted":  # computed before the change; the change overtakes it on the stream
+            change = json.dumps({"agent": agent, "score": 100, "tier": "untrusted"})
+            await frames.put(f"event: tier\nid: a-1\ndata: {change}\n\n".encode())
+            await asyncio.to_thread(announced.wait, 10)
+        return JSONResponse({"decision": "n/a", "reason": "", "score": 100 if tier == "untrusted" else 800,
+                             "tier": tier})
+
+    app = Starlette(routes=[Route("/v1/stream", stream), Route("/v1/agents/{did}/check", check, methods=["POST"])])
+    with serving_in_thread(lambda _: app) as url:
+        policy = TrustPolicy(url, cache_ttl=600, on_change=lambda change: announced.set())
+        try:
+            assert policy.stream_connected.wait(10)
+            assert policy.check(agent).verdict == "allow"  # the answer as it came
+            decision = policy.check(agent)
+            assert (decision.verdict, decision.tier) == ("block", "untrusted")
+        finally:
+            policy.close()
