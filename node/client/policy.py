@@ -223,7 +223,10 @@ class TrustPolicy:
             if change.agent in self._cache:
                 self._cache[change.agent] = _Cached(change.score, change.tier, time.monotonic() + self.cache_ttl)
         if self._on_change is not None:
-            self._on_change(change)
+            try:
+                self._on_change(change)
+            except Exception:  # the service's bug must not end the stream thread, and with it the invalidation
+                log.exception("on_change failed", extra={"fields": {"agent": change.agent}})
 
     def _start_stream(self) -> None:
         if self._stream is not None and not self._stream_started:

@@ -1,12 +1,14 @@
 """TrustPolicy against a real node: tiers decide, high-risk tools escalate, it fails closed, it observes, and its
 cache follows the node's stream of score changes."""
 
+from __future__ import annotations
+
 import asyncio
 import json
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -17,6 +19,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from node.client import NodeClient, TrustPolicy
+from node.client.score_stream import ScoreStream
 
 from ..factories import new_did
 from .loopback import serving_in_thread
@@ -209,30 +212,62 @@ def test_a_nonsense_answer_blocks_and_fails_open_only_when_asked(answer):
                 assert decision.source in ("unreachable", "invalid", "node", "cache")
 
 
+class _StubStream:
+    """A node's `/v1/stream` whose frames the test sends (to the latest connection), and a check that answers
+    with the tier `answer()` gives (score 800 if trusted, else 100)."""
+
+    def __init__(self, answer: Callable[[], Awaitable[str]]) -> None:
+        self.answer = answer
+        self._frames: asyncio.Queue[bytes] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def answering(cls, tier: str) -> _StubStream:
+        async def answer() -> str:
+            return tier
+
+        return cls(answer)
+
+    def app(self, _: str) -> Starlette:
+        async def stream(_: Request) -> StreamingResponse:
+            self._loop, self._frames = asyncio.get_running_loop(), (queue := asyncio.Queue())
+
+            async def frames() -> AsyncIterator[bytes]:
+                yield b": hello\n\n"
+                while True:
+                    yield await queue.get()
+
+            return StreamingResponse(frames(), media_type="text/event-stream")
+
+        async def check(_: Request) -> JSONResponse:
+            tier = await self.answer()
+            return JSONResponse({"score": 800 if tier == "trusted" else 100, "tier": tier})
+
+        return Starlette(routes=[Route("/v1/stream", stream), Route("/v1/agents/{did}/check", check, methods=["POST"])])
+
+    def send(self, frame: bytes) -> None:
+        assert self._loop is not None and self._frames is not None
+        self._loop.call_soon_threadsafe(self._frames.put_nowait, frame)
+
+
+def _change(agent: str, tier: str, n: int) -> bytes:
+    data = json.dumps({"agent": agent, "score": 100, "tier": tier})
+    return f"event: tier\nid: a-{n}\ndata: {data}\n\n".encode()
+
+
 def test_an_answer_overtaken_by_a_change_the_stream_announced_is_not_cached():
     agent, announced = new_did(), threading.Event()
-    frames: asyncio.Queue[bytes] = asyncio.Queue()
     tiers = iter(["trusted", "untrusted"])  # what the node answers: before its recompute, then after
 
-    async def stream(_: Request) -> StreamingResponse:
-        async def frames_of() -> AsyncIterator[bytes]:
-            yield b": hello\n\n"
-            while True:
-                yield await frames.get()
-
-        return StreamingResponse(frames_of(), media_type="text/event-stream")
-
-    async def check(_: Request) -> JSONResponse:
+    async def answer() -> str:
         tier = next(tiers)
         if tier == "trusted":  # computed before the change; the change overtakes it on the stream
-            change = json.dumps({"agent": agent, "score": 100, "tier": "untrusted"})
-            await frames.put(f"event: tier\nid: a-1\ndata: {change}\n\n".encode())
+            node.send(_change(agent, "untrusted", 1))
             await asyncio.to_thread(announced.wait, 10)
-        return JSONResponse({"decision": "n/a", "reason": "", "score": 100 if tier == "untrusted" else 800,
-                             "tier": tier})
+        return tier
 
-    app = Starlette(routes=[Route("/v1/stream", stream), Route("/v1/agents/{did}/check", check, methods=["POST"])])
-    with serving_in_thread(lambda _: app) as url:
+    node = _StubStream(answer)
+    with serving_in_thread(node.app) as url:
         policy = TrustPolicy(url, cache_ttl=600, on_change=lambda change: announced.set())
         try:
             assert policy.stream_connected.wait(10)
@@ -241,3 +276,61 @@ def test_an_answer_overtaken_by_a_change_the_stream_announced_is_not_cached():
             assert (decision.verdict, decision.tier) == ("block", "untrusted")
         finally:
             policy.close()
+
+
+@pytest.mark.parametrize("failure", ["on_change raises", "a frame that is not UTF-8"])
+def test_the_stream_outlives_a_failing_callback_or_a_broken_frame(failure):
+    agent, seen = new_did(), []
+    untrusted = threading.Event()
+
+    def on_change(change):
+        seen.append(change.tier)
+        if change.tier == "untrusted":
+            untrusted.set()
+        if failure == "on_change raises":
+            raise RuntimeError("the service's callback has a bug")
+
+    node = _StubStream.answering("trusted")
+    with serving_in_thread(node.app) as url:
+        policy = TrustPolicy(url, cache_ttl=600, on_change=on_change)
+        try:
+            assert policy.stream_connected.wait(10)
+            assert policy.check(agent).verdict == "allow"
+            if failure == "a frame that is not UTF-8":
+                node.send(b"event: tier\nid: a-1\ndata: \xff\xfe{\n\n")
+            else:
+                node.send(_change(agent, "provisional", 1))
+            node.send(_change(agent, "untrusted", 2))
+            assert untrusted.wait(10)
+            assert policy.check(agent).verdict == "block"
+        finally:
+            policy.close()
+
+
+def test_a_stream_that_fails_unexpectedly_reconnects_and_resets_what_was_cached():
+    agent, resets, changes = new_did(), [], []
+    arrived, reset_again = threading.Event(), threading.Event()
+
+    def on_reset():
+        resets.append(1)
+        if len(resets) == 2:
+            reset_again.set()
+
+    def on_change(change):
+        changes.append(change.tier)
+        if len(changes) == 1:
+            raise ValueError("not an HTTP error: the thread must survive it all the same")
+        arrived.set()
+
+    node = _StubStream.answering("trusted")
+    with serving_in_thread(node.app) as url:
+        stream = ScoreStream(url, on_change=on_change, on_reset=on_reset, reconnect=0.01)
+        stream.start()
+        try:
+            assert stream.connected.wait(10) and len(resets) == 1
+            node.send(_change(agent, "provisional", 1))
+            assert reset_again.wait(10)  # reconnected afresh: what was cached is dropped
+            node.send(_change(agent, "untrusted", 2))
+            assert arrived.wait(10) and changes == ["provisional", "untrusted"]
+        finally:
+            stream.close()
