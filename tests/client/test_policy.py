@@ -334,3 +334,17 @@ def test_a_stream_that_fails_unexpectedly_reconnects_and_resets_what_was_cached(
             assert arrived.wait(10) and changes == ["provisional", "untrusted"]
         finally:
             stream.close()
+
+
+@pytest.mark.xfail(strict=True, reason="open: the SDK decides from score and tier with its own rules and discards "
+                                       "the node's decision, so the node's [scoring] min_score and high_risk_tools "
+                                       "bind no service (reported to the lead: which policy should win?)")
+def test_a_check_the_node_blocks_by_its_own_minimum_score_is_not_allowed():
+    answer = Response(b'{"decision": "block", "reason": "score 300 is below this policy\'s minimum 500", '
+                      b'"score": 300, "tier": "provisional"}', media_type="application/json")
+    with hostile_node(answer) as url:
+        policy = TrustPolicy(url, listen=False)
+        try:
+            assert not policy.check(new_did(), "tool_call", "search").allowed
+        finally:
+            policy.close()
