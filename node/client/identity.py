@@ -47,6 +47,9 @@ JWKS_TTL_S = 300.0
 REFRESH_BACKOFF_S = 10.0  # an unknown kid refetches the keys at most this often (rotation, not a DoS lever)
 VERIFIED_CACHE = 10_000
 STATUS_LISTS_CACHE = 1_000  # status lists kept (an org's 131,072 credentials share one), then the oldest goes
+# A list's 16 KiB of bits stay over 16 KiB when GZIP finds little to squeeze (some 11,000 scattered revocations),
+# and base64url makes that 22 KiB: a status list token may be longer than a credential.
+MAX_LIST_TOKEN = 64 * 1024
 CREDENTIAL_TYPE = "VouchnetAgentCredential"
 
 
@@ -229,7 +232,7 @@ class CredentialVerifier:
         that key's did, typed as a revocation list, not expired; raises UnverifiedAgent."""
         try:
             signer = functools.partial(self._list_signer, credential_kid=checked.kid)
-            header, claims = decode_jwt(token, signer, typ=VC_TYP, leeway=self.leeway)
+            header, claims = decode_jwt(token, signer, typ=VC_TYP, leeway=self.leeway, max_length=MAX_LIST_TOKEN)
             types, subject = claims.get("type"), claims.get("credentialSubject")
             if not isinstance(types, list) or LIST_CREDENTIAL_TYPE not in types:
                 raise StatusListError(f"status list: payload.type must include {LIST_CREDENTIAL_TYPE}")

@@ -58,7 +58,9 @@ class StubOrg:
             if self.list_token is not None:
                 return Response(self.list_token, media_type="application/vc+jwt")
             token = status_list_credential(self.keys[0], list_url(url, 0), self.revoked)
-            return Response(resigned(token, self.keys[0], **self.list_claims), media_type="application/vc+jwt")
+            if self.list_claims:
+                token = resigned(token, self.keys[0], **self.list_claims)
+            return Response(token, media_type="application/vc+jwt")
 
         return Starlette(routes=[Route(JWKS_PATH, key_set), Route(list_url("", 0), status_list)])
 

@@ -2,6 +2,7 @@
 (another org's key, a score statement, an expired or altered token, nothing at all) is refused, naming why; a
 credential's status list counts only if a key of the credential's issuer signed it (DESIGN §2 key rotation)."""
 
+import random
 import time
 
 import httpx
@@ -282,3 +283,14 @@ def test_a_status_list_nested_past_the_parser_s_depth_fails_closed():
         verifier = CredentialVerifier([org.url])
         with pytest.raises(UnverifiedAgent, match="credentialStatus: cannot check revocation"):
             verifier.verify(org.credential(key, 1))
+
+
+def test_a_list_with_many_revocations_still_verifies_the_others():
+    key = SigningKey.generate()
+    revoked = set(random.Random(7).sample(range(1, LIST_ENTRIES), 12_000))  # its token is over 16 KiB
+    org = StubOrg([key], revoked=revoked)
+    with serving(org):
+        verifier = CredentialVerifier([org.url])
+        assert verifier.verify(org.credential(key, 0)).org == did_of(key)
+        with pytest.raises(UnverifiedAgent, match="revoked by its issuer"):
+            verifier.verify(org.credential(key, min(revoked)))
