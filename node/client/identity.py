@@ -20,6 +20,7 @@ import functools
 import json
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -229,7 +230,8 @@ class CredentialVerifier:
 
     def _status_list(self, token: str, checked: _Checked) -> _StatusList:
         """A status list credential, verified: signed with a key of the credential's issuer and issued (iss) by
-        that key's did, typed as a revocation list, not expired; raises UnverifiedAgent."""
+        that key's did, the list the credential names (its id's last path segment), typed as a revocation list, not expired; raises
+        UnverifiedAgent."""
         try:
             signer = functools.partial(self._list_signer, credential_kid=checked.kid)
             header, claims = decode_jwt(token, signer, typ=VC_TYP, leeway=self.leeway, max_length=MAX_LIST_TOKEN)
@@ -238,6 +240,8 @@ class CredentialVerifier:
                 raise StatusListError(f"status list: payload.type must include {LIST_CREDENTIAL_TYPE}")
             if claims.get("iss") != header["kid"].partition("#")[0]:
                 raise StatusListError("status list: payload.iss: must be the did of the key that signed it")
+            if _list_name(claims.get("id")) != _list_name(checked.status.list_url):  # not another list, replayed
+                raise StatusListError("status list: payload.id: must be the list the credential names")
             if not isinstance(subject, dict):
                 raise StatusListError("status list: payload.credentialSubject: must be an object")
             if subject.get("statusPurpose") != PURPOSE:
@@ -294,6 +298,13 @@ def _bound(cache: dict, size: int) -> None:
     of the verifier is bounded this way."""
     while len(cache) > size:
         del cache[next(iter(cache))]
+
+
+def _list_name(url: object) -> str | None:
+    """The last segment of a status list URL's path: its number, for vouchnet's `/v1/credentials/status/{n}`. Only
+    that is compared with the list's id: the host in the credential may be an older or another name of the node's
+    (a changed [api] public_url, a proxy)."""
+    return urllib.parse.urlsplit(url).path.rpartition("/")[2] if isinstance(url, str) else None
 
 
 def _list_key(checked: _Checked) -> tuple[str, str]:

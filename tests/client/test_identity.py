@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from node.client import CredentialVerifier, UnverifiedAgent
 from node.client.identity import JWKS_PATH
-from node.credential_status import LIST_ENTRIES, status_entry
+from node.credential_status import LIST_ENTRIES, list_url, status_entry
 from node.credentials import agent_credential, did_url, org_jwk, score_statement
 from node.jwt import b64url
 
@@ -294,3 +294,15 @@ def test_a_list_with_many_revocations_still_verifies_the_others():
         assert verifier.verify(org.credential(key, 0)).org == did_of(key)
         with pytest.raises(UnverifiedAgent, match="revoked by its issuer"):
             verifier.verify(org.credential(key, min(revoked)))
+
+
+def test_another_list_of_the_issuer_served_at_the_list_s_url_does_not_count():
+    key = SigningKey.generate()
+    org = StubOrg([key], revoked={3})
+    with serving(org):
+        verifier = CredentialVerifier([org.url])
+        token = org.credential(key, 3)
+        org.revoked = set()  # the org's list 1, where position 3 is not revoked, replayed at list 0's URL
+        org.list_claims = {"id": list_url(org.url, 1), "jti": list_url(org.url, 1)}
+        with pytest.raises(UnverifiedAgent, match="status list: payload.id: must be the list the credential names"):
+            verifier.verify(token)
