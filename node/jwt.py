@@ -40,7 +40,7 @@ def b64url_decode(text: str, what: str) -> bytes:
 def _json_part(data: bytes, what: str) -> dict[str, Any]:
     try:
         value = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         raise JwtError(f"{what}: not JSON") from None
     if not isinstance(value, dict):
         raise JwtError(f"{what}: must be a JSON object")
@@ -61,11 +61,13 @@ def decode_jwt(
     typ: str | None = None,
     now: float | None = None,
     leeway: int = LEEWAY_S,
+    max_length: int = MAX_TOKEN,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(header, claims) of a token whose Ed25519 signature verifies under `public_key` (or the key a function
-    finds from the header, e.g. by `kid`); exp and nbf are enforced, typ if given. Raises JwtError."""
-    if not isinstance(token, str) or len(token) > MAX_TOKEN or token.count(".") != 2:
-        raise JwtError(f"token: must be three base64url parts separated by '.', at most {MAX_TOKEN} characters")
+    """(header, claims) of a token of at most `max_length` characters whose Ed25519 signature verifies under
+    `public_key` (or the key a function finds from the header, e.g. by `kid`); exp and nbf are enforced, typ if
+    given. Raises JwtError."""
+    if not isinstance(token, str) or len(token) > max_length or token.count(".") != 2:
+        raise JwtError(f"token: must be three base64url parts separated by '.', at most {max_length} characters")
     encoded_header, encoded_claims, encoded_signature = token.split(".")
     header = _json_part(b64url_decode(encoded_header, "header"), "header")
     if header.get("alg") not in ACCEPTED_ALGS:

@@ -4,6 +4,7 @@ result or one of the client's exceptions (node/api/errors.py gives every error a
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -44,8 +45,8 @@ def post_headers(token: str | None, idempotency_key: str | None = None) -> dict[
     return headers
 
 
-def unreachable(error: httpx.TransportError, url: str, timeout: float) -> NodeUnreachable:
-    """The exception for a request that never got an answer."""
+def unreachable(error: httpx.RequestError, url: str, timeout: float) -> NodeUnreachable:
+    """The exception for a request that never got an answer, or one httpx could not read (a broken encoding)."""
     if isinstance(error, httpx.ConnectError):
         return NodeUnreachable(f"cannot reach the node at {url}: is `vouchnet run` running?")
     if isinstance(error, httpx.TimeoutException):
@@ -68,8 +69,14 @@ def checked(response: httpx.Response) -> httpx.Response:
 def json_of(response: httpx.Response, url: str) -> Any:
     try:
         return response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than the parser goes
         raise NodeApiError(response.status_code, "not_json", f"the answer is not JSON: is {url} a vouchnet node?") from None
+
+
+def agent_path(agent: str, tail: str) -> str:
+    """`/v1/agents/{agent}/{tail}` with the agent id as one path segment: an id holding `/../`, `?` or `#` would
+    otherwise ask about another agent, whose verdict would then be cached and applied under this id."""
+    return f"/v1/agents/{quote(agent, safe=':')}/{tail}"
 
 
 def score_query(statement: bool, explain: bool) -> dict[str, str | None]:

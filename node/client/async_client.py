@@ -9,6 +9,7 @@ import httpx
 
 from ._http import (
     DEFAULT_TIMEOUT,
+    agent_path,
     check_body,
     checked,
     json_of,
@@ -44,11 +45,11 @@ class AsyncTrustClient:
     async def score(self, agent: str, *, statement: bool = False, explain: bool = True) -> dict[str, Any]:
         """The agent's score, tier, confidence and explanation as this node sees it (with a signed JWT if asked;
         `explain=False` leaves out the explanation, several KB, when the score and tier are all that is needed)."""
-        return await self._get_json(f"/v1/agents/{agent}/score", score_query(statement, explain))
+        return await self._get_json(agent_path(agent, "score"), score_query(statement, explain))
 
     async def check(self, agent: str, action: str, tool: str | None = None) -> dict[str, Any]:
         """The node's decision for `agent` doing `action` (with `tool`): {decision, reason, score, tier}."""
-        return await self._post_json(f"/v1/agents/{agent}/check", check_body(action, tool))
+        return await self._post_json(agent_path(agent, "check"), check_body(action, tool))
 
     async def jwks(self) -> dict[str, Any]:
         """The org's public keys (`/.well-known/jwks.json`), which verify its agents' credentials."""
@@ -71,5 +72,5 @@ class AsyncTrustClient:
     async def _send(self, request: httpx.Request) -> httpx.Response:
         try:
             return checked(await self._http.send(request))
-        except httpx.TransportError as error:
+        except httpx.RequestError as error:
             raise unreachable(error, self.base_url, self.timeout) from None

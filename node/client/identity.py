@@ -20,6 +20,7 @@ import functools
 import json
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,9 @@ JWKS_TTL_S = 300.0
 REFRESH_BACKOFF_S = 10.0  # an unknown kid refetches the keys at most this often (rotation, not a DoS lever)
 VERIFIED_CACHE = 10_000
 STATUS_LISTS_CACHE = 1_000  # status lists kept (an org's 131,072 credentials share one), then the oldest goes
+# A list's 16 KiB of bits stay over 16 KiB when GZIP finds little to squeeze (some 11,000 scattered revocations),
+# and base64url makes that 22 KiB: a status list token may be longer than a credential.
+MAX_LIST_TOKEN = 64 * 1024
 CREDENTIAL_TYPE = "VouchnetAgentCredential"
 
 
@@ -114,12 +118,10 @@ class CredentialVerifier:
 
     def verify(self, token: str | None) -> AgentIdentity:
         """The identity `token` proves; raises UnverifiedAgent."""
-        checked = self._remembered(token)
-        if checked is None:
-            kid = _kid(token)
-            if self._needs_keys(kid):
-                self._refresh(kid)
-            checked = self._check(token, kid)  # type: ignore[arg-type]
+        kid = _kid(token)
+        if self._needs_keys(kid):
+            self._refresh(kid)
+        checked = self._remembered(token, kid) or self._check(token, kid)  # type: ignore[arg-type]
         if checked.status is not None and self._needs_status(checked):
             self._refresh_status(checked)
         return self._unless_revoked(checked)
@@ -127,21 +129,21 @@ class CredentialVerifier:
     async def averify(self, token: str | None) -> AgentIdentity:
         """`verify` for asyncio code: fetching the issuers' keys or status lists, when needed, happens in a worker
         thread."""
-        checked = self._remembered(token)
-        if checked is None:
-            kid = _kid(token)
-            if self._needs_keys(kid):
-                await asyncio.to_thread(self._refresh, kid)
-            checked = self._check(token, kid)  # type: ignore[arg-type]
+        kid = _kid(token)
+        if self._needs_keys(kid):
+            await asyncio.to_thread(self._refresh, kid)
+        checked = self._remembered(token, kid) or self._check(token, kid)  # type: ignore[arg-type]
         if checked.status is not None and self._needs_status(checked):
             await asyncio.to_thread(self._refresh_status, checked)
         return self._unless_revoked(checked)
 
-    def _remembered(self, token: str | None) -> _Checked | None:
-        checked = self._verified.get(token) if isinstance(token, str) else None
-        if checked is not None and checked.identity.expires + self.leeway >= time.time():
-            return checked
-        return None
+    def _remembered(self, token: str, kid: str) -> _Checked | None:
+        """The credential as it verified before, while it has not expired and its issuer still serves its key (an
+        org drops a key it found compromised: what it signed must stop verifying once the keys are fetched again)."""
+        checked = self._verified.get(token)
+        if checked is None or kid not in self._keys or checked.identity.expires + self.leeway < time.time():
+            return None
+        return checked
 
     def _needs_keys(self, kid: str) -> bool:
         age = time.monotonic() - self._fetched
@@ -162,7 +164,7 @@ class CredentialVerifier:
                     response = http.get(url)
                     response.raise_for_status()
                     served[url] = _jwk_keys(response.json())
-                except (httpx.HTTPError, ValueError, UnverifiedAgent) as error:
+                except (httpx.HTTPError, ValueError, RecursionError, UnverifiedAgent) as error:
                     failures.append(f"{url}: {error}")
         with self._lock:
             served = {url: served.get(url, self._served.get(url, {})) for url in self.jwks_urls}  # kept if no answer
@@ -228,15 +230,18 @@ class CredentialVerifier:
 
     def _status_list(self, token: str, checked: _Checked) -> _StatusList:
         """A status list credential, verified: signed with a key of the credential's issuer and issued (iss) by
-        that key's did, typed as a revocation list, not expired; raises UnverifiedAgent."""
+        that key's did, the list the credential names (its id's last path segment), typed as a revocation list, not expired; raises
+        UnverifiedAgent."""
         try:
             signer = functools.partial(self._list_signer, credential_kid=checked.kid)
-            header, claims = decode_jwt(token, signer, typ=VC_TYP, leeway=self.leeway)
+            header, claims = decode_jwt(token, signer, typ=VC_TYP, leeway=self.leeway, max_length=MAX_LIST_TOKEN)
             types, subject = claims.get("type"), claims.get("credentialSubject")
             if not isinstance(types, list) or LIST_CREDENTIAL_TYPE not in types:
                 raise StatusListError(f"status list: payload.type must include {LIST_CREDENTIAL_TYPE}")
             if claims.get("iss") != header["kid"].partition("#")[0]:
                 raise StatusListError("status list: payload.iss: must be the did of the key that signed it")
+            if _list_name(claims.get("id")) != _list_name(checked.status.list_url):  # not another list, replayed
+                raise StatusListError("status list: payload.id: must be the list the credential names")
             if not isinstance(subject, dict):
                 raise StatusListError("status list: payload.credentialSubject: must be an object")
             if subject.get("statusPurpose") != PURPOSE:
@@ -295,6 +300,13 @@ def _bound(cache: dict, size: int) -> None:
         del cache[next(iter(cache))]
 
 
+def _list_name(url: object) -> str | None:
+    """The last segment of a status list URL's path: its number, for vouchnet's `/v1/credentials/status/{n}`. Only
+    that is compared with the list's id: the host in the credential may be an older or another name of the node's
+    (a changed [api] public_url, a proxy)."""
+    return urllib.parse.urlsplit(url).path.rpartition("/")[2] if isinstance(url, str) else None
+
+
 def _list_key(checked: _Checked) -> tuple[str, str]:
     assert checked.status is not None
     return checked.kid, checked.status.list_url
@@ -312,7 +324,7 @@ def _kid(token: object) -> str:
         raise UnverifiedAgent(f"credential: longer than {MAX_TOKEN} characters")
     try:
         header = json.loads(b64url_decode(token.partition(".")[0], "header"))
-    except (JwtError, ValueError):
+    except (JwtError, ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         raise UnverifiedAgent("header: not a JWT") from None
     kid = header.get("kid") if isinstance(header, dict) else None
     if not isinstance(kid, str):

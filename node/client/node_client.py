@@ -16,6 +16,7 @@ from ._http import (
     ClientError,
     NodeApiError,
     NodeUnreachable,
+    agent_path,
     check_body,
     checked,
     json_of,
@@ -86,11 +87,11 @@ class NodeClient:
     def score(self, agent: str, *, statement: bool = False, explain: bool = True) -> dict[str, Any]:
         """The agent's score, tier, confidence and explanation as this node sees it (with a signed JWT if asked;
         `explain=False` leaves out the explanation, several KB, when the score and tier are all that is needed)."""
-        return self._get_json(f"/v1/agents/{agent}/score", score_query(statement, explain))
+        return self._get_json(agent_path(agent, "score"), score_query(statement, explain))
 
     def check(self, agent: str, action: str, tool: str | None = None) -> dict[str, Any]:
         """The node's decision for `agent` doing `action` (with `tool`): {decision, reason, score, tier}."""
-        return self._json(self._post(f"/v1/agents/{agent}/check", check_body(action, tool)))
+        return self._json(self._post(agent_path(agent, "check"), check_body(action, tool)))
 
     def jwks(self) -> dict[str, Any]:
         """The org's public keys (`/.well-known/jwks.json`), which verify its agents' credentials."""
@@ -216,5 +217,5 @@ class NodeClient:
     def _send(self, request: httpx.Request) -> httpx.Response:
         try:
             return checked(self._http.send(request))
-        except httpx.TransportError as error:
+        except httpx.RequestError as error:
             raise unreachable(error, self.base_url, self.timeout) from None

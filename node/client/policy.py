@@ -92,6 +92,7 @@ class TrustPolicy:
         self.fail_open, self.observe, self.cache_ttl, self.timeout = fail_open, observe, cache_ttl, timeout
         self._on_change = on_change
         self._cache: dict[str, _Cached] = {}
+        self._announcements = 0  # changes and resets the stream delivered: an answer asked for before one is stale
         self._lock = threading.Lock()
         self._client: NodeClient | None = None
         self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncTrustClient] = (
@@ -105,21 +106,23 @@ class TrustPolicy:
         """The decision for `agent` doing `action` with `tool`, from the cache or the node (blocking)."""
         if (cached := self._cached(agent)) is not None:
             return self._decide(agent, action, tool, cached.score, cached.tier, "cache")
+        asked = self._announcements
         try:
             answer = self._sync_client().check(agent, action, tool)
         except (NodeUnreachable, NodeApiError) as error:
             return self._failed(agent, action, tool, error)
-        return self._answered(agent, action, tool, answer)
+        return self._answered(agent, action, tool, answer, asked)
 
     async def acheck(self, agent: str, action: str = "tool_call", tool: str | None = None) -> TrustDecision:
         """`check` for asyncio code: the node is asked without blocking the loop."""
         if (cached := self._cached(agent)) is not None:
             return self._decide(agent, action, tool, cached.score, cached.tier, "cache")
+        asked = self._announcements
         try:
             answer = await self._async_client().check(agent, action, tool)
         except (NodeUnreachable, NodeApiError) as error:
             return self._failed(agent, action, tool, error)
-        return self._answered(agent, action, tool, answer)
+        return self._answered(agent, action, tool, answer, asked)
 
     def unverified(self, action: str, tool: str | None, reason: str, *, who: str = "caller") -> TrustDecision:
         """The decision for a caller (or a delegation target) whose credential did not verify: block (logged,
@@ -130,6 +133,7 @@ class TrustPolicy:
     def invalidate(self, agent: str | None = None) -> None:
         """Forget the cached score of `agent`, or of every agent."""
         with self._lock:
+            self._announcements += 1
             if agent is None:
                 self._cache.clear()
             else:
@@ -168,15 +172,18 @@ class TrustPolicy:
             return None
         return cached
 
-    def _answered(self, agent: str, action: str, tool: str | None, answer: Mapping[str, object]) -> TrustDecision:
-        score, tier = answer.get("score"), answer.get("tier")
+    def _answered(self, agent: str, action: str, tool: str | None, answer: object, asked: int) -> TrustDecision:
+        """The decision the node's `answer` gives, cached unless the stream announced a change or a reset since it
+        was `asked` (at that count of announcements): the answer may predate it, and the stream will not repeat it."""
+        score, tier = (answer.get("score"), answer.get("tier")) if isinstance(answer, Mapping) else (None, None)
         if type(score) is not int or not isinstance(tier, str):
             return self._failed(agent, action, tool, NodeApiError(200, "bad_answer", "check: no score and tier"))
         with self._lock:
-            self._cache.pop(agent, None)  # re-inserted last: the dict's order is the order of arrival
-            if len(self._cache) >= MAX_CACHED:
-                del self._cache[next(iter(self._cache))]
-            self._cache[agent] = _Cached(score, tier, time.monotonic() + self.cache_ttl)
+            if self._announcements == asked:
+                self._cache.pop(agent, None)  # re-inserted last: the dict's order is the order of arrival
+                if len(self._cache) >= MAX_CACHED:
+                    del self._cache[next(iter(self._cache))]
+                self._cache[agent] = _Cached(score, tier, time.monotonic() + self.cache_ttl)
         return self._decide(agent, action, tool, score, tier, "node")
 
     def _decide(self, agent: str, action: str, tool: str | None, score: int, tier: str,
@@ -212,10 +219,14 @@ class TrustPolicy:
     def _changed(self, change: ScoreChange) -> None:
         """A change the node announced: refresh the agent's entry if we hold one (others we never asked about)."""
         with self._lock:
+            self._announcements += 1
             if change.agent in self._cache:
                 self._cache[change.agent] = _Cached(change.score, change.tier, time.monotonic() + self.cache_ttl)
         if self._on_change is not None:
-            self._on_change(change)
+            try:
+                self._on_change(change)
+            except Exception:  # the service's bug must not end the stream thread, and with it the invalidation
+                log.exception("on_change failed", extra={"fields": {"agent": change.agent}})
 
     def _start_stream(self) -> None:
         if self._stream is not None and not self._stream_started:

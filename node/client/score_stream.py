@@ -125,6 +125,11 @@ class ScoreStream:
                 if self._stop.is_set():
                     return
                 log.info("score stream disconnected", extra={"fields": {"node": self.base_url, "error": error}})
+            except Exception as error:  # anything else must not end the thread: the caches would go stale unseen
+                if self._stop.is_set():
+                    return
+                log.warning("score stream failed", extra={"fields": {"node": self.base_url, "error": repr(error)}})
+                parser = SseParser()  # what came after the failure is lost: start afresh, with a reset
             self.connected.clear()
             self._stop.wait(self._reconnect)
 

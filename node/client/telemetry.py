@@ -202,9 +202,14 @@ class TelemetryCollector:
         except NodeUnreachable as error:
             self._count_failure(error)
             return False
-        rejected = reply.get("rejected", []) if isinstance(reply, dict) else []
+        accepted, rejected = (reply.get("accepted"), reply.get("rejected")) if isinstance(reply, dict) else (None, None)
+        if type(accepted) is not int or not isinstance(rejected, list) or accepted + len(rejected) != len(batch):
+            # Not the node's account of this batch (another server at its address, a proxy's page): keep it.
+            self._count_failure(NodeApiError(200, "bad_answer", "/v1/events: no accepted and rejected counts "
+                                                                "adding up to the batch"))
+            return False
         with self._lock:
-            self._sent += len(batch) - len(rejected)
+            self._sent += accepted
             self._rejected += len(rejected)
         return True
 

@@ -38,12 +38,13 @@ def resigned(token: str, key: SigningKey, *, kid: str | None = None, **changes: 
 class StubOrg:
     """What an org serves after rotating its key: every key in its JWKS, the current (`keys[0]`) first, plus any
     `extra_jwks`; status list 0 with the `revoked` positions, signed with the current key, its claims changed by
-    `list_claims`. `url` is set once it is served."""
+    `list_claims` (or `list_token` as it is). `url` is set once it is served."""
 
     keys: list[SigningKey]
     revoked: set[int] = field(default_factory=set)
     extra_jwks: list[dict[str, str]] = field(default_factory=list)
     list_claims: dict[str, Any] = field(default_factory=dict)
+    list_token: str | None = None  # served as status list 0 instead, when set
     url: str = ""
 
     def app(self, url: str) -> Starlette:
@@ -54,8 +55,12 @@ class StubOrg:
             return JSONResponse({"keys": document["keys"] + self.extra_jwks})
 
         async def status_list(_: Request) -> Response:
+            if self.list_token is not None:
+                return Response(self.list_token, media_type="application/vc+jwt")
             token = status_list_credential(self.keys[0], list_url(url, 0), self.revoked)
-            return Response(resigned(token, self.keys[0], **self.list_claims), media_type="application/vc+jwt")
+            if self.list_claims:
+                token = resigned(token, self.keys[0], **self.list_claims)
+            return Response(token, media_type="application/vc+jwt")
 
         return Starlette(routes=[Route(JWKS_PATH, key_set), Route(list_url("", 0), status_list)])
 

@@ -13,6 +13,7 @@ from a2a.server.tasks import InMemoryTaskStore
 from a2a.types.a2a_pb2 import (
     AgentCapabilities,
     AgentCard,
+    AgentCardSignature,
     AgentInterface,
     AgentSkill,
     Message,
@@ -24,7 +25,16 @@ from a2a.types.a2a_pb2 import (
 from nacl.signing import SigningKey
 from starlette.applications import Starlette
 
-from node.client.adapters.a2a import TrustedAgentExecutor, TrustInterceptor, UntrustedTarget, sign_card
+from node.client import UnverifiedAgent
+from node.client.adapters.a2a import (
+    TrustedAgentExecutor,
+    TrustInterceptor,
+    UntrustedTarget,
+    check_card_signature,
+    sign_card,
+)
+from node.jwt import b64url
+from vouching import did_key
 
 from .loopback import serving
 from .running_node import GOOD_EVENTS, on_asyncio, vouchnet_for
@@ -119,3 +129,13 @@ async def test_a_card_carrying_another_agents_credential_is_refused(running):
         with pytest.raises(UntrustedTarget, match="unverified target: credential"):
             await _send(url, caller_credential, [TrustInterceptor(vouchnet)])
     assert echo.heard == unsigned.heard == []
+
+
+def test_a_card_signature_header_nested_past_the_parser_s_depth_is_not_a_signature():
+    key = SigningKey.generate()
+    agent = did_key(bytes(key.verify_key))
+    card = _card("http://127.0.0.1:9/")
+    nested = "[" * 5_000 + "]" * 5_000
+    card.signatures.append(AgentCardSignature(protected=b64url(nested.encode()), signature=b64url(b"x" * 64)))
+    with pytest.raises(UnverifiedAgent, match="card.signatures: none by the agent"):
+        check_card_signature(card, agent)

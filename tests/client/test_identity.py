@@ -2,17 +2,24 @@
 (another org's key, a score statement, an expired or altered token, nothing at all) is refused, naming why; a
 credential's status list counts only if a key of the credential's issuer signed it (DESIGN §2 key rotation)."""
 
+import random
 import time
 
 import httpx
 import pytest
 from nacl.signing import SigningKey
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
 
 from node.client import CredentialVerifier, UnverifiedAgent
-from node.credential_status import LIST_ENTRIES, status_entry
+from node.client.identity import JWKS_PATH
+from node.credential_status import LIST_ENTRIES, list_url, status_entry
 from node.credentials import agent_credential, did_url, org_jwk, score_statement
+from node.jwt import b64url
 
 from ..factories import new_did
+from .loopback import serving_in_thread
 from .running_node import on_asyncio
 from .stub_org import StubOrg, did_of, resigned, serving
 
@@ -236,3 +243,66 @@ def test_an_accepted_org_cannot_serve_another_org_s_kid_for_its_own_key():
         verifier = CredentialVerifier([x.url, y.url])  # Y's keys are read last
         with pytest.raises(UnverifiedAgent, match="signature: does not verify"):
             verifier.verify(forged)
+
+
+def test_a_credential_that_verified_before_is_refused_once_its_issuer_stops_serving_the_key():
+    old, new = SigningKey.generate(), SigningKey.generate()
+    org = StubOrg([old])
+    with serving(org):
+        verifier = CredentialVerifier([org.url], jwks_ttl=0)  # the keys are fetched again at every check
+        token = agent_credential(old, new_did())
+        assert verifier.verify(token).org == did_of(old)
+        org.keys = [new]  # the org dropped a key it found compromised
+        with pytest.raises(UnverifiedAgent, match="header.kid: not a key of an org this service accepts"):
+            verifier.verify(token)
+
+
+def _nested(depth: int = 5_000) -> str:
+    return "[" * depth + "]" * depth
+
+
+def test_a_header_nested_past_the_parser_s_depth_is_refused_as_not_a_jwt(verifier):
+    header = b64url(('{"alg":"EdDSA","kid":' + _nested() + "}").encode())
+    with pytest.raises(UnverifiedAgent, match="header"):
+        verifier.verify(f"{header}.e30.AA")
+
+
+def test_a_jwks_nested_past_the_parser_s_depth_verifies_nothing():
+    nested = Response(_nested(100_000), media_type="application/json")
+    with serving_in_thread(lambda _: Starlette(routes=[Route(JWKS_PATH, lambda _: nested)])) as url:
+        verifier = CredentialVerifier([url])
+        with pytest.raises(UnverifiedAgent, match="cannot fetch the keys"):
+            verifier.verify(agent_credential(SigningKey.generate(), new_did()))
+
+
+def test_a_status_list_nested_past_the_parser_s_depth_fails_closed():
+    key = SigningKey.generate()
+    nested_header = b64url(('{"alg":"EdDSA","typ":"vc+jwt","x":' + _nested() + "}").encode())
+    org = StubOrg([key], list_token=f"{nested_header}.e30.AA")
+    with serving(org):
+        verifier = CredentialVerifier([org.url])
+        with pytest.raises(UnverifiedAgent, match="credentialStatus: cannot check revocation"):
+            verifier.verify(org.credential(key, 1))
+
+
+def test_a_list_with_many_revocations_still_verifies_the_others():
+    key = SigningKey.generate()
+    revoked = set(random.Random(7).sample(range(1, LIST_ENTRIES), 12_000))  # its token is over 16 KiB
+    org = StubOrg([key], revoked=revoked)
+    with serving(org):
+        verifier = CredentialVerifier([org.url])
+        assert verifier.verify(org.credential(key, 0)).org == did_of(key)
+        with pytest.raises(UnverifiedAgent, match="revoked by its issuer"):
+            verifier.verify(org.credential(key, min(revoked)))
+
+
+def test_another_list_of_the_issuer_served_at_the_list_s_url_does_not_count():
+    key = SigningKey.generate()
+    org = StubOrg([key], revoked={3})
+    with serving(org):
+        verifier = CredentialVerifier([org.url])
+        token = org.credential(key, 3)
+        org.revoked = set()  # the org's list 1, where position 3 is not revoked, replayed at list 0's URL
+        org.list_claims = {"id": list_url(org.url, 1), "jti": list_url(org.url, 1)}
+        with pytest.raises(UnverifiedAgent, match="status list: payload.id: must be the list the credential names"):
+            verifier.verify(token)

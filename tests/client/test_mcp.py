@@ -3,9 +3,11 @@ the same tool call is refused (a tool error with the reason) for an untrusted ca
 a token that is not a credential never gets in; what ran reaches the node."""
 
 import httpx2
+import pytest
 from mcp.client.client import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.mcpserver import MCPServer
+from mcp.shared.exceptions import MCPError
 
 from node.client.adapters.mcp import DECISION_META, mcp_trust
 
@@ -59,3 +61,51 @@ async def test_a_token_that_is_not_an_agent_credential_is_refused_at_the_door(ru
             response = await http.post(url + PATH, headers={"Authorization": "Bearer not-a-credential"}, json={})
             assert response.status_code == 401
     assert ran == []
+
+
+async def _read(url: str, credential: str, read):
+    """What `read(client)` gives, or the MCPError it raised."""
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {credential}"}) as http:
+        async with Client(streamable_http_client(url + PATH, http_client=http)) as client:
+            try:
+                return await read(client)
+            except MCPError as error:
+                return error
+
+
+READS = {
+    "resources/read": lambda client: client.read_resource("files://secret"),
+    "prompts/get": lambda client: client.get_prompt("secret_prompt"),
+}
+
+
+@on_asyncio
+@pytest.mark.parametrize("method", READS)
+async def test_an_untrusted_caller_reads_no_resource_and_gets_no_prompt(running, method):
+    vouchnet = vouchnet_for(running)
+    read: list[str] = []
+    _, stranger_credential = running.new_agent(trusted=False)
+    _, known_credential = running.new_agent(trusted=True)
+
+    def app(_: str):
+        server = _server(vouchnet, [])
+
+        @server.resource("files://secret")
+        def secret() -> str:
+            read.append("resource")
+            return "the secret"
+
+        @server.prompt()
+        def secret_prompt() -> str:
+            read.append("prompt")
+            return "the secret prompt"
+
+        return server.streamable_http_app()
+
+    async with serving(app) as url:
+        refused = await _read(url, stranger_credential, READS[method])
+        assert isinstance(refused, MCPError) and str(refused).startswith("Refused by vouchnet: tier untrusted")
+        assert read == []
+        assert "secret" in str(await _read(url, known_credential, READS[method]))
+    assert len(read) == 1
+    await vouchnet.aclose()

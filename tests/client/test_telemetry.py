@@ -112,3 +112,23 @@ def test_the_flush_timer_never_keeps_the_process_alive(running):
     started = time.monotonic()
     subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize("reply", [{"rejected": 5}, {}, [], {"accepted": 2, "rejected": []}, "ok"],
+                         ids=["rejected not a list", "no counts", "a list", "fewer than sent", "a string"])
+def test_an_answer_that_does_not_account_for_the_batch_is_retried_not_counted_as_sent(reply):
+    answers = [httpx.Response(200, json=reply), httpx.Response(200, json={"accepted": 3, "rejected": []})]
+    keys = []
+
+    def node(request: httpx.Request) -> httpx.Response:
+        keys.append(request.headers["idempotency-key"])
+        return answers.pop(0) if len(answers) > 1 else answers[0]
+
+    collector = TelemetryCollector("http://node.invalid", "token", flush_interval=3600,
+                                   transport=httpx.MockTransport(node))
+    for _ in range(3):
+        collector.record_tool_call(new_did(), "search")
+    assert collector.flush(timeout=5)
+    stats = collector.shutdown()
+    assert (stats.sent, stats.rejected, stats.buffered, stats.failed_posts) == (3, 0, 0, 1)
+    assert len(keys) == 2 and keys[0] == keys[1]  # the same batch, again

@@ -86,7 +86,7 @@ def check_card_signature(card: AgentCard, agent: str) -> None:
                 continue
             key.verify(f"{signature.protected}.{payload}".encode(), b64url_decode(signature.signature, "signature"))
             return
-        except (JwtError, ValueError, BadSignatureError):
+        except (JwtError, ValueError, RecursionError, BadSignatureError):  # RecursionError: JSON nested too deep
             continue
     raise UnverifiedAgent("card.signatures: none by the agent the card's credential names, over this card")
 

@@ -1,7 +1,8 @@
 """MCP server adapter (`pip install vouchnet[mcp]`, MCP Python SDK 2.x): the caller's access token is its agent
 credential. A TokenVerifier admits only credentials that verify (others get HTTP 401); an Extension's
 `intercept_tool_call` gates each tool call, a refusal being a tool error result with the reason; a server
-middleware reports every tool call, resource read and prompt that ran.
+middleware gates each resource read and prompt the same way (a refusal is a JSON-RPC error with the reason);
+another reports every tool call, resource read and prompt that ran.
 
     server = MCPServer("files", **mcp_trust(vouchnet, "http://127.0.0.1:8000/mcp"))
 """
@@ -16,7 +17,8 @@ from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.extension import Extension
-from mcp_types import CallToolRequestParams, CallToolResult, TextContent
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_REQUEST, CallToolRequestParams, CallToolResult, TextContent
 
 from ..guard import Vouchnet, refusal_text
 from ..identity import UnverifiedAgent
@@ -24,6 +26,8 @@ from ..policy import TrustDecision
 
 DECISION_META = "dev.vouchnet/decision"  # marks a refusal in the result's _meta, for clients and our middleware
 REPORTED_METHODS = frozenset({"tools/call", "resources/read", "prompts/get"})
+GATED_READS = {"resources/read": "uri", "prompts/get": "name"}  # method -> the param naming what is read
+MAX_TOOL = 256  # the node's limit on a checked tool name
 
 
 def _credential() -> str | None:
@@ -62,10 +66,32 @@ class TrustExtension(Extension):
         return _refusal(decision)
 
 
+class ReadGate:
+    """mcp server middleware: gates `resources/read` and `prompts/get` on the caller's trust, as the extension
+    gates `tools/call` (action: the method; tool: the resource's URI or the prompt's name)."""
+
+    def __init__(self, vouchnet: Vouchnet) -> None:
+        self.vouchnet = vouchnet
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        field = GATED_READS.get(ctx.method)
+        if field is None:
+            return await call_next(ctx)
+        target = (ctx.params or {}).get(field)
+        decision = await self.vouchnet.authorize(_credential(), ctx.method,
+                                                 target[:MAX_TOOL] if isinstance(target, str) and target else None)
+        if not decision.allowed:
+            raise MCPError(INVALID_REQUEST, refusal_text(decision), {DECISION_META: _meta(decision)})
+        return await call_next(ctx)
+
+
+def _meta(decision: TrustDecision) -> dict[str, str]:
+    return {"verdict": decision.verdict, "reason": decision.reason}
+
+
 def _refusal(decision: TrustDecision) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=refusal_text(decision))],
-                          is_error=True, meta={DECISION_META: {"verdict": decision.verdict,
-                                                               "reason": decision.reason}})
+                          is_error=True, meta={DECISION_META: _meta(decision)})
 
 
 class TelemetryMiddleware:
@@ -118,8 +144,8 @@ def _refused(result: Any) -> bool:
 def mcp_trust(vouchnet: Vouchnet, resource_server_url: str, *, server: str = "mcp") -> dict[str, Any]:
     """The MCPServer arguments that put `vouchnet` in front of a server reachable at `resource_server_url`: the
     token verifier, auth settings naming the org's node as the credentials' issuer, the extension, the
-    middleware."""
+    middlewares (the gate outermost: what it refuses is not reported)."""
     auth = AuthSettings(issuer_url=vouchnet.node, resource_server_url=resource_server_url,
                         validate_token_resource=False)  # agent credentials are not audience-bound tokens
     return {"token_verifier": TrustTokenVerifier(vouchnet), "auth": auth, "extensions": [TrustExtension(vouchnet)],
-            "middleware": [TelemetryMiddleware(vouchnet, server)]}
+            "middleware": [ReadGate(vouchnet), TelemetryMiddleware(vouchnet, server)]}
