@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 import trio
+import trio.testing
 from nacl.signing import SigningKey
 
 from gossip.checkpoints import MAX_CHECKPOINT_NOTE, RECORDS_LOG, checkpoints_topic
@@ -234,7 +235,8 @@ async def test_checkpoints_of_orgs_outside_the_horizon_are_not_kept(tmp_path):
                             note = Checkpoint(origin, size, bytes(32), filler).sign([Ed25519Signer(origin, outsider.key)])
                             assert len(note) > MAX_CHECKPOINT_NOTE // 2
                             await host.gossip.send(Received(peer_of(outsider), note))
-                    await host.gossip.send(Received(peer_of(outsider), org_checkpoint(outsider)))  # the last taken in
+                    await host.gossip.send(Received(peer_of(outsider), org_checkpoint(outsider)))
+                    await trio.testing.wait_all_tasks_blocked()  # the watcher has taken in the last one
                     kept = tracemalloc.get_traced_memory()[0] - before
                 finally:
                     tracemalloc.stop()
