@@ -112,21 +112,23 @@ class SyncService:
         verify_threads: int = 0,
         verify_processes: int = 0,
         accept_records: int = 2000,
+        session_seconds: float = 600.0,
         on_offence: Callable[[str, str], None] | None = None,
     ) -> None:
         if not (interval > 0 and round_peers >= 1 and timeout > 0 and max_sessions >= 1 and max_inbound >= 1
                 and gap_queue >= 1 and max_inbound_streams >= max_inbound and max_peer_streams >= 1
                 and verify_threads >= 0 and verify_processes >= 0 and not (verify_threads and verify_processes)
-                and accept_records >= 1):
-            raise ValueError("SyncService: interval and timeout must be positive; round peers, sessions, inbound, "
-                             "queue, peer streams and accept_records at least 1, inbound streams at least inbound; verify_threads "
-                             "or verify_processes (not both) at least 0")
+                and accept_records >= 1 and session_seconds > 0):
+            raise ValueError("SyncService: interval, timeout and session_seconds must be positive; round peers, "
+                             "sessions, inbound, queue, peer streams and accept_records at least 1, inbound streams at "
+                             "least inbound; verify_threads or verify_processes (not both) at least 0")
         self.host = host
         self.replica = replica
         self.limits = limits if isinstance(limits, SyncLimits) else SyncLimits(page_records=limits.sync_page_records)
         self.interval = interval
         self.round_peers = round_peers
         self.timeout = timeout
+        self.session_seconds = session_seconds  # the longest one outbound session may last
         self.stats = SyncStats()
         self.first_round = trio.Event()  # set once a full round with some peer ran to the end
         self.cosigner = cosigner
@@ -219,9 +221,16 @@ class SyncService:
     async def _pull(self, peer_id: str, gaps: dict[str, tuple[int, int]] | None) -> bool:
         """One session with `peer_id`, for `gaps` or (None) for everything we lack; whether it ran to the end."""
         lock = self._peer_locks.setdefault(peer_id, trio.Lock())
+        deadline = trio.CancelScope()
         try:
             async with lock, self._sessions:
-                fetched = await self._session(peer_id, gaps)
+                # A peer answering each read just in time would otherwise hold the slot for up to a million
+                # reads; what a session accepted stays accepted, and the next session goes on from there.
+                with deadline:
+                    deadline.deadline = trio.current_time() + self.session_seconds
+                    fetched = await self._session(peer_id, gaps)
+                if deadline.cancelled_caught:
+                    raise SyncError("session", f"the session outlasted {self.session_seconds:g} s; ended")
         except RemoteProtocolError as error:
             await self._offence(peer_id, error)
         except SyncError as error:
