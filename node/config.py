@@ -108,14 +108,6 @@ def parse_api_bind(value: str) -> tuple[str, int]:
     return host, port
 
 
-def is_loopback_host(host: str) -> bool:
-    """Whether an API bind host is reachable from this machine only."""
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
 def connectable_host(host: str) -> str:
     """An API bind host as a URL host: a wildcard bind is reached on loopback, IPv6 goes in brackets."""
     try:

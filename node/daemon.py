@@ -34,7 +34,7 @@ from vouching.policy import DEFAULT_HIGH_RISK_TOOLS, Policy
 
 from .api import ApiService, create_app
 from .api.scores import CHECK_PATH, ScoreFastPath, scores_router
-from .config import NodeConfig, is_loopback_host
+from .config import NodeConfig, is_loopback
 from .credential_registry import RegistryError
 from .data_lock import DataDirBusy, locked_data_dir
 from .digests import DigestStateError
@@ -235,7 +235,7 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
         except OSError as error:
             raise StartupError(f"api: cannot listen on {config.api_host}:{config.api_port}: "
                                f"{error.strerror or error}") from None
-        if not is_loopback_host(config.api_host):
+        if not is_loopback(config.api_host):
             log.warning("the local API is reachable from other machines: whoever reaches it reads scores, records and "
                         "peers without a token (writes need api.token)", extra={"fields": {"api": node.api_url}})
         # What start-up built (the trust engine replayed from the store, the libraries) lives as long as the node:
