@@ -221,13 +221,11 @@ class SyncService:
     async def _pull(self, peer_id: str, gaps: dict[str, tuple[int, int]] | None) -> bool:
         """One session with `peer_id`, for `gaps` or (None) for everything we lack; whether it ran to the end."""
         lock = self._peer_locks.setdefault(peer_id, trio.Lock())
-        deadline = trio.CancelScope()
         try:
             async with lock, self._sessions:
                 # A peer answering each read just in time would otherwise hold the slot for up to a million
                 # reads; what a session accepted stays accepted, and the next session goes on from there.
-                with deadline:
-                    deadline.deadline = trio.current_time() + self.session_seconds
+                with trio.move_on_after(self.session_seconds) as deadline:
                     fetched = await self._session(peer_id, gaps)
                 if deadline.cancelled_caught:
                     raise SyncError("session", f"the session outlasted {self.session_seconds:g} s; ended")
