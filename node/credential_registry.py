@@ -58,6 +58,8 @@ class CredentialRegistry:
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
+        self._expiries: dict[int, int | None] = {}  # latest_expiry's answers while the table is unchanged
+        self._expiries_version: tuple[int, int] | None = None
 
     @classmethod
     def open(cls, data_dir: Path) -> CredentialRegistry:
@@ -102,10 +104,18 @@ class CredentialRegistry:
         return self._select("", ())
 
     def latest_expiry(self, issued_before: int) -> int | None:
-        """When the last unrevoked credential issued before `issued_before` (s) expires (s), if there is one."""
-        (latest,) = self._db.execute("SELECT MAX(expires_at) FROM agent_credentials WHERE issued_at < ? AND "
-                                     "revoked_at IS NULL", (issued_before,)).fetchone()
-        return latest
+        """When the last unrevoked credential issued before `issued_before` (s) expires (s), if there is one.
+
+        Asked at every (public) JWKS request, and a scan of every credential: the answers are kept until a
+        connection, this one or another process's (`vouchnet agent`), changes the registry."""
+        (other_writes,) = self._db.execute("PRAGMA data_version").fetchone()
+        if (version := (other_writes, self._db.total_changes)) != self._expiries_version:
+            self._expiries, self._expiries_version = {}, version
+        if issued_before not in self._expiries:
+            (self._expiries[issued_before],) = self._db.execute(
+                "SELECT MAX(expires_at) FROM agent_credentials WHERE issued_at < ? AND revoked_at IS NULL",
+                (issued_before,)).fetchone()
+        return self._expiries[issued_before]
 
     def lists(self) -> int:
         """How many status lists the issued credentials span (at least one, all zeros when none was issued)."""

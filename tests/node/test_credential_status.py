@@ -135,6 +135,22 @@ def test_indexes_are_handed_out_once_even_to_concurrent_minters(tmp_path):
     reopened.close()
 
 
+def test_the_latest_expiry_follows_every_change_even_another_process_s(tmp_path, registry):
+    """The JWKS asks it at every request; `vouchnet agent` mints and revokes through another connection."""
+    assert registry.latest_expiry(100) is None
+    registry.allocate(new_did(), name="old", issued_at=10, expires_at=500)
+    assert registry.latest_expiry(100) == 500
+    other = CredentialRegistry.open(tmp_path)
+    other.allocate(new_did(), name="older", issued_at=5, expires_at=900)
+    other.allocate(new_did(), name="newer", issued_at=200, expires_at=2000)  # issued after: not counted
+    assert registry.latest_expiry(100) == 900
+    other.revoke("older", reason="left", at=50)
+    other.close()
+    assert registry.latest_expiry(100) == 500
+    registry.revoke("old", reason="left", at=60)
+    assert registry.latest_expiry(100) is None
+
+
 def test_revoking_by_name_did_or_index(registry):
     alice, bob = new_did(), new_did()
     first, second, third = mint(registry, alice, "alice"), mint(registry, alice, "alice"), mint(registry, bob)
