@@ -15,6 +15,7 @@ from typing import Any
 from ledger import MAX_COSIGNATURES
 from vouching import InvalidDid, public_key_from_did
 from vouching.base58 import b58decode, b58encode
+from vouching.policy import words
 
 # A PeerID that embeds an Ed25519 key: identity multihash (0x00, 36 bytes) of the libp2p PublicKey protobuf
 # {Type: Ed25519, Data: 32 bytes}. Checked here by its bytes, not with gossip.host.peer_public_key: importing
@@ -296,8 +297,8 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
     )
     min_score = _in_range("scoring", "min_score", _get(scoring, "scoring", "min_score", "an integer", 0), 0, 1000)
     tools = _get(scoring, "scoring", "high_risk_tools", "a list", None)
-    if tools is not None and not all(isinstance(t, str) and t.strip() for t in tools):
-        raise ConfigError("scoring.high_risk_tools: must be a list of tool names")
+    if tools is not None and not all(isinstance(t, str) and words(t) for t in tools):
+        raise ConfigError("scoring.high_risk_tools: must be a list of tool names, each with a letter or a digit")
 
     limits_table = _table(doc, "limits")
     defaults = Limits()
@@ -427,8 +428,9 @@ retention_days = {d.retention_days}
 recompute_seconds = {d.recompute_seconds}
 # Checks (POST /v1/agents/DID/check) block any agent scoring below this, whatever its tier.
 min_score = {d.min_score}
-# Tools that need an agent of tier `trusted` or better; unset: shell, exec, deploy, payments, transfer, email,
-# sms, delete, database-write, secrets, iam.
+# Tools that need an agent of tier `trusted` or better, matched by words: "shell" makes run_shell, shell:run and
+# runShell high-risk, "send_email" makes sendEmail so (vouching.policy.Policy); unset: shell, exec, deploy,
+# payments, transfer, email, sms, delete, database-write, secrets, iam. Services using the SDK apply these too.
 # high_risk_tools = ["shell", "deploy", "payments", "email"]
 
 [limits]

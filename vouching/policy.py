@@ -3,7 +3,6 @@ out, with the reason in plain words."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -22,21 +21,70 @@ DEFAULT_HIGH_RISK_TOOLS = frozenset(
     {"shell", "exec", "deploy", "payments", "payment", "transfer", "email", "sms", "delete", "database-write",
      "secrets", "iam"}
 )
-_SEGMENT = re.compile(r"[./:_\-\s]+")
+
+
+def words(name: str) -> tuple[str, ...]:
+    """The words of a tool or action name, case-folded: split at every character that is not a letter or a digit
+    (`:` `.` `/` `_` `-` whitespace …), between letters and digits, and at camelCase boundaries (`sendEmail`,
+    `HTTPRequest` → `http`, `request`)."""
+    found: list[str] = []
+    start = None
+    for i, char in enumerate(name):
+        if not char.isalnum():
+            if start is not None:
+                found.append(name[start:i])
+            start = None
+            continue
+        if start is not None and _boundary(name[i - 1], char, name[i + 1] if i + 1 < len(name) else ""):
+            found.append(name[start:i])
+            start = i
+        elif start is None:
+            start = i
+    if start is not None:
+        found.append(name[start:])
+    return tuple(word.casefold() for word in found)
+
+
+def _boundary(before: str, char: str, after: str) -> bool:
+    """Whether a word ends between `before` and `char` (both letters or digits)."""
+    if before.isdigit() != char.isdigit():
+        return True
+    if char.isupper():
+        # `sendEmail`: lower then upper; `HTTPRequest`: the last capital of a run starts the next word
+        return not before.isupper() or after.isalpha() and not after.isupper()
+    return False
 
 
 @dataclass(frozen=True)
 class Policy:
     """Tier → verdict, a minimum score, and the high-risk tools that need at least `high_risk_tier`.
 
-    A tool or action is high-risk when its name, or its first segment (`payments.refund`, `shell:run`,
-    `email_send`), is in `high_risk_tools`, case-insensitively.
+    A tool or action is high-risk when the words of one of `high_risk_tools` appear, in order and next to each
+    other, among the words of its name (`words`: case-insensitive, split at punctuation, digits and camelCase):
+
+    ===================  ========================================  ========================================
+    high_risk_tools has  name                                      high-risk
+    ===================  ========================================  ========================================
+    shell                shell, Shell, shell:run, run_shell        yes
+    email                sendEmail, email.send, SMTP_Email         yes
+    exec                 exec-command, execCommand                 yes
+    payments             payments.refund, refund payments          yes
+    sms                  sms2, SMSGateway                          yes
+    send_email           send-email, sendEmail, gmail/send_email2  yes
+    send_email           email.send, send, resend_email            no: the words in another order, or one of two
+    shell                shellfish-facts, eggshell                 no: a word of its own, not a part of one
+    exec                 execute_query                             no
+    ===================  ========================================  ========================================
+
+    A name in `high_risk_tools` must have at least one letter or digit.
     """
 
     tiers: Mapping[str, Verdict] = field(default_factory=lambda: DEFAULT_TIER_VERDICTS)
     min_score: int = 0
     high_risk_tools: frozenset[str] = DEFAULT_HIGH_RISK_TOOLS
     high_risk_tier: str = "trusted"
+    # high_risk_tools by first word: a name is matched in one pass over its words
+    _by_first_word: Mapping[str, list[tuple[str, tuple[str, ...]]]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if set(self.tiers) != set(TIERS):
@@ -47,14 +95,27 @@ class Policy:
         if type(self.min_score) is not int or not 0 <= self.min_score <= 1000:
             raise ValueError(f"min_score: must be an integer 0..1000, got {self.min_score!r}")
         tier_rank(self.high_risk_tier)
-        object.__setattr__(self, "high_risk_tools", frozenset(t.lower() for t in self.high_risk_tools))
+        by_first_word: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+        for tool in sorted(self.high_risk_tools, key=str):  # sorted: one name, one answer, whatever the set's order
+            if not isinstance(tool, str) or not (tool_words := words(tool)):
+                raise ValueError(f"high_risk_tools: {tool!r} is not a tool name (it needs a letter or a digit)")
+            by_first_word.setdefault(tool_words[0], []).append((tool, tool_words))
+        # kept as given, not case-folded: `sendEmail` is two words, `sendemail` one
+        object.__setattr__(self, "high_risk_tools", frozenset(self.high_risk_tools))
         object.__setattr__(self, "tiers", MappingProxyType(dict(self.tiers)))
+        object.__setattr__(self, "_by_first_word", MappingProxyType(by_first_word))
+
+    def high_risk_name(self, name: str | None) -> str | None:
+        """The entry of `high_risk_tools` that makes `name` high-risk (see the class docstring), or None."""
+        found = words(name) if name else ()
+        for i, word in enumerate(found):
+            for tool, tool_words in self._by_first_word.get(word, ()):
+                if found[i:i + len(tool_words)] == tool_words:
+                    return tool
+        return None
 
     def is_high_risk(self, name: str | None) -> bool:
-        if not name:
-            return False
-        lowered = name.strip().lower()
-        return lowered in self.high_risk_tools or _SEGMENT.split(lowered, maxsplit=1)[0] in self.high_risk_tools
+        return self.high_risk_name(name) is not None
 
 
 DEFAULT_POLICY = Policy()
@@ -71,17 +132,17 @@ def decide(score: Score, action: str, tool: str | None = None, policy: Policy = 
     what = f"{action} with {tool}" if tool else action
     if score.score < policy.min_score:
         return Decision("block", f"score {score.score} is below this policy's minimum {policy.min_score}")
-    risky = [name for name in _names(action, tool) if policy.is_high_risk(name)]
+    risky = next((f"{name} is high-risk ({listed})" for name in _names(action, tool)
+                  if (listed := policy.high_risk_name(name)) is not None), None)
     if risky and tier_rank(score.tier) < tier_rank(policy.high_risk_tier):
         return Decision(
             "block",
-            f"{risky[0]} is high-risk and needs tier {policy.high_risk_tier} or better; the agent is "
-            f"{score.tier} (score {score.score})",
+            f"{risky} and needs tier {policy.high_risk_tier} or better; the agent is {score.tier} (score {score.score})",
         )
     verdict = policy.tiers[score.tier]
     reason = f"tier {score.tier} (score {score.score}) → {verdict} for {what}"
     if risky:
-        reason += f"; {risky[0]} is high-risk and the tier is high enough"
+        reason += f"; {risky} and the tier is high enough"
     return Decision(verdict, reason)
 
 

@@ -68,7 +68,8 @@ class TrustPolicy:
     `acheck`, safe from any thread and any event loop.
 
     `tiers` maps each tier to allow/audit/block; below `min_score` is block; tools named in `high_risk_tools`
-    (or whose first segment is, as in `shell:run`) need at least `high_risk_tier`. `on_change` is called from
+    (matched by words: `shell` covers `run_shell` and `shellCommand`, vouching.policy.Policy) need at least
+    `high_risk_tier`. `on_change` is called from
     the stream thread with each score change the node announces."""
 
     def __init__(

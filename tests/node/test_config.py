@@ -102,6 +102,9 @@ def test_scoring_policy_options(tmp_path):
     assert config.min_score == 300 and config.high_risk_tools == ("deploy",)
     with pytest.raises(ConfigError, match="scoring.min_score: must be 0-1000"):
         load_config(_write(tmp_path, "[scoring]\nmin_score = 2000\n"))
+    for wrong in ('["shell", "--"]', '["shell", " "]', '[3]'):
+        with pytest.raises(ConfigError, match="scoring.high_risk_tools: must be a list of tool names, each with"):
+            load_config(_write(tmp_path, f"[scoring]\nhigh_risk_tools = {wrong}\n"))
 
 
 def test_traces_can_be_made_to_need_the_token(tmp_path):

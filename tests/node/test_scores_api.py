@@ -72,8 +72,9 @@ async def test_check_follows_the_policy_and_needs_no_token(node, trust, api):
     trust.on_records([node.replica.issue("vouch", vouch_body(agent, 1.0, "operator"))])
     audited = (await api.post(f"/v1/agents/{agent}/check", json={"action": "tool_call", "tool": "search"})).json()
     assert audited["decision"] == "audit"
-    risky = (await api.post(f"/v1/agents/{agent}/check", json={"action": "tool_call", "tool": "shell"})).json()
-    assert risky["decision"] == "block" and "high-risk" in risky["reason"]
+    for tool in ("shell", "run_shell", "sendEmail"):  # matched by words (vouching.policy.Policy)
+        risky = (await api.post(f"/v1/agents/{agent}/check", json={"action": "tool_call", "tool": tool})).json()
+        assert risky["decision"] == "block" and f"{tool} is high-risk" in risky["reason"]
 
 
 async def test_the_score_statement_verifies_against_the_org_key(node, api):

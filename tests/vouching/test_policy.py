@@ -1,9 +1,13 @@
 """Trust policy: tier verdicts, a minimum score, and high-risk tools that need a trusted agent."""
 
+import re
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from vouching.explanation import Score
-from vouching.policy import DEFAULT_POLICY, Policy, decide
+from vouching.policy import DEFAULT_HIGH_RISK_TOOLS, DEFAULT_POLICY, Policy, decide, words
 from vouching.tiers import tier_of
 
 
@@ -18,7 +22,8 @@ def test_default_verdicts_follow_the_tier(value, verdict):
     assert tier_of(value) in decision.reason and str(value) in decision.reason
 
 
-@pytest.mark.parametrize("tool", ["shell", "Shell", "deploy", "payments.refund", "email_send", "shell:run"])
+@pytest.mark.parametrize("tool", ["shell", "Shell", "deploy", "payments.refund", "email_send", "shell:run",
+                                  "run_shell", "sendEmail", "exec-command", "db.delete", "IAMRoleUpdate"])
 def test_high_risk_tools_need_a_trusted_agent(tool):
     assert decide(_score(450), "tool_call", tool).decision == "block"
     assert "high-risk" in decide(_score(450), "tool_call", tool).reason
@@ -29,8 +34,70 @@ def test_a_high_risk_action_without_a_tool_is_high_risk_too():
     assert decide(_score(450), "deploy").decision == "block"
 
 
-def test_ordinary_tools_that_merely_contain_a_risky_word_are_not_high_risk():
-    assert decide(_score(450), "tool_call", "shellfish-facts").decision == "audit"
+@pytest.mark.parametrize("tool", ["shellfish-facts", "eggshell", "execute_query", "search", "emails"])
+def test_ordinary_tools_that_merely_contain_a_risky_word_are_not_high_risk(tool):
+    assert decide(_score(450), "tool_call", tool).decision == "audit"
+
+
+def test_the_reason_names_the_listed_tool_that_matched():
+    reason = decide(_score(450), "tool_call", "run_shell").reason
+    assert reason.startswith("run_shell is high-risk (shell) and needs tier trusted")
+
+
+def _table_rows() -> list[tuple[str, list[str], bool]]:
+    """The rows of the table of examples in Policy's docstring: (listed name, names, high-risk?)."""
+    lines = Policy.__doc__.splitlines()
+    rules = [i for i, line in enumerate(lines) if line.strip().startswith("====")]
+    rows = []
+    for line in lines[rules[1] + 1:rules[2]]:
+        listed, names, answer = re.split(r"\s{2,}", line.strip(), maxsplit=2)
+        rows.append((listed, names.split(", "), answer.startswith("yes")))
+    return rows
+
+
+@pytest.mark.parametrize(("listed", "names", "risky"), _table_rows())
+def test_the_docstring_table_of_examples_is_true(listed, names, risky):
+    policy = Policy(high_risk_tools=frozenset({listed}))
+    assert [policy.is_high_risk(name) for name in names] == [risky] * len(names)
+
+
+# two letters at least: camelCase cannot tell `aAA` (a, AA) from a, a, a
+_WORD = st.text("abcdefghijklmnopqrstuvwxyz", min_size=2, max_size=8)
+_SEPARATORS = st.sampled_from([":", ".", "/", "_", "-", " ", "\t", "::", "__"])
+
+
+def _camel(parts: list[str]) -> str:
+    return parts[0] + "".join(part.capitalize() for part in parts[1:])
+
+
+@given(st.lists(_WORD, min_size=1, max_size=5), _SEPARATORS)
+def test_words_undo_any_separator_and_camel_case(parts, separator):
+    assert words(separator.join(parts)) == tuple(parts)
+    assert words(_camel(parts)) == tuple(parts)
+    assert words(separator.join(part.upper() for part in parts)) == tuple(parts)
+
+
+@given(st.lists(_WORD, max_size=3), st.sampled_from(sorted(DEFAULT_HIGH_RISK_TOOLS)), st.lists(_WORD, max_size=3),
+       _SEPARATORS, st.booleans())
+def test_a_listed_name_among_other_words_is_high_risk_however_they_are_joined(before, listed, after, separator,
+                                                                             camel):
+    parts = [*before, *words(listed), *after]
+    name = _camel(parts) if camel else separator.join(parts)
+    assert DEFAULT_POLICY.high_risk_name(name) is not None
+
+
+@given(st.lists(_WORD.filter(lambda w: w not in {"shell", "exec", "email"}), min_size=1, max_size=4), _SEPARATORS)
+def test_a_name_without_a_listed_word_is_not_high_risk(parts, separator):
+    policy = Policy(high_risk_tools=frozenset({"shell", "exec", "send_email"}))
+    assert not policy.is_high_risk(separator.join(parts))
+
+
+@given(st.lists(_WORD, min_size=2, max_size=3, unique=True), _SEPARATORS, _SEPARATORS)
+def test_a_listed_name_of_several_words_matches_them_in_order_whatever_the_separators(parts, listed_by, named_by):
+    policy = Policy(high_risk_tools=frozenset({listed_by.join(parts)}))
+    assert policy.is_high_risk(_camel(parts)) and policy.is_high_risk(named_by.join(["do", *parts, "now"]))
+    assert not policy.is_high_risk(named_by.join(parts[::-1]))
+    assert not policy.is_high_risk(named_by.join(parts[1:]))
 
 
 def test_a_minimum_score_blocks_even_a_tier_that_would_allow():
@@ -60,6 +127,8 @@ def test_a_policy_can_map_tiers_to_other_verdicts():
          "tiers\\[verified\\]"),
         ({"min_score": 1001}, "min_score"),
         ({"high_risk_tier": "gold"}, "tier"),
+        ({"high_risk_tools": frozenset({"shell", "--"})}, "high_risk_tools: '--' is not a tool name"),
+        ({"high_risk_tools": frozenset({3})}, "high_risk_tools: 3 is not a tool name"),
     ],
 )
 def test_a_bad_policy_is_refused_naming_the_field(kwargs, field):
