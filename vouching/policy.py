@@ -3,10 +3,11 @@ out, with the reason in plain words."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, Literal
 
 from vouching.explanation import Score
 from vouching.tiers import TIERS, tier_rank
@@ -23,6 +24,7 @@ DEFAULT_HIGH_RISK_TOOLS = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=4096)  # a service names a few tools, checked on every call; bounded against a flood
 def words(name: str) -> tuple[str, ...]:
     """The words of a tool or action name, case-folded: split at every character that is not a letter or a digit
     (`:` `.` `/` `_` `-` whitespace …), between letters and digits, and at camelCase boundaries (`sendEmail`,
@@ -94,7 +96,8 @@ class Policy:
                 raise ValueError(f"tiers[{tier}]: must be one of {', '.join(VERDICTS)}, got {verdict!r}")
         if type(self.min_score) is not int or not 0 <= self.min_score <= 1000:
             raise ValueError(f"min_score: must be an integer 0..1000, got {self.min_score!r}")
-        tier_rank(self.high_risk_tier)
+        if not isinstance(self.high_risk_tier, str) or self.high_risk_tier not in TIERS:
+            raise ValueError(f"high_risk_tier: must be one of {', '.join(TIERS)}, got {self.high_risk_tier!r}")
         by_first_word: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
         for tool in sorted(self.high_risk_tools, key=str):  # sorted: one name, one answer, whatever the set's order
             if not isinstance(tool, str) or not (tool_words := words(tool)):
@@ -117,6 +120,35 @@ class Policy:
     def is_high_risk(self, name: str | None) -> bool:
         return self.high_risk_name(name) is not None
 
+    def as_dict(self) -> dict[str, Any]:
+        """The policy as JSON values (`GET /v1/policy`, DESIGN §8), which `from_dict` reads back."""
+        return {"tiers": dict(self.tiers), "min_score": self.min_score,
+                "high_risk_tools": sorted(self.high_risk_tools), "high_risk_tier": self.high_risk_tier}
+
+    @classmethod
+    def from_dict(cls, value: object) -> Policy:
+        """The policy `as_dict` gave; ValueError naming the field for anything else, a rule this version does not
+        know included (applying the rest would be more permissive than the policy that was meant)."""
+        if not isinstance(value, Mapping):
+            raise ValueError("policy: must be an object")
+        if unknown := sorted(set(value) - _POLICY_FIELDS, key=str):
+            raise ValueError(f"policy.{unknown[0]}: a rule this version does not know")
+        if missing := sorted(_POLICY_FIELDS - set(value)):
+            raise ValueError(f"policy.{missing[0]}: missing")
+        tiers, tools = value["tiers"], value["high_risk_tools"]
+        if not isinstance(tiers, Mapping):
+            raise ValueError("tiers: must be an object of tier: verdict")
+        if not isinstance(tools, list):
+            raise ValueError("high_risk_tools: must be a list of tool names")
+        for tool in tools:
+            if not isinstance(tool, str):  # before the frozenset: a list in the list is not even hashable
+                raise ValueError(f"high_risk_tools: {tool!r} is not a tool name")
+        return cls(tiers=tiers, min_score=value["min_score"], high_risk_tools=frozenset(tools),
+                   high_risk_tier=value["high_risk_tier"])
+
+
+_POLICY_FIELDS = frozenset({"tiers", "min_score", "high_risk_tools", "high_risk_tier"})
+
 
 DEFAULT_POLICY = Policy()
 
@@ -135,10 +167,8 @@ def decide(score: Score, action: str, tool: str | None = None, policy: Policy = 
     risky = next((f"{name} is high-risk ({listed})" for name in _names(action, tool)
                   if (listed := policy.high_risk_name(name)) is not None), None)
     if risky and tier_rank(score.tier) < tier_rank(policy.high_risk_tier):
-        return Decision(
-            "block",
-            f"{risky} and needs tier {policy.high_risk_tier} or better; the agent is {score.tier} (score {score.score})",
-        )
+        needs = f"needs tier {policy.high_risk_tier} or better"
+        return Decision("block", f"{risky} and {needs}; the agent is {score.tier} (score {score.score})")
     verdict = policy.tiers[score.tier]
     reason = f"tier {score.tier} (score {score.score}) → {verdict} for {what}"
     if risky:

@@ -1,5 +1,5 @@
 """Scores and decisions from this node's point of view (DESIGN.md §6, §8): an agent's score with its explanation
-(and, on request, a signed statement), a policy check for an action, and the orgs' reputations.
+(and, on request, a signed statement), a policy check for an action, the policy itself, and the orgs' reputations.
 
 An unknown agent is not an error: it gets the cold-start score. `POST .../check` changes nothing, so it needs no
 token (node.api.app lists it among the open paths).
@@ -80,6 +80,13 @@ def scores_router(trust: TrustService, key: SigningKey) -> APIRouter:
         checked_did(did, "path.did")
         decision, score = trust.check(did, body.action, body.tool)
         return {"decision": decision.decision, "reason": decision.reason, "score": score.score, "tier": score.tier}
+
+    @router.get("/v1/policy")
+    async def policy() -> dict[str, Any]:
+        """The policy `POST /v1/agents/{did}/check` applies (tier verdicts, `[scoring] min_score` and
+        `high_risk_tools`, the tier high-risk tools need): the SDK's TrustPolicy applies it as a floor, on cached
+        scores too."""
+        return trust.policy.as_dict()
 
     @router.get("/v1/orgs")
     async def orgs() -> dict[str, list[dict[str, Any]]]:

@@ -51,6 +51,11 @@ class AsyncTrustClient:
         """The node's decision for `agent` doing `action` (with `tool`): {decision, reason, score, tier}."""
         return await self._post_json(agent_path(agent, "check"), check_body(action, tool))
 
+    async def policy(self) -> dict[str, Any]:
+        """The policy the node's checks apply: {tiers, min_score, high_risk_tools, high_risk_tier}
+        (vouching.policy.Policy.from_dict reads it)."""
+        return await self._get_json("/v1/policy")
+
     async def jwks(self) -> dict[str, Any]:
         """The org's public keys (`/.well-known/jwks.json`), which verify its agents' credentials."""
         return await self._get_json("/.well-known/jwks.json")

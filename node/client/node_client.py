@@ -93,6 +93,11 @@ class NodeClient:
         """The node's decision for `agent` doing `action` (with `tool`): {decision, reason, score, tier}."""
         return self._json(self._post(agent_path(agent, "check"), check_body(action, tool)))
 
+    def policy(self) -> dict[str, Any]:
+        """The policy the node's checks apply: {tiers, min_score, high_risk_tools, high_risk_tier}
+        (vouching.policy.Policy.from_dict reads it)."""
+        return self._get_json("/v1/policy")
+
     def jwks(self) -> dict[str, Any]:
         """The org's public keys (`/.well-known/jwks.json`), which verify its agents' credentials."""
         return self._get_json("/.well-known/jwks.json")

@@ -1,9 +1,11 @@
 """The trust policy local services apply (DESIGN §8): the node's score and tier for an agent in, allow, audit or
 block out, by tier, minimum score and high-risk tools (vouching.policy's rules, configured here).
 
-Fails closed: when the node cannot answer, the decision is `block` unless `fail_open=True`. Scores are cached per
-agent for `cache_ttl` seconds and kept current by the node's `/v1/stream`; in `observe` mode every decision is
-made and logged but nothing is blocked.
+The node's own policy (`GET /v1/policy`: its operator's `[scoring]`) is a floor: the verdict is the stricter of
+this service's rules and the node's, on cached scores too, and of the node's own answer when there is a fresh one.
+Fails closed: when the node cannot answer, or its policy cannot be had, the decision is `block` unless
+`fail_open=True`. Scores (and the node's policy) are cached for `cache_ttl` seconds and kept current by the node's
+`/v1/stream`; in `observe` mode every decision is made and logged but nothing is blocked.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from vouching.explanation import Score
-from vouching.policy import DEFAULT_HIGH_RISK_TOOLS, DEFAULT_TIER_VERDICTS, Policy, Verdict, decide
+from vouching.policy import DEFAULT_HIGH_RISK_TOOLS, DEFAULT_TIER_VERDICTS, VERDICTS, Decision, Policy, Verdict, decide
 
 from ._env import default_node
 from ._http import NodeApiError, NodeUnreachable, normal_url
@@ -63,14 +65,30 @@ class _Cached:
     expires: float
 
 
+@dataclass(frozen=True)
+class _NodePolicy:
+    policy: Policy
+    expires: float
+
+
+# The node's policy, or why it could not be had (then the decision fails closed, or open if asked to)
+_Floor = Policy | str
+
+
 class TrustPolicy:
     """Decides with the node at `node` (default $VOUCHNET_NODE, else the local node); sync `check`, async
     `acheck`, safe from any thread and any event loop.
 
     `tiers` maps each tier to allow/audit/block; below `min_score` is block; tools named in `high_risk_tools`
     (matched by words: `shell` covers `run_shell` and `shellCommand`, vouching.policy.Policy) need at least
-    `high_risk_tier`. `on_change` is called from
-    the stream thread with each score change the node announces."""
+    `high_risk_tier`. `on_change` is called from the stream thread with each score change the node announces.
+
+    The node's policy binds too: the verdict is the stricter of these rules' and the node's (block > audit >
+    allow; on a tie these rules give the reason), and the reason ends with the one that decided: `(local
+    policy)`, `(node policy)` or, when the node's fresh answer is stricter still (an SDK older than its node),
+    `(node's answer)`. The node's policy is fetched with the first check, again after `cache_ttl` and after the
+    stream reconnects; without it the decision is `block`, or with `fail_open` these rules' verdict, at least
+    `audit` (allowed and logged)."""
 
     def __init__(
         self,
@@ -94,6 +112,8 @@ class TrustPolicy:
         self._on_change = on_change
         self._cache: dict[str, _Cached] = {}
         self._announcements = 0  # changes and resets the stream delivered: an answer asked for before one is stale
+        self._resets = 0  # resets (and invalidations of everything): a node policy asked for before one is stale
+        self._node_policy: _NodePolicy | None = None
         self._lock = threading.Lock()
         self._client: NodeClient | None = None
         self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncTrustClient] = (
@@ -105,25 +125,41 @@ class TrustPolicy:
 
     def check(self, agent: str, action: str = "tool_call", tool: str | None = None) -> TrustDecision:
         """The decision for `agent` doing `action` with `tool`, from the cache or the node (blocking)."""
+        if (floor := self._floor()) is None:
+            resets = self._resets
+            try:
+                floor = self._kept_floor(self._sync_client().policy(), resets)
+            except (NodeUnreachable, NodeApiError) as error:
+                floor = str(error)
+        if (refused := self._without_floor(agent, action, tool, floor)) is not None:
+            return refused
         if (cached := self._cached(agent)) is not None:
-            return self._decide(agent, action, tool, cached.score, cached.tier, "cache")
+            return self._decide(agent, action, tool, cached.score, cached.tier, "cache", floor)
         asked = self._announcements
         try:
             answer = self._sync_client().check(agent, action, tool)
         except (NodeUnreachable, NodeApiError) as error:
             return self._failed(agent, action, tool, error)
-        return self._answered(agent, action, tool, answer, asked)
+        return self._answered(agent, action, tool, answer, asked, floor)
 
     async def acheck(self, agent: str, action: str = "tool_call", tool: str | None = None) -> TrustDecision:
         """`check` for asyncio code: the node is asked without blocking the loop."""
+        if (floor := self._floor()) is None:
+            resets = self._resets
+            try:
+                floor = self._kept_floor(await self._async_client().policy(), resets)
+            except (NodeUnreachable, NodeApiError) as error:
+                floor = str(error)
+        if (refused := self._without_floor(agent, action, tool, floor)) is not None:
+            return refused
         if (cached := self._cached(agent)) is not None:
-            return self._decide(agent, action, tool, cached.score, cached.tier, "cache")
+            return self._decide(agent, action, tool, cached.score, cached.tier, "cache", floor)
         asked = self._announcements
         try:
             answer = await self._async_client().check(agent, action, tool)
         except (NodeUnreachable, NodeApiError) as error:
             return self._failed(agent, action, tool, error)
-        return self._answered(agent, action, tool, answer, asked)
+        return self._answered(agent, action, tool, answer, asked, floor)
 
     def unverified(self, action: str, tool: str | None, reason: str, *, who: str = "caller") -> TrustDecision:
         """The decision for a caller (or a delegation target) whose credential did not verify: block (logged,
@@ -132,10 +168,12 @@ class TrustPolicy:
                                         "unverified"))
 
     def invalidate(self, agent: str | None = None) -> None:
-        """Forget the cached score of `agent`, or of every agent."""
+        """Forget the cached score of `agent`, or everything cached: every agent's score and the node's policy."""
         with self._lock:
             self._announcements += 1
             if agent is None:
+                self._resets += 1
+                self._node_policy = None
                 self._cache.clear()
             else:
                 self._cache.pop(agent, None)
@@ -173,27 +211,69 @@ class TrustPolicy:
             return None
         return cached
 
-    def _answered(self, agent: str, action: str, tool: str | None, answer: object, asked: int) -> TrustDecision:
+    def _floor(self) -> Policy | None:
+        """The node's policy while it is fresh (None: ask the node)."""
+        self._start_stream()  # its first connection is a reset: the policy is fetched again after it
+        kept = self._node_policy
+        if kept is None or kept.expires < time.monotonic():
+            return None
+        return kept.policy
+
+    def _kept_floor(self, answer: object, resets: int) -> _Floor:
+        """The policy in the node's `answer`, kept for `cache_ttl` unless the stream reset since it was asked (at
+        that count of resets); or why it cannot be applied."""
+        try:
+            policy = Policy.from_dict(answer)
+        except ValueError as error:
+            return f"not a policy this SDK can apply: {error}"
+        with self._lock:
+            if self._resets == resets:
+                self._node_policy = _NodePolicy(policy, time.monotonic() + self.cache_ttl)
+        return policy
+
+    def _without_floor(self, agent: str, action: str, tool: str | None, floor: _Floor) -> TrustDecision | None:
+        """The decision when the node's policy could not be had and failing open was not asked for."""
+        if isinstance(floor, Policy) or self.fail_open:
+            return None
+        return self._made(TrustDecision(agent, action, tool, "block", f"the node's policy: {floor}; failing closed",
+                                        None, None, "unreachable"))
+
+    def _answered(self, agent: str, action: str, tool: str | None, answer: object, asked: int,
+                  floor: _Floor) -> TrustDecision:
         """The decision the node's `answer` gives, cached unless the stream announced a change or a reset since it
         was `asked` (at that count of announcements): the answer may predate it, and the stream will not repeat it."""
-        score, tier = (answer.get("score"), answer.get("tier")) if isinstance(answer, Mapping) else (None, None)
-        if type(score) is not int or not isinstance(tier, str):
-            return self._failed(agent, action, tool, NodeApiError(200, "bad_answer", "check: no score and tier"))
+        score, tier, verdict, reason = ((answer.get("score"), answer.get("tier"), answer.get("decision"),
+                                         answer.get("reason", "")) if isinstance(answer, Mapping) else (None,) * 4)
+        if type(score) is not int or not isinstance(tier, str) or verdict not in VERDICTS or type(reason) is not str:
+            return self._failed(agent, action, tool, NodeApiError(
+                200, "bad_answer", "check: no score, tier and decision (allow, audit or block)"))
         with self._lock:
             if self._announcements == asked:
                 self._cache.pop(agent, None)  # re-inserted last: the dict's order is the order of arrival
                 if len(self._cache) >= MAX_CACHED:
                     del self._cache[next(iter(self._cache))]
                 self._cache[agent] = _Cached(score, tier, time.monotonic() + self.cache_ttl)
-        return self._decide(agent, action, tool, score, tier, "node")
+        return self._decide(agent, action, tool, score, tier, "node", floor, Decision(verdict, reason))
 
-    def _decide(self, agent: str, action: str, tool: str | None, score: int, tier: str,
-                source: Source) -> TrustDecision:
+    def _decide(self, agent: str, action: str, tool: str | None, score: int, tier: str, source: Source,
+                floor: _Floor, answered: Decision | None = None) -> TrustDecision:
+        """The strictest of the local rules, the node's policy (`floor`) and the node's fresh answer, in that order
+        on a tie; without the node's policy (failing open), at least `audit`."""
+        known = Score(agent, score, tier, 0.0, 0)  # type: ignore[arg-type]
         try:
-            ruled = decide(Score(agent, score, tier, 0.0, 0), action, tool, self.rules)  # type: ignore[arg-type]
-            verdict, reason = ruled.decision, ruled.reason
+            ruled = [("local policy", decide(known, action, tool, self.rules))]
+            if isinstance(floor, Policy):
+                ruled.append(("node policy", decide(known, action, tool, floor)))
         except (ValueError, KeyError):  # a tier this SDK does not know (a newer node): never guess upwards
-            verdict, reason = "block", f"unknown tier {tier!r} from the node"
+            return self._made(TrustDecision(agent, action, tool, "block", f"unknown tier {tier!r} from the node",
+                                            score, tier, source))
+        if answered is not None:
+            ruled.append(("node's answer", answered))
+        by, decision = max(ruled, key=lambda each: VERDICTS.index(each[1].decision))  # max: the first of the strictest
+        verdict, reason = decision.decision, f"{decision.reason} ({by})"
+        if isinstance(floor, str):
+            verdict = "audit" if verdict == "allow" else verdict
+            reason += f"; the node's policy: {floor}; failing open"
         return self._made(TrustDecision(agent, action, tool, verdict, reason, score, tier, source))
 
     def _failed(self, agent: str, action: str, tool: str | None, error: Exception) -> TrustDecision:

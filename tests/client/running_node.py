@@ -87,10 +87,11 @@ class RunningNode:
 
 
 @contextmanager
-def node_in_thread(path: Path) -> Iterator[RunningNode]:
-    """A node from a fresh data directory on free loopback ports, until the block ends."""
+def node_in_thread(path: Path, **settings: Any) -> Iterator[RunningNode]:
+    """A node from a fresh data directory on free loopback ports, until the block ends; `settings` replace fields
+    of its NodeConfig (as its config file would set them)."""
     made = init_data_dir(path, network="sdk-test", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
-    config = replace(load_config(made.data_dir), checkpoint_interval=5.0)
+    config = replace(load_config(made.data_dir), checkpoint_interval=5.0, **settings)
     started: list[tuple[Node, trio.lowlevel.TrioToken, trio.CancelScope]] = []
     ready, failure = threading.Event(), []
 

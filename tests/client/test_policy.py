@@ -1,5 +1,5 @@
-"""TrustPolicy against a real node: tiers decide, high-risk tools escalate, it fails closed, it observes, and its
-cache follows the node's stream of score changes."""
+"""TrustPolicy against a real node: tiers decide, high-risk tools escalate, the node's own policy is a floor, it fails
+closed, it observes, and its cache follows the node's stream of score changes."""
 
 from __future__ import annotations
 
@@ -18,12 +18,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from node.client import NodeClient, TrustPolicy
+from node.client import AsyncTrustClient, NodeClient, TrustPolicy
 from node.client.score_stream import ScoreStream
+from vouching.policy import DEFAULT_POLICY, Policy
 
 from ..factories import new_did
 from .loopback import serving_in_thread
-from .running_node import GOOD_EVENTS, on_asyncio
+from .running_node import GOOD_EVENTS, node_in_thread, on_asyncio
 
 
 @pytest.fixture
@@ -186,13 +187,21 @@ HOSTILE_ANSWERS = {
 }
 
 
+DEFAULT_NODE_POLICY = JSONResponse(DEFAULT_POLICY.as_dict())
+
+
 @contextmanager
-def hostile_node(answer: Response) -> Iterator[str]:
+def hostile_node(answer: Response, policy: Response = DEFAULT_NODE_POLICY) -> Iterator[str]:
+    """A node that answers checks (and score requests) with `answer`, and `GET /v1/policy` with `policy`."""
     async def check(_: Request) -> Response:
         return answer
 
+    async def node_policy(_: Request) -> Response:
+        return policy
+
     with serving_in_thread(lambda _: Starlette(routes=[Route("/v1/agents/{did}/check", check, methods=["POST"]),
-                                                         Route("/v1/agents/{did}/score", check)])) as url:
+                                                         Route("/v1/agents/{did}/score", check),
+                                                         Route("/v1/policy", node_policy)])) as url:
         yield url
 
 
@@ -218,6 +227,8 @@ class _StubStream:
 
     def __init__(self, answer: Callable[[], Awaitable[str]]) -> None:
         self.answer = answer
+        self.node_policy = DEFAULT_POLICY.as_dict()  # what GET /v1/policy answers
+        self.policy_requests = 0
         self._frames: asyncio.Queue[bytes] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -241,9 +252,16 @@ class _StubStream:
 
         async def check(_: Request) -> JSONResponse:
             tier = await self.answer()
-            return JSONResponse({"score": 800 if tier == "trusted" else 100, "tier": tier})
+            trusted = tier == "trusted"
+            return JSONResponse({"score": 800 if trusted else 100, "tier": tier,
+                                 "decision": "allow" if trusted else "block", "reason": f"tier {tier}"})
 
-        return Starlette(routes=[Route("/v1/stream", stream), Route("/v1/agents/{did}/check", check, methods=["POST"])])
+        async def policy(_: Request) -> JSONResponse:
+            self.policy_requests += 1
+            return JSONResponse(self.node_policy)
+
+        return Starlette(routes=[Route("/v1/stream", stream), Route("/v1/agents/{did}/check", check, methods=["POST"]),
+                                 Route("/v1/policy", policy)])
 
     def send(self, frame: bytes) -> None:
         assert self._loop is not None and self._frames is not None
@@ -336,15 +354,203 @@ def test_a_stream_that_fails_unexpectedly_reconnects_and_resets_what_was_cached(
             stream.close()
 
 
-@pytest.mark.xfail(strict=True, reason="open: the SDK decides from score and tier with its own rules and discards "
-                                       "the node's decision, so the node's [scoring] min_score and high_risk_tools "
-                                       "bind no service (reported to the lead: which policy should win?)")
 def test_a_check_the_node_blocks_by_its_own_minimum_score_is_not_allowed():
+    """The node's answer is stricter than its policy as this SDK applies it (a node newer than the SDK, say):
+    the stricter wins."""
     answer = Response(b'{"decision": "block", "reason": "score 300 is below this policy\'s minimum 500", '
                       b'"score": 300, "tier": "provisional"}', media_type="application/json")
     with hostile_node(answer) as url:
         policy = TrustPolicy(url, listen=False)
         try:
-            assert not policy.check(new_did(), "tool_call", "search").allowed
+            decision = policy.check(new_did(), "tool_call", "search")
+            assert (decision.verdict, decision.allowed, decision.source) == ("block", False, "node")
+            assert decision.reason == "score 300 is below this policy's minimum 500 (node's answer)"
+        finally:
+            policy.close()
+
+
+# --- the node's policy is a floor: the SDK may be stricter, never more permissive ------------------------------
+
+EVERYONE_ALLOWED = {"verified": "allow", "trusted": "allow", "provisional": "allow", "untrusted": "allow"}
+STRICT_NODE = {"min_score": 300, "high_risk_tools": ("rocket",)}  # its operator's [scoring]
+
+
+@pytest.fixture(scope="module")
+def strict_node(tmp_path_factory):
+    """A node whose operator set `[scoring] min_score = 300` and `high_risk_tools = ["rocket"]`."""
+    with node_in_thread(tmp_path_factory.mktemp("strict-node"), **STRICT_NODE) as node:
+        yield node
+
+
+def _provisional_agent(node) -> str:
+    agent, _ = node.new_agent(trusted=False)
+    with node.client() as client:
+        client.vouch(agent, 1.0, "operator")
+        assert client.score(agent, explain=False)["tier"] == "provisional"
+    return agent
+
+
+def test_the_node_serves_the_policy_its_checks_apply(strict_node):
+    expected = Policy(min_score=300, high_risk_tools=frozenset({"rocket"})).as_dict()
+    with NodeClient(strict_node.url) as client:
+        assert client.policy() == expected
+
+    async def asked() -> dict:
+        async with AsyncTrustClient(strict_node.url) as client:
+            return await client.policy()
+
+    assert asyncio.run(asked()) == expected
+
+
+def test_the_nodes_minimum_score_binds_fresh_and_cached_decisions(strict_node):
+    agent, _ = strict_node.new_agent(trusted=False)  # score 50: below the node's 300
+    policy = TrustPolicy(strict_node.url, listen=False, tiers=EVERYONE_ALLOWED)
+    try:
+        fresh = policy.check(agent, "tool_call", "search")
+        cached = policy.check(agent, "tool_call", "calculator")
+        in_asyncio = asyncio.run(policy.acheck(agent, "tool_call", "weather"))
+    finally:
+        policy.close()
+    assert [(d.source, d.verdict) for d in (fresh, cached, in_asyncio)] == [
+        ("node", "block"), ("cache", "block"), ("cache", "block")]
+    for decision in (fresh, cached, in_asyncio):
+        assert decision.reason.startswith("score") and decision.reason.endswith("minimum 300 (node policy)")
+
+
+@on_asyncio
+async def test_the_node_policy_binds_acheck_from_its_first_call(strict_node):
+    agent, _ = strict_node.new_agent(trusted=False)
+    policy = TrustPolicy(strict_node.url, listen=False, tiers=EVERYONE_ALLOWED)
+    try:
+        fresh, cached = await policy.acheck(agent), await policy.acheck(agent, "tool_call", "search")
+    finally:
+        await policy.aclose()
+    assert [(d.source, d.verdict) for d in (fresh, cached)] == [("node", "block"), ("cache", "block")]
+    assert cached.reason.endswith("minimum 300 (node policy)")
+
+
+def test_the_nodes_high_risk_tools_bind_a_tool_the_local_rules_do_not_list(strict_node):
+    agent = _provisional_agent(strict_node)
+    policy = TrustPolicy(strict_node.url, listen=False)  # the default high-risk list has no rocket
+    try:
+        assert not policy.rules.is_high_risk("launch_rocket")
+        ordinary = policy.check(agent, "tool_call", "search")
+        risky = policy.check(agent, "tool_call", "launch_rocket")
+        also_risky = policy.check(agent, "tool_call", "rocketLaunch")
+    finally:
+        policy.close()
+    assert (ordinary.verdict, ordinary.source) == ("audit", "node")
+    assert ordinary.reason.endswith("(local policy)")  # a tie: the local rules give the reason
+    assert [(d.verdict, d.source) for d in (risky, also_risky)] == [("block", "cache"), ("block", "cache")]
+    assert risky.reason.startswith("launch_rocket is high-risk (rocket) and needs tier trusted")
+    assert risky.reason.endswith("(node policy)")
+
+
+def test_stricter_local_rules_still_win(strict_node):
+    trusted, _ = strict_node.new_agent(trusted=True)
+    provisional = _provisional_agent(strict_node)
+    policy = TrustPolicy(strict_node.url, listen=False, min_score=800)
+    try:
+        above_the_node = policy.check(trusted, "tool_call", "search")
+    finally:
+        policy.close()
+    assert above_the_node.verdict == "block" and above_the_node.reason.endswith("minimum 800 (local policy)")
+    policy = TrustPolicy(strict_node.url, listen=False)
+    try:
+        shell = policy.check(provisional, "tool_call", "run_shell")  # the node lists only rocket
+    finally:
+        policy.close()
+    assert shell.verdict == "block" and shell.reason.startswith("run_shell is high-risk (shell)")
+    assert shell.reason.endswith("(local policy)")
+
+
+TRUSTED_ANSWER = JSONResponse({"score": 761, "tier": "trusted", "decision": "allow", "reason": "tier trusted"})
+UNUSABLE_POLICIES = {
+    "no such route (an older node)": JSONResponse({"error": "not_found", "detail": "Not Found"}, status_code=404),
+    "a server error": JSONResponse({"error": "internal", "detail": "boom"}, status_code=500),
+    "not JSON": Response(b"<html>policy</html>", media_type="text/html"),
+    "not an object": JSONResponse(["allow"]),
+    "a rule this SDK does not know": JSONResponse({**DEFAULT_POLICY.as_dict(), "max_calls_per_minute": 10}),
+    "a rule left out": JSONResponse({k: v for k, v in DEFAULT_POLICY.as_dict().items() if k != "min_score"}),
+    "a minimum score that is text": JSONResponse({**DEFAULT_POLICY.as_dict(), "min_score": "300"}),
+    "a tier without a verdict": JSONResponse({**DEFAULT_POLICY.as_dict(), "tiers": {"verified": "allow"}}),
+    "a high-risk tool that is no name": JSONResponse({**DEFAULT_POLICY.as_dict(), "high_risk_tools": ["--"]}),
+}
+
+
+@pytest.mark.parametrize("answer", UNUSABLE_POLICIES.values(), ids=UNUSABLE_POLICIES.keys())
+def test_without_the_nodes_policy_a_check_fails_closed_or_open_if_asked(answer, caplog):
+    agent = new_did()
+    with hostile_node(TRUSTED_ANSWER, policy=answer) as url:
+        closed = TrustPolicy(url, listen=False)
+        opened = TrustPolicy(url, listen=False, fail_open=True, high_risk_tier="verified")
+        try:
+            refused = closed.check(agent, "tool_call", "search")
+            caplog.clear()
+            let_through = opened.check(agent, "tool_call", "search")
+            logged = [r.fields["verdict"] for r in caplog.records if r.getMessage() == "trust decision"]
+            locally_blocked = opened.check(agent, "tool_call", "shell")
+        finally:
+            closed.close()
+            opened.close()
+    assert (refused.verdict, refused.allowed, refused.source) == ("block", False, "unreachable")
+    assert refused.reason.startswith("the node's policy: ") and refused.reason.endswith("failing closed")
+    assert (let_through.verdict, let_through.allowed, let_through.source) == ("audit", True, "node")
+    assert let_through.reason.endswith("failing open")
+    assert logged == ["audit"]
+    assert locally_blocked.verdict == "block"  # failing open lets the node's policy go, not the local rules
+
+
+def test_observe_mode_applies_the_nodes_policy_but_blocks_nothing(strict_node):
+    agent, _ = strict_node.new_agent(trusted=False)
+    policy = TrustPolicy(strict_node.url, listen=False, tiers=EVERYONE_ALLOWED, observe=True)
+    try:
+        decision = policy.check(agent, "tool_call", "search")
+    finally:
+        policy.close()
+    assert (decision.verdict, decision.enforced, decision.allowed) == ("block", False, True)
+    assert decision.reason.endswith("(node policy)")
+    with hostile_node(TRUSTED_ANSWER, policy=UNUSABLE_POLICIES["a server error"]) as url:
+        policy = TrustPolicy(url, listen=False, observe=True)
+        try:
+            decision = policy.check(agent, "tool_call", "search")
+        finally:
+            policy.close()
+    assert (decision.verdict, decision.enforced, decision.allowed) == ("block", False, True)
+
+
+def test_the_nodes_policy_is_asked_for_again_after_cache_ttl():
+    agent, node = new_did(), _StubStream.answering("trusted")
+    with serving_in_thread(node.app) as url:
+        kept = TrustPolicy(url, listen=False, cache_ttl=600)
+        short = TrustPolicy(url, listen=False, cache_ttl=0.0)
+        try:
+            assert [kept.check(agent).verdict for _ in range(3)] == ["allow"] * 3
+            assert node.policy_requests == 1
+            assert [short.check(agent).verdict for _ in range(2)] == ["allow"] * 2
+            assert node.policy_requests == 3
+            node.node_policy = Policy(min_score=900).as_dict()
+            assert short.check(agent).reason == "score 800 is below this policy's minimum 900 (node policy)"
+        finally:
+            kept.close()
+            short.close()
+
+
+def test_the_nodes_policy_is_asked_for_again_when_the_stream_resets():
+    agent, other, node = new_did(), new_did(), _StubStream.answering("trusted")
+    after_reset = threading.Event()
+    with serving_in_thread(node.app) as url:
+        policy = TrustPolicy(url, cache_ttl=600, on_change=lambda c: after_reset.set() if c.agent == other else None)
+        try:
+            assert policy.stream_connected.wait(10)
+            assert policy.check(agent).verdict == "allow" and node.policy_requests == 1
+            node.node_policy = Policy(min_score=900).as_dict()
+            assert policy.check(agent).verdict == "allow"  # the policy it holds is fresh for 600 s
+            node.send(b"event: reset\ndata: {}\n\n")
+            node.send(_change(other, "trusted", 1))  # handled after the reset: once seen, the reset was too
+            assert after_reset.wait(10)
+            decision = policy.check(agent)
+            assert (decision.verdict, node.policy_requests) == ("block", 2)
+            assert decision.reason == "score 800 is below this policy's minimum 900 (node policy)"
         finally:
             policy.close()

@@ -77,6 +77,11 @@ async def test_check_follows_the_policy_and_needs_no_token(node, trust, api):
         assert risky["decision"] == "block" and f"{tool} is high-risk" in risky["reason"]
 
 
+async def test_the_policy_checks_apply_is_served_without_a_token(trust, api):
+    response = await api.get("/v1/policy")
+    assert response.status_code == 200 and Policy.from_dict(response.json()) == trust.policy
+
+
 async def test_the_score_statement_verifies_against_the_org_key(node, api):
     agent = new_did()
     answer = (await api.get(f"/v1/agents/{agent}/score", params={"statement": "true"})).json()

@@ -1,5 +1,6 @@
 """Trust policy: tier verdicts, a minimum score, and high-risk tools that need a trusted agent."""
 
+import json
 import re
 
 import pytest
@@ -7,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from vouching.explanation import Score
-from vouching.policy import DEFAULT_HIGH_RISK_TOOLS, DEFAULT_POLICY, Policy, decide, words
-from vouching.tiers import tier_of
+from vouching.policy import DEFAULT_HIGH_RISK_TOOLS, DEFAULT_POLICY, VERDICTS, Policy, decide, words
+from vouching.tiers import TIERS, tier_of
 
 
 def _score(value: int) -> Score:
@@ -138,3 +139,39 @@ def test_a_bad_policy_is_refused_naming_the_field(kwargs, field):
 
 def test_the_default_policy_lists_the_usual_high_risk_tools():
     assert {"shell", "deploy", "payments", "email"} <= DEFAULT_POLICY.high_risk_tools
+
+
+_POLICIES = st.builds(
+    Policy,
+    tiers=st.fixed_dictionaries({tier: st.sampled_from(VERDICTS) for tier in TIERS}),
+    min_score=st.integers(0, 1000),
+    high_risk_tools=st.frozensets(st.text(min_size=1, max_size=12).filter(words), max_size=6),
+    high_risk_tier=st.sampled_from(TIERS),
+)
+
+
+@given(_POLICIES)
+def test_a_policy_as_json_reads_back_as_the_same_policy(policy):
+    copy = Policy.from_dict(json.loads(json.dumps(policy.as_dict())))
+    assert copy == policy
+    assert all(copy.high_risk_name(tool) == policy.high_risk_name(tool) for tool in policy.high_risk_tools)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ([], "policy: must be an object"),
+        ({**DEFAULT_POLICY.as_dict(), "max_calls": 3}, "policy.max_calls: a rule this version does not know"),
+        ({k: v for k, v in DEFAULT_POLICY.as_dict().items() if k != "tiers"}, "policy.tiers: missing"),
+        ({**DEFAULT_POLICY.as_dict(), "tiers": ["allow"]}, "tiers: must be an object"),
+        ({**DEFAULT_POLICY.as_dict(), "min_score": 3.0}, "min_score: must be an integer"),
+        ({**DEFAULT_POLICY.as_dict(), "min_score": True}, "min_score: must be an integer"),
+        ({**DEFAULT_POLICY.as_dict(), "high_risk_tools": "shell"}, "high_risk_tools: must be a list"),
+        ({**DEFAULT_POLICY.as_dict(), "high_risk_tools": [["shell"]]}, "high_risk_tools: \\['shell'\\] is not"),
+        ({**DEFAULT_POLICY.as_dict(), "high_risk_tools": [None]}, "high_risk_tools: None is not"),
+        ({**DEFAULT_POLICY.as_dict(), "high_risk_tier": None}, "high_risk_tier: must be one of"),
+    ],
+)
+def test_anything_but_a_policy_is_refused_naming_the_field(value, message):
+    with pytest.raises(ValueError, match=message):
+        Policy.from_dict(value)
