@@ -222,8 +222,9 @@ def test_a_nonsense_answer_blocks_and_fails_open_only_when_asked(answer):
 
 
 class _StubStream:
-    """A node's `/v1/stream` whose frames the test sends (to the latest connection), and a check that answers
-    with the tier `answer()` gives (score 800 if trusted, else 100)."""
+    """A node's `/v1/stream` whose frames the test sends (to the latest connection), a check that answers with the
+    tier `answer()` gives (score 800 and allow if trusted, else 100 and block), and `GET /v1/policy` answering
+    `node_policy` (counted in `policy_requests`)."""
 
     def __init__(self, answer: Callable[[], Awaitable[str]]) -> None:
         self.answer = answer
