@@ -4,8 +4,8 @@ block out, by tier, minimum score and high-risk tools (vouching.policy's rules, 
 The node's own policy (`GET /v1/policy`: its operator's `[scoring]`) is a floor: the verdict is the stricter of
 this service's rules and the node's, on cached scores too, and of the node's own answer when there is a fresh one.
 Fails closed: when the node cannot answer, or its policy cannot be had, the decision is `block` unless
-`fail_open=True`. Scores (and the node's policy) are cached for `cache_ttl` seconds and kept current by the node's
-`/v1/stream`; in `observe` mode every decision is made and logged but nothing is blocked.
+`fail_open=True`. Scores are cached for `cache_ttl` seconds, the node's policy (which changes only when its node
+restarts) for `policy_ttl`, and both are kept current by the node's `/v1/stream`; in `observe` mode every decision is made and logged but nothing is blocked.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from .score_stream import ScoreChange, ScoreStream
 
 log = logging.getLogger("vouchnet.client")
 DEFAULT_CACHE_TTL = 30.0
+DEFAULT_POLICY_TTL = 60.0  # a node's policy changes only when it restarts, and a restart resets the stream
 DEFAULT_TIMEOUT = 2.0
 MAX_CACHED = 100_000  # agents; past it the oldest entry goes
 Source = Literal["node", "cache", "unreachable", "invalid", "unverified"]
@@ -86,7 +87,7 @@ class TrustPolicy:
     The node's policy binds too: the verdict is the stricter of these rules' and the node's (block > audit >
     allow; on a tie these rules give the reason), and the reason ends with the one that decided: `(local
     policy)`, `(node policy)` or, when the node's fresh answer is stricter still (an SDK older than its node),
-    `(node's answer)`. The node's policy is fetched with the first check, again after `cache_ttl` and after the
+    `(node's answer)`. The node's policy is fetched with the first check, again after `policy_ttl` and after the
     stream reconnects; without it the decision is `block`, or with `fail_open` these rules' verdict, at least
     `audit` (allowed and logged)."""
 
@@ -101,6 +102,7 @@ class TrustPolicy:
         fail_open: bool = False,
         observe: bool = False,
         cache_ttl: float = DEFAULT_CACHE_TTL,
+        policy_ttl: float = DEFAULT_POLICY_TTL,
         listen: bool = True,
         timeout: float = DEFAULT_TIMEOUT,
         on_change: Callable[[ScoreChange], None] | None = None,
@@ -109,6 +111,7 @@ class TrustPolicy:
                             high_risk_tier=high_risk_tier)
         self.node = normal_url(node or default_node())
         self.fail_open, self.observe, self.cache_ttl, self.timeout = fail_open, observe, cache_ttl, timeout
+        self.policy_ttl = policy_ttl
         self._on_change = on_change
         self._cache: dict[str, _Cached] = {}
         self._announcements = 0  # changes and resets the stream delivered: an answer asked for before one is stale
@@ -220,7 +223,7 @@ class TrustPolicy:
         return kept.policy
 
     def _kept_floor(self, answer: object, resets: int) -> _Floor:
-        """The policy in the node's `answer`, kept for `cache_ttl` unless the stream reset since it was asked (at
+        """The policy in the node's `answer`, kept for `policy_ttl` unless the stream reset since it was asked (at
         that count of resets); or why it cannot be applied."""
         try:
             policy = Policy.from_dict(answer)
@@ -228,7 +231,7 @@ class TrustPolicy:
             return f"not a policy this SDK can apply: {error}"
         with self._lock:
             if self._resets == resets:
-                self._node_policy = _NodePolicy(policy, time.monotonic() + self.cache_ttl)
+                self._node_policy = _NodePolicy(policy, time.monotonic() + self.policy_ttl)
         return policy
 
     def _without_floor(self, agent: str, action: str, tool: str | None, floor: _Floor) -> TrustDecision | None:

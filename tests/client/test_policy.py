@@ -520,11 +520,11 @@ def test_observe_mode_applies_the_nodes_policy_but_blocks_nothing(strict_node):
     assert (decision.verdict, decision.enforced, decision.allowed) == ("block", False, True)
 
 
-def test_the_nodes_policy_is_asked_for_again_after_cache_ttl():
+def test_the_nodes_policy_is_asked_for_again_after_policy_ttl_not_with_every_uncached_score():
     agent, node = new_did(), _StubStream.answering("trusted")
     with serving_in_thread(node.app) as url:
-        kept = TrustPolicy(url, listen=False, cache_ttl=600)
-        short = TrustPolicy(url, listen=False, cache_ttl=0.0)
+        kept = TrustPolicy(url, listen=False, cache_ttl=0.0)
+        short = TrustPolicy(url, listen=False, policy_ttl=0.0)
         try:
             assert [kept.check(agent).verdict for _ in range(3)] == ["allow"] * 3
             assert node.policy_requests == 1
