@@ -41,6 +41,7 @@ from ..credential_status import (
 )
 from ..credentials import VC_TYP, did_url
 from ..jwt import LEEWAY_S, MAX_TOKEN, JwtError, b64url_decode, decode_jwt
+from ._bounded import bounded_transport, get_capped
 from ._http import normal_url
 
 JWKS_PATH = "/.well-known/jwks.json"
@@ -49,8 +50,10 @@ REFRESH_BACKOFF_S = 10.0  # an unknown kid refetches the keys at most this often
 VERIFIED_CACHE = 10_000
 STATUS_LISTS_CACHE = 1_000  # status lists kept (an org's 131,072 credentials share one), then the oldest goes
 # A list's 16 KiB of bits stay over 16 KiB when GZIP finds little to squeeze (some 11,000 scattered revocations),
-# and base64url makes that 22 KiB: a status list token may be longer than a credential.
+# and base64url makes that 22 KiB: a status list token may be longer than a credential. At its longest (half the
+# 131,072 entries revoked at random: nothing to squeeze) the token is 30.5 KB; this bounds its body too.
 MAX_LIST_TOKEN = 64 * 1024
+MAX_JWKS = 1024 * 1024  # bytes of a JWKS body (an org's few keys take under 1 KiB)
 CREDENTIAL_TYPE = "VouchnetAgentCredential"
 
 
@@ -101,7 +104,8 @@ class CredentialVerifier:
     def __init__(self, issuers: Iterable[str], *, jwks_ttl: float = JWKS_TTL_S, leeway: int = LEEWAY_S,
                  timeout: float = 2.0, status_ttl: float = STATUS_TTL_S) -> None:
         """`status_ttl`: the longest a fetched status list is used before it is fetched again, so a revocation
-        takes effect here within that many seconds."""
+        takes effect here within that many seconds. `timeout`: the most one fetch of a JWKS or a status list takes
+        as a whole (seconds); a body over MAX_JWKS or MAX_LIST_TOKEN bytes is refused, as a failed fetch."""
         self.jwks_urls = tuple(_jwks_url(i) for i in issuers)
         if not self.jwks_urls:
             raise ValueError("issuers: give at least one org node or JWKS URL whose agents are accepted")
@@ -158,12 +162,10 @@ class CredentialVerifier:
     def _fetch(self) -> None:
         served: dict[str, dict[str, bytes]] = {}
         failures = []
-        with httpx.Client(timeout=self.timeout) as http:
+        with httpx.Client(timeout=self.timeout, transport=bounded_transport()) as http:
             for url in self.jwks_urls:
                 try:
-                    response = http.get(url)
-                    response.raise_for_status()
-                    served[url] = _jwk_keys(response.json())
+                    served[url] = _jwk_keys(json.loads(get_capped(http, url, MAX_JWKS, self.timeout)))
                 except (httpx.HTTPError, ValueError, RecursionError, UnverifiedAgent) as error:
                     failures.append(f"{url}: {error}")
         with self._lock:
@@ -212,10 +214,9 @@ class CredentialVerifier:
             if not self._needs_status(checked):
                 return
             try:
-                with httpx.Client(timeout=self.timeout) as http:
-                    response = http.get(url)
-                    response.raise_for_status()
-                fetched = self._status_list(response.text, checked)
+                with httpx.Client(timeout=self.timeout, transport=bounded_transport()) as http:
+                    body = get_capped(http, url, MAX_LIST_TOKEN, self.timeout)
+                fetched = self._status_list(body.decode(errors="replace"), checked)
             except (httpx.HTTPError, UnverifiedAgent) as error:
                 with self._lock:
                     self._status_failures.pop(key, None)

@@ -69,7 +69,8 @@ class TrustPolicy:
 
     `tiers` maps each tier to allow/audit/block; below `min_score` is block; tools named in `high_risk_tools`
     (or whose first segment is, as in `shell:run`) need at least `high_risk_tier`. `on_change` is called from
-    the stream thread with each score change the node announces."""
+    the stream thread with each score change the node announces. `timeout` (seconds) bounds each question to the
+    node as a whole, its answer included: past it the node counts as unreachable."""
 
     def __init__(
         self,

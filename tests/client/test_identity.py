@@ -156,7 +156,7 @@ def test_an_unreachable_issuer_s_last_list_serves_until_the_list_expires(running
     def unreachable(*args, **kwargs):
         raise httpx.ConnectError("connection refused")
 
-    monkeypatch.setattr(httpx.Client, "get", unreachable)
+    monkeypatch.setattr(httpx.Client, "stream", unreachable)
     monkeypatch.setattr(time, "monotonic", lambda: start + 61)  # the copy is stale: refetched, in vain
     assert verifier.verify(token).did
     monkeypatch.setattr(time, "monotonic", lambda: start + 300 + 60 + 1)  # the list's exp, and the leeway, passed
