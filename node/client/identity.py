@@ -111,9 +111,10 @@ class CredentialVerifier:
                  jwks_max_stale: float = JWKS_MAX_STALE_S) -> None:
         """`jwks_ttl`: how often (seconds) the issuers' keys are fetched again. `jwks_max_stale`: how long (seconds)
         after an issuer's last good answer its keys still verify while its JWKS cannot be fetched; past it its
-        credentials are refused, naming why, until it answers again. `status_ttl`: the longest a fetched status list is used before it is fetched again, so a revocation
-        takes effect here within that many seconds. `timeout`: the most one fetch of a JWKS or a status list takes
-        as a whole (seconds); a body over MAX_JWKS or MAX_LIST_TOKEN bytes is refused, as a failed fetch."""
+        credentials are refused, naming why, until it answers again. `status_ttl`: the longest a fetched status
+        list is used before it is fetched again, so a revocation takes effect here within that many seconds.
+        `timeout`: the most one fetch of a JWKS or a status list takes as a whole (seconds); a body over MAX_JWKS
+        or MAX_LIST_TOKEN bytes is refused, as a failed fetch."""
         self.jwks_urls = tuple(_jwks_url(i) for i in issuers)
         if not self.jwks_urls:
             raise ValueError("issuers: give at least one org node or JWKS URL whose agents are accepted")

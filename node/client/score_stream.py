@@ -29,7 +29,7 @@ _EOL = re.compile(rb"\r\n|\r|\n")
 
 
 class TooLong(ValueError):
-    """A line of the stream, or the data of one event, is longer than MAX_LINE bytes."""
+    """A line of the stream is longer than MAX_LINE bytes, or the data of one event than MAX_LINE characters."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class SseParser:
             self._data.append(value)
             self._size += len(value) + 1
             if self._size > MAX_LINE:
-                raise TooLong(f"/v1/stream: an event's data longer than {MAX_LINE} bytes")
+                raise TooLong(f"/v1/stream: an event's data longer than {MAX_LINE} characters")
         elif name == "id" and "\0" not in value:
             self.last_id = value
         return None
@@ -181,7 +181,7 @@ def _lines(chunks: Iterable[bytes], limit: int) -> Iterator[str]:
             if end.group() == b"\r" and end.end() == len(pending):
                 break  # maybe the first half of a CRLF split across chunks
             if end.start() - start > limit:
-                break
+                break  # left pending, and refused below: a whole chunk may hold one line over the limit
             yield pending[start:end.start()].decode(errors="replace")
             start = end.end()
         pending = pending[start:]

@@ -2,8 +2,9 @@
 RequestHandler and gates every request a caller can make (send, get, list, cancel, subscribe, push configs, the
 extended card): a message from a sender that may not delegate to us is answered with a task in
 TASK_STATE_REJECTED, the reason as its status message, any other refused request with an InvalidRequestError
-naming the reason. `TrustedAgentExecutor` wraps your AgentExecutor: it gates and reports each task it runs. Client: `TrustInterceptor`, a ClientCallInterceptor that refuses to send a
-message to an agent that may not be delegated to (raising `UntrustedTarget`). Both report what ran.
+naming the reason. `TrustedAgentExecutor` wraps your AgentExecutor: it gates and reports each task it runs.
+Client: `TrustInterceptor`, a ClientCallInterceptor that refuses to send a message to an agent that may not be
+delegated to (raising `UntrustedTarget`). Both report what ran.
 
 Who the sender is: the bearer token of the request, its agent credential. Who the target is: its agent card
 carries its credential (extension CREDENTIAL_EXTENSION) and a JWS signature by the agent's own key over the
