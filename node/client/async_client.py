@@ -3,6 +3,7 @@ events, the org's keys), on httpx.AsyncClient, so it runs on any asyncio loop wi
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -22,7 +23,8 @@ from ._http import (
 
 
 class AsyncTrustClient:
-    """The local API of one node at `base_url`; `token` is needed to report events. Use it from one event loop."""
+    """The local API of one node at `base_url`; `token` is needed to report events. Use it from one event loop.
+    `timeout` (seconds) bounds each request as a whole, answer included (NodeUnreachable past it)."""
 
     def __init__(self, base_url: str, token: str | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.base_url = normal_url(base_url)
@@ -76,6 +78,9 @@ class AsyncTrustClient:
 
     async def _send(self, request: httpx.Request) -> httpx.Response:
         try:
-            return checked(await self._http.send(request))
+            async with asyncio.timeout(self.timeout):  # httpx's timeout bounds each read, not the whole answer
+                return checked(await self._http.send(request))
         except httpx.RequestError as error:
             raise unreachable(error, self.base_url, self.timeout) from None
+        except TimeoutError:
+            raise unreachable(httpx.TimeoutException("the deadline passed"), self.base_url, self.timeout) from None

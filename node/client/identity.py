@@ -1,6 +1,10 @@
 """Who is calling: an agent's credential (the `vc+jwt` that `vouchnet agent new` mints, node/credentials.py)
 checked against the keys of the orgs this service accepts, fetched from their `/.well-known/jwks.json` and cached.
 
+The keys of an issuer whose JWKS cannot be fetched again are kept for `jwks_max_stale` seconds (a day by
+default) after its last good answer, then its credentials are refused until it answers (fail closed: a key the org
+withdrew must not verify for ever because its JWKS went offline).
+
 Every adapter takes the caller's identity from here and nowhere else. Only the configured issuers' keys count: a
 credential signed by any other key (say a fresh did:key an attacker made) names no one, because anyone can mint
 a credential claiming any agent did.
@@ -41,16 +45,20 @@ from ..credential_status import (
 )
 from ..credentials import VC_TYP, did_url
 from ..jwt import LEEWAY_S, MAX_TOKEN, JwtError, b64url_decode, decode_jwt
+from ._bounded import bounded_transport, get_capped
 from ._http import normal_url
 
 JWKS_PATH = "/.well-known/jwks.json"
 JWKS_TTL_S = 300.0
+JWKS_MAX_STALE_S = 86_400.0  # a day: the longest keys serve after their issuer's last good JWKS answer
 REFRESH_BACKOFF_S = 10.0  # an unknown kid refetches the keys at most this often (rotation, not a DoS lever)
 VERIFIED_CACHE = 10_000
 STATUS_LISTS_CACHE = 1_000  # status lists kept (an org's 131,072 credentials share one), then the oldest goes
 # A list's 16 KiB of bits stay over 16 KiB when GZIP finds little to squeeze (some 11,000 scattered revocations),
-# and base64url makes that 22 KiB: a status list token may be longer than a credential.
+# and base64url makes that 22 KiB: a status list token may be longer than a credential. At its longest (half the
+# 131,072 entries revoked at random: nothing to squeeze) the token is 30.5 KB; this bounds its body too.
 MAX_LIST_TOKEN = 64 * 1024
+MAX_JWKS = 1024 * 1024  # bytes of a JWKS body (an org's few keys take under 1 KiB)
 CREDENTIAL_TYPE = "VouchnetAgentCredential"
 
 
@@ -99,14 +107,22 @@ class CredentialVerifier:
     JWKS URLs. Safe from any thread; `averify` for asyncio code never blocks the loop on the network."""
 
     def __init__(self, issuers: Iterable[str], *, jwks_ttl: float = JWKS_TTL_S, leeway: int = LEEWAY_S,
-                 timeout: float = 2.0, status_ttl: float = STATUS_TTL_S) -> None:
-        """`status_ttl`: the longest a fetched status list is used before it is fetched again, so a revocation
-        takes effect here within that many seconds."""
+                 timeout: float = 2.0, status_ttl: float = STATUS_TTL_S,
+                 jwks_max_stale: float = JWKS_MAX_STALE_S) -> None:
+        """`jwks_ttl`: how often (seconds) the issuers' keys are fetched again. `jwks_max_stale`: how long (seconds)
+        after an issuer's last good answer its keys still verify while its JWKS cannot be fetched; past it its
+        credentials are refused, naming why, until it answers again. `status_ttl`: the longest a fetched status
+        list is used before it is fetched again, so a revocation takes effect here within that many seconds.
+        `timeout`: the most one fetch of a JWKS or a status list takes as a whole (seconds); a body over MAX_JWKS
+        or MAX_LIST_TOKEN bytes is refused, as a failed fetch."""
         self.jwks_urls = tuple(_jwks_url(i) for i in issuers)
         if not self.jwks_urls:
             raise ValueError("issuers: give at least one org node or JWKS URL whose agents are accepted")
         self.jwks_ttl, self.leeway, self.timeout, self.status_ttl = jwks_ttl, leeway, timeout, status_ttl
+        self.jwks_max_stale = jwks_max_stale
         self._served: dict[str, dict[str, bytes]] = {}  # JWKS URL -> kid -> public key, as last fetched
+        self._answered: dict[str, float] = {}  # JWKS URL -> when (monotonic) it last answered with a JWK set
+        self._jwks_failures: dict[str, str] = {}  # JWKS URL -> why its last fetch failed, while it fails
         self._keys: dict[str, _Key] = {}  # kid -> key, from _served
         self._fetched = float("-inf")
         self._lock = threading.Lock()
@@ -141,32 +157,49 @@ class CredentialVerifier:
         """The credential as it verified before, while it has not expired and its issuer still serves its key (an
         org drops a key it found compromised: what it signed must stop verifying once the keys are fetched again)."""
         checked = self._verified.get(token)
-        if checked is None or kid not in self._keys or checked.identity.expires + self.leeway < time.time():
+        if checked is None or self._key(kid) is None or checked.identity.expires + self.leeway < time.time():
             return None
         return checked
 
+    def _key(self, kid: str) -> _Key | None:
+        """The key `kid` names, if an issuer serves it; raises UnverifiedAgent if every issuer serving it has gone
+        unfetched for over jwks_max_stale seconds."""
+        key = self._keys.get(kid)
+        if key is None or not self._stale(key):
+            return key
+        why = "; ".join(f"{url}: {self._jwks_failures.get(url, 'no answer')}" for url in sorted(key.issuers))
+        raise UnverifiedAgent(f"header.kid: the keys of its issuer could not be fetched for over "
+                              f"{self.jwks_max_stale:g} s (jwks_max_stale); failing closed ({why})")
+
+    def _stale(self, key: _Key) -> bool:
+        now = time.monotonic()
+        return all(now - self._answered.get(url, float("-inf")) > self.jwks_max_stale for url in key.issuers)
+
     def _needs_keys(self, kid: str) -> bool:
         age = time.monotonic() - self._fetched
-        return age > self.jwks_ttl or (kid not in self._keys and age > REFRESH_BACKOFF_S)
+        key = self._keys.get(kid)
+        return age > self.jwks_ttl or ((key is None or self._stale(key)) and age > REFRESH_BACKOFF_S)
 
     def _refresh(self, kid: str) -> None:
-        """Fetch every issuer's JWK set; the keys of an issuer that does not answer are kept until it does."""
+        """Fetch every issuer's JWK set; the keys of an issuer that does not answer are kept until it does, and
+        serve for jwks_max_stale seconds after its last answer."""
         with self._refreshing:
             if self._needs_keys(kid):
                 self._fetch()
 
     def _fetch(self) -> None:
         served: dict[str, dict[str, bytes]] = {}
-        failures = []
-        with httpx.Client(timeout=self.timeout) as http:
+        failures: dict[str, str] = {}
+        with httpx.Client(timeout=self.timeout, transport=bounded_transport()) as http:
             for url in self.jwks_urls:
                 try:
-                    response = http.get(url)
-                    response.raise_for_status()
-                    served[url] = _jwk_keys(response.json())
+                    served[url] = _jwk_keys(json.loads(get_capped(http, url, MAX_JWKS, self.timeout)))
                 except (httpx.HTTPError, ValueError, RecursionError, UnverifiedAgent) as error:
-                    failures.append(f"{url}: {error}")
+                    failures[url] = str(error) or type(error).__name__
         with self._lock:
+            now = time.monotonic()
+            self._answered.update((url, now) for url in served)
+            self._jwks_failures = failures
             served = {url: served.get(url, self._served.get(url, {})) for url in self.jwks_urls}  # kept if no answer
             keys: dict[str, _Key] = {}
             for url, found in served.items():
@@ -175,10 +208,11 @@ class CredentialVerifier:
                     keys[kid] = _Key(public, issuers | {url})  # one kid, one key: _jwk_keys binds them
             self._served, self._keys, self._fetched = served, keys, time.monotonic()
         if failures and not keys:
-            raise UnverifiedAgent("cannot fetch the keys of any trusted issuer (" + "; ".join(failures) + ")")
+            raise UnverifiedAgent("cannot fetch the keys of any trusted issuer ("
+                                  + "; ".join(f"{url}: {why}" for url, why in failures.items()) + ")")
 
     def _check(self, token: str, kid: str) -> AgentIdentity:
-        key = self._keys.get(kid)
+        key = self._key(kid)
         if key is None:
             raise UnverifiedAgent("header.kid: not a key of an org this service accepts agents from")
         try:
@@ -212,10 +246,9 @@ class CredentialVerifier:
             if not self._needs_status(checked):
                 return
             try:
-                with httpx.Client(timeout=self.timeout) as http:
-                    response = http.get(url)
-                    response.raise_for_status()
-                fetched = self._status_list(response.text, checked)
+                with httpx.Client(timeout=self.timeout, transport=bounded_transport()) as http:
+                    body = get_capped(http, url, MAX_LIST_TOKEN, self.timeout)
+                fetched = self._status_list(body.decode(errors="replace"), checked)
             except (httpx.HTTPError, UnverifiedAgent) as error:
                 with self._lock:
                     self._status_failures.pop(key, None)

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from ._bounded import bounded_transport, deadline
 from ._http import (
     DEFAULT_TIMEOUT,
     ClientError,
@@ -40,14 +41,17 @@ def _decode_all(values: list[str]) -> list[bytes]:
 
 class NodeClient:
     """The local API of one node at `base_url` (e.g. "http://127.0.0.1:8700"); `token` is needed for writes;
-    `transport` replaces httpx's (a proxy, a Unix socket, a test's fault injector)."""
+    `timeout` (seconds) bounds each request as a whole, answer included, so a node that trickles its answer fails
+    the call (NodeUnreachable) within it; `transport` replaces httpx's (a proxy, a Unix socket, a test's fault
+    injector), which then keeps only httpx's per-operation timeouts."""
 
     def __init__(self, base_url: str, token: str | None = None, *, timeout: float = DEFAULT_TIMEOUT,
                  transport: httpx.BaseTransport | None = None) -> None:
         self.base_url = normal_url(base_url)
         self.timeout = timeout
         self._token = token
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout,
+                                  transport=transport if transport is not None else bounded_transport())
 
     def close(self) -> None:
         self._http.close()
@@ -221,6 +225,7 @@ class NodeClient:
 
     def _send(self, request: httpx.Request) -> httpx.Response:
         try:
-            return checked(self._http.send(request))
+            with deadline(self.timeout):
+                return checked(self._http.send(request))
         except httpx.RequestError as error:
             raise unreachable(error, self.base_url, self.timeout) from None

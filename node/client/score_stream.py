@@ -2,25 +2,34 @@
 changes reach a callback, a `reset` (or a first connection) tells the caller to drop what it cached.
 
 A thread rather than a task: it serves sync code, threads and any asyncio loop alike, needs no trio, and as a
-daemon it never keeps the process alive.
+daemon it never keeps the process alive. A node that goes quiet (no line for IDLE_S: it sends a keep-alive every
+15 s) or sends a line (or an event's data) over MAX_LINE bytes is left, and the stream reconnects, with a reset.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import httpx
 
+from ._bounded import IDENTITY, bounded_transport, deadline, renew
 from ._http import normal_url
 
 log = logging.getLogger("vouchnet.client")
 RECONNECT_S = 1.0
-READ_TIMEOUT_S = 45.0  # the node sends a keep-alive comment every 15 s
+IDLE_S = 45.0  # the longest wait for a line; the node sends a keep-alive comment every 15 s
+MAX_LINE = 64 * 1024  # bytes; the node's lines are a few hundred
+_EOL = re.compile(rb"\r\n|\r|\n")
+
+
+class TooLong(ValueError):
+    """A line of the stream is longer than MAX_LINE bytes, or the data of one event than MAX_LINE characters."""
 
 
 @dataclass(frozen=True)
@@ -33,12 +42,14 @@ class SseEvent:
 
 
 class SseParser:
-    """Fed one line at a time (without its newline), hands back each event completed by a blank line."""
+    """Fed one line at a time (without its newline), hands back each event completed by a blank line; raises
+    TooLong once an event's data passes MAX_LINE."""
 
     def __init__(self) -> None:
         self.last_id: str | None = None
         self._event = ""
         self._data: list[str] = []
+        self._size = 0  # of the data so far (characters), bounded as a line is
 
     def feed(self, line: str) -> SseEvent | None:
         if not line:
@@ -46,7 +57,7 @@ class SseParser:
                 self._event = ""
                 return None
             event = SseEvent(self._event or "message", "\n".join(self._data), self.last_id)
-            self._event, self._data = "", []
+            self._event, self._data, self._size = "", [], 0
             return event
         if line.startswith(":"):
             return None
@@ -56,6 +67,9 @@ class SseParser:
             self._event = value
         elif name == "data":
             self._data.append(value)
+            self._size += len(value) + 1
+            if self._size > MAX_LINE:
+                raise TooLong(f"/v1/stream: an event's data longer than {MAX_LINE} characters")
         elif name == "id" and "\0" not in value:
             self.last_id = value
         return None
@@ -97,8 +111,8 @@ class ScoreStream:
         self._reconnect = reconnect
         self._stop = threading.Event()
         self._socket: socket.socket | None = None
-        self._http = httpx.Client(base_url=self.base_url,
-                                  timeout=httpx.Timeout(5.0, read=READ_TIMEOUT_S))
+        self._http = httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(5.0, read=IDLE_S),
+                                  transport=bounded_transport())
         self._thread = threading.Thread(target=self._run, name="vouchnet-score-stream", daemon=True)
 
     def start(self) -> None:
@@ -134,10 +148,10 @@ class ScoreStream:
             self._stop.wait(self._reconnect)
 
     def _follow(self, parser: SseParser) -> None:
-        headers = {"Accept": "text/event-stream"}
+        headers = {"Accept": "text/event-stream", **IDENTITY}  # lines are capped as sent: none inflates past it
         if parser.last_id is not None:
             headers["Last-Event-ID"] = parser.last_id
-        with self._http.stream("GET", "/v1/stream", headers=headers) as response:
+        with deadline(IDLE_S), self._http.stream("GET", "/v1/stream", headers=headers) as response:
             response.raise_for_status()
             self._socket = response.extensions["network_stream"].get_extra_info("socket")
             if self._stop.is_set():
@@ -145,7 +159,8 @@ class ScoreStream:
             if parser.last_id is None:
                 self._on_reset()  # whatever was cached before we listened may be stale
             self.connected.set()
-            for line in response.iter_lines():
+            for line in _lines(response.iter_raw(), MAX_LINE):
+                renew(IDLE_S)  # an idle bound, not a total one: the stream lasts as long as the node sends
                 event = parser.feed(line)
                 if event is None:
                     continue
@@ -153,3 +168,22 @@ class ScoreStream:
                     self._on_reset()
                 elif (change := score_change(event)) is not None:
                     self._on_change(change)
+
+
+def _lines(chunks: Iterable[bytes], limit: int) -> Iterator[str]:
+    """The lines of a stream (ended by CRLF, LF or CR, WHATWG HTML §9.2.5), as UTF-8 (a broken sequence replaced,
+    so its event fails to parse instead of the stream); raises TooLong past `limit` bytes without an end."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        start = 0
+        while (end := _EOL.search(pending, start)) is not None:
+            if end.group() == b"\r" and end.end() == len(pending):
+                break  # maybe the first half of a CRLF split across chunks
+            if end.start() - start > limit:
+                break  # left pending, and refused below: a whole chunk may hold one line over the limit
+            yield pending[start:end.start()].decode(errors="replace")
+            start = end.end()
+        pending = pending[start:]
+        if len(pending) > limit:
+            raise TooLong(f"/v1/stream: a line longer than {limit} bytes")

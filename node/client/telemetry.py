@@ -1,8 +1,12 @@
 """Behaviour telemetry from local services to their node (DESIGN §7): events recorded without waiting, sent in
 batches to `POST /v1/events` every `flush_interval` seconds or `batch_size` events, from a daemon thread.
 
-Memory is bounded: past `max_buffer` waiting events a new one is dropped and counted. Each batch carries an
-Idempotency-Key, so a batch retried after a lost answer is stored once. `shutdown()` sends what is left.
+Memory is bounded: past `max_buffer` waiting events the oldest one waiting is dropped and counted (recent
+behaviour tells more). Each batch carries an Idempotency-Key, so a batch retried after a lost answer is stored
+once. A batch the node cannot take now (5xx, 429, unreachable) or whose token it refuses (401, 403: the node's
+token changed, say; logged once as an error until a post succeeds again) is kept and retried with backoff; one
+the node refuses for what it is (any other 4xx) is dropped and counted as rejected. `shutdown()` sends what is
+left.
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ _BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 5.0)
 
 @dataclass(frozen=True)
 class CollectorStats:
-    """Events recorded, accepted by the node, dropped (buffer full or after shutdown), rejected by the node (each
-    one invalid), still waiting; and posts that failed and were retried."""
+    """Events recorded, accepted by the node, dropped (the oldest, when the buffer was full; or recorded after
+    shutdown), rejected by the node (each one invalid, or its batch refused), still waiting; and posts that failed
+    and were retried (the node down, busy, or refusing the token)."""
 
     recorded: int
     sent: int
@@ -46,7 +51,8 @@ class CollectorStats:
 class TelemetryCollector:
     """Batches behaviour events for the node at `node` (default $VOUCHNET_NODE, else the local node); its API
     `token` (default $VOUCHNET_TOKEN) is needed to report. Record from any
-    thread or event loop; nothing waits on the network. At most `max_buffer` events wait, in flight included."""
+    thread or event loop; nothing waits on the network. At most `max_buffer` events wait, in flight included.
+    `timeout` bounds each post as a whole (seconds; a node that trickles its answer cannot hold the sender)."""
 
     def __init__(self, node: str | None = None, token: str | None = None, *,
                  flush_interval: float = FLUSH_INTERVAL_S, batch_size: int = BATCH_SIZE,
@@ -68,13 +74,15 @@ class TelemetryCollector:
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
         self._recorded = self._sent = self._dropped = self._rejected = self._failed_posts = 0
+        self._token_refused = False  # logged as an error once per spell of 401/403 answers
 
     # --- recording --------------------------------------------------------------------------------------------
 
     def record(self, agent: str, category: str, name: str, outcome: str = "ok", *,
                duration_ms: float | None = None, high_risk: bool = False,
                attrs: dict[str, str | int | float | bool] | None = None) -> bool:
-        """Queue one event (node/events.py's schema); False if it was dropped because the buffer is full."""
+        """Queue one event (node/events.py's schema); a full buffer drops its oldest waiting event to make room.
+        False if this one was dropped: after shutdown, or when the batch in flight alone fills the buffer."""
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome: must be one of {', '.join(sorted(OUTCOMES))}, got {outcome!r}")
         event: dict[str, Any] = {"agent": agent, "ts": time.time_ns() // 1_000_000, "category": category,
@@ -85,9 +93,12 @@ class TelemetryCollector:
             event["attrs"] = attrs
         with self._lock:
             self._recorded += 1
-            if len(self._buffer) + self._in_flight >= self.max_buffer or self._stopped.is_set():
+            if self._stopped.is_set() or (self._in_flight >= self.max_buffer and not self._buffer):
                 self._dropped += 1
                 return False
+            if len(self._buffer) + self._in_flight >= self.max_buffer:
+                self._buffer.popleft()
+                self._dropped += 1
             self._buffer.append(event)
             full = len(self._buffer) >= self.batch_size
         if self._thread is None:
@@ -191,11 +202,14 @@ class TelemetryCollector:
         try:
             reply = self._client.report_events(batch, idempotency_key=key)
         except NodeApiError as error:
+            if error.status in (401, 403):
+                self._refused_token(error)
+                return False
             if error.status >= 500 or error.status == 429:
                 self._count_failure(error)
                 return False
-            log.warning("the node refused a telemetry batch", extra={"fields": {"events": len(batch),
-                                                                                 "error": error}})
+            log.warning("the node refused a telemetry batch; dropped", extra={"fields": {"events": len(batch),
+                                                                                          "error": error}})
             with self._lock:
                 self._rejected += len(batch)
             return True
@@ -211,7 +225,19 @@ class TelemetryCollector:
         with self._lock:
             self._sent += accepted
             self._rejected += len(rejected)
+            self._token_refused = False
         return True
+
+    def _refused_token(self, error: NodeApiError) -> None:
+        """The node refuses our API token: the events are not at fault, so they are kept (an operator fixes the
+        token, the batches go through); said once as an error, since nothing is reported until then."""
+        with self._lock:
+            first, self._token_refused = not self._token_refused, True
+        if first:
+            log.error("the node refuses the telemetry API token (VOUCHNET_TOKEN, the node's api.token); events are "
+                      "kept and retried, the oldest dropped once the buffer is full",
+                      extra={"fields": {"node": self._client.base_url, "error": error}})
+        self._count_failure(error)
 
     def _count_failure(self, error: Exception) -> None:
         with self._lock:

@@ -45,12 +45,15 @@ class StubOrg:
     extra_jwks: list[dict[str, str]] = field(default_factory=list)
     list_claims: dict[str, Any] = field(default_factory=dict)
     list_token: str | None = None  # served as status list 0 instead, when set
+    jwks_down: bool = False  # its JWKS answers 503 while set
     url: str = ""
 
     def app(self, url: str) -> Starlette:
         self.url = url
 
         async def key_set(_: Request) -> JSONResponse:
+            if self.jwks_down:
+                return JSONResponse({"error": "unavailable", "detail": "down for maintenance"}, status_code=503)
             document = jwks([key.verify_key for key in self.keys])
             return JSONResponse({"keys": document["keys"] + self.extra_jwks})
 

@@ -2,12 +2,15 @@
 and serves trusted ones; a client refuses to delegate to an untrusted target, or to a card whose credential is
 not its own, and delegates to a trusted one; both report what ran to the node."""
 
+import inspect
+
 import httpx
 import pytest
 from a2a.client import ClientConfig, create_client
 from a2a.helpers.proto_helpers import new_text_message
 from a2a.server.agent_execution import AgentExecutor
-from a2a.server.request_handlers import DefaultRequestHandlerV2
+from a2a.server.context import ServerCallContext
+from a2a.server.request_handlers import DefaultRequestHandlerV2, RequestHandler
 from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes
 from a2a.server.tasks import InMemoryTaskStore
 from a2a.types.a2a_pb2 import (
@@ -20,14 +23,18 @@ from a2a.types.a2a_pb2 import (
     Part,
     Role,
     SendMessageRequest,
+    Task,
     TaskState,
+    TaskStatus,
 )
+from a2a.utils.errors import InvalidRequestError
 from nacl.signing import SigningKey
 from starlette.applications import Starlette
 
-from node.client import UnverifiedAgent
+from node.client import TrustPolicy, UnverifiedAgent, Vouchnet
 from node.client.adapters.a2a import (
     TrustedAgentExecutor,
+    TrustedRequestHandler,
     TrustInterceptor,
     UntrustedTarget,
     check_card_signature,
@@ -52,8 +59,10 @@ class Echo(AgentExecutor):
         raise NotImplementedError
 
 
-def _app(card: AgentCard, executor: AgentExecutor) -> Starlette:
+def _app(card: AgentCard, executor: AgentExecutor, vouchnet: Vouchnet | None = None) -> Starlette:
     handler = DefaultRequestHandlerV2(agent_executor=executor, task_store=InMemoryTaskStore(), agent_card=card)
+    if vouchnet is not None:
+        handler = TrustedRequestHandler(handler, vouchnet)
     return Starlette(routes=[*create_agent_card_routes(card), *create_jsonrpc_routes(handler, "/")])
 
 
@@ -139,3 +148,84 @@ def test_a_card_signature_header_nested_past_the_parser_s_depth_is_not_a_signatu
     card.signatures.append(AgentCardSignature(protected=b64url(nested.encode()), signature=b64url(b"x" * 64)))
     with pytest.raises(UnverifiedAgent, match="card.signatures: none by the agent"):
         check_card_signature(card, agent)
+
+
+# --- every request a caller can make is gated, not only the message that runs the executor ----------------------
+
+
+class _Reached:
+    """A request handler that records each method vouchnet let through."""
+
+    def __init__(self) -> None:
+        self.reached: list[str] = []
+
+    def __getattr__(self, name: str):
+        async def method(params, context):
+            self.reached.append(name)
+
+        return method
+
+
+GATED = sorted(name for name, member in inspect.getmembers(RequestHandler)
+               if getattr(member, "__isabstractmethod__", False))
+
+
+@pytest.mark.parametrize("credential", [None, "not-a-credential"], ids=["no credential", "garbage"])
+@on_asyncio
+async def test_every_request_handler_method_refuses_an_unverified_caller(credential):
+    dead = "http://127.0.0.1:9"  # never asked: an unverified caller is refused before the node is
+    vouchnet = Vouchnet(dead, policy=TrustPolicy(dead, listen=False))
+    inner = _Reached()
+    handler = TrustedRequestHandler(inner, vouchnet)
+    headers = {"authorization": f"Bearer {credential}"} if credential else {}
+    context = ServerCallContext(state={"headers": headers})
+    assert len(GATED) == 11
+    for name in GATED:
+        sends = name.startswith("on_message_send")
+        params = SendMessageRequest(message=Message(message_id="m-1", role=Role.ROLE_USER)) if sends else None
+        call = getattr(handler, name)(params, context)
+        if sends:  # a message is answered as the executor answers it: a rejected task with the reason
+            answer = await anext(call) if inspect.isasyncgen(call) else await call
+            assert answer.status.state == TaskState.TASK_STATE_REJECTED, name
+            assert "unverified caller" in answer.status.message.parts[0].text
+        else:
+            with pytest.raises(InvalidRequestError, match="Refused by vouchnet: unverified caller") as refused:
+                await (anext(call) if inspect.isasyncgen(call) else call)
+            assert refused.value.data["verdict"] == "block"
+    assert inner.reached == []
+
+
+async def _rpc(url: str, credential: str, method: str, params: dict) -> dict:
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {credential}", "A2A-Version": "1.0"}) as http:
+        answer = await http.post(url + "/", json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+    return answer.json()
+
+
+@on_asyncio
+async def test_a_stranger_can_neither_read_list_nor_cancel_a_trusted_agent_s_task(running):
+    vouchnet = vouchnet_for(running)
+    _, stranger = running.new_agent(trusted=False)
+    _, known = running.new_agent(trusted=True)
+
+    class Working(AgentExecutor):
+        async def execute(self, context, event_queue):
+            await event_queue.enqueue_event(Task(id=context.task_id, context_id=context.context_id,
+                                                 status=TaskStatus(state=TaskState.TASK_STATE_WORKING)))
+
+        async def cancel(self, context, event_queue):
+            raise NotImplementedError
+
+    async with serving(lambda url: _app(_card(url), TrustedAgentExecutor(Working(), vouchnet), vouchnet)) as url:
+        message = {"messageId": "m-1", "role": "ROLE_USER", "parts": [{"text": "work"}]}
+        sent = await _rpc(url, known, "SendMessage", {"message": message,
+                                                      "configuration": {"returnImmediately": True}})
+        task = sent["result"]["task"]["id"]
+        for method, params in [("GetTask", {"id": task}), ("CancelTask", {"id": task}), ("ListTasks", {}),
+                               ("SubscribeToTask", {"id": task})]:
+            refused = await _rpc(url, stranger, method, params)
+            assert refused["error"]["code"] == -32600, method
+            assert refused["error"]["message"].startswith("Refused by vouchnet: tier untrusted"), method
+        assert (await _rpc(url, known, "GetTask", {"id": task}))["result"]["id"] == task
+        rejected = await _rpc(url, stranger, "SendMessage", {"message": message})
+        assert rejected["result"]["task"]["status"]["state"] == "TASK_STATE_REJECTED"
+    await vouchnet.aclose()

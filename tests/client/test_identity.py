@@ -4,6 +4,7 @@ credential's status list counts only if a key of the credential's issuer signed 
 
 import random
 import time
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -156,7 +157,7 @@ def test_an_unreachable_issuer_s_last_list_serves_until_the_list_expires(running
     def unreachable(*args, **kwargs):
         raise httpx.ConnectError("connection refused")
 
-    monkeypatch.setattr(httpx.Client, "get", unreachable)
+    monkeypatch.setattr(httpx.Client, "stream", unreachable)
     monkeypatch.setattr(time, "monotonic", lambda: start + 61)  # the copy is stale: refetched, in vain
     assert verifier.verify(token).did
     monkeypatch.setattr(time, "monotonic", lambda: start + 300 + 60 + 1)  # the list's exp, and the leeway, passed
@@ -306,3 +307,34 @@ def test_another_list_of_the_issuer_served_at_the_list_s_url_does_not_count():
         org.list_claims = {"id": list_url(org.url, 1), "jti": list_url(org.url, 1)}
         with pytest.raises(UnverifiedAgent, match="status list: payload.id: must be the list the credential names"):
             verifier.verify(token)
+
+
+# --- an issuer whose JWKS cannot be fetched again: its keys serve for jwks_max_stale, then fail closed ------------
+
+
+def test_keys_that_cannot_be_fetched_again_stop_verifying_past_jwks_max_stale(monkeypatch):
+    import node.client.identity as identity
+
+    key = SigningKey.generate()
+    org = StubOrg([key])
+    with serving(org):
+        verifier = CredentialVerifier([org.url], jwks_max_stale=3600)
+        remembered = agent_credential(key, new_did())
+        assert verifier.verify(remembered).org == did_of(key)
+        start, org.jwks_down = time.monotonic(), True
+        later = SimpleNamespace(time=time.time)  # the verifier's clock only: the stub org's loop keeps real time
+        monkeypatch.setattr(identity, "time", later)
+        later.monotonic = lambda: start + 3000  # past jwks_ttl: fetched again, in vain
+        assert verifier.verify(remembered).org == did_of(key)  # the last keys serve
+        later.monotonic = lambda: start + 3601
+        for token in (remembered, agent_credential(key, new_did())):  # verified before, and never seen
+            with pytest.raises(UnverifiedAgent, match=r"header.kid: the keys of its issuer could not be fetched for "
+                                                      r"over 3600 s \(jwks_max_stale\); failing closed \(.*503"):
+                verifier.verify(token)
+        org.jwks_down = False
+        later.monotonic = lambda: start + 3601 + identity.REFRESH_BACKOFF_S + 1
+        assert verifier.verify(remembered).org == did_of(key)  # it answers again: its keys serve again
+
+
+def test_the_default_staleness_is_a_day():
+    assert CredentialVerifier(["http://127.0.0.1:9"]).jwks_max_stale == 86_400

@@ -3,7 +3,11 @@ multi-line data, ids; what is not a well-formed score change is ignored, not tru
 
 import json
 
-from node.client.score_stream import ScoreChange, SseEvent, SseParser, score_change
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from node.client.score_stream import ScoreChange, SseEvent, SseParser, TooLong, _lines, score_change
 
 
 def _feed(text: str) -> tuple[list[SseEvent], SseParser]:
@@ -31,3 +35,27 @@ def test_what_is_not_a_score_change_is_ignored():
                  '{"agent": 1, "score": 600, "tier": "trusted"}', '{"score": 600}'):
         assert score_change(SseEvent("score", data, None)) is None
     assert score_change(SseEvent("message", '{"agent": "a", "score": 1, "tier": "x"}', None)) is None
+
+
+_LINE = st.text(st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=20)
+
+
+@given(lines=st.lists(st.tuples(_LINE, st.sampled_from(["\n", "\r", "\r\n"])), max_size=10),
+       cuts=st.lists(st.integers(0, 400), max_size=10))
+def test_lines_split_at_any_chunk_boundary_are_the_lines_sent(lines, cuts):
+    """CRLF, LF and CR all end a line (WHATWG HTML §9.2.5), a CRLF cut between chunks included."""
+    # a CR-ended line then an empty LF-ended one are the bytes of one CRLF-ended line
+    assume(not any(end == "\r" and following == ("", "\n") for (_, end), following in zip(lines, lines[1:])))
+    sent = "".join(line + end for line, end in lines).encode()
+    bounds = sorted({0, len(sent), *(c for c in cuts if c < len(sent))})
+    chunks = [sent[a:b] for a, b in zip(bounds, bounds[1:])]
+    received = list(_lines(chunks, 1024))
+    expected = [line for line, _ in lines]
+    # a CR at the very end may yet be the first half of a CRLF: its line waits for the next chunk
+    assert received == (expected[:-1] if lines and lines[-1][1] == "\r" else expected)
+
+
+def test_a_line_over_the_limit_is_refused_even_within_one_chunk():
+    with pytest.raises(TooLong, match="a line longer than 8 bytes"):
+        list(_lines([b"short\n" + b"x" * 9 + b"\nnext\n"], 8))
+    assert list(_lines([b"x" * 8 + b"\n"], 8)) == ["x" * 8]

@@ -1,8 +1,11 @@
 """The telemetry collector: what is recorded reaches the node (in batches, drained on shutdown), memory stays
 bounded under a flood, and its timer never keeps a process alive."""
 
+import json
+import logging
 import subprocess
 import sys
+import threading
 import time
 
 import httpx
@@ -71,9 +74,12 @@ def test_an_unknown_outcome_is_a_programming_error():
 def test_a_flood_while_the_node_is_down_is_bounded_and_counted():
     collector = TelemetryCollector("http://127.0.0.1:9", "token", max_buffer=1000, flush_interval=3600)
     agent = new_did()
-    kept = sum(collector.record_tool_call(agent, "search") for _ in range(50_000))
+    for i in range(50_000):
+        collector.record_tool_call(agent, f"search-{i}")
     stats = collector.stats
-    assert kept == 1000 and stats.dropped == 49_000 and stats.buffered == 1000
+    assert stats.dropped == 49_000 and stats.buffered == 1000
+    waiting = [event["name"] for event in collector._buffer]  # a batch may be in flight, the rest waits
+    assert len(waiting) >= 900 and waiting == [f"search-{i}" for i in range(50_000 - len(waiting), 50_000)]
     started = time.monotonic()
     stats = collector.shutdown(timeout=0.5)
     assert time.monotonic() - started < 2.0
@@ -132,3 +138,56 @@ def test_an_answer_that_does_not_account_for_the_batch_is_retried_not_counted_as
     stats = collector.shutdown()
     assert (stats.sent, stats.rejected, stats.buffered, stats.failed_posts) == (3, 0, 0, 1)
     assert len(keys) == 2 and keys[0] == keys[1]  # the same batch, again
+
+
+class _RefusesTheToken:
+    """A node whose API token was changed under the collector: 401 (or 403) for the first `refusals` posts, then
+    it takes every batch. Remembers each post's event names."""
+
+    def __init__(self, status: int, refusals: int) -> None:
+        self.status, self.refusals = status, refusals
+        self.posts: list[list[str]] = []
+        self.refused = threading.Event()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        events = json.loads(request.content)["events"]
+        self.posts.append([event["name"] for event in events])
+        if len(self.posts) <= self.refusals:
+            self.refused.set()
+            return httpx.Response(self.status, json={"error": "unauthorized", "detail": "bad token"})
+        return httpx.Response(200, json={"accepted": len(events), "rejected": []})
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_token_keeps_the_batch_says_so_once_and_drops_the_oldest_when_full(status, caplog):
+    node = _RefusesTheToken(status, refusals=3)
+    collector = TelemetryCollector("http://node.invalid", "old-token", flush_interval=3600, batch_size=1,
+                                   max_buffer=2, transport=httpx.MockTransport(node))
+    agent = new_did()
+    with caplog.at_level(logging.INFO, logger="vouchnet.client"):
+        collector.record_tool_call(agent, "a")  # a full batch: sent at once, refused, kept in flight
+        assert node.refused.wait(10)
+        collector.record_tool_call(agent, "b")
+        collector.record_tool_call(agent, "c")  # the buffer is full: b, the oldest waiting, goes
+        assert collector.flush(timeout=10)
+        stats = collector.shutdown()
+    assert node.posts == [["a"]] * 4 + [["c"]]
+    assert (stats.sent, stats.dropped, stats.rejected, stats.failed_posts) == (2, 1, 0, 3)
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "refuses the telemetry API token" in errors[0].getMessage()
+
+
+@pytest.mark.parametrize("status", [400, 413, 422])
+def test_a_batch_the_node_refuses_for_what_it_is_is_dropped_and_counted(status, caplog):
+    def node(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json={"error": "bad_batch", "detail": "events: too many"})
+
+    collector = TelemetryCollector("http://node.invalid", "token", flush_interval=3600,
+                                   transport=httpx.MockTransport(node))
+    for _ in range(3):
+        collector.record_tool_call(new_did(), "search")
+    with caplog.at_level(logging.WARNING, logger="vouchnet.client"):
+        assert collector.flush(timeout=5)
+    stats = collector.shutdown()
+    assert (stats.sent, stats.rejected, stats.buffered, stats.failed_posts) == (0, 3, 0, 0)
+    assert any("refused a telemetry batch; dropped" in r.getMessage() for r in caplog.records)

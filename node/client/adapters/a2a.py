@@ -1,7 +1,10 @@
-"""A2A SDK adapter (`pip install vouchnet[a2a]`, a2a-sdk 1.x). Server: `TrustedAgentExecutor` wraps your
-AgentExecutor and answers a task from a sender that may not delegate to us with a task in TASK_STATE_REJECTED,
-the reason as its status message. Client: `TrustInterceptor`, a ClientCallInterceptor that refuses to send a
-message to an agent that may not be delegated to (raising `UntrustedTarget`). Both report what ran.
+"""A2A SDK adapter (`pip install vouchnet[a2a]`, a2a-sdk 1.x). Server: `TrustedRequestHandler` wraps your
+RequestHandler and gates every request a caller can make (send, get, list, cancel, subscribe, push configs, the
+extended card): a message from a sender that may not delegate to us is answered with a task in
+TASK_STATE_REJECTED, the reason as its status message, any other refused request with an InvalidRequestError
+naming the reason. `TrustedAgentExecutor` wraps your AgentExecutor: it gates and reports each task it runs.
+Client: `TrustInterceptor`, a ClientCallInterceptor that refuses to send a message to an agent that may not be
+delegated to (raising `UntrustedTarget`). Both report what ran.
 
 Who the sender is: the bearer token of the request, its agent credential. Who the target is: its agent card
 carries its credential (extension CREDENTIAL_EXTENSION) and a JWS signature by the agent's own key over the
@@ -14,23 +17,40 @@ from __future__ import annotations
 import contextvars
 import json
 import time
+import uuid
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from a2a.client import A2AClientError, ClientCallInterceptor
 from a2a.client.interceptors import AfterArgs, BeforeArgs
 from a2a.server.agent_execution import AgentExecutor, RequestContext
-from a2a.server.events import EventQueue
+from a2a.server.context import ServerCallContext
+from a2a.server.events import Event, EventQueue
+from a2a.server.request_handlers import RequestHandler
 from a2a.types.a2a_pb2 import (
     AgentCard,
     AgentCardSignature,
     AgentExtension,
+    CancelTaskRequest,
+    DeleteTaskPushNotificationConfigRequest,
+    GetExtendedAgentCardRequest,
+    GetTaskPushNotificationConfigRequest,
+    GetTaskRequest,
+    ListTaskPushNotificationConfigsRequest,
+    ListTaskPushNotificationConfigsResponse,
+    ListTasksRequest,
+    ListTasksResponse,
     Message,
     Part,
     Role,
+    SendMessageRequest,
+    SubscribeToTaskRequest,
     Task,
+    TaskPushNotificationConfig,
     TaskState,
     TaskStatus,
 )
+from a2a.utils.errors import InvalidRequestError
 from a2a.utils.signing import _canonicalize_agent_card  # the canonical form A2A card signatures cover
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
@@ -46,6 +66,7 @@ from ..policy import TrustDecision
 
 CREDENTIAL_EXTENSION = "urn:vouchnet:a2a:agent-credential:v1"
 DELEGATING_METHODS = frozenset({"send_message", "send_message_streaming"})
+REQUEST_ACTION_PREFIX = "a2a:"  # the policy's action for a request other than a message: a2a:<A2A method name>
 _FAILED_STATES = frozenset({TaskState.TASK_STATE_FAILED, TaskState.TASK_STATE_REJECTED})
 _delegation: contextvars.ContextVar[tuple[TrustDecision, float] | None] = contextvars.ContextVar(
     "vouchnet_delegation", default=None)
@@ -93,14 +114,18 @@ def check_card_signature(card: AgentCard, agent: str) -> None:
 
 # --- server -------------------------------------------------------------------------------------------------------
 
-def _bearer(context: RequestContext) -> str | None:
-    headers = context.call_context.state.get("headers", {}) if context.call_context else {}
+def _bearer(call_context: ServerCallContext | None) -> str | None:
+    """The request's bearer token, from the headers the HTTP transports put in the call's state (gRPC puts none:
+    its callers are unverified, so refused)."""
+    headers = call_context.state.get("headers", {}) if call_context else {}
     scheme, _, token = str(headers.get("authorization", "")).partition(" ")
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
 class TrustedAgentExecutor(AgentExecutor):
-    """Your `executor`, behind vouchnet: tasks from senders the policy blocks are rejected, never executed."""
+    """Your `executor`, behind vouchnet: tasks from senders the policy blocks are rejected, never executed; each
+    task that ran is reported. It sees only what reaches execute and cancel: put `TrustedRequestHandler` in front
+    of the request handler too, or reading, listing and cancelling tasks stay open to anyone."""
 
     def __init__(self, executor: AgentExecutor, vouchnet: Vouchnet) -> None:
         self.executor, self.vouchnet = executor, vouchnet
@@ -109,21 +134,106 @@ class TrustedAgentExecutor(AgentExecutor):
         async def run() -> None:
             await self.executor.execute(context, event_queue)
 
-        refused = await self.vouchnet.guard(_bearer(context), run, lambda decision: decision,
+        refused = await self.vouchnet.guard(_bearer(context.call_context), run, lambda decision: decision,
                                             action=ACCEPT_TASK, category="a2a")
         if isinstance(refused, TrustDecision):
-            await event_queue.enqueue_event(_rejected(context, refused))
+            await event_queue.enqueue_event(_rejected(context.task_id, context.context_id, context.message, refused))
 
     async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
         await self.executor.cancel(context, event_queue)
 
 
-def _rejected(context: RequestContext, decision: TrustDecision) -> Task:
-    reason = Message(message_id=f"vouchnet-{context.task_id}", context_id=context.context_id,
-                     task_id=context.task_id, role=Role.ROLE_AGENT,
-                     parts=[Part(text=refusal_text(decision))])
-    history = [context.message] if context.message is not None else []
-    return Task(id=context.task_id, context_id=context.context_id, history=history,
+class TrustedRequestHandler(RequestHandler):
+    """Your request `handler` (e.g. DefaultRequestHandlerV2), every method behind vouchnet, on every transport.
+
+    A message (send or stream) needs the caller may `accept_task`; it is answered, when refused, with a task in
+    TASK_STATE_REJECTED as TrustedAgentExecutor does. Any other request needs the caller may do `a2a:<method>`
+    (e.g. `a2a:GetTask`, `a2a:CancelTask`: name one in high_risk_tools to ask more of it); a refusal is an
+    InvalidRequestError whose message is the reason, the verdict and reason in its data. Fails closed: a caller
+    whose credential does not verify is refused everything. The wrapped handler is `.handler` (to close it)."""
+
+    def __init__(self, handler: RequestHandler, vouchnet: Vouchnet) -> None:
+        self.handler, self.vouchnet = handler, vouchnet
+
+    async def on_message_send(self, params: SendMessageRequest, context: ServerCallContext) -> Task | Message:
+        decision = await self.vouchnet.authorize(_bearer(context), ACCEPT_TASK)
+        if not decision.allowed:
+            return _refused_message(params.message, decision)
+        return await self.handler.on_message_send(params, context)
+
+    async def on_message_send_stream(self, params: SendMessageRequest,
+                                     context: ServerCallContext) -> AsyncGenerator[Event]:
+        decision = await self.vouchnet.authorize(_bearer(context), ACCEPT_TASK)
+        if not decision.allowed:
+            yield _refused_message(params.message, decision)
+            return
+        async for event in self.handler.on_message_send_stream(params, context):
+            yield event
+
+    async def on_subscribe_to_task(self, params: SubscribeToTaskRequest,
+                                   context: ServerCallContext) -> AsyncGenerator[Event]:
+        await self._gate("SubscribeToTask", context)
+        async for event in self.handler.on_subscribe_to_task(params, context):
+            yield event
+
+    async def on_get_task(self, params: GetTaskRequest, context: ServerCallContext) -> Task | None:
+        await self._gate("GetTask", context)
+        return await self.handler.on_get_task(params, context)
+
+    async def on_list_tasks(self, params: ListTasksRequest, context: ServerCallContext) -> ListTasksResponse:
+        await self._gate("ListTasks", context)
+        return await self.handler.on_list_tasks(params, context)
+
+    async def on_cancel_task(self, params: CancelTaskRequest, context: ServerCallContext) -> Task | None:
+        await self._gate("CancelTask", context)
+        return await self.handler.on_cancel_task(params, context)
+
+    async def on_create_task_push_notification_config(self, params: TaskPushNotificationConfig,
+                                                      context: ServerCallContext) -> TaskPushNotificationConfig:
+        await self._gate("CreateTaskPushNotificationConfig", context)
+        return await self.handler.on_create_task_push_notification_config(params, context)
+
+    async def on_get_task_push_notification_config(self, params: GetTaskPushNotificationConfigRequest,
+                                                   context: ServerCallContext) -> TaskPushNotificationConfig:
+        await self._gate("GetTaskPushNotificationConfig", context)
+        return await self.handler.on_get_task_push_notification_config(params, context)
+
+    async def on_list_task_push_notification_configs(
+            self, params: ListTaskPushNotificationConfigsRequest,
+            context: ServerCallContext) -> ListTaskPushNotificationConfigsResponse:
+        await self._gate("ListTaskPushNotificationConfigs", context)
+        return await self.handler.on_list_task_push_notification_configs(params, context)
+
+    async def on_delete_task_push_notification_config(self, params: DeleteTaskPushNotificationConfigRequest,
+                                                      context: ServerCallContext) -> None:
+        await self._gate("DeleteTaskPushNotificationConfig", context)
+        await self.handler.on_delete_task_push_notification_config(params, context)
+
+    async def on_get_extended_agent_card(self, params: GetExtendedAgentCardRequest,
+                                         context: ServerCallContext) -> AgentCard:
+        await self._gate("GetExtendedAgentCard", context)
+        return await self.handler.on_get_extended_agent_card(params, context)
+
+    async def _gate(self, method: str, context: ServerCallContext) -> None:
+        """Return if the caller may make this request; else raise the refusal (InvalidRequestError)."""
+        decision = await self.vouchnet.authorize(_bearer(context), f"{REQUEST_ACTION_PREFIX}{method}")
+        if not decision.allowed:
+            raise InvalidRequestError(refusal_text(decision),
+                                      data={"verdict": decision.verdict, "reason": decision.reason})
+
+
+def _refused_message(message: Message, decision: TrustDecision) -> Task:
+    """The answer to a refused message: a rejected task (the message's, or a new one: the request made none)."""
+    return _rejected(message.task_id or str(uuid.uuid4()), message.context_id or str(uuid.uuid4()), message,
+                     decision)
+
+
+def _rejected(task_id: str | None, context_id: str | None, message: Message | None,
+              decision: TrustDecision) -> Task:
+    reason = Message(message_id=f"vouchnet-{task_id}", context_id=context_id, task_id=task_id,
+                     role=Role.ROLE_AGENT, parts=[Part(text=refusal_text(decision))])
+    history = [message] if message is not None else []
+    return Task(id=task_id, context_id=context_id, history=history,
                 status=TaskStatus(state=TaskState.TASK_STATE_REJECTED, message=reason))
 
 

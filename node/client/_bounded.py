@@ -1,0 +1,140 @@
+"""What a server can make the SDK's synchronous requests cost (DESIGN §8, fail closed): a deadline for the whole
+request, and a cap on the size of a body read. httpx's timeouts bound each read, so a server that trickles its
+answer, a byte at a time (headers included), would otherwise hold a request, and the check waiting on it, for ever.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import ssl
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+IDENTITY = {"Accept-Encoding": "identity"}  # the headers of a request whose body `read_capped` reads
+# When (time.monotonic) the current thread's request must be done; None: no deadline (httpx's timeouts alone).
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("vouchnet_deadline", default=None)
+
+
+class BodyTooLarge(httpx.HTTPError):
+    """A server's answer is longer than the caller's cap (an httpx.HTTPError, so callers treat it as a failed
+    request)."""
+
+
+@contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Requests of this thread made in the block, over a `bounded_transport`, must finish within `seconds` of its
+    start: past it, their next read, write or connect raises httpx's timeout error."""
+    token = _deadline.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def renew(seconds: float) -> None:
+    """Move the deadline of the enclosing `deadline` block to `seconds` from now (an idle bound: a long-lived stream
+    renews it at each line it receives)."""
+    _deadline.set(time.monotonic() + seconds)
+
+
+def bounded_transport() -> httpx.HTTPTransport:
+    """httpx's own transport, its network reads, writes and connects held to the thread's `deadline`."""
+    import httpcore  # here: it imports trio (when installed), and importing the SDK must not (test_import.py)
+
+    transport = httpx.HTTPTransport()
+    pool = transport._pool  # httpx takes no network backend: wrap the one its connection pool was given
+    if not isinstance(pool, httpcore.ConnectionPool):
+        raise RuntimeError(f"httpx {httpx.__version__}: its transport's pool is not an httpcore.ConnectionPool")
+    pool._network_backend = _Backend(pool._network_backend)
+    return transport
+
+
+def read_capped(response: httpx.Response, limit: int, what: str) -> bytes:
+    """The body of a streamed `response`, refused (BodyTooLarge, naming `what`) once longer than `limit` bytes.
+    Read as sent: a compressed body could inflate past any cap before it is counted (ask with `IDENTITY`)."""
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding != "identity":
+        raise BodyTooLarge(f"{what}: compressed ({encoding}) though asked for identity")
+    length = response.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise BodyTooLarge(f"{what}: {length} bytes, over the limit of {limit}")
+    return b"".join(_capped(response.iter_raw(), limit, what))
+
+
+def _capped(chunks: Iterable[bytes], limit: int, what: str) -> Iterator[bytes]:
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"{what}: longer than the limit of {limit} bytes")
+        yield chunk
+
+
+def _left(timeout: float | None, operation: str) -> float | None:
+    """`timeout`, shortened to what is left of the deadline; raises httpcore's `<operation>Timeout` once nothing is
+    (httpx maps it to its own, as it does a socket's timeout)."""
+    end = _deadline.get()
+    if end is None:
+        return timeout
+    left = end - time.monotonic()
+    if left <= 0:
+        import httpcore  # loaded already: a connection of it is asking
+
+        raise getattr(httpcore, f"{operation}Timeout")("the request's deadline passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _Stream:
+    """A connection whose every operation waits at most until the deadline of the request using it (httpcore's
+    NetworkStream interface, not its class: see bounded_transport's import)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _left(timeout, "Read"))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _left(timeout, "Write"))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+                  timeout: float | None = None) -> _Stream:
+        return _Stream(self._inner.start_tls(ssl_context, server_hostname, _left(timeout, "Connect")))
+
+    def get_extra_info(self, info: str) -> object:
+        return self._inner.get_extra_info(info)
+
+
+class _Backend:
+    """Opens `_Stream`s (httpcore's NetworkBackend interface)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: Iterable[Any] | None = None) -> _Stream:
+        return _Stream(self._inner.connect_tcp(host, port, _left(timeout, "Connect"), local_address,
+                                               socket_options))
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None,
+                            socket_options: Iterable[Any] | None = None) -> _Stream:
+        return _Stream(self._inner.connect_unix_socket(path, _left(timeout, "Connect"),
+                                                       socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def get_capped(http: httpx.Client, url: str, limit: int, timeout: float) -> bytes:
+    """GET `url` with `http` (its transport a `bounded_transport`): the body, within `timeout` seconds as a whole
+    and at most `limit` bytes; raises httpx.HTTPError (BodyTooLarge, a timeout, a status error)."""
+    with deadline(timeout), http.stream("GET", url, headers=IDENTITY) as response:
+        response.raise_for_status()
+        return read_capped(response, limit, url)
