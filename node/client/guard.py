@@ -119,7 +119,7 @@ class Vouchnet:
         if self.telemetry is not None and decision.agent:
             self.telemetry.record(decision.agent, category, name, outcome,
                                   duration_ms=round((time.perf_counter() - started) * 1000, 3),
-                                  high_risk=self.policy.rules.is_high_risk(name))
+                                  high_risk=self.policy.is_high_risk(name))
 
     async def aclose(self) -> None:
         """Send the telemetry left and let go of the node."""

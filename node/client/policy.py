@@ -172,6 +172,12 @@ class TrustPolicy:
         return self._made(TrustDecision("", action, tool, "block", f"unverified {who}: {reason}", None, None,
                                         "unverified"))
 
+    def is_high_risk(self, tool: str) -> bool:
+        """Whether these rules, or the node's policy as last fetched, count `tool` as high-risk (what a service
+        reports in telemetry: the node's operator may list tools this service does not)."""
+        kept = self._node_policy
+        return self.rules.is_high_risk(tool) or (kept is not None and kept.policy.is_high_risk(tool))
+
     def invalidate(self, agent: str | None = None) -> None:
         """Forget the cached score of `agent`, or everything cached: every agent's score and the node's policy."""
         with self._lock:

@@ -438,6 +438,8 @@ def test_the_nodes_high_risk_tools_bind_a_tool_the_local_rules_do_not_list(stric
         ordinary = policy.check(agent, "tool_call", "search")
         risky = policy.check(agent, "tool_call", "launch_rocket")
         also_risky = policy.check(agent, "tool_call", "rocketLaunch")
+        assert policy.is_high_risk("launch_rocket")  # so telemetry reports the call as high-risk
+        assert policy.is_high_risk("run_shell") and not policy.is_high_risk("search")
     finally:
         policy.close()
     assert (ordinary.verdict, ordinary.source) == ("audit", "node")

@@ -125,7 +125,7 @@ class TelemetryMiddleware:
         assert self.vouchnet.telemetry is not None
         self.vouchnet.telemetry.record_mcp_operation(
             agent, name[:128], self.server, outcome, round((time.perf_counter() - started) * 1000, 3),
-            high_risk=ctx.method == "tools/call" and self.vouchnet.policy.rules.is_high_risk(target))
+            high_risk=ctx.method == "tools/call" and self.vouchnet.policy.is_high_risk(target))
 
 
 def _field(result: Any, key: str, attribute: str) -> Any:
