@@ -53,7 +53,7 @@ class GossipStats:
     records_outside_horizon: int = 0
     records_unlinked: int = 0  # of a new key whose rotation has not arrived yet; sync fetches them once it does
     records_held: int = 0  # waiting for a missing predecessor
-    records_dropped: int = 0  # the held buffer was full; sync fetches them
+    records_dropped: int = 0  # no room in the held buffer (their issuer's share of it); sync fetches them
     records_rejected: int = 0  # valid records that break their issuer's chain
     gaps_reported: int = 0  # issuers whose missing range went to on_gaps
     published_messages: int = 0
