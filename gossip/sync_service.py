@@ -34,11 +34,13 @@ from .sync import (
     missing_ranges,
 )
 from .sync_messages import (
+    MAX_REQUEST_FRAME,
     MAX_SEQ,
     SYNC_PROTOCOL,
     CosignRequest,
     RemoteProtocolError,
     Reply,
+    Request,
     SyncError,
     decode_request,
     encode_message,
@@ -46,6 +48,11 @@ from .sync_messages import (
 from .validation import Checking, ProcessChecker, ThreadedChecker
 
 logger = logging.getLogger(__name__)
+
+# Request frames longer than this are decoded on a worker thread. Dense CBOR (a frame of empty or nested arrays)
+# takes about 1 ms per KB to decode and check (cbor2, then the profile walk), a few ms here, and a request can be
+# up to MAX_REQUEST_FRAME (about 260 KiB); cbor2 holds the GIL inside its C code, so the loop still waits for that part.
+DECODE_ON_LOOP_BYTES = 4096
 
 Gaps = Mapping[str, tuple[int, int]]  # issuer -> (first, last) missing seq
 CosignHandler = Callable[[str, CosignRequest], Awaitable[Reply]]  # (requesting peer, request) -> reply
@@ -92,7 +99,9 @@ class SyncService:
     than that in memory (records are up to 64 KiB, and decoded take up to three times their size). `max_inbound` bounds the requests answered at once, `max_inbound_streams` the inbound streams
     open, idle ones included: a witness's client keeps its stream between checkpoints, and a stream idle for
     `timeout` after answering is closed. `max_peer_streams` bounds the inbound streams of any one peer (an honest
-    one has a sync session and a kept cosigning stream at most), so that no peer can hold them all.
+    one has a sync session and a kept cosigning stream at most), so that no peer can hold them all. An inbound
+    request frame longer than any request (sync_messages.MAX_REQUEST_FRAME) is refused unread, and one longer than
+    DECODE_ON_LOOP_BYTES is decoded on a worker thread.
     """
 
     def __init__(
@@ -398,7 +407,7 @@ class SyncService:
             while True:
                 try:
                     with trio.fail_after(self.timeout):
-                        payload = await stream.read_frame(self.limits.max_frame)
+                        payload = await stream.read_frame(MAX_REQUEST_FRAME)
                 except trio.TooSlowError:
                     if not answered:
                         raise
@@ -432,7 +441,7 @@ class SyncService:
     async def _reply(self, stream: Stream, server: SyncServer, payload: bytes) -> bool:
         """Answer one request; False if it was malformed (refused, and the stream is done)."""
         try:
-            request = decode_request(payload)
+            request = await _decode_request(payload)
         except RemoteProtocolError as error:
             self.stats.errors[error.reason] += 1
             logger.info("sync request from %s refused (%s): %s", stream.remote_peer, error.reason, error)
@@ -450,3 +459,10 @@ class SyncService:
             self.stats.records_served += server.records_served - served
             served = server.records_served
         return True
+
+
+async def _decode_request(payload: bytes) -> Request:
+    """decode_request, off the event loop for a frame long enough to hold it up (see DECODE_ON_LOOP_BYTES)."""
+    if len(payload) <= DECODE_ON_LOOP_BYTES:
+        return decode_request(payload)
+    return await trio.to_thread.run_sync(decode_request, payload)
