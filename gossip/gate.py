@@ -1,12 +1,6 @@
 """The records topic's validator (DESIGN.md §5): size, per-peer rate, batch format, every record's signature and
 schema, per-org rate. Sans-I/O: fed (forwarder, message, time), it gives a GossipSub v1.1 verdict (accept, ignore,
-reject) and counts ignores and rejections by reason; the records of accepted messages are kept so that delivery
-does not verify them a second time.
-
-Only invalid messages are rejected (lowering the forwarder's score). A message over a rate is ignored, unless its
-forwarder is the org whose rate it exceeds: an honest relayer cannot shape the traffic it forwards, so neither its
-share of another org's burst nor its own aggregate rate (checked before the message is even decoded, so nothing is
-known of its validity) is its offence; an org's own records beyond its rate, sent by the org itself, are.
+reject) and counts them by reason; accepted messages' records are kept so that delivery does not verify them again.
 """
 
 from __future__ import annotations
@@ -64,7 +58,14 @@ class GateStats:
 
 
 class RecordGate:
-    """Decides each records-topic message from a peer; hands the verified records of accepted ones to delivery."""
+    """Decides each records-topic message from a peer; hands the verified records of accepted ones to delivery.
+
+    Invalid messages are rejected (lowering the forwarder's score), and so are an org's records beyond the org's rate
+    when the org itself forwards them. Any other message over a rate is ignored (GossipSub v1.1 IGNORE: dropped, not
+    relayed, no penalty): an honest relayer cannot shape the traffic it forwards, so neither its share of another
+    org's burst nor its own aggregate rate (checked before the message is decoded, when nothing is known of its
+    validity) is its offence.
+    """
 
     def __init__(
         self,
@@ -112,7 +113,7 @@ class RecordGate:
         )
 
     def check(self, peer: str, data: bytes, now: float) -> Verdict:
-        """The verdict on `data`, forwarded by `peer`, at time `now` (see the module docstring). Never raises."""
+        """The verdict on `data`, forwarded by `peer`, at time `now` (see the class docstring). Never raises."""
         if peer == self._own_peer:
             return Verdict.ACCEPT  # our publisher packed our replica's records
         refusal = self._refusal(peer, data, now)

@@ -17,7 +17,8 @@ machine; they use a plain py-libp2p node built as its examples do:
 1. Spam protection silently forwards at most 10 messages/s per topic, our own publishes included
    (GossipSub._check_spam_protection, max_messages_per_topic_per_second=10.0). Repro: two connected nodes,
    publish 50 messages at 50/s -> the peer receives 12. Handled: spam_protection_enabled=False. Rate
-   limits belong to the gossip layer's validator, where a reject also lowers the sender's score.
+   limits belong to the gossip layer's validator, which tells a flooding origin (REJECT: its score drops) from a
+   peer relaying part of a flood (IGNORE, quirk 28).
 2. The per-peer outbound queue is fixed at 32 RPCs (rpc_queue.OutBoundQueueSize) and RpcQueue.push drops
    silently when full. See 8 for the repro. Handled for our own messages: publish() waits for queue space
    (8). A message this node relays can still be dropped for a peer whose queue is full, as in go-libp2p;
@@ -304,10 +305,11 @@ class InvalidPeerId(HostError, ValueError):
 class PeerScoring:
     """GossipSub v1.1 peer scoring, set explicitly (py-libp2p's defaults put every threshold at -inf).
 
-    Only invalid messages (a validator said False, or the message was malformed) and protocol misbehaviour
-    (IHAVE/IWANT floods) lower a score; counters decay by `decay` per heartbeat. Thresholds as in the spec:
-    below `gossip_threshold` no gossip is exchanged with the peer, below `publish_threshold` its messages
-    are dropped and ours are not sent to it, below `graylist_threshold` it is kept out of our mesh.
+    Only invalid messages (a validator said REJECT or False, or the message was malformed; IGNORE costs nothing,
+    quirk 28) and protocol misbehaviour (IHAVE/IWANT floods) lower a score; counters decay by `decay` per heartbeat.
+    Thresholds as in the spec: below `gossip_threshold` no gossip is exchanged with the peer, below
+    `publish_threshold` its messages are dropped and ours are not sent to it, below `graylist_threshold` it is kept
+    out of our mesh.
     Peer exchange (PX) from other peers is never acted on: this node chooses its own peers.
     """
 
