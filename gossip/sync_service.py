@@ -11,7 +11,7 @@ import random
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import trio
 
@@ -40,8 +40,8 @@ from .sync_messages import (
     CosignRequest,
     RemoteProtocolError,
     Reply,
-    Request,
     SyncError,
+    decode_reply,
     decode_request,
     encode_message,
 )
@@ -49,10 +49,12 @@ from .validation import Checking, ProcessChecker, ThreadedChecker
 
 logger = logging.getLogger(__name__)
 
-# Request frames longer than this are decoded on a worker thread. Dense CBOR (a frame of empty or nested arrays)
-# takes about 1 ms per KB to decode and check (cbor2, then the profile walk), a few ms here, and a request can be
-# up to MAX_REQUEST_FRAME (about 260 KiB); cbor2 holds the GIL inside its C code, so the loop still waits for that part.
+# Frames longer than this are decoded on a worker thread. Dense CBOR (a frame of empty or nested arrays) takes about
+# 1 ms per KB to decode and check (cbor2, then the profile walk), a few ms here; a request can be up to
+# MAX_REQUEST_FRAME (about 260 KiB) and a reply up to SyncLimits.max_frame (a MiB). cbor2 holds the GIL inside its C
+# code, so the loop still waits for that part (a third of the time, measured).
 DECODE_ON_LOOP_BYTES = 4096
+_M = TypeVar("_M")
 
 Gaps = Mapping[str, tuple[int, int]]  # issuer -> (first, last) missing seq
 CosignHandler = Callable[[str, CosignRequest], Awaitable[Reply]]  # (requesting peer, request) -> reply
@@ -100,8 +102,8 @@ class SyncService:
     open, idle ones included: a witness's client keeps its stream between checkpoints, and a stream idle for
     `timeout` after answering is closed. `max_peer_streams` bounds the inbound streams of any one peer (an honest
     one has a sync session and a kept cosigning stream at most), so that no peer can hold them all. An inbound
-    request frame longer than any request (sync_messages.MAX_REQUEST_FRAME) is refused unread, and one longer than
-    DECODE_ON_LOOP_BYTES is decoded on a worker thread.
+    request frame longer than any request (sync_messages.MAX_REQUEST_FRAME) is refused unread, and frames (requests
+    and replies) longer than DECODE_ON_LOOP_BYTES are decoded on a worker thread.
     """
 
     def __init__(
@@ -275,9 +277,9 @@ class SyncService:
                 if isinstance(event, Send):
                     with trio.fail_after(self.timeout):
                         await stream.write_frame(event.payload)
-                    event = client.receive(await self._read(stream))
+                    event = client.receive_reply(await _decoded(decode_reply, await self._read(stream)))
                 elif isinstance(event, ReadNext):
-                    event = client.receive(await self._read(stream))
+                    event = client.receive_reply(await _decoded(decode_reply, await self._read(stream)))
                 else:
                     assert isinstance(event, Deliver)
                     checking = self._checker.submit(event.records) if self._checker else None
@@ -441,7 +443,7 @@ class SyncService:
     async def _reply(self, stream: Stream, server: SyncServer, payload: bytes) -> bool:
         """Answer one request; False if it was malformed (refused, and the stream is done)."""
         try:
-            request = await _decode_request(payload)
+            request = await _decoded(decode_request, payload)
         except RemoteProtocolError as error:
             self.stats.errors[error.reason] += 1
             logger.info("sync request from %s refused (%s): %s", stream.remote_peer, error.reason, error)
@@ -461,8 +463,8 @@ class SyncService:
         return True
 
 
-async def _decode_request(payload: bytes) -> Request:
-    """decode_request, off the event loop for a frame long enough to hold it up (see DECODE_ON_LOOP_BYTES)."""
+async def _decoded(decode: Callable[[bytes], _M], payload: bytes) -> _M:
+    """decode(payload), off the event loop for a frame long enough to hold it up (see DECODE_ON_LOOP_BYTES)."""
     if len(payload) <= DECODE_ON_LOOP_BYTES:
-        return decode_request(payload)
-    return await trio.to_thread.run_sync(decode_request, payload)
+        return decode(payload)
+    return await trio.to_thread.run_sync(decode, payload)

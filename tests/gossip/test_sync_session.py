@@ -1,17 +1,20 @@
-"""What one outbound sync session holds in memory: the records it fetched and has not yet offered to the replica are
-bounded in bytes as well as in count (records are up to 64 KiB). A SyncServer answers over an in-memory stream."""
+"""One outbound sync session over an in-memory stream: the records it fetched and has not yet offered to the replica
+are bounded in bytes as well as in count (records are up to 64 KiB), and a long reply is decoded off the event loop."""
 
+import threading
 from collections import deque
 
 import trio
 from nacl.signing import SigningKey
 
+import gossip.sync_service
 from gossip.replica import Replica
 from gossip.store import RecordStore
 from gossip.sync import IssuerIndex, SyncLimits, SyncServer
 from gossip.sync_service import SyncService
 from vouching import MAX_RECORD_SIZE, Record, vouch_body
 from vouching.bodies import SCOPE_ITEM_MAX, SCOPE_MAX
+from vouching.cbor import encode
 
 from ..factories import Org, new_did
 
@@ -75,3 +78,49 @@ async def test_a_session_offers_fetched_records_to_the_replica_before_they_excee
     assert (service.stats.rounds, service.stats.records_fetched) == (1, 40)
     assert sum(offered) == sum(len(r.raw) for r in records)
     assert max(offered) <= accept_bytes + LIMITS.page_bytes  # one page beyond the bound at most
+
+
+class DenseReplyStream(ServedStream):
+    """A peer's stream that answers anything with the same frame."""
+
+    def __init__(self, reply: bytes) -> None:
+        self._reply = reply
+
+    async def write_frame(self, payload: bytes) -> None:
+        pass
+
+    async def read_frame(self, max_size: int) -> bytes | None:
+        await trio.lowlevel.checkpoint()
+        return self._reply
+
+
+class DenseReplyHost:
+    """A host whose one peer answers with `reply`, and which records whom it disconnected."""
+
+    def __init__(self, reply: bytes) -> None:
+        self._reply = reply
+        self.disconnected: list[str] = []
+
+    async def open_stream(self, peer: str, protocol: str) -> DenseReplyStream:
+        return DenseReplyStream(self._reply)
+
+    async def disconnect(self, peer: str) -> None:
+        self.disconnected.append(peer)
+
+
+async def test_a_dense_reply_is_decoded_off_the_event_loop_and_is_the_peer_s_offence(tmp_path, monkeypatch):
+    # Nested arrays, as long as a reply may be: a MiB of them took a second to decode, all of it on the loop.
+    nested = [[[[[[[[[[[[[[0]]]]]]]]]]]]]]
+    dense = encode({"t": "heads", "heads": nested * ((LIMITS.max_frame - 100) // len(encode(nested))), "more": False})
+    assert gossip.sync_service.DECODE_ON_LOOP_BYTES < len(dense) <= LIMITS.max_frame
+    threads: list[int] = []
+    decode = gossip.sync_service.decode_reply
+    monkeypatch.setattr(gossip.sync_service, "decode_reply",
+                        lambda payload: threads.append(threading.get_ident()) or decode(payload))
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(SigningKey.generate(), store, roots=(), max_hops=1, held_limit=10)
+        host = DenseReplyHost(dense)
+        service = SyncService(host, replica, limits=LIMITS)
+        await service.sync_with(PEER)
+    assert len(threads) == 1 and threads[0] != threading.get_ident()
+    assert (service.stats.errors["malformed"], host.disconnected) == (1, [PEER])
