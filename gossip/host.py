@@ -193,17 +193,18 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    to B, whose validator accepts only that; 120 s later A sends b"forged" signed under the same seqno: B
    delivers it. Handled: _Pubsub.validate_msg keeps no verdicts (see 28); every message not seen is validated.
 28. Validators can only say yes or no (GossipSub v1.1's IGNORE verdict is missing), and push_msg counts every no as
-   an invalid message against the forwarder (scorer.on_invalid_message). So a peer that relays part of another
-   org's burst beyond our rate limit is penalised like one that forged a signature, and with the burst of a busy
-   origin an honest mesh cuts off its own relayers. Repro: hosts A - B - C in a line, C's validator returns False
-   for every message after the second; A publishes 20 at once -> C rejects 6 from B, whose score is then -59, below
-   the publish threshold, so C drops everything B relays from then on, honest messages included. Handled: validators return a Verdict (gossip.verdict; True and False still mean
-   ACCEPT and REJECT), and _Pubsub.validate_msg, which push_msg awaits and whose ValidationError it turns into the
-   penalty, is our own: it asks Host for the verdict, raises ValidationError for REJECT and the private _Ignored
-   for IGNORE, which passes push_msg's handler and is caught in _Pubsub.push_msg: the message is then dropped
-   before push_msg marks it seen, scores it or relays it. The verdict travels up the call stack, never through
-   shared state, so no later message can be spared a penalty by mistake; the library's validate_msg ran
-   py-libp2p's per-topic validator registry, which Host no longer uses (it holds the validators itself).
+   an invalid message against the forwarder (scorer.on_invalid_message). So a peer that relays part of another org's
+   burst beyond our rate limit is penalised like one that forged a signature, and with the burst of a busy origin an
+   honest mesh cuts off its own relayers. Repro: hosts A - B - C in a line, C's validator returns False for every
+   message after the second; A publishes 20 at once -> C rejects 6 from B, whose score is then -59, below the publish
+   threshold, so C drops everything B relays from then on, honest messages included. Handled: validators return a
+   Verdict (gossip.verdict; True and False still mean ACCEPT and REJECT), and _Pubsub.validate_msg, which push_msg
+   awaits and whose ValidationError it turns into the penalty, is our own: it asks Host for the verdict, raises
+   ValidationError for REJECT and the private _Ignored for IGNORE, which passes push_msg's handler and is caught in
+   _Pubsub.push_msg: the message is then dropped before push_msg marks it seen, scores it or relays it. The verdict
+   travels up the call stack, never through shared state, so no later message can be spared a penalty by mistake; the
+   library's validate_msg ran py-libp2p's per-topic validator registry, which Host no longer uses (it holds the
+   validators itself).
 Not worked around (policy, not a bug to patch): scores of a disconnected peer are forgotten at once (the spec
 retains them); IDONTWANT is sent for every message regardless of size.
 """
