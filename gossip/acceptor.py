@@ -76,7 +76,8 @@ class Acceptor:
         if batch.records:
             self._store.append(batch.records)
         outcome.accepted = batch.records
-        outcome.held = sum(1 for r in records if self._held_at(r.iss, r.seq) is r)
+        if self._held:
+            outcome.held = sum(1 for r in records if self._held_at(r.iss, r.seq) is r)
         for iss, (_, last) in list(outcome.gaps.items()):
             head = batch.head(iss)
             if head is not None and head.seq >= last:

@@ -173,9 +173,9 @@ class RecordGate:
             verified += 1
             fresh.append(record)
             per_org[record.iss] += 1
-        if over := {org for org, count in per_org.items() if count > self._orgs.tokens(org, now)}:
+        if self._orgs.try_take_all(per_org, now) is not None:  # (it took nothing)
+            over = {org for org, count in per_org.items() if count > self._orgs.tokens(org, now)}
             return (Verdict.REJECT if self._org_of(peer) in over else Verdict.IGNORE), "org_rate"
-        self._orgs.try_take_all(per_org, now)
         self._counts["known"] += known
         self._counts["verified"] += verified
         self._remember(fresh)
