@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from sortedcontainers import SortedDict, SortedList
+
 from vouching import OrgBody, Record, RevokeBody
 from vouching.succession import Succession
 
@@ -29,14 +31,21 @@ class Outcome:
     held: int = 0  # records of the batch still waiting for a missing predecessor
     outside_horizon: int = 0
     unlinked: int = 0  # records of a key whose first record names a prior key that has not (yet) named it back
-    dropped: int = 0  # held buffer full: sync will fetch them again
+    dropped: int = 0  # not held, or no longer, for lack of room (their issuer's share): sync will fetch them again
     rejected: list[tuple[Record, str]] = field(default_factory=list)
     equivocations: list[tuple[bytes, bytes]] = field(default_factory=list)  # (the one we hold, the new one)
     gaps: dict[str, tuple[int, int]] = field(default_factory=dict)  # issuer -> (first, last) missing seq
 
 
 class Acceptor:
-    """The single writer of a RecordStore: every record, ours or a peer's, enters the store through here."""
+    """The single writer of a RecordStore: every record, ours or a peer's, enters the store through here.
+
+    Records waiting for a missing predecessor are held, at most `held_limit` of them, shared fairly among their
+    issuers: when the buffer is full, a record whose issuer holds fewer than the issuer holding most takes the
+    place of that issuer's farthest-ahead record (the last its gap would release); otherwise it is dropped. So
+    one issuer flooding records after a gap, which any issuer inside the horizon can sign at will, never evicts
+    an issuer holding fewer, and each of n issuers keeps at least held_limit / n of its records.
+    """
 
     def __init__(self, store: RecordStore, succession: Succession, *, in_horizon: Callable[[str], bool],
                  held_limit: int) -> None:
@@ -44,11 +53,13 @@ class Acceptor:
         self._succession = succession
         self._in_horizon = in_horizon
         self._held_limit = held_limit
-        self._held: dict[tuple[str, int], Record] = {}
+        self._held: dict[str, SortedDict[int, Record]] = {}  # issuer -> seq -> record
+        self._shares: SortedList[tuple[int, str]] = SortedList()  # (records held, issuer), for each issuer holding
+        self._held_count = 0
 
     @property
     def held_count(self) -> int:
-        return len(self._held)
+        return self._held_count
 
     def submit(self, records: Sequence[Record]) -> Outcome:
         """Decide each record, append the accepted ones in one durable batch, and report."""
@@ -59,13 +70,14 @@ class Acceptor:
             while pending:  # an accepted record releases its held successor, which may release the next
                 current = pending.pop()
                 if self._offer(current, batch, outcome):
-                    successor = self._held.pop((current.iss, current.seq + 1), None)
+                    successor = self._release(current.iss, current.seq + 1)
                     if successor is not None:
                         pending.append(successor)
         if batch.records:
             self._store.append(batch.records)
         outcome.accepted = batch.records
-        outcome.held = sum(1 for r in records if self._held.get((r.iss, r.seq)) is r)
+        if self._held:
+            outcome.held = sum(1 for r in records if self._held_at(r.iss, r.seq) is r)
         for iss, (_, last) in list(outcome.gaps.items()):
             head = batch.head(iss)
             if head is not None and head.seq >= last:
@@ -105,8 +117,7 @@ class Acceptor:
         return True
 
     def _hold(self, record: Record, next_seq: int, outcome: Outcome) -> None:
-        key = (record.iss, record.seq)
-        held = self._held.get(key)
+        held = self._held_at(record.iss, record.seq)
         if held is not None:
             if held.id == record.id:
                 outcome.duplicates += 1
@@ -115,10 +126,53 @@ class Acceptor:
             return
         first, last = outcome.gaps.get(record.iss, (next_seq, record.seq - 1))
         outcome.gaps[record.iss] = (first, max(last, record.seq - 1))
-        if len(self._held) >= self._held_limit:
-            outcome.dropped += 1
-            return
-        self._held[key] = record
+        if self._held_count >= self._held_limit:
+            outcome.dropped += 1  # this record, or the one it replaces
+            if not self._evict_for(record.iss):
+                return
+        of_issuer = self._held.get(record.iss)
+        if of_issuer is None:
+            of_issuer = self._held[record.iss] = SortedDict()
+        else:
+            self._shares.remove((len(of_issuer), record.iss))
+        of_issuer[record.seq] = record
+        self._shares.add((len(of_issuer), record.iss))
+        self._held_count += 1
+
+    def _held_at(self, iss: str, seq: int) -> Record | None:
+        of_issuer = self._held.get(iss)
+        return of_issuer.get(seq) if of_issuer is not None else None
+
+    def _release(self, iss: str, seq: int) -> Record | None:
+        """Take the record held at (iss, seq) out of the buffer, if there is one."""
+        of_issuer = self._held.get(iss)
+        if of_issuer is None or seq not in of_issuer:
+            return None
+        self._shares.remove((len(of_issuer), iss))
+        record = of_issuer.pop(seq)
+        self._shrunk(iss, of_issuer)
+        return record
+
+    def _evict_for(self, iss: str) -> bool:
+        """Make room for a record of `iss` by dropping the farthest-ahead record of the issuer holding most, if that
+        issuer holds more than `iss` does; whether room was made."""
+        most, largest = self._shares[-1]
+        of_issuer = self._held.get(iss)
+        if most <= (len(of_issuer) if of_issuer is not None else 0):
+            return False
+        of_largest = self._held[largest]
+        self._shares.remove((most, largest))
+        of_largest.popitem(-1)
+        self._shrunk(largest, of_largest)
+        return True
+
+    def _shrunk(self, iss: str, of_issuer: SortedDict[int, Record]) -> None:
+        """Bookkeeping after one record of `iss` left the buffer (its share's entry already removed)."""
+        self._held_count -= 1
+        if of_issuer:
+            self._shares.add((len(of_issuer), iss))
+        else:
+            del self._held[iss]
 
 
 class _Batch:

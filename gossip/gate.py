@@ -1,6 +1,6 @@
 """The records topic's validator (DESIGN.md §5): size, per-peer rate, batch format, every record's signature and
-schema, per-org rate. Sans-I/O: fed (forwarder, message, time), it accepts or rejects and counts rejections by
-reason; the records of accepted messages are kept so that delivery does not verify them a second time.
+schema, per-org rate. Sans-I/O: fed (forwarder, message, time), it gives a GossipSub v1.1 verdict (accept, ignore,
+reject) and counts them by reason; accepted messages' records are kept so that delivery does not verify them again.
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ from vouching import InvalidRecord, Record, record_id
 from .batch import BatchError, OversizedBatch, max_message_size, unpack
 from .ratelimit import TokenBuckets
 from .validation import check_record
+from .verdict import Verdict
 
 logger = logging.getLogger(__name__)
 
-REASONS = ("oversized", "peer_rate", "malformed", "invalid_record", "org_rate")
+REJECT_REASONS = ("oversized", "malformed", "invalid_record", "org_rate")
+IGNORE_REASONS = ("peer_rate", "org_rate")
 # Peers and orgs may burst this many seconds' worth of their rate. Twice what our own publisher allows itself
 # (PUBLISH_BURST_SECONDS), so that records paced by an honest origin still fit after a second of relay jitter.
 RECEIVE_BURST_SECONDS = 2.0
@@ -47,7 +49,8 @@ class GateStats:
     """Counters since the gate was made. Records are counted in accepted messages only."""
 
     accepted: int = 0  # messages
-    rejected: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))  # messages, by reason
+    rejected: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REJECT_REASONS, 0))  # messages, by reason
+    ignored: dict[str, int] = field(default_factory=lambda: dict.fromkeys(IGNORE_REASONS, 0))  # messages, by reason
     records_verified: int = 0  # signature and schema checked
     records_known: int = 0  # not checked again: verified recently or already stored
     records_reverified: int = 0  # checked again at delivery: the cache had forgotten them (raise cache_records)
@@ -55,7 +58,14 @@ class GateStats:
 
 
 class RecordGate:
-    """Decides each records-topic message from a peer; hands the verified records of accepted ones to delivery."""
+    """Decides each records-topic message from a peer; hands the verified records of accepted ones to delivery.
+
+    Invalid messages are rejected (lowering the forwarder's score), and so are an org's records beyond the org's rate
+    when the org itself forwards them. Any other message over a rate is ignored (GossipSub v1.1 IGNORE: dropped, not
+    relayed, no penalty): an honest relayer cannot shape the traffic it forwards, so neither its share of another
+    org's burst nor its own aggregate rate (checked before the message is decoded, when nothing is known of its
+    validity) is its offence.
+    """
 
     def __init__(
         self,
@@ -63,17 +73,20 @@ class RecordGate:
         *,
         own_peer: str,
         known: Callable[[bytes], bool],
+        org_of: Callable[[str], str | None],
         cache_records: int = 16384,
         cache_bytes: int = CACHE_BYTES,
     ) -> None:
         """`own_peer` is this node's peer id (its own publishes are its replica's records: accepted unchecked);
-        `known(record_id)` says whether a record is stored already (Replica.store.has). Verified records are kept
-        for delivery up to `cache_records` of them and `cache_bytes` of their bytes, the oldest forgotten first.
+        `known(record_id)` says whether a record is stored already (Replica.store.has); `org_of(peer_id)` is the
+        org did of a peer (the same key), or None. Verified records are kept for delivery up to `cache_records` of
+        them and `cache_bytes` of their bytes, the oldest forgotten first.
         """
         self._batch_bytes = limits.gossip_batch_bytes
         self._max_message = max_message_size(limits.gossip_batch_bytes)
         self._own_peer = own_peer
         self._known = known
+        self._org_of = org_of
         self._cache_records = cache_records
         self._cache_bytes = cache_bytes
         self._cached_bytes = 0
@@ -85,29 +98,30 @@ class RecordGate:
             limits.peer_bytes_per_second, max(self._max_message, limits.peer_bytes_per_second * RECEIVE_BURST_SECONDS))
         self._orgs = TokenBuckets[str](limits.org_records_per_second,
                                        max(1.0, limits.org_records_per_second * RECEIVE_BURST_SECONDS))
-        self._counts: Counter[str] = Counter()
+        self._counts: Counter[tuple[Verdict, str] | str] = Counter()
 
     def stats(self) -> GateStats:
         c = self._counts
         return GateStats(
             accepted=c["accepted"],
-            rejected={reason: c[reason] for reason in REASONS},
+            rejected={reason: c[Verdict.REJECT, reason] for reason in REJECT_REASONS},
+            ignored={reason: c[Verdict.IGNORE, reason] for reason in IGNORE_REASONS},
             records_verified=c["verified"],
             records_known=c["known"],
             records_reverified=c["reverified"],
             delivered_invalid=c["delivered_invalid"],
         )
 
-    def check(self, peer: str, data: bytes, now: float) -> bool:
-        """Whether to accept (and relay) `data`, forwarded by `peer`, at time `now`. Never raises."""
+    def check(self, peer: str, data: bytes, now: float) -> Verdict:
+        """The verdict on `data`, forwarded by `peer`, at time `now` (see the class docstring). Never raises."""
         if peer == self._own_peer:
-            return True  # our publisher packed our replica's records
-        reason = self._reject_reason(peer, data, now)
-        if reason is None:
+            return Verdict.ACCEPT  # our publisher packed our replica's records
+        refusal = self._refusal(peer, data, now)
+        if refusal is None:
             self._counts["accepted"] += 1
-            return True
-        self._counts[reason] += 1
-        return False
+            return Verdict.ACCEPT
+        self._counts[refusal] += 1
+        return refusal[0]
 
     def records(self, data: bytes) -> list[Record]:
         """The records of an accepted message that this node does not store yet, verified once only. A message
@@ -129,20 +143,21 @@ class RecordGate:
             return []
         return records
 
-    def _reject_reason(self, peer: str, data: bytes, now: float) -> str | None:
+    def _refusal(self, peer: str, data: bytes, now: float) -> tuple[Verdict, str] | None:
+        """None to accept, or the verdict and its reason."""
         if len(data) > self._max_message:
-            return "oversized"
+            return Verdict.REJECT, "oversized"
         if self._peer_messages.tokens(peer, now) < 1 or self._peer_bytes.tokens(peer, now) < len(data):
-            return "peer_rate"
+            return Verdict.IGNORE, "peer_rate"
         self._peer_messages.try_take(peer, now)
         self._peer_bytes.try_take(peer, now, len(data))
         try:
             raws = unpack(data, self._batch_bytes)
         except OversizedBatch:
-            return "oversized"
+            return Verdict.REJECT, "oversized"
         except BatchError as error:
             logger.debug("gossip from %s rejected: %s", peer, error)
-            return "malformed"
+            return Verdict.REJECT, "malformed"
         fresh: list[Record] = []
         per_org: Counter[str] = Counter()
         known = verified = 0
@@ -154,12 +169,13 @@ class RecordGate:
                 record = check_record(raw)
             except InvalidRecord as error:
                 logger.debug("gossip from %s rejected: %s", peer, error)
-                return "invalid_record"
+                return Verdict.REJECT, "invalid_record"
             verified += 1
             fresh.append(record)
             per_org[record.iss] += 1
-        if self._orgs.try_take_all(per_org, now) is not None:
-            return "org_rate"
+        if self._orgs.try_take_all(per_org, now) is not None:  # (it took nothing)
+            over = {org for org, count in per_org.items() if count > self._orgs.tokens(org, now)}
+            return (Verdict.REJECT if self._org_of(peer) in over else Verdict.IGNORE), "org_rate"
         self._counts["known"] += known
         self._counts["verified"] += verified
         self._remember(fresh)

@@ -17,7 +17,8 @@ machine; they use a plain py-libp2p node built as its examples do:
 1. Spam protection silently forwards at most 10 messages/s per topic, our own publishes included
    (GossipSub._check_spam_protection, max_messages_per_topic_per_second=10.0). Repro: two connected nodes,
    publish 50 messages at 50/s -> the peer receives 12. Handled: spam_protection_enabled=False. Rate
-   limits belong to the gossip layer's validator, where a reject also lowers the sender's score.
+   limits belong to the gossip layer's validator, which tells a flooding origin (REJECT: its score drops) from a
+   peer relaying part of a flood (IGNORE, quirk 28).
 2. The per-peer outbound queue is fixed at 32 RPCs (rpc_queue.OutBoundQueueSize) and RpcQueue.push drops
    silently when full. See 8 for the repro. Handled for our own messages: publish() waits for queue space
    (8). A message this node relays can still be dropped for a peer whose queue is full, as in go-libp2p;
@@ -190,7 +191,20 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    ids after 120 s: an origin that sends other data under an id that passed once has it delivered and relayed
    with no validator run, so garbage reaches every subscriber that saw the first. Repro: A publishes b"valid"
    to B, whose validator accepts only that; 120 s later A sends b"forged" signed under the same seqno: B
-   delivers it. Handled: _Pubsub keeps no verdicts (_NoVerdicts); every message not seen is validated.
+   delivers it. Handled: _Pubsub.validate_msg keeps no verdicts (see 28); every message not seen is validated.
+28. Validators can only say yes or no (GossipSub v1.1's IGNORE verdict is missing), and push_msg counts every no as
+   an invalid message against the forwarder (scorer.on_invalid_message). So a peer that relays part of another org's
+   burst beyond our rate limit is penalised like one that forged a signature, and with the burst of a busy origin an
+   honest mesh cuts off its own relayers. Repro: hosts A - B - C in a line, C's validator returns False for every
+   message after the second; A publishes 20 at once -> C rejects 6 from B, whose score is then -59, below the publish
+   threshold, so C drops everything B relays from then on, honest messages included. Handled: validators return a
+   Verdict (gossip.verdict; True and False still mean ACCEPT and REJECT), and _Pubsub.validate_msg, which push_msg
+   awaits and whose ValidationError it turns into the penalty, is our own: it asks Host for the verdict, raises
+   ValidationError for REJECT and the private _Ignored for IGNORE, which passes push_msg's handler and is caught in
+   _Pubsub.push_msg: the message is then dropped before push_msg marks it seen, scores it or relays it. The verdict
+   travels up the call stack, never through shared state, so no later message can be spared a penalty by mistake; the
+   library's validate_msg ran py-libp2p's per-topic validator registry, which Host no longer uses (it holds the
+   validators itself).
 Not worked around (policy, not a bug to patch): scores of a disconnected peer are forgotten at once (the spec
 retains them); IDONTWANT is sent for every message regardless of size.
 """
@@ -226,6 +240,7 @@ from libp2p.crypto.ed25519 import Ed25519PublicKey, create_new_key_pair
 from libp2p.crypto.keys import KeyType
 from libp2p.crypto.x25519 import create_new_key_pair as create_new_x25519_key_pair
 from libp2p.custom_types import TProtocol
+from libp2p.exceptions import ValidationError
 from libp2p.host.basic_host import BasicHost
 from libp2p.io.abc import Reader
 from libp2p.io.exceptions import IncompleteReadError, IOException
@@ -237,7 +252,7 @@ from libp2p.peer.peerstore import env_to_send_in_RPC
 from libp2p.protocol_muxer.exceptions import MultiselectClientError
 from libp2p.pubsub.gossipsub import GossipSub
 from libp2p.pubsub.pb import rpc_pb2
-from libp2p.pubsub.pubsub import Pubsub, ValidationCache, ValidationResult
+from libp2p.pubsub.pubsub import Pubsub
 from libp2p.pubsub.rpc_queue import DefaultMaxMessageSize, OutBoundQueueSize, RpcQueue
 from libp2p.pubsub.score import ScoreParams, TopicScoreParams
 from libp2p.pubsub.utils import maybe_consume_signed_record
@@ -250,6 +265,7 @@ from libp2p.tools.anyio_service.exceptions import LifecycleError
 from libp2p.transport.tcp.tcp import TCP
 
 from gossip.frames import FrameError, encode_frame, parse_frame_header
+from gossip.verdict import Verdict
 
 if not libp2p.__version__.startswith("0.8."):
     raise ImportError(
@@ -290,10 +306,11 @@ class InvalidPeerId(HostError, ValueError):
 class PeerScoring:
     """GossipSub v1.1 peer scoring, set explicitly (py-libp2p's defaults put every threshold at -inf).
 
-    Only invalid messages (a validator said False, or the message was malformed) and protocol misbehaviour
-    (IHAVE/IWANT floods) lower a score; counters decay by `decay` per heartbeat. Thresholds as in the spec:
-    below `gossip_threshold` no gossip is exchanged with the peer, below `publish_threshold` its messages
-    are dropped and ours are not sent to it, below `graylist_threshold` it is kept out of our mesh.
+    Only invalid messages (a validator said REJECT or False, or the message was malformed; IGNORE costs nothing,
+    quirk 28) and protocol misbehaviour (IHAVE/IWANT floods) lower a score; counters decay by `decay` per heartbeat.
+    Thresholds as in the spec: below `gossip_threshold` no gossip is exchanged with the peer, below
+    `publish_threshold` its messages are dropped and ours are not sent to it, below `graylist_threshold` it is kept
+    out of our mesh.
     Peer exchange (PX) from other peers is never acted on: this node chooses its own peers.
     """
 
@@ -383,6 +400,7 @@ class HostStats:
 
     delivered: int = 0
     rejected: int = 0
+    ignored: int = 0  # dropped without penalising the forwarder (a validator's Verdict.IGNORE, quirk 28)
     validator_errors: int = 0
     oversized: int = 0
     dropped_slow_subscriber: int = 0
@@ -591,28 +609,23 @@ class _GossipSub(GossipSub):
         return super()._check_back_off(peer, topic)
 
 
-class _NoVerdicts(ValidationCache):
-    """A validation cache that keeps nothing (quirk 27)."""
-
-    def get(self, msg_id: bytes) -> ValidationResult | None:
-        return None
-
-    def put(self, msg_id: bytes, result: ValidationResult) -> None:
-        pass
+class _Ignored(Exception):
+    """A remote message judged IGNORE (quirk 28): raised by _Pubsub.validate_msg, caught by _Pubsub.push_msg."""
 
 
 class _Pubsub(Pubsub):
-    """Pubsub with the overrides that quirks 8, 11, 12, 13 and 27 need; none of them changes what is sent."""
+    """Pubsub with the overrides that quirks 8, 11, 12, 13, 27 and 28 need; none of them changes what is sent."""
 
     def __init__(
         self,
         host: BasicHost,
         router: GossipSub,
+        judge: Callable[[ID, rpc_pb2.Message], Verdict],
         deliver: Callable[[rpc_pb2.Message], None],
         on_hostile: Callable[[ID, str], None],
     ) -> None:
         super().__init__(host, router, strict_signing=True)
-        self.validation_cache = _NoVerdicts()
+        self._judge = judge
         self._deliver = deliver
         self._on_hostile = on_hostile
         self._queue_drained = trio.Event()
@@ -627,10 +640,21 @@ class _Pubsub(Pubsub):
             return
         try:
             await super().push_msg(msg_forwarder, msg)
+        except _Ignored:
+            pass  # quirk 28: dropped before push_msg marked it seen, scored it or relayed it
         except Exception as error:  # quirk 11: a malformed remote message must not stop the service
             self._on_hostile(msg_forwarder, f"pubsub message: {_reason(error)}")
             for topic in msg.topicIDs:
                 self.router.scorer.on_invalid_message(msg_forwarder, topic)
+
+    async def validate_msg(self, msg_forwarder: ID, msg: rpc_pb2.Message) -> None:
+        """Quirks 27 and 28: the host's verdict, asked afresh for every message; push_msg penalises the forwarder
+        for a ValidationError, and lets _Ignored through to our push_msg."""
+        verdict = self._judge(msg_forwarder, msg)
+        if verdict is Verdict.IGNORE:
+            raise _Ignored
+        if verdict is not Verdict.ACCEPT:
+            raise ValidationError(f"rejected by the topic validator: message from {msg_forwarder}")
 
     async def stream_handler(self, stream: INetStream) -> None:
         try:
@@ -744,10 +768,10 @@ class Host:
             spam_protection_enabled=False,  # quirk 1
             eclipse_protection_enabled=False,  # quirk 3: non-spec mesh heuristics
         )
-        self._pubsub = _Pubsub(host, self._router, self._deliver, self._count_hostile)
+        self._pubsub = _Pubsub(host, self._router, self._validate, self._deliver, self._count_hostile)
         self._my_id = host.get_id()
         self._inboxes: dict[str, trio.MemorySendChannel[Received]] = {}
-        self._validators: dict[str, Callable[[str, bytes], bool]] = {}
+        self._validators: dict[str, Callable[[str, bytes], Verdict | bool]] = {}
         self._peer_event_channels: list[trio.MemorySendChannel[PeerEvent]] = []
         self._publish_lock = trio.Lock()
         self._counts: dict[str, int] = dict.fromkeys(HostStats.__dataclass_fields__.keys() - {"mesh_prunes"}, 0)
@@ -827,14 +851,16 @@ class Host:
         return receive
 
     async def subscribe(
-        self, topic: str, validator: Callable[[str, bytes], bool]
+        self, topic: str, validator: Callable[[str, bytes], Verdict | bool]
     ) -> trio.MemoryReceiveChannel[Received]:
         """Join `topic`; returns the channel of messages that passed `validator`. It ends when the host closes.
 
         `validator(forwarder_peer_id, data)` runs synchronously for every message before it is delivered or
-        relayed: True accepts, anything else rejects (and lowers the forwarder's score). It must be quick.
-        If it raises, the message is rejected and the error logged; it never reaches py-libp2p (quirk 4).
-        Messages larger than max_message_size are rejected before it is called.
+        relayed: Verdict.ACCEPT (or True) accepts; Verdict.IGNORE drops the message unrelayed without penalising
+        the forwarder, and the same message from another peer is judged again (quirk 28); anything else rejects
+        (and lowers the forwarder's score). It must be quick. If it raises, the message is rejected and the error
+        logged; it never reaches py-libp2p (quirk 4). Messages larger than max_message_size are rejected before
+        it is called.
         """
         self._check_open()
         _check_topic(topic)
@@ -843,7 +869,6 @@ class Host:
         send, receive = trio.open_memory_channel[Received](self._config.receive_buffer)
         self._inboxes[topic] = send
         self._validators[topic] = validator
-        self._pubsub.set_topic_validator(topic, functools.partial(self._validate, topic), False)
         await self._pubsub.subscribe(topic)
         return receive
 
@@ -859,8 +884,10 @@ class Host:
             raise HostError(f"publish to {topic!r}: {len(data)} bytes exceeds max_message_size "
                             f"{self._config.max_message_size}")
         validator = self._validators.get(topic)
-        if validator is not None and not self._call_validator(topic, validator, self.peer_id, data):
-            raise HostError(f"publish to {topic!r}: this host's own validator rejected the message")
+        if validator is not None and (verdict := self._call_validator(topic, validator, self.peer_id, data)
+                                      ) is not Verdict.ACCEPT:
+            said = "ignored" if verdict is Verdict.IGNORE else "rejected"
+            raise HostError(f"publish to {topic!r}: this host's own validator {said} the message")
         async with self._publish_lock:
             await self._wait_for_queue_space()
             await self._pubsub.publish(topic, data)
@@ -941,27 +968,39 @@ class Host:
         if not self._open:
             raise HostError("the host is closed")
 
-    def _validate(self, topic: str, forwarder: ID, msg: rpc_pb2.Message) -> bool:
+    def _validate(self, forwarder: ID, msg: rpc_pb2.Message) -> Verdict:
+        """The verdict on a message: its topics' validators in turn, the first that does not accept deciding."""
         if forwarder == self._my_id:
-            return True  # publish() validated it before handing it over
+            return Verdict.ACCEPT  # publish() validated it before handing it over
         if self._is_blocked(forwarder):
-            return False  # relayed in the moment before its connection closed
+            return Verdict.REJECT  # relayed in the moment before its connection closed
         if len(msg.data) > self._config.max_message_size:
             self._counts["oversized"] += 1
-            return False
-        ok = self._call_validator(topic, self._validators[topic], forwarder.to_base58(), msg.data)
-        if not ok:
-            self._counts["rejected"] += 1
-        return ok
+            return Verdict.REJECT
+        for topic in msg.topicIDs:
+            validator = self._validators.get(topic)
+            if validator is None:
+                continue
+            verdict = self._call_validator(topic, validator, forwarder.to_base58(), msg.data)
+            if verdict is Verdict.IGNORE:
+                self._counts["ignored"] += 1
+                return verdict
+            if verdict is not Verdict.ACCEPT:
+                self._counts["rejected"] += 1
+                return verdict
+        return Verdict.ACCEPT
 
-    def _call_validator(self, topic: str, validator: Callable[[str, bytes], bool], peer: str, data: bytes) -> bool:
+    def _call_validator(self, topic: str, validator: Callable[[str, bytes], Verdict | bool], peer: str,
+                        data: bytes) -> Verdict:
         try:
             verdict = validator(peer, data)
         except Exception:
             self._counts["validator_errors"] += 1
             logger.exception("validator for topic %r raised on a message from %s; rejecting it", topic, peer)
-            return False
-        return verdict is True
+            return Verdict.REJECT
+        if verdict is True or verdict is Verdict.ACCEPT:
+            return Verdict.ACCEPT
+        return Verdict.IGNORE if verdict is Verdict.IGNORE else Verdict.REJECT
 
     def _deliver(self, msg: rpc_pb2.Message) -> None:
         for topic in msg.topicIDs:

@@ -15,15 +15,16 @@ from itertools import islice
 
 import trio
 
-from vouching import Record
+from vouching import Record, did_key
 from vouching.cbor import encode
 
 from .acceptor import Outcome
 from .batch import batches, item_size
 from .gate import PUBLISH_BURST_SECONDS, GateStats, GossipLimits, RecordGate
-from .host import Host, Received
+from .host import Host, InvalidPeerId, Received, peer_public_key
 from .ratelimit import TokenBuckets
 from .replica import Replica
+from .verdict import Verdict
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,14 @@ Gaps = dict[str, tuple[int, int]]  # issuer -> (first, last) missing seq, as in 
 
 def records_topic(network: str) -> str:
     return f"/vouchnet/{network}/records/1"
+
+
+def _org_of(peer_id: str) -> str | None:
+    """The org did of a peer: its PeerID embeds the org's key (DESIGN.md §2)."""
+    try:
+        return did_key(peer_public_key(peer_id))
+    except InvalidPeerId:
+        return None
 
 
 @dataclass(frozen=True)
@@ -44,7 +53,7 @@ class GossipStats:
     records_outside_horizon: int = 0
     records_unlinked: int = 0  # of a new key whose rotation has not arrived yet; sync fetches them once it does
     records_held: int = 0  # waiting for a missing predecessor
-    records_dropped: int = 0  # the held buffer was full; sync fetches them
+    records_dropped: int = 0  # no room in the held buffer (their issuer's share of it); sync fetches them
     records_rejected: int = 0  # valid records that break their issuer's chain
     gaps_reported: int = 0  # issuers whose missing range went to on_gaps
     published_messages: int = 0
@@ -81,7 +90,8 @@ class GossipService:
         self._linger = linger
         self._on_gaps = on_gaps
         self._batch_bytes = limits.gossip_batch_bytes
-        self._gate = RecordGate(limits, own_peer=host.peer_id, known=replica.store.has, cache_records=cache_records)
+        self._gate = RecordGate(limits, own_peer=host.peer_id, known=replica.store.has, org_of=_org_of,
+                                cache_records=cache_records)
         # Our own records leave no faster than peers let an org's records in (see gate.RECEIVE_BURST_SECONDS).
         self._pace = TokenBuckets[str](limits.org_records_per_second,
                                        max(1.0, limits.org_records_per_second * PUBLISH_BURST_SECONDS))
@@ -119,7 +129,7 @@ class GossipService:
         finally:
             self._replica.listeners.remove(self._on_accepted)
 
-    def _validate(self, peer: str, data: bytes) -> bool:
+    def _validate(self, peer: str, data: bytes) -> Verdict:
         return self._gate.check(peer, data, self._clock())
 
     async def _deliver(self, inbox: trio.MemoryReceiveChannel[Received]) -> None:

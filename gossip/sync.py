@@ -193,9 +193,12 @@ class SyncClient:
 
     def receive(self, payload: bytes) -> Event:
         """The peer's reply to our last request; raises RemoteProtocolError if it breaks the protocol."""
+        return self.receive_reply(decode_reply(payload))
+
+    def receive_reply(self, reply: Reply) -> Event:
+        """`receive` for a reply already decoded (sync_messages.decode_reply), as a shell may do on a worker thread."""
         if self._state not in ("heads", "records"):
             raise LocalProtocolError("unexpected", f"receive() while {self._state}: no reply is due")
-        reply = decode_reply(payload)
         if isinstance(reply, ErrorReply):
             raise RemoteProtocolError("refused", f"the peer refused our request: {reply.reason}")
         if self._state == "heads":

@@ -173,6 +173,17 @@ class ErrorReply:
 Reply = HeadsPage | RecordsPage | Cosigned | Refused | ErrorReply
 
 
+def _largest_request() -> int:
+    """The length of the longest request frame the protocol allows: each kind with every field at its widest."""
+    widest = "\U0010ffff" * MAX_ISSUER  # 4 UTF-8 bytes a character
+    requests: list[Request] = [
+        HeadsRequest(widest, MAX_COUNT),
+        RecordsRequest(tuple(Range(widest, MAX_SEQ, MAX_SEQ) for _ in range(MAX_RANGES)), MAX_COUNT, MAX_COUNT),
+        CosignRequest(bytes(MAX_REQUEST_SIZE)),
+    ]
+    return max(len(encode_message(request)) for request in requests)
+
+
 def _check_issuer(field: str, value: str, *, empty_ok: bool = False) -> None:
     if type(value) is not str or len(value) > MAX_ISSUER or (not value and not empty_ok):
         raise LocalProtocolError("malformed", f"{field}: must be a text of {0 if empty_ok else 1} to {MAX_ISSUER} characters")
@@ -322,3 +333,8 @@ def _build(cls: type, *args: Any) -> Any:
         return cls(*args)
     except LocalProtocolError as e:
         raise RemoteProtocolError(e.reason, str(e)) from None
+
+
+# A server reads request frames up to this length and refuses longer ones unread: replies need frames of a MiB (pages of
+# records), but no request can be this long, and decoding a MiB of dense CBOR takes the best part of a second.
+MAX_REQUEST_FRAME = _largest_request()

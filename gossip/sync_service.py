@@ -11,7 +11,7 @@ import random
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import trio
 
@@ -34,18 +34,27 @@ from .sync import (
     missing_ranges,
 )
 from .sync_messages import (
+    MAX_REQUEST_FRAME,
     MAX_SEQ,
     SYNC_PROTOCOL,
     CosignRequest,
     RemoteProtocolError,
     Reply,
     SyncError,
+    decode_reply,
     decode_request,
     encode_message,
 )
 from .validation import Checking, ProcessChecker, ThreadedChecker
 
 logger = logging.getLogger(__name__)
+
+# Frames longer than this are decoded on a worker thread. Dense CBOR (a frame of empty or nested arrays) takes about
+# 1 ms per KB to decode and check (cbor2, then the profile walk), a few ms here; a request can be up to
+# MAX_REQUEST_FRAME (about 260 KiB) and a reply up to SyncLimits.max_frame (a MiB). cbor2 holds the GIL inside its C
+# code, so the loop still waits for that part (a third of the time, measured).
+DECODE_ON_LOOP_BYTES = 4096
+_M = TypeVar("_M")
 
 Gaps = Mapping[str, tuple[int, int]]  # issuer -> (first, last) missing seq
 CosignHandler = Callable[[str, CosignRequest], Awaitable[Reply]]  # (requesting peer, request) -> reply
@@ -86,12 +95,15 @@ class SyncService:
     `verify_threads` > 0 splits each page's signature checks over that many worker threads (PyNaCl releases
     the GIL inside libsodium), and offers the records of earlier pages to the replica while they run; 0 checks
     them on the event loop. `verify_processes` > 0 checks the signatures in that many worker processes instead,
-    free of the GIL (the event loop still decodes each page; gossip.validation.ProcessChecker). `accept_records`:
-    fetched records are offered to the replica in batches of about this many, so that one durable commit covers
-    several pages. `max_inbound` bounds the requests answered at once, `max_inbound_streams` the inbound streams
+    free of the GIL (the event loop still decodes each page; gossip.validation.ProcessChecker). `accept_records`,
+    `accept_bytes`: fetched records are offered to the replica in batches of about this many, or this many bytes of
+    records (a page more at most), so that one durable commit covers several pages while a session holds no more
+    than that in memory (records are up to 64 KiB, and decoded take up to three times their size). `max_inbound` bounds the requests answered at once, `max_inbound_streams` the inbound streams
     open, idle ones included: a witness's client keeps its stream between checkpoints, and a stream idle for
     `timeout` after answering is closed. `max_peer_streams` bounds the inbound streams of any one peer (an honest
-    one has a sync session and a kept cosigning stream at most), so that no peer can hold them all.
+    one has a sync session and a kept cosigning stream at most), so that no peer can hold them all. An inbound
+    request frame longer than any request (sync_messages.MAX_REQUEST_FRAME) is refused unread, and frames (requests
+    and replies) longer than DECODE_ON_LOOP_BYTES are decoded on a worker thread.
     """
 
     def __init__(
@@ -112,16 +124,18 @@ class SyncService:
         verify_threads: int = 0,
         verify_processes: int = 0,
         accept_records: int = 2000,
+        accept_bytes: int = 4 << 20,
         session_seconds: float = 600.0,
         on_offence: Callable[[str, str], None] | None = None,
     ) -> None:
         if not (interval > 0 and round_peers >= 1 and timeout > 0 and max_sessions >= 1 and max_inbound >= 1
                 and gap_queue >= 1 and max_inbound_streams >= max_inbound and max_peer_streams >= 1
                 and verify_threads >= 0 and verify_processes >= 0 and not (verify_threads and verify_processes)
-                and accept_records >= 1 and session_seconds > 0):
+                and accept_records >= 1 and accept_bytes >= 1 and session_seconds > 0):
             raise ValueError("SyncService: interval, timeout and session_seconds must be positive; round peers, "
-                             "sessions, inbound, queue, peer streams and accept_records at least 1, inbound streams at "
-                             "least inbound; verify_threads or verify_processes (not both) at least 0")
+                             "sessions, inbound, queue, peer streams, accept_records and accept_bytes at least 1, "
+                             "inbound streams at least inbound; verify_threads or verify_processes (not both) at "
+                             "least 0")
         self.host = host
         self.replica = replica
         self.limits = limits if isinstance(limits, SyncLimits) else SyncLimits(page_records=limits.sync_page_records)
@@ -136,6 +150,7 @@ class SyncService:
         self._verify_processes = verify_processes
         self._checker: ThreadedChecker | ProcessChecker | None = None  # while running, if either
         self._accept_records = accept_records
+        self._accept_bytes = accept_bytes
         self._on_offence = on_offence
         self._sessions = trio.CapacityLimiter(max_sessions)
         self._inbound = trio.CapacityLimiter(max_inbound)  # requests being answered
@@ -255,27 +270,29 @@ class SyncService:
         event = client.start()
         if isinstance(event, Finished):
             return 0
-        fetched = 0
+        fetched = pending_bytes = 0
         pending: list[Record] = []  # verified, in order, not yet offered to the replica
         async with await self.host.open_stream(peer_id, SYNC_PROTOCOL) as stream:
             while not isinstance(event, Finished):
                 if isinstance(event, Send):
                     with trio.fail_after(self.timeout):
                         await stream.write_frame(event.payload)
-                    event = client.receive(await self._read(stream))
+                    event = client.receive_reply(await _decoded(decode_reply, await self._read(stream)))
                 elif isinstance(event, ReadNext):
-                    event = client.receive(await self._read(stream))
+                    event = client.receive_reply(await _decoded(decode_reply, await self._read(stream)))
                 else:
                     assert isinstance(event, Deliver)
                     checking = self._checker.submit(event.records) if self._checker else None
-                    if len(pending) >= self._accept_records:  # while this page is checked on worker threads
+                    # (offered while this page is checked on worker threads)
+                    if len(pending) >= self._accept_records or pending_bytes >= self._accept_bytes:
                         fetched += self._accept(pending)
-                        pending = []
+                        pending, pending_bytes = [], 0
                     offered, event = client.deliver(await self._verify(event.records, checking))
                     pending += offered
+                    pending_bytes += sum(len(record.raw) for record in offered)
                     if not isinstance(event, ReadNext):  # the client's next request reads the store
                         fetched += self._accept(pending)
-                        pending = []
+                        pending, pending_bytes = [], 0
         return fetched
 
     def _accept(self, records: list[Record]) -> int:
@@ -392,7 +409,7 @@ class SyncService:
             while True:
                 try:
                     with trio.fail_after(self.timeout):
-                        payload = await stream.read_frame(self.limits.max_frame)
+                        payload = await stream.read_frame(MAX_REQUEST_FRAME)
                 except trio.TooSlowError:
                     if not answered:
                         raise
@@ -426,7 +443,7 @@ class SyncService:
     async def _reply(self, stream: Stream, server: SyncServer, payload: bytes) -> bool:
         """Answer one request; False if it was malformed (refused, and the stream is done)."""
         try:
-            request = decode_request(payload)
+            request = await _decoded(decode_request, payload)
         except RemoteProtocolError as error:
             self.stats.errors[error.reason] += 1
             logger.info("sync request from %s refused (%s): %s", stream.remote_peer, error.reason, error)
@@ -444,3 +461,10 @@ class SyncService:
             self.stats.records_served += server.records_served - served
             served = server.records_served
         return True
+
+
+async def _decoded(decode: Callable[[bytes], _M], payload: bytes) -> _M:
+    """decode(payload), off the event loop for a frame long enough to hold it up (see DECODE_ON_LOOP_BYTES)."""
+    if len(payload) <= DECODE_ON_LOOP_BYTES:
+        return decode(payload)
+    return await trio.to_thread.run_sync(decode, payload)

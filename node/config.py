@@ -441,7 +441,7 @@ gossip_batch_bytes = {lim.gossip_batch_bytes}
 peer_messages_per_second = {lim.peer_messages_per_second}
 peer_bytes_per_second = {lim.peer_bytes_per_second}
 org_records_per_second = {lim.org_records_per_second}
-# Records waiting for a missing predecessor, at most.
+# Records waiting for a missing predecessor, at most, shared evenly among their issuers once full.
 held_records = {lim.held_records}
 sync_page_records = {lim.sync_page_records}
 """

@@ -117,6 +117,35 @@ def test_the_held_buffer_is_bounded(store):
     assert outcome.gaps == {alice.did: (1, 9)}
 
 
+def test_one_issuer_flooding_records_after_a_gap_never_evicts_another_issuer_s_held_record(store):
+    honest, flooder, latecomer = Org(), Org(), Org()
+    waiting = [honest.record() for _ in range(3)]
+    flood = [flooder.record() for _ in range(60)]
+    acceptor = _acceptor(store, held_limit=10)
+    assert acceptor.submit(waiting[2:]).held == 1  # seq 3, waiting for 1 and 2
+    outcome = acceptor.submit(flood[1:])  # everything after its seq 1
+    assert (outcome.held, outcome.dropped, acceptor.held_count) == (9, 50, 10)
+    late = [latecomer.record() for _ in range(2)]
+    assert acceptor.submit(late[1:]).held == 1  # the buffer is full, but the flooder holds the most: it gives way
+    assert acceptor.held_count == 10
+    assert acceptor.submit(waiting[:2]).accepted == waiting
+    assert acceptor.submit(late[:1]).accepted == late
+    # The flooder kept its nearest records, the first its gap releases.
+    assert acceptor.submit(flood[:1]).accepted == flood[:9]
+    assert acceptor.held_count == 0
+
+
+def test_issuers_share_a_full_held_buffer_evenly(store):
+    orgs = [Org() for _ in range(3)]
+    chains = [[org.record() for _ in range(12)] for org in orgs]
+    acceptor = _acceptor(store, held_limit=12)
+    for chain in chains:  # one after the other, each flooding past the buffer
+        acceptor.submit(chain[1:])
+    assert acceptor.held_count == 12
+    for chain in chains:
+        assert len(acceptor.submit(chain[:1]).accepted) == 1 + 4  # seq 1 and the 4 held after it
+
+
 def test_only_records_at_or_below_their_issuers_head_are_looked_up_as_possible_duplicates(store, monkeypatch):
     alice = Org()
     records = [alice.record() for _ in range(4)]

@@ -11,6 +11,7 @@ import gossip.gate
 from gossip.batch import pack
 from gossip.gate import RecordGate
 from gossip.validation import check_record
+from gossip.verdict import Verdict
 from node.config import Limits
 from vouching import Record, vouch_body
 from vouching.bodies import SCOPE_ITEM_MAX, SCOPE_MAX
@@ -20,12 +21,19 @@ from ..factories import Org, new_did
 
 ALICE = "12D3KooWAlice"
 BOB = "12D3KooWBob"
+CAROL = "12D3KooWCarol"
 ME = "12D3KooWMe"
 
 
-def make_gate(stored: set[bytes] | None = None, cache_records: int = 16384, **limits: float) -> RecordGate:
+ACCEPT, IGNORE, REJECT = Verdict.ACCEPT, Verdict.IGNORE, Verdict.REJECT
+
+
+def make_gate(stored: set[bytes] | None = None, cache_records: int = 16384, orgs: dict[str, str] | None = None,
+              **limits: float) -> RecordGate:
+    """A gate over `stored` record ids, where peer p is org orgs[p]."""
     held = stored if stored is not None else set()
-    return RecordGate(replace(Limits(), **limits), own_peer=ME, known=held.__contains__, cache_records=cache_records)
+    return RecordGate(replace(Limits(), **limits), own_peer=ME, known=held.__contains__, org_of=(orgs or {}).get,
+                      cache_records=cache_records)
 
 
 def message(records: list[Record]) -> bytes:
@@ -35,6 +43,10 @@ def message(records: list[Record]) -> bytes:
 
 def rejected(gate: RecordGate) -> dict[str, int]:
     return {reason: count for reason, count in gate.stats().rejected.items() if count}
+
+
+def ignored(gate: RecordGate) -> dict[str, int]:
+    return {reason: count for reason, count in gate.stats().ignored.items() if count}
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +60,7 @@ def test_a_batch_of_valid_records_is_accepted_and_delivered_without_a_second_che
     monkeypatch.setattr(gossip.gate, "check_record", lambda raw: checks.append(raw) or check_record(raw))
     gate = make_gate()
     data = message(chain[:10])
-    assert gate.check(ALICE, data, now=0.0)
+    assert gate.check(ALICE, data, now=0.0) is ACCEPT
     assert gate.records(data) == chain[:10]
     assert len(checks) == 10
     stats = gate.stats()
@@ -57,38 +69,40 @@ def test_a_batch_of_valid_records_is_accepted_and_delivered_without_a_second_che
 
 def test_our_own_publishes_pass_unchecked():
     gate = make_gate()
-    assert gate.check(ME, b"anything our publisher packed", now=0.0)
+    assert gate.check(ME, b"anything our publisher packed", now=0.0) is ACCEPT
     assert gate.stats().accepted == 0
 
 
 def test_messages_over_the_batch_limit_are_rejected(chain):
     gate = make_gate(gossip_batch_bytes=1000)
-    assert not gate.check(ALICE, message(chain[:4]), now=0.0)  # four records of ~266 bytes
-    assert not gate.check(ALICE, bytes(70_000), now=0.0)  # beyond any message size
-    assert gate.check(ALICE, message(chain[:3]), now=0.0)
+    assert gate.check(ALICE, message(chain[:4]), now=0.0) is REJECT  # four records of ~266 bytes
+    assert gate.check(ALICE, bytes(70_000), now=0.0) is REJECT  # beyond any message size
+    assert gate.check(ALICE, message(chain[:3]), now=0.0) is ACCEPT
     assert rejected(gate) == {"oversized": 2}
 
 
-def test_a_peer_over_its_message_rate_is_rejected_until_it_slows_down(chain):
+def test_a_peer_over_its_message_rate_is_ignored_until_it_slows_down(chain):
+    # Ignored, not rejected: an honest relayer forwards whatever its mesh brings, and the message is not even decoded.
     gate = make_gate(peer_messages_per_second=1.0)  # a burst of 2
     verdicts = [gate.check(ALICE, message([r]), now=0.0) for r in chain[:3]]
-    assert verdicts == [True, True, False]
-    assert gate.check(BOB, message(chain[2:3]), now=0.0)
-    assert gate.check(ALICE, message(chain[3:4]), now=1.0)
-    assert rejected(gate) == {"peer_rate": 1}
+    assert verdicts == [ACCEPT, ACCEPT, IGNORE]
+    assert gate.check(BOB, message(chain[2:3]), now=0.0) is ACCEPT
+    assert gate.check(ALICE, message(chain[3:4]), now=1.0) is ACCEPT
+    assert (ignored(gate), rejected(gate)) == ({"peer_rate": 1}, {})
 
 
-def test_a_peer_over_its_byte_rate_is_rejected(chain):
+def test_a_peer_over_its_byte_rate_is_ignored(chain):
     gate = make_gate(peer_bytes_per_second=40_000.0)  # a burst of 80,000 bytes, at least one message
     big = message(chain[:30])  # 30 records, ~8 KB
-    assert sum(gate.check(ALICE, big, now=0.0) for _ in range(12)) == 80_000 // len(big)
-    assert rejected(gate) == {"peer_rate": 12 - 80_000 // len(big)}
+    verdicts = [gate.check(ALICE, big, now=0.0) for _ in range(12)]
+    assert verdicts.count(ACCEPT) == 80_000 // len(big)
+    assert (ignored(gate), rejected(gate)) == ({"peer_rate": 12 - 80_000 // len(big)}, {})
 
 
 @pytest.mark.parametrize("data", [b"", b"\xff", encode({"r": 1}), encode([]), encode([b"r", b"r"]), encode(["r"])])
 def test_a_message_that_is_not_a_batch_is_malformed(data):
     gate = make_gate()
-    assert not gate.check(ALICE, data, now=0.0)
+    assert gate.check(ALICE, data, now=0.0) is REJECT
     assert rejected(gate) == {"malformed": 1}
 
 
@@ -96,31 +110,47 @@ def test_one_invalid_record_rejects_the_whole_message(chain):
     gate = make_gate()
     tampered = bytearray(chain[1].raw)
     tampered[-1] ^= 1  # the signature's last byte
-    assert not gate.check(ALICE, encode([chain[0].raw, bytes(tampered)]), now=0.0)
-    assert not gate.check(ALICE, encode([chain[0].raw, b"not a record"]), now=0.0)
+    assert gate.check(ALICE, encode([chain[0].raw, bytes(tampered)]), now=0.0) is REJECT
+    assert gate.check(ALICE, encode([chain[0].raw, b"not a record"]), now=0.0) is REJECT
     assert rejected(gate) == {"invalid_record": 2}
-    assert gate.check(ALICE, message(chain[:1]), now=0.0)
+    assert gate.check(ALICE, message(chain[:1]), now=0.0) is ACCEPT
     assert gate.stats().records_verified == 1  # records of rejected messages count for nothing
 
 
-def test_an_org_over_its_record_rate_is_rejected_and_other_orgs_are_not(chain):
+def test_an_org_over_its_record_rate_is_ignored_from_relayers_and_other_orgs_are_not(chain):
     gate = make_gate(org_records_per_second=10.0)  # a burst of 20 records
-    assert not gate.check(ALICE, message(chain[:21]), now=0.0)
-    assert gate.check(ALICE, message(chain[:20]), now=0.0)
-    assert not gate.check(BOB, message(chain[20:21]), now=0.0)
+    assert gate.check(ALICE, message(chain[:21]), now=0.0) is IGNORE
+    assert gate.check(ALICE, message(chain[:20]), now=0.0) is ACCEPT
+    assert gate.check(BOB, message(chain[20:21]), now=0.0) is IGNORE
     other = Org()
-    assert gate.check(BOB, message([other.record()]), now=0.0)
-    assert gate.check(BOB, message(chain[20:21]), now=0.1)
-    assert rejected(gate) == {"org_rate": 2}
+    assert gate.check(BOB, message([other.record()]), now=0.0) is ACCEPT
+    assert gate.check(BOB, message(chain[20:21]), now=0.1) is ACCEPT
+    assert (ignored(gate), rejected(gate)) == ({"org_rate": 2}, {})
+
+
+def test_an_org_over_its_record_rate_is_rejected_from_the_org_itself_and_ignored_from_a_relayer():
+    origin, other = Org(), Org()
+    flood = [origin.record() for _ in range(25)]
+    gate = make_gate(org_records_per_second=10.0, orgs={ALICE: origin.did, BOB: other.did})  # a burst of 20
+    assert gate.check(ALICE, message(flood[:20]), now=0.0) is ACCEPT
+    assert gate.check(ALICE, message(flood[20:21]), now=0.0) is REJECT  # its own records beyond its own rate
+    assert gate.check(BOB, message(flood[20:21]), now=0.0) is IGNORE  # relaying the same: not its offence
+    assert gate.check(CAROL, message(flood[21:22]), now=0.0) is IGNORE  # a peer whose org is unknown
+    # A batch mixing orgs: the forwarder is at fault only if its own org is over the rate.
+    mixed = message([other.record(), flood[22]])
+    assert gate.check(BOB, mixed, now=0.0) is IGNORE
+    assert (ignored(gate), rejected(gate)) == ({"org_rate": 3}, {"org_rate": 1})
+    assert gate.check(ALICE, message(flood[20:21]), now=0.1) is ACCEPT  # the rate refilled one record
+    assert gate.stats().accepted == 2
 
 
 def test_records_seen_or_stored_already_are_neither_verified_nor_counted_again(chain):
     stored = {r.id for r in chain[:10]}
     gate = make_gate(stored, org_records_per_second=5.0)  # a burst of 10
-    assert gate.check(ALICE, message(chain[:10]), now=0.0)  # all stored: costs the org nothing
-    assert gate.check(ALICE, message(chain[10:20]), now=0.0)
-    assert gate.check(BOB, message(chain[5:20]), now=0.0)  # replayed: nothing new
-    assert not gate.check(BOB, message(chain[20:21]), now=0.0)
+    assert gate.check(ALICE, message(chain[:10]), now=0.0) is ACCEPT  # all stored: costs the org nothing
+    assert gate.check(ALICE, message(chain[10:20]), now=0.0) is ACCEPT
+    assert gate.check(BOB, message(chain[5:20]), now=0.0) is ACCEPT  # replayed: nothing new
+    assert gate.check(BOB, message(chain[20:21]), now=0.0) is IGNORE
     stats = gate.stats()
     assert (stats.records_verified, stats.records_known) == (10, 10 + 15)
     assert gate.records(message(chain[5:20])) == chain[10:20]  # the stored ones are not offered again
@@ -129,7 +159,7 @@ def test_records_seen_or_stored_already_are_neither_verified_nor_counted_again(c
 def test_records_the_cache_forgot_are_verified_again_at_delivery(chain):
     gate = make_gate(cache_records=5)
     first, second = message(chain[:5]), message(chain[5:10])
-    assert gate.check(ALICE, first, now=0.0) and gate.check(ALICE, second, now=0.0)
+    assert gate.check(ALICE, first, now=0.0) is ACCEPT and gate.check(ALICE, second, now=0.0) is ACCEPT
     assert gate.records(first) == chain[:5]
     assert gate.records(second) == chain[5:10]
     assert gate.stats().records_reverified == 5
@@ -140,14 +170,14 @@ def test_garbage_delivered_without_being_checked_gives_no_records_and_never_rais
     """Only a pubsub that delivers messages its validator never passed brings one here (host quirk 27): the node
     must not stop on it."""
     gate = make_gate()
-    if not gate.check(ALICE, data, now=0.0):
+    if gate.check(ALICE, data, now=0.0) is not ACCEPT:
         assert gate.records(data) == [] and gate.stats().delivered_invalid == 1
 
 
 @given(st.binary(max_size=2000), st.sampled_from([ALICE, BOB, "", "not a peer id"]))
 def test_garbage_never_raises(data, peer):
     gate = make_gate()
-    assert gate.check(peer, data, now=0.0) in (True, False)
+    assert gate.check(peer, data, now=0.0) in (ACCEPT, REJECT)  # no rate is reached
 
 
 def _mutations(chain: list[Record]) -> st.SearchStrategy[bytes]:
@@ -165,7 +195,7 @@ def test_batches_of_mutated_records_never_raise_and_pass_only_when_intact(chain,
     items = data.draw(st.lists(_mutations(chain), min_size=1, max_size=6, unique=True))
     gate = make_gate()
     intact = all(raw in {r.raw for r in chain} for raw in items)
-    assert gate.check(ALICE, encode(items), now=0.0) == intact
+    assert (gate.check(ALICE, encode(items), now=0.0) is ACCEPT) == intact
 
 
 def test_verified_records_kept_for_delivery_are_bounded_in_bytes_too():
@@ -178,7 +208,7 @@ def test_verified_records_kept_for_delivery_are_bounded_in_bytes_too():
         for i in range(1000):
             record = Org().record("vouch", vouch_body(new_did(), 0.5, "operator", scope=scope))
             assert len(record.raw) > 32 * 1024
-            assert gate.check(ALICE, message([record]), now=float(i))
+            assert gate.check(ALICE, message([record]), now=float(i)) is ACCEPT
         kept = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()

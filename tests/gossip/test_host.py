@@ -11,6 +11,7 @@ from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
 
 from gossip.frames import FrameError, encode_uvarint
+from gossip.verdict import Verdict
 from gossip.host import (
     SENDER_RECORD_TTL_S,
     Host,
@@ -51,6 +52,19 @@ async def network(
             await hosts[i].wait_for_mesh(TOPIC, hosts[j].peer_id)
             await hosts[j].wait_for_mesh(TOPIC, hosts[i].peer_id)
         yield hosts, inboxes
+
+
+class Tally:
+    """A validator's count of the messages it judged, and an event set when the count reaches `until`."""
+
+    def __init__(self, until: int) -> None:
+        self.count, self.until, self.reached = 0, until, trio.Event()
+
+    def judged(self) -> int:
+        self.count += 1
+        if self.count == self.until:
+            self.reached.set()
+        return self.count
 
 
 async def receive(inbox: trio.MemoryReceiveChannel, count: int) -> list:
@@ -188,24 +202,84 @@ async def test_a_message_id_seen_valid_before_does_not_let_other_data_skip_valid
 
 
 @pytest.mark.slow
+async def test_an_ignored_message_costs_its_forwarder_nothing_and_is_judged_again_from_another_peer() -> None:
+    # Quirk 28: host 2 ignores the first copy it sees of each message, from whichever of 0 (origin) or 1 (relayer)
+    # it comes; the second copy is judged afresh (the first was not marked seen) and accepted.
+    judged: dict[bytes, list[str]] = {}
+    both_judged = trio.Event()
+
+    def first_copy_ignored(peer: str, data: bytes) -> Verdict:
+        judged.setdefault(data, []).append(peer)
+        if len(judged[data]) == 2:
+            both_judged.set()
+        return Verdict.IGNORE if len(judged[data]) == 1 else Verdict.ACCEPT
+
+    with trio.fail_after(20):
+        async with network(3, validators={2: first_copy_ignored}) as (hosts, inboxes):
+            await hosts[0].publish(TOPIC, b"vouch")
+            assert await inboxes[2].receive() == (hosts[0].peer_id, b"vouch")
+            await both_judged.wait()
+            assert sorted(judged[b"vouch"]) == sorted([hosts[0].peer_id, hosts[1].peer_id])
+            assert (hosts[2].stats().ignored, hosts[2].stats().rejected) == (1, 0)
+            assert hosts[2].peer_score(hosts[0].peer_id) == hosts[2].peer_score(hosts[1].peer_id) == 0
+
+
+@pytest.mark.slow
+async def test_ignored_messages_are_not_relayed_and_never_penalise_the_relayer() -> None:
+    # A line 0 - 1 - 2; host 2 ignores all but the first two messages that host 1 relays. Were they rejected, host 1's
+    # score would fall below the publish threshold after six (the reproduction of quirk 28).
+    tally = Tally(20)
+
+    def two_only(peer: str, data: bytes) -> Verdict:
+        if data == b"after":
+            return Verdict.ACCEPT
+        return Verdict.ACCEPT if tally.judged() <= 2 else Verdict.IGNORE
+
+    with trio.fail_after(20):
+        async with network(4, validators={2: two_only}, links=[(0, 1), (1, 2), (2, 3)]) as (hosts, inboxes):
+            for i in range(20):
+                await hosts[0].publish(TOPIC, b"m%d" % i)
+            await tally.reached.wait()
+            assert (hosts[2].stats().ignored, hosts[2].stats().rejected) == (18, 0)
+            assert hosts[2].peer_score(hosts[1].peer_id) == 0
+            assert await receive(inboxes[3], 2) == [(hosts[0].peer_id, b"m0"), (hosts[0].peer_id, b"m1")]
+            await hosts[1].publish(TOPIC, b"after")  # host 1's own messages still pass host 2
+            assert await inboxes[3].receive() == (hosts[1].peer_id, b"after")
+
+
+@pytest.mark.parametrize(("answer", "verdict"), [
+    (True, Verdict.ACCEPT), (Verdict.ACCEPT, Verdict.ACCEPT), (Verdict.IGNORE, Verdict.IGNORE),
+    (False, Verdict.REJECT), (Verdict.REJECT, Verdict.REJECT), (None, Verdict.REJECT), (1, Verdict.REJECT),
+    ("accept", Verdict.REJECT),
+])
+async def test_a_validator_s_answer_is_a_verdict_and_only_true_or_accept_accepts(answer: object,
+                                                                                 verdict: Verdict) -> None:
+    async with open_host(os.urandom(32), LOOPBACK) as host:
+        assert host._call_validator(TOPIC, lambda peer, data: answer, "12D3KooWPeer", b"m") is verdict
+
+
+async def test_publish_refuses_a_message_its_own_validator_ignores() -> None:
+    async with open_host(os.urandom(32), LOOPBACK) as host:
+        await host.subscribe(TOPIC, lambda peer, data: Verdict.IGNORE)
+        with pytest.raises(HostError, match="own validator ignored the message"):
+            await host.publish(TOPIC, b"m")
+
+
+@pytest.mark.slow
 async def test_a_peer_that_sends_invalid_messages_loses_score_until_it_is_ignored() -> None:
-    rejections = 0
-    sixth_rejection = trio.Event()
+    rejections = Tally(6)
 
     def no_bad(peer: str, data: bytes) -> bool:
-        nonlocal rejections
         if data != b"bad":
             return True
-        rejections += 1
-        if rejections == 6:
-            sixth_rejection.set()
+        rejections.judged()
         return False
 
     with trio.fail_after(20):
         async with network(3, validators={1: no_bad}, links=[(0, 1), (2, 1)]) as (hosts, _):
             for _ in range(6):
                 await hosts[0].publish(TOPIC, b"bad")
-            await sixth_rejection.wait()
+            await rejections.reached.wait()
             threshold = HostConfig().scoring.publish_threshold
             assert hosts[1].peer_score(hosts[0].peer_id) < threshold  # its messages are dropped from now on
             assert hosts[1].peer_score(hosts[2].peer_id) == 0

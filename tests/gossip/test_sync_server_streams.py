@@ -1,16 +1,36 @@
 """How the sync server treats an inbound stream over time (trio's mock clock, an in-memory stream): a kept stream
 idle after answering is closed quietly, one that never asks anything is reset and counted as a timeout, a
 stream keeps being answered for as long as its peer keeps asking, no peer holds more than its share of streams, and
-heads name every issuer stored."""
+heads name every issuer stored; request frames longer than any request are refused unread, and long ones are
+decoded off the event loop."""
+
+import threading
 
 import pytest
 import trio
 from nacl.signing import SigningKey
 
+import gossip.sync_service
+from gossip.frames import FrameError
 from gossip.replica import Replica
 from gossip.store import RecordStore
-from gossip.sync_messages import SYNC_PROTOCOL, HeadsRequest, decode_reply, encode_message
-from gossip.sync_service import SyncService
+from gossip.sync_messages import (
+    MAX_COUNT,
+    MAX_ISSUER,
+    MAX_RANGES,
+    MAX_REQUEST_FRAME,
+    MAX_SEQ,
+    SYNC_PROTOCOL,
+    ErrorReply,
+    HeadsRequest,
+    Range,
+    RecordsPage,
+    RecordsRequest,
+    decode_reply,
+    encode_message,
+)
+from gossip.sync_service import DECODE_ON_LOOP_BYTES, SyncService
+from vouching.cbor import encode
 
 from ..factories import Org
 
@@ -26,12 +46,17 @@ class FakeStream:
         self.written: list[bytes] = []
         self.ended: str | None = None  # "close" or "reset"
         self.done = trio.Event()
+        self.wrote = trio.Event()  # the server wrote a frame
 
     async def read_frame(self, max_size: int) -> bytes | None:
-        return await self.incoming.receive()
+        frame = await self.incoming.receive()
+        if frame is not None and len(frame) > max_size:  # as Stream.read_frame, which stops at the length prefix
+            raise FrameError(f"frame of {len(frame)} bytes exceeds the limit of {max_size}")
+        return frame
 
     async def write_frame(self, payload: bytes) -> None:
         self.written.append(payload)
+        self.wrote.set()
 
     async def close(self) -> None:
         self._end("close")
@@ -146,3 +171,61 @@ async def test_issuers_first_seen_before_the_service_runs_are_served_in_heads(tm
             reply = decode_reply(stream.written[0])
             assert [head.iss for head in reply.heads] == [issuer.did]
             nursery.cancel_scope.cancel()
+
+
+@pytest.fixture
+def decoded_on(monkeypatch) -> list[int]:
+    """The thread ids that the sync service's requests were decoded on, in order."""
+    threads: list[int] = []
+    decode = gossip.sync_service.decode_request
+
+    def recording(payload: bytes):
+        threads.append(threading.get_ident())
+        return decode(payload)
+
+    monkeypatch.setattr(gossip.sync_service, "decode_request", recording)
+    return threads
+
+
+async def test_a_request_frame_longer_than_any_request_is_refused_unread(serving, decoded_on, autojump_clock):
+    service, open_stream = serving
+    stream = open_stream()
+    await stream.incoming_send.send(bytes(MAX_REQUEST_FRAME + 1))  # replies may be a MiB; no request is
+    with trio.fail_after(TIMEOUT):
+        await stream.done.wait()
+    assert stream.ended == "reset" and stream.written == [] and decoded_on == []
+    assert service.stats.errors["limit"] == 1
+
+
+async def test_the_longest_request_the_protocol_allows_is_answered(serving, decoded_on):
+    service, open_stream = serving
+    widest = "\U0010ffff" * MAX_ISSUER
+    longest = encode_message(RecordsRequest(tuple(Range(widest, MAX_SEQ, MAX_SEQ) for _ in range(MAX_RANGES)),
+                                            MAX_COUNT, MAX_COUNT))
+    assert len(longest) == MAX_REQUEST_FRAME
+    stream = open_stream()
+    await stream.incoming_send.send(longest)
+    with trio.fail_after(TIMEOUT):
+        await stream.wrote.wait()
+    assert decode_reply(stream.written[0]) == RecordsPage((), more=False)  # no such issuer here
+    assert decoded_on != [threading.get_ident()]  # long: decoded on a worker thread
+
+
+async def test_a_dense_request_is_decoded_off_the_event_loop_and_refused(serving, decoded_on):
+    # A MiB of nested arrays took a second of the loop to decode; this one is as long as a request can be.
+    service, open_stream = serving
+    dense = encode({"t": "get", "ranges": [[[[[[[[[[[[[[0]]]]]]]]]]]]]] * 19_000, "limit": 1, "bytes": 1})
+    assert DECODE_ON_LOOP_BYTES < len(dense) <= MAX_REQUEST_FRAME
+    stream = open_stream()
+    await stream.incoming_send.send(dense)
+    with trio.fail_after(TIMEOUT):
+        await stream.wrote.wait()
+    (reply,) = stream.written
+    assert isinstance(decode_reply(reply), ErrorReply) and service.stats.errors["malformed"] == 1
+    assert len(decoded_on) == 1 and decoded_on[0] != threading.get_ident()
+    # A short request (the usual heads request) is decoded on the loop: a thread would cost more than it saves.
+    stream = open_stream()
+    await stream.incoming_send.send(heads_request())
+    with trio.fail_after(TIMEOUT):
+        await stream.wrote.wait()
+    assert decoded_on[1] == threading.get_ident()

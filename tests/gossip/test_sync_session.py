@@ -1,0 +1,126 @@
+"""One outbound sync session over an in-memory stream: the records it fetched and has not yet offered to the replica
+are bounded in bytes as well as in count (records are up to 64 KiB), and a long reply is decoded off the event loop."""
+
+import threading
+from collections import deque
+
+import trio
+from nacl.signing import SigningKey
+
+import gossip.sync_service
+from gossip.replica import Replica
+from gossip.store import RecordStore
+from gossip.sync import IssuerIndex, SyncLimits, SyncServer
+from gossip.sync_service import SyncService
+from vouching import MAX_RECORD_SIZE, Record, vouch_body
+from vouching.bodies import SCOPE_ITEM_MAX, SCOPE_MAX
+from vouching.cbor import encode
+
+from ..factories import Org, new_did
+
+PEER = "12D3KooWServer"
+LIMITS = SyncLimits(page_bytes=MAX_RECORD_SIZE)  # a page of one large record at a time
+
+
+class ServedStream:
+    """A sync stream whose peer is a SyncServer over a store: each request's reply frames are read back in turn."""
+
+    def __init__(self, server: SyncServer) -> None:
+        self._server = server
+        self._replies: deque[bytes] = deque()
+
+    async def __aenter__(self) -> "ServedStream":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        pass
+
+    async def write_frame(self, payload: bytes) -> None:
+        self._replies.extend(self._server.receive(payload))
+
+    async def read_frame(self, max_size: int) -> bytes | None:
+        await trio.lowlevel.checkpoint()
+        return self._replies.popleft() if self._replies else None
+
+
+class ServingHost:
+    """The one part of Host an outbound session uses: open_stream, to a peer served by `server`."""
+
+    def __init__(self, server: SyncServer) -> None:
+        self._server = server
+
+    async def open_stream(self, peer: str, protocol: str) -> ServedStream:
+        return ServedStream(self._server)
+
+
+def large_records(count: int) -> list[Record]:
+    org = Org()
+    scope = [chr(0x1F600 + i) * SCOPE_ITEM_MAX for i in range(SCOPE_MAX)]  # 4 UTF-8 bytes a character
+    return [org.record("vouch", vouch_body(new_did(), 0.5, "operator", scope=scope)) for _ in range(count)]
+
+
+async def test_a_session_offers_fetched_records_to_the_replica_before_they_exceed_its_byte_bound(tmp_path):
+    records = large_records(40)
+    assert min(len(r.raw) for r in records) > 32 * 1024
+    accept_bytes = 256 * 1024
+    (tmp_path / "server").mkdir()
+    (tmp_path / "client").mkdir()
+    with RecordStore.open(tmp_path / "server") as served, RecordStore.open(tmp_path / "client") as store:
+        served.append(records)
+        replica = Replica(SigningKey.generate(), store, roots=(records[0].iss,), max_hops=1, held_limit=10)
+        server = SyncServer(served, IssuerIndex(served), LIMITS)
+        service = SyncService(ServingHost(server), replica, limits=LIMITS, accept_records=2000,
+                              accept_bytes=accept_bytes)
+        offered: list[int] = []
+        accept = replica.accept
+        replica.accept = lambda batch: offered.append(sum(len(r.raw) for r in batch)) or accept(batch)
+        await service.sync_with(PEER)
+    assert (service.stats.rounds, service.stats.records_fetched) == (1, 40)
+    assert sum(offered) == sum(len(r.raw) for r in records)
+    assert max(offered) <= accept_bytes + LIMITS.page_bytes  # one page beyond the bound at most
+
+
+class DenseReplyStream(ServedStream):
+    """A peer's stream that answers anything with the same frame."""
+
+    def __init__(self, reply: bytes) -> None:
+        self._reply = reply
+
+    async def write_frame(self, payload: bytes) -> None:
+        pass
+
+    async def read_frame(self, max_size: int) -> bytes | None:
+        await trio.lowlevel.checkpoint()
+        return self._reply
+
+
+class DenseReplyHost:
+    """A host whose one peer answers with `reply`, and which records whom it disconnected."""
+
+    def __init__(self, reply: bytes) -> None:
+        self._reply = reply
+        self.disconnected: list[str] = []
+
+    async def open_stream(self, peer: str, protocol: str) -> DenseReplyStream:
+        return DenseReplyStream(self._reply)
+
+    async def disconnect(self, peer: str) -> None:
+        self.disconnected.append(peer)
+
+
+async def test_a_dense_reply_is_decoded_off_the_event_loop_and_is_the_peer_s_offence(tmp_path, monkeypatch):
+    # Nested arrays, as long as a reply may be: a MiB of them took a second to decode, all of it on the loop.
+    nested = [[[[[[[[[[[[[[0]]]]]]]]]]]]]]
+    dense = encode({"t": "heads", "heads": nested * ((LIMITS.max_frame - 100) // len(encode(nested))), "more": False})
+    assert gossip.sync_service.DECODE_ON_LOOP_BYTES < len(dense) <= LIMITS.max_frame
+    threads: list[int] = []
+    decode = gossip.sync_service.decode_reply
+    monkeypatch.setattr(gossip.sync_service, "decode_reply",
+                        lambda payload: threads.append(threading.get_ident()) or decode(payload))
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(SigningKey.generate(), store, roots=(), max_hops=1, held_limit=10)
+        host = DenseReplyHost(dense)
+        service = SyncService(host, replica, limits=LIMITS)
+        await service.sync_with(PEER)
+    assert len(threads) == 1 and threads[0] != threading.get_ident()
+    assert (service.stats.errors["malformed"], host.disconnected) == (1, [PEER])
