@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vouching.arrays import distinct, sum_by
+from vouching.arrays import distinct, grid_sum_by
 from vouching.evidence import EvidenceStore, report_strengths
 from vouching.params import ScoringParams
 from vouching.rules import cap_scores
@@ -71,7 +71,7 @@ def evidence_totals(store: EvidenceStore, weights: np.ndarray, n_agents: int, no
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Per agent, the weighted decayed good (capped per org) and bad pseudo-observations."""
     agent, _, w, _, good, bad, _ = _decayed(store, weights, now, good_cap)
-    return sum_by(agent, w * good, n_agents), sum_by(agent, w * bad, n_agents)
+    return grid_sum_by(agent, w * good, n_agents), grid_sum_by(agent, w * bad, n_agents)
 
 
 def totals(store: EvidenceStore, weights: np.ndarray, groups: np.ndarray, n_agents: int, now: float,
@@ -96,10 +96,10 @@ def totals(store: EvidenceStore, weights: np.ndarray, groups: np.ndarray, n_agen
     group_keys = distinct(agent[shared].astype(np.int64) * n_orgs + groups[org[shared]])
     independent += np.bincount(group_keys // n_orgs, minlength=n_agents)
     return Totals(
-        good=sum_by(agent, w * good_now * ~held, n_agents),
-        good_held=sum_by(agent, w * good_now * held, n_agents),
-        bad=sum_by(agent, w * bad_now, n_agents),
-        reports=sum_by(agent, w * recent, n_agents),
+        good=grid_sum_by(agent, w * good_now * ~held, n_agents),
+        good_held=grid_sum_by(agent, w * good_now * held, n_agents),
+        bad=grid_sum_by(agent, w * bad_now, n_agents),
+        reports=grid_sum_by(agent, w * recent, n_agents),
         independent=independent,
     )
 

@@ -22,6 +22,7 @@ from vouching.batch import ScoreTable
 from vouching.deviation import DeviationTest, credibility
 from vouching.evidence import NO_OUTCOMES, EvidenceStore, InvalidEvidence, Outcomes, Weighed, weigh
 from vouching.explanation import Explanation, OrgPart, OrgReputation, Score, VouchPart, VouchShare
+from vouching.grid import grid_floor, on_grid
 from vouching.params import AGENT_BASES, ScoringParams
 from vouching.recompute import AgentSums, Recompute, Recomputed
 from vouching.reputation import OrgStanding, org_standing
@@ -68,8 +69,9 @@ class TrustEngine:
         self.params = params or ScoringParams()
         p = self.params
         self.own_org = own_org
-        # Neither vouches alone nor one org's good evidence alone may lift an agent above provisional.
-        self._source_cap = max_prior_lift(p.prior_good, p.prior_bad, p.quantile)
+        # Neither vouches alone nor one org's good evidence alone may lift an agent above provisional. On the grid,
+        # so that one org's term (weight x cap, rounded to the grid) never exceeds it.
+        self._source_cap = grid_floor(max_prior_lift(p.prior_good, p.prior_bad, p.quantile))
         self._cold_score = score_of(p.prior_good, p.prior_bad, p.quantile)
         self._orgs: list[str] = []
         self._org_index: dict[str, int] = {}
@@ -488,13 +490,14 @@ class TrustEngine:
                 open_age = now - ev.win_t[pair]
                 r += ev.open_report(pair) * math.exp(-(open_age if open_age > 0 else 0.0) * k_report)
             first_hand = ev.first_hand[pair]
+            # Each term on the grid, as the full recompute's sums take them: sums the same in any order.
             if g > good_cap and not first_hand:
-                good_held += w * good_cap
+                good_held += on_grid(w * good_cap)
                 valid_until = min(valid_until, now + math.log(g / good_cap) / k_good)
             else:
-                good += w * g
-            bad += w * b
-            reports += w * r
+                good += on_grid(w * g)
+            bad += on_grid(w * b)
+            reports += on_grid(w * r)
             witness = w >= min_weight and g >= min_good and not ev.operator[pair]
             if witness:
                 witnesses.add(groups[o])
@@ -513,7 +516,7 @@ class TrustEngine:
         for v in agent.vouches:
             voucher_weight = voucher_weights[v.issuer]
             active = v.active(now)
-            contribution = p.basis_weights[v.basis] * v.weight * voucher_weight if active else 0.0
+            contribution = on_grid(p.basis_weights[v.basis] * v.weight * voucher_weight) if active else 0.0
             lift += contribution
             if active and v.expires is not None:
                 valid_until = min(valid_until, v.expires - 1)

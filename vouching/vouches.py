@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vouching.arrays import array_columns, sum_by
+from vouching.arrays import array_columns, grid_sum_by
 from vouching.evidence import InvalidEvidence
 
 
@@ -136,7 +136,7 @@ class VouchBook:
         agent = np.frombuffer(self.agent, dtype=np.int32)
         issuer = np.frombuffer(self.issuer, dtype=np.int32)
         live = (np.frombuffer(self.active, dtype=np.int8) == 1) & (np.frombuffer(self.expires) > now)
-        return sum_by(agent, np.frombuffer(self.strength) * live * weights[issuer], n_agents)
+        return grid_sum_by(agent, np.frombuffer(self.strength) * live * weights[issuer], n_agents)
 
     def live_expiries(self, now: float) -> tuple[np.ndarray, np.ndarray]:
         """(agent, expiry) of the live agent vouches that will expire."""
