@@ -55,16 +55,18 @@ class Totals:
 
 def _decayed(store: EvidenceStore, weights: np.ndarray, now: float, good_cap: float
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per pair: agent, org, org weight, age of the accumulators, decayed good and bad (before weights), and
-    whether the good is held at the per-org cap."""
+    """Per pair: agent, org, org weight (0 for another org's evidence dated beyond the future tolerance), age of
+    the accumulators, decayed good and bad (before weights), and whether the good is held at the per-org cap."""
     agent = store.column("agent")
     org = store.column("org")
-    age = np.maximum(0.0, now - store.column("t_ref"))
+    t_ref = store.column("t_ref")
+    age = np.maximum(0.0, now - t_ref)
     good = store.column("good") * np.exp(-age * store.k_good)
     held = (store.column("first_hand") == 0) & (good > good_cap)
     good = np.where(held, good_cap, good)
     bad = store.column("bad") * np.exp(-age * store.k_bad)
-    return agent, org, weights[org], age, good, bad, held
+    ahead = (t_ref > now + store.params.future_tolerance_ms) & (store.column("first_hand") == 0)
+    return agent, org, np.where(ahead, 0.0, weights[org]), age, good, bad, held
 
 
 def evidence_totals(store: EvidenceStore, weights: np.ndarray, n_agents: int, now: float, good_cap: float

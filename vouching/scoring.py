@@ -232,7 +232,7 @@ class TrustEngine:
             beta=beta, quantile=p.quantile, uncapped_score=score_of(alpha, beta, p.quantile),
             recent_bad_reports=reports, independent_orgs=witnesses, good_half_life_ms=p.good_half_life_ms,
             bad_half_life_ms=p.bad_half_life_ms, report_half_life_ms=p.report_half_life_ms,
-            rules=tuple(explain_rules(score.caps, lift, capped_lift, reports, witnesses, org_parts, p)),
+            rules=tuple(explain_rules(score.caps, lift, capped_lift, reports, witnesses, org_parts, int(now), p)),
         )
 
     def org(self, did: str, *, now: int) -> OrgReputation:
@@ -473,11 +473,16 @@ class TrustEngine:
         valid_until = INF
         witnesses: set[int] = set()
         min_weight, min_good = p.independent_min_weight, p.independent_min_good
+        ahead = now + p.future_tolerance_ms
         for o, pair in agent.pairs.items():
             w = weights[o]
+            t_ref = ev.t_ref[pair]
+            first_hand = ev.first_hand[pair]
+            if t_ref > ahead and not first_hand:
+                w = 0.0  # another org's word dated beyond the tolerance: nothing until then
+                valid_until = min(valid_until, t_ref - p.future_tolerance_ms - 1)
             if w == 0 and parts is None:
                 continue  # counts nothing and witnesses nothing
-            t_ref = ev.t_ref[pair]
             if t_ref > now or ev.win_t[pair] > now:
                 valid_until = now  # evidence from the future: sums do not decay exactly yet; valid this instant
             age = now - t_ref if now > t_ref else 0.0
@@ -489,7 +494,6 @@ class TrustEngine:
             if ev.win_raw_violation[pair]:
                 open_age = now - ev.win_t[pair]
                 r += ev.open_report(pair) * math.exp(-(open_age if open_age > 0 else 0.0) * k_report)
-            first_hand = ev.first_hand[pair]
             # Each term on the grid, as the full recompute's sums take them: sums the same in any order.
             if g > good_cap and not first_hand:
                 good_held += on_grid(w * good_cap)
