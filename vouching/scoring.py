@@ -39,7 +39,7 @@ COPY_ROWS = 1 << 13  # evidence or deviation rows a snapshot copies per step: ab
 class _Agent:
     did: str
     pairs: dict[int, int] = field(default_factory=dict)  # org index -> evidence pair
-    vouches: list[Vouch] = field(default_factory=list)
+    vouches: dict[tuple[int, str], Vouch] = field(default_factory=dict)  # (issuer, basis) -> its latest vouch
     # (weights version, time, valid through, good, good held at the per-org cap, bad, reports, capped lift,
     # witnesses): sums at `time`, which decay exactly as their parts do (the held good stays put) until an
     # input changes, a witness or vouch lapses, or a held org's good decays below the cap (times are whole ms,
@@ -127,7 +127,8 @@ class TrustEngine:
 
     def add_agent_vouch(self, issuer: str, agent: str, weight: float, basis: str, *, record_id: bytes, ts: int,
                         expires: int | None = None, scope: Iterable[str] | None = None) -> None:
-        """A vouch for an agent (basis operator, audit, developer or interaction): lifts its prior."""
+        """A vouch for an agent (basis operator, audit, developer or interaction): lifts its prior, in place of the
+        issuer's earlier vouch for the agent with the same basis (fed in the issuer's chain order)."""
         check_weight(weight)
         if basis not in AGENT_BASES:
             raise InvalidEvidence(f"basis: must be one of {', '.join(AGENT_BASES)} for an agent, got {basis!r}")
@@ -138,7 +139,7 @@ class TrustEngine:
                       None if scope is None else tuple(scope))
         self._vouches.add(vouch)
         record = self._agents[a]
-        record.vouches.append(vouch)
+        record.vouches[vouch.issuer, basis] = vouch  # replaces the issuer's earlier one (VouchBook.add)
         self._touch(a)
         if basis == "operator" and vouch.issuer in record.pairs:
             self._evidence.operator[record.pairs[vouch.issuer]] = 1
@@ -386,7 +387,7 @@ class TrustEngine:
         agent = self._agents[a]
         pair = agent.pairs.get(o)
         if pair is None:
-            operator = any(v.issuer == o and v.basis == "operator" for v in agent.vouches)
+            operator = (o, "operator") in agent.vouches
             pair = agent.pairs[o] = self._evidence.new_pair(a, o, operator=operator, first_hand=o == self._own)
         self._evidence.add(pair, float(t), window, batch, outcomes.total, capped=capped)
         self._deviation.append(a, o, window, float(t), outcomes.total, outcomes.failures, outcomes.denied)
@@ -517,7 +518,7 @@ class TrustEngine:
                 ))
         lift = 0.0
         voucher_weights = self._voucher_weights
-        for v in agent.vouches:
+        for v in agent.vouches.values():
             voucher_weight = voucher_weights[v.issuer]
             active = v.active(now)
             contribution = on_grid(p.basis_weights[v.basis] * v.weight * voucher_weight) if active else 0.0
