@@ -3,6 +3,8 @@ deviation test and voucher accountability do to an org's weight."""
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from vouching.evidence import Outcomes
 from vouching.params import DAY_MS, HOUR_MS, ScoringParams
@@ -91,6 +93,27 @@ def test_a_cycle_of_principal_vouchers_is_one_group():
     src, dst = np.array([1, 2]), np.array([2, 1])
     group = independence_groups(n, src, dst, np.array([1.0, 1.0]), np.array([True, False, False]), 0.5)
     assert group[1] == group[2] == 1
+
+
+def _walked(parent: list[int]) -> list[int]:
+    """Groups by walking each org's principal vouchers: the org where the walk stops, or a cycle's least org."""
+    groups = []
+    for start in range(len(parent)):
+        path = [start]
+        while parent[path[-1]] != path[-1] and parent[path[-1]] not in path:
+            path.append(parent[path[-1]])
+        end = path[-1]
+        groups.append(end if parent[end] == end else min(path[path.index(parent[end]):]))
+    return groups
+
+
+@given(st.lists(st.integers(0, 30), min_size=1, max_size=30))
+def test_groups_resolve_every_shape_of_principal_vouchers(pointers):
+    parent = [p % len(pointers) for p in pointers]  # each org's only voucher (itself: none)
+    vouched = [org for org, voucher in enumerate(parent) if voucher != org]
+    src, dst = np.array([parent[org] for org in vouched], dtype=np.int64), np.array(vouched, dtype=np.int64)
+    group = independence_groups(len(parent), src, dst, np.ones(len(vouched)), np.zeros(len(parent), bool), 0.5)
+    assert group.tolist() == _walked(parent)
 
 
 def _slander_world():
