@@ -7,10 +7,18 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from vouching.grid import GRID
+
 
 def sum_by(index: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     """Float sums of `values` grouped by `index` into `n` bins (np.bincount, but float even when empty)."""
     return np.bincount(index, weights=values, minlength=n).astype(np.float64, copy=False)
+
+
+def grid_sum_by(index: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """`sum_by` of `values` each rounded to the grid (vouching.grid; np.rint rounds ties to even, as `on_grid`
+    does): the same sums whatever order the values come in."""
+    return sum_by(index, np.rint(values * GRID) / GRID, n)
 
 
 def distinct(values: np.ndarray) -> np.ndarray:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vouching.arrays import distinct, sum_by
+from vouching.arrays import distinct, grid_sum_by
 from vouching.evidence import EvidenceStore, report_strengths
 from vouching.params import ScoringParams
 from vouching.rules import cap_scores
@@ -55,23 +55,25 @@ class Totals:
 
 def _decayed(store: EvidenceStore, weights: np.ndarray, now: float, good_cap: float
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per pair: agent, org, org weight, age of the accumulators, decayed good and bad (before weights), and
-    whether the good is held at the per-org cap."""
+    """Per pair: agent, org, org weight (0 for another org's evidence dated beyond the future tolerance), age of
+    the accumulators, decayed good and bad (before weights), and whether the good is held at the per-org cap."""
     agent = store.column("agent")
     org = store.column("org")
-    age = np.maximum(0.0, now - store.column("t_ref"))
+    t_ref = store.column("t_ref")
+    age = np.maximum(0.0, now - t_ref)
     good = store.column("good") * np.exp(-age * store.k_good)
     held = (store.column("first_hand") == 0) & (good > good_cap)
     good = np.where(held, good_cap, good)
     bad = store.column("bad") * np.exp(-age * store.k_bad)
-    return agent, org, weights[org], age, good, bad, held
+    ahead = (t_ref > now + store.params.future_tolerance_ms) & (store.column("first_hand") == 0)
+    return agent, org, np.where(ahead, 0.0, weights[org]), age, good, bad, held
 
 
 def evidence_totals(store: EvidenceStore, weights: np.ndarray, n_agents: int, now: float, good_cap: float
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Per agent, the weighted decayed good (capped per org) and bad pseudo-observations."""
     agent, _, w, _, good, bad, _ = _decayed(store, weights, now, good_cap)
-    return sum_by(agent, w * good, n_agents), sum_by(agent, w * bad, n_agents)
+    return grid_sum_by(agent, w * good, n_agents), grid_sum_by(agent, w * bad, n_agents)
 
 
 def totals(store: EvidenceStore, weights: np.ndarray, groups: np.ndarray, n_agents: int, now: float,
@@ -96,10 +98,10 @@ def totals(store: EvidenceStore, weights: np.ndarray, groups: np.ndarray, n_agen
     group_keys = distinct(agent[shared].astype(np.int64) * n_orgs + groups[org[shared]])
     independent += np.bincount(group_keys // n_orgs, minlength=n_agents)
     return Totals(
-        good=sum_by(agent, w * good_now * ~held, n_agents),
-        good_held=sum_by(agent, w * good_now * held, n_agents),
-        bad=sum_by(agent, w * bad_now, n_agents),
-        reports=sum_by(agent, w * recent, n_agents),
+        good=grid_sum_by(agent, w * good_now * ~held, n_agents),
+        good_held=grid_sum_by(agent, w * good_now * held, n_agents),
+        bad=grid_sum_by(agent, w * bad_now, n_agents),
+        reports=grid_sum_by(agent, w * recent, n_agents),
         independent=independent,
     )
 

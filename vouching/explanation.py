@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from vouching.grid import on_grid
 from vouching.tiers import Tier
 
 VouchStatus = Literal["counted", "revoked", "expired", "voucher has no weight"]
@@ -72,11 +73,11 @@ class OrgPart:
 
     @property
     def counted_good(self) -> float:
-        return self.weight * min(self.good, self.good_cap)
+        return on_grid(self.weight * min(self.good, self.good_cap))
 
     @property
     def counted_bad(self) -> float:
-        return self.weight * self.bad
+        return on_grid(self.weight * self.bad)
 
 
 @dataclass(frozen=True)

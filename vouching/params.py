@@ -36,6 +36,9 @@ class ScoringParams:
     cap_good: float = 30.0
     cap_bad: float = 60.0
     good_half_life_ms: int = 30 * DAY_MS
+    # A digest's time is its issuer's word: an org's evidence about an agent dated further ahead of now than this
+    # (clock skew) counts nothing until then; dated a year ahead, it neither decayed nor met the deviation test.
+    future_tolerance_ms: int = 5 * 60_000
     bad_half_life_ms: int = 180 * DAY_MS  # bad evidence fades slower than good
 
     # The posterior and the score.

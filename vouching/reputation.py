@@ -108,23 +108,17 @@ def independence_groups(n: int, src: np.ndarray, dst: np.ndarray, flow: np.ndarr
 
 
 def _resolve(parent: np.ndarray) -> np.ndarray:
-    """Follow parent pointers to a fixed point; a cycle of principals is one group, labelled by its least org."""
-    group = np.full(len(parent), -1)
-    for start in range(len(parent)):
-        path: list[int] = []
-        seen: set[int] = set()
-        node = start
-        while group[node] < 0 and parent[node] != node and node not in seen:
-            path.append(node)
-            seen.add(node)
-            node = int(parent[node])
-        if group[node] >= 0:
-            label = int(group[node])
-        elif parent[node] == node:
-            label = node
-        else:  # `node` closes a cycle within `path`
-            label = min(path[path.index(node):])
-        group[path] = label
-        if group[node] < 0:
-            group[node] = label
-    return group
+    """Follow parent pointers to a fixed point; a cycle of principals is one group, labelled by its least org.
+
+    By pointer doubling, in O(n log n) numpy: a refresh of reputation follows every change of the org graph, and
+    walking the pointers in Python took 17 ms at 8,000 orgs, so an org inside the horizon that vouched for fresh keys
+    one at a time between its digests cost the node time quadratic in their number (63 s for 8,000)."""
+    n = len(parent)
+    end = parent.copy()  # after the loop: the org 2^k >= n steps on, a fixed point or on the terminal cycle
+    least = np.arange(n)  # after the loop: for an org on a cycle, the least org of its cycle
+    step = 1
+    while step < n:
+        least = np.minimum(least, least[end])
+        end = end[end]
+        step *= 2
+    return np.where(parent[end] == end, end, least[end])

@@ -36,8 +36,8 @@ def cap_scores(scores: np.ndarray, reports: np.ndarray, witnesses: np.ndarray, p
 
 
 def explain_rules(caps: Sequence[str], lift: float, capped_lift: float, reports: float, witnesses: int,
-                  org_parts: Sequence[OrgPart], params: ScoringParams) -> list[Rule]:
-    """Each cap and rule that changed this score, in words."""
+                  org_parts: Sequence[OrgPart], now: int, params: ScoringParams) -> list[Rule]:
+    """Each cap and rule that changed this score (at `now`), in words."""
     p = params
     rules = []
     if lift > capped_lift:
@@ -63,7 +63,11 @@ def explain_rules(caps: Sequence[str], lift: float, capped_lift: float, reports:
     if ignored:
         rules.append(Rule("out-of-order", f"{ignored} digests for a window older than one already counted from "
                                           f"the same org were ignored"))
-    unweighted = sum(1 for o in org_parts if o.weight == 0 and not o.first_hand)
+    ahead = sum(1 for o in org_parts if o.last_evidence > now + p.future_tolerance_ms and not o.first_hand)
+    if ahead:
+        rules.append(Rule("future-dated", f"evidence from {ahead} orgs is dated more than "
+                                          f"{p.future_tolerance_ms // 1000} s ahead of now and counts from its date"))
+    unweighted = sum(1 for o in org_parts if o.weight == 0 and not o.first_hand) - ahead
     if unweighted:
         rules.append(Rule("no-weight", f"digests from {unweighted} orgs with no weight (outside the trust graph, "
                                        f"equivocating or discredited) count nothing"))

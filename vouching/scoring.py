@@ -22,6 +22,7 @@ from vouching.batch import ScoreTable
 from vouching.deviation import DeviationTest, credibility
 from vouching.evidence import NO_OUTCOMES, EvidenceStore, InvalidEvidence, Outcomes, Weighed, weigh
 from vouching.explanation import Explanation, OrgPart, OrgReputation, Score, VouchPart, VouchShare
+from vouching.grid import grid_floor, on_grid
 from vouching.params import AGENT_BASES, ScoringParams
 from vouching.recompute import AgentSums, Recompute, Recomputed
 from vouching.reputation import OrgStanding, org_standing
@@ -38,7 +39,7 @@ COPY_ROWS = 1 << 13  # evidence or deviation rows a snapshot copies per step: ab
 class _Agent:
     did: str
     pairs: dict[int, int] = field(default_factory=dict)  # org index -> evidence pair
-    vouches: list[Vouch] = field(default_factory=list)
+    vouches: dict[tuple[int, str], Vouch] = field(default_factory=dict)  # (issuer, basis) -> its latest vouch
     # (weights version, time, valid through, good, good held at the per-org cap, bad, reports, capped lift,
     # witnesses): sums at `time`, which decay exactly as their parts do (the held good stays put) until an
     # input changes, a witness or vouch lapses, or a held org's good decays below the cap (times are whole ms,
@@ -68,8 +69,9 @@ class TrustEngine:
         self.params = params or ScoringParams()
         p = self.params
         self.own_org = own_org
-        # Neither vouches alone nor one org's good evidence alone may lift an agent above provisional.
-        self._source_cap = max_prior_lift(p.prior_good, p.prior_bad, p.quantile)
+        # Neither vouches alone nor one org's good evidence alone may lift an agent above provisional. On the grid,
+        # so that one org's term (weight x cap, rounded to the grid) never exceeds it.
+        self._source_cap = grid_floor(max_prior_lift(p.prior_good, p.prior_bad, p.quantile))
         self._cold_score = score_of(p.prior_good, p.prior_bad, p.quantile)
         self._orgs: list[str] = []
         self._org_index: dict[str, int] = {}
@@ -125,7 +127,8 @@ class TrustEngine:
 
     def add_agent_vouch(self, issuer: str, agent: str, weight: float, basis: str, *, record_id: bytes, ts: int,
                         expires: int | None = None, scope: Iterable[str] | None = None) -> None:
-        """A vouch for an agent (basis operator, audit, developer or interaction): lifts its prior."""
+        """A vouch for an agent (basis operator, audit, developer or interaction): lifts its prior, in place of the
+        issuer's earlier vouch for the agent with the same basis (fed in the issuer's chain order)."""
         check_weight(weight)
         if basis not in AGENT_BASES:
             raise InvalidEvidence(f"basis: must be one of {', '.join(AGENT_BASES)} for an agent, got {basis!r}")
@@ -136,7 +139,7 @@ class TrustEngine:
                       None if scope is None else tuple(scope))
         self._vouches.add(vouch)
         record = self._agents[a]
-        record.vouches.append(vouch)
+        record.vouches[vouch.issuer, basis] = vouch  # replaces the issuer's earlier one (VouchBook.add)
         self._touch(a)
         if basis == "operator" and vouch.issuer in record.pairs:
             self._evidence.operator[record.pairs[vouch.issuer]] = 1
@@ -230,7 +233,7 @@ class TrustEngine:
             beta=beta, quantile=p.quantile, uncapped_score=score_of(alpha, beta, p.quantile),
             recent_bad_reports=reports, independent_orgs=witnesses, good_half_life_ms=p.good_half_life_ms,
             bad_half_life_ms=p.bad_half_life_ms, report_half_life_ms=p.report_half_life_ms,
-            rules=tuple(explain_rules(score.caps, lift, capped_lift, reports, witnesses, org_parts, p)),
+            rules=tuple(explain_rules(score.caps, lift, capped_lift, reports, witnesses, org_parts, int(now), p)),
         )
 
     def org(self, did: str, *, now: int) -> OrgReputation:
@@ -384,7 +387,7 @@ class TrustEngine:
         agent = self._agents[a]
         pair = agent.pairs.get(o)
         if pair is None:
-            operator = any(v.issuer == o and v.basis == "operator" for v in agent.vouches)
+            operator = (o, "operator") in agent.vouches
             pair = agent.pairs[o] = self._evidence.new_pair(a, o, operator=operator, first_hand=o == self._own)
         self._evidence.add(pair, float(t), window, batch, outcomes.total, capped=capped)
         self._deviation.append(a, o, window, float(t), outcomes.total, outcomes.failures, outcomes.denied)
@@ -471,11 +474,16 @@ class TrustEngine:
         valid_until = INF
         witnesses: set[int] = set()
         min_weight, min_good = p.independent_min_weight, p.independent_min_good
+        ahead = now + p.future_tolerance_ms
         for o, pair in agent.pairs.items():
             w = weights[o]
+            t_ref = ev.t_ref[pair]
+            first_hand = ev.first_hand[pair]
+            if t_ref > ahead and not first_hand:
+                w = 0.0  # another org's word dated beyond the tolerance: nothing until then
+                valid_until = min(valid_until, t_ref - p.future_tolerance_ms - 1)
             if w == 0 and parts is None:
                 continue  # counts nothing and witnesses nothing
-            t_ref = ev.t_ref[pair]
             if t_ref > now or ev.win_t[pair] > now:
                 valid_until = now  # evidence from the future: sums do not decay exactly yet; valid this instant
             age = now - t_ref if now > t_ref else 0.0
@@ -487,14 +495,14 @@ class TrustEngine:
             if ev.win_raw_violation[pair]:
                 open_age = now - ev.win_t[pair]
                 r += ev.open_report(pair) * math.exp(-(open_age if open_age > 0 else 0.0) * k_report)
-            first_hand = ev.first_hand[pair]
+            # Each term on the grid, as the full recompute's sums take them: sums the same in any order.
             if g > good_cap and not first_hand:
-                good_held += w * good_cap
+                good_held += on_grid(w * good_cap)
                 valid_until = min(valid_until, now + math.log(g / good_cap) / k_good)
             else:
-                good += w * g
-            bad += w * b
-            reports += w * r
+                good += on_grid(w * g)
+            bad += on_grid(w * b)
+            reports += on_grid(w * r)
             witness = w >= min_weight and g >= min_good and not ev.operator[pair]
             if witness:
                 witnesses.add(groups[o])
@@ -510,10 +518,10 @@ class TrustEngine:
                 ))
         lift = 0.0
         voucher_weights = self._voucher_weights
-        for v in agent.vouches:
+        for v in agent.vouches.values():
             voucher_weight = voucher_weights[v.issuer]
             active = v.active(now)
-            contribution = p.basis_weights[v.basis] * v.weight * voucher_weight if active else 0.0
+            contribution = on_grid(p.basis_weights[v.basis] * v.weight * voucher_weight) if active else 0.0
             lift += contribution
             if active and v.expires is not None:
                 valid_until = min(valid_until, v.expires - 1)

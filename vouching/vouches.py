@@ -1,5 +1,7 @@
 """Vouches as the trust engine keeps them (DESIGN.md §6): org→org edges for reputation, agent vouches for the
-cold-start prior, revocations (also those that arrive before their vouch), and expiry."""
+cold-start prior, revocations (also those that arrive before their vouch), and expiry. An org's vouch for an agent
+replaces its earlier one of the same basis (its chain orders them), so an agent's prior weighs one vouch per org and
+basis however many an org sends."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vouching.arrays import array_columns, sum_by
+from vouching.arrays import array_columns, grid_sum_by
 from vouching.evidence import InvalidEvidence
 
 
@@ -48,6 +50,8 @@ class VouchBook:
         self.strength = array("d")  # basis weight x vouch weight: the prior lift at full voucher weight
         self.expires = array("d")
         self.active = array("b")  # not revoked
+        self.standing = array("b")  # not replaced by a later vouch of its issuer for its agent with its basis
+        self._latest: dict[tuple[int, int, str], int] = {}  # (agent, issuer, basis) -> column of the latest
         self.org_issuer = array("i")
         self.org_subject = array("i")
         self.org_weight = array("d")
@@ -59,10 +63,16 @@ class VouchBook:
         return record_id in self.by_id
 
     def add(self, vouch: Vouch) -> None:
-        """Keep a new vouch (the caller checked it is new); a revocation that came first applies now."""
+        """Keep a new vouch (the caller checked it is new); a revocation that came first applies now. An agent
+        vouch replaces its issuer's earlier one for the agent with the same basis."""
         expires = math.inf if vouch.expires is None else float(vouch.expires)
         if not vouch.for_org:
             vouch.column = len(self.agent)
+            replaced = self._latest.get(key := (vouch.subject, vouch.issuer, vouch.basis))
+            if replaced is not None:
+                self.standing[replaced] = 0
+            self._latest[key] = vouch.column
+            self.standing.append(1)
             self.agent.append(vouch.subject)
             self.issuer.append(vouch.issuer)
             self.strength.append(self._basis_weights[vouch.basis] * vouch.weight)
@@ -135,14 +145,18 @@ class VouchBook:
         """Per agent, the prior lift of its live vouches, each times its voucher's weight (before the cap)."""
         agent = np.frombuffer(self.agent, dtype=np.int32)
         issuer = np.frombuffer(self.issuer, dtype=np.int32)
-        live = (np.frombuffer(self.active, dtype=np.int8) == 1) & (np.frombuffer(self.expires) > now)
-        return sum_by(agent, np.frombuffer(self.strength) * live * weights[issuer], n_agents)
+        live = self._standing() & (np.frombuffer(self.expires) > now)
+        return grid_sum_by(agent, np.frombuffer(self.strength) * live * weights[issuer], n_agents)
 
     def live_expiries(self, now: float) -> tuple[np.ndarray, np.ndarray]:
         """(agent, expiry) of the live agent vouches that will expire."""
         expires = np.frombuffer(self.expires)
-        live = (np.frombuffer(self.active, dtype=np.int8) == 1) & (expires > now) & (expires < math.inf)
+        live = self._standing() & (expires > now) & (expires < math.inf)
         return np.frombuffer(self.agent, dtype=np.int32)[live], expires[live]
+
+    def _standing(self) -> np.ndarray:
+        """Which agent vouches count (before expiry): not revoked, not replaced."""
+        return (np.frombuffer(self.active, dtype=np.int8) == 1) & (np.frombuffer(self.standing, dtype=np.int8) == 1)
 
     def agent_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Copies of (issuer, agent, strength) of every agent vouch ever given."""

@@ -6,6 +6,7 @@ from vouching.evidence import InvalidEvidence, Outcomes
 from vouching.params import DAY_MS, HOUR_MS, ScoringParams
 from vouching.scoring import TrustEngine
 from vouching.tiers import PROVISIONAL, TRUSTED, VERIFIED
+from vouching.vouches import Vouch
 
 from tests.vouching.trust_world import World, rid
 
@@ -43,6 +44,34 @@ def test_a_revoked_vouch_stops_counting_even_if_the_revocation_arrives_first():
     w.engine.revoke("org1", late, ts=1)
     w.engine.add_agent_vouch("org1", "b", 1.0, "operator", record_id=late, ts=0)
     assert w.score("a") == w.score("b") == w.score("nobody")
+
+
+def test_an_orgs_later_vouch_for_an_agent_replaces_its_earlier_one_of_the_same_basis():
+    w = World()
+    w.engine.add_agent_vouch("org0", "a", 1.0, "audit", record_id=rid(), ts=0)
+    w.engine.add_agent_vouch("org0", "a", 0.1, "audit", record_id=rid(), ts=1)
+    w.engine.add_agent_vouch("org0", "b", 0.1, "audit", record_id=rid(), ts=1)
+    assert w.score("a") == w.score("b")
+    w.engine.add_agent_vouch("org0", "a", 0.5, "developer", record_id=rid(), ts=2)  # another basis adds
+    assert w.score("a") > w.score("b")
+
+
+def test_a_score_read_weighs_one_vouch_per_org_and_basis_however_many_the_org_sent(monkeypatch):
+    # Each read went through every vouch the agent ever got: one org's 20,000 vouches for one agent, each followed
+    # by the read node.trust makes to announce it, cost the node 88 s of its loop (quadratic).
+    w = World()
+    for n in range(1000):
+        w.engine.add_agent_vouch("org0", "a", 0.5, "developer", record_id=rid(), ts=n, expires=DAY_MS + n)
+    calls = 0
+    active = Vouch.active
+
+    def counted(vouch: Vouch, now: float) -> bool:
+        nonlocal calls
+        calls += 1
+        return active(vouch, now)
+
+    monkeypatch.setattr(Vouch, "active", counted)
+    assert w.score("a") > w.score("nobody") and calls == 1
 
 
 def test_an_expired_vouch_stops_counting_at_its_expiry():

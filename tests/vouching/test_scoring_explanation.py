@@ -4,6 +4,7 @@ import json
 from dataclasses import asdict
 
 from vouching.evidence import Outcomes
+from vouching.grid import on_grid
 from vouching.params import HOUR_MS
 
 from tests.vouching.trust_world import World, rid
@@ -33,7 +34,7 @@ def test_the_explanation_lists_each_org_and_vouch_with_its_part():
     assert (org1.batches, org1.events, org1.capped, org1.ignored) == (3, 508, 1, 1)
     assert org1.counted_good == org1.weight * org1.good_cap < org1.weight * org1.good
     own = next(o for o in e.orgs if o.first_hand)
-    assert own.counted_good == own.good > org1.good_cap
+    assert own.counted_good == on_grid(own.good) > org1.good_cap  # first-hand: all of it counts, on the grid
     status = {v.issuer: v.status for v in e.vouches}
     assert status == {"org0": "counted", "org1": "revoked", "org2": "expired"}
     assert e.vouch_lift == sum(v.lift for v in e.vouches)

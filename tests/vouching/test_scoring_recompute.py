@@ -93,4 +93,5 @@ def test_a_cached_score_decays_exactly_as_a_fresh_one(ops, now, later):
         cached = engine.score(agent, now=now + later)
         score, confidence = _fresh(engine, agent, now + later)
         assert abs(cached.score - score) <= 1
-        assert abs(cached.confidence - confidence) < 1e-9
+        # A fresh sum rounds each decayed term to the grid (vouching.grid), a cached one decays the rounded sum.
+        assert abs(cached.confidence - confidence) < 1e-6

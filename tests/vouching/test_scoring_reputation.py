@@ -3,8 +3,11 @@ deviation test and voucher accountability do to an org's weight."""
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from vouching.params import ScoringParams
+from vouching.evidence import Outcomes
+from vouching.params import DAY_MS, HOUR_MS, ScoringParams
 from vouching.reputation import full_weight_reference, independence_groups, personalised_pagerank
 from vouching.scoring import TrustEngine
 
@@ -92,6 +95,27 @@ def test_a_cycle_of_principal_vouchers_is_one_group():
     assert group[1] == group[2] == 1
 
 
+def _walked(parent: list[int]) -> list[int]:
+    """Groups by walking each org's principal vouchers: the org where the walk stops, or a cycle's least org."""
+    groups = []
+    for start in range(len(parent)):
+        path = [start]
+        while parent[path[-1]] != path[-1] and parent[path[-1]] not in path:
+            path.append(parent[path[-1]])
+        end = path[-1]
+        groups.append(end if parent[end] == end else min(path[path.index(parent[end]):]))
+    return groups
+
+
+@given(st.lists(st.integers(0, 30), min_size=1, max_size=30))
+def test_groups_resolve_every_shape_of_principal_vouchers(pointers):
+    parent = [p % len(pointers) for p in pointers]  # each org's only voucher (itself: none)
+    vouched = [org for org, voucher in enumerate(parent) if voucher != org]
+    src, dst = np.array([parent[org] for org in vouched], dtype=np.int64), np.array(vouched, dtype=np.int64)
+    group = independence_groups(len(parent), src, dst, np.ones(len(vouched)), np.zeros(len(parent), bool), 0.5)
+    assert group.tolist() == _walked(parent)
+
+
 def _slander_world():
     w = World(orgs=6, rooted=False)
     for agent in ["a1", "a2", "a3", "a4"]:
@@ -121,6 +145,29 @@ def test_once_discredited_a_slanderer_cannot_push_a_good_agent_below_trusted():
     w = _slander_world()
     w.engine.recompute(now=w.now)
     assert all(w.tier(a) in ("trusted", "verified") for a in ["a1", "a2", "a3", "a4"])
+
+
+def test_slander_dated_in_the_future_holds_no_longer_than_slander_dated_now():
+    # A digest's time is its issuer's word (ts need only follow the epoch's end). Dated a year ahead, two untested
+    # orgs' reports of one violation each did not decay, and no reference evidence lay near their date for the
+    # deviation test: they held an agent this node saw behave at 499 for a year instead of a day or two.
+    w = World(orgs=4, rooted=False)
+    for agent in ["a", "b"]:
+        for hour in range(24):
+            w.engine.add_first_hand(agent, ts=(hour + 1) * HOUR_MS, outcomes=_ok(20))
+    w.now = 24 * HOUR_MS
+    for org in w.orgs[:2]:
+        w.digest(org, "a", 23, denied=1)  # dated now
+    epoch = w.now + 365 * DAY_MS
+    for org in w.orgs[2:]:
+        w.engine.add_digest(org, "b", epoch=epoch, length=HOUR_MS, outcomes=Outcomes(denied=1), record_id=rid(),
+                            ts=epoch + HOUR_MS)
+    assert w.tier("a") == "provisional"
+    week = w.now + 7 * DAY_MS
+    w.engine.recompute(now=week)
+    assert [w.engine.score(agent, now=week).tier for agent in ["a", "b"]] == ["trusted", "trusted"]
+    assert "future-dated" in {rule.code for rule in w.engine.explain("b", now=week).rules}
+    assert w.engine.explain("b", now=epoch + HOUR_MS).recent_bad_reports >= 0.4  # it counts from its date on
 
 
 def test_praising_an_agent_the_reference_saw_fail_also_costs_credibility():

@@ -1,0 +1,63 @@
+"""CPU a hostile org inside the horizon can make a node's trust engine spend (the scoring review): figures, no
+targets; not a test. Each line is one attack, fed as node.trust feeds records (a score read after each, as it does
+to announce changes), with the engine's CPU time at growing sizes: linear growth is bounded, quadratic is not.
+
+    python benchmarks/score_attacks.py            # up to 8,000 records per attack
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from vouching.evidence import Outcomes  # noqa: E402
+from vouching.params import HOUR_MS  # noqa: E402
+from vouching.scoring import TrustEngine  # noqa: E402
+
+
+def _engine() -> TrustEngine:
+    engine = TrustEngine("own", ["root"])
+    engine.add_org_vouch("root", "attacker", 1.0, record_id=b"r" * 32, ts=0)
+    return engine
+
+
+def _vouches_for_one_agent(engine: TrustEngine, n: int) -> None:
+    engine.add_agent_vouch("attacker", "victim", 0.5, "developer", record_id=n.to_bytes(32, "big"), ts=n,
+                           expires=10**12 + n)
+    engine.score("victim", now=n)
+
+
+def _sybil_vouches_between_digests(engine: TrustEngine, n: int) -> None:
+    engine.add_org_vouch("attacker", f"sybil{n}", 0.5, record_id=n.to_bytes(32, "big"), ts=0)
+    engine.add_digest("attacker", "victim", epoch=n * HOUR_MS, length=1000, outcomes=Outcomes(ok=1),
+                      record_id=(1 << 40 | n).to_bytes(32, "big"), ts=n * HOUR_MS + 1000)
+    engine.score("victim", now=n * HOUR_MS + 1000)
+
+
+ATTACKS: dict[str, Callable[[TrustEngine, int], None]] = {
+    "one org's vouches for one agent": _vouches_for_one_agent,
+    "vouches for fresh keys between digests": _sybil_vouches_between_digests,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=8000, help="records per attack (default 8000)")
+    args = parser.parse_args()
+    marks = [args.records // 4 * k for k in range(1, 5)]
+    for name, attack in ATTACKS.items():
+        engine, figures, start = _engine(), [], time.process_time()
+        for n in range(1, args.records + 1):
+            attack(engine, n)
+            if n in marks:
+                figures.append(f"{n}: {time.process_time() - start:.2f} s")
+        print(f"{name:42} " + ", ".join(figures))
+
+
+if __name__ == "__main__":
+    main()
