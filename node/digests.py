@@ -206,12 +206,17 @@ class Digester:
     def _tallies(self, start: int, stop: int, floor: int) -> dict[int, _Epoch]:
         """The epochs of audit-log entries [start, stop), rebuilt from their bytes."""
         epochs: dict[int, _Epoch] = {}
+        for index, at, event, entry in self._replay(start, stop):
+            self._count(epochs, floor, at, index, (event,), (entry,))
+        return epochs
+
+    def _replay(self, start: int, stop: int) -> Iterator[tuple[int, int, Event, bytes]]:
+        """(index, at, event, entry) of audit-log entries [start, stop)."""
         for page in range(start, stop, _REPLAY_PAGE):
             entries = self.audit.ledger.entries(page, min(page + _REPLAY_PAGE, stop))
             for index, entry in enumerate(entries, page):
                 at, event = decode_entry(entry)
-                self._count(epochs, floor, at, index, (event,), (entry,))
-        return epochs
+                yield index, at, event, entry
 
     def undigested(self) -> list[bytes]:
         """The audit-log entries no digest of ours counts yet (those of the epochs still open)."""
@@ -285,8 +290,11 @@ class Digester:
                 if isinstance(body, DigestBody) and body.epoch == start:
                     done.add(body.agent)
                 cursor = index
-        (epoch,) = self._tallies(first, stop, 0).values()  # an epoch's entries share one aligned interval
-        missing = {agent: tally for agent, tally in epoch.agents.items() if agent not in done}
+        # Its entries as the row says, not by the epoch length configured now: that may have changed meanwhile.
+        missing: dict[str, _Tally] = {}
+        for _, _, event, entry in self._replay(first, stop):
+            if event.agent not in done:
+                missing.setdefault(event.agent, _Tally()).add(event, entry)
         records = self._issue(start, end, dict(sorted(missing.items()))) if missing else []
         self.state.finish(start)
         log.warning("finished an interrupted epoch", extra={"fields": {"epoch": start, "issued": len(records),

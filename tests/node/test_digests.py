@@ -158,6 +158,23 @@ def test_an_epoch_interrupted_while_issuing_is_finished_exactly_once(tmp_path, c
         assert node.digester.digested_until == T0 + EPOCH
 
 
+def test_an_interrupted_epoch_is_finished_as_begun_after_the_epoch_length_changed(tmp_path, clock):
+    """A node that stopped while issuing an epoch, restarted with a shorter epoch_seconds: its entries span two
+    of the new epochs, and the node could not start (a ValueError out of the digester)."""
+    with telemetry_node(tmp_path, clock=clock, epoch_ms=EPOCH) as node:
+        key = node.key
+        submit(node, (A, "ok", "tool", False))
+        clock.now += EPOCH // 2
+        submit(node, (A, "error", "tool", False))
+        node.replica.issue_digests = lambda bodies: (_ for _ in ()).throw(KeyboardInterrupt())
+        with pytest.raises(KeyboardInterrupt):
+            node.digester.close_due(T0 + EPOCH)
+    with telemetry_node(tmp_path, key=key, clock=clock, epoch_ms=EPOCH // 2) as node:
+        ((agent, epoch), body), = digests(node).items()
+        assert (agent, epoch, body.length, body.events) == (A, T0, EPOCH, 2)
+        assert body.evidence_root == tree_hash(entries_of(node, A, T0, T0 + EPOCH))
+
+
 def test_changing_the_epoch_length_never_overlaps_a_digested_interval(tmp_path, clock):
     with telemetry_node(tmp_path, clock=clock, epoch_ms=EPOCH) as node:
         key = node.key
