@@ -155,7 +155,7 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
             return _otlp_error(413, "too_large", str(error), as_json)
         except OtlpError as error:
             return _otlp_error(400, "bad_request", str(error), as_json)
-        batch = sort_spans(spans, now_ms=ingestor.audit.now())
+        batch = sort_spans(spans, now_ms=ingestor.audit.clock())
         if isinstance(prepared := ingestor.prepare_spans(batch), Pending):
             await ingestor.commit_async(prepared)
         return Response(export_response(batch.rejected, as_json=as_json), media_type=content_type)
