@@ -10,7 +10,11 @@ import trio
 from ledger import tree_hash
 from node.digests import DigestService
 from node.events import decode_entry
+from node.metrics import Registry
+from node.stream import Broadcaster
+from node.trust import TrustService
 from vouching import DigestBody, verify_record
+from vouching.policy import Policy
 
 from ..factories import new_did
 from .telemetry_node import Clock, telemetry_node
@@ -234,3 +238,24 @@ def test_an_epoch_is_issued_in_chunks_and_one_abandoned_between_them_is_finished
     with telemetry_node(tmp_path, key=key, clock=clock, epoch_ms=EPOCH) as node:
         assert sorted(agent for agent, _ in digests(node)) == sorted(agents)
         assert node.digester.close_due(T0 + 5 * EPOCH) == []
+
+
+@pytest.mark.xfail(strict=True, reason="needs a design decision: where a restart finds the raw counts of DP digests "
+                                       "(the audit log, slow to replay in full; or digests.db)")
+def test_with_dp_a_restart_keeps_the_node_s_first_hand_evidence_raw(tmp_path, clock):
+    """The node's own scoring counts its raw events (issue 4). On a restart, TrustService.replay rebuilds that
+    first-hand evidence from the node's own digests: with dp_epsilon set those are the noisy counts, so an agent
+    that was never denied may come back with violations (10 bad each) and lose its tier at its own org."""
+    with telemetry_node(tmp_path, clock=clock, epoch_ms=EPOCH, dp_epsilon=0.1) as node:
+        def service():
+            return TrustService(node.replica, roots=(), policy=Policy(), broadcaster=Broadcaster(Registry()),
+                                metrics=Registry(), recompute_interval=60.0, clock=clock)
+        live = service()
+        node.ingestor.listeners.append(live.on_events)
+        submit(node, *[(A, "ok", "tool", False)] * 50)
+        clock.now = T0 + EPOCH
+        node.digester.close_due(clock.now)
+        restarted = service()
+        restarted.replay(node.digester.undigested())
+        (before,), (after,) = (s.engine.explain(A, now=clock.now).orgs for s in (live, restarted))
+        assert (after.good, after.bad) == pytest.approx((before.good, before.bad), rel=1e-3)
