@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +54,7 @@ _MAX_ERROR_MESSAGE = 1024
 MAX_SPANS = 20_000
 
 Scalar = str | bool | int | float
+_MAX_DOUBLE = int(sys.float_info.max)
 
 
 class OtlpError(ValueError):
@@ -168,7 +170,10 @@ def _json_value(value: Any, where: str) -> Scalar | None:
             return raw
         raise OtlpError(f"{where}.intValue: must be a 64-bit integer")
     if "doubleValue" in value and type(value["doubleValue"]) in (int, float):
-        return float(value["doubleValue"])
+        raw = value["doubleValue"]
+        if type(raw) is int and abs(raw) > _MAX_DOUBLE:  # JSON has no bound; float() would raise OverflowError
+            raise OtlpError(f"{where}.doubleValue: must be within the range of a double")
+        return float(raw)
     return None
 
 

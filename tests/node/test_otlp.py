@@ -144,6 +144,9 @@ async def test_a_request_of_spans_that_are_not_about_agents_stores_nothing(node)
     ("application/json", b"{not json"),
     ("application/json", b'{"resourceSpans": {"oops": 1}}'),
     ("application/json", json.dumps(json_request({"startTimeUnixNano": "-5"})).encode()),
+    # A JSON integer past the float range as a double: float() raised OverflowError, a 500 without a token.
+    ("application/json", json.dumps(json_request({"attributes": [{"key": "x", "value": {"doubleValue": 10**400}}]}
+                                                 )).encode()),
 ])
 async def test_a_request_that_is_not_otlp_is_400_with_a_reason(node, content_type, body):
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
