@@ -177,9 +177,16 @@ def test_the_cli_exports_and_verifies(tmp_path, capsys):
                               "--from", "2023-11-14T22:14:00", "--to", str(T0 + 1), "--out", str(out)])
     assert args.func(args) == 0
     assert json.loads(out.read_text())["org"] == did_key(bytes(key.verify_key))
-    args = parser.parse_args(["audit", "verify", str(out), "--digest", str(tmp_path / "digest.cose")])
+    org = did_key(bytes(key.verify_key))
+    args = parser.parse_args(["audit", "verify", str(out), "--digest", str(tmp_path / "digest.cose"), "--org", org])
     assert args.func(args) == 0
-    assert "ok: 3 events" in capsys.readouterr().out
+    assert capsys.readouterr().out.startswith("ok: 3 events")
+    # An export signed by any other key verifies as that org's: the output names it, and --org refuses it.
+    other = parser.parse_args(["audit", "verify", str(out), "--org", new_did()])
+    with pytest.raises(CommandFailed, match=f"an export of org {org}, not of"):
+        other.func(other)
+    args.org = None
+    assert args.func(args) == 0 and capsys.readouterr().out.endswith(f"agent {A}, org {org}\n")
     out.write_text(out.read_text().replace('"len": 60000', '"len": 59999'))
     with pytest.raises(CommandFailed, match="does not verify"):
         args.func(args)
