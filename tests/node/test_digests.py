@@ -3,6 +3,7 @@ root an auditor can recompute from the audit log, and an epoch never digested tw
 
 import gc
 import json
+import shutil
 
 import pytest
 import trio
@@ -277,3 +278,19 @@ def test_a_dp_digest_s_evidence_root_does_not_reveal_the_outcome_its_noise_hides
              if tree_hash([encode_entry(Event(A, ts, "a2a", "message/send", outcome, high_risk=risky), accepted)])
              == record.body.evidence_root]
     assert found == []
+
+
+def test_a_node_restored_from_an_older_copy_does_not_digest_an_epoch_again(tmp_path, clock):
+    """README: a node restored from an older copy of its data directory takes back, by sync, the records it signed
+    since, digests among them. Its digests.db went back too, so it digested those epochs a second time: two
+    digests of one agent and epoch, with fresh DP noise (averaging the noise away) and counted twice."""
+    (tmp_path / "node").mkdir()
+    with telemetry_node(tmp_path / "node", clock=clock, epoch_ms=EPOCH, dp_epsilon=1.0) as node:
+        key = node.key
+        submit(node, (A, "ok", "tool", False), (B, "denied", "tool", False))
+        shutil.copytree(tmp_path / "node", tmp_path / "backup")  # the operator's copy, taken mid-epoch
+        issued = node.digester.close_due(T0 + EPOCH)
+    with telemetry_node(tmp_path / "backup", key=key, clock=clock, epoch_ms=EPOCH, dp_epsilon=1.0) as node:
+        node.replica.accept(issued)  # the startup sync brings them back before the node signs anything
+        assert node.digester.close_due(T0 + EPOCH) == []
+        assert sorted(digests(node)) == sorted([(A, T0), (B, T0)])  # (digests() also fails on a twin)
