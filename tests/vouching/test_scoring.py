@@ -332,3 +332,14 @@ def test_one_org_cannot_fill_many_cap_windows_at_one_instant_by_stretching_its_e
                             outcomes=Outcomes(denied=1000), record_id=rid(), ts=now)
     (hostile,) = [part for part in w.engine.explain("a", now=now).orgs if part.org == "org0"]
     assert hostile.bad == pytest.approx(p.cap_bad) and hostile.recent_bad_reports <= 1
+
+
+def test_an_org_reporting_the_largest_counts_over_and_over_does_not_overflow_the_engine():
+    """Each digest may report up to 2^53 - 1 events: after 1024 of them from one org about one agent, the pair's
+    event count passed int64 and add_digest raised OverflowError. In the node that left the trust service's
+    replica listener, stopping gossip delivery, and again on every start (the records are stored): one hostile
+    org in the horizon stopped every node. The count saturates."""
+    w = World()
+    for epoch in range(1100):
+        w.digest("org0", "a", epoch, ok=2**53 - 1)
+    assert w.engine.explain("a", now=w.now).orgs[0].events == 2**63 - 1
