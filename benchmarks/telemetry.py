@@ -149,7 +149,7 @@ def digest_generation(directory: Path, agents: int) -> tuple[float, float, float
     """(seconds to digest an epoch of `agents` active agents, of which signing and storing, CPU seconds)."""
     node = Node(directory)
     now = wall_clock_ms() - 3_600_000  # an epoch in the past, so that it is due and its records' ts are later
-    node.audit._clock = lambda: now
+    node.audit.clock = lambda: now
     dids = [did_key(bytes(SigningKey.generate().verify_key)) for _ in range(agents)]
     for start in range(0, agents, 1000):
         node.ingestor.submit([Event(did, now, "tool", "t", "ok") for did in dids[start:start + 1000] for _ in range(3)])

@@ -11,12 +11,14 @@ An auditor checks it without trusting the node, with any RFC 9162 / C2SP impleme
 1. Take the org's Ed25519 key from its did:key; verify `checkpoint` as a signed note by that key under the key
    name = origin; read size N and root R from it.
 2. For each entry: base64-decode it and verify its inclusion proof at `index` in the tree of size N with root R.
-3. Decode each entry (deterministic CBOR, node.events.encode_entry) and check its `agent` is the exported agent.
+3. Decode each entry (deterministic CBOR, node.events.encode_entry) and check its `agent` is the exported agent,
+   and that the entry's decoded `at` and `event` say exactly what the entry bytes say.
 4. For each epoch: the RFC 9162 Merkle tree hash of the entries with epoch <= at < epoch + len, in index order,
-   must equal `evidence_root`; and must equal the `evidence_root` of the org's signed `digest` record for that
-   agent and epoch (fetched from any node: `GET /v1/records?issuer=<org>&kind=digest&subject=<agent>`). The digest
-   commits to every event of the agent in that epoch, so a missing or altered event shows up here; without
-   differential privacy its counts also equal the entries' counts.
+   must equal `evidence_root` (and their number `events`); and must equal the `evidence_root` of the org's
+   signed `digest` record for that agent and epoch (fetched from any node:
+   `GET /v1/records?issuer=<org>&kind=digest&subject=<agent>`).
+   The digest commits to every event of the agent in that epoch, so a missing or altered event shows up here;
+   without differential privacy its counts (outcomes, categories, high_risk) also equal the entries' counts.
 5. Each entry's `at` lies in [from, to) or in one of the exported epochs (the range is widened to whole epochs,
    and no further).
 `verify_export` does steps 1-5 (the digest records optional).
@@ -153,6 +155,11 @@ def verify_export(document: Any, *, digests: Iterable[bytes] = ()) -> Verified:
             raise VerifyError(f"{where}: not an audit entry ({error})") from None
         if event.agent != agent:
             raise VerifyError(f"{where}: an event of {event.agent}, not of the exported agent")
+        # The decoded copies are what a reader sees: they must say what the proven bytes say.
+        if item.get("at") != at:
+            raise VerifyError(f"{where}.at: differs from the entry's ({at})")
+        if item.get("event") != event.to_json():
+            raise VerifyError(f"{where}.event: differs from the entry's")
         events.append((index, at, event, entry))
     events.sort(key=lambda e: e[0])
     epochs = []
@@ -162,10 +169,13 @@ def verify_export(document: Any, *, digests: Iterable[bytes] = ()) -> Verified:
         epoch_start, length = epoch.get("epoch"), epoch.get("len")
         if type(epoch_start) is not int or type(length) is not int or length < 1:
             raise VerifyError(f"epochs[{j}]: needs integer epoch and len")
-        root = tree_hash([e[3] for e in events if epoch_start <= e[1] < epoch_start + length])
+        members = [e[3] for e in events if epoch_start <= e[1] < epoch_start + length]
+        root = tree_hash(members)
         if root != _unb64(epoch.get("evidence_root"), f"epochs[{j}].evidence_root"):
             raise VerifyError(f"epochs[{j}]: the entries of [{epoch_start}, {epoch_start + length}) do not hash to "
                               "evidence_root")
+        if epoch.get("events") != len(members):
+            raise VerifyError(f"epochs[{j}].events: must be {len(members)}, the entries in the epoch")
         epochs.append((epoch_start, length, root))
     for index, at, _, _ in events:  # the range was widened to whole epochs, and no further
         if not (start <= at < end or any(a <= at < a + n for a, n, _ in epochs)):
@@ -199,6 +209,7 @@ def _check_digest(raw: bytes, org: str, agent: str, epochs: list[tuple[int, int,
     if body.dp_epsilon is None:
         members = [e[2] for e in events if body.epoch <= e[1] < body.epoch + body.length]
         counted = ({o: sum(e.outcome == o for e in members) for o in OUTCOMES},
-                   {c: sum(e.category == c for e in members) for c in CATEGORIES})
-        if counted != (dict(body.outcomes), dict(body.categories)):
+                   {c: sum(e.category == c for e in members) for c in CATEGORIES},
+                   {o: sum(e.outcome == o and e.high_risk for e in members) for o in OUTCOMES})
+        if counted != (dict(body.outcomes), dict(body.categories), dict(body.high_risk)):
             raise VerifyError(f"digest {record.id.hex()}: its counts differ from the exported entries'")

@@ -48,7 +48,7 @@ class AuditLog:
 
     def __init__(self, ledger: Ledger, *, clock: Clock = wall_clock_ms) -> None:
         self.ledger = ledger
-        self._clock = clock
+        self.clock = clock  # the node's clock: what reported times are checked against (`now` may run ahead)
         self._floor = 0
         if ledger.size > ledger.pruned:
             self._floor = self.at(ledger.size - 1)
@@ -66,7 +66,7 @@ class AuditLog:
 
     def now(self) -> int:
         """The acceptance time the next batch would get: the clock, never earlier than any entry or seal."""
-        return max(self._clock(), self._floor)
+        return max(self.clock(), self._floor)
 
     def seal(self, until: int) -> None:
         """From now on, entries get `at >= until`: nothing more is added to the epochs that end by `until`."""

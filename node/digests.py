@@ -16,7 +16,9 @@ any one event against it without revealing the others.
 Durable and exactly once: the digested position (the end of the last digested epoch and the first audit entry
 after it) is kept in `digests.db`; the open epochs are rebuilt on start from the audit log entries after it. An
 epoch's row is written before its digests are issued and marked done after; a row found not done on start is
-finished by issuing digests only for the agents that have none for it in the records store.
+finished by issuing digests only for the agents that have none for it in the records store. Likewise an epoch
+is never digested again for an agent whose digest of it is already stored: after a restore from an older copy of
+the data directory, sync brings back digests issued after the copy, which digests.db does not know of.
 """
 
 from __future__ import annotations
@@ -138,6 +140,11 @@ class DigestState:
         row = self._db.execute("SELECT end_ms, stop FROM epochs ORDER BY start DESC LIMIT 1").fetchone()
         return (0, 0) if row is None else (row[0], row[1])
 
+    def last_store_mark(self) -> int:
+        """The records store's size before the last digested epoch's digests were issued; 0 before the first."""
+        row = self._db.execute("SELECT store_mark FROM epochs ORDER BY start DESC LIMIT 1").fetchone()
+        return 0 if row is None else row[0]
+
     def unfinished(self) -> tuple[int, int, int, int, int] | None:
         """(start, end, first, stop, store_mark) of an epoch whose digests may not all have been issued."""
         return self._db.execute("SELECT start, end_ms, first, stop, store_mark FROM epochs WHERE done = 0").fetchone()
@@ -178,6 +185,9 @@ class Digester:
                         lambda: sum(len(e.agents) for e in self._open.values()))
         self._finish_interrupted()
         self.digested_until, self.undigested_from = state.position()
+        # Our digests stored from here on are looked for before an epoch is issued: after a restore from an older
+        # copy of the data directory, sync brings back digests that this digests.db never saw issued.
+        self._store_mark = state.last_store_mark()
         audit.seal(self.digested_until)
         self._open = self._tallies(self.undigested_from, audit.size, self.digested_until)
 
@@ -206,12 +216,17 @@ class Digester:
     def _tallies(self, start: int, stop: int, floor: int) -> dict[int, _Epoch]:
         """The epochs of audit-log entries [start, stop), rebuilt from their bytes."""
         epochs: dict[int, _Epoch] = {}
+        for index, at, event, entry in self._replay(start, stop):
+            self._count(epochs, floor, at, index, (event,), (entry,))
+        return epochs
+
+    def _replay(self, start: int, stop: int) -> Iterator[tuple[int, int, Event, bytes]]:
+        """(index, at, event, entry) of audit-log entries [start, stop)."""
         for page in range(start, stop, _REPLAY_PAGE):
             entries = self.audit.ledger.entries(page, min(page + _REPLAY_PAGE, stop))
             for index, entry in enumerate(entries, page):
                 at, event = decode_entry(entry)
-                self._count(epochs, floor, at, index, (event,), (entry,))
-        return epochs
+                yield index, at, event, entry
 
     def undigested(self) -> list[bytes]:
         """The audit-log entries no digest of ours counts yet (those of the epochs still open)."""
@@ -239,12 +254,14 @@ class Digester:
             epoch = self._open.pop(aligned)
             start = max(aligned, self.digested_until)
             began = time.perf_counter()
+            issued = self._issued_agents(start, self._store_mark)  # none, unless restored (see __init__)
             self.state.begin(start, end, epoch.first, epoch.stop, self.replica.store.size)
-            agents = sorted(epoch.agents)
+            agents = sorted(agent for agent in epoch.agents if agent not in issued)
             for first in range(0, len(agents), ISSUE_CHUNK):
                 yield self._issue(start, end, {a: epoch.agents[a] for a in agents[first:first + ISSUE_CHUNK]})
             self.state.finish(start)
             self.digested_until, self.undigested_from = end, epoch.stop
+            self._store_mark = self.replica.store.size
             self._record(start, len(agents), time.perf_counter() - began)
 
     def _issue(self, start: int, end: int, agents: dict[str, _Tally]) -> list[Record]:
@@ -270,23 +287,31 @@ class Digester:
         self._seconds.set(seconds)
         log.info("digests issued", extra={"fields": {"epoch": start, "agents": count, "seconds": round(seconds, 3)}})
 
-    def _finish_interrupted(self) -> None:
-        """Issue what an epoch interrupted mid-issue still lacks: digests for agents that have none for it."""
-        row = self.state.unfinished()
-        if row is None:
-            return
-        start, end, first, stop, store_mark = row
+    def _issued_agents(self, start: int, mark: int) -> set[str]:
+        """The agents of our digests for the epoch beginning at `start` stored at index `mark` or later."""
         store = self.replica.store
         done: set[str] = set()
-        cursor = store_mark - 1
+        cursor = mark - 1
         while rows := store.query(issuer=self.replica.did, kind="digest", after=cursor, limit=_REPLAY_PAGE):
             for index, raw in rows:
                 body = load_record(raw).body
                 if isinstance(body, DigestBody) and body.epoch == start:
                     done.add(body.agent)
                 cursor = index
-        (epoch,) = self._tallies(first, stop, 0).values()  # an epoch's entries share one aligned interval
-        missing = {agent: tally for agent, tally in epoch.agents.items() if agent not in done}
+        return done
+
+    def _finish_interrupted(self) -> None:
+        """Issue what an epoch interrupted mid-issue still lacks: digests for agents that have none for it."""
+        row = self.state.unfinished()
+        if row is None:
+            return
+        start, end, first, stop, store_mark = row
+        done = self._issued_agents(start, store_mark)
+        # Its entries as the row says, not by the epoch length configured now: that may have changed meanwhile.
+        missing: dict[str, _Tally] = {}
+        for _, _, event, entry in self._replay(first, stop):
+            if event.agent not in done:
+                missing.setdefault(event.agent, _Tally()).add(event, entry)
         records = self._issue(start, end, dict(sorted(missing.items()))) if missing else []
         self.state.finish(start)
         log.warning("finished an interrupted epoch", extra={"fields": {"epoch": start, "issued": len(records),

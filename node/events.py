@@ -152,7 +152,9 @@ def check_recent(ts: int, now_ms: int) -> int:
 def _check_duration(value: Any) -> int | float | None:
     if value is None:
         return None
-    if type(value) not in (int, float) or not (math.isfinite(value) and 0 <= value <= MAX_INT):
+    # Comparisons, not math.isfinite, which raises OverflowError on an integer past the float range (NaN and
+    # infinities fail the bound too).
+    if type(value) not in (int, float) or not 0 <= value <= MAX_INT:
         raise InvalidEvent("duration_ms: must be a non-negative number of ms")
     return value
 

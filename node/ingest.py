@@ -147,8 +147,9 @@ class Ingestor:
         self._rejected.inc(reason=rejection_reason(detail))
 
     def validate(self, values: Sequence[Any]) -> tuple[list[Event], list[dict[str, Any]]]:
-        """The valid events, and for each invalid one `{index, detail}`."""
-        now = self.audit.now()
+        """The valid events, and for each invalid one `{index, detail}`. Their times are checked against the clock,
+        not the log's next acceptance time, which stays ahead for as long as the clock once ran ahead."""
+        now = self.audit.clock()
         events, rejected = [], []
         for index, value in enumerate(values):
             try:
@@ -217,7 +218,8 @@ class Ingestor:
             key, reply = pending.keyed
             if (stored := self.idempotency.lookup(key)) is not None:
                 return stored
-            self.idempotency.reserve(key, reply, first=self.audit.size, count=len(pending.events), at=self.audit.now())
+            self.idempotency.reserve(key, reply, first=self.audit.size, count=len(pending.events),
+                                     at=self.audit.clock())
         try:
             return self.audit.append(pending.events)
         except BaseException:

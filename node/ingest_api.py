@@ -19,7 +19,8 @@ from .api.errors import error_response
 from .api.guard import media_type
 from .events import MAX_ATTRS, MAX_NAME
 from .ingest import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, BadBatch, Ingestor, Pending, Reply, TooLarge
-from .otlp import OtlpError, Span, decode_json, decode_protobuf, error_status, export_response, sort_spans
+from .otlp import (MAX_SPANS, OtlpError, Span, TooManySpans, decode_json, decode_protobuf, error_status,
+                   export_response, sort_spans)
 
 MAX_TRACES_BYTES = 4 << 20
 BODY_LIMITS = {"/v1/events": MAX_BATCH_BYTES, "/v1/traces": MAX_TRACES_BYTES}
@@ -132,7 +133,8 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
     @router.post(
         "/v1/traces",
         responses={200: {"description": "An OTLP ExportTraceServiceResponse; partial_success counts rejected spans"},
-                   400: {"description": "Not an OTLP trace export request"}, 413: {"description": "Over 4 MiB"},
+                   400: {"description": "Not an OTLP trace export request"},
+                   413: {"description": f"Over 4 MiB or {MAX_SPANS} spans"},
                    415: {"description": "Neither application/x-protobuf nor application/json"}},
     )
     async def post_traces(request: Request) -> Response:
@@ -149,9 +151,11 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
             spans = decode(await read_body(request, MAX_TRACES_BYTES))
         except _Refused as refused:
             return _otlp_error(refused.status, refused.code, refused.detail, as_json)
+        except TooManySpans as error:
+            return _otlp_error(413, "too_large", str(error), as_json)
         except OtlpError as error:
             return _otlp_error(400, "bad_request", str(error), as_json)
-        batch = sort_spans(spans, now_ms=ingestor.audit.now())
+        batch = sort_spans(spans, now_ms=ingestor.audit.clock())
         if isinstance(prepared := ingestor.prepare_spans(batch), Pending):
             await ingestor.commit_async(prepared)
         return Response(export_response(batch.rejected, as_json=as_json), media_type=content_type)

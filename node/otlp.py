@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,12 +48,29 @@ _TIMEOUT_WORDS = ("timeout", "timed out", "deadline")
 _DENIED_WORDS = ("denied", "forbidden", "permission", "unauthorized", "unauthorised", "policy", "not_allowed")
 _DENIED_CODES = frozenset({"401", "403"})
 _MAX_ERROR_MESSAGE = 1024
+# Spans in one request. The stock SDK exports at most 512 per request, a Collector's batches 8192 by default; a
+# real span is some 200-500 bytes, so a request within the body limit holds about this many. An empty span is
+# 2 bytes (and compresses to nothing): without this bound, 4 MiB of them were two million Span objects.
+MAX_SPANS = 20_000
 
 Scalar = str | bool | int | float
+_MAX_DOUBLE = int(sys.float_info.max)
 
 
 class OtlpError(ValueError):
     """A request body that is not an OTLP trace export request (HTTP 400)."""
+
+
+class TooManySpans(OtlpError):
+    """A request of more than MAX_SPANS spans (HTTP 413)."""
+
+
+def _count_spans(total: int, more: int) -> int:
+    """`total + more`, spans of a request so far; raises TooManySpans past MAX_SPANS, before they are read."""
+    total += more
+    if total > MAX_SPANS:
+        raise TooManySpans(f"body: at most {MAX_SPANS} spans per request")
+    return total
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,10 +123,11 @@ def decode_protobuf(body: bytes) -> list[Span]:
         request.ParseFromString(body)
     except DecodeError as error:
         raise OtlpError(f"body: not a protobuf ExportTraceServiceRequest ({error})") from None
-    spans = []
+    spans: list[Span] = []
     for resource_spans in request.resource_spans:
         resource = _proto_attrs(resource_spans.resource.attributes)
         for scope_spans in resource_spans.scope_spans:
+            _count_spans(len(spans), len(scope_spans.spans))
             for s in scope_spans.spans:
                 spans.append(Span(s.name, s.start_time_unix_nano, s.end_time_unix_nano, _proto_attrs(s.attributes),
                                   resource, s.status.code, s.status.message, s.trace_id.hex(), s.span_id.hex()))
@@ -151,7 +170,10 @@ def _json_value(value: Any, where: str) -> Scalar | None:
             return raw
         raise OtlpError(f"{where}.intValue: must be a 64-bit integer")
     if "doubleValue" in value and type(value["doubleValue"]) in (int, float):
-        return float(value["doubleValue"])
+        raw = value["doubleValue"]
+        if type(raw) is int and abs(raw) > _MAX_DOUBLE:  # JSON has no bound; float() would raise OverflowError
+            raise OtlpError(f"{where}.doubleValue: must be within the range of a double")
+        return float(raw)
     return None
 
 
@@ -190,7 +212,9 @@ def decode_json(body: bytes) -> list[Span]:
         resource = _json_attrs(_json_list(resource_obj, "attributes", f"{where}.resource"), f"{where}.resource.attributes")
         for s, scope_spans in enumerate(_json_list(resource_spans, "scopeSpans", where)):
             scope_where = f"{where}.scopeSpans[{s}]"
-            for i, span in enumerate(_json_list(_json_object(scope_spans, scope_where), "spans", scope_where)):
+            scope = _json_list(_json_object(scope_spans, scope_where), "spans", scope_where)
+            _count_spans(len(spans), len(scope))
+            for i, span in enumerate(scope):
                 spans.append(_json_span(_json_object(span, f"{scope_where}.spans[{i}]"), resource,
                                         f"{scope_where}.spans[{i}]"))
     return spans

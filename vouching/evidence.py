@@ -18,6 +18,7 @@ import numpy as np
 from vouching.params import ScoringParams
 
 LN2 = math.log(2)
+MAX_EVENTS = 2**63 - 1  # what a pair's `events` column holds
 
 
 class InvalidEvidence(ValueError):
@@ -144,7 +145,8 @@ class EvidenceStore:
         """Count a batch of evidence at time `t` in cap window `window` (caps apply when `capped`)."""
         good, bad = batch.good, batch.bad
         self.batches[pair] += 1
-        self.events[pair] += events
+        # Saturates: an org may report 2^53 - 1 events in each digest, and the column is int64.
+        self.events[pair] = min(self.events[pair] + events, MAX_EVENTS)
         if window < self.window[pair]:
             if capped:  # an org's digests move forward in time; an older window may not refill its cap
                 self.ignored[pair] += 1

@@ -160,7 +160,9 @@ class TrustEngine:
 
     def add_digest(self, issuer: str, agent: str, *, epoch: int, length: int, outcomes: Outcomes,
                    high_risk: Outcomes = NO_OUTCOMES, record_id: bytes, ts: int) -> None:
-        """A behaviour digest: what `issuer` saw `agent` do over [epoch, epoch + length)."""
+        """A behaviour digest: what `issuer` saw `agent` do over [epoch, epoch + length), dated when it ends (or the
+        record's time, if earlier) and capped in the window holding that date: an org cannot stretch digests for
+        many past windows to end now, undecayed, each under a cap of its own."""
         if type(epoch) is not int or epoch < 0:
             raise InvalidEvidence(f"epoch: must be a non-negative integer of ms, got {epoch!r}")
         if type(length) is not int or length <= 0:
@@ -169,8 +171,9 @@ class TrustEngine:
         if issuer == self.own_org or record_id in self._seen_digests:
             return  # this node's own digests repeat its first-hand observations
         self._seen_digests.add(record_id)
-        self._count(self._agent(agent), self._org(issuer), min(epoch + length, ts),
-                    epoch // self.params.cap_window_ms, batch, outcomes, capped=True)
+        end = min(epoch + length, ts)
+        self._count(self._agent(agent), self._org(issuer), end, max(end - 1, 0) // self.params.cap_window_ms, batch,
+                    outcomes, capped=True)
 
     def add_first_hand(self, agent: str, *, ts: int, outcomes: Outcomes, high_risk: Outcomes = NO_OUTCOMES) -> None:
         """This node's own observations of `agent` (a batch of outcomes at `ts`): full weight, no cap."""

@@ -68,10 +68,12 @@ def register(subparsers: Subparsers) -> None:
         summary="check an export: the org's signature, every inclusion proof, every epoch's evidence root",
         description="Check an export as an auditor would (the steps are in node/audit_export.py): the checkpoint "
         "is signed by the org's did:key, each event is in the checkpointed log, each epoch's events hash to its "
-        "evidence root, and, for each digest record given, to the root the org published.",
-        examples=["vouchnet audit verify alice.json --digest digest-1.cose --digest digest-2.cose"],
+        "evidence root, and, for each digest record given, to the root the org published. An export proves what "
+        "the org it names logged: give --org to require the org you expect (anyone can sign an export of their own).",
+        examples=["vouchnet audit verify alice.json --org did:key:z6Mk... --digest digest-1.cose"],
     )
     verify.add_argument("file", type=Path, metavar="EXPORT")
+    verify.add_argument("--org", type=did_argument, metavar="DID", help="refuse an export of any other org")
     verify.add_argument("--digest", type=Path, action="append", default=[], metavar="FILE",
                         help="one of the org's digest records (COSE bytes, as GET /v1/records/{id} serves it)")
 
@@ -118,6 +120,9 @@ def _verify(args: argparse.Namespace) -> int:
         verified = verify_export(document, digests=digests)
     except VerifyError as e:
         raise CommandFailed(f"does not verify: {e}") from None
+    if args.org is not None and document["org"] != args.org:
+        raise CommandFailed(f"does not verify: an export of org {document['org']}, not of {args.org}")
     print(f"ok: {len(verified.events)} events in a log of {verified.size} entries, "
-          f"{len(verified.epochs)} epoch roots recomputed, {len(digests)} digests matched")
+          f"{len(verified.epochs)} epoch roots recomputed, {len(digests)} digests matched; "
+          f"agent {document['agent']}, org {document['org']}")
     return 0

@@ -17,7 +17,7 @@ from node.commands.common import CommandFailed
 from node.keys import load_org_key
 from node.retention import DAY_MS, RetentionService
 from node.setup import init_data_dir
-from vouching import did_key
+from vouching import did_key, sign_record, verify_record
 
 from ..factories import new_did
 from .telemetry_node import Clock, telemetry_node
@@ -105,6 +105,11 @@ def tampered(document, change):
     (lambda d: d.update({"from": d["to"] + 1}), "from <= to"),
     # A range claimed narrower than the entries, whose epochs were dropped to hide them: not what was exported.
     (lambda d: d.update({"from": d["to"] - 1, "epochs": []}), "outside \\[from, to\\) and every epoch"),
+    # The decoded copies an auditor reads must say what the proven entry bytes say.
+    (lambda d: d["entries"][2]["event"].update(outcome="ok"), "entries\\[2\\].event: differs from the entry"),
+    (lambda d: d["entries"][2]["event"].pop("high_risk"), "entries\\[2\\].event: differs from the entry"),
+    (lambda d: d["entries"][0].update(at=d["entries"][0]["at"] + 1), "entries\\[0\\].at: differs from the entry"),
+    (lambda d: d["epochs"][0].update(events=2), "epochs\\[0\\].events: must be 3"),
 ])
 def test_tampering_is_caught(node, change, message):
     document = export(node, A, T0, T0 + EPOCH)
@@ -118,6 +123,18 @@ def test_a_digest_of_another_epoch_or_agent_does_not_match(node):
         verify_export(document, digests=digest_records(node, A)[1:2])
     with pytest.raises(VerifyError, match="not the org's digest of the exported agent"):
         verify_export(document, digests=digest_records(node, B)[:1])
+
+
+def test_a_digest_misstating_high_risk_counts_does_not_match(node):
+    """A digest of the org's that says other high-risk counts than its entries (same outcomes, categories and root)
+    is caught: the high-risk subset is what scoring weighs most."""
+    document = export(node, A, T0, T0 + EPOCH)
+    honest = verify_record(digest_records(node, A)[0])
+    body = honest.body.to_wire() | {"high_risk": {"ok": 1, "error": 0, "denied": 0, "timeout": 0}}
+    forged = sign_record(node.key, "digest", body, seq=honest.seq, prev=honest.prev, ts=honest.ts)
+    verify_export(document, digests=[honest.raw])
+    with pytest.raises(VerifyError, match="its counts differ"):
+        verify_export(document, digests=[forged])
 
 
 def test_retention_prunes_whole_digested_epochs_and_proofs_stay_valid(node):
@@ -160,9 +177,16 @@ def test_the_cli_exports_and_verifies(tmp_path, capsys):
                               "--from", "2023-11-14T22:14:00", "--to", str(T0 + 1), "--out", str(out)])
     assert args.func(args) == 0
     assert json.loads(out.read_text())["org"] == did_key(bytes(key.verify_key))
-    args = parser.parse_args(["audit", "verify", str(out), "--digest", str(tmp_path / "digest.cose")])
+    org = did_key(bytes(key.verify_key))
+    args = parser.parse_args(["audit", "verify", str(out), "--digest", str(tmp_path / "digest.cose"), "--org", org])
     assert args.func(args) == 0
-    assert "ok: 3 events" in capsys.readouterr().out
+    assert capsys.readouterr().out.startswith("ok: 3 events")
+    # An export signed by any other key verifies as that org's: the output names it, and --org refuses it.
+    other = parser.parse_args(["audit", "verify", str(out), "--org", new_did()])
+    with pytest.raises(CommandFailed, match=f"an export of org {org}, not of"):
+        other.func(other)
+    args.org = None
+    assert args.func(args) == 0 and capsys.readouterr().out.endswith(f"agent {A}, org {org}\n")
     out.write_text(out.read_text().replace('"len": 60000', '"len": 59999'))
     with pytest.raises(CommandFailed, match="does not verify"):
         args.func(args)

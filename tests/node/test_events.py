@@ -61,6 +61,7 @@ def test_categories_outside_the_digest_count_as_other(reported, counted):
     ({"outcome": "fine"}, "outcome"),
     ({"duration_ms": -1}, "duration_ms"),
     ({"duration_ms": "3"}, "duration_ms"),
+    ({"duration_ms": 10**400}, "duration_ms"),  # math.isfinite raised OverflowError: the batch was a 500
     ({"high_risk": "yes"}, "high_risk"),
     ({"attrs": []}, "attrs"),
     ({"attrs": {f"k{i}": i for i in range(MAX_ATTRS + 1)}}, "attrs"),

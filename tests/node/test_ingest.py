@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from node.events import decode_entry, parse_event
-from node.idempotency import IdempotencyStore, StoredReply
+from node.idempotency import WINDOW_MS, IdempotencyStore, StoredReply
 from node.ingest import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, feed_first_hand, first_hand
 from vouching.scoring import TrustEngine
 
@@ -220,3 +220,22 @@ async def test_twin_requests_racing_with_one_key_are_stored_once(node):
             nursery.start_soon(commit, pending)
     assert sorted(r.replayed for r in replies) == [False, True]
     assert {r.status for r in replies} == {200} and node.audit.size == 1
+
+
+def test_a_clock_that_once_ran_a_year_ahead_does_not_stop_ingest(tmp_path):
+    """Acceptance times never decrease, so after a batch accepted while the node's clock ran a year ahead, the log's
+    floor stays there (across restarts too). Events were checked against that floor, so every correctly dated event
+    was refused as more than 24 h old until the real clock caught up: a year without telemetry. They are checked
+    against the clock; they keep acceptance times in log order. Idempotency keys, too, expire by the clock."""
+    clock = Clock(NOW)
+    with telemetry_node(tmp_path, clock=clock) as node:
+        key = node.key
+        clock.now = NOW + 365 * 24 * 3_600_000
+        assert node.ingestor.submit_json(json.dumps({"events": [event(ts=clock.now)]}).encode()).status == 200
+    clock.now = NOW + 60_000  # the operator fixed the clock
+    with telemetry_node(tmp_path, key=key, clock=clock) as node:
+        reply = node.ingestor.submit_json(json.dumps({"events": [event(ts=clock.now)]}).encode(), key="k")
+        assert reply.body == {"accepted": 1, "rejected": []}
+        ats = [decode_entry(e)[0] for e in node.audit.ledger.entries(0, node.audit.size)]
+        assert ats == sorted(ats)
+        assert node.idempotency.expire(clock.now + WINDOW_MS + 1) == 1

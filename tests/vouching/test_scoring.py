@@ -343,3 +343,32 @@ def test_a_whitewashed_identity_of_a_misbehaving_agent_stays_blocked_and_its_ope
 def test_bad_input_raises_invalid_evidence_naming_the_field(call, message):
     with pytest.raises(InvalidEvidence, match=message):
         call(TrustEngine("own"))
+
+
+def test_one_org_cannot_fill_many_cap_windows_at_one_instant_by_stretching_its_epochs():
+    """A hostile org signs, at one instant, digests for a hundred past windows, each epoch stretched (`len`) to end
+    now: each got a window's cap of its own and none had decayed, so one org's word sank a verified agent to
+    untrusted at once (6,000 bad pseudo-observations, a hundred bad reports), where its honest digests carry one
+    window's cap an hour. Evidence is windowed by when it ends."""
+    p = ScoringParams()
+    w = World(orgs=6)
+    w.engine.add_agent_vouch("org5", "a", 1.0, "operator", record_id=rid(), ts=0)
+    w.history("a", range(100), w.orgs[1:5])
+    assert w.tier("a") == "verified"
+    now = w.now
+    for k in range(100):
+        w.engine.add_digest("org0", "a", epoch=k * HOUR_MS, length=now - k * HOUR_MS,
+                            outcomes=Outcomes(denied=1000), record_id=rid(), ts=now)
+    (hostile,) = [part for part in w.engine.explain("a", now=now).orgs if part.org == "org0"]
+    assert hostile.bad == pytest.approx(p.cap_bad) and hostile.recent_bad_reports <= 1
+
+
+def test_an_org_reporting_the_largest_counts_over_and_over_does_not_overflow_the_engine():
+    """Each digest may report up to 2^53 - 1 events: after 1024 of them from one org about one agent, the pair's
+    event count passed int64 and add_digest raised OverflowError. In the node that left the trust service's
+    replica listener, stopping gossip delivery, and again on every start (the records are stored): one hostile
+    org in the horizon stopped every node. The count saturates."""
+    w = World()
+    for epoch in range(1100):
+        w.digest("org0", "a", epoch, ok=2**53 - 1)
+    assert w.engine.explain("a", now=w.now).orgs[0].events == 2**63 - 1
