@@ -73,9 +73,8 @@ class TrustService:
         """Rebuild the engine from the store, the digests of every key of our org (as first-hand), and the raw
         events no digest of ours counts yet; from here on, follow the replica's rotations (`_relink`)."""
         store, identity = self.replica.store, self.replica.succession.identity
-        now = self._clock()
         for record in store.scan():
-            feed_record(self.engine, record, identity, now=now)
+            feed_record(self.engine, record, identity)
         for key in self.replica.succession.keys(self.replica.did):
             for record in store.scan(issuer=key, kind="digest"):
                 body = record.body
@@ -95,9 +94,7 @@ class TrustService:
         an org-level change brings the next recompute forward to within PROMPT_RECOMPUTE_S."""
         identity = self.replica.succession.identity
         org_changes = self.engine.org_changes
-        now = self._clock()
-        self._announce([a for record in records
-                        if (a := feed_record(self.engine, record, identity, now=now)) is not None])
+        self._announce([a for record in records if (a := feed_record(self.engine, record, identity)) is not None])
         if self.engine.org_changes != org_changes:
             self._org_changed.set()
 

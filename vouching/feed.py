@@ -16,8 +16,7 @@ def outcomes_of(counts: Mapping[str, int]) -> Outcomes:
     return Outcomes(ok=counts["ok"], error=counts["error"], denied=counts["denied"], timeout=counts["timeout"])
 
 
-def feed_record(engine: TrustEngine, record: Record, identity: Callable[[str], str], *, now: int | None = None
-                ) -> str | None:
+def feed_record(engine: TrustEngine, record: Record, identity: Callable[[str], str]) -> str | None:
     """Give the engine what an accepted record says (DESIGN.md §6); the agent whose evidence or vouches it changed,
     if any (org-level changes are counted in `engine.org_changes` instead). `org` records carry nothing to score;
     the node's own digests add nothing (the engine holds what they count as first-hand evidence, and drops them:
@@ -25,10 +24,7 @@ def feed_record(engine: TrustEngine, record: Record, identity: Callable[[str], s
 
     `identity` names the org of a key (Succession.identity): issuers, org-peer subjects and offenders are fed as
     their org, so that the engine counts linked keys as one org; agents are not keys and are fed as they are. An
-    org-peer vouch between two keys of one org says nothing and is skipped.
-
-    `now` (ms), the feeding node's clock: a digest is dated no later than it, whatever time its issuer claims (a
-    node passes it; records are valid whatever their ts, so this is where a clock bounds an issuer's dates)."""
+    org-peer vouch between two keys of one org says nothing and is skipped."""
     body = record.body
     issuer = identity(record.iss)
     if isinstance(body, VouchBody):
@@ -46,7 +42,7 @@ def feed_record(engine: TrustEngine, record: Record, identity: Callable[[str], s
     if isinstance(body, DigestBody) and issuer != engine.own_org:
         engine.add_digest(issuer, body.agent, epoch=body.epoch, length=body.length,
                           outcomes=outcomes_of(body.outcomes), high_risk=outcomes_of(body.high_risk),
-                          record_id=record.id, ts=record.ts if now is None else min(record.ts, now))
+                          record_id=record.id, ts=record.ts)
         return body.agent
     if isinstance(body, EquivocationBody) and (offender := identity(body.offender)) != engine.own_org:
         engine.flag_equivocator(offender)

@@ -222,27 +222,3 @@ async def test_what_arrives_while_the_worker_computes_counts_as_after_the_snapsh
         assert trust.engine.orgs(now=now) == after.orgs(now=now)
     assert trust.engine.orgs(now=NOW) != meanwhile.orgs(now=NOW)  # what the recompute found counts
     assert gate.held == [True]
-
-
-def test_digests_dated_in_the_future_count_as_of_the_node_s_clock(node, broadcaster):
-    """A hostile org's digests dated hours ahead count as if issued now (vouching.feed), live and on a restart."""
-    hostile, agent = Org(), new_did()
-    records = []
-    for hours in range(1, 11):
-        hostile.ts = NOW + hours * HOUR_MS
-        records.append(hostile.record("digest", digest_body(
-            agent, epoch=hostile.ts - HOUR_MS, length=HOUR_MS,
-            outcomes={"ok": 0, "error": 0, "denied": 9, "timeout": 0},
-            categories={"tool": 9, "mcp": 0, "a2a": 0, "auth": 0, "resource": 0, "other": 0},
-            high_risk={"ok": 0, "error": 0, "denied": 0, "timeout": 0}, evidence_root=bytes(32))))
-    node.replica.issue("vouch", vouch_body(hostile.did, 1.0, "org-peer"))  # inside the horizon: stored
-    assert len(node.replica.accept(records).accepted) == len(records)
-    for live in (True, False):
-        trust = TrustService(node.replica, roots=(hostile.did,), policy=Policy(), broadcaster=broadcaster,
-                             metrics=Registry(), recompute_interval=RECOMPUTE_S, clock=lambda: NOW)
-        if live:
-            trust.on_records(records)
-        else:
-            trust.replay(())
-        (part,) = trust.engine.explain(agent, now=NOW).orgs
-        assert part.last_evidence == NOW and part.bad == pytest.approx(60.0)
