@@ -68,7 +68,7 @@ class NodeConfig:
     api_host: str = "127.0.0.1"
     api_port: int = 8700
     public_url: str = ""  # where other orgs reach this API; "" means the bind address
-    traces_need_token: bool = False
+    traces_need_token: bool = True
     checkpoint_interval: float = 1.0
     checkpoint_gossip_interval: float = 10.0
     witnesses: int = 8
@@ -259,7 +259,7 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
     api_host, api_port = parse_api_bind(_get(api, "api", "bind", "a string", DEFAULT_API))
     public_url = _get(api, "api", "public_url", "a string", "")
     public_url = public_url and _check_public_url(public_url)
-    traces_need_token = api.get("traces_need_token", False)
+    traces_need_token = api.get("traces_need_token", True)
     if type(traces_need_token) is not bool:
         raise ConfigError(f"api.traces_need_token: must be true or false, got {traces_need_token!r}")
 
@@ -400,10 +400,10 @@ max_hops = {d.max_hops}
 # The URL other orgs reach this API at (through your proxy, say), written into the agent credentials this org
 # mints so that verifiers can fetch its revocation lists (/v1/credentials/status/N). Empty: the bind address.
 public_url = ""
-# OTLP trace export (POST /v1/traces) needs no token by default, so that a service only sets
-# OTEL_EXPORTER_OTLP_TRACES_ENDPOINT to report; any local process can then report behaviour. Set this to true
-# and give exporters OTEL_EXPORTER_OTLP_TRACES_HEADERS="Authorization=Bearer <api.token>" to require the token.
-traces_need_token = false
+# OTLP trace export (POST /v1/traces) is a write like any other: exporters send the token with
+# OTEL_EXPORTER_OTLP_TRACES_HEADERS="Authorization=Bearer <api.token>". Set this to false to take spans from any
+# process that reaches the API (then any of them can report behaviour, denials included, for any agent).
+traces_need_token = true
 
 [witness]
 # Seconds between checkpoints of the ledger (published only when it changed).

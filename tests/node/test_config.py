@@ -108,8 +108,8 @@ def test_scoring_policy_options(tmp_path):
 
 
 def test_traces_can_be_made_to_need_the_token(tmp_path):
-    assert load_config(_write(tmp_path, "")).traces_need_token is False
-    assert load_config(_write(tmp_path, "[api]\ntraces_need_token = true\n")).traces_need_token is True
+    assert load_config(_write(tmp_path, "")).traces_need_token is True  # a write, as every other
+    assert load_config(_write(tmp_path, "[api]\ntraces_need_token = false\n")).traces_need_token is False
     with pytest.raises(ConfigError, match="api.traces_need_token: must be true or false"):
         load_config(_write(tmp_path, '[api]\ntraces_need_token = "yes"\n'))
 
