@@ -11,8 +11,8 @@ depend on the bound: every node watches every gossiped checkpoint. A node signs 
 orgs (gossip.checkpoints.CheckpointPace): each gossiped checkpoint reaches and costs every node, so their rate sets
 the network's per-node overhead; witnesses check every checkpoint they cosign.
 
-Before it signs its first checkpoint, and before it first asks a peer to cosign, a node asks its peers for the
-newest checkpoint of its log they hold (`held_checkpoint` answers them). A node whose data directory was restored
+Before it signs its first checkpoint, and whenever a peer connects, before it signs or sends the next, a node
+asks its peers for the newest checkpoint of its log they hold (`held_checkpoint` answers them). A node whose data directory was restored
 from an older copy holds a ledger that grew again in another order: if it does not extend that checkpoint, any
 checkpoint it signed would contradict one it published, evidence that flags its org everywhere, so it signs and
 publishes none (`log_state`).
@@ -189,6 +189,7 @@ class Witnessing:
         self._streams: dict[str, Stream] = {}  # witness peer -> the stream of our last exchange, kept for the next
         self.checked = trio.Event()  # set once the peers connected at start told us what they hold of our log
         self._queried: set[str] = set()  # peers asked, this run, for the newest checkpoint of our log they hold
+        self._querying: set[str] = set()  # those not done answering: no checkpoint is signed or sent meanwhile
         self._elsewhere: Checkpoint | None = None  # the newest checkpoint of our log a peer showed us (we signed it)
         self._compared = True  # whether our ledger was compared with _elsewhere since it last changed
         self._state = "ok"  # log_state's
@@ -293,16 +294,15 @@ class Witnessing:
     # --- our checkpoints ------------------------------------------------------------------------------------
 
     async def _checkpoint_loop(self, nursery: trio.Nursery) -> None:
-        async with trio.open_nursery() as asking:  # every peer at once: a peer's silence costs `timeout`, not more
-            for peer in self.host.connected_peers():
-                if not self.host.refused(peer, SYNC_PROTOCOL):
-                    asking.start_soon(self._query, peer)
+        async with trio.open_nursery() as asking:  # the first checkpoint waits for the peers connected at start
+            self._query_new_peers(asking)
         self.checked.set()
         while True:
             connected = set(self.host.connected_peers())
             for peer in [p for p in self._streams if p not in connected]:  # (a stream in use is not kept here)
                 nursery.start_soon(self._streams.pop(peer).reset)  # its connection is gone
-            if not self._withholding():
+            self._query_new_peers(nursery)
+            if not self._querying and not self._withholding():  # (a peer that joined may hold a larger checkpoint)
                 self._checkpoint()
                 for peer in self._to_ask():
                     self._in_flight.add(peer)
@@ -310,10 +310,17 @@ class Witnessing:
                 await self._publish()
             await trio.sleep(self.interval)
 
+    def _query_new_peers(self, nursery: trio.Nursery) -> None:
+        """Ask each connected peer not asked yet this run, all at once: a silent one costs `timeout`, not more."""
+        for peer in self.host.connected_peers():
+            if peer not in self._queried and not self.host.refused(peer, SYNC_PROTOCOL):
+                self._queried.add(peer)
+                self._querying.add(peer)
+                nursery.start_soon(self._query, peer)
+
     async def _query(self, peer: str) -> None:
-        """Ask `peer` (once a run) for the newest checkpoint of our log it holds; keep the stream for cosigning. A
-        peer that does not answer, or does not know the request (an older node), tells us nothing."""
-        self._queried.add(peer)
+        """Ask `peer` for the newest checkpoint of our log it holds; keep the stream for cosigning. A peer that does
+        not answer, or does not know the request (an older node), tells us nothing."""
         stream = None
         try:
             with trio.fail_after(self.timeout):
@@ -334,6 +341,8 @@ class Witnessing:
                 logger.debug("asking %s for our log's checkpoint: %r", peer, error)
                 return
             raise
+        finally:
+            self._querying.discard(peer)
         self._streams[peer] = stream
         if isinstance(reply, HeldCheckpoint) and reply.note is not None:
             self._learned(peer, reply.note)
@@ -350,6 +359,7 @@ class Witnessing:
             return
         if self._elsewhere is None or checkpoint.size > self._elsewhere.size:
             self._elsewhere, self._compared = checkpoint, False
+            self._withholding()  # compared now: log_state tells at once
 
     def _withholding(self) -> bool:
         """Whether to sign and publish no checkpoint now: our ledger is smaller than the newest checkpoint of our log
@@ -399,8 +409,8 @@ class Witnessing:
     def _to_ask(self) -> list[str]:
         """The peers to ask now for the latest checkpoint: the first in witness_order of the connected peers not
         yet asked (those that answered or gave up are not asked again), not flagged as equivocators (whose word
-        is worth nothing) and not known to lack the protocol, until `witnesses` have cosigned it or are being
-        asked."""
+        is worth nothing), not known to lack the protocol and already asked what they hold of our log, until
+        `witnesses` have cosigned it or are being asked."""
         if self._latest is None:
             return []
         wanted = self.witnesses - len(self._latest.cosignatures) - len(self._in_flight)
@@ -408,7 +418,8 @@ class Witnessing:
             return []
         orgs = {}
         for peer in self.host.connected_peers():
-            if peer in self._asked or peer in self._in_flight or self.host.refused(peer, SYNC_PROTOCOL):
+            if peer in self._asked or peer in self._in_flight or peer not in self._queried \
+                    or self.host.refused(peer, SYNC_PROTOCOL):
                 continue
             try:
                 org = did_key(peer_public_key(peer))
@@ -424,10 +435,6 @@ class Witnessing:
             if latest is None:
                 return
             async with self._limiter:
-                if peer not in self._queried:  # a peer connected since the start may hold a larger checkpoint
-                    await self._query(peer)
-                if self._withholding():
-                    return
                 outcome = await self._exchange(peer, latest)
         except RemoteProtocolError as error:
             self.stats.errors[error.reason] += 1
