@@ -74,6 +74,7 @@ from .sync_messages import (
     SYNC_PROTOCOL,
     CheckpointRequest,
     CosignRequest,
+    ErrorReply,
     HeldCheckpoint,
     Refused,
     RemoteProtocolError,
@@ -333,6 +334,8 @@ class Witnessing:
             if payload is None:
                 raise SyncError("stream", "the peer closed the stream before answering")
             reply = decode_reply(payload)
+            if isinstance(reply, ErrorReply):  # an older node refuses the request as unknown, and closes the stream
+                raise RemoteProtocolError("refused", f"the peer refused our request: {reply.reason}")
         except BaseException as error:
             if stream is not None:
                 with trio.CancelScope(shield=True):

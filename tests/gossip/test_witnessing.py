@@ -25,6 +25,7 @@ from gossip.sync_messages import (
     SYNC_PROTOCOL,
     CosignRequest,
     Cosigned,
+    ErrorReply,
     HeldCheckpoint,
     Refused,
     decode_request,
@@ -585,3 +586,29 @@ async def test_a_witness_tells_a_peer_the_newest_checkpoint_it_holds_of_that_pee
         assert await witnessing.held_checkpoint(peer_of(Org())) == HeldCheckpoint(None)
         refused = await witnessing.held_checkpoint("not a peer id")
         assert isinstance(refused, Refused) and refused.status == 403
+
+
+class _OlderPeer(_HoldingPeer):
+    """A node from before the checkpoint request: it refuses it as malformed (and would close the stream)."""
+
+    async def write_frame(self, payload: bytes) -> None:
+        await super().write_frame(payload)
+        if not isinstance(decode_request(payload), CosignRequest):
+            self._reply = encode_message(ErrorReply("t: 'checkpoint' is not a request type (heads, get, cosign)"))
+
+
+async def test_an_older_peer_that_refuses_the_checkpoint_request_is_still_asked_to_cosign(tmp_path):
+    (own,) = identities(tmp_path, 1)
+    a = Org()
+    with RecordStore.open(own.directory) as store:
+        replica = Replica(SigningKey(own.seed), store, roots=(a.did,), max_hops=1, held_limit=10)
+        replica.accept([a.record()])
+        peer = _OlderPeer(b"")
+        witnessing = Witnessing(_OnePeerHost(peer), replica, network=NETWORK, state_dir=own.directory, interval=0.01)
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(witnessing.run)
+                await until_signed_or_diverged(witnessing)
+                nursery.cancel_scope.cancel()
+        assert witnessing.log_state()["state"] == "ok" and peer.cosign_requests == 1
+        assert witnessing.stats.streams_opened == 2  # the refused one was not kept
