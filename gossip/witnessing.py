@@ -91,7 +91,8 @@ _MAX_FRAME = SyncLimits().max_frame  # cosign replies are small; any frame withi
 WITNESS_FILE = "witness.sqlite"  # the witness's state: what it cosigned of each peer's log
 CHECKPOINT_FILE = "checkpoint.note"  # our latest checkpoint with its cosignatures
 _NOT_RUNNING = Refused(503, "this node's witness is not running")
-_ATTEMPTS = 3  # requests for one checkpoint that may go unanswered before a peer is left alone until the next
+_ATTEMPTS = 3  # requests for one checkpoint (or for what a peer holds of our log) that may go unanswered before
+# a peer is left alone until the next
 
 
 @dataclass
@@ -191,6 +192,7 @@ class Witnessing:
         self.checked = trio.Event()  # set once the peers connected at start told us what they hold of our log
         self._queried: set[str] = set()  # peers asked, this run, for the newest checkpoint of our log they hold
         self._querying: set[str] = set()  # those not done answering: no checkpoint is signed or sent meanwhile
+        self._query_failures: Counter[str] = Counter()  # queries that got no answer, by peer
         self._elsewhere: Checkpoint | None = None  # the newest checkpoint of our log a peer showed us (we signed it)
         self._compared = True  # whether our ledger was compared with _elsewhere since it last changed
         self._state = "ok"  # log_state's
@@ -340,7 +342,14 @@ class Witnessing:
             if stream is not None:
                 with trio.CancelScope(shield=True):
                     await stream.reset()
+            if isinstance(error, RemoteProtocolError):
+                logger.debug("asking %s for our log's checkpoint: %s", peer, error)
+                return
             if isinstance(error, (SyncError, HostError, FrameError, trio.TooSlowError)):
+                # A busy or slow peer is asked again next interval (and not to cosign meanwhile), a few times at most
+                self._query_failures[peer] += 1
+                if self._query_failures[peer] < _ATTEMPTS:
+                    self._queried.discard(peer)
                 logger.debug("asking %s for our log's checkpoint: %r", peer, error)
                 return
             raise

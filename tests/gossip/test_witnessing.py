@@ -384,11 +384,13 @@ async def test_a_witness_is_asked_over_one_kept_stream_and_a_new_one_once_that_b
             running(c, roots) as n2,
         ):
             await n0.host.connect(n1.addr)
-            for _ in range(3):
+            stats = n0.witnessing.stats
+            for i in range(3):
                 n0.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
                 await cosigned_by(n0, 1)
-            stats = n0.witnessing.stats
-            assert (stats.cosignatures, stats.streams_opened) == (3, 1)
+                if i == 0:  # one stream, unless n1's only request slot was taken (its sync with n0) when first asked
+                    opened = stats.streams_opened
+            assert (stats.cosignatures, stats.streams_opened) == (3, opened)
 
             # The kept stream is idle, so it holds none of the witness's request slots (it has one): another
             # peer still syncs with it.
@@ -402,7 +404,7 @@ async def test_a_witness_is_asked_over_one_kept_stream_and_a_new_one_once_that_b
             n0.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
             await cosigned_by(n0, 1)
             # one new stream; more than one cosignature on it if n1's record reached n0 in a checkpoint of its own
-            assert stats.streams_opened == 2 and stats.cosignatures >= 4
+            assert stats.streams_opened == opened + 1 and stats.cosignatures >= 4
 
 
 async def test_a_fork_sent_for_cosigning_is_refused_and_becomes_evidence(tmp_path):
@@ -592,8 +594,9 @@ class _OlderPeer(_HoldingPeer):
     """A node from before the checkpoint request: it refuses it as malformed (and would close the stream)."""
 
     async def write_frame(self, payload: bytes) -> None:
-        await super().write_frame(payload)
-        if not isinstance(decode_request(payload), CosignRequest):
+        if isinstance(decode_request(payload), CosignRequest):
+            await super().write_frame(payload)
+        else:
             self._reply = encode_message(ErrorReply("t: 'checkpoint' is not a request type (heads, get, cosign)"))
 
 
@@ -612,3 +615,32 @@ async def test_an_older_peer_that_refuses_the_checkpoint_request_is_still_asked_
                 nursery.cancel_scope.cancel()
         assert witnessing.log_state()["state"] == "ok" and peer.cosign_requests == 1
         assert witnessing.stats.streams_opened == 2  # the refused one was not kept
+
+
+class _BusyPeer(_HoldingPeer):
+    """A peer whose first answer is lost (it was busy and closed the stream)."""
+
+    async def read_frame(self, limit: int) -> bytes | None:
+        if not hasattr(self, "busy"):
+            self.busy = False
+            return None
+        return await super().read_frame(limit)
+
+
+async def test_a_peer_too_busy_to_say_what_it_holds_of_our_log_is_asked_again_before_it_is_asked_to_cosign(tmp_path):
+    (own,) = identities(tmp_path, 1)
+    a = Org()
+    with RecordStore.open(own.directory) as store:
+        replica = Replica(SigningKey(own.seed), store, roots=(a.did,), max_hops=1, held_limit=10)
+        replica.accept([a.record()])
+        origin = log_origin(NETWORK, own.did, RECORDS_LOG)
+        note = Checkpoint(origin, 1, store.ledger.root()).sign([Ed25519Signer(origin, SigningKey(own.seed))])
+        peer = _BusyPeer(note)
+        witnessing = Witnessing(_OnePeerHost(peer), replica, network=NETWORK, state_dir=own.directory, interval=0.01)
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(witnessing.run)
+                await until_signed_or_diverged(witnessing)
+                nursery.cancel_scope.cancel()
+        assert witnessing.log_state()["published"] == {"size": 1, "root": store.ledger.root().hex()}
+        assert witnessing.stats.streams_opened == 2
