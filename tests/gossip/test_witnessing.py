@@ -5,11 +5,12 @@ key rotation."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import tracemalloc
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import pytest
 import trio
@@ -559,20 +560,34 @@ async def until_signed_or_diverged(witnessing: Witnessing) -> None:
         await trio.sleep(0.01)
 
 
-async def test_a_checkpoint_of_our_log_that_we_did_not_sign_is_ignored(tmp_path, caplog):
+@contextmanager
+def _own_node(tmp_path) -> Iterator[tuple[Replica, str, SigningKey]]:
+    """Our node's replica holding one record, our records log's origin and our key."""
     (own,) = identities(tmp_path, 1)
     a = Org()
     with RecordStore.open(own.directory) as store:
         replica = Replica(SigningKey(own.seed), store, roots=(a.did,), max_hops=1, held_limit=10)
         replica.accept([a.record()])
-        origin = log_origin(NETWORK, own.did, RECORDS_LOG)
+        yield replica, log_origin(NETWORK, own.did, RECORDS_LOG), SigningKey(own.seed)
+
+
+async def _run_until(witnessing: Witnessing, until: Callable[[], Awaitable[object]]) -> None:
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(witnessing.run)
+            await until()
+            nursery.cancel_scope.cancel()
+
+
+def _witnessing(replica: Replica, peer: _HoldingPeer, tmp_path) -> Witnessing:
+    return Witnessing(_OnePeerHost(peer), replica, network=NETWORK, state_dir=tmp_path, interval=0.01)
+
+
+async def test_a_checkpoint_of_our_log_that_we_did_not_sign_is_ignored(tmp_path):
+    with _own_node(tmp_path) as (replica, origin, _):
         peer = _HoldingPeer(Checkpoint(origin, 9, bytes(32)).sign([Ed25519Signer(origin, SigningKey.generate())]))
-        witnessing = Witnessing(_OnePeerHost(peer), replica, network=NETWORK, state_dir=own.directory)
-        with trio.fail_after(10):
-            async with trio.open_nursery() as nursery:
-                await nursery.start(witnessing.run)
-                await witnessing.checked.wait()
-                nursery.cancel_scope.cancel()
+        witnessing = _witnessing(replica, peer, tmp_path)
+        await _run_until(witnessing, witnessing.checked.wait)
         assert witnessing.stats.errors["held_checkpoint"] == 1
         assert witnessing.log_state() == {"state": "ok", "published": None, "ledger_root": None}
         assert witnessing.stats.checkpoints_signed == 1
@@ -601,18 +616,10 @@ class _OlderPeer(_HoldingPeer):
 
 
 async def test_an_older_peer_that_refuses_the_checkpoint_request_is_still_asked_to_cosign(tmp_path):
-    (own,) = identities(tmp_path, 1)
-    a = Org()
-    with RecordStore.open(own.directory) as store:
-        replica = Replica(SigningKey(own.seed), store, roots=(a.did,), max_hops=1, held_limit=10)
-        replica.accept([a.record()])
+    with _own_node(tmp_path) as (replica, _, _):
         peer = _OlderPeer(b"")
-        witnessing = Witnessing(_OnePeerHost(peer), replica, network=NETWORK, state_dir=own.directory, interval=0.01)
-        with trio.fail_after(10):
-            async with trio.open_nursery() as nursery:
-                await nursery.start(witnessing.run)
-                await until_signed_or_diverged(witnessing)
-                nursery.cancel_scope.cancel()
+        witnessing = _witnessing(replica, peer, tmp_path)
+        await _run_until(witnessing, functools.partial(until_signed_or_diverged, witnessing))
         assert witnessing.log_state()["state"] == "ok" and peer.cosign_requests == 1
         assert witnessing.stats.streams_opened == 2  # the refused one was not kept
 
@@ -628,19 +635,10 @@ class _BusyPeer(_HoldingPeer):
 
 
 async def test_a_peer_too_busy_to_say_what_it_holds_of_our_log_is_asked_again_before_it_is_asked_to_cosign(tmp_path):
-    (own,) = identities(tmp_path, 1)
-    a = Org()
-    with RecordStore.open(own.directory) as store:
-        replica = Replica(SigningKey(own.seed), store, roots=(a.did,), max_hops=1, held_limit=10)
-        replica.accept([a.record()])
-        origin = log_origin(NETWORK, own.did, RECORDS_LOG)
-        note = Checkpoint(origin, 1, store.ledger.root()).sign([Ed25519Signer(origin, SigningKey(own.seed))])
-        peer = _BusyPeer(note)
-        witnessing = Witnessing(_OnePeerHost(peer), replica, network=NETWORK, state_dir=own.directory, interval=0.01)
-        with trio.fail_after(10):
-            async with trio.open_nursery() as nursery:
-                await nursery.start(witnessing.run)
-                await until_signed_or_diverged(witnessing)
-                nursery.cancel_scope.cancel()
-        assert witnessing.log_state()["published"] == {"size": 1, "root": store.ledger.root().hex()}
+    with _own_node(tmp_path) as (replica, origin, key):
+        root = replica.store.ledger.root()
+        peer = _BusyPeer(Checkpoint(origin, 1, root).sign([Ed25519Signer(origin, key)]))
+        witnessing = _witnessing(replica, peer, tmp_path)
+        await _run_until(witnessing, functools.partial(until_signed_or_diverged, witnessing))
+        assert witnessing.log_state()["published"] == {"size": 1, "root": root.hex()}
         assert witnessing.stats.streams_opened == 2
