@@ -120,6 +120,14 @@ class ForkDetector:
             sizes.popitem(last=False)
         return None
 
+    def newest(self, origin: str) -> tuple[int, bytes] | None:
+        """The largest size remembered of `origin` and the note of its checkpoint, if any."""
+        sizes = self._seen.get(origin)
+        if not sizes:
+            return None
+        size = max(sizes)
+        return size, sizes[size][1]
+
 
 # Checkpoints a second that the whole network should gossip, about: each costs every node milliseconds of CPU in
 # py-libp2p, so at this rate a node spends well under 1% of a core on them whatever the network's size.

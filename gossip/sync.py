@@ -316,7 +316,8 @@ class SyncClient:
 class SyncServer:
     """Answers one inbound stream's requests from the store: heads pages and record pages. Every answer is bounded
     by our limits and the client's. Cosign requests are the shell's to answer where this node witnesses (the
-    witness writes durably before it answers); here they are refused with 404."""
+    witness writes durably before it answers), and so are requests for the checkpoints it holds of the asker's log;
+    here both are refused with 404."""
 
     def __init__(self, store: RecordReader, issuers: IssuerIndex, limits: SyncLimits) -> None:
         self._store = store

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ledger.note import MAX_NOTE_SIZE
 from ledger.witness import MAX_REQUEST_SIZE
 from vouching import MAX_RECORD_SIZE
 from vouching.cbor import CborError, decode, encode
@@ -95,7 +96,13 @@ class CosignRequest:
             raise LocalProtocolError("limit", f"req: must be 1 to {MAX_REQUEST_SIZE} bytes")
 
 
-Request = HeadsRequest | RecordsRequest | CosignRequest
+@dataclass(frozen=True)
+class CheckpointRequest:
+    """Ask for the newest checkpoint the peer holds of our own records log (as its witness, or seen gossiped): a
+    node restored from an older copy of its data directory learns what it published before it signs again."""
+
+
+Request = HeadsRequest | RecordsRequest | CosignRequest | CheckpointRequest
 
 
 # --- Replies (the side that accepted the stream sends these) -----------------------------------------------
@@ -170,7 +177,18 @@ class ErrorReply:
         _check_text("reason", self.reason)
 
 
-Reply = HeadsPage | RecordsPage | Cosigned | Refused | ErrorReply
+@dataclass(frozen=True)
+class HeldCheckpoint:
+    """The answer to a CheckpointRequest: the log-signed note of that checkpoint, or None if the peer holds none."""
+
+    note: bytes | None
+
+    def __post_init__(self) -> None:
+        if self.note is not None and (type(self.note) is not bytes or not 0 < len(self.note) <= MAX_NOTE_SIZE):
+            raise LocalProtocolError("limit", f"note: must be 1 to {MAX_NOTE_SIZE} bytes")
+
+
+Reply = HeadsPage | RecordsPage | Cosigned | Refused | ErrorReply | HeldCheckpoint
 
 
 def _largest_request() -> int:
@@ -220,6 +238,8 @@ def _to_wire(message: Request | Reply) -> dict[str, Any]:
             return {"t": "get", "ranges": [[r.iss, r.first, r.last] for r in ranges], "limit": limit, "bytes": max_bytes}
         case CosignRequest(body):
             return {"t": "cosign", "req": body}
+        case CheckpointRequest():
+            return {"t": "checkpoint"}
         case HeadsPage(heads, more):
             return {"t": "heads", "heads": [[h.iss, h.seq, h.id] for h in heads], "more": more}
         case RecordsPage(records, more):
@@ -233,6 +253,8 @@ def _to_wire(message: Request | Reply) -> dict[str, Any]:
             return wire
         case ErrorReply(reason):
             return {"t": "error", "reason": reason}
+        case HeldCheckpoint(note):
+            return {"t": "checkpoint"} if note is None else {"t": "checkpoint", "note": note}
     raise LocalProtocolError("malformed", f"not a sync message: {type(message).__name__}")
 
 
@@ -254,7 +276,10 @@ def decode_request(payload: bytes) -> Request:
     if kind == "cosign":
         _keys(wire, {"t", "req"})
         return _build(CosignRequest, _bytes(wire["req"], "req"))
-    raise RemoteProtocolError("malformed", f"t: {kind!r:.40} is not a request type (heads, get, cosign)")
+    if kind == "checkpoint":
+        _keys(wire, {"t"})
+        return CheckpointRequest()
+    raise RemoteProtocolError("malformed", f"t: {kind!r:.40} is not a request type (heads, get, cosign, checkpoint)")
 
 
 def decode_reply(payload: bytes) -> Reply:
@@ -282,7 +307,11 @@ def decode_reply(payload: bytes) -> Reply:
     if kind == "error":
         _keys(wire, {"t", "reason"})
         return _build(ErrorReply, wire["reason"])
-    raise RemoteProtocolError("malformed", f"t: {kind!r:.40} is not a reply type (heads, records, cosigned, refused, error)")
+    if kind == "checkpoint":
+        _keys(wire, {"t"}, optional={"note"})
+        return _build(HeldCheckpoint, None if "note" not in wire else _bytes(wire["note"], "note"))
+    raise RemoteProtocolError(
+        "malformed", f"t: {kind!r:.40} is not a reply type (heads, records, cosigned, refused, error, checkpoint)")
 
 
 def _map(payload: bytes) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from .sync_messages import (
     MAX_REQUEST_FRAME,
     MAX_SEQ,
     SYNC_PROTOCOL,
+    CheckpointRequest,
     CosignRequest,
     RemoteProtocolError,
     Reply,
@@ -58,6 +59,7 @@ _M = TypeVar("_M")
 
 Gaps = Mapping[str, tuple[int, int]]  # issuer -> (first, last) missing seq
 CosignHandler = Callable[[str, CosignRequest], Awaitable[Reply]]  # (requesting peer, request) -> reply
+CheckpointHandler = Callable[[str], Awaitable[Reply]]  # requesting peer -> the newest checkpoint held of its log
 _GAP_PEERS = 3  # peers asked in turn for a gap, until it is filled
 _RANDOM = random.SystemRandom()  # which peers a round pulls from: not for a peer to predict
 
@@ -89,7 +91,8 @@ class SyncService:
 
     `limits`: SyncLimits, or the node's limits (their `sync_page_records`, with SyncLimits' other defaults).
     `cosigner` (Witnessing.cosign) answers peers' cosign requests on the same protocol; it may also be set
-    later (`sync.cosigner = witnessing.cosign`); without one, cosign requests are refused with 404.
+    later (`sync.cosigner = witnessing.cosign`); without one, cosign requests are refused with 404. `checkpoints`
+    (Witnessing.held_checkpoint) answers a peer asking for the newest checkpoint held of its own log, likewise.
     `run` registers the protocol's handler with the host, so it runs once per host. Every `interval` seconds
     (jittered) a round pulls from `round_peers` connected peers picked at random.
     `verify_threads` > 0 splits each page's signature checks over that many worker threads (PyNaCl releases
@@ -121,6 +124,7 @@ class SyncService:
         max_peer_streams: int = 4,
         gap_queue: int = 256,
         cosigner: CosignHandler | None = None,
+        checkpoints: CheckpointHandler | None = None,
         verify_threads: int = 0,
         verify_processes: int = 0,
         accept_records: int = 2000,
@@ -146,6 +150,7 @@ class SyncService:
         self.stats = SyncStats()
         self.first_round = trio.Event()  # set once a full round with some peer ran to the end
         self.cosigner = cosigner
+        self.checkpoints = checkpoints
         self._verify_threads = verify_threads
         self._verify_processes = verify_processes
         self._checker: ThreadedChecker | ProcessChecker | None = None  # while running, if either
@@ -452,6 +457,8 @@ class SyncService:
             return False
         if isinstance(request, CosignRequest) and self.cosigner is not None:
             replies = iter([encode_message(await self.cosigner(stream.remote_peer, request))])
+        elif isinstance(request, CheckpointRequest) and self.checkpoints is not None:
+            replies = iter([encode_message(await self.checkpoints(stream.remote_peer))])
         else:
             replies = server.answer(request)
         served = server.records_served

@@ -10,6 +10,12 @@ depend on the bound: every node watches every gossiped checkpoint. A node signs 
 (when its ledger changed) but gossips one at most every `gossip_interval`, and less often in a network of more
 orgs (gossip.checkpoints.CheckpointPace): each gossiped checkpoint reaches and costs every node, so their rate sets
 the network's per-node overhead; witnesses check every checkpoint they cosign.
+
+Before it signs its first checkpoint, and whenever a peer connects, before it signs or sends the next, a node
+asks its peers for the newest checkpoint of its log they hold (`held_checkpoint` answers them). A node whose data directory was restored
+from an older copy holds a ledger that grew again in another order: if it does not extend that checkpoint, any
+checkpoint it signed would contradict one it published, evidence that flags its org everywhere, so it signs and
+publishes none (`log_state`).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from collections import Counter
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -63,7 +70,19 @@ from .frames import FrameError
 from .host import Host, HostError, InvalidPeerId, Received, Stream, peer_id_from_public_key, peer_public_key
 from .replica import Replica
 from .sync import Send, SyncLimits
-from .sync_messages import SYNC_PROTOCOL, CosignRequest, Refused, RemoteProtocolError, Reply, SyncError
+from .sync_messages import (
+    SYNC_PROTOCOL,
+    CheckpointRequest,
+    CosignRequest,
+    ErrorReply,
+    HeldCheckpoint,
+    Refused,
+    RemoteProtocolError,
+    Reply,
+    SyncError,
+    decode_reply,
+    encode_message,
+)
 from .validation import check_checkpoint_evidence
 
 logger = logging.getLogger(__name__)
@@ -72,7 +91,8 @@ _MAX_FRAME = SyncLimits().max_frame  # cosign replies are small; any frame withi
 WITNESS_FILE = "witness.sqlite"  # the witness's state: what it cosigned of each peer's log
 CHECKPOINT_FILE = "checkpoint.note"  # our latest checkpoint with its cosignatures
 _NOT_RUNNING = Refused(503, "this node's witness is not running")
-_ATTEMPTS = 3  # requests for one checkpoint that may go unanswered before a peer is left alone until the next
+_ATTEMPTS = 3  # requests for one checkpoint (or for what a peer holds of our log) that may go unanswered before
+# a peer is left alone until the next
 
 
 @dataclass
@@ -82,7 +102,8 @@ class WitnessStats:
     checkpoints_signed: int = 0
     checkpoints_gossiped: int = 0
     cosign_requests: int = 0  # asked of peers
-    streams_opened: int = 0  # for those requests (a stream is kept for the next request to the same witness)
+    streams_opened: int = 0  # for those requests and for asking what peers hold of our log (each stream is kept for
+    # the next request to the same witness)
     cosignatures: int = 0  # collected from peers
     declined: Counter[int] = field(default_factory=Counter)  # peers' refusals, by tlog-witness status
     errors: Counter[str] = field(default_factory=Counter)  # failed requests to peers, by reason
@@ -93,6 +114,7 @@ class WitnessStats:
     equivocations_issued: int = 0
     publish_errors: int = 0
     gossip_period_seconds: float = 0.0  # from our last gossiped checkpoint to the next (a gauge; CheckpointPace)
+    log_diverged: int = 0  # 1 once our ledger was found not to extend a checkpoint we published (a gauge; log_state)
 
 
 @dataclass
@@ -167,6 +189,13 @@ class Witnessing:
         self._forks = ForkDetector()
         self._roots = frozenset(replica.roots)
         self._streams: dict[str, Stream] = {}  # witness peer -> the stream of our last exchange, kept for the next
+        self.checked = trio.Event()  # set once the peers connected at start told us what they hold of our log
+        self._queried: set[str] = set()  # peers asked, this run, for the newest checkpoint of our log they hold
+        self._querying: set[str] = set()  # those not done answering: no checkpoint is signed or sent meanwhile
+        self._query_failures: Counter[str] = Counter()  # queries that got no answer, by peer
+        self._elsewhere: Checkpoint | None = None  # the newest checkpoint of our log a peer showed us (we signed it)
+        self._compared = True  # whether our ledger was compared with _elsewhere since it last changed
+        self._state = "ok"  # log_state's
 
     def checkpoint_note(self) -> bytes | None:
         """Our latest checkpoint with the cosignatures collected for it, as last persisted and published
@@ -189,6 +218,37 @@ class Witnessing:
             with trio.CancelScope(shield=True):
                 for stream in streams:
                     await stream.reset()
+
+    def log_state(self) -> dict[str, Any]:
+        """How our records ledger stands to the newest checkpoint of our log that a peer holds (`published`, None if
+        none told us), for GET /v1/node: "ok" (it extends it); "behind" (it is smaller: no checkpoint is signed
+        until it has grown to that size, then compared); "diverged" (its root at that size, `ledger_root`,
+        differs: a restore from an older copy; no checkpoint is signed again)."""
+        published, ledger = self._elsewhere, self.replica.store.ledger
+        return {
+            "state": self._state,
+            "published": None if published is None else {"size": published.size, "root": published.root.hex()},
+            "ledger_root": None if published is None or ledger.size < published.size
+            else ledger.root(published.size).hex(),
+        }
+
+    async def held_checkpoint(self, peer_id: str) -> Reply:
+        """Answer a peer asking for the newest checkpoint of its own records log that this node holds: the one its
+        witness last cosigned, or a larger one seen gossiped (the SyncService calls this)."""
+        witness = self._witness
+        if witness is None:
+            return self._refuse(_NOT_RUNNING)
+        try:
+            origin = log_origin(self.network, did_key(peer_public_key(peer_id)), RECORDS_LOG)
+            cosigned = await trio.to_thread.run_sync(witness.cosigned, origin)
+        except InvalidPeerId as e:
+            return self._refuse(Refused(403, str(e)[:200]))
+        except WitnessStoreError:  # closed while the request waited for a thread: the node is stopping
+            return self._refuse(_NOT_RUNNING)
+        held = [] if cosigned is None else [(cosigned[0].size, cosigned[1])]
+        if (seen := self._forks.newest(origin)) is not None:
+            held.append(seen)
+        return HeldCheckpoint(max(held)[1] if held else None)
 
     async def cosign(self, peer_id: str, request: CosignRequest) -> Reply:
         """Answer a peer's request to cosign its records log's checkpoint (the SyncService calls this). The witness
@@ -237,16 +297,114 @@ class Witnessing:
     # --- our checkpoints ------------------------------------------------------------------------------------
 
     async def _checkpoint_loop(self, nursery: trio.Nursery) -> None:
+        async with trio.open_nursery() as asking:  # the first checkpoint waits for the peers connected at start
+            self._query_new_peers(asking)
+        self.checked.set()
         while True:
-            self._checkpoint()
             connected = set(self.host.connected_peers())
             for peer in [p for p in self._streams if p not in connected]:  # (a stream in use is not kept here)
                 nursery.start_soon(self._streams.pop(peer).reset)  # its connection is gone
-            for peer in self._to_ask():
-                self._in_flight.add(peer)
-                nursery.start_soon(self._ask, peer, self._latest)
-            await self._publish()
+            self._query_new_peers(nursery)
+            if not self._querying and not self._withholding():  # (a peer that joined may hold a larger checkpoint)
+                self._checkpoint()
+                for peer in self._to_ask():
+                    self._in_flight.add(peer)
+                    nursery.start_soon(self._ask, peer, self._latest)
+                await self._publish()
             await trio.sleep(self.interval)
+
+    def _query_new_peers(self, nursery: trio.Nursery) -> None:
+        """Ask each connected peer not asked yet this run, all at once: a silent one costs `timeout`, not more."""
+        for peer in self.host.connected_peers():
+            if peer not in self._queried and not self.host.refused(peer, SYNC_PROTOCOL):
+                self._queried.add(peer)
+                self._querying.add(peer)
+                nursery.start_soon(self._query, peer)
+
+    async def _query(self, peer: str) -> None:
+        """Ask `peer` for the newest checkpoint of our log it holds; keep the stream for cosigning. A peer that does
+        not answer, or does not know the request (an older node), tells us nothing."""
+        stream = None
+        try:
+            with trio.fail_after(self.timeout):
+                stream = self._streams.pop(peer, None)
+                if stream is None:
+                    stream = await self.host.open_stream(peer, SYNC_PROTOCOL)
+                    self.stats.streams_opened += 1
+                await stream.write_frame(encode_message(CheckpointRequest()))
+                payload = await stream.read_frame(_MAX_FRAME)
+            if payload is None:
+                raise SyncError("stream", "the peer closed the stream before answering")
+            reply = decode_reply(payload)
+            if isinstance(reply, ErrorReply):  # an older node refuses the request as unknown, and closes the stream
+                raise RemoteProtocolError("refused", f"the peer refused our request: {reply.reason}")
+        except BaseException as error:
+            if stream is not None:
+                with trio.CancelScope(shield=True):
+                    await stream.reset()
+            if isinstance(error, RemoteProtocolError):
+                logger.debug("asking %s for our log's checkpoint: %s", peer, error)
+                return
+            if isinstance(error, (SyncError, HostError, FrameError, trio.TooSlowError)):
+                # A busy or slow peer is asked again next interval (and not to cosign meanwhile), a few times at most
+                self._query_failures[peer] += 1
+                if self._query_failures[peer] < _ATTEMPTS:
+                    self._queried.discard(peer)
+                logger.debug("asking %s for our log's checkpoint: %r", peer, error)
+                return
+            raise
+        finally:
+            self._querying.discard(peer)
+        self._streams[peer] = stream
+        if isinstance(reply, HeldCheckpoint) and reply.note is not None:
+            self._learned(peer, reply.note)
+
+    def _learned(self, peer: str, note: bytes) -> None:
+        """A peer holds this checkpoint note of our log: keep it if it is ours and the largest seen."""
+        try:
+            checkpoint, _ = open_checkpoint(note, [self._signer.verifier()])
+            if checkpoint.origin != self.origin:
+                raise NoteError(f"origin {checkpoint.origin:.200}: not our log {self.origin}")
+        except NoteError as error:
+            self.stats.errors["held_checkpoint"] += 1
+            logger.info("%s answered with a checkpoint of our log that we did not sign: %s", peer, error)
+            return
+        if self._elsewhere is None or checkpoint.size > self._elsewhere.size:
+            self._elsewhere, self._compared = checkpoint, False
+            self._withholding()  # compared now: log_state tells at once
+
+    def _withholding(self) -> bool:
+        """Whether to sign and publish no checkpoint now: our ledger is smaller than the newest checkpoint of our log
+        that a peer holds, or its root at that size differs (then never again: DESIGN §4, two roots at one size are
+        evidence against the org, and every later checkpoint would contradict that one)."""
+        if self._state == "diverged":
+            return True
+        published = self._elsewhere
+        if self._compared or published is None:
+            return False
+        ledger = self.replica.store.ledger
+        if ledger.size < published.size:
+            if self._state != "behind":
+                logger.warning("this node's records ledger (%d entries) is smaller than its log's checkpoint of size "
+                               "%d that its peers hold: its data directory was restored from an older copy; it signs "
+                               "no checkpoint until its ledger has grown to that size", ledger.size, published.size)
+            self._state = "behind"
+            return True
+        self._compared = True
+        if ledger.root(published.size) == published.root:
+            self._state = "ok"
+            return False
+        self._state, self.stats.log_diverged = "diverged", 1
+        logger.critical(
+            "this node's records ledger diverged from the log it published: its peers hold its checkpoint of size %d "
+            "(root %s), and its ledger has another root at that size. Its data directory was restored from a copy "
+            "taken before that checkpoint, and the records came back in another order. It goes on replicating, "
+            "signing records and witnessing peers, but signs, publishes and asks cosignatures for no checkpoint of "
+            "its records log any more: each would contradict the published one and get the org flagged as an "
+            "equivocator everywhere. To resume, stop the node and restore a copy of its data directory taken after "
+            "that checkpoint, if there is one; otherwise the org's records log stays unwitnessed",
+            published.size, published.root.hex())
+        return True
 
     def _checkpoint(self) -> None:
         """Sign a new checkpoint if the ledger grew since the last one."""
@@ -263,8 +421,8 @@ class Witnessing:
     def _to_ask(self) -> list[str]:
         """The peers to ask now for the latest checkpoint: the first in witness_order of the connected peers not
         yet asked (those that answered or gave up are not asked again), not flagged as equivocators (whose word
-        is worth nothing) and not known to lack the protocol, until `witnesses` have cosigned it or are being
-        asked."""
+        is worth nothing), not known to lack the protocol and already asked what they hold of our log, until
+        `witnesses` have cosigned it or are being asked."""
         if self._latest is None:
             return []
         wanted = self.witnesses - len(self._latest.cosignatures) - len(self._in_flight)
@@ -272,7 +430,8 @@ class Witnessing:
             return []
         orgs = {}
         for peer in self.host.connected_peers():
-            if peer in self._asked or peer in self._in_flight or self.host.refused(peer, SYNC_PROTOCOL):
+            if peer in self._asked or peer in self._in_flight or peer not in self._queried \
+                    or self.host.refused(peer, SYNC_PROTOCOL):
                 continue
             try:
                 org = did_key(peer_public_key(peer))

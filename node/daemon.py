@@ -95,6 +95,7 @@ class Node:
             "listen": self.host.listen_addrs,
             "api": self.api_url,
             "ledger": {"size": store.size, "root": store.ledger.root().hex()},
+            "log": self.witnessing.log_state(),
             "roots": sorted(self.config.roots),
             "rejected": dict(self.gossip.stats().gate.rejected),
         }
@@ -191,6 +192,7 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
                                 gossip_interval=config.checkpoint_gossip_interval, witnesses=config.witnesses)
         sync = SyncService(host, replica, limits=limits, interval=config.sync_interval,
                            round_peers=config.sync_peers, cosigner=witnessing.cosign,
+                           checkpoints=witnessing.held_checkpoint,
                            verify_processes=config.verify_processes)
         gossip = GossipService(host, replica, network=config.network, limits=limits, on_gaps=sync.request_gaps)
         node = Node(
@@ -200,7 +202,7 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         )
         metrics.add_stats("gossip", gossip.stats)
         metrics.add_stats("sync", sync.stats)
-        metrics.add_stats("witness", witnessing.stats, gauges=("gossip_period_seconds",))
+        metrics.add_stats("witness", witnessing.stats, gauges=("gossip_period_seconds", "log_diverged"))
         metrics.collect("peers", "Connected peers", lambda: len(host.connected_peers()))
         metrics.collect("ledger_size", "Records in the records ledger", lambda: store.size)
         metrics.collect("held_records", "Records waiting for a missing predecessor", lambda: replica.held_count)

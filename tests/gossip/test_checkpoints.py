@@ -130,3 +130,12 @@ def test_orgs_not_heard_from_for_two_periods_stop_counting():
 def test_a_pace_needs_positive_settings(minimum, rate):
     with pytest.raises(ValueError, match="positive"):
         CheckpointPace(minimum, network_rate=rate)
+
+
+def test_the_newest_checkpoint_of_an_origin_is_the_largest_size_remembered():
+    forks = ForkDetector()
+    for size in (5, 9, 7):
+        forks.observe(open_org_checkpoint(signed(size, b"a"), "test"))
+    origin = open_org_checkpoint(signed(1, b"a"), "test").checkpoint.origin
+    assert forks.newest(origin) == (9, signed(9, b"a"))
+    assert forks.newest(origin.replace("records", "other")) is None

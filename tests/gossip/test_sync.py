@@ -32,7 +32,9 @@ from gossip.sync import (
 from gossip.sync_messages import (
     MAX_RANGES,
     MAX_SEQ,
+    CheckpointRequest,
     ErrorReply,
+    HeldCheckpoint,
     HeadEntry,
     HeadsPage,
     HeadsRequest,
@@ -412,3 +414,20 @@ def test_a_server_refuses_more_ranges_than_the_protocol_allows():
 def test_request_round_trip():
     request = HeadsRequest("did:key:zA", 7)
     assert decode_request(encode_message(request)) == request
+
+
+@pytest.mark.parametrize("reply", [HeldCheckpoint(None), HeldCheckpoint("a note\n\n\u2014 x y\n".encode())])
+def test_checkpoint_request_and_reply_round_trip(reply):
+    assert decode_request(encode_message(CheckpointRequest())) == CheckpointRequest()
+    assert decode_reply(encode_message(reply)) == reply
+
+
+@pytest.mark.parametrize(("wire", "decoder", "message"), [
+    ({"t": "checkpoint", "origin": "x"}, decode_request, "unknown field 'origin'"),
+    ({"t": "checkpoint", "note": "text"}, decode_reply, "note: must be a byte string"),
+    ({"t": "checkpoint", "note": b""}, decode_reply, "note: must be 1 to 65536 bytes"),
+    ({"t": "checkpoint", "note": b"n" * (64 * 1024 + 1)}, decode_reply, "note: must be 1 to 65536 bytes"),
+])
+def test_checkpoint_messages_are_decoded_strictly(wire, decoder, message):
+    with pytest.raises(RemoteProtocolError, match=message):
+        decoder(encode(wire))

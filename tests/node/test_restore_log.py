@@ -1,0 +1,141 @@
+"""A node whose data directory was restored from an older copy holds a records ledger that grew again in another
+order than the one it published checkpoints of (DESIGN §4): it must never sign a checkpoint contradicting one it
+published (a witness, or any peer's fork detector, would turn the pair into equivocation evidence and flag the org
+everywhere). A copy taken after its last published checkpoint is consistent with it and goes on as before."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from gossip.checkpoints import open_signed_checkpoint
+from ledger import cosigner_name
+from node.config import NodeConfig, load_config
+from node.daemon import Node, serve_node
+from node.setup import init_data_dir
+from vouching import vouch_body
+
+from ..factories import new_did
+from .in_process import accepting, records_of, running
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@asynccontextmanager
+async def _serving(config: NodeConfig) -> AsyncIterator[Node]:
+    async with trio.open_nursery() as nursery:
+        yield await nursery.start(serve_node, config)
+        nursery.cancel_scope.cancel()
+
+
+async def _holds(node: Node, record_id: bytes) -> None:
+    """Wait until `node` holds the record `record_id`."""
+    if not node.replica.store.has(record_id):
+        with accepting(node, {record_id}) as arrived:
+            await arrived.wait()
+
+
+async def _cosigned_by(node: Node, witness: Node) -> int:
+    """Wait until `witness` has cosigned `node`'s checkpoint of its whole ledger as it is now; that size."""
+    size, done = node.replica.store.size, trio.Event()
+
+    def check(note: bytes | None) -> None:
+        if note is not None and cosigner_name(witness.did).encode() in note:
+            if open_signed_checkpoint(note).checkpoint.size == size:
+                done.set()
+
+    node.witnessing.listeners.append(check)
+    try:
+        check(node.witnessing.checkpoint_note())
+        await done.wait()
+    finally:
+        node.witnessing.listeners.remove(check)
+    return size
+
+
+async def _node_a(tmp_path: Path, b: Node) -> NodeConfig:
+    """A node trusting b, witnessed by b, on a fixed port (a restart signs no new org record)."""
+    made = init_data_dir(tmp_path / "a", network="test", listen=(f"/ip4/127.0.0.1/tcp/{_free_port()}",),
+                         api="127.0.0.1:0", roots=(b.did,))
+    b.replica.issue("vouch", vouch_body(made.did, 0.9, "org-peer"))  # a inside b's horizon: b witnesses its log
+    return replace(load_config(made.data_dir), bootstrap=(b.host.listen_addrs[0],), checkpoint_interval=0.2,
+                   sync_interval=0.5)  # a fetches what gossip misses while its mesh forms
+
+
+async def test_a_restored_node_never_signs_a_checkpoint_contradicting_one_it_published(tmp_path, caplog):
+    async with running(tmp_path / "b", settings={"sync_interval": 0.5}) as b:
+        config = await _node_a(tmp_path, b)
+        with trio.fail_after(60):
+            async with _serving(config) as a:
+                await records_of(b, lambda r: r.iss == a.did)  # its org record
+                await _holds(a, b.replica.store.head(b.did).id)  # b's vouch for a, maybe taken at start-up
+                backed_up = await _cosigned_by(a, b)
+            shutil.copytree(config.data_dir, tmp_path / "backup")
+            async with _serving(config) as a:
+                # Two records after the copy, in the order opposite to the one a catch-up sync brings them back in
+                # (by issuer), so that the restored ledger reaches the same size with another root.
+                theirs = lambda: b.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))  # noqa: E731
+                ours = lambda: a.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))  # noqa: E731
+                for issue in (theirs, ours) if a.did < b.did else (ours, theirs):
+                    await _holds(a, issue().id)
+                published = await _cosigned_by(a, b)
+                assert published == backed_up + 2
+                published_root = a.replica.store.ledger.root(published)
+            shutil.rmtree(config.data_dir)
+            shutil.copytree(tmp_path / "backup", config.data_dir)
+            with caplog.at_level(logging.CRITICAL, logger="gossip.witnessing"):
+                async with _serving(config) as a:
+                    assert a.replica.store.size == published  # taken back from b by the start-up sync...
+                    assert a.replica.store.ledger.root(published) != published_root  # ...in another order
+                    await a.witnessing.checked.wait()
+                    vouch = a.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+                    await records_of(b, lambda r: r.id == vouch.id)  # b goes on counting a's records
+                    async with httpx.AsyncClient(base_url=a.api_url) as api:
+                        log = (await api.get("/v1/node")).json()["log"]
+                    metrics = a.metrics.render().splitlines()
+                    ledger_root = a.replica.store.ledger.root(published)
+                    stats = a.witnessing.stats
+                    assert (stats.checkpoints_gossiped, stats.cosign_requests) == (0, 0)
+        assert a.did not in b.replica.flagged
+        assert log == {"state": "diverged", "published": {"size": published, "root": published_root.hex()},
+                       "ledger_root": ledger_root.hex()}
+        assert "vouchnet_witness_log_diverged 1" in metrics
+        said = [r.message for r in caplog.records if r.name == "gossip.witnessing" and r.levelno == logging.CRITICAL]
+        assert len(said) == 1 and "diverged" in said[0] and "restore a copy" in said[0]
+
+
+async def test_a_node_restored_from_a_copy_taken_after_its_last_checkpoint_goes_on_being_witnessed(tmp_path):
+    async with running(tmp_path / "b", settings={"sync_interval": 0.5}) as b:
+        config = await _node_a(tmp_path, b)
+        with trio.fail_after(60):
+            async with _serving(config) as a:
+                await records_of(b, lambda r: r.iss == a.did)
+                await _cosigned_by(a, b)
+            shutil.copytree(config.data_dir, tmp_path / "backup")
+            shutil.rmtree(config.data_dir)
+            shutil.copytree(tmp_path / "backup", config.data_dir)
+            async with _serving(config) as a:
+                await a.witnessing.checked.wait()
+                vouch = a.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+                await records_of(b, lambda r: r.id == vouch.id)
+                await _cosigned_by(a, b)
+                async with httpx.AsyncClient(base_url=a.api_url) as api:
+                    log = (await api.get("/v1/node")).json()["log"]
+                assert log["state"] == "ok"
+                assert "vouchnet_witness_log_diverged 0" in a.metrics.render().splitlines()
+        assert a.did not in b.replica.flagged
