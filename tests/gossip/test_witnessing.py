@@ -24,6 +24,7 @@ from gossip.replica import Replica
 from gossip.store import RecordStore
 from gossip.sync_messages import (
     SYNC_PROTOCOL,
+    CheckpointRequest,
     CosignRequest,
     Cosigned,
     ErrorReply,
@@ -642,3 +643,46 @@ async def test_a_peer_too_busy_to_say_what_it_holds_of_our_log_is_asked_again_be
         await _run_until(witnessing, functools.partial(until_signed_or_diverged, witnessing))
         assert witnessing.log_state()["published"] == {"size": 1, "root": root.hex()}
         assert witnessing.stats.streams_opened == 2
+
+
+class _CountingPeer(_HoldingPeer):
+    """A peer that holds nothing of our log and counts how often it is asked what it holds."""
+
+    def __init__(self) -> None:
+        super().__init__(b"")
+        self.queries = 0
+        self.asked = trio.Event()
+
+    async def write_frame(self, payload: bytes) -> None:
+        if not isinstance(decode_request(payload), CheckpointRequest):
+            return await super().write_frame(payload)
+        self.queries += 1
+        self.asked.set()
+        self._reply = encode_message(HeldCheckpoint(None))
+
+
+async def test_what_was_asked_of_a_peer_that_left_is_forgotten_and_it_is_asked_again_when_it_returns(tmp_path):
+    """Peers come and go with fresh keys: what the node remembers of its questions is bounded by who is connected."""
+    with _own_node(tmp_path) as (replica, _, _):
+        peer = _CountingPeer()
+        host = _OnePeerHost(peer)
+        connected, looked_while_gone = [host._peer_id], trio.Event()
+
+        def connected_peers() -> list[str]:
+            if not connected and witnessing.checked.is_set():
+                looked_while_gone.set()  # a round of the checkpoint loop saw it gone
+            return list(connected)
+
+        host.connected_peers = connected_peers  # type: ignore[method-assign]
+        witnessing = Witnessing(host, replica, network=NETWORK, state_dir=tmp_path, interval=0.01)
+
+        async def leave_and_return() -> None:
+            await peer.asked.wait()
+            connected.clear()
+            await looked_while_gone.wait()
+            peer.asked = trio.Event()
+            connected.append(host._peer_id)
+            await peer.asked.wait()
+
+        await _run_until(witnessing, leave_and_return)
+        assert peer.queries == 2
