@@ -13,6 +13,7 @@ import functools
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from nacl.signing import SigningKey
 
@@ -37,6 +38,7 @@ from .acceptor import Acceptor, Outcome
 from .store import RecordStore
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 Listener = Callable[[list[Record]], None]
 HorizonListener = Callable[[set[str]], None]
 LinkListener = Callable[[Link], None]
@@ -69,6 +71,7 @@ class Replica:
         self.horizon = Horizon({self.did, *self.roots}, self.max_hops)
         self.flagged: set[str] = set()
         self.own_from_peers = 0  # records of this node's key that came from peers since it started (`accept`)
+        self.listener_errors = 0  # listener calls that raised (`_tell`): the records stayed stored, the node ran on
         self._deferred: list[Callable[[], None]] | None = None  # signing that waits for resume_signing, if deferred
         self._acceptor = Acceptor(self.store, self.succession, in_horizon=self.horizon.__contains__,
                                   held_limit=self.held_limit)
@@ -190,12 +193,10 @@ class Replica:
         for record in outcome.accepted:
             entered |= self._track(record)
         if outcome.accepted:
-            for listener in self.listeners:
-                listener(outcome.accepted)
+            self._tell(self.listeners, outcome.accepted)
         entered = {org for org in entered if org in self.horizon}  # a later record may have taken one out again
         if entered:
-            for horizon_listener in self.horizon_listeners:
-                horizon_listener(entered)
+            self._tell(self.horizon_listeners, entered)
         for ours, theirs in outcome.equivocations:
             self._when_signing(functools.partial(self._sign_evidence, ours, theirs))
         return outcome
@@ -254,5 +255,16 @@ class Replica:
             self._flag_keys(self.succession.later(link.successor))
         elif link.successor in self.flagged and link.prior not in self.flagged:
             self._flag_keys((*self.succession.earlier(link.prior), link.prior))
-        for listener in self.link_listeners:
-            listener(link)
+        self._tell(self.link_listeners, link)
+
+    def _tell(self, listeners: Sequence[Callable[[_T], None]], news: _T) -> None:
+        """Call each listener with `news`. One that raises is logged and counted, and the others are still told:
+        the records are stored already, and an error there, caught nowhere between here and gossip delivery,
+        would stop the node, and again at every start as the stored records are replayed to it."""
+        for listener in listeners:
+            try:
+                listener(news)
+            except Exception:
+                self.listener_errors += 1
+                log.exception("a listener of accepted records failed; the records are stored, and what the listener "
+                              "keeps (scores, say) may miss them until the node restarts")

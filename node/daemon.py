@@ -206,6 +206,8 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         metrics.collect("peers", "Connected peers", lambda: len(host.connected_peers()))
         metrics.collect("ledger_size", "Records in the records ledger", lambda: store.size)
         metrics.collect("held_records", "Records waiting for a missing predecessor", lambda: replica.held_count)
+        metrics.collect("listener_errors", "Accepted batches a part of the node (scores, say) failed to take in: "
+                        "logged with the error", lambda: replica.listener_errors)
         metrics.collect("own_records_from_peers", "Records of this org's key that came from peers since the node "
                         "started (a restore from an older copy, or a stolen key)", lambda: replica.own_from_peers)
         yield node

@@ -108,6 +108,27 @@ def test_equivocation_is_signed_by_us_and_flags_the_offender(replica):
     assert len(replica.store.query(kind="equivocation")) == 1
 
 
+def test_a_listener_that_raises_stops_neither_the_others_nor_the_evidence(replica, caplog):
+    """A listener's bug (the trust engine on a hostile digest, say) must not stop the node, which would happen again
+    at every start as stored records are replayed, nor keep the equivocation it saw from being signed."""
+    def broken(news: object) -> None:
+        raise OverflowError("a listener's bug")
+
+    heard, entered = [], []
+    replica.listeners[:] = [broken, heard.append]
+    replica.horizon_listeners[:] = [broken, entered.append]
+    cheat = Org()
+    with caplog.at_level(logging.ERROR, logger="gossip.replica"):
+        replica.issue("vouch", vouch_body(cheat.did, 0.8, "org-peer"))
+        honest = cheat.record()
+        replica.accept([honest])
+        outcome = replica.accept([cheat.fork(1, None)])
+    assert outcome.equivocations and cheat.did in replica.flagged
+    assert len(replica.store.query(kind="equivocation")) == 1
+    assert [len(batch) for batch in heard] == [1, 1, 1] and entered == [{cheat.did}]
+    assert replica.listener_errors == 4 and "a listener's bug" in caplog.text
+
+
 def test_flags_and_horizon_survive_a_restart(tmp_path):
     me, cheat = Org(), Org()
     with RecordStore.open(tmp_path) as store:
