@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 # How soon after an org-level change (an org vouch, its revocation, an equivocator flagged: each may move every
 # agent's score) the engine is recomputed and the changes announced; a burst of such records makes one recompute.
 PROMPT_RECOMPUTE_S = 1.0
+MAX_ASKED_UNKNOWN = 100_000  # agents asked about that the engine holds nothing on, remembered to announce their first
+# change (reads need no token: whoever reaches the API could otherwise grow this without bound); the oldest go first
 ANNOUNCE_CHUNK = 256  # agents whose change is announced between two checkpoints after a recompute
 
 
@@ -65,6 +67,7 @@ class TrustService:
         self._clock = clock
         self._org_changed = trio.Event()
         self._known: dict[str, tuple[int, str]] = {}  # agent -> (score, tier) last published or served
+        self._asked_unknown: dict[str, None] = {}  # those of _known only a read put there, oldest first
         self._requests = metrics.counter("score_requests_total", "Score and check requests answered", ["kind"])
         metrics.collect("agents_known", "Agents the trust engine holds evidence or vouches for",
                         lambda: len(self.engine.agents()))
@@ -120,7 +123,7 @@ class TrustService:
     def score(self, agent: str) -> Score:
         self._requests.inc(kind="score")
         score = self.engine.score(agent, now=self._clock())
-        self._known.setdefault(agent, (score.score, score.tier))
+        self._served(agent, score)
         return score
 
     def explain(self, agent: str) -> dict:
@@ -129,8 +132,21 @@ class TrustService:
     def check(self, agent: str, action: str, tool: str | None) -> tuple[Decision, Score]:
         self._requests.inc(kind="check")
         score = self.engine.score(agent, now=self._clock())
-        self._known.setdefault(agent, (score.score, score.tier))
+        self._served(agent, score)
         return decide(score, action, tool, self.policy), score
+
+    def _served(self, agent: str, score: Score) -> None:
+        """Remember the score a reader was given, so that its first change is announced; of agents the engine holds
+        nothing on, the latest MAX_ASKED_UNKNOWN asked about."""
+        if agent in self._known:
+            return
+        self._known[agent] = (score.score, score.tier)
+        if self.engine.holds(agent):
+            return
+        self._asked_unknown[agent] = None
+        if len(self._asked_unknown) > MAX_ASKED_UNKNOWN:
+            oldest = next(iter(self._asked_unknown))
+            del self._asked_unknown[oldest], self._known[oldest]
 
     def org(self, did: str) -> dict:
         """How this node sees the org of key `did` (known by its first key)."""
@@ -161,6 +177,7 @@ class TrustService:
         now = self._clock()
         for agent in dict.fromkeys(agents):
             score = self.engine.score(agent, now=now)
+            self._asked_unknown.pop(agent, None)  # announced: the engine holds something on it now
             before = self._known.get(agent)
             self._known[agent] = (score.score, score.tier)
             if before is None or before[0] == score.score:

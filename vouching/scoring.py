@@ -282,6 +282,10 @@ class TrustEngine:
     def agents(self) -> tuple[str, ...]:
         return tuple(self._agent_dids)
 
+    def holds(self, agent: str) -> bool:
+        """Whether the engine holds evidence or vouches on `agent` (otherwise its score is the cold start)."""
+        return agent in self._agent_index
+
     def merge_org(self, key: str, org: str) -> bool:
         """Key rotation (DESIGN.md §2, vouching.succession): `key` turned out to be a later key of `org`. What named
         `key` as an org (vouches for it, a flag, a root) counts for `org` from now on, and `key` stands for `org`;

@@ -66,6 +66,22 @@ def test_revoking_an_agent_vouch_is_announced_at_once(node, trust, broadcaster):
         assert published(subscription) == [("score", agent, "untrusted"), ("tier", agent, "untrusted")]
 
 
+def test_agents_asked_about_but_unknown_are_remembered_up_to_a_bound_and_known_ones_always(node, trust, broadcaster,
+                                                                                           monkeypatch):
+    """Reads need no token: whoever reaches the API asks about fresh dids to grow what the node remembers."""
+    monkeypatch.setattr("node.trust.MAX_ASKED_UNKNOWN", 3)
+    known, oldest, *rest = new_did(), new_did(), new_did(), new_did(), new_did()
+    trust.on_records([node.replica.issue("vouch", vouch_body(known, 0.5, "developer"))])
+    trust.score(known)
+    for agent in (oldest, *rest):
+        trust.check(agent, "tool_call", None)  # a flood of strangers: `oldest` is forgotten
+    with broadcaster.subscribe() as subscription:
+        trust.on_records([node.replica.issue("vouch", vouch_body(agent, 1.0, "operator"))
+                          for agent in (known, oldest, rest[-1])])
+        changed = {agent for kind, agent, _ in published(subscription) if kind == "score"}
+    assert changed == {known, rest[-1]}  # the first change of one forgotten is not announced: it was not kept
+
+
 def _vouched_by_partner(node, trust):
     """An agent vouched for by a partner org that this node vouches for: provisional while the partner stands."""
     partner, agent = Org(), new_did()
