@@ -36,6 +36,7 @@ import trio
 
 from ledger import (
     MAX_COSIGNATURES,
+    MAX_NOTE_SIZE,
     Checkpoint,
     CosignatureSigner,
     CosignatureVerifier,
@@ -69,7 +70,7 @@ from .cosigning import CosignClient, Witnessed, answer
 from .frames import FrameError
 from .host import Host, HostError, InvalidPeerId, Received, Stream, peer_id_from_public_key, peer_public_key
 from .replica import Replica
-from .sync import Send, SyncLimits
+from .sync import Send
 from .sync_messages import (
     SYNC_PROTOCOL,
     CheckpointRequest,
@@ -87,7 +88,9 @@ from .validation import check_checkpoint_evidence
 
 logger = logging.getLogger(__name__)
 
-_MAX_FRAME = SyncLimits().max_frame  # cosign replies are small; any frame within sync's bound is read
+# The longest reply a witness can send: what it holds of our log is one note; a cosignature line or a refusal is
+# far shorter. A longer frame is refused unread (the reply is decoded on the loop: 1 MiB of dense CBOR took ~1 s).
+_MAX_REPLY = MAX_NOTE_SIZE + 1024
 WITNESS_FILE = "witness.sqlite"  # the witness's state: what it cosigned of each peer's log
 CHECKPOINT_FILE = "checkpoint.note"  # our latest checkpoint with its cosignatures
 _NOT_RUNNING = Refused(503, "this node's witness is not running")
@@ -340,7 +343,7 @@ class Witnessing:
                     stream = await self.host.open_stream(peer, SYNC_PROTOCOL)
                     self.stats.streams_opened += 1
                 await stream.write_frame(encode_message(CheckpointRequest()))
-                payload = await stream.read_frame(_MAX_FRAME)
+                payload = await stream.read_frame(_MAX_REPLY)
             if payload is None:
                 raise SyncError("stream", "the peer closed the stream before answering")
             reply = decode_reply(payload)
@@ -518,7 +521,7 @@ class Witnessing:
             while isinstance(event, Send):
                 with trio.fail_after(self.timeout):
                     await stream.write_frame(event.payload)
-                    payload = await stream.read_frame(_MAX_FRAME)
+                    payload = await stream.read_frame(_MAX_REPLY)
                 if payload is None:
                     raise SyncError("stream", "the peer closed the stream before answering")
                 event = client.receive(payload)

@@ -19,6 +19,7 @@ from nacl.signing import SigningKey
 
 from gossip.checkpoints import MAX_CHECKPOINT_NOTE, RECORDS_LOG, checkpoints_topic
 from gossip.cosigning import CosignClient
+from gossip.frames import FrameError
 from gossip.host import Received, open_host, peer_id_from_public_key
 from gossip.replica import Replica
 from gossip.store import RecordStore
@@ -686,3 +687,25 @@ async def test_what_was_asked_of_a_peer_that_left_is_forgotten_and_it_is_asked_a
 
         await _run_until(witnessing, leave_and_return)
         assert peer.queries == 2
+
+
+class _HugeReplyPeer(_HoldingPeer):
+    """A peer whose reply is a 1 MiB frame (dense CBOR costs about a second to decode), read as the host reads."""
+
+    async def write_frame(self, payload: bytes) -> None:
+        pass
+
+    async def read_frame(self, limit: int) -> bytes | None:
+        huge = b"\x9f" * (1 << 20)
+        if len(huge) > limit:
+            raise FrameError(f"frame of {len(huge)} bytes exceeds the limit of {limit}")
+        return huge
+
+
+async def test_a_peer_s_reply_longer_than_any_a_witness_sends_is_refused_unread(tmp_path, monkeypatch):
+    decoded = []
+    monkeypatch.setattr("gossip.witnessing.decode_reply", lambda payload: decoded.append(payload))
+    with _own_node(tmp_path) as (replica, _, _):
+        witnessing = _witnessing(replica, _HugeReplyPeer(b""), tmp_path)
+        await _run_until(witnessing, witnessing.checked.wait)
+    assert decoded == []
