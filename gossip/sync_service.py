@@ -279,11 +279,10 @@ class SyncService:
         pending: list[Record] = []  # verified, in order, not yet offered to the replica
         async with await self.host.open_stream(peer_id, SYNC_PROTOCOL) as stream:
             while not isinstance(event, Finished):
-                if isinstance(event, Send):
-                    with trio.fail_after(self.timeout):
-                        await stream.write_frame(event.payload)
-                    event = client.receive_reply(await _decoded(decode_reply, await self._read(stream)))
-                elif isinstance(event, ReadNext):
+                if isinstance(event, (Send, ReadNext)):
+                    if isinstance(event, Send):
+                        with trio.fail_after(self.timeout):
+                            await stream.write_frame(event.payload)
                     event = client.receive_reply(await _decoded(decode_reply, await self._read(stream)))
                 else:
                     assert isinstance(event, Deliver)
