@@ -65,12 +65,10 @@ class TooManySpans(OtlpError):
     """A request of more than MAX_SPANS spans (HTTP 413)."""
 
 
-def _count_spans(total: int, more: int) -> int:
-    """`total + more`, spans of a request so far; raises TooManySpans past MAX_SPANS, before they are read."""
-    total += more
-    if total > MAX_SPANS:
+def _check_span_count(count: int) -> None:
+    """Raises TooManySpans when a request's spans, counted before they are read, are over MAX_SPANS."""
+    if count > MAX_SPANS:
         raise TooManySpans(f"body: at most {MAX_SPANS} spans per request")
-    return total
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +125,7 @@ def decode_protobuf(body: bytes) -> list[Span]:
     for resource_spans in request.resource_spans:
         resource = _proto_attrs(resource_spans.resource.attributes)
         for scope_spans in resource_spans.scope_spans:
-            _count_spans(len(spans), len(scope_spans.spans))
+            _check_span_count(len(spans) + len(scope_spans.spans))
             for s in scope_spans.spans:
                 spans.append(Span(s.name, s.start_time_unix_nano, s.end_time_unix_nano, _proto_attrs(s.attributes),
                                   resource, s.status.code, s.status.message, s.trace_id.hex(), s.span_id.hex()))
@@ -213,7 +211,7 @@ def decode_json(body: bytes) -> list[Span]:
         for s, scope_spans in enumerate(_json_list(resource_spans, "scopeSpans", where)):
             scope_where = f"{where}.scopeSpans[{s}]"
             scope = _json_list(_json_object(scope_spans, scope_where), "spans", scope_where)
-            _count_spans(len(spans), len(scope))
+            _check_span_count(len(spans) + len(scope))
             for i, span in enumerate(scope):
                 spans.append(_json_span(_json_object(span, f"{scope_where}.spans[{i}]"), resource,
                                         f"{scope_where}.spans[{i}]"))
