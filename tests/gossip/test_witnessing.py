@@ -489,16 +489,30 @@ class _HoldingPeer:
 
 
 class _OnePeerHost(CheckpointsOnlyHost):
-    """CheckpointsOnlyHost with one connected peer, whose streams are `peer`."""
+    """CheckpointsOnlyHost with one peer, connected while `present`, whose streams are `peer`."""
 
     def __init__(self, peer: _HoldingPeer) -> None:
         super().__init__()
         self.peer = peer
+        self.present = True
         self.published: list[bytes] = []
         self._peer_id = peer_of(Org())
+        self._looks = 0
+        self._waiting: list[tuple[int, trio.Event]] = []
 
     def connected_peers(self) -> list[str]:
-        return [self._peer_id]
+        self._looks += 1
+        for wanted, looked in self._waiting:
+            if self._looks >= wanted:
+                looked.set()
+        return [self._peer_id] if self.present else []
+
+    async def looked(self, times: int) -> None:
+        """Until the witnessing has asked who is connected `times` more times (twice a round of its loop)."""
+        waiting = (self._looks + times, trio.Event())
+        self._waiting.append(waiting)
+        await waiting[1].wait()
+        self._waiting.remove(waiting)
 
     def refused(self, peer_id: str, protocol: str) -> bool:
         return False
@@ -530,8 +544,7 @@ async def test_a_node_behind_a_checkpoint_its_peer_holds_signs_none_until_its_le
             async with trio.open_nursery() as nursery:
                 await nursery.start(witnessing.run)
                 await witnessing.checked.wait()
-                await trio.sleep(0.1)  # ten intervals, none of which may sign: nothing to wait on (the mock clock
-                # would jump past the test's deadline while the witness persists its note on a worker thread)
+                await host.looked(20)  # ten rounds of the loop, none of which may sign
                 assert witnessing.log_state() == {"state": "behind", "published": {"size": 5, "root": note_root(note)},
                                                   "ledger_root": None}
                 assert (witnessing.stats.checkpoints_signed, peer.cosign_requests, host.published) == (0, 0, [])
@@ -557,9 +570,10 @@ def note_root(note: bytes) -> str:
 
 
 async def until_signed_or_diverged(witnessing: Witnessing) -> None:
-    """(Polled: divergence has no event of its own.)"""
+    """(Looked at each round of its loop, over an _OnePeerHost: divergence has no event of its own.)"""
+    assert isinstance(witnessing.host, _OnePeerHost)
     while not (witnessing.stats.cosign_requests or witnessing.stats.log_diverged):
-        await trio.sleep(0.01)
+        await witnessing.host.looked(1)
 
 
 @contextmanager
@@ -667,22 +681,14 @@ async def test_what_was_asked_of_a_peer_that_left_is_forgotten_and_it_is_asked_a
     with _own_node(tmp_path) as (replica, _, _):
         peer = _CountingPeer()
         host = _OnePeerHost(peer)
-        connected, looked_while_gone = [host._peer_id], trio.Event()
-
-        def connected_peers() -> list[str]:
-            if not connected and witnessing.checked.is_set():
-                looked_while_gone.set()  # a round of the checkpoint loop saw it gone
-            return list(connected)
-
-        host.connected_peers = connected_peers  # type: ignore[method-assign]
         witnessing = Witnessing(host, replica, network=NETWORK, state_dir=tmp_path, interval=0.01)
 
         async def leave_and_return() -> None:
-            await peer.asked.wait()
-            connected.clear()
-            await looked_while_gone.wait()
+            await witnessing.checked.wait()
+            host.present = False
+            await host.looked(2)  # a round of the loop saw it gone
             peer.asked = trio.Event()
-            connected.append(host._peer_id)
+            host.present = True
             await peer.asked.wait()
 
         await _run_until(witnessing, leave_and_return)
