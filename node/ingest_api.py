@@ -1,9 +1,9 @@
 """`POST /v1/events` (JSON event batches) and `POST /v1/traces` (OTLP/HTTP, as the stock OpenTelemetry exporters
 send it: protobuf or JSON, optionally gzip- or deflate-compressed). DESIGN §7, §8.
 
-The app's write guard must let these bodies through up to BODY_LIMITS (they are larger than a record), and must
-not ask for the token on OPEN_WRITE_PATHS: a stock exporter configured with only OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
-sends none. `/v1/events` needs the token like every other write.
+The app's write guard must let these bodies through up to BODY_LIMITS (they are larger than a record). Both need
+the token like every other write, unless the node is configured with `[api] traces_need_token = false`: then the
+guard leaves OPEN_WRITE_PATHS open, for an exporter that cannot send headers.
 """
 
 from __future__ import annotations
