@@ -216,15 +216,15 @@ class TrustPolicy:
     # --- internals ------------------------------------------------------------------------------------------
 
     def _cached(self, agent: str) -> _Cached | None:
-        self._start_stream()
         cached = self._cache.get(agent)
         if cached is None or cached.expires < time.monotonic():
             return None
         return cached
 
     def _floor(self) -> Policy | None:
-        """The node's policy while it is fresh (None: ask the node)."""
-        self._start_stream()  # its first connection is a reset: the policy is fetched again after it
+        """The node's policy while it is fresh (None: ask the node). Every check starts here, and so does the stream
+        (its first connection is a reset: the policy is fetched again after it, and every cached score dropped)."""
+        self._start_stream()
         kept = self._node_policy
         if kept is None or kept.expires < time.monotonic():
             return None
