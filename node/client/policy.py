@@ -172,7 +172,7 @@ class TrustPolicy:
         return self._made(TrustDecision("", action, tool, "block", f"unverified {who}: {reason}", None, None,
                                         "unverified"))
 
-    def is_high_risk(self, tool: str) -> bool:
+    def is_high_risk(self, tool: str | None) -> bool:
         """Whether these rules, or the node's policy as last fetched, count `tool` as high-risk (what a service
         reports in telemetry: the node's operator may list tools this service does not)."""
         kept = self._node_policy
