@@ -56,22 +56,48 @@ def bounded_transport() -> httpx.HTTPTransport:
 def read_capped(response: httpx.Response, limit: int, what: str) -> bytes:
     """The body of a streamed `response`, refused (BodyTooLarge, naming `what`) once longer than `limit` bytes.
     Read as sent: a compressed body could inflate past any cap before it is counted (ask with `IDENTITY`)."""
+    _check_stated(response, limit, what)
+    body = _Capped(limit, what)
+    for chunk in response.iter_raw():
+        body.add(chunk)
+    return body.joined()
+
+
+async def aread_capped(response: httpx.Response, limit: int, what: str) -> bytes:
+    """`read_capped` for a response of httpx.AsyncClient."""
+    _check_stated(response, limit, what)
+    body = _Capped(limit, what)
+    async for chunk in response.aiter_raw():
+        body.add(chunk)
+    return body.joined()
+
+
+def _check_stated(response: httpx.Response, limit: int, what: str) -> None:
+    """Refuse a body compressed against the request's wish, or that says it is longer than `limit`."""
     encoding = response.headers.get("content-encoding", "identity").strip().lower()
     if encoding != "identity":
         raise BodyTooLarge(f"{what}: compressed ({encoding}) though asked for identity")
     length = response.headers.get("content-length", "")
     if length.isdigit() and int(length) > limit:
         raise BodyTooLarge(f"{what}: {length} bytes, over the limit of {limit}")
-    return b"".join(_capped(response.iter_raw(), limit, what))
 
 
-def _capped(chunks: Iterable[bytes], limit: int, what: str) -> Iterator[bytes]:
-    size = 0
-    for chunk in chunks:
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"{what}: longer than the limit of {limit} bytes")
-        yield chunk
+class _Capped:
+    """A body gathered chunk by chunk, refused once longer than `limit` bytes."""
+
+    def __init__(self, limit: int, what: str) -> None:
+        self._limit, self._what = limit, what
+        self._chunks: list[bytes] = []
+        self._size = 0
+
+    def add(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._size > self._limit:
+            raise BodyTooLarge(f"{self._what}: longer than the limit of {self._limit} bytes")
+        self._chunks.append(chunk)
+
+    def joined(self) -> bytes:
+        return b"".join(self._chunks)
 
 
 def _left(timeout: float | None, operation: str) -> float | None:

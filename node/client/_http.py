@@ -9,6 +9,10 @@ from urllib.parse import quote
 import httpx
 
 DEFAULT_TIMEOUT = 10.0
+# Bytes of an answer to the calls a decision waits on (score, check, policy): an explained score takes a few KB.
+# A longer answer fails the call as NodeUnreachable, so a check fails closed (or open, if so configured), not out of
+# memory.
+MAX_DECISION_ANSWER = 1024 * 1024
 
 
 class ClientError(Exception):
@@ -16,7 +20,7 @@ class ClientError(Exception):
 
 
 class NodeUnreachable(ClientError):
-    """Nothing answered at the node's address, or it did not answer in time."""
+    """Nothing answered at the node's address, it did not answer in time, or its answer could not be read."""
 
 
 class NodeApiError(ClientError):
@@ -64,6 +68,16 @@ def checked(response: httpx.Response) -> httpx.Response:
     except (ValueError, KeyError, TypeError):
         code, detail = "http_error", f"{response.reason_phrase}: {response.text[:200]}"
     raise NodeApiError(response.status_code, code, detail)
+
+
+def too_large(error: httpx.HTTPError, url: str) -> NodeUnreachable:
+    """The exception for an answer over its cap (error: the cap's BodyTooLarge, naming the path and the cap)."""
+    return NodeUnreachable(f"cannot talk to the node at {url}: {error}")
+
+
+def with_body(response: httpx.Response, body: bytes) -> httpx.Response:
+    """A streamed `response`, read as `body`, as the plain response the rest of the client takes."""
+    return httpx.Response(response.status_code, headers=response.headers, content=body, request=response.request)
 
 
 def json_of(response: httpx.Response, url: str) -> Any:

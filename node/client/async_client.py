@@ -8,8 +8,10 @@ from typing import Any
 
 import httpx
 
+from ._bounded import IDENTITY, BodyTooLarge, aread_capped
 from ._http import (
     DEFAULT_TIMEOUT,
+    MAX_DECISION_ANSWER,
     agent_path,
     check_body,
     checked,
@@ -18,7 +20,9 @@ from ._http import (
     post_headers,
     query,
     score_query,
+    too_large,
     unreachable,
+    with_body,
 )
 
 
@@ -47,16 +51,17 @@ class AsyncTrustClient:
     async def score(self, agent: str, *, statement: bool = False, explain: bool = True) -> dict[str, Any]:
         """The agent's score, tier, confidence and explanation as this node sees it (with a signed JWT if asked;
         `explain=False` leaves out the explanation, several KB, when the score and tier are all that is needed)."""
-        return await self._get_json(agent_path(agent, "score"), score_query(statement, explain))
+        return await self._get_json(agent_path(agent, "score"), score_query(statement, explain),
+                                    limit=MAX_DECISION_ANSWER)
 
     async def check(self, agent: str, action: str, tool: str | None = None) -> dict[str, Any]:
         """The node's decision for `agent` doing `action` (with `tool`): {decision, reason, score, tier}."""
-        return await self._post_json(agent_path(agent, "check"), check_body(action, tool))
+        return await self._post_json(agent_path(agent, "check"), check_body(action, tool), limit=MAX_DECISION_ANSWER)
 
     async def policy(self) -> dict[str, Any]:
         """The policy the node's checks apply: {tiers, min_score, high_risk_tools, high_risk_tier}
         (vouching.policy.Policy.from_dict reads it)."""
-        return await self._get_json("/v1/policy")
+        return await self._get_json("/v1/policy", limit=MAX_DECISION_ANSWER)
 
     async def jwks(self) -> dict[str, Any]:
         """The org's public keys (`/.well-known/jwks.json`), which verify its agents' credentials."""
@@ -67,20 +72,33 @@ class AsyncTrustClient:
         """Report behaviour events (node/events.py); a retry with the same key is stored once."""
         return await self._post_json("/v1/events", {"events": events}, idempotency_key=idempotency_key)
 
-    async def _get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
+    async def _get_json(self, path: str, params: dict[str, Any] | None = None, *, limit: int | None = None) -> Any:
         request = self._http.build_request("GET", path, params=query(params))
-        return json_of(await self._send(request), self.base_url)
+        return json_of(await self._send(request, limit), self.base_url)
 
-    async def _post_json(self, path: str, body: dict[str, Any], *, idempotency_key: str | None = None) -> Any:
+    async def _post_json(self, path: str, body: dict[str, Any], *, idempotency_key: str | None = None,
+                         limit: int | None = None) -> Any:
         headers = post_headers(self._token, idempotency_key)
         request = self._http.build_request("POST", path, json=body, headers=headers)
-        return json_of(await self._send(request), self.base_url)
+        return json_of(await self._send(request, limit), self.base_url)
 
-    async def _send(self, request: httpx.Request) -> httpx.Response:
+    async def _send(self, request: httpx.Request, limit: int | None = None) -> httpx.Response:
+        """The node's answer, within the timeout as a whole; `limit`: the most bytes of it read (NodeUnreachable
+        past it)."""
         try:
             async with asyncio.timeout(self.timeout):  # httpx's timeout bounds each read, not the whole answer
-                return checked(await self._http.send(request))
+                return checked(await self._http.send(request) if limit is None else await self._capped(request, limit))
         except httpx.RequestError as error:
             raise unreachable(error, self.base_url, self.timeout) from None
         except TimeoutError:
             raise unreachable(httpx.TimeoutException("the deadline passed"), self.base_url, self.timeout) from None
+
+    async def _capped(self, request: httpx.Request, limit: int) -> httpx.Response:
+        request.headers.update(IDENTITY)
+        response = await self._http.send(request, stream=True)
+        try:
+            return with_body(response, await aread_capped(response, limit, request.url.path))
+        except BodyTooLarge as error:
+            raise too_large(error, self.base_url) from None
+        finally:
+            await response.aclose()

@@ -11,9 +11,10 @@ from typing import Any
 
 import httpx
 
-from ._bounded import bounded_transport, deadline
+from ._bounded import IDENTITY, BodyTooLarge, bounded_transport, deadline, read_capped
 from ._http import (
     DEFAULT_TIMEOUT,
+    MAX_DECISION_ANSWER,
     ClientError,
     NodeApiError,
     NodeUnreachable,
@@ -25,7 +26,9 @@ from ._http import (
     post_headers,
     query,
     score_query,
+    too_large,
     unreachable,
+    with_body,
 )
 
 __all__ = ["ClientError", "NodeApiError", "NodeClient", "NodeUnreachable"]
@@ -91,16 +94,16 @@ class NodeClient:
     def score(self, agent: str, *, statement: bool = False, explain: bool = True) -> dict[str, Any]:
         """The agent's score, tier, confidence and explanation as this node sees it (with a signed JWT if asked;
         `explain=False` leaves out the explanation, several KB, when the score and tier are all that is needed)."""
-        return self._get_json(agent_path(agent, "score"), score_query(statement, explain))
+        return self._get_json(agent_path(agent, "score"), score_query(statement, explain), limit=MAX_DECISION_ANSWER)
 
     def check(self, agent: str, action: str, tool: str | None = None) -> dict[str, Any]:
         """The node's decision for `agent` doing `action` (with `tool`): {decision, reason, score, tier}."""
-        return self._json(self._post(agent_path(agent, "check"), check_body(action, tool)))
+        return self._json(self._post(agent_path(agent, "check"), check_body(action, tool), limit=MAX_DECISION_ANSWER))
 
     def policy(self) -> dict[str, Any]:
         """The policy the node's checks apply: {tiers, min_score, high_risk_tools, high_risk_tier}
         (vouching.policy.Policy.from_dict reads it)."""
-        return self._get_json("/v1/policy")
+        return self._get_json("/v1/policy", limit=MAX_DECISION_ANSWER)
 
     def jwks(self) -> dict[str, Any]:
         """The org's public keys (`/.well-known/jwks.json`), which verify its agents' credentials."""
@@ -203,29 +206,42 @@ class NodeClient:
 
     # --- transport --------------------------------------------------------------------------------------
 
-    def _get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
-        return self._json(self._get(path, params))
+    def _get_json(self, path: str, params: dict[str, Any] | None = None, *, limit: int | None = None) -> Any:
+        return self._json(self._get(path, params, limit=limit))
 
     def _json(self, response: httpx.Response) -> Any:
         return json_of(response, self.base_url)
 
-    def _get(self, path: str, params: dict[str, Any] | None = None) -> httpx.Response:
-        return self._send(self._http.build_request("GET", path, params=query(params)))
+    def _get(self, path: str, params: dict[str, Any] | None = None, *, limit: int | None = None) -> httpx.Response:
+        return self._send(self._http.build_request("GET", path, params=query(params)), limit)
 
-    def _post(self, path: str, body: dict[str, Any], *, idempotency_key: str | None = None) -> httpx.Response:
-        return self._write("POST", path, idempotency_key=idempotency_key, json=body)
+    def _post(self, path: str, body: dict[str, Any], *, idempotency_key: str | None = None,
+              limit: int | None = None) -> httpx.Response:
+        return self._write("POST", path, idempotency_key=idempotency_key, limit=limit, json=body)
 
     def _write(self, method: str, path: str, *, idempotency_key: str | None = None, content_type: str | None = None,
-               **body: Any) -> httpx.Response:
+               limit: int | None = None, **body: Any) -> httpx.Response:
         """A request carrying the token (when the client has one); `body` is httpx's json= or content=."""
         headers = post_headers(self._token, idempotency_key)
         if content_type is not None:
             headers["Content-Type"] = content_type
-        return self._send(self._http.build_request(method, path, headers=headers, **body))
+        return self._send(self._http.build_request(method, path, headers=headers, **body), limit)
 
-    def _send(self, request: httpx.Request) -> httpx.Response:
+    def _send(self, request: httpx.Request, limit: int | None = None) -> httpx.Response:
+        """The node's answer, within the timeout as a whole; `limit`: the most bytes of it read (NodeUnreachable
+        past it)."""
         try:
             with deadline(self.timeout):
-                return checked(self._http.send(request))
+                return checked(self._http.send(request) if limit is None else self._capped(request, limit))
         except httpx.RequestError as error:
             raise unreachable(error, self.base_url, self.timeout) from None
+
+    def _capped(self, request: httpx.Request, limit: int) -> httpx.Response:
+        request.headers.update(IDENTITY)
+        response = self._http.send(request, stream=True)
+        try:
+            return with_body(response, read_capped(response, limit, request.url.path))
+        except BodyTooLarge as error:
+            raise too_large(error, self.base_url) from None
+        finally:
+            response.close()

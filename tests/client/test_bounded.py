@@ -1,6 +1,7 @@
-"""A hostile node, issuer or stream that trickles its answer, or sends too much, costs the SDK a bounded time and
-memory: each request fails closed within its `timeout` as a whole; the stream leaves a node that goes quiet
-mid-line or sends an oversized line or event, and reconnects."""
+"""A hostile node, issuer or stream that trickles its answer, or sends too much (a decision's answer, a JWKS, a
+status list, a stream line), costs the SDK a bounded time and memory: each request fails closed within its
+`timeout` as a whole, and past its size cap; the stream leaves a node that goes quiet mid-line or sends an
+oversized line or event, and reconnects."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 from nacl.signing import SigningKey
@@ -17,6 +19,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from node.client import (
+    AsyncTrustClient,
     CredentialVerifier,
     NodeClient,
     NodeUnreachable,
@@ -25,6 +28,7 @@ from node.client import (
     UnverifiedAgent,
     score_stream,
 )
+from node.client._http import MAX_DECISION_ANSWER
 from node.client.identity import JWKS_PATH, MAX_JWKS, MAX_LIST_TOKEN
 from node.client.score_stream import MAX_LINE, ScoreStream
 from node.credential_status import LIST_ENTRIES, status_entry
@@ -148,6 +152,60 @@ def test_a_full_status_list_at_its_longest_is_under_the_cap():
     with serving(org):
         verifier = CredentialVerifier([org.url])
         assert verifier.verify(org.credential(key, 0)).org == did_of(key)
+
+
+# --- the answers a decision waits on: 1 MiB (an explained score takes a few KB) --------------------------------
+
+def _node_answering_oversized(route: str, chunked: bool) -> Callable[[str], Starlette]:
+    """A node whose answer to `route` (score, check or policy) is one byte over the cap; its other answers are a
+    trusted agent's."""
+    node = _StubStream.answering("trusted")
+    oversized = _oversized("/", MAX_DECISION_ANSWER, chunked).routes[0].endpoint
+
+    def app(url: str) -> Starlette:
+        routes = [r for r in node.app(url).routes if r.path != route]  # type: ignore[attr-defined]
+        return Starlette(routes=[Route(route, oversized, methods=["GET", "POST"]), *routes])
+
+    return app
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["with Content-Length", "chunked"])
+@pytest.mark.parametrize("route", ["/v1/policy", "/v1/agents/{did}/check"], ids=["policy", "check"])
+def test_an_oversized_answer_fails_the_check_closed(route, chunked):
+    with serving_in_thread(_node_answering_oversized(route, chunked)) as url:
+        policy = TrustPolicy(url, listen=False)
+        try:
+            for check in (lambda: policy.check(new_did()), lambda: asyncio.run(policy.acheck(new_did()))):
+                decision = check()
+                assert (decision.verdict, decision.source) == ("block", "unreachable")
+                assert f"limit of {MAX_DECISION_ANSWER}" in decision.reason
+        finally:
+            policy.close()
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["with Content-Length", "chunked"])
+def test_an_oversized_score_is_refused_by_both_clients(chunked):
+    with serving_in_thread(_node_answering_oversized("/v1/agents/{did}/score", chunked)) as url:
+        with NodeClient(url) as client, pytest.raises(NodeUnreachable, match=f"limit of {MAX_DECISION_ANSWER}"):
+            client.score(new_did())
+
+        async def ask() -> None:
+            async with AsyncTrustClient(url) as client:
+                await client.score(new_did())
+
+        with pytest.raises(NodeUnreachable, match=f"limit of {MAX_DECISION_ANSWER}"):
+            asyncio.run(ask())
+
+
+def test_answers_under_the_cap_still_decide():
+    node = _StubStream.answering("trusted")
+    with serving_in_thread(node.app) as url:
+        policy = TrustPolicy(url, listen=False)
+        try:
+            assert policy.check(new_did()).verdict == "allow"
+            assert asyncio.run(policy.acheck(new_did())).verdict == "allow"
+        finally:
+            policy.close()
 
 
 # --- the stream: an idle bound per line, a cap per line and per event -------------------------------------------
