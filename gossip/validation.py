@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing
 import signal
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -126,6 +127,10 @@ class ThreadedChecker:
 
 # Answers a worker's reader keeps for other readers; past it the oldest go (their readers check for themselves).
 MAX_KEPT_ANSWERS = 256
+# Seconds a stopping worker may take: enough to answer what it holds (a batch's checks take milliseconds); a worker
+# still starting (spawn imports the node's main module first, 1.5 s for `vouchnet run` here) is killed instead of
+# holding the node's shutdown, which must end within 2 s (issue 7).
+STOP_GRACE_S = 0.5
 
 
 def _check_signatures_forever(connection: Connection) -> None:
@@ -180,13 +185,22 @@ class _Worker:
                     del self._answers[next(iter(self._answers))]  # the oldest: answers are kept in ticket order
             return self._answers.pop(ticket)
 
-    def close(self) -> None:
+    def ask_to_stop(self) -> None:
+        """Tell the worker to exit once it has answered the checks sent before."""
         with self._sending:
             try:
                 self._connection.send(None)
             except OSError:
                 pass
-        self.process.join(timeout=2)
+
+    def close(self) -> None:
+        """Stop the worker (asked, then waited for up to STOP_GRACE_S, then killed)."""
+        self.ask_to_stop()
+        self.reap(STOP_GRACE_S)
+
+    def reap(self, grace: float) -> None:
+        """Wait up to `grace` seconds for the worker, asked to stop, to exit; then kill it; close the pipe."""
+        self.process.join(timeout=grace)
         if self.process.is_alive():
             self.process.kill()
             self.process.join()
@@ -260,9 +274,12 @@ class ProcessChecker:
         return self._workers[n]
 
     def close(self) -> None:
-        """Stop the workers (each finishes the checks it holds first)."""
+        """Stop the workers, together: each finishes the checks it holds first if it can within STOP_GRACE_S."""
         for worker in self._workers:
-            worker.close()
+            worker.ask_to_stop()
+        end = time.monotonic() + STOP_GRACE_S
+        for worker in self._workers:
+            worker.reap(max(0.0, end - time.monotonic()))
 
     def __enter__(self) -> ProcessChecker:
         return self
