@@ -266,6 +266,7 @@ from libp2p.transport.tcp.tcp import TCP
 
 from gossip.frames import FrameError, encode_frame, parse_frame_header
 from gossip.verdict import Verdict
+from vouching import did_key
 
 if not libp2p.__version__.startswith("0.8."):
     raise ImportError(
@@ -418,6 +419,11 @@ def peer_public_key(peer_id: str) -> bytes:
     if key.get_type() != KeyType.Ed25519:
         raise InvalidPeerId(f"peer id {peer_id!r}: key type {key.get_type().name}, expected Ed25519")
     return key.to_bytes()
+
+
+def peer_org(peer_id: str) -> str:
+    """The org did a PeerID embeds (DESIGN.md §2: a node's PeerID is its org key); InvalidPeerId if none."""
+    return did_key(peer_public_key(peer_id))
 
 
 def peer_id_from_public_key(public_key: bytes) -> str:

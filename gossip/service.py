@@ -15,13 +15,13 @@ from itertools import islice
 
 import trio
 
-from vouching import Record, did_key
+from vouching import Record
 from vouching.cbor import encode
 
 from .acceptor import Outcome
 from .batch import batches, item_size
 from .gate import PUBLISH_BURST_SECONDS, GateStats, GossipLimits, RecordGate
-from .host import Host, InvalidPeerId, Received, peer_public_key
+from .host import Host, InvalidPeerId, Received, peer_org
 from .ratelimit import TokenBuckets
 from .replica import Replica
 from .verdict import Verdict
@@ -38,7 +38,7 @@ def records_topic(network: str) -> str:
 def _org_of(peer_id: str) -> str | None:
     """The org did of a peer: its PeerID embeds the org's key (DESIGN.md §2)."""
     try:
-        return did_key(peer_public_key(peer_id))
+        return peer_org(peer_id)
     except InvalidPeerId:
         return None
 

@@ -68,7 +68,7 @@ from .checkpoints import (
 )
 from .cosigning import CosignClient, Witnessed, answer
 from .frames import FrameError
-from .host import Host, HostError, InvalidPeerId, Received, Stream, peer_id_from_public_key, peer_public_key
+from .host import Host, HostError, InvalidPeerId, Received, Stream, peer_id_from_public_key, peer_org, peer_public_key
 from .replica import Replica
 from .sync import Send
 from .sync_messages import (
@@ -242,7 +242,7 @@ class Witnessing:
         if witness is None:
             return self._refuse(_NOT_RUNNING)
         try:
-            origin = log_origin(self.network, did_key(peer_public_key(peer_id)), RECORDS_LOG)
+            origin = log_origin(self.network, peer_org(peer_id), RECORDS_LOG)
             cosigned = await trio.to_thread.run_sync(witness.cosigned, origin)
         except InvalidPeerId as e:
             return self._refuse(Refused(403, str(e)[:200]))
@@ -445,7 +445,7 @@ class Witnessing:
                     or self.host.refused(peer, SYNC_PROTOCOL):
                 continue
             try:
-                org = did_key(peer_public_key(peer))
+                org = peer_org(peer)
             except InvalidPeerId:
                 continue  # not keyed by an Ed25519 org key: it cannot cosign
             if org not in self.replica.flagged:
@@ -497,7 +497,7 @@ class Witnessing:
     async def _exchange(self, peer: str, latest: _Latest) -> Witnessed | Refused:
         """One cosigning exchange with a witness, on the stream kept open from the last one if there is one (a new
         py-libp2p stream costs several times the exchange itself), else on a new one, which is then kept."""
-        org = did_key(peer_public_key(peer))
+        org = peer_org(peer)
         witness = CosignatureVerifier(cosigner_name(org), peer_public_key(peer))
         old_size = min(self._cosigned_size.get(peer, 0), latest.checkpoint.size)
         self.stats.cosign_requests += 1

@@ -19,7 +19,7 @@ from typing import Any
 import trio
 from nacl.signing import SigningKey
 
-from gossip.host import GOSSIPSUB_PROTOCOLS, Host, HostConfig, HostError, open_host, peer_public_key
+from gossip.host import GOSSIPSUB_PROTOCOLS, Host, HostConfig, HostError, open_host, peer_org
 from gossip.peers import PeerManager, split_peer_addr
 from gossip.replica import Replica
 from gossip.service import GossipService
@@ -29,7 +29,7 @@ from gossip.sync_service import SyncService
 from gossip.witnessing import Witnessing
 from ledger import LedgerError
 from ledger.witness import WitnessStoreError
-from vouching import OrgBody, did_key
+from vouching import OrgBody
 from vouching.policy import DEFAULT_HIGH_RISK_TOOLS, Policy
 
 from .api import ApiService, create_app
@@ -104,7 +104,7 @@ class Node:
         """`serves_sync` turns false once a peer refuses /vouchnet/sync/1 (a gossip-only peer): it is then neither
         synced with nor asked to cosign until it reconnects."""
         return [
-            {"peer_id": p, "org": did_key(peer_public_key(p)), "score": self.host.peer_score(p),
+            {"peer_id": p, "org": peer_org(p), "score": self.host.peer_score(p),
              "serves_sync": not self.host.refused(p, SYNC_PROTOCOL)}
             for p in self.host.connected_peers()
         ]
