@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gossip.host import peer_id_from_public_key
 from node.data_lock import DataDirBusy
 from node.keys import KeyFileError
 from node.rotation import rotate_key
@@ -54,6 +53,8 @@ def _rotate(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
     except DataDirBusy as error:
         raise CommandFailed(str(error)) from None
+    from gossip.host import peer_id_from_public_key  # here: py-libp2p's import would add 1 s to every command
+
     print_json({"old": rotation.old, "new": rotation.new,
                 "peer_id": peer_id_from_public_key(public_key_from_did(rotation.new))})
     print(f"rotated: start the node to sign with {rotation.new}", file=sys.stderr)
