@@ -60,6 +60,8 @@ def _peers(args: argparse.Namespace) -> int:
 
 
 def _show(value: Any) -> str:
+    if value is None:
+        return "-"
     if isinstance(value, list):
         return ", ".join(map(str, value)) if value else "-"
     if isinstance(value, dict):  # e.g. the ledger's size and root, the rejected records' counts by reason

@@ -58,7 +58,8 @@ def vouch(node, subject=None):
 
 async def test_status_finds_the_node_through_its_data_directory(run, node, data_dir, monkeypatch):
     vouch(node)
-    monkeypatch.setattr(node, "info", lambda: {"ledger": {"size": 1, "root": "ab12"}})
+    monkeypatch.setattr(node, "info", lambda: {"ledger": {"size": 1, "root": "ab12"},
+                                               "log": {"state": "ok", "published": None}})
     code, out, _ = await run("status", "--dir", data_dir)
     assert code == 0
     lines = out.splitlines()
@@ -66,6 +67,7 @@ async def test_status_finds_the_node_through_its_data_directory(run, node, data_
     assert lines[1].split() == ["network:", "testnet"]
     assert "records: 1" in " ".join(out.split())
     assert "ledger: size=1 root=ab12" in " ".join(out.split())  # a mapping as key=value, not a Python repr
+    assert "log: state=ok published=-" in " ".join(out.split())  # nothing known shown as "-", not as None
 
 
 async def test_the_data_directory_defaults_to_vouchnet_dir(run, node, data_dir, monkeypatch):
