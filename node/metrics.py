@@ -119,9 +119,17 @@ class Histogram(_Family):
         self._series: dict[LabelValues, list[float]] = {}  # per bucket counts (+Inf last), then sum
 
     def observe(self, value: float, **labels: str) -> None:
-        series = self._series.setdefault(self._key(labels), [0.0] * (len(self.buckets) + 2))
-        series[bisect.bisect_left(self.buckets, value)] += 1
-        series[-1] += value
+        self.observe_many((value,), **labels)
+
+    def observe_many(self, values: Iterable[float], **labels: str) -> None:
+        """`observe` each value in turn, the labels checked once (a listener observes every record of a batch)."""
+        key = self._key(labels)
+        series, buckets = self._series.get(key), self.buckets
+        for value in values:
+            if series is None:  # (a series starts at its first observation)
+                series = self._series[key] = [0.0] * (len(buckets) + 2)
+            series[bisect.bisect_left(buckets, value)] += 1
+            series[-1] += value
 
     def samples(self) -> Iterable[Sample]:
         for key, series in sorted(self._series.items()):
@@ -225,9 +233,7 @@ def record_latency_listener(histogram: Histogram, own_did: str, clock_ms: Callab
 
     def listen(records: list[Record]) -> None:
         now = clock_ms()
-        for record in records:
-            if record.iss != own_did:
-                histogram.observe(max(0, now - record.ts) / 1000)
+        histogram.observe_many(max(0, now - record.ts) / 1000 for record in records if record.iss != own_did)
 
     return listen
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 from fastapi import FastAPI
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from node.metrics import CONTENT_TYPE, LATENCY_BUCKETS, Registry, metrics_router, record_latency_listener
@@ -77,6 +79,18 @@ def test_registries_are_independent_and_names_are_checked():
         first.counter("x_total", "x", ("reason",)).inc(kind="y")
     with pytest.raises(ValueError, match="name"):
         first.gauge("bad-name", "x")
+
+
+@given(st.lists(st.lists(st.floats(0, 1e4), max_size=5), max_size=4))
+def test_observing_a_batch_renders_as_observing_each_value(batches):
+    one_by_one, batched = Registry(), Registry()
+    single = one_by_one.histogram("latency_seconds", "x", LATENCY_BUCKETS, ("peer",))
+    many = batched.histogram("latency_seconds", "x", LATENCY_BUCKETS, ("peer",))
+    for values in batches:
+        for value in values:
+            single.observe(value, peer="p")
+        many.observe_many(iter(values), peer="p")
+    assert batched.render() == one_by_one.render()  # an empty batch starts no series
 
 
 def test_record_latency_counts_other_orgs_records_only():
