@@ -8,7 +8,6 @@ goes on taking records and answering reads; `TrustEngine.install` then swaps the
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,15 +20,12 @@ from vouching.params import ScoringParams
 from vouching.reputation import OrgStanding, org_standing
 from vouching.vouches import VouchBook
 
-INF = math.inf
-
 
 @dataclass(frozen=True)
 class AgentSums:
-    """Every agent's weighted sums at `now`, as `_Agent.cache` keeps them (in scoring), and until when each holds."""
+    """Every agent's weighted sums at `now`, as `_Agent.cache` keeps them (in scoring)."""
 
     now: int
-    valid: np.ndarray
     good: np.ndarray
     good_held: np.ndarray
     bad: np.ndarray
@@ -39,7 +35,7 @@ class AgentSums:
 
     def entry(self, agent: int, version: int) -> tuple:
         """The agent's cache entry, for org weights of `version`."""
-        return (version, self.now, self.valid.item(agent), self.good.item(agent), self.good_held.item(agent),
+        return (version, self.now, self.good.item(agent), self.good_held.item(agent),
                 self.bad.item(agent), self.reports.item(agent), self.lift.item(agent),
                 self.independent.item(agent))
 
@@ -105,7 +101,7 @@ class Recompute:
         standing = self._standing(src, dst, weight, credible, accountable)
         t = totals(self.evidence, standing.weights, standing.groups, n_agents, now, self.source_cap, p)
         lift = np.minimum(self.vouches.lifts(standing.voucher_weights, now, n_agents), self.source_cap)
-        sums = AgentSums(now, self._valid_until(standing.weights), t.good, t.good_held, t.bad, t.reports, lift,
+        sums = AgentSums(now, t.good, t.good_held, t.bad, t.reports, lift,
                          t.independent)
         return Recomputed(self.stamp, self.graph_edits, self.deviation, agreements, disagreements, credible,
                           accountable, standing, next_expiry, sums, score_table(self.agents, t, lift, now, p))
@@ -114,24 +110,3 @@ class Recompute:
                   accountable: np.ndarray) -> OrgStanding:
         return org_standing(len(accountable), src, dst, weight, self.roots, self.own, self.equivocators, credible,
                             accountable, self.params)
-
-    def _valid_until(self, weights: np.ndarray) -> np.ndarray:
-        """Per agent, until when its sums decay exactly (see `_Agent.cache` in scoring): until a witness's good
-        evidence decays below the bar, a held org's good below the cap, or a vouch expires; only `now` itself
-        when it has evidence from the future."""
-        p, ev, now = self.params, self.evidence, self.now
-        valid = np.full(len(self.agents), INF)
-        agent = ev.column("agent")
-        good = ev.column("good") * np.exp(-np.maximum(0.0, now - ev.column("t_ref")) * ev.k_good)
-        witness = (weights[ev.column("org")] >= p.independent_min_weight) & (
-            good >= p.independent_min_good) & (ev.column("operator") == 0)
-        if p.independent_min_good > 0:
-            lapse = now + np.log(good[witness] / p.independent_min_good) / ev.k_good
-            np.minimum.at(valid, agent[witness], lapse)
-        held = (ev.column("first_hand") == 0) & (good > self.source_cap)
-        np.minimum.at(valid, agent[held], now + np.log(good[held] / self.source_cap) / ev.k_good)
-        future = (ev.column("t_ref") > now) | (ev.column("win_t") > now)
-        valid[agent[future]] = now
-        vouched, expiries = self.vouches.live_expiries(now)
-        np.minimum.at(valid, vouched, expiries - 1)
-        return valid

@@ -2,7 +2,9 @@
 node's own observations, and answers "how far may this node trust this agent?" with an explained score.
 
 Two speeds. Evidence is counted as it arrives (a few microseconds per record) and a score is computed on demand
-from the agent's accumulators and the current org weights, then cached until something it depends on changes.
+from the agent's accumulators and the current org weights, then cached for reads at the same `now` until something
+it depends on changes. The sums are taken term by term on the grid at the `now` asked for, never decayed from an
+earlier read's: every node holding the same records gives the same score at the same `now`, whenever it read.
 Org-level trust (PageRank reputation, credibility from the deviation test, voucher accountability) is refreshed
 by the full recompute (vouching.recompute), which also scores every agent at once with numpy; a change of the org
 vouch graph refreshes reputation alone on the next read. The full recompute works on a snapshot, so that it may run
@@ -40,10 +42,9 @@ class _Agent:
     did: str
     pairs: dict[int, int] = field(default_factory=dict)  # org index -> evidence pair
     vouches: dict[tuple[int, str], Vouch] = field(default_factory=dict)  # (issuer, basis) -> its latest vouch
-    # (weights version, time, valid through, good, good held at the per-org cap, bad, reports, capped lift,
-    # witnesses): sums at `time`, which decay exactly as their parts do (the held good stays put) until an
-    # input changes, a witness or vouch lapses, or a held org's good decays below the cap (times are whole ms,
-    # so a vouch expiring at E is last live at E - 1).
+    # (weights version, time, good, good held at the per-org cap, bad, reports, capped lift, witnesses): sums at
+    # `time`, for reads at that same time until an input changes (DESIGN.md §6: a rounded total decayed to a later
+    # time is not the sum of its decayed terms, so a node would score by when it last read).
     cache: tuple | None = None
     stamp: int = 0  # the engine's `_stamp` when the agent's evidence or vouches last changed
 
@@ -207,16 +208,14 @@ class TrustEngine:
             return Score(agent, self._cold_score, tier_of(self._cold_score), 0.0, int(now))
         record = self._agents[a]
         cache = record.cache
-        if cache is None or cache[0] != self._version or not cache[1] <= now <= cache[2]:
+        if cache is None or cache[0] != self._version or cache[1] != now:
             cache = record.cache = self._renewed(a, record, now)
         p = self.params
-        age = now - cache[1]
-        good = cache[3] * math.exp(-age * self._evidence.k_good) + cache[4]
-        bad = cache[5] * math.exp(-age * self._evidence.k_bad)
-        reports = cache[6] * math.exp(-age * self._evidence.k_report)
-        value, caps = cap_score(score_of(p.prior_good + cache[7] + good, p.prior_bad + bad, p.quantile), reports,
-                                cache[8], p)
-        evidence = cache[7] + good + bad
+        _, _, good, good_held, bad, reports, lift, witnesses = cache
+        good += good_held
+        value, caps = cap_score(score_of(p.prior_good + lift + good, p.prior_bad + bad, p.quantile), reports,
+                                witnesses, p)
+        evidence = lift + good + bad
         return Score(agent, value, tier_of(value), evidence / (evidence + p.confidence_half), int(now), caps)
 
     def explain(self, agent: str, *, now: int) -> Explanation:
@@ -227,7 +226,10 @@ class TrustEngine:
         parts: tuple[list[OrgPart], list[VouchPart], list[float]] = ([], [], [])
         sums = self._sums(self._agents[a] if a is not None else _Agent(agent), now, parts)
         org_parts, vouch_parts, (lift,) = parts
-        _, _, _, good, good_held, bad, reports, capped_lift, witnesses = sums
+        # In a canonical order, not the order the records arrived in (DESIGN.md §6: every node agrees).
+        org_parts.sort(key=lambda part: part.org)
+        vouch_parts.sort(key=lambda part: (part.issuer, part.basis, part.record_id))
+        _, _, good, good_held, bad, reports, capped_lift, witnesses = sums
         good += good_held
         alpha, beta = p.prior_good + capped_lift + good, p.prior_bad + bad
         return Explanation(
@@ -463,11 +465,9 @@ class TrustEngine:
         sums. (Taken on first read, it is what filling every agent's cache at `install` would have given.)"""
         if self._recomputed is not None:
             stamp, version, sums = self._recomputed
-            if version == self._version and record.stamp < stamp and (record.cache is None
-                                                                       or record.cache[0] != version):
-                entry = sums.entry(a, version)
-                if entry[1] <= now <= entry[2]:
-                    return entry
+            if version == self._version and sums.now == now and record.stamp < stamp and (
+                    record.cache is None or record.cache[0] != version):
+                return sums.entry(a, version)
         return self._sums(record, now, None)
 
     def _sums(self, agent: _Agent, now: float, parts: tuple[list, list, list] | None) -> tuple:
@@ -478,7 +478,6 @@ class TrustEngine:
         k_good, k_bad, k_report = ev.k_good, ev.k_bad, ev.k_report
         good = good_held = bad = reports = 0.0
         good_cap = self._source_cap
-        valid_until = INF
         witnesses: set[int] = set()
         min_weight, min_good = p.independent_min_weight, p.independent_min_good
         ahead = now + p.future_tolerance_ms
@@ -488,11 +487,8 @@ class TrustEngine:
             first_hand = ev.first_hand[pair]
             if t_ref > ahead and not first_hand:
                 w = 0.0  # another org's word dated beyond the tolerance: nothing until then
-                valid_until = min(valid_until, t_ref - p.future_tolerance_ms - 1)
             if w == 0 and parts is None:
                 continue  # counts nothing and witnesses nothing
-            if t_ref > now or ev.win_t[pair] > now:
-                valid_until = now  # evidence from the future: sums do not decay exactly yet; valid this instant
             age = now - t_ref if now > t_ref else 0.0
             g = ev.good[pair] * math.exp(-age * k_good)
             b = ev.bad[pair] * math.exp(-age * k_bad)
@@ -505,7 +501,6 @@ class TrustEngine:
             # Each term on the grid, as the full recompute's sums take them: sums the same in any order.
             if g > good_cap and not first_hand:
                 good_held += on_grid(w * good_cap)
-                valid_until = min(valid_until, now + math.log(g / good_cap) / k_good)
             else:
                 good += on_grid(w * g)
             bad += on_grid(w * b)
@@ -513,8 +508,6 @@ class TrustEngine:
             witness = w >= min_weight and g >= min_good and not ev.operator[pair]
             if witness:
                 witnesses.add(groups[o])
-                if min_good > 0:  # when this witness's good evidence decays below the bar
-                    valid_until = min(valid_until, now + math.log(g / min_good) / k_good)
             if parts is not None:
                 parts[0].append(OrgPart(
                     org=self._orgs[o], first_hand=bool(first_hand), weight=w, good=g,
@@ -530,8 +523,6 @@ class TrustEngine:
             active = v.active(now)
             contribution = on_grid(p.basis_weights[v.basis] * v.weight * voucher_weight) if active else 0.0
             lift += contribution
-            if active and v.expires is not None:
-                valid_until = min(valid_until, v.expires - 1)
             if parts is not None:
                 status = ("revoked" if v.revoked_at is not None else "expired" if not active
                           else "counted" if voucher_weight > 0 else "voucher has no weight")
@@ -539,5 +530,5 @@ class TrustEngine:
                                           voucher_weight, contribution, status, v.scope, v.expires))
         if parts is not None:
             parts[2].append(lift)
-        return (self._version, now, valid_until, good, good_held, bad, reports, min(lift, self._source_cap),
+        return (self._version, now, good, good_held, bad, reports, min(lift, self._source_cap),
                 len(witnesses))
