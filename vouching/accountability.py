@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vouching.arrays import sum_by
+from vouching.arrays import grid_sum_by
 
 from vouching.params import ScoringParams
 
@@ -26,8 +26,9 @@ def accountability(n_orgs: int, agent_voucher: np.ndarray, agent_subject: np.nda
                    misbehaving: np.ndarray, well_behaved: np.ndarray, org_voucher: np.ndarray,
                    org_subject: np.ndarray, org_weight: np.ndarray, equivocator: np.ndarray,
                    params: ScoringParams) -> np.ndarray:
-    """Accountability per org in (0, 1] from every vouch it gave for agents and for orgs."""
-    good = sum_by(agent_voucher, agent_weight * well_behaved[agent_subject], n_orgs)
-    bad = sum_by(agent_voucher, agent_weight * misbehaving[agent_subject], n_orgs)
-    bad += sum_by(org_voucher, org_weight * equivocator[org_subject], n_orgs)
+    """Accountability per org in (0, 1] from every vouch it gave for agents and for orgs, summed on the grid: the
+    same whatever order the vouches came in (DESIGN.md §6)."""
+    good = grid_sum_by(agent_voucher, agent_weight * well_behaved[agent_subject], n_orgs)
+    bad = grid_sum_by(agent_voucher, agent_weight * misbehaving[agent_subject], n_orgs)
+    bad += grid_sum_by(org_voucher, org_weight * equivocator[org_subject], n_orgs)
     return (1.0 + good) / (1.0 + good + params.accountability_penalty * bad)

@@ -17,7 +17,7 @@ from array import array
 
 import numpy as np
 
-from vouching.arrays import distinct, sum_by
+from vouching.arrays import distinct, grid_sum_by
 from vouching.evidence import InvalidEvidence
 from vouching.params import ScoringParams
 
@@ -84,7 +84,8 @@ class DeviationTest:
         age = np.maximum(0.0, now - np.frombuffer(self.t)[rows])
         fade = np.exp(-age * (math.log(2) / self.params.bad_half_life_ms))
         disagrees = verdict[rows] == _DISAGREES
-        return (sum_by(org[rows], fade * ~disagrees, n_orgs), sum_by(org[rows], fade * disagrees, n_orgs))
+        # On the grid: the same counts whatever order the digests arrived in (DESIGN.md §6).
+        return (grid_sum_by(org[rows], fade * ~disagrees, n_orgs), grid_sum_by(org[rows], fade * disagrees, n_orgs))
 
     def _retest(self, is_reference: np.ndarray) -> None:
         """Test new batches, and old ones with new reference evidence for their agent near their time."""

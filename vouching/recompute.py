@@ -76,6 +76,7 @@ class Recompute:
     vouches: VouchBook
     stamp: int
     graph_edits: int
+    org_order: np.ndarray  # org indices sorted by did: the order reputation is computed in (reputation.org_standing)
 
     def compute(self) -> Recomputed:
         """Refresh credibility, reputation and accountability, then score every agent. Touches nothing but the
@@ -109,4 +110,4 @@ class Recompute:
     def _standing(self, src: np.ndarray, dst: np.ndarray, weight: np.ndarray, credible: np.ndarray,
                   accountable: np.ndarray) -> OrgStanding:
         return org_standing(len(accountable), src, dst, weight, self.roots, self.own, self.equivocators, credible,
-                            accountable, self.params)
+                            accountable, self.params, self.org_order)

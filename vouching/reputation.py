@@ -32,7 +32,24 @@ class OrgStanding:
 
 def org_standing(n: int, src: np.ndarray, dst: np.ndarray, weight: np.ndarray, roots: list[int], own: int,
                  equivocators: list[int], credibility: np.ndarray, accountability: np.ndarray,
-                 params: ScoringParams) -> OrgStanding:
+                 params: ScoringParams, order: np.ndarray) -> OrgStanding:
+    """`_standing` computed with the orgs and edges in a canonical `order` (org indices sorted by did) rather than
+    the order the node first heard of them: its float sums then come out the same at every node holding the same
+    records (DESIGN.md §6). The results are indexed as the inputs are; edges come sorted by (src, dst) in `order`."""
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    by = np.lexsort((rank[dst], rank[src]))
+    src, dst, weight = src[by], dst[by], weight[by]
+    canon = _standing(n, rank[src], rank[dst], weight, sorted(rank[roots].tolist()), int(rank[own]),
+                      sorted(rank[equivocators].tolist()), credibility[order], accountability[order], params)
+    return OrgStanding(reputation=canon.reputation[rank], weights=canon.weights[rank],
+                       voucher_weights=canon.voucher_weights[rank], groups=order[canon.groups[rank]],
+                       edges=(src, dst, weight, canon.edges[3]), full_weight=canon.full_weight)
+
+
+def _standing(n: int, src: np.ndarray, dst: np.ndarray, weight: np.ndarray, roots: list[int], own: int,
+              equivocators: list[int], credibility: np.ndarray, accountability: np.ndarray,
+              params: ScoringParams) -> OrgStanding:
     """Personalised PageRank over the live org vouches (src→dst), then each org's weights and group; the node's
     own org counts fully, an equivocator not at all."""
     p = params

@@ -409,7 +409,7 @@ class TrustEngine:
             now=now, params=self.params, source_cap=self._source_cap, own=self._own, roots=list(self._roots),
             equivocators=sorted(self._equivocators), accountability=self._accountability.copy(),
             agents=tuple(self._agent_dids), evidence=evidence, deviation=deviation, vouches=vouches,
-            stamp=self._stamp, graph_edits=self._graph_edits,
+            stamp=self._stamp, graph_edits=self._graph_edits, org_order=self._org_order(),
         )
 
     def _touch(self, a: int) -> None:
@@ -442,8 +442,15 @@ class TrustEngine:
         self._grow_org_arrays()
         src, dst, weight, next_expiry = self._vouches.org_edges(now, self._equivocators)
         standing = org_standing(len(self._orgs), src, dst, weight, self._roots, self._own,
-                                sorted(self._equivocators), self._credibility, self._accountability, self.params)
+                                sorted(self._equivocators), self._credibility, self._accountability, self.params,
+                                self._org_order())
         self._adopt(standing, next_expiry, self._graph_edits)
+
+    def _org_order(self) -> np.ndarray:
+        """The org indices sorted by did (then index, for a key merged into an org renamed to it): the order org
+        reputation is computed in, the same at every node (DESIGN.md §6)."""
+        orgs = self._orgs
+        return np.array(sorted(range(len(orgs)), key=lambda o: (orgs[o], o)), dtype=np.int64)
 
     def _adopt(self, standing: OrgStanding, next_expiry: float, graph_edits: int) -> None:
         """Take new org standing, computed when the org graph had seen `graph_edits` changes; agent caches lapse.
