@@ -41,11 +41,15 @@ log = logging.getLogger(__name__)
 PROMPT_RECOMPUTE_S = 1.0
 MAX_ASKED_UNKNOWN = 100_000  # agents asked about that the engine holds nothing on, remembered to announce their first
 # change (reads need no token: whoever reaches the API could otherwise grow this without bound); the oldest go first
+# Scores are read at the clock's whole second: the engine's cache serves reads at the `now` it was filled at only
+# (a score is exact, so it is not decayed from a cached total), and a second is nothing to decays of hours and days.
+SCORE_STEP_MS = 1000
 ANNOUNCE_CHUNK = 256  # agents whose change is announced between two checkpoints after a recompute
 
 
 class TrustService:
-    """Scores from this node's point of view; call `score`, `check`, `org`, `orgs` from the trio thread."""
+    """Scores from this node's point of view, at the clock's whole second (SCORE_STEP_MS); call `score`, `check`,
+    `org`, `orgs` from the trio thread."""
 
     def __init__(
         self,
@@ -64,7 +68,7 @@ class TrustService:
         self.engine = TrustEngine(identity(replica.did), [identity(root) for root in roots])
         self._broadcaster = broadcaster
         self._interval = recompute_interval
-        self._clock = clock
+        self._clock = lambda: clock() // SCORE_STEP_MS * SCORE_STEP_MS
         self._org_changed = trio.Event()
         self._known: dict[str, tuple[int, str]] = {}  # agent -> (score, tier) last published or served
         self._asked_unknown: dict[str, None] = {}  # those of _known only a read put there, oldest first

@@ -238,3 +238,20 @@ async def test_what_arrives_while_the_worker_computes_counts_as_after_the_snapsh
         assert trust.engine.orgs(now=now) == after.orgs(now=now)
     assert trust.engine.orgs(now=NOW) != meanwhile.orgs(now=NOW)  # what the recompute found counts
     assert gate.held == [True]
+
+
+def test_reads_within_one_second_are_scored_at_its_start_and_served_from_the_engine_s_cache(node, broadcaster,
+                                                                                              monkeypatch):
+    """A score is exact, so the engine's cache serves reads at the `now` it was filled at only; the node reads at
+    the clock's whole second, or every read at a new millisecond would be computed afresh (6x the cost)."""
+    clock = [NOW + 1]
+    trust = TrustService(node.replica, roots=(), policy=Policy(), broadcaster=broadcaster, metrics=Registry(),
+                         recompute_interval=RECOMPUTE_S, clock=lambda: clock[0])
+    agent = new_did()
+    node.replica.issue("vouch", vouch_body(agent, 0.9, "operator"))
+    asked = []
+    score = trust.engine.score
+    monkeypatch.setattr(trust.engine, "score", lambda a, *, now: asked.append(now) or score(a, now=now))
+    for clock[0] in (NOW + 1, NOW + 999, NOW + 1000):
+        trust.score(agent)
+    assert asked == [NOW, NOW, NOW + 1000]
