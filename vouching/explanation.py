@@ -9,7 +9,7 @@ from typing import Any, Literal
 from vouching.grid import on_grid
 from vouching.tiers import Tier
 
-VouchStatus = Literal["counted", "revoked", "expired", "voucher has no weight"]
+VouchStatus = Literal["counted", "revoked", "expired", "out of scope", "voucher has no weight"]
 
 
 def _flat(value: Any) -> dict[str, Any]:
@@ -99,6 +99,7 @@ class Explanation:
     bad_half_life_ms: int
     report_half_life_ms: int
     rules: tuple[Rule, ...]
+    tool: str | None = None  # the tool whose check the score is for (its scoped vouches count); None: general
 
     @property
     def mean(self) -> float:
@@ -117,7 +118,8 @@ class Explanation:
 
     def lines(self) -> list[str]:
         s = self.score
-        out = [f"{s.agent}: score {s.score} ({s.tier}), confidence {s.confidence:.2f}."]
+        out = [f"{s.agent}: score {s.score} ({s.tier})" + (f" for tool {self.tool}" if self.tool is not None else "")
+               + f", confidence {s.confidence:.2f}."]
         out.append(
             f"Posterior Beta({self.alpha:.2f}, {self.beta:.2f}), mean {self.mean:.3f}; the score is its "
             f"{self.quantile:.0%} lower quantile x 1000 = {self.uncapped_score}."

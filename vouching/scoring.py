@@ -47,6 +47,7 @@ class _Agent:
     # time is not the sum of its decayed terms, so a node would score by when it last read).
     cache: tuple | None = None
     stamp: int = 0  # the engine's `_stamp` when the agent's evidence or vouches last changed
+    scoped: bool = False  # ever given a scoped vouch: checks of a tool may need a score of their own
 
 
 class SnapshotCopy:
@@ -141,6 +142,7 @@ class TrustEngine:
         self._vouches.add(vouch)
         record = self._agents[a]
         record.vouches[vouch.issuer, basis] = vouch  # replaces the issuer's earlier one (VouchBook.add)
+        record.scoped |= scope is not None
         self._touch(a)
         if basis == "operator" and vouch.issuer in record.pairs:
             self._evidence.operator[record.pairs[vouch.issuer]] = 1
@@ -200,16 +202,21 @@ class TrustEngine:
 
     # ---- reads --------------------------------------------------------------------------------------------
 
-    def score(self, agent: str, *, now: int) -> Score:
-        """The agent's current score; an unknown agent gets the cold-start score, never an error."""
+    def score(self, agent: str, *, now: int, tool: str | None = None) -> Score:
+        """The agent's current score; an unknown agent gets the cold-start score, never an error. With `tool`, the
+        score a check of that tool decides on: the general one plus the live vouches whose scope names the tool
+        (DESIGN.md §3 `scope`), computed on demand for the few agents holding such vouches."""
         self._ensure_reputation(now)
         a = self._agent_index.get(agent)
         if a is None:
             return Score(agent, self._cold_score, tier_of(self._cold_score), 0.0, int(now))
         record = self._agents[a]
-        cache = record.cache
-        if cache is None or cache[0] != self._version or cache[1] != now:
-            cache = record.cache = self._renewed(a, record, now)
+        if tool is not None and record.scoped and tool in self._scopes(record, now):
+            cache = self._sums(record, now, None, tool)
+        else:
+            cache = record.cache
+            if cache is None or cache[0] != self._version or cache[1] != now:
+                cache = record.cache = self._renewed(a, record, now)
         p = self.params
         _, _, good, good_held, bad, reports, lift, witnesses = cache
         good += good_held
@@ -218,13 +225,13 @@ class TrustEngine:
         evidence = lift + good + bad
         return Score(agent, value, tier_of(value), evidence / (evidence + p.confidence_half), int(now), caps)
 
-    def explain(self, agent: str, *, now: int) -> Explanation:
-        """The score with every contribution, count, decay and rule behind it."""
+    def explain(self, agent: str, *, now: int, tool: str | None = None) -> Explanation:
+        """The score (for `tool`, as `score` gives it) with every contribution, count, decay and rule behind it."""
         p = self.params
-        score = self.score(agent, now=now)
+        score = self.score(agent, now=now, tool=tool)
         a = self._agent_index.get(agent)
         parts: tuple[list[OrgPart], list[VouchPart], list[float]] = ([], [], [])
-        sums = self._sums(self._agents[a] if a is not None else _Agent(agent), now, parts)
+        sums = self._sums(self._agents[a] if a is not None else _Agent(agent), now, parts, tool)
         org_parts, vouch_parts, (lift,) = parts
         # In a canonical order, not the order the records arrived in (DESIGN.md §6: every node agrees).
         org_parts.sort(key=lambda part: part.org)
@@ -239,7 +246,14 @@ class TrustEngine:
             recent_bad_reports=reports, independent_orgs=witnesses, good_half_life_ms=p.good_half_life_ms,
             bad_half_life_ms=p.bad_half_life_ms, report_half_life_ms=p.report_half_life_ms,
             rules=tuple(explain_rules(score.caps, lift, capped_lift, reports, witnesses, org_parts, int(now), p)),
+            tool=tool,
         )
+
+    def scopes(self, agent: str, *, now: int) -> tuple[str, ...]:
+        """The tools the agent's live scoped vouches name, sorted: checks of these may differ from its general
+        score (a caller caching general scores asks the node for them)."""
+        a = self._agent_index.get(agent)
+        return tuple(sorted(self._scopes(self._agents[a], now))) if a is not None and self._agents[a].scoped else ()
 
     def org(self, did: str, *, now: int) -> OrgReputation:
         """How this node sees an org (an unknown org gets reputation 0)."""
@@ -477,9 +491,16 @@ class TrustEngine:
                 return sums.entry(a, version)
         return self._sums(record, now, None)
 
-    def _sums(self, agent: _Agent, now: float, parts: tuple[list, list, list] | None) -> tuple:
-        """The agent's weighted sums at `now`, as a cache entry (see `_Agent.cache`); with `parts`, also each
-        org's and vouch's part and the uncapped vouch lift."""
+    @staticmethod
+    def _scopes(agent: _Agent, now: float) -> set[str]:
+        """The tools the agent's live scoped vouches name."""
+        return {tool for v in agent.vouches.values() if v.scope is not None and v.active(now) for tool in v.scope}
+
+    def _sums(self, agent: _Agent, now: float, parts: tuple[list, list, list] | None, tool: str | None = None
+              ) -> tuple:
+        """The agent's weighted sums at `now`, as a cache entry (see `_Agent.cache`), counting the vouches that
+        cover `tool` (Vouch.covers; None: the unscoped ones); with `parts`, also each org's and vouch's part and
+        the uncapped vouch lift."""
         p, ev = self.params, self._evidence
         weights, groups = self._weights, self._groups
         k_good, k_bad, k_report = ev.k_good, ev.k_bad, ev.k_report
@@ -528,10 +549,12 @@ class TrustEngine:
         for v in agent.vouches.values():
             voucher_weight = voucher_weights[v.issuer]
             active = v.active(now)
-            contribution = on_grid(p.basis_weights[v.basis] * v.weight * voucher_weight) if active else 0.0
+            counts = active and v.covers(tool)
+            contribution = on_grid(p.basis_weights[v.basis] * v.weight * voucher_weight) if counts else 0.0
             lift += contribution
             if parts is not None:
                 status = ("revoked" if v.revoked_at is not None else "expired" if not active
+                          else "out of scope" if not counts
                           else "counted" if voucher_weight > 0 else "voucher has no weight")
                 parts[1].append(VouchPart(v.record_id.hex(), self._orgs[v.issuer], v.basis, v.weight,
                                           voucher_weight, contribution, status, v.scope, v.expires))

@@ -1,7 +1,9 @@
 """Vouches as the trust engine keeps them (DESIGN.md §6): org→org edges for reputation, agent vouches for the
 cold-start prior, revocations (also those that arrive before their vouch), and expiry. An org's vouch for an agent
 replaces its earlier one of the same basis (its chain orders them), so an agent's prior weighs one vouch per org and
-basis however many an org sends."""
+basis however many an org sends. A vouch with a `scope` (DESIGN.md §3) is the issuer's word for the tools it names
+only: it stands in for its issuer's earlier vouch of its basis like any other, but the agent-wide lift counts
+unscoped vouches alone (the engine adds a scoped one in a check of a tool its scope names)."""
 
 from __future__ import annotations
 
@@ -32,6 +34,11 @@ class Vouch:
     def active(self, now: float) -> bool:
         return self.revoked_at is None and (self.expires is None or now < self.expires)
 
+    def covers(self, tool: str | None) -> bool:
+        """Whether the vouch counts in a score for `tool` (None: the agent's general score): an unscoped vouch
+        always, a scoped one only for a tool its scope names exactly (a scope is a grant: no word matching)."""
+        return self.scope is None or tool is not None and tool in self.scope
+
     @property
     def for_org(self) -> bool:
         return self.basis == "org-peer"
@@ -51,6 +58,7 @@ class VouchBook:
         self.expires = array("d")
         self.active = array("b")  # not revoked
         self.standing = array("b")  # not replaced by a later vouch of its issuer for its agent with its basis
+        self.general = array("b")  # unscoped: counts in the agent's general score
         self._latest: dict[tuple[int, int, str], int] = {}  # (agent, issuer, basis) -> column of the latest
         self.org_issuer = array("i")
         self.org_subject = array("i")
@@ -73,6 +81,7 @@ class VouchBook:
                 self.standing[replaced] = 0
             self._latest[key] = vouch.column
             self.standing.append(1)
+            self.general.append(vouch.scope is None)
             self.agent.append(vouch.subject)
             self.issuer.append(vouch.issuer)
             self.strength.append(self._basis_weights[vouch.basis] * vouch.weight)
@@ -142,21 +151,23 @@ class VouchBook:
                 float(expires[live].min(initial=math.inf)))
 
     def lifts(self, weights: np.ndarray, now: float, n_agents: int) -> np.ndarray:
-        """Per agent, the prior lift of its live vouches, each times its voucher's weight (before the cap)."""
+        """Per agent, the prior lift of its live unscoped vouches, each times its voucher's weight (before the cap):
+        what its general score counts."""
         agent = np.frombuffer(self.agent, dtype=np.int32)
         issuer = np.frombuffer(self.issuer, dtype=np.int32)
         live = self._standing() & (np.frombuffer(self.expires) > now)
         return grid_sum_by(agent, np.frombuffer(self.strength) * live * weights[issuer], n_agents)
 
     def live_expiries(self, now: float) -> tuple[np.ndarray, np.ndarray]:
-        """(agent, expiry) of the live agent vouches that will expire."""
+        """(agent, expiry) of the live unscoped agent vouches that will expire."""
         expires = np.frombuffer(self.expires)
         live = self._standing() & (expires > now) & (expires < math.inf)
         return np.frombuffer(self.agent, dtype=np.int32)[live], expires[live]
 
     def _standing(self) -> np.ndarray:
-        """Which agent vouches count (before expiry): not revoked, not replaced."""
-        return (np.frombuffer(self.active, dtype=np.int8) == 1) & (np.frombuffer(self.standing, dtype=np.int8) == 1)
+        """Which agent vouches count in general scores (before expiry): unscoped, not revoked, not replaced."""
+        return ((np.frombuffer(self.active, dtype=np.int8) == 1) & (np.frombuffer(self.standing, dtype=np.int8) == 1)
+                & (np.frombuffer(self.general, dtype=np.int8) == 1))
 
     def agent_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Copies of (issuer, agent, strength) of every agent vouch ever given."""

@@ -36,9 +36,13 @@ def test_the_explanation_lists_each_org_and_vouch_with_its_part():
     own = next(o for o in e.orgs if o.first_hand)
     assert own.counted_good == on_grid(own.good) > org1.good_cap  # first-hand: all of it counts, on the grid
     status = {v.issuer: v.status for v in e.vouches}
-    assert status == {"org0": "counted", "org1": "revoked", "org2": "expired"}
-    assert e.vouch_lift == sum(v.lift for v in e.vouches)
+    assert status == {"org0": "out of scope", "org1": "revoked", "org2": "expired"}  # org0's: scope search only
+    assert e.vouch_lift == sum(v.lift for v in e.vouches) == 0
     assert e.alpha == e.prior_good + e.vouch_lift + sum(o.counted_good for o in e.orgs)
+    in_check = w.engine.explain("a", now=w.now, tool="search")
+    assert {v.issuer: v.status for v in in_check.vouches}["org0"] == "counted" and in_check.tool == "search"
+    assert in_check.vouch_lift == sum(v.lift for v in in_check.vouches) > 0
+    assert in_check.alpha == in_check.prior_good + in_check.vouch_lift + sum(o.counted_good for o in in_check.orgs)
 
 
 def test_the_explanation_names_every_rule_that_bit_in_plain_words():
@@ -49,7 +53,7 @@ def test_the_explanation_names_every_rule_that_bit_in_plain_words():
     assert "recent-bad-reports" in e.score.caps and e.score.score < e.uncapped_score
     text = "\n".join(e.lines())
     for words in ["digests from org1", "this node's own observations", "capped", "ignored as out of order",
-                  "vouch", "revoked", "expired", "scope search", "half-lives: good 30 days, bad 180 days",
+                  "vouch", "revoked", "expired", "out of scope", "scope search", "half-lives: good 30 days, bad 180 days",
                   "lower quantile", "Rule: "]:
         assert words in text
 
