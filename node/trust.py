@@ -133,11 +133,19 @@ class TrustService:
     def explain(self, agent: str) -> dict:
         return self.engine.explain(agent, now=self._clock()).as_dict()
 
-    def check(self, agent: str, action: str, tool: str | None) -> tuple[Decision, Score]:
+    def scopes(self, agent: str) -> tuple[str, ...]:
+        """The tools the agent holds live scoped vouches for: a check of one is decided on a score of its own."""
+        return self.engine.scopes(agent, now=self._clock())
+
+    def check(self, agent: str, action: str, tool: str | None) -> tuple[Decision, Score, tuple[str, ...]]:
+        """The decision for `agent` doing `action` with `tool`, the score it was decided on (with the vouches
+        scoped to `tool`, DESIGN.md §3), and the agent's scoped tools (`scopes`)."""
         self._requests.inc(kind="check")
-        score = self.engine.score(agent, now=self._clock())
-        self._served(agent, score)
-        return decide(score, action, tool, self.policy), score
+        now = self._clock()
+        score = self.engine.score(agent, now=now, tool=tool)
+        scopes = self.engine.scopes(agent, now=now)
+        self._served(agent, self.engine.score(agent, now=now) if tool in scopes else score)
+        return decide(score, action, tool, self.policy), score, scopes
 
     def _served(self, agent: str, score: Score) -> None:
         """Remember the score a reader was given, so that its first change is announced; of agents the engine holds

@@ -50,6 +50,7 @@ def score_answer(trust: TrustService, key: SigningKey, did: str, *, explain: boo
         "tier": score.tier,
         "confidence": score.confidence,
         "computed_at": score.computed_at,
+        "scopes": list(trust.scopes(did)),
     }
     if explain:
         answer["explanation"] = trust.explain(did)
@@ -76,10 +77,13 @@ def scores_router(trust: TrustService, key: SigningKey) -> APIRouter:
     @router.post(CHECK_PATH)
     async def check(did: Did, body: CheckRequest) -> dict[str, Any]:
         """May this agent do this? `allow`, `audit` (allow and log) or `block`, with the reason, under this node's
-        policy: tier verdicts, a minimum score, and high-risk tools that need `trusted`."""
+        policy: tier verdicts, a minimum score, and high-risk tools that need `trusted`. The score is the agent's,
+        with the vouches whose scope names `tool` (a tool in `scopes`, the tools the agent holds scoped vouches
+        for; its general score, `GET .../score`, counts none of them)."""
         checked_did(did, "path.did")
-        decision, score = trust.check(did, body.action, body.tool)
-        return {"decision": decision.decision, "reason": decision.reason, "score": score.score, "tier": score.tier}
+        decision, score, scopes = trust.check(did, body.action, body.tool)
+        return {"decision": decision.decision, "reason": decision.reason, "score": score.score, "tier": score.tier,
+                "scopes": list(scopes)}
 
     @router.get("/v1/policy")
     async def policy() -> dict[str, Any]:

@@ -15,7 +15,7 @@ from node.credentials import jwks
 from node.metrics import Registry
 from node.stream import Broadcaster
 from node.trust import TrustService
-from vouching import vouch_body
+from vouching import revoke_body, vouch_body
 from vouching.evidence import Outcomes
 from vouching.policy import Policy
 
@@ -75,6 +75,27 @@ async def test_check_follows_the_policy_and_needs_no_token(node, trust, api):
     for tool in ("shell", "run_shell", "sendEmail"):  # matched by words (vouching.policy.Policy)
         risky = (await api.post(f"/v1/agents/{agent}/check", json={"action": "tool_call", "tool": tool})).json()
         assert risky["decision"] == "block" and f"{tool} is high-risk" in risky["reason"]
+
+
+async def test_a_scoped_vouch_opens_the_tools_it_names_and_not_the_general_score(node, trust, api, clock):
+    """DESIGN.md §3 scope: the check of a tool the scope names counts the vouch; the score and other tools do not."""
+    agent = new_did()
+    trust.engine.add_first_hand(agent, ts=clock(), outcomes=Outcomes(ok=3))  # provisional on its own
+    vouch = node.replica.issue("vouch", vouch_body(agent, 1.0, "audit", scope=["search"]))
+    trust.on_records([vouch])
+    score = (await api.get(f"/v1/agents/{agent}/score")).json()
+    assert (score["tier"], score["scopes"]) == ("provisional", ["search"])
+    assert {v["status"] for v in score["explanation"]["vouches"]} == {"out of scope"}
+
+    async def check(tool: str) -> dict:
+        return (await api.post(f"/v1/agents/{agent}/check", json={"action": "tool_call", "tool": tool})).json()
+
+    search, shell = await check("search"), await check("run_shell")
+    assert (search["decision"], search["tier"], search["scopes"]) == ("allow", "trusted", ["search"])
+    assert (shell["decision"], shell["tier"], shell["scopes"]) == ("block", "provisional", ["search"])
+    trust.on_records([node.replica.issue("revoke", revoke_body(vouch.id, "scope withdrawn"))])
+    search = await check("search")
+    assert (search["decision"], search["tier"], search["scopes"]) == ("audit", "provisional", [])
 
 
 async def test_the_policy_checks_apply_is_served_without_a_token(trust, api):

@@ -14,6 +14,7 @@ import trio
 
 from node.metrics import Registry
 from node.stream import Broadcaster
+from node.audit_log import wall_clock_ms
 from node.trust import PROMPT_RECOMPUTE_S, TrustService, recompute_in_worker
 from vouching import batch, digest_body, equivocation_body, revoke_body, vouch_body
 from vouching.evidence import Outcomes
@@ -64,6 +65,21 @@ def test_revoking_an_agent_vouch_is_announced_at_once(node, trust, broadcaster):
     with broadcaster.subscribe() as subscription:
         trust.on_records([node.replica.issue("revoke", revoke_body(vouch.id, "key leaked"))])
         assert published(subscription) == [("score", agent, "untrusted"), ("tier", agent, "untrusted")]
+
+
+def test_a_scoped_vouch_and_checks_of_its_tool_announce_nothing(node, trust, broadcaster):
+    """The stream carries general scores, which a scoped vouch does not move (DESIGN.md §3 scope): neither its
+    arrival nor its revocation is a change, however a check of its tool was answered in between."""
+    agent = new_did()
+    trust.engine.add_first_hand(agent, ts=wall_clock_ms(), outcomes=Outcomes(ok=3))  # provisional
+    with broadcaster.subscribe() as subscription:
+        vouch = node.replica.issue("vouch", vouch_body(agent, 1.0, "audit", scope=["search"]))
+        feed_record(trust.engine, vouch, node.replica.succession.identity)  # as at a restart: not announced
+        decision, score, scopes = trust.check(agent, "tool_call", "search")  # the first read of the agent
+        assert (decision.decision, score.tier, scopes) == ("allow", "trusted", ("search",))
+        trust.on_records([node.replica.issue("revoke", revoke_body(vouch.id, "scope withdrawn"))])
+        assert published(subscription) == []
+        assert trust.score(agent).tier == "provisional"
 
 
 def test_agents_asked_about_but_unknown_are_remembered_up_to_a_bound_and_known_ones_always(node, trust, broadcaster,
