@@ -6,6 +6,10 @@ this service's rules and the node's, on cached scores too, and of the node's own
 Fails closed: when the node cannot answer, or its policy cannot be had, the decision is `block` unless
 `fail_open=True`. Scores are cached for `cache_ttl` seconds, the node's policy (which changes only when its node
 restarts) for `policy_ttl`, and both are kept current by the node's `/v1/stream`; in `observe` mode every decision is made and logged but nothing is blocked.
+
+A cached score is the agent's general one. A vouch scoped to some tools (DESIGN.md §3 `scope`) counts only in the
+node's check of those tools, so a check of a tool the node listed in the agent's `scopes` is always asked of the
+node, and the node's answer for such a tool (its score counts the scoped vouches) is never cached.
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ class _Cached:
     score: int
     tier: str
     expires: float
+    scopes: frozenset[str]  # tools the agent holds scoped vouches for: their checks are the node's to decide
 
 
 @dataclass(frozen=True)
@@ -138,7 +143,7 @@ class TrustPolicy:
                 floor = str(error)
         if (refused := self._without_floor(agent, action, tool, floor)) is not None:
             return refused
-        if (cached := self._cached(agent)) is not None:
+        if (cached := self._cached(agent)) is not None and tool not in cached.scopes:
             return self._decide(agent, action, tool, cached.score, cached.tier, "cache", floor)
         asked = self._announcements
         try:
@@ -157,7 +162,7 @@ class TrustPolicy:
                 floor = str(error)
         if (refused := self._without_floor(agent, action, tool, floor)) is not None:
             return refused
-        if (cached := self._cached(agent)) is not None:
+        if (cached := self._cached(agent)) is not None and tool not in cached.scopes:
             return self._decide(agent, action, tool, cached.score, cached.tier, "cache", floor)
         asked = self._announcements
         try:
@@ -252,18 +257,23 @@ class TrustPolicy:
     def _answered(self, agent: str, action: str, tool: str | None, answer: object, asked: int,
                   floor: _Floor) -> TrustDecision:
         """The decision the node's `answer` gives, cached unless the stream announced a change or a reset since it
-        was `asked` (at that count of announcements): the answer may predate it, and the stream will not repeat it."""
-        score, tier, verdict, reason = ((answer.get("score"), answer.get("tier"), answer.get("decision"),
-                                         answer.get("reason", "")) if isinstance(answer, Mapping) else (None,) * 4)
+        was `asked` (at that count of announcements): the answer may predate it, and the stream will not repeat it.
+        Nor is it cached when `tool` is among the agent's `scopes`: its score is that tool's, not the general one."""
+        score, tier, verdict, reason, scopes = (
+            (answer.get("score"), answer.get("tier"), answer.get("decision"), answer.get("reason", ""),
+             answer.get("scopes", [])) if isinstance(answer, Mapping) else (None,) * 5)
         if type(score) is not int or not isinstance(tier, str) or verdict not in VERDICTS or type(reason) is not str:
             return self._failed(agent, action, tool, NodeApiError(
                 200, "bad_answer", "check: no score, tier and decision (allow, audit or block)"))
+        if type(scopes) is not list or not all(isinstance(each, str) for each in scopes):
+            return self._failed(agent, action, tool, NodeApiError(
+                200, "bad_answer", "check: scopes is not a list of tool names"))
         with self._lock:
-            if self._announcements == asked:
+            if self._announcements == asked and tool not in scopes:
                 self._cache.pop(agent, None)  # re-inserted last: the dict's order is the order of arrival
                 if len(self._cache) >= MAX_CACHED:
                     del self._cache[next(iter(self._cache))]
-                self._cache[agent] = _Cached(score, tier, time.monotonic() + self.cache_ttl)
+                self._cache[agent] = _Cached(score, tier, time.monotonic() + self.cache_ttl, frozenset(scopes))
         return self._decide(agent, action, tool, score, tier, "node", floor, Decision(verdict, reason))
 
     def _decide(self, agent: str, action: str, tool: str | None, score: int, tier: str, source: Source,
@@ -312,8 +322,9 @@ class TrustPolicy:
         """A change the node announced: refresh the agent's entry if we hold one (others we never asked about)."""
         with self._lock:
             self._announcements += 1
-            if change.agent in self._cache:
-                self._cache[change.agent] = _Cached(change.score, change.tier, time.monotonic() + self.cache_ttl)
+            if (cached := self._cache.get(change.agent)) is not None:
+                self._cache[change.agent] = _Cached(change.score, change.tier, time.monotonic() + self.cache_ttl,
+                                                    cached.scopes)
         if self._on_change is not None:
             try:
                 self._on_change(change)

@@ -142,6 +142,28 @@ def test_decisions_are_cached_until_their_ttl(running, policy):
         short.close()
 
 
+def test_a_scoped_vouch_opens_its_tool_through_the_node_and_never_from_the_cache(running, policy):
+    """DESIGN.md §3 scope: the node's answer for a scoped tool counts the vouch and is not cached as the agent's
+    score; checks of that tool go to the node, of other tools to the cached general score."""
+    agent, _ = running.new_agent(trusted=False)
+    now = int(time.time() * 1000)
+    with running.client() as client:
+        client.report_events([{"agent": agent, "ts": now, "category": "tool", "name": "search",
+                               "outcome": "ok"}] * 3)  # provisional
+        vouch = client.vouch(agent, 1.0, "audit", scope=["search"])
+    search = policy.check(agent, "tool_call", "search")
+    assert (search.verdict, search.tier, search.source) == ("allow", "trusted", "node")
+    other = policy.check(agent, "tool_call", "fetch")
+    assert (other.verdict, other.tier, other.source) == ("audit", "provisional", "node")
+    shell = policy.check(agent, "tool_call", "run_shell")
+    assert (shell.verdict, shell.source) == ("block", "cache")
+    assert policy.check(agent, "tool_call", "search").source == "node"
+    with running.client() as client:
+        client.revoke(vouch["id"], "scope withdrawn")
+    search = policy.check(agent, "tool_call", "search")
+    assert (search.verdict, search.tier, search.source) == ("audit", "provisional", "node")
+
+
 def test_the_stream_refreshes_a_cached_decision_when_the_score_changes(running):
     agent, _ = running.new_agent(trusted=False)
     changed = threading.Event()
@@ -177,6 +199,8 @@ HOSTILE_ANSWERS = {
     "NaN score": Response(b'{"decision": "allow", "score": NaN, "tier": "verified"}', media_type="application/json"),
     "boolean score": Response(b'{"score": true, "tier": "verified"}', media_type="application/json"),
     "unknown tier": Response(b'{"score": 900, "tier": "godlike"}', media_type="application/json"),
+    "scopes not a list": Response(b'{"decision": "allow", "score": 900, "tier": "verified", "scopes": "search"}',
+                                  media_type="application/json"),
     "not JSON": Response(b"<html>ok</html>", media_type="text/html"),
     "deeply nested JSON": Response(b"[" * 100_000, media_type="application/json"),
     "broken gzip": Response(b"\x1f\x8b not gzip", media_type="application/json",
