@@ -25,7 +25,7 @@ def register(subparsers: Subparsers) -> None:
         "org-peer (an org you trust, which widens what this node replicates).",
         examples=[
             "vouchnet vouch did:key:z6Mk... --weight 0.8 --basis operator",
-            "vouchnet vouch did:key:z6Mk... --weight 0.5 --basis audit --scope tool:search --scope tool:fetch "
+            "vouchnet vouch did:key:z6Mk... --weight 0.5 --basis audit --scope search --scope fetch "
             "--expires 30d",
             "vouchnet vouch did:key:z6Mk... --weight 1 --basis org-peer --expires 2026-12-31",
         ],
@@ -35,7 +35,9 @@ def register(subparsers: Subparsers) -> None:
     vouch.add_argument("--weight", type=weight_argument, required=True, metavar="W", help="how strongly, 0 < W <= 1")
     vouch.add_argument("--basis", choices=BASES, required=True, help="on what grounds")
     vouch.add_argument(
-        "--scope", action="append", metavar="SCOPE", help="what the vouch covers (repeat for more; default: all)"
+        "--scope", action="append", metavar="TOOL",
+        help="limit the vouch to this tool (repeat for more): it then counts only in checks of a tool named exactly "
+        "so (case-sensitive), never in the agent's general score; default: no limit",
     )
     vouch.add_argument(
         "--expires",
