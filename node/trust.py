@@ -70,7 +70,8 @@ class TrustService:
         self._interval = recompute_interval
         self._clock = lambda: clock() // SCORE_STEP_MS * SCORE_STEP_MS
         self._org_changed = trio.Event()
-        self._known: dict[str, tuple[int, str]] = {}  # agent -> (score, tier) last published or served
+        # agent -> (score, tier, scoped tools) last published or served
+        self._known: dict[str, tuple[int, str, tuple[str, ...]]] = {}
         self._asked_unknown: dict[str, None] = {}  # those of _known only a read put there, oldest first
         self._requests = metrics.counter("score_requests_total", "Score and check requests answered", ["kind"])
         metrics.collect("agents_known", "Agents the trust engine holds evidence or vouches for",
@@ -152,7 +153,7 @@ class TrustService:
         nothing on, the latest MAX_ASKED_UNKNOWN asked about."""
         if agent in self._known:
             return
-        self._known[agent] = (score.score, score.tier)
+        self._known[agent] = (score.score, score.tier, self.engine.scopes(agent, now=score.computed_at))
         if self.engine.holds(agent):
             return
         self._asked_unknown[agent] = None
@@ -185,17 +186,19 @@ class TrustService:
                 await trio.sleep(0)  # requests are answered in between: 10^4 agents take about 0.1 s
 
     def _announce(self, agents: Iterable[str]) -> None:
-        """Publish a `score` event for every given agent whose score changed, and a `tier` event if its tier did."""
+        """Publish a `score` event for every given agent whose general score or scoped tools (`scopes`: a cache of
+        general scores asks the node for checks of these) changed, and a `tier` event if its tier did."""
         now = self._clock()
         for agent in dict.fromkeys(agents):
             score = self.engine.score(agent, now=now)
+            scopes = self.engine.scopes(agent, now=now)
             self._asked_unknown.pop(agent, None)  # announced: the engine holds something on it now
             before = self._known.get(agent)
-            self._known[agent] = (score.score, score.tier)
-            if before is None or before[0] == score.score:
+            self._known[agent] = (score.score, score.tier, scopes)
+            if before is None or (before[0], before[2]) == (score.score, scopes):
                 continue
             event = {"agent": agent, "score": score.score, "tier": score.tier, "previous_score": before[0],
-                     "previous_tier": before[1], "computed_at": score.computed_at}
+                     "previous_tier": before[1], "computed_at": score.computed_at, "scopes": list(scopes)}
             self._broadcaster.publish({"type": "score", **event})
             if before[1] != score.tier:
                 self._broadcaster.publish({"type": "tier", **event})

@@ -323,8 +323,9 @@ class TrustPolicy:
         with self._lock:
             self._announcements += 1
             if (cached := self._cache.get(change.agent)) is not None:
+                scopes = cached.scopes if change.scopes is None else frozenset(change.scopes)
                 self._cache[change.agent] = _Cached(change.score, change.tier, time.monotonic() + self.cache_ttl,
-                                                    cached.scopes)
+                                                    scopes)
         if self._on_change is not None:
             try:
                 self._on_change(change)

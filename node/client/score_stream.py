@@ -77,11 +77,13 @@ class SseParser:
 
 @dataclass(frozen=True)
 class ScoreChange:
-    """The node's announcement that an agent's score (and maybe tier) changed."""
+    """The node's announcement that an agent's score (and maybe tier), or the tools it holds scoped vouches for,
+    changed; `scopes` None: the node did not say (one older than scoped checks)."""
 
     agent: str
     score: int
     tier: str
+    scopes: tuple[str, ...] | None = None
 
 
 def score_change(event: SseEvent) -> ScoreChange | None:
@@ -90,11 +92,13 @@ def score_change(event: SseEvent) -> ScoreChange | None:
         return None
     try:
         data = json.loads(event.data)
-        change = ScoreChange(data["agent"], data["score"], data["tier"])
-    except (ValueError, KeyError, TypeError):
+        scopes = data.get("scopes")
+        change = ScoreChange(data["agent"], data["score"], data["tier"], None if scopes is None else tuple(scopes))
+    except (ValueError, KeyError, TypeError, AttributeError):
         log.warning("ignoring a malformed stream event", extra={"fields": {"event": event.event}})
         return None
-    if not (isinstance(change.agent, str) and type(change.score) is int and isinstance(change.tier, str)):
+    if not (isinstance(change.agent, str) and type(change.score) is int and isinstance(change.tier, str)
+            and (scopes is None or type(scopes) is list and all(isinstance(tool, str) for tool in scopes))):
         return None
     return change
 

@@ -164,6 +164,32 @@ def test_a_scoped_vouch_opens_its_tool_through_the_node_and_never_from_the_cache
     assert (search.verdict, search.tier, search.source) == ("audit", "provisional", "node")
 
 
+def test_a_scope_granted_after_the_score_was_cached_is_followed_from_the_stream(running):
+    """The node announces the agent's new scoped tools: the cached general score stays, and the check of the scoped
+    tool goes to the node, which opens it."""
+    agent, _ = running.new_agent(trusted=False)
+    now = int(time.time() * 1000)
+    with running.client() as client:
+        client.report_events([{"agent": agent, "ts": now, "category": "tool", "name": "search",
+                               "outcome": "ok"}] * 3)  # provisional
+    scoped = threading.Event()
+    policy = TrustPolicy(running.url, cache_ttl=600,
+                         on_change=lambda c: scoped.set() if c.agent == agent and c.scopes == ("search",) else None)
+    try:
+        assert policy.stream_connected.wait(10)
+        assert policy.check(agent, "tool_call", "search").verdict == "audit"
+        assert policy.check(agent, "tool_call", "search").source == "cache"
+        with running.client() as client:
+            client.vouch(agent, 1.0, "audit", scope=["search"])
+        assert scoped.wait(10)
+        search = policy.check(agent, "tool_call", "search")
+        assert (search.verdict, search.tier, search.source) == ("allow", "trusted", "node")
+        other = policy.check(agent, "tool_call", "fetch")
+        assert (other.verdict, other.tier, other.source) == ("audit", "provisional", "cache")
+    finally:
+        policy.close()
+
+
 def test_the_stream_refreshes_a_cached_decision_when_the_score_changes(running):
     agent, _ = running.new_agent(trusted=False)
     changed = threading.Event()

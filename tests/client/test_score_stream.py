@@ -23,6 +23,9 @@ def test_events_are_parsed_as_the_node_frames_them():
     events, parser = _feed(text)
     assert events == [SseEvent("tier", json.dumps(data), "ab12-7")] and parser.last_id == "ab12-7"
     assert score_change(events[0]) == ScoreChange("did:key:z6Mk", 610, "trusted")
+    scoped = json.dumps({**data, "scopes": ["search", "fetch"]})
+    assert score_change(SseEvent("score", scoped, None)) == ScoreChange("did:key:z6Mk", 610, "trusted",
+                                                                         ("search", "fetch"))
 
 
 def test_data_lines_join_and_an_event_without_a_name_is_a_message():
@@ -32,7 +35,9 @@ def test_data_lines_join_and_an_event_without_a_name_is_a_message():
 
 def test_what_is_not_a_score_change_is_ignored():
     for data in ("not json", "[]", '{"agent": "a", "score": "600", "tier": "trusted"}',
-                 '{"agent": 1, "score": 600, "tier": "trusted"}', '{"score": 600}'):
+                 '{"agent": 1, "score": 600, "tier": "trusted"}', '{"score": 600}', "5",
+                 '{"agent": "a", "score": 600, "tier": "trusted", "scopes": "search"}',
+                 '{"agent": "a", "score": 600, "tier": "trusted", "scopes": [1]}'):
         assert score_change(SseEvent("score", data, None)) is None
     assert score_change(SseEvent("message", '{"agent": "a", "score": 1, "tier": "x"}', None)) is None
 

@@ -67,19 +67,50 @@ def test_revoking_an_agent_vouch_is_announced_at_once(node, trust, broadcaster):
         assert published(subscription) == [("score", agent, "untrusted"), ("tier", agent, "untrusted")]
 
 
-def test_a_scoped_vouch_and_checks_of_its_tool_announce_nothing(node, trust, broadcaster):
-    """The stream carries general scores, which a scoped vouch does not move (DESIGN.md §3 scope): neither its
-    arrival nor its revocation is a change, however a check of its tool was answered in between."""
+def published_data(subscription):
+    """The data of the events published to a subscription and not yet taken, with their type."""
+    out = []
+    while True:
+        try:
+            frame = subscription.receive.receive_nowait()
+        except trio.WouldBlock:
+            return out
+        fields = dict(line.split(": ", 1) for line in frame.decode().strip().split("\n"))
+        out.append({"type": fields["event"], **json.loads(fields["data"])})
+
+
+def test_the_stream_announces_the_general_score_and_the_scoped_tools_never_a_tools_score(node, trust, broadcaster):
+    """A scoped vouch (DESIGN.md §3 scope) leaves the general score as it is; its arrival and its revocation are
+    announced as changes of the agent's `scopes` (a cache of general scores asks the node for checks of these),
+    with the general score, however a check of its tool was answered in between."""
     agent = new_did()
     trust.engine.add_first_hand(agent, ts=wall_clock_ms(), outcomes=Outcomes(ok=3))  # provisional
+    general = trust.score(agent)
     with broadcaster.subscribe() as subscription:
         vouch = node.replica.issue("vouch", vouch_body(agent, 1.0, "audit", scope=["search"]))
-        feed_record(trust.engine, vouch, node.replica.succession.identity)  # as at a restart: not announced
-        decision, score, scopes = trust.check(agent, "tool_call", "search")  # the first read of the agent
+        trust.on_records([vouch])
+        decision, score, scopes = trust.check(agent, "tool_call", "search")
         assert (decision.decision, score.tier, scopes) == ("allow", "trusted", ("search",))
         trust.on_records([node.replica.issue("revoke", revoke_body(vouch.id, "scope withdrawn"))])
-        assert published(subscription) == []
-        assert trust.score(agent).tier == "provisional"
+        events = published_data(subscription)
+    assert [(e["type"], e["score"], e["previous_score"], e["tier"], e["scopes"]) for e in events] == [
+        ("score", general.score, general.score, "provisional", ["search"]),
+        ("score", general.score, general.score, "provisional", [])]
+
+
+def test_a_check_of_a_scoped_tool_is_not_remembered_as_the_agents_score(node, trust, broadcaster):
+    """The first read of an agent (here after a restart fed its scoped vouch unannounced) is a check of the scoped
+    tool: what the stream compares later changes with is the general score, not that check's."""
+    agent = new_did()
+    trust.engine.add_first_hand(agent, ts=wall_clock_ms(), outcomes=Outcomes(ok=3))  # provisional
+    vouch = node.replica.issue("vouch", vouch_body(agent, 1.0, "audit", scope=["search"]))
+    feed_record(trust.engine, vouch, node.replica.succession.identity)  # as at a restart: not announced
+    assert trust.check(agent, "tool_call", "search")[1].tier == "trusted"
+    with broadcaster.subscribe() as subscription:
+        trust.on_records([node.replica.issue("revoke", revoke_body(vouch.id, "scope withdrawn"))])
+        events = published_data(subscription)
+    assert [(e["type"], e["score"], e["previous_score"], e["scopes"]) for e in events] == [
+        ("score", trust.score(agent).score, trust.score(agent).score, [])]
 
 
 def test_agents_asked_about_but_unknown_are_remembered_up_to_a_bound_and_known_ones_always(node, trust, broadcaster,
