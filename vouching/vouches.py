@@ -158,12 +158,6 @@ class VouchBook:
         live = self._standing() & (np.frombuffer(self.expires) > now)
         return grid_sum_by(agent, np.frombuffer(self.strength) * live * weights[issuer], n_agents)
 
-    def live_expiries(self, now: float) -> tuple[np.ndarray, np.ndarray]:
-        """(agent, expiry) of the live unscoped agent vouches that will expire."""
-        expires = np.frombuffer(self.expires)
-        live = self._standing() & (expires > now) & (expires < math.inf)
-        return np.frombuffer(self.agent, dtype=np.int32)[live], expires[live]
-
     def _standing(self) -> np.ndarray:
         """Which agent vouches count in general scores (before expiry): unscoped, not revoked, not replaced."""
         return ((np.frombuffer(self.active, dtype=np.int8) == 1) & (np.frombuffer(self.standing, dtype=np.int8) == 1)
