@@ -1,10 +1,12 @@
 """Scoring a DP digest against the noise it declares (DESIGN.md §6, §7): a digest with `dp.eps` carries
 two-sided geometric noise on each of its outcome x risk cells (node/dp.py), clamped at 0, so an empty cell reads
-about 0.96 at epsilon 1. Each bad cell counts only beyond `dp_threshold`, the noise the digest itself explains at
-false-alarm rate `ScoringParams.dp_false_alarm`; ok counts are used as published.
+about 0.96 at epsilon 1. Each cell counts only beyond `dp_threshold`, the noise the digest itself explains at
+false-alarm rate `ScoringParams.dp_false_alarm`: ok and bad alike, since a count the noise explains says nothing
+either way. Bad cells alone would let an org declare a tiny epsilon, so that the noise explains every failure of
+its agents, while their ok counts counted in full; so discounted, such a digest counts nothing.
 
-The trade-off: a digest at epsilon hides up to dp_threshold(epsilon) bad outcomes in each cell (13 at
-epsilon 1 and r = 1e-3), which is the privacy it declares.
+The trade-off: a digest at epsilon hides up to dp_threshold(epsilon) outcomes in each cell (13 at epsilon 1 and
+r = 1e-3), which is the privacy it declares.
 """
 
 from __future__ import annotations
@@ -36,14 +38,13 @@ def dp_threshold(epsilon: float, false_alarm: float) -> int:
 
 
 def discounted(outcomes: Outcomes, high_risk: Outcomes, threshold: int) -> tuple[Outcomes, Outcomes]:
-    """A DP digest's outcomes and high-risk subset with `threshold` taken off each bad cell of the mechanism
-    (the low- and the high-risk part of each bad outcome, node/dp.py), each clamped at 0: high_risk <= outcomes
-    still holds."""
+    """A DP digest's outcomes and high-risk subset with `threshold` taken off each cell of the mechanism (the low-
+    and the high-risk part of each outcome, node/dp.py), each clamped at 0: high_risk <= outcomes still holds."""
     low, high = {}, {}
-    for name in ("error", "denied", "timeout"):
+    for name in ("ok", "error", "denied", "timeout"):
         risky = getattr(high_risk, name)
         if risky > getattr(outcomes, name):
             raise InvalidEvidence(f"high_risk.{name}: must not exceed outcomes.{name} (it is a subset)")
         high[name] = max(0, risky - threshold)
         low[name] = max(0, getattr(outcomes, name) - risky - threshold) + high[name]
-    return Outcomes(ok=outcomes.ok, **low), Outcomes(ok=high_risk.ok, **high)
+    return Outcomes(**low), Outcomes(**high)
