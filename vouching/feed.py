@@ -42,7 +42,7 @@ def feed_record(engine: TrustEngine, record: Record, identity: Callable[[str], s
     if isinstance(body, DigestBody) and issuer != engine.own_org:
         engine.add_digest(issuer, body.agent, epoch=body.epoch, length=body.length,
                           outcomes=outcomes_of(body.outcomes), high_risk=outcomes_of(body.high_risk),
-                          record_id=record.id, ts=record.ts)
+                          record_id=record.id, ts=record.ts, dp_epsilon=body.dp_epsilon)
         return body.agent
     if isinstance(body, EquivocationBody) and (offender := identity(body.offender)) != engine.own_org:
         engine.flag_equivocator(offender)

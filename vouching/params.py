@@ -32,6 +32,12 @@ class ScoringParams:
     violation_weight: float = 10.0  # an action denied by policy
     high_risk_error_weight: float = 1.0
     high_risk_violation_weight: float = 20.0
+    # A DP digest's cells count only beyond the noise they declare (vouching.dp_discount): beyond the count that
+    # noise reaches with this probability. A digest has 6 bad cells (3 bad outcomes, low and high risk), so
+    # hourly digests give 144 bad cells per agent per day at each org, and 1e-3 lets about 0.14 false bad cells a
+    # day through per agent and org (one in a week), each a single outcome over the threshold. The price: DP at
+    # epsilon hides up to t(epsilon) outcomes, ok or bad, per cell per epoch (13 at epsilon 1, 125 at 0.1).
+    dp_false_alarm: float = 1e-3
     cap_window_ms: int = HOUR_MS  # digests of one org about one agent are capped per window of this length
     cap_good: float = 30.0
     cap_bad: float = 60.0
@@ -83,7 +89,7 @@ class ScoringParams:
                 _check_basis_weights(value)
             elif isinstance(value, (int, float)) and not value >= 0:  # also rejects NaN
                 raise ValueError(f"{f.name}: must be a non-negative number, got {value!r}")
-        for name in ("restart", "quantile", "full_weight_share", "principal_share"):
+        for name in ("restart", "quantile", "full_weight_share", "principal_share", "dp_false_alarm"):
             if not 0 < getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be strictly between 0 and 1, got {getattr(self, name)!r}")
         if self.cap_window_ms < 1000:

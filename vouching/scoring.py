@@ -22,6 +22,7 @@ import numpy as np
 from vouching.arrays import ColumnsCopy, array_columns
 from vouching.batch import ScoreTable
 from vouching.deviation import DeviationTest, credibility
+from vouching.dp_discount import discounted, dp_threshold
 from vouching.evidence import NO_OUTCOMES, EvidenceStore, InvalidEvidence, Outcomes, Weighed, weigh
 from vouching.explanation import Explanation, OrgPart, OrgReputation, Score, VouchPart, VouchShare
 from vouching.grid import grid_floor, on_grid
@@ -162,14 +163,21 @@ class TrustEngine:
         return self._agent_dids[vouch.subject]
 
     def add_digest(self, issuer: str, agent: str, *, epoch: int, length: int, outcomes: Outcomes,
-                   high_risk: Outcomes = NO_OUTCOMES, record_id: bytes, ts: int) -> None:
+                   high_risk: Outcomes = NO_OUTCOMES, record_id: bytes, ts: int,
+                   dp_epsilon: float | None = None) -> None:
         """A behaviour digest: what `issuer` saw `agent` do over [epoch, epoch + length), dated when it ends (or the
         record's time, if earlier) and capped in the window holding that date: an org cannot stretch digests for
-        many past windows to end now, undecayed, each under a cap of its own."""
+        many past windows to end now, undecayed, each under a cap of its own. A digest declaring `dp_epsilon`
+        counts its bad cells beyond the noise it declares only (vouching.dp_discount)."""
         if type(epoch) is not int or epoch < 0:
             raise InvalidEvidence(f"epoch: must be a non-negative integer of ms, got {epoch!r}")
         if type(length) is not int or length <= 0:
             raise InvalidEvidence(f"length: must be a positive integer of ms, got {length!r}")
+        if dp_epsilon is not None:
+            if type(dp_epsilon) is not float or not (math.isfinite(dp_epsilon) and dp_epsilon > 0):
+                raise InvalidEvidence(f"dp_epsilon: must be a finite float greater than 0, got {dp_epsilon!r}")
+            outcomes, high_risk = discounted(outcomes, high_risk,
+                                             dp_threshold(dp_epsilon, self.params.dp_false_alarm))
         batch = weigh(outcomes, high_risk, self.params)
         if issuer == self.own_org or record_id in self._seen_digests:
             return  # this node's own digests repeat its first-hand observations

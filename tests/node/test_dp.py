@@ -105,14 +105,12 @@ def test_epsilon_must_be_positive_and_finite(epsilon):
         geometric_alpha(epsilon)
 
 
-@pytest.mark.xfail(strict=True, reason="needs a design decision: debias noisy counts before scoring (or score a DP "
-                                       "digest's violations against its declared noise); the mechanism is ours, "
-                                       "the weights are scoring's")
 def test_a_clean_agent_s_dp_digests_do_not_make_it_a_violator_at_peers():
     """Each noisy cell is clamped at 0, so an empty one comes out about alpha / (1 - alpha^2) high on average
     (0.96 at epsilon = 1), and scoring weighs a violation 10 (20 if high-risk) against 1 for an ok: a day of digests
     of an agent doing 50 ok an hour, noised at epsilon = 1, is read by a peer as a day of policy violations, and
-    the agent falls below trusted there. DP, as declared, turns an org's clean agents into violators."""
+    the agent would fall below trusted there. Scoring judges a DP digest's bad cells against the noise it declares
+    (vouching.dp_discount), so DP does not turn an org's clean agents into violators."""
     rng = random.Random(7)
     zero = dict.fromkeys(OUTCOMES, 0)
     clean = World(orgs=1)
@@ -121,6 +119,20 @@ def test_a_clean_agent_s_dp_digests_do_not_make_it_a_violator_at_peers():
         noisy = noisy_counts({**zero, "ok": 50}, zero, {**dict.fromkeys(CATEGORIES, 0), "tool": 50}, epsilon=1.0,
                              rng=rng)
         clean.digest("org0", "a", hour, ok=50)
-        noised.digest("org0", "a", hour, **noisy.outcomes, **{f"hr_{k}": v for k, v in noisy.high_risk.items()})
+        noised.digest("org0", "a", hour, dp_epsilon=1.0, **noisy.outcomes, **{f"hr_{k}": v for k, v in noisy.high_risk.items()})
     assert noised.engine.explain("a", now=noised.now).recent_bad_reports < ScoringParams().reports_below_trusted
     assert noised.tier("a") == clean.tier("a")
+
+
+def test_a_violator_s_dp_digests_still_make_it_one_at_peers():
+    """The discount hides what the declared noise explains, not a day of 30 denials an hour."""
+    rng = random.Random(11)
+    zero = dict.fromkeys(OUTCOMES, 0)
+    noised = World(orgs=1)
+    for hour in range(24):
+        noisy = noisy_counts({**zero, "ok": 50, "denied": 30}, zero, {**dict.fromkeys(CATEGORIES, 0), "tool": 80},
+                             epsilon=1.0, rng=rng)
+        noised.digest("org0", "a", hour, dp_epsilon=1.0, **noisy.outcomes,
+                      **{f"hr_{k}": v for k, v in noisy.high_risk.items()})
+    assert noised.engine.explain("a", now=noised.now).recent_bad_reports >= ScoringParams().reports_below_trusted
+    assert noised.tier("a") not in ("trusted", "verified")

@@ -11,12 +11,12 @@ NOW = 1_700_000_000_000 + 10_000_000
 UNLINKED = Succession().identity  # no rotations: every key is an org of its own
 
 
-def _digest(org: Org, agent: str, *, ok: int = 0, denied: int = 0):
+def _digest(org: Org, agent: str, *, ok: int = 0, denied: int = 0, dp_epsilon: float | None = None):
     outcomes = {"ok": ok, "error": 0, "denied": denied, "timeout": 0}
     categories = {"tool": ok + denied, "mcp": 0, "a2a": 0, "auth": 0, "resource": 0, "other": 0}
     return org.record("digest", digest_body(
         agent, epoch=org.ts - 3_600_000, length=3_600_000, outcomes=outcomes, categories=categories,
-        high_risk={"ok": 0, "error": 0, "denied": 0, "timeout": 0}, evidence_root=b"\0" * 32,
+        high_risk={"ok": 0, "error": 0, "denied": 0, "timeout": 0}, evidence_root=b"\0" * 32, dp_epsilon=dp_epsilon,
     ))
 
 
@@ -64,3 +64,17 @@ def test_feed_record_names_the_agent_whose_evidence_or_vouches_it_added_to():
     assert feed_record(engine, me.vouch(partner.did, 1.0), UNLINKED) is None  # an org, not an agent
     assert feed_record(engine, _digest(partner, agent, ok=3), UNLINKED) == agent
     assert feed_record(engine, _digest(me, agent, ok=3), UNLINKED) is None  # ours: first-hand evidence already
+
+
+def test_a_dp_digest_s_bad_counts_are_judged_against_the_noise_it_declares():
+    """Denials a DP digest's noise explains (vouching.dp_discount) count nothing: a digest at epsilon 1 with 5
+    denied scores like one with none."""
+    me, partner, agent = Org(), Org(), new_did()
+    scores = []
+    for denied in (0, 5):
+        engine = TrustEngine(me.did)
+        feed_record(engine, me.vouch(partner.did, 1.0), UNLINKED)
+        feed_record(engine, _digest(partner, agent, ok=20, denied=denied, dp_epsilon=1.0), UNLINKED)
+        engine.recompute(now=NOW)
+        scores.append(engine.score(agent, now=NOW))
+    assert scores[0] == scores[1]

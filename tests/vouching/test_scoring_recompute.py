@@ -19,7 +19,8 @@ agent_vouch = st.tuples(st.just("agent-vouch"), st.sampled_from(ORGS), st.sample
                         st.floats(0.05, 1.0), st.sampled_from(["operator", "audit", "developer", "interaction"]),
                         st.none() | st.integers(1, 30 * DAY_MS))
 digest = st.tuples(st.just("digest"), st.sampled_from(ORGS + ["own"]), st.sampled_from(AGENTS), st.integers(0, 400),
-                   counts, counts, st.integers(0, 5), counts, st.integers(0, 3))
+                   counts, counts, st.integers(0, 5), counts, st.integers(0, 3),
+                   st.none() | st.sampled_from([0.5, 1.0, 2.0, 8.0]))  # a DP digest's declared epsilon
 first_hand = st.tuples(st.just("first-hand"), st.sampled_from(AGENTS), st.integers(0, 400 * HOUR_MS), counts,
                        st.integers(0, 3), st.integers(0, 3))
 revoke = st.tuples(st.just("revoke"), st.integers(0, 50))
@@ -45,10 +46,11 @@ def apply_op(engine: TrustEngine, n: int, op: tuple, issued: list[tuple[str, byt
         engine.add_agent_vouch(op[1], op[2], op[3], op[4], record_id=record, ts=0, expires=op[5])
         issued.append((op[1], record))
     elif kind == "digest":
-        _, org, agent, hour, ok, error, denied, timeout, hr = op
+        _, org, agent, hour, ok, error, denied, timeout, hr, dp_epsilon = op
         engine.add_digest(org, agent, epoch=hour * HOUR_MS, length=HOUR_MS,
                           outcomes=Outcomes(ok, error, denied, timeout),
-                          high_risk=Outcomes(denied=min(hr, denied)), record_id=record, ts=(hour + 1) * HOUR_MS)
+                          high_risk=Outcomes(denied=min(hr, denied)), record_id=record, ts=(hour + 1) * HOUR_MS,
+                          dp_epsilon=dp_epsilon)
     elif kind == "first-hand":
         _, agent, ts, ok, error, denied = op
         engine.add_first_hand(agent, ts=ts, outcomes=Outcomes(ok=ok, error=error, denied=denied))

@@ -28,14 +28,16 @@ class World:
             self.engine.add_org_vouch("root", org, 1.0, record_id=rid(), ts=0)
         self.now = 0
 
-    def digest(self, org: str, agent: str, epoch: int, **counts: int) -> bytes:
-        """`org`'s digest of `agent` for hour `epoch`; advances the clock to the epoch's end."""
+    def digest(self, org: str, agent: str, epoch: int, dp_epsilon: float | None = None, **counts: int) -> bytes:
+        """`org`'s digest of `agent` for hour `epoch` (declaring `dp_epsilon`, if given); advances the clock to the
+        epoch's end."""
         high_risk = {k[len("hr_"):]: v for k, v in counts.items() if k.startswith("hr_")}
         plain = {k: v for k, v in counts.items() if not k.startswith("hr_")}
         record = rid()
         self.now = max(self.now, (epoch + 1) * HOUR_MS)
         self.engine.add_digest(org, agent, epoch=epoch * HOUR_MS, length=HOUR_MS, outcomes=Outcomes(**plain),
-                               high_risk=Outcomes(**high_risk), record_id=record, ts=(epoch + 1) * HOUR_MS)
+                               high_risk=Outcomes(**high_risk), record_id=record, ts=(epoch + 1) * HOUR_MS,
+                               dp_epsilon=dp_epsilon)
         return record
 
     def history(self, agent: str, epochs: range, orgs: list[str] | None = None, ok: int = 5) -> None:
