@@ -181,7 +181,7 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         stack.callback(telemetry.close)
         trust = TrustService(replica, roots=config.roots, policy=_policy(config), broadcaster=telemetry.broadcaster,
                              metrics=metrics, recompute_interval=config.recompute_seconds)
-        trust.replay(telemetry.digester.undigested())
+        trust.replay(telemetry.digester.undigested(), telemetry.digester.state.raw)
         replica.listeners.append(trust.on_records)
         replica.listeners.append(record_latency_listener(
             metrics.histogram("record_latency_seconds", "Seconds from a record's issue to its acceptance here",

@@ -19,6 +19,10 @@ epoch's row is written before its digests are issued and marked done after; a ro
 finished by issuing digests only for the agents that have none for it in the records store. Likewise an epoch
 is never digested again for an agent whose digest of it is already stored: after a restore from an older copy of
 the data directory, sync brings back digests issued after the copy, which digests.db does not know of.
+
+With DP on (`dp_epsilon`), only noisy counts are published; the raw outcome counts of each digest are kept in
+digests.db (`raw_counts`, written before the digests are signed), which never leaves the node, so that a restart
+rebuilds the node's own first-hand evidence from what it saw, not from its noise (TrustService.replay).
 """
 
 from __future__ import annotations
@@ -67,7 +71,15 @@ CREATE TABLE IF NOT EXISTS epochs (
     store_mark INTEGER NOT NULL, -- the records store's size before its digests were issued
     done INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS raw_counts (
+    epoch INTEGER NOT NULL,      -- the DP digest's epoch (ms)
+    agent TEXT NOT NULL,
+    outcomes TEXT NOT NULL,      -- raw counts in vouching.bodies.OUTCOMES order, comma-separated
+    high_risk TEXT NOT NULL,
+    PRIMARY KEY (epoch, agent)
+);
 """
+RawCounts = tuple[tuple[int, ...], tuple[int, ...]]  # (outcomes, high_risk), in OUTCOMES order
 
 
 @dataclass(slots=True)
@@ -154,6 +166,29 @@ class DigestState:
 
     def finish(self, start: int) -> None:
         self._db.execute("UPDATE epochs SET done = 1 WHERE start = ?", (start,))
+
+    def keep_raw(self, epoch: int, counts: dict[str, RawCounts]) -> None:
+        """Keep the raw counts of DP digests about to be signed for `epoch` (a second issue of one keeps its own)."""
+        with self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO raw_counts VALUES (?, ?, ?, ?)",
+                [(epoch, agent, _joined(outcomes), _joined(high)) for agent, (outcomes, high) in counts.items()],
+            )
+
+    def raw(self, epoch: int, agent: str) -> RawCounts | None:
+        """The raw counts of our DP digest of `agent` for `epoch`; None if none was kept (DP off, or a digest
+        issued before raw counts were kept)."""
+        row = self._db.execute("SELECT outcomes, high_risk FROM raw_counts WHERE epoch = ? AND agent = ?",
+                               (epoch, agent)).fetchone()
+        return None if row is None else (_split(row[0]), _split(row[1]))
+
+
+def _joined(counts: Sequence[int]) -> str:
+    return ",".join(map(str, counts))
+
+
+def _split(text: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in text.split(","))
 
 
 class Digester:
@@ -265,7 +300,9 @@ class Digester:
             self._record(start, len(agents), time.perf_counter() - began)
 
     def _issue(self, start: int, end: int, agents: dict[str, _Tally]) -> list[Record]:
-        """Sign and store the digests of `agents`, in their order."""
+        """Sign and store the digests of `agents`, in their order (with DP, their raw counts kept first)."""
+        if self.dp_epsilon is not None:
+            self.state.keep_raw(start, {a: (tuple(t.outcomes), tuple(t.high_risk)) for a, t in agents.items()})
         with _cyclic_gc_paused():
             return self.replica.issue_digests([self._body(agent, tally, start, end) for agent, tally in agents.items()])
 

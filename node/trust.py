@@ -15,13 +15,14 @@ moves what named it onto the org (TrustEngine.merge_org) and brings the next rec
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import trio
 
 from gossip.replica import Replica
 from vouching import DigestBody, Record
 from vouching.batch import ScoreTable
+from vouching.bodies import OUTCOMES
 from vouching.evidence import Outcomes
 from vouching.explanation import Score
 from vouching.feed import feed_record, outcomes_of
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 PROMPT_RECOMPUTE_S = 1.0
 MAX_ASKED_UNKNOWN = 100_000  # agents asked about that the engine holds nothing on, remembered to announce their first
 # change (reads need no token: whoever reaches the API could otherwise grow this without bound); the oldest go first
+# The raw (outcomes, high_risk) counts, in OUTCOMES order, of our DP digest of an agent for an epoch, if kept.
+RawLookup = Callable[[int, str], tuple[Sequence[int], Sequence[int]] | None]
 # Scores are read at the clock's whole second: the engine's cache serves reads at the `now` it was filled at only
 # (a score is exact, so it is not decayed from a cached total), and a second is nothing to decays of hours and days.
 SCORE_STEP_MS = 1000
@@ -77,9 +80,11 @@ class TrustService:
         metrics.collect("agents_known", "Agents the trust engine holds evidence or vouches for",
                         lambda: len(self.engine.agents()))
 
-    def replay(self, undigested: Iterable[bytes]) -> None:
+    def replay(self, undigested: Iterable[bytes], raw: RawLookup = lambda epoch, agent: None) -> None:
         """Rebuild the engine from the store, the digests of every key of our org (as first-hand), and the raw
-        events no digest of ours counts yet; from here on, follow the replica's rotations (`_relink`)."""
+        events no digest of ours counts yet; from here on, follow the replica's rotations (`_relink`). A DP digest
+        of ours counts by its raw counts, `raw(epoch, agent)` (node.digests.DigestState.raw), where kept: its
+        published counts carry noise, which would come back as events the node never saw."""
         store, identity = self.replica.store, self.replica.succession.identity
         for record in store.scan():
             feed_record(self.engine, record, identity)
@@ -87,8 +92,11 @@ class TrustService:
             for record in store.scan(issuer=key, kind="digest"):
                 body = record.body
                 assert isinstance(body, DigestBody)
+                kept = None if body.dp_epsilon is None else raw(body.epoch, body.agent)
+                outcomes, high_risk = (body.outcomes, body.high_risk) if kept is None else \
+                    (dict(zip(OUTCOMES, kept[0])), dict(zip(OUTCOMES, kept[1])))
                 self.engine.add_first_hand(body.agent, ts=body.epoch + body.length,
-                                           outcomes=outcomes_of(body.outcomes), high_risk=outcomes_of(body.high_risk))
+                                           outcomes=outcomes_of(outcomes), high_risk=outcomes_of(high_risk))
         for entry in undigested:
             at, event = decode_entry(entry)
             self.engine.add_first_hand(event.agent, ts=at, **_single(event.outcome, event.high_risk))

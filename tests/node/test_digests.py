@@ -241,12 +241,11 @@ def test_an_epoch_is_issued_in_chunks_and_one_abandoned_between_them_is_finished
         assert node.digester.close_due(T0 + 5 * EPOCH) == []
 
 
-@pytest.mark.xfail(strict=True, reason="needs a design decision: where a restart finds the raw counts of DP digests "
-                                       "(the audit log, slow to replay in full; or digests.db)")
 def test_with_dp_a_restart_keeps_the_node_s_first_hand_evidence_raw(tmp_path, clock):
     """The node's own scoring counts its raw events (issue 4). On a restart, TrustService.replay rebuilds that
-    first-hand evidence from the node's own digests: with dp_epsilon set those are the noisy counts, so an agent
-    that was never denied may come back with violations (10 bad each) and lose its tier at its own org."""
+    first-hand evidence from the node's own digests: with dp_epsilon set their published counts are noisy, and an
+    agent that was never denied came back with violations (10 bad each) and lost its tier at its own org; the raw
+    counts kept in digests.db count instead."""
     with telemetry_node(tmp_path, clock=clock, epoch_ms=EPOCH, dp_epsilon=0.1) as node:
         def service():
             return TrustService(node.replica, roots=(), policy=Policy(), broadcaster=Broadcaster(Registry()),
@@ -258,13 +257,27 @@ def test_with_dp_a_restart_keeps_the_node_s_first_hand_evidence_raw(tmp_path, cl
         clock.now = T0 + EPOCH
         node.digester.close_due(clock.now)
         restarted = service()
-        restarted.replay(node.digester.undigested())
+        restarted.replay(node.digester.undigested(), node.digester.state.raw)
 
         def evidence(trust):
             """Each agent's first-hand good and bad, flat."""
             return [count for agent in agents for part in trust.engine.explain(agent, now=clock.now).orgs
                     for count in (part.good, part.bad)]
         assert evidence(restarted) == pytest.approx(evidence(live), rel=1e-3)
+
+
+def test_with_dp_the_raw_counts_are_kept_across_a_restart_and_only_the_noisy_ones_published(tmp_path, clock):
+    agent = new_did()
+    with telemetry_node(tmp_path, clock=clock, epoch_ms=EPOCH, dp_epsilon=0.1) as node:
+        key = node.key
+        submit(node, *[(agent, "ok", "tool", False)] * 7, (agent, "denied", "tool", True))
+        node.digester.close_due(T0 + EPOCH)
+        published = digests(node)[(agent, T0)]
+    with telemetry_node(tmp_path, key=key, clock=clock, epoch_ms=EPOCH, dp_epsilon=0.1) as node:
+        assert node.digester.state.raw(T0, agent) == ((7, 0, 1, 0), (0, 0, 1, 0))
+        assert node.digester.state.raw(T0, new_did()) is None
+    assert (dict(published.outcomes), dict(published.high_risk)) != ({"ok": 7, "error": 0, "denied": 1, "timeout": 0},
+                                                                     {"ok": 0, "error": 0, "denied": 1, "timeout": 0})
 
 
 @pytest.mark.xfail(strict=True, reason="needs a design decision: a hiding evidence_root (a random salt in each "
