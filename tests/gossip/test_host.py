@@ -873,3 +873,26 @@ async def test_peers_still_learn_each_other_s_signed_records(monkeypatch: pytest
                 await inboxes[1].receive()
             envelope = peerstore.get_peer_record(sender)
     assert envelope is not None and envelope.record().peer_id == sender  # pubsub's record went through the library
+
+
+async def test_a_host_verifies_the_signatures_of_others_messages_not_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    from libp2p.crypto.ed25519 import Ed25519PublicKey  # to count signature checks (quirk 29)
+
+    checked: list[bytes] = []
+    verify = Ed25519PublicKey.verify
+
+    def counted(self: Ed25519PublicKey, data: bytes, signature: bytes) -> bool:
+        checked.append(data)
+        return verify(self, data, signature)
+
+    monkeypatch.setattr(Ed25519PublicKey, "verify", counted)
+    with trio.fail_after(20):
+        async with network(2) as (hosts, inboxes):
+            checked.clear()  # handshakes and peer records are not this test's
+            for data in (b"one", b"two", b"three"):
+                await hosts[0].publish(TOPIC, data)
+            await hosts[1].publish(TOPIC, b"four")
+            for inbox in inboxes:  # a host's own messages reach its own subscription too
+                assert sorted(data for _, data in await receive(inbox, 4)) == [b"four", b"one", b"three", b"two"]
+    # each message once, by the host it reached, none by its publisher (peer records sign another prefix)
+    assert len([data for data in checked if data.startswith(b"libp2p-pubsub:")]) == 4
