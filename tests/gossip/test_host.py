@@ -873,3 +873,59 @@ async def test_peers_still_learn_each_other_s_signed_records(monkeypatch: pytest
                 await inboxes[1].receive()
             envelope = peerstore.get_peer_record(sender)
     assert envelope is not None and envelope.record().peer_id == sender  # pubsub's record went through the library
+
+
+async def test_a_host_verifies_the_signatures_of_others_messages_not_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    from libp2p.crypto.ed25519 import Ed25519PublicKey  # to count signature checks (quirk 29)
+
+    checked: list[bytes] = []
+    verify = Ed25519PublicKey.verify
+
+    def counted(self: Ed25519PublicKey, data: bytes, signature: bytes) -> bool:
+        checked.append(data)
+        return verify(self, data, signature)
+
+    monkeypatch.setattr(Ed25519PublicKey, "verify", counted)
+    with trio.fail_after(20):
+        async with network(2) as (hosts, inboxes):
+            checked.clear()  # handshakes and peer records are not this test's
+            for data in (b"one", b"two", b"three"):
+                await hosts[0].publish(TOPIC, data)
+            await hosts[1].publish(TOPIC, b"four")
+            for inbox in inboxes:  # a host's own messages reach its own subscription too
+                assert sorted(data for _, data in await receive(inbox, 4)) == [b"four", b"one", b"three", b"two"]
+    # each message once, by the host it reached, none by its publisher (peer records sign another prefix)
+    assert len([data for data in checked if data.startswith(b"libp2p-pubsub:")]) == 4
+
+
+async def test_rpcs_queued_for_a_peer_go_out_merged_in_order_within_the_size_limit() -> None:
+    from libp2p.pubsub.rpc_queue import RpcQueue  # to queue RPCs for the sending loop (quirk 30)
+    from libp2p.utils.varint import decode_varint_with_size
+
+    class Written:
+        def __init__(self) -> None:
+            self.rpcs: list[rpc_pb2.RPC] = []
+
+        async def write(self, data: bytes) -> None:
+            rpc = rpc_pb2.RPC()
+            length, start = decode_varint_with_size(data)
+            rpc.ParseFromString(data[start:start + length])
+            self.rpcs.append(rpc)
+
+    def idontwant(mid: bytes) -> rpc_pb2.RPC:
+        return rpc_pb2.RPC(control=rpc_pb2.ControlMessage(idontwant=[rpc_pb2.ControlIDontWant(messageIDs=[mid])]))
+
+    def publish(i: int, size: int) -> rpc_pb2.RPC:
+        return rpc_pb2.RPC(publish=[rpc_pb2.Message(data=bytes([i]) * size, topicIDs=[TOPIC])])
+
+    queue = RpcQueue(max_message_size=2_500)
+    for rpc in (idontwant(b"a"), publish(0, 1_000), idontwant(b"b"), idontwant(b"c"), publish(1, 1_000),
+                publish(2, 2_490), idontwant(b"d")):
+        queue.push(rpc)
+    queue.close()
+    stream = Written()
+    async with open_host(os.urandom(32), LOOPBACK) as host:
+        await host._pubsub.handle_sending_messages(ID(b"peer"), stream, queue)  # type: ignore[arg-type]
+    # one message per RPC (a receiver handles an RPC's messages in no set order), within the size limit
+    assert [([m.data[0] for m in rpc.publish], [i.messageIDs[0] for i in rpc.control.idontwant])
+            for rpc in stream.rpcs] == [([0], [b"a", b"b", b"c"]), ([1], []), ([2], []), ([], [b"d"])]
