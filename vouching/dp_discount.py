@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-from .evidence import MAX_EVENTS, InvalidEvidence, Outcomes
+from .evidence import MAX_EVENTS, Outcomes, check_subset
 
 
 def tail(alpha: float, m: int) -> float:
@@ -40,11 +40,10 @@ def dp_threshold(epsilon: float, false_alarm: float) -> int:
 def discounted(outcomes: Outcomes, high_risk: Outcomes, threshold: int) -> tuple[Outcomes, Outcomes]:
     """A DP digest's outcomes and high-risk subset with `threshold` taken off each cell of the mechanism (the low-
     and the high-risk part of each outcome, node/dp.py), each clamped at 0: high_risk <= outcomes still holds."""
+    check_subset(outcomes, high_risk)  # before: discounted, an invalid digest could pass as a valid one
     low, high = {}, {}
     for name in ("ok", "error", "denied", "timeout"):
         risky = getattr(high_risk, name)
-        if risky > getattr(outcomes, name):
-            raise InvalidEvidence(f"high_risk.{name}: must not exceed outcomes.{name} (it is a subset)")
         high[name] = max(0, risky - threshold)
         low[name] = max(0, getattr(outcomes, name) - risky - threshold) + high[name]
     return Outcomes(**low), Outcomes(**high)

@@ -62,12 +62,17 @@ class Weighed:
     violation: float
 
 
-def weigh(outcomes: Outcomes, high_risk: Outcomes, params: ScoringParams) -> Weighed:
-    """The pseudo-observations of a batch of outcomes whose high-risk subset is `high_risk`."""
+def check_subset(outcomes: Outcomes, high_risk: Outcomes) -> None:
+    """Raise InvalidEvidence unless `high_risk` is a subset of `outcomes`, outcome by outcome."""
     if high_risk is not NO_OUTCOMES:
         for name in _OUTCOME_NAMES:
             if getattr(high_risk, name) > getattr(outcomes, name):
                 raise InvalidEvidence(f"high_risk.{name}: must not exceed outcomes.{name} (it is a subset)")
+
+
+def weigh(outcomes: Outcomes, high_risk: Outcomes, params: ScoringParams) -> Weighed:
+    """The pseudo-observations of a batch of outcomes whose high-risk subset is `high_risk`."""
+    check_subset(outcomes, high_risk)
     violation = (params.violation_weight * (outcomes.denied - high_risk.denied)
                  + params.high_risk_violation_weight * high_risk.denied)
     bad = (violation + params.error_weight * (outcomes.error - high_risk.error)
