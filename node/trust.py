@@ -151,9 +151,9 @@ class TrustService:
         scoped to `tool`, DESIGN.md §3), and the agent's scoped tools (`scopes`)."""
         self._requests.inc(kind="check")
         now = self._clock()
-        score = self.engine.score(agent, now=now, tool=tool)
-        scopes = self.engine.scopes(agent, now=now)
-        self._served(agent, self.engine.score(agent, now=now) if tool in scopes else score)
+        general, scopes = self.engine.score(agent, now=now), self.engine.scopes(agent, now=now)
+        score = self.engine.score(agent, now=now, tool=tool) if tool in scopes else general
+        self._served(agent, general)
         return decide(score, action, tool, self.policy), score, scopes
 
     def _served(self, agent: str, score: Score) -> None:
