@@ -92,7 +92,9 @@ async def test_a_restored_node_never_signs_a_checkpoint_contradicting_one_it_pub
                 theirs = lambda: b.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))  # noqa: E731
                 ours = lambda: a.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))  # noqa: E731
                 for issue in (theirs, ours) if a.did < b.did else (ours, theirs):
-                    await _holds(a, issue().id)
+                    record = issue()
+                    await _holds(a, record.id)
+                    await _holds(b, record.id)  # what b lacks, a's start-up sync cannot take back
                 published = await _cosigned_by(a, b)
                 assert published == backed_up + 2
                 published_root = a.replica.store.ledger.root(published)
