@@ -106,7 +106,7 @@ def receive(directory: Path, dids: list[str], sent: list[tuple[str, bytes]]) -> 
                                     lambda: int(time.time() * 1000)),
             IssuerIndex(store).add,
         ]
-        gate = RecordGate(UNLIMITED, own_peer="self", known=store.has, org_of=lambda peer: None)
+        gate = RecordGate(UNLIMITED, own_peer="self", known=store.holds, org_of=lambda peer: None)
         spent = [0.0, 0.0, 0.0]
         records = 0
         for publisher, data in sent:

@@ -90,7 +90,7 @@ class GossipService:
         self._linger = linger
         self._on_gaps = on_gaps
         self._batch_bytes = limits.gossip_batch_bytes
-        self._gate = RecordGate(limits, own_peer=host.peer_id, known=replica.store.has, org_of=_org_of,
+        self._gate = RecordGate(limits, own_peer=host.peer_id, known=replica.store.holds, org_of=_org_of,
                                 cache_records=cache_records)
         # Our own records leave no faster than peers let an org's records in (see gate.RECEIVE_BURST_SECONDS).
         self._pace = TokenBuckets[str](limits.org_records_per_second,

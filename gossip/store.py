@@ -119,6 +119,12 @@ class RecordStore:
     def has(self, record_id: bytes) -> bool:
         return self._db.execute("SELECT 1 FROM records WHERE id = ?", (record_id,)).fetchone() is not None
 
+    def holds(self, record: Record) -> bool:
+        """Whether this record is stored, as `has(record.id)`; a record past its issuer's head needs no index lookup
+        (an issuer's stored records are its seqs 1 to its head's, `append`)."""
+        head = self._heads.get(record.iss)
+        return head is not None and record.seq <= head.seq and self.has(record.id)
+
     def index_of(self, record_id: bytes) -> int | None:
         row = self._db.execute("SELECT idx FROM records WHERE id = ?", (record_id,)).fetchone()
         return None if row is None else row[0]

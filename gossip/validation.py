@@ -38,6 +38,14 @@ def check_record(data: bytes) -> Record:
     return record
 
 
+def check_record_deferred(data: bytes) -> tuple[Record, SignatureCheck | None]:
+    """check_record but for the issuer's signature, returned to be checked afterwards (`failed_signatures`) as in
+    vouching.verify_record_deferred: the record must not be trusted until it passes. Raises InvalidRecord."""
+    record, check = verify_record_deferred(data)
+    _check_checkpoint_evidence(record)
+    return record, check
+
+
 def _check_checkpoint_evidence(record: Record) -> None:
     if isinstance(record.body, EquivocationBody) and record.body.type == "checkpoint":
         check_checkpoint_evidence(record.body)
@@ -249,8 +257,7 @@ class ProcessChecker:
         invalid = None
         for i, raw in enumerate(raws):
             try:
-                record, check = verify_record_deferred(raw)
-                _check_checkpoint_evidence(record)
+                record, check = check_record_deferred(raw)
             except InvalidRecord as e:
                 invalid = InvalidRecord(f"records[{i}]: {e}")
                 break

@@ -10,10 +10,10 @@ from hypothesis import strategies as st
 import gossip.gate
 from gossip.batch import pack
 from gossip.gate import RecordGate
-from gossip.validation import check_record
+from gossip.validation import check_record_deferred
 from gossip.verdict import Verdict
 from node.config import Limits
-from vouching import Record, vouch_body
+from vouching import Record, SignatureCheck, failed_signatures, vouch_body
 from vouching.bodies import SCOPE_ITEM_MAX, SCOPE_MAX
 from vouching.cbor import encode
 
@@ -32,7 +32,8 @@ def make_gate(stored: set[bytes] | None = None, cache_records: int = 16384, orgs
               **limits: float) -> RecordGate:
     """A gate over `stored` record ids, where peer p is org orgs[p]."""
     held = stored if stored is not None else set()
-    return RecordGate(replace(Limits(), **limits), own_peer=ME, known=held.__contains__, org_of=(orgs or {}).get,
+    return RecordGate(replace(Limits(), **limits), own_peer=ME, known=lambda record: record.id in held,
+                      org_of=(orgs or {}).get,
                       cache_records=cache_records)
 
 
@@ -55,14 +56,24 @@ def chain() -> list[Record]:
     return [org.record() for _ in range(30)]
 
 
+def count_checks(monkeypatch: pytest.MonkeyPatch) -> tuple[list[bytes], list[SignatureCheck]]:
+    """The records the gate decodes and the signatures it checks, from now on."""
+    decoded: list[bytes] = []
+    signatures: list[SignatureCheck] = []
+    monkeypatch.setattr(gossip.gate, "check_record_deferred",
+                        lambda raw: decoded.append(raw) or check_record_deferred(raw))
+    monkeypatch.setattr(gossip.gate, "failed_signatures",
+                        lambda checks: signatures.extend(checks) or failed_signatures(checks))
+    return decoded, signatures
+
+
 def test_a_batch_of_valid_records_is_accepted_and_delivered_without_a_second_check(chain, monkeypatch):
-    checks = []
-    monkeypatch.setattr(gossip.gate, "check_record", lambda raw: checks.append(raw) or check_record(raw))
+    decoded, signatures = count_checks(monkeypatch)
     gate = make_gate()
     data = message(chain[:10])
     assert gate.check(ALICE, data, now=0.0) is ACCEPT
     assert gate.records(data) == chain[:10]
-    assert len(checks) == 10
+    assert (len(decoded), len(signatures)) == (10, 10)
     stats = gate.stats()
     assert (stats.accepted, stats.records_verified, stats.records_reverified, rejected(gate)) == (1, 10, 0, {})
 
@@ -144,7 +155,8 @@ def test_an_org_over_its_record_rate_is_rejected_from_the_org_itself_and_ignored
     assert gate.stats().accepted == 2
 
 
-def test_records_seen_or_stored_already_are_neither_verified_nor_counted_again(chain):
+def test_records_seen_or_stored_already_are_neither_verified_nor_counted_again(chain, monkeypatch):
+    _, signatures = count_checks(monkeypatch)
     stored = {r.id for r in chain[:10]}
     gate = make_gate(stored, org_records_per_second=5.0)  # a burst of 10
     assert gate.check(ALICE, message(chain[:10]), now=0.0) is ACCEPT  # all stored: costs the org nothing
@@ -153,6 +165,7 @@ def test_records_seen_or_stored_already_are_neither_verified_nor_counted_again(c
     assert gate.check(BOB, message(chain[20:21]), now=0.0) is IGNORE
     stats = gate.stats()
     assert (stats.records_verified, stats.records_known) == (10, 10 + 15)
+    assert len(signatures) == 10 + 1  # chain[10:20], then chain[20] (ignored for the org's rate)
     assert gate.records(message(chain[5:20])) == chain[10:20]  # the stored ones are not offered again
 
 

@@ -31,6 +31,21 @@ def test_append_then_find_by_id_issuer_position_and_subject(tmp_path):
         assert store.ledger.root() == tree_hash([a1.raw, b1.raw, a2.raw])
 
 
+def test_holds_answers_as_has_and_looks_up_only_records_at_or_below_their_issuers_head(tmp_path, monkeypatch):
+    alice, bob = Org(), Org()
+    stored = [alice.record() for _ in range(3)]
+    fork = alice.fork(2, stored[0].id)  # alice's seq 2 again, not stored
+    ahead = [alice.record() for _ in range(2)]  # seq 4 and 5, past the head
+    with RecordStore.open(tmp_path) as store:
+        store.append(stored)
+        looked_up = []
+        has = store.has
+        monkeypatch.setattr(store, "has", lambda record_id: looked_up.append(record_id) or has(record_id))
+        for record in [*stored, fork, *ahead, bob.record()]:
+            assert store.holds(record) == has(record.id)
+        assert looked_up == [r.id for r in [*stored, fork]]
+
+
 def test_append_refuses_a_record_that_does_not_follow_its_head(tmp_path):
     alice = Org()
     a1, _, a3 = alice.record(), alice.record(), alice.record()
