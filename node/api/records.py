@@ -35,7 +35,8 @@ class VouchRequest(BaseModel):
     subject: str = Field(description="did:key of the agent vouched for (an org's, with basis org-peer)")
     weight: float = Field(description="How strongly, in (0, 1]")
     basis: str = Field(description="operator, audit, developer, interaction, or org-peer (an org-to-org edge)")
-    scope: list[str] | None = Field(None, description="What the vouch covers (1 to 64 entries); omit for all")
+    scope: list[str] | None = Field(None, description="The tools the vouch covers, named exactly (1 to 64 entries); "
+                                    "omit for all. Not on an org-peer vouch")
     expires: int | None = Field(None, description="When the vouch lapses, in ms since the Unix epoch")
 
 
@@ -70,6 +71,10 @@ def _created(node: NodeView, record: Record, response: Response) -> dict[str, An
 @router.post("/vouches", status_code=201, dependencies=[Security(bearer_scheme)], responses=error_responses(401, 413))
 async def create_vouch(request: VouchRequest, node: NodeDep, response: Response) -> dict[str, Any]:
     """Sign and publish a vouch as this org; 201 with the record, 422 naming the field a bad vouch breaks."""
+    if request.basis == "org-peer" and request.scope is not None:
+        # The record rules allow it (a peer's such vouch is accepted), but scoring reads no scope on an org edge.
+        raise ApiError(422, "invalid_request", "body.scope: an org-peer vouch covers an org, not tools; scoring would "
+                                               "ignore the scope, so omit it")
     body = vouch_body(request.subject, request.weight, request.basis, scope=request.scope, expires=request.expires)
     return _created(node, node.replica.issue("vouch", body), response)
 

@@ -288,6 +288,7 @@ async def test_successive_vouches_chain(api):
         ({"weight": "0.5"}, "invalid_request", "body.weight: Input should be a valid number"),
         ({"weight": True}, "invalid_request", "body.weight"),
         ({"scope": "tool:search"}, "invalid_request", "body.scope"),
+        ({"basis": "org-peer", "scope": ["search"]}, "invalid_request", "body.scope: an org-peer vouch covers an org"),
         ({"colour": "blue"}, "invalid_request", "body.colour: Extra inputs are not permitted"),
         ({"weight": None}, "invalid_request", "body.weight"),
     ],
