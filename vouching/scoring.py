@@ -259,7 +259,10 @@ class TrustEngine:
 
     def scopes(self, agent: str, *, now: int) -> tuple[str, ...]:
         """The tools the agent's live scoped vouches name, sorted: checks of these may differ from its general
-        score (a caller caching general scores asks the node for them)."""
+        score (a caller caching general scores asks the node for them). Only of vouches whose voucher has weight:
+        any key may sign scoped vouches, and the tools of weightless ones, which open nothing, would grow every
+        score and check answer about the agent past what a client reads."""
+        self._ensure_reputation(now)
         a = self._agent_index.get(agent)
         return tuple(sorted(self._scopes(self._agents[a], now))) if a is not None and self._agents[a].scoped else ()
 
@@ -499,10 +502,12 @@ class TrustEngine:
                 return sums.entry(a, version)
         return self._sums(record, now, None)
 
-    @staticmethod
-    def _scopes(agent: _Agent, now: float) -> set[str]:
-        """The tools the agent's live scoped vouches name."""
-        return {tool for v in agent.vouches.values() if v.scope is not None and v.active(now) for tool in v.scope}
+    def _scopes(self, agent: _Agent, now: float) -> set[str]:
+        """The tools the agent's live scoped vouches name, of those whose voucher has weight (others count for no
+        tool)."""
+        weights = self._voucher_weights
+        return {tool for v in agent.vouches.values()
+                if v.scope is not None and v.active(now) and weights[v.issuer] > 0 for tool in v.scope}
 
     def _sums(self, agent: _Agent, now: float, parts: tuple[list, list, list] | None, tool: str | None = None
               ) -> tuple:

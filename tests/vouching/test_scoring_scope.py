@@ -112,3 +112,16 @@ def test_with_scoped_vouches_the_per_agent_score_matches_the_full_recompute(ops,
             assert engine.score(agent, now=now, tool=tool).score >= general.score
             if tool not in engine.scopes(agent, now=now):
                 assert engine.score(agent, now=now, tool=tool) == general
+
+
+def test_a_scoped_vouch_of_an_org_without_voucher_weight_lists_no_tool():
+    """Any key may sign scoped vouches: one whose voucher has no weight opens nothing, and its tools are not listed
+    (32 such keys' 64-name scopes made every score and check answer about an agent over the SDK's 1 MiB, so that
+    its checks failed closed everywhere); once the org has weight they are."""
+    engine, _ = _provisional_agent_with(["search"])
+    engine.add_agent_vouch("stranger", "agent", 1.0, "audit", record_id=rid(), ts=1, scope=["run_shell"])
+    assert engine.scopes("agent", now=1) == ("search",)
+    assert engine.score("agent", now=1, tool="run_shell") == engine.score("agent", now=1)
+    engine.add_org_vouch("root", "stranger", 1.0, record_id=rid(), ts=1)
+    assert engine.scopes("agent", now=1) == ("run_shell", "search")
+    assert engine.score("agent", now=1, tool="run_shell").score > engine.score("agent", now=1).score
