@@ -24,7 +24,7 @@ from vouching import InvalidDid, public_key_from_did
 
 from ..credentials import score_statement
 from ..trust import TrustService
-from .errors import checked_did
+from .errors import ApiError, checked_did
 
 CHECK_PATH = "/v1/agents/{did}/check"
 MAX_DID = 64
@@ -38,7 +38,8 @@ class CheckRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
     action: str = Field(min_length=1, max_length=128)
-    tool: str | None = Field(default=None, min_length=1, max_length=256)
+    tool: str | None = Field(default=None, min_length=1, max_length=256,
+                             description="The tool's name, as a vouch's scope names it: printable text")
 
 
 def score_answer(trust: TrustService, key: SigningKey, did: str, *, explain: bool, statement: bool) -> dict[str, Any]:
@@ -81,6 +82,10 @@ def scores_router(trust: TrustService, key: SigningKey) -> APIRouter:
         with the vouches whose scope names `tool` (a tool in `scopes`, the tools the agent holds scoped vouches
         for; its general score, `GET .../score`, counts none of them)."""
         checked_did(did, "path.did")
+        if body.tool is not None and not body.tool.isprintable():
+            # No scope can name it (a scope's tools are printable text), and the reason would echo it as given.
+            raise ApiError(422, "invalid_request", "body.tool: must be printable text (no control, format or "
+                                                   "surrogate characters), as the tools a vouch's scope names are")
         decision, score, scopes = trust.check(did, body.action, body.tool)
         return {"decision": decision.decision, "reason": decision.reason, "score": score.score, "tier": score.tier,
                 "scopes": list(scopes)}

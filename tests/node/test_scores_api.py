@@ -131,6 +131,18 @@ async def test_a_bad_check_body_is_a_422_naming_the_field(api):
     assert response.status_code == 422 and "action" in response.json()["detail"]
 
 
+@pytest.mark.parametrize(("tool", "detail"), [
+    ("", "body.tool: String should have at least 1 character"),
+    ("x" * 257, "body.tool: String should have at most 256 characters"),
+    ("run_shell\n", "body.tool: must be printable text"),
+    ("se\x00arch", "body.tool: must be printable text"),
+    ("search\u200b", "body.tool: must be printable text"),  # a format character: no scope names it
+])
+async def test_a_tool_no_scope_could_name_is_a_422_naming_the_field(api, tool, detail):
+    response = await api.post(f"/v1/agents/{new_did()}/check", json={"action": "tool_call", "tool": tool})
+    assert response.status_code == 422 and response.json()["detail"].startswith(detail)
+
+
 @pytest.fixture
 async def fast(node, trust):
     """The API behind ScoreFastPath, as the daemon serves it; `fast.routed` lists the paths FastAPI answered."""
