@@ -37,7 +37,8 @@ def register(subparsers: Subparsers) -> None:
     vouch.add_argument(
         "--scope", action="append", metavar="TOOL",
         help="limit the vouch to this tool (repeat for more): it then counts only in checks of a tool named exactly "
-        "so (case-sensitive), never in the agent's general score; default: no limit. Not with --basis org-peer",
+        "so (case-sensitive), never in the agent's general score; default: no limit. Like any vouch it replaces "
+        "this org's earlier one for the subject with the same basis, unscoped included. Not with --basis org-peer",
     )
     vouch.add_argument(
         "--expires",
