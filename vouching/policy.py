@@ -18,6 +18,7 @@ VERDICTS: tuple[Verdict, ...] = ("allow", "audit", "block")
 DEFAULT_TIER_VERDICTS: Mapping[str, Verdict] = MappingProxyType(
     {"verified": "allow", "trusted": "allow", "provisional": "audit", "untrusted": "block"}
 )
+MAX_TOOL_NAME = 256  # characters: the longest tool name a check takes (a scope names tools of at most 128)
 DEFAULT_HIGH_RISK_TOOLS = frozenset(
     {"shell", "exec", "deploy", "payments", "payment", "transfer", "email", "sms", "delete", "database-write",
      "secrets", "iam"}
@@ -174,6 +175,15 @@ def decide(score: Score, action: str, tool: str | None = None, policy: Policy = 
     if risky:
         reason += f"; {risky} and the tier is high enough"
     return Decision(verdict, reason)
+
+
+def tool_name_problem(tool: str | None) -> str | None:
+    """Why a check cannot take `tool` (None: it can): a tool is named by printable text of 1 to MAX_TOOL_NAME
+    characters, as a vouch's scope names tools; no scope could name another, and a reason would echo it."""
+    if tool is None or 0 < len(tool) <= MAX_TOOL_NAME and tool.isprintable():
+        return None
+    return (f"tool: must be printable text of 1 to {MAX_TOOL_NAME} characters (no control, format or surrogate "
+            "characters), as the tools a vouch's scope names are")
 
 
 def _names(action: str, tool: str | None) -> Iterable[str]:

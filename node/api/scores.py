@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vouching import InvalidDid, public_key_from_did
+from vouching.policy import MAX_TOOL_NAME, tool_name_problem
 
 from ..credentials import score_statement
 from ..trust import TrustService
@@ -38,7 +39,7 @@ class CheckRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
     action: str = Field(min_length=1, max_length=128)
-    tool: str | None = Field(default=None, min_length=1, max_length=256,
+    tool: str | None = Field(default=None, min_length=1, max_length=MAX_TOOL_NAME,
                              description="The tool's name, as a vouch's scope names it: printable text")
 
 
@@ -82,10 +83,8 @@ def scores_router(trust: TrustService, key: SigningKey) -> APIRouter:
         with the vouches whose scope names `tool` (a tool in `scopes`, the tools the agent holds scoped vouches
         for; its general score, `GET .../score`, counts none of them)."""
         checked_did(did, "path.did")
-        if body.tool is not None and not body.tool.isprintable():
-            # No scope can name it (a scope's tools are printable text), and the reason would echo it as given.
-            raise ApiError(422, "invalid_request", "body.tool: must be printable text (no control, format or "
-                                                   "surrogate characters), as the tools a vouch's scope names are")
+        if (problem := tool_name_problem(body.tool)) is not None:
+            raise ApiError(422, "invalid_request", f"body.{problem}")
         decision, score, scopes = trust.check(did, body.action, body.tool)
         return {"decision": decision.decision, "reason": decision.reason, "score": score.score, "tier": score.tier,
                 "scopes": list(scopes)}

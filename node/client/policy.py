@@ -24,7 +24,8 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from vouching.explanation import Score
-from vouching.policy import DEFAULT_HIGH_RISK_TOOLS, DEFAULT_TIER_VERDICTS, VERDICTS, Decision, Policy, Verdict, decide
+from vouching.policy import (DEFAULT_HIGH_RISK_TOOLS, DEFAULT_TIER_VERDICTS, VERDICTS, Decision, Policy, Verdict,
+                             decide, tool_name_problem)
 
 from ._env import default_node
 from ._http import NodeApiError, NodeUnreachable, normal_url
@@ -46,7 +47,7 @@ class TrustDecision:
 
     `verdict` is the policy's answer; `allowed` is whether to go ahead, which in observe mode is always true.
     `source` says where the score came from: the node, the cache, or nowhere (`unreachable`: the node did not
-    answer; `invalid`: the node refused the agent id; `unverified`: the caller's credential did not verify)."""
+    answer; `invalid`: the node refused the agent id, or would the tool's name; `unverified`: the caller's credential did not verify)."""
 
     agent: str
     action: str
@@ -135,6 +136,8 @@ class TrustPolicy:
 
     def check(self, agent: str, action: str = "tool_call", tool: str | None = None) -> TrustDecision:
         """The decision for `agent` doing `action` with `tool`, from the cache or the node (blocking)."""
+        if (refused := self._bad_tool(agent, action, tool)) is not None:
+            return refused
         if (floor := self._floor()) is None:
             resets = self._resets
             try:
@@ -154,6 +157,8 @@ class TrustPolicy:
 
     async def acheck(self, agent: str, action: str = "tool_call", tool: str | None = None) -> TrustDecision:
         """`check` for asyncio code: the node is asked without blocking the loop."""
+        if (refused := self._bad_tool(agent, action, tool)) is not None:
+            return refused
         if (floor := self._floor()) is None:
             resets = self._resets
             try:
@@ -246,6 +251,14 @@ class TrustPolicy:
             if self._resets == resets:
                 self._node_policy = _NodePolicy(policy, time.monotonic() + self.policy_ttl)
         return policy
+
+    def _bad_tool(self, agent: str, action: str, tool: str | None) -> TrustDecision | None:
+        """The decision for a tool the node's check refuses (vouching.policy.tool_name_problem): block, never a
+        cached score's verdict, so that the answer does not depend on whether the agent's score was cached."""
+        if (problem := tool_name_problem(tool)) is None:
+            return None
+        return self._made(TrustDecision(agent, action, tool, "block", f"not a tool the node checks: {problem}",
+                                        None, None, "invalid"))
 
     def _without_floor(self, agent: str, action: str, tool: str | None, floor: _Floor) -> TrustDecision | None:
         """The decision when the node's policy could not be had and failing open was not asked for."""

@@ -130,6 +130,19 @@ def test_an_agent_id_that_is_a_path_to_another_agent_gets_no_verdict_of_that_age
     assert (decision.verdict, decision.source) == ("block", "invalid")
 
 
+@pytest.mark.parametrize("tool", ["", "run_shell\n", "search\u200b", "x" * 257])
+@on_asyncio
+async def test_a_tool_the_node_refuses_is_blocked_whether_or_not_the_score_is_cached(running, policy, tool):
+    """The node's check refuses a tool no scope could name (422); decided on the cached score instead, the same
+    check was allowed once the agent's score was cached and blocked before."""
+    known, _ = running.new_agent(trusted=True)
+    assert policy.check(known, "tool_call", "search").source == "node"  # cached from here on
+    for decision in (policy.check(known, "tool_call", tool), await policy.acheck(known, "tool_call", tool)):
+        assert (decision.verdict, decision.source) == ("block", "invalid")
+        assert "tool: must be printable text" in decision.reason
+    await policy.aclose()
+
+
 def test_decisions_are_cached_until_their_ttl(running, policy):
     agent, _ = running.new_agent(trusted=True)
     assert policy.check(agent).source == "node"

@@ -20,6 +20,8 @@ from mcp.server.extension import Extension
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_REQUEST, CallToolRequestParams, CallToolResult, TextContent
 
+from vouching.policy import MAX_TOOL_NAME
+
 from ..guard import Vouchnet, refusal_text
 from ..identity import UnverifiedAgent
 from ..policy import TrustDecision
@@ -27,7 +29,6 @@ from ..policy import TrustDecision
 DECISION_META = "dev.vouchnet/decision"  # marks a refusal in the result's _meta, for clients and our middleware
 REPORTED_METHODS = frozenset({"tools/call", "resources/read", "prompts/get"})
 GATED_READS = {"resources/read": "uri", "prompts/get": "name"}  # method -> the param naming what is read
-MAX_TOOL = 256  # the node's limit on a checked tool name
 
 
 def _credential() -> str | None:
@@ -79,7 +80,7 @@ class ReadGate:
             return await call_next(ctx)
         target = (ctx.params or {}).get(field)
         decision = await self.vouchnet.authorize(_credential(), ctx.method,
-                                                 target[:MAX_TOOL] if isinstance(target, str) and target else None)
+                                                 target[:MAX_TOOL_NAME] if isinstance(target, str) and target else None)
         if not decision.allowed:
             raise MCPError(INVALID_REQUEST, refusal_text(decision), {DECISION_META: _meta(decision)})
         return await call_next(ctx)
