@@ -4,12 +4,13 @@ root an auditor can recompute from the audit log, and an epoch never digested tw
 import gc
 import json
 import shutil
+import sqlite3
 
 import pytest
 import trio
 
 from ledger import tree_hash
-from node.digests import DigestService
+from node.digests import DigestService, DigestState
 from node.events import Event, decode_entry, encode_entry
 from node.metrics import Registry
 from node.stream import Broadcaster
@@ -278,6 +279,14 @@ def test_with_dp_the_raw_counts_are_kept_across_a_restart_and_only_the_noisy_one
         assert node.digester.state.raw(T0, new_did()) is None
     assert (dict(published.outcomes), dict(published.high_risk)) != ({"ok": 7, "error": 0, "denied": 1, "timeout": 0},
                                                                      {"ok": 0, "error": 0, "denied": 1, "timeout": 0})
+
+
+def test_the_raw_counts_of_a_chunk_are_kept_all_or_none(tmp_path):
+    """keep_raw wrote each row in a transaction of its own (with synchronous = FULL, an fsync each)."""
+    state = DigestState.open(tmp_path)
+    with pytest.raises(sqlite3.IntegrityError):
+        state.keep_raw(T0, {A: ((1, 0, 0, 0), (0, 0, 0, 0)), None: ((1, 0, 0, 0), (0, 0, 0, 0))})  # (no agent)
+    assert state.raw(T0, A) is None
 
 
 @pytest.mark.xfail(strict=True, reason="needs a design decision: a hiding evidence_root (a random salt in each "
