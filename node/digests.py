@@ -269,14 +269,18 @@ class Digester:
                 yield index, at, event, entry
 
     def undigested(self) -> list[bytes]:
-        """The audit-log entries no digest of ours counts yet: those of the epochs still open, and of an epoch
-        interrupted while issuing, those of the agents it has no digest for in the records store."""
-        entries = self.audit.ledger.entries(self.undigested_from, self.audit.size)
-        if self._interrupted is None:
-            return entries
-        start, _, first, stop, store_mark = self._interrupted
-        done = self._issued_agents(start, store_mark)
-        return [entry for _, _, event, entry in self._replay(first, stop) if event.agent not in done] + entries
+        """The audit-log entries no digest of ours counts yet: those of the epochs still open and of an epoch
+        interrupted while issuing, but those of agents with a digest of ours for their epoch in the records store
+        (the interrupted epoch's issued agents; after a restore of an older digests.db, the epochs since the copy)."""
+        issued = self._issued_since(self._store_mark)  # (the interrupted epoch's row is the last: its mark)
+        entries = []
+        if self._interrupted is not None:
+            start, _, first, stop, _ = self._interrupted
+            entries += [entry for _, _, event, entry in self._replay(first, stop) if (start, event.agent) not in issued]
+        for _, at, event, entry in self._replay(self.undigested_from, self.audit.size):
+            if (max(at - at % self.epoch_ms, self.digested_until), event.agent) not in issued:  # its epoch, as closed
+                entries.append(entry)
+        return entries
 
     # --- closing epochs ---------------------------------------------------------------------------------
 
@@ -346,14 +350,18 @@ class Digester:
 
     def _issued_agents(self, start: int, mark: int) -> set[str]:
         """The agents of our digests for the epoch beginning at `start` stored at index `mark` or later."""
+        return {agent for epoch, agent in self._issued_since(mark) if epoch == start}
+
+    def _issued_since(self, mark: int) -> set[tuple[int, str]]:
+        """(epoch, agent) of our digests stored at index `mark` or later."""
         store = self.replica.store
-        done: set[str] = set()
+        done: set[tuple[int, str]] = set()
         cursor = mark - 1
         while rows := store.query(issuer=self.replica.did, kind="digest", after=cursor, limit=_REPLAY_PAGE):
             for index, raw in rows:
                 body = load_record(raw).body
-                if isinstance(body, DigestBody) and body.epoch == start:
-                    done.add(body.agent)
+                if isinstance(body, DigestBody):
+                    done.add((body.epoch, body.agent))
                 cursor = index
         return done
 

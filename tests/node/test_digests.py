@@ -284,6 +284,27 @@ def test_a_restart_mid_issue_neither_loses_nor_counts_twice_the_node_s_first_han
         assert first_hand(replayed(node), agents, clock.now) == pytest.approx(expected, rel=1e-3)
 
 
+def test_a_digests_db_older_than_the_audit_log_counts_no_first_hand_evidence_twice(tmp_path, clock):
+    """digests.db restored alone from an older copy: the audit entries after its position were counted as
+    undigested beside the digests of ours that already count them, twice until their epochs were closed again."""
+    agents = [A, B]
+    with telemetry_node(tmp_path, clock=clock, epoch_ms=EPOCH) as node:
+        key = node.key
+        live = trust_service(node)
+        node.ingestor.listeners.append(live.on_events)
+        submit(node, (A, "ok", "tool", False), (A, "denied", "tool", False), (B, "error", "tool", True))
+    shutil.copy(tmp_path / "digests.db", tmp_path / "digests.db.bak")
+    clock.now = T0 + EPOCH
+    with telemetry_node(tmp_path, key=key, clock=clock, epoch_ms=EPOCH) as node:
+        assert len(node.digester.close_due(clock.now)) == 2
+    shutil.copy(tmp_path / "digests.db.bak", tmp_path / "digests.db")
+    with telemetry_node(tmp_path, key=key, clock=clock, epoch_ms=EPOCH) as node:
+        expected = first_hand(live, agents, clock.now)
+        assert first_hand(replayed(node), agents, clock.now) == pytest.approx(expected, rel=1e-3)
+        assert node.digester.close_due(clock.now) == []
+        assert first_hand(replayed(node), agents, clock.now) == pytest.approx(expected, rel=1e-3)
+
+
 def trust_service(node) -> TrustService:
     return TrustService(node.replica, roots=(), policy=Policy(), broadcaster=Broadcaster(Registry()),
                         metrics=Registry(), recompute_interval=60.0, clock=node.clock)
