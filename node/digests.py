@@ -46,7 +46,7 @@ from ledger import Frontier, leaf_hash
 from vouching import Counts, DigestBody, Record, load_record
 from vouching.bodies import CATEGORIES, OUTCOMES
 
-from .audit_log import Appended, AuditLog, wall_clock_ms
+from .audit_log import AUDIT_FILE, Appended, AuditLog, wall_clock_ms
 from .dp import noisy_counts
 from .events import Event, decode_entry
 from .metrics import Registry
@@ -225,6 +225,10 @@ class Digester:
         # Finished by the first `closing`: signing waits for the start-up sync (node.daemon._take_back_own_records).
         self._interrupted = state.unfinished()
         self.digested_until, self.undigested_from = state.position()
+        if self.undigested_from > audit.size:
+            raise DigestStateError(f"{DIGESTS_FILE}: digested up to audit-log entry {self.undigested_from}, but "
+                                   f"{AUDIT_FILE} holds {audit.size}: restored from copies of different times? "
+                                   f"Restore both from one copy")
         # Our digests stored from here on are looked for before an epoch is issued: after a restore from an older
         # copy of the data directory, sync brings back digests that this digests.db never saw issued.
         self._store_mark = state.last_store_mark()

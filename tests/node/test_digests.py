@@ -5,12 +5,13 @@ import gc
 import json
 import shutil
 import sqlite3
+from pathlib import Path
 
 import pytest
 import trio
 
 from ledger import tree_hash
-from node.digests import DigestService, DigestState
+from node.digests import DigestService, DigestState, DigestStateError
 from node.events import Event, decode_entry, encode_entry
 from node.metrics import Registry
 from node.stream import Broadcaster
@@ -303,6 +304,34 @@ def test_a_digests_db_older_than_the_audit_log_counts_no_first_hand_evidence_twi
         assert first_hand(replayed(node), agents, clock.now) == pytest.approx(expected, rel=1e-3)
         assert node.digester.close_due(clock.now) == []
         assert first_hand(replayed(node), agents, clock.now) == pytest.approx(expected, rel=1e-3)
+
+
+def test_a_digests_db_ahead_of_the_audit_log_is_refused_by_name(tmp_path, clock):
+    """The audit log restored from a copy older than digests.db: the node failed to start with an IndexError out of
+    the audit log as the trust service asked for the entries after the digested ones (or, reading them by pages,
+    started, and never digested the entries it then appended up to the one digests.db names)."""
+    node_dir, backup = tmp_path / "node", tmp_path / "backup"
+    node_dir.mkdir()
+    with telemetry_node(node_dir, clock=clock, epoch_ms=EPOCH) as node:
+        key = node.key
+    shutil.copytree(node_dir, backup)
+    with telemetry_node(node_dir, key=key, clock=clock, epoch_ms=EPOCH) as node:
+        submit(node, (A, "ok", "tool", False))
+        node.digester.close_due(T0 + EPOCH)
+    for name in ("audit.ledger", "idempotency.db"):
+        _replace(node_dir / name, backup / name)
+    with pytest.raises(DigestStateError, match=r"digests.db: digested up to audit-log entry 1, but .*audit.ledger "
+                                               r"holds 0: restored from copies of different times"):
+        with telemetry_node(node_dir, key=key, clock=clock, epoch_ms=EPOCH) as node:
+            node.digester.undigested()
+
+
+def _replace(path: Path, copy: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+        shutil.copytree(copy, path)
+    else:
+        shutil.copy(copy, path)
 
 
 def trust_service(node) -> TrustService:
