@@ -17,6 +17,8 @@ from vouching import InvalidDid, public_key_from_did
 from vouching.base58 import b58decode, b58encode
 from vouching.policy import words
 
+from .dp import EPSILON_RULE, geometric_alpha
+
 # A PeerID that embeds an Ed25519 key: identity multihash (0x00, 36 bytes) of the libp2p PublicKey protobuf
 # {Type: Ed25519, Data: 32 bytes}. Checked here by its bytes, not with gossip.host.peer_public_key: importing
 # py-libp2p would add 0.8 s to every CLI command that reads the config.
@@ -288,7 +290,10 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
     )
     dp_epsilon = _get(telemetry, "telemetry", "dp_epsilon", "a number", None)
     if dp_epsilon is not None:
-        _positive("telemetry", "dp_epsilon", dp_epsilon)
+        try:
+            geometric_alpha(dp_epsilon)
+        except ValueError:  # the node would fail to issue its first digests, and again at every start
+            raise ConfigError(f"telemetry.dp_epsilon: {EPSILON_RULE}, got {dp_epsilon}") from None
 
     scoring = _table(doc, "scoring")
     _known_keys("scoring", scoring, {"recompute_seconds", "min_score", "high_risk_tools"})

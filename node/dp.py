@@ -34,11 +34,17 @@ class NoisyCounts:
     categories: dict[str, int]
 
 
+# Beyond these bounds exp(-epsilon / 2) rounds to 1 (no draw ends) or to 0 (log(0)): the noise cannot be drawn.
+EPSILON_RULE = "must be a number from about 1.2e-16 to 1490, whose noise exp(-epsilon / 2) is strictly between 0 and 1"
+
+
 def geometric_alpha(epsilon: float) -> float:
-    """The per-cell noise parameter for a digest at `epsilon` (sensitivity 2, see the module docstring)."""
-    if not (math.isfinite(epsilon) and epsilon > 0):
-        raise ValueError(f"epsilon: must be a finite number greater than 0, got {epsilon!r}")
-    return math.exp(-epsilon / 2)
+    """The per-cell noise parameter for a digest at `epsilon` (sensitivity 2, see the module docstring); raises
+    ValueError for an epsilon whose noise cannot be drawn (EPSILON_RULE)."""
+    alpha = math.exp(-epsilon / 2) if math.isfinite(epsilon) and epsilon > 0 else math.nan
+    if not 0 < alpha < 1:
+        raise ValueError(f"epsilon: {EPSILON_RULE}, got {epsilon!r}")
+    return alpha
 
 
 def two_sided_geometric(rng: random.Random, alpha: float) -> int:

@@ -2,9 +2,9 @@
 a periodic full recompute off the trio loop, and every score or tier change out to `/v1/stream`.
 
 On start the engine is rebuilt from what is durable: every accepted record, this node's own digests as its
-first-hand evidence of past epochs, and the raw events of the epoch still open. (With differential privacy on,
-the own digests are the noisy counts: a restart trades a little first-hand precision for not replaying months of
-raw events.)
+first-hand evidence of past epochs, and the raw events no digest of ours counts yet (node.digests.Digester
+.undigested). With differential privacy on, an own digest counts by the raw counts kept for it in digests.db,
+where kept, not by its noise (`replay`).
 
 Keys linked by a rotation are one org (DESIGN.md §2, vouching.succession): the engine knows each org by its first
 key, this node's own org and the configured roots included, and this node's digests under any key of its org are

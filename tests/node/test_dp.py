@@ -6,7 +6,7 @@ import math
 import random
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from node.dp import _largest_remainders, geometric_alpha, noisy_counts, two_sided_geometric
@@ -89,6 +89,23 @@ def test_noisy_counts_keep_the_digest_invariants(outcomes, extra, category_weigh
     assert all(v >= 0 for part in (noisy.outcomes, noisy.high_risk, noisy.categories) for v in part.values())
     assert all(noisy.high_risk[o] <= noisy.outcomes[o] for o in OUTCOMES)
     assert sum(noisy.categories.values()) == sum(noisy.outcomes.values())
+
+
+@given(st.floats(min_value=0, exclude_min=True), st.integers(0, 2**32))
+@example(1e-17, 0)
+@example(1500.0, 0)
+def test_an_epsilon_is_refused_by_name_or_its_noise_drawn(epsilon, seed):
+    """Past about 1490, exp(-epsilon / 2) is 0 and a draw took log(0); below about 1.2e-16 it is 1 and a draw
+    divided by log(1): the node's first digests failed with a math error, and again at every start."""
+    try:
+        geometric_alpha(epsilon)
+    except ValueError as error:
+        assert str(error).startswith("epsilon: must be a number from")
+        return
+    one = {o: int(o == "ok") for o in OUTCOMES}
+    noisy = noisy_counts(one, dict.fromkeys(OUTCOMES, 0), {c: int(c == "tool") for c in CATEGORIES}, epsilon=epsilon,
+                         rng=random.Random(seed))
+    assert sum(noisy.outcomes.values()) < 2**63  # what a digest's events holds
 
 
 @given(st.lists(st.integers(0, 1000), min_size=1, max_size=8).filter(any), st.integers(0, 10_000))
