@@ -181,7 +181,10 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         stack.callback(telemetry.close)
         trust = TrustService(replica, roots=config.roots, policy=_policy(config), broadcaster=telemetry.broadcaster,
                              metrics=metrics, recompute_interval=config.recompute_seconds)
-        trust.replay(telemetry.digester.undigested(), telemetry.digester.state.raw)
+        try:
+            trust.replay(telemetry.digester.undigested(), telemetry.digester.state.raw)
+        except DigestStateError as error:
+            raise StartupError(f"telemetry: {error}") from None
         replica.listeners.append(trust.on_records)
         replica.listeners.append(record_latency_listener(
             metrics.histogram("record_latency_seconds", "Seconds from a record's issue to its acceptance here",

@@ -181,18 +181,30 @@ class DigestState:
 
     def raw(self, epoch: int, agent: str) -> RawCounts | None:
         """The raw counts of our DP digest of `agent` for `epoch`; None if none was kept (DP off, or a digest
-        issued before raw counts were kept)."""
+        issued before raw counts were kept). Raises DigestStateError for a damaged row."""
         row = self._db.execute("SELECT outcomes, high_risk FROM raw_counts WHERE epoch = ? AND agent = ?",
                                (epoch, agent)).fetchone()
-        return None if row is None else (_split(row[0]), _split(row[1]))
+        if row is None:
+            return None
+        outcomes, high_risk = _split(row[0]), _split(row[1])
+        if outcomes is None or high_risk is None:
+            raise DigestStateError(
+                f"{DIGESTS_FILE}: the raw counts of {agent:.80} for epoch {epoch} are damaged ({row[0]!r:.80}, "
+                f"{row[1]!r:.80}; each must be {len(OUTCOMES)} comma-separated counts): restore the file from a copy, "
+                f"or delete that row of raw_counts for the digest to count as published")
+        return outcomes, high_risk
 
 
 def _joined(counts: Sequence[int]) -> str:
     return ",".join(map(str, counts))
 
 
-def _split(text: str) -> tuple[int, ...]:
-    return tuple(int(n) for n in text.split(","))
+def _split(text: object) -> tuple[int, ...] | None:
+    """Counts kept by _joined, one per outcome (OUTCOMES); None if `text` is not such."""
+    parts = text.split(",") if isinstance(text, str) else []
+    if len(parts) != len(OUTCOMES) or not all(part.isascii() and part.isdigit() for part in parts):
+        return None
+    return tuple(int(part) for part in parts)
 
 
 class Digester:

@@ -2,10 +2,12 @@
 down cleanly on a signal."""
 
 import gc
+import json
 import logging
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -18,11 +20,13 @@ import trio
 
 from node.config import load_config
 from gossip.host import PeerEvent
-from node.daemon import Node, serve_node
+from node.daemon import Node, StartupError, serve_node
+from node.keys import load_org_key
 from node.setup import init_data_dir
 
 from ..factories import new_did
 from .in_process import records_of, running
+from .telemetry_node import Clock, telemetry_node
 
 pytestmark = pytest.mark.slow
 
@@ -173,6 +177,21 @@ def test_a_damaged_data_file_stops_the_node_with_one_clear_line(tmp_path, file, 
     assert done.returncode == 1
     assert done.stderr.splitlines()[-1].startswith("vouchnet run: " + complaint.format(path=tmp_path / file))
     assert "Traceback" not in done.stderr
+
+
+async def test_damaged_raw_counts_stop_the_node_with_a_start_up_error_naming_them(tmp_path):
+    """The node's own DP digests are replayed by their raw counts at start (node.trust.TrustService.replay): a
+    damaged row stopped the start with a KeyError out of the trust engine."""
+    init_data_dir(tmp_path, network="test", api="127.0.0.1:0", listen=("/ip4/127.0.0.1/tcp/0",))
+    clock = Clock()
+    with telemetry_node(tmp_path, key=load_org_key(tmp_path / "org.key"), clock=clock, dp_epsilon=1.0) as node:
+        node.ingestor.submit_json(json.dumps({"events": [
+            {"agent": new_did(), "ts": clock.now, "category": "tool", "name": "n", "outcome": "ok"}]}).encode())
+        (digest,) = node.digester.close_due(clock.now + node.epoch_ms)
+    with sqlite3.connect(tmp_path / "digests.db") as db:
+        db.execute("UPDATE raw_counts SET outcomes = '1,0'")
+    with pytest.raises(StartupError, match=f"telemetry: digests.db: the raw counts of {digest.body.agent} .* damaged"):
+        await serve_node(load_config(tmp_path))
 
 
 @pytest.mark.parametrize(("damage", "complaint"), [

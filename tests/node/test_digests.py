@@ -374,6 +374,17 @@ def test_the_raw_counts_of_a_chunk_are_kept_all_or_none(tmp_path):
     assert state.raw(T0, A) is None
 
 
+@pytest.mark.parametrize("damaged", ["7,0,1", "7,0,1,0,0", "7,0,-1,0", "7,x,1,0", "", "७,0,1,0"])
+def test_a_damaged_raw_counts_row_is_refused_naming_the_row(tmp_path, damaged):
+    """A row of raw_counts that is not one count per outcome stopped the node's start with a KeyError or ValueError
+    out of the trust engine's replay, or (a negative count) replayed a count no event made."""
+    state = DigestState.open(tmp_path)
+    state.keep_raw(T0, {A: ((7, 0, 1, 0), (0, 0, 1, 0))})
+    state._db.execute("UPDATE raw_counts SET outcomes = ?", (damaged,))
+    with pytest.raises(DigestStateError, match=f"raw counts of {A} for epoch {T0} are damaged .*delete that row"):
+        state.raw(T0, A)
+
+
 @pytest.mark.xfail(strict=True, reason="needs a design decision: a hiding evidence_root (a random salt in each "
                                        "audit entry, shown to auditors in exports) changes the entry format")
 def test_a_dp_digest_s_evidence_root_does_not_reveal_the_outcome_its_noise_hides(tmp_path, clock):
