@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import trio
 
@@ -47,6 +48,7 @@ RawLookup = Callable[[int, str], tuple[Sequence[int], Sequence[int]] | None]
 # Scores are read at the clock's whole second: the engine's cache serves reads at the `now` it was filled at only
 # (a score is exact, so it is not decayed from a cached total), and a second is nothing to decays of hours and days.
 SCORE_STEP_MS = 1000
+MAX_LISTED_SCOPES = 64  # scoped tools an answer or a stream event lists (listed_scopes): 64 of 128 characters, 8 KiB
 ANNOUNCE_CHUNK = 256  # agents whose change is announced between two checkpoints after a recompute
 
 
@@ -206,10 +208,19 @@ class TrustService:
             if before is None or (before[0], before[2]) == (score.score, scopes):
                 continue
             event = {"agent": agent, "score": score.score, "tier": score.tier, "previous_score": before[0],
-                     "previous_tier": before[1], "computed_at": score.computed_at, "scopes": list(scopes)}
+                     "previous_tier": before[1], "computed_at": score.computed_at, **listed_scopes(scopes)}
             self._broadcaster.publish({"type": "score", **event})
             if before[1] != score.tier:
                 self._broadcaster.publish({"type": "tier", **event})
+
+
+def listed_scopes(scopes: tuple[str, ...]) -> dict[str, Any]:
+    """The `scopes` and `scopes_complete` fields of a score or check answer and of a stream event: the first
+    MAX_LISTED_SCOPES of the agent's scoped tools, and whether that is all of them. Any org with voucher weight can
+    scope vouches to 64 tools of 128 characters each, so that a full list could pass what a client reads (an SDK
+    reads a stream event of up to 64 KiB); a client told the list is incomplete asks the node for every tool check
+    of the agent."""
+    return {"scopes": list(scopes[:MAX_LISTED_SCOPES]), "scopes_complete": len(scopes) <= MAX_LISTED_SCOPES}
 
 
 async def recompute_in_worker(engine: TrustEngine, clock: Callable[[], int]) -> ScoreTable:

@@ -24,7 +24,7 @@ from vouching import InvalidDid, public_key_from_did
 from vouching.policy import MAX_TOOL_NAME, tool_name_problem
 
 from ..credentials import score_statement
-from ..trust import TrustService
+from ..trust import TrustService, listed_scopes
 from .errors import ApiError, checked_did
 
 CHECK_PATH = "/v1/agents/{did}/check"
@@ -52,7 +52,7 @@ def score_answer(trust: TrustService, key: SigningKey, did: str, *, explain: boo
         "tier": score.tier,
         "confidence": score.confidence,
         "computed_at": score.computed_at,
-        "scopes": list(trust.scopes(did)),
+        **listed_scopes(trust.scopes(did)),
     }
     if explain:
         answer["explanation"] = trust.explain(did)
@@ -87,7 +87,7 @@ def scores_router(trust: TrustService, key: SigningKey) -> APIRouter:
             raise ApiError(422, "invalid_request", f"body.{problem}")
         decision, score, scopes = trust.check(did, body.action, body.tool)
         return {"decision": decision.decision, "reason": decision.reason, "score": score.score, "tier": score.tier,
-                "scopes": list(scopes)}
+                **listed_scopes(scopes)}
 
     @router.get("/v1/policy")
     async def policy() -> dict[str, Any]:

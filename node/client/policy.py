@@ -9,7 +9,8 @@ restarts) for `policy_ttl`, and both are kept current by the node's `/v1/stream`
 
 A cached score is the agent's general one. A vouch scoped to some tools (DESIGN.md §3 `scope`) counts only in the
 node's check of those tools, so a check of a tool the node listed in the agent's `scopes` is always asked of the
-node, and the node's answer for such a tool (its score counts the scoped vouches) is never cached.
+node, and the node's answer for such a tool (its score counts the scoped vouches) is never cached. The node lists
+at most 64 tools; past that (`scopes_complete` false) every tool check of the agent is asked of the node.
 """
 
 from __future__ import annotations
@@ -70,6 +71,12 @@ class _Cached:
     tier: str
     expires: float
     scopes: frozenset[str]  # tools the agent holds scoped vouches for: their checks are the node's to decide
+    scopes_complete: bool  # false: the node listed only some (node.trust.listed_scopes), so every tool's is
+
+    def serves(self, tool: str | None) -> bool:
+        """Whether the cached general score decides a check of `tool`: not that of a tool the node decides on a
+        score of its own (scoped vouches), nor, when the node did not list them all, of any tool."""
+        return tool is None or (self.scopes_complete and tool not in self.scopes)
 
 
 @dataclass(frozen=True)
@@ -146,7 +153,7 @@ class TrustPolicy:
                 floor = str(error)
         if (refused := self._without_floor(agent, action, tool, floor)) is not None:
             return refused
-        if (cached := self._cached(agent)) is not None and tool not in cached.scopes:
+        if (cached := self._cached(agent)) is not None and cached.serves(tool):
             return self._decide(agent, action, tool, cached.score, cached.tier, "cache", floor)
         asked = self._announcements
         try:
@@ -167,7 +174,7 @@ class TrustPolicy:
                 floor = str(error)
         if (refused := self._without_floor(agent, action, tool, floor)) is not None:
             return refused
-        if (cached := self._cached(agent)) is not None and tool not in cached.scopes:
+        if (cached := self._cached(agent)) is not None and cached.serves(tool):
             return self._decide(agent, action, tool, cached.score, cached.tier, "cache", floor)
         asked = self._announcements
         try:
@@ -271,22 +278,25 @@ class TrustPolicy:
                   floor: _Floor) -> TrustDecision:
         """The decision the node's `answer` gives, cached unless the stream announced a change or a reset since it
         was `asked` (at that count of announcements): the answer may predate it, and the stream will not repeat it.
-        Nor is it cached when `tool` is among the agent's `scopes`: its score is that tool's, not the general one."""
-        score, tier, verdict, reason, scopes = (
+        Nor is it cached when `tool` is among the agent's `scopes` (or may be: `scopes_complete` false): its score
+        is that tool's, not the general one."""
+        score, tier, verdict, reason, scopes, complete = (
             (answer.get("score"), answer.get("tier"), answer.get("decision"), answer.get("reason", ""),
-             answer.get("scopes", [])) if isinstance(answer, Mapping) else (None,) * 5)
+             answer.get("scopes", []), answer.get("scopes_complete", True)) if isinstance(answer, Mapping)
+            else (None,) * 6)
         if type(score) is not int or not isinstance(tier, str) or verdict not in VERDICTS or type(reason) is not str:
             return self._failed(agent, action, tool, NodeApiError(
                 200, "bad_answer", "check: no score, tier and decision (allow, audit or block)"))
-        if type(scopes) is not list or not all(isinstance(each, str) for each in scopes):
+        if type(scopes) is not list or not all(isinstance(each, str) for each in scopes) or type(complete) is not bool:
             return self._failed(agent, action, tool, NodeApiError(
-                200, "bad_answer", "check: scopes is not a list of tool names"))
+                200, "bad_answer", "check: scopes is not a list of tool names, or scopes_complete not a boolean"))
+        cached = _Cached(score, tier, time.monotonic() + self.cache_ttl, frozenset(scopes), complete)
         with self._lock:
-            if self._announcements == asked and tool not in scopes:
+            if self._announcements == asked and cached.serves(tool):
                 self._cache.pop(agent, None)  # re-inserted last: the dict's order is the order of arrival
                 if len(self._cache) >= MAX_CACHED:
                     del self._cache[next(iter(self._cache))]
-                self._cache[agent] = _Cached(score, tier, time.monotonic() + self.cache_ttl, frozenset(scopes))
+                self._cache[agent] = cached
         return self._decide(agent, action, tool, score, tier, "node", floor, Decision(verdict, reason))
 
     def _decide(self, agent: str, action: str, tool: str | None, score: int, tier: str, source: Source,
@@ -336,9 +346,10 @@ class TrustPolicy:
         with self._lock:
             self._announcements += 1
             if (cached := self._cache.get(change.agent)) is not None:
-                scopes = cached.scopes if change.scopes is None else frozenset(change.scopes)
+                scopes, complete = ((cached.scopes, cached.scopes_complete) if change.scopes is None
+                                    else (frozenset(change.scopes), change.scopes_complete))
                 self._cache[change.agent] = _Cached(change.score, change.tier, time.monotonic() + self.cache_ttl,
-                                                    scopes)
+                                                    scopes, complete)
         if self._on_change is not None:
             try:
                 self._on_change(change)

@@ -78,12 +78,15 @@ class SseParser:
 @dataclass(frozen=True)
 class ScoreChange:
     """The node's announcement that an agent's score (and maybe tier), or the tools it holds scoped vouches for,
-    changed; `scopes` None: the node did not say (one older than scoped checks)."""
+    changed; `scopes` None: the node did not say (one older than scoped checks). `scopes_complete` false: the agent
+    holds scoped vouches for more tools than the node lists (node.trust.listed_scopes), so that any tool's check
+    may differ from its general score."""
 
     agent: str
     score: int
     tier: str
     scopes: tuple[str, ...] | None = None
+    scopes_complete: bool = True
 
 
 def score_change(event: SseEvent) -> ScoreChange | None:
@@ -93,12 +96,14 @@ def score_change(event: SseEvent) -> ScoreChange | None:
     try:
         data = json.loads(event.data)
         scopes = data.get("scopes")
-        change = ScoreChange(data["agent"], data["score"], data["tier"], None if scopes is None else tuple(scopes))
+        change = ScoreChange(data["agent"], data["score"], data["tier"], None if scopes is None else tuple(scopes),
+                             data.get("scopes_complete", True))
     except (ValueError, KeyError, TypeError, AttributeError):
         log.warning("ignoring a malformed stream event", extra={"fields": {"event": event.event}})
         return None
     if not (isinstance(change.agent, str) and type(change.score) is int and isinstance(change.tier, str)
-            and (scopes is None or type(scopes) is list and all(isinstance(tool, str) for tool in scopes))):
+            and (scopes is None or type(scopes) is list and all(isinstance(tool, str) for tool in scopes))
+            and type(change.scopes_complete) is bool):
         return None
     return change
 

@@ -238,6 +238,9 @@ HOSTILE_ANSWERS = {
     "NaN score": Response(b'{"decision": "allow", "score": NaN, "tier": "verified"}', media_type="application/json"),
     "boolean score": Response(b'{"score": true, "tier": "verified"}', media_type="application/json"),
     "unknown tier": Response(b'{"score": 900, "tier": "godlike"}', media_type="application/json"),
+    "scopes_complete not a boolean": Response(
+        b'{"decision": "allow", "score": 900, "tier": "verified", "scopes": [], "scopes_complete": "no"}',
+        media_type="application/json"),
     "scopes not a list": Response(b'{"decision": "allow", "score": 900, "tier": "verified", "scopes": "search"}',
                                   media_type="application/json"),
     "not JSON": Response(b"<html>ok</html>", media_type="text/html"),
@@ -282,6 +285,25 @@ def test_a_nonsense_answer_blocks_and_fails_open_only_when_asked(answer):
             for decision in decisions:
                 assert decision.verdict == ("audit" if fail_open and decision.source == "unreachable" else "block")
                 assert decision.source in ("unreachable", "invalid", "node", "cache")
+
+
+@pytest.mark.parametrize("complete", [True, False])
+def test_past_the_scoped_tools_the_node_lists_every_tool_check_is_the_node_s(complete):
+    """The node lists at most 64 of an agent's scoped tools (node.trust.listed_scopes): when it says the list is
+    incomplete, any tool may be one whose check counts scoped vouches, so only checks without a tool are cached."""
+    answer = JSONResponse({"score": 800, "tier": "trusted", "decision": "allow", "reason": "r", "scopes": ["search"],
+                           "scopes_complete": complete})
+    agent = new_did()
+    with hostile_node(answer) as url:
+        policy = TrustPolicy(url, listen=False, cache_ttl=600)
+        try:
+            assert policy.check(agent).source == "node"
+            assert policy.check(agent).source == "cache"
+            assert policy.check(agent, "tool_call", "search").source == "node"
+            assert policy.check(agent, "tool_call", "fetch").source == ("cache" if complete else "node")
+            assert asyncio.run(policy.acheck(agent, "tool_call", "fetch")).source == ("cache" if complete else "node")
+        finally:
+            policy.close()
 
 
 class _StubStream:
@@ -335,6 +357,25 @@ class _StubStream:
 def _change(agent: str, tier: str, n: int) -> bytes:
     data = json.dumps({"agent": agent, "score": 100, "tier": tier})
     return f"event: tier\nid: a-{n}\ndata: {data}\n\n".encode()
+
+
+def test_a_stream_event_saying_the_scoped_tools_are_more_than_listed_sends_every_tool_check_to_the_node():
+    agent, announced = new_did(), threading.Event()
+    node = _StubStream.answering("trusted")
+    with serving_in_thread(node.app) as url:
+        policy = TrustPolicy(url, cache_ttl=600, on_change=lambda change: announced.set())
+        try:
+            assert policy.stream_connected.wait(10)
+            policy.check(agent)
+            assert policy.check(agent, "tool_call", "fetch").source == "cache"
+            data = json.dumps({"agent": agent, "score": 800, "tier": "trusted", "scopes": ["search"],
+                               "scopes_complete": False})
+            node.send(f"event: score\nid: a-1\ndata: {data}\n\n".encode())
+            assert announced.wait(10)
+            assert policy.check(agent, "tool_call", "fetch").source == "node"
+            assert policy.check(agent).source == "cache"
+        finally:
+            policy.close()
 
 
 def test_an_answer_overtaken_by_a_change_the_stream_announced_is_not_cached():

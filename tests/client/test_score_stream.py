@@ -26,6 +26,9 @@ def test_events_are_parsed_as_the_node_frames_them():
     scoped = json.dumps({**data, "scopes": ["search", "fetch"]})
     assert score_change(SseEvent("score", scoped, None)) == ScoreChange("did:key:z6Mk", 610, "trusted",
                                                                          ("search", "fetch"))
+    partly = json.dumps({**data, "scopes": ["fetch"], "scopes_complete": False})
+    assert score_change(SseEvent("score", partly, None)) == ScoreChange("did:key:z6Mk", 610, "trusted", ("fetch",),
+                                                                         scopes_complete=False)
 
 
 def test_data_lines_join_and_an_event_without_a_name_is_a_message():
@@ -37,7 +40,8 @@ def test_what_is_not_a_score_change_is_ignored():
     for data in ("not json", "[]", '{"agent": "a", "score": "600", "tier": "trusted"}',
                  '{"agent": 1, "score": 600, "tier": "trusted"}', '{"score": 600}', "5",
                  '{"agent": "a", "score": 600, "tier": "trusted", "scopes": "search"}',
-                 '{"agent": "a", "score": 600, "tier": "trusted", "scopes": [1]}'):
+                 '{"agent": "a", "score": 600, "tier": "trusted", "scopes": [1]}',
+                 '{"agent": "a", "score": 600, "tier": "trusted", "scopes": [], "scopes_complete": 0}'):
         assert score_change(SseEvent("score", data, None)) is None
     assert score_change(SseEvent("message", '{"agent": "a", "score": 1, "tier": "x"}', None)) is None
 

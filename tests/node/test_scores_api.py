@@ -65,6 +65,22 @@ async def test_the_explanation_can_be_left_out(node, trust, api):
     assert (short["score"], short["tier"], short["confidence"]) == (full["score"], full["tier"], full["confidence"])
 
 
+async def test_score_and_check_answers_list_at_most_64_scoped_tools_and_say_when_there_are_more(node, trust, api,
+                                                                                                 clock):
+    """Listed in full, the scoped tools of weighted orgs' vouches (64 of 128 characters per vouch, one vouch per org
+    and basis) grew every answer about the agent past what the SDK reads, so its checks of the agent failed."""
+    agent = new_did()
+    trust.engine.add_first_hand(agent, ts=clock(), outcomes=Outcomes(ok=3))  # provisional on its own
+    tools = sorted(f"{i:03}" + "t" * 125 for i in range(65))
+    trust.on_records([node.replica.issue("vouch", vouch_body(agent, 1.0, "developer", scope=tools[:64])),
+                      node.replica.issue("vouch", vouch_body(agent, 1.0, "audit", scope=tools[64:]))])
+    score = (await api.get(f"/v1/agents/{agent}/score")).json()
+    check = (await api.post(f"/v1/agents/{agent}/check", json={"action": "tool_call", "tool": tools[64]})).json()
+    for answer in (score, check):
+        assert (answer["scopes"], answer["scopes_complete"]) == (tools[:64], False)
+    assert check["tier"] == "trusted"  # the unlisted tool is still decided with the vouch scoped to it
+
+
 async def test_check_follows_the_policy_and_needs_no_token(node, trust, api):
     agent = new_did()
     blocked = (await api.post(f"/v1/agents/{agent}/check", json={"action": "tool_call", "tool": "search"})).json()
@@ -84,7 +100,7 @@ async def test_a_scoped_vouch_opens_the_tools_it_names_and_not_the_general_score
     vouch = node.replica.issue("vouch", vouch_body(agent, 1.0, "audit", scope=["search"]))
     trust.on_records([vouch])
     score = (await api.get(f"/v1/agents/{agent}/score")).json()
-    assert (score["tier"], score["scopes"]) == ("provisional", ["search"])
+    assert (score["tier"], score["scopes"], score["scopes_complete"]) == ("provisional", ["search"], True)
     assert {v["status"] for v in score["explanation"]["vouches"]} == {"out of scope"}
 
     async def check(tool: str) -> dict:

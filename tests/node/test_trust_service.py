@@ -98,6 +98,21 @@ def test_the_stream_announces_the_general_score_and_the_scoped_tools_never_a_too
         ("score", general.score, general.score, "provisional", [])]
 
 
+def test_the_stream_lists_at_most_64_scoped_tools_and_says_when_there_are_more(node, trust, broadcaster):
+    """Any org with voucher weight can scope each basis's vouch to 64 tools of 128 characters: listed in full, two
+    such orgs' vouches for one agent passed the SDK's 64 KiB stream line, and every SDK reconnected and emptied its
+    cache at each such event. Past 64 tools the event lists the first and says the list is incomplete."""
+    agent = new_did()
+    tools = sorted(f"{i:03}" + "t" * 125 for i in range(65))
+    trust.score(agent)  # (a change is announced of agents read before)
+    with broadcaster.subscribe() as subscription:
+        trust.on_records([node.replica.issue("vouch", vouch_body(agent, 1.0, "audit", scope=tools[:64]))])
+        trust.on_records([node.replica.issue("vouch", vouch_body(agent, 1.0, "developer", scope=tools[64:]))])
+        events = published_data(subscription)
+    assert [(e["scopes"], e["scopes_complete"]) for e in events if e["type"] == "score"] == [
+        (tools[:64], True), (tools[:64], False)]
+
+
 def test_a_check_of_a_scoped_tool_is_not_remembered_as_the_agents_score(node, trust, broadcaster):
     """The first read of an agent (here after a restart fed its scoped vouch unannounced) is a check of the scoped
     tool: what the stream compares later changes with is the general score, not that check's."""
