@@ -425,7 +425,8 @@ gossip_interval = {d.checkpoint_gossip_interval}
 epoch_seconds = {d.epoch_seconds}
 # Raw telemetry events older than this are pruned to their hashes.
 retention_days = {d.retention_days}
-# Differential-privacy epsilon for digest counts; leave unset for exact counts.
+# Differential-privacy epsilon for digest counts (about 1.2e-16 to 1490; smaller hides more); leave unset for exact
+# counts.
 # dp_epsilon = 1.0
 
 [scoring]
