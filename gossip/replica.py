@@ -64,6 +64,7 @@ class Replica:
     listeners: list[Listener] = field(default_factory=list)
     horizon_listeners: list[HorizonListener] = field(default_factory=list)  # told which orgs a batch brought in
     link_listeners: list[LinkListener] = field(default_factory=list)  # told of each rotation that links two keys
+    returned_listeners: list[Listener] = field(default_factory=list)  # told of our own records from peers (`accept`)
 
     def __post_init__(self) -> None:
         self.did = did_key(bytes(self.key.verify_key))
@@ -161,7 +162,8 @@ class Replica:
         """Records of this node's key that it did not sign while running (it stores what it signs before anyone
         sees it) are its own history coming back, if its data directory was restored from an older copy, or a
         thief's, if its key leaked. Both are the operator's to know; neither can be told from the other here, so
-        they are accepted (a restored node must not sign again at those seqs) and said at CRITICAL."""
+        they are accepted (a restored node must not sign again at those seqs), said at CRITICAL, and told to the
+        returned listeners (after the accepted-record listeners)."""
         if not records:
             return
         self.own_from_peers += len(records)
@@ -169,6 +171,7 @@ class Replica:
                      "since it started. Either its data directory was restored from an older copy, and this is its "
                      "own history coming back, or the key is compromised, and the org must start again under a new "
                      "key", len(records), self.did, records[0].seq, records[-1].seq)
+        self._tell(self.returned_listeners, records)
 
     def _contest(self, rotation: Record) -> None:
         """A node rotates its key only while stopped (node.rotation), so a rotation of its key arriving while it

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from gossip.replica import Replica, RetiredKey, SigningDeferred
 from gossip.store import RecordStore
-from vouching import Counts, DigestBody, InvalidRecord, OrgBody, org_body, verify_record, vouch_body
+from vouching import Counts, DigestBody, InvalidRecord, OrgBody, Record, org_body, verify_record, vouch_body
 from vouching.succession import Link
 from vouching.bodies import CATEGORIES, OUTCOMES
 
@@ -427,7 +427,10 @@ def test_a_rotation_of_the_nodes_key_made_elsewhere_is_refused_and_contested(rep
 
 def test_records_of_the_nodes_key_signed_elsewhere_are_accepted_and_reported(replica, caplog):
     """Its own history coming back to a node restored from an older copy, or a thief's records: accepted (the node
-    goes on after them, never signing again at their seqs), counted and said at CRITICAL."""
+    goes on after them, never signing again at their seqs), counted, said at CRITICAL and told to the returned
+    listeners."""
+    returned: list[list[Record]] = []
+    replica.returned_listeners.append(returned.append)
     head = replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
     elsewhere = Org(key=replica.key, seq=head.seq, prev=head.id)
     records = [elsewhere.record(), elsewhere.record()]
@@ -439,7 +442,7 @@ def test_records_of_the_nodes_key_signed_elsewhere_are_accepted_and_reported(rep
     assert f"2 record(s) of this node's key {replica.did} (seq 2 to 3) came from peers" in said
     assert "restored from an older copy" in said and "compromised" in said
     assert replica.issue("vouch", vouch_body(new_did(), 0.5, "operator")).seq == 4
-    assert replica.own_from_peers == 2
+    assert replica.own_from_peers == 2 and returned == [records]
 
 
 def test_while_signing_is_deferred_evidence_and_contests_wait_and_nothing_is_signed(replica):
