@@ -8,6 +8,7 @@ left behind, and every ledger append is one transaction, so nothing is left half
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
 import logging
 import signal
@@ -186,6 +187,8 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         except DigestStateError as error:
             raise StartupError(f"telemetry: {error}") from None
         replica.listeners.append(trust.on_records)
+        replica.returned_listeners.append(functools.partial(trust.on_returned, raw=telemetry.digester.state.raw,
+                                                            counts_entries=telemetry.digester.counts_entries))
         replica.listeners.append(record_latency_listener(
             metrics.histogram("record_latency_seconds", "Seconds from a record's issue to its acceptance here",
                               LATENCY_BUCKETS), replica.did, wall_clock_ms))

@@ -29,6 +29,7 @@ rebuilds the node's own first-hand evidence from what it saw, not from its noise
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import random
@@ -297,6 +298,22 @@ class Digester:
             if (max(at - at % self.epoch_ms, self.digested_until), event.agent) not in issued:  # its epoch, as closed
                 entries.append(entry)
         return entries
+
+    def counts_entries(self, epoch: int, agent: str) -> bool:
+        """Whether audit-log entries of `agent` for our digest epoch `epoch` count as undigested (`undigested`, and
+        `observe` since): the open epochs or the interrupted one hold entries of it for that epoch. A digest of ours
+        for it coming back from peers (a restore from an older copy) would count those events a second time."""
+        if self._interrupted is not None and self._interrupted[0] == epoch and agent in self._interrupted_agents:
+            return True
+        return any(max(aligned, self.digested_until) == epoch and agent in tallied.agents
+                   for aligned, tallied in self._open.items())
+
+    @functools.cached_property
+    def _interrupted_agents(self) -> frozenset[str]:
+        """The agents with entries in the interrupted epoch (read once, on the first ask)."""
+        assert self._interrupted is not None
+        _, _, first, stop, _ = self._interrupted
+        return frozenset(event.agent for _, _, event, _ in self._replay(first, stop))
 
     # --- closing epochs ---------------------------------------------------------------------------------
 

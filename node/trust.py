@@ -4,7 +4,8 @@ a periodic full recompute off the trio loop, and every score or tier change out 
 On start the engine is rebuilt from what is durable: every accepted record, this node's own digests as its
 first-hand evidence of past epochs, and the raw events no digest of ours counts yet (node.digests.Digester
 .undigested). With differential privacy on, an own digest counts by the raw counts kept for it in digests.db,
-where kept, not by its noise (`replay`).
+where kept, not by its noise (`replay`). Restored from an older copy of its data directory, the node takes back
+from its peers the digests it signed since, and counts them at once as replay would (`on_returned`).
 
 Keys linked by a rotation are one org (DESIGN.md §2, vouching.succession): the engine knows each org by its first
 key, this node's own org and the configured roots included, and this node's digests under any key of its org are
@@ -45,6 +46,8 @@ MAX_ASKED_UNKNOWN = 100_000  # agents asked about that the engine holds nothing 
 # change (reads need no token: whoever reaches the API could otherwise grow this without bound); the oldest go first
 # The raw (outcomes, high_risk) counts, in OUTCOMES order, of our DP digest of an agent for an epoch, if kept.
 RawLookup = Callable[[int, str], tuple[Sequence[int], Sequence[int]] | None]
+# Whether audit-log entries of an agent for an epoch of our digests count as first-hand evidence already.
+EntriesLookup = Callable[[int, str], bool]
 # Scores are read at the clock's whole second: the engine's cache serves reads at the `now` it was filled at only
 # (a score is exact, so it is not decayed from a cached total), and a second is nothing to decays of hours and days.
 SCORE_STEP_MS = 1000
@@ -92,13 +95,8 @@ class TrustService:
             feed_record(self.engine, record, identity)
         for key in self.replica.succession.keys(self.replica.did):
             for record in store.scan(issuer=key, kind="digest"):
-                body = record.body
-                assert isinstance(body, DigestBody)
-                kept = None if body.dp_epsilon is None else raw(body.epoch, body.agent)
-                outcomes, high_risk = (body.outcomes, body.high_risk) if kept is None else \
-                    (dict(zip(OUTCOMES, kept[0])), dict(zip(OUTCOMES, kept[1])))
-                self.engine.add_first_hand(body.agent, ts=body.epoch + body.length,
-                                           outcomes=outcomes_of(outcomes), high_risk=outcomes_of(high_risk))
+                assert isinstance(record.body, DigestBody)
+                self._add_own_digest(record.body, raw)
         for entry in undigested:
             at, event = decode_entry(entry)
             self.engine.add_first_hand(event.agent, ts=at, **_single(event.outcome, event.high_risk))
@@ -115,6 +113,27 @@ class TrustService:
         self._announce([a for record in records if (a := feed_record(self.engine, record, identity)) is not None])
         if self.engine.org_changes != org_changes:
             self._org_changed.set()
+
+    def on_returned(self, records: list[Record], raw: RawLookup, counts_entries: EntriesLookup) -> None:
+        """Replica returned listener: our own digests back from peers (signed after the copy of the data directory
+        this node was restored from) count as first-hand evidence, as `replay` counts them, but those of an (epoch,
+        agent) whose audit-log entries count already, `counts_entries(epoch, agent)` (Digester.counts_entries):
+        after a restart, replay counts such a digest, and its entries no more."""
+        agents = []
+        for record in records:
+            body = record.body
+            if isinstance(body, DigestBody) and not counts_entries(body.epoch, body.agent):
+                self._add_own_digest(body, raw)
+                agents.append(body.agent)
+        self._announce(agents)
+
+    def _add_own_digest(self, body: DigestBody, raw: RawLookup) -> None:
+        """Count a digest of ours as first-hand evidence: a DP one by its raw counts where kept, else as published."""
+        kept = None if body.dp_epsilon is None else raw(body.epoch, body.agent)
+        outcomes, high_risk = (body.outcomes, body.high_risk) if kept is None else \
+            (dict(zip(OUTCOMES, kept[0])), dict(zip(OUTCOMES, kept[1])))
+        self.engine.add_first_hand(body.agent, ts=body.epoch + body.length,
+                                   outcomes=outcomes_of(outcomes), high_risk=outcomes_of(high_risk))
 
     def _relink(self, link: Link) -> None:
         """Replica link listener: two keys became one org. If the engine already knew the new key as an org, what

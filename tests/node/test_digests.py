@@ -1,6 +1,7 @@
 """Digests: one per active agent per epoch, counting each event exactly once across restarts, with an evidence
 root an auditor can recompute from the audit log, and an epoch never digested twice."""
 
+import functools
 import gc
 import json
 import shutil
@@ -334,15 +335,23 @@ def _replace(path: Path, copy: Path) -> None:
         shutil.copy(copy, path)
 
 
-def trust_service(node) -> TrustService:
-    return TrustService(node.replica, roots=(), policy=Policy(), broadcaster=Broadcaster(Registry()),
+def trust_service(node, broadcaster: Broadcaster | None = None) -> TrustService:
+    return TrustService(node.replica, roots=(), policy=Policy(), broadcaster=broadcaster or Broadcaster(Registry()),
                         metrics=Registry(), recompute_interval=60.0, clock=node.clock)
 
 
-def replayed(node) -> TrustService:
+def replayed(node, broadcaster: Broadcaster | None = None) -> TrustService:
     """A trust service started as the daemon starts one, from what `node` holds."""
-    trust = trust_service(node)
+    trust = trust_service(node, broadcaster)
     trust.replay(node.digester.undigested(), node.digester.state.raw)
+    return trust
+
+
+def running(node, broadcaster: Broadcaster | None = None) -> TrustService:
+    """`replayed`, and told of our own records coming back from peers, as the daemon wires it."""
+    trust = replayed(node, broadcaster)
+    node.replica.returned_listeners.append(functools.partial(
+        trust.on_returned, raw=node.digester.state.raw, counts_entries=node.digester.counts_entries))
     return trust
 
 
@@ -437,3 +446,91 @@ def test_a_node_restored_from_an_older_copy_does_not_digest_an_epoch_again(tmp_p
         node.replica.accept(issued)  # the startup sync brings them back before the node signs anything
         assert node.digester.close_due(T0 + EPOCH) == []
         assert sorted(digests(node)) == sorted([(A, T0), (B, T0)])  # (digests() also fails on a twin)
+
+
+def test_a_restored_node_counts_the_digests_it_signed_since_its_copy_as_they_come_back(tmp_path, clock):
+    """The trust engine skips the node's own digests as records (their events count as they come), so those taken
+    back by sync after a restore from an older copy counted nothing until the next restart's replay: the evidence
+    since the copy was missing from the node's own scores."""
+    (tmp_path / "node").mkdir()
+    with telemetry_node(tmp_path / "node", clock=clock, epoch_ms=EPOCH) as node:
+        key = node.key
+        shutil.copytree(tmp_path / "node", tmp_path / "backup")  # the operator's copy, before A's events
+        submit(node, *[(A, "ok", "tool", False)] * 3, (A, "denied", "tool", True))
+        issued = node.digester.close_due(T0 + EPOCH)
+    clock.now = T0 + EPOCH
+    broadcaster = Broadcaster(Registry())
+    with telemetry_node(tmp_path / "backup", key=key, clock=clock, epoch_ms=EPOCH) as node:
+        live = running(node, broadcaster)
+        before = live.score(A)
+        with broadcaster.subscribe() as subscription:
+            node.replica.accept(issued)  # the start-up sync
+            frame = subscription.receive.receive_nowait()
+        assert first_hand(live, [A], clock.now) == first_hand(replayed(node), [A], clock.now) != []
+        assert live.score(A).score != before.score
+        assert b"event: score" in frame and A.encode() in frame
+
+
+def test_a_returned_digest_of_events_the_restored_node_still_holds_counts_them_once(tmp_path, clock):
+    """The copy holds some of the epoch's events of A, counted as undigested at the start: the digest of them coming
+    back counts nothing more until a restart, whose replay counts the digest and not the events."""
+    (tmp_path / "node").mkdir()
+    with telemetry_node(tmp_path / "node", clock=clock, epoch_ms=EPOCH) as node:
+        key = node.key
+        original = trust_service(node)
+        node.ingestor.listeners.append(original.on_events)
+        submit(node, (A, "ok", "tool", False), (A, "denied", "tool", False))
+        shutil.copytree(tmp_path / "node", tmp_path / "backup")  # the operator's copy, mid-epoch
+        submit(node, *[(A, "error", "tool", True)] * 2)
+        issued = node.digester.close_due(T0 + EPOCH)
+    clock.now = T0 + EPOCH
+    with telemetry_node(tmp_path / "backup", key=key, clock=clock, epoch_ms=EPOCH) as node:
+        live = running(node)
+        copied = first_hand(live, [A], clock.now)
+        node.replica.accept(issued)  # the start-up sync
+        assert first_hand(live, [A], clock.now) == copied
+    with telemetry_node(tmp_path / "backup", key=key, clock=clock, epoch_ms=EPOCH) as node:
+        once = first_hand(original, [A], clock.now)
+        assert first_hand(replayed(node), [A], clock.now) == pytest.approx(once, rel=1e-3) and once != copied
+
+
+def test_a_returned_digest_of_an_interrupted_epoch_s_events_counts_them_once(tmp_path, clock, monkeypatch):
+    """The copy taken while the epoch's digests were being issued: the events of the agents not issued by then count
+    as undigested at the start, and their digests coming back count nothing more."""
+    monkeypatch.setattr("node.digests.ISSUE_CHUNK", 1)
+    (tmp_path / "node").mkdir()
+    with telemetry_node(tmp_path / "node", clock=clock, epoch_ms=EPOCH) as node:
+        key = node.key
+        original = trust_service(node)
+        node.ingestor.listeners.append(original.on_events)
+        submit(node, (A, "ok", "tool", False), (B, "denied", "tool", False), (B, "ok", "tool", False))
+        closing = node.digester.closing(T0 + EPOCH)
+        issued = next(closing)
+        shutil.copytree(tmp_path / "node", tmp_path / "backup")  # the operator's copy, taken mid-issue
+        issued += [record for chunk in closing for record in chunk]
+    with telemetry_node(tmp_path / "backup", key=key, clock=clock, epoch_ms=EPOCH) as node:
+        live = running(node)
+        node.replica.accept(issued)  # the start-up sync
+        assert first_hand(live, [A, B], clock.now) == pytest.approx(first_hand(original, [A, B], clock.now), rel=1e-3)
+
+
+def test_a_returned_dp_digest_counts_by_its_raw_counts_where_kept(tmp_path, clock):
+    """The records store restored from a copy older than digests.db (which keeps the raw counts of the DP digests
+    signed since): the digests coming back count as the node saw their events, not as their noise."""
+    agents = [new_did() for _ in range(5)]  # (noise that leaves one agent's counts as they were is not rare)
+    (tmp_path / "node").mkdir()
+    with telemetry_node(tmp_path / "node", clock=clock, epoch_ms=EPOCH, dp_epsilon=0.1) as node:
+        key = node.key
+        original = trust_service(node)
+        node.ingestor.listeners.append(original.on_events)
+        submit(node, *[(agent, outcome, "tool", False) for agent in agents for outcome in ["ok"] * 20 + ["denied"]])
+        shutil.copytree(tmp_path / "node", tmp_path / "backup")
+        issued = node.digester.close_due(T0 + EPOCH)
+    for name in ("records.ledger", "records.index"):
+        _replace(tmp_path / "node" / name, tmp_path / "backup" / name)
+    clock.now = T0 + EPOCH
+    with telemetry_node(tmp_path / "node", key=key, clock=clock, epoch_ms=EPOCH, dp_epsilon=0.1) as node:
+        live = running(node)
+        node.replica.accept(issued)  # the start-up sync
+        expected = first_hand(original, agents, clock.now)
+        assert first_hand(live, agents, clock.now) == pytest.approx(expected, rel=1e-3)
