@@ -40,21 +40,31 @@ def trust(node, broadcaster):
                         recompute_interval=RECOMPUTE_S)
 
 
+def event_data(frame):
+    """The data of an SSE frame as the broadcaster writes it, with its type."""
+    fields = dict(line.split(": ", 1) for line in frame.decode().strip().split("\n"))
+    return {"type": fields["event"], **json.loads(fields["data"])}
+
+
 def event(frame):
     """(type, agent, tier) of an SSE frame as the broadcaster writes it."""
-    fields = dict(line.split(": ", 1) for line in frame.decode().strip().split("\n"))
-    data = json.loads(fields["data"])
-    return fields["event"], data["agent"], data["tier"]
+    data = event_data(frame)
+    return data["type"], data["agent"], data["tier"]
 
 
-def published(subscription):
-    """The events published to a subscription and not yet taken."""
+def published_data(subscription):
+    """The data of the events published to a subscription and not yet taken, with their type."""
     out = []
     while True:
         try:
-            out.append(event(subscription.receive.receive_nowait()))
+            out.append(event_data(subscription.receive.receive_nowait()))
         except trio.WouldBlock:
             return out
+
+
+def published(subscription):
+    """(type, agent, tier) of the events published to a subscription and not yet taken."""
+    return [(e["type"], e["agent"], e["tier"]) for e in published_data(subscription)]
 
 
 def test_revoking_an_agent_vouch_is_announced_at_once(node, trust, broadcaster):
@@ -65,18 +75,6 @@ def test_revoking_an_agent_vouch_is_announced_at_once(node, trust, broadcaster):
     with broadcaster.subscribe() as subscription:
         trust.on_records([node.replica.issue("revoke", revoke_body(vouch.id, "key leaked"))])
         assert published(subscription) == [("score", agent, "untrusted"), ("tier", agent, "untrusted")]
-
-
-def published_data(subscription):
-    """The data of the events published to a subscription and not yet taken, with their type."""
-    out = []
-    while True:
-        try:
-            frame = subscription.receive.receive_nowait()
-        except trio.WouldBlock:
-            return out
-        fields = dict(line.split(": ", 1) for line in frame.decode().strip().split("\n"))
-        out.append({"type": fields["event"], **json.loads(fields["data"])})
 
 
 def test_the_stream_announces_the_general_score_and_the_scoped_tools_never_a_tools_score(node, trust, broadcaster):
