@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from vouching.explanation import Score
+from vouching.schema import InvalidRecord, text
 from vouching.tiers import TIERS, tier_rank
 
 Verdict = Literal["allow", "audit", "block"]
@@ -179,11 +180,15 @@ def decide(score: Score, action: str, tool: str | None = None, policy: Policy = 
 
 def tool_name_problem(tool: str | None) -> str | None:
     """Why a check cannot take `tool` (None: it can): a tool is named by printable text of 1 to MAX_TOOL_NAME
-    characters, as a vouch's scope names tools; no scope could name another, and a reason would echo it."""
-    if tool is None or 0 < len(tool) <= MAX_TOOL_NAME and tool.isprintable():
+    characters, by the rule a vouch's scope names tools by (vouching.schema.text); no scope could name another,
+    and a reason would echo it."""
+    if tool is None:
         return None
-    return (f"tool: must be printable text of 1 to {MAX_TOOL_NAME} characters (no control, format or surrogate "
-            "characters), as the tools a vouch's scope names are")
+    try:
+        text(tool, "tool", MAX_TOOL_NAME)
+    except InvalidRecord as error:
+        return f"{error} (no control, format or surrogate characters), as the tools a vouch's scope names are"
+    return None
 
 
 def _names(action: str, tool: str | None) -> Iterable[str]:
