@@ -32,7 +32,7 @@ from ._env import default_node
 from ._http import NodeApiError, NodeUnreachable, normal_url
 from .async_client import AsyncTrustClient
 from .node_client import NodeClient
-from .score_stream import ScoreChange, ScoreStream
+from .score_stream import ScoreChange, ScoreStream, valid_scopes
 
 log = logging.getLogger("vouchnet.client")
 DEFAULT_CACHE_TTL = 30.0
@@ -287,7 +287,7 @@ class TrustPolicy:
         if type(score) is not int or not isinstance(tier, str) or verdict not in VERDICTS or type(reason) is not str:
             return self._failed(agent, action, tool, NodeApiError(
                 200, "bad_answer", "check: no score, tier and decision (allow, audit or block)"))
-        if type(scopes) is not list or not all(isinstance(each, str) for each in scopes) or type(complete) is not bool:
+        if not valid_scopes(scopes, complete):
             return self._failed(agent, action, tool, NodeApiError(
                 200, "bad_answer", "check: scopes is not a list of tool names, or scopes_complete not a boolean"))
         cached = _Cached(score, tier, time.monotonic() + self.cache_ttl, frozenset(scopes), complete)

@@ -89,6 +89,12 @@ class ScoreChange:
     scopes_complete: bool = True
 
 
+def valid_scopes(scopes: object, complete: object) -> bool:
+    """Whether a node's `scopes` and `scopes_complete` (in a stream event or a check answer) are a list of tool
+    names and a boolean."""
+    return type(scopes) is list and all(isinstance(tool, str) for tool in scopes) and type(complete) is bool
+
+
 def score_change(event: SseEvent) -> ScoreChange | None:
     """The change a `score` or `tier` event announces; None for any other event or a malformed one."""
     if event.event not in ("score", "tier"):
@@ -102,8 +108,7 @@ def score_change(event: SseEvent) -> ScoreChange | None:
         log.warning("ignoring a malformed stream event", extra={"fields": {"event": event.event}})
         return None
     if not (isinstance(change.agent, str) and type(change.score) is int and isinstance(change.tier, str)
-            and (scopes is None or type(scopes) is list and all(isinstance(tool, str) for tool in scopes))
-            and type(change.scopes_complete) is bool):
+            and valid_scopes([] if scopes is None else scopes, change.scopes_complete)):
         return None
     return change
 
