@@ -295,7 +295,7 @@ class Digester:
             start, _, first, stop, _ = self._interrupted
             entries += [entry for _, _, event, entry in self._replay(first, stop) if (start, event.agent) not in issued]
         for _, at, event, entry in self._replay(self.undigested_from, self.audit.size):
-            if (max(at - at % self.epoch_ms, self.digested_until), event.agent) not in issued:  # its epoch, as closed
+            if (self._digest_epoch(at - at % self.epoch_ms), event.agent) not in issued:
                 entries.append(entry)
         return entries
 
@@ -305,8 +305,13 @@ class Digester:
         for it coming back from peers (a restore from an older copy) would count those events a second time."""
         if self._interrupted is not None and self._interrupted[0] == epoch and agent in self._interrupted_agents:
             return True
-        return any(max(aligned, self.digested_until) == epoch and agent in tallied.agents
+        return any(self._digest_epoch(aligned) == epoch and agent in tallied.agents
                    for aligned, tallied in self._open.items())
+
+    def _digest_epoch(self, aligned: int) -> int:
+        """The `epoch` of the digests of the open epoch aligned at `aligned`, as `closing` issues them: it starts no
+        earlier than the end of the last epoch digested (which an earlier, longer epoch length may have set)."""
+        return max(aligned, self.digested_until)
 
     @functools.cached_property
     def _interrupted_agents(self) -> frozenset[str]:
@@ -339,7 +344,7 @@ class Digester:
             end = aligned + self.epoch_ms
             self.audit.seal(end)  # what is accepted from now on belongs to a later epoch
             epoch = self._open.pop(aligned)
-            start = max(aligned, self.digested_until)
+            start = self._digest_epoch(aligned)
             began = time.perf_counter()
             issued = self._issued_agents(start, self._store_mark)  # none, unless restored (see __init__)
             self.state.begin(start, end, epoch.first, epoch.stop, self.replica.store.size)
