@@ -73,7 +73,7 @@ def measure(directory: Path, key: SigningKey) -> tuple[int, float, float]:
         state = DigestState.open(directory)
         replica = Replica(key, store, roots=(), max_hops=2, held_limit=100)
         registry = Registry()
-        raw: RawLookup = state.raw  # as node.daemon gives it to the start-up replay
+        raw: RawLookup = state.raw_reader()  # as node.daemon gives it to the start-up replay
         count, reading = 0, 0.0
 
         def timed(epoch: int, agent: str) -> tuple[tuple[int, ...], tuple[int, ...]] | None:

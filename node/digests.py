@@ -185,15 +185,50 @@ class DigestState:
         issued before raw counts were kept). Raises DigestStateError for a damaged row."""
         row = self._db.execute("SELECT outcomes, high_risk FROM raw_counts WHERE epoch = ? AND agent = ?",
                                (epoch, agent)).fetchone()
-        if row is None:
-            return None
-        outcomes, high_risk = _split(row[0]), _split(row[1])
-        if outcomes is None or high_risk is None:
-            raise DigestStateError(
-                f"{DIGESTS_FILE}: the raw counts of {agent:.80} for epoch {epoch} are damaged ({row[0]!r:.80}, "
-                f"{row[1]!r:.80}; each must be {len(OUTCOMES)} comma-separated counts): restore the file from a copy, "
-                f"or delete that row of raw_counts for the digest to count as published")
-        return outcomes, high_risk
+        return None if row is None else _counts(epoch, agent, *row)
+
+    def raw_reader(self) -> Callable[[int, str], RawCounts | None]:
+        """`raw`, for the start-up replay (node.trust.TrustService.replay): see _RawByEpoch."""
+        return _RawByEpoch(self)
+
+    def _epoch_rows(self, epoch: int) -> dict[str, tuple[object, object]]:
+        """agent -> (outcomes, high_risk) of the raw_counts rows of `epoch`, as stored."""
+        rows = self._db.execute("SELECT agent, outcomes, high_risk FROM raw_counts WHERE epoch = ?", (epoch,))
+        return {agent: (outcomes, high_risk) for agent, outcomes, high_risk in rows}
+
+
+class _RawByEpoch:
+    """DigestState.raw for a start-up replay, which asks for our digests in the order they were stored, an epoch's
+    together: an epoch's rows are read in one query the first time it is asked for, and held until another epoch is
+    (a query per row took 15-20 us, 17 s at 10^6 own DP digests; read so, a row takes 7 us, 4 of them checking its
+    counts). An epoch asked for again after another (its digests that peers gave back after a restore, stored later)
+    is read a row at a time: no row is read in bulk twice."""
+
+    def __init__(self, state: DigestState) -> None:
+        self._state = state
+        self._epoch: int | None = None
+        self._rows: dict[str, tuple[object, object]] = {}
+        self._read: set[int] = set()
+
+    def __call__(self, epoch: int, agent: str) -> RawCounts | None:
+        if epoch != self._epoch:
+            if epoch in self._read:
+                return self._state.raw(epoch, agent)
+            self._epoch, self._rows = epoch, self._state._epoch_rows(epoch)
+            self._read.add(epoch)
+        row = self._rows.get(agent)
+        return None if row is None else _counts(epoch, agent, *row)
+
+
+def _counts(epoch: int, agent: str, outcomes: object, high_risk: object) -> RawCounts:
+    """The raw counts a raw_counts row keeps; DigestStateError naming the row if it is damaged."""
+    outcome_counts, high_risk_counts = _split(outcomes), _split(high_risk)
+    if outcome_counts is None or high_risk_counts is None:
+        raise DigestStateError(
+            f"{DIGESTS_FILE}: the raw counts of {agent:.80} for epoch {epoch} are damaged ({outcomes!r:.80}, "
+            f"{high_risk!r:.80}; each must be {len(OUTCOMES)} comma-separated counts): restore the file from a copy, "
+            f"or delete that row of raw_counts for the digest to count as published")
+    return outcome_counts, high_risk_counts
 
 
 def _joined(counts: Sequence[int]) -> str:

@@ -88,7 +88,7 @@ class TrustService:
     def replay(self, undigested: Iterable[bytes], raw: RawLookup = lambda epoch, agent: None) -> None:
         """Rebuild the engine from the store, the digests of every key of our org (as first-hand), and the raw
         events no digest of ours counts yet; from here on, follow the replica's rotations (`_relink`). A DP digest
-        of ours counts by its raw counts, `raw(epoch, agent)` (node.digests.DigestState.raw), where kept: its
+        of ours counts by its raw counts, `raw(epoch, agent)` (node.digests.DigestState.raw_reader), where kept: its
         published counts carry noise, which would come back as events the node never saw."""
         store, identity = self.replica.store, self.replica.succession.identity
         for record in store.scan():

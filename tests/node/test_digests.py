@@ -6,10 +6,13 @@ import gc
 import json
 import shutil
 import sqlite3
+import tempfile
 from pathlib import Path
 
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ledger import tree_hash
 from node.digests import DigestService, DigestState, DigestStateError
@@ -351,7 +354,7 @@ def trust_service(node, broadcaster: Broadcaster | None = None) -> TrustService:
 def replayed(node, broadcaster: Broadcaster | None = None) -> TrustService:
     """A trust service started as the daemon starts one, from what `node` holds."""
     trust = trust_service(node, broadcaster)
-    trust.replay(node.digester.undigested(), node.digester.state.raw)
+    trust.replay(node.digester.undigested(), node.digester.state.raw_reader())
     return trust
 
 
@@ -400,6 +403,49 @@ def test_a_damaged_raw_counts_row_is_refused_naming_the_row(tmp_path, damaged):
     state._db.execute("UPDATE raw_counts SET outcomes = ?", (damaged,))
     with pytest.raises(DigestStateError, match=f"raw counts of {A} for epoch {T0} are damaged .*delete that row"):
         state.raw(T0, A)
+
+
+def test_the_start_up_replay_reads_the_raw_counts_an_epoch_at_a_time(tmp_path, clock):
+    """A query per own DP digest took 17 us (17 s of each start at 10^6 of them, benchmarks/replay.py)."""
+    agents = [new_did() for _ in range(4)]
+    with telemetry_node(tmp_path, clock=clock, epoch_ms=EPOCH, dp_epsilon=1.0) as node:
+        for epoch in range(3):
+            clock.now = T0 + epoch * EPOCH
+            submit(node, *[(agent, "ok", "tool", False) for agent in agents])
+            assert len(node.digester.close_due(clock.now + EPOCH)) == 4
+        queries = []
+        node.digester.state._db.set_trace_callback(queries.append)
+        replayed(node)
+        assert len([query for query in queries if "FROM raw_counts" in query]) == 3
+
+
+_ROW = st.sampled_from(["7,0,1,0", "0,0,0,0", "12,3,0,1", "7,0,1", "7,-1,1,0", "", "७,0,1,0"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.dictionaries(st.tuples(st.sampled_from([T0, T0 + EPOCH, T0 + 2 * EPOCH]), st.sampled_from([A, B])),
+                            st.tuples(_ROW, _ROW)),
+       asks=st.lists(st.tuples(st.sampled_from([T0, T0 + EPOCH, T0 + 2 * EPOCH, T0 + 3 * EPOCH]),
+                               st.sampled_from([A, B, new_did()])), max_size=20))
+def test_the_start_up_reader_answers_as_raw_whatever_the_order_asked_in(rows, asks):
+    """Kept rows, missing ones and damaged ones, epochs asked for again after another (returned digests): the reader
+    the replay uses an epoch at a time answers each ask as DigestState.raw does, the same DigestStateError included."""
+    with tempfile.TemporaryDirectory() as directory:
+        state = DigestState.open(Path(directory))
+        for (epoch, agent), (outcomes, high_risk) in rows.items():
+            state._db.execute("INSERT INTO raw_counts VALUES (?, ?, ?, ?)", (epoch, agent, outcomes, high_risk))
+        reader = state.raw_reader()
+        for epoch, agent in asks:
+            assert _answer(reader, epoch, agent) == _answer(state.raw, epoch, agent)
+        state.close()
+
+
+def _answer(raw, epoch, agent):
+    """raw(epoch, agent), or the message of the DigestStateError it raised."""
+    try:
+        return raw(epoch, agent)
+    except DigestStateError as error:
+        return str(error)
 
 
 @pytest.mark.xfail(strict=True, reason="needs a design decision: a hiding evidence_root (a random salt in each "
