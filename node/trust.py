@@ -90,13 +90,12 @@ class TrustService:
         events no digest of ours counts yet; from here on, follow the replica's rotations (`_relink`). A DP digest
         of ours counts by its raw counts, `raw(epoch, agent)` (node.digests.DigestState.raw_reader), where kept: its
         published counts carry noise, which would come back as events the node never saw."""
-        store, identity = self.replica.store, self.replica.succession.identity
-        for record in store.scan():
-            feed_record(self.engine, record, identity)
-        for key in self.replica.succession.keys(self.replica.did):
-            for record in store.scan(issuer=key, kind="digest"):
-                assert isinstance(record.body, DigestBody)
+        identity, own_keys = self.replica.succession.identity, set(self.replica.succession.keys(self.replica.did))
+        for record in self.replica.store.scan():  # one pass: decoding is most of a replay's time
+            if isinstance(record.body, DigestBody) and record.iss in own_keys:
                 self._add_own_digest(record.body, raw)
+            else:
+                feed_record(self.engine, record, identity)
         for entry in undigested:
             at, event = decode_entry(entry)
             self.engine.add_first_hand(event.agent, ts=at, **_single(event.outcome, event.high_risk))
