@@ -1,0 +1,214 @@
+"""How long a node takes to start (node.daemon.serve_node, up to `started`) with N accepted records in its store,
+step by step, and its peak RSS. A figure with no target; it is not a test.
+
+The data directory is made as `vouchnet init` makes it, then filled through the store API (not gossip): `--orgs`
+orgs, this node's among them, each with an org record and an org-peer vouch for every other (all in the horizon),
+`--vouches` agent vouches, and hourly digests of `--agents` agents per org per epoch up to N records in all, the
+node's own among them (without DP: benchmarks/replay.py measures own DP digests). The start is then measured in a
+fresh process, so that its peak RSS is the start's: each step of node.daemon._opened and of what serve_node runs
+before `started` is timed by wrapping it (the wrappers cost well under a microsecond a call). The OS page cache is
+warm, as it is after a restart but not after a reboot.
+
+    python benchmarks/startup.py                            # N = 10^5
+    python benchmarks/startup.py --records 1000000
+    python benchmarks/startup.py --keep /tmp/d --records 1000000   # build once into /tmp/d ...
+    python benchmarks/startup.py --keep /tmp/d                     # ... and measure it again
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import trio  # noqa: E402
+from nacl.signing import SigningKey  # noqa: E402
+
+import gossip.replica  # noqa: E402
+import gossip.store  # noqa: E402
+import gossip.sync  # noqa: E402
+import node.daemon  # noqa: E402
+import node.digests  # noqa: E402
+from node.digests import DigestState  # noqa: E402
+import node.telemetry  # noqa: E402
+import node.trust  # noqa: E402
+import vouching.scoring  # noqa: E402
+from gossip.store import RecordStore  # noqa: E402
+from node.config import load_config  # noqa: E402
+from node.keys import load_org_key  # noqa: E402
+from node.setup import init_data_dir  # noqa: E402
+from vouching import Counts, DigestBody, Record, did_key, issue_digests, issue_record  # noqa: E402
+from vouching.bodies import CATEGORIES, OUTCOMES, org_body, vouch_body  # noqa: E402
+from vouching.params import HOUR_MS  # noqa: E402
+
+CHUNK = 1000  # records signed and appended at a time while building
+
+
+class _Chain:
+    """One org's key and the head of its chain while building."""
+
+    def __init__(self, key: SigningKey) -> None:
+        self.key, self.did, self.seq, self.prev = key, did_key(bytes(key.verify_key)), 1, None
+
+    def issue(self, kind: str, body: dict[str, Any], ts: int) -> Record:
+        record = issue_record(self.key, kind, body, seq=self.seq, prev=self.prev, ts=ts)
+        self.seq, self.prev = self.seq + 1, record.id
+        return record
+
+    def digests(self, bodies: list[DigestBody], ts: int) -> list[Record]:
+        records = issue_digests(self.key, bodies, seq=self.seq, prev=self.prev, ts=ts)
+        self.seq, self.prev = self.seq + len(records), records[-1].id
+        return records
+
+
+def _digest(agent: str, epoch: int, rng: random.Random) -> DigestBody:
+    outcomes = [rng.randrange(40), rng.randrange(3), rng.randrange(2), rng.randrange(2)]
+    high_risk = [rng.randrange(n + 1) for n in outcomes]
+    return DigestBody(agent, epoch, HOUR_MS, Counts(tuple(zip(OUTCOMES, outcomes))),
+                      Counts(tuple((c, sum(outcomes) if c == "tool" else 0) for c in CATEGORIES)),
+                      Counts(tuple(zip(OUTCOMES, high_risk))), sum(outcomes), rng.randbytes(32), None)
+
+
+def build(directory: Path, *, records: int, orgs: int, agents: int, vouches: int) -> None:
+    """A node's data directory holding `records` accepted records (see the module docstring)."""
+    init_data_dir(directory, network="bench", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    rng = random.Random(1)
+    chains = [_Chain(load_org_key(directory / "org.key"))] + [_Chain(SigningKey.generate()) for _ in range(orgs - 1)]
+    pool = [did_key(bytes(SigningKey.generate().verify_key)) for _ in range(2 * agents)]
+    per_epoch = orgs * agents
+    epochs = -(-(records - orgs * orgs - vouches) // per_epoch)
+    now = int(time.time() * 1000)
+    first_epoch = now - now % HOUR_MS - (epochs + 1) * HOUR_MS
+    state = DigestState.open(directory)  # our epochs digested, as the digester leaves them
+    with RecordStore.open(directory) as store:
+        start = [c.issue("org", org_body(f"org {i}", "bench", ()), first_epoch) for i, c in enumerate(chains)]
+        start += [c.issue("vouch", vouch_body(other.did, 0.8, "org-peer"), first_epoch)
+                  for c in chains for other in chains if other is not c]
+        start += [chains[i % orgs].issue("vouch", vouch_body(rng.choice(pool), 0.7, "operator"), first_epoch)
+                  for i in range(vouches)]
+        store.append(start)
+        left = records - len(start)
+        for epoch in range(first_epoch, first_epoch + epochs * HOUR_MS, HOUR_MS):
+            for chain in chains:
+                names = rng.sample(pool, min(agents, left))
+                if chain is chains[0] and names:
+                    state.begin(epoch, epoch + HOUR_MS, 0, 0, store.size)
+                for first in range(0, len(names), CHUNK):
+                    bodies = [_digest(agent, epoch, rng) for agent in names[first:first + CHUNK]]
+                    store.append(chain.digests(bodies, epoch + HOUR_MS))
+                if chain is chains[0] and names:
+                    state.finish(epoch)
+                left -= len(names)
+    state.close()
+
+
+class Steps:
+    """Seconds spent in each wrapped callable, in the order first called; nested steps count in their callers too."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+
+    @contextmanager
+    def wrapping(self, owner: Any, name: str, label: str) -> Iterator[None]:
+        original = owner.__dict__[name]
+        function = original.__func__ if isinstance(original, classmethod) else original
+
+        @functools.wraps(function)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            began = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.seconds[label] = self.seconds.get(label, 0.0) + time.perf_counter() - began
+                self.calls[label] = self.calls.get(label, 0) + 1
+
+        setattr(owner, name, classmethod(timed) if isinstance(original, classmethod) else timed)
+        try:
+            yield
+        finally:
+            setattr(owner, name, original)
+
+
+# (owner, attribute, label): the steps of node.daemon._opened and serve_node's start that can grow with the store;
+# "  " marks a part of the step above it.
+WRAPPED: list[tuple[Any, str, str]] = [
+    (gossip.store.RecordStore, "open", "records store open (ledger check, index catch-up, heads)"),
+    (gossip.store.RecordStore, "_load_heads", "  of it: heads"),
+    (gossip.replica.Replica, "__post_init__", "replica (org, vouch, revoke, equivocation records)"),
+    (node.telemetry.Telemetry, "open", "telemetry open (audit log, digester, credentials)"),
+    (node.digests.Digester, "undigested", "digester: undigested entries"),
+    (node.trust.TrustService, "replay", "trust replay"),
+    (gossip.store.RecordStore, "query", "  of it and the above: index queries and ledger reads"),
+    (gossip.store, "load_record", "  of it and the above: decoding (load_record)"),
+    (node.trust, "feed_record", "  of it: feeding the engine (feed_record)"),
+    (node.trust.TrustService, "_add_own_digest", "  of it: feeding own digests"),
+    (vouching.scoring.TrustEngine, "recompute", "  of it: recompute"),
+    (gossip.sync.IssuerIndex, "__init__", "sync issuer index"),
+]
+
+
+def measure(directory: Path) -> None:
+    """Start the node in `directory` until `started`, then stop it; print each step."""
+    config = replace(load_config(directory), bootstrap=())
+    steps = Steps()
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with RecordStore.open(directory) as store:
+        size = store.size
+
+    async def start() -> tuple[float, float]:
+        async with trio.open_nursery() as nursery:
+            began, cpu = time.perf_counter(), time.process_time()
+            await nursery.start(node.daemon.serve_node, config)
+            seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
+            nursery.cancel_scope.cancel()
+        return seconds, cpu
+
+    with ExitStack() as stack:
+        for owner, name, label in WRAPPED:
+            stack.enter_context(steps.wrapping(owner, name, label))
+        total, cpu = trio.run(start)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"start-up of a node holding {size} records: {total:.2f} s to started ({cpu:.2f} s of CPU), "
+          f"{total / size * 1e6:.1f} us a record; peak RSS {rss / 1024:.0f} MiB ({rss_before / 1024:.0f} MiB before opening anything)")
+    for label in [label for _, _, label in WRAPPED if label in steps.seconds]:
+        seconds = steps.seconds[label]
+        print(f"  {label:<60} {seconds:8.3f} s {seconds / size * 1e6:8.1f} us/record  ({steps.calls[label]} calls)")
+    print(f"  {'not wrapped above':<60} {total - sum(s for l, s in steps.seconds.items() if l[0] != ' '):8.3f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--orgs", type=int, default=5)
+    parser.add_argument("--agents", type=int, default=1000, help="agents each org digests each epoch")
+    parser.add_argument("--vouches", type=int, default=300)
+    parser.add_argument("--keep", type=Path, help="build into this directory if it is empty, and measure it")
+    parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # the child process
+    args = parser.parse_args()
+    if args.measure is not None:
+        measure(args.measure)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = args.keep or Path(tmp) / "node"
+        if not (directory / "records.ledger").exists():
+            began = time.perf_counter()
+            build(directory, records=args.records, orgs=args.orgs, agents=args.agents, vouches=args.vouches)
+            print(f"built {directory} in {time.perf_counter() - began:.0f} s")
+        subprocess.run([sys.executable, __file__, "--measure", str(directory)], check=True)
+
+
+if __name__ == "__main__":
+    main()
