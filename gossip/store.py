@@ -147,7 +147,7 @@ class RecordStore:
         rows = self._db.execute(
             "SELECT idx FROM records WHERE iss = ? AND seq >= ? ORDER BY seq LIMIT ?", (iss, first_seq, limit)
         ).fetchall()
-        return [self.ledger.entry(idx) for (idx,) in rows]
+        return self._entries([idx for (idx,) in rows])
 
     def query(
         self,
@@ -164,10 +164,21 @@ class RecordStore:
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
-        rows = self._db.execute(
+        indexes = [idx for (idx,) in self._db.execute(
             f"SELECT idx FROM records WHERE {' AND '.join(where)} ORDER BY idx LIMIT ?", (*args, limit)
-        ).fetchall()
-        return [(idx, self.ledger.entry(idx)) for (idx,) in rows]
+        )]
+        return list(zip(indexes, self._entries(indexes)))
+
+    def _entries(self, indexes: list[int]) -> list[bytes]:
+        """The ledger entries at ascending `indexes`, each run of consecutive ones read in one call: the ledger
+        packs 16 entries to a row, and reading them one by one read each row 16 times (48 us a record of a scan)."""
+        entries: list[bytes] = []
+        start = 0
+        for end in range(1, len(indexes) + 1):
+            if end == len(indexes) or indexes[end] != indexes[end - 1] + 1:
+                entries += self.ledger.entries(indexes[start], indexes[end - 1] + 1)
+                start = end
+        return entries
 
     def scan(
         self, *, issuer: str | None = None, kind: str | None = None, page: int = 1000

@@ -5,30 +5,71 @@ import subprocess
 import sys
 from pathlib import Path
 
+import random
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from gossip.store import INDEX_FILE, RecordStore, StoreError
+from gossip.store import INDEX_FILE, RecordStore, StoreError, subject_of
 from ledger import tree_hash
+from vouching import vouch_body
 
-from ..factories import Org
+from ..factories import Org, new_did
+
+_ORGS = [Org() for _ in range(3)]
+_SUBJECTS = [new_did() for _ in range(3)]
 
 
-def test_append_then_find_by_id_issuer_position_and_subject(tmp_path):
+@pytest.fixture(scope="module")
+def mixed_store(tmp_path_factory):
+    """A store of 3 orgs' records, interleaved in batches of 1 to 20, a few kinds and subjects among them; and the
+    records in ledger order."""
+    rng = random.Random(7)
+    records = []
+    with RecordStore.open(tmp_path_factory.mktemp("mixed")) as store:
+        for _ in range(12):
+            org = rng.choice(_ORGS)
+            batch = [org.record("org") if rng.random() < 0.2 else
+                     org.record("vouch", vouch_body(rng.choice(_SUBJECTS), 0.5, "operator"))
+                     for _ in range(rng.randint(1, 20))]
+            store.append(batch)
+            records += batch
+        yield store, records
+
+
+@given(issuer=st.sampled_from([None, *(o.did for o in _ORGS)]), kind=st.sampled_from([None, "org", "vouch"]),
+       subject=st.sampled_from([None, *_SUBJECTS]), after=st.integers(-1, 250), limit=st.integers(1, 300))
+def test_a_query_is_the_matching_records_in_ledger_order(mixed_store, issuer, kind, subject, after, limit):
+    store, records = mixed_store
+    assert store.query(issuer=issuer, kind=kind, subject=subject, after=after, limit=limit) == [
+        (i, r.raw) for i, r in enumerate(records) if i > after and issuer in (None, r.iss) and kind in (None, r.kind)
+        and subject in (None, subject_of(r))][:limit]
+
+
+@given(org=st.sampled_from(_ORGS), first_seq=st.integers(1, 120), limit=st.integers(1, 130))
+def test_an_issuer_range_is_its_records_in_seq_order(mixed_store, org, first_seq, limit):
+    store, records = mixed_store
+    assert store.issuer_range(org.did, first_seq, limit) == [r.raw for r in records if r.iss == org.did and
+                                                             r.seq >= first_seq][:limit]
+
+
+def test_a_scan_reads_the_ledger_a_run_of_entries_at_a_time(tmp_path, monkeypatch):
     alice, bob = Org(), Org()
-    a1, a2 = alice.record(), alice.vouch(bob.did)
-    b1 = bob.record("org")
     with RecordStore.open(tmp_path) as store:
-        assert store.append([a1, b1]) == 0
-        assert store.append([a2]) == 2
-        assert store.size == 3
-        assert store.get(a2.id) == a2.raw and store.index_of(a2.id) == 2
-        assert store.at(alice.did, 1) == a1.raw
-        assert store.heads() == {alice.did: 2, bob.did: 1}
-        assert store.issuer_range(alice.did, 2, 10) == [a2.raw]
-        assert store.query(subject=bob.did) == [(2, a2.raw)]
-        assert store.query(kind="org") == [(1, b1.raw)]
-        assert store.query(issuer=alice.did, after=0) == [(2, a2.raw)]
-        assert store.ledger.root() == tree_hash([a1.raw, b1.raw, a2.raw])
+        store.append([alice.record() for _ in range(1500)])
+        store.append([bob.record("org")])
+        store.append([alice.record() for _ in range(10)])
+        expected = [store.ledger.entry(i) for i in range(store.size)]
+        reads = []
+        for name in ("entry", "entries"):
+            read = getattr(store.ledger, name)
+            monkeypatch.setattr(store.ledger, name, lambda *a, read=read: reads.append(a) or read(*a))
+        assert [r.raw for r in store.scan()] == expected
+        assert reads == [(0, 1000), (1000, 1511)]  # a page of the index at a time
+        reads.clear()
+        assert [r.raw for r in store.scan(issuer=alice.did)] == expected[:1500] + expected[1501:]
+        assert reads == [(0, 1000), (1000, 1500), (1501, 1511)]  # and a run of its entries in one read
 
 
 def test_holds_answers_as_has_and_looks_up_only_records_at_or_below_their_issuers_head(tmp_path, monkeypatch):
