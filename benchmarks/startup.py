@@ -152,7 +152,7 @@ WRAPPED: list[tuple[Any, str, str]] = [
     (node.digests.Digester, "undigested", "digester: undigested entries"),
     (node.trust.TrustService, "replay", "trust replay"),
     (gossip.store.RecordStore, "query", "  of it and the above: index queries and ledger reads"),
-    (gossip.store, "load_record", "  of it and the above: decoding (load_record)"),
+    (gossip.store, "load_stored", "  of it and the above: decoding (load_stored)"),
     (node.trust, "feed_record", "  of it: feeding the engine (feed_record)"),
     (node.trust.TrustService, "_add_own_digest", "  of it: feeding own digests"),
     (vouching.scoring.TrustEngine, "recompute", "  of it: recompute"),

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ledger import Ledger
-from vouching import DigestBody, EquivocationBody, Record, RevokeBody, VouchBody, load_record
+from vouching import DigestBody, EquivocationBody, Record, RevokeBody, VouchBody, load_stored
 
 LEDGER_FILE = "records.ledger"
 INDEX_FILE = "records.index"
@@ -187,7 +187,7 @@ class RecordStore:
         after = -1
         while rows := self.query(issuer=issuer, kind=kind, after=after, limit=page):
             for _, raw in rows:
-                yield load_record(raw)
+                yield load_stored(raw)
             after = rows[-1][0]
 
     def revoked(self, vouch_id: bytes) -> bool:
@@ -249,7 +249,7 @@ class RecordStore:
         step = 1000
         for start in range(indexed, self.ledger.size, step):
             entries = self.ledger.entries(start, min(start + step, self.ledger.size))
-            self._index(start, [load_record(e) for e in entries])
+            self._index(start, [load_stored(e) for e in entries])
 
     def _load_heads(self) -> dict[str, Head]:
         rows = self._db.execute("SELECT iss, MAX(seq), id FROM records GROUP BY iss").fetchall()

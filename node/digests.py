@@ -44,7 +44,7 @@ import trio
 
 from gossip.replica import Replica
 from ledger import Frontier, leaf_hash
-from vouching import Counts, DigestBody, Record, load_record
+from vouching import Counts, DigestBody, Record, load_stored
 from vouching.bodies import CATEGORIES, OUTCOMES
 
 from .audit_log import AUDIT_FILE, Appended, AuditLog, wall_clock_ms
@@ -432,7 +432,7 @@ class Digester:
         cursor = mark - 1
         while rows := store.query(issuer=self.replica.did, kind="digest", after=cursor, limit=_REPLAY_PAGE):
             for index, raw in rows:
-                body = load_record(raw).body
+                body = load_stored(raw).body
                 if isinstance(body, DigestBody):
                     done.add((body.epoch, body.agent))
                 cursor = index

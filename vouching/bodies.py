@@ -257,15 +257,20 @@ def _revoke(value: Any, iss: str, ts: int) -> RevokeBody:
 
 def _digest(value: Any, iss: str, ts: int) -> DigestBody:
     body = fields(value, "body", _DIGEST_FIELDS, _DIGEST_OPTIONAL)
-    dp_epsilon = fields(body["dp"], "body.dp", _DP_FIELDS)["eps"] if "dp" in body else None
-    outcomes = _counts(body["outcomes"], "body.outcomes", OUTCOMES)
-    categories = _counts(body["categories"], "body.categories", CATEGORIES)
-    high_risk = _counts(body["high_risk"], "body.high_risk", OUTCOMES)
-    return check_digest(
-        DigestBody(body["agent"], body["epoch"], body["len"], outcomes, categories, high_risk, body["events"],
-                   body["evidence_root"], dp_epsilon),
-        ts,
-    )
+    if "dp" in body:
+        fields(body["dp"], "body.dp", _DP_FIELDS)
+    for name, names in (("outcomes", OUTCOMES), ("categories", CATEGORIES), ("high_risk", OUTCOMES)):
+        fields(body[name], f"body.{name}", _NAME_SETS[names])
+    return check_digest(digest_of(body), ts)
+
+
+def digest_of(body: dict[str, Any]) -> DigestBody:
+    """The typed body of a valid wire digest body, unchecked: `_digest` checks it first, and
+    vouching.records.load_stored reads the bodies of digests this node accepted (checked then) with it alone."""
+    dp = body.get("dp")
+    return DigestBody(body["agent"], body["epoch"], body["len"], _counts(body["outcomes"], OUTCOMES),
+                      _counts(body["categories"], CATEGORIES), _counts(body["high_risk"], OUTCOMES), body["events"],
+                      body["evidence_root"], None if dp is None else dp["eps"])
 
 
 def check_digest(body: DigestBody, ts: int) -> DigestBody:
@@ -309,9 +314,8 @@ def _choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-def _counts(value: Any, name: str, names: tuple[str, ...]) -> Counts:
-    """A wire count map as Counts in wire order; check_digest checks the counts themselves."""
-    counts = fields(value, name, _NAME_SETS[names])
+def _counts(counts: dict[str, int], names: tuple[str, ...]) -> Counts:
+    """A wire count map of exactly `names` as Counts in wire order; check_digest checks the counts themselves."""
     # A decoded map is already in wire order; a map handed to sign_record may be in any order.
     return Counts(tuple(counts.items()) if tuple(counts) == names else tuple((key, counts[key]) for key in names))
 

@@ -21,7 +21,7 @@ from node.events import Event, decode_entry, encode_entry
 from node.metrics import Registry
 from node.stream import Broadcaster
 from node.trust import TrustService
-from vouching import DigestBody, load_record, verify_record
+from vouching import DigestBody, load_stored, verify_record
 from vouching.policy import Policy
 
 from ..factories import new_did
@@ -429,7 +429,7 @@ def test_the_start_up_replay_decodes_each_stored_record_once(tmp_path, clock, mo
         submit(node, *[(agent, "ok", "tool", False) for agent in agents])
         node.digester.close_due(T0 + EPOCH)
         decoded = []
-        monkeypatch.setattr(gossip.store, "load_record", lambda raw: decoded.append(raw) or load_record(raw))
+        monkeypatch.setattr(gossip.store, "load_stored", lambda raw: decoded.append(raw) or load_stored(raw))
         trust = replayed(node)
         assert sorted(decoded) == sorted(raw for _, raw in node.replica.store.query(limit=100))
         assert first_hand(trust, agents, T0 + EPOCH) == [1.0, 0.0] * 3

@@ -1,8 +1,10 @@
 """Signed records: round trips for every kind, and every kind of bad input rejected with the field and the rule."""
 
 import hashlib
+import re
 import time
 from typing import Any
+from unittest import mock
 
 import cbor2
 import nacl.signing
@@ -24,6 +26,7 @@ from vouching import (
     failed_signatures,
     issue_record,
     load_record,
+    load_stored,
     org_body,
     record_id,
     revoke_body,
@@ -643,6 +646,25 @@ def test_load_record_reads_own_ledger_bytes_without_a_signature_check():
         verify_record(forged)
     with pytest.raises(InvalidRecord, match="truncated"):
         load_record(raw[:20])
+
+
+@given(record_args())
+def test_load_stored_gives_what_load_record_gives_for_a_valid_record(args: RecordArgs):
+    raw = args.sign()
+    with mock.patch("vouching.records.load_record", side_effect=AssertionError("read by load_record")):
+        stored = load_stored(raw)  # by its own path, not load_record's
+    loaded = load_record(raw)
+    assert stored == loaded
+    assert repr(stored) == repr(loaded)  # field by field, types too (1 == 1.0 == True)
+
+
+def test_load_stored_rejects_what_is_not_a_record_as_load_record_does():
+    raw = sign_record(KEY, "digest", BODIES["digest"], seq=1, prev=None, ts=TS)
+    for damaged in (raw[:20], raw[:-70] + b"\xff" + raw[-69:], raw.replace(b"epoch", b"epoxh")):
+        with pytest.raises(InvalidRecord) as expected:
+            load_record(damaged)
+        with pytest.raises(InvalidRecord, match=re.escape(str(expected.value))):
+            load_stored(damaged)
 
 
 @given(record_args())
