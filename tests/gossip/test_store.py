@@ -72,6 +72,18 @@ def test_a_scan_reads_the_ledger_a_run_of_entries_at_a_time(tmp_path, monkeypatc
         assert reads == [(0, 1000), (1000, 1500), (1501, 1511)]  # and a run of its entries in one read
 
 
+def test_opening_finds_the_heads_without_reading_every_record(tmp_path):
+    alice, bob = Org(), Org()
+    with RecordStore.open(tmp_path) as store:
+        store.append([alice.record() for _ in range(3000)] + [bob.record("org")] + [alice.record()])
+    with RecordStore.open(tmp_path) as store:
+        steps = []
+        store._db.set_progress_handler(lambda: steps.append(1), 10)  # called every 10 SQLite VM instructions
+        assert store._load_heads() == {alice.did: store.head(alice.did), bob.did: store.head(bob.did)}
+        assert store.heads() == {alice.did: 3001, bob.did: 1}
+        assert len(steps) < 50  # a few rows an issuer; reading every index row took thousands of steps
+
+
 def test_holds_answers_as_has_and_looks_up_only_records_at_or_below_their_issuers_head(tmp_path, monkeypatch):
     alice, bob = Org(), Org()
     stored = [alice.record() for _ in range(3)]
