@@ -182,7 +182,7 @@ def _mint(out: Path, name: str | None) -> tuple[Path, Path, str]:
         out.mkdir(parents=True, exist_ok=True)
         fresh = out / f".agent-{uuid.uuid4().hex}.key"
         key = create_org_key(fresh)  # the same file as the org key: a 0600 32-byte seed
-    except (KeyFileError, OSError) as e:
+    except KeyFileError as e:
         raise UsageError(str(e)) from None
     agent = did_key(bytes(key.verify_key))
     stem = name or f"agent-{agent[-10:]}"

@@ -112,8 +112,6 @@ def _verify(args: argparse.Namespace) -> int:
     try:
         document = json.loads(args.file.read_text(encoding="utf-8"))
         digests = [path.read_bytes() for path in args.digest]
-    except OSError as e:
-        raise UsageError(f"{e.filename}: {e.strerror}") from None
     except ValueError as e:  # UnicodeDecodeError too
         raise UsageError(f"{args.file}: not a JSON export ({e})") from None
     try:

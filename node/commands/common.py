@@ -118,6 +118,13 @@ def local_config_and_key(args: argparse.Namespace) -> tuple[NodeConfig, SigningK
         raise UsageError(str(e)) from None
 
 
+def os_error_text(error: OSError) -> str:
+    """What the file system refused, as one line naming the path: `alice: Is a directory`."""
+    if error.filename is None:
+        return error.strerror or str(error)
+    return f"{error.filename}: {error.strerror}"
+
+
 def did_argument(text: str) -> str:
     """argparse type: an Ed25519 did:key."""
     try:

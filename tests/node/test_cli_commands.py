@@ -89,6 +89,33 @@ async def test_a_directory_without_a_configuration_is_a_usage_error(run, tmp_pat
     assert "no configuration here; create one with `vouchnet init" in err
 
 
+@pytest.mark.parametrize(
+    ("argv", "complaint"),
+    [
+        (["status", "--dir", "{file}"], "vouchnet status: {file}/config.toml: Not a directory"),
+        (["init", "--dir", "{file}/node"], "vouchnet init: {file}/node: Not a directory"),
+        (["vouch", new_did(), "--weight", "1", "--basis", "operator", "--api", "http://127.0.0.1:9",
+          "--token-file", "{dir}"], "vouchnet vouch: {dir}: Is a directory"),
+        (["audit", "export", "--dir", "{node}", "--agent", new_did(), "--from", "0", "--to", "1", "--out",
+          "{dir}/missing/export.json"], "vouchnet audit export: {dir}/missing/export.json: No such file or directory"),
+    ],
+    ids=["status --dir FILE", "init --dir FILE/node", "--token-file DIR", "audit export --out MISSING/F"],
+)
+def test_a_path_the_file_system_refuses_is_one_line_naming_it(tmp_path, capsys, argv, complaint):
+    """Not a traceback: the command, the path and why, and exit status 2 (the operator's to fix)."""
+    (tmp_path / "file").write_text("")
+    node = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    paths = {"{file}": str(tmp_path / "file"), "{dir}": str(tmp_path), "{node}": str(node.data_dir)}
+
+    def fill(text: str) -> str:
+        for name, path in paths.items():
+            text = text.replace(name, path)
+        return text
+
+    assert cli.main([fill(a) for a in argv]) == 2
+    assert capsys.readouterr().err == fill(complaint) + "\n"
+
+
 async def test_a_node_that_is_not_running_is_a_node_error_with_a_hint(run):
     code, _, err = await run("status", "--api", "http://127.0.0.1:9")
     assert code == 1
