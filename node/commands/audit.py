@@ -21,16 +21,14 @@ from .common import (
     did_argument,
     local_config_and_key,
 )
-from .vouches import parse_expires
+from .vouches import parse_date_or_time
 
 
 def instant(text: str) -> int:
     """argparse type: a moment as ms since the Unix epoch, or a date or time (UTC unless a zone is given)."""
     if text.isdigit():
         return int(text)
-    if text[-1:].isalpha() and text[:-1].isdigit():
-        raise argparse.ArgumentTypeError(f"expected a date, a time or ms since the Unix epoch, got {text!r}")
-    return parse_expires(text)
+    return parse_date_or_time(text, "or ms since the Unix epoch (1767225600000)")
 
 
 def register(subparsers: Subparsers) -> None:
