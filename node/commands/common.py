@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import textwrap
 from collections.abc import Callable
@@ -132,6 +133,24 @@ def did_argument(text: str) -> str:
     except InvalidDid as e:
         raise argparse.ArgumentTypeError(f"not an Ed25519 did:key: {e}") from None
     return text
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a count, 1 or more."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def seconds_argument(text: str) -> float:
+    """argparse type: a wait in seconds, 0 or more (so not nan or inf)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 <= seconds < math.inf:
+        raise argparse.ArgumentTypeError(f"expected seconds, 0 or more, got {text!r}")
+    return seconds
 
 
 def weight_argument(text: str) -> float:

@@ -10,7 +10,7 @@ from typing import Any
 
 from vouching.bodies import KINDS
 
-from .common import Subparsers, add_command, did_argument, open_client
+from .common import Subparsers, add_command, did_argument, open_client, positive_int
 
 _PAGE = 500  # the most the API gives in one page
 
@@ -32,14 +32,8 @@ def register(subparsers: Subparsers) -> None:
     records.add_argument("--issuer", metavar="DID", type=did_argument, help="only records this org signed")
     records.add_argument("--kind", choices=KINDS, help="only records of this kind")
     records.add_argument("--subject", metavar="DID", help="only records about this did (for a revoke: the vouch's id)")
-    records.add_argument("--limit", type=_positive, metavar="N", help="at most N records (default: all)")
+    records.add_argument("--limit", type=positive_int, metavar="N", help="at most N records (default: all)")
     records.add_argument("--json", action="store_true", help="one JSON object a line (JSON lines)")
-
-
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return int(text)
 
 
 def _records(args: argparse.Namespace) -> int:
