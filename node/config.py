@@ -436,18 +436,23 @@ recompute_seconds = {d.recompute_seconds}
 min_score = {d.min_score}
 # Tools that need an agent of tier `trusted` or better, matched by words: "shell" makes run_shell, shell:run and
 # runShell high-risk, "send_email" makes sendEmail so (vouching.policy.Policy); unset: shell, exec, deploy,
-# payments, transfer, email, sms, delete, database-write, secrets, iam. Services using the SDK apply these too.
+# payment, payments, transfer, email, sms, delete, database-write, secrets, iam. Services using the SDK apply these
+# too.
 # high_risk_tools = ["shell", "deploy", "payments", "email"]
 
 [limits]
+# Peers this node dials and stays connected to, at most (it accepts up to twice as many connections).
 max_peers = {lim.max_peers}
 # Largest gossip message in bytes (records are batched up to this size).
 gossip_batch_bytes = {lim.gossip_batch_bytes}
-# Gossip a peer may forward to this node (messages and bytes per second), and records per second of one org.
+# Gossip messages a peer may forward to this node per second; beyond it they are dropped, without a penalty.
 peer_messages_per_second = {lim.peer_messages_per_second}
+# Gossip bytes a peer may forward to this node per second; beyond it they are dropped, without a penalty.
 peer_bytes_per_second = {lim.peer_bytes_per_second}
+# Records of one org per second; beyond it they are dropped, and the org's own node is penalised for sending them.
 org_records_per_second = {lim.org_records_per_second}
 # Records waiting for a missing predecessor, at most, shared evenly among their issuers once full.
 held_records = {lim.held_records}
+# Records per page of catch-up sync, at most: in the pages this node asks its peers for and in those it serves.
 sync_page_records = {lim.sync_page_records}
 """
