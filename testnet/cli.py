@@ -88,7 +88,8 @@ def register(subparsers: Subparsers) -> None:
         description="Lay the scenario's orgs onto the testnet's nodes (restarting those whose trust roots change), "
         "make its vouches, run its agents' traffic while its attacks and faults happen on schedule, watch records "
         "and scores at every node, and write results.json, PNG plots and report.html. Starts a testnet (and stops "
-        f"it afterwards) if the directory holds none. Library: {', '.join(library())}.",
+        "it afterwards) if the directory holds none; starts the stopped nodes of one it holds, and leaves them "
+        f"running. Library: {', '.join(library())}.",
         examples=["vouchnet testnet run sybil-collusion", "vouchnet testnet run faults --nodes 3 --duration 40",
                   "vouchnet testnet run ./my-scenario.toml --seed 7 --out ./report"],
     )

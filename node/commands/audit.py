@@ -70,7 +70,7 @@ def register(subparsers: Subparsers) -> None:
         "the org it names logged: give --org to require the org you expect (anyone can sign an export of their own).",
         examples=["vouchnet audit verify alice.json --org did:key:z6Mk... --digest digest-1.cose"],
     )
-    verify.add_argument("file", type=Path, metavar="EXPORT")
+    verify.add_argument("file", type=Path, metavar="EXPORT", help="the file `vouchnet audit export` wrote")
     verify.add_argument("--org", type=did_argument, metavar="DID", help="refuse an export of any other org")
     verify.add_argument("--digest", type=Path, action="append", default=[], metavar="FILE",
                         help="one of the org's digest records (COSE bytes, as GET /v1/records/{id} serves it)")

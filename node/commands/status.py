@@ -26,7 +26,10 @@ def register(subparsers: Subparsers) -> None:
         subparsers,
         "peers",
         summary="list the peers the node is connected to",
-        description="List the libp2p peers the running node is connected to, one a line.",
+        description="List the libp2p peers the running node is connected to, one a line: the peer id, the org "
+        "(the did:key of the same key), the peer's GossipSub score here (0 for a peer that behaves; negative for "
+        "one penalised, e.g. for gossip this node rejected: not its org's reputation, which `vouchnet orgs` shows) "
+        "and whether it serves catch-up sync and cosigning (false for a gossip-only peer).",
         examples=["vouchnet peers", "vouchnet peers --api http://127.0.0.1:8700 --json"],
         run=_peers,
     )
