@@ -294,6 +294,18 @@ async def test_records_lists_one_a_line_with_filters(run, node, url):
     assert (code, out) == (0, "")
 
 
+async def test_records_refuses_a_subject_no_record_can_have(run, node, url):
+    """A did with a typo, or a record id cut short, would list nothing, as if the node held nothing about it."""
+    revoked = vouch(node).id.hex()
+    node.replica.issue("revoke", revoke_body(bytes.fromhex(revoked), "retired"))
+    code, out, _ = await run("records", "--api", url, "--subject", revoked)
+    assert (code, len(out.splitlines())) == (0, 1)
+    for subject in ("did:key:z6Mk", revoked[:12]):
+        code, _, err = await run("records", "--api", url, "--subject", subject)
+        assert code == 2
+        assert f"argument --subject: expected a did:key, or a vouch's record id (64 hex digits), got '{subject}'" in err
+
+
 async def test_records_as_json_lines_and_limited(run, node, url):
     made = [vouch(node).id.hex() for _ in range(4)]
     code, out, _ = await run("records", "--api", url, "--json", "--limit", "3")
