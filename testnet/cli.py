@@ -11,7 +11,14 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from node.commands.common import CommandFailed, Subparsers, UsageError, add_local_command, positive_int, seconds_argument
+from node.commands.common import (
+    CommandFailed,
+    Subparsers,
+    UsageError,
+    add_local_command,
+    positive_int,
+    seconds_argument,
+)
 
 DIR_ENV = "VOUCHNET_TESTNET_DIR"
 DEFAULT_DIR = "vouchnet-testnet"
@@ -67,7 +74,8 @@ def register(subparsers: Subparsers) -> None:
     )
     _dir_option(logs)
     logs.add_argument("node", help="the node's name, e.g. n03")
-    logs.add_argument("--lines", "-n", type=positive_int, default=50, help="lines from the end (default: %(default)s)")
+    logs.add_argument("--lines", "-n", type=positive_int, default=50,
+                      help="lines from the end (default: %(default)s)")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing lines as they come (Ctrl-C stops)")
 
     down = add_local_command(
@@ -78,7 +86,8 @@ def register(subparsers: Subparsers) -> None:
         examples=["vouchnet testnet down", "vouchnet testnet down --timeout 10"],
     )
     _dir_option(down)
-    down.add_argument("--timeout", type=seconds_argument, default=5.0, help="seconds before SIGKILL (default: %(default)s)")
+    down.add_argument("--timeout", type=seconds_argument, default=5.0,
+                      help="seconds before SIGKILL (default: %(default)s)")
 
     from .scenario import MAX_DURATION, MIN_DURATION, library
 
@@ -95,8 +104,10 @@ def register(subparsers: Subparsers) -> None:
     )
     _dir_option(run)
     run.add_argument("scenario", help="a library scenario's name or a scenario file's path")
-    run.add_argument("--nodes", type=positive_int, help="testnet size if one must be started (default: the scenario's)")
-    run.add_argument("--duration", type=float, help=f"seconds of traffic, {MIN_DURATION} to {MAX_DURATION} (default: the scenario's)")
+    run.add_argument("--nodes", type=positive_int,
+                     help="testnet size if one must be started (default: the scenario's)")
+    run.add_argument("--duration", type=float,
+                     help=f"seconds of traffic, {MIN_DURATION} to {MAX_DURATION} (default: the scenario's)")
     run.add_argument("--seed", type=int, help="seed of the plan and the agents' behaviour (default: the testnet's)")
     run.add_argument("--out", type=Path, help="where the report goes (default: DIR/reports/SCENARIO-TIME)")
     run.add_argument("--keep", action="store_true", help="leave a testnet this command started running")
