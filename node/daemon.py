@@ -232,8 +232,12 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
                 await nursery.start(service.run)
             except WitnessStoreError as error:  # Witnessing opens witness.sqlite as it starts
                 raise StartupError(f"witness: {error}") from None
-        publish_org_record(node.replica, name=config.name, network=config.network,
-                           addrs=announce_addrs(config, node.host))
+        addrs = announce_addrs(config, node.host)
+        if not addrs:
+            log.warning("the node announces no address: it listens on wildcard addresses only, so its org record "
+                        "tells other orgs nowhere to dial it; set [p2p] announce in config.toml to where they reach it",
+                        extra={"fields": {"listen": ",".join(node.host.listen_addrs)}})
+        publish_org_record(node.replica, name=config.name, network=config.network, addrs=addrs)
         app = ScoreFastPath(create_app(
             node,
             routers=[*node.telemetry.routers(), scores_router(node.trust, node.key)],

@@ -49,6 +49,19 @@ async def test_an_api_reachable_from_other_machines_is_said_at_start(tmp_path, c
     assert len(said) == (bind == "0.0.0.0")
 
 
+@pytest.mark.parametrize(("listen", "announce"), [("0.0.0.0", ()), ("127.0.0.1", ()),
+                                                  ("0.0.0.0", ("/ip4/192.0.2.7/tcp/4001",))])
+async def test_a_node_that_announces_no_address_says_so_at_start(tmp_path, caplog, listen, announce):
+    """`vouchnet init`'s default listens on 0.0.0.0 and announces nothing: partners would find no address in its
+    org record, silently."""
+    with caplog.at_level(logging.WARNING, logger="vouchnet.node"):
+        async with running(tmp_path / "a", settings={"listen": (f"/ip4/{listen}/tcp/0",), "announce": announce}):
+            pass
+    said = [r.getMessage() for r in caplog.records if "announces no address" in r.getMessage()]
+    assert len(said) == (listen == "0.0.0.0" and not announce)
+    assert all("set [p2p] announce" in message for message in said)
+
+
 async def test_a_vouch_made_at_one_node_is_accepted_at_its_peer(tmp_path):
     async with running(tmp_path / "a") as a:
         async with running(tmp_path / "b", bootstrap=(a.host.listen_addrs[0],), roots=(a.did,)) as b:
