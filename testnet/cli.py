@@ -15,6 +15,7 @@ from node.commands.common import (
     CommandFailed,
     Subparsers,
     UsageError,
+    add_command_group,
     add_local_command,
     positive_int,
     seconds_argument,
@@ -25,10 +26,9 @@ DEFAULT_DIR = "vouchnet-testnet"
 
 
 def register(subparsers: Subparsers) -> None:
-    testnet = add_local_command(
+    commands = add_command_group(
         subparsers,
         "testnet",
-        run=_usage,
         summary="run a network of nodes on this machine, attack it, and report what happened",
         description="Start N real node processes on loopback (each with its own ports and data directory), drive "
         "scenarios of honest and malicious orgs and agents through their APIs, inject faults, and report "
@@ -36,7 +36,6 @@ def register(subparsers: Subparsers) -> None:
         examples=["vouchnet testnet up --nodes 10", "vouchnet testnet status",
                   "vouchnet testnet run sybil-collusion", "vouchnet testnet logs n03", "vouchnet testnet down"],
     )
-    commands = testnet.add_subparsers(dest="testnet_command", metavar="COMMAND")
     from .topology import TOPOLOGIES
 
     up = add_local_command(
@@ -116,10 +115,6 @@ def register(subparsers: Subparsers) -> None:
 def _dir_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dir", type=Path, default=Path(os.environ.get(DIR_ENV) or DEFAULT_DIR),
                         help=f"the testnet's directory (default: ${DIR_ENV}, else ./{DEFAULT_DIR})")
-
-
-def _usage(args: argparse.Namespace) -> int:
-    raise UsageError("which one? up, status, logs, down or run (`vouchnet testnet --help` explains them)")
 
 
 def _open(directory: Path):  # -> Cluster

@@ -51,10 +51,18 @@ def add_local_command(
 def add_command_group(
     subparsers: Subparsers, name: str, *, summary: str, description: str, examples: list[str]
 ) -> Subparsers:
-    """A command made of subcommands (`vouchnet key rotate`), whose --help lists them and shows examples; returns
-    the subparsers to add them to."""
+    """A command made of subcommands (`vouchnet key rotate`), whose --help lists them and shows examples, and which,
+    given none, names them; returns the subparsers to add them to."""
     parser = _add_parser(subparsers, name, summary=summary, description=description, examples=examples)
-    return parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND")
+
+    def which(args: argparse.Namespace) -> int:
+        *others, last = commands.choices
+        listed = f"{', '.join(others)} or {last}" if others else last
+        raise UsageError(f"which one? {listed} (`{parser.prog} --help` explains them)")
+
+    parser.set_defaults(func=which, command_name=parser.prog)  # a subcommand's own defaults replace these
+    return commands
 
 
 def _add_parser(

@@ -529,6 +529,15 @@ def test_every_command_explains_itself_with_examples(capsys, command):
     assert "examples:\n  vouchnet " + " ".join(command) in out
 
 
+@pytest.mark.parametrize(("group", "subcommands"), [("log", "checkpoint or verify"), ("key", "rotate"),
+                                                   ("testnet", "up, status, logs, down or run")])
+def test_a_command_group_without_its_subcommand_names_them(capsys, group, subcommands):
+    """Not argparse's 'the following arguments are required: COMMAND', which does not say what COMMAND may be."""
+    assert cli.main([group]) == 2
+    assert capsys.readouterr().err == f"vouchnet {group}: which one? {subcommands} (`vouchnet {group} --help` " \
+                                      "explains them)\n"
+
+
 def test_a_module_with_register_adds_a_command(monkeypatch, capsys):
     class Hello:
         @staticmethod
