@@ -155,6 +155,17 @@ async def test_something_else_at_the_address_is_reported():
     assert "is http://127.0.0.1" in refused.value.detail
 
 
+async def test_an_address_that_does_not_speak_http_is_reported_with_a_hint():
+    """As the node's libp2p port answers an HTTP request: multistream-select, not HTTP."""
+    async with trio.open_nursery() as nursery:
+        port = await _raw_http_server(nursery, b"\x13/multistream/1.0.0\n")
+        with NodeClient(f"127.0.0.1:{port}") as client, pytest.raises(NodeUnreachable) as unreachable:
+            await call(client.node)
+        nursery.cancel_scope.cancel()
+    assert str(unreachable.value).startswith(f"cannot talk to the node at http://127.0.0.1:{port}: the answer is "
+                                             "not HTTP (")
+    assert str(unreachable.value).endswith("a vouchnet node's API address (its [api] bind), not its libp2p port?")
+
 
 async def test_the_api_service_serves_until_cancelled_and_leaves_no_listener(node):
     async with trio.open_nursery() as nursery:
