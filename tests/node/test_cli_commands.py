@@ -201,10 +201,10 @@ async def test_vouch_prints_the_record_as_json_on_request(run, node, data_dir):
 
 
 async def test_a_vouch_the_node_refuses_exits_1_with_its_reason(run, node, data_dir):
-    argv = ["vouch", new_did(), "--weight", "0.5", "--basis", "operator", "--expires", "2020-01-01", "--dir", data_dir]
+    argv = ["vouch", node.did, "--weight", "0.5", "--basis", "operator", "--dir", data_dir]
     code, _, err = await run(*argv)
     assert code == 1
-    assert "body.expires: must be later than ts" in err
+    assert "body.subject: must not be the issuer" in err
     assert node.replica.store.size == 0
 
 
@@ -219,6 +219,8 @@ async def test_a_vouch_the_node_refuses_exits_1_with_its_reason(run, node, data_
         (["{did}", "--weight", "inf", "--basis", "operator"], "argument --weight: a weight in (0, 1], got 'inf'"),
         (["{did}", "--weight", "0.5", "--basis", "hearsay"], "argument --basis: invalid choice"),
         (["{did}", "--weight", "0.5", "--basis", "operator", "--expires", "soon"], "expected a date (2026-12-31)"),
+        (["{did}", "--weight", "0.5", "--basis", "operator", "--expires", "2020-01-01"],
+         "argument --expires: '2020-01-01' is past: a vouch must lapse later than now"),
     ],
 )
 async def test_bad_vouch_arguments_are_usage_errors(run, node, data_dir, args, complaint):
