@@ -41,7 +41,8 @@ def register(subparsers: Subparsers) -> None:
         "address, or to be one of the node's bootstrap peers). Run it with the "
         "node stopped; if it is interrupted, run it again (or start the node) to finish. A key that has already "
         "leaked is another matter: its holder can sign a rotation of its own, the conflict gets the org flagged "
-        "as an equivocator everywhere, and the org then needs new vouches under a new key.",
+        "as an equivocator everywhere, and the org then needs new vouches under a new key. Prints the old and the new "
+        "did and the new peer id as JSON.",
         examples=["vouchnet key rotate --dir ./alice"],
     )
     add_dir_option(rotate)
