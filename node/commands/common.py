@@ -13,9 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 from nacl.signing import SigningKey
 
 from node.client import NodeClient
+from node.client._http import normal_url
 from node.config import DIR_ENV, ConfigError, NodeConfig, connectable_host, default_data_dir, load_config
 from node.keys import KeyFileError, load_org_key, load_token
 from vouching import InvalidDid, did_key, public_key_from_did
@@ -101,7 +103,7 @@ def _add_connection_options(parser: argparse.ArgumentParser) -> None:
         help=f"the node's data directory: its config.toml gives the API address, api.token the token "
         f"(default: ${DIR_ENV}, else ~/.vouchnet)",
     )
-    where.add_argument("--api", metavar="URL", help="the node's API address, e.g. http://127.0.0.1:8700")
+    where.add_argument("--api", metavar="URL", type=api_url, help="the node's API address, e.g. http://127.0.0.1:8700")
     group.add_argument("--token-file", type=Path, metavar="FILE", help="the API token, for commands that write")
 
 
@@ -132,6 +134,17 @@ def os_error_text(error: OSError) -> str:
     if error.filename is None:
         return error.strerror or str(error)
     return f"{error.filename}: {error.strerror}"
+
+
+def api_url(text: str) -> str:
+    """argparse type: a node's API address, an http(s) URL or HOST:PORT."""
+    try:
+        url = httpx.URL(normal_url(text))
+    except httpx.InvalidURL:
+        url = None
+    if url is None or url.scheme not in ("http", "https") or not url.host or not 0 < (url.port or 80) < 65536:
+        raise argparse.ArgumentTypeError(f"expected the node's API address, e.g. http://127.0.0.1:8700, got {text!r}")
+    return text
 
 
 def did_argument(text: str) -> str:

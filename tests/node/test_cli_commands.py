@@ -156,6 +156,14 @@ async def test_a_token_file_that_does_not_exist_is_named(run, url, tmp_path):
     assert err.strip() == f"vouchnet vouch: --token-file {tmp_path / 'nothing.token'}: no such file"
 
 
+@pytest.mark.parametrize("api", ["http://[::1", "ftp://127.0.0.1:8700", "http://", "", "127.0.0.1:99999"])
+def test_an_api_address_that_is_no_url_is_a_usage_error(capsys, api):
+    """Not httpx's traceback (InvalidURL) or a vain attempt at some other address."""
+    assert cli.main(["status", "--api", api]) == 2
+    assert f"argument --api: expected the node's API address, e.g. http://127.0.0.1:8700, got {api!r}" in \
+        capsys.readouterr().err
+
+
 async def test_dir_and_api_exclude_each_other(run, data_dir, url):
     code, _, err = await run("status", "--dir", data_dir, "--api", url)
     assert code == 2 and "not allowed with" in err
