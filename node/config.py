@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import os
 import re
 import urllib.parse
@@ -191,9 +192,16 @@ def _get(table: dict[str, Any], section: str, key: str, kind: str, default: Any)
 
 
 def _positive(section: str, key: str, value: float) -> float:
+    _finite(section, key, value)
     if value <= 0:
         raise ConfigError(f"{section}.{key}: must be positive, got {value}")
     return value
+
+
+def _finite(section: str, key: str, value: float) -> None:
+    """TOML has nan and inf; no interval, rate or retention means either (a long retention is a large number)."""
+    if not math.isfinite(value):
+        raise ConfigError(f"{section}.{key}: must be a finite number, got {value}")
 
 
 def _in_range(section: str, key: str, value: int, low: int, high: int) -> int:
@@ -283,6 +291,7 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
     telemetry = _table(doc, "telemetry")
     _known_keys("telemetry", telemetry, {"epoch_seconds", "retention_days", "dp_epsilon"})
     epoch_seconds = _get(telemetry, "telemetry", "epoch_seconds", "a number", NodeConfig.epoch_seconds)
+    _finite("telemetry", "epoch_seconds", epoch_seconds)
     if epoch_seconds < 1:
         raise ConfigError(f"telemetry.epoch_seconds: must be at least 1, got {epoch_seconds}")
     retention_days = _positive(

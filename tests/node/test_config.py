@@ -100,6 +100,11 @@ def test_an_empty_file_means_defaults(tmp_path):
         ("[p2p]\nverify_processes = 1.0", "p2p.verify_processes: must be an integer, got float"),
         ("[p2p]\nsync_peers = 0", "p2p.sync_peers: must be 1-1024, got 0"),
         ("[p2p]\nstartup_sync_seconds = 0", "p2p.startup_sync_seconds: must be positive, got 0"),
+        *[(f"[{section}]\n{key} = {bad}", f"{section}.{key}: must be a finite number, got {bad}")
+          for section, key in [("p2p", "sync_interval"), ("witness", "checkpoint_interval"),
+                               ("telemetry", "epoch_seconds"), ("telemetry", "retention_days"),
+                               ("scoring", "recompute_seconds"), ("limits", "peer_bytes_per_second")]
+          for bad in ("nan", "inf")],  # TOML has both; every one of these was taken
         ("[p2p]\nsync_peers = true", "p2p.sync_peers: must be an integer, got bool"),
         ("[limits]\nmax_peers = -1", "limits.max_peers: must be positive"),
         ("[limits]\nmax_pears = 1", "limits: unknown key 'max_pears'"),
