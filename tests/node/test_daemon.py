@@ -209,7 +209,9 @@ async def test_damaged_raw_counts_stop_the_node_with_a_start_up_error_naming_the
 
 @pytest.mark.parametrize(("damage", "complaint"), [
     (lambda d: os.chmod(d / "org.key", 0o644), "org.key: permissions 0644 are too open; run `chmod 600 {d}/org.key`"),
-    (lambda d: os.unlink(d / "api.token"), "api.token: missing; run `vouchnet init --dir {d}` first"),
+    (lambda d: os.unlink(d / "api.token"), "api.token: missing; restore it, or make a new one: `(umask 077 && "
+     "python3 -c 'import secrets; print(secrets.token_urlsafe(32))' > {d}/api.token)` (the node reads it as it starts; "
+     "its clients need the new one)"),
 ])
 def test_an_unusable_key_or_token_file_stops_the_node_with_one_clear_line(tmp_path, damage, complaint):
     init_data_dir(tmp_path, network="test", api="127.0.0.1:0", listen=("/ip4/127.0.0.1/tcp/0",))
