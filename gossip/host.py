@@ -318,6 +318,10 @@ class HostError(Exception):
     """A host operation failed; the message says which and why."""
 
 
+class ListenError(HostError):
+    """A listen address cannot be bound (in use, or not this machine's)."""
+
+
 class StreamError(HostError):
     """A stream was reset or broke while reading or writing."""
 
@@ -1195,7 +1199,7 @@ def _check_port_free(addr: str, maddr: multiaddr.Multiaddr) -> None:
         try:
             probe.bind((ip, port))
         except OSError as error:
-            raise HostError(f"cannot listen on {addr}: {error.strerror}") from None
+            raise ListenError(f"cannot listen on {addr}: {error.strerror}") from None
 
 
 async def _read_until_complete(reader: Reader, n: int, retry_count: int = 0) -> bytes:

@@ -12,7 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from node.client import ClientError
 from node.commands import agents, audit, key, local, log, records, scores, status, vouches
-from node.commands.common import CommandFailed, UsageError
+from node.commands.common import CommandFailed, UsageError, os_error_text
 from testnet import cli as testnet
 from testnet.sim import cli as sim
 
@@ -31,8 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vouchnet",
         description="A federated, peer-to-peer trust network for AI agents.",
-        epilog="Exit status: 0 done, 1 the node failed or refused, 2 a usage error. `vouchnet COMMAND --help` "
-        "explains each command.",
+        epilog="Exit status: 0 done, 1 the node failed or refused, 2 a usage error (a bad argument, or a file or "
+        "directory that cannot be read or written). `vouchnet COMMAND --help` explains each command.",
     )
     parser.add_argument("--version", action="version", version=f"vouchnet {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `vouchnet records | head`: the reader has all it wants
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that exit does not flush into it
         return 141  # 128 + SIGPIPE, as a shell reports a command that SIGPIPE stopped
+    except OSError as e:  # a --dir, --out, --cache or --token-file the file system refuses: name it, no traceback
+        print(f"{name}: {os_error_text(e)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import os
 import re
 import urllib.parse
@@ -191,9 +192,16 @@ def _get(table: dict[str, Any], section: str, key: str, kind: str, default: Any)
 
 
 def _positive(section: str, key: str, value: float) -> float:
+    _finite(section, key, value)
     if value <= 0:
         raise ConfigError(f"{section}.{key}: must be positive, got {value}")
     return value
+
+
+def _finite(section: str, key: str, value: float) -> None:
+    """TOML has nan and inf; no interval, rate or retention means either (a long retention is a large number)."""
+    if not math.isfinite(value):
+        raise ConfigError(f"{section}.{key}: must be a finite number, got {value}")
 
 
 def _in_range(section: str, key: str, value: int, low: int, high: int) -> int:
@@ -283,6 +291,7 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
     telemetry = _table(doc, "telemetry")
     _known_keys("telemetry", telemetry, {"epoch_seconds", "retention_days", "dp_epsilon"})
     epoch_seconds = _get(telemetry, "telemetry", "epoch_seconds", "a number", NodeConfig.epoch_seconds)
+    _finite("telemetry", "epoch_seconds", epoch_seconds)
     if epoch_seconds < 1:
         raise ConfigError(f"telemetry.epoch_seconds: must be at least 1, got {epoch_seconds}")
     retention_days = _positive(
@@ -436,18 +445,23 @@ recompute_seconds = {d.recompute_seconds}
 min_score = {d.min_score}
 # Tools that need an agent of tier `trusted` or better, matched by words: "shell" makes run_shell, shell:run and
 # runShell high-risk, "send_email" makes sendEmail so (vouching.policy.Policy); unset: shell, exec, deploy,
-# payments, transfer, email, sms, delete, database-write, secrets, iam. Services using the SDK apply these too.
+# payment, payments, transfer, email, sms, delete, database-write, secrets, iam. Services using the SDK apply these
+# too.
 # high_risk_tools = ["shell", "deploy", "payments", "email"]
 
 [limits]
+# Peers this node dials and stays connected to, at most (it accepts up to twice as many connections).
 max_peers = {lim.max_peers}
 # Largest gossip message in bytes (records are batched up to this size).
 gossip_batch_bytes = {lim.gossip_batch_bytes}
-# Gossip a peer may forward to this node (messages and bytes per second), and records per second of one org.
+# Gossip messages a peer may forward to this node per second; beyond it they are dropped, without a penalty.
 peer_messages_per_second = {lim.peer_messages_per_second}
+# Gossip bytes a peer may forward to this node per second; beyond it they are dropped, without a penalty.
 peer_bytes_per_second = {lim.peer_bytes_per_second}
+# Records of one org per second; beyond it they are dropped, and the org's own node is penalised for sending them.
 org_records_per_second = {lim.org_records_per_second}
 # Records waiting for a missing predecessor, at most, shared evenly among their issuers once full.
 held_records = {lim.held_records}
+# Records per page of catch-up sync, at most: in the pages this node asks its peers for and in those it serves.
 sync_page_records = {lim.sync_page_records}
 """

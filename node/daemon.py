@@ -20,7 +20,7 @@ from typing import Any
 import trio
 from nacl.signing import SigningKey
 
-from gossip.host import GOSSIPSUB_PROTOCOLS, Host, HostConfig, HostError, open_host, peer_org
+from gossip.host import GOSSIPSUB_PROTOCOLS, Host, HostConfig, HostError, ListenError, open_host, peer_org
 from gossip.peers import PeerManager, split_peer_addr
 from gossip.replica import Replica
 from gossip.service import GossipService
@@ -35,7 +35,7 @@ from vouching.policy import DEFAULT_HIGH_RISK_TOOLS, Policy
 
 from .api import ApiService, create_app
 from .api.scores import CHECK_PATH, ScoreFastPath, scores_router
-from .config import NodeConfig, is_loopback
+from .config import CONFIG_FILE, NodeConfig, is_loopback
 from .credential_registry import RegistryError
 from .data_lock import DataDirBusy, locked_data_dir
 from .digests import DigestStateError
@@ -171,6 +171,8 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
                                  max_connections=max(limits.max_peers * 2, 8))
         try:
             host = await stack.enter_async_context(open_host(bytes(key), list(config.listen), config=host_config))
+        except ListenError as error:
+            raise StartupError(f"p2p: {error}: {_free_it('[p2p] listen', config)}") from None
         except HostError as error:
             raise StartupError(f"p2p: {error}") from None
         try:
@@ -232,8 +234,12 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
                 await nursery.start(service.run)
             except WitnessStoreError as error:  # Witnessing opens witness.sqlite as it starts
                 raise StartupError(f"witness: {error}") from None
-        publish_org_record(node.replica, name=config.name, network=config.network,
-                           addrs=announce_addrs(config, node.host))
+        addrs = announce_addrs(config, node.host)
+        if not addrs:
+            log.warning("the node announces no address: it listens on wildcard addresses only, so its org record "
+                        "tells other orgs nowhere to dial it; set [p2p] announce in config.toml to where they reach it",
+                        extra={"fields": {"listen": ",".join(node.host.listen_addrs)}})
+        publish_org_record(node.replica, name=config.name, network=config.network, addrs=addrs)
         app = ScoreFastPath(create_app(
             node,
             routers=[*node.telemetry.routers(), scores_router(node.trust, node.key)],
@@ -244,7 +250,7 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
             node.api_url = (await nursery.start(ApiService(node, config.api_host, config.api_port, app=app).run))[0]
         except OSError as error:
             raise StartupError(f"api: cannot listen on {config.api_host}:{config.api_port}: "
-                               f"{error.strerror or error}") from None
+                               f"{error.strerror or error}: {_free_it('[api] bind', config)}") from None
         if not is_loopback(config.api_host):
             log.warning("the local API is reachable from other machines: whoever reaches it reads scores, records and "
                         "peers without a token (writes need api.token)", extra={"fields": {"api": node.api_url}})
@@ -256,6 +262,11 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
             "did": node.did, "peer_id": node.host.peer_id, "listen": ",".join(node.host.listen_addrs),
             "api": node.api_url, "network": config.network, "records": node.replica.store.size}})
         task_status.started(node)
+
+
+def _free_it(setting: str, config: NodeConfig) -> str:
+    """What an operator does about an address the node cannot listen on."""
+    return f"stop what uses it, or change {setting} in {config.data_dir / CONFIG_FILE}"
 
 
 async def _take_back_own_records(node: Node, seconds: float) -> None:

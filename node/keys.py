@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shlex
 import stat
 from pathlib import Path
 
@@ -39,12 +40,13 @@ def sync_directory(path: Path) -> None:
         os.close(dir_fd)
 
 
-def _read_private(path: Path) -> bytes:
-    """Read a secret file, refusing one that other users can read (as ssh does)."""
+def _read_private(path: Path, missing: str) -> bytes:
+    """Read a secret file, refusing one that other users can read (as ssh does); `missing` says what to do if there
+    is none (not `vouchnet init`, which refuses a directory that holds a config.toml)."""
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
-        raise KeyFileError(f"{path}: missing; run `vouchnet init --dir {path.parent}` first") from None
+        raise KeyFileError(f"{path}: missing; {missing}") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyFileError(f"{path}: permissions {stat.S_IMODE(mode):04o} are too open; run `chmod 600 {path}`")
     return path.read_bytes()
@@ -59,7 +61,8 @@ def create_org_key(path: Path) -> SigningKey:
 
 def load_org_key(path: Path) -> SigningKey:
     """Load the org key written by `create_org_key`."""
-    seed = _read_private(path)
+    seed = _read_private(path, "restore it from a backup of this data directory: it is the org's identity (a new "
+                                 "key would be a new org, made by `vouchnet init` in a new directory)")
     if len(seed) != SEED_BYTES:
         raise KeyFileError(f"{path}: expected a {SEED_BYTES}-byte Ed25519 seed, found {len(seed)} bytes")
     return SigningKey(seed)
@@ -74,7 +77,9 @@ def create_token(path: Path) -> str:
 
 def load_token(path: Path) -> str:
     """Load the API bearer token written by `create_token`."""
-    token = _read_private(path).decode("ascii", errors="replace").strip()
+    new = f"(umask 077 && python3 -c 'import secrets; print(secrets.token_urlsafe(32))' > {shlex.quote(str(path))})"
+    token = _read_private(path, f"restore it, or make a new one: `{new}` (the node reads it as it starts; its "
+                                "clients need the new one)").decode("ascii", errors="replace").strip()
     if len(token) < 32:
         raise KeyFileError(f"{path}: the token is too short to be one `vouchnet init` wrote")
     return token

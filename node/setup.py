@@ -32,6 +32,7 @@ def init_data_dir(
     for existing in (data_dir / "org.key", data_dir / "api.token", data_dir / CONFIG_FILE):
         if existing.exists():
             raise KeyFileError(f"{existing}: already exists; {data_dir} is already a node's data directory")
+    made = not data_dir.exists()
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     config_path = data_dir / CONFIG_FILE
     config_path.write_text(text, encoding="utf-8")
@@ -39,6 +40,8 @@ def init_data_dir(
         load_config(data_dir)  # what we wrote must load: catches a bad --listen, --root or --network now
     except ConfigError:
         config_path.unlink()
+        if made:  # so that the same command, corrected, runs as if this one never had
+            data_dir.rmdir()
         raise
     key = create_org_key(data_dir / "org.key")
     create_token(data_dir / "api.token")

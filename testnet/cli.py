@@ -11,17 +11,24 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from node.commands.common import CommandFailed, Subparsers, UsageError, add_local_command
+from node.commands.common import (
+    CommandFailed,
+    Subparsers,
+    UsageError,
+    add_command_group,
+    add_local_command,
+    positive_int,
+    seconds_argument,
+)
 
 DIR_ENV = "VOUCHNET_TESTNET_DIR"
 DEFAULT_DIR = "vouchnet-testnet"
 
 
 def register(subparsers: Subparsers) -> None:
-    testnet = add_local_command(
+    commands = add_command_group(
         subparsers,
         "testnet",
-        run=_usage,
         summary="run a network of nodes on this machine, attack it, and report what happened",
         description="Start N real node processes on loopback (each with its own ports and data directory), drive "
         "scenarios of honest and malicious orgs and agents through their APIs, inject faults, and report "
@@ -29,7 +36,6 @@ def register(subparsers: Subparsers) -> None:
         examples=["vouchnet testnet up --nodes 10", "vouchnet testnet status",
                   "vouchnet testnet run sybil-collusion", "vouchnet testnet logs n03", "vouchnet testnet down"],
     )
-    commands = testnet.add_subparsers(dest="testnet_command", metavar="COMMAND")
     from .topology import TOPOLOGIES
 
     up = add_local_command(
@@ -43,7 +49,7 @@ def register(subparsers: Subparsers) -> None:
                   "vouchnet testnet up            # restart a stopped testnet"],
     )
     _dir_option(up)
-    up.add_argument("--nodes", type=int, help="how many nodes (default 5 for a new testnet)")
+    up.add_argument("--nodes", type=positive_int, help="how many nodes (default 5 for a new testnet)")
     up.add_argument("--seed", type=int, default=1, help="seed of the random topology and of scenario runs "
                                                          "(default: %(default)s)")
     up.add_argument("--topology", choices=sorted(TOPOLOGIES), default="mesh",
@@ -67,7 +73,8 @@ def register(subparsers: Subparsers) -> None:
     )
     _dir_option(logs)
     logs.add_argument("node", help="the node's name, e.g. n03")
-    logs.add_argument("--lines", "-n", type=int, default=50, help="lines from the end (default: %(default)s)")
+    logs.add_argument("--lines", "-n", type=positive_int, default=50,
+                      help="lines from the end (default: %(default)s)")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing lines as they come (Ctrl-C stops)")
 
     down = add_local_command(
@@ -78,9 +85,10 @@ def register(subparsers: Subparsers) -> None:
         examples=["vouchnet testnet down", "vouchnet testnet down --timeout 10"],
     )
     _dir_option(down)
-    down.add_argument("--timeout", type=float, default=5.0, help="seconds before SIGKILL (default: %(default)s)")
+    down.add_argument("--timeout", type=seconds_argument, default=5.0,
+                      help="seconds before SIGKILL (default: %(default)s)")
 
-    from .scenario import library
+    from .scenario import MAX_DURATION, MIN_DURATION, library
 
     run = add_local_command(
         commands, "run", run=_run,
@@ -88,14 +96,17 @@ def register(subparsers: Subparsers) -> None:
         description="Lay the scenario's orgs onto the testnet's nodes (restarting those whose trust roots change), "
         "make its vouches, run its agents' traffic while its attacks and faults happen on schedule, watch records "
         "and scores at every node, and write results.json, PNG plots and report.html. Starts a testnet (and stops "
-        f"it afterwards) if the directory holds none. Library: {', '.join(library())}.",
+        "it afterwards) if the directory holds none; starts the stopped nodes of one it holds, and leaves them "
+        f"running. Library: {', '.join(library())}.",
         examples=["vouchnet testnet run sybil-collusion", "vouchnet testnet run faults --nodes 3 --duration 40",
                   "vouchnet testnet run ./my-scenario.toml --seed 7 --out ./report"],
     )
     _dir_option(run)
     run.add_argument("scenario", help="a library scenario's name or a scenario file's path")
-    run.add_argument("--nodes", type=int, help="testnet size if one must be started (default: the scenario's)")
-    run.add_argument("--duration", type=float, help="seconds of traffic (default: the scenario's)")
+    run.add_argument("--nodes", type=positive_int,
+                     help="testnet size if one must be started (default: the scenario's)")
+    run.add_argument("--duration", type=float,
+                     help=f"seconds of traffic, {MIN_DURATION} to {MAX_DURATION} (default: the scenario's)")
     run.add_argument("--seed", type=int, help="seed of the plan and the agents' behaviour (default: the testnet's)")
     run.add_argument("--out", type=Path, help="where the report goes (default: DIR/reports/SCENARIO-TIME)")
     run.add_argument("--keep", action="store_true", help="leave a testnet this command started running")
@@ -104,10 +115,6 @@ def register(subparsers: Subparsers) -> None:
 def _dir_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dir", type=Path, default=Path(os.environ.get(DIR_ENV) or DEFAULT_DIR),
                         help=f"the testnet's directory (default: ${DIR_ENV}, else ./{DEFAULT_DIR})")
-
-
-def _usage(args: argparse.Namespace) -> int:
-    raise UsageError("which one? up, status, logs, down or run (`vouchnet testnet --help` explains them)")
 
 
 def _open(directory: Path):  # -> Cluster

@@ -22,6 +22,7 @@ LIBRARY = Path(__file__).parent / "scenarios"
 BEHAVIOURS = ("honest", "malicious", "on-off", "turned-bad", "camouflage")
 ATTACKS = ("praise", "slander", "equivocation", "whitewash", "key-theft")
 FAULTS = ("kill", "partition", "rotate")
+MIN_DURATION, MAX_DURATION = 1, 3600  # seconds of traffic a run may have, in its file or by --duration
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 _SELECTOR = re.compile(r"([a-z][a-z0-9_-]{0,31})(?:\[(\d+)(?:(:)(\d+)?)?\])?")
 
@@ -141,6 +142,7 @@ class Scenario:
 
     def with_duration(self, duration: float) -> Scenario:
         """The scenario run for `duration` seconds instead; every timed event must still fit."""
+        duration = _number({"--duration": duration}, "", "--duration", low=MIN_DURATION, high=MAX_DURATION)
         changed = Scenario(**{**self.__dict__, "duration": duration})
         _check_times(changed, "--duration")
         return changed
@@ -188,7 +190,7 @@ def _scenario(doc: dict[str, Any], name: str) -> Scenario:
     _keys(doc, "", required={"description", "duration", "orgs", "agents"},
           optional={"nodes", "settings", "traffic", "measure", "edges", "attacks", "faults"})
     description = _text(doc, "", "description", max_length=2000)
-    duration = _number(doc, "", "duration", low=1, high=3600)
+    duration = _number(doc, "", "duration", low=MIN_DURATION, high=MAX_DURATION)
     orgs = tuple(_org_group(group, key) for key, group in _named_tables(doc, "orgs").items())
     org_names = {g.name for g in orgs}
     for group in orgs:

@@ -1,5 +1,6 @@
 """Where the SDK finds its node and the node's API token when not told: $VOUCHNET_NODE (default the local node,
-DESIGN §8's 127.0.0.1:8700) and $VOUCHNET_TOKEN (the `api.token` file of the node's data directory)."""
+DESIGN §8's 127.0.0.1:8700) and $VOUCHNET_TOKEN (the token the node's data directory holds in `api.token`, not that
+file's path)."""
 
 from __future__ import annotations
 

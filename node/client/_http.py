@@ -55,6 +55,9 @@ def unreachable(error: httpx.RequestError, url: str, timeout: float) -> NodeUnre
         return NodeUnreachable(f"cannot reach the node at {url}: is `vouchnet run` running?")
     if isinstance(error, httpx.TimeoutException):
         return NodeUnreachable(f"the node at {url} did not answer within {timeout} s")
+    if isinstance(error, httpx.RemoteProtocolError):  # e.g. the node's libp2p port, given for its API's
+        return NodeUnreachable(f"cannot talk to the node at {url}: the answer is not HTTP ({error}): is {url} a "
+                               "vouchnet node's API address (its [api] bind), not its libp2p port?")
     return NodeUnreachable(f"cannot talk to the node at {url}: {error}")
 
 

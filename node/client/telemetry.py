@@ -234,8 +234,8 @@ class TelemetryCollector:
         with self._lock:
             first, self._token_refused = not self._token_refused, True
         if first:
-            log.error("the node refuses the telemetry API token (VOUCHNET_TOKEN, the node's api.token); events are "
-                      "kept and retried, the oldest dropped once the buffer is full",
+            log.error("the node refuses the telemetry API token (VOUCHNET_TOKEN: what the node's api.token holds, "
+                      "not its path); events are kept and retried, the oldest dropped once the buffer is full",
                       extra={"fields": {"node": self._client.base_url, "error": error}})
         self._count_failure(error)
 

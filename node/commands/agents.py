@@ -67,7 +67,8 @@ def register(subparsers: Subparsers) -> None:
         "credential (NAME.vc.jwt: vc+jwt, EdDSA, signed with the org key) binding the agent's did:key to this "
         "org; any deployment verifies it with a JWT library against the node's /.well-known/jwks.json. Reads "
         "the org key from the data directory, so the node need not run; --vouch also signs an operator vouch "
-        "for the agent through the running node.",
+        "for the agent through the running node. Prints the agent's did, the two files, its index in the status "
+        "lists and the issuer as JSON.",
         examples=[
             "vouchnet agent new --name alice",
             "vouchnet agent new --name billing-bot --out ./agents --days 90 --vouch 1",
@@ -91,7 +92,7 @@ def register(subparsers: Subparsers) -> None:
         "`vouchnet agent list`), as revoked. The node publishes revocations as W3C Bitstring Status Lists; "
         f"verifiers that check status (the SDK does) refuse the credential within {STATUS_TTL_S} s, when the copy "
         "of the list they cache expires. Needs no running node. The network still counts the agent's operator "
-        "vouch: revoke that too with `vouchnet revoke RECORD_ID`.",
+        "vouch: revoke that too with `vouchnet revoke RECORD_ID`. Prints the credentials revoked as JSON.",
         examples=["vouchnet agent revoke alice --reason 'key leaked'",
                   "vouchnet agent revoke --index 17 --reason retired"],
     )
@@ -108,7 +109,7 @@ def register(subparsers: Subparsers) -> None:
         run=_list,
         summary="the agent credentials this org minted, and which are revoked",
         description="Every agent credential minted from this data directory: its index in the status lists, "
-        "agent, name, when it was issued and expires (s since the epoch), and its revocation if any.",
+        "agent, name, when it was issued and expires (s since the epoch), and its revocation if any, as a JSON list.",
         examples=["vouchnet agent list"],
     )
     add_dir_option(listing)
@@ -182,7 +183,7 @@ def _mint(out: Path, name: str | None) -> tuple[Path, Path, str]:
         out.mkdir(parents=True, exist_ok=True)
         fresh = out / f".agent-{uuid.uuid4().hex}.key"
         key = create_org_key(fresh)  # the same file as the org key: a 0600 32-byte seed
-    except (KeyFileError, OSError) as e:
+    except KeyFileError as e:
         raise UsageError(str(e)) from None
     agent = did_key(bytes(key.verify_key))
     stem = name or f"agent-{agent[-10:]}"

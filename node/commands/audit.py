@@ -21,16 +21,14 @@ from .common import (
     did_argument,
     local_config_and_key,
 )
-from .vouches import parse_expires
+from .vouches import parse_date_or_time
 
 
 def instant(text: str) -> int:
     """argparse type: a moment as ms since the Unix epoch, or a date or time (UTC unless a zone is given)."""
     if text.isdigit():
         return int(text)
-    if text[-1:].isalpha() and text[:-1].isdigit():
-        raise argparse.ArgumentTypeError(f"expected a date, a time or ms since the Unix epoch, got {text!r}")
-    return parse_expires(text)
+    return parse_date_or_time(text, "or ms since the Unix epoch (1767225600000)")
 
 
 def register(subparsers: Subparsers) -> None:
@@ -72,7 +70,7 @@ def register(subparsers: Subparsers) -> None:
         "the org it names logged: give --org to require the org you expect (anyone can sign an export of their own).",
         examples=["vouchnet audit verify alice.json --org did:key:z6Mk... --digest digest-1.cose"],
     )
-    verify.add_argument("file", type=Path, metavar="EXPORT")
+    verify.add_argument("file", type=Path, metavar="EXPORT", help="the file `vouchnet audit export` wrote")
     verify.add_argument("--org", type=did_argument, metavar="DID", help="refuse an export of any other org")
     verify.add_argument("--digest", type=Path, action="append", default=[], metavar="FILE",
                         help="one of the org's digest records (COSE bytes, as GET /v1/records/{id} serves it)")
@@ -112,8 +110,6 @@ def _verify(args: argparse.Namespace) -> int:
     try:
         document = json.loads(args.file.read_text(encoding="utf-8"))
         digests = [path.read_bytes() for path in args.digest]
-    except OSError as e:
-        raise UsageError(f"{e.filename}: {e.strerror}") from None
     except ValueError as e:  # UnicodeDecodeError too
         raise UsageError(f"{args.file}: not a JSON export ({e})") from None
     try:

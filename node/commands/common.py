@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 from nacl.signing import SigningKey
 
 from node.client import NodeClient
+from node.client._http import normal_url
 from node.config import DIR_ENV, ConfigError, NodeConfig, connectable_host, default_data_dir, load_config
 from node.keys import KeyFileError, load_org_key, load_token
 from vouching import InvalidDid, did_key, public_key_from_did
@@ -50,10 +53,18 @@ def add_local_command(
 def add_command_group(
     subparsers: Subparsers, name: str, *, summary: str, description: str, examples: list[str]
 ) -> Subparsers:
-    """A command made of subcommands (`vouchnet key rotate`), whose --help lists them and shows examples; returns
-    the subparsers to add them to."""
+    """A command made of subcommands (`vouchnet key rotate`), whose --help lists them and shows examples, and which,
+    given none, names them; returns the subparsers to add them to."""
     parser = _add_parser(subparsers, name, summary=summary, description=description, examples=examples)
-    return parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND")
+
+    def which(args: argparse.Namespace) -> int:
+        *others, last = commands.choices
+        listed = f"{', '.join(others)} or {last}" if others else last
+        raise UsageError(f"which one? {listed} (`{parser.prog} --help` explains them)")
+
+    parser.set_defaults(func=which, command_name=parser.prog)  # a subcommand's own defaults replace these
+    return commands
 
 
 def _add_parser(
@@ -92,7 +103,7 @@ def _add_connection_options(parser: argparse.ArgumentParser) -> None:
         help=f"the node's data directory: its config.toml gives the API address, api.token the token "
         f"(default: ${DIR_ENV}, else ~/.vouchnet)",
     )
-    where.add_argument("--api", metavar="URL", help="the node's API address, e.g. http://127.0.0.1:8700")
+    where.add_argument("--api", metavar="URL", type=api_url, help="the node's API address, e.g. http://127.0.0.1:8700")
     group.add_argument("--token-file", type=Path, metavar="FILE", help="the API token, for commands that write")
 
 
@@ -118,6 +129,24 @@ def local_config_and_key(args: argparse.Namespace) -> tuple[NodeConfig, SigningK
         raise UsageError(str(e)) from None
 
 
+def os_error_text(error: OSError) -> str:
+    """What the file system refused, as one line naming the path: `alice: Is a directory`."""
+    if error.filename is None:
+        return error.strerror or str(error)
+    return f"{error.filename}: {error.strerror}"
+
+
+def api_url(text: str) -> str:
+    """argparse type: a node's API address, an http(s) URL or HOST:PORT."""
+    try:
+        url = httpx.URL(normal_url(text))
+    except httpx.InvalidURL:
+        url = None
+    if url is None or url.scheme not in ("http", "https") or not url.host or not 0 < (url.port or 80) < 65536:
+        raise argparse.ArgumentTypeError(f"expected the node's API address, e.g. http://127.0.0.1:8700, got {text!r}")
+    return text
+
+
 def did_argument(text: str) -> str:
     """argparse type: an Ed25519 did:key."""
     try:
@@ -125,6 +154,24 @@ def did_argument(text: str) -> str:
     except InvalidDid as e:
         raise argparse.ArgumentTypeError(f"not an Ed25519 did:key: {e}") from None
     return text
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a count, 1 or more."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def seconds_argument(text: str) -> float:
+    """argparse type: a wait in seconds, 0 or more (so not nan or inf)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 <= seconds < math.inf:
+        raise argparse.ArgumentTypeError(f"expected seconds, 0 or more, got {text!r}")
+    return seconds
 
 
 def weight_argument(text: str) -> float:

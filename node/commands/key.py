@@ -35,11 +35,14 @@ def register(subparsers: Subparsers) -> None:
         "new key replaces org.key (the old key is destroyed). Every node that holds both records counts the two "
         "keys as one org: its vouches, evidence and reputation carry over, and credentials minted under the old "
         "key stay valid (the JWKS serves both keys). The node's did and peer id change: start it again to "
-        "announce them (the node dials its bootstrap peers, and a peer that has heard of the rotation dials the new "
-        "peer id wherever it dialled the old one, bootstrap addresses included). Run it with the "
+        "announce them (the node dials its bootstrap peers and the orgs whose org records it holds, and a peer "
+        "that has heard of the rotation dials the new peer id wherever it dialled the old one, bootstrap addresses "
+        "included; a peer the node dials by neither, that knows it only as a bootstrap address, needs the new "
+        "address, or to be one of the node's bootstrap peers). Run it with the "
         "node stopped; if it is interrupted, run it again (or start the node) to finish. A key that has already "
         "leaked is another matter: its holder can sign a rotation of its own, the conflict gets the org flagged "
-        "as an equivocator everywhere, and the org then needs new vouches under a new key.",
+        "as an equivocator everywhere, and the org then needs new vouches under a new key. Prints the old and the new "
+        "did and the new peer id as JSON.",
         examples=["vouchnet key rotate --dir ./alice"],
     )
     add_dir_option(rotate)

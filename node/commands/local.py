@@ -30,7 +30,9 @@ def register(subparsers: Subparsers) -> None:
     )
     add_dir_option(init)
     init.add_argument("--name", default="vouchnet node", help="your org's display name (default: %(default)s)")
-    init.add_argument("--network", default="vouchnet", help="the network to join (default: %(default)s)")
+    init.add_argument("--network", default="vouchnet",
+                      help="the name of the network to join: gossip topics and checkpoints are per network, so the "
+                      "orgs that mean to trust each other agree on one name (default: %(default)s)")
     init.add_argument("--listen", action="append", metavar="MULTIADDR",
                       help=f"libp2p address to listen on, repeatable (default: {DEFAULT_LISTEN})")
     init.add_argument("--api", default=DEFAULT_API, metavar="HOST:PORT",

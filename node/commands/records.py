@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
 from vouching.bodies import KINDS
 
-from .common import Subparsers, add_command, did_argument, open_client
+from .common import Subparsers, add_command, did_argument, open_client, positive_int
 
 _PAGE = 500  # the most the API gives in one page
+_RECORD_ID = re.compile(r"[0-9a-f]{64}")
 
 
 def register(subparsers: Subparsers) -> None:
@@ -31,15 +33,23 @@ def register(subparsers: Subparsers) -> None:
     )
     records.add_argument("--issuer", metavar="DID", type=did_argument, help="only records this org signed")
     records.add_argument("--kind", choices=KINDS, help="only records of this kind")
-    records.add_argument("--subject", metavar="DID", help="only records about this did (for a revoke: the vouch's id)")
-    records.add_argument("--limit", type=_positive, metavar="N", help="at most N records (default: all)")
+    records.add_argument("--subject", metavar="DID", type=_subject,
+                         help="only records about this did (for a revoke: the vouch's record id)")
+    records.add_argument("--limit", type=positive_int, metavar="N", help="at most N records (default: all)")
     records.add_argument("--json", action="store_true", help="one JSON object a line (JSON lines)")
 
 
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return int(text)
+def _subject(text: str) -> str:
+    """argparse type: what a record can be about, a did:key or (a revoke's) a record id; so that a mistyped one is
+    an error, not an empty list."""
+    if _RECORD_ID.fullmatch(text):
+        return text
+    try:
+        return did_argument(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected a did:key, or a vouch's record id (64 hex digits), got {text!r}"
+        ) from None
 
 
 def _records(args: argparse.Namespace) -> int:

@@ -15,9 +15,13 @@ def register(subparsers: Subparsers) -> None:
         subparsers,
         "status",
         summary="show the running node: its org did, network, addresses and what it holds",
-        description="Ask the running node what it is (org did, network, peer id, listen addresses) and what it "
-        "holds (records, records held for a missing predecessor, orgs in its replication horizon, orgs flagged "
-        "for equivocation).",
+        description="Ask the running node what it is (org did, network, peer id, listen addresses, its org's "
+        "earlier keys if it rotated) and what it holds (records, records held for a missing predecessor, orgs in "
+        "its replication horizon, orgs flagged for equivocation, gossip it rejected by reason). `log` says how its "
+        "records ledger stands to the newest checkpoint of it that peers hold: ok, behind (it signs no checkpoint "
+        "until it has grown to that size) or diverged (restored from a copy older than a published checkpoint: it "
+        "signs none again). `own_records_from_peers` counts records of its own key that it did not sign: its "
+        "history coming back after a restore, or a thief's: either is worth an alert.",
         examples=["vouchnet status", "vouchnet status --dir /srv/vouchnet --json"],
         run=_status,
     )
@@ -26,7 +30,10 @@ def register(subparsers: Subparsers) -> None:
         subparsers,
         "peers",
         summary="list the peers the node is connected to",
-        description="List the libp2p peers the running node is connected to, one a line.",
+        description="List the libp2p peers the running node is connected to, one a line: the peer id, the org "
+        "(the did:key of the same key), the peer's GossipSub score here (0 for a peer that behaves; negative for "
+        "one penalised, e.g. for gossip this node rejected: not its org's reputation, which `vouchnet orgs` shows) "
+        "and whether it serves catch-up sync and cosigning (false for a gossip-only peer).",
         examples=["vouchnet peers", "vouchnet peers --api http://127.0.0.1:8700 --json"],
         run=_peers,
     )

@@ -64,14 +64,25 @@ def register(subparsers: Subparsers) -> None:
 
 
 def parse_expires(text: str) -> int:
-    """An expiry as ms since the Unix epoch, from an ISO 8601 date or time, or a duration from now."""
+    """An expiry as ms since the Unix epoch, from an ISO 8601 date or time, or a duration from now; a moment past
+    is an ArgumentTypeError (the node would refuse the vouch as `body.expires: must be later than ts`)."""
+    now = int(time.time() * 1000)
     if duration := _DURATION.fullmatch(text):
-        return int(time.time() * 1000) + int(duration[1]) * _UNIT_MS[duration[2]]
+        return now + int(duration[1]) * _UNIT_MS[duration[2]]
+    expires = parse_date_or_time(text, "or a duration (30d, 12h)")
+    if expires <= now:
+        raise argparse.ArgumentTypeError(f"{text!r} is past: a vouch must lapse later than now")
+    return expires
+
+
+def parse_date_or_time(text: str, alternative: str) -> int:
+    """An ISO 8601 date or time (UTC unless it names a zone) as ms since the Unix epoch; else an ArgumentTypeError
+    listing what the argument takes, the `alternative` last."""
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected a date (2026-12-31), a time (2026-12-31T12:00:00Z) or a duration (30d, 12h), got {text!r}"
+            f"expected a date (2026-12-31), a time (2026-12-31T12:00:00Z) {alternative}, got {text!r}"
         ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from node.commands.common import Subparsers, add_local_command
+from node.commands.common import Subparsers, UsageError, add_local_command
 
 
 def register(subparsers: Subparsers) -> None:
@@ -37,8 +37,14 @@ def register(subparsers: Subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from testnet.sim import report
-    from testnet.sim.suite import run_suite
+    from testnet.sim.suite import run_suite, selectable
     from testnet.sim.targets import evaluate
+
+    names, families = selectable(args.suite)
+    if unknown := sorted(set(args.scenario or ()) - names - families):
+        example = max(names - families)  # a scenario's own name, such as 'threat-c f=0.6'
+        raise UsageError(f"--scenario {unknown[0]!r}: no scenario or family of the {args.suite} suite has this name; "
+                         f"families: {', '.join(sorted(families))} (or one scenario, e.g. {example!r})")
 
     bar = _ProgressBar()
     started = time.monotonic()

@@ -57,6 +57,12 @@ def _baseline_script(suite: SuiteResult, scenario: Scenario) -> list[list[tuple[
     return baseline[0].script if baseline else None
 
 
+def selectable(scale_name: str) -> tuple[set[str], set[str]]:
+    """What `run_suite(only=...)` can select at a scale: (each scenario's name, each family, bitcoin-otc included)."""
+    every = scenarios(SCALES[scale_name])
+    return {s.name for s in every}, {s.family for s in every} | {"bitcoin-otc"}
+
+
 def run_suite(scale_name: str, seed: int, *, only: set[str] | None = None, otc: bool = True,
               progress: Progress | None = None) -> SuiteResult:
     scale = SCALES[scale_name]

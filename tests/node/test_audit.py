@@ -205,3 +205,14 @@ def test_an_export_that_cannot_be_read_is_named(tmp_path, capsys, content, compl
         path.write_bytes(content)
     assert cli.main(["audit", "verify", str(path)]) == 2
     assert capsys.readouterr().err.startswith("vouchnet audit verify: " + complaint.format(path=path))
+
+
+@pytest.mark.parametrize("moment", ["7d", "tomorrow"])
+def test_a_moment_export_cannot_read_says_what_it_takes(tmp_path, capsys, moment):
+    """Never a duration: an export's bounds are moments, and the message offered `30d`, which is refused."""
+    argv = ["audit", "export", "--dir", str(tmp_path), "--agent", A, "--from", moment, "--to", "1"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert (f"argument --from: expected a date (2026-12-31), a time (2026-12-31T12:00:00Z) or ms since the Unix "
+            f"epoch (1767225600000), got '{moment}'") in err
+    assert "duration" not in err

@@ -89,6 +89,33 @@ async def test_a_directory_without_a_configuration_is_a_usage_error(run, tmp_pat
     assert "no configuration here; create one with `vouchnet init" in err
 
 
+@pytest.mark.parametrize(
+    ("argv", "complaint"),
+    [
+        (["status", "--dir", "{file}"], "vouchnet status: {file}/config.toml: Not a directory"),
+        (["init", "--dir", "{file}/node"], "vouchnet init: {file}/node: Not a directory"),
+        (["vouch", new_did(), "--weight", "1", "--basis", "operator", "--api", "http://127.0.0.1:9",
+          "--token-file", "{dir}"], "vouchnet vouch: {dir}: Is a directory"),
+        (["audit", "export", "--dir", "{node}", "--agent", new_did(), "--from", "0", "--to", "1", "--out",
+          "{dir}/missing/export.json"], "vouchnet audit export: {dir}/missing/export.json: No such file or directory"),
+    ],
+    ids=["status --dir FILE", "init --dir FILE/node", "--token-file DIR", "audit export --out MISSING/F"],
+)
+def test_a_path_the_file_system_refuses_is_one_line_naming_it(tmp_path, capsys, argv, complaint):
+    """Not a traceback: the command, the path and why, and exit status 2 (the operator's to fix)."""
+    (tmp_path / "file").write_text("")
+    node = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    paths = {"{file}": str(tmp_path / "file"), "{dir}": str(tmp_path), "{node}": str(node.data_dir)}
+
+    def fill(text: str) -> str:
+        for name, path in paths.items():
+            text = text.replace(name, path)
+        return text
+
+    assert cli.main([fill(a) for a in argv]) == 2
+    assert capsys.readouterr().err == fill(complaint) + "\n"
+
+
 async def test_a_node_that_is_not_running_is_a_node_error_with_a_hint(run):
     code, _, err = await run("status", "--api", "http://127.0.0.1:9")
     assert code == 1
@@ -127,6 +154,14 @@ async def test_a_token_file_that_does_not_exist_is_named(run, url, tmp_path):
     code, _, err = await run(*argv, "--token-file", tmp_path / "nothing.token")
     assert code == 2
     assert err.strip() == f"vouchnet vouch: --token-file {tmp_path / 'nothing.token'}: no such file"
+
+
+@pytest.mark.parametrize("api", ["http://[::1", "ftp://127.0.0.1:8700", "http://", "", "127.0.0.1:99999"])
+def test_an_api_address_that_is_no_url_is_a_usage_error(capsys, api):
+    """Not httpx's traceback (InvalidURL) or a vain attempt at some other address."""
+    assert cli.main(["status", "--api", api]) == 2
+    assert f"argument --api: expected the node's API address, e.g. http://127.0.0.1:8700, got {api!r}" in \
+        capsys.readouterr().err
 
 
 async def test_dir_and_api_exclude_each_other(run, data_dir, url):
@@ -174,10 +209,10 @@ async def test_vouch_prints_the_record_as_json_on_request(run, node, data_dir):
 
 
 async def test_a_vouch_the_node_refuses_exits_1_with_its_reason(run, node, data_dir):
-    argv = ["vouch", new_did(), "--weight", "0.5", "--basis", "operator", "--expires", "2020-01-01", "--dir", data_dir]
+    argv = ["vouch", node.did, "--weight", "0.5", "--basis", "operator", "--dir", data_dir]
     code, _, err = await run(*argv)
     assert code == 1
-    assert "body.expires: must be later than ts" in err
+    assert "body.subject: must not be the issuer" in err
     assert node.replica.store.size == 0
 
 
@@ -192,6 +227,8 @@ async def test_a_vouch_the_node_refuses_exits_1_with_its_reason(run, node, data_
         (["{did}", "--weight", "inf", "--basis", "operator"], "argument --weight: a weight in (0, 1], got 'inf'"),
         (["{did}", "--weight", "0.5", "--basis", "hearsay"], "argument --basis: invalid choice"),
         (["{did}", "--weight", "0.5", "--basis", "operator", "--expires", "soon"], "expected a date (2026-12-31)"),
+        (["{did}", "--weight", "0.5", "--basis", "operator", "--expires", "2020-01-01"],
+         "argument --expires: '2020-01-01' is past: a vouch must lapse later than now"),
     ],
 )
 async def test_bad_vouch_arguments_are_usage_errors(run, node, data_dir, args, complaint):
@@ -265,6 +302,18 @@ async def test_records_lists_one_a_line_with_filters(run, node, url):
     assert len(out.splitlines()) == 1
     code, out, _ = await run("records", "--api", url, "--kind", "revoke")
     assert (code, out) == (0, "")
+
+
+async def test_records_refuses_a_subject_no_record_can_have(run, node, url):
+    """A did with a typo, or a record id cut short, would list nothing, as if the node held nothing about it."""
+    revoked = vouch(node).id.hex()
+    node.replica.issue("revoke", revoke_body(bytes.fromhex(revoked), "retired"))
+    code, out, _ = await run("records", "--api", url, "--subject", revoked)
+    assert (code, len(out.splitlines())) == (0, 1)
+    for subject in ("did:key:z6Mk", revoked[:12]):
+        code, _, err = await run("records", "--api", url, "--subject", subject)
+        assert code == 2
+        assert f"argument --subject: expected a did:key, or a vouch's record id (64 hex digits), got '{subject}'" in err
 
 
 async def test_records_as_json_lines_and_limited(run, node, url):
@@ -488,6 +537,15 @@ def test_every_command_explains_itself_with_examples(capsys, command):
     assert cli.main([*command, "--help"]) == 0
     out = capsys.readouterr().out
     assert "examples:\n  vouchnet " + " ".join(command) in out
+
+
+@pytest.mark.parametrize(("group", "subcommands"), [("log", "checkpoint or verify"), ("key", "rotate"),
+                                                   ("testnet", "up, status, logs, down or run")])
+def test_a_command_group_without_its_subcommand_names_them(capsys, group, subcommands):
+    """Not argparse's 'the following arguments are required: COMMAND', which does not say what COMMAND may be."""
+    assert cli.main([group]) == 2
+    assert capsys.readouterr().err == f"vouchnet {group}: which one? {subcommands} (`vouchnet {group} --help` " \
+                                      "explains them)\n"
 
 
 def test_a_module_with_register_adds_a_command(monkeypatch, capsys):

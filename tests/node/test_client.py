@@ -11,6 +11,7 @@ import trio
 from ledger import Ed25519Verifier, open_checkpoint, verify_consistency, verify_inclusion
 from node.api import ApiService
 from node.client import NodeApiError, NodeClient, NodeUnreachable
+from node.client._http import DEFAULT_TIMEOUT
 from vouching import public_key_from_did, verify_record, vouch_body
 
 from ..factories import Org, new_did
@@ -136,24 +137,34 @@ async def _answer(answer: bytes | None, stream: trio.SocketStream) -> None:
     await stream.send_all(answer)
 
 
-async def test_a_node_that_does_not_answer_in_time_is_reported():
+async def _asking(answer: bytes | None, *, timeout: float = DEFAULT_TIMEOUT) -> tuple[int, Exception]:
+    """Ask for GET /v1/node at a server that answers `answer` (None: never); its port and what the client raised."""
     async with trio.open_nursery() as nursery:
-        port = await _raw_http_server(nursery, None)
-        with NodeClient(f"127.0.0.1:{port}", timeout=0.05) as client, pytest.raises(NodeUnreachable) as unreachable:
+        port = await _raw_http_server(nursery, answer)
+        with NodeClient(f"127.0.0.1:{port}", timeout=timeout) as client, pytest.raises(Exception) as raised:
             await call(client.node)
         nursery.cancel_scope.cancel()
-    assert "did not answer within 0.05 s" in str(unreachable.value)
+    return port, raised.value
+
+
+async def test_a_node_that_does_not_answer_in_time_is_reported():
+    _, unreachable = await _asking(None, timeout=0.05)
+    assert isinstance(unreachable, NodeUnreachable)
+    assert "did not answer within 0.05 s" in str(unreachable)
 
 
 async def test_something_else_at_the_address_is_reported():
-    async with trio.open_nursery() as nursery:
-        port = await _raw_http_server(nursery, b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello")
-        with NodeClient(f"127.0.0.1:{port}") as client, pytest.raises(NodeApiError) as refused:
-            await call(client.node)
-        nursery.cancel_scope.cancel()
-    assert refused.value.code == "not_json"
-    assert "is http://127.0.0.1" in refused.value.detail
+    _, refused = await _asking(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello")
+    assert isinstance(refused, NodeApiError) and refused.code == "not_json"
+    assert "is http://127.0.0.1" in refused.detail
 
+
+async def test_an_address_that_does_not_speak_http_is_reported_with_a_hint():
+    """As the node's libp2p port answers an HTTP request: multistream-select, not HTTP."""
+    port, unreachable = await _asking(b"\x13/multistream/1.0.0\n")
+    assert isinstance(unreachable, NodeUnreachable)
+    assert str(unreachable).startswith(f"cannot talk to the node at http://127.0.0.1:{port}: the answer is not HTTP (")
+    assert str(unreachable).endswith("a vouchnet node's API address (its [api] bind), not its libp2p port?")
 
 
 async def test_the_api_service_serves_until_cancelled_and_leaves_no_listener(node):

@@ -1,5 +1,6 @@
 """config.toml: the template `init` writes loads back; every mistake is named by key and rule."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,7 @@ from nacl.signing import SigningKey
 
 from gossip.host import peer_id_from_public_key
 from node.config import ConfigError, load_config, parse_api_bind, render_template
+from vouching.policy import DEFAULT_HIGH_RISK_TOOLS
 
 ROOT = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
 PEER = peer_id_from_public_key(bytes(SigningKey(b"\x01" * 32).verify_key))  # an org's PeerID, 12D3KooW...
@@ -37,6 +39,26 @@ def test_template_round_trips(tmp_path):
     assert config.sync_peers == 3 and "\nsync_peers = 3\n" in text
     assert config.startup_sync_seconds == 10.0 and "\nstartup_sync_seconds = 10.0\n" in text
     assert load_config(_write(tmp_path, text.replace("verify_processes = 0", "verify_processes = 2"))).verify_processes == 2
+
+
+def test_the_template_explains_every_setting_and_names_the_default_high_risk_tools():
+    """An operator reads config.toml, not the code: a comment right above each setting, or one naming it above its
+    group; and the high-risk tools in force when none are set, in full."""
+    text = render_template(network="n", listen=("/ip4/127.0.0.1/tcp/1",), api="127.0.0.1:1", bootstrap=(), roots=())
+    setting = re.compile(r"(?:# )?(\w+) = ")
+    unexplained, comment, above = [], "", ""
+    for line in text.splitlines():
+        if found := setting.match(line):
+            if not comment and f"`{found[1]}`" not in above:
+                unexplained.append(found[1])
+            comment = ""
+        elif line.startswith("#"):
+            comment = above = comment + line
+        else:  # a blank line or a [table] ends what a comment explains
+            comment = above = ""
+    assert unexplained == []
+    default = text[text.index("unset: "):text.index("Services using the SDK")]
+    assert sorted(re.findall(r"[\w-]+", default.replace("#", ""))[1:]) == sorted(DEFAULT_HIGH_RISK_TOOLS)
 
 
 def test_template_warns_when_the_api_is_exposed():
@@ -78,6 +100,11 @@ def test_an_empty_file_means_defaults(tmp_path):
         ("[p2p]\nverify_processes = 1.0", "p2p.verify_processes: must be an integer, got float"),
         ("[p2p]\nsync_peers = 0", "p2p.sync_peers: must be 1-1024, got 0"),
         ("[p2p]\nstartup_sync_seconds = 0", "p2p.startup_sync_seconds: must be positive, got 0"),
+        *[(f"[{section}]\n{key} = {bad}", f"{section}.{key}: must be a finite number, got {bad}")
+          for section, key in [("p2p", "sync_interval"), ("witness", "checkpoint_interval"),
+                               ("telemetry", "epoch_seconds"), ("telemetry", "retention_days"),
+                               ("scoring", "recompute_seconds"), ("limits", "peer_bytes_per_second")]
+          for bad in ("nan", "inf")],  # TOML has both; every one of these was taken
         ("[p2p]\nsync_peers = true", "p2p.sync_peers: must be an integer, got bool"),
         ("[limits]\nmax_peers = -1", "limits.max_peers: must be positive"),
         ("[limits]\nmax_pears = 1", "limits: unknown key 'max_pears'"),

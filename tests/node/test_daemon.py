@@ -49,6 +49,19 @@ async def test_an_api_reachable_from_other_machines_is_said_at_start(tmp_path, c
     assert len(said) == (bind == "0.0.0.0")
 
 
+@pytest.mark.parametrize(("listen", "announce"), [("0.0.0.0", ()), ("127.0.0.1", ()),
+                                                  ("0.0.0.0", ("/ip4/192.0.2.7/tcp/4001",))])
+async def test_a_node_that_announces_no_address_says_so_at_start(tmp_path, caplog, listen, announce):
+    """`vouchnet init`'s default listens on 0.0.0.0 and announces nothing: partners would find no address in its
+    org record, silently."""
+    with caplog.at_level(logging.WARNING, logger="vouchnet.node"):
+        async with running(tmp_path / "a", settings={"listen": (f"/ip4/{listen}/tcp/0",), "announce": announce}):
+            pass
+    said = [r.getMessage() for r in caplog.records if "announces no address" in r.getMessage()]
+    assert len(said) == (listen == "0.0.0.0" and not announce)
+    assert all("set [p2p] announce" in message for message in said)
+
+
 async def test_a_vouch_made_at_one_node_is_accepted_at_its_peer(tmp_path):
     async with running(tmp_path / "a") as a:
         async with running(tmp_path / "b", bootstrap=(a.host.listen_addrs[0],), roots=(a.did,)) as b:
@@ -155,8 +168,10 @@ def test_a_taken_port_stops_the_node_with_one_clear_line(tmp_path, taken):
         done = subprocess.run([sys.executable, "-m", "node.cli", "run", "--dir", str(tmp_path)],
                               capture_output=True, text=True, timeout=60)
     where = f"127.0.0.1:{port}" if taken == "api" else f"/ip4/127.0.0.1/tcp/{port}"
+    setting = "[api] bind" if taken == "api" else "[p2p] listen"
     assert done.returncode == 1
-    assert done.stderr.splitlines()[-1] == f"vouchnet run: {taken}: cannot listen on {where}: Address already in use"
+    assert done.stderr.splitlines()[-1] == f"vouchnet run: {taken}: cannot listen on {where}: Address already in use: " \
+                                           f"stop what uses it, or change {setting} in {tmp_path / 'config.toml'}"
     assert "Traceback" not in done.stderr
 
 
@@ -196,7 +211,9 @@ async def test_damaged_raw_counts_stop_the_node_with_a_start_up_error_naming_the
 
 @pytest.mark.parametrize(("damage", "complaint"), [
     (lambda d: os.chmod(d / "org.key", 0o644), "org.key: permissions 0644 are too open; run `chmod 600 {d}/org.key`"),
-    (lambda d: os.unlink(d / "api.token"), "api.token: missing; run `vouchnet init --dir {d}` first"),
+    (lambda d: os.unlink(d / "api.token"), "api.token: missing; restore it, or make a new one: `(umask 077 && "
+     "python3 -c 'import secrets; print(secrets.token_urlsafe(32))' > {d}/api.token)` (the node reads it as it starts; "
+     "its clients need the new one)"),
 ])
 def test_an_unusable_key_or_token_file_stops_the_node_with_one_clear_line(tmp_path, damage, complaint):
     init_data_dir(tmp_path, network="test", api="127.0.0.1:0", listen=("/ip4/127.0.0.1/tcp/0",))

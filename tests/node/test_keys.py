@@ -2,6 +2,7 @@
 
 import os
 import stat
+import subprocess
 
 import pytest
 
@@ -40,9 +41,15 @@ def test_malformed_key_is_refused(tmp_path):
         load_org_key(path)
 
 
-def test_missing_key_says_how_to_make_one(tmp_path):
-    with pytest.raises(KeyFileError, match="vouchnet init"):
+def test_a_missing_key_or_token_says_what_to_do_other_than_init(tmp_path):
+    """`vouchnet init` refuses a directory that holds a node's config.toml, which every command reads first."""
+    with pytest.raises(KeyFileError, match="org.key: missing; restore it from a backup of this data directory"):
         load_org_key(tmp_path / "org.key")
+    with pytest.raises(KeyFileError, match="api.token: missing; restore it, or make a new one") as missing:
+        load_token(tmp_path / "api.token")
+    new = str(missing.value).split("`")[1]
+    subprocess.run(new, shell=True, check=True)  # the command it gives makes a token the node takes
+    assert len(load_token(tmp_path / "api.token")) >= 32
 
 
 def test_token_round_trips(tmp_path):

@@ -1,9 +1,12 @@
-"""The README's table of the local API names every route the node serves, and only those; and it names every
-`vouchnet` command (docs match the code)."""
+"""The README's table of the local API names every route the node serves, and only those; it names every
+`vouchnet` command, its shell examples parse as written, and every option it names exists (docs match the code)."""
 
 import argparse
 import re
+import shlex
 from pathlib import Path
+
+import pytest
 
 import httpx
 import trio
@@ -44,3 +47,52 @@ def test_every_command_is_in_the_readme():
     commands = [name for action in cli.build_parser()._actions if isinstance(action, argparse._SubParsersAction)
                 for name in action.choices]
     assert [c for c in commands if f"vouchnet {c}" not in readme and f"`{c}`" not in readme] == []
+
+
+# What the shell examples leave to the shell: Alice's peer address and did, read from her `status --json`.
+_SHELL = {"${ALICE% *}": "/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWAm5xWQ1ALokCrEo7EjTt2s6Rc3JyAoPWqUcPSn75gtvM",
+          "${ALICE#* }": "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"}
+
+
+def _sh_commands() -> list[str]:
+    """Every `vouchnet` command line of the README's shell examples, continuations joined and shell variables
+    filled in; comments, redirections, and what follows a `;`, `&` or `|` dropped."""
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", README.read_text(), re.DOTALL):
+        for variable, value in _SHELL.items():
+            block = block.replace(variable, value)
+        for line in block.replace("\\\n", " ").splitlines():
+            commands += [m.strip() for m in re.findall(r"(?:^|[;&|(]\s*|\b(?:do|until)\s+)(vouchnet\s[^#;&|)>]*)",
+                                                       line)]
+    return commands
+
+
+@pytest.mark.parametrize("line", _sh_commands())
+def test_every_shell_example_parses_as_written(line, capsys):
+    try:
+        args = cli.build_parser().parse_args(shlex.split(line)[1:])
+    except SystemExit:
+        pytest.fail(f"{line}: {capsys.readouterr().err}")
+    assert callable(args.func)
+
+
+def _subcommand(words: list[str]) -> tuple[argparse.ArgumentParser, list[str]]:
+    """The parser of the (sub)command that `words` start with, and the words after its name."""
+    parser = cli.build_parser()
+    while words:
+        found = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction) and words[0] in a.choices]
+        if not found:
+            break
+        parser, words = found[0].choices[words[0]], words[1:]
+    return parser, words
+
+
+def test_every_option_the_readme_names_exists():
+    """A span of prose such as `vouchnet audit verify --org DID` need not be a whole command, but its options must
+    be the command's."""
+    missing = []
+    for span in re.findall(r"`(vouchnet [^`]*)`", README.read_text()):
+        parser, rest = _subcommand(span.split()[1:])
+        options = {o for action in parser._actions for o in action.option_strings}
+        missing += [f"{span}: {word}" for word in rest if word.startswith("-") and word not in options]
+    assert missing == []

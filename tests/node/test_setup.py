@@ -38,3 +38,9 @@ def test_init_with_a_bad_option_leaves_no_half_made_directory(tmp_path):
     with pytest.raises(ConfigError, match="trust.roots"):
         _init(tmp_path, roots=("alice",))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_init_with_a_bad_option_leaves_no_directory_it_made(tmp_path):
+    with pytest.raises(ConfigError, match="p2p.listen"):
+        _init(tmp_path / "node", listen=("127.0.0.1:4001",))
+    assert list(tmp_path.iterdir()) == []

@@ -185,3 +185,20 @@ def test_the_cli_refuses_a_broken_scenario_before_starting_anything(tmp_path, ca
     assert main(["testnet", "run", str(broken), "--dir", str(tmp_path / "testnet")]) == 2
     assert f"vouchnet testnet run: {broken}: duration: must be from 1 to 3600, got -1" in capsys.readouterr().err
     assert not (tmp_path / "testnet").exists()
+
+
+@pytest.mark.parametrize(("argv", "complaint"), [
+    (["up", "--nodes", "0"], "argument --nodes: expected a positive integer, got '0'"),
+    (["run", "baseline", "--nodes", "0"], "argument --nodes: expected a positive integer, got '0'"),
+    (["run", "baseline", "--duration", "0"], "--duration: must be from 1 to 3600, got 0.0"),
+    (["run", "baseline", "--duration", "nan"], "--duration: must be from 1 to 3600, got nan"),
+    (["logs", "n00", "--lines", "-5"], "argument --lines/-n: expected a positive integer, got '-5'"),
+    (["down", "--timeout", "nan"], "argument --timeout: expected seconds, 0 or more, got 'nan'"),
+])
+def test_the_cli_refuses_a_bad_number_before_starting_anything(tmp_path, capsys, argv, complaint):
+    """A usage error (2) naming the option: not a run of no traffic, a testnet of no node, or no output at all."""
+    from node.cli import main
+
+    assert main(["testnet", *argv, "--dir", str(tmp_path / "testnet")]) == 2
+    assert complaint in capsys.readouterr().err
+    assert not (tmp_path / "testnet").exists()

@@ -69,3 +69,12 @@ def test_a_rating_network_replay_separates_the_distrusted(tmp_path):
     path.write_text("\n".join(rows) + "\n")
     result = replay(load(path), roots=2)
     assert result.distrusted == 2 and result.auc == 1.0
+
+
+def test_vouchnet_sim_refuses_a_scenario_it_does_not_have(tmp_path, capsys):
+    """It ran nothing and said '0 of 0 targets met', exit status 0, for a misspelt family."""
+    code = main(["sim", "--suite", "quick", "--scenario", "sybil", "--scenario", "sybils", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and not any(tmp_path.iterdir())
+    assert "--scenario 'sybils': no scenario or family of the quick suite has this name; families: " in err
+    assert "sybil, sybil-x1" in err and "bitcoin-otc" in err
