@@ -8,7 +8,7 @@ import httpx
 import pytest
 import trio
 from google.rpc import status_pb2
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
@@ -19,9 +19,10 @@ from opentelemetry.trace import Status, StatusCode
 
 from node.audit_log import wall_clock_ms
 from node.events import decode_entry
-from node.otlp import MAX_SPANS, Span, sort_spans, span_event
+from node.otlp import MAX_SPANS, OtlpError, Span, decode_json, sort_spans, span_event
 
 from ..factories import new_did
+from .otlp_json import otlp_json
 from .telemetry_node import Clock, served, telemetry_node
 
 AGENT, OTHER = new_did(), new_did()
@@ -147,6 +148,10 @@ async def test_a_request_of_spans_that_are_not_about_agents_stores_nothing(node)
     # A JSON integer past the float range as a double: float() raised OverflowError, a 500 without a token.
     ("application/json", json.dumps(json_request({"attributes": [{"key": "x", "value": {"doubleValue": 10**400}}]}
                                                  )).encode()),
+    # Text that str.isdigit() passed and int() refused: a ValueError, a 500 without a token.
+    ("application/json", json.dumps(json_request({"attributes": [{"key": "x", "value": {"intValue": "--5"}}]}
+                                                 )).encode()),
+    ("application/json", json.dumps(json_request({"startTimeUnixNano": "²"})).encode()),
 ])
 async def test_a_request_that_is_not_otlp_is_400_with_a_reason(node, content_type, body):
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
@@ -235,6 +240,17 @@ def test_every_span_is_accepted_rejected_or_ignored_independently(items):
     assert len(batch.events) + len(batch.rejected) + batch.ignored == len(items)
     alone = [sort_spans([s], now_ms=NOW).events for s in items]
     assert batch.events == [e for events in alone for e in events]
+
+
+@settings(max_examples=150, deadline=None)
+@given(otlp_json([AGENT, "did:key:z6MkBroken", "asst_1"], NOW))
+def test_any_json_request_gives_spans_each_sorted_out_or_a_reason(request):
+    try:
+        spans = decode_json(json.dumps(request).encode())
+    except OtlpError:
+        return
+    batch = sort_spans(spans, now_ms=NOW)
+    assert len(batch.events) + len(batch.rejected) + batch.ignored == len(spans)
 
 
 def test_attributes_an_entry_cannot_hold_are_left_out_not_fatal():
