@@ -74,7 +74,7 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise _Refused(415, "unsupported_encoding", "Content-Encoding: must be identity, gzip or deflate")
     too_large = _Refused(413, "too_large", f"body: must be at most {limit} bytes")
     length = request.headers.get("content-length", "")
-    if length.isdigit() and (len(length) > 18 or int(length) > limit):
+    if length.isascii() and length.isdigit() and (len(length) > 18 or int(length) > limit):  # not "²"
         raise too_large
     chunks, received = [], 0
     async for chunk in request.stream():
