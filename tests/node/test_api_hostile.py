@@ -28,7 +28,7 @@ from node.metrics import Registry
 from node.setup import init_data_dir
 from node.telemetry import Telemetry
 from node.trust import TrustService
-from vouching import public_key_from_did, vouch_body
+from vouching import public_key_from_did, revoke_body, vouch_body
 from vouching.policy import Policy
 
 from ..factories import Org, new_did
@@ -88,7 +88,7 @@ class Hostile:
 
 @pytest.fixture
 def hostile(tmp_path):
-    """The API of a node holding records of its own and of a partner, a checkpoint and an event."""
+    """The API of a node holding records of its own and of a partner, and a checkpoint."""
     made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
     config = load_config(made.data_dir)
     key = load_org_key(config.key_path)
@@ -103,8 +103,12 @@ def hostile(tmp_path):
         replica.listeners.append(trust.on_records)
         try:
             replica.accept([partner.record("org"), partner.vouch(view.did)])
-            agents = [new_did() for _ in range(2)]
-            ours = [replica.issue("vouch", vouch_body(agent, 0.5, "operator")) for agent in agents]
+            agents = [new_did() for _ in range(3)]
+            # vouches of every shape the routes read: plain, scoped and expiring as late as the rules allow, revoked
+            ours = [replica.issue("vouch", vouch_body(agents[0], 0.5, "operator")),
+                    replica.issue("vouch", vouch_body(agents[1], 1.0, "audit", scope=["search"], expires=2**53 - 1)),
+                    replica.issue("vouch", vouch_body(agents[2], 0.1, "developer"))]
+            ours.append(replica.issue("revoke", revoke_body(ours[2].id, "left")))
             view.sign_checkpoint()
             with telemetry.broadcaster.subscribe() as subscriber:  # an event id, as every stream client sees them
                 telemetry.broadcaster.publish({"type": "score"})
