@@ -3,6 +3,7 @@ GenAI and MCP spans become events, other spans are ignored, broken ones are reje
 
 import gzip
 import json
+import threading
 
 import httpx
 import pytest
@@ -17,6 +18,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 
+from node import ingest_api
 from node.audit_log import wall_clock_ms
 from node.events import decode_entry
 from node.otlp import MAX_SPANS, OtlpError, Span, decode_json, sort_spans, span_event
@@ -191,6 +193,26 @@ async def test_a_request_of_more_than_max_spans_is_413_before_its_spans_are_read
     assert over.status_code == 413
     detail = over.json()["detail"] if as_json else status_pb2.Status.FromString(over.content).message
     assert detail == f"body: at most {MAX_SPANS} spans per request"
+
+
+async def test_a_long_request_is_read_off_the_event_loop(node, monkeypatch):
+    # 4 MiB of attributes, 8 KB gzipped, took 0.5-1.2 s to read (benchmarks/otlp_attacks.py): API requests, gossip
+    # and sync waited that long. A short request is read on the loop: a thread would cost more than it saves.
+    read_on = []
+
+    def sort_spans_spy(spans, *, now_ms):
+        read_on.append(threading.get_ident())
+        return sort_spans(spans, now_ms=now_ms)
+
+    monkeypatch.setattr(ingest_api, "sort_spans", sort_spans_spy)
+    long, short = empty_spans(ingest_api.READ_ON_LOOP_BYTES), json.dumps(json_request(json_span())).encode()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
+        for body, content_type in ((long, "application/x-protobuf"), (short, "application/json")):
+            response = await client.post("/v1/traces", content=body, headers={"Content-Type": content_type})
+            assert response.status_code == 200
+    assert read_on[0] != threading.get_ident() and read_on[1] == threading.get_ident()
+    assert node.metrics.value("spans_total", result="ignored") == ingest_api.READ_ON_LOOP_BYTES
+    assert node.metrics.value("spans_total", result="accepted") == 1
 
 
 async def test_other_media_types_are_415(node):
