@@ -1,7 +1,8 @@
-"""CPU a hostile OTLP exporter can make a node spend on its trio thread per `POST /v1/traces` (DESIGN §7): figures,
-no targets; not a test. Each line is one request at the body limit (node.ingest_api.MAX_TRACES_BYTES, before and
-after decompression), with its size gzip-compressed, and the CPU of reading it as the handler does (decode, then
-sort the spans into events), against the stock SDK's request of 512 agent spans for comparison.
+"""CPU a hostile OTLP exporter can make a node spend per `POST /v1/traces` (DESIGN §7): figures, no targets; not a
+test. Each line is one request at the body limit (node.ingest_api.MAX_TRACES_BYTES, before and after
+decompression), with its size gzip-compressed, and the CPU of reading it as the handler does (decode, then sort the
+spans into events; on a worker thread past node.ingest_api.READ_ON_LOOP_BYTES), against the stock SDK's request of
+512 agent spans for comparison.
 
     python benchmarks/otlp_attacks.py
 """
