@@ -24,6 +24,7 @@ VC_CONTEXT = "https://www.w3.org/ns/credentials/v2"
 VC_TYP = "vc+jwt"
 SCORE_TTL_S = 300
 AGENT_CREDENTIAL_DAYS = 365
+LAST_DATETIME_S = 253_402_300_799  # 9999-12-31T23:59:59Z: the latest validFrom or validUntil a credential can say
 
 
 def did_url(did: str) -> str:
@@ -121,6 +122,8 @@ def vouch_credential(key: SigningKey, record: Record) -> str:
     body = record.body
     if record.iss != did_key(bytes(key.verify_key)) or not isinstance(body, VouchBody):
         raise ValueError("record: only this org's own vouches can be exported as credentials")
+    if not vouch_expiry_expressible(body):
+        raise ValueError("record: the vouch expires later than a credential's validUntil can say")
     subject: dict[str, Any] = {"id": body.subject, "weight": body.weight, "basis": body.basis}
     if body.scope is not None:
         subject["scope"] = list(body.scope)
@@ -129,6 +132,12 @@ def vouch_credential(key: SigningKey, record: Record) -> str:
     return _credential(key, kind="VouchnetVouch", credential_id=record_urn, subject=subject,
                        valid_from=record.ts // 1000,
                        valid_until=None if body.expires is None else body.expires // 1000, extra=evidence)
+
+
+def vouch_expiry_expressible(body: VouchBody) -> bool:
+    """Whether a credential can say when the vouch expires: the record rules allow expiries up to 2^53 - 1 ms
+    (the year 287396), datetimes end with the year 9999."""
+    return body.expires is None or body.expires // 1000 <= LAST_DATETIME_S
 
 
 def score_statement(key: SigningKey, *, agent: str, score: int, tier: str, now: int | None = None,

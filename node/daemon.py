@@ -33,7 +33,7 @@ from ledger.witness import WitnessStoreError
 from vouching import OrgBody
 from vouching.policy import DEFAULT_HIGH_RISK_TOOLS, Policy
 
-from .api import ApiService, create_app
+from .api import ApiService, NodeView, create_app
 from .api.scores import CHECK_PATH, ScoreFastPath, scores_router
 from .config import CONFIG_FILE, NodeConfig, is_loopback
 from .credential_registry import RegistryError
@@ -221,6 +221,18 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         yield node
 
 
+def api_app(node: NodeView, telemetry: Telemetry, trust: TrustService, key: SigningKey, *,
+            traces_need_token: bool) -> ScoreFastPath:
+    """The local API as the node serves it (DESIGN.md §8): the records and log endpoints of `node`, telemetry,
+    credentials and scores, behind ScoreFastPath; checks need no token, nor traces unless `traces_need_token`."""
+    return ScoreFastPath(create_app(
+        node,
+        routers=[*telemetry.routers(), scores_router(trust, key)],
+        body_limits=BODY_LIMITS,
+        open_paths=[CHECK_PATH, *([] if traces_need_token else OPEN_WRITE_PATHS)],
+    ), trust, key)
+
+
 async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED) -> None:
     """Run a node until cancelled; `task_status.started(node)` once every service is up and the API listens."""
     async with _opened(config) as node, trio.open_nursery() as nursery:
@@ -240,12 +252,7 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
                         "tells other orgs nowhere to dial it; set [p2p] announce in config.toml to where they reach it",
                         extra={"fields": {"listen": ",".join(node.host.listen_addrs)}})
         publish_org_record(node.replica, name=config.name, network=config.network, addrs=addrs)
-        app = ScoreFastPath(create_app(
-            node,
-            routers=[*node.telemetry.routers(), scores_router(node.trust, node.key)],
-            body_limits=BODY_LIMITS,
-            open_paths=[CHECK_PATH, *([] if config.traces_need_token else OPEN_WRITE_PATHS)],
-        ), node.trust, node.key)
+        app = api_app(node, node.telemetry, node.trust, node.key, traces_need_token=config.traces_need_token)
         try:
             node.api_url = (await nursery.start(ApiService(node, config.api_host, config.api_port, app=app).run))[0]
         except OSError as error:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -55,6 +56,9 @@ MAX_SPANS = 20_000
 
 Scalar = str | bool | int | float
 _MAX_DOUBLE = int(sys.float_info.max)
+# OTLP/JSON's 64-bit integers as decimal text; ASCII digits only (str.isdigit is true of "²", which int() refuses).
+_UINT = re.compile(r"[0-9]{1,20}")
+_INT = re.compile(r"-?[0-9]{1,19}")
 
 
 class OtlpError(ValueError):
@@ -147,7 +151,7 @@ def _json_object(value: Any, where: str) -> dict[str, Any]:
 
 def _json_uint64(value: Any, where: str) -> int:
     """OTLP/JSON writes 64-bit integers as decimal strings or numbers."""
-    if type(value) is str and value.isdigit() and len(value) <= 20:
+    if type(value) is str and _UINT.fullmatch(value):
         value = int(value)
     if type(value) is not int or not 0 <= value < 2**64:
         raise OtlpError(f"{where}: must be an unsigned 64-bit integer")
@@ -162,7 +166,7 @@ def _json_value(value: Any, where: str) -> Scalar | None:
         return value["boolValue"]
     if "intValue" in value:
         raw = value["intValue"]
-        if type(raw) is str and raw.lstrip("-").isdigit() and len(raw) <= 20:
+        if type(raw) is str and _INT.fullmatch(raw):
             raw = int(raw)
         if type(raw) is int and -(2**63) <= raw < 2**63:
             return raw

@@ -80,7 +80,7 @@ class Broadcaster:
         if last_event_id is None:
             return []
         boot, _, seq = last_event_id.partition("-")
-        if boot == self._boot and seq.isdigit() and len(seq) < 20:
+        if boot == self._boot and seq.isascii() and seq.isdigit() and len(seq) < 20:  # "²".isdigit(); int() refuses it
             last = int(seq)
             oldest = self._replay[0][0] if self._replay else self._seq + 1
             if oldest - 1 <= last <= self._seq:

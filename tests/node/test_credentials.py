@@ -211,6 +211,19 @@ async def test_only_this_org_s_live_vouches_export(node):
             assert (response.status_code, set(response.json())) == (status, {"error", "detail"})
 
 
+async def test_a_vouch_that_expires_after_the_year_9999_is_refused_as_a_credential(node):
+    # The record rules allow any expiry up to 2^53 - 1 ms (year 287396); a credential's validUntil cannot say it.
+    vouches = [node.replica.issue("vouch", vouch_body(AGENT, 0.5, "operator", expires=expires))
+               for expires in (253_402_300_799_999, 253_402_300_800_000, 2**53 - 1)]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
+        answers = [await client.get(f"/v1/records/{vouch.id.hex()}/vc") for vouch in vouches]
+    assert pyjwt.decode(answers[0].text, options={"verify_signature": False})["validUntil"] == "9999-12-31T23:59:59Z"
+    for refused in answers[1:]:
+        assert (refused.status_code, refused.json()["error"]) == (409, "conflict")
+        assert refused.json()["detail"] == ("path.record_id: this vouch expires after 9999-12-31T23:59:59Z, later "
+                                            "than a credential's validUntil can say")
+
+
 def test_tokens_signed_as_ed25519_verify_and_others_do_not():
     key = SigningKey.generate()
     kid = f"{did_key(bytes(key.verify_key))}#{did_key(bytes(key.verify_key))[8:]}"

@@ -94,6 +94,14 @@ async def test_too_many_bytes_is_413_even_when_compressed(client, node):
     assert node.audit.size == 0
 
 
+@pytest.mark.parametrize("path", ["/v1/events", "/v1/traces"])
+async def test_a_content_length_of_digits_that_are_not_ascii_is_not_read_as_a_number(client, node, path):
+    # "²".isdigit() is true and int() refuses it (h11 refuses the header itself; another ASGI server might not)
+    headers = [*AUTH.items(), ("Content-Type", "application/json"), (b"Content-Length", b"\xb2")]
+    response = await client.post(path, content=json.dumps({"events": [event()]}).encode(), headers=headers)
+    assert response.status_code == 200
+
+
 async def test_gzip_bodies_are_accepted_and_corrupt_ones_refused(client, node):
     body = json.dumps({"events": [event()]}).encode()
     headers = {**AUTH, "Content-Type": "application/json", "Content-Encoding": "gzip"}

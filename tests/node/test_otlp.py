@@ -3,12 +3,13 @@ GenAI and MCP spans become events, other spans are ignored, broken ones are reje
 
 import gzip
 import json
+import threading
 
 import httpx
 import pytest
 import trio
 from google.rpc import status_pb2
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
@@ -17,11 +18,13 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 
+from node import ingest_api
 from node.audit_log import wall_clock_ms
 from node.events import decode_entry
-from node.otlp import MAX_SPANS, Span, sort_spans, span_event
+from node.otlp import MAX_SPANS, OtlpError, Span, decode_json, sort_spans, span_event
 
 from ..factories import new_did
+from .otlp_json import otlp_json
 from .telemetry_node import Clock, served, telemetry_node
 
 AGENT, OTHER = new_did(), new_did()
@@ -147,6 +150,10 @@ async def test_a_request_of_spans_that_are_not_about_agents_stores_nothing(node)
     # A JSON integer past the float range as a double: float() raised OverflowError, a 500 without a token.
     ("application/json", json.dumps(json_request({"attributes": [{"key": "x", "value": {"doubleValue": 10**400}}]}
                                                  )).encode()),
+    # Text that str.isdigit() passed and int() refused: a ValueError, a 500 without a token.
+    ("application/json", json.dumps(json_request({"attributes": [{"key": "x", "value": {"intValue": "--5"}}]}
+                                                 )).encode()),
+    ("application/json", json.dumps(json_request({"startTimeUnixNano": "²"})).encode()),
 ])
 async def test_a_request_that_is_not_otlp_is_400_with_a_reason(node, content_type, body):
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
@@ -186,6 +193,26 @@ async def test_a_request_of_more_than_max_spans_is_413_before_its_spans_are_read
     assert over.status_code == 413
     detail = over.json()["detail"] if as_json else status_pb2.Status.FromString(over.content).message
     assert detail == f"body: at most {MAX_SPANS} spans per request"
+
+
+async def test_a_long_request_is_read_off_the_event_loop(node, monkeypatch):
+    # 4 MiB of attributes, 8 KB gzipped, took 0.5-1.2 s to read (benchmarks/otlp_attacks.py): API requests, gossip
+    # and sync waited that long. A short request is read on the loop: a thread would cost more than it saves.
+    read_on = []
+
+    def sort_spans_spy(spans, *, now_ms):
+        read_on.append(threading.get_ident())
+        return sort_spans(spans, now_ms=now_ms)
+
+    monkeypatch.setattr(ingest_api, "sort_spans", sort_spans_spy)
+    long, short = empty_spans(ingest_api.READ_ON_LOOP_BYTES), json.dumps(json_request(json_span())).encode()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
+        for body, content_type in ((long, "application/x-protobuf"), (short, "application/json")):
+            response = await client.post("/v1/traces", content=body, headers={"Content-Type": content_type})
+            assert response.status_code == 200
+    assert read_on[0] != threading.get_ident() and read_on[1] == threading.get_ident()
+    assert node.metrics.value("spans_total", result="ignored") == ingest_api.READ_ON_LOOP_BYTES
+    assert node.metrics.value("spans_total", result="accepted") == 1
 
 
 async def test_other_media_types_are_415(node):
@@ -235,6 +262,17 @@ def test_every_span_is_accepted_rejected_or_ignored_independently(items):
     assert len(batch.events) + len(batch.rejected) + batch.ignored == len(items)
     alone = [sort_spans([s], now_ms=NOW).events for s in items]
     assert batch.events == [e for events in alone for e in events]
+
+
+@settings(max_examples=150, deadline=None)
+@given(otlp_json([AGENT, "did:key:z6MkBroken", "asst_1"], NOW))
+def test_any_json_request_gives_spans_each_sorted_out_or_a_reason(request):
+    try:
+        spans = decode_json(json.dumps(request).encode())
+    except OtlpError:
+        return
+    batch = sort_spans(spans, now_ms=NOW)
+    assert len(batch.events) + len(batch.rejected) + batch.ignored == len(spans)
 
 
 def test_attributes_an_entry_cannot_hold_are_left_out_not_fatal():

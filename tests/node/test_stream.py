@@ -4,6 +4,8 @@ client is dropped without ever holding up the publisher."""
 import json
 
 import httpx
+from hypothesis import given
+from hypothesis import strategies as st
 import pytest
 import trio
 from fastapi import FastAPI
@@ -133,3 +135,24 @@ def test_events_need_a_type():
 
 def test_reset_is_a_well_formed_event():
     assert RESET.endswith(b"\n\n") and RESET.startswith(b"event: reset\n")
+
+
+@given(st.text() | st.sampled_from(["1", "²", "¹²", "٣", "1" * 25]))
+def test_any_last_event_id_gets_what_was_missed_or_a_reset(seq):
+    broadcaster = Broadcaster(Registry())
+    with broadcaster.subscribe() as first:  # a client learns the node's event ids as they come
+        broadcaster.publish({"type": "score"})
+        boot = first.receive.receive_nowait().split(b"\n")[0].removeprefix(b"id: ").split(b"-")[0].decode()
+    broadcaster.publish({"type": "score"})
+    frames = []
+    with broadcaster.subscribe(f"{boot}-{seq}") as subscriber:
+        while (frame := _queued(subscriber)) is not None:
+            frames.append(frame)
+    assert frames == [RESET] or (seq.isascii() and seq.isdigit() and len(frames) <= 2)
+
+
+def _queued(subscriber):
+    try:
+        return subscriber.receive.receive_nowait()
+    except trio.WouldBlock:
+        return None

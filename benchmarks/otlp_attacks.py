@@ -1,0 +1,124 @@
+"""CPU a hostile OTLP exporter can make a node spend per `POST /v1/traces` (DESIGN §7): figures, no targets; not a
+test. Each line is one request at the body limit (node.ingest_api.MAX_TRACES_BYTES, before and after
+decompression), with its size gzip-compressed, and the CPU of reading it as the handler does (decode, then sort the
+spans into events; on a worker thread past node.ingest_api.READ_ON_LOOP_BYTES), against the stock SDK's request of
+512 agent spans for comparison.
+
+    python benchmarks/otlp_attacks.py
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from nacl.signing import SigningKey  # noqa: E402
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2  # noqa: E402
+from opentelemetry.proto.common.v1 import common_pb2  # noqa: E402
+from opentelemetry.proto.trace.v1 import trace_pb2  # noqa: E402
+
+from gossip.frames import encode_uvarint  # noqa: E402
+from node.audit_log import wall_clock_ms  # noqa: E402
+from node.ingest_api import MAX_TRACES_BYTES  # noqa: E402
+from node.otlp import MAX_SPANS, decode_json, decode_protobuf, sort_spans  # noqa: E402
+from vouching import did_key  # noqa: E402
+
+NOW_MS = wall_clock_ms()
+AGENT = did_key(bytes(SigningKey.generate().verify_key))
+# Protobuf field numbers: ExportTraceServiceRequest.resource_spans, ResourceSpans.scope_spans, ScopeSpans.spans,
+# Span.attributes. Repeated fields concatenate, so requests are assembled from bytes (building 10^5 attributes as
+# messages takes a minute).
+_RESOURCE_SPANS, _SCOPE_SPANS, _SPANS, _ATTRIBUTES = 1, 2, 2, 9
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    return encode_uvarint(number << 3 | 2) + encode_uvarint(len(payload)) + payload
+
+
+def _request(spans: list[bytes]) -> bytes:
+    return _field(_RESOURCE_SPANS, _field(_SCOPE_SPANS, b"".join(_field(_SPANS, span) for span in spans)))
+
+
+def _attribute(key: str) -> bytes:
+    return _field(_ATTRIBUTES, common_pb2.KeyValue(key=key, value=common_pb2.AnyValue(int_value=1)).SerializeToString())
+
+
+def _agent_span(n: int) -> bytes:
+    span = trace_pb2.Span(name="execute_tool search", trace_id=n.to_bytes(16, "big"), span_id=n.to_bytes(8, "big"),
+                          start_time_unix_nano=NOW_MS * 10**6, end_time_unix_nano=NOW_MS * 10**6 + 5_000_000)
+    for key, value in (("gen_ai.operation.name", "execute_tool"), ("gen_ai.tool.name", "search"),
+                       ("gen_ai.agent.id", AGENT), ("service.name", "travel-agent")):
+        span.attributes.add(key=key, value=common_pb2.AnyValue(string_value=value))
+    return span.SerializeToString()
+
+
+def stock_request() -> bytes:
+    """What the OpenTelemetry SDK's BatchSpanProcessor sends at most: 512 spans, here all about an agent."""
+    return _request([_agent_span(n) for n in range(512)])
+
+
+def attributes_in_one_span(distinct: bool) -> bytes:
+    """One agent span with as many more attributes as the body limit holds."""
+    span, n = [_agent_span(0)], 0
+    size = len(span[0])
+    while size < MAX_TRACES_BYTES - 64:
+        span.append(_attribute(str(n) if distinct else "k"))
+        size, n = size + len(span[-1]), n + 1
+    return _request([b"".join(span)])
+
+
+def attributes_across_spans() -> bytes:
+    """MAX_SPANS spans, the first 100 about an agent, sharing as many attributes as the body limit holds."""
+    spans = [_agent_span(n) for n in range(100)] + [b""] * (MAX_SPANS - 100)
+    room = MAX_TRACES_BYTES - len(_request(spans)) - 64
+    each = room // len(_attribute("k")) // MAX_SPANS
+    return _request([span + _attribute("k") * each for span in spans])
+
+
+def as_json(body: bytes) -> bytes:
+    """A protobuf request of one span in OTLP/JSON, as many of its attributes as the body limit holds."""
+    span = trace_service_pb2.ExportTraceServiceRequest.FromString(body).resource_spans[0].scope_spans[0].spans[0]
+    head = {"name": span.name, "startTimeUnixNano": str(span.start_time_unix_nano),
+            "endTimeUnixNano": str(span.end_time_unix_nano), "attributes": []}
+    attributes = [json.dumps({"key": a.key, "value": {"intValue": str(a.value.int_value)} if a.value.HasField(
+        "int_value") else {"stringValue": a.value.string_value}}) for a in span.attributes]
+    shell = json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [head]}]}]})
+    room = MAX_TRACES_BYTES - len(shell)
+    kept, size = [], 0
+    for attribute in attributes:
+        if size + len(attribute) + 1 > room:
+            break
+        kept.append(attribute)
+        size += len(attribute) + 1
+    return shell.replace('"attributes": []', '"attributes": [' + ",".join(kept) + "]").encode()
+
+
+def read(decode: Callable[[bytes], list], body: bytes) -> float:
+    """CPU seconds the handler spends on `body` before it stores anything: decode, then sort the spans out."""
+    start = time.process_time()
+    sort_spans(decode(body), now_ms=NOW_MS)
+    return time.process_time() - start
+
+
+def main() -> None:
+    one_span = attributes_in_one_span(distinct=False)
+    requests = {
+        "stock SDK request, 512 agent spans (protobuf)": (decode_protobuf, stock_request()),
+        "one span, attributes to the limit (protobuf)": (decode_protobuf, one_span),
+        "one span, distinct attribute keys (protobuf)": (decode_protobuf, attributes_in_one_span(distinct=True)),
+        f"{MAX_SPANS} spans, attributes to the limit (protobuf)": (decode_protobuf, attributes_across_spans()),
+        "one span, attributes to the limit (JSON)": (decode_json, as_json(one_span)),
+    }
+    print(f"{'request':<52} {'bytes':>9} {'gzip':>9} {'CPU':>8}")
+    for name, (decode, body) in requests.items():
+        print(f"{name:<52} {len(body):>9,} {len(gzip.compress(body)):>9,} {read(decode, body):>7.3f}s")
+
+
+if __name__ == "__main__":
+    main()

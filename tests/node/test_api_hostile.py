@@ -1,0 +1,322 @@
+"""Hostile requests against the whole local API as the daemon assembles it (node.daemon.api_app): every route
+and method of its OpenAPI document, each request valid but for one or two faults (junk path or query parameters,
+a wrong method, token, header or body). Whatever a caller sends, the answer is a success or a 4xx with the error
+shape (a protobuf OTLP client's: a google.rpc.Status), never a 5xx or an exception out of the app."""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import json
+import zlib
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, unquote
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+from gossip.host import peer_id_from_public_key
+from gossip.replica import Replica
+from gossip.store import RecordStore
+from node.config import load_config
+from node.daemon import api_app
+from node.keys import load_org_key
+from node.metrics import Registry
+from node.setup import init_data_dir
+from node.telemetry import Telemetry
+from node.trust import TrustService
+from vouching import public_key_from_did, revoke_body, vouch_body
+from vouching.policy import Policy
+
+from ..factories import Org, new_did
+from .fake_node import TOKEN, FakeNode
+from .otlp_json import junk, lookalikes, numbers, otlp_json
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[bytes, bytes]
+    body: bytes
+
+
+async def call(app: Any, method: str, raw_path: bytes, query: bytes, headers: list[tuple[bytes, bytes]],
+               body: bytes) -> Answer:
+    """One request through the ASGI app, with the scope node.api.http_server gives it; a streamed answer is cut
+    off after its first chunk (the client leaves)."""
+    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
+             "method": method, "scheme": "http", "path": unquote(raw_path.decode("ascii")), "raw_path": raw_path,
+             "query_string": query, "root_path": "", "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8700),
+             "headers": [(b"host", b"127.0.0.1"), *headers, (b"content-length", str(len(body)).encode())]}
+    answer = Answer(0, {}, b"")
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent or answer.status:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            answer.status, answer.headers = message["status"], dict(message.get("headers", []))
+        else:
+            answer.body += message.get("body", b"")
+
+    await app(scope, receive, send)
+    return answer
+
+
+@dataclass(repr=False, eq=False)
+class Hostile:
+    """The app, its OpenAPI document, and what it holds: dids it knows, its own vouches' ids, peer ids, the boot
+    prefix of its stream's event ids, the next record of its trust root, and the time (ms) it was set up."""
+
+    app: Any
+    spec: dict[str, Any]
+    dids: list[str]
+    record_ids: list[str]
+    peer_ids: list[str]
+    boot: str
+    partner_record: bytes
+    now: int
+
+
+@pytest.fixture
+def hostile(tmp_path):
+    """The API of a node holding records of its own and of a partner, and a checkpoint."""
+    made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    config = load_config(made.data_dir)
+    key = load_org_key(config.key_path)
+    partner = Org()
+    metrics = Registry()
+    with RecordStore.open(made.data_dir) as store:
+        replica = Replica(key, store, roots=(partner.did,), max_hops=2, held_limit=100)
+        view = FakeNode(replica)
+        telemetry = Telemetry.open(config, key=key, replica=replica, metrics=metrics)
+        trust = TrustService(replica, roots=(partner.did,), policy=Policy(min_score=0),
+                             broadcaster=telemetry.broadcaster, metrics=metrics, recompute_interval=60)
+        replica.listeners.append(trust.on_records)
+        try:
+            replica.accept([partner.record("org"), partner.vouch(view.did)])
+            agents = [new_did() for _ in range(3)]
+            # vouches of every shape the routes read: plain, scoped and expiring as late as the rules allow, revoked
+            ours = [replica.issue("vouch", vouch_body(agents[0], 0.5, "operator")),
+                    replica.issue("vouch", vouch_body(agents[1], 1.0, "audit", scope=["search"], expires=2**53 - 1)),
+                    replica.issue("vouch", vouch_body(agents[2], 0.1, "developer"))]
+            ours.append(replica.issue("revoke", revoke_body(ours[2].id, "left")))
+            view.sign_checkpoint()
+            with telemetry.broadcaster.subscribe() as subscriber:  # an event id, as every stream client sees them
+                telemetry.broadcaster.publish({"type": "score"})
+                boot = subscriber.receive.receive_nowait().split(b"\n")[0].removeprefix(b"id: ").split(b"-")[0]
+            dids = [view.did, partner.did, *agents]
+            app = api_app(view, telemetry, trust, key, traces_need_token=True)
+            yield Hostile(app, app.app.openapi(), dids, [r.id.hex() for r in ours],
+                          [peer_id_from_public_key(public_key_from_did(did)) for did in dids], boot.decode(),
+                          partner.record().raw, telemetry.audit.now())
+        finally:
+            telemetry.close()
+
+
+# --- junk -----------------------------------------------------------------------------------------------
+
+_texts = st.one_of(st.text(max_size=40), lookalikes, numbers.map(str), st.integers(4301, 4400).map(lambda n: "9" * n))
+_header_text = st.one_of(
+    st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=40),
+    lookalikes.filter(lambda text: text.isprintable() and max(text, default=" ") <= "\xff"))
+
+
+def _or_junk(plausible: st.SearchStrategy[Any], wrong: st.SearchStrategy[Any] = junk) -> st.SearchStrategy[Any]:
+    """One time in five `wrong`: a request should mostly reach the checks behind the first."""
+    return st.sampled_from([plausible] * 4 + [wrong]).flatmap(lambda strategy: strategy)
+
+
+def _object(fields: dict[str, st.SearchStrategy[Any]]) -> st.SearchStrategy[dict[str, Any]]:
+    """A JSON object of these fields, each plausible or junk, now and then one missing or one unknown added."""
+    present = st.fixed_dictionaries({name: _or_junk(value) for name, value in fields.items()})
+    return st.one_of(
+        present,
+        st.fixed_dictionaries({}, optional={name: _or_junk(value) for name, value in fields.items()}),
+        st.builds(lambda known, extra: {**known, **extra}, present,
+                  st.dictionaries(st.text(max_size=8), junk, min_size=1, max_size=1)))
+
+
+@functools.cache
+def _json_bodies(hostile: Hostile) -> dict[str, st.SearchStrategy[Any]]:
+    """JSON bodies by route: the fields each reads, near enough to valid that every check is reached."""
+    dids = st.sampled_from(hostile.dids) | st.builds(new_did)
+    event = _object({"agent": dids, "ts": st.integers(-10**6, 10**6).map(lambda d: hostile.now + d),
+                     "category": st.sampled_from(["tool", "mcp", "error", "zz", "Tool"]), "name": st.text(max_size=130),
+                     "outcome": st.sampled_from(["ok", "error", "denied", "timeout", "OK"]),
+                     "duration_ms": numbers, "high_risk": st.booleans(),
+                     "attrs": st.dictionaries(st.text(max_size=70), junk, max_size=17)})
+    return {
+        "/v1/vouches": _object({
+            "subject": dids, "weight": st.floats(0, 1), "basis": st.sampled_from(["operator", "org-peer", "friend"]),
+            "scope": st.none() | st.lists(st.sampled_from(["search", "pay"]), min_size=1)
+            | st.lists(st.text(max_size=130), max_size=65),
+            "expires": st.integers(hostile.now, hostile.now + 10**9)}),
+        "/v1/revocations": _object({"record": st.sampled_from(hostile.record_ids), "reason": st.text(max_size=300)}),
+        "/v1/peers/blocked": _object({"peers": st.lists(st.sampled_from(hostile.peer_ids), max_size=3)}),
+        "/v1/events": _object({"events": st.lists(event, max_size=4)}),
+        "/v1/agents/{did}/check": _object({"action": st.sampled_from(["tool_call", "delegate", ""]),
+                                           "tool": st.text(max_size=260) | st.sampled_from(["search", "a\u200b"])}),
+        "/v1/traces": otlp_json(hostile.dids, hostile.now),
+    }
+
+
+def _mangled(data: bytes) -> st.SearchStrategy[bytes]:
+    """`data` cut short, with bytes changed, or with junk added."""
+    return st.one_of(
+        st.integers(0, len(data)).map(lambda n: data[:n]),
+        st.lists(st.tuples(st.integers(0, max(len(data) - 1, 0)), st.integers(0, 255)), min_size=1, max_size=4).map(
+            lambda changes: bytes(_changed(bytearray(data), changes))),
+        st.binary(max_size=40).map(lambda junk: data + junk))
+
+
+def _changed(data: bytearray, changes: list[tuple[int, int]]) -> bytearray:
+    for at, value in changes:
+        if at < len(data):
+            data[at] = value
+    return data
+
+
+def _path_param(hostile: Hostile, name: str) -> st.SearchStrategy[str]:
+    return {"did": st.sampled_from(hostile.dids) | st.builds(new_did),
+            "record_id": st.sampled_from(hostile.record_ids) | st.sampled_from(hostile.record_ids).map(str.upper)
+            | st.binary(min_size=32, max_size=32).map(bytes.hex),
+            "list_number": st.integers(0, 1).map(str)}[name]
+
+
+_bad_path_params = _texts | st.sampled_from(["did:key:z6Mk", "did:key:z6Mk" + "1" * 60, "did:web:example.org",
+                                             "a" * 64, "g" * 64, "ab" * 33, "%2F", "..", "-1", "1" * 30])
+_METHODS = ["GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE", "BREW"]
+_CONTENT_TYPES = ["application/json", "application/cose", "application/x-protobuf", "text/plain", "",
+                  "application/json; charset=latin-1", "APPLICATION/JSON", "multipart/form-data; boundary=x"]
+# The header a route reads besides the token and the body's: absent or valid unless it is the fault.
+_HEADERS = {"/v1/events": (b"idempotency-key", st.none() | st.uuids().map(str)),
+            "/v1/stream": (b"last-event-id", st.none())}
+
+
+def _faults(template: str, method: str, operation: dict[str, Any]) -> list[str]:
+    """What can be wrong with a request to this route: the parts it reads, and the method and token."""
+    places = {p["in"] for p in operation.get("parameters", [])}
+    body = method in ("post", "put")
+    return ["method", "token", *(["path"] if "path" in places else []), "query",
+            *(["header"] if template in _HEADERS else []),
+            *(["content-type", "content-encoding", "json", "bytes"] if body else [])]
+
+
+@functools.cache
+def _operations(hostile: Hostile) -> list[tuple[str, str]]:
+    """Every route and method of the OpenAPI document, each once, and again for each thing it reads: a body (or
+    a header) four times, a parameter once."""
+    operations = []
+    for template, methods in sorted(hostile.spec["paths"].items()):
+        for method, operation in sorted(methods.items()):
+            reads = 4 * (method in ("post", "put") or template in _HEADERS) + len(operation.get("parameters", []))
+            operations += [(template, method)] * (1 + reads)
+    return operations
+
+
+@st.composite
+def requests(draw: st.DrawFn, hostile: Hostile) -> tuple[str, bytes, bytes, list[tuple[bytes, bytes]], bytes]:
+    """A request to one of the documented routes, valid but for none, one or two faults."""
+    template, method = draw(st.sampled_from(_operations(hostile)), "operation")
+    documented = hostile.spec["paths"][template]
+    applicable = st.sampled_from(_faults(template, method, documented[method]))
+    faults = draw(st.sampled_from([0, 1, 1, 2]).flatmap(lambda n: st.sets(applicable, min_size=n, max_size=n)),
+                  "faults")
+    if "method" in faults:
+        method = draw(st.sampled_from(_METHODS), "wrong method").lower()
+    operation = documented.get(method, {})
+    path = template
+    for name in (p["name"] for p in operation.get("parameters", []) if p["in"] == "path"):
+        value = draw(_bad_path_params if "path" in faults else _path_param(hostile, name), name)
+        path = path.replace("{%s}" % name, quote(value, safe="", errors="surrogatepass") or "x")
+    path = path.replace("{", "").replace("}", "")  # a method the route does not take: its names as they are
+
+    names = [p["name"] for p in operation.get("parameters", []) if p["in"] == "query"]
+    query = b""
+    if names or "query" in faults:
+        keys = _or_junk(st.sampled_from(names), st.text(max_size=6)) if names else st.text(max_size=6)
+        values = _texts if "query" in faults else st.sampled_from(["0", "1", "2", "true", "false", "json", "cose"])
+        pairs = draw(st.lists(st.tuples(keys, values), max_size=4), "query")
+        query = "&".join(f"{quote(k, safe='')}={quote(v, safe='', errors='surrogatepass')}" for k, v in pairs).encode()
+        if "query" in faults:
+            query += draw(st.sampled_from([b"", b"&%zz=%", b"&limit=%ff", b"&&=&", b"&start=1&start=2"]), "raw query")
+
+    headers: list[tuple[bytes, bytes]] = []
+    token = draw(st.sampled_from([None, "", TOKEN + "x", "\xff" * 4, " " + TOKEN]), "token") if "token" in faults \
+        else TOKEN
+    if token is not None:
+        headers.append((b"authorization", f"Bearer {token}".encode("latin-1")))
+    content_type = {"/v1/records": "application/cose",
+                    "/v1/traces": draw(st.sampled_from(["application/json", "application/x-protobuf"]), "otlp")}.get(
+        template, "application/json")
+    if "content-type" in faults:
+        content_type = draw(st.sampled_from(_CONTENT_TYPES) | _header_text, "content-type")
+    headers.append((b"content-type", content_type.encode("latin-1")))
+    encodings = ["gzip", "deflate", "identity"] if template in ("/v1/events", "/v1/traces") else ["identity"]
+    encoding = draw(st.sampled_from(encodings), "encoding")
+    if "content-encoding" in faults:
+        encoding = draw(st.sampled_from(["br", "gzip, gzip", "x-gzip", ""]) | _header_text, "bad encoding")
+    headers.append((b"content-encoding", encoding.encode("latin-1")))
+    name, plausible = _HEADERS.get(template, (b"accept", st.just("*/*")))
+    value = draw(_or_junk(st.builds(lambda t: f"{hostile.boot}-{t}", _header_text), _header_text)
+                 if "header" in faults else plausible, name.decode())
+    if value is not None:
+        headers.append((name, value.encode("latin-1")))
+
+    body = b""
+    if method in ("post", "put", "patch"):
+        if template == "/v1/records":
+            body = hostile.partner_record
+        elif content_type == "application/x-protobuf":
+            body = _PROTOBUF_TRACES
+        else:
+            body = json.dumps(draw(_json_bodies(hostile).get(template, junk), "json")).encode()
+        if "json" in faults:
+            body = draw(st.sampled_from([b"[" * 70_000, b"{" * 1000, b'{"a":' * 5000, b"\xff\xfe{}", b"", b"null",
+                                         json.dumps("\udcff").encode(), b'{"a": NaN}']), "bad json")
+        if "bytes" in faults:
+            body = draw(_mangled(body), "mangled")
+        if encoding in ("gzip", "deflate"):
+            body = gzip.compress(body) if encoding == "gzip" else zlib.compress(body)
+            if "bytes" in faults and draw(st.booleans(), "mangle compressed"):
+                body = draw(_mangled(body), "mangled compressed")
+    return method.upper(), path.encode(), query, headers, body
+
+
+def _protobuf_traces() -> bytes:
+    request = trace_service_pb2.ExportTraceServiceRequest()
+    span = request.resource_spans.add().scope_spans.add().spans.add()
+    span.name, span.start_time_unix_nano, span.end_time_unix_nano = "execute_tool", 1, 2
+    for key, text in (("gen_ai.operation.name", "execute_tool"), ("gen_ai.agent.id", new_did())):
+        attribute = span.attributes.add()
+        attribute.key, attribute.value.string_value = key, text
+    return request.SerializeToString()
+
+
+_PROTOBUF_TRACES = _protobuf_traces()
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                   HealthCheck.too_slow])
+@given(data=st.data())
+async def test_whatever_a_caller_sends_every_route_answers_it_or_refuses_it_with_a_reason(hostile, data):
+    method, path, query, headers, body = data.draw(requests(hostile), "request")
+    answer = await call(hostile.app, method, path, query, headers, body)
+    assert 200 <= answer.status < 500, answer
+    if answer.status < 400:
+        return
+    if answer.headers.get(b"content-type") == b"application/x-protobuf":  # OTLP §Failures: a google.rpc.Status
+        assert path == b"/v1/traces" and dict(headers)[b"content-type"] == b"application/x-protobuf", answer
+    else:
+        assert answer.headers[b"content-type"] == b"application/json", answer
+        error = json.loads(answer.body)
+        assert {"error", "detail"} <= set(error) and error["detail"], error  # (and a batch's rejected events)
