@@ -1,11 +1,10 @@
 """The record store: durable, indexed, and level with its ledger after a crash between the two writes."""
 
+import random
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
-
-import random
 
 import pytest
 from hypothesis import given
@@ -19,6 +18,24 @@ from ..factories import Org, new_did
 
 _ORGS = [Org() for _ in range(3)]
 _SUBJECTS = [new_did() for _ in range(3)]
+
+
+def test_append_then_find_by_id_issuer_position_and_subject(tmp_path):
+    alice, bob = Org(), Org()
+    a1, a2 = alice.record(), alice.vouch(bob.did)
+    b1 = bob.record("org")
+    with RecordStore.open(tmp_path) as store:
+        assert store.append([a1, b1]) == 0
+        assert store.append([a2]) == 2
+        assert store.size == 3
+        assert store.get(a2.id) == a2.raw and store.index_of(a2.id) == 2
+        assert store.at(alice.did, 1) == a1.raw
+        assert store.heads() == {alice.did: 2, bob.did: 1}
+        assert store.issuer_range(alice.did, 2, 10) == [a2.raw]
+        assert store.query(subject=bob.did) == [(2, a2.raw)]
+        assert store.query(kind="org") == [(1, b1.raw)]
+        assert store.query(issuer=alice.did, after=0) == [(2, a2.raw)]
+        assert store.ledger.root() == tree_hash([a1.raw, b1.raw, a2.raw])
 
 
 @pytest.fixture(scope="module")
