@@ -41,12 +41,12 @@ import gossip.store  # noqa: E402
 import gossip.sync  # noqa: E402
 import node.daemon  # noqa: E402
 import node.digests  # noqa: E402
-from node.digests import DigestState  # noqa: E402
 import node.telemetry  # noqa: E402
 import node.trust  # noqa: E402
 import vouching.scoring  # noqa: E402
 from gossip.store import RecordStore  # noqa: E402
 from node.config import load_config  # noqa: E402
+from node.digests import DigestState  # noqa: E402
 from node.keys import load_org_key  # noqa: E402
 from node.setup import init_data_dir  # noqa: E402
 from vouching import Counts, DigestBody, Record, did_key, issue_digests, issue_record  # noqa: E402
