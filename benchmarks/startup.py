@@ -9,24 +9,34 @@ fresh process, so that its peak RSS is the start's: each step of node.daemon._op
 before `started` is timed by wrapping it (the wrappers cost well under a microsecond a call). The OS page cache is
 warm, as it is after a restart but not after a reboot.
 
+With `--events N`, the telemetry side is filled too, as `--days` of a busy org leave it: N audit-log entries of the
+node's own agents, spread evenly over the hourly epochs of those days (up to the records' last), accepted in
+batches of `--batch` events, each with an idempotency key; a digests.db row for every epoch but the current one,
+naming its range of the audit log; the keys of the last day (retention forgets older ones every hour); the log
+pruned to the default 180 days of retention; and one epoch's share of events in the current hour, not digested
+yet. Each step is then also given per row of what it reads (audit-log entries, keys, digests.db epochs).
+
     python benchmarks/startup.py                            # N = 10^5
     python benchmarks/startup.py --records 1000000
     python benchmarks/startup.py --keep /tmp/d --records 1000000   # build once into /tmp/d ...
     python benchmarks/startup.py --keep /tmp/d                     # ... and measure it again
+    python benchmarks/startup.py --events 10000000 --batch 10      # and a year of telemetry
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import inspect
 import random
 import resource
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -39,14 +49,23 @@ from nacl.signing import SigningKey  # noqa: E402
 import gossip.replica  # noqa: E402
 import gossip.store  # noqa: E402
 import gossip.sync  # noqa: E402
+import ledger.witness  # noqa: E402
+import node.audit_log  # noqa: E402
+import node.credential_registry  # noqa: E402
 import node.daemon  # noqa: E402
 import node.digests  # noqa: E402
+import node.idempotency  # noqa: E402
+import node.retention  # noqa: E402
 import node.telemetry  # noqa: E402
 import node.trust  # noqa: E402
 import vouching.scoring  # noqa: E402
 from gossip.store import RecordStore  # noqa: E402
-from node.config import load_config  # noqa: E402
+from node.audit_log import AuditLog  # noqa: E402
+from node.config import NodeConfig, load_config  # noqa: E402
 from node.digests import DigestState  # noqa: E402
+from node.events import Event, encode_entry  # noqa: E402
+from node.idempotency import WINDOW_MS, IdempotencyStore, StoredReply  # noqa: E402
+from node.retention import DAY_MS  # noqa: E402
 from node.keys import load_org_key  # noqa: E402
 from node.setup import init_data_dir  # noqa: E402
 from vouching import Counts, DigestBody, Record, did_key, issue_digests, issue_record  # noqa: E402
@@ -81,8 +100,55 @@ def _digest(agent: str, epoch: int, rng: random.Random) -> DigestBody:
                       Counts(tuple(zip(OUTCOMES, high_risk))), sum(outcomes), rng.randbytes(32), None)
 
 
-def build(directory: Path, *, records: int, orgs: int, agents: int, vouches: int) -> None:
-    """A node's data directory holding `records` accepted records (see the module docstring)."""
+@contextmanager
+def _one_transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """Many autocommitted writes of a module's own API in one commit (one fsync, not one a row), for building."""
+    db.execute("BEGIN")
+    yield
+    db.execute("COMMIT")
+
+
+def _events(pool: list[str], rng: random.Random) -> list[Event]:
+    """Events to draw a busy org's audit log from."""
+    return [Event(rng.choice(pool), 0, rng.choice(CATEGORIES), f"call-{i % 50}", rng.choice(OUTCOMES),
+                  duration_ms=rng.randrange(2000), high_risk=rng.random() < 0.1) for i in range(4096)]
+
+
+def fill_telemetry(directory: Path, *, events: int, days: int, batch: int, last_end: int, pool: list[str],
+                   rng: random.Random) -> dict[int, tuple[int, int]]:
+    """The audit log and idempotency keys of `events` events over the hourly epochs of `days` days up to
+    `last_end`, and one epoch's share more in the current hour (see the module docstring); the audit-log range of
+    each epoch before `last_end`. digests.db is left to the caller."""
+    epochs = list(range(last_end - days * 24 * HOUR_MS, last_end, HOUR_MS))
+    per_epoch = max(1, events // len(epochs))
+    now = int(time.time() * 1000)
+    drawn = _events(pool, rng)
+    ranges: dict[int, tuple[int, int]] = {}
+    with closing(AuditLog.open(directory)) as audit, closing(IdempotencyStore.open(directory, log_size=0)) as keys:
+        for epoch in [*epochs, now - now % HOUR_MS]:
+            first, entries, keyed = audit.size, [], []
+            length = min(HOUR_MS, now - epoch)  # the current epoch's events so far
+            for start in range(0, per_epoch, batch):
+                at = epoch + start * length // per_epoch
+                count = min(batch, per_epoch - start)
+                entries += [encode_entry(rng.choice(drawn), at) for _ in range(count)]
+                if at >= now - WINDOW_MS:  # retention forgets older keys every hour
+                    keyed.append((f"{at}-{start}", first + start, count, at))
+            with _one_transaction(keys._db):
+                for key, at_index, count, at in keyed:
+                    keys.reserve(key, StoredReply(rng.randbytes(32), 200, b'{"accepted":%d}' % count),
+                                 first=at_index, count=count, at=at)
+            audit.ledger.append(entries)
+            ranges[epoch] = (first, audit.size)
+        cutoff = now - int(NodeConfig.retention_days * DAY_MS)
+        audit.ledger.prune(min(audit.first_at_or_after(cutoff - cutoff % HOUR_MS), ranges[epochs[-1]][1]))
+    return {epoch: ranges[epoch] for epoch in epochs}
+
+
+def build(directory: Path, *, records: int, orgs: int, agents: int, vouches: int, events: int = 0, days: int = 365,
+          batch: int = 10) -> None:
+    """A node's data directory holding `records` accepted records, and with `events`, a busy org's telemetry (see
+    the module docstring)."""
     init_data_dir(directory, network="bench", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
     rng = random.Random(1)
     chains = [_Chain(load_org_key(directory / "org.key"))] + [_Chain(SigningKey.generate()) for _ in range(orgs - 1)]
@@ -92,6 +158,16 @@ def build(directory: Path, *, records: int, orgs: int, agents: int, vouches: int
     now = int(time.time() * 1000)
     first_epoch = now - now % HOUR_MS - (epochs + 1) * HOUR_MS
     state = DigestState.open(directory)  # our epochs digested, as the digester leaves them
+    ranges: dict[int, tuple[int, int]] = {}
+    if events:
+        if days * 24 < epochs:
+            raise SystemExit(f"--days: the records span {epochs} hourly epochs; give at least {-(-epochs // 24)} days")
+        ranges = fill_telemetry(directory, events=events, days=days, batch=batch, last_end=first_epoch + epochs * HOUR_MS,
+                                pool=pool, rng=rng)
+        with _one_transaction(state._db):
+            for epoch in [e for e in ranges if e < first_epoch]:
+                state.begin(epoch, epoch + HOUR_MS, *ranges[epoch], 0)
+                state.finish(epoch)
     with RecordStore.open(directory) as store:
         start = [c.issue("org", org_body(f"org {i}", "bench", ()), first_epoch) for i, c in enumerate(chains)]
         start += [c.issue("vouch", vouch_body(other.did, 0.8, "org-peer"), first_epoch)
@@ -104,7 +180,7 @@ def build(directory: Path, *, records: int, orgs: int, agents: int, vouches: int
             for chain in chains:
                 names = rng.sample(pool, min(agents, left))
                 if chain is chains[0] and names:
-                    state.begin(epoch, epoch + HOUR_MS, 0, 0, store.size)
+                    state.begin(epoch, epoch + HOUR_MS, *ranges.get(epoch, (0, 0)), store.size)
                 for first in range(0, len(names), CHUNK):
                     bodies = [_digest(agent, epoch, rng) for agent in names[first:first + CHUNK]]
                     store.append(chain.digests(bodies, epoch + HOUR_MS))
@@ -126,38 +202,73 @@ class Steps:
         original = owner.__dict__[name]
         function = original.__func__ if isinstance(original, classmethod) else original
 
+        def count(began: float) -> None:
+            self.seconds[label] = self.seconds.get(label, 0.0) + time.perf_counter() - began
+            self.calls[label] = self.calls.get(label, 0) + 1
+
         @functools.wraps(function)
         def timed(*args: Any, **kwargs: Any) -> Any:
             began = time.perf_counter()
             try:
                 return function(*args, **kwargs)
             finally:
-                self.seconds[label] = self.seconds.get(label, 0.0) + time.perf_counter() - began
-                self.calls[label] = self.calls.get(label, 0) + 1
+                count(began)
 
-        setattr(owner, name, classmethod(timed) if isinstance(original, classmethod) else timed)
+        @functools.wraps(function)
+        async def timed_async(*args: Any, **kwargs: Any) -> Any:  # wall time, other tasks' turns included
+            began = time.perf_counter()
+            try:
+                return await function(*args, **kwargs)
+            finally:
+                count(began)
+
+        wrapper = timed_async if inspect.iscoroutinefunction(function) else timed
+        setattr(owner, name, classmethod(wrapper) if isinstance(original, classmethod) else wrapper)
         try:
             yield
         finally:
             setattr(owner, name, original)
 
 
-# (owner, attribute, label): the steps of node.daemon._opened and serve_node's start that can grow with the store;
-# "  " marks a part of the step above it.
-WRAPPED: list[tuple[Any, str, str]] = [
-    (gossip.store.RecordStore, "open", "records store open (ledger check, index catch-up, heads)"),
-    (gossip.store.RecordStore, "_load_heads", "  of it: heads"),
-    (gossip.replica.Replica, "__post_init__", "replica (org, vouch, revoke, equivocation records)"),
-    (node.telemetry.Telemetry, "open", "telemetry open (audit log, digester, credentials)"),
-    (node.digests.Digester, "undigested", "digester: undigested entries"),
-    (node.trust.TrustService, "replay", "trust replay"),
-    (gossip.store.RecordStore, "query", "  of it and the above: index queries and ledger reads"),
-    (gossip.store, "load_stored", "  of it and the above: decoding (load_stored)"),
-    (node.trust, "feed_record", "  of it: feeding the engine (feed_record)"),
-    (node.trust.TrustService, "_add_own_digest", "  of it: feeding own digests"),
-    (vouching.scoring.TrustEngine, "recompute", "  of it: recompute"),
-    (gossip.sync.IssuerIndex, "__init__", "sync issuer index"),
+# (owner, attribute, label, rows): the steps of node.daemon._opened and serve_node's start that can grow with the
+# data, and what each is given per row of (see `measure`); "  " marks a part of the step above it.
+WRAPPED: list[tuple[Any, str, str, str]] = [
+    (gossip.store.RecordStore, "open", "records store open (ledger check, index catch-up, heads)", "record"),
+    (gossip.store.RecordStore, "_load_heads", "  of it: heads", "record"),
+    (gossip.replica.Replica, "__post_init__", "replica (org, vouch, revoke, equivocation records)", "record"),
+    (node.telemetry.Telemetry, "open", "telemetry open (audit log, digester, credentials)", "audit entry"),
+    (node.audit_log.AuditLog, "open", "  of it: audit log open", "audit entry"),
+    (node.idempotency.IdempotencyStore, "open", "  of it: idempotency keys open", "key"),
+    (node.digests.DigestState, "open", "  of it: digests.db open", "epoch"),
+    (node.digests.DigestState, "unfinished", "  of it: the interrupted-epoch check", "epoch"),
+    (node.digests.Digester, "_tallies", "  of it: the open epochs' tallies", "open entry"),
+    (node.credential_registry.CredentialRegistry, "open", "  of it: credentials.db open", "record"),
+    (node.digests.Digester, "undigested", "digester: undigested entries", "open entry"),
+    (node.digests.Digester, "_issued_since", "  of it: our digests since the last epoch's mark", "record"),
+    (node.trust.TrustService, "replay", "trust replay", "record"),
+    (gossip.store.RecordStore, "query", "  of it and the above: index queries and ledger reads", "record"),
+    (gossip.store, "load_stored", "  of it and the above: decoding (load_stored)", "record"),
+    (node.trust, "feed_record", "  of it: feeding the engine (feed_record)", "record"),
+    (node.trust.TrustService, "_add_own_digest", "  of it: feeding own digests", "record"),
+    (vouching.scoring.TrustEngine, "recompute", "  of it: recompute", "record"),
+    (gossip.sync.IssuerIndex, "__init__", "sync issuer index", "record"),
+    (ledger.witness, "_open_store", "witness state open", "record"),
+    (node.retention.RetentionService, "prune", "retention (prune, expire keys)", "audit entry"),
+    (node.digests.DigestService, "_close_due", "digests of the epochs due", "open entry"),
 ]
+
+
+def _rows(directory: Path) -> dict[str, int]:
+    """How many rows of each kind the data directory holds, for the per-row figures."""
+    with RecordStore.open(directory) as store:
+        rows = {"record": store.size}
+    with closing(AuditLog.open(directory)) as audit, closing(DigestState.open(directory)) as state, \
+            closing(IdempotencyStore.open(directory, log_size=audit.size)) as keys:
+        rows["audit entry"] = audit.size
+        rows["open entry"] = audit.size - state.position()[1]  # not digested yet
+        rows["key"] = keys._db.execute("SELECT count(*) FROM keys").fetchone()[0]
+        rows["epoch"] = state._db.execute("SELECT count(*) FROM epochs").fetchone()[0]
+    return rows
 
 
 def measure(directory: Path) -> None:
@@ -165,8 +276,8 @@ def measure(directory: Path) -> None:
     config = replace(load_config(directory), bootstrap=())
     steps = Steps()
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    with RecordStore.open(directory) as store:
-        size = store.size
+    rows = _rows(directory)
+    size = rows["record"]
 
     async def start() -> tuple[float, float]:
         async with trio.open_nursery() as nursery:
@@ -177,15 +288,18 @@ def measure(directory: Path) -> None:
         return seconds, cpu
 
     with ExitStack() as stack:
-        for owner, name, label in WRAPPED:
+        for owner, name, label, _ in WRAPPED:
             stack.enter_context(steps.wrapping(owner, name, label))
         total, cpu = trio.run(start)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(f"start-up of a node holding {size} records: {total:.2f} s to started ({cpu:.2f} s of CPU), "
           f"{total / size * 1e6:.1f} us a record; peak RSS {rss / 1024:.0f} MiB ({rss_before / 1024:.0f} MiB before opening anything)")
-    for label in [label for _, _, label in WRAPPED if label in steps.seconds]:
-        seconds = steps.seconds[label]
-        print(f"  {label:<60} {seconds:8.3f} s {seconds / size * 1e6:8.1f} us/record  ({steps.calls[label]} calls)")
+    print("  rows: " + ", ".join(f"{kind} {count}" for kind, count in rows.items()))
+    for _, _, label, per in WRAPPED:
+        if label in steps.seconds:
+            seconds = steps.seconds[label]
+            print(f"  {label:<60} {seconds:8.3f} s {seconds / max(rows[per], 1) * 1e6:10.3f} us per {per:<12} "
+                  f"({steps.calls[label]} calls)")
     print(f"  {'not wrapped above':<60} {total - sum(s for l, s in steps.seconds.items() if l[0] != ' '):8.3f} s")
 
 
@@ -195,6 +309,9 @@ def main() -> None:
     parser.add_argument("--orgs", type=int, default=5)
     parser.add_argument("--agents", type=int, default=1000, help="agents each org digests each epoch")
     parser.add_argument("--vouches", type=int, default=300)
+    parser.add_argument("--events", type=int, default=0, help="audit-log entries (telemetry side; 0: none)")
+    parser.add_argument("--days", type=int, default=365, help="the days the events span")
+    parser.add_argument("--batch", type=int, default=10, help="events a keyed POST /v1/events carries")
     parser.add_argument("--keep", type=Path, help="build into this directory if it is empty, and measure it")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # the child process
     args = parser.parse_args()
@@ -205,7 +322,8 @@ def main() -> None:
         directory = args.keep or Path(tmp) / "node"
         if not (directory / "records.ledger").exists():
             began = time.perf_counter()
-            build(directory, records=args.records, orgs=args.orgs, agents=args.agents, vouches=args.vouches)
+            build(directory, records=args.records, orgs=args.orgs, agents=args.agents, vouches=args.vouches,
+                  events=args.events, days=args.days, batch=args.batch)
             print(f"built {directory} in {time.perf_counter() - began:.0f} s")
         subprocess.run([sys.executable, __file__, "--measure", str(directory)], check=True)
 

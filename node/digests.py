@@ -74,6 +74,8 @@ CREATE TABLE IF NOT EXISTS epochs (
     store_mark INTEGER NOT NULL, -- the records store's size before its digests were issued
     done INTEGER NOT NULL
 );
+-- The interrupted epoch, found at every start without reading a row per epoch digested (DigestState.unfinished).
+CREATE INDEX IF NOT EXISTS epochs_unfinished ON epochs (start) WHERE done = 0;
 CREATE TABLE IF NOT EXISTS raw_counts (
     epoch INTEGER NOT NULL,      -- the DP digest's epoch (ms)
     agent TEXT NOT NULL,

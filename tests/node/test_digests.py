@@ -178,6 +178,21 @@ def test_an_epoch_interrupted_while_issuing_is_finished_exactly_once(tmp_path, c
         assert node.digester.digested_until == T0 + EPOCH
 
 
+def test_the_interrupted_epoch_is_found_without_reading_every_epoch(tmp_path):
+    state = DigestState.open(tmp_path)
+    state._db.execute("BEGIN")  # (one commit, not an fsync a row)
+    for epoch in range(T0, T0 + 3000 * EPOCH, EPOCH):
+        state.begin(epoch, epoch + EPOCH, 0, 0, 0)
+        state.finish(epoch)
+    state._db.execute("COMMIT")
+    state.begin(T0 + 3000 * EPOCH, T0 + 3001 * EPOCH, 0, 5, 7)
+    steps = []
+    state._db.set_progress_handler(lambda: steps.append(1), 10)  # called every 10 SQLite VM instructions
+    assert state.unfinished() == (T0 + 3000 * EPOCH, T0 + 3001 * EPOCH, 0, 5, 7)
+    assert len(steps) < 50  # reading every epoch's row took 900 steps
+    state.close()
+
+
 def test_an_interrupted_epoch_is_finished_as_begun_after_the_epoch_length_changed(tmp_path, clock):
     """A node that stopped while issuing an epoch, restarted with a shorter epoch_seconds: its entries span two
     of the new epochs, and the node could not start (a ValueError out of the digester)."""

@@ -3,6 +3,7 @@ and oversized batches are refused whole, and a retried batch is stored once."""
 
 import gzip
 import json
+import sqlite3
 from functools import partial
 
 import httpx
@@ -147,6 +148,27 @@ def test_a_key_reserved_for_an_append_that_never_happened_is_forgotten(tmp_path)
     store = IdempotencyStore.open(tmp_path, log_size=0)
     assert store.lookup("lost") is None
     store.close()
+
+
+def test_opening_finds_the_keys_of_appends_that_never_happened_without_reading_every_key(tmp_path, monkeypatch):
+    store = IdempotencyStore.open(tmp_path, log_size=0)
+    store._db.execute("BEGIN")  # (one commit, not an fsync a key)
+    for index in range(3000):
+        store.reserve(f"k{index}", StoredReply(b"f", 200, b"{}"), first=index, count=1, at=NOW)
+    store._db.execute("COMMIT")
+    store.close()
+    steps, connect = [], sqlite3.connect
+
+    def counted(*args, **kwargs):
+        db = connect(*args, **kwargs)
+        db.set_progress_handler(lambda: steps.append(1), 10)  # called every 10 SQLite VM instructions
+        return db
+
+    monkeypatch.setattr(sqlite3, "connect", counted)
+    store = IdempotencyStore.open(tmp_path, log_size=2999)  # the last batch was never appended
+    assert (store.lookup("k2998"), store.lookup("k2999")) == (StoredReply(b"f", 200, b"{}"), None)
+    store.close()
+    assert len(steps) < 50  # the keys beyond the log, by index; reading every key took 1500 steps
 
 
 async def test_a_bad_idempotency_key_is_400(client):
