@@ -322,19 +322,21 @@ class Digester:
                 at, event = decode_entry(entry)
                 yield index, at, event, entry
 
-    def undigested(self) -> list[bytes]:
-        """The audit-log entries no digest of ours counts yet: those of the epochs still open and of an epoch
-        interrupted while issuing, but those of agents with a digest of ours for their epoch in the records store
-        (the interrupted epoch's issued agents; after a restore of an older digests.db, the epochs since the copy)."""
+    def undigested(self) -> list[tuple[int, Event]]:
+        """(time, event) of the audit-log entries no digest of ours counts yet, decoded (the trust replay's
+        first-hand evidence): those of the epochs still open and of an epoch interrupted while issuing, but those of
+        agents with a digest of ours for their epoch in the records store (the interrupted epoch's issued agents;
+        after a restore of an older digests.db, the epochs since the copy)."""
         issued = self._issued_since(self._store_mark)  # (the interrupted epoch's row is the last: its mark)
-        entries = []
+        events = []
         if self._interrupted is not None:
             start, _, first, stop, _ = self._interrupted
-            entries += [entry for _, _, event, entry in self._replay(first, stop) if (start, event.agent) not in issued]
-        for _, at, event, entry in self._replay(self.undigested_from, self.audit.size):
+            events += [(at, event) for _, at, event, _ in self._replay(first, stop)
+                       if (start, event.agent) not in issued]
+        for _, at, event, _ in self._replay(self.undigested_from, self.audit.size):
             if (self._digest_epoch(at - at % self.epoch_ms), event.agent) not in issued:
-                entries.append(entry)
-        return entries
+                events.append((at, event))
+        return events
 
     def counts_entries(self, epoch: int, agent: str) -> bool:
         """Whether audit-log entries of `agent` for our digest epoch `epoch` count as undigested (`undigested`, and

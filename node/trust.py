@@ -33,7 +33,7 @@ from vouching.scoring import TrustEngine
 from vouching.succession import Link
 
 from .audit_log import Appended, wall_clock_ms
-from .events import decode_entry
+from .events import Event
 from .ingest import feed_first_hand
 from .metrics import Registry
 from .stream import Broadcaster
@@ -85,7 +85,7 @@ class TrustService:
         metrics.collect("agents_known", "Agents the trust engine holds evidence or vouches for",
                         lambda: len(self.engine.agents()))
 
-    def replay(self, undigested: Iterable[bytes], raw: RawLookup = lambda epoch, agent: None) -> None:
+    def replay(self, undigested: Iterable[tuple[int, Event]], raw: RawLookup = lambda epoch, agent: None) -> None:
         """Rebuild the engine from the store, the digests of every key of our org (as first-hand), and the raw
         events no digest of ours counts yet; from here on, follow the replica's rotations (`_relink`). A DP digest
         of ours counts by its raw counts, `raw(epoch, agent)` (node.digests.DigestState.raw_reader), where kept: its
@@ -96,8 +96,7 @@ class TrustService:
                 self._add_own_digest(record.body, raw)
             else:
                 feed_record(self.engine, record, identity)
-        for entry in undigested:
-            at, event = decode_entry(entry)
+        for at, event in undigested:
             self.engine.add_first_hand(event.agent, ts=at, **_single(event.outcome, event.high_risk))
         self.engine.recompute(now=self._clock())
         self.replica.link_listeners.append(self._relink)

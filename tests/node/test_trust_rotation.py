@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 import pytest
 
 from gossip.replica import Replica
+from node.events import Event
 from node.metrics import Registry
 from node.stream import Broadcaster
 from node.trust import TrustService
@@ -34,7 +35,7 @@ def _service(replica: Replica, broadcaster: Broadcaster | None = None, *, roots:
                         metrics=metrics, recompute_interval=60.0, clock=clock)
 
 
-def _listening(trust: TrustService, undigested: Iterable[bytes] = ()) -> TrustService:
+def _listening(trust: TrustService, undigested: Iterable[tuple[int, Event]] = ()) -> TrustService:
     """The service replayed and listening, as node.daemon starts it."""
     trust.replay(undigested)
     trust.replica.listeners.append(trust.on_records)
