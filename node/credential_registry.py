@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from vouching.schema import InvalidRecord, text
+
 from .credential_status import LIST_ENTRIES
 
 CREDENTIALS_FILE = "credentials.db"
@@ -85,9 +87,12 @@ class CredentialRegistry:
 
     def revoke(self, selector: str | int, *, reason: str, at: int) -> list[IssuedCredential]:
         """Revoke the valid credentials of the agent whose did or name is `selector`, or the one at index
-        `selector`; the ones revoked now. RegistryError if it names no credential at all."""
-        if len(reason) > MAX_REASON:
-            raise RegistryError(f"reason: at most {MAX_REASON} characters")
+        `selector`; the ones revoked now. RegistryError if it names no credential at all, or if `reason` is not
+        printable text of 1 to MAX_REASON characters (the rule of a revoke record's reason, DESIGN §3)."""
+        try:
+            text(reason, "reason", MAX_REASON)
+        except InvalidRecord as error:
+            raise RegistryError(str(error)) from None
         where, values = ("idx = ?", (selector,)) if isinstance(selector, int) else ("agent = ? OR name = ?",
                                                                                     (selector, selector))
         with self._transaction():

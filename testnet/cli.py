@@ -20,6 +20,7 @@ from node.commands.common import (
     positive_int,
     seconds_argument,
 )
+from node.commands.counts import counted
 
 DIR_ENV = "VOUCHNET_TESTNET_DIR"
 DEFAULT_DIR = "vouchnet-testnet"
@@ -136,21 +137,21 @@ def _up(args: argparse.Namespace) -> int:
         if (args.dir / STATE_FILE).exists():
             cluster = _open(args.dir)
             if args.nodes is not None and args.nodes != len(cluster.names):
-                raise UsageError(f"{args.dir} holds a testnet of {len(cluster.names)} nodes, not {args.nodes}: "
+                raise UsageError(f"{args.dir} holds a testnet of {counted(len(cluster.names), 'node')}, not {args.nodes}: "
                                  "`vouchnet testnet down`, then remove it or use another --dir")
             fresh = False
         else:
             nodes = 5 if args.nodes is None else args.nodes
-            print(f"creating {nodes} nodes in {args.dir} (topology {args.topology}, seed {args.seed})")
+            print(f"creating {counted(nodes, 'node')} in {args.dir} (topology {args.topology}, seed {args.seed})")
             cluster = Cluster.create(args.dir, nodes=nodes, seed=args.seed, topology=args.topology)
             fresh = True
         waiting = [n for n in cluster.names if not cluster.running(n)]
-        bar = ProgressBar(f"starting {len(waiting)} nodes")
+        bar = ProgressBar(f"starting {counted(len(waiting), 'node')}")
         cluster.start(waiting, progress=bar)
         bar.close()
         if fresh:
             made = cluster.vouch_topology()
-            print(f"{made} org-peer vouches made through the nodes' APIs")
+            print(f"{counted(made, 'org-peer vouch', 'org-peer vouches')} made through the nodes' APIs")
     except ClusterError as e:
         raise CommandFailed(str(e)) from None
     for entry in cluster.state.nodes:
@@ -199,7 +200,7 @@ def _down(args: argparse.Namespace) -> int:
     cluster = _open(args.dir)
     stopped = cluster.stop(timeout=args.timeout)
     killed = f", {len(stopped.killed)} killed after {args.timeout:g} s ({', '.join(stopped.killed)})" if stopped.killed else ""
-    print(f"stopped {len(stopped.clean) + len(stopped.killed)} nodes ({len(stopped.clean)} on SIGTERM{killed})")
+    print(f"stopped {counted(len(stopped.clean) + len(stopped.killed), 'node')} ({len(stopped.clean)} on SIGTERM{killed})")
     left = cluster.leftovers()
     if left:
         raise CommandFailed("still running after down: " + "; ".join(left))
@@ -252,13 +253,13 @@ def _run(args: argparse.Namespace) -> int:
     try:
         if fresh:
             nodes = scenario.nodes if args.nodes is None else args.nodes
-            print(f"no testnet in {args.dir}: creating {nodes} nodes", file=sys.stderr)
+            print(f"no testnet in {args.dir}: creating {counted(nodes, 'node')}", file=sys.stderr)
             cluster = Cluster.create(args.dir, nodes=nodes, seed=1 if args.seed is None else args.seed,
                                      topology="none", settings=scenario.settings)
         else:
             cluster = _open(args.dir)
             if args.nodes is not None and args.nodes != len(cluster.names):
-                raise UsageError(f"{args.dir} holds a testnet of {len(cluster.names)} nodes, not {args.nodes}")
+                raise UsageError(f"{args.dir} holds a testnet of {counted(len(cluster.names), 'node')}, not {args.nodes}")
         seed = cluster.state.seed if args.seed is None else args.seed
         bar = ProgressBar("starting nodes")
 
@@ -270,7 +271,7 @@ def _run(args: argparse.Namespace) -> int:
             run = Run(cluster, scenario, seed=seed, say=say, progress=bar)
         except ScenarioError as e:
             raise UsageError(str(e)) from None
-        print(f"running {scenario.name} on {len(cluster.names)} nodes (seed {seed})", file=sys.stderr)
+        print(f"running {scenario.name} on {counted(len(cluster.names), 'node')} (seed {seed})", file=sys.stderr)
         result = run.execute()
         elapsed["scenario"] = time.monotonic() - started_at
         measurements = measure(result)
@@ -293,21 +294,21 @@ def _print_summary(m: dict) -> None:
     every = prop["everywhere"]
     if every["count"]:
         print(f"propagation to every node: p50 {every['p50']} s, p90 {every['p90']} s, max {every['max']} s "
-              f"({every['count']} records)")
+              f"({counted(every['count'], 'record')})")
     for c in m["catch_up"]:
         where = c.get("node") or ", ".join(c["side"])
-        print(f"catch-up after {c['fault']} of {where}: {c['seconds']} s ({c['backlog_records']} records)")
+        print(f"catch-up after {c['fault']} of {where}: {c['seconds']} s ({counted(c['backlog_records'], 'record')})")
     for r in m["rotations"]:
         print(f"key rotation of {r['node']} ({r['old']} -> {r['new']}): other nodes linking its keys: {linking(r)}")
     for a in m["attacks"]:
         if a["type"] == "key-theft":
             last = a["seconds_to_flag_everywhere"]
-            print(f"key theft from {a['victim']}: {a['nodes_flagging']} of {a['of']} nodes flagged the org"
+            print(f"key theft from {a['victim']}: {a['nodes_flagging']} of {counted(a['of'], 'node')} flagged the org"
                   + (f", the last {last} s after the thief's offer" if last is not None else "")
                   + (" (it was flagged before this run)" if a["flagged_before"] else "")
                   + f"; the thief's key counts for nothing: {a['thief_counts_for_nothing']}")
-    print(f"converged: {conv['converged']} ({conv['records']} records); checkpoints current and cosigned by their "
-          f"{cps['witnesses']} witnesses: {cps['all_current_and_witnessed']}")
+    print(f"converged: {conv['converged']} ({counted(conv['records'], 'record')}); checkpoints current and cosigned "
+          f"by their {counted(cps['witnesses'], 'witness', 'witnesses')}: {cps['all_current_and_witnessed']}")
     for row in m["confusion"]["rows"]:
         tiers = ", ".join(f"{t} {n}" for t, n in row["tiers"].items() if n)
         print(f"agents {row['group']} ({row['behaviour']}) at the honest nodes: {tiers}")

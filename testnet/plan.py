@@ -8,6 +8,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from node.config import NodeConfig
+from node.commands.counts import counted
 
 from .scenario import AgentGroup, Scenario, ScenarioError, Selector
 
@@ -65,7 +66,7 @@ class Plan:
 def make_plan(scenario: Scenario, nodes: list[str], seed: int) -> Plan:
     """Lay `scenario` onto the testnet's `nodes` (in order); raises ScenarioError if it does not fit."""
     if len(nodes) < scenario.min_nodes:
-        raise ScenarioError(f"nodes: scenario {scenario.name} needs at least {scenario.min_nodes} nodes "
+        raise ScenarioError(f"nodes: scenario {scenario.name} needs at least {counted(scenario.min_nodes, 'node')} "
                             f"({', '.join(f'{g.name} {g.nodes or 1}' for g in scenario.orgs)}); the testnet has "
                             f"{len(nodes)}")
     rng = random.Random(seed)

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from node.commands.counts import counted
 from vouching.tiers import PROVISIONAL, TRUSTED, VERIFIED
 
 from .measure import final_scores, trajectories
@@ -170,10 +171,10 @@ def _html(results: dict[str, Any], plots: dict[str, bytes]) -> str:
         ("events reported", results["traffic"]["events_accepted"]),
         ("latency to each node p50 / p90 / max", _triple(prop["to_each_node"])),
         ("latency to every node p50 / p90 / max", _triple(prop["everywhere"])),
-        ("record sets converged", f"{conv['converged']} ({conv['records']} records)"),
-        (f"checkpoints current and cosigned by their {cps['witnesses']} witnesses", cps["all_current_and_witnessed"]),
+        ("record sets converged", f"{conv['converged']} ({counted(conv['records'], 'record')})"),
+        (f"checkpoints current and cosigned by their {counted(cps['witnesses'], 'witness', 'witnesses')}", cps["all_current_and_witnessed"]),
         *((f"catch-up after {c['fault']} ({c.get('node') or ', '.join(c['side'])})", f"{c['seconds']} s, "
-           f"{c['backlog_records']} records") for c in m["catch_up"]),
+           f"{counted(c['backlog_records'], 'record')}") for c in m["catch_up"]),
         *((f"key rotation of {r['node']}: nodes linking its keys", linking(r)) for r in m["rotations"]),
         *(("elapsed: " + k, f"{v:.1f} s") for k, v in results["elapsed_seconds"].items()),
     ]

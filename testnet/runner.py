@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from node.client import ClientError
+from node.commands.counts import counted
 
 from . import faults, prometheus
 from .agents import Agent, behaviour_model
@@ -104,7 +105,7 @@ class Run:
             t0 = time.time()
             self.timeline.add("start")
             traffic.start_at(t0)
-            self.say(f"traffic: {len(self.agents)} agents, {self.scenario.duration:g} s")
+            self.say(f"traffic: {counted(len(self.agents), 'agent')}, {self.scenario.duration:g} s")
             self._schedule(t0)
             traffic.stop()
             traffic_end = time.time()
@@ -146,8 +147,8 @@ class Run:
             self.cluster.stop(running)
         self.cluster.start(progress=self.progress)
         self.setup["restarted"] = changed
-        self.say(f"setup: roots and settings of {len(changed)} nodes changed; all {len(self.cluster.names)} nodes "
-                 f"up ({time.monotonic() - started:.1f} s)")
+        self.say(f"setup: roots and settings of {counted(len(changed), 'node')} changed; "
+                 f"{counted(len(self.cluster.names), 'node')} up ({time.monotonic() - started:.1f} s)")
 
     def _trust_graph(self, records: RecordWatch) -> None:
         """Org-peer vouches as the plan says (missing ones made, others revoked), then each agent's operator vouches
@@ -177,7 +178,8 @@ class Run:
         self.setup.update(vouches=made, revocations=revoked, operator_vouches=len(self.agents),
                           records=len(issued), propagation_seconds=round(time.time() - started, 2),
                           missing=missing)
-        self.say(f"setup: {made} org-peer vouches, {revoked} revocations, {len(self.agents)} operator vouches; "
+        self.say(f"setup: {counted(made, 'org-peer vouch', 'org-peer vouches')}, {counted(revoked, 'revocation')}, "
+                 f"{counted(len(self.agents), 'operator vouch', 'operator vouches')}; "
                  + (f"held everywhere after {time.time() - started:.1f} s" if not missing else
                     f"still missing after {time.time() - started:.1f} s: {missing}"))
 

@@ -1,4 +1,5 @@
-"""Assembles the local API: routes, the error shape, the token on writes and the bound on request bodies.
+"""Assembles the local API: routes, the error shape, 405 for a method a path does not take, the token on writes and
+the bound on request bodies.
 
 Every handler is `async def`, so FastAPI runs it on the node's trio thread: the replica's SQLite connections
 belong to that thread, and a synchronous handler would be sent to a worker thread.
@@ -13,6 +14,7 @@ from fastapi import APIRouter, FastAPI
 from . import log, records, status
 from .errors import install_error_handlers
 from .guard import WriteGuard
+from .methods import AllowedMethods
 from .view import NodeView
 
 _DESCRIPTION = """\
@@ -38,6 +40,8 @@ def create_app(
     app.state.node = node
     install_error_handlers(app)
     app.add_middleware(WriteGuard, node=node, body_limits=body_limits, open_paths=frozenset(open_paths))
-    for router in (status.router, records.router, log.router, *routers):
+    included = (status.router, records.router, log.router, *routers)
+    for router in included:
         app.include_router(router)
+    app.add_middleware(AllowedMethods, routers=(app.router, *included))  # the outer one: before the token
     return app

@@ -5,7 +5,7 @@ give it to every failure: our own, FastAPI's validation errors, routing errors, 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -61,6 +61,12 @@ class ApiError(HTTPException):
 
     def response(self) -> JSONResponse:
         return error_response(self.status_code, self.code, self.detail, self.headers)
+
+
+def method_not_allowed(allowed: Iterable[str]) -> ApiError:
+    """405 in the one error shape, with the `Allow` header (RFC 9110 §15.5.6) naming the methods the path takes."""
+    code, detail = _HTTP_ERRORS[405]
+    return ApiError(405, code, detail, {"Allow": ", ".join(sorted(allowed))})
 
 
 def checked_did(did: str, field: str) -> str:

@@ -99,8 +99,8 @@ def register(subparsers: Subparsers) -> None:
     which = revoke.add_mutually_exclusive_group(required=True)
     which.add_argument("agent", nargs="?", metavar="AGENT", help="the agent's did or name")
     which.add_argument("--index", type=int, help="one credential, by its index")
-    revoke.add_argument("--reason", required=True, help=f"why (kept with the revocation; at most {MAX_REASON} "
-                        "characters)")
+    revoke.add_argument("--reason", required=True, help=f"why, 1 to {MAX_REASON} printable characters (kept with "
+                        "the revocation)")
     add_dir_option(revoke)
 
     listing = add_local_command(

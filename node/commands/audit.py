@@ -21,6 +21,7 @@ from .common import (
     did_argument,
     local_config_and_key,
 )
+from .counts import counted
 from .vouches import parse_date_or_time
 
 
@@ -100,7 +101,8 @@ def _export(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
     else:
         args.out.write_text(text, encoding="utf-8")
-    print(f"{len(document['entries'])} events, {len(document['epochs'])} digested epochs", file=sys.stderr)
+    print(f"{counted(len(document['entries']), 'event')}, {counted(len(document['epochs']), 'digested epoch')}",
+          file=sys.stderr)
     return 0
 
 
@@ -118,7 +120,7 @@ def _verify(args: argparse.Namespace) -> int:
         raise CommandFailed(f"does not verify: {e}") from None
     if args.org is not None and document["org"] != args.org:
         raise CommandFailed(f"does not verify: an export of org {document['org']}, not of {args.org}")
-    print(f"ok: {len(verified.events)} events in a log of {verified.size} entries, "
-          f"{len(verified.epochs)} epoch roots recomputed, {len(digests)} digests matched; "
+    print(f"ok: {counted(len(verified.events), 'event')} in a log of {counted(verified.size, 'entry', 'entries')}, "
+          f"{counted(len(verified.epochs), 'epoch root')} recomputed, {counted(len(digests), 'digest')} matched; "
           f"agent {document['agent']}, org {document['org']}")
     return 0

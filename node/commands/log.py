@@ -18,6 +18,7 @@ from .common import (
     open_client,
     print_json,
 )
+from .counts import counted
 from .log_verify import Verified, verify_log
 
 CACHE_FILE = "verified.checkpoint"  # in the data directory: the checkpoint the last `log verify` accepted
@@ -89,8 +90,9 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _report(verified: Verified, cache: Path | None) -> None:
-    print(f"ok: {verified.size} records verify and hash to the root of the checkpoint signed by {verified.did}")
-    print(f"cosigned by {len(verified.cosigners)} witness{'' if len(verified.cosigners) == 1 else 'es'}"
+    verb = "verifies and hashes" if verified.size == 1 else "verify and hash"
+    print(f"ok: {counted(verified.size, 'record')} {verb} to the root of the checkpoint signed by {verified.did}")
+    print(f"cosigned by {counted(len(verified.cosigners), 'witness', 'witnesses')}"
           + "".join(f"\n  {did}" for did in verified.cosigners))
     if verified.consistent_from is not None:
         print(f"consistent with the checkpoint of size {verified.consistent_from} verified before")

@@ -27,6 +27,7 @@ from node.client import NodeClient
 from vouching import InvalidDid, InvalidRecord, Record, check_follows, public_key_from_did
 
 from .common import CommandFailed
+from .counts import counted
 
 Progress = Callable[[int, int], None]
 
@@ -65,7 +66,7 @@ def verify_log(
 
     root, heads = _check_entries(client, checkpoint.size, progress or (lambda done, total: None))
     if root != checkpoint.root:
-        raise CommandFailed(f"the {checkpoint.size} entries do not hash to the checkpoint's root")
+        raise CommandFailed(f"the hash of the {counted(checkpoint.size, 'entry', 'entries')} is not the checkpoint's root")
     if previous_did != did and not _rotated(heads, previous_did, did):
         raise CommandFailed(f"{cache} holds a checkpoint of {previous_did}'s log, and the ledger holds no key rotation "
                             f"from that key to {did}")

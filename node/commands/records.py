@@ -12,6 +12,7 @@ from typing import Any
 from vouching.bodies import KINDS
 
 from .common import Subparsers, add_command, did_argument, open_client, positive_int
+from .counts import counted
 
 _PAGE = 500  # the most the API gives in one page
 _RECORD_ID = re.compile(r"[0-9a-f]{64}")
@@ -82,7 +83,7 @@ def _summary(kind: str, body: dict[str, Any]) -> str:
     if kind == "org":
         return f"{body['name']} on {body['network']}" + (f" at {' '.join(body['addrs'])}" if body["addrs"] else "")
     if kind == "digest":
-        return f"{body['agent']} from {_time(body['epoch'])}: {body['events']} events"
+        return f"{body['agent']} from {_time(body['epoch'])}: {counted(body['events'], 'event')}"
     if kind == "equivocation":
         return f"{body['offender']} signed two {body['type']}s that contradict each other"
     return json.dumps(body)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from node.commands.common import Subparsers, UsageError, add_local_command
+from node.commands.counts import counted
 
 
 def register(subparsers: Subparsers) -> None:
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         args.json.write_text(json.dumps(report.targets_json(targets), indent=1))
     print(report.table(targets))
-    print(f"\n{len(suite.runs)} scenarios in {time.monotonic() - started:.0f} s; results in {args.out}/")
+    print(f"\n{counted(len(suite.runs), 'scenario')} in {time.monotonic() - started:.0f} s; results in {args.out}/")
     return 0 if all(t.passed for t in targets) else 1
 
 
@@ -85,7 +86,7 @@ class _ProgressBar:
             sys.stderr.write(f"\r{name:<24} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}")
             sys.stderr.flush()
         elif done == total:
-            sys.stderr.write(f"{name}: {total} rounds\n")
+            sys.stderr.write(f"{name}: {counted(total, 'round')}\n")
 
     def close(self) -> None:
         if self._live and self._current:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from node.commands.counts import counted
 from testnet.sim.metrics import slander_curve, summary
 from testnet.sim.suite import SuiteResult
 from testnet.sim.targets import Target
@@ -50,7 +51,7 @@ def table(targets: list[Target]) -> str:
         if t.detail:
             lines.append(f"{'':<11} ({t.detail})")
     passed = sum(t.passed for t in targets)
-    lines.append(f"{passed} of {len(targets)} targets met.")
+    lines.append(f"{passed} of {counted(len(targets), 'target')} met.")
     return "\n".join(lines)
 
 
@@ -73,7 +74,7 @@ def markdown(suite: SuiteResult, targets: list[Target], plots: list[str]) -> str
         out.append(f"| {name} | {m['interactions']} | {m['to_malicious']:.2%} | {m['bad_from_malicious']:.2%} | "
                    f"{auc} | {m['max_trusted_malicious']} | {run.blocked} |")
     for name, result in suite.otc.items():
-        out.append(f"| {name} | {result.users} users judged, {result.distrusted} distrusted | | | "
+        out.append(f"| {name} | {counted(result.users, 'user')} judged, {result.distrusted} distrusted | | | "
                    f"{result.auc:.3f} | | |")
     if plots:
         out += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from node.commands.counts import counted
 from testnet.sim.metrics import attacker_reputation, separation, slander_curve, summary
 from testnet.sim.suite import SuiteResult
 from vouching.tiers import TRUSTED, VERIFIED, tier_rank
@@ -108,7 +109,7 @@ def _t5(suite: SuiteResult) -> Target | None:
     passed = to_trusted <= 1 and (to_provisional is None or to_provisional <= 4)
     return Target("T5", GOALS["T5"], {"bad digests to below trusted": to_trusted,
                                       "bad digests to below provisional": to_provisional}, passed,
-                  f"{len(drops)} agents turned bad; {len(judged)} got four bad digests or fell below provisional")
+                  f"{counted(len(drops), 'agent')} turned bad; {len(judged)} got four bad digests or fell below provisional")
 
 
 def _t6(suite: SuiteResult) -> Target | None:
@@ -117,7 +118,7 @@ def _t6(suite: SuiteResult) -> Target | None:
     if not values:
         return None
     return Target("T6", GOALS["T6"], {"highest score after misbehaving": max(values)}, max(values) < TRUSTED,
-                  f"{len(values)} on-off agents")
+                  counted(len(values), "on-off agent"))
 
 
 def _t7(suite: SuiteResult) -> Target | None:
@@ -138,7 +139,7 @@ def _t7(suite: SuiteResult) -> Target | None:
     verified = sum(rank >= tier_rank("verified") for rank in one_org)
     passed = share is not None and share >= 0.95 and verified == 0
     return Target("T7", GOALS["T7"], {"honest share trusted": share, "one-org agents verified": verified}, passed,
-                  f"{eligible} honest agents eligible; {len(one_org)} agents seen by one org alone "
+                  f"{counted(eligible, 'honest agent')} eligible; {counted(len(one_org), 'agent')} seen by one org alone "
                   f"(verified from {VERIFIED})")
 
 

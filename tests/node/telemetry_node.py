@@ -62,9 +62,10 @@ class TelemetryNode:
         self.ingestor.listeners.append(self.digester.observe)
         self.credentials = CredentialRegistry.open(self.directory)
 
-    def app(self) -> FastAPI:
+    def app(self, *, traces_need_token: bool = False) -> FastAPI:
         return guarded_app([ingest_router(self.ingestor), credentials_router(self.key, self.replica, self.credentials,
-                                                                             PUBLIC_URL)])
+                                                                             PUBLIC_URL)],
+                           open_paths=frozenset() if traces_need_token else OPEN_WRITE_PATHS)
 
     def close(self) -> None:
         self.credentials.close()
@@ -74,13 +75,13 @@ class TelemetryNode:
         self.store.close()
 
 
-def guarded_app(routers: list[APIRouter]) -> FastAPI:
+def guarded_app(routers: list[APIRouter], *, open_paths: frozenset[str] = OPEN_WRITE_PATHS) -> FastAPI:
     """An app serving `routers` as create_app serves the API: its error shape, and its WriteGuard configured as
-    node.ingest_api asks (token on writes but OPEN_WRITE_PATHS, BODY_LIMITS)."""
+    node.ingest_api asks (token on writes but `open_paths`, by default OPEN_WRITE_PATHS; BODY_LIMITS)."""
     app = FastAPI()
     install_error_handlers(app)
     app.add_middleware(WriteGuard, node=SimpleNamespace(token=TOKEN), body_limits=BODY_LIMITS,
-                       open_paths=OPEN_WRITE_PATHS)
+                       open_paths=open_paths)
     for router in routers:
         app.include_router(router)
     return app

@@ -3,6 +3,7 @@
 import base64
 import json
 import logging
+import re
 from urllib.parse import quote
 
 import httpx
@@ -623,6 +624,24 @@ async def test_openapi_describes_every_endpoint_and_the_token(api):
 async def test_unknown_endpoints_and_methods_get_the_error_shape(api):
     assert_error(await api.get("/v2/nothing"), 404, "not_found", "no such endpoint")
     assert_error(await api.delete("/v1/records", headers=AUTH), 405, "method_not_allowed")
+
+
+async def test_a_method_a_path_does_not_take_is_405_naming_those_it_does_token_or_not(api, node):
+    """Before the token: a write without one learns that the method is wrong (the paths and their methods are
+    public, in /openapi.json), while a write method the path takes still needs the token."""
+    spec = (await api.get("/openapi.json")).json()
+    for template, operations in spec["paths"].items():
+        path = re.sub(r"\{[^}]*\}", "00" * 32, template)  # a parameter matches by its shape alone
+        takes = {method.upper() for method in operations}
+        for method in ("GET", "POST", "PUT", "DELETE", "PATCH"):
+            for headers in ({}, AUTH):
+                response = await api.request(method, path, headers=headers)
+                if method not in takes:
+                    assert_error(response, 405, "method_not_allowed", "this endpoint does not take that method")
+                    assert set(response.headers["allow"].split(", ")) == takes, (method, path)
+                elif method != "GET" and not headers:
+                    assert_error(response, 401, "unauthorized", "Authorization: a bearer token is required")
+    assert node.replica.store.size == 0
 
 
 async def test_a_failure_inside_the_node_is_a_json_500_and_is_logged(tmp_path, caplog):

@@ -11,11 +11,14 @@ from functools import partial
 
 import pytest
 import trio
+from hypothesis import given
+from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
 from gossip.replica import Replica
 from ledger import Checkpoint, Ed25519Signer, format_note, log_origin, note_signature
 from node import cli
+from node.commands.counts import counted
 from node.commands.vouches import parse_expires
 from node.config import render_template
 from node.keys import create_token
@@ -402,12 +405,28 @@ def _signed(node, size, root, key=None):
     return format_note(text, [note_signature(text, Ed25519Signer(node.origin, key or node.replica.key))])
 
 
+async def test_log_verify_counts_one_record_as_one(run, node, url):
+    vouch(node)
+    node.sign_checkpoint()
+    code, out, err = await run("log", "verify", "--api", url)
+    assert code == 0, err
+    assert out.splitlines()[:2] == [f"ok: 1 record verifies and hashes to the root of the checkpoint signed by "
+                                    f"{node.did}", "cosigned by 0 witnesses"]
+
+
+@given(st.integers(0, 10**6), st.sampled_from([("node", "nodes"), ("witness", "witnesses"), ("entry", "entries")]))
+def test_a_count_names_one_thing_in_the_singular_and_any_other_number_in_the_plural(n, nouns):
+    singular, plural = nouns
+    assert counted(n, singular, plural) == f"{n} {singular if n == 1 else plural}"
+    assert counted(n, "node") == counted(n, "node", "nodes")
+
+
 async def test_log_verify_fails_when_the_entries_miss_the_root(run, node, url):
     vouch(node)
     node.note = _signed(node, 1, bytes(32))
     code, _, err = await run("log", "verify", "--api", url)
     assert code == 1
-    assert "the 1 entries do not hash to the checkpoint's root" in err
+    assert "the hash of the 1 entry is not the checkpoint's root" in err
 
 
 async def test_log_verify_fails_on_a_checkpoint_the_org_did_not_sign(run, node, url):

@@ -12,10 +12,10 @@ import httpx
 import jwt as pyjwt
 import pytest
 import trio
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from node import credential_registry
+from node import cli, credential_registry
 from node.commands import agents
 from node.commands.common import UsageError
 from node.credential_registry import CredentialRegistry, RegistryError
@@ -31,6 +31,7 @@ from node.credential_status import (
 )
 from node.keys import load_org_key
 from node.setup import init_data_dir
+from vouching.schema import InvalidRecord, text
 
 from ..factories import new_did
 from .telemetry_node import PUBLIC_URL, served, telemetry_node
@@ -163,8 +164,24 @@ def test_revoking_by_name_did_or_index(registry):
         registry.revoke("carol", reason="x", at=1)
     with pytest.raises(RegistryError, match="has this index"):
         registry.revoke(3, reason="x", at=1)
-    with pytest.raises(RegistryError, match="at most 500"):
+    with pytest.raises(RegistryError, match="reason: must be printable text of 1 to 500 characters"):
         registry.revoke(bob, reason="x" * 501, at=1)
+
+
+@settings(max_examples=80, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.one_of(st.text(max_size=600), st.sampled_from(["", " \n", "key\x00leaked", "\u202e", "x" * 501])))
+def test_a_revocation_takes_the_reasons_a_revoke_record_takes(registry, reason):
+    """Printable text of 1 to 500 characters, as schema.text has a revoke record's reason (there 1 to 256); any
+    other reason is refused and revokes nothing."""
+    index = mint(registry, new_did())
+    try:
+        text(reason, "reason", 500)
+    except InvalidRecord:
+        with pytest.raises(RegistryError, match="reason: must be printable text of 1 to 500 characters"):
+            registry.revoke(index, reason=reason, at=1)
+        assert registry.issued()[-1].revoked_at is None
+    else:
+        assert [c.reason for c in registry.revoke(index, reason=reason, at=1)] == [reason]
 
 
 def test_revocations_land_in_the_list_of_their_index(registry, monkeypatch):
@@ -219,6 +236,10 @@ async def test_the_cli_mints_revocable_credentials_and_the_node_publishes_their_
     assert [c["index"] for c in json.loads(capsys.readouterr().out)["revoked"]] == [1]
     with pytest.raises(UsageError, match="no credential"):
         agent_command("revoke", "carol", "--reason", "x", "--dir", str(made.data_dir))
+    for reason in ("", "key\nleaked"):
+        assert cli.main(["agent", "revoke", "alice", "--reason", reason, "--dir", str(made.data_dir)]) == 2
+        assert capsys.readouterr().err == ("vouchnet agent revoke: reason: must be printable text of 1 to 500 "
+                                           "characters\n")
     assert agent_command("list", "--dir", str(made.data_dir)) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [(c["name"], c["reason"]) for c in listed] == [("alice", None), ("bob", "key leaked")]

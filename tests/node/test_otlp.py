@@ -3,6 +3,7 @@ GenAI and MCP spans become events, other spans are ignored, broken ones are reje
 
 import gzip
 import json
+import re
 import threading
 
 import httpx
@@ -17,6 +18,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Status, StatusCode
+from opentelemetry.util.re import parse_env_headers
 
 from node import ingest_api
 from node.audit_log import wall_clock_ms
@@ -25,7 +27,8 @@ from node.otlp import MAX_SPANS, OtlpError, Span, decode_json, sort_spans, span_
 
 from ..factories import new_did
 from .otlp_json import otlp_json
-from .telemetry_node import Clock, served, telemetry_node
+from .telemetry_node import AUTH, TOKEN, Clock, served, telemetry_node
+from .test_readme import README
 
 AGENT, OTHER = new_did(), new_did()
 NOW = Clock().now
@@ -77,8 +80,20 @@ async def test_the_stock_exporter_reports_agent_spans(tmp_path, monkeypatch, com
         await _report_and_check(node, monkeypatch, compression)
 
 
-async def _report_and_check(node, monkeypatch, compression):
-    async with served(node.app()) as url:
+async def test_the_readme_s_exporter_headers_carry_the_token_as_the_spec_encodes_them(tmp_path, monkeypatch):
+    """The README's OTEL_EXPORTER_OTLP_TRACES_HEADERS, read as the OTLP exporter spec writes it (W3C baggage:
+    values percent-encoded, no raw space), names the token; the stock exporter sends it to a node whose traces
+    need the token."""
+    (example,) = re.findall(r'^export OTEL_EXPORTER_OTLP_TRACES_HEADERS="(.*)"$', README.read_text(), re.MULTILINE)
+    headers = example.replace("$(cat ~/.vouchnet/api.token)", TOKEN)
+    assert parse_env_headers(headers, liberal=False) == {"authorization": AUTH["Authorization"]}
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS", headers)
+    with telemetry_node(tmp_path, clock=wall_clock_ms) as node:
+        await _report_and_check(node, monkeypatch, "gzip", traces_need_token=True)
+
+
+async def _report_and_check(node, monkeypatch, compression, *, traces_need_token=False):
+    async with served(node.app(traces_need_token=traces_need_token)) as url:
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"{url}/v1/traces")
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", compression)
         await trio.to_thread.run_sync(report_spans, url)

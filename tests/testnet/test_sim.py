@@ -11,7 +11,8 @@ from testnet.sim.otc import load, replay
 from testnet.sim.runner import Simulation
 from testnet.sim.scenarios import QUICK, scenarios
 from testnet.sim.suite import run_suite, seeds
-from testnet.sim.targets import evaluate
+from testnet.sim.report import table
+from testnet.sim.targets import Target, evaluate
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +79,7 @@ def test_vouchnet_sim_refuses_a_scenario_it_does_not_have(tmp_path, capsys):
     assert code == 2 and not any(tmp_path.iterdir())
     assert "--scenario 'sybils': no scenario or family of the quick suite has this name; families: " in err
     assert "sybil, sybil-x1" in err and "bitcoin-otc" in err
+
+
+def test_the_table_of_one_target_says_so():
+    assert table([Target("T1", "a goal", {"x": 1.0}, True)]).splitlines()[-1] == "1 of 1 target met."

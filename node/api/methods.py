@@ -1,0 +1,39 @@
+"""The method check that comes before the token (DESIGN.md §8): a request for a path the API serves, with a method
+none of the path's routes take, gets 405 in the API's error shape with an `Allow` header naming every method the
+path takes.
+
+It runs ahead of the write guard, so a write with the wrong method and no token learns that the method is wrong,
+not that a token is missing. That tells nothing a token protects: the paths and their methods are public (`GET
+/openapi.json` lists them), and a path matches by its shape alone, never by whether what it names exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from starlette.routing import Route, Router
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .errors import method_not_allowed
+
+
+class AllowedMethods:
+    """ASGI middleware: 405 with `Allow` for a method that no route of the request's path takes, among the routes
+    of `routers` (the app's own router and the routers it includes)."""
+
+    def __init__(self, app: ASGIApp, routers: Iterable[Router]) -> None:
+        self.app = app
+        self._routes = [(route.path_regex, frozenset(route.methods)) for router in routers for route in router.routes
+                        if isinstance(route, Route) and route.methods]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            allowed = self._allowed(scope["path"])
+            if allowed and scope["method"] not in allowed:
+                await method_not_allowed(allowed).response()(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def _allowed(self, path: str) -> frozenset[str]:
+        """Every method that the routes matching `path` take; none if no route matches it."""
+        return frozenset().union(*(methods for regex, methods in self._routes if regex.match(path)))
