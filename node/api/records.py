@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gossip.validation import check_record
 from node.records_json import record_json
-from vouching import Record, load_record, revoke_body, vouch_body
+from vouching import Record, load_record, load_stored, revoke_body, vouch_body
 from vouching.bodies import KINDS
 
 from .errors import ApiError, ErrorBody, checked_did, error_responses
@@ -174,7 +174,7 @@ async def list_records(
     )
     page = rows[:limit]
     return {
-        "records": [record_view(index, load_record(raw)) for index, raw in page],
+        "records": [record_view(index, load_stored(raw)) for index, raw in page],  # of our store: verified once
         "next": page[-1][0] if len(rows) > limit else None,
     }
 
