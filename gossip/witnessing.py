@@ -307,7 +307,7 @@ class Witnessing:
             connected = set(self.host.connected_peers())
             for peer in [p for p in self._streams if p not in connected]:  # (a stream in use is not kept here)
                 nursery.start_soon(self._streams.pop(peer).reset)  # its connection is gone
-            self._forget_queries(connected)
+            self._forget_departed(connected)
             self._query_new_peers(nursery)
             if not self._querying and not self._withholding():  # (a peer that joined may hold a larger checkpoint)
                 self._checkpoint()
@@ -317,10 +317,13 @@ class Witnessing:
                 await self._publish()
             await trio.sleep(self.interval)
 
-    def _forget_queries(self, connected: set[str]) -> None:
-        """Forget what we asked peers that left: a peer with a fresh key per connection must not grow our memory.
-        One that comes back is asked again (a silent one holds our next checkpoint back `timeout` per connection)."""
+    def _forget_departed(self, connected: set[str]) -> None:
+        """Forget what we asked peers that left, and what they cosigned: a peer with a fresh key per connection must
+        not grow our memory. One that comes back is asked again (a silent one holds our next checkpoint back
+        `timeout` per connection), and to cosign from the size its witness names (one Conflict)."""
         self._queried &= connected
+        self._asked &= connected
+        self._cosigned_size = {peer: size for peer, size in self._cosigned_size.items() if peer in connected}
         for peer in [p for p in self._query_failures if p not in connected]:
             del self._query_failures[peer]
 

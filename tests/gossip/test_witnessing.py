@@ -719,3 +719,34 @@ async def test_a_peer_s_reply_longer_than_any_a_witness_sends_is_refused_unread(
         witnessing = _witnessing(replica, _HugeReplyPeer(b""), tmp_path)
         await _run_until(witnessing, witnessing.checked.wait)
     assert decoded == []
+
+
+class _FreshKeyPeer(_HoldingPeer):
+    """A peer that declines each cosign request saying what it cosigned of our log (404 with a size), then comes back
+    under a fresh key (`host` connected as another peer id)."""
+
+    def __init__(self) -> None:
+        super().__init__(b"")
+        self.host: _OnePeerHost | None = None
+        self.done = trio.Event()
+
+    async def write_frame(self, payload: bytes) -> None:
+        await super().write_frame(payload)
+        if isinstance(decode_request(payload), CosignRequest):
+            self._reply = encode_message(Refused(404, "declined", 0))
+            assert self.host is not None
+            self.host._peer_id = peer_of(Org())
+            if self.cosign_requests == 20:
+                self.done.set()
+
+
+async def test_what_a_node_keeps_of_the_witnesses_it_asked_is_bounded_by_the_peers_connected(tmp_path):
+    """A peer with a fresh key per connection is asked to cosign under each: the sizes the node remembers they
+    cosigned, and which of them it asked, must not grow with every key (for as long as the ledger stays the same
+    size, one checkpoint is asked of every newcomer)."""
+    with _own_node(tmp_path) as (replica, _, _):
+        peer = _FreshKeyPeer()
+        witnessing = _witnessing(replica, peer, tmp_path)
+        peer.host = witnessing.host  # type: ignore[assignment]
+        await _run_until(witnessing, peer.done.wait)
+        assert len(witnessing._cosigned_size) <= 2 and len(witnessing._asked) <= 2
