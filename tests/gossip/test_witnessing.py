@@ -750,3 +750,38 @@ async def test_what_a_node_keeps_of_the_witnesses_it_asked_is_bounded_by_the_pee
         peer.host = witnessing.host  # type: ignore[assignment]
         await _run_until(witnessing, peer.done.wait)
         assert len(witnessing._cosigned_size) <= 2 and len(witnessing._asked) <= 2
+
+
+class _SilentFreshKeyPeer(_HoldingPeer):
+    """A peer that never answers what it holds of our log, and connects again under a fresh key each time it is
+    asked (`host` connected as another peer id)."""
+
+    def __init__(self) -> None:
+        super().__init__(b"")
+        self.host: _OnePeerHost | None = None
+        self.queries = 0
+        self.asked_enough = trio.Event()
+
+    async def write_frame(self, payload: bytes) -> None:
+        assert isinstance(decode_request(payload), CheckpointRequest) and self.host is not None
+        self.queries += 1
+        self.host._peer_id = peer_of(Org())
+        if self.queries == 30:
+            self.asked_enough.set()
+
+    async def read_frame(self, limit: int) -> bytes | None:
+        await trio.sleep_forever()
+
+
+@pytest.mark.xfail(strict=True, reason="needs a decision: no checkpoint is signed while any connected peer's answer "
+                   "about our log is due, and a peer with a fresh key per connection always has one due")
+async def test_a_peer_that_never_answers_under_ever_new_keys_does_not_stop_our_checkpoints(tmp_path):
+    """Each query waits `timeout` at most, but a hostile peer reconnecting under a fresh key before it runs out keeps
+    one due at every round of the checkpoint loop: the node signs, publishes and asks cosignatures for nothing."""
+    with _own_node(tmp_path) as (replica, _, _):
+        peer = _SilentFreshKeyPeer()
+        witnessing = Witnessing(_OnePeerHost(peer), replica, network=NETWORK, state_dir=tmp_path, interval=0.01,
+                                timeout=0.05)
+        peer.host = witnessing.host  # type: ignore[assignment]
+        await _run_until(witnessing, peer.asked_enough.wait)
+        assert witnessing.stats.checkpoints_signed >= 1
