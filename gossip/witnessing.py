@@ -178,8 +178,10 @@ class Witnessing:
         self._witness: Witness | None = None
         self._logs: dict[str, Ed25519Verifier] = {}  # the witness's: filled with each requesting peer's log key
         # The witness's `continues`: a requesting peer's log -> its log under its org's earlier keys, newest first;
-        # set on the node's thread at each request, so the witness's worker thread never reads the Succession.
+        # set on the node's thread for the requests being answered (counted), so the witness's worker thread never
+        # reads the Succession; kept no longer, or an org's chain of n keys would leave n^2 / 2 origins here.
         self._earlier: dict[str, tuple[str, ...]] = {}
+        self._answering: Counter[str] = Counter()
         self._limiter = trio.CapacityLimiter(max_concurrent)
         self._latest = self._restore()
         self._asked: set[str] = set(self._latest_cosigners())
@@ -277,10 +279,15 @@ class Witnessing:
         origin = log_origin(self.network, org, RECORDS_LOG)
         self._logs.setdefault(origin, Ed25519Verifier(origin, key))
         self._earlier[origin] = self._earlier_logs(org)  # a rotation may have linked its key since its last request
+        self._answering[origin] += 1
         try:
             reply, evidence = await trio.to_thread.run_sync(functools.partial(answer, witness, request, origin=origin))
         except WitnessStoreError:  # closed while the request waited for a thread: the node is stopping
             return self._refuse(_NOT_RUNNING)
+        finally:  # (the thread has returned: run_sync waits for it even when cancelled)
+            self._answering[origin] -= 1
+            if not self._answering[origin]:
+                del self._answering[origin], self._earlier[origin]
         if isinstance(reply, Refused):
             self._refuse(reply)
         else:

@@ -310,6 +310,23 @@ async def test_a_peer_that_rotated_its_key_is_witnessed_on_from_the_size_cosigne
             cosigned = peers_node.store.size
 
 
+async def test_what_a_witness_keeps_of_a_long_chain_of_keys_grows_with_the_chain_not_its_square(tmp_path):
+    """Each key of a chain asks under its own log: the earlier logs it continues are read while its request is
+    checked, and not kept after (they were, per key, so a hostile org's chain of n keys, one record each, left
+    n^2 / 2 origins in memory: 1.8 * 10^7 at 6000 keys)."""
+    a = Org()
+    async with witnessing_a_peer(tmp_path, a) as (replica, peers_node, witnessing):
+        org, cosigned = a, 3
+        for _ in range(12):
+            org, rotation, first = org.rotate()
+            for node in (replica, peers_node):
+                node.accept([rotation, first])
+            request = cosign_request(peers_node.store, org, cosigned)
+            assert isinstance(await witnessing.cosign(peer_of(org), request), Cosigned)
+            cosigned = peers_node.store.size
+        assert sum(map(len, witnessing._earlier.values())) < 12
+
+
 async def test_a_key_claiming_a_prior_is_not_witnessed_afresh_before_the_rotation_that_names_it(tmp_path):
     """Cosigned now, the new key's log would start from nothing: the witness waits for the link."""
     a, b = Org(), Org()
