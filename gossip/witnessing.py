@@ -276,6 +276,11 @@ class Witnessing:
             # go on from the old key's; cosigned now, it would start afresh.
             return self._refuse(Refused(404, "origin: this key names a key it replaces, whose rotation record "
                                              "this witness has not seen yet; ask again later"))
+        if self.replica.succession.retired(org):
+            # Its node signs nothing more (DESIGN §2), and its successor's log, once shown to continue it, is never
+            # compared with it again: witnessed on, it could carry another history after the rotation.
+            return self._refuse(Refused(404, "origin: this key was retired by its rotation record; this witness "
+                                             "follows its successor's log"))
         origin = log_origin(self.network, org, RECORDS_LOG)
         self._logs.setdefault(origin, Ed25519Verifier(origin, key))
         self._earlier[origin] = self._earlier_logs(org)  # a rotation may have linked its key since its last request

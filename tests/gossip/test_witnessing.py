@@ -40,6 +40,7 @@ from ledger import (
     Checkpoint,
     CosignatureVerifier,
     Ed25519Signer,
+    Ledger,
     Witness,
     cosigner_name,
     log_origin,
@@ -325,6 +326,26 @@ async def test_what_a_witness_keeps_of_a_long_chain_of_keys_grows_with_the_chain
             assert isinstance(await witnessing.cosign(peer_of(org), request), Cosigned)
             cosigned = peers_node.store.size
         assert sum(map(len, witnessing._earlier.values())) < 12
+
+
+async def test_a_retired_key_s_log_is_not_witnessed_on_beside_its_successor_s(tmp_path):
+    """Once its successor's log is shown to continue it, a retired key's log is checked against nothing its
+    successor's signs: cosigned on, it would carry another history after the rotation, both witnessed (notes of two
+    origins are no evidence). Its node signs nothing more (DESIGN §2); the witness follows the successor's log."""
+    a = Org()
+    async with witnessing_a_peer(tmp_path, a) as (replica, peers_node, witnessing):
+        b, rotation, first = a.rotate()
+        for node in (replica, peers_node):
+            node.accept([rotation, first])
+        assert isinstance(await witnessing.cosign(peer_of(b), cosign_request(peers_node.store, b, 3)), Cosigned)
+        other = Ledger.open(tmp_path / "other history")
+        other.append([peers_node.store.ledger.entry(i) for i in range(3)] + [b"another", b"history"])
+        origin = log_origin(NETWORK, a.did, RECORDS_LOG)
+        note = Checkpoint(origin, 5, other.root()).sign([Ed25519Signer(origin, a.key)])
+        request = CosignRequest(AddCheckpointRequest(3, tuple(other.consistency_proof(3)), note).to_bytes())
+        refused = await witnessing.cosign(peer_of(a), request)
+        assert isinstance(refused, Refused) and refused.status == 404 and "retired" in refused.reason
+        other.close()
 
 
 async def test_a_key_claiming_a_prior_is_not_witnessed_afresh_before_the_rotation_that_names_it(tmp_path):
