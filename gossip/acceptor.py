@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from sortedcontainers import SortedDict, SortedList
 
-from vouching import OrgBody, Record, RevokeBody
+from vouching import EquivocationBody, OrgBody, Record, RevokeBody
 from vouching.succession import Succession
 
 from .store import Head, RecordStore
@@ -34,6 +34,9 @@ class Outcome:
     dropped: int = 0  # not held, or no longer, for lack of room (their issuer's share): sync will fetch them again
     rejected: list[tuple[Record, str]] = field(default_factory=list)
     equivocations: list[tuple[bytes, bytes]] = field(default_factory=list)  # (the one we hold, the new one)
+    # equivocation records of issuers outside the horizon against orgs inside it (not stored): what they prove, in
+    # their bodies, the node signs again as its own
+    evidence: list[EquivocationBody] = field(default_factory=list)
     gaps: dict[str, tuple[int, int]] = field(default_factory=dict)  # issuer -> (first, last) missing seq
 
 
@@ -93,6 +96,8 @@ class Acceptor:
             return False
         if not (self._in_horizon(record.iss) or batch.named_by_rotation(record.iss)):
             outcome.outside_horizon += 1
+            if isinstance(record.body, EquivocationBody) and self._in_horizon(record.body.offender):
+                outcome.evidence.append(record.body)
             return False
         if record.seq > 1 and not batch.linked_or_unclaimed(record.iss):
             outcome.unlinked += 1

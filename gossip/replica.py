@@ -202,6 +202,8 @@ class Replica:
             self._tell(self.horizon_listeners, entered)
         for ours, theirs in outcome.equivocations:
             self._when_signing(functools.partial(self._sign_evidence, ours, theirs))
+        for body in outcome.evidence:
+            self._when_signing(functools.partial(self._sign_again, body))
         return outcome
 
     def _sign_evidence(self, ours: bytes, theirs: bytes) -> None:
@@ -209,6 +211,13 @@ class Replica:
         offender = verify_record(theirs).iss
         if offender not in self.flagged and offender not in self.succession.keys(self.did):
             self.issue("equivocation", record_equivocation_body(ours, theirs))
+
+    def _sign_again(self, body: EquivocationBody) -> None:
+        """Evidence an org outside the horizon signed (verified, checkpoint evidence too, with the record that
+        carried it): our own `equivocation` record of it, unless the offender is flagged already. Its issuer's
+        record is not stored, and a fork shown only to orgs we do not replicate would otherwise go unflagged here."""
+        if body.offender not in self.flagged and body.offender not in self.succession.keys(self.did):
+            self.issue("equivocation", body.to_wire())
 
     def _track(self, record: Record) -> set[str]:
         """Keep the horizon, the links between keys and the flagged set in step with an accepted record; the orgs

@@ -142,6 +142,11 @@ class RecordStore:
         row = self._db.execute("SELECT idx FROM records WHERE iss = ? AND seq = ?", (iss, seq)).fetchone()
         return None if row is None else self.ledger.entry(row[0])
 
+    def id_at(self, iss: str, seq: int) -> bytes | None:
+        """The id of the accepted record of `iss` with `seq`, if any (from the index alone)."""
+        row = self._db.execute("SELECT id FROM records WHERE iss = ? AND seq = ?", (iss, seq)).fetchone()
+        return None if row is None else row[0]
+
     def issuer_range(self, iss: str, first_seq: int, limit: int) -> list[bytes]:
         """Up to `limit` records of `iss` from `first_seq` on, in seq order (a sync page)."""
         rows = self._db.execute(

@@ -77,6 +77,8 @@ class RecordReader(Protocol):
 
     def heads(self) -> dict[str, int]: ...
 
+    def id_at(self, iss: str, seq: int) -> bytes | None: ...
+
     def issuer_range(self, iss: str, first_seq: int, limit: int) -> list[bytes]: ...
 
 
@@ -151,7 +153,7 @@ class SyncClient:
     """One catch-up session with one peer, pulling what our replica lacks within its horizon.
 
     Full sync: pages of the peer's heads, then every range we lack of an issuer inside `horizon`, and the
-    peer's record at any seq where its head and ours differ (equivocation evidence for the replica). Targeted
+    peer's head record wherever ours at its seq is another (equivocation evidence for the replica). Targeted
     (`gaps`): only the given ranges, for records that gossip delivered ahead of their predecessors.
     When a record that would extend our chain names another predecessor than ours, the rest of that range is
     skipped and the peer's record at our head is fetched instead: the replica turns the pair into evidence.
@@ -244,7 +246,10 @@ class SyncClient:
             self._wants.append(Range(entry.iss, ours.seq + 1 if ours else 1, entry.seq))
         elif entry.seq == ours.seq and entry.id != ours.id:
             self._want_evidence(entry.iss, entry.seq)
-        # A peer behind us is checked from its side: its pull from us links our records to its head.
+        elif entry.seq < ours.seq and entry.id != self._store.id_at(entry.iss, entry.seq):
+            # A peer behind us on another branch: its pull from us would show it the fork, but the evidence it
+            # signs reaches us only if it is inside our horizon, and a peer holding that branch may sign none.
+            self._want_evidence(entry.iss, entry.seq)
 
     def _want_evidence(self, iss: str, seq: int) -> None:
         if iss not in self._evidence_asked:

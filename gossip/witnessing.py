@@ -178,8 +178,10 @@ class Witnessing:
         self._witness: Witness | None = None
         self._logs: dict[str, Ed25519Verifier] = {}  # the witness's: filled with each requesting peer's log key
         # The witness's `continues`: a requesting peer's log -> its log under its org's earlier keys, newest first;
-        # set on the node's thread at each request, so the witness's worker thread never reads the Succession.
+        # set on the node's thread for the requests being answered (counted), so the witness's worker thread never
+        # reads the Succession; kept no longer, or an org's chain of n keys would leave n^2 / 2 origins here.
         self._earlier: dict[str, tuple[str, ...]] = {}
+        self._answering: Counter[str] = Counter()
         self._limiter = trio.CapacityLimiter(max_concurrent)
         self._latest = self._restore()
         self._asked: set[str] = set(self._latest_cosigners())
@@ -274,13 +276,23 @@ class Witnessing:
             # go on from the old key's; cosigned now, it would start afresh.
             return self._refuse(Refused(404, "origin: this key names a key it replaces, whose rotation record "
                                              "this witness has not seen yet; ask again later"))
+        if self.replica.succession.retired(org):
+            # Its node signs nothing more (DESIGN §2), and its successor's log, once shown to continue it, is never
+            # compared with it again: witnessed on, it could carry another history after the rotation.
+            return self._refuse(Refused(404, "origin: this key was retired by its rotation record; this witness "
+                                             "follows its successor's log"))
         origin = log_origin(self.network, org, RECORDS_LOG)
         self._logs.setdefault(origin, Ed25519Verifier(origin, key))
         self._earlier[origin] = self._earlier_logs(org)  # a rotation may have linked its key since its last request
+        self._answering[origin] += 1
         try:
             reply, evidence = await trio.to_thread.run_sync(functools.partial(answer, witness, request, origin=origin))
         except WitnessStoreError:  # closed while the request waited for a thread: the node is stopping
             return self._refuse(_NOT_RUNNING)
+        finally:  # (the thread has returned: run_sync waits for it even when cancelled)
+            self._answering[origin] -= 1
+            if not self._answering[origin]:
+                del self._answering[origin], self._earlier[origin]
         if isinstance(reply, Refused):
             self._refuse(reply)
         else:
@@ -307,7 +319,7 @@ class Witnessing:
             connected = set(self.host.connected_peers())
             for peer in [p for p in self._streams if p not in connected]:  # (a stream in use is not kept here)
                 nursery.start_soon(self._streams.pop(peer).reset)  # its connection is gone
-            self._forget_queries(connected)
+            self._forget_departed(connected)
             self._query_new_peers(nursery)
             if not self._querying and not self._withholding():  # (a peer that joined may hold a larger checkpoint)
                 self._checkpoint()
@@ -317,10 +329,13 @@ class Witnessing:
                 await self._publish()
             await trio.sleep(self.interval)
 
-    def _forget_queries(self, connected: set[str]) -> None:
-        """Forget what we asked peers that left: a peer with a fresh key per connection must not grow our memory.
-        One that comes back is asked again (a silent one holds our next checkpoint back `timeout` per connection)."""
+    def _forget_departed(self, connected: set[str]) -> None:
+        """Forget what we asked peers that left, and what they cosigned: a peer with a fresh key per connection must
+        not grow our memory. One that comes back is asked again (a silent one holds our next checkpoint back
+        `timeout` per connection), and to cosign from the size its witness names (one Conflict)."""
         self._queried &= connected
+        self._asked &= connected
+        self._cosigned_size = {peer: size for peer, size in self._cosigned_size.items() if peer in connected}
         for peer in [p for p in self._query_failures if p not in connected]:
             del self._query_failures[peer]
 

@@ -96,6 +96,21 @@ def test_memory_is_bounded_oldest_first():
     assert forks.observe(open_org_checkpoint(signed(3, b"c"), "test")) is None  # the first origin was forgotten
 
 
+@pytest.mark.xfail(strict=True, reason="needs a decision: the detector keeps the 64 sizes of an origin seen last, and "
+                   "the org signs checkpoints at any sizes it likes; a per-origin pace on the topic, or another choice "
+                   "of what to keep")
+def test_a_fork_gossiped_with_the_orgs_own_checkpoints_between_its_halves_is_caught():
+    """A hostile org gossips one root at size 4, then 64 checkpoints at made-up sizes (nothing checks a size
+    against anything, and the topic has no per-origin limit), then another root at size 4: every node sees both
+    halves of the fork within seconds, and none remembers the first when the second comes."""
+    forks = ForkDetector()
+    first = signed(4, b"a")
+    forks.observe(open_org_checkpoint(first, "test"))
+    for size in range(1000, 1064):
+        forks.observe(open_org_checkpoint(signed(size, b"x"), "test"))
+    assert forks.observe(open_org_checkpoint(signed(4, b"b"), "test")) == first
+
+
 def test_a_small_network_gossips_checkpoints_every_minimum_period():
     pace = CheckpointPace(10.0, network_rate=1.0)
     for second in range(100):

@@ -10,7 +10,19 @@ from hypothesis import strategies as st
 
 from gossip.replica import Replica, RetiredKey, SigningDeferred
 from gossip.store import RecordStore
-from vouching import Counts, DigestBody, InvalidRecord, OrgBody, Record, org_body, verify_record, vouch_body
+from ledger import Checkpoint, Ed25519Signer, log_origin, tree_hash
+from vouching import (
+    Counts,
+    DigestBody,
+    InvalidRecord,
+    OrgBody,
+    Record,
+    equivocation_body,
+    org_body,
+    record_equivocation_body,
+    verify_record,
+    vouch_body,
+)
 from vouching.succession import Link
 from vouching.bodies import CATEGORIES, OUTCOMES
 
@@ -106,6 +118,43 @@ def test_equivocation_is_signed_by_us_and_flags_the_offender(replica):
     # A second contradiction does not produce a second record.
     replica.accept([cheat.fork(1, None)])
     assert len(replica.store.query(kind="equivocation")) == 1
+
+
+def _checkpoint_fork(cheat: Org) -> tuple[bytes, bytes]:
+    """Two checkpoints of `cheat`'s records log at one size with different roots, signed by its key."""
+    origin = log_origin("test", cheat.did, "records")
+    return tuple(Checkpoint(origin, 2, tree_hash([entry, entry])).sign([Ed25519Signer(origin, cheat.key)])
+                 for entry in (b"a", b"b"))
+
+
+@pytest.mark.parametrize("kind", ["record", "checkpoint"])
+def test_an_outsiders_evidence_against_an_org_inside_is_signed_again_by_us(replica, kind):
+    """An equivocation record's issuer outside our horizon is not stored, but what it proves is the same: the node
+    signs its own from the same evidence (DESIGN §5, a node that sees two records for one (iss, seq) publishes), or
+    an equivocator whose fork reached only nodes we do not replicate stays counted here. Once, however many
+    outsiders report it."""
+    cheat = Org()
+    replica.issue("vouch", vouch_body(cheat.did, 0.8, "org-peer"))
+    if kind == "record":
+        honest = cheat.record()
+        replica.accept([honest])
+        a, b = honest.raw, cheat.fork(1, None).raw
+    else:
+        a, b = _checkpoint_fork(cheat)
+    reports = [Org().record("equivocation", equivocation_body(kind, cheat.did, a, b)) for _ in range(3)]
+    outcome = replica.accept(reports)
+    assert outcome.outside_horizon == 3 and cheat.did in replica.flagged
+    ours = replica.store.query(kind="equivocation")
+    assert len(ours) == 1
+    assert verify_record(ours[0][1]).body == reports[0].body
+
+
+def test_an_outsiders_evidence_against_an_org_outside_is_ignored(replica):
+    cheat = Org()
+    honest = cheat.record()
+    report = Org().record("equivocation", record_equivocation_body(honest.raw, cheat.fork(1, None).raw))
+    assert replica.accept([report]).outside_horizon == 1
+    assert not replica.flagged and not replica.store.query(kind="equivocation")
 
 
 def test_a_listener_that_raises_stops_neither_the_others_nor_the_evidence(replica, caplog):

@@ -181,6 +181,20 @@ def test_two_branches_of_one_chain_flag_the_issuer_on_both_sides(ours, theirs, c
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(FORK_AT + 1, CHAIN), st.integers(FORK_AT + 1, CHAIN), limits)
+def test_a_peer_behind_on_another_branch_is_evidence_without_its_equivocation_record(ours, theirs, client_limits):
+    """The side ahead learns of the fork from the peer's head: the peer's pull shows the peer the fork, but its
+    equivocation record is a record of an org outside the side's horizon (not `mutual`), which the side never
+    stores; and a peer holding the other branch may sign no evidence at all."""
+    with sides(2, mutual=False) as (a, b):
+        give(a, CHAINS[FORKED.did][:ours])
+        give(b, FORK[:theirs])
+        session(b, a, client_limits)
+        session(a, b, client_limits)
+        assert FORKED.did in a.replica.flagged and FORKED.did in b.replica.flagged
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, CHAIN), st.integers(0, CHAIN), st.integers(1, CHAIN), st.integers(0, CHAIN), limits)
 def test_a_targeted_fetch_fills_the_gap_and_nothing_else(ours, theirs, first, span, client_limits):
     org = ORGS[1]

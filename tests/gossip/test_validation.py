@@ -56,6 +56,19 @@ def test_anything_else_is_rejected_with_a_reason(make, message):
         check_record(_evidence(Org(), cheat, a, b))
 
 
+@pytest.mark.xfail(strict=True, reason="needs a decision: evidence names any log of the org, and tightening what a "
+                   "valid equivocation record is would reject, on upgraded nodes only, a record older ones accepted")
+def test_two_roots_of_the_private_audit_log_at_one_size_are_not_evidence():
+    """The audit log (node.audit_log) is never gossiped nor witnessed, and an org whose audit.ledger was restored from
+    an older copy signs, at `vouchnet audit export`, a second root at a size it exported before: whoever holds both
+    exports (an auditor) can get the org flagged as an equivocator everywhere. Its records log is protected from
+    just that (gossip.witnessing: a diverged log signs no checkpoint again)."""
+    honest = SigningKey.generate()
+    with pytest.raises(InvalidRecord, match="records log"):
+        check_record(_evidence(Org(), honest, _checkpoint(honest, 3, b"x", log="audit"),
+                               _checkpoint(honest, 3, b"y", log="audit")))
+
+
 def test_a_forged_signature_is_rejected():
     cheat, forger = SigningKey.generate(), SigningKey.generate()
     origin = log_origin("test", did_key(bytes(cheat.verify_key)), "records")
