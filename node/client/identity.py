@@ -249,7 +249,9 @@ class CredentialVerifier:
                 with httpx.Client(timeout=self.timeout, transport=bounded_transport()) as http:
                     body = get_capped(http, url, MAX_LIST_TOKEN, self.timeout)
                 fetched = self._status_list(body.decode(errors="replace"), checked)
-            except (httpx.HTTPError, UnverifiedAgent) as error:
+            # InvalidURL and ValueError (IDNAError, urlsplit's): a URL in the credential, or the list's id, that its
+            # issuer signed but that cannot be fetched or parsed; the credential then fails closed, as unchecked.
+            except (httpx.HTTPError, httpx.InvalidURL, ValueError, UnverifiedAgent) as error:
                 with self._lock:
                     self._status_failures.pop(key, None)
                     self._status_failures[key] = (time.monotonic(), str(error))

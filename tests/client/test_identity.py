@@ -338,3 +338,23 @@ def test_keys_that_cannot_be_fetched_again_stop_verifying_past_jwks_max_stale(mo
 
 def test_the_default_staleness_is_a_day():
     assert CredentialVerifier(["http://127.0.0.1:9"]).jwks_max_stale == 86_400
+
+
+# --- a status list URL or id its issuer signed but nothing can fetch or parse: refused, never an exception ------
+
+
+@pytest.mark.parametrize("url", ["http://[::1/v1/credentials/status/0", "http://xn--/v1/credentials/status/0"],
+                         ids=["bad IPv6 host", "bad IDNA label"])
+def test_a_status_list_url_that_cannot_be_fetched_fails_closed(running, verifier, url):
+    token = credential_with_status(running, statusListCredential=url)
+    with pytest.raises(UnverifiedAgent, match="cannot check revocation, the issuer's status list is unavailable"):
+        verifier.verify(token)
+
+
+def test_a_status_list_whose_id_is_not_a_url_fails_closed():
+    key = SigningKey.generate()
+    org = StubOrg([key], list_claims={"id": "http://[/v1/credentials/status/0"})
+    with serving(org):
+        verifier = CredentialVerifier([org.url])
+        with pytest.raises(UnverifiedAgent, match="cannot check revocation, the issuer's status list is unavailable"):
+            verifier.verify(org.credential(key, 1))
