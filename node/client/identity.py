@@ -54,6 +54,10 @@ JWKS_MAX_STALE_S = 86_400.0  # a day: the longest keys serve after their issuer'
 REFRESH_BACKOFF_S = 10.0  # an unknown kid refetches the keys at most this often (rotation, not a DoS lever)
 VERIFIED_CACHE = 10_000
 STATUS_LISTS_CACHE = 1_000  # status lists kept (an org's 131,072 credentials share one), then the oldest goes
+# ... and bytes of their bits kept: a list may inflate to 16 MiB (MAX_ENCODED_BITS) from a 22 KB token, so an issuer
+# naming a list at a new URL in each credential it mints would otherwise hold 1,000 of them, 16 GiB. 1,000 of
+# vouchnet's lists (LIST_ENTRIES bits) take 16 MiB; the newest list is kept whatever its size.
+STATUS_LISTS_BYTES = 64 * 1024 * 1024
 # A list's 16 KiB of bits stay over 16 KiB when GZIP finds little to squeeze (some 11,000 scattered revocations),
 # and base64url makes that 22 KiB: a status list token may be longer than a credential. At its longest (half the
 # 131,072 entries revoked at random: nothing to squeeze) the token is 30.5 KB; this bounds its body too.
@@ -261,6 +265,7 @@ class CredentialVerifier:
                 self._status_lists.pop(key, None)
                 self._status_lists[key] = fetched  # newest last
                 _bound(self._status_lists, STATUS_LISTS_CACHE)
+                _bound_bytes(self._status_lists, STATUS_LISTS_BYTES)
                 self._status_failures.pop(key, None)
 
     def _status_list(self, token: str, checked: _Checked) -> _StatusList:
@@ -333,6 +338,13 @@ def _bound(cache: dict, size: int) -> None:
     of the verifier is bounded this way."""
     while len(cache) > size:
         del cache[next(iter(cache))]
+
+
+def _bound_bytes(lists: dict[tuple[str, str], _StatusList], size: int) -> None:
+    """Drop the lists put in longest ago until their bits take at most `size` bytes, or one list is left."""
+    held = sum(len(status.bits) for status in lists.values())
+    while held > size and len(lists) > 1:
+        held -= len(lists.pop(next(iter(lists))).bits)
 
 
 def _list_name(url: object) -> str | None:

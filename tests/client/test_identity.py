@@ -2,6 +2,7 @@
 (another org's key, a score statement, an expired or altered token, nothing at all) is refused, naming why; a
 credential's status list counts only if a key of the credential's issuer signed it (DESIGN §2 key rotation)."""
 
+import gzip
 import random
 import time
 from types import SimpleNamespace
@@ -15,7 +16,7 @@ from starlette.routing import Route
 
 from node.client import CredentialVerifier, UnverifiedAgent
 from node.client.identity import JWKS_PATH
-from node.credential_status import LIST_ENTRIES, list_url, status_entry
+from node.credential_status import LIST_ENTRIES, MAX_ENCODED_BITS, list_url, status_entry
 from node.credentials import agent_credential, did_url, org_jwk, score_statement
 from node.jwt import b64url
 
@@ -23,6 +24,9 @@ from ..factories import new_did
 from .loopback import serving_in_thread
 from .running_node import on_asyncio
 from .stub_org import StubOrg, did_of, resigned, serving
+
+
+MAX_LIST_BYTES = MAX_ENCODED_BITS // 8
 
 
 @pytest.fixture
@@ -178,6 +182,22 @@ def test_the_verifier_keeps_a_bounded_number_of_status_lists(running, monkeypatc
         verifier.verify(token)
     assert [url.rpartition("=")[2] for _, url in verifier._status_lists] == ["2", "3"]  # the two fetched last
     assert verifier.verify(tokens[0]).did  # fetched again when needed
+
+
+def test_the_status_lists_kept_hold_a_bounded_number_of_bytes(monkeypatch):
+    import node.client.identity as identity
+
+    monkeypatch.setattr(identity, "STATUS_LISTS_BYTES", 2 * MAX_LIST_BYTES)
+    key = SigningKey.generate()
+    bomb = "u" + b64url(gzip.compress(bytes(MAX_LIST_BYTES), 9))  # a list's most: 16 MiB of bits, in 22 KB
+    org = StubOrg([key], list_claims={"credentialSubject": {"id": "list", "type": "BitstringStatusList",
+                                                            "statusPurpose": "revocation", "encodedList": bomb}})
+    with serving(org):
+        verifier = CredentialVerifier([org.url], status_ttl=3600)
+        for copy in range(3):  # each credential names the list at a URL of its own: three lists of 16 MiB
+            status = status_entry(org.url, 1) | {"statusListCredential": f"{list_url(org.url, 0)}?copy={copy}"}
+            assert verifier.verify(agent_credential(key, new_did(), status=status)).org == did_of(key)
+        assert [url.rpartition("=")[2] for _, url in verifier._status_lists] == ["1", "2"]  # the two fetched last
 
 
 # --- after the issuer rotated its key (DESIGN §2): lists signed with its new key, never with another org's ------
