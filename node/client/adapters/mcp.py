@@ -20,8 +20,6 @@ from mcp.server.extension import Extension
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_REQUEST, CallToolRequestParams, CallToolResult, TextContent
 
-from vouching.policy import MAX_TOOL_NAME
-
 from ..guard import Vouchnet, refusal_text
 from ..identity import UnverifiedAgent
 from ..policy import TrustDecision
@@ -79,8 +77,10 @@ class ReadGate:
         if field is None:
             return await call_next(ctx)
         target = (ctx.params or {}).get(field)
+        # Checked whole: one over MAX_TOOL_NAME characters is refused as invalid (TrustPolicy), as a tool's name is;
+        # cut to its first 256, a high-risk word padded past them would go unseen.
         decision = await self.vouchnet.authorize(_credential(), ctx.method,
-                                                 target[:MAX_TOOL_NAME] if isinstance(target, str) and target else None)
+                                                 target if isinstance(target, str) and target else None)
         if not decision.allowed:
             raise MCPError(INVALID_REQUEST, refusal_text(decision), {DECISION_META: _meta(decision)})
         return await call_next(ctx)
