@@ -13,8 +13,9 @@ A credential with a revocation entry (`credentialStatus`, W3C Bitstring Status L
 issuer has revoked it: the list it names is fetched, checked to be signed by a key the credential's issuer serves
 (its current one, if the org rotated its key since, DESIGN §2; never another issuer's), and cached for
 `status_ttl` seconds at most (less if the list says so). If the list cannot be fetched, the last copy serves until
-the list itself expires; without one the credential is refused (revocation fails closed). Credentials minted
-before vouchnet published status lists carry no entry and are checked as before.
+the list itself expires; without one the credential is refused (revocation fails closed). A list issued (iat) before
+the copy held, while that copy is valid, is refused: an older list served again cannot undo a revocation.
+Credentials minted before vouchnet published status lists carry no entry and are checked as before.
 """
 
 from __future__ import annotations
@@ -104,6 +105,7 @@ class _StatusList:
     bits: bytes
     fresh_until: float  # refetch after this
     valid_until: float  # the list's own expiry: never used after this
+    issued: int  # its iat (0 if it has none): a list issued before the copy held does not replace it
 
 
 class CredentialVerifier:
@@ -253,6 +255,10 @@ class CredentialVerifier:
                 with httpx.Client(timeout=self.timeout, transport=bounded_transport()) as http:
                     body = get_capped(http, url, MAX_LIST_TOKEN, self.timeout)
                 fetched = self._status_list(body.decode(errors="replace"), checked)
+                kept = self._status_lists.get(key)
+                if kept is not None and time.monotonic() < kept.valid_until and fetched.issued < kept.issued:
+                    raise UnverifiedAgent(f"credentialStatus: {url}: status list: payload.iat: issued before the "
+                                          f"copy held, an older list served again")
             # InvalidURL and ValueError (IDNAError, urlsplit's): a URL in the credential, or the list's id, that its
             # issuer signed but that cannot be fetched or parsed; the credential then fails closed, as unchecked.
             except (httpx.HTTPError, httpx.InvalidURL, ValueError, UnverifiedAgent) as error:
@@ -294,7 +300,9 @@ class CredentialVerifier:
         fresh_for = min(self.status_ttl, ttl / 1000) if type(ttl) is int and ttl > 0 else self.status_ttl
         expires = claims.get("exp")
         valid_for = expires + self.leeway - wall if type(expires) is int else float("inf")
-        return _StatusList(bits, now + min(fresh_for, valid_for), now + valid_for)
+        issued = claims.get("iat")
+        return _StatusList(bits, now + min(fresh_for, valid_for), now + valid_for,
+                           issued if type(issued) is int else 0)
 
     def _list_signer(self, header: Mapping[str, Any], credential_kid: str) -> bytes:
         """The key that verifies a status list, by its header.kid: any key the JWKS URL(s) serving the credential's

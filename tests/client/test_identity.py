@@ -17,7 +17,7 @@ from starlette.routing import Route
 from node.client import CredentialVerifier, UnverifiedAgent
 from node.client.identity import JWKS_PATH
 from node.credential_status import LIST_ENTRIES, MAX_ENCODED_BITS, list_url, status_entry
-from node.credentials import agent_credential, did_url, org_jwk, score_statement
+from node.credentials import agent_credential, did_url, org_jwk, score_statement, status_list_credential
 from node.jwt import b64url
 
 from ..factories import new_did
@@ -326,6 +326,23 @@ def test_another_list_of_the_issuer_served_at_the_list_s_url_does_not_count():
         org.revoked = set()  # the org's list 1, where position 3 is not revoked, replayed at list 0's URL
         org.list_claims = {"id": list_url(org.url, 1), "jti": list_url(org.url, 1)}
         with pytest.raises(UnverifiedAgent, match="status list: payload.id: must be the list the credential names"):
+            verifier.verify(token)
+
+
+def test_an_older_list_served_again_does_not_undo_a_revocation_seen_in_a_newer_one():
+    """Whoever sits between the verifier and the issuer (its lists are served over plain http too) keeps the list
+    of a minute ago, before the revocation, valid for four minutes more, and serves it again."""
+    key = SigningKey.generate()
+    org = StubOrg([key])
+    with serving(org):
+        verifier = CredentialVerifier([org.url], status_ttl=0)  # the list is fetched again at every check
+        token = org.credential(key, 3)
+        before = status_list_credential(key, list_url(org.url, 0), set(), now=int(time.time()) - 60)
+        org.revoked = {3}
+        with pytest.raises(UnverifiedAgent, match="revoked by its issuer"):
+            verifier.verify(token)
+        org.list_token = before
+        with pytest.raises(UnverifiedAgent, match="revoked by its issuer"):  # the newer list, kept, still serves
             verifier.verify(token)
 
 
