@@ -217,7 +217,8 @@ MESSAGE = {"messageId": "m-1", "role": "ROLE_USER", "parts": [{"text": "work"}]}
 
 async def _task(url: str, credential: str) -> str:
     """The id of a task `credential`'s agent hands the server at `url`."""
-    sent = await _rpc(url, credential, "SendMessage", {"message": MESSAGE, "configuration": {"returnImmediately": True}})
+    sent = await _rpc(url, credential, "SendMessage",
+                      {"message": MESSAGE, "configuration": {"returnImmediately": True}})
     return sent["result"]["task"]["id"]
 
 
