@@ -103,6 +103,9 @@ def parse_entry(status: Any) -> StatusEntry | None:
         position, url = entry.get("statusListIndex"), entry.get("statusListCredential")
         if not isinstance(position, str) or not position.isdigit() or not position.isascii():
             raise StatusListError("credentialStatus.statusListIndex: must be a string of decimal digits")
+        if len(position) > len(str(MAX_ENCODED_BITS)) or int(position) >= MAX_ENCODED_BITS:  # int() takes 4,300
+            raise StatusListError(f"credentialStatus.statusListIndex: beyond the longest list decoded, "
+                                  f"{MAX_ENCODED_BITS} entries")
         if not isinstance(url, str) or not url.startswith(("https://", "http://")):
             raise StatusListError("credentialStatus.statusListCredential: must be an http(s) URL")
         return StatusEntry(url, int(position))

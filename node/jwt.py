@@ -5,8 +5,8 @@ signature in vouchnet. We sign with alg `EdDSA`; we also accept `Ed25519`, the f
 from __future__ import annotations
 
 import base64
-import binascii
 import json
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -18,6 +18,7 @@ SIGN_ALG = "EdDSA"
 ACCEPTED_ALGS = frozenset({"EdDSA", "Ed25519"})
 MAX_TOKEN = 16 * 1024
 LEEWAY_S = 60
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")  # RFC 4648 §5 alphabet only, no padding
 
 
 class JwtError(ValueError):
@@ -29,12 +30,15 @@ def b64url(data: bytes) -> str:
 
 
 def b64url_decode(text: str, what: str) -> bytes:
-    if not isinstance(text, str) or "=" in text:
+    """The bytes `text` encodes as unpadded base64url (RFC 7515 §2), nothing else: Python's decoder skips characters
+    outside the alphabet and ignores the unused bits of the last one, so that, say, a signature followed by `!!`
+    would verify as the token its issuer signed (one credential, any number of distinct tokens)."""
+    if not isinstance(text, str) or not _B64URL.fullmatch(text) or len(text) % 4 == 1:
         raise JwtError(f"{what}: not unpadded base64url")
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        raise JwtError(f"{what}: not unpadded base64url") from None
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if b64url(data) != text:
+        raise JwtError(f"{what}: not unpadded base64url (bits set past its last byte)")
+    return data
 
 
 def _json_part(data: bytes, what: str) -> dict[str, Any]:

@@ -13,8 +13,9 @@ A credential with a revocation entry (`credentialStatus`, W3C Bitstring Status L
 issuer has revoked it: the list it names is fetched, checked to be signed by a key the credential's issuer serves
 (its current one, if the org rotated its key since, DESIGN §2; never another issuer's), and cached for
 `status_ttl` seconds at most (less if the list says so). If the list cannot be fetched, the last copy serves until
-the list itself expires; without one the credential is refused (revocation fails closed). Credentials minted
-before vouchnet published status lists carry no entry and are checked as before.
+the list itself expires; without one the credential is refused (revocation fails closed). A list issued (iat) before
+the copy held, while that copy is valid, is refused: an older list served again cannot undo a revocation.
+Credentials minted before vouchnet published status lists carry no entry and are checked as before.
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ JWKS_MAX_STALE_S = 86_400.0  # a day: the longest keys serve after their issuer'
 REFRESH_BACKOFF_S = 10.0  # an unknown kid refetches the keys at most this often (rotation, not a DoS lever)
 VERIFIED_CACHE = 10_000
 STATUS_LISTS_CACHE = 1_000  # status lists kept (an org's 131,072 credentials share one), then the oldest goes
+# ... and bytes of their bits kept: a list may inflate to 16 MiB (MAX_ENCODED_BITS) from a 22 KB token, so an issuer
+# naming a list at a new URL in each credential it mints would otherwise hold 1,000 of them, 16 GiB. 1,000 of
+# vouchnet's lists (LIST_ENTRIES bits) take 16 MiB; the newest list is kept whatever its size.
+STATUS_LISTS_BYTES = 64 * 1024 * 1024
 # A list's 16 KiB of bits stay over 16 KiB when GZIP finds little to squeeze (some 11,000 scattered revocations),
 # and base64url makes that 22 KiB: a status list token may be longer than a credential. At its longest (half the
 # 131,072 entries revoked at random: nothing to squeeze) the token is 30.5 KB; this bounds its body too.
@@ -100,6 +105,7 @@ class _StatusList:
     bits: bytes
     fresh_until: float  # refetch after this
     valid_until: float  # the list's own expiry: never used after this
+    issued: int  # its iat (0 if it has none): a list issued before the copy held does not replace it
 
 
 class CredentialVerifier:
@@ -249,7 +255,13 @@ class CredentialVerifier:
                 with httpx.Client(timeout=self.timeout, transport=bounded_transport()) as http:
                     body = get_capped(http, url, MAX_LIST_TOKEN, self.timeout)
                 fetched = self._status_list(body.decode(errors="replace"), checked)
-            except (httpx.HTTPError, UnverifiedAgent) as error:
+                kept = self._status_lists.get(key)
+                if kept is not None and time.monotonic() < kept.valid_until and fetched.issued < kept.issued:
+                    raise UnverifiedAgent(f"credentialStatus: {url}: status list: payload.iat: issued before the "
+                                          f"copy held, an older list served again")
+            # InvalidURL and ValueError (IDNAError, urlsplit's): a URL in the credential, or the list's id, that its
+            # issuer signed but that cannot be fetched or parsed; the credential then fails closed, as unchecked.
+            except (httpx.HTTPError, httpx.InvalidURL, ValueError, UnverifiedAgent) as error:
                 with self._lock:
                     self._status_failures.pop(key, None)
                     self._status_failures[key] = (time.monotonic(), str(error))
@@ -259,6 +271,7 @@ class CredentialVerifier:
                 self._status_lists.pop(key, None)
                 self._status_lists[key] = fetched  # newest last
                 _bound(self._status_lists, STATUS_LISTS_CACHE)
+                _bound_bytes(self._status_lists, STATUS_LISTS_BYTES)
                 self._status_failures.pop(key, None)
 
     def _status_list(self, token: str, checked: _Checked) -> _StatusList:
@@ -287,7 +300,9 @@ class CredentialVerifier:
         fresh_for = min(self.status_ttl, ttl / 1000) if type(ttl) is int and ttl > 0 else self.status_ttl
         expires = claims.get("exp")
         valid_for = expires + self.leeway - wall if type(expires) is int else float("inf")
-        return _StatusList(bits, now + min(fresh_for, valid_for), now + valid_for)
+        issued = claims.get("iat")
+        return _StatusList(bits, now + min(fresh_for, valid_for), now + valid_for,
+                           issued if type(issued) is int else 0)
 
     def _list_signer(self, header: Mapping[str, Any], credential_kid: str) -> bytes:
         """The key that verifies a status list, by its header.kid: any key the JWKS URL(s) serving the credential's
@@ -331,6 +346,13 @@ def _bound(cache: dict, size: int) -> None:
     of the verifier is bounded this way."""
     while len(cache) > size:
         del cache[next(iter(cache))]
+
+
+def _bound_bytes(lists: dict[tuple[str, str], _StatusList], size: int) -> None:
+    """Drop the lists put in longest ago until their bits take at most `size` bytes, or one list is left."""
+    held = sum(len(status.bits) for status in lists.values())
+    while held > size and len(lists) > 1:
+        held -= len(lists.pop(next(iter(lists))).bits)
 
 
 def _list_name(url: object) -> str | None:

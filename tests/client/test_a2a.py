@@ -201,31 +201,57 @@ async def _rpc(url: str, credential: str, method: str, params: dict) -> dict:
     return answer.json()
 
 
+class Working(AgentExecutor):
+    """Leaves each task it is given working."""
+
+    async def execute(self, context, event_queue):
+        await event_queue.enqueue_event(Task(id=context.task_id, context_id=context.context_id,
+                                             status=TaskStatus(state=TaskState.TASK_STATE_WORKING)))
+
+    async def cancel(self, context, event_queue):
+        raise NotImplementedError
+
+
+MESSAGE = {"messageId": "m-1", "role": "ROLE_USER", "parts": [{"text": "work"}]}
+
+
+async def _task(url: str, credential: str) -> str:
+    """The id of a task `credential`'s agent hands the server at `url`."""
+    sent = await _rpc(url, credential, "SendMessage",
+                      {"message": MESSAGE, "configuration": {"returnImmediately": True}})
+    return sent["result"]["task"]["id"]
+
+
 @on_asyncio
 async def test_a_stranger_can_neither_read_list_nor_cancel_a_trusted_agent_s_task(running):
     vouchnet = vouchnet_for(running)
     _, stranger = running.new_agent(trusted=False)
     _, known = running.new_agent(trusted=True)
-
-    class Working(AgentExecutor):
-        async def execute(self, context, event_queue):
-            await event_queue.enqueue_event(Task(id=context.task_id, context_id=context.context_id,
-                                                 status=TaskStatus(state=TaskState.TASK_STATE_WORKING)))
-
-        async def cancel(self, context, event_queue):
-            raise NotImplementedError
-
     async with serving(lambda url: _app(_card(url), TrustedAgentExecutor(Working(), vouchnet), vouchnet)) as url:
-        message = {"messageId": "m-1", "role": "ROLE_USER", "parts": [{"text": "work"}]}
-        sent = await _rpc(url, known, "SendMessage", {"message": message,
-                                                      "configuration": {"returnImmediately": True}})
-        task = sent["result"]["task"]["id"]
+        task = await _task(url, known)
         for method, params in [("GetTask", {"id": task}), ("CancelTask", {"id": task}), ("ListTasks", {}),
                                ("SubscribeToTask", {"id": task})]:
             refused = await _rpc(url, stranger, method, params)
             assert refused["error"]["code"] == -32600, method
             assert refused["error"]["message"].startswith("Refused by vouchnet: tier untrusted"), method
         assert (await _rpc(url, known, "GetTask", {"id": task}))["result"]["id"] == task
-        rejected = await _rpc(url, stranger, "SendMessage", {"message": message})
+        rejected = await _rpc(url, stranger, "SendMessage", {"message": MESSAGE})
         assert rejected["result"]["task"]["status"]["state"] == "TASK_STATE_REJECTED"
+    await vouchnet.aclose()
+
+
+@on_asyncio
+async def test_a_trusted_agent_can_neither_read_list_nor_cancel_another_agent_s_task(running):
+    """Each task is its sender's: the verified caller is the request's user, whom the task store scopes by."""
+    vouchnet = vouchnet_for(running)
+    _, owner = running.new_agent(trusted=True)
+    _, other = running.new_agent(trusted=True)
+    async with serving(lambda url: _app(_card(url), TrustedAgentExecutor(Working(), vouchnet), vouchnet)) as url:
+        task = await _task(url, owner)
+        for method in ("GetTask", "CancelTask", "SubscribeToTask"):
+            assert "error" in await _rpc(url, other, method, {"id": task}), method
+        assert "error" in await _rpc(url, other, "SendMessage", {"message": {**MESSAGE, "taskId": task}})
+        assert (await _rpc(url, other, "ListTasks", {}))["result"].get("tasks", []) == []
+        assert (await _rpc(url, owner, "GetTask", {"id": task}))["result"]["id"] == task
+        assert [found["id"] for found in (await _rpc(url, owner, "ListTasks", {}))["result"]["tasks"]] == [task]
     await vouchnet.aclose()

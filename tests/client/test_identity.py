@@ -2,6 +2,7 @@
 (another org's key, a score statement, an expired or altered token, nothing at all) is refused, naming why; a
 credential's status list counts only if a key of the credential's issuer signed it (DESIGN §2 key rotation)."""
 
+import gzip
 import random
 import time
 from types import SimpleNamespace
@@ -15,14 +16,17 @@ from starlette.routing import Route
 
 from node.client import CredentialVerifier, UnverifiedAgent
 from node.client.identity import JWKS_PATH
-from node.credential_status import LIST_ENTRIES, list_url, status_entry
-from node.credentials import agent_credential, did_url, org_jwk, score_statement
+from node.credential_status import LIST_ENTRIES, MAX_ENCODED_BITS, list_url, status_entry
+from node.credentials import agent_credential, did_url, org_jwk, score_statement, status_list_credential
 from node.jwt import b64url
 
 from ..factories import new_did
 from .loopback import serving_in_thread
 from .running_node import on_asyncio
 from .stub_org import StubOrg, did_of, resigned, serving
+
+
+MAX_LIST_BYTES = MAX_ENCODED_BITS // 8
 
 
 @pytest.fixture
@@ -180,6 +184,22 @@ def test_the_verifier_keeps_a_bounded_number_of_status_lists(running, monkeypatc
     assert verifier.verify(tokens[0]).did  # fetched again when needed
 
 
+def test_the_status_lists_kept_hold_a_bounded_number_of_bytes(monkeypatch):
+    import node.client.identity as identity
+
+    monkeypatch.setattr(identity, "STATUS_LISTS_BYTES", 2 * MAX_LIST_BYTES)
+    key = SigningKey.generate()
+    bomb = "u" + b64url(gzip.compress(bytes(MAX_LIST_BYTES), 9))  # a list's most: 16 MiB of bits, in 22 KB
+    org = StubOrg([key], list_claims={"credentialSubject": {"id": "list", "type": "BitstringStatusList",
+                                                            "statusPurpose": "revocation", "encodedList": bomb}})
+    with serving(org):
+        verifier = CredentialVerifier([org.url], status_ttl=3600)
+        for copy in range(3):  # each credential names the list at a URL of its own: three lists of 16 MiB
+            status = status_entry(org.url, 1) | {"statusListCredential": f"{list_url(org.url, 0)}?copy={copy}"}
+            assert verifier.verify(agent_credential(key, new_did(), status=status)).org == did_of(key)
+        assert [url.rpartition("=")[2] for _, url in verifier._status_lists] == ["1", "2"]  # the two fetched last
+
+
 # --- after the issuer rotated its key (DESIGN §2): lists signed with its new key, never with another org's ------
 
 
@@ -309,6 +329,23 @@ def test_another_list_of_the_issuer_served_at_the_list_s_url_does_not_count():
             verifier.verify(token)
 
 
+def test_an_older_list_served_again_does_not_undo_a_revocation_seen_in_a_newer_one():
+    """Whoever sits between the verifier and the issuer (its lists are served over plain http too) keeps the list
+    of a minute ago, before the revocation, valid for four minutes more, and serves it again."""
+    key = SigningKey.generate()
+    org = StubOrg([key])
+    with serving(org):
+        verifier = CredentialVerifier([org.url], status_ttl=0)  # the list is fetched again at every check
+        token = org.credential(key, 3)
+        before = status_list_credential(key, list_url(org.url, 0), set(), now=int(time.time()) - 60)
+        org.revoked = {3}
+        with pytest.raises(UnverifiedAgent, match="revoked by its issuer"):
+            verifier.verify(token)
+        org.list_token = before
+        with pytest.raises(UnverifiedAgent, match="revoked by its issuer"):  # the newer list, kept, still serves
+            verifier.verify(token)
+
+
 # --- an issuer whose JWKS cannot be fetched again: its keys serve for jwks_max_stale, then fail closed ------------
 
 
@@ -338,3 +375,23 @@ def test_keys_that_cannot_be_fetched_again_stop_verifying_past_jwks_max_stale(mo
 
 def test_the_default_staleness_is_a_day():
     assert CredentialVerifier(["http://127.0.0.1:9"]).jwks_max_stale == 86_400
+
+
+# --- a status list URL or id its issuer signed but nothing can fetch or parse: refused, never an exception ------
+
+
+@pytest.mark.parametrize("url", ["http://[::1/v1/credentials/status/0", "http://xn--/v1/credentials/status/0"],
+                         ids=["bad IPv6 host", "bad IDNA label"])
+def test_a_status_list_url_that_cannot_be_fetched_fails_closed(running, verifier, url):
+    token = credential_with_status(running, statusListCredential=url)
+    with pytest.raises(UnverifiedAgent, match="cannot check revocation, the issuer's status list is unavailable"):
+        verifier.verify(token)
+
+
+def test_a_status_list_whose_id_is_not_a_url_fails_closed():
+    key = SigningKey.generate()
+    org = StubOrg([key], list_claims={"id": "http://[/v1/credentials/status/0"})
+    with serving(org):
+        verifier = CredentialVerifier([org.url])
+        with pytest.raises(UnverifiedAgent, match="cannot check revocation, the issuer's status list is unavailable"):
+            verifier.verify(org.credential(key, 1))

@@ -109,3 +109,53 @@ async def test_an_untrusted_caller_reads_no_resource_and_gets_no_prompt(running,
         assert "secret" in str(await _read(url, known_credential, READS[method]))
     assert len(read) == 1
     await vouchnet.aclose()
+
+
+def _files(vouchnet, read: list[str]):
+    """A server whose template `files://{folder}/{name}` serves any file (its name, as the server decoded it, goes
+    to `read`)."""
+
+    def app(_: str):
+        server = _server(vouchnet, [])
+
+        @server.resource("files://{folder}/{name}")
+        def file(folder: str, name: str) -> str:
+            read.append(name)
+            return f"the {name}"
+
+        return server.streamable_http_app()
+
+    return app
+
+
+@on_asyncio
+async def test_a_resource_uri_padded_past_the_checked_length_does_not_hide_a_high_risk_word(running):
+    """`secrets` is high-risk: a caller not trusted enough for it may not read it by padding the URI before it, so
+    that the first 256 characters, all a check takes, leave it out."""
+    vouchnet = vouchnet_for(running, high_risk_tier="verified")
+    read: list[str] = []
+    _, credential = running.new_agent(trusted=True)
+    async with serving(_files(vouchnet, read)) as url:
+        for folder in ("docs", "a" * 256):
+            refused = await _read(url, credential, lambda client: client.read_resource(f"files://{folder}/secrets"))
+            assert isinstance(refused, MCPError) and str(refused).startswith("Refused by vouchnet:"), refused
+        assert "the readme" in str(await _read(url, credential, lambda client: client.read_resource(
+            "files://docs/readme")))
+    assert read == ["readme"]
+    await vouchnet.aclose()
+
+
+@on_asyncio
+async def test_a_percent_encoded_resource_uri_does_not_hide_a_high_risk_word(running):
+    """The server decodes `%73ecrets` to `secrets` before it looks the file up: the check sees the word too."""
+    vouchnet = vouchnet_for(running, high_risk_tier="verified")
+    read: list[str] = []
+    _, credential = running.new_agent(trusted=True)
+    async with serving(_files(vouchnet, read)) as url:
+        for uri in ("files://docs/%73ecrets", "files://docs/SECR%45TS"):
+            refused = await _read(url, credential, lambda client: client.read_resource(uri))
+            assert isinstance(refused, MCPError) and "high-risk" in str(refused), refused
+        assert "the read me" in str(await _read(url, credential, lambda client: client.read_resource(
+            "files://docs/read%20me")))
+    assert read == ["read me"]
+    await vouchnet.aclose()

@@ -21,6 +21,7 @@ from node.commands.common import UsageError
 from node.credential_registry import CredentialRegistry, RegistryError
 from node.credential_status import (
     LIST_ENTRIES,
+    MAX_ENCODED_BITS,
     StatusEntry,
     StatusListError,
     bit,
@@ -94,6 +95,8 @@ def test_entries_name_their_list_and_bit():
     ({"statusListIndex": 5}, "decimal digits"),
     ({"statusListIndex": "-5"}, "decimal digits"),
     ({"statusListIndex": "٥"}, "decimal digits"),  # a digit, but not an ASCII one
+    ({"statusListIndex": "1" * 5_000}, "beyond the longest list"),  # more digits than int() takes
+    ({"statusListIndex": str(MAX_ENCODED_BITS)}, "beyond the longest list"),
     ({"statusListCredential": "file:///etc/passwd"}, "http"),
 ])
 def test_a_malformed_entry_is_refused(change, reason):

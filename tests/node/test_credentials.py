@@ -35,6 +35,7 @@ from .fake_node import fake_node
 from .telemetry_node import PUBLIC_URL, guarded_app, served, telemetry_node
 
 AGENT = new_did()
+_B64URL_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
 def pyjwt_verify(url: str, token: str, **options) -> dict:
@@ -242,6 +243,16 @@ def test_tokens_signed_as_ed25519_verify_and_others_do_not():
     ]:
         with pytest.raises(JwtError, match=rule):
             decode_jwt(bad, public_key_from_kid)
+
+
+def test_only_the_token_as_it_was_signed_verifies():
+    key = SigningKey.generate()
+    token = encode_jwt({"a": 1}, key, kid=did_url(did_key(bytes(key.verify_key))))
+    h, p, s = token.split(".")
+    spare_bits = _B64URL_ALPHABET[_B64URL_ALPHABET.index(s[-1]) | 1]  # 64 bytes end in 4 unused bits
+    for altered in [f"{token}!!", f"{h}.{p}.{s[:40]}\n{s[40:]}", f"{h}.{p}.{s[:-1]}{spare_bits}"]:
+        with pytest.raises(JwtError, match="signature: not unpadded base64url"):
+            decode_jwt(altered, public_key_from_kid)
 
 
 def test_agent_credentials_expire():

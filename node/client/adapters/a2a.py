@@ -21,6 +21,7 @@ import uuid
 from collections.abc import AsyncGenerator
 from typing import Any
 
+from a2a.auth.user import User
 from a2a.client import A2AClientError, ClientCallInterceptor
 from a2a.client.interceptors import AfterArgs, BeforeArgs
 from a2a.server.agent_execution import AgentExecutor, RequestContext
@@ -150,7 +151,8 @@ class TrustedRequestHandler(RequestHandler):
     TASK_STATE_REJECTED as TrustedAgentExecutor does. Any other request needs the caller may do `a2a:<method>`
     (e.g. `a2a:GetTask`, `a2a:CancelTask`: name one in high_risk_tools to ask more of it); a refusal is an
     InvalidRequestError whose message is the reason, the verdict and reason in its data. Fails closed: a caller
-    whose credential does not verify is refused everything. The wrapped handler is `.handler` (to close it)."""
+    whose credential does not verify is refused everything. The verified caller is the request's user (its did),
+    so each agent reads, lists and cancels its own tasks only. The wrapped handler is `.handler` (to close it)."""
 
     def __init__(self, handler: RequestHandler, vouchnet: Vouchnet) -> None:
         self.handler, self.vouchnet = handler, vouchnet
@@ -159,7 +161,7 @@ class TrustedRequestHandler(RequestHandler):
         decision = await self.vouchnet.authorize(_bearer(context), ACCEPT_TASK)
         if not decision.allowed:
             return _refused_message(params.message, decision)
-        return await self.handler.on_message_send(params, context)
+        return await self.handler.on_message_send(params, _as_caller(context, decision))
 
     async def on_message_send_stream(self, params: SendMessageRequest,
                                      context: ServerCallContext) -> AsyncGenerator[Event]:
@@ -167,59 +169,86 @@ class TrustedRequestHandler(RequestHandler):
         if not decision.allowed:
             yield _refused_message(params.message, decision)
             return
-        async for event in self.handler.on_message_send_stream(params, context):
+        async for event in self.handler.on_message_send_stream(params, _as_caller(context, decision)):
             yield event
 
     async def on_subscribe_to_task(self, params: SubscribeToTaskRequest,
                                    context: ServerCallContext) -> AsyncGenerator[Event]:
-        await self._gate("SubscribeToTask", context)
+        context = await self._gate("SubscribeToTask", context)
         async for event in self.handler.on_subscribe_to_task(params, context):
             yield event
 
     async def on_get_task(self, params: GetTaskRequest, context: ServerCallContext) -> Task | None:
-        await self._gate("GetTask", context)
+        context = await self._gate("GetTask", context)
         return await self.handler.on_get_task(params, context)
 
     async def on_list_tasks(self, params: ListTasksRequest, context: ServerCallContext) -> ListTasksResponse:
-        await self._gate("ListTasks", context)
+        context = await self._gate("ListTasks", context)
         return await self.handler.on_list_tasks(params, context)
 
     async def on_cancel_task(self, params: CancelTaskRequest, context: ServerCallContext) -> Task | None:
-        await self._gate("CancelTask", context)
+        context = await self._gate("CancelTask", context)
         return await self.handler.on_cancel_task(params, context)
 
     async def on_create_task_push_notification_config(self, params: TaskPushNotificationConfig,
                                                       context: ServerCallContext) -> TaskPushNotificationConfig:
-        await self._gate("CreateTaskPushNotificationConfig", context)
+        context = await self._gate("CreateTaskPushNotificationConfig", context)
         return await self.handler.on_create_task_push_notification_config(params, context)
 
     async def on_get_task_push_notification_config(self, params: GetTaskPushNotificationConfigRequest,
                                                    context: ServerCallContext) -> TaskPushNotificationConfig:
-        await self._gate("GetTaskPushNotificationConfig", context)
+        context = await self._gate("GetTaskPushNotificationConfig", context)
         return await self.handler.on_get_task_push_notification_config(params, context)
 
     async def on_list_task_push_notification_configs(
             self, params: ListTaskPushNotificationConfigsRequest,
             context: ServerCallContext) -> ListTaskPushNotificationConfigsResponse:
-        await self._gate("ListTaskPushNotificationConfigs", context)
+        context = await self._gate("ListTaskPushNotificationConfigs", context)
         return await self.handler.on_list_task_push_notification_configs(params, context)
 
     async def on_delete_task_push_notification_config(self, params: DeleteTaskPushNotificationConfigRequest,
                                                       context: ServerCallContext) -> None:
-        await self._gate("DeleteTaskPushNotificationConfig", context)
+        context = await self._gate("DeleteTaskPushNotificationConfig", context)
         await self.handler.on_delete_task_push_notification_config(params, context)
 
     async def on_get_extended_agent_card(self, params: GetExtendedAgentCardRequest,
                                          context: ServerCallContext) -> AgentCard:
-        await self._gate("GetExtendedAgentCard", context)
+        context = await self._gate("GetExtendedAgentCard", context)
         return await self.handler.on_get_extended_agent_card(params, context)
 
-    async def _gate(self, method: str, context: ServerCallContext) -> None:
-        """Return if the caller may make this request; else raise the refusal (InvalidRequestError)."""
+    async def _gate(self, method: str, context: ServerCallContext) -> ServerCallContext:
+        """The context to serve the request in (`_as_caller`) if the caller may make it; else raise the refusal
+        (InvalidRequestError)."""
         decision = await self.vouchnet.authorize(_bearer(context), f"{REQUEST_ACTION_PREFIX}{method}")
         if not decision.allowed:
             raise InvalidRequestError(refusal_text(decision),
                                       data={"verdict": decision.verdict, "reason": decision.reason})
+        return _as_caller(context, decision)
+
+
+class VerifiedAgent(User):
+    """The user of a request whose bearer credential verified: the agent (`user_name`, its did)."""
+
+    def __init__(self, did: str) -> None:
+        self.did = did
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def user_name(self) -> str:
+        return self.did
+
+
+def _as_caller(context: ServerCallContext, decision: TrustDecision) -> ServerCallContext:
+    """`context` with the verified caller as its user, so that the task store, which keeps tasks by user (a2a's
+    resolve_user_scope), keeps each agent's tasks its own: unauthenticated, every caller was the same user '', and
+    any agent allowed `a2a:GetTask` read (or cancelled, or listed) every other agent's tasks. A user the service's
+    own authentication set is kept, as is the context of a caller that did not verify (observe mode)."""
+    if not decision.agent or context.user.is_authenticated:
+        return context
+    return context.model_copy(update={"user": VerifiedAgent(decision.agent)})
 
 
 def _refused_message(message: Message, decision: TrustDecision) -> Task:

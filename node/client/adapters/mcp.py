@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import unquote
 
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
@@ -19,8 +20,6 @@ from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.extension import Extension
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_REQUEST, CallToolRequestParams, CallToolResult, TextContent
-
-from vouching.policy import MAX_TOOL_NAME
 
 from ..guard import Vouchnet, refusal_text
 from ..identity import UnverifiedAgent
@@ -78,12 +77,23 @@ class ReadGate:
         field = GATED_READS.get(ctx.method)
         if field is None:
             return await call_next(ctx)
-        target = (ctx.params or {}).get(field)
-        decision = await self.vouchnet.authorize(_credential(), ctx.method,
-                                                 target[:MAX_TOOL_NAME] if isinstance(target, str) and target else None)
-        if not decision.allowed:
-            raise MCPError(INVALID_REQUEST, refusal_text(decision), {DECISION_META: _meta(decision)})
+        for name in _checked_names(ctx.method, (ctx.params or {}).get(field)):
+            decision = await self.vouchnet.authorize(_credential(), ctx.method, name)
+            if not decision.allowed:
+                raise MCPError(INVALID_REQUEST, refusal_text(decision), {DECISION_META: _meta(decision)})
         return await call_next(ctx)
+
+
+def _checked_names(method: str, target: object) -> list[str | None]:
+    """What a read is checked as, each name allowed or the read refused: a prompt's name; a resource's URI as sent
+    and, when it differs, percent-decoded, as a URI template hands it to the handler (`files://docs/%73ecrets`
+    reads `secrets`). Whole: one over MAX_TOOL_NAME characters is refused as invalid (TrustPolicy), as a tool's
+    name is; cut to its first 256, a high-risk word padded past them would go unseen."""
+    if not isinstance(target, str) or not target:
+        return [None]
+    if method == "resources/read" and (decoded := unquote(target)) != target:
+        return [target, decoded]
+    return [target]
 
 
 def _meta(decision: TrustDecision) -> dict[str, str]:
