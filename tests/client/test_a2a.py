@@ -3,6 +3,7 @@ and serves trusted ones; a client refuses to delegate to an untrusted target, or
 not its own, and delegates to a trusted one; both report what ran to the node."""
 
 import inspect
+from contextlib import AbstractAsyncContextManager
 
 import httpx
 import pytest
@@ -212,7 +213,13 @@ class Working(AgentExecutor):
         raise NotImplementedError
 
 
+TASK_NOT_FOUND = -32001  # A2A TaskNotFoundError
 MESSAGE = {"messageId": "m-1", "role": "ROLE_USER", "parts": [{"text": "work"}]}
+
+
+def _serving_trusted(vouchnet: Vouchnet) -> AbstractAsyncContextManager[str]:
+    """A server of a working agent behind TrustedAgentExecutor and TrustedRequestHandler; its URL."""
+    return serving(lambda url: _app(_card(url), TrustedAgentExecutor(Working(), vouchnet), vouchnet))
 
 
 async def _task(url: str, credential: str) -> str:
@@ -227,7 +234,7 @@ async def test_a_stranger_can_neither_read_list_nor_cancel_a_trusted_agent_s_tas
     vouchnet = vouchnet_for(running)
     _, stranger = running.new_agent(trusted=False)
     _, known = running.new_agent(trusted=True)
-    async with serving(lambda url: _app(_card(url), TrustedAgentExecutor(Working(), vouchnet), vouchnet)) as url:
+    async with _serving_trusted(vouchnet) as url:
         task = await _task(url, known)
         for method, params in [("GetTask", {"id": task}), ("CancelTask", {"id": task}), ("ListTasks", {}),
                                ("SubscribeToTask", {"id": task})]:
@@ -246,11 +253,12 @@ async def test_a_trusted_agent_can_neither_read_list_nor_cancel_another_agent_s_
     vouchnet = vouchnet_for(running)
     _, owner = running.new_agent(trusted=True)
     _, other = running.new_agent(trusted=True)
-    async with serving(lambda url: _app(_card(url), TrustedAgentExecutor(Working(), vouchnet), vouchnet)) as url:
+    async with _serving_trusted(vouchnet) as url:
         task = await _task(url, owner)
-        for method in ("GetTask", "CancelTask", "SubscribeToTask"):
-            assert "error" in await _rpc(url, other, method, {"id": task}), method
-        assert "error" in await _rpc(url, other, "SendMessage", {"message": {**MESSAGE, "taskId": task}})
+        # (SubscribeToTask is refused to everyone here: this server does not stream)
+        for method, params in [("GetTask", {"id": task}), ("CancelTask", {"id": task}),
+                               ("SendMessage", {"message": {**MESSAGE, "taskId": task}})]:
+            assert (await _rpc(url, other, method, params))["error"]["code"] == TASK_NOT_FOUND, method
         assert (await _rpc(url, other, "ListTasks", {}))["result"].get("tasks", []) == []
         assert (await _rpc(url, owner, "GetTask", {"id": task}))["result"]["id"] == task
         assert [found["id"] for found in (await _rpc(url, owner, "ListTasks", {}))["result"]["tasks"]] == [task]
