@@ -19,6 +19,7 @@ from vouching.params import DAY_MS, ScoringParams
 # positive ratings (0.3% of the users).
 OTC_PARAMS = replace(ScoringParams(), good_half_life_ms=365 * DAY_MS, bad_half_life_ms=3 * 365 * DAY_MS)
 OTC_ROOTS = 20
+OTC_FAMILY = "bitcoin-otc"  # the real-world trust graph replayed beside the scenarios: --scenario selects it so
 
 # (scenario name, rounds done, rounds in all), called as a run progresses
 Progress = Callable[[str, int, int], None]
@@ -60,7 +61,7 @@ def _baseline_script(suite: SuiteResult, scenario: Scenario) -> list[list[tuple[
 def selectable(scale_name: str) -> tuple[set[str], set[str]]:
     """What `run_suite(only=...)` can select at a scale: (each scenario's name, each family, bitcoin-otc included)."""
     every = scenarios(SCALES[scale_name])
-    return {s.name for s in every}, {s.family for s in every} | {"bitcoin-otc"}
+    return {s.name for s in every}, {s.family for s in every} | {OTC_FAMILY}
 
 
 def run_suite(scale_name: str, seed: int, *, only: set[str] | None = None, otc: bool = True,
@@ -76,15 +77,15 @@ def run_suite(scale_name: str, seed: int, *, only: set[str] | None = None, otc: 
         script = _baseline_script(suite, scenario)
         suite.runs[scenario.name] = Simulation(scenario.name, network, config, run_seed, script).run(report)
         suite.scenarios[scenario.name] = scenario
-    if otc and (not only or "bitcoin-otc" in only):
+    if otc and (not only or OTC_FAMILY in only):
         ratings = load()
         if progress:
-            progress("bitcoin-otc", 0, 2)
-        suite.otc["bitcoin-otc"] = replay(ratings, roots=OTC_ROOTS, seed=seed, params=OTC_PARAMS)
+            progress(OTC_FAMILY, 0, 2)
+        suite.otc[OTC_FAMILY] = replay(ratings, roots=OTC_ROOTS, seed=seed, params=OTC_PARAMS)
         if progress:
-            progress("bitcoin-otc", 1, 2)
-        suite.otc["bitcoin-otc + sybils"] = replay(ratings, roots=OTC_ROOTS, sybils=200, attack_edges=10,
+            progress(OTC_FAMILY, 1, 2)
+        suite.otc[f"{OTC_FAMILY} + sybils"] = replay(ratings, roots=OTC_ROOTS, sybils=200, attack_edges=10,
                                                    seed=seed, params=OTC_PARAMS)
         if progress:
-            progress("bitcoin-otc", 2, 2)
+            progress(OTC_FAMILY, 2, 2)
     return suite
