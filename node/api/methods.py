@@ -19,7 +19,8 @@ from .errors import method_not_allowed
 
 class AllowedMethods:
     """ASGI middleware: 405 with `Allow` for a method that no route of the request's path takes, among the routes
-    of `routers` (the app's own router and the routers it includes)."""
+    of `routers`: the app's own router and each router it includes (FastAPI 0.165 keeps an included router's
+    routes in that router, not in the app's)."""
 
     def __init__(self, app: ASGIApp, routers: Iterable[Router]) -> None:
         self.app = app
