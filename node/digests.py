@@ -283,7 +283,10 @@ class Digester:
         # copy of the data directory, sync brings back digests that this digests.db never saw issued.
         self._store_mark = state.last_store_mark()
         audit.seal(self.digested_until)
-        self._open = self._tallies(self.undigested_from, audit.size, self.digested_until)
+        # The entries decoded to rebuild the open epochs, kept for the start-up replay's `undigested` only: decoding
+        # is most of either's time (benchmarks/startup.py --events). Dropped by the first `undigested` or `closing`.
+        self._decoded_at_start: list[tuple[int, int, Event]] = []
+        self._open = self._tallies(self.undigested_from, audit.size, self.digested_until, self._decoded_at_start)
 
     # --- tallying ---------------------------------------------------------------------------------------
 
@@ -307,11 +310,14 @@ class Digester:
                 tally = agents[event.agent] = _Tally()
             tally.add(event, entry)
 
-    def _tallies(self, start: int, stop: int, floor: int) -> dict[int, _Epoch]:
-        """The epochs of audit-log entries [start, stop), rebuilt from their bytes."""
+    def _tallies(self, start: int, stop: int, floor: int,
+                 decoded: list[tuple[int, int, Event]]) -> dict[int, _Epoch]:
+        """The epochs of audit-log entries [start, stop), rebuilt from their bytes; (index, at, event) of each
+        entry is appended to `decoded`."""
         epochs: dict[int, _Epoch] = {}
         for index, at, event, entry in self._replay(start, stop):
             self._count(epochs, floor, at, index, (event,), (entry,))
+            decoded.append((index, at, event))
         return epochs
 
     def _replay(self, start: int, stop: int) -> Iterator[tuple[int, int, Event, bytes]]:
@@ -333,10 +339,21 @@ class Digester:
             start, _, first, stop, _ = self._interrupted
             events += [(at, event) for _, at, event, _ in self._replay(first, stop)
                        if (start, event.agent) not in issued]
-        for _, at, event, _ in self._replay(self.undigested_from, self.audit.size):
+        for at, event in self._open_entries():
             if (self._digest_epoch(at - at % self.epoch_ms), event.agent) not in issued:
                 events.append((at, event))
         return events
+
+    def _open_entries(self) -> Iterator[tuple[int, Event]]:
+        """(at, event) of audit-log entries [undigested_from, size): those decoded at start, then the rest."""
+        decoded, self._decoded_at_start = self._decoded_at_start, []
+        stop = self.undigested_from
+        for index, at, event in decoded:
+            if index >= self.undigested_from:
+                yield at, event
+                stop = index + 1
+        for _, at, event, _ in self._replay(stop, self.audit.size):
+            yield at, event
 
     def counts_entries(self, epoch: int, agent: str) -> bool:
         """Whether audit-log entries of `agent` for our digest epoch `epoch` count as undigested (`undigested`, and
@@ -376,6 +393,7 @@ class Digester:
         An epoch abandoned between chunks (the node stopping) is finished by the first call after the next start: its
         row says so.
         """
+        self._decoded_at_start = []
         if self._interrupted is not None:
             yield from self._finish_interrupted(*self._interrupted)
             self._interrupted = None
