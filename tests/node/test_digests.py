@@ -526,6 +526,25 @@ def _answer(raw, epoch, agent):
         return str(error)
 
 
+@pytest.mark.xfail(strict=True, reason="needs a design decision: acceptance times never decrease (an epoch is one "
+                                       "range of the audit log), and a digest's ts must follow its epoch's end")
+def test_a_clock_that_once_ran_ahead_does_not_hold_back_the_digests_of_what_comes_after(tmp_path, clock):
+    """A batch accepted while the node's clock ran a year ahead leaves the audit log's floor there, across restarts
+    too: every event accepted after the clock was put right gets that acceptance time, lands in the epoch a year
+    ahead, and is digested (signed with the real clock, which must be past the epoch's end) only a year later. The
+    org publishes no digest for a year, and its peers see none of its agents' behaviour."""
+    with telemetry_node(tmp_path, clock=clock, epoch_ms=EPOCH) as node:
+        key = node.key
+        clock.now = T0 + 365 * 24 * 3_600_000
+        submit(node, (A, "ok", "tool", False))
+    clock.now = T0 + 5  # the operator fixed the clock
+    with telemetry_node(tmp_path, key=key, clock=clock, epoch_ms=EPOCH) as node:
+        submit(node, (B, "denied", "tool", False))
+        clock.now += 2 * EPOCH
+        node.digester.close_due(clock.now)
+        assert B in {agent for agent, _ in digests(node)}
+
+
 @pytest.mark.xfail(strict=True, reason="needs a design decision: a hiding evidence_root (a random salt in each "
                                        "audit entry, shown to auditors in exports) changes the entry format")
 def test_a_dp_digest_s_evidence_root_does_not_reveal_the_outcome_its_noise_hides(tmp_path, clock):
