@@ -119,6 +119,20 @@ async def test_a_retired_key_is_served_while_what_it_signed_lives_and_no_longer(
     assert await served() == [current]
 
 
+async def test_a_credential_minted_in_the_second_its_key_was_retired_keeps_the_key_served(node):
+    """Both times are whole seconds (the rotation record's ts // 1000, a credential's issued_at): one the old key
+    minted in the second it then signed its rotation was counted as issued after, so its key left the JWKS a day on
+    while the credential had weeks to live."""
+    old, retired = SigningKey.generate(), 1_000_000
+    now = [float(retired + RETIRED_KEY_GRACE_S)]
+    app = guarded_app([credentials_router(node.key, node.replica, node.credentials, PUBLIC_URL,
+                                          retired_keys=[(old.verify_key, retired)], clock=lambda: now[0])])
+    node.credentials.allocate(AGENT, name=None, issued_at=retired, expires_at=retired + 30 * 86_400)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://n") as client:
+        kids = [jwk["kid"] for jwk in (await client.get("/.well-known/jwks.json")).json()["keys"]]
+    assert kids == [did_url(did_key(bytes(k.verify_key))) for k in (node.key, old)]
+
+
 @pytest.mark.parametrize("keys", [[], "twice"])
 def test_a_jwks_names_each_key_once(keys):
     key = SigningKey.generate().verify_key
