@@ -226,6 +226,20 @@ async def test_only_this_org_s_live_vouches_export(node):
             assert (response.status_code, set(response.json())) == (status, {"error", "detail"})
 
 
+@pytest.mark.xfail(strict=True, reason="needs a design decision: a status list entry for vouch credentials, or a "
+                                       "bounded validity that holders fetch again")
+async def test_a_vouch_credential_can_be_found_revoked_or_lapses(node):
+    """A vouch exports as a credential only while it stands, but what was exported stays valid: one of a vouch
+    without an expiry has no `exp` and no `credentialStatus`, so after its vouch was revoked every verifier (an
+    ordinary JWT library against the JWKS) accepts it for ever, the revocation notwithstanding."""
+    vouch = node.replica.issue("vouch", vouch_body(AGENT, 0.75, "audit"))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
+        token = (await client.get(f"/v1/records/{vouch.id.hex()}/vc")).text
+    node.replica.issue("revoke", revoke_body(vouch.id, "left the org"))
+    claims = pyjwt.decode(token, options={"verify_signature": False})
+    assert "exp" in claims or "credentialStatus" in claims
+
+
 async def test_a_vouch_that_expires_after_the_year_9999_is_refused_as_a_credential(node):
     # The record rules allow any expiry up to 2^53 - 1 ms (year 287396); a credential's validUntil cannot say it.
     vouches = [node.replica.issue("vouch", vouch_body(AGENT, 0.5, "operator", expires=expires))
