@@ -163,7 +163,7 @@ class CredentialVerifier:
         """The credential as it verified before, while it has not expired and its issuer still serves its key (an
         org drops a key it found compromised: what it signed must stop verifying once the keys are fetched again)."""
         checked = self._verified.get(token)
-        if checked is None or self._key(kid) is None or checked.identity.expires + self.leeway < time.time():
+        if checked is None or self._key(kid) is None or checked.identity.expires + self.leeway <= time.time():
             return None
         return checked
 

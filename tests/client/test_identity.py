@@ -65,6 +65,21 @@ def test_an_expired_credential_is_refused(running, verifier):
         verifier.verify(old)
 
 
+def test_a_verified_credential_is_refused_from_the_instant_it_expires(monkeypatch):
+    """RFC 7519 §4.1.4: not accepted on or after exp (plus the leeway). The verifier's cache of credentials it
+    verified kept one for that instant."""
+    key = SigningKey.generate()
+    org = StubOrg([key])
+    with serving(org):
+        verifier = CredentialVerifier([org.url])
+        issued = int(time.time())
+        token = agent_credential(key, new_did(), now=issued, days=1)
+        assert verifier.verify(token).expires == issued + 86400
+        monkeypatch.setattr(time, "time", lambda: issued + 86400 + verifier.leeway)
+        with pytest.raises(UnverifiedAgent, match="payload.exp"):
+            verifier.verify(token)
+
+
 def test_an_altered_credential_is_refused(running, verifier):
     header, _, signature = running.credential(new_did()).split(".")
     _, other_claims, _ = running.credential(new_did()).split(".")

@@ -283,6 +283,19 @@ def test_only_the_token_as_it_was_signed_verifies():
             decode_jwt(altered, public_key_from_kid)
 
 
+@pytest.mark.parametrize("leeway", [0, 60])
+def test_a_token_expires_at_its_exp_and_is_valid_from_its_nbf(leeway):
+    """RFC 7519 §4.1.4: exp is the time "on or after which the JWT MUST NOT be accepted" (PyJWT refuses at exp too):
+    a token was accepted for the whole instant of exp + leeway, and the verifier's cache kept it for that instant."""
+    key = SigningKey.generate()
+    token = encode_jwt({"nbf": 900, "exp": 1000}, key, kid="k")
+    for now in (900 - leeway, 999.5 + leeway):
+        assert decode_jwt(token, bytes(key.verify_key), now=now, leeway=leeway)[1]["exp"] == 1000
+    for now, rule in ((899.5 - leeway, "nbf"), (1000 + leeway, "exp")):
+        with pytest.raises(JwtError, match=f"payload.{rule}"):
+            decode_jwt(token, bytes(key.verify_key), now=now, leeway=leeway)
+
+
 def test_agent_credentials_expire():
     key = SigningKey.generate()
     token = agent_credential(key, AGENT, now=1_000_000, days=1)
