@@ -14,7 +14,8 @@ issuer has revoked it: the list it names is fetched, checked to be signed by a k
 (its current one, if the org rotated its key since, DESIGN §2; never another issuer's), and cached for
 `status_ttl` seconds at most (less if the list says so). If the list cannot be fetched, the last copy serves until
 the list itself expires; without one the credential is refused (revocation fails closed). A list issued (iat) before
-the copy held, while that copy is valid, is refused: an older list served again cannot undo a revocation.
+the copy held, or in its second and clearing a bit it sets, while that copy is valid, is refused: an older list
+served again cannot undo a revocation.
 Credentials minted before vouchnet published status lists carry no entry and are checked as before.
 """
 
@@ -256,7 +257,7 @@ class CredentialVerifier:
                     body = get_capped(http, url, MAX_LIST_TOKEN, self.timeout)
                 fetched = self._status_list(body.decode(errors="replace"), checked)
                 kept = self._status_lists.get(key)
-                if kept is not None and time.monotonic() < kept.valid_until and fetched.issued < kept.issued:
+                if kept is not None and time.monotonic() < kept.valid_until and _older(fetched, kept):
                     raise UnverifiedAgent(f"credentialStatus: {url}: status list: payload.iat: issued before the "
                                           f"copy held, an older list served again")
             # InvalidURL and ValueError (IDNAError, urlsplit's): a URL in the credential, or the list's id, that its
@@ -353,6 +354,15 @@ def _bound_bytes(lists: dict[tuple[str, str], _StatusList], size: int) -> None:
     held = sum(len(status.bits) for status in lists.values())
     while held > size and len(lists) > 1:
         held -= len(lists.pop(next(iter(lists))).bits)
+
+
+def _older(fetched: _StatusList, kept: _StatusList) -> bool:
+    """Whether `fetched` was issued before `kept`: earlier by its iat, or of the same second (iat is in seconds) and
+    clearing a bit `kept` sets (a revocation is not reversible, Bitstring Status List v1.0 §2.1 statusPurpose)."""
+    if fetched.issued != kept.issued:
+        return fetched.issued < kept.issued
+    size = len(kept.bits)
+    return int.from_bytes(kept.bits, "big") & ~int.from_bytes(fetched.bits[:size].ljust(size, b"\0"), "big") != 0
 
 
 def _list_name(url: object) -> str | None:

@@ -361,6 +361,26 @@ def test_an_older_list_served_again_does_not_undo_a_revocation_seen_in_a_newer_o
             verifier.verify(token)
 
 
+def test_a_list_of_the_same_second_served_again_does_not_undo_a_revocation_seen_in_the_other():
+    """iat is in whole seconds: the list issued just before a revocation and the one just after may share one, and
+    one of them served again replaced the other. A revocation is not reversible (Bitstring Status List v1.0,
+    statusPurpose revocation): a list of the same second as the copy held that clears a bit of it is the older."""
+    key = SigningKey.generate()
+    org = StubOrg([key])
+    with serving(org):
+        verifier = CredentialVerifier([org.url], status_ttl=0)  # the list is fetched again at every check
+        token = org.credential(key, 3)
+        second = int(time.time())
+        before, after = (status_list_credential(key, list_url(org.url, 0), revoked, now=second)
+                         for revoked in (set(), {3}))
+        org.list_token = after
+        with pytest.raises(UnverifiedAgent, match="revoked by its issuer"):
+            verifier.verify(token)
+        org.list_token = before
+        with pytest.raises(UnverifiedAgent, match="revoked by its issuer"):  # the list kept still serves
+            verifier.verify(token)
+
+
 # --- an issuer whose JWKS cannot be fetched again: its keys serve for jwks_max_stale, then fail closed ------------
 
 
