@@ -17,6 +17,7 @@ from ledger import MAX_COSIGNATURES
 from vouching import InvalidDid, public_key_from_did
 from vouching.base58 import b58decode, b58encode
 from vouching.policy import words
+from vouching.schema import MAX_UINT
 
 from .dp import EPSILON_RULE, geometric_alpha
 
@@ -32,6 +33,9 @@ DEFAULT_LISTEN = "/ip4/0.0.0.0/tcp/4001"
 DEFAULT_API = "127.0.0.1:8700"
 MAX_VERIFY_PROCESSES = 64
 MAX_SYNC_PEERS = 1024
+# Times the node keeps in ms as integers of at most 2^53 - 1 (vouching.schema.MAX_UINT), as records carry them.
+MAX_EPOCH_SECONDS = MAX_UINT // 1000
+MAX_RETENTION_DAYS = MAX_UINT // 86_400_000
 
 
 def default_data_dir() -> Path:
@@ -294,9 +298,15 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
     _finite("telemetry", "epoch_seconds", epoch_seconds)
     if epoch_seconds < 1:
         raise ConfigError(f"telemetry.epoch_seconds: must be at least 1, got {epoch_seconds}")
+    if epoch_seconds > MAX_EPOCH_SECONDS:  # (in ms, a float past this overflowed to inf at start: OverflowError)
+        raise ConfigError(f"telemetry.epoch_seconds: must be at most {MAX_EPOCH_SECONDS} (2^53 - 1 ms, the longest "
+                          f"epoch a digest can declare), got {epoch_seconds}")
     retention_days = _positive(
         "telemetry", "retention_days", _get(telemetry, "telemetry", "retention_days", "a number", NodeConfig.retention_days)
     )
+    if retention_days > MAX_RETENTION_DAYS:
+        raise ConfigError(f"telemetry.retention_days: must be at most {MAX_RETENTION_DAYS} (2^53 - 1 ms), got "
+                          f"{retention_days}")
     dp_epsilon = _get(telemetry, "telemetry", "dp_epsilon", "a number", None)
     if dp_epsilon is not None:
         try:

@@ -108,19 +108,20 @@ class CredentialRegistry:
     def issued(self) -> list[IssuedCredential]:
         return self._select("", ())
 
-    def latest_expiry(self, issued_before: int) -> int | None:
-        """When the last unrevoked credential issued before `issued_before` (s) expires (s), if there is one.
+    def latest_expiry(self, issued_by: int) -> int | None:
+        """When the last unrevoked credential issued at or before `issued_by` (s) expires (s), if there is one. (In
+        whole seconds, a credential issued in the second a key was retired may have been minted by that key.)
 
         Asked at every (public) JWKS request, and a scan of every credential: the answers are kept until a
         connection, this one or another process's (`vouchnet agent`), changes the registry."""
         (other_writes,) = self._db.execute("PRAGMA data_version").fetchone()
         if (version := (other_writes, self._db.total_changes)) != self._expiries_version:
             self._expiries, self._expiries_version = {}, version
-        if issued_before not in self._expiries:
-            (self._expiries[issued_before],) = self._db.execute(
-                "SELECT MAX(expires_at) FROM agent_credentials WHERE issued_at < ? AND revoked_at IS NULL",
-                (issued_before,)).fetchone()
-        return self._expiries[issued_before]
+        if issued_by not in self._expiries:
+            (self._expiries[issued_by],) = self._db.execute(
+                "SELECT MAX(expires_at) FROM agent_credentials WHERE issued_at <= ? AND revoked_at IS NULL",
+                (issued_by,)).fetchone()
+        return self._expiries[issued_by]
 
     def lists(self) -> int:
         """How many status lists the issued credentials span (at least one, all zeros when none was issued)."""

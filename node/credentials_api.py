@@ -34,8 +34,8 @@ def credentials_router(key: SigningKey, replica: Replica, registry: CredentialRe
 
     def served() -> list[VerifyKey]:
         """A retired key is served while what it signed may still be shown: a day at least (score statements,
-        verifiers' caches), and as long as an unrevoked agent credential issued before its retirement lives. After
-        that, a copy of the key can mint nothing that verifies."""
+        verifiers' caches), and as long as an unrevoked agent credential issued before its retirement, or in its
+        second, lives. After that, a copy of the key can mint nothing that verifies."""
         now = clock()
         return [key.verify_key, *(old for old, retired in retired_keys
                                   if now < max(retired + RETIRED_KEY_GRACE_S, registry.latest_expiry(retired) or 0))]

@@ -68,8 +68,9 @@ def decode_jwt(
     max_length: int = MAX_TOKEN,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(header, claims) of a token of at most `max_length` characters whose Ed25519 signature verifies under
-    `public_key` (or the key a function finds from the header, e.g. by `kid`); exp and nbf are enforced, typ if
-    given. Raises JwtError."""
+    `public_key` (or the key a function finds from the header, e.g. by `kid`); typ is enforced if given, and exp
+    and nbf: a token is refused on or after exp + leeway and before nbf - leeway (RFC 7519 §4.1.4, §4.1.5). Raises
+    JwtError."""
     if not isinstance(token, str) or len(token) > max_length or token.count(".") != 2:
         raise JwtError(f"token: must be three base64url parts separated by '.', at most {max_length} characters")
     encoded_header, encoded_claims, encoded_signature = token.split(".")
@@ -89,7 +90,7 @@ def decode_jwt(
     claims = _json_part(b64url_decode(encoded_claims, "payload"), "payload")
     moment = time.time() if now is None else now
     exp, nbf = claims.get("exp"), claims.get("nbf")
-    if exp is not None and (type(exp) not in (int, float) or moment > exp + leeway):
+    if exp is not None and (type(exp) not in (int, float) or moment >= exp + leeway):
         raise JwtError("payload.exp: the token has expired")
     if nbf is not None and (type(nbf) not in (int, float) or moment < nbf - leeway):
         raise JwtError("payload.nbf: the token is not valid yet")

@@ -126,11 +126,13 @@ class TrustService:
         self._announce(agents)
 
     def _add_own_digest(self, body: DigestBody, raw: RawLookup) -> None:
-        """Count a digest of ours as first-hand evidence: a DP one by its raw counts where kept, else as published."""
+        """Count a digest of ours as first-hand evidence: a DP one by its raw counts where kept, else as published;
+        dated at the last instant of its epoch [epoch, epoch + length), so that it counts in the cap window its
+        events were counted in as they came (DESIGN.md §6 bad reports are per window), not the next one."""
         kept = None if body.dp_epsilon is None else raw(body.epoch, body.agent)
         outcomes, high_risk = (body.outcomes, body.high_risk) if kept is None else \
             (dict(zip(OUTCOMES, kept[0])), dict(zip(OUTCOMES, kept[1])))
-        self.engine.add_first_hand(body.agent, ts=body.epoch + body.length,
+        self.engine.add_first_hand(body.agent, ts=body.epoch + body.length - 1,
                                    outcomes=outcomes_of(outcomes), high_risk=outcomes_of(high_risk))
 
     def _relink(self, link: Link) -> None:

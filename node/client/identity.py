@@ -13,8 +13,10 @@ A credential with a revocation entry (`credentialStatus`, W3C Bitstring Status L
 issuer has revoked it: the list it names is fetched, checked to be signed by a key the credential's issuer serves
 (its current one, if the org rotated its key since, DESIGN §2; never another issuer's), and cached for
 `status_ttl` seconds at most (less if the list says so). If the list cannot be fetched, the last copy serves until
-the list itself expires; without one the credential is refused (revocation fails closed). A list issued (iat) before
-the copy held, while that copy is valid, is refused: an older list served again cannot undo a revocation.
+the list itself expires; without one the credential is refused (revocation fails closed). While that copy is valid,
+a list older than it is refused: one that clears a bit it sets (a revocation is not reversible), or of the same bits
+issued (iat) before it. An older list served again cannot undo a revocation, and a newer one counts at once even if
+the issuer's clock went back.
 Credentials minted before vouchnet published status lists carry no entry and are checked as before.
 """
 
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import numpy as np
 
 from vouching import InvalidDid, did_key, public_key_from_did
 
@@ -105,7 +108,7 @@ class _StatusList:
     bits: bytes
     fresh_until: float  # refetch after this
     valid_until: float  # the list's own expiry: never used after this
-    issued: int  # its iat (0 if it has none): a list issued before the copy held does not replace it
+    issued: int  # its iat (0 if it has none): a list older than the copy held does not replace it (_older)
 
 
 class CredentialVerifier:
@@ -163,7 +166,7 @@ class CredentialVerifier:
         """The credential as it verified before, while it has not expired and its issuer still serves its key (an
         org drops a key it found compromised: what it signed must stop verifying once the keys are fetched again)."""
         checked = self._verified.get(token)
-        if checked is None or self._key(kid) is None or checked.identity.expires + self.leeway < time.time():
+        if checked is None or self._key(kid) is None or checked.identity.expires + self.leeway <= time.time():
             return None
         return checked
 
@@ -256,9 +259,9 @@ class CredentialVerifier:
                     body = get_capped(http, url, MAX_LIST_TOKEN, self.timeout)
                 fetched = self._status_list(body.decode(errors="replace"), checked)
                 kept = self._status_lists.get(key)
-                if kept is not None and time.monotonic() < kept.valid_until and fetched.issued < kept.issued:
-                    raise UnverifiedAgent(f"credentialStatus: {url}: status list: payload.iat: issued before the "
-                                          f"copy held, an older list served again")
+                if kept is not None and time.monotonic() < kept.valid_until and _older(fetched, kept):
+                    raise UnverifiedAgent(f"credentialStatus: {url}: status list: older than the copy held (it "
+                                          f"clears a revocation, or was issued before it), served again")
             # InvalidURL and ValueError (IDNAError, urlsplit's): a URL in the credential, or the list's id, that its
             # issuer signed but that cannot be fetched or parsed; the credential then fails closed, as unchecked.
             except (httpx.HTTPError, httpx.InvalidURL, ValueError, UnverifiedAgent) as error:
@@ -353,6 +356,18 @@ def _bound_bytes(lists: dict[tuple[str, str], _StatusList], size: int) -> None:
     held = sum(len(status.bits) for status in lists.values())
     while held > size and len(lists) > 1:
         held -= len(lists.pop(next(iter(lists))).bits)
+
+
+def _older(fetched: _StatusList, kept: _StatusList) -> bool:
+    """Whether `fetched` was issued before `kept`. A revocation is not reversible (Bitstring Status List v1.0 §2.1,
+    statusPurpose), so the bits tell first: a list clearing a bit `kept` sets is older, one setting a bit it lacks
+    newer, whatever their iat (in whole seconds, and from the issuer's clock, which may have gone back); lists of
+    the same bits go by their iat."""
+    size = max(len(kept.bits), len(fetched.bits))
+    old, new = (np.frombuffer(bits.ljust(size, b"\0"), dtype=np.uint8) for bits in (kept.bits, fetched.bits))
+    if np.any(old & ~new):  # numpy: a list may be 16 MiB, which Python's integers took a third of a second over
+        return True
+    return bool(np.array_equal(old, new)) and fetched.issued < kept.issued
 
 
 def _list_name(url: object) -> str | None:

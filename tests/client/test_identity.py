@@ -65,6 +65,21 @@ def test_an_expired_credential_is_refused(running, verifier):
         verifier.verify(old)
 
 
+def test_a_verified_credential_is_refused_from_the_instant_it_expires(monkeypatch):
+    """RFC 7519 §4.1.4: not accepted on or after exp (plus the leeway). The verifier's cache of credentials it
+    verified kept one for that instant."""
+    key = SigningKey.generate()
+    org = StubOrg([key])
+    with serving(org):
+        verifier = CredentialVerifier([org.url])
+        issued = int(time.time())
+        token = agent_credential(key, new_did(), now=issued, days=1)
+        assert verifier.verify(token).expires == issued + 86400
+        monkeypatch.setattr(time, "time", lambda: issued + 86400 + verifier.leeway)
+        with pytest.raises(UnverifiedAgent, match="payload.exp"):
+            verifier.verify(token)
+
+
 def test_an_altered_credential_is_refused(running, verifier):
     header, _, signature = running.credential(new_did()).split(".")
     _, other_claims, _ = running.credential(new_did()).split(".")
@@ -343,6 +358,32 @@ def test_an_older_list_served_again_does_not_undo_a_revocation_seen_in_a_newer_o
             verifier.verify(token)
         org.list_token = before
         with pytest.raises(UnverifiedAgent, match="revoked by its issuer"):  # the newer list, kept, still serves
+            verifier.verify(token)
+
+
+@pytest.mark.parametrize("served", [
+    [({3}, 0), (set(), 0)],  # the list of just before the revocation, of the same second (iat), served again
+    [(set(), 0), ({3}, -60)],  # the issuer's clock went back a minute (a restart, NTP) before it revoked
+])
+def test_a_revocation_is_kept_and_counts_at_once_whatever_the_lists_iat_say(served):
+    """iat is in whole seconds and from the issuer's clock: the list of just before a revocation, of the same
+    second as the one after it, served again, replaced it; and after the issuer's clock went back, its list of after
+    the revocation was refused as older than the copy held until that copy expired, six minutes of a revoked
+    credential verifying. A revocation is not reversible (Bitstring Status List v1.0, statusPurpose revocation):
+    the bits tell which list is newer."""
+    key = SigningKey.generate()
+    org = StubOrg([key])
+    with serving(org):
+        verifier = CredentialVerifier([org.url], status_ttl=0)  # the list is fetched again at every check
+        token = org.credential(key, 3)
+        second = int(time.time())
+        for revoked, offset in served:
+            org.list_token = status_list_credential(key, list_url(org.url, 0), revoked, now=second + offset)
+            try:
+                verifier.verify(token)
+            except UnverifiedAgent as error:
+                assert "revoked by its issuer" in str(error)
+        with pytest.raises(UnverifiedAgent, match="revoked by its issuer"):
             verifier.verify(token)
 
 

@@ -90,6 +90,9 @@ def test_an_empty_file_means_defaults(tmp_path):
         ('[api]\nbind = "localhost"', "api.bind: expected HOST:PORT"),
         ('[api]\nbind = "127.0.0.1:70000"', "api.bind: port must be 0-65535"),
         ("[telemetry]\nepoch_seconds = 0.5", "telemetry.epoch_seconds: must be at least 1"),
+        # Past these, the node's start failed with an OverflowError (their ms overflowed a float to inf).
+        ("[telemetry]\nepoch_seconds = 1e306", "telemetry.epoch_seconds: must be at most 9007199254740 "),
+        ("[telemetry]\nretention_days = 1e306", "telemetry.retention_days: must be at most 104249991 "),
         *[(f"[telemetry]\ndp_epsilon = {bad}", "telemetry.dp_epsilon: must be a number from about 1.2e-16 to 1490")
           for bad in ("0", "-1", "nan", "inf", "1e-17", "2000")],  # past these the first digests failed, as every start
         ("[witness]\nwitnesses = 0", "witness.witnesses: must be 1-63, got 0"),

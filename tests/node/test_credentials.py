@@ -119,6 +119,20 @@ async def test_a_retired_key_is_served_while_what_it_signed_lives_and_no_longer(
     assert await served() == [current]
 
 
+async def test_a_credential_minted_in_the_second_its_key_was_retired_keeps_the_key_served(node):
+    """Both times are whole seconds (the rotation record's ts // 1000, a credential's issued_at): one the old key
+    minted in the second it then signed its rotation was counted as issued after, so its key left the JWKS a day on
+    while the credential had weeks to live."""
+    old, retired = SigningKey.generate(), 1_000_000
+    now = [float(retired + RETIRED_KEY_GRACE_S)]
+    app = guarded_app([credentials_router(node.key, node.replica, node.credentials, PUBLIC_URL,
+                                          retired_keys=[(old.verify_key, retired)], clock=lambda: now[0])])
+    node.credentials.allocate(AGENT, name=None, issued_at=retired, expires_at=retired + 30 * 86_400)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://n") as client:
+        kids = [jwk["kid"] for jwk in (await client.get("/.well-known/jwks.json")).json()["keys"]]
+    assert kids == [did_url(did_key(bytes(k.verify_key))) for k in (node.key, old)]
+
+
 @pytest.mark.parametrize("keys", [[], "twice"])
 def test_a_jwks_names_each_key_once(keys):
     key = SigningKey.generate().verify_key
@@ -212,6 +226,20 @@ async def test_only_this_org_s_live_vouches_export(node):
             assert (response.status_code, set(response.json())) == (status, {"error", "detail"})
 
 
+@pytest.mark.xfail(strict=True, reason="needs a design decision: a status list entry for vouch credentials, or a "
+                                       "bounded validity that holders fetch again")
+async def test_a_vouch_credential_can_be_found_revoked_or_lapses(node):
+    """A vouch exports as a credential only while it stands, but what was exported stays valid: one of a vouch
+    without an expiry has no `exp` and no `credentialStatus`, so after its vouch was revoked every verifier (an
+    ordinary JWT library against the JWKS) accepts it for ever, the revocation notwithstanding."""
+    vouch = node.replica.issue("vouch", vouch_body(AGENT, 0.75, "audit"))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
+        token = (await client.get(f"/v1/records/{vouch.id.hex()}/vc")).text
+    node.replica.issue("revoke", revoke_body(vouch.id, "left the org"))
+    claims = pyjwt.decode(token, options={"verify_signature": False})
+    assert "exp" in claims or "credentialStatus" in claims
+
+
 async def test_a_vouch_that_expires_after_the_year_9999_is_refused_as_a_credential(node):
     # The record rules allow any expiry up to 2^53 - 1 ms (year 287396); a credential's validUntil cannot say it.
     vouches = [node.replica.issue("vouch", vouch_body(AGENT, 0.5, "operator", expires=expires))
@@ -253,6 +281,19 @@ def test_only_the_token_as_it_was_signed_verifies():
     for altered in [f"{token}!!", f"{h}.{p}.{s[:40]}\n{s[40:]}", f"{h}.{p}.{s[:-1]}{spare_bits}"]:
         with pytest.raises(JwtError, match="signature: not unpadded base64url"):
             decode_jwt(altered, public_key_from_kid)
+
+
+@pytest.mark.parametrize("leeway", [0, 60])
+def test_a_token_expires_at_its_exp_and_is_valid_from_its_nbf(leeway):
+    """RFC 7519 §4.1.4: exp is the time "on or after which the JWT MUST NOT be accepted" (PyJWT refuses at exp too):
+    a token was accepted for the whole instant of exp + leeway, and the verifier's cache kept it for that instant."""
+    key = SigningKey.generate()
+    token = encode_jwt({"nbf": 900, "exp": 1000}, key, kid="k")
+    for now in (900 - leeway, 999.5 + leeway):
+        assert decode_jwt(token, bytes(key.verify_key), now=now, leeway=leeway)[1]["exp"] == 1000
+    for now, rule in ((899.5 - leeway, "nbf"), (1000 + leeway, "exp")):
+        with pytest.raises(JwtError, match=f"payload.{rule}"):
+            decode_jwt(token, bytes(key.verify_key), now=now, leeway=leeway)
 
 
 def test_agent_credentials_expire():

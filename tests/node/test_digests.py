@@ -24,6 +24,7 @@ from node.metrics import Registry
 from node.stream import Broadcaster
 from node.trust import TrustService
 from vouching import DigestBody, load_stored, verify_record
+from vouching.params import HOUR_MS
 from vouching.policy import Policy
 
 from ..factories import new_did
@@ -292,6 +293,32 @@ def test_with_dp_a_restart_keeps_the_node_s_first_hand_evidence_raw(tmp_path, cl
         assert first_hand(replayed(node), agents, clock.now) == pytest.approx(expected, rel=1e-3)
 
 
+def test_a_restart_keeps_an_epoch_of_the_node_s_own_observations_in_its_own_cap_window(tmp_path):
+    """Replayed on a restart, our digest of [epoch, end) counted as first-hand evidence at `end`, the first instant
+    of the next cap window (hourly epochs and windows, the defaults): an hour in which the node saw an agent
+    violate its policy was merged with the next hour's good events, its bad report diluted below the cap, and a
+    restart lifted the agent from provisional to trusted."""
+    hour = HOUR_MS
+    start = T0 - T0 % hour
+    clock = Clock(start + 1000)
+    with telemetry_node(tmp_path, clock=clock, epoch_ms=hour) as node:
+        key = node.key
+        live = trust_service(node)
+        node.ingestor.listeners.append(live.on_events)
+        submit(node, *[(A, "ok", "tool", False)] * 300)
+        clock.now += hour
+        submit(node, (A, "denied", "tool", False))
+        clock.now += hour
+        assert len(node.digester.close_due(clock.now)) == 2
+        submit(node, *[(A, "ok", "tool", False)] * 60)
+        now = clock.now + 60_000
+        expected = live.engine.score(A, now=now)
+        assert expected.tier == "provisional"
+    with telemetry_node(tmp_path, key=key, clock=clock, epoch_ms=hour) as node:
+        score = replayed(node).engine.score(A, now=now)
+        assert (score.score, score.tier, score.caps) == (expected.score, expected.tier, expected.caps)
+
+
 def test_a_restart_mid_issue_neither_loses_nor_counts_twice_the_node_s_first_hand_evidence(tmp_path, clock,
                                                                                            monkeypatch):
     """Stopped between two chunks of an epoch's DP digests, the node starts with its first-hand evidence as it was:
@@ -449,7 +476,7 @@ def test_the_start_up_replay_decodes_each_stored_record_once(tmp_path, clock, mo
         monkeypatch.setattr(gossip.store, "load_stored", lambda raw: decoded.append(raw) or load_stored(raw))
         trust = replayed(node)
         assert sorted(decoded) == sorted(raw for _, raw in node.replica.store.query(limit=100))
-        assert first_hand(trust, agents, T0 + EPOCH) == [1.0, 0.0] * 3
+        assert first_hand(trust, agents, T0 + EPOCH - 1) == [1.0, 0.0] * 3  # dated at its epoch's last instant
 
 
 def test_a_start_decodes_each_undigested_audit_entry_once(tmp_path, clock, monkeypatch):
@@ -519,6 +546,25 @@ def _answer(raw, epoch, agent):
         return raw(epoch, agent)
     except DigestStateError as error:
         return str(error)
+
+
+@pytest.mark.xfail(strict=True, reason="needs a design decision: acceptance times never decrease (an epoch is one "
+                                       "range of the audit log), and a digest's ts must follow its epoch's end")
+def test_a_clock_that_once_ran_ahead_does_not_hold_back_the_digests_of_what_comes_after(tmp_path, clock):
+    """A batch accepted while the node's clock ran a year ahead leaves the audit log's floor there, across restarts
+    too: every event accepted after the clock was put right gets that acceptance time, lands in the epoch a year
+    ahead, and is digested (signed with the real clock, which must be past the epoch's end) only a year later. The
+    org publishes no digest for a year, and its peers see none of its agents' behaviour."""
+    with telemetry_node(tmp_path, clock=clock, epoch_ms=EPOCH) as node:
+        key = node.key
+        clock.now = T0 + 365 * 24 * 3_600_000
+        submit(node, (A, "ok", "tool", False))
+    clock.now = T0 + 5  # the operator fixed the clock
+    with telemetry_node(tmp_path, key=key, clock=clock, epoch_ms=EPOCH) as node:
+        submit(node, (B, "denied", "tool", False))
+        clock.now += 2 * EPOCH
+        node.digester.close_due(clock.now)
+        assert B in {agent for agent, _ in digests(node)}
 
 
 @pytest.mark.xfail(strict=True, reason="needs a design decision: a hiding evidence_root (a random salt in each "
