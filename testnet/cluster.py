@@ -176,12 +176,14 @@ class Cluster:
         """Start those of `names` (default: all) that are not running, with their data, and wait until each API
         answers /healthz; returns the names started. A node that exits or stays silent raises ClusterError."""
         wanted = [n for n in (self.names if names is None else list(names)) if not self.running(n)]
-        for name in wanted:
+        for name in wanted:  # all checked first: a port taken from the second node leaves the first not started
             entry = self.entry(name)
             for port in (entry.p2p_port, entry.api_port):
                 if port_open(port):
                     raise ClusterError(f"{name}: port {port} is taken by another process; stop it or `down` and "
                                        "remove this testnet")
+        for name in wanted:
+            entry = self.entry(name)
             process = processes.spawn_node(self.data_dir(name), self.log_path(name))
             started = processes.start_time(process.pid)
             self._set(replace(entry, pid=process.pid, started=started))
