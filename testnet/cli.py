@@ -10,6 +10,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from node.commands.common import (
     CommandFailed,
@@ -21,6 +22,9 @@ from node.commands.common import (
     seconds_argument,
 )
 from node.commands.counts import counted
+
+if TYPE_CHECKING:
+    from .state import TestnetState
 
 DIR_ENV = "VOUCHNET_TESTNET_DIR"
 DEFAULT_DIR = "vouchnet-testnet"
@@ -51,10 +55,11 @@ def register(subparsers: Subparsers) -> None:
     )
     _dir_option(up)
     up.add_argument("--nodes", type=positive_int, help="how many nodes (default 5 for a new testnet)")
-    up.add_argument("--seed", type=int, default=1, help="seed of the random topology and of scenario runs "
-                                                         "(default: %(default)s)")
-    up.add_argument("--topology", choices=sorted(TOPOLOGIES), default="mesh",
-                    help="who roots and vouches for whom: " + "; ".join(f"{k}: {v}" for k, v in TOPOLOGIES.items()))
+    up.add_argument("--seed", type=int, help="seed of the random topology and of scenario runs (default 1 for a new "
+                                             "testnet)")
+    up.add_argument("--topology", choices=sorted(TOPOLOGIES),
+                    help="who roots and vouches for whom (default mesh for a new testnet): "
+                    + "; ".join(f"{k}: {v}" for k, v in TOPOLOGIES.items()))
 
     status = add_local_command(
         commands, "status", run=_status,
@@ -136,14 +141,14 @@ def _up(args: argparse.Namespace) -> int:
     try:
         if (args.dir / STATE_FILE).exists():
             cluster = _open(args.dir)
-            if args.nodes is not None and args.nodes != len(cluster.names):
-                raise UsageError(f"{args.dir} holds a testnet of {counted(len(cluster.names), 'node')}, not {args.nodes}: "
-                                 "`vouchnet testnet down`, then remove it or use another --dir")
+            _same_shape(args, cluster.state)
             fresh = False
         else:
             nodes = 5 if args.nodes is None else args.nodes
-            print(f"creating {counted(nodes, 'node')} in {args.dir} (topology {args.topology}, seed {args.seed})")
-            cluster = Cluster.create(args.dir, nodes=nodes, seed=args.seed, topology=args.topology)
+            seed = 1 if args.seed is None else args.seed
+            topology = args.topology or "mesh"
+            print(f"creating {counted(nodes, 'node')} in {args.dir} (topology {topology}, seed {seed})")
+            cluster = Cluster.create(args.dir, nodes=nodes, seed=seed, topology=topology)
             fresh = True
         waiting = [n for n in cluster.names if not cluster.running(n)]
         bar = ProgressBar(f"starting {counted(len(waiting), 'node')}")
@@ -158,6 +163,17 @@ def _up(args: argparse.Namespace) -> int:
         print(f"{entry.name}  {entry.api_url}  {entry.did}")
     print(f"testnet up in {time.monotonic() - started_at:.1f} s; `vouchnet testnet status --dir {args.dir}` shows it")
     return 0
+
+
+def _same_shape(args: argparse.Namespace, state: TestnetState) -> None:
+    """Refuses `up --nodes/--topology/--seed` over a testnet made with others: they would be ignored."""
+    asked = {"nodes": args.nodes, "topology": args.topology, "seed": args.seed}
+    held = {"nodes": len(state.nodes), "topology": state.topology, "seed": state.seed}
+    for what, value in asked.items():
+        if value is not None and value != held[what]:
+            shape = counted(held[what], "node") if what == "nodes" else f"{what} {held[what]}"
+            raise UsageError(f"{args.dir} holds a testnet of {shape}, not {value}: `vouchnet testnet down`, then "
+                             "remove it or use another --dir")
 
 
 def _status(args: argparse.Namespace) -> int:
