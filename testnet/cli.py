@@ -142,21 +142,26 @@ def _up(args: argparse.Namespace) -> int:
         if (args.dir / STATE_FILE).exists():
             cluster = _open(args.dir)
             _same_shape(args, cluster.state)
-            fresh = False
         else:
             nodes = 5 if args.nodes is None else args.nodes
             seed = 1 if args.seed is None else args.seed
             topology = args.topology or "mesh"
             print(f"creating {counted(nodes, 'node')} in {args.dir} (topology {topology}, seed {seed})")
             cluster = Cluster.create(args.dir, nodes=nodes, seed=seed, topology=topology)
-            fresh = True
         waiting = [n for n in cluster.names if not cluster.running(n)]
         bar = ProgressBar(f"starting {counted(len(waiting), 'node')}")
-        cluster.start(waiting, progress=bar)
-        bar.close()
-        if fresh:
-            made = cluster.vouch_topology()
-            print(f"{counted(made, 'org-peer vouch', 'org-peer vouches')} made through the nodes' APIs")
+        try:
+            cluster.start(waiting, progress=bar)
+            bar.close()
+            if not cluster.state.vouched:
+                made = cluster.vouch_topology()
+                print(f"{counted(made, 'org-peer vouch', 'org-peer vouches')} made through the nodes' APIs")
+        except KeyboardInterrupt:
+            bar.close()
+            stopped = cluster.stop(waiting)
+            print(f"interrupted: stopped the {counted(len(stopped.clean) + len(stopped.killed), 'node')} it started; "
+                  f"`vouchnet testnet up --dir {args.dir}` goes on", file=sys.stderr)
+            raise
     except ClusterError as e:
         raise CommandFailed(str(e)) from None
     for entry in cluster.state.nodes:

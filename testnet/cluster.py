@@ -122,7 +122,8 @@ class Cluster:
             entries.append(NodeEntry(name=name, dir=f"{NODES_DIR}/{name}", p2p_port=ports[2 * i],
                                      api_port=ports[2 * i + 1], did=did_key(public),
                                      peer_id=peer_id_from_public_key(public)))
-        cluster = cls(directory, TestnetState(network=network, seed=seed, topology=topology, nodes=tuple(entries)))
+        cluster = cls(directory, TestnetState(network=network, seed=seed, topology=topology, nodes=tuple(entries),
+                                              vouched=False))
         for i, entry in enumerate(entries):
             cluster.configure(entry.name, {
                 ("p2p", "bootstrap"): cluster._bootstrap(i),
@@ -244,15 +245,20 @@ class Cluster:
     # --- the topology's vouches ---------------------------------------------------------------------------
 
     def vouch_topology(self) -> int:
-        """Each org vouches (`org-peer`) for the orgs its topology says it trusts, through its API; returns how many
-        vouches were made."""
+        """Each org vouches (`org-peer`) for the orgs its topology says it trusts, through its API, unless it did
+        already (an interrupted call's); returns how many vouches were made. The state then says it was done."""
         edges = trust_edges(self.state.topology, len(self.state.nodes), self.state.seed)
         made = 0
         for i, entry in enumerate(self.state.nodes):
             with self.client(entry.name) as client:
+                done = {r["body"]["subject"] for r in client.iter_records(issuer=entry.did, kind="vouch")
+                        if r["body"]["basis"] == "org-peer"}
                 for j in edges[i]:
-                    client.vouch(self.state.nodes[j].did, ORG_PEER_WEIGHT, "org-peer")
-                    made += 1
+                    if self.state.nodes[j].did not in done:
+                        client.vouch(self.state.nodes[j].did, ORG_PEER_WEIGHT, "org-peer")
+                        made += 1
+        self.state = replace(self.state, vouched=True)
+        save_state(self.directory, self.state)
         return made
 
     # --- internals ----------------------------------------------------------------------------------------

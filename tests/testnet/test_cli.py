@@ -1,9 +1,15 @@
-"""`vouchnet testnet up` over a directory that already holds a testnet: what it was asked must match what is there."""
+"""`vouchnet testnet up` over a directory that already holds a testnet: what it was asked must match what is there;
+and a Ctrl-C while it starts one leaves no node running and nothing undone that the next `up` does not do."""
+
+import subprocess
+import sys
+from dataclasses import replace
 
 import pytest
 
 from node.cli import main
 from testnet import processes
+from testnet.cluster import Cluster
 from testnet.state import NodeEntry, TestnetState, save_state
 
 
@@ -24,3 +30,31 @@ def existing(tmp_path, monkeypatch):
 def test_up_over_a_testnet_refuses_a_shape_it_does_not_have(existing, capsys, option, complaint):
     assert main(["testnet", "up", "--dir", str(existing), *option]) == 2
     assert complaint in capsys.readouterr().err
+
+
+def _sleepers(self, names=None, *, progress=None, timeout=None):
+    """Cluster.start with a sleeping process for each node: interrupted (Ctrl-C) while waiting for their APIs."""
+    wanted = [n for n in (self.names if names is None else names) if not self.running(n)]
+    for name in wanted:
+        process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        self._set(replace(self.entry(name), pid=process.pid, started=processes.start_time(process.pid)))
+    raise KeyboardInterrupt
+
+
+def test_a_ctrl_c_while_up_starts_a_testnet_stops_its_nodes_and_the_next_up_makes_the_topology_vouches(
+        tmp_path, monkeypatch, capsys):
+    directory = tmp_path / "testnet"
+    monkeypatch.setattr(Cluster, "start", _sleepers)
+    try:
+        assert main(["testnet", "up", "--nodes", "2", "--dir", str(directory)]) == 130
+        cluster = Cluster.open(directory)
+        assert not any(cluster.running(name) for name in cluster.names)
+    finally:
+        Cluster.open(directory).stop(timeout=0)
+    assert f"`vouchnet testnet up --dir {directory}` goes on" in capsys.readouterr().err
+
+    vouched = []
+    monkeypatch.setattr(Cluster, "start", lambda self, names=None, progress=None: [])
+    monkeypatch.setattr(Cluster, "vouch_topology", lambda self: vouched.append(self.state.topology) or 2)
+    assert main(["testnet", "up", "--dir", str(directory)]) == 0
+    assert vouched == ["mesh"]  # left undone by the interrupted `up`, made by this one
