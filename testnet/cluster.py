@@ -6,6 +6,7 @@ through its HTTP API, as an operator drives a node.
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import time
@@ -104,13 +105,29 @@ class Cluster:
     def create(cls, directory: Path, *, nodes: int, seed: int, topology: str, settings: Settings = Settings(),
                network: str = NETWORK) -> Cluster:
         """Make `nodes` data directories with `vouchnet init`, bootstrap lists and roots per `topology`, and fast
-        `settings`; nothing is started. Refuses a directory that already holds a testnet."""
+        `settings`; nothing is started. Refuses a directory that already holds a testnet or node directories; one
+        that fails or is interrupted leaves nothing it made."""
         if nodes < 1:
             raise ClusterError(f"--nodes: must be at least 1, got {nodes}")
         if (directory / "testnet.json").exists():
             raise ClusterError(f"{directory}: already holds a testnet")
+        if (directory / NODES_DIR).exists():
+            raise ClusterError(f"{directory}: holds {NODES_DIR}/ but no testnet.json (a testnet not made by this "
+                               "command, or one whose making failed); remove it or use another --dir")
         edges = trust_edges(topology, nodes, seed)
+        made = not directory.exists()
         directory.mkdir(parents=True, exist_ok=True)
+        try:
+            return cls._create(directory, nodes, seed, topology, settings, network, edges)
+        except BaseException:  # a failed `vouchnet init` or a Ctrl-C: nothing half made is left to trip the next `up`
+            shutil.rmtree(directory / NODES_DIR, ignore_errors=True)
+            if made:
+                shutil.rmtree(directory, ignore_errors=True)
+            raise
+
+    @classmethod
+    def _create(cls, directory: Path, nodes: int, seed: int, topology: str, settings: Settings, network: str,
+                edges: dict[int, list[int]]) -> Cluster:
         ports = free_ports(2 * nodes)
         names = [node_name(i) for i in range(nodes)]
         _init_all(directory, names, network, ports)
