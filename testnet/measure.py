@@ -300,18 +300,23 @@ def attacks(run: RunResult) -> list[dict[str, Any]]:
                          trusted_or_better=sum(1 for _, t in seen if tier_rank(t) >= tier_rank("trusted")),
                          views=len(seen))
         elif attack.type == "equivocation":
-            entry.update(_equivocation_outcome(run))
+            entry.update(_equivocation_outcome(run, i))
         elif attack.type == "whitewash":
-            entry.update(_whitewash_outcome(run, watchers))
+            entry.update(_whitewash_outcome(run, i, watchers))
         elif attack.type == "key-theft":
             entry.update(_key_theft_outcome(run, i))
         out.append(entry)
     return out
 
 
-def _equivocation_outcome(run: RunResult) -> dict[str, Any]:
+def _done(run: RunResult, kind: str, index: int) -> dict[str, Any]:
+    """The timeline's entry of the scenario's attack `index` (one of several of its kind)."""
+    return next(e for e in run.timeline if e["kind"] == kind and e["attack"] == index)
+
+
+def _equivocation_outcome(run: RunResult, index: int) -> dict[str, Any]:
     """How long until each node held evidence against the offender signed after the attack."""
-    done = next(e for e in run.timeline if e["kind"] == "equivocation")
+    done = _done(run, "equivocation", index)
     return {"offender": done["offender"], "node": done["node"], "offered_to": done["offered_to"],
             "answers": done["answers"], **_flagging(run, {done["offender"]}, done["at"])}
 
@@ -320,7 +325,7 @@ def _key_theft_outcome(run: RunResult, index: int) -> dict[str, Any]:
     """Whether and how soon every node held evidence against the org whose key was stolen (its own node included),
     which nodes' trust engines count it an equivocator at the end (never its own node's), and what the thief's key
     weighs at each node: nothing, whether a node linked it to the flagged org or to no org at all."""
-    done = next(e for e in run.timeline if e["kind"] == "key-theft" and e["attack"] == index)
+    done = _done(run, "key-theft", index)
     victim = done["node"]
     flagging = _flagging(run, set(run.keys[victim]), done["at"])
     thief = {node: {"linked_to_victim": view["org"] == run.keys[victim][0], "equivocator": view["equivocator"],
@@ -349,9 +354,9 @@ def _flagging(run: RunResult, offenders: set[str], since: float) -> dict[str, An
             "seconds_to_flag": delays, "seconds_to_flag_everywhere": max(delays.values(), default=None)}
 
 
-def _whitewash_outcome(run: RunResult, watchers: set[str]) -> dict[str, Any]:
+def _whitewash_outcome(run: RunResult, index: int, watchers: set[str]) -> dict[str, Any]:
     """Each whitewashed agent's old and new identity: the observers' mean final score of each."""
-    done = next(e for e in run.timeline if e["kind"] == "whitewash")
+    done = _done(run, "whitewash", index)
     last: dict[tuple[str, str], tuple[float, int]] = {}
     for s in run.scores:
         key = (s.node, s.did)

@@ -219,7 +219,7 @@ class Run:
         other = next(n for n in reversed(self.cluster.names) if n != offender and self.is_up(n)
                      and self.plan.group_of(n) != self.plan.group_of(offender))
         done: Equivocation = equivocate(self.cluster, offender, other, self.scenario.settings.epoch_seconds)
-        self.timeline.add("equivocation", node=offender, offender=done.offender, seq=done.seq,
+        self.timeline.add("equivocation", attack=index, node=offender, offender=done.offender, seq=done.seq,
                           records=list(done.records), offered_to=list(done.offered_to), answers=list(done.answers))
 
     def _whitewash(self, index: int) -> None:
@@ -232,7 +232,7 @@ class Run:
                 with self.cluster.client(agent.plan.operator) as client:
                     client.vouch(fresh, OPERATOR_WEIGHT, "operator")
                 switched[agent.plan.name] = {"old": old, "new": fresh}
-        self.timeline.add("whitewash", agents=switched)
+        self.timeline.add("whitewash", attack=index, agents=switched)
 
     def _steal_key(self, index: int) -> None:
         attack = self.scenario.attacks[index]
