@@ -322,7 +322,13 @@ def _print_summary(m: dict) -> None:
     for r in m["rotations"]:
         print(f"key rotation of {r['node']} ({r['old']} -> {r['new']}): other nodes linking its keys: {linking(r)}")
     for a in m["attacks"]:
-        if a["type"] == "key-theft":
+        if a["type"] == "equivocation":
+            last = a["seconds_to_flag_everywhere"]
+            print(f"equivocation by {a['node']}: {a['nodes_flagging']} of {counted(a['of'], 'node')} held the evidence"
+                  + (f", the last {last} s after" if last is not None else "")
+                  + (" (it was flagged before this run)" if a["flagged_before"] else "")
+                  + f"; {len(a['distrusted_by'])} of the {counted(a['of_others'], 'other')} count it an equivocator")
+        elif a["type"] == "key-theft":
             last = a["seconds_to_flag_everywhere"]
             print(f"key theft from {a['victim']}: {a['nodes_flagging']} of {counted(a['of'], 'node')} flagged the org"
                   + (f", the last {last} s after the thief's offer" if last is not None else "")

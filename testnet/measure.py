@@ -315,10 +315,16 @@ def _done(run: RunResult, kind: str, index: int) -> dict[str, Any]:
 
 
 def _equivocation_outcome(run: RunResult, index: int) -> dict[str, Any]:
-    """How long until each node held evidence against the offender signed after the attack."""
+    """How long until each node held evidence against the offender signed after the attack; and, read from the
+    nodes at the end (GET /v1/orgs/{offender}), which of the others count it an equivocator (its own node never
+    does) and what its word weighs at each."""
     done = _done(run, "equivocation", index)
+    views = run.key_views.get(done["offender"], {})
     return {"offender": done["offender"], "node": done["node"], "offered_to": done["offered_to"],
-            "answers": done["answers"], **_flagging(run, {done["offender"]}, done["at"])}
+            "answers": done["answers"], **_flagging(run, {done["offender"]}, done["at"]),
+            "distrusted_by": sorted(n for n, view in views.items() if view["equivocator"]),
+            "of_others": len(run.plan.nodes) - 1,
+            "weight_at": {n: view["weight"] for n, view in sorted(views.items())}}
 
 
 def _key_theft_outcome(run: RunResult, index: int) -> dict[str, Any]:

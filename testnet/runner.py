@@ -30,7 +30,8 @@ SETUP_TIMEOUT = 30.0  # seconds the setup's records may take to reach every node
 CUT_SETTLE = 5.0  # seconds a partition's cut may take to close every connection across it
 CHECKPOINT_TIMEOUT = 30.0  # seconds after settling for every checkpoint to cover its ledger and be witnessed
 
-_KEYS_VIEWED = {"rotated": ("new",), "key-theft": ("key", "thief")}  # timeline entry -> its keys _key_views asks about
+_KEYS_VIEWED = {"rotated": ("new",), "key-theft": ("key", "thief"),  # timeline entry -> its keys _key_views asks about
+                "equivocation": ("offender",)}
 
 Say = Callable[[str], None]
 
@@ -312,8 +313,9 @@ class Run:
         return orgs
 
     def _key_views(self) -> dict[str, dict[str, dict[str, Any]]]:
-        """Each running node's answer to GET /v1/orgs/{did} for every key a rotation made and every key a theft
-        touched: which org it counts the key as (its first key), whether that org is flagged, what its word weighs."""
+        """Each running node's answer to GET /v1/orgs/{did} for every key a rotation made, every key a theft touched
+        and every equivocator's: which org it counts the key as (its first key), whether that org is flagged, what
+        its word weighs."""
         dids = [event[k] for event in self.timeline.events for k in _KEYS_VIEWED.get(event["kind"], ())]
         views: dict[str, dict[str, dict[str, Any]]] = {did: {} for did in dids}
         for node in sorted(self.up):

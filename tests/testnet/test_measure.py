@@ -10,7 +10,7 @@ from testnet.measure import attacks, catch_up, checkpoints, confusion, convergen
 from testnet.observe import RecordInfo, ScoreSample
 from testnet.plan import make_plan
 from testnet.runner import RunResult
-from testnet.scenario import load_scenario, parse_scenario
+from testnet.scenario import Attack, Selector, load_scenario, parse_scenario
 from testnet.traffic import TrafficStats
 
 T0 = 1000.0
@@ -192,3 +192,18 @@ def test_each_equivocation_and_whitewash_reports_its_own_outcome():
     assert (first["offender"], first["nodes_flagging"]) == ("did:a", 0)
     assert (second["offender"], second["nodes_flagging"], second["seconds_to_flag"]) == ("did:c", 1, {"n01": 0.5})
     assert list(good["agents"]) == ["good-0"] and list(bad["agents"]) == ["bad-0"]
+
+
+def test_an_equivocation_reports_which_nodes_count_the_offender_an_equivocator_not_only_who_holds_evidence():
+    timeline = [{"at": T0 + 5, "kind": "equivocation", "attack": 0, "node": "n02", "offender": "did:c",
+                 "offered_to": ["n02", "n01"], "answers": ["accepted", "accepted"]}]
+    views = {"did:c": {"n00": {"equivocator": False, "weight": 0.4}, "n01": {"equivocator": True, "weight": 0.0},
+                       "n02": {"equivocator": False, "weight": 1.0}}}  # its own node never distrusts its org
+    result = run({}, {"evidence": {n: T0 + 5.5 for n in DIDS}}, timeline, key_views=views)
+    result.records["evidence"] = RecordInfo("evidence", "did:b", "equivocation", 30, T0 + 5.2, "did:c")
+    result = replace(result, scenario=replace(result.scenario, attacks=(Attack("equivocation", Selector("quiet"),
+                                                                                   at=5.0),)))
+    (equivocation,) = attacks(result)
+    assert equivocation["nodes_flagging"] == 3  # every node holds the evidence ...
+    assert equivocation["distrusted_by"] == ["n01"] and equivocation["of_others"] == 2  # ... one acts on it
+    assert equivocation["weight_at"] == {"n00": 0.4, "n01": 0.0, "n02": 1.0}
