@@ -323,19 +323,21 @@ def _print_summary(m: dict) -> None:
         print(f"key rotation of {r['node']} ({r['old']} -> {r['new']}): other nodes linking its keys: {linking(r)}")
     for a in m["attacks"]:
         if a["type"] == "equivocation":
-            last = a["seconds_to_flag_everywhere"]
-            print(f"equivocation by {a['node']}: {a['nodes_flagging']} of {counted(a['of'], 'node')} held the evidence"
-                  + (f", the last {last} s after" if last is not None else "")
-                  + (" (it was flagged before this run)" if a["flagged_before"] else "")
-                  + f"; {len(a['distrusted_by'])} of the {counted(a['of_others'], 'other')} count it an equivocator")
+            print(f"equivocation by {a['node']}: {_evidence(a, '')}; {len(a['distrusted_by'])} of the "
+                  f"{counted(a['of_others'], 'other')} count it an equivocator")
         elif a["type"] == "key-theft":
-            last = a["seconds_to_flag_everywhere"]
-            print(f"key theft from {a['victim']}: {a['nodes_flagging']} of {counted(a['of'], 'node')} flagged the org"
-                  + (f", the last {last} s after the thief's offer" if last is not None else "")
-                  + (" (it was flagged before this run)" if a["flagged_before"] else "")
-                  + f"; the thief's key counts for nothing: {a['thief_counts_for_nothing']}")
+            print(f"key theft from {a['victim']}: {_evidence(a, ' the thief offered its records')}; the thief's key "
+                  f"counts for nothing: {a['thief_counts_for_nothing']}")
     print(f"converged: {conv['converged']} ({counted(conv['records'], 'record')}); checkpoints current and cosigned "
           f"by their {counted(cps['witnesses'], 'witness', 'witnesses')}: {cps['all_current_and_witnessed']}")
     for row in m["confusion"]["rows"]:
         tiers = ", ".join(f"{t} {n}" for t, n in row["tiers"].items() if n)
         print(f"agents {row['group']} ({row['behaviour']}) at the honest nodes: {tiers}")
+
+
+def _evidence(attack: dict, since: str) -> str:
+    """How many nodes held equivocation evidence against an attack's org, and how soon after `since`."""
+    last = attack["seconds_to_flag_everywhere"]
+    return (f"{attack['nodes_flagging']} of {counted(attack['of'], 'node')} held the evidence"
+            + (f", the last {last} s after{since}" if last is not None else "")
+            + (" (it was flagged before this run)" if attack["flagged_before"] else ""))

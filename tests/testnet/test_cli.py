@@ -58,3 +58,21 @@ def test_a_ctrl_c_while_up_starts_a_testnet_stops_its_nodes_and_the_next_up_make
     monkeypatch.setattr(Cluster, "vouch_topology", lambda self: vouched.append(self.state.topology) or 2)
     assert main(["testnet", "up", "--dir", str(directory)]) == 0
     assert vouched == ["mesh"]  # left undone by the interrupted `up`, made by this one
+
+
+def test_the_summary_says_who_held_the_evidence_and_who_acts_on_it(capsys):
+    from testnet.cli import _print_summary
+
+    evidence = {"nodes_flagging": 3, "of": 3, "seconds_to_flag_everywhere": 0.4, "flagged_before": False}
+    _print_summary({"propagation": {"everywhere": {"count": 0}}, "catch_up": [], "rotations": [],
+                    "convergence": {"converged": True, "records": 9},
+                    "checkpoints": {"witnesses": 2, "all_current_and_witnessed": True}, "confusion": {"rows": []},
+                    "attacks": [{"type": "equivocation", "node": "n02", "distrusted_by": ["n01"], "of_others": 2,
+                                 **evidence},
+                                {"type": "key-theft", "victim": "n01", "thief_counts_for_nothing": True,
+                                 **evidence, "flagged_before": True}]})
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == ("equivocation by n02: 3 of 3 nodes held the evidence, the last 0.4 s after; 1 of the 2 others "
+                      "count it an equivocator")
+    assert out[1] == ("key theft from n01: 3 of 3 nodes held the evidence, the last 0.4 s after the thief offered its "
+                      "records (it was flagged before this run); the thief's key counts for nothing: True")
