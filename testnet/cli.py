@@ -300,6 +300,11 @@ def _run(args: argparse.Namespace) -> int:
         page = write_report(result, measurements, out, elapsed)
     except ClusterError as e:
         raise CommandFailed(str(e)) from None
+    except KeyboardInterrupt:
+        left = (f"the testnet it made in {args.dir} is stopped" if fresh and not args.keep else
+                f"`vouchnet testnet status --dir {args.dir}` shows the testnet as it was left")
+        print(f"interrupted: no report written; {left}", file=sys.stderr)
+        raise
     finally:
         if fresh and not args.keep and (args.dir / STATE_FILE).exists():
             _open(args.dir).stop()

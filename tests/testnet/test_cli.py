@@ -76,3 +76,22 @@ def test_the_summary_says_who_held_the_evidence_and_who_acts_on_it(capsys):
                       "count it an equivocator")
     assert out[1] == ("key theft from n01: 3 of 3 nodes held the evidence, the last 0.4 s after the thief offered its "
                       "records (it was flagged before this run); the thief's key counts for nothing: True")
+
+
+class _Interrupted:
+    """A scenario run that a Ctrl-C stops."""
+
+    def __init__(self, cluster, scenario, **options):
+        pass
+
+    def execute(self):
+        raise KeyboardInterrupt
+
+
+def test_a_ctrl_c_during_a_run_says_what_it_left(existing, capsys, monkeypatch):
+    from testnet import runner
+
+    monkeypatch.setattr(runner, "Run", _Interrupted)
+    assert main(["testnet", "run", "baseline", "--dir", str(existing)]) == 130
+    assert (f"interrupted: no report written; `vouchnet testnet status --dir {existing}` shows the testnet as it was "
+            "left") in capsys.readouterr().err
