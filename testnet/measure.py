@@ -16,6 +16,7 @@ from typing import Any
 from vouching.tiers import TIERS, tier_rank
 
 from .runner import RunResult
+from .scenario import Scenario
 from .status import flagged_keys, witnessed
 
 CATCH_UP_MARGIN = 10.0  # seconds after a fault ends during which records are not counted as undisturbed
@@ -34,9 +35,17 @@ def measure(run: RunResult) -> dict[str, Any]:
     }
 
 
+def attacking_groups(scenario: Scenario) -> set[str]:
+    """The org groups an attack uses: those that praise, slander or equivocate, and the operators of whitewashed
+    agents, who vouch for their fresh identities."""
+    operators = {g.name: g.operator for g in scenario.agents}
+    return ({a.attackers.group for a in scenario.attacks if a.attackers is not None}
+            | {operators[a.agents] for a in scenario.attacks if a.type == "whitewash" and a.agents is not None})
+
+
 def observers(run: RunResult) -> list[str]:
     """The nodes whose view counts as the honest network's: those of org groups no attack uses (all if none)."""
-    attacking = {a.attackers.group for a in run.scenario.attacks if a.attackers is not None}
+    attacking = attacking_groups(run.scenario)
     honest = [n for g in run.scenario.orgs if g.name not in attacking for n in run.plan.groups[g.name]]
     return honest or list(run.plan.nodes)
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from testnet.measure import attacks, catch_up, checkpoints, confusion, convergence, identity_at, propagation, rotations
+from testnet.measure import (attacks, catch_up, checkpoints, confusion, convergence, identity_at, observers, propagation,
+                             rotations)
 from testnet.observe import RecordInfo, ScoreSample
 from testnet.plan import make_plan
 from testnet.runner import RunResult
@@ -207,3 +208,12 @@ def test_an_equivocation_reports_which_nodes_count_the_offender_an_equivocator_n
     assert equivocation["nodes_flagging"] == 3  # every node holds the evidence ...
     assert equivocation["distrusted_by"] == ["n01"] and equivocation["of_others"] == 2  # ... one acts on it
     assert equivocation["weight_at"] == {"n00": 0.4, "n01": 0.0, "n02": 1.0}
+
+
+def test_a_whitewashing_operator_is_no_honest_observer():
+    """The operator vouches for its agents' fresh identities: its node's view of them is the attacker's."""
+    text = Path(__file__).with_name("short.toml").read_text()
+    text = text[:text.index("[[faults]]")].replace('malicious"\noperator = "honest"', 'malicious"\noperator = "quiet"')
+    scenario = parse_scenario(text + '[[attacks]]\ntype = "whitewash"\nagents = "bad"\nat = 5\n', name="whitewash")
+    result = replace(run({}, {}, []), scenario=scenario, plan=make_plan(scenario, list(DIDS), seed=1))
+    assert result.plan.groups["quiet"] == ["n02"] and observers(result) == ["n00", "n01"]
