@@ -259,8 +259,9 @@ def _run(args: argparse.Namespace) -> int:
     from .measure import measure
     from .report import write_report
     from .runner import Run
+    from .plan import make_plan
     from .scenario import ScenarioError, load_scenario
-    from .state import STATE_FILE
+    from .state import STATE_FILE, node_name
 
     try:
         scenario = load_scenario(args.scenario)
@@ -274,9 +275,13 @@ def _run(args: argparse.Namespace) -> int:
     try:
         if fresh:
             nodes = scenario.nodes if args.nodes is None else args.nodes
+            seed = 1 if args.seed is None else args.seed
+            try:  # before making a testnet that no run of the scenario could use
+                make_plan(scenario, [node_name(i) for i in range(nodes)], seed)
+            except ScenarioError as e:
+                raise UsageError(str(e)) from None
             print(f"no testnet in {args.dir}: creating {counted(nodes, 'node')}", file=sys.stderr)
-            cluster = Cluster.create(args.dir, nodes=nodes, seed=1 if args.seed is None else args.seed,
-                                     topology="none", settings=scenario.settings)
+            cluster = Cluster.create(args.dir, nodes=nodes, seed=seed, topology="none", settings=scenario.settings)
         else:
             cluster = _open(args.dir)
             if args.nodes is not None and args.nodes != len(cluster.names):

@@ -227,3 +227,12 @@ def test_a_multi_line_string_hides_no_key_and_shows_none():
         parse_scenario(text, name="broken", where="broken.toml")
     with pytest.raises(ScenarioError, match=r"^broken.toml:1: description: must be a string"):
         parse_scenario(text.replace('"""two', '"""' + "x" * 2001), name="broken", where="broken.toml")
+
+
+def test_the_cli_makes_no_testnet_too_small_for_the_scenario(tmp_path, capsys):
+    """Left behind, it failed every later run of the scenario in that directory, --nodes or not."""
+    from node.cli import main
+
+    assert main(["testnet", "run", "sybil-collusion", "--nodes", "2", "--dir", str(tmp_path / "testnet")]) == 2
+    assert "scenario sybil-collusion needs at least 5 nodes" in capsys.readouterr().err
+    assert not (tmp_path / "testnet").exists()
