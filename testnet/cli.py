@@ -335,6 +335,14 @@ def _print_summary(m: dict) -> None:
         if a["type"] == "equivocation":
             print(f"equivocation by {a['node']}: {_evidence(a, '')}; {len(a['distrusted_by'])} of the "
                   f"{counted(a['of_others'], 'other')} count it an equivocator")
+        elif a["type"] in ("praise", "slander"):
+            print(f"{a['type']} of {a['agents']} by {a['orgs']}: at the honest nodes "
+                  + (f"a mean final score of {a['mean_final_score']}, trusted or better in {a['trusted_or_better']} "
+                     f"of {counted(a['views'], 'view')}" if a["views"] else "no score of them"))
+        elif a["type"] == "whitewash":
+            print("whitewash: mean final score at the honest nodes, old identity -> new: " + ", ".join(
+                f"{name} {_or_dash(v['old_final_score'])} -> {_or_dash(v['new_final_score'])}"
+                for name, v in a["agents"].items()))
         elif a["type"] == "key-theft":
             print(f"key theft from {a['victim']}: {_evidence(a, ' the thief offered its records')}; the thief's key "
                   f"counts for nothing: {a['thief_counts_for_nothing']}")
@@ -351,3 +359,7 @@ def _evidence(attack: dict, since: str) -> str:
     return (f"{attack['nodes_flagging']} of {counted(attack['of'], 'node')} held the evidence"
             + (f", the last {last} s after{since}" if last is not None else "")
             + (" (it was flagged before this run)" if attack["flagged_before"] else ""))
+
+
+def _or_dash(value: float | None) -> str:
+    return "-" if value is None else str(value)

@@ -78,6 +78,27 @@ def test_the_summary_says_who_held_the_evidence_and_who_acts_on_it(capsys):
                       "records (it was flagged before this run); the thief's key counts for nothing: True")
 
 
+def test_the_summary_says_how_praise_slander_and_whitewash_fared(capsys):
+    from testnet.cli import _print_summary
+
+    _print_summary({"propagation": {"everywhere": {"count": 0}}, "catch_up": [], "rotations": [],
+                    "convergence": {"converged": True, "records": 9},
+                    "checkpoints": {"witnesses": 2, "all_current_and_witnessed": True}, "confusion": {"rows": []},
+                    "attacks": [{"type": "slander", "orgs": "liars", "agents": "good", "mean_final_score": 612.5,
+                                 "trusted_or_better": 5, "views": 8},
+                                {"type": "praise", "orgs": "colluders", "agents": "bad", "mean_final_score": None,
+                                 "trusted_or_better": 0, "views": 0},
+                                {"type": "whitewash", "agents": {"w-0": {"old_final_score": 4.0, "new_final_score": 2.0},
+                                                                 "w-1": {"old_final_score": None,
+                                                                         "new_final_score": 5.5}}}]})
+    out = capsys.readouterr().out.splitlines()
+    assert out[:3] == ["slander of good by liars: at the honest nodes a mean final score of 612.5, trusted or better "
+                       "in 5 of 8 views",
+                       "praise of bad by colluders: at the honest nodes no score of them",
+                       "whitewash: mean final score at the honest nodes, old identity -> new: w-0 4.0 -> 2.0, "
+                       "w-1 - -> 5.5"]
+
+
 class _Interrupted:
     """A scenario run that a Ctrl-C stops."""
 
