@@ -306,7 +306,9 @@ def _run(args: argparse.Namespace) -> int:
     except ClusterError as e:
         raise CommandFailed(str(e)) from None
     except KeyboardInterrupt:
-        left = (f"the testnet it made in {args.dir} is stopped" if fresh and not args.keep else
+        made = (args.dir / STATE_FILE).exists()  # Cluster.create removes what an interrupted one made
+        left = ("no testnet was made" if fresh and not made else
+                f"the testnet it made in {args.dir} is stopped" if fresh and not args.keep else
                 f"`vouchnet testnet status --dir {args.dir}` shows the testnet as it was left")
         print(f"interrupted: no report written; {left}", file=sys.stderr)
         raise

@@ -116,3 +116,12 @@ def test_a_ctrl_c_during_a_run_says_what_it_left(existing, capsys, monkeypatch):
     assert main(["testnet", "run", "baseline", "--dir", str(existing)]) == 130
     assert (f"interrupted: no report written; `vouchnet testnet status --dir {existing}` shows the testnet as it was "
             "left") in capsys.readouterr().err
+
+
+def test_a_ctrl_c_while_a_run_makes_its_testnet_says_none_was_made(tmp_path, capsys, monkeypatch):
+    def interrupted(*args, **options):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Cluster, "create", interrupted)
+    assert main(["testnet", "run", "baseline", "--dir", str(tmp_path / "testnet")]) == 130
+    assert "interrupted: no report written; no testnet was made" in capsys.readouterr().err
