@@ -10,15 +10,16 @@ import pytest
 from node.cli import main
 from testnet import processes
 from testnet.cluster import Cluster
-from testnet.state import NodeEntry, TestnetState, save_state
+from testnet import state
+from testnet.state import NodeEntry, save_state
 
 
 @pytest.fixture
 def existing(tmp_path, monkeypatch):
     """A stopped testnet of two nodes (mesh, seed 1), whose nodes must not be started."""
     monkeypatch.setattr(processes, "spawn_node", lambda *args: pytest.fail("a node was started"))
-    save_state(tmp_path, TestnetState("testnet", 1, "mesh", (NodeEntry("n00", "nodes/n00", 1, 2, "did:a", "a"),
-                                                            NodeEntry("n01", "nodes/n01", 3, 4, "did:b", "b"))))
+    nodes = (NodeEntry("n00", "nodes/n00", 1, 2, "did:a", "a"), NodeEntry("n01", "nodes/n01", 3, 4, "did:b", "b"))
+    save_state(tmp_path, state.TestnetState("testnet", 1, "mesh", nodes))
     return tmp_path
 
 
@@ -88,9 +89,9 @@ def test_the_summary_says_how_praise_slander_and_whitewash_fared(capsys):
                                  "trusted_or_better": 5, "views": 8},
                                 {"type": "praise", "orgs": "colluders", "agents": "bad", "mean_final_score": None,
                                  "trusted_or_better": 0, "views": 0},
-                                {"type": "whitewash", "agents": {"w-0": {"old_final_score": 4.0, "new_final_score": 2.0},
-                                                                 "w-1": {"old_final_score": None,
-                                                                         "new_final_score": 5.5}}}]})
+                                {"type": "whitewash",
+                                 "agents": {"w-0": {"old_final_score": 4.0, "new_final_score": 2.0},
+                                            "w-1": {"old_final_score": None, "new_final_score": 5.5}}}]})
     out = capsys.readouterr().out.splitlines()
     assert out[:3] == ["slander of good by liars: at the honest nodes a mean final score of 612.5, trusted or better "
                        "in 5 of 8 views",

@@ -8,7 +8,8 @@ import pytest
 from testnet import cluster as cluster_module
 from testnet import processes
 from testnet.cluster import Cluster, ClusterError, free_ports
-from testnet.state import NodeEntry, TestnetState
+from testnet import state
+from testnet.state import NodeEntry
 
 
 def test_a_taken_port_is_found_before_any_node_is_started(tmp_path, monkeypatch):
@@ -19,10 +20,10 @@ def test_a_taken_port_is_found_before_any_node_is_started(tmp_path, monkeypatch)
         taken.listen()
         port = taken.getsockname()[1]
         p2p, api, other = free_ports(3)
-        state = TestnetState("testnet", 1, "mesh", (NodeEntry("n00", "nodes/n00", p2p, api, "did:a", "a"),
-                                                    NodeEntry("n01", "nodes/n01", other, port, "did:b", "b")))
+        network = state.TestnetState("testnet", 1, "mesh", (NodeEntry("n00", "nodes/n00", p2p, api, "did:a", "a"),
+                                                            NodeEntry("n01", "nodes/n01", other, port, "did:b", "b")))
         with pytest.raises(ClusterError, match=f"n01: port {port} is taken by another process"):
-            Cluster(tmp_path, state).start()
+            Cluster(tmp_path, network).start()
     assert spawned == []  # n00 was not left running by an `up` that failed
 
 

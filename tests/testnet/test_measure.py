@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from testnet.measure import (attacks, catch_up, checkpoints, confusion, convergence, identity_at, observers, propagation,
-                             rotations)
+from testnet.measure import (attacks, catch_up, checkpoints, confusion, convergence, identity_at, observers,
+                             propagation, rotations)
 from testnet.observe import RecordInfo, ScoreSample
 from testnet.plan import make_plan
 from testnet.runner import RunResult
@@ -183,8 +183,10 @@ def test_each_equivocation_and_whitewash_reports_its_own_outcome():
                  "offered_to": ["n00", "n02"], "answers": ["accepted", "accepted"]},
                 {"at": T0 + 6, "kind": "equivocation", "attack": 1, "node": "n02", "offender": "did:c",
                  "offered_to": ["n02", "n01"], "answers": ["accepted", "accepted"]},
-                {"at": T0 + 9, "kind": "whitewash", "attack": 2, "agents": {"good-0": {"old": "did:g", "new": "did:g2"}}},
-                {"at": T0 + 10, "kind": "whitewash", "attack": 3, "agents": {"bad-0": {"old": "did:x", "new": "did:y"}}}]
+                {"at": T0 + 9, "kind": "whitewash", "attack": 2,
+                 "agents": {"good-0": {"old": "did:g", "new": "did:g2"}}},
+                {"at": T0 + 10, "kind": "whitewash", "attack": 3,
+                 "agents": {"bad-0": {"old": "did:x", "new": "did:y"}}}]
     result = replace(run({}, {"against-c": {"n01": T0 + 6.5}}, timeline,
                          identities={"good-0": ["did:g", "did:g2"], "bad-0": ["did:x", "did:y"]}),
                      scenario=scenario, plan=make_plan(scenario, list(DIDS), seed=1))

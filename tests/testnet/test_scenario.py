@@ -139,7 +139,8 @@ def test_a_broken_scenario_is_refused_naming_the_key_and_the_rule(text, error):
      "agents.good.behaviour.on: not a parameter"),
     (_edit("nodes = 1", 'nodes = "some"'), 10, "orgs.rogue.nodes: must be an integer"),
     (_edit('roots = ["honest"]', '  roots = ["honst"]   # a typo'), 6, "orgs.honest.roots: no org group 'honst'"),
-    (MINIMAL + '[[faults]]\ntype = "kill"\nnodes = "honest"\nat = 1\nduration = 2\n\n[[faults]]\ntype = "kill"\nat = 1\n'
+    (MINIMAL + '[[faults]]\ntype = "kill"\nnodes = "honest"\nat = 1\nduration = 2\n\n'
+     '[[faults]]\ntype = "kill"\nat = 1\n'
      'nods = "honest"\nduration = 2\nnodes = "honest"\n', 26, "faults[1].nods: unknown key"),
     (MINIMAL + "[[faults]]\ntype = \"kill\"\nnodes = \"honest\"\nat = 1\n", 17, "faults[0].duration: required"),
 ])
