@@ -10,6 +10,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from node.commands.common import (
     CommandFailed,
@@ -21,6 +22,9 @@ from node.commands.common import (
     seconds_argument,
 )
 from node.commands.counts import counted
+
+if TYPE_CHECKING:
+    from .state import TestnetState
 
 DIR_ENV = "VOUCHNET_TESTNET_DIR"
 DEFAULT_DIR = "vouchnet-testnet"
@@ -51,10 +55,11 @@ def register(subparsers: Subparsers) -> None:
     )
     _dir_option(up)
     up.add_argument("--nodes", type=positive_int, help="how many nodes (default 5 for a new testnet)")
-    up.add_argument("--seed", type=int, default=1, help="seed of the random topology and of scenario runs "
-                                                         "(default: %(default)s)")
-    up.add_argument("--topology", choices=sorted(TOPOLOGIES), default="mesh",
-                    help="who roots and vouches for whom: " + "; ".join(f"{k}: {v}" for k, v in TOPOLOGIES.items()))
+    up.add_argument("--seed", type=int, help="seed of the random topology and of scenario runs (default 1 for a new "
+                                             "testnet)")
+    up.add_argument("--topology", choices=sorted(TOPOLOGIES),
+                    help="who roots and vouches for whom (default mesh for a new testnet): "
+                    + "; ".join(f"{k}: {v}" for k, v in TOPOLOGIES.items()))
 
     status = add_local_command(
         commands, "status", run=_status,
@@ -136,28 +141,44 @@ def _up(args: argparse.Namespace) -> int:
     try:
         if (args.dir / STATE_FILE).exists():
             cluster = _open(args.dir)
-            if args.nodes is not None and args.nodes != len(cluster.names):
-                raise UsageError(f"{args.dir} holds a testnet of {counted(len(cluster.names), 'node')}, not {args.nodes}: "
-                                 "`vouchnet testnet down`, then remove it or use another --dir")
-            fresh = False
+            _same_shape(args, cluster.state)
         else:
             nodes = 5 if args.nodes is None else args.nodes
-            print(f"creating {counted(nodes, 'node')} in {args.dir} (topology {args.topology}, seed {args.seed})")
-            cluster = Cluster.create(args.dir, nodes=nodes, seed=args.seed, topology=args.topology)
-            fresh = True
+            seed = 1 if args.seed is None else args.seed
+            topology = args.topology or "mesh"
+            print(f"creating {counted(nodes, 'node')} in {args.dir} (topology {topology}, seed {seed})")
+            cluster = Cluster.create(args.dir, nodes=nodes, seed=seed, topology=topology)
         waiting = [n for n in cluster.names if not cluster.running(n)]
         bar = ProgressBar(f"starting {counted(len(waiting), 'node')}")
-        cluster.start(waiting, progress=bar)
-        bar.close()
-        if fresh:
-            made = cluster.vouch_topology()
-            print(f"{counted(made, 'org-peer vouch', 'org-peer vouches')} made through the nodes' APIs")
+        try:
+            cluster.start(waiting, progress=bar)
+            bar.close()
+            if not cluster.state.vouched:
+                made = cluster.vouch_topology()
+                print(f"{counted(made, 'org-peer vouch', 'org-peer vouches')} made through the nodes' APIs")
+        except KeyboardInterrupt:
+            bar.close()
+            stopped = cluster.stop(waiting)
+            print(f"interrupted: stopped the {counted(len(stopped.clean) + len(stopped.killed), 'node')} it started; "
+                  f"`vouchnet testnet up --dir {args.dir}` goes on", file=sys.stderr)
+            raise
     except ClusterError as e:
         raise CommandFailed(str(e)) from None
     for entry in cluster.state.nodes:
         print(f"{entry.name}  {entry.api_url}  {entry.did}")
     print(f"testnet up in {time.monotonic() - started_at:.1f} s; `vouchnet testnet status --dir {args.dir}` shows it")
     return 0
+
+
+def _same_shape(args: argparse.Namespace, state: TestnetState) -> None:
+    """Refuses `up --nodes/--topology/--seed` over a testnet made with others: they would be ignored."""
+    asked = {"nodes": args.nodes, "topology": args.topology, "seed": args.seed}
+    held = {"nodes": len(state.nodes), "topology": state.topology, "seed": state.seed}
+    for what, value in asked.items():
+        if value is not None and value != held[what]:
+            shape = counted(held[what], "node") if what == "nodes" else f"{what} {held[what]}"
+            raise UsageError(f"{args.dir} holds a testnet of {shape}, not {value}: `vouchnet testnet down`, then "
+                             "remove it or use another --dir")
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -238,8 +259,9 @@ def _run(args: argparse.Namespace) -> int:
     from .measure import measure
     from .report import write_report
     from .runner import Run
+    from .plan import make_plan
     from .scenario import ScenarioError, load_scenario
-    from .state import STATE_FILE
+    from .state import STATE_FILE, node_name
 
     try:
         scenario = load_scenario(args.scenario)
@@ -253,9 +275,13 @@ def _run(args: argparse.Namespace) -> int:
     try:
         if fresh:
             nodes = scenario.nodes if args.nodes is None else args.nodes
+            seed = 1 if args.seed is None else args.seed
+            try:  # before making a testnet that no run of the scenario could use
+                make_plan(scenario, [node_name(i) for i in range(nodes)], seed)
+            except ScenarioError as e:
+                raise UsageError(str(e)) from None
             print(f"no testnet in {args.dir}: creating {counted(nodes, 'node')}", file=sys.stderr)
-            cluster = Cluster.create(args.dir, nodes=nodes, seed=1 if args.seed is None else args.seed,
-                                     topology="none", settings=scenario.settings)
+            cluster = Cluster.create(args.dir, nodes=nodes, seed=seed, topology="none", settings=scenario.settings)
         else:
             cluster = _open(args.dir)
             if args.nodes is not None and args.nodes != len(cluster.names):
@@ -279,6 +305,13 @@ def _run(args: argparse.Namespace) -> int:
         page = write_report(result, measurements, out, elapsed)
     except ClusterError as e:
         raise CommandFailed(str(e)) from None
+    except KeyboardInterrupt:
+        made = (args.dir / STATE_FILE).exists()  # Cluster.create removes what an interrupted one made
+        left = ("no testnet was made" if fresh and not made else
+                f"the testnet it made in {args.dir} is stopped" if fresh and not args.keep else
+                f"`vouchnet testnet status --dir {args.dir}` shows the testnet as it was left")
+        print(f"interrupted: no report written; {left}", file=sys.stderr)
+        raise
     finally:
         if fresh and not args.keep and (args.dir / STATE_FILE).exists():
             _open(args.dir).stop()
@@ -301,14 +334,34 @@ def _print_summary(m: dict) -> None:
     for r in m["rotations"]:
         print(f"key rotation of {r['node']} ({r['old']} -> {r['new']}): other nodes linking its keys: {linking(r)}")
     for a in m["attacks"]:
-        if a["type"] == "key-theft":
-            last = a["seconds_to_flag_everywhere"]
-            print(f"key theft from {a['victim']}: {a['nodes_flagging']} of {counted(a['of'], 'node')} flagged the org"
-                  + (f", the last {last} s after the thief's offer" if last is not None else "")
-                  + (" (it was flagged before this run)" if a["flagged_before"] else "")
-                  + f"; the thief's key counts for nothing: {a['thief_counts_for_nothing']}")
+        if a["type"] == "equivocation":
+            print(f"equivocation by {a['node']}: {_evidence(a, '')}; {len(a['distrusted_by'])} of the "
+                  f"{counted(a['of_others'], 'other')} count it an equivocator")
+        elif a["type"] in ("praise", "slander"):
+            print(f"{a['type']} of {a['agents']} by {a['orgs']}: at the honest nodes "
+                  + (f"a mean final score of {a['mean_final_score']}, trusted or better in {a['trusted_or_better']} "
+                     f"of {counted(a['views'], 'view')}" if a["views"] else "no score of them"))
+        elif a["type"] == "whitewash":
+            print("whitewash: mean final score at the honest nodes, old identity -> new: " + ", ".join(
+                f"{name} {_or_dash(v['old_final_score'])} -> {_or_dash(v['new_final_score'])}"
+                for name, v in a["agents"].items()))
+        elif a["type"] == "key-theft":
+            print(f"key theft from {a['victim']}: {_evidence(a, ' the thief offered its records')}; the thief's key "
+                  f"counts for nothing: {a['thief_counts_for_nothing']}")
     print(f"converged: {conv['converged']} ({counted(conv['records'], 'record')}); checkpoints current and cosigned "
           f"by their {counted(cps['witnesses'], 'witness', 'witnesses')}: {cps['all_current_and_witnessed']}")
     for row in m["confusion"]["rows"]:
         tiers = ", ".join(f"{t} {n}" for t, n in row["tiers"].items() if n)
         print(f"agents {row['group']} ({row['behaviour']}) at the honest nodes: {tiers}")
+
+
+def _evidence(attack: dict, since: str) -> str:
+    """How many nodes held equivocation evidence against an attack's org, and how soon after `since`."""
+    last = attack["seconds_to_flag_everywhere"]
+    return (f"{attack['nodes_flagging']} of {counted(attack['of'], 'node')} held the evidence"
+            + (f", the last {last} s after{since}" if last is not None else "")
+            + (" (it was flagged before this run)" if attack["flagged_before"] else ""))
+
+
+def _or_dash(value: float | None) -> str:
+    return "-" if value is None else str(value)

@@ -6,6 +6,7 @@ through its HTTP API, as an operator drives a node.
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import time
@@ -104,13 +105,29 @@ class Cluster:
     def create(cls, directory: Path, *, nodes: int, seed: int, topology: str, settings: Settings = Settings(),
                network: str = NETWORK) -> Cluster:
         """Make `nodes` data directories with `vouchnet init`, bootstrap lists and roots per `topology`, and fast
-        `settings`; nothing is started. Refuses a directory that already holds a testnet."""
+        `settings`; nothing is started. Refuses a directory that already holds a testnet or node directories; one
+        that fails or is interrupted leaves nothing it made."""
         if nodes < 1:
             raise ClusterError(f"--nodes: must be at least 1, got {nodes}")
         if (directory / "testnet.json").exists():
             raise ClusterError(f"{directory}: already holds a testnet")
+        if (directory / NODES_DIR).exists():
+            raise ClusterError(f"{directory}: holds {NODES_DIR}/ but no testnet.json (a testnet not made by this "
+                               "command, or one whose making failed); remove it or use another --dir")
         edges = trust_edges(topology, nodes, seed)
+        made = not directory.exists()
         directory.mkdir(parents=True, exist_ok=True)
+        try:
+            return cls._create(directory, nodes, seed, topology, settings, network, edges)
+        except BaseException:  # a failed `vouchnet init` or a Ctrl-C: nothing half made is left to trip the next `up`
+            shutil.rmtree(directory / NODES_DIR, ignore_errors=True)
+            if made:
+                shutil.rmtree(directory, ignore_errors=True)
+            raise
+
+    @classmethod
+    def _create(cls, directory: Path, nodes: int, seed: int, topology: str, settings: Settings, network: str,
+                edges: dict[int, list[int]]) -> Cluster:
         ports = free_ports(2 * nodes)
         names = [node_name(i) for i in range(nodes)]
         _init_all(directory, names, network, ports)
@@ -122,7 +139,8 @@ class Cluster:
             entries.append(NodeEntry(name=name, dir=f"{NODES_DIR}/{name}", p2p_port=ports[2 * i],
                                      api_port=ports[2 * i + 1], did=did_key(public),
                                      peer_id=peer_id_from_public_key(public)))
-        cluster = cls(directory, TestnetState(network=network, seed=seed, topology=topology, nodes=tuple(entries)))
+        cluster = cls(directory, TestnetState(network=network, seed=seed, topology=topology, nodes=tuple(entries),
+                                              vouched=False))
         for i, entry in enumerate(entries):
             cluster.configure(entry.name, {
                 ("p2p", "bootstrap"): cluster._bootstrap(i),
@@ -176,12 +194,14 @@ class Cluster:
         """Start those of `names` (default: all) that are not running, with their data, and wait until each API
         answers /healthz; returns the names started. A node that exits or stays silent raises ClusterError."""
         wanted = [n for n in (self.names if names is None else list(names)) if not self.running(n)]
-        for name in wanted:
+        for name in wanted:  # all checked first: a port taken from the second node leaves the first not started
             entry = self.entry(name)
             for port in (entry.p2p_port, entry.api_port):
                 if port_open(port):
                     raise ClusterError(f"{name}: port {port} is taken by another process; stop it or `down` and "
                                        "remove this testnet")
+        for name in wanted:
+            entry = self.entry(name)
             process = processes.spawn_node(self.data_dir(name), self.log_path(name))
             started = processes.start_time(process.pid)
             self._set(replace(entry, pid=process.pid, started=started))
@@ -242,15 +262,20 @@ class Cluster:
     # --- the topology's vouches ---------------------------------------------------------------------------
 
     def vouch_topology(self) -> int:
-        """Each org vouches (`org-peer`) for the orgs its topology says it trusts, through its API; returns how many
-        vouches were made."""
+        """Each org vouches (`org-peer`) for the orgs its topology says it trusts, through its API, unless it did
+        already (an interrupted call's); returns how many vouches were made. The state then says it was done."""
         edges = trust_edges(self.state.topology, len(self.state.nodes), self.state.seed)
         made = 0
         for i, entry in enumerate(self.state.nodes):
             with self.client(entry.name) as client:
+                done = {r["body"]["subject"] for r in client.iter_records(issuer=entry.did, kind="vouch")
+                        if r["body"]["basis"] == "org-peer"}
                 for j in edges[i]:
-                    client.vouch(self.state.nodes[j].did, ORG_PEER_WEIGHT, "org-peer")
-                    made += 1
+                    if self.state.nodes[j].did not in done:
+                        client.vouch(self.state.nodes[j].did, ORG_PEER_WEIGHT, "org-peer")
+                        made += 1
+        self.state = replace(self.state, vouched=True)
+        save_state(self.directory, self.state)
         return made
 
     # --- internals ----------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Any
 from vouching.tiers import TIERS, tier_rank
 
 from .runner import RunResult
+from .scenario import Scenario
 from .status import flagged_keys, witnessed
 
 CATCH_UP_MARGIN = 10.0  # seconds after a fault ends during which records are not counted as undisturbed
@@ -34,9 +35,17 @@ def measure(run: RunResult) -> dict[str, Any]:
     }
 
 
+def attacking_groups(scenario: Scenario) -> set[str]:
+    """The org groups an attack uses: those that praise, slander or equivocate, and the operators of whitewashed
+    agents, who vouch for their fresh identities."""
+    operators = {g.name: g.operator for g in scenario.agents}
+    return ({a.attackers.group for a in scenario.attacks if a.attackers is not None}
+            | {operators[a.agents] for a in scenario.attacks if a.type == "whitewash" and a.agents is not None})
+
+
 def observers(run: RunResult) -> list[str]:
     """The nodes whose view counts as the honest network's: those of org groups no attack uses (all if none)."""
-    attacking = {a.attackers.group for a in run.scenario.attacks if a.attackers is not None}
+    attacking = attacking_groups(run.scenario)
     honest = [n for g in run.scenario.orgs if g.name not in attacking for n in run.plan.groups[g.name]]
     return honest or list(run.plan.nodes)
 
@@ -300,27 +309,38 @@ def attacks(run: RunResult) -> list[dict[str, Any]]:
                          trusted_or_better=sum(1 for _, t in seen if tier_rank(t) >= tier_rank("trusted")),
                          views=len(seen))
         elif attack.type == "equivocation":
-            entry.update(_equivocation_outcome(run))
+            entry.update(_equivocation_outcome(run, i))
         elif attack.type == "whitewash":
-            entry.update(_whitewash_outcome(run, watchers))
+            entry.update(_whitewash_outcome(run, i, watchers))
         elif attack.type == "key-theft":
             entry.update(_key_theft_outcome(run, i))
         out.append(entry)
     return out
 
 
-def _equivocation_outcome(run: RunResult) -> dict[str, Any]:
-    """How long until each node held evidence against the offender signed after the attack."""
-    done = next(e for e in run.timeline if e["kind"] == "equivocation")
+def _done(run: RunResult, kind: str, index: int) -> dict[str, Any]:
+    """The timeline's entry of the scenario's attack `index` (one of several of its kind)."""
+    return next(e for e in run.timeline if e["kind"] == kind and e["attack"] == index)
+
+
+def _equivocation_outcome(run: RunResult, index: int) -> dict[str, Any]:
+    """How long until each node held evidence against the offender signed after the attack; and, read from the
+    nodes at the end (GET /v1/orgs/{offender}), which of the others count it an equivocator (its own node never
+    does) and what its word weighs at each."""
+    done = _done(run, "equivocation", index)
+    views = run.key_views.get(done["offender"], {})
     return {"offender": done["offender"], "node": done["node"], "offered_to": done["offered_to"],
-            "answers": done["answers"], **_flagging(run, {done["offender"]}, done["at"])}
+            "answers": done["answers"], **_flagging(run, {done["offender"]}, done["at"]),
+            "distrusted_by": sorted(n for n, view in views.items() if view["equivocator"]),
+            "of_others": len(run.plan.nodes) - 1,
+            "weight_at": {n: view["weight"] for n, view in sorted(views.items())}}
 
 
 def _key_theft_outcome(run: RunResult, index: int) -> dict[str, Any]:
     """Whether and how soon every node held evidence against the org whose key was stolen (its own node included),
     which nodes' trust engines count it an equivocator at the end (never its own node's), and what the thief's key
     weighs at each node: nothing, whether a node linked it to the flagged org or to no org at all."""
-    done = next(e for e in run.timeline if e["kind"] == "key-theft" and e["attack"] == index)
+    done = _done(run, "key-theft", index)
     victim = done["node"]
     flagging = _flagging(run, set(run.keys[victim]), done["at"])
     thief = {node: {"linked_to_victim": view["org"] == run.keys[victim][0], "equivocator": view["equivocator"],
@@ -349,9 +369,9 @@ def _flagging(run: RunResult, offenders: set[str], since: float) -> dict[str, An
             "seconds_to_flag": delays, "seconds_to_flag_everywhere": max(delays.values(), default=None)}
 
 
-def _whitewash_outcome(run: RunResult, watchers: set[str]) -> dict[str, Any]:
+def _whitewash_outcome(run: RunResult, index: int, watchers: set[str]) -> dict[str, Any]:
     """Each whitewashed agent's old and new identity: the observers' mean final score of each."""
-    done = next(e for e in run.timeline if e["kind"] == "whitewash")
+    done = _done(run, "whitewash", index)
     last: dict[tuple[str, str], tuple[float, int]] = {}
     for s in run.scores:
         key = (s.node, s.did)

@@ -114,6 +114,11 @@ class RecordWatch(_Watch):
         self.seen.setdefault(rid, {}).setdefault(node, now)
         self.held[node].add(rid)
 
+    def snapshot(self) -> list[RecordInfo]:
+        """Every record seen so far (a copy: the watch goes on adding to its own)."""
+        with self.lock:
+            return list(self.records.values())
+
     def holding(self, ids: set[str]) -> dict[str, int]:
         """Node -> how many of `ids` it holds."""
         with self.lock:

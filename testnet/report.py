@@ -13,7 +13,7 @@ from typing import Any
 from node.commands.counts import counted
 from vouching.tiers import PROVISIONAL, TRUSTED, VERIFIED
 
-from .measure import final_scores, trajectories
+from .measure import attacking_groups, final_scores, trajectories
 from .runner import RunResult
 
 _MARKS = {"kill": "SIGKILL", "restarted": "restarted", "partition": "partition", "heal": "heal",
@@ -91,7 +91,7 @@ def _plot_scores(run: RunResult, results: dict[str, Any]) -> bytes:
     paths = results["score_trajectories"]
     groups = [g.name for g in run.scenario.agents]
     fig, axes = plt.subplots(len(groups), 1, figsize=(9, 3.0 * len(groups)), sharex=True, squeeze=False)
-    attacking = {a.attackers.group for a in run.scenario.attacks if a.attackers is not None}
+    attacking = attacking_groups(run.scenario)
     colours = {node: plt.get_cmap("tab20")(i % 20) for i, node in enumerate(run.plan.nodes)}
     marks = [(e["t"], _MARKS[e["kind"]]) for e in results["timeline"] if e["kind"] in _MARKS]
     for ax, group in zip(axes[:, 0], groups):

@@ -30,7 +30,8 @@ SETUP_TIMEOUT = 30.0  # seconds the setup's records may take to reach every node
 CUT_SETTLE = 5.0  # seconds a partition's cut may take to close every connection across it
 CHECKPOINT_TIMEOUT = 30.0  # seconds after settling for every checkpoint to cover its ledger and be witnessed
 
-_KEYS_VIEWED = {"rotated": ("new",), "key-theft": ("key", "thief")}  # timeline entry -> its keys _key_views asks about
+_KEYS_VIEWED = {"rotated": ("new",), "key-theft": ("key", "thief"),  # timeline entry -> its keys _key_views asks about
+                "equivocation": ("offender",)}
 
 Say = Callable[[str], None]
 
@@ -172,9 +173,7 @@ class Run:
                 for agent in self.agents.values():
                     if agent.plan.operator == node:
                         issued[client.vouch(agent.did, OPERATOR_WEIGHT, "operator")["id"]] = node
-        expected = {n: {rid for rid, issuer in issued.items() if issuer in self.plan.horizon(n)}
-                    for n in self.cluster.names}
-        missing = _wait_for(records, expected, SETUP_TIMEOUT)
+        missing = _wait_for(records, lambda: _expected(issued, self.plan, self._flagged(records)), SETUP_TIMEOUT)
         self.setup.update(vouches=made, revocations=revoked, operator_vouches=len(self.agents),
                           records=len(issued), propagation_seconds=round(time.time() - started, 2),
                           missing=missing)
@@ -219,7 +218,7 @@ class Run:
         other = next(n for n in reversed(self.cluster.names) if n != offender and self.is_up(n)
                      and self.plan.group_of(n) != self.plan.group_of(offender))
         done: Equivocation = equivocate(self.cluster, offender, other, self.scenario.settings.epoch_seconds)
-        self.timeline.add("equivocation", node=offender, offender=done.offender, seq=done.seq,
+        self.timeline.add("equivocation", attack=index, node=offender, offender=done.offender, seq=done.seq,
                           records=list(done.records), offered_to=list(done.offered_to), answers=list(done.answers))
 
     def _whitewash(self, index: int) -> None:
@@ -232,7 +231,7 @@ class Run:
                 with self.cluster.client(agent.plan.operator) as client:
                     client.vouch(fresh, OPERATOR_WEIGHT, "operator")
                 switched[agent.plan.name] = {"old": old, "new": fresh}
-        self.timeline.add("whitewash", agents=switched)
+        self.timeline.add("whitewash", attack=index, agents=switched)
 
     def _steal_key(self, index: int) -> None:
         attack = self.scenario.attacks[index]
@@ -291,7 +290,7 @@ class Run:
         """Wait (boundedly) until every node's latest checkpoint covers its whole ledger and carries the
         cosignatures of its witnesses (status.witnessed), equivocators aside; the timeline says how long that took
         after traffic stopped."""
-        flagged = flagged_keys(records.records.values(), [self.cluster.entry(n).keys for n in self.cluster.names])
+        flagged = flagged_keys(records.snapshot(), [self.cluster.entry(n).keys for n in self.cluster.names])
         witnesses = self.scenario.settings.witnesses
         started = time.time()
         while True:
@@ -304,6 +303,11 @@ class Run:
                 return status
             time.sleep(0.5)
 
+    def _flagged(self, records: RecordWatch) -> set[str]:
+        """The nodes whose orgs the records seen so far show to be equivocators."""
+        keys = flagged_keys(records.snapshot(), [self.cluster.entry(n).keys for n in self.cluster.names])
+        return {n for n in self.cluster.names if keys.intersection(self.cluster.entry(n).keys)}
+
     def _org_views(self) -> dict[str, list[dict[str, Any]]]:
         orgs = {}
         for node in sorted(self.up):
@@ -312,8 +316,9 @@ class Run:
         return orgs
 
     def _key_views(self) -> dict[str, dict[str, dict[str, Any]]]:
-        """Each running node's answer to GET /v1/orgs/{did} for every key a rotation made and every key a theft
-        touched: which org it counts the key as (its first key), whether that org is flagged, what its word weighs."""
+        """Each running node's answer to GET /v1/orgs/{did} for every key a rotation made, every key a theft touched
+        and every equivocator's: which org it counts the key as (its first key), whether that org is flagged, what
+        its word weighs."""
         dids = [event[k] for event in self.timeline.events for k in _KEYS_VIEWED.get(event["kind"], ())]
         views: dict[str, dict[str, dict[str, Any]]] = {did: {} for did in dids}
         for node in sorted(self.up):
@@ -350,11 +355,20 @@ def _active_org_peer_vouches(client: Any, keys: tuple[str, ...]) -> dict[str, st
             if r["body"]["basis"] == "org-peer" and r["id"] not in revoked}
 
 
-def _wait_for(records: RecordWatch, expected: dict[str, set[str]], timeout: float) -> dict[str, int]:
-    """Wait until each node holds the records expected of it, or `timeout`; returns node -> how many it lacks."""
+def _expected(issued: dict[str, str], plan: Plan, flagged: set[str]) -> dict[str, set[str]]:
+    """Node -> the records among `issued` (id -> the node that issued it) it is to hold: those of the orgs in its
+    horizon, and none of a `flagged` equivocator's (a node holding the other side of its fork takes none of its later
+    records; on a testnet where an earlier run's equivocation flagged one, the setup waited for them in vain)."""
+    return {n: {rid for rid, issuer in issued.items() if issuer not in flagged and issuer in plan.horizon(n, flagged)}
+            for n in plan.nodes}
+
+
+def _wait_for(records: RecordWatch, expected: Callable[[], dict[str, set[str]]], timeout: float) -> dict[str, int]:
+    """Wait until each node holds the records `expected()` says it is to, or `timeout`; returns node -> how many
+    it lacks."""
     deadline = time.monotonic() + timeout
     while True:
-        missing = {n: len(ids) - records.holding(ids)[n] for n, ids in expected.items()}
+        missing = {n: len(ids) - records.holding(ids)[n] for n, ids in expected().items()}
         missing = {n: k for n, k in missing.items() if k}
         if not missing or time.monotonic() > deadline:
             return missing

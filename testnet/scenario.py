@@ -1,6 +1,7 @@
 """Testnet scenarios: TOML files that say who the orgs are, whom they trust, which agents work where and how they
 behave, which attacks and faults happen when, and what to measure. Loaded strictly: an unknown key, a wrong type,
-a value out of range or a name that refers to nothing is a ScenarioError naming the file, the key and the rule.
+a value out of range or a name that refers to nothing is a ScenarioError naming the file and line, the key and the
+rule.
 
 The format is documented in README.md ("Running a testnet") and by the files in testnet/scenarios/.
 """
@@ -180,7 +181,44 @@ def parse_scenario(text: str, *, name: str, where: str = "scenario") -> Scenario
     try:
         return _scenario(document, name)
     except ScenarioError as e:
-        raise ScenarioError(f"{where}: {e}") from None
+        line = _line_of(text, str(e).split(": ", 1)[0])
+        raise ScenarioError(f"{where}{'' if line is None else f':{line}'}: {e}") from None
+
+
+_HEADER = re.compile(r"\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(?:#.*)?$")
+_ASSIGNMENT = re.compile(r"\s*([A-Za-z0-9_.\-\"' ]+?)\s*=")
+_PATH_PART = re.compile(r"([^.\[]+)|\[(\d+)\]")
+
+
+def _line_of(text: str, path: str) -> int | None:
+    """The line of the key that a ScenarioError's `path` names ("agents.good.count", "faults[1].at"), or of the
+    nearest table or key it is inside (a required key that is missing: its table's header); None if none is."""
+    wanted = tuple(name or int(index) for name, index in _PATH_PART.findall(path))
+    best, best_length = None, 0
+    table: tuple[str | int, ...] = ()
+    arrays: dict[tuple[str | int, ...], int] = {}
+    in_string = False
+    for number, line in enumerate(text.splitlines(), 1):
+        inside, in_string = in_string, in_string ^ (line.count('"""') % 2 == 1)  # a multi-line string's lines
+        if inside:
+            continue
+        header = _HEADER.match(line)
+        if header:
+            keys = tuple(k.strip().strip('"\'') for k in header[2].split("."))
+            if header[1] == "[[":
+                arrays[keys] = arrays.get(keys, -1) + 1
+                table = (*keys, arrays[keys])
+            else:
+                table = keys
+            found = table
+        elif assignment := _ASSIGNMENT.match(line):
+            found = (*table, *(k.strip().strip('"\'') for k in assignment[1].split(".")))
+        else:
+            continue
+        length = len(found)
+        if found == wanted[:length] and length > best_length:
+            best, best_length = number, length
+    return best
 
 
 # --- the document ------------------------------------------------------------------------------------------

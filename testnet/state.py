@@ -50,10 +50,14 @@ class NodeEntry:
 
 @dataclass(frozen=True)
 class TestnetState:
+    """`vouched`: whether the topology's org-peer vouches were made (an `up` interrupted before it made them leaves
+    them to the next)."""
+
     network: str
     seed: int
     topology: str
     nodes: tuple[NodeEntry, ...]
+    vouched: bool = True
 
     def node(self, name: str) -> NodeEntry:
         for entry in self.nodes:
@@ -66,7 +70,7 @@ class TestnetState:
 
     def to_json(self) -> dict[str, Any]:
         return {"version": STATE_VERSION, "network": self.network, "seed": self.seed, "topology": self.topology,
-                "nodes": [asdict(n) for n in self.nodes]}
+                "vouched": self.vouched, "nodes": [asdict(n) for n in self.nodes]}
 
 
 def node_name(index: int) -> str:
@@ -95,6 +99,7 @@ def load_state(directory: Path) -> TestnetState:
     try:
         nodes = tuple(NodeEntry(**{**entry, "former_dids": tuple(entry.get("former_dids", ()))})
                       for entry in document["nodes"])
-        return TestnetState(document["network"], document["seed"], document["topology"], nodes)
+        return TestnetState(document["network"], document["seed"], document["topology"], nodes,
+                            document.get("vouched", True))
     except (KeyError, TypeError) as e:
         raise StateError(f"{path}: malformed ({e})") from None

@@ -81,9 +81,10 @@ def _t3(suite: SuiteResult) -> Target | None:
         return None
     trusted = max(max(run.trusted_malicious, default=0) for run in runs.values())
     x1, x10 = (attacker_reputation(pair[n]) for n in sorted(pair, key=lambda n: suite.scenarios[n].family))
-    change = abs(x10 - x1) / x1 if x1 else 0.0
+    change = abs(x10 - x1) / x1 if x1 else (0.0 if x10 == x1 else None)  # None: up from nothing, no ratio to it
     return Target("T3", GOALS["T3"], {"malicious agents trusted": trusted, "reputation change x10": change},
-                  trusted == 0 and change < 0.01, f"attackers' reputation {x1:.4g} -> {x10:.4g}")
+                  trusted == 0 and change is not None and change < 0.01,
+                  f"attackers' reputation {x1:.4g} -> {x10:.4g}")
 
 
 def _t4(suite: SuiteResult) -> Target | None:

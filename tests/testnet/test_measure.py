@@ -1,15 +1,17 @@
 """Measurements from what a run observed, on hand-made runs of tests/testnet/short.toml whose answers are known:
 n00 and n01 are the honest orgs, n02 the quiet one (each test's timeline says what happened when)."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from testnet.measure import attacks, catch_up, checkpoints, confusion, convergence, identity_at, propagation, rotations
+from testnet.measure import (attacks, catch_up, checkpoints, confusion, convergence, identity_at, observers,
+                             propagation, rotations)
 from testnet.observe import RecordInfo, ScoreSample
 from testnet.plan import make_plan
 from testnet.runner import RunResult
-from testnet.scenario import load_scenario
+from testnet.scenario import Attack, Selector, load_scenario, parse_scenario
 from testnet.traffic import TrafficStats
 
 T0 = 1000.0
@@ -149,3 +151,71 @@ def test_a_key_theft_reports_when_each_node_flagged_the_org_and_what_the_thief_k
     views["n00"] = {"org": "did:b", "equivocator": False, "weight": 1.0, "voucher_weight": 1.0}  # taken over
     (theft,) = attacks(_theft_run(views))
     assert not theft["thief_counts_for_nothing"]
+
+
+TWO_OF_EACH = """\
+[[attacks]]
+type = "equivocation"
+orgs = "honest[0]"
+at = 3
+
+[[attacks]]
+type = "equivocation"
+orgs = "quiet"
+at = 6
+
+[[attacks]]
+type = "whitewash"
+agents = "good"
+at = 9
+
+[[attacks]]
+type = "whitewash"
+agents = "bad"
+at = 10
+"""
+
+
+def test_each_equivocation_and_whitewash_reports_its_own_outcome():
+    text = Path(__file__).with_name("short.toml").read_text()
+    scenario = parse_scenario(text[:text.index("[[faults]]")] + TWO_OF_EACH, name="two-of-each")
+    timeline = [{"at": T0 + 3, "kind": "equivocation", "attack": 0, "node": "n00", "offender": "did:a",
+                 "offered_to": ["n00", "n02"], "answers": ["accepted", "accepted"]},
+                {"at": T0 + 6, "kind": "equivocation", "attack": 1, "node": "n02", "offender": "did:c",
+                 "offered_to": ["n02", "n01"], "answers": ["accepted", "accepted"]},
+                {"at": T0 + 9, "kind": "whitewash", "attack": 2,
+                 "agents": {"good-0": {"old": "did:g", "new": "did:g2"}}},
+                {"at": T0 + 10, "kind": "whitewash", "attack": 3,
+                 "agents": {"bad-0": {"old": "did:x", "new": "did:y"}}}]
+    result = replace(run({}, {"against-c": {"n01": T0 + 6.5}}, timeline,
+                         identities={"good-0": ["did:g", "did:g2"], "bad-0": ["did:x", "did:y"]}),
+                     scenario=scenario, plan=make_plan(scenario, list(DIDS), seed=1))
+    result.records["against-c"] = RecordInfo("against-c", "did:b", "equivocation", 30, T0 + 6.4, "did:c")
+    first, second, good, bad = attacks(result)
+    assert (first["offender"], first["nodes_flagging"]) == ("did:a", 0)
+    assert (second["offender"], second["nodes_flagging"], second["seconds_to_flag"]) == ("did:c", 1, {"n01": 0.5})
+    assert list(good["agents"]) == ["good-0"] and list(bad["agents"]) == ["bad-0"]
+
+
+def test_an_equivocation_reports_which_nodes_count_the_offender_an_equivocator_not_only_who_holds_evidence():
+    timeline = [{"at": T0 + 5, "kind": "equivocation", "attack": 0, "node": "n02", "offender": "did:c",
+                 "offered_to": ["n02", "n01"], "answers": ["accepted", "accepted"]}]
+    views = {"did:c": {"n00": {"equivocator": False, "weight": 0.4}, "n01": {"equivocator": True, "weight": 0.0},
+                       "n02": {"equivocator": False, "weight": 1.0}}}  # its own node never distrusts its org
+    result = run({}, {"evidence": {n: T0 + 5.5 for n in DIDS}}, timeline, key_views=views)
+    result.records["evidence"] = RecordInfo("evidence", "did:b", "equivocation", 30, T0 + 5.2, "did:c")
+    result = replace(result, scenario=replace(result.scenario, attacks=(Attack("equivocation", Selector("quiet"),
+                                                                                   at=5.0),)))
+    (equivocation,) = attacks(result)
+    assert equivocation["nodes_flagging"] == 3  # every node holds the evidence ...
+    assert equivocation["distrusted_by"] == ["n01"] and equivocation["of_others"] == 2  # ... one acts on it
+    assert equivocation["weight_at"] == {"n00": 0.4, "n01": 0.0, "n02": 1.0}
+
+
+def test_a_whitewashing_operator_is_no_honest_observer():
+    """The operator vouches for its agents' fresh identities: its node's view of them is the attacker's."""
+    text = Path(__file__).with_name("short.toml").read_text()
+    text = text[:text.index("[[faults]]")].replace('malicious"\noperator = "honest"', 'malicious"\noperator = "quiet"')
+    scenario = parse_scenario(text + '[[attacks]]\ntype = "whitewash"\nagents = "bad"\nat = 5\n', name="whitewash")
+    result = replace(run({}, {}, []), scenario=scenario, plan=make_plan(scenario, list(DIDS), seed=1))
+    assert result.plan.groups["quiet"] == ["n02"] and observers(result) == ["n00", "n01"]

@@ -83,3 +83,23 @@ def test_vouchnet_sim_refuses_a_scenario_it_does_not_have(tmp_path, capsys):
 
 def test_the_table_of_one_target_says_so():
     assert table([Target("T1", "a goal", {"x": 1.0}, True)]).splitlines()[-1] == "1 of 1 target met."
+
+
+def test_sybils_that_give_the_attackers_reputation_they_lacked_miss_t3():
+    """A relative change from nothing is no change of 0%: ten times the Sybils lifting the attackers from a
+    reputation of 0 to 0.2 passed T3 ('< 1% relative')."""
+    from types import SimpleNamespace
+
+    from testnet.sim.scenarios import Scenario
+    from testnet.sim.suite import SuiteResult
+    from testnet.sim.targets import _t3
+
+    def run(reputation):
+        return SimpleNamespace(trusted_malicious=[0], reputation={"org": reputation}, roles={"org": "sybil"})
+
+    families = {"g=30": "sybil", "x1": "sybil-x1", "x10": "sybil-x10"}
+    suite = SuiteResult("quick", 1, runs={"g=30": run(0.0), "x1": run(0.0), "x10": run(0.2)},
+                        scenarios={name: Scenario(name, family, None, 30) for name, family in families.items()})
+    assert not _t3(suite).passed
+    suite.runs["x10"] = run(0.0)
+    assert _t3(suite).passed

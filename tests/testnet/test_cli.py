@@ -1,0 +1,128 @@
+"""`vouchnet testnet up` over a directory that already holds a testnet: what it was asked must match what is there;
+and a Ctrl-C while it starts one leaves no node running and nothing undone that the next `up` does not do."""
+
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+
+from node.cli import main
+from testnet import processes
+from testnet.cluster import Cluster
+from testnet import state
+from testnet.state import NodeEntry, save_state
+
+
+@pytest.fixture
+def existing(tmp_path, monkeypatch):
+    """A stopped testnet of two nodes (mesh, seed 1), whose nodes must not be started."""
+    monkeypatch.setattr(processes, "spawn_node", lambda *args: pytest.fail("a node was started"))
+    nodes = (NodeEntry("n00", "nodes/n00", 1, 2, "did:a", "a"), NodeEntry("n01", "nodes/n01", 3, 4, "did:b", "b"))
+    save_state(tmp_path, state.TestnetState("testnet", 1, "mesh", nodes))
+    return tmp_path
+
+
+@pytest.mark.parametrize(("option", "complaint"), [
+    (["--topology", "ring"], "holds a testnet of topology mesh, not ring"),
+    (["--seed", "7"], "holds a testnet of seed 1, not 7"),
+    (["--nodes", "3"], "holds a testnet of 2 nodes, not 3"),
+])
+def test_up_over_a_testnet_refuses_a_shape_it_does_not_have(existing, capsys, option, complaint):
+    assert main(["testnet", "up", "--dir", str(existing), *option]) == 2
+    assert complaint in capsys.readouterr().err
+
+
+def _sleepers(self, names=None, *, progress=None, timeout=None):
+    """Cluster.start with a sleeping process for each node: interrupted (Ctrl-C) while waiting for their APIs."""
+    wanted = [n for n in (self.names if names is None else names) if not self.running(n)]
+    for name in wanted:
+        process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        self._set(replace(self.entry(name), pid=process.pid, started=processes.start_time(process.pid)))
+    raise KeyboardInterrupt
+
+
+def test_a_ctrl_c_while_up_starts_a_testnet_stops_its_nodes_and_the_next_up_makes_the_topology_vouches(
+        tmp_path, monkeypatch, capsys):
+    directory = tmp_path / "testnet"
+    monkeypatch.setattr(Cluster, "start", _sleepers)
+    try:
+        assert main(["testnet", "up", "--nodes", "2", "--dir", str(directory)]) == 130
+        cluster = Cluster.open(directory)
+        assert not any(cluster.running(name) for name in cluster.names)
+    finally:
+        Cluster.open(directory).stop(timeout=0)
+    assert f"`vouchnet testnet up --dir {directory}` goes on" in capsys.readouterr().err
+
+    vouched = []
+    monkeypatch.setattr(Cluster, "start", lambda self, names=None, progress=None: [])
+    monkeypatch.setattr(Cluster, "vouch_topology", lambda self: vouched.append(self.state.topology) or 2)
+    assert main(["testnet", "up", "--dir", str(directory)]) == 0
+    assert vouched == ["mesh"]  # left undone by the interrupted `up`, made by this one
+
+
+def test_the_summary_says_who_held_the_evidence_and_who_acts_on_it(capsys):
+    from testnet.cli import _print_summary
+
+    evidence = {"nodes_flagging": 3, "of": 3, "seconds_to_flag_everywhere": 0.4, "flagged_before": False}
+    _print_summary({"propagation": {"everywhere": {"count": 0}}, "catch_up": [], "rotations": [],
+                    "convergence": {"converged": True, "records": 9},
+                    "checkpoints": {"witnesses": 2, "all_current_and_witnessed": True}, "confusion": {"rows": []},
+                    "attacks": [{"type": "equivocation", "node": "n02", "distrusted_by": ["n01"], "of_others": 2,
+                                 **evidence},
+                                {"type": "key-theft", "victim": "n01", "thief_counts_for_nothing": True,
+                                 **evidence, "flagged_before": True}]})
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == ("equivocation by n02: 3 of 3 nodes held the evidence, the last 0.4 s after; 1 of the 2 others "
+                      "count it an equivocator")
+    assert out[1] == ("key theft from n01: 3 of 3 nodes held the evidence, the last 0.4 s after the thief offered its "
+                      "records (it was flagged before this run); the thief's key counts for nothing: True")
+
+
+def test_the_summary_says_how_praise_slander_and_whitewash_fared(capsys):
+    from testnet.cli import _print_summary
+
+    _print_summary({"propagation": {"everywhere": {"count": 0}}, "catch_up": [], "rotations": [],
+                    "convergence": {"converged": True, "records": 9},
+                    "checkpoints": {"witnesses": 2, "all_current_and_witnessed": True}, "confusion": {"rows": []},
+                    "attacks": [{"type": "slander", "orgs": "liars", "agents": "good", "mean_final_score": 612.5,
+                                 "trusted_or_better": 5, "views": 8},
+                                {"type": "praise", "orgs": "colluders", "agents": "bad", "mean_final_score": None,
+                                 "trusted_or_better": 0, "views": 0},
+                                {"type": "whitewash",
+                                 "agents": {"w-0": {"old_final_score": 4.0, "new_final_score": 2.0},
+                                            "w-1": {"old_final_score": None, "new_final_score": 5.5}}}]})
+    out = capsys.readouterr().out.splitlines()
+    assert out[:3] == ["slander of good by liars: at the honest nodes a mean final score of 612.5, trusted or better "
+                       "in 5 of 8 views",
+                       "praise of bad by colluders: at the honest nodes no score of them",
+                       "whitewash: mean final score at the honest nodes, old identity -> new: w-0 4.0 -> 2.0, "
+                       "w-1 - -> 5.5"]
+
+
+class _Interrupted:
+    """A scenario run that a Ctrl-C stops."""
+
+    def __init__(self, cluster, scenario, **options):
+        pass
+
+    def execute(self):
+        raise KeyboardInterrupt
+
+
+def test_a_ctrl_c_during_a_run_says_what_it_left(existing, capsys, monkeypatch):
+    from testnet import runner
+
+    monkeypatch.setattr(runner, "Run", _Interrupted)
+    assert main(["testnet", "run", "baseline", "--dir", str(existing)]) == 130
+    assert (f"interrupted: no report written; `vouchnet testnet status --dir {existing}` shows the testnet as it was "
+            "left") in capsys.readouterr().err
+
+
+def test_a_ctrl_c_while_a_run_makes_its_testnet_says_none_was_made(tmp_path, capsys, monkeypatch):
+    def interrupted(*args, **options):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Cluster, "create", interrupted)
+    assert main(["testnet", "run", "baseline", "--dir", str(tmp_path / "testnet")]) == 130
+    assert "interrupted: no report written; no testnet was made" in capsys.readouterr().err
