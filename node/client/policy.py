@@ -122,6 +122,8 @@ class TrustPolicy:
         timeout: float = DEFAULT_TIMEOUT,
         on_change: Callable[[ScoreChange], None] | None = None,
     ) -> None:
+        if isinstance(high_risk_tools, str):  # its letters would be the tools, and the tool itself none of them
+            raise ValueError(f"high_risk_tools: a list of tool names, not one string: [{high_risk_tools!r}]")
         self.rules = Policy(tiers=tiers, min_score=min_score, high_risk_tools=frozenset(high_risk_tools),
                             high_risk_tier=high_risk_tier)
         self.node = normal_url(node or default_node())

@@ -661,3 +661,9 @@ def test_the_nodes_policy_is_asked_for_again_when_the_stream_resets():
             assert decision.reason == "score 800 is below this policy's minimum 900 (node policy)"
         finally:
             policy.close()
+
+
+def test_high_risk_tools_given_as_one_string_is_refused_not_taken_as_its_letters():
+    """`high_risk_tools="bash"` made {b, a, s, h} high-risk, and `bash` itself not."""
+    with pytest.raises(ValueError, match=r"high_risk_tools: a list of tool names, not one string: \['bash'\]"):
+        TrustPolicy(_dead_url(), listen=False, high_risk_tools="bash")
