@@ -121,6 +121,8 @@ class CredentialVerifier:
         list is used before it is fetched again, so a revocation takes effect here within that many seconds.
         `timeout`: the most one fetch of a JWKS or a status list takes as a whole (seconds); a body over MAX_JWKS
         or MAX_LIST_TOKEN bytes is refused, as a failed fetch."""
+        if isinstance(issuers, str):  # its characters would be the issuers, each a host name
+            raise ValueError(f"issuers: a list of org node or JWKS URLs, not one string: [{issuers!r}]")
         self.jwks_urls = tuple(_jwks_url(i) for i in issuers)
         if not self.jwks_urls:
             raise ValueError("issuers: give at least one org node or JWKS URL whose agents are accepted")

@@ -395,3 +395,10 @@ def test_a_status_list_whose_id_is_not_a_url_fails_closed():
         verifier = CredentialVerifier([org.url])
         with pytest.raises(UnverifiedAgent, match="cannot check revocation, the issuer's status list is unavailable"):
             verifier.verify(org.credential(key, 1))
+
+
+def test_issuers_given_as_one_string_is_refused_not_taken_as_its_characters():
+    """`CredentialVerifier("http://node")` fetched a JWKS from http://h/, http://t/, ... one host a character."""
+    with pytest.raises(ValueError, match=r"issuers: a list of org node or JWKS URLs, not one string: "
+                                         r"\['http://127.0.0.1:8700'\]"):
+        CredentialVerifier("http://127.0.0.1:8700")
