@@ -20,7 +20,6 @@ Credentials minted before vouchnet published status lists carry no entry and are
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import threading
@@ -30,6 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import httpx
 
 from vouching import InvalidDid, did_key, public_key_from_did
@@ -110,7 +110,7 @@ class _StatusList:
 
 class CredentialVerifier:
     """Verifies agent credentials issued by `issuers`: node URLs (their JWKS is at `/.well-known/jwks.json`) or
-    JWKS URLs. Safe from any thread; `averify` for asyncio code never blocks the loop on the network."""
+    JWKS URLs. Safe from any thread; `averify`, for asyncio or trio code, never blocks the loop on the network."""
 
     def __init__(self, issuers: Iterable[str], *, jwks_ttl: float = JWKS_TTL_S, leeway: int = LEEWAY_S,
                  timeout: float = 2.0, status_ttl: float = STATUS_TTL_S,
@@ -151,14 +151,14 @@ class CredentialVerifier:
         return self._unless_revoked(checked)
 
     async def averify(self, token: str | None) -> AgentIdentity:
-        """`verify` for asyncio code: fetching the issuers' keys or status lists, when needed, happens in a worker
-        thread."""
+        """`verify` for async code (asyncio or trio): fetching the issuers' keys or status lists, when needed,
+        happens in a worker thread."""
         kid = _kid(token)
         if self._needs_keys(kid):
-            await asyncio.to_thread(self._refresh, kid)
+            await anyio.to_thread.run_sync(self._refresh, kid)
         checked = self._remembered(token, kid) or self._check(token, kid)  # type: ignore[arg-type]
         if checked.status is not None and self._needs_status(checked):
-            await asyncio.to_thread(self._refresh_status, checked)
+            await anyio.to_thread.run_sync(self._refresh_status, checked)
         return self._unless_revoked(checked)
 
     def _remembered(self, token: str, kid: str) -> _Checked | None:

@@ -15,7 +15,6 @@ at most 64 tools; past that (`scopes_complete` false) every tool check of the ag
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
@@ -30,7 +29,7 @@ from vouching.policy import (DEFAULT_HIGH_RISK_TOOLS, DEFAULT_TIER_VERDICTS, VER
 
 from ._env import default_node
 from ._http import NodeApiError, NodeUnreachable, normal_url
-from .async_client import AsyncTrustClient
+from .async_client import AsyncTrustClient, event_loop
 from .node_client import NodeClient
 from .score_stream import ScoreChange, ScoreStream, valid_scopes
 
@@ -91,7 +90,7 @@ _Floor = Policy | str
 
 class TrustPolicy:
     """Decides with the node at `node` (default $VOUCHNET_NODE, else the local node); sync `check`, async
-    `acheck`, safe from any thread and any event loop.
+    `acheck` (on asyncio or trio), safe from any thread and any event loop.
 
     `tiers` maps each tier to allow/audit/block; below `min_score` is block; tools named in `high_risk_tools`
     (matched by words: `shell` covers `run_shell` and `shellCommand`, vouching.policy.Policy) need at least
@@ -136,7 +135,7 @@ class TrustPolicy:
         self._node_policy: _NodePolicy | None = None
         self._lock = threading.Lock()
         self._client: NodeClient | None = None
-        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncTrustClient] = (
+        self._async_clients: weakref.WeakKeyDictionary[object, AsyncTrustClient] = (  # by event_loop()
             weakref.WeakKeyDictionary())
         self._stream = ScoreStream(self.node, on_change=self._changed, on_reset=self.invalidate) if listen else None
         self._stream_started = False
@@ -165,7 +164,7 @@ class TrustPolicy:
         return self._answered(agent, action, tool, answer, asked, floor)
 
     async def acheck(self, agent: str, action: str = "tool_call", tool: str | None = None) -> TrustDecision:
-        """`check` for asyncio code: the node is asked without blocking the loop."""
+        """`check` for async code (asyncio or trio): the node is asked without blocking the loop."""
         if (refused := self._bad_tool(agent, action, tool)) is not None:
             return refused
         if (floor := self._floor()) is None:
@@ -228,7 +227,7 @@ class TrustPolicy:
     async def aclose(self) -> None:
         """`close`, and close this loop's async client."""
         self.close()
-        client = self._async_clients.pop(asyncio.get_running_loop(), None)
+        client = self._async_clients.pop(event_loop(), None)
         if client is not None:
             await client.aclose()
 
@@ -372,7 +371,7 @@ class TrustPolicy:
             return self._client
 
     def _async_client(self) -> AsyncTrustClient:
-        loop = asyncio.get_running_loop()
+        loop = event_loop()
         client = self._async_clients.get(loop)
         if client is None:
             client = self._async_clients[loop] = AsyncTrustClient(self.node, timeout=self.timeout)

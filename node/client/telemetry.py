@@ -11,7 +11,6 @@ left.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
@@ -20,6 +19,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import httpx
 
 from ._env import default_node, default_token
@@ -147,8 +147,8 @@ class TelemetryCollector:
         return self.stats
 
     async def ashutdown(self, timeout: float = 10.0) -> CollectorStats:
-        """`shutdown` for asyncio code, in a worker thread."""
-        return await asyncio.to_thread(self.shutdown, timeout)
+        """`shutdown` for async code (asyncio or trio), in a worker thread."""
+        return await anyio.to_thread.run_sync(self.shutdown, timeout)
 
     @property
     def stats(self) -> CollectorStats:
