@@ -49,9 +49,8 @@ class CollectorStats:
 
 
 class TelemetryCollector:
-    """Batches behaviour events for the node at `node` (default $VOUCHNET_NODE, else the local node); its API
-    `token` (default $VOUCHNET_TOKEN) is needed to report. Record from any
-    thread or event loop; nothing waits on the network. At most `max_buffer` events wait, in flight included.
+    """Batches behaviour events for the node at `node` (default $VOUCHNET_NODE, else the local node) with its API
+    `token` (default $VOUCHNET_TOKEN; ValueError without one). Record from any thread or event loop; nothing waits on the network. At most `max_buffer` events wait, in flight included.
     `timeout` bounds each post as a whole (seconds; a node that trickles its answer cannot hold the sender)."""
 
     def __init__(self, node: str | None = None, token: str | None = None, *,
@@ -62,9 +61,11 @@ class TelemetryCollector:
             raise ValueError("batch_size: must be 1..1000 (the node takes at most 1000 events a batch)")
         if max_buffer < batch_size:
             raise ValueError("max_buffer: must hold at least one batch")
+        if (token := token or default_token()) is None:
+            raise ValueError("token: the node's API token is needed to report; pass it, or set $VOUCHNET_TOKEN to "
+                             "what the node's api.token holds")
         self.flush_interval, self.batch_size, self.max_buffer = flush_interval, batch_size, max_buffer
-        self._client = NodeClient(node or default_node(), token or default_token(), timeout=timeout,
-                                  transport=transport)
+        self._client = NodeClient(node or default_node(), token, timeout=timeout, transport=transport)
         self._buffer: deque[dict[str, Any]] = deque()
         self._lock = threading.Lock()  # the buffer and counters
         self._send_lock = threading.Lock()  # one sender at a time: the flusher, flush() or shutdown()

@@ -191,3 +191,10 @@ def test_a_batch_the_node_refuses_for_what_it_is_is_dropped_and_counted(status, 
     stats = collector.shutdown()
     assert (stats.sent, stats.rejected, stats.buffered, stats.failed_posts) == (0, 3, 0, 0)
     assert any("refused a telemetry batch; dropped" in r.getMessage() for r in caplog.records)
+
+
+def test_a_collector_without_an_api_token_is_refused_naming_where_the_token_comes_from(monkeypatch):
+    """Without one, every post was a 401 and each shutdown waited out its whole timeout, retrying."""
+    monkeypatch.delenv("VOUCHNET_TOKEN", raising=False)
+    with pytest.raises(ValueError, match=r"token: .* \$VOUCHNET_TOKEN .*api\.token"):
+        TelemetryCollector("http://127.0.0.1:9")
