@@ -15,7 +15,6 @@ at most 64 tools; past that (`scopes_complete` false) every tool check of the ag
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 import weakref
@@ -29,11 +28,11 @@ from vouching.policy import (DEFAULT_HIGH_RISK_TOOLS, DEFAULT_TIER_VERDICTS, VER
 
 from ._env import default_node
 from ._http import NodeApiError, NodeUnreachable, normal_url
+from ._log import log
 from .async_client import AsyncTrustClient, event_loop
 from .node_client import NodeClient
 from .score_stream import ScoreChange, ScoreStream, valid_scopes
 
-log = logging.getLogger("vouchnet.client")
 DEFAULT_CACHE_TTL = 30.0
 DEFAULT_POLICY_TTL = 60.0  # a node's policy changes only when it restarts, and a restart resets the stream
 DEFAULT_TIMEOUT = 2.0

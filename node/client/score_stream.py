@@ -9,7 +9,6 @@ daemon it never keeps the process alive. A node that goes quiet (no line for IDL
 from __future__ import annotations
 
 import json
-import logging
 import re
 import socket
 import threading
@@ -20,8 +19,8 @@ import httpx
 
 from ._bounded import IDENTITY, bounded_transport, deadline, renew
 from ._http import normal_url
+from ._log import log
 
-log = logging.getLogger("vouchnet.client")
 RECONNECT_S = 1.0
 IDLE_S = 45.0  # the longest wait for a line; the node sends a keep-alive comment every 15 s
 MAX_LINE = 64 * 1024  # bytes; the node's lines are a few hundred

@@ -11,7 +11,6 @@ left.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 import uuid
@@ -24,9 +23,9 @@ import httpx
 
 from ._env import default_node, default_token
 from ._http import NodeApiError, NodeUnreachable
+from ._log import log
 from .node_client import NodeClient
 
-log = logging.getLogger("vouchnet.client")
 FLUSH_INTERVAL_S = 5.0
 BATCH_SIZE = 100
 MAX_BUFFER = 10_000

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import threading
 import time
@@ -111,6 +112,22 @@ def test_observe_mode_decides_but_never_blocks(running):
     finally:
         policy.close()
 
+
+
+def test_a_decision_is_logged_with_who_and_what_in_any_log_format(running, caplog):
+    """The week-1 log shows who would have been blocked with the service's own logging, not only with the node's
+    logfmt formatter: a plain `%(message)s` showed `trust decision` and nothing else."""
+    stranger, _ = running.new_agent(trusted=False)
+    policy = TrustPolicy(running.url, listen=False, observe=True)
+    try:
+        with caplog.at_level(logging.WARNING, logger="vouchnet.client"):
+            policy.check(stranger, "tool_call", "shell")
+    finally:
+        policy.close()
+    [record] = [r for r in caplog.records if r.getMessage().startswith("trust decision")]
+    line = logging.Formatter("%(message)s").format(record)
+    assert f"agent={stranger} action=tool_call tool=shell verdict=block enforced=False reason=" in line
+    assert record.fields["verdict"] == "block"  # still there for structured handlers
 
 def test_a_malformed_agent_id_is_blocked_even_failing_open(running):
     policy = TrustPolicy(running.url, listen=False, fail_open=True)
@@ -595,7 +612,7 @@ def test_without_the_nodes_policy_a_check_fails_closed_or_open_if_asked(answer, 
             refused = closed.check(agent, "tool_call", "search")
             caplog.clear()
             let_through = opened.check(agent, "tool_call", "search")
-            logged = [r.fields["verdict"] for r in caplog.records if r.getMessage() == "trust decision"]
+            logged = [r.fields["verdict"] for r in caplog.records if r.getMessage().startswith("trust decision")]
             locally_blocked = opened.check(agent, "tool_call", "shell")
         finally:
             closed.close()
