@@ -14,6 +14,7 @@ from typing import TypeVar
 
 from ._env import default_node, default_token
 from ._http import normal_url
+from ._log import log
 from .identity import AgentIdentity, CredentialVerifier, UnverifiedAgent
 from .policy import TrustDecision, TrustPolicy
 from .telemetry import TelemetryCollector
@@ -42,7 +43,7 @@ class Vouchnet:
     """One per service: who may call (`verifier`), what they may do (`policy`), what they did (`telemetry`).
 
     `node` defaults to $VOUCHNET_NODE or the local node; `token` (the node's API token, needed to report
-    telemetry) to $VOUCHNET_TOKEN. `issuers` are the orgs whose agents may call (node or JWKS URLs; default: this
+    telemetry: without one, telemetry is off, with a warning) to $VOUCHNET_TOKEN. `issuers` are the orgs whose agents may call (node or JWKS URLs; default: this
     org's node). `observe=True` decides and logs but never blocks: week 1 of adopting vouchnet."""
 
     def __init__(self, node: str | None = None, token: str | None = None, *, policy: TrustPolicy | None = None,
@@ -56,6 +57,10 @@ class Vouchnet:
         self.verifier = CredentialVerifier(issuers if issuers is not None else (self.node,))
         if telemetry is None and token is not None:
             telemetry = TelemetryCollector(self.node, token)
+        elif telemetry is None:
+            log.warning("no API token: telemetry is off, so no call that runs is reported and the node builds no "
+                        "first-hand score from them; pass token=, or set $VOUCHNET_TOKEN to what the node's "
+                        "api.token holds", extra={"fields": {"node": self.node}})
         self.telemetry = telemetry
 
     async def identify(self, credential: str | None) -> AgentIdentity:
