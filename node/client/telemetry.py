@@ -6,11 +6,13 @@ behaviour tells more). Each batch carries an Idempotency-Key, so a batch retried
 once. A batch the node cannot take now (5xx, 429, unreachable) or whose token it refuses (401, 403: the node's
 token changed, say; logged once as an error until a post succeeds again) is kept and retried with backoff; one
 the node refuses for what it is (any other 4xx) is dropped and counted as rejected. `shutdown()` sends what is
-left.
+left, and so does the process's exit if shutdown() was not called (one try a batch, no retries: an exit waits at
+most for one post of each batch that the node takes, and for one that fails).
 """
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
 import uuid
@@ -140,6 +142,7 @@ class TelemetryCollector:
         """Stop the timer and send what is left (retrying until `timeout`); later records are dropped."""
         self._stopped.set()
         self._wake.set()
+        atexit.unregister(self._at_exit)
         if self._thread is not None:
             self._thread.join(timeout)
         self.flush(max(0.0, timeout))
@@ -149,6 +152,10 @@ class TelemetryCollector:
     async def ashutdown(self, timeout: float = 10.0) -> CollectorStats:
         """`shutdown` for async code (asyncio or trio), in a worker thread."""
         return await anyio.to_thread.run_sync(self.shutdown, timeout)
+
+    def _at_exit(self) -> None:
+        """What is left, sent as the process exits without shutdown(): one try a batch."""
+        self.shutdown(timeout=0)
 
     @property
     def stats(self) -> CollectorStats:
@@ -162,6 +169,7 @@ class TelemetryCollector:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="vouchnet-telemetry", daemon=True)
                 self._thread.start()
+                atexit.register(self._at_exit)
 
     def _run(self) -> None:
         while not self._stopped.is_set():
