@@ -44,7 +44,8 @@ class Vouchnet:
 
     `node` defaults to $VOUCHNET_NODE or the local node; `token` (the node's API token, needed to report
     telemetry: without one, telemetry is off, with a warning) to $VOUCHNET_TOKEN. `issuers` are the orgs whose agents may call (node or JWKS URLs; default: this
-    org's node). `observe=True` decides and logs but never blocks: week 1 of adopting vouchnet."""
+    org's node). `observe=True` decides and logs but never blocks: week 1 of adopting vouchnet. At shutdown,
+    `await aclose()` (or `close()`, or leave its `async with` / `with` block) sends the telemetry left."""
 
     def __init__(self, node: str | None = None, token: str | None = None, *, policy: TrustPolicy | None = None,
                  issuers: Iterable[str] | None = None, telemetry: TelemetryCollector | None = None,
@@ -131,4 +132,22 @@ class Vouchnet:
         if self.telemetry is not None:
             await self.telemetry.ashutdown()
         await self.policy.aclose()
+
+    def close(self) -> None:
+        """`aclose` for synchronous code."""
+        if self.telemetry is not None:
+            self.telemetry.shutdown()
+        self.policy.close()
+
+    def __enter__(self) -> Vouchnet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Vouchnet:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 

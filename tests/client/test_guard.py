@@ -1,10 +1,13 @@
 """Vouchnet, what a service makes once (DESIGN §8): what it says about how it was made."""
 
 import logging
+import threading
 
 import pytest
 
 from node.client import TrustPolicy, Vouchnet
+
+from .running_node import GOOD_EVENTS
 
 NODE = "http://127.0.0.1:9"
 
@@ -23,3 +26,39 @@ def test_without_an_api_token_it_warns_that_nothing_it_runs_is_reported(token, m
     else:
         assert vouchnet.telemetry is not None and warned == []
         vouchnet.telemetry.shutdown(timeout=0)
+
+
+def _search() -> str:
+    return "results"
+
+
+def _refused(decision) -> str:
+    return f"refused: {decision.reason}"
+
+
+def test_a_sync_service_closes_it_sending_its_telemetry_and_ending_the_stream(running):
+    """Synchronous code had only `await aclose()` to send what was left and stop following the stream."""
+    known, credential = running.new_agent(trusted=True)
+    before = set(threading.enumerate())
+    with Vouchnet(running.url, running.token) as vouchnet:
+        assert vouchnet.policy.stream_connected.wait(10)
+        assert vouchnet.guard_sync(credential, _search, _refused, tool="search") == "results"
+        started = set(threading.enumerate()) - before
+    assert {thread.name for thread in started} == {"vouchnet-score-stream", "vouchnet-telemetry"}
+    for thread in started:
+        thread.join(10)
+        assert not thread.is_alive()
+    assert vouchnet.telemetry.stats.buffered == 0
+    assert running.first_hand_events(known) == GOOD_EVENTS + 1
+
+
+async def test_an_async_service_closes_it_on_leaving_its_block(running):
+    known, credential = running.new_agent(trusted=True)
+    async with Vouchnet(running.url, running.token) as vouchnet:
+        assert await vouchnet.guard(credential, _asearch, _refused, tool="search") == "results"
+    assert vouchnet.telemetry.stats.buffered == 0
+    assert running.first_hand_events(known) == GOOD_EVENTS + 1
+
+
+async def _asearch() -> str:
+    return _search()
