@@ -43,9 +43,10 @@ class Vouchnet:
     """One per service: who may call (`verifier`), what they may do (`policy`), what they did (`telemetry`).
 
     `node` defaults to $VOUCHNET_NODE or the local node; `token` (the node's API token, needed to report
-    telemetry: without one, telemetry is off, with a warning) to $VOUCHNET_TOKEN. `issuers` are the orgs whose agents may call (node or JWKS URLs; default: this
-    org's node). `observe=True` decides and logs but never blocks: week 1 of adopting vouchnet. At shutdown,
-    `await aclose()` (or `close()`, or leave its `async with` / `with` block) sends the telemetry left."""
+    telemetry: without one, telemetry is off, with a warning) to $VOUCHNET_TOKEN. A `policy` given decides with
+    that same node. `issuers` are the orgs whose agents may call (node or JWKS URLs; default: this org's node).
+    `observe=True` decides and logs but never blocks: week 1 of adopting vouchnet. At shutdown, `await aclose()`
+    (or `close()`, or leave its `async with` / `with` block) sends the telemetry left."""
 
     def __init__(self, node: str | None = None, token: str | None = None, *, policy: TrustPolicy | None = None,
                  issuers: Iterable[str] | None = None, telemetry: TelemetryCollector | None = None,
@@ -53,6 +54,9 @@ class Vouchnet:
         self.node = normal_url(node or default_node())
         token = token or default_token()
         self.policy = policy if policy is not None else TrustPolicy(self.node, observe=observe)
+        if self.policy.node != self.node:  # it would decide with one node while this one verifies and hears
+            raise ValueError(f"policy: decides with the node at {self.policy.node}, not this service's {self.node}; "
+                             f"make it with TrustPolicy({self.node!r}, ...)")
         if observe and not self.policy.observe:
             raise ValueError("observe: the given policy enforces; make it with TrustPolicy(observe=True)")
         self.verifier = CredentialVerifier(issuers if issuers is not None else (self.node,))

@@ -62,3 +62,13 @@ async def test_an_async_service_closes_it_on_leaving_its_block(running):
 
 async def _asearch() -> str:
     return _search()
+
+
+def test_a_policy_of_another_node_is_refused_naming_both(monkeypatch):
+    """`Vouchnet(url, policy=TrustPolicy(min_score=100))` asked the local node for every decision (the policy's
+    default) while it verified and reported at `url`."""
+    monkeypatch.delenv("VOUCHNET_NODE", raising=False)
+    with pytest.raises(ValueError, match=r"policy: decides with the node at http://127\.0\.0\.1:8700, not this "
+                                         r"service's http://10\.0\.0\.5:8700; make it with TrustPolicy\("
+                                         r"'http://10\.0\.0\.5:8700', \.\.\.\)"):
+        Vouchnet("http://10.0.0.5:8700", policy=TrustPolicy(listen=False, min_score=100))
