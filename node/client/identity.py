@@ -375,8 +375,14 @@ def _jwks_url(issuer: str) -> str:
 
 
 def _kid(token: object) -> str:
+    """The key id in the header of `token`, once it has the form of a credential; raises UnverifiedAgent naming what
+    is wrong with it (a service's own mistakes included: bytes, or the newline of the file it was read from)."""
+    if isinstance(token, bytes | bytearray):
+        raise UnverifiedAgent("credential: must be text (str), not bytes")
     if not isinstance(token, str) or not token:
         raise UnverifiedAgent("credential: the caller presented no agent credential")
+    if token[-1].isspace():  # refused still, not stripped: one credential, one token (node.jwt decodes strictly)
+        raise UnverifiedAgent("credential: ends in whitespace (the newline of its file?): strip it")
     if len(token) > MAX_TOKEN:
         raise UnverifiedAgent(f"credential: longer than {MAX_TOKEN} characters")
     try:
