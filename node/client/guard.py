@@ -8,7 +8,7 @@ so reporting them would sink an agent for being unknown, and it could never earn
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -25,7 +25,7 @@ CREDENTIAL_KEY = "vouchnet_credential"  # where adapters look for the caller's c
 
 def credential_in(holder: object, key: str = CREDENTIAL_KEY) -> str | None:
     """The credential a framework's run context carries: `holder[key]` or `holder.<key>`."""
-    if isinstance(holder, dict):
+    if isinstance(holder, Mapping):
         return holder.get(key)
     return getattr(holder, key, None)
 

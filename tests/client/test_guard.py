@@ -2,10 +2,12 @@
 
 import logging
 import threading
+from types import MappingProxyType, SimpleNamespace
 
 import pytest
 
 from node.client import TrustPolicy, Vouchnet
+from node.client.guard import credential_in
 
 from .running_node import GOOD_EVENTS
 
@@ -72,3 +74,15 @@ def test_a_policy_of_another_node_is_refused_naming_both(monkeypatch):
                                          r"service's http://10\.0\.0\.5:8700; make it with TrustPolicy\("
                                          r"'http://10\.0\.0\.5:8700', \.\.\.\)"):
         Vouchnet("http://10.0.0.5:8700", policy=TrustPolicy(listen=False, min_score=100))
+
+
+HOLDERS = {"a dict": {"vouchnet_credential": "token"},
+           "another mapping": MappingProxyType({"vouchnet_credential": "token"}),
+           "an object": SimpleNamespace(vouchnet_credential="token")}
+
+
+@pytest.mark.parametrize("holder", HOLDERS.values(), ids=HOLDERS.keys())
+def test_the_credential_is_found_in_any_mapping_or_object_a_run_carries(holder):
+    """A mapping other than a dict (a frozen context, a MappingProxyType) was searched for an attribute, and its
+    caller refused as presenting no credential."""
+    assert credential_in(holder) == "token"
