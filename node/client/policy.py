@@ -15,6 +15,7 @@ at most 64 tools; past that (`scopes_complete` false) every tool check of the ag
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import weakref
@@ -370,8 +371,15 @@ class TrustPolicy:
             return self._client
 
     def _async_client(self) -> AsyncTrustClient:
+        """This event loop's client. Those of asyncio loops that have closed are dropped as another is made (a
+        service may run each check in an asyncio.run of its own): each holds its loop, through its open connection
+        to the node, so its weak key never goes."""
         loop = event_loop()
-        client = self._async_clients.get(loop)
-        if client is None:
-            client = self._async_clients[loop] = AsyncTrustClient(self.node, timeout=self.timeout)
+        with self._lock:
+            client = self._async_clients.get(loop)
+            if client is None:
+                for closed in [each for each in self._async_clients
+                               if isinstance(each, asyncio.AbstractEventLoop) and each.is_closed()]:
+                    del self._async_clients[closed]
+                client = self._async_clients[loop] = AsyncTrustClient(self.node, timeout=self.timeout)
         return client

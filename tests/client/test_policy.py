@@ -4,6 +4,7 @@ closed, it observes, and its cache follows the node's stream of score changes.""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import socket
@@ -59,6 +60,25 @@ async def test_acheck_decides_the_same_on_asyncio(running, policy):
     assert (await policy.acheck(known, "tool_call", "search")).verdict == "allow"
     await policy.aclose()
 
+
+
+def test_a_check_on_each_new_asyncio_loop_leaves_no_client_behind(running):
+    """A sync service that runs each check with `asyncio.run` (as the README's direct example runs A2ATrust) kept
+    every loop's client, its loop and its open connection to the node: a socket a check, for ever."""
+    agent = new_did()
+    policy = TrustPolicy(running.url, listen=False, cache_ttl=0, policy_ttl=0)
+    before = _live_async_clients()
+    try:
+        for _ in range(5):
+            assert asyncio.run(policy.acheck(agent)).tier == "untrusted"
+        assert _live_async_clients() - before <= 1  # the last loop's, dropped at the next loop's first check
+    finally:
+        policy.close()
+
+
+def _live_async_clients() -> int:
+    gc.collect()
+    return sum(isinstance(each, AsyncTrustClient) for each in gc.get_objects())
 
 def test_high_risk_tools_need_the_high_risk_tier(running):
     known, _ = running.new_agent(trusted=True)
