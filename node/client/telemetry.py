@@ -23,6 +23,7 @@ from typing import Any
 import anyio
 import httpx
 
+from ..events import MAX_NAME
 from ._env import default_node, default_token
 from ._http import NodeApiError, NodeUnreachable
 from ._log import log
@@ -83,12 +84,13 @@ class TelemetryCollector:
     def record(self, agent: str, category: str, name: str, outcome: str = "ok", *,
                duration_ms: float | None = None, high_risk: bool = False,
                attrs: dict[str, str | int | float | bool] | None = None) -> bool:
-        """Queue one event (node/events.py's schema); a full buffer drops its oldest waiting event to make room.
-        False if this one was dropped: after shutdown, or when the batch in flight alone fills the buffer."""
+        """Queue one event (node/events.py's schema; a `name` past its MAX_NAME characters is cut to them, as a
+        tool's may be twice as long); a full buffer drops its oldest waiting event to make room. False if this one
+        was dropped: after shutdown, or when the batch in flight alone fills the buffer."""
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome: must be one of {', '.join(sorted(OUTCOMES))}, got {outcome!r}")
         event: dict[str, Any] = {"agent": agent, "ts": time.time_ns() // 1_000_000, "category": category,
-                                 "name": name, "outcome": outcome, "high_risk": high_risk}
+                                 "name": name[:MAX_NAME], "outcome": outcome, "high_risk": high_risk}
         if duration_ms is not None:
             event["duration_ms"] = duration_ms
         if attrs:

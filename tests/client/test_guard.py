@@ -86,3 +86,13 @@ def test_the_credential_is_found_in_any_mapping_or_object_a_run_carries(holder):
     """A mapping other than a dict (a frozen context, a MappingProxyType) was searched for an attribute, and its
     caller refused as presenting no credential."""
     assert credential_in(holder) == "token"
+
+
+def test_a_call_of_a_tool_with_a_long_name_is_reported_too(running):
+    """A check takes tool names of up to 256 characters, an event up to 128: the node refused the event of a call
+    that ran under a longer name, and the call counted for nothing."""
+    known, credential = running.new_agent(trusted=True)
+    with Vouchnet(running.url, running.token, policy=TrustPolicy(running.url, listen=False)) as vouchnet:
+        assert vouchnet.guard_sync(credential, _search, _refused, tool="search_" + "x" * 200) == "results"
+    assert (vouchnet.telemetry.stats.sent, vouchnet.telemetry.stats.rejected) == (1, 0)
+    assert running.first_hand_events(known) == GOOD_EVENTS + 1
