@@ -61,6 +61,7 @@ class TrustDecision:
 
     @property
     def allowed(self) -> bool:
+        """Whether to go ahead: the verdict is allow or audit, or it is block but not enforced (observe mode)."""
         return self.verdict != "block" or not self.enforced
 
 
