@@ -122,6 +122,8 @@ class TrustPolicy:
         timeout: float = DEFAULT_TIMEOUT,
         on_change: Callable[[ScoreChange], None] | None = None,
     ) -> None:
+        if on_change is not None and not listen:
+            raise ValueError("on_change: needs the node's stream; listen=False follows none")
         if isinstance(high_risk_tools, str):  # its letters would be the tools, and the tool itself none of them
             raise ValueError(f"high_risk_tools: a list of tool names, not one string: [{high_risk_tools!r}]")
         self.rules = Policy(tiers=tiers, min_score=min_score, high_risk_tools=frozenset(high_risk_tools),

@@ -704,3 +704,9 @@ def test_high_risk_tools_given_as_one_string_is_refused_not_taken_as_its_letters
     """`high_risk_tools="bash"` made {b, a, s, h} high-risk, and `bash` itself not."""
     with pytest.raises(ValueError, match=r"high_risk_tools: a list of tool names, not one string: \['bash'\]"):
         TrustPolicy(_dead_url(), listen=False, high_risk_tools="bash")
+
+
+def test_on_change_without_listening_is_refused():
+    """`listen=False` follows no stream, so `on_change` was never called, and nothing said so."""
+    with pytest.raises(ValueError, match=r"on_change: needs the node's stream; listen=False follows none"):
+        TrustPolicy(_dead_url(), listen=False, on_change=print)
