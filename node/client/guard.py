@@ -7,6 +7,7 @@ so reporting them would sink an agent for being unknown, and it could never earn
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -37,6 +38,13 @@ def refusal_text(decision: TrustDecision) -> str:
 
 def _ok(_: object) -> str:
     return "ok"
+
+
+def _timed_out(error: Exception) -> bool:
+    """Whether a call ended for a deadline: TimeoutError (asyncio's and anyio's too), or trio's TooSlowError (looked
+    up only in a program that loaded trio: node.client does not need it)."""
+    trio = sys.modules.get("trio")
+    return isinstance(error, TimeoutError) or (trio is not None and isinstance(error, trio.TooSlowError))
 
 
 class Vouchnet:
@@ -121,7 +129,7 @@ class Vouchnet:
         try:
             yield lambda outcome: self.report(decision, category, name, outcome, started)
         except Exception as error:  # not a cancellation: that says nothing about the agent
-            self.report(decision, category, name, "timeout" if isinstance(error, TimeoutError) else "error", started)
+            self.report(decision, category, name, "timeout" if _timed_out(error) else "error", started)
             raise
 
     def report(self, decision: TrustDecision, category: str, name: str, outcome: str, started: float) -> None:

@@ -1,7 +1,13 @@
 """The SDK's async API on trio, as on asyncio (DESIGN §8): a trio service authorizes and guards its calls, fails
 closed within its timeout, and sends its telemetry on aclose (the suite runs async tests on trio)."""
 
-from node.client import TrustPolicy
+import json
+
+import httpx
+import pytest
+import trio
+
+from node.client import TelemetryCollector, TrustPolicy, Vouchnet
 
 from ..factories import new_did
 from .running_node import GOOD_EVENTS, vouchnet_for
@@ -34,3 +40,27 @@ async def test_a_node_that_trickles_its_answer_fails_a_trio_check_closed_within_
         await policy.aclose()
     assert (decision.verdict, decision.source) == ("block", "unreachable")
     assert "did not answer within 0.5 s; failing closed" in decision.reason
+
+
+async def _too_slow() -> str:
+    with trio.fail_after(0):
+        await trio.sleep(1)
+    return "never"
+
+
+async def test_a_call_that_trio_timed_out_is_reported_as_a_timeout(running):
+    """trio's TooSlowError is no TimeoutError: it was reported as an error, which scoring weighs otherwise."""
+    _, credential = running.new_agent(trusted=True)
+    posted: list[str] = []
+
+    def node(request: httpx.Request) -> httpx.Response:
+        events = json.loads(request.content)["events"]
+        posted.extend(event["outcome"] for event in events)
+        return httpx.Response(200, json={"accepted": len(events), "rejected": []})
+
+    telemetry = TelemetryCollector(running.url, "token", flush_interval=3600, transport=httpx.MockTransport(node))
+    vouchnet = Vouchnet(running.url, policy=TrustPolicy(running.url, listen=False), telemetry=telemetry)
+    with pytest.raises(trio.TooSlowError):
+        await vouchnet.guard(credential, _too_slow, _refused, tool="search")
+    await vouchnet.aclose()
+    assert posted == ["timeout"]
