@@ -710,3 +710,15 @@ def test_on_change_without_listening_is_refused():
     """`listen=False` follows no stream, so `on_change` was never called, and nothing said so."""
     with pytest.raises(ValueError, match=r"on_change: needs the node's stream; listen=False follows none"):
         TrustPolicy(_dead_url(), listen=False, on_change=print)
+
+
+
+def test_closing_the_policy_ends_its_stream_thread_and_says_it_no_longer_follows(running):
+    """`stream_connected` stayed set after close(), the thread gone or going."""
+    before = set(threading.enumerate())
+    policy = TrustPolicy(running.url)
+    connected = policy.stream_connected
+    assert connected.wait(10)
+    started = set(threading.enumerate()) - before
+    policy.close()
+    assert not connected.is_set() and not any(thread.is_alive() for thread in started)
