@@ -12,7 +12,8 @@ import time
 from typing import Any
 
 
-def _value(value: Any) -> str:
+def logfmt_value(value: Any) -> str:
+    """`value` as a logfmt value: as it is, or quoted and escaped if it holds a space, quote, = or newline."""
     text = str(value)
     if text and not any(c in text for c in ' "=\\\n\t'):
         return text
@@ -25,11 +26,11 @@ class LogfmtFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
         parts = [f"ts={ts}", f"level={record.levelname.lower()}", f"logger={record.name}",
-                 f"msg={_value(record.getMessage())}"]
+                 f"msg={logfmt_value(record.getMessage())}"]
         for key, value in getattr(record, "fields", {}).items():
-            parts.append(f"{key}={_value(value)}")
+            parts.append(f"{key}={logfmt_value(value)}")
         if record.exc_info:
-            parts.append(f"error={_value(self.formatException(record.exc_info))}")
+            parts.append(f"error={logfmt_value(self.formatException(record.exc_info))}")
         return " ".join(parts)
 
 

@@ -11,7 +11,7 @@ from .policy import TrustDecision, TrustPolicy
 from .score_stream import ScoreChange
 from .telemetry import CollectorStats, TelemetryCollector
 
-TrustClient = NodeClient  # the synchronous client; AsyncTrustClient is its asyncio twin for the hot path
+TrustClient = NodeClient  # the synchronous client; AsyncTrustClient is its async twin (asyncio, trio) for the hot path
 
 __all__ = [
     "A2ATrust",

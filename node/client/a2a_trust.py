@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-
+from ._log import log
 from .policy import TrustDecision, TrustPolicy
 
-log = logging.getLogger("vouchnet.client")
 ACCEPT_TASK = "accept_task"
 DELEGATE = "delegate"
 

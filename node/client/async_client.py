@@ -1,11 +1,13 @@
-"""The asyncio client of the node's local API: the calls agent frameworks make on their hot path (score, check,
-events, the org's keys), on httpx.AsyncClient, so it runs on any asyncio loop without trio."""
+"""The async client of the node's local API: the calls agent frameworks make on their hot path (score, check,
+events, the org's keys), on httpx.AsyncClient and anyio, so it runs on asyncio (as agent frameworks do) and on
+trio alike, and needs trio only on trio."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+import anyio
 import httpx
 
 from ._bounded import IDENTITY, BodyTooLarge, aread_capped
@@ -26,8 +28,20 @@ from ._http import (
 )
 
 
+def event_loop() -> object:
+    """The event loop running this task: asyncio's loop, or trio's run (its token). An AsyncTrustClient's
+    connections belong to the loop that opened them."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:  # not asyncio: trio (only a trio program gets here, node.client does not need trio)
+        import trio
+
+        return trio.lowlevel.current_trio_token()
+
+
 class AsyncTrustClient:
-    """The local API of one node at `base_url`; `token` is needed to report events. Use it from one event loop.
+    """The local API of one node at `base_url`; `token` is needed to report events. Use it from one event loop
+    (asyncio's or trio's).
     `timeout` (seconds) bounds each request as a whole, answer included (NodeUnreachable past it)."""
 
     def __init__(self, base_url: str, token: str | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> None:
@@ -86,7 +100,7 @@ class AsyncTrustClient:
         """The node's answer, within the timeout as a whole; `limit`: the most bytes of it read (NodeUnreachable
         past it)."""
         try:
-            async with asyncio.timeout(self.timeout):  # httpx's timeout bounds each read, not the whole answer
+            with anyio.fail_after(self.timeout):  # httpx's timeout bounds each read, not the whole answer
                 return checked(await self._http.send(request) if limit is None else await self._capped(request, limit))
         except httpx.RequestError as error:
             raise unreachable(error, self.base_url, self.timeout) from None

@@ -7,13 +7,15 @@ so reporting them would sink an agent for being unknown, and it could never earn
 
 from __future__ import annotations
 
+import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TypeVar
 
 from ._env import default_node, default_token
 from ._http import normal_url
+from ._log import log
 from .identity import AgentIdentity, CredentialVerifier, UnverifiedAgent
 from .policy import TrustDecision, TrustPolicy
 from .telemetry import TelemetryCollector
@@ -24,7 +26,7 @@ CREDENTIAL_KEY = "vouchnet_credential"  # where adapters look for the caller's c
 
 def credential_in(holder: object, key: str = CREDENTIAL_KEY) -> str | None:
     """The credential a framework's run context carries: `holder[key]` or `holder.<key>`."""
-    if isinstance(holder, dict):
+    if isinstance(holder, Mapping):
         return holder.get(key)
     return getattr(holder, key, None)
 
@@ -38,12 +40,21 @@ def _ok(_: object) -> str:
     return "ok"
 
 
+def _timed_out(error: Exception) -> bool:
+    """Whether a call ended for a deadline: TimeoutError (asyncio's and anyio's too), or trio's TooSlowError (looked
+    up only in a program that loaded trio: node.client does not need it)."""
+    trio = sys.modules.get("trio")
+    return isinstance(error, TimeoutError) or (trio is not None and isinstance(error, trio.TooSlowError))
+
+
 class Vouchnet:
     """One per service: who may call (`verifier`), what they may do (`policy`), what they did (`telemetry`).
 
     `node` defaults to $VOUCHNET_NODE or the local node; `token` (the node's API token, needed to report
-    telemetry) to $VOUCHNET_TOKEN. `issuers` are the orgs whose agents may call (node or JWKS URLs; default: this
-    org's node). `observe=True` decides and logs but never blocks: week 1 of adopting vouchnet."""
+    telemetry: without one, telemetry is off, with a warning) to $VOUCHNET_TOKEN. A `policy` given decides with
+    that same node. `issuers` are the orgs whose agents may call (node or JWKS URLs; default: this org's node).
+    `observe=True` decides and logs but never blocks: week 1 of adopting vouchnet. At shutdown, `await aclose()`
+    (or `close()`, or leave its `async with` / `with` block) sends the telemetry left."""
 
     def __init__(self, node: str | None = None, token: str | None = None, *, policy: TrustPolicy | None = None,
                  issuers: Iterable[str] | None = None, telemetry: TelemetryCollector | None = None,
@@ -51,11 +62,18 @@ class Vouchnet:
         self.node = normal_url(node or default_node())
         token = token or default_token()
         self.policy = policy if policy is not None else TrustPolicy(self.node, observe=observe)
+        if self.policy.node != self.node:  # it would decide with one node while this one verifies and hears
+            raise ValueError(f"policy: decides with the node at {self.policy.node}, not this service's {self.node}; "
+                             f"make it with TrustPolicy({self.node!r}, ...)")
         if observe and not self.policy.observe:
             raise ValueError("observe: the given policy enforces; make it with TrustPolicy(observe=True)")
         self.verifier = CredentialVerifier(issuers if issuers is not None else (self.node,))
         if telemetry is None and token is not None:
             telemetry = TelemetryCollector(self.node, token)
+        elif telemetry is None:
+            log.warning("no API token: telemetry is off, so no call that runs is reported and the node builds no "
+                        "first-hand score from them; pass token=, or set $VOUCHNET_TOKEN to what the node's "
+                        "api.token holds", extra={"fields": {"node": self.node}})
         self.telemetry = telemetry
 
     async def identify(self, credential: str | None) -> AgentIdentity:
@@ -111,7 +129,7 @@ class Vouchnet:
         try:
             yield lambda outcome: self.report(decision, category, name, outcome, started)
         except Exception as error:  # not a cancellation: that says nothing about the agent
-            self.report(decision, category, name, "timeout" if isinstance(error, TimeoutError) else "error", started)
+            self.report(decision, category, name, "timeout" if _timed_out(error) else "error", started)
             raise
 
     def report(self, decision: TrustDecision, category: str, name: str, outcome: str, started: float) -> None:
@@ -126,4 +144,22 @@ class Vouchnet:
         if self.telemetry is not None:
             await self.telemetry.ashutdown()
         await self.policy.aclose()
+
+    def close(self) -> None:
+        """`aclose` for synchronous code."""
+        if self.telemetry is not None:
+            self.telemetry.shutdown()
+        self.policy.close()
+
+    def __enter__(self) -> Vouchnet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Vouchnet:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 

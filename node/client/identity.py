@@ -22,7 +22,6 @@ Credentials minted before vouchnet published status lists carry no entry and are
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import threading
@@ -32,6 +31,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import httpx
 import numpy as np
 
@@ -113,7 +113,7 @@ class _StatusList:
 
 class CredentialVerifier:
     """Verifies agent credentials issued by `issuers`: node URLs (their JWKS is at `/.well-known/jwks.json`) or
-    JWKS URLs. Safe from any thread; `averify` for asyncio code never blocks the loop on the network."""
+    JWKS URLs. Safe from any thread; `averify`, for asyncio or trio code, never blocks the loop on the network."""
 
     def __init__(self, issuers: Iterable[str], *, jwks_ttl: float = JWKS_TTL_S, leeway: int = LEEWAY_S,
                  timeout: float = 2.0, status_ttl: float = STATUS_TTL_S,
@@ -124,6 +124,8 @@ class CredentialVerifier:
         list is used before it is fetched again, so a revocation takes effect here within that many seconds.
         `timeout`: the most one fetch of a JWKS or a status list takes as a whole (seconds); a body over MAX_JWKS
         or MAX_LIST_TOKEN bytes is refused, as a failed fetch."""
+        if isinstance(issuers, str):  # its characters would be the issuers, each a host name
+            raise ValueError(f"issuers: a list of org node or JWKS URLs, not one string: [{issuers!r}]")
         self.jwks_urls = tuple(_jwks_url(i) for i in issuers)
         if not self.jwks_urls:
             raise ValueError("issuers: give at least one org node or JWKS URL whose agents are accepted")
@@ -152,14 +154,14 @@ class CredentialVerifier:
         return self._unless_revoked(checked)
 
     async def averify(self, token: str | None) -> AgentIdentity:
-        """`verify` for asyncio code: fetching the issuers' keys or status lists, when needed, happens in a worker
-        thread."""
+        """`verify` for async code (asyncio or trio): fetching the issuers' keys or status lists, when needed,
+        happens in a worker thread."""
         kid = _kid(token)
         if self._needs_keys(kid):
-            await asyncio.to_thread(self._refresh, kid)
+            await anyio.to_thread.run_sync(self._refresh, kid)
         checked = self._remembered(token, kid) or self._check(token, kid)  # type: ignore[arg-type]
         if checked.status is not None and self._needs_status(checked):
-            await asyncio.to_thread(self._refresh_status, checked)
+            await anyio.to_thread.run_sync(self._refresh_status, checked)
         return self._unless_revoked(checked)
 
     def _remembered(self, token: str, kid: str) -> _Checked | None:
@@ -388,8 +390,14 @@ def _jwks_url(issuer: str) -> str:
 
 
 def _kid(token: object) -> str:
+    """The key id in the header of `token`, once it has the form of a credential; raises UnverifiedAgent naming what
+    is wrong with it (a service's own mistakes included: bytes, or the newline of the file it was read from)."""
+    if isinstance(token, bytes | bytearray):
+        raise UnverifiedAgent("credential: must be text (str), not bytes")
     if not isinstance(token, str) or not token:
         raise UnverifiedAgent("credential: the caller presented no agent credential")
+    if token[-1].isspace():  # refused still, not stripped: one credential, one token (node.jwt decodes strictly)
+        raise UnverifiedAgent("credential: ends in whitespace (the newline of its file?): strip it")
     if len(token) > MAX_TOKEN:
         raise UnverifiedAgent(f"credential: longer than {MAX_TOKEN} characters")
     try:

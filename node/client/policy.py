@@ -16,7 +16,6 @@ at most 64 tools; past that (`scopes_complete` false) every tool check of the ag
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 import time
 import weakref
@@ -30,11 +29,11 @@ from vouching.policy import (DEFAULT_HIGH_RISK_TOOLS, DEFAULT_TIER_VERDICTS, VER
 
 from ._env import default_node
 from ._http import NodeApiError, NodeUnreachable, normal_url
-from .async_client import AsyncTrustClient
+from ._log import log
+from .async_client import AsyncTrustClient, event_loop
 from .node_client import NodeClient
 from .score_stream import ScoreChange, ScoreStream, valid_scopes
 
-log = logging.getLogger("vouchnet.client")
 DEFAULT_CACHE_TTL = 30.0
 DEFAULT_POLICY_TTL = 60.0  # a node's policy changes only when it restarts, and a restart resets the stream
 DEFAULT_TIMEOUT = 2.0
@@ -62,6 +61,7 @@ class TrustDecision:
 
     @property
     def allowed(self) -> bool:
+        """Whether to go ahead: the verdict is allow or audit, or it is block but not enforced (observe mode)."""
         return self.verdict != "block" or not self.enforced
 
 
@@ -91,7 +91,7 @@ _Floor = Policy | str
 
 class TrustPolicy:
     """Decides with the node at `node` (default $VOUCHNET_NODE, else the local node); sync `check`, async
-    `acheck`, safe from any thread and any event loop.
+    `acheck` (on asyncio or trio), safe from any thread and any event loop.
 
     `tiers` maps each tier to allow/audit/block; below `min_score` is block; tools named in `high_risk_tools`
     (matched by words: `shell` covers `run_shell` and `shellCommand`, vouching.policy.Policy) need at least
@@ -122,6 +122,10 @@ class TrustPolicy:
         timeout: float = DEFAULT_TIMEOUT,
         on_change: Callable[[ScoreChange], None] | None = None,
     ) -> None:
+        if on_change is not None and not listen:
+            raise ValueError("on_change: needs the node's stream; listen=False follows none")
+        if isinstance(high_risk_tools, str):  # its letters would be the tools, and the tool itself none of them
+            raise ValueError(f"high_risk_tools: a list of tool names, not one string: [{high_risk_tools!r}]")
         self.rules = Policy(tiers=tiers, min_score=min_score, high_risk_tools=frozenset(high_risk_tools),
                             high_risk_tier=high_risk_tier)
         self.node = normal_url(node or default_node())
@@ -134,7 +138,7 @@ class TrustPolicy:
         self._node_policy: _NodePolicy | None = None
         self._lock = threading.Lock()
         self._client: NodeClient | None = None
-        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncTrustClient] = (
+        self._async_clients: weakref.WeakKeyDictionary[object, AsyncTrustClient] = (  # by event_loop()
             weakref.WeakKeyDictionary())
         self._stream = ScoreStream(self.node, on_change=self._changed, on_reset=self.invalidate) if listen else None
         self._stream_started = False
@@ -163,7 +167,7 @@ class TrustPolicy:
         return self._answered(agent, action, tool, answer, asked, floor)
 
     async def acheck(self, agent: str, action: str = "tool_call", tool: str | None = None) -> TrustDecision:
-        """`check` for asyncio code: the node is asked without blocking the loop."""
+        """`check` for async code (asyncio or trio): the node is asked without blocking the loop."""
         if (refused := self._bad_tool(agent, action, tool)) is not None:
             return refused
         if (floor := self._floor()) is None:
@@ -226,7 +230,7 @@ class TrustPolicy:
     async def aclose(self) -> None:
         """`close`, and close this loop's async client."""
         self.close()
-        client = self._async_clients.pop(asyncio.get_running_loop(), None)
+        client = self._async_clients.pop(event_loop(), None)
         if client is not None:
             await client.aclose()
 
@@ -370,8 +374,15 @@ class TrustPolicy:
             return self._client
 
     def _async_client(self) -> AsyncTrustClient:
-        loop = asyncio.get_running_loop()
-        client = self._async_clients.get(loop)
-        if client is None:
-            client = self._async_clients[loop] = AsyncTrustClient(self.node, timeout=self.timeout)
+        """This event loop's client. Those of asyncio loops that have closed are dropped as another is made (a
+        service may run each check in an asyncio.run of its own): each holds its loop, through its open connection
+        to the node, so its weak key never goes."""
+        loop = event_loop()
+        with self._lock:
+            client = self._async_clients.get(loop)
+            if client is None:
+                for closed in [each for each in self._async_clients
+                               if isinstance(each, asyncio.AbstractEventLoop) and each.is_closed()]:
+                    del self._async_clients[closed]
+                client = self._async_clients[loop] = AsyncTrustClient(self.node, timeout=self.timeout)
         return client

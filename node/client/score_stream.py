@@ -9,7 +9,6 @@ daemon it never keeps the process alive. A node that goes quiet (no line for IDL
 from __future__ import annotations
 
 import json
-import logging
 import re
 import socket
 import threading
@@ -20,9 +19,10 @@ import httpx
 
 from ._bounded import IDENTITY, bounded_transport, deadline, renew
 from ._http import normal_url
+from ._log import log
 
-log = logging.getLogger("vouchnet.client")
 RECONNECT_S = 1.0
+CLOSE_WAIT_S = 5.0  # the longest close() waits for the thread, which ends at once once its socket is shut
 IDLE_S = 45.0  # the longest wait for a line; the node sends a keep-alive comment every 15 s
 MAX_LINE = 64 * 1024  # bytes; the node's lines are a few hundred
 _EOL = re.compile(rb"\r\n|\r|\n")
@@ -133,8 +133,8 @@ class ScoreStream:
         self._thread.start()
 
     def close(self) -> None:
-        """Stop following; the thread ends at once: its socket is shut under the read it is blocked in (closing
-        the client from another thread would not wake it)."""
+        """Stop following, and wait for the thread to end (at once: its socket is shut under the read it is blocked
+        in; closing the client from another thread would not wake it); `connected` is then clear."""
         self._stop.set()
         sock = self._socket
         if sock is not None:
@@ -143,6 +143,9 @@ class ScoreStream:
             except OSError:
                 pass  # already closed
         self._http.close()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():  # on_change may close
+            self._thread.join(CLOSE_WAIT_S)
+        self.connected.clear()
 
     def _run(self) -> None:
         parser = SseParser()

@@ -6,13 +6,13 @@ behaviour tells more). Each batch carries an Idempotency-Key, so a batch retried
 once. A batch the node cannot take now (5xx, 429, unreachable) or whose token it refuses (401, 403: the node's
 token changed, say; logged once as an error until a post succeeds again) is kept and retried with backoff; one
 the node refuses for what it is (any other 4xx) is dropped and counted as rejected. `shutdown()` sends what is
-left.
+left, and so does the process's exit if shutdown() was not called (one try a batch, no retries: an exit waits at
+most for one post of each batch that the node takes, and for one that fails).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
+import atexit
 import threading
 import time
 import uuid
@@ -20,13 +20,15 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import httpx
 
+from ..events import MAX_NAME
 from ._env import default_node, default_token
 from ._http import NodeApiError, NodeUnreachable
+from ._log import log
 from .node_client import NodeClient
 
-log = logging.getLogger("vouchnet.client")
 FLUSH_INTERVAL_S = 5.0
 BATCH_SIZE = 100
 MAX_BUFFER = 10_000
@@ -49,9 +51,8 @@ class CollectorStats:
 
 
 class TelemetryCollector:
-    """Batches behaviour events for the node at `node` (default $VOUCHNET_NODE, else the local node); its API
-    `token` (default $VOUCHNET_TOKEN) is needed to report. Record from any
-    thread or event loop; nothing waits on the network. At most `max_buffer` events wait, in flight included.
+    """Batches behaviour events for the node at `node` (default $VOUCHNET_NODE, else the local node) with its API
+    `token` (default $VOUCHNET_TOKEN; ValueError without one). Record from any thread or event loop; nothing waits on the network. At most `max_buffer` events wait, in flight included.
     `timeout` bounds each post as a whole (seconds; a node that trickles its answer cannot hold the sender)."""
 
     def __init__(self, node: str | None = None, token: str | None = None, *,
@@ -62,9 +63,11 @@ class TelemetryCollector:
             raise ValueError("batch_size: must be 1..1000 (the node takes at most 1000 events a batch)")
         if max_buffer < batch_size:
             raise ValueError("max_buffer: must hold at least one batch")
+        if (token := token or default_token()) is None:
+            raise ValueError("token: the node's API token is needed to report; pass it, or set $VOUCHNET_TOKEN to "
+                             "what the node's api.token holds")
         self.flush_interval, self.batch_size, self.max_buffer = flush_interval, batch_size, max_buffer
-        self._client = NodeClient(node or default_node(), token or default_token(), timeout=timeout,
-                                  transport=transport)
+        self._client = NodeClient(node or default_node(), token, timeout=timeout, transport=transport)
         self._buffer: deque[dict[str, Any]] = deque()
         self._lock = threading.Lock()  # the buffer and counters
         self._send_lock = threading.Lock()  # one sender at a time: the flusher, flush() or shutdown()
@@ -81,12 +84,13 @@ class TelemetryCollector:
     def record(self, agent: str, category: str, name: str, outcome: str = "ok", *,
                duration_ms: float | None = None, high_risk: bool = False,
                attrs: dict[str, str | int | float | bool] | None = None) -> bool:
-        """Queue one event (node/events.py's schema); a full buffer drops its oldest waiting event to make room.
-        False if this one was dropped: after shutdown, or when the batch in flight alone fills the buffer."""
+        """Queue one event (node/events.py's schema; a `name` past its MAX_NAME characters is cut to them, as a
+        tool's may be twice as long); a full buffer drops its oldest waiting event to make room. False if this one
+        was dropped: after shutdown, or when the batch in flight alone fills the buffer."""
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome: must be one of {', '.join(sorted(OUTCOMES))}, got {outcome!r}")
         event: dict[str, Any] = {"agent": agent, "ts": time.time_ns() // 1_000_000, "category": category,
-                                 "name": name, "outcome": outcome, "high_risk": high_risk}
+                                 "name": name[:MAX_NAME], "outcome": outcome, "high_risk": high_risk}
         if duration_ms is not None:
             event["duration_ms"] = duration_ms
         if attrs:
@@ -140,6 +144,7 @@ class TelemetryCollector:
         """Stop the timer and send what is left (retrying until `timeout`); later records are dropped."""
         self._stopped.set()
         self._wake.set()
+        atexit.unregister(self._at_exit)
         if self._thread is not None:
             self._thread.join(timeout)
         self.flush(max(0.0, timeout))
@@ -147,8 +152,12 @@ class TelemetryCollector:
         return self.stats
 
     async def ashutdown(self, timeout: float = 10.0) -> CollectorStats:
-        """`shutdown` for asyncio code, in a worker thread."""
-        return await asyncio.to_thread(self.shutdown, timeout)
+        """`shutdown` for async code (asyncio or trio), in a worker thread."""
+        return await anyio.to_thread.run_sync(self.shutdown, timeout)
+
+    def _at_exit(self) -> None:
+        """What is left, sent as the process exits without shutdown(): one try a batch."""
+        self.shutdown(timeout=0)
 
     @property
     def stats(self) -> CollectorStats:
@@ -162,6 +171,7 @@ class TelemetryCollector:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="vouchnet-telemetry", daemon=True)
                 self._thread.start()
+                atexit.register(self._at_exit)
 
     def _run(self) -> None:
         while not self._stopped.is_set():

@@ -93,6 +93,17 @@ def test_no_credential_or_garbage_is_refused(verifier, token):
         verifier.verify(token)
 
 
+
+@pytest.mark.parametrize(("form", "named"), [
+    (lambda token: token + "\n", r"credential: ends in whitespace \(the newline of its file\?\): strip it"),
+    (lambda token: token.encode(), r"credential: must be text \(str\), not bytes"),
+], ids=["read from its file", "bytes"])
+def test_a_credential_passed_in_the_wrong_form_is_refused_naming_the_form(running, verifier, form, named):
+    """`Path("alice.vc.jwt").read_text()` was refused for its 'signature: not unpadded base64url', and bytes as if
+    the caller presented no credential."""
+    with pytest.raises(UnverifiedAgent, match=named):
+        verifier.verify(form(running.credential(new_did())))
+
 def test_an_issuer_that_does_not_answer_verifies_nothing():
     verifier = CredentialVerifier(["http://127.0.0.1:9"])
     with pytest.raises(UnverifiedAgent, match="cannot fetch the keys"):
@@ -436,3 +447,10 @@ def test_a_status_list_whose_id_is_not_a_url_fails_closed():
         verifier = CredentialVerifier([org.url])
         with pytest.raises(UnverifiedAgent, match="cannot check revocation, the issuer's status list is unavailable"):
             verifier.verify(org.credential(key, 1))
+
+
+def test_issuers_given_as_one_string_is_refused_not_taken_as_its_characters():
+    """`CredentialVerifier("http://node")` fetched a JWKS from http://h/, http://t/, ... one host a character."""
+    with pytest.raises(ValueError, match=r"issuers: a list of org node or JWKS URLs, not one string: "
+                                         r"\['http://127.0.0.1:8700'\]"):
+        CredentialVerifier("http://127.0.0.1:8700")

@@ -66,7 +66,8 @@ async def test_a_caller_without_a_credential_is_refused(running):
 @on_asyncio
 async def test_it_fails_closed_when_the_node_is_down(running):
     _, credential = running.new_agent(trusted=True)
-    vouchnet = Vouchnet(running.url, policy=TrustPolicy("http://127.0.0.1:9", listen=False))
+    down = "http://127.0.0.1:9"
+    vouchnet = Vouchnet(down, policy=TrustPolicy(down, listen=False), issuers=[running.url])
     ran: list[str] = []
     refused = await _tool_message(vouchnet, credential, ran)
     assert "failing closed" in refused.content and ran == []

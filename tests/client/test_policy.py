@@ -4,7 +4,9 @@ closed, it observes, and its cache follows the node's stream of score changes.""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import logging
 import socket
 import threading
 import time
@@ -59,6 +61,25 @@ async def test_acheck_decides_the_same_on_asyncio(running, policy):
     await policy.aclose()
 
 
+
+def test_a_check_on_each_new_asyncio_loop_leaves_no_client_behind(running):
+    """A sync service that runs each check with `asyncio.run` (as the README's direct example runs A2ATrust) kept
+    every loop's client, its loop and its open connection to the node: a socket a check, for ever."""
+    agent = new_did()
+    policy = TrustPolicy(running.url, listen=False, cache_ttl=0, policy_ttl=0)
+    before = _live_async_clients()
+    try:
+        for _ in range(5):
+            assert asyncio.run(policy.acheck(agent)).tier == "untrusted"
+        assert _live_async_clients() - before <= 1  # the last loop's, dropped at the next loop's first check
+    finally:
+        policy.close()
+
+
+def _live_async_clients() -> int:
+    gc.collect()
+    return sum(isinstance(each, AsyncTrustClient) for each in gc.get_objects())
+
 def test_high_risk_tools_need_the_high_risk_tier(running):
     known, _ = running.new_agent(trusted=True)
     policy = TrustPolicy(running.url, listen=False, high_risk_tools=["deploy"], high_risk_tier="verified")
@@ -111,6 +132,22 @@ def test_observe_mode_decides_but_never_blocks(running):
     finally:
         policy.close()
 
+
+
+def test_a_decision_is_logged_with_who_and_what_in_any_log_format(running, caplog):
+    """The week-1 log shows who would have been blocked with the service's own logging, not only with the node's
+    logfmt formatter: a plain `%(message)s` showed `trust decision` and nothing else."""
+    stranger, _ = running.new_agent(trusted=False)
+    policy = TrustPolicy(running.url, listen=False, observe=True)
+    try:
+        with caplog.at_level(logging.WARNING, logger="vouchnet.client"):
+            policy.check(stranger, "tool_call", "shell")
+    finally:
+        policy.close()
+    [record] = [r for r in caplog.records if r.getMessage().startswith("trust decision")]
+    line = logging.Formatter("%(message)s").format(record)
+    assert f"agent={stranger} action=tool_call tool=shell verdict=block enforced=False reason=" in line
+    assert record.fields["verdict"] == "block"  # still there for structured handlers
 
 def test_a_malformed_agent_id_is_blocked_even_failing_open(running):
     policy = TrustPolicy(running.url, listen=False, fail_open=True)
@@ -595,7 +632,7 @@ def test_without_the_nodes_policy_a_check_fails_closed_or_open_if_asked(answer, 
             refused = closed.check(agent, "tool_call", "search")
             caplog.clear()
             let_through = opened.check(agent, "tool_call", "search")
-            logged = [r.fields["verdict"] for r in caplog.records if r.getMessage() == "trust decision"]
+            logged = [r.fields["verdict"] for r in caplog.records if r.getMessage().startswith("trust decision")]
             locally_blocked = opened.check(agent, "tool_call", "shell")
         finally:
             closed.close()
@@ -661,3 +698,27 @@ def test_the_nodes_policy_is_asked_for_again_when_the_stream_resets():
             assert decision.reason == "score 800 is below this policy's minimum 900 (node policy)"
         finally:
             policy.close()
+
+
+def test_high_risk_tools_given_as_one_string_is_refused_not_taken_as_its_letters():
+    """`high_risk_tools="bash"` made {b, a, s, h} high-risk, and `bash` itself not."""
+    with pytest.raises(ValueError, match=r"high_risk_tools: a list of tool names, not one string: \['bash'\]"):
+        TrustPolicy(_dead_url(), listen=False, high_risk_tools="bash")
+
+
+def test_on_change_without_listening_is_refused():
+    """`listen=False` follows no stream, so `on_change` was never called, and nothing said so."""
+    with pytest.raises(ValueError, match=r"on_change: needs the node's stream; listen=False follows none"):
+        TrustPolicy(_dead_url(), listen=False, on_change=print)
+
+
+
+def test_closing_the_policy_ends_its_stream_thread_and_says_it_no_longer_follows(running):
+    """`stream_connected` stayed set after close(), the thread gone or going."""
+    before = set(threading.enumerate())
+    policy = TrustPolicy(running.url)
+    connected = policy.stream_connected
+    assert connected.wait(10)
+    started = set(threading.enumerate()) - before
+    policy.close()
+    assert not connected.is_set() and not any(thread.is_alive() for thread in started)

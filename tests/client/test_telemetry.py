@@ -111,13 +111,28 @@ def test_a_failed_batch_is_retried_with_the_same_idempotency_key(running):
     assert running.first_hand_events(agent) == 1
 
 
-def test_the_flush_timer_never_keeps_the_process_alive(running):
+def _exit_after_recording(url: str, token: str, agent: str) -> float:
+    """Seconds a process takes that records one event for `agent` and exits without shutdown()."""
     code = ("from node.client import TelemetryCollector; "
-            f"c = TelemetryCollector({running.url!r}, {running.token!r}, flush_interval=3600); "
-            f"c.record_tool_call({new_did()!r}, 'search')")
+            f"c = TelemetryCollector({url!r}, {token!r}, flush_interval=3600); "
+            f"c.record_tool_call({agent!r}, 'search')")
     started = time.monotonic()
     subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
-    assert time.monotonic() - started < 10
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize("up", [True, False], ids=["node up", "node down"])
+def test_the_flush_timer_never_keeps_the_process_alive(running, up):
+    """Not its timer, nor the try at exit to send what is left (one post, no retries)."""
+    assert _exit_after_recording(running.url if up else "http://127.0.0.1:9", running.token, new_did()) < 10
+
+
+def test_what_is_left_is_sent_when_the_process_exits_without_shutdown(running):
+    """A service that never called shutdown() or aclose() (the MCP example serves until it is stopped) lost the
+    events of its last flush_interval."""
+    agent = new_did()
+    _exit_after_recording(running.url, running.token, agent)
+    assert running.first_hand_events(agent) == 1
 
 
 @pytest.mark.parametrize("reply", [{"rejected": 5}, {}, [], {"accepted": 2, "rejected": []}, "ok"],
@@ -191,3 +206,10 @@ def test_a_batch_the_node_refuses_for_what_it_is_is_dropped_and_counted(status, 
     stats = collector.shutdown()
     assert (stats.sent, stats.rejected, stats.buffered, stats.failed_posts) == (0, 3, 0, 0)
     assert any("refused a telemetry batch; dropped" in r.getMessage() for r in caplog.records)
+
+
+def test_a_collector_without_an_api_token_is_refused_naming_where_the_token_comes_from(monkeypatch):
+    """Without one, every post was a 401 and each shutdown waited out its whole timeout, retrying."""
+    monkeypatch.delenv("VOUCHNET_TOKEN", raising=False)
+    with pytest.raises(ValueError, match=r"token: .* \$VOUCHNET_TOKEN .*api\.token"):
+        TelemetryCollector("http://127.0.0.1:9")

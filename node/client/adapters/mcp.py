@@ -135,7 +135,7 @@ class TelemetryMiddleware:
         name = f"{ctx.method} {target}" if isinstance(target, str) else ctx.method
         assert self.vouchnet.telemetry is not None
         self.vouchnet.telemetry.record_mcp_operation(
-            agent, name[:128], self.server, outcome, round((time.perf_counter() - started) * 1000, 3),
+            agent, name, self.server, outcome, round((time.perf_counter() - started) * 1000, 3),
             high_risk=ctx.method == "tools/call" and self.vouchnet.policy.is_high_risk(target))
 
 

@@ -1,0 +1,98 @@
+"""Vouchnet, what a service makes once (DESIGN §8): what it says about how it was made."""
+
+import logging
+import threading
+from types import MappingProxyType, SimpleNamespace
+
+import pytest
+
+from node.client import TrustPolicy, Vouchnet
+from node.client.guard import credential_in
+
+from .running_node import GOOD_EVENTS
+
+NODE = "http://127.0.0.1:9"
+
+
+@pytest.mark.parametrize("token", [None, "the-token"], ids=["no token", "a token"])
+def test_without_an_api_token_it_warns_that_nothing_it_runs_is_reported(token, monkeypatch, caplog):
+    """Without $VOUCHNET_TOKEN it made no collector and said nothing: no call was reported, so the node built no
+    first-hand score from them (the whole of week 1, observing)."""
+    monkeypatch.delenv("VOUCHNET_TOKEN", raising=False)
+    with caplog.at_level(logging.WARNING, logger="vouchnet.client"):
+        vouchnet = Vouchnet(NODE, token, policy=TrustPolicy(NODE, listen=False))
+    warned = [r.getMessage() for r in caplog.records if "telemetry is off" in r.getMessage()]
+    if token is None:
+        assert vouchnet.telemetry is None and len(warned) == 1
+        assert "$VOUCHNET_TOKEN" in warned[0] and "api.token" in warned[0]
+    else:
+        assert vouchnet.telemetry is not None and warned == []
+        vouchnet.telemetry.shutdown(timeout=0)
+
+
+def _search() -> str:
+    return "results"
+
+
+def _refused(decision) -> str:
+    return f"refused: {decision.reason}"
+
+
+def test_a_sync_service_closes_it_sending_its_telemetry_and_ending_the_stream(running):
+    """Synchronous code had only `await aclose()` to send what was left and stop following the stream."""
+    known, credential = running.new_agent(trusted=True)
+    before = set(threading.enumerate())
+    with Vouchnet(running.url, running.token) as vouchnet:
+        assert vouchnet.policy.stream_connected.wait(10)
+        assert vouchnet.guard_sync(credential, _search, _refused, tool="search") == "results"
+        started = set(threading.enumerate()) - before
+    assert {thread.name for thread in started} == {"vouchnet-score-stream", "vouchnet-telemetry"}
+    for thread in started:
+        thread.join(10)
+        assert not thread.is_alive()
+    assert vouchnet.telemetry.stats.buffered == 0
+    assert running.first_hand_events(known) == GOOD_EVENTS + 1
+
+
+async def test_an_async_service_closes_it_on_leaving_its_block(running):
+    known, credential = running.new_agent(trusted=True)
+    async with Vouchnet(running.url, running.token) as vouchnet:
+        assert await vouchnet.guard(credential, _asearch, _refused, tool="search") == "results"
+    assert vouchnet.telemetry.stats.buffered == 0
+    assert running.first_hand_events(known) == GOOD_EVENTS + 1
+
+
+async def _asearch() -> str:
+    return _search()
+
+
+def test_a_policy_of_another_node_is_refused_naming_both(monkeypatch):
+    """`Vouchnet(url, policy=TrustPolicy(min_score=100))` asked the local node for every decision (the policy's
+    default) while it verified and reported at `url`."""
+    monkeypatch.delenv("VOUCHNET_NODE", raising=False)
+    with pytest.raises(ValueError, match=r"policy: decides with the node at http://127\.0\.0\.1:8700, not this "
+                                         r"service's http://10\.0\.0\.5:8700; make it with TrustPolicy\("
+                                         r"'http://10\.0\.0\.5:8700', \.\.\.\)"):
+        Vouchnet("http://10.0.0.5:8700", policy=TrustPolicy(listen=False, min_score=100))
+
+
+HOLDERS = {"a dict": {"vouchnet_credential": "token"},
+           "another mapping": MappingProxyType({"vouchnet_credential": "token"}),
+           "an object": SimpleNamespace(vouchnet_credential="token")}
+
+
+@pytest.mark.parametrize("holder", HOLDERS.values(), ids=HOLDERS.keys())
+def test_the_credential_is_found_in_any_mapping_or_object_a_run_carries(holder):
+    """A mapping other than a dict (a frozen context, a MappingProxyType) was searched for an attribute, and its
+    caller refused as presenting no credential."""
+    assert credential_in(holder) == "token"
+
+
+def test_a_call_of_a_tool_with_a_long_name_is_reported_too(running):
+    """A check takes tool names of up to 256 characters, an event up to 128: the node refused the event of a call
+    that ran under a longer name, and the call counted for nothing."""
+    known, credential = running.new_agent(trusted=True)
+    with Vouchnet(running.url, running.token, policy=TrustPolicy(running.url, listen=False)) as vouchnet:
+        assert vouchnet.guard_sync(credential, _search, _refused, tool="search_" + "x" * 200) == "results"
+    assert (vouchnet.telemetry.stats.sent, vouchnet.telemetry.stats.rejected) == (1, 0)
+    assert running.first_hand_events(known) == GOOD_EVENTS + 1
