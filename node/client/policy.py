@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
+import anyio
+
 from vouching.explanation import Score
 from vouching.policy import (DEFAULT_HIGH_RISK_TOOLS, DEFAULT_TIER_VERDICTS, VERDICTS, Decision, Policy, Verdict,
                              decide, tool_name_problem)
@@ -228,8 +230,9 @@ class TrustPolicy:
             self._client.close()
 
     async def aclose(self) -> None:
-        """`close`, and close this loop's async client."""
-        self.close()
+        """`close` (in a worker thread: it waits for the stream's thread to end), and close this loop's async
+        client."""
+        await anyio.to_thread.run_sync(self.close)
         client = self._async_clients.pop(event_loop(), None)
         if client is not None:
             await client.aclose()

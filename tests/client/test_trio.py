@@ -2,6 +2,7 @@
 closed within its timeout, and sends its telemetry on aclose (the suite runs async tests on trio)."""
 
 import json
+import threading
 
 import httpx
 import pytest
@@ -64,3 +65,21 @@ async def test_a_call_that_trio_timed_out_is_reported_as_a_timeout(running):
         await vouchnet.guard(credential, _too_slow, _refused, tool="search")
     await vouchnet.aclose()
     assert posted == ["timeout"]
+
+
+async def test_aclose_leaves_the_event_loop_free_while_the_stream_thread_ends(monkeypatch):
+    """ScoreStream.close waits up to 5 s for its thread (one in the middle of connecting ends only when the connect
+    does): aclose waited on the event loop's own thread, so every other task of the service stood still."""
+    policy = TrustPolicy("http://127.0.0.1:9", listen=False)
+    released = threading.Event()
+    waits: list[bool] = []
+    monkeypatch.setattr(policy, "close", lambda: waits.append(released.wait(5)))
+
+    async def other_task() -> None:
+        await trio.lowlevel.checkpoint()
+        released.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(policy.aclose)
+        nursery.start_soon(other_task)
+    assert waits == [True]
