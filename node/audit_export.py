@@ -38,6 +38,7 @@ from vouching import DigestBody, InvalidDid, InvalidRecord, public_key_from_did,
 from vouching.bodies import CATEGORIES, OUTCOMES
 
 from .audit_log import AuditLog, audit_origin
+from .digests import DigestState
 from .events import Event, InvalidEvent, check_agent, decode_entry
 
 FORMAT = "vouchnet-audit-export/1"
@@ -65,7 +66,7 @@ def _unb64(value: Any, where: str) -> bytes:
 
 def export_agent(
     audit: AuditLog,
-    intervals: list[tuple[int, int]],
+    state: DigestState,
     *,
     key: SigningKey,
     org: str,
@@ -74,15 +75,14 @@ def export_agent(
     start: int,
     end: int,
 ) -> dict[str, Any]:
-    """The export of `agent`'s entries accepted in [start, end), widened to the digested `intervals` overlapping
-    it, with proofs against a fresh checkpoint; raises ExportError if any of them may have been pruned."""
+    """The export of `agent`'s entries accepted in [start, end), widened to the intervals digested (`state`)
+    overlapping it, with proofs against a fresh checkpoint; raises ExportError if any of them may have been pruned."""
     check_agent(agent)
+    intervals = state.intervals(start, end)
     low = min([start, *(a for a, _ in intervals)])
     high = max([end, *(b for _, b in intervals)])
     ledger = audit.ledger
-    if ledger.pruned and (ledger.pruned == ledger.size or audit.at(ledger.pruned) > low):
-        kept = "none" if ledger.pruned == ledger.size else f"those from {audit.at(ledger.pruned)} ms on"
-        raise ExportError(f"--from: earlier entries were pruned by retention; the audit log keeps {kept}")
+    _check_kept(audit, state, low)
     size = ledger.size
     checkpoint = audit.checkpoint(key, audit_origin(network, org), size)
     first, stop = audit.first_at_or_after(low), audit.first_at_or_after(high)
@@ -102,6 +102,23 @@ def export_agent(
                            "events": len(members)})
     return {"format": FORMAT, "org": org, "network": network, "agent": agent, "from": start, "to": end,
             "checkpoint": checkpoint.decode(), "entries": entries, "epochs": epochs}
+
+
+def _check_kept(audit: AuditLog, state: DigestState, low: int) -> None:
+    """Raise ExportError if entries accepted at `low` or later may have been pruned. Retention prunes digested entries
+    only (node.retention), so every pruned entry was accepted before the end of the digested interval holding the
+    last of them; if digests.db has no row for it, before the first kept entry's time."""
+    pruned = audit.ledger.pruned
+    if not pruned:
+        return
+    kept_from = state.end_holding(pruned - 1)
+    if kept_from is None:
+        if pruned == audit.size:
+            raise ExportError("--from: earlier entries were pruned by retention; the audit log keeps none")
+        kept_from = audit.at(pruned)
+    if low < kept_from:
+        raise ExportError(f"--from: earlier entries were pruned by retention; the audit log keeps those from "
+                          f"{kept_from} ms on")
 
 
 @dataclass(frozen=True)

@@ -88,7 +88,7 @@ def _export(args: argparse.Namespace) -> int:
     state = DigestState.open_readonly(config.data_dir)
     audit = AuditLog.open(config.data_dir)
     try:
-        document = export_agent(audit, state.intervals(args.start, args.end), key=key,
+        document = export_agent(audit, state, key=key,
                                 org=did_key(bytes(key.verify_key)), network=config.network, agent=args.agent,
                                 start=args.start, end=args.end)
     except ExportError as e:

@@ -33,7 +33,7 @@ def submit(node, agent, outcome="ok", count=1):
 
 
 def export(node, agent, start, end):
-    return export_agent(node.audit, node.digester.state.intervals(start, end), key=node.key, org=node.replica.did,
+    return export_agent(node.audit, node.digester.state, key=node.key, org=node.replica.did,
                         network="testnet", agent=agent, start=start, end=end)
 
 
@@ -154,6 +154,25 @@ def test_retention_prunes_whole_digested_epochs_and_proofs_stay_valid(node):
     with pytest.raises(ExportError, match="pruned"):
         export(node, A, T0, T0 + 2 * EPOCH)
     verify_export(export(node, A, T0 + EPOCH, T0 + 2 * EPOCH), digests=digest_records(node, A)[1:2])
+
+
+def test_the_oldest_epoch_retention_kept_is_exported_whole(tmp_path):
+    """Retention prunes whole digested epochs: the next one is all there, though its first event came after its start,
+    and the time the refusal names for --from is one an export takes. The check compared the first kept entry's time
+    with the epoch's start, so that epoch was refused as pruned, and so was --from at the time the message named."""
+    with telemetry_node(tmp_path, clock=Clock(T0), epoch_ms=EPOCH) as node:
+        for step in range(3):
+            node.clock.now = T0 + step * EPOCH + 5_000
+            submit(node, A)
+            node.digester.close_due(T0 + (step + 1) * EPOCH)
+        service = RetentionService(node.audit, node.idempotency, node.digester, node.metrics,
+                                   retention_days=1.5 * EPOCH / DAY_MS, clock=lambda: T0 + 3 * EPOCH)
+        assert service.prune() == 1
+        with pytest.raises(ExportError, match=f"the audit log keeps those from {T0 + EPOCH} ms on"):
+            export(node, A, T0 + EPOCH - 1, T0 + 3 * EPOCH)
+        document = export(node, A, T0 + EPOCH, T0 + 3 * EPOCH)
+        assert [e["at"] for e in document["entries"]] == [T0 + EPOCH + 5_000, T0 + 2 * EPOCH + 5_000]
+        verify_export(document, digests=digest_records(node, A)[1:])
 
 
 def test_retention_never_prunes_events_not_yet_digested(node):
