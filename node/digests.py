@@ -284,6 +284,11 @@ class Digester:
             raise DigestStateError(f"{DIGESTS_FILE}: digested up to audit-log entry {self.undigested_from}, but "
                                    f"{AUDIT_FILE} holds {audit.size}: restored from copies of different times? "
                                    f"Restore both from one copy")
+        needed = self.undigested_from if self._interrupted is None else min(self.undigested_from, self._interrupted[2])
+        if needed < audit.ledger.pruned:  # (retention never prunes them: digests.db is older than the audit log)
+            raise DigestStateError(f"{DIGESTS_FILE}: needs the audit-log entries from {needed} on (not yet digested), "
+                                   f"but {AUDIT_FILE} keeps those from {audit.ledger.pruned} on: restored from copies "
+                                   f"of different times? Restore both from one copy")
         # Our digests stored from here on are looked for before an epoch is issued: after a restore from an older
         # copy of the data directory, sync brings back digests that this digests.db never saw issued.
         self._store_mark = state.last_store_mark()
