@@ -13,7 +13,7 @@ An auditor checks it without trusting the node, with any RFC 9162 / C2SP impleme
 2. For each entry: base64-decode it and verify its inclusion proof at `index` in the tree of size N with root R.
 3. Decode each entry (deterministic CBOR, node.events.encode_entry) and check its `agent` is the exported agent,
    and that the entry's decoded `at` and `event` say exactly what the entry bytes say.
-4. For each epoch: the RFC 9162 Merkle tree hash of the entries with epoch <= at < epoch + len, in index order,
+4. For each epoch (no two overlap, as digest epochs never do): the RFC 9162 Merkle tree hash of the entries with epoch <= at < epoch + len, in index order,
    must equal `evidence_root` (and their number `events`); and must equal the `evidence_root` of the org's
    signed `digest` record for that agent and epoch (fetched from any node:
    `GET /v1/records?issuer=<org>&kind=digest&subject=<agent>`).
@@ -27,6 +27,7 @@ An auditor checks it without trusting the node, with any RFC 9162 / C2SP impleme
 from __future__ import annotations
 
 import base64
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -86,7 +87,7 @@ def export_agent(
     size = ledger.size
     checkpoint = audit.checkpoint(key, audit_origin(network, org), size)
     first, stop = audit.first_at_or_after(low), audit.first_at_or_after(high)
-    entries = []
+    entries, raw, ats = [], [], []  # raw, ats: each entry's bytes and time, in log order (ats never decrease)
     for page in range(first, stop, _PAGE):
         for index, entry in enumerate(ledger.entries(page, min(page + _PAGE, stop)), page):
             at, event = decode_entry(entry)
@@ -94,9 +95,11 @@ def export_agent(
                 proof = [_b64(h) for h in ledger.inclusion_proof(index, size)]
                 entries.append({"index": index, "at": at, "entry": _b64(entry), "proof": proof,
                                 "event": event.to_json()})
+                raw.append(entry)
+                ats.append(at)
     epochs = []
-    for a, b in intervals:
-        members = [base64.b64decode(e["entry"]) for e in entries if a <= e["at"] < b]
+    for a, b in intervals:  # each epoch's entries found by bisection: scanned, 8760 hourly epochs took hours
+        members = raw[bisect_left(ats, a):bisect_left(ats, b)]
         if members:
             epochs.append({"epoch": a, "len": b - a, "evidence_root": _b64(tree_hash(members)),
                            "events": len(members)})
@@ -179,27 +182,48 @@ def verify_export(document: Any, *, digests: Iterable[bytes] = ()) -> Verified:
             raise VerifyError(f"{where}.event: differs from the entry's")
         events.append((index, at, event, entry))
     events.sort(key=lambda e: e[0])
-    epochs = []
-    for j, epoch in enumerate(_list(document, "epochs")):
+    by_time = sorted(events, key=lambda e: (e[1], e[0]))
+    times = [e[1] for e in by_time]
+    epochs: dict[tuple[int, int], tuple[bytes, list[Event]]] = {}  # (epoch, len) -> root, events
+    for j, epoch_start, length, epoch in _epochs(_list(document, "epochs")):
+        # Found by bisection, in index order: scanning every entry for each of 8760 hourly epochs took hours.
+        inside = sorted(by_time[bisect_left(times, epoch_start):bisect_left(times, epoch_start + length)],
+                        key=lambda e: e[0])
+        root = tree_hash([e[3] for e in inside])
+        if root != _unb64(epoch.get("evidence_root"), f"epochs[{j}].evidence_root"):
+            raise VerifyError(f"epochs[{j}]: the entries of [{epoch_start}, {epoch_start + length}) do not hash to "
+                              "evidence_root")
+        if epoch.get("events") != len(inside):
+            raise VerifyError(f"epochs[{j}].events: must be {len(inside)}, the entries in the epoch")
+        epochs[(epoch_start, length)] = (root, [e[2] for e in inside])
+    spans = sorted(epochs)  # (epoch, len), disjoint
+    firsts = [a for a, _ in spans]
+    for index, at, _, _ in events:  # the range was widened to whole epochs, and no further
+        i = bisect_right(firsts, at) - 1
+        if not (start <= at < end or (i >= 0 and at < firsts[i] + spans[i][1])):
+            raise VerifyError(f"entries (index {index}): accepted at {at}, outside [from, to) and every epoch")
+    for raw in digests:
+        _check_digest(raw, org, agent, epochs)
+    return Verified(checkpoint.size, checkpoint.root, tuple(e[:3] for e in events),
+                    tuple((a, n, root) for (a, n), (root, _) in epochs.items()))
+
+
+def _epochs(items: list[Any]) -> list[tuple[int, int, int, dict[str, Any]]]:
+    """(position, epoch, len, object) of the export's epochs, in its order; VerifyError unless each has an integer
+    epoch and a positive len, and no two overlap (digest intervals never do)."""
+    parsed = []
+    for j, epoch in enumerate(items):
         if not isinstance(epoch, dict):
             raise VerifyError(f"epochs[{j}]: must be an object")
         epoch_start, length = epoch.get("epoch"), epoch.get("len")
         if type(epoch_start) is not int or type(length) is not int or length < 1:
             raise VerifyError(f"epochs[{j}]: needs integer epoch and len")
-        members = [e[3] for e in events if epoch_start <= e[1] < epoch_start + length]
-        root = tree_hash(members)
-        if root != _unb64(epoch.get("evidence_root"), f"epochs[{j}].evidence_root"):
-            raise VerifyError(f"epochs[{j}]: the entries of [{epoch_start}, {epoch_start + length}) do not hash to "
-                              "evidence_root")
-        if epoch.get("events") != len(members):
-            raise VerifyError(f"epochs[{j}].events: must be {len(members)}, the entries in the epoch")
-        epochs.append((epoch_start, length, root))
-    for index, at, _, _ in events:  # the range was widened to whole epochs, and no further
-        if not (start <= at < end or any(a <= at < a + n for a, n, _ in epochs)):
-            raise VerifyError(f"entries (index {index}): accepted at {at}, outside [from, to) and every epoch")
-    for raw in digests:
-        _check_digest(raw, org, agent, epochs, events)
-    return Verified(checkpoint.size, checkpoint.root, tuple(e[:3] for e in events), tuple(epochs))
+        parsed.append((j, epoch_start, length, epoch))
+    ordered = sorted(parsed, key=lambda p: p[1])
+    for (i, a, n, _), (j, b, _, _) in zip(ordered, ordered[1:]):
+        if b < a + n:
+            raise VerifyError(f"epochs[{j}]: overlaps epochs[{i}] (digest epochs never overlap)")
+    return parsed
 
 
 def _list(parent: dict[str, Any], key: str) -> list[Any]:
@@ -209,8 +233,7 @@ def _list(parent: dict[str, Any], key: str) -> list[Any]:
     return value
 
 
-def _check_digest(raw: bytes, org: str, agent: str, epochs: list[tuple[int, int, bytes]],
-                  events: list[tuple[int, int, Event, bytes]]) -> None:
+def _check_digest(raw: bytes, org: str, agent: str, epochs: dict[tuple[int, int], tuple[bytes, list[Event]]]) -> None:
     try:
         record = verify_record(raw)
     except InvalidRecord as error:
@@ -218,13 +241,13 @@ def _check_digest(raw: bytes, org: str, agent: str, epochs: list[tuple[int, int,
     body = record.body
     if record.iss != org or not isinstance(body, DigestBody) or body.agent != agent:
         raise VerifyError(f"digest {record.id.hex()}: not the org's digest of the exported agent")
-    match = [root for start, length, root in epochs if (start, length) == (body.epoch, body.length)]
-    if not match:
+    match = epochs.get((body.epoch, body.length))
+    if match is None:
         raise VerifyError(f"digest {record.id.hex()}: its epoch {body.epoch} is not in the export")
-    if match[0] != body.evidence_root:
+    root, members = match
+    if root != body.evidence_root:
         raise VerifyError(f"digest {record.id.hex()}: evidence_root differs from the exported entries'")
     if body.dp_epsilon is None:
-        members = [e[2] for e in events if body.epoch <= e[1] < body.epoch + body.length]
         counted = ({o: sum(e.outcome == o for e in members) for o in OUTCOMES},
                    {c: sum(e.category == c for e in members) for c in CATEGORIES},
                    {o: sum(e.outcome == o and e.high_risk for e in members) for o in OUTCOMES})

@@ -110,6 +110,9 @@ def tampered(document, change):
     (lambda d: d["entries"][2]["event"].pop("high_risk"), "entries\\[2\\].event: differs from the entry"),
     (lambda d: d["entries"][0].update(at=d["entries"][0]["at"] + 1), "entries\\[0\\].at: differs from the entry"),
     (lambda d: d["epochs"][0].update(events=2), "epochs\\[0\\].events: must be 3"),
+    # Epochs claimed over each other, each holding every entry: checking them took epochs x entries (digest epochs
+    # never overlap, so none overlaps in an honest export).
+    (lambda d: d["epochs"].append(dict(d["epochs"][0], len=2 * EPOCH)), "epochs\\[1\\]: overlaps epochs\\[0\\]"),
 ])
 def test_tampering_is_caught(node, change, message):
     document = export(node, A, T0, T0 + EPOCH)
