@@ -146,6 +146,8 @@ def verify_export(document: Any, *, digests: Iterable[bytes] = ()) -> Verified:
         raise VerifyError("export: needs org, network, agent and checkpoint") from None
     except (InvalidDid, InvalidEvent, NoteError) as error:  # the origin is not made yet: no checkpoint to blame
         raise VerifyError(f"export: {error}") from None
+    except UnicodeEncodeError:  # JSON's \udc80 escapes decode to lone surrogates, which no UTF-8 text holds
+        raise VerifyError("checkpoint: not a signed note (it holds a lone surrogate, which UTF-8 cannot)") from None
     try:
         checkpoint, _ = open_checkpoint(note, [signer])
     except NoteError as error:

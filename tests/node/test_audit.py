@@ -101,6 +101,7 @@ def tampered(document, change):
     (lambda d: d.update(network=["a"]), "export: network"),
     (lambda d: d.update(agent=7), "export: agent: must be an Ed25519 did:key"),
     (lambda d: d.update(checkpoint=None), "export: needs org, network, agent and checkpoint"),
+    (lambda d: d.update(checkpoint="\udc80"), "checkpoint: not a signed note"),  # was a UnicodeEncodeError
     (lambda d: d.update({"from": None}), "from, to: must be integers"),
     (lambda d: d.update({"from": d["to"] + 1}), "from <= to"),
     # A range claimed narrower than the entries, whose epochs were dropped to hide them: not what was exported.
