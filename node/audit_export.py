@@ -114,10 +114,12 @@ def _check_kept(audit: AuditLog, state: DigestState, low: int) -> None:
     pruned = audit.ledger.pruned
     if not pruned:
         return
-    kept_from = state.end_holding(pruned - 1)
-    if kept_from is None:
-        if pruned == audit.size:
-            raise ExportError("--from: earlier entries were pruned by retention; the audit log keeps none")
+    holding = state.holding(pruned - 1)
+    if holding is not None:
+        kept_from = holding[1]
+    elif pruned == audit.size:
+        raise ExportError("--from: earlier entries were pruned by retention; the audit log keeps none")
+    else:
         kept_from = audit.at(pruned)
     if low < kept_from:
         raise ExportError(f"--from: earlier entries were pruned by retention; the audit log keeps those from "

@@ -149,10 +149,11 @@ class DigestState:
         ).fetchall()
         return [(a, b) for a, b in rows]
 
-    def end_holding(self, index: int) -> int | None:
-        """The end (ms) of the digested interval that holds audit-log entry `index`; None if none does."""
-        row = self._db.execute("SELECT end_ms FROM epochs WHERE first <= ? AND stop > ?", (index, index)).fetchone()
-        return None if row is None else row[0]
+    def holding(self, index: int) -> tuple[int, int] | None:
+        """(first entry, end in ms) of the digested interval that holds audit-log entry `index`; None if none does."""
+        row = self._db.execute("SELECT first, end_ms FROM epochs WHERE first <= ? AND stop > ?",
+                               (index, index)).fetchone()
+        return None if row is None else (row[0], row[1])
 
     def close(self) -> None:
         self._db.close()

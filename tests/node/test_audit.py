@@ -179,6 +179,24 @@ def test_the_oldest_epoch_retention_kept_is_exported_whole(tmp_path):
         verify_export(document, digests=digest_records(node, A)[1:])
 
 
+def test_retention_prunes_no_part_of_an_epoch_digested_before_the_epoch_length_changed(tmp_path):
+    """Epochs of two minutes, then of one: the cutoff, a whole minute, fell inside an epoch digested at two, whose
+    first minute was pruned, so its second minute's events, within retention, could no longer be exported."""
+    with telemetry_node(tmp_path, clock=Clock(T0), epoch_ms=2 * EPOCH) as node:
+        key = node.key
+        for minute in range(2):
+            node.clock.now = T0 + minute * EPOCH + 5_000
+            submit(node, A)
+        node.digester.close_due(T0 + 2 * EPOCH)
+    with telemetry_node(tmp_path, key=key, clock=Clock(T0 + 2 * EPOCH), epoch_ms=EPOCH) as node:
+        service = RetentionService(node.audit, node.idempotency, node.digester, node.metrics,
+                                   retention_days=EPOCH / DAY_MS, clock=lambda: T0 + 2 * EPOCH)
+        assert service.prune() == 0
+        document = export(node, A, T0 + EPOCH, T0 + 2 * EPOCH)
+        assert len(document["entries"]) == 2
+        verify_export(document, digests=digest_records(node, A))
+
+
 def test_retention_never_prunes_events_not_yet_digested(node):
     service = RetentionService(node.audit, node.idempotency, node.digester, node.metrics,
                                retention_days=1 / DAY_MS, clock=lambda: T0 + 100 * EPOCH)
