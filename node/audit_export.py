@@ -13,9 +13,9 @@ An auditor checks it without trusting the node, with any RFC 9162 / C2SP impleme
 2. For each entry: base64-decode it and verify its inclusion proof at `index` in the tree of size N with root R.
 3. Decode each entry (deterministic CBOR, node.events.encode_entry) and check its `agent` is the exported agent,
    and that the entry's decoded `at` and `event` say exactly what the entry bytes say.
-4. For each epoch (no two overlap, as digest epochs never do): the RFC 9162 Merkle tree hash of the entries with epoch <= at < epoch + len, in index order,
-   must equal `evidence_root` (and their number `events`); and must equal the `evidence_root` of the org's
-   signed `digest` record for that agent and epoch (fetched from any node:
+4. For each epoch (no two overlap, as digest epochs never do): the RFC 9162 Merkle tree hash of the entries with
+   epoch <= at < epoch + len, in index order, must equal `evidence_root` (and their number `events`); and must
+   equal the `evidence_root` of the org's signed `digest` record for that agent and epoch (fetched from any node:
    `GET /v1/records?issuer=<org>&kind=digest&subject=<agent>`).
    The digest commits to every event of the agent in that epoch, so a missing or altered event shows up here;
    without differential privacy its counts (outcomes, categories, high_risk) also equal the entries' counts.
@@ -34,7 +34,7 @@ from typing import Any
 
 from nacl.signing import SigningKey
 
-from ledger import Ed25519Verifier, NoteError, ProofError, open_checkpoint, tree_hash, verify_inclusion
+from ledger import Ed25519Verifier, EntryPruned, NoteError, ProofError, open_checkpoint, tree_hash, verify_inclusion
 from vouching import DigestBody, InvalidDid, InvalidRecord, public_key_from_did, verify_record
 from vouching.bodies import CATEGORIES, OUTCOMES
 
@@ -82,12 +82,31 @@ def export_agent(
     intervals = state.intervals(start, end)
     low = min([start, *(a for a, _ in intervals)])
     high = max([end, *(b for _, b in intervals)])
-    ledger = audit.ledger
     _check_kept(audit, state, low)
-    size = ledger.size
+    size = audit.size
     checkpoint = audit.checkpoint(key, audit_origin(network, org), size)
+    try:
+        entries, raw, ats = _entries_of(audit, agent, low, high, size)
+    except EntryPruned:  # as they were read, by the retention of the node beside which the export reads
+        _check_kept(audit, state, low)
+        raise
+    epochs = []
+    for a, b in intervals:  # each epoch's entries found by bisection: scanned, 8760 hourly epochs took hours
+        members = raw[bisect_left(ats, a):bisect_left(ats, b)]
+        if members:
+            epochs.append({"epoch": a, "len": b - a, "evidence_root": _b64(tree_hash(members)),
+                           "events": len(members)})
+    return {"format": FORMAT, "org": org, "network": network, "agent": agent, "from": start, "to": end,
+            "checkpoint": checkpoint.decode(), "entries": entries, "epochs": epochs}
+
+
+def _entries_of(audit: AuditLog, agent: str, low: int, high: int,
+                size: int) -> tuple[list[dict[str, Any]], list[bytes], list[int]]:
+    """The export's entries of `agent` accepted in [low, high), with proofs at `size`; and the bytes and time of each,
+    in log order (times never decrease)."""
+    ledger = audit.ledger
     first, stop = audit.first_at_or_after(low), audit.first_at_or_after(high)
-    entries, raw, ats = [], [], []  # raw, ats: each entry's bytes and time, in log order (ats never decrease)
+    entries, raw, ats = [], [], []
     for page in range(first, stop, _PAGE):
         for index, entry in enumerate(ledger.entries(page, min(page + _PAGE, stop)), page):
             at, event = decode_entry(entry)
@@ -97,14 +116,7 @@ def export_agent(
                                 "event": event.to_json()})
                 raw.append(entry)
                 ats.append(at)
-    epochs = []
-    for a, b in intervals:  # each epoch's entries found by bisection: scanned, 8760 hourly epochs took hours
-        members = raw[bisect_left(ats, a):bisect_left(ats, b)]
-        if members:
-            epochs.append({"epoch": a, "len": b - a, "evidence_root": _b64(tree_hash(members)),
-                           "events": len(members)})
-    return {"format": FORMAT, "org": org, "network": network, "agent": agent, "from": start, "to": end,
-            "checkpoint": checkpoint.decode(), "entries": entries, "epochs": epochs}
+    return entries, raw, ats
 
 
 def _check_kept(audit: AuditLog, state: DigestState, low: int) -> None:

@@ -11,7 +11,7 @@ import pytest
 from ledger import Checkpoint, EntryPruned, verify_inclusion
 from node import cli
 from node.audit_export import ExportError, VerifyError, export_agent, verify_export
-from node.audit_log import audit_origin
+from node.audit_log import AuditLog, audit_origin
 from node.commands import audit
 from node.commands.common import CommandFailed
 from node.keys import load_org_key
@@ -177,6 +177,21 @@ def test_the_oldest_epoch_retention_kept_is_exported_whole(tmp_path):
         document = export(node, A, T0 + EPOCH, T0 + 3 * EPOCH)
         assert [e["at"] for e in document["entries"]] == [T0 + EPOCH + 5_000, T0 + 2 * EPOCH + 5_000]
         verify_export(document, digests=digest_records(node, A)[1:])
+
+
+def test_an_export_the_node_prunes_as_it_reads_is_refused_as_pruned(node):
+    """`vouchnet audit export` reads the audit log beside the running node, whose retention may prune entries of the
+    range as they are read (a large export takes minutes): that stopped it with a traceback of LedgerError, the log
+    'corrupt: no row holds entry 4', or of InvalidEvent for the emptied bytes of the row across the cutoff."""
+    reader = AuditLog.open(node.directory)  # the export's, opened before the node prunes
+    try:
+        RetentionService(node.audit, node.idempotency, node.digester, node.metrics, retention_days=EPOCH / DAY_MS,
+                         clock=lambda: T0 + 2 * EPOCH + 30_000).prune()
+        with pytest.raises(ExportError, match=f"the audit log keeps those from {T0 + EPOCH} ms on"):
+            export_agent(reader, node.digester.state, key=node.key, org=node.replica.did, network="testnet",
+                         agent=A, start=T0, end=T0 + 3 * EPOCH)
+    finally:
+        reader.close()
 
 
 def test_retention_prunes_no_part_of_an_epoch_digested_before_the_epoch_length_changed(tmp_path):
