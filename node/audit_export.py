@@ -140,12 +140,14 @@ def _check_kept(audit: AuditLog, state: DigestState, low: int) -> None:
 
 @dataclass(frozen=True)
 class Verified:
-    """What a verified export proves: the log size and root it was checked against, and the agent's events."""
+    """What a verified export proves: the log size and root it was checked against, and the agent's events, of
+    which `unmatched` lie in no epoch a digest was given for (the export could leave out such events unseen)."""
 
     size: int
     root: bytes
     events: tuple[tuple[int, int, Event], ...]  # (index, at, event)
     epochs: tuple[tuple[int, int, bytes], ...]  # (epoch, len, evidence_root)
+    unmatched: int
 
 
 def verify_export(document: Any, *, digests: Iterable[bytes] = ()) -> Verified:
@@ -218,10 +220,10 @@ def verify_export(document: Any, *, digests: Iterable[bytes] = ()) -> Verified:
         i = bisect_right(firsts, at) - 1
         if not (start <= at < end or (i >= 0 and at < firsts[i] + spans[i][1])):
             raise VerifyError(f"entries (index {index}): accepted at {at}, outside [from, to) and every epoch")
-    for raw in digests:
-        _check_digest(raw, org, agent, epochs)
+    matched = {_check_digest(raw, org, agent, epochs) for raw in digests}
     return Verified(checkpoint.size, checkpoint.root, tuple(e[:3] for e in events),
-                    tuple((a, n, root) for (a, n), (root, _) in epochs.items()))
+                    tuple((a, n, root) for (a, n), (root, _) in epochs.items()),
+                    len(events) - sum(len(epochs[span][1]) for span in matched))
 
 
 def _epochs(items: list[Any]) -> list[tuple[int, int, int, dict[str, Any]]]:
@@ -249,7 +251,9 @@ def _list(parent: dict[str, Any], key: str) -> list[Any]:
     return value
 
 
-def _check_digest(raw: bytes, org: str, agent: str, epochs: dict[tuple[int, int], tuple[bytes, list[Event]]]) -> None:
+def _check_digest(raw: bytes, org: str, agent: str,
+                  epochs: dict[tuple[int, int], tuple[bytes, list[Event]]]) -> tuple[int, int]:
+    """The (epoch, len) of the export that the digest record `raw` matches; VerifyError unless it matches one."""
     try:
         record = verify_record(raw)
     except InvalidRecord as error:
@@ -269,3 +273,4 @@ def _check_digest(raw: bytes, org: str, agent: str, epochs: dict[tuple[int, int]
                    {o: sum(e.outcome == o and e.high_risk for e in members) for o in OUTCOMES})
         if counted != (dict(body.outcomes), dict(body.categories), dict(body.high_risk)):
             raise VerifyError(f"digest {record.id.hex()}: its counts differ from the exported entries'")
+    return body.epoch, body.length

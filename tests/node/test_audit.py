@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from ledger import Checkpoint, EntryPruned, verify_inclusion
+from ledger import Checkpoint, EntryPruned, tree_hash, verify_inclusion
 from node import cli
 from node.audit_export import ExportError, VerifyError, export_agent, verify_export
 from node.audit_log import AuditLog, audit_origin
@@ -119,6 +119,22 @@ def test_tampering_is_caught(node, change, message):
     document = export(node, A, T0, T0 + EPOCH)
     with pytest.raises(VerifyError, match=message):
         verify_export(tampered(document, change))
+
+
+def test_an_event_left_out_of_an_epoch_is_shown_by_its_digest_alone(node):
+    """An entry left out and its epoch's root and count recomputed: the export verifies but against the epoch's
+    digest, so verify counts the events no digest given checks (`unmatched`, which the CLI says; it said nothing)."""
+    def leave_out(document):
+        document["entries"].pop(1)
+        members = [base64.b64decode(e["entry"]) for e in document["entries"]]
+        document["epochs"][0].update(evidence_root=base64.b64encode(tree_hash(members)).decode(), events=2)
+
+    document = export(node, A, T0, T0 + EPOCH)
+    forged = tampered(document, leave_out)
+    assert verify_export(forged).unmatched == 2
+    assert verify_export(document, digests=digest_records(node, A)[:1]).unmatched == 0
+    with pytest.raises(VerifyError, match="evidence_root differs"):
+        verify_export(forged, digests=digest_records(node, A)[:1])
 
 
 def test_a_digest_of_another_epoch_or_agent_does_not_match(node):
@@ -236,7 +252,11 @@ def test_the_cli_exports_and_verifies(tmp_path, capsys):
     org = did_key(bytes(key.verify_key))
     args = parser.parse_args(["audit", "verify", str(out), "--digest", str(tmp_path / "digest.cose"), "--org", org])
     assert args.func(args) == 0
-    assert capsys.readouterr().out.startswith("ok: 3 events")
+    captured = capsys.readouterr()
+    assert captured.out.startswith("ok: 3 events") and "note:" not in captured.err
+    bare = parser.parse_args(["audit", "verify", str(out)])  # no digest: nothing the org published checks its events
+    assert bare.func(bare) == 0
+    assert "note: 3 events in no epoch a --digest was given for" in capsys.readouterr().err
     # An export signed by any other key verifies as that org's: the output names it, and --org refuses it.
     other = parser.parse_args(["audit", "verify", str(out), "--org", new_did()])
     with pytest.raises(CommandFailed, match=f"an export of org {org}, not of"):
