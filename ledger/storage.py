@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 
 from . import bundles, merkle, tiles
-from .errors import LedgerError
+from .errors import EntryPruned, LedgerError
 
 APPLICATION_ID = 0x564E4C47  # "VNLG" at offset 68 of the SQLite header: this file is a vouchnet ledger
 SCHEMA_VERSION = 1  # the header's user_version: checked before any table is read, so a new schema is free
@@ -209,17 +209,37 @@ class Ledger:
 
     def entry(self, index: int) -> bytes:
         """The bytes of entry `index`; EntryPruned if they were pruned to their hash."""
-        with self._using("entry"):
+        with self._using("entry") as db:
             index = self._index_arg(index, self._size)
-            return self._entries.read(index, index + 1, self._pruned)[0]
+            return self._read(db, index, index + 1)[0]
 
     def entries(self, start: int, end: int) -> list[bytes]:
         """The bytes of entries [start, end), for paging through the log; EntryPruned if any was pruned."""
-        with self._using("entries"):
+        with self._using("entries") as db:
             start, end = _int("start", start), _int("end", end)
             if not 0 <= start <= end <= self._size:
                 raise IndexError(f"start, end: must satisfy 0 <= start <= end <= size={self._size}, got {start}, {end}")
-            return self._entries.read(start, end, self._pruned)
+            return self._read(db, start, end)
+
+    def _read(self, db: sqlite3.Connection, start: int, end: int) -> list[bytes]:
+        """Entries [start, end); EntryPruned if any was pruned, here or by the writer beside this reader (a second
+        Ledger on the file, as `vouchnet audit export` opens beside the node): entries pruned since this one read the
+        prune mark read as b"" or as rows gone, so then the mark is read again, after the rows."""
+        try:
+            entries = self._entries.read(start, end, self._pruned)
+        except LedgerError:
+            if not self._pruned_since(db, start):
+                raise
+        else:
+            if b"" not in entries or not self._pruned_since(db, start):
+                return entries
+        raise EntryPruned(f"entry {start}: pruned (entries before {self._pruned} keep only their hashes)")
+
+    def _pruned_since(self, db: sqlite3.Connection, index: int) -> bool:
+        """Whether the stored prune mark, read again, has passed entry `index` since this Ledger last read it."""
+        (stored,) = db.execute("SELECT value FROM meta WHERE key = 'pruned'").fetchone()
+        self._pruned = max(self._pruned, stored)
+        return index < self._pruned
 
     def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
         """RFC 9162 §2.1.3.1: the audit path of entry `index` in the tree of `size` (default: the current size)."""

@@ -13,9 +13,9 @@ An auditor checks it without trusting the node, with any RFC 9162 / C2SP impleme
 2. For each entry: base64-decode it and verify its inclusion proof at `index` in the tree of size N with root R.
 3. Decode each entry (deterministic CBOR, node.events.encode_entry) and check its `agent` is the exported agent,
    and that the entry's decoded `at` and `event` say exactly what the entry bytes say.
-4. For each epoch: the RFC 9162 Merkle tree hash of the entries with epoch <= at < epoch + len, in index order,
-   must equal `evidence_root` (and their number `events`); and must equal the `evidence_root` of the org's
-   signed `digest` record for that agent and epoch (fetched from any node:
+4. For each epoch (no two overlap, as digest epochs never do): the RFC 9162 Merkle tree hash of the entries with
+   epoch <= at < epoch + len, in index order, must equal `evidence_root` (and their number `events`); and must
+   equal the `evidence_root` of the org's signed `digest` record for that agent and epoch (fetched from any node:
    `GET /v1/records?issuer=<org>&kind=digest&subject=<agent>`).
    The digest commits to every event of the agent in that epoch, so a missing or altered event shows up here;
    without differential privacy its counts (outcomes, categories, high_risk) also equal the entries' counts.
@@ -27,17 +27,19 @@ An auditor checks it without trusting the node, with any RFC 9162 / C2SP impleme
 from __future__ import annotations
 
 import base64
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from nacl.signing import SigningKey
 
-from ledger import Ed25519Verifier, NoteError, ProofError, open_checkpoint, tree_hash, verify_inclusion
+from ledger import Ed25519Verifier, EntryPruned, NoteError, ProofError, open_checkpoint, tree_hash, verify_inclusion
 from vouching import DigestBody, InvalidDid, InvalidRecord, public_key_from_did, verify_record
 from vouching.bodies import CATEGORIES, OUTCOMES
 
 from .audit_log import AuditLog, audit_origin
+from .digests import DigestState
 from .events import Event, InvalidEvent, check_agent, decode_entry
 
 FORMAT = "vouchnet-audit-export/1"
@@ -65,7 +67,7 @@ def _unb64(value: Any, where: str) -> bytes:
 
 def export_agent(
     audit: AuditLog,
-    intervals: list[tuple[int, int]],
+    state: DigestState,
     *,
     key: SigningKey,
     org: str,
@@ -74,29 +76,23 @@ def export_agent(
     start: int,
     end: int,
 ) -> dict[str, Any]:
-    """The export of `agent`'s entries accepted in [start, end), widened to the digested `intervals` overlapping
-    it, with proofs against a fresh checkpoint; raises ExportError if any of them may have been pruned."""
+    """The export of `agent`'s entries accepted in [start, end), widened to the intervals digested (`state`)
+    overlapping it, with proofs against a fresh checkpoint; raises ExportError if any of them may have been pruned."""
     check_agent(agent)
+    intervals = state.intervals(start, end)
     low = min([start, *(a for a, _ in intervals)])
     high = max([end, *(b for _, b in intervals)])
-    ledger = audit.ledger
-    if ledger.pruned and (ledger.pruned == ledger.size or audit.at(ledger.pruned) > low):
-        kept = "none" if ledger.pruned == ledger.size else f"those from {audit.at(ledger.pruned)} ms on"
-        raise ExportError(f"--from: earlier entries were pruned by retention; the audit log keeps {kept}")
-    size = ledger.size
+    _check_kept(audit, state, low)
+    size = audit.size
     checkpoint = audit.checkpoint(key, audit_origin(network, org), size)
-    first, stop = audit.first_at_or_after(low), audit.first_at_or_after(high)
-    entries = []
-    for page in range(first, stop, _PAGE):
-        for index, entry in enumerate(ledger.entries(page, min(page + _PAGE, stop)), page):
-            at, event = decode_entry(entry)
-            if event.agent == agent:
-                proof = [_b64(h) for h in ledger.inclusion_proof(index, size)]
-                entries.append({"index": index, "at": at, "entry": _b64(entry), "proof": proof,
-                                "event": event.to_json()})
+    try:
+        entries, raw, ats = _entries_of(audit, agent, low, high, size)
+    except EntryPruned:  # as they were read, by the retention of the node beside which the export reads
+        _check_kept(audit, state, low)
+        raise
     epochs = []
-    for a, b in intervals:
-        members = [base64.b64decode(e["entry"]) for e in entries if a <= e["at"] < b]
+    for a, b in intervals:  # each epoch's entries found by bisection: scanned, 8760 hourly epochs took hours
+        members = raw[bisect_left(ats, a):bisect_left(ats, b)]
         if members:
             epochs.append({"epoch": a, "len": b - a, "evidence_root": _b64(tree_hash(members)),
                            "events": len(members)})
@@ -104,14 +100,54 @@ def export_agent(
             "checkpoint": checkpoint.decode(), "entries": entries, "epochs": epochs}
 
 
+def _entries_of(audit: AuditLog, agent: str, low: int, high: int,
+                size: int) -> tuple[list[dict[str, Any]], list[bytes], list[int]]:
+    """The export's entries of `agent` accepted in [low, high), with proofs at `size`; and the bytes and time of each,
+    in log order (times never decrease)."""
+    ledger = audit.ledger
+    first, stop = audit.first_at_or_after(low), audit.first_at_or_after(high)
+    entries, raw, ats = [], [], []
+    for page in range(first, stop, _PAGE):
+        for index, entry in enumerate(ledger.entries(page, min(page + _PAGE, stop)), page):
+            at, event = decode_entry(entry)
+            if event.agent == agent:
+                proof = [_b64(h) for h in ledger.inclusion_proof(index, size)]
+                entries.append({"index": index, "at": at, "entry": _b64(entry), "proof": proof,
+                                "event": event.to_json()})
+                raw.append(entry)
+                ats.append(at)
+    return entries, raw, ats
+
+
+def _check_kept(audit: AuditLog, state: DigestState, low: int) -> None:
+    """Raise ExportError if entries accepted at `low` or later may have been pruned. Retention prunes digested entries
+    only (node.retention), so every pruned entry was accepted before the end of the digested interval holding the
+    last of them; if digests.db has no row for it, before the first kept entry's time."""
+    pruned = audit.ledger.pruned
+    if not pruned:
+        return
+    holding = state.holding(pruned - 1)
+    if holding is not None:
+        kept_from = holding[1]
+    elif pruned == audit.size:
+        raise ExportError("--from: earlier entries were pruned by retention; the audit log keeps none")
+    else:
+        kept_from = audit.at(pruned)
+    if low < kept_from:
+        raise ExportError(f"--from: earlier entries were pruned by retention; the audit log keeps those from "
+                          f"{kept_from} ms on")
+
+
 @dataclass(frozen=True)
 class Verified:
-    """What a verified export proves: the log size and root it was checked against, and the agent's events."""
+    """What a verified export proves: the log size and root it was checked against, and the agent's events, of
+    which `unmatched` lie in no epoch a digest was given for (the export could leave out such events unseen)."""
 
     size: int
     root: bytes
     events: tuple[tuple[int, int, Event], ...]  # (index, at, event)
     epochs: tuple[tuple[int, int, bytes], ...]  # (epoch, len, evidence_root)
+    unmatched: int
 
 
 def verify_export(document: Any, *, digests: Iterable[bytes] = ()) -> Verified:
@@ -126,6 +162,8 @@ def verify_export(document: Any, *, digests: Iterable[bytes] = ()) -> Verified:
         raise VerifyError("export: needs org, network, agent and checkpoint") from None
     except (InvalidDid, InvalidEvent, NoteError) as error:  # the origin is not made yet: no checkpoint to blame
         raise VerifyError(f"export: {error}") from None
+    except UnicodeEncodeError:  # JSON's \udc80 escapes decode to lone surrogates, which no UTF-8 text holds
+        raise VerifyError("checkpoint: not a signed note (it holds a lone surrogate, which UTF-8 cannot)") from None
     try:
         checkpoint, _ = open_checkpoint(note, [signer])
     except NoteError as error:
@@ -162,27 +200,48 @@ def verify_export(document: Any, *, digests: Iterable[bytes] = ()) -> Verified:
             raise VerifyError(f"{where}.event: differs from the entry's")
         events.append((index, at, event, entry))
     events.sort(key=lambda e: e[0])
-    epochs = []
-    for j, epoch in enumerate(_list(document, "epochs")):
+    by_time = sorted(events, key=lambda e: (e[1], e[0]))
+    times = [e[1] for e in by_time]
+    epochs: dict[tuple[int, int], tuple[bytes, list[Event]]] = {}  # (epoch, len) -> root, events
+    for j, epoch_start, length, epoch in _epochs(_list(document, "epochs")):
+        # Found by bisection, in index order: scanning every entry for each of 8760 hourly epochs took hours.
+        inside = sorted(by_time[bisect_left(times, epoch_start):bisect_left(times, epoch_start + length)],
+                        key=lambda e: e[0])
+        root = tree_hash([e[3] for e in inside])
+        if root != _unb64(epoch.get("evidence_root"), f"epochs[{j}].evidence_root"):
+            raise VerifyError(f"epochs[{j}]: the entries of [{epoch_start}, {epoch_start + length}) do not hash to "
+                              "evidence_root")
+        if epoch.get("events") != len(inside):
+            raise VerifyError(f"epochs[{j}].events: must be {len(inside)}, the entries in the epoch")
+        epochs[(epoch_start, length)] = (root, [e[2] for e in inside])
+    spans = sorted(epochs)  # (epoch, len), disjoint
+    firsts = [a for a, _ in spans]
+    for index, at, _, _ in events:  # the range was widened to whole epochs, and no further
+        i = bisect_right(firsts, at) - 1
+        if not (start <= at < end or (i >= 0 and at < firsts[i] + spans[i][1])):
+            raise VerifyError(f"entries (index {index}): accepted at {at}, outside [from, to) and every epoch")
+    matched = {_check_digest(raw, org, agent, epochs) for raw in digests}
+    return Verified(checkpoint.size, checkpoint.root, tuple(e[:3] for e in events),
+                    tuple((a, n, root) for (a, n), (root, _) in epochs.items()),
+                    len(events) - sum(len(epochs[span][1]) for span in matched))
+
+
+def _epochs(items: list[Any]) -> list[tuple[int, int, int, dict[str, Any]]]:
+    """(position, epoch, len, object) of the export's epochs, in its order; VerifyError unless each has an integer
+    epoch and a positive len, and no two overlap (digest intervals never do)."""
+    parsed = []
+    for j, epoch in enumerate(items):
         if not isinstance(epoch, dict):
             raise VerifyError(f"epochs[{j}]: must be an object")
         epoch_start, length = epoch.get("epoch"), epoch.get("len")
         if type(epoch_start) is not int or type(length) is not int or length < 1:
             raise VerifyError(f"epochs[{j}]: needs integer epoch and len")
-        members = [e[3] for e in events if epoch_start <= e[1] < epoch_start + length]
-        root = tree_hash(members)
-        if root != _unb64(epoch.get("evidence_root"), f"epochs[{j}].evidence_root"):
-            raise VerifyError(f"epochs[{j}]: the entries of [{epoch_start}, {epoch_start + length}) do not hash to "
-                              "evidence_root")
-        if epoch.get("events") != len(members):
-            raise VerifyError(f"epochs[{j}].events: must be {len(members)}, the entries in the epoch")
-        epochs.append((epoch_start, length, root))
-    for index, at, _, _ in events:  # the range was widened to whole epochs, and no further
-        if not (start <= at < end or any(a <= at < a + n for a, n, _ in epochs)):
-            raise VerifyError(f"entries (index {index}): accepted at {at}, outside [from, to) and every epoch")
-    for raw in digests:
-        _check_digest(raw, org, agent, epochs, events)
-    return Verified(checkpoint.size, checkpoint.root, tuple(e[:3] for e in events), tuple(epochs))
+        parsed.append((j, epoch_start, length, epoch))
+    ordered = sorted(parsed, key=lambda p: p[1])
+    for (i, a, n, _), (j, b, _, _) in zip(ordered, ordered[1:]):
+        if b < a + n:
+            raise VerifyError(f"epochs[{j}]: overlaps epochs[{i}] (digest epochs never overlap)")
+    return parsed
 
 
 def _list(parent: dict[str, Any], key: str) -> list[Any]:
@@ -192,8 +251,9 @@ def _list(parent: dict[str, Any], key: str) -> list[Any]:
     return value
 
 
-def _check_digest(raw: bytes, org: str, agent: str, epochs: list[tuple[int, int, bytes]],
-                  events: list[tuple[int, int, Event, bytes]]) -> None:
+def _check_digest(raw: bytes, org: str, agent: str,
+                  epochs: dict[tuple[int, int], tuple[bytes, list[Event]]]) -> tuple[int, int]:
+    """The (epoch, len) of the export that the digest record `raw` matches; VerifyError unless it matches one."""
     try:
         record = verify_record(raw)
     except InvalidRecord as error:
@@ -201,15 +261,16 @@ def _check_digest(raw: bytes, org: str, agent: str, epochs: list[tuple[int, int,
     body = record.body
     if record.iss != org or not isinstance(body, DigestBody) or body.agent != agent:
         raise VerifyError(f"digest {record.id.hex()}: not the org's digest of the exported agent")
-    match = [root for start, length, root in epochs if (start, length) == (body.epoch, body.length)]
-    if not match:
+    match = epochs.get((body.epoch, body.length))
+    if match is None:
         raise VerifyError(f"digest {record.id.hex()}: its epoch {body.epoch} is not in the export")
-    if match[0] != body.evidence_root:
+    root, members = match
+    if root != body.evidence_root:
         raise VerifyError(f"digest {record.id.hex()}: evidence_root differs from the exported entries'")
     if body.dp_epsilon is None:
-        members = [e[2] for e in events if body.epoch <= e[1] < body.epoch + body.length]
         counted = ({o: sum(e.outcome == o for e in members) for o in OUTCOMES},
                    {c: sum(e.category == c for e in members) for c in CATEGORIES},
                    {o: sum(e.outcome == o and e.high_risk for e in members) for o in OUTCOMES})
         if counted != (dict(body.outcomes), dict(body.categories), dict(body.high_risk)):
             raise VerifyError(f"digest {record.id.hex()}: its counts differ from the exported entries'")
+    return body.epoch, body.length

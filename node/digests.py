@@ -149,6 +149,12 @@ class DigestState:
         ).fetchall()
         return [(a, b) for a, b in rows]
 
+    def holding(self, index: int) -> tuple[int, int] | None:
+        """(first entry, end in ms) of the digested interval that holds audit-log entry `index`; None if none does."""
+        row = self._db.execute("SELECT first, end_ms FROM epochs WHERE first <= ? AND stop > ?",
+                               (index, index)).fetchone()
+        return None if row is None else (row[0], row[1])
+
     def close(self) -> None:
         self._db.close()
 
@@ -279,6 +285,11 @@ class Digester:
             raise DigestStateError(f"{DIGESTS_FILE}: digested up to audit-log entry {self.undigested_from}, but "
                                    f"{AUDIT_FILE} holds {audit.size}: restored from copies of different times? "
                                    f"Restore both from one copy")
+        needed = self.undigested_from if self._interrupted is None else min(self.undigested_from, self._interrupted[2])
+        if needed < audit.ledger.pruned:  # (retention never prunes them: digests.db is older than the audit log)
+            raise DigestStateError(f"{DIGESTS_FILE}: needs the audit-log entries from {needed} on (not yet digested), "
+                                   f"but {AUDIT_FILE} keeps those from {audit.ledger.pruned} on: restored from copies "
+                                   f"of different times? Restore both from one copy")
         # Our digests stored from here on are looked for before an epoch is issued: after a restore from an older
         # copy of the data directory, sync brings back digests that this digests.db never saw issued.
         self._store_mark = state.last_store_mark()

@@ -1,5 +1,7 @@
 """Idempotency keys for `POST /v1/events` (IETF draft-ietf-httpapi-idempotency-key-header): a batch retried with the
-same key is answered from the first reply and never appended twice. Kept in `idempotency.db` for WINDOW_MS.
+same key is answered from the first reply and never appended twice. Kept in `idempotency.db` for WINDOW_MS, as
+long as any event of the batch could be accepted again: dated up to MAX_SKEW_MS ahead of the clock at the key's
+first use, an event is taken until MAX_AGE_MS after its date (node.events).
 
 Crash safety without a shared transaction: the key's row, naming the audit-log range the batch will occupy, is
 committed before the batch is appended. Appends are atomic and come from one writer, so on opening, a row whose
@@ -13,8 +15,10 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from .events import MAX_AGE_MS, MAX_SKEW_MS
+
 IDEMPOTENCY_FILE = "idempotency.db"
-WINDOW_MS = 24 * 3600 * 1000
+WINDOW_MS = MAX_AGE_MS + MAX_SKEW_MS
 MAX_KEY = 255
 
 

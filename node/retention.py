@@ -1,8 +1,8 @@
 """Retention (DESIGN §4): raw events older than `retention_days` are pruned from the audit log to their leaf
 hashes, so roots and proofs stay valid; expired idempotency keys are forgotten.
 
-Pruning goes back to an epoch boundary, whole epochs at a time, and never past the first event not yet
-digested: an exported epoch is either all there or refused as pruned.
+Pruning goes back to an epoch boundary, whole epochs at a time (those digested before `epoch_seconds` changed
+too), and never past the first event not yet digested: an exported epoch is either all there or refused as pruned.
 """
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ class RetentionService:
         cutoff = now - self.retention_ms
         cutoff -= cutoff % self.digester.epoch_ms
         before = min(self.audit.first_at_or_after(cutoff), self.digester.undigested_from)
+        if (holding := self.digester.state.holding(before)) is not None:  # the cutoff, aligned to the epoch length
+            before = holding[0]  # configured now, fell inside an epoch digested when it was longer
         if before > self.audit.ledger.pruned:
             self.audit.ledger.prune(before)
             log.info("audit log pruned", extra={"fields": {"before": before, "cutoff_ms": cutoff}})

@@ -88,7 +88,7 @@ def _export(args: argparse.Namespace) -> int:
     state = DigestState.open_readonly(config.data_dir)
     audit = AuditLog.open(config.data_dir)
     try:
-        document = export_agent(audit, state.intervals(args.start, args.end), key=key,
+        document = export_agent(audit, state, key=key,
                                 org=did_key(bytes(key.verify_key)), network=config.network, agent=args.agent,
                                 start=args.start, end=args.end)
     except ExportError as e:
@@ -123,4 +123,9 @@ def _verify(args: argparse.Namespace) -> int:
     print(f"ok: {counted(len(verified.events), 'event')} in a log of {counted(verified.size, 'entry', 'entries')}, "
           f"{counted(len(verified.epochs), 'epoch root')} recomputed, {counted(len(digests), 'digest')} matched; "
           f"agent {document['agent']}, org {document['org']}")
+    if verified.unmatched:
+        print(f"note: {counted(verified.unmatched, 'event')} in no epoch a --digest was given for: an export can "
+              "leave out events of such an epoch, or the whole epoch, and still verify (its evidence root is the "
+              "export's own); the org's digest records of the agent show it "
+              "(GET /v1/records?issuer=ORG&kind=digest&subject=AGENT)", file=sys.stderr)
     return 0

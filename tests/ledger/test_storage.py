@@ -193,6 +193,22 @@ def test_random_appends_prunes_and_reopens_keep_the_tree(operations):
         ledger.close()
 
 
+@pytest.mark.parametrize("before", [1, 15, 16, 17, 40, 70])
+def test_a_reader_beside_the_writer_finds_what_the_writer_pruned_pruned(tmp_path, before):
+    """A second Ledger on the file (`vouchnet audit export` reads the audit log beside the node) asked for entries
+    the writer pruned since it opened: they read as b"" (the row across the boundary is rewritten) or as rows gone
+    ("corrupt: no row holds entry"). Its own empty entries still read as entries."""
+    everything = _filled(tmp_path / "log", [70])
+    with Ledger.open(tmp_path / "log") as reader, Ledger.open(tmp_path / "log") as writer:
+        writer.prune(before)
+        with pytest.raises(EntryPruned, match=f"entry {before - 1}: pruned"):
+            reader.entry(before - 1)
+        with pytest.raises(EntryPruned, match="entry 0: pruned"):
+            reader.entries(0, before)
+        assert reader.pruned == before
+        assert reader.entries(before, 70) == everything[before:]
+
+
 def test_pruning_twice_and_pruning_less_does_nothing_more(tmp_path):
     everything = _filled(tmp_path / "log", [50])
     with Ledger.open(tmp_path / "log") as ledger:

@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from ledger import Checkpoint, EntryPruned, verify_inclusion
+from ledger import Checkpoint, EntryPruned, tree_hash, verify_inclusion
 from node import cli
 from node.audit_export import ExportError, VerifyError, export_agent, verify_export
-from node.audit_log import audit_origin
+from node.audit_log import AuditLog, audit_origin
 from node.commands import audit
 from node.commands.common import CommandFailed
 from node.keys import load_org_key
@@ -33,7 +33,7 @@ def submit(node, agent, outcome="ok", count=1):
 
 
 def export(node, agent, start, end):
-    return export_agent(node.audit, node.digester.state.intervals(start, end), key=node.key, org=node.replica.did,
+    return export_agent(node.audit, node.digester.state, key=node.key, org=node.replica.did,
                         network="testnet", agent=agent, start=start, end=end)
 
 
@@ -101,6 +101,7 @@ def tampered(document, change):
     (lambda d: d.update(network=["a"]), "export: network"),
     (lambda d: d.update(agent=7), "export: agent: must be an Ed25519 did:key"),
     (lambda d: d.update(checkpoint=None), "export: needs org, network, agent and checkpoint"),
+    (lambda d: d.update(checkpoint="\udc80"), "checkpoint: not a signed note"),  # was a UnicodeEncodeError
     (lambda d: d.update({"from": None}), "from, to: must be integers"),
     (lambda d: d.update({"from": d["to"] + 1}), "from <= to"),
     # A range claimed narrower than the entries, whose epochs were dropped to hide them: not what was exported.
@@ -110,11 +111,30 @@ def tampered(document, change):
     (lambda d: d["entries"][2]["event"].pop("high_risk"), "entries\\[2\\].event: differs from the entry"),
     (lambda d: d["entries"][0].update(at=d["entries"][0]["at"] + 1), "entries\\[0\\].at: differs from the entry"),
     (lambda d: d["epochs"][0].update(events=2), "epochs\\[0\\].events: must be 3"),
+    # Epochs claimed over each other, each holding every entry: checking them took epochs x entries (digest epochs
+    # never overlap, so none overlaps in an honest export).
+    (lambda d: d["epochs"].append(dict(d["epochs"][0], len=2 * EPOCH)), "epochs\\[1\\]: overlaps epochs\\[0\\]"),
 ])
 def test_tampering_is_caught(node, change, message):
     document = export(node, A, T0, T0 + EPOCH)
     with pytest.raises(VerifyError, match=message):
         verify_export(tampered(document, change))
+
+
+def test_an_event_left_out_of_an_epoch_is_shown_by_its_digest_alone(node):
+    """An entry left out and its epoch's root and count recomputed: the export verifies but against the epoch's
+    digest, so verify counts the events no digest given checks (`unmatched`, which the CLI says; it said nothing)."""
+    def leave_out(document):
+        document["entries"].pop(1)
+        members = [base64.b64decode(e["entry"]) for e in document["entries"]]
+        document["epochs"][0].update(evidence_root=base64.b64encode(tree_hash(members)).decode(), events=2)
+
+    document = export(node, A, T0, T0 + EPOCH)
+    forged = tampered(document, leave_out)
+    assert verify_export(forged).unmatched == 2
+    assert verify_export(document, digests=digest_records(node, A)[:1]).unmatched == 0
+    with pytest.raises(VerifyError, match="evidence_root differs"):
+        verify_export(forged, digests=digest_records(node, A)[:1])
 
 
 def test_a_digest_of_another_epoch_or_agent_does_not_match(node):
@@ -156,10 +176,72 @@ def test_retention_prunes_whole_digested_epochs_and_proofs_stay_valid(node):
     verify_export(export(node, A, T0 + EPOCH, T0 + 2 * EPOCH), digests=digest_records(node, A)[1:2])
 
 
+def test_the_oldest_epoch_retention_kept_is_exported_whole(tmp_path):
+    """Retention prunes whole digested epochs: the next one is all there, though its first event came after its start,
+    and the time the refusal names for --from is one an export takes. The check compared the first kept entry's time
+    with the epoch's start, so that epoch was refused as pruned, and so was --from at the time the message named."""
+    with telemetry_node(tmp_path, clock=Clock(T0), epoch_ms=EPOCH) as node:
+        for step in range(3):
+            node.clock.now = T0 + step * EPOCH + 5_000
+            submit(node, A)
+            node.digester.close_due(T0 + (step + 1) * EPOCH)
+        service = RetentionService(node.audit, node.idempotency, node.digester, node.metrics,
+                                   retention_days=1.5 * EPOCH / DAY_MS, clock=lambda: T0 + 3 * EPOCH)
+        assert service.prune() == 1
+        with pytest.raises(ExportError, match=f"the audit log keeps those from {T0 + EPOCH} ms on"):
+            export(node, A, T0 + EPOCH - 1, T0 + 3 * EPOCH)
+        document = export(node, A, T0 + EPOCH, T0 + 3 * EPOCH)
+        assert [e["at"] for e in document["entries"]] == [T0 + EPOCH + 5_000, T0 + 2 * EPOCH + 5_000]
+        verify_export(document, digests=digest_records(node, A)[1:])
+
+
+def test_an_export_the_node_prunes_as_it_reads_is_refused_as_pruned(node):
+    """`vouchnet audit export` reads the audit log beside the running node, whose retention may prune entries of the
+    range as they are read (a large export takes minutes): that stopped it with a traceback of LedgerError, the log
+    'corrupt: no row holds entry 4', or of InvalidEvent for the emptied bytes of the row across the cutoff."""
+    reader = AuditLog.open(node.directory)  # the export's, opened before the node prunes
+    try:
+        RetentionService(node.audit, node.idempotency, node.digester, node.metrics, retention_days=EPOCH / DAY_MS,
+                         clock=lambda: T0 + 2 * EPOCH + 30_000).prune()
+        with pytest.raises(ExportError, match=f"the audit log keeps those from {T0 + EPOCH} ms on"):
+            export_agent(reader, node.digester.state, key=node.key, org=node.replica.did, network="testnet",
+                         agent=A, start=T0, end=T0 + 3 * EPOCH)
+    finally:
+        reader.close()
+
+
+def test_retention_prunes_no_part_of_an_epoch_digested_before_the_epoch_length_changed(tmp_path):
+    """Epochs of two minutes, then of one: the cutoff, a whole minute, fell inside an epoch digested at two, whose
+    first minute was pruned, so its second minute's events, within retention, could no longer be exported."""
+    with telemetry_node(tmp_path, clock=Clock(T0), epoch_ms=2 * EPOCH) as node:
+        key = node.key
+        for minute in range(2):
+            node.clock.now = T0 + minute * EPOCH + 5_000
+            submit(node, A)
+        node.digester.close_due(T0 + 2 * EPOCH)
+    with telemetry_node(tmp_path, key=key, clock=Clock(T0 + 2 * EPOCH), epoch_ms=EPOCH) as node:
+        service = RetentionService(node.audit, node.idempotency, node.digester, node.metrics,
+                                   retention_days=EPOCH / DAY_MS, clock=lambda: T0 + 2 * EPOCH)
+        assert service.prune() == 0
+        document = export(node, A, T0 + EPOCH, T0 + 2 * EPOCH)
+        assert len(document["entries"]) == 2
+        verify_export(document, digests=digest_records(node, A))
+
+
 def test_retention_never_prunes_events_not_yet_digested(node):
     service = RetentionService(node.audit, node.idempotency, node.digester, node.metrics,
                                retention_days=1 / DAY_MS, clock=lambda: T0 + 100 * EPOCH)
     assert service.prune() == node.digester.undigested_from == node.audit.size - 1
+
+
+@pytest.mark.xfail(strict=True, reason="needs a design decision: retention trusts the wall clock, and the node has "
+                                       "no other time to bound a prune by (acceptance times run ahead with it)")
+def test_a_clock_a_year_ahead_for_one_prune_deletes_no_event_within_retention(node):
+    """Pruning is never undone: one hourly run while the clock was a year ahead (a bad NTP step, a VM resumed with a
+    wrong time) pruned every digested event of the last 180 days, though none had aged."""
+    service = RetentionService(node.audit, node.idempotency, node.digester, node.metrics, retention_days=180,
+                               clock=lambda: T0 + 365 * DAY_MS)
+    assert service.prune() == 0
 
 
 def test_the_cli_exports_and_verifies(tmp_path, capsys):
@@ -180,7 +262,11 @@ def test_the_cli_exports_and_verifies(tmp_path, capsys):
     org = did_key(bytes(key.verify_key))
     args = parser.parse_args(["audit", "verify", str(out), "--digest", str(tmp_path / "digest.cose"), "--org", org])
     assert args.func(args) == 0
-    assert capsys.readouterr().out.startswith("ok: 3 events")
+    captured = capsys.readouterr()
+    assert captured.out.startswith("ok: 3 events") and "note:" not in captured.err
+    bare = parser.parse_args(["audit", "verify", str(out)])  # no digest: nothing the org published checks its events
+    assert bare.func(bare) == 0
+    assert "note: 3 events in no epoch a --digest was given for" in capsys.readouterr().err
     # An export signed by any other key verifies as that org's: the output names it, and --org refuses it.
     other = parser.parse_args(["audit", "verify", str(out), "--org", new_did()])
     with pytest.raises(CommandFailed, match=f"an export of org {org}, not of"):

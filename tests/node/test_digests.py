@@ -21,6 +21,7 @@ from ledger import tree_hash
 from node.digests import DigestService, DigestState, DigestStateError
 from node.events import Event, decode_entry, encode_entry
 from node.metrics import Registry
+from node.retention import DAY_MS, RetentionService
 from node.stream import Broadcaster
 from node.trust import TrustService
 from vouching import DigestBody, load_stored, verify_record
@@ -380,6 +381,34 @@ def test_a_digests_db_ahead_of_the_audit_log_is_refused_by_name(tmp_path, clock)
     with pytest.raises(DigestStateError, match=r"digests.db: digested up to audit-log entry 1, but .*audit.ledger "
                                                r"holds 0: restored from copies of different times"):
         with telemetry_node(node_dir, key=key, clock=clock, epoch_ms=EPOCH) as node:
+            node.digester.undigested()
+
+
+@pytest.mark.parametrize("mid_issue", [False, True])
+def test_a_digests_db_behind_what_retention_pruned_is_refused_by_name(tmp_path, clock, monkeypatch, mid_issue):
+    """digests.db restored from a copy older than what retention has since pruned of the audit log (its own damage
+    message says to restore it from a copy), taken before an epoch was digested or while it was: the node failed to
+    start with a traceback of EntryPruned, out of the digester rebuilding the open epochs from entries whose bytes
+    are gone (or, for the interrupted epoch, out of the trust service's replay)."""
+    monkeypatch.setattr("node.digests.ISSUE_CHUNK", 1)
+    with telemetry_node(tmp_path, clock=clock, epoch_ms=EPOCH) as node:
+        key = node.key
+        submit(node, (A, "ok", "tool", False), (B, "ok", "tool", False))
+        if mid_issue:
+            closing = node.digester.closing(T0 + EPOCH)
+            next(closing)  # the node stops here, between chunks
+            closing.close()
+    shutil.copy(tmp_path / "digests.db", tmp_path / "digests.db.bak")
+    with telemetry_node(tmp_path, key=key, clock=clock, epoch_ms=EPOCH) as node:
+        node.digester.close_due(T0 + EPOCH)
+        RetentionService(node.audit, node.idempotency, node.digester, Registry(), retention_days=EPOCH / DAY_MS,
+                         clock=lambda: T0 + 2 * EPOCH).prune()
+        assert node.audit.ledger.pruned == 2
+    shutil.copy(tmp_path / "digests.db.bak", tmp_path / "digests.db")
+    with pytest.raises(DigestStateError, match=r"digests.db: needs the audit-log entries from 0 on .*, but "
+                                               r".*audit.ledger keeps those from 2 on: restored from copies of "
+                                               r"different times\? Restore both from one copy"):
+        with telemetry_node(tmp_path, key=key, clock=clock, epoch_ms=EPOCH) as node:
             node.digester.undigested()
 
 

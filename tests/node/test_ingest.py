@@ -9,12 +9,14 @@ from functools import partial
 import httpx
 import trio
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from node.events import decode_entry, parse_event
+from node.events import MAX_AGE_MS, MAX_SKEW_MS, decode_entry, parse_event
 from node.idempotency import WINDOW_MS, IdempotencyStore, StoredReply
 from node.ingest import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, feed_first_hand, first_hand
+from node.metrics import Registry
+from node.retention import RetentionService
 from vouching.scoring import TrustEngine
 
 from ..factories import new_did
@@ -140,6 +142,24 @@ async def test_idempotency_keys_survive_a_restart(tmp_path):
                 assert (await client.post("/v1/events", json=batch, headers=headers)).status_code == 200
             size = node.audit.size
     assert size == 1
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ahead=st.integers(0, MAX_SKEW_MS), overtime=st.integers(-MAX_SKEW_MS, 2 * MAX_SKEW_MS))
+@example(ahead=MAX_SKEW_MS, overtime=MAX_SKEW_MS)
+def test_retention_keeps_a_key_for_as_long_as_its_batch_could_be_stored_again(node, ahead, overtime):
+    """An event may be dated up to MAX_SKEW_MS ahead of the clock and is taken until MAX_AGE_MS after its date, so
+    a batch can be stored again that long after its key's first use. Keys were forgotten MAX_AGE_MS after it: a
+    batch of events dated ahead, retried then (retention forgets on its hourly run), was stored twice."""
+    key, size = f"retry-{ahead}-{overtime}", node.audit.size
+    body = json.dumps({"events": [event(ts=NOW + ahead)]}).encode()
+    node.clock.now = NOW
+    assert node.ingestor.submit_json(body, key=key).status == 200
+    node.clock.now = NOW + MAX_AGE_MS + overtime
+    RetentionService(node.audit, node.idempotency, node.digester, Registry(), retention_days=180,
+                     clock=node.clock).prune()
+    node.ingestor.submit_json(body, key=key)
+    assert node.audit.size == size + 1
 
 
 def test_a_key_reserved_for_an_append_that_never_happened_is_forgotten(tmp_path):
