@@ -1,6 +1,7 @@
 """CPU a hostile org inside the horizon can make a node's trust engine spend (the scoring review): figures, no
 targets; not a test. Each line is one attack, fed as node.trust feeds records (a score read after each, as it does
 to announce changes), with the engine's CPU time at growing sizes: linear growth is bounded, quadratic is not.
+Last, what one listing of every org (GET /v1/orgs, no token) costs once an org vouched for that many fresh keys.
 
     python benchmarks/score_attacks.py            # up to 8,000 records per attack
 """
@@ -57,6 +58,16 @@ def main() -> None:
             if n in marks:
                 figures.append(f"{n}: {time.process_time() - start:.2f} s")
         print(f"{name:42} " + ", ".join(figures))
+    figures = []
+    for n in marks:
+        engine = _engine()
+        for i in range(n):
+            engine.add_org_vouch("attacker", f"sybil{i}", 0.5, record_id=i.to_bytes(32, "big"), ts=0)
+        engine.orgs(now=1)  # (the reputation refresh is the recompute's, not the listing's)
+        start = time.process_time()
+        engine.orgs(now=1)
+        figures.append(f"{n}: {time.process_time() - start:.3f} s")
+    print(f"{'one listing of every org':42} " + ", ".join(figures))
 
 
 if __name__ == "__main__":

@@ -41,9 +41,14 @@ def org_dial_addrs(record: Record) -> tuple[str, list[str]]:
 
 @dataclass
 class _Target:
-    addrs: list[str]
+    bootstrap: list[str] = field(default_factory=list)  # from the config, kept
+    announced: list[str] = field(default_factory=list)  # from the org's latest `org` record naming any
     due: float = 0.0
     failures: int = 0
+
+    @property
+    def addrs(self) -> list[str]:
+        return list(dict.fromkeys([*self.announced, *self.bootstrap]))
 
 
 @dataclass
@@ -61,9 +66,14 @@ class DialSchedule:
         return len(self._targets)
 
     def add(self, peer_id: str, addrs: Sequence[str]) -> None:
-        """Keep `peer_id` connected through `addrs` (merged with any known ones)."""
-        target = self._targets.setdefault(peer_id, _Target([]))
-        target.addrs = list(dict.fromkeys([*addrs, *target.addrs]))
+        """Keep `peer_id` connected through `addrs` from the config (merged with any known ones)."""
+        target = self._targets.setdefault(peer_id, _Target())
+        target.bootstrap = list(dict.fromkeys([*addrs, *target.bootstrap]))
+
+    def announce(self, peer_id: str, addrs: Sequence[str]) -> None:
+        """Keep `peer_id` connected through `addrs` from its org's latest `org` record, in place of those its
+        earlier ones named: an org may sign any number of them, each naming other addresses."""
+        self._targets.setdefault(peer_id, _Target()).announced = list(addrs)
 
     def due(self, now: float, connected: Iterable[str], budget: int) -> list[tuple[str, list[str]]]:
         """Up to `budget` unconnected targets whose backoff has passed, longest-waiting first."""
@@ -97,8 +107,15 @@ class DialSchedule:
     def moved(self, peer_id: str, successor: str) -> None:
         """The peer's org rotated its key (DESIGN §2): its node now answers as `successor` at the same addresses."""
         target = self._targets.pop(peer_id, None)
-        if target is not None:
-            self.add(successor, [f"{split_peer_addr(addr)[0]}/p2p/{successor}" for addr in target.addrs])
+        if target is None:
+            return
+
+        def at_successor(addrs: list[str]) -> list[str]:
+            return [f"{split_peer_addr(addr)[0]}/p2p/{successor}" for addr in addrs]
+
+        self.add(successor, at_successor(target.bootstrap))
+        if not self._targets[successor].announced:  # (unless the successor's own record named its addresses)
+            self.announce(successor, at_successor(target.announced))
 
     def disconnected(self, peer_id: str, now: float) -> None:
         """A connection dropped: retry after the minimum backoff, not at once (the peer may be restarting)."""
@@ -142,7 +159,7 @@ class PeerManager:
             if record.body.next is not None:
                 self._schedule.moved(peer_id, peer_id_from_public_key(public_key_from_did(record.body.next)))
             elif addrs:
-                self._schedule.add(peer_id, addrs)
+                self._schedule.announce(peer_id, addrs)
             self._wake.set()
 
     @property

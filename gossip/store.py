@@ -36,6 +36,10 @@ CREATE TABLE IF NOT EXISTS records (
 );
 CREATE INDEX IF NOT EXISTS records_subject ON records (subject, idx) WHERE subject IS NOT NULL;
 CREATE INDEX IF NOT EXISTS records_kind ON records (kind, idx);
+-- A page of an issuer's records, of all kinds or one, in ledger order (query; GET /v1/records?issuer=&kind=) reads
+-- that page only: with (iss, seq) alone, every one of the issuer's records was sorted, or every one of the kind read.
+CREATE INDEX IF NOT EXISTS records_issuer ON records (iss, idx);
+CREATE INDEX IF NOT EXISTS records_issuer_kind ON records (iss, kind, idx);
 """
 
 

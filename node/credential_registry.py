@@ -135,6 +135,13 @@ class CredentialRegistry:
                                 "AND idx < ?", (first, first + LIST_ENTRIES))
         return [index - first for (index,) in rows]
 
+    def revoked_count(self, list_number: int) -> int:
+        """How many credentials of one status list are revoked: which ones, too, as revocations are never undone."""
+        first = list_number * LIST_ENTRIES
+        (count,) = self._db.execute("SELECT COUNT(*) FROM agent_credentials WHERE revoked_at IS NOT NULL AND idx >= ? "
+                                    "AND idx < ?", (first, first + LIST_ENTRIES)).fetchone()
+        return count
+
     def _select(self, condition: str, values: tuple[object, ...]) -> list[IssuedCredential]:
         rows = self._db.execute("SELECT idx, agent, name, issued_at, expires_at, revoked_at, reason "
                                 f"FROM agent_credentials {condition} ORDER BY idx", values)

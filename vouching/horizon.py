@@ -27,8 +27,11 @@ class Horizon:
         self._roots = frozenset(roots)
         self._edges: dict[bytes, tuple[str, str]] = {}  # record id -> (issuer, subject)
         self._out: dict[str, dict[bytes, str]] = {}  # issuer -> {record id: subject}
+        self._in: dict[str, dict[bytes, str]] = {}  # subject -> {record id: issuer}
         self._successors: dict[str, str] = {}  # key -> the key its rotation record names
         self._priors: dict[str, str] = {}  # key -> the key its first record names as the one it replaces
+        self._named_next_by: dict[str, set[str]] = {}  # key -> the keys whose rotation names it
+        self._named_prior_by: dict[str, set[str]] = {}  # key -> the keys whose first record names it
         self._flagged: set[str] = set()
         self._hops: dict[str, int] = {}
         # Hops along paths whose vouches extend the horizon: none passes through an equivocator's rotation (an org
@@ -52,6 +55,7 @@ class Horizon:
             return set()
         self._edges[record_id] = (issuer, subject)
         self._out.setdefault(issuer, {})[record_id] = subject
+        self._in.setdefault(subject, {})[record_id] = issuer
         start = self._reach.get(issuer)
         if start is None or issuer in self._flagged or start >= self.max_hops:
             return set()
@@ -62,6 +66,7 @@ class Horizon:
         if key in self._successors:
             return set()
         self._successors[key] = successor
+        self._named_next_by.setdefault(successor, set()).add(key)
         linked = self._prior_steps(successor, key) if self._priors.get(successor) == key else []
         return self._expand(self._successor_steps(key, successor) + linked)
 
@@ -70,28 +75,72 @@ class Horizon:
         if key in self._priors:
             return set()
         self._priors[key] = prior
+        self._named_prior_by.setdefault(prior, set()).add(key)
         return self._expand(self._prior_steps(key, prior))
 
     def remove_edge(self, record_id: bytes) -> None:
-        """Forget a revoked vouch; orgs reachable only through it fall outside the horizon."""
+        """Forget a revoked vouch; orgs reachable only through it fall outside the horizon. Only the orgs whose hops
+        may rest on the vouch are placed again (`_repair`), not the whole horizon: an org inside may vouch for any
+        number of fresh keys and revoke the vouches one by one, and a recompute each made that quadratic."""
         edge = self._edges.pop(record_id, None)
-        if edge is not None:
-            del self._out[edge[0]][record_id]
-            self._recompute()
+        if edge is None:
+            return
+        issuer, subject = edge
+        _discard(self._out, issuer, record_id)
+        _discard(self._in, subject, record_id)
+        reach = self._reach.get(issuer)
+        if reach is None or reach >= self.max_hops or issuer in self._flagged:
+            return  # it extended nothing
+        beyond = self.max_hops + 1
+        if self._hops.get(subject, beyond) <= reach and self._reach.get(subject, beyond) <= reach:
+            return  # the subject is nearer by other paths: nothing rests on this vouch
+        self._repair([subject])
 
     def flag(self, *orgs: str) -> None:
         """Equivocating orgs (the keys of one org, however many): their vouches no longer extend the horizon (each
-        stays inside if others reach it). One recompute for all of them, and none if none of them vouched for an
-        org or rotated yet: a key that just joined a flagged org by its rotation signed nothing else yet that
-        counts."""
+        stays inside if others reach it). Only the orgs their vouches and rotations reached are placed again
+        (`_repair`), and none if none of them vouched for an org or rotated yet: a key that just joined a flagged
+        org by its rotation signed nothing else yet that counts."""
         new = set(orgs) - self._flagged
         self._flagged |= new
-        if any(self._out.get(org) or org in self._successors or org in self._priors for org in new):
-            self._recompute()
+        starts = [org for key in new for org in (*self._out.get(key, {}).values(), self._successors.get(key),
+                                                 self._priors.get(key)) if org is not None]
+        if starts:
+            self._repair(starts)
 
     def _recompute(self) -> None:
         self._hops, self._reach = {}, {}
         self._expand([(root, 0, True) for root in self._roots])
+
+    def _repair(self, starts: list[str]) -> None:
+        """Place `starts` again, and every org whose hops may rest on theirs (those their vouches and rotations
+        reach, and so on), from what reaches them from elsewhere: the same hops as a recompute, at the cost of the
+        orgs placed again and what vouches for them."""
+        affected = {org for org in starts if org in self._hops}
+        queue = list(affected)
+        while queue:
+            org = queue.pop()
+            for later in (*self._out.get(org, {}).values(), self._successors.get(org), self._priors.get(org)):
+                if later is not None and later in self._hops and later not in affected:
+                    affected.add(later)
+                    queue.append(later)
+        for org in affected:
+            del self._hops[org]
+            self._reach.pop(org, None)
+        self._expand([step for org in affected for step in self._steps_into(org)])
+
+    def _steps_into(self, org: str) -> list[tuple[str, int, bool]]:
+        """What reaches `org` from the orgs placed now: a root's place, vouches, and the rotations naming it."""
+        steps = [(org, 0, True)] if org in self._roots else []
+        for issuer in self._in.get(org, {}).values():
+            reach = self._reach.get(issuer)
+            if reach is not None and reach < self.max_hops and issuer not in self._flagged:
+                steps.append((org, reach + 1, True))
+        for key in self._named_next_by.get(org, ()):
+            steps += self._successor_steps(key, org)
+        for key in self._named_prior_by.get(org, ()):
+            steps += self._prior_steps(key, org)
+        return steps
 
     def _successor_steps(self, key: str, successor: str) -> list[tuple[str, int, bool]]:
         """A rotation's successor is where its key is; its vouches extend only if the key's would."""
@@ -144,3 +193,11 @@ class Horizon:
                 for subject in self._out.get(org, {}).values():
                     relax(subject, reach + 1, True)
         return added
+
+
+def _discard(index: dict[str, dict[bytes, str]], org: str, record_id: bytes) -> None:
+    """Remove one vouch from an org's entry of an edge index, and the entry once it is empty."""
+    edges = index[org]
+    del edges[record_id]
+    if not edges:
+        del index[org]

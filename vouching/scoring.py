@@ -273,13 +273,26 @@ class TrustEngine:
         if o is None:
             return OrgReputation(did, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, False, False, False, did, (),
                                  self._full_weight)
-        src, dst, weight, flow = self._edges
-        shares = sorted(
-            (VouchShare(self._orgs[int(src[e])], float(weight[e]), float(flow[e])) for e in np.flatnonzero(dst == o)),
-            key=lambda v: -v.inflow,
-        )
+        return self._org_reputation(o, np.flatnonzero(self._edges[1] == o))
+
+    def orgs(self, *, now: int) -> list[OrgReputation]:
+        """Every org this node has heard of, highest weight first. The vouches are grouped by the org they name
+        once, not searched for each org: that made GET /v1/orgs, which needs no token, quadratic in the orgs known
+        (0.53 s at 16,000)."""
+        self._ensure_reputation(now)
+        dst = self._edges[1]
+        by_dst = np.argsort(dst, kind="stable")  # each org's vouches in the order org() finds them
+        bounds = np.searchsorted(dst[by_dst], np.arange(len(self._orgs) + 1))
+        return sorted((self._org_reputation(o, by_dst[bounds[o]:bounds[o + 1]]) for o in range(len(self._orgs))
+                       if o not in self._merged), key=lambda r: (-r.weight, -r.reputation, r.org))
+
+    def _org_reputation(self, o: int, vouches: np.ndarray) -> OrgReputation:
+        """Org `o` as `org` gives it, `vouches` being the indexes of the org edges that name it, in order."""
+        src, _, weight, flow = self._edges
+        shares = sorted((VouchShare(self._orgs[int(src[e])], float(weight[e]), float(flow[e])) for e in vouches),
+                        key=lambda v: -v.inflow)
         return OrgReputation(
-            org=did,
+            org=self._orgs[o],
             reputation=float(self._reputation[o]),
             weight=self._weights[o],
             voucher_weight=self._voucher_weights[o],
@@ -294,12 +307,6 @@ class TrustEngine:
             vouched_by=tuple(shares),
             full_weight_reputation=self._full_weight,
         )
-
-    def orgs(self, *, now: int) -> list[OrgReputation]:
-        """Every org this node has heard of, highest weight first."""
-        self._ensure_reputation(now)
-        return sorted((self.org(d, now=now) for o, d in enumerate(self._orgs) if o not in self._merged),
-                      key=lambda r: (-r.weight, -r.reputation, r.org))
 
     def reputations(self, *, now: int) -> dict[str, float]:
         """Every known org's personalised PageRank reputation (they sum to 1)."""

@@ -159,3 +159,23 @@ def test_a_node_that_rotated_never_dials_its_own_earlier_key(tmp_path):
         schedule = DialSchedule()
         PeerManager(object(), replica, bootstrap=[], max_peers=5, schedule=schedule)  # type: ignore[arg-type]
         assert schedule.due(now=0, connected=(), budget=5) == []
+
+
+def test_an_orgs_latest_org_record_names_where_it_is_dialled_and_the_bootstrap_address_stays(tmp_path):
+    """The addresses of every org record an org signed were kept and dialled in turn: an org inside the horizon,
+    signing org records of 16 fresh addresses each, grew every node's address book without bound and had it dial
+    whatever it named. Now its latest record's addresses replace those of its earlier ones."""
+    me, other = Org(), Org()
+    peer = peer_id_from_public_key(bytes(other.key.verify_key))
+    bootstrap = f"/ip4/10.0.0.1/tcp/4001/p2p/{peer}"
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(me.key, store, roots=(), max_hops=3, held_limit=100)
+        replica.issue("vouch", vouch_body(other.did, 0.9, "org-peer"))
+        schedule = DialSchedule()
+        PeerManager(object(), replica, bootstrap=[bootstrap], max_peers=5, schedule=schedule)  # type: ignore[arg-type]
+        for n in range(20):
+            replica.accept([other.record("org", org_body("other", "test", [f"/ip4/10.1.{n}.{i}/tcp/4001"
+                                                                           for i in range(16)]))])
+        [(dialled, addrs)] = schedule.due(now=0, connected=(), budget=5)
+        assert dialled == peer
+        assert addrs == [*(f"/ip4/10.1.19.{i}/tcp/4001/p2p/{peer}" for i in range(16)), bootstrap]  # 321 before

@@ -137,6 +137,22 @@ def test_a_flagged_orgs_successor_is_inside_but_its_vouches_reach_no_further_unl
         assert h.hops("sybil2") == 2 and "sybil" not in h
 
 
+def _apply(h: Horizon, i: int, event: tuple[str, int, int]) -> None:
+    """Event number i: a vouch (its record id is i), a rotation, a claim, a flag, or ("revoke", a, _) of the vouch of
+    event i - 1 - a (if it is one)."""
+    kind, a, b = event
+    if kind == "edge":
+        h.add_edge(i.to_bytes(32, "big"), f"o{a}", f"o{b}")
+    elif kind == "successor":
+        h.add_successor(f"o{a}", f"o{b}")
+    elif kind == "prior":
+        h.add_prior(f"o{a}", f"o{b}")
+    elif kind == "flag":
+        h.flag(f"o{a}")
+    elif kind == "revoke":
+        h.remove_edge((i - 1 - a).to_bytes(32, "big", signed=True))
+
+
 @given(
     st.lists(st.tuples(st.sampled_from(["edge", "successor", "prior", "flag"]), st.integers(0, 7), st.integers(0, 7)),
              max_size=30),
@@ -146,15 +162,8 @@ def test_a_flagged_orgs_successor_is_inside_but_its_vouches_reach_no_further_unl
 def test_vouches_rotations_and_flags_in_any_order_leave_the_same_horizon(events, max_hops, order):
     def built(events: list) -> tuple:
         h = Horizon(["o0"], max_hops)
-        for i, (kind, a, b) in events:
-            if kind == "edge":
-                h.add_edge(i.to_bytes(32, "big"), f"o{a}", f"o{b}")
-            elif kind == "successor":
-                h.add_successor(f"o{a}", f"o{b}")
-            elif kind == "prior":
-                h.add_prior(f"o{a}", f"o{b}")
-            else:
-                h.flag(f"o{a}")
+        for i, event in events:
+            _apply(h, i, event)
         return {o: h.hops(o) for o in h.members()}
 
     numbered = list(enumerate(events))
@@ -167,3 +176,41 @@ def test_vouches_rotations_and_flags_in_any_order_leave_the_same_horizon(events,
             named.setdefault((kind, a), i)
     keep = [(i, e) for i, e in shuffled if e[0] not in ("successor", "prior") or named[e[:2]] == i]
     assert built(keep) == built(sorted(keep))
+
+
+def test_revoking_vouches_for_fresh_keys_one_by_one_places_each_org_a_bounded_number_of_times(monkeypatch):
+    """An org inside may vouch for any number of fresh keys and revoke the vouches one by one: each revocation
+    recomputed the whole horizon, n^2 / 2 orgs placed for n keys (8,000 took 34 s of CPU, on every node that holds
+    the org). Now a revocation places again only the orgs whose hops rested on the vouch."""
+    h = Horizon(["root"], max_hops=3)
+    h.add_edge(b"r" * 32, "root", "org")
+    n = 200
+    for i in range(n):
+        h.add_edge(i.to_bytes(32, "big"), "org", f"fresh{i}")
+    placed = []
+    expand = h._expand
+    monkeypatch.setattr(h, "_expand", lambda starts: (before := len(h._hops), expand(starts),
+                                                      placed.append(len(h._hops) - before))[1])
+    for i in range(n):
+        h.remove_edge(i.to_bytes(32, "big"))
+    assert h.members() == {"root", "org"}
+    assert sum(p for p in placed if p > 0) <= n  # 20,300 with a recompute each
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from(["edge", "successor", "prior", "flag", "revoke"]), st.integers(0, 7),
+                       st.integers(0, 7)), max_size=40),
+    st.integers(0, 3),
+)
+def test_revocations_leave_the_horizon_a_fresh_one_without_the_revoked_vouches_has(events, max_hops):
+    """Events in order (`_apply`); "none" is no event."""
+    def built(events: list) -> tuple[dict, dict]:
+        h = Horizon(["o0"], max_hops)
+        for i, event in enumerate(events):
+            _apply(h, i, event)
+        return h._hops, h._reach  # (the reach decides what a later vouch brings in)
+
+    revoked = {i - 1 - a for i, (kind, a, _) in enumerate(events) if kind == "revoke"}
+    kept = [("none", 0, 0) if kind == "revoke" or (kind == "edge" and i in revoked) else (kind, a, b)
+            for i, (kind, a, b) in enumerate(events)]
+    assert built(events) == built(kept)
