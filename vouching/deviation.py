@@ -24,6 +24,7 @@ from vouching.params import ScoringParams
 _WINDOW_BITS = 40  # key = agent << 40 | window
 _UNTESTED, _AGREES, _DISAGREES = 0, 1, 2
 _MIN_EVENTS_FOR_FAILURES = 5
+RETEST_ROWS = 1 << 16  # batches `_retest` takes at a time
 
 
 class DeviationTest:
@@ -74,51 +75,58 @@ class DeviationTest:
                ) -> tuple[np.ndarray, np.ndarray]:
         """(agreements, disagreements) per org, each verdict decayed with the bad-evidence half-life; orgs not
         `tested` get none. The reference orgs (`is_reference`) must stay the same between calls."""
+        agreements, disagreements = np.zeros(n_orgs), np.zeros(n_orgs)
         if len(self.key) == 0:
-            return np.zeros(n_orgs), np.zeros(n_orgs)
+            return agreements, disagreements
         self._retest(is_reference)
         verdict = np.frombuffer(self.verdict, dtype=np.int8)
         org = np.frombuffer(self.org, dtype=np.int32)
-        rows = np.flatnonzero(verdict != _UNTESTED)
-        rows = rows[tested[org[rows]]]
-        age = np.maximum(0.0, now - np.frombuffer(self.t)[rows])
-        fade = np.exp(-age * (math.log(2) / self.params.bad_half_life_ms))
-        disagrees = verdict[rows] == _DISAGREES
-        # On the grid: the same counts whatever order the digests arrived in (DESIGN.md §6).
-        return (grid_sum_by(org[rows], fade * ~disagrees, n_orgs), grid_sum_by(org[rows], fade * disagrees, n_orgs))
+        t = np.frombuffer(self.t)
+        k = math.log(2) / self.params.bad_half_life_ms
+        # RETEST_ROWS batches at a time. Each term on the grid: the same counts whatever order the digests arrived in
+        # (DESIGN.md §6), and whatever pieces they are summed in (sums of terms on the grid are exact).
+        for first in range(0, len(verdict), RETEST_ROWS):
+            rows = first + np.flatnonzero(verdict[first:first + RETEST_ROWS] != _UNTESTED)
+            rows = rows[tested[org[rows]]]
+            fade = np.exp(-np.maximum(0.0, now - t[rows]) * k)
+            disagrees = verdict[rows] == _DISAGREES
+            agreements += grid_sum_by(org[rows], fade * ~disagrees, n_orgs)
+            disagreements += grid_sum_by(org[rows], fade * disagrees, n_orgs)
+        return agreements, disagreements
 
     def _retest(self, is_reference: np.ndarray) -> None:
-        """Test new batches, and old ones with new reference evidence for their agent near their time."""
+        """Test new batches, and old ones with new reference evidence for their agent near their time, RETEST_ROWS
+        batches at a time: each verdict is the batch's own, and the temporaries stay a few MB however many batches
+        there are (at a start, every batch is new: in one pass they took 94 bytes a batch)."""
         key = np.frombuffer(self.key, dtype=np.int64)
-        org = np.frombuffer(self.org, dtype=np.int32)
-        reference = is_reference[org]
+        reference = is_reference[np.frombuffer(self.org, dtype=np.int32)]
         ref_keys, inverse = np.unique(key[reference], return_inverse=True)
-        sums = [np.concatenate([[0.0], np.cumsum(np.bincount(inverse, weights=column[reference],
+        sums = [np.concatenate([[0.0], np.cumsum(np.bincount(inverse, weights=self._column(name, reference),
                                                              minlength=len(ref_keys)))])
-                for column in (self._column("events"), self._column("failures"), self._column("violations"))]
+                for name in ("events", "failures", "violations")]
         reach = self.params.deviation_window_ms // self.params.cap_window_ms
-        agent = key >> _WINDOW_BITS
+        checked = ref_keys >> _WINDOW_BITS  # an agent nobody checked: nothing to test
         start = self._tested_upto
-        rows = start + np.flatnonzero(~reference[start:])
-        rows = rows[_member(agent[rows], ref_keys >> _WINDOW_BITS)]  # an agent nobody checked: nothing to test
         changed = distinct(key[start:][reference[start:]])
-        if len(changed) and start:
-            old = np.flatnonzero(~reference[:start])
-            old = old[_member(agent[old], changed >> _WINDOW_BITS)]
-            near = (np.searchsorted(changed, key[old] + reach, side="right")
-                    > np.searchsorted(changed, key[old] - reach, side="left"))
-            rows = np.concatenate([old[near], rows])
-        if len(rows):
+        verdict = np.frombuffer(self.verdict, dtype=np.int8)
+        for first in range(start if len(changed) == 0 else 0, len(key), RETEST_ROWS):
+            rows = first + np.flatnonzero(~reference[first:first + RETEST_ROWS])
+            agent, new = key[rows] >> _WINDOW_BITS, rows >= start
+            test = new & _member(agent, checked)
+            if len(changed):
+                near = (np.searchsorted(changed, key[rows] + reach, side="right")
+                        > np.searchsorted(changed, key[rows] - reach, side="left"))
+                test |= ~new & near & _member(agent, changed >> _WINDOW_BITS)
+            rows = rows[test]
             low = np.searchsorted(ref_keys, key[rows] - reach, side="left")
             high = np.searchsorted(ref_keys, key[rows] + reach, side="right")
             n_ref, k_ref, v_ref = (s[high] - s[low] for s in sums)
-            np.frombuffer(self.verdict, dtype=np.int8)[rows] = self._verdicts(rows, n_ref, k_ref, v_ref)
+            verdict[rows] = self._verdicts(rows, n_ref, k_ref, v_ref)
         self._tested_upto = len(key)
 
-    def _column(self, name: str, rows: np.ndarray | None = None) -> np.ndarray:
-        """A count column as floats: all of it, or only `rows` (converting only those)."""
-        column = np.frombuffer(getattr(self, name), dtype=np.int64)
-        return (column if rows is None else column[rows]).astype(np.float64)
+    def _column(self, name: str, rows: np.ndarray) -> np.ndarray:
+        """A count column's `rows` (indices or a mask) as floats, converting only those."""
+        return np.frombuffer(getattr(self, name), dtype=np.int64)[rows].astype(np.float64)
 
     def _verdicts(self, rows: np.ndarray, n_ref: np.ndarray, k_ref: np.ndarray, v_ref: np.ndarray) -> np.ndarray:
         p = self.params

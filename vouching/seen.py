@@ -6,7 +6,7 @@ Each id is kept as a 127-bit fingerprint, two 64-bit hashes of it (Python's hash
 the process drew at its start), in an open-addressing table of two 64-bit columns, at most 2/3 full: 24 to 48 bytes
 an id, where a set of the ids held about 110. Two ids are taken for one only if their fingerprints collide, about a
 2^-127 chance per pair (a record id is a SHA-256, which no peer chooses); the key spreads ids over the table evenly
-whatever they are. A keyed BLAKE2b fingerprint cost 4 us an id, these 0.3.
+whatever they are. SeenIds.add takes about 2 us (a set's add 0.5; a keyed BLAKE2b fingerprint alone took 4).
 """
 
 from __future__ import annotations
