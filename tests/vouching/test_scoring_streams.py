@@ -1,8 +1,9 @@
-"""The engine's outputs for random record streams (DESIGN.md §6) are those of the engine as it was before its memory
-per digest was cut (benchmarks/engine.py): every score, tier, explanation, org standing and flag, read before and
-after full recomputes. The streams hold digests fed again, this node's own digests (dropped: they repeat its first-hand
-observations), first-hand observations arriving late (as our digests returning after a restore are counted,
-node.trust.TrustService.on_returned), DP digests, equivocation flags, vouches and revocations."""
+"""The engine's outputs for random record streams (DESIGN.md §6) are those it gives with the digests fed again taken
+out by a set of their ids, as it took them out before it held the ids as fingerprints (vouching.seen): every score,
+tier, explanation, org standing and flag, read before and after full recomputes. The streams hold digests fed again,
+this node's own digests (dropped: they repeat its first-hand observations), first-hand observations arriving late (as
+our digests returning after a restore are counted, node.trust.TrustService.on_returned), DP digests, equivocation
+flags, vouches and revocations. (The deviation test's reference is in test_deviation.)"""
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -11,7 +12,7 @@ from vouching.evidence import Outcomes
 from vouching.params import DAY_MS, HOUR_MS
 from vouching.scoring import TrustEngine
 
-from .test_scoring_recompute import AGENTS, ORGS, apply_op, operations
+from .test_scoring_recompute import AGENTS, apply_op, operations
 
 # (op, operation number): feed operation n of the stream again, its record id and all
 again = st.tuples(st.just("again"), st.integers(0, 60))
@@ -22,7 +23,7 @@ streams = st.lists(st.one_of(operations.map(tuple), st.lists(st.one_of(again, ow
 
 
 class Reference:
-    """The engine as it was in what this test compares: a digest record id counted once, by a set of the ids."""
+    """The engine as it was in what this test compares: a digest's record id counted once by a set of the ids."""
 
     def __init__(self) -> None:
         self.engine = TrustEngine("own", ["root"])
