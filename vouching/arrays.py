@@ -29,8 +29,8 @@ def distinct(values: np.ndarray) -> np.ndarray:
 
 
 def array_columns(store: object) -> dict[str, array]:
-    """The `array.array` attributes of a store: its columns."""
-    return {name: value for name, value in vars(store).items() if isinstance(value, array)}
+    """The `array.array` attributes of a store but those named with a leading underscore: its columns."""
+    return {name: value for name, value in vars(store).items() if isinstance(value, array) and name[0] != "_"}
 
 
 class ColumnsCopy:

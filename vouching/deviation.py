@@ -18,12 +18,15 @@ from array import array
 import numpy as np
 
 from vouching.arrays import distinct, grid_sum_by
-from vouching.evidence import InvalidEvidence
+from vouching.evidence import MAX_EVENTS, InvalidEvidence
 from vouching.params import ScoringParams
 
 _WINDOW_BITS = 40  # key = agent << 40 | window
 _UNTESTED, _AGREES, _DISAGREES = 0, 1, 2
 _MIN_EVENTS_FOR_FAILURES = 5
+RETEST_ROWS = 1 << 16  # batches `_retest` takes at a time
+PACK_BITS = 21  # a batch's counts below 2^21 are kept three to an int64
+_PACKED, _PACK_MASK = 1 << PACK_BITS, (1 << PACK_BITS) - 1
 
 
 class DeviationTest:
@@ -35,9 +38,12 @@ class DeviationTest:
         self.key = array("q")
         self.org = array("i")
         self.t = array("d")
-        self.events = array("q")
-        self.failures = array("q")
-        self.violations = array("q")
+        # A batch's events, failures and violations, PACK_BITS bits each, or -1 - i for the i-th triple of `_wide`:
+        # 8 bytes a batch where three int64 columns took 24 (and 32 a batch of 2^21 events or more, which is rare).
+        self.counts_packed = array("q")
+        # Only appended to, and read an item at a time (never through a buffer, which would stop an append while a
+        # recompute reads it on another thread): a frozen copy shares it. Not a column (arrays.array_columns).
+        self._wide = array("q")
         self.verdict = array("b")
         self._tested_upto = 0  # batches before this one have verdicts against the reference as it then was
 
@@ -48,12 +54,17 @@ class DeviationTest:
                violations: int) -> None:
         if window >= 1 << _WINDOW_BITS:
             raise InvalidEvidence(f"epoch: window {window} is beyond the year 30000 at this cap_window_ms")
+        if events < _PACKED and failures < _PACKED and violations < _PACKED:
+            packed = events | failures << PACK_BITS | violations << 2 * PACK_BITS
+        elif max(events, failures, violations) > MAX_EVENTS:
+            raise InvalidEvidence(f"outcomes: at most {MAX_EVENTS} events a batch, got {events}")
+        else:
+            packed = -1 - len(self._wide) // 3
+            self._wide.extend((events, failures, violations))
         self.key.append(agent << _WINDOW_BITS | window)
         self.org.append(org)
         self.t.append(t)
-        self.events.append(events)
-        self.failures.append(failures)
-        self.violations.append(violations)
+        self.counts_packed.append(packed)
         self.verdict.append(_UNTESTED)
 
     def frozen(self, columns: dict[str, np.ndarray]) -> DeviationTest:
@@ -61,6 +72,7 @@ class DeviationTest:
         for the full recompute to test and count on off the trio thread; `adopt` takes its verdicts back."""
         copy = DeviationTest(self.params)
         vars(copy).update(columns)
+        copy._wide = self._wide  # the triples of its rows are in it already, and stay as they are
         copy._tested_upto = self._tested_upto
         return copy
 
@@ -74,60 +86,73 @@ class DeviationTest:
                ) -> tuple[np.ndarray, np.ndarray]:
         """(agreements, disagreements) per org, each verdict decayed with the bad-evidence half-life; orgs not
         `tested` get none. The reference orgs (`is_reference`) must stay the same between calls."""
+        agreements, disagreements = np.zeros(n_orgs), np.zeros(n_orgs)
         if len(self.key) == 0:
-            return np.zeros(n_orgs), np.zeros(n_orgs)
+            return agreements, disagreements
         self._retest(is_reference)
         verdict = np.frombuffer(self.verdict, dtype=np.int8)
         org = np.frombuffer(self.org, dtype=np.int32)
-        rows = np.flatnonzero(verdict != _UNTESTED)
-        rows = rows[tested[org[rows]]]
-        age = np.maximum(0.0, now - np.frombuffer(self.t)[rows])
-        fade = np.exp(-age * (math.log(2) / self.params.bad_half_life_ms))
-        disagrees = verdict[rows] == _DISAGREES
-        # On the grid: the same counts whatever order the digests arrived in (DESIGN.md §6).
-        return (grid_sum_by(org[rows], fade * ~disagrees, n_orgs), grid_sum_by(org[rows], fade * disagrees, n_orgs))
+        t = np.frombuffer(self.t)
+        k = math.log(2) / self.params.bad_half_life_ms
+        # RETEST_ROWS batches at a time. Each term on the grid: the same counts whatever order the digests arrived in
+        # (DESIGN.md §6), and whatever pieces they are summed in (sums of terms on the grid are exact).
+        for first in range(0, len(verdict), RETEST_ROWS):
+            rows = first + np.flatnonzero(verdict[first:first + RETEST_ROWS] != _UNTESTED)
+            rows = rows[tested[org[rows]]]
+            fade = np.exp(-np.maximum(0.0, now - t[rows]) * k)
+            disagrees = verdict[rows] == _DISAGREES
+            agreements += grid_sum_by(org[rows], fade * ~disagrees, n_orgs)
+            disagreements += grid_sum_by(org[rows], fade * disagrees, n_orgs)
+        return agreements, disagreements
 
     def _retest(self, is_reference: np.ndarray) -> None:
-        """Test new batches, and old ones with new reference evidence for their agent near their time."""
+        """Test new batches, and old ones with new reference evidence for their agent near their time, RETEST_ROWS
+        batches at a time: each verdict is the batch's own, and the temporaries stay a few MB however many batches
+        there are (at a start, every batch is new: in one pass they took 94 bytes a batch)."""
         key = np.frombuffer(self.key, dtype=np.int64)
-        org = np.frombuffer(self.org, dtype=np.int32)
-        reference = is_reference[org]
+        reference = is_reference[np.frombuffer(self.org, dtype=np.int32)]
         ref_keys, inverse = np.unique(key[reference], return_inverse=True)
-        sums = [np.concatenate([[0.0], np.cumsum(np.bincount(inverse, weights=column[reference],
-                                                             minlength=len(ref_keys)))])
-                for column in (self._column("events"), self._column("failures"), self._column("violations"))]
+        sums = [np.concatenate([[0.0], np.cumsum(np.bincount(inverse, weights=column, minlength=len(ref_keys)))])
+                for column in self._counts(reference)]
         reach = self.params.deviation_window_ms // self.params.cap_window_ms
-        agent = key >> _WINDOW_BITS
+        checked = ref_keys >> _WINDOW_BITS  # an agent nobody checked: nothing to test
         start = self._tested_upto
-        rows = start + np.flatnonzero(~reference[start:])
-        rows = rows[_member(agent[rows], ref_keys >> _WINDOW_BITS)]  # an agent nobody checked: nothing to test
         changed = distinct(key[start:][reference[start:]])
-        if len(changed) and start:
-            old = np.flatnonzero(~reference[:start])
-            old = old[_member(agent[old], changed >> _WINDOW_BITS)]
-            near = (np.searchsorted(changed, key[old] + reach, side="right")
-                    > np.searchsorted(changed, key[old] - reach, side="left"))
-            rows = np.concatenate([old[near], rows])
-        if len(rows):
+        verdict = np.frombuffer(self.verdict, dtype=np.int8)
+        for first in range(start if len(changed) == 0 else 0, len(key), RETEST_ROWS):
+            rows = first + np.flatnonzero(~reference[first:first + RETEST_ROWS])
+            agent, new = key[rows] >> _WINDOW_BITS, rows >= start
+            test = new & _member(agent, checked)
+            if len(changed):
+                near = (np.searchsorted(changed, key[rows] + reach, side="right")
+                        > np.searchsorted(changed, key[rows] - reach, side="left"))
+                test |= ~new & near & _member(agent, changed >> _WINDOW_BITS)
+            rows = rows[test]
             low = np.searchsorted(ref_keys, key[rows] - reach, side="left")
             high = np.searchsorted(ref_keys, key[rows] + reach, side="right")
             n_ref, k_ref, v_ref = (s[high] - s[low] for s in sums)
-            np.frombuffer(self.verdict, dtype=np.int8)[rows] = self._verdicts(rows, n_ref, k_ref, v_ref)
+            verdict[rows] = self._verdicts(rows, n_ref, k_ref, v_ref)
         self._tested_upto = len(key)
 
-    def _column(self, name: str, rows: np.ndarray | None = None) -> np.ndarray:
-        """A count column as floats: all of it, or only `rows` (converting only those)."""
-        column = np.frombuffer(getattr(self, name), dtype=np.int64)
-        return (column if rows is None else column[rows]).astype(np.float64)
+    def _counts(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The events, failures and violations of `rows` (indices or a mask), as floats."""
+        packed = np.frombuffer(self.counts_packed, dtype=np.int64)[rows]
+        counts = np.stack([packed & _PACK_MASK, packed >> PACK_BITS & _PACK_MASK, packed >> 2 * PACK_BITS])
+        wide = np.flatnonzero(packed < 0)
+        if len(wide):
+            items = (3 * (-1 - packed[wide]))[:, None] + np.arange(3)
+            counts[:, wide] = np.fromiter(map(self._wide.__getitem__, items.ravel().tolist()), dtype=np.int64,
+                                          count=items.size).reshape(-1, 3).T
+        events, failures, violations = counts.astype(np.float64)
+        return events, failures, violations
 
     def _verdicts(self, rows: np.ndarray, n_ref: np.ndarray, k_ref: np.ndarray, v_ref: np.ndarray) -> np.ndarray:
         p = self.params
-        n = self._column("events", rows)
+        n, failures, violations = self._counts(rows)
         # Violations are tested in every digest. Failures in all are tested only in digests of several events:
         # a lone error may be the reporting org's own infrastructure failing, not the agent.
-        deviates = _implausible(self._column("violations", rows), n, v_ref, n_ref, p.deviation_z)
-        deviates |= (n >= _MIN_EVENTS_FOR_FAILURES) & _implausible(self._column("failures", rows), n, k_ref, n_ref,
-                                                                    p.deviation_z)
+        deviates = _implausible(violations, n, v_ref, n_ref, p.deviation_z)
+        deviates |= (n >= _MIN_EVENTS_FOR_FAILURES) & _implausible(failures, n, k_ref, n_ref, p.deviation_z)
         testable = (n_ref >= p.deviation_min_reference) & (n > 0)
         return np.where(testable, np.where(deviates, _DISAGREES, _AGREES), _UNTESTED).astype(np.int8)
 

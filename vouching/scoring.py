@@ -30,6 +30,7 @@ from vouching.params import AGENT_BASES, ScoringParams
 from vouching.recompute import AgentSums, Recompute, Recomputed
 from vouching.reputation import OrgStanding, org_standing
 from vouching.rules import cap_score, explain_rules
+from vouching.seen import SeenIds
 from vouching.quantiles import max_prior_lift, score_of
 from vouching.tiers import tier_of
 from vouching.vouches import Vouch, VouchBook, check_weight
@@ -85,7 +86,7 @@ class TrustEngine:
         self._agent_dids: list[str] = []
         self._agent_index: dict[str, int] = {}
         self._vouches = VouchBook(p.basis_weights)
-        self._seen_digests: set[bytes] = set()
+        self._seen_digests = SeenIds()
         self._equivocators: set[int] = set()
         self._merged: set[int] = set()  # indices of keys merged into their org (merge_org): no org of their own
         self._evidence = EvidenceStore(p)
@@ -179,9 +180,8 @@ class TrustEngine:
             outcomes, high_risk = discounted(outcomes, high_risk,
                                              dp_threshold(dp_epsilon, self.params.dp_false_alarm))
         batch = weigh(outcomes, high_risk, self.params)
-        if issuer == self.own_org or record_id in self._seen_digests:
-            return  # this node's own digests repeat its first-hand observations
-        self._seen_digests.add(record_id)
+        if issuer == self.own_org or not self._seen_digests.add(record_id):
+            return  # this node's own digests repeat its first-hand observations; a digest counts once
         end = min(epoch + length, ts)
         self._count(self._agent(agent), self._org(issuer), end, max(end - 1, 0) // self.params.cap_window_ms, batch,
                     outcomes, capped=True)
