@@ -3,7 +3,9 @@ same key is answered from the first reply and never appended twice. Kept in `ide
 
 Crash safety without a shared transaction: the key's row, naming the audit-log range the batch will occupy, is
 committed before the batch is appended. Appends are atomic and come from one writer, so on opening, a row whose
-range lies beyond the audit log's size belongs to an append that never happened, and is dropped.
+range lies beyond the audit log's size belongs to an append that never happened, and is dropped. A key whose
+append failed while the node runs is forgotten at once (`release`); if even that write fails (a full disk), the key
+is looked up as absent until it is forgotten, which `settle` does before the audit log grows again.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class IdempotencyStore:
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
         self._lock = threading.Lock()
+        self._unreleased: set[str] = set()  # keys of failed appends not yet deleted (`release`)
 
     @classmethod
     def open(cls, data_dir: Path, *, log_size: int) -> IdempotencyStore:
@@ -83,6 +86,8 @@ class IdempotencyStore:
 
     def lookup(self, key: str) -> StoredReply | None:
         with self._lock:
+            if key in self._unreleased:
+                return None
             row = self._db.execute("SELECT fingerprint, status, reply FROM keys WHERE key = ?", (key,)).fetchone()
         return None if row is None else StoredReply(row[0], row[1], row[2])
 
@@ -95,9 +100,22 @@ class IdempotencyStore:
             )
 
     def release(self, key: str) -> None:
-        """Forget a reserved key whose append failed."""
+        """Forget a reserved key whose append failed. Never raises: a key that cannot be deleted now is looked up as
+        absent, and deleted by `settle`."""
         with self._lock:
-            self._db.execute("DELETE FROM keys WHERE key = ?", (key,))
+            self._unreleased.add(key)
+        try:
+            self.settle()
+        except sqlite3.Error:
+            pass  # the caller raises its append's error; `settle` raises this one before the next append
+
+    def settle(self) -> None:
+        """Delete the keys of failed appends `release` could not (raises sqlite3.Error if it still cannot): before
+        the audit log grows, or a later batch would fill their ranges and they would be answered as stored."""
+        with self._lock:
+            for key in sorted(self._unreleased):
+                self._db.execute("DELETE FROM keys WHERE key = ?", (key,))
+                self._unreleased.discard(key)
 
     def expire(self, before: int) -> int:
         """Forget keys first used before `before` (ms); the number forgotten."""
