@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
 from gossip.host import peer_id_from_public_key
-from ledger import Ed25519Verifier, open_checkpoint, verify_consistency, verify_inclusion
+from ledger import Ed25519Verifier, LedgerError, open_checkpoint, verify_consistency, verify_inclusion
 from node.api import create_app
 from vouching import EquivocationBody, public_key_from_did, verify_record, vouch_body
 
@@ -651,6 +651,23 @@ async def test_a_failure_inside_the_node_is_a_json_500_and_is_logged(tmp_path, c
         async with httpx.AsyncClient(transport=transport, base_url="http://node") as api:
             assert_error(await api.get("/v1/peers"), 500, "internal")
     assert "ZeroDivisionError" in caplog.text
+
+
+async def test_a_write_the_disk_refuses_is_a_503_naming_the_file_and_the_node_takes_the_next(api, node, monkeypatch,
+                                                                                              caplog):
+    """A full disk: the vouch was a 500 "internal", with a traceback logged twice for each request."""
+    def full(entries):
+        raise LedgerError(f"{node.replica.store.ledger._path}: append: disk I/O error")
+
+    with monkeypatch.context() as disk:
+        disk.setattr(node.replica.store.ledger, "append", full)
+        response = await api.post("/v1/vouches", json={"subject": new_did(), "weight": 0.5, "basis": "operator"},
+                                  headers=AUTH)
+    assert_error(response, 503, "storage", "the node cannot store this now: ")
+    assert "records.ledger: append: disk I/O error" in response.json()["detail"]
+    assert response.headers["retry-after"]
+    assert [r.exc_info for r in caplog.records if r.levelname == "ERROR"] == [None]
+    assert (await vouch(api))["index"] == 0  # nothing of the refused one was kept
 
 
 # --- hostile input --------------------------------------------------------------------------------------

@@ -304,3 +304,23 @@ def test_a_key_whose_append_failed_is_never_answered_as_stored(node, monkeypatch
     reply = node.ingestor.submit_json(body, key="k")
     assert (reply.status, reply.replayed) == (200, False)
     assert [e["agent"] for e in stored_events(node)][-1] == AGENTS[0]
+
+
+@pytest.mark.parametrize("failing", ["audit", "idempotency"])
+async def test_a_batch_the_disk_refuses_is_a_503_and_its_retry_is_stored_once(client, node, monkeypatch, failing):
+    """A full disk: the batch was a 500 "internal", with a traceback logged twice for each request."""
+    batch, headers = {"events": [event()]}, {**AUTH, "Idempotency-Key": "k"}
+    with monkeypatch.context() as full:
+        if failing == "audit":
+            full.setattr(node.audit.ledger, "append",
+                         lambda entries: _full_disk(LedgerError("audit.ledger: append: disk I/O error")))
+        else:
+            full.setattr(node.idempotency, "_db", _DiskFull(node.idempotency._db))
+            node.idempotency.release("earlier")  # a failed append's key that is not deleted yet
+        response = await client.post("/v1/events", json=batch, headers=headers)
+    assert (response.status_code, response.json()["error"]) == (503, "storage")
+    assert "disk I/O error" in response.json()["detail"] and node.audit.size == 0
+    for replayed in (None, "true"):
+        response = await client.post("/v1/events", json=batch, headers=headers)
+        assert (response.status_code, response.headers.get("Idempotent-Replayed")) == (200, replayed)
+    assert node.audit.size == 1
