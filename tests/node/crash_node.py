@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import random
+import resource
 import signal
 import socket
 import subprocess
@@ -56,7 +57,8 @@ def vouchnet(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str
 
 @dataclass
 class NodeProcess:
-    """One node's data directory and, while it runs, its `vouchnet run` process (stderr to `log`)."""
+    """One node's data directory and, while it runs, its `vouchnet run` process (stderr to `log`, which a lowered
+    RLIMIT_FSIZE does not reach: the node writes it through a pipe)."""
 
     data_dir: Path
     api_port: int
@@ -99,11 +101,12 @@ class NodeProcess:
     def start(self) -> None:
         """Start `vouchnet run` and wait until it logs that it runs; CrashCheckFailed if it exits first."""
         assert self.process is None
-        logged = self.log.read_text().count("node running") if self.log.exists() else 0
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "node.cli", "run", "--dir", str(self.data_dir)],
-                                            cwd=_ROOT, stdout=subprocess.DEVNULL, stderr=log,
-                                            preexec_fn=self.preexec)
+        self.log.touch()
+        logged = self.log.read_text().count("node running")
+        self.process = subprocess.Popen([sys.executable, "-m", "node.cli", "run", "--dir", str(self.data_dir)],
+                                        cwd=_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                        preexec_fn=self.preexec)
+        threading.Thread(target=_copy, args=(self.process.stderr, self.log), daemon=True).start()
         deadline = time.monotonic() + _START_SECONDS
         while self.log.read_text().count("node running") == logged:
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -139,6 +142,13 @@ class NodeProcess:
     def info(self) -> dict[str, Any]:
         with self.client() as client:
             return client.get("/v1/node").raise_for_status().json()
+
+
+def _copy(stream: Any, path: Path) -> None:
+    with open(path, "ab") as out:
+        for line in stream:
+            out.write(line)
+            out.flush()
 
 
 @dataclass
@@ -378,3 +388,62 @@ def run(workdir: Path, stops: int, seed: int, *, sigterm_share: float = 0.5, mos
         b.stop(signal.SIGKILL)
     return Report(kills, terms, len(acks.records), len(acks.batches), len(acks.peer_records), slowest,
                   time.monotonic() - begun)
+
+
+def _file_size_limit(limit: int) -> Callable[[], None]:
+    """A preexec_fn: files the node writes stop at `limit` bytes (EFBIG, as on a full disk; SIGXFSZ ignored)."""
+    def lower() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+    return lower
+
+
+@dataclass(frozen=True)
+class DiskFullReport:
+    refused: int  # writes answered 503 while the files could not grow
+    answered: int  # writes answered 2xx, all there afterwards
+
+
+def run_disk_full(workdir: Path, *, limit: int = 1 << 20, writes: int = 150) -> DiskFullReport:
+    """One node whose files cannot grow past `limit`: vouches and keyed event batches until they are refused (503,
+    "storage", never another error), then the limit lifted while it runs: the same writes are taken again, and
+    every one answered before is there (records by id, batches replayed)."""
+    a = NodeProcess(workdir / "a", free_port(), free_port(), preexec=_file_size_limit(limit))
+    a.init(network="full", settings={"epoch_seconds": "1", "checkpoint_interval": "0.5"})
+    acks = Acknowledged(agents=[_agent() for _ in range(3)])
+    refused = 0
+    a.start()
+    try:
+        assert a.process is not None
+        with a.client() as client:
+            for phase in ("full", "space back"):
+                if phase == "space back":
+                    resource.prlimit(a.process.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
+                for n in range(writes):
+                    agent = acks.agents[n % 3]
+                    event = {"agent": agent, "ts": int(time.time() * 1000), "category": "tool", "name": "search",
+                             "outcome": "ok", "attrs": {"padding": "x" * 200}}
+                    body = json.dumps({"events": [event] * 5}).encode()
+                    key = f"{phase}-{n}"
+                    answers = [client.post("/v1/events", content=body, headers={
+                        "Idempotency-Key": key, "Content-Type": "application/json"}),
+                        client.post("/v1/vouches", json={"subject": agent, "weight": 0.5, "basis": "operator"})]
+                    for response in answers:
+                        if response.status_code == 503 and response.json()["error"] == "storage" and phase == "full":
+                            refused += 1
+                        elif response.status_code not in (200, 201):
+                            raise CrashCheckFailed(f"{phase}: {response.request.url.path}: {response.status_code} "
+                                                   f"{response.text[:300]}")
+                    if answers[0].status_code == 200:
+                        acks.batches[key] = (body, answers[0].json())
+                    if answers[1].status_code == 201:
+                        acks.records.append(answers[1].json()["id"])
+                if a.process.poll() is not None:
+                    raise CrashCheckFailed(f"{phase}: the node exited with {a.process.poll()}")
+        check_after_restart(a, a, acks, retry_all=True)  # (not restarted: the same checks while it runs)
+        if "Traceback" in a.log.read_text():
+            raise CrashCheckFailed(f"a traceback in {a.log}")
+    finally:
+        a.stop(signal.SIGKILL)
+    return DiskFullReport(refused, len(acks.records) + len(acks.batches))
