@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,8 +63,9 @@ class IdempotencyStore:
     """Keys of batches already appended to the audit log, with their replies. Callable from any thread (the
     ingest commits run in a worker thread); calls are serialised by a lock."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
         self._db = db
+        self._path = path
         self._lock = threading.Lock()
         self._unreleased: set[str] = set()  # keys of failed appends not yet deleted (`release`)
 
@@ -78,7 +81,7 @@ class IdempotencyStore:
         except sqlite3.DatabaseError as error:
             raise IdempotencyStoreError(f"{data_dir / IDEMPOTENCY_FILE}: not an idempotency store ({error})") from None
         db.execute("DELETE FROM keys WHERE first + count > ?", (log_size,))
-        return cls(db)
+        return cls(db, data_dir / IDEMPOTENCY_FILE)
 
     def close(self) -> None:
         with self._lock:
@@ -92,12 +95,20 @@ class IdempotencyStore:
         return None if row is None else StoredReply(row[0], row[1], row[2])
 
     def reserve(self, key: str, reply: StoredReply, *, first: int, count: int, at: int) -> None:
-        """Record the key for a batch about to be appended at [first, first + count); durable on return."""
-        with self._lock:
+        """Record the key for a batch about to be appended at [first, first + count); durable on return. Raises
+        IdempotencyStoreError naming the file if it cannot be written."""
+        with self._lock, self._writing("reserve"):
             self._db.execute(
                 "INSERT INTO keys VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (key, reply.fingerprint, first, count, reply.status, reply.reply, at),
             )
+
+    @contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.OperationalError as error:  # a full disk, say
+            raise IdempotencyStoreError(f"{self._path}: {what}: {error}") from error
 
     def release(self, key: str) -> None:
         """Forget a reserved key whose append failed. Never raises: a key that cannot be deleted now is looked up as
@@ -106,13 +117,13 @@ class IdempotencyStore:
             self._unreleased.add(key)
         try:
             self.settle()
-        except sqlite3.Error:
+        except IdempotencyStoreError:
             pass  # the caller raises its append's error; `settle` raises this one before the next append
 
     def settle(self) -> None:
-        """Delete the keys of failed appends `release` could not (raises sqlite3.Error if it still cannot): before
-        the audit log grows, or a later batch would fill their ranges and they would be answered as stored."""
-        with self._lock:
+        """Delete the keys of failed appends `release` could not (raises IdempotencyStoreError if it still cannot):
+        before the audit log grows, or a later batch would fill their ranges and they would be answered as stored."""
+        with self._lock, self._writing("forget the keys of failed appends"):
             for key in sorted(self._unreleased):
                 self._db.execute("DELETE FROM keys WHERE key = ?", (key,))
                 self._unreleased.discard(key)

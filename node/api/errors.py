@@ -19,6 +19,8 @@ from gossip.store import StoreError
 from ledger import EntryPruned, LedgerError
 from vouching import InvalidDid, InvalidRecord, public_key_from_did
 
+from ..idempotency import IdempotencyStoreError
+
 log = logging.getLogger(__name__)
 STORAGE_RETRY_SECONDS = 10  # Retry-After of a request the node's storage refused
 
@@ -92,7 +94,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(InvalidRecord, _invalid_record)
     app.add_exception_handler(EntryPruned, _pruned)
-    for storage_error in (LedgerError, StoreError, sqlite3.OperationalError):
+    for storage_error in (LedgerError, StoreError, IdempotencyStoreError, sqlite3.OperationalError):
         app.add_exception_handler(storage_error, _storage)
     app.add_exception_handler(Exception, _internal_error)
 

@@ -319,7 +319,9 @@ async def test_a_batch_the_disk_refuses_is_a_503_and_its_retry_is_stored_once(cl
             node.idempotency.release("earlier")  # a failed append's key that is not deleted yet
         response = await client.post("/v1/events", json=batch, headers=headers)
     assert (response.status_code, response.json()["error"]) == (503, "storage")
-    assert "disk I/O error" in response.json()["detail"] and node.audit.size == 0
+    named = {"audit": "audit.ledger: append: disk I/O error",
+             "idempotency": f"{node.directory / 'idempotency.db'}: forget the keys of failed appends: disk I/O error"}
+    assert named[failing] in response.json()["detail"] and node.audit.size == 0
     for replayed in (None, "true"):
         response = await client.post("/v1/events", json=batch, headers=headers)
         assert (response.status_code, response.headers.get("Idempotent-Replayed")) == (200, replayed)
