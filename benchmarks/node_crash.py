@@ -26,7 +26,8 @@ def main() -> int:
     seed = random.randrange(1 << 32) if args.seed is None else args.seed
     with tempfile.TemporaryDirectory() as workdir:
         report = run(Path(workdir), args.stops, seed, sigterm_share=args.sigterm_share)
-    print(f"node crash safety: {report.kills} SIGKILLs and {report.terms} SIGTERMs (seed {seed}), every check passed")
+    print(f"node crash safety: {report.kills} SIGKILLs and {report.terms} SIGTERMs, {report.startup_kills} restarts "
+          f"killed midway (seed {seed}), every check passed")
     print(f"  records answered 201 at A, all there               {report.records:,}")
     print(f"  event batches sent, each retried after the stops    {report.batches:,}")
     print(f"  vouches answered at B, all reached A                {report.peer_records:,}")

@@ -66,6 +66,7 @@ class NodeProcess:
     preexec: Callable[[], None] | None = None
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    start_seconds: float = 0.0  # how long the last start took
 
     @property
     def url(self) -> str:
@@ -98,9 +99,11 @@ class NodeProcess:
         config = self.data_dir / "config.toml"
         config.write_text(config.read_text().replace("roots = []", f"roots = {json.dumps(list(roots))}"))
 
-    def start(self) -> None:
-        """Start `vouchnet run` and wait until it logs that it runs; CrashCheckFailed if it exits first."""
+    def start(self, *, kill_after: float | None = None) -> bool:
+        """Start `vouchnet run` and wait until it logs that it runs (True); CrashCheckFailed if it exits first. With
+        `kill_after`, SIGKILL it if it does not run that many seconds after it was started (False)."""
         assert self.process is None
+        begun = time.monotonic()
         self.log.touch()
         logged = self.log.read_text().count("node running")
         self.process = subprocess.Popen([sys.executable, "-m", "node.cli", "run", "--dir", str(self.data_dir)],
@@ -114,8 +117,13 @@ class NodeProcess:
                 self.stop(signal.SIGKILL)
                 tail = "\n".join(self.log.read_text().splitlines()[-15:])
                 raise CrashCheckFailed(f"{self.data_dir.name} did not start (exit {code}):\n{tail}")
+            if kill_after is not None and time.monotonic() - begun > kill_after:
+                self.stop(signal.SIGKILL)
+                return False
             time.sleep(0.05)
         self.starts += 1
+        self.start_seconds = time.monotonic() - begun
+        return True
 
     def stop(self, how: signal.Signals) -> float:
         """Signal the process and wait for it to end; the seconds that took."""
@@ -345,6 +353,7 @@ def two_nodes(workdir: Path, *, preexec: Callable[[], None] | None = None) -> tu
 class Report:
     kills: int
     terms: int
+    startup_kills: int
     records: int
     batches: int
     peer_records: int
@@ -352,13 +361,15 @@ class Report:
     seconds: float
 
 
-def run(workdir: Path, stops: int, seed: int, *, sigterm_share: float = 0.5, most_seconds: float = 3.0) -> Report:
-    """`stops` random SIGKILLs or SIGTERMs of A under load, checking after each restart and at the end."""
+def run(workdir: Path, stops: int, seed: int, *, sigterm_share: float = 0.5, most_seconds: float = 3.0,
+        startup_kill_share: float = 0.25) -> Report:
+    """`stops` random SIGKILLs or SIGTERMs of A under load, checking after each restart and at the end; after a
+    share of them, the restart is killed midway too."""
     rng = random.Random(seed)
     begun = time.monotonic()
     a, b = two_nodes(workdir)
     acks = Acknowledged(agents=[_agent() for _ in range(4)])
-    kills = terms = 0
+    kills = terms = startup_kills = 0
     slowest = 0.0
     try:
         a.start()
@@ -375,7 +386,11 @@ def run(workdir: Path, stops: int, seed: int, *, sigterm_share: float = 0.5, mos
                         raise CrashCheckFailed(f"stop {n}: SIGTERM took {took:.2f} s (seed {seed})")
                 else:
                     kills += 1
-                a.start()
+                midway = rng.uniform(0.3, 1.0) * a.start_seconds
+                if rng.random() < startup_kill_share and not a.start(kill_after=midway):
+                    startup_kills += 1
+                if a.process is None:
+                    a.start()
                 check_after_restart(a, b, acks, retry_all=False)
         if load.errors:
             raise CrashCheckFailed(f"refused under load (seed {seed}): {load.errors[:5]}")
@@ -386,7 +401,7 @@ def run(workdir: Path, stops: int, seed: int, *, sigterm_share: float = 0.5, mos
     finally:
         a.stop(signal.SIGKILL)
         b.stop(signal.SIGKILL)
-    return Report(kills, terms, len(acks.records), len(acks.batches), len(acks.peer_records), slowest,
+    return Report(kills, terms, startup_kills, len(acks.records), len(acks.batches), len(acks.peer_records), slowest,
                   time.monotonic() - begun)
 
 

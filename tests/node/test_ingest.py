@@ -295,7 +295,8 @@ def test_a_key_whose_append_failed_is_never_answered_as_stored(node, monkeypatch
     had filled the reservation's range (at a restart too: it forgets only the reservations beyond the log)."""
     body = json.dumps({"events": [event()]}).encode()
     with monkeypatch.context() as full:
-        full.setattr(node.audit.ledger, "append", lambda entries: _full_disk(LedgerError("audit.ledger: disk I/O error")))
+        full.setattr(node.audit.ledger, "append",
+                     lambda entries: _full_disk(LedgerError("audit.ledger: disk I/O error")))
         full.setattr(node.idempotency, "_db", _DiskFull(node.idempotency._db))
         with pytest.raises(LedgerError, match="audit.ledger: disk I/O error"):
             node.ingestor.submit_json(body, key="k")
