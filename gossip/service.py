@@ -15,6 +15,7 @@ from itertools import islice
 
 import trio
 
+from ledger import LedgerError
 from vouching import Record
 from vouching.cbor import encode
 
@@ -24,6 +25,7 @@ from .gate import PUBLISH_BURST_SECONDS, GateStats, GossipLimits, RecordGate
 from .host import Host, InvalidPeerId, Received, peer_org
 from .ratelimit import TokenBuckets
 from .replica import Replica
+from .store import StoreError
 from .verdict import Verdict
 
 logger = logging.getLogger(__name__)
@@ -55,6 +57,7 @@ class GossipStats:
     records_held: int = 0  # waiting for a missing predecessor
     records_dropped: int = 0  # no room in the held buffer (their issuer's share of it); sync fetches them
     records_rejected: int = 0  # valid records that break their issuer's chain
+    records_unstored: int = 0  # the store could not write them (a full disk); gossip or sync brings them again
     gaps_reported: int = 0  # issuers whose missing range went to on_gaps
     published_messages: int = 0
     published_records: int = 0
@@ -111,6 +114,7 @@ class GossipService:
             records_held=c["held"],
             records_dropped=c["dropped"],
             records_rejected=c["rejected"],
+            records_unstored=c["unstored"],
             gaps_reported=c["gaps"],
             published_messages=c["published_messages"],
             published_records=c["published_records"],
@@ -137,8 +141,15 @@ class GossipService:
             if origin == self._host.peer_id:
                 continue  # our own publish, already in the replica
             records = self._gate.records(data)
-            if records:
-                self._count(origin, self._replica.accept(records))
+            if not records:
+                continue
+            try:
+                outcome = self._replica.accept(records)
+            except (LedgerError, StoreError) as error:  # our disk, not the peer: the node runs on
+                self._counts["unstored"] += len(records)
+                logger.error("gossiped records not stored (%s); gossip or sync brings them again", error)
+                continue
+            self._count(origin, outcome)
 
     def _count(self, origin: str, outcome: Outcome) -> None:
         c = self._counts

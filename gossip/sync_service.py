@@ -15,12 +15,13 @@ from typing import Protocol, TypeVar
 
 import trio
 
-from ledger import MAX_COSIGNATURES
+from ledger import MAX_COSIGNATURES, LedgerError
 from vouching import InvalidRecord, Record
 
 from .frames import FrameError
 from .host import Host, HostError, PeerEvent, Stream
 from .replica import Replica
+from .store import StoreError
 from .sync import (
     Deliver,
     Finished,
@@ -259,6 +260,8 @@ class SyncService:
             await self._offence(peer_id, RemoteProtocolError("limit", f"frame: {error}"))
         except HostError as error:
             self._failed(peer_id, "stream", error)
+        except (LedgerError, StoreError) as error:  # our disk (full, say), not the peer: a later round fetches them
+            self._failed(peer_id, "storage", error)
         else:
             self.stats.rounds += 1
             if fetched:

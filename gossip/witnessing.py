@@ -25,6 +25,7 @@ import hashlib
 import logging
 import math
 import os
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Collection
@@ -94,6 +95,7 @@ _MAX_REPLY = MAX_NOTE_SIZE + 1024
 WITNESS_FILE = "witness.sqlite"  # the witness's state: what it cosigned of each peer's log
 CHECKPOINT_FILE = "checkpoint.note"  # our latest checkpoint with its cosignatures
 _NOT_RUNNING = Refused(503, "this node's witness is not running")
+_CANNOT_STORE = Refused(503, "this node's witness cannot store its state now; ask again later")
 _ATTEMPTS = 3  # requests for one checkpoint (or for what a peer holds of our log) that may go unanswered before
 # a peer is left alone until the next
 
@@ -289,6 +291,9 @@ class Witnessing:
             reply, evidence = await trio.to_thread.run_sync(functools.partial(answer, witness, request, origin=origin))
         except WitnessStoreError:  # closed while the request waited for a thread: the node is stopping
             return self._refuse(_NOT_RUNNING)
+        except sqlite3.OperationalError as error:  # a full disk, say: the peer asks again later
+            logger.error("cannot store what this witness cosigns (%s); declined %s's request", error, origin)
+            return self._refuse(_CANNOT_STORE)
         finally:  # (the thread has returned: run_sync waits for it even when cancelled)
             self._answering[origin] -= 1
             if not self._answering[origin]:

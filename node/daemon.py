@@ -294,11 +294,16 @@ async def _take_back_own_records(node: Node, seconds: float) -> None:
 
 
 async def run_until_signalled(config: NodeConfig) -> None:
-    """`vouchnet run`: serve the node until SIGINT or SIGTERM, then shut down within SHUTDOWN_SECONDS."""
+    """`vouchnet run`: serve the node until SIGINT or SIGTERM, then shut down within SHUTDOWN_SECONDS; a signal
+    while it starts (waiting for its start-up sync, say) stops it as well."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(_stop_on_signal, signals, nursery.cancel_scope)
             await nursery.start(serve_node, config)
-            async for signum in signals:
-                log.info("shutting down", extra={"fields": {"signal": signal.Signals(signum).name}})
-                nursery.cancel_scope.cancel()
-                break
+
+
+async def _stop_on_signal(signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
+    async for signum in signals:
+        log.info("shutting down", extra={"fields": {"signal": signal.Signals(signum).name}})
+        scope.cancel()
+        return

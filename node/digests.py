@@ -43,7 +43,8 @@ from pathlib import Path
 import trio
 
 from gossip.replica import Replica
-from ledger import Frontier, leaf_hash
+from gossip.store import StoreError
+from ledger import Frontier, LedgerError, leaf_hash
 from vouching import Counts, DigestBody, Record, load_stored
 from vouching.bodies import CATEGORIES, OUTCOMES
 
@@ -402,7 +403,8 @@ class Digester:
         records once stored, so that a caller can let other work run between chunks (DigestService does).
 
         An epoch abandoned between chunks (the node stopping) is finished by the first call after the next start: its
-        row says so.
+        row says so. One whose digests or row could not be written (a full disk: the error is raised) is finished by
+        the next call, as after a restart, or closed by it if its row was not written either.
         """
         self._decoded_at_start = []
         if self._interrupted is not None:
@@ -415,10 +417,20 @@ class Digester:
             start = self._digest_epoch(aligned)
             began = time.perf_counter()
             issued = self._issued_agents(start, self._store_mark)  # none, unless restored (see __init__)
-            self.state.begin(start, end, epoch.first, epoch.stop, self.replica.store.size)
-            agents = sorted(agent for agent in epoch.agents if agent not in issued)
-            yield from self._issue_chunks(start, end, {a: epoch.agents[a] for a in agents})
-            self.state.finish(start)
+            row = (start, end, epoch.first, epoch.stop, self.replica.store.size)
+            try:
+                self.state.begin(*row)
+            except BaseException:
+                self._open[aligned] = epoch
+                raise
+            try:
+                agents = sorted(agent for agent in epoch.agents if agent not in issued)
+                yield from self._issue_chunks(start, end, {a: epoch.agents[a] for a in agents})
+                self.state.finish(start)
+            except BaseException:
+                self._interrupted = row
+                self.__dict__.pop("_interrupted_agents", None)  # (cached for an earlier one)
+                raise
             self.digested_until, self.undigested_from = end, epoch.stop
             self._store_mark = self.replica.store.size
             self._record(start, len(agents), time.perf_counter() - began)
@@ -505,9 +517,14 @@ class DigestService:
             await self._close_due()
 
     async def _close_due(self) -> None:
+        """Close the epochs due. One that cannot be written (a full disk) is logged and closed at the next epoch's
+        end: the node runs on, and a restart would meet the same disk."""
         async with self.write_lock:
-            for _ in self.digester.closing(self._clock()):
-                await trio.sleep(0)  # the API and gossip run between chunks; ingest waits for the lock
+            try:
+                for _ in self.digester.closing(self._clock()):
+                    await trio.sleep(0)  # the API and gossip run between chunks; ingest waits for the lock
+            except (LedgerError, StoreError, sqlite3.Error) as error:
+                log.error("digests not issued (%s); tried again at the next epoch's end", error)
 
 
 @contextmanager

@@ -5,13 +5,17 @@ first use, an event is taken until MAX_AGE_MS after its date (node.events).
 
 Crash safety without a shared transaction: the key's row, naming the audit-log range the batch will occupy, is
 committed before the batch is appended. Appends are atomic and come from one writer, so on opening, a row whose
-range lies beyond the audit log's size belongs to an append that never happened, and is dropped.
+range lies beyond the audit log's size belongs to an append that never happened, and is dropped. A key whose
+append failed while the node runs is forgotten at once (`release`); if even that write fails (a full disk), the key
+is looked up as absent until it is forgotten, which `settle` does before the audit log grows again.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,9 +67,11 @@ class IdempotencyStore:
     """Keys of batches already appended to the audit log, with their replies. Callable from any thread (the
     ingest commits run in a worker thread); calls are serialised by a lock."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
         self._db = db
+        self._path = path
         self._lock = threading.Lock()
+        self._unreleased: set[str] = set()  # keys of failed appends not yet deleted (`release`)
 
     @classmethod
     def open(cls, data_dir: Path, *, log_size: int) -> IdempotencyStore:
@@ -79,7 +85,7 @@ class IdempotencyStore:
         except sqlite3.DatabaseError as error:
             raise IdempotencyStoreError(f"{data_dir / IDEMPOTENCY_FILE}: not an idempotency store ({error})") from None
         db.execute("DELETE FROM keys WHERE first + count > ?", (log_size,))
-        return cls(db)
+        return cls(db, data_dir / IDEMPOTENCY_FILE)
 
     def close(self) -> None:
         with self._lock:
@@ -87,21 +93,44 @@ class IdempotencyStore:
 
     def lookup(self, key: str) -> StoredReply | None:
         with self._lock:
+            if key in self._unreleased:
+                return None
             row = self._db.execute("SELECT fingerprint, status, reply FROM keys WHERE key = ?", (key,)).fetchone()
         return None if row is None else StoredReply(row[0], row[1], row[2])
 
     def reserve(self, key: str, reply: StoredReply, *, first: int, count: int, at: int) -> None:
-        """Record the key for a batch about to be appended at [first, first + count); durable on return."""
-        with self._lock:
+        """Record the key for a batch about to be appended at [first, first + count); durable on return. Raises
+        IdempotencyStoreError naming the file if it cannot be written."""
+        with self._lock, self._writing("reserve"):
             self._db.execute(
                 "INSERT INTO keys VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (key, reply.fingerprint, first, count, reply.status, reply.reply, at),
             )
 
+    @contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.OperationalError as error:  # a full disk, say
+            raise IdempotencyStoreError(f"{self._path}: {what}: {error}") from error
+
     def release(self, key: str) -> None:
-        """Forget a reserved key whose append failed."""
+        """Forget a reserved key whose append failed. Never raises: a key that cannot be deleted now is looked up as
+        absent, and deleted by `settle`."""
         with self._lock:
-            self._db.execute("DELETE FROM keys WHERE key = ?", (key,))
+            self._unreleased.add(key)
+        try:
+            self.settle()
+        except IdempotencyStoreError:
+            pass  # the caller raises its append's error; `settle` raises this one before the next append
+
+    def settle(self) -> None:
+        """Delete the keys of failed appends `release` could not (raises IdempotencyStoreError if it still cannot):
+        before the audit log grows, or a later batch would fill their ranges and they would be answered as stored."""
+        with self._lock, self._writing("forget the keys of failed appends"):
+            for key in sorted(self._unreleased):
+                self._db.execute("DELETE FROM keys WHERE key = ?", (key,))
+                self._unreleased.discard(key)
 
     def expire(self, before: int) -> int:
         """Forget keys first used before `before` (ms); the number forgotten."""

@@ -197,6 +197,7 @@ class Ingestor:
         write lock: for callers outside trio (tests, benchmarks), never beside a running digest service."""
         if not events:
             return None
+        self.idempotency.settle()
         batch = self.audit.append(events)
         self._announce(batch)
         return batch
@@ -214,6 +215,7 @@ class Ingestor:
 
     def _write(self, pending: Pending) -> Appended | StoredReply:
         """Reserve the key (if any), then append; or the stored reply of a twin request that got there first."""
+        self.idempotency.settle()
         if pending.keyed is not None:
             key, reply = pending.keyed
             if (stored := self.idempotency.lookup(key)) is not None:

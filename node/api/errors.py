@@ -5,6 +5,7 @@ give it to every failure: our own, FastAPI's validation errors, routing errors, 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -14,10 +15,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from ledger import EntryPruned
+from gossip.store import StoreError
+from ledger import EntryPruned, LedgerError
 from vouching import InvalidDid, InvalidRecord, public_key_from_did
 
+from ..idempotency import IdempotencyStoreError
+
 log = logging.getLogger(__name__)
+STORAGE_RETRY_SECONDS = 10  # Retry-After of a request the node's storage refused
 
 # FastAPI's own refusals: routing (404, 405) and a body it could not parse (400).
 _HTTP_ERRORS = {
@@ -89,6 +94,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(InvalidRecord, _invalid_record)
     app.add_exception_handler(EntryPruned, _pruned)
+    for storage_error in (LedgerError, StoreError, IdempotencyStoreError, sqlite3.OperationalError):
+        app.add_exception_handler(storage_error, _storage)
     app.add_exception_handler(Exception, _internal_error)
 
 
@@ -122,6 +129,13 @@ async def _invalid_record(request: Request, exc: InvalidRecord) -> JSONResponse:
 
 async def _pruned(request: Request, exc: EntryPruned) -> JSONResponse:
     return error_response(410, "pruned", f"the bytes of this entry were pruned; its hash remains in the log ({exc})")
+
+
+async def _storage(request: Request, exc: Exception) -> JSONResponse:
+    """The node's files refused a read or write (a full disk, say): 503 naming the file, logged in one line."""
+    log.error("%s %s: the node's storage failed: %s", request.method, request.url.path, exc)
+    return error_response(503, "storage", f"the node cannot store this now: {exc}; retry later (a batch with an "
+                          "Idempotency-Key is stored once)", {"Retry-After": str(STORAGE_RETRY_SECONDS)})
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:

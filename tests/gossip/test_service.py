@@ -21,6 +21,7 @@ from gossip.replica import Replica
 from gossip.service import GossipService, records_topic
 from gossip.store import RecordStore
 from gossip.verdict import Verdict
+from ledger import LedgerError
 from node.config import Limits
 from vouching import Record, did_key, vouch_body
 from vouching.cbor import encode
@@ -175,6 +176,32 @@ async def test_records_after_a_gap_are_held_and_the_gap_reported(
         assert (service.stats().records_held, me.held_count) == (2, 2)
         me.accept(chain[:2])  # what sync would fetch
         assert me.store.head(partner.did).seq == 4
+
+
+async def test_records_a_full_disk_cannot_store_are_dropped_and_the_service_runs_on(
+    me: Replica, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store's error out of a delivery stopped the gossip service, and with it the whole node (and again at
+    each start, as start-up sync brought records while the disk stayed full). Peers and sync bring them again."""
+    def full(entries: object) -> None:
+        raise LedgerError("records.ledger: append: disk I/O error")
+
+    partner = Org()
+    me.issue("vouch", vouch_body(partner.did, 0.9, "org-peer"))
+    chain = [partner.record() for _ in range(2)]
+    async with running(me) as (host, service):
+        for record in chain:
+            data = pack([record.raw], 65536)[0]
+            with monkeypatch.context() as disk:
+                if record is chain[0]:
+                    disk.setattr(me.store.ledger, "append", full)
+                await host.inbox.send(Received("12D3KooWOrigin", data))
+                await trio.sleep(1)
+        assert me.store.head(partner.did) is None  # the second waits for the first, which was not stored
+        await host.inbox.send(Received("12D3KooWOrigin", pack([chain[0].raw], 65536)[0]))
+        await trio.sleep(1)
+        assert me.store.head(partner.did).seq == 2
+        assert service.stats().records_unstored == 1
 
 
 # --- real py-libp2p hosts on loopback ------------------------------------------------------------------

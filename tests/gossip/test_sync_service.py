@@ -11,6 +11,7 @@ import trio
 from gossip.frames import encode_uvarint
 from gossip.host import StreamError, open_host, peer_id_from_public_key
 from gossip.sync_messages import SYNC_PROTOCOL, HeadsPage, HeadsRequest, RecordsPage, decode_request, encode_message
+from ledger import LedgerError
 from node.config import Limits
 from vouching import revoke_body, vouch_body
 from vouching.cbor import encode
@@ -213,3 +214,24 @@ async def test_an_org_that_leaves_the_horizon_and_comes_back_has_what_it_issued_
             node_b.replica.accept([org.record() for _ in range(4)])  # issued while outside a's horizon
             node_a.replica.issue("vouch", vouch_body(org.did, 0.9, "org-peer"))
             await until(lambda: node_a.replica.store.heads().get(org.did) == 7, [node_a])
+
+
+async def test_a_round_whose_records_a_full_disk_cannot_store_fails_and_the_node_runs_on(tmp_path, monkeypatch):
+    """The store's error out of a sync round stopped the sync service, and with it the whole node; and again at
+    every start while the disk stayed full, as the start-up sync fetched what the node lacked."""
+    def full(entries):
+        raise LedgerError("records.ledger: append: disk I/O error")
+
+    a, b = identities(tmp_path, 2)
+    roots = (a.did, b.did)
+    with trio.fail_after(30):
+        async with running(a, roots) as node_a, running(b, roots) as node_b:
+            issue(node_b, 5)
+            with monkeypatch.context() as disk:
+                disk.setattr(node_a.replica.store.ledger, "append", full)
+                await node_a.host.connect(node_b.addr)
+                while not node_a.sync.stats.errors["storage"]:  # (no record accepted wakes `until`)
+                    await trio.sleep(0.05)
+            assert node_a.replica.store.heads().get(b.did) is None
+            await node_a.sync.sync_with(node_b.host.peer_id)
+            assert node_a.replica.store.heads().get(b.did) == 5

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sqlite3
 import threading
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -823,3 +824,26 @@ async def test_a_peer_that_never_answers_under_ever_new_keys_does_not_stop_our_c
         peer.host = witnessing.host  # type: ignore[assignment]
         await _run_until(witnessing, peer.asked_enough.wait)
         assert witnessing.stats.checkpoints_signed >= 1
+
+
+async def test_a_witness_whose_state_a_full_disk_cannot_store_declines_in_one_line_and_cosigns_once_it_can(
+        tmp_path, monkeypatch, caplog):
+    """witness.sqlite refusing a write failed the sync stream with a traceback logged for each cosign request, and
+    the peer was told nothing."""
+    def full(*args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    a = Org()
+    async with witnessing_a_peer(tmp_path, a) as (replica, peers_node, witnessing):
+        records = [a.record() for _ in range(2)]
+        for node in (replica, peers_node):
+            node.accept(records)
+        request = cosign_request(peers_node.store, a, 3)
+        with monkeypatch.context() as disk:
+            disk.setattr(witnessing._witness, "add_checkpoint", full)
+            declined = await witnessing.cosign(peer_of(a), request)
+        assert isinstance(declined, Refused) and declined.status == 503
+        assert "cannot store" in declined.reason
+        errors = [r for r in caplog.records if r.levelname == "ERROR"]
+        assert [r.exc_info for r in errors] == [None] and "database or disk is full" in errors[0].getMessage()
+        assert isinstance(await witnessing.cosign(peer_of(a), request), Cosigned)

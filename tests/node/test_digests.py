@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import gossip.store
 import node.digests as node_digests
 import node.trust as node_trust
-from ledger import tree_hash
+from ledger import LedgerError, tree_hash
 from node.digests import DigestService, DigestState, DigestStateError
 from node.events import Event, decode_entry, encode_entry
 from node.metrics import Registry
@@ -737,3 +737,54 @@ def test_a_returned_dp_digest_counts_by_its_raw_counts_where_kept(tmp_path, cloc
         assert noise_shows(node)
         expected = first_hand(original, agents, clock.now)
         assert first_hand(live, agents, clock.now) == pytest.approx(expected, rel=1e-3)
+
+
+def _disk_full(*args):
+    raise LedgerError("records.ledger: append: disk I/O error")
+
+
+@pytest.mark.parametrize("failing", ["begin", "issue", "finish"])
+def test_an_epoch_whose_digests_could_not_be_written_is_finished_by_the_next_close(tmp_path, clock, monkeypatch,
+                                                                                 failing):
+    """A full disk while an epoch closes: the node runs on (DigestService), and the next close issues what the epoch
+    still lacks, once, without a restart. Its tallies were dropped as it began, so it was digested only after one."""
+    with telemetry_node(tmp_path, clock=clock, epoch_ms=EPOCH) as node:
+        submit(node, (A, "ok", "tool", False), (B, "error", "tool", False))
+        target = {"begin": (node.digester.state, "begin"), "issue": (node.replica, "issue_digests"),
+                  "finish": (node.digester.state, "finish")}[failing]
+        with monkeypatch.context() as full:
+            full.setattr(*target, _disk_full)
+            with pytest.raises(LedgerError):
+                node.digester.close_due(T0 + EPOCH)
+        clock.now = T0 + EPOCH + 5
+        submit(node, (A, "ok", "tool", False))
+        node.digester.close_due(T0 + 2 * EPOCH)
+        assert {key: body.events for key, body in digests(node).items()} == {
+            (A, T0): 1, (B, T0): 1, (A, T0 + EPOCH): 1}
+        assert node.digester.close_due(T0 + 3 * EPOCH) == []
+
+
+async def test_the_service_runs_on_when_digests_cannot_be_written_and_issues_them_once_they_can(
+        tmp_path, autojump_clock, monkeypatch, caplog):
+    """A storage error out of an epoch's close stopped the digest service, and with it the whole node (and again at
+    every start while the disk stayed full): tests/node/crash_node.py's disk-full run."""
+    start = trio.current_time()
+
+    def now():
+        return T0 + int((trio.current_time() - start) * 1000)
+
+    event = {"agent": A, "category": "tool", "name": "n", "outcome": "ok"}
+    with telemetry_node(tmp_path, clock=now, epoch_ms=EPOCH) as node:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(DigestService(node.digester, node.ingestor.write_lock, clock=now).run)
+            node.ingestor.submit_json(json.dumps({"events": [{**event, "ts": now()}]}).encode())
+            with monkeypatch.context() as full:
+                full.setattr(node.replica, "issue_digests", _disk_full)
+                await trio.sleep(EPOCH / 1000 + 0.01)
+            assert digests(node) == {}
+            failed = [r for r in caplog.records if r.name == "node.digests" and r.levelname == "ERROR"]
+            assert [r.exc_info for r in failed] == [None]
+            assert "records.ledger: append: disk I/O error" in failed[0].getMessage()
+            await trio.sleep(EPOCH / 1000)
+            assert list(digests(node)) == [(A, T0)]
+            nursery.cancel_scope.cancel()

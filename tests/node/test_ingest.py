@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from ledger import LedgerError
 from node.events import MAX_AGE_MS, MAX_SKEW_MS, decode_entry, parse_event
 from node.idempotency import WINDOW_MS, IdempotencyStore, StoredReply
 from node.ingest import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, feed_first_hand, first_hand
@@ -289,3 +290,60 @@ def test_a_clock_that_once_ran_a_year_ahead_does_not_stop_ingest(tmp_path):
         ats = [decode_entry(e)[0] for e in node.audit.ledger.entries(0, node.audit.size)]
         assert ats == sorted(ats)
         assert node.idempotency.expire(clock.now + WINDOW_MS + 1) == 1
+
+
+class _DiskFull:
+    """An SQLite connection whose deletes fail as on a full disk (what else it is asked, it answers)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def execute(self, sql, *args):
+        if sql.startswith("DELETE"):
+            raise sqlite3.OperationalError("disk I/O error")
+        return self._db.execute(sql, *args)
+
+
+def _full_disk(error):
+    raise error
+
+
+@pytest.mark.parametrize("then", ["retry", "unkeyed batch, then retry"])
+def test_a_key_whose_append_failed_is_never_answered_as_stored(node, monkeypatch, then):
+    """Disk full: a keyed batch's append failed, and so did forgetting the key reserved for it. Its retry was
+    answered 200, replayed from the reservation, and nothing was stored; so was a retry after a batch without a key
+    had filled the reservation's range (at a restart too: it forgets only the reservations beyond the log)."""
+    body = json.dumps({"events": [event()]}).encode()
+    with monkeypatch.context() as full:
+        full.setattr(node.audit.ledger, "append",
+                     lambda entries: _full_disk(LedgerError("audit.ledger: disk I/O error")))
+        full.setattr(node.idempotency, "_db", _DiskFull(node.idempotency._db))
+        with pytest.raises(LedgerError, match="audit.ledger: disk I/O error"):
+            node.ingestor.submit_json(body, key="k")
+    if then != "retry":
+        assert node.ingestor.submit_json(json.dumps({"events": [event(AGENTS[1])]}).encode()).status == 200
+    reply = node.ingestor.submit_json(body, key="k")
+    assert (reply.status, reply.replayed) == (200, False)
+    assert [e["agent"] for e in stored_events(node)][-1] == AGENTS[0]
+
+
+@pytest.mark.parametrize("failing", ["audit", "idempotency"])
+async def test_a_batch_the_disk_refuses_is_a_503_and_its_retry_is_stored_once(client, node, monkeypatch, failing):
+    """A full disk: the batch was a 500 "internal", with a traceback logged twice for each request."""
+    batch, headers = {"events": [event()]}, {**AUTH, "Idempotency-Key": "k"}
+    with monkeypatch.context() as full:
+        if failing == "audit":
+            full.setattr(node.audit.ledger, "append",
+                         lambda entries: _full_disk(LedgerError("audit.ledger: append: disk I/O error")))
+        else:
+            full.setattr(node.idempotency, "_db", _DiskFull(node.idempotency._db))
+            node.idempotency.release("earlier")  # a failed append's key that is not deleted yet
+        response = await client.post("/v1/events", json=batch, headers=headers)
+    assert (response.status_code, response.json()["error"]) == (503, "storage")
+    named = {"audit": "audit.ledger: append: disk I/O error",
+             "idempotency": f"{node.directory / 'idempotency.db'}: forget the keys of failed appends: disk I/O error"}
+    assert named[failing] in response.json()["detail"] and node.audit.size == 0
+    for replayed in (None, "true"):
+        response = await client.post("/v1/events", json=batch, headers=headers)
+        assert (response.status_code, response.headers.get("Idempotent-Replayed")) == (200, replayed)
+    assert node.audit.size == 1

@@ -1,0 +1,464 @@
+"""Crash safety of the whole node (README: operating a node; DESIGN §1-§2, §8): two real `vouchnet run`
+processes on loopback, A under mixed load, killed (SIGKILL) or stopped (SIGTERM) at random moments and restarted.
+
+Load on A: API vouches and revocations, POST /v1/events batches with an Idempotency-Key each; on B: vouches,
+which reach A by gossip and sync. Both issue digests (epoch_seconds = 1) and sign and cosign checkpoints.
+
+After each restart of A: every record A answered 2xx for is there; every key of an answered event batch,
+retried, gets the first reply, replayed; once every key was retried (the ones in flight at the kill too), the
+audit log holds exactly the events their replies accepted; neither node flags A; A's log state is "ok".
+At the end: every vouch B answered reached A; `vouchnet log verify` (consistent with every checkpoint verified
+after an earlier restart) and `vouchnet audit export` then `audit verify` pass. Used by
+tests/node/test_node_crash.py (a few kills) and benchmarks/node_crash.py (many).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from nacl.signing import SigningKey
+
+from node.keys import load_org_key
+from vouching import did_key
+
+_ROOT = Path(__file__).resolve().parents[2]
+_START_SECONDS = 60.0
+STOP_SECONDS = 2.0  # README: SIGINT or SIGTERM stops the node within 2 seconds
+
+
+class CrashCheckFailed(AssertionError):
+    """A check after a restart failed; the message names which, and the seed to replay it."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def vouchnet(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "node.cli", *args], cwd=_ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@dataclass
+class NodeProcess:
+    """One node's data directory and, while it runs, its `vouchnet run` process (stderr to `log`, which a lowered
+    RLIMIT_FSIZE does not reach: the node writes it through a pipe)."""
+
+    data_dir: Path
+    api_port: int
+    p2p_port: int
+    preexec: Callable[[], None] | None = None
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+    start_seconds: float = 0.0  # how long the last start took
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def log(self) -> Path:
+        return self.data_dir.parent / f"{self.data_dir.name}.log"
+
+    @property
+    def token(self) -> str:
+        return (self.data_dir / "api.token").read_text().strip()
+
+    def init(self, *, network: str, bootstrap: tuple[str, ...] = (), settings: dict[str, str] | None = None) -> None:
+        args = ["init", "--dir", str(self.data_dir), "--network", network,
+                "--listen", f"/ip4/127.0.0.1/tcp/{self.p2p_port}", "--api", f"127.0.0.1:{self.api_port}"]
+        for peer in bootstrap:
+            args += ["--bootstrap", peer]
+        done = vouchnet(*args)
+        assert done.returncode == 0, done.stderr
+        config = self.data_dir / "config.toml"
+        text = config.read_text()
+        for key, value in (settings or {}).items():
+            lines = [line for line in text.splitlines() if line.startswith(f"{key} = ")]
+            assert len(lines) == 1, key
+            text = text.replace(lines[0], f"{key} = {value}")
+        config.write_text(text)
+
+    def init_roots(self, *roots: str) -> None:
+        config = self.data_dir / "config.toml"
+        config.write_text(config.read_text().replace("roots = []", f"roots = {json.dumps(list(roots))}"))
+
+    def start(self, *, kill_after: float | None = None) -> bool:
+        """Start `vouchnet run` and wait until it logs that it runs (True); CrashCheckFailed if it exits first. With
+        `kill_after`, SIGKILL it if it does not run that many seconds after it was started (False)."""
+        assert self.process is None
+        begun = time.monotonic()
+        self.log.touch()
+        logged = self.log.read_text().count("node running")
+        self.process = subprocess.Popen([sys.executable, "-m", "node.cli", "run", "--dir", str(self.data_dir)],
+                                        cwd=_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                        preexec_fn=self.preexec)
+        threading.Thread(target=_copy, args=(self.process.stderr, self.log), daemon=True).start()
+        deadline = time.monotonic() + _START_SECONDS
+        while self.log.read_text().count("node running") == logged:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                code = self.process.poll()
+                self.stop(signal.SIGKILL)
+                tail = "\n".join(self.log.read_text().splitlines()[-15:])
+                raise CrashCheckFailed(f"{self.data_dir.name} did not start (exit {code}):\n{tail}")
+            if kill_after is not None and time.monotonic() - begun > kill_after:
+                self.stop(signal.SIGKILL)
+                return False
+            time.sleep(0.05)
+        self.starts += 1
+        self.start_seconds = time.monotonic() - begun
+        return True
+
+    def stop(self, how: signal.Signals) -> float:
+        """Signal the process and wait for it to end; the seconds that took."""
+        process, self.process = self.process, None
+        if process is None:
+            return 0.0
+        begun = time.monotonic()
+        if process.poll() is None:
+            process.send_signal(how)
+        try:
+            code = process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise CrashCheckFailed(f"{self.data_dir.name} did not exit within 30 s of {how.name}") from None
+        took = time.monotonic() - begun
+        if how != signal.SIGKILL and code != 0:
+            raise CrashCheckFailed(f"{self.data_dir.name} exited with {code} on {how.name}")
+        return took
+
+    def client(self, timeout: float = 5.0) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=timeout)
+
+    def info(self) -> dict[str, Any]:
+        with self.client() as client:
+            return client.get("/v1/node").raise_for_status().json()
+
+
+def _copy(stream: Any, path: Path) -> None:
+    with open(path, "ab") as out:
+        for line in stream:
+            out.write(line)
+            out.flush()
+
+
+@dataclass
+class Acknowledged:
+    """What the nodes answered 2xx for, and the event batches sent (answered or not)."""
+
+    records: list[str] = field(default_factory=list)  # ids of records A created
+    vouches: list[str] = field(default_factory=list)  # ids of A's vouches not yet revoked (or revoking)
+    peer_records: list[str] = field(default_factory=list)  # ids of vouches B created
+    batches: dict[str, tuple[bytes, dict[str, Any] | None]] = field(default_factory=dict)  # key: (body, reply)
+    agents: list[str] = field(default_factory=list)
+    checked: tuple[int, int] = (0, 0)  # records and batches checked after earlier restarts
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _agent() -> str:
+    return did_key(bytes(SigningKey.generate().verify_key))
+
+
+class Load:
+    """Threads writing to A (vouches, revocations, event batches) and B (vouches) until stopped."""
+
+    def __init__(self, a: NodeProcess, b: NodeProcess, acks: Acknowledged, rng: random.Random) -> None:
+        self._a, self._b, self._acks, self._rng = a, b, acks, rng
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._guarded, args=(work,), daemon=True)
+                         for work in (self._vouches, self._events, self._events, self._peer_vouches)]
+        self.errors: list[str] = []
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(30)
+
+    def _guarded(self, work: Callable[[httpx.Client], None]) -> None:
+        node = self._b if work == self._peer_vouches else self._a
+        with node.client(timeout=3.0) as client:
+            while not self._stop.is_set():
+                try:
+                    work(client)
+                except httpx.HTTPError:
+                    time.sleep(0.05)  # the node is down (killed, restarting): no answer, nothing acknowledged
+                time.sleep(self._rng.uniform(0, 0.05))  # leave the nodes some of the machine's two cores
+
+    def _status(self, response: httpx.Response, expected: int) -> None:
+        """A refusal the load should never meet is kept for the checks."""
+        if response.status_code != expected:
+            self.errors.append(f"{response.request.method} {response.request.url.path}: {response.status_code} "
+                               f"{response.text[:300]}")
+
+    def _vouches(self, client: httpx.Client) -> None:
+        acks = self._acks
+        with acks.lock:
+            revoke = acks.vouches.pop(self._rng.randrange(len(acks.vouches))) if len(acks.vouches) > 3 and \
+                self._rng.random() < 0.3 else None
+        if revoke is None:
+            response = client.post("/v1/vouches", json={"subject": _agent(), "weight": 0.5, "basis": "operator"})
+        else:
+            response = client.post("/v1/revocations", json={"record": revoke, "reason": "crash test"})
+            if response.status_code == 409 and "already revoked" in response.text:
+                return  # revoked before a kill that came before its answer
+        self._status(response, 201)
+        if response.status_code == 201:
+            rid = response.json()["id"]
+            with acks.lock:
+                acks.records.append(rid)
+                if revoke is None:
+                    acks.vouches.append(rid)
+
+    def _events(self, client: httpx.Client) -> None:
+        acks = self._acks
+        now = int(time.time() * 1000)
+        events = [{"agent": self._rng.choice(acks.agents), "ts": now, "category": "tool", "name": "search",
+                   "outcome": self._rng.choice(("ok", "ok", "error"))} for _ in range(self._rng.randint(1, 40))]
+        events.append({"agent": "not a did", "ts": now, "category": "tool", "name": "x", "outcome": "ok"})
+        body = json.dumps({"events": events}).encode()
+        key = f"k-{self._rng.getrandbits(64):016x}"
+        with acks.lock:
+            acks.batches[key] = (body, None)  # sent: it may be stored, answered or not
+        response = client.post("/v1/events", content=body, headers={"Idempotency-Key": key,
+                                                                    "Content-Type": "application/json"})
+        self._status(response, 200)
+        if response.status_code == 200:
+            with acks.lock:
+                acks.batches[key] = (body, response.json())
+
+    def _peer_vouches(self, client: httpx.Client) -> None:
+        response = client.post("/v1/vouches", json={"subject": _agent(), "weight": 0.5, "basis": "operator"})
+        self._status(response, 201)
+        if response.status_code == 201:
+            with self._acks.lock:
+                self._acks.peer_records.append(response.json()["id"])
+        time.sleep(0.02)
+
+
+def _metric(client: httpx.Client, name: str) -> float:
+    for line in client.get("/metrics").raise_for_status().text.splitlines():
+        if line.startswith(f"vouchnet_{name} ") or line.startswith(f"{name} "):
+            return float(line.split()[-1])
+    raise CrashCheckFailed(f"/metrics: no {name}")
+
+
+def check_after_restart(a: NodeProcess, b: NodeProcess, acks: Acknowledged, *, retry_all: bool) -> None:
+    """The checks after a restart of A (module docstring): what was answered since the last check, and a sample of
+    what was before; `retry_all` retries every batch key, then counts the audit log's events."""
+    with acks.lock:
+        records, batches = list(acks.records), dict(acks.batches)
+    seen, acks.checked = acks.checked, (len(records), len(batches))
+    if not retry_all:
+        sample = random.Random(len(records))
+        records = records[seen[0]:] + sample.sample(records[:seen[0]], min(seen[0], 50))
+        old = list(batches)[:seen[1]]
+        batches = {k: batches[k] for k in list(batches)[seen[1]:] + sample.sample(old, min(len(old), 50))}
+    with a.client(timeout=30.0) as client:
+        for rid in records:
+            if client.get(f"/v1/records/{rid}").status_code != 200:
+                raise CrashCheckFailed(f"record {rid}, answered 201 before a kill, is not at A")
+        for key, (body, reply) in batches.items():
+            if reply is None and not retry_all:
+                continue
+            response = client.post("/v1/events", content=body, headers={"Idempotency-Key": key,
+                                                                        "Content-Type": "application/json"})
+            if response.status_code != 200:
+                raise CrashCheckFailed(f"batch {key} retried: {response.status_code} {response.text[:300]}")
+            if reply is not None and (response.json() != reply or response.headers.get("Idempotent-Replayed")
+                                      != "true"):
+                raise CrashCheckFailed(f"batch {key}, answered {reply} before a kill, is answered {response.json()} "
+                                       f"({response.headers.get('Idempotent-Replayed')}) after it")
+            batches[key] = (body, response.json())
+        if retry_all:
+            with acks.lock:
+                acks.batches.update(batches)
+            accepted = sum(reply["accepted"] for _, reply in batches.values() if reply is not None)
+            stored = _metric(client, "audit_entries")
+            if stored != accepted:
+                raise CrashCheckFailed(f"the audit log holds {stored} events; the replies accepted {accepted}")
+    for node in (a, b):
+        info = node.info()
+        if info["flagged"]:
+            raise CrashCheckFailed(f"{node.data_dir.name} flags {info['flagged']}")
+        if node is a and info["log"].get("state", "ok") != "ok":
+            raise CrashCheckFailed(f"A's log: {info['log']}")
+
+
+def check_at_end(a: NodeProcess, b: NodeProcess, acks: Acknowledged, *, wait: float = 30.0) -> None:
+    """Every vouch B answered reached A; `vouchnet log verify` and `audit export`, `audit verify` pass."""
+    deadline = time.monotonic() + wait
+    with a.client() as client:
+        for rid in acks.peer_records:
+            while client.get(f"/v1/records/{rid}").status_code != 200:
+                if time.monotonic() > deadline:
+                    raise CrashCheckFailed(f"B's vouch {rid} never reached A")
+                time.sleep(0.2)
+    verified = vouchnet("log", "verify", "--dir", str(a.data_dir))
+    if verified.returncode != 0:
+        raise CrashCheckFailed(f"vouchnet log verify: {verified.stdout}{verified.stderr}")
+    out = a.data_dir.parent / "export.json"
+    for agent in acks.agents[:2]:
+        exported = vouchnet("audit", "export", "--dir", str(a.data_dir), "--agent", agent, "--from", "0",
+                            "--to", str(int(time.time() * 1000) + 3_600_000), "--out", str(out), timeout=600)
+        if exported.returncode != 0:
+            raise CrashCheckFailed(f"vouchnet audit export: {exported.stderr}")
+        checked = vouchnet("audit", "verify", str(out))
+        if checked.returncode != 0:
+            raise CrashCheckFailed(f"vouchnet audit verify: {checked.stdout}{checked.stderr}")
+
+
+SETTINGS = {"epoch_seconds": "1", "checkpoint_interval": "0.5", "gossip_interval": "1.0", "sync_interval": "1.0",
+            "startup_sync_seconds": "3.0"}
+
+
+def two_nodes(workdir: Path, *, preexec: Callable[[], None] | None = None) -> tuple[NodeProcess, NodeProcess]:
+    """B started; A initialised to dial it (not started)."""
+    b = NodeProcess(workdir / "b", free_port(), free_port())
+    b.init(network="crash", settings=SETTINGS)
+    b.start()
+    peer, b_did = b.info()["peer_id"], b.info()["did"]
+    a = NodeProcess(workdir / "a", free_port(), free_port(), preexec=preexec)
+    a.init(network="crash", bootstrap=(f"/ip4/127.0.0.1/tcp/{b.p2p_port}/p2p/{peer}",),
+           settings={**SETTINGS, "roots": f'["{b_did}"]'})
+    a_did = load_org_key(a.data_dir / "org.key")
+    b.stop(signal.SIGTERM)  # B follows A as a root too: it replicates A's records and cosigns its checkpoints
+    b.init_roots(did_key(bytes(a_did.verify_key)))
+    b.start()
+    return a, b
+
+
+@dataclass(frozen=True)
+class Report:
+    kills: int
+    terms: int
+    startup_kills: int
+    records: int
+    batches: int
+    peer_records: int
+    slowest_stop: float
+    seconds: float
+
+
+def run(workdir: Path, stops: int, seed: int, *, sigterm_share: float = 0.5, most_seconds: float = 3.0,
+        startup_kill_share: float = 0.25) -> Report:
+    """`stops` random SIGKILLs or SIGTERMs of A under load, checking after each restart and at the end; after a
+    share of them, the restart is killed midway too."""
+    rng = random.Random(seed)
+    begun = time.monotonic()
+    a, b = two_nodes(workdir)
+    acks = Acknowledged(agents=[_agent() for _ in range(4)])
+    kills = terms = startup_kills = 0
+    slowest = 0.0
+    try:
+        a.start()
+        load = Load(a, b, acks, random.Random(rng.getrandbits(64)))
+        with load:
+            for n in range(stops):
+                time.sleep(rng.uniform(0.2, most_seconds))
+                how = signal.SIGTERM if rng.random() < sigterm_share else signal.SIGKILL
+                took = a.stop(how)
+                if how == signal.SIGTERM:
+                    terms += 1
+                    slowest = max(slowest, took)
+                    if took > STOP_SECONDS:
+                        raise CrashCheckFailed(f"stop {n}: SIGTERM took {took:.2f} s (seed {seed})")
+                else:
+                    kills += 1
+                midway = rng.uniform(0.3, 1.0) * a.start_seconds
+                if rng.random() < startup_kill_share and not a.start(kill_after=midway):
+                    startup_kills += 1
+                if a.process is None:
+                    a.start()
+                check_after_restart(a, b, acks, retry_all=False)
+        if load.errors:
+            raise CrashCheckFailed(f"refused under load (seed {seed}): {load.errors[:5]}")
+        check_after_restart(a, b, acks, retry_all=True)
+        check_at_end(a, b, acks)
+    except CrashCheckFailed as failed:
+        raise CrashCheckFailed(f"{failed} (seed {seed}; logs in {a.log}, {b.log})") from None
+    finally:
+        a.stop(signal.SIGKILL)
+        b.stop(signal.SIGKILL)
+    return Report(kills, terms, startup_kills, len(acks.records), len(acks.batches), len(acks.peer_records), slowest,
+                  time.monotonic() - begun)
+
+
+def _file_size_limit(limit: int) -> Callable[[], None]:
+    """A preexec_fn: files the node writes stop at `limit` bytes (EFBIG, as on a full disk; SIGXFSZ ignored)."""
+    def lower() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+    return lower
+
+
+@dataclass(frozen=True)
+class DiskFullReport:
+    refused: int  # writes answered 503 while the files could not grow
+    answered: int  # writes answered 2xx, all there afterwards
+
+
+def run_disk_full(workdir: Path, *, limit: int = 1 << 20, writes: int = 150) -> DiskFullReport:
+    """One node whose files cannot grow past `limit`: vouches and keyed event batches until they are refused (503,
+    "storage", never another error), then the limit lifted while it runs: the same writes are taken again, and
+    every one answered before is there (records by id, batches replayed)."""
+    a = NodeProcess(workdir / "a", free_port(), free_port(), preexec=_file_size_limit(limit))
+    a.init(network="full", settings={"epoch_seconds": "1", "checkpoint_interval": "0.5"})
+    acks = Acknowledged(agents=[_agent() for _ in range(3)])
+    refused = 0
+    a.start()
+    try:
+        assert a.process is not None
+        with a.client() as client:
+            for phase in ("full", "space back"):
+                if phase == "space back":
+                    resource.prlimit(a.process.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
+                for n in range(writes):
+                    agent = acks.agents[n % 3]
+                    event = {"agent": agent, "ts": int(time.time() * 1000), "category": "tool", "name": "search",
+                             "outcome": "ok", "attrs": {"padding": "x" * 200}}
+                    body = json.dumps({"events": [event] * 5}).encode()
+                    key = f"{phase}-{n}"
+                    answers = [client.post("/v1/events", content=body, headers={
+                        "Idempotency-Key": key, "Content-Type": "application/json"}),
+                        client.post("/v1/vouches", json={"subject": agent, "weight": 0.5, "basis": "operator"})]
+                    for response in answers:
+                        if response.status_code == 503 and response.json()["error"] == "storage" and phase == "full":
+                            refused += 1
+                        elif response.status_code not in (200, 201):
+                            raise CrashCheckFailed(f"{phase}: {response.request.url.path}: {response.status_code} "
+                                                   f"{response.text[:300]}")
+                    if answers[0].status_code == 200:
+                        acks.batches[key] = (body, answers[0].json())
+                    if answers[1].status_code == 201:
+                        acks.records.append(answers[1].json()["id"])
+                if a.process.poll() is not None:
+                    raise CrashCheckFailed(f"{phase}: the node exited with {a.process.poll()}")
+        check_after_restart(a, a, acks, retry_all=True)  # (not restarted: the same checks while it runs)
+        if "Traceback" in a.log.read_text():
+            raise CrashCheckFailed(f"a traceback in {a.log}")
+    finally:
+        a.stop(signal.SIGKILL)
+    return DiskFullReport(refused, len(acks.records) + len(acks.batches))
