@@ -240,7 +240,8 @@ class RecordStore:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             self._unsaved = 0
-            self._failed = f"{INDEX_FILE}: cannot be written ({error}); reopen the store to replay it from the ledger"
+            self._failed = (f"{INDEX_FILE}: cannot be written ({error}); records are refused until the node restarts, "
+                            "which replays the index from the ledger")
             raise StoreError(self._failed) from error
 
     def _save_index(self) -> None:
