@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -362,9 +362,9 @@ class Report:
 
 
 def run(workdir: Path, stops: int, seed: int, *, sigterm_share: float = 0.5, most_seconds: float = 3.0,
-        startup_kill_share: float = 0.25) -> Report:
-    """`stops` random SIGKILLs or SIGTERMs of A under load, checking after each restart and at the end; after a
-    share of them, the restart is killed midway too."""
+        startup_kill_share: float = 0.25, signals: Sequence[signal.Signals] = ()) -> Report:
+    """`stops` SIGKILLs or SIGTERMs of A under load (`signals` in turn, then random by `sigterm_share`), checking
+    after each restart and at the end; after a share of them, the restart is killed midway too."""
     rng = random.Random(seed)
     begun = time.monotonic()
     a, b = two_nodes(workdir)
@@ -377,7 +377,8 @@ def run(workdir: Path, stops: int, seed: int, *, sigterm_share: float = 0.5, mos
         with load:
             for n in range(stops):
                 time.sleep(rng.uniform(0.2, most_seconds))
-                how = signal.SIGTERM if rng.random() < sigterm_share else signal.SIGKILL
+                how = signals[n] if n < len(signals) else \
+                    signal.SIGTERM if rng.random() < sigterm_share else signal.SIGKILL
                 took = a.stop(how)
                 if how == signal.SIGTERM:
                     terms += 1

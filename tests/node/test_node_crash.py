@@ -11,12 +11,13 @@ from .crash_node import run, run_disk_full
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
-def test_a_node_killed_or_stopped_under_load_loses_nothing_it_answered(tmp_path, how):
+def test_a_node_killed_or_stopped_under_load_loses_nothing_it_answered(tmp_path):
+    """A SIGKILL, then a SIGTERM, each restart killed midway by chance: one pair of nodes for both (a pair costs CI
+    about half a minute to start)."""
     seed = random.randrange(1 << 32)
-    report = run(tmp_path, 2, seed, sigterm_share=1.0 if how == signal.SIGTERM else 0.0, most_seconds=2.0,
-                 startup_kill_share=0.5 if how == signal.SIGKILL else 0.0)
-    assert (report.kills, report.terms) == ((2, 0) if how == signal.SIGKILL else (0, 2))
+    report = run(tmp_path, 2, seed, most_seconds=2.0, startup_kill_share=0.5,
+                 signals=(signal.SIGKILL, signal.SIGTERM))
+    assert (report.kills, report.terms) == (1, 1)
     assert report.records and report.batches and report.peer_records
 
 
