@@ -185,7 +185,8 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         trust = TrustService(replica, roots=config.roots, policy=_policy(config), broadcaster=telemetry.broadcaster,
                              metrics=metrics, recompute_interval=config.recompute_seconds)
         try:
-            trust.replay(telemetry.digester.undigested(), telemetry.digester.state.raw_reader())
+            for _ in trust.replaying(telemetry.digester.undigested(), telemetry.digester.state.raw_reader()):
+                await trio.lowlevel.checkpoint()  # a signal stops a long replay (run_until_signalled)
         except DigestStateError as error:
             raise StartupError(f"telemetry: {error}") from None
         replica.listeners.append(trust.on_records)

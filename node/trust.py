@@ -16,7 +16,7 @@ moves what named it onto the org (TrustEngine.merge_org) and brings the next rec
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import trio
@@ -52,6 +52,7 @@ EntriesLookup = Callable[[int, str], bool]
 # (a score is exact, so it is not decayed from a cached total), and a second is nothing to decays of hours and days.
 SCORE_STEP_MS = 1000
 MAX_LISTED_SCOPES = 64  # scoped tools an answer or a stream event lists (listed_scopes): 64 of 128 characters, 8 KiB
+REPLAY_CHUNK = 2000  # records or events `replaying` takes between yields (about 0.15 s)
 ANNOUNCE_CHUNK = 256  # agents whose change is announced between two checkpoints after a recompute
 
 
@@ -86,18 +87,30 @@ class TrustService:
                         lambda: len(self.engine.agents()))
 
     def replay(self, undigested: Iterable[tuple[int, Event]], raw: RawLookup = lambda epoch, agent: None) -> None:
+        """`replaying` at once."""
+        for _ in self.replaying(undigested, raw):
+            pass
+
+    def replaying(self, undigested: Iterable[tuple[int, Event]],
+                  raw: RawLookup = lambda epoch, agent: None) -> Iterator[None]:
         """Rebuild the engine from the store, the digests of every key of our org (as first-hand), and the raw
-        events no digest of ours counts yet; from here on, follow the replica's rotations (`_relink`). A DP digest
-        of ours counts by its raw counts, `raw(epoch, agent)` (node.digests.DigestState.raw_reader), where kept: its
-        published counts carry noise, which would come back as events the node never saw."""
+        events no digest of ours counts yet; from here on, follow the replica's rotations (`_relink`). Yields after
+        each REPLAY_CHUNK records or events, so that a caller can let a signal stop the start between them (at
+        10^6 stored records a replay takes a minute or more). A DP digest of ours counts by its raw counts,
+        `raw(epoch, agent)` (node.digests.DigestState.raw_reader), where kept: its published counts carry noise,
+        which would come back as events the node never saw."""
         identity, own_keys = self.replica.succession.identity, set(self.replica.succession.keys(self.replica.did))
-        for record in self.replica.store.scan():  # one pass: decoding is most of a replay's time
+        for n, record in enumerate(self.replica.store.scan(), 1):  # one pass: decoding is most of a replay's time
             if isinstance(record.body, DigestBody) and record.iss in own_keys:
                 self._add_own_digest(record.body, raw)
             else:
                 feed_record(self.engine, record, identity)
-        for at, event in undigested:
+            if n % REPLAY_CHUNK == 0:
+                yield
+        for n, (at, event) in enumerate(undigested, 1):
             self.engine.add_first_hand(event.agent, ts=at, **_single(event.outcome, event.high_risk))
+            if n % REPLAY_CHUNK == 0:
+                yield
         self.engine.recompute(now=self._clock())
         self.replica.link_listeners.append(self._relink)
 

@@ -19,11 +19,17 @@ import pytest
 import trio
 from nacl.signing import SigningKey
 
+import node.trust
+from gossip.replica import Replica
+from gossip.store import RecordStore
 from node.config import load_config
 from gossip.host import PeerEvent, peer_id_from_public_key
 from node.daemon import Node, StartupError, serve_node
 from node.keys import load_org_key
 from node.setup import init_data_dir
+
+from vouching import vouch_body
+from vouching.feed import feed_record
 
 from ..factories import new_did
 from .in_process import records_of, running
@@ -329,3 +335,27 @@ async def test_the_client_reports_events_and_reads_the_metrics(tmp_path):
             assert answer["accepted"] == 1 and answer["rejected"][0]["index"] == 1
             metrics = await trio.to_thread.run_sync(client.metrics)
     assert "vouchnet_events_accepted_total 1" in metrics.splitlines()
+
+
+async def test_a_start_replaying_its_store_can_be_stopped_between_chunks(tmp_path, monkeypatch):
+    """The trust replay ran without a checkpoint: a signal (run_until_signalled) waited for all of it, a minute or
+    more at 10^6 stored records. It yields between chunks of REPLAY_CHUNK records now."""
+    made = init_data_dir(tmp_path, network="test", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    config = load_config(made.data_dir)
+    with RecordStore.open(made.data_dir) as store:
+        replica = Replica(load_org_key(config.key_path), store, roots=config.roots, max_hops=config.max_hops,
+                          held_limit=config.limits.held_records)
+        for _ in range(5):
+            replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+    monkeypatch.setattr(node.trust, "REPLAY_CHUNK", 1)
+    fed = []
+
+    def feeding(engine, record, identity):
+        fed.append(record)
+        scope.cancel()  # as a signal does, while the first record is fed
+        return feed_record(engine, record, identity)
+
+    monkeypatch.setattr(node.trust, "feed_record", feeding)
+    with trio.CancelScope() as scope:
+        await serve_node(config)
+    assert len(fed) == 1
