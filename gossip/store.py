@@ -34,12 +34,17 @@ CREATE TABLE IF NOT EXISTS records (
     subject TEXT,
     UNIQUE (iss, seq)
 );
-CREATE INDEX IF NOT EXISTS records_subject ON records (subject, idx) WHERE subject IS NOT NULL;
 CREATE INDEX IF NOT EXISTS records_kind ON records (kind, idx);
 -- A page of an issuer's records, of all kinds or one, in ledger order (query; GET /v1/records?issuer=&kind=) reads
 -- that page only: with (iss, seq) alone, every one of the issuer's records was sorted, or every one of the kind read.
 CREATE INDEX IF NOT EXISTS records_issuer ON records (iss, idx);
 CREATE INDEX IF NOT EXISTS records_issuer_kind ON records (iss, kind, idx);
+-- Likewise a page of a subject's records of one kind, by any issuer or by one; of all kinds, query merges a page of
+-- each kind that has a subject (_SUBJECT_KINDS). With a (subject, idx) index, which these replace, a page by one
+-- issuer or of one kind read every record of the subject.
+DROP INDEX IF EXISTS records_subject;
+CREATE INDEX IF NOT EXISTS records_subject_kind ON records (subject, kind, idx) WHERE subject IS NOT NULL;
+CREATE INDEX IF NOT EXISTS records_subject_issuer_kind ON records (subject, iss, kind, idx) WHERE subject IS NOT NULL;
 """
 
 
@@ -168,15 +173,22 @@ class RecordStore:
         limit: int = 100,
     ) -> list[tuple[int, bytes]]:
         """Records matching every given filter with ledger index > `after`, oldest first: (index, bytes)."""
+        if subject is not None and kind is None:  # a page of each kind, merged (_SCHEMA)
+            pages = (self._indexes(issuer, each, subject, after, limit) for each in _SUBJECT_KINDS)
+            indexes = sorted(idx for page in pages for idx in page)[:limit]
+        else:
+            indexes = self._indexes(issuer, kind, subject, after, limit)
+        return list(zip(indexes, self._entries(indexes)))
+
+    def _indexes(self, issuer: str | None, kind: str | None, subject: str | None, after: int, limit: int) -> list[int]:
         where, args = ["idx > ?"], [after]
         for column, value in (("iss", issuer), ("kind", kind), ("subject", subject)):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
-        indexes = [idx for (idx,) in self._db.execute(
+        return [idx for (idx,) in self._db.execute(
             f"SELECT idx FROM records WHERE {' AND '.join(where)} ORDER BY idx LIMIT ?", (*args, limit)
         )]
-        return list(zip(indexes, self._entries(indexes)))
 
     def _entries(self, indexes: list[int]) -> list[bytes]:
         """The ledger entries at ascending `indexes`, each run of consecutive ones read in one call: the ledger
@@ -271,6 +283,9 @@ class RecordStore:
                                         (iss,)).fetchone()
             heads[iss] = Head(seq, rid)
         return heads
+
+
+_SUBJECT_KINDS = ("vouch", "revoke", "digest", "equivocation")  # the kinds _index_subject gives a subject
 
 
 def _index_subject(record: Record) -> str | None:

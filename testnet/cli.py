@@ -156,12 +156,21 @@ def _up(args: argparse.Namespace) -> int:
             if not cluster.state.vouched:
                 made = cluster.vouch_topology()
                 print(f"{counted(made, 'org-peer vouch', 'org-peer vouches')} made through the nodes' APIs")
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, ClusterError) as failure:
+            # A node that fails to start (or a vouch that fails) stops the nodes this `up` started, as a Ctrl-C does:
+            # a failed command should leave none of its processes running (each holds its ports and a share of the
+            # CPU, in a testnet missing a node), and the next `up` starts them all. Nodes running before are left.
             bar.close()
             stopped = cluster.stop(waiting)
-            print(f"interrupted: stopped the {counted(len(stopped.clean) + len(stopped.killed), 'node')} it started; "
-                  f"`vouchnet testnet up --dir {args.dir}` goes on", file=sys.stderr)
-            raise
+            names = stopped.clean + stopped.killed
+            if isinstance(failure, KeyboardInterrupt):
+                print(f"interrupted: stopped the {counted(len(names), 'node')} it started; "
+                      f"`vouchnet testnet up --dir {args.dir}` goes on", file=sys.stderr)
+                raise
+            if not names:
+                raise
+            raise ClusterError(f"{failure}\nstopped the {counted(len(names), 'node')} it started ({', '.join(names)}); "
+                               f"`vouchnet testnet up --dir {args.dir}` starts them again") from None
     except ClusterError as e:
         raise CommandFailed(str(e)) from None
     for entry in cluster.state.nodes:

@@ -40,6 +40,7 @@ DEFAULT_CACHE_TTL = 30.0
 DEFAULT_POLICY_TTL = 60.0  # a node's policy changes only when it restarts, and a restart resets the stream
 DEFAULT_TIMEOUT = 2.0
 MAX_CACHED = 100_000  # agents; past it the oldest entry goes
+_IDENTIFY = "CredentialVerifier(issuers).verify(credential).did, or (await vouchnet.identify(credential)).did"
 Source = Literal["node", "cache", "unreachable", "invalid", "unverified"]
 
 
@@ -149,7 +150,7 @@ class TrustPolicy:
 
     def check(self, agent: str, action: str = "tool_call", tool: str | None = None) -> TrustDecision:
         """The decision for `agent` doing `action` with `tool`, from the cache or the node (blocking)."""
-        if (refused := self._bad_tool(agent, action, tool)) is not None:
+        if (refused := self._bad_input(agent, action, tool)) is not None:
             return refused
         if (floor := self._floor()) is None:
             resets = self._resets
@@ -170,7 +171,7 @@ class TrustPolicy:
 
     async def acheck(self, agent: str, action: str = "tool_call", tool: str | None = None) -> TrustDecision:
         """`check` for async code (asyncio or trio): the node is asked without blocking the loop."""
-        if (refused := self._bad_tool(agent, action, tool)) is not None:
+        if (refused := self._bad_input(agent, action, tool)) is not None:
             return refused
         if (floor := self._floor()) is None:
             resets = self._resets
@@ -266,9 +267,15 @@ class TrustPolicy:
                 self._node_policy = _NodePolicy(policy, time.monotonic() + self.policy_ttl)
         return policy
 
-    def _bad_tool(self, agent: str, action: str, tool: str | None) -> TrustDecision | None:
+    def _bad_input(self, agent: str, action: str, tool: str | None) -> TrustDecision | None:
         """The decision for a tool the node's check refuses (vouching.policy.tool_name_problem): block, never a
-        cached score's verdict, so that the answer does not depend on whether the agent's score was cached."""
+        cached score's verdict, so that the answer does not depend on whether the agent's score was cached. And for
+        an agent's credential passed as its did: block, saying so (the node's refusal named only its length), and
+        without the credential, which the decision's log line would carry."""
+        if _is_credential(agent):
+            problem = (f"expected the agent's did (did:key:z6Mk...), got a credential (a JWT): check its subject, "
+                       f"`{_IDENTIFY}`, which also verifies it")
+            return self._made(TrustDecision("", action, tool, "block", problem, None, None, "invalid"))
         if (problem := tool_name_problem(tool)) is None:
             return None
         return self._made(TrustDecision(agent, action, tool, "block", f"not a tool the node checks: {problem}",
@@ -389,3 +396,9 @@ class TrustPolicy:
                     del self._async_clients[closed]
                 client = self._async_clients[loop] = AsyncTrustClient(self.node, timeout=self.timeout)
         return client
+
+
+def _is_credential(agent: str) -> bool:
+    """Whether `agent` is a compact JWT (a credential, DESIGN.md §2) rather than a did: three base64url parts, the
+    first a JSON object (`{"` encodes as `eyJ`)."""
+    return agent.startswith("eyJ") and agent.count(".") == 2

@@ -25,11 +25,19 @@ from .counts import counted
 from .vouches import parse_date_or_time
 
 
+_MS_FORM = "or ms since the Unix epoch, 13 digits (1767225600000)"
+
+
 def instant(text: str) -> int:
-    """argparse type: a moment as ms since the Unix epoch, or a date or time (UTC unless a zone is given)."""
-    if text.isdigit():
-        return int(text)
-    return parse_date_or_time(text, "or ms since the Unix epoch (1767225600000)")
+    """argparse type: a moment as ms since the Unix epoch, 13 digits (2001-09-09 to 2286-11-20), or a date or time
+    (UTC unless a zone is given). Any other bare number is refused: 2026 is a year, 20260101 a date, 1767225600 seconds,
+    and reading them as ms exported from the first seconds of 1970."""
+    if text.isascii() and text.isdigit():
+        if len(text) == 13:
+            return int(text)
+        raise argparse.ArgumentTypeError(f"expected a date (2026-12-31), a time (2026-12-31T12:00:00Z) {_MS_FORM}, "
+                                         f"got {text!r}: ms since the Unix epoch have 13 digits")
+    return parse_date_or_time(text, _MS_FORM)
 
 
 def register(subparsers: Subparsers) -> None:
@@ -56,7 +64,7 @@ def register(subparsers: Subparsers) -> None:
     )
     export.add_argument("--agent", required=True, type=did_argument, metavar="DID", help="the agent's did:key")
     export.add_argument("--from", dest="start", required=True, type=instant, metavar="WHEN",
-                        help="a date, a time (UTC unless a zone is given) or ms since the Unix epoch")
+                        help="a date, a time (UTC unless a zone is given) or ms since the Unix epoch (13 digits)")
     export.add_argument("--to", dest="end", required=True, type=instant, metavar="WHEN", help="the same, exclusive")
     export.add_argument("--out", type=Path, metavar="FILE", help="write the export here (default: stdout)")
     add_dir_option(export)

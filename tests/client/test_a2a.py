@@ -17,6 +17,7 @@ from a2a.server.tasks import InMemoryTaskStore
 from a2a.types.a2a_pb2 import (
     AgentCapabilities,
     AgentCard,
+    AgentExtension,
     AgentCardSignature,
     AgentInterface,
     AgentSkill,
@@ -29,11 +30,14 @@ from a2a.types.a2a_pb2 import (
     TaskStatus,
 )
 from a2a.utils.errors import InvalidRequestError
+from a2a.utils.signing import create_agent_card_signer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nacl.signing import SigningKey
 from starlette.applications import Starlette
 
 from node.client import TrustPolicy, UnverifiedAgent, Vouchnet
 from node.client.adapters.a2a import (
+    CREDENTIAL_EXTENSION,
     TrustedAgentExecutor,
     TrustedRequestHandler,
     TrustInterceptor,
@@ -41,6 +45,7 @@ from node.client.adapters.a2a import (
     check_card_signature,
     sign_card,
 )
+from node.credentials import did_url
 from node.jwt import b64url
 from vouching import did_key
 
@@ -129,9 +134,7 @@ async def test_a_card_carrying_another_agents_credential_is_refused(running):
     _, caller_credential = running.new_agent(trusted=True)
     _, stolen_credential = running.new_agent(trusted=True)
     echo = Echo()
-    impostor = SigningKey.generate()
-    async with serving(lambda url: _app(sign_card(_card(url), credential=stolen_credential, key=impostor),
-                                        echo)) as url:
+    async with serving(lambda url: _app(_impostor_card(_card(url), stolen_credential), echo)) as url:
         with pytest.raises(UntrustedTarget, match="card.signatures"):
             await _send(url, caller_credential, [TrustInterceptor(vouchnet)])
     unsigned = Echo()
@@ -139,6 +142,29 @@ async def test_a_card_carrying_another_agents_credential_is_refused(running):
         with pytest.raises(UntrustedTarget, match="unverified target: credential"):
             await _send(url, caller_credential, [TrustInterceptor(vouchnet)])
     assert echo.heard == unsigned.heard == []
+
+
+def _impostor_card(card: AgentCard, credential: str) -> AgentCard:
+    """`card` carrying another agent's `credential`, signed by a fresh key with the A2A SDK's own signer (sign_card
+    refuses a key that is not the credential's agent)."""
+    impostor = SigningKey.generate()
+    extension = AgentExtension(uri=CREDENTIAL_EXTENSION)
+    extension.params.update({"credential": credential})
+    card.capabilities.extensions.append(extension)
+    header = {"alg": "EdDSA", "kid": did_url(did_key(bytes(impostor.verify_key))), "typ": "JOSE"}
+    return create_agent_card_signer(Ed25519PrivateKey.from_private_bytes(bytes(impostor)), header)(card)
+
+
+def test_a_card_is_signed_only_by_the_agent_its_credential_names(running):
+    """A client refused the card later ("card.signatures: none by the agent"); sign_card accepted it."""
+    agent, credential, key = running.new_agent_with_key(trusted=False)
+    other = SigningKey.generate()
+    with pytest.raises(ValueError, match=f"key: {did_key(bytes(other.verify_key))} is not the agent the credential "
+                                         f"names, {agent}: sign the card with the key of the agent"):
+        sign_card(_card("http://127.0.0.1:9/"), credential=credential, key=other)
+    with pytest.raises(ValueError, match="credential: not an agent credential"):
+        sign_card(_card("http://127.0.0.1:9/"), credential="not.a.jwt", key=key)
+    check_card_signature(sign_card(_card("http://127.0.0.1:9/"), credential=credential, key=key), agent)
 
 
 def test_a_card_signature_header_nested_past_the_parser_s_depth_is_not_a_signature():

@@ -2,6 +2,8 @@
 the same tool call is refused (a tool error with the reason) for an untrusted caller and runs for a trusted one;
 a token that is not a credential never gets in; what ran reaches the node."""
 
+import time
+
 import httpx2
 import pytest
 from mcp.client.client import Client
@@ -10,6 +12,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPError
 
 from node.client.adapters.mcp import DECISION_META, mcp_trust
+from node.credentials import agent_credential
 
 from .loopback import serving
 from .running_node import on_asyncio, vouchnet_for
@@ -53,14 +56,37 @@ async def test_a_tool_call_is_refused_for_an_untrusted_caller_and_runs_for_a_tru
     assert running.first_hand_events(stranger) == 0
 
 
+async def _status(url: str, token: str) -> int:
+    """The HTTP status of a request bearing `token`."""
+    async with httpx2.AsyncClient() as http:
+        return (await http.post(url + PATH, headers={"Authorization": f"Bearer {token}"}, json={})).status_code
+
+
 @on_asyncio
 async def test_a_token_that_is_not_an_agent_credential_is_refused_at_the_door(running):
     ran: list[str] = []
     async with serving(lambda _: _server(vouchnet_for(running), ran).streamable_http_app()) as url:
-        async with httpx2.AsyncClient() as http:
-            response = await http.post(url + PATH, headers={"Authorization": "Bearer not-a-credential"}, json={})
-            assert response.status_code == 401
+        assert await _status(url, "not-a-credential") == 401
     assert ran == []
+
+
+@on_asyncio
+async def test_a_credential_past_its_expiry_within_the_verifier_s_leeway_is_served_as_by_every_adapter(running):
+    """mcp refused it (HTTP 401) at exp, while the CredentialVerifier, and so the other adapters, accept it until
+    exp + leeway (60 s): the same caller was let in or not by which framework served it."""
+    vouchnet = vouchnet_for(running)
+    ran: list[str] = []
+    known, _ = running.new_agent(trusted=True)
+    day = 86_400
+    async with serving(lambda _: _server(vouchnet, ran).streamable_http_app()) as url:
+        for past, served in ((30, True), (vouchnet.verifier.leeway + 30, False)):
+            credential = agent_credential(running.node.key, known, now=int(time.time()) - day - past, days=1)
+            if served:
+                assert not (await _call(url, credential)).is_error
+            else:
+                assert await _status(url, credential) == 401
+    assert ran == ["vouchnet"]
+    await vouchnet.aclose()
 
 
 async def _read(url: str, credential: str, read):

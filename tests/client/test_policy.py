@@ -159,6 +159,23 @@ def test_a_malformed_agent_id_is_blocked_even_failing_open(running):
         policy.close()
 
 
+@on_asyncio
+async def test_a_credential_passed_as_the_did_is_blocked_saying_a_did_is_expected_and_how_to_get_it(
+        running, policy, caplog):
+    """The node refused it as "path.did: String should have at most 64 characters"; the decision names neither
+    the credential's length nor the credential, a bearer token, which its log line would carry."""
+    known, credential = running.new_agent(trusted=True)
+    with caplog.at_level(logging.INFO, logger="vouchnet.client"):
+        decisions = [policy.check(credential, "tool_call", "search"), await policy.acheck(credential)]
+    for decision in decisions:
+        assert (decision.verdict, decision.source, decision.agent) == ("block", "invalid", "")
+        assert decision.reason.startswith("expected the agent's did (did:key:z6Mk...), got a credential (a JWT)")
+        assert "CredentialVerifier(issuers).verify(credential).did" in decision.reason
+    assert credential not in caplog.text
+    assert policy.check(known, "tool_call", "search").verdict == "allow"
+    await policy.aclose()
+
+
 @pytest.mark.parametrize("shape", ["{bad}/../{good}", "{good}#{bad}", "{good}?{bad}"])
 def test_an_agent_id_that_is_a_path_to_another_agent_gets_no_verdict_of_that_agent(running, policy, shape):
     stranger, _ = running.new_agent(trusted=False)

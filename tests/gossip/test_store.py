@@ -10,11 +10,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gossip.store import INDEX_FILE, RecordStore, StoreError, subject_of
+from gossip.store import _SUBJECT_KINDS, INDEX_FILE, RecordStore, StoreError, _index_subject, subject_of
 from ledger import tree_hash
-from vouching import vouch_body
+from vouching import Record, digest_body, verify_record, vouch_body
 
 from ..factories import Org, new_did
+from ..vouching.record_strategies import record_args
 
 _ORGS = [Org() for _ in range(3)]
 _SUBJECTS = [new_did() for _ in range(3)]
@@ -239,3 +240,36 @@ def test_a_page_by_issuer_or_issuer_and_kind_reads_about_that_page_not_the_issue
             steps.clear()
             assert len(store.query(issuer=issuer, kind=kind, after=100, limit=10)) == found
             assert len(steps) <= 2, (issuer, kind)  # 26 (busy, all kinds) and 14 (quiet) before
+
+
+def test_a_page_of_a_subject_by_issuer_or_kind_reads_about_that_page_not_the_subjects_records(tmp_path):
+    """GET /v1/records?subject=&issuer= (or &kind=) needs no token: it read every record of the subject (an agent's
+    digests grow by one per org per epoch) or of the issuer or kind, whichever index SQLite took. Steps per thousand."""
+    agent, busy, other = new_did(), Org(), Org()
+    with RecordStore.open(tmp_path) as store:
+        for _ in range(6):
+            store.append([_digest(busy, agent) for _ in range(500)])
+            store.append([other.record("vouch") for _ in range(500)])
+        store.append([other.vouch(agent)])
+        steps = []
+        store._db.set_progress_handler(lambda: steps.append(1), 1000)
+        for issuer, kind, found in ((other.did, None, 1), (None, "vouch", 1), (other.did, "vouch", 1),
+                                    (busy.did, "vouch", 0), (busy.did, None, 10), (None, "digest", 10),
+                                    (None, None, 10)):
+            steps.clear()
+            assert len(store.query(subject=agent, issuer=issuer, kind=kind, after=100, limit=10)) == found
+            assert len(steps) <= 2, (issuer, kind)  # 14 or 15 for each of the first three before
+
+
+@given(record_args())
+def test_every_kind_a_record_is_indexed_by_subject_under_is_one_query_reads_a_page_of(args):
+    record = verify_record(args.sign())
+    assert _index_subject(record) is None or record.kind in _SUBJECT_KINDS
+
+
+def _digest(org: Org, agent: str) -> Record:
+    return org.record("digest", digest_body(
+        agent, epoch=org.ts - 3_600_000, length=3_600_000, outcomes={"ok": 1, "error": 0, "denied": 0, "timeout": 0},
+        categories={"tool": 1, "mcp": 0, "a2a": 0, "auth": 0, "resource": 0, "other": 0},
+        high_risk={"ok": 0, "error": 0, "denied": 0, "timeout": 0}, evidence_root=b"\0" * 32,
+    ))

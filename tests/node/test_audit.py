@@ -293,12 +293,18 @@ def test_an_export_that_cannot_be_read_is_named(tmp_path, capsys, content, compl
     assert capsys.readouterr().err.startswith("vouchnet audit verify: " + complaint.format(path=path))
 
 
-@pytest.mark.parametrize("moment", ["7d", "tomorrow"])
+@pytest.mark.parametrize("moment", ["7d", "tomorrow", "2026", "20260101", "1767225600", "17672256000000"])
 def test_a_moment_export_cannot_read_says_what_it_takes(tmp_path, capsys, moment):
-    """Never a duration: an export's bounds are moments, and the message offered `30d`, which is refused."""
-    argv = ["audit", "export", "--dir", str(tmp_path), "--agent", A, "--from", moment, "--to", "1"]
+    """Never a duration: an export's bounds are moments, and the message offered `30d`, which is refused. Nor a bare
+    number but 13 digits of ms: `--from 2026` was read as 2026 ms after 1970, not the year."""
+    argv = ["audit", "export", "--dir", str(tmp_path), "--agent", A, "--from", moment, "--to", str(T0)]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert (f"argument --from: expected a date (2026-12-31), a time (2026-12-31T12:00:00Z) or ms since the Unix "
-            f"epoch (1767225600000), got '{moment}'") in err
+            f"epoch, 13 digits (1767225600000), got '{moment}'") in err
     assert "duration" not in err
+
+
+def test_an_export_bound_is_a_date_a_time_or_13_digits_of_ms():
+    assert audit.instant("2026-01-01") == audit.instant("2026-01-01T00:00:00Z") == audit.instant("1767225600000")
+    assert audit.instant("1767225600000") == 1767225600000

@@ -99,8 +99,9 @@ async def test_a_directory_without_a_configuration_is_a_usage_error(run, tmp_pat
         (["init", "--dir", "{file}/node"], "vouchnet init: {file}/node: Not a directory"),
         (["vouch", new_did(), "--weight", "1", "--basis", "operator", "--api", "http://127.0.0.1:9",
           "--token-file", "{dir}"], "vouchnet vouch: {dir}: Is a directory"),
-        (["audit", "export", "--dir", "{node}", "--agent", new_did(), "--from", "0", "--to", "1", "--out",
-          "{dir}/missing/export.json"], "vouchnet audit export: {dir}/missing/export.json: No such file or directory"),
+        (["audit", "export", "--dir", "{node}", "--agent", new_did(), "--from", "2026-01-01", "--to", "2026-01-02",
+          "--out", "{dir}/missing/export.json"],
+         "vouchnet audit export: {dir}/missing/export.json: No such file or directory"),
     ],
     ids=["status --dir FILE", "init --dir FILE/node", "--token-file DIR", "audit export --out MISSING/F"],
 )

@@ -1,5 +1,6 @@
 """`vouchnet testnet up` over a directory that already holds a testnet: what it was asked must match what is there;
-and a Ctrl-C while it starts one leaves no node running and nothing undone that the next `up` does not do."""
+and a Ctrl-C, or a node failing, while it starts one leaves no node running and nothing undone that the next `up`
+does not do."""
 
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import pytest
 
 from node.cli import main
 from testnet import processes
-from testnet.cluster import Cluster
+from testnet.cluster import Cluster, ClusterError
 from testnet import state
 from testnet.state import NodeEntry, save_state
 
@@ -35,23 +36,39 @@ def test_up_over_a_testnet_refuses_a_shape_it_does_not_have(existing, capsys, op
 
 def _sleepers(self, names=None, *, progress=None, timeout=None):
     """Cluster.start with a sleeping process for each node: interrupted (Ctrl-C) while waiting for their APIs."""
-    wanted = [n for n in (self.names if names is None else names) if not self.running(n)]
-    for name in wanted:
-        process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-        self._set(replace(self.entry(name), pid=process.pid, started=processes.start_time(process.pid)))
+    _sleep(self, [n for n in (self.names if names is None else names) if not self.running(n)])
     raise KeyboardInterrupt
+
+
+def _sleep(cluster, names):
+    for name in names:
+        process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        cluster._set(replace(cluster.entry(name), pid=process.pid, started=processes.start_time(process.pid)))
+
+
+def _last_exits(self, names=None, *, progress=None, timeout=None):
+    """Cluster.start with a sleeping process for each node but the last, which exits while starting."""
+    *sleeping, last = [n for n in (self.names if names is None else names) if not self.running(n)]
+    _sleep(self, sleeping)
+    raise ClusterError(f"{last}: exited while starting; its log ends:\n    error: bad config")
+
+
+def _up_leaving_no_node_running(directory, *, nodes: int) -> int:
+    """`vouchnet testnet up --nodes N` in `directory`, checked to leave no node running; its exit code."""
+    try:
+        code = main(["testnet", "up", "--nodes", str(nodes), "--dir", str(directory)])
+        cluster = Cluster.open(directory)
+        assert not any(cluster.running(name) for name in cluster.names)
+    finally:
+        Cluster.open(directory).stop(timeout=0)
+    return code
 
 
 def test_a_ctrl_c_while_up_starts_a_testnet_stops_its_nodes_and_the_next_up_makes_the_topology_vouches(
         tmp_path, monkeypatch, capsys):
     directory = tmp_path / "testnet"
     monkeypatch.setattr(Cluster, "start", _sleepers)
-    try:
-        assert main(["testnet", "up", "--nodes", "2", "--dir", str(directory)]) == 130
-        cluster = Cluster.open(directory)
-        assert not any(cluster.running(name) for name in cluster.names)
-    finally:
-        Cluster.open(directory).stop(timeout=0)
+    assert _up_leaving_no_node_running(directory, nodes=2) == 130
     assert f"`vouchnet testnet up --dir {directory}` goes on" in capsys.readouterr().err
 
     vouched = []
@@ -126,3 +143,14 @@ def test_a_ctrl_c_while_a_run_makes_its_testnet_says_none_was_made(tmp_path, cap
     monkeypatch.setattr(Cluster, "create", interrupted)
     assert main(["testnet", "run", "baseline", "--dir", str(tmp_path / "testnet")]) == 130
     assert "interrupted: no report written; no testnet was made" in capsys.readouterr().err
+
+
+def test_a_node_that_fails_to_start_stops_those_up_started_and_says_so(tmp_path, monkeypatch, capsys):
+    """They were left running, unsaid: a failed `up` leaves what a Ctrl-C leaves, and the next `up` starts them all."""
+    directory = tmp_path / "testnet"
+    monkeypatch.setattr(Cluster, "start", _last_exits)
+    assert _up_leaving_no_node_running(directory, nodes=3) == 1
+    err = capsys.readouterr().err
+    assert "n02: exited while starting; its log ends:\n    error: bad config\n" in err
+    assert (f"stopped the 2 nodes it started (n00, n01); `vouchnet testnet up --dir {directory}` starts them "
+            "again") in err

@@ -77,16 +77,33 @@ _delegation: contextvars.ContextVar[tuple[TrustDecision, float] | None] = contex
 
 def sign_card(card: AgentCard, *, credential: str, key: SigningKey) -> AgentCard:
     """`card` with the agent's credential as an extension and signed by the agent's key (the credential's
-    subject); sign last, after every other change to the card."""
+    subject); sign last, after every other change to the card. Raises ValueError for a key of another agent: a
+    client would refuse the card ("card.signatures: none by the agent")."""
+    signer, subject = did_key(bytes(key.verify_key)), _credential_subject(credential)
+    if signer != subject:
+        raise ValueError(f"key: {signer} is not the agent the credential names, {subject}: sign the card with the "
+                         "key of the agent the credential was issued to")
     extension = AgentExtension(uri=CREDENTIAL_EXTENSION, description="vouchnet agent credential (vc+jwt)")
     extension.params.update({"credential": credential})
     card.capabilities.extensions.append(extension)
-    header = {"alg": "EdDSA", "kid": did_url(did_key(bytes(key.verify_key))), "typ": "JOSE"}
+    header = {"alg": "EdDSA", "kid": did_url(signer), "typ": "JOSE"}
     protected = b64url(json.dumps(header, separators=(",", ":")).encode())
     payload = b64url(_canonicalize_agent_card(card).encode())
     signature = key.sign(f"{protected}.{payload}".encode()).signature
     card.signatures.append(AgentCardSignature(protected=protected, signature=b64url(signature)))
     return card
+
+
+def _credential_subject(credential: str) -> str:
+    """The agent a credential names (its `sub`), read without verifying it: the client verifies."""
+    parts = credential.split(".") if isinstance(credential, str) else []
+    try:
+        claims = json.loads(b64url_decode(parts[1], "payload")) if len(parts) == 3 else None
+    except (ValueError, RecursionError):  # JwtError is a ValueError; RecursionError: JSON nested too deep
+        claims = None
+    if not isinstance(claims, dict) or not isinstance(claims.get("sub"), str):
+        raise ValueError("credential: not an agent credential (a JWT whose payload names the agent as its sub)")
+    return claims["sub"]
 
 
 def card_credential(card: AgentCard) -> str | None:

@@ -42,12 +42,15 @@ class TrustTokenVerifier:
         self.vouchnet = vouchnet
 
     async def verify_token(self, token: str) -> AccessToken | None:
+        """The caller's access token, expiring when the CredentialVerifier stops accepting it (exp plus its leeway):
+        mcp refuses a token past its expires_at, which at exp refused what every other adapter accepts."""
         try:
             identity = await self.vouchnet.identify(token)
         except UnverifiedAgent:
             return None
-        return AccessToken(token=token, client_id=identity.did, scopes=[], expires_at=identity.expires,
-                           subject=identity.did, claims={"iss": identity.org})
+        expires = identity.expires + self.vouchnet.verifier.leeway
+        return AccessToken(token=token, client_id=identity.did, scopes=[], expires_at=expires, subject=identity.did,
+                           claims={"iss": identity.org})
 
 
 class TrustExtension(Extension):
