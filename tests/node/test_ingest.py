@@ -303,6 +303,9 @@ class _DiskFull:
             raise sqlite3.OperationalError("disk I/O error")
         return self._db.execute(sql, *args)
 
+    def executemany(self, sql, rows):
+        return self._db.executemany(sql, rows)
+
 
 def _full_disk(error):
     raise error
