@@ -2,7 +2,7 @@
 prepare_spans, then its commit (on a worker thread, the write lock held, one durable append a request), into a
 fresh data directory. Requests of the stock SDK's 512 agent spans (benchmarks/otlp_attacks.py), each of new spans,
 then the same requests again, as an exporter retrying them sends them; then the CPU of forgetting their span ids
-(IdempotencyStore.expire, which retention runs hourly on the node's event loop). Figures, no targets; not a test.
+(IdempotencyStore.expire, which retention runs hourly on a worker thread). Figures, no targets; not a test.
 
     python benchmarks/otlp_ingest.py [--requests N]
 """

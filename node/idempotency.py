@@ -32,6 +32,8 @@ MAX_KEY = 255
 _TRACE_HEX, _SPAN_HEX = 32, 16
 # Span ids looked up a statement at a time: two bound values each, within SQLite's default limit of 32766.
 _LOOKUP_CHUNK = 4096
+_EXPIRE_CHUNK = 50_000  # span rows deleted a statement (IdempotencyStore.expire): some 60 ms
+_NO_ENTRY = 2**63 - 1  # beyond every audit-log entry
 
 
 class IdempotencyStoreError(Exception):
@@ -193,14 +195,19 @@ class IdempotencyStore:
 
     def expire(self, before: int) -> int:
         """Forget keys first used, and spans stored, before `before` (ms); the number of keys forgotten. Spans go
-        by request, up to the first one stored at or after `before` (so none later, if the clock stepped back)."""
+        by request, up to the first one stored at or after `before` (so none later, if the clock stepped back),
+        _EXPIRE_CHUNK of them a statement: an hour's spans are millions of rows, and the lookups and reservations of
+        ingest go on between the statements."""
         with self._lock:
             row = self._db.execute("SELECT first FROM span_appends WHERE at >= ? ORDER BY first LIMIT 1",
                                    (before,)).fetchone()
-            if row is None:
-                self._db.execute("DELETE FROM spans")
-                self._db.execute("DELETE FROM span_appends")
-            else:
-                self._db.execute("DELETE FROM spans WHERE entry < ?", row)
-                self._db.execute("DELETE FROM span_appends WHERE first < ?", row)
-            return self._db.execute("DELETE FROM keys WHERE at < ?", (before,)).rowcount
+            cut = _NO_ENTRY if row is None else row[0]
+            forgotten = self._db.execute("DELETE FROM keys WHERE at < ?", (before,)).rowcount
+        while True:
+            with self._lock:
+                (floor,) = self._db.execute("SELECT min(entry) FROM spans").fetchone()
+                if floor is None or floor >= cut:
+                    return forgotten
+                end = min(cut, floor + _EXPIRE_CHUNK)
+                self._db.execute("DELETE FROM spans WHERE entry < ?", (end,))
+                self._db.execute("DELETE FROM span_appends WHERE first < ?", (end,))

@@ -3,6 +3,7 @@
 longer be accepted at all; the exporter is told it was accepted."""
 
 import json
+import threading
 
 import httpx
 import pytest
@@ -13,6 +14,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from ledger import LedgerError
 from node.events import MAX_AGE_MS, MAX_SKEW_MS
+from node import idempotency
 from node.idempotency import WINDOW_MS, span_key
 from node.ingest import Pending
 from node.metrics import Registry
@@ -159,11 +161,11 @@ def test_retention_keeps_a_span_for_as_long_as_it_could_be_stored_again(node, ah
     node.clock.now = NOW + MAX_AGE_MS + overtime
     retention = RetentionService(node.audit, node.idempotency, node.digester, Registry(), retention_days=180,
                                  clock=node.clock)
-    retention.prune()
+    retention.expire()
     submit(node, json_request(span))
     assert node.audit.size == size + 1
     node.clock.now = NOW + WINDOW_MS + 1
-    retention.prune()
+    retention.expire()
     assert not node.idempotency.stored_spans([span_key(TRACE, span["spanId"])])
 
 
@@ -173,6 +175,29 @@ def test_expiry_forgets_the_spans_stored_before_the_window_and_keeps_the_later_o
     node.clock.now = NOW + 1000
     submit(node, json_request(new))
     RetentionService(node.audit, node.idempotency, node.digester, Registry(), retention_days=180,
-                     clock=lambda: NOW + WINDOW_MS + 1).prune()
+                     clock=lambda: NOW + WINDOW_MS + 1).expire()
     assert node.idempotency.stored_spans([span_key(TRACE, s["spanId"]) for s in (old, new)]) == {
         span_key(TRACE, new["spanId"])}
+
+
+def test_expiry_in_chunks_forgets_exactly_the_requests_before_the_window(node, monkeypatch):
+    monkeypatch.setattr(idempotency, "_EXPIRE_CHUNK", 3)
+    for request in range(5):  # 2 spans a request, a ms apart
+        node.clock.now = NOW + request
+        submit(node, json_request(json_span(span_id=2 * request + 1), json_span(span_id=2 * request + 2)))
+    node.idempotency.expire(NOW + 3)
+    ids = [span_key(TRACE, f"{n:016x}") for n in range(1, 11)]
+    assert node.idempotency.stored_spans(ids) == set(ids[6:])
+
+
+async def test_retention_forgets_span_ids_off_the_event_loop(node, monkeypatch):
+    """An hour's span ids are millions of rows, a microsecond or so each to delete: on the event loop, the node
+    stood still for seconds every hour (benchmarks/otlp_ingest.py)."""
+    threads = []
+    monkeypatch.setattr(node.idempotency, "expire", lambda before: threads.append(threading.current_thread()))
+    retention = RetentionService(node.audit, node.idempotency, node.digester, Registry(), retention_days=180,
+                                 clock=node.clock)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(retention.run)
+        nursery.cancel_scope.cancel()
+    assert len(threads) == 1 and threads[0] is not threading.main_thread()
