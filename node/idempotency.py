@@ -30,7 +30,7 @@ IDEMPOTENCY_FILE = "idempotency.db"
 WINDOW_MS = MAX_AGE_MS + MAX_SKEW_MS
 MAX_KEY = 255
 _TRACE_HEX, _SPAN_HEX = 32, 16
-# Span ids looked up a statement at a time: two bound values each, within SQLite's default limit of 32766.
+# Span ids looked up a statement at a time, one bound value each: within SQLite's default limit of 32766.
 _LOOKUP_CHUNK = 4096
 _EXPIRE_CHUNK = 50_000  # span rows deleted a statement (IdempotencyStore.expire): some 60 ms
 _NO_ENTRY = 2**63 - 1  # beyond every audit-log entry
@@ -178,10 +178,11 @@ class IdempotencyStore:
             try:
                 self._db.execute("INSERT INTO span_appends VALUES (?, ?)", (first, at))
                 self._db.executemany("INSERT INTO spans VALUES (?, ?)", ids)
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # a failed COMMIT (a full disk) leaves it open; a failed insert may not
+                    self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
 
     def release_spans(self, first: int) -> None:
         """Forget the spans reserved for an append at `first` that failed. Never raises: rows that cannot be deleted

@@ -3,6 +3,7 @@
 longer be accepted at all; the exporter is told it was accepted."""
 
 import json
+import sqlite3
 import threading
 
 import httpx
@@ -15,7 +16,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from ledger import LedgerError
 from node.events import MAX_AGE_MS, MAX_SKEW_MS
 from node import idempotency
-from node.idempotency import WINDOW_MS, span_key
+from node.idempotency import WINDOW_MS, IdempotencyStoreError, span_key
 from node.ingest import Pending
 from node.metrics import Registry
 from node.otlp import decode_json, sort_spans
@@ -201,3 +202,33 @@ async def test_retention_forgets_span_ids_off_the_event_loop(node, monkeypatch):
         await nursery.start(retention.run)
         nursery.cancel_scope.cancel()
     assert len(threads) == 1 and threads[0] is not threading.main_thread()
+
+
+class _CommitFails:
+    """An SQLite connection whose COMMITs fail as on a full disk."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        self.executemany = db.executemany
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._db.in_transaction
+
+    def execute(self, sql, *args):
+        if sql == "COMMIT":
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._db.execute(sql, *args)
+
+
+def test_a_reservation_whose_commit_fails_leaves_nothing_and_the_next_one_is_taken(node, monkeypatch):
+    """The failed COMMIT left the transaction open: every later reservation failed ("cannot start a transaction
+    within a transaction"), so every later request of spans was refused until a restart."""
+    one, two = span_key(TRACE, f"{1:016x}"), span_key(TRACE, f"{2:016x}")
+    with monkeypatch.context() as full:
+        full.setattr(node.idempotency, "_db", _CommitFails(node.idempotency._db))
+        with pytest.raises(IdempotencyStoreError, match="reserve spans: database or disk is full"):
+            node.idempotency.reserve_spans([(0, one)], first=0, at=NOW)
+    assert not node.idempotency.stored_spans([one])
+    node.idempotency.reserve_spans([(0, two)], first=0, at=NOW)
+    assert node.idempotency.stored_spans([one, two]) == {two}
