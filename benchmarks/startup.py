@@ -253,7 +253,8 @@ WRAPPED: list[tuple[Any, str, str, str]] = [
     (vouching.scoring.TrustEngine, "recompute", "  of it: recompute", "record"),
     (gossip.sync.IssuerIndex, "__init__", "sync issuer index", "record"),
     (ledger.witness, "_open_store", "witness state open", "record"),
-    (node.retention.RetentionService, "prune", "retention (prune, expire keys)", "audit entry"),
+    (node.retention.RetentionService, "prune", "retention: prune", "audit entry"),
+    (node.retention.RetentionService, "expire", "retention: expire keys and span ids (a worker thread)", "key"),
     (node.digests.DigestService, "_close_due", "digests of the epochs due", "open entry"),
 ]
 

@@ -3,18 +3,23 @@ same key is answered from the first reply and never appended twice. Kept in `ide
 long as any event of the batch could be accepted again: dated up to MAX_SKEW_MS ahead of the clock at the key's
 first use, an event is taken until MAX_AGE_MS after its date (node.events).
 
+The OTLP spans stored (DESIGN §7), by (trace_id, span_id), likewise: an exporter retries a request it got no
+answer to, or a 429 or 5xx (OTLP/HTTP §Retryable Response Codes), and a span stored once is not stored again.
+Only spans with ids of the spec's lengths (16 and 8 bytes) are kept; each row names its event's audit-log entry.
+
 Crash safety without a shared transaction: the key's row, naming the audit-log range the batch will occupy, is
-committed before the batch is appended. Appends are atomic and come from one writer, so on opening, a row whose
-range lies beyond the audit log's size belongs to an append that never happened, and is dropped. A key whose
-append failed while the node runs is forgotten at once (`release`); if even that write fails (a full disk), the key
-is looked up as absent until it is forgotten, which `settle` does before the audit log grows again.
+committed before the batch is appended (a request's span rows likewise, in one commit). Appends are atomic and come
+from one writer, so on opening, a row whose range lies beyond the audit log's size belongs to an append that never
+happened, and is dropped. A key (or a request's span rows) whose append failed while the node runs is forgotten at
+once (`release`, `release_spans`); if even that write fails (a full disk), `settle` forgets it before the audit log
+grows again, and a key is looked up as absent until then.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +29,11 @@ from .events import MAX_AGE_MS, MAX_SKEW_MS
 IDEMPOTENCY_FILE = "idempotency.db"
 WINDOW_MS = MAX_AGE_MS + MAX_SKEW_MS
 MAX_KEY = 255
+_TRACE_HEX, _SPAN_HEX = 32, 16
+# Span ids looked up a statement at a time, one bound value each: within SQLite's default limit of 32766.
+_LOOKUP_CHUNK = 4096
+_EXPIRE_CHUNK = 50_000  # span rows deleted a statement (IdempotencyStore.expire): some 60 ms
+_NO_ENTRY = 2**63 - 1  # beyond every audit-log entry
 
 
 class IdempotencyStoreError(Exception):
@@ -44,6 +54,10 @@ CREATE INDEX IF NOT EXISTS keys_at ON keys (at);
 -- The keys of appends that never happened, found at every start without reading every key (IdempotencyStore.open:
 -- SQLite uses it for that expression, spelt so).
 CREATE INDEX IF NOT EXISTS keys_end ON keys (first + count);
+-- A stored span's trace and span id (24 bytes), by the audit-log entry of its event.
+CREATE TABLE IF NOT EXISTS spans (entry INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE);
+-- When each request's spans were stored, by the first entry of its append: what expires them.
+CREATE TABLE IF NOT EXISTS span_appends (first INTEGER PRIMARY KEY, at INTEGER NOT NULL);
 """
 
 
@@ -54,6 +68,13 @@ class StoredReply:
     fingerprint: bytes
     status: int
     reply: bytes
+
+
+def span_key(trace_id: str, span_id: str) -> bytes | None:
+    """The stored id of a span, from its hex trace and span ids; None if they are not of the spec's lengths."""
+    if len(trace_id) != _TRACE_HEX or len(span_id) != _SPAN_HEX:
+        return None
+    return bytes.fromhex(trace_id + span_id)
 
 
 def check_key(value: str) -> str | None:
@@ -72,6 +93,7 @@ class IdempotencyStore:
         self._path = path
         self._lock = threading.Lock()
         self._unreleased: set[str] = set()  # keys of failed appends not yet deleted (`release`)
+        self._unreleased_spans: int | None = None  # the first entry of failed appends' span rows not yet deleted
 
     @classmethod
     def open(cls, data_dir: Path, *, log_size: int) -> IdempotencyStore:
@@ -85,6 +107,8 @@ class IdempotencyStore:
         except sqlite3.DatabaseError as error:
             raise IdempotencyStoreError(f"{data_dir / IDEMPOTENCY_FILE}: not an idempotency store ({error})") from None
         db.execute("DELETE FROM keys WHERE first + count > ?", (log_size,))
+        db.execute("DELETE FROM spans WHERE entry >= ?", (log_size,))
+        db.execute("DELETE FROM span_appends WHERE first >= ?", (log_size,))
         return cls(db, data_dir / IDEMPOTENCY_FILE)
 
     def close(self) -> None:
@@ -131,8 +155,60 @@ class IdempotencyStore:
             for key in sorted(self._unreleased):
                 self._db.execute("DELETE FROM keys WHERE key = ?", (key,))
                 self._unreleased.discard(key)
+            if self._unreleased_spans is not None:
+                self._db.execute("DELETE FROM spans WHERE entry >= ?", (self._unreleased_spans,))
+                self._db.execute("DELETE FROM span_appends WHERE first >= ?", (self._unreleased_spans,))
+                self._unreleased_spans = None
+
+    def stored_spans(self, ids: Sequence[bytes]) -> set[bytes]:
+        """Those of the span ids (span_key) already stored; call `settle` first (failed appends' rows)."""
+        stored: set[bytes] = set()
+        with self._lock:
+            for start in range(0, len(ids), _LOOKUP_CHUNK):
+                chunk = ids[start:start + _LOOKUP_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                stored.update(row[0] for row in self._db.execute(f"SELECT id FROM spans WHERE id IN ({marks})", chunk))
+        return stored
+
+    def reserve_spans(self, ids: Iterable[tuple[int, bytes]], *, first: int, at: int) -> None:
+        """Record the spans of a request about to be appended at `first`, as (entry, span id); durable on return.
+        Raises IdempotencyStoreError naming the file if it cannot be written."""
+        with self._lock, self._writing("reserve spans"):
+            self._db.execute("BEGIN")
+            try:
+                self._db.execute("INSERT INTO span_appends VALUES (?, ?)", (first, at))
+                self._db.executemany("INSERT INTO spans VALUES (?, ?)", ids)
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:  # a failed COMMIT (a full disk) leaves it open; a failed insert may not
+                    self._db.execute("ROLLBACK")
+                raise
+
+    def release_spans(self, first: int) -> None:
+        """Forget the spans reserved for an append at `first` that failed. Never raises: rows that cannot be deleted
+        now are deleted by `settle`."""
+        with self._lock:
+            self._unreleased_spans = first if self._unreleased_spans is None else min(first, self._unreleased_spans)
+        try:
+            self.settle()
+        except IdempotencyStoreError:
+            pass  # the caller raises its append's error; `settle` raises this one before the next append
 
     def expire(self, before: int) -> int:
-        """Forget keys first used before `before` (ms); the number forgotten."""
+        """Forget keys first used, and spans stored, before `before` (ms); the number of keys forgotten. Spans go
+        by request, up to the first one stored at or after `before` (so none later, if the clock stepped back),
+        _EXPIRE_CHUNK of them a statement: an hour's spans are millions of rows, and the lookups and reservations of
+        ingest go on between the statements."""
         with self._lock:
-            return self._db.execute("DELETE FROM keys WHERE at < ?", (before,)).rowcount
+            row = self._db.execute("SELECT first FROM span_appends WHERE at >= ? ORDER BY first LIMIT 1",
+                                   (before,)).fetchone()
+            cut = _NO_ENTRY if row is None else row[0]
+            forgotten = self._db.execute("DELETE FROM keys WHERE at < ?", (before,)).rowcount
+        while True:
+            with self._lock:
+                (floor,) = self._db.execute("SELECT min(entry) FROM spans").fetchone()
+                if floor is None or floor >= cut:
+                    return forgotten
+                end = min(cut, floor + _EXPIRE_CHUNK)
+                self._db.execute("DELETE FROM spans WHERE entry < ?", (end,))
+                self._db.execute("DELETE FROM span_appends WHERE first < ?", (end,))

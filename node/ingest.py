@@ -21,7 +21,7 @@ from vouching.scoring import TrustEngine
 
 from .audit_log import Appended, AuditLog
 from .events import Event, InvalidEvent, parse_event
-from .idempotency import IdempotencyStore, StoredReply
+from .idempotency import IdempotencyStore, StoredReply, span_key
 from .metrics import Registry
 from .otlp import SpanBatch
 
@@ -115,6 +115,16 @@ class Pending:
     events: tuple[Event, ...]
     reply: Reply
     keyed: tuple[str, StoredReply] | None = None
+    spans: tuple[bytes | None, ...] | None = None  # OTLP events: each one's span id (span_key), if it has one
+
+
+@dataclass(frozen=True)
+class SpansWritten:
+    """What became of an OTLP request's events: the batch appended (None if every one was a duplicate), and how
+    many were left out as duplicates."""
+
+    appended: Appended | None
+    duplicates: int
 
 
 @dataclass
@@ -183,14 +193,17 @@ class Ingestor:
 
     def prepare_spans(self, batch: SpanBatch) -> Reply | Pending:
         """The Pending events of an OTLP request's spans, or the Reply at once if none became an event (nothing to
-        store: no write, no batch); counts the accepted, rejected and ignored spans."""
+        store: no write, no batch); counts the rejected and ignored spans. The reply's body is `{"duplicates": n}`:
+        spans already stored, or twice in the request, left out by the commit (accepted, and counted once)."""
         for detail in batch.rejected:
             self.reject(detail.split("): ", 1)[-1])
-        self._spans.inc(len(batch.events), result="accepted")
         self._spans.inc(len(batch.rejected), result="rejected")
         self._spans.inc(batch.ignored, result="ignored")
-        reply = Reply(200, {})
-        return Pending(tuple(batch.events), reply) if batch.events else reply
+        if not batch.events:
+            return Reply(200, {"duplicates": 0})
+        spans = tuple(span_key(str(e.attrs.get("trace_id", "")), str(e.attrs.get("span_id", "")))
+                      for e in batch.events)
+        return Pending(tuple(batch.events), Reply(200, {"duplicates": 0}), spans=spans)
 
     def submit(self, events: Sequence[Event]) -> Appended | None:
         """Store validated events now, on this thread, and announce them; None for an empty batch. Without the
@@ -213,9 +226,12 @@ class Ingestor:
             written = await trio.to_thread.run_sync(self._write, pending)
             return self._finish(pending, written)  # no checkpoint since the write: announced before anything else
 
-    def _write(self, pending: Pending) -> Appended | StoredReply:
-        """Reserve the key (if any), then append; or the stored reply of a twin request that got there first."""
+    def _write(self, pending: Pending) -> Appended | StoredReply | SpansWritten:
+        """Reserve the key (if any), then append; or the stored reply of a twin request that got there first. An
+        OTLP request's events go to _write_spans."""
         self.idempotency.settle()
+        if pending.spans is not None:
+            return self._write_spans(pending, pending.spans)
         if pending.keyed is not None:
             key, reply = pending.keyed
             if (stored := self.idempotency.lookup(key)) is not None:
@@ -229,7 +245,40 @@ class Ingestor:
                 self.idempotency.release(pending.keyed[0])
             raise
 
-    def _finish(self, pending: Pending, written: Appended | StoredReply) -> Reply:
+    def _write_spans(self, pending: Pending, spans: tuple[bytes | None, ...]) -> SpansWritten:
+        """Append an OTLP request's events but those of spans (their ids) stored already or earlier in the request,
+        the ids of those appended reserved first."""
+        stored = self.idempotency.stored_spans([span for span in spans if span is not None])
+        events: list[Event] = []
+        reserved: list[tuple[int, bytes]] = []
+        first = self.audit.size
+        for event, span in zip(pending.events, spans):
+            if span is not None:
+                if span in stored:
+                    continue
+                stored.add(span)
+                reserved.append((first + len(events), span))
+            events.append(event)
+        duplicates = len(pending.events) - len(events)
+        if not events:
+            return SpansWritten(None, duplicates)
+        if reserved:
+            self.idempotency.reserve_spans(reserved, first=first, at=self.audit.clock())
+        try:
+            return SpansWritten(self.audit.append(events), duplicates)
+        except BaseException:
+            if reserved:
+                self.idempotency.release_spans(first)
+            raise
+
+    def _finish(self, pending: Pending, written: Appended | StoredReply | SpansWritten) -> Reply:
+        if isinstance(written, SpansWritten):
+            stored = 0 if written.appended is None else len(written.appended.events)
+            self._spans.inc(stored, result="accepted")
+            self._spans.inc(written.duplicates, result="duplicate")
+            if written.appended is not None:
+                self._announce(written.appended)
+            return Reply(200, {"duplicates": written.duplicates})
         if isinstance(written, StoredReply):  # only a keyed batch can meet a stored reply
             return self._replay(written, pending.keyed[1].fingerprint if pending.keyed else b"")
         self._announce(written)

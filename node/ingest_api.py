@@ -138,7 +138,8 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
 
     @router.post(
         "/v1/traces",
-        responses={200: {"description": "An OTLP ExportTraceServiceResponse; partial_success counts rejected spans"},
+        responses={200: {"description": "An OTLP ExportTraceServiceResponse; partial_success counts rejected spans "
+                                        "and names duplicates"},
                    400: {"description": "Not an OTLP trace export request"},
                    413: {"description": f"Over 4 MiB or {MAX_SPANS} spans"},
                    415: {"description": "Neither application/x-protobuf nor application/json"}},
@@ -146,7 +147,8 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
     async def post_traces(request: Request) -> Response:
         """OTLP/HTTP trace export (point `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` here). Spans of agents' tool calls,
         A2A delegations and MCP actions, following the GenAI semantic conventions with `gen_ai.agent.id` = the
-        agent's did:key, become events; other spans are counted and ignored."""
+        agent's did:key, become events; other spans are counted and ignored. A span stored once (by its trace and
+        span id) is not stored again when an exporter retries it, and is answered as accepted."""
         content_type = media_type(request)
         decode = _DECODERS.get(content_type)
         if decode is None:
@@ -163,9 +165,10 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
             return _otlp_error(413, "too_large", str(error), as_json)
         except OtlpError as error:
             return _otlp_error(400, "bad_request", str(error), as_json)
-        if isinstance(prepared := ingestor.prepare_spans(batch), Pending):
-            await ingestor.commit_async(prepared)
-        return Response(export_response(batch.rejected, as_json=as_json), media_type=content_type)
+        prepared = ingestor.prepare_spans(batch)
+        reply = await ingestor.commit_async(prepared) if isinstance(prepared, Pending) else prepared
+        return Response(export_response(batch.rejected, reply.body["duplicates"], as_json=as_json),
+                        media_type=content_type)
 
     return router
 

@@ -350,23 +350,25 @@ def sort_spans(spans: list[Span], *, now_ms: int) -> SpanBatch:
 # --- responses ------------------------------------------------------------------------------------------
 
 
-def _rejection_message(rejected: list[str]) -> str:
-    message = f"{len(rejected)} span(s) rejected: " + "; ".join(rejected[:5])
-    return message[:_MAX_ERROR_MESSAGE]
+def _partial_message(rejected: list[str], duplicates: int) -> str:
+    parts = [f"{len(rejected)} span(s) rejected: " + "; ".join(rejected[:5])] if rejected else []
+    if duplicates:
+        parts.insert(0, f"{duplicates} span(s) already received, stored once")
+    return "; ".join(parts)[:_MAX_ERROR_MESSAGE]
 
 
-def export_response(rejected: list[str], *, as_json: bool) -> bytes:
-    """The ExportTraceServiceResponse; partial_success is set only when spans were rejected (OTLP §Partial
-    Success)."""
-    response = trace_service_pb2.ExportTraceServiceResponse()
-    if rejected:
-        response.partial_success.rejected_spans = len(rejected)
-        response.partial_success.error_message = _rejection_message(rejected)
+def export_response(rejected: list[str], duplicates: int = 0, *, as_json: bool) -> bytes:
+    """The ExportTraceServiceResponse (OTLP §Partial Success): rejected_spans counts the rejected spans. Spans
+    already stored (retried, or twice in the request) are accepted, not rejected: retrying them again would store
+    nothing. They are named in error_message, which the spec lets a server set, rejected_spans 0, as a warning."""
+    if not rejected and not duplicates:
+        return b"{}" if as_json else b""
+    message = _partial_message(rejected, duplicates)
     if as_json:
-        if not rejected:
-            return b"{}"
-        return json.dumps({"partialSuccess": {"rejectedSpans": str(len(rejected)),
-                                              "errorMessage": response.partial_success.error_message}}).encode()
+        return json.dumps({"partialSuccess": {"rejectedSpans": str(len(rejected)), "errorMessage": message}}).encode()
+    response = trace_service_pb2.ExportTraceServiceResponse()
+    response.partial_success.rejected_spans = len(rejected)
+    response.partial_success.error_message = message
     return response.SerializeToString()
 
 

@@ -45,7 +45,7 @@ class RetentionService:
                         lambda: self.audit.ledger.pruned)
 
     def prune(self) -> int:
-        """Prune what has expired by now; the audit log's new pruned count."""
+        """Prune the audit log of what has expired by now; its new pruned count."""
         now = self._clock()
         cutoff = now - self.retention_ms
         cutoff -= cutoff % self.digester.epoch_ms
@@ -55,12 +55,18 @@ class RetentionService:
         if before > self.audit.ledger.pruned:
             self.audit.ledger.prune(before)
             log.info("audit log pruned", extra={"fields": {"before": before, "cutoff_ms": cutoff}})
-        self.idempotency.expire(now - WINDOW_MS)
         return self.audit.ledger.pruned
 
+    def expire(self) -> None:
+        """Forget the idempotency keys and span ids that have expired by now."""
+        self.idempotency.expire(self._clock() - WINDOW_MS)
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        self.prune()
-        task_status.started()
+        """Prune and expire now, then every `interval` seconds; expiry on a worker thread (an hour's span ids are
+        millions of rows, about a microsecond each: benchmarks/otlp_ingest.py)."""
         while True:
-            await trio.sleep(self.interval)
             self.prune()
+            await trio.to_thread.run_sync(self.expire)
+            task_status.started()
+            task_status = trio.TASK_STATUS_IGNORED
+            await trio.sleep(self.interval)

@@ -158,7 +158,7 @@ def test_retention_keeps_a_key_for_as_long_as_its_batch_could_be_stored_again(no
     assert node.ingestor.submit_json(body, key=key).status == 200
     node.clock.now = NOW + MAX_AGE_MS + overtime
     RetentionService(node.audit, node.idempotency, node.digester, Registry(), retention_days=180,
-                     clock=node.clock).prune()
+                     clock=node.clock).expire()
     node.ingestor.submit_json(body, key=key)
     assert node.audit.size == size + 1
 
@@ -302,6 +302,9 @@ class _DiskFull:
         if sql.startswith("DELETE"):
             raise sqlite3.OperationalError("disk I/O error")
         return self._db.execute(sql, *args)
+
+    def executemany(self, sql, rows):
+        return self._db.executemany(sql, rows)
 
 
 def _full_disk(error):

@@ -2,6 +2,7 @@
 GenAI and MCP spans become events, other spans are ignored, broken ones are rejected without touching the rest."""
 
 import gzip
+import itertools
 import json
 import re
 import threading
@@ -114,10 +115,14 @@ def json_request(*spans):
         {"key": "service.name", "value": {"stringValue": "svc"}}]}, "scopeSpans": [{"spans": list(spans)}]}]}
 
 
-def json_span(agent=AGENT, **attributes):
+_SPAN_IDS = itertools.count(1)
+
+
+def json_span(agent=AGENT, *, span_id=None, **attributes):
+    """An agent's tool call in OTLP/JSON, its span id `span_id` (an int) or a fresh one."""
     attrs = {"gen_ai.agent.id": agent, "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "lookup",
              **attributes}
-    return {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174", "name": "execute_tool",
+    return {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": f"{next(_SPAN_IDS) if span_id is None else span_id:016x}", "name": "execute_tool",
             "kind": 1, "startTimeUnixNano": str(START_NS), "endTimeUnixNano": str(START_NS + 2_500_000),
             "attributes": [{"key": k, "value": {"boolValue": v} if isinstance(v, bool) else {"stringValue": v}}
                            for k, v in attrs.items()],

@@ -1,0 +1,234 @@
+"""POST /v1/traces: a span stored once, by its trace and span id, is not stored again when an exporter retries it
+(OTLP/HTTP §Retryable Response Codes), in the same request or a later one, across a restart, until it could no
+longer be accepted at all; the exporter is told it was accepted."""
+
+import json
+import sqlite3
+import threading
+
+import httpx
+import pytest
+import trio
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+from ledger import LedgerError
+from node.events import MAX_AGE_MS, MAX_SKEW_MS
+from node import idempotency
+from node.idempotency import WINDOW_MS, IdempotencyStoreError, span_key
+from node.ingest import Pending
+from node.metrics import Registry
+from node.otlp import decode_json, sort_spans
+from node.retention import RetentionService
+
+from .telemetry_node import Clock, telemetry_node
+from .test_ingest import _DiskFull, _full_disk
+from .test_otlp import AGENT, START_NS, json_request, json_span
+
+NOW = Clock().now
+TRACE = "5b8efff798038103d269b633813fc60c"
+
+
+@pytest.fixture
+def node(tmp_path):
+    with telemetry_node(tmp_path) as node:
+        yield node
+
+
+async def post(node, body, content_type="application/json"):
+    content = json.dumps(body).encode() if content_type == "application/json" else body
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
+        return await client.post("/v1/traces", content=content, headers={"Content-Type": content_type})
+
+
+def submit(node, body) -> None:
+    """What the handler does with an OTLP/JSON request, without HTTP (hypothesis examples run outside trio)."""
+    prepared = node.ingestor.prepare_spans(sort_spans(decode_json(json.dumps(body).encode()), now_ms=node.clock()))
+    if isinstance(prepared, Pending):
+        trio.run(node.ingestor.commit_async, prepared)
+
+
+async def test_a_retried_request_stores_nothing_twice_and_is_answered_as_accepted(node):
+    body = json_request(json_span(span_id=1), json_span("did:key:z6MkBad", span_id=2), json_span(span_id=3))
+    first = await post(node, body)
+    assert first.json()["partialSuccess"]["rejectedSpans"] == "1" and node.audit.size == 2
+    again = await post(node, body)
+    assert again.status_code == 200 and node.audit.size == 2
+    partial = again.json()["partialSuccess"]
+    assert partial["rejectedSpans"] == "1"  # the broken span is still broken; the two stored ones are accepted
+    assert partial["errorMessage"].startswith("2 span(s) already received, stored once; 1 span(s) rejected: ")
+    assert node.metrics.value("event_batches_total") == 1
+    assert {r: node.metrics.value("spans_total", result=r) for r in ("accepted", "duplicate", "rejected")} == {
+        "accepted": 2, "duplicate": 2, "rejected": 2}
+
+
+async def test_a_retried_protobuf_request_gets_a_warning_and_no_rejection(node):
+    request = trace_service_pb2.ExportTraceServiceRequest()
+    for span_id in (7, 8):
+        span = request.resource_spans.add().scope_spans.add().spans.add(
+            name="execute_tool", trace_id=bytes.fromhex(TRACE), span_id=span_id.to_bytes(8, "big"),
+            start_time_unix_nano=START_NS, end_time_unix_nano=START_NS + 1000)
+        for key, value in (("gen_ai.agent.id", AGENT), ("gen_ai.operation.name", "execute_tool")):
+            span.attributes.add(key=key).value.string_value = value
+    body = request.SerializeToString()
+    assert (await post(node, body, "application/x-protobuf")).content == b""
+    again = trace_service_pb2.ExportTraceServiceResponse.FromString(
+        (await post(node, body, "application/x-protobuf")).content)
+    assert again.partial_success.rejected_spans == 0  # OTLP §Partial Success: a warning, the data accepted
+    assert again.partial_success.error_message == "2 span(s) already received, stored once"
+    assert node.audit.size == 2
+
+
+async def test_a_span_twice_in_one_request_is_stored_once(node):
+    response = await post(node, json_request(json_span(span_id=5), json_span(span_id=6), json_span(span_id=5)))
+    assert response.json()["partialSuccess"] == {"rejectedSpans": "0",
+                                                 "errorMessage": "1 span(s) already received, stored once"}
+    assert node.audit.size == 2
+
+
+async def test_spans_without_ids_of_the_spec_s_lengths_are_stored_as_they_come(node):
+    span = {**json_span(), "spanId": "abc"}
+    await post(node, json_request(span, span))
+    assert node.audit.size == 2
+
+
+async def test_spans_stored_before_a_restart_are_not_stored_again(tmp_path):
+    body = json_request(json_span(span_id=1), json_span(span_id=2))
+    for _ in range(2):
+        with telemetry_node(tmp_path) as node:
+            await post(node, body)
+            size = node.audit.size
+    assert size == 2
+
+
+async def test_spans_reserved_for_an_append_that_never_happened_are_forgotten(tmp_path):
+    body = json_request(json_span(span_id=1), json_span(span_id=2))
+    with telemetry_node(tmp_path) as node:
+        await post(node, json_request(json_span(span_id=9)))
+        # the node dies between committing the span rows and appending their events
+        node.idempotency.reserve_spans([(1, span_key(TRACE, f"{1:016x}")), (2, span_key(TRACE, f"{2:016x}"))],
+                                       first=1, at=NOW)
+    with telemetry_node(tmp_path) as node:
+        await post(node, body)
+        await post(node, json_request(json_span(span_id=9)))
+        assert node.audit.size == 3
+
+
+async def test_spans_whose_append_failed_are_stored_when_retried(node, monkeypatch):
+    body = json_request(json_span(span_id=1))
+
+    def failing(events):
+        raise OSError("disk full")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(node.audit, "append", failing)
+        with pytest.raises(OSError):
+            await post(node, body)
+    await post(node, body)
+    assert node.audit.size == 1
+
+
+@pytest.mark.parametrize("then", ["retry", "other spans, then retry"])
+def test_spans_whose_append_failed_and_could_not_be_forgotten_are_stored_when_retried(node, monkeypatch, then):
+    """Disk full: the append failed, and so did forgetting the span rows reserved for it. They are looked up as
+    absent until they are deleted, which happens before the audit log grows again (and at a restart, as they lie
+    beyond the log): else the retry would be answered as a duplicate with nothing stored."""
+    body = json_request(json_span(span_id=1))
+    with monkeypatch.context() as full:
+        full.setattr(node.audit.ledger, "append", lambda entries: _full_disk(LedgerError("audit.ledger: disk full")))
+        full.setattr(node.idempotency, "_db", _DiskFull(node.idempotency._db))
+        with pytest.raises(LedgerError, match="disk full"):
+            submit(node, body)
+    if then != "retry":
+        submit(node, json_request(json_span(span_id=2)))
+    submit(node, body)
+    assert node.audit.size == (1 if then == "retry" else 2)
+    assert node.idempotency.stored_spans([span_key(TRACE, f"{1:016x}")])
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ahead=st.integers(0, MAX_SKEW_MS), overtime=st.integers(-MAX_SKEW_MS, 2 * MAX_SKEW_MS))
+@example(ahead=MAX_SKEW_MS, overtime=MAX_SKEW_MS)
+def test_retention_keeps_a_span_for_as_long_as_it_could_be_stored_again(node, ahead, overtime):
+    """A span dated up to MAX_SKEW_MS ahead is taken until MAX_AGE_MS after its date: retried whenever, it is
+    stored once; past WINDOW_MS it is forgotten."""
+    span = json_span(span_id=ahead * 10**6 + overtime + MAX_SKEW_MS)
+    span["startTimeUnixNano"] = str((NOW + ahead) * 1_000_000)
+    span["endTimeUnixNano"] = str((NOW + ahead) * 1_000_000 + 1000)
+    size = node.audit.size
+    node.clock.now = NOW
+    submit(node, json_request(span))
+    node.clock.now = NOW + MAX_AGE_MS + overtime
+    retention = RetentionService(node.audit, node.idempotency, node.digester, Registry(), retention_days=180,
+                                 clock=node.clock)
+    retention.expire()
+    submit(node, json_request(span))
+    assert node.audit.size == size + 1
+    node.clock.now = NOW + WINDOW_MS + 1
+    retention.expire()
+    assert not node.idempotency.stored_spans([span_key(TRACE, span["spanId"])])
+
+
+def test_expiry_forgets_the_spans_stored_before_the_window_and_keeps_the_later_ones(node):
+    old, new = json_span(span_id=1), json_span(span_id=2)
+    submit(node, json_request(old))
+    node.clock.now = NOW + 1000
+    submit(node, json_request(new))
+    RetentionService(node.audit, node.idempotency, node.digester, Registry(), retention_days=180,
+                     clock=lambda: NOW + WINDOW_MS + 1).expire()
+    assert node.idempotency.stored_spans([span_key(TRACE, s["spanId"]) for s in (old, new)]) == {
+        span_key(TRACE, new["spanId"])}
+
+
+def test_expiry_in_chunks_forgets_exactly_the_requests_before_the_window(node, monkeypatch):
+    monkeypatch.setattr(idempotency, "_EXPIRE_CHUNK", 3)
+    for request in range(5):  # 2 spans a request, a ms apart
+        node.clock.now = NOW + request
+        submit(node, json_request(json_span(span_id=2 * request + 1), json_span(span_id=2 * request + 2)))
+    node.idempotency.expire(NOW + 3)
+    ids = [span_key(TRACE, f"{n:016x}") for n in range(1, 11)]
+    assert node.idempotency.stored_spans(ids) == set(ids[6:])
+
+
+async def test_retention_forgets_span_ids_off_the_event_loop(node, monkeypatch):
+    """An hour's span ids are millions of rows, a microsecond or so each to delete: on the event loop, the node
+    stood still for seconds every hour (benchmarks/otlp_ingest.py)."""
+    threads = []
+    monkeypatch.setattr(node.idempotency, "expire", lambda before: threads.append(threading.current_thread()))
+    retention = RetentionService(node.audit, node.idempotency, node.digester, Registry(), retention_days=180,
+                                 clock=node.clock)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(retention.run)
+        nursery.cancel_scope.cancel()
+    assert len(threads) == 1 and threads[0] is not threading.main_thread()
+
+
+class _CommitFails:
+    """An SQLite connection whose COMMITs fail as on a full disk."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        self.executemany = db.executemany
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._db.in_transaction
+
+    def execute(self, sql, *args):
+        if sql == "COMMIT":
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._db.execute(sql, *args)
+
+
+def test_a_reservation_whose_commit_fails_leaves_nothing_and_the_next_one_is_taken(node, monkeypatch):
+    """The failed COMMIT left the transaction open: every later reservation failed ("cannot start a transaction
+    within a transaction"), so every later request of spans was refused until a restart."""
+    one, two = span_key(TRACE, f"{1:016x}"), span_key(TRACE, f"{2:016x}")
+    with monkeypatch.context() as full:
+        full.setattr(node.idempotency, "_db", _CommitFails(node.idempotency._db))
+        with pytest.raises(IdempotencyStoreError, match="reserve spans: database or disk is full"):
+            node.idempotency.reserve_spans([(0, one)], first=0, at=NOW)
+    assert not node.idempotency.stored_spans([one])
+    node.idempotency.reserve_spans([(0, two)], first=0, at=NOW)
+    assert node.idempotency.stored_spans([one, two]) == {two}
