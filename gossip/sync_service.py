@@ -62,6 +62,7 @@ Gaps = Mapping[str, tuple[int, int]]  # issuer -> (first, last) missing seq
 CosignHandler = Callable[[str, CosignRequest], Awaitable[Reply]]  # (requesting peer, request) -> reply
 CheckpointHandler = Callable[[str], Awaitable[Reply]]  # requesting peer -> the newest checkpoint held of its log
 _GAP_PEERS = 3  # peers asked in turn for a gap reported by gossip, until it is filled
+_GAP_BACKOFF = 1.0  # seconds an issuer's gaps first wait after a fetch of them that brought nothing
 _RANDOM = random.SystemRandom()  # which peers a round pulls from: not for a peer to predict
 
 
@@ -85,6 +86,7 @@ class SyncStats:
     gap_issuers_merged: int = 0  # issuers of a request already waiting or being fetched: their range grew
     gap_requests_dropped: int = 0  # issuers of a request not waiting while gap_queue were; a periodic round repairs
     gap_fetches: int = 0  # batches of issuers' ranges fetched (from a few peers each, or every peer for histories)
+    gap_issuers_vain: int = 0  # issuers of a batch none of whose range came (no peer asked had it): they back off
     peers_disconnected: int = 0  # for breaking the protocol
     errors: Counter[str] = field(default_factory=Counter)  # by reason (see SyncError.reason, plus timeout, stream, busy)
 
@@ -165,7 +167,8 @@ class SyncService:
         self._streams = trio.CapacityLimiter(max_inbound_streams)  # inbound streams open, idle ones included
         self._max_peer_streams = max_peer_streams
         self._peer_streams: Counter[str] = Counter()  # inbound streams open, by peer
-        self._gaps = GapQueue(gap_queue)
+        # An issuer backs off from a second up to a periodic round's interval, after which the rounds repair it.
+        self._gaps = GapQueue(gap_queue, backoff=(min(_GAP_BACKOFF, interval), interval))
         self._gaps_changed = trio.Event()
         self._peer_locks: dict[str, trio.Lock] = {}
         self._rounds_running: set[str] = set()
@@ -219,20 +222,25 @@ class SyncService:
         wait for them), then, while some are missing, from other connected peers (a few at most)."""
         await self._fetch(GapBatch(dict(gaps), (peer_id,), every=False))
 
-    async def _fetch(self, batch: GapBatch) -> None:
+    async def _fetch(self, batch: GapBatch) -> list[str]:
         """Fetch what we still lack of `batch`'s ranges from its origins that are connected, then, while some are
         missing, from other connected peers (all of them if `batch.every`, else up to _GAP_PEERS peers in all);
-        never from a peer that refused the sync protocol."""
+        never from a peer that refused the sync protocol. The issuers of which nothing came."""
+        store = self.replica.store
+        heads = {iss: store.head(iss) for iss in batch.gaps}
         connected = self._syncing_peers()
         peers = [peer for peer in batch.origins if peer in connected]
         others = [peer for peer in connected if peer not in peers]
         peers += others if batch.every else others[:max(0, _GAP_PEERS - len(peers))]
         self.stats.gap_fetches += 1
         for peer in peers:
-            missing = missing_ranges(self.replica.store, batch.gaps)
+            missing = missing_ranges(store, batch.gaps)
             if not missing:
-                return
+                return []
             await self._pull(peer, missing)
+        vain = [iss for iss in missing_ranges(store, batch.gaps) if store.head(iss) == heads[iss]]
+        self.stats.gap_issuers_vain += len(vain)
+        return vain
 
     def request_gaps(self, peer_id: str, gaps: Gaps) -> None:
         """For the gossip service (its `on_gaps`): queue the ranges, to be fetched from `peer_id` first; never
@@ -375,14 +383,16 @@ class SyncService:
     async def _fetch_reported_gaps(self) -> None:
         """One of the workers fetching queued ranges, a batch at a time, in turn by issuer (gossip.gap_queue)."""
         while True:
-            batch = self._gaps.take(self.limits.max_ranges)
+            batch = self._gaps.take(self.limits.max_ranges, trio.current_time())
             if batch is None:
-                await self._gaps_changed.wait()
+                with trio.move_on_at(self._gaps.ready_at()):  # an issuer's backoff ends
+                    await self._gaps_changed.wait()
                 continue
+            vain: list[str] = []
             try:
-                await self._fetch(batch)
+                vain = await self._fetch(batch)
             finally:
-                self._gaps.done(batch)
+                self._gaps.done(batch, vain, trio.current_time())
                 self._wake_gap_workers()  # for issuers whose range grew while they were fetched
 
     def _wake_gap_workers(self) -> None:

@@ -4,6 +4,11 @@ issuer's gap reported beside them is still fetched at once (gossip.gap_queue, DE
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
 import trio
 from nacl.signing import SigningKey
 
@@ -15,16 +20,17 @@ from ..factories import Org
 from .nodes import ConnectedHost
 
 PEERS = [f"12D3KooWPeer{i}" for i in range(3)]
-TIMEOUT = 10.0
+TIMEOUT, INTERVAL = 10.0, 30.0
+HOSTILE, HONEST = Org(), Org()
+HONEST_FIRST = HONEST.record()  # what the honest issuer's gap lacks
 
 
 class Sessions:
     """Stands in for SyncService._session: counts the gap sessions of each issuer; the hostile issuer's peers hold
     each one for `hostile_seconds` and have nothing, the honest issuer's first record is fetched at once."""
 
-    def __init__(self, replica: Replica, hostile: Org, honest: Org, hostile_seconds: float) -> None:
-        self.replica, self.hostile, self.honest_first = replica, hostile, honest.record()
-        self.hostile_seconds = hostile_seconds
+    def __init__(self, replica: Replica, hostile_seconds: float) -> None:
+        self.replica, self.hostile_seconds = replica, hostile_seconds
         self.started: list[tuple[float, str]] = []  # (when, issuer) of each gap session
         self.hostile_open = self.most_hostile_open = 0
 
@@ -33,8 +39,8 @@ class Sessions:
             return 0
         for iss in gaps:
             self.started.append((trio.current_time(), iss))
-        if self.honest_first.iss in gaps:
-            return len(self.replica.accept([self.honest_first]).accepted)
+        if HONEST.did in gaps:
+            return len(self.replica.accept([HONEST_FIRST]).accepted)
         self.hostile_open += 1
         self.most_hostile_open = max(self.most_hostile_open, self.hostile_open)
         try:
@@ -54,30 +60,57 @@ async def _flood(service: SyncService, hostile: Org) -> None:
         await trio.sleep(0.1)
 
 
-async def test_a_hostile_issuer_s_endless_gaps_leave_an_honest_issuer_s_gap_fetched_at_once(tmp_path, autojump_clock):
-    """Found by review: every report queued a fetch of up to 3 sessions, so the flood kept the 8 session slots and
-    the 256-entry queue full, and the honest gap was dropped."""
-    hostile, honest = Org(), Org()
+@dataclass
+class Flooded:
+    store: RecordStore
+    service: SyncService
+    sessions: Sessions
+    reported: float  # when the honest issuer's gap was
+
+    def started(self, iss: str) -> list[float]:
+        """When each gap session of `iss` started."""
+        return [at for at, of in self.sessions.started if of == iss]
+
+
+@asynccontextmanager
+async def flooded(tmp_path: Path, *, hostile_seconds: float, for_seconds: float) -> AsyncIterator[Flooded]:
+    """A node whose sessions `Sessions` stands in for, with the hostile issuer's gaps reported for `for_seconds`
+    (and on) before the honest issuer's one gap is."""
     with RecordStore.open(tmp_path) as store:
-        replica = Replica(SigningKey.generate(), store, roots=(hostile.did, honest.did), max_hops=1, held_limit=10)
-        service = SyncService(ConnectedHost(PEERS), replica, timeout=TIMEOUT)
-        sessions = Sessions(replica, hostile, honest, hostile_seconds=TIMEOUT)  # a slow peer, just within time
+        replica = Replica(SigningKey.generate(), store, roots=(HOSTILE.did, HONEST.did), max_hops=1, held_limit=10)
+        service = SyncService(ConnectedHost(PEERS), replica, timeout=TIMEOUT, interval=INTERVAL)
+        sessions = Sessions(replica, hostile_seconds)
         service._session = sessions
         async with trio.open_nursery() as nursery:
             await nursery.start(service.run)
-            nursery.start_soon(_flood, service, hostile)
-            await trio.sleep(60)
-            reported = trio.current_time()
-            service.request_gaps(PEERS[1], {honest.did: (1, 1)})
-            with trio.move_on_after(600):
-                while store.head(honest.did) is None:
-                    await trio.sleep(1)
+            nursery.start_soon(_flood, service, HOSTILE)
+            await trio.sleep(for_seconds)
+            service.request_gaps(PEERS[1], {HONEST.did: (1, 1)})
+            yield Flooded(store, service, sessions, trio.current_time())
             nursery.cancel_scope.cancel()
-    assert store.head(honest.did) is not None, "the honest gap was never fetched"
-    [honest_at] = [at for at, iss in sessions.started if iss == honest.did]  # one session: its origin had it
-    assert honest_at == reported  # before another hostile session: a worker was free
-    assert sessions.most_hostile_open == 1  # one fetch of the issuer at a time, its peers asked in turn
-    hostile_sessions = sum(1 for _, iss in sessions.started if iss == hostile.did)
-    assert hostile_sessions <= 60 / TIMEOUT + 1  # one after the other for the first minute: 6, and one more
-    assert service.stats.gap_requests_dropped == 0
-    assert service.stats.gap_issuers_merged >= 500 * 60 - 100  # the flood's reports grew the one waiting range
+
+
+async def test_a_hostile_issuer_s_endless_gaps_leave_an_honest_issuer_s_gap_fetched_at_once(tmp_path, autojump_clock):
+    """Found by review: every report queued a fetch of up to 3 sessions, so the flood kept the 8 session slots and
+    the 256-entry queue full, and the honest gap was dropped."""
+    async with flooded(tmp_path, hostile_seconds=TIMEOUT, for_seconds=60) as node:  # slow peers, just within time
+        with trio.move_on_after(600):
+            while node.store.head(HONEST.did) is None:
+                await trio.sleep(1)
+    assert node.store.head(HONEST.did) is not None, "the honest gap was never fetched"
+    assert node.started(HONEST.did) == [node.reported]  # at once, from its origin; before another hostile session
+    assert node.sessions.most_hostile_open == 1  # one fetch of the issuer at a time, its peers asked in turn
+    assert len(node.started(HOSTILE.did)) <= 60 / TIMEOUT + 1  # one after the other for the first minute, and one
+    assert node.service.stats.gap_requests_dropped == 0
+    assert node.service.stats.gap_issuers_merged >= 500 * 60 - 100  # the flood's reports grew the one waiting range
+
+
+async def test_a_gap_no_peer_has_is_fetched_again_after_a_backoff_not_at_every_report(tmp_path, autojump_clock):
+    """Without a backoff, each of the flood's reports after a vain fetch started the next one: ten fetches a second
+    (3,000 in five minutes), 3 sessions each."""
+    async with flooded(tmp_path, hostile_seconds=0.0, for_seconds=200) as node:  # peers that have nothing, and say so
+        await trio.sleep(100)
+    # fetched at 0, 1, 3, 7, 15 and 31 s, then every 30 s (the interval, when a periodic round comes anyway) to 271
+    assert len(node.started(HOSTILE.did)) == len(PEERS) * (6 + 8)
+    assert node.service.stats.gap_issuers_vain == 6 + 8
+    assert node.started(HONEST.did) == [node.reported]  # the hostile issuer's backoff is none of its
