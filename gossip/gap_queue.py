@@ -6,8 +6,10 @@ a gap, hundreds a second. So an issuer has at most one fetch outstanding and one
 meanwhile grows that range instead of queueing again, and issuers are served in the order their ranges came to
 wait, so that one issuer's gaps cannot crowd out another's. A fetch that brought nothing of an issuer's range (no
 peer asked had it) leaves the issuer's next range waiting a while (`backoff`, doubling up to its most while fetches
-keep bringing nothing): the reports go on, and each would otherwise be fetched in vain at once. Sans-I/O: the
-caller gives the time.
+keep bringing nothing): the reports go on, and each would otherwise be fetched in vain at once. When `limit`
+issuers wait, a new one takes the place of one that backs off (the longest waiting): fresh keys vouched into the
+horizon cost an org nothing, and their gaps no peer can fill would otherwise keep every other issuer's out. Sans-I/O:
+the caller gives the time.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class Added:
     queued: int = 0  # issuers that were not waiting
     merged: int = 0  # issuers already waiting or being fetched: their range grew
     dropped: int = 0  # issuers not waiting when `limit` issuers were (the next periodic round repairs them)
+    displaced: int = 0  # issuers backing off whose range made room for one of these (the periodic round, likewise)
 
 
 class GapQueue:
@@ -64,6 +67,7 @@ class GapQueue:
         self._fetching: set[str] = set()
         self._backing_off: dict[str, tuple[float, float]] = {}  # issuer -> (until, seconds) after a vain fetch
         self._due: list[tuple[float, str]] = []  # heap of (until, issuer) of _backing_off
+        self._parked: dict[str, None] = {}  # issuers of _wanted backing off, longest waiting first
 
     def __len__(self) -> int:
         return len(self._wanted)
@@ -71,16 +75,23 @@ class GapQueue:
     def add(self, origin: str | None, gaps: Mapping[str, tuple[int, int]], *, every: bool) -> Added:
         """Queue `gaps` (issuer -> (first, last)), reported by `origin` (asked first) if given; an issuer already
         waiting has its range grown to cover both."""
-        queued = merged = dropped = 0
+        queued = merged = dropped = displaced = 0
         for iss, (first, last) in gaps.items():
             wanted = self._wanted.get(iss)
             if wanted is None and len(self._wanted) >= self._limit:
-                dropped += 1
-                continue
+                if not self._parked or iss in self._backing_off:
+                    dropped += 1
+                    continue
+                victim = next(iter(self._parked))
+                del self._parked[victim], self._wanted[victim]
+                displaced += 1
             if wanted is None:
                 wanted = self._wanted[iss] = _Wanted(first, last)
                 queued += 1
-                if iss not in self._fetching and iss not in self._backing_off:
+                if iss in self._backing_off:
+                    if iss not in self._fetching:
+                        self._parked[iss] = None
+                elif iss not in self._fetching:
                     self._ready.append(iss)
             else:
                 wanted.first, wanted.last = min(wanted.first, first), max(wanted.last, last)
@@ -88,7 +99,7 @@ class GapQueue:
             wanted.every |= every
             if origin is not None and origin not in wanted.origins and len(wanted.origins) < ORIGINS:
                 wanted.origins.append(origin)
-        return Added(queued, merged, dropped)
+        return Added(queued, merged, dropped, displaced)
 
     def take(self, most: int, now: float) -> GapBatch | None:
         """The next issuer in turn, with up to `most` - 1 others after it that are to be asked of the same peers;
@@ -120,6 +131,8 @@ class GapQueue:
                 seconds = min(2 * last, self._backoff_most)
                 self._backing_off[iss] = (now + seconds, seconds)
                 heapq.heappush(self._due, (now + seconds, iss))
+                if iss in self._wanted:
+                    self._parked[iss] = None
             else:
                 self._backing_off.pop(iss, None)
                 if iss in self._wanted:
@@ -138,6 +151,7 @@ class GapQueue:
             if entry is None or entry[0] != until:
                 continue  # backing off again since, or no more
             if iss in self._wanted:
+                self._parked.pop(iss)
                 self._ready.append(iss)
             else:
                 del self._backing_off[iss]

@@ -85,6 +85,7 @@ class SyncStats:
     gap_requests: int = 0  # from gossip (request_gaps) and for orgs that entered the horizon
     gap_issuers_merged: int = 0  # issuers of a request already waiting or being fetched: their range grew
     gap_requests_dropped: int = 0  # issuers of a request not waiting while gap_queue were; a periodic round repairs
+    gap_issuers_displaced: int = 0  # issuers backing off whose waiting range made room for another issuer's
     gap_fetches: int = 0  # batches of issuers' ranges fetched (from a few peers each, or every peer for histories)
     gap_issuers_vain: int = 0  # issuers of a batch none of whose range came (no peer asked had it): they back off
     peers_disconnected: int = 0  # for breaking the protocol
@@ -252,6 +253,7 @@ class SyncService:
         added = self._gaps.add(peer_id, gaps, every=every)
         self.stats.gap_issuers_merged += added.merged
         self.stats.gap_requests_dropped += added.dropped
+        self.stats.gap_issuers_displaced += added.displaced
         if added.queued:
             self._wake_gap_workers()
 

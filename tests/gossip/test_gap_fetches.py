@@ -21,7 +21,8 @@ from .nodes import ConnectedHost
 
 PEERS = [f"12D3KooWPeer{i}" for i in range(3)]
 TIMEOUT, INTERVAL = 10.0, 30.0
-HOSTILE, HONEST = Org(), Org()
+HOSTILES, HONEST = [Org() for _ in range(4)], Org()
+HOSTILE = HOSTILES[0]
 HONEST_FIRST = HONEST.record()  # what the honest issuer's gap lacks
 
 
@@ -50,13 +51,15 @@ class Sessions:
         return 0
 
 
-async def _flood(service: SyncService, hostile: Org) -> None:
-    """500 records/s past a seq never published, each held and its gap reported (from its publisher's peer)."""
+async def _flood(service: SyncService, hostiles: list[Org]) -> None:
+    """500 records/s of each of `hostiles` past a seq never published, each held and its gap reported (from its
+    publisher's peer)."""
     seq = 10
     while True:
         for _ in range(50):
             seq += 1
-            service.request_gaps(PEERS[0], {hostile.did: (5, seq - 1)})
+            for hostile in hostiles:
+                service.request_gaps(PEERS[0], {hostile.did: (5, seq - 1)})
         await trio.sleep(0.1)
 
 
@@ -73,17 +76,19 @@ class Flooded:
 
 
 @asynccontextmanager
-async def flooded(tmp_path: Path, *, hostile_seconds: float, for_seconds: float) -> AsyncIterator[Flooded]:
-    """A node whose sessions `Sessions` stands in for, with the hostile issuer's gaps reported for `for_seconds`
-    (and on) before the honest issuer's one gap is."""
+async def flooded(tmp_path: Path, *, hostile_seconds: float, for_seconds: float, hostiles: int = 1,
+                  gap_queue: int = 256) -> AsyncIterator[Flooded]:
+    """A node whose sessions `Sessions` stands in for, with `hostiles` hostile issuers' gaps reported for
+    `for_seconds` (and on) before the honest issuer's one gap is."""
+    roots = (*(hostile.did for hostile in HOSTILES), HONEST.did)
     with RecordStore.open(tmp_path) as store:
-        replica = Replica(SigningKey.generate(), store, roots=(HOSTILE.did, HONEST.did), max_hops=1, held_limit=10)
-        service = SyncService(ConnectedHost(PEERS), replica, timeout=TIMEOUT, interval=INTERVAL)
+        replica = Replica(SigningKey.generate(), store, roots=roots, max_hops=1, held_limit=10)
+        service = SyncService(ConnectedHost(PEERS), replica, timeout=TIMEOUT, interval=INTERVAL, gap_queue=gap_queue)
         sessions = Sessions(replica, hostile_seconds)
         service._session = sessions
         async with trio.open_nursery() as nursery:
             await nursery.start(service.run)
-            nursery.start_soon(_flood, service, HOSTILE)
+            nursery.start_soon(_flood, service, HOSTILES[:hostiles])
             await trio.sleep(for_seconds)
             service.request_gaps(PEERS[1], {HONEST.did: (1, 1)})
             yield Flooded(store, service, sessions, trio.current_time())
@@ -114,3 +119,13 @@ async def test_a_gap_no_peer_has_is_fetched_again_after_a_backoff_not_at_every_r
     assert len(node.started(HOSTILE.did)) == len(PEERS) * (6 + 8)
     assert node.service.stats.gap_issuers_vain == 6 + 8
     assert node.started(HONEST.did) == [node.reported]  # the hostile issuer's backoff is none of its
+
+
+async def test_when_hostile_issuers_fill_the_gap_queue_an_honest_gap_takes_the_place_of_one_backing_off(
+        tmp_path, autojump_clock):
+    """Fresh keys vouched into the horizon cost an org nothing: as many of them as the queue holds, each with gaps no
+    peer has, kept every honest gap out until a periodic round."""
+    async with flooded(tmp_path, hostile_seconds=0.0, for_seconds=5, hostiles=4, gap_queue=4) as node:
+        await trio.sleep(1)
+    assert node.started(HONEST.did) == [node.reported]
+    assert node.service.stats.gap_issuers_displaced == 1

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from gossip.gap_queue import Added, GapBatch, GapQueue
 
-ISSUERS = [f"did:key:z{i}" for i in range(4)]
+ISSUERS = [f"did:key:z{i}" for i in range(5)]
 LIMIT = 3
 BACKOFF = (1.0, 8.0)
 
@@ -82,3 +82,27 @@ def test_a_vain_fetch_backs_off_doubling_to_the_most_and_a_fetch_that_brings_som
     queue.done(batch, [], now)  # it brought something
     queue.add("12D3KooWA", {iss: (7, 9)}, every=False)
     assert queue.take(1, now) is not None  # at once
+
+
+def test_a_new_issuer_takes_the_place_of_one_backing_off_when_the_queue_is_full():
+    """Fresh keys vouched into the horizon cost an org nothing: `limit` of them with gaps no peer has kept every other
+    issuer's gaps out, each dropped until a periodic round."""
+    queue = GapQueue(LIMIT, backoff=BACKOFF)
+    parked = ISSUERS[:LIMIT]
+    for iss in parked:
+        queue.add("12D3KooWA", {iss: (1, 5)}, every=False)
+        batch = queue.take(1, 0.0)
+        assert batch is not None
+        queue.done(batch, list(batch.gaps), 0.0)  # in vain
+        queue.add("12D3KooWA", {iss: (1, 6)}, every=False)  # reported again: waits while it backs off
+    assert len(queue) == LIMIT and queue.take(1, 0.0) is None
+    newcomer = ISSUERS[LIMIT]
+    assert queue.add("12D3KooWB", {newcomer: (1, 1)}, every=False) == Added(queued=1, displaced=1)
+    batch = queue.take(1, 0.0)
+    assert batch is not None and list(batch.gaps) == [newcomer]  # at once
+    assert queue.add("12D3KooWA", {parked[0]: (1, 7)}, every=False) == Added(queued=1)  # room again
+    assert queue.add("12D3KooWA", {ISSUERS[LIMIT + 1]: (1, 1)}, every=False) == Added(queued=1, displaced=1)
+    # parked[1], the longest waiting, made room; backing off, it displaces no one (the periodic round repairs it)
+    assert queue.add("12D3KooWA", {parked[1]: (1, 7)}, every=False) == Added(dropped=1)
+    assert queue.add("12D3KooWA", {parked[2]: (1, 7)}, every=False) == Added(merged=1)
+    assert len(queue) == LIMIT
