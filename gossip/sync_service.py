@@ -19,6 +19,7 @@ from ledger import MAX_COSIGNATURES, LedgerError
 from vouching import InvalidRecord, Record
 
 from .frames import FrameError
+from .gap_queue import GapBatch, GapQueue
 from .host import Host, HostError, PeerEvent, Stream
 from .replica import Replica
 from .store import StoreError
@@ -61,7 +62,8 @@ _M = TypeVar("_M")
 Gaps = Mapping[str, tuple[int, int]]  # issuer -> (first, last) missing seq
 CosignHandler = Callable[[str, CosignRequest], Awaitable[Reply]]  # (requesting peer, request) -> reply
 CheckpointHandler = Callable[[str], Awaitable[Reply]]  # requesting peer -> the newest checkpoint held of its log
-_GAP_PEERS = 3  # peers asked in turn for a gap, until it is filled
+_GAP_PEERS = 3  # peers asked in turn for a gap reported by gossip, until it is filled
+_GAP_BACKOFF = 1.0  # seconds an issuer's gaps first wait after a fetch of them that brought nothing
 _RANDOM = random.SystemRandom()  # which peers a round pulls from: not for a peer to predict
 
 
@@ -82,7 +84,11 @@ class SyncStats:
     records_served: int = 0
     streams_served: int = 0
     gap_requests: int = 0  # from gossip (request_gaps) and for orgs that entered the horizon
-    gap_requests_dropped: int = 0  # the queue was full; the next periodic round repairs the gap
+    gap_issuers_merged: int = 0  # issuers of a request already waiting or being fetched: their range grew
+    gap_requests_dropped: int = 0  # issuers of a request not waiting while gap_queue were; a periodic round repairs
+    gap_issuers_displaced: int = 0  # issuers backing off whose waiting range made room for another issuer's
+    gap_fetches: int = 0  # batches of issuers' ranges fetched (from a few peers each, or every peer for histories)
+    gap_issuers_vain: int = 0  # issuers of a batch none of whose range came (no peer asked had it): they back off
     peers_disconnected: int = 0  # for breaking the protocol
     errors: Counter[str] = field(default_factory=Counter)  # by reason (see SyncError.reason, plus timeout, stream, busy)
 
@@ -163,8 +169,9 @@ class SyncService:
         self._streams = trio.CapacityLimiter(max_inbound_streams)  # inbound streams open, idle ones included
         self._max_peer_streams = max_peer_streams
         self._peer_streams: Counter[str] = Counter()  # inbound streams open, by peer
-        self._gap_send, self._gap_receive = trio.open_memory_channel[tuple[str, dict[str, tuple[int, int]], bool]](
-            gap_queue)
+        # An issuer backs off from a second up to a periodic round's interval, after which the rounds repair it.
+        self._gaps = GapQueue(gap_queue, backoff=(min(_GAP_BACKOFF, interval), interval))
+        self._gaps_changed = trio.Event()
         self._peer_locks: dict[str, trio.Lock] = {}
         self._rounds_running: set[str] = set()
         self._index: IssuerIndex | None = None  # while running
@@ -212,30 +219,44 @@ class SyncService:
         finally:
             self._rounds_running.discard(peer_id)
 
-    async def fetch_gaps(self, peer_id: str, gaps: Gaps, *, others: bool = True) -> None:
+    async def fetch_gaps(self, peer_id: str, gaps: Gaps) -> None:
         """Fetch the ranges we still lack now: from `peer_id` if it is connected (it published the records that
-        wait for them), then, while some are missing and `others`, from other connected peers (a few at most);
-        never from a peer that refused the sync protocol."""
+        wait for them), then, while some are missing, from other connected peers (a few at most)."""
+        await self._fetch(GapBatch(dict(gaps), (peer_id,), every=False))
+
+    async def _fetch(self, batch: GapBatch) -> list[str]:
+        """Fetch what we still lack of `batch`'s ranges from its origins that are connected, then, while some are
+        missing, from other connected peers (all of them if `batch.every`, else up to _GAP_PEERS peers in all);
+        never from a peer that refused the sync protocol. The issuers of which nothing came."""
+        store = self.replica.store
+        heads = {iss: store.head(iss) for iss in batch.gaps}
         connected = self._syncing_peers()
-        peers = [peer_id] if peer_id in connected else []
-        if others:
-            peers += [peer for peer in connected if peer != peer_id]
-        for peer in peers[:_GAP_PEERS]:
-            missing = missing_ranges(self.replica.store, gaps)
+        peers = [peer for peer in batch.origins if peer in connected]
+        others = [peer for peer in connected if peer not in peers]
+        peers += others if batch.every else others[:max(0, _GAP_PEERS - len(peers))]
+        self.stats.gap_fetches += 1
+        for peer in peers:
+            missing = missing_ranges(store, batch.gaps)
             if not missing:
-                return
+                return []
             await self._pull(peer, missing)
+        vain = [iss for iss in missing_ranges(store, batch.gaps) if store.head(iss) == heads[iss]]
+        self.stats.gap_issuers_vain += len(vain)
+        return vain
 
     def request_gaps(self, peer_id: str, gaps: Gaps) -> None:
-        """For the gossip service (its `on_gaps`): queue `fetch_gaps(peer_id, gaps)`; never blocks."""
-        self._queue_gaps(peer_id, gaps, others=True)
+        """For the gossip service (its `on_gaps`): queue the ranges, to be fetched from `peer_id` first; never
+        blocks. An issuer already waiting has its range grown instead (gossip.gap_queue)."""
+        self._queue_gaps(peer_id, gaps, every=False)
 
-    def _queue_gaps(self, peer_id: str, gaps: Gaps, *, others: bool) -> None:
+    def _queue_gaps(self, peer_id: str | None, gaps: Gaps, *, every: bool) -> None:
         self.stats.gap_requests += 1
-        try:
-            self._gap_send.send_nowait((peer_id, dict(gaps), others))
-        except trio.WouldBlock:
-            self.stats.gap_requests_dropped += 1
+        added = self._gaps.add(peer_id, gaps, every=every)
+        self.stats.gap_issuers_merged += added.merged
+        self.stats.gap_requests_dropped += added.dropped
+        self.stats.gap_issuers_displaced += added.displaced
+        if added.queued:
+            self._wake_gap_workers()
 
     # --- pulling --------------------------------------------------------------------------------------------
 
@@ -365,8 +386,23 @@ class SyncService:
         return [peer for peer in self.host.connected_peers() if not self.host.refused(peer, SYNC_PROTOCOL)]
 
     async def _fetch_reported_gaps(self) -> None:
-        async for peer_id, gaps, others in self._gap_receive:
-            await self.fetch_gaps(peer_id, gaps, others=others)
+        """One of the workers fetching queued ranges, a batch at a time, in turn by issuer (gossip.gap_queue)."""
+        while True:
+            batch = self._gaps.take(self.limits.max_ranges, trio.current_time())
+            if batch is None:
+                with trio.move_on_at(self._gaps.ready_at()):  # an issuer's backoff ends
+                    await self._gaps_changed.wait()
+                continue
+            vain: list[str] = []
+            try:
+                vain = await self._fetch(batch)
+            finally:
+                self._gaps.done(batch, vain, trio.current_time())
+                self._wake_gap_workers()  # for issuers whose range grew while they were fetched
+
+    def _wake_gap_workers(self) -> None:
+        self._gaps_changed.set()
+        self._gaps_changed = trio.Event()
 
     def _on_accepted(self, records: list[Record]) -> None:
         """Replica listener: keep the issuer index current."""
@@ -376,9 +412,8 @@ class SyncService:
     def _on_entered(self, orgs: set[str]) -> None:
         """Replica horizon listener: fetch the histories of orgs that came inside the horizon (again, after a
         revocation had taken them out: what they issued meanwhile was not stored)."""
-        histories = {org: (1, MAX_SEQ) for org in orgs}
-        for peer in self._syncing_peers():  # each may hold a different part: ask every one
-            self._queue_gaps(peer, histories, others=False)
+        # Each peer may hold a different part: ask every one.
+        self._queue_gaps(None, {org: (1, MAX_SEQ) for org in orgs}, every=True)
 
     # --- serving --------------------------------------------------------------------------------------------
 

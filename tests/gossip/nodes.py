@@ -1,10 +1,11 @@
 """Nodes on loopback for the sync and witnessing tests: a host, a replica over a store in a directory, the
-services under test in one nursery; and a wait on replica changes that needs no polling."""
+services under test in one nursery; a wait on replica changes that needs no polling; and a stand-in host with
+peers connected, for tests that count sessions instead of running them."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from gossip.host import Host, open_host
 from gossip.replica import Replica
 from gossip.store import RecordStore
 from gossip.sync import SyncLimits
+from gossip.sync_messages import SYNC_PROTOCOL
 from gossip.sync_service import PageLimits, SyncService
 from gossip.witnessing import Witnessing
 from ledger import tree_hash
@@ -42,6 +44,27 @@ def identities(tmp_path: Path, count: int) -> list[Identity]:
     for identity in made:
         identity.directory.mkdir()
     return made
+
+
+class ConnectedHost:
+    """What SyncService.run asks of a host, with `peers` connected from the start, of which `refusing` refused a
+    sync stream (nodes in another language, say)."""
+
+    def __init__(self, peers: list[str], *, refusing: Collection[str] = ()) -> None:
+        self._peers, self._refusing = peers, refusing
+        self._events_send, self._events = trio.open_memory_channel[object](0)
+
+    def set_stream_handler(self, protocol: str, handler: object) -> None:
+        pass
+
+    def peer_events(self) -> trio.MemoryReceiveChannel[object]:
+        return self._events
+
+    def connected_peers(self) -> list[str]:
+        return list(self._peers)
+
+    def refused(self, peer: str, protocol: str) -> bool:
+        return peer in self._refusing and protocol == SYNC_PROTOCOL
 
 
 @dataclass

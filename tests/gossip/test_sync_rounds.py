@@ -9,38 +9,22 @@ from nacl.signing import SigningKey
 from gossip.host import HostError, PeerEvent
 from gossip.replica import Replica
 from gossip.store import RecordStore
-from gossip.sync_messages import SYNC_PROTOCOL, HeadEntry, HeadsPage, encode_message
+from gossip.sync_messages import HeadEntry, HeadsPage, encode_message
 from gossip.sync_service import SyncService
+
+from .nodes import ConnectedHost
 
 INTERVAL, ROUND_PEERS = 10.0, 3
 PEERS = [f"12D3KooWPeer{i}" for i in range(12)]
 GOSSIP_ONLY = "12D3KooWGossipOnly"  # connected, but it refused a sync stream (a node in another language, say)
 
 
-class ManyPeersHost:
-    """What SyncService.run asks of a host, with PEERS and GOSSIP_ONLY connected from the start."""
-
-    def __init__(self) -> None:
-        self._events_send, self._events = trio.open_memory_channel(0)
-
-    def set_stream_handler(self, protocol, handler) -> None:
-        pass
-
-    def peer_events(self):
-        return self._events
-
-    def connected_peers(self) -> list[str]:
-        return [*PEERS, GOSSIP_ONLY]
-
-    def refused(self, peer: str, protocol: str) -> bool:
-        return peer == GOSSIP_ONLY and protocol == SYNC_PROTOCOL
-
-
 async def test_each_round_pulls_from_a_few_random_peers_and_in_time_from_all(tmp_path, autojump_clock):
     pulls: list[tuple[float, str]] = []
     with RecordStore.open(tmp_path) as store:
         replica = Replica(SigningKey.generate(), store, roots=(), max_hops=1, held_limit=10)
-        service = SyncService(ManyPeersHost(), replica, interval=INTERVAL, round_peers=ROUND_PEERS)
+        host = ConnectedHost([*PEERS, GOSSIP_ONLY], refusing={GOSSIP_ONLY})
+        service = SyncService(host, replica, interval=INTERVAL, round_peers=ROUND_PEERS)
 
         async def pull(peer: str) -> None:
             pulls.append((trio.current_time(), peer))
@@ -69,7 +53,7 @@ def test_a_round_needs_at_least_one_peer(tmp_path):
     with RecordStore.open(tmp_path) as store:
         replica = Replica(SigningKey.generate(), store, roots=(), max_hops=1, held_limit=10)
         with pytest.raises(ValueError, match="round peers"):
-            SyncService(ManyPeersHost(), replica, round_peers=0)
+            SyncService(ConnectedHost([*PEERS, GOSSIP_ONLY], refusing={GOSSIP_ONLY}), replica, round_peers=0)
 
 
 class ComingAndGoingHost:

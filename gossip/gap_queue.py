@@ -1,0 +1,158 @@
+"""The ranges sync is asked to fetch (gossip's gaps, the histories of orgs entering the horizon), one entry per
+issuer, served in turn (DESIGN.md §5: a gap → the missing range is fetched by sync).
+
+Any issuer inside the horizon can sign past a seq it never publishes, and have every record after it reported as
+a gap, hundreds a second. So an issuer has at most one fetch outstanding and one range waiting: what is reported
+meanwhile grows that range instead of queueing again, and issuers are served in the order their ranges came to
+wait, so that one issuer's gaps cannot crowd out another's. A fetch that brought nothing of an issuer's range (no
+peer asked had it) leaves the issuer's next range waiting a while (`backoff`, doubling up to its most while fetches
+keep bringing nothing): the reports go on, and each would otherwise be fetched in vain at once. When `limit`
+issuers wait, a new one takes the place of one that backs off (the longest waiting): fresh keys vouched into the
+horizon cost an org nothing, and their gaps no peer can fill would otherwise keep every other issuer's out. Sans-I/O:
+the caller gives the time.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+
+ORIGINS = 3  # peers kept per issuer that reported its gap (the records' publishers, asked first)
+
+
+@dataclass
+class _Wanted:
+    first: int
+    last: int
+    origins: list[str] = field(default_factory=list)
+    every: bool = False  # ask every connected peer (an org's history), not just a few
+
+    @property
+    def route(self) -> tuple[tuple[str, ...], bool]:
+        return tuple(self.origins), self.every
+
+
+@dataclass(frozen=True)
+class GapBatch:
+    """Issuers' ranges to fetch in one go from the same peers: `origins` first, then others (all if `every`)."""
+
+    gaps: dict[str, tuple[int, int]]
+    origins: tuple[str, ...]
+    every: bool
+
+
+@dataclass(frozen=True)
+class Added:
+    """What one `add` did with its issuers' ranges."""
+
+    queued: int = 0  # issuers that were not waiting
+    merged: int = 0  # issuers already waiting or being fetched: their range grew
+    dropped: int = 0  # issuers not waiting when `limit` issuers were (the next periodic round repairs them)
+    displaced: int = 0  # issuers backing off whose range made room for one of these (the periodic round, likewise)
+
+
+class GapQueue:
+    """Issuers' missing ranges waiting for a fetch: at most `limit` issuers, one range each, served in turn; an
+    issuer is in at most one batch at a time."""
+
+    def __init__(self, limit: int, *, backoff: tuple[float, float]) -> None:
+        """`backoff`: (first, most) seconds an issuer waits after a fetch that brought nothing of its range."""
+        self._limit = limit
+        self._backoff_first, self._backoff_most = backoff
+        self._wanted: dict[str, _Wanted] = {}  # issuers with a range waiting
+        self._ready: deque[str] = deque()  # those of them that may be fetched now, in turn
+        self._fetching: set[str] = set()
+        self._backing_off: dict[str, tuple[float, float]] = {}  # issuer -> (until, seconds) after a vain fetch
+        self._due: list[tuple[float, str]] = []  # heap of (until, issuer) of _backing_off
+        self._parked: dict[str, None] = {}  # issuers of _wanted backing off, longest waiting first
+
+    def __len__(self) -> int:
+        return len(self._wanted)
+
+    def add(self, origin: str | None, gaps: Mapping[str, tuple[int, int]], *, every: bool) -> Added:
+        """Queue `gaps` (issuer -> (first, last)), reported by `origin` (asked first) if given; an issuer already
+        waiting has its range grown to cover both."""
+        queued = merged = dropped = displaced = 0
+        for iss, (first, last) in gaps.items():
+            wanted = self._wanted.get(iss)
+            if wanted is None and len(self._wanted) >= self._limit:
+                if not self._parked or iss in self._backing_off:
+                    dropped += 1
+                    continue
+                victim = next(iter(self._parked))
+                del self._parked[victim], self._wanted[victim]
+                displaced += 1
+            if wanted is None:
+                wanted = self._wanted[iss] = _Wanted(first, last)
+                queued += 1
+                if iss in self._backing_off:
+                    if iss not in self._fetching:
+                        self._parked[iss] = None
+                elif iss not in self._fetching:
+                    self._ready.append(iss)
+            else:
+                wanted.first, wanted.last = min(wanted.first, first), max(wanted.last, last)
+                merged += 1
+            wanted.every |= every
+            if origin is not None and origin not in wanted.origins and len(wanted.origins) < ORIGINS:
+                wanted.origins.append(origin)
+        return Added(queued, merged, dropped, displaced)
+
+    def take(self, most: int, now: float) -> GapBatch | None:
+        """The next issuer in turn, with up to `most` - 1 others after it that are to be asked of the same peers;
+        None if none may be fetched now. Each is being fetched until `done`."""
+        self._end_backoffs(now)
+        if not self._ready:
+            return None
+        route = self._wanted[self._ready[0]].route
+        taken: list[str] = []
+        rest: deque[str] = deque()
+        for iss in self._ready:
+            (taken if len(taken) < most and self._wanted[iss].route == route else rest).append(iss)
+        self._ready = rest
+        gaps = {}
+        for iss in taken:
+            wanted = self._wanted.pop(iss)
+            gaps[iss] = (wanted.first, wanted.last)
+            self._fetching.add(iss)
+        return GapBatch(gaps, *route)
+
+    def done(self, batch: GapBatch, vain: Collection[str], now: float) -> None:
+        """The batch's fetch ended, bringing nothing of the ranges of the issuers in `vain`: those back off, twice
+        as long as the last time if that fetch was in vain too; an issuer whose range grew meanwhile and that does
+        not back off waits again, behind the others."""
+        for iss in batch.gaps:
+            self._fetching.discard(iss)
+            if iss in vain:
+                _, last = self._backing_off.get(iss, (now, self._backoff_first / 2))
+                seconds = min(2 * last, self._backoff_most)
+                self._backing_off[iss] = (now + seconds, seconds)
+                heapq.heappush(self._due, (now + seconds, iss))
+                if iss in self._wanted:
+                    self._parked[iss] = None
+            else:
+                self._backing_off.pop(iss, None)
+                if iss in self._wanted:
+                    self._ready.append(iss)
+
+    def ready_at(self) -> float:
+        """When the first issuer backing off may be fetched again (inf if none is)."""
+        return self._due[0][0] if self._due else math.inf
+
+    def _end_backoffs(self, now: float) -> None:
+        """Issuers whose backoff is over wait in turn if a range of theirs came meanwhile, and keep their backoff
+        (a vain fetch doubles it) until a fetch brings something; if none came, their backoff is forgotten."""
+        while self._due and self._due[0][0] <= now:
+            until, iss = heapq.heappop(self._due)
+            entry = self._backing_off.get(iss)
+            if entry is None or entry[0] != until:
+                continue  # backing off again since, or no more
+            if iss in self._wanted:
+                self._parked.pop(iss)
+                self._ready.append(iss)
+            else:
+                del self._backing_off[iss]
+

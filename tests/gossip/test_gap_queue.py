@@ -1,0 +1,108 @@
+"""gossip.gap_queue: issuers' ranges served in turn, one fetch per issuer at a time, ranges merged, bounded; and the
+backoff after a vain fetch (DESIGN.md §5)."""
+
+from __future__ import annotations
+
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from gossip.gap_queue import Added, GapBatch, GapQueue
+
+ISSUERS = [f"did:key:z{i}" for i in range(5)]
+LIMIT = 3
+BACKOFF = (1.0, 8.0)
+
+reports = st.tuples(st.just("add"), st.sampled_from(ISSUERS), st.integers(1, 50), st.integers(0, 50),
+                    st.sampled_from(["12D3KooWA", "12D3KooWB", None]))
+steps = st.lists(st.one_of(reports, st.tuples(st.just("take"), st.integers(1, 3)), st.just(("done",))), max_size=60)
+
+
+@settings(max_examples=300)
+@given(steps)
+@example([("add", ISSUERS[0], 1, 0, "12D3KooWA"), ("add", ISSUERS[1], 1, 0, "12D3KooWB"), ("take", 1),
+          ("add", ISSUERS[0], 2, 0, "12D3KooWA"), ("done",), ("take", 1)])  # the first grew while fetched: second
+def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
+    """Fetches that bring something (backoff: the next test)."""
+    queue = GapQueue(LIMIT, backoff=BACKOFF)
+    fetching: list[GapBatch] = []
+    wanted: dict[str, tuple[int, int]] = {}  # what the queue should hold, merged
+    ready: dict[str, list[str]] = {}  # issuers that may be fetched -> the batches taken since, by their first issuer
+    for step in script:
+        if step[0] == "add":
+            _, iss, first, span, origin = step
+            was = wanted.get(iss)
+            added = queue.add(origin, {iss: (first, first + span)}, every=False)
+            if was is None and len(wanted) == LIMIT:
+                assert added == Added(dropped=1)
+                continue
+            wanted[iss] = (first, first + span) if was is None else (min(was[0], first), max(was[1], first + span))
+            assert added == (Added(queued=1) if was is None else Added(merged=1))
+            if not any(iss in batch.gaps for batch in fetching):
+                ready.setdefault(iss, [])
+        elif step[0] == "take":
+            batch = queue.take(step[1], 0.0)
+            assert (batch is None) == (not ready)
+            if batch is None:
+                continue
+            assert 1 <= len(batch.gaps) <= step[1]
+            for iss, gap in batch.gaps.items():
+                assert wanted.pop(iss) == gap  # every report of it merged into the range taken
+                del ready[iss]  # (a KeyError if it was not to be fetched: already being fetched, say)
+            for taken in ready.values():
+                taken.append(next(iter(batch.gaps)))
+            fetching.append(batch)
+        elif fetching:
+            batch = fetching.pop(0)
+            queue.done(batch, [], 0.0)
+            for iss in batch.gaps:
+                if iss in wanted:
+                    ready[iss] = []
+        assert len(queue) == len(wanted) <= LIMIT
+        # in turn: while an issuer may be fetched, no other leads two batches (one may ride along with another's,
+        # asked of the same peers in the same session: that costs the waiting issuer no turn)
+        assert all(len(taken) == len(set(taken)) for taken in ready.values())
+
+
+def test_a_vain_fetch_backs_off_doubling_to_the_most_and_a_fetch_that_brings_something_ends_it():
+    queue = GapQueue(LIMIT, backoff=BACKOFF)
+    iss = ISSUERS[0]
+    now, waits = 0.0, []
+    for _ in range(6):
+        queue.add("12D3KooWA", {iss: (1, 5)}, every=False)
+        batch = queue.take(1, now)
+        assert batch is not None and queue.take(1, now) is None
+        queue.done(batch, [iss], now)
+        queue.add("12D3KooWA", {iss: (1, 6)}, every=False)  # reported again while it backs off
+        assert queue.take(1, now) is None
+        waits.append(queue.ready_at() - now)
+        now = queue.ready_at()
+    assert waits == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+    batch = queue.take(1, now)
+    assert batch is not None
+    queue.done(batch, [], now)  # it brought something
+    queue.add("12D3KooWA", {iss: (7, 9)}, every=False)
+    assert queue.take(1, now) is not None  # at once
+
+
+def test_a_new_issuer_takes_the_place_of_one_backing_off_when_the_queue_is_full():
+    """Fresh keys vouched into the horizon cost an org nothing: `limit` of them with gaps no peer has kept every other
+    issuer's gaps out, each dropped until a periodic round."""
+    queue = GapQueue(LIMIT, backoff=BACKOFF)
+    parked = ISSUERS[:LIMIT]
+    for iss in parked:
+        queue.add("12D3KooWA", {iss: (1, 5)}, every=False)
+        batch = queue.take(1, 0.0)
+        assert batch is not None
+        queue.done(batch, list(batch.gaps), 0.0)  # in vain
+        queue.add("12D3KooWA", {iss: (1, 6)}, every=False)  # reported again: waits while it backs off
+    assert len(queue) == LIMIT and queue.take(1, 0.0) is None
+    newcomer = ISSUERS[LIMIT]
+    assert queue.add("12D3KooWB", {newcomer: (1, 1)}, every=False) == Added(queued=1, displaced=1)
+    batch = queue.take(1, 0.0)
+    assert batch is not None and list(batch.gaps) == [newcomer]  # at once
+    assert queue.add("12D3KooWA", {parked[0]: (1, 7)}, every=False) == Added(queued=1)  # room again
+    assert queue.add("12D3KooWA", {ISSUERS[LIMIT + 1]: (1, 1)}, every=False) == Added(queued=1, displaced=1)
+    # parked[1], the longest waiting, made room; backing off, it displaces no one (the periodic round repairs it)
+    assert queue.add("12D3KooWA", {parked[1]: (1, 7)}, every=False) == Added(dropped=1)
+    assert queue.add("12D3KooWA", {parked[2]: (1, 7)}, every=False) == Added(merged=1)
+    assert len(queue) == LIMIT
