@@ -320,7 +320,7 @@ def check_at_end(a: NodeProcess, b: NodeProcess, acks: Acknowledged, *, wait: fl
         raise CrashCheckFailed(f"vouchnet log verify: {verified.stdout}{verified.stderr}")
     out = a.data_dir.parent / "export.json"
     for agent in acks.agents[:2]:
-        exported = vouchnet("audit", "export", "--dir", str(a.data_dir), "--agent", agent, "--from", "0",
+        exported = vouchnet("audit", "export", "--dir", str(a.data_dir), "--agent", agent, "--from", "1970-01-01",
                             "--to", str(int(time.time() * 1000) + 3_600_000), "--out", str(out), timeout=600)
         if exported.returncode != 0:
             raise CrashCheckFailed(f"vouchnet audit export: {exported.stderr}")
