@@ -7,6 +7,8 @@ import json
 import shutil
 import sqlite3
 import tempfile
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -29,7 +31,7 @@ from vouching.params import HOUR_MS
 from vouching.policy import Policy
 
 from ..factories import new_did
-from .telemetry_node import Clock, telemetry_node
+from .telemetry_node import Clock, TelemetryNode, telemetry_node
 
 EPOCH = 60_000
 T0 = 1_700_000_040_000  # an epoch boundary
@@ -240,24 +242,34 @@ def test_dp_digests_keep_the_schema_invariants_and_declare_epsilon(tmp_path, clo
         assert records[[r.body.agent for r in records].index(A)].body.events != 0
 
 
-async def test_the_service_digests_each_epoch_as_it_ends(tmp_path, autojump_clock):
+@asynccontextmanager
+async def digest_service(directory: Path) -> AsyncIterator[tuple[TelemetryNode, Callable[[], None]]]:
+    """A node whose DigestService runs on trio's clock (ms from T0), and a function that submits one event of A."""
     start = trio.current_time()
 
-    def now():
+    def now() -> int:
         return T0 + int((trio.current_time() - start) * 1000)
 
-    event = {"agent": A, "category": "tool", "name": "n", "outcome": "ok"}
-    with telemetry_node(tmp_path, clock=now, epoch_ms=EPOCH) as node:
+    with telemetry_node(directory, clock=now, epoch_ms=EPOCH) as node:
+        def submit_one() -> None:
+            event = {"agent": A, "category": "tool", "name": "n", "outcome": "ok", "ts": now()}
+            node.ingestor.submit_json(json.dumps({"events": [event]}).encode())
+
         async with trio.open_nursery() as nursery:
             await nursery.start(DigestService(node.digester, node.ingestor.write_lock, clock=now).run)
-            node.ingestor.submit_json(json.dumps({"events": [{**event, "ts": now()}]}).encode())
-            await trio.sleep(EPOCH / 1000 + 0.01)
-            assert list(digests(node)) == [(A, T0)]
-            await trio.sleep(2.5 * EPOCH / 1000)  # quiet epochs issue nothing
-            node.ingestor.submit_json(json.dumps({"events": [{**event, "ts": now()}]}).encode())
-            await trio.sleep(EPOCH / 1000)
-            assert list(digests(node)) == [(A, T0), (A, T0 + 3 * EPOCH)]
+            yield node, submit_one
             nursery.cancel_scope.cancel()
+
+
+async def test_the_service_digests_each_epoch_as_it_ends(tmp_path, autojump_clock):
+    async with digest_service(tmp_path) as (node, submit_one):
+        submit_one()
+        await trio.sleep(EPOCH / 1000 + 0.01)
+        assert list(digests(node)) == [(A, T0)]
+        await trio.sleep(2.5 * EPOCH / 1000)  # quiet epochs issue nothing
+        submit_one()
+        await trio.sleep(EPOCH / 1000)
+        assert list(digests(node)) == [(A, T0), (A, T0 + 3 * EPOCH)]
 
 
 def test_an_epoch_is_issued_in_chunks_and_one_abandoned_between_them_is_finished_after_a_restart(tmp_path, clock,
@@ -768,23 +780,14 @@ async def test_the_service_runs_on_when_digests_cannot_be_written_and_issues_the
         tmp_path, autojump_clock, monkeypatch, caplog):
     """A storage error out of an epoch's close stopped the digest service, and with it the whole node (and again at
     every start while the disk stayed full): tests/node/crash_node.py's disk-full run."""
-    start = trio.current_time()
-
-    def now():
-        return T0 + int((trio.current_time() - start) * 1000)
-
-    event = {"agent": A, "category": "tool", "name": "n", "outcome": "ok"}
-    with telemetry_node(tmp_path, clock=now, epoch_ms=EPOCH) as node:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(DigestService(node.digester, node.ingestor.write_lock, clock=now).run)
-            node.ingestor.submit_json(json.dumps({"events": [{**event, "ts": now()}]}).encode())
-            with monkeypatch.context() as full:
-                full.setattr(node.replica, "issue_digests", _disk_full)
-                await trio.sleep(EPOCH / 1000 + 0.01)
-            assert digests(node) == {}
-            failed = [r for r in caplog.records if r.name == "node.digests" and r.levelname == "ERROR"]
-            assert [r.exc_info for r in failed] == [None]
-            assert "records.ledger: append: disk I/O error" in failed[0].getMessage()
-            await trio.sleep(EPOCH / 1000)
-            assert list(digests(node)) == [(A, T0)]
-            nursery.cancel_scope.cancel()
+    async with digest_service(tmp_path) as (node, submit_one):
+        submit_one()
+        with monkeypatch.context() as full:
+            full.setattr(node.replica, "issue_digests", _disk_full)
+            await trio.sleep(EPOCH / 1000 + 0.01)
+        assert digests(node) == {}
+        failed = [r for r in caplog.records if r.name == "node.digests" and r.levelname == "ERROR"]
+        assert [r.exc_info for r in failed] == [None]
+        assert "records.ledger: append: disk I/O error" in failed[0].getMessage()
+        await trio.sleep(EPOCH / 1000)
+        assert list(digests(node)) == [(A, T0)]
