@@ -11,8 +11,8 @@ Crash safety without a shared transaction: the key's row, naming the audit-log r
 committed before the batch is appended (a request's span rows likewise, in one commit). Appends are atomic and come
 from one writer, so on opening, a row whose range lies beyond the audit log's size belongs to an append that never
 happened, and is dropped. A key (or a request's span rows) whose append failed while the node runs is forgotten at
-once (`release`, `release_spans`); if even that write fails (a full disk), `settle` forgets it before the audit log
-grows again, and a key is looked up as absent until then.
+once (`abandon`: the rows from the failed append's first entry on); if even that write fails (a full disk), `settle`
+forgets them before the audit log grows again, and a key is looked up as absent until then.
 """
 
 from __future__ import annotations
@@ -92,8 +92,7 @@ class IdempotencyStore:
         self._db = db
         self._path = path
         self._lock = threading.Lock()
-        self._unreleased: set[str] = set()  # keys of failed appends not yet deleted (`release`)
-        self._unreleased_spans: int | None = None  # the first entry of failed appends' span rows not yet deleted
+        self._abandoned: int | None = None  # rows from this audit-log entry on are of failed appends (`abandon`)
 
     @classmethod
     def open(cls, data_dir: Path, *, log_size: int) -> IdempotencyStore:
@@ -106,9 +105,7 @@ class IdempotencyStore:
             db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as error:
             raise IdempotencyStoreError(f"{data_dir / IDEMPOTENCY_FILE}: not an idempotency store ({error})") from None
-        db.execute("DELETE FROM keys WHERE first + count > ?", (log_size,))
-        db.execute("DELETE FROM spans WHERE entry >= ?", (log_size,))
-        db.execute("DELETE FROM span_appends WHERE first >= ?", (log_size,))
+        _forget_from(db, log_size)
         return cls(db, data_dir / IDEMPOTENCY_FILE)
 
     def close(self) -> None:
@@ -117,10 +114,11 @@ class IdempotencyStore:
 
     def lookup(self, key: str) -> StoredReply | None:
         with self._lock:
-            if key in self._unreleased:
-                return None
-            row = self._db.execute("SELECT fingerprint, status, reply FROM keys WHERE key = ?", (key,)).fetchone()
-        return None if row is None else StoredReply(row[0], row[1], row[2])
+            row = self._db.execute("SELECT fingerprint, status, reply, first FROM keys WHERE key = ?",
+                                   (key,)).fetchone()
+        if row is None or (self._abandoned is not None and row[3] >= self._abandoned):
+            return None
+        return StoredReply(row[0], row[1], row[2])
 
     def reserve(self, key: str, reply: StoredReply, *, first: int, count: int, at: int) -> None:
         """Record the key for a batch about to be appended at [first, first + count); durable on return. Raises
@@ -138,27 +136,24 @@ class IdempotencyStore:
         except sqlite3.OperationalError as error:  # a full disk, say
             raise IdempotencyStoreError(f"{self._path}: {what}: {error}") from error
 
-    def release(self, key: str) -> None:
-        """Forget a reserved key whose append failed. Never raises: a key that cannot be deleted now is looked up as
-        absent, and deleted by `settle`."""
+    def abandon(self, first: int) -> None:
+        """Forget the key or span ids reserved for an append at audit-log entry `first` that failed: the rows from
+        `first` on, as `open` forgets those of an append a crash cut short. Never raises: rows that cannot be deleted
+        now are looked up as absent, and deleted by `settle`."""
         with self._lock:
-            self._unreleased.add(key)
+            self._abandoned = first if self._abandoned is None else min(first, self._abandoned)
         try:
             self.settle()
         except IdempotencyStoreError:
             pass  # the caller raises its append's error; `settle` raises this one before the next append
 
     def settle(self) -> None:
-        """Delete the keys of failed appends `release` could not (raises IdempotencyStoreError if it still cannot):
+        """Delete the rows of failed appends `abandon` could not (raises IdempotencyStoreError if it still cannot):
         before the audit log grows, or a later batch would fill their ranges and they would be answered as stored."""
         with self._lock, self._writing("forget the keys of failed appends"):
-            for key in sorted(self._unreleased):
-                self._db.execute("DELETE FROM keys WHERE key = ?", (key,))
-                self._unreleased.discard(key)
-            if self._unreleased_spans is not None:
-                self._db.execute("DELETE FROM spans WHERE entry >= ?", (self._unreleased_spans,))
-                self._db.execute("DELETE FROM span_appends WHERE first >= ?", (self._unreleased_spans,))
-                self._unreleased_spans = None
+            if self._abandoned is not None:
+                _forget_from(self._db, self._abandoned)
+                self._abandoned = None
 
     def stored_spans(self, ids: Sequence[bytes]) -> set[bytes]:
         """Those of the span ids (span_key) already stored; call `settle` first (failed appends' rows)."""
@@ -184,16 +179,6 @@ class IdempotencyStore:
                     self._db.execute("ROLLBACK")
                 raise
 
-    def release_spans(self, first: int) -> None:
-        """Forget the spans reserved for an append at `first` that failed. Never raises: rows that cannot be deleted
-        now are deleted by `settle`."""
-        with self._lock:
-            self._unreleased_spans = first if self._unreleased_spans is None else min(first, self._unreleased_spans)
-        try:
-            self.settle()
-        except IdempotencyStoreError:
-            pass  # the caller raises its append's error; `settle` raises this one before the next append
-
     def expire(self, before: int) -> int:
         """Forget keys first used, and spans stored, before `before` (ms); the number of keys forgotten. Spans go
         by request, up to the first one stored at or after `before` (so none later, if the clock stepped back),
@@ -212,3 +197,10 @@ class IdempotencyStore:
                 end = min(cut, floor + _EXPIRE_CHUNK)
                 self._db.execute("DELETE FROM spans WHERE entry < ?", (end,))
                 self._db.execute("DELETE FROM span_appends WHERE first < ?", (end,))
+
+
+def _forget_from(db: sqlite3.Connection, entry: int) -> None:
+    """Delete the keys and span ids reserved for appends at audit-log entry `entry` and after."""
+    db.execute("DELETE FROM keys WHERE first + count > ?", (entry,))
+    db.execute("DELETE FROM spans WHERE entry >= ?", (entry,))
+    db.execute("DELETE FROM span_appends WHERE first >= ?", (entry,))

@@ -232,17 +232,17 @@ class Ingestor:
         self.idempotency.settle()
         if pending.spans is not None:
             return self._write_spans(pending, pending.spans)
+        first = self.audit.size
         if pending.keyed is not None:
             key, reply = pending.keyed
             if (stored := self.idempotency.lookup(key)) is not None:
                 return stored
-            self.idempotency.reserve(key, reply, first=self.audit.size, count=len(pending.events),
-                                     at=self.audit.clock())
+            self.idempotency.reserve(key, reply, first=first, count=len(pending.events), at=self.audit.clock())
         try:
             return self.audit.append(pending.events)
         except BaseException:
             if pending.keyed is not None:
-                self.idempotency.release(pending.keyed[0])
+                self.idempotency.abandon(first)
             raise
 
     def _write_spans(self, pending: Pending, spans: tuple[bytes | None, ...]) -> SpansWritten:
@@ -268,7 +268,7 @@ class Ingestor:
             return SpansWritten(self.audit.append(events), duplicates)
         except BaseException:
             if reserved:
-                self.idempotency.release_spans(first)
+                self.idempotency.abandon(first)
             raise
 
     def _finish(self, pending: Pending, written: Appended | StoredReply | SpansWritten) -> Reply:

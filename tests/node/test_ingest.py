@@ -340,7 +340,7 @@ async def test_a_batch_the_disk_refuses_is_a_503_and_its_retry_is_stored_once(cl
                          lambda entries: _full_disk(LedgerError("audit.ledger: append: disk I/O error")))
         else:
             full.setattr(node.idempotency, "_db", _DiskFull(node.idempotency._db))
-            node.idempotency.release("earlier")  # a failed append's key that is not deleted yet
+            node.idempotency.abandon(0)  # a failed append's rows that are not deleted yet
         response = await client.post("/v1/events", json=batch, headers=headers)
     assert (response.status_code, response.json()["error"]) == (503, "storage")
     named = {"audit": "audit.ledger: append: disk I/O error",
