@@ -29,7 +29,6 @@ rebuilds the node's own first-hand evidence from what it saw, not from its noise
 
 from __future__ import annotations
 
-import functools
 import gc
 import logging
 import random
@@ -281,6 +280,7 @@ class Digester:
                         lambda: sum(len(e.agents) for e in self._open.values()))
         # Finished by the first `closing`: signing waits for the start-up sync (node.daemon._take_back_own_records).
         self._interrupted = state.unfinished()
+        self._interrupted_agents: frozenset[str] | None = None  # of `_interrupted`, read on the first ask
         self.digested_until, self.undigested_from = state.position()
         if self.undigested_from > audit.size:
             raise DigestStateError(f"{DIGESTS_FILE}: digested up to audit-log entry {self.undigested_from}, but "
@@ -371,7 +371,7 @@ class Digester:
         """Whether audit-log entries of `agent` for our digest epoch `epoch` count as undigested (`undigested`, and
         `observe` since): the open epochs or the interrupted one hold entries of it for that epoch. A digest of ours
         for it coming back from peers (a restore from an older copy) would count those events a second time."""
-        if self._interrupted is not None and self._interrupted[0] == epoch and agent in self._interrupted_agents:
+        if self._interrupted is not None and self._interrupted[0] == epoch and agent in self._agents_interrupted():
             return True
         return any(self._digest_epoch(aligned) == epoch and agent in tallied.agents
                    for aligned, tallied in self._open.items())
@@ -381,12 +381,13 @@ class Digester:
         earlier than the end of the last epoch digested (which an earlier, longer epoch length may have set)."""
         return max(aligned, self.digested_until)
 
-    @functools.cached_property
-    def _interrupted_agents(self) -> frozenset[str]:
-        """The agents with entries in the interrupted epoch (read once, on the first ask)."""
-        assert self._interrupted is not None
-        _, _, first, stop, _ = self._interrupted
-        return frozenset(event.agent for _, _, event, _ in self._replay(first, stop))
+    def _agents_interrupted(self) -> frozenset[str]:
+        """The agents with entries in the interrupted epoch (read from the audit log once, on the first ask)."""
+        if self._interrupted_agents is None:
+            assert self._interrupted is not None
+            _, _, first, stop, _ = self._interrupted
+            self._interrupted_agents = frozenset(event.agent for _, _, event, _ in self._replay(first, stop))
+        return self._interrupted_agents
 
     # --- closing epochs ---------------------------------------------------------------------------------
 
@@ -428,8 +429,7 @@ class Digester:
                 yield from self._issue_chunks(start, end, {a: epoch.agents[a] for a in agents})
                 self.state.finish(start)
             except BaseException:
-                self._interrupted = row
-                self.__dict__.pop("_interrupted_agents", None)  # (cached for an earlier one)
+                self._interrupted, self._interrupted_agents = row, frozenset(epoch.agents)
                 raise
             self.digested_until, self.undigested_from = end, epoch.stop
             self._store_mark = self.replica.store.size
