@@ -52,7 +52,8 @@ class CollectorStats:
 
 class TelemetryCollector:
     """Batches behaviour events for the node at `node` (default $VOUCHNET_NODE, else the local node) with its API
-    `token` (default $VOUCHNET_TOKEN; ValueError without one). Record from any thread or event loop; nothing waits on the network. At most `max_buffer` events wait, in flight included.
+    `token` (default $VOUCHNET_TOKEN; ValueError without one). Record from any thread or event loop; nothing waits
+    on the network. At most `max_buffer` events wait, in flight included.
     `timeout` bounds each post as a whole (seconds; a node that trickles its answer cannot hold the sender)."""
 
     def __init__(self, node: str | None = None, token: str | None = None, *,
