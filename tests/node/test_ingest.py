@@ -4,6 +4,7 @@ and oversized batches are refused whole, and a retried batch is stored once."""
 import gzip
 import json
 import sqlite3
+import uuid
 from functools import partial
 
 import httpx
@@ -152,7 +153,7 @@ def test_retention_keeps_a_key_for_as_long_as_its_batch_could_be_stored_again(no
     """An event may be dated up to MAX_SKEW_MS ahead of the clock and is taken until MAX_AGE_MS after its date, so
     a batch can be stored again that long after its key's first use. Keys were forgotten MAX_AGE_MS after it: a
     batch of events dated ahead, retried then (retention forgets on its hourly run), was stored twice."""
-    key, size = f"retry-{ahead}-{overtime}", node.audit.size
+    key, size = f"retry-{uuid.uuid4()}", node.audit.size  # (the node serves every example: a key of its own each)
     body = json.dumps({"events": [event(ts=NOW + ahead)]}).encode()
     node.clock.now = NOW
     assert node.ingestor.submit_json(body, key=key).status == 200
