@@ -75,7 +75,11 @@ def method_not_allowed(allowed: Iterable[str]) -> ApiError:
 
 
 def checked_did(did: str, field: str) -> str:
-    """`did` if it is an Ed25519 did:key, else a 422 naming `field` (e.g. "path.did", "query.issuer")."""
+    """`did` if it is an Ed25519 did:key, else a 422 naming `field` (e.g. "path.did", "query.issuer"); an agent's
+    credential passed in its place (a compact JWT: `{"` encodes as `eyJ`) is named as such."""
+    if did.startswith("eyJ") and did.count(".") == 2:
+        raise ApiError(422, "invalid_request", f"{field}: a credential (a JWT), not a did: verify it against its "
+                       "issuer's /.well-known/jwks.json and use its subject, credentialSubject.id")
     try:
         public_key_from_did(did)
     except InvalidDid as e:

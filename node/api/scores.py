@@ -31,7 +31,9 @@ CHECK_PATH = "/v1/agents/{did}/check"
 MAX_DID = 64
 
 
-Did = Annotated[str, Path(min_length=1, max_length=MAX_DID, description="The agent's did:key")]
+# No max_length: checked_did refuses what is not a did:key, an agent's credential passed by mistake by name (a
+# length limit would answer first, and name only the length).
+Did = Annotated[str, Path(min_length=1, description="The agent's did:key")]
 
 
 class CheckRequest(BaseModel):

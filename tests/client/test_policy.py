@@ -162,8 +162,8 @@ def test_a_malformed_agent_id_is_blocked_even_failing_open(running):
 @on_asyncio
 async def test_a_credential_passed_as_the_did_is_blocked_saying_a_did_is_expected_and_how_to_get_it(
         running, policy, caplog):
-    """The node refused it as "path.did: String should have at most 64 characters"; the decision names neither
-    the credential's length nor the credential, a bearer token, which its log line would carry."""
+    """The decision says what to do instead, and never carries the credential, a bearer token, which its log line
+    would carry."""
     known, credential = running.new_agent(trusted=True)
     with caplog.at_level(logging.INFO, logger="vouchnet.client"):
         decisions = [policy.check(credential, "tool_call", "search"), await policy.acheck(credential)]

@@ -6,12 +6,13 @@ from urllib.parse import quote
 import httpx
 import jwt
 import pytest
+from nacl.signing import SigningKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from node.api import create_app
 from node.api.scores import CHECK_PATH, ScoreFastPath, scores_router
-from node.credentials import jwks
+from node.credentials import agent_credential, jwks
 from node.metrics import Registry
 from node.stream import Broadcaster
 from node.trust import TrustService
@@ -140,6 +141,21 @@ async def test_orgs_list_this_node_and_explain_each(node, trust, api):
 async def test_a_bad_did_is_a_specific_422(api, path):
     response = await api.get(path)
     assert response.status_code == 422 and response.json()["detail"].startswith("path.did: not an Ed25519 did:key")
+
+
+async def test_an_agents_credential_passed_as_its_did_is_a_422_saying_so_and_where_its_did_is(api):
+    """A client that passed the credential it was shown (a JWT) where a did goes was told only that the path was
+    longer than 64 characters."""
+    credential = agent_credential(SigningKey.generate(), new_did())
+    for response in (await api.get(f"/v1/agents/{credential}/score"), await api.get(f"/v1/orgs/{credential}"),
+                     await api.post(f"/v1/agents/{credential}/check", json={"action": "tool_call"})):
+        assert response.status_code == 422
+        assert response.json()["detail"] == ("path.did: a credential (a JWT), not a did: verify it against its "
+                                             "issuer's /.well-known/jwks.json and use its subject, "
+                                             "credentialSubject.id")
+    response = await api.get(f"/v1/agents/did:key:z{'1' * 4000}/score")
+    assert (response.status_code, response.json()["detail"]) == (
+        422, "path.did: not an Ed25519 did:key (did: longer than 64 characters)")
 
 
 async def test_a_bad_check_body_is_a_422_naming_the_field(api):
