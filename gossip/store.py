@@ -219,6 +219,20 @@ class RecordStore:
         row = self._db.execute("SELECT 1 FROM records WHERE kind = 'revoke' AND subject = ?", (vouch_id.hex(),))
         return row.fetchone() is not None
 
+    def revocations(self, revokers: Iterable[str]) -> int:
+        """How many revokes the keys `revokers` signed (from the index alone)."""
+        return sum(self._db.execute("SELECT COUNT(*) FROM records WHERE iss = ? AND kind = 'revoke'",
+                                    (revoker,)).fetchone()[0] for revoker in revokers)
+
+    def revoked_seqs(self, iss: str, revokers: Iterable[str], first: int, end: int) -> list[int]:
+        """The seqs, from `first` to before `end`, of `iss`'s records that a revoke signed by one of `revokers`
+        names (from the index alone: a look-up per revoke of theirs)."""
+        named = [bytes.fromhex(subject) for revoker in revokers for (subject,) in self._db.execute(
+            "SELECT subject FROM records WHERE iss = ? AND kind = 'revoke'", (revoker,)).fetchall()]
+        seqs = (self._db.execute("SELECT seq FROM records WHERE id = ? AND iss = ?", (record_id, iss)).fetchone()
+                for record_id in named)
+        return sorted(row[0] for row in seqs if row is not None and first <= row[0] < end)
+
     def flagged(self) -> set[str]:
         """Orgs proven to equivocate by an accepted `equivocation` record."""
         rows = self._db.execute("SELECT DISTINCT subject FROM records WHERE kind = 'equivocation'").fetchall()

@@ -17,7 +17,14 @@ from nacl.signing import SigningKey, VerifyKey
 
 from vouching import InvalidDid, Record, VouchBody, did_key, public_key_from_did
 
-from .credential_status import LIST_CREDENTIAL_TYPE, LIST_TYPE, PURPOSE, STATUS_TTL_S, encode_list
+from .credential_status import (
+    LIST_CREDENTIAL_TYPE,
+    LIST_TYPE,
+    PURPOSE,
+    STATUS_TTL_S,
+    encode_list,
+    vouch_status_entry,
+)
 from .jwt import JwtError, b64url, b64url_decode, encode_jwt
 
 VC_CONTEXT = "https://www.w3.org/ns/credentials/v2"
@@ -121,10 +128,11 @@ def status_list_credential(key: SigningKey, url: str, revoked: Iterable[int], *,
                        valid_until=issued + STATUS_TTL_S)
 
 
-def vouch_credential(key: SigningKey, record: Record, *, now: int | None = None,
+def vouch_credential(key: SigningKey, record: Record, public_url: str, *, now: int | None = None,
                      days: int = VOUCH_CREDENTIAL_DAYS) -> str:
     """This org's vouch record as a credential, valid `days` from `now` (s) or until the vouch expires, whichever
-    is first (DESIGN §2); the signed record itself rides along as evidence."""
+    is first (DESIGN §2), and revocable: its `credentialStatus` is its bit in the status lists of its key's vouches
+    served at `public_url` (node.credential_status). The signed record itself rides along as evidence."""
     body = record.body
     if record.iss != did_key(bytes(key.verify_key)) or not isinstance(body, VouchBody):
         raise ValueError("record: only this org's own vouches can be exported as credentials")
@@ -134,11 +142,11 @@ def vouch_credential(key: SigningKey, record: Record, *, now: int | None = None,
     if body.scope is not None:
         subject["scope"] = list(body.scope)
     record_urn = f"urn:vouchnet:record:{record.id.hex()}"
-    evidence = {"evidence": [{"id": record_urn, "type": ["VouchnetRecord"], "cose": b64url(record.raw)}]}
+    extra = {"credentialStatus": vouch_status_entry(public_url, record.iss, record.seq),
+             "evidence": [{"id": record_urn, "type": ["VouchnetRecord"], "cose": b64url(record.raw)}]}
     return _credential(key, kind="VouchnetVouch", credential_id=record_urn, subject=subject,
                        valid_from=record.ts // 1000,
-                       valid_until=lapses if body.expires is None else min(lapses, body.expires // 1000),
-                       extra=evidence)
+                       valid_until=lapses if body.expires is None else min(lapses, body.expires // 1000), extra=extra)
 
 
 def score_statement(key: SigningKey, *, agent: str, score: int, tier: str, now: int | None = None,

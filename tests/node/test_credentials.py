@@ -31,7 +31,7 @@ from node.api import ApiService
 from node.commands import agents
 from node.commands.common import CommandFailed, UsageError
 from node import credentials_api
-from node.credential_status import bit, decode_list
+from node.credential_status import bit, decode_list, vouch_status_entry
 from node.credentials_api import RETIRED_KEY_GRACE_S, credentials_router
 from node.keys import load_org_key, load_token
 from node.setup import init_data_dir
@@ -233,18 +233,26 @@ async def test_only_this_org_s_live_vouches_export(node):
             assert (response.status_code, set(response.json())) == (status, {"error", "detail"})
 
 
-async def test_a_vouch_credential_lapses(node):
+async def test_a_vouch_credential_can_be_found_revoked_or_lapses(node):
     """A vouch exports as a credential only while it stands, but what was exported stayed valid: one of a vouch
-    without an expiry had no `exp`, so after its vouch was revoked an ordinary JWT library accepted it for ever."""
+    without an expiry had no `exp` and no `credentialStatus`, so after its vouch was revoked every verifier (an
+    ordinary JWT library against the JWKS) accepted it for ever, the revocation notwithstanding."""
     vouch = node.replica.issue("vouch", vouch_body(AGENT, 0.75, "audit"))
     now = int(time.time())
     async with served(node.app()) as url:
         async with httpx.AsyncClient(base_url=url) as client:
             token = (await client.get(f"/v1/records/{vouch.id.hex()}/vc")).text
-        claims = await trio.to_thread.run_sync(lambda: pyjwt_verify(url, token))
+            node.replica.issue("revoke", revoke_body(vouch.id, "left the org"))
+            claims = await trio.to_thread.run_sync(lambda: pyjwt_verify(url, token))
+            entry = claims["credentialStatus"]
+            listed = await client.get(entry["statusListCredential"].replace(PUBLIC_URL, url))
+        status_list = await trio.to_thread.run_sync(lambda: pyjwt_verify(url, listed.text))
     assert now + VOUCH_CREDENTIAL_DAYS * 86_400 <= claims["exp"] <= int(time.time()) + VOUCH_CREDENTIAL_DAYS * 86_400
     assert claims["validUntil"] == datetime.fromtimestamp(claims["exp"], timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert claims["nbf"] == vouch.ts // 1000  # validFrom is still the vouch's
+    assert entry == vouch_status_entry(PUBLIC_URL, node.replica.did, vouch.seq)
+    assert status_list["id"] == entry["statusListCredential"]
+    assert bit(decode_list(status_list["credentialSubject"]["encodedList"]), int(entry["statusListIndex"]))
 
 
 @given(now=st.integers(1_700_000_000, 2_000_000_000), expires_in=st.one_of(st.none(), st.integers(1, 10**12)))
@@ -252,7 +260,7 @@ def test_a_vouch_credential_lapses_at_its_vouch_s_expiry_or_after_its_lifetime(n
     org = Org(ts=now * 1000)
     expires = None if expires_in is None else org.ts + 1 + expires_in  # (Org.sign steps ts by 1 ms)
     record = org.record("vouch", vouch_body(AGENT, 0.5, "operator", expires=expires))
-    claims = pyjwt.decode(vouch_credential(org.key, record, now=now), options={"verify_signature": False})
+    claims = pyjwt.decode(vouch_credential(org.key, record, PUBLIC_URL, now=now), options={"verify_signature": False})
     lifetime = now + VOUCH_CREDENTIAL_DAYS * 86_400
     assert claims["exp"] == (lifetime if expires is None else min(lifetime, expires // 1000))
     assert expires is None or claims["exp"] * 1000 <= expires  # never valid past the vouch
