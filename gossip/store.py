@@ -219,19 +219,13 @@ class RecordStore:
         row = self._db.execute("SELECT 1 FROM records WHERE kind = 'revoke' AND subject = ?", (vouch_id.hex(),))
         return row.fetchone() is not None
 
-    def revocations(self, revokers: Iterable[str]) -> int:
-        """How many revokes the keys `revokers` signed (from the index alone)."""
-        return sum(self._db.execute("SELECT COUNT(*) FROM records WHERE iss = ? AND kind = 'revoke'",
-                                    (revoker,)).fetchone()[0] for revoker in revokers)
-
-    def revoked_seqs(self, iss: str, revokers: Iterable[str], first: int, end: int) -> list[int]:
-        """The seqs, from `first` to before `end`, of `iss`'s records that a revoke signed by one of `revokers`
-        names (from the index alone: a look-up per revoke of theirs)."""
-        named = [bytes.fromhex(subject) for revoker in revokers for (subject,) in self._db.execute(
-            "SELECT subject FROM records WHERE iss = ? AND kind = 'revoke'", (revoker,)).fetchall()]
-        seqs = (self._db.execute("SELECT seq FROM records WHERE id = ? AND iss = ?", (record_id, iss)).fetchone()
-                for record_id in named)
-        return sorted(row[0] for row in seqs if row is not None and first <= row[0] < end)
+    def revoked_by(self, revoker: str, after: int = -1) -> list[tuple[int, str, int]]:
+        """The revokes `revoker` signed past ledger index `after`, oldest first: the index of each, and the issuer
+        and seq of the record it names (from the index alone: a look-up a revoke)."""
+        rows = self._db.execute("SELECT idx, subject FROM records WHERE iss = ? AND kind = 'revoke' AND idx > ? "
+                                "ORDER BY idx", (revoker, after)).fetchall()
+        return [(idx, *self._db.execute("SELECT iss, seq FROM records WHERE id = ?", (bytes.fromhex(subject),))
+                 .fetchone()) for idx, subject in rows]  # (the acceptor takes a revoke only after what it names)
 
     def flagged(self) -> set[str]:
         """Orgs proven to equivocate by an accepted `equivocation` record."""

@@ -22,6 +22,7 @@ from .api.records import parse_record_id
 from .credential_registry import CredentialRegistry
 from .credential_status import LIST_ENTRIES, STATUS_PATH, VOUCH_STATUS_PATH, list_url, vouch_list_url
 from .credentials import jwks, status_list_credential, vouch_credential
+from .vouch_revocations import VouchRevocations
 
 MAX_LISTS = 10**9  # a path number beyond this is a mistake, not a list (an org mints far fewer credentials)
 MAX_VOUCH_LISTS = MAX_UINT // LIST_ENTRIES  # the list of the last seq a record can have, 2^53 - 1
@@ -38,6 +39,7 @@ def credentials_router(key: SigningKey, replica: Replica, registry: CredentialRe
     first, each with when it was retired (s), DESIGN §2); `public_url` is where other orgs reach this API."""
     router = APIRouter(tags=["credentials"])
     signed: dict[str, tuple[int, int, str]] = {}  # list URL -> (its revocations, issued at (s), the token)
+    vouches = VouchRevocations(replica.store)
 
     def served() -> list[VerifyKey]:
         """A retired key is served while what it signed may still be shown: a day at least (score statements,
@@ -108,10 +110,9 @@ def credentials_router(key: SigningKey, replica: Replica, registry: CredentialRe
         if list_number >= (lists := 1 if head is None else head.seq // LIST_ENTRIES + 1):
             return error_response(404, "not_found", f"path.list_number: the records of this key span lists 0 to "
                                   f"{lists - 1}")
-        first, revokers = list_number * LIST_ENTRIES, replica.succession.later(did)  # later keys revoke too
-        return status_list_response(
-            vouch_list_url(public_url, did, list_number), replica.store.revocations(revokers),
-            lambda: [seq - first for seq in replica.store.revoked_seqs(did, revokers, first, first + LIST_ENTRIES)])
+        first, revoked = list_number * LIST_ENTRIES, vouches.revoked(did, replica.succession.later(did))
+        return status_list_response(vouch_list_url(public_url, did, list_number), len(revoked),
+                                    lambda: [seq - first for seq in revoked if first <= seq < first + LIST_ENTRIES])
 
     def status_list_response(url: str, revocations: int, revoked: Callable[[], Iterable[int]]) -> Response:
         """The list at `url` as signed last, if that was under LIST_REUSE_S ago with the same number of
