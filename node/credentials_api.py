@@ -17,7 +17,7 @@ from gossip.replica import Replica
 from vouching import VouchBody, load_record
 from vouching.schema import MAX_UINT
 
-from .api.errors import error_response, error_responses
+from .api.errors import checked_did, error_response, error_responses
 from .api.records import parse_record_id
 from .credential_registry import CredentialRegistry
 from .credential_status import LIST_ENTRIES, STATUS_PATH, VOUCH_STATUS_PATH, list_url, vouch_list_url
@@ -104,7 +104,7 @@ def credentials_router(key: SigningKey, replica: Replica, registry: CredentialRe
         """Which vouches of the key `did`, this org's or one it rotated away from, are revoked: a vouch's credential
         (`/v1/records/{id}/vc`) names this list and its bit, the vouch record's seq (1: revoked). Signed with the org
         key, valid for 5 minutes; one signed list is served for up to LIST_REUSE_S, until a revoke is signed."""
-        if did not in (replica.did, *replica.succession.earlier(replica.did)):
+        if checked_did(did, "path.did") not in (replica.did, *replica.succession.earlier(replica.did)):
             return error_response(404, "not_found", "path.did: not a key of this org")
         head = replica.store.head(did)
         if list_number >= (lists := 1 if head is None else head.seq // LIST_ENTRIES + 1):

@@ -107,17 +107,19 @@ async def test_a_key_s_vouches_take_a_list_for_each_list_entries_seqs(node, monk
 
 async def test_lists_no_key_of_this_org_has_get_a_clear_answer(node):
     node.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
-    did = node.replica.did
+    did, stranger = node.replica.did, new_did()
     async with client(node.app()) as http:
         answers = {path: await http.get(path) for path in (
             vouch_list_url("", did, 1), vouch_list_url("", did, MAX_VOUCH_LISTS + 1), vouch_list_url("", did, 10**30),
-            vouch_list_url("", did, -1), vouch_list_url("", did, "x"), vouch_list_url("", new_did(), 0),
+            vouch_list_url("", did, -1), vouch_list_url("", did, "x"), vouch_list_url("", stranger, 0),
             vouch_list_url("", "did:key:zNo", 0), vouch_list_url("", "x" * 2000, 0))}
     assert [(a.status_code, a.json()["error"]) for a in answers.values()] == (
-        [(404, "not_found")] + [(422, "invalid_request")] * 4 + [(404, "not_found")] * 3)
+        [(404, "not_found")] + [(422, "invalid_request")] * 4 + [(404, "not_found")] + [(422, "invalid_request")] * 2)
     assert answers[vouch_list_url("", did, 1)].json()["detail"] == ("path.list_number: the records of this key "
                                                                     "span lists 0 to 0")
-    assert {a.json()["detail"] for a in list(answers.values())[5:]} == {"path.did: not a key of this org"}
+    assert answers[vouch_list_url("", stranger, 0)].json()["detail"] == "path.did: not a key of this org"
+    assert [a.json()["detail"].partition(" (")[0] for a in list(answers.values())[6:]] == [
+        "path.did: not an Ed25519 did:key"] * 2
     async with client(node.app()) as http:  # the list of the last seq a record can have is one of this key's
         last = await http.get(vouch_list_url("", did, vouch_status_entry(PUBLIC_URL, did, MAX_UINT)[
             "statusListCredential"].rpartition("/")[2]))
