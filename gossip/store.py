@@ -219,6 +219,14 @@ class RecordStore:
         row = self._db.execute("SELECT 1 FROM records WHERE kind = 'revoke' AND subject = ?", (vouch_id.hex(),))
         return row.fetchone() is not None
 
+    def revoked_by(self, revoker: str, after: int = -1) -> list[tuple[int, str, int]]:
+        """The revokes `revoker` signed past ledger index `after`, oldest first: the index of each, and the issuer
+        and seq of the record it names (from the index alone: a look-up a revoke)."""
+        rows = self._db.execute("SELECT idx, subject FROM records WHERE iss = ? AND kind = 'revoke' AND idx > ? "
+                                "ORDER BY idx", (revoker, after)).fetchall()
+        return [(idx, *self._db.execute("SELECT iss, seq FROM records WHERE id = ?", (bytes.fromhex(subject),))
+                 .fetchone()) for idx, subject in rows]  # (the acceptor takes a revoke only after what it names)
+
     def flagged(self) -> set[str]:
         """Orgs proven to equivocate by an accepted `equivocation` record."""
         rows = self._db.execute("SELECT DISTINCT subject FROM records WHERE kind = 'equivocation'").fetchall()

@@ -1,10 +1,15 @@
-"""Revocation of agent credentials as a W3C Bitstring Status List v1.0 (w3.org/TR/vc-bitstring-status-list): the
-format, shared by the node that publishes its lists and the verifiers (node/client/identity.py) that read them.
+"""Revocation of credentials as W3C Bitstring Status Lists v1.0 (w3.org/TR/vc-bitstring-status-list): the format,
+shared by the node that publishes its lists and the verifiers (node/client/identity.py) that read them.
 
 Every agent credential this org mints gets a position (its index, from 0) in the org's status lists: list
 `index // LIST_ENTRIES`, entry `index % LIST_ENTRIES`, one bit each, 1 when revoked. A list is served at
 `{public_url}/v1/credentials/status/{list}` as a `BitstringStatusListCredential` secured as `vc+jwt` with the org
 key, so a verifier checks it against the same JWKS as the credential itself.
+
+A vouch's credential has its place in lists of its own, one numbering per key of the org, by the vouch record's
+`seq` (unique and dense per issuing key, DESIGN §3), in lists of the same size: list `seq // LIST_ENTRIES` of the
+vouches of `issuer` is at `{public_url}/v1/credentials/vouch-status/{issuer}/{list}`, its bit 1 once the vouch is
+revoked.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 
 LIST_ENTRIES = 131_072  # bits per list: the spec's minimum of 16 KiB, so a list does not reveal how many exist
 STATUS_PATH = "/v1/credentials/status"
+VOUCH_STATUS_PATH = "/v1/credentials/vouch-status"
 STATUS_TTL_S = 300  # how long a published list is valid; verifiers refetch after this at the latest
 MAX_ENCODED_BITS = 16 * 1024 * 1024 * 8  # a list we decode inflates to at most 16 MiB (no gzip bombs)
 ENTRY_TYPE = "BitstringStatusListEntry"
@@ -37,11 +43,22 @@ def list_url(public_url: str, list_number: int) -> str:
     return f"{public_url.rstrip('/')}{STATUS_PATH}/{list_number}"
 
 
+def vouch_list_url(public_url: str, issuer: str, list_number: int) -> str:
+    return f"{public_url.rstrip('/')}{VOUCH_STATUS_PATH}/{issuer}/{list_number}"
+
+
 def status_entry(public_url: str, index: int) -> dict[str, str]:
-    """The `credentialStatus` of the credential at `index` (spec §2.1, BitstringStatusListEntry)."""
-    url = list_url(public_url, index // LIST_ENTRIES)
-    position = str(index % LIST_ENTRIES)
-    return {"id": f"{url}#{position}", "type": ENTRY_TYPE, "statusPurpose": PURPOSE, "statusListIndex": position,
+    """The `credentialStatus` of the agent credential at `index` (spec §2.1, BitstringStatusListEntry)."""
+    return _entry(list_url(public_url, index // LIST_ENTRIES), index % LIST_ENTRIES)
+
+
+def vouch_status_entry(public_url: str, issuer: str, seq: int) -> dict[str, str]:
+    """The `credentialStatus` of the credential of `issuer`'s vouch at `seq`."""
+    return _entry(vouch_list_url(public_url, issuer, seq // LIST_ENTRIES), seq % LIST_ENTRIES)
+
+
+def _entry(url: str, position: int) -> dict[str, str]:
+    return {"id": f"{url}#{position}", "type": ENTRY_TYPE, "statusPurpose": PURPOSE, "statusListIndex": str(position),
             "statusListCredential": url}
 
 

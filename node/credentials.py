@@ -17,14 +17,25 @@ from nacl.signing import SigningKey, VerifyKey
 
 from vouching import InvalidDid, Record, VouchBody, did_key, public_key_from_did
 
-from .credential_status import LIST_CREDENTIAL_TYPE, LIST_TYPE, PURPOSE, STATUS_TTL_S, encode_list
+from .credential_status import (
+    LIST_CREDENTIAL_TYPE,
+    LIST_TYPE,
+    PURPOSE,
+    STATUS_TTL_S,
+    encode_list,
+    vouch_status_entry,
+)
 from .jwt import JwtError, b64url, b64url_decode, encode_jwt
 
 VC_CONTEXT = "https://www.w3.org/ns/credentials/v2"
 VC_TYP = "vc+jwt"
 SCORE_TTL_S = 300
 AGENT_CREDENTIAL_DAYS = 365
-LAST_DATETIME_S = 253_402_300_799  # 9999-12-31T23:59:59Z: the latest validFrom or validUntil a credential can say
+# A vouch's credential is valid this long from when it is fetched, and never past the vouch's own expiry: a verifier
+# that reads no credentialStatus (an ordinary JWT library) accepts one of a revoked vouch this long at most. Shorter
+# than AGENT_CREDENTIAL_DAYS, which an operator re-mints by hand: a holder fetches a vouch's credential again from
+# GET /v1/records/{id}/vc, which needs no token, whenever it likes.
+VOUCH_CREDENTIAL_DAYS = 30
 
 
 def did_url(did: str) -> str:
@@ -117,27 +128,25 @@ def status_list_credential(key: SigningKey, url: str, revoked: Iterable[int], *,
                        valid_until=issued + STATUS_TTL_S)
 
 
-def vouch_credential(key: SigningKey, record: Record) -> str:
-    """This org's vouch record as a credential; the signed record itself rides along as evidence."""
+def vouch_credential(key: SigningKey, record: Record, public_url: str, *, now: int | None = None,
+                     days: int = VOUCH_CREDENTIAL_DAYS) -> str:
+    """This org's vouch record as a credential, valid `days` from `now` (s) or until the vouch expires, whichever
+    is first (DESIGN §2), and revocable: its `credentialStatus` is its bit in the status lists of its key's vouches
+    served at `public_url` (node.credential_status). The signed record itself rides along as evidence."""
     body = record.body
     if record.iss != did_key(bytes(key.verify_key)) or not isinstance(body, VouchBody):
         raise ValueError("record: only this org's own vouches can be exported as credentials")
-    if not vouch_expiry_expressible(body):
-        raise ValueError("record: the vouch expires later than a credential's validUntil can say")
+    issued = int(time.time()) if now is None else now
+    lapses = issued + days * 86400
     subject: dict[str, Any] = {"id": body.subject, "weight": body.weight, "basis": body.basis}
     if body.scope is not None:
         subject["scope"] = list(body.scope)
     record_urn = f"urn:vouchnet:record:{record.id.hex()}"
-    evidence = {"evidence": [{"id": record_urn, "type": ["VouchnetRecord"], "cose": b64url(record.raw)}]}
+    extra = {"credentialStatus": vouch_status_entry(public_url, record.iss, record.seq),
+             "evidence": [{"id": record_urn, "type": ["VouchnetRecord"], "cose": b64url(record.raw)}]}
     return _credential(key, kind="VouchnetVouch", credential_id=record_urn, subject=subject,
                        valid_from=record.ts // 1000,
-                       valid_until=None if body.expires is None else body.expires // 1000, extra=evidence)
-
-
-def vouch_expiry_expressible(body: VouchBody) -> bool:
-    """Whether a credential can say when the vouch expires: the record rules allow expiries up to 2^53 - 1 ms
-    (the year 287396), datetimes end with the year 9999."""
-    return body.expires is None or body.expires // 1000 <= LAST_DATETIME_S
+                       valid_until=lapses if body.expires is None else min(lapses, body.expires // 1000), extra=extra)
 
 
 def score_statement(key: SigningKey, *, agent: str, score: int, tier: str, now: int | None = None,

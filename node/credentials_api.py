@@ -1,11 +1,12 @@
 """`GET /.well-known/jwks.json` (the org's keys), `GET /v1/records/{id}/vc` (one of this org's vouches as a `vc+jwt`
-credential) and `GET /v1/credentials/status/{list}` (which of the agent credentials it minted are revoked, a W3C
-Bitstring Status List). DESIGN §2, §8."""
+credential), `GET /v1/credentials/status/{list}` (which of the agent credentials it minted are revoked, a W3C
+Bitstring Status List) and `GET /v1/credentials/vouch-status/{did}/{list}` (which of the vouches of one of its
+keys are revoked, likewise). DESIGN §2, §8."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
@@ -14,14 +15,17 @@ from nacl.signing import SigningKey, VerifyKey
 
 from gossip.replica import Replica
 from vouching import VouchBody, load_record
+from vouching.schema import MAX_UINT
 
-from .api.errors import error_response, error_responses
+from .api.errors import checked_did, error_response, error_responses
 from .api.records import parse_record_id
 from .credential_registry import CredentialRegistry
-from .credential_status import STATUS_PATH, list_url
-from .credentials import jwks, status_list_credential, vouch_credential, vouch_expiry_expressible
+from .credential_status import LIST_ENTRIES, STATUS_PATH, VOUCH_STATUS_PATH, list_url, vouch_list_url
+from .credentials import jwks, status_list_credential, vouch_credential
+from .vouch_revocations import VouchRevocations
 
 MAX_LISTS = 10**9  # a path number beyond this is a mistake, not a list (an org mints far fewer credentials)
+MAX_VOUCH_LISTS = MAX_UINT // LIST_ENTRIES  # the list of the last seq a record can have, 2^53 - 1
 RETIRED_KEY_GRACE_S = 86_400  # a key rotated away from stays in the JWKS this long at least
 # A status list signed is served again for this long while none of its credentials is revoked meanwhile (what its
 # Cache-Control lets caches keep it): signing one took 8 ms of CPU (gzip) for each unauthenticated GET.
@@ -34,7 +38,8 @@ def credentials_router(key: SigningKey, replica: Replica, registry: CredentialRe
     """The credential endpoints of the org whose key is `key` (`retired_keys`: its earlier public keys, newest
     first, each with when it was retired (s), DESIGN §2); `public_url` is where other orgs reach this API."""
     router = APIRouter(tags=["credentials"])
-    signed: dict[int, tuple[int, int, str]] = {}  # list number -> (its revocations, issued at (s), the token)
+    signed: dict[str, tuple[int, int, str]] = {}  # list URL -> (its revocations, issued at (s), the token)
+    vouches = VouchRevocations(replica.store)
 
     def served() -> list[VerifyKey]:
         """A retired key is served while what it signed may still be shown: a day at least (score statements,
@@ -55,7 +60,7 @@ def credentials_router(key: SigningKey, replica: Replica, registry: CredentialRe
         response_class=Response,
         responses={200: {"content": {"application/vc+jwt": {}}, "description": "A W3C VC 2.0 credential, vc+jwt"},
                    404: {"description": "No such record"},
-                   409: {"description": "Not a vouch of this org, revoked, or expiring after 9999"}},
+                   409: {"description": "Not a vouch of this org, or revoked"}},
     )
     async def vouch_vc(record_id: str) -> Response:
         """One of this org's vouches as a W3C VC 2.0 credential secured as `vc+jwt` (verify it with any JWT
@@ -69,10 +74,7 @@ def credentials_router(key: SigningKey, replica: Replica, registry: CredentialRe
             return error_response(409, "conflict", "path.record_id: only this org's own vouches are credentials here")
         if replica.store.revoked(rid):
             return error_response(409, "conflict", "path.record_id: this vouch was revoked")
-        if not vouch_expiry_expressible(record.body):
-            return error_response(409, "conflict", "path.record_id: this vouch expires after 9999-12-31T23:59:59Z, "
-                                  "later than a credential's validUntil can say")
-        return Response(vouch_credential(key, record), media_type="application/vc+jwt")
+        return Response(vouch_credential(key, record, public_url, now=int(clock())), media_type="application/vc+jwt")
 
     @router.get(
         STATUS_PATH + "/{list_number}",
@@ -88,12 +90,37 @@ def credentials_router(key: SigningKey, replica: Replica, registry: CredentialRe
         if list_number >= (lists := registry.lists()):
             return error_response(404, "not_found", f"path.list_number: this org's credentials span lists 0 to "
                                   f"{lists - 1}")
-        revocations, now = registry.revoked_count(list_number), int(clock())
-        kept = signed.get(list_number)
+        return status_list_response(list_url(public_url, list_number), registry.revoked_count(list_number),
+                                    lambda: registry.revoked_positions(list_number))
+
+    @router.get(
+        VOUCH_STATUS_PATH + "/{did}/{list_number}",
+        response_class=Response,
+        responses={200: {"content": {"application/vc+jwt": {}},
+                         "description": "A BitstringStatusListCredential (W3C Bitstring Status List v1.0), vc+jwt"},
+                   **error_responses(404)},
+    )
+    async def vouch_status_list(did: str, list_number: Annotated[int, Path(ge=0, le=MAX_VOUCH_LISTS)]) -> Response:
+        """Which vouches of the key `did`, this org's or one it rotated away from, are revoked: a vouch's credential
+        (`/v1/records/{id}/vc`) names this list and its bit, the vouch record's seq (1: revoked). Signed with the org
+        key, valid for 5 minutes; one signed list is served for up to LIST_REUSE_S, until a revoke is signed."""
+        if checked_did(did, "path.did") not in (replica.did, *replica.succession.earlier(replica.did)):
+            return error_response(404, "not_found", "path.did: not a key of this org")
+        head = replica.store.head(did)
+        if list_number >= (lists := 1 if head is None else head.seq // LIST_ENTRIES + 1):
+            return error_response(404, "not_found", f"path.list_number: the records of this key span lists 0 to "
+                                  f"{lists - 1}")
+        first, revoked = list_number * LIST_ENTRIES, vouches.revoked(did, replica.succession.later(did))
+        return status_list_response(vouch_list_url(public_url, did, list_number), len(revoked),
+                                    lambda: [seq - first for seq in revoked if first <= seq < first + LIST_ENTRIES])
+
+    def status_list_response(url: str, revocations: int, revoked: Callable[[], Iterable[int]]) -> Response:
+        """The list at `url` as signed last, if that was under LIST_REUSE_S ago with the same number of
+        `revocations` (which are never undone); else signed now, with the `revoked` positions."""
+        now = int(clock())
+        kept = signed.get(url)
         if kept is None or kept[0] != revocations or not kept[1] <= now < kept[1] + LIST_REUSE_S:
-            kept = signed[list_number] = (revocations, now, status_list_credential(
-                key, list_url(public_url, list_number), registry.revoked_positions(list_number), now=now))
-        return Response(kept[2], media_type="application/vc+jwt",
-                        headers={"Cache-Control": f"max-age={LIST_REUSE_S}"})
+            kept = signed[url] = (revocations, now, status_list_credential(key, url, revoked(), now=now))
+        return Response(kept[2], media_type="application/vc+jwt", headers={"Cache-Control": f"max-age={LIST_REUSE_S}"})
 
     return router

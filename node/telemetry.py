@@ -77,7 +77,8 @@ class Telemetry:
 
     def routers(self) -> list[APIRouter]:
         """For `create_app`: /v1/events, /v1/traces, /.well-known/jwks.json, /v1/records/{id}/vc,
-        /v1/credentials/status/{list}, /v1/stream, /metrics (see node.ingest_api for what the write guard must allow)."""
+        /v1/credentials/status/{list}, /v1/credentials/vouch-status/{did}/{list}, /v1/stream, /metrics (see
+        node.ingest_api for what the write guard must allow)."""
         return [
             ingest_router(self.ingestor),
             credentials_router(self.key, self.replica, self.credentials, self.public_url,

@@ -373,10 +373,12 @@ def _older(fetched: _StatusList, kept: _StatusList) -> bool:
 
 
 def _list_name(url: object) -> str | None:
-    """The last segment of a status list URL's path: its number, for vouchnet's `/v1/credentials/status/{n}`. Only
-    that is compared with the list's id: the host in the credential may be an older or another name of the node's
-    (a changed [api] public_url, a proxy)."""
-    return urllib.parse.urlsplit(url).path.rpartition("/")[2] if isinstance(url, str) else None
+    """The last two segments of a status list URL's path: which lists and which one, `status/{n}` for vouchnet's
+    agent credentials (`/v1/credentials/status/{n}`), `{did}/{n}` for the vouches of its key `did`
+    (`/v1/credentials/vouch-status/{did}/{n}`), so that a list of one is not taken for the other's of the same number.
+    Only they are compared with the list's id: the host in the credential may be an older or another name of the
+    node's (a changed [api] public_url, a proxy)."""
+    return "/".join(urllib.parse.urlsplit(url).path.split("/")[-2:]) if isinstance(url, str) else None
 
 
 def _list_key(checked: _Checked) -> tuple[str, str]:

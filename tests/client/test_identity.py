@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from node.client import CredentialVerifier, UnverifiedAgent
 from node.client.identity import JWKS_PATH
-from node.credential_status import LIST_ENTRIES, MAX_ENCODED_BITS, list_url, status_entry
+from node.credential_status import LIST_ENTRIES, MAX_ENCODED_BITS, list_url, status_entry, vouch_list_url
 from node.credentials import agent_credential, did_url, org_jwk, score_statement, status_list_credential
 from node.jwt import b64url
 
@@ -343,14 +343,17 @@ def test_a_list_with_many_revocations_still_verifies_the_others():
             verifier.verify(org.credential(key, min(revoked)))
 
 
-def test_another_list_of_the_issuer_served_at_the_list_s_url_does_not_count():
+@pytest.mark.parametrize("replayed", ["list 1", "its vouches' list 0"])
+def test_another_list_of_the_issuer_served_at_the_list_s_url_does_not_count(replayed):
+    """The lists of an org's vouches (node.credential_status) are numbered from 0 too, and signed with the same key."""
     key = SigningKey.generate()
     org = StubOrg([key], revoked={3})
     with serving(org):
         verifier = CredentialVerifier([org.url])
         token = org.credential(key, 3)
-        org.revoked = set()  # the org's list 1, where position 3 is not revoked, replayed at list 0's URL
-        org.list_claims = {"id": list_url(org.url, 1), "jti": list_url(org.url, 1)}
+        org.revoked = set()  # another list, where position 3 is not revoked, replayed at list 0's URL
+        other = list_url(org.url, 1) if replayed == "list 1" else vouch_list_url(org.url, did_of(key), 0)
+        org.list_claims = {"id": other, "jti": other}
         with pytest.raises(UnverifiedAgent, match="status list: payload.id: must be the list the credential names"):
             verifier.verify(token)
 

@@ -6,27 +6,32 @@ import json
 import socket
 import stat
 import time
+from datetime import datetime, timezone
 
 import httpx
 import jwt as pyjwt
 import pytest
 import trio
+from hypothesis import given
+from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
 from node.credentials import (
+    VOUCH_CREDENTIAL_DAYS,
     agent_credential,
     did_url,
     jwks,
     public_key_from_kid,
     record_from_credential_evidence,
     score_statement,
+    vouch_credential,
 )
 from node.jwt import JwtError, b64url, decode_jwt, encode_jwt
 from node.api import ApiService
 from node.commands import agents
 from node.commands.common import CommandFailed, UsageError
 from node import credentials_api
-from node.credential_status import bit, decode_list
+from node.credential_status import bit, decode_list, vouch_status_entry
 from node.credentials_api import RETIRED_KEY_GRACE_S, credentials_router
 from node.keys import load_org_key, load_token
 from node.setup import init_data_dir
@@ -228,31 +233,48 @@ async def test_only_this_org_s_live_vouches_export(node):
             assert (response.status_code, set(response.json())) == (status, {"error", "detail"})
 
 
-@pytest.mark.xfail(strict=True, reason="needs a design decision: a status list entry for vouch credentials, or a "
-                                       "bounded validity that holders fetch again")
 async def test_a_vouch_credential_can_be_found_revoked_or_lapses(node):
-    """A vouch exports as a credential only while it stands, but what was exported stays valid: one of a vouch
-    without an expiry has no `exp` and no `credentialStatus`, so after its vouch was revoked every verifier (an
-    ordinary JWT library against the JWKS) accepts it for ever, the revocation notwithstanding."""
+    """A vouch exports as a credential only while it stands, but what was exported stayed valid: one of a vouch
+    without an expiry had no `exp` and no `credentialStatus`, so after its vouch was revoked every verifier (an
+    ordinary JWT library against the JWKS) accepted it for ever, the revocation notwithstanding."""
     vouch = node.replica.issue("vouch", vouch_body(AGENT, 0.75, "audit"))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
-        token = (await client.get(f"/v1/records/{vouch.id.hex()}/vc")).text
-    node.replica.issue("revoke", revoke_body(vouch.id, "left the org"))
-    claims = pyjwt.decode(token, options={"verify_signature": False})
-    assert "exp" in claims or "credentialStatus" in claims
+    now = int(time.time())
+    async with served(node.app()) as url:
+        async with httpx.AsyncClient(base_url=url) as client:
+            token = (await client.get(f"/v1/records/{vouch.id.hex()}/vc")).text
+            node.replica.issue("revoke", revoke_body(vouch.id, "left the org"))
+            claims = await trio.to_thread.run_sync(lambda: pyjwt_verify(url, token))
+            entry = claims["credentialStatus"]
+            listed = await client.get(entry["statusListCredential"].replace(PUBLIC_URL, url))
+        status_list = await trio.to_thread.run_sync(lambda: pyjwt_verify(url, listed.text))
+    assert now + VOUCH_CREDENTIAL_DAYS * 86_400 <= claims["exp"] <= int(time.time()) + VOUCH_CREDENTIAL_DAYS * 86_400
+    assert claims["validUntil"] == datetime.fromtimestamp(claims["exp"], timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert claims["nbf"] == vouch.ts // 1000  # validFrom is still the vouch's
+    assert entry == vouch_status_entry(PUBLIC_URL, node.replica.did, vouch.seq)
+    assert status_list["id"] == entry["statusListCredential"]
+    assert bit(decode_list(status_list["credentialSubject"]["encodedList"]), int(entry["statusListIndex"]))
 
 
-async def test_a_vouch_that_expires_after_the_year_9999_is_refused_as_a_credential(node):
-    # The record rules allow any expiry up to 2^53 - 1 ms (year 287396); a credential's validUntil cannot say it.
-    vouches = [node.replica.issue("vouch", vouch_body(AGENT, 0.5, "operator", expires=expires))
-               for expires in (253_402_300_799_999, 253_402_300_800_000, 2**53 - 1)]
+@given(now=st.integers(1_700_000_000, 2_000_000_000), expires_in=st.one_of(st.none(), st.integers(1, 10**12)))
+def test_a_vouch_credential_lapses_at_its_vouch_s_expiry_or_after_its_lifetime(now, expires_in):
+    org = Org(ts=now * 1000)
+    expires = None if expires_in is None else org.ts + 1 + expires_in  # (Org.sign steps ts by 1 ms)
+    record = org.record("vouch", vouch_body(AGENT, 0.5, "operator", expires=expires))
+    claims = pyjwt.decode(vouch_credential(org.key, record, PUBLIC_URL, now=now), options={"verify_signature": False})
+    lifetime = now + VOUCH_CREDENTIAL_DAYS * 86_400
+    assert claims["exp"] == (lifetime if expires is None else min(lifetime, expires // 1000))
+    assert expires is None or claims["exp"] * 1000 <= expires  # never valid past the vouch
+
+
+async def test_a_vouch_that_expires_after_the_year_9999_exports_valid_for_its_lifetime(node):
+    # The record rules allow any expiry up to 2^53 - 1 ms (year 287396), which a credential's validUntil cannot say:
+    # such vouches were refused as credentials. Their credentials now lapse long before.
+    vouch = node.replica.issue("vouch", vouch_body(AGENT, 0.5, "operator", expires=2**53 - 1))
+    now = int(time.time())
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
-        answers = [await client.get(f"/v1/records/{vouch.id.hex()}/vc") for vouch in vouches]
-    assert pyjwt.decode(answers[0].text, options={"verify_signature": False})["validUntil"] == "9999-12-31T23:59:59Z"
-    for refused in answers[1:]:
-        assert (refused.status_code, refused.json()["error"]) == (409, "conflict")
-        assert refused.json()["detail"] == ("path.record_id: this vouch expires after 9999-12-31T23:59:59Z, later "
-                                            "than a credential's validUntil can say")
+        answer = await client.get(f"/v1/records/{vouch.id.hex()}/vc")
+    claims = pyjwt.decode(answer.text, options={"verify_signature": False})
+    assert now + VOUCH_CREDENTIAL_DAYS * 86_400 <= claims["exp"] <= int(time.time()) + VOUCH_CREDENTIAL_DAYS * 86_400
 
 
 def test_tokens_signed_as_ed25519_verify_and_others_do_not():

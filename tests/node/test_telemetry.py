@@ -93,5 +93,6 @@ def test_the_openapi_document_lists_every_telemetry_endpoint(tmp_path):
         finally:
             telemetry.close()
     assert {"/v1/events", "/v1/traces", "/.well-known/jwks.json", "/v1/records/{record_id}/vc",
-            "/v1/credentials/status/{list_number}", "/v1/stream", "/metrics"} <= set(paths)
+            "/v1/credentials/status/{list_number}", "/v1/credentials/vouch-status/{did}/{list_number}", "/v1/stream",
+            "/metrics"} <= set(paths)
     assert paths["/v1/events"]["post"]["requestBody"]["content"]["application/json"]["schema"]["required"] == ["events"]
