@@ -18,16 +18,23 @@ class KeyFileError(Exception):
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    """Create `path` with mode 0600 and `data`, durably; refuse if it exists."""
+    """Create `path` with mode 0600 and `data`, durably; refuse if it exists. The data is written to a partial file
+    that is then linked into place, so a crash leaves `path` whole or absent: an empty `org.key.next`, left by a
+    `vouchnet key rotate` killed mid-write, stopped the node from starting and the rotation from running again."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.unlink(missing_ok=True)  # one a crash left: never linked, so never read
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.link(partial, path)  # unlike a rename, never replaces an existing file
     except FileExistsError:
         raise KeyFileError(f"{path}: already exists; refusing to overwrite it") from None
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
     finally:
-        os.close(fd)
+        partial.unlink(missing_ok=True)
     sync_directory(path.parent)
 
 

@@ -57,3 +57,35 @@ def test_token_round_trips(tmp_path):
     token = create_token(path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert load_token(path) == token
+
+
+class _Killed(BaseException):
+    """The process killed at this point."""
+
+
+@pytest.mark.parametrize("step", ["write", "fsync"])
+def test_a_key_write_killed_midway_leaves_no_key_file(tmp_path, monkeypatch, step):
+    """Before: the file was created, then written, so a kill between left an empty or unsynced key file, which
+    every later load refused (and `vouchnet key rotate` and the node's start, for org.key.next)."""
+    path = tmp_path / "org.key.next"
+
+    def killed(*args):
+        raise _Killed
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, step, killed)
+        with pytest.raises(_Killed):
+            create_org_key(path)
+    assert not path.exists()
+    key = create_org_key(path)  # the next try writes it
+    assert bytes(load_org_key(path)) == bytes(key)
+
+
+def test_the_partial_file_a_kill_left_does_not_stop_the_next_write(tmp_path):
+    path = tmp_path / "org.key"
+    left = tmp_path / ".org.key.partial"
+    left.write_bytes(b"half")
+    os.chmod(left, 0o644)
+    key = create_org_key(path)
+    assert bytes(load_org_key(path)) == bytes(key) and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert not left.exists()

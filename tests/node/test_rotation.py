@@ -4,6 +4,7 @@ is stopped; and a peer that then hears from the node counts both keys as one org
 from __future__ import annotations
 
 import json
+import os
 import stat
 from dataclasses import replace
 
@@ -73,6 +74,28 @@ def test_a_new_key_written_before_a_crash_is_the_one_the_rotation_uses(tmp_path)
     written = did_key(bytes(create_org_key(config.data_dir / NEXT_KEY_FILE).verify_key))
     assert finish_interrupted_rotation(config) is None  # never signed: nothing to finish, the key stays
     assert rotate_key(config).new == written
+
+
+class _Killed(BaseException):
+    """`vouchnet key rotate` killed at this point."""
+
+
+def test_a_rotation_killed_while_writing_the_new_key_leaves_a_node_that_starts_and_rotates(tmp_path, monkeypatch):
+    """Before: killed between creating org.key.next and writing it, the rotation left an empty file, and both the
+    node's start and the next rotation refused it ("expected a 32-byte Ed25519 seed, found 0 bytes") until the
+    operator deleted it by hand."""
+    config = _config(tmp_path / "a")
+    old = _did(config)
+
+    def killed(*args):
+        raise _Killed
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "write", killed)
+        with pytest.raises(_Killed):
+            rotate_key(config)
+    assert finish_interrupted_rotation(config) is None and _did(config) == old  # what the node's start does first
+    assert rotate_key(config).new == _did(config) != old
 
 
 async def test_a_retired_key_without_its_successor_refuses_to_rotate_or_start(tmp_path):
