@@ -18,7 +18,7 @@ from gossip.store import RecordStore
 from vouching import OrgBody, did_key, org_body
 
 from .config import NodeConfig
-from .data_lock import locked_data_dir
+from .data_lock import DataDirBusy, locked_data_dir
 from .keys import KeyFileError, create_org_key, load_org_key, sync_directory
 
 NEXT_KEY_FILE = "org.key.next"
@@ -63,6 +63,20 @@ def finish_interrupted_rotation(config: NodeConfig) -> Rotation | None:
         if last is None or last.next != did_key(bytes(successor.verify_key)):
             return None
         return _finish(config, key, successor, store)
+
+
+def retired_to(config: NodeConfig) -> str | None:
+    """The successor `org.key`'s rotation record names, if the key signed one (a `vouchnet key rotate` interrupted
+    before it installed the new key): the key signs nothing more, credentials and checkpoints included. None while a
+    node runs in the data directory, which finished any such rotation as it started (its records are not opened)."""
+    try:
+        with locked_data_dir(config.data_dir):
+            did = did_key(bytes(load_org_key(config.key_path).verify_key))
+            with RecordStore.open(config.data_dir) as store:
+                last = _last_org_body(store, did)
+    except DataDirBusy:
+        return None
+    return None if last is None else last.next
 
 
 def _finish(config: NodeConfig, key: SigningKey, successor: SigningKey, store: RecordStore) -> Rotation:

@@ -34,6 +34,7 @@ from .common import (
     add_dir_option,
     add_local_command,
     local_config_and_key,
+    local_config_and_signing_key,
     open_client,
     print_json,
     weight_argument,
@@ -118,7 +119,7 @@ def register(subparsers: Subparsers) -> None:
 def _new(args: argparse.Namespace) -> int:
     if args.days < 1:
         raise UsageError("--days: must be at least 1")
-    config, org_key = local_config_and_key(args)
+    config, org_key = local_config_and_signing_key(args)
     key_path, credential_path, agent = _mint(args.out, args.name)
     issued = int(time.time())
     with _registry(config.data_dir) as registry:

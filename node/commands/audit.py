@@ -19,7 +19,7 @@ from .common import (
     add_dir_option,
     add_local_command,
     did_argument,
-    local_config_and_key,
+    local_config_and_signing_key,
 )
 from .counts import counted
 from .vouches import parse_date_or_time
@@ -92,7 +92,7 @@ def _export(args: argparse.Namespace) -> int:
 
     if args.end <= args.start:
         raise UsageError("--to: must be later than --from")
-    config, key = local_config_and_key(args)
+    config, key = local_config_and_signing_key(args)
     state = DigestState.open_readonly(config.data_dir)
     audit = AuditLog.open(config.data_dir)
     try:

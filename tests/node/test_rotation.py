@@ -23,6 +23,7 @@ from node.rotation import NEXT_KEY_FILE, finish_interrupted_rotation, rotate_key
 from node.setup import init_data_dir
 from vouching import did_key, org_body, vouch_body
 
+from ..factories import new_did
 from .in_process import LOOPBACK, running
 
 
@@ -107,6 +108,28 @@ async def test_a_retired_key_without_its_successor_refuses_to_rotate_or_start(tm
         rotate_key(config)
     with pytest.raises(StartupError, match="this key was retired by a rotation"):
         await serve_node(config)
+
+
+@pytest.mark.parametrize("command", [["agent", "new", "--name", "bob", "--out", "{out}"],
+                                     ["audit", "export", "--agent", new_did(), "--from", "2026-01-01", "--to",
+                                      "2026-02-01", "--out", "{out}/export.json"]], ids=["agent-new", "audit-export"])
+def test_a_key_retired_by_a_rotation_left_unfinished_signs_no_credential_nor_checkpoint(tmp_path, capsys, command):
+    """Before: with the rotation signed and the new key not yet installed, `vouchnet agent new` minted a credential
+    with the retired key, issued after its retirement, so the JWKS served that key for a day only while the
+    credential had a year to live (and `audit export` signed a checkpoint of the audit log with it)."""
+    config = _config(tmp_path / "a")
+    successor = create_org_key(config.data_dir / NEXT_KEY_FILE)
+    with RecordStore.open(config.data_dir) as store:  # the crash: signed, the new key's first record not yet
+        _replica(config, store).issue("org", org_body("a", "test", next=did_key(bytes(successor.verify_key))))
+    (out := tmp_path / "out").mkdir()
+    argv = [*(arg.format(out=out) for arg in command), "--dir", str(config.data_dir)]
+    assert cli.main(argv) == 1
+    assert "this key was retired by a rotation to" in capsys.readouterr().err
+    assert not any(out.iterdir())
+    rotate_key(config)  # finished: the command signs with the new key
+    assert cli.main(argv) == 0
+    if command[0] == "agent":
+        assert json.loads(capsys.readouterr().out)["issuer"] == did_key(bytes(successor.verify_key))
 
 
 async def test_a_running_nodes_directory_is_not_rotated_nor_run_twice(tmp_path):
