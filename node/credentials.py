@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -129,12 +129,14 @@ def status_list_credential(key: SigningKey, url: str, revoked: Iterable[int], *,
 
 
 def vouch_credential(key: SigningKey, record: Record, public_url: str, *, now: int | None = None,
-                     days: int = VOUCH_CREDENTIAL_DAYS) -> str:
-    """This org's vouch record as a credential, valid `days` from `now` (s) or until the vouch expires, whichever
-    is first (DESIGN §2), and revocable: its `credentialStatus` is its bit in the status lists of its key's vouches
-    served at `public_url` (node.credential_status). The signed record itself rides along as evidence."""
+                     days: int = VOUCH_CREDENTIAL_DAYS, earlier_keys: Collection[str] = ()) -> str:
+    """This org's vouch record as a credential, signed with its current key `key` whichever of its keys signed the
+    record (`earlier_keys`: the dids it rotated away from, DESIGN §2), valid `days` from `now` (s) or until the vouch
+    expires, whichever is first, and revocable: its `credentialStatus` is its bit in the status lists of its key's
+    vouches served at `public_url` (node.credential_status). The signed record itself rides along as evidence."""
     body = record.body
-    if record.iss != did_key(bytes(key.verify_key)) or not isinstance(body, VouchBody):
+    if (record.iss != did_key(bytes(key.verify_key)) and record.iss not in earlier_keys) or not isinstance(
+            body, VouchBody):
         raise ValueError("record: only this org's own vouches can be exported as credentials")
     issued = int(time.time()) if now is None else now
     lapses = issued + days * 86400

@@ -63,18 +63,21 @@ def credentials_router(key: SigningKey, replica: Replica, registry: CredentialRe
                    409: {"description": "Not a vouch of this org, or revoked"}},
     )
     async def vouch_vc(record_id: str) -> Response:
-        """One of this org's vouches as a W3C VC 2.0 credential secured as `vc+jwt` (verify it with any JWT
-        library against `/.well-known/jwks.json`); the signed record is in `evidence`."""
+        """One of this org's vouches, under its current key or one it rotated away from, as a W3C VC 2.0 credential
+        secured as `vc+jwt` and signed with its current key (verify it with any JWT library against
+        `/.well-known/jwks.json`); the signed record is in `evidence`."""
         rid = parse_record_id(record_id, "path.record_id")
         raw = replica.store.get(rid)
         if raw is None:
             return error_response(404, "not_found", "path.record_id: the node holds no record with this id")
         record = load_record(raw)
-        if record.iss != replica.did or not isinstance(record.body, VouchBody):
+        earlier = replica.succession.earlier(replica.did)
+        if (record.iss != replica.did and record.iss not in earlier) or not isinstance(record.body, VouchBody):
             return error_response(409, "conflict", "path.record_id: only this org's own vouches are credentials here")
         if replica.store.revoked(rid):
             return error_response(409, "conflict", "path.record_id: this vouch was revoked")
-        return Response(vouch_credential(key, record, public_url, now=int(clock())), media_type="application/vc+jwt")
+        return Response(vouch_credential(key, record, public_url, now=int(clock()), earlier_keys=earlier),
+                        media_type="application/vc+jwt")
 
     @router.get(
         STATUS_PATH + "/{list_number}",

@@ -35,7 +35,7 @@ from node.credential_status import bit, decode_list, vouch_status_entry
 from node.credentials_api import RETIRED_KEY_GRACE_S, credentials_router
 from node.keys import load_org_key, load_token
 from node.setup import init_data_dir
-from vouching import did_key, revoke_body, verify_record, vouch_body
+from vouching import did_key, org_body, revoke_body, verify_record, vouch_body
 
 from ..factories import Org, new_did
 from .fake_node import fake_node
@@ -217,6 +217,25 @@ async def test_a_vouch_exports_as_a_credential_carrying_its_record(node):
         claims = await trio.to_thread.run_sync(lambda: pyjwt_verify(url, response.text))
     assert claims["credentialSubject"] == {"id": AGENT, "weight": 0.75, "basis": "audit", "scope": ["search"]}
     assert verify_record(record_from_credential_evidence(claims)) == vouch
+
+
+async def test_after_a_rotation_the_org_s_vouches_under_its_earlier_key_export_signed_with_the_current(tmp_path):
+    """Before: a vouch the org made under its old key, which still counts as the org's (DESIGN §2), was refused as
+    not this org's (409), and one exported before the rotation stops verifying once the JWKS drops the old key."""
+    successor = SigningKey.generate()
+    with telemetry_node(tmp_path) as before:
+        vouch = before.replica.issue("vouch", vouch_body(AGENT, 0.75, "audit"))
+        before.replica.issue("org", org_body("a", "test", next=did_key(bytes(successor.verify_key))))
+        old = before.replica.did
+    with telemetry_node(tmp_path, key=successor) as node:
+        node.replica.issue("org", org_body("a", "test", prior=old))
+        async with served(node.app()) as url:
+            async with httpx.AsyncClient(base_url=url) as client:
+                response = await client.get(f"/v1/records/{vouch.id.hex()}/vc")
+            claims = await trio.to_thread.run_sync(lambda: pyjwt_verify(url, response.text))
+    assert claims["issuer"] == node.replica.did and claims["credentialSubject"]["id"] == AGENT
+    assert verify_record(record_from_credential_evidence(claims)) == vouch
+    assert f"/{old}/" in claims["credentialStatus"]["statusListCredential"]  # revocable in the old key's list
 
 
 async def test_only_this_org_s_live_vouches_export(node):
