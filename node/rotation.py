@@ -43,6 +43,7 @@ def rotate_key(config: NodeConfig) -> Rotation:
             named = replica.succession.named_next(replica.did)
             if named is None:
                 successor = load_org_key(next_path) if next_path.exists() else create_org_key(next_path)
+                _check_fresh(next_path, did_key(bytes(successor.verify_key)), replica)
                 replica.issue("org", org_body(config.name, config.network, _addrs(store, replica.did),
                                               next=did_key(bytes(successor.verify_key))))
             else:
@@ -103,6 +104,17 @@ def _last_org_body(store: RecordStore, did: str) -> OrgBody | None:
     orgs = list(store.scan(issuer=did, kind="org"))  # one per change of name or address: few
     body = orgs[-1].body if orgs else None
     return body if isinstance(body, OrgBody) else None
+
+
+def _check_fresh(next_path: Path, successor: str, replica: Replica) -> None:
+    """Refuse a successor that is not a fresh key (raises KeyFileError): the org key itself, or a key that signed
+    records here (an earlier key of the org, restored from a backup, say). Named, it would retire the org key for
+    a key whose first record, signed already, names no prior: the keys would never link, and the org would have no
+    key left that may sign."""
+    if successor == replica.did or replica.store.head(successor) is not None:
+        what = "the org key itself" if successor == replica.did else "a key that has signed records already"
+        raise KeyFileError(f"{next_path}: holds {successor}, {what}; a rotation needs a new key: remove the file and "
+                           "run again (a new key is made)")
 
 
 def _named_key(next_path: Path, named: str) -> SigningKey:

@@ -99,6 +99,32 @@ def test_a_rotation_killed_while_writing_the_new_key_leaves_a_node_that_starts_a
     assert rotate_key(config).new == _did(config) != old
 
 
+@pytest.mark.parametrize("next_key", ["the org key", "an earlier key"])
+def test_a_successor_that_is_not_a_new_key_is_refused_before_anything_is_signed(tmp_path, capsys, next_key):
+    """Before: org.key.next holding the org key itself stopped the command with a traceback (InvalidRecord), and
+    holding an earlier key of the org (a backup of org.key restored to the wrong name) rotated to it: the current key
+    retired, and the earlier key, whose first record names no prior, installed in its place, its chain closed too,
+    so the node refused to start and the org had no key left that may sign."""
+    config = _config(tmp_path / "a")
+    earlier = load_org_key(config.key_path)
+    if next_key == "an earlier key":
+        rotate_key(config)
+    (config.data_dir / NEXT_KEY_FILE).write_bytes(bytes(load_org_key(config.key_path) if next_key == "the org key"
+                                                        else earlier))
+    os.chmod(config.data_dir / NEXT_KEY_FILE, 0o600)
+    current, size = _did(config), _size(config)
+    assert cli.main(["key", "rotate", "--dir", str(config.data_dir)]) == 2
+    assert "a rotation needs a new key: remove the file and run again" in capsys.readouterr().err
+    assert (_did(config), _size(config)) == (current, size)
+    (config.data_dir / NEXT_KEY_FILE).unlink()
+    assert rotate_key(config).old == current
+
+
+def _size(config) -> int:
+    with RecordStore.open(config.data_dir) as store:
+        return store.size
+
+
 async def test_a_retired_key_without_its_successor_refuses_to_rotate_or_start(tmp_path):
     config = _config(tmp_path / "a")
     with RecordStore.open(config.data_dir) as store:
