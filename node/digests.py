@@ -471,16 +471,18 @@ class Digester:
         return {agent for epoch, agent in self._issued_since(mark) if epoch == start}
 
     def _issued_since(self, mark: int) -> set[tuple[int, str]]:
-        """(epoch, agent) of our digests stored at index `mark` or later."""
+        """(epoch, agent) of our digests stored at index `mark` or later, under any key of our org: a rotation may
+        come between an interrupted epoch and the start that finishes it (DESIGN §2)."""
         store = self.replica.store
         done: set[tuple[int, str]] = set()
-        cursor = mark - 1
-        while rows := store.query(issuer=self.replica.did, kind="digest", after=cursor, limit=_REPLAY_PAGE):
-            for index, raw in rows:
-                body = load_stored(raw).body
-                if isinstance(body, DigestBody):
-                    done.add((body.epoch, body.agent))
-                cursor = index
+        for key in self.replica.succession.keys(self.replica.did):
+            cursor = mark - 1
+            while rows := store.query(issuer=key, kind="digest", after=cursor, limit=_REPLAY_PAGE):
+                for index, raw in rows:
+                    body = load_stored(raw).body
+                    if isinstance(body, DigestBody):
+                        done.add((body.epoch, body.agent))
+                    cursor = index
         return done
 
     def _finish_interrupted(self, start: int, end: int, first: int, stop: int,

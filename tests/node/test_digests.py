@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from nacl.signing import SigningKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,7 +27,8 @@ from node.metrics import Registry
 from node.retention import DAY_MS, RetentionService
 from node.stream import Broadcaster
 from node.trust import TrustService
-from vouching import DigestBody, load_stored, verify_record
+from gossip.replica import Replica
+from vouching import DigestBody, did_key, load_stored, org_body, verify_record
 from vouching.params import HOUR_MS
 from vouching.policy import Policy
 
@@ -181,6 +183,31 @@ def test_an_epoch_interrupted_while_issuing_is_finished_exactly_once(tmp_path, c
         found = digests(node)
         assert sorted(found) == sorted([(A, T0), (B, T0)])
         assert node.digester.close_due(T0 + 5 * EPOCH) == []
+        assert node.digester.digested_until == T0 + EPOCH
+
+
+def test_an_epoch_interrupted_while_issuing_then_a_key_rotation_is_not_digested_again_by_the_new_key(tmp_path, clock):
+    """Stopped after the epoch's digests were stored and before its row was finished, then `vouchnet key rotate`:
+    the restarted node looked for the epoch's digests under its new key only, and signed every one of them again, so
+    the org published two digests of each agent for one epoch (and its trust replay counted the epoch's events as
+    first-hand evidence besides)."""
+    class Crash(Exception):
+        pass
+
+    with telemetry_node(tmp_path, clock=clock, epoch_ms=EPOCH) as node:
+        submit(node, (A, "ok", "tool", False), (B, "error", "tool", False))
+        node.digester.state.finish = lambda start: (_ for _ in ()).throw(Crash())
+        with pytest.raises(Crash):
+            node.digester.close_due(T0 + EPOCH)
+        before = digests(node)
+        successor = SigningKey.generate()  # as node.rotation rotates, with the node stopped
+        node.replica.issue("org", org_body("org", "test", next=did_key(bytes(successor.verify_key))))
+        Replica(successor, node.store, roots=(), max_hops=2, held_limit=10).issue(
+            "org", org_body("org", "test", prior=node.replica.did))
+    with telemetry_node(tmp_path, key=successor, clock=clock, epoch_ms=EPOCH) as node:
+        assert node.digester.undigested() == []  # (the trust replay's first-hand events: counted by the digests)
+        assert node.digester.close_due(T0 + 5 * EPOCH) == []
+        assert set(before) == {(A, T0), (B, T0)} and digests(node) == {}
         assert node.digester.digested_until == T0 + EPOCH
 
 
