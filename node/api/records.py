@@ -86,14 +86,15 @@ async def create_vouch(request: VouchRequest, node: NodeDep, response: Response)
     responses=error_responses(401, 404, 409, 413),
 )
 async def create_revocation(request: RevocationRequest, node: NodeDep, response: Response) -> dict[str, Any]:
-    """Revoke one of this org's vouches; 404 if the node has no such record, 409 if it cannot be revoked here."""
+    """Revoke one of this org's vouches, made under its current key or one it rotated away from; 404 if the node has
+    no such record, 409 if it cannot be revoked here."""
     vouch_id = parse_record_id(request.record, "body.record")
     store = node.replica.store
     found = store.kind_and_issuer(vouch_id)
     if found is None:
         raise ApiError(404, "not_found", "body.record: the node holds no record with this id")
     kind, issuer = found
-    if issuer != node.did:
+    if issuer != node.did and issuer not in node.replica.succession.earlier(node.did):
         raise ApiError(409, "conflict", f"body.record: issued by {issuer}; only an org's own vouches can be revoked")
     if kind != "vouch":
         raise ApiError(409, "conflict", f"body.record: a {kind} record; only vouches can be revoked")

@@ -54,7 +54,8 @@ def register(subparsers: Subparsers) -> None:
         "revoke",
         summary="revoke one of this org's vouches",
         description="Sign a revoke record withdrawing one of this org's vouches, named by its record id "
-        "(`vouchnet records --issuer <your did> --kind vouch` lists them).",
+        "(`vouchnet records --issuer <your did> --kind vouch` lists them; after a key rotation, those made under "
+        "an earlier key are listed with --issuer <that did>, and revoked the same way).",
         examples=['vouchnet revoke 3f2a...c9 --reason "agent retired"'],
         run=_revoke,
     )

@@ -14,13 +14,14 @@ from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
 from gossip.host import peer_id_from_public_key
-from gossip.store import INDEX_FILE
+from gossip.replica import Replica
+from gossip.store import INDEX_FILE, RecordStore
 from ledger import Ed25519Verifier, LedgerError, open_checkpoint, verify_consistency, verify_inclusion
 from node.api import create_app
-from vouching import EquivocationBody, public_key_from_did, verify_record, vouch_body
+from vouching import EquivocationBody, org_body, public_key_from_did, verify_record, vouch_body
 
 from ..factories import Org, new_did
-from .fake_node import TOKEN, fake_node
+from .fake_node import TOKEN, FakeNode, fake_node
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -382,6 +383,23 @@ async def test_revoking_another_orgs_vouch_is_a_conflict(api, node, partner):
     node.replica.accept([theirs])
     response = await api.post("/v1/revocations", json={"record": theirs.id.hex(), "reason": "x"}, headers=AUTH)
     assert_error(response, 409, "conflict", f"body.record: issued by {partner.did}")
+
+
+async def test_after_a_rotation_a_vouch_made_under_the_earlier_key_is_revoked_by_the_current_one(tmp_path):
+    """Before: refused as another org's ("issued by <old did>"), though the records rules let a later key revoke an
+    earlier key's vouches (DESIGN §2), so an org that rotated could never withdraw a vouch it made before."""
+    old, successor = Org(), Org()
+    with RecordStore.open(tmp_path) as store:
+        before = Replica(old.key, store, roots=(), max_hops=2, held_limit=100)
+        vouched = before.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
+        before.issue("org", org_body("org", "test", next=successor.did))  # as node.rotation does
+        node = FakeNode(Replica(successor.key, store, roots=(), max_hops=2, held_limit=100))
+        node.replica.issue("org", org_body("org", "test", prior=old.did))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(node)), base_url="http://n") as api:
+            response = await api.post("/v1/revocations", json={"record": vouched.id.hex(), "reason": "left"},
+                                      headers=AUTH)
+        assert response.status_code == 201 and response.json()["iss"] == successor.did
+        assert store.revoked(vouched.id)
 
 
 async def test_only_vouches_can_be_revoked(api):
