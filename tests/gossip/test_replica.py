@@ -398,6 +398,11 @@ def _rotation_world() -> list:
     records.append(d.vouch(b.did))  # a partner vouches for the new key
     _, rotation, first = a.rotate(b)
     records += [rotation, first, b.revoke(records[0]), b.record("vouch", vouch_body(agent, 0.5, "audit"))]
+    # a copy of a's key signs on after its rotation: a record, and a second rotation, to a key of the thief's own
+    thief, thief_key = Org(key=a.key, seq=a.seq, prev=a.prev, ts=a.ts), Org()
+    stolen = [thief.record(), thief.record("org", org_body("org", "test", next=thief_key.did)),
+              thief_key.record("org", org_body("org", "test", prior=a.did)), thief_key.vouch(friend.did)]
+    records += stolen
     e = Org()
     _, rotation2, first2 = b.rotate(e)
     records += [rotation2, first2, e.revoke(records[1])]
@@ -419,15 +424,16 @@ def _rotation_world() -> list:
     records.append(p.vouch(p_friend.did))
     p2, rotation3, first3 = p.rotate()
     records += [partner.vouch(p2.did), rotation3, first3, p2.record()]
-    return records, (a, d, f, g, partner)
+    return records, (a, d, f, g, partner), stolen
 
 
 @settings(max_examples=40, deadline=None)
 @given(data=st.data())
 def test_what_a_replica_ends_up_with_does_not_depend_on_the_order_records_arrive_in(tmp_path_factory, data):
     """Offered in any order and any batches, and offered again until nothing more is accepted (as sync does),
-    rotation records, claims, revocations across keys and vouches leave the same store, links, flags and horizon."""
-    records, vouched = WORLD
+    rotation records, claims, revocations across keys and vouches leave the same store, links, flags and horizon;
+    and what a copy of a rotated key signs after its rotation is refused in every order, flagging no one."""
+    records, vouched, stolen = WORLD
     equivocator = vouched[2]
     order = data.draw(st.permutations(records))
     cuts = sorted(data.draw(st.sets(st.integers(1, len(records) - 1))))
@@ -451,6 +457,7 @@ def test_what_a_replica_ends_up_with_does_not_depend_on_the_order_records_arrive
 
     settled = settle(order, cuts)
     assert settled == settle(records, [])
+    assert not {record.id for record in stolen} & settled[0] and not {vouched[0].did, stolen[2].iss} & settled[3]
     assert len(settled[1]) == 8 and settled[3]  # the world is rich enough: the rotations link, the fork flags
 
 
