@@ -1,9 +1,11 @@
 """CPU a hostile org inside the horizon can make a node's trust engine spend (the scoring review): figures, no
 targets; not a test. Each line is one attack, fed as node.trust feeds records (a score read after each, as it does
 to announce changes), with the engine's CPU time at growing sizes: linear growth is bounded, quadratic is not.
-Last, what one listing of every org (GET /v1/orgs, no token) costs once an org vouched for that many fresh keys.
+Last, what listing the orgs (GET /v1/orgs, no token) costs once an org vouched for that many fresh keys: one page
+of the API's default size and of its largest, and every org, as a caller paging through at the largest gets them.
 
-    python benchmarks/score_attacks.py            # up to 8,000 records per attack
+    python benchmarks/score_attacks.py                                # up to 8,000 records per attack
+    python benchmarks/score_attacks.py --records 16000 --listing-only # the listing alone, up to 16,000 orgs
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from node.api.records import DEFAULT_PAGE, MAX_PAGE  # noqa: E402
 from vouching.evidence import Outcomes  # noqa: E402
 from vouching.params import HOUR_MS  # noqa: E402
 from vouching.scoring import TrustEngine  # noqa: E402
@@ -49,25 +52,33 @@ ATTACKS: dict[str, Callable[[TrustEngine, int], None]] = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=8000, help="records per attack (default 8000)")
+    parser.add_argument("--listing-only", action="store_true", help="time the listing of orgs alone")
     args = parser.parse_args()
     marks = [args.records // 4 * k for k in range(1, 5)]
-    for name, attack in ATTACKS.items():
+    for name, attack in ATTACKS.items() if not args.listing_only else ():
         engine, figures, start = _engine(), [], time.process_time()
         for n in range(1, args.records + 1):
             attack(engine, n)
             if n in marks:
                 figures.append(f"{n}: {time.process_time() - start:.2f} s")
         print(f"{name:42} " + ", ".join(figures))
-    figures = []
+    listings: dict[str, list[str]] = {f"a page of {DEFAULT_PAGE} orgs": [], f"a page of {MAX_PAGE} orgs": [],
+                                      f"every org, in pages of {MAX_PAGE}": []}
     for n in marks:
         engine = _engine()
         for i in range(n):
             engine.add_org_vouch("attacker", f"sybil{i}", 0.5, record_id=i.to_bytes(32, "big"), ts=0)
-        engine.orgs(now=1)  # (the reputation refresh is the recompute's, not the listing's)
-        start = time.process_time()
-        engine.orgs(now=1)
-        figures.append(f"{n}: {time.process_time() - start:.3f} s")
-    print(f"{'one listing of every org':42} " + ", ".join(figures))
+        engine.orgs(now=1, limit=1)  # (the reputation refresh is the recompute's, not the listing's)
+        for (name, figures), limit in zip(listings.items(), (DEFAULT_PAGE, MAX_PAGE)):
+            start = time.process_time()
+            engine.orgs(now=1, after=f"sybil{n // 2}", limit=limit)  # from the middle
+            figures.append(f"{n}: {(time.process_time() - start) * 1000:.1f} ms")
+        start, after = time.process_time(), None
+        while page := engine.orgs(now=1, after=after, limit=MAX_PAGE):
+            after = page[-1].org
+        listings[f"every org, in pages of {MAX_PAGE}"].append(f"{n}: {time.process_time() - start:.3f} s")
+    for name, figures in listings.items():
+        print(f"{name:42} " + ", ".join(figures))
 
 
 if __name__ == "__main__":

@@ -207,8 +207,9 @@ class TrustService:
         """How this node sees the org of key `did` (known by its first key)."""
         return self.engine.org(self.replica.succession.identity(did), now=self._clock()).as_dict()
 
-    def orgs(self) -> list[dict]:
-        return [o.as_dict() for o in self.engine.orgs(now=self._clock())]
+    def orgs(self, *, after: str | None = None, limit: int | None = None) -> list[dict]:
+        """The orgs whose did sorts after `after`, at most `limit` of them, in did order (GET /v1/orgs pages)."""
+        return [o.as_dict() for o in self.engine.orgs(now=self._clock(), after=after, limit=limit)]
 
     # --- the periodic recompute -----------------------------------------------------------------------------
 

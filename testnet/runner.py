@@ -312,7 +312,7 @@ class Run:
         orgs = {}
         for node in sorted(self.up):
             with self.cluster.client(node) as client:
-                orgs[node] = client.orgs()
+                orgs[node] = list(client.iter_orgs())
         return orgs
 
     def _key_views(self) -> dict[str, dict[str, dict[str, Any]]]:

@@ -14,8 +14,11 @@ off the thread that feeds and reads the engine: `start_snapshot` and `snapshot` 
 from __future__ import annotations
 
 import math
+from bisect import bisect_right, insort
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import islice
+from operator import itemgetter
 
 import numpy as np
 
@@ -79,6 +82,7 @@ class TrustEngine:
         self._cold_score = score_of(p.prior_good, p.prior_bad, p.quantile)
         self._orgs: list[str] = []
         self._org_index: dict[str, int] = {}
+        self._by_did: list[tuple[str, int]] = []  # (did, index) of every org, sorted: org order and listing pages
         self._weights: list[float] = []  # what each org's digests count, 0..1: standing x credibility
         self._voucher_weights: list[float] = []  # what each org's agent vouches count: standing x accountability
         self._groups: list[int] = []  # independence group of each org
@@ -275,16 +279,19 @@ class TrustEngine:
                                  self._full_weight)
         return self._org_reputation(o, np.flatnonzero(self._edges[1] == o))
 
-    def orgs(self, *, now: int) -> list[OrgReputation]:
-        """Every org this node has heard of, highest weight first. The vouches are grouped by the org they name
-        once, not searched for each org: that made GET /v1/orgs, which needs no token, quadratic in the orgs known
-        (0.53 s at 16,000)."""
+    def orgs(self, *, now: int, after: str | None = None, limit: int | None = None) -> list[OrgReputation]:
+        """The orgs this node has heard of in did order (DESIGN.md §8, GET /v1/orgs): those whose did sorts after
+        `after`, at most `limit` of them. Paging on the last did of a page lists each org known throughout exactly
+        once, however many are heard of meanwhile. The vouches are grouped by the org they name once, not searched
+        for each org: that made the listing quadratic in the orgs known (0.53 s at 16,000)."""
         self._ensure_reputation(now)
+        start = 0 if after is None else bisect_right(self._by_did, after, key=itemgetter(0))
+        page = list(islice((o for _, o in islice(self._by_did, start, None) if o not in self._merged), limit))
         dst = self._edges[1]
         by_dst = np.argsort(dst, kind="stable")  # each org's vouches in the order org() finds them
-        bounds = np.searchsorted(dst[by_dst], np.arange(len(self._orgs) + 1))
-        return sorted((self._org_reputation(o, by_dst[bounds[o]:bounds[o + 1]]) for o in range(len(self._orgs))
-                       if o not in self._merged), key=lambda r: (-r.weight, -r.reputation, r.org))
+        grouped, wanted = dst[by_dst], np.array(page, dtype=np.int64)
+        begins, ends = np.searchsorted(grouped, wanted, side="left"), np.searchsorted(grouped, wanted, side="right")
+        return [self._org_reputation(o, by_dst[b:e]) for o, b, e in zip(page, begins.tolist(), ends.tolist())]
 
     def _org_reputation(self, o: int, vouches: np.ndarray) -> OrgReputation:
         """Org `o` as `org` gives it, `vouches` being the indexes of the org edges that name it, in order."""
@@ -350,6 +357,8 @@ class TrustEngine:
         o = self._org_index.get(old)
         if o is None:
             return False
+        self._by_did.remove((self._orgs[o], o))
+        insort(self._by_did, (new, o))
         self._orgs[o] = new
         self._org_index[new] = o
         self._version += 1
@@ -408,6 +417,7 @@ class TrustEngine:
         if o is None:
             o = self._org_index[did] = len(self._orgs)
             self._orgs.append(did)
+            insort(self._by_did, (did, o))
             self._weights.append(0.0)
             self._voucher_weights.append(0.0)
             self._groups.append(o)
@@ -481,8 +491,7 @@ class TrustEngine:
     def _org_order(self) -> np.ndarray:
         """The org indices sorted by did (then index, for a key merged into an org renamed to it): the order org
         reputation is computed in, the same at every node (DESIGN.md §6)."""
-        orgs = self._orgs
-        return np.array(sorted(range(len(orgs)), key=lambda o: (orgs[o], o)), dtype=np.int64)
+        return np.array([o for _, o in self._by_did], dtype=np.int64)
 
     def _adopt(self, standing: OrgStanding, next_expiry: float, graph_edits: int) -> None:
         """Take new org standing, computed when the org graph had seen `graph_edits` changes; agent caches lapse.

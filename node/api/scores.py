@@ -25,7 +25,8 @@ from vouching.policy import MAX_TOOL_NAME, tool_name_problem
 
 from ..credentials import score_statement
 from ..trust import TrustService, listed_scopes
-from .errors import ApiError, checked_did
+from .errors import ApiError, checked_did, error_responses
+from .records import DEFAULT_PAGE, MAX_PAGE
 
 CHECK_PATH = "/v1/agents/{did}/check"
 MAX_DID = 64
@@ -98,10 +99,18 @@ def scores_router(trust: TrustService, key: SigningKey) -> APIRouter:
         scores too."""
         return trust.policy.as_dict()
 
-    @router.get("/v1/orgs")
-    async def orgs() -> dict[str, list[dict[str, Any]]]:
-        """Every org this node knows, with its reputation, credibility, accountability and who vouches for it."""
-        return {"orgs": trust.orgs()}
+    @router.get("/v1/orgs", responses=error_responses())
+    async def orgs(
+        after: Annotated[str | None, Query(max_length=MAX_DID, description="The `next` of the previous page")] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
+    ) -> dict[str, Any]:
+        """The orgs this node knows, in did order, with their reputation, credibility, accountability and who
+        vouches for them; `next` is the cursor of the following page (the last org's did), null on the last. An
+        org heard of while paging appears if its did sorts after the page being read."""
+        if after is not None:
+            checked_did(after, "query.after")
+        page = trust.orgs(after=after, limit=limit + 1)
+        return {"orgs": page[:limit], "next": page[limit - 1]["org"] if len(page) > limit else None}
 
     @router.get("/v1/orgs/{did}")
     async def org(did: Did) -> dict[str, Any]:

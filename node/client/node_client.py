@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -114,8 +114,14 @@ class NodeClient:
         Answers `{"accepted": n, "rejected": [{"index", "detail"}]}`."""
         return self._json(self._post("/v1/events", {"events": events}, idempotency_key=idempotency_key))
 
-    def orgs(self) -> list[dict[str, Any]]:
-        return self._get_json("/v1/orgs")["orgs"]
+    def orgs(self, *, after: str | None = None, limit: int | None = None) -> dict[str, Any]:
+        """One page of orgs in did order: `{"orgs": [...], "next": cursor or None}`; pass `next` as `after` for the
+        page after."""
+        return self._get_json("/v1/orgs", {"after": after, "limit": limit})
+
+    def iter_orgs(self, *, page: int | None = None) -> Iterator[dict[str, Any]]:
+        """Every org the node knows, in did order, fetched a page at a time."""
+        return _paged(lambda after: self.orgs(after=after, limit=page), "orgs")
 
     def org(self, did: str) -> dict[str, Any]:
         return self._get_json(f"/v1/orgs/{did}")
@@ -154,12 +160,8 @@ class NodeClient:
         self, *, issuer: str | None = None, kind: str | None = None, subject: str | None = None, page: int | None = None
     ) -> Iterator[dict[str, Any]]:
         """Every matching record, oldest first, fetched a page at a time."""
-        after = None
-        while True:
-            answer = self.records(issuer=issuer, kind=kind, subject=subject, after=after, limit=page)
-            yield from answer["records"]
-            if (after := answer["next"]) is None:
-                return
+        return _paged(lambda after: self.records(issuer=issuer, kind=kind, subject=subject, after=after, limit=page),
+                      "records")
 
     def submit_record(self, raw: bytes) -> dict[str, Any]:
         """Offer a signed record (COSE_Sign1 bytes) as a peer's gossip would: its JSON form once the node holds it,
@@ -245,3 +247,13 @@ class NodeClient:
             raise too_large(error, self.base_url) from None
         finally:
             response.close()
+
+
+def _paged(fetch: Callable[[Any], dict[str, Any]], items: str) -> Iterator[dict[str, Any]]:
+    """The `items` of every page `fetch(after)` answers, following each page's `next` cursor to the last."""
+    after = None
+    while True:
+        answer = fetch(after)
+        yield from answer[items]
+        if (after := answer["next"]) is None:
+            return

@@ -48,7 +48,7 @@ def _score(args: argparse.Namespace) -> int:
 
 def _orgs(args: argparse.Namespace) -> int:
     with open_client(args) as client:
-        orgs = sorted(client.orgs(), key=lambda o: -o["reputation"])
+        orgs = sorted(client.iter_orgs(), key=lambda o: -o["reputation"])
     if args.json:
         print_json(orgs)
         return 0

@@ -1,22 +1,27 @@
 """Scores over the API: every agent gets an answer, checks follow the policy, statements verify, orgs explain."""
 
+import hashlib
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from urllib.parse import quote
 
 import httpx
 import jwt
 import pytest
-from nacl.signing import SigningKey
+import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from nacl.signing import SigningKey
 
-from node.api import create_app
+from node.api import ApiService, create_app
 from node.api.scores import CHECK_PATH, ScoreFastPath, scores_router
+from node.client import NodeClient
 from node.credentials import agent_credential, jwks
 from node.metrics import Registry
 from node.stream import Broadcaster
 from node.trust import TrustService
-from vouching import revoke_body, vouch_body
+from vouching import did_key, revoke_body, vouch_body
 from vouching.evidence import Outcomes
 from vouching.policy import Policy
 
@@ -30,17 +35,27 @@ def clock():
     return Clock(int(time.time() * 1000))
 
 
-@pytest.fixture
-def trust(node, clock):
+def _trust(node, clock) -> TrustService:
     metrics = Registry()
     return TrustService(node.replica, roots=(), policy=Policy(min_score=0), broadcaster=Broadcaster(metrics),
                         metrics=metrics, recompute_interval=60, clock=clock)
 
 
-@pytest.fixture
-async def api(node, trust):
+@asynccontextmanager
+async def _api(node, trust) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(node, routers=[scores_router(trust, node.replica.key)], open_paths=[CHECK_PATH])
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://node") as client:
+        yield client
+
+
+@pytest.fixture
+def trust(node, clock):
+    return _trust(node, clock)
+
+
+@pytest.fixture
+async def api(node, trust):
+    async with _api(node, trust) as client:
         yield client
 
 
@@ -135,6 +150,83 @@ async def test_orgs_list_this_node_and_explain_each(node, trust, api):
     assert orgs[node.did]["own"] and partner.did in orgs
     one = (await api.get(f"/v1/orgs/{partner.did}")).json()
     assert one["text"] and one["reputation"] > 0
+
+
+def _add_org(node, trust, seed: bytes) -> str:
+    """An org this node has heard of (its org-peer vouch, fed to the engine alone): its did, from a key of `seed`."""
+    did = did_key(bytes(SigningKey(seed).verify_key))
+    trust.engine.add_org_vouch(node.did, did, 0.5, record_id=hashlib.sha256(seed).digest(), ts=0)
+    return did
+
+
+seeds = st.binary(min_size=32, max_size=32)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(limit=st.integers(1, 5), before=st.lists(seeds, max_size=8, unique=True),
+       during=st.lists(st.lists(seeds, max_size=3), max_size=5))
+async def test_paging_through_orgs_lists_each_org_known_throughout_once_in_did_order(node, clock, limit, before,
+                                                                                     during):
+    """GET /v1/orgs pages by did (DESIGN.md §8): orgs heard of between pages do not move the cursor, so every org
+    known from the first page to the last comes exactly once, whatever the page size."""
+    trust = _trust(node, clock)  # of this example alone
+    async with _api(node, trust) as api:
+        await _page_through_orgs(node, trust, api, limit, before, during)
+
+
+async def _page_through_orgs(node, trust, api, limit, before, during):
+    for seed in before:
+        _add_org(node, trust, seed)
+    throughout = {o["org"] for o in trust.orgs()}
+    listed, after, pages = [], None, 0
+    while True:
+        answer = (await api.get("/v1/orgs", params={"limit": limit, **({"after": after} if after else {})})).json()
+        assert len(answer["orgs"]) <= limit and set(answer) == {"orgs", "next"}
+        listed += [o["org"] for o in answer["orgs"]]
+        for seed in during[pages] if pages < len(during) else ():
+            _add_org(node, trust, seed)
+        pages += 1
+        if (after := answer["next"]) is None:
+            break
+        assert after == listed[-1]
+    assert listed == sorted(set(listed))  # in did order, none twice
+    assert throughout <= set(listed) <= {o["org"] for o in trust.orgs()}
+
+
+async def test_a_page_of_orgs_says_where_the_next_begins_and_the_last_says_none(node, trust, api):
+    dids = sorted([node.did, *(_add_org(node, trust, bytes([i]) * 32) for i in range(4))])
+    first = (await api.get("/v1/orgs", params={"limit": 3})).json()
+    assert [o["org"] for o in first["orgs"]] == dids[:3] and first["next"] == dids[2]
+    last = (await api.get("/v1/orgs", params={"after": first["next"], "limit": 3})).json()
+    assert [o["org"] for o in last["orgs"]] == dids[3:] and last["next"] is None
+    assert len((await api.get("/v1/orgs")).json()["orgs"]) == 5  # the default page holds them all
+
+
+async def test_the_client_follows_the_org_cursors_to_the_last_page(node, trust):
+    dids = sorted([node.did, *(_add_org(node, trust, bytes([i]) * 32) for i in range(4))])
+    app = create_app(node, routers=[scores_router(trust, node.replica.key)])
+    async with trio.open_nursery() as nursery:
+        (url,) = await nursery.start(ApiService(node, port=0, app=app).run)
+        with NodeClient(url) as client:
+            listed = await trio.to_thread.run_sync(lambda: [o["org"] for o in client.iter_orgs(page=2)])
+        nursery.cancel_scope.cancel()
+    assert listed == dids
+
+
+@pytest.mark.parametrize(("query", "detail"), [
+    ({"limit": 501}, "query.limit: Input should be less than or equal to 500"),
+    ({"limit": 0}, "query.limit: Input should be greater than or equal to 1"),
+    ({"after": "did:key:zzz"}, "query.after: not an Ed25519 did:key"),
+    ({"after": "x" * 65}, "query.after: String should have at most 64 characters"),
+])
+async def test_a_bad_org_page_is_a_422_naming_the_parameter(api, query, detail):
+    response = await api.get("/v1/orgs", params=query)
+    assert response.status_code == 422 and response.json()["detail"].startswith(detail)
+
+
+async def test_openapi_shows_the_org_page_parameters(api):
+    spec = (await api.get("/openapi.json")).json()
+    assert {p["name"] for p in spec["paths"]["/v1/orgs"]["get"]["parameters"]} == {"after", "limit"}
 
 
 @pytest.mark.parametrize("path", ["/v1/agents/nope/score", "/v1/orgs/did:key:zzz"])

@@ -384,7 +384,7 @@ def test_listing_every_org_groups_the_vouches_once_and_says_what_each_org_alone_
         engine.add_org_vouch("org", f"fresh{i}", 0.5, record_id=rid(), ts=0)
         engine.add_org_vouch(f"fresh{i}", f"fresh{(i + 1) % 300}", 0.5, record_id=rid(), ts=0)
     expected = sorted((engine.org(o, now=1) for o in ["own", "root", "org", *(f"fresh{i}" for i in range(300))]),
-                      key=lambda r: (-r.weight, -r.reputation, r.org))
+                      key=lambda r: r.org)
     compared = []
 
     class Counted(np.ndarray):
