@@ -1,14 +1,20 @@
 """`GET /v1/stream`: server-sent events (WHATWG HTML §9.2) of score and tier changes, for SDK caches (DESIGN §8).
 
 `Broadcaster.publish(event)` is synchronous and never waits: each client has a bounded queue, and a client whose
-queue is full is dropped (its connection closed), so a slow reader can cost the node nothing but its slot. Each
-event has an id `<boot>-<n>`; a client reconnecting with `Last-Event-ID` gets what it missed from a bounded
-replay buffer, or an `event: reset` (drop your cache) when that is not possible, e.g. across a node restart.
+queue is full is dropped (its connection closed, counted and logged), so a slow reader can cost the node nothing
+but its slot. Each event has an id `<boot>-<n>`; a client reconnecting with `Last-Event-ID` gets what it missed
+from a bounded replay buffer, or an `event: reset` (drop your cache) when that is not possible, e.g. across a node
+restart.
+
+Reads need no token, and a stream holds its connection for as long as the client stays: at most MAX_CLIENTS at
+once, a quarter of the API's connections (node.api.http_server.MAX_CONNECTIONS), so that streams never take the
+connections writes and health checks need. One more gets a 503 with a JSON reason and Retry-After, before any event.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 from collections import deque
 from collections.abc import Iterator, Mapping
@@ -20,9 +26,15 @@ import trio
 from fastapi import APIRouter, Request, Response
 from starlette.types import Receive, Scope, Send
 
+from .api.errors import ErrorBody, error_response
+from .api.http_server import MAX_CONNECTIONS
 from .metrics import Registry
 
+log = logging.getLogger(__name__)
+
 QUEUE_SIZE = 256
+MAX_CLIENTS = MAX_CONNECTIONS // 4
+FULL_RETRY_S = 10  # Retry-After of a stream refused for MAX_CLIENTS
 KEEPALIVE_S = 15.0
 RETRY_MS = 3000
 RESET = b"event: reset\ndata: {}\n\n"
@@ -40,8 +52,9 @@ class Subscription:
 class Broadcaster:
     """Fans events out to the connected clients."""
 
-    def __init__(self, metrics: Registry, *, queue_size: int = QUEUE_SIZE, keepalive: float = KEEPALIVE_S) -> None:
-        self.queue_size, self.keepalive = queue_size, keepalive
+    def __init__(self, metrics: Registry, *, queue_size: int = QUEUE_SIZE, keepalive: float = KEEPALIVE_S,
+                 max_clients: int = MAX_CLIENTS) -> None:
+        self.queue_size, self.keepalive, self.max_clients = queue_size, keepalive, max_clients
         self._boot = secrets.token_hex(4)
         self._seq = 0
         self._replay: deque[tuple[int, bytes]] = deque(maxlen=queue_size)
@@ -53,6 +66,11 @@ class Broadcaster:
     @property
     def subscribers(self) -> int:
         return len(self._subscribers)
+
+    @property
+    def full(self) -> bool:
+        """Whether max_clients are subscribed: the next must be refused."""
+        return len(self._subscribers) >= self.max_clients
 
     def publish(self, event: Mapping[str, Any]) -> None:
         """Send `event` (JSON; its "type", e.g. "score" or "tier", is the SSE event name) to every client."""
@@ -74,6 +92,7 @@ class Broadcaster:
         self._subscribers.discard(subscriber)
         subscriber.scope.cancel()
         self._dropped.inc()
+        log.warning("dropped a /v1/stream client: %d events waited for it to read them", self.queue_size)
 
     def _missed(self, last_event_id: str | None) -> list[bytes]:
         """What a client that last saw `last_event_id` needs first: the frames after it, or a reset."""
@@ -114,6 +133,12 @@ class EventStream(Response):
         self.broadcaster, self.last_event_id = broadcaster, last_event_id
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.broadcaster.full:  # (and no await until subscribed: no other stream can come in between)
+            detail = (f"/v1/stream: {self.broadcaster.max_clients} clients are connected, as many as the node "
+                      "serves; retry later")
+            refusal = error_response(503, "too_many_streams", detail, {"Retry-After": str(FULL_RETRY_S)})
+            await refusal(scope, receive, send)
+            return
         with self.broadcaster.subscribe(self.last_event_id) as subscriber:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             with subscriber.scope:
@@ -144,11 +169,13 @@ def stream_router(broadcaster: Broadcaster) -> APIRouter:
         "/v1/stream",
         response_class=EventStream,
         status_code=200,  # for the OpenAPI document, which cannot read it from EventStream's constructor
-        responses={200: {"content": {"text/event-stream": {}}, "description": "Server-sent events"}},
+        responses={200: {"content": {"text/event-stream": {}}, "description": "Server-sent events"},
+                   503: {"model": ErrorBody, "description": "As many streams as the node serves are connected"}},
     )
     async def stream(request: Request) -> EventStream:
         """Server-sent events of score and tier changes: `event: <type>` with a JSON `data` line and an `id`;
-        send `Last-Event-ID` on reconnect to get what was missed (or `event: reset`). Comments keep it alive."""
+        send `Last-Event-ID` on reconnect to get what was missed (or `event: reset`). Comments keep it alive.
+        503 `too_many_streams` (with Retry-After) while as many clients as the node serves are connected."""
         return EventStream(broadcaster, request.headers.get("last-event-id"))
 
     return router

@@ -10,9 +10,12 @@ import pytest
 import trio
 from fastapi import FastAPI
 
+from node.api import create_app
+from node.api.http_server import MAX_CONNECTIONS
 from node.metrics import Registry
-from node.stream import RESET, Broadcaster, EventStream, stream_router
+from node.stream import FULL_RETRY_S, MAX_CLIENTS, RESET, Broadcaster, EventStream, stream_router
 
+from .fake_node import TOKEN, fake_node
 from .telemetry_node import served
 
 
@@ -75,7 +78,41 @@ async def test_a_reconnecting_client_gets_what_it_missed_or_a_reset():
                         assert (await next_event(response.aiter_lines()))["event"] == "reset"
 
 
-async def test_a_full_queue_drops_its_client_and_publish_never_waits():
+async def _open_stream(address: tuple[str, int]) -> tuple[trio.SocketStream, bytes]:
+    """A raw connection asking for /v1/stream, and the head of the answer (read up to its blank line)."""
+    connection = await trio.open_tcp_stream(*address)
+    await connection.send_all(b"GET /v1/stream HTTP/1.1\r\nHost: node\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += await connection.receive_some(4096)
+    return connection, head
+
+
+async def test_streams_beyond_their_cap_are_refused_and_never_take_the_connections_writes_need(tmp_path):
+    """Reads need no token: MAX_CLIENTS idle streams once took every connection (MAX_CONNECTIONS), and writes and
+    health checks were refused. With the cap of streams open, both get through; the next stream gets a 503."""
+    broadcaster = Broadcaster(Registry())
+    with fake_node(tmp_path) as node, trio.fail_after(60):  # a hang fails the test
+        app = create_app(node, routers=[stream_router(broadcaster)])
+        async with served(app) as url:
+            address = (url.removeprefix("http://").split(":")[0], int(url.rsplit(":", 1)[1]))
+            streams = [await _open_stream(address) for _ in range(MAX_CLIENTS)]
+            assert all(head.startswith(b"HTTP/1.1 200") for _, head in streams)
+            assert broadcaster.subscribers == MAX_CLIENTS < MAX_CONNECTIONS
+            async with httpx.AsyncClient(base_url=url) as client:
+                assert (await client.get("/healthz")).status_code == 200
+                written = await client.put("/v1/peers/blocked", json={"peers": []},
+                                           headers={"Authorization": f"Bearer {TOKEN}"})
+                assert written.status_code == 200
+                refused = await client.get("/v1/stream")
+            assert refused.status_code == 503 and refused.headers["retry-after"] == str(FULL_RETRY_S)
+            assert refused.json() == {"error": "too_many_streams", "detail": f"/v1/stream: {MAX_CLIENTS} clients "
+                                      "are connected, as many as the node serves; retry later"}
+            for connection, _ in streams:
+                await connection.aclose()
+
+
+async def test_a_full_queue_drops_its_client_and_publish_never_waits(caplog):
     metrics = Registry()
     broadcaster = Broadcaster(metrics, queue_size=3)
     with broadcaster.subscribe() as slow, broadcaster.subscribe() as fast:
@@ -85,6 +122,28 @@ async def test_a_full_queue_drops_its_client_and_publish_never_waits():
         assert slow.scope.cancel_called and not fast.scope.cancel_called
         assert broadcaster.subscribers == 1
     assert metrics.value("stream_dropped_total") == 1 and broadcaster.subscribers == 0
+    assert caplog.messages == ["dropped a /v1/stream client: 3 events waited for it to read them"]
+
+
+async def test_a_stream_client_that_never_reads_is_dropped_once_the_kernel_and_its_queue_are_full():
+    """What a client that never reads costs is bounded: the socket buffers the kernel grants, then QUEUE_SIZE events
+    (shared with every other client's queue), then it is dropped and its connection closed."""
+    metrics = Registry()
+    broadcaster = Broadcaster(metrics)
+    with trio.fail_after(60):  # a client never dropped fails the test instead of hanging it
+        async with served(app_for(broadcaster)) as url:
+            connection, _ = await _open_stream((url.removeprefix("http://").split(":")[0], int(url.rsplit(":", 1)[1])))
+            published = 0
+            while not metrics.value("stream_dropped_total"):
+                broadcaster.publish({"type": "score", "padding": "x" * 60_000})
+                published += 1
+                await trio.testing.wait_all_tasks_blocked()  # the server writes what the socket takes
+            assert broadcaster.subscribers == 0 and published > broadcaster.queue_size
+            try:  # what was sent, then the end the server made (the fail_after above if it made none)
+                while await connection.receive_some(1 << 20):
+                    pass
+            except trio.BrokenResourceError:
+                pass  # ended by a reset: the server closed with data unread
 
 
 async def test_a_dropped_client_s_connection_ends_even_while_its_socket_is_stuck():
