@@ -22,6 +22,7 @@ from ._http import normal_url
 from ._log import log
 
 RECONNECT_S = 1.0
+MAX_RETRY_AFTER_S = 60.0  # the longest a node's Retry-After holds a reconnect back (it refuses streams past its cap)
 CLOSE_WAIT_S = 5.0  # the longest close() waits for the thread, which ends at once once its socket is shut
 IDLE_S = 45.0  # the longest wait for a line; the node sends a keep-alive comment every 15 s
 MAX_LINE = 64 * 1024  # bytes; the node's lines are a few hundred
@@ -150,11 +151,13 @@ class ScoreStream:
     def _run(self) -> None:
         parser = SseParser()
         while not self._stop.is_set():
+            wait = self._reconnect
             try:
                 self._follow(parser)
             except (httpx.HTTPError, RuntimeError) as error:  # RuntimeError: the client was closed under us
                 if self._stop.is_set():
                     return
+                wait = reconnect_wait(error, self._reconnect)
                 log.info("score stream disconnected", extra={"fields": {"node": self.base_url, "error": error}})
             except Exception as error:  # anything else must not end the thread: the caches would go stale unseen
                 if self._stop.is_set():
@@ -162,7 +165,7 @@ class ScoreStream:
                 log.warning("score stream failed", extra={"fields": {"node": self.base_url, "error": repr(error)}})
                 parser = SseParser()  # what came after the failure is lost: start afresh, with a reset
             self.connected.clear()
-            self._stop.wait(self._reconnect)
+            self._stop.wait(wait)
 
     def _follow(self, parser: SseParser) -> None:
         headers = {"Accept": "text/event-stream", **IDENTITY}  # lines are capped as sent: none inflates past it
@@ -185,6 +188,15 @@ class ScoreStream:
                     self._on_reset()
                 elif (change := score_change(event)) is not None:
                     self._on_change(change)
+
+
+def reconnect_wait(error: Exception, reconnect: float) -> float:
+    """How long to wait before reconnecting after `error`: a refusal's Retry-After in seconds (a node serving as
+    many streams as it may answers 503 with one; node.stream), at most MAX_RETRY_AFTER_S, else `reconnect`."""
+    if not isinstance(error, httpx.HTTPStatusError):
+        return reconnect
+    after = error.response.headers.get("retry-after", "")
+    return min(max(float(after), reconnect), MAX_RETRY_AFTER_S) if after.isascii() and after.isdigit() else reconnect
 
 
 def _lines(chunks: Iterable[bytes], limit: int) -> Iterator[str]:

@@ -3,11 +3,14 @@ multi-line data, ids; what is not a well-formed score change is ignored, not tru
 
 import json
 
+import httpx
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from node.client.score_stream import ScoreChange, SseEvent, SseParser, TooLong, _lines, score_change
+from node.client.score_stream import (
+    MAX_RETRY_AFTER_S, ScoreChange, SseEvent, SseParser, TooLong, _lines, reconnect_wait, score_change,
+)
 
 
 def _feed(text: str) -> tuple[list[SseEvent], SseParser]:
@@ -68,3 +71,22 @@ def test_a_line_over_the_limit_is_refused_even_within_one_chunk():
     with pytest.raises(TooLong, match="a line longer than 8 bytes"):
         list(_lines([b"short\n" + b"x" * 9 + b"\nnext\n"], 8))
     assert list(_lines([b"x" * 8 + b"\n"], 8)) == ["x" * 8]
+
+
+def _refusal(status: int, headers: dict[str, str] | list[tuple[bytes, bytes]]) -> httpx.HTTPStatusError:
+    request = httpx.Request("GET", "http://node/v1/stream")
+    return httpx.HTTPStatusError("refused", request=request, response=httpx.Response(status, headers=headers,
+                                                                                      request=request))
+
+
+@pytest.mark.parametrize(("error", "wait"), [
+    (_refusal(503, {"Retry-After": "10"}), 10.0),  # the node serves as many streams as it may
+    (_refusal(503, {"Retry-After": "86400"}), MAX_RETRY_AFTER_S),
+    (_refusal(503, {"Retry-After": "0"}), 1.0),
+    (_refusal(503, {"Retry-After": "Fri, 27 Nov 2026 10:00:00 GMT"}), 1.0),  # a date: not worth trusting a clock
+    (_refusal(503, [(b"Retry-After", b"\xb2")]), 1.0),  # read as Latin-1, "²": isdigit, and float() refuses it
+    (_refusal(500, {}), 1.0),
+    (httpx.ReadTimeout("idle"), 1.0),
+])
+def test_a_refused_stream_reconnects_after_the_node_s_retry_after_within_a_bound(error, wait):
+    assert reconnect_wait(error, 1.0) == wait
