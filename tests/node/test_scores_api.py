@@ -1,6 +1,7 @@
 """Scores over the API: every agent gets an answer, checks follow the policy, statements verify, orgs explain."""
 
 import hashlib
+import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
-from node.api import ApiService, create_app
+from node import cli
+from node.api import ApiService, create_app, scores
 from node.api.scores import CHECK_PATH, ScoreFastPath, scores_router
 from node.client import NodeClient
 from node.credentials import agent_credential, jwks
@@ -202,15 +204,32 @@ async def test_a_page_of_orgs_says_where_the_next_begins_and_the_last_says_none(
     assert len((await api.get("/v1/orgs")).json()["orgs"]) == 5  # the default page holds them all
 
 
-async def test_the_client_follows_the_org_cursors_to_the_last_page(node, trust):
-    dids = sorted([node.did, *(_add_org(node, trust, bytes([i]) * 32) for i in range(4))])
+@asynccontextmanager
+async def _served(node, trust) -> AsyncIterator[str]:
+    """The scores API served as the node serves it, on a free port of 127.0.0.1: its base URL."""
     app = create_app(node, routers=[scores_router(trust, node.replica.key)])
     async with trio.open_nursery() as nursery:
         (url,) = await nursery.start(ApiService(node, port=0, app=app).run)
+        yield url
+        nursery.cancel_scope.cancel()
+
+
+async def test_the_client_follows_the_org_cursors_to_the_last_page(node, trust):
+    dids = sorted([node.did, *(_add_org(node, trust, bytes([i]) * 32) for i in range(4))])
+    async with _served(node, trust) as url:
         with NodeClient(url) as client:
             listed = await trio.to_thread.run_sync(lambda: [o["org"] for o in client.iter_orgs(page=2)])
-        nursery.cancel_scope.cancel()
     assert listed == dids
+
+
+async def test_vouchnet_orgs_lists_every_page_highest_reputation_first(node, trust, monkeypatch, capsys):
+    monkeypatch.setattr(scores, "DEFAULT_PAGE", 2)  # the route's default, read as the app is made: 3 pages
+    dids = [node.did, *(_add_org(node, trust, bytes([i]) * 32) for i in range(4))]
+    async with _served(node, trust) as url:
+        code = await trio.to_thread.run_sync(cli.main, ["orgs", "--api", url, "--json"])
+    listed = json.loads(capsys.readouterr().out)
+    assert code == 0 and sorted(o["org"] for o in listed) == sorted(dids)
+    assert [o["reputation"] for o in listed] == sorted((o["reputation"] for o in listed), reverse=True)
 
 
 @pytest.mark.parametrize(("query", "detail"), [
