@@ -3,9 +3,13 @@ targets; not a test. Each line is one attack, fed as node.trust feeds records (a
 to announce changes), with the engine's CPU time at growing sizes: linear growth is bounded, quadratic is not.
 Last, what listing the orgs (GET /v1/orgs, no token) costs once an org vouched for that many fresh keys: one page
 of the API's default size and of its largest, and every org, as a caller paging through at the largest gets them.
+With --answers, what one answer about an agent or an org costs (GET .../score explains by default, no token) once
+that many fresh keys of the org each vouch for the agent and for one other org: its JSON's size and the CPU to
+build and serialise it, as the API does.
 
     python benchmarks/score_attacks.py                                # up to 8,000 records per attack
     python benchmarks/score_attacks.py --records 16000 --listing-only # the listing alone, up to 16,000 orgs
+    python benchmarks/score_attacks.py --answers --records 1000,5000  # one answer at 1,000 and 5,000 keys
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pydantic import TypeAdapter  # noqa: E402
 
 from node.api.records import DEFAULT_PAGE, MAX_PAGE  # noqa: E402
 from vouching.evidence import Outcomes  # noqa: E402
@@ -49,11 +55,43 @@ ATTACKS: dict[str, Callable[[TrustEngine, int], None]] = {
 }
 
 
+def _answers(keys: int) -> str:
+    """One explained score of an agent and one org answer, each vouched for by `keys` fresh keys of the attacker:
+    the JSON's size and the CPU of building and serialising it (the best of 5), as node.trust and the API do."""
+    engine, now = _engine(), 10**6
+    for i in range(keys):
+        engine.add_org_vouch("attacker", f"sybil{i}", 0.5, record_id=i.to_bytes(32, "big"), ts=0)
+        engine.add_agent_vouch(f"sybil{i}", "victim", 0.5, "developer", record_id=(1 << 40 | i).to_bytes(32, "big"),
+                               ts=1)
+        engine.add_org_vouch(f"sybil{i}", "target", 0.5, record_id=(2 << 40 | i).to_bytes(32, "big"), ts=1)
+    engine.recompute(now=now)
+    figures = []
+    for name, answer in (("score", lambda: engine.explain("victim", now=now).as_dict()),
+                         ("org", lambda: engine.org("target", now=now).as_dict())):
+        times = []
+        for _ in range(5):
+            start = time.process_time()
+            body = _JSON.dump_json(answer(), by_alias=True)
+            times.append(time.process_time() - start)
+        figures.append(f"{name} {len(body) / 1000:.1f} KB {min(times) * 1000:.1f} ms")
+    return f"{keys} keys: " + ", ".join(figures)
+
+
+_JSON = TypeAdapter(dict)  # as the API serialises an answer
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=8000, help="records per attack (default 8000)")
+    parser.add_argument("--records", default="8000",
+                        help="records per attack (default 8000); with --answers, keys, comma-separated")
     parser.add_argument("--listing-only", action="store_true", help="time the listing of orgs alone")
+    parser.add_argument("--answers", action="store_true", help="time one answer about an agent and an org alone")
     args = parser.parse_args()
+    if args.answers:
+        for keys in map(int, args.records.split(",")):
+            print(_answers(keys))
+        return
+    args.records = int(args.records)
     marks = [args.records // 4 * k for k in range(1, 5)]
     for name, attack in ATTACKS.items() if not args.listing_only else ():
         engine, figures, start = _engine(), [], time.process_time()

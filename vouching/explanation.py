@@ -1,14 +1,22 @@
 """Why a score is what it is (DESIGN.md §6, "every score is explainable"): the parts of one agent's score and of
-one org's reputation as values, and the same in plain words."""
+one org's reputation as values, and the same in plain words.
+
+Every part is listed in the values (TrustEngine.explain and .org, heaviest first); the plain structures (`as_dict`,
+what the node's API answers, no token needed) and the words list the first MAX_LISTED_PARTS of each (`listed`): any
+org inside the horizon can mint keys that each vouch for an agent or an org, or sign a digest of an agent, and each
+would otherwise add a part to every answer about it (2 MB and 0.1 s of the node's loop an answer at 5,000 keys).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from vouching.grid import on_grid
 from vouching.tiers import Tier
 
+MAX_LISTED_PARTS = 64  # vouches, orgs' evidence, vouchers of an org listed in an answer (`listed`)
 VouchStatus = Literal["counted", "revoked", "expired", "out of scope", "voucher has no weight"]
 
 
@@ -16,6 +24,20 @@ def _flat(value: Any) -> dict[str, Any]:
     """dataclasses.asdict of a dataclass whose fields hold no dataclass, without asdict's recursion and deep
     copies of immutable values: an explanation's parts in 6 us rather than 120 (GET .../score makes one each)."""
     return {name: getattr(value, name) for name in value.__dataclass_fields__}
+
+
+def listed(name: str, parts: Sequence[Any]) -> dict[str, Any]:
+    """The `name`, `name_complete` and `name_total` fields of an answer (as node.trust.listed_scopes lists an
+    agent's tools): the first MAX_LISTED_PARTS of `parts` (heaviest first, as the engine orders them) as plain
+    dicts, whether that is all of them, and how many there are."""
+    return {name: tuple(map(_flat, parts[:MAX_LISTED_PARTS])), f"{name}_complete": len(parts) <= MAX_LISTED_PARTS,
+            f"{name}_total": len(parts)}
+
+
+def _more(parts: Sequence[Any], what: str) -> list[str]:
+    """The line saying how many parts past the first MAX_LISTED_PARTS the words leave out, if any."""
+    left = len(parts) - MAX_LISTED_PARTS
+    return [f"  ... and {left} more {what}, none weighing more than those above."] if left > 0 else []
 
 
 @dataclass(frozen=True)
@@ -82,6 +104,10 @@ class OrgPart:
 
 @dataclass(frozen=True)
 class Explanation:
+    """An agent's score and its parts: `vouches` by the lift each adds (most first), then the voucher's weight,
+    then issuer, basis and record id; `orgs` by the evidence each counts (counted good plus counted bad, most
+    first), then its weight, then the org's did."""
+
     score: Score
     prior_good: float
     prior_bad: float
@@ -106,11 +132,12 @@ class Explanation:
         return self.alpha / (self.alpha + self.beta)
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain JSON-able structure (for the node's API), with the plain-words lines under "text"."""
+        """Plain JSON-able structure (for the node's API), with the plain-words lines under "text"; of the vouches
+        and orgs, the first MAX_LISTED_PARTS (`listed`)."""
         out = _flat(self)
         out["score"] = _flat(self.score)
-        out["vouches"] = tuple(map(_flat, self.vouches))
-        out["orgs"] = tuple(map(_flat, self.orgs))
+        out.update(listed("vouches", self.vouches))
+        out.update(listed("orgs", self.orgs))
         out["rules"] = tuple(map(_flat, self.rules))
         out["mean"] = self.mean
         out["text"] = self.lines()
@@ -129,16 +156,17 @@ class Explanation:
             f"{self.vouch_lift:.2f} from vouches (at most {self.vouch_lift_cap:.2f}, so that vouches alone stay "
             f"below trusted)."
         )
-        for v in self.vouches:
+        for v in self.vouches[:MAX_LISTED_PARTS]:
             out.append(
                 f"  vouch {v.record_id[:12]} by {v.issuer} ({v.basis}, weight {v.weight:g}, voucher weight "
                 f"{v.voucher_weight:.2f}): {v.status}, lift {v.lift:.2f}"
                 + (f", scope {', '.join(v.scope)}" if v.scope else "")
                 + (f", expires at {v.expires}" if v.expires is not None else "")
             )
+        out.extend(_more(self.vouches, "vouches"))
         if not self.orgs:
             out.append("No behaviour evidence yet.")
-        for o in self.orgs:
+        for o in self.orgs[:MAX_LISTED_PARTS]:
             who = "this node's own observations" if o.first_hand else f"digests from {o.org}"
             out.append(
                 f"  {who}: weight {o.weight:.2f}; {o.events} events in {o.batches} batches; after decay "
@@ -148,6 +176,7 @@ class Explanation:
                 + (f"; {o.ignored} ignored as out of order" if o.ignored else "")
                 + ("; an independent witness" if o.independent else "; not an independent witness")
             )
+        out.extend(_more(self.orgs, "orgs' evidence"))
         out.append(
             f"Decay half-lives: good {_days(self.good_half_life_ms)}, bad {_days(self.bad_half_life_ms)}, bad "
             f"reports {_days(self.report_half_life_ms)}. Independent orgs with good evidence: "
@@ -168,7 +197,8 @@ class VouchShare:
 
 @dataclass(frozen=True)
 class OrgReputation:
-    """An org as this node sees it: its personalised PageRank mass, and what its word weighs and why."""
+    """An org as this node sees it: its personalised PageRank mass, and what its word weighs and why; `vouched_by`
+    by the reputation each vouch brings (most first), then its weight, then the issuer's did."""
 
     org: str
     reputation: float
@@ -186,8 +216,10 @@ class OrgReputation:
     full_weight_reputation: float
 
     def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-able structure, with the words under "text"; of the vouchers, the first MAX_LISTED_PARTS
+        (`listed`)."""
         out = _flat(self)
-        out["vouched_by"] = tuple(map(_flat, self.vouched_by))
+        out.update(listed("vouched_by", self.vouched_by))
         out["text"] = self.lines()
         return out
 
@@ -215,8 +247,9 @@ class OrgReputation:
             out.append(f"Not independent: most of its reputation comes through {self.group}.")
         out.extend(
             f"  vouched for by {v.issuer} (weight {v.weight:g}), bringing {v.inflow:.3g} reputation"
-            for v in self.vouched_by
+            for v in self.vouched_by[:MAX_LISTED_PARTS]
         )
+        out.extend(_more(self.vouched_by, "vouches for it"))
         return out
 
 

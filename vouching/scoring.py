@@ -245,9 +245,10 @@ class TrustEngine:
         parts: tuple[list[OrgPart], list[VouchPart], list[float]] = ([], [], [])
         sums = self._sums(self._agents[a] if a is not None else _Agent(agent), now, parts, tool)
         org_parts, vouch_parts, (lift,) = parts
-        # In a canonical order, not the order the records arrived in (DESIGN.md §6: every node agrees).
-        org_parts.sort(key=lambda part: part.org)
-        vouch_parts.sort(key=lambda part: (part.issuer, part.basis, part.record_id))
+        # Heaviest first (an answer lists the first MAX_LISTED_PARTS), ties in a canonical order, not the order the
+        # records arrived in (DESIGN.md §6: every node agrees).
+        org_parts.sort(key=lambda part: (-(part.counted_good + part.counted_bad), -part.weight, part.org))
+        vouch_parts.sort(key=lambda part: (-part.lift, -part.voucher_weight, part.issuer, part.basis, part.record_id))
         _, _, good, good_held, bad, reports, capped_lift, witnesses = sums
         good += good_held
         alpha, beta = p.prior_good + capped_lift + good, p.prior_bad + bad
@@ -297,7 +298,7 @@ class TrustEngine:
         """Org `o` as `org` gives it, `vouches` being the indexes of the org edges that name it, in order."""
         src, _, weight, flow = self._edges
         shares = sorted((VouchShare(self._orgs[int(src[e])], float(weight[e]), float(flow[e])) for e in vouches),
-                        key=lambda v: -v.inflow)
+                        key=lambda v: (-v.inflow, -v.weight, v.issuer))  # heaviest first, as Explanation's parts
         return OrgReputation(
             org=self._orgs[o],
             reputation=float(self._reputation[o]),

@@ -75,7 +75,10 @@ def scores_router(trust: TrustService, key: SigningKey) -> APIRouter:
         explain: Annotated[bool, Query(description="add the explanation (several KB); false for the score alone")]
         = True,
     ) -> dict[str, Any]:
-        """The agent's score 0–1000 and tier as this node sees it, how much evidence stands behind it, and why."""
+        """The agent's score 0–1000 and tier as this node sees it, how much evidence stands behind it, and why: the
+        explanation lists the 64 vouches that lift it most and the 64 orgs whose evidence counts most (heaviest
+        first, ties by did), with `vouches_complete`/`orgs_complete` false and `vouches_total`/`orgs_total`
+        counting them all if there are more."""
         checked_did(did, "path.did")
         return score_answer(trust, key, did, explain=explain, statement=statement)
 
@@ -105,7 +108,8 @@ def scores_router(trust: TrustService, key: SigningKey) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
     ) -> dict[str, Any]:
         """The orgs this node knows, in did order, with their reputation, credibility, accountability and who
-        vouches for them; `next` is the cursor of the following page (the last org's did), null on the last. An
+        vouches for them (`vouched_by`: the 64 vouches bringing most reputation, with `vouched_by_complete` and
+        `vouched_by_total`); `next` is the cursor of the following page (the last org's did), null on the last. An
         org heard of while paging appears if its did sorts after the page being read."""
         if after is not None:
             checked_did(after, "query.after")
@@ -114,7 +118,7 @@ def scores_router(trust: TrustService, key: SigningKey) -> APIRouter:
 
     @router.get("/v1/orgs/{did}")
     async def org(did: Did) -> dict[str, Any]:
-        """One org as this node sees it, explained."""
+        """One org as this node sees it, explained (`vouched_by` as in `GET /v1/orgs`)."""
         checked_did(did, "path.did")
         return trust.org(did)
 

@@ -25,6 +25,7 @@ from node.stream import Broadcaster
 from node.trust import TrustService
 from vouching import did_key, revoke_body, vouch_body
 from vouching.evidence import Outcomes
+from vouching.explanation import MAX_LISTED_PARTS
 from vouching.policy import Policy
 
 from ..factories import Org, new_did
@@ -152,6 +153,25 @@ async def test_orgs_list_this_node_and_explain_each(node, trust, api):
     assert orgs[node.did]["own"] and partner.did in orgs
     one = (await api.get(f"/v1/orgs/{partner.did}")).json()
     assert one["text"] and one["reputation"] > 0
+
+
+async def test_answers_list_the_heaviest_vouches_and_vouchers_and_count_them_all(node, trust, api):
+    """Keys an org mints, each vouching for one agent and one org, grow no answer about either past
+    MAX_LISTED_PARTS parts (the score, the org, and the org in a page of orgs), and the counts are exact."""
+    agent, target = new_did(), Org().did
+    keys = [_add_org(node, trust, bytes([i]) * 32) for i in range(MAX_LISTED_PARTS + 6)]
+    for i, key in enumerate(keys):
+        trust.engine.add_agent_vouch(key, agent, 0.5, "developer", record_id=bytes([i, 1]) * 16, ts=0)
+        trust.engine.add_org_vouch(key, target, 0.5, record_id=bytes([i, 2]) * 16, ts=0)
+    score = (await api.get(f"/v1/agents/{agent}/score")).json()
+    explanation = score["explanation"]
+    assert len(explanation["vouches"]) == MAX_LISTED_PARTS and not explanation["vouches_complete"]
+    assert explanation["vouches_total"] == len(keys) and (explanation["orgs_total"], explanation["orgs"]) == (0, [])
+    assert [v["issuer"] for v in explanation["vouches"]] == sorted(keys)[:MAX_LISTED_PARTS]  # alike: in did order
+    page = (await api.get("/v1/orgs", params={"limit": 500})).json()["orgs"]
+    for org in (await api.get(f"/v1/orgs/{target}")).json(), next(o for o in page if o["org"] == target):
+        assert (len(org["vouched_by"]), org["vouched_by_complete"], org["vouched_by_total"]) == \
+            (MAX_LISTED_PARTS, False, len(keys))
 
 
 def _add_org(node, trust, seed: bytes) -> str:

@@ -3,7 +3,11 @@
 import json
 from dataclasses import asdict
 
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
 from vouching.evidence import Outcomes
+from vouching.explanation import MAX_LISTED_PARTS
 from vouching.grid import on_grid
 from vouching.params import HOUR_MS
 
@@ -90,7 +94,52 @@ def test_the_plain_structures_hold_every_field_as_asdict_would():
     w = _explained_world()
     e = w.engine.explain("a", now=w.now)
     assert e.vouches and e.orgs and e.rules and e.score.caps
-    assert e.as_dict() == {**asdict(e), "mean": e.mean, "text": e.lines()}
+    listed = {"vouches_complete": True, "vouches_total": len(e.vouches), "orgs_complete": True,
+              "orgs_total": len(e.orgs)}
+    assert e.as_dict() == {**asdict(e), **listed, "mean": e.mean, "text": e.lines()}
     org = w.engine.org("org1", now=w.now)
     assert org.vouched_by
-    assert org.as_dict() == {**asdict(org), "text": org.lines()}
+    assert org.as_dict() == {**asdict(org), "vouched_by_complete": True, "vouched_by_total": 1, "text": org.lines()}
+
+
+_KEY = st.tuples(st.sampled_from([0.1, 0.5, 1.0]), st.sampled_from(["developer", "audit", "operator"]), st.booleans(),
+                 st.integers(0, 3))  # a key's vouch weight and basis, whether it revokes it, its digest's bad outcomes
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 2 * MAX_LISTED_PARTS + 10).flatmap(lambda n: st.lists(_KEY, min_size=n, max_size=n)))
+@example([(0.5, "developer", False, 0)] * (MAX_LISTED_PARTS + 1))  # all alike: ties only
+def test_an_answer_lists_the_heaviest_parts_of_any_number_and_counts_them_all(keys):
+    """An org inside the horizon mints keys that each vouch for an agent (some revoke theirs), sign a digest of
+    it and vouch for another org: the answers list the first MAX_LISTED_PARTS in the documented order (the
+    heaviest first, ties by did), say whether that is all, and count every one."""
+    w = World(orgs=1)
+    for i, (weight, basis, revoked, bad) in enumerate(keys):
+        key = f"key{i:03}"
+        w.engine.add_org_vouch("org0", key, weight, record_id=rid(), ts=0)
+        vouch = rid()
+        w.engine.add_agent_vouch(key, "a", weight, basis, record_id=vouch, ts=0)
+        if revoked:
+            w.engine.revoke(key, vouch, ts=1)
+        w.digest(key, "a", i % 3, ok=3, denied=bad)
+        w.engine.add_org_vouch(key, "target", weight, record_id=rid(), ts=0)
+    w.engine.recompute(now=w.now)
+    e, org = w.engine.explain("a", now=w.now), w.engine.org("target", now=w.now)
+    answer, org_answer = e.as_dict(), org.as_dict()
+    n, complete = len(keys), len(keys) <= MAX_LISTED_PARTS
+    vouches = sorted(map(asdict, e.vouches),
+                     key=lambda v: (-v["lift"], -v["voucher_weight"], v["issuer"], v["basis"], v["record_id"]))
+    orgs = sorted(e.orgs, key=lambda o: (-(o.counted_good + o.counted_bad), -o.weight, o.org))
+    vouched_by = sorted(map(asdict, org.vouched_by), key=lambda v: (-v["inflow"], -v["weight"], v["issuer"]))
+    assert list(answer["vouches"]) == vouches[:MAX_LISTED_PARTS]
+    assert (answer["vouches_total"], answer["vouches_complete"]) == (n, complete)
+    assert list(answer["orgs"]) == list(map(asdict, orgs[:MAX_LISTED_PARTS]))
+    assert (answer["orgs_total"], answer["orgs_complete"]) == (n, complete)
+    assert list(org_answer["vouched_by"]) == vouched_by[:MAX_LISTED_PARTS]
+    assert (org_answer["vouched_by_total"], org_answer["vouched_by_complete"]) == (n, complete)
+    listed = min(n, MAX_LISTED_PARTS)
+    assert sum(line.startswith("  vouch ") for line in answer["text"]) == listed
+    assert sum(line.startswith("  digests from ") for line in answer["text"]) == listed
+    assert sum(line.startswith("  vouched for by ") for line in org_answer["text"]) == listed
+    more = [line for line in answer["text"] + org_answer["text"] if line.startswith("  ... and ")]
+    assert len(more) == (0 if complete else 3) and all(f" {n - MAX_LISTED_PARTS} more " in line for line in more)
