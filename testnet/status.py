@@ -85,7 +85,7 @@ def node_status(cluster: Cluster, name: str) -> NodeStatus:
         return NodeStatus(**{**base.__dict__, "error": f"its checkpoint does not verify: {e}"})
     rejected = sum(info["rejected"].values()) + prometheus.total(samples, "vouchnet_gossip_records_rejected_total")
     return NodeStatus(name, entry.did, entry.api_url, True, None, peers, info["ledger"]["size"], checkpoint,
-                      int(rejected), len(info["flagged"]))
+                      int(rejected), info["flagged_total"])
 
 
 def table(rows: list[NodeStatus]) -> str:

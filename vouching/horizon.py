@@ -49,6 +49,10 @@ class Horizon:
     def members(self) -> frozenset[str]:
         return frozenset(self._hops)
 
+    def __len__(self) -> int:
+        """How many orgs are inside (members() without copying them)."""
+        return len(self._hops)
+
     def add_edge(self, record_id: bytes, issuer: str, subject: str) -> set[str]:
         """Record an org-peer vouch; return the orgs it brought inside the horizon."""
         if record_id in self._edges or issuer == subject:

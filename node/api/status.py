@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import heapq
+from collections.abc import Collection
 from typing import Any
 
 from fastapi import APIRouter, Security
@@ -14,6 +16,8 @@ from .guard import bearer_scheme
 from .view import NodeDep
 
 MAX_BLOCKED = 1000
+# Flagged orgs GET /v1/node lists: any org inside the horizon can get keys it mints flagged by having them equivocate
+MAX_LISTED_FLAGGED = 64
 
 router = APIRouter(tags=["node"])
 
@@ -39,7 +43,9 @@ async def node_info(node: NodeDep) -> dict[str, Any]:
     that arrived from peers since the node started, signed elsewhere: its own history, if its data directory was
     restored from an older copy, else a thief's (the node logs each at CRITICAL); `log` tells how its records ledger
     stands to the newest checkpoint of its log that its peers hold (gossip.witnessing.Witnessing.log_state: "ok",
-    "behind" or "diverged", when it signs no checkpoint any more)."""
+    "behind" or "diverged", when it signs no checkpoint any more). `horizon` counts the orgs inside its horizon;
+    `flagged` lists the first 64 orgs flagged for equivocation in did order, `flagged_total` counts them all and
+    `flagged_complete` is false if there are more."""
     replica = node.replica
     return {
         **node.info(),
@@ -48,10 +54,17 @@ async def node_info(node: NodeDep) -> dict[str, Any]:
         "network": node.network,
         "records": replica.store.size,
         "held": replica.held_count,
-        "horizon": len(replica.horizon.members()),
-        "flagged": sorted(replica.flagged),
+        "horizon": len(replica.horizon),
+        **listed_flagged(replica.flagged),
         "own_records_from_peers": replica.own_from_peers,
     }
+
+
+def listed_flagged(flagged: Collection[str]) -> dict[str, Any]:
+    """The `flagged`, `flagged_complete` and `flagged_total` fields of GET /v1/node: the first MAX_LISTED_FLAGGED
+    dids in did order (picked without sorting or copying them all), whether that is all, and how many."""
+    return {"flagged": heapq.nsmallest(MAX_LISTED_FLAGGED, flagged),
+            "flagged_complete": len(flagged) <= MAX_LISTED_FLAGGED, "flagged_total": len(flagged)}
 
 
 @router.get("/v1/peers")

@@ -18,6 +18,7 @@ from gossip.replica import Replica
 from gossip.store import INDEX_FILE, RecordStore
 from ledger import Ed25519Verifier, LedgerError, open_checkpoint, verify_consistency, verify_inclusion
 from node.api import create_app
+from node.api.status import MAX_LISTED_FLAGGED
 from vouching import EquivocationBody, org_body, public_key_from_did, verify_record, vouch_body
 
 from ..factories import Org, new_did
@@ -84,7 +85,7 @@ async def test_node_shows_identity_addresses_and_what_it_holds(api, node, partne
     assert info["held"] == 0
     assert info["own_records_from_peers"] == 0
     assert info["horizon"] == 2  # this org and its partner
-    assert info["flagged"] == []
+    assert (info["flagged"], info["flagged_complete"], info["flagged_total"]) == ([], True, 0)
 
 
 async def test_node_counts_records_of_its_key_that_came_from_peers(api, node):
@@ -97,7 +98,17 @@ async def test_node_lists_orgs_flagged_for_equivocation(api, node, partner):
     honest = partner.record()
     node.replica.accept([honest])
     node.replica.accept([partner.fork(1, None)])
-    assert (await api.get("/v1/node")).json()["flagged"] == [partner.did]
+    info = (await api.get("/v1/node")).json()
+    assert (info["flagged"], info["flagged_complete"], info["flagged_total"]) == ([partner.did], True, 1)
+
+
+async def test_node_lists_the_first_flagged_orgs_in_did_order_and_counts_them_all(api, node):
+    """An org's minted keys that equivocate grow the flagged set: the answer lists MAX_LISTED_FLAGGED of them."""
+    flagged = [new_did() for _ in range(MAX_LISTED_FLAGGED + 5)]
+    node.replica.flagged.update(flagged)  # as equivocation proofs of each would (see the test above)
+    info = (await api.get("/v1/node")).json()
+    assert info["flagged"] == sorted(flagged)[:MAX_LISTED_FLAGGED]
+    assert (info["flagged_complete"], info["flagged_total"]) == (False, len(flagged))
 
 
 async def test_peers_are_the_nodes_connected_peers(api, node):

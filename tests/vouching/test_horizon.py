@@ -66,7 +66,7 @@ def test_incremental_hops_equal_a_fresh_breadth_first_search(edges, max_hops, re
                 expected[b] = expected[org] + 1
                 queue.append(b)
     assert {o: h.hops(o) for o in expected} == expected
-    assert h.members() == frozenset(expected)
+    assert h.members() == frozenset(expected) and len(h) == len(expected)
 
 
 def test_a_successor_key_is_inside_at_its_predecessors_distance():
