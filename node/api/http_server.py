@@ -8,18 +8,24 @@ the HTTP/1.1 parser hypercorn itself uses, so what reaches the app is parsed as 
 
 Per connection: one request at a time (a pipelined next request waits in h11's buffer); a request head must
 arrive whole within KEEP_ALIVE_S of the connection opening or falling idle, and is refused (431) once more than
-MAX_HEAD_BYTES of it wait incomplete; each read of a request body must come within READ_TIMEOUT_S, and each write
-of the response must be taken within WRITE_TIMEOUT_S (a client that stops reading is let go). A malformed
-request gets h11's 4xx with a JSON reason and the connection closes; an app that fails before answering gives a
-500 (its traceback goes to the log, not to the client), after that the connection closes. While a response
-streams (server-sent events), the app's `receive` reports the client's disconnect. At most MAX_CONNECTIONS at
-once: more are closed as they arrive. Nothing of a request is logged but, on a failure, its method and path.
+MAX_HEAD_BYTES of it wait incomplete; each read of a request body must come within READ_TIMEOUT_S, and the whole
+request, head and body, within REQUEST_DEADLINE_S of the connection opening or falling idle: else it is answered
+408 with a JSON reason (if no answer was begun) and the connection closes, so that a body trickled a byte per
+READ_TIMEOUT_S holds no connection for hours. A streamed response's wait for its client to leave is no request
+being received. Each write of the response must be taken within WRITE_TIMEOUT_S (a client that stops reading is
+let go). A malformed request gets h11's 4xx with a JSON reason and the connection closes; an app that fails before
+answering gives a 500 (its traceback goes to the log, not to the client), after that the connection closes.
+While a response streams (server-sent events), the app's `receive` reports the client's disconnect. At most
+MAX_CONNECTIONS at once: more are closed as they arrive. Nothing of a request is logged but, on a failure, its
+method and path.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote
@@ -35,12 +41,17 @@ MAX_HEAD_BYTES = 16 * 1024
 MAX_CONNECTIONS = 1024
 KEEP_ALIVE_S = 5.0
 READ_TIMEOUT_S = 10.0
+REQUEST_DEADLINE_S = 30.0  # for a whole request, head and body, from the connection opening or falling idle
 WRITE_TIMEOUT_S = 30.0
 _READ_BYTES = 64 * 1024
 
 
 class _Closed(Exception):
     """The client went away, or must be let go (timeout, protocol error already answered)."""
+
+
+class _Late(_Closed):
+    """The request did not arrive whole by its deadline (REQUEST_DEADLINE_S)."""
 
 
 async def serve(app: ASGIApp, host: str, port: int, *,
@@ -78,10 +89,12 @@ class _Connection:
         self.awaiting_continue = False  # the request asked for 100 Continue and has not been sent it
         self.client = _address(stream, "peer")
         self.server = _address(stream, "local")
+        self.deadline = math.inf  # trio time by which the request being received must be in whole
 
     async def run(self) -> None:
         try:
             while True:
+                self.deadline = trio.current_time() + REQUEST_DEADLINE_S
                 event = await self.next_event(KEEP_ALIVE_S if self.h11.their_state is h11.IDLE else READ_TIMEOUT_S)
                 if isinstance(event, h11.ConnectionClosed):
                     return
@@ -115,15 +128,17 @@ class _Connection:
         return False
 
     async def next_event(self, timeout: float) -> h11.Event:
-        """The next event from the client, reading as needed; raises _Closed unless it comes within `timeout`."""
+        """The next event from the client, reading as needed; raises _Closed unless it comes within `timeout`, and
+        _Late unless it comes by the request's deadline."""
         if (event := self.h11.next_event()) is not h11.NEED_DATA:
             return event  # already read (a GET's end of message comes with its head)
         async with self._reading:
-            with trio.move_on_after(timeout):
+            read_by = trio.current_time() + timeout
+            with trio.move_on_at(min(read_by, self.deadline)):
                 while (event := self.h11.next_event()) is h11.NEED_DATA:
                     self.h11.receive_data(await self.stream.receive_some(_READ_BYTES))
                 return event
-            raise _Closed()
+            raise _Late() if self.deadline < read_by else _Closed()
 
     async def wait_for_close(self) -> None:
         """Return once the client has closed its side. Bytes it sends meanwhile (a pipelined request) wait in h11,
@@ -173,6 +188,7 @@ class _Exchange:
         self.finished = False
         self.body_done = False
         self.disconnected = False
+        self.late = False  # the request's body did not arrive by its deadline (_too_late)
 
     def scope(self) -> dict[str, Any]:
         raw_path, _, query = self.request.target.partition(b"?")
@@ -216,10 +232,16 @@ class _Exchange:
                 await self.connection.wait_for_close()
                 self.disconnected = True
             return {"type": "http.disconnect"}
+        if self.late:
+            return {"type": "http.disconnect"}
         if self.connection.awaiting_continue and not self.head_written:
             self.connection.awaiting_continue = False
             await self.connection.send(h11.InformationalResponse(status_code=100, headers=[]))
-        event = await self.connection.next_event(READ_TIMEOUT_S)
+        try:
+            event = await self.connection.next_event(READ_TIMEOUT_S)
+        except _Late:
+            await self._too_late()
+            return {"type": "http.disconnect"}
         if isinstance(event, h11.Data):
             return {"type": "http.request", "body": bytes(event.data), "more_body": True}
         if isinstance(event, h11.EndOfMessage):
@@ -228,7 +250,24 @@ class _Exchange:
         self.disconnected = True
         return {"type": "http.disconnect"}
 
+    async def _too_late(self) -> None:
+        """Answer 408 for a request whose body did not arrive by its deadline, unless an answer was begun; the app
+        is told the client left and what it sends is dropped (its answer to a body it could not read is no
+        failure to log), and the connection closes."""
+        self.late = self.disconnected = True
+        if self.head_written:
+            return
+        self.head_written = True  # nor a 500 for the app's answer that never went out
+        body = json.dumps({"error": "request_timeout", "detail": f"the request did not arrive whole within "
+                           f"{REQUEST_DEADLINE_S:g} s"}).encode()
+        with contextlib.suppress(_Closed, trio.BrokenResourceError, trio.ClosedResourceError):  # it closes anyway
+            await self.connection.send(
+                h11.Response(status_code=408, headers=[*_json_headers(body), (b"connection", b"close")]),
+                h11.Data(data=body), h11.EndOfMessage())
+
     async def send(self, message: dict[str, Any]) -> None:
+        if self.late:
+            return  # the request was answered 408 and its connection closes
         kind = message["type"]
         if kind == "http.response.start":
             if self.started is not None:

@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from node.api import http_server
-from node.api.http_server import KEEP_ALIVE_S, MAX_HEAD_BYTES, READ_TIMEOUT_S, WRITE_TIMEOUT_S, serve
+from node.api.http_server import (KEEP_ALIVE_S, MAX_HEAD_BYTES, READ_TIMEOUT_S, REQUEST_DEADLINE_S, WRITE_TIMEOUT_S,
+                                  serve)
 
 
 async def echo_app(scope, receive, send):
@@ -48,7 +49,8 @@ async def broken_app(scope, receive, send):
     await send({"type": "http.response.body", "body": b"no start"})  # an app bug: body before start
 
 
-WAIT_S = 2 * (KEEP_ALIVE_S + READ_TIMEOUT_S + WRITE_TIMEOUT_S)  # longer than any wait the server makes
+# longer than any wait the server makes
+WAIT_S = 2 * (KEEP_ALIVE_S + READ_TIMEOUT_S + REQUEST_DEADLINE_S + WRITE_TIMEOUT_S)
 
 
 class Client:
@@ -242,6 +244,64 @@ async def test_a_client_that_sends_its_head_slowly_is_cut_off(server, autojump_c
             await trio.sleep(1)
             await client.send(b"X")
     assert trio.current_time() - start <= KEEP_ALIVE_S + 2
+
+
+async def trickle(client: Client, data: bytes) -> None:
+    """Send `data` a byte at a time, each within the read timeout, until the server closes the connection."""
+    for byte in data:
+        await trio.sleep(READ_TIMEOUT_S / 2)
+        try:
+            await client.send(bytes([byte]))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+
+
+@pytest.mark.parametrize("expect", [b"", b"Expect: 100-continue\r\n"])
+async def test_a_body_trickled_past_the_request_deadline_gets_a_408_and_the_connection_closes(server, autojump_clock,
+                                                                                              expect):
+    address = await server(echo_app)
+    client = await connect(address)
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        await client.send(b"POST /v1/events HTTP/1.1\r\nHost: node\r\nContent-Length: 100\r\n" + expect + b"\r\n")
+        nursery.start_soon(trickle, client, b"x" * 100)  # each byte in time, the whole body never
+        status, headers, body = await client.response()
+        if status == 100:
+            status, headers, body = await client.response()
+        assert (status, headers["content-type"], json.loads(body)["error"]) == (408, "application/json",
+                                                                               "request_timeout")
+        assert trio.current_time() - start <= REQUEST_DEADLINE_S + 1
+        assert await client.closed()
+        nursery.cancel_scope.cancel()
+    again = await connect(address)
+    await again.send(get("/still-serving"))
+    assert (await again.response())[0] == 200
+
+
+async def test_a_body_left_unread_and_trickled_is_cut_off_at_the_request_deadline(server, autojump_clock):
+    client = await connect(await server(refusing_app))
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        await client.send(b"POST /v1/events HTTP/1.1\r\nHost: node\r\nContent-Length: 10000\r\n\r\n")
+        nursery.start_soon(trickle, client, b"x" * 10000)  # the server skips what the app left unread
+        assert (await client.response())[0] == 401  # answered already: no 408
+        assert await client.closed()
+        assert trio.current_time() - start <= REQUEST_DEADLINE_S + 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_streamed_response_outlives_the_request_deadline(server, autojump_clock):
+    streaming_app.left = trio.Event()
+    client = await connect(await server(streaming_app))
+    await client.send(get("/v1/stream"))
+    assert (await client.head())[0] == 200
+    with trio.move_on_after(2 * REQUEST_DEADLINE_S):
+        while True:
+            await client.read()  # raises EOFError if the server closed the stream
+    await client.stream.aclose()
+    with trio.fail_after(5):
+        await streaming_app.left.wait()
+    assert streaming_app.seen == "http.disconnect"
 
 
 async def large_app(scope, receive, send):

@@ -30,6 +30,7 @@ from vouching.policy import Policy
 
 from ..factories import Org, new_did
 from .telemetry_node import Clock
+from .test_http_server import connect, trickle
 
 
 @pytest.fixture
@@ -227,11 +228,28 @@ async def test_a_page_of_orgs_says_where_the_next_begins_and_the_last_says_none(
 @asynccontextmanager
 async def _served(node, trust) -> AsyncIterator[str]:
     """The scores API served as the node serves it, on a free port of 127.0.0.1: its base URL."""
-    app = create_app(node, routers=[scores_router(trust, node.replica.key)])
+    app = create_app(node, routers=[scores_router(trust, node.replica.key)], open_paths=[CHECK_PATH])
     async with trio.open_nursery() as nursery:
         (url,) = await nursery.start(ApiService(node, port=0, app=app).run)
         yield url
         nursery.cancel_scope.cancel()
+
+
+async def test_a_check_whose_body_is_trickled_gets_a_408_and_nothing_of_the_app(node, trust, autojump_clock, caplog):
+    """A route needing no token, its body sent a byte per few seconds: the server answers 408 at the request's
+    deadline (the app's answer to the read it was failed in goes nowhere) and closes the connection."""
+    async with _served(node, trust) as url:
+        client = await connect(("127.0.0.1", int(url.rsplit(":", 1)[1])))
+        body = json.dumps({"action": "tool_call"}).encode()
+        async with trio.open_nursery() as nursery:
+            await client.send(f"POST /v1/agents/{new_did()}/check HTTP/1.1\r\nHost: node\r\nContent-Type: "
+                              f"application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+            nursery.start_soon(trickle, client, body)
+            status, _, answer = await client.response()
+            assert (status, json.loads(answer)["error"]) == (408, "request_timeout")
+            assert "failed" not in caplog.text  # the app's answer to the body it never got is no failure
+            assert await client.closed()
+            nursery.cancel_scope.cancel()
 
 
 async def test_the_client_follows_the_org_cursors_to_the_last_page(node, trust):
