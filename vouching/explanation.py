@@ -1,10 +1,11 @@
 """Why a score is what it is (DESIGN.md §6, "every score is explainable"): the parts of one agent's score and of
 one org's reputation as values, and the same in plain words.
 
-Every part is listed in the values (TrustEngine.explain and .org, heaviest first); the plain structures (`as_dict`,
-what the node's API answers, no token needed) and the words list the first MAX_LISTED_PARTS of each (`listed`): any
-org inside the horizon can mint keys that each vouch for an agent or an org, or sign a digest of an agent, and each
-would otherwise add a part to every answer about it (2 MB and 0.1 s of the node's loop an answer at 5,000 keys).
+The values hold the heaviest MAX_LISTED_PARTS vouches, orgs' evidence and vouchers of an org (TrustEngine.explain
+and .org; all of them on request) and count them all; the plain structures (`as_dict`, what the node's API answers,
+no token needed) and the words list at most MAX_LISTED_PARTS of each (`listed`): any org inside the horizon can
+mint keys that each vouch for an agent or an org, or sign a digest of an agent, and each would otherwise add a part
+to every answer about it (2 MB and 0.1 s of the node's loop an answer at 5,000 keys).
 """
 
 from __future__ import annotations
@@ -26,18 +27,17 @@ def _flat(value: Any) -> dict[str, Any]:
     return {name: getattr(value, name) for name in value.__dataclass_fields__}
 
 
-def listed(name: str, parts: Sequence[Any]) -> dict[str, Any]:
+def listed(name: str, parts: Sequence[Any], total: int) -> dict[str, Any]:
     """The `name`, `name_complete` and `name_total` fields of an answer (as node.trust.listed_scopes lists an
     agent's tools): the first MAX_LISTED_PARTS of `parts` (heaviest first, as the engine orders them) as plain
-    dicts, whether that is all of them, and how many there are."""
-    return {name: tuple(map(_flat, parts[:MAX_LISTED_PARTS])), f"{name}_complete": len(parts) <= MAX_LISTED_PARTS,
-            f"{name}_total": len(parts)}
+    dicts, whether that is all `total` of them, and `total`."""
+    shown = parts[:MAX_LISTED_PARTS]
+    return {name: tuple(map(_flat, shown)), f"{name}_complete": len(shown) == total, f"{name}_total": total}
 
 
-def _more(parts: Sequence[Any], what: str) -> list[str]:
-    """The line saying how many parts past the first MAX_LISTED_PARTS the words leave out, if any."""
-    left = len(parts) - MAX_LISTED_PARTS
-    return [f"  ... and {left} more {what}, none weighing more than those above."] if left > 0 else []
+def _more(shown: int, total: int, what: str) -> list[str]:
+    """The line saying how many of `total` parts the words leave out past the `shown` ones, if any."""
+    return [f"  ... and {total - shown} more {what}, none weighing more than those above."] if total > shown else []
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,9 @@ class Explanation:
     vouch_lift: float  # after the cap
     vouch_lift_cap: float
     vouches: tuple[VouchPart, ...]
+    vouches_total: int  # vouches there are, listed or not
     orgs: tuple[OrgPart, ...]
+    orgs_total: int
     alpha: float
     beta: float
     quantile: float
@@ -136,8 +138,8 @@ class Explanation:
         and orgs, the first MAX_LISTED_PARTS (`listed`)."""
         out = _flat(self)
         out["score"] = _flat(self.score)
-        out.update(listed("vouches", self.vouches))
-        out.update(listed("orgs", self.orgs))
+        out.update(listed("vouches", self.vouches, self.vouches_total))
+        out.update(listed("orgs", self.orgs, self.orgs_total))
         out["rules"] = tuple(map(_flat, self.rules))
         out["mean"] = self.mean
         out["text"] = self.lines()
@@ -156,17 +158,18 @@ class Explanation:
             f"{self.vouch_lift:.2f} from vouches (at most {self.vouch_lift_cap:.2f}, so that vouches alone stay "
             f"below trusted)."
         )
-        for v in self.vouches[:MAX_LISTED_PARTS]:
+        vouches, orgs = self.vouches[:MAX_LISTED_PARTS], self.orgs[:MAX_LISTED_PARTS]
+        for v in vouches:
             out.append(
                 f"  vouch {v.record_id[:12]} by {v.issuer} ({v.basis}, weight {v.weight:g}, voucher weight "
                 f"{v.voucher_weight:.2f}): {v.status}, lift {v.lift:.2f}"
                 + (f", scope {', '.join(v.scope)}" if v.scope else "")
                 + (f", expires at {v.expires}" if v.expires is not None else "")
             )
-        out.extend(_more(self.vouches, "vouches"))
-        if not self.orgs:
+        out.extend(_more(len(vouches), self.vouches_total, "vouches"))
+        if not self.orgs_total:
             out.append("No behaviour evidence yet.")
-        for o in self.orgs[:MAX_LISTED_PARTS]:
+        for o in orgs:
             who = "this node's own observations" if o.first_hand else f"digests from {o.org}"
             out.append(
                 f"  {who}: weight {o.weight:.2f}; {o.events} events in {o.batches} batches; after decay "
@@ -176,7 +179,7 @@ class Explanation:
                 + (f"; {o.ignored} ignored as out of order" if o.ignored else "")
                 + ("; an independent witness" if o.independent else "; not an independent witness")
             )
-        out.extend(_more(self.orgs, "orgs' evidence"))
+        out.extend(_more(len(orgs), self.orgs_total, "orgs' evidence"))
         out.append(
             f"Decay half-lives: good {_days(self.good_half_life_ms)}, bad {_days(self.bad_half_life_ms)}, bad "
             f"reports {_days(self.report_half_life_ms)}. Independent orgs with good evidence: "
@@ -213,13 +216,14 @@ class OrgReputation:
     equivocator: bool
     group: str
     vouched_by: tuple[VouchShare, ...]
+    vouched_by_total: int  # vouches for it there are, listed or not
     full_weight_reputation: float
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-able structure, with the words under "text"; of the vouchers, the first MAX_LISTED_PARTS
         (`listed`)."""
         out = _flat(self)
-        out.update(listed("vouched_by", self.vouched_by))
+        out.update(listed("vouched_by", self.vouched_by, self.vouched_by_total))
         out["text"] = self.lines()
         return out
 
@@ -245,11 +249,10 @@ class OrgReputation:
                    f"count {self.voucher_weight:.2f}, its digests {self.weight:.2f}.")
         if self.group != self.org:
             out.append(f"Not independent: most of its reputation comes through {self.group}.")
-        out.extend(
-            f"  vouched for by {v.issuer} (weight {v.weight:g}), bringing {v.inflow:.3g} reputation"
-            for v in self.vouched_by[:MAX_LISTED_PARTS]
-        )
-        out.extend(_more(self.vouched_by, "vouches for it"))
+        shown = self.vouched_by[:MAX_LISTED_PARTS]
+        out.extend(f"  vouched for by {v.issuer} (weight {v.weight:g}), bringing {v.inflow:.3g} reputation"
+                   for v in shown)
+        out.extend(_more(len(shown), self.vouched_by_total, "vouches for it"))
         return out
 
 
