@@ -299,8 +299,9 @@ class TrustEngine:
              listed: int | None = MAX_LISTED_PARTS) -> list[OrgReputation]:
         """The orgs this node has heard of in did order (DESIGN.md §8, GET /v1/orgs): those whose did sorts after
         `after`, at most `limit` of them. Paging on the last did of a page lists each org known throughout exactly
-        once, however many are heard of meanwhile; each with its `listed` heaviest vouches. The vouches are grouped by the org they name once, not searched
-        for each org: that made the listing quadratic in the orgs known (0.53 s at 16,000)."""
+        once, however many are heard of meanwhile; each with its `listed` heaviest vouches. The vouches are grouped
+        by the org they name once, not searched for each org: that made the listing quadratic in the orgs known
+        (0.53 s at 16,000)."""
         self._ensure_reputation(now)
         start = 0 if after is None else bisect_right(self._by_did, after, key=itemgetter(0))
         page = list(islice((o for _, o in islice(self._by_did, start, None) if o not in self._merged), limit))
