@@ -1082,6 +1082,32 @@ async def test_a_peer_back_before_our_question_to_it_is_answered_is_asked_again_
         assert (peer.queries, peer.early) == (2, 0)
 
 
+async def test_a_witness_still_answering_keeps_its_place_and_is_asked_once_it_has(tmp_path, autojump_clock):
+    """A checkpoint signed while a trust root that connected during its wait is still answering is asked of the root
+    once it has answered, not of the next peer in line meanwhile (witnesses=1): roots' cosignatures are the ones
+    the org relies on."""
+    (own,) = identities(tmp_path, 1)
+    a, root = Org(), Org()
+    with RecordStore.open(own.directory) as store:
+        replica = Replica(SigningKey(own.seed), store, roots=(a.did, root.did), max_hops=1, held_limit=10)
+        host = _Peers()
+        witnessing = Witnessing(host, replica, network=NETWORK, state_dir=tmp_path, interval=0.1, timeout=1.0,
+                                witnesses=1)
+        other, slow_root = _SlowPeer(None, 0.3), _SlowPeer(None, 0.9)
+
+        async def root_asked() -> None:
+            await witnessing.checked.wait()  # no peer at start
+            host.streams[peer_of(Org())] = other
+            await other.asked.wait()
+            replica.accept([a.record()])
+            host.streams[peer_of(root)] = slow_root
+            while not slow_root.cosign_requests:
+                await host.looked(1)
+
+        await _run_within_rounds(witnessing, root_asked, rounds=100)
+        assert witnessing.stats.checkpoints_signed == 1 and other.cosign_requests == 0
+
+
 async def test_a_witness_whose_state_a_full_disk_cannot_store_declines_in_one_line_and_cosigns_once_it_can(
         tmp_path, monkeypatch, caplog):
     """witness.sqlite refusing a write failed the sync stream with a traceback logged for each cosign request, and
