@@ -25,9 +25,9 @@ new keys, slow or many, delay checkpoints and stop none (before, no checkpoint w
 due). What this gives up: a peer that holds a checkpoint of ours, connects during a wait and answers after the
 peers awaited may get the checkpoint that wait held back by gossip before its answer stops us; so a restored
 ledger whose peers holding its published checkpoint all do that signs and gossips one contradicting it. That was
-possible before for every such peer not connected as we sign (gossip reaches it through others) and at a start
-with no peer connected; a cosign request, the witness's own evidence against us, still goes to no peer before it
-answered.
+possible before for every such peer not connected as we sign (gossip reaches it through others), and a node
+starting with no peer connected signed one at once; a cosign request, the witness's own evidence against us,
+still goes to no peer before it answered.
 """
 
 from __future__ import annotations
