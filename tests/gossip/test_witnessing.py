@@ -8,15 +8,19 @@ from __future__ import annotations
 import functools
 import logging
 import sqlite3
+import tempfile
 import threading
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
 from gossip.checkpoints import MAX_CHECKPOINT_NOTE, RECORDS_LOG, checkpoints_topic
@@ -932,19 +936,16 @@ async def published_within(witnessing: Witnessing, size: int, rounds: int) -> No
     raise AssertionError(f"no checkpoint of size {size} within {rounds} rounds")
 
 
-@pytest.mark.parametrize("peers", [1, 40])
-@pytest.mark.parametrize("rejoin", ["fresh key", "same key"])
-@pytest.mark.parametrize("answer", ["never", "just in time", "garbage"])
-async def test_hostile_peers_coming_and_going_delay_our_checkpoints_and_stop_none(
-        tmp_path, autojump_clock, answer, rejoin, peers):
-    """Each checkpoint waits at most _ATTEMPTS x (timeout + interval) for the answers due when its wait began, however
-    many peers come and go meanwhile, and none is asked to cosign while its answer is due."""
+async def _checkpoints_beside(tmp_path: Path, peers: list[tuple[str, str, float]]) -> None:
+    """Five changes of our ledger, each published within _ATTEMPTS x (timeout + interval) beside hostile peers
+    (answer, rejoin and when each first joins: _HostilePeer), none of whom is asked to cosign while its answer
+    is due."""
     timeout, interval = 1.0, 0.1
     with _own_node(tmp_path) as (replica, _, _):
         host = _Peers()
         crowd: list[_HostilePeer] = []
-        for i in range(peers):  # one joining every quarter of a round
-            _HostilePeer(host, crowd, answer, rejoin, timeout=timeout, interval=interval, joins=i * interval / 4)
+        for answer, rejoin, joins in peers:
+            _HostilePeer(host, crowd, answer, rejoin, timeout=timeout, interval=interval, joins=joins)
         witnessing = Witnessing(host, replica, network=NETWORK, state_dir=tmp_path, interval=interval, timeout=timeout)
 
         async def grow() -> None:
@@ -957,17 +958,39 @@ async def test_hostile_peers_coming_and_going_delay_our_checkpoints_and_stop_non
         assert sum(p.early for p in crowd) == 0
 
 
-class _SlowPeer(_HoldingPeer):
-    """_HoldingPeer answering what it holds of our log `delay` after it is asked (`asked`, `answered`)."""
+_ANSWERS, _REJOINS = ["never", "just in time", "garbage"], ["fresh key", "same key"]
 
-    def __init__(self, note: bytes | None, delay: float) -> None:
+
+@pytest.mark.parametrize("peers", [1, 40])
+@pytest.mark.parametrize("rejoin", _REJOINS)
+@pytest.mark.parametrize("answer", _ANSWERS)
+async def test_hostile_peers_coming_and_going_delay_our_checkpoints_and_stop_none(
+        tmp_path, autojump_clock, answer, rejoin, peers):
+    await _checkpoints_beside(tmp_path, [(answer, rejoin, i * 0.1 / 4) for i in range(peers)])  # 4 a round
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(peers=st.lists(st.tuples(st.sampled_from(_ANSWERS), st.sampled_from(_REJOINS), st.floats(0, 2)), max_size=12))
+async def test_any_crowd_of_hostile_peers_delays_our_checkpoints_and_stops_none(autojump_clock, peers):
+    with tempfile.TemporaryDirectory() as directory:
+        await _checkpoints_beside(Path(directory), peers)
+
+
+class _SlowPeer(_HoldingPeer):
+    """_HoldingPeer answering what it holds of our log `delay` after it is asked (`asked`, `answered`); appended to
+    `cosign_order` (shared by peers) as it is asked to cosign."""
+
+    def __init__(self, note: bytes | None, delay: float, cosign_order: list[_SlowPeer] | None = None) -> None:
         super().__init__(note)
         self.delay = delay
         self.asked, self.answered = trio.Event(), trio.Event()
+        self.cosign_order = [] if cosign_order is None else cosign_order
 
     async def write_frame(self, payload: bytes) -> None:
         await super().write_frame(payload)
-        if not isinstance(decode_request(payload), CosignRequest):
+        if isinstance(decode_request(payload), CosignRequest):
+            self.cosign_order.append(self)
+        else:
             self.asked.set()
 
     async def read_frame(self, limit: int) -> bytes | None:
@@ -1093,7 +1116,8 @@ async def test_a_witness_still_answering_keeps_its_place_and_is_asked_once_it_ha
         host = _Peers()
         witnessing = Witnessing(host, replica, network=NETWORK, state_dir=tmp_path, interval=0.1, timeout=1.0,
                                 witnesses=1)
-        other, slow_root = _SlowPeer(None, 0.3), _SlowPeer(None, 0.9)
+        cosign_order: list[_SlowPeer] = []  # (the root declines: the next in line is asked after it)
+        other, slow_root = _SlowPeer(None, 0.3, cosign_order), _SlowPeer(None, 0.9, cosign_order)
 
         async def root_asked() -> None:
             await witnessing.checked.wait()  # no peer at start
@@ -1101,11 +1125,11 @@ async def test_a_witness_still_answering_keeps_its_place_and_is_asked_once_it_ha
             await other.asked.wait()
             replica.accept([a.record()])
             host.streams[peer_of(root)] = slow_root
-            while not slow_root.cosign_requests:
+            while not cosign_order:
                 await host.looked(1)
 
         await _run_within_rounds(witnessing, root_asked, rounds=100)
-        assert witnessing.stats.checkpoints_signed == 1 and other.cosign_requests == 0
+        assert witnessing.stats.checkpoints_signed == 1 and cosign_order[0] is slow_root
 
 
 async def test_a_witness_whose_state_a_full_disk_cannot_store_declines_in_one_line_and_cosigns_once_it_can(
