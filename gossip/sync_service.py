@@ -7,9 +7,10 @@ time-bounded; sessions are bounded in number.
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -22,6 +23,7 @@ from .frames import FrameError
 from .gap_queue import GapBatch, GapQueue
 from .host import Host, HostError, PeerEvent, Stream
 from .replica import Replica
+from .serving_budget import ServingBudget, ServingRates, page_cost
 from .store import StoreError
 from .sync import (
     Deliver,
@@ -39,8 +41,10 @@ from .sync_messages import (
     MAX_REQUEST_FRAME,
     MAX_SEQ,
     SYNC_PROTOCOL,
+    Busy,
     CheckpointRequest,
     CosignRequest,
+    PeerBusy,
     RemoteProtocolError,
     Reply,
     SyncError,
@@ -82,6 +86,7 @@ class SyncStats:
     rounds_failed: int = 0
     records_fetched: int = 0  # accepted into the replica from sync
     records_served: int = 0
+    served_busy: int = 0  # answers cut short by a Busy reply: the peer's serving budget, or the node's, was spent
     streams_served: int = 0
     gap_requests: int = 0  # from gossip (request_gaps) and for orgs that entered the horizon
     gap_issuers_merged: int = 0  # issuers of a request already waiting or being fetched: their range grew
@@ -90,7 +95,8 @@ class SyncStats:
     gap_fetches: int = 0  # batches of issuers' ranges fetched (from a few peers each, or every peer for histories)
     gap_issuers_vain: int = 0  # issuers of a batch none of whose range came (no peer asked had it): they back off
     peers_disconnected: int = 0  # for breaking the protocol
-    errors: Counter[str] = field(default_factory=Counter)  # by reason (see SyncError.reason, plus timeout, stream, busy)
+    # by reason (see SyncError.reason, plus timeout, stream, busy); "throttled": a peer told us to come back later
+    errors: Counter[str] = field(default_factory=Counter)
 
 
 class SyncService:
@@ -113,7 +119,9 @@ class SyncService:
     `timeout` after answering is closed. `max_peer_streams` bounds the inbound streams of any one peer (an honest
     one has a sync session and a kept cosigning stream at most), so that no peer can hold them all. An inbound
     request frame longer than any request (sync_messages.MAX_REQUEST_FRAME) is refused unread, and frames (requests
-    and replies) longer than DECODE_ON_LOOP_BYTES are decoded on a worker thread.
+    and replies) longer than DECODE_ON_LOOP_BYTES are decoded on a worker thread. `serving` sets the budgets of pages
+    served to each peer and to all peers together (gossip.serving_budget): past them a peer is answered Busy, with when
+    to come back. A peer that answers us so is asked nothing until then, and it is no offence.
     """
 
     def __init__(
@@ -137,6 +145,7 @@ class SyncService:
         accept_records: int = 2000,
         accept_bytes: int = 4 << 20,
         session_seconds: float = 600.0,
+        serving: ServingRates = ServingRates(),
         on_offence: Callable[[str, str], None] | None = None,
     ) -> None:
         if not (interval > 0 and round_peers >= 1 and timeout > 0 and max_sessions >= 1 and max_inbound >= 1
@@ -169,6 +178,9 @@ class SyncService:
         self._streams = trio.CapacityLimiter(max_inbound_streams)  # inbound streams open, idle ones included
         self._max_peer_streams = max_peer_streams
         self._peer_streams: Counter[str] = Counter()  # inbound streams open, by peer
+        self._budget = ServingBudget(serving, page_cost(max(self.limits.page_records, self.limits.heads_page),
+                                                        self.limits.max_frame))
+        self._throttled: dict[str, float] = {}  # peers that told us to come back later (Busy): until when
         # An issuer backs off from a second up to a periodic round's interval, after which the rounds repair it.
         self._gaps = GapQueue(gap_queue, backoff=(min(_GAP_BACKOFF, interval), interval))
         self._gaps_changed = trio.Event()
@@ -209,8 +221,9 @@ class SyncService:
                 self._checker = None
 
     async def sync_with(self, peer_id: str) -> None:
-        """A full round with one peer (heads, then what we lack); returns at once if one is already running."""
-        if peer_id in self._rounds_running:
+        """A full round with one peer (heads, then what we lack); returns at once if one is already running, or if the
+        peer told us to come back later and it is not yet time."""
+        if peer_id in self._rounds_running or self._throttled.get(peer_id, -math.inf) > trio.current_time():
             return
         self._rounds_running.add(peer_id)
         try:
@@ -273,6 +286,9 @@ class SyncService:
                     raise SyncError("session", f"the session outlasted {self.session_seconds:g} s; ended")
         except RemoteProtocolError as error:
             await self._offence(peer_id, error)
+        except PeerBusy as busy:
+            self._throttled[peer_id] = trio.current_time() + busy.retry_after
+            self._failed(peer_id, busy.reason, busy)
         except SyncError as error:
             self._failed(peer_id, error.reason, error)
         except trio.TooSlowError:
@@ -307,7 +323,12 @@ class SyncService:
                     if isinstance(event, Send):
                         with trio.fail_after(self.timeout):
                             await stream.write_frame(event.payload)
-                    event = client.receive_reply(await _decoded(decode_reply, await self._read(stream)))
+                    reply = await _decoded(decode_reply, await self._read(stream))
+                    try:
+                        event = client.receive_reply(reply)
+                    except PeerBusy:
+                        self._accept(pending)  # verified, and what the next session would fetch again
+                        raise
                 else:
                     assert isinstance(event, Deliver)
                     checking = self._checker.submit(event.records) if self._checker else None
@@ -382,8 +403,12 @@ class SyncService:
                 self._nursery.start_soon(self.sync_with, peer)
 
     def _syncing_peers(self) -> list[str]:
-        """The connected peers, less those that said they do not serve sync (a peer that speaks only GossipSub)."""
-        return [peer for peer in self.host.connected_peers() if not self.host.refused(peer, SYNC_PROTOCOL)]
+        """The connected peers, less those that said they do not serve sync (a peer that speaks only GossipSub) and
+        those that told us to come back later, until then."""
+        now = trio.current_time()
+        self._throttled = {peer: until for peer, until in self._throttled.items() if until > now}
+        return [peer for peer in self.host.connected_peers()
+                if not self.host.refused(peer, SYNC_PROTOCOL) and peer not in self._throttled]
 
     async def _fetch_reported_gaps(self) -> None:
         """One of the workers fetching queued ranges, a batch at a time, in turn by issuer (gossip.gap_queue)."""
@@ -483,28 +508,45 @@ class SyncService:
             logger.debug("sync stream from %s: %s", peer, error)
 
     async def _reply(self, stream: Stream, server: SyncServer, payload: bytes) -> bool:
-        """Answer one request; False if it was malformed (refused, and the stream is done)."""
+        """Answer one request; False if it was malformed (refused) or its answer was cut short (Busy): the stream is
+        done."""
         try:
             request = await _decoded(decode_request, payload)
         except RemoteProtocolError as error:
             self.stats.errors[error.reason] += 1
             logger.info("sync request from %s refused (%s): %s", stream.remote_peer, error.reason, error)
-            with trio.fail_after(self.timeout):
-                await stream.write_frame(server.refusal(error))
+            await self._write(stream, server.refusal(error))
             return False
         if isinstance(request, CosignRequest) and self.cosigner is not None:
-            replies = iter([encode_message(await self.cosigner(stream.remote_peer, request))])
+            await self._write(stream, encode_message(await self.cosigner(stream.remote_peer, request)))
         elif isinstance(request, CheckpointRequest) and self.checkpoints is not None:
-            replies = iter([encode_message(await self.checkpoints(stream.remote_peer))])
+            await self._write(stream, encode_message(await self.checkpoints(stream.remote_peer)))
         else:
-            replies = server.answer(request)
-        served = server.records_served
-        for frame in replies:  # produced as written: a large answer is read from the store page by page
-            with trio.fail_after(self.timeout):
-                await stream.write_frame(frame)
-            self.stats.records_served += server.records_served - served
-            served = server.records_served
+            return await self._serve_pages(stream, server, server.answer(request))
         return True
+
+    async def _serve_pages(self, stream: Stream, server: SyncServer, pages: Iterator[bytes]) -> bool:
+        """Write the answer's pages, produced as written (a large answer is read from the store page by page), while
+        the peer's serving budget and the node's last; when either is spent, a Busy reply instead of the next page,
+        and False: the stream is done (gossip.serving_budget)."""
+        peer = stream.remote_peer
+        while not (retry := self._budget.retry_after(peer, trio.current_time())):
+            records, heads = server.records_served, server.heads_served
+            page = next(pages, None)
+            if page is None:
+                return True
+            served = server.records_served - records
+            self._budget.charge(peer, page_cost(served + server.heads_served - heads, len(page)), trio.current_time())
+            self.stats.records_served += served
+            await self._write(stream, page)
+        self.stats.served_busy += 1
+        logger.info("sync: %s has had its share of serving for now; told to come back in %d s", peer, retry)
+        await self._write(stream, encode_message(Busy(retry, "serving budget spent")))
+        return False
+
+    async def _write(self, stream: Stream, frame: bytes) -> None:
+        with trio.fail_after(self.timeout):
+            await stream.write_frame(frame)
 
 
 async def _decoded(decode: Callable[[bytes], _M], payload: bytes) -> _M:
