@@ -1,7 +1,7 @@
 """How much catch-up sync serves (DESIGN.md §5): every page of heads or records a peer asks for is read from our
 disk and encoded by us, so each peer has a budget of them, and so do all peers together (peer ids are free, so a
-peer's budget alone bounds nothing). Budgets are token buckets of units: a record or head served, or a KiB of the
-page if that is more (records are up to 64 KiB). A bucket's burst covers an empty node's catch-up of 10^5 records
+peer's budget alone bounds nothing). Budgets are token buckets of units: a record or head served or a range read
+from the store (gossip.sync.SyncServer.units), or a KiB of the page if that is more (records are up to 64 KiB). A bucket's burst covers an empty node's catch-up of 10^5 records
 at full speed; its rate, what periodic rounds need many times over. Pure: the caller passes the time.
 """
 
@@ -11,7 +11,8 @@ import math
 from dataclasses import dataclass
 
 from .ratelimit import TokenBuckets
-from .sync_messages import MAX_RETRY
+from .sync import SyncLimits
+from .sync_messages import MAX_RANGES, MAX_RETRY
 
 UNIT_BYTES = 1024  # a page costs a unit per KiB if it has fewer records (or heads) than KiB
 _REFILL_PAGES = 10  # a refused peer is told to come back when this many pages are in its budget again
@@ -36,9 +37,14 @@ class ServingRates:
                              "max_peers at least 1")
 
 
-def page_cost(items: int, size: int) -> int:
-    """The units a page of `items` records or heads and `size` bytes costs."""
-    return max(items, math.ceil(size / UNIT_BYTES))
+def page_cost(units: int, size: int) -> int:
+    """What a page of `size` bytes costs that took `units` (SyncServer.units) to make."""
+    return max(units, math.ceil(size / UNIT_BYTES))
+
+
+def most_page_cost(limits: SyncLimits) -> int:
+    """The most a page can cost under `limits`: a full page of records or heads, and a read of each range beside."""
+    return page_cost(max(2 * limits.page_records, limits.heads_page) + MAX_RANGES, limits.max_frame)
 
 
 class ServingBudget:

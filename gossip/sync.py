@@ -335,7 +335,8 @@ class SyncServer:
         self._issuers = issuers
         self._limits = limits
         self.records_served = 0
-        self.heads_served = 0
+        self.units = 0  # records and heads served and ranges read from the store: what serving budgets count
+        self.continues = False  # the answer being produced has another frame to come
 
     def receive(self, payload: bytes) -> Iterator[bytes]:
         """The reply frames to one request, produced as they are written (a large answer is read page by page).
@@ -345,12 +346,13 @@ class SyncServer:
         return self.answer(decode_request(payload))
 
     def answer(self, request: Request) -> Iterator[bytes]:
-        """The reply frames to a decoded request (see `receive`)."""
+        """The reply frames to a decoded request (see `receive`); `continues` says, after each, if another follows."""
+        self.continues = True
         if isinstance(request, HeadsRequest):
             return self._heads(request)
         if isinstance(request, RecordsRequest):
             return self._records(request)
-        return iter([encode_message(Refused(404, "this node does not witness"))])
+        return self._last(encode_message(Refused(404, "this node does not witness")))
 
     @staticmethod
     def refusal(error: RemoteProtocolError) -> bytes:
@@ -365,8 +367,8 @@ class SyncServer:
             head = self._store.head(iss)
             if head is not None:
                 entries.append(HeadEntry(iss, head.seq, head.id))
-        self.heads_served += len(entries)
-        yield encode_message(HeadsPage(tuple(entries), more=len(issuers) > limit))
+        self.units += len(entries)
+        yield from self._last(encode_message(HeadsPage(tuple(entries), more=len(issuers) > limit)))
 
     def _records(self, request: RecordsRequest) -> Iterator[bytes]:
         limit = min(request.limit, self._limits.page_records)
@@ -378,6 +380,7 @@ class SyncServer:
             while seq <= wanted.last:
                 count = min(limit, wanted.last - seq + 1)
                 chunk = self._store.issuer_range(wanted.iss, seq, count)
+                self.units += 1 + len(chunk)  # a range of an issuer we do not hold costs its look-up
                 for raw in chunk:
                     if len(page) == limit or size + len(raw) > budget:
                         yield self._page(page, more=True)
@@ -391,4 +394,9 @@ class SyncServer:
 
     def _page(self, records: list[bytes], *, more: bool) -> bytes:
         self.records_served += len(records)
+        self.continues = more
         return encode_message(RecordsPage(tuple(records), more=more))
+
+    def _last(self, frame: bytes) -> Iterator[bytes]:
+        self.continues = False
+        yield frame

@@ -23,7 +23,7 @@ from .frames import FrameError
 from .gap_queue import GapBatch, GapQueue
 from .host import Host, HostError, PeerEvent, Stream
 from .replica import Replica
-from .serving_budget import ServingBudget, ServingRates, page_cost
+from .serving_budget import ServingBudget, ServingRates, most_page_cost, page_cost
 from .store import StoreError
 from .sync import (
     Deliver,
@@ -178,8 +178,7 @@ class SyncService:
         self._streams = trio.CapacityLimiter(max_inbound_streams)  # inbound streams open, idle ones included
         self._max_peer_streams = max_peer_streams
         self._peer_streams: Counter[str] = Counter()  # inbound streams open, by peer
-        self._budget = ServingBudget(serving, page_cost(max(self.limits.page_records, self.limits.heads_page),
-                                                        self.limits.max_frame))
+        self._budget = ServingBudget(serving, most_page_cost(self.limits))
         self._throttled: dict[str, float] = {}  # peers that told us to come back later (Busy): until when
         # An issuer backs off from a second up to a periodic round's interval, after which the rounds repair it.
         self._gaps = GapQueue(gap_queue, backoff=(min(_GAP_BACKOFF, interval), interval))
@@ -531,14 +530,13 @@ class SyncService:
         and False: the stream is done (gossip.serving_budget)."""
         peer = stream.remote_peer
         while not (retry := self._budget.retry_after(peer, trio.current_time())):
-            records, heads = server.records_served, server.heads_served
-            page = next(pages, None)
-            if page is None:
-                return True
-            served = server.records_served - records
-            self._budget.charge(peer, page_cost(served + server.heads_served - heads, len(page)), trio.current_time())
-            self.stats.records_served += served
+            records, units = server.records_served, server.units
+            page = next(pages)
+            self._budget.charge(peer, page_cost(server.units - units, len(page)), trio.current_time())
+            self.stats.records_served += server.records_served - records
             await self._write(stream, page)
+            if not server.continues:
+                return True
         self.stats.served_busy += 1
         logger.info("sync: %s has had its share of serving for now; told to come back in %d s", peer, retry)
         await self._write(stream, encode_message(Busy(retry, "serving budget spent")))

@@ -14,7 +14,7 @@ from nacl.signing import SigningKey
 import gossip.sync_service
 from gossip.frames import FrameError
 from gossip.replica import Replica
-from gossip.serving_budget import ServingRates, page_cost
+from gossip.serving_budget import ServingRates, most_page_cost
 from gossip.store import RecordStore
 from gossip.sync_messages import (
     MAX_COUNT,
@@ -236,23 +236,23 @@ async def test_a_dense_request_is_decoded_off_the_event_loop_and_refused(serving
 
 
 LIMITS = SyncLimits(page_records=2, page_bytes=64 * 1024, heads_page=2)
-PAGE = page_cost(2, LIMITS.max_frame)  # what a page may cost at most: each is checked for before it is read
+PAGE = most_page_cost(LIMITS)  # each page is read only if the budgets hold this much
 RATE = 10.0  # units a second
 ISSUER = Org()
-CHAIN = [ISSUER.record() for _ in range(40)]  # small records: a page of two costs 2 units
+CHAIN = [ISSUER.record() for _ in range(40)]  # small records: a page of two costs 3 units, with its read
 EVERYTHING = encode_message(RecordsRequest((Range(ISSUER.did, 1, MAX_SEQ),), 2, 64 * 1024))  # 20 pages of two
 
 
 @pytest.fixture
 async def budgeted(tmp_path):
-    """A running SyncService holding CHAIN whose peers may each be served PAGE + 18 units at once (ten pages of
-    two records, then less than a page is left), and all of them 3 * PAGE; yields the service and a function
-    that sends one request from a peer and returns the replies."""
+    """A running SyncService holding CHAIN whose peers may each be served PAGE + 30 units at once (ten pages of
+    two records, 31 units with the first page's read ahead, then less than a page is left), and all of them
+    3 * PAGE; yields the service and a function that sends one request from a peer and returns the replies."""
     with RecordStore.open(tmp_path) as store:
         replica = Replica(SigningKey.generate(), store, roots=(ISSUER.did,), max_hops=1, held_limit=10)
         assert len(replica.accept(CHAIN).accepted) == len(CHAIN)
         host = FakeHost()
-        rates = ServingRates(peer_rate=RATE, peer_burst=PAGE + 18, node_rate=RATE, node_burst=3 * PAGE)
+        rates = ServingRates(peer_rate=RATE, peer_burst=PAGE + 30, node_rate=RATE, node_burst=3 * PAGE)
         service = SyncService(host, replica, limits=LIMITS, serving=rates)
         async with trio.open_nursery() as nursery:
             await nursery.start(service.run)
@@ -272,10 +272,10 @@ async def budgeted(tmp_path):
 async def test_a_peer_past_its_serving_budget_is_told_when_to_come_back_and_served_then(budgeted, autojump_clock):
     service, served = budgeted
     *pages, busy = await served("12D3KooWGreedy", EVERYTHING)
-    # Ten pages of two records (2 units each), then the budget holds less than a page's worth: come back when it
-    # is full again (ten pages' worth, if it held more), at RATE units a second.
+    # Ten pages of two records, then the budget holds less than a page's worth: come back when it is full again (ten
+    # pages' worth, if it held more), at RATE units a second.
     assert [len(page.records) for page in pages] == [2] * 10 and all(page.more for page in pages)
-    assert busy == Busy(2, "serving budget spent")  # 20 units at 10 a second
+    assert busy == Busy(4, "serving budget spent")  # 31 units at 10 a second
     assert service.stats.records_served == 20 and service.stats.served_busy == 1
     assert not service.stats.errors  # the peer broke no rule
     assert isinstance((await served("12D3KooWOther", EVERYTHING))[0], RecordsPage)  # a budget of its own
@@ -289,9 +289,19 @@ async def test_fresh_peer_ids_share_the_nodes_budget(budgeted, autojump_clock):
     sybils = 0
     while not isinstance((await served(f"12D3KooWSybil{sybils}", EVERYTHING))[0], Busy):
         sybils += 1
-    # Each took its budget's worth, 20 units, out of the node's, until less than a page was left of it.
-    assert sybils == (3 * PAGE - PAGE) // 20 + 1
+    # Each took its budget's worth, 31 units, out of the node's, until less than a page was left of it (the last of
+    # them, perhaps, only part of its worth).
+    assert 2 * PAGE // 31 <= sybils <= 2 * PAGE // 31 + 1
     (busy,) = await served("12D3KooWHonest", heads_request())  # every request is answered from it
     assert isinstance(busy, Busy)
     await trio.sleep(busy.retry_after)
     assert not isinstance((await served("12D3KooWHonest", heads_request()))[0], Busy)
+
+
+async def test_ranges_of_issuers_we_do_not_hold_cost_their_look_ups(budgeted, autojump_clock):
+    # Each range is a store query: 256 of issuers we do not hold made an empty page, which cost 1 unit.
+    service, served = budgeted
+    nobody = encode_message(RecordsRequest(tuple(Range(f"z{i}", 1, MAX_SEQ) for i in range(MAX_RANGES)),
+                                           2, 64 * 1024))
+    assert await served("12D3KooWProber", nobody) == [RecordsPage((), more=False)]
+    assert isinstance((await served("12D3KooWProber", nobody))[0], Busy)
