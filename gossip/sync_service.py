@@ -185,6 +185,7 @@ class SyncService:
         self._gaps_changed = trio.Event()
         self._peer_locks: dict[str, trio.Lock] = {}
         self._rounds_running: set[str] = set()
+        self._rounds_started: dict[str, float] = {}  # when the last full round with a peer started, within `interval`
         self._index: IssuerIndex | None = None  # while running
         self._nursery: trio.Nursery | None = None
 
@@ -225,6 +226,7 @@ class SyncService:
         if peer_id in self._rounds_running or self._throttled.get(peer_id, -math.inf) > trio.current_time():
             return
         self._rounds_running.add(peer_id)
+        self._rounds_started[peer_id] = trio.current_time()
         try:
             if await self._pull(peer_id, None):
                 self.first_round.set()
@@ -385,10 +387,17 @@ class SyncService:
     # --- triggers -------------------------------------------------------------------------------------------
 
     async def _follow_peers(self, events: trio.MemoryReceiveChannel[PeerEvent]) -> None:
+        """A full round with each peer that connects, unless one with it started less than `interval` ago: a peer
+        reconnecting again and again would otherwise have a round at each connection (the periodic rounds still
+        come to it in turn)."""
         async for event in events:
             if event.connected:
-                assert self._nursery is not None
-                self._nursery.start_soon(self.sync_with, event.peer_id)
+                now = trio.current_time()
+                self._rounds_started = {peer: at for peer, at in self._rounds_started.items()
+                                        if at > now - self.interval}
+                if event.peer_id not in self._rounds_started:
+                    assert self._nursery is not None
+                    self._nursery.start_soon(self.sync_with, event.peer_id)
 
     async def _every_interval(self) -> None:
         """Anti-entropy rounds: pull from `round_peers` connected peers picked at random, every `interval` give or

@@ -181,3 +181,32 @@ async def test_a_client_told_to_come_back_later_does_so_and_counts_no_offence(tm
             nursery.cancel_scope.cancel()
     assert {peer for at, peer in opened if retry <= at < retry + 2 * interval} == set(peers)  # asked again in time
     assert service.stats.errors["throttled"] == len(opened) and service.stats.peers_disconnected == 0
+
+
+async def test_a_peer_that_reconnects_again_and_again_is_synced_with_once_an_interval(tmp_path, autojump_clock):
+    """Found by the sync hunt: each connection a peer made started a full round with it, so a peer reconnecting as
+    fast as its rounds ended (a heads page of a million issuers it made up is 15 s of our CPU) had one always."""
+    sessions: list[float] = []
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(SigningKey.generate(), store, roots=(), max_hops=1, held_limit=10)
+        host = ComingAndGoingHost()
+
+        async def no_heads() -> bytes:
+            await trio.lowlevel.checkpoint()
+            return encode_message(HeadsPage((), more=False))
+
+        async def open_stream(peer: str, protocol: str) -> ScriptedPeerStream:
+            sessions.append(trio.current_time())
+            return ScriptedPeerStream(no_heads)
+
+        host.open_stream = open_stream
+        service = SyncService(host, replica, interval=INTERVAL)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run)
+            host.connected.add(PEERS[0])  # and stays, between reconnections
+            for _ in range(100):
+                await host.events_send.send(PeerEvent(PEERS[0], connected=True))
+                await trio.sleep(INTERVAL / 40)
+            nursery.cancel_scope.cancel()
+    # in 2.5 intervals: once when it first connected, once again on a reconnection an interval on, and the rounds
+    assert 2 <= len(sessions) <= 2 + 3 and service.stats.rounds == len(sessions)
