@@ -47,6 +47,7 @@ from .sync_messages import (
     PeerBusy,
     RemoteProtocolError,
     Reply,
+    Request,
     SyncError,
     decode_reply,
     decode_request,
@@ -492,17 +493,8 @@ class SyncService:
                     return
                 if payload is None:
                     return
-                try:
-                    self._inbound.acquire_nowait()
-                except trio.WouldBlock:
-                    self.stats.errors["busy"] += 1
-                    await stream.reset()
+                if not await self._reply(stream, server, payload):
                     return
-                try:
-                    if not await self._reply(stream, server, payload):
-                        return
-                finally:
-                    self._inbound.release()
                 answered = True
         except trio.TooSlowError:
             self.stats.errors["timeout"] += 1
@@ -516,22 +508,36 @@ class SyncService:
             logger.debug("sync stream from %s: %s", peer, error)
 
     async def _reply(self, stream: Stream, server: SyncServer, payload: bytes) -> bool:
-        """Answer one request; False if it was malformed (refused) or its answer was cut short (Busy): the stream is
-        done."""
+        """Answer one request; False if the stream is done: no slot was free (reset), or the request was malformed
+        (refused), or its answer was cut short (Busy). It holds one of the `max_inbound` slots while it is decoded and
+        its answer made, not while the answer waits for the peer to read it: a peer slow to read holds its stream,
+        not a slot of the requests being answered."""
+        try:
+            self._inbound.acquire_nowait()
+        except trio.WouldBlock:
+            self.stats.errors["busy"] += 1
+            await stream.reset()
+            return False
+        request: Request | None = None
         try:
             request = await _decoded(decode_request, payload)
+            if isinstance(request, CosignRequest) and self.cosigner is not None:
+                reply = encode_message(await self.cosigner(stream.remote_peer, request))
+            elif isinstance(request, CheckpointRequest) and self.checkpoints is not None:
+                reply = encode_message(await self.checkpoints(stream.remote_peer))
+            else:
+                reply = None  # a sync request: pages of it are made as they are written
         except RemoteProtocolError as error:
             self.stats.errors[error.reason] += 1
             logger.info("sync request from %s refused (%s): %s", stream.remote_peer, error.reason, error)
-            await self._write(stream, server.refusal(error))
-            return False
-        if isinstance(request, CosignRequest) and self.cosigner is not None:
-            await self._write(stream, encode_message(await self.cosigner(stream.remote_peer, request)))
-        elif isinstance(request, CheckpointRequest) and self.checkpoints is not None:
-            await self._write(stream, encode_message(await self.checkpoints(stream.remote_peer)))
-        else:
-            return await self._serve_pages(stream, server, server.answer(request))
-        return True
+            reply = server.refusal(error)
+        finally:
+            self._inbound.release()
+        if reply is not None:
+            await self._write(stream, reply)
+            return request is not None
+        assert request is not None
+        return await self._serve_pages(stream, server, server.answer(request))
 
     async def _serve_pages(self, stream: Stream, server: SyncServer, pages: Iterator[bytes]) -> bool:
         """Write the answer's pages, produced as written (a large answer is read from the store page by page), while

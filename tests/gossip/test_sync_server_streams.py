@@ -305,3 +305,32 @@ async def test_ranges_of_issuers_we_do_not_hold_cost_their_look_ups(budgeted, au
                                            2, 64 * 1024))
     assert await served("12D3KooWProber", nobody) == [RecordsPage((), more=False)]
     assert isinstance((await served("12D3KooWProber", nobody))[0], Busy)
+
+
+class SlowReaderStream(FakeStream):
+    """An inbound stream whose peer asks, then does not read the answer (until the server's write times out)."""
+
+    async def write_frame(self, payload: bytes) -> None:
+        await trio.sleep_forever()
+
+
+async def test_peers_slow_to_read_their_answers_hold_no_slot_of_the_requests_being_answered(tmp_path, autojump_clock):
+    """Found by the sync hunt: a page waiting for its peer to read it held one of the max_inbound slots, so peers
+    reading a page just before each write timed out (a few, under fresh ids) held them all, and every other request
+    (cosign requests too) was reset as busy."""
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(SigningKey.generate(), store, roots=(), max_hops=1, held_limit=10)
+        host = FakeHost()
+        service = SyncService(host, replica, timeout=TIMEOUT, max_inbound=2)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run)
+            for slow in (SlowReaderStream(f"12D3KooWSlow{i}") for i in range(2)):
+                nursery.start_soon(host.handlers[SYNC_PROTOCOL], slow)
+                await slow.incoming_send.send(heads_request())
+            await trio.testing.wait_all_tasks_blocked()
+            honest = FakeStream("12D3KooWHonest")
+            nursery.start_soon(host.handlers[SYNC_PROTOCOL], honest)
+            await honest.incoming_send.send(heads_request())
+            await trio.testing.wait_all_tasks_blocked()
+            assert honest.ended is None and len(honest.written) == 1 and not service.stats.errors
+            nursery.cancel_scope.cancel()
