@@ -44,8 +44,10 @@ from .sync_messages import (
     Busy,
     CheckpointRequest,
     CosignRequest,
+    HeadsRequest,
     PeerBusy,
     RemoteProtocolError,
+    RecordsRequest,
     Reply,
     Request,
     SyncError,
@@ -525,8 +527,10 @@ class SyncService:
                 reply = encode_message(await self.cosigner(stream.remote_peer, request))
             elif isinstance(request, CheckpointRequest) and self.checkpoints is not None:
                 reply = encode_message(await self.checkpoints(stream.remote_peer))
+            elif isinstance(request, (HeadsRequest, RecordsRequest)):
+                reply = None  # pages of it are made as they are written, within the serving budgets
             else:
-                reply = None  # a sync request: pages of it are made as they are written
+                reply = next(server.answer(request))  # refused: not served here (a witness's client knows no Busy)
         except RemoteProtocolError as error:
             self.stats.errors[error.reason] += 1
             logger.info("sync request from %s refused (%s): %s", stream.remote_peer, error.reason, error)

@@ -24,11 +24,13 @@ from gossip.sync_messages import (
     MAX_SEQ,
     SYNC_PROTOCOL,
     Busy,
+    CosignRequest,
     ErrorReply,
     HeadsRequest,
     Range,
     RecordsPage,
     RecordsRequest,
+    Refused,
     decode_reply,
     encode_message,
 )
@@ -305,6 +307,14 @@ async def test_ranges_of_issuers_we_do_not_hold_cost_their_look_ups(budgeted, au
                                            2, 64 * 1024))
     assert await served("12D3KooWProber", nobody) == [RecordsPage((), more=False)]
     assert isinstance((await served("12D3KooWProber", nobody))[0], Busy)
+
+
+async def test_a_request_of_what_this_node_does_not_serve_is_refused_as_ever_past_the_budget(budgeted, autojump_clock):
+    # A witness's client knows no Busy: it would take one for the peer breaking the protocol.
+    service, served = budgeted
+    assert isinstance((await served("12D3KooWGreedy", EVERYTHING))[-1], Busy)
+    assert await served("12D3KooWGreedy", encode_message(CosignRequest(b"add-checkpoint"))) == [
+        Refused(404, "this node does not witness")]
 
 
 class SlowReaderStream(FakeStream):
