@@ -10,7 +10,8 @@ import logging
 import math
 import random
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -98,7 +99,8 @@ class SyncStats:
     gap_fetches: int = 0  # batches of issuers' ranges fetched (from a few peers each, or every peer for histories)
     gap_issuers_vain: int = 0  # issuers of a batch none of whose range came (no peer asked had it): they back off
     peers_disconnected: int = 0  # for breaking the protocol
-    # by reason (see SyncError.reason, plus timeout, stream, busy); "throttled": a peer told us to come back later
+    # by reason (see SyncError.reason, plus timeout, stream, busy); "throttled": a peer told us to come back later;
+    # "turn": a gap fetch gave up waiting for a session with the peer to end
     errors: Counter[str] = field(default_factory=Counter)
 
 
@@ -278,10 +280,12 @@ class SyncService:
     # --- pulling --------------------------------------------------------------------------------------------
 
     async def _pull(self, peer_id: str, gaps: dict[str, tuple[int, int]] | None) -> bool:
-        """One session with `peer_id`, for `gaps` or (None) for everything we lack; whether it ran to the end."""
+        """One session with `peer_id`, for `gaps` or (None) for everything we lack; whether it ran to the end.
+        Sessions with a peer take turns; a fetch of gaps waits `timeout` at most for its turn (a gap worker waiting
+        on a peer that answers just in time would wait for the whole of its session)."""
         lock = self._peer_locks.setdefault(peer_id, trio.Lock())
         try:
-            async with lock, self._sessions:
+            async with self._turn(lock, math.inf if gaps is None else self.timeout), self._sessions:
                 # A peer answering each read just in time would otherwise hold the slot for up to a million
                 # reads; what a session accepted stays accepted, and the next session goes on from there.
                 with trio.move_on_after(self.session_seconds) as deadline:
@@ -312,6 +316,18 @@ class SyncService:
             if not lock.locked() and self._peer_locks.get(peer_id) is lock:  # nobody holds it or was handed it:
                 del self._peer_locks[peer_id]  # forget it, or peers leaving mid-session (fresh ids are free) pile up
         return False
+
+    @asynccontextmanager
+    async def _turn(self, lock: trio.Lock, wait: float) -> AsyncIterator[None]:
+        """Hold `lock` (a peer's turn), after waiting `wait` seconds for it at most."""
+        with trio.move_on_after(wait) as waited:
+            await lock.acquire()
+        if waited.cancelled_caught:  # (a lock handed over is held: the wait is cancelled only while not)
+            raise SyncError("turn", f"another session with the peer ran on for {wait:g} s; not waiting for it")
+        try:
+            yield
+        finally:
+            lock.release()
 
     async def _session(self, peer_id: str, gaps: dict[str, tuple[int, int]] | None) -> int:
         """One client session; the number of records accepted."""
