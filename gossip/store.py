@@ -4,11 +4,12 @@ The ledger (`records.ledger`) is the source of truth and is durable when `append
 (`records.index`) is derived: committed every few thousand rows with relaxed syncing, and on open any entries it
 lacks are replayed from the ledger, so a crash never loses or duplicates one.
 
-A batch is appended whole or not at all: its index rows are written first, then the ledger; if either write fails
-(a full disk), the rows are deleted and `append` raises, and the store takes the next batch once its files can be
-written again. A failed index write may take the open index transaction with it (SQLite rolls it back on
-SQLITE_FULL): the entries it held are replayed from the ledger before the next append or read, which raises
-StoreError while they cannot be, rather than answer as if they were not stored.
+A batch is appended whole or not at all (DESIGN.md §4 keeps every acknowledged append; a refused one is not kept
+either): its index rows are written first, then the ledger; if either write fails (a full disk), the rows are
+deleted and `append` raises, and the store takes the next batch once its files can be written again. A failed
+index write may take the open index transaction with it (SQLite rolls it back on SQLITE_FULL): the entries it
+held are replayed from the ledger before the next append or read, which raises StoreError while they cannot be,
+rather than answer as if they were not stored.
 """
 
 from __future__ import annotations
