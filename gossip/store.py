@@ -236,8 +236,8 @@ class RecordStore:
     def revoked_by(self, revoker: str, after: int = -1) -> list[tuple[int, str, int]]:
         """The revokes `revoker` signed past ledger index `after`, oldest first: the index of each, and the issuer
         and seq of the record it names (from the index alone: a look-up a revoke)."""
-        rows = self._db.execute("SELECT idx, subject FROM records WHERE iss = ? AND kind = 'revoke' AND idx > ? "
-                                "ORDER BY idx", (revoker, after)).fetchall()
+        rows = self._read("SELECT idx, subject FROM records WHERE iss = ? AND kind = 'revoke' AND idx > ? "
+                          "ORDER BY idx", (revoker, after)).fetchall()
         return [(idx, *self._db.execute("SELECT iss, seq FROM records WHERE id = ?", (bytes.fromhex(subject),))
                  .fetchone()) for idx, subject in rows]  # (the acceptor takes a revoke only after what it names)
 
