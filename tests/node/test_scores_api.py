@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from node.api import create_app
-from node.api.scores import CHECK_PATH, ScoreFastPath, scores_router
+from node.api.scores import CHECK_PATH, ScoreFastPath, score_answer, scores_router
 from node.credentials import jwks
 from node.metrics import Registry
 from node.stream import Broadcaster
@@ -79,6 +79,33 @@ async def test_score_and_check_answers_list_at_most_64_scoped_tools_and_say_when
     for answer in (score, check):
         assert (answer["scopes"], answer["scopes_complete"]) == (tools[:64], False)
     assert check["tier"] == "trusted"  # the unlisted tool is still decided with the vouch scoped to it
+
+
+async def test_a_score_answer_and_its_explanation_are_of_one_instant(node, clock):
+    """The score, the scoped tools and the explanation of one answer each read the clock: a second that turned
+    between them, as vouches expired, answered provisional, listed no scoped tool, and explained an untrusted
+    score computed a second later than the answer said."""
+    metrics = Registry()
+    ticking = False
+
+    def read() -> int:  # once ticking, a second passes at each read
+        clock.now += 1000 * ticking
+        return clock.now
+
+    trust = TrustService(node.replica, roots=(), policy=Policy(), broadcaster=Broadcaster(metrics), metrics=metrics,
+                         recompute_interval=60, clock=read)
+    agent = new_did()
+    expires = (clock.now // 1000 + 2) * 1000  # the second after the one the answer is given at
+    trust.on_records([node.replica.issue("vouch", vouch_body(agent, 1.0, "operator", expires=expires)),
+                      node.replica.issue("vouch", vouch_body(agent, 1.0, "audit", scope=["search"],
+                                                             expires=expires))])
+    ticking = True
+    answer = score_answer(trust, node.replica.key, agent, explain=True, statement=False)
+    explained = answer["explanation"]["score"]
+    assert (answer["tier"], answer["scopes"]) == ("provisional", ["search"])
+    assert (explained["score"], explained["tier"], explained["computed_at"]) == (
+        answer["score"], answer["tier"], answer["computed_at"])
+    assert {v["status"] for v in answer["explanation"]["vouches"]} == {"counted", "out of scope"}
 
 
 async def test_check_follows_the_policy_and_needs_no_token(node, trust, api):
