@@ -439,7 +439,7 @@ class TrustEngine:
         self._grow_org_arrays()
         return Recompute(
             now=now, params=self.params, source_cap=self._source_cap, own=self._own, roots=list(self._roots),
-            equivocators=sorted(self._equivocators), accountability=self._accountability.copy(),
+            equivocators=sorted(self._equivocators), n_orgs=len(self._orgs),
             agents=tuple(self._agent_dids), evidence=evidence, deviation=deviation, vouches=vouches,
             stamp=self._stamp, graph_edits=self._graph_edits, org_order=self._org_order(),
         )
