@@ -1,7 +1,8 @@
 """What came before does not move a score (DESIGN.md §6: the same records give every node the same score at the same
 now): two engines fed the same records in different interleavings (each issuer's chain in order), one read and
 recomputed at random times in between (earlier and later than the final read), give the same scores, explanations,
-tool checks and org standing after a recompute at the same now; and every explanation composes to its score exactly.
+tool checks and org standing after a recompute at the same now, and without one whatever reads came before; and every
+explanation composes to its score exactly.
 
 The streams reach where test_scoring_order and test_scoring_exact do not: revocations dated before and after the
 vouch's reads, agent and org vouches that expire, scoped vouches, the smallest positive weight, equivocation flags
@@ -115,6 +116,24 @@ def test_the_same_records_give_the_same_outputs_whatever_was_read_and_recomputed
     quiet = _fed(records, list(range(len(records))), [])
     busy = _fed(records, _interleaving(records, keys), reads)
     assert _outputs(quiet, now) == _outputs(busy, now)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(records, st.lists(st.tuples(st.integers(0, 40), st.integers(0, LATEST), st.just(False)), max_size=8),
+       st.lists(st.integers(0, LATEST), max_size=6), st.integers(0, LATEST))
+def test_reads_at_any_times_before_do_not_move_a_score(records, reads, later, now):
+    """Without a recompute (whose credibility and accountability are of its own now): reads between records and
+    after them, at times before and after `now`, general and of a tool, leave every answer at `now` as it is."""
+    read, fresh = _fed(records, list(range(len(records))), reads), _fed(records, list(range(len(records))), [])
+    for at in later:
+        for agent in AGENTS:
+            read.score(agent, now=at)
+            read.score(agent, now=at, tool=TOOL)
+    for agent in AGENTS:
+        assert read.score(agent, now=now) == fresh.score(agent, now=now)
+        assert read.explain(agent, now=now, tool=TOOL) == fresh.explain(agent, now=now, tool=TOOL)
+        assert read.scopes(agent, now=now) == fresh.scopes(agent, now=now)
+    assert read.orgs(now=now) == fresh.orgs(now=now)
 
 
 def _composes(engine: TrustEngine, agent: str, *, now: int, tool: str | None = None) -> None:
