@@ -17,6 +17,7 @@ from node.stream import Broadcaster
 from node.trust import TrustService
 from vouching import revoke_body, vouch_body
 from vouching.evidence import Outcomes
+from vouching.params import HOUR_MS
 from vouching.policy import Policy
 
 from ..factories import Org, new_did
@@ -106,6 +107,23 @@ async def test_a_score_answer_and_its_explanation_are_of_one_instant(node, clock
     assert (explained["score"], explained["tier"], explained["computed_at"]) == (
         answer["score"], answer["tier"], answer["computed_at"])
     assert {v["status"] for v in answer["explanation"]["vouches"]} == {"counted", "out of scope"}
+
+
+async def test_the_parts_of_an_answer_s_explanation_add_up_to_its_score(node, trust, api, clock):
+    """Each org part says what it counts (the grid's rounding of weight x capped good, bad and reports): a reader of
+    the JSON summed weight x min(good, good_cap), whose cap is null for this node's own observations, and missed the
+    grid by a rounding."""
+    agent = new_did()
+    trust.on_records([node.replica.issue("vouch", vouch_body(agent, 0.7, "audit"))])
+    trust.engine.add_first_hand(agent, ts=clock() - HOUR_MS, outcomes=Outcomes(ok=33, error=3, denied=2))
+    trust.engine.add_first_hand(agent, ts=clock(), outcomes=Outcomes(ok=7, denied=1))
+    answer = (await api.get(f"/v1/agents/{agent}/score")).json()
+    e = answer["explanation"]
+    assert e["vouch_lift"] == min(sum(v["lift"] for v in e["vouches"]), e["vouch_lift_cap"]) > 0
+    assert e["alpha"] == e["prior_good"] + e["vouch_lift"] + sum(o["counted_good"] for o in e["orgs"])
+    assert e["beta"] == e["prior_bad"] + sum(o["counted_bad"] for o in e["orgs"])
+    assert e["recent_bad_reports"] == sum(o["counted_reports"] for o in e["orgs"]) > 0
+    assert answer["score"] == e["score"]["score"] <= e["uncapped_score"]
 
 
 async def test_check_follows_the_policy_and_needs_no_token(node, trust, api):

@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 
 from vouching.evidence import Outcomes
 from vouching.explanation import Explanation
-from vouching.grid import on_grid
 from vouching.params import DAY_MS, HOUR_MS
 from vouching.quantiles import score_of
 from vouching.rules import cap_score
@@ -145,7 +144,7 @@ def _composes(engine: TrustEngine, agent: str, *, now: int, tool: str | None = N
     assert e.vouch_lift == min(sum(counted), e.vouch_lift_cap)
     assert e.alpha == e.prior_good + e.vouch_lift + sum(o.counted_good for o in e.orgs)
     assert e.beta == e.prior_bad + sum(o.counted_bad for o in e.orgs)
-    assert e.recent_bad_reports == sum(on_grid(o.weight * o.recent_bad_reports) for o in e.orgs)
+    assert e.recent_bad_reports == sum(o.counted_reports for o in e.orgs)
     assert e.independent_orgs == len({o.group for o in e.orgs if o.independent})
     assert e.uncapped_score == score_of(e.alpha, e.beta, e.quantile)
     assert (score.score, score.caps) == cap_score(e.uncapped_score, e.recent_bad_reports, e.independent_orgs, p)
