@@ -79,6 +79,15 @@ class OrgPart:
     def counted_bad(self) -> float:
         return on_grid(self.weight * self.bad)
 
+    @property
+    def counted_reports(self) -> float:
+        return on_grid(self.weight * self.recent_bad_reports)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields and what the part counts, which the explanation's alpha, beta and recent bad reports sum."""
+        return {**_flat(self), "counted_good": self.counted_good, "counted_bad": self.counted_bad,
+                "counted_reports": self.counted_reports}
+
 
 @dataclass(frozen=True)
 class Explanation:
@@ -106,11 +115,12 @@ class Explanation:
         return self.alpha / (self.alpha + self.beta)
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain JSON-able structure (for the node's API), with the plain-words lines under "text"."""
+        """Plain JSON-able structure (for the node's API), with the plain-words lines under "text", and each org
+        part's counted values (OrgPart.as_dict): alpha = prior_good + vouch_lift + their counted_good, exactly."""
         out = _flat(self)
         out["score"] = _flat(self.score)
         out["vouches"] = tuple(map(_flat, self.vouches))
-        out["orgs"] = tuple(map(_flat, self.orgs))
+        out["orgs"] = tuple(part.as_dict() for part in self.orgs)
         out["rules"] = tuple(map(_flat, self.rules))
         out["mean"] = self.mean
         out["text"] = self.lines()

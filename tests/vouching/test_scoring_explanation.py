@@ -90,7 +90,9 @@ def test_the_plain_structures_hold_every_field_as_asdict_would():
     w = _explained_world()
     e = w.engine.explain("a", now=w.now)
     assert e.vouches and e.orgs and e.rules and e.score.caps
-    assert e.as_dict() == {**asdict(e), "mean": e.mean, "text": e.lines()}
+    orgs = tuple({**asdict(o), "counted_good": o.counted_good, "counted_bad": o.counted_bad,
+                  "counted_reports": o.counted_reports} for o in e.orgs)
+    assert e.as_dict() == {**asdict(e), "orgs": orgs, "mean": e.mean, "text": e.lines()}
     org = w.engine.org("org1", now=w.now)
     assert org.vouched_by
     assert org.as_dict() == {**asdict(org), "text": org.lines()}
