@@ -49,9 +49,18 @@ def _sybil_vouches_between_digests(engine: TrustEngine, n: int) -> None:
     engine.score("victim", now=n * HOUR_MS + 1000)
 
 
+def _fresh_keys_vouching_for_one_agent(engine: TrustEngine, n: int) -> None:
+    """Each fresh key, vouched for by the attacker (so inside the horizon), vouches for the victim: every read of the
+    victim's score weighs each of its vouches, weightless ones too."""
+    engine.add_org_vouch("attacker", f"sybil{n}", 0.5, record_id=n.to_bytes(32, "big"), ts=0)
+    engine.add_agent_vouch(f"sybil{n}", "victim", 1.0, "audit", record_id=(1 << 40 | n).to_bytes(32, "big"), ts=n)
+    engine.score("victim", now=n)
+
+
 ATTACKS: dict[str, Callable[[TrustEngine, int], None]] = {
     "one org's vouches for one agent": _vouches_for_one_agent,
     "vouches for fresh keys between digests": _sybil_vouches_between_digests,
+    "fresh keys' vouches for one agent": _fresh_keys_vouching_for_one_agent,
 }
 
 

@@ -8,7 +8,7 @@ MAX_VARINT_BYTES = 9  # the spec's practical maximum: 63 bits of value
 
 
 class FrameError(ValueError):
-    """A peer sent a malformed, truncated or oversized frame; the message names the rule broken."""
+    """A peer sent a malformed or oversized frame; the message names the rule broken."""
 
 
 def encode_uvarint(value: int) -> bytes:

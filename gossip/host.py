@@ -543,21 +543,24 @@ class Stream:
     async def read_frame(self, max_size: int) -> bytes | None:
         """The next length-prefixed frame, or None if the peer closed the stream between frames.
 
-        Raises FrameError (a ValueError) for a frame longer than `max_size`, a malformed length prefix, or
-        a stream that ends inside a frame.
+        Raises FrameError (a ValueError) for a frame longer than `max_size` or a malformed length prefix: the peer's
+        fault. A stream that ends inside a frame raises StreamError instead, as one that is reset does: a peer that
+        stops or loses its connection mid-frame looks the same as one that cuts a frame short.
         """
         while (header := parse_frame_header(self._buffer, max_size)) is None:
             chunk = await self._receive(_READ_CHUNK)
             if not chunk:
                 if self._buffer:
-                    raise FrameError("stream ended inside a frame length prefix")
+                    raise StreamError(f"{self.protocol} stream from {self.remote_peer}: ended inside a frame length "
+                                      "prefix")
                 return None
             self._buffer += chunk
         length, start = header
         while len(self._buffer) < start + length:
             chunk = await self._receive(max(_READ_CHUNK, start + length - len(self._buffer)))
             if not chunk:
-                raise FrameError(f"stream ended after {len(self._buffer) - start} of {length} frame bytes")
+                raise StreamError(f"{self.protocol} stream from {self.remote_peer}: ended after "
+                                  f"{len(self._buffer) - start} of {length} frame bytes")
             self._buffer += chunk
         frame = bytes(self._buffer[start:start + length])
         del self._buffer[:start + length]

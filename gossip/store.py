@@ -1,14 +1,22 @@
 """Every record this node accepted: the records ledger, in acceptance order, plus an index to find them.
 
 The ledger (`records.ledger`) is the source of truth and is durable when `append` returns. The index
-(`records.index`) is derived: it is written after the ledger, committed every few thousand rows with relaxed
-syncing, and on open any entries it lacks are replayed from the ledger, so a crash never loses or duplicates one.
+(`records.index`) is derived: committed every few thousand rows with relaxed syncing, and on open any entries it
+lacks are replayed from the ledger, so a crash never loses or duplicates one.
+
+A batch is appended whole or not at all (DESIGN.md §4 keeps every acknowledged append; a refused one is not kept
+either): its index rows are written first, then the ledger; if either write fails (a full disk), the rows are
+deleted and `append` raises, and the store takes the next batch once its files can be written again. A failed
+index write may take the open index transaction with it (SQLite rolls it back on SQLITE_FULL): the entries it
+held are replayed from the ledger before the next append or read, which raises StoreError while they cannot be,
+rather than answer as if they were not stored.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -17,12 +25,14 @@ from vouching import DigestBody, EquivocationBody, Record, RevokeBody, VouchBody
 
 LEDGER_FILE = "records.ledger"
 INDEX_FILE = "records.index"
+log = logging.getLogger(__name__)
 _INDEX_VERSION = 1
 _APPLICATION_ID = 0x564E4958  # "VNIX"
-# Index rows per index transaction. Each commit writes every index page the transaction touched to the WAL, and
-# ids and dids land on random pages: committing per appended batch of 100 cost 45 us of CPU per record at 5*10^4
-# records against 30 us for this, and more as the index grows (benchmarks/ingest.py). Uncommitted rows are read
-# back by this connection; a crash loses them, and open replays them from the ledger.
+# Index rows per index transaction, committed before the next append once it holds them. Each commit writes every
+# index page the transaction touched to the WAL, and ids and dids land on random pages: committing per appended
+# batch of 100 cost 45 us of CPU per record at 5*10^4 records against 30 us for this, and more as the index grows
+# (benchmarks/ingest.py). Uncommitted rows are read back by this connection; a crash loses them, and open replays
+# them from the ledger.
 _INDEX_COMMIT_ROWS = 2000
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -80,7 +90,7 @@ class RecordStore:
         self._db = index
         self._heads = heads
         self._unsaved = 0  # index rows in the open index transaction
-        self._failed: str | None = None  # StoreError message: appending is refused until the store is reopened
+        self._indexed: int | None = None  # ledger entries the index holds; None: unknown since a rollback (_lost)
 
     @classmethod
     def open(cls, directory: Path) -> RecordStore:
@@ -93,17 +103,21 @@ class RecordStore:
             raise
         store = cls(ledger, index, {})
         try:
-            store._catch_up_index()
-            store._save_index()
             store._heads = store._load_heads()
+            store._level(save=True)
+            store._save_index()
         except BaseException:
             store.close()
             raise
         return store
 
     def close(self) -> None:
+        """Commit the index and close both files. An index that cannot be committed (a full disk) is not an error
+        here: the ledger holds every record, and the next open replays what the index lacks."""
         try:
             self._save_index()
+        except StoreError as error:
+            log.warning("%s; the next start replays it from %s", error, LEDGER_FILE)
         finally:
             self._db.close()
             self.ledger.close()
@@ -127,7 +141,7 @@ class RecordStore:
         return {iss: head.seq for iss, head in self._heads.items()}
 
     def has(self, record_id: bytes) -> bool:
-        return self._db.execute("SELECT 1 FROM records WHERE id = ?", (record_id,)).fetchone() is not None
+        return self._read("SELECT 1 FROM records WHERE id = ?", (record_id,)).fetchone() is not None
 
     def holds(self, record: Record) -> bool:
         """Whether this record is stored, as `has(record.id)`; a record past its issuer's head needs no index lookup
@@ -136,11 +150,11 @@ class RecordStore:
         return head is not None and record.seq <= head.seq and self.has(record.id)
 
     def index_of(self, record_id: bytes) -> int | None:
-        row = self._db.execute("SELECT idx FROM records WHERE id = ?", (record_id,)).fetchone()
+        row = self._read("SELECT idx FROM records WHERE id = ?", (record_id,)).fetchone()
         return None if row is None else row[0]
 
     def kind_and_issuer(self, record_id: bytes) -> tuple[str, str] | None:
-        row = self._db.execute("SELECT kind, iss FROM records WHERE id = ?", (record_id,)).fetchone()
+        row = self._read("SELECT kind, iss FROM records WHERE id = ?", (record_id,)).fetchone()
         return None if row is None else (row[0], row[1])
 
     def get(self, record_id: bytes) -> bytes | None:
@@ -149,17 +163,17 @@ class RecordStore:
 
     def at(self, iss: str, seq: int) -> bytes | None:
         """The accepted record of `iss` with `seq`, if any."""
-        row = self._db.execute("SELECT idx FROM records WHERE iss = ? AND seq = ?", (iss, seq)).fetchone()
+        row = self._read("SELECT idx FROM records WHERE iss = ? AND seq = ?", (iss, seq)).fetchone()
         return None if row is None else self.ledger.entry(row[0])
 
     def id_at(self, iss: str, seq: int) -> bytes | None:
         """The id of the accepted record of `iss` with `seq`, if any (from the index alone)."""
-        row = self._db.execute("SELECT id FROM records WHERE iss = ? AND seq = ?", (iss, seq)).fetchone()
+        row = self._read("SELECT id FROM records WHERE iss = ? AND seq = ?", (iss, seq)).fetchone()
         return None if row is None else row[0]
 
     def issuer_range(self, iss: str, first_seq: int, limit: int) -> list[bytes]:
         """Up to `limit` records of `iss` from `first_seq` on, in seq order (a sync page)."""
-        rows = self._db.execute(
+        rows = self._read(
             "SELECT idx FROM records WHERE iss = ? AND seq >= ? ORDER BY seq LIMIT ?", (iss, first_seq, limit)
         ).fetchall()
         return self._entries([idx for (idx,) in rows])
@@ -189,7 +203,7 @@ class RecordStore:
                 args.append(value)
         # A subject's records of a kind are few beside an issuer's, which SQLite cannot know (no ANALYZE).
         index = " INDEXED BY records_subject_kind" if subject is not None else ""
-        return [idx for (idx,) in self._db.execute(
+        return [idx for (idx,) in self._read(
             f"SELECT idx FROM records{index} WHERE {' AND '.join(where)} ORDER BY idx LIMIT ?", (*args, limit)
         )]
 
@@ -216,73 +230,129 @@ class RecordStore:
 
     def revoked(self, vouch_id: bytes) -> bool:
         """Whether an accepted `revoke` names this vouch (revocations are indexed by the vouch they name)."""
-        row = self._db.execute("SELECT 1 FROM records WHERE kind = 'revoke' AND subject = ?", (vouch_id.hex(),))
+        row = self._read("SELECT 1 FROM records WHERE kind = 'revoke' AND subject = ?", (vouch_id.hex(),))
         return row.fetchone() is not None
 
     def revoked_by(self, revoker: str, after: int = -1) -> list[tuple[int, str, int]]:
         """The revokes `revoker` signed past ledger index `after`, oldest first: the index of each, and the issuer
         and seq of the record it names (from the index alone: a look-up a revoke)."""
-        rows = self._db.execute("SELECT idx, subject FROM records WHERE iss = ? AND kind = 'revoke' AND idx > ? "
-                                "ORDER BY idx", (revoker, after)).fetchall()
+        rows = self._read("SELECT idx, subject FROM records WHERE iss = ? AND kind = 'revoke' AND idx > ? "
+                          "ORDER BY idx", (revoker, after)).fetchall()
         return [(idx, *self._db.execute("SELECT iss, seq FROM records WHERE id = ?", (bytes.fromhex(subject),))
                  .fetchone()) for idx, subject in rows]  # (the acceptor takes a revoke only after what it names)
 
     def flagged(self) -> set[str]:
         """Orgs proven to equivocate by an accepted `equivocation` record."""
-        rows = self._db.execute("SELECT DISTINCT subject FROM records WHERE kind = 'equivocation'").fetchall()
+        rows = self._read("SELECT DISTINCT subject FROM records WHERE kind = 'equivocation'", ()).fetchall()
         return {subject for (subject,) in rows}
 
+    def _read(self, sql: str, args: Sequence[object]) -> sqlite3.Cursor:
+        """A query of the index, once it holds every ledger entry (_level)."""
+        self._level()
+        return self._db.execute(sql, args)
+
     def append(self, records: Sequence[Record]) -> int:
-        """Append accepted records durably, each following its issuer's head; the ledger index of the first."""
-        if self._failed is not None:
-            raise StoreError(self._failed)
+        """Append accepted records durably, each following its issuer's head; the ledger index of the first.
+
+        All or nothing: if the index or the ledger cannot be written, neither keeps any of the batch, the heads
+        stay, and StoreError (or LedgerError) is raised; a later append is taken once they can be."""
         heads: dict[str, Head] = {}
         for r in records:
             head = heads.get(r.iss) or self._heads.get(r.iss)
             if (r.seq, r.prev) != ((head.seq + 1, head.id) if head else (1, None)):
                 raise ValueError(f"records: {r.iss} seq {r.seq} does not follow its head {head}")
             heads[r.iss] = Head(r.seq, r.id)
-        first = self.ledger.append([r.raw for r in records])
-        self._index(first, records)
+        self._level()
+        if self._unsaved >= _INDEX_COMMIT_ROWS:
+            self._save_index()  # before the ledger: a commit that fails refuses this batch, not one stored already
+        first = self.ledger.size
+        try:
+            self._begin()
+            self._insert(first, records)
+            self.ledger.append([r.raw for r in records])
+        except BaseException as error:
+            self._drop_batch(first)  # the index must not name entries the ledger lacks
+            if isinstance(error, sqlite3.Error):
+                raise StoreError(_unwritable(error)) from error
+            raise
+        self._unsaved += len(records)
+        self._indexed = self.ledger.size
         self._heads.update(heads)
         return first
 
-    def _index(self, first: int, records: Iterable[Record]) -> None:
-        """Add index rows to the open index transaction; commit it once it holds _INDEX_COMMIT_ROWS rows."""
-        rows = [(first + i, r.id, r.iss, r.seq, r.kind, _index_subject(r)) for i, r in enumerate(records)]
+    def _begin(self) -> None:
+        if not self._db.in_transaction:
+            self._db.execute("BEGIN")
+
+    def _insert(self, first: int, records: Sequence[Record]) -> None:
+        """Index rows of `records`, the ledger's entries from `first` on, in the open index transaction."""
+        self._db.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)", [
+            (first + i, r.id, r.iss, r.seq, r.kind, _index_subject(r)) for i, r in enumerate(records)])
+
+    def _drop_batch(self, first: int) -> None:
+        """Delete the index rows of the batch being appended, the entries from `first` on; or, if the transaction
+        holds no earlier rows, roll it back (it holds the index's write lock). If SQLite rolled the transaction back
+        on its own (SQLITE_FULL may), the earlier rows went too (_lost). A delete, not a savepoint: a savepoint has
+        SQLite journal each index page a batch touches, a fifth of an append's CPU (benchmarks/ingest.py)."""
+        if self._unsaved and self._db.in_transaction:
+            try:
+                self._db.execute("DELETE FROM records WHERE idx >= ?", (first,))
+                return
+            except sqlite3.Error:
+                pass
+        self._lost()
+
+    def _lost(self) -> None:
+        """Roll the open index transaction back, if SQLite has not: its rows are replayed from the ledger (_level)."""
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+        self._unsaved = 0
+        self._indexed = None
+
+    def _level(self, *, save: bool = False) -> None:
+        """Bring the index level with the ledger after a rollback lost rows of it (on open, after a crash did;
+        committing as it goes if `save`); StoreError while it cannot be written, so that no read answers as if
+        those entries were not stored, and nothing is appended after them. A read's replay is committed by the
+        next append (or close): a read succeeds while the disk is full."""
+        if self._unsaved and not self._db.in_transaction:  # rolled back by SQLite on its own
+            self._lost()
+        if self._indexed == self.ledger.size:
+            return
         try:
-            if not self._db.in_transaction:
-                self._db.execute("BEGIN")
-            self._db.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)", rows)
-            self._unsaved += len(rows)
-            if self._unsaved >= _INDEX_COMMIT_ROWS:
-                self._save_index()
+            self._catch_up_index(save)
         except sqlite3.Error as error:
-            # The rollback takes the rows of earlier appends with it, which the heads already count: appending
-            # on would store records twice. Reopening replays the index from the ledger.
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            self._unsaved = 0
-            self._failed = (f"{INDEX_FILE}: cannot be written ({error}); records are refused until the node restarts, "
-                            "which replays the index from the ledger")
-            raise StoreError(self._failed) from error
+            self._lost()
+            raise StoreError(_unwritable(error)) from error
 
     def _save_index(self) -> None:
+        """Commit the open index transaction; if that fails, roll it back (_lost) and raise StoreError."""
         if self._db.in_transaction:
-            self._db.execute("COMMIT")
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error as error:
+                self._lost()
+                raise StoreError(_unwritable(error)) from error
         self._unsaved = 0
 
-    def _catch_up_index(self) -> None:
-        (indexed,) = self._db.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM records").fetchone()
-        if indexed > self.ledger.size:
+    def _catch_up_index(self, save: bool) -> None:
+        """Index the ledger entries past the index's last, following their issuers' heads."""
+        if self._indexed is None:
+            (self._indexed,) = self._db.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM records").fetchone()
+        if self._indexed > self.ledger.size:
             raise StoreError(
-                f"{INDEX_FILE}: indexes {indexed} records but {LEDGER_FILE} holds {self.ledger.size}:"
+                f"{INDEX_FILE}: indexes {self._indexed} records but {LEDGER_FILE} holds {self.ledger.size}:"
                 " the index belongs to another ledger; move it aside and restart to rebuild it"
             )
         step = 1000
-        for start in range(indexed, self.ledger.size, step):
-            entries = self.ledger.entries(start, min(start + step, self.ledger.size))
-            self._index(start, [load_stored(e) for e in entries])
+        for start in range(self._indexed, self.ledger.size, step):
+            records = [load_stored(e) for e in self.ledger.entries(start, min(start + step, self.ledger.size))]
+            self._begin()
+            self._insert(start, records)
+            self._unsaved += len(records)
+            self._indexed = start + len(records)
+            self._heads.update((r.iss, Head(r.seq, r.id)) for r in records)
+            if save and self._unsaved >= _INDEX_COMMIT_ROWS:
+                self._save_index()
 
     def _load_heads(self) -> dict[str, Head]:
         """Each issuer's newest record, found issuer by issuer on the (iss, seq) index: a few rows each, where a
@@ -303,6 +373,11 @@ def _index_subject(record: Record) -> str | None:
     if isinstance(record.body, RevokeBody):
         return record.body.record.hex()
     return subject_of(record)
+
+
+def _unwritable(error: sqlite3.Error) -> str:
+    return (f"{INDEX_FILE}: cannot be written ({error}); no record of a refused batch is stored, and records are "
+            "taken again once the index can be written (a full disk: once it has room)")
 
 
 # What an operator can do about an index that will not open: it is derived data.

@@ -22,11 +22,13 @@ from .sync_messages import (
     MAX_RANGES,
     MAX_REASON,
     MAX_SEQ,
+    Busy,
     ErrorReply,
     HeadEntry,
     HeadsPage,
     HeadsRequest,
     LocalProtocolError,
+    PeerBusy,
     Range,
     RecordsPage,
     RecordsRequest,
@@ -198,11 +200,15 @@ class SyncClient:
         return self.receive_reply(decode_reply(payload))
 
     def receive_reply(self, reply: Reply) -> Event:
-        """`receive` for a reply already decoded (sync_messages.decode_reply), as a shell may do on a worker thread."""
+        """`receive` for a reply already decoded (sync_messages.decode_reply), as a shell may do on a worker thread.
+
+        Raises PeerBusy for a Busy reply: the session ends, and it is no offence."""
         if self._state not in ("heads", "records"):
             raise LocalProtocolError("unexpected", f"receive() while {self._state}: no reply is due")
         if isinstance(reply, ErrorReply):
             raise RemoteProtocolError("refused", f"the peer refused our request: {reply.reason}")
+        if isinstance(reply, Busy):
+            raise PeerBusy(reply.retry_after, f"the peer serves us again in {reply.retry_after} s: {reply.reason}")
         if self._state == "heads":
             return self._heads_page(self._reply(reply, HeadsPage))
         return self._records_page(self._reply(reply, RecordsPage))
@@ -329,6 +335,8 @@ class SyncServer:
         self._issuers = issuers
         self._limits = limits
         self.records_served = 0
+        self.units = 0  # records and heads served and ranges read from the store: what serving budgets count
+        self.continues = False  # the answer being produced has another frame to come
 
     def receive(self, payload: bytes) -> Iterator[bytes]:
         """The reply frames to one request, produced as they are written (a large answer is read page by page).
@@ -338,19 +346,20 @@ class SyncServer:
         return self.answer(decode_request(payload))
 
     def answer(self, request: Request) -> Iterator[bytes]:
-        """The reply frames to a decoded request (see `receive`)."""
+        """The reply frames to a decoded request (see `receive`); `continues` says, after each, if another follows."""
+        self.continues = True
         if isinstance(request, HeadsRequest):
-            return iter([self._heads(request)])
+            return self._heads(request)
         if isinstance(request, RecordsRequest):
             return self._records(request)
-        return iter([encode_message(Refused(404, "this node does not witness"))])
+        return self._last(encode_message(Refused(404, "this node does not witness")))
 
     @staticmethod
     def refusal(error: RemoteProtocolError) -> bytes:
         """The frame that tells the client why its request was rejected."""
         return encode_message(ErrorReply(str(error)[:MAX_REASON]))
 
-    def _heads(self, request: HeadsRequest) -> bytes:
+    def _heads(self, request: HeadsRequest) -> Iterator[bytes]:
         limit = min(request.limit, self._limits.heads_page)
         issuers = self._issuers.after(request.after, limit + 1)
         entries = []
@@ -358,7 +367,8 @@ class SyncServer:
             head = self._store.head(iss)
             if head is not None:
                 entries.append(HeadEntry(iss, head.seq, head.id))
-        return encode_message(HeadsPage(tuple(entries), more=len(issuers) > limit))
+        self.units += len(entries)
+        yield from self._last(encode_message(HeadsPage(tuple(entries), more=len(issuers) > limit)))
 
     def _records(self, request: RecordsRequest) -> Iterator[bytes]:
         limit = min(request.limit, self._limits.page_records)
@@ -370,6 +380,7 @@ class SyncServer:
             while seq <= wanted.last:
                 count = min(limit, wanted.last - seq + 1)
                 chunk = self._store.issuer_range(wanted.iss, seq, count)
+                self.units += 1 + len(chunk)  # a range of an issuer we do not hold costs its look-up
                 for raw in chunk:
                     if len(page) == limit or size + len(raw) > budget:
                         yield self._page(page, more=True)
@@ -383,4 +394,9 @@ class SyncServer:
 
     def _page(self, records: list[bytes], *, more: bool) -> bytes:
         self.records_served += len(records)
+        self.continues = more
         return encode_message(RecordsPage(tuple(records), more=more))
+
+    def _last(self, frame: bytes) -> Iterator[bytes]:
+        self.continues = False
+        yield frame

@@ -20,6 +20,7 @@ MAX_REASON = 512  # characters of a refusal's reason
 ID_SIZE = 32
 MAX_COUNT = 2**32 - 1  # page bounds a client states
 MAX_RANGES = 256  # ranges in one records request: a server takes no more, so it is the protocol's, not a setting
+MAX_RETRY = 3600  # seconds a busy server may ask a client to wait before asking again
 
 
 class SyncError(Exception):
@@ -36,6 +37,14 @@ class LocalProtocolError(SyncError):
 
 class RemoteProtocolError(SyncError):
     """The peer sent something the protocol forbids (reason "refused": the peer rejected our request instead)."""
+
+
+class PeerBusy(SyncError):
+    """The peer declined to serve us for now (a Busy reply): no offence; ask it nothing for `retry_after` seconds."""
+
+    def __init__(self, retry_after: int, message: str) -> None:
+        super().__init__("throttled", message)
+        self.retry_after = retry_after
 
 
 # --- Requests (the side that opened the stream sends these) ------------------------------------------------
@@ -178,6 +187,20 @@ class ErrorReply:
 
 
 @dataclass(frozen=True)
+class Busy:
+    """The peer has served us (or everyone) as much as it serves for now: ask again after `retry_after` seconds. It
+    answers a heads or records request, or takes the place of the next page of one, and the stream is done."""
+
+    retry_after: int
+    reason: str
+
+    def __post_init__(self) -> None:
+        if type(self.retry_after) is not int or not 1 <= self.retry_after <= MAX_RETRY:
+            raise LocalProtocolError("malformed", f"retry: must be an integer from 1 to {MAX_RETRY} (seconds)")
+        _check_text("reason", self.reason)
+
+
+@dataclass(frozen=True)
 class HeldCheckpoint:
     """The answer to a CheckpointRequest: the log-signed note of that checkpoint, or None if the peer holds none."""
 
@@ -188,7 +211,7 @@ class HeldCheckpoint:
             raise LocalProtocolError("limit", f"note: must be 1 to {MAX_NOTE_SIZE} bytes")
 
 
-Reply = HeadsPage | RecordsPage | Cosigned | Refused | ErrorReply | HeldCheckpoint
+Reply = HeadsPage | RecordsPage | Cosigned | Refused | ErrorReply | Busy | HeldCheckpoint
 
 
 def _largest_request() -> int:
@@ -253,6 +276,8 @@ def _to_wire(message: Request | Reply) -> dict[str, Any]:
             return wire
         case ErrorReply(reason):
             return {"t": "error", "reason": reason}
+        case Busy(retry_after, reason):
+            return {"t": "busy", "retry": retry_after, "reason": reason}
         case HeldCheckpoint(note):
             return {"t": "checkpoint"} if note is None else {"t": "checkpoint", "note": note}
     raise LocalProtocolError("malformed", f"not a sync message: {type(message).__name__}")
@@ -307,11 +332,14 @@ def decode_reply(payload: bytes) -> Reply:
     if kind == "error":
         _keys(wire, {"t", "reason"})
         return _build(ErrorReply, wire["reason"])
+    if kind == "busy":
+        _keys(wire, {"t", "retry", "reason"})
+        return _build(Busy, wire["retry"], wire["reason"])
     if kind == "checkpoint":
         _keys(wire, {"t"}, optional={"note"})
         return _build(HeldCheckpoint, None if "note" not in wire else _bytes(wire["note"], "note"))
     raise RemoteProtocolError(
-        "malformed", f"t: {kind!r:.40} is not a reply type (heads, records, cosigned, refused, error, checkpoint)")
+        "malformed", f"t: {kind!r:.40} is not a reply type (heads, records, cosigned, refused, error, busy, checkpoint)")
 
 
 def _map(payload: bytes) -> dict[str, Any]:

@@ -7,9 +7,11 @@ time-bounded; sessions are bounded in number.
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -22,6 +24,7 @@ from .frames import FrameError
 from .gap_queue import GapBatch, GapQueue
 from .host import Host, HostError, PeerEvent, Stream
 from .replica import Replica
+from .serving_budget import ServingBudget, ServingRates, most_page_cost, page_cost
 from .store import StoreError
 from .sync import (
     Deliver,
@@ -39,10 +42,15 @@ from .sync_messages import (
     MAX_REQUEST_FRAME,
     MAX_SEQ,
     SYNC_PROTOCOL,
+    Busy,
     CheckpointRequest,
     CosignRequest,
+    HeadsRequest,
+    PeerBusy,
     RemoteProtocolError,
+    RecordsRequest,
     Reply,
+    Request,
     SyncError,
     decode_reply,
     decode_request,
@@ -82,6 +90,7 @@ class SyncStats:
     rounds_failed: int = 0
     records_fetched: int = 0  # accepted into the replica from sync
     records_served: int = 0
+    served_busy: int = 0  # answers cut short by a Busy reply: the peer's serving budget, or the node's, was spent
     streams_served: int = 0
     gap_requests: int = 0  # from gossip (request_gaps) and for orgs that entered the horizon
     gap_issuers_merged: int = 0  # issuers of a request already waiting or being fetched: their range grew
@@ -90,7 +99,9 @@ class SyncStats:
     gap_fetches: int = 0  # batches of issuers' ranges fetched (from a few peers each, or every peer for histories)
     gap_issuers_vain: int = 0  # issuers of a batch none of whose range came (no peer asked had it): they back off
     peers_disconnected: int = 0  # for breaking the protocol
-    errors: Counter[str] = field(default_factory=Counter)  # by reason (see SyncError.reason, plus timeout, stream, busy)
+    # by reason (see SyncError.reason, plus timeout, stream, busy); "throttled": a peer told us to come back later;
+    # "turn": a gap fetch gave up waiting for a session with the peer to end
+    errors: Counter[str] = field(default_factory=Counter)
 
 
 class SyncService:
@@ -113,7 +124,9 @@ class SyncService:
     `timeout` after answering is closed. `max_peer_streams` bounds the inbound streams of any one peer (an honest
     one has a sync session and a kept cosigning stream at most), so that no peer can hold them all. An inbound
     request frame longer than any request (sync_messages.MAX_REQUEST_FRAME) is refused unread, and frames (requests
-    and replies) longer than DECODE_ON_LOOP_BYTES are decoded on a worker thread.
+    and replies) longer than DECODE_ON_LOOP_BYTES are decoded on a worker thread. `serving` sets the budgets of pages
+    served to each peer and to all peers together (gossip.serving_budget): past them a peer is answered Busy, with when
+    to come back. A peer that answers us so is asked nothing until then, and it is no offence.
     """
 
     def __init__(
@@ -137,6 +150,7 @@ class SyncService:
         accept_records: int = 2000,
         accept_bytes: int = 4 << 20,
         session_seconds: float = 600.0,
+        serving: ServingRates = ServingRates(),
         on_offence: Callable[[str, str], None] | None = None,
     ) -> None:
         if not (interval > 0 and round_peers >= 1 and timeout > 0 and max_sessions >= 1 and max_inbound >= 1
@@ -169,11 +183,14 @@ class SyncService:
         self._streams = trio.CapacityLimiter(max_inbound_streams)  # inbound streams open, idle ones included
         self._max_peer_streams = max_peer_streams
         self._peer_streams: Counter[str] = Counter()  # inbound streams open, by peer
+        self._budget = ServingBudget(serving, most_page_cost(self.limits))
+        self._throttled: dict[str, float] = {}  # peers that told us to come back later (Busy): until when
         # An issuer backs off from a second up to a periodic round's interval, after which the rounds repair it.
         self._gaps = GapQueue(gap_queue, backoff=(min(_GAP_BACKOFF, interval), interval))
         self._gaps_changed = trio.Event()
         self._peer_locks: dict[str, trio.Lock] = {}
         self._rounds_running: set[str] = set()
+        self._rounds_started: dict[str, float] = {}  # when the last full round with a peer started, within `interval`
         self._index: IssuerIndex | None = None  # while running
         self._nursery: trio.Nursery | None = None
 
@@ -209,10 +226,12 @@ class SyncService:
                 self._checker = None
 
     async def sync_with(self, peer_id: str) -> None:
-        """A full round with one peer (heads, then what we lack); returns at once if one is already running."""
-        if peer_id in self._rounds_running:
+        """A full round with one peer (heads, then what we lack); returns at once if one is already running, or if the
+        peer told us to come back later and it is not yet time."""
+        if peer_id in self._rounds_running or self._throttled.get(peer_id, -math.inf) > trio.current_time():
             return
         self._rounds_running.add(peer_id)
+        self._rounds_started[peer_id] = trio.current_time()
         try:
             if await self._pull(peer_id, None):
                 self.first_round.set()
@@ -261,10 +280,12 @@ class SyncService:
     # --- pulling --------------------------------------------------------------------------------------------
 
     async def _pull(self, peer_id: str, gaps: dict[str, tuple[int, int]] | None) -> bool:
-        """One session with `peer_id`, for `gaps` or (None) for everything we lack; whether it ran to the end."""
+        """One session with `peer_id`, for `gaps` or (None) for everything we lack; whether it ran to the end.
+        Sessions with a peer take turns; a fetch of gaps waits `timeout` at most for its turn (a gap worker waiting
+        on a peer that answers just in time would wait for the whole of its session)."""
         lock = self._peer_locks.setdefault(peer_id, trio.Lock())
         try:
-            async with lock, self._sessions:
+            async with self._turn(lock, math.inf if gaps is None else self.timeout), self._sessions:
                 # A peer answering each read just in time would otherwise hold the slot for up to a million
                 # reads; what a session accepted stays accepted, and the next session goes on from there.
                 with trio.move_on_after(self.session_seconds) as deadline:
@@ -273,6 +294,9 @@ class SyncService:
                     raise SyncError("session", f"the session outlasted {self.session_seconds:g} s; ended")
         except RemoteProtocolError as error:
             await self._offence(peer_id, error)
+        except PeerBusy as busy:
+            self._throttled[peer_id] = trio.current_time() + busy.retry_after
+            self._failed(peer_id, busy.reason, busy)
         except SyncError as error:
             self._failed(peer_id, error.reason, error)
         except trio.TooSlowError:
@@ -293,6 +317,18 @@ class SyncService:
                 del self._peer_locks[peer_id]  # forget it, or peers leaving mid-session (fresh ids are free) pile up
         return False
 
+    @asynccontextmanager
+    async def _turn(self, lock: trio.Lock, wait: float) -> AsyncIterator[None]:
+        """Hold `lock` (a peer's turn), after waiting `wait` seconds for it at most."""
+        with trio.move_on_after(wait) as waited:
+            await lock.acquire()
+        if waited.cancelled_caught:  # (a lock handed over is held: the wait is cancelled only while not)
+            raise SyncError("turn", f"another session with the peer ran on for {wait:g} s; not waiting for it")
+        try:
+            yield
+        finally:
+            lock.release()
+
     async def _session(self, peer_id: str, gaps: dict[str, tuple[int, int]] | None) -> int:
         """One client session; the number of records accepted."""
         client = SyncClient(self.replica.store, self.replica.horizon, self.limits, gaps=gaps)
@@ -307,7 +343,12 @@ class SyncService:
                     if isinstance(event, Send):
                         with trio.fail_after(self.timeout):
                             await stream.write_frame(event.payload)
-                    event = client.receive_reply(await _decoded(decode_reply, await self._read(stream)))
+                    reply = await _decoded(decode_reply, await self._read(stream))
+                    try:
+                        event = client.receive_reply(reply)
+                    except PeerBusy:
+                        self._accept(pending)  # verified, and what the next session would fetch again
+                        raise
                 else:
                     assert isinstance(event, Deliver)
                     checking = self._checker.submit(event.records) if self._checker else None
@@ -365,10 +406,17 @@ class SyncService:
     # --- triggers -------------------------------------------------------------------------------------------
 
     async def _follow_peers(self, events: trio.MemoryReceiveChannel[PeerEvent]) -> None:
+        """A full round with each peer that connects, unless one with it started less than `interval` ago: a peer
+        reconnecting again and again would otherwise have a round at each connection (the periodic rounds still
+        come to it in turn)."""
         async for event in events:
             if event.connected:
-                assert self._nursery is not None
-                self._nursery.start_soon(self.sync_with, event.peer_id)
+                now = trio.current_time()
+                self._rounds_started = {peer: at for peer, at in self._rounds_started.items()
+                                        if at > now - self.interval}
+                if event.peer_id not in self._rounds_started:
+                    assert self._nursery is not None
+                    self._nursery.start_soon(self.sync_with, event.peer_id)
 
     async def _every_interval(self) -> None:
         """Anti-entropy rounds: pull from `round_peers` connected peers picked at random, every `interval` give or
@@ -382,8 +430,12 @@ class SyncService:
                 self._nursery.start_soon(self.sync_with, peer)
 
     def _syncing_peers(self) -> list[str]:
-        """The connected peers, less those that said they do not serve sync (a peer that speaks only GossipSub)."""
-        return [peer for peer in self.host.connected_peers() if not self.host.refused(peer, SYNC_PROTOCOL)]
+        """The connected peers, less those that said they do not serve sync (a peer that speaks only GossipSub) and
+        those that told us to come back later, until then."""
+        now = trio.current_time()
+        self._throttled = {peer: until for peer, until in self._throttled.items() if until > now}
+        return [peer for peer in self.host.connected_peers()
+                if not self.host.refused(peer, SYNC_PROTOCOL) and peer not in self._throttled]
 
     async def _fetch_reported_gaps(self) -> None:
         """One of the workers fetching queued ranges, a batch at a time, in turn by issuer (gossip.gap_queue)."""
@@ -459,17 +511,8 @@ class SyncService:
                     return
                 if payload is None:
                     return
-                try:
-                    self._inbound.acquire_nowait()
-                except trio.WouldBlock:
-                    self.stats.errors["busy"] += 1
-                    await stream.reset()
+                if not await self._reply(stream, server, payload):
                     return
-                try:
-                    if not await self._reply(stream, server, payload):
-                        return
-                finally:
-                    self._inbound.release()
                 answered = True
         except trio.TooSlowError:
             self.stats.errors["timeout"] += 1
@@ -483,28 +526,60 @@ class SyncService:
             logger.debug("sync stream from %s: %s", peer, error)
 
     async def _reply(self, stream: Stream, server: SyncServer, payload: bytes) -> bool:
-        """Answer one request; False if it was malformed (refused, and the stream is done)."""
+        """Answer one request; False if the stream is done: no slot was free (reset), or the request was malformed
+        (refused), or its answer was cut short (Busy). It holds one of the `max_inbound` slots while it is decoded and
+        its answer made, not while the answer waits for the peer to read it: a peer slow to read holds its stream,
+        not a slot of the requests being answered."""
+        try:
+            self._inbound.acquire_nowait()
+        except trio.WouldBlock:
+            self.stats.errors["busy"] += 1
+            await stream.reset()
+            return False
+        request: Request | None = None
         try:
             request = await _decoded(decode_request, payload)
+            if isinstance(request, CosignRequest) and self.cosigner is not None:
+                reply = encode_message(await self.cosigner(stream.remote_peer, request))
+            elif isinstance(request, CheckpointRequest) and self.checkpoints is not None:
+                reply = encode_message(await self.checkpoints(stream.remote_peer))
+            elif isinstance(request, (HeadsRequest, RecordsRequest)):
+                reply = None  # pages of it are made as they are written, within the serving budgets
+            else:
+                reply = next(server.answer(request))  # refused: not served here (a witness's client knows no Busy)
         except RemoteProtocolError as error:
             self.stats.errors[error.reason] += 1
             logger.info("sync request from %s refused (%s): %s", stream.remote_peer, error.reason, error)
-            with trio.fail_after(self.timeout):
-                await stream.write_frame(server.refusal(error))
-            return False
-        if isinstance(request, CosignRequest) and self.cosigner is not None:
-            replies = iter([encode_message(await self.cosigner(stream.remote_peer, request))])
-        elif isinstance(request, CheckpointRequest) and self.checkpoints is not None:
-            replies = iter([encode_message(await self.checkpoints(stream.remote_peer))])
-        else:
-            replies = server.answer(request)
-        served = server.records_served
-        for frame in replies:  # produced as written: a large answer is read from the store page by page
-            with trio.fail_after(self.timeout):
-                await stream.write_frame(frame)
-            self.stats.records_served += server.records_served - served
-            served = server.records_served
-        return True
+            reply = server.refusal(error)
+        finally:
+            self._inbound.release()
+        if reply is not None:
+            await self._write(stream, reply)
+            return request is not None
+        assert request is not None
+        return await self._serve_pages(stream, server, server.answer(request))
+
+    async def _serve_pages(self, stream: Stream, server: SyncServer, pages: Iterator[bytes]) -> bool:
+        """Write the answer's pages, produced as written (a large answer is read from the store page by page), while
+        the peer's serving budget and the node's last; when either is spent, a Busy reply instead of the next page,
+        and False: the stream is done (gossip.serving_budget)."""
+        peer = stream.remote_peer
+        while not (retry := self._budget.retry_after(peer, trio.current_time())):
+            records, units = server.records_served, server.units
+            page = next(pages)
+            self._budget.charge(peer, page_cost(server.units - units, len(page)), trio.current_time())
+            self.stats.records_served += server.records_served - records
+            await self._write(stream, page)
+            if not server.continues:
+                return True
+        self.stats.served_busy += 1
+        logger.info("sync: %s has had its share of serving for now; told to come back in %d s", peer, retry)
+        await self._write(stream, encode_message(Busy(retry, "serving budget spent")))
+        return False
+
+    async def _write(self, stream: Stream, frame: bytes) -> None:
+        with trio.fail_after(self.timeout):
+            await stream.write_frame(frame)
 
 
 async def _decoded(decode: Callable[[bytes], _M], payload: bytes) -> _M:

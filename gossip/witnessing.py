@@ -11,11 +11,23 @@ depend on the bound: every node watches every gossiped checkpoint. A node signs 
 orgs (gossip.checkpoints.CheckpointPace): each gossiped checkpoint reaches and costs every node, so their rate sets
 the network's per-node overhead; witnesses check every checkpoint they cosign.
 
-Before it signs its first checkpoint, and whenever a peer connects, before it signs or sends the next, a node
-asks its peers for the newest checkpoint of its log they hold (`held_checkpoint` answers them). A node whose data directory was restored
-from an older copy holds a ledger that grew again in another order: if it does not extend that checkpoint, any
-checkpoint it signed would contradict one it published, evidence that flags its org everywhere, so it signs and
-publishes none (`log_state`).
+A node asks each peer, the peers connected at start before it signs its first checkpoint and any other as it
+connects, for the newest checkpoint of its log it holds (`held_checkpoint` answers them). A node whose data
+directory was restored from an older copy holds a ledger that grew again in another order: if it does not extend
+that checkpoint, any checkpoint it signed would contradict one it published, evidence that flags its org
+everywhere, so it signs and publishes none (`log_state`).
+
+Whom a checkpoint waits for (`_waiting`): the answers due when its wait began, from the peers that stay
+connected, each asked up to _ATTEMPTS times for `timeout` each. A peer that connects meanwhile is asked at once and
+its answer is acted on as it comes, but it holds back the next checkpoint, not this one; no peer is asked to
+cosign before it answered. So a wait ends within _ATTEMPTS x (`timeout` + `interval`): peers connecting under ever
+new keys, slow or many, delay checkpoints and stop none (before, no checkpoint was signed while any answer was
+due). What this gives up: a peer that holds a checkpoint of ours, connects during a wait and answers after the
+peers awaited may get the checkpoint that wait held back by gossip before its answer stops us; so a restored
+ledger whose peers holding its published checkpoint all do that signs and gossips one contradicting it. That was
+possible before for every such peer not connected as we sign (gossip reaches it through others), and a node
+starting with no peer connected signed one at once; a cosign request, the witness's own evidence against us,
+still goes to no peer before it answered.
 """
 
 from __future__ import annotations
@@ -198,7 +210,8 @@ class Witnessing:
         self._streams: dict[str, Stream] = {}  # witness peer -> the stream of our last exchange, kept for the next
         self.checked = trio.Event()  # set once the peers connected at start told us what they hold of our log
         self._queried: set[str] = set()  # peers asked, this run, for the newest checkpoint of our log they hold
-        self._querying: set[str] = set()  # those not done answering: no checkpoint is signed or sent meanwhile
+        self._querying: set[str] = set()  # those not done answering (not asked to cosign meanwhile)
+        self._awaited: set[str] | None = None  # those of them the next checkpoint waits for (`_waiting`)
         self._query_failures: Counter[str] = Counter()  # queries that got no answer, by peer
         self._elsewhere: Checkpoint | None = None  # the newest checkpoint of our log a peer showed us (we signed it)
         self._compared = True  # whether our ledger was compared with _elsewhere since it last changed
@@ -326,7 +339,7 @@ class Witnessing:
                 nursery.start_soon(self._streams.pop(peer).reset)  # its connection is gone
             self._forget_departed(connected)
             self._query_new_peers(nursery)
-            if not self._querying and not self._withholding():  # (a peer that joined may hold a larger checkpoint)
+            if not self._waiting() and not self._withholding():  # (a peer that joined may hold a larger checkpoint)
                 self._checkpoint()
                 for peer in self._to_ask():
                     self._in_flight.add(peer)
@@ -334,20 +347,36 @@ class Witnessing:
                 await self._publish()
             await trio.sleep(self.interval)
 
+    def _waiting(self) -> bool:
+        """Whether to sign and send no checkpoint this round: an answer about our log is due from a peer asked before
+        this wait began (its tries included); a peer asked later holds back the next wait (module docstring)."""
+        if self._awaited is None:
+            self._awaited = set(self._querying)
+        self._awaited &= self._querying
+        if self._awaited:
+            return True
+        self._awaited = None
+        return False
+
     def _forget_departed(self, connected: set[str]) -> None:
         """Forget what we asked peers that left, and what they cosigned: a peer with a fresh key per connection must
-        not grow our memory. One that comes back is asked again (a silent one holds our next checkpoint back
-        `timeout` per connection), and to cosign from the size its witness names (one Conflict)."""
+        not grow our memory. One that comes back is asked again, its answer awaited by the next wait only (else,
+        leaving and coming back under one key, it would be awaited for ever: `_waiting`), and to cosign from the
+        size its witness names (one Conflict)."""
         self._queried &= connected
+        if self._awaited is not None:
+            self._awaited &= connected
         self._asked &= connected
         self._cosigned_size = {peer: size for peer, size in self._cosigned_size.items() if peer in connected}
         for peer in [p for p in self._query_failures if p not in connected]:
             del self._query_failures[peer]
 
     def _query_new_peers(self, nursery: trio.Nursery) -> None:
-        """Ask each connected peer not asked yet this run, all at once: a silent one costs `timeout`, not more."""
+        """Ask each connected peer not asked yet this run, all at once: a silent one costs `timeout`, not more. One
+        whose question from before it left is still open is asked once that is done (two at once, the first to end
+        would mark it done answering while the other is due)."""
         for peer in self.host.connected_peers():
-            if peer not in self._queried and not self.host.refused(peer, SYNC_PROTOCOL):
+            if peer not in self._queried and peer not in self._querying and not self.host.refused(peer, SYNC_PROTOCOL):
                 self._queried.add(peer)
                 self._querying.add(peer)
                 nursery.start_soon(self._query, peer)
@@ -450,10 +479,11 @@ class Witnessing:
         self.stats.checkpoints_signed += 1
 
     def _to_ask(self) -> list[str]:
-        """The peers to ask now for the latest checkpoint: the first in witness_order of the connected peers not
+        """The peers to ask now for the latest checkpoint: of the first in witness_order of the connected peers not
         yet asked (those that answered or gave up are not asked again), not flagged as equivocators (whose word
-        is worth nothing), not known to lack the protocol and already asked what they hold of our log, until
-        `witnesses` have cosigned it or are being asked."""
+        is worth nothing) and not known to lack the protocol, until `witnesses` have cosigned it or are being
+        asked, those done answering what they hold of our log. One still answering keeps its place and is asked
+        once it has: a fork sent for cosigning is the witness's evidence against us."""
         if self._latest is None:
             return []
         wanted = self.witnesses - len(self._latest.cosignatures) - len(self._in_flight)
@@ -461,8 +491,7 @@ class Witnessing:
             return []
         orgs = {}
         for peer in self.host.connected_peers():
-            if peer in self._asked or peer in self._in_flight or peer not in self._queried \
-                    or self.host.refused(peer, SYNC_PROTOCOL):
+            if peer in self._asked or peer in self._in_flight or self.host.refused(peer, SYNC_PROTOCOL):
                 continue
             try:
                 org = peer_org(peer)
@@ -470,7 +499,8 @@ class Witnessing:
                 continue  # not keyed by an Ed25519 org key: it cannot cosign
             if org not in self.replica.flagged:
                 orgs[peer] = org
-        return witness_order(self.replica.did, self._roots, orgs, self.replica.succession.identity)[:wanted]
+        order = witness_order(self.replica.did, self._roots, orgs, self.replica.succession.identity)[:wanted]
+        return [peer for peer in order if peer in self._queried and peer not in self._querying]
 
     async def _ask(self, peer: str, latest: _Latest | None) -> None:
         """Ask one peer to cosign `latest`; a peer that answered is not asked again for it."""

@@ -173,12 +173,14 @@ class TrustService:
         self._served(agent, score)
         return score
 
-    def explain(self, agent: str) -> dict:
-        return self.engine.explain(agent, now=self._clock()).as_dict()
+    def explain(self, score: Score) -> dict:
+        """The explanation of `score` (a `score` answer), at the instant it was computed at."""
+        return self.engine.explain(score.agent, now=score.computed_at).as_dict()
 
-    def scopes(self, agent: str) -> tuple[str, ...]:
-        """The tools the agent holds live scoped vouches for: a check of one is decided on a score of its own."""
-        return self.engine.scopes(agent, now=self._clock())
+    def scopes(self, score: Score) -> tuple[str, ...]:
+        """The tools the agent of `score` (a `score` answer) held live scoped vouches for at the instant it was
+        computed at: a check of one is decided on a score of its own."""
+        return self.engine.scopes(score.agent, now=score.computed_at)
 
     def check(self, agent: str, action: str, tool: str | None) -> tuple[Decision, Score, tuple[str, ...]]:
         """The decision for `agent` doing `action` with `tool`, the score it was decided on (with the vouches

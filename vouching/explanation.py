@@ -10,7 +10,7 @@ to every answer about it (2 MB and 0.1 s of the node's loop an answer at 5,000 k
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -27,12 +27,13 @@ def _flat(value: Any) -> dict[str, Any]:
     return {name: getattr(value, name) for name in value.__dataclass_fields__}
 
 
-def listed(name: str, parts: Sequence[Any], total: int) -> dict[str, Any]:
+def listed(name: str, parts: Sequence[Any], total: int, plain: Callable[[Any], dict[str, Any]] = _flat
+           ) -> dict[str, Any]:
     """The `name`, `name_complete` and `name_total` fields of an answer (as node.trust.listed_scopes lists an
     agent's tools): the first MAX_LISTED_PARTS of `parts` (heaviest first, as the engine orders them) as plain
-    dicts, whether that is all `total` of them, and `total`."""
+    dicts (`plain`), whether that is all `total` of them, and `total`."""
     shown = parts[:MAX_LISTED_PARTS]
-    return {name: tuple(map(_flat, shown)), f"{name}_complete": len(shown) == total, f"{name}_total": total}
+    return {name: tuple(map(plain, shown)), f"{name}_complete": len(shown) == total, f"{name}_total": total}
 
 
 def _more(shown: int, total: int, what: str) -> list[str]:
@@ -101,6 +102,15 @@ class OrgPart:
     def counted_bad(self) -> float:
         return on_grid(self.weight * self.bad)
 
+    @property
+    def counted_reports(self) -> float:
+        return on_grid(self.weight * self.recent_bad_reports)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields and what the part counts, which the explanation's alpha, beta and recent bad reports sum."""
+        return {**_flat(self), "counted_good": self.counted_good, "counted_bad": self.counted_bad,
+                "counted_reports": self.counted_reports}
+
 
 @dataclass(frozen=True)
 class Explanation:
@@ -134,12 +144,13 @@ class Explanation:
         return self.alpha / (self.alpha + self.beta)
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain JSON-able structure (for the node's API), with the plain-words lines under "text"; of the vouches
-        and orgs, the first MAX_LISTED_PARTS (`listed`)."""
+        """Plain JSON-able structure (for the node's API), with the plain-words lines under "text", and each org
+        part's counted values (OrgPart.as_dict): alpha = prior_good + vouch_lift + their counted_good, exactly, when
+        the parts are all listed; of the vouches and orgs, the first MAX_LISTED_PARTS (`listed`)."""
         out = _flat(self)
         out["score"] = _flat(self.score)
         out.update(listed("vouches", self.vouches, self.vouches_total))
-        out.update(listed("orgs", self.orgs, self.orgs_total))
+        out.update(listed("orgs", self.orgs, self.orgs_total, OrgPart.as_dict))
         out["rules"] = tuple(map(_flat, self.rules))
         out["mean"] = self.mean
         out["text"] = self.lines()

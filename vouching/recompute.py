@@ -52,7 +52,7 @@ class Recomputed:
     credibility: np.ndarray
     accountability: np.ndarray
     standing: OrgStanding
-    next_expiry: float  # when the next org vouch expires
+    edges_span: tuple[float, float]  # the times at which the org edges it found are the live ones (org_edges)
     sums: AgentSums
     table: ScoreTable
 
@@ -69,7 +69,7 @@ class Recompute:
     own: int
     roots: list[int]
     equivocators: list[int]
-    accountability: np.ndarray  # as the last recompute left it (1 for orgs heard of since), one per org
+    n_orgs: int
     agents: tuple[str, ...]
     evidence: EvidenceStore
     deviation: DeviationTest  # `compute` records its verdicts in it; `install` takes them back from a copy
@@ -82,7 +82,7 @@ class Recompute:
         """Refresh credibility, reputation and accountability, then score every agent. Touches nothing but the
         snapshot, so any thread may run it."""
         p, now = self.params, self.now
-        n, n_agents = len(self.accountability), len(self.agents)
+        n, n_agents = self.n_orgs, len(self.agents)
         is_root = np.zeros(n, dtype=bool)
         is_root[self.roots] = True
         tested = ~is_root
@@ -90,8 +90,10 @@ class Recompute:
         agreements, disagreements = self.deviation.counts(n, is_root, tested, now)
         credible = credibility(agreements, disagreements, p)
         credible[is_root] = 1.0
-        src, dst, weight, next_expiry = self.vouches.org_edges(now, self.equivocators)
-        first = self._standing(src, dst, weight, credible, self.accountability)
+        src, dst, weight, edges_span = self.vouches.org_edges(now, self.equivocators)
+        # Accountability is judged from scratch (every org at 1 for the first pass), not from the last recompute's:
+        # each recompute then gives what a node just restarted gives (DESIGN.md §6, the same records the same score).
+        first = self._standing(src, dst, weight, credible, np.ones(n))
         good, bad = evidence_totals(self.evidence, first.weights, n_agents, now, self.source_cap)
         misbehaving, well_behaved = agent_conduct(good, bad, p)
         equivocator = np.zeros(n, dtype=bool)
@@ -105,7 +107,7 @@ class Recompute:
         sums = AgentSums(now, t.good, t.good_held, t.bad, t.reports, lift,
                          t.independent)
         return Recomputed(self.stamp, self.graph_edits, self.deviation, agreements, disagreements, credible,
-                          accountable, standing, next_expiry, sums, score_table(self.agents, t, lift, now, p))
+                          accountable, standing, edges_span, sums, score_table(self.agents, t, lift, now, p))
 
     def _standing(self, src: np.ndarray, dst: np.ndarray, weight: np.ndarray, credible: np.ndarray,
                   accountable: np.ndarray) -> OrgStanding:

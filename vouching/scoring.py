@@ -115,7 +115,7 @@ class TrustEngine:
         self.org_changes = 0
         self._graph_edits = 1  # changes of the org graph, new orgs included ...
         self._graph_seen = 0  # ... that the current reputation reflects
-        self._next_expiry = INF
+        self._edges_span = (-INF, INF)  # the times at which the live org edges are those reputation is of
         self._stamp = 0  # bumped as a snapshot begins and as it is taken (see `_Agent.stamp`)
         self._copying: SnapshotCopy | None = None  # the snapshot being copied
         # The agent sums of the last recompute installed: its snapshot count, the weights version it installed,
@@ -430,7 +430,7 @@ class TrustEngine:
         self._deviation.adopt(done.deviation)
         self._agreements, self._disagreements = done.agreements, done.disagreements
         self._credibility, self._accountability = done.credibility, done.accountability
-        self._adopt(done.standing, done.next_expiry, done.graph_edits)
+        self._adopt(done.standing, done.edges_span, done.graph_edits)
         self._recomputed = (done.stamp, self._version, done.sums)
         return done.table
 
@@ -473,7 +473,7 @@ class TrustEngine:
         self._grow_org_arrays()
         return Recompute(
             now=now, params=self.params, source_cap=self._source_cap, own=self._own, roots=list(self._roots),
-            equivocators=sorted(self._equivocators), accountability=self._accountability.copy(),
+            equivocators=sorted(self._equivocators), n_orgs=len(self._orgs),
             agents=tuple(self._agent_dids), evidence=evidence, deviation=deviation, vouches=vouches,
             stamp=self._stamp, graph_edits=self._graph_edits, org_order=self._org_order(),
         )
@@ -488,7 +488,11 @@ class TrustEngine:
             self._copying.touched.add(a)
 
     def _ensure_reputation(self, now: float) -> None:
-        if self._graph_edits != self._graph_seen or now >= self._next_expiry:
+        """Refresh reputation if the org graph changed or `now` lies outside the span of times its live edges are
+        those of the current reputation: a read at an earlier time than the last refresh counts the org vouches
+        live then, as any node reading at that time does."""
+        since, until = self._edges_span
+        if self._graph_edits != self._graph_seen or not since <= now < until:
             self._refresh_reputation(now)
 
     def _grow_org_arrays(self) -> None:
@@ -506,18 +510,18 @@ class TrustEngine:
         """Reputation, weights and groups over the live org vouches, with the credibility and accountability the
         last recompute found."""
         self._grow_org_arrays()
-        src, dst, weight, next_expiry = self._vouches.org_edges(now, self._equivocators)
+        src, dst, weight, edges_span = self._vouches.org_edges(now, self._equivocators)
         standing = org_standing(len(self._orgs), src, dst, weight, self._roots, self._own,
                                 sorted(self._equivocators), self._credibility, self._accountability, self.params,
                                 self._org_order())
-        self._adopt(standing, next_expiry, self._graph_edits)
+        self._adopt(standing, edges_span, self._graph_edits)
 
     def _org_order(self) -> np.ndarray:
         """The org indices sorted by did (then index, for a key merged into an org renamed to it): the order org
         reputation is computed in, the same at every node (DESIGN.md §6)."""
         return np.array([o for _, o in self._by_did], dtype=np.int64)
 
-    def _adopt(self, standing: OrgStanding, next_expiry: float, graph_edits: int) -> None:
+    def _adopt(self, standing: OrgStanding, edges_span: tuple[float, float], graph_edits: int) -> None:
         """Take new org standing, computed when the org graph had seen `graph_edits` changes; agent caches lapse.
         Orgs heard of since it was computed get no weight until the next refresh, which their arrival made due."""
         extra = range(len(standing.weights), len(self._orgs))
@@ -527,7 +531,7 @@ class TrustEngine:
         self._voucher_weights = standing.voucher_weights.tolist() + [0.0] * len(extra)
         self._groups = standing.groups.tolist() + list(extra)
         self._full_weight = standing.full_weight
-        self._next_expiry = next_expiry
+        self._edges_span = edges_span
         self._graph_seen = graph_edits
         self._version += 1
 

@@ -134,21 +134,24 @@ class VouchBook:
         vars(copy).update({name: np.array(column) for name, column in array_columns(self).items()})
         return copy
 
-    def org_edges(self, now: float, excluded: Collection[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-        """(src, dst, weight, next expiry) of the live org→org edges, in the order their first live vouch came; of
-        several vouches for one pair, the strongest counts. Edges touching an `excluded` org are left out."""
+    def org_edges(self, now: float, excluded: Collection[int]
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[float, float]]:
+        """(src, dst, weight, span) of the live org→org edges, in the order their first live vouch came; of several
+        vouches for one pair, the strongest counts. Edges touching an `excluded` org are left out. `span` is [the
+        last expiry at or before `now`, the next after it): the times at which these are the live edges."""
         issuer = np.asarray(self.org_issuer, dtype=np.int64)
         subject = np.asarray(self.org_subject, dtype=np.int64)
         expires = np.asarray(self.org_expires)
         out = np.fromiter(excluded, dtype=np.int64, count=len(excluded))
-        live = np.flatnonzero((np.asarray(self.org_active) == 1) & (expires > now) & ~np.isin(issuer, out)
-                              & ~np.isin(subject, out))
+        kept = (np.asarray(self.org_active) == 1) & ~np.isin(issuer, out) & ~np.isin(subject, out)
+        live = np.flatnonzero(kept & (expires > now))
         pairs, first, pair_of = np.unique(issuer[live] << 32 | subject[live], return_index=True, return_inverse=True)
         best = np.zeros(len(pairs))
         np.maximum.at(best, pair_of, np.asarray(self.org_weight)[live])
         order = np.argsort(first)
-        return (issuer[live][first[order]], subject[live][first[order]], best[order],
+        span = (float(expires[kept & (expires <= now)].max(initial=-math.inf)),
                 float(expires[live].min(initial=math.inf)))
+        return issuer[live][first[order]], subject[live][first[order]], best[order], span
 
     def lifts(self, weights: np.ndarray, now: float, n_agents: int) -> np.ndarray:
         """Per agent, the prior lift of its live unscoped vouches, each times its voucher's weight (before the cap):

@@ -47,7 +47,8 @@ class CheckRequest(BaseModel):
 
 
 def score_answer(trust: TrustService, key: SigningKey, did: str, *, explain: bool, statement: bool) -> dict[str, Any]:
-    """The body of `GET /v1/agents/{did}/score` for a valid did."""
+    """The body of `GET /v1/agents/{did}/score` for a valid did: the score, its scoped tools and its explanation,
+    all of the one instant the score was computed at."""
     score = trust.score(did)
     answer: dict[str, Any] = {
         "agent": did,
@@ -55,10 +56,10 @@ def score_answer(trust: TrustService, key: SigningKey, did: str, *, explain: boo
         "tier": score.tier,
         "confidence": score.confidence,
         "computed_at": score.computed_at,
-        **listed_scopes(trust.scopes(did)),
+        **listed_scopes(trust.scopes(score)),
     }
     if explain:
-        answer["explanation"] = trust.explain(did)
+        answer["explanation"] = trust.explain(score)
     if statement:
         answer["statement"] = score_statement(key, agent=did, score=score.score, tier=score.tier)
     return answer

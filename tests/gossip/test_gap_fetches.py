@@ -129,3 +129,43 @@ async def test_when_hostile_issuers_fill_the_gap_queue_an_honest_gap_takes_the_p
         await trio.sleep(1)
     assert node.started(HONEST.did) == [node.reported]
     assert node.service.stats.gap_issuers_displaced == 1
+
+
+async def test_gap_fetches_do_not_queue_behind_a_peer_slow_to_answer(tmp_path, autojump_clock):
+    """Found by the sync hunt: sessions with one peer take turns, so every gap fetch from a peer that answers just in
+    time (each of its reports a new issuer's gap: fresh keys cost nothing) waited for the one before, one worker after
+    the other, until none was left to fetch an honest gap from another peer: it waited half an hour (three of the
+    slow peer's sessions). A fetch now waits `timeout` at most for its turn with a peer."""
+    slow, fresh = PEERS[0], [Org() for _ in range(10)]
+    started: list[tuple[float, str]] = []
+    honest_fetched: list[float] = []
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(SigningKey.generate(), store, roots=(*(org.did for org in fresh), HONEST.did),
+                          max_hops=1, held_limit=10)
+        service = SyncService(ConnectedHost(PEERS), replica, timeout=TIMEOUT, interval=INTERVAL)
+
+        async def session(peer: str, gaps: dict[str, tuple[int, int]] | None) -> int:
+            if gaps is None:
+                return 0
+            started.append((trio.current_time(), peer))
+            if peer == slow:
+                await trio.sleep(service.session_seconds)  # a read just before each timeout, to the session's end
+            if HONEST.did not in gaps:
+                return 0
+            honest_fetched.append(trio.current_time())
+            return len(replica.accept([HONEST_FIRST]).accepted)
+
+        service._session = session
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run)
+            for org in fresh:
+                service.request_gaps(slow, {org.did: (1, 5)})
+                await trio.sleep(0.1)
+            service.request_gaps(PEERS[1], {HONEST.did: (1, 1)})
+            reported = trio.current_time()
+            await trio.sleep(2 * TIMEOUT)
+            assert store.head(HONEST.did) is not None, "the honest gap waited behind the slow peer"
+            assert reported < honest_fetched[0] <= reported + TIMEOUT  # when the first fetch waiting for its turn gave up
+            assert sum(peer == slow for _, peer in started) == 1  # its one session still running
+            assert service.stats.errors["turn"] >= 7
+            nursery.cancel_scope.cancel()

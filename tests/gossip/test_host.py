@@ -20,6 +20,7 @@ from gossip.host import (
     InvalidPeerId,
     PeerEvent,
     ProtocolNotSupported,
+    Stream,
     StreamError,
     open_host,
     peer_id_from_public_key,
@@ -401,6 +402,31 @@ async def test_a_stream_protocol_echoes_length_prefixed_frames() -> None:
 
             with pytest.raises(ProtocolNotSupported, match="does not serve it"):
                 await hosts[0].open_stream(hosts[1].peer_id, "/vouchnet/test/absent/1")
+
+
+class _EndingNetStream:
+    """Stands for a py-libp2p stream that delivers `data`, then ends (its peer closed it, or the connection went)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self.muxed_stream = self  # read by Stream for reset_received
+        self.reset_received = False
+
+    async def read(self, max_bytes: int) -> bytes:
+        chunk, self._data = self._data[:max_bytes], self._data[max_bytes:]
+        return chunk
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (encode_uvarint(300)[:1], "ended inside a frame length prefix"),
+    (encode_uvarint(10) + b"half", "ended after 4 of 10 frame bytes"),
+])
+async def test_a_stream_that_ends_inside_a_frame_broke_and_sent_no_malformed_frame(data, message) -> None:
+    # A peer that stops or drops mid-frame looks like one that cuts a frame short: a sync client took the cut for
+    # a protocol offence, and disconnected (and reported) a peer for its crash.
+    stream = Stream(_EndingNetStream(data), "12D3KooWPeer", ECHO)
+    with pytest.raises(StreamError, match=f"{ECHO} stream from 12D3KooWPeer: {message}"):
+        await stream.read_frame(max_size=1024)
 
 
 def libp2p_errors(caplog: pytest.LogCaptureFixture) -> list[str]:

@@ -201,30 +201,6 @@ def test_records_appended_by_a_process_that_dies_are_all_indexed_on_reopen(tmp_p
         assert [idx for idx, _ in store.query(issuer=did, limit=1000)] == list(range(300))
 
 
-def test_an_index_that_cannot_be_written_stops_appends_and_is_replayed_on_reopen(tmp_path):
-    alice = Org()
-    records = [alice.record() for _ in range(4)]
-    with RecordStore.open(tmp_path):
-        pass
-    db = sqlite3.connect(tmp_path / INDEX_FILE)  # a write that fails as a full disk would, at the third record
-    db.execute("CREATE TRIGGER fail BEFORE INSERT ON records WHEN NEW.seq = 3 BEGIN SELECT RAISE(ABORT, 'disk full'); END")
-    db.close()
-    with RecordStore.open(tmp_path) as store:
-        store.append(records[:2])
-        with pytest.raises(StoreError, match="cannot be written .*disk full.*until the node restarts"):
-            store.append(records[2:3])
-        with pytest.raises(StoreError, match="until the node restarts"):
-            store.append(records[3:])
-        assert store.ledger.size == 3  # appended to the ledger before the index failed; nothing twice
-    db = sqlite3.connect(tmp_path / INDEX_FILE)
-    db.execute("DROP TRIGGER fail")
-    db.close()
-    with RecordStore.open(tmp_path) as store:
-        assert store.heads() == {alice.did: 3}
-        store.append(records[3:])
-        assert [raw for _, raw in store.query()] == [r.raw for r in records]
-
-
 def test_a_page_by_issuer_or_issuer_and_kind_reads_about_that_page_not_the_issuers_records(tmp_path):
     """GET /v1/records?issuer= needs no token: a page of an issuer's records sorted all of them (a node's own
     digests grow by one per agent per epoch), and ?issuer=&kind= of a kind the issuer has none of read every record

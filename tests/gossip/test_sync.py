@@ -31,7 +31,9 @@ from gossip.sync import (
 )
 from gossip.sync_messages import (
     MAX_RANGES,
+    MAX_RETRY,
     MAX_SEQ,
+    Busy,
     CheckpointRequest,
     ErrorReply,
     HeldCheckpoint,
@@ -39,6 +41,7 @@ from gossip.sync_messages import (
     HeadsPage,
     HeadsRequest,
     LocalProtocolError,
+    PeerBusy,
     Range,
     RecordsPage,
     RecordsRequest,
@@ -279,13 +282,14 @@ cbor_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["t", "heads", "records", "more",
                                                                                   "after", "ranges", "limit", "bytes",
                                                                                   "sig", "status", "reason", "size",
-                                                                                  "req", "x"]), inner, max_size=5),
+                                                                                  "req", "retry", "x"]), inner,
+                                                              max_size=5),
     max_leaves=12,
 )
 message_like = st.fixed_dictionaries(
-    {"t": st.sampled_from(["heads", "records", "get", "cosign", "cosigned", "refused", "error", "other"])},
+    {"t": st.sampled_from(["heads", "records", "get", "cosign", "cosigned", "refused", "error", "busy", "other"])},
     optional={k: cbor_values for k in ["heads", "records", "more", "after", "ranges", "limit", "bytes", "req", "sig",
-                                       "status", "reason", "size"]},
+                                       "status", "reason", "size", "retry"]},
 )
 ALL_RAWS = [r.raw for chain in (*CHAINS.values(), FORK) for r in chain]
 CORRUPT = ALL_RAWS[0][:-1] + bytes([ALL_RAWS[0][-1] ^ 1])  # its signature no longer verifies
@@ -296,6 +300,7 @@ well_formed_replies = st.one_of(
     st.builds(HeadsPage, st.lists(st.builds(HeadEntry, dids.filter(bool), st.integers(1, MAX_SEQ),
                                             st.binary(min_size=32, max_size=32)), max_size=4).map(tuple), st.booleans()),
     st.builds(ErrorReply, st.text(max_size=20)),
+    st.builds(Busy, st.integers(1, MAX_RETRY), st.text(max_size=20)),
 ).map(encode_message)
 well_formed_requests = st.one_of(
     st.builds(HeadsRequest, dids, st.integers(1, 2**32 - 1)),
@@ -329,6 +334,9 @@ def test_any_frames_a_server_sends_a_client_are_handled_or_its_fault(lone_side, 
     except RemoteProtocolError as e:
         note_event(e.reason)
         assert e.reason in {"malformed", "unexpected", "limit", "out_of_range", "invalid_record", "refused"}
+    except PeerBusy as e:  # no offence: the peer asks us to come back later
+        note_event(e.reason)
+        assert 1 <= e.retry_after <= MAX_RETRY
 
 
 @settings(max_examples=250, deadline=None)
@@ -362,6 +370,26 @@ def test_replies_that_break_the_protocol_are_the_servers_fault(reply, reason, ru
         with pytest.raises(RemoteProtocolError, match=rule) as caught:
             client.receive(encode_message(reply))
         assert caught.value.reason == reason
+
+
+@pytest.mark.parametrize("state", ["heads", "records"])
+def test_a_busy_reply_ends_the_session_with_when_to_come_back_and_no_offence(state):
+    with sides(1) as (side,):
+        client = _client_in(state, side)
+        with pytest.raises(PeerBusy, match="serves us again in 30 s: serving budget spent") as caught:
+            client.receive(encode_message(Busy(30, "serving budget spent")))
+        assert caught.value.retry_after == 30 and not isinstance(caught.value, RemoteProtocolError)
+
+
+@pytest.mark.parametrize(("wire", "rule"), [
+    ({"t": "busy", "retry": 0, "reason": ""}, "retry: must be an integer from 1 to 3600"),
+    ({"t": "busy", "retry": MAX_RETRY + 1, "reason": ""}, "retry: must be an integer from 1 to 3600"),
+    ({"t": "busy", "retry": 1.5, "reason": ""}, "retry: must be an integer"),
+    ({"t": "busy", "reason": ""}, "missing 'retry'"),
+])
+def test_busy_replies_are_decoded_strictly(wire, rule):
+    with pytest.raises(RemoteProtocolError, match=rule):
+        decode_reply(encode(wire))
 
 
 def test_records_nobody_asked_for_are_out_of_range():

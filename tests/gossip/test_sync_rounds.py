@@ -1,6 +1,9 @@
 """Anti-entropy rounds (trio's mock clock, a host with many peers): each round pulls from a few peers picked at
 random, rounds are spaced by the interval give or take a quarter, over rounds every peer is asked, never a peer
-that refused the sync protocol, and peers that come and go leave nothing behind."""
+that refused the sync protocol nor one that told us to come back later (until then), and peers that come and go
+leave nothing behind."""
+
+from collections.abc import Awaitable, Callable
 
 import pytest
 import trio
@@ -9,9 +12,10 @@ from nacl.signing import SigningKey
 from gossip.host import HostError, PeerEvent
 from gossip.replica import Replica
 from gossip.store import RecordStore
-from gossip.sync_messages import HeadEntry, HeadsPage, encode_message
+from gossip.sync_messages import Busy, HeadEntry, HeadsPage, encode_message
 from gossip.sync_service import SyncService
 
+from ..factories import new_did
 from .nodes import ConnectedHost
 
 INTERVAL, ROUND_PEERS = 10.0, 3
@@ -102,12 +106,11 @@ async def test_peers_that_leave_during_their_session_leave_nothing_behind(tmp_pa
             nursery.cancel_scope.cancel()
 
 
-class DrippingPeerStream:
-    """A peer's sync stream that answers every heads request just before the timeout, with one more issuer."""
+class ScriptedPeerStream:
+    """A peer's sync stream that answers every read with `answer()` and takes whatever is written to it."""
 
-    def __init__(self, timeout: float) -> None:
-        self._timeout = timeout
-        self._issued = 0
+    def __init__(self, answer: Callable[[], Awaitable[bytes]]) -> None:
+        self._answer = answer
 
     async def __aenter__(self):
         return self
@@ -119,9 +122,7 @@ class DrippingPeerStream:
         pass
 
     async def read_frame(self, max_size: int) -> bytes:
-        await trio.sleep(0.9 * self._timeout)
-        self._issued += 1
-        return encode_message(HeadsPage((HeadEntry(f"did:key:z{self._issued:09d}", 1, bytes(32)),), more=True))
+        return await self._answer()
 
 
 async def test_a_peer_that_answers_just_in_time_cannot_hold_a_session_for_ever(tmp_path, autojump_clock):
@@ -131,7 +132,15 @@ async def test_a_peer_that_answers_just_in_time_cannot_hold_a_session_for_ever(t
     with RecordStore.open(tmp_path) as store:
         replica = Replica(SigningKey.generate(), store, roots=(), max_hops=1, held_limit=10)
         host = ComingAndGoingHost()
-        host.open_stream = lambda peer, protocol: _ready(DrippingPeerStream(timeout))
+        issued = 0
+
+        async def drip() -> bytes:  # every heads request answered just before the timeout, with one more issuer
+            nonlocal issued
+            await trio.sleep(0.9 * timeout)
+            issued += 1
+            return encode_message(HeadsPage((HeadEntry(f"did:key:z{issued:09d}", 1, bytes(32)),), more=True))
+
+        host.open_stream = lambda peer, protocol: _ready(ScriptedPeerStream(drip))
         service = SyncService(host, replica, timeout=timeout, max_sessions=1)
         with trio.move_on_after(1000 * timeout):  # an honest session of 10^3 pages would be long over
             await service.sync_with(PEERS[0])
@@ -140,3 +149,64 @@ async def test_a_peer_that_answers_just_in_time_cannot_hold_a_session_for_ever(t
 
 async def _ready(stream):
     return stream
+
+
+async def test_a_client_told_to_come_back_later_does_so_and_counts_no_offence(tmp_path, autojump_clock):
+    retry, interval, peers, issuer = 100, 10.0, ["12D3KooWBusy", "12D3KooWAlsoBusy"], new_did()
+    opened: list[tuple[float, str]] = []
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(SigningKey.generate(), store, roots=(issuer,), max_hops=1, held_limit=10)
+        host = ConnectedHost(peers)
+
+        async def busy() -> bytes:
+            await trio.lowlevel.checkpoint()
+            return encode_message(Busy(retry, "serving budget spent"))
+
+        async def open_stream(peer: str, protocol: str) -> ScriptedPeerStream:
+            opened.append((trio.current_time(), peer))
+            return ScriptedPeerStream(busy)
+
+        async def disconnect(peer: str) -> None:
+            raise AssertionError(f"{peer} was disconnected for saying it is busy")
+
+        host.open_stream, host.disconnect = open_stream, disconnect
+        service = SyncService(host, replica, interval=interval, round_peers=len(peers))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run)
+            await trio.sleep(retry - 2 * interval)
+            service.request_gaps(peers[0], {issuer: (3, 5)})  # gossip reports a gap: no peer is asked yet
+            await trio.sleep(interval)
+            assert [at for at, _ in opened] == [0.0, 0.0]  # each peer once, when the service started
+            await trio.sleep(retry)
+            nursery.cancel_scope.cancel()
+    assert {peer for at, peer in opened if retry <= at < retry + 2 * interval} == set(peers)  # asked again in time
+    assert service.stats.errors["throttled"] == len(opened) and service.stats.peers_disconnected == 0
+
+
+async def test_a_peer_that_reconnects_again_and_again_is_synced_with_once_an_interval(tmp_path, autojump_clock):
+    """Found by the sync hunt: each connection a peer made started a full round with it, so a peer reconnecting as
+    fast as its rounds ended (a heads page of a million issuers it made up is 15 s of our CPU) had one always."""
+    sessions: list[float] = []
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(SigningKey.generate(), store, roots=(), max_hops=1, held_limit=10)
+        host = ComingAndGoingHost()
+
+        async def no_heads() -> bytes:
+            await trio.lowlevel.checkpoint()
+            return encode_message(HeadsPage((), more=False))
+
+        async def open_stream(peer: str, protocol: str) -> ScriptedPeerStream:
+            sessions.append(trio.current_time())
+            return ScriptedPeerStream(no_heads)
+
+        host.open_stream = open_stream
+        service = SyncService(host, replica, interval=INTERVAL)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run)
+            host.connected.add(PEERS[0])  # and stays, between reconnections
+            for _ in range(100):
+                await host.events_send.send(PeerEvent(PEERS[0], connected=True))
+                await trio.sleep(INTERVAL / 40)
+            nursery.cancel_scope.cancel()
+    # in 2.5 intervals: once when it first connected, once again on a reconnection an interval on, and the rounds
+    assert 2 <= len(sessions) <= 2 + 3 and service.stats.rounds == len(sessions)

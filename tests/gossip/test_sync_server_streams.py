@@ -2,7 +2,8 @@
 idle after answering is closed quietly, one that never asks anything is reset and counted as a timeout, a
 stream keeps being answered for as long as its peer keeps asking, no peer holds more than its share of streams, and
 heads name every issuer stored; request frames longer than any request are refused unread, and long ones are
-decoded off the event loop."""
+decoded off the event loop; a peer is served until its serving budget or the node's is spent, then told when to
+come back (gossip.serving_budget)."""
 
 import threading
 
@@ -13,6 +14,7 @@ from nacl.signing import SigningKey
 import gossip.sync_service
 from gossip.frames import FrameError
 from gossip.replica import Replica
+from gossip.serving_budget import ServingRates, most_page_cost
 from gossip.store import RecordStore
 from gossip.sync_messages import (
     MAX_COUNT,
@@ -21,14 +23,18 @@ from gossip.sync_messages import (
     MAX_REQUEST_FRAME,
     MAX_SEQ,
     SYNC_PROTOCOL,
+    Busy,
+    CosignRequest,
     ErrorReply,
     HeadsRequest,
     Range,
     RecordsPage,
     RecordsRequest,
+    Refused,
     decode_reply,
     encode_message,
 )
+from gossip.sync import SyncLimits
 from gossip.sync_service import DECODE_ON_LOOP_BYTES, SyncService
 from vouching.cbor import encode
 
@@ -229,3 +235,112 @@ async def test_a_dense_request_is_decoded_off_the_event_loop_and_refused(serving
     with trio.fail_after(TIMEOUT):
         await stream.wrote.wait()
     assert decoded_on[1] == threading.get_ident()
+
+
+LIMITS = SyncLimits(page_records=2, page_bytes=64 * 1024, heads_page=2)
+PAGE = most_page_cost(LIMITS)  # each page is read only if the budgets hold this much
+RATE = 10.0  # units a second
+ISSUER = Org()
+CHAIN = [ISSUER.record() for _ in range(40)]  # small records: a page of two costs 3 units, with its read
+EVERYTHING = encode_message(RecordsRequest((Range(ISSUER.did, 1, MAX_SEQ),), 2, 64 * 1024))  # 20 pages of two
+
+
+@pytest.fixture
+async def budgeted(tmp_path):
+    """A running SyncService holding CHAIN whose peers may each be served PAGE + 30 units at once (ten pages of
+    two records, 31 units with the first page's read ahead, then less than a page is left), and all of them
+    3 * PAGE; yields the service and a function that sends one request from a peer and returns the replies."""
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(SigningKey.generate(), store, roots=(ISSUER.did,), max_hops=1, held_limit=10)
+        assert len(replica.accept(CHAIN).accepted) == len(CHAIN)
+        host = FakeHost()
+        rates = ServingRates(peer_rate=RATE, peer_burst=PAGE + 30, node_rate=RATE, node_burst=3 * PAGE)
+        service = SyncService(host, replica, limits=LIMITS, serving=rates)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run)
+
+            async def served(peer: str, request: bytes) -> list:
+                stream = FakeStream(peer)
+                nursery.start_soon(host.handlers[SYNC_PROTOCOL], stream)
+                await stream.incoming_send.send(request)
+                await stream.incoming_send.send(None)  # and closes its side
+                await trio.testing.wait_all_tasks_blocked()
+                return [decode_reply(frame) for frame in stream.written]
+
+            yield service, served
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_peer_past_its_serving_budget_is_told_when_to_come_back_and_served_then(budgeted, autojump_clock):
+    service, served = budgeted
+    *pages, busy = await served("12D3KooWGreedy", EVERYTHING)
+    # Ten pages of two records, then the budget holds less than a page's worth: come back when it is full again (ten
+    # pages' worth, if it held more), at RATE units a second.
+    assert [len(page.records) for page in pages] == [2] * 10 and all(page.more for page in pages)
+    assert busy == Busy(4, "serving budget spent")  # 31 units at 10 a second
+    assert service.stats.records_served == 20 and service.stats.served_busy == 1
+    assert not service.stats.errors  # the peer broke no rule
+    assert isinstance((await served("12D3KooWOther", EVERYTHING))[0], RecordsPage)  # a budget of its own
+    await trio.sleep(busy.retry_after)
+    again = await served("12D3KooWGreedy", EVERYTHING)
+    assert [type(reply) for reply in again] == [RecordsPage] * 10 + [Busy]
+
+
+async def test_fresh_peer_ids_share_the_nodes_budget(budgeted, autojump_clock):
+    service, served = budgeted
+    sybils = 0
+    while not isinstance((await served(f"12D3KooWSybil{sybils}", EVERYTHING))[0], Busy):
+        sybils += 1
+    # Each took its budget's worth, 31 units, out of the node's, until less than a page was left of it (the last of
+    # them, perhaps, only part of its worth).
+    assert 2 * PAGE // 31 <= sybils <= 2 * PAGE // 31 + 1
+    (busy,) = await served("12D3KooWHonest", heads_request())  # every request is answered from it
+    assert isinstance(busy, Busy)
+    await trio.sleep(busy.retry_after)
+    assert not isinstance((await served("12D3KooWHonest", heads_request()))[0], Busy)
+
+
+async def test_ranges_of_issuers_we_do_not_hold_cost_their_look_ups(budgeted, autojump_clock):
+    # Each range is a store query: 256 of issuers we do not hold made an empty page, which cost 1 unit.
+    service, served = budgeted
+    nobody = encode_message(RecordsRequest(tuple(Range(f"z{i}", 1, MAX_SEQ) for i in range(MAX_RANGES)),
+                                           2, 64 * 1024))
+    assert await served("12D3KooWProber", nobody) == [RecordsPage((), more=False)]
+    assert isinstance((await served("12D3KooWProber", nobody))[0], Busy)
+
+
+async def test_a_request_of_what_this_node_does_not_serve_is_refused_as_ever_past_the_budget(budgeted, autojump_clock):
+    # A witness's client knows no Busy: it would take one for the peer breaking the protocol.
+    service, served = budgeted
+    assert isinstance((await served("12D3KooWGreedy", EVERYTHING))[-1], Busy)
+    assert await served("12D3KooWGreedy", encode_message(CosignRequest(b"add-checkpoint"))) == [
+        Refused(404, "this node does not witness")]
+
+
+class SlowReaderStream(FakeStream):
+    """An inbound stream whose peer asks, then does not read the answer (until the server's write times out)."""
+
+    async def write_frame(self, payload: bytes) -> None:
+        await trio.sleep_forever()
+
+
+async def test_peers_slow_to_read_their_answers_hold_no_slot_of_the_requests_being_answered(tmp_path, autojump_clock):
+    """Found by the sync hunt: a page waiting for its peer to read it held one of the max_inbound slots, so peers
+    reading a page just before each write timed out (a few, under fresh ids) held them all, and every other request
+    (cosign requests too) was reset as busy."""
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(SigningKey.generate(), store, roots=(), max_hops=1, held_limit=10)
+        host = FakeHost()
+        service = SyncService(host, replica, timeout=TIMEOUT, max_inbound=2)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run)
+            for slow in (SlowReaderStream(f"12D3KooWSlow{i}") for i in range(2)):
+                nursery.start_soon(host.handlers[SYNC_PROTOCOL], slow)
+                await slow.incoming_send.send(heads_request())
+            await trio.testing.wait_all_tasks_blocked()
+            honest = FakeStream("12D3KooWHonest")
+            nursery.start_soon(host.handlers[SYNC_PROTOCOL], honest)
+            await honest.incoming_send.send(heads_request())
+            await trio.testing.wait_all_tasks_blocked()
+            assert honest.ended is None and len(honest.written) == 1 and not service.stats.errors
+            nursery.cancel_scope.cancel()

@@ -3,6 +3,9 @@ are bounded in bytes as well as in count (records are up to 64 KiB), and a long 
 
 import threading
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import trio
 from nacl.signing import SigningKey
@@ -11,6 +14,7 @@ import gossip.sync_service
 from gossip.replica import Replica
 from gossip.store import RecordStore
 from gossip.sync import IssuerIndex, SyncLimits, SyncServer
+from gossip.sync_messages import Busy, encode_message
 from gossip.sync_service import SyncService
 from vouching import MAX_RECORD_SIZE, Record, vouch_body
 from vouching.bodies import SCOPE_ITEM_MAX, SCOPE_MAX
@@ -59,16 +63,22 @@ def large_records(count: int) -> list[Record]:
     return [org.record("vouch", vouch_body(new_did(), 0.5, "operator", scope=scope)) for _ in range(count)]
 
 
-async def test_a_session_offers_fetched_records_to_the_replica_before_they_exceed_its_byte_bound(tmp_path):
-    records = large_records(40)
-    assert min(len(r.raw) for r in records) > 32 * 1024
-    accept_bytes = 256 * 1024
+@contextmanager
+def serving(tmp_path: Path, records: list[Record]) -> Iterator[tuple[SyncServer, Replica]]:
+    """A SyncServer over a store of `records`, and an empty replica whose horizon holds their issuer."""
     (tmp_path / "server").mkdir()
     (tmp_path / "client").mkdir()
     with RecordStore.open(tmp_path / "server") as served, RecordStore.open(tmp_path / "client") as store:
         served.append(records)
         replica = Replica(SigningKey.generate(), store, roots=(records[0].iss,), max_hops=1, held_limit=10)
-        server = SyncServer(served, IssuerIndex(served), LIMITS)
+        yield SyncServer(served, IssuerIndex(served), LIMITS), replica
+
+
+async def test_a_session_offers_fetched_records_to_the_replica_before_they_exceed_its_byte_bound(tmp_path):
+    records = large_records(40)
+    assert min(len(r.raw) for r in records) > 32 * 1024
+    accept_bytes = 256 * 1024
+    with serving(tmp_path, records) as (server, replica):
         service = SyncService(ServingHost(server), replica, limits=LIMITS, accept_records=2000,
                               accept_bytes=accept_bytes)
         offered: list[int] = []
@@ -78,6 +88,33 @@ async def test_a_session_offers_fetched_records_to_the_replica_before_they_excee
     assert (service.stats.rounds, service.stats.records_fetched) == (1, 40)
     assert sum(offered) == sum(len(r.raw) for r in records)
     assert max(offered) <= accept_bytes + LIMITS.page_bytes  # one page beyond the bound at most
+
+
+class TiringStream(ServedStream):
+    """A served stream whose peer says it is busy in place of its answer's page after `pages` pages."""
+
+    def __init__(self, server: SyncServer, pages: int) -> None:
+        super().__init__(server)
+        self._pages = pages
+
+    async def read_frame(self, max_size: int) -> bytes | None:
+        self._pages -= 1
+        return await super().read_frame(max_size) if self._pages >= 0 else encode_message(Busy(60, "budget spent"))
+
+
+async def test_records_fetched_before_a_peer_says_it_is_busy_are_kept(tmp_path):
+    records = large_records(20)  # a page each
+    with serving(tmp_path, records) as (server, replica):
+        host = ServingHost(server)
+        host.open_stream = lambda peer, protocol: _ready(TiringStream(server, pages=6))  # heads, then 5 records
+        service = SyncService(host, replica, limits=LIMITS, accept_records=2000)
+        await service.sync_with(PEER)
+        assert replica.store.head(records[0].iss).seq == 5  # offered before the session ended, not dropped with it
+    assert service.stats.errors["throttled"] == service.stats.rounds_failed == 1
+
+
+async def _ready(stream: ServedStream) -> ServedStream:
+    return stream
 
 
 class DenseReplyStream(ServedStream):

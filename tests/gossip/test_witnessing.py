@@ -8,20 +8,25 @@ from __future__ import annotations
 import functools
 import logging
 import sqlite3
+import tempfile
 import threading
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 import trio.testing
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
 from gossip.checkpoints import MAX_CHECKPOINT_NOTE, RECORDS_LOG, checkpoints_topic
 from gossip.cosigning import CosignClient
 from gossip.frames import FrameError
-from gossip.host import Received, open_host, peer_id_from_public_key
+from gossip.host import HostError, Received, open_host, peer_id_from_public_key
 from gossip.replica import Replica
 from gossip.store import RecordStore
 from gossip.sync_messages import (
@@ -48,7 +53,7 @@ from ledger import (
     open_checkpoint,
     open_note,
 )
-from vouching import EquivocationBody, org_body, verify_record, vouch_body
+from vouching import EquivocationBody, Record, org_body, verify_record, vouch_body
 
 from ..factories import Org, new_did
 from .nodes import LOOPBACK, NETWORK, Identity, Node, identities, running, until
@@ -509,9 +514,10 @@ async def test_stopping_the_services_leaves_no_task_behind(tmp_path):
 
 
 class _HoldingPeer:
-    """A stream to one peer that holds `note` of our log and declines every cosign request (counted)."""
+    """A stream to one peer that holds `note` of our log (None: nothing) and declines every cosign request
+    (counted)."""
 
-    def __init__(self, note: bytes) -> None:
+    def __init__(self, note: bytes | None) -> None:
         self.note = note
         self.cosign_requests = 0
         self._reply: bytes | None = None
@@ -812,11 +818,10 @@ class _SilentFreshKeyPeer(_HoldingPeer):
         await trio.sleep_forever()
 
 
-@pytest.mark.xfail(strict=True, reason="needs a decision: no checkpoint is signed while any connected peer's answer "
-                   "about our log is due, and a peer with a fresh key per connection always has one due")
 async def test_a_peer_that_never_answers_under_ever_new_keys_does_not_stop_our_checkpoints(tmp_path):
-    """Each query waits `timeout` at most, but a hostile peer reconnecting under a fresh key before it runs out keeps
-    one due at every round of the checkpoint loop: the node signs, publishes and asks cosignatures for nothing."""
+    """Each query waits `timeout` at most, but a hostile peer reconnecting under a fresh key before it runs out kept
+    one due at every round of the checkpoint loop, and the node signed, published and asked cosignatures for nothing:
+    a checkpoint now waits only for the answers due when its wait began."""
     with _own_node(tmp_path) as (replica, _, _):
         peer = _SilentFreshKeyPeer()
         witnessing = Witnessing(_OnePeerHost(peer), replica, network=NETWORK, state_dir=tmp_path, interval=0.01,
@@ -824,6 +829,307 @@ async def test_a_peer_that_never_answers_under_ever_new_keys_does_not_stop_our_c
         peer.host = witnessing.host  # type: ignore[assignment]
         await _run_until(witnessing, peer.asked_enough.wait)
         assert witnessing.stats.checkpoints_signed >= 1
+
+
+class _Peers(_OnePeerHost):
+    """_OnePeerHost with any number of peers, those in `streams` (peer id -> the stream it answers on), and peers
+    coming back (`returning`: at what time, under what id, on what stream)."""
+
+    def __init__(self) -> None:
+        super().__init__(_HoldingPeer(b""))
+        self.present = False
+        self.streams: dict[str, Any] = {}
+        self.returning: list[tuple[float, str, Any]] = []
+
+    def connected_peers(self) -> list[str]:
+        now = trio.current_time()
+        for back in [r for r in self.returning if r[0] <= now]:
+            self.returning.remove(back)
+            self.streams[back[1]] = back[2]
+        return [*super().connected_peers(), *self.streams]
+
+    async def open_stream(self, peer_id: str, protocol: str) -> Any:
+        if peer_id not in self.streams:
+            raise HostError(f"{peer_id}: not connected")
+        return self.streams[peer_id]
+
+
+class _HostilePeer:
+    """A peer that leaves as soon as it is asked what it holds of our log and comes back under a fresh key (before
+    the next round, as a new _HostilePeer in `crowd`) or its own (after the next round saw it gone); it answers
+    never, just before the timeout, or with garbage at once. It declines to cosign; `early` counts the cosign
+    requests that came while it had not answered."""
+
+    def __init__(self, host: _Peers, crowd: list[_HostilePeer], answer: str, rejoin: str, *, timeout: float,
+                 interval: float, joins: float) -> None:
+        self.host, self.crowd, self.answer, self.rejoin = host, crowd, answer, rejoin
+        self.timeout, self.interval = timeout, interval
+        self.peer_id = peer_of(Org())
+        host.returning.append((joins, self.peer_id, self))
+        crowd.append(self)
+        self.early = self._open = 0
+        self._reply = b""
+
+    async def write_frame(self, payload: bytes) -> None:
+        if isinstance(decode_request(payload), CosignRequest):
+            self.early += self._open > 0
+            self._reply = encode_message(Refused(404, "declined"))
+            return
+        self._open += 1
+        self._reply = b""
+        del self.host.streams[self.peer_id]
+        now = trio.current_time()
+        if self.rejoin == "fresh key":
+            _HostilePeer(self.host, self.crowd, self.answer, self.rejoin, timeout=self.timeout, interval=self.interval,
+                         joins=now + self.interval / 2)
+        else:
+            self.host.returning.append((now + 1.5 * self.interval, self.peer_id, self))
+
+    async def read_frame(self, limit: int) -> bytes | None:
+        if self._reply:
+            return self._reply
+        try:
+            if self.answer == "never":
+                await trio.sleep_forever()
+            if self.answer == "just in time":
+                await trio.sleep(self.timeout * 0.99)
+                return encode_message(HeldCheckpoint(None))
+            return b"\xff garbage"
+        finally:
+            self._open -= 1
+
+    async def reset(self) -> None:
+        pass
+
+
+async def _run_within_rounds(witnessing: Witnessing, until: Callable[[], Awaitable[object]], rounds: int) -> None:
+    """Run `witnessing` until `until` returns, which must be within `rounds` rounds of its loop (over a _Peers:
+    counted as three looks at who is connected). On trio's mock clock rounds are counted, not seconds: it jumps to
+    the next deadline while the checkpoint file is written on a thread, and a deadline of the test's would be it."""
+    assert isinstance(witnessing.host, _Peers)
+    host = witnessing.host
+
+    async def too_long() -> None:
+        await host.looked(3 * rounds)
+        raise AssertionError(f"not done within {rounds} rounds")
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(witnessing.run)
+        nursery.start_soon(too_long)
+        await until()
+        nursery.cancel_scope.cancel()
+
+
+def note_size(note: bytes) -> int:
+    return Checkpoint.parse(note.partition(b"\n\n")[0].decode() + "\n").size
+
+
+async def published_within(witnessing: Witnessing, size: int, rounds: int) -> None:
+    """Until the witnessing has published a checkpoint of `size` or more, which it must within `rounds` of its loop
+    (counted, over a _Peers, as three looks at who is connected)."""
+    assert isinstance(witnessing.host, _Peers)
+    for _ in range(rounds):
+        note = witnessing.checkpoint_note()
+        if note is not None and note_size(note) >= size:
+            return
+        await witnessing.host.looked(3)
+    raise AssertionError(f"no checkpoint of size {size} within {rounds} rounds")
+
+
+async def _checkpoints_beside(tmp_path: Path, peers: list[tuple[str, str, float]]) -> None:
+    """Five changes of our ledger, each published within _ATTEMPTS x (timeout + interval) beside hostile peers
+    (answer, rejoin and when each first joins: _HostilePeer), none of whom is asked to cosign while its answer
+    is due."""
+    timeout, interval = 1.0, 0.1
+    with _own_node(tmp_path) as (replica, _, _):
+        host = _Peers()
+        crowd: list[_HostilePeer] = []
+        for answer, rejoin, joins in peers:
+            _HostilePeer(host, crowd, answer, rejoin, timeout=timeout, interval=interval, joins=joins)
+        witnessing = Witnessing(host, replica, network=NETWORK, state_dir=tmp_path, interval=interval, timeout=timeout)
+
+        async def grow() -> None:
+            for _ in range(5):
+                replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+                # _ATTEMPTS tries of timeout + interval for each peer awaited, and the round that signs
+                await published_within(witnessing, replica.store.size, rounds=3 * round(timeout / interval + 1) + 1)
+
+        await _run_within_rounds(witnessing, grow, rounds=1000)
+        assert sum(p.early for p in crowd) == 0
+
+
+_ANSWERS, _REJOINS = ["never", "just in time", "garbage"], ["fresh key", "same key"]
+
+
+@pytest.mark.parametrize("peers", [1, 40])
+@pytest.mark.parametrize("rejoin", _REJOINS)
+@pytest.mark.parametrize("answer", _ANSWERS)
+async def test_hostile_peers_coming_and_going_delay_our_checkpoints_and_stop_none(
+        tmp_path, autojump_clock, answer, rejoin, peers):
+    await _checkpoints_beside(tmp_path, [(answer, rejoin, i * 0.1 / 4) for i in range(peers)])  # 4 a round
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(peers=st.lists(st.tuples(st.sampled_from(_ANSWERS), st.sampled_from(_REJOINS), st.floats(0, 2)), max_size=12))
+async def test_any_crowd_of_hostile_peers_delays_our_checkpoints_and_stops_none(autojump_clock, peers):
+    with tempfile.TemporaryDirectory() as directory:
+        await _checkpoints_beside(Path(directory), peers)
+
+
+class _SlowPeer(_HoldingPeer):
+    """_HoldingPeer answering what it holds of our log `delay` after it is asked (`asked`, `answered`); appended to
+    `cosign_order` (shared by peers) as it is asked to cosign."""
+
+    def __init__(self, note: bytes | None, delay: float, cosign_order: list[_SlowPeer] | None = None) -> None:
+        super().__init__(note)
+        self.delay = delay
+        self.asked, self.answered = trio.Event(), trio.Event()
+        self.cosign_order = [] if cosign_order is None else cosign_order
+
+    async def write_frame(self, payload: bytes) -> None:
+        await super().write_frame(payload)
+        if isinstance(decode_request(payload), CosignRequest):
+            self.cosign_order.append(self)
+        else:
+            self.asked.set()
+
+    async def read_frame(self, limit: int) -> bytes | None:
+        if self.asked.is_set() and not self.answered.is_set():
+            await trio.sleep(self.delay)
+            self.answered.set()
+        return await super().read_frame(limit)
+
+
+@contextmanager
+def _regrown(tmp_path) -> Iterator[tuple[Replica, list[Record], bytes]]:
+    """Our replica with an empty ledger; the three records it regrows to, and a checkpoint of our log at that size
+    with another root, as its peers hold it (its data directory was restored from an older copy)."""
+    (own,) = identities(tmp_path, 1)
+    a, c = Org(), Org()
+    (tmp_path / "published").mkdir()
+    with RecordStore.open(own.directory) as store, RecordStore.open(tmp_path / "published") as published:
+        replica = Replica(SigningKey(own.seed), store, roots=(a.did, c.did), max_hops=1, held_limit=10)
+        Replica(Org().key, published, roots=(a.did,), max_hops=1, held_limit=10).accept([a.record() for _ in range(3)])
+        origin = log_origin(NETWORK, own.did, RECORDS_LOG)
+        note = Checkpoint(origin, 3, published.ledger.root()).sign([Ed25519Signer(origin, SigningKey(own.seed))])
+        yield replica, [c.record() for _ in range(3)], note
+
+
+@pytest.mark.parametrize("holder_answers", ["first", "last"])
+async def test_a_peer_connecting_while_a_checkpoint_waits_is_not_asked_to_cosign_it_and_stops_it_if_it_answers_first(
+        tmp_path, autojump_clock, holder_answers):
+    """The edge of the rule (module docstring): the checkpoint a wait held back is signed and gossiped when the peers
+    it awaited have answered, even if a peer that connected meanwhile holds a checkpoint of ours it contradicts and
+    has not answered yet; that peer is not asked to cosign it (its witness would turn the pair into evidence), and
+    its answer stops every later one. One that answers before the peers awaited stops this one too."""
+    timeout, interval = 1.0, 0.1
+    with _regrown(tmp_path) as (replica, records, note):
+        host = _Peers()
+        witnessing = Witnessing(host, replica, network=NETWORK, state_dir=tmp_path, interval=interval, timeout=timeout)
+        awaited, holder = _SlowPeer(None, 0.3), _SlowPeer(note, 0.9 if holder_answers == "last" else 0)
+
+        async def connect_while_waiting() -> None:
+            await witnessing.checked.wait()  # no peer at start
+            host.streams[peer_of(Org())] = awaited
+            await awaited.asked.wait()
+            replica.accept(records)
+            host.streams[peer_of(Org())] = holder
+            await holder.answered.wait()
+            await awaited.answered.wait()
+            await host.looked(6)  # two rounds more
+
+        await _run_within_rounds(witnessing, connect_while_waiting, rounds=100)
+        assert witnessing.log_state()["state"] == "diverged" and holder.cosign_requests == 0
+        if holder_answers == "last":
+            assert (witnessing.stats.checkpoints_signed, len(host.published), awaited.cosign_requests) == (1, 1, 1)
+        else:
+            assert (witnessing.stats.checkpoints_signed, host.published, awaited.cosign_requests) == (0, [], 0)
+
+
+async def test_a_peer_awaited_whose_first_answer_is_lost_is_awaited_again(tmp_path):
+    """Its next try is part of the same wait: a checkpoint it holds that our ledger contradicts stops every one."""
+    with _regrown(tmp_path) as (replica, records, note):
+        replica.accept(records)
+        peer = _BusyPeer(note)
+        witnessing = _witnessing(replica, peer, tmp_path)
+        await _run_until(witnessing, functools.partial(until_signed_or_diverged, witnessing))
+        assert witnessing.log_state()["state"] == "diverged"
+        assert (witnessing.stats.checkpoints_signed, peer.cosign_requests, witnessing.host.published) == (0, 0, [])
+
+
+class _ReturningPeer(_HoldingPeer):
+    """A peer that leaves when first asked what it holds of our log and comes back two rounds later, while that
+    question is still open (answered after 0.5 s; the next after 0.9 s, and it stays). `early` counts the cosign
+    requests that came while a question was open."""
+
+    def __init__(self, host: _Peers, interval: float) -> None:
+        super().__init__(None)
+        self.host, self.interval = host, interval
+        self.peer_id = peer_of(Org())
+        host.returning.append((interval / 2, self.peer_id, self))
+        self.queries = self.early = self._open = 0
+
+    async def write_frame(self, payload: bytes) -> None:
+        await super().write_frame(payload)
+        if isinstance(decode_request(payload), CosignRequest):
+            self.early += self._open > 0
+            return
+        self.queries += 1
+        self._open += 1
+        if self.queries == 1:
+            del self.host.streams[self.peer_id]
+            self.host.returning.append((trio.current_time() + 1.5 * self.interval, self.peer_id, self))
+
+    async def read_frame(self, limit: int) -> bytes | None:
+        if self._open:
+            try:
+                await trio.sleep(0.5 if self.queries == 1 else 0.9)
+            finally:
+                self._open -= 1
+        return await super().read_frame(limit)
+
+
+async def test_a_peer_back_before_our_question_to_it_is_answered_is_asked_again_after_and_asked_to_cosign_after_that(
+        tmp_path, autojump_clock):
+    """Asked twice at once, the first answer marked it done while the second was due, and it was asked to cosign."""
+    with _own_node(tmp_path) as (replica, _, _):
+        host = _Peers()
+        peer = _ReturningPeer(host, 0.1)
+        witnessing = Witnessing(host, replica, network=NETWORK, state_dir=tmp_path, interval=0.1, timeout=1.0)
+
+        async def cosign_asked() -> None:
+            while not peer.cosign_requests:
+                await host.looked(1)
+
+        await _run_within_rounds(witnessing, cosign_asked, rounds=100)
+        assert (peer.queries, peer.early) == (2, 0)
+
+
+async def test_a_witness_still_answering_keeps_its_place_and_is_asked_once_it_has(tmp_path, autojump_clock):
+    """A checkpoint signed while a trust root that connected during its wait is still answering is asked of the root
+    once it has answered, not of the next peer in line meanwhile (witnesses=1): roots' cosignatures are the ones
+    the org relies on."""
+    (own,) = identities(tmp_path, 1)
+    a, root = Org(), Org()
+    with RecordStore.open(own.directory) as store:
+        replica = Replica(SigningKey(own.seed), store, roots=(a.did, root.did), max_hops=1, held_limit=10)
+        host = _Peers()
+        witnessing = Witnessing(host, replica, network=NETWORK, state_dir=tmp_path, interval=0.1, timeout=1.0,
+                                witnesses=1)
+        cosign_order: list[_SlowPeer] = []  # (the root declines: the next in line is asked after it)
+        other, slow_root = _SlowPeer(None, 0.3, cosign_order), _SlowPeer(None, 0.9, cosign_order)
+
+        async def root_asked() -> None:
+            await witnessing.checked.wait()  # no peer at start
+            host.streams[peer_of(Org())] = other
+            await other.asked.wait()
+            replica.accept([a.record()])
+            host.streams[peer_of(root)] = slow_root
+            while not cosign_order:
+                await host.looked(1)
+
+        await _run_within_rounds(witnessing, root_asked, rounds=100)
+        assert witnessing.stats.checkpoints_signed == 1 and cosign_order[0] is slow_root
 
 
 async def test_a_witness_whose_state_a_full_disk_cannot_store_declines_in_one_line_and_cosigns_once_it_can(

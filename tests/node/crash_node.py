@@ -406,6 +406,15 @@ def run(workdir: Path, stops: int, seed: int, *, sigterm_share: float = 0.5, mos
                   time.monotonic() - begun)
 
 
+def _own_vouches(a: NodeProcess) -> list[str]:
+    """The ids of the vouches A issued and stores (one page: a disk-full run posts fewer than a page holds)."""
+    with a.client() as client:
+        page = client.get("/v1/records", params={"issuer": a.info()["did"], "kind": "vouch", "limit": 500})
+        body = page.raise_for_status().json()
+    assert body["next"] is None
+    return [record["id"] for record in body["records"]]
+
+
 def _file_size_limit(limit: int) -> Callable[[], None]:
     """A preexec_fn: files the node writes stop at `limit` bytes (EFBIG, as on a full disk; SIGXFSZ ignored)."""
     def lower() -> None:
@@ -424,7 +433,7 @@ class DiskFullReport:
 def run_disk_full(workdir: Path, *, limit: int = 1 << 20, writes: int = 150) -> DiskFullReport:
     """One node whose files cannot grow past `limit`: vouches and keyed event batches until they are refused (503,
     "storage", never another error), then the limit lifted while it runs: the same writes are taken again, and
-    every one answered before is there (records by id, batches replayed)."""
+    every one answered before is there (records by id, batches replayed), and no refused vouch."""
     a = NodeProcess(workdir / "a", free_port(), free_port(), preexec=_file_size_limit(limit))
     a.init(network="full", settings={"epoch_seconds": "1", "checkpoint_interval": "0.5"})
     acks = Acknowledged(agents=[_agent() for _ in range(3)])
@@ -458,6 +467,10 @@ def run_disk_full(workdir: Path, *, limit: int = 1 << 20, writes: int = 150) -> 
                 if a.process.poll() is not None:
                     raise CrashCheckFailed(f"{phase}: the node exited with {a.process.poll()}")
         check_after_restart(a, a, acks, retry_all=True)  # (not restarted: the same checks while it runs)
+        vouches = _own_vouches(a)
+        if sorted(vouches) != sorted(acks.records):
+            raise CrashCheckFailed(f"A stores {len(vouches)} vouches of its own, {len(acks.records)} were answered 201: "
+                                   "a refused one was kept")
         if "Traceback" in a.log.read_text():
             raise CrashCheckFailed(f"a traceback in {a.log}")
     finally:

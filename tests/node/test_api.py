@@ -701,9 +701,6 @@ async def test_a_write_the_disk_refuses_is_a_503_naming_the_file_and_the_node_ta
     assert (await vouch(api))["index"] == 0  # nothing of the refused one was kept
 
 
-@pytest.mark.xfail(strict=True, reason="needs a decision: a records.index write that failed (a full disk) stops the "
-                   "store's appends until it is reopened, that is until the node restarts, and the record whose index "
-                   "rows failed is in records.ledger though its request was answered 503")
 async def test_a_record_refused_as_the_index_could_not_be_written_is_not_kept_and_the_node_takes_the_next(
         api, node, tmp_path):
     index = sqlite3.connect(tmp_path / INDEX_FILE)  # a write that fails as a full disk would, while it is there

@@ -359,6 +359,32 @@ def test_a_restart_keeps_an_epoch_of_the_node_s_own_observations_in_its_own_cap_
         assert (score.score, score.tier, score.caps) == (expected.score, expected.tier, expected.caps)
 
 
+@pytest.mark.xfail(strict=True, reason="design: first-hand bad reports are per cap window live, per epoch replayed")
+def test_a_restart_keeps_the_bad_reports_of_an_epoch_longer_than_a_cap_window(tmp_path):
+    """Live, the node's own events count as they come, each cap window (an hour) of them a bad report of its own;
+    replayed at a restart, an epoch's digest counts as one batch, one window, one report. With 3-hour epochs, an
+    agent violating policy once in each hour among 30 good events had three reports live (provisional, held by
+    recent-bad-reports) and one after a restart (trusted, 679). Equal only if first-hand reports were per epoch (the
+    engine would need the node's epoch) or the replay read the audit log's events (47 us each, and retention drops
+    them): a decision for the people steering the project."""
+    epoch = 3 * HOUR_MS
+    clock = Clock(T0 - T0 % epoch + 1000)
+    with telemetry_node(tmp_path, clock=clock, epoch_ms=epoch) as node:
+        key = node.key
+        live = trust_service(node)
+        node.ingestor.listeners.append(live.on_events)
+        for _ in range(3):
+            submit(node, *[(A, "ok", "tool", False)] * 30, (A, "denied", "tool", False))
+            clock.now += HOUR_MS
+        assert len(node.digester.close_due(clock.now)) == 1
+        now = clock.now + 60_000
+        expected = live.engine.score(A, now=now)
+        assert (expected.tier, expected.caps) == ("provisional", ("recent-bad-reports",))
+    with telemetry_node(tmp_path, key=key, clock=clock, epoch_ms=epoch) as node:
+        score = replayed(node).engine.score(A, now=now)
+        assert (score.tier, score.caps) == (expected.tier, expected.caps)
+
+
 def test_a_restart_mid_issue_neither_loses_nor_counts_twice_the_node_s_first_hand_evidence(tmp_path, clock,
                                                                                            monkeypatch):
     """Stopped between two chunks of an epoch's DP digests, the node starts with its first-hand evidence as it was:

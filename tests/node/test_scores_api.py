@@ -17,7 +17,7 @@ from nacl.signing import SigningKey
 
 from node import cli
 from node.api import ApiService, create_app, scores
-from node.api.scores import CHECK_PATH, ScoreFastPath, scores_router
+from node.api.scores import CHECK_PATH, ScoreFastPath, score_answer, scores_router
 from node.client import NodeClient
 from node.credentials import agent_credential, jwks
 from node.metrics import Registry
@@ -26,6 +26,7 @@ from node.trust import TrustService
 from vouching import did_key, revoke_body, vouch_body
 from vouching.evidence import Outcomes
 from vouching.explanation import MAX_LISTED_PARTS
+from vouching.params import HOUR_MS
 from vouching.policy import Policy
 
 from ..factories import Org, new_did
@@ -99,6 +100,50 @@ async def test_score_and_check_answers_list_at_most_64_scoped_tools_and_say_when
     for answer in (score, check):
         assert (answer["scopes"], answer["scopes_complete"]) == (tools[:64], False)
     assert check["tier"] == "trusted"  # the unlisted tool is still decided with the vouch scoped to it
+
+
+async def test_a_score_answer_and_its_explanation_are_of_one_instant(node, clock):
+    """The score, the scoped tools and the explanation of one answer each read the clock: a second that turned
+    between them, as vouches expired, answered provisional, listed no scoped tool, and explained an untrusted
+    score computed a second later than the answer said."""
+    metrics = Registry()
+    ticking = False
+
+    def read() -> int:  # once ticking, a second passes at each read
+        clock.now += 1000 * ticking
+        return clock.now
+
+    trust = TrustService(node.replica, roots=(), policy=Policy(), broadcaster=Broadcaster(metrics), metrics=metrics,
+                         recompute_interval=60, clock=read)
+    agent = new_did()
+    expires = (clock.now // 1000 + 2) * 1000  # the second after the one the answer is given at
+    trust.on_records([node.replica.issue("vouch", vouch_body(agent, 1.0, "operator", expires=expires)),
+                      node.replica.issue("vouch", vouch_body(agent, 1.0, "audit", scope=["search"],
+                                                             expires=expires))])
+    ticking = True
+    answer = score_answer(trust, node.replica.key, agent, explain=True, statement=False)
+    explained = answer["explanation"]["score"]
+    assert (answer["tier"], answer["scopes"]) == ("provisional", ["search"])
+    assert (explained["score"], explained["tier"], explained["computed_at"]) == (
+        answer["score"], answer["tier"], answer["computed_at"])
+    assert {v["status"] for v in answer["explanation"]["vouches"]} == {"counted", "out of scope"}
+
+
+async def test_the_parts_of_an_answer_s_explanation_add_up_to_its_score(node, trust, api, clock):
+    """Each org part says what it counts (the grid's rounding of weight x capped good, bad and reports): a reader of
+    the JSON summed weight x min(good, good_cap), whose cap is null for this node's own observations, and missed the
+    grid by a rounding."""
+    agent = new_did()
+    trust.on_records([node.replica.issue("vouch", vouch_body(agent, 0.7, "audit"))])
+    trust.engine.add_first_hand(agent, ts=clock() - HOUR_MS, outcomes=Outcomes(ok=33, error=3, denied=2))
+    trust.engine.add_first_hand(agent, ts=clock(), outcomes=Outcomes(ok=7, denied=1))
+    answer = (await api.get(f"/v1/agents/{agent}/score")).json()
+    e = answer["explanation"]
+    assert e["vouch_lift"] == min(sum(v["lift"] for v in e["vouches"]), e["vouch_lift_cap"]) > 0
+    assert e["alpha"] == e["prior_good"] + e["vouch_lift"] + sum(o["counted_good"] for o in e["orgs"])
+    assert e["beta"] == e["prior_bad"] + sum(o["counted_bad"] for o in e["orgs"])
+    assert e["recent_bad_reports"] == sum(o["counted_reports"] for o in e["orgs"]) > 0
+    assert answer["score"] == e["score"]["score"] <= e["uncapped_score"]
 
 
 async def test_check_follows_the_policy_and_needs_no_token(node, trust, api):

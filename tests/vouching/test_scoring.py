@@ -88,6 +88,23 @@ def test_an_expired_org_vouch_takes_the_org_weight_with_it():
     assert e.org("org", now=DAY_MS).weight == 0
 
 
+@pytest.mark.parametrize("recompute", [False, True])
+def test_an_org_vouch_counts_before_its_expiry_even_when_read_after_it_first(recompute):
+    """Reputation was refreshed only at the next org expiry after its last refresh: read once past an org vouch's
+    expiry, the engine answered without the vouch at every earlier now too (220 fell to 50), where a node that had
+    not read past it answered with it."""
+    scores = []
+    for late_read in (False, True):
+        e = TrustEngine("own", ["root"])
+        e.add_org_vouch("root", "org", 1.0, record_id=b"v" * 32, ts=0, expires=DAY_MS)
+        e.add_digest("org", "a", epoch=0, length=HOUR_MS, outcomes=Outcomes(ok=20), record_id=b"d" * 32, ts=HOUR_MS)
+        if late_read:
+            e.recompute(now=DAY_MS) if recompute else e.score("a", now=DAY_MS)
+        scores.append([e.score("a", now=now).score for now in (DAY_MS - 1, DAY_MS, 2 * HOUR_MS)])
+    assert scores[0] == scores[1]
+    assert scores[0][0] > scores[0][1] == e.score("nobody", now=DAY_MS).score
+
+
 def test_a_revocation_counts_only_from_the_vouch_issuer():
     """Another org's revocation is left aside, not an error: a key claiming to replace the voucher may send one."""
     w = World()

@@ -94,8 +94,10 @@ def test_the_plain_structures_hold_every_field_as_asdict_would():
     w = _explained_world()
     e = w.engine.explain("a", now=w.now)
     assert e.vouches and e.orgs and e.rules and e.score.caps
+    orgs = tuple({**asdict(o), "counted_good": o.counted_good, "counted_bad": o.counted_bad,
+                  "counted_reports": o.counted_reports} for o in e.orgs)
     listed = {"vouches_complete": True, "orgs_complete": True}
-    assert e.as_dict() == {**asdict(e), **listed, "mean": e.mean, "text": e.lines()}
+    assert e.as_dict() == {**asdict(e), "orgs": orgs, **listed, "mean": e.mean, "text": e.lines()}
     org = w.engine.org("org1", now=w.now)
     assert org.vouched_by
     assert org.as_dict() == {**asdict(org), "vouched_by_complete": True, "text": org.lines()}
@@ -134,7 +136,7 @@ def test_an_answer_lists_the_heaviest_parts_of_any_number_and_counts_them_all(ke
     vouched_by = sorted(map(asdict, org.vouched_by), key=lambda v: (-v["inflow"], -v["weight"], v["issuer"]))
     assert list(answer["vouches"]) == vouches[:MAX_LISTED_PARTS]
     assert (answer["vouches_total"], answer["vouches_complete"]) == (n, complete)
-    assert list(answer["orgs"]) == list(map(asdict, orgs[:MAX_LISTED_PARTS]))
+    assert list(answer["orgs"]) == [o.as_dict() for o in orgs[:MAX_LISTED_PARTS]]
     assert (answer["orgs_total"], answer["orgs_complete"]) == (n, complete)
     assert list(org_answer["vouched_by"]) == vouched_by[:MAX_LISTED_PARTS]
     assert (org_answer["vouched_by_total"], org_answer["vouched_by_complete"]) == (n, complete)
