@@ -240,7 +240,10 @@ class _Exchange:
         try:
             event = await self.connection.next_event(READ_TIMEOUT_S)
         except _Late:
-            await self._too_late()
+            await self._too_late(f"the request did not arrive whole within {REQUEST_DEADLINE_S:g} s")
+            return {"type": "http.disconnect"}
+        except _Closed:  # no byte of the body for READ_TIMEOUT_S: not the app's failure, as it was when raised to it
+            await self._too_late(f"no byte of the request came for {READ_TIMEOUT_S:g} s")
             return {"type": "http.disconnect"}
         if isinstance(event, h11.Data):
             return {"type": "http.request", "body": bytes(event.data), "more_body": True}
@@ -250,16 +253,15 @@ class _Exchange:
         self.disconnected = True
         return {"type": "http.disconnect"}
 
-    async def _too_late(self) -> None:
-        """Answer 408 for a request whose body did not arrive by its deadline, unless an answer was begun; the app
-        is told the client left and what it sends is dropped (its answer to a body it could not read is no
-        failure to log), and the connection closes."""
+    async def _too_late(self, detail: str) -> None:
+        """Answer 408 (`detail` saying why) for a request whose body did not arrive in time, unless an answer was
+        begun; the app is told the client left and what it sends is dropped (its answer to a body it could not
+        read is no failure to log), and the connection closes."""
         self.late = self.disconnected = True
         if self.head_written:
             return
         self.head_written = True  # nor a 500 for the app's answer that never went out
-        body = json.dumps({"error": "request_timeout", "detail": f"the request did not arrive whole within "
-                           f"{REQUEST_DEADLINE_S:g} s"}).encode()
+        body = json.dumps({"error": "request_timeout", "detail": detail}).encode()
         with contextlib.suppress(_Closed, trio.BrokenResourceError, trio.ClosedResourceError):  # it closes anyway
             await self.connection.send(
                 h11.Response(status_code=408, headers=[*_json_headers(body), (b"connection", b"close")]),

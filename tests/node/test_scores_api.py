@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,6 +18,7 @@ from nacl.signing import SigningKey
 
 from node import cli
 from node.api import ApiService, create_app, scores
+from node.api.http_server import READ_TIMEOUT_S
 from node.api.scores import CHECK_PATH, ScoreFastPath, score_answer, scores_router
 from node.client import NodeClient
 from node.credentials import agent_credential, jwks
@@ -295,6 +297,22 @@ async def test_a_check_whose_body_is_trickled_gets_a_408_and_nothing_of_the_app(
             assert "failed" not in caplog.text  # the app's answer to the body it never got is no failure
             assert await client.closed()
             nursery.cancel_scope.cancel()
+
+
+async def test_a_check_whose_body_stops_midway_gets_a_408_and_no_failure_is_logged(node, trust, autojump_clock,
+                                                                                     caplog):
+    """A client that sends half its body and then nothing: each read of a body must come within READ_TIMEOUT_S, and
+    the one that did not was raised into the app, which logged it as a failure with a traceback and answered 500."""
+    async with _served(node, trust) as url:
+        client = await connect(("127.0.0.1", int(url.rsplit(":", 1)[1])))
+        body = json.dumps({"action": "tool_call"}).encode()
+        await client.send(f"POST /v1/agents/{new_did()}/check HTTP/1.1\r\nHost: node\r\nContent-Type: "
+                          f"application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body[:5])
+        status, _, answer = await client.response()
+        assert (status, json.loads(answer)) == (408, {
+            "error": "request_timeout", "detail": f"no byte of the request came for {READ_TIMEOUT_S:g} s"})
+        assert await client.closed()
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 async def test_the_client_follows_the_org_cursors_to_the_last_page(node, trust):
