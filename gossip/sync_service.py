@@ -1,8 +1,7 @@
 """The trio shell of catch-up sync (gossip.sync over `/vouchnet/sync/1` streams): serves peers' requests, and
 pulls from every peer when it connects (unless a round with it started less than `interval` ago), from a few
-peers picked at random every `interval` seconds (anti-entropy),
-for gaps gossip reports, and for the whole history of orgs that enter the horizon. Every read and write is
-time-bounded; sessions are bounded in number.
+peers picked at random every `interval` seconds (anti-entropy), for gaps gossip reports, and for the whole history
+of orgs that enter the horizon. Every read and write is time-bounded; sessions are bounded in number.
 """
 
 from __future__ import annotations
