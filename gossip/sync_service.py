@@ -1,7 +1,7 @@
 """The trio shell of catch-up sync (gossip.sync over `/vouchnet/sync/1` streams): serves peers' requests, and
-pulls from every peer when it connects, from a few peers picked at random every `interval` seconds (anti-entropy),
-for gaps gossip reports, and for the whole history of orgs that enter the horizon. Every read and write is
-time-bounded; sessions are bounded in number.
+pulls from every peer when it connects (unless a round with it started less than `interval` ago), from a few
+peers picked at random every `interval` seconds (anti-entropy), for gaps gossip reports, and for the whole history
+of orgs that enter the horizon. Every read and write is time-bounded; sessions are bounded in number.
 """
 
 from __future__ import annotations
@@ -125,8 +125,9 @@ class SyncService:
     one has a sync session and a kept cosigning stream at most), so that no peer can hold them all. An inbound
     request frame longer than any request (sync_messages.MAX_REQUEST_FRAME) is refused unread, and frames (requests
     and replies) longer than DECODE_ON_LOOP_BYTES are decoded on a worker thread. `serving` sets the budgets of pages
-    served to each peer and to all peers together (gossip.serving_budget): past them a peer is answered Busy, with when
-    to come back. A peer that answers us so is asked nothing until then, and it is no offence.
+    served to each peer and to all peers together (gossip.serving_budget): past them a peer's heads and records
+    requests are answered Busy, with when to come back (cosign and checkpoint requests never are). A peer that
+    answers us so is asked nothing until then, and it is no offence.
     """
 
     def __init__(

@@ -401,7 +401,8 @@ announce = []
 # Peers to dial at start, e.g. "/ip4/192.0.2.7/tcp/4001/p2p/12D3KooW...".
 bootstrap = {_toml_list(bootstrap)}
 # Seconds (give or take a quarter) between anti-entropy rounds, each a catch-up sync with `sync_peers`
-# connected peers picked at random. A node always syncs with a peer as soon as it connects.
+# connected peers picked at random. A node also syncs with a peer as soon as it connects, unless a round with it
+# started less than sync_interval ago.
 sync_interval = {d.sync_interval}
 sync_peers = {d.sync_peers}
 # At start, before it signs anything, the node waits up to this many seconds for a catch-up sync with a peer to
@@ -421,8 +422,9 @@ max_hops = {d.max_hops}
 [api]
 # The local HTTP API. Writes need the bearer token in api.token.
 {exposure}bind = "{api}"
-# The URL other orgs reach this API at (through your proxy, say), written into the agent credentials this org
-# mints so that verifiers can fetch its revocation lists (/v1/credentials/status/N). Empty: the bind address.
+# The URL other orgs reach this API at (through your proxy, say), written into the agent and vouch credentials
+# this org issues so that verifiers can fetch its revocation lists (/v1/credentials/status/N and
+# /v1/credentials/vouch-status/DID/N). Empty: the bind address.
 public_url = ""
 # OTLP trace export (POST /v1/traces) is a write like any other: exporters send the token with
 # OTEL_EXPORTER_OTLP_TRACES_HEADERS="Authorization=Bearer <api.token>". Set this to false to take spans from any

@@ -65,7 +65,9 @@ def credentials_router(key: SigningKey, replica: Replica, registry: CredentialRe
     async def vouch_vc(record_id: str) -> Response:
         """One of this org's vouches, under its current key or one it rotated away from, as a W3C VC 2.0 credential
         secured as `vc+jwt` and signed with its current key (verify it with any JWT library against
-        `/.well-known/jwks.json`); the signed record is in `evidence`."""
+        `/.well-known/jwks.json`); the signed record is in `evidence`. Its `exp` is 30 days from now
+        (VOUCH_CREDENTIAL_DAYS), or the vouch's `expires` if sooner: fetch it again. Its `credentialStatus` names
+        its bit, the vouch record's seq, in `/v1/credentials/vouch-status/{did}/{seq // 131072}`."""
         rid = parse_record_id(record_id, "path.record_id")
         raw = replica.store.get(rid)
         if raw is None:

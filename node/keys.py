@@ -1,4 +1,5 @@
-"""The org key and the API token: files in the data directory, created with mode 0600, never overwritten."""
+"""The org key and the API token: files in the data directory, created with mode 0600, written whole or not at
+all, never overwritten."""
 
 from __future__ import annotations
 

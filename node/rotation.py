@@ -1,6 +1,7 @@
 """`vouchnet key rotate`: replace this org's key (DESIGN.md §2, vouching.succession) in a stopped node's data
 directory. Three durable steps, each safe to crash after, finished by running the command again or by starting the
-node: the new key is written to `org.key.next` (mode 0600); the old key signs its rotation record naming the new
+node: the new key is written to `org.key.next` (mode 0600, whole or not at all; one already there must be a new
+key, `_check_fresh`); the old key signs its rotation record naming the new
 one and the new key signs its first record naming the old one (one commit each); `org.key.next` replaces `org.key`,
 which destroys the old key: a retired key can only do harm (a second record at its last seq would get the org
 flagged as an equivocator everywhere)."""

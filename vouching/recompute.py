@@ -1,5 +1,7 @@
 """The full recompute (DESIGN.md §6) as a function of a snapshot of the trust engine: credibility from the deviation
-test, reputation, voucher accountability, reputation again, then every agent's sums and score, with numpy.
+test, reputation, voucher accountability, reputation again, then every agent's sums and score, with numpy. The
+accountability is judged afresh (agents' conduct by the orgs' word at full accountability), not from the last
+recompute's, so that a recompute gives what a node just restarted gives.
 
 `TrustEngine.snapshot` copies all it reads, so that `Recompute.compute` may run on a worker thread while the engine
 goes on taking records and answering reads; `TrustEngine.install` then swaps the result in at once. At 10^5 agents and

@@ -76,10 +76,12 @@ def scores_router(trust: TrustService, key: SigningKey) -> APIRouter:
         explain: Annotated[bool, Query(description="add the explanation (several KB); false for the score alone")]
         = True,
     ) -> dict[str, Any]:
-        """The agent's score 0–1000 and tier as this node sees it, how much evidence stands behind it, and why: the
-        explanation lists the 64 vouches that lift it most and the 64 orgs whose evidence counts most (heaviest
-        first, ties by did), with `vouches_complete`/`orgs_complete` false and `vouches_total`/`orgs_total`
-        counting them all if there are more."""
+        """The agent's score 0–1000 and tier as this node sees it, how much evidence stands behind it, and why, all
+        of one instant, `computed_at` (ms): the explanation lists the 64 vouches that lift it most and the 64 orgs
+        whose evidence counts most (heaviest first, ties by did), with `vouches_complete`/`orgs_complete` false and
+        `vouches_total`/`orgs_total` counting them all if there are more. Each org part carries what it counts
+        (`counted_good`, `counted_bad`, `counted_reports`), which alpha, beta and the recent bad reports sum
+        exactly when every part is listed."""
         checked_did(did, "path.did")
         return score_answer(trust, key, did, explain=explain, statement=statement)
 

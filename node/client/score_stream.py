@@ -4,6 +4,8 @@ changes reach a callback, a `reset` (or a first connection) tells the caller to 
 A thread rather than a task: it serves sync code, threads and any asyncio loop alike, needs no trio, and as a
 daemon it never keeps the process alive. A node that goes quiet (no line for IDLE_S: it sends a keep-alive every
 15 s) or sends a line (or an event's data) over MAX_LINE bytes is left, and the stream reconnects, with a reset.
+A refused connection's Retry-After (a node serving as many streams as it may) is waited out before reconnecting,
+MAX_RETRY_AFTER_S at most (`reconnect_wait`).
 """
 
 from __future__ import annotations

@@ -68,7 +68,8 @@ def register(subparsers: Subparsers) -> None:
         "credential (NAME.vc.jwt: vc+jwt, EdDSA, signed with the org key) binding the agent's did:key to this "
         "org; any deployment verifies it with a JWT library against the node's /.well-known/jwks.json. Reads "
         "the org key from the data directory, so the node need not run; --vouch also signs an operator vouch "
-        "for the agent through the running node. Prints the agent's did, the two files, its index in the status "
+        "for the agent through the running node. Refused while a `key rotate` is unfinished (run it again, or "
+        "start the node, first). Prints the agent's did, the two files, its index in the status "
         "lists and the issuer as JSON.",
         examples=[
             "vouchnet agent new --name alice",

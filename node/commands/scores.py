@@ -31,7 +31,7 @@ def register(subparsers: Subparsers) -> None:
         run=_orgs,
     )
     orgs.add_argument("--explain", action="store_true", help="print each org's explanation in words")
-    orgs.add_argument("--json", action="store_true", help="print the node's answer as JSON")
+    orgs.add_argument("--json", action="store_true", help="print the orgs as one JSON list, every page of the node's")
 
 
 def _score(args: argparse.Namespace) -> int:

@@ -61,6 +61,33 @@ def test_the_template_explains_every_setting_and_names_the_default_high_risk_too
     assert sorted(re.findall(r"[\w-]+", default.replace("#", ""))[1:]) == sorted(DEFAULT_HIGH_RISK_TOOLS)
 
 
+def _known_keys(tmp_path: Path, section: str) -> set[str]:
+    """The keys the loader takes in `section` ("" for the top level), read from its refusal of an unknown one."""
+    text = "unknown_key = 1\n" if not section else f"[{section}]\nunknown_key = 1\n"
+    with pytest.raises(ConfigError, match=r"\(known: ([\w, ]+)\)") as refused:
+        load_config(_write(tmp_path, text))
+    return set(re.search(r"\(known: ([\w, ]+)\)", str(refused.value))[1].split(", "))
+
+
+def test_the_template_shows_every_key_the_loader_reads_and_no_other(tmp_path):
+    """Each setting config.toml may hold is in the template (commented out where it has no default value), and
+    each setting the template shows is read: uncommented, the template loads with its example values."""
+    text = render_template(network="n", listen=("/ip4/127.0.0.1/tcp/1",), api="127.0.0.1:1", bootstrap=(), roots=())
+    shown: dict[str, set[str]] = {"": set()}
+    section = ""
+    for line in text.splitlines():
+        if table := re.fullmatch(r"\[(\w+)\]", line):
+            section = table[1]
+            shown[section] = set()
+        elif setting := re.match(r"(?:# )?(\w+) = ", line):
+            shown[section].add(setting[1])
+    assert shown[""] == _known_keys(tmp_path, "") - set(shown)
+    for name in set(shown) - {""}:
+        assert shown[name] == _known_keys(tmp_path, name), name
+    config = load_config(_write(tmp_path, re.sub(r"(?m)^# (\w+ = )", r"\1", text)))
+    assert config.dp_epsilon == 1.0 and config.high_risk_tools == ("shell", "deploy", "payments", "email")
+
+
 def test_template_warns_when_the_api_is_exposed():
     assert "WARNING" in render_template(network="n", listen=("/ip4/0.0.0.0/tcp/1",), api="0.0.0.0:1", bootstrap=(), roots=())
     assert "WARNING" not in render_template(network="n", listen=("/ip4/0.0.0.0/tcp/1",), api="[::1]:1", bootstrap=(), roots=())

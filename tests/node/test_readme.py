@@ -1,5 +1,6 @@
 """The README's table of the local API names every route the node serves, and only those; it names every
-`vouchnet` command, its shell examples parse as written, and every option it names exists (docs match the code)."""
+`vouchnet` command, its shell examples parse as written, every option it names exists, and the limits it states
+are the code's (docs match the code)."""
 
 import argparse
 import re
@@ -11,7 +12,13 @@ import pytest
 import httpx
 import trio
 
+from gossip.serving_budget import ServingRates
 from node import cli
+from node.api.records import DEFAULT_PAGE, MAX_PAGE
+from node.client.score_stream import MAX_RETRY_AFTER_S
+from node.credential_status import LIST_ENTRIES
+from node.credentials import VOUCH_CREDENTIAL_DAYS
+from node.stream import MAX_CLIENTS
 
 from .in_process import running
 
@@ -96,3 +103,19 @@ def test_every_option_the_readme_names_exists():
         options = {o for action in parser._actions for o in action.option_strings}
         missing += [f"{span}: {word}" for word in rest if word.startswith("-") and word not in options]
     assert missing == []
+
+
+_RATES = ServingRates()
+
+
+@pytest.mark.parametrize("statement", [
+    f"at most {MAX_CLIENTS} clients at once",
+    f"`limit` 1–{MAX_PAGE}, default {DEFAULT_PAGE};",
+    f"each peer may have {_RATES.peer_burst:,.0f} units at once and {_RATES.peer_rate:,.0f} a second, all peers "
+    f"together {_RATES.node_burst:,.0f} and {_RATES.node_rate:,.0f}",
+    f"is valid for {VOUCH_CREDENTIAL_DAYS} days from when it is fetched",
+    f"(N is `seq // {LIST_ENTRIES}`)",
+    f"`Retry-After`, at most {MAX_RETRY_AFTER_S:.0f} s,",
+])
+def test_the_readme_states_the_figures_the_code_uses(statement):
+    assert statement in " ".join(README.read_text().split())
