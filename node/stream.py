@@ -61,16 +61,19 @@ class Broadcaster:
         self._subscribers: set[Subscription] = set()
         self._published = metrics.counter("stream_events_total", "Events published to /v1/stream")
         self._dropped = metrics.counter("stream_dropped_total", "Stream clients dropped for falling behind")
+        self._refused = metrics.counter("stream_refused_total", "Stream clients refused: max_clients were connected")
         metrics.collect("stream_clients", "Clients connected to /v1/stream", lambda: len(self._subscribers))
 
     @property
     def subscribers(self) -> int:
         return len(self._subscribers)
 
-    @property
-    def full(self) -> bool:
-        """Whether max_clients are subscribed: the next must be refused."""
-        return len(self._subscribers) >= self.max_clients
+    def refuses(self) -> bool:
+        """Whether max_clients are subscribed, so that a client asking now must be refused (counted, as refused)."""
+        if len(self._subscribers) < self.max_clients:
+            return False
+        self._refused.inc()
+        return True
 
     def publish(self, event: Mapping[str, Any]) -> None:
         """Send `event` (JSON; its "type", e.g. "score" or "tier", is the SSE event name) to every client."""
@@ -133,7 +136,7 @@ class EventStream(Response):
         self.broadcaster, self.last_event_id = broadcaster, last_event_id
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.broadcaster.full:  # (and no await until subscribed: no other stream can come in between)
+        if self.broadcaster.refuses():  # (and no await until subscribed: no other stream can come in between)
             detail = (f"/v1/stream: {self.broadcaster.max_clients} clients are connected, as many as the node "
                       "serves; retry later")
             refusal = error_response(503, "too_many_streams", detail, {"Retry-After": str(FULL_RETRY_S)})

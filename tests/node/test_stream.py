@@ -91,7 +91,8 @@ async def _open_stream(address: tuple[str, int]) -> tuple[trio.SocketStream, byt
 async def test_streams_beyond_their_cap_are_refused_and_never_take_the_connections_writes_need(tmp_path):
     """Reads need no token: MAX_CLIENTS idle streams once took every connection (MAX_CONNECTIONS), and writes and
     health checks were refused. With the cap of streams open, both get through; the next stream gets a 503."""
-    broadcaster = Broadcaster(Registry())
+    metrics = Registry()
+    broadcaster = Broadcaster(metrics)
     with fake_node(tmp_path) as node, trio.fail_after(60):  # a hang fails the test
         app = create_app(node, routers=[stream_router(broadcaster)])
         async with served(app) as url:
@@ -106,6 +107,7 @@ async def test_streams_beyond_their_cap_are_refused_and_never_take_the_connectio
                 assert written.status_code == 200
                 refused = await client.get("/v1/stream")
             assert refused.status_code == 503 and refused.headers["retry-after"] == str(FULL_RETRY_S)
+            assert metrics.value("stream_refused_total") == 1  # an operator sees clients turned away
             assert refused.json() == {"error": "too_many_streams", "detail": f"/v1/stream: {MAX_CLIENTS} clients "
                                       "are connected, as many as the node serves; retry later"}
             for connection, _ in streams:
