@@ -138,8 +138,11 @@ async def _pruned(request: Request, exc: EntryPruned) -> JSONResponse:
 async def _storage(request: Request, exc: Exception) -> JSONResponse:
     """The node's files refused a read or write (a full disk, say): 503 naming the file, logged in one line."""
     log.error("%s %s: the node's storage failed: %s", request.method, request.url.path, exc)
-    return error_response(503, "storage", f"the node cannot store this now: {exc}; retry later (a batch with an "
-                          "Idempotency-Key is stored once)", {"Retry-After": str(STORAGE_RETRY_SECONDS)})
+    if request.method in ("GET", "HEAD"):
+        detail = f"the node cannot read its storage now: {exc}; retry later"
+    else:
+        detail = f"the node cannot store this now: {exc}; retry later (a batch with an Idempotency-Key is stored once)"
+    return error_response(503, "storage", detail, {"Retry-After": str(STORAGE_RETRY_SECONDS)})
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:

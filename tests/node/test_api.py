@@ -15,7 +15,7 @@ from nacl.signing import SigningKey
 
 from gossip.host import peer_id_from_public_key
 from gossip.replica import Replica
-from gossip.store import INDEX_FILE, RecordStore
+from gossip.store import INDEX_FILE, RecordStore, StoreError
 from ledger import Ed25519Verifier, LedgerError, open_checkpoint, verify_consistency, verify_inclusion
 from node.api import create_app
 from node.api.status import MAX_LISTED_FLAGGED
@@ -699,6 +699,18 @@ async def test_a_write_the_disk_refuses_is_a_503_naming_the_file_and_the_node_ta
     assert response.headers["retry-after"]
     assert [r.exc_info for r in caplog.records if r.levelname == "ERROR"] == [None]
     assert (await vouch(api))["index"] == 0  # nothing of the refused one was kept
+
+
+async def test_a_read_the_storage_refuses_is_a_503_that_says_it_could_not_read(api, node, monkeypatch):
+    """While a records index that lost rows to a full disk cannot be brought level, reads fail (gossip.store): the
+    answer said "the node cannot store this now" to a GET."""
+    def behind(*args, **kwargs):
+        raise StoreError(f"{INDEX_FILE}: cannot be written (database or disk is full)")
+
+    monkeypatch.setattr(node.replica.store, "query", behind)
+    response = await api.get("/v1/records")
+    assert_error(response, 503, "storage", "the node cannot read its storage now: records.index: cannot be written")
+    assert response.headers["retry-after"]
 
 
 async def test_a_record_refused_as_the_index_could_not_be_written_is_not_kept_and_the_node_takes_the_next(
