@@ -291,7 +291,7 @@ from libp2p.tools.anyio_service import background_trio_service
 from libp2p.tools.anyio_service.exceptions import LifecycleError
 from libp2p.transport.tcp.tcp import TCP
 
-from gossip.frames import FrameError, encode_frame, parse_frame_header
+from gossip.frames import encode_frame, parse_frame_header
 from gossip.verdict import Verdict
 from vouching import did_key
 

@@ -1,8 +1,9 @@
 """How much catch-up sync serves (DESIGN.md §5): every page of heads or records a peer asks for is read from our
 disk and encoded by us, so each peer has a budget of them, and so do all peers together (peer ids are free, so a
 peer's budget alone bounds nothing). Budgets are token buckets of units: a record or head served or a range read
-from the store (gossip.sync.SyncServer.units), or a KiB of the page if that is more (records are up to 64 KiB). A bucket's burst covers an empty node's catch-up of 10^5 records
-at full speed; its rate, what periodic rounds need many times over. Pure: the caller passes the time.
+from the store (gossip.sync.SyncServer.units), or a KiB of the page if that is more (records are up to 64 KiB).
+A bucket's burst covers an empty node's catch-up of 10^5 records at full speed; its rate, what periodic rounds
+need many times over. Pure: the caller passes the time.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import node.trust as node_trust
 from node.metrics import Registry
 from node.stream import Broadcaster
 from node.trust import TrustService
-from vouching import Record, digest_body, revoke_body, vouch_body
+from vouching import Record, digest_body, vouch_body
 from vouching.params import HOUR_MS
 from vouching.policy import Policy
 
