@@ -29,6 +29,7 @@ def main() -> int:
     print(f"  final ledger size                                   {report.size:,}")
     print(f"  kills between a commit and its acknowledgement      {report.unacknowledged_kept:,} (entries kept)")
     print(f"  kills during start-up or open                       {report.killed_during_startup:,}")
+    print(f"  kills after start-up, before a commit               {report.killed_before_a_commit:,} (none kept)")
     print(f"  time                                                {report.seconds:,.1f} s"
           f" ({report.seconds / report.kills * 1000:.0f} ms a kill)")
     return 0

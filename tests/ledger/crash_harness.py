@@ -2,8 +2,8 @@
 
 After every kill the ledger is reopened and must hold every acknowledged entry byte for byte, a root equal to
 the RFC 9162 tree hash of its entries, proofs that tie it to every root seen after earlier kills, and every
-checkpoint the writer signed must verify and be consistent with it. Used by
-tests/ledger/test_crash_safety.py (a few hundred kills) and benchmarks/crash.py (thousands).
+checkpoint the writer signed must verify and be consistent with it. Used by tests/ledger/test_crash_safety.py
+(a few dozen kills, until every kind of kill moment has come) and benchmarks/crash.py (thousands).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ class Report:
     acknowledged: int  # entries acknowledged in all
     unacknowledged_kept: int  # kills that landed after a commit and before its acknowledgement
     killed_during_startup: int
+    killed_before_a_commit: int  # kills after start-up that left nothing beyond what was acknowledged
     size: int
     seconds: float
 
@@ -128,20 +129,28 @@ def _check(path: Path, expected: _Expected, acks: list[Ack], rng: random.Random)
     return size
 
 
-def run(path: Path, kills: int, seed: int) -> Report:
-    """Start and kill a writer `kills` times over one ledger at `path`, checking after each kill."""
-    rng = random.Random(seed)
+def run(path: Path, kills: int, seed: int, *, every_kind: int = 0, most: int = 0) -> Report:
+    """Start and kill a writer `kills` times over one ledger at `path`, checking after each kill; then on, up to
+    `most` kills in all, until each kind of kill moment (during start-up, before a commit, between a commit and
+    its acknowledgement) has happened `every_kind` times: where a kill lands in an append is down to timing."""
+    # Two generators: the checks draw more or less depending on where the kills landed, so sharing one would make
+    # the kill moments a seed picks depend on timing; apart, a seed always picks the same moments.
+    moments, checks = random.Random(seed), random.Random(f"checks {seed}")
     expected = _Expected()
     start = time.perf_counter()
-    acknowledged = unacknowledged_kept = during_startup = size = 0
-    for kill in range(kills):
-        acks, before_ready = _kill_and_collect(_writer(path, rng.getrandbits(32)), rng)
+    acknowledged = unacknowledged_kept = during_startup = before_a_commit = size = kill = 0
+    while kill < kills or (kill < most and min(unacknowledged_kept, during_startup, before_a_commit) < every_kind):
+        acks, before_ready = _kill_and_collect(_writer(path, moments.getrandbits(32)), moments)
         acknowledged_to = acks[-1][0] + acks[-1][1] if acks else expected.checked
         try:
-            size = _check(path, expected, acks, rng)
+            size = _check(path, expected, acks, checks)
         except Exception as e:
             raise AssertionError(f"after kill {kill} (seed {seed}): {e}") from e
         acknowledged += sum(n for _, n, _ in acks)
         unacknowledged_kept += size > acknowledged_to
         during_startup += before_ready
-    return Report(kills, acknowledged, unacknowledged_kept, during_startup, size, time.perf_counter() - start)
+        before_a_commit += size == acknowledged_to and not before_ready
+        kill += 1
+    return Report(
+        kill, acknowledged, unacknowledged_kept, during_startup, before_a_commit, size, time.perf_counter() - start
+    )
