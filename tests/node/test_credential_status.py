@@ -51,7 +51,11 @@ def multibase(data: bytes) -> str:
 def test_a_list_decodes_to_exactly_the_positions_encoded(revoked):
     bits = decode_list(encode_list(revoked))
     assert len(bits) * 8 == LIST_ENTRIES
-    assert {p for p in range(LIST_ENTRIES) if bit(bits, p)} == revoked
+    # Every byte is checked, but bit() reads only the positions in the bytes a revoked position falls in: calling
+    # it for all 131,072 positions took a tenth of a second an example, and in a zero byte it reads none as set.
+    touched = {p // 8 for p in revoked}
+    assert not any(byte for i, byte in enumerate(bits) if i not in touched)
+    assert {p for i in touched for p in range(8 * i, 8 * i + 8) if bit(bits, p)} == revoked
 
 
 def test_the_first_position_is_the_most_significant_bit_of_the_first_byte():
