@@ -32,10 +32,19 @@ from vouching import vouch_body
 from vouching.feed import feed_record
 
 from ..factories import new_did
+from .forked_cli import ForkedCli
 from .in_process import records_of, running
 from .telemetry_node import Clock, telemetry_node
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def forked_cli(tmp_path_factory):
+    """`vouchnet` runs that end by themselves, each in a process forked from one that imported the node once."""
+    cli = ForkedCli(tmp_path_factory.mktemp("forked_cli"))
+    yield cli
+    cli.close()
 
 
 async def test_what_start_up_built_is_kept_out_of_the_collector(tmp_path):
@@ -195,15 +204,14 @@ def _listening(port: int) -> bool:
 
 
 @pytest.mark.parametrize("taken", ["api", "p2p"])
-def test_a_taken_port_stops_the_node_with_one_clear_line(tmp_path, taken):
+def test_a_taken_port_stops_the_node_with_one_clear_line(tmp_path, forked_cli, taken):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
         init_data_dir(tmp_path, network="test", api=f"127.0.0.1:{port if taken == 'api' else 0}",
                       listen=(f"/ip4/127.0.0.1/tcp/{port if taken == 'p2p' else 0}",))
-        done = subprocess.run([sys.executable, "-m", "node.cli", "run", "--dir", str(tmp_path)],
-                              capture_output=True, text=True, timeout=60)
+        done = forked_cli.run(["run", "--dir", str(tmp_path)])
     where = f"127.0.0.1:{port}" if taken == "api" else f"/ip4/127.0.0.1/tcp/{port}"
     setting = "[api] bind" if taken == "api" else "[p2p] listen"
     assert done.returncode == 1
@@ -221,11 +229,10 @@ def test_a_taken_port_stops_the_node_with_one_clear_line(tmp_path, taken):
     ("idempotency.db", "telemetry: {path}: not an idempotency store"),
     ("witness.sqlite", "witness: {path}: cannot be read as a witness state file"),
 ])
-def test_a_damaged_data_file_stops_the_node_with_one_clear_line(tmp_path, file, complaint):
+def test_a_damaged_data_file_stops_the_node_with_one_clear_line(tmp_path, forked_cli, file, complaint):
     init_data_dir(tmp_path, network="test", api="127.0.0.1:0", listen=("/ip4/127.0.0.1/tcp/0",))
     (tmp_path / file).write_bytes(b"\x00damaged" * 512)
-    done = subprocess.run([sys.executable, "-m", "node.cli", "run", "--dir", str(tmp_path)],
-                          capture_output=True, text=True, timeout=60)
+    done = forked_cli.run(["run", "--dir", str(tmp_path)])
     assert done.returncode == 1
     assert done.stderr.splitlines()[-1].startswith("vouchnet run: " + complaint.format(path=tmp_path / file))
     assert "Traceback" not in done.stderr
@@ -252,11 +259,10 @@ async def test_damaged_raw_counts_stop_the_node_with_a_start_up_error_naming_the
      "python3 -c 'import secrets; print(secrets.token_urlsafe(32))' > {d}/api.token)` (the node reads it as it starts; "
      "its clients need the new one)"),
 ])
-def test_an_unusable_key_or_token_file_stops_the_node_with_one_clear_line(tmp_path, damage, complaint):
+def test_an_unusable_key_or_token_file_stops_the_node_with_one_clear_line(tmp_path, forked_cli, damage, complaint):
     init_data_dir(tmp_path, network="test", api="127.0.0.1:0", listen=("/ip4/127.0.0.1/tcp/0",))
     damage(tmp_path)
-    done = subprocess.run([sys.executable, "-m", "node.cli", "run", "--dir", str(tmp_path)],
-                          capture_output=True, text=True, timeout=60)
+    done = forked_cli.run(["run", "--dir", str(tmp_path)])
     assert done.returncode == 2
     assert done.stderr.splitlines()[-1] == f"vouchnet run: {tmp_path}/" + complaint.format(d=tmp_path)
     assert "Traceback" not in done.stderr
