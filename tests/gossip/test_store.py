@@ -56,6 +56,14 @@ def mixed_store(tmp_path_factory):
         yield store, records
 
 
+@pytest.fixture(scope="module")
+def long_chain() -> tuple[str, list[Record], str, Record]:
+    """3,001 vouches of one org (each for a fresh agent) and another org's first record, signed once for the tests
+    that need an issuer with thousands of records (signing them took most of each test's seconds); read only."""
+    alice, bob = Org(), Org()
+    return alice.did, [alice.record() for _ in range(3001)], bob.did, bob.record("org")
+
+
 @given(issuer=st.sampled_from([None, *(o.did for o in _ORGS)]), kind=st.sampled_from([None, "org", "vouch"]),
        subject=st.sampled_from([None, *_SUBJECTS]), after=st.integers(-1, 250), limit=st.integers(1, 300))
 def test_a_query_is_the_matching_records_in_ledger_order(mixed_store, issuer, kind, subject, after, limit):
@@ -72,12 +80,12 @@ def test_an_issuer_range_is_its_records_in_seq_order(mixed_store, org, first_seq
                                                              r.seq >= first_seq][:limit]
 
 
-def test_a_scan_reads_the_ledger_a_run_of_entries_at_a_time(tmp_path, monkeypatch):
-    alice, bob = Org(), Org()
+def test_a_scan_reads_the_ledger_a_run_of_entries_at_a_time(tmp_path, monkeypatch, long_chain):
+    alice, vouches, _, bob_first = long_chain
     with RecordStore.open(tmp_path) as store:
-        store.append([alice.record() for _ in range(1500)])
-        store.append([bob.record("org")])
-        store.append([alice.record() for _ in range(10)])
+        store.append(vouches[:1500])
+        store.append([bob_first])
+        store.append(vouches[1500:1510])
         expected = [store.ledger.entry(i) for i in range(store.size)]
         reads = []
         for name in ("entry", "entries"):
@@ -86,19 +94,19 @@ def test_a_scan_reads_the_ledger_a_run_of_entries_at_a_time(tmp_path, monkeypatc
         assert [r.raw for r in store.scan()] == expected
         assert reads == [(0, 1000), (1000, 1511)]  # a page of the index at a time
         reads.clear()
-        assert [r.raw for r in store.scan(issuer=alice.did)] == expected[:1500] + expected[1501:]
+        assert [r.raw for r in store.scan(issuer=alice)] == expected[:1500] + expected[1501:]
         assert reads == [(0, 1000), (1000, 1500), (1501, 1511)]  # and a run of its entries in one read
 
 
-def test_opening_finds_the_heads_without_reading_every_record(tmp_path):
-    alice, bob = Org(), Org()
+def test_opening_finds_the_heads_without_reading_every_record(tmp_path, long_chain):
+    alice, vouches, bob, bob_first = long_chain
     with RecordStore.open(tmp_path) as store:
-        store.append([alice.record() for _ in range(3000)] + [bob.record("org")] + [alice.record()])
+        store.append(vouches[:3000] + [bob_first] + vouches[3000:])
     with RecordStore.open(tmp_path) as store:
         steps = []
         store._db.set_progress_handler(lambda: steps.append(1), 10)  # called every 10 SQLite VM instructions
-        assert store._load_heads() == {alice.did: store.head(alice.did), bob.did: store.head(bob.did)}
-        assert store.heads() == {alice.did: 3001, bob.did: 1}
+        assert store._load_heads() == {alice: store.head(alice), bob: store.head(bob)}
+        assert store.heads() == {alice: 3001, bob: 1}
         assert len(steps) < 50  # a few rows an issuer; reading every index row took thousands of steps
 
 
@@ -201,18 +209,18 @@ def test_records_appended_by_a_process_that_dies_are_all_indexed_on_reopen(tmp_p
         assert [idx for idx, _ in store.query(issuer=did, limit=1000)] == list(range(300))
 
 
-def test_a_page_by_issuer_or_issuer_and_kind_reads_about_that_page_not_the_issuers_records(tmp_path):
+def test_a_page_by_issuer_or_issuer_and_kind_reads_about_that_page_not_the_issuers_records(tmp_path, long_chain):
     """GET /v1/records?issuer= needs no token: a page of an issuer's records sorted all of them (a node's own
     digests grow by one per agent per epoch), and ?issuer=&kind= of a kind the issuer has none of read every record
     of that kind. Counted in SQLite's virtual machine steps, per thousand."""
-    busy, quiet = Org(), Org()
+    busy, vouches, quiet, quiet_first = long_chain
     with RecordStore.open(tmp_path) as store:
-        for _ in range(6):
-            store.append([busy.record("vouch", vouch_body(new_did(), 0.5, "operator")) for _ in range(500)])
-        store.append([quiet.record("org")])
+        for start in range(0, 3000, 500):
+            store.append(vouches[start:start + 500])
+        store.append([quiet_first])
         steps = []
         store._db.set_progress_handler(lambda: steps.append(1), 1000)
-        for issuer, kind, found in ((busy.did, None, 10), (busy.did, "vouch", 10), (quiet.did, "vouch", 0)):
+        for issuer, kind, found in ((busy, None, 10), (busy, "vouch", 10), (quiet, "vouch", 0)):
             steps.clear()
             assert len(store.query(issuer=issuer, kind=kind, after=100, limit=10)) == found
             assert len(steps) <= 2, (issuer, kind)  # 26 (busy, all kinds) and 14 (quiet) before
