@@ -35,6 +35,8 @@ from nacl.signing import SigningKey
 from node.keys import load_org_key
 from vouching import did_key
 
+from .forked_cli import ForkedCli
+
 _ROOT = Path(__file__).resolve().parents[2]
 _START_SECONDS = 60.0
 STOP_SECONDS = 2.0  # README: SIGINT or SIGTERM stops the node within 2 seconds
@@ -50,11 +52,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def vouchnet(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "node.cli", *args], cwd=_ROOT, capture_output=True, text=True,
-                          timeout=timeout)
-
-
 @dataclass
 class NodeProcess:
     """One node's data directory and, while it runs, its `vouchnet run` process (stderr to `log`, which a lowered
@@ -63,6 +60,7 @@ class NodeProcess:
     data_dir: Path
     api_port: int
     p2p_port: int
+    cli: ForkedCli  # for `vouchnet init` and the checks' commands
     preexec: Callable[[], None] | None = None
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
@@ -85,7 +83,7 @@ class NodeProcess:
                 "--listen", f"/ip4/127.0.0.1/tcp/{self.p2p_port}", "--api", f"127.0.0.1:{self.api_port}"]
         for peer in bootstrap:
             args += ["--bootstrap", peer]
-        done = vouchnet(*args)
+        done = self.cli.run(args)
         assert done.returncode == 0, done.stderr
         config = self.data_dir / "config.toml"
         text = config.read_text()
@@ -315,16 +313,16 @@ def check_at_end(a: NodeProcess, b: NodeProcess, acks: Acknowledged, *, wait: fl
                 if time.monotonic() > deadline:
                     raise CrashCheckFailed(f"B's vouch {rid} never reached A")
                 time.sleep(0.2)
-    verified = vouchnet("log", "verify", "--dir", str(a.data_dir))
+    verified = a.cli.run(["log", "verify", "--dir", str(a.data_dir)])
     if verified.returncode != 0:
         raise CrashCheckFailed(f"vouchnet log verify: {verified.stdout}{verified.stderr}")
     out = a.data_dir.parent / "export.json"
     for agent in acks.agents[:2]:
-        exported = vouchnet("audit", "export", "--dir", str(a.data_dir), "--agent", agent, "--from", "1970-01-01",
-                            "--to", str(int(time.time() * 1000) + 3_600_000), "--out", str(out), timeout=600)
+        exported = a.cli.run(["audit", "export", "--dir", str(a.data_dir), "--agent", agent, "--from", "1970-01-01",
+                              "--to", str(int(time.time() * 1000) + 3_600_000), "--out", str(out)], timeout=600)
         if exported.returncode != 0:
             raise CrashCheckFailed(f"vouchnet audit export: {exported.stderr}")
-        checked = vouchnet("audit", "verify", str(out))
+        checked = a.cli.run(["audit", "verify", str(out)])
         if checked.returncode != 0:
             raise CrashCheckFailed(f"vouchnet audit verify: {checked.stdout}{checked.stderr}")
 
@@ -333,13 +331,14 @@ SETTINGS = {"epoch_seconds": "1", "checkpoint_interval": "0.5", "gossip_interval
             "startup_sync_seconds": "3.0"}
 
 
-def two_nodes(workdir: Path, *, preexec: Callable[[], None] | None = None) -> tuple[NodeProcess, NodeProcess]:
+def two_nodes(workdir: Path, cli: ForkedCli, *, preexec: Callable[[], None] | None = None
+              ) -> tuple[NodeProcess, NodeProcess]:
     """B started; A initialised to dial it (not started)."""
-    b = NodeProcess(workdir / "b", free_port(), free_port())
+    b = NodeProcess(workdir / "b", free_port(), free_port(), cli)
     b.init(network="crash", settings=SETTINGS)
     b.start()
     peer, b_did = b.info()["peer_id"], b.info()["did"]
-    a = NodeProcess(workdir / "a", free_port(), free_port(), preexec=preexec)
+    a = NodeProcess(workdir / "a", free_port(), free_port(), cli, preexec=preexec)
     a.init(network="crash", bootstrap=(f"/ip4/127.0.0.1/tcp/{b.p2p_port}/p2p/{peer}",),
            settings={**SETTINGS, "roots": f'["{b_did}"]'})
     a_did = load_org_key(a.data_dir / "org.key")
@@ -367,7 +366,8 @@ def run(workdir: Path, stops: int, seed: int, *, sigterm_share: float = 0.5, mos
     after each restart and at the end; after a share of them, the restart is killed midway too."""
     rng = random.Random(seed)
     begun = time.monotonic()
-    a, b = two_nodes(workdir)
+    cli = ForkedCli(workdir / "cli", preload=("node.cli",))  # closed at the end, with the nodes
+    a, b = two_nodes(workdir, cli)
     acks = Acknowledged(agents=[_agent() for _ in range(4)])
     kills = terms = startup_kills = 0
     slowest = 0.0
@@ -402,6 +402,7 @@ def run(workdir: Path, stops: int, seed: int, *, sigterm_share: float = 0.5, mos
     finally:
         a.stop(signal.SIGKILL)
         b.stop(signal.SIGKILL)
+        cli.close()
     return Report(kills, terms, startup_kills, len(acks.records), len(acks.batches), len(acks.peer_records), slowest,
                   time.monotonic() - begun)
 
@@ -434,8 +435,9 @@ def run_disk_full(workdir: Path, *, limit: int = 1 << 20, writes: int = 150) -> 
     """One node whose files cannot grow past `limit`: vouches and keyed event batches until they are refused (503,
     "storage", never another error), then the limit lifted while it runs: the same writes are taken again, and
     every one answered before is there (records by id, batches replayed), and no refused vouch."""
-    a = NodeProcess(workdir / "a", free_port(), free_port(), preexec=_file_size_limit(limit))
-    a.init(network="full", settings={"epoch_seconds": "1", "checkpoint_interval": "0.5"})
+    with ForkedCli(workdir / "cli", preload=("node.cli",)) as cli:  # for the init alone
+        a = NodeProcess(workdir / "a", free_port(), free_port(), cli, preexec=_file_size_limit(limit))
+        a.init(network="full", settings={"epoch_seconds": "1", "checkpoint_interval": "0.5"})
     acks = Acknowledged(agents=[_agent() for _ in range(3)])
     refused = 0
     a.start()

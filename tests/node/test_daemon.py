@@ -42,9 +42,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def forked_cli(tmp_path_factory):
     """`vouchnet` runs that end by themselves, each in a process forked from one that imported the node once."""
-    cli = ForkedCli(tmp_path_factory.mktemp("forked_cli"))
-    yield cli
-    cli.close()
+    with ForkedCli(tmp_path_factory.mktemp("forked_cli")) as cli:
+        yield cli
 
 
 async def test_what_start_up_built_is_kept_out_of_the_collector(tmp_path):
