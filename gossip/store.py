@@ -141,7 +141,7 @@ class RecordStore:
         return {iss: head.seq for iss, head in self._heads.items()}
 
     def has(self, record_id: bytes) -> bool:
-        return self._read("SELECT 1 FROM records WHERE id = ?", (record_id,)).fetchone() is not None
+        return self._read_one("SELECT 1 FROM records WHERE id = ?", (record_id,)) is not None
 
     def holds(self, record: Record) -> bool:
         """Whether this record is stored, as `has(record.id)`; a record past its issuer's head needs no index lookup
@@ -150,11 +150,11 @@ class RecordStore:
         return head is not None and record.seq <= head.seq and self.has(record.id)
 
     def index_of(self, record_id: bytes) -> int | None:
-        row = self._read("SELECT idx FROM records WHERE id = ?", (record_id,)).fetchone()
+        row = self._read_one("SELECT idx FROM records WHERE id = ?", (record_id,))
         return None if row is None else row[0]
 
     def kind_and_issuer(self, record_id: bytes) -> tuple[str, str] | None:
-        row = self._read("SELECT kind, iss FROM records WHERE id = ?", (record_id,)).fetchone()
+        row = self._read_one("SELECT kind, iss FROM records WHERE id = ?", (record_id,))
         return None if row is None else (row[0], row[1])
 
     def get(self, record_id: bytes) -> bytes | None:
@@ -163,19 +163,19 @@ class RecordStore:
 
     def at(self, iss: str, seq: int) -> bytes | None:
         """The accepted record of `iss` with `seq`, if any."""
-        row = self._read("SELECT idx FROM records WHERE iss = ? AND seq = ?", (iss, seq)).fetchone()
+        row = self._read_one("SELECT idx FROM records WHERE iss = ? AND seq = ?", (iss, seq))
         return None if row is None else self.ledger.entry(row[0])
 
     def id_at(self, iss: str, seq: int) -> bytes | None:
         """The id of the accepted record of `iss` with `seq`, if any (from the index alone)."""
-        row = self._read("SELECT id FROM records WHERE iss = ? AND seq = ?", (iss, seq)).fetchone()
+        row = self._read_one("SELECT id FROM records WHERE iss = ? AND seq = ?", (iss, seq))
         return None if row is None else row[0]
 
     def issuer_range(self, iss: str, first_seq: int, limit: int) -> list[bytes]:
         """Up to `limit` records of `iss` from `first_seq` on, in seq order (a sync page)."""
         rows = self._read(
             "SELECT idx FROM records WHERE iss = ? AND seq >= ? ORDER BY seq LIMIT ?", (iss, first_seq, limit)
-        ).fetchall()
+        )
         return self._entries([idx for (idx,) in rows])
 
     def query(
@@ -230,26 +230,35 @@ class RecordStore:
 
     def revoked(self, vouch_id: bytes) -> bool:
         """Whether an accepted `revoke` names this vouch (revocations are indexed by the vouch they name)."""
-        row = self._read("SELECT 1 FROM records WHERE kind = 'revoke' AND subject = ?", (vouch_id.hex(),))
-        return row.fetchone() is not None
+        return self._read_one("SELECT 1 FROM records WHERE kind = 'revoke' AND subject = ? LIMIT 1",
+                              (vouch_id.hex(),)) is not None
 
     def revoked_by(self, revoker: str, after: int = -1) -> list[tuple[int, str, int]]:
         """The revokes `revoker` signed past ledger index `after`, oldest first: the index of each, and the issuer
         and seq of the record it names (from the index alone: a look-up a revoke)."""
         rows = self._read("SELECT idx, subject FROM records WHERE iss = ? AND kind = 'revoke' AND idx > ? "
-                          "ORDER BY idx", (revoker, after)).fetchall()
-        return [(idx, *self._db.execute("SELECT iss, seq FROM records WHERE id = ?", (bytes.fromhex(subject),))
-                 .fetchone()) for idx, subject in rows]  # (the acceptor takes a revoke only after what it names)
+                          "ORDER BY idx", (revoker, after))
+        return [(idx, *self._read_one("SELECT iss, seq FROM records WHERE id = ?", (bytes.fromhex(subject),)))
+                for idx, subject in rows]  # (the acceptor takes a revoke only after what it names: one row)
 
     def flagged(self) -> set[str]:
         """Orgs proven to equivocate by an accepted `equivocation` record."""
-        rows = self._read("SELECT DISTINCT subject FROM records WHERE kind = 'equivocation'", ()).fetchall()
+        rows = self._read("SELECT DISTINCT subject FROM records WHERE kind = 'equivocation'", ())
         return {subject for (subject,) in rows}
 
-    def _read(self, sql: str, args: Sequence[object]) -> sqlite3.Cursor:
-        """A query of the index, once it holds every ledger entry (_level)."""
+    def _read(self, sql: str, args: Sequence[object]) -> list[tuple]:
+        """The rows of a query of the index, once it holds every ledger entry (_level). A read the disk fails
+        (an I/O error) raises StoreError, which the services that read the store catch, as for writes."""
         self._level()
-        return self._db.execute(sql, args)
+        try:
+            return self._db.execute(sql, args).fetchall()
+        except sqlite3.Error as error:
+            raise StoreError(f"{INDEX_FILE}: cannot be read ({error})") from error
+
+    def _read_one(self, sql: str, args: Sequence[object]) -> tuple | None:
+        """The first row of `_read`, or None (the queries it serves name a unique key)."""
+        rows = self._read(sql, args)
+        return rows[0] if rows else None
 
     def append(self, records: Sequence[Record]) -> int:
         """Append accepted records durably, each following its issuer's head; the ledger index of the first.

@@ -5,6 +5,7 @@ without a restart (gossip/store.py)."""
 import logging
 import resource
 import signal
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -117,6 +118,38 @@ def test_while_the_lost_index_rows_cannot_be_replayed_appends_are_refused_and_re
         store.append(records[2:] + [revoke])
         assert store.revoked(records[0].id)
         assert_stored_exactly(store, [*records, revoke])
+
+
+class _UnreadableIndex:
+    """The store's index connection, whose reads fail as on a disk I/O error (writes go through)."""
+
+    def __init__(self, db) -> None:
+        self._db = db
+
+    def execute(self, sql: str, *args):
+        if sql.lstrip().startswith("SELECT"):
+            raise sqlite3.OperationalError("disk I/O error")
+        return self._db.execute(sql, *args)
+
+    def __getattr__(self, name: str):
+        return getattr(self._db, name)
+
+
+def test_a_read_the_disk_fails_raises_a_store_error_which_the_services_catch(tmp_path):
+    """It raised sqlite3.OperationalError, which gossip and sync do not catch as a storage failure
+    (they catch StoreError and LedgerError): one I/O error on a read could stop the service, and so the node."""
+    alice = Org()
+    records = [alice.record() for _ in range(2)]
+    with RecordStore.open(tmp_path) as store:
+        store.append(records[:1])
+        index, store._db = store._db, _UnreadableIndex(store._db)
+        for read in (lambda: store.has(records[0].id), lambda: store.query(issuer=alice.did),
+                     lambda: store.revoked_by(alice.did), store.flagged):
+            with pytest.raises(StoreError, match=r"^records.index: cannot be read \(disk I/O error\)$"):
+                read()
+        store._db = index
+        store.append(records[1:])
+        assert_stored_exactly(store, records)
 
 
 def _empty_ledger_wal(store: RecordStore) -> None:
