@@ -27,6 +27,12 @@ def _encode(public_key: bytes) -> str:
     return _PREFIX + b58encode(_ED25519_MULTICODEC + public_key)
 
 
+def is_compact_jwt(text: str) -> bool:
+    """Whether `text` is a compact JWT (an agent's credential, DESIGN.md §2) rather than a did: three base64url
+    parts, the first a JSON object (`{"` encodes as `eyJ`). Said so where one is passed in a did's place."""
+    return text.startswith("eyJ") and text.count(".") == 2
+
+
 def public_key_from_did(did: str) -> bytes:
     """The 32-byte Ed25519 public key named by a did:key; raises InvalidDid for anything else."""
     if type(did) is not str:

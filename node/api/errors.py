@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException
 from gossip.store import StoreError
 from ledger import EntryPruned, LedgerError
 from vouching import InvalidDid, InvalidRecord, public_key_from_did
+from vouching.identity import is_compact_jwt
 
 from ..idempotency import IdempotencyStoreError
 
@@ -76,8 +77,8 @@ def method_not_allowed(allowed: Iterable[str]) -> ApiError:
 
 def checked_did(did: str, field: str) -> str:
     """`did` if it is an Ed25519 did:key, else a 422 naming `field` (e.g. "path.did", "query.issuer"); an agent's
-    credential passed in its place (a compact JWT: `{"` encodes as `eyJ`) is named as such."""
-    if did.startswith("eyJ") and did.count(".") == 2:
+    credential passed in its place (a compact JWT) is named as such."""
+    if is_compact_jwt(did):
         raise ApiError(422, "invalid_request", f"{field}: a credential (a JWT), not a did: verify it against its "
                        "issuer's /.well-known/jwks.json and use its subject, credentialSubject.id")
     try:

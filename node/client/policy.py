@@ -26,6 +26,7 @@ from typing import Literal
 import anyio
 
 from vouching.explanation import Score
+from vouching.identity import is_compact_jwt
 from vouching.policy import (DEFAULT_HIGH_RISK_TOOLS, DEFAULT_TIER_VERDICTS, VERDICTS, Decision, Policy, Verdict,
                              decide, tool_name_problem)
 
@@ -272,7 +273,7 @@ class TrustPolicy:
         cached score's verdict, so that the answer does not depend on whether the agent's score was cached. And for
         an agent's credential passed as its did: block, saying so (the node's refusal named only its length), and
         without the credential, which the decision's log line would carry."""
-        if _is_credential(agent):
+        if is_compact_jwt(agent):
             problem = (f"expected the agent's did (did:key:z6Mk...), got a credential (a JWT): check its subject, "
                        f"`{_IDENTIFY}`, which also verifies it")
             return self._made(TrustDecision("", action, tool, "block", problem, None, None, "invalid"))
@@ -396,9 +397,3 @@ class TrustPolicy:
                     del self._async_clients[closed]
                 client = self._async_clients[loop] = AsyncTrustClient(self.node, timeout=self.timeout)
         return client
-
-
-def _is_credential(agent: str) -> bool:
-    """Whether `agent` is a compact JWT (a credential, DESIGN.md §2) rather than a did: three base64url parts, the
-    first a JSON object (`{"` encodes as `eyJ`)."""
-    return agent.startswith("eyJ") and agent.count(".") == 2
