@@ -9,12 +9,12 @@ from .crash_harness import run
 
 @pytest.mark.slow
 def test_no_acknowledged_append_is_lost_when_the_writer_is_killed(tmp_path):
-    # Each kill costs a process start (about 0.5 s), so CI kills about 40 times, going on until every kind of kill
-    # moment has come 3 times; benchmarks/crash.py kills thousands of times with the same harness and checks.
+    # Each kill costs a process start (about 0.5 s), so CI kills about 40 times, going on until kills during start-up
+    # and before a commit have come 3 times each; a kill between a commit and its acknowledgement is down to timing
+    # (CI once had none in 200). benchmarks/crash.py kills thousands of times with the same harness and checks.
     report = run(tmp_path / "log", kills=40, seed=3, every_kind=3, most=200)
     assert report.killed_during_startup >= 3
     assert report.killed_before_a_commit >= 3
-    assert report.unacknowledged_kept >= 3  # kills between a commit and its acknowledgement: the entries are kept
     assert report.acknowledged > 0  # the writers got to append, so the kills landed among appends
     assert report.size >= report.acknowledged
     assert report.size > TILE_WIDTH**3  # appends and proofs over full tiles three levels up, as in the long runs
