@@ -230,6 +230,22 @@ def test_an_export_the_node_prunes_as_it_reads_is_refused_as_pruned(node):
         reader.close()
 
 
+def test_an_export_of_kept_entries_is_made_though_the_node_pruned_older_ones_as_it_read(node):
+    """Retention beside the export pruned only entries before its range: the search for the range's first entry,
+    starting from the prune mark the export read when it opened the log, read a pruned entry, and the export stopped
+    with a traceback of EntryPruned though every entry it needed was there."""
+    reader = AuditLog.open(node.directory)  # the export's, opened before the node prunes
+    try:
+        RetentionService(node.audit, node.idempotency, node.digester, node.metrics, retention_days=EPOCH / DAY_MS,
+                         clock=lambda: T0 + 2 * EPOCH + 30_000).prune()
+        document = export_agent(reader, node.digester.state, key=node.key, org=node.replica.did, network="testnet",
+                                agent=A, start=T0 + EPOCH, end=T0 + 3 * EPOCH)
+    finally:
+        reader.close()
+    assert document == export(node, A, T0 + EPOCH, T0 + 3 * EPOCH) | {"checkpoint": document["checkpoint"]}
+    verify_export(document, digests=digest_records(node, A)[1:])
+
+
 def test_retention_prunes_no_part_of_an_epoch_digested_before_the_epoch_length_changed(tmp_path):
     """Epochs of two minutes, then of one: the cutoff, a whole minute, fell inside an epoch digested at two, whose
     first minute was pruned, so its second minute's events, within retention, could no longer be exported."""
