@@ -1,0 +1,135 @@
+"""Many writers of one running node at once (DESIGN §4, §8): vouches, revocations, event batches and traces posted
+concurrently over loopback each land once, in one valid chain, with the answer naming the record stored; an
+Idempotency-Key sent twice at once is stored once."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from gossip.store import RecordStore
+from ledger import Ledger
+from vouching import load_stored
+
+from ..factories import new_did
+from .in_process import running
+
+pytestmark = pytest.mark.slow
+
+WRITERS = 24
+
+
+def event(agent: str) -> dict[str, Any]:
+    return {"agent": agent, "ts": time.time_ns() // 1_000_000, "category": "tool", "name": "lookup", "outcome": "ok"}
+
+
+def span_request(agent: str, span: int) -> dict[str, Any]:
+    """An OTLP/JSON export request of one agent's tool call, its span id `span`."""
+    now = time.time_ns()
+    attrs = {"gen_ai.agent.id": agent, "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "lookup"}
+    return {"resourceSpans": [{"scopeSpans": [{"spans": [{
+        "traceId": "5b8efff798038103d269b633813fc60c", "spanId": f"{span:016x}", "name": "execute_tool", "kind": 1,
+        "startTimeUnixNano": str(now - 2_000_000), "endTimeUnixNano": str(now),
+        "attributes": [{"key": k, "value": {"stringValue": v}} for k, v in attrs.items()], "status": {}}]}]}]}
+
+
+def check_chain(store: RecordStore, did: str) -> list[int]:
+    """The seqs of `did`'s records in ledger order, after checking each names the one before it as prev."""
+    seqs, prev = [], None
+    for _, raw in store.query(issuer=did, after=-1, limit=10_000):
+        record = load_stored(raw)
+        assert record.prev == prev, f"seq {record.seq}: prev is not the record before it"
+        seqs.append(record.seq)
+        prev = record.id
+    return seqs
+
+
+async def test_concurrent_writes_each_land_once_in_one_valid_chain(tmp_path):
+    agents = [new_did() for _ in range(WRITERS)]
+    answers: dict[str, list[httpx.Response]] = {"vouch": [], "events": [], "traces": []}
+    async with running(tmp_path / "a") as node, httpx.AsyncClient(
+        base_url=node.api_url, headers={"Authorization": f"Bearer {node.token}"}, timeout=30
+    ) as api:
+        audit_before = node.telemetry.audit.size
+
+        async def vouch(agent: str) -> None:
+            answers["vouch"].append(await api.post("/v1/vouches", json={"subject": agent, "weight": 0.5,
+                                                                         "basis": "operator"}))
+
+        async def report(agent: str, number: int) -> None:
+            answers["events"].append(await api.post("/v1/events", json={"events": [event(agent)] * 3},
+                                                    headers={"Idempotency-Key": f"batch-{number}"}))
+            answers["traces"].append(await api.post("/v1/traces", json=span_request(agent, number + 1)))
+
+        async with trio.open_nursery() as nursery:
+            for number, agent in enumerate(agents):
+                nursery.start_soon(vouch, agent)
+                nursery.start_soon(report, agent, number)
+
+        assert {kind: Counter(r.status_code for r in rs) for kind, rs in answers.items()} == {
+            "vouch": {201: WRITERS}, "events": {200: WRITERS}, "traces": {200: WRITERS}}
+        store = node.replica.store
+        for response in answers["vouch"]:
+            view = response.json()
+            assert store.index_of(bytes.fromhex(view["id"])) == view["index"]
+            assert load_stored(store.ledger.entry(view["index"])).body.subject == view["body"]["subject"]
+        assert sorted(r.json()["body"]["subject"] for r in answers["vouch"]) == sorted(agents)
+        seqs = check_chain(store, node.did)
+        assert seqs == list(range(1, len(seqs) + 1))
+        assert node.telemetry.audit.size - audit_before == WRITERS * 4  # 3 events and a span each
+        directory = node.config.data_dir
+    with Ledger.open(directory / "records.ledger") as ledger, RecordStore.open(directory) as reopened:
+        assert ledger.size == reopened.size
+        assert check_chain(reopened, node.did) == seqs
+
+
+async def test_two_revocations_of_one_vouch_at_once_store_one(tmp_path):
+    async with running(tmp_path / "a") as node, httpx.AsyncClient(
+        base_url=node.api_url, headers={"Authorization": f"Bearer {node.token}"}, timeout=30
+    ) as api:
+        vouch = (await api.post("/v1/vouches", json={"subject": new_did(), "weight": 0.5, "basis": "operator"})).json()
+        statuses = []
+
+        async def revoke(reason: str) -> None:
+            statuses.append((await api.post("/v1/revocations", json={"record": vouch["id"], "reason": reason}))
+                            .status_code)
+
+        async with trio.open_nursery() as nursery:
+            for number in range(4):
+                nursery.start_soon(revoke, f"reason {number}")
+        assert sorted(statuses) == [201, 409, 409, 409]
+        assert len(node.replica.store.query(issuer=node.did, kind="revoke", after=-1, limit=10)) == 1
+
+
+@pytest.mark.parametrize("same_body", [True, False])
+async def test_one_idempotency_key_sent_twice_at_once_is_stored_once(tmp_path, same_body):
+    agent = new_did()
+    bodies = [{"events": [event(agent)] * 2}, {"events": [event(agent)] * (2 if same_body else 3)}]
+    async with running(tmp_path / "a") as node, httpx.AsyncClient(
+        base_url=node.api_url, headers={"Authorization": f"Bearer {node.token}", "Idempotency-Key": "k1"}, timeout=30
+    ) as api:
+        audit = node.telemetry.audit
+        before = audit.size
+        answers: list[httpx.Response] = []
+
+        async def post(body: dict[str, Any]) -> None:
+            answers.append(await api.post("/v1/events", content=json.dumps(body)))
+
+        async with trio.open_nursery() as nursery:
+            for body in bodies:
+                nursery.start_soon(post, body)
+        first, second = sorted(answers, key=lambda r: "idempotent-replayed" in r.headers
+                               or r.status_code != 200)
+        assert (first.status_code, first.json()["accepted"]) in ((200, 2), (200, 3))
+        assert audit.size - before == first.json()["accepted"]
+        if same_body:
+            assert (second.status_code, second.headers.get("idempotent-replayed")) == (200, "true")
+            assert second.json() == first.json()
+        else:
+            assert (second.status_code, second.json()["error"]) == (422, "idempotency_key_reused")
