@@ -5,6 +5,7 @@ Idempotency-Key sent twice at once is stored once."""
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections import Counter
 from dataclasses import replace
@@ -15,18 +16,24 @@ import pytest
 import trio
 
 from gossip.store import RecordStore
-from ledger import Ledger
+from ledger import Ledger, tree_hash
 from node.config import load_config
 from node.daemon import Node, serve_node
+from node.digests import DigestService
+from node.events import decode_entry
+from node.ingest import Pending
 from node.setup import init_data_dir
 from vouching import load_stored
 
 from ..factories import new_did
 from .in_process import LOOPBACK, running
+from .telemetry_node import Clock, telemetry_node
 
 pytestmark = pytest.mark.slow
 
 WRITERS = 24
+EPOCH = 60_000
+T0 = 1_700_000_040_000  # an epoch's start
 
 
 def event(agent: str) -> dict[str, Any]:
@@ -211,3 +218,48 @@ async def test_a_vouch_retried_with_its_idempotency_key_is_stored_once(tmp_path)
         first, retry = [(await api.post("/v1/vouches", json=body)).json() for _ in range(2)]
         assert retry["id"] == first["id"]
         assert len(node.replica.store.query(issuer=node.did, kind="vouch", after=-1, limit=10)) == 1
+
+
+@pytest.mark.parametrize("seed", range(3))
+async def test_epochs_closed_while_batches_are_being_stored_digest_each_event_once(tmp_path, seed, autojump_clock):
+    """Batches stored on worker threads while the digest service closes their epochs: every event is counted in the
+    digest of the epoch its entry's time falls in, once, and each digest's evidence root is its entries' hash."""
+    rng = random.Random(seed)
+    agents = [new_did() for _ in range(4)]
+    clock = Clock(T0)
+    with telemetry_node(tmp_path, clock=clock, epoch_ms=EPOCH) as node:
+        service = DigestService(node.digester, node.ingestor.write_lock, clock=clock)
+        ingestor = node.ingestor
+
+        async def report(agent: str, count: int) -> None:
+            await trio.sleep(rng.random() / 100)
+            pending = ingestor.prepare_json(json.dumps({"events": [
+                {"agent": agent, "ts": clock.now, "category": "tool", "name": "n", "outcome": "ok"}] * count}).encode())
+            assert isinstance(pending, Pending)
+            await ingestor.commit_async(pending)
+
+        async def close_epochs() -> None:
+            for step in range(1, 4):
+                await trio.sleep(rng.random() / 100)
+                clock.now = T0 + step * EPOCH + rng.randrange(EPOCH)
+                await service._close_due()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(close_epochs)
+            for number in range(40):
+                nursery.start_soon(report, agents[number % 4], 1 + number % 3)
+        clock.now += 2 * EPOCH
+        await service._close_due()
+
+        entries = {}  # (agent, epoch) -> entries, in log order
+        for entry in node.audit.ledger.entries(0, node.audit.size):
+            at, event = decode_entry(entry)
+            entries.setdefault((event.agent, at - at % EPOCH), []).append(entry)
+        issued = {}
+        for _, raw in node.store.query(issuer=node.replica.did, kind="digest", after=-1, limit=1000):
+            body = load_stored(raw).body
+            assert (body.agent, body.epoch) not in issued, "digested twice"
+            issued[(body.agent, body.epoch)] = body
+        assert issued.keys() == entries.keys()
+        for key, body in issued.items():
+            assert (body.events, body.evidence_root) == (len(entries[key]), tree_hash(entries[key]))
