@@ -270,6 +270,27 @@ def test_retention_never_prunes_events_not_yet_digested(node):
     assert service.prune() == node.digester.undigested_from == node.audit.size - 1
 
 
+def test_retention_prunes_no_entry_of_an_epoch_a_restart_has_still_to_digest(tmp_path, monkeypatch):
+    """A node stopped between two chunks of an epoch's digests, and started again after longer than its retention:
+    retention, bounded by the end of that epoch (digests.db's last row), pruned the entries whose digests were still
+    to be issued, and every later closing of epochs failed on them, that epoch first."""
+    monkeypatch.setattr("node.digests.ISSUE_CHUNK", 1)
+    with telemetry_node(tmp_path, clock=Clock(T0), epoch_ms=EPOCH) as node:
+        key = node.key
+        submit(node, A)
+        submit(node, B)
+        closing = node.digester.closing(T0 + EPOCH)
+        next(closing)  # the node stops here: A's digest issued, B's not
+        closing.close()
+    later = T0 + 10 * EPOCH
+    with telemetry_node(tmp_path, key=key, clock=Clock(later), epoch_ms=EPOCH) as node:
+        assert RetentionService(node.audit, node.idempotency, node.digester, node.metrics,
+                                retention_days=EPOCH / DAY_MS, clock=lambda: later).prune() == 0
+        node.digester.close_due(later)
+        assert sorted(verify_record(raw).body.agent for raw in digest_records(node, A) + digest_records(node, B)) \
+            == sorted([A, B])
+
+
 @pytest.mark.xfail(strict=True, reason="needs a design decision: retention trusts the wall clock, and the node has "
                                        "no other time to bound a prune by (acceptance times run ahead with it)")
 def test_a_clock_a_year_ahead_for_one_prune_deletes_no_event_within_retention(node):
