@@ -208,6 +208,25 @@ async def test_writes_in_flight_at_shutdown_are_each_stored_once_acknowledged_or
         running.cancel_scope.cancel()
 
 
+async def test_a_trace_export_sent_again_while_the_first_is_stored_is_stored_once(tmp_path):
+    async with running(tmp_path / "a") as node, httpx.AsyncClient(
+        base_url=node.api_url, headers={"Authorization": f"Bearer {node.token}"}, timeout=30
+    ) as api:
+        audit = node.telemetry.audit
+        before, request = audit.size, span_request(new_did(), 7)
+        answers: list[httpx.Response] = []
+
+        async def export() -> None:
+            answers.append(await api.post("/v1/traces", json=request))
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(4):
+                nursery.start_soon(export)
+        assert [r.status_code for r in answers] == [200] * 4
+        assert not any(int(r.json().get("partialSuccess", {}).get("rejectedSpans", 0)) for r in answers)
+        assert audit.size - before == 1
+
+
 @pytest.mark.xfail(strict=True, reason="needs a design decision: POST /v1/vouches and /v1/revocations take no "
                                        "Idempotency-Key, so a vouch retried after a lost answer is signed twice")
 async def test_a_vouch_retried_with_its_idempotency_key_is_stored_once(tmp_path):
