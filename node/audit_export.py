@@ -85,11 +85,14 @@ def export_agent(
     _check_kept(audit, state, low)
     size = audit.size
     checkpoint = audit.checkpoint(key, audit_origin(network, org), size)
-    try:
-        entries, raw, ats = _entries_of(audit, agent, low, high, size)
-    except EntryPruned:  # as they were read, by the retention of the node beside which the export reads
-        _check_kept(audit, state, low)
-        raise
+    while True:
+        try:
+            entries, raw, ats = _entries_of(audit, agent, low, high, size)
+            break
+        except EntryPruned:  # as they were read, by the retention of the node beside which the export reads
+            # The prune mark was read again, and has moved: refused if it passed `low`, else read again from it
+            # (the search for the range's first entry may have met one pruned before the range).
+            _check_kept(audit, state, low)
     epochs = []
     for a, b in intervals:  # each epoch's entries found by bisection: scanned, 8760 hourly epochs took hours
         members = raw[bisect_left(ats, a):bisect_left(ats, b)]

@@ -154,7 +154,10 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
             stack.enter_context(locked_data_dir(config.data_dir))
         except DataDirBusy as error:
             raise StartupError(str(error)) from None
-        rotation = finish_interrupted_rotation(config)
+        try:
+            rotation = finish_interrupted_rotation(config)
+        except DataDirBusy as error:
+            raise StartupError(f"key: {error}") from None
         if rotation is not None:
             log.info("finished an interrupted key rotation", extra={"fields": {"old": rotation.old, "new": rotation.new}})
         key = load_org_key(config.key_path)

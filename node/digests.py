@@ -286,8 +286,7 @@ class Digester:
             raise DigestStateError(f"{DIGESTS_FILE}: digested up to audit-log entry {self.undigested_from}, but "
                                    f"{AUDIT_FILE} holds {audit.size}: restored from copies of different times? "
                                    f"Restore both from one copy")
-        needed = self.undigested_from if self._interrupted is None else min(self.undigested_from, self._interrupted[2])
-        if needed < audit.ledger.pruned:  # (retention never prunes them: digests.db is older than the audit log)
+        if (needed := self.needed_from) < audit.ledger.pruned:  # (retention never prunes them: digests.db is older than the audit log)
             raise DigestStateError(f"{DIGESTS_FILE}: needs the audit-log entries from {needed} on (not yet digested), "
                                    f"but {AUDIT_FILE} keeps those from {audit.ledger.pruned} on: restored from copies "
                                    f"of different times? Restore both from one copy")
@@ -299,6 +298,12 @@ class Digester:
         # is most of either's time (benchmarks/startup.py --events). Dropped by the first `undigested` or `closing`.
         self._decoded_at_start: list[tuple[int, int, Event]] = []
         self._open = self._tallies(self.undigested_from, audit.size, self.digested_until, self._decoded_at_start)
+
+    @property
+    def needed_from(self) -> int:
+        """The first audit-log entry digests may still be made of: of the epochs not yet digested, or of one whose
+        digests a stop cut short (`closing` finishes it); retention prunes none from here on."""
+        return self.undigested_from if self._interrupted is None else min(self.undigested_from, self._interrupted[2])
 
     # --- tallying ---------------------------------------------------------------------------------------
 

@@ -112,11 +112,15 @@ class IdempotencyStore:
         with self._lock:
             self._db.close()
 
-    def lookup(self, key: str) -> StoredReply | None:
+    def lookup(self, key: str, *, log_size: int | None = None) -> StoredReply | None:
+        """The reply stored under `key`, or None. With `log_size`, the audit log's size now, a key whose batch the log
+        does not hold yet (its append under way) is looked up as absent: its reply tells the batch is stored."""
         with self._lock:
-            row = self._db.execute("SELECT fingerprint, status, reply, first FROM keys WHERE key = ?",
+            row = self._db.execute("SELECT fingerprint, status, reply, first, count FROM keys WHERE key = ?",
                                    (key,)).fetchone()
         if row is None or (self._abandoned is not None and row[3] >= self._abandoned):
+            return None
+        if log_size is not None and row[3] + row[4] > log_size:
             return None
         return StoredReply(row[0], row[1], row[2])
 

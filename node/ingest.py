@@ -175,10 +175,11 @@ class Ingestor:
         of its valid events; raises BadBatch, TooLarge.
 
         With an idempotency key, a repeated request gets the first reply (marked replayed) and stores nothing;
-        the same key with a different body is refused (422).
+        the same key with a different body is refused (422). One that comes while the first is being appended is
+        answered by `commit_async`, once that append is done (or has failed: then it is stored).
         """
         fingerprint = None if key is None else hashlib.sha256(body).digest()  # only a keyed request is replayed
-        if key is not None and (stored := self.idempotency.lookup(key)) is not None:
+        if key is not None and (stored := self.idempotency.lookup(key, log_size=self.audit.size)) is not None:
             return self._replay(stored, fingerprint)
         events, rejected = self.validate(_parse_batch(body))
         if not events and rejected:

@@ -2,7 +2,8 @@
 hashes, so roots and proofs stay valid; expired idempotency keys are forgotten.
 
 Pruning goes back to an epoch boundary, whole epochs at a time (those digested before `epoch_seconds` changed
-too), and never past the first event not yet digested: an exported epoch is either all there or refused as pruned.
+too), and never past the first event not yet digested, nor of an epoch whose digests a stop cut short: an exported
+epoch is either all there or refused as pruned.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class RetentionService:
         now = self._clock()
         cutoff = now - self.retention_ms
         cutoff -= cutoff % self.digester.epoch_ms
-        before = min(self.audit.first_at_or_after(cutoff), self.digester.undigested_from)
+        before = min(self.audit.first_at_or_after(cutoff), self.digester.needed_from)
         if (holding := self.digester.state.holding(before)) is not None:  # the cutoff, aligned to the epoch length
             before = holding[0]  # configured now, fell inside an epoch digested when it was longer
         if before > self.audit.ledger.pruned:

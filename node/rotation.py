@@ -19,7 +19,7 @@ from gossip.store import RecordStore
 from vouching import OrgBody, did_key, org_body
 
 from .config import NodeConfig
-from .data_lock import DataDirBusy, locked_data_dir
+from .data_lock import DataDirBusy, locked_data_dir, replacing_key
 from .keys import KeyFileError, create_org_key, load_org_key, sync_directory
 
 NEXT_KEY_FILE = "org.key.next"
@@ -36,7 +36,7 @@ class Rotation:
 def rotate_key(config: NodeConfig) -> Rotation:
     """Rotate the org key of `config`'s data directory (the node must be stopped); raises DataDirBusy or
     KeyFileError. A rotation left half done by a crash is finished, not started again."""
-    with locked_data_dir(config.data_dir):
+    with locked_data_dir(config.data_dir), replacing_key(config.data_dir):
         key = load_org_key(config.key_path)
         next_path = _next_key_path(config)
         with RecordStore.open(config.data_dir) as store:
@@ -54,7 +54,7 @@ def rotate_key(config: NodeConfig) -> Rotation:
 
 def finish_interrupted_rotation(config: NodeConfig) -> Rotation | None:
     """At the node's start, with the data directory locked: finish a rotation whose record was signed but whose
-    key was not yet installed; None if there is none. A new key whose rotation was never signed is left for the
+    key was not yet installed; None if there is none. Raises DataDirBusy if a command is signing with the key. A new key whose rotation was never signed is left for the
     next `vouchnet key rotate` to use."""
     next_path = _next_key_path(config)
     if not next_path.exists():
@@ -64,7 +64,8 @@ def finish_interrupted_rotation(config: NodeConfig) -> Rotation | None:
         last = _last_org_body(store, did_key(bytes(key.verify_key)))
         if last is None or last.next != did_key(bytes(successor.verify_key)):
             return None
-        return _finish(config, key, successor, store)
+        with replacing_key(config.data_dir):  # not while a command signs with the retired key
+            return _finish(config, key, successor, store)
 
 
 def retired_to(config: NodeConfig) -> str | None:

@@ -34,9 +34,9 @@ from .common import (
     add_dir_option,
     add_local_command,
     local_config_and_key,
-    local_config_and_signing_key,
     open_client,
     print_json,
+    signing_key,
     weight_argument,
 )
 
@@ -120,13 +120,13 @@ def register(subparsers: Subparsers) -> None:
 def _new(args: argparse.Namespace) -> int:
     if args.days < 1:
         raise UsageError("--days: must be at least 1")
-    config, org_key = local_config_and_signing_key(args)
-    key_path, credential_path, agent = _mint(args.out, args.name)
-    issued = int(time.time())
-    with _registry(config.data_dir) as registry:
-        index = registry.allocate(agent, name=args.name, issued_at=issued, expires_at=issued + args.days * 86400)
-    credential = agent_credential(org_key, agent, name=args.name, now=issued, days=args.days,
-                                  status=status_entry(config.api_public_url, index))
+    with signing_key(args) as (config, org_key):
+        key_path, credential_path, agent = _mint(args.out, args.name)
+        issued = int(time.time())
+        with _registry(config.data_dir) as registry:
+            index = registry.allocate(agent, name=args.name, issued_at=issued, expires_at=issued + args.days * 86400)
+        credential = agent_credential(org_key, agent, name=args.name, now=issued, days=args.days,
+                                      status=status_entry(config.api_public_url, index))
     credential_path.write_text(credential + "\n", encoding="utf-8")
     if is_loopback(urllib.parse.urlsplit(config.api_public_url).hostname or ""):
         print(f"vouchnet agent new: the credential's status list is at {config.api_public_url}, on loopback; "

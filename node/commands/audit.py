@@ -19,7 +19,7 @@ from .common import (
     add_dir_option,
     add_local_command,
     did_argument,
-    local_config_and_signing_key,
+    signing_key,
 )
 from .counts import counted
 from .vouches import parse_date_or_time
@@ -93,18 +93,18 @@ def _export(args: argparse.Namespace) -> int:
 
     if args.end <= args.start:
         raise UsageError("--to: must be later than --from")
-    config, key = local_config_and_signing_key(args)
-    state = DigestState.open_readonly(config.data_dir)
-    audit = AuditLog.open(config.data_dir)
-    try:
-        document = export_agent(audit, state, key=key,
-                                org=did_key(bytes(key.verify_key)), network=config.network, agent=args.agent,
-                                start=args.start, end=args.end)
-    except ExportError as e:
-        raise CommandFailed(str(e)) from None
-    finally:
-        audit.close()
-        state.close()
+    with signing_key(args) as (config, key):
+        state = DigestState.open_readonly(config.data_dir)
+        audit = AuditLog.open(config.data_dir)
+        try:
+            document = export_agent(audit, state, key=key,
+                                    org=did_key(bytes(key.verify_key)), network=config.network, agent=args.agent,
+                                    start=args.start, end=args.end)
+        except ExportError as e:
+            raise CommandFailed(str(e)) from None
+        finally:
+            audit.close()
+            state.close()
     text = json.dumps(document, indent=1) + "\n"
     if args.out is None:
         sys.stdout.write(text)

@@ -230,6 +230,22 @@ def test_an_export_the_node_prunes_as_it_reads_is_refused_as_pruned(node):
         reader.close()
 
 
+def test_an_export_of_kept_entries_is_made_though_the_node_pruned_older_ones_as_it_read(node):
+    """Retention beside the export pruned only entries before its range: the search for the range's first entry,
+    starting from the prune mark the export read when it opened the log, read a pruned entry, and the export stopped
+    with a traceback of EntryPruned though every entry it needed was there."""
+    reader = AuditLog.open(node.directory)  # the export's, opened before the node prunes
+    try:
+        RetentionService(node.audit, node.idempotency, node.digester, node.metrics, retention_days=EPOCH / DAY_MS,
+                         clock=lambda: T0 + 2 * EPOCH + 30_000).prune()
+        document = export_agent(reader, node.digester.state, key=node.key, org=node.replica.did, network="testnet",
+                                agent=A, start=T0 + EPOCH, end=T0 + 3 * EPOCH)
+    finally:
+        reader.close()
+    assert document == export(node, A, T0 + EPOCH, T0 + 3 * EPOCH) | {"checkpoint": document["checkpoint"]}
+    verify_export(document, digests=digest_records(node, A)[1:])
+
+
 def test_retention_prunes_no_part_of_an_epoch_digested_before_the_epoch_length_changed(tmp_path):
     """Epochs of two minutes, then of one: the cutoff, a whole minute, fell inside an epoch digested at two, whose
     first minute was pruned, so its second minute's events, within retention, could no longer be exported."""
@@ -252,6 +268,27 @@ def test_retention_never_prunes_events_not_yet_digested(node):
     service = RetentionService(node.audit, node.idempotency, node.digester, node.metrics,
                                retention_days=1 / DAY_MS, clock=lambda: T0 + 100 * EPOCH)
     assert service.prune() == node.digester.undigested_from == node.audit.size - 1
+
+
+def test_retention_prunes_no_entry_of_an_epoch_a_restart_has_still_to_digest(tmp_path, monkeypatch):
+    """A node stopped between two chunks of an epoch's digests, and started again after longer than its retention:
+    retention, bounded by the end of that epoch (digests.db's last row), pruned the entries whose digests were still
+    to be issued, and every later closing of epochs failed on them, that epoch first."""
+    monkeypatch.setattr("node.digests.ISSUE_CHUNK", 1)
+    with telemetry_node(tmp_path, clock=Clock(T0), epoch_ms=EPOCH) as node:
+        key = node.key
+        submit(node, A)
+        submit(node, B)
+        closing = node.digester.closing(T0 + EPOCH)
+        next(closing)  # the node stops here: A's digest issued, B's not
+        closing.close()
+    later = T0 + 10 * EPOCH
+    with telemetry_node(tmp_path, key=key, clock=Clock(later), epoch_ms=EPOCH) as node:
+        assert RetentionService(node.audit, node.idempotency, node.digester, node.metrics,
+                                retention_days=EPOCH / DAY_MS, clock=lambda: later).prune() == 0
+        node.digester.close_due(later)
+        assert sorted(verify_record(raw).body.agent for raw in digest_records(node, A) + digest_records(node, B)) \
+            == sorted([A, B])
 
 
 @pytest.mark.xfail(strict=True, reason="needs a design decision: retention trusts the wall clock, and the node has "

@@ -4,11 +4,13 @@ and oversized batches are refused whole, and a retried batch is stored once."""
 import gzip
 import json
 import sqlite3
+import threading
 import uuid
 from functools import partial
 
 import httpx
 import trio
+import trio.testing
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -131,6 +133,37 @@ async def test_a_retried_batch_is_answered_again_and_stored_once(client, node):
     assert node.audit.size == 1
     other = await client.post("/v1/events", json={"events": [event(AGENTS[1])]}, headers=headers)
     assert (other.status_code, other.json()["error"]) == (422, "idempotency_key_reused")
+    assert node.audit.size == 1
+
+
+async def test_a_retry_that_arrives_while_the_first_is_written_is_answered_only_once_it_is_stored(client, node,
+                                                                                                   monkeypatch):
+    """The retry found the key the first request had reserved, its append still under way, and was answered 200 at
+    once: had the append failed (here) or the node crashed before its commit, the batch was acknowledged and lost."""
+    batch, headers = {"events": [event()]}, {**AUTH, "Idempotency-Key": "k"}
+    appending, fail = threading.Event(), threading.Event()
+    real_append = node.audit.ledger.append
+
+    def failing_append(entries):  # (on the ingest's worker thread)
+        monkeypatch.setattr(node.audit.ledger, "append", real_append)
+        appending.set()
+        fail.wait()
+        raise LedgerError("audit.ledger: append: disk I/O error")
+
+    monkeypatch.setattr(node.audit.ledger, "append", failing_append)
+    answers = {}
+
+    async def post(name):
+        answers[name] = await client.post("/v1/events", json=batch, headers=headers)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(post, "first")
+        await trio.to_thread.run_sync(appending.wait)  # the key is reserved, the append under way
+        nursery.start_soon(post, "retry")
+        await trio.testing.wait_all_tasks_blocked()
+        fail.set()
+    assert answers["first"].status_code == 503
+    assert (answers["retry"].status_code, answers["retry"].headers.get("Idempotent-Replayed")) == (200, None)
     assert node.audit.size == 1
 
 

@@ -15,9 +15,11 @@ import trio
 from gossip.replica import Replica
 from gossip.store import RecordStore
 from node import cli
+from node.audit_log import AuditLog
 from node.config import load_config
+from node.credential_registry import CredentialRegistry
 from node.daemon import StartupError, serve_node
-from node.data_lock import DataDirBusy, locked_data_dir
+from node.data_lock import DataDirBusy, locked_data_dir, replacing_key, signing_with_key
 from node.keys import KeyFileError, create_org_key, load_org_key
 from node.rotation import NEXT_KEY_FILE, finish_interrupted_rotation, rotate_key
 from node.setup import init_data_dir
@@ -156,6 +158,56 @@ def test_a_key_retired_by_a_rotation_left_unfinished_signs_no_credential_nor_che
     assert cli.main(argv) == 0
     if command[0] == "agent":
         assert json.loads(capsys.readouterr().out)["issuer"] == did_key(bytes(successor.verify_key))
+
+
+@pytest.mark.parametrize("command", [["agent", "new", "--name", "bob", "--out", "{out}"],
+                                     ["audit", "export", "--agent", new_did(), "--from", "2026-01-01", "--to",
+                                      "2026-02-01", "--out", "{out}/export.json"]], ids=["agent-new", "audit-export"])
+def test_no_rotation_retires_the_key_a_command_is_signing_with(tmp_path, monkeypatch, capsys, command):
+    """A rotation run while `vouchnet agent new` (or `audit export`) had read the key, between its check that the
+    key was not retired and its signature: the command signed with the retired key after the rotation record, a
+    credential the JWKS serves that key for only if an earlier one keeps it there."""
+    config = _config(tmp_path / "a")
+    rotations = []
+
+    def rotating(sign):
+        def signed_after_a_rotation(*args, **kwargs):
+            try:
+                rotations.append(rotate_key(config))
+            except DataDirBusy as refused:
+                rotations.append(refused)
+            return sign(*args, **kwargs)
+        return signed_after_a_rotation
+
+    monkeypatch.setattr(CredentialRegistry, "allocate", rotating(CredentialRegistry.allocate))
+    monkeypatch.setattr(AuditLog, "checkpoint", rotating(AuditLog.checkpoint))
+    (out := tmp_path / "out").mkdir()
+    assert cli.main([*(arg.format(out=out) for arg in command), "--dir", str(config.data_dir)]) == 0
+    (refused,) = rotations
+    assert isinstance(refused, DataDirBusy) and "signing with the org key" in str(refused)
+    signer = (json.loads(capsys.readouterr().out) if command[0] == "agent" else
+              json.loads((out / "export.json").read_text()))["issuer" if command[0] == "agent" else "org"]
+    assert signer == _did(config)
+    assert rotate_key(config).old == signer  # once the command is done
+
+
+def test_no_command_signs_with_a_key_a_rotation_is_replacing(tmp_path, capsys):
+    config = _config(tmp_path / "a")
+    (out := tmp_path / "out").mkdir()
+    with replacing_key(config.data_dir):
+        assert cli.main(["agent", "new", "--out", str(out), "--dir", str(config.data_dir)]) == 1
+    assert "a key rotation is replacing the org key" in capsys.readouterr().err
+    assert not any(out.iterdir())
+
+
+async def test_a_start_does_not_finish_a_rotation_while_a_command_signs_with_the_retired_key(tmp_path):
+    config = _config(tmp_path / "a")
+    successor = create_org_key(config.data_dir / NEXT_KEY_FILE)
+    with RecordStore.open(config.data_dir) as store:  # the crash: signed, the new key's first record not yet
+        _replica(config, store).issue("org", org_body("a", "test", next=did_key(bytes(successor.verify_key))))
+    with signing_with_key(config.data_dir), pytest.raises(StartupError, match="signing with the org key"):
+        await serve_node(config)
+    assert finish_interrupted_rotation(config).new == _did(config)  # once it is done
 
 
 async def test_a_running_nodes_directory_is_not_rotated_nor_run_twice(tmp_path):
