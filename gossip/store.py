@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -236,10 +236,13 @@ class RecordStore:
     def revoked_by(self, revoker: str, after: int = -1) -> list[tuple[int, str, int]]:
         """The revokes `revoker` signed past ledger index `after`, oldest first: the index of each, and the issuer
         and seq of the record it names (from the index alone: a look-up a revoke)."""
-        rows = self._read("SELECT idx, subject FROM records WHERE iss = ? AND kind = 'revoke' AND idx > ? "
-                          "ORDER BY idx", (revoker, after))
-        return [(idx, *self._read_one("SELECT iss, seq FROM records WHERE id = ?", (bytes.fromhex(subject),)))
-                for idx, subject in rows]  # (the acceptor takes a revoke only after what it names: one row)
+        return _revokes(self._read, revoker, after, self.size, -1)
+
+    def committed(self) -> CommittedIndex:
+        """A read-only view of the index as last committed, for a worker thread while this store goes on (close
+        it)."""
+        (path,) = (file for _, name, file in self._db.execute("PRAGMA database_list") if name == "main")
+        return CommittedIndex(Path(path))
 
     def flagged(self) -> set[str]:
         """Orgs proven to equivocate by an accepted `equivocation` record."""
@@ -373,6 +376,44 @@ class RecordStore:
                                         (iss,)).fetchone()
             heads[iss] = Head(seq, rid)
         return heads
+
+
+class CommittedIndex:
+    """The index as committed when this opened: the rows of the ledger entries before `end` (a commit holds a
+    prefix of them, and they are never rolled back). Its own connection, which one thread at a time may use while
+    the store's goes on in another: those entries stay as read, the store's later ones are past `end`."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            self._db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, isolation_level=None,
+                                       check_same_thread=False)
+        except sqlite3.Error as error:
+            raise StoreError(f"{INDEX_FILE}: cannot be read ({error})") from error
+        (self.end,) = self._read("SELECT COALESCE(MAX(idx) + 1, 0) FROM records", ())[0]
+
+    def revoked_by(self, revoker: str, after: int, limit: int) -> list[tuple[int, str, int]]:
+        """As RecordStore.revoked_by, of the entries before `end`, and the first `limit` of them."""
+        return _revokes(self._read, revoker, after, self.end, limit)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _read(self, sql: str, args: Sequence[object]) -> list[tuple]:
+        try:
+            return self._db.execute(sql, args).fetchall()
+        except sqlite3.Error as error:
+            raise StoreError(f"{INDEX_FILE}: cannot be read ({error})") from error
+
+
+def _revokes(read: Callable[[str, Sequence[object]], list[tuple]], revoker: str, after: int, before: int,
+             limit: int) -> list[tuple[int, str, int]]:
+    """`revoked_by` through `read`: the revokes of `revoker` between ledger indexes `after` and `before`, the first
+    `limit` of them (-1: all)."""
+    rows = read("SELECT idx, subject FROM records WHERE iss = ? AND kind = 'revoke' AND idx > ? AND idx < ? "
+                "ORDER BY idx LIMIT ?", (revoker, after, before, limit))
+    # (the acceptor takes a revoke only after what it names: one row, before it)
+    return [(idx, *read("SELECT iss, seq FROM records WHERE id = ?", (bytes.fromhex(subject),))[0])
+            for idx, subject in rows]
 
 
 _SUBJECT_KINDS = ("vouch", "revoke", "digest", "equivocation")  # the kinds _index_subject gives a subject
