@@ -6,7 +6,7 @@ Revokes are never undone, so what was read stays true: each ask reads only the r
 index seek when there are none), and a list is signed at the cost of its bits, not of every revoke the org signed.
 The node reads the org's revokes once as it starts (`run`), in worker threads on the index as committed then
 (gossip.store.CommittedIndex), so that neither the first ask nor the event loop waits for them: at 20,000 revokes
-the read takes a second, which on the loop stalled gossip, the API and witnessing. The revokes accepted meanwhile
+the read took a second, which on the loop stalled gossip, the API and witnessing. The revokes accepted meanwhile
 are past that index's end, and the first ask reads them from the store.
 """
 
@@ -20,7 +20,7 @@ import trio
 from gossip.store import RecordStore, StoreError
 
 log = logging.getLogger(__name__)
-PAGE = 1000  # revokes read by a worker thread at a time: a cancelled start-up read stops after this many (~40 ms)
+PAGE = 1000  # revokes a worker thread reads at a time (15-40 ms): a cancelled start-up read stops after this many
 
 
 class VouchRevocations:
