@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -236,10 +236,13 @@ class RecordStore:
     def revoked_by(self, revoker: str, after: int = -1) -> list[tuple[int, str, int]]:
         """The revokes `revoker` signed past ledger index `after`, oldest first: the index of each, and the issuer
         and seq of the record it names (from the index alone: a look-up a revoke)."""
-        rows = self._read("SELECT idx, subject FROM records WHERE iss = ? AND kind = 'revoke' AND idx > ? "
-                          "ORDER BY idx", (revoker, after))
-        return [(idx, *self._read_one("SELECT iss, seq FROM records WHERE id = ?", (bytes.fromhex(subject),)))
-                for idx, subject in rows]  # (the acceptor takes a revoke only after what it names: one row)
+        return _revokes(self._read, revoker, after, self.size, -1)
+
+    def committed(self) -> CommittedIndex:
+        """A read-only view of the index as last committed, for a worker thread while this store goes on (close
+        it)."""
+        (path,) = (file for _, name, file in self._db.execute("PRAGMA database_list") if name == "main")
+        return CommittedIndex(Path(path))
 
     def flagged(self) -> set[str]:
         """Orgs proven to equivocate by an accepted `equivocation` record."""
@@ -375,6 +378,43 @@ class RecordStore:
         return heads
 
 
+class CommittedIndex:
+    """The index as committed when this opened: the rows of the ledger entries before `end` (a commit holds a
+    prefix of them, and they are never rolled back). Its own connection, which one thread at a time may use while
+    the store's goes on in another: those entries stay as read, the store's later ones are past `end`."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            self._db = _connect(f"{path.as_uri()}?mode=ro", uri=True, check_same_thread=False)
+        except sqlite3.Error as error:
+            raise StoreError(f"{INDEX_FILE}: cannot be read ({error})") from error
+        (self.end,) = self._read("SELECT COALESCE(MAX(idx) + 1, 0) FROM records", ())[0]
+
+    def revoked_by(self, revoker: str, after: int, limit: int) -> list[tuple[int, str, int]]:
+        """As RecordStore.revoked_by, of the entries before `end`, and the first `limit` of them."""
+        return _revokes(self._read, revoker, after, self.end, limit)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _read(self, sql: str, args: Sequence[object]) -> list[tuple]:
+        try:
+            return self._db.execute(sql, args).fetchall()
+        except sqlite3.Error as error:
+            raise StoreError(f"{INDEX_FILE}: cannot be read ({error})") from error
+
+
+def _revokes(read: Callable[[str, Sequence[object]], list[tuple]], revoker: str, after: int, before: int,
+             limit: int) -> list[tuple[int, str, int]]:
+    """`revoked_by` through `read`: the revokes of `revoker` between ledger indexes `after` and `before`, the first
+    `limit` of them (-1: all). The record each names is found in the same query: a query a revoke cost 2.5 to 4
+    times as much (30 us a revoke, 0.7-1.3 s for 20,000)."""
+    # (the acceptor takes a revoke only after what it names: one row, before it)
+    return read("SELECT r.idx, v.iss, v.seq FROM records r JOIN records v ON v.id = from_hex(r.subject) "
+                "WHERE r.iss = ? AND r.kind = 'revoke' AND r.idx > ? AND r.idx < ? ORDER BY r.idx LIMIT ?",
+                (revoker, after, before, limit))
+
+
 _SUBJECT_KINDS = ("vouch", "revoke", "digest", "equivocation")  # the kinds _index_subject gives a subject
 
 
@@ -393,9 +433,16 @@ def _unwritable(error: sqlite3.Error) -> str:
 _REBUILD = "remove it (and its -wal and -shm files) and it is rebuilt from the records ledger"
 
 
+def _connect(database: str | Path, **options: bool) -> sqlite3.Connection:
+    """A connection to an index, with `from_hex` (SQLite's unhex, which came in 3.41) for revokes' subjects."""
+    db = sqlite3.connect(database, isolation_level=None, **options)
+    db.create_function("from_hex", 1, bytes.fromhex, deterministic=True)
+    return db
+
+
 def _open_index(path: Path) -> sqlite3.Connection:
     try:
-        db = sqlite3.connect(path, isolation_level=None)
+        db = _connect(path)
         (app_id,) = db.execute("PRAGMA application_id").fetchone()
         (version,) = db.execute("PRAGMA user_version").fetchone()
         if (app_id, version) == (0, 0):  # a new file

@@ -34,12 +34,14 @@ LIST_REUSE_S = 60
 
 def credentials_router(key: SigningKey, replica: Replica, registry: CredentialRegistry, public_url: str,
                        retired_keys: Sequence[tuple[VerifyKey, int]] = (),
-                       clock: Callable[[], float] = time.time) -> APIRouter:
+                       clock: Callable[[], float] = time.time, vouches: VouchRevocations | None = None) -> APIRouter:
     """The credential endpoints of the org whose key is `key` (`retired_keys`: its earlier public keys, newest
-    first, each with when it was retired (s), DESIGN §2); `public_url` is where other orgs reach this API."""
+    first, each with when it was retired (s), DESIGN §2); `public_url` is where other orgs reach this API.
+    `vouches`: the revokes of its vouches as the node reads them (VouchRevocations.run), else read at the first
+    ask."""
     router = APIRouter(tags=["credentials"])
     signed: dict[str, tuple[int, int, str]] = {}  # list URL -> (its revocations, issued at (s), the token)
-    vouches = VouchRevocations(replica.store)
+    vouches = vouches or VouchRevocations(replica.store)
 
     def served() -> list[VerifyKey]:
         """A retired key is served while what it signed may still be shown: a day at least (score statements,
@@ -115,7 +117,7 @@ def credentials_router(key: SigningKey, replica: Replica, registry: CredentialRe
         if list_number >= (lists := 1 if head is None else head.seq // LIST_ENTRIES + 1):
             return error_response(404, "not_found", f"path.list_number: the records of this key span lists 0 to "
                                   f"{lists - 1}")
-        first, revoked = list_number * LIST_ENTRIES, vouches.revoked(did, replica.succession.later(did))
+        first, revoked = list_number * LIST_ENTRIES, await vouches.revoked(did, replica.succession.later(did))
         return status_list_response(vouch_list_url(public_url, did, list_number), len(revoked),
                                     lambda: [seq - first for seq in revoked if first <= seq < first + LIST_ENTRIES])
 

@@ -240,6 +240,9 @@ def api_app(node: NodeView, telemetry: Telemetry, trust: TrustService, key: Sign
 async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED) -> None:
     """Run a node until cancelled; `task_status.started(node)` once every service is up and the API listens."""
     async with _opened(config) as node, trio.open_nursery() as nursery:
+        # The org's revokes, for the status lists of its vouches, read off the loop while the rest starts.
+        await nursery.start(node.telemetry.vouch_revocations.run,
+                            (node.did, *node.replica.succession.earlier(node.did)))
         # Gossip first: our own records issued from here on (the org record, digests) are published. Then what
         # we signed before, as our peers know it; then the services that sign.
         for service in (node.gossip, node.sync, node.peer_manager):

@@ -25,6 +25,7 @@ from .ingest_api import ingest_router
 from .metrics import Registry, metrics_router
 from .retention import RetentionService
 from .stream import Broadcaster, stream_router
+from .vouch_revocations import VouchRevocations
 
 
 @dataclass
@@ -41,6 +42,7 @@ class Telemetry:
     retention: RetentionService
     credentials: CredentialRegistry
     public_url: str
+    vouch_revocations: VouchRevocations
 
     @classmethod
     def open(
@@ -73,6 +75,7 @@ class Telemetry:
                                        clock=clock),
             credentials=CredentialRegistry.open(config.data_dir),
             public_url=config.api_public_url,
+            vouch_revocations=VouchRevocations(replica.store),
         )
 
     def routers(self) -> list[APIRouter]:
@@ -82,7 +85,7 @@ class Telemetry:
         return [
             ingest_router(self.ingestor),
             credentials_router(self.key, self.replica, self.credentials, self.public_url,
-                               retired_keys=self._retired_keys()),
+                               retired_keys=self._retired_keys(), vouches=self.vouch_revocations),
             stream_router(self.broadcaster),
             metrics_router(self.metrics),
         ]

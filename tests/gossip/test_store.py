@@ -146,6 +146,29 @@ def test_revocations_and_equivocations_are_indexed(tmp_path):
         assert store.flagged() == set()
 
 
+def test_the_committed_index_reads_the_revokes_committed_when_it_opened_a_page_at_a_time(tmp_path):
+    """What a worker thread reads while the store goes on (node.vouch_revocations): the rows of the entries before
+    its `end`; the store's appends since, committed or not, are past it."""
+    alice, bob = Org(), Org()
+    vouches = [alice.vouch(new_did()) for _ in range(3)]
+    theirs = bob.vouch(new_did())
+    revokes = [alice.revoke(vouch) for vouch in vouches]
+    with RecordStore.open(tmp_path) as store:
+        store.append([*vouches, theirs, *revokes[:2]])
+    with RecordStore.open(tmp_path) as store:
+        store.append([revokes[2], bob.revoke(theirs)])  # not committed yet (the index commits every few thousand)
+        committed = store.committed()
+        try:
+            assert committed.end == 6
+            assert committed.revoked_by(alice.did, -1, 1) == [(4, alice.did, 1)]
+            assert committed.revoked_by(alice.did, 4, 5) == [(5, alice.did, 2)]
+            assert committed.revoked_by(alice.did, 5, 5) == committed.revoked_by(bob.did, -1, 5) == []
+        finally:
+            committed.close()
+        assert store.revoked_by(alice.did, 5) == [(6, alice.did, 3)]
+        assert store.revoked_by(bob.did) == [(7, bob.did, 1)]
+
+
 def test_reopen_keeps_everything(tmp_path):
     alice = Org()
     records = [alice.record() for _ in range(5)]

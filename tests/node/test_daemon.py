@@ -15,20 +15,22 @@ import time
 from dataclasses import replace
 
 import httpx
+import jwt as pyjwt
 import pytest
 import trio
 from nacl.signing import SigningKey
 
 import node.trust
 from gossip.replica import Replica
-from gossip.store import RecordStore
+from gossip.store import CommittedIndex, RecordStore
 from node.config import load_config
+from node.credential_status import bit, decode_list, vouch_list_url
 from gossip.host import PeerEvent, peer_id_from_public_key
 from node.daemon import Node, StartupError, serve_node
 from node.keys import load_org_key
 from node.setup import init_data_dir
 
-from vouching import vouch_body
+from vouching import revoke_body, vouch_body
 from vouching.feed import feed_record
 
 from ..factories import new_did
@@ -364,3 +366,28 @@ async def test_a_start_replaying_its_store_can_be_stopped_between_chunks(tmp_pat
     with trio.CancelScope() as scope:
         await serve_node(config)
     assert len(fed) == 1
+
+
+async def test_a_node_reads_its_org_s_revokes_in_worker_threads_as_it_starts(tmp_path, monkeypatch):
+    """The first status list of the org's vouches asked for read every revoke of the org on the event loop (1.3 s
+    at 20,000, benchmarks/vouch_status.py); the node reads them as it starts now, in worker threads
+    (node.vouch_revocations)."""
+    made = init_data_dir(tmp_path, network="test", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    config = load_config(made.data_dir)
+    with RecordStore.open(made.data_dir) as store:
+        replica = Replica(load_org_key(config.key_path), store, roots=config.roots, max_hops=config.max_hops,
+                          held_limit=config.limits.held_records)
+        vouches = [replica.issue("vouch", vouch_body(new_did(), 0.5, "operator")) for _ in range(3)]
+        replica.issue("revoke", revoke_body(vouches[1].id, "left the org"))
+    threads = []
+    monkeypatch.setattr(CommittedIndex, "revoked_by", lambda *args, real=CommittedIndex.revoked_by: (
+        threads.append(threading.current_thread()), real(*args))[1])
+    async with trio.open_nursery() as nursery:
+        node: Node = await nursery.start(serve_node, config)
+        async with httpx.AsyncClient(base_url=node.api_url) as api:
+            response = await api.get(vouch_list_url("", node.did, 0))
+        nursery.cancel_scope.cancel()
+    bits = decode_list(pyjwt.decode(response.text, options={"verify_signature": False})["credentialSubject"][
+        "encodedList"])
+    assert [seq for seq in range(8) if bit(bits, seq)] == [vouches[1].seq]
+    assert threads and threading.main_thread() not in threads
