@@ -23,7 +23,7 @@ from ledger import (
     parse_log_origin,
     verify_consistency,
 )
-from node.client import NodeClient
+from node.client import NodeApiError, NodeClient
 from vouching import InvalidDid, InvalidRecord, Record, check_follows, public_key_from_did
 
 from .common import CommandFailed
@@ -136,7 +136,13 @@ def _check_entries(client: NodeClient, size: int, progress: Progress) -> tuple[b
     heads: dict[str, Record] = {}
     index = 0
     while index < size:
-        page = client.log_entries(index, size)[: size - index]
+        try:
+            page = client.log_entries(index, size)[: size - index]
+        except NodeApiError as e:
+            if e.code != "out_of_range":
+                raise
+            raise CommandFailed(f"the node's checkpoint is of {counted(size, 'entry', 'entries')}, but its ledger holds "
+                                f"fewer ({e.detail})") from None
         if not page:
             raise CommandFailed(f"entry {index}: the node returned no entries from here")
         for raw in page:

@@ -1,8 +1,11 @@
 """The node commands of `vouchnet`, run through main() against the API served on 127.0.0.1 as the node serves it."""
 
 import argparse
+import itertools
 import json
 import os
+import sqlite3
+import struct
 import subprocess
 import sys
 import time
@@ -537,6 +540,86 @@ async def test_log_verify_before_the_first_checkpoint_is_a_node_error(run, url):
     code, _, err = await run("log", "verify", "--api", url)
     assert code == 1
     assert "has not signed a checkpoint" in err
+
+
+# --- log verify against a corrupted ledger file ----------------------------------------------------------
+
+
+def _ledger_rows(node):
+    """A second connection to the node's ledger file, as a disk fault or a careless hand would change it."""
+    return sqlite3.connect(node.replica.store.ledger._path, isolation_level=None)
+
+
+def _stored_entries(db):
+    """The one row of entries the tests' single batch wrote: (first, [entry bytes])."""
+    first, ends, data = db.execute("SELECT first, ends, data FROM entries").fetchone()
+    offsets = (0, *struct.unpack(f"<{len(ends) // 4}I", ends))
+    return first, [data[a:b] for a, b in zip(offsets, offsets[1:])]
+
+
+def _store_entries(db, first, entries):
+    ends = struct.pack(f"<{len(entries)}I", *itertools.accumulate(map(len, entries)))
+    db.execute("UPDATE entries SET ends = ?, data = ? WHERE first = ?", (ends, b"".join(entries), first))
+
+
+def _three_orgs_logged(node):
+    """A checkpointed log of 4 records from 3 issuers, appended in one batch (one row of entries)."""
+    a, b = Org(), Org()
+    node.replica.store.ledger.append([a.record().raw, b.record().raw, a.record().raw, Org().record().raw])
+    node.sign_checkpoint()
+
+
+@pytest.mark.parametrize("byte", [0, 40, -1])
+async def test_log_verify_names_an_entry_with_a_flipped_bit(run, node, url, byte):
+    _three_orgs_logged(node)
+    with _ledger_rows(node) as db:
+        first, entries = _stored_entries(db)
+        entry = bytearray(entries[1])
+        entry[byte] ^= 0x10
+        _store_entries(db, first, [entries[0], bytes(entry), *entries[2:]])
+    code, _, err = await run("log", "verify", "--api", url)
+    assert code == 1
+    assert "entry 1: " in err
+
+
+async def test_log_verify_catches_two_entries_swapped(run, node, url):
+    """Records of two issuers swapped keep every chain whole: only the root gives them away."""
+    _three_orgs_logged(node)
+    with _ledger_rows(node) as db:
+        first, entries = _stored_entries(db)
+        _store_entries(db, first, [entries[1], entries[0], *entries[2:]])
+    code, _, err = await run("log", "verify", "--api", url)
+    assert code == 1
+    assert "the hash of the 4 entries is not the checkpoint's root" in err
+
+
+async def test_log_verify_catches_a_record_moved_before_its_predecessor(run, node, url):
+    _three_orgs_logged(node)
+    with _ledger_rows(node) as db:
+        first, entries = _stored_entries(db)
+        _store_entries(db, first, [entries[2], entries[1], entries[0], entries[3]])
+    code, _, err = await run("log", "verify", "--api", url)
+    assert code == 1
+    assert "entry 0: seq: must be 1 for an issuer's first record, not 2" in err
+
+
+async def test_log_verify_says_the_ledger_is_shorter_than_its_checkpoint(run, node, url):
+    """A ledger truncated (restored from an older copy) behind the checkpoint the node serves."""
+    _three_orgs_logged(node)
+    node.note = _signed(node, 6, node.replica.store.ledger.root())
+    code, _, err = await run("log", "verify", "--api", url)
+    assert code == 1
+    assert ("the node's checkpoint is of 6 entries, but its ledger holds fewer (query.end: must be at most the log's"
+            " size, 4)") in err
+
+
+async def test_log_verify_names_a_ledger_file_the_node_cannot_read(run, node, url):
+    _three_orgs_logged(node)
+    with _ledger_rows(node) as db:
+        db.execute("DROP TABLE entries")  # what SQLite reports of a file cut short: rows it cannot find
+    code, _, err = await run("log", "verify", "--api", url)
+    assert code == 1
+    assert "records.ledger: entries: no such table: entries" in err and "(503 storage)" in err
 
 
 # --- the parser -----------------------------------------------------------------------------------------
