@@ -582,25 +582,21 @@ async def test_log_verify_names_an_entry_with_a_flipped_bit(run, node, url, byte
     assert "entry 1: " in err
 
 
-async def test_log_verify_catches_two_entries_swapped(run, node, url):
-    """Records of two issuers swapped keep every chain whole: only the root gives them away."""
+@pytest.mark.parametrize(
+    ("order", "message"),
+    [
+        ((1, 0, 2, 3), "the hash of the 4 entries is not the checkpoint's root"),  # chains whole: the root tells
+        ((2, 1, 0, 3), "entry 0: seq: must be 1 for an issuer's first record, not 2"),
+    ],
+)
+async def test_log_verify_catches_entries_swapped(run, node, url, order, message):
     _three_orgs_logged(node)
     with _ledger_rows(node) as db:
         first, entries = _stored_entries(db)
-        _store_entries(db, first, [entries[1], entries[0], *entries[2:]])
+        _store_entries(db, first, [entries[i] for i in order])
     code, _, err = await run("log", "verify", "--api", url)
     assert code == 1
-    assert "the hash of the 4 entries is not the checkpoint's root" in err
-
-
-async def test_log_verify_catches_a_record_moved_before_its_predecessor(run, node, url):
-    _three_orgs_logged(node)
-    with _ledger_rows(node) as db:
-        first, entries = _stored_entries(db)
-        _store_entries(db, first, [entries[2], entries[1], entries[0], entries[3]])
-    code, _, err = await run("log", "verify", "--api", url)
-    assert code == 1
-    assert "entry 0: seq: must be 1 for an issuer's first record, not 2" in err
+    assert message in err
 
 
 async def test_log_verify_says_the_ledger_is_shorter_than_its_checkpoint(run, node, url):
