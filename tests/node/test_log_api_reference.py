@@ -19,7 +19,7 @@ from nacl.signing import SigningKey
 from node.api import create_app
 from vouching import did_key
 
-from ..tlog_reference import Reference, checkpoint_text, consistent, cosignature, included, log_signature
+from ..tlog_reference import Reference, checkpoint_text, consistent, cosignature, included, key_id, log_signature
 from .fake_node import FakeNode, fake_node
 
 
@@ -201,3 +201,11 @@ async def test_a_parameter_given_twice_is_refused_not_taken_once(served_node, pa
     answer = await api.get(f"{path}?{query}")
     assert answer.status_code == 422, answer.text
     assert answer.json() == {"error": "invalid_request", "detail": f"query.{name}: given 2 times; give it once"}
+
+
+def test_the_reference_reproduces_a_published_witness_key_id():
+    """The reference's key IDs against transparency-dev/formats' deployed type-0x04 vkey (tests/ledger/
+    test_cosignature.REMORA_VKEY), so a disagreement above is vouchnet's, not the reference's."""
+    name, hex_id, typed_key = "remora.n621.de+da77ade7+BOvN63jn/bLvkieywe8R6UYAtVtNbZpXh34x7onlmtw2".split("+")
+    raw = base64.b64decode(typed_key)
+    assert key_id(name, raw[0], raw[1:]).hex() == hex_id
