@@ -1,6 +1,7 @@
 """The node commands of `vouchnet`, run through main() against the API served on 127.0.0.1 as the node serves it."""
 
 import argparse
+import io
 import itertools
 import json
 import os
@@ -354,6 +355,17 @@ async def test_log_checkpoint_prints_the_signed_note(run, node, url):
     note = node.sign_checkpoint(cosigners=(SigningKey.generate(),))
     code, out, _ = await run("log", "checkpoint", "--api", url)
     assert (code, out.encode()) == (0, note)
+
+
+async def test_log_checkpoint_prints_the_note_s_bytes_whatever_the_terminal_s_encoding(node, url, monkeypatch):
+    """The note is signed bytes, its signature lines start with an em dash: written through a latin-1 or ASCII
+    stdout (LC_ALL=C, PYTHONIOENCODING) it must come out as they are, not fail on the dash or be re-encoded."""
+    vouch(node)
+    note = node.sign_checkpoint(cosigners=(SigningKey.generate(),))
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    code = await trio.to_thread.run_sync(cli.main, ["log", "checkpoint", "--api", url])
+    assert (code, stdout.buffer.getvalue()) == (0, note)
 
 
 async def test_log_verify_checks_the_ledger_its_checkpoint_and_cosignatures(run, node, data_dir):
