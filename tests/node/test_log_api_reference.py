@@ -209,3 +209,19 @@ def test_the_reference_reproduces_a_published_witness_key_id():
     name, hex_id, typed_key = "remora.n621.de+da77ade7+BOvN63jn/bLvkieywe8R6UYAtVtNbZpXh34x7onlmtw2".split("+")
     raw = base64.b64decode(typed_key)
     assert key_id(name, raw[0], raw[1:]).hex() == hex_id
+
+
+@pytest.mark.xfail(strict=True, reason="design question (hunt-log report): proofs and entries are served for any "
+                   "size up to the ledger's, by default the ledger's, which no checkpoint may have signed yet")
+async def test_proofs_default_to_the_latest_checkpoint_and_stop_there(served_node):
+    """A client following the specs verifies a proof against a signed tree head: a proof to a size no checkpoint
+    covers cannot be checked, and by default the API answers at the ledger's size, ahead of its checkpoint for up to
+    an interval. Were the log's public size its latest checkpoint's (as a CT log's is its latest STH's), the default
+    proof would always verify against GET /v1/log/checkpoint, and a size beyond it would be refused naming it."""
+    node, api = served_node
+    node.replica.store.ledger.append(_entries(5))
+    node.sign_checkpoint(size=3)
+    assert (await api.get("/v1/log/proof/inclusion", params={"index": 0})).json()["size"] == 3
+    beyond = await api.get("/v1/log/proof/consistency", params={"old": 3, "new": 5})
+    assert beyond.status_code == 400
+    assert beyond.json()["detail"] == "query.new: must be at most the latest checkpoint's size, 3"
