@@ -13,6 +13,7 @@ import time
 from datetime import UTC, datetime
 from functools import partial
 
+import httpx
 import pytest
 import trio
 from hypothesis import given
@@ -22,7 +23,10 @@ from nacl.signing import SigningKey
 from gossip.replica import Replica
 from ledger import Checkpoint, Ed25519Signer, format_note, log_origin, note_signature
 from node import cli
+from node.client import NodeClient
+from node.commands.common import CommandFailed
 from node.commands.counts import counted
+from node.commands.log_verify import verify_log
 from node.commands.vouches import parse_expires
 from node.config import render_template
 from node.keys import create_token
@@ -552,6 +556,16 @@ async def test_log_verify_before_the_first_checkpoint_is_a_node_error(run, url):
     code, _, err = await run("log", "verify", "--api", url)
     assert code == 1
     assert "has not signed a checkpoint" in err
+
+
+@pytest.mark.parametrize("info", [{}, [], {"did": 5, "network": "testnet"}, {"did": new_did(), "network": None}])
+def test_log_verify_names_a_node_that_does_not_say_which_log_it_keeps(info):
+    """GET /v1/node answering without a did and network (a broken or hostile node): a failure naming it, not a
+    KeyError or TypeError traceback."""
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=info))
+    with NodeClient("http://node", transport=transport) as client, pytest.raises(CommandFailed) as failed:
+        verify_log(client)
+    assert str(failed.value).startswith("the node's network and did do not name a log: ")
 
 
 # --- log verify against a corrupted ledger file ----------------------------------------------------------
