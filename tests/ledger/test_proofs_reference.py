@@ -19,17 +19,18 @@ from .test_merkle_vectors import POLICY, RFC6962_LEAVES, _b64, _load
 
 
 def _check_size(ledger: Ledger, ref: Reference, n: int, *, current: bool) -> None:
-    """Every inclusion proof into the tree of size n and every consistency proof from a smaller (or equal) tree."""
+    """Every inclusion proof into the tree of size n and every consistency proof from a smaller (or equal) tree,
+    byte for byte the reference's; at the current size also checked as a client checks them."""
     root = ref.root(n)
     assert ledger.root(None if current else n) == root
     for index in range(n):
         proof = ledger.inclusion_proof(index, None if current else n)
         assert proof == ref.path(index, 0, n), (index, n)
-        assert included(ref.leaves[index], index, n, proof, root)
+        assert not current or included(ref.leaves[index], index, n, proof, root)
     for m in range(n + 1):
         proof = ledger.consistency_proof(m, None if current else n)
         assert proof == ref.consistency(m, n), (m, n)
-        assert consistent(m, n, ref.root(m), root, proof)
+        assert not current or consistent(m, n, ref.root(m), root, proof)
 
 
 def test_every_proof_at_every_past_size_of_a_300_entry_ledger_is_rfc9162s(tmp_path):
