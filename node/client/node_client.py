@@ -38,8 +38,25 @@ def _record_id_hex(record_id: str | bytes) -> str:
     return record_id.hex() if isinstance(record_id, bytes) else record_id
 
 
-def _decode_all(values: list[str]) -> list[bytes]:
-    return [base64.b64decode(v) for v in values]
+def _decoded(answer: Any, path: str, field: str) -> list[bytes]:
+    """The bytes of the list of standard base64 strings at `field` of a log answer; NodeApiError("bad_answer") naming
+    the field if it is not one, so that what a broken or hostile node sends is neither a crash nor read leniently
+    (canonical only: other strings would decode to the same bytes)."""
+    values = answer.get(field) if isinstance(answer, dict) else None
+    if not isinstance(values, list):
+        raise NodeApiError(200, "bad_answer", f"{path}: {field} is not a list of base64 strings")
+    decoded = []
+    for i, value in enumerate(values):
+        if not isinstance(value, str):
+            raise NodeApiError(200, "bad_answer", f"{path}: {field}[{i}] is not a base64 string")
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except ValueError:
+            raw = None
+        if raw is None or base64.b64encode(raw).decode() != value:
+            raise NodeApiError(200, "bad_answer", f"{path}: {field}[{i}] is not canonical base64")
+        decoded.append(raw)
+    return decoded
 
 
 class NodeClient:
@@ -193,15 +210,18 @@ class NodeClient:
 
     def log_entries(self, start: int, end: int | None = None) -> list[bytes]:
         """Entries from `start` towards `end` (default: the log's end); a page may stop short, so ask again."""
-        return _decode_all(self._get_json("/v1/log/entries", {"start": start, "end": end})["entries"])
+        path = "/v1/log/entries"
+        return _decoded(self._get_json(path, {"start": start, "end": end}), path, "entries")
 
     def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
         """RFC 9162 audit path of entry `index` in the tree of `size` (default: the current size)."""
-        return _decode_all(self._get_json("/v1/log/proof/inclusion", {"index": index, "size": size})["proof"])
+        path = "/v1/log/proof/inclusion"
+        return _decoded(self._get_json(path, {"index": index, "size": size}), path, "proof")
 
     def consistency_proof(self, old: int, new: int | None = None) -> list[bytes]:
         """RFC 9162 proof that the tree of `old` entries is a prefix of the tree of `new` (default: current)."""
-        return _decode_all(self._get_json("/v1/log/proof/consistency", {"old": old, "new": new})["proof"])
+        path = "/v1/log/proof/consistency"
+        return _decoded(self._get_json(path, {"old": old, "new": new}), path, "proof")
 
     def openapi(self) -> dict[str, Any]:
         return self._get_json("/openapi.json")

@@ -67,7 +67,9 @@ def _checkpoint(args: argparse.Namespace) -> int:
         note = client.checkpoint()
     if note is None:
         raise CommandFailed("the node has not signed a checkpoint of its ledger yet")
-    sys.stdout.write(note.decode())
+    sys.stdout.flush()
+    sys.stdout.buffer.write(note)  # the signed bytes as they are, whatever the terminal's encoding
+    sys.stdout.buffer.flush()
     return 0
 
 

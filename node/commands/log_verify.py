@@ -23,7 +23,7 @@ from ledger import (
     parse_log_origin,
     verify_consistency,
 )
-from node.client import NodeClient
+from node.client import NodeApiError, NodeClient
 from vouching import InvalidDid, InvalidRecord, Record, check_follows, public_key_from_did
 
 from .common import CommandFailed
@@ -50,9 +50,12 @@ def verify_log(
     size (a valid record, following its issuer's chain), that the entries hash to its root, and that it extends the
     checkpoint cached at `cache`, which it then replaces. Raises CommandFailed naming the first thing that fails."""
     info = client.node()
-    did = did or info["did"]
+    if not isinstance(info, dict):
+        info = {}  # a broken or hostile node: log_origin names the did or network missing
+    did = did or info.get("did")
+    network = info.get("network")
     try:
-        origin = log_origin(info["network"], did, "records")
+        origin = log_origin(network, did, "records")
         signer = Ed25519Verifier(origin, public_key_from_did(did))
     except (NoteError, InvalidDid) as e:
         raise CommandFailed(f"the node's network and did do not name a log: {e}") from None
@@ -60,7 +63,7 @@ def verify_log(
     if note is None:
         raise CommandFailed("the node has not signed a checkpoint of its ledger yet: nothing to verify against")
     checkpoint, cosigners = _open(note, signer, "the node's checkpoint")
-    previous, previous_did = _cached(cache, signer, info["network"], did)
+    previous, previous_did = _cached(cache, signer, network, did)
     if previous is not None and previous.size > checkpoint.size:
         raise CommandFailed(f"the log shrank: {cache} holds a checkpoint of size {previous.size}; now {checkpoint.size}")
 
@@ -136,7 +139,13 @@ def _check_entries(client: NodeClient, size: int, progress: Progress) -> tuple[b
     heads: dict[str, Record] = {}
     index = 0
     while index < size:
-        page = client.log_entries(index, size)[: size - index]
+        try:
+            page = client.log_entries(index, size)[: size - index]
+        except NodeApiError as e:
+            if e.code != "out_of_range":
+                raise
+            raise CommandFailed(f"the node's checkpoint is of {counted(size, 'entry', 'entries')}, but its ledger holds "
+                                f"fewer ({e.detail})") from None
         if not page:
             raise CommandFailed(f"entry {index}: the node returned no entries from here")
         for raw in page:

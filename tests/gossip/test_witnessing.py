@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
 from gossip.checkpoints import MAX_CHECKPOINT_NOTE, RECORDS_LOG, checkpoints_topic
-from gossip.cosigning import CosignClient
+from gossip.cosigning import CosignClient, answer
 from gossip.frames import FrameError
 from gossip.host import HostError, Received, open_host, peer_id_from_public_key
 from gossip.replica import Replica
@@ -44,6 +44,7 @@ from gossip.witnessing import CHECKPOINT_FILE, Witnessing
 from ledger import (
     AddCheckpointRequest,
     Checkpoint,
+    CosignatureSigner,
     CosignatureVerifier,
     Ed25519Signer,
     Ledger,
@@ -52,9 +53,11 @@ from ledger import (
     log_origin,
     open_checkpoint,
     open_note,
+    peek_origin,
 )
 from vouching import EquivocationBody, Record, org_body, verify_record, vouch_body
 
+from .. import tlog_reference
 from ..factories import Org, new_did
 from .nodes import LOOPBACK, NETWORK, Identity, Node, identities, running, until
 
@@ -1153,3 +1156,45 @@ async def test_a_witness_whose_state_a_full_disk_cannot_store_declines_in_one_li
         errors = [r for r in caplog.records if r.levelname == "ERROR"]
         assert [r.exc_info for r in errors] == [None] and "database or disk is full" in errors[0].getMessage()
         assert isinstance(await witnessing.cosign(peer_of(a), request), Cosigned)
+
+
+class _CosigningPeer(_HoldingPeer):
+    """_HoldingPeer whose witness (`org`'s key, a clock stopped at `now`) cosigns what it is asked to, as
+    gossip.cosigning answers for a node's own witness."""
+
+    def __init__(self, org: Org, log: Ed25519Signer, state: Path, now: int) -> None:
+        super().__init__(None)
+        self.org = org
+        self.witness = Witness(state, CosignatureSigner(cosigner_name(org.did), org.key, clock=lambda: now),
+                               {log.name: log.verifier()})
+
+    async def write_frame(self, payload: bytes) -> None:
+        request = decode_request(payload)
+        if isinstance(request, CosignRequest):
+            reply, _ = answer(self.witness, request, origin=peek_origin(AddCheckpointRequest.parse(request.body).checkpoint))
+            self._reply = encode_message(reply)
+        else:
+            await super().write_frame(payload)
+
+
+async def test_our_cosigned_checkpoint_is_the_c2sp_note_byte_for_byte(tmp_path):
+    """The note GET /v1/log/checkpoint serves, held to an independent reading of the specs (tests/tlog_reference):
+    tlog-checkpoint's text, a blank line, the log's Ed25519 line (key name = origin, key ID over type 0x01), then
+    the witness's tlog-cosignature line (key ID over type 0x04, its timestamp, the signed message)."""
+    with _own_node(tmp_path) as (replica, origin, key):
+        peer = _CosigningPeer(Org(), Ed25519Signer(origin, key), tmp_path / "peer.sqlite", 1_764_000_000)
+        host = _OnePeerHost(peer)
+        host._peer_id = peer_of(peer.org)
+        witnessing = Witnessing(host, replica, network=NETWORK, state_dir=tmp_path, interval=0.01)
+        published = trio.Event()
+        witnessing.listeners.append(lambda note: published.set() if note.count("\u2014 ".encode()) == 2 else None)
+        await _run_until(witnessing, published.wait)
+        peer.witness.close()
+        ledger_root = tlog_reference.Reference([replica.store.ledger.entry(0)]).root(1)
+    note = witnessing.checkpoint_note()
+    text = tlog_reference.checkpoint_text(origin, 1, ledger_root)
+    head = text + b"\n" + tlog_reference.log_signature(text, origin, key)
+    assert note.startswith(head)
+    (line,) = note[len(head) :].splitlines(keepends=True)
+    name = cosigner_name(peer.org.did)
+    assert tlog_reference.cosignature(line, name, bytes(peer.org.key.verify_key), text) == 1_764_000_000

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from functools import partial
 
+import httpx
 import pytest
 import trio
 
@@ -194,3 +195,32 @@ async def test_a_submitted_record_is_accepted_held_or_refused_with_the_reason(cl
         await call(client.submit_record, Org().record().raw)
     assert (refused.value.status, refused.value.code) == (409, "outside_horizon")
     assert node.replica.store.size == 3
+
+
+@pytest.mark.parametrize(
+    ("method", "answer", "detail"),
+    [
+        ("log_entries", {"entries": ["YWJj"], "extra": 1}, None),
+        ("log_entries", {}, "/v1/log/entries: entries is not a list of base64 strings"),
+        ("log_entries", [], "/v1/log/entries: entries is not a list of base64 strings"),
+        ("log_entries", {"entries": "YWJj"}, "/v1/log/entries: entries is not a list of base64 strings"),
+        ("log_entries", {"entries": [1]}, "/v1/log/entries: entries[0] is not a base64 string"),
+        ("log_entries", {"entries": ["YWJj", "abc"]}, "/v1/log/entries: entries[1] is not canonical base64"),
+        ("log_entries", {"entries": ["YW Jj"]}, "/v1/log/entries: entries[0] is not canonical base64"),
+        ("log_entries", {"entries": ["YWJ="]}, "/v1/log/entries: entries[0] is not canonical base64"),
+        ("inclusion_proof", {"proof": None}, "/v1/log/proof/inclusion: proof is not a list of base64 strings"),
+        ("inclusion_proof", {"proof": ["YR=="]}, "/v1/log/proof/inclusion: proof[0] is not canonical base64"),
+        ("consistency_proof", {"proof": [["YQ=="]]}, "/v1/log/proof/consistency: proof[0] is not a base64 string"),
+    ],
+)
+def test_a_malformed_log_answer_is_a_bad_answer_naming_the_field(method, answer, detail):
+    """What a broken or hostile node answers is reported as such (`vouchnet log verify` exits 1 naming it), never
+    raised as a decoding error, nor read leniently into other bytes than the node sent."""
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=answer))
+    with NodeClient("http://node", transport=transport) as client:
+        if detail is None:
+            assert getattr(client, method)(0) == [b"abc"]
+            return
+        with pytest.raises(NodeApiError) as refused:
+            getattr(client, method)(0)
+    assert (refused.value.status, refused.value.code, refused.value.detail) == (200, "bad_answer", detail)
