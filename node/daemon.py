@@ -176,12 +176,14 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         except HostError as error:
             raise StartupError(f"p2p: {error}") from None
         try:
-            telemetry = Telemetry.open(config, key=key, replica=replica, metrics=metrics)
+            telemetry = Telemetry.open(config, key=key, replica=replica, metrics=metrics, rebuild=False)
+            stack.callback(telemetry.close)
+            for _ in telemetry.digester.rebuilding():
+                await trio.lowlevel.checkpoint()  # a signal stops a long rebuild of the open epochs
         except RegistryError as error:
             raise StartupError(f"credentials: {error}") from None
         except (LedgerError, DigestStateError, IdempotencyStoreError) as error:
             raise StartupError(f"telemetry: {error}") from None
-        stack.callback(telemetry.close)
         trust = TrustService(replica, roots=config.roots, policy=_policy(config), broadcaster=telemetry.broadcaster,
                              metrics=metrics, recompute_interval=config.recompute_seconds)
         try:
