@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gc
 import inspect
 import random
 import resource
@@ -222,7 +223,21 @@ class Steps:
             finally:
                 count(began)
 
-        wrapper = timed_async if inspect.iscoroutinefunction(function) else timed
+        @functools.wraps(function)
+        def timed_steps(*args: Any, **kwargs: Any) -> Iterator[Any]:  # each step, not the caller's time between
+            steps = function(*args, **kwargs)
+            while True:
+                began = time.perf_counter()
+                try:
+                    item = next(steps)
+                except StopIteration:
+                    count(began)
+                    return
+                self.seconds[label] = self.seconds.get(label, 0.0) + time.perf_counter() - began
+                yield item
+
+        wrapper = (timed_async if inspect.iscoroutinefunction(function)
+                   else timed_steps if inspect.isgeneratorfunction(function) else timed)
         setattr(owner, name, classmethod(wrapper) if isinstance(original, classmethod) else wrapper)
         try:
             yield
@@ -241,11 +256,11 @@ WRAPPED: list[tuple[Any, str, str, str]] = [
     (node.idempotency.IdempotencyStore, "open", "  of it: idempotency keys open", "key"),
     (node.digests.DigestState, "open", "  of it: digests.db open", "epoch"),
     (node.digests.DigestState, "unfinished", "  of it: the interrupted-epoch check", "epoch"),
-    (node.digests.Digester, "_tallies", "  of it: the open epochs' tallies", "open entry"),
+    (node.digests.Digester, "rebuilding", "digester: the open epochs' tallies (yielding)", "open entry"),
     (node.credential_registry.CredentialRegistry, "open", "  of it: credentials.db open", "record"),
     (node.digests.Digester, "undigested", "digester: undigested entries", "open entry"),
     (node.digests.Digester, "_issued_since", "  of it: our digests since the last epoch's mark", "record"),
-    (node.trust.TrustService, "replay", "trust replay", "record"),
+    (node.trust.TrustService, "replaying", "trust replay (yielding)", "record"),
     (gossip.store.RecordStore, "query", "  of it and the above: index queries and ledger reads", "record"),
     (gossip.store, "load_stored", "  of it and the above: decoding (load_stored)", "record"),
     (node.trust, "feed_record", "  of it: feeding the engine (feed_record)", "record"),
@@ -281,6 +296,7 @@ def measure(directory: Path) -> None:
     size = rows["record"]
 
     async def start() -> tuple[float, float]:
+        gc.freeze()  # as node.daemon.run_until_signalled does before the start
         async with trio.open_nursery() as nursery:
             began, cpu = time.perf_counter(), time.process_time()
             await nursery.start(node.daemon.serve_node, config)

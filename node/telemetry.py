@@ -54,12 +54,15 @@ class Telemetry:
         metrics: Registry,
         clock: Callable[[], int] = wall_clock_ms,
         rng: random.Random | None = None,
+        rebuild: bool = True,
     ) -> Telemetry:
-        """Open the telemetry files in `config.data_dir`; the digester resumes where it stopped."""
+        """Open the telemetry files in `config.data_dir`; the digester resumes where it stopped (with `rebuild`
+        false, once the caller has run through `digester.rebuilding()`)."""
         audit = AuditLog.open(config.data_dir, clock=clock)
         idempotency = IdempotencyStore.open(config.data_dir, log_size=audit.size)
         digester = Digester(audit, replica, DigestState.open(config.data_dir), metrics,
-                            epoch_ms=round(config.epoch_seconds * 1000), dp_epsilon=config.dp_epsilon, rng=rng)
+                            epoch_ms=round(config.epoch_seconds * 1000), dp_epsilon=config.dp_epsilon, rng=rng,
+                            rebuild=rebuild)
         ingestor = Ingestor(audit, idempotency, metrics, listeners=[digester.observe])
         return cls(
             key=key,

@@ -205,7 +205,7 @@ def test_an_epoch_interrupted_while_issuing_then_a_key_rotation_is_not_digested_
         Replica(successor, node.store, roots=(), max_hops=2, held_limit=10).issue(
             "org", org_body("org", "test", prior=node.replica.did))
     with telemetry_node(tmp_path, key=successor, clock=clock, epoch_ms=EPOCH) as node:
-        assert node.digester.undigested() == []  # (the trust replay's first-hand events: counted by the digests)
+        assert list(node.digester.undigested()) == []  # (the trust replay's first-hand events: counted by the digests)
         assert node.digester.close_due(T0 + 5 * EPOCH) == []
         assert set(before) == {(A, T0), (B, T0)} and digests(node) == {}
         assert node.digester.digested_until == T0 + EPOCH
@@ -446,7 +446,7 @@ def test_a_digests_db_ahead_of_the_audit_log_is_refused_by_name(tmp_path, clock)
     with pytest.raises(DigestStateError, match=r"digests.db: digested up to audit-log entry 1, but .*audit.ledger "
                                                r"holds 0: restored from copies of different times"):
         with telemetry_node(node_dir, key=key, clock=clock, epoch_ms=EPOCH) as node:
-            node.digester.undigested()
+            list(node.digester.undigested())
 
 
 @pytest.mark.parametrize("mid_issue", [False, True])
@@ -474,7 +474,7 @@ def test_a_digests_db_behind_what_retention_pruned_is_refused_by_name(tmp_path, 
                                                r".*audit.ledger keeps those from 2 on: restored from copies of "
                                                r"different times\? Restore both from one copy"):
         with telemetry_node(tmp_path, key=key, clock=clock, epoch_ms=EPOCH) as node:
-            node.digester.undigested()
+            list(node.digester.undigested())
 
 
 def _replace(path: Path, copy: Path) -> None:
