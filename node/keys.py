@@ -55,6 +55,8 @@ def _read_private(path: Path, missing: str) -> bytes:
         mode = path.stat().st_mode
     except FileNotFoundError:
         raise KeyFileError(f"{path}: missing; {missing}") from None
+    if not stat.S_ISREG(mode):  # a directory failed the read with a traceback; a FIFO blocked the start for good
+        raise KeyFileError(f"{path}: not a regular file (a directory, a pipe or a device); put the file itself there")
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyFileError(f"{path}: permissions {stat.S_IMODE(mode):04o} are too open; run `chmod 600 {path}`")
     return path.read_bytes()

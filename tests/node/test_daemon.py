@@ -287,6 +287,8 @@ async def test_damaged_raw_counts_stop_the_node_with_a_start_up_error_naming_the
     (lambda d: os.unlink(d / "api.token"), "api.token: missing; restore it, or make a new one: `(umask 077 && "
      "python3 -c 'import secrets; print(secrets.token_urlsafe(32))' > {d}/api.token)` (the node reads it as it starts; "
      "its clients need the new one)"),
+    (lambda d: (os.unlink(d / "org.key"), os.mkdir(d / "org.key", 0o700)),
+     "org.key: not a regular file (a directory, a pipe or a device); put the file itself there"),
 ])
 def test_an_unusable_key_or_token_file_stops_the_node_with_one_clear_line(tmp_path, forked_cli, damage, complaint):
     init_data_dir(tmp_path, network="test", api="127.0.0.1:0", listen=("/ip4/127.0.0.1/tcp/0",))
