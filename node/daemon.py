@@ -315,7 +315,10 @@ async def run_until_signalled(config: NodeConfig) -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_stop_on_signal, signals, nursery.cancel_scope)
-                await nursery.start(serve_node, config)
+                try:
+                    await nursery.start(serve_node, config)
+                except OSError as error:  # a file the file system refuses: a directory as node.lock, a read-only disk
+                    raise StartupError(f"{error.filename or config.data_dir}: {error.strerror or error}") from None
     finally:
         gc.freeze()
 

@@ -267,6 +267,17 @@ def test_a_damaged_data_file_stops_the_node_with_one_clear_line(tmp_path, forked
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("file", ["node.lock", "records.ledger"])
+def test_a_data_file_the_file_system_refuses_stops_the_node_with_one_clear_line(tmp_path, forked_cli, file):
+    """As a read-only disk would: the OSError came out of the node's nursery as a traceback."""
+    init_data_dir(tmp_path, network="test", api="127.0.0.1:0", listen=("/ip4/127.0.0.1/tcp/0",))
+    (tmp_path / file).mkdir()
+    done = forked_cli.run(["run", "--dir", str(tmp_path)])
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == f"vouchnet run: {tmp_path / file}: Is a directory"
+    assert "Traceback" not in done.stderr
+
+
 async def test_damaged_raw_counts_stop_the_node_with_a_start_up_error_naming_them(tmp_path):
     """The node's own DP digests are replayed by their raw counts at start (node.trust.TrustService.replay): a
     damaged row stopped the start with a KeyError out of the trust engine."""
