@@ -92,4 +92,6 @@ def load_token(path: Path) -> str:
                                 "clients need the new one)").decode("ascii", errors="replace").strip()
     if len(token) < 32:
         raise KeyFileError(f"{path}: the token is too short to be one `vouchnet init` wrote")
+    if not (token.isascii() and token.isprintable()):  # no client could send it in a header
+        raise KeyFileError(f"{path}: the token holds a character other than printable ASCII; make a new one: `{new}`")
     return token

@@ -100,3 +100,14 @@ def test_a_key_or_token_that_is_not_a_regular_file_is_refused(tmp_path, load, ma
     make(path, 0o700)
     with pytest.raises(KeyFileError, match=rf"{path}: not a regular file \(a directory, a pipe or a device\); put the file itself there$"):
         load(path)
+
+
+@pytest.mark.parametrize("token", ["é" * 32, "a" * 16 + "\x00" + "a" * 16])
+def test_a_token_no_header_could_carry_is_refused(tmp_path, token):
+    """The node took it, and then every write's token was refused; the SDK's clients refuse it (ValueError), which
+    `vouchnet vouch --dir` did not catch."""
+    path = tmp_path / "api.token"
+    path.write_text(token)
+    os.chmod(path, 0o600)
+    with pytest.raises(KeyFileError, match=f"{path}: the token holds a character other than printable ASCII"):
+        load_token(path)
