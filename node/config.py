@@ -129,10 +129,18 @@ def connectable_host(host: str) -> str:
 
 
 def _check_public_url(value: str) -> str:
-    """[api] public_url: an http(s) URL with a host and nothing after the path; returned without a final '/'."""
+    """[api] public_url: an http(s) URL with a host, a port if any of 1-65535, no user or password and nothing after
+    the path; returned without a final '/'."""
     parts = urllib.parse.urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment or port == 0:
         raise ConfigError(f"api.public_url: expected an http(s) URL such as https://vouchnet.example.org, got {value!r}")
+    if parts.username is not None or parts.password is not None:  # not quoted: it may hold a password
+        raise ConfigError("api.public_url: must not hold a user or password: it is written into every credential this "
+                          "org issues, for anyone to read")
     return value.rstrip("/")
 
 

@@ -139,6 +139,11 @@ def test_an_empty_file_means_defaults(tmp_path):
         ("[limits]\nmax_peers = -1", "limits.max_peers: must be positive"),
         ("[limits]\nmax_pears = 1", "limits: unknown key 'max_pears'"),
         ("colour = 1", "config: unknown key 'colour'"),
+        # Both were taken, and written into every credential the org issued (the first with its password).
+        ('[api]\npublic_url = "https://ops:hunter2@vouchnet.example.org"',
+         "api.public_url: must not hold a user or password: it is written into every credential this org issues"),
+        *[(f'[api]\npublic_url = "https://vouchnet.example.org:{port}"', "api.public_url: expected an http")
+          for port in ("99999", "0", "x")],
         ("network = ", "not valid TOML"),
     ],
 )
