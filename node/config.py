@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from gossip.batch import MAX_GOSSIP_MESSAGE
 from ledger import MAX_COSIGNATURES
 from vouching import InvalidDid, public_key_from_did
 from vouching.base58 import b58decode, b58encode
@@ -339,6 +340,9 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
     for f in fields(Limits):
         kind = "a number" if isinstance(getattr(defaults, f.name), float) else "an integer"
         limit_values[f.name] = _positive("limits", f.name, _get(limits_table, "limits", f.name, kind, getattr(defaults, f.name)))
+    if limit_values["gossip_batch_bytes"] > MAX_GOSSIP_MESSAGE:  # the publish of such a batch failed, stopping the node
+        raise ConfigError(f"limits.gossip_batch_bytes: must be at most {MAX_GOSSIP_MESSAGE}, the largest gossip message "
+                          f"a node takes (its peers reject larger ones), got {limit_values['gossip_batch_bytes']}")
 
     return NodeConfig(
         data_dir=data_dir,
@@ -472,7 +476,7 @@ min_score = {d.min_score}
 [limits]
 # Peers this node dials and stays connected to, at most (it accepts up to twice as many connections).
 max_peers = {lim.max_peers}
-# Largest gossip message in bytes (records are batched up to this size).
+# Largest gossip message in bytes, at most {MAX_GOSSIP_MESSAGE} (records are batched up to this size).
 gossip_batch_bytes = {lim.gossip_batch_bytes}
 # Gossip messages a peer may forward to this node per second; beyond it they are dropped, without a penalty.
 peer_messages_per_second = {lim.peer_messages_per_second}

@@ -138,6 +138,8 @@ def test_an_empty_file_means_defaults(tmp_path):
         ("[p2p]\nsync_peers = true", "p2p.sync_peers: must be an integer, got bool"),
         ("[limits]\nmax_peers = -1", "limits.max_peers: must be positive"),
         ("[limits]\nmax_pears = 1", "limits: unknown key 'max_pears'"),
+        ("[limits]\ngossip_batch_bytes = 262145", "limits.gossip_batch_bytes: must be at most 262144, the largest "
+                                                 "gossip message a node takes"),
         ("colour = 1", "config: unknown key 'colour'"),
         # Both were taken, and written into every credential the org issued (the first with its password).
         ('[api]\npublic_url = "https://ops:hunter2@vouchnet.example.org"',
