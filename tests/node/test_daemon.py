@@ -94,6 +94,17 @@ async def test_an_api_reachable_from_other_machines_is_said_at_start(tmp_path, c
     assert len(said) == (bind == "0.0.0.0")
 
 
+async def test_an_exposed_api_that_takes_traces_without_the_token_says_so_at_start(tmp_path, caplog):
+    """The warning said that writes need api.token, while anyone reaching the API could post spans: first-hand
+    evidence, denials included, for any agent."""
+    with caplog.at_level(logging.WARNING, logger="vouchnet.node"):
+        async with running(tmp_path / "a", settings={"api_host": "0.0.0.0", "traces_need_token": False}):
+            pass
+    (said,) = [r.getMessage() for r in caplog.records if "reachable from other machines" in r.getMessage()]
+    assert said.endswith("(writes need api.token, but for POST /v1/traces: [api] traces_need_token = false lets it "
+                         "report behaviour for any agent)")
+
+
 @pytest.mark.parametrize(("listen", "announce"), [("0.0.0.0", ()), ("127.0.0.1", ()),
                                                   ("0.0.0.0", ("/ip4/192.0.2.7/tcp/4001",))])
 async def test_a_node_that_announces_no_address_says_so_at_start(tmp_path, caplog, listen, announce):
