@@ -108,7 +108,7 @@ class NodeConfig:
 
 def parse_api_bind(value: str) -> tuple[str, int]:
     """`HOST:PORT` (IPv6 as `[::1]:PORT`) -> (host, port); raises ConfigError."""
-    match = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:(\d+)|([^:\[\]]+):(\d+)", value)
+    match = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:(\d{1,5})|([^:\[\]]+):(\d{1,5})", value)  # (no int() of 5,000 digits)
     if not match:
         raise ConfigError(f"api.bind: expected HOST:PORT, got {value!r}")
     host = match.group(1) or match.group(3)
@@ -236,7 +236,7 @@ def load_config(data_dir: Path) -> NodeConfig:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no configuration here; create one with `vouchnet init --dir {data_dir}`") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+    except ValueError as e:  # TOMLDecodeError, UnicodeDecodeError, and tomllib's int() of an over-long integer
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
     try:
         return _from_document(data_dir, doc)

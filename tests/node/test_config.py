@@ -147,6 +147,9 @@ def test_an_empty_file_means_defaults(tmp_path):
         *[(f'[api]\npublic_url = "https://vouchnet.example.org:{port}"', "api.public_url: expected an http")
           for port in ("99999", "0", "x")],
         ("network = ", "not valid TOML"),
+        # Both raised a ValueError out of int() (more than 4300 digits), a traceback at `vouchnet run` or `init --api`.
+        ("[trust]\nmax_hops = " + "9" * 5000, "not valid TOML: Exceeds the limit"),
+        ('[api]\nbind = "127.0.0.1:' + "9" * 5000 + '"', "api.bind: expected HOST:PORT"),
     ],
 )
 def test_mistakes_are_named(tmp_path, text, message):
