@@ -161,6 +161,19 @@ def _check_multiaddr(key: str, value: str) -> str:
     return value
 
 
+def _check_listen_addr(value: Any) -> str:
+    """[p2p] listen: /ip4/ADDRESS/tcp/PORT or /ip6/ADDRESS/tcp/PORT, what the host listens on (as
+    gossip.host._parse_listen_addr requires, which `vouchnet run` reached only after init had written the address)."""
+    match = re.fullmatch(r"/ip([46])/([^/]+)/tcp/(\d{1,5})", _check_multiaddr("p2p.listen", value))
+    try:
+        address = ipaddress.ip_address(match[2]) if match else None
+    except ValueError:
+        address = None
+    if match is None or address is None or address.version != int(match[1]) or int(match[3]) > 65535:
+        raise ConfigError(f"p2p.listen: must be /ip4/<address>/tcp/<port> or /ip6/<address>/tcp/<port>, got {value!r}")
+    return value
+
+
 def _check_peer_addr(key: str, value: str) -> str:
     """A multiaddr naming a peer, as dialling needs (gossip.peers.split_peer_addr), by an org's PeerID."""
     if not re.fullmatch(r"/.+/p2p/[^/]+", _check_multiaddr(key, value)):
@@ -256,7 +269,7 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
     p2p = _table(doc, "p2p")
     _known_keys("p2p", p2p, {"listen", "announce", "bootstrap", "sync_interval", "sync_peers", "startup_sync_seconds",
                              "verify_processes"})
-    listen = tuple(_check_multiaddr("p2p.listen", a) for a in _get(p2p, "p2p", "listen", "a list", [DEFAULT_LISTEN]))
+    listen = tuple(_check_listen_addr(a) for a in _get(p2p, "p2p", "listen", "a list", [DEFAULT_LISTEN]))
     if not listen:
         raise ConfigError("p2p.listen: needs at least one address")
     announce = tuple(_check_multiaddr("p2p.announce", a) for a in _get(p2p, "p2p", "announce", "a list", []))

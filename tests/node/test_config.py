@@ -106,6 +106,10 @@ def test_an_empty_file_means_defaults(tmp_path):
         ('network = "Bad Name"', "network: must match"),
         ("[p2p]\nlisten = []", "p2p.listen: needs at least one address"),
         ('[p2p]\nlisten = ["tcp:4001"]', "p2p.listen: not a multiaddr"),
+        # Each was taken (`vouchnet init --listen` too), and `vouchnet run` failed with a traceback (ValueError).
+        *[(f'[p2p]\nlisten = ["{bad}"]', "p2p.listen: must be /ip4/<address>/tcp/<port> or /ip6/<address>/tcp/<port>")
+          for bad in ("/ip4/127.0.0.1/udp/4001/quic-v1", "/dns4/localhost/tcp/4001", "/ip4/127.0.0.1/tcp/4001/ws",
+                      "/ip4/999.0.0.1/tcp/4001", "/ip4/::1/tcp/4001", "/ip4/127.0.0.1", "/ip4/127.0.0.1/tcp/65536")],
         ('[p2p]\nbootstrap = ["/ip4/127.0.0.1/tcp/4001"]', "p2p.bootstrap: a peer address must end in /p2p/<peer id>"),
         ('[p2p]\nbootstrap = ["/ip4/127.0.0.1/tcp/4001/p2p/garbage"]', "p2p.bootstrap: 'garbage' is not a PeerID"),
         (f'[p2p]\nbootstrap = ["/ip4/127.0.0.1/tcp/4001/p2p/{PEER[:-1]}"]', "is not a PeerID of an org"),
