@@ -164,14 +164,23 @@ def _check_multiaddr(key: str, value: str) -> str:
 def _check_listen_addr(value: Any) -> str:
     """[p2p] listen: /ip4/ADDRESS/tcp/PORT or /ip6/ADDRESS/tcp/PORT, what the host listens on (as
     gossip.host._parse_listen_addr requires, which `vouchnet run` reached only after init had written the address)."""
-    match = re.fullmatch(r"/ip([46])/([^/]+)/tcp/(\d{1,5})", _check_multiaddr("p2p.listen", value))
-    try:
-        address = ipaddress.ip_address(match[2]) if match else None
-    except ValueError:
-        address = None
-    if match is None or address is None or address.version != int(match[1]) or int(match[3]) > 65535:
+    if not _is_tcp_addr(_check_multiaddr("p2p.listen", value), names=False):
         raise ConfigError(f"p2p.listen: must be /ip4/<address>/tcp/<port> or /ip6/<address>/tcp/<port>, got {value!r}")
     return value
+
+
+def _is_tcp_addr(value: str, *, names: bool) -> bool:
+    """Whether `value` is /ip4/ADDRESS/tcp/PORT or /ip6/ADDRESS/tcp/PORT (with `names`, /dns/NAME/tcp/PORT, /dns4 and
+    /dns6 too: py-libp2p resolves them as it dials), with a real address and a port up to 65535."""
+    match = re.fullmatch(r"/(ip4|ip6|dns|dns4|dns6)/([^/]+)/tcp/(\d{1,5})", value)
+    if match is None or int(match[3]) > 65535:
+        return False
+    if match[1].startswith("dns"):
+        return names
+    try:
+        return ipaddress.ip_address(match[2]).version == int(match[1][-1])
+    except ValueError:
+        return False
 
 
 def _check_peer_addr(key: str, value: str) -> str:
@@ -186,6 +195,9 @@ def _check_peer_addr(key: str, value: str) -> str:
     if not (len(multihash) == len(_ED25519_PEER_ID) + 32 and multihash.startswith(_ED25519_PEER_ID)
             and b58encode(multihash) == peer_id):
         raise ConfigError(f"{key}: {peer_id!r} is not a PeerID of an org (12D3KooW..., an Ed25519 key): {value!r}")
+    if not _is_tcp_addr(value.rsplit("/p2p/", 1)[0], names=True):  # (a QUIC or websocket one was dialled in vain)
+        raise ConfigError(f"{key}: the node dials TCP only: must be /ip4/<address>/tcp/<port>/p2p/<peer id> (or /ip6, "
+                          f"/dns, /dns4, /dns6), got {value!r}")
     return value
 
 

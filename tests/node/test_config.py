@@ -24,12 +24,12 @@ def test_template_round_trips(tmp_path):
     text = render_template(
         name='Acme "Agents" Ltd',
         network="testnet", listen=("/ip4/127.0.0.1/tcp/4001",), api="127.0.0.1:8701",
-        bootstrap=(f"/ip4/127.0.0.1/tcp/4002/p2p/{PEER}",), roots=(ROOT,),
+        bootstrap=(f"/ip4/127.0.0.1/tcp/4002/p2p/{PEER}", f"/dns4/peer.example/tcp/4001/p2p/{PEER}"), roots=(ROOT,),
     )
     config = load_config(_write(tmp_path, text))
     assert config.network == "testnet" and config.name == 'Acme "Agents" Ltd'
     assert config.listen == ("/ip4/127.0.0.1/tcp/4001",)
-    assert config.bootstrap == (f"/ip4/127.0.0.1/tcp/4002/p2p/{PEER}",)
+    assert config.bootstrap == (f"/ip4/127.0.0.1/tcp/4002/p2p/{PEER}", f"/dns4/peer.example/tcp/4001/p2p/{PEER}")
     assert config.roots == (ROOT,)
     assert (config.api_host, config.api_port) == ("127.0.0.1", 8701)
     assert config.key_path == tmp_path / "org.key"
@@ -115,6 +115,10 @@ def test_an_empty_file_means_defaults(tmp_path):
         (f'[p2p]\nbootstrap = ["/ip4/127.0.0.1/tcp/4001/p2p/{PEER[:-1]}"]', "is not a PeerID of an org"),
         ('[p2p]\nbootstrap = ["/ip4/127.0.0.1/tcp/4001/p2p/QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N"]',
          "is not a PeerID of an org"),  # an RSA key's hash
+        # Each was taken, and dialled in vain for good (logged at info as the peer being unreachable).
+        *[(f'[p2p]\nbootstrap = ["{transport}/p2p/{PEER}"]', "p2p.bootstrap: the node dials TCP only: must be "
+           "/ip4/<address>/tcp/<port>/p2p/<peer id>") for transport in ("/ip4/192.0.2.7/udp/4001/quic-v1",
+                                                                         "/ip4/192.0.2.7/tcp/4001/ws", "/ip4/192.0.2.7")],
         ('[trust]\nroots = ["alice"]', "trust.roots: not an Ed25519 did:key"),
         ("[trust]\nmax_hops = 0", "trust.max_hops: must be 1-10"),
         ("[trust]\nmax_hops = true", "trust.max_hops: must be an integer, got bool"),
