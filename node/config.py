@@ -258,7 +258,7 @@ def load_config(data_dir: Path) -> NodeConfig:
     """Read and validate `data_dir/config.toml`; every error names the key and the rule."""
     path = data_dir / CONFIG_FILE
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        doc = tomllib.loads(path.read_text(encoding="utf-8-sig"))  # the BOM some editors write failed at line 1
     except FileNotFoundError:
         raise ConfigError(f"{path}: no configuration here; create one with `vouchnet init --dir {data_dir}`") from None
     except ValueError as e:  # TOMLDecodeError, UnicodeDecodeError, and tomllib's int() of an over-long integer

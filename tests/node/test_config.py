@@ -165,6 +165,12 @@ def test_mistakes_are_named(tmp_path, text, message):
         load_config(_write(tmp_path, text))
 
 
+def test_a_file_an_editor_began_with_a_byte_order_mark_loads(tmp_path):
+    """It was refused as "not valid TOML: Invalid statement (at line 1, column 1)", a line that looks right."""
+    (tmp_path / "config.toml").write_bytes(b"\xef\xbb\xbfnetwork = \"testnet\"\n")
+    assert load_config(tmp_path).network == "testnet"
+
+
 def test_missing_config_says_how_to_create_one(tmp_path):
     with pytest.raises(ConfigError, match="vouchnet init --dir"):
         load_config(tmp_path)
