@@ -39,6 +39,9 @@ def item_size(record: bytes) -> int:
 
 
 MAX_SINGLE_MESSAGE = 1 + _head_size(MAX_RECORD_SIZE) + MAX_RECORD_SIZE  # one record of the largest valid size
+# The largest gossip message a node sends or takes (gossip.host.HostConfig.max_message_size): a peer rejects a larger
+# one, and scores its forwarder down.
+MAX_GOSSIP_MESSAGE = 256 * 1024
 
 
 def max_message_size(batch_bytes: int) -> int:

@@ -291,6 +291,7 @@ from libp2p.tools.anyio_service import background_trio_service
 from libp2p.tools.anyio_service.exceptions import LifecycleError
 from libp2p.transport.tcp.tcp import TCP
 
+from gossip.batch import MAX_GOSSIP_MESSAGE
 from gossip.frames import encode_frame, parse_frame_header
 from gossip.verdict import Verdict
 from vouching import did_key
@@ -383,7 +384,7 @@ class HostConfig:
     mesh_degree_high: int = 12
     heartbeat_interval: float = 1.0  # seconds
     gossip_protocols: tuple[str, ...] = GOSSIPSUB_PROTOCOLS  # offered in this order of preference
-    max_message_size: int = 256 * 1024  # bytes of data per gossip message, both ways
+    max_message_size: int = MAX_GOSSIP_MESSAGE  # bytes of data per gossip message, both ways
     receive_buffer: int = 1024  # messages (and peer events) a subscriber may fall behind before drops
     publish_stall_timeout: float = 10.0  # seconds a peer's send queue may stay half full before we drop it
     dial_timeout: float = 10.0

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from gossip.batch import MAX_GOSSIP_MESSAGE
 from ledger import MAX_COSIGNATURES
 from vouching import InvalidDid, public_key_from_did
 from vouching.base58 import b58decode, b58encode
@@ -107,7 +108,7 @@ class NodeConfig:
 
 def parse_api_bind(value: str) -> tuple[str, int]:
     """`HOST:PORT` (IPv6 as `[::1]:PORT`) -> (host, port); raises ConfigError."""
-    match = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:(\d+)|([^:\[\]]+):(\d+)", value)
+    match = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:(\d{1,5})|([^:\[\]]+):(\d{1,5})", value)  # (no int() of 5,000 digits)
     if not match:
         raise ConfigError(f"api.bind: expected HOST:PORT, got {value!r}")
     host = match.group(1) or match.group(3)
@@ -129,10 +130,18 @@ def connectable_host(host: str) -> str:
 
 
 def _check_public_url(value: str) -> str:
-    """[api] public_url: an http(s) URL with a host and nothing after the path; returned without a final '/'."""
+    """[api] public_url: an http(s) URL with a host, a port if any of 1-65535, no user or password and nothing after
+    the path; returned without a final '/'."""
     parts = urllib.parse.urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment or port == 0:
         raise ConfigError(f"api.public_url: expected an http(s) URL such as https://vouchnet.example.org, got {value!r}")
+    if parts.username is not None or parts.password is not None:  # not quoted: it may hold a password
+        raise ConfigError("api.public_url: must not hold a user or password: it is written into every credential this "
+                          "org issues, for anyone to read")
     return value.rstrip("/")
 
 
@@ -152,6 +161,28 @@ def _check_multiaddr(key: str, value: str) -> str:
     return value
 
 
+def _check_listen_addr(value: Any) -> str:
+    """[p2p] listen: /ip4/ADDRESS/tcp/PORT or /ip6/ADDRESS/tcp/PORT, what the host listens on (as
+    gossip.host._parse_listen_addr requires, which `vouchnet run` reached only after init had written the address)."""
+    if not _is_tcp_addr(_check_multiaddr("p2p.listen", value), names=False):
+        raise ConfigError(f"p2p.listen: must be /ip4/<address>/tcp/<port> or /ip6/<address>/tcp/<port>, got {value!r}")
+    return value
+
+
+def _is_tcp_addr(value: str, *, names: bool) -> bool:
+    """Whether `value` is /ip4/ADDRESS/tcp/PORT or /ip6/ADDRESS/tcp/PORT (with `names`, /dns/NAME/tcp/PORT, /dns4 and
+    /dns6 too: py-libp2p resolves them as it dials), with a real address and a port up to 65535."""
+    match = re.fullmatch(r"/(ip4|ip6|dns|dns4|dns6)/([^/]+)/tcp/(\d{1,5})", value)
+    if match is None or int(match[3]) > 65535:
+        return False
+    if match[1].startswith("dns"):
+        return names
+    try:
+        return ipaddress.ip_address(match[2]).version == int(match[1][-1])
+    except ValueError:
+        return False
+
+
 def _check_peer_addr(key: str, value: str) -> str:
     """A multiaddr naming a peer, as dialling needs (gossip.peers.split_peer_addr), by an org's PeerID."""
     if not re.fullmatch(r"/.+/p2p/[^/]+", _check_multiaddr(key, value)):
@@ -164,6 +195,9 @@ def _check_peer_addr(key: str, value: str) -> str:
     if not (len(multihash) == len(_ED25519_PEER_ID) + 32 and multihash.startswith(_ED25519_PEER_ID)
             and b58encode(multihash) == peer_id):
         raise ConfigError(f"{key}: {peer_id!r} is not a PeerID of an org (12D3KooW..., an Ed25519 key): {value!r}")
+    if not _is_tcp_addr(value.rsplit("/p2p/", 1)[0], names=True):  # (a QUIC or websocket one was dialled in vain)
+        raise ConfigError(f"{key}: the node dials TCP only: must be /ip4/<address>/tcp/<port>/p2p/<peer id> (or /ip6, "
+                          f"/dns, /dns4, /dns6), got {value!r}")
     return value
 
 
@@ -224,10 +258,10 @@ def load_config(data_dir: Path) -> NodeConfig:
     """Read and validate `data_dir/config.toml`; every error names the key and the rule."""
     path = data_dir / CONFIG_FILE
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        doc = tomllib.loads(path.read_text(encoding="utf-8-sig"))  # the BOM some editors write failed at line 1
     except FileNotFoundError:
         raise ConfigError(f"{path}: no configuration here; create one with `vouchnet init --dir {data_dir}`") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+    except ValueError as e:  # TOMLDecodeError, UnicodeDecodeError, and tomllib's int() of an over-long integer
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
     try:
         return _from_document(data_dir, doc)
@@ -247,7 +281,7 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
     p2p = _table(doc, "p2p")
     _known_keys("p2p", p2p, {"listen", "announce", "bootstrap", "sync_interval", "sync_peers", "startup_sync_seconds",
                              "verify_processes"})
-    listen = tuple(_check_multiaddr("p2p.listen", a) for a in _get(p2p, "p2p", "listen", "a list", [DEFAULT_LISTEN]))
+    listen = tuple(_check_listen_addr(a) for a in _get(p2p, "p2p", "listen", "a list", [DEFAULT_LISTEN]))
     if not listen:
         raise ConfigError("p2p.listen: needs at least one address")
     announce = tuple(_check_multiaddr("p2p.announce", a) for a in _get(p2p, "p2p", "announce", "a list", []))
@@ -331,6 +365,9 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
     for f in fields(Limits):
         kind = "a number" if isinstance(getattr(defaults, f.name), float) else "an integer"
         limit_values[f.name] = _positive("limits", f.name, _get(limits_table, "limits", f.name, kind, getattr(defaults, f.name)))
+    if limit_values["gossip_batch_bytes"] > MAX_GOSSIP_MESSAGE:  # the publish of such a batch failed, stopping the node
+        raise ConfigError(f"limits.gossip_batch_bytes: must be at most {MAX_GOSSIP_MESSAGE}, the largest gossip message "
+                          f"a node takes (its peers reject larger ones), got {limit_values['gossip_batch_bytes']}")
 
     return NodeConfig(
         data_dir=data_dir,
@@ -464,7 +501,7 @@ min_score = {d.min_score}
 [limits]
 # Peers this node dials and stays connected to, at most (it accepts up to twice as many connections).
 max_peers = {lim.max_peers}
-# Largest gossip message in bytes (records are batched up to this size).
+# Largest gossip message in bytes, at most {MAX_GOSSIP_MESSAGE} (records are batched up to this size).
 gossip_batch_bytes = {lim.gossip_batch_bytes}
 # Gossip messages a peer may forward to this node per second; beyond it they are dropped, without a penalty.
 peer_messages_per_second = {lim.peer_messages_per_second}

@@ -268,8 +268,10 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
             raise StartupError(f"api: cannot listen on {config.api_host}:{config.api_port}: "
                                f"{error.strerror or error}: {_free_it('[api] bind', config)}") from None
         if not is_loopback(config.api_host):
+            writes = ("writes need api.token" if config.traces_need_token else "writes need api.token, but for "
+                      "POST /v1/traces: [api] traces_need_token = false lets it report behaviour for any agent")
             log.warning("the local API is reachable from other machines: whoever reaches it reads scores, records and "
-                        "peers without a token (writes need api.token)", extra={"fields": {"api": node.api_url}})
+                        f"peers without a token ({writes})", extra={"fields": {"api": node.api_url}})
         # What start-up built (the trust engine replayed from the store, the libraries) lives as long as the node:
         # out of the collector's sight, a full collection no longer walks it all. At 10^4 agents that walk stalled
         # the node for about 0.1 s, long enough to miss issue 3's p99 for score requests (benchmarks/score_http.py).
@@ -315,7 +317,10 @@ async def run_until_signalled(config: NodeConfig) -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_stop_on_signal, signals, nursery.cancel_scope)
-                await nursery.start(serve_node, config)
+                try:
+                    await nursery.start(serve_node, config)
+                except OSError as error:  # a file the file system refuses: a directory as node.lock, a read-only disk
+                    raise StartupError(f"{error.filename or config.data_dir}: {error.strerror or error}") from None
     finally:
         gc.freeze()
 

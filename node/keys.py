@@ -18,7 +18,7 @@ class KeyFileError(Exception):
     """A key or token file is missing, unsafe or malformed; the message names the file and what to do."""
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
     """Create `path` with mode 0600 and `data`, durably; refuse if it exists. The data is written to a partial file
     that is then linked into place, so a crash leaves `path` whole or absent: an empty `org.key.next`, left by a
     `vouchnet key rotate` killed mid-write, stopped the node from starting and the rotation from running again."""
@@ -55,6 +55,8 @@ def _read_private(path: Path, missing: str) -> bytes:
         mode = path.stat().st_mode
     except FileNotFoundError:
         raise KeyFileError(f"{path}: missing; {missing}") from None
+    if not stat.S_ISREG(mode):  # a directory failed the read with a traceback; a FIFO blocked the start for good
+        raise KeyFileError(f"{path}: not a regular file (a directory, a pipe or a device); put the file itself there")
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyFileError(f"{path}: permissions {stat.S_IMODE(mode):04o} are too open; run `chmod 600 {path}`")
     return path.read_bytes()
@@ -63,7 +65,7 @@ def _read_private(path: Path, missing: str) -> bytes:
 def create_org_key(path: Path) -> SigningKey:
     """Generate the org's Ed25519 key and store its 32-byte seed at `path` (mode 0600)."""
     key = SigningKey.generate()
-    _write_private(path, bytes(key))
+    write_private(path, bytes(key))
     return key
 
 
@@ -79,7 +81,7 @@ def load_org_key(path: Path) -> SigningKey:
 def create_token(path: Path) -> str:
     """Generate the API bearer token and store it at `path` (mode 0600)."""
     token = secrets.token_urlsafe(32)
-    _write_private(path, token.encode() + b"\n")
+    write_private(path, token.encode() + b"\n")
     return token
 
 
@@ -90,4 +92,6 @@ def load_token(path: Path) -> str:
                                 "clients need the new one)").decode("ascii", errors="replace").strip()
     if len(token) < 32:
         raise KeyFileError(f"{path}: the token is too short to be one `vouchnet init` wrote")
+    if not (token.isascii() and token.isprintable()):  # no client could send it in a header
+        raise KeyFileError(f"{path}: the token holds a character other than printable ASCII; make a new one: `{new}`")
     return token

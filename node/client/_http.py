@@ -42,6 +42,19 @@ def query(params: dict[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in (params or {}).items() if v is not None}
 
 
+def bearer_token(token: str | None) -> str | None:
+    """The node's API token as a header carries it: without surrounding whitespace (the newline of api.token, read
+    by a script), which httpx refused in an error that quoted the token, so that it reached logs. ValueError, not
+    quoting it, for a character no header carries (DESIGN §8)."""
+    if token is None:
+        return None
+    token = token.strip()
+    if not all(" " <= c <= "~" for c in token):
+        raise ValueError("token: must be the text the node's api.token holds (printable ASCII); this one holds a line "
+                         "break, a control character or a non-ASCII one")
+    return token
+
+
 def post_headers(token: str | None, idempotency_key: str | None = None) -> dict[str, str]:
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
     if idempotency_key is not None:

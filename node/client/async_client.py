@@ -15,6 +15,7 @@ from ._http import (
     DEFAULT_TIMEOUT,
     MAX_DECISION_ANSWER,
     agent_path,
+    bearer_token,
     check_body,
     checked,
     json_of,
@@ -47,7 +48,7 @@ class AsyncTrustClient:
     def __init__(self, base_url: str, token: str | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.base_url = normal_url(base_url)
         self.timeout = timeout
-        self._token = token
+        self._token = bearer_token(token)
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout)
 
     async def aclose(self) -> None:

@@ -19,6 +19,7 @@ from ._http import (
     NodeApiError,
     NodeUnreachable,
     agent_path,
+    bearer_token,
     check_body,
     checked,
     json_of,
@@ -69,7 +70,7 @@ class NodeClient:
                  transport: httpx.BaseTransport | None = None) -> None:
         self.base_url = normal_url(base_url)
         self.timeout = timeout
-        self._token = token
+        self._token = bearer_token(token)
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout,
                                   transport=transport if transport is not None else bounded_transport())
 

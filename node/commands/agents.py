@@ -23,7 +23,7 @@ from node.credential_status import STATUS_TTL_S, status_entry
 from node.client import ClientError
 from node.config import is_loopback
 from node.credentials import AGENT_CREDENTIAL_DAYS, agent_credential
-from node.keys import KeyFileError, create_org_key
+from node.keys import KeyFileError, create_org_key, write_private
 from vouching import did_key
 
 from .common import (
@@ -65,7 +65,7 @@ def register(subparsers: Subparsers) -> None:
         run=_new,
         summary="a new agent key pair and a credential binding it to this org",
         description="Generate an agent's Ed25519 key (NAME.key: its 32-byte seed, mode 0600) and a W3C VC 2.0 "
-        "credential (NAME.vc.jwt: vc+jwt, EdDSA, signed with the org key) binding the agent's did:key to this "
+        "credential (NAME.vc.jwt, mode 0600: vc+jwt, EdDSA, signed with the org key) binding the agent's did:key to this "
         "org; any deployment verifies it with a JWT library against the node's /.well-known/jwks.json. Reads "
         "the org key from the data directory, so the node need not run; --vouch also signs an operator vouch "
         "for the agent through the running node. Refused while a `key rotate` is unfinished (run it again, or "
@@ -127,7 +127,10 @@ def _new(args: argparse.Namespace) -> int:
             index = registry.allocate(agent, name=args.name, issued_at=issued, expires_at=issued + args.days * 86400)
         credential = agent_credential(org_key, agent, name=args.name, now=issued, days=args.days,
                                       status=status_entry(config.api_public_url, index))
-    credential_path.write_text(credential + "\n", encoding="utf-8")
+    try:  # a bearer credential: mode 0600, as the agent's key (it was written as the umask left it, often 0644)
+        write_private(credential_path, credential.encode() + b"\n")
+    except KeyFileError as e:
+        raise UsageError(str(e)) from None
     if is_loopback(urllib.parse.urlsplit(config.api_public_url).hostname or ""):
         print(f"vouchnet agent new: the credential's status list is at {config.api_public_url}, on loopback; "
               "verifiers elsewhere cannot check its revocation there and will refuse it. Set [api] "

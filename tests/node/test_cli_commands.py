@@ -106,7 +106,8 @@ async def test_a_directory_without_a_configuration_is_a_usage_error(run, tmp_pat
         (["status", "--dir", "{file}"], "vouchnet status: {file}/config.toml: Not a directory"),
         (["init", "--dir", "{file}/node"], "vouchnet init: {file}/node: Not a directory"),
         (["vouch", new_did(), "--weight", "1", "--basis", "operator", "--api", "http://127.0.0.1:9",
-          "--token-file", "{dir}"], "vouchnet vouch: {dir}: Is a directory"),
+          "--token-file", "{dir}"], "vouchnet vouch: {dir}: not a regular file (a directory, a pipe or a device); put "
+         "the file itself there"),
         (["audit", "export", "--dir", "{node}", "--agent", new_did(), "--from", "2026-01-01", "--to", "2026-01-02",
           "--out", "{dir}/missing/export.json"],
          "vouchnet audit export: {dir}/missing/export.json: No such file or directory"),

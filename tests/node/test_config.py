@@ -24,12 +24,12 @@ def test_template_round_trips(tmp_path):
     text = render_template(
         name='Acme "Agents" Ltd',
         network="testnet", listen=("/ip4/127.0.0.1/tcp/4001",), api="127.0.0.1:8701",
-        bootstrap=(f"/ip4/127.0.0.1/tcp/4002/p2p/{PEER}",), roots=(ROOT,),
+        bootstrap=(f"/ip4/127.0.0.1/tcp/4002/p2p/{PEER}", f"/dns4/peer.example/tcp/4001/p2p/{PEER}"), roots=(ROOT,),
     )
     config = load_config(_write(tmp_path, text))
     assert config.network == "testnet" and config.name == 'Acme "Agents" Ltd'
     assert config.listen == ("/ip4/127.0.0.1/tcp/4001",)
-    assert config.bootstrap == (f"/ip4/127.0.0.1/tcp/4002/p2p/{PEER}",)
+    assert config.bootstrap == (f"/ip4/127.0.0.1/tcp/4002/p2p/{PEER}", f"/dns4/peer.example/tcp/4001/p2p/{PEER}")
     assert config.roots == (ROOT,)
     assert (config.api_host, config.api_port) == ("127.0.0.1", 8701)
     assert config.key_path == tmp_path / "org.key"
@@ -106,11 +106,19 @@ def test_an_empty_file_means_defaults(tmp_path):
         ('network = "Bad Name"', "network: must match"),
         ("[p2p]\nlisten = []", "p2p.listen: needs at least one address"),
         ('[p2p]\nlisten = ["tcp:4001"]', "p2p.listen: not a multiaddr"),
+        # Each was taken (`vouchnet init --listen` too), and `vouchnet run` failed with a traceback (ValueError).
+        *[(f'[p2p]\nlisten = ["{bad}"]', "p2p.listen: must be /ip4/<address>/tcp/<port> or /ip6/<address>/tcp/<port>")
+          for bad in ("/ip4/127.0.0.1/udp/4001/quic-v1", "/dns4/localhost/tcp/4001", "/ip4/127.0.0.1/tcp/4001/ws",
+                      "/ip4/999.0.0.1/tcp/4001", "/ip4/::1/tcp/4001", "/ip4/127.0.0.1", "/ip4/127.0.0.1/tcp/65536")],
         ('[p2p]\nbootstrap = ["/ip4/127.0.0.1/tcp/4001"]', "p2p.bootstrap: a peer address must end in /p2p/<peer id>"),
         ('[p2p]\nbootstrap = ["/ip4/127.0.0.1/tcp/4001/p2p/garbage"]', "p2p.bootstrap: 'garbage' is not a PeerID"),
         (f'[p2p]\nbootstrap = ["/ip4/127.0.0.1/tcp/4001/p2p/{PEER[:-1]}"]', "is not a PeerID of an org"),
         ('[p2p]\nbootstrap = ["/ip4/127.0.0.1/tcp/4001/p2p/QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N"]',
          "is not a PeerID of an org"),  # an RSA key's hash
+        # Each was taken, and dialled in vain for good (logged at info as the peer being unreachable).
+        *[(f'[p2p]\nbootstrap = ["{transport}/p2p/{PEER}"]', "p2p.bootstrap: the node dials TCP only: must be "
+           "/ip4/<address>/tcp/<port>/p2p/<peer id>") for transport in ("/ip4/192.0.2.7/udp/4001/quic-v1",
+                                                                         "/ip4/192.0.2.7/tcp/4001/ws", "/ip4/192.0.2.7")],
         ('[trust]\nroots = ["alice"]', "trust.roots: not an Ed25519 did:key"),
         ("[trust]\nmax_hops = 0", "trust.max_hops: must be 1-10"),
         ("[trust]\nmax_hops = true", "trust.max_hops: must be an integer, got bool"),
@@ -138,13 +146,29 @@ def test_an_empty_file_means_defaults(tmp_path):
         ("[p2p]\nsync_peers = true", "p2p.sync_peers: must be an integer, got bool"),
         ("[limits]\nmax_peers = -1", "limits.max_peers: must be positive"),
         ("[limits]\nmax_pears = 1", "limits: unknown key 'max_pears'"),
+        ("[limits]\ngossip_batch_bytes = 262145", "limits.gossip_batch_bytes: must be at most 262144, the largest "
+                                                 "gossip message a node takes"),
         ("colour = 1", "config: unknown key 'colour'"),
+        # Both were taken, and written into every credential the org issued (the first with its password).
+        ('[api]\npublic_url = "https://ops:hunter2@vouchnet.example.org"',
+         "api.public_url: must not hold a user or password: it is written into every credential this org issues"),
+        *[(f'[api]\npublic_url = "https://vouchnet.example.org:{port}"', "api.public_url: expected an http")
+          for port in ("99999", "0", "x")],
         ("network = ", "not valid TOML"),
+        # Both raised a ValueError out of int() (more than 4300 digits), a traceback at `vouchnet run` or `init --api`.
+        ("[trust]\nmax_hops = " + "9" * 5000, "not valid TOML: Exceeds the limit"),
+        ('[api]\nbind = "127.0.0.1:' + "9" * 5000 + '"', "api.bind: expected HOST:PORT"),
     ],
 )
 def test_mistakes_are_named(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
         load_config(_write(tmp_path, text))
+
+
+def test_a_file_an_editor_began_with_a_byte_order_mark_loads(tmp_path):
+    """It was refused as "not valid TOML: Invalid statement (at line 1, column 1)", a line that looks right."""
+    (tmp_path / "config.toml").write_bytes(b"\xef\xbb\xbfnetwork = \"testnet\"\n")
+    assert load_config(tmp_path).network == "testnet"
 
 
 def test_missing_config_says_how_to_create_one(tmp_path):

@@ -164,6 +164,7 @@ async def test_agent_new_mints_a_key_and_a_credential_pyjwt_accepts(tmp_path, ca
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert printed["did"] == did_key(bytes(load_org_key(key_file).verify_key))
     token = (tmp_path / "agents" / "alice.vc.jwt").read_text().strip()
+    assert stat.S_IMODE((tmp_path / "agents" / "alice.vc.jwt").stat().st_mode) == 0o600  # whoever holds it is alice
     assert pyjwt.get_unverified_header(token)["typ"] == "vc+jwt"
     with telemetry_node(made.data_dir, key=load_org_key(made.data_dir / "org.key")) as node:
         async with served(node.app()) as url:

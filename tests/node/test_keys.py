@@ -89,3 +89,25 @@ def test_the_partial_file_a_kill_left_does_not_stop_the_next_write(tmp_path):
     key = create_org_key(path)
     assert bytes(load_org_key(path)) == bytes(key) and stat.S_IMODE(path.stat().st_mode) == 0o600
     assert not left.exists()
+
+
+@pytest.mark.parametrize("load", [load_org_key, load_token])
+@pytest.mark.parametrize("make", [os.mkdir, os.mkfifo])
+def test_a_key_or_token_that_is_not_a_regular_file_is_refused(tmp_path, load, make):
+    """A directory in its place failed `vouchnet run` with a traceback (IsADirectoryError), and a FIFO blocked the
+    start for good, deaf to SIGTERM."""
+    path = tmp_path / "secret"
+    make(path, 0o700)
+    with pytest.raises(KeyFileError, match=rf"{path}: not a regular file \(a directory, a pipe or a device\); put the file itself there$"):
+        load(path)
+
+
+@pytest.mark.parametrize("token", ["é" * 32, "a" * 16 + "\x00" + "a" * 16])
+def test_a_token_no_header_could_carry_is_refused(tmp_path, token):
+    """The node took it, and then every write's token was refused; the SDK's clients refuse it (ValueError), which
+    `vouchnet vouch --dir` did not catch."""
+    path = tmp_path / "api.token"
+    path.write_text(token)
+    os.chmod(path, 0o600)
+    with pytest.raises(KeyFileError, match=f"{path}: the token holds a character other than printable ASCII"):
+        load_token(path)
