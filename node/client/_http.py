@@ -3,6 +3,7 @@ result or one of the client's exceptions (node/api/errors.py gives every error a
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 from urllib.parse import quote
 
@@ -40,6 +41,11 @@ def normal_url(url: str) -> str:
 
 def query(params: dict[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in (params or {}).items() if v is not None}
+
+
+def key_or_fresh(key: str | None) -> str:
+    """`key`, or a fresh Idempotency-Key: one per logical write, sent again with each retry of it."""
+    return uuid.uuid4().hex if key is None else key
 
 
 def post_headers(token: str | None, idempotency_key: str | None = None) -> dict[str, str]:
