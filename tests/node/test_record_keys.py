@@ -209,3 +209,16 @@ def test_record_keys_expire_with_the_event_keys(tmp_path):
         assert store.lookup_record("vouches", "new") == RecordKey(b"f", b"2" * 32)
     finally:
         store.close()
+
+
+async def test_openapi_describes_the_header_and_its_refusals(tmp_path):
+    with opened(tmp_path) as node:
+        async with api_of(node) as api:
+            spec = (await api.get("/openapi.json")).json()
+    for path in ("/v1/vouches", "/v1/revocations"):
+        post = spec["paths"][path]["post"]
+        (header,) = [p for p in post["parameters"] if p["in"] == "header"]
+        assert (header["name"], header["required"]) == ("Idempotency-Key", False)
+        assert "sent again on its retries" in header["description"]
+        assert "Idempotency-Key used before" in post["responses"]["422"]["description"]
+        assert "Idempotent-Replayed: true" in post["description"]
