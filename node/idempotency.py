@@ -17,7 +17,8 @@ forgets them before the audit log grows again, and a key is looked up as absent 
 `POST /v1/vouches` and `POST /v1/revocations` keys (DESIGN §8), per route: each row names the record signed for the
 request, committed after it is signed and before it is stored (`reserve_record`). A row whose record the store does
 not hold is of a store that failed or never happened (the node's trio thread signs, reserves and stores at one go,
-so none is under way when a key is looked up): the route forgets it and signs anew. Kept as long as event keys.
+so none is under way when a key is looked up): the route signs anew, and the row is replaced. Kept as long as event
+keys.
 """
 
 from __future__ import annotations
@@ -108,8 +109,8 @@ def check_key(value: str) -> str | None:
 
 
 class IdempotencyStore:
-    """Keys of batches already appended to the audit log, with their replies, and of vouches and revocations. Callable from any thread (the
-    ingest commits run in a worker thread); calls are serialised by a lock."""
+    """Keys of batches already appended to the audit log, with their replies, and of vouches and revocations.
+    Callable from any thread (the ingest commits run in a worker thread); calls are serialised by a lock."""
 
     def __init__(self, db: sqlite3.Connection, path: Path) -> None:
         self._db = db

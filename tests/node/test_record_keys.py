@@ -68,9 +68,9 @@ async def test_a_retried_vouch_gets_the_first_record_and_signs_nothing(tmp_path)
 async def test_a_key_used_for_another_body_is_refused_and_signs_nothing(tmp_path):
     with opened(tmp_path) as node:
         async with api_of(node) as api:
-            assert (await api.post("/v1/vouches", json=vouch_body(), headers={"Idempotency-Key": "k"})).status_code == 201
+            first = await api.post("/v1/vouches", json=vouch_body(), headers={"Idempotency-Key": "k"})
             other = await api.post("/v1/vouches", json=vouch_body(), headers={"Idempotency-Key": "k"})
-        assert (other.status_code, other.json()["error"]) == (422, "idempotency_key_reused")
+        assert (first.status_code, other.status_code, other.json()["error"]) == (201, 422, "idempotency_key_reused")
         assert len(own(node, "vouch")) == 1
 
 
@@ -173,7 +173,8 @@ async def test_keys_are_per_route(tmp_path):
             vouch = await api.post("/v1/vouches", json=vouch_body(), headers={"Idempotency-Key": "k"})
             revoke = await api.post("/v1/revocations", json={"record": vouch.json()["id"], "reason": "retired"},
                                     headers={"Idempotency-Key": "k"})
-    assert (revoke.status_code, revoke.json()["kind"], revoke.headers.get("idempotent-replayed")) == (201, "revoke", None)
+    assert (revoke.status_code, revoke.json()["kind"]) == (201, "revoke")
+    assert "idempotent-replayed" not in revoke.headers
 
 
 async def test_a_key_that_cannot_be_kept_signs_nothing(tmp_path, monkeypatch):
