@@ -85,14 +85,18 @@ class Replica:
     def held_count(self) -> int:
         return self._acceptor.held_count
 
-    def issue(self, kind: str, body: dict) -> Record:
-        """Sign our next record, accept it, and return it (raises vouching.InvalidRecord for a bad body)."""
-        return self.issue_many(kind, [body])[0]
+    def issue(self, kind: str, body: dict, *, before_storing: Callable[[Record], None] | None = None) -> Record:
+        """Sign our next record, accept it, and return it (raises vouching.InvalidRecord for a bad body).
+        `before_storing` is called with the signed record before it is stored (the API makes an idempotency key
+        naming it durable there); what it raises is raised, and nothing is stored."""
+        return self.issue_many(kind, [body], before_storing=None if before_storing is None
+                               else lambda records: before_storing(records[0]))[0]
 
-    def issue_many(self, kind: str, bodies: Sequence[dict]) -> list[Record]:
+    def issue_many(self, kind: str, bodies: Sequence[dict], *,
+                   before_storing: Callable[[list[Record]], None] | None = None) -> list[Record]:
         """Sign our next records, one per body in order, and accept them in one durable batch (one commit, so
         issuing thousands of digests at an epoch's end costs signatures, not commits). All or none: a bad body
-        raises vouching.InvalidRecord before anything is stored."""
+        raises vouching.InvalidRecord before anything is stored. `before_storing` as for `issue`."""
         seq, prev = self._next()
         self._check_may_sign()
         records = []
@@ -100,6 +104,8 @@ class Replica:
             record = issue_record(self.key, kind, body, seq=seq, prev=prev)
             records.append(record)
             seq, prev = seq + 1, record.id
+        if before_storing is not None:
+            before_storing(records)
         return self._accept_own(records)
 
     def issue_digests(self, bodies: Sequence[DigestBody]) -> list[Record]:

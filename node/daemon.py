@@ -39,7 +39,7 @@ from .config import CONFIG_FILE, NodeConfig, is_loopback
 from .credential_registry import RegistryError
 from .data_lock import DataDirBusy, locked_data_dir
 from .digests import DigestStateError
-from .idempotency import IdempotencyStoreError
+from .idempotency import IdempotencyStore, IdempotencyStoreError
 from .ingest_api import BODY_LIMITS, OPEN_WRITE_PATHS
 from .keys import load_org_key, load_token
 from .audit_log import wall_clock_ms
@@ -87,6 +87,10 @@ class Node:
     @property
     def network(self) -> str:
         return self.config.network
+
+    @property
+    def idempotency(self) -> IdempotencyStore:
+        return self.telemetry.idempotency
 
     def info(self) -> dict[str, Any]:
         store = self.replica.store

@@ -13,6 +13,12 @@ from one writer, so on opening, a row whose range lies beyond the audit log's si
 happened, and is dropped. A key (or a request's span rows) whose append failed while the node runs is forgotten at
 once (`abandon`: the rows from the failed append's first entry on); if even that write fails (a full disk), `settle`
 forgets them before the audit log grows again, and a key is looked up as absent until then.
+
+`POST /v1/vouches` and `POST /v1/revocations` keys (DESIGN §8), per route: each row names the record signed for the
+request, committed after it is signed and before it is stored (`reserve_record`). A row whose record the store does
+not hold is of a store that failed or never happened (the node's trio thread signs, reserves and stores at one go,
+so none is under way when a key is looked up): the route signs anew, and the row is replaced. Kept as long as event
+keys.
 """
 
 from __future__ import annotations
@@ -54,11 +60,29 @@ CREATE INDEX IF NOT EXISTS keys_at ON keys (at);
 -- The keys of appends that never happened, found at every start without reading every key (IdempotencyStore.open:
 -- SQLite uses it for that expression, spelt so).
 CREATE INDEX IF NOT EXISTS keys_end ON keys (first + count);
+-- The keys of vouches and revocations, by route: the id of the record signed for the first request.
+CREATE TABLE IF NOT EXISTS record_keys (
+    route TEXT NOT NULL,
+    key TEXT NOT NULL,
+    fingerprint BLOB NOT NULL,
+    record BLOB NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (route, key)
+);
+CREATE INDEX IF NOT EXISTS record_keys_at ON record_keys (at);
 -- A stored span's trace and span id (24 bytes), by the audit-log entry of its event.
 CREATE TABLE IF NOT EXISTS spans (entry INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE);
 -- When each request's spans were stored, by the first entry of its append: what expires them.
 CREATE TABLE IF NOT EXISTS span_appends (first INTEGER PRIMARY KEY, at INTEGER NOT NULL);
 """
+
+
+@dataclass(frozen=True)
+class RecordKey:
+    """The record signed for the first request with a key, and a hash of that request's body."""
+
+    fingerprint: bytes
+    record: bytes
 
 
 @dataclass(frozen=True)
@@ -85,8 +109,8 @@ def check_key(value: str) -> str | None:
 
 
 class IdempotencyStore:
-    """Keys of batches already appended to the audit log, with their replies. Callable from any thread (the
-    ingest commits run in a worker thread); calls are serialised by a lock."""
+    """Keys of batches already appended to the audit log, with their replies, and of vouches and revocations.
+    Callable from any thread (the ingest commits run in a worker thread); calls are serialised by a lock."""
 
     def __init__(self, db: sqlite3.Connection, path: Path) -> None:
         self._db = db
@@ -132,6 +156,20 @@ class IdempotencyStore:
                 "INSERT INTO keys VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (key, reply.fingerprint, first, count, reply.status, reply.reply, at),
             )
+
+    def lookup_record(self, route: str, key: str) -> RecordKey | None:
+        """The record id stored under `key` for `route` ("vouches", "revocations"), or None."""
+        with self._lock:
+            row = self._db.execute("SELECT fingerprint, record FROM record_keys WHERE route = ? AND key = ?",
+                                   (route, key)).fetchone()
+        return None if row is None else RecordKey(row[0], row[1])
+
+    def reserve_record(self, route: str, key: str, stored: RecordKey, *, at: int) -> None:
+        """Record the key of a request whose record is signed and about to be stored; durable on return, replacing
+        a row whose record was never stored. Raises IdempotencyStoreError naming the file if it cannot be written."""
+        with self._lock, self._writing("reserve"):
+            self._db.execute("INSERT OR REPLACE INTO record_keys VALUES (?, ?, ?, ?, ?)",
+                             (route, key, stored.fingerprint, stored.record, at))
 
     @contextmanager
     def _writing(self, what: str) -> Iterator[None]:
@@ -193,6 +231,7 @@ class IdempotencyStore:
                                    (before,)).fetchone()
             cut = _NO_ENTRY if row is None else row[0]
             forgotten = self._db.execute("DELETE FROM keys WHERE at < ?", (before,)).rowcount
+            forgotten += self._db.execute("DELETE FROM record_keys WHERE at < ?", (before,)).rowcount
         while True:
             with self._lock:
                 (floor,) = self._db.execute("SELECT min(entry) FROM spans").fetchone()

@@ -142,7 +142,8 @@ async def _storage(request: Request, exc: Exception) -> JSONResponse:
     if request.method in ("GET", "HEAD"):
         detail = f"the node cannot read its storage now: {exc}; retry later"
     else:
-        detail = f"the node cannot store this now: {exc}; retry later (a batch with an Idempotency-Key is stored once)"
+        detail = (f"the node cannot store this now: {exc}; retry later (a batch, vouch or revocation with an "
+                  "Idempotency-Key is stored once)")
     return error_response(503, "storage", detail, {"Retry-After": str(STORAGE_RETRY_SECONDS)})
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response, Security
+from fastapi import APIRouter, Header, Query, Request, Response, Security
 from pydantic import BaseModel, ConfigDict, Field
 
 from gossip.validation import check_record
@@ -16,6 +16,7 @@ from vouching.bodies import KINDS
 
 from .errors import ApiError, ErrorBody, checked_did, error_responses
 from .guard import bearer_scheme, media_type
+from .idempotent import HEADER_DESCRIPTION, RequestKey, keyed_responses
 from .view import NodeDep, NodeView
 
 DEFAULT_PAGE = 100
@@ -25,6 +26,7 @@ _MAX_FILTER = 512  # longer than any did or record id
 _RECORD_ID = re.compile(r"[0-9a-fA-F]{64}")
 
 router = APIRouter(prefix="/v1", tags=["records"])
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", description=HEADER_DESCRIPTION)]
 
 
 class VouchRequest(BaseModel):
@@ -64,30 +66,49 @@ def _created(node: NodeView, record: Record, response: Response) -> dict[str, An
     index = node.replica.store.index_of(record.id)
     if index is None:
         raise AssertionError(f"record {record.id.hex()} was issued but is not in the store")
+    return _shown(index, record, response)
+
+
+def _shown(index: int, record: Record, response: Response) -> dict[str, Any]:
+    """The answer naming a record this org signed: its view, and where to fetch it."""
     response.headers["Location"] = f"/v1/records/{record.id.hex()}"
     return record_view(index, record)
 
 
-@router.post("/vouches", status_code=201, dependencies=[Security(bearer_scheme)], responses=error_responses(401, 413))
-async def create_vouch(request: VouchRequest, node: NodeDep, response: Response) -> dict[str, Any]:
-    """Sign and publish a vouch as this org; 201 with the record, 422 naming the field a bad vouch breaks."""
+@router.post("/vouches", status_code=201, dependencies=[Security(bearer_scheme)],
+             responses={**error_responses(401, 413), **keyed_responses("vouch")})
+async def create_vouch(request: VouchRequest, node: NodeDep, response: Response,
+                       idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+    """Sign and publish a vouch as this org; 201 with the record, 422 naming the field a bad vouch breaks. With an
+    `Idempotency-Key`, a retry of the request gets the first one's record (201, `Idempotent-Replayed: true`) and
+    signs nothing; the key with another vouch is 422 `idempotency_key_reused`."""
+    key = RequestKey.of(node, "vouches", idempotency_key, request)
+    if key is not None and (replayed := key.replay(response)) is not None:
+        return _shown(*replayed, response)
     if request.basis == "org-peer" and request.scope is not None:
         # The record rules allow it (a peer's such vouch is accepted), but scoring reads no scope on an org edge.
         raise ApiError(422, "invalid_request", "body.scope: an org-peer vouch covers an org, not tools; scoring would "
                                                "ignore the scope, so omit it")
     body = vouch_body(request.subject, request.weight, request.basis, scope=request.scope, expires=request.expires)
-    return _created(node, node.replica.issue("vouch", body), response)
+    reserve = None if key is None else key.reserve
+    return _created(node, node.replica.issue("vouch", body, before_storing=reserve), response)
 
 
 @router.post(
     "/revocations",
     status_code=201,
     dependencies=[Security(bearer_scheme)],
-    responses=error_responses(401, 404, 409, 413),
+    responses={**error_responses(401, 404, 409, 413), **keyed_responses("revocation")},
 )
-async def create_revocation(request: RevocationRequest, node: NodeDep, response: Response) -> dict[str, Any]:
+async def create_revocation(request: RevocationRequest, node: NodeDep, response: Response,
+                            idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
     """Revoke one of this org's vouches, made under its current key or one it rotated away from; 404 if the node has
-    no such record, 409 if it cannot be revoked here."""
+    no such record, 409 if it cannot be revoked here. With an `Idempotency-Key`, a retry of the request gets the
+    first one's revoke record (201, `Idempotent-Replayed: true`), not a 409; the key with another revocation is 422
+    `idempotency_key_reused`."""
+    key = RequestKey.of(node, "revocations", idempotency_key, request)
+    if key is not None and (replayed := key.replay(response)) is not None:
+        return _shown(*replayed, response)
     vouch_id = parse_record_id(request.record, "body.record")
     store = node.replica.store
     found = store.kind_and_issuer(vouch_id)
@@ -100,7 +121,9 @@ async def create_revocation(request: RevocationRequest, node: NodeDep, response:
         raise ApiError(409, "conflict", f"body.record: a {kind} record; only vouches can be revoked")
     if store.revoked(vouch_id):
         raise ApiError(409, "conflict", "body.record: this vouch is already revoked")
-    return _created(node, node.replica.issue("revoke", revoke_body(vouch_id, request.reason)), response)
+    reserve = None if key is None else key.reserve
+    revoke = revoke_body(vouch_id, request.reason)
+    return _created(node, node.replica.issue("revoke", revoke, before_storing=reserve), response)
 
 
 _COSE = "application/cose"

@@ -8,6 +8,8 @@ from fastapi import Depends, Request
 
 from gossip.replica import Replica
 
+from ..idempotency import IdempotencyStore
+
 
 class NodeView(Protocol):
     """The running node as the API sees it. Every call is made from the node's trio thread."""
@@ -27,6 +29,10 @@ class NodeView(Protocol):
     @property
     def replica(self) -> Replica:
         """The node's records: `.store`, `.issue(kind, body)`, `.horizon`, `.flagged`, `.held_count`."""
+
+    @property
+    def idempotency(self) -> IdempotencyStore:
+        """The Idempotency-Keys of writes: `POST /v1/vouches` and `/v1/revocations` keep theirs here."""
 
     def info(self) -> dict[str, Any]:
         """JSON-ready facts about the node for `GET /v1/node`: peer id, listen addresses, ..."""

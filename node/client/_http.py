@@ -3,6 +3,7 @@ result or one of the client's exceptions (node/api/errors.py gives every error a
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 from urllib.parse import quote
 
@@ -53,6 +54,11 @@ def bearer_token(token: str | None) -> str | None:
         raise ValueError("token: must be the text the node's api.token holds (printable ASCII); this one holds a line "
                          "break, a control character or a non-ASCII one")
     return token
+
+
+def key_or_fresh(key: str | None) -> str:
+    """`key`, or a fresh Idempotency-Key: one per logical write, sent again with each retry of it."""
+    return uuid.uuid4().hex if key is None else key
 
 
 def post_headers(token: str | None, idempotency_key: str | None = None) -> dict[str, str]:

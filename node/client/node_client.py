@@ -23,6 +23,7 @@ from ._http import (
     check_body,
     checked,
     json_of,
+    key_or_fresh,
     normal_url,
     post_headers,
     query,
@@ -147,19 +148,24 @@ class NodeClient:
     # --- records ----------------------------------------------------------------------------------------
 
     def vouch(
-        self, subject: str, weight: float, basis: str, *, scope: list[str] | None = None, expires: int | None = None
+        self, subject: str, weight: float, basis: str, *, scope: list[str] | None = None, expires: int | None = None,
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]:
-        """Vouch for `subject` as this org (expires: ms since the epoch); the new record in its JSON form."""
+        """Vouch for `subject` as this org (expires: ms since the epoch); the new record in its JSON form.
+
+        Sent with an Idempotency-Key, `idempotency_key` or a fresh one: after a NodeUnreachable (the answer lost),
+        the same call with the same key gets the record the node signed, if it did, and signs no second."""
         body: dict[str, Any] = {"subject": subject, "weight": weight, "basis": basis}
         if scope is not None:
             body["scope"] = scope
         if expires is not None:
             body["expires"] = expires
-        return self._json(self._post("/v1/vouches", body))
+        return self._json(self._post("/v1/vouches", body, idempotency_key=key_or_fresh(idempotency_key)))
 
-    def revoke(self, record_id: str | bytes, reason: str) -> dict[str, Any]:
-        """Revoke one of this org's vouches; the revoke record in its JSON form."""
-        return self._json(self._post("/v1/revocations", {"record": _record_id_hex(record_id), "reason": reason}))
+    def revoke(self, record_id: str | bytes, reason: str, *, idempotency_key: str | None = None) -> dict[str, Any]:
+        """Revoke one of this org's vouches; the revoke record in its JSON form. Idempotency-Key as for `vouch`."""
+        return self._json(self._post("/v1/revocations", {"record": _record_id_hex(record_id), "reason": reason},
+                                     idempotency_key=key_or_fresh(idempotency_key)))
 
     def records(
         self,

@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from vouching.bodies import BASES
 
-from .common import Subparsers, add_command, did_argument, open_client, print_json, weight_argument
+from node.client import NodeUnreachable
+from node.client._http import key_or_fresh
+from .common import CommandFailed, Subparsers, add_command, did_argument, open_client, print_json, weight_argument
 
 _DURATION = re.compile(r"([1-9][0-9]{0,5})([smhdw])")
 _UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
@@ -48,6 +52,7 @@ def register(subparsers: Subparsers) -> None:
         "or a duration from now (90m, 12h, 30d, 2w)",
     )
     vouch.add_argument("--json", action="store_true", help="print the new record as JSON")
+    _key_argument(vouch, "vouch")
 
     revoke = add_command(
         subparsers,
@@ -62,6 +67,16 @@ def register(subparsers: Subparsers) -> None:
     revoke.add_argument("record", metavar="RECORD_ID", help="the vouch's record id, 64 hex digits")
     revoke.add_argument("--reason", required=True, help="why, 1 to 256 printable characters")
     revoke.add_argument("--json", action="store_true", help="print the revoke record as JSON")
+    _key_argument(revoke, "revocation")
+
+
+def _key_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--idempotency-key", metavar="KEY",
+        help=f"the request's Idempotency-Key (default: a fresh one). If the node's answer is lost, the command says "
+        f"which key it sent: run it again with that key, and the node answers with the {what} it signed, if it did, "
+        "instead of signing a second",
+    )
 
 
 def parse_expires(text: str) -> int:
@@ -91,8 +106,10 @@ def parse_date_or_time(text: str, alternative: str) -> int:
 
 
 def _vouch(args: argparse.Namespace) -> int:
-    with open_client(args, write=True) as client:
-        record = client.vouch(args.subject, args.weight, args.basis, scope=args.scope, expires=args.expires)
+    key = key_or_fresh(args.idempotency_key)
+    with open_client(args, write=True) as client, _answer_lost(args, key, "vouch"):
+        record = client.vouch(args.subject, args.weight, args.basis, scope=args.scope, expires=args.expires,
+                              idempotency_key=key)
     if args.json:
         print_json(record)
     else:
@@ -101,10 +118,21 @@ def _vouch(args: argparse.Namespace) -> int:
 
 
 def _revoke(args: argparse.Namespace) -> int:
-    with open_client(args, write=True) as client:
-        record = client.revoke(args.record, args.reason)
+    key = key_or_fresh(args.idempotency_key)
+    with open_client(args, write=True) as client, _answer_lost(args, key, "revocation"):
+        record = client.revoke(args.record, args.reason, idempotency_key=key)
     if args.json:
         print_json(record)
     else:
         print(f"revoked {record['body']['record']}: record {record['id']}")
     return 0
+
+
+@contextmanager
+def _answer_lost(args: argparse.Namespace, key: str, what: str) -> Iterator[None]:
+    """A NodeUnreachable as a CommandFailed naming the key sent: the node may have signed the request's record."""
+    try:
+        yield
+    except NodeUnreachable as error:
+        raise CommandFailed(f"{error}; if the node got the request it may have signed the {what}: run the command "
+                            f"again with --idempotency-key {key} to get it without signing a second") from None

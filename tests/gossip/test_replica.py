@@ -43,6 +43,20 @@ def test_issue_signs_our_next_record_and_stores_it(replica):
     assert replica.store.size == 2
 
 
+def test_issue_calls_before_storing_with_the_signed_record_and_stores_nothing_if_it_raises(replica):
+    """What must be durable before a record is stored (an API idempotency key naming it) is written there."""
+    seen = []
+
+    def refuse(record):
+        seen.append((record.seq, replica.store.size))
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"), before_storing=refuse)
+    stored = replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"), before_storing=seen.append)
+    assert seen == [(1, 0), stored] and replica.store.size == 1 and stored.seq == 1
+
+
 def test_listeners_hear_every_accepted_batch(replica):
     heard = []
     replica.listeners.append(heard.append)

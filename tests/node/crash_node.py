@@ -1,12 +1,13 @@
 """Crash safety of the whole node (README: operating a node; DESIGN §1-§2, §8): two real `vouchnet run`
 processes on loopback, A under mixed load, killed (SIGKILL) or stopped (SIGTERM) at random moments and restarted.
 
-Load on A: API vouches and revocations, POST /v1/events batches with an Idempotency-Key each; on B: vouches,
+Load on A: API vouches and revocations and POST /v1/events batches, with an Idempotency-Key each; on B: vouches,
 which reach A by gossip and sync. Both issue digests (epoch_seconds = 1) and sign and cosign checkpoints.
 
-After each restart of A: every record A answered 2xx for is there; every key of an answered event batch,
-retried, gets the first reply, replayed; once every key was retried (the ones in flight at the kill too), the
-audit log holds exactly the events their replies accepted; neither node flags A; A's log state is "ok".
+After each restart of A: every record A answered 2xx for is there; every key of an answered event batch, vouch
+or revocation, retried, gets the first reply, replayed; once every key was retried (the ones in flight at the kill
+too), the audit log holds exactly the events their replies accepted, and A's own vouches and revokes are exactly
+the records their replies name; neither node flags A; A's log state is "ok".
 At the end: every vouch B answered reached A; `vouchnet log verify` (consistent with every checkpoint verified
 after an earlier restart) and `vouchnet audit export` then `audit verify` pass. Used by
 tests/node/test_node_crash.py (a few kills) and benchmarks/node_crash.py (many).
@@ -165,6 +166,8 @@ class Acknowledged:
     vouches: list[str] = field(default_factory=list)  # ids of A's vouches not yet revoked (or revoking)
     peer_records: list[str] = field(default_factory=list)  # ids of vouches B created
     batches: dict[str, tuple[bytes, dict[str, Any] | None]] = field(default_factory=dict)  # key: (body, reply)
+    # A's vouches and revocations sent, answered or not: key: (path, body, the record id answered)
+    writes: dict[str, tuple[str, dict[str, Any], str | None]] = field(default_factory=dict)
     agents: list[str] = field(default_factory=list)
     checked: tuple[int, int] = (0, 0)  # records and batches checked after earlier restarts
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -215,17 +218,18 @@ class Load:
         with acks.lock:
             revoke = acks.vouches.pop(self._rng.randrange(len(acks.vouches))) if len(acks.vouches) > 3 and \
                 self._rng.random() < 0.3 else None
-        if revoke is None:
-            response = client.post("/v1/vouches", json={"subject": _agent(), "weight": 0.5, "basis": "operator"})
-        else:
-            response = client.post("/v1/revocations", json={"record": revoke, "reason": "crash test"})
-            if response.status_code == 409 and "already revoked" in response.text:
-                return  # revoked before a kill that came before its answer
+        path, body = (("/v1/vouches", {"subject": _agent(), "weight": 0.5, "basis": "operator"}) if revoke is None
+                      else ("/v1/revocations", {"record": revoke, "reason": "crash test"}))
+        key = f"w-{self._rng.getrandbits(64):016x}"
+        with acks.lock:
+            acks.writes[key] = (path, body, None)  # sent: it may be signed, answered or not
+        response = client.post(path, json=body, headers={"Idempotency-Key": key})
         self._status(response, 201)
         if response.status_code == 201:
             rid = response.json()["id"]
             with acks.lock:
                 acks.records.append(rid)
+                acks.writes[key] = (path, body, rid)
                 if revoke is None:
                     acks.vouches.append(rid)
 
@@ -266,13 +270,14 @@ def check_after_restart(a: NodeProcess, b: NodeProcess, acks: Acknowledged, *, r
     """The checks after a restart of A (module docstring): what was answered since the last check, and a sample of
     what was before; `retry_all` retries every batch key, then counts the audit log's events."""
     with acks.lock:
-        records, batches = list(acks.records), dict(acks.batches)
+        records, batches, writes = list(acks.records), dict(acks.batches), dict(acks.writes)
     seen, acks.checked = acks.checked, (len(records), len(batches))
     if not retry_all:
         sample = random.Random(len(records))
         records = records[seen[0]:] + sample.sample(records[:seen[0]], min(seen[0], 50))
         old = list(batches)[:seen[1]]
         batches = {k: batches[k] for k in list(batches)[seen[1]:] + sample.sample(old, min(len(old), 50))}
+        writes = dict(sample.sample(sorted(writes.items()), min(len(writes), 50)))
     with a.client(timeout=30.0) as client:
         for rid in records:
             if client.get(f"/v1/records/{rid}").status_code != 200:
@@ -289,13 +294,29 @@ def check_after_restart(a: NodeProcess, b: NodeProcess, acks: Acknowledged, *, r
                 raise CrashCheckFailed(f"batch {key}, answered {reply} before a kill, is answered {response.json()} "
                                        f"({response.headers.get('Idempotent-Replayed')}) after it")
             batches[key] = (body, response.json())
+        for key, (path, body, rid) in writes.items():
+            if rid is None and not retry_all:
+                continue
+            response = client.post(path, json=body, headers={"Idempotency-Key": key})
+            if response.status_code != 201:
+                raise CrashCheckFailed(f"{path} {key} retried: {response.status_code} {response.text[:300]}")
+            if rid is not None and (response.json()["id"] != rid or response.headers.get("Idempotent-Replayed")
+                                    != "true"):
+                raise CrashCheckFailed(f"{path} {key}, answered {rid} before a kill, is answered "
+                                       f"{response.json()['id']} ({response.headers.get('Idempotent-Replayed')}) "
+                                       "after it")
+            writes[key] = (path, body, response.json()["id"])
         if retry_all:
             with acks.lock:
                 acks.batches.update(batches)
+                acks.writes.update(writes)
             accepted = sum(reply["accepted"] for _, reply in batches.values() if reply is not None)
             stored = _metric(client, "audit_entries")
             if stored != accepted:
                 raise CrashCheckFailed(f"the audit log holds {stored} events; the replies accepted {accepted}")
+            signed = sorted(_own(client, a.info()["did"], "vouch") + _own(client, a.info()["did"], "revoke"))
+            if signed != sorted(rid for _, _, rid in writes.values()):
+                raise CrashCheckFailed(f"A signed {len(signed)} vouches and revokes; {len(writes)} keys were sent")
     for node in (a, b):
         info = node.info()
         if info["flagged"]:
@@ -407,13 +428,23 @@ def run(workdir: Path, stops: int, seed: int, *, sigterm_share: float = 0.5, mos
                   time.monotonic() - begun)
 
 
-def _own_vouches(a: NodeProcess) -> list[str]:
-    """The ids of the vouches A issued and stores (one page: a disk-full run posts fewer than a page holds)."""
-    with a.client() as client:
-        page = client.get("/v1/records", params={"issuer": a.info()["did"], "kind": "vouch", "limit": 500})
+def _own(client: httpx.Client, did: str, kind: str) -> list[str]:
+    """The ids of the records of `kind` that `did` issued and A stores, a page at a time."""
+    ids: list[str] = []
+    after = None
+    while True:
+        page = client.get("/v1/records", params={"issuer": did, "kind": kind, "limit": 500,
+                                                 **({} if after is None else {"after": after})})
         body = page.raise_for_status().json()
-    assert body["next"] is None
-    return [record["id"] for record in body["records"]]
+        ids += [record["id"] for record in body["records"]]
+        if (after := body["next"]) is None:
+            return ids
+
+
+def _own_vouches(a: NodeProcess) -> list[str]:
+    """The ids of the vouches A issued and stores."""
+    with a.client() as client:
+        return _own(client, a.info()["did"], "vouch")
 
 
 def _file_size_limit(limit: int) -> Callable[[], None]:

@@ -12,6 +12,7 @@ from nacl.signing import SigningKey
 
 from gossip.replica import Replica
 from gossip.store import RecordStore
+from node.idempotency import IdempotencyStore
 from ledger import (
     Checkpoint,
     CosignatureSigner,
@@ -31,6 +32,7 @@ class FakeNode:
     """The running node as the API sees it; `sign_checkpoint` stands in for the Witnessing service."""
 
     replica: Replica
+    idempotency: IdempotencyStore
     network: str = "testnet"
     token: str = TOKEN
     peer_list: list[dict[str, Any]] = field(default_factory=list)
@@ -75,6 +77,10 @@ class FakeNode:
 
 @contextmanager
 def fake_node(directory: Path, *, roots: tuple[str, ...] = ()) -> Iterator[FakeNode]:
-    """A FakeNode whose records live in `directory`; the store closes on exit."""
+    """A FakeNode whose records and idempotency keys live in `directory`; the stores close on exit."""
     with RecordStore.open(directory) as store:
-        yield FakeNode(Replica(SigningKey.generate(), store, roots=roots, max_hops=2, held_limit=100))
+        idempotency = IdempotencyStore.open(directory, log_size=0)
+        try:
+            yield FakeNode(Replica(SigningKey.generate(), store, roots=roots, max_hops=2, held_limit=100), idempotency)
+        finally:
+            idempotency.close()

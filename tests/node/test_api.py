@@ -5,6 +5,7 @@ import json
 import logging
 import re
 import sqlite3
+from contextlib import closing
 from urllib.parse import quote
 
 import httpx
@@ -19,6 +20,7 @@ from gossip.store import INDEX_FILE, RecordStore, StoreError
 from ledger import Ed25519Verifier, LedgerError, open_checkpoint, verify_consistency, verify_inclusion
 from node.api import create_app
 from node.api.status import MAX_LISTED_FLAGGED
+from node.idempotency import IdempotencyStore
 from vouching import EquivocationBody, org_body, public_key_from_did, verify_record, vouch_body
 
 from ..factories import Org, new_did
@@ -400,11 +402,11 @@ async def test_after_a_rotation_a_vouch_made_under_the_earlier_key_is_revoked_by
     """Before: refused as another org's ("issued by <old did>"), though the records rules let a later key revoke an
     earlier key's vouches (DESIGN §2), so an org that rotated could never withdraw a vouch it made before."""
     old, successor = Org(), Org()
-    with RecordStore.open(tmp_path) as store:
+    with RecordStore.open(tmp_path) as store, closing(IdempotencyStore.open(tmp_path, log_size=0)) as keys:
         before = Replica(old.key, store, roots=(), max_hops=2, held_limit=100)
         vouched = before.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
         before.issue("org", org_body("org", "test", next=successor.did))  # as node.rotation does
-        node = FakeNode(Replica(successor.key, store, roots=(), max_hops=2, held_limit=100))
+        node = FakeNode(Replica(successor.key, store, roots=(), max_hops=2, held_limit=100), keys)
         node.replica.issue("org", org_body("org", "test", prior=old.did))
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(node)), base_url="http://n") as api:
             response = await api.post("/v1/revocations", json={"record": vouched.id.hex(), "reason": "left"},

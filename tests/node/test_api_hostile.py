@@ -96,8 +96,8 @@ def hostile(tmp_path):
     metrics = Registry()
     with RecordStore.open(made.data_dir) as store:
         replica = Replica(key, store, roots=(partner.did,), max_hops=2, held_limit=100)
-        view = FakeNode(replica)
         telemetry = Telemetry.open(config, key=key, replica=replica, metrics=metrics)
+        view = FakeNode(replica, telemetry.idempotency)
         trust = TrustService(replica, roots=(partner.did,), policy=Policy(min_score=0),
                              broadcaster=telemetry.broadcaster, metrics=metrics, recompute_interval=60)
         replica.listeners.append(trust.on_records)

@@ -288,6 +288,28 @@ def test_expiry_is_a_date_a_time_or_a_duration():
     assert parse_expires("2w") - parse_expires("14d") in range(-1000, 1000)
 
 
+async def test_a_vouch_run_again_with_its_idempotency_key_is_signed_once(run, node, data_dir):
+    argv = ["vouch", new_did(), "--weight", "0.5", "--basis", "operator", "--dir", data_dir, "--idempotency-key", "k"]
+    (code, out, _), again = [await run(*argv) for _ in range(2)]
+    assert (code, again) == (0, (0, out, ""))
+    assert len(node.replica.store.query(issuer=node.did, kind="vouch", after=-1)) == 1
+
+
+@pytest.mark.parametrize(("command", "what"), [
+    (["vouch", "{did}", "--weight", "0.5", "--basis", "operator"], "vouch"),
+    (["revoke", "ab" * 32, "--reason", "retired"], "revocation"),
+])
+async def test_a_write_without_an_answer_names_the_key_to_run_it_again_with(run, data_dir, command, what):
+    argv = [a.replace("{did}", new_did()) for a in command]
+    code, _, err = await run(*argv, "--api", "http://127.0.0.1:9", "--token-file", data_dir / "api.token")
+    key = err.rsplit("--idempotency-key ", 1)[-1].split()[0]
+    assert code == 1 and len(key) == 32
+    assert f"it may have signed the {what}: run the command again with --idempotency-key {key} " in err
+    code, _, err = await run(*argv, "--api", "http://127.0.0.1:9", "--token-file", data_dir / "api.token",
+                             "--idempotency-key", "mine")
+    assert "--idempotency-key mine " in err
+
+
 async def test_revoke_withdraws_a_vouch(run, node, data_dir):
     vouched = vouch(node)
     code, out, _ = await run("revoke", vouched.id.hex(), "--reason", "retired", "--dir", data_dir)

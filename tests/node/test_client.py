@@ -54,6 +54,31 @@ async def test_vouch_and_revoke_write_records_as_the_org(client, node):
     assert node.replica.store.revoked(bytes.fromhex(vouched["id"]))
 
 
+def test_each_vouch_and_revocation_sends_a_fresh_idempotency_key_or_the_one_given():
+    sent = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append((request.url.path, request.headers.get("idempotency-key")))
+        return httpx.Response(201, json={})
+
+    with NodeClient("http://node", TOKEN, transport=httpx.MockTransport(answer)) as client:
+        for _ in range(2):
+            client.vouch(new_did(), 0.5, "operator")
+            client.revoke("ab" * 32, "retired")
+        client.vouch(new_did(), 0.5, "operator", idempotency_key="mine")
+        client.revoke("ab" * 32, "retired", idempotency_key="ours")
+    keys = [key for _, key in sent]
+    assert [path for path, _ in sent] == ["/v1/vouches", "/v1/revocations"] * 3
+    assert None not in keys[:4] and len(set(keys[:4])) == 4 and keys[4:] == ["mine", "ours"]
+
+
+async def test_a_vouch_called_again_with_its_key_gets_the_first_record(client, node):
+    subject = new_did()
+    first, again = [await call(client.vouch, subject, 0.5, "operator", idempotency_key="k") for _ in range(2)]
+    assert again == first
+    assert len(node.replica.store.query(issuer=node.did, kind="vouch", after=-1)) == 1
+
+
 async def test_a_refusal_carries_the_nodes_reason(client):
     with pytest.raises(NodeApiError) as refused:
         await call(client.vouch, new_did(), 3.0, "operator")

@@ -227,8 +227,6 @@ async def test_a_trace_export_sent_again_while_the_first_is_stored_is_stored_onc
         assert audit.size - before == 1
 
 
-@pytest.mark.xfail(strict=True, reason="needs a design decision: POST /v1/vouches and /v1/revocations take no "
-                                       "Idempotency-Key, so a vouch retried after a lost answer is signed twice")
 async def test_a_vouch_retried_with_its_idempotency_key_is_stored_once(tmp_path):
     async with running(tmp_path / "a") as node, httpx.AsyncClient(
         base_url=node.api_url, headers={"Authorization": f"Bearer {node.token}", "Idempotency-Key": "v1"}, timeout=30
