@@ -181,10 +181,14 @@ class PeerManager:
             task_status.started()
             while True:
                 busy = {*self._host.connected_peers(), *dialling}
-                for peer_id, addrs in self._schedule.due(trio.current_time(), busy, self._max_peers - len(busy)):
+                budget = self._max_peers - len(busy)
+                due = self._schedule.due(trio.current_time(), busy, budget)
+                for peer_id, addrs in due:
                     dialling.add(peer_id)
                     nursery.start_soon(self._dial, peer_id, addrs, dialling)
-                next_due = self._schedule.next_due({*self._host.connected_peers(), *dialling})
+                # With the budget spent, only a dial ending or a peer leaving frees a slot (both wake us): the next
+                # due time may be past already, and waking at it would spin.
+                next_due = self._schedule.next_due(busy | dialling) if budget > len(due) else None
                 self._wake = trio.Event()
                 with trio.move_on_at(next_due if next_due is not None else math.inf):
                     await self._wake.wait()

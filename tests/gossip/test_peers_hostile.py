@@ -1,0 +1,85 @@
+"""Peer management against hostile orgs and peers (DESIGN.md §5): what an `org` record or a stream of connections
+can make a node dial, how often, and whether it can starve the node of its honest peers. A stand-in host counts
+what PeerManager asks of it; trio's mock clock stands in for time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+
+from gossip.host import HostError, PeerEvent
+from gossip.peers import DialSchedule, PeerManager
+from gossip.replica import Replica
+from gossip.store import RecordStore
+
+from ..factories import Org
+
+LOOPS_ALLOWED = 1_000  # calls of connected_peers() a test may take: a manager past it is spinning
+
+
+def addr(peer: str) -> str:
+    return f"/ip4/127.0.0.1/tcp/4001/p2p/{peer}"
+
+
+class DialCountingHost:
+    """What PeerManager asks of a host: `connected` peers, and dials that fail unless the peer is in `reachable`."""
+
+    def __init__(self, *, connected: set[str] = frozenset(), reachable: set[str] = frozenset()) -> None:
+        self.connected, self.reachable = set(connected), set(reachable)
+        self.dialled: list[str] = []
+        self.loops = 0
+        self._events_send, self._events = trio.open_memory_channel[PeerEvent](100)
+
+    def connected_peers(self) -> list[str]:
+        self.loops += 1
+        assert self.loops <= LOOPS_ALLOWED, "the manager loops without waiting"
+        return sorted(self.connected)
+
+    def peer_events(self) -> trio.MemoryReceiveChannel[PeerEvent]:
+        return self._events
+
+    def drop(self, peer: str) -> None:
+        """The peer's connection closed."""
+        self.connected.discard(peer)
+        self._events_send.send_nowait(PeerEvent(peer, connected=False))
+
+    async def connect(self, address: str) -> str:
+        self.dialled.append(address)
+        await trio.sleep(0.1)
+        peer = address.rpartition("/p2p/")[2]
+        if peer not in self.reachable:
+            raise HostError(f"dial {address}: connection refused")
+        self.connected.add(peer)
+        return peer
+
+
+@asynccontextmanager
+async def running(host: DialCountingHost, replica: Replica, **kwargs: object) -> AsyncIterator[PeerManager]:
+    manager = PeerManager(host, replica, **kwargs)  # type: ignore[arg-type]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(manager.run)
+        yield manager
+        nursery.cancel_scope.cancel()
+
+
+@pytest.fixture
+def replica(tmp_path) -> Iterator[Replica]:
+    with RecordStore.open(tmp_path) as store:
+        yield Replica(Org().key, store, roots=(), max_hops=3, held_limit=100)
+
+
+async def test_a_full_dial_budget_waits_instead_of_spinning(replica, autojump_clock):
+    """With its `max_peers` connected, a peer due to be dialled made the manager's loop wake at once, again and
+    again (it woke at the due time, already past, with no budget to dial): a node spun a CPU core for as long as
+    it knew one org more than it may connect to."""
+    host = DialCountingHost(connected={"a"})
+    async with running(host, replica, bootstrap=[addr("a"), addr("b")], max_peers=1):
+        await trio.sleep(60)
+        assert host.dialled == []
+        assert host.loops < 10
+        host.drop("a")  # a slot is free: the peer waiting longest is dialled
+        await trio.sleep(0.5)
+    assert host.dialled == [addr("b")]
