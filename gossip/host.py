@@ -230,6 +230,14 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    carrying 3,200 messages, 13.8 and 14.4 s of CPU (runs before: 17.6, 19.3, 19.8 s). Merging several messages
    per RPC went down to about 490 writes and 10-12 s, but reordered deliveries and, with RPCs of many Noise
    frames, left a peer of a stopping host reading a torn frame ("Failed authentication of message").
+31. Each inbound connection holds one of the swarm's inbound slots (max_connections - min_connections of them)
+   until the host stops, not until the connection closes: the task handling it waits for the swarm to finish, and
+   frees its slot only then. A host thus accepts that many inbound connections in its life, and refuses every later
+   one before the handshake. Repro: a host with max_connections=60 (10 slots); 13 hosts in turn connect to it and
+   leave -> the 11th and later fail ("failed to negotiate the secure protocol"). A peer reconnecting 50 times used
+   up a node's default slots, and no peer could dial in again. Handled (patched by name and parameters, as 24):
+   the upgrade of an inbound connection returns once the connection shuts down, by raising, so the task ends and
+   its slot is freed; the slots then bound the inbound connections open or in their handshake at once.
 Not worked around (policy, not a bug to patch): scores of a disconnected peer are forgotten at once (the spec
 retains them); IDONTWANT is sent for every message regardless of size.
 """
@@ -261,7 +269,7 @@ import libp2p.pubsub.pubsub
 import multiaddr
 import trio
 from libp2p import new_host
-from libp2p.abc import INetConn, INetStream, INetwork, INotifee
+from libp2p.abc import IMuxedConn, INetConn, INetStream, INetwork, INotifee, IRawConnection
 from libp2p.crypto.ed25519 import Ed25519PublicKey, create_new_key_pair
 from libp2p.crypto.keys import KeyType
 from libp2p.crypto.x25519 import create_new_key_pair as create_new_x25519_key_pair
@@ -271,6 +279,7 @@ from libp2p.host.basic_host import BasicHost
 from libp2p.io.abc import Reader
 from libp2p.io.exceptions import IncompleteReadError, IOException
 from libp2p.network.config import ConnectionConfig, RetryConfig
+from libp2p.network.exceptions import SwarmException
 from libp2p.network.stream import exceptions as lp_stream
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
@@ -1138,6 +1147,7 @@ async def open_host(seed: bytes, listen: list[str], *, config: HostConfig = Host
         disable_identify_address_discovery=True,  # advertise what we listen on, not what peers claim to see
     )
     lp_host.get_network().retry_config = RetryConfig(max_retries=0)  # quirk 6: the caller owns retries
+    _free_inbound_slots_on_close(lp_host.get_network())
     host = Host(lp_host, config)
     try:
         async with _running(lp_host, addrs, host, config):
@@ -1320,6 +1330,20 @@ def _fix_own_signature_check() -> None:
 def _verify_unless_signed_here(msg: rpc_pb2.Message) -> bool:
     """StrictSign's check (GossipSub v1.1 message signing), skipped for the message object this task signed."""
     return msg is _SIGNED_HERE.get() or signature_validator(msg)
+
+
+def _free_inbound_slots_on_close(network: INetwork) -> None:
+    """Quirk 31, if the swarm still upgrades inbound connections through this method, with these parameters."""
+    upgrade = getattr(network, "upgrade_inbound_raw_conn", None)
+    if upgrade is None or list(inspect.signature(upgrade).parameters) != ["raw_conn", "maddr"]:
+        return
+
+    async def upgrade_until_closed(raw_conn: IRawConnection, maddr: multiaddr.Multiaddr) -> IMuxedConn:
+        muxed = await upgrade(raw_conn, maddr)
+        await muxed.event_shutting_down.wait()  # (yamux, the only muxer offered)
+        raise SwarmException(f"inbound connection from {muxed.peer_id} closed")  # ends the task: its slot is freed
+
+    network.upgrade_inbound_raw_conn = upgrade_until_closed  # type: ignore[attr-defined]
 
 
 def _route_libp2p_logging(level: int) -> None:

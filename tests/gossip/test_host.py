@@ -784,6 +784,21 @@ async def test_a_small_connection_limit_is_accepted() -> None:
 
 
 @pytest.mark.slow
+async def test_inbound_connections_that_closed_leave_room_for_new_ones() -> None:
+    """Quirk 31: py-libp2p kept each inbound connection's slot until the host stopped, so a host accepted
+    max_connections - min_connections inbound connections in its life (here 1; a node's default, 50), one peer
+    reconnecting could use them all, and then no peer could dial in again."""
+    with trio.fail_after(30):
+        async with open_host(os.urandom(32), LOOPBACK, config=HostConfig(max_connections=8)) as server:
+            events = server.peer_events()
+            for _ in range(3):
+                async with open_host(os.urandom(32), LOOPBACK) as client:
+                    await client.connect(server.listen_addrs[0])
+                    assert await events.receive() == PeerEvent(client.peer_id, connected=True)
+                assert await events.receive() == PeerEvent(client.peer_id, connected=False)
+
+
+@pytest.mark.slow
 async def test_a_blocked_peer_is_cut_off_both_ways_until_unblocked() -> None:
     with trio.fail_after(20):
         async with network(2) as ([a, b], _):
