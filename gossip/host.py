@@ -1420,12 +1420,14 @@ def _parse_dial_addr(addr: str) -> tuple[multiaddr.Multiaddr, ID]:
 
 def _connection_config(config: HostConfig) -> ConnectionConfig:
     """Quirk 19: ConnectionConfig refuses max_connections below its default watermarks (300 high, 100 low, 50
-    minimum), so the watermarks are lowered with it; the auto-connector they drive is stopped anyway (quirk 6)."""
+    minimum), so the watermarks are lowered with it; the auto-connector they drive is stopped anyway (quirk 6).
+    The swarm admits max_connections - min_connections inbound connections at once: half of them, at least (the
+    rest are for dials)."""
     high = min(config.max_connections, 300)
     low = min(high, 100)
     return ConnectionConfig(max_connections_per_peer=1, max_connections=config.max_connections,
                             dial_timeout=config.dial_timeout, high_watermark=high, low_watermark=low,
-                            min_connections=min(low, 50))
+                            min_connections=min(low, config.max_connections // 2))
 
 
 def _check_topic(topic: str) -> None:

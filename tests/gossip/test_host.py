@@ -799,6 +799,21 @@ async def test_inbound_connections_that_closed_leave_room_for_new_ones() -> None
 
 
 @pytest.mark.slow
+async def test_half_a_small_connection_limit_is_open_to_inbound_connections() -> None:
+    """Inbound slots are max_connections - min_connections, and min_connections was the low watermark, as large as
+    max_connections up to 50: a host of max_connections 8 to 50 (a node of max_peers up to 25) took one inbound
+    connection at a time."""
+    with trio.fail_after(30):
+        async with AsyncExitStack() as stack:
+            server = await stack.enter_async_context(
+                open_host(os.urandom(32), LOOPBACK, config=HostConfig(max_connections=8)))
+            clients = [await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK)) for _ in range(4)]
+            for client in clients:
+                await client.connect(server.listen_addrs[0])
+            assert server.connected_peers() == sorted(client.peer_id for client in clients)
+
+
+@pytest.mark.slow
 async def test_a_blocked_peer_is_cut_off_both_ways_until_unblocked() -> None:
     with trio.fail_after(20):
         async with network(2) as ([a, b], _):
