@@ -75,6 +75,10 @@ class DialSchedule:
         earlier ones named: an org may sign any number of them, each naming other addresses."""
         self._targets.setdefault(peer_id, _Target()).announced = list(addrs)
 
+    def kept(self, peers: Iterable[str]) -> set[str]:
+        """Those of `peers` it keeps connected (not peers that dialled in unasked)."""
+        return {p for p in peers if p in self._targets}
+
     def due(self, now: float, connected: Iterable[str], budget: int) -> list[tuple[str, list[str]]]:
         """Up to `budget` unconnected targets whose backoff has passed, longest-waiting first."""
         skip = set(connected)
@@ -124,7 +128,8 @@ class DialSchedule:
 
 
 class PeerManager:
-    """Dials bootstrap peers and orgs from `org` records, keeps at most `max_peers` connections."""
+    """Dials bootstrap peers and orgs from `org` records, keeps at most `max_peers` of them connected. Peers that
+    dial in unasked do not count (the host's max_connections bounds them)."""
 
     def __init__(
         self,
@@ -181,7 +186,7 @@ class PeerManager:
             task_status.started()
             while True:
                 busy = {*self._host.connected_peers(), *dialling}
-                budget = self._max_peers - len(busy)
+                budget = self._max_peers - len(self._schedule.kept(busy))
                 due = self._schedule.due(trio.current_time(), busy, budget)
                 for peer_id, addrs in due:
                     dialling.add(peer_id)

@@ -83,3 +83,13 @@ async def test_a_full_dial_budget_waits_instead_of_spinning(replica, autojump_cl
         host.drop("a")  # a slot is free: the peer waiting longest is dialled
         await trio.sleep(0.5)
     assert host.dialled == [addr("b")]
+
+
+async def test_peers_that_dialled_in_do_not_use_the_budget_for_the_peers_it_keeps(replica, autojump_clock):
+    """Every connected peer counted against `max_peers`, those that dialled in too: peers of fresh keys connecting
+    in (a node's host admits max_peers of them) left no budget to dial the bootstrap peers."""
+    host = DialCountingHost(connected={"stranger1", "stranger2"}, reachable={"a"})
+    async with running(host, replica, bootstrap=[addr("a")], max_peers=2):
+        await trio.sleep(1)
+    assert host.dialled == [addr("a")]
+    assert host.connected == {"stranger1", "stranger2", "a"}
