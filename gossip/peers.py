@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import trio
 
 from vouching import OrgBody, Record, public_key_from_did
+from vouching.succession import Link
 
 from .host import Host, HostError, PeerEvent, peer_id_from_public_key
 from .replica import Replica
@@ -151,21 +152,35 @@ class PeerManager:
             _, peer_id = split_peer_addr(addr)
             self._schedule.add(peer_id, [addr])
         self._learn(list(replica.store.scan(kind="org")))
+        for link in replica.succession.links():
+            self._follow(link)
         replica.listeners.append(self._learn)
+        replica.link_listeners.append(self._follow)
+
+    def _ours(self, key: str) -> bool:
+        """Whether `key` is one of our own org's keys, past or present: those are never dialled."""
+        return self._replica.succession.identity(key) == self._replica.succession.identity(self._replica.did)
 
     def _learn(self, records: list[Record]) -> None:
-        """Peer exchange: an accepted `org` record tells us where its org's node listens; a rotation, that the node
-        there now answers to its new key (so a bootstrap address naming the old peer id keeps working)."""
-        ours = self._replica.succession.identity(self._replica.did)
+        """Peer exchange: an accepted `org` record tells us where its org's node listens (a rotation record, the
+        key's last, names none: `_follow` moves its addresses once the new key names it back)."""
         for record in records:
-            if not isinstance(record.body, OrgBody) or self._replica.succession.identity(record.iss) == ours:
-                continue  # our own org's keys, past or present: never dialled
+            if not isinstance(record.body, OrgBody) or record.body.next is not None or self._ours(record.iss):
+                continue
             peer_id, addrs = org_dial_addrs(record)
-            if record.body.next is not None:
-                self._schedule.moved(peer_id, peer_id_from_public_key(public_key_from_did(record.body.next)))
-            elif addrs:
+            if addrs:
                 self._schedule.announce(peer_id, addrs)
-            self._wake.set()
+                self._wake.set()
+
+    def _follow(self, link: Link) -> None:
+        """A rotation linked two keys (both named each other, vouching.succession): the node that answered to the
+        old one now answers to the new one, at the same addresses (so a bootstrap address naming the old peer id
+        keeps working). A key's claim alone moves nothing: any org may name any key as its successor."""
+        if self._ours(link.successor):
+            return
+        self._schedule.moved(peer_id_from_public_key(public_key_from_did(link.prior)),
+                             peer_id_from_public_key(public_key_from_did(link.successor)))
+        self._wake.set()
 
     @property
     def has_peers(self) -> bool:

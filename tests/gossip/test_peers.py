@@ -139,9 +139,15 @@ def test_peer_exchange_follows_a_rotation_and_never_dials_our_own_keys(tmp_path)
         schedule = DialSchedule()
         PeerManager(object(), replica, bootstrap=[], max_peers=5, schedule=schedule)  # type: ignore[arg-type]
         new, rotation, first = old.rotate()
-        replica.accept([rotation])
+        replica.accept([rotation])  # a claim: the new key has not named the old one back yet
+        old_peer = peer_id_from_public_key(bytes(old.key.verify_key))
+        assert schedule.due(now=0, connected=(), budget=5) == [(old_peer, [f"/ip4/10.0.0.1/tcp/4001/p2p/{old_peer}"])]
+        replica.accept([first])
         peer = peer_id_from_public_key(bytes(new.key.verify_key))
         assert schedule.due(now=0, connected=(), budget=5) == [(peer, [f"/ip4/10.0.0.1/tcp/4001/p2p/{peer}"])]
+        restarted = DialSchedule()
+        PeerManager(object(), replica, bootstrap=[], max_peers=5, schedule=restarted)  # type: ignore[arg-type]
+        assert restarted.due(now=0, connected=(), budget=5) == [(peer, [f"/ip4/10.0.0.1/tcp/4001/p2p/{peer}"])]
 
 
 def test_a_node_that_rotated_never_dials_its_own_earlier_key(tmp_path):

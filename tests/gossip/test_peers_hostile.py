@@ -10,10 +10,11 @@ from contextlib import asynccontextmanager
 import pytest
 import trio
 
-from gossip.host import HostError, PeerEvent
+from gossip.host import HostError, PeerEvent, peer_id_from_public_key
 from gossip.peers import DialSchedule, PeerManager
 from gossip.replica import Replica
 from gossip.store import RecordStore
+from vouching import org_body, vouch_body
 
 from ..factories import Org
 
@@ -93,3 +94,17 @@ async def test_peers_that_dialled_in_do_not_use_the_budget_for_the_peers_it_keep
         await trio.sleep(1)
     assert host.dialled == [addr("a")]
     assert host.connected == {"stranger1", "stranger2", "a"}
+
+
+def test_an_org_claiming_to_rotate_to_another_org_does_not_lend_it_its_addresses(replica):
+    """An org's rotation record moved its addresses to the key it named, though that key never named it back (a
+    claim alone links nothing, vouching.succession): an org inside the horizon, naming an honest bootstrap peer,
+    had the node dial that peer first at 16 addresses of its choosing (tarpits, say: 10 s each)."""
+    honest, hostile = Org(), Org()
+    honest_peer = peer_id_from_public_key(bytes(honest.key.verify_key))
+    replica.issue("vouch", vouch_body(hostile.did, 0.9, "org-peer"))
+    schedule = DialSchedule()
+    PeerManager(object(), replica, bootstrap=[addr(honest_peer)], max_peers=5, schedule=schedule)  # type: ignore[arg-type]
+    replica.accept([hostile.record("org", org_body("h", "test", [f"/ip4/10.9.0.{i}/tcp/1" for i in range(16)]))])
+    replica.accept([hostile.record("org", org_body("h", "test", next=honest.did))])
+    assert dict(schedule.due(now=0, connected=(), budget=5))[honest_peer] == [addr(honest_peer)]
