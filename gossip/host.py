@@ -1406,6 +1406,15 @@ def _parse_listen_addr(addr: str) -> multiaddr.Multiaddr:
     return maddr
 
 
+def dialable(addr: str) -> bool:
+    """Whether connect() can dial `addr`: /ip4|ip6/<address>/tcp/<port>/p2p/<Ed25519 peer id>."""
+    try:
+        _parse_dial_addr(addr)
+    except HostError:
+        return False
+    return True
+
+
 def _parse_dial_addr(addr: str) -> tuple[multiaddr.Multiaddr, ID]:
     try:
         maddr = multiaddr.Multiaddr(addr)

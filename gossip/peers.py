@@ -18,7 +18,7 @@ import trio
 from vouching import OrgBody, Record, public_key_from_did
 from vouching.succession import Link
 
-from .host import Host, HostError, PeerEvent, peer_id_from_public_key
+from .host import Host, HostError, PeerEvent, dialable, peer_id_from_public_key
 from .replica import Replica
 
 log = logging.getLogger(__name__)
@@ -33,11 +33,12 @@ def split_peer_addr(addr: str) -> tuple[str, str]:
 
 
 def org_dial_addrs(record: Record) -> tuple[str, list[str]]:
-    """The peer id of an `org` record's issuer and its addresses, each ending in /p2p/<peer id>."""
+    """The peer id of an `org` record's issuer and those of its addresses the host can dial, each ending in
+    /p2p/<peer id> (an address naming another peer is not the org's to hand out)."""
     assert isinstance(record.body, OrgBody)
     peer_id = peer_id_from_public_key(public_key_from_did(record.iss))
     addrs = [a if "/p2p/" in a else f"{a}/p2p/{peer_id}" for a in record.body.addrs]
-    return peer_id, [a for a in addrs if a.endswith(f"/p2p/{peer_id}")]
+    return peer_id, [a for a in addrs if a.endswith(f"/p2p/{peer_id}") and dialable(a)]
 
 
 @dataclass

@@ -108,3 +108,23 @@ def test_an_org_claiming_to_rotate_to_another_org_does_not_lend_it_its_addresses
     replica.accept([hostile.record("org", org_body("h", "test", [f"/ip4/10.9.0.{i}/tcp/1" for i in range(16)]))])
     replica.accept([hostile.record("org", org_body("h", "test", next=honest.did))])
     assert dict(schedule.due(now=0, connected=(), budget=5))[honest_peer] == [addr(honest_peer)]
+
+
+def test_an_org_records_addresses_that_no_node_can_dial_are_not_kept(replica):
+    """Every address an org record named was kept and tried at each dial, whatever it was; and one that was only
+    "/p2p/<its peer id>" made following the org's rotation raise in the middle (a listener error, logged): the new
+    key was left without the addresses the old one announced."""
+    org = Org()
+    peer = peer_id_from_public_key(bytes(org.key.verify_key))
+    replica.issue("vouch", vouch_body(org.did, 0.9, "org-peer"))
+    schedule = DialSchedule()
+    PeerManager(object(), replica, bootstrap=[], max_peers=5, schedule=schedule)  # type: ignore[arg-type]
+    replica.accept([org.record("org", org_body("o", "test", [
+        f"/p2p/{peer}", "/dns/victim.example/tcp/80", "/ip4/10.0.0.1/udp/4001/quic", "/ip4/10.0.0.1/tcp/4001/ws",
+        "/ip4/10.0.0.1/tcp/99999", "/ip4/10.0.0.1/tcp/4002"]))])
+    assert schedule.due(now=0, connected=(), budget=5) == [(peer, [f"/ip4/10.0.0.1/tcp/4002/p2p/{peer}"])]
+    new, rotation, first = org.rotate()
+    replica.accept([rotation, first])
+    new_peer = peer_id_from_public_key(bytes(new.key.verify_key))
+    assert schedule.due(now=0, connected=(), budget=5) == [(new_peer, [f"/ip4/10.0.0.1/tcp/4002/p2p/{new_peer}"])]
+    assert replica.listener_errors == 0
