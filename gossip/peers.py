@@ -2,7 +2,10 @@
 
 `DialSchedule` is the policy, pure and clock-free: who to dial next and when, exponential backoff with jitter
 per peer. `PeerManager` is the trio shell that dials. The host lifts py-libp2p's 60 s negative dial cache on
-every connect (gossip/host.py quirk 6), so the backoff here alone decides how often a peer is retried.
+every connect (gossip/host.py quirk 6), so the backoff here alone decides how often a peer is retried: a peer
+whose connection dropped is redialled after `min_backoff`, one that stays unreachable at most `max_backoff` (60 s)
+apart, and a connection that lasted less than `stable_after` counts as a failed dial, so a peer that keeps hanging
+up is redialled ever less often, not every `min_backoff`.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class _Target:
     announced: list[str] = field(default_factory=list)  # from the org's latest `org` record naming any
     due: float = 0.0
     failures: int = 0
+    connected_at: float | None = None  # when its current connection opened, if it is connected
 
     @property
     def addrs(self) -> list[str]:
@@ -59,6 +63,7 @@ class DialSchedule:
 
     min_backoff: float = 1.0
     max_backoff: float = 60.0
+    stable_after: float = 60.0  # a connection lasting less is a failed dial (the peer hangs up, say)
     rng: random.Random = field(default_factory=random.Random)
     _targets: dict[str, _Target] = field(default_factory=dict)
 
@@ -101,8 +106,10 @@ class DialSchedule:
         target.due = now + delay
         return delay
 
-    def succeeded(self, peer_id: str) -> None:
-        self._targets[peer_id].failures = 0
+    def connected(self, peer_id: str, now: float) -> None:
+        """A connection to the peer opened (our dial, or theirs); its failures are forgotten once it lasts."""
+        if peer_id in self._targets and self._targets[peer_id].connected_at is None:
+            self._targets[peer_id].connected_at = now
 
     def retry_now(self, peer_id: str) -> None:
         """The peer became reachable again (e.g. an operator unblocked it): due at once, its backoff forgotten."""
@@ -124,9 +131,17 @@ class DialSchedule:
             self.announce(successor, at_successor(target.announced))
 
     def disconnected(self, peer_id: str, now: float) -> None:
-        """A connection dropped: retry after the minimum backoff, not at once (the peer may be restarting)."""
-        if peer_id in self._targets:
-            self._targets[peer_id].due = now + self.min_backoff
+        """A connection dropped: retry after the minimum backoff, not at once (the peer may be restarting); or, if
+        it lasted less than `stable_after`, as after a failed dial."""
+        target = self._targets.get(peer_id)
+        if target is None:
+            return
+        since, target.connected_at = target.connected_at, None
+        if since is None or now - since < self.stable_after:  # (None: it closed before we heard it open)
+            self.failed(peer_id, now)
+        else:
+            target.failures = 0
+            target.due = now + self.min_backoff
 
 
 class PeerManager:
@@ -216,7 +231,9 @@ class PeerManager:
 
     async def _watch(self, events: trio.MemoryReceiveChannel[PeerEvent]) -> None:
         async for event in events:
-            if not event.connected:
+            if event.connected:
+                self._schedule.connected(event.peer_id, trio.current_time())
+            else:
                 self._schedule.disconnected(event.peer_id, trio.current_time())
                 self._wake.set()
 
@@ -230,8 +247,7 @@ class PeerManager:
                     self.dial_failures += 1
                     log.debug("dial %s failed: %s", addr, e)
                     continue
-                self._schedule.succeeded(peer_id)
-                return
+                return  # (the host's PeerEvent tells the schedule)
             delay = self._schedule.failed(peer_id, trio.current_time())
             log.info("peer %s unreachable; next attempt in %.1f s", peer_id, delay)
         finally:

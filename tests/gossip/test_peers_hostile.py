@@ -54,6 +54,7 @@ class DialCountingHost:
         if peer not in self.reachable:
             raise HostError(f"dial {address}: connection refused")
         self.connected.add(peer)
+        self._events_send.send_nowait(PeerEvent(peer, connected=True))
         return peer
 
 
@@ -128,3 +129,15 @@ def test_an_org_records_addresses_that_no_node_can_dial_are_not_kept(replica):
     new_peer = peer_id_from_public_key(bytes(new.key.verify_key))
     assert schedule.due(now=0, connected=(), budget=5) == [(new_peer, [f"/ip4/10.0.0.1/tcp/4002/p2p/{new_peer}"])]
     assert replica.listener_errors == 0
+
+
+async def test_a_peer_that_hangs_up_at_once_is_redialled_with_growing_backoff(replica, autojump_clock):
+    """A dial that connected forgot the peer's failures, and a dropped connection was redialled after the minimum
+    backoff (1 s): a peer that accepts and hangs up at once was dialled every second for ever, by every node."""
+    host = DialCountingHost(reachable={"a"})
+    async with running(host, replica, bootstrap=[addr("a")], max_peers=5):
+        for _ in range(600):  # the peer hangs up whenever it is connected; ten minutes of it
+            if "a" in host.connected:
+                host.drop("a")
+            await trio.sleep(1)
+    assert len(host.dialled) < 30  # 60 s backoff at most, jittered (0.5-1): about 14 in ten minutes; 300 before
