@@ -26,6 +26,8 @@ from .replica import Replica
 
 log = logging.getLogger(__name__)
 
+MAX_DIALS = 8  # dials at once: py-libp2p runs 32 and queues the rest, the host's dial timeout running meanwhile
+
 
 def split_peer_addr(addr: str) -> tuple[str, str]:
     """`/ip4/…/tcp/…/p2p/<peer id>` -> (transport part, peer id); ValueError without a /p2p/ component."""
@@ -87,10 +89,11 @@ class DialSchedule:
         return {p for p in peers if p in self._targets}
 
     def due(self, now: float, connected: Iterable[str], budget: int) -> list[tuple[str, list[str]]]:
-        """Up to `budget` unconnected targets whose backoff has passed, longest-waiting first."""
+        """Up to `budget` unconnected targets whose backoff has passed: bootstrap peers first (the operator chose
+        them; any org may name addresses that hold a dial for its whole timeout), then longest-waiting first."""
         skip = set(connected)
-        ready = [(t.due, p) for p, t in self._targets.items() if p not in skip and t.due <= now]
-        return [(p, self._targets[p].addrs) for _, p in sorted(ready)[: max(budget, 0)]]
+        ready = [(not t.bootstrap, t.due, p) for p, t in self._targets.items() if p not in skip and t.due <= now]
+        return [(p, self._targets[p].addrs) for *_, p in sorted(ready)[: max(budget, 0)]]
 
     def next_due(self, connected: Iterable[str]) -> float | None:
         skip = set(connected)
@@ -217,12 +220,12 @@ class PeerManager:
             task_status.started()
             while True:
                 busy = {*self._host.connected_peers(), *dialling}
-                budget = self._max_peers - len(self._schedule.kept(busy))
+                budget = min(self._max_peers - len(self._schedule.kept(busy)), MAX_DIALS - len(dialling))
                 due = self._schedule.due(trio.current_time(), busy, budget)
                 for peer_id, addrs in due:
                     dialling.add(peer_id)
                     nursery.start_soon(self._dial, peer_id, addrs, dialling)
-                # With the budget spent, only a dial ending or a peer leaving frees a slot (both wake us): the next
+                # With the budget spent, only a dial ending or a peer leaving frees one (both wake us): the next
                 # due time may be past already, and waking at it would spin.
                 next_due = self._schedule.next_due(busy | dialling) if budget > len(due) else None
                 self._wake = trio.Event()

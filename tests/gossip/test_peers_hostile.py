@@ -11,14 +11,14 @@ import pytest
 import trio
 
 from gossip.host import HostError, PeerEvent, peer_id_from_public_key
-from gossip.peers import DialSchedule, PeerManager
+from gossip.peers import MAX_DIALS, DialSchedule, PeerManager
 from gossip.replica import Replica
 from gossip.store import RecordStore
 from vouching import org_body, vouch_body
 
 from ..factories import Org
 
-LOOPS_ALLOWED = 1_000  # calls of connected_peers() a test may take: a manager past it is spinning
+LOOPS_ALLOWED = 10_000  # calls of connected_peers() a test may take: a manager past it is spinning
 
 
 def addr(peer: str) -> str:
@@ -26,11 +26,14 @@ def addr(peer: str) -> str:
 
 
 class DialCountingHost:
-    """What PeerManager asks of a host: `connected` peers, and dials that fail unless the peer is in `reachable`."""
+    """What PeerManager asks of a host: `connected` peers, and dials that fail unless the peer is in `reachable`
+    (slowly, at a tarpit's address: one that accepts TCP and never answers)."""
 
-    def __init__(self, *, connected: set[str] = frozenset(), reachable: set[str] = frozenset()) -> None:
-        self.connected, self.reachable = set(connected), set(reachable)
+    def __init__(self, *, connected: set[str] = frozenset(), reachable: set[str] = frozenset(),
+                 tarpits: set[str] = frozenset()) -> None:
+        self.connected, self.reachable, self.tarpits = set(connected), set(reachable), set(tarpits)
         self.dialled: list[str] = []
+        self.dialling = self.most_dialling = 0
         self.loops = 0
         self._events_send, self._events = trio.open_memory_channel[PeerEvent](100)
 
@@ -48,9 +51,15 @@ class DialCountingHost:
         self._events_send.send_nowait(PeerEvent(peer, connected=False))
 
     async def connect(self, address: str) -> str:
+        """Fails unless the peer is reachable, at once; after the dial timeout (10 s) at a tarpit's address."""
         self.dialled.append(address)
-        await trio.sleep(0.1)
         peer = address.rpartition("/p2p/")[2]
+        self.dialling += 1
+        self.most_dialling = max(self.most_dialling, self.dialling)
+        try:
+            await trio.sleep(10 if address.rpartition("/p2p/")[0] in self.tarpits else 0.1)
+        finally:
+            self.dialling -= 1
         if peer not in self.reachable:
             raise HostError(f"dial {address}: connection refused")
         self.connected.add(peer)
@@ -141,3 +150,21 @@ async def test_a_peer_that_hangs_up_at_once_is_redialled_with_growing_backoff(re
                 host.drop("a")
             await trio.sleep(1)
     assert len(host.dialled) < 30  # 60 s backoff at most, jittered (0.5-1): about 14 in ten minutes; 300 before
+
+
+async def test_orgs_naming_tarpits_neither_fill_the_hosts_dials_nor_delay_a_bootstrap_peer(replica, autojump_clock):
+    """40 orgs in the horizon naming addresses that accept TCP and never answer: the manager dialled up to max_peers
+    (50) of them at once, each dial waiting out the host's 10 s dial timeout, while py-libp2p runs 32 dials at a
+    time and queues the rest, the host's own timeout running (40 such dials delayed a dial to a live peer on loopback
+    by 9.7 s); and a bootstrap peer waited its turn behind them."""
+    tarpit = "/ip4/127.0.0.1/tcp/9"
+    host = DialCountingHost(reachable={"boot"}, tarpits={tarpit})
+    for _ in range(40):
+        org = Org()
+        replica.issue("vouch", vouch_body(org.did, 0.9, "org-peer"))
+        replica.accept([org.record("org", org_body("o", "test", [tarpit]))])
+    async with running(host, replica, bootstrap=[addr("boot")], max_peers=50):
+        await trio.sleep(0.5)
+        assert "boot" in host.connected
+        await trio.sleep(600)
+    assert host.most_dialling <= MAX_DIALS < 32
