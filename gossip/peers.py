@@ -27,6 +27,9 @@ from .replica import Replica
 log = logging.getLogger(__name__)
 
 MAX_DIALS = 8  # dials at once: py-libp2p runs 32 and queues the rest, the host's dial timeout running meanwhile
+# Addresses dialled per second, all peers together (and at once): each org's dials are bounded by its backoff, but
+# orgs are many, and every one may name anyone's address.
+MAX_DIAL_RATE, MAX_DIAL_BURST = 10.0, 50
 
 
 def split_peer_addr(addr: str) -> tuple[str, str]:
@@ -165,6 +168,7 @@ class PeerManager:
         self._max_peers = max_peers
         self._schedule = schedule if schedule is not None else DialSchedule()
         self._wake = trio.Event()
+        self._next_dial = -math.inf  # when the next address may be dialled, bursts aside (_dial_slot)
         self.dials = 0
         self.dial_failures = 0
         for addr in bootstrap:
@@ -240,9 +244,16 @@ class PeerManager:
                 self._schedule.disconnected(event.peer_id, trio.current_time())
                 self._wake.set()
 
+    def _dial_slot(self) -> float:
+        """When the next address may be dialled, taken: MAX_DIAL_RATE a second, up to MAX_DIAL_BURST at once."""
+        slot = max(self._next_dial, trio.current_time() - (MAX_DIAL_BURST - 1) / MAX_DIAL_RATE)
+        self._next_dial = slot + 1 / MAX_DIAL_RATE
+        return slot
+
     async def _dial(self, peer_id: str, addrs: list[str], dialling: set[str]) -> None:
         try:
             for addr in addrs:
+                await trio.sleep_until(self._dial_slot())
                 self.dials += 1
                 try:
                     await self._host.connect(addr)

@@ -11,7 +11,7 @@ import pytest
 import trio
 
 from gossip.host import HostError, PeerEvent, peer_id_from_public_key
-from gossip.peers import MAX_DIALS, DialSchedule, PeerManager
+from gossip.peers import MAX_DIAL_BURST, MAX_DIAL_RATE, MAX_DIALS, DialSchedule, PeerManager
 from gossip.replica import Replica
 from gossip.store import RecordStore
 from vouching import org_body, vouch_body
@@ -168,3 +168,17 @@ async def test_orgs_naming_tarpits_neither_fill_the_hosts_dials_nor_delay_a_boot
         assert "boot" in host.connected
         await trio.sleep(600)
     assert host.most_dialling <= MAX_DIALS < 32
+
+
+async def test_many_orgs_naming_one_victim_get_it_dialled_at_a_bounded_rate(replica, autojump_clock):
+    """Each org's dials are bounded (its 16 addresses an attempt, attempts 60 s apart at most), but not all orgs'
+    together: 100 orgs in the horizon naming 16 ports of one victim had every node dial it about 36 times a second."""
+    victim = "/ip4/10.0.0.1/tcp/"
+    host = DialCountingHost()
+    for _ in range(100):
+        org = Org()
+        replica.issue("vouch", vouch_body(org.did, 0.9, "org-peer"))
+        replica.accept([org.record("org", org_body("o", "test", [f"{victim}{port}" for port in range(16)]))])
+    async with running(host, replica, bootstrap=[], max_peers=50):
+        await trio.sleep(600)
+    assert len(host.dialled) <= MAX_DIAL_RATE * 600 + MAX_DIAL_BURST
