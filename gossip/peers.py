@@ -135,6 +135,8 @@ class DialSchedule:
         self.add(successor, at_successor(target.bootstrap))
         if not self._targets[successor].announced:  # (unless the successor's own record named its addresses)
             self.announce(successor, at_successor(target.announced))
+        moved = self._targets[successor]  # the same node: its backoff carries over
+        moved.due, moved.failures = max(moved.due, target.due), max(moved.failures, target.failures)
 
     def disconnected(self, peer_id: str, now: float) -> None:
         """A connection dropped: retry after the minimum backoff, not at once (the peer may be restarting); or, if

@@ -4,6 +4,7 @@ what PeerManager asks of it; trio's mock clock stands in for time."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
@@ -182,3 +183,15 @@ async def test_many_orgs_naming_one_victim_get_it_dialled_at_a_bounded_rate(repl
     async with running(host, replica, bootstrap=[], max_peers=50):
         await trio.sleep(600)
     assert len(host.dialled) <= MAX_DIAL_RATE * 600 + MAX_DIAL_BURST
+
+
+def test_a_rotation_does_not_reset_the_backoff_of_an_unreachable_org():
+    """A rotated org's node was dialled at once as its successor, its backoff forgotten: an org that keeps rotating
+    its key (two records a rotation) had every node dial its addresses after each rotation, whatever its backoff."""
+    schedule = DialSchedule(min_backoff=1, max_backoff=60, rng=random.Random(1))
+    schedule.announce("old", [addr("old")])
+    for _ in range(8):
+        schedule.failed("old", now=0)
+    schedule.moved("old", "new")
+    assert schedule.due(now=29, connected=(), budget=5) == []
+    assert schedule.due(now=60, connected=(), budget=5) == [("new", [addr("new")])]
