@@ -814,6 +814,22 @@ async def test_half_a_small_connection_limit_is_open_to_inbound_connections() ->
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="design question: inbound connections that never open a "
+                   "stream hold their slot for ever, so peers of fresh keys (free to make) fill a node's max_peers "
+                   "inbound slots and no other peer can dial in; evict which, when?")
+async def test_idle_inbound_connections_do_not_lock_out_a_new_peer() -> None:
+    with trio.fail_after(30):
+        async with AsyncExitStack() as stack:
+            server = await stack.enter_async_context(
+                open_host(os.urandom(32), LOOPBACK, config=HostConfig(max_connections=8)))
+            for _ in range(4):  # as many as it has inbound slots; each connects and never opens a stream
+                idle = await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK))
+                await idle.connect(server.listen_addrs[0])
+            newcomer = await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK))
+            await newcomer.connect(server.listen_addrs[0])  # refused: no inbound slot is free
+
+
+@pytest.mark.slow
 async def test_a_blocked_peer_is_cut_off_both_ways_until_unblocked() -> None:
     with trio.fail_after(20):
         async with network(2) as ([a, b], _):
