@@ -35,6 +35,7 @@ class DialCountingHost:
         self.connected, self.reachable, self.tarpits = set(connected), set(reachable), set(tarpits)
         self.dialled: list[str] = []
         self.dialling = self.most_dialling = 0
+        self.listen_addrs: list[str] = []
         self.loops = 0
         self._events_send, self._events = trio.open_memory_channel[PeerEvent](100)
 
@@ -195,3 +196,19 @@ def test_a_rotation_does_not_reset_the_backoff_of_an_unreachable_org():
     schedule.moved("old", "new")
     assert schedule.due(now=29, connected=(), budget=5) == []
     assert schedule.due(now=60, connected=(), budget=5) == [("new", [addr("new")])]
+
+
+@pytest.mark.xfail(strict=True, reason="design question: an org record may name any address, so every node of a "
+                   "network dials the loopback, private and link-local addresses an org names (its own SSH port, a "
+                   "cloud metadata service) with a multistream-select header; testnets run on loopback, so a filter "
+                   "needs a rule for when such addresses are dialled (the node's own listen addresses? a setting?)")
+def test_a_node_on_a_public_address_does_not_dial_other_orgs_loopback_or_private_addresses(replica):
+    org = Org()
+    replica.issue("vouch", vouch_body(org.did, 0.9, "org-peer"))
+    host = DialCountingHost()
+    host.listen_addrs = ["/ip4/203.0.113.5/tcp/4001/p2p/me"]
+    schedule = DialSchedule()
+    PeerManager(host, replica, bootstrap=[], max_peers=5, schedule=schedule)  # type: ignore[arg-type]
+    replica.accept([org.record("org", org_body("o", "test", [
+        "/ip4/127.0.0.1/tcp/22", "/ip4/10.0.0.5/tcp/6379", "/ip4/169.254.169.254/tcp/80", "/ip6/::1/tcp/8700"]))])
+    assert schedule.due(now=0, connected=(), budget=5) == []
