@@ -238,6 +238,13 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    up a node's default slots, and no peer could dial in again. Handled (patched by name and parameters, as 24):
    the upgrade of an inbound connection returns once the connection shuts down, by raising, so the task ends and
    its slot is freed; the slots then bound the inbound connections open or in their handshake at once.
+32. Pubsub, told of a new connection, opens its stream to the peer with host.new_stream(), which dials the peer if
+   it is no longer connected, and retries: a peer that hangs up at once (one that blocked us, or a hostile one) is
+   redialled behind the caller's back, whatever its backoff. Repro: host B blocks A; A connects to B once -> A's
+   peer events show a new connection every 0.3 s at first (a node's PeerManager over a minute: 82 connections, 22
+   of them its own dials; 7 and 7 with this fix). Handled (patched by name and parameters, as 24): the swarm
+   dials only within connect(); elsewhere, asking it for a peer that is not connected raises SwarmException, which
+   pubsub's retry takes as the peer gone.
 Not worked around (policy, not a bug to patch): scores of a disconnected peer are forgotten at once (the spec
 retains them); IDONTWANT is sent for every message regardless of size.
 """
@@ -873,6 +880,7 @@ class Host:
             raise HostError(f"dial {addr}: the peer is blocked on this host")
         self._host.get_network().unblock_peer(peer)  # quirk 6
         self._host.get_peerstore().clear_addrs(peer)  # quirk 16
+        dialling = _DIALLING.set(True)  # quirk 32
         try:
             with trio.fail_after(self._config.dial_timeout):
                 await self._host.connect(PeerInfo(peer, [target]))
@@ -880,6 +888,8 @@ class Host:
             raise HostError(f"dial {addr}: no connection within {self._config.dial_timeout} s") from None
         except Exception as error:
             raise HostError(f"dial {addr}: {_reason(error)}") from error
+        finally:
+            _DIALLING.reset(dialling)
         return peer.to_base58()
 
     async def disconnect(self, peer_id: str) -> None:
@@ -1148,6 +1158,7 @@ async def open_host(seed: bytes, listen: list[str], *, config: HostConfig = Host
     )
     lp_host.get_network().retry_config = RetryConfig(max_retries=0)  # quirk 6: the caller owns retries
     _free_inbound_slots_on_close(lp_host.get_network())
+    _dial_only_in_connect(lp_host.get_network())
     host = Host(lp_host, config)
     try:
         async with _running(lp_host, addrs, host, config):
@@ -1344,6 +1355,24 @@ def _free_inbound_slots_on_close(network: INetwork) -> None:
         raise SwarmException(f"inbound connection from {muxed.peer_id} closed")  # ends the task: its slot is freed
 
     network.upgrade_inbound_raw_conn = upgrade_until_closed  # type: ignore[attr-defined]
+
+
+# Quirk 32: whether the current task is in Host.connect, the one place the swarm may dial.
+_DIALLING: contextvars.ContextVar[bool] = contextvars.ContextVar("dialling", default=False)
+
+
+def _dial_only_in_connect(network: INetwork) -> None:
+    """Quirk 32, if py-libp2p still reaches a peer through the swarm's dial_peer(peer_id)."""
+    dial_peer = getattr(network, "dial_peer", None)
+    if dial_peer is None or list(inspect.signature(dial_peer).parameters) != ["peer_id"]:
+        return
+
+    async def dial_connected_only(peer_id: ID) -> list[INetConn]:
+        if not _DIALLING.get() and not network.get_connections(peer_id):
+            raise SwarmException(f"{peer_id} is not connected (only Host.connect dials)")
+        return await dial_peer(peer_id)
+
+    network.dial_peer = dial_connected_only  # type: ignore[method-assign]
 
 
 def _route_libp2p_logging(level: int) -> None:

@@ -1,3 +1,4 @@
+import contextlib
 import logging
 import os
 import weakref
@@ -811,6 +812,24 @@ async def test_half_a_small_connection_limit_is_open_to_inbound_connections() ->
             for client in clients:
                 await client.connect(server.listen_addrs[0])
             assert server.connected_peers() == sorted(client.peer_id for client in clients)
+
+
+@pytest.mark.slow
+async def test_a_peer_that_hangs_up_is_not_redialled_behind_the_callers_back() -> None:
+    """Quirk 32: pubsub, told of a new connection, opened its stream with a call that dials the peer if it is no
+    longer connected, and retried: a peer that hangs up at once (here, one that blocked us) was redialled about
+    three times a second at first, whatever the node's backoff."""
+    with trio.fail_after(20):
+        async with network(1) as ([a], _), open_host(os.urandom(32), LOOPBACK) as b:
+            await b.set_blocked([a.peer_id])
+            events = a.peer_events()
+            await a.connect(b.listen_addrs[0])
+            await trio.sleep(1.5)  # a few of pubsub's redials, 0.3 s apart
+            connections = 0
+            with contextlib.suppress(trio.WouldBlock):
+                while True:
+                    connections += events.receive_nowait().connected
+    assert connections == 1
 
 
 @pytest.mark.slow
