@@ -230,6 +230,21 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    carrying 3,200 messages, 13.8 and 14.4 s of CPU (runs before: 17.6, 19.3, 19.8 s). Merging several messages
    per RPC went down to about 490 writes and 10-12 s, but reordered deliveries and, with RPCs of many Noise
    frames, left a peer of a stopping host reading a torn frame ("Failed authentication of message").
+31. Each inbound connection holds one of the swarm's inbound slots (max_connections - min_connections of them)
+   until the host stops, not until the connection closes: the task handling it waits for the swarm to finish, and
+   frees its slot only then. A host thus accepts that many inbound connections in its life, and refuses every later
+   one before the handshake. Repro: a host with max_connections=60 (10 slots); 13 hosts in turn connect to it and
+   leave -> the 11th and later fail ("failed to negotiate the secure protocol"). A peer reconnecting 50 times used
+   up a node's default slots, and no peer could dial in again. Handled (patched by name and parameters, as 24):
+   the upgrade of an inbound connection returns once the connection shuts down, by raising, so the task ends and
+   its slot is freed; the slots then bound the inbound connections open or in their handshake at once.
+32. Pubsub, told of a new connection, opens its stream to the peer with host.new_stream(), which dials the peer if
+   it is no longer connected, and retries: a peer that hangs up at once (one that blocked us, or a hostile one) is
+   redialled behind the caller's back, whatever its backoff. Repro: host B blocks A; A connects to B once -> A's
+   peer events show a new connection every 0.3 s at first (a node's PeerManager over a minute: 82 connections, 22
+   of them its own dials; 7 and 7 with this fix). Handled (patched by name and parameters, as 24): the swarm
+   dials only within connect(); elsewhere, asking it for a peer that is not connected raises SwarmException, which
+   pubsub's retry takes as the peer gone.
 Not worked around (policy, not a bug to patch): scores of a disconnected peer are forgotten at once (the spec
 retains them); IDONTWANT is sent for every message regardless of size.
 """
@@ -261,7 +276,7 @@ import libp2p.pubsub.pubsub
 import multiaddr
 import trio
 from libp2p import new_host
-from libp2p.abc import INetConn, INetStream, INetwork, INotifee
+from libp2p.abc import IMuxedConn, INetConn, INetStream, INetwork, INotifee, IRawConnection
 from libp2p.crypto.ed25519 import Ed25519PublicKey, create_new_key_pair
 from libp2p.crypto.keys import KeyType
 from libp2p.crypto.x25519 import create_new_key_pair as create_new_x25519_key_pair
@@ -271,6 +286,7 @@ from libp2p.host.basic_host import BasicHost
 from libp2p.io.abc import Reader
 from libp2p.io.exceptions import IncompleteReadError, IOException
 from libp2p.network.config import ConnectionConfig, RetryConfig
+from libp2p.network.exceptions import SwarmException
 from libp2p.network.stream import exceptions as lp_stream
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
@@ -865,6 +881,7 @@ class Host:
             raise HostError(f"dial {addr}: the peer is blocked on this host")
         self._host.get_network().unblock_peer(peer)  # quirk 6
         self._host.get_peerstore().clear_addrs(peer)  # quirk 16
+        dialling = _DIALLING.set(True)  # quirk 32
         try:
             with trio.fail_after(self._config.dial_timeout):
                 await self._host.connect(PeerInfo(peer, [target]))
@@ -872,6 +889,8 @@ class Host:
             raise HostError(f"dial {addr}: no connection within {self._config.dial_timeout} s") from None
         except Exception as error:
             raise HostError(f"dial {addr}: {_reason(error)}") from error
+        finally:
+            _DIALLING.reset(dialling)
         return peer.to_base58()
 
     async def disconnect(self, peer_id: str) -> None:
@@ -1139,6 +1158,8 @@ async def open_host(seed: bytes, listen: list[str], *, config: HostConfig = Host
         disable_identify_address_discovery=True,  # advertise what we listen on, not what peers claim to see
     )
     lp_host.get_network().retry_config = RetryConfig(max_retries=0)  # quirk 6: the caller owns retries
+    _free_inbound_slots_on_close(lp_host.get_network())
+    _dial_only_in_connect(lp_host.get_network())
     host = Host(lp_host, config)
     try:
         async with _running(lp_host, addrs, host, config):
@@ -1323,6 +1344,38 @@ def _verify_unless_signed_here(msg: rpc_pb2.Message) -> bool:
     return msg is _SIGNED_HERE.get() or signature_validator(msg)
 
 
+def _free_inbound_slots_on_close(network: INetwork) -> None:
+    """Quirk 31, if the swarm still upgrades inbound connections through this method, with these parameters."""
+    upgrade = getattr(network, "upgrade_inbound_raw_conn", None)
+    if upgrade is None or list(inspect.signature(upgrade).parameters) != ["raw_conn", "maddr"]:
+        return
+
+    async def upgrade_until_closed(raw_conn: IRawConnection, maddr: multiaddr.Multiaddr) -> IMuxedConn:
+        muxed = await upgrade(raw_conn, maddr)
+        await muxed.event_shutting_down.wait()  # (yamux, the only muxer offered)
+        raise SwarmException(f"inbound connection from {muxed.peer_id} closed")  # ends the task: its slot is freed
+
+    network.upgrade_inbound_raw_conn = upgrade_until_closed  # type: ignore[attr-defined]
+
+
+# Quirk 32: whether the current task is in Host.connect, the one place the swarm may dial.
+_DIALLING: contextvars.ContextVar[bool] = contextvars.ContextVar("dialling", default=False)
+
+
+def _dial_only_in_connect(network: INetwork) -> None:
+    """Quirk 32, if py-libp2p still reaches a peer through the swarm's dial_peer(peer_id)."""
+    dial_peer = getattr(network, "dial_peer", None)
+    if dial_peer is None or list(inspect.signature(dial_peer).parameters) != ["peer_id"]:
+        return
+
+    async def dial_connected_only(peer_id: ID) -> list[INetConn]:
+        if not _DIALLING.get() and not network.get_connections(peer_id):
+            raise SwarmException(f"{peer_id} is not connected (only Host.connect dials)")
+        return await dial_peer(peer_id)
+
+    network.dial_peer = dial_connected_only  # type: ignore[method-assign]
+
+
 def _route_libp2p_logging(level: int) -> None:
     if os.environ.get("LIBP2P_DEBUG"):
         return  # whoever set it asked for py-libp2p's own log setup
@@ -1383,6 +1436,15 @@ def _parse_listen_addr(addr: str) -> multiaddr.Multiaddr:
     return maddr
 
 
+def dialable(addr: str) -> bool:
+    """Whether connect() can dial `addr`: /ip4|ip6/<address>/tcp/<port>/p2p/<Ed25519 peer id>."""
+    try:
+        _parse_dial_addr(addr)
+    except HostError:
+        return False
+    return True
+
+
 def _parse_dial_addr(addr: str) -> tuple[multiaddr.Multiaddr, ID]:
     try:
         maddr = multiaddr.Multiaddr(addr)
@@ -1397,12 +1459,14 @@ def _parse_dial_addr(addr: str) -> tuple[multiaddr.Multiaddr, ID]:
 
 def _connection_config(config: HostConfig) -> ConnectionConfig:
     """Quirk 19: ConnectionConfig refuses max_connections below its default watermarks (300 high, 100 low, 50
-    minimum), so the watermarks are lowered with it; the auto-connector they drive is stopped anyway (quirk 6)."""
+    minimum), so the watermarks are lowered with it; the auto-connector they drive is stopped anyway (quirk 6).
+    The swarm admits max_connections - min_connections inbound connections at once: half of them, at least (the
+    rest are for dials)."""
     high = min(config.max_connections, 300)
     low = min(high, 100)
     return ConnectionConfig(max_connections_per_peer=1, max_connections=config.max_connections,
                             dial_timeout=config.dial_timeout, high_watermark=high, low_watermark=low,
-                            min_connections=min(low, 50))
+                            min_connections=min(low, config.max_connections // 2))
 
 
 def _check_topic(topic: str) -> None:

@@ -2,7 +2,10 @@
 
 `DialSchedule` is the policy, pure and clock-free: who to dial next and when, exponential backoff with jitter
 per peer. `PeerManager` is the trio shell that dials. The host lifts py-libp2p's 60 s negative dial cache on
-every connect (gossip/host.py quirk 6), so the backoff here alone decides how often a peer is retried.
+every connect (gossip/host.py quirk 6), so the backoff here alone decides how often a peer is retried: a peer
+whose connection dropped is redialled after `min_backoff`, one that stays unreachable at most `max_backoff` (60 s)
+apart, and a connection that lasted less than `stable_after` counts as a failed dial, so a peer that keeps hanging
+up is redialled ever less often, not every `min_backoff`.
 """
 
 from __future__ import annotations
@@ -16,11 +19,17 @@ from dataclasses import dataclass, field
 import trio
 
 from vouching import OrgBody, Record, public_key_from_did
+from vouching.succession import Link
 
-from .host import Host, HostError, PeerEvent, peer_id_from_public_key
+from .host import Host, HostError, PeerEvent, dialable, peer_id_from_public_key
 from .replica import Replica
 
 log = logging.getLogger(__name__)
+
+MAX_DIALS = 8  # dials at once: py-libp2p runs 32 and queues the rest, the host's dial timeout running meanwhile
+# Addresses dialled per second, all peers together (and at once): each org's dials are bounded by its backoff, but
+# orgs are many, and every one may name anyone's address.
+MAX_DIAL_RATE, MAX_DIAL_BURST = 10.0, 50
 
 
 def split_peer_addr(addr: str) -> tuple[str, str]:
@@ -32,11 +41,12 @@ def split_peer_addr(addr: str) -> tuple[str, str]:
 
 
 def org_dial_addrs(record: Record) -> tuple[str, list[str]]:
-    """The peer id of an `org` record's issuer and its addresses, each ending in /p2p/<peer id>."""
+    """The peer id of an `org` record's issuer and those of its addresses the host can dial, each ending in
+    /p2p/<peer id> (an address naming another peer is not the org's to hand out)."""
     assert isinstance(record.body, OrgBody)
     peer_id = peer_id_from_public_key(public_key_from_did(record.iss))
     addrs = [a if "/p2p/" in a else f"{a}/p2p/{peer_id}" for a in record.body.addrs]
-    return peer_id, [a for a in addrs if a.endswith(f"/p2p/{peer_id}")]
+    return peer_id, [a for a in addrs if a.endswith(f"/p2p/{peer_id}") and dialable(a)]
 
 
 @dataclass
@@ -45,6 +55,7 @@ class _Target:
     announced: list[str] = field(default_factory=list)  # from the org's latest `org` record naming any
     due: float = 0.0
     failures: int = 0
+    connected_at: float | None = None  # when its current connection opened, if it is connected
 
     @property
     def addrs(self) -> list[str]:
@@ -57,6 +68,7 @@ class DialSchedule:
 
     min_backoff: float = 1.0
     max_backoff: float = 60.0
+    stable_after: float = 60.0  # a connection lasting less is a failed dial (the peer hangs up, say)
     rng: random.Random = field(default_factory=random.Random)
     _targets: dict[str, _Target] = field(default_factory=dict)
 
@@ -75,11 +87,16 @@ class DialSchedule:
         earlier ones named: an org may sign any number of them, each naming other addresses."""
         self._targets.setdefault(peer_id, _Target()).announced = list(addrs)
 
+    def kept(self, peers: Iterable[str]) -> set[str]:
+        """Those of `peers` it keeps connected (not peers that dialled in unasked)."""
+        return {p for p in peers if p in self._targets}
+
     def due(self, now: float, connected: Iterable[str], budget: int) -> list[tuple[str, list[str]]]:
-        """Up to `budget` unconnected targets whose backoff has passed, longest-waiting first."""
+        """Up to `budget` unconnected targets whose backoff has passed: bootstrap peers first (the operator chose
+        them; any org may name addresses that hold a dial for its whole timeout), then longest-waiting first."""
         skip = set(connected)
-        ready = [(t.due, p) for p, t in self._targets.items() if p not in skip and t.due <= now]
-        return [(p, self._targets[p].addrs) for _, p in sorted(ready)[: max(budget, 0)]]
+        ready = [(not t.bootstrap, t.due, p) for p, t in self._targets.items() if p not in skip and t.due <= now]
+        return [(p, self._targets[p].addrs) for *_, p in sorted(ready)[: max(budget, 0)]]
 
     def next_due(self, connected: Iterable[str]) -> float | None:
         skip = set(connected)
@@ -95,8 +112,10 @@ class DialSchedule:
         target.due = now + delay
         return delay
 
-    def succeeded(self, peer_id: str) -> None:
-        self._targets[peer_id].failures = 0
+    def connected(self, peer_id: str, now: float) -> None:
+        """A connection to the peer opened (our dial, or theirs); its failures are forgotten once it lasts."""
+        if peer_id in self._targets and self._targets[peer_id].connected_at is None:
+            self._targets[peer_id].connected_at = now
 
     def retry_now(self, peer_id: str) -> None:
         """The peer became reachable again (e.g. an operator unblocked it): due at once, its backoff forgotten."""
@@ -116,15 +135,26 @@ class DialSchedule:
         self.add(successor, at_successor(target.bootstrap))
         if not self._targets[successor].announced:  # (unless the successor's own record named its addresses)
             self.announce(successor, at_successor(target.announced))
+        moved = self._targets[successor]  # the same node: its backoff carries over
+        moved.due, moved.failures = max(moved.due, target.due), max(moved.failures, target.failures)
 
     def disconnected(self, peer_id: str, now: float) -> None:
-        """A connection dropped: retry after the minimum backoff, not at once (the peer may be restarting)."""
-        if peer_id in self._targets:
-            self._targets[peer_id].due = now + self.min_backoff
+        """A connection dropped: retry after the minimum backoff, not at once (the peer may be restarting); or, if
+        it lasted less than `stable_after`, as after a failed dial."""
+        target = self._targets.get(peer_id)
+        if target is None:
+            return
+        since, target.connected_at = target.connected_at, None
+        if since is None or now - since < self.stable_after:  # (None: it closed before we heard it open)
+            self.failed(peer_id, now)
+        else:
+            target.failures = 0
+            target.due = now + self.min_backoff
 
 
 class PeerManager:
-    """Dials bootstrap peers and orgs from `org` records, keeps at most `max_peers` connections."""
+    """Dials bootstrap peers and orgs from `org` records, keeps at most `max_peers` of them connected. Peers that
+    dial in unasked do not count (the host's max_connections bounds them)."""
 
     def __init__(
         self,
@@ -140,27 +170,42 @@ class PeerManager:
         self._max_peers = max_peers
         self._schedule = schedule if schedule is not None else DialSchedule()
         self._wake = trio.Event()
+        self._next_dial = -math.inf  # when the next address may be dialled, bursts aside (_dial_slot)
         self.dials = 0
         self.dial_failures = 0
         for addr in bootstrap:
             _, peer_id = split_peer_addr(addr)
             self._schedule.add(peer_id, [addr])
         self._learn(list(replica.store.scan(kind="org")))
+        for link in replica.succession.links():
+            self._follow(link)
         replica.listeners.append(self._learn)
+        replica.link_listeners.append(self._follow)
+
+    def _ours(self, key: str) -> bool:
+        """Whether `key` is one of our own org's keys, past or present: those are never dialled."""
+        return self._replica.succession.identity(key) == self._replica.succession.identity(self._replica.did)
 
     def _learn(self, records: list[Record]) -> None:
-        """Peer exchange: an accepted `org` record tells us where its org's node listens; a rotation, that the node
-        there now answers to its new key (so a bootstrap address naming the old peer id keeps working)."""
-        ours = self._replica.succession.identity(self._replica.did)
+        """Peer exchange: an accepted `org` record tells us where its org's node listens (a rotation record, the
+        key's last, names none: `_follow` moves its addresses once the new key names it back)."""
         for record in records:
-            if not isinstance(record.body, OrgBody) or self._replica.succession.identity(record.iss) == ours:
-                continue  # our own org's keys, past or present: never dialled
+            if not isinstance(record.body, OrgBody) or record.body.next is not None or self._ours(record.iss):
+                continue
             peer_id, addrs = org_dial_addrs(record)
-            if record.body.next is not None:
-                self._schedule.moved(peer_id, peer_id_from_public_key(public_key_from_did(record.body.next)))
-            elif addrs:
+            if addrs:
                 self._schedule.announce(peer_id, addrs)
-            self._wake.set()
+                self._wake.set()
+
+    def _follow(self, link: Link) -> None:
+        """A rotation linked two keys (both named each other, vouching.succession): the node that answered to the
+        old one now answers to the new one, at the same addresses (so a bootstrap address naming the old peer id
+        keeps working). A key's claim alone moves nothing: any org may name any key as its successor."""
+        if self._ours(link.successor):
+            return
+        self._schedule.moved(peer_id_from_public_key(public_key_from_did(link.prior)),
+                             peer_id_from_public_key(public_key_from_did(link.successor)))
+        self._wake.set()
 
     @property
     def has_peers(self) -> bool:
@@ -181,23 +226,36 @@ class PeerManager:
             task_status.started()
             while True:
                 busy = {*self._host.connected_peers(), *dialling}
-                for peer_id, addrs in self._schedule.due(trio.current_time(), busy, self._max_peers - len(busy)):
+                budget = min(self._max_peers - len(self._schedule.kept(busy)), MAX_DIALS - len(dialling))
+                due = self._schedule.due(trio.current_time(), busy, budget)
+                for peer_id, addrs in due:
                     dialling.add(peer_id)
                     nursery.start_soon(self._dial, peer_id, addrs, dialling)
-                next_due = self._schedule.next_due({*self._host.connected_peers(), *dialling})
+                # With the budget spent, only a dial ending or a peer leaving frees one (both wake us): the next
+                # due time may be past already, and waking at it would spin.
+                next_due = self._schedule.next_due(busy | dialling) if budget > len(due) else None
                 self._wake = trio.Event()
                 with trio.move_on_at(next_due if next_due is not None else math.inf):
                     await self._wake.wait()
 
     async def _watch(self, events: trio.MemoryReceiveChannel[PeerEvent]) -> None:
         async for event in events:
-            if not event.connected:
+            if event.connected:
+                self._schedule.connected(event.peer_id, trio.current_time())
+            else:
                 self._schedule.disconnected(event.peer_id, trio.current_time())
                 self._wake.set()
+
+    def _dial_slot(self) -> float:
+        """When the next address may be dialled, taken: MAX_DIAL_RATE a second, up to MAX_DIAL_BURST at once."""
+        slot = max(self._next_dial, trio.current_time() - (MAX_DIAL_BURST - 1) / MAX_DIAL_RATE)
+        self._next_dial = slot + 1 / MAX_DIAL_RATE
+        return slot
 
     async def _dial(self, peer_id: str, addrs: list[str], dialling: set[str]) -> None:
         try:
             for addr in addrs:
+                await trio.sleep_until(self._dial_slot())
                 self.dials += 1
                 try:
                     await self._host.connect(addr)
@@ -205,8 +263,7 @@ class PeerManager:
                     self.dial_failures += 1
                     log.debug("dial %s failed: %s", addr, e)
                     continue
-                self._schedule.succeeded(peer_id)
-                return
+                return  # (the host's PeerEvent tells the schedule)
             delay = self._schedule.failed(peer_id, trio.current_time())
             log.info("peer %s unreachable; next attempt in %.1f s", peer_id, delay)
         finally:

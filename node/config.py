@@ -499,7 +499,7 @@ min_score = {d.min_score}
 # high_risk_tools = ["shell", "deploy", "payments", "email"]
 
 [limits]
-# Peers this node dials and stays connected to, at most (it accepts up to twice as many connections).
+# Peers this node dials and stays connected to, at most; as many again (4 at least) may dial in.
 max_peers = {lim.max_peers}
 # Largest gossip message in bytes, at most {MAX_GOSSIP_MESSAGE} (records are batched up to this size).
 gossip_batch_bytes = {lim.gossip_batch_bytes}

@@ -1,3 +1,4 @@
+import contextlib
 import logging
 import os
 import weakref
@@ -781,6 +782,70 @@ async def test_a_reader_returns_window_credit_in_halves_not_per_read(monkeypatch
 async def test_a_small_connection_limit_is_accepted() -> None:
     async with open_host(os.urandom(32), LOOPBACK, config=HostConfig(max_connections=8)) as host:
         assert host.listen_addrs
+
+
+@pytest.mark.slow
+async def test_inbound_connections_that_closed_leave_room_for_new_ones() -> None:
+    """Quirk 31: py-libp2p kept each inbound connection's slot until the host stopped, so a host accepted
+    max_connections - min_connections inbound connections in its life (here 1; a node's default, 50), one peer
+    reconnecting could use them all, and then no peer could dial in again."""
+    with trio.fail_after(30):
+        async with open_host(os.urandom(32), LOOPBACK, config=HostConfig(max_connections=8)) as server:
+            events = server.peer_events()
+            for _ in range(3):
+                async with open_host(os.urandom(32), LOOPBACK) as client:
+                    await client.connect(server.listen_addrs[0])
+                    assert await events.receive() == PeerEvent(client.peer_id, connected=True)
+                assert await events.receive() == PeerEvent(client.peer_id, connected=False)
+
+
+@pytest.mark.slow
+async def test_half_a_small_connection_limit_is_open_to_inbound_connections() -> None:
+    """Inbound slots are max_connections - min_connections, and min_connections was the low watermark, as large as
+    max_connections up to 50: a host of max_connections 8 to 50 (a node of max_peers up to 25) took one inbound
+    connection at a time."""
+    with trio.fail_after(30):
+        async with AsyncExitStack() as stack:
+            server = await stack.enter_async_context(
+                open_host(os.urandom(32), LOOPBACK, config=HostConfig(max_connections=8)))
+            clients = [await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK)) for _ in range(4)]
+            for client in clients:
+                await client.connect(server.listen_addrs[0])
+            assert server.connected_peers() == sorted(client.peer_id for client in clients)
+
+
+@pytest.mark.slow
+async def test_a_peer_that_hangs_up_is_not_redialled_behind_the_callers_back() -> None:
+    """Quirk 32: pubsub, told of a new connection, opened its stream with a call that dials the peer if it is no
+    longer connected, and retried: a peer that hangs up at once (here, one that blocked us) was redialled about
+    three times a second at first, whatever the node's backoff."""
+    with trio.fail_after(20):
+        async with network(1) as ([a], _), open_host(os.urandom(32), LOOPBACK) as b:
+            await b.set_blocked([a.peer_id])
+            events = a.peer_events()
+            await a.connect(b.listen_addrs[0])
+            await trio.sleep(1.5)  # a few of pubsub's redials, 0.3 s apart
+            connections = 0
+            with contextlib.suppress(trio.WouldBlock):
+                while True:
+                    connections += events.receive_nowait().connected
+    assert connections == 1
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="design question: inbound connections that never open a "
+                   "stream hold their slot for ever, so peers of fresh keys (free to make) fill a node's max_peers "
+                   "inbound slots and no other peer can dial in; evict which, when?")
+async def test_idle_inbound_connections_do_not_lock_out_a_new_peer() -> None:
+    with trio.fail_after(30):
+        async with AsyncExitStack() as stack:
+            server = await stack.enter_async_context(
+                open_host(os.urandom(32), LOOPBACK, config=HostConfig(max_connections=8)))
+            for _ in range(4):  # as many as it has inbound slots; each connects and never opens a stream
+                idle = await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK))
+                await idle.connect(server.listen_addrs[0])
+            newcomer = await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK))
+            await newcomer.connect(server.listen_addrs[0])  # refused: no inbound slot is free
 
 
 @pytest.mark.slow

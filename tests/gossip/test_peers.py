@@ -23,13 +23,18 @@ def test_split_peer_addr():
         split_peer_addr("/ip4/127.0.0.1/tcp/1")
 
 
-def test_backoff_doubles_with_jitter_up_to_the_cap_and_resets_on_success():
-    schedule = DialSchedule(min_backoff=1, max_backoff=8, rng=random.Random(1))
+def test_backoff_doubles_with_jitter_up_to_the_cap_and_resets_once_a_connection_lasts():
+    schedule = DialSchedule(min_backoff=1, max_backoff=8, stable_after=60, rng=random.Random(1))
     schedule.add("p", ["/ip4/1.2.3.4/tcp/1/p2p/p"])
     delays = [schedule.failed("p", now=0) for _ in range(6)]
     caps = [1, 2, 4, 8, 8, 8]
     assert all(cap / 2 <= d <= cap for d, cap in zip(delays, caps))
-    schedule.succeeded("p")
+    schedule.connected("p", now=0)
+    schedule.disconnected("p", now=59)  # too short: a failure like the others
+    assert schedule.next_due(connected=()) >= 59 + 8 / 2
+    schedule.connected("p", now=100)
+    schedule.disconnected("p", now=160)
+    assert schedule.next_due(connected=()) == 161
     assert schedule.failed("p", now=0) <= 1
 
 
@@ -44,8 +49,9 @@ def test_due_skips_connected_and_waiting_peers_and_respects_the_budget():
 
 
 def test_disconnect_waits_the_minimum_backoff():
-    schedule = DialSchedule(min_backoff=2)
+    schedule = DialSchedule(min_backoff=2, stable_after=5)
     schedule.add("p", ["/p2p/p"])
+    schedule.connected("p", now=0)
     schedule.disconnected("p", now=10)
     assert schedule.due(now=11, connected=(), budget=5) == []
     assert schedule.due(now=12, connected=(), budget=5) == [("p", ["/p2p/p"])]
@@ -139,9 +145,15 @@ def test_peer_exchange_follows_a_rotation_and_never_dials_our_own_keys(tmp_path)
         schedule = DialSchedule()
         PeerManager(object(), replica, bootstrap=[], max_peers=5, schedule=schedule)  # type: ignore[arg-type]
         new, rotation, first = old.rotate()
-        replica.accept([rotation])
+        replica.accept([rotation])  # a claim: the new key has not named the old one back yet
+        old_peer = peer_id_from_public_key(bytes(old.key.verify_key))
+        assert schedule.due(now=0, connected=(), budget=5) == [(old_peer, [f"/ip4/10.0.0.1/tcp/4001/p2p/{old_peer}"])]
+        replica.accept([first])
         peer = peer_id_from_public_key(bytes(new.key.verify_key))
         assert schedule.due(now=0, connected=(), budget=5) == [(peer, [f"/ip4/10.0.0.1/tcp/4001/p2p/{peer}"])]
+        restarted = DialSchedule()
+        PeerManager(object(), replica, bootstrap=[], max_peers=5, schedule=restarted)  # type: ignore[arg-type]
+        assert restarted.due(now=0, connected=(), budget=5) == [(peer, [f"/ip4/10.0.0.1/tcp/4001/p2p/{peer}"])]
 
 
 def test_a_node_that_rotated_never_dials_its_own_earlier_key(tmp_path):
