@@ -41,7 +41,7 @@ from .data_lock import DataDirBusy, locked_data_dir
 from .digests import DigestStateError
 from .idempotency import IdempotencyStore, IdempotencyStoreError
 from .ingest_api import BODY_LIMITS, OPEN_WRITE_PATHS
-from .keys import load_org_key, load_token
+from .keys import TokenFile, load_org_key
 from .audit_log import wall_clock_ms
 from .metrics import LATENCY_BUCKETS, Registry, record_latency_listener
 from .rotation import NEXT_KEY_FILE, finish_interrupted_rotation
@@ -68,7 +68,7 @@ class Node:
 
     config: NodeConfig
     key: SigningKey
-    token: str
+    token_file: TokenFile
     replica: Replica
     host: Host
     gossip: GossipService
@@ -83,6 +83,10 @@ class Node:
     @property
     def did(self) -> str:
         return self.replica.did
+
+    @property
+    def token(self) -> str | None:
+        return self.token_file.current()
 
     @property
     def network(self) -> str:
@@ -165,7 +169,7 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         if rotation is not None:
             log.info("finished an interrupted key rotation", extra={"fields": {"old": rotation.old, "new": rotation.new}})
         key = load_org_key(config.key_path)
-        token = load_token(config.token_path)
+        token_file = TokenFile(config.token_path)
         try:
             store = stack.enter_context(RecordStore.open(config.data_dir))
         except (LedgerError, StoreError) as error:
@@ -214,7 +218,7 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
                            verify_processes=config.verify_processes)
         gossip = GossipService(host, replica, network=config.network, limits=limits, on_gaps=sync.request_gaps)
         node = Node(
-            config=config, key=key, token=token, replica=replica, host=host, gossip=gossip, sync=sync,
+            config=config, key=key, token_file=token_file, replica=replica, host=host, gossip=gossip, sync=sync,
             witnessing=witnessing, telemetry=telemetry, trust=trust, metrics=metrics,
             peer_manager=PeerManager(host, replica, bootstrap=config.bootstrap, max_peers=limits.max_peers),
         )

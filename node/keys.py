@@ -3,6 +3,7 @@ all, never overwritten."""
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import shlex
@@ -12,6 +13,8 @@ from pathlib import Path
 from nacl.signing import SigningKey
 
 SEED_BYTES = 32
+
+log = logging.getLogger(__name__)
 
 
 class KeyFileError(Exception):
@@ -88,10 +91,44 @@ def create_token(path: Path) -> str:
 def load_token(path: Path) -> str:
     """Load the API bearer token written by `create_token`."""
     new = f"(umask 077 && python3 -c 'import secrets; print(secrets.token_urlsafe(32))' > {shlex.quote(str(path))})"
-    token = _read_private(path, f"restore it, or make a new one: `{new}` (the node reads it as it starts; its "
-                                "clients need the new one)").decode("ascii", errors="replace").strip()
+    token = _read_private(path, f"restore it, or make a new one: `{new}` (a running node reads it again when it "
+                                "changes; its clients need the new one)").decode("ascii", errors="replace").strip()
     if len(token) < 32:
         raise KeyFileError(f"{path}: the token is too short to be one `vouchnet init` wrote")
     if not (token.isascii() and token.isprintable()):  # no client could send it in a header
         raise KeyFileError(f"{path}: the token holds a character other than printable ASCII; make a new one: `{new}`")
     return token
+
+
+class TokenFile:
+    """The API token as `api.token` holds it now: read again whenever the file changes (its inode, size or times),
+    so a token rotated after a leak takes writes at once and the old one none, as Prometheus reads its
+    bearer_token_file. While the file cannot be read as a token (missing, too open, half-written) there is no token,
+    and writes are refused: an operator who deletes it means to stop them."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._seen = self._signature()  # before the read: a change during it is read again at the next write
+        self._token: str | None = load_token(path)  # KeyFileError at start, as before
+
+    def current(self) -> str | None:
+        """The token writes must present now; None while the file is not a token (DESIGN §8)."""
+        signature = self._signature()
+        if signature != self._seen:
+            self._seen = signature
+            try:
+                self._token = load_token(self.path)
+            except (KeyFileError, OSError) as error:
+                self._token = None
+                log.warning("api.token cannot be read: writes are refused until it is restored",
+                            extra={"fields": {"error": str(error)}})
+            else:
+                log.info("api.token changed: writes take the token it holds now")
+        return self._token
+
+    def _signature(self) -> tuple[int, ...] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode

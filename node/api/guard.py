@@ -85,8 +85,11 @@ class WriteGuard:
         scheme, _, token = _header(scope, b"authorization").partition(b" ")
         if scheme.lower() != b"bearer" or not token:
             return _unauthorized("Authorization: a bearer token is required (the contents of the node's api.token)", "")
+        if (expected := self.node.token) is None:
+            return ApiError(503, "no_token", "api.token: the node cannot read its token file now (the node's log says "
+                                             "why), so it takes no write; restore the file", {"Retry-After": "10"})
         # Constant time, so the comparison does not leak how much of a guessed token is right.
-        if not hmac.compare_digest(token.strip(), self.node.token.encode()):
+        if not hmac.compare_digest(token.strip(), expected.encode()):
             return _unauthorized("Authorization: the bearer token is not this node's", ', error="invalid_token"')
         return None
 

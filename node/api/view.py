@@ -23,8 +23,9 @@ class NodeView(Protocol):
         """The vouchnet network this node joined."""
 
     @property
-    def token(self) -> str:
-        """The bearer token that writes must present (the contents of `api.token`)."""
+    def token(self) -> str | None:
+        """The bearer token that writes must present (the contents of `api.token` now); None while that file cannot
+        be read as one, when no write is taken."""
 
     @property
     def replica(self) -> Replica:

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from node.keys import KeyFileError, create_org_key, create_token, load_org_key, load_token
+from node.keys import KeyFileError, TokenFile, create_org_key, create_token, load_org_key, load_token
 
 
 def test_org_key_is_private_and_round_trips(tmp_path):
@@ -111,3 +111,26 @@ def test_a_token_no_header_could_carry_is_refused(tmp_path, token):
     os.chmod(path, 0o600)
     with pytest.raises(KeyFileError, match=f"{path}: the token holds a character other than printable ASCII"):
         load_token(path)
+
+
+def test_a_token_file_is_read_again_when_it_changes_and_none_while_it_is_no_token(tmp_path, caplog):
+    path = tmp_path / "api.token"
+    first = create_token(path)
+    token = TokenFile(path)
+    assert token.current() == first
+    path.unlink()
+    second = create_token(path)
+    assert token.current() == second
+    os.chmod(path, 0o644)  # too open: refused as at start
+    assert token.current() is None
+    os.chmod(path, 0o600)
+    assert token.current() == second
+    path.write_text("short\n")  # rewritten in place, as an editor might
+    assert token.current() is None
+    assert first not in caplog.text and second not in caplog.text
+    assert "api.token cannot be read" in caplog.text
+
+
+def test_a_token_file_unreadable_at_start_is_refused_as_before(tmp_path):
+    with pytest.raises(KeyFileError, match="missing"):
+        TokenFile(tmp_path / "api.token")
