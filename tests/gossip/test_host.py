@@ -32,6 +32,7 @@ from gossip.host import (
 
 TOPIC = "/vouchnet/test/records"
 LOOPBACK = ["/ip4/127.0.0.1/tcp/0"]
+STALL_S = 20  # seconds a subscriber of a burst may go without a message
 
 
 def accept_all(peer: str, data: bytes) -> bool:
@@ -118,19 +119,24 @@ async def test_hosts_connect_and_gossip_reaches_every_host() -> None:
 @pytest.mark.slow
 async def test_a_burst_of_1000_publishes_arrives_complete_everywhere() -> None:
     burst = [b"record %d" % i for i in range(1000)]
-    with trio.fail_after(45):
+    # A lost message fails the test STALL_S after the last one came, a hang at 300 s; how long the burst takes is the
+    # machine's (47 s at a load of 7 on two cores, past the 45 s this test allowed), not this test's.
+    with trio.fail_after(300):
         async with network(3) as (hosts, inboxes):
-            received: dict[int, set[bytes]] = {}
+            received: dict[int, list[bytes]] = {}
 
             async def drain(i: int) -> None:
-                received[i] = {data for _, data in await receive(inboxes[i], len(burst))}
+                received[i] = []
+                while len(received[i]) < len(burst):
+                    with trio.fail_after(STALL_S):
+                        received[i].append((await inboxes[i].receive())[1])
 
             async with trio.open_nursery() as nursery:
                 for i in range(1, len(hosts)):
                     nursery.start_soon(drain, i)
                 for data in burst:
                     await hosts[0].publish(TOPIC, data)
-            assert all(got == set(burst) for got in received.values())
+            assert all(set(got) == set(burst) for got in received.values())  # (as many: none twice)
             assert sum(h.stats().dropped_slow_subscriber for h in hosts) == 0
 
 
