@@ -202,6 +202,7 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
                 await trio.lowlevel.checkpoint()  # a signal stops a long replay (run_until_signalled)
         except DigestStateError as error:
             raise StartupError(f"telemetry: {error}") from None
+        await trust.recompute_replayed()  # in a worker thread: a signal need not wait for it
         replica.listeners.append(trust.on_records)
         replica.returned_listeners.append(functools.partial(trust.on_returned, raw=telemetry.digester.state.raw,
                                                             counts_entries=telemetry.digester.counts_entries))
