@@ -250,7 +250,8 @@ class Steps:
 WRAPPED: list[tuple[Any, str, str, str]] = [
     (gossip.store.RecordStore, "open", "records store open (ledger check, index catch-up, heads)", "record"),
     (gossip.store.RecordStore, "_load_heads", "  of it: heads", "record"),
-    (gossip.replica.Replica, "__post_init__", "replica (org, vouch, revoke, equivocation records)", "record"),
+    (gossip.replica.Replica, "__post_init__", "replica", "record"),
+    (gossip.replica.Replica, "tracking", "replica: org, vouch, revoke, equivocation records (yielding)", "record"),
     (node.telemetry.Telemetry, "open", "telemetry open (audit log, digester, credentials)", "audit entry"),
     (node.audit_log.AuditLog, "open", "  of it: audit log open", "audit entry"),
     (node.idempotency.IdempotencyStore, "open", "  of it: idempotency keys open", "key"),

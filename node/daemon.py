@@ -174,7 +174,10 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
             store = stack.enter_context(RecordStore.open(config.data_dir))
         except (LedgerError, StoreError) as error:
             raise StartupError(f"records: {error}") from None
-        replica = Replica(key, store, roots=config.roots, max_hops=config.max_hops, held_limit=limits.held_records)
+        replica = Replica(key, store, roots=config.roots, max_hops=config.max_hops, held_limit=limits.held_records,
+                          track_stored=False)
+        for _ in replica.tracking():
+            await trio.lowlevel.checkpoint()  # a signal stops a long take-in of the stored vouches
         if (successor := replica.succession.named_next(replica.did)) is not None:
             raise StartupError(f"{config.key_path}: this key was retired by a rotation to {successor}, whose key "
                                f"should be in {NEXT_KEY_FILE}; restore it there and start again")
