@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import InitVar, dataclass, field
 from typing import TypeVar
 
 from nacl.signing import SigningKey
@@ -42,6 +42,7 @@ _T = TypeVar("_T")
 Listener = Callable[[list[Record]], None]
 HorizonListener = Callable[[set[str]], None]
 LinkListener = Callable[[Link], None]
+TRACK_CHUNK = 1000  # stored records `tracking` takes in between yields
 
 
 class RetiredKey(Exception):
@@ -65,8 +66,9 @@ class Replica:
     horizon_listeners: list[HorizonListener] = field(default_factory=list)  # told which orgs a batch brought in
     link_listeners: list[LinkListener] = field(default_factory=list)  # told of each rotation that links two keys
     returned_listeners: list[Listener] = field(default_factory=list)  # told of our own records from peers (`accept`)
+    track_stored: InitVar[bool] = True  # False: the caller runs `tracking` before anything else (the node does)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, track_stored: bool) -> None:
         self.did = did_key(bytes(self.key.verify_key))
         self.succession = Succession()
         self.horizon = Horizon({self.did, *self.roots}, self.max_hops)
@@ -76,10 +78,22 @@ class Replica:
         self._deferred: list[Callable[[], None]] | None = None  # signing that waits for resume_signing, if deferred
         self._acceptor = Acceptor(self.store, self.succession, in_horizon=self.horizon.__contains__,
                                   held_limit=self.held_limit)
+        if track_stored:
+            for _ in self.tracking():
+                pass
+
+    def tracking(self) -> Iterator[None]:
+        """Take in the stored org, vouch, revoke and equivocation records (the horizon, the links between keys, the
+        flagged orgs, DESIGN.md §4-§5), yielding after each TRACK_CHUNK of them, so that a start can let a signal
+        stop it between them: it grows with the network's vouches, and ran on the node's trio thread in one go."""
+        n = 0
         # Rotations first, so that every link is known before what it changes; revocations after their vouches.
         for kind in ("org", "vouch", "revoke", "equivocation"):
             for record in self.store.scan(kind=kind):
                 self._track(record)
+                n += 1
+                if n % TRACK_CHUNK == 0:
+                    yield
 
     @property
     def held_count(self) -> int:

@@ -174,7 +174,10 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
             store = stack.enter_context(RecordStore.open(config.data_dir))
         except (LedgerError, StoreError) as error:
             raise StartupError(f"records: {error}") from None
-        replica = Replica(key, store, roots=config.roots, max_hops=config.max_hops, held_limit=limits.held_records)
+        replica = Replica(key, store, roots=config.roots, max_hops=config.max_hops, held_limit=limits.held_records,
+                          track_stored=False)
+        for _ in replica.tracking():
+            await trio.lowlevel.checkpoint()  # a signal stops a long take-in of the stored vouches
         if (successor := replica.succession.named_next(replica.did)) is not None:
             raise StartupError(f"{config.key_path}: this key was retired by a rotation to {successor}, whose key "
                                f"should be in {NEXT_KEY_FILE}; restore it there and start again")
@@ -202,6 +205,7 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
                 await trio.lowlevel.checkpoint()  # a signal stops a long replay (run_until_signalled)
         except DigestStateError as error:
             raise StartupError(f"telemetry: {error}") from None
+        await trust.recompute_replayed()  # in a worker thread: a signal need not wait for it
         replica.listeners.append(trust.on_records)
         replica.returned_listeners.append(functools.partial(trust.on_returned, raw=telemetry.digester.state.raw,
                                                             counts_entries=telemetry.digester.counts_entries))

@@ -410,7 +410,8 @@ class Digester:
 
     def closing(self, now: int) -> Iterator[list[Record]]:
         """Issue the digests of every epoch that ended by `now`, yielding each chunk of at most ISSUE_CHUNK
-        records once stored, so that a caller can let other work run between chunks (DigestService does).
+        records once stored, so that a caller can let other work run between chunks (DigestService does); and an
+        empty chunk after each page of an interrupted epoch's entries, read before its digests are issued.
 
         An epoch abandoned between chunks (the node stopping) is finished by the first call after the next start: its
         row says so. One whose digests or row could not be written (a full disk: the error is raised) is finished by
@@ -497,13 +498,17 @@ class Digester:
     def _finish_interrupted(self, start: int, end: int, first: int, stop: int,
                             store_mark: int) -> Iterator[list[Record]]:
         """Issue what an epoch interrupted mid-issue still lacks, a chunk at a time: digests for agents that have none
-        for it (the start-up sync may have brought back some the node issued after a copy it was restored from)."""
+        for it (the start-up sync may have brought back some the node issued after a copy it was restored from).
+        Its entries are read first, with an empty chunk after each _REPLAY_PAGE of them: the node finishes it as it
+        starts, on the trio thread, and a signal stops it between pages."""
         done = self._issued_agents(start, store_mark)
         # Its entries as the row says, not by the epoch length configured now: that may have changed meanwhile.
         missing: dict[str, _Tally] = {}
-        for _, _, event, entry in self._replay(first, stop):
+        for n, (_, _, event, entry) in enumerate(self._replay(first, stop), 1):
             if event.agent not in done:
                 missing.setdefault(event.agent, _Tally()).add(event, entry)
+            if n % _REPLAY_PAGE == 0:
+                yield []
         yield from self._issue_chunks(start, end, dict(sorted(missing.items())))
         self.state.finish(start)
         log.warning("finished an interrupted epoch", extra={"fields": {"epoch": start, "issued": len(missing),

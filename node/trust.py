@@ -87,9 +87,10 @@ class TrustService:
                         lambda: len(self.engine.agents()))
 
     def replay(self, undigested: Iterable[tuple[int, Event]], raw: RawLookup = lambda epoch, agent: None) -> None:
-        """`replaying` at once."""
+        """`replaying` at once, then its full recompute on this thread."""
         for _ in self.replaying(undigested, raw):
             pass
+        self.engine.recompute(now=self._clock())
 
     def replaying(self, undigested: Iterable[tuple[int, Event]],
                   raw: RawLookup = lambda epoch, agent: None) -> Iterator[None]:
@@ -98,7 +99,8 @@ class TrustService:
         each REPLAY_CHUNK records or events, so that a caller can let a signal stop the start between them (at
         10^6 stored records a replay takes a minute or more). A DP digest of ours counts by its raw counts,
         `raw(epoch, agent)` (node.digests.DigestState.raw_reader), where kept: its published counts carry noise,
-        which would come back as events the node never saw."""
+        which would come back as events the node never saw. The full recompute that completes the replay is the
+        caller's: `replay` runs it at once, the node in a worker thread (`recompute_replayed`)."""
         identity, own_keys = self.replica.succession.identity, set(self.replica.succession.keys(self.replica.did))
         for n, record in enumerate(self.replica.store.scan(), 1):  # one pass: decoding is most of a replay's time
             if isinstance(record.body, DigestBody) and record.iss in own_keys:
@@ -111,8 +113,14 @@ class TrustService:
             self.engine.add_first_hand(event.agent, ts=at, **_single(event.outcome, event.high_risk))
             if n % REPLAY_CHUNK == 0:
                 yield
-        self.engine.recompute(now=self._clock())
         self.replica.link_listeners.append(self._relink)
+
+    async def recompute_replayed(self) -> None:
+        """The full recompute that completes a replay (`replaying`) at a start, in a worker thread
+        (recompute_in_worker): on the loop it held a signal up for 0.05-0.17 s at 20,000 records, 1.4 s or more at
+        10^6. Cancelled (a signal), it returns at once, leaving the thread to finish a compute no one installs; the
+        engine takes a recompute only whole (TrustEngine.install), and the node it was for is stopping."""
+        await recompute_in_worker(self.engine, self._clock, abandon_on_cancel=True)
 
     # --- inputs (listeners) -------------------------------------------------------------------------------
 
@@ -258,11 +266,13 @@ def listed_scopes(scopes: tuple[str, ...]) -> dict[str, Any]:
     return {"scopes": list(scopes[:MAX_LISTED_SCOPES]), "scopes_complete": len(scopes) <= MAX_LISTED_SCOPES}
 
 
-async def recompute_in_worker(engine: TrustEngine, clock: Callable[[], int]) -> ScoreTable:
+async def recompute_in_worker(engine: TrustEngine, clock: Callable[[], int], *,
+                              abandon_on_cancel: bool = False) -> ScoreTable:
     """The engine's full recompute (DESIGN.md §6, vouching.recompute) without holding up the trio loop for more than a
     few ms: its columns are copied a chunk per checkpoint, the snapshot completed at `clock()`, the compute run on a
     worker thread, and the result installed at once. Records fed meanwhile count as if they came right after the
-    snapshot. Cancelled, it waits for the compute to end (a fraction of a second): no thread outlives its caller.
+    snapshot. Cancelled, it waits for the compute to end (a fraction of a second): no thread outlives its caller;
+    unless `abandon_on_cancel`, when it returns at once and the thread finishes alone, its result dropped.
 
     At 10^5 agents and 10^6 digests the compute is ~0.25 s of numpy, and on the loop it held everything up that long
     (benchmarks/score.py: a 1 ms ticker's longest gap ~0.3 s). On a thread, the loop gets the GIL back within the
@@ -275,7 +285,7 @@ async def recompute_in_worker(engine: TrustEngine, clock: Callable[[], int]) -> 
     while copying.step():
         await trio.sleep(0)
     recompute = engine.snapshot(copying, now=clock())
-    return engine.install(await trio.to_thread.run_sync(recompute.compute))
+    return engine.install(await trio.to_thread.run_sync(recompute.compute, abandon_on_cancel=abandon_on_cancel))
 
 
 def _single(outcome: str, high_risk: bool) -> dict[str, Outcomes]:

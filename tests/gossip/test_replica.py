@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import gossip.replica
 from gossip.replica import Replica, RetiredKey, SigningDeferred
 from gossip.store import RecordStore
 from ledger import Checkpoint, Ed25519Signer, log_origin, tree_hash
@@ -201,6 +202,24 @@ def test_flags_and_horizon_survive_a_restart(tmp_path):
         replica.accept([cheat.fork(1, None)])
     with RecordStore.open(tmp_path) as store:
         replica = Replica(me.key, store, roots=(), max_hops=2, held_limit=100)
+        assert cheat.did in replica.horizon and cheat.did in replica.flagged
+
+
+
+def test_a_restarted_replica_takes_in_its_stored_records_a_chunk_at_a_time_when_asked(tmp_path, monkeypatch):
+    """Replica.tracking, as the node runs it at a start (yielding between chunks, for a signal): a replica made with
+    track_stored=False knows nothing of the store until it has gone through it, and then what one made at once does."""
+    me, cheat = Org(), Org()
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(me.key, store, roots=(), max_hops=2, held_limit=100)
+        replica.issue("vouch", vouch_body(cheat.did, 0.8, "org-peer"))
+        replica.accept([cheat.record()])
+        replica.accept([cheat.fork(1, None)])  # (our equivocation record)
+    monkeypatch.setattr(gossip.replica, "TRACK_CHUNK", 1)
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(me.key, store, roots=(), max_hops=2, held_limit=100, track_stored=False)
+        assert cheat.did not in replica.horizon
+        assert len(list(replica.tracking())) == 3  # our vouch, the cheat's vouch, our equivocation record
         assert cheat.did in replica.horizon and cheat.did in replica.flagged
 
 

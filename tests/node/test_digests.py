@@ -186,6 +186,33 @@ def test_an_epoch_interrupted_while_issuing_is_finished_exactly_once(tmp_path, c
         assert node.digester.digested_until == T0 + EPOCH
 
 
+def test_finishing_an_interrupted_epoch_yields_between_pages_of_its_entries(tmp_path, clock, monkeypatch):
+    """The first `closing` after a start read the interrupted epoch's whole range of the audit log before its first
+    yield, on the trio thread (DigestService, as the node starts), and a signal waited for all of it. It yields an
+    empty chunk after each page of it now; stopped there, the next start finishes the epoch."""
+    class Crash(Exception):
+        pass
+
+    agents = [new_did() for _ in range(5)]
+    with telemetry_node(tmp_path, clock=clock, epoch_ms=EPOCH) as node:
+        key = node.key
+        submit(node, *[(agent, "ok", "tool", False) for agent in agents])
+        node.replica.issue_digests = lambda bodies: (_ for _ in ()).throw(Crash())
+        with pytest.raises(Crash):
+            node.digester.close_due(T0 + EPOCH)
+    monkeypatch.setattr(node_digests, "_REPLAY_PAGE", 2)
+    with telemetry_node(tmp_path, key=key, clock=clock, epoch_ms=EPOCH) as node:
+        decoded = []
+        monkeypatch.setattr(node_digests, "decode_entry", lambda entry: (decoded.append(entry), decode_entry(entry))[1])
+        closing = node.digester.closing(T0 + 5 * EPOCH)
+        assert next(closing) == [] and len(decoded) == 2  # the node stops here, after the first page
+        closing.close()
+        assert digests(node) == {}
+    with telemetry_node(tmp_path, key=key, clock=clock, epoch_ms=EPOCH) as node:
+        assert len(node.digester.close_due(T0 + 5 * EPOCH)) == 5
+        assert sorted(agent for agent, _ in digests(node)) == sorted(agents)
+
+
 def test_an_epoch_interrupted_while_issuing_then_a_key_rotation_is_not_digested_again_by_the_new_key(tmp_path, clock):
     """Stopped after the epoch's digests were stored and before its row was finished, then `vouchnet key rotate`:
     the restarted node looked for the epoch's digests under its new key only, and signed every one of them again, so

@@ -4,9 +4,12 @@ replaying the same store at a start (TrustService.replaying, a chunk of REPLAY_C
 agent the same explanation and every org the same standing after a recompute at the same instant."""
 
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import trio
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -89,14 +92,9 @@ def _run(node: FakeNode, orgs: list[Org], live: TrustService, clock: list[int], 
             live.engine.recompute(now=Org.ts + op[1] * HOUR_MS)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-# A root vouched for an agent (its vouches' strength adds up, replaced ones too) and reports it violating policy: a
-# recompute judged the agent by the root's full word and cut the root's accountability to 0.056, the next by its
-# word at 0.056 and gave it back 1.0, and so on, every recompute; a restart judged as the first (see test_scoring_
-# recompute: each recompute now judges afresh).
-@example([("agent-vouch", 0, 0, 0.3, "operator", None)] * 7 + [("digest", 0, 0, 0, 0, 2), ("recompute", 0)], 1)
-@given(operations, st.integers(1, 5))
-def test_a_replay_at_a_start_scores_as_the_service_fed_live(ops, chunk):
+@contextmanager
+def _lived(ops: list[tuple]) -> Iterator[tuple[FakeNode, list[Org], TrustService, list[int]]]:
+    """A node whose service was fed `ops` live (`_run`), its clock at END."""
     orgs = [Org() for _ in range(ORGS)]
     clock = [Org.ts]
     with tempfile.TemporaryDirectory() as directory, fake_node(Path(directory)) as node:
@@ -107,6 +105,18 @@ def test_a_replay_at_a_start_scores_as_the_service_fed_live(ops, chunk):
             node.replica.issue("vouch", vouch_body(org.did, 0.9, "org-peer"))
         _run(node, orgs, live, clock, ops)
         clock[0] = END
+        yield node, orgs, live, clock
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# A root vouched for an agent (its vouches' strength adds up, replaced ones too) and reports it violating policy: a
+# recompute judged the agent by the root's full word and cut the root's accountability to 0.056, the next by its
+# word at 0.056 and gave it back 1.0, and so on, every recompute; a restart judged as the first (see test_scoring_
+# recompute: each recompute now judges afresh).
+@example([("agent-vouch", 0, 0, 0.3, "operator", None)] * 7 + [("digest", 0, 0, 0, 0, 2), ("recompute", 0)], 1)
+@given(operations, st.integers(1, 5))
+def test_a_replay_at_a_start_scores_as_the_service_fed_live(ops, chunk):
+    with _lived(ops) as (node, orgs, live, clock):
         restarted = _service(node, orgs, clock)
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(node_trust, "REPLAY_CHUNK", chunk)
@@ -115,3 +125,22 @@ def test_a_replay_at_a_start_scores_as_the_service_fed_live(ops, chunk):
         for agent in AGENTS:
             assert restarted.engine.explain(agent, now=END) == live.engine.explain(agent, now=END)
         assert restarted.engine.orgs(now=END) == live.engine.orgs(now=END)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@example([("agent-vouch", 0, 0, 0.3, "operator", None)] * 7 + [("digest", 0, 0, 0, 0, 2)])  # (cuts an accountability)
+@given(operations)
+def test_the_start_s_recompute_in_a_worker_scores_as_the_one_on_the_loop(ops):
+    """A start recomputes its replayed engine in a worker thread (TrustService.recompute_replayed), off a snapshot of
+    it: every agent is given the score and explanation, and every org the standing, of a recompute on the engine
+    itself (`replay`)."""
+    with _lived(ops) as (node, orgs, _, clock):
+        on_the_loop, in_a_worker = _service(node, orgs, clock), _service(node, orgs, clock)
+        on_the_loop.replay(())
+        for _ in in_a_worker.replaying(()):
+            pass
+        trio.run(in_a_worker.recompute_replayed)
+        for agent in AGENTS:
+            assert in_a_worker.score(agent) == on_the_loop.score(agent)
+            assert in_a_worker.engine.explain(agent, now=END) == on_the_loop.engine.explain(agent, now=END)
+        assert in_a_worker.orgs() == on_the_loop.orgs()
