@@ -315,7 +315,8 @@ def check_after_restart(a: NodeProcess, b: NodeProcess, acks: Acknowledged, *, r
             if stored != accepted:
                 raise CrashCheckFailed(f"the audit log holds {stored} events; the replies accepted {accepted}")
             signed = sorted(_own(client, a.info()["did"], "vouch") + _own(client, a.info()["did"], "revoke"))
-            if signed != sorted(rid for _, _, rid in writes.values()):
+            # (a run whose writes carried no key, as run_disk_full's, checks its vouches by their answers instead)
+            if writes and signed != sorted(rid for _, _, rid in writes.values()):
                 raise CrashCheckFailed(f"A signed {len(signed)} vouches and revokes; {len(writes)} keys were sent")
     for node in (a, b):
         info = node.info()
