@@ -16,6 +16,7 @@ from ._answer import bad_answer, shaped
 from ._bounded import IDENTITY, BodyTooLarge, bounded_transport, deadline, read_capped
 from ._http import (
     DEFAULT_TIMEOUT,
+    MAX_ANSWER,
     MAX_DECISION_ANSWER,
     ClientError,
     NodeApiError,
@@ -67,12 +68,14 @@ class NodeClient:
     """The local API of one node at `base_url` (e.g. "http://127.0.0.1:8700"); `token` is needed for writes;
     `timeout` (seconds) bounds each request as a whole, answer included, so a node that trickles its answer fails
     the call (NodeUnreachable) within it; `transport` replaces httpx's (a proxy, a Unix socket, a test's fault
-    injector), which then keeps only httpx's per-operation timeouts."""
+    injector), which then keeps only httpx's per-operation timeouts. An answer longer than `max_answer` bytes (1 MiB
+    for a score, check or policy) fails the call as NodeUnreachable once that much is read."""
 
     def __init__(self, base_url: str, token: str | None = None, *, timeout: float = DEFAULT_TIMEOUT,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None, max_answer: int = MAX_ANSWER) -> None:
         self.base_url = normal_url(base_url)
         self.timeout = timeout
+        self.max_answer = max_answer
         self._token = bearer_token(token)
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout,
                                   transport=transport if transport is not None else bounded_transport())
@@ -273,11 +276,11 @@ class NodeClient:
         return self._send(self._http.build_request(method, path, headers=headers, **body), limit)
 
     def _send(self, request: httpx.Request, limit: int | None = None) -> httpx.Response:
-        """The node's answer, within the timeout as a whole; `limit`: the most bytes of it read (NodeUnreachable
-        past it)."""
+        """The node's answer, within the timeout as a whole; `limit` (default: max_answer): the most bytes of it
+        read (NodeUnreachable past it)."""
         try:
             with deadline(self.timeout):
-                return checked(self._http.send(request) if limit is None else self._capped(request, limit))
+                return checked(self._capped(request, self.max_answer if limit is None else limit))
         except httpx.RequestError as error:
             raise unreachable(error, self.base_url, self.timeout) from None
 

@@ -374,3 +374,28 @@ def test_a_next_cursor_that_does_not_advance_ends_the_paging_as_a_bad_answer(ite
     with NodeClient("http://node", transport=transport) as client, pytest.raises(NodeApiError) as refused:
         list(getattr(client, f"iter_{items}")())
     assert refused.value.detail.startswith(f"/v1/{items}: next is ")
+
+
+@pytest.mark.parametrize("stated", [True, False], ids=["Content-Length", "chunked"])
+def test_an_answer_longer_than_max_answer_fails_the_call_unread(stated):
+    """A broken or hostile node sending an endless body would fill the asking process's memory: past max_answer
+    bytes (256 MiB by default, MAX_ANSWER) the call fails as unreachable, naming the path and the limit."""
+    body = [b'{"peers": [', b'"p", ' * 200, b'"p"]}']
+    read = []
+
+    def chunks():
+        for chunk in body:
+            read.append(chunk)
+            yield chunk
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        headers = {"content-length": str(sum(map(len, body)))} if stated else {}
+        return httpx.Response(200, headers=headers, content=chunks())
+
+    with NodeClient("http://node", transport=httpx.MockTransport(answer), max_answer=1000) as client:
+        with pytest.raises(NodeUnreachable) as refused:
+            client.blocked_peers()
+        assert "/v1/peers/blocked: " in str(refused.value) and " 1000" in str(refused.value)
+    assert len(read) == (0 if stated else 2)  # refused as it said its length, or once the limit was passed
+    with NodeClient("http://node", transport=httpx.MockTransport(answer), max_answer=1100) as client:
+        assert client.blocked_peers() == ["p"] * 201
