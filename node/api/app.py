@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 
 from . import log, records, status
 from .errors import install_error_handlers
 from .guard import WriteGuard
 from .methods import AllowedMethods
+from .query import exact_integers
 from .view import NodeView
 
 _DESCRIPTION = """\
@@ -36,7 +37,8 @@ def create_app(
     `routers` add the other parts' endpoints (telemetry, scores); `body_limits` and `open_paths` configure the
     write guard for them (see WriteGuard).
     """
-    app = FastAPI(title="vouchnet node", version="1", description=_DESCRIPTION, docs_url=None, redoc_url=None)
+    app = FastAPI(title="vouchnet node", version="1", description=_DESCRIPTION, docs_url=None, redoc_url=None,
+                  dependencies=[Depends(exact_integers)])
     app.state.node = node
     install_error_handlers(app)
     app.add_middleware(WriteGuard, node=node, body_limits=body_limits, open_paths=frozenset(open_paths))

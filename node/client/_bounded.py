@@ -58,7 +58,7 @@ def read_capped(response: httpx.Response, limit: int, what: str) -> bytes:
     Read as sent: a compressed body could inflate past any cap before it is counted (ask with `IDENTITY`)."""
     _check_stated(response, limit, what)
     body = _Capped(limit, what)
-    for chunk in response.iter_raw():
+    for chunk in response.iter_bytes():  # the body as sent (identity, checked above), or as a transport read it
         body.add(chunk)
     return body.joined()
 
@@ -67,7 +67,7 @@ async def aread_capped(response: httpx.Response, limit: int, what: str) -> bytes
     """`read_capped` for a response of httpx.AsyncClient."""
     _check_stated(response, limit, what)
     body = _Capped(limit, what)
-    async for chunk in response.aiter_raw():
+    async for chunk in response.aiter_bytes():
         body.add(chunk)
     return body.joined()
 

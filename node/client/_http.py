@@ -14,6 +14,10 @@ DEFAULT_TIMEOUT = 10.0
 # A longer answer fails the call as NodeUnreachable, so a check fails closed (or open, if so configured), not out of
 # memory.
 MAX_DECISION_ANSWER = 1024 * 1024
+# Bytes of any other answer (NodeClient's max_answer): above the longest a node gives, a page of 500 records of
+# 64 KiB in JSON (bytes as hex, a control character escaped as \u00XX at worst: under 188 MiB), so that a broken or
+# hostile node sending an endless body fails the call rather than filling the memory of the process asking.
+MAX_ANSWER = 256 * 1024 * 1024
 
 
 class ClientError(Exception):

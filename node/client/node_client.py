@@ -11,9 +11,12 @@ from typing import Any
 
 import httpx
 
+from . import _answer as shapes
+from ._answer import bad_answer, shaped
 from ._bounded import IDENTITY, BodyTooLarge, bounded_transport, deadline, read_capped
 from ._http import (
     DEFAULT_TIMEOUT,
+    MAX_ANSWER,
     MAX_DECISION_ANSWER,
     ClientError,
     NodeApiError,
@@ -46,17 +49,17 @@ def _decoded(answer: Any, path: str, field: str) -> list[bytes]:
     (canonical only: other strings would decode to the same bytes)."""
     values = answer.get(field) if isinstance(answer, dict) else None
     if not isinstance(values, list):
-        raise NodeApiError(200, "bad_answer", f"{path}: {field} is not a list of base64 strings")
+        raise bad_answer(path, f"{field} is not a list of base64 strings")
     decoded = []
     for i, value in enumerate(values):
         if not isinstance(value, str):
-            raise NodeApiError(200, "bad_answer", f"{path}: {field}[{i}] is not a base64 string")
+            raise bad_answer(path, f"{field}[{i}] is not a base64 string")
         try:
             raw = base64.b64decode(value, validate=True)
         except ValueError:
             raw = None
         if raw is None or base64.b64encode(raw).decode() != value:
-            raise NodeApiError(200, "bad_answer", f"{path}: {field}[{i}] is not canonical base64")
+            raise bad_answer(path, f"{field}[{i}] is not canonical base64")
         decoded.append(raw)
     return decoded
 
@@ -65,12 +68,14 @@ class NodeClient:
     """The local API of one node at `base_url` (e.g. "http://127.0.0.1:8700"); `token` is needed for writes;
     `timeout` (seconds) bounds each request as a whole, answer included, so a node that trickles its answer fails
     the call (NodeUnreachable) within it; `transport` replaces httpx's (a proxy, a Unix socket, a test's fault
-    injector), which then keeps only httpx's per-operation timeouts."""
+    injector), which then keeps only httpx's per-operation timeouts. An answer longer than `max_answer` bytes (1 MiB
+    for a score, check or policy) fails the call as NodeUnreachable once that much is read."""
 
     def __init__(self, base_url: str, token: str | None = None, *, timeout: float = DEFAULT_TIMEOUT,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None, max_answer: int = MAX_ANSWER) -> None:
         self.base_url = normal_url(base_url)
         self.timeout = timeout
+        self.max_answer = max_answer
         self._token = bearer_token(token)
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout,
                                   transport=transport if transport is not None else bounded_transport())
@@ -91,18 +96,18 @@ class NodeClient:
 
     def node(self) -> dict[str, Any]:
         """The org's did and network, the node's peer id and addresses, and counts of what it holds."""
-        return self._get_json("/v1/node")
+        return self._get_json("/v1/node", shape=shapes.NODE)
 
     def peers(self) -> list[dict[str, Any]]:
-        return self._get_json("/v1/peers")["peers"]
+        return self._get_json("/v1/peers", shape=shapes.PEERS)["peers"]
 
     def blocked_peers(self) -> list[str]:
         """The PeerIDs the node refuses (no connection either way) until its block list changes or it restarts."""
-        return self._get_json("/v1/peers/blocked")["peers"]
+        return self._get_json("/v1/peers/blocked", shape=shapes.PEER_IDS)["peers"]
 
     def block_peers(self, peer_ids: list[str]) -> list[str]:
         """Replace the node's block list (an empty list unblocks everyone); returns the list now in force."""
-        return self._json(self._write("PUT", "/v1/peers/blocked", json={"peers": peer_ids}))["peers"]
+        return self._json(self._write("PUT", "/v1/peers/blocked", json={"peers": peer_ids}), shapes.PEER_IDS)["peers"]
 
     def metrics(self) -> str:
         """The node's counters in the Prometheus text format."""
@@ -113,11 +118,14 @@ class NodeClient:
     def score(self, agent: str, *, statement: bool = False, explain: bool = True) -> dict[str, Any]:
         """The agent's score, tier, confidence and explanation as this node sees it (with a signed JWT if asked;
         `explain=False` leaves out the explanation, several KB, when the score and tier are all that is needed)."""
-        return self._get_json(agent_path(agent, "score"), score_query(statement, explain), limit=MAX_DECISION_ANSWER)
+        shape = {**shapes.SCORE, **(shapes.EXPLAINED if explain else {}), **(shapes.STATEMENT if statement else {})}
+        return self._get_json(agent_path(agent, "score"), score_query(statement, explain), shape=shape,
+                              limit=MAX_DECISION_ANSWER)
 
     def check(self, agent: str, action: str, tool: str | None = None) -> dict[str, Any]:
         """The node's decision for `agent` doing `action` (with `tool`): {decision, reason, score, tier}."""
-        return self._json(self._post(agent_path(agent, "check"), check_body(action, tool), limit=MAX_DECISION_ANSWER))
+        return self._json(self._post(agent_path(agent, "check"), check_body(action, tool), limit=MAX_DECISION_ANSWER),
+                          shapes.CHECK)
 
     def policy(self) -> dict[str, Any]:
         """The policy the node's checks apply: {tiers, min_score, high_risk_tools, high_risk_tier}
@@ -126,24 +134,25 @@ class NodeClient:
 
     def jwks(self) -> dict[str, Any]:
         """The org's public keys (`/.well-known/jwks.json`), which verify its agents' credentials."""
-        return self._get_json("/.well-known/jwks.json")
+        return self._get_json("/.well-known/jwks.json", shape=shapes.JWKS)
 
     def report_events(self, events: list[dict[str, Any]], *, idempotency_key: str | None = None) -> dict[str, Any]:
         """Report behaviour events (node/events.py); a retry with the same key is stored once.
         Answers `{"accepted": n, "rejected": [{"index", "detail"}]}`."""
-        return self._json(self._post("/v1/events", {"events": events}, idempotency_key=idempotency_key))
+        return self._json(self._post("/v1/events", {"events": events}, idempotency_key=idempotency_key),
+                          shapes.EVENTS_REPLY)
 
     def orgs(self, *, after: str | None = None, limit: int | None = None) -> dict[str, Any]:
         """One page of orgs in did order: `{"orgs": [...], "next": cursor or None}`; pass `next` as `after` for the
         page after."""
-        return self._get_json("/v1/orgs", {"after": after, "limit": limit})
+        return self._get_json("/v1/orgs", {"after": after, "limit": limit}, shape=shapes.ORGS)
 
     def iter_orgs(self, *, page: int | None = None) -> Iterator[dict[str, Any]]:
         """Every org the node knows, in did order, fetched a page at a time."""
         return _paged(lambda after: self.orgs(after=after, limit=page), "orgs")
 
     def org(self, did: str) -> dict[str, Any]:
-        return self._get_json(f"/v1/orgs/{did}")
+        return self._get_json(f"/v1/orgs/{did}", shape=shapes.ORG)
 
     # --- records ----------------------------------------------------------------------------------------
 
@@ -160,12 +169,12 @@ class NodeClient:
             body["scope"] = scope
         if expires is not None:
             body["expires"] = expires
-        return self._json(self._post("/v1/vouches", body, idempotency_key=key_or_fresh(idempotency_key)))
+        return self._record(self._post("/v1/vouches", body, idempotency_key=key_or_fresh(idempotency_key)), "vouch")
 
     def revoke(self, record_id: str | bytes, reason: str, *, idempotency_key: str | None = None) -> dict[str, Any]:
         """Revoke one of this org's vouches; the revoke record in its JSON form. Idempotency-Key as for `vouch`."""
-        return self._json(self._post("/v1/revocations", {"record": _record_id_hex(record_id), "reason": reason},
-                                     idempotency_key=key_or_fresh(idempotency_key)))
+        return self._record(self._post("/v1/revocations", {"record": _record_id_hex(record_id), "reason": reason},
+                                       idempotency_key=key_or_fresh(idempotency_key)), "revoke")
 
     def records(
         self,
@@ -178,7 +187,10 @@ class NodeClient:
     ) -> dict[str, Any]:
         """One page: `{"records": [...], "next": cursor or None}`; pass `next` as `after` for the page after."""
         params = {"issuer": issuer, "kind": kind, "subject": subject, "after": after, "limit": limit}
-        return self._get_json("/v1/records", params)
+        page = self._get_json("/v1/records", params, shape=shapes.RECORDS)
+        for i, found in enumerate(page["records"]):
+            shapes.record(found, "/v1/records", where=f"records[{i}]")
+        return page
 
     def iter_records(
         self, *, issuer: str | None = None, kind: str | None = None, subject: str | None = None, page: int | None = None
@@ -202,7 +214,7 @@ class NodeClient:
         return raw
 
     def record_json(self, record_id: str | bytes) -> dict[str, Any]:
-        return self._get_json(f"/v1/records/{_record_id_hex(record_id)}", {"format": "json"})
+        return self._record(self._get(f"/v1/records/{_record_id_hex(record_id)}", {"format": "json"}))
 
     # --- the log ----------------------------------------------------------------------------------------
 
@@ -235,11 +247,18 @@ class NodeClient:
 
     # --- transport --------------------------------------------------------------------------------------
 
-    def _get_json(self, path: str, params: dict[str, Any] | None = None, *, limit: int | None = None) -> Any:
-        return self._json(self._get(path, params, limit=limit))
+    def _get_json(self, path: str, params: dict[str, Any] | None = None, *, shape: shapes.Shape = dict,
+                  limit: int | None = None) -> Any:
+        return self._json(self._get(path, params, limit=limit), shape)
 
-    def _json(self, response: httpx.Response) -> Any:
-        return json_of(response, self.base_url)
+    def _json(self, response: httpx.Response, shape: shapes.Shape = dict) -> Any:
+        """The JSON of a successful `response`, of `shape` (node.client._answer)."""
+        return shaped(json_of(response, self.base_url), shape, response.request.url.path, response.status_code)
+
+    def _record(self, response: httpx.Response, kind: str | None = None) -> dict[str, Any]:
+        """A record in its JSON form, answered in `response`: of `kind`, if given."""
+        return shapes.record(json_of(response, self.base_url), response.request.url.path, response.status_code,
+                             kind=kind)
 
     def _get(self, path: str, params: dict[str, Any] | None = None, *, limit: int | None = None) -> httpx.Response:
         return self._send(self._http.build_request("GET", path, params=query(params)), limit)
@@ -257,11 +276,11 @@ class NodeClient:
         return self._send(self._http.build_request(method, path, headers=headers, **body), limit)
 
     def _send(self, request: httpx.Request, limit: int | None = None) -> httpx.Response:
-        """The node's answer, within the timeout as a whole; `limit`: the most bytes of it read (NodeUnreachable
-        past it)."""
+        """The node's answer, within the timeout as a whole; `limit` (default: max_answer): the most bytes of it
+        read (NodeUnreachable past it)."""
         try:
             with deadline(self.timeout):
-                return checked(self._http.send(request) if limit is None else self._capped(request, limit))
+                return checked(self._capped(request, self.max_answer if limit is None else limit))
         except httpx.RequestError as error:
             raise unreachable(error, self.base_url, self.timeout) from None
 
@@ -282,5 +301,9 @@ def _paged(fetch: Callable[[Any], dict[str, Any]], items: str) -> Iterator[dict[
     while True:
         answer = fetch(after)
         yield from answer[items]
-        if (after := answer["next"]) is None:
+        cursor = answer["next"]
+        if cursor is None:
             return
+        if after is not None and not cursor > after:  # else a node could keep the caller paging for ever
+            raise bad_answer(f"/v1/{items}", f"next is {cursor!r}, not after the page's own cursor {after!r}")
+        after = cursor

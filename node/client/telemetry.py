@@ -216,8 +216,8 @@ class TelemetryCollector:
             if error.status in (401, 403):
                 self._refused_token(error)
                 return False
-            if error.status >= 500 or error.status == 429:
-                self._count_failure(error)
+            if error.status >= 500 or error.status == 429 or error.code == "bad_answer":
+                self._count_failure(error)  # a bad answer: not the node's account of this batch (a proxy's page)
                 return False
             log.warning("the node refused a telemetry batch; dropped", extra={"fields": {"events": len(batch),
                                                                                           "error": error}})
@@ -227,11 +227,10 @@ class TelemetryCollector:
         except NodeUnreachable as error:
             self._count_failure(error)
             return False
-        accepted, rejected = (reply.get("accepted"), reply.get("rejected")) if isinstance(reply, dict) else (None, None)
-        if type(accepted) is not int or not isinstance(rejected, list) or accepted + len(rejected) != len(batch):
-            # Not the node's account of this batch (another server at its address, a proxy's page): keep it.
-            self._count_failure(NodeApiError(200, "bad_answer", "/v1/events: no accepted and rejected counts "
-                                                                "adding up to the batch"))
+        accepted, rejected = reply["accepted"], reply["rejected"]  # NodeClient checked their types
+        if accepted + len(rejected) != len(batch):  # not the node's account of this batch: keep it
+            self._count_failure(NodeApiError(200, "bad_answer", "/v1/events: accepted and rejected do not add up to "
+                                                                "the batch"))
             return False
         with self._lock:
             self._sent += accepted

@@ -49,11 +49,9 @@ def verify_log(
     """Check the node's latest checkpoint (signed by `did`, default the did the node reports), every entry below its
     size (a valid record, following its issuer's chain), that the entries hash to its root, and that it extends the
     checkpoint cached at `cache`, which it then replaces. Raises CommandFailed naming the first thing that fails."""
-    info = client.node()
-    if not isinstance(info, dict):
-        info = {}  # a broken or hostile node: log_origin names the did or network missing
-    did = did or info.get("did")
-    network = info.get("network")
+    info = client.node()  # NodeApiError("bad_answer") unless the node says its did and network
+    did = did or info["did"]
+    network = info["network"]
     try:
         origin = log_origin(network, did, "records")
         signer = Ed25519Verifier(origin, public_key_from_did(did))

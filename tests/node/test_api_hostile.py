@@ -320,3 +320,54 @@ async def test_whatever_a_caller_sends_every_route_answers_it_or_refuses_it_with
         assert answer.headers[b"content-type"] == b"application/json", answer
         error = json.loads(answer.body)
         assert {"error", "detail"} <= set(error) and error["detail"], error  # (and a batch's rejected events)
+
+
+# --- integer query parameters -------------------------------------------------------------------------------
+
+def _integer_queries(hostile: Hostile) -> list[tuple[str, str, str]]:
+    """(method, path, parameter) for every integer query parameter of the OpenAPI document, optional ones too."""
+    found = []
+    for template, methods in sorted(hostile.spec["paths"].items()):
+        for method, operation in sorted(methods.items()):
+            for parameter in operation.get("parameters", []):
+                schema = parameter["schema"]
+                types = {s.get("type") for s in [schema, *schema.get("anyOf", [])]}
+                if parameter["in"] == "query" and "integer" in types:
+                    found.append((method.upper(), template, parameter["name"]))
+    return found
+
+
+_not_plain_decimal = st.one_of(
+    lookalikes, st.sampled_from(["01", "00", "1.0", "1 ", "\uff11", "1\n"]),
+    st.integers(0, 10**6).map(lambda n: f"0{n}"), st.text(max_size=8),
+).filter(lambda text: not text.isascii() or not text.isdigit() or (text.startswith("0") and text != "0") or not text)
+
+
+def test_the_property_below_ranges_over_the_integer_query_parameters_of_the_api(hostile):
+    """The OpenAPI document's integer query parameters, found as the property finds them: not none by mistake."""
+    assert {(path, name) for _, path, name in _integer_queries(hostile)} == {
+        ("/v1/log/entries", "start"), ("/v1/log/entries", "end"), ("/v1/log/proof/inclusion", "index"),
+        ("/v1/log/proof/inclusion", "size"), ("/v1/log/proof/consistency", "old"),
+        ("/v1/log/proof/consistency", "new"), ("/v1/records", "after"), ("/v1/records", "limit"), ("/v1/orgs", "limit"),
+    }
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+async def test_every_integer_query_parameter_is_plain_decimal_given_once(hostile, data):
+    """FastAPI's lax parser reads "01", "+1", " 1", "1.0" or "1_0" as a number and takes the last of two values, so
+    an answer (a page after another cursor, a proof for another size) would be for a number the client did not
+    write: on every route, such a parameter is a 422 naming it (node.api.query), and a plain one is read."""
+    method, path, name = data.draw(st.sampled_from(_integer_queries(hostile)), "parameter")
+    value = data.draw(_not_plain_decimal, "value")
+    query = quote(name) + "=" + quote(value, safe="", errors="surrogatepass")
+    answer = await call(hostile.app, method, path.encode(), query.encode(), [], b"")
+    assert (answer.status, json.loads(answer.body)) == (422, {
+        "error": "invalid_request",
+        "detail": f"query.{name}: must be a decimal integer: digits only, without sign, spaces or leading zeros"})
+    twice = f"{name}=1&{name}={data.draw(st.sampled_from(['1', '2']))}"
+    answer = await call(hostile.app, method, path.encode(), twice.encode(), [], b"")
+    assert (answer.status, json.loads(answer.body)) == (
+        422, {"error": "invalid_request", "detail": f"query.{name}: given 2 times; give it once"})
+    answer = await call(hostile.app, method, path.encode(), f"{name}=1".encode(), [], b"")
+    assert not answer.body.startswith(b'{"error":"invalid_request","detail":"query.%s' % name.encode()), answer

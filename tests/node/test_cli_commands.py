@@ -23,8 +23,8 @@ from nacl.signing import SigningKey
 from gossip.replica import Replica
 from ledger import Checkpoint, Ed25519Signer, ProofError, format_note, log_origin, note_signature, verify_inclusion
 from node import cli
-from node.client import NodeClient
-from node.commands.common import CommandFailed
+from node.client import NodeApiError, NodeClient
+from node.commands import common
 from node.commands.counts import counted
 from node.commands.log_verify import verify_log
 from node.commands.vouches import parse_expires
@@ -581,14 +581,18 @@ async def test_log_verify_before_the_first_checkpoint_is_a_node_error(run, url):
     assert "has not signed a checkpoint" in err
 
 
-@pytest.mark.parametrize("info", [{}, [], {"did": 5, "network": "testnet"}, {"did": new_did(), "network": None}])
-def test_log_verify_names_a_node_that_does_not_say_which_log_it_keeps(info):
+@pytest.mark.parametrize(("info", "problem"), [
+    ({}, "did is missing"), ([], "the answer is not an object"),
+    ({"did": 5, "network": "testnet"}, "did is not a string"),
+    ({"did": new_did(), "network": None}, "network is not a string"),
+])
+def test_log_verify_names_a_node_that_does_not_say_which_log_it_keeps(info, problem):
     """GET /v1/node answering without a did and network (a broken or hostile node): a failure naming it, not a
     KeyError or TypeError traceback."""
     transport = httpx.MockTransport(lambda request: httpx.Response(200, json=info))
-    with NodeClient("http://node", transport=transport) as client, pytest.raises(CommandFailed) as failed:
+    with NodeClient("http://node", transport=transport) as client, pytest.raises(NodeApiError) as failed:
         verify_log(client)
-    assert str(failed.value).startswith("the node's network and did do not name a log: ")
+    assert (failed.value.code, failed.value.detail) == ("bad_answer", f"/v1/node: {problem}")
 
 
 # --- log verify against a corrupted ledger file ----------------------------------------------------------
@@ -737,3 +741,23 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path):
         done = subprocess.run([sys.executable, "-m", "node.cli", "agent", "list", "--dir", str(made.data_dir)],
                               stdout=stdout, stderr=subprocess.PIPE, timeout=60, text=True)
     assert (done.returncode, done.stderr) == (141, "")
+
+
+# --- a broken or hostile node ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("argv", "answer"), [
+    (["status"], []),
+    (["peers"], {"peers": "all"}),
+    (["records"], {"records": [{"index": 0, "id": "ab", "kind": "org", "iss": "x", "seq": 1, "body": {}}],
+                   "next": None}),
+    (["orgs"], {"orgs": [{"org": new_did()}], "next": None}),
+    (["score", new_did()], {"agent": "x", "score": 1, "tier": "unknown", "confidence": None}),
+])
+def test_a_malformed_answer_fails_the_command_in_one_line(argv, answer, monkeypatch, capsys):
+    """Not a KeyError or TypeError traceback from the fields the command reads: exit 1 naming the field."""
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=answer))
+    monkeypatch.setattr(common, "NodeClient", partial(NodeClient, transport=transport))
+    assert cli.main([*argv, "--api", "http://node"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith(f"vouchnet {argv[0]}: /v1/"), err
+    assert err.endswith(" (200 bad_answer)\n"), err

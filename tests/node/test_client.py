@@ -1,22 +1,28 @@
 """NodeClient against the API served on 127.0.0.1 as the node serves it, as local services and the CLI use it."""
 
+import json
 import socket
 import subprocess
 import sys
 from functools import partial
+from typing import Any
 
 import httpx
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ledger import Ed25519Verifier, open_checkpoint, verify_consistency, verify_inclusion
 from node.api import ApiService
 from node.client import NodeApiError, NodeClient, NodeUnreachable
 from node.client._http import DEFAULT_TIMEOUT
+from node.commands.records import describe
 from vouching import public_key_from_did, verify_record, vouch_body
 
 from ..factories import Org, new_did
 from .fake_node import TOKEN
+from .otlp_json import junk
 
 
 @pytest.fixture
@@ -54,12 +60,21 @@ async def test_vouch_and_revoke_write_records_as_the_org(client, node):
     assert node.replica.store.revoked(bytes.fromhex(vouched["id"]))
 
 
+def _record(kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A record as the API shows it, for a mock node's answer."""
+    return {"index": 0, "id": "ab" * 32, "kind": kind, "iss": new_did(), "seq": 1, "prev": None, "ts": 1, "body": body}
+
+
+_VOUCHED = _record("vouch", {"subject": new_did(), "weight": 0.5, "basis": "operator"})
+_REVOKED = _record("revoke", {"record": "ab" * 32, "reason": "retired"})
+
+
 def test_each_vouch_and_revocation_sends_a_fresh_idempotency_key_or_the_one_given():
     sent = []
 
     def answer(request: httpx.Request) -> httpx.Response:
         sent.append((request.url.path, request.headers.get("idempotency-key")))
-        return httpx.Response(201, json={})
+        return httpx.Response(201, json=_VOUCHED if request.url.path == "/v1/vouches" else _REVOKED)
 
     with NodeClient("http://node", TOKEN, transport=httpx.MockTransport(answer)) as client:
         for _ in range(2):
@@ -227,7 +242,7 @@ async def test_a_submitted_record_is_accepted_held_or_refused_with_the_reason(cl
     [
         ("log_entries", {"entries": ["YWJj"], "extra": 1}, None),
         ("log_entries", {}, "/v1/log/entries: entries is not a list of base64 strings"),
-        ("log_entries", [], "/v1/log/entries: entries is not a list of base64 strings"),
+        ("log_entries", [], "/v1/log/entries: the answer is not an object"),
         ("log_entries", {"entries": "YWJj"}, "/v1/log/entries: entries is not a list of base64 strings"),
         ("log_entries", {"entries": [1]}, "/v1/log/entries: entries[0] is not a base64 string"),
         ("log_entries", {"entries": ["YWJj", "abc"]}, "/v1/log/entries: entries[1] is not canonical base64"),
@@ -249,3 +264,138 @@ def test_a_malformed_log_answer_is_a_bad_answer_naming_the_field(method, answer,
         with pytest.raises(NodeApiError) as refused:
             getattr(client, method)(0)
     assert (refused.value.status, refused.value.code, refused.value.detail) == (200, "bad_answer", detail)
+
+
+# --- what a broken or hostile node answers -----------------------------------------------------------------------
+
+_DID = new_did()
+_ORG = {"org": _DID, "reputation": 0.5, "weight": 1, "credibility": 0.5, "accountability": 1.0, "own": False,
+        "root": True, "equivocator": False, "text": ["a root"]}
+# Each call with its arguments, and an answer of the shape the node gives (node/api), every kind of record included.
+_CALLS: dict[str, tuple[tuple[Any, ...], Any]] = {
+    "health": ((), {"status": "ok"}),
+    "node": ((), {"did": _DID, "network": "testnet", "records": 3}),
+    "peers": ((), {"peers": [{"peer_id": "p", "score": 1.5}]}),
+    "blocked_peers": ((), {"peers": ["p"]}),
+    "block_peers": ((["p"],), {"peers": ["p"]}),
+    "score": ((_DID,), {"agent": _DID, "score": 500, "tier": "known", "confidence": 0.5, "explanation": {"text": []}}),
+    "check": ((_DID, "tool_call"), {"decision": "allow", "reason": "known", "score": 500, "tier": "known"}),
+    "policy": ((), {"min_score": 0}),
+    "jwks": ((), {"keys": [{"kty": "OKP"}]}),
+    "report_events": (([],), {"accepted": 0, "rejected": []}),
+    "orgs": ((), {"orgs": [_ORG], "next": None}),
+    "org": ((_DID,), _ORG),
+    "vouch": ((_DID, 0.5, "operator"), _VOUCHED),
+    "revoke": (("ab" * 32, "retired"), _REVOKED),
+    "records": ((), {"next": 7, "records": [
+        _VOUCHED, _REVOKED, _record("org", {"name": "a", "network": "testnet", "addrs": []}),
+        _record("vouch", {"subject": _DID, "weight": 1, "basis": "audit", "scope": ["search"], "expires": None}),
+        _record("digest", {"agent": _DID, "epoch": 0, "events": 2}),
+        _record("equivocation", {"offender": _DID, "type": "vouch"}), _record("later", {"new": 1})]}),
+    "record_json": (("ab" * 32,), _VOUCHED),
+    "openapi": ((), {"paths": {}}),
+}
+
+
+def _places(value: Any, at: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every place in a JSON value: the keys and indexes leading to it."""
+    inner = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    return [at, *(place for key, item in inner for place in _places(item, (*at, key)))]
+
+
+def _changed(value: Any, place: tuple[Any, ...], new: Any) -> Any:
+    """`value` (copied) with what is at `place` replaced by `new`, or removed if `new` is _REMOVED."""
+    if not place:
+        return new
+    copy = dict(value) if isinstance(value, dict) else list(value)
+    if len(place) == 1 and new is _REMOVED:
+        del copy[place[0]]
+    else:
+        copy[place[0]] = _changed(value[place[0]], place[1:], new)
+    return copy
+
+
+_REMOVED = object()
+
+
+@st.composite
+def _malformed(draw: st.DrawFn) -> tuple[str, Any]:
+    """A call and an answer of the right shape with one thing wrong, or not: a field removed or replaced by junk."""
+    method = draw(st.sampled_from(sorted(_CALLS)))
+    answer = _CALLS[method][1]
+    place = draw(st.sampled_from(_places(answer)))
+    return method, _changed(answer, place, draw(st.just(_REMOVED) | junk if place else junk))
+
+
+@settings(max_examples=500)
+@given(call_and_answer=_malformed())
+def test_whatever_a_node_answers_a_call_returns_it_or_raises_a_bad_answer(call_and_answer):
+    """A malformed answer is NodeApiError("bad_answer") naming the field (the CLI prints it in one line and exits
+    1), never a KeyError, TypeError or AttributeError out of the client or out of what reads its answer."""
+    method, answer = call_and_answer
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=json.dumps(answer).encode()))
+    with NodeClient("http://node", TOKEN, transport=transport) as client:
+        try:
+            got = getattr(client, method)(*_CALLS[method][0])
+        except NodeApiError as refused:
+            assert refused.code == "bad_answer" and refused.detail.startswith("/"), refused
+            return
+    if method == "records":
+        for record in got["records"]:
+            describe(record)
+    elif method in ("peers", "blocked_peers", "block_peers"):
+        assert isinstance(got, list)
+    else:
+        assert isinstance(got, dict)
+
+
+@pytest.mark.parametrize(("method", "answer", "detail"), [
+    ("node", {"did": _DID}, "/v1/node: network is missing"),
+    ("peers", {"peers": [1]}, "/v1/peers: peers[0] is not an object"),
+    ("score", {**_CALLS["score"][1], "score": True}, f"/v1/agents/{_DID}/score: score is not an integer"),
+    ("score", {**_CALLS["score"][1], "explanation": {}}, f"/v1/agents/{_DID}/score: explanation.text is missing"),
+    ("orgs", {"orgs": [{**_ORG, "reputation": "high"}], "next": None}, "/v1/orgs: orgs[0].reputation is not a number"),
+    ("revoke", _VOUCHED, "/v1/revocations: body.record is missing"),
+    ("records", {"records": [_record("vouch", {"subject": _DID})], "next": None},
+     "/v1/records: records[0].body.weight is missing"),
+])
+def test_a_malformed_answer_is_a_bad_answer_naming_the_field(method, answer, detail):
+    transport = httpx.MockTransport(lambda request: httpx.Response(200 if method != "revoke" else 201, json=answer))
+    with NodeClient("http://node", TOKEN, transport=transport) as client, pytest.raises(NodeApiError) as refused:
+        getattr(client, method)(*_CALLS[method][0])
+    assert (refused.value.code, refused.value.detail) == ("bad_answer", detail)
+
+
+@pytest.mark.parametrize("items", ["records", "orgs"])
+def test_a_next_cursor_that_does_not_advance_ends_the_paging_as_a_bad_answer(items):
+    """Else a node answering every page with the same `next` would keep `vouchnet records` paging for ever."""
+    page = {"records": {"records": [_VOUCHED], "next": 5}, "orgs": {"orgs": [_ORG], "next": _DID}}[items]
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=page))
+    with NodeClient("http://node", transport=transport) as client, pytest.raises(NodeApiError) as refused:
+        list(getattr(client, f"iter_{items}")())
+    assert refused.value.detail.startswith(f"/v1/{items}: next is ")
+
+
+@pytest.mark.parametrize("stated", [True, False], ids=["Content-Length", "chunked"])
+def test_an_answer_longer_than_max_answer_fails_the_call_unread(stated):
+    """A broken or hostile node sending an endless body would fill the asking process's memory: past max_answer
+    bytes (256 MiB by default, MAX_ANSWER) the call fails as unreachable, naming the path and the limit."""
+    body = [b'{"peers": [', b'"p", ' * 200, b'"p"]}']
+    read = []
+
+    def chunks():
+        for chunk in body:
+            read.append(chunk)
+            yield chunk
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        headers = {"content-length": str(sum(map(len, body)))} if stated else {}
+        return httpx.Response(200, headers=headers, content=chunks())
+
+    with NodeClient("http://node", transport=httpx.MockTransport(answer), max_answer=1000) as client:
+        with pytest.raises(NodeUnreachable) as refused:
+            client.blocked_peers()
+        assert "/v1/peers/blocked: " in str(refused.value) and " 1000" in str(refused.value)
+    assert len(read) == (0 if stated else 2)  # refused as it said its length, or once the limit was passed
+    with NodeClient("http://node", transport=httpx.MockTransport(answer), max_answer=1100) as client:
+        assert client.blocked_peers() == ["p"] * 201

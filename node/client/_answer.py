@@ -1,0 +1,113 @@
+"""The shapes of the node's answers that the SDK and the CLI read (DESIGN §8): an answer of another shape, from a
+broken or hostile node or another server at its address, is NodeApiError("bad_answer") naming the field, never a
+KeyError or TypeError in the caller.
+
+A shape is a type or a tuple of types (bool is not taken for int), a dict of fields (each required unless wrapped
+in Maybe; other fields are let through), or ListOf a shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Union
+
+from ._http import NodeApiError
+
+
+@dataclass(frozen=True)
+class ListOf:
+    """A list, each item of the shape `item`."""
+
+    item: Shape
+
+
+NUMBER = (int, float)  # an integer or not: JSON does not tell them apart
+
+
+@dataclass(frozen=True)
+class Maybe:
+    """A field that may be absent (null is a type: NoneType)."""
+
+    shape: Shape
+
+
+Shape = Union[type, tuple[type, ...], dict[str, Union["Shape", Maybe]], ListOf]
+_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false", dict: "an object",
+          list: "a list", type(None): "null"}
+
+
+def bad_answer(path: str, problem: str, status: int = 200) -> NodeApiError:
+    """The error for an answer of the wrong shape: `problem` names the field, e.g. "orgs[0].org is missing"."""
+    return NodeApiError(status, "bad_answer", f"{path}: {problem}")
+
+
+def shaped(answer: Any, shape: Shape, path: str, status: int = 200, where: str = "") -> Any:
+    """`answer` (the JSON of `path`'s answer, of HTTP `status`, or its part at `where`) if it has `shape`, else
+    bad_answer naming the first field that does not."""
+    problem = _problem(answer, shape, where)
+    if problem is not None:
+        raise bad_answer(path, problem, status)
+    return answer
+
+
+def record(answer: Any, path: str, status: int = 200, *, where: str = "", kind: str | None = None) -> dict[str, Any]:
+    """A record in its JSON form, its body of the shape of `kind`, else of the kind it names (a kind this SDK
+    does not know: any object)."""
+    shaped(answer, RECORD, path, status, where)
+    body = BODIES.get(kind or answer["kind"], dict)
+    shaped(answer["body"], body, path, status, f"{where}.body" if where else "body")
+    return answer
+
+
+def _problem(value: Any, shape: Shape, where: str) -> str | None:
+    if isinstance(shape, dict):
+        if not isinstance(value, dict):
+            return f"{where or 'the answer'} is not an object"
+        for name, field in shape.items():
+            at = f"{where}.{name}" if where else name
+            if isinstance(field, Maybe):
+                if name not in value:
+                    continue
+                field = field.shape
+            elif name not in value:
+                return f"{at} is missing"
+            if (problem := _problem(value[name], field, at)) is not None:
+                return problem
+        return None
+    if isinstance(shape, ListOf):
+        if not isinstance(value, list):
+            return f"{where or 'the answer'} is not a list"
+        for i, item in enumerate(value):
+            if (problem := _problem(item, shape.item, f"{where}[{i}]")) is not None:
+                return problem
+        return None
+    types = shape if isinstance(shape, tuple) else (shape,)
+    if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+        named = [_NAMES[t] for t in types if not (t is int and float in types)]
+        return f"{where or 'the answer'} is not {' or '.join(named)}"
+    return None
+
+
+# The answers NodeClient reads, as the node gives them (node/api) with the fields its callers and the CLI read.
+NODE = {"did": str, "network": str}
+PEERS = {"peers": ListOf(dict)}
+PEER_IDS = {"peers": ListOf(str)}
+RECORD: Shape = {"index": int, "id": str, "kind": str, "iss": str, "seq": int, "body": dict}
+BODIES: dict[str, Shape] = {  # a record's body by kind, in its JSON form (node.records_json)
+    "vouch": {"subject": str, "weight": NUMBER, "basis": str, "scope": Maybe(ListOf(str)),
+              "expires": Maybe((int, type(None)))},
+    "revoke": {"record": str, "reason": str},
+    "org": {"name": str, "network": str, "addrs": ListOf(str)},
+    "digest": {"agent": str, "epoch": int, "events": int},
+    "equivocation": {"offender": str, "type": str},
+}
+RECORDS = {"records": ListOf(RECORD), "next": (int, type(None))}  # and each body by its kind
+ORG: Shape = {"org": str, "reputation": NUMBER, "weight": NUMBER, "credibility": NUMBER, "accountability": NUMBER,
+              "own": bool, "root": bool, "equivocator": bool, "text": ListOf(str)}
+ORGS = {"orgs": ListOf(ORG), "next": (str, type(None))}
+SCORE: Shape = {"agent": str, "score": int, "tier": str, "confidence": NUMBER}
+EXPLAINED = {"explanation": {"text": ListOf(str)}}
+STATEMENT = {"statement": str}
+CHECK = {"decision": str, "reason": str, "score": int, "tier": str}
+EVENTS_REPLY = {"accepted": int, "rejected": ListOf(dict)}
+JWKS = {"keys": ListOf(dict)}
