@@ -289,7 +289,8 @@ class Digester:
             raise DigestStateError(f"{DIGESTS_FILE}: digested up to audit-log entry {self.undigested_from}, but "
                                    f"{AUDIT_FILE} holds {audit.size}: restored from copies of different times? "
                                    f"Restore both from one copy")
-        if (needed := self.needed_from) < audit.ledger.pruned:  # (retention never prunes them: digests.db is older than the audit log)
+        # (retention never prunes them: digests.db is older than the audit log)
+        if (needed := self.needed_from) < audit.ledger.pruned:
             raise DigestStateError(f"{DIGESTS_FILE}: needs the audit-log entries from {needed} on (not yet digested), "
                                    f"but {AUDIT_FILE} keeps those from {audit.ledger.pruned} on: restored from copies "
                                    f"of different times? Restore both from one copy")

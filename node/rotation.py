@@ -54,8 +54,8 @@ def rotate_key(config: NodeConfig) -> Rotation:
 
 def finish_interrupted_rotation(config: NodeConfig) -> Rotation | None:
     """At the node's start, with the data directory locked: finish a rotation whose record was signed but whose
-    key was not yet installed; None if there is none. Raises DataDirBusy if a command is signing with the key. A new key whose rotation was never signed is left for the
-    next `vouchnet key rotate` to use."""
+    key was not yet installed; None if there is none. Raises DataDirBusy if a command is signing with the key. A new
+    key whose rotation was never signed is left for the next `vouchnet key rotate` to use."""
     next_path = _next_key_path(config)
     if not next_path.exists():
         return None

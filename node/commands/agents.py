@@ -65,8 +65,8 @@ def register(subparsers: Subparsers) -> None:
         run=_new,
         summary="a new agent key pair and a credential binding it to this org",
         description="Generate an agent's Ed25519 key (NAME.key: its 32-byte seed, mode 0600) and a W3C VC 2.0 "
-        "credential (NAME.vc.jwt, mode 0600: vc+jwt, EdDSA, signed with the org key) binding the agent's did:key to this "
-        "org; any deployment verifies it with a JWT library against the node's /.well-known/jwks.json. Reads "
+        "credential (NAME.vc.jwt, mode 0600: vc+jwt, EdDSA, signed with the org key) binding the agent's did:key to "
+        "this org; any deployment verifies it with a JWT library against the node's /.well-known/jwks.json. Reads "
         "the org key from the data directory, so the node need not run; --vouch also signs an operator vouch "
         "for the agent through the running node. Refused while a `key rotate` is unfinished (run it again, or "
         "start the node, first). Prints the agent's did, the two files, its index in the status "

@@ -116,7 +116,8 @@ def test_an_org_claiming_to_rotate_to_another_org_does_not_lend_it_its_addresses
     honest_peer = peer_id_from_public_key(bytes(honest.key.verify_key))
     replica.issue("vouch", vouch_body(hostile.did, 0.9, "org-peer"))
     schedule = DialSchedule()
-    PeerManager(object(), replica, bootstrap=[addr(honest_peer)], max_peers=5, schedule=schedule)  # type: ignore[arg-type]
+    PeerManager(object(), replica, bootstrap=[addr(honest_peer)], max_peers=5,  # type: ignore[arg-type]
+                schedule=schedule)
     replica.accept([hostile.record("org", org_body("h", "test", [f"/ip4/10.9.0.{i}/tcp/1" for i in range(16)]))])
     replica.accept([hostile.record("org", org_body("h", "test", next=honest.did))])
     assert dict(schedule.due(now=0, connected=(), budget=5))[honest_peer] == [addr(honest_peer)]

@@ -45,7 +45,8 @@ def test_every_proof_at_every_past_size_of_a_300_entry_ledger_is_rfc9162s(tmp_pa
 
 @settings(max_examples=10, deadline=None)
 @given(
-    batches=st.lists(st.integers(1, 70), max_size=12).map(lambda b: [x for i, x in enumerate(b) if sum(b[: i + 1]) <= 300]),
+    batches=st.lists(st.integers(1, 70), max_size=12).map(
+        lambda b: [x for i, x in enumerate(b) if sum(b[: i + 1]) <= 300]),
     salt=st.binary(max_size=8),
     reopen_after=st.integers(0, 12),
 )
@@ -71,7 +72,8 @@ def test_every_proof_at_the_current_size_is_rfc9162s_as_a_ledger_grows(batches, 
             ledger.close()
 
 
-@pytest.mark.parametrize(("name", "v"), [*_load("inclusion"), *_load("consistency")], ids=lambda x: x if isinstance(x, str) else "")
+@pytest.mark.parametrize(("name", "v"), [*_load("inclusion"), *_load("consistency")],
+                         ids=lambda x: x if isinstance(x, str) else "")
 def test_the_reference_agrees_with_every_published_vector(name, v):
     """The reference against the transparency-dev vectors (so a disagreement above is the ledger's): each happy path
     is the proof it makes of the RFC 6962 tree, and its checks accept exactly the vectors upstream accepts (those

@@ -98,7 +98,8 @@ def test_a_key_or_token_that_is_not_a_regular_file_is_refused(tmp_path, load, ma
     start for good, deaf to SIGTERM."""
     path = tmp_path / "secret"
     make(path, 0o700)
-    with pytest.raises(KeyFileError, match=rf"{path}: not a regular file \(a directory, a pipe or a device\); put the file itself there$"):
+    refusal = rf"{path}: not a regular file \(a directory, a pipe or a device\); put the file itself there$"
+    with pytest.raises(KeyFileError, match=refusal):
         load(path)
 
 
