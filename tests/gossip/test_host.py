@@ -796,7 +796,7 @@ async def test_inbound_connections_that_closed_leave_room_for_new_ones() -> None
     max_connections - min_connections inbound connections in its life (here 1; a node's default, 50), one peer
     reconnecting could use them all, and then no peer could dial in again."""
     with trio.fail_after(30):
-        async with open_host(os.urandom(32), LOOPBACK, config=HostConfig(max_connections=8)) as server:
+        async with open_host(os.urandom(32), LOOPBACK, config=HostConfig(max_connections=2)) as server:
             events = server.peer_events()
             for _ in range(3):
                 async with open_host(os.urandom(32), LOOPBACK) as client:
