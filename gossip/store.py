@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ledger import Ledger
+from ledger.wal import use_wal
 from vouching import DigestBody, EquivocationBody, Record, RevokeBody, VouchBody, load_stored
 
 LEDGER_FILE = "records.ledger"
@@ -452,7 +453,7 @@ def _open_index(path: Path) -> sqlite3.Connection:
             db.close()
             raise StoreError(f"{path}: not a version-{_INDEX_VERSION} record index (application_id {app_id:#x}, version "
                              f"{version}); {_REBUILD}")
-        db.execute("PRAGMA journal_mode = WAL")
+        use_wal(db)
         db.execute("PRAGMA synchronous = NORMAL")  # derived data: a lost tail is replayed from the ledger
         db.executescript(_SCHEMA)
     except sqlite3.DatabaseError as e:

@@ -19,6 +19,7 @@ from types import TracebackType
 
 from . import bundles, merkle, tiles
 from .errors import EntryPruned, LedgerError
+from .wal import use_wal
 
 APPLICATION_ID = 0x564E4C47  # "VNLG" at offset 68 of the SQLite header: this file is a vouchnet ledger
 SCHEMA_VERSION = 1  # the header's user_version: checked before any table is read, so a new schema is free
@@ -83,7 +84,7 @@ class Ledger:
         self._frontier = _Hashes(zip(nodes, self._tiles.read_hashes(nodes)))
         self._root = merkle.root_hash(self._size, self._frontier)
         db.execute("PRAGMA query_only = OFF")
-        if db.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal":
+        if use_wal(db) != "wal":
             raise LedgerError(f"{path}: SQLite cannot use WAL mode for this file")
         db.execute("PRAGMA synchronous = FULL")
         db.execute(f"PRAGMA journal_size_limit = {_WAL_LIMIT}")
@@ -325,7 +326,7 @@ def _create(path: Path) -> None:
         try:
             db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            db.execute("PRAGMA journal_mode = WAL")
+            use_wal(db)
             db.execute("PRAGMA synchronous = FULL")
             db.executescript(_SCHEMA)
         finally:

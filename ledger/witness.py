@@ -20,6 +20,7 @@ from .checkpoint import MAX_TREE_SIZE, Checkpoint, open_checkpoint, peek_origin
 from .cosignature import CosignatureSigner
 from .merkle import EMPTY_ROOT, HASH_SIZE, ProofError, verify_consistency
 from .note import MAX_NOTE_SIZE, NoteError, NoteVerifier, Signature, decode_base64, format_note, note_signature
+from .wal import use_wal
 
 MAX_PROOF_LINES = 63  # tlog-witness: a client MUST NOT send more
 _HASH_LINE = 45  # base64 of a 32-byte hash, and a newline
@@ -367,7 +368,7 @@ def _open_store(path: str | os.PathLike[str]) -> sqlite3.Connection:
         db.close()
         raise WitnessStoreError(f"{os.fspath(path)}: is not a vouchnet witness state file")
     # WAL with synchronous=FULL: a committed transaction is on disk before COMMIT returns.
-    if db.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":
+    if use_wal(db) != "wal":
         db.close()
         raise WitnessStoreError(f"{os.fspath(path)}: cannot use write-ahead logging")
     db.execute("PRAGMA synchronous=FULL")

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ledger.wal import use_wal
 from vouching.schema import InvalidRecord, text
 
 from .credential_status import LIST_ENTRIES
@@ -67,7 +68,7 @@ class CredentialRegistry:
     def open(cls, data_dir: Path) -> CredentialRegistry:
         try:
             db = sqlite3.connect(data_dir / CREDENTIALS_FILE, isolation_level=None, timeout=10.0)
-            db.execute("PRAGMA journal_mode = WAL")
+            use_wal(db)
             db.execute("PRAGMA synchronous = FULL")  # a lost revocation would let a credential live on
             db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as error:

@@ -44,6 +44,7 @@ import trio
 from gossip.replica import Replica
 from gossip.store import StoreError
 from ledger import Frontier, LedgerError, leaf_hash
+from ledger.wal import use_wal
 from vouching import Counts, DigestBody, Record, load_stored
 from vouching.bodies import CATEGORIES, OUTCOMES
 
@@ -125,7 +126,7 @@ class DigestState:
         """Raises DigestStateError if the file is not an SQLite database."""
         try:
             db = sqlite3.connect(data_dir / DIGESTS_FILE, isolation_level=None)
-            db.execute("PRAGMA journal_mode = WAL")
+            use_wal(db)
             db.execute("PRAGMA synchronous = FULL")
             db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as error:

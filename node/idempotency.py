@@ -30,6 +30,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ledger.wal import use_wal
+
 from .events import MAX_AGE_MS, MAX_SKEW_MS
 
 IDEMPOTENCY_FILE = "idempotency.db"
@@ -124,7 +126,7 @@ class IdempotencyStore:
         the file is not an SQLite database."""
         try:
             db = sqlite3.connect(data_dir / IDEMPOTENCY_FILE, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode = WAL")
+            use_wal(db)
             db.execute("PRAGMA synchronous = FULL")  # a lost row would let a retried batch count twice
             db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as error:
