@@ -165,6 +165,19 @@ def test_mistakes_are_named(tmp_path, text, message):
         load_config(_write(tmp_path, text))
 
 
+@pytest.mark.parametrize(("text", "message"), [
+    (f'[p2p]\nbootstrap = ["/dnsaddr/bootstrap.example/p2p/{PEER}"]', "p2p.bootstrap: /dnsaddr is not supported (it "
+     "needs DNS TXT lookups, which the node does not make): name the peer's host with "
+     "/dns4/<name>/tcp/<port>/p2p/<peer id>, or /dns (IPv4 and IPv6), got '/dnsaddr/"),
+    (f'[p2p]\nbootstrap = ["/dns4/-boot.example/tcp/4001/p2p/{PEER}"]', "p2p.bootstrap: the node dials TCP only: must "
+     "be /ip4/<address>/tcp/<port>/p2p/<peer id> (or /ip6, /dns, /dns4, /dns6) ('-boot.example' is not a DNS name"),
+])
+def test_addresses_that_cannot_be_dialled_as_written_are_named(tmp_path, text, message):
+    """A /dnsaddr bootstrap address was taken and never dialled."""
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(_write(tmp_path, text))
+
+
 def test_a_file_an_editor_began_with_a_byte_order_mark_loads(tmp_path):
     """It was refused as "not valid TOML: Invalid statement (at line 1, column 1)", a line that looks right."""
     (tmp_path / "config.toml").write_bytes(b"\xef\xbb\xbfnetwork = \"testnet\"\n")
