@@ -159,9 +159,17 @@ def _check_listen_addr(value: Any) -> str:
     return value
 
 
-def _check_multiaddr(key: str, value: Any) -> str:
-    if not isinstance(value, str) or not re.fullmatch(r"(/[A-Za-z0-9._~:%+=-]+)+", value):
-        raise ConfigError(f"{key}: not a multiaddr: {value!r}")
+def _check_announce_addr(value: Any) -> str:
+    """[p2p] announce: an address other orgs' nodes dial, which is one by IP address (they resolve no DNS name an
+    `org` record names, gossip.peers.org_dial_addrs) and not a wildcard; the node adds /p2p/<its peer id>."""
+    try:
+        address = parse_listen_addr(value)
+    except AddrError as e:
+        raise ConfigError(f"p2p.announce: {e} (other orgs' nodes dial only IP addresses from org records, and the "
+                          f"node adds /p2p/<its peer id>), got {value!r}") from None
+    if ipaddress.ip_address(address.host).is_unspecified:
+        raise ConfigError(f"p2p.announce: {address.host} is a wildcard, not an address other orgs can reach: give the "
+                          f"address they dial, got {value!r}")
     return value
 
 
@@ -257,7 +265,7 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
     listen = tuple(_check_listen_addr(a) for a in _get(p2p, "p2p", "listen", "a list", [DEFAULT_LISTEN]))
     if not listen:
         raise ConfigError("p2p.listen: needs at least one address")
-    announce = tuple(_check_multiaddr("p2p.announce", a) for a in _get(p2p, "p2p", "announce", "a list", []))
+    announce = tuple(_check_announce_addr(a) for a in _get(p2p, "p2p", "announce", "a list", []))
     bootstrap = tuple(_check_peer_addr("p2p.bootstrap", a) for a in _get(p2p, "p2p", "bootstrap", "a list", []))
     sync_interval = _positive("p2p", "sync_interval", _get(p2p, "p2p", "sync_interval", "a number", NodeConfig.sync_interval))
     sync_peers = _in_range("p2p", "sync_peers", _get(p2p, "p2p", "sync_peers", "an integer", NodeConfig.sync_peers),
@@ -406,7 +414,9 @@ network = "{network}"
 # libp2p multiaddrs to listen on (TCP; peers connect with Noise + yamux).
 listen = {_toml_list(listen)}
 # Addresses other orgs should dial, published in the `org` record (default: the listen addresses that are
-# not wildcards such as 0.0.0.0). Set this to your public address when behind NAT or listening on 0.0.0.0.
+# not wildcards such as 0.0.0.0). Set this to your public address when behind NAT or listening on 0.0.0.0:
+# /ip4/<address>/tcp/<port> or /ip6/<address>/tcp/<port>. Not a DNS name: nodes do not resolve names that org
+# records give (any org could have every node look up names of its choosing).
 announce = []
 # Peers to dial at start, e.g. "/ip4/192.0.2.7/tcp/4001/p2p/12D3KooW..." (or /ip6) or, by name,
 # "/dns4/boot.example.org/tcp/4001/p2p/12D3KooW...". A name is looked up through the system's resolver at every

@@ -171,9 +171,16 @@ def test_mistakes_are_named(tmp_path, text, message):
      "/dns4/<name>/tcp/<port>/p2p/<peer id>, or /dns (IPv4 and IPv6), got '/dnsaddr/"),
     (f'[p2p]\nbootstrap = ["/dns4/-boot.example/tcp/4001/p2p/{PEER}"]', "p2p.bootstrap: the node dials TCP only: must "
      "be /ip4/<address>/tcp/<port>/p2p/<peer id> (or /ip6, /dns, /dns4, /dns6) ('-boot.example' is not a DNS name"),
+    *[(f'[p2p]\nannounce = ["{bad}"]', "p2p.announce: must be /ip4/<address>/tcp/<port> or /ip6/<address>/tcp/<port> "
+       "(other orgs' nodes dial only IP addresses from org records, and the node adds /p2p/<its peer id>), got")
+      for bad in ("/dns4/node.example/tcp/4001", f"/ip4/192.0.2.7/tcp/4001/p2p/{PEER}", "/ip4/192.0.2.7/udp/1/quic-v1")],
+    ('[p2p]\nannounce = ["/ip6/::/tcp/4001"]', "p2p.announce: :: is a wildcard, not an address other orgs can reach"),
 ])
 def test_addresses_that_cannot_be_dialled_as_written_are_named(tmp_path, text, message):
-    """A /dnsaddr bootstrap address was taken and never dialled."""
+    """A /dnsaddr bootstrap address was taken and never dialled; an announced DNS name or other transport was
+    published in the org record and passed over by every peer (they dial org records' addresses by IP only), one
+    with /p2p too unless it named the node's own peer id (which the node adds), and a wildcard had them dial their
+    own machine."""
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(_write(tmp_path, text))
 
