@@ -245,6 +245,14 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    of them its own dials; 7 and 7 with this fix). Handled (patched by name and parameters, as 24): the swarm
    dials only within connect(); elsewhere, asking it for a peer that is not connected raises SwarmException, which
    pubsub's retry takes as the peer gone.
+33. The TCP transport resolves /dns, /dns4 and /dns6 addresses itself, with multiaddr's DNSResolver (dnspython: it
+   asks the nameservers itself, so /etc/hosts and the system's name service are never read), and dials the
+   unresolved address when a name gives nothing, which fails with "IP address not found in multiaddr", not the
+   resolver's reason. Repro: TCP().dial(Multiaddr("/dns4/localhost/tcp/<a listening port>")) -> OpenConnectionError
+   "Failed to connect to any resolved address", caused by "IP address not found in multiaddr". Handled: connect()
+   resolves a name itself with trio's getaddrinfo, through the system's resolver as every other program on the
+   machine (/dns4: A records, /dns6: AAAA, /dns: both), within the dial timeout, and dials the addresses it gives
+   in its order until one connects: py-libp2p sees IP addresses only.
 Not worked around (policy, not a bug to patch): scores of a disconnected peer are forgotten at once (the spec
 retains them); IDONTWANT is sent for every message regardless of size.
 """
@@ -307,6 +315,7 @@ from libp2p.tools.anyio_service import background_trio_service
 from libp2p.tools.anyio_service.exceptions import LifecycleError
 from libp2p.transport.tcp.tcp import TCP
 
+from gossip.addrs import AddrError, TcpAddr, parse_listen_addr, parse_peer_addr
 from gossip.batch import MAX_GOSSIP_MESSAGE
 from gossip.frames import encode_frame, parse_frame_header
 from gossip.verdict import Verdict
@@ -329,6 +338,8 @@ BACKOFF_SLACK_S = 10  # seconds a backoff lasts longer for grafting than for ref
 # GossipSub v1.1 opportunistic grafting (quirk 22): how often, below which median mesh score, how many peers.
 OPPORTUNISTIC_GRAFT_TICKS, OPPORTUNISTIC_GRAFT_THRESHOLD, OPPORTUNISTIC_GRAFT_PEERS = 60, 0.0, 2
 _RANDOM = random.SystemRandom()
+# What getaddrinfo looks up for a name in a dial address (quirk 33): the address family, and the records it means.
+_LOOKUPS = {"dns": (socket.AF_UNSPEC, "A or AAAA"), "dns4": (socket.AF_INET, "A"), "dns6": (socket.AF_INET6, "AAAA")}
 
 
 class HostError(Exception):
@@ -868,30 +879,53 @@ class Host:
         return sorted(peer.to_base58() for peer, conns in self._host.get_network().connections.items() if conns)
 
     async def connect(self, addr: str) -> str:
-        """Dial `addr` (a multiaddr ending in /p2p/<peer id>) unless already connected; returns the peer id.
+        """Dial `addr` unless already connected; returns the peer id. `addr` is a TCP address by IP address or DNS
+        name, ending in /p2p/<peer id> (gossip.addrs.parse_peer_addr).
 
-        A failed peer is not blocked afterwards (quirk 6): calling connect() again dials again at once, so
-        retry timing is the caller's. Raises HostError naming the address and the cause.
+        A name is resolved by the system's resolver (quirk 33: /dns4 its A records, /dns6 AAAA, /dns both) and the
+        addresses it gives are dialled in turn until one connects, all within the dial timeout. A failed peer is not
+        blocked afterwards (quirk 6): calling connect() again dials again at once, so retry timing is the caller's.
+        Raises HostError naming the address and the cause (for a name that does not resolve, the resolver's).
         """
         self._check_open()
-        target, peer = _parse_dial_addr(addr)
+        try:
+            target = parse_peer_addr(addr)
+        except AddrError as error:
+            raise HostError(f"dial {addr!r}: {error}") from None
+        peer = _parse_peer_id(target.peer_id)
         if peer == self._my_id:
             raise HostError(f"dial {addr}: that is this host's own peer id")
         if self._is_blocked(peer):
             raise HostError(f"dial {addr}: the peer is blocked on this host")
-        self._host.get_network().unblock_peer(peer)  # quirk 6
-        self._host.get_peerstore().clear_addrs(peer)  # quirk 16
         dialling = _DIALLING.set(True)  # quirk 32
+        failures: list[tuple[TcpAddr, Exception]] = []
+        resolving = target.transport.is_name
         try:
             with trio.fail_after(self._config.dial_timeout):
-                await self._host.connect(PeerInfo(peer, [target]))
+                transports = await _resolve(addr, target.transport) if resolving else [target.transport]
+                resolving = False
+                for transport in transports:
+                    try:
+                        await self._dial(peer, transport)
+                    except Exception as error:
+                        failures.append((transport, error))
+                    else:
+                        return peer.to_base58()
         except trio.TooSlowError:
-            raise HostError(f"dial {addr}: no connection within {self._config.dial_timeout} s") from None
-        except Exception as error:
-            raise HostError(f"dial {addr}: {_reason(error)}") from error
+            waiting = f"no answer from the resolver for {target.transport.host!r}" if resolving else "no connection"
+            raise HostError(f"dial {addr}: {waiting} within {self._config.dial_timeout} s") from None
         finally:
             _DIALLING.reset(dialling)
-        return peer.to_base58()
+        if not target.transport.is_name:
+            raise HostError(f"dial {addr}: {_reason(failures[0][1])}") from failures[0][1]
+        raise HostError(f"dial {addr}: " + "; ".join(f"{transport}: {_reason(error)}" for transport, error in failures)
+                        ) from failures[-1][1]
+
+    async def _dial(self, peer: ID, transport: TcpAddr) -> None:
+        """One dial of `peer` at an address by IP (quirk 33)."""
+        self._host.get_network().unblock_peer(peer)  # quirk 6: a failed address blocks the peer for the next
+        self._host.get_peerstore().clear_addrs(peer)  # quirk 16
+        await self._host.connect(PeerInfo(peer, [multiaddr.Multiaddr(str(transport))]))
 
     async def disconnect(self, peer_id: str) -> None:
         """Close every connection to `peer_id` (a no-op if there is none)."""
@@ -1427,34 +1461,31 @@ def _said_not_supported(error: BaseException) -> bool:
 
 def _parse_listen_addr(addr: str) -> multiaddr.Multiaddr:
     try:
-        maddr = multiaddr.Multiaddr(addr)
-        names = [p.name for p in maddr.protocols()]
-    except Exception as error:
-        raise ValueError(f"listen address {addr!r}: not a multiaddr ({error})") from None
-    if len(names) != 2 or names[0] not in ("ip4", "ip6") or names[1] != "tcp":
-        raise ValueError(f"listen address {addr!r}: must be /ip4/<address>/tcp/<port> or /ip6/<address>/tcp/<port>")
-    return maddr
+        return multiaddr.Multiaddr(str(parse_listen_addr(addr)))
+    except AddrError as error:
+        raise ValueError(f"listen address {addr!r}: {error}") from None
 
 
-def dialable(addr: str) -> bool:
-    """Whether connect() can dial `addr`: /ip4|ip6/<address>/tcp/<port>/p2p/<Ed25519 peer id>."""
+def dialable(addr: str, *, names: bool = True) -> bool:
+    """Whether connect() takes `addr` (gossip.addrs.parse_peer_addr); with `names` False, only by IP address."""
     try:
-        _parse_dial_addr(addr)
-    except HostError:
+        parse_peer_addr(addr, names=names)
+    except AddrError:
         return False
     return True
 
 
-def _parse_dial_addr(addr: str) -> tuple[multiaddr.Multiaddr, ID]:
+async def _resolve(addr: str, transport: TcpAddr) -> list[TcpAddr]:
+    """A name's addresses as the system's resolver orders them, each once (quirk 33); HostError naming the name and
+    the resolver's reason if it has none."""
+    family, records = _LOOKUPS[transport.protocol]
     try:
-        maddr = multiaddr.Multiaddr(addr)
-        names = [p.name for p in maddr.protocols()]
-        peer = maddr.value_for_protocol("p2p") if "p2p" in names else None
-    except Exception as error:
-        raise HostError(f"dial {addr!r}: not a multiaddr ({error})") from None
-    if names not in (["ip4", "tcp", "p2p"], ["ip6", "tcp", "p2p"]):
-        raise HostError(f"dial {addr!r}: must be /ip4|ip6/<address>/tcp/<port>/p2p/<peer id>")
-    return maddr.decapsulate(multiaddr.Multiaddr(f"/p2p/{peer}")), _parse_peer_id(str(peer))
+        found = await trio.socket.getaddrinfo(transport.host, transport.port, family=family, type=socket.SOCK_STREAM)
+    except OSError as error:  # socket.gaierror, with the resolver's own words
+        raise HostError(f"dial {addr}: cannot resolve {transport.host!r} ({records} records): "
+                        f"{error.strerror or _reason(error)}") from None
+    return list(dict.fromkeys(TcpAddr("ip4" if found_family == socket.AF_INET else "ip6", sockaddr[0], transport.port)
+                              for found_family, _, _, _, sockaddr in found))
 
 
 def _connection_config(config: HostConfig) -> ConnectionConfig:

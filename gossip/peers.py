@@ -41,12 +41,15 @@ def split_peer_addr(addr: str) -> tuple[str, str]:
 
 
 def org_dial_addrs(record: Record) -> tuple[str, list[str]]:
-    """The peer id of an `org` record's issuer and those of its addresses the host can dial, each ending in
-    /p2p/<peer id> (an address naming another peer is not the org's to hand out)."""
+    """The peer id of an `org` record's issuer and those of its addresses the host can dial by IP address, each
+    ending in /p2p/<peer id> (an address naming another peer is not the org's to hand out). A DNS name is not
+    resolved: any org inside the horizon would have every node look up names of its choosing, and each lookup
+    that a name's nameservers leave unanswered holds a thread of trio's pool past the dial's timeout (bootstrap
+    addresses, the operator's choice, are resolved)."""
     assert isinstance(record.body, OrgBody)
     peer_id = peer_id_from_public_key(public_key_from_did(record.iss))
     addrs = [a if "/p2p/" in a else f"{a}/p2p/{peer_id}" for a in record.body.addrs]
-    return peer_id, [a for a in addrs if a.endswith(f"/p2p/{peer_id}") and dialable(a)]
+    return peer_id, [a for a in addrs if a.endswith(f"/p2p/{peer_id}") and dialable(a, names=False)]
 
 
 @dataclass
@@ -254,6 +257,7 @@ class PeerManager:
 
     async def _dial(self, peer_id: str, addrs: list[str], dialling: set[str]) -> None:
         try:
+            failure = "no address"
             for addr in addrs:
                 await trio.sleep_until(self._dial_slot())
                 self.dials += 1
@@ -262,10 +266,11 @@ class PeerManager:
                 except HostError as e:
                     self.dial_failures += 1
                     log.debug("dial %s failed: %s", addr, e)
+                    failure = str(e)
                     continue
                 return  # (the host's PeerEvent tells the schedule)
             delay = self._schedule.failed(peer_id, trio.current_time())
-            log.info("peer %s unreachable; next attempt in %.1f s", peer_id, delay)
+            log.info("peer %s unreachable (last: %s); next attempt in %.1f s", peer_id, failure, delay)
         finally:
             dialling.discard(peer_id)
             self._wake.set()

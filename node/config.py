@@ -13,19 +13,14 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from gossip.addrs import AddrError, parse_listen_addr, parse_peer_addr
 from gossip.batch import MAX_GOSSIP_MESSAGE
 from ledger import MAX_COSIGNATURES
 from vouching import InvalidDid, public_key_from_did
-from vouching.base58 import b58decode, b58encode
 from vouching.policy import words
 from vouching.schema import MAX_UINT
 
 from .dp import EPSILON_RULE, geometric_alpha
-
-# A PeerID that embeds an Ed25519 key: identity multihash (0x00, 36 bytes) of the libp2p PublicKey protobuf
-# {Type: Ed25519, Data: 32 bytes}. Checked here by its bytes, not with gossip.host.peer_public_key: importing
-# py-libp2p would add 0.8 s to every CLI command that reads the config.
-_ED25519_PEER_ID = bytes([0x00, 0x24, 0x08, 0x01, 0x12, 0x20])
 
 CONFIG_FILE = "config.toml"
 DIR_ENV = "VOUCHNET_DIR"
@@ -155,49 +150,35 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _check_multiaddr(key: str, value: str) -> str:
-    if not isinstance(value, str) or not re.fullmatch(r"(/[A-Za-z0-9._~:%+=-]+)+", value):
-        raise ConfigError(f"{key}: not a multiaddr: {value!r}")
-    return value
-
-
 def _check_listen_addr(value: Any) -> str:
-    """[p2p] listen: /ip4/ADDRESS/tcp/PORT or /ip6/ADDRESS/tcp/PORT, what the host listens on (as
-    gossip.host._parse_listen_addr requires, which `vouchnet run` reached only after init had written the address)."""
-    if not _is_tcp_addr(_check_multiaddr("p2p.listen", value), names=False):
-        raise ConfigError(f"p2p.listen: must be /ip4/<address>/tcp/<port> or /ip6/<address>/tcp/<port>, got {value!r}")
+    """[p2p] listen: what the host listens on (gossip.addrs.parse_listen_addr, as gossip.host requires)."""
+    try:
+        parse_listen_addr(value)
+    except AddrError as e:
+        raise ConfigError(f"p2p.listen: {e}, got {value!r}") from None
     return value
 
 
-def _is_tcp_addr(value: str, *, names: bool) -> bool:
-    """Whether `value` is /ip4/ADDRESS/tcp/PORT or /ip6/ADDRESS/tcp/PORT (with `names`, /dns/NAME/tcp/PORT, /dns4 and
-    /dns6 too: py-libp2p resolves them as it dials), with a real address and a port up to 65535."""
-    match = re.fullmatch(r"/(ip4|ip6|dns|dns4|dns6)/([^/]+)/tcp/(\d{1,5})", value)
-    if match is None or int(match[3]) > 65535:
-        return False
-    if match[1].startswith("dns"):
-        return names
+def _check_announce_addr(value: Any) -> str:
+    """[p2p] announce: an address other orgs' nodes dial, which is one by IP address (they resolve no DNS name an
+    `org` record names, gossip.peers.org_dial_addrs) and not a wildcard; the node adds /p2p/<its peer id>."""
     try:
-        return ipaddress.ip_address(match[2]).version == int(match[1][-1])
-    except ValueError:
-        return False
+        address = parse_listen_addr(value)
+    except AddrError as e:
+        raise ConfigError(f"p2p.announce: {e} (other orgs' nodes dial only IP addresses from org records, and the "
+                          f"node adds /p2p/<its peer id>), got {value!r}") from None
+    if ipaddress.ip_address(address.host).is_unspecified:
+        raise ConfigError(f"p2p.announce: {address.host} is a wildcard, not an address other orgs can reach: give the "
+                          f"address they dial, got {value!r}")
+    return value
 
 
-def _check_peer_addr(key: str, value: str) -> str:
-    """A multiaddr naming a peer, as dialling needs (gossip.peers.split_peer_addr), by an org's PeerID."""
-    if not re.fullmatch(r"/.+/p2p/[^/]+", _check_multiaddr(key, value)):
-        raise ConfigError(f"{key}: a peer address must end in /p2p/<peer id>: {value!r}")
-    peer_id = value.rsplit("/", 1)[1]
+def _check_peer_addr(key: str, value: Any) -> str:
+    """A peer address the node dials (gossip.addrs.parse_peer_addr: by IP address or DNS name, an org's PeerID)."""
     try:
-        multihash = b58decode(peer_id)
-    except ValueError:
-        multihash = b""
-    if not (len(multihash) == len(_ED25519_PEER_ID) + 32 and multihash.startswith(_ED25519_PEER_ID)
-            and b58encode(multihash) == peer_id):
-        raise ConfigError(f"{key}: {peer_id!r} is not a PeerID of an org (12D3KooW..., an Ed25519 key): {value!r}")
-    if not _is_tcp_addr(value.rsplit("/p2p/", 1)[0], names=True):  # (a QUIC or websocket one was dialled in vain)
-        raise ConfigError(f"{key}: the node dials TCP only: must be /ip4/<address>/tcp/<port>/p2p/<peer id> (or /ip6, "
-                          f"/dns, /dns4, /dns6), got {value!r}")
+        parse_peer_addr(value)
+    except AddrError as e:
+        raise ConfigError(f"{key}: {e}, got {value!r}") from None
     return value
 
 
@@ -284,7 +265,7 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
     listen = tuple(_check_listen_addr(a) for a in _get(p2p, "p2p", "listen", "a list", [DEFAULT_LISTEN]))
     if not listen:
         raise ConfigError("p2p.listen: needs at least one address")
-    announce = tuple(_check_multiaddr("p2p.announce", a) for a in _get(p2p, "p2p", "announce", "a list", []))
+    announce = tuple(_check_announce_addr(a) for a in _get(p2p, "p2p", "announce", "a list", []))
     bootstrap = tuple(_check_peer_addr("p2p.bootstrap", a) for a in _get(p2p, "p2p", "bootstrap", "a list", []))
     sync_interval = _positive("p2p", "sync_interval", _get(p2p, "p2p", "sync_interval", "a number", NodeConfig.sync_interval))
     sync_peers = _in_range("p2p", "sync_peers", _get(p2p, "p2p", "sync_peers", "an integer", NodeConfig.sync_peers),
@@ -433,9 +414,13 @@ network = "{network}"
 # libp2p multiaddrs to listen on (TCP; peers connect with Noise + yamux).
 listen = {_toml_list(listen)}
 # Addresses other orgs should dial, published in the `org` record (default: the listen addresses that are
-# not wildcards such as 0.0.0.0). Set this to your public address when behind NAT or listening on 0.0.0.0.
+# not wildcards such as 0.0.0.0). Set this to your public address when behind NAT or listening on 0.0.0.0:
+# /ip4/<address>/tcp/<port> or /ip6/<address>/tcp/<port>. Not a DNS name: nodes do not resolve names that org
+# records give (any org could have every node look up names of its choosing).
 announce = []
-# Peers to dial at start, e.g. "/ip4/192.0.2.7/tcp/4001/p2p/12D3KooW...".
+# Peers to dial at start, e.g. "/ip4/192.0.2.7/tcp/4001/p2p/12D3KooW..." (or /ip6) or, by name,
+# "/dns4/boot.example.org/tcp/4001/p2p/12D3KooW...". A name is looked up through the system's resolver at every
+# dial: /dns4 takes its IPv4 addresses, /dns6 its IPv6 ones, /dns both; /dnsaddr (TXT records) is not supported.
 bootstrap = {_toml_list(bootstrap)}
 # Seconds (give or take a quarter) between anti-entropy rounds, each a catch-up sync with `sync_peers`
 # connected peers picked at random. A node also syncs with a peer as soon as it connects, unless a round with it

@@ -527,7 +527,7 @@ async def test_connect_explains_a_wrong_peer_id_and_a_bad_address(caplog: pytest
             closed_port = f"/ip4/127.0.0.1/tcp/1/p2p/{impostor}"  # the new address is dialled, not the old one
             with pytest.raises(HostError, match=f"dial {closed_port}: .*Connection refused"):
                 await a.connect(closed_port)
-            with pytest.raises(HostError, match="must be /ip4"):
+            with pytest.raises(HostError, match="a peer address must end in /p2p/<peer id>"):
                 await a.connect("/ip4/127.0.0.1/tcp/1")
             assert a.connected_peers() == []
     assert libp2p_errors(caplog) == []  # the refused dial is ours to report (quirk 23)

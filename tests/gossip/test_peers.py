@@ -1,5 +1,7 @@
 """Staying connected: the dial schedule's backoff, and a manager that finds peers from bootstrap and org records."""
 
+import logging
+import os
 import random
 from contextlib import AsyncExitStack
 
@@ -108,6 +110,48 @@ async def test_a_bootstrap_peer_is_dialled_and_redialled_after_a_restart(tmp_pat
                 with trio.fail_after(10):
                     await _connected(host_a, host_b.peer_id)
                 nursery.cancel_scope.cancel()
+
+
+class Said(logging.Handler):
+    """The records logged, and an event set at the first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+        self.arrived = trio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+        self.arrived.set()
+
+
+@pytest.mark.slow
+async def test_a_bootstrap_name_that_does_not_resolve_is_a_failed_dial_logged_with_the_resolver_s_reason(
+        tmp_path, caplog):
+    """The host refused every /dns4 address (config took them), and the log said only that the peer was unreachable:
+    an operator could not tell a name that does not resolve from a peer that is down."""
+    peer = peer_id_from_public_key(os.urandom(32))
+    addr = f"/dns4/nonexistent.invalid/tcp/4001/p2p/{peer}"
+    said = Said()
+    async with AsyncExitStack() as stack:
+        _, replica, host = await _node(stack, tmp_path, "a")
+        schedule = DialSchedule()
+        manager = PeerManager(host, replica, bootstrap=[addr], max_peers=5, schedule=schedule)
+        with caplog.at_level(logging.INFO, logger="gossip.peers"):
+            logging.getLogger("gossip.peers").addHandler(said)
+            try:
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(manager.run)
+                    with trio.fail_after(10):
+                        await said.arrived.wait()
+                    assert schedule.next_due(connected=()) > trio.current_time()  # backed off, as any failed dial
+                    nursery.cancel_scope.cancel()
+            finally:
+                logging.getLogger("gossip.peers").removeHandler(said)
+    assert (manager.dials, manager.dial_failures) == (1, 1)
+    [message] = said.messages
+    assert message.startswith(f"peer {peer} unreachable (last: dial {addr}: cannot resolve 'nonexistent.invalid' "
+                              "(A records): ")
 
 
 @pytest.mark.slow

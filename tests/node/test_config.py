@@ -165,6 +165,26 @@ def test_mistakes_are_named(tmp_path, text, message):
         load_config(_write(tmp_path, text))
 
 
+@pytest.mark.parametrize(("text", "message"), [
+    (f'[p2p]\nbootstrap = ["/dnsaddr/bootstrap.example/p2p/{PEER}"]', "p2p.bootstrap: /dnsaddr is not supported (it "
+     "needs DNS TXT lookups, which the node does not make): name the peer's host with "
+     "/dns4/<name>/tcp/<port>/p2p/<peer id>, or /dns (IPv4 and IPv6), got '/dnsaddr/"),
+    (f'[p2p]\nbootstrap = ["/dns4/-boot.example/tcp/4001/p2p/{PEER}"]', "p2p.bootstrap: the node dials TCP only: must "
+     "be /ip4/<address>/tcp/<port>/p2p/<peer id> (or /ip6, /dns, /dns4, /dns6) ('-boot.example' is not a DNS name"),
+    *[(f'[p2p]\nannounce = ["{bad}"]', "p2p.announce: must be /ip4/<address>/tcp/<port> or /ip6/<address>/tcp/<port> "
+       "(other orgs' nodes dial only IP addresses from org records, and the node adds /p2p/<its peer id>), got")
+      for bad in ("/dns4/node.example/tcp/4001", f"/ip4/192.0.2.7/tcp/4001/p2p/{PEER}", "/ip4/192.0.2.7/udp/1/quic-v1")],
+    ('[p2p]\nannounce = ["/ip6/::/tcp/4001"]', "p2p.announce: :: is a wildcard, not an address other orgs can reach"),
+])
+def test_addresses_that_cannot_be_dialled_as_written_are_named(tmp_path, text, message):
+    """A /dnsaddr bootstrap address was taken and never dialled; an announced DNS name or other transport was
+    published in the org record and passed over by every peer (they dial org records' addresses by IP only), one
+    with /p2p too unless it named the node's own peer id (which the node adds), and a wildcard had them dial their
+    own machine."""
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(_write(tmp_path, text))
+
+
 def test_a_file_an_editor_began_with_a_byte_order_mark_loads(tmp_path):
     """It was refused as "not valid TOML: Invalid statement (at line 1, column 1)", a line that looks right."""
     (tmp_path / "config.toml").write_bytes(b"\xef\xbb\xbfnetwork = \"testnet\"\n")

@@ -137,6 +137,24 @@ async def test_a_vouch_made_at_one_node_is_accepted_at_its_peer(tmp_path):
                 assert [r["body"]["subject"] for r in answer["records"]] == [agent]
 
 
+async def test_a_node_whose_only_bootstrap_address_is_a_dns_name_connects_and_replicates(tmp_path):
+    """config took /dns4 bootstrap addresses and the host refused to dial them: such a node never found a peer."""
+    async with running(tmp_path / "a") as a:
+        _, port, _, peer_id = a.host.listen_addrs[0].rsplit("/", 3)
+        by_name = f"/dns4/localhost/tcp/{port}/p2p/{peer_id}"
+        async with running(tmp_path / "b", bootstrap=(by_name,), roots=(a.did,)) as b:
+            assert b.config.bootstrap == (by_name,)
+            agent = new_did()
+            async with httpx.AsyncClient(base_url=a.api_url, headers={"Authorization": f"Bearer {a.token}"}) as api:
+                with trio.fail_after(15):
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(records_of, b, lambda r: r.kind == "vouch" and r.body.subject == agent)
+                        response = await api.post("/v1/vouches", json={"subject": agent, "weight": 0.9,
+                                                                       "basis": "operator"})
+                        assert response.status_code == 201
+            assert a.host.peer_id in b.host.connected_peers()
+
+
 async def test_a_digest_issued_at_one_node_changes_the_score_at_another(tmp_path):
     """Issue 4: behaviour reported at A becomes A's signed digest, which moves the agent's score at B."""
     async with running(tmp_path / "a") as a:
