@@ -228,7 +228,8 @@ class NodeClient:
             raise
 
     def log_entries(self, start: int, end: int | None = None) -> list[bytes]:
-        """Entries from `start` towards `end` (default: the log's end); a page may stop short, so ask again."""
+        """Entries from `start` towards `end` (default: the log's end); a page may stop short, so ask again; from the
+        log's end, none."""
         path = "/v1/log/entries"
         return _decoded(self._get_json(path, {"start": start, "end": end}), path, "entries")
 

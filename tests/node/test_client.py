@@ -147,6 +147,7 @@ async def test_log_entries_and_proofs_verify_against_a_checkpoint(client, node):
     entries = await call(client.log_entries, 0)
     assert entries == node.replica.store.ledger.entries(0, 5)
     assert await call(client.log_entries, 3, 4) == entries[3:4]
+    assert await call(client.log_entries, 5) == []  # at the log's end: nothing new yet
     proof = await call(client.inclusion_proof, 3, checkpoint.size)
     verify_inclusion(entries[3], 3, checkpoint.size, proof, checkpoint.root)
     verify_consistency(2, checkpoint.size, old_root, checkpoint.root, await call(client.consistency_proof, 2))
