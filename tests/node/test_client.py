@@ -1,9 +1,11 @@
 """NodeClient against the API served on 127.0.0.1 as the node serves it, as local services and the CLI use it."""
 
+import asyncio
 import json
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -15,7 +17,7 @@ from hypothesis import strategies as st
 
 from ledger import Ed25519Verifier, open_checkpoint, verify_consistency, verify_inclusion
 from node.api import ApiService
-from node.client import NodeApiError, NodeClient, NodeUnreachable
+from node.client import AsyncTrustClient, NodeApiError, NodeClient, NodeUnreachable
 from node.client._http import DEFAULT_TIMEOUT
 from node.commands.records import describe
 from vouching import public_key_from_did, verify_record, vouch_body
@@ -320,9 +322,10 @@ _REMOVED = object()
 
 
 @st.composite
-def _malformed(draw: st.DrawFn) -> tuple[str, Any]:
-    """A call and an answer of the right shape with one thing wrong, or not: a field removed or replaced by junk."""
-    method = draw(st.sampled_from(sorted(_CALLS)))
+def _malformed(draw: st.DrawFn, methods: tuple[str, ...] = tuple(sorted(_CALLS))) -> tuple[str, Any]:
+    """A call (one of `methods`) and an answer of the right shape with one thing wrong, or not: a field removed or
+    replaced by junk."""
+    method = draw(st.sampled_from(methods))
     answer = _CALLS[method][1]
     place = draw(st.sampled_from(_places(answer)))
     return method, _changed(answer, place, draw(st.just(_REMOVED) | junk if place else junk))
@@ -348,6 +351,34 @@ def test_whatever_a_node_answers_a_call_returns_it_or_raises_a_bad_answer(call_a
         assert isinstance(got, list)
     else:
         assert isinstance(got, dict)
+
+
+_ASYNC_CALLS = ("check", "health", "jwks", "policy", "report_events", "score")  # AsyncTrustClient's
+
+
+def _outcome(call: Callable[[], Any]) -> tuple[str, Any]:
+    """What `call` returned, or the code and detail of the NodeApiError it raised."""
+    try:
+        return "returned", call()
+    except NodeApiError as refused:
+        return refused.code, refused.detail
+
+
+async def _ask_async(method: str, transport: httpx.AsyncBaseTransport) -> Any:
+    async with AsyncTrustClient("http://node", TOKEN, transport=transport) as client:
+        return await getattr(client, method)(*_CALLS[method][0])
+
+
+@settings(max_examples=100)
+@given(call_and_answer=_malformed(_ASYNC_CALLS))
+def test_the_async_client_returns_what_the_client_returns_and_refuses_what_it_refuses(call_and_answer):
+    """AsyncTrustClient, the client of the agent frameworks' hot path, checks every answer as NodeClient does: a
+    malformed one is the same bad_answer naming the same field, not a KeyError or TypeError in what reads it."""
+    method, answer = call_and_answer
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=json.dumps(answer).encode()))
+    with NodeClient("http://node", TOKEN, transport=transport) as client:
+        expected = _outcome(lambda: getattr(client, method)(*_CALLS[method][0]))
+    assert _outcome(lambda: asyncio.run(_ask_async(method, transport))) == expected
 
 
 @pytest.mark.parametrize(("method", "answer", "detail"), [
