@@ -14,6 +14,7 @@ from . import _answer as shapes
 from ._bounded import IDENTITY, BodyTooLarge, aread_capped
 from ._http import (
     DEFAULT_TIMEOUT,
+    MAX_ANSWER,
     MAX_DECISION_ANSWER,
     agent_path,
     bearer_token,
@@ -45,12 +46,15 @@ class AsyncTrustClient:
     (asyncio's or trio's).
     `timeout` (seconds) bounds each request as a whole, answer included (NodeUnreachable past it); `transport`
     replaces httpx's (a proxy, a Unix socket, a test's fault injector). Every answer is checked for the fields its
-    callers read, as NodeClient's are (node.client._answer): one of another shape is NodeApiError("bad_answer")."""
+    callers read, as NodeClient's are (node.client._answer): one of another shape is NodeApiError("bad_answer"); one
+    longer than `max_answer` bytes (1 MiB for a score, check or policy) fails the call as NodeUnreachable once that
+    much is read."""
 
     def __init__(self, base_url: str, token: str | None = None, *, timeout: float = DEFAULT_TIMEOUT,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None, max_answer: int = MAX_ANSWER) -> None:
         self.base_url = normal_url(base_url)
         self.timeout = timeout
+        self.max_answer = max_answer
         self._token = bearer_token(token)
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, transport=transport)
 
@@ -104,11 +108,11 @@ class AsyncTrustClient:
         return shapes.json_answer(await self._send(request, limit), self.base_url, shape)
 
     async def _send(self, request: httpx.Request, limit: int | None = None) -> httpx.Response:
-        """The node's answer, within the timeout as a whole; `limit`: the most bytes of it read (NodeUnreachable
-        past it)."""
+        """The node's answer, within the timeout as a whole; `limit` (default: max_answer): the most bytes of it
+        read (NodeUnreachable past it)."""
         try:
             with anyio.fail_after(self.timeout):  # httpx's timeout bounds each read, not the whole answer
-                return checked(await self._http.send(request) if limit is None else await self._capped(request, limit))
+                return checked(await self._capped(request, self.max_answer if limit is None else limit))
         except httpx.RequestError as error:
             raise unreachable(error, self.base_url, self.timeout) from None
         except TimeoutError:

@@ -5,7 +5,7 @@ import json
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
 from typing import Any
 
@@ -408,22 +408,33 @@ def test_a_next_cursor_that_does_not_advance_ends_the_paging_as_a_bad_answer(ite
     assert refused.value.detail.startswith(f"/v1/{items}: next is ")
 
 
-@pytest.mark.parametrize("stated", [True, False], ids=["Content-Length", "chunked"])
-def test_an_answer_longer_than_max_answer_fails_the_call_unread(stated):
-    """A broken or hostile node sending an endless body would fill the asking process's memory: past max_answer
-    bytes (256 MiB by default, MAX_ANSWER) the call fails as unreachable, naming the path and the limit."""
-    body = [b'{"peers": [', b'"p", ' * 200, b'"p"]}']
-    read = []
+def _chunked(body: list[bytes], stated: bool, *, asynchronous: bool = False
+             ) -> tuple[Callable[[httpx.Request], httpx.Response], list[bytes]]:
+    """A MockTransport handler answering `body` chunk by chunk (said to be of its length if `stated`), for a sync
+    or an async client, and the list of the chunks read so far."""
+    read: list[bytes] = []
 
-    def chunks():
+    def chunks() -> Iterator[bytes]:
         for chunk in body:
             read.append(chunk)
             yield chunk
 
+    async def async_chunks() -> AsyncIterator[bytes]:
+        for chunk in chunks():
+            yield chunk
+
     def answer(request: httpx.Request) -> httpx.Response:
         headers = {"content-length": str(sum(map(len, body)))} if stated else {}
-        return httpx.Response(200, headers=headers, content=chunks())
+        return httpx.Response(200, headers=headers, content=async_chunks() if asynchronous else chunks())
 
+    return answer, read
+
+
+@pytest.mark.parametrize("stated", [True, False], ids=["Content-Length", "chunked"])
+def test_an_answer_longer_than_max_answer_fails_the_call_unread(stated):
+    """A broken or hostile node sending an endless body would fill the asking process's memory: past max_answer
+    bytes (256 MiB by default, MAX_ANSWER) the call fails as unreachable, naming the path and the limit."""
+    answer, read = _chunked([b'{"peers": [', b'"p", ' * 200, b'"p"]}'], stated)
     with NodeClient("http://node", transport=httpx.MockTransport(answer), max_answer=1000) as client:
         with pytest.raises(NodeUnreachable) as refused:
             client.blocked_peers()
@@ -431,3 +442,20 @@ def test_an_answer_longer_than_max_answer_fails_the_call_unread(stated):
     assert len(read) == (0 if stated else 2)  # refused as it said its length, or once the limit was passed
     with NodeClient("http://node", transport=httpx.MockTransport(answer), max_answer=1100) as client:
         assert client.blocked_peers() == ["p"] * 201
+
+
+@pytest.mark.parametrize("stated", [True, False], ids=["Content-Length", "chunked"])
+def test_an_async_answer_longer_than_max_answer_fails_the_call_unread(stated):
+    """As NodeClient's: AsyncTrustClient read the answers of health, jwks and report_events whole, however long."""
+    answer, read = _chunked([b'{"keys": [', b"{}, " * 200, b"{}]}"], stated, asynchronous=True)
+
+    async def ask(max_answer: int) -> Any:
+        async with AsyncTrustClient("http://node", transport=httpx.MockTransport(answer),
+                                    max_answer=max_answer) as client:
+            return await client.jwks()
+
+    with pytest.raises(NodeUnreachable) as refused:
+        asyncio.run(ask(500))
+    assert "/.well-known/jwks.json: " in str(refused.value) and " 500" in str(refused.value)
+    assert len(read) == (0 if stated else 2)  # refused as it said its length, or once the limit was passed
+    assert asyncio.run(ask(1000)) == {"keys": [{}] * 201}
