@@ -15,7 +15,7 @@ from . import log, records, status
 from .errors import install_error_handlers
 from .guard import WriteGuard
 from .methods import AllowedMethods
-from .query import exact_integers
+from .parameters import exact_values
 from .view import NodeView
 
 _DESCRIPTION = """\
@@ -38,7 +38,7 @@ def create_app(
     write guard for them (see WriteGuard).
     """
     app = FastAPI(title="vouchnet node", version="1", description=_DESCRIPTION, docs_url=None, redoc_url=None,
-                  dependencies=[Depends(exact_integers)])
+                  dependencies=[Depends(exact_values)])
     app.state.node = node
     install_error_handlers(app)
     app.add_middleware(WriteGuard, node=node, body_limits=body_limits, open_paths=frozenset(open_paths))

@@ -54,14 +54,15 @@ async def checkpoint(node: NodeDep) -> Response:
 @router.get("/entries", responses=error_responses(400))
 async def entries(node: NodeDep, start: _Position, end: _SizeOrCurrent = None) -> dict[str, Any]:
     """Entries [start, end) as base64 COSE records; a page holds at most 256, so `end` in the answer may be
-    smaller than asked (ask again from there)."""
+    smaller than asked (ask again from there). From the log's end (start = size), the page is empty: a client
+    polling for new entries asks from there until the log grows."""
     ledger = node.replica.store.ledger
     size = ledger.size
-    if start >= size:
-        raise _out_of_range(f"query.start: must be less than the log's size, {size}")
+    if start > size:
+        raise _out_of_range(f"query.start: must be at most the log's size, {size}")
     stop = _tree_size(end, size, "query.end")
-    if stop <= start:
-        raise _out_of_range("query.end: must be greater than query.start")
+    if stop < start:
+        raise _out_of_range("query.end: must be at least query.start")
     stop = min(stop, start + MAX_ENTRIES)
     return {"start": start, "end": stop, "size": size, "entries": [_b64(e) for e in ledger.entries(start, stop)]}
 

@@ -26,6 +26,7 @@ from vouching.policy import MAX_TOOL_NAME, tool_name_problem
 from ..credentials import score_statement
 from ..trust import TrustService, listed_scopes
 from .errors import ApiError, checked_did, error_responses
+from .parameters import BOOLEANS
 from .records import DEFAULT_PAGE, MAX_PAGE
 
 CHECK_PATH = "/v1/agents/{did}/check"
@@ -131,7 +132,6 @@ def scores_router(trust: TrustService, key: SigningKey) -> APIRouter:
 _ANSWER = TypeAdapter(dict[str, Any])
 _SCORE_PATH = re.compile(r"/v1/agents/([^/]{1,%d})/score" % MAX_DID)
 _FLAGS = {"explain": True, "statement": False}  # the query flags and their defaults
-_FLAG_VALUES = {"true": True, "false": False}
 
 
 class ScoreFastPath:
@@ -162,10 +162,10 @@ class ScoreFastPath:
         flags = dict(_FLAGS)
         given = set()
         for name, value in parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True):
-            if name not in flags or name in given or value not in _FLAG_VALUES:
+            if name not in flags or name in given or value not in BOOLEANS:
                 return None  # unknown, repeated or not plainly true/false: the route decides
             given.add(name)
-            flags[name] = _FLAG_VALUES[value]
+            flags[name] = BOOLEANS[value]
         did = match.group(1)
         try:
             public_key_from_did(did)

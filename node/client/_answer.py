@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Union
 
-from ._http import NodeApiError
+import httpx
+
+from ._http import NodeApiError, json_of
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,12 @@ def shaped(answer: Any, shape: Shape, path: str, status: int = 200, where: str =
     if problem is not None:
         raise bad_answer(path, problem, status)
     return answer
+
+
+def json_answer(response: httpx.Response, url: str, shape: Shape = dict) -> Any:
+    """The JSON of a successful `response` of the node at `url`, of `shape` (what NodeClient and AsyncTrustClient
+    return)."""
+    return shaped(json_of(response, url), shape, response.request.url.path, response.status_code)
 
 
 def record(answer: Any, path: str, status: int = 200, *, where: str = "", kind: str | None = None) -> dict[str, Any]:
@@ -108,6 +116,13 @@ ORGS = {"orgs": ListOf(ORG), "next": (str, type(None))}
 SCORE: Shape = {"agent": str, "score": int, "tier": str, "confidence": NUMBER}
 EXPLAINED = {"explanation": {"text": ListOf(str)}}
 STATEMENT = {"statement": str}
+
+
+def score_shape(statement: bool, explain: bool) -> Shape:
+    """The shape of a score asked for with these flags (_http.score_query)."""
+    return {**SCORE, **(EXPLAINED if explain else {}), **(STATEMENT if statement else {})}
+
+
 CHECK = {"decision": str, "reason": str, "score": int, "tier": str}
 EVENTS_REPLY = {"accepted": int, "rejected": ListOf(dict)}
 JWKS = {"keys": ListOf(dict)}

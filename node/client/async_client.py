@@ -10,15 +10,16 @@ from typing import Any
 import anyio
 import httpx
 
+from . import _answer as shapes
 from ._bounded import IDENTITY, BodyTooLarge, aread_capped
 from ._http import (
     DEFAULT_TIMEOUT,
+    MAX_ANSWER,
     MAX_DECISION_ANSWER,
     agent_path,
     bearer_token,
     check_body,
     checked,
-    json_of,
     normal_url,
     post_headers,
     query,
@@ -43,13 +44,19 @@ def event_loop() -> object:
 class AsyncTrustClient:
     """The local API of one node at `base_url`; `token` is needed to report events. Use it from one event loop
     (asyncio's or trio's).
-    `timeout` (seconds) bounds each request as a whole, answer included (NodeUnreachable past it)."""
+    `timeout` (seconds) bounds each request as a whole, answer included (NodeUnreachable past it); `transport`
+    replaces httpx's (a proxy, a Unix socket, a test's fault injector). Every answer is checked for the fields its
+    callers read, as NodeClient's are (node.client._answer): one of another shape is NodeApiError("bad_answer"); one
+    longer than `max_answer` bytes (1 MiB for a score, check or policy) fails the call as NodeUnreachable once that
+    much is read."""
 
-    def __init__(self, base_url: str, token: str | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, base_url: str, token: str | None = None, *, timeout: float = DEFAULT_TIMEOUT,
+                 transport: httpx.AsyncBaseTransport | None = None, max_answer: int = MAX_ANSWER) -> None:
         self.base_url = normal_url(base_url)
         self.timeout = timeout
+        self.max_answer = max_answer
         self._token = bearer_token(token)
-        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout)
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, transport=transport)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -67,11 +74,12 @@ class AsyncTrustClient:
         """The agent's score, tier, confidence and explanation as this node sees it (with a signed JWT if asked;
         `explain=False` leaves out the explanation, several KB, when the score and tier are all that is needed)."""
         return await self._get_json(agent_path(agent, "score"), score_query(statement, explain),
-                                    limit=MAX_DECISION_ANSWER)
+                                    shape=shapes.score_shape(statement, explain), limit=MAX_DECISION_ANSWER)
 
     async def check(self, agent: str, action: str, tool: str | None = None) -> dict[str, Any]:
         """The node's decision for `agent` doing `action` (with `tool`): {decision, reason, score, tier}."""
-        return await self._post_json(agent_path(agent, "check"), check_body(action, tool), limit=MAX_DECISION_ANSWER)
+        return await self._post_json(agent_path(agent, "check"), check_body(action, tool), shape=shapes.CHECK,
+                                     limit=MAX_DECISION_ANSWER)
 
     async def policy(self) -> dict[str, Any]:
         """The policy the node's checks apply: {tiers, min_score, high_risk_tools, high_risk_tier}
@@ -80,29 +88,31 @@ class AsyncTrustClient:
 
     async def jwks(self) -> dict[str, Any]:
         """The org's public keys (`/.well-known/jwks.json`), which verify its agents' credentials."""
-        return await self._get_json("/.well-known/jwks.json")
+        return await self._get_json("/.well-known/jwks.json", shape=shapes.JWKS)
 
     async def report_events(self, events: list[dict[str, Any]], *, idempotency_key: str | None = None
                             ) -> dict[str, Any]:
         """Report behaviour events (node/events.py); a retry with the same key is stored once."""
-        return await self._post_json("/v1/events", {"events": events}, idempotency_key=idempotency_key)
+        return await self._post_json("/v1/events", {"events": events}, shape=shapes.EVENTS_REPLY,
+                                     idempotency_key=idempotency_key)
 
-    async def _get_json(self, path: str, params: dict[str, Any] | None = None, *, limit: int | None = None) -> Any:
+    async def _get_json(self, path: str, params: dict[str, Any] | None = None, *, shape: shapes.Shape = dict,
+                        limit: int | None = None) -> Any:
         request = self._http.build_request("GET", path, params=query(params))
-        return json_of(await self._send(request, limit), self.base_url)
+        return shapes.json_answer(await self._send(request, limit), self.base_url, shape)
 
-    async def _post_json(self, path: str, body: dict[str, Any], *, idempotency_key: str | None = None,
-                         limit: int | None = None) -> Any:
+    async def _post_json(self, path: str, body: dict[str, Any], *, shape: shapes.Shape = dict,
+                         idempotency_key: str | None = None, limit: int | None = None) -> Any:
         headers = post_headers(self._token, idempotency_key)
         request = self._http.build_request("POST", path, json=body, headers=headers)
-        return json_of(await self._send(request, limit), self.base_url)
+        return shapes.json_answer(await self._send(request, limit), self.base_url, shape)
 
     async def _send(self, request: httpx.Request, limit: int | None = None) -> httpx.Response:
-        """The node's answer, within the timeout as a whole; `limit`: the most bytes of it read (NodeUnreachable
-        past it)."""
+        """The node's answer, within the timeout as a whole; `limit` (default: max_answer): the most bytes of it
+        read (NodeUnreachable past it)."""
         try:
             with anyio.fail_after(self.timeout):  # httpx's timeout bounds each read, not the whole answer
-                return checked(await self._http.send(request) if limit is None else await self._capped(request, limit))
+                return checked(await self._capped(request, self.max_answer if limit is None else limit))
         except httpx.RequestError as error:
             raise unreachable(error, self.base_url, self.timeout) from None
         except TimeoutError:

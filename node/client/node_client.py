@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from . import _answer as shapes
-from ._answer import bad_answer, shaped
+from ._answer import bad_answer
 from ._bounded import IDENTITY, BodyTooLarge, bounded_transport, deadline, read_capped
 from ._http import (
     DEFAULT_TIMEOUT,
@@ -118,9 +118,8 @@ class NodeClient:
     def score(self, agent: str, *, statement: bool = False, explain: bool = True) -> dict[str, Any]:
         """The agent's score, tier, confidence and explanation as this node sees it (with a signed JWT if asked;
         `explain=False` leaves out the explanation, several KB, when the score and tier are all that is needed)."""
-        shape = {**shapes.SCORE, **(shapes.EXPLAINED if explain else {}), **(shapes.STATEMENT if statement else {})}
-        return self._get_json(agent_path(agent, "score"), score_query(statement, explain), shape=shape,
-                              limit=MAX_DECISION_ANSWER)
+        return self._get_json(agent_path(agent, "score"), score_query(statement, explain),
+                              shape=shapes.score_shape(statement, explain), limit=MAX_DECISION_ANSWER)
 
     def check(self, agent: str, action: str, tool: str | None = None) -> dict[str, Any]:
         """The node's decision for `agent` doing `action` (with `tool`): {decision, reason, score, tier}."""
@@ -228,7 +227,8 @@ class NodeClient:
             raise
 
     def log_entries(self, start: int, end: int | None = None) -> list[bytes]:
-        """Entries from `start` towards `end` (default: the log's end); a page may stop short, so ask again."""
+        """Entries from `start` towards `end` (default: the log's end); a page may stop short, so ask again; from the
+        log's end, none."""
         path = "/v1/log/entries"
         return _decoded(self._get_json(path, {"start": start, "end": end}), path, "entries")
 
@@ -253,7 +253,7 @@ class NodeClient:
 
     def _json(self, response: httpx.Response, shape: shapes.Shape = dict) -> Any:
         """The JSON of a successful `response`, of `shape` (node.client._answer)."""
-        return shaped(json_of(response, self.base_url), shape, response.request.url.path, response.status_code)
+        return shapes.json_answer(response, self.base_url, shape)
 
     def _record(self, response: httpx.Response, kind: str | None = None) -> dict[str, Any]:
         """A record in its JSON form, answered in `response`: of `kind`, if given."""

@@ -3,11 +3,12 @@ batches to `POST /v1/events` every `flush_interval` seconds or `batch_size` even
 
 Memory is bounded: past `max_buffer` waiting events the oldest one waiting is dropped and counted (recent
 behaviour tells more). Each batch carries an Idempotency-Key, so a batch retried after a lost answer is stored
-once. A batch the node cannot take now (5xx, 429, unreachable) or whose token it refuses (401, 403: the node's
-token changed, say; logged once as an error until a post succeeds again) is kept and retried with backoff; one
-the node refuses for what it is (any other 4xx) is dropped and counted as rejected. `shutdown()` sends what is
-left, and so does the process's exit if shutdown() was not called (one try a batch, no retries: an exit waits at
-most for one post of each batch that the node takes, and for one that fails).
+once. A batch the node cannot take now (5xx, 429, unreachable), whose answer is not the node's account of it (not
+JSON, or no counts adding up to the batch: a proxy's page, another server at its address) or whose token it refuses
+(401, 403: the node's token changed, say; logged once as an error until a post succeeds again) is kept and retried
+with backoff; one the node refuses for what it is (any other 4xx) is dropped and counted as rejected.
+`shutdown()` sends what is left, and so does the process's exit if shutdown() was not called (one try a batch, no
+retries: an exit waits at most for one post of each batch that the node takes, and for one that fails).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ BATCH_SIZE = 100
 MAX_BUFFER = 10_000
 OUTCOMES = frozenset({"ok", "error", "denied", "timeout"})
 _BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 5.0)
+_UNREAD = frozenset({"not_json", "bad_answer"})  # a success answered with what is not the node's account of a batch
 
 
 @dataclass(frozen=True)
@@ -216,8 +218,8 @@ class TelemetryCollector:
             if error.status in (401, 403):
                 self._refused_token(error)
                 return False
-            if error.status >= 500 or error.status == 429 or error.code == "bad_answer":
-                self._count_failure(error)  # a bad answer: not the node's account of this batch (a proxy's page)
+            if error.status >= 500 or error.status == 429 or error.code in _UNREAD:
+                self._count_failure(error)
                 return False
             log.warning("the node refused a telemetry batch; dropped", extra={"fields": {"events": len(batch),
                                                                                           "error": error}})

@@ -136,10 +136,15 @@ def test_what_is_left_is_sent_when_the_process_exits_without_shutdown(running):
     assert running.first_hand_events(agent) == 1
 
 
-@pytest.mark.parametrize("reply", [{"rejected": 5}, {}, [], {"accepted": 2, "rejected": []}, "ok"],
-                         ids=["rejected not a list", "no counts", "a list", "fewer than sent", "a string"])
+@pytest.mark.parametrize("reply", [
+    *(json.dumps(reply).encode() for reply in [{"rejected": 5}, {}, [], {"accepted": 2, "rejected": []}, "ok"]),
+    b"<html>stored</html>", b"", b"[" * 100_000,
+], ids=["rejected not a list", "no counts", "a list", "fewer than sent", "a string", "not JSON", "empty",
+        "JSON nested deeper than the parser goes"])
 def test_an_answer_that_does_not_account_for_the_batch_is_retried_not_counted_as_sent(reply):
-    answers = [httpx.Response(200, json=reply), httpx.Response(200, json={"accepted": 3, "rejected": []})]
+    """Not the node's account of the batch (a proxy's page, another server at its address): the batch is kept and
+    sent again with its Idempotency-Key, so it is stored once whatever became of the first post."""
+    answers = [httpx.Response(200, content=reply), httpx.Response(200, json={"accepted": 3, "rejected": []})]
     keys = []
 
     def node(request: httpx.Request) -> httpx.Response:

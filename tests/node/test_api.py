@@ -569,9 +569,9 @@ async def test_a_page_of_log_entries_is_bounded(api, monkeypatch):
 @pytest.mark.parametrize(
     ("params", "status", "detail"),
     [
-        ({"start": 3}, 400, "query.start: must be less than the log's size, 3"),
+        ({"start": 4}, 400, "query.start: must be at most the log's size, 3"),
         ({"start": 0, "end": 4}, 400, "query.end: must be at most the log's size, 3"),
-        ({"start": 2, "end": 2}, 400, "query.end: must be greater than query.start"),
+        ({"start": 2, "end": 1}, 400, "query.end: must be at least query.start"),
         ({"start": -1}, 422, "query.start"),
         ({}, 422, "query.start: Field required"),
     ],
@@ -581,6 +581,40 @@ async def test_log_entries_outside_the_log_are_refused(api, params, status, deta
         await vouch(api)
     response = await api.get("/v1/log/entries", params=params)
     assert_error(response, status, "out_of_range" if status == 400 else "invalid_request", detail)
+
+
+async def test_log_entries_from_the_log_s_end_are_an_empty_page(api):
+    """A client polling for new entries asks from the log's end, an empty log's too: an empty page, not an error,
+    until an entry is appended."""
+    empty = {"start": 0, "end": 0, "size": 0, "entries": []}
+    assert (await api.get("/v1/log/entries", params={"start": 0})).json() == empty
+    assert (await api.get("/v1/log/entries", params={"start": 0, "end": 0})).json() == empty
+    await vouch(api)
+    assert (await api.get("/v1/log/entries", params={"start": 0})).json()["end"] == 1
+    assert (await api.get("/v1/log/entries", params={"start": 1})).json() == {"start": 1, "end": 1, "size": 1,
+                                                                               "entries": []}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(start=st.integers(0, 6), end=st.none() | st.integers(0, 6))
+async def test_log_entries_are_served_for_every_range_within_the_log_and_refused_for_any_other(
+        api, node, monkeypatch, start, end):
+    """[start, end) (end: the log's size by default) within the log is a page, empty when start = end, of at most
+    MAX_ENTRIES entries from start; a range beyond the log, or ending before it starts, is 400 out_of_range."""
+    monkeypatch.setattr("node.api.log.MAX_ENTRIES", 2)
+    ledger = node.replica.store.ledger
+    while ledger.size < 4:
+        node.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+    stop = 4 if end is None else end
+    params = {"start": start} if end is None else {"start": start, "end": end}
+    response = await api.get("/v1/log/entries", params=params)
+    if not start <= stop <= 4:
+        assert_error(response, 400, "out_of_range")
+        return
+    served = min(stop, start + 2)
+    assert (response.status_code, response.json()) == (200, {
+        "start": start, "end": served, "size": 4,
+        "entries": [base64.b64encode(e).decode() for e in ledger.entries(start, served)]})
 
 
 async def test_inclusion_proofs_verify_against_the_root_of_their_size(api, node):

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
@@ -322,52 +322,87 @@ async def test_whatever_a_caller_sends_every_route_answers_it_or_refuses_it_with
         assert {"error", "detail"} <= set(error) and error["detail"], error  # (and a batch's rejected events)
 
 
-# --- integer query parameters -------------------------------------------------------------------------------
+# --- integer and boolean parameters -------------------------------------------------------------------------
 
-def _integer_queries(hostile: Hostile) -> list[tuple[str, str, str]]:
-    """(method, path, parameter) for every integer query parameter of the OpenAPI document, optional ones too."""
+def _exact_parameters(hostile: Hostile) -> list[tuple[str, str, str, str, str]]:
+    """(method, path, where, name, type) for every integer path or query parameter and every boolean query
+    parameter of the OpenAPI document, optional ones too: where is "path" or "query", type "integer" or
+    "boolean"."""
     found = []
     for template, methods in sorted(hostile.spec["paths"].items()):
         for method, operation in sorted(methods.items()):
             for parameter in operation.get("parameters", []):
                 schema = parameter["schema"]
-                types = {s.get("type") for s in [schema, *schema.get("anyOf", [])]}
-                if parameter["in"] == "query" and "integer" in types:
-                    found.append((method.upper(), template, parameter["name"]))
+                types = {s.get("type") for s in [schema, *schema.get("anyOf", [])]} & {"integer", "boolean"}
+                if parameter["in"] in ("path", "query") and types:
+                    found.append((method.upper(), template, parameter["in"], parameter["name"], types.pop()))
     return found
 
 
 _not_plain_decimal = st.one_of(
-    lookalikes, st.sampled_from(["01", "00", "1.0", "1 ", "\uff11", "1\n"]),
+    lookalikes, st.sampled_from(["01", "00", "1.0", "1 ", "\uff11", "\u0665", "1\n"]),
     st.integers(0, 10**6).map(lambda n: f"0{n}"), st.text(max_size=8),
 ).filter(lambda text: not text.isascii() or not text.isdigit() or (text.startswith("0") and text != "0") or not text)
+_not_true_or_false = st.one_of(
+    lookalikes, st.sampled_from(["yes", "no", "on", "off", "1", "0", "True", "FALSE", "t", " true", "false\n"]),
+    st.text(max_size=8)).filter(lambda text: text not in ("true", "false"))
+_WRONG = {"integer": _not_plain_decimal, "boolean": _not_true_or_false}
+_PLAIN = {"integer": "1", "boolean": "true"}
+_RULE = {"integer": "must be a decimal integer: digits only, without sign, spaces or leading zeros",
+         "boolean": "must be true or false"}
 
 
-def test_the_property_below_ranges_over_the_integer_query_parameters_of_the_api(hostile):
-    """The OpenAPI document's integer query parameters, found as the property finds them: not none by mistake."""
-    assert {(path, name) for _, path, name in _integer_queries(hostile)} == {
-        ("/v1/log/entries", "start"), ("/v1/log/entries", "end"), ("/v1/log/proof/inclusion", "index"),
-        ("/v1/log/proof/inclusion", "size"), ("/v1/log/proof/consistency", "old"),
-        ("/v1/log/proof/consistency", "new"), ("/v1/records", "after"), ("/v1/records", "limit"), ("/v1/orgs", "limit"),
+def test_the_property_below_ranges_over_the_integer_and_boolean_parameters_of_the_api(hostile):
+    """The OpenAPI document's integer and boolean parameters, found as the property finds them: not none by
+    mistake, and the path's numbers still described as integers."""
+    assert {(path, where, name, kind) for _, path, where, name, kind in _exact_parameters(hostile)} == {
+        ("/v1/log/entries", "query", "start", "integer"), ("/v1/log/entries", "query", "end", "integer"),
+        ("/v1/log/proof/inclusion", "query", "index", "integer"),
+        ("/v1/log/proof/inclusion", "query", "size", "integer"),
+        ("/v1/log/proof/consistency", "query", "old", "integer"),
+        ("/v1/log/proof/consistency", "query", "new", "integer"), ("/v1/records", "query", "after", "integer"),
+        ("/v1/records", "query", "limit", "integer"), ("/v1/orgs", "query", "limit", "integer"),
+        ("/v1/credentials/status/{list_number}", "path", "list_number", "integer"),
+        ("/v1/credentials/vouch-status/{did}/{list_number}", "path", "list_number", "integer"),
+        ("/v1/agents/{did}/score", "query", "statement", "boolean"),
+        ("/v1/agents/{did}/score", "query", "explain", "boolean"),
     }
+
+
+def _error(answer: Answer) -> Any:
+    """The error of a refusal; the body of an answer, which need not be JSON (a status list is a JWT)."""
+    return json.loads(answer.body) if answer.status >= 400 else answer.body
+
+
+def _path(hostile: Hostile, template: str, name: str, value: str) -> bytes:
+    """`template` with `value` as the parameter `name` and the node's own did as any other (a did)."""
+    path = template.replace("{%s}" % name, quote(value, safe="", errors="surrogatepass"))
+    return path.replace("{did}", quote(hostile.dids[0], safe="")).encode()
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-async def test_every_integer_query_parameter_is_plain_decimal_given_once(hostile, data):
-    """FastAPI's lax parser reads "01", "+1", " 1", "1.0" or "1_0" as a number and takes the last of two values, so
-    an answer (a page after another cursor, a proof for another size) would be for a number the client did not
-    write: on every route, such a parameter is a 422 naming it (node.api.query), and a plain one is read."""
-    method, path, name = data.draw(st.sampled_from(_integer_queries(hostile)), "parameter")
-    value = data.draw(_not_plain_decimal, "value")
-    query = quote(name) + "=" + quote(value, safe="", errors="surrogatepass")
-    answer = await call(hostile.app, method, path.encode(), query.encode(), [], b"")
-    assert (answer.status, json.loads(answer.body)) == (422, {
-        "error": "invalid_request",
-        "detail": f"query.{name}: must be a decimal integer: digits only, without sign, spaces or leading zeros"})
-    twice = f"{name}=1&{name}={data.draw(st.sampled_from(['1', '2']))}"
-    answer = await call(hostile.app, method, path.encode(), twice.encode(), [], b"")
-    assert (answer.status, json.loads(answer.body)) == (
-        422, {"error": "invalid_request", "detail": f"query.{name}: given 2 times; give it once"})
-    answer = await call(hostile.app, method, path.encode(), f"{name}=1".encode(), [], b"")
-    assert not answer.body.startswith(b'{"error":"invalid_request","detail":"query.%s' % name.encode()), answer
+async def test_every_integer_and_boolean_parameter_is_plain_and_given_once(hostile, data):
+    """FastAPI's lax parsers read "01", "+1", " 1", "1.0" or "1_0" as a number and "yes", "on" or "1" as
+    true, and take the last of two values, so an answer (a page after another cursor, a proof for another size,
+    another status list, a signed statement) would be for a value the client did not write: on every route, such
+    a parameter is a 422 naming it (node.api.parameters), and a plain one is read."""
+    method, template, where, name, kind = data.draw(st.sampled_from(_exact_parameters(hostile)), "parameter")
+    value = data.draw(_WRONG[kind], "value")
+    refused = {"error": "invalid_request", "detail": f"{where}.{name}: {_RULE[kind]}"}
+    if where == "path":
+        assume(value and "/" not in value)  # else another path, not this parameter
+        answer = await call(hostile.app, method, _path(hostile, template, name, value), b"", [], b"")
+        assert (answer.status, _error(answer)) == (422, refused)
+        plain = await call(hostile.app, method, _path(hostile, template, name, "0"), b"", [], b"")
+    else:
+        path = _path(hostile, template, name, "")
+        query = quote(name) + "=" + quote(value, safe="", errors="surrogatepass")
+        answer = await call(hostile.app, method, path, query.encode(), [], b"")
+        assert (answer.status, _error(answer)) == (422, refused)
+        twice = f"{name}={_PLAIN[kind]}&{name}={data.draw(st.sampled_from(['1', '2', 'true', 'false']))}"
+        answer = await call(hostile.app, method, path, twice.encode(), [], b"")
+        assert (answer.status, _error(answer)) == (
+            422, {"error": "invalid_request", "detail": f"query.{name}: given 2 times; give it once"})
+        plain = await call(hostile.app, method, path, f"{name}={_PLAIN[kind]}".encode(), [], b"")
+    assert not plain.body.startswith(b'{"error":"invalid_request","detail":"%s.%s' % (where.encode(), name.encode()))

@@ -1,9 +1,11 @@
 """NodeClient against the API served on 127.0.0.1 as the node serves it, as local services and the CLI use it."""
 
+import asyncio
 import json
 import socket
 import subprocess
 import sys
+from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
 from typing import Any
 
@@ -15,7 +17,7 @@ from hypothesis import strategies as st
 
 from ledger import Ed25519Verifier, open_checkpoint, verify_consistency, verify_inclusion
 from node.api import ApiService
-from node.client import NodeApiError, NodeClient, NodeUnreachable
+from node.client import AsyncTrustClient, NodeApiError, NodeClient, NodeUnreachable
 from node.client._http import DEFAULT_TIMEOUT
 from node.commands.records import describe
 from vouching import public_key_from_did, verify_record, vouch_body
@@ -147,6 +149,7 @@ async def test_log_entries_and_proofs_verify_against_a_checkpoint(client, node):
     entries = await call(client.log_entries, 0)
     assert entries == node.replica.store.ledger.entries(0, 5)
     assert await call(client.log_entries, 3, 4) == entries[3:4]
+    assert await call(client.log_entries, 5) == []  # at the log's end: nothing new yet
     proof = await call(client.inclusion_proof, 3, checkpoint.size)
     verify_inclusion(entries[3], 3, checkpoint.size, proof, checkpoint.root)
     verify_consistency(2, checkpoint.size, old_root, checkpoint.root, await call(client.consistency_proof, 2))
@@ -319,9 +322,10 @@ _REMOVED = object()
 
 
 @st.composite
-def _malformed(draw: st.DrawFn) -> tuple[str, Any]:
-    """A call and an answer of the right shape with one thing wrong, or not: a field removed or replaced by junk."""
-    method = draw(st.sampled_from(sorted(_CALLS)))
+def _malformed(draw: st.DrawFn, methods: tuple[str, ...] = tuple(sorted(_CALLS))) -> tuple[str, Any]:
+    """A call (one of `methods`) and an answer of the right shape with one thing wrong, or not: a field removed or
+    replaced by junk."""
+    method = draw(st.sampled_from(methods))
     answer = _CALLS[method][1]
     place = draw(st.sampled_from(_places(answer)))
     return method, _changed(answer, place, draw(st.just(_REMOVED) | junk if place else junk))
@@ -347,6 +351,34 @@ def test_whatever_a_node_answers_a_call_returns_it_or_raises_a_bad_answer(call_a
         assert isinstance(got, list)
     else:
         assert isinstance(got, dict)
+
+
+_ASYNC_CALLS = ("check", "health", "jwks", "policy", "report_events", "score")  # AsyncTrustClient's
+
+
+def _outcome(call: Callable[[], Any]) -> tuple[str, Any]:
+    """What `call` returned, or the code and detail of the NodeApiError it raised."""
+    try:
+        return "returned", call()
+    except NodeApiError as refused:
+        return refused.code, refused.detail
+
+
+async def _ask_async(method: str, transport: httpx.AsyncBaseTransport) -> Any:
+    async with AsyncTrustClient("http://node", TOKEN, transport=transport) as client:
+        return await getattr(client, method)(*_CALLS[method][0])
+
+
+@settings(max_examples=100)
+@given(call_and_answer=_malformed(_ASYNC_CALLS))
+def test_the_async_client_returns_what_the_client_returns_and_refuses_what_it_refuses(call_and_answer):
+    """AsyncTrustClient, the client of the agent frameworks' hot path, checks every answer as NodeClient does: a
+    malformed one is the same bad_answer naming the same field, not a KeyError or TypeError in what reads it."""
+    method, answer = call_and_answer
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=json.dumps(answer).encode()))
+    with NodeClient("http://node", TOKEN, transport=transport) as client:
+        expected = _outcome(lambda: getattr(client, method)(*_CALLS[method][0]))
+    assert _outcome(lambda: asyncio.run(_ask_async(method, transport))) == expected
 
 
 @pytest.mark.parametrize(("method", "answer", "detail"), [
@@ -376,22 +408,33 @@ def test_a_next_cursor_that_does_not_advance_ends_the_paging_as_a_bad_answer(ite
     assert refused.value.detail.startswith(f"/v1/{items}: next is ")
 
 
-@pytest.mark.parametrize("stated", [True, False], ids=["Content-Length", "chunked"])
-def test_an_answer_longer_than_max_answer_fails_the_call_unread(stated):
-    """A broken or hostile node sending an endless body would fill the asking process's memory: past max_answer
-    bytes (256 MiB by default, MAX_ANSWER) the call fails as unreachable, naming the path and the limit."""
-    body = [b'{"peers": [', b'"p", ' * 200, b'"p"]}']
-    read = []
+def _chunked(body: list[bytes], stated: bool, *, asynchronous: bool = False
+             ) -> tuple[Callable[[httpx.Request], httpx.Response], list[bytes]]:
+    """A MockTransport handler answering `body` chunk by chunk (said to be of its length if `stated`), for a sync
+    or an async client, and the list of the chunks read so far."""
+    read: list[bytes] = []
 
-    def chunks():
+    def chunks() -> Iterator[bytes]:
         for chunk in body:
             read.append(chunk)
             yield chunk
 
+    async def async_chunks() -> AsyncIterator[bytes]:
+        for chunk in chunks():
+            yield chunk
+
     def answer(request: httpx.Request) -> httpx.Response:
         headers = {"content-length": str(sum(map(len, body)))} if stated else {}
-        return httpx.Response(200, headers=headers, content=chunks())
+        return httpx.Response(200, headers=headers, content=async_chunks() if asynchronous else chunks())
 
+    return answer, read
+
+
+@pytest.mark.parametrize("stated", [True, False], ids=["Content-Length", "chunked"])
+def test_an_answer_longer_than_max_answer_fails_the_call_unread(stated):
+    """A broken or hostile node sending an endless body would fill the asking process's memory: past max_answer
+    bytes (256 MiB by default, MAX_ANSWER) the call fails as unreachable, naming the path and the limit."""
+    answer, read = _chunked([b'{"peers": [', b'"p", ' * 200, b'"p"]}'], stated)
     with NodeClient("http://node", transport=httpx.MockTransport(answer), max_answer=1000) as client:
         with pytest.raises(NodeUnreachable) as refused:
             client.blocked_peers()
@@ -399,3 +442,20 @@ def test_an_answer_longer_than_max_answer_fails_the_call_unread(stated):
     assert len(read) == (0 if stated else 2)  # refused as it said its length, or once the limit was passed
     with NodeClient("http://node", transport=httpx.MockTransport(answer), max_answer=1100) as client:
         assert client.blocked_peers() == ["p"] * 201
+
+
+@pytest.mark.parametrize("stated", [True, False], ids=["Content-Length", "chunked"])
+def test_an_async_answer_longer_than_max_answer_fails_the_call_unread(stated):
+    """As NodeClient's: AsyncTrustClient read the answers of health, jwks and report_events whole, however long."""
+    answer, read = _chunked([b'{"keys": [', b"{}, " * 200, b"{}]}"], stated, asynchronous=True)
+
+    async def ask(max_answer: int) -> Any:
+        async with AsyncTrustClient("http://node", transport=httpx.MockTransport(answer),
+                                    max_answer=max_answer) as client:
+            return await client.jwks()
+
+    with pytest.raises(NodeUnreachable) as refused:
+        asyncio.run(ask(500))
+    assert "/.well-known/jwks.json: " in str(refused.value) and " 500" in str(refused.value)
+    assert len(read) == (0 if stated else 2)  # refused as it said its length, or once the limit was passed
+    assert asyncio.run(ask(1000)) == {"keys": [{}] * 201}

@@ -1,0 +1,65 @@
+"""Integer and boolean parameters read exactly, on every route of the API (DESIGN §8): an integer, in the path or
+the query, in plain decimal; a boolean in the query `true` or `false`; a query parameter given at most once. Else a
+422 naming it.
+
+FastAPI's lax parsers read "01", "+1", " 1" or "1_0" as a number and "yes", "on", "t" or "1" as true, and of a
+query parameter given twice they take the last, so the answer would be for a value the client did not write (a page
+after another cursor, a proof for another tree size, another status list, a signed statement not asked for).
+"""
+
+from __future__ import annotations
+
+import re
+import types
+import typing
+from collections.abc import Callable, Iterator
+
+from fastapi import Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+
+from .errors import ApiError
+
+_DECIMAL = re.compile(r"0|[1-9][0-9]*")
+BOOLEANS = {"true": True, "false": False}  # a boolean parameter's only spellings (ScoreFastPath reads them too)
+
+_RULES: dict[type, tuple[Callable[[str], object], str]] = {
+    int: (_DECIMAL.fullmatch, "must be a decimal integer: digits only, without sign, spaces or leading zeros"),
+    bool: (BOOLEANS.__contains__, "must be true or false"),
+}
+
+
+def exact_parameters(dependant: Dependant) -> Iterator[tuple[str, str, type]]:
+    """(where, name, type) of each integer or boolean parameter, optional or not, that `dependant` and its
+    dependencies read from the path or the query: "path" or "query", the name as the request spells it, and int or
+    bool."""
+    for where, fields in (("path", dependant.path_params), ("query", dependant.query_params)):
+        for field in fields:
+            if (kind := _exact_type(field.field_info.annotation)) is not None:
+                yield where, field.alias, kind
+    for dependency in dependant.dependencies:
+        yield from exact_parameters(dependency)
+
+
+def _exact_type(annotation: object) -> type | None:
+    """int or bool if `annotation` is one of them, or a union holding one; else None."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return next(filter(None, map(_exact_type, typing.get_args(annotation))), None)
+    return next((kind for kind in _RULES if annotation is kind), None)
+
+
+async def exact_values(request: Request) -> None:
+    """The app's dependency, run before FastAPI parses the path and the query: a 422 for an integer or boolean
+    parameter of the matched route not written as above. (`async`, so it runs on the node's thread, not a
+    worker's.)"""
+    route: APIRoute = request.scope["route"]
+    for where, name, kind in exact_parameters(route.dependant):
+        if where == "path":
+            values = [request.path_params[name]]
+        else:
+            values = request.query_params.getlist(name)
+            if len(values) > 1:
+                raise ApiError(422, "invalid_request", f"query.{name}: given {len(values)} times; give it once")
+        accepts, rule = _RULES[kind]
+        if values and not accepts(values[0]):
+            raise ApiError(422, "invalid_request", f"{where}.{name}: {rule}")
