@@ -258,12 +258,13 @@ import logging
 import math
 import os
 import random
+import re
 import socket
 import statistics
 import time
 import weakref
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -299,6 +300,7 @@ from libp2p.pubsub.rpc_queue import DefaultMaxMessageSize, OutBoundQueueSize, Rp
 from libp2p.pubsub.score import ScoreParams, TopicScoreParams
 from libp2p.pubsub.utils import maybe_consume_signed_record
 from libp2p.pubsub.validators import signature_validator
+from libp2p.security.noise.exceptions import PeerIDMismatchesPubkey
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
@@ -497,23 +499,43 @@ def _peer_str(raw: bytes) -> str:
     return ID(raw).to_base58()
 
 
-def _reason(error: BaseException) -> str:
-    """A one-line account of an exception and its causes (py-libp2p wraps the useful part deep inside)."""
-    parts: list[str] = []
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """An exception and its causes, each once, the members of a group (or of py-libp2p's MultiError) in its place:
+    py-libp2p wraps the useful part deep inside."""
     seen: set[int] = set()
     todo: list[BaseException] = [error]
-    while todo and len(parts) < 6:
+    while todo:
         err = todo.pop(0)
         if id(err) in seen:
             continue
         seen.add(id(err))
         members = list(getattr(err, "exceptions", None) or getattr(err, "errors", None) or ())
         if members and all(isinstance(m, BaseException) for m in members):
-            todo.extend(members)  # a group (or py-libp2p's MultiError): its text only repeats its members'
-        elif (text := str(err).strip() or type(err).__name__) not in parts:
-            parts.append(text)
+            todo.extend(members)  # a group: its text only repeats its members'
+        else:
+            yield err
         todo.extend(nested for nested in (err.__cause__, err.__context__) if nested is not None)
+
+
+def _reason(error: BaseException) -> str:
+    """A one-line account of an exception and its causes."""
+    parts: list[str] = []
+    for err in _causes(error):
+        if (text := str(err).strip() or type(err).__name__) not in parts:
+            parts.append(text)
+        if len(parts) == 6:
+            break
     return "; ".join(parts)
+
+
+def _answered_by(error: BaseException) -> str | None:
+    """The peer id the dialled host proved it holds, if the dial failed because it is not the one dialled (a node
+    that rotated its key); py-libp2p says which only in its message."""
+    for err in _causes(error):
+        if isinstance(err, PeerIDMismatchesPubkey):
+            found = re.search(r"remote_peer_id_from_pubkey=(\w+)", str(err))
+            return found[1] if found else "another peer id"
+    return None
 
 
 class Stream:
@@ -888,6 +910,9 @@ class Host:
         except trio.TooSlowError:
             raise HostError(f"dial {addr}: no connection within {self._config.dial_timeout} s") from None
         except Exception as error:
+            if (actual := _answered_by(error)) is not None:
+                raise HostError(f"dial {addr}: the host there is {actual}, not {peer.to_base58()} (a node that "
+                                "rotated its key has a new peer id: dial the address it now gives)") from error
             raise HostError(f"dial {addr}: {_reason(error)}") from error
         finally:
             _DIALLING.reset(dialling)

@@ -254,6 +254,7 @@ class PeerManager:
 
     async def _dial(self, peer_id: str, addrs: list[str], dialling: set[str]) -> None:
         try:
+            failure: HostError | None = None
             for addr in addrs:
                 await trio.sleep_until(self._dial_slot())
                 self.dials += 1
@@ -261,11 +262,12 @@ class PeerManager:
                     await self._host.connect(addr)
                 except HostError as e:
                     self.dial_failures += 1
+                    failure = e
                     log.debug("dial %s failed: %s", addr, e)
                     continue
                 return  # (the host's PeerEvent tells the schedule)
             delay = self._schedule.failed(peer_id, trio.current_time())
-            log.info("peer %s unreachable; next attempt in %.1f s", peer_id, delay)
+            log.info("peer %s unreachable (%s); next attempt in %.1f s", peer_id, failure or "no address", delay)
         finally:
             dialling.discard(peer_id)
             self._wake.set()
