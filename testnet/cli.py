@@ -21,7 +21,7 @@ from node.commands.common import (
     positive_int,
     seconds_argument,
 )
-from node.commands.counts import counted
+from vouching.counts import counted
 
 if TYPE_CHECKING:
     from .state import TestnetState

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from node.commands.common import Subparsers, UsageError, add_local_command
-from node.commands.counts import counted
+from vouching.counts import counted
 
 
 def register(subparsers: Subparsers) -> None:

@@ -25,13 +25,13 @@ from ledger import Checkpoint, Ed25519Signer, ProofError, format_note, log_origi
 from node import cli
 from node.client import NodeApiError, NodeClient
 from node.commands import common
-from node.commands.counts import counted
 from node.commands.log_verify import verify_log
 from node.commands.vouches import parse_expires
 from node.config import render_template
 from node.keys import create_token
 from node.setup import init_data_dir
 from vouching import did_key, org_body, revoke_body, verify_record, vouch_body
+from vouching.counts import counted
 
 from ..factories import Org, new_did
 
