@@ -233,7 +233,7 @@ def _down(args: argparse.Namespace) -> int:
     print(f"stopped {counted(len(stopped.clean) + len(stopped.killed), 'node')} ({len(stopped.clean)} on SIGTERM{killed})")
     left = cluster.leftovers()
     if left:
-        raise CommandFailed("still running after down: " + "; ".join(left))
+        raise CommandFailed("left after down: " + "; ".join(left))
     print("no node process is alive and no node port accepts connections")
     return 0
 
