@@ -252,6 +252,7 @@ retains them); IDONTWANT is sent for every message regardless of size.
 from __future__ import annotations
 
 import contextvars
+import errno
 import functools
 import inspect
 import logging
@@ -913,6 +914,8 @@ class Host:
             if (actual := _answered_by(error)) is not None:
                 raise HostError(f"dial {addr}: the host there is {actual}, not {peer.to_base58()} (a node that "
                                 "rotated its key has a new peer id: dial the address it now gives)") from error
+            if any(isinstance(e, OSError) and e.errno == errno.ECONNREFUSED for e in _causes(error)):
+                raise HostError(f"dial {addr}: connection refused (nothing listens there)") from error
             raise HostError(f"dial {addr}: {_reason(error)}") from error
         finally:
             _DIALLING.reset(dialling)
