@@ -326,7 +326,16 @@ def _run(args: argparse.Namespace) -> int:
             _open(args.dir).stop()
     _print_summary(measurements)
     print(f"report: {page}  ({time.monotonic() - started_at:.0f} s in all)")
+    print(_what_runs_on(args.dir, fresh=fresh, keep=args.keep))
     return 0
+
+
+def _what_runs_on(directory: Path, *, fresh: bool, keep: bool) -> str:
+    """What a finished run leaves (README "Running a testnet"): the testnet it made stopped, or the testnet running
+    on."""
+    if fresh and not keep:
+        return f"the testnet it made in {directory} is stopped"
+    return f"the testnet in {directory} runs on: `vouchnet testnet down --dir {directory}` stops it"
 
 
 def _print_summary(m: dict) -> None:
