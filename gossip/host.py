@@ -260,18 +260,20 @@ retains them); IDONTWANT is sent for every message regardless of size.
 from __future__ import annotations
 
 import contextvars
+import errno
 import functools
 import inspect
 import logging
 import math
 import os
 import random
+import re
 import socket
 import statistics
 import time
 import weakref
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -307,6 +309,7 @@ from libp2p.pubsub.rpc_queue import DefaultMaxMessageSize, OutBoundQueueSize, Rp
 from libp2p.pubsub.score import ScoreParams, TopicScoreParams
 from libp2p.pubsub.utils import maybe_consume_signed_record
 from libp2p.pubsub.validators import signature_validator
+from libp2p.security.noise.exceptions import PeerIDMismatchesPubkey
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
@@ -508,23 +511,53 @@ def _peer_str(raw: bytes) -> str:
     return ID(raw).to_base58()
 
 
-def _reason(error: BaseException) -> str:
-    """A one-line account of an exception and its causes (py-libp2p wraps the useful part deep inside)."""
-    parts: list[str] = []
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """An exception and its causes, each once, the members of a group (or of py-libp2p's MultiError) in its place:
+    py-libp2p wraps the useful part deep inside."""
     seen: set[int] = set()
     todo: list[BaseException] = [error]
-    while todo and len(parts) < 6:
+    while todo:
         err = todo.pop(0)
         if id(err) in seen:
             continue
         seen.add(id(err))
         members = list(getattr(err, "exceptions", None) or getattr(err, "errors", None) or ())
         if members and all(isinstance(m, BaseException) for m in members):
-            todo.extend(members)  # a group (or py-libp2p's MultiError): its text only repeats its members'
-        elif (text := str(err).strip() or type(err).__name__) not in parts:
-            parts.append(text)
+            todo.extend(members)  # a group: its text only repeats its members'
+        else:
+            yield err
         todo.extend(nested for nested in (err.__cause__, err.__context__) if nested is not None)
+
+
+def _reason(error: BaseException) -> str:
+    """A one-line account of an exception and its causes."""
+    parts: list[str] = []
+    for err in _causes(error):
+        if (text := str(err).strip() or type(err).__name__) not in parts:
+            parts.append(text)
+        if len(parts) == 6:
+            break
     return "; ".join(parts)
+
+
+def _dial_failure(peer: ID, error: BaseException) -> str:
+    """Why a dial of `peer` failed, in one line an operator can act on."""
+    if (actual := _answered_by(error)) is not None:
+        return (f"the host there is {actual}, not {peer.to_base58()} (a node that rotated its key has a new peer id: "
+                "dial the address it now gives)")
+    if any(isinstance(e, OSError) and e.errno == errno.ECONNREFUSED for e in _causes(error)):
+        return "connection refused (nothing listens there)"
+    return _reason(error)
+
+
+def _answered_by(error: BaseException) -> str | None:
+    """The peer id the dialled host proved it holds, if the dial failed because it is not the one dialled (a node
+    that rotated its key); py-libp2p says which only in its message."""
+    for err in _causes(error):
+        if isinstance(err, PeerIDMismatchesPubkey):
+            found = re.search(r"remote_peer_id_from_pubkey=(\w+)", str(err))
+            return found[1] if found else "another peer id"
+    return None
 
 
 class Stream:
@@ -917,9 +950,9 @@ class Host:
         finally:
             _DIALLING.reset(dialling)
         if not target.transport.is_name:
-            raise HostError(f"dial {addr}: {_reason(failures[0][1])}") from failures[0][1]
-        raise HostError(f"dial {addr}: " + "; ".join(f"{transport}: {_reason(error)}" for transport, error in failures)
-                        ) from failures[-1][1]
+            raise HostError(f"dial {addr}: {_dial_failure(peer, failures[0][1])}") from failures[0][1]
+        raise HostError(f"dial {addr}: " + "; ".join(f"{transport}: {_dial_failure(peer, error)}"
+                                                      for transport, error in failures)) from failures[-1][1]
 
     async def _dial(self, peer: ID, transport: TcpAddr) -> None:
         """One dial of `peer` at an address by IP (quirk 33)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 from importlib.metadata import PackageNotFoundError, version
 
 from node.client import ClientError
@@ -18,6 +19,14 @@ from testnet.sim import cli as sim
 
 # Modules with `register(subparsers)`, in the order --help lists them.
 COMMANDS = [local, status, vouches, records, scores, log, agents, key, audit, sim, testnet]
+# The first steps --help shows: the README's quick start.
+_FIRST_STEPS = [
+    "vouchnet demo                  # a record signed, logged and proved, without a node",
+    "vouchnet init --name 'Acme Agents' && vouchnet run",
+    "vouchnet status",
+    "vouchnet vouch did:key:z6Mk... --weight 0.9 --basis operator",
+    "vouchnet score did:key:z6Mk...",
+]
 
 
 def _version() -> str:
@@ -31,8 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vouchnet",
         description="A federated, peer-to-peer trust network for AI agents.",
-        epilog="Exit status: 0 done, 1 the node failed or refused, 2 a usage error (a bad argument, or a file or "
-        "directory that cannot be read or written). `vouchnet COMMAND --help` explains each command.",
+        epilog="examples (a node in ~/.vouchnet, or --dir DIR, or $VOUCHNET_DIR):\n"
+        + "\n".join(f"  {example}" for example in _FIRST_STEPS) + "\n\n"
+        + textwrap.fill("Exit status: 0 done, 1 the node failed or refused, 2 a usage error (a bad argument, or a "
+                        "file or directory that cannot be read or written). `vouchnet COMMAND --help` explains "
+                        "each command, with examples.", 80),
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps the examples' lines as written
     )
     parser.add_argument("--version", action="version", version=f"vouchnet {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -17,8 +17,8 @@ from ledger import (
     verify_consistency,
     verify_inclusion,
 )
-from node.commands.counts import counted
 from vouching import did_key, sign_record, verify_record, vouch_body
+from vouching.counts import counted
 
 
 def run_demo(out=print) -> None:

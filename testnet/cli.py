@@ -21,7 +21,7 @@ from node.commands.common import (
     positive_int,
     seconds_argument,
 )
-from node.commands.counts import counted
+from vouching.counts import counted
 
 if TYPE_CHECKING:
     from .state import TestnetState
@@ -233,7 +233,7 @@ def _down(args: argparse.Namespace) -> int:
     print(f"stopped {counted(len(stopped.clean) + len(stopped.killed), 'node')} ({len(stopped.clean)} on SIGTERM{killed})")
     left = cluster.leftovers()
     if left:
-        raise CommandFailed("still running after down: " + "; ".join(left))
+        raise CommandFailed("left after down: " + "; ".join(left))
     print("no node process is alive and no node port accepts connections")
     return 0
 
@@ -326,7 +326,16 @@ def _run(args: argparse.Namespace) -> int:
             _open(args.dir).stop()
     _print_summary(measurements)
     print(f"report: {page}  ({time.monotonic() - started_at:.0f} s in all)")
+    print(_what_runs_on(args.dir, fresh=fresh, keep=args.keep))
     return 0
+
+
+def _what_runs_on(directory: Path, *, fresh: bool, keep: bool) -> str:
+    """What a finished run leaves (README "Running a testnet"): the testnet it made stopped, or the testnet running
+    on."""
+    if fresh and not keep:
+        return f"the testnet it made in {directory} is stopped"
+    return f"the testnet in {directory} runs on: `vouchnet testnet down --dir {directory}` stops it"
 
 
 def _print_summary(m: dict) -> None:

@@ -252,11 +252,13 @@ class Cluster:
         """What is still alive or listening of a testnet that should be down: empty when it is."""
         found = []
         for entry in self.state.nodes:
-            if processes.alive(entry.pid, entry.started):
+            running = processes.alive(entry.pid, entry.started)
+            if running:
                 found.append(f"{entry.name}: process {entry.pid} runs")
             for port in (entry.p2p_port, entry.api_port):
                 if port_open(port):
-                    found.append(f"{entry.name}: port {port} accepts connections")
+                    found.append(f"{entry.name}: port {port} accepts connections" + (
+                        "" if running else ", though the node's process is gone: another process listens there"))
         return found
 
     # --- the topology's vouches ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from node.config import NodeConfig
-from node.commands.counts import counted
+from vouching.counts import counted
 
 from .scenario import AgentGroup, Scenario, ScenarioError, Selector
 

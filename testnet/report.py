@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from node.commands.counts import counted
+from vouching.counts import counted
 from vouching.tiers import PROVISIONAL, TRUSTED, VERIFIED
 
 from .measure import attacking_groups, final_scores, trajectories

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from node.client import ClientError
-from node.commands.counts import counted
+from vouching.counts import counted
 
 from . import faults, prometheus
 from .agents import Agent, behaviour_model

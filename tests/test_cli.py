@@ -2,9 +2,10 @@ import subprocess
 import sys
 
 
-def test_help_lists_the_program():
+def test_help_lists_the_program_with_first_steps():
     out = subprocess.run([sys.executable, "-m", "node.cli", "--help"], capture_output=True, text=True, check=True)
-    assert "vouchnet" in out.stdout
+    assert "examples (a node in ~/.vouchnet, or --dir DIR, or $VOUCHNET_DIR):\n  vouchnet demo " in out.stdout
+    assert "\n  vouchnet init --name 'Acme Agents' && vouchnet run\n" in out.stdout
 
 
 def test_demo_signs_logs_and_proves_a_record():

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from vouching.counts import counted
 from vouching.grid import on_grid
 from vouching.tiers import Tier
 
@@ -183,7 +184,8 @@ class Explanation:
         for o in orgs:
             who = "this node's own observations" if o.first_hand else f"digests from {o.org}"
             out.append(
-                f"  {who}: weight {o.weight:.2f}; {o.events} events in {o.batches} batches; after decay "
+                f"  {who}: weight {o.weight:.2f}; {counted(o.events, 'event')} in "
+                f"{counted(o.batches, 'batch', 'batches')}; after decay "
                 f"{o.good:.2f} good and {o.bad:.2f} bad, counted as {o.counted_good:.2f} good and "
                 f"{o.counted_bad:.2f} bad; recent bad reports {o.recent_bad_reports:.2f}"
                 + (f"; {o.capped} capped" if o.capped else "")
@@ -269,4 +271,4 @@ class OrgReputation:
 
 def _days(ms: int) -> str:
     days = ms / 86_400_000
-    return f"{days:g} days" if days >= 1 else f"{ms / 3_600_000:g} hours"
+    return f"{days:g} day{'' if days == 1 else 's'}" if days >= 1 else f"{ms / 3_600_000:g} hours"

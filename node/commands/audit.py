@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from vouching import did_key
+from vouching.counts import counted
 
 from .common import (
     CommandFailed,
@@ -21,7 +22,6 @@ from .common import (
     did_argument,
     signing_key,
 )
-from .counts import counted
 from .vouches import parse_date_or_time
 
 

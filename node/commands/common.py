@@ -26,6 +26,7 @@ from node.data_lock import DataDirBusy, signing_with_key
 from node.keys import KeyFileError, load_org_key, load_token
 from node.rotation import retired_to
 from vouching import InvalidDid, did_key, public_key_from_did
+from vouching.identity import is_compact_jwt
 
 _WIDTH = 100  # of a command's description in its --help
 
@@ -175,7 +176,10 @@ def api_url(text: str) -> str:
 
 
 def did_argument(text: str) -> str:
-    """argparse type: an Ed25519 did:key."""
+    """argparse type: an Ed25519 did:key; an agent's credential given instead (a JWT) is named as such."""
+    if is_compact_jwt(text):
+        raise argparse.ArgumentTypeError("a credential (a JWT), not a did: give its subject, credentialSubject.id "
+                                         "(`vouchnet agent list` lists the dids of this org's agents)")
     try:
         public_key_from_did(text)
     except InvalidDid as e:

@@ -7,6 +7,7 @@ import base64
 import sys
 from pathlib import Path
 
+from vouching.counts import counted
 
 from .common import (
     CommandFailed,
@@ -18,7 +19,6 @@ from .common import (
     open_client,
     print_json,
 )
-from .counts import counted
 from .log_verify import Verified, verify_log
 
 CACHE_FILE = "verified.checkpoint"  # in the data directory: the checkpoint the last `log verify` accepted

@@ -25,9 +25,9 @@ from ledger import (
 )
 from node.client import NodeApiError, NodeClient
 from vouching import InvalidDid, InvalidRecord, Record, check_follows, public_key_from_did
+from vouching.counts import counted
 
 from .common import CommandFailed
-from .counts import counted
 
 Progress = Callable[[int, int], None]
 

@@ -10,9 +10,9 @@ from itertools import islice
 from typing import Any
 
 from vouching.bodies import KINDS
+from vouching.counts import counted
 
 from .common import Subparsers, add_command, did_argument, open_client, positive_int
-from .counts import counted
 
 _PAGE = 500  # the most the API gives in one page
 _RECORD_ID = re.compile(r"[0-9a-f]{64}")

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from node.commands.common import Subparsers, UsageError, add_local_command
-from node.commands.counts import counted
+from vouching.counts import counted
 
 
 def register(subparsers: Subparsers) -> None:
@@ -25,8 +25,8 @@ def register(subparsers: Subparsers) -> None:
         examples=["vouchnet sim --suite standard --seed 1", "vouchnet sim --suite quick --scenario sybil --no-plots"],
     )
     parser.add_argument("--suite", choices=("standard", "quick"), default="standard",
-                        help="scale of the networks (quick: the tests' reduced scale)")
-    parser.add_argument("--seed", type=int, default=1, help="reproduces a run exactly")
+                        help="scale of the networks (quick: the tests' reduced scale; default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=1, help="reproduces a run exactly (default: %(default)s)")
     parser.add_argument("--scenario", action="append", metavar="NAME",
                         help="run only this scenario or family (repeatable), e.g. 'sybil' or 'threat-c f=0.6'")
     parser.add_argument("--out", type=Path, default=Path("sim-results"),

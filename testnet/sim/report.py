@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from node.commands.counts import counted
 from testnet.sim.metrics import slander_curve, summary
 from testnet.sim.suite import SuiteResult
 from testnet.sim.targets import Target
+from vouching.counts import counted
 
 
 def metrics(suite: SuiteResult, targets: list[Target]) -> dict[str, Any]:

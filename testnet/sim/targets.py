@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from node.commands.counts import counted
 from testnet.sim.metrics import attacker_reputation, separation, slander_curve, summary
 from testnet.sim.suite import SuiteResult
+from vouching.counts import counted
 from vouching.tiers import TRUSTED, VERIFIED, tier_rank
 
 GOALS = {

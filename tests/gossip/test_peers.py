@@ -155,6 +155,26 @@ async def test_a_bootstrap_name_that_does_not_resolve_is_a_failed_dial_logged_wi
 
 
 @pytest.mark.slow
+async def test_a_peer_dialled_in_vain_is_logged_with_why(tmp_path, caplog):
+    """A bootstrap address whose node rotated its key (the README's Bob, after Alice's rotation) names the host
+    there and the cause in the info line, not only at debug."""
+    async with AsyncExitStack() as stack:
+        _, replica_a, host_a = await _node(stack, tmp_path, "a")
+        host_b = await stack.enter_async_context(open_host(bytes(Org().key), LOOPBACK))
+        old = peer_id_from_public_key(bytes(Org().key.verify_key))
+        manager = PeerManager(host_a, replica_a, bootstrap=[host_b.listen_addrs[0].replace(host_b.peer_id, old)],
+                              max_peers=5)
+        with caplog.at_level(logging.INFO, logger="gossip.peers"), trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(manager.run)
+                while manager.dial_failures == 0:
+                    await trio.sleep(0.01)
+                nursery.cancel_scope.cancel()
+    assert f"peer {old} unreachable (last: dial " in caplog.text
+    assert f"the host there is {host_b.peer_id}, not {old}" in caplog.text
+
+
+@pytest.mark.slow
 async def test_an_org_record_in_the_horizon_leads_to_its_node(tmp_path):
     async with AsyncExitStack() as stack:
         org_a, replica_a, host_a = await _node(stack, tmp_path, "a")

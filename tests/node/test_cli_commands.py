@@ -25,13 +25,13 @@ from ledger import Checkpoint, Ed25519Signer, ProofError, format_note, log_origi
 from node import cli
 from node.client import NodeApiError, NodeClient
 from node.commands import common
-from node.commands.counts import counted
 from node.commands.log_verify import verify_log
 from node.commands.vouches import parse_expires
 from node.config import render_template
 from node.keys import create_token
 from node.setup import init_data_dir
 from vouching import did_key, org_body, revoke_body, verify_record, vouch_body
+from vouching.counts import counted
 
 from ..factories import Org, new_did
 
@@ -233,6 +233,8 @@ async def test_a_vouch_the_node_refuses_exits_1_with_its_reason(run, node, data_
     ("args", "complaint"),
     [
         (["did:key:zNotAKey", "--weight", "0.5", "--basis", "operator"], "argument DID: not an Ed25519 did:key"),
+        (["eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ4In0.c2ln", "--weight", "0.5", "--basis", "operator"],
+         "argument DID: a credential (a JWT), not a did: give its subject, credentialSubject.id"),
         (["--weight", "0.5", "--basis", "operator"], "the following arguments are required: DID"),
         (["{did}", "--weight", "much", "--basis", "operator"], "argument --weight: a weight in (0, 1], got 'much'"),
         (["{did}", "--weight", "1.5", "--basis", "operator"], "argument --weight: a weight in (0, 1], got '1.5'"),

@@ -5,6 +5,7 @@ does not do."""
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -134,6 +135,17 @@ def test_a_ctrl_c_during_a_run_says_what_it_left(existing, capsys, monkeypatch):
     assert main(["testnet", "run", "baseline", "--dir", str(existing)]) == 130
     assert (f"interrupted: no report written; `vouchnet testnet status --dir {existing}` shows the testnet as it was "
             "left") in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("fresh", "keep", "said"), [
+    (True, False, "the testnet it made in DIR is stopped"),
+    (True, True, "the testnet in DIR runs on: `vouchnet testnet down --dir DIR` stops it"),
+    (False, False, "the testnet in DIR runs on: `vouchnet testnet down --dir DIR` stops it"),
+])
+def test_a_finished_run_says_whether_its_testnet_runs_on(fresh, keep, said):
+    from testnet.cli import _what_runs_on
+
+    assert _what_runs_on(Path("DIR"), fresh=fresh, keep=keep) == said
 
 
 def test_a_ctrl_c_while_a_run_makes_its_testnet_says_none_was_made(tmp_path, capsys, monkeypatch):

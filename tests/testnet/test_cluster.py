@@ -27,6 +27,19 @@ def test_a_taken_port_is_found_before_any_node_is_started(tmp_path, monkeypatch)
     assert spawned == []  # n00 was not left running by an `up` that failed
 
 
+def test_a_port_another_process_took_after_down_is_not_called_a_node_still_running(tmp_path):
+    """The machine's other processes bind ports of the ephemeral range, where a testnet's are, and may take one of a
+    stopped node's."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        (p2p,) = free_ports(1)
+        network = state.TestnetState("testnet", 1, "mesh", (NodeEntry("n00", "nodes/n00", p2p, port, "did:a", "a"),))
+        assert Cluster(tmp_path, network).leftovers() == [
+            f"n00: port {port} accepts connections, though the node's process is gone: another process listens there"]
+
+
 def test_a_testnet_whose_creation_is_interrupted_leaves_nothing_behind(tmp_path, monkeypatch):
     def interrupted(directory, names, network, ports):
         (directory / "nodes" / names[0]).mkdir(parents=True)  # one `vouchnet init` done, then Ctrl-C

@@ -1,4 +1,4 @@
-"""Counts in what the commands print, read right for one: "1 node", "2 nodes", "0 nodes"."""
+"""Counts in what the commands and the score explanations print, read right for one: "1 node", "2 nodes", "0 nodes"."""
 
 
 def counted(n: int, noun: str, plural: str | None = None) -> str:
