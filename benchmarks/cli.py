@@ -42,6 +42,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _start_node(tmp: Path) -> tuple[daemons.Daemon, Path]:
+    """`vouchnet init` with the API on a free port and `vouchnet run`; another port if another process took that one
+    in between (on a machine where others run tests, it happens)."""
+    for attempt in range(5):
+        data_dir = tmp / f"node{attempt}"
+        daemons.vouchnet("init", "--dir", str(data_dir), "--network", "clibench", "--listen", "/ip4/127.0.0.1/tcp/0",
+                         "--api", f"127.0.0.1:{_free_port()}")
+        try:
+            return daemons.start(data_dir), data_dir
+        except RuntimeError as failed:
+            error = failed
+    raise error
+
+
 def _new_did() -> str:
     return did_key(bytes(SigningKey.generate().verify_key))
 
@@ -75,10 +89,8 @@ def main() -> None:
     run = Run.start()
     print(run.header(f"vouchnet commands, median of {args.runs} runs each"))
     with tempfile.TemporaryDirectory() as tmp:
-        data_dir, out = Path(tmp) / "node", Path(tmp) / "agents"
-        daemons.vouchnet("init", "--dir", str(data_dir), "--network", "clibench", "--listen",
-                         "/ip4/127.0.0.1/tcp/0", "--api", f"127.0.0.1:{_free_port()}")
-        node = daemons.start(data_dir)
+        node, data_dir = _start_node(Path(tmp))
+        out = Path(tmp) / "agents"
         try:
             d = ["--dir", str(data_dir)]
             python, cli = [sys.executable], [sys.executable, "-m", "node.cli"]
