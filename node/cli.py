@@ -1,24 +1,40 @@
 """The `vouchnet` command line: one subcommand per operator task.
 
-cli.py is the parser and the dispatch; each command lives in a module with `register(subparsers)`.
+cli.py is the parser and the dispatch; each command lives in a module with `register(subparsers)`, imported only
+when that command runs (or for `vouchnet --help`), so that a command that asks the node's API, run every few
+seconds by a health check, does not load the node, py-libp2p or the testnet.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import textwrap
-from importlib.metadata import PackageNotFoundError, version
 
 from node.client import ClientError
-from node.commands import agents, audit, key, local, log, records, scores, status, vouches
 from node.commands.common import CommandFailed, UsageError, os_error_text
-from testnet import cli as testnet
-from testnet.sim import cli as sim
 
-# Modules with `register(subparsers)`, in the order --help lists them.
-COMMANDS = [local, status, vouches, records, scores, log, agents, key, audit, sim, testnet]
+# Each command and the module whose `register(subparsers)` adds it, in the order --help lists them.
+COMMANDS = {
+    "init": "node.commands.local",
+    "run": "node.commands.local",
+    "demo": "node.commands.local",
+    "status": "node.commands.status",
+    "peers": "node.commands.status",
+    "vouch": "node.commands.vouches",
+    "revoke": "node.commands.vouches",
+    "records": "node.commands.records",
+    "score": "node.commands.scores",
+    "orgs": "node.commands.scores",
+    "log": "node.commands.log",
+    "agent": "node.commands.agents",
+    "key": "node.commands.key",
+    "audit": "node.commands.audit",
+    "sim": "testnet.sim.cli",
+    "testnet": "testnet.cli",
+}
 # The first steps --help shows: the README's quick start.
 _FIRST_STEPS = [
     "vouchnet demo                  # a record signed, logged and proved, without a node",
@@ -29,14 +45,27 @@ _FIRST_STEPS = [
 ]
 
 
-def _version() -> str:
-    try:
-        return version("vouchnet")
-    except PackageNotFoundError:  # running from a source checkout that is not installed
-        return "0+source"
+class _Version(argparse.Action):
+    """`--version`: the installed distribution's version, looked up only when asked (importlib.metadata is slow to
+    import and read)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show program's version number and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("vouchnet")
+        except PackageNotFoundError:  # running from a source checkout that is not installed
+            found = "0+source"
+        print(f"vouchnet {found}")
+        parser.exit()
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of `command` alone when it is one of COMMANDS (the other commands' modules are not imported), else
+    of every command."""
     parser = argparse.ArgumentParser(
         prog="vouchnet",
         description="A federated, peer-to-peer trust network for AI agents.",
@@ -47,15 +76,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "each command, with examples.", 80),
         formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps the examples' lines as written
     )
-    parser.add_argument("--version", action="version", version=f"vouchnet {_version()}")
+    parser.add_argument("--version", action=_Version)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for command in COMMANDS:
-        command.register(subparsers)
+    modules = [COMMANDS[command]] if command in COMMANDS else dict.fromkeys(COMMANDS.values())
+    for module in modules:
+        importlib.import_module(module).register(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv[0] if argv else None)
     try:
         args = parser.parse_args(argv)
     except SystemExit as stop:  # argparse exits 2 on a usage error, 0 after --help

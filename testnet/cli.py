@@ -10,7 +10,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from node.commands.common import (
     CommandFailed,
@@ -239,12 +239,13 @@ def _down(args: argparse.Namespace) -> int:
 
 
 class ProgressBar:
-    """`label [#####.....] done/total` redrawn on a terminal; a line per step otherwise."""
+    """`label [#####.....] done/total` redrawn on a terminal; a line per step otherwise. On `stream`, else on
+    sys.stderr as it is when the bar is made (not when this module was imported, which may be much earlier)."""
 
-    def __init__(self, label: str, stream=sys.stderr) -> None:
+    def __init__(self, label: str, stream: TextIO | None = None) -> None:
         self.label = label
-        self.stream = stream
-        self.live = stream.isatty()
+        self.stream = sys.stderr if stream is None else stream
+        self.live = self.stream.isatty()
         self.drawn = False
 
     def __call__(self, message: str, done: int, total: int) -> None:

@@ -36,9 +36,9 @@ from .common import (
     local_config_and_key,
     open_client,
     print_json,
-    signing_key,
     weight_argument,
 )
+from .signing import signing_key
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 

@@ -20,8 +20,8 @@ from .common import (
     add_dir_option,
     add_local_command,
     did_argument,
-    signing_key,
 )
+from .signing import signing_key
 from .vouches import parse_date_or_time
 
 

@@ -9,22 +9,17 @@ import json
 import math
 import sys
 import textwrap
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 from nacl.signing import SigningKey
 
-from gossip.store import StoreError
-from ledger import LedgerError
 from node.client import NodeClient
 from node.client._http import normal_url
 from node.config import DIR_ENV, ConfigError, NodeConfig, connectable_host, default_data_dir, load_config
-from node.data_lock import DataDirBusy, signing_with_key
 from node.keys import KeyFileError, load_org_key, load_token
-from node.rotation import retired_to
 from vouching import InvalidDid, did_key, public_key_from_did
 from vouching.identity import is_compact_jwt
 
@@ -133,28 +128,6 @@ def local_config_and_key(args: argparse.Namespace) -> tuple[NodeConfig, SigningK
         return config, load_org_key(config.key_path)
     except KeyFileError as e:
         raise UsageError(str(e)) from None
-
-
-@contextmanager
-def signing_key(args: argparse.Namespace) -> Iterator[tuple[NodeConfig, SigningKey]]:
-    """local_config_and_key, for a command that signs with the key: sign within the block, which no rotation enters
-    (node.data_lock.signing_with_key). Raises CommandFailed if a rotation is replacing the key, or one the key signed
-    has not finished (node.rotation.retired_to): what it signed would be of a key its org no longer uses."""
-    with ExitStack() as stack:
-        try:
-            stack.enter_context(signing_with_key(local_config(args).data_dir))
-        except DataDirBusy as error:
-            raise CommandFailed(str(error)) from None
-        config, key = local_config_and_key(args)  # read under the lock: a rotation may have replaced it until then
-        try:
-            successor = retired_to(config)
-        except (LedgerError, StoreError) as error:
-            raise CommandFailed(f"records: {error}") from None
-        if successor is not None:
-            raise CommandFailed(f"{config.key_path}: this key was retired by a rotation to {successor} that has not "
-                                f"finished, and signs nothing more: run `vouchnet key rotate --dir {config.data_dir}` "
-                                "again, or start the node, to finish it; then run this again")
-        yield config, key
 
 
 def os_error_text(error: OSError) -> str:

@@ -1,6 +1,8 @@
 """The node commands of `vouchnet`, run through main() against the API served on 127.0.0.1 as the node serves it."""
 
 import argparse
+import importlib
+import importlib.metadata
 import io
 import itertools
 import json
@@ -725,13 +727,39 @@ def test_a_module_with_register_adds_a_command(monkeypatch, capsys):
         def register(subparsers):
             subparsers.add_parser("hello").set_defaults(func=lambda args: print("hi") or 0)
 
-    monkeypatch.setattr(cli, "COMMANDS", [*cli.COMMANDS, Hello])
+    monkeypatch.setitem(sys.modules, "hello_command", Hello)
+    monkeypatch.setattr(cli, "COMMANDS", {**cli.COMMANDS, "hello": "hello_command"})
     assert cli.main(["hello"]) == 0
     assert capsys.readouterr().out == "hi\n"
 
 
+def test_each_module_adds_the_commands_the_dispatch_table_gives_it():
+    """cli.COMMANDS names the module of each command, so that a command imports its own module only."""
+    for module in dict.fromkeys(cli.COMMANDS.values()):
+        subparsers = argparse.ArgumentParser().add_subparsers()
+        importlib.import_module(module).register(subparsers)
+        assert list(subparsers.choices) == [name for name, its in cli.COMMANDS.items() if its == module], module
+    assert [words for words in _commands(cli.build_parser()) if len(words) == 1] == [(name,) for name in cli.COMMANDS]
+
+
+@pytest.mark.parametrize("command", _commands(cli.build_parser()), ids=" ".join)
+def test_a_command_s_help_is_the_same_from_its_module_alone(command):
+    """The parser of one command, which is all `vouchnet COMMAND` builds, explains it as the parser of all does."""
+    def help_of(parser):
+        for word in command:
+            parser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[word]
+        return parser.format_help()
+
+    assert help_of(cli.build_parser(command[0])) == help_of(cli.build_parser())
+
+
 def test_no_command_prints_the_help():
     assert cli.main([]) == 0
+
+
+def test_the_version_is_the_installed_one(capsys):
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr() == (f"vouchnet {importlib.metadata.version('vouchnet')}\n", "")
 
 
 def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path):
@@ -763,3 +791,30 @@ def test_a_malformed_answer_fails_the_command_in_one_line(argv, answer, monkeypa
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1 and err.startswith(f"vouchnet {argv[0]}: /v1/"), err
     assert err.endswith(" (200 bad_answer)\n"), err
+
+
+# --- what a command loads --------------------------------------------------------------------------------------------
+
+# What a command that asks the node's API, or reads its data directory, has no use for: py-libp2p, the daemon and its
+# API server, the scoring engine (numpy, scipy), the testnet. A health check runs `vouchnet status` every few seconds.
+_NOT_FOR_CLIENTS = ("libp2p", "fastapi", "hypercorn", "starlette", "numpy", "scipy", "testnet", "node.daemon",
+                    "node.api", "node.trust", "gossip.host", "vouching.scoring", "node.client.policy")
+_LOADED = ("import sys; from node import cli; code = cli.main(sys.argv[1:]); "
+           f"print(code, sorted(m for m in sys.modules if m.startswith({_NOT_FOR_CLIENTS!r})))")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("argv", [
+    ["status"], ["peers"], ["records"], ["log", "verify"],
+    ["vouch", "{agent}", "--weight", "0.5", "--basis", "audit"], ["agent", "new", "--out", "{out}"], ["status", "--help"],
+], ids=" ".join)
+async def test_a_client_command_loads_neither_the_node_nor_py_libp2p(node, data_dir, tmp_path, argv):
+    """Run in a process of its own, as an operator runs it (a test's process has loaded everything). The test's node
+    serves no scores (`score`, `orgs`: node.commands.scores imports what node.commands.status does)."""
+    write_org_key(data_dir, node.replica.key)
+    node.sign_checkpoint()  # for log verify
+    filled = [a.format(agent=new_did(), out=tmp_path / "agents") for a in argv]
+    done = await trio.to_thread.run_sync(partial(
+        subprocess.run, [sys.executable, "-c", _LOADED, *filled, "--dir", str(data_dir)], capture_output=True,
+        text=True, timeout=120))
+    assert done.stdout.splitlines()[-1] == "0 []", done.stderr

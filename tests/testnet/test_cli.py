@@ -2,6 +2,7 @@
 and a Ctrl-C, or a node failing, while it starts one leaves no node running and nothing undone that the next `up`
 does not do."""
 
+import io
 import subprocess
 import sys
 from dataclasses import replace
@@ -11,6 +12,7 @@ import pytest
 
 from node.cli import main
 from testnet import processes
+from testnet.cli import ProgressBar
 from testnet.cluster import Cluster, ClusterError
 from testnet import state
 from testnet.state import NodeEntry, save_state
@@ -166,3 +168,12 @@ def test_a_node_that_fails_to_start_stops_those_up_started_and_says_so(tmp_path,
     assert "n02: exited while starting; its log ends:\n    error: bad config\n" in err
     assert (f"stopped the 2 nodes it started (n00, n01); `vouchnet testnet up --dir {directory}` starts them "
             "again") in err
+
+
+def test_a_progress_bar_draws_on_the_standard_error_of_when_it_is_made(monkeypatch):
+    """`vouchnet testnet` imports testnet.cli when it runs, in a process (or a test) whose stderr may have been
+    replaced since: a bar bound to the stderr of an earlier time wrote into a closed file."""
+    now = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", now)
+    ProgressBar("starting")("node-0", 1, 2)
+    assert now.getvalue() == "starting: 1/2 node-0\n"
