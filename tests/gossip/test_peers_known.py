@@ -1,0 +1,102 @@
+"""What a node knows of its peers (GET /v1/peers, DESIGN.md §5): where each is dialled, whether it is connected, how
+many dials failed in a row and why the last did, and when it is dialled next; trio's mock clock stands in for time."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import trio
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gossip.peers import MAX_ERROR, DialSchedule, KnownPeer, printable_line
+from gossip.replica import Replica
+from gossip.store import RecordStore
+
+from ..factories import Org
+from .test_peers_hostile import DialCountingHost, addr, running
+
+
+@pytest.fixture
+def replica(tmp_path):
+    with RecordStore.open(tmp_path) as store:
+        yield Replica(Org().key, store, roots=(), max_hops=3, held_limit=100)
+
+
+async def test_a_bootstrap_peer_that_is_down_shows_its_error_and_next_dial_then_connected(replica, autojump_clock):
+    host = DialCountingHost()
+    async with running(host, replica, bootstrap=[addr("boot")], max_peers=5) as manager:
+        await trio.sleep(5)
+        [down] = manager.known(after=None, limit=10)
+        assert (down.peer_id, down.source, down.addrs, down.connected) == ("boot", "bootstrap", (addr("boot"),), False)
+        assert down.failures >= 1 and down.last_error == f"dial {addr('boot')}: connection refused"
+        assert 0 < down.next_dial_in <= 60
+        host.reachable.add("boot")
+        await trio.sleep(down.next_dial_in + 1)
+        [up] = manager.known(after=None, limit=10)
+    assert up.connected and up.next_dial_in is None and up.failures == down.failures
+
+
+async def test_a_hostile_peers_dial_error_is_kept_as_one_short_printable_line(replica, autojump_clock):
+    """A dial error may quote what the peer sent: terminal escapes, line breaks and bidi overrides in it would
+    reach the operator's terminal through `vouchnet peers`, and its length the node's memory, once per org."""
+    host = DialCountingHost(refusal="\x1b[2J\x1b]0;owned\x07\r\nall peers connected\u202e" + "x" * 10_000)
+    async with running(host, replica, bootstrap=[addr("evil")], max_peers=5) as manager:
+        await trio.sleep(1)
+        [peer] = manager.known(after=None, limit=10)
+    assert peer.last_error is not None and peer.last_error.isprintable() and len(peer.last_error) == MAX_ERROR
+    assert peer.last_error.startswith(f"dial {addr('evil')}: \\x1b[2J\\x1b]0;owned\\x07\\r\\nall peers connected"
+                                      "\\u202exxx")
+    assert peer.last_error.endswith("x…")
+
+
+@given(st.text(), st.integers(1, 300))
+def test_printable_line_is_printable_bounded_and_leaves_a_short_printable_text_as_it_is(text, limit):
+    line = printable_line(text, limit)
+    assert line.isprintable() and len(line) <= limit
+    if text.isprintable() and len(text) <= limit:
+        assert line == text
+
+
+def test_known_peers_name_their_source_and_state_in_peer_id_order_a_page_at_a_time():
+    schedule = DialSchedule(min_backoff=1, max_backoff=60, stable_after=60, rng=random.Random(1))
+    schedule.add("a", [addr("a")])
+    schedule.announce("a", ["/ip4/10.0.0.1/tcp/1/p2p/a"])
+    schedule.announce("c", [addr("c")])
+    delay = schedule.failed("c", now=10, error="dial: connection refused")
+    pages = [schedule.known(["b", "a"], after=after, limit=2, now=10) for after in (None, "b")]
+    assert pages == [
+        [KnownPeer("a", "bootstrap", ("/ip4/10.0.0.1/tcp/1/p2p/a", addr("a")), True, 0, None, None),
+         KnownPeer("b", "inbound", (), True, 0, None, None)],
+        [KnownPeer("c", "org_record", (addr("c"),), False, 1, "dial: connection refused", delay)]]
+    assert schedule.known([], after="c", limit=2, now=10) == []
+    assert schedule.known([], after=None, limit=5, now=10 + delay + 5)[1].next_dial_in == 0  # due: dialled next
+
+
+def test_a_connection_that_did_not_last_is_the_last_error_until_one_lasts():
+    schedule = DialSchedule(min_backoff=1, max_backoff=60, stable_after=60, rng=random.Random(1))
+    schedule.add("p", [addr("p")])
+    schedule.connected("p", now=0)
+    schedule.disconnected("p", now=2.5)
+    [peer] = schedule.known([], after=None, limit=1, now=3)
+    assert (peer.failures, peer.last_error) == (1, "the connection closed after 2.5 s, within the 60 s that a "
+                                                   "connection must last")
+    schedule.disconnected("p", now=4)  # closed before its opening was heard
+    assert schedule.known([], after=None, limit=1, now=4)[0].last_error == "the connection closed as it opened"
+    schedule.connected("p", now=100)
+    schedule.disconnected("p", now=200)
+    [peer] = schedule.known([], after=None, limit=1, now=200)
+    assert (peer.failures, peer.last_error) == (0, None)
+
+
+def test_a_retried_or_moved_peer_keeps_or_forgets_its_error_with_its_failures():
+    schedule = DialSchedule(rng=random.Random(1))
+    schedule.announce("old", [addr("old")])
+    schedule.failed("old", now=0, error="refused")
+    schedule.moved("old", "new")
+    [moved] = schedule.known([], after=None, limit=1, now=0)
+    assert (moved.peer_id, moved.failures, moved.last_error) == ("new", 1, "refused")
+    schedule.retry_now("new")
+    [retried] = schedule.known([], after=None, limit=1, now=0)
+    assert (retried.failures, retried.last_error, retried.next_dial_in) == (0, None, 0)
