@@ -349,6 +349,7 @@ def test_the_property_below_ranges_over_the_integer_query_parameters_of_the_api(
         ("/v1/log/entries", "start"), ("/v1/log/entries", "end"), ("/v1/log/proof/inclusion", "index"),
         ("/v1/log/proof/inclusion", "size"), ("/v1/log/proof/consistency", "old"),
         ("/v1/log/proof/consistency", "new"), ("/v1/records", "after"), ("/v1/records", "limit"), ("/v1/orgs", "limit"),
+        ("/v1/peers", "limit"),
     }
 
 
