@@ -44,11 +44,20 @@ def split_peer_addr(addr: str) -> tuple[str, str]:
 
 
 def printable_line(text: str, limit: int = MAX_ERROR) -> str:
-    """`text` as one line safe to print on a terminal, of at most `limit` characters (cut ending in "…"): each
-    character that is not printable (a control character, a line break, a bidi override) as its escape, e.g.
-    \\x1b, \\n or \\u202e. A dial error may quote what a hostile peer sent."""
-    line = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text[:limit])
-    return line if len(text) <= limit and len(line) <= limit else line[: limit - 1] + "…"
+    """`text` as one line safe to print on a terminal, of at most `limit` characters: each character that is not
+    printable (a control character, a line break, a bidi override) as its escape, e.g. \\x1b, \\n or \\u202e (a
+    dial error may quote what a hostile peer sent), and a longer one cut in the middle, at "…": a dial error names
+    the address first and the cause last (py-libp2p's run to 500 characters, "Connection refused" at the end)."""
+    if len(text) <= limit and len(line := _escaped(text)) <= limit:
+        return line
+    head = (limit - 1) // 2
+    tail = limit - 1 - head
+    end = _escaped(text[len(text) - tail:])
+    return _escaped(text[:head])[:head] + "…" + end[len(end) - tail:]
+
+
+def _escaped(text: str) -> str:
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def org_dial_addrs(record: Record) -> tuple[str, list[str]]:

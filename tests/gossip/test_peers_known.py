@@ -48,7 +48,16 @@ async def test_a_hostile_peers_dial_error_is_kept_as_one_short_printable_line(re
     assert peer.last_error is not None and peer.last_error.isprintable() and len(peer.last_error) == MAX_ERROR
     assert peer.last_error.startswith(f"dial {addr('evil')}: \\x1b[2J\\x1b]0;owned\\x07\\r\\nall peers connected"
                                       "\\u202exxx")
-    assert peer.last_error.endswith("x…")
+    assert peer.last_error.endswith("x…" + "x" * ((MAX_ERROR - 1) - (MAX_ERROR - 1) // 2))
+
+
+def test_a_long_dial_error_keeps_its_address_and_its_cause():
+    """py-libp2p's dial errors run to 500 characters and name the cause last: cut at the end, every error read the
+    same, without it."""
+    error = "dial /ip4/127.0.0.1/tcp/4001/p2p/peer: unable to connect" + "; failed" * 60 + ": Connection refused"
+    line = printable_line(error)
+    assert line.startswith("dial /ip4/127.0.0.1/tcp/4001/p2p/peer: unable to connect; failed")
+    assert line.endswith("; failed: Connection refused") and len(line) == MAX_ERROR and "…" in line
 
 
 @given(st.text(), st.integers(1, 300))
