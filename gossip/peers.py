@@ -11,7 +11,7 @@ up is redialled ever less often, not every `min_backoff`. `DialSchedule.known` t
 
 from __future__ import annotations
 
-import heapq
+import bisect
 import logging
 import math
 import random
@@ -109,6 +109,13 @@ class DialSchedule:
     stable_after: float = 60.0  # a connection lasting less is a failed dial (the peer hangs up, say)
     rng: random.Random = field(default_factory=random.Random)
     _targets: dict[str, _Target] = field(default_factory=dict)
+    _sorted: list[str] | None = None  # the targets' peer ids in order, for known(); None once one came or went
+
+    def _target(self, peer_id: str) -> _Target:
+        """The peer's target, made if it had none."""
+        if peer_id not in self._targets:
+            self._targets[peer_id], self._sorted = _Target(), None
+        return self._targets[peer_id]
 
     @property
     def size(self) -> int:
@@ -117,13 +124,13 @@ class DialSchedule:
 
     def add(self, peer_id: str, addrs: Sequence[str]) -> None:
         """Keep `peer_id` connected through `addrs` from the config (merged with any known ones)."""
-        target = self._targets.setdefault(peer_id, _Target())
+        target = self._target(peer_id)
         target.bootstrap = list(dict.fromkeys([*addrs, *target.bootstrap]))
 
     def announce(self, peer_id: str, addrs: Sequence[str]) -> None:
         """Keep `peer_id` connected through `addrs` from its org's latest `org` record, in place of those its
         earlier ones named: an org may sign any number of them, each naming other addresses."""
-        self._targets.setdefault(peer_id, _Target()).announced = list(addrs)
+        self._target(peer_id).announced = list(addrs)
 
     def kept(self, peers: Iterable[str]) -> set[str]:
         """Those of `peers` it keeps connected (not peers that dialled in unasked)."""
@@ -145,7 +152,11 @@ class DialSchedule:
         """The first `limit` peers in peer id order (after `after`, if given) that it keeps connected or that are
         `connected` (those it does not keep dialled in), with their state at `now`."""
         live = set(connected)
-        ids = heapq.nsmallest(limit, (p for p in self._targets.keys() | live if after is None or p > after))
+        if self._sorted is None:
+            self._sorted = sorted(self._targets)  # (once per peer come or gone: a page is a slice of it)
+        start = 0 if after is None else bisect.bisect_right(self._sorted, after)
+        inbound = [p for p in live if p not in self._targets and (after is None or p > after)]
+        ids = sorted([*self._sorted[start:start + limit], *inbound])[:limit]
         return [self._known(p, p in live, now) for p in ids]
 
     def _known(self, peer_id: str, connected: bool, now: float) -> KnownPeer:
@@ -183,6 +194,7 @@ class DialSchedule:
         target = self._targets.pop(peer_id, None)
         if target is None:
             return
+        self._sorted = None
 
         def at_successor(addrs: list[str]) -> list[str]:
             return [f"{split_peer_addr(addr)[0]}/p2p/{successor}" for addr in addrs]

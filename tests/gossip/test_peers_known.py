@@ -7,7 +7,7 @@ import random
 
 import pytest
 import trio
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gossip.peers import MAX_ERROR, DialSchedule, KnownPeer, printable_line
@@ -60,6 +60,7 @@ def test_a_long_dial_error_keeps_its_address_and_its_cause():
     assert line.endswith("; failed: Connection refused") and len(line) == MAX_ERROR and "…" in line
 
 
+@settings(deadline=None)
 @given(st.text(), st.integers(1, 300))
 def test_printable_line_is_printable_bounded_and_leaves_a_short_printable_text_as_it_is(text, limit):
     line = printable_line(text, limit)
@@ -81,6 +82,34 @@ def test_known_peers_name_their_source_and_state_in_peer_id_order_a_page_at_a_ti
         [KnownPeer("c", "org_record", (addr("c"),), False, 1, "dial: connection refused", delay)]]
     assert schedule.known([], after="c", limit=2, now=10) == []
     assert schedule.known([], after=None, limit=5, now=10 + delay + 5)[1].next_dial_in == 0  # due: dialled next
+
+
+_IDS = st.sampled_from("abcd")
+
+
+@settings(deadline=None, max_examples=300)
+@given(st.lists(st.tuples(st.sampled_from(["add", "announce", "moved", "page"]), _IDS, _IDS)),
+       st.sets(_IDS), st.integers(1, 4))
+def test_pages_of_known_peers_follow_every_peer_come_and_gone(operations, connected, limit):
+    """Paged after any adds, announcements and rotations (moved), with some peers connected, known() lists each
+    peer it keeps or that is connected once, in order (a page reads a cached order of the kept peers)."""
+    schedule = DialSchedule()
+    kept: set[str] = set()
+    for operation, peer, other in operations:
+        if operation == "page":  # (the order is cached here)
+            schedule.known(connected, after=peer, limit=limit, now=0)
+        elif operation == "moved":
+            if peer in kept and peer != other:
+                kept = (kept - {peer}) | {other}
+            schedule.moved(peer, other)
+        else:
+            getattr(schedule, operation)(peer, [addr(peer)])
+            kept.add(peer)
+        listed, after = [], None
+        while page := schedule.known(connected, after=after, limit=limit, now=0):
+            listed += [p.peer_id for p in page]
+            after = page[-1].peer_id
+        assert listed == sorted(kept | connected)
 
 
 def test_a_connection_that_did_not_last_is_the_last_error_until_one_lasts():
