@@ -11,8 +11,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Security
 from pydantic import BaseModel, ConfigDict, Field
 
-from gossip.host import InvalidPeerId, peer_org, peer_public_key
+from gossip.addrs import AddrError, check_org_peer_id
+from gossip.host import InvalidPeerId, peer_public_key
 from gossip.peers import KnownPeer
+
+from vouching import did_key
 
 from ..audit_log import wall_clock_ms
 from .errors import ApiError, error_responses
@@ -102,8 +105,8 @@ async def peers(
 def known_peer_view(peer: KnownPeer, now_ms: int) -> dict[str, Any]:
     """A known peer as GET /v1/peers shows it, its next dial a time in ms since the Unix epoch (`now_ms` is now)."""
     try:
-        org: str | None = peer_org(peer.peer_id)
-    except InvalidPeerId:
+        org: str | None = did_key(check_org_peer_id(peer.peer_id))
+    except AddrError:
         org = None
     next_dial = None if peer.next_dial_in is None else now_ms + math.ceil(peer.next_dial_in * 1000)
     return {"peer_id": peer.peer_id, "org": org, "addrs": list(peer.addrs), "connected": peer.connected,
