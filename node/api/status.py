@@ -14,7 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from gossip.addrs import AddrError, check_org_peer_id
 from gossip.host import InvalidPeerId, peer_public_key
 from gossip.peers import KnownPeer
-
 from vouching import did_key
 
 from ..audit_log import wall_clock_ms
@@ -90,10 +89,9 @@ async def peers(
     (in the order tried), `connected`, `failures` (dials failed in a row, a connection closed within a minute
     counting as one; forgotten once a connection lasts), `last_error` (why the last of them failed: one line of
     printable text, as a peer's own words in it may be hostile, at most 256 characters, a longer one cut in the
-    middle; null without failures) and
-    `next_dial_at` (when it is dialled next, in ms since the Unix epoch, the present if it is due and waits for a
-    free dial; null while connected). `next` is the cursor of the following page (the last peer id), null on the
-    last."""
+    middle; null without failures) and `next_dial_at` (when it is dialled next, in ms since the Unix epoch, the
+    present if it is due and waits for a free dial; null while connected). `next` is the cursor of the following
+    page (the last peer id), null on the last."""
     if after is not None and not _BASE58.fullmatch(after):
         raise ApiError(422, "invalid_request", "query.after: must be a PeerID (base58), the `next` of a page")
     page = node.known_peers(after=after, limit=limit + 1)
