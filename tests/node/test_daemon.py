@@ -5,6 +5,7 @@ import gc
 import json
 import logging
 import os
+import random
 import signal
 import socket
 import sqlite3
@@ -14,6 +15,7 @@ import threading
 import time
 from contextlib import closing
 from dataclasses import replace
+from pathlib import Path
 
 import httpx
 import jwt as pyjwt
@@ -42,7 +44,6 @@ from vouching.recompute import Recompute
 from vouching.scoring import TrustEngine
 
 from ..factories import new_did
-from .crash_node import free_port
 from .forked_cli import ForkedCli
 from .in_process import records_of, running
 from .telemetry_node import Clock, telemetry_node
@@ -445,11 +446,25 @@ async def test_an_operator_block_cuts_a_peer_off_until_it_is_lifted(tmp_path):
                 assert await events.receive() == PeerEvent(b.host.peer_id, connected=True)
 
 
+def _free_port_outside_the_ephemeral_range() -> int:
+    """A port free now that no connection takes meanwhile as its own end: one of the ephemeral range could be (a dial
+    to it even, whose source port the kernel picks from that range, connects to itself), and then not listened on."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for port in random.Random().sample(range(10_000, low), 100):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port below the ephemeral range")
+
+
 async def test_a_bootstrap_peer_that_is_down_shows_unreachable_with_its_error_until_it_starts(tmp_path, monkeypatch):
     """GET /v1/peers of a real node: its bootstrap peer down (nothing listens at its port), then up."""
     key = SigningKey.generate()
     peer = peer_id_from_public_key(bytes(key.verify_key))
-    port = free_port()
+    port = _free_port_outside_the_ephemeral_range()
     addr = f"/ip4/127.0.0.1/tcp/{port}/p2p/{peer}"
     async with running(tmp_path / "b", bootstrap=(addr,), settings={"startup_sync_seconds": 0.1}) as b:
         failed = trio.Event()
