@@ -5,11 +5,13 @@ per peer. `PeerManager` is the trio shell that dials. The host lifts py-libp2p's
 every connect (gossip/host.py quirk 6), so the backoff here alone decides how often a peer is retried: a peer
 whose connection dropped is redialled after `min_backoff`, one that stays unreachable at most `max_backoff` (60 s)
 apart, and a connection that lasted less than `stable_after` counts as a failed dial, so a peer that keeps hanging
-up is redialled ever less often, not every `min_backoff`.
+up is redialled ever less often, not every `min_backoff`. `DialSchedule.known` tells what it knows of each peer
+(GET /v1/peers): where it dials it, how many dials failed in a row, the last one's error, and when it dials next.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import random
@@ -30,6 +32,7 @@ MAX_DIALS = 8  # dials at once: py-libp2p runs 32 and queues the rest, the host'
 # Addresses dialled per second, all peers together (and at once): each org's dials are bounded by its backoff, but
 # orgs are many, and every one may name anyone's address.
 MAX_DIAL_RATE, MAX_DIAL_BURST = 10.0, 50
+MAX_ERROR = 512  # characters of a peer's last dial error kept (and shown): it may carry a hostile peer's text
 
 
 def split_peer_addr(addr: str) -> tuple[str, str]:
@@ -38,6 +41,23 @@ def split_peer_addr(addr: str) -> tuple[str, str]:
     if not sep or not transport or not peer_id or "/" in peer_id:
         raise ValueError(f"{addr!r}: a peer address must end in /p2p/<peer id>")
     return transport, peer_id
+
+
+def printable_line(text: str, limit: int = MAX_ERROR) -> str:
+    """`text` as one line safe to print on a terminal, of at most `limit` characters: each character that is not
+    printable (a control character, a line break, a bidi override) as its escape, e.g. \\x1b, \\n or \\u202e (a
+    dial error may quote what a hostile peer sent), and a longer one cut in the middle, at "…": a dial error names
+    the address first and the cause last (py-libp2p's run to 500 characters, "Connection refused" at the end)."""
+    if len(text) <= limit and len(line := _escaped(text)) <= limit:
+        return line
+    head = (limit - 1) // 2
+    tail = limit - 1 - head
+    end = _escaped(text[len(text) - tail:])
+    return _escaped(text[:head])[:head] + "…" + end[len(end) - tail:]
+
+
+def _escaped(text: str) -> str:
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def org_dial_addrs(record: Record) -> tuple[str, list[str]]:
@@ -58,11 +78,26 @@ class _Target:
     announced: list[str] = field(default_factory=list)  # from the org's latest `org` record naming any
     due: float = 0.0
     failures: int = 0
+    last_error: str | None = None  # why the last of its `failures` failed (printable_line); None without any
     connected_at: float | None = None  # when its current connection opened, if it is connected
 
     @property
     def addrs(self) -> list[str]:
         return list(dict.fromkeys([*self.announced, *self.bootstrap]))
+
+
+@dataclass(frozen=True)
+class KnownPeer:
+    """What the node knows of one peer (DESIGN §5, shown by GET /v1/peers)."""
+
+    peer_id: str
+    source: str  # "bootstrap" (the config names it), "org_record" (its org's `org` record does) or "inbound" (it
+    # dialled in unasked: never dialled, and forgotten once it leaves)
+    addrs: tuple[str, ...]  # where it is dialled, in the order tried
+    connected: bool
+    failures: int  # dials failed in a row, a connection closed before `stable_after` counting as one
+    last_error: str | None  # why the last of them failed: one printable line, at most MAX_ERROR characters
+    next_dial_in: float | None  # seconds until it is dialled again (0: due, waiting for a dial); None if connected
 
 
 @dataclass
@@ -74,6 +109,13 @@ class DialSchedule:
     stable_after: float = 60.0  # a connection lasting less is a failed dial (the peer hangs up, say)
     rng: random.Random = field(default_factory=random.Random)
     _targets: dict[str, _Target] = field(default_factory=dict)
+    _sorted: list[str] | None = None  # the targets' peer ids in order, for known(); None once one came or went
+
+    def _target(self, peer_id: str) -> _Target:
+        """The peer's target, made if it had none."""
+        if peer_id not in self._targets:
+            self._targets[peer_id], self._sorted = _Target(), None
+        return self._targets[peer_id]
 
     @property
     def size(self) -> int:
@@ -82,13 +124,13 @@ class DialSchedule:
 
     def add(self, peer_id: str, addrs: Sequence[str]) -> None:
         """Keep `peer_id` connected through `addrs` from the config (merged with any known ones)."""
-        target = self._targets.setdefault(peer_id, _Target())
+        target = self._target(peer_id)
         target.bootstrap = list(dict.fromkeys([*addrs, *target.bootstrap]))
 
     def announce(self, peer_id: str, addrs: Sequence[str]) -> None:
         """Keep `peer_id` connected through `addrs` from its org's latest `org` record, in place of those its
         earlier ones named: an org may sign any number of them, each naming other addresses."""
-        self._targets.setdefault(peer_id, _Target()).announced = list(addrs)
+        self._target(peer_id).announced = list(addrs)
 
     def kept(self, peers: Iterable[str]) -> set[str]:
         """Those of `peers` it keeps connected (not peers that dialled in unasked)."""
@@ -106,10 +148,30 @@ class DialSchedule:
         times = [t.due for p, t in self._targets.items() if p not in skip]
         return min(times) if times else None
 
-    def failed(self, peer_id: str, now: float) -> float:
-        """Record a failed dial; returns the delay before the next attempt (doubling, jittered, capped)."""
+    def known(self, connected: Iterable[str], *, after: str | None, limit: int, now: float) -> list[KnownPeer]:
+        """The first `limit` peers in peer id order (after `after`, if given) that it keeps connected or that are
+        `connected` (those it does not keep dialled in), with their state at `now`."""
+        live = set(connected)
+        if self._sorted is None:
+            self._sorted = sorted(self._targets)  # (once per peer come or gone: a page is a slice of it)
+        start = 0 if after is None else bisect.bisect_right(self._sorted, after)
+        inbound = [p for p in live if p not in self._targets and (after is None or p > after)]
+        ids = sorted([*self._sorted[start:start + limit], *inbound])[:limit]
+        return [self._known(p, p in live, now) for p in ids]
+
+    def _known(self, peer_id: str, connected: bool, now: float) -> KnownPeer:
+        target = self._targets.get(peer_id)
+        if target is None:
+            return KnownPeer(peer_id, "inbound", (), connected, 0, None, None)
+        return KnownPeer(peer_id, "bootstrap" if target.bootstrap else "org_record", tuple(target.addrs), connected,
+                         target.failures, target.last_error, None if connected else max(target.due - now, 0.0))
+
+    def failed(self, peer_id: str, now: float, error: str) -> float:
+        """Record a failed dial and why (`error`, kept as a printable_line); returns the delay before the next
+        attempt (doubling, jittered, capped)."""
         target = self._targets[peer_id]
         target.failures += 1
+        target.last_error = printable_line(error)
         delay = min(self.max_backoff, self.min_backoff * 2 ** (target.failures - 1))
         delay *= self.rng.uniform(0.5, 1.0)  # jitter: nodes restarted together do not redial in lockstep
         target.due = now + delay
@@ -125,12 +187,14 @@ class DialSchedule:
         if peer_id in self._targets:
             self._targets[peer_id].due = 0.0
             self._targets[peer_id].failures = 0
+            self._targets[peer_id].last_error = None
 
     def moved(self, peer_id: str, successor: str) -> None:
         """The peer's org rotated its key (DESIGN §2): its node now answers as `successor` at the same addresses."""
         target = self._targets.pop(peer_id, None)
         if target is None:
             return
+        self._sorted = None
 
         def at_successor(addrs: list[str]) -> list[str]:
             return [f"{split_peer_addr(addr)[0]}/p2p/{successor}" for addr in addrs]
@@ -139,7 +203,9 @@ class DialSchedule:
         if not self._targets[successor].announced:  # (unless the successor's own record named its addresses)
             self.announce(successor, at_successor(target.announced))
         moved = self._targets[successor]  # the same node: its backoff carries over
-        moved.due, moved.failures = max(moved.due, target.due), max(moved.failures, target.failures)
+        if target.failures > moved.failures:
+            moved.failures, moved.last_error = target.failures, target.last_error
+        moved.due = max(moved.due, target.due)
 
     def disconnected(self, peer_id: str, now: float) -> None:
         """A connection dropped: retry after the minimum backoff, not at once (the peer may be restarting); or, if
@@ -148,10 +214,13 @@ class DialSchedule:
         if target is None:
             return
         since, target.connected_at = target.connected_at, None
-        if since is None or now - since < self.stable_after:  # (None: it closed before we heard it open)
-            self.failed(peer_id, now)
+        if since is None:  # it closed before we heard it open
+            self.failed(peer_id, now, "the connection closed as it opened")
+        elif now - since < self.stable_after:
+            self.failed(peer_id, now, f"the connection closed after {now - since:.1f} s, within the "
+                                      f"{self.stable_after:g} s that a connection must last")
         else:
-            target.failures = 0
+            target.failures, target.last_error = 0, None
             target.due = now + self.min_backoff
 
 
@@ -215,6 +284,11 @@ class PeerManager:
         """Whether it knows any peer to dial (from the bootstrap list or other orgs' `org` records)."""
         return self._schedule.size > 0
 
+    def known(self, *, after: str | None, limit: int) -> list[KnownPeer]:
+        """The first `limit` peers it knows, in peer id order after `after`: those it keeps connected and those
+        connected now that dialled in (DialSchedule.known)."""
+        return self._schedule.known(self._host.connected_peers(), after=after, limit=limit, now=trio.current_time())
+
     def retry_now(self, peer_ids: Iterable[str]) -> None:
         """Dial these peers again at once, e.g. once an operator unblocked them (Host.set_blocked)."""
         for peer_id in peer_ids:
@@ -269,8 +343,8 @@ class PeerManager:
                     failure = str(e)
                     continue
                 return  # (the host's PeerEvent tells the schedule)
-            delay = self._schedule.failed(peer_id, trio.current_time())
-            log.info("peer %s unreachable (last: %s); next attempt in %.1f s", peer_id, failure, delay)
+            delay = self._schedule.failed(peer_id, trio.current_time(), failure)
+            log.info("peer %s unreachable (last: %s); next attempt in %.1f s", peer_id, printable_line(failure), delay)
         finally:
             dialling.discard(peer_id)
             self._wake.set()

@@ -21,7 +21,7 @@ import trio
 from nacl.signing import SigningKey
 
 from gossip.host import GOSSIPSUB_PROTOCOLS, Host, HostConfig, HostError, ListenError, open_host, peer_org
-from gossip.peers import PeerManager, split_peer_addr
+from gossip.peers import KnownPeer, PeerManager, split_peer_addr
 from gossip.replica import Replica
 from gossip.service import GossipService
 from gossip.store import RecordStore, StoreError
@@ -117,6 +117,9 @@ class Node:
              "serves_sync": not self.host.refused(p, SYNC_PROTOCOL)}
             for p in self.host.connected_peers()
         ]
+
+    def known_peers(self, *, after: str | None, limit: int) -> list[KnownPeer]:
+        return self.peer_manager.known(after=after, limit=limit)
 
     def checkpoint(self) -> bytes | None:
         return self.witnessing.checkpoint_note()

@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 import heapq
+import math
+import re
 from collections.abc import Collection
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Security
+from fastapi import APIRouter, Query, Security
 from pydantic import BaseModel, ConfigDict, Field
 
+from gossip.addrs import AddrError, check_org_peer_id
 from gossip.host import InvalidPeerId, peer_public_key
+from gossip.peers import KnownPeer
+from vouching import did_key
 
+from ..audit_log import wall_clock_ms
 from .errors import ApiError, error_responses
 from .guard import bearer_scheme
+from .records import DEFAULT_PAGE, MAX_PAGE
 from .view import NodeDep
 
 MAX_BLOCKED = 1000
 # Flagged orgs GET /v1/node lists: any org inside the horizon can get keys it mints flagged by having them equivocate
 MAX_LISTED_FLAGGED = 64
+MAX_PEER_ID = 64  # an Ed25519 PeerID has 52 characters
+_BASE58 = re.compile(r"[1-9A-HJ-NP-Za-km-z]+")
 
 router = APIRouter(tags=["node"])
 
@@ -67,10 +76,39 @@ def listed_flagged(flagged: Collection[str]) -> dict[str, Any]:
             "flagged_complete": len(flagged) <= MAX_LISTED_FLAGGED, "flagged_total": len(flagged)}
 
 
-@router.get("/v1/peers")
-async def peers(node: NodeDep) -> dict[str, list[dict[str, Any]]]:
-    """The peers the node is connected to."""
-    return {"peers": node.peers()}
+@router.get("/v1/peers", responses=error_responses())
+async def peers(
+    node: NodeDep,
+    after: Annotated[str | None, Query(max_length=MAX_PEER_ID, description="The `next` of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
+) -> dict[str, Any]:
+    """`peers`: every peer the node is connected to now, dialled or dialling in (`peer_id`, `org`, GossipSub
+    `score`, `serves_sync`). `known`: a page of the peers it knows, in peer id order: those it dials (`source`
+    `bootstrap`, from its config, or `org_record`, named by the org's latest `org` record) and those that dialled in
+    (`inbound`, listed while connected), each with its `org` (null if its PeerID names none), the `addrs` it dials
+    (in the order tried), `connected`, `failures` (dials failed in a row, a connection closed within a minute
+    counting as one; forgotten once a connection lasts), `last_error` (why the last of them failed: one line of
+    printable text, as a peer's own words in it may be hostile, at most 256 characters, a longer one cut in the
+    middle; null without failures) and `next_dial_at` (when it is dialled next, in ms since the Unix epoch, the
+    present if it is due and waits for a free dial; null while connected). `next` is the cursor of the following
+    page (the last peer id), null on the last."""
+    if after is not None and not _BASE58.fullmatch(after):
+        raise ApiError(422, "invalid_request", "query.after: must be a PeerID (base58), the `next` of a page")
+    page = node.known_peers(after=after, limit=limit + 1)
+    now = wall_clock_ms()
+    return {"peers": node.peers(), "known": [known_peer_view(peer, now) for peer in page[:limit]],
+            "next": page[limit - 1].peer_id if len(page) > limit else None}
+
+
+def known_peer_view(peer: KnownPeer, now_ms: int) -> dict[str, Any]:
+    """A known peer as GET /v1/peers shows it, its next dial a time in ms since the Unix epoch (`now_ms` is now)."""
+    try:
+        org: str | None = did_key(check_org_peer_id(peer.peer_id))
+    except AddrError:
+        org = None
+    next_dial = None if peer.next_dial_in is None else now_ms + math.ceil(peer.next_dial_in * 1000)
+    return {"peer_id": peer.peer_id, "org": org, "addrs": list(peer.addrs), "connected": peer.connected,
+            "source": peer.source, "failures": peer.failures, "last_error": peer.last_error, "next_dial_at": next_dial}
 
 
 @router.get("/v1/peers/blocked")

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, Request
 
+from gossip.peers import KnownPeer
 from gossip.replica import Replica
 
 from ..idempotency import IdempotencyStore
@@ -40,6 +41,10 @@ class NodeView(Protocol):
 
     def peers(self) -> list[dict[str, Any]]:
         """JSON-ready connected peers for `GET /v1/peers`: peer id, did, addresses, ..."""
+
+    def known_peers(self, *, after: str | None, limit: int) -> list[KnownPeer]:
+        """The first `limit` peers the node knows, in peer id order after `after`: those it dials and those connected
+        that dialled in, with how dialling them goes (gossip.peers.PeerManager.known)."""
 
     def checkpoint(self) -> bytes | None:
         """The latest signed checkpoint note of the records ledger with its cosignature lines; None before the first."""

@@ -98,7 +98,11 @@ def _problem(value: Any, shape: Shape, where: str) -> str | None:
 
 # The answers NodeClient reads, as the node gives them (node/api) with the fields its callers and the CLI read.
 NODE = {"did": str, "network": str}
-PEERS = {"peers": ListOf(dict)}
+PEER: Shape = {"peer_id": str, "org": Maybe(str), "score": Maybe(NUMBER), "serves_sync": Maybe(bool)}
+PEERS = {"peers": ListOf(PEER)}
+KNOWN_PEER: Shape = {"peer_id": str, "org": (str, type(None)), "addrs": ListOf(str), "connected": bool, "source": str,
+                     "failures": int, "last_error": (str, type(None)), "next_dial_at": (int, type(None))}
+KNOWN_PEERS = {**PEERS, "known": ListOf(KNOWN_PEER), "next": (str, type(None))}
 PEER_IDS = {"peers": ListOf(str)}
 RECORD: Shape = {"index": int, "id": str, "kind": str, "iss": str, "seq": int, "body": dict}
 BODIES: dict[str, Shape] = {  # a record's body by kind, in its JSON form (node.records_json)

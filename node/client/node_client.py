@@ -99,7 +99,18 @@ class NodeClient:
         return self._get_json("/v1/node", shape=shapes.NODE)
 
     def peers(self) -> list[dict[str, Any]]:
+        """The peers the node is connected to now: peer id, org, GossipSub score, whether it serves sync."""
         return self._get_json("/v1/peers", shape=shapes.PEERS)["peers"]
+
+    def known_peers(self, *, after: str | None = None, limit: int | None = None) -> dict[str, Any]:
+        """One page of the peers the node knows, in peer id order, with how dialling each goes: `{"peers": [...]
+        (those connected, as peers() gives them), "known": [...], "next": cursor or None}`; pass `next` as `after` for
+        the page after."""
+        return self._get_json("/v1/peers", {"after": after, "limit": limit}, shape=shapes.KNOWN_PEERS)
+
+    def iter_known_peers(self, *, page: int | None = None) -> Iterator[dict[str, Any]]:
+        """Every peer the node knows, in peer id order, fetched a page at a time."""
+        return _paged(lambda after: self.known_peers(after=after, limit=page), "/v1/peers", "known")
 
     def blocked_peers(self) -> list[str]:
         """The PeerIDs the node refuses (no connection either way) until its block list changes or it restarts."""
@@ -148,7 +159,7 @@ class NodeClient:
 
     def iter_orgs(self, *, page: int | None = None) -> Iterator[dict[str, Any]]:
         """Every org the node knows, in did order, fetched a page at a time."""
-        return _paged(lambda after: self.orgs(after=after, limit=page), "orgs")
+        return _paged(lambda after: self.orgs(after=after, limit=page), "/v1/orgs", "orgs")
 
     def org(self, did: str) -> dict[str, Any]:
         return self._get_json(f"/v1/orgs/{did}", shape=shapes.ORG)
@@ -196,7 +207,7 @@ class NodeClient:
     ) -> Iterator[dict[str, Any]]:
         """Every matching record, oldest first, fetched a page at a time."""
         return _paged(lambda after: self.records(issuer=issuer, kind=kind, subject=subject, after=after, limit=page),
-                      "records")
+                      "/v1/records", "records")
 
     def submit_record(self, raw: bytes) -> dict[str, Any]:
         """Offer a signed record (COSE_Sign1 bytes) as a peer's gossip would: its JSON form once the node holds it,
@@ -295,8 +306,9 @@ class NodeClient:
             response.close()
 
 
-def _paged(fetch: Callable[[Any], dict[str, Any]], items: str) -> Iterator[dict[str, Any]]:
-    """The `items` of every page `fetch(after)` answers, following each page's `next` cursor to the last."""
+def _paged(fetch: Callable[[Any], dict[str, Any]], path: str, items: str) -> Iterator[dict[str, Any]]:
+    """The `items` of every page `fetch(after)` answers (from `path`), following each page's `next` cursor to the
+    last."""
     after = None
     while True:
         answer = fetch(after)
@@ -305,5 +317,5 @@ def _paged(fetch: Callable[[Any], dict[str, Any]], items: str) -> Iterator[dict[
         if cursor is None:
             return
         if after is not None and not cursor > after:  # else a node could keep the caller paging for ever
-            raise bad_answer(f"/v1/{items}", f"next is {cursor!r}, not after the page's own cursor {after!r}")
+            raise bad_answer(path, f"next is {cursor!r}, not after the page's own cursor {after!r}")
         after = cursor

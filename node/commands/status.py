@@ -1,8 +1,10 @@
-"""`vouchnet status` and `vouchnet peers`: what the running node is, holds, and is connected to."""
+"""`vouchnet status` and `vouchnet peers`: what the running node is, holds, is connected to, and cannot reach."""
 
 from __future__ import annotations
 
 import argparse
+import math
+import time
 from typing import Any
 
 from .common import Subparsers, add_command, open_client, print_json
@@ -29,15 +31,18 @@ def register(subparsers: Subparsers) -> None:
     peers = add_command(
         subparsers,
         "peers",
-        summary="list the peers the node is connected to",
-        description="List the libp2p peers the running node is connected to, one a line: the peer id, the org "
-        "(the did:key of the same key), the peer's GossipSub score here (0 for a peer that behaves; negative for "
-        "one penalised, e.g. for gossip this node rejected: not its org's reputation, which `vouchnet orgs` shows) "
-        "and whether it serves catch-up sync and cosigning (false for a gossip-only peer).",
+        summary="list the peers the node is connected to, and those it cannot reach and why",
+        description="List the libp2p peers the running node knows: first those connected now, each with its source "
+        "(bootstrap: the config's [p2p] bootstrap; org_record: an org record in its horizon names its address; "
+        "inbound: it dialled in), its GossipSub score here (0 for a peer that behaves; negative for one penalised, "
+        "e.g. for gossip this node rejected: not its org's reputation, which `vouchnet orgs` shows) and whether it "
+        "serves catch-up sync and cosigning (no for a gossip-only peer); then those it dials but is not connected "
+        "to, with how many dials failed in a row, when it dials next and why the last dial failed: where to look "
+        "when the node replicates nothing. --json adds each peer's org did and addresses.",
         examples=["vouchnet peers", "vouchnet peers --api http://127.0.0.1:8700 --json"],
         run=_peers,
     )
-    peers.add_argument("--json", action="store_true", help="print the peers as a JSON list")
+    peers.add_argument("--json", action="store_true", help="print the peers as a JSON list, connected ones first")
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -55,15 +60,56 @@ def _status(args: argparse.Namespace) -> int:
 
 def _peers(args: argparse.Namespace) -> int:
     with open_client(args) as client:
-        peers = client.peers()
+        connected = client.peers()
+        known = list(client.iter_known_peers())
+    peers = _listed(connected, known)
     if args.json:
         print_json(peers)
         return 0
-    for peer in peers:
-        print("  ".join(f"{key}={_show(value)}" for key, value in peer.items()))
+    live = [peer for peer in peers if peer["connected"]]
+    down = [peer for peer in peers if not peer["connected"]]
     if not peers:
-        print("no peers connected")
+        print("no peers: none connected and none to dial (no [p2p] bootstrap peer in config.toml, and no org record "
+              "in the node's horizon names an address)")
+        return 0
+    print(f"{len(live)} connected" if live else "no peers connected")
+    _table(("PEER ID", "SOURCE", "SCORE", "SYNC"),
+           [(p["peer_id"], p.get("source", "-"), _show(p.get("score")), _yes_no(p.get("serves_sync"))) for p in live])
+    if down:
+        now = time.time_ns() // 1_000_000
+        print(f"{len(down)} not connected, dialled again with growing backoff")
+        _table(("PEER ID", "SOURCE", "FAILURES", "NEXT DIAL", "LAST ERROR"),
+               [(p["peer_id"], p["source"], str(p["failures"]), _next_dial(p["next_dial_at"], now),
+                 _show(p["last_error"])) for p in down])
     return 0
+
+
+def _listed(connected: list[dict[str, Any]], known: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every peer once, those connected first: what the node knows of each (GET /v1/peers's `known`), with a
+    connected one's score and sync from `peers`."""
+    by_id = {peer["peer_id"]: peer for peer in known}
+    live = {peer["peer_id"]: {**by_id.get(peer["peer_id"], {}), **peer, "connected": True} for peer in connected}
+    merged = [*live.values(), *(peer for peer in known if peer["peer_id"] not in live)]
+    return sorted(merged, key=lambda peer: not peer["connected"])  # (stable: in peer id order within each part)
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    """Rows under a header, in columns two spaces apart, each indented by two; nothing without rows."""
+    if not rows:
+        return
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    for row in (header, *rows):
+        print("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+def _next_dial(at_ms: int | None, now_ms: int) -> str:
+    if at_ms is None:
+        return "-"
+    return f"in {math.ceil((at_ms - now_ms) / 1000)} s" if at_ms > now_ms else "due"
+
+
+def _yes_no(value: bool | None) -> str:
+    return "-" if value is None else "yes" if value else "no"
 
 
 def _show(value: Any) -> str:

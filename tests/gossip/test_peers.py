@@ -28,7 +28,7 @@ def test_split_peer_addr():
 def test_backoff_doubles_with_jitter_up_to_the_cap_and_resets_once_a_connection_lasts():
     schedule = DialSchedule(min_backoff=1, max_backoff=8, stable_after=60, rng=random.Random(1))
     schedule.add("p", ["/ip4/1.2.3.4/tcp/1/p2p/p"])
-    delays = [schedule.failed("p", now=0) for _ in range(6)]
+    delays = [schedule.failed("p", now=0, error="refused") for _ in range(6)]
     caps = [1, 2, 4, 8, 8, 8]
     assert all(cap / 2 <= d <= cap for d, cap in zip(delays, caps))
     schedule.connected("p", now=0)
@@ -37,14 +37,14 @@ def test_backoff_doubles_with_jitter_up_to_the_cap_and_resets_once_a_connection_
     schedule.connected("p", now=100)
     schedule.disconnected("p", now=160)
     assert schedule.next_due(connected=()) == 161
-    assert schedule.failed("p", now=0) <= 1
+    assert schedule.failed("p", now=0, error="refused") <= 1
 
 
 def test_due_skips_connected_and_waiting_peers_and_respects_the_budget():
     schedule = DialSchedule(rng=random.Random(1))
     for p in "abcd":
         schedule.add(p, [f"/p2p/{p}"])
-    schedule.failed("b", now=0)
+    schedule.failed("b", now=0, error="refused")
     due = [p for p, _ in schedule.due(now=0, connected={"a"}, budget=1)]
     assert due == ["c"] or due == ["d"]
     assert schedule.next_due(connected={"a", "c", "d"}) > 0
@@ -63,12 +63,12 @@ def test_a_peer_retried_now_is_due_at_once_with_its_backoff_forgotten():
     schedule = DialSchedule(min_backoff=1, max_backoff=60, rng=random.Random(1))
     schedule.add("p", ["/p2p/p"])
     for _ in range(6):
-        schedule.failed("p", now=100)
+        schedule.failed("p", now=100, error="refused")
     assert schedule.due(now=100, connected=(), budget=5) == []
     schedule.retry_now("p")
     schedule.retry_now("unknown")  # a peer it was never asked to keep stays unknown
     assert schedule.due(now=100, connected=(), budget=5) == [("p", ["/p2p/p"])]
-    assert schedule.failed("p", now=100) <= 1
+    assert schedule.failed("p", now=100, error="refused") <= 1
 
 
 async def _node(stack: AsyncExitStack, tmp_path, name: str):

@@ -27,12 +27,13 @@ def addr(peer: str) -> str:
 
 
 class DialCountingHost:
-    """What PeerManager asks of a host: `connected` peers, and dials that fail unless the peer is in `reachable`
-    (slowly, at a tarpit's address: one that accepts TCP and never answers)."""
+    """What PeerManager asks of a host: `connected` peers, and dials that fail (saying `refusal`) unless the peer is
+    in `reachable` (slowly, at a tarpit's address: one that accepts TCP and never answers)."""
 
     def __init__(self, *, connected: set[str] = frozenset(), reachable: set[str] = frozenset(),
-                 tarpits: set[str] = frozenset()) -> None:
+                 tarpits: set[str] = frozenset(), refusal: str = "connection refused") -> None:
         self.connected, self.reachable, self.tarpits = set(connected), set(reachable), set(tarpits)
+        self.refusal = refusal  # why a dial fails, after the address
         self.dialled: list[str] = []
         self.dialling = self.most_dialling = 0
         self.listen_addrs: list[str] = []
@@ -63,7 +64,7 @@ class DialCountingHost:
         finally:
             self.dialling -= 1
         if peer not in self.reachable:
-            raise HostError(f"dial {address}: connection refused")
+            raise HostError(f"dial {address}: {self.refusal}")
         self.connected.add(peer)
         self._events_send.send_nowait(PeerEvent(peer, connected=True))
         return peer
@@ -193,7 +194,7 @@ def test_a_rotation_does_not_reset_the_backoff_of_an_unreachable_org():
     schedule = DialSchedule(min_backoff=1, max_backoff=60, rng=random.Random(1))
     schedule.announce("old", [addr("old")])
     for _ in range(8):
-        schedule.failed("old", now=0)
+        schedule.failed("old", now=0, error="refused")
     schedule.moved("old", "new")
     assert schedule.due(now=29, connected=(), budget=5) == []
     assert schedule.due(now=60, connected=(), budget=5) == [("new", [addr("new")])]

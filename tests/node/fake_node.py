@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import trio
 from nacl.signing import SigningKey
 
+from gossip.peers import DialSchedule, KnownPeer
 from gossip.replica import Replica
 from gossip.store import RecordStore
 from node.idempotency import IdempotencyStore
@@ -29,7 +31,8 @@ TOKEN = "test-token-" + "x" * 32
 
 @dataclass
 class FakeNode:
-    """The running node as the API sees it; `sign_checkpoint` stands in for the Witnessing service."""
+    """The running node as the API sees it; `sign_checkpoint` stands in for the Witnessing service, `schedule` for
+    the peer manager's (the peers of `peer_list` are those connected)."""
 
     replica: Replica
     idempotency: IdempotencyStore
@@ -38,6 +41,7 @@ class FakeNode:
     peer_list: list[dict[str, Any]] = field(default_factory=list)
     note: bytes | None = None
     blocked: list[str] = field(default_factory=list)
+    schedule: DialSchedule = field(default_factory=DialSchedule)
 
     @property
     def did(self) -> str:
@@ -48,6 +52,10 @@ class FakeNode:
 
     def peers(self) -> list[dict[str, Any]]:
         return self.peer_list
+
+    def known_peers(self, *, after: str | None, limit: int) -> list[KnownPeer]:
+        connected = [peer["peer_id"] for peer in self.peer_list]
+        return self.schedule.known(connected, after=after, limit=limit, now=trio.current_time())
 
     def checkpoint(self) -> bytes | None:
         return self.note

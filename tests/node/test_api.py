@@ -5,16 +5,19 @@ import json
 import logging
 import re
 import sqlite3
+import time
 from contextlib import closing
 from urllib.parse import quote
 
 import httpx
 import pytest
+import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
-from gossip.host import peer_id_from_public_key
+from gossip.host import peer_id_from_public_key, peer_org
+from gossip.peers import MAX_ERROR
 from gossip.replica import Replica
 from gossip.store import INDEX_FILE, RecordStore, StoreError
 from ledger import Ed25519Verifier, LedgerError, open_checkpoint, verify_consistency, verify_inclusion
@@ -116,7 +119,68 @@ async def test_node_lists_the_first_flagged_orgs_in_did_order_and_counts_them_al
 async def test_peers_are_the_nodes_connected_peers(api, node):
     node.peer_list.append({"peer_id": "12D3KooWOther", "did": new_did(), "addrs": ["/ip4/10.0.0.2/tcp/4001"]})
     response = await api.get("/v1/peers")
-    assert response.json() == {"peers": node.peer_list}
+    assert response.json()["peers"] == node.peer_list
+
+
+def _peer(seed: int) -> tuple[str, str]:
+    """A PeerID and an address dialling it."""
+    peer = peer_id_from_public_key(bytes([seed]) * 32)
+    return peer, f"/ip4/10.0.0.{seed}/tcp/4001/p2p/{peer}"
+
+
+async def test_a_bootstrap_peer_that_is_down_is_known_unreachable_with_its_error_and_next_dial_then_connected(
+        api, node):
+    peer, addr = _peer(1)
+    node.schedule.add(peer, [addr])
+    before = time.time_ns() // 1_000_000
+    delay = node.schedule.failed(peer, trio.current_time(), f"dial {addr}: connection refused")
+    answer = (await api.get("/v1/peers")).json()
+    after = time.time_ns() // 1_000_000
+    [down] = answer["known"]
+    assert answer["peers"] == [] and answer["next"] is None
+    next_dial = down.pop("next_dial_at")
+    assert down == {"peer_id": peer, "org": peer_org(peer), "addrs": [addr], "connected": False, "source": "bootstrap",
+                    "failures": 1, "last_error": f"dial {addr}: connection refused"}
+    assert before + delay * 1000 - 2 <= next_dial <= after + delay * 1000 + 2  # (whole ms, either way)
+    node.peer_list.append({"peer_id": peer, "org": peer_org(peer)})
+    node.schedule.connected(peer, trio.current_time())
+    answer = (await api.get("/v1/peers")).json()
+    assert answer["peers"] == node.peer_list
+    assert [(p["peer_id"], p["connected"], p["next_dial_at"]) for p in answer["known"]] == [(peer, True, None)]
+
+
+async def test_a_hostile_peers_dial_error_is_shown_as_one_printable_line(api, node):
+    peer, addr = _peer(2)
+    node.schedule.announce(peer, [addr])
+    node.schedule.failed(peer, trio.current_time(), "refused: \x1b[2J\x1b]0;owned\x07\r\nok\u202e" + "x" * 5000)
+    [shown] = (await api.get("/v1/peers")).json()["known"]
+    assert shown["source"] == "org_record" and shown["last_error"].isprintable()
+    assert shown["last_error"].startswith("refused: \\x1b[2J\\x1b]0;owned\\x07\\r\\nok\\u202exx")
+    assert len(shown["last_error"]) == MAX_ERROR
+
+
+async def test_known_peers_are_paged_in_peer_id_order_each_once(api, node):
+    peers = [_peer(seed) for seed in range(1, 8)]
+    for peer, addr in peers[:5]:
+        node.schedule.add(peer, [addr])
+    node.peer_list += [{"peer_id": peer} for peer, _ in peers[4:]]  # one of them dialled, two dialled in
+    seen, after = [], None
+    while True:
+        answer = (await api.get("/v1/peers", params={"limit": 3, **({"after": after} if after else {})})).json()
+        assert len(answer["known"]) <= 3 and answer["peers"] == node.peer_list
+        seen += [(p["peer_id"], p["source"]) for p in answer["known"]]
+        if (after := answer["next"]) is None:
+            break
+    assert seen == sorted([(p, "bootstrap") for p, _ in peers[:5]] + [(p, "inbound") for p, _ in peers[5:]])
+    assert len((await api.get("/v1/peers", params={"limit": 500})).json()["known"]) == 7
+
+
+@pytest.mark.parametrize(("query", "detail"), [
+    ({"after": "12D3KooW0lI"}, "query.after: must be a PeerID"), ({"after": "a" * 65}, "query.after"),
+    ({"limit": 0}, "query.limit"), ({"limit": 501}, "query.limit"),
+])
+async def test_a_bad_page_of_peers_is_refused_naming_the_parameter(api, query, detail):
+    assert_error(await api.get("/v1/peers", params=query), 422, "invalid_request", detail)
 
 
 async def test_the_block_list_is_replaced_whole_and_read_back(api, node):

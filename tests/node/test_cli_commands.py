@@ -6,6 +6,7 @@ import importlib.metadata
 import io
 import itertools
 import json
+import math
 import os
 import sqlite3
 import struct
@@ -22,6 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
+from gossip.host import peer_id_from_public_key, peer_org
 from gossip.replica import Replica
 from ledger import Checkpoint, Ed25519Signer, ProofError, format_note, log_origin, note_signature, verify_inclusion
 from node import cli
@@ -187,17 +189,65 @@ async def test_dir_and_api_exclude_each_other(run, data_dir, url):
 # --- peers ----------------------------------------------------------------------------------------------
 
 
-async def test_peers_one_a_line_or_as_json(run, node, url):
+def _peer(seed: int) -> tuple[str, str]:
+    """A PeerID and an address dialling it."""
+    peer = peer_id_from_public_key(bytes([seed]) * 32)
+    return peer, f"/ip4/10.0.0.{seed}/tcp/4001/p2p/{peer}"
+
+
+async def test_peers_lists_the_connected_then_the_unreachable_with_their_error_and_next_dial(run, node, url):
+    (up, up_addr), (inbound, _), (down, down_addr) = _peer(1), _peer(2), _peer(3)
+    node.schedule.add(up, [up_addr])
+    node.schedule.announce(down, [down_addr])
+    for _ in range(6):
+        node.schedule.failed(down, trio.current_time(), f"dial {down_addr}: connection refused")
+    delay = node.schedule.failed(down, trio.current_time(), f"dial {down_addr}: no connection within 10 s")  # 30-60 s
+    node.peer_list += [{"peer_id": up, "org": peer_org(up), "score": 0.0, "serves_sync": True},
+                       {"peer_id": inbound, "org": peer_org(inbound), "score": -10.5, "serves_sync": False}]
     code, out, _ = await run("peers", "--api", url)
-    assert (code, out) == (0, "no peers connected\n")
-    node.peer_list += [
-        {"peer_id": "12D3KooWA", "addrs": ["/ip4/10.0.0.1/tcp/4001"]},
-        {"peer_id": "12D3KooWB", "addrs": []},
-    ]
+    lines = [line.split() for line in out.splitlines()]
+    assert (code, lines[:4]) == (0, [
+        ["2", "connected"], ["PEER", "ID", "SOURCE", "SCORE", "SYNC"],
+        [up, "bootstrap", "0.0", "yes"], [inbound, "inbound", "-10.5", "no"]])
+    assert lines[4:6] == [["1", "not", "connected,", "dialled", "again", "with", "growing", "backoff"],
+                          ["PEER", "ID", "SOURCE", "FAILURES", "NEXT", "DIAL", "LAST", "ERROR"]]
+    assert lines[6][:4] == [down, "org_record", "7", "in"] and 1 <= int(lines[6][4]) <= math.ceil(delay)
+    assert lines[6][5:] == ["s", "dial", down_addr + ":", "no", "connection", "within", "10", "s"]
+    assert len(lines) == 7
+
+
+async def test_peers_prints_a_hostile_peers_dial_error_as_one_escaped_line(run, node, url):
+    peer, addr = _peer(4)
+    node.schedule.add(peer, [addr])
+    node.schedule.failed(peer, trio.current_time(), "refused\x1b[2J\x1b]0;owned\x07\r\n2 connected\u202e")
     code, out, _ = await run("peers", "--api", url)
-    assert out.splitlines() == ["peer_id=12D3KooWA  addrs=/ip4/10.0.0.1/tcp/4001", "peer_id=12D3KooWB  addrs=-"]
+    assert code == 0 and all(line.isprintable() for line in out.splitlines()) and out.count("\n") == 4
+    assert out.splitlines()[-1].endswith("refused\\x1b[2J\\x1b]0;owned\\x07\\r\\n2 connected\\u202e")
+
+
+async def test_peers_lists_every_page_of_known_peers(run, node, url):
+    """The node answers 100 known peers a page: the command lists them all."""
+    peers = sorted(_peer(seed)[0] for seed in range(1, 151))
+    for peer in peers:
+        node.schedule.add(peer, [f"/ip4/10.0.0.1/tcp/4001/p2p/{peer}"])
+    code, out, _ = await run("peers", "--api", url)
+    assert code == 0 and [line.split()[0] for line in out.splitlines()[3:]] == peers
+
+
+async def test_peers_as_json_are_one_list_connected_first(run, node, url):
+    (up, up_addr), (down, down_addr) = _peer(6), _peer(5)
+    node.schedule.add(up, [up_addr])
+    node.schedule.add(down, [down_addr])
+    node.peer_list.append({"peer_id": up, "org": peer_org(up), "score": 0.0, "serves_sync": True})
     code, out, _ = await run("peers", "--api", url, "--json")
-    assert json.loads(out) == node.peer_list
+    assert code == 0
+    assert [(p["peer_id"], p["connected"], p["source"], p.get("score")) for p in json.loads(out)] == [
+        (up, True, "bootstrap", 0.0), (down, False, "bootstrap", None)]
+
+
+async def test_peers_says_when_the_node_has_none_to_dial(run, url):
+    code, out, _ = await run("peers", "--api", url)
+    assert (code, out.startswith("no peers: none connected and none to dial")) == (0, True)
 
 
 # --- vouch and revoke -----------------------------------------------------------------------------------
@@ -778,6 +828,7 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path):
 @pytest.mark.parametrize(("argv", "answer"), [
     (["status"], []),
     (["peers"], {"peers": "all"}),
+    (["peers"], {"peers": [], "known": [{"peer_id": "p"}], "next": None}),
     (["records"], {"records": [{"index": 0, "id": "ab", "kind": "org", "iss": "x", "seq": 1, "body": {}}],
                    "next": None}),
     (["orgs"], {"orgs": [{"org": new_did()}], "next": None}),

@@ -279,6 +279,10 @@ _CALLS: dict[str, tuple[tuple[Any, ...], Any]] = {
     "health": ((), {"status": "ok"}),
     "node": ((), {"did": _DID, "network": "testnet", "records": 3}),
     "peers": ((), {"peers": [{"peer_id": "p", "score": 1.5}]}),
+    "known_peers": ((), {"peers": [{"peer_id": "p", "org": _DID, "score": 0, "serves_sync": True}], "next": "p",
+                         "known": [{"peer_id": "q", "org": None, "addrs": ["/ip4/10.0.0.1/tcp/1/p2p/q"],
+                                    "connected": False, "source": "bootstrap", "failures": 2,
+                                    "last_error": "refused", "next_dial_at": 1764200000000}]}),
     "blocked_peers": ((), {"peers": ["p"]}),
     "block_peers": ((["p"],), {"peers": ["p"]}),
     "score": ((_DID,), {"agent": _DID, "score": 500, "tier": "known", "confidence": 0.5, "explanation": {"text": []}}),
@@ -381,9 +385,15 @@ def test_the_async_client_returns_what_the_client_returns_and_refuses_what_it_re
     assert _outcome(lambda: asyncio.run(_ask_async(method, transport))) == expected
 
 
+_KNOWN = _CALLS["known_peers"][1]
+
+
 @pytest.mark.parametrize(("method", "answer", "detail"), [
     ("node", {"did": _DID}, "/v1/node: network is missing"),
     ("peers", {"peers": [1]}, "/v1/peers: peers[0] is not an object"),
+    ("peers", {"peers": [{"score": 0}]}, "/v1/peers: peers[0].peer_id is missing"),
+    ("known_peers", {**_KNOWN, "known": [{**_KNOWN["known"][0], "failures": "2"}]},
+     "/v1/peers: known[0].failures is not an integer"),
     ("score", {**_CALLS["score"][1], "score": True}, f"/v1/agents/{_DID}/score: score is not an integer"),
     ("score", {**_CALLS["score"][1], "explanation": {}}, f"/v1/agents/{_DID}/score: explanation.text is missing"),
     ("orgs", {"orgs": [{**_ORG, "reputation": "high"}], "next": None}, "/v1/orgs: orgs[0].reputation is not a number"),
@@ -398,14 +408,16 @@ def test_a_malformed_answer_is_a_bad_answer_naming_the_field(method, answer, det
     assert (refused.value.code, refused.value.detail) == ("bad_answer", detail)
 
 
-@pytest.mark.parametrize("items", ["records", "orgs"])
-def test_a_next_cursor_that_does_not_advance_ends_the_paging_as_a_bad_answer(items):
+@pytest.mark.parametrize(("items", "path"), [("records", "/v1/records"), ("orgs", "/v1/orgs"),
+                                            ("known_peers", "/v1/peers")])
+def test_a_next_cursor_that_does_not_advance_ends_the_paging_as_a_bad_answer(items, path):
     """Else a node answering every page with the same `next` would keep `vouchnet records` paging for ever."""
-    page = {"records": {"records": [_VOUCHED], "next": 5}, "orgs": {"orgs": [_ORG], "next": _DID}}[items]
+    page = {"records": {"records": [_VOUCHED], "next": 5}, "orgs": {"orgs": [_ORG], "next": _DID},
+            "known_peers": _KNOWN}[items]
     transport = httpx.MockTransport(lambda request: httpx.Response(200, json=page))
     with NodeClient("http://node", transport=transport) as client, pytest.raises(NodeApiError) as refused:
         list(getattr(client, f"iter_{items}")())
-    assert refused.value.detail.startswith(f"/v1/{items}: next is ")
+    assert refused.value.detail.startswith(f"{path}: next is ")
 
 
 def _chunked(body: list[bytes], stated: bool, *, asynchronous: bool = False

@@ -5,6 +5,7 @@ import gc
 import json
 import logging
 import os
+import random
 import signal
 import socket
 import sqlite3
@@ -14,6 +15,7 @@ import threading
 import time
 from contextlib import closing
 from dataclasses import replace
+from pathlib import Path
 
 import httpx
 import jwt as pyjwt
@@ -30,7 +32,7 @@ from gossip.store import CommittedIndex, RecordStore
 from node.audit_log import AuditLog
 from node.config import load_config
 from node.credential_status import bit, decode_list, vouch_list_url
-from gossip.host import PeerEvent, open_host, peer_id_from_public_key
+from gossip.host import HostError, PeerEvent, open_host, peer_id_from_public_key, peer_org
 from node.daemon import Node, StartupError, run_until_signalled, serve_node
 from node.events import Event, decode_entry
 from node.keys import KeyFileError, create_token, load_org_key
@@ -442,6 +444,59 @@ async def test_an_operator_block_cuts_a_peer_off_until_it_is_lifted(tmp_path):
                 assert b.host.connected_peers() == []
                 await trio.to_thread.run_sync(partial(client.block_peers, []))
                 assert await events.receive() == PeerEvent(b.host.peer_id, connected=True)
+
+
+def _free_port_outside_the_ephemeral_range() -> int:
+    """A port free now that no connection takes meanwhile as its own end: one of the ephemeral range could be (a dial
+    to it even, whose source port the kernel picks from that range, connects to itself), and then not listened on."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for port in random.Random().sample(range(10_000, low), 100):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port below the ephemeral range")
+
+
+async def test_a_bootstrap_peer_that_is_down_shows_unreachable_with_its_error_until_it_starts(tmp_path, monkeypatch):
+    """GET /v1/peers of a real node: its bootstrap peer down (nothing listens at its port), then up."""
+    key = SigningKey.generate()
+    peer = peer_id_from_public_key(bytes(key.verify_key))
+    port = _free_port_outside_the_ephemeral_range()
+    addr = f"/ip4/127.0.0.1/tcp/{port}/p2p/{peer}"
+    async with running(tmp_path / "b", bootstrap=(addr,), settings={"startup_sync_seconds": 0.1}) as b:
+        failed = trio.Event()
+        connect = b.host.connect
+
+        async def dial(address: str) -> str:
+            try:
+                return await connect(address)
+            except HostError:
+                failed.set()  # (the manager records the failure before it next waits)
+                raise
+
+        monkeypatch.setattr(b.host, "connect", dial)
+        async with httpx.AsyncClient(base_url=b.api_url) as api:
+            with trio.fail_after(30):
+                [down] = (await api.get("/v1/peers")).json()["known"]
+                if down["failures"] == 0:  # not dialled yet
+                    await failed.wait()
+                    [down] = (await api.get("/v1/peers")).json()["known"]
+            assert (down["peer_id"], down["org"], down["source"], down["connected"]) == (
+                peer, peer_org(peer), "bootstrap", False)
+            assert down["failures"] >= 1 and down["last_error"].startswith(f"dial {addr}: ")
+            assert down["next_dial_at"] > 0
+            events = b.host.peer_events()
+            async with open_host(bytes(key), [f"/ip4/127.0.0.1/tcp/{port}"]):
+                with trio.fail_after(90):  # its backoff: a minute at most
+                    while (await events.receive()) != PeerEvent(peer, connected=True):
+                        pass
+                answer = (await api.get("/v1/peers")).json()
+    assert [p["peer_id"] for p in answer["peers"]] == [peer]
+    [up] = answer["known"]
+    assert (up["connected"], up["next_dial_at"]) == (True, None)
 
 
 async def test_the_client_reports_events_and_reads_the_metrics(tmp_path):

@@ -12,7 +12,7 @@ import pytest
 import httpx
 import trio
 
-from gossip.peers import MAX_DIAL_BURST, MAX_DIAL_RATE, MAX_DIALS
+from gossip.peers import MAX_DIAL_BURST, MAX_DIAL_RATE, MAX_DIALS, MAX_ERROR
 from gossip.serving_budget import ServingRates
 from node import cli
 from node.api.records import DEFAULT_PAGE, MAX_PAGE
@@ -119,6 +119,7 @@ _RATES = ServingRates()
     f"`Retry-After`, at most {MAX_RETRY_AFTER_S:.0f} s,",
     f"{MAX_DIALS} dials at once, bootstrap peers first, and {MAX_DIAL_RATE:.0f} addresses a second in all (bursts "
     f"of {MAX_DIAL_BURST})",
+    f"`last_error` (one line of printable text, at most {MAX_ERROR} characters:",
 ])
 def test_the_readme_states_the_figures_the_code_uses(statement):
     assert statement in " ".join(README.read_text().split())

@@ -1,0 +1,140 @@
+"""What a node knows of its peers (GET /v1/peers, DESIGN.md §5): where each is dialled, whether it is connected, how
+many dials failed in a row and why the last did, and when it is dialled next; trio's mock clock stands in for time."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gossip.peers import MAX_ERROR, DialSchedule, KnownPeer, printable_line
+from gossip.replica import Replica
+from gossip.store import RecordStore
+
+from ..factories import Org
+from .test_peers_hostile import DialCountingHost, addr, running
+
+
+@pytest.fixture
+def replica(tmp_path):
+    with RecordStore.open(tmp_path) as store:
+        yield Replica(Org().key, store, roots=(), max_hops=3, held_limit=100)
+
+
+async def test_a_bootstrap_peer_that_is_down_shows_its_error_and_next_dial_then_connected(replica, autojump_clock):
+    host = DialCountingHost()
+    async with running(host, replica, bootstrap=[addr("boot")], max_peers=5) as manager:
+        await trio.sleep(5)
+        [down] = manager.known(after=None, limit=10)
+        assert (down.peer_id, down.source, down.addrs, down.connected) == ("boot", "bootstrap", (addr("boot"),), False)
+        assert down.failures >= 1 and down.last_error == f"dial {addr('boot')}: connection refused"
+        assert 0 < down.next_dial_in <= 60
+        host.reachable.add("boot")
+        await trio.sleep(down.next_dial_in + 1)
+        [up] = manager.known(after=None, limit=10)
+    assert up.connected and up.next_dial_in is None and up.failures == down.failures
+
+
+async def test_a_hostile_peers_dial_error_is_kept_as_one_short_printable_line(replica, autojump_clock):
+    """A dial error may quote what the peer sent: terminal escapes, line breaks and bidi overrides in it would
+    reach the operator's terminal through `vouchnet peers`, and its length the node's memory, once per org."""
+    host = DialCountingHost(refusal="\x1b[2J\x1b]0;owned\x07\r\nall peers connected\u202e" + "x" * 10_000)
+    async with running(host, replica, bootstrap=[addr("evil")], max_peers=5) as manager:
+        await trio.sleep(1)
+        [peer] = manager.known(after=None, limit=10)
+    assert peer.last_error is not None and peer.last_error.isprintable() and len(peer.last_error) == MAX_ERROR
+    assert peer.last_error.startswith(f"dial {addr('evil')}: \\x1b[2J\\x1b]0;owned\\x07\\r\\nall peers connected"
+                                      "\\u202exxx")
+    assert peer.last_error.endswith("x…" + "x" * ((MAX_ERROR - 1) - (MAX_ERROR - 1) // 2))
+
+
+def test_a_long_dial_error_keeps_its_address_and_its_cause():
+    """py-libp2p's dial errors run to 500 characters and name the cause last: cut at the end, every error read the
+    same, without it."""
+    error = "dial /ip4/127.0.0.1/tcp/4001/p2p/peer: unable to connect" + "; failed" * 60 + ": Connection refused"
+    line = printable_line(error)
+    assert line.startswith("dial /ip4/127.0.0.1/tcp/4001/p2p/peer: unable to connect; failed")
+    assert line.endswith("; failed: Connection refused") and len(line) == MAX_ERROR and "…" in line
+
+
+@settings(deadline=None)
+@given(st.text(), st.integers(1, 300))
+def test_printable_line_is_printable_bounded_and_leaves_a_short_printable_text_as_it_is(text, limit):
+    line = printable_line(text, limit)
+    assert line.isprintable() and len(line) <= limit
+    if text.isprintable() and len(text) <= limit:
+        assert line == text
+
+
+def test_known_peers_name_their_source_and_state_in_peer_id_order_a_page_at_a_time():
+    schedule = DialSchedule(min_backoff=1, max_backoff=60, stable_after=60, rng=random.Random(1))
+    schedule.add("a", [addr("a")])
+    schedule.announce("a", ["/ip4/10.0.0.1/tcp/1/p2p/a"])
+    schedule.announce("c", [addr("c")])
+    delay = schedule.failed("c", now=10, error="dial: connection refused")
+    pages = [schedule.known(["b", "a"], after=after, limit=2, now=10) for after in (None, "b")]
+    assert pages == [
+        [KnownPeer("a", "bootstrap", ("/ip4/10.0.0.1/tcp/1/p2p/a", addr("a")), True, 0, None, None),
+         KnownPeer("b", "inbound", (), True, 0, None, None)],
+        [KnownPeer("c", "org_record", (addr("c"),), False, 1, "dial: connection refused", delay)]]
+    assert schedule.known([], after="c", limit=2, now=10) == []
+    assert schedule.known([], after=None, limit=5, now=10 + delay + 5)[1].next_dial_in == 0  # due: dialled next
+
+
+_IDS = st.sampled_from("abcd")
+
+
+@settings(deadline=None, max_examples=300)
+@given(st.lists(st.tuples(st.sampled_from(["add", "announce", "moved", "page"]), _IDS, _IDS)),
+       st.sets(_IDS), st.integers(1, 4))
+def test_pages_of_known_peers_follow_every_peer_come_and_gone(operations, connected, limit):
+    """Paged after any adds, announcements and rotations (moved), with some peers connected, known() lists each
+    peer it keeps or that is connected once, in order (a page reads a cached order of the kept peers)."""
+    schedule = DialSchedule()
+    kept: set[str] = set()
+    for operation, peer, other in operations:
+        if operation == "page":  # (the order is cached here)
+            schedule.known(connected, after=peer, limit=limit, now=0)
+        elif operation == "moved":
+            if peer in kept and peer != other:
+                kept = (kept - {peer}) | {other}
+            schedule.moved(peer, other)
+        else:
+            getattr(schedule, operation)(peer, [addr(peer)])
+            kept.add(peer)
+        listed, after = [], None
+        while page := schedule.known(connected, after=after, limit=limit, now=0):
+            listed += [p.peer_id for p in page]
+            after = page[-1].peer_id
+        assert listed == sorted(kept | connected)
+
+
+def test_a_connection_that_did_not_last_is_the_last_error_until_one_lasts():
+    schedule = DialSchedule(min_backoff=1, max_backoff=60, stable_after=60, rng=random.Random(1))
+    schedule.add("p", [addr("p")])
+    schedule.connected("p", now=0)
+    schedule.disconnected("p", now=2.5)
+    [peer] = schedule.known([], after=None, limit=1, now=3)
+    assert (peer.failures, peer.last_error) == (1, "the connection closed after 2.5 s, within the 60 s that a "
+                                                   "connection must last")
+    schedule.disconnected("p", now=4)  # closed before its opening was heard
+    assert schedule.known([], after=None, limit=1, now=4)[0].last_error == "the connection closed as it opened"
+    schedule.connected("p", now=100)
+    schedule.disconnected("p", now=200)
+    [peer] = schedule.known([], after=None, limit=1, now=200)
+    assert (peer.failures, peer.last_error) == (0, None)
+
+
+def test_a_retried_or_moved_peer_keeps_or_forgets_its_error_with_its_failures():
+    schedule = DialSchedule(rng=random.Random(1))
+    schedule.announce("old", [addr("old")])
+    schedule.failed("old", now=0, error="refused")
+    schedule.moved("old", "new")
+    [moved] = schedule.known([], after=None, limit=1, now=0)
+    assert (moved.peer_id, moved.failures, moved.last_error) == ("new", 1, "refused")
+    schedule.retry_now("new")
+    [retried] = schedule.known([], after=None, limit=1, now=0)
+    assert (retried.failures, retried.last_error, retried.next_dial_in) == (0, None, 0)
