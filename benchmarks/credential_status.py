@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import sqlite3
-import statistics
 import sys
 import tempfile
 import time
@@ -27,7 +26,7 @@ import trio  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 from nacl.signing import SigningKey  # noqa: E402
 
-from benchmarks.vouch_status import URL, stalls  # noqa: E402
+from benchmarks.vouch_status import URL, print_figures, timed  # noqa: E402
 from gossip.replica import Replica  # noqa: E402
 from gossip.store import RecordStore  # noqa: E402
 from node.credential_registry import CREDENTIALS_FILE, CredentialRegistry  # noqa: E402
@@ -46,16 +45,6 @@ def fill(directory: Path, credentials: int, now: int) -> None:
                          now - DAY_S if i % 2 else None, "left" if i % 2 else None) for i in range(credentials)))
 
 
-async def timed(client: httpx.AsyncClient, path: str) -> tuple[float, float]:
-    """One GET of `path` (s), and the loop's longest stall meanwhile (s)."""
-    async with stalls() as longest:
-        start = time.perf_counter()
-        response = await client.get(path)
-        took = time.perf_counter() - start
-    assert response.status_code == 200, response.text
-    return took, longest[0]
-
-
 async def measure(app: FastAPI, directory: Path, rounds: int) -> None:
     figures: dict[str, list[tuple[float, float]]] = {}
     writer = CredentialRegistry.open(directory)  # another process's connection, as `vouchnet agent` is
@@ -71,10 +60,7 @@ async def measure(app: FastAPI, directory: Path, rounds: int) -> None:
             for name in ("JWKS, after a new credential", "JWKS, again"):
                 figures.setdefault(name, []).append(await timed(client, "/.well-known/jwks.json"))
     writer.close()
-    for name, pairs in figures.items():
-        took, stall = [p[0] for p in pairs], [p[1] for p in pairs]
-        print(f"  {name:30} median {statistics.median(took) * 1e3:7.2f} ms   max {max(took) * 1e3:7.2f} ms   "
-              f"loop stalled median {statistics.median(stall) * 1e3:6.2f} ms, max {max(stall) * 1e3:6.2f} ms")
+    print_figures(figures)
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ from node.jwt import JwtError, b64url, decode_jwt, encode_jwt
 from node.api import ApiService
 from node.commands import agents
 from node.commands.common import CommandFailed, UsageError
-from node import credentials_api
+from node import signed_lists
 from node.credential_status import bit, decode_list, vouch_status_entry
 from node.credentials_api import RETIRED_KEY_GRACE_S, credentials_router
 from node.keys import load_org_key, load_token
@@ -352,8 +352,8 @@ async def test_a_status_list_is_signed_again_only_once_revoked_or_a_minute_old(n
     """Every GET of a status list, which needs no token and other orgs fetch, signed it anew: 8 ms of CPU (its gzip)
     for a list of a thousand revocations, at the cost of a request line to whoever sends it."""
     now, signed = [1_000_000.0], []
-    monkeypatch.setattr(credentials_api, "status_list_credential",
-                        lambda *args, real=credentials_api.status_list_credential, **kwargs: (
+    monkeypatch.setattr(signed_lists, "status_list_credential",
+                        lambda *args, real=signed_lists.status_list_credential, **kwargs: (
                             signed.append(1), real(*args, **kwargs))[1])
     app = guarded_app([credentials_router(node.key, node.replica, node.credentials, PUBLIC_URL, clock=lambda: now[0])])
     for agent in ("alice", "bob"):
@@ -369,7 +369,7 @@ async def test_a_status_list_is_signed_again_only_once_revoked_or_a_minute_old(n
         assert [await revoked() for _ in range(10)] == [[]] * 10 and len(signed) == 1  # 10 before
         node.credentials.revoke("bob", reason="left", at=int(now[0]))
         assert await revoked() == [1] and len(signed) == 2  # a revocation is served at once
-        now[0] += credentials_api.LIST_REUSE_S - 1
+        now[0] += signed_lists.LIST_REUSE_S - 1
         assert await revoked() == [1] and len(signed) == 2
         now[0] += 1
         assert await revoked() == [1] and len(signed) == 3
