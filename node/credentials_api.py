@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import trio
 from fastapi import APIRouter, Path, Response
@@ -29,6 +29,7 @@ from .vouch_revocations import VouchRevocations
 MAX_LISTS = 10**9  # a path number beyond this is a mistake, not a list (an org mints far fewer credentials)
 MAX_VOUCH_LISTS = MAX_UINT // LIST_ENTRIES  # the list of the last seq a record can have, 2^53 - 1
 RETIRED_KEY_GRACE_S = 86_400  # a key rotated away from stays in the JWKS this long at least
+T = TypeVar("T")
 
 
 def credentials_router(key: SigningKey, replica: Replica, registry: CredentialRegistry, public_url: str,
@@ -42,19 +43,28 @@ def credentials_router(key: SigningKey, replica: Replica, registry: CredentialRe
     signed = SignedLists(key, clock)
     vouches = vouches or VouchRevocations(replica.store)
 
-    def served() -> list[VerifyKey]:
+    reading = trio.CapacityLimiter(1)  # the registry's one connection, for one thread at a time
+
+    async def read(query: Callable[[], T]) -> T:
+        """`query`'s answer from the registry, read in a worker thread: a scan or a count of its credentials took
+        up to 0.2 s at 131,072 (benchmarks/credential_status.py), and on the event loop held everything up."""
+        return await trio.to_thread.run_sync(query, limiter=reading)
+
+    async def served() -> list[VerifyKey]:
         """A retired key is served while what it signed may still be shown: a day at least (score statements,
         verifiers' caches), and as long as an unrevoked agent credential issued before its retirement, or in its
         second, lives. After that, a copy of the key can mint nothing that verifies."""
         now = clock()
+        graced = [retired for _, retired in retired_keys if now >= retired + RETIRED_KEY_GRACE_S]
+        expiries = dict(zip(graced, await read(lambda: [registry.latest_expiry(r) for r in graced]))) if graced else {}
         return [key.verify_key, *(old for old, retired in retired_keys
-                                  if now < max(retired + RETIRED_KEY_GRACE_S, registry.latest_expiry(retired) or 0))]
+                                  if retired not in expiries or now < (expiries[retired] or 0))]
 
     @router.get("/.well-known/jwks.json")
     async def jwks_endpoint() -> JSONResponse:
         """The org's Ed25519 keys as RFC 8037 OKP JWKs, the current one first, then the ones it rotated away from
         while credentials they signed live (a day at least); `kid` is each key's did URL, as in every token."""
-        return JSONResponse(jwks(served()), headers={"Cache-Control": "public, max-age=300"})
+        return JSONResponse(jwks(await served()), headers={"Cache-Control": "public, max-age=300"})
 
     @router.get(
         "/v1/records/{record_id}/vc",
@@ -93,15 +103,15 @@ def credentials_router(key: SigningKey, replica: Replica, registry: CredentialRe
         """Which of this org's agent credentials are revoked: the credential's `credentialStatus` names this list
         and its bit (1: revoked). Signed with the org key, valid for 5 minutes; one signed list is served for up to
         LIST_REUSE_S, until a credential of it is revoked."""
-        if list_number >= (lists := registry.lists()):
+        lists, revocations = await read(lambda: (registry.lists(), registry.revoked_count(list_number)))
+        if list_number >= lists:
             return error_response(404, "not_found", f"path.list_number: this org's credentials span lists 0 to "
                                   f"{lists - 1}")
 
         async def positions() -> list[int]:
-            return registry.revoked_positions(list_number)
+            return await read(lambda: registry.revoked_positions(list_number))
 
-        return status_list_response(await signed.token(list_url(public_url, list_number),
-                                                       registry.revoked_count(list_number), positions))
+        return status_list_response(await signed.token(list_url(public_url, list_number), revocations, positions))
 
     @router.get(
         VOUCH_STATUS_PATH + "/{did}/{list_number}",
