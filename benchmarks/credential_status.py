@@ -46,7 +46,7 @@ def fill(directory: Path, credentials: int, now: int) -> None:
 
 
 async def measure(app: FastAPI, directory: Path, rounds: int) -> None:
-    figures: dict[str, list[tuple[float, float]]] = {}
+    figures: dict[str, list[tuple[float, float, float]]] = {}
     writer = CredentialRegistry.open(directory)  # another process's connection, as `vouchnet agent` is
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://n") as client:
         for path in ("/v1/credentials/status/0", "/.well-known/jwks.json"):

@@ -6,6 +6,7 @@ import argparse
 import base64
 import gzip
 import json
+import re
 import tempfile
 import threading
 from pathlib import Path
@@ -58,6 +59,18 @@ def test_a_list_decodes_to_exactly_the_positions_encoded(revoked):
     touched = {p // 8 for p in revoked}
     assert not any(byte for i, byte in enumerate(bits) if i not in touched)
     assert {p for i in touched for p in range(8 * i, 8 * i + 8) if bit(bits, p)} == revoked
+
+
+@pytest.mark.parametrize("revoked, error", [
+    ([3, LIST_ENTRIES], f"position {LIST_ENTRIES} is outside a list of {LIST_ENTRIES}"),
+    ([-1], f"position -1 is outside a list of {LIST_ENTRIES}"),
+    ([2**64], f"positions must be integers within a list of {LIST_ENTRIES}"),
+    ([1.0], f"positions must be integers within a list of {LIST_ENTRIES}"),
+    (["1"], f"positions must be integers within a list of {LIST_ENTRIES}"),
+])
+def test_a_position_outside_the_list_or_not_an_integer_is_refused(revoked, error):
+    with pytest.raises(ValueError, match=f"^{re.escape(error)}$"):
+        encode_list(revoked)
 
 
 def test_the_first_position_is_the_most_significant_bit_of_the_first_byte():
