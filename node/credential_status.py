@@ -17,11 +17,14 @@ from __future__ import annotations
 import base64
 import binascii
 import gzip
+import operator
 import re
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 LIST_ENTRIES = 131_072  # bits per list: the spec's minimum of 16 KiB, so a list does not reveal how many exist
 STATUS_PATH = "/v1/credentials/status"
@@ -64,13 +67,18 @@ def _entry(url: str, position: int) -> dict[str, str]:
 
 def encode_list(revoked: Iterable[int], entries: int = LIST_ENTRIES) -> str:
     """`encodedList` (spec §3.1 Bitstring Generation): the bits of `revoked` positions set, the first position
-    being the most significant bit of the first byte; GZIP; multibase base64url without padding ('u')."""
-    bits = bytearray(entries // 8)
-    for position in revoked:
-        if not 0 <= position < entries:
-            raise ValueError(f"position {position} is outside a list of {entries}")
-        bits[position // 8] |= 0x80 >> (position % 8)
-    compressed = gzip.compress(bytes(bits), mtime=0)
+    being the most significant bit of the first byte; GZIP; multibase base64url without padding ('u'). In numpy: a
+    bit at a time in Python took 24 ms at 20,000 positions, holding the GIL in the worker thread that signs a list
+    (node.signed_lists), and so the event loop."""
+    try:
+        positions = np.fromiter(map(operator.index, revoked), dtype=np.int64)
+    except (OverflowError, TypeError):
+        raise ValueError(f"positions must be integers within a list of {entries}") from None
+    if (outside := positions[(positions < 0) | (positions >= entries)]).size:
+        raise ValueError(f"position {outside[0]} is outside a list of {entries}")
+    bits = np.zeros(entries, dtype=bool)
+    bits[positions] = True
+    compressed = gzip.compress(np.packbits(bits).tobytes(), mtime=0)  # packbits: the first bit is the high one
     return "u" + base64.urlsafe_b64encode(compressed).rstrip(b"=").decode()
 
 

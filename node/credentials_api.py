@@ -6,9 +6,10 @@ keys are revoked, likewise). DESIGN §2, §8."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import Annotated
+from collections.abc import Callable, Sequence
+from typing import Annotated, TypeVar
 
+import trio
 from fastapi import APIRouter, Path, Response
 from fastapi.responses import JSONResponse
 from nacl.signing import SigningKey, VerifyKey
@@ -21,15 +22,14 @@ from .api.errors import checked_did, error_response, error_responses
 from .api.records import parse_record_id
 from .credential_registry import CredentialRegistry
 from .credential_status import LIST_ENTRIES, STATUS_PATH, VOUCH_STATUS_PATH, list_url, vouch_list_url
-from .credentials import jwks, status_list_credential, vouch_credential
+from .credentials import jwks, vouch_credential
+from .signed_lists import LIST_REUSE_S, SignedLists
 from .vouch_revocations import VouchRevocations
 
 MAX_LISTS = 10**9  # a path number beyond this is a mistake, not a list (an org mints far fewer credentials)
 MAX_VOUCH_LISTS = MAX_UINT // LIST_ENTRIES  # the list of the last seq a record can have, 2^53 - 1
 RETIRED_KEY_GRACE_S = 86_400  # a key rotated away from stays in the JWKS this long at least
-# A status list signed is served again for this long while none of its credentials is revoked meanwhile (what its
-# Cache-Control lets caches keep it): signing one took 8 ms of CPU (gzip) for each unauthenticated GET.
-LIST_REUSE_S = 60
+T = TypeVar("T")
 
 
 def credentials_router(key: SigningKey, replica: Replica, registry: CredentialRegistry, public_url: str,
@@ -40,22 +40,31 @@ def credentials_router(key: SigningKey, replica: Replica, registry: CredentialRe
     `vouches`: the revokes of its vouches as the node reads them (VouchRevocations.run), else read at the first
     ask."""
     router = APIRouter(tags=["credentials"])
-    signed: dict[str, tuple[int, int, str]] = {}  # list URL -> (its revocations, issued at (s), the token)
+    signed = SignedLists(key, clock)
     vouches = vouches or VouchRevocations(replica.store)
 
-    def served() -> list[VerifyKey]:
+    reading = trio.CapacityLimiter(1)  # the registry's one connection, for one thread at a time
+
+    async def read(query: Callable[[], T]) -> T:
+        """`query`'s answer from the registry, read in a worker thread: a scan or a count of its credentials took
+        up to 0.2 s at 131,072 (benchmarks/credential_status.py), and on the event loop held everything up."""
+        return await trio.to_thread.run_sync(query, limiter=reading)
+
+    async def served() -> list[VerifyKey]:
         """A retired key is served while what it signed may still be shown: a day at least (score statements,
         verifiers' caches), and as long as an unrevoked agent credential issued before its retirement, or in its
         second, lives. After that, a copy of the key can mint nothing that verifies."""
         now = clock()
+        graced = [retired for _, retired in retired_keys if now >= retired + RETIRED_KEY_GRACE_S]
+        expiries = dict(zip(graced, await read(lambda: [registry.latest_expiry(r) for r in graced]))) if graced else {}
         return [key.verify_key, *(old for old, retired in retired_keys
-                                  if now < max(retired + RETIRED_KEY_GRACE_S, registry.latest_expiry(retired) or 0))]
+                                  if retired not in expiries or now < (expiries[retired] or 0))]
 
     @router.get("/.well-known/jwks.json")
     async def jwks_endpoint() -> JSONResponse:
         """The org's Ed25519 keys as RFC 8037 OKP JWKs, the current one first, then the ones it rotated away from
         while credentials they signed live (a day at least); `kid` is each key's did URL, as in every token."""
-        return JSONResponse(jwks(served()), headers={"Cache-Control": "public, max-age=300"})
+        return JSONResponse(jwks(await served()), headers={"Cache-Control": "public, max-age=300"})
 
     @router.get(
         "/v1/records/{record_id}/vc",
@@ -94,11 +103,15 @@ def credentials_router(key: SigningKey, replica: Replica, registry: CredentialRe
         """Which of this org's agent credentials are revoked: the credential's `credentialStatus` names this list
         and its bit (1: revoked). Signed with the org key, valid for 5 minutes; one signed list is served for up to
         LIST_REUSE_S, until a credential of it is revoked."""
-        if list_number >= (lists := registry.lists()):
+        lists, revocations = await read(lambda: (registry.lists(), registry.revoked_count(list_number)))
+        if list_number >= lists:
             return error_response(404, "not_found", f"path.list_number: this org's credentials span lists 0 to "
                                   f"{lists - 1}")
-        return status_list_response(list_url(public_url, list_number), registry.revoked_count(list_number),
-                                    lambda: registry.revoked_positions(list_number))
+
+        async def positions() -> list[int]:
+            return await read(lambda: registry.revoked_positions(list_number))
+
+        return status_list_response(await signed.token(list_url(public_url, list_number), revocations, positions))
 
     @router.get(
         VOUCH_STATUS_PATH + "/{did}/{list_number}",
@@ -118,16 +131,16 @@ def credentials_router(key: SigningKey, replica: Replica, registry: CredentialRe
             return error_response(404, "not_found", f"path.list_number: the records of this key span lists 0 to "
                                   f"{lists - 1}")
         first, revoked = list_number * LIST_ENTRIES, await vouches.revoked(did, replica.succession.later(did))
-        return status_list_response(vouch_list_url(public_url, did, list_number), len(revoked),
-                                    lambda: [seq - first for seq in revoked if first <= seq < first + LIST_ENTRIES])
 
-    def status_list_response(url: str, revocations: int, revoked: Callable[[], Iterable[int]]) -> Response:
-        """The list at `url` as signed last, if that was under LIST_REUSE_S ago with the same number of
-        `revocations` (which are never undone); else signed now, with the `revoked` positions."""
-        now = int(clock())
-        kept = signed.get(url)
-        if kept is None or kept[0] != revocations or not kept[1] <= now < kept[1] + LIST_REUSE_S:
-            kept = signed[url] = (revocations, now, status_list_credential(key, url, revoked(), now=now))
-        return Response(kept[2], media_type="application/vc+jwt", headers={"Cache-Control": f"max-age={LIST_REUSE_S}"})
+        async def positions() -> list[int]:
+            seqs = tuple(revoked)  # a copy: the loop adds to the set while the thread reads
+            return await trio.to_thread.run_sync(lambda: [seq - first for seq in seqs
+                                                          if first <= seq < first + LIST_ENTRIES])
+
+        return status_list_response(await signed.token(vouch_list_url(public_url, did, list_number), len(revoked),
+                                                       positions))
+
+    def status_list_response(token: str) -> Response:
+        return Response(token, media_type="application/vc+jwt", headers={"Cache-Control": f"max-age={LIST_REUSE_S}"})
 
     return router

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +36,9 @@ def init_data_dir(
     made = not data_dir.exists()
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     config_path = data_dir / CONFIG_FILE
-    config_path.write_text(text, encoding="utf-8")
+    # Not writable by group or others whatever the umask (002 is common): `vouchnet run` refuses that (strict_modes).
+    with open(os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), "w", encoding="utf-8") as file:
+        file.write(text)
     try:
         load_config(data_dir)  # what we wrote must load: catches a bad --listen, --root or --network now
     except ConfigError:

@@ -118,9 +118,8 @@ class TrustService:
     async def recompute_replayed(self) -> None:
         """The full recompute that completes a replay (`replaying`) at a start, in a worker thread
         (recompute_in_worker): on the loop it held a signal up for 0.05-0.17 s at 20,000 records, 1.4 s or more at
-        10^6. Cancelled (a signal), it returns at once, leaving the thread to finish a compute no one installs; the
-        engine takes a recompute only whole (TrustEngine.install), and the node it was for is stopping."""
-        await recompute_in_worker(self.engine, self._clock, abandon_on_cancel=True)
+        10^6."""
+        await recompute_in_worker(self.engine, self._clock)
 
     # --- inputs (listeners) -------------------------------------------------------------------------------
 
@@ -225,7 +224,8 @@ class TrustService:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Recompute every `recompute_interval` seconds (credibility, accountability, reputation, all scores), and
-        PROMPT_RECOMPUTE_S after an org-level change; announce what changed."""
+        PROMPT_RECOMPUTE_S after an org-level change; announce what changed. A stop (a cancel) waits for no
+        recompute (recompute_in_worker)."""
         task_status.started()
         while True:
             with trio.move_on_after(self._interval):
@@ -266,13 +266,13 @@ def listed_scopes(scopes: tuple[str, ...]) -> dict[str, Any]:
     return {"scopes": list(scopes[:MAX_LISTED_SCOPES]), "scopes_complete": len(scopes) <= MAX_LISTED_SCOPES}
 
 
-async def recompute_in_worker(engine: TrustEngine, clock: Callable[[], int], *,
-                              abandon_on_cancel: bool = False) -> ScoreTable:
+async def recompute_in_worker(engine: TrustEngine, clock: Callable[[], int]) -> ScoreTable:
     """The engine's full recompute (DESIGN.md §6, vouching.recompute) without holding up the trio loop for more than a
     few ms: its columns are copied a chunk per checkpoint, the snapshot completed at `clock()`, the compute run on a
     worker thread, and the result installed at once. Records fed meanwhile count as if they came right after the
-    snapshot. Cancelled, it waits for the compute to end (a fraction of a second): no thread outlives its caller;
-    unless `abandon_on_cancel`, when it returns at once and the thread finishes alone, its result dropped.
+    snapshot. Cancelled (a signal), it returns at once, leaving the thread to finish a compute no one installs: the
+    engine takes a recompute only whole (TrustEngine.install), so it serves the scores it had until a later recompute
+    is installed. Waiting for the thread held a stop up for as long as the compute, 1.4 s or more at 10^6 records.
 
     At 10^5 agents and 10^6 digests the compute is ~0.25 s of numpy, and on the loop it held everything up that long
     (benchmarks/score.py: a 1 ms ticker's longest gap ~0.3 s). On a thread, the loop gets the GIL back within the
@@ -285,7 +285,7 @@ async def recompute_in_worker(engine: TrustEngine, clock: Callable[[], int], *,
     while copying.step():
         await trio.sleep(0)
     recompute = engine.snapshot(copying, now=clock())
-    return engine.install(await trio.to_thread.run_sync(recompute.compute, abandon_on_cancel=abandon_on_cancel))
+    return engine.install(await trio.to_thread.run_sync(recompute.compute, abandon_on_cancel=True))
 
 
 def _single(outcome: str, high_risk: bool) -> dict[str, Outcomes]:

@@ -8,6 +8,7 @@ import os
 
 from node.config import DEFAULT_API, DEFAULT_LISTEN, ConfigError, default_data_dir
 from node.keys import KeyFileError
+from node.strict_modes import TooOpen, check_strict_modes
 
 from .common import CommandFailed, Subparsers, UsageError, add_dir_option, add_local_command, did_argument, local_config
 
@@ -91,6 +92,10 @@ def _run(args: argparse.Namespace) -> int:
     from node.logs import configure_logging
 
     config = local_config(args)
+    try:
+        check_strict_modes(config.data_dir)
+    except TooOpen as error:
+        raise UsageError(str(error)) from None
     configure_logging(getattr(logging, args.log_level.upper()))
     os.umask(0o077)  # what the node writes is the org's alone: the audit log holds raw telemetry
     try:

@@ -6,7 +6,10 @@ import argparse
 import base64
 import gzip
 import json
+import re
+import tempfile
 import threading
+from pathlib import Path
 
 import httpx
 import jwt as pyjwt
@@ -56,6 +59,18 @@ def test_a_list_decodes_to_exactly_the_positions_encoded(revoked):
     touched = {p // 8 for p in revoked}
     assert not any(byte for i, byte in enumerate(bits) if i not in touched)
     assert {p for i in touched for p in range(8 * i, 8 * i + 8) if bit(bits, p)} == revoked
+
+
+@pytest.mark.parametrize("revoked, error", [
+    ([3, LIST_ENTRIES], f"position {LIST_ENTRIES} is outside a list of {LIST_ENTRIES}"),
+    ([-1], f"position -1 is outside a list of {LIST_ENTRIES}"),
+    ([2**64], f"positions must be integers within a list of {LIST_ENTRIES}"),
+    ([1.0], f"positions must be integers within a list of {LIST_ENTRIES}"),
+    (["1"], f"positions must be integers within a list of {LIST_ENTRIES}"),
+])
+def test_a_position_outside_the_list_or_not_an_integer_is_refused(revoked, error):
+    with pytest.raises(ValueError, match=f"^{re.escape(error)}$"):
+        encode_list(revoked)
 
 
 def test_the_first_position_is_the_most_significant_bit_of_the_first_byte():
@@ -157,6 +172,41 @@ def test_the_latest_expiry_follows_every_change_even_another_process_s(tmp_path,
     assert registry.latest_expiry(100) == 500
     registry.revoke("old", reason="left", at=60)
     assert registry.latest_expiry(100) is None
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.one_of(st.tuples(st.just("mint"), st.booleans(), st.integers(0, 200), st.integers(0, 400)),
+                          st.tuples(st.just("revoke"), st.booleans(), st.integers(0, 12)),
+                          st.tuples(st.just("ask"), st.integers(0, 200))), max_size=20))
+def test_counts_and_expiries_follow_every_change_and_are_read_once_between_changes(ops):
+    """A status list's revoked count and the JWKS's latest expiry are asked at every (public) GET: each is read from
+    the table once after a change of the registry, through this connection or another process's (`vouchnet
+    agent`), and served from what was read until the next change. The count was read at every GET (19 ms at
+    65,536 revoked)."""
+    with tempfile.TemporaryDirectory() as directory:
+        registry, other = CredentialRegistry.open(Path(directory)), CredentialRegistry.open(Path(directory))
+        statements: list[str] = []
+        registry._db.set_trace_callback(statements.append)
+        credentials = []  # [issued_at, expires_at, revoked]
+        try:
+            for op in ops:
+                writer = registry if op[0] != "ask" and op[1] else other
+                if op[0] == "mint":
+                    writer.allocate(new_did(), name=None, issued_at=op[2], expires_at=op[3])
+                    credentials.append([op[2], op[3], False])
+                elif op[0] == "revoke" and op[2] < len(credentials):
+                    writer.revoke(op[2], reason="left", at=1)
+                    credentials[op[2]][2] = True
+                elif op[0] == "ask":
+                    expected = (sum(revoked for _, _, revoked in credentials),
+                                max((e for i, e, revoked in credentials if i <= op[1] and not revoked), default=None))
+                    for again in (False, True):
+                        statements.clear()
+                        assert (registry.revoked_count(0), registry.latest_expiry(op[1])) == expected
+                        assert not again or statements == ["PRAGMA data_version"] * 2
+        finally:
+            registry.close()
+            other.close()
 
 
 def test_revoking_by_name_did_or_index(registry):

@@ -5,6 +5,7 @@ import argparse
 import json
 import socket
 import stat
+import threading
 import time
 from datetime import datetime, timezone
 
@@ -30,7 +31,8 @@ from node.jwt import JwtError, b64url, decode_jwt, encode_jwt
 from node.api import ApiService
 from node.commands import agents
 from node.commands.common import CommandFailed, UsageError
-from node import credentials_api
+from node import signed_lists
+from node.credential_registry import CredentialRegistry
 from node.credential_status import bit, decode_list, vouch_status_entry
 from node.credentials_api import RETIRED_KEY_GRACE_S, credentials_router
 from node.keys import load_org_key, load_token
@@ -138,6 +140,33 @@ async def test_a_credential_minted_in_the_second_its_key_was_retired_keeps_the_k
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://n") as client:
         kids = [jwk["kid"] for jwk in (await client.get("/.well-known/jwks.json")).json()["keys"]]
     assert kids == [did_url(did_key(bytes(k.verify_key))) for k in (node.key, old)]
+
+
+async def test_the_registry_is_read_in_worker_threads_and_not_in_a_retired_key_s_first_day(node, monkeypatch):
+    """A status list of the agents' credentials counted its revoked on the event loop at every GET (19 ms at 65,536)
+    and read them there when signed anew (189 ms with the signing), and the JWKS scanned every credential there after
+    each change of the registry once a key was retired (65 ms at 131,072; benchmarks/credential_status.py): each held
+    up gossip and every other request. They are read in worker threads now, and the JWKS asks nothing in a retired
+    key's first day, when it serves the key whatever was minted."""
+    reads = []
+    for name in ("lists", "revoked_count", "revoked_positions", "latest_expiry"):
+        monkeypatch.setattr(CredentialRegistry, name, lambda *args, name=name, real=getattr(CredentialRegistry, name): (
+            reads.append((name, threading.current_thread())), real(*args))[1])
+    old, retired = SigningKey.generate(), 1_000_000
+    now = [float(retired + RETIRED_KEY_GRACE_S - 1)]
+    app = guarded_app([credentials_router(node.key, node.replica, node.credentials, PUBLIC_URL,
+                                          retired_keys=[(old.verify_key, retired)], clock=lambda: now[0])])
+    node.credentials.allocate(AGENT, name=None, issued_at=retired - 10, expires_at=retired + 3 * 86_400)
+    node.credentials.revoke(AGENT, reason="left", at=retired)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://n") as client:
+        assert len((await client.get("/.well-known/jwks.json")).json()["keys"]) == 2 and reads == []
+        now[0] += 1  # a day on: served while a credential it may have minted lives, and none does
+        assert len((await client.get("/.well-known/jwks.json")).json()["keys"]) == 1
+        token = (await client.get("/v1/credentials/status/0")).text
+    assert bit(decode_list(pyjwt.decode(token, options={"verify_signature": False})["credentialSubject"][
+        "encodedList"]), 0)
+    assert sorted({name for name, _ in reads}) == ["latest_expiry", "lists", "revoked_count", "revoked_positions"]
+    assert threading.main_thread() not in {thread for _, thread in reads}
 
 
 @pytest.mark.parametrize("keys", [[], "twice"])
@@ -352,8 +381,8 @@ async def test_a_status_list_is_signed_again_only_once_revoked_or_a_minute_old(n
     """Every GET of a status list, which needs no token and other orgs fetch, signed it anew: 8 ms of CPU (its gzip)
     for a list of a thousand revocations, at the cost of a request line to whoever sends it."""
     now, signed = [1_000_000.0], []
-    monkeypatch.setattr(credentials_api, "status_list_credential",
-                        lambda *args, real=credentials_api.status_list_credential, **kwargs: (
+    monkeypatch.setattr(signed_lists, "status_list_credential",
+                        lambda *args, real=signed_lists.status_list_credential, **kwargs: (
                             signed.append(1), real(*args, **kwargs))[1])
     app = guarded_app([credentials_router(node.key, node.replica, node.credentials, PUBLIC_URL, clock=lambda: now[0])])
     for agent in ("alice", "bob"):
@@ -369,7 +398,7 @@ async def test_a_status_list_is_signed_again_only_once_revoked_or_a_minute_old(n
         assert [await revoked() for _ in range(10)] == [[]] * 10 and len(signed) == 1  # 10 before
         node.credentials.revoke("bob", reason="left", at=int(now[0]))
         assert await revoked() == [1] and len(signed) == 2  # a revocation is served at once
-        now[0] += credentials_api.LIST_REUSE_S - 1
+        now[0] += signed_lists.LIST_REUSE_S - 1
         assert await revoked() == [1] and len(signed) == 2
         now[0] += 1
         assert await revoked() == [1] and len(signed) == 3

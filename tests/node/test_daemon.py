@@ -339,6 +339,21 @@ def test_an_unusable_key_or_token_file_stops_the_node_with_one_clear_line(tmp_pa
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("name, mode", [("", 0o775), ("config.toml", 0o666)])
+def test_a_data_directory_or_config_others_can_write_stops_the_node_with_one_clear_line(tmp_path, forked_cli, name,
+                                                                                        mode):
+    """As ssh's StrictModes: whoever can write them can change the roots the node trusts, or swap its key."""
+    init_data_dir(tmp_path, network="test", api="127.0.0.1:0", listen=("/ip4/127.0.0.1/tcp/0",))
+    path = tmp_path / name if name else tmp_path
+    os.chmod(path, mode)
+    done = forked_cli.run(["run", "--dir", str(tmp_path)])
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == (f"vouchnet run: {path}: writable by group or others (permissions "
+                                            f"{mode:04o}), so another user could change what the node trusts; run "
+                                            f"`chmod go-w {path}`")
+    assert "Traceback" not in done.stderr
+
+
 async def test_score_and_orgs_commands_explain_in_words(tmp_path, capsys):
     from functools import partial
 

@@ -1,5 +1,6 @@
 """`vouchnet init`: a complete, private data directory, or a clear refusal that changes nothing."""
 
+import os
 import stat
 
 import pytest
@@ -7,6 +8,7 @@ import pytest
 from node.config import ConfigError, load_config
 from node.keys import KeyFileError, load_org_key, load_token
 from node.setup import init_data_dir
+from node.strict_modes import check_strict_modes
 from vouching import did_key
 
 
@@ -23,6 +25,18 @@ def test_init_creates_key_token_and_config(tmp_path):
     assert stat.S_IMODE(made.data_dir.stat().st_mode) == 0o700
     config = load_config(made.data_dir)
     assert config.network == "testnet" and len(config.roots) == 1
+
+
+def test_init_writes_a_config_only_its_owner_may_write_whatever_the_umask(tmp_path):
+    """Under the umask 002 of many distributions' users, config.toml was group-writable, which `vouchnet run`
+    refuses (node.strict_modes)."""
+    previous = os.umask(0o002)
+    try:
+        made = _init(tmp_path / "node")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((made.data_dir / "config.toml").stat().st_mode) == 0o644
+    check_strict_modes(made.data_dir)
 
 
 def test_init_refuses_an_existing_node_and_changes_nothing(tmp_path):

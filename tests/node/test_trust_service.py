@@ -21,6 +21,7 @@ from vouching.evidence import Outcomes
 from vouching.feed import feed_record
 from vouching.params import DAY_MS, HOUR_MS
 from vouching.policy import Policy
+from vouching.recompute import Recompute
 from vouching.scoring import TrustEngine
 
 from ..factories import Org, new_did
@@ -182,13 +183,14 @@ class Gate:
 
     def __init__(self, function: Callable) -> None:
         self._function = function
-        self.entered, self.opened = threading.Event(), threading.Event()
+        self.entered, self.opened, self.passed = threading.Event(), threading.Event(), threading.Event()
         self.held: list[bool] = []  # whether the gate was opened in time (not if the trio loop was stuck)
 
     def __call__(self, *args):
         if not self.entered.is_set():
             self.entered.set()
             self.held.append(self.opened.wait(timeout=10))
+            self.passed.set()
         return self._function(*args)
 
 
@@ -205,8 +207,47 @@ async def test_the_periodic_recompute_leaves_the_loop_free(node, trust, monkeypa
         trust.on_records([node.replica.issue("vouch", vouch_body(agent, 1.0, "operator"))])  # ... and the loop
         assert trust.score(agent).tier == "provisional"  # takes records and answers meanwhile
         gate.opened.set()
-        nursery.cancel_scope.cancel()
-    assert gate.held == [True]
+        nursery.cancel_scope.cancel()  # which leaves the compute to its thread (recompute_in_worker)
+    assert await trio.to_thread.run_sync(gate.passed.wait, 10) and gate.held == [True]
+
+
+async def test_a_stop_during_the_periodic_recompute_waits_for_no_compute_and_installs_nothing(
+        node, broadcaster, monkeypatch, autojump_clock):
+    """The periodic recompute waited for its worker thread when cancelled: a stop waited as long as the compute,
+    1.4 s at 10^6 records. Cancelled now, it returns while the compute is held in its thread; the engine serves its
+    old scores and standings, then too once the abandoned compute ends, until a complete recompute is installed."""
+    trust = TrustService(node.replica, roots=(), policy=Policy(), broadcaster=broadcaster, metrics=Registry(),
+                         recompute_interval=RECOMPUTE_S, clock=lambda: NOW)
+    agents, reference = [new_did() for _ in range(300)], TrustEngine(node.replica.did)  # recomputed whole
+    for name, args, kwargs in _network(node.replica.did, [Org() for _ in range(6)], agents, seed=3):
+        for engine in (trust.engine, reference):
+            getattr(engine, name)(*args, **kwargs)
+
+    def served() -> tuple[list, list]:
+        return [trust.engine.score(a, now=NOW) for a in agents], trust.engine.orgs(now=NOW)
+
+    before, finished = served(), threading.Event()
+    gate, compute = Gate(batch.scores_of), Recompute.compute
+
+    def computing(recompute: Recompute):
+        try:
+            return compute(recompute)
+        finally:
+            finished.set()
+
+    monkeypatch.setattr(batch, "scores_of", gate)
+    monkeypatch.setattr(Recompute, "compute", computing)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(trust.run)
+        assert await trio.to_thread.run_sync(gate.entered.wait, 10)  # the periodic recompute is computing
+        nursery.cancel_scope.cancel()  # as a signal does
+    assert gate.held == [] and served() == before  # the stop returned while the compute is held, installing nothing
+    gate.opened.set()
+    assert await trio.to_thread.run_sync(finished.wait, 10)
+    assert served() == before  # the abandoned compute ended, installed nowhere
+    await recompute_in_worker(trust.engine, lambda: NOW)  # the next one, complete, lands
+    reference.recompute(now=NOW)
+    assert served() == ([reference.score(a, now=NOW) for a in agents], reference.orgs(now=NOW)) != before
 
 
 def _network(own: str, partners: list[Org], agents: list[str], seed: int) -> list[tuple[str, tuple, dict]]:
