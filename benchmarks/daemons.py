@@ -22,6 +22,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from node.config import CONFIG_FILE, load_config  # noqa: E402
+from node.logs import logfmt_fields  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -109,7 +110,7 @@ def _ready(process: subprocess.Popen[str], data_dir: Path) -> Daemon:
     assert process.stderr is not None
     for line in process.stderr:
         if "node running" in line:
-            fields = dict(re.findall(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)', line))
+            fields = logfmt_fields(line)
             break
     else:
         raise RuntimeError(f"the node in {data_dir} exited with {process.wait()} before it was running")

@@ -75,13 +75,20 @@ class Ledger:
         self._entries = bundles.EntryStore(db, path)
         self._tiles = tiles.TileStore(db, path)
         db.execute("PRAGMA query_only = ON")  # checking must never write, whatever the file holds
-        self._size, self._pruned = self._check_meta(db)
-        last = self._entries.check(self._size, self._pruned)
-        self._tiles.check(self._size)
-        if last is not None and merkle.leaf_hash(last) != self._tiles.read_hashes([(0, self._size - 1)])[0]:
-            raise LedgerError(f"{path}: corrupt: entry {self._size - 1} does not match its stored leaf hash")
-        nodes = _frontier_nodes(self._size)
-        self._frontier = _Hashes(zip(nodes, self._tiles.read_hashes(nodes)))
+        # One snapshot for all the checks: another connection may append meanwhile (the node, while `vouchnet audit
+        # export` opens its audit log), and a size read before an append and rows read after it disagree.
+        db.execute("BEGIN")
+        try:
+            self._size, self._pruned = self._check_meta(db)
+            last = self._entries.check(self._size, self._pruned)
+            self._tiles.check(self._size)
+            if last is not None and merkle.leaf_hash(last) != self._tiles.read_hashes([(0, self._size - 1)])[0]:
+                raise LedgerError(f"{path}: corrupt: entry {self._size - 1} does not match its stored leaf hash")
+            nodes = _frontier_nodes(self._size)
+            self._frontier = _Hashes(zip(nodes, self._tiles.read_hashes(nodes)))
+        finally:
+            if db.in_transaction:  # (SQLite may have ended it on an error)
+                db.execute("ROLLBACK")
         self._root = merkle.root_hash(self._size, self._frontier)
         db.execute("PRAGMA query_only = OFF")
         if use_wal(db) != "wal":

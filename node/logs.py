@@ -7,6 +7,7 @@ to a logger anywhere in vouchnet; this module adds no redaction because nothing 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from typing import Any
@@ -18,6 +19,21 @@ def logfmt_value(value: Any) -> str:
     if text and not any(c in text for c in ' "=\\\n\t'):
         return text
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+_FIELD = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|[^ ]*)(?: |$)')
+_ESCAPED = re.compile(r"\\(.)")
+
+
+def logfmt_fields(line: str) -> dict[str, str]:
+    """The fields of a line LogfmtFormatter wrote, their values as logged (e.g. where a node listens, from its "node
+    running" line: it may listen on ports the OS picked)."""
+    return {key: _ESCAPED.sub(_unescaped, value[1:-1]) if value.startswith('"') else value
+            for key, value in _FIELD.findall(line.rstrip("\n"))}
+
+
+def _unescaped(escape: re.Match[str]) -> str:
+    return "\n" if escape[1] == "n" else escape[1]
 
 
 class LogfmtFormatter(logging.Formatter):

@@ -7,7 +7,6 @@ import asyncio
 import gc
 import json
 import logging
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -25,6 +24,7 @@ from node.client.score_stream import ScoreStream
 from vouching.policy import DEFAULT_POLICY, Policy
 
 from ..factories import new_did
+from ..refused_port import refused_port
 from .loopback import serving_in_thread
 from .running_node import GOOD_EVENTS, node_in_thread, on_asyncio
 
@@ -36,10 +36,11 @@ def policy(running):
     policy.close()
 
 
-def _dead_url() -> str:
-    with socket.socket() as s:  # bound, never listening: connections are refused at once
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}"
+@pytest.fixture
+def dead_url() -> Iterator[str]:
+    """Where no node runs: connections are refused at once."""
+    with refused_port() as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_an_unknown_agent_is_blocked_and_a_trusted_one_allowed(running, policy):
@@ -112,13 +113,13 @@ def test_audit_tiers_allow_and_say_so(running):
         policy.close()
 
 
-def test_it_fails_closed_by_default_when_the_node_is_down(running):
+def test_it_fails_closed_by_default_when_the_node_is_down(running, dead_url):
     agent, _ = running.new_agent(trusted=True)
-    closed = TrustPolicy(_dead_url(), listen=False)
+    closed = TrustPolicy(dead_url, listen=False)
     decision = closed.check(agent, "tool_call", "search")
     assert (decision.verdict, decision.allowed, decision.source) == ("block", False, "unreachable")
     assert "failing closed" in decision.reason
-    opened = TrustPolicy(_dead_url(), listen=False, fail_open=True)
+    opened = TrustPolicy(dead_url, listen=False, fail_open=True)
     decision = opened.check(agent, "tool_call", "search")
     assert (decision.verdict, decision.allowed, decision.source) == ("audit", True, "unreachable")
 
@@ -717,16 +718,16 @@ def test_the_nodes_policy_is_asked_for_again_when_the_stream_resets():
             policy.close()
 
 
-def test_high_risk_tools_given_as_one_string_is_refused_not_taken_as_its_letters():
+def test_high_risk_tools_given_as_one_string_is_refused_not_taken_as_its_letters(dead_url):
     """`high_risk_tools="bash"` made {b, a, s, h} high-risk, and `bash` itself not."""
     with pytest.raises(ValueError, match=r"high_risk_tools: a list of tool names, not one string: \['bash'\]"):
-        TrustPolicy(_dead_url(), listen=False, high_risk_tools="bash")
+        TrustPolicy(dead_url, listen=False, high_risk_tools="bash")
 
 
-def test_on_change_without_listening_is_refused():
+def test_on_change_without_listening_is_refused(dead_url):
     """`listen=False` follows no stream, so `on_change` was never called, and nothing said so."""
     with pytest.raises(ValueError, match=r"on_change: needs the node's stream; listen=False follows none"):
-        TrustPolicy(_dead_url(), listen=False, on_change=print)
+        TrustPolicy(dead_url, listen=False, on_change=print)
 
 
 

@@ -19,7 +19,6 @@ import json
 import random
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -34,6 +33,7 @@ import httpx
 from nacl.signing import SigningKey
 
 from node.keys import load_org_key
+from node.logs import logfmt_fields
 from vouching import did_key
 
 from .forked_cli import ForkedCli
@@ -47,29 +47,27 @@ class CrashCheckFailed(AssertionError):
     """A check after a restart failed; the message names which, and the seed to replay it."""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class NodeProcess:
     """One node's data directory and, while it runs, its `vouchnet run` process (stderr to `log`, which a lowered
-    RLIMIT_FSIZE does not reach: the node writes it through a pipe)."""
+    RLIMIT_FSIZE does not reach: the node writes it through a pipe). It listens on loopback ports the OS picks at
+    each start, read from its "node running" line: a port found free and handed to the node, or one it freed at a
+    kill, could be taken by another process before the node listened on it."""
 
     data_dir: Path
-    api_port: int
-    p2p_port: int
     cli: ForkedCli  # for `vouchnet init` and the checks' commands
     preexec: Callable[[], None] | None = None
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
     start_seconds: float = 0.0  # how long the last start took
+    api: str | None = None  # while it runs: its API's URL
+    listen: str | None = None  # and its libp2p address, with its peer id
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
+        if self.api is None:
+            raise CrashCheckFailed(f"{self.data_dir.name} is not running")
+        return self.api
 
     @property
     def log(self) -> Path:
@@ -79,24 +77,21 @@ class NodeProcess:
     def token(self) -> str:
         return (self.data_dir / "api.token").read_text().strip()
 
-    def init(self, *, network: str, bootstrap: tuple[str, ...] = (), settings: dict[str, str] | None = None) -> None:
-        args = ["init", "--dir", str(self.data_dir), "--network", network,
-                "--listen", f"/ip4/127.0.0.1/tcp/{self.p2p_port}", "--api", f"127.0.0.1:{self.api_port}"]
-        for peer in bootstrap:
-            args += ["--bootstrap", peer]
-        done = self.cli.run(args)
+    def init(self, *, network: str, settings: dict[str, str] | None = None) -> None:
+        done = self.cli.run(["init", "--dir", str(self.data_dir), "--network", network,
+                             "--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0"])
         assert done.returncode == 0, done.stderr
+        self.configure(settings or {})
+
+    def configure(self, settings: dict[str, str]) -> None:
+        """Set keys of config.toml, each unique in it, to TOML values."""
         config = self.data_dir / "config.toml"
         text = config.read_text()
-        for key, value in (settings or {}).items():
+        for key, value in settings.items():
             lines = [line for line in text.splitlines() if line.startswith(f"{key} = ")]
             assert len(lines) == 1, key
             text = text.replace(lines[0], f"{key} = {value}")
         config.write_text(text)
-
-    def init_roots(self, *roots: str) -> None:
-        config = self.data_dir / "config.toml"
-        config.write_text(config.read_text().replace("roots = []", f"roots = {json.dumps(list(roots))}"))
 
     def start(self, *, kill_after: float | None = None) -> bool:
         """Start `vouchnet run` and wait until it logs that it runs (True); CrashCheckFailed if it exits first. With
@@ -120,6 +115,8 @@ class NodeProcess:
                 self.stop(signal.SIGKILL)
                 return False
             time.sleep(0.05)
+        running = logfmt_fields([line for line in self.log.read_text().splitlines() if "node running" in line][-1])
+        self.api, self.listen = running["api"], running["listen"].split(",")[0]
         self.starts += 1
         self.start_seconds = time.monotonic() - begun
         return True
@@ -127,6 +124,7 @@ class NodeProcess:
     def stop(self, how: signal.Signals) -> float:
         """Signal the process and wait for it to end; the seconds that took."""
         process, self.process = self.process, None
+        self.api = self.listen = None
         if process is None:
             return 0.0
         begun = time.monotonic()
@@ -199,12 +197,17 @@ class Load:
 
     def _guarded(self, work: Callable[[httpx.Client], None]) -> None:
         node = self._b if work == self._peer_vouches else self._a
-        with node.client(timeout=3.0) as client:
+        with httpx.Client(headers={"Authorization": f"Bearer {node.token}"}, timeout=3.0) as client:
             while not self._stop.is_set():
+                url = node.api  # where it listens since its last start
+                if url is None:
+                    time.sleep(0.05)  # the node is down (killed, restarting)
+                    continue
+                client.base_url = url
                 try:
                     work(client)
                 except httpx.HTTPError:
-                    time.sleep(0.05)  # the node is down (killed, restarting): no answer, nothing acknowledged
+                    time.sleep(0.05)  # killed meanwhile: no answer, nothing acknowledged
                 time.sleep(self._rng.uniform(0, 0.05))  # leave the nodes some of the machine's two cores
 
     def _status(self, response: httpx.Response, expected: int) -> None:
@@ -335,7 +338,7 @@ def check_at_end(a: NodeProcess, b: NodeProcess, acks: Acknowledged, *, wait: fl
                 if time.monotonic() > deadline:
                     raise CrashCheckFailed(f"B's vouch {rid} never reached A")
                 time.sleep(0.2)
-    verified = a.cli.run(["log", "verify", "--dir", str(a.data_dir)])
+    verified = a.cli.run(["log", "verify", "--api", a.url, "--cache", str(a.data_dir / "verified.checkpoint")])
     if verified.returncode != 0:
         raise CrashCheckFailed(f"vouchnet log verify: {verified.stdout}{verified.stderr}")
     out = a.data_dir.parent / "export.json"
@@ -355,19 +358,19 @@ SETTINGS = {"epoch_seconds": "1", "checkpoint_interval": "0.5", "gossip_interval
 
 def two_nodes(workdir: Path, cli: ForkedCli, *, preexec: Callable[[], None] | None = None
               ) -> tuple[NodeProcess, NodeProcess]:
-    """B started; A initialised to dial it (not started)."""
-    b = NodeProcess(workdir / "b", free_port(), free_port(), cli)
-    b.init(network="crash", settings=SETTINGS)
+    """B started; A initialised to dial it (not started). Each follows the other as a root: B replicates A's records
+    and cosigns its checkpoints."""
+    a = NodeProcess(workdir / "a", cli, preexec=preexec)
+    a.init(network="crash", settings=SETTINGS)
+    b = NodeProcess(workdir / "b", cli)
+    b.init(network="crash", settings={**SETTINGS, "roots": json.dumps([_did(a)])})
     b.start()
-    peer, b_did = b.info()["peer_id"], b.info()["did"]
-    a = NodeProcess(workdir / "a", free_port(), free_port(), cli, preexec=preexec)
-    a.init(network="crash", bootstrap=(f"/ip4/127.0.0.1/tcp/{b.p2p_port}/p2p/{peer}",),
-           settings={**SETTINGS, "roots": f'["{b_did}"]'})
-    a_did = load_org_key(a.data_dir / "org.key")
-    b.stop(signal.SIGTERM)  # B follows A as a root too: it replicates A's records and cosigns its checkpoints
-    b.init_roots(did_key(bytes(a_did.verify_key)))
-    b.start()
+    a.configure({"roots": json.dumps([_did(b)]), "bootstrap": json.dumps([b.listen])})
     return a, b
+
+
+def _did(node: NodeProcess) -> str:
+    return did_key(bytes(load_org_key(node.data_dir / "org.key").verify_key))
 
 
 @dataclass(frozen=True)
@@ -468,7 +471,7 @@ def run_disk_full(workdir: Path, *, limit: int = 1 << 20, writes: int = 150) -> 
     "storage", never another error), then the limit lifted while it runs: the same writes are taken again, and
     every one answered before is there (records by id, batches replayed), and no refused vouch."""
     with ForkedCli(workdir / "cli", preload=("node.cli",)) as cli:  # for the init alone
-        a = NodeProcess(workdir / "a", free_port(), free_port(), cli, preexec=_file_size_limit(limit))
+        a = NodeProcess(workdir / "a", cli, preexec=_file_size_limit(limit))
         a.init(network="full", settings={"epoch_seconds": "1", "checkpoint_interval": "0.5"})
     acks = Acknowledged(agents=[_agent() for _ in range(3)])
     refused = 0

@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -23,6 +22,7 @@ from node.commands.records import describe
 from vouching import public_key_from_did, verify_record, vouch_body
 
 from ..factories import Org, new_did
+from ..refused_port import refused_port
 from .fake_node import TOKEN
 from .otlp_json import junk
 
@@ -160,10 +160,8 @@ async def test_openapi_is_the_nodes(client):
 
 
 async def test_a_node_that_is_not_running_is_named_with_a_hint():
-    with socket.socket() as s:  # a port that was free a moment ago and has no listener now
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with NodeClient(f"127.0.0.1:{port}") as client, pytest.raises(NodeUnreachable) as unreachable:
+    with refused_port() as port, NodeClient(f"127.0.0.1:{port}") as client, \
+            pytest.raises(NodeUnreachable) as unreachable:
         await call(client.node)
     assert str(unreachable.value) == f"cannot reach the node at http://127.0.0.1:{port}: is `vouchnet run` running?"
 

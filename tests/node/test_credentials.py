@@ -3,7 +3,6 @@ agent credentials from `vouchnet agent new`, and vouches exported as vc+jwt."""
 
 import argparse
 import json
-import socket
 import stat
 import threading
 import time
@@ -40,6 +39,7 @@ from node.setup import init_data_dir
 from vouching import did_key, org_body, revoke_body, verify_record, vouch_body
 
 from ..factories import Org, new_did
+from ..refused_port import refused_port
 from .fake_node import fake_node
 from .telemetry_node import PUBLIC_URL, guarded_app, served, telemetry_node
 
@@ -226,12 +226,11 @@ async def test_agent_new_can_vouch_for_the_agent_through_the_running_node(tmp_pa
 
 
 def test_agent_new_whose_vouch_fails_says_the_agent_is_minted_and_how_to_vouch(tmp_path, capsys):
-    with socket.socket() as unused:  # a port nothing listens on: the node is not running
-        unused.bind(("127.0.0.1", 0))
-        api = "127.0.0.1:%d" % unused.getsockname()[1]
-    made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api=api)
-    with pytest.raises(CommandFailed) as failed:
-        agent_new("--name", "bob", "--out", str(tmp_path), "--dir", str(made.data_dir), "--vouch", "0.9")
+    with refused_port() as port:  # the node is not running
+        made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",),
+                             api=f"127.0.0.1:{port}")
+        with pytest.raises(CommandFailed) as failed:
+            agent_new("--name", "bob", "--out", str(tmp_path), "--dir", str(made.data_dir), "--vouch", "0.9")
     printed = json.loads(capsys.readouterr().out)
     assert (tmp_path / "bob.vc.jwt").exists()
     assert f"minted {printed['did']} ({tmp_path / 'bob.vc.jwt'}), but the vouch failed: cannot reach" in str(failed.value)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -29,12 +28,7 @@ from ..factories import new_did
 from .in_process import accepting, records_of, running
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+_NOWHERE = "/ip4/127.0.0.1/tcp/9"  # the discard port, a privileged one: nothing listens there
 
 
 @asynccontextmanager
@@ -70,12 +64,14 @@ async def _cosigned_by(node: Node, witness: Node) -> int:
 
 
 async def _node_a(tmp_path: Path, b: Node) -> NodeConfig:
-    """A node trusting b, witnessed by b, on a fixed port (a restart signs no new org record)."""
-    made = init_data_dir(tmp_path / "a", network="test", listen=(f"/ip4/127.0.0.1/tcp/{_free_port()}",),
-                         api="127.0.0.1:0", roots=(b.did,))
+    """A node trusting b, witnessed by b. It listens on ports the OS picks at each start (a port found free, or one
+    it freed as it stopped, could be taken by another process before it listened again), and announces one address
+    that does not change, where none listens, so a restart signs no new org record (b need not dial a: a dials b)."""
+    made = init_data_dir(tmp_path / "a", network="test", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0",
+                         roots=(b.did,))
     b.replica.issue("vouch", vouch_body(made.did, 0.9, "org-peer"))  # a inside b's horizon: b witnesses its log
-    return replace(load_config(made.data_dir), bootstrap=(b.host.listen_addrs[0],), checkpoint_interval=0.2,
-                   sync_interval=0.5)  # a fetches what gossip misses while its mesh forms
+    return replace(load_config(made.data_dir), bootstrap=(b.host.listen_addrs[0],), announce=(_NOWHERE,),
+                   checkpoint_interval=0.2, sync_interval=0.5)  # a fetches what gossip misses while its mesh forms
 
 
 async def test_a_restored_node_never_signs_a_checkpoint_contradicting_one_it_published(tmp_path, caplog):

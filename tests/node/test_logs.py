@@ -1,0 +1,27 @@
+"""Log lines: what LogfmtFormatter writes, logfmt_fields reads back (node.logs)."""
+
+import logging
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from node.logs import LogfmtFormatter, logfmt_fields
+
+_KEYS = st.from_regex(r"[a-z_][a-z0-9_]{0,11}", fullmatch=True).filter(lambda key: key not in ("ts", "level", "msg"))
+
+
+@given(st.text(), st.dictionaries(_KEYS, st.text() | st.integers()))
+def test_the_fields_of_a_formatted_line_read_back_as_they_were_logged(message, fields):
+    record = logging.LogRecord("vouchnet.test", logging.INFO, __file__, 1, message, None, None)
+    record.fields = fields
+    line = LogfmtFormatter().format(record)
+    read = logfmt_fields(line + "\n")
+    assert read.pop("ts") and read.pop("level") == "info" and read.pop("logger") == "vouchnet.test"
+    assert read == {"msg": message, **{key: str(value) for key, value in fields.items()}}
+
+
+def test_where_a_node_listens_reads_from_its_running_line():
+    line = ('ts=2026-11-27T14:00:00.000Z level=info logger=node.daemon msg="node running" did=did:key:z6Mk '
+            'listen=/ip4/127.0.0.1/tcp/40211/p2p/12D3KooW api=http://127.0.0.1:40213 network=test records=1')
+    fields = logfmt_fields(line)
+    assert (fields["listen"], fields["api"]) == ("/ip4/127.0.0.1/tcp/40211/p2p/12D3KooW", "http://127.0.0.1:40213")
