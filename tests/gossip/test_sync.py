@@ -3,7 +3,6 @@ filled, every page keeps both sides' limits, and hostile frames give RemoteProto
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -63,8 +62,6 @@ FORK_AT = 4
 FORK = [*CHAINS[FORKED.did][:FORK_AT]]
 _fork_signer = Org(key=FORKED.key, seq=FORK_AT, prev=FORK[-1].id, ts=FORKED.ts + 10_000)
 FORK += [_fork_signer.record() for _ in range(CHAIN - FORK_AT)]
-# Each hypothesis example opens fresh stores, whose every append is fsynced: in memory that costs ~nothing.
-MEMORY_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else None
 SMALL = SyncLimits(page_records=3, page_bytes=64 * 1024, heads_page=2, max_ranges=2)
 
 limits = st.builds(
@@ -96,7 +93,7 @@ def sides(count: int, *, roots: tuple[str, ...] = tuple(o.did for o in ORGS), mu
     keys = [SigningKey.generate() for _ in range(count)]
     if mutual:
         roots = (*roots, *(did_key(bytes(k.verify_key)) for k in keys))
-    with tempfile.TemporaryDirectory(dir=MEMORY_DIR) as tmp, ExitStack() as stack:
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         made = []
         for i, key in enumerate(keys):
             (Path(tmp) / str(i)).mkdir()

@@ -552,16 +552,16 @@ os.kill(os.getpid(), signal.SIGKILL)
 
 
 @pytest.mark.slow
-def test_the_state_is_on_disk_when_the_cosignature_is_returned(tmp_path):
+def test_the_state_is_on_disk_when_the_cosignature_is_returned(disk_path):
     log = Log()
     log.grow_to(7)
     body = log.request(0, 7).to_bytes()
-    args = [str(tmp_path / "w.db"), ORIGIN, LOG.verifier().vkey(), WITNESS_NAME, body.hex()]
+    args = [str(disk_path / "w.db"), ORIGIN, LOG.verifier().vkey(), WITNESS_NAME, body.hex()]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     child = subprocess.run([sys.executable, "-c", _CHILD, *args], capture_output=True, text=True, env=env, timeout=60)
     assert child.returncode == -signal.SIGKILL, child.stderr
     assert child.stdout.startswith(f"— {WITNESS_NAME} ")
-    with _open(tmp_path / "w.db") as witness:
+    with _open(disk_path / "w.db") as witness:
         assert witness.cosigned(ORIGIN)[0] == log.checkpoint(7)
 
 

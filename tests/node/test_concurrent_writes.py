@@ -146,11 +146,11 @@ async def test_one_idempotency_key_sent_twice_at_once_is_stored_once(tmp_path, s
             assert (second.status_code, second.json()["error"]) == (422, "idempotency_key_reused")
 
 
-async def test_writes_in_flight_at_shutdown_are_each_stored_once_acknowledged_or_retried(tmp_path):
+async def test_writes_in_flight_at_shutdown_are_each_stored_once_acknowledged_or_retried(disk_path):
     """The node stopped (what SIGTERM does: its nursery cancelled) with 50 writes in flight: each vouch answered 201 is
     in the ledger after a restart, and each event batch is stored once, answered 200 before the stop or retried with
     its Idempotency-Key after it."""
-    made = init_data_dir(tmp_path / "a", network="test", listen=LOOPBACK, api="127.0.0.1:0")
+    made = init_data_dir(disk_path / "a", network="test", listen=LOOPBACK, api="127.0.0.1:0")
     config = replace(load_config(made.data_dir), checkpoint_interval=0.2)
     agents = [new_did() for _ in range(25)]
     batches = [{"events": [event(agent)] * 3} for agent in agents]  # a retry sends the same body

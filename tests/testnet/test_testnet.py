@@ -28,8 +28,8 @@ def vouchnet(*args: object) -> subprocess.CompletedProcess:
                           env=env, timeout=120)
 
 
-def test_three_nodes_run_a_scenario_with_faults_a_rotation_and_a_key_theft_and_leave_nothing_running(tmp_path):
-    directory, out = tmp_path / "testnet", tmp_path / "report"
+def test_three_nodes_run_a_scenario_with_faults_a_rotation_and_a_key_theft_and_leave_nothing_running(disk_path):
+    directory, out = disk_path / "testnet", disk_path / "report"
     try:
         up = vouchnet("testnet", "up", "--nodes", 3, "--dir", directory)
         assert up.returncode == 0, up.stderr

@@ -1,0 +1,25 @@
+"""Where the tests' files go: in memory (/dev/shm, where an fsync costs nothing) where the machine has it, so that
+tmp_path, tmp_path_factory and tempfile's directories do not wait on the disk; the tests of what survives a killed
+process (DESIGN §4, crash safety) take `disk_path`, a directory on the disk, as a node's data directory is."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+DISK = Path(tempfile.gettempdir())  # before the change below: $TMPDIR or /tmp
+MEMORY = Path("/dev/shm")
+
+if MEMORY.is_dir() and os.access(MEMORY, os.W_OK | os.X_OK):
+    tempfile.tempdir = str(MEMORY)  # read by pytest's tmp_path_factory too, unless --basetemp is given
+
+
+@pytest.fixture
+def disk_path() -> Iterator[Path]:
+    """A fresh directory on the disk, removed after the test: for tests that kill a process writing to it."""
+    with tempfile.TemporaryDirectory(dir=DISK, prefix="vouchnet-disk-") as directory:
+        yield Path(directory)
