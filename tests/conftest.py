@@ -1,6 +1,6 @@
-"""Where the tests' files go: in memory (/dev/shm, where an fsync costs nothing) where the machine has it, so that
-tmp_path, tmp_path_factory and tempfile's directories do not wait on the disk; the tests of what survives a killed
-process (DESIGN §4, crash safety) take `disk_path`, a directory on the disk, as a node's data directory is."""
+"""Where the tests' files go: in memory (/dev/shm, where an fsync costs nothing) where the machine has room there,
+so that tmp_path, tmp_path_factory and tempfile's directories do not wait on the disk; the tests of what survives a
+killed process (DESIGN §4, crash safety) take `disk_path`, a directory on the disk, as a node's data directory is."""
 
 from __future__ import annotations
 
@@ -14,7 +14,18 @@ import pytest
 DISK = Path(tempfile.gettempdir())  # before the change below: $TMPDIR or /tmp
 MEMORY = Path("/dev/shm")
 
-if MEMORY.is_dir() and os.access(MEMORY, os.W_OK | os.X_OK):
+MEMORY_NEEDED = 2 * 2**30  # bytes free: a container's /dev/shm is often 64 MiB, which the suite would fill
+
+
+def _roomy(directory: Path) -> bool:
+    if not (directory.is_dir() and os.access(directory, os.W_OK | os.X_OK)):
+        return False
+    stats = os.statvfs(directory)
+    return stats.f_bavail * stats.f_frsize >= MEMORY_NEEDED
+
+
+IN_MEMORY = _roomy(MEMORY)
+if IN_MEMORY:
     tempfile.tempdir = str(MEMORY)  # read by pytest's tmp_path_factory too, unless --basetemp is given
 
 
