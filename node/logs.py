@@ -14,15 +14,20 @@ from typing import Any
 
 
 def logfmt_value(value: Any) -> str:
-    """`value` as a logfmt value: as it is, or quoted and escaped if it holds a space, quote, = or newline."""
+    """`value` as a logfmt value: as it is, or quoted if it holds a space, quote, = or backslash or a character that
+    is not printable, which is escaped (\\n, \\x1b, \\u202e...): a peer's words in a log line, such as a dial
+    error, must not move an operator's terminal (escape sequences) or reorder what it shows (bidi overrides)."""
     text = str(value)
-    if text and not any(c in text for c in ' "=\\\n\t'):
+    if text and text.isprintable() and not any(c in text for c in ' "=\\'):
         return text
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    return '"' + "".join(_ESCAPES.get(c) or (c if c.isprintable() else c.encode("unicode_escape").decode("ascii"))
+                         for c in text) + '"'
 
 
+_ESCAPES = {"\\": "\\\\", '"': '\\"'}
 _FIELD = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|[^ ]*)(?: |$)')
-_ESCAPED = re.compile(r"\\(.)")
+_ESCAPED = re.compile(r"\\(x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8}|.)")
+_NAMED = {"n": "\n", "t": "\t", "r": "\r"}
 
 
 def logfmt_fields(line: str) -> dict[str, str]:
@@ -33,7 +38,10 @@ def logfmt_fields(line: str) -> dict[str, str]:
 
 
 def _unescaped(escape: re.Match[str]) -> str:
-    return "\n" if escape[1] == "n" else escape[1]
+    code = escape[1]
+    if len(code) > 1:
+        return chr(int(code[1:], 16))
+    return _NAMED.get(code, code)
 
 
 class LogfmtFormatter(logging.Formatter):

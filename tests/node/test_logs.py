@@ -11,13 +11,23 @@ _KEYS = st.from_regex(r"[a-z_][a-z0-9_]{0,11}", fullmatch=True).filter(lambda ke
 
 
 @given(st.text(), st.dictionaries(_KEYS, st.text() | st.integers()))
-def test_the_fields_of_a_formatted_line_read_back_as_they_were_logged(message, fields):
+def test_the_fields_of_a_formatted_line_read_back_as_they_were_logged_from_one_printable_line(message, fields):
+    """A peer's words reach the log (a dial error quotes what the host there said): escape sequences or bidi
+    overrides in them must not reach the operator's terminal, nor a newline forge a line."""
     record = logging.LogRecord("vouchnet.test", logging.INFO, __file__, 1, message, None, None)
     record.fields = fields
     line = LogfmtFormatter().format(record)
+    assert line.isprintable()
     read = logfmt_fields(line + "\n")
     assert read.pop("ts") and read.pop("level") == "info" and read.pop("logger") == "vouchnet.test"
     assert read == {"msg": message, **{key: str(value) for key, value in fields.items()}}
+
+
+def test_a_hostile_dial_error_is_logged_escaped():
+    record = logging.LogRecord("gossip.peers", logging.DEBUG, __file__, 1, "dial %s failed: %s",
+                               ("/ip4/10.0.0.1/tcp/1/p2p/x", "\x1b[2J\u202egnp.exe\r\nlevel=error"), None)
+    line = LogfmtFormatter().format(record)
+    assert line.endswith(r'msg="dial /ip4/10.0.0.1/tcp/1/p2p/x failed: \x1b[2J\u202egnp.exe\r\nlevel=error"')
 
 
 def test_where_a_node_listens_reads_from_its_running_line():
