@@ -2,6 +2,9 @@
 (node.address_file, node.commands.common)."""
 
 import stat
+import subprocess
+import sys
+import threading
 from functools import partial
 
 import pytest
@@ -9,6 +12,7 @@ import trio
 
 from node import cli
 from node.address_file import API_URL_FILE, ApiUrlFileError, published_api_url, read_api_url
+from node.logs import logfmt_fields
 from node.setup import init_data_dir
 
 from .in_process import LOOPBACK, running
@@ -42,6 +46,25 @@ async def test_a_stale_address_file_does_not_pass_another_node_off_as_this_one(t
     assert code == 1
     assert f"the node at {other.api_url} is {other.did}" in err
     assert f"{tmp_path / 'killed' / API_URL_FILE}, left by its node if that was killed" in err
+
+
+@pytest.mark.slow
+def test_the_address_a_killed_node_leaves_is_named_as_unreachable(disk_path, capsys):
+    init_data_dir(disk_path, network="test", listen=LOOPBACK, api="127.0.0.1:0")
+    process = subprocess.Popen([sys.executable, "-m", "node.cli", "run", "--dir", str(disk_path)],
+                               stderr=subprocess.PIPE, text=True)
+    stuck = threading.Timer(30, process.kill)  # a node that never comes up ends the read below, not the test
+    stuck.start()
+    try:
+        api = next((logfmt_fields(line)["api"] for line in process.stderr if "node running" in line), None)
+    finally:
+        stuck.cancel()
+        process.kill()
+        process.wait()
+    assert api is not None, "the node exited before it was running"
+    assert (disk_path / API_URL_FILE).read_text() == f"{api}\n"  # left behind
+    assert cli.main(["status", "--dir", str(disk_path)]) == 1
+    assert f"cannot reach the node at {api}" in capsys.readouterr().err
 
 
 def test_a_configured_port_is_used_whatever_the_address_file_says(tmp_path, capsys):
