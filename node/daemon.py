@@ -33,9 +33,10 @@ from ledger.witness import WitnessStoreError
 from vouching import OrgBody
 from vouching.policy import DEFAULT_HIGH_RISK_TOOLS, Policy
 
+from .address_file import published_api_url
 from .api import ApiService, NodeView, create_app
 from .api.scores import CHECK_PATH, ScoreFastPath, scores_router
-from .config import CONFIG_FILE, NodeConfig, is_loopback
+from .config import CONFIG_FILE, NodeConfig, connectable_host, is_loopback
 from .credential_registry import RegistryError
 from .data_lock import DataDirBusy, locked_data_dir
 from .digests import DigestStateError
@@ -256,7 +257,8 @@ def api_app(node: NodeView, telemetry: Telemetry, trust: TrustService, key: Sign
 
 async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED) -> None:
     """Run a node until cancelled; `task_status.started(node)` once every service is up and the API listens."""
-    async with _opened(config) as node, trio.open_nursery() as nursery:
+    # api.url goes once the services have stopped, before _opened releases the data directory's lock to the next node
+    async with _opened(config) as node, AsyncExitStack() as published, trio.open_nursery() as nursery:
         # The org's revokes, for the status lists of its vouches, read off the loop while the rest starts.
         await nursery.start(node.telemetry.vouch_revocations.run,
                             (node.did, *node.replica.succession.earlier(node.did)))
@@ -282,6 +284,9 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
         except OSError as error:
             raise StartupError(f"api: cannot listen on {config.api_host}:{config.api_port}: "
                                f"{error.strerror or error}: {_free_it('[api] bind', config)}") from None
+        bound_port = node.api_url.rsplit(":", 1)[1]  # the one the OS picked, for port 0
+        published.enter_context(published_api_url(config.data_dir,
+                                                  f"http://{connectable_host(config.api_host)}:{bound_port}"))
         if not is_loopback(config.api_host):
             writes = ("writes need api.token" if config.traces_need_token else "writes need api.token, but for "
                       "POST /v1/traces: [api] traces_need_token = false lets it report behaviour for any agent")

@@ -17,6 +17,7 @@ import httpx
 from nacl.signing import SigningKey
 
 from node.client import NodeClient
+from node.address_file import API_URL_FILE, ApiUrlFileError, read_api_url
 from node.client._http import normal_url
 from node.config import DIR_ENV, ConfigError, NodeConfig, connectable_host, default_data_dir, load_config
 from node.keys import KeyFileError, load_org_key, load_token
@@ -196,6 +197,7 @@ def open_client(args: argparse.Namespace, *, write: bool = False) -> NodeClient:
     if token_file is not None and not token_file.exists():
         raise UsageError(f"--token-file {token_file}: no such file")
     config = None
+    source = ""
     if args.api is not None:
         url = args.api
     else:
@@ -204,7 +206,7 @@ def open_client(args: argparse.Namespace, *, write: bool = False) -> NodeClient:
             config = load_config(data_dir)
         except ConfigError as e:
             raise UsageError(str(e)) from None
-        url = f"http://{connectable_host(config.api_host)}:{config.api_port}"
+        url, source = _node_url(config)
         token_file = token_file or config.token_path
     token = None
     if write:
@@ -217,16 +219,34 @@ def open_client(args: argparse.Namespace, *, write: bool = False) -> NodeClient:
     client = NodeClient(url, token)
     if config is not None:
         try:
-            _expect_org(client, config)
+            _expect_org(client, config, source)
         except BaseException:
             client.close()
             raise
     return client
 
 
-def _expect_org(client: NodeClient, config: NodeConfig) -> None:
+def _node_url(config: NodeConfig) -> tuple[str, str]:
+    """The URL of the data directory's node, and where it came from (for _expect_org's refusal): config.toml's
+    `[api] bind`, or, when its port is 0 (the OS picks one as the node starts), the `api.url` the running node
+    writes (node.address_file). Raises CommandFailed when there is none: the node is not running."""
+    if config.api_port:
+        return f"http://{connectable_host(config.api_host)}:{config.api_port}", "the API address in its config.toml"
+    path = config.data_dir / API_URL_FILE
+    try:
+        url = read_api_url(config.data_dir)
+    except ApiUrlFileError as e:
+        raise CommandFailed(str(e)) from None
+    if url is None:
+        raise CommandFailed(f"the node of {config.data_dir} is not running: its [api] bind has port 0, so its "
+                            f"address is in {path}, which the node writes once it listens and removes as it stops")
+    return url, f"the address in {path}, left by its node if that was killed rather than stopped"
+
+
+def _expect_org(client: NodeClient, config: NodeConfig, source: str) -> None:
     """Refuse the node at the data directory's API address unless it is the directory's org: with this node stopped,
-    another one configured with the same address would answer for it (reads silently, writes with a token error)."""
+    another one configured with the same address would answer for it (reads silently, writes with a token error), or
+    one that took the port a killed node had picked (`source` says where the address came from)."""
     try:
         expected = did_key(bytes(load_org_key(config.key_path).verify_key))
     except KeyFileError:
@@ -234,8 +254,7 @@ def _expect_org(client: NodeClient, config: NodeConfig) -> None:
     answering = client.node()["did"]
     if answering != expected:
         raise CommandFailed(f"the node at {client.base_url} is {answering}, not {expected}, the org of "
-                            f"{config.data_dir}: another node uses the API address in its config.toml (is this one "
-                            "running?)")
+                            f"{config.data_dir}: another node uses {source} (is this one running?)")
 
 
 def data_dir_of(args: argparse.Namespace) -> Path | None:

@@ -235,6 +235,7 @@ def test_sigterm_shuts_the_node_down_within_two_seconds(tmp_path, verify_process
     # Nothing is left listening: none of the node's sockets (by inode: another process may take a port once freed).
     assert listening.isdisjoint(_listening())
     assert os.path.exists(tmp_path / "records.ledger")
+    assert not os.path.exists(tmp_path / "api.url")  # the address it bound, written once it listened
     written = [f for f in tmp_path.iterdir() if f.name not in ("config.toml", "org.key", "api.token")]  # (by init)
     assert {f.name for f in written} >= {"records.ledger", "audit.ledger", "witness.sqlite", "credentials.db"}
     assert [f.name for f in written if f.is_file() and f.stat().st_mode & 0o077] == []  # the org's alone
