@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 from nacl.signing import SigningKey
 
-from node.client import NodeClient
 from node.address_file import API_URL_FILE, ApiUrlFileError, read_api_url
+from node.client import NodeClient
 from node.client._http import normal_url
 from node.config import DIR_ENV, ConfigError, NodeConfig, connectable_host, default_data_dir, load_config
 from node.keys import KeyFileError, load_org_key, load_token
