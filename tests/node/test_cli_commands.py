@@ -857,7 +857,8 @@ _LOADED = ("import sys; from node import cli; code = cli.main(sys.argv[1:]); "
 @pytest.mark.slow
 @pytest.mark.parametrize("argv", [
     ["status"], ["peers"], ["records"], ["log", "verify"],
-    ["vouch", "{agent}", "--weight", "0.5", "--basis", "audit"], ["agent", "new", "--out", "{out}"], ["status", "--help"],
+    ["vouch", "{agent}", "--weight", "0.5", "--basis", "audit"], ["agent", "new", "--out", "{out}"],
+    ["status", "--help"],
 ], ids=" ".join)
 async def test_a_client_command_loads_neither_the_node_nor_py_libp2p(node, data_dir, tmp_path, argv):
     """Run in a process of its own, as an operator runs it (a test's process has loaded everything). The test's node

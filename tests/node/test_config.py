@@ -173,7 +173,8 @@ def test_mistakes_are_named(tmp_path, text, message):
      "be /ip4/<address>/tcp/<port>/p2p/<peer id> (or /ip6, /dns, /dns4, /dns6) ('-boot.example' is not a DNS name"),
     *[(f'[p2p]\nannounce = ["{bad}"]', "p2p.announce: must be /ip4/<address>/tcp/<port> or /ip6/<address>/tcp/<port> "
        "(other orgs' nodes dial only IP addresses from org records, and the node adds /p2p/<its peer id>), got")
-      for bad in ("/dns4/node.example/tcp/4001", f"/ip4/192.0.2.7/tcp/4001/p2p/{PEER}", "/ip4/192.0.2.7/udp/1/quic-v1")],
+      for bad in ("/dns4/node.example/tcp/4001", f"/ip4/192.0.2.7/tcp/4001/p2p/{PEER}",
+                  "/ip4/192.0.2.7/udp/1/quic-v1")],
     ('[p2p]\nannounce = ["/ip6/::/tcp/4001"]', "p2p.announce: :: is a wildcard, not an address other orgs can reach"),
 ])
 def test_addresses_that_cannot_be_dialled_as_written_are_named(tmp_path, text, message):
