@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import trio
 
 from vouching import OrgBody, Record, public_key_from_did
+from vouching.schema import escaped
 from vouching.succession import Link
 
 from .host import Host, HostError, PeerEvent, dialable, peer_id_from_public_key
@@ -48,16 +49,12 @@ def printable_line(text: str, limit: int = MAX_ERROR) -> str:
     printable (a control character, a line break, a bidi override) as its escape, e.g. \\x1b, \\n or \\u202e (a
     dial error may quote what a hostile peer sent), and a longer one cut in the middle, at "…": a dial error names
     the address first and the cause last (py-libp2p's run to 500 characters, "Connection refused" at the end)."""
-    if len(text) <= limit and len(line := _escaped(text)) <= limit:
+    if len(text) <= limit and len(line := escaped(text)) <= limit:
         return line
     head = (limit - 1) // 2
     tail = limit - 1 - head
-    end = _escaped(text[len(text) - tail:])
-    return _escaped(text[:head])[:head] + "…" + end[len(end) - tail:]
-
-
-def _escaped(text: str) -> str:
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    end = escaped(text[len(text) - tail:])
+    return escaped(text[:head])[:head] + "…" + end[len(end) - tail:]
 
 
 def org_dial_addrs(record: Record) -> tuple[str, list[str]]:

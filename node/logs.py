@@ -12,6 +12,8 @@ import sys
 import time
 from typing import Any
 
+from vouching.schema import escaped
+
 
 def logfmt_value(value: Any) -> str:
     """`value` as a logfmt value: as it is, or quoted if it holds a space, quote, = or backslash or a character that
@@ -20,11 +22,9 @@ def logfmt_value(value: Any) -> str:
     text = str(value)
     if text and text.isprintable() and not any(c in text for c in ' "=\\'):
         return text
-    return '"' + "".join(_ESCAPES.get(c) or (c if c.isprintable() else c.encode("unicode_escape").decode("ascii"))
-                         for c in text) + '"'
+    return '"' + escaped(text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
 
 
-_ESCAPES = {"\\": "\\\\", '"': '\\"'}
 _FIELD = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|[^ ]*)(?: |$)')
 _ESCAPED = re.compile(r"\\(x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8}|.)")
 _NAMED = {"n": "\n", "t": "\t", "r": "\r"}

@@ -41,6 +41,12 @@ def text(value: Any, name: str, max_length: int) -> str:
     return value
 
 
+def escaped(value: str) -> str:
+    """`value` with each character that `text` refuses (not printable) as its escape, e.g. \\x1b, \\n or \\u202e:
+    safe to show on a terminal, though a peer or caller wrote it."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in value)
+
+
 def did(value: Any, name: str) -> str:
     """The did:key of an Ed25519 key."""
     try:
