@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from ledger import CosignatureVerifier, Ed25519Verifier, NoteError, cosigner_name, log_origin, open_checkpoint
 from node.client import ClientError
+from node.commands.common import aligned
 from vouching import public_key_from_did
 
 from . import prometheus
@@ -103,8 +104,7 @@ def table(rows: list[NodeStatus]) -> str:
         cosigned = "-" if checkpoint is None else f"{len(checkpoint.cosigned_by)}/{total}"
         lines.append((row.name, _short(row.did), state, str(row.peers), str(row.ledger_size), size, cosigned,
                       str(row.rejected), str(row.flagged)))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    text = "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)
+    text = "\n".join(aligned(lines))
     notes = [f"{row.name}: {row.error}" for row in rows if row.error]
     if any(r.checkpoint and r.checkpoint.size != r.ledger_size for r in rows):
         notes.append("*: the latest checkpoint is behind the ledger (one is signed every checkpoint_interval)")

@@ -88,7 +88,7 @@ async def peers(
     (`inbound`, listed while connected), each with its `org` (null if its PeerID names none), the `addrs` it dials
     (in the order tried), `connected`, `failures` (dials failed in a row, a connection closed within a minute
     counting as one; forgotten once a connection lasts), `last_error` (why the last of them failed: one line of
-    printable text, as a peer's own words in it may be hostile, at most 256 characters, a longer one cut in the
+    printable text, as a peer's own words in it may be hostile, at most 512 characters, a longer one cut in the
     middle; null without failures) and `next_dial_at` (when it is dialled next, in ms since the Unix epoch, the
     present if it is due and waits for a free dial; null while connected). `next` is the cursor of the following
     page (the last peer id), null on the last."""

@@ -9,7 +9,7 @@ import json
 import math
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -265,3 +265,9 @@ def data_dir_of(args: argparse.Namespace) -> Path | None:
 def print_json(value: Any) -> None:
     json.dump(value, sys.stdout, indent=2)
     print()
+
+
+def aligned(rows: Sequence[Sequence[str]]) -> list[str]:
+    """`rows` of cells (a header first, if any) as lines, each cell padded to its column's width, two spaces apart."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]

@@ -7,7 +7,7 @@ import math
 import time
 from typing import Any
 
-from .common import Subparsers, add_command, open_client, print_json
+from .common import Subparsers, add_command, aligned, open_client, print_json
 
 _FIRST = ("did", "network", "peer_id")  # shown first; the rest of the node's answer follows in its own order
 
@@ -97,9 +97,8 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     """Rows under a header, in columns two spaces apart, each indented by two; nothing without rows."""
     if not rows:
         return
-    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-    for row in (header, *rows):
-        print("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    for line in aligned([header, *rows]):
+        print("  " + line)
 
 
 def _next_dial(at_ms: int | None, now_ms: int) -> str:
