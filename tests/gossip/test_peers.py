@@ -3,7 +3,8 @@
 import logging
 import os
 import random
-from contextlib import AsyncExitStack
+from collections.abc import Iterator
+from contextlib import AsyncExitStack, contextmanager
 
 import pytest
 import trio
@@ -125,29 +126,37 @@ class Said(logging.Handler):
         self.arrived.set()
 
 
+@contextmanager
+def logged_by_peers() -> Iterator[Said]:
+    """The records the gossip.peers logger makes at INFO and above, from here to the block's end."""
+    logger = logging.getLogger("gossip.peers")
+    said, level = Said(), logger.level
+    logger.addHandler(said)
+    logger.setLevel(logging.INFO)
+    try:
+        yield said
+    finally:
+        logger.removeHandler(said)
+        logger.setLevel(level)
+
+
 @pytest.mark.slow
-async def test_a_bootstrap_name_that_does_not_resolve_is_a_failed_dial_logged_with_the_resolver_s_reason(
-        tmp_path, caplog):
+async def test_a_bootstrap_name_that_does_not_resolve_is_a_failed_dial_logged_with_the_resolver_s_reason(tmp_path):
     """The host refused every /dns4 address (config took them), and the log said only that the peer was unreachable:
     an operator could not tell a name that does not resolve from a peer that is down."""
     peer = peer_id_from_public_key(os.urandom(32))
     addr = f"/dns4/nonexistent.invalid/tcp/4001/p2p/{peer}"
-    said = Said()
     async with AsyncExitStack() as stack:
         _, replica, host = await _node(stack, tmp_path, "a")
         schedule = DialSchedule()
         manager = PeerManager(host, replica, bootstrap=[addr], max_peers=5, schedule=schedule)
-        with caplog.at_level(logging.INFO, logger="gossip.peers"):
-            logging.getLogger("gossip.peers").addHandler(said)
-            try:
-                async with trio.open_nursery() as nursery:
-                    await nursery.start(manager.run)
-                    with trio.fail_after(10):
-                        await said.arrived.wait()
-                    assert schedule.next_due(connected=()) > trio.current_time()  # backed off, as any failed dial
-                    nursery.cancel_scope.cancel()
-            finally:
-                logging.getLogger("gossip.peers").removeHandler(said)
+        with logged_by_peers() as said:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(manager.run)
+                with trio.fail_after(10):
+                    await said.arrived.wait()
+                assert schedule.next_due(connected=()) > trio.current_time()  # backed off, as any failed dial
+                nursery.cancel_scope.cancel()
     assert (manager.dials, manager.dial_failures) == (1, 1)
     [message] = said.messages
     assert message.startswith(f"peer {peer} unreachable (last: dial {addr}: cannot resolve 'nonexistent.invalid' "
@@ -155,7 +164,7 @@ async def test_a_bootstrap_name_that_does_not_resolve_is_a_failed_dial_logged_wi
 
 
 @pytest.mark.slow
-async def test_a_peer_dialled_in_vain_is_logged_with_why(tmp_path, caplog):
+async def test_a_peer_dialled_in_vain_is_logged_with_why(tmp_path):
     """A bootstrap address whose node rotated its key (the README's Bob, after Alice's rotation) names the host
     there and the cause in the info line, not only at debug."""
     async with AsyncExitStack() as stack:
@@ -164,14 +173,13 @@ async def test_a_peer_dialled_in_vain_is_logged_with_why(tmp_path, caplog):
         old = peer_id_from_public_key(bytes(Org().key.verify_key))
         manager = PeerManager(host_a, replica_a, bootstrap=[host_b.listen_addrs[0].replace(host_b.peer_id, old)],
                               max_peers=5)
-        with caplog.at_level(logging.INFO, logger="gossip.peers"), trio.fail_after(20):
+        with logged_by_peers() as said, trio.fail_after(20):
             async with trio.open_nursery() as nursery:
                 await nursery.start(manager.run)
-                while manager.dial_failures == 0:
-                    await trio.sleep(0.01)
+                await said.arrived.wait()
                 nursery.cancel_scope.cancel()
-    assert f"peer {old} unreachable (last: dial " in caplog.text
-    assert f"the host there is {host_b.peer_id}, not {old}" in caplog.text
+    assert said.messages[0].startswith(f"peer {old} unreachable (last: dial ")
+    assert f"the host there is {host_b.peer_id}, not {old}" in said.messages[0]
 
 
 @pytest.mark.slow
