@@ -97,7 +97,8 @@ class NodeConfig:
 
     @property
     def api_public_url(self) -> str:
-        """The API's URL as other orgs reach it: [api] public_url, else the bind address."""
+        """The API's URL as other orgs reach it: [api] public_url, else the bind address (with a bind's port 0, a
+        URL no credential may name: node.credential_status.checked_public_url)."""
         return self.public_url or f"http://{connectable_host(self.api_host)}:{self.api_port}"
 
 
