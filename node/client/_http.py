@@ -20,6 +20,11 @@ MAX_DECISION_ANSWER = 1024 * 1024
 MAX_ANSWER = 256 * 1024 * 1024
 
 
+# The code of a refusal whose answer is not in the node's error format: whatever answered, the node may never have
+# seen the request.
+NOT_THE_NODES = "http_error"
+
+
 class ClientError(Exception):
     """A call to the node did not succeed."""
 
@@ -85,15 +90,17 @@ def unreachable(error: httpx.RequestError, url: str, timeout: float) -> NodeUnre
 
 
 def checked(response: httpx.Response) -> httpx.Response:
-    """The response if it succeeded; else NodeApiError with the node's code and reason."""
+    """The response if it succeeded; else NodeApiError with the node's code and reason, or, for an answer not in
+    the node's error format (a proxy's page, another server at its address), with the code NOT_THE_NODES."""
     if response.is_success:
         return response
     try:
         error = response.json()
-        code, detail = error["error"], error["detail"]
-    except (ValueError, KeyError, TypeError):
-        code, detail = "http_error", f"{response.reason_phrase}: {response.text[:200]}"
-    raise NodeApiError(response.status_code, code, detail)
+    except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than the parser goes
+        error = None
+    if isinstance(error, dict) and isinstance(error.get("error"), str) and isinstance(error.get("detail"), str):
+        raise NodeApiError(response.status_code, error["error"], error["detail"])
+    raise NodeApiError(response.status_code, NOT_THE_NODES, f"{response.reason_phrase}: {response.text[:200]}")
 
 
 def too_large(error: httpx.HTTPError, url: str) -> NodeUnreachable:
