@@ -9,6 +9,8 @@ from urllib.parse import quote
 
 import httpx
 
+from ._token import BadToken, api_token
+
 DEFAULT_TIMEOUT = 10.0
 # Bytes of an answer to the calls a decision waits on (score, check, policy): an explained score takes a few KB.
 # A longer answer fails the call as NodeUnreachable, so a check fails closed (or open, if so configured), not out of
@@ -53,16 +55,15 @@ def query(params: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def bearer_token(token: str | None) -> str | None:
-    """The node's API token as a header carries it: without surrounding whitespace (the newline of api.token, read
-    by a script), which httpx refused in an error that quoted the token, so that it reached logs. ValueError, not
-    quoting it, for a character no header carries (DESIGN §8)."""
+    """The node's API token as a header carries it, by node.client._token's rule: without the newline of api.token,
+    read by a script (httpx refused it in an error that quoted the token, so that it reached logs). ValueError, not
+    quoting it, for what is not a token (DESIGN §8)."""
     if token is None:
         return None
-    token = token.strip()
-    if not all(" " <= c <= "~" for c in token):
-        raise ValueError("token: must be the text the node's api.token holds (printable ASCII); this one holds a line "
-                         "break, a control character or a non-ASCII one")
-    return token
+    try:
+        return api_token(token)
+    except BadToken as e:
+        raise ValueError(f"token: must be the text the node's api.token holds; this one {e}") from None
 
 
 def key_or_fresh(key: str | None) -> str:

@@ -14,7 +14,7 @@ import pytest
 
 from node.client import CollectorStats, TelemetryCollector
 
-from ..factories import new_did
+from ..factories import API_TOKEN, new_did
 
 
 def _until(predicate, timeout: float = 10.0) -> bool:
@@ -67,13 +67,13 @@ def test_the_node_rejecting_an_event_is_counted_not_retried(running):
 
 
 def test_an_unknown_outcome_is_a_programming_error():
-    collector = TelemetryCollector("http://127.0.0.1:9", "token")
+    collector = TelemetryCollector("http://127.0.0.1:9", API_TOKEN)
     with pytest.raises(ValueError, match="outcome"):
         collector.record_tool_call(new_did(), "search", "success")
 
 
 def test_a_flood_while_the_node_is_down_is_bounded_and_counted():
-    collector = TelemetryCollector("http://127.0.0.1:9", "token", max_buffer=1000, flush_interval=3600)
+    collector = TelemetryCollector("http://127.0.0.1:9", API_TOKEN, max_buffer=1000, flush_interval=3600)
     agent = new_did()
     for i in range(50_000):
         collector.record_tool_call(agent, f"search-{i}")
@@ -152,7 +152,7 @@ def test_an_answer_that_does_not_account_for_the_batch_is_retried_not_counted_as
         keys.append(request.headers["idempotency-key"])
         return answers.pop(0) if len(answers) > 1 else answers[0]
 
-    collector = TelemetryCollector("http://node.invalid", "token", flush_interval=3600,
+    collector = TelemetryCollector("http://node.invalid", API_TOKEN, flush_interval=3600,
                                    transport=httpx.MockTransport(node))
     for _ in range(3):
         collector.record_tool_call(new_did(), "search")
@@ -185,7 +185,7 @@ class _RefusesAtFirst:
 def _held_back_then_taken(node: _RefusesAtFirst, caplog) -> CollectorStats:
     """Record a, b and c with room for two waiting: a is refused and kept in flight, b (the oldest waiting) is
     dropped for c; the stats once the node takes what is left."""
-    collector = TelemetryCollector("http://node.invalid", "old-token", flush_interval=3600, batch_size=1,
+    collector = TelemetryCollector("http://node.invalid", API_TOKEN, flush_interval=3600, batch_size=1,
                                    max_buffer=2, transport=httpx.MockTransport(node))
     agent = new_did()
     with caplog.at_level(logging.INFO, logger="vouchnet.client"):
@@ -237,7 +237,7 @@ def test_a_batch_the_node_refuses_for_what_it_is_is_dropped_and_counted(status, 
     def node(request: httpx.Request) -> httpx.Response:
         return httpx.Response(status, json={"error": "bad_batch", "detail": "events: too many"})
 
-    collector = TelemetryCollector("http://node.invalid", "token", flush_interval=3600,
+    collector = TelemetryCollector("http://node.invalid", API_TOKEN, flush_interval=3600,
                                    transport=httpx.MockTransport(node))
     for _ in range(3):
         collector.record_tool_call(new_did(), "search")
