@@ -10,7 +10,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -23,7 +23,8 @@ from vouching import did_key
 
 from . import processes
 from .config_edit import Value, edit_config
-from .state import NodeEntry, TestnetState, load_state, node_name, save_state
+from .ports import PortError, choose_ports
+from .state import NodeEntry, TestnetState, api_bind, listen_addr, load_state, node_name, save_state
 from .topology import bootstrap_indexes, trust_edges
 
 NETWORK = "testnet"
@@ -67,18 +68,6 @@ class Settings:
 class Stopped:
     clean: list[str]  # stopped on SIGTERM
     killed: list[str]  # needed SIGKILL
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct ports free on 127.0.0.1 now (all bound at once, so none is handed out twice)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def port_open(port: int) -> bool:
@@ -128,7 +117,7 @@ class Cluster:
     @classmethod
     def _create(cls, directory: Path, nodes: int, seed: int, topology: str, settings: Settings, network: str,
                 edges: dict[int, list[int]]) -> Cluster:
-        ports = free_ports(2 * nodes)
+        ports = _draw_ports(2 * nodes)
         names = [node_name(i) for i in range(nodes)]
         _init_all(directory, names, network, ports)
         from gossip.host import peer_id_from_public_key  # py-libp2p takes a second to import; only needed here
@@ -320,7 +309,7 @@ def _init_all(directory: Path, names: list[str], network: str, ports: list[int])
     for i, name in enumerate(names):
         command = processes.vouchnet_command(
             "init", "--dir", str(directory / NODES_DIR / name), "--name", name, "--network", network,
-            "--listen", f"/ip4/127.0.0.1/tcp/{ports[2 * i]}", "--api", f"127.0.0.1:{ports[2 * i + 1]}")
+            "--listen", listen_addr(ports[2 * i]), "--api", api_bind(ports[2 * i + 1]))
         runs.append((name, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                             env=processes.child_env())))
     failures = []
@@ -332,3 +321,11 @@ def _init_all(directory: Path, names: list[str], network: str, ports: list[int])
         raise ClusterError("\n".join(failures))
 
 
+
+
+def _draw_ports(count: int, avoid: Collection[int] = ()) -> list[int]:
+    """testnet.ports.choose_ports, its PortError a ClusterError."""
+    try:
+        return choose_ports(count, avoid=avoid)
+    except PortError as e:
+        raise ClusterError(str(e)) from None

@@ -7,8 +7,9 @@ import pytest
 
 from testnet import cluster as cluster_module
 from testnet import processes
-from testnet.cluster import Cluster, ClusterError, free_ports
+from testnet.cluster import Cluster, ClusterError
 from testnet import state
+from testnet.ports import choose_ports
 from testnet.state import NodeEntry
 
 
@@ -19,7 +20,7 @@ def test_a_taken_port_is_found_before_any_node_is_started(tmp_path, monkeypatch)
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        p2p, api, other = free_ports(3)
+        p2p, api, other = choose_ports(3)
         network = state.TestnetState("testnet", 1, "mesh", (NodeEntry("n00", "nodes/n00", p2p, api, "did:a", "a"),
                                                             NodeEntry("n01", "nodes/n01", other, port, "did:b", "b")))
         with pytest.raises(ClusterError, match=f"n01: port {port} is taken by another process"):
@@ -34,7 +35,7 @@ def test_a_port_another_process_took_after_down_is_not_called_a_node_still_runni
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        (p2p,) = free_ports(1)
+        (p2p,) = choose_ports(1)
         network = state.TestnetState("testnet", 1, "mesh", (NodeEntry("n00", "nodes/n00", p2p, port, "did:a", "a"),))
         assert Cluster(tmp_path, network).leftovers() == [
             f"n00: port {port} accepts connections, though the node's process is gone: another process listens there"]

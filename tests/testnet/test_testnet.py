@@ -12,6 +12,7 @@ import pytest
 
 from node.config import load_config
 from testnet.cluster import Cluster
+from testnet.ports import ephemeral_range
 from testnet.processes import alive
 
 pytestmark = pytest.mark.slow
@@ -35,6 +36,10 @@ def test_three_nodes_run_a_scenario_with_faults_a_rotation_and_a_key_theft_and_l
         assert up.returncode == 0, up.stderr
         cluster = Cluster.open(directory)
         assert all(f"{e.name}  {e.api_url}  {e.did}" in up.stdout.splitlines() for e in cluster.state.nodes)
+        # The restarts below (n01 killed, n00 rotated) find their ports free: no outgoing connection of this machine,
+        # nor another test's listener on port 0, is given a port outside the ephemeral range.
+        low, high = ephemeral_range()
+        assert not [p for e in cluster.state.nodes for p in (e.p2p_port, e.api_port) if low <= p <= high]
         pids = [(e.pid, e.started) for e in cluster.state.nodes]
         assert all(alive(pid, started) for pid, started in pids)
 
