@@ -23,7 +23,7 @@ from vouching import did_key
 
 from . import processes
 from .config_edit import Value, edit_config
-from .ports import PortError, choose_ports
+from .ports import PortError, bindable, choose_ports
 from .state import NodeEntry, TestnetState, api_bind, listen_addr, load_state, node_name, save_state
 from .topology import bootstrap_indexes, trust_edges
 
@@ -36,6 +36,7 @@ ROTATE_TIMEOUT = 60.0  # s: `vouchnet key rotate` reads the node's whole store t
 ORG_PEER_WEIGHT = 0.9
 
 Progress = Callable[[str, int, int], None]  # (what happened, done, total)
+Say = Callable[[str], None]  # a line for the operator
 
 
 class ClusterError(Exception):
@@ -178,17 +179,16 @@ class Cluster:
 
     # --- starting and stopping ----------------------------------------------------------------------------
 
-    def start(self, names: Iterable[str] | None = None, *, progress: Progress | None = None,
+    def start(self, names: Iterable[str] | None = None, *, progress: Progress | None = None, say: Say | None = None,
               timeout: float = START_TIMEOUT) -> list[str]:
         """Start those of `names` (default: all) that are not running, with their data, and wait until each API
-        answers /healthz; returns the names started. A node that exits or stays silent raises ClusterError."""
+        answers /healthz; returns the names started. A port of theirs that another process took is moved first
+        (move_taken_ports; each move said in a line to `say`). A node that exits or stays silent raises
+        ClusterError."""
         wanted = [n for n in (self.names if names is None else list(names)) if not self.running(n)]
-        for name in wanted:  # all checked first: a port taken from the second node leaves the first not started
-            entry = self.entry(name)
-            for port in (entry.p2p_port, entry.api_port):
-                if port_open(port):
-                    raise ClusterError(f"{name}: port {port} is taken by another process; stop it or `down` and "
-                                       "remove this testnet")
+        for line in self.move_taken_ports(wanted):
+            if say is not None:
+                say(line)
         for name in wanted:
             entry = self.entry(name)
             process = processes.spawn_node(self.data_dir(name), self.log_path(name))
@@ -196,6 +196,34 @@ class Cluster:
             self._set(replace(entry, pid=process.pid, started=started))
         self._wait_healthy(wanted, progress, timeout)
         return wanted
+
+    def move_taken_ports(self, names: Iterable[str]) -> list[str]:
+        """Give each port of the stopped nodes `names` that no node could listen on now (another process took it
+        while the testnet was down) a fresh one: in the node's config.toml, in the bootstrap lists of the nodes that
+        dial it (read at their next start) and, last, in testnet.json, so that a move cut short is made again.
+        Returns a line per move. The node announces its new address in a new `org` record as it starts."""
+        moves = []
+        for name in names:
+            entry = self.entry(name)
+            ports = {"p2p": entry.p2p_port, "api": entry.api_port}
+            taken = [kind for kind, port in ports.items() if not bindable(port)]
+            if not taken:
+                continue
+            fresh = dict(zip(taken, _draw_ports(len(taken), avoid=self._given_ports())))
+            moved = replace(entry, p2p_port=fresh.get("p2p", entry.p2p_port), api_port=fresh.get("api", entry.api_port))
+            saved, self.state = self.state, self.state.with_node(moved)
+            try:
+                self.configure(name, {("p2p", "listen"): [listen_addr(moved.p2p_port)],
+                                      ("api", "bind"): api_bind(moved.api_port)})
+                if "p2p" in fresh:
+                    self._write_bootstrap_of_dialers(name)
+            except BaseException:  # (a stop's save must not record a move its config files do not all carry)
+                self.state = saved
+                raise
+            save_state(self.directory, self.state)
+            moves += [f"{name}'s {kind} port {ports[kind]} is taken by another process; moved to {port}"
+                      for kind, port in fresh.items()]
+        return moves
 
     def stop(self, names: Iterable[str] | None = None, *, timeout: float = STOP_TIMEOUT) -> Stopped:
         """SIGTERM the running nodes among `names` (default: all), SIGKILL any still running after `timeout` s, and
@@ -223,11 +251,7 @@ class Cluster:
         entry = self.entry(name)
         self._set(replace(entry, did=rotated["new"], peer_id=rotated["peer_id"],
                           former_dids=(*entry.former_dids, entry.did)))
-        count = len(self.names)
-        index = self.names.index(name)
-        for i, other in enumerate(self.names):
-            if index in bootstrap_indexes(i, count):
-                self.configure(other, {("p2p", "bootstrap"): self._bootstrap(i)})
+        self._write_bootstrap_of_dialers(name)
         return entry.did, rotated["new"]
 
     def kill(self, name: str) -> None:
@@ -274,6 +298,18 @@ class Cluster:
     def _bootstrap(self, index: int) -> list[str]:
         """The addresses the node at `index` dials at start (topology.bootstrap_indexes), with their current keys."""
         return [self.state.nodes[j].p2p_addr for j in bootstrap_indexes(index, len(self.state.nodes))]
+
+    def _write_bootstrap_of_dialers(self, name: str) -> None:
+        """The bootstrap lists of the nodes that dial `name` at start, written again with its current address."""
+        count = len(self.names)
+        index = self.names.index(name)
+        for i, other in enumerate(self.names):
+            if index in bootstrap_indexes(i, count):
+                self.configure(other, {("p2p", "bootstrap"): self._bootstrap(i)})
+
+    def _given_ports(self) -> set[int]:
+        """Every port the testnet's nodes have."""
+        return {port for entry in self.state.nodes for port in (entry.p2p_port, entry.api_port)}
 
     def _set(self, entry: NodeEntry) -> None:
         self.state = self.state.with_node(entry)
