@@ -228,7 +228,7 @@ class PeerManager:
     """Dials bootstrap peers and orgs from `org` records, keeps at most `max_peers` of them connected. Peers that
     dial in unasked do not count (the host's max_connections bounds them). Of the addresses `org` records name, it
     dials those in the scopes `dial_private` allows (gossip.scopes), with "auto" those of `own_addrs`, the addresses
-    the node's own org record names (None: the host's listen addresses)."""
+    the node's own org record names (None: the host's listen addresses), and of its bootstrap addresses."""
 
     def __init__(
         self,
@@ -242,7 +242,7 @@ class PeerManager:
         own_addrs: Sequence[str] | None = None,
     ) -> None:
         self._host = host
-        self._scopes = dialled_scopes(dial_private, host.listen_addrs if own_addrs is None else own_addrs)
+        self._scopes = dialled_scopes(dial_private, host.listen_addrs if own_addrs is None else own_addrs, bootstrap)
         self._replica = replica
         self._max_peers = max_peers
         self._schedule = schedule if schedule is not None else DialSchedule()

@@ -5,11 +5,12 @@ An org record may name any address, so an org inside the horizon could have ever
 connections, each with a multistream-select header, to services only a node can reach: its own loopback (an SSH
 port, a local Redis), its LAN, a cloud's metadata service at 169.254.169.254. Public addresses are always dialled.
 With "auto" (the default) an address of another scope is dialled only if the node's own org record names an address
-of that scope: a testnet on loopback dials loopback, a node announcing a LAN address dials the LAN, a node on a
-public address dials no private one (go-libp2p's identify keeps a peer's loopback and private addresses only when
-it reached the peer over such an address; kubo's "server" profile filters them). "always" dials every scope,
-"never" public addresses only. Unspecified and multicast addresses are never dialled (0.0.0.0 reaches loopback).
-Bootstrap addresses, the operator's choice, are not filtered.
+of that scope, or one of its bootstrap addresses is: a testnet on loopback dials loopback, a node announcing a LAN
+address or bootstrapped from one dials the LAN, a node on a public address dials no private one (go-libp2p's
+identify keeps a peer's loopback and private addresses only when it reached the peer over such an address; kubo's
+"server" profile filters them). "always" dials every scope, "never" public addresses only. Unspecified and multicast
+addresses are never dialled (0.0.0.0 reaches loopback). Bootstrap addresses, the operator's choice, are not
+filtered.
 
 Pure Python (node.config reads the setting's values).
 """
@@ -75,10 +76,15 @@ def addr_scope(addr: str) -> Scope:
     return scope(ipaddress.ip_address(parse_listen_addr(addr.split("/p2p/", 1)[0]).host))
 
 
-def dialled_scopes(dial_private: DialPrivate, own_addrs: Iterable[str]) -> frozenset[Scope]:
-    """The scopes of org records' addresses a node dials: with "auto", public ones and those of `own_addrs`, the
-    addresses its own org record names."""
+def dialled_scopes(
+    dial_private: DialPrivate, own_addrs: Iterable[str], bootstrap: Iterable[str] = ()
+) -> frozenset[Scope]:
+    """The scopes of org records' addresses a node dials: with "auto", public ones, those of `own_addrs` (the
+    addresses its own org record names) and those of the IP addresses of its `bootstrap` peers (a node on a LAN that
+    announces nothing, listening on a wildcard, still dials the LAN its operator's bootstrap peers are on)."""
     if dial_private == "always":
         return frozenset(Scope) - {Scope.UNDIALLABLE}
-    own = {addr_scope(a) for a in own_addrs} if dial_private == "auto" else set()
-    return frozenset({Scope.PUBLIC, *own} - {Scope.UNDIALLABLE})
+    if dial_private == "never":
+        return frozenset({Scope.PUBLIC})
+    named = [*own_addrs, *(a for a in bootstrap if a.startswith(("/ip4/", "/ip6/")))]  # not /dns: no lookup here
+    return frozenset({Scope.PUBLIC, *map(addr_scope, named)} - {Scope.UNDIALLABLE})

@@ -440,9 +440,10 @@ bootstrap = {_toml_list(bootstrap)}
 # private (10/8, 172.16/12, 192.168/16, fc00::/7), shared (100.64/10), link-local (169.254/16, fe80::/10) and
 # reserved ones (any org may name your SSH port on 127.0.0.1, or a cloud's metadata service at 169.254.169.254).
 # "auto": those of the kinds this node's own `org` record names (the announce addresses, else the listen addresses
-# but wildcards): a testnet on loopback dials loopback, a node announcing a LAN address private ones, a node
-# announcing a public address (or none) none of them. "always": all; "never": none. Public addresses are always
-# dialled, and so are bootstrap peers.
+# but wildcards) or its bootstrap peers' IP addresses are: a testnet on loopback dials loopback, a node announcing
+# a LAN address or bootstrapped from one private ones, a node announcing a public address (or none) with public
+# bootstrap peers none of them. "always": all; "never": none. Public addresses are always dialled, and so are
+# bootstrap peers.
 dial_private = "{d.dial_private}"
 # Seconds (give or take a quarter) between anti-entropy rounds, each a catch-up sync with `sync_peers`
 # connected peers picked at random. A node also syncs with a peer as soon as it connects, unless a round with it

@@ -228,25 +228,28 @@ NAMED = ["8.8.8.8", "10.0.0.5", "192.168.1.5", "::ffff:10.0.0.5", "127.0.0.1", "
          "224.0.0.1"]
 
 
-@pytest.mark.parametrize(("dial_private", "own", "dialled"), [
-    ("auto", "/ip4/127.0.0.1/tcp/4001", ["8.8.8.8", "127.0.0.1"]),  # a testnet
-    ("auto", "/ip4/10.0.0.2/tcp/4001", ["8.8.8.8", "10.0.0.5", "192.168.1.5", "::ffff:10.0.0.5"]),
-    ("auto", "/ip4/0.0.0.0/tcp/4001", ["8.8.8.8"]),  # a wildcard is of no scope
-    ("always", "/ip4/1.2.3.4/tcp/4001", NAMED[:-2]),
-    ("never", "/ip4/10.0.0.2/tcp/4001", ["8.8.8.8"]),
+@pytest.mark.parametrize(("dial_private", "own", "boot_ip", "dialled"), [
+    ("auto", "/ip4/127.0.0.1/tcp/4001", "1.2.3.5", ["8.8.8.8", "127.0.0.1"]),  # a testnet
+    ("auto", "/ip4/10.0.0.2/tcp/4001", "1.2.3.5", ["8.8.8.8", "10.0.0.5", "192.168.1.5", "::ffff:10.0.0.5"]),
+    ("auto", "/ip4/0.0.0.0/tcp/4001", "1.2.3.5", ["8.8.8.8"]),  # a wildcard is of no scope
+    # announcing nothing, but bootstrapped from the LAN: it is on the LAN
+    ("auto", "/ip4/0.0.0.0/tcp/4001", "10.9.9.9", ["8.8.8.8", "10.0.0.5", "192.168.1.5", "::ffff:10.0.0.5"]),
+    ("always", "/ip4/1.2.3.4/tcp/4001", "1.2.3.5", NAMED[:-2]),
+    ("never", "/ip4/10.0.0.2/tcp/4001", "10.9.9.9", ["8.8.8.8"]),
 ])
-def test_the_addresses_of_org_records_a_node_dials_follow_dial_private(replica, dial_private, own, dialled):
-    """An org record naming addresses of every scope: "auto" dials those of the node's own scopes, "always" all,
-    "never" public ones; an unspecified or multicast address none of them. A bootstrap peer, the operator's choice,
-    is dialled wherever it is."""
+def test_the_addresses_of_org_records_a_node_dials_follow_dial_private(replica, dial_private, own, boot_ip, dialled):
+    """An org record naming addresses of every scope: "auto" dials those of the node's own scopes and its bootstrap
+    peers', "always" all, "never" public ones; an unspecified or multicast address none of them. A bootstrap peer,
+    the operator's choice, is dialled wherever it is."""
     org, boot = Org(), Org()
     peer, boot_peer = (peer_id_from_public_key(bytes(o.key.verify_key)) for o in (org, boot))
     replica.issue("vouch", vouch_body(org.did, 0.9, "org-peer"))
     schedule = DialSchedule()
-    PeerManager(DialCountingHost(), replica, bootstrap=[addr(boot_peer)], max_peers=5,  # type: ignore[arg-type]
+    boot_addr = f"/ip4/{boot_ip}/tcp/4001/p2p/{boot_peer}"
+    PeerManager(DialCountingHost(), replica, bootstrap=[boot_addr], max_peers=5,  # type: ignore[arg-type]
                 schedule=schedule, dial_private=dial_private, own_addrs=[own])
     replica.accept([org.record("org", org_body("o", "test", [
         f"/ip{6 if ':' in a else 4}/{a}/tcp/4001" for a in NAMED]))])
     due = dict(schedule.due(now=0, connected=(), budget=5))
     assert [a.split("/")[2] for a in due[peer]] == dialled
-    assert due[boot_peer] == [addr(boot_peer)]
+    assert due[boot_peer] == [boot_addr]

@@ -89,3 +89,10 @@ def test_the_scope_of_a_multiaddr_is_its_ip_addresses():
 ])
 def test_the_scopes_a_node_dials_follow_the_setting_and_its_own_addresses(dial_private, own, expected):
     assert dialled_scopes(dial_private, own) == expected
+
+
+def test_auto_dials_the_scopes_of_the_bootstrap_peers_ip_addresses_too():
+    wildcard = ["/ip4/0.0.0.0/tcp/4001"]
+    lan_boot = ["/ip4/192.168.1.9/tcp/4001/p2p/12D3KooWboot", "/dns4/boot.example/tcp/4001/p2p/12D3KooWboot"]
+    assert dialled_scopes("auto", wildcard, lan_boot) == {Scope.PUBLIC, Scope.PRIVATE}
+    assert dialled_scopes("never", wildcard, lan_boot) == {Scope.PUBLIC}
