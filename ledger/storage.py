@@ -265,7 +265,7 @@ class Ledger:
             if not 0 <= start <= end <= count:
                 raise IndexError(f"level, start, end: must satisfy 0 <= start <= end <= size >> level = {count}, got"
                                  f" {level}, {start}, {end}")
-            return self._tiles.read_hashes([(level, index) for index in range(start, end)])
+            return self._tiles.read_run(level, start, end) if start < end else []
 
     def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
         """RFC 9162 §2.1.3.1: the audit path of entry `index` in the tree of `size` (default: the current size)."""

@@ -18,7 +18,8 @@ _RUN = 4096  # stored hashes read at once from one level: 256 tiles, 128 KiB
 class StoredHashCheck:
     """A Frontier of the first `size` leaves of `ledger`, which also compares every subtree hash it computes with the
     hash `ledger` stores for that node: `checked` counts them, `mismatches` counts those that differ and `wrong`
-    names the first `keep` of those, (level, index) in the order found."""
+    names the first `keep` of those, (level, index) in the order found. All are final once the `size`-th leaf is
+    added; before, they may lag by _RUN hashes a level."""
 
     def __init__(self, ledger: Ledger, size: int, *, keep: int = 10) -> None:
         if not 0 <= size <= ledger.size:
@@ -28,34 +29,42 @@ class StoredHashCheck:
         self._keep = keep
         self._frontier = Frontier()
         self._added = 0
-        self._runs: list[tuple[int, list[bytes]]] = []  # by level: the index of the first hash read, the hashes
+        self._pending: list[list[bytes]] = []  # by level: the hashes computed and not yet compared, the last ones
         self.checked = 0
         self.mismatches = 0
         self.wrong: list[Node] = []
 
     def add(self, leaf: bytes) -> None:
-        """Append the next leaf by its hash, and check the hashes of the subtrees it completes; LedgerError if the
-        ledger cannot be read, IndexError past `size` leaves."""
+        """Append the next leaf by its hash; the hashes of the subtrees it completes are compared _RUN at a time, and
+        all that are left with the `size`-th leaf. LedgerError if the ledger cannot be read, IndexError past `size`
+        leaves."""
         if self._added == self._size:
             raise IndexError(f"leaf: the tree checked has {self._size} leaves, all added")
-        for level, digest in enumerate(self._frontier.add(leaf)):
-            index = self._added >> level
-            if digest != self._stored(level, index):
-                self.mismatches += 1
-                if len(self.wrong) < self._keep:
-                    self.wrong.append((level, index))
-            self.checked += 1
         self._added += 1
+        pending = self._pending
+        for level, digest in enumerate(self._frontier.add(leaf)):
+            if level == len(pending):
+                pending.append([])
+            pending[level].append(digest)
+            if len(pending[level]) == _RUN:
+                self._compare(level)
+        if self._added == self._size:
+            for level in range(len(pending)):
+                self._compare(level)
 
     def root(self) -> bytes:
         """RFC 9162 MTH of the leaves added, computed from them (not from the stored hashes)."""
         return self._frontier.root()
 
-    def _stored(self, level: int, index: int) -> bytes:
-        if level == len(self._runs):
-            self._runs.append((0, []))
-        first, hashes = self._runs[level]
-        if not first <= index < first + len(hashes):
-            first, hashes = index, self._ledger.stored_hashes(level, index, min(index + _RUN, self._size >> level))
-            self._runs[level] = (first, hashes)
-        return hashes[index - first]
+    def _compare(self, level: int) -> None:
+        """Compare the pending hashes of `level`, the last computed there, with those stored for the same nodes."""
+        computed = self._pending[level]
+        end = self._added >> level
+        start = end - len(computed)
+        stored = self._ledger.stored_hashes(level, start, end)
+        self.checked += len(computed)
+        if stored != computed:
+            wrong = [start + k for k, (ours, theirs) in enumerate(zip(computed, stored)) if ours != theirs]
+            self.mismatches += len(wrong)
+            self.wrong += [(level, index) for index in wrong[: self._keep - len(self.wrong)]]
+        computed.clear()

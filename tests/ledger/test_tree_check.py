@@ -4,12 +4,13 @@ Ledger it reads them through, beside the writer."""
 import sqlite3
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger import Ledger, LedgerError, StoredHashCheck, merkle, tiles
+from ledger import Ledger, LedgerError, StoredHashCheck, merkle, tiles, tree_check
 
 from .flip import flip_bit
 
@@ -38,14 +39,14 @@ def _flip_stored_hash(path: Path, level: int, index: int, bit: int) -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.integers(1, 90), min_size=1, max_size=4), st.data())
-def test_a_flipped_stored_hash_is_named_and_a_sound_tree_passes(batches, data):
-    """Whatever the batches and whichever stored hash (any level, any complete node) loses a bit, the check names
-    exactly that node, and finds nothing wrong before; the root it computes stays the entries' root either way.
-    (The last leaf's hash is the one that opening the ledger checks.)"""
+@given(st.lists(st.integers(1, 90), min_size=1, max_size=4), st.sampled_from([1, 3, 16, 4096]), st.data())
+def test_a_flipped_stored_hash_is_named_and_a_sound_tree_passes(batches, run, data):
+    """Whatever the batches, the hashes compared at once (`run`) and whichever stored hash (any level, any complete
+    node) loses a bit, the check names exactly that node, and finds nothing wrong before; the root it computes stays
+    the entries' root either way. (The last leaf's hash is the one that opening the ledger checks.)"""
     entries = _entries(sum(batches))
     size = len(entries)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, mock.patch.object(tree_check, "_RUN", run):
         path = Path(tmp) / "t.ledger"
         with Ledger.open(path) as ledger:
             for k in range(len(batches)):
