@@ -185,9 +185,9 @@ def _wrong_hashes(path: Path, size: int, tree: StoredHashCheck) -> str:
     return (f"{path}: {counted(tree.mismatches, 'stored hash', 'stored hashes')} of the tree of its "
             f"{counted(size, 'entry', 'entries')} {differ} from what the entries hash to: {listed}. The entries and "
             f"the checkpoint are sound, but the node's proofs through {it} fail for its clients. vouchnet cannot "
-            "rebuild stored hashes yet: stop the node and restore records.ledger from a copy that `vouchnet log "
-            "verify` accepts and that is no older than the last checkpoint the node published; without one, the "
-            "node runs on, serving those failing proofs")
+            "rebuild stored hashes yet: stop the node, restore its data directory from a copy taken before the fault "
+            "and after the last checkpoint it published (an older one forks its log), start it and run log verify "
+            "again; without such a copy, the node runs on, serving those failing proofs")
 
 
 def _check_entries(
