@@ -1,4 +1,5 @@
-"""Ledger figures against issue 2's targets: Merkle appends/s, proof times and open time at 10^6, disk per entry.
+"""Ledger figures against issue 2's targets: Merkle appends/s, proof times and open time at 10^6, disk per entry;
+and what checking every stored hash adds to `vouchnet log verify` (ledger.tree_check), for information.
 
 Usage: python benchmarks/ledger.py [--entries N] [--entry-bytes B] [--batch K]; exits 1 if a target is missed.
 """
@@ -20,7 +21,7 @@ from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ledger import Ledger, merkle  # noqa: E402
+from ledger import Ledger, StoredHashCheck, merkle  # noqa: E402
 
 
 T = TypeVar("T")
@@ -115,10 +116,38 @@ def run(workdir: Path, count: int, entry_bytes: int, batch: int, samples: int) -
         Figure("consistency proof generation, median", statistics.median(cons), "us"),
     ]
 
+    figures += _hash_check(path)
+
     for name, p, n, e in ((f"{entry_bytes}-byte entries", path, count, entry_bytes), *_disk_samples(workdir)):
         per_entry = _disk_bytes(p) / n
         figures.append(Figure(f"disk per entry, {name}", per_entry, "bytes", 1.5 * e + 100))
     return figures
+
+
+def _hash_check(path: Path) -> list[Figure]:
+    """What `vouchnet log verify --dir` adds to growing the tree of the entries it fetched (a Frontier, as before):
+    reading every hash the ledger stores, from a read-only Ledger as beside a node, and comparing each. CPU time, which
+    a loaded machine leaves as it is where it stretches the wall time."""
+    with Ledger.open(path, read_only=True) as ledger:
+        size = ledger.size
+        pages = (ledger.entries(start, min(start + 10_000, size)) for start in range(0, size, 10_000))
+        leaves = [merkle.leaf_hash(entry) for page in pages for entry in page]
+        start = time.process_time()
+        frontier = merkle.Frontier()
+        for leaf in leaves:
+            frontier.add(leaf)
+        grown = time.process_time() - start
+        start = time.process_time()
+        check = StoredHashCheck(ledger, size)
+        for leaf in leaves:
+            check.add(leaf)
+        checked = time.process_time() - start
+    if check.mismatches or check.root() != frontier.root():
+        raise RuntimeError(f"{path}: the check found {check.mismatches} wrong hashes in a sound ledger")
+    return [
+        Figure(f"tree of {size:,} entries grown (log verify --api), CPU", grown, "s"),
+        Figure(f"  grown checking its {check.checked:,} stored hashes (--dir)", checked, "s"),
+    ]
 
 
 def _disk_samples(workdir: Path) -> list[tuple[str, Path, int, int]]:

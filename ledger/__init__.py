@@ -57,6 +57,7 @@ from .witness import (
     WitnessStoreError,
 )
 from .storage import Ledger
+from .tree_check import StoredHashCheck
 
 __all__ = [
     "COSIGNATURE_V1",
@@ -87,6 +88,7 @@ __all__ = [
     "NoteVerifier",
     "ProofError",
     "Signature",
+    "StoredHashCheck",
     "UnknownOrigin",
     "Witness",
     "WitnessError",

@@ -64,14 +64,18 @@ class Frontier:
     def __init__(self) -> None:
         self._subtrees: list[tuple[int, bytes]] = []  # (height, hash), tallest first
 
-    def add(self, leaf: bytes) -> None:
-        """Append a leaf by its hash (`leaf_hash(entry)`)."""
+    def add(self, leaf: bytes) -> list[bytes]:
+        """Append a leaf by its hash (`leaf_hash(entry)`); the hashes of the subtrees it completes, by level: the
+        leaf's, then each parent's up (for the n-th leaf from 0, the nodes (level, n >> level))."""
         height, digest = 0, leaf
+        completed = [leaf]
         subtrees = self._subtrees
         while subtrees and subtrees[-1][0] == height:
             digest = node_hash(subtrees.pop()[1], digest)
             height += 1
+            completed.append(digest)
         subtrees.append((height, digest))
+        return completed
 
     def root(self) -> bytes:
         return _fold([digest for _, digest in self._subtrees]) if self._subtrees else EMPTY_ROOT

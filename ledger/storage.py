@@ -67,7 +67,7 @@ class Ledger:
     wait for each other. Only one process may append: a second writer is detected and refused with LedgerError.
     """
 
-    def __init__(self, path: Path, db: sqlite3.Connection) -> None:
+    def __init__(self, path: Path, db: sqlite3.Connection, *, read_only: bool = False) -> None:
         """Check the opened file is a ledger whose size agrees with its rows; use `Ledger.open`."""
         self._path = path
         self._db: sqlite3.Connection | None = db
@@ -90,6 +90,8 @@ class Ledger:
             if db.in_transaction:  # (SQLite may have ended it on an error)
                 db.execute("ROLLBACK")
         self._root = merkle.root_hash(self._size, self._frontier)
+        if read_only:
+            return
         db.execute("PRAGMA query_only = OFF")
         if use_wal(db) != "wal":
             raise LedgerError(f"{path}: SQLite cannot use WAL mode for this file")
@@ -97,21 +99,26 @@ class Ledger:
         db.execute(f"PRAGMA journal_size_limit = {_WAL_LIMIT}")
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> Ledger:
+    def open(cls, path: str | os.PathLike[str], *, read_only: bool = False) -> Ledger:
         """Open the ledger at `path`, creating an empty one if nothing is there.
+
+        With `read_only`, the ledger must exist (FileNotFoundError) and is never written (appending and pruning
+        raise LedgerError): for checking it beside the process that appends to it, whose writes WAL mode lets it
+        read past, one committed state at a time.
 
         Raises LedgerError if the file is not a ledger, is from a newer schema, or its size disagrees with its
         rows; the file is then left exactly as it was.
         """
         path = Path(path)
-        if not os.path.lexists(path):
+        if not read_only and not os.path.lexists(path):
             _create(path)
         _check_header(path)
+        mode = "ro" if read_only else "rw"
         db = sqlite3.connect(
-            path.absolute().as_uri() + "?mode=rw", uri=True, isolation_level=None, check_same_thread=False
+            f"{path.absolute().as_uri()}?mode={mode}", uri=True, isolation_level=None, check_same_thread=False
         )
         try:
-            return cls(path, db)
+            return cls(path, db, read_only=read_only)
         except sqlite3.Error as e:
             db.close()
             raise LedgerError(f"{path}: corrupt or not a ledger: {e}") from e
@@ -248,6 +255,17 @@ class Ledger:
         (stored,) = db.execute("SELECT value FROM meta WHERE key = 'pruned'").fetchone()
         self._pruned = max(self._pruned, stored)
         return index < self._pruned
+
+    def stored_hashes(self, level: int, start: int, end: int) -> list[bytes]:
+        """The stored hashes of nodes (level, start) to (level, end - 1): complete subtrees of 2**level entries, from
+        which roots and proofs are computed (ledger.tree_check compares them with the entries)."""
+        with self._using("stored_hashes"):
+            level, start, end = _int("level", level), _int("start", start), _int("end", end)
+            count = self._size >> level if level >= 0 else -1
+            if not 0 <= start <= end <= count:
+                raise IndexError(f"level, start, end: must satisfy 0 <= start <= end <= size >> level = {count}, got"
+                                 f" {level}, {start}, {end}")
+            return self._tiles.read_run(level, start, end) if start < end else []
 
     def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
         """RFC 9162 §2.1.3.1: the audit path of entry `index` in the tree of `size` (default: the current size)."""

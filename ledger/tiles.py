@@ -65,15 +65,26 @@ class TileStore:
             marks = ", ".join("?" * len(missing))
             found.update(self._db.execute(f"SELECT id, hashes FROM tiles WHERE id IN ({marks})", missing))
             for tile_id in missing:
-                blob = found.get(tile_id, b"")
-                sound = type(blob) is bytes and len(blob) % _H == 0
-                if not (sound and max(widths[tile_id], 1) * _H <= len(blob) <= _TILE_BYTES):
-                    raise LedgerError(
-                        f"{self._path}: corrupt: hash {_name(tile_id)} is not {widths[tile_id]} or more"
-                        f" {_H}-byte hashes"
-                    )
-                self._remember(tile_id, blob)
+                self._remember(tile_id, self._checked(tile_id, found.get(tile_id, b""), widths[tile_id]))
         return found
+
+    def _checked(self, tile_id: int, blob: object, width: int) -> bytes:
+        """`blob`, read as tile `tile_id`, if it holds `width` (at least 1) or more hashes; else LedgerError."""
+        if not (type(blob) is bytes and len(blob) % _H == 0 and max(width, 1) * _H <= len(blob) <= _TILE_BYTES):
+            raise LedgerError(f"{self._path}: corrupt: hash {_name(tile_id)} is not {width} or more {_H}-byte hashes")
+        return blob
+
+    def read_run(self, level: int, start: int, end: int) -> list[bytes]:
+        """The hashes of nodes (level, start) to (level, end - 1), start < end, in one query and not kept in memory:
+        for a scan of the tree (ledger.tree_check), which reads each tile once."""
+        first, last = _tile_id(level, start // TILE_WIDTH), _tile_id(level, (end - 1) // TILE_WIDTH)
+        rows = dict(self._db.execute("SELECT id, hashes FROM tiles WHERE id BETWEEN ? AND ?", (first, last)))
+        data = b"".join(
+            self._checked(tile_id, rows.get(tile_id, b""), TILE_WIDTH if tile_id < last else (end - 1) % TILE_WIDTH + 1)
+            for tile_id in range(first, last + 1)
+        )
+        offset = start % TILE_WIDTH * _H
+        return [data[k : k + _H] for k in range(offset, offset + (end - start) * _H, _H)]
 
     def _remember(self, tile_id: int, blob: bytes) -> None:
         self._cache[tile_id] = blob

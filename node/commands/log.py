@@ -7,6 +7,7 @@ import base64
 import sys
 from pathlib import Path
 
+from gossip.store import LEDGER_FILE
 from vouching.counts import counted
 
 from .common import (
@@ -48,7 +49,9 @@ def register(subparsers: Subparsers) -> None:
         summary="fetch the whole ledger and re-check it against the signed checkpoint",
         description="Fetch every entry of the node's records ledger (progress on stderr) and check that each is a "
         "validly signed record that follows its issuer's chain, that the entries hash to the root of the node's "
-        "latest checkpoint, that the org's key signed that checkpoint, that its cosignatures verify, and that it "
+        f"latest checkpoint, that every hash the node's {LEDGER_FILE} stores for them (from which it builds its "
+        "proofs) is the hash they give (read from the data directory: not with --api), that the org's key signed "
+        "that checkpoint, that its cosignatures verify, and that it "
         f"is consistent with the checkpoint the previous run accepted (kept in {CACHE_FILE} in the data "
         "directory, or --cache FILE; signed by the org's earlier key if the ledger holds the key rotation that "
         "replaced it). Exits 1 naming the first check that fails.",
@@ -77,7 +80,8 @@ def _verify(args: argparse.Namespace) -> int:
     data_dir = data_dir_of(args)
     cache = args.cache or (data_dir / CACHE_FILE if data_dir is not None else None)
     with open_client(args) as client:
-        verified = verify_log(client, did=args.did, cache=cache, progress=_Progress())
+        verified = verify_log(client, did=args.did, cache=cache, progress=_Progress(),
+                              ledger_file=data_dir / LEDGER_FILE if data_dir is not None else None)
     if args.json:
         print_json({
             "did": verified.did,
@@ -85,6 +89,7 @@ def _verify(args: argparse.Namespace) -> int:
             "root": base64.b64encode(verified.root).decode(),
             "cosigners": list(verified.cosigners),
             "consistent_from": verified.consistent_from,
+            "stored_hashes": verified.stored_hashes,
         })
     else:
         _report(verified, cache)
@@ -94,6 +99,12 @@ def _verify(args: argparse.Namespace) -> int:
 def _report(verified: Verified, cache: Path | None) -> None:
     verb = "verifies and hashes" if verified.size == 1 else "verify and hash"
     print(f"ok: {counted(verified.size, 'record')} {verb} to the root of the checkpoint signed by {verified.did}")
+    if verified.stored_hashes is not None:
+        hashes = counted(verified.stored_hashes, "hash", "hashes")
+        print(f"the {hashes} of their tree that {LEDGER_FILE} stores (proofs are built from them) match them")
+    else:
+        print("the hashes the node stores (and builds its proofs from) were not checked: give --dir, the node's data "
+              "directory, to check them")
     print(f"cosigned by {counted(len(verified.cosigners), 'witness', 'witnesses')}"
           + "".join(f"\n  {did}" for did in verified.cosigners))
     if verified.consistent_from is not None:

@@ -1,11 +1,13 @@
 """The checks of `vouchnet log verify` (DESIGN §4): fetch the node's whole records ledger and re-check it against
-the node's signed checkpoint, and that checkpoint against the one verified before (RFC 9162, C2SP checkpoints).
+the node's signed checkpoint, and that checkpoint against the one verified before (RFC 9162, C2SP checkpoints);
+given the node's data directory, also every hash its ledger file stores, from which the node computes its proofs.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,8 +17,11 @@ from ledger import (
     Checkpoint,
     Ed25519Verifier,
     Frontier,
+    Ledger,
+    LedgerError,
     NoteError,
     ProofError,
+    StoredHashCheck,
     leaf_hash,
     log_origin,
     open_checkpoint,
@@ -27,7 +32,7 @@ from node.client import NodeApiError, NodeClient
 from vouching import InvalidDid, InvalidRecord, Record, check_follows, public_key_from_did
 from vouching.counts import counted
 
-from .common import CommandFailed
+from .common import CommandFailed, os_error_text
 
 Progress = Callable[[int, int], None]
 
@@ -41,14 +46,22 @@ class Verified:
     root: bytes
     cosigners: tuple[str, ...]  # dids of the witnesses whose cosignatures verified
     consistent_from: int | None  # the size of the checkpoint verified before, if one was cached
+    stored_hashes: int | None  # how many hashes of the ledger file were checked; None without the data directory
 
 
 def verify_log(
-    client: NodeClient, *, did: str | None = None, cache: Path | None = None, progress: Progress | None = None
+    client: NodeClient,
+    *,
+    did: str | None = None,
+    cache: Path | None = None,
+    progress: Progress | None = None,
+    ledger_file: Path | None = None,
 ) -> Verified:
     """Check the node's latest checkpoint (signed by `did`, default the did the node reports), every entry below its
-    size (a valid record, following its issuer's chain), that the entries hash to its root, and that it extends the
-    checkpoint cached at `cache`, which it then replaces. Raises CommandFailed naming the first thing that fails."""
+    size (a valid record, following its issuer's chain), that the entries hash to its root, that every hash of their
+    tree stored in the node's `ledger_file` (records.ledger in its data directory) is the hash they give
+    (ledger.tree_check), and that it extends the checkpoint cached at `cache`, which it then replaces. Raises
+    CommandFailed naming the first thing that fails."""
     info = client.node()  # NodeApiError("bad_answer") unless the node says its did and network
     did = did or info["did"]
     network = info["network"]
@@ -65,9 +78,12 @@ def verify_log(
     if previous is not None and previous.size > checkpoint.size:
         raise CommandFailed(f"the log shrank: {cache} holds a checkpoint of size {previous.size}; now {checkpoint.size}")
 
-    root, heads = _check_entries(client, checkpoint.size, progress or (lambda done, total: None))
+    with _stored_tree(ledger_file, checkpoint.size) as tree:  # opened after the checkpoint: the ledger held all of it
+        root, heads = _check_entries(client, checkpoint.size, progress or (lambda done, total: None), tree)
     if root != checkpoint.root:
         raise CommandFailed(f"the hash of the {counted(checkpoint.size, 'entry', 'entries')} is not the checkpoint's root")
+    if ledger_file is not None and isinstance(tree, StoredHashCheck) and tree.mismatches:
+        raise CommandFailed(_wrong_hashes(ledger_file, checkpoint.size, tree))
     if previous_did != did and not _rotated(heads, previous_did, did):
         raise CommandFailed(f"{cache} holds a checkpoint of {previous_did}'s log, and the ledger holds no key rotation "
                             f"from that key to {did}")
@@ -79,7 +95,8 @@ def verify_log(
             raise CommandFailed(f"not consistent with the checkpoint of size {previous.size} in {cache}: {e}") from None
     if cache is not None:
         _replace(cache, note)
-    return Verified(did, checkpoint.size, checkpoint.root, cosigners, None if previous is None else previous.size)
+    return Verified(did, checkpoint.size, checkpoint.root, cosigners, None if previous is None else previous.size,
+                    tree.checked if isinstance(tree, StoredHashCheck) else None)
 
 
 def _open(note: bytes, signer: Ed25519Verifier, what: str) -> tuple[Checkpoint, tuple[str, ...]]:
@@ -130,10 +147,54 @@ def _rotated(heads: dict[str, Record], old: str, new: str) -> bool:
     return True
 
 
-def _check_entries(client: NodeClient, size: int, progress: Progress) -> tuple[bytes, dict[str, Record]]:
-    """Fetch entries [0, size) page by page, check each, and return their RFC 9162 root and each issuer's last
-    record."""
-    frontier = Frontier()
+@contextmanager
+def _stored_tree(path: Path | None, size: int) -> Iterator[Frontier | StoredHashCheck]:
+    """What grows the tree of the first `size` entries: given the node's ledger file, a StoredHashCheck of it, opened
+    read-only (beside the running node, it reads one state of the file while the node appends)."""
+    if path is None:
+        yield Frontier()
+        return
+    try:
+        ledger = Ledger.open(path, read_only=True)
+    except FileNotFoundError:
+        raise CommandFailed(f"{path}: no such file, so the hashes the node stores cannot be checked: is {path.parent} "
+                            "the node's data directory? (--api URL checks the entries alone)") from None
+    except OSError as e:
+        raise CommandFailed(f"{os_error_text(e)}, so the hashes the node stores cannot be checked (run as "
+                            "the node's user, or give --api URL to check the entries alone)") from None
+    except LedgerError as e:
+        raise CommandFailed(str(e)) from None
+    try:
+        if ledger.size < size:
+            raise CommandFailed(f"{path} holds {counted(ledger.size, 'entry', 'entries')}, fewer than the node's "
+                                f"checkpoint: it is not the ledger of the node answering")
+        yield StoredHashCheck(ledger, size)
+    except LedgerError as e:
+        raise CommandFailed(str(e)) from None
+    finally:
+        ledger.close()
+
+
+def _wrong_hashes(path: Path, size: int, tree: StoredHashCheck) -> str:
+    """The failure of a ledger file storing hashes other than its entries give: which, and what to do."""
+    names = [f"level {level} index {index} " + (f"(the hash of entry {index})" if level == 0 else
+             f"(over entries {index << level} to {((index + 1) << level) - 1})") for level, index in tree.wrong]
+    more = tree.mismatches - len(names)
+    listed = ", ".join(names) + (f" and {more} more" if more else "")
+    differ, it = ("differs", "it") if tree.mismatches == 1 else ("differ", "them")
+    return (f"{path}: {counted(tree.mismatches, 'stored hash', 'stored hashes')} of the tree of its "
+            f"{counted(size, 'entry', 'entries')} {differ} from what the entries hash to: {listed}. The entries and "
+            f"the checkpoint are sound, but the node's proofs through {it} fail for its clients. vouchnet cannot "
+            "rebuild stored hashes yet: stop the node, restore its data directory from a copy taken before the fault "
+            "and after the last checkpoint it published (an older one forks its log), start it and run log verify "
+            "again; without such a copy, the node runs on, serving those failing proofs")
+
+
+def _check_entries(
+    client: NodeClient, size: int, progress: Progress, tree: Frontier | StoredHashCheck
+) -> tuple[bytes, dict[str, Record]]:
+    """Fetch entries [0, size) page by page, check each, add its hash to `tree`, and return their RFC 9162 root and
+    each issuer's last record."""
     heads: dict[str, Record] = {}
     index = 0
     while index < size:
@@ -153,10 +214,10 @@ def _check_entries(client: NodeClient, size: int, progress: Progress) -> tuple[b
             except InvalidRecord as e:
                 raise CommandFailed(f"entry {index}: {e}") from None
             heads[record.iss] = record
-            frontier.add(leaf_hash(raw))
+            tree.add(leaf_hash(raw))
             index += 1
         progress(index, size)
-    return frontier.root(), heads
+    return tree.root(), heads
 
 
 def _replace(path: Path, data: bytes) -> None:

@@ -148,3 +148,14 @@ def test_a_frontier_grown_leaf_by_leaf_has_the_whole_lists_root(entries):
     for entry in entries:
         frontier.add(merkle.leaf_hash(entry))
     assert frontier.root() == merkle.tree_hash(entries)
+
+
+@given(st.lists(st.binary(max_size=8), max_size=70))
+def test_a_frontier_names_every_subtree_each_leaf_completes_as_the_tree_stores_it(entries):
+    """The n-th leaf added completes nodes (level, n >> level) for level 0, 1, ...: exactly every stored hash, once."""
+    frontier, completed = merkle.Frontier(), {}
+    for n, entry in enumerate(entries):
+        for level, digest in enumerate(frontier.add(merkle.leaf_hash(entry))):
+            assert (level, n >> level) not in completed
+            completed[(level, n >> level)] = digest
+    assert completed == MemoryTree(entries).hashes

@@ -42,9 +42,9 @@ from ..factories import Org, new_did
 
 @pytest.fixture
 def data_dir(tmp_path, node, url):
-    """A data directory as `vouchnet init` leaves it, pointing at the served node and holding its token."""
-    directory = tmp_path / "dir"
-    directory.mkdir()
+    """The served node's data directory (its ledger there) as `vouchnet init` leaves it: its config, pointing at the
+    node, and its token."""
+    directory = tmp_path / "node"
     api = url.removeprefix("http://")
     text = render_template(network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api=api, bootstrap=(), roots=())
     (directory / "config.toml").write_text(text)
@@ -458,8 +458,9 @@ async def test_log_verify_checks_the_ledger_its_checkpoint_and_cosignatures(run,
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0] == f"ok: 3 records verify and hash to the root of the checkpoint signed by {node.did}"
-    assert lines[1:3] == ["cosigned by 1 witness", f"  {did_key(bytes(witness.verify_key))}"]
-    assert "now holds this one" in lines[3]
+    assert lines[1] == "the 4 hashes of their tree that records.ledger stores (proofs are built from them) match them"
+    assert lines[2:4] == ["cosigned by 1 witness", f"  {did_key(bytes(witness.verify_key))}"]
+    assert "now holds this one" in lines[4]
     assert "checked 3/3 entries" in err
     assert (data_dir / "verified.checkpoint").read_bytes() == node.note
 
@@ -475,6 +476,7 @@ async def test_log_verify_checks_consistency_with_the_checkpoint_verified_before
     assert code == 0
     verified = json.loads(out)
     assert (verified["size"], verified["consistent_from"], verified["did"]) == (5, 1, node.did)
+    assert verified["stored_hashes"] == 5 + 2 + 1
 
 
 async def test_log_verify_pages_through_a_long_log(run, node, url, monkeypatch):
@@ -507,8 +509,10 @@ async def test_log_verify_counts_one_record_as_one(run, node, url):
     node.sign_checkpoint()
     code, out, err = await run("log", "verify", "--api", url)
     assert code == 0, err
-    assert out.splitlines()[:2] == [f"ok: 1 record verifies and hashes to the root of the checkpoint signed by "
-                                    f"{node.did}", "cosigned by 0 witnesses"]
+    assert out.splitlines()[:3] == [f"ok: 1 record verifies and hashes to the root of the checkpoint signed by "
+                                    f"{node.did}", "the hashes the node stores (and builds its proofs from) were not "
+                                    "checked: give --dir, the node's data directory, to check them",
+                                    "cosigned by 0 witnesses"]
 
 
 @given(st.integers(0, 10**6), st.sampled_from([("node", "nodes"), ("witness", "witnesses"), ("entry", "entries")]))
@@ -706,21 +710,113 @@ async def test_log_verify_catches_entries_swapped(run, node, url, order, message
     assert message in err
 
 
-@pytest.mark.xfail(strict=True, reason="design question (hunt-log report): log verify re-hashes the entries but "
-                   "never checks the interior hashes the node stores and builds its proofs from")
-async def test_log_verify_catches_a_flipped_bit_in_a_stored_hash(run, node, url):
+def _flip_stored_hash(node, level, index):
+    """Invert a bit of the hash the node's ledger stores for node (level, index) of its tree, as a disk fault would,
+    and drop the node's memory of it, as a restart would."""
+    tile_id, offset = level << 40 | index // 16, index % 16 * 32
+    with _ledger_rows(node) as db:
+        (hashes,) = db.execute("SELECT hashes FROM tiles WHERE id = ?", (tile_id,)).fetchone()
+        flipped = hashes[:offset] + bytes([hashes[offset] ^ 1]) + hashes[offset + 1 :]
+        db.execute("UPDATE tiles SET hashes = ? WHERE id = ?", (flipped, tile_id))
+    node.replica.store.ledger._tiles._cache.clear()
+
+
+async def test_log_verify_catches_a_flipped_bit_in_a_stored_hash(run, node, data_dir):
     """Leaf 0's stored hash corrupted in a log of 4: the entries, the root (from the top hash) and the checkpoint
     are intact, but the node's inclusion proof of entry 1 no longer verifies."""
     _three_orgs_logged(node)
-    with _ledger_rows(node) as db:
-        (hashes,) = db.execute("SELECT hashes FROM tiles WHERE id = 0").fetchone()
-        db.execute("UPDATE tiles SET hashes = ? WHERE id = 0", (bytes([hashes[0] ^ 1]) + hashes[1:],))
-    node.replica.store.ledger._tiles._cache.clear()  # the node's memory of it, as after a restart
+    _flip_stored_hash(node, 0, 0)
     ledger = node.replica.store.ledger
     with pytest.raises(ProofError):  # what a client checking entry 1 against the checkpoint then finds
         verify_inclusion(ledger.entry(1), 1, 4, ledger.inclusion_proof(1, 4), ledger.root(4))
+    code, out, err = await run("log", "verify", "--dir", data_dir)
+    assert (code, out) == (1, "")
+    assert (f"{data_dir / 'records.ledger'}: 1 stored hash of the tree of its 4 entries differs from what the entries "
+            "hash to: level 0 index 0 (the hash of entry 0). The entries and the checkpoint are sound, but the node's "
+            "proofs through it fail for its clients. vouchnet cannot rebuild stored hashes yet: stop the node") in err
+    assert not (data_dir / "verified.checkpoint").exists()
+
+
+async def test_log_verify_catches_a_flipped_bit_in_an_upper_stored_hash(run, node, data_dir):
+    """The hash over entries 16-31 (level 4: the parent of a full tile of leaf hashes) corrupted in a log of 40: the
+    one hash named, though the leaves below it are sound."""
+    node.replica.store.ledger.append([Org().record().raw for _ in range(40)])
+    node.sign_checkpoint()
+    _flip_stored_hash(node, 4, 1)
+    ledger = node.replica.store.ledger
+    with pytest.raises(ProofError):
+        verify_inclusion(ledger.entry(3), 3, 40, ledger.inclusion_proof(3, 40), ledger.root(40))
+    code, _, err = await run("log", "verify", "--dir", data_dir)
+    assert code == 1
+    assert ("1 stored hash of the tree of its 40 entries differs from what the entries hash to: level 4 index 1 (over"
+            " entries 16 to 31). ") in err
+
+
+async def test_log_verify_names_the_first_ten_wrong_hashes_and_counts_the_rest(run, node, data_dir):
+    node.replica.store.ledger.append([Org().record().raw for _ in range(20)])
+    node.sign_checkpoint()
+    for index in range(12):
+        _flip_stored_hash(node, 0, index)
+    code, _, err = await run("log", "verify", "--dir", data_dir)
+    assert code == 1
+    assert "12 stored hashes of the tree of its 20 entries differ from what the entries hash to: level 0 index 0" in err
+    assert "level 0 index 9 (the hash of entry 9) and 2 more. " in err and "proofs through them fail" in err
+
+
+async def test_log_verify_names_a_stored_tile_it_cannot_read(run, node, data_dir):
+    node.replica.store.ledger.append([Org().record().raw for _ in range(40)])
+    node.sign_checkpoint()
+    with _ledger_rows(node) as db:  # the first tile of leaf hashes cut short (the last ones, opening checks)
+        db.execute("UPDATE tiles SET hashes = substr(hashes, 1, 31) WHERE id = 0")
+    code, _, err = await run("log", "verify", "--dir", data_dir)
+    assert code == 1
+    assert f"{data_dir / 'records.ledger'}: corrupt: hash level 0 tile 0 is not 16 or more 32-byte hashes" in err
+
+
+async def test_log_verify_finds_a_sound_ledger_sound_while_the_node_appends(run, node, data_dir, monkeypatch):
+    """Each page served, the node appends a record: its ledger file grows past the checkpoint, rewriting the partial
+    tile of each level, while log verify reads the hashes of the checkpoint's tree from it."""
+    monkeypatch.setattr("node.api.log.MAX_ENTRIES", 3)
+    ledger = node.replica.store.ledger
+    ledger.append([Org().record().raw for _ in range(20)])
+    node.sign_checkpoint()
+    served = ledger.entries
+
+    def served_then_appended(start, end):
+        page = served(start, end)
+        ledger.append([Org().record().raw])
+        return page
+
+    monkeypatch.setattr(ledger, "entries", served_then_appended)
+    code, out, err = await run("log", "verify", "--dir", data_dir, "--json")
+    assert code == 0, err
+    assert (json.loads(out)["size"], json.loads(out)["stored_hashes"]) == (20, 20 + 10 + 5 + 2 + 1)
+    assert ledger.size == 20 + 7
+
+
+async def test_log_verify_over_the_api_alone_says_it_did_not_check_the_stored_hashes(run, node, url):
+    _three_orgs_logged(node)
+    _flip_stored_hash(node, 0, 0)
+    code, out, _ = await run("log", "verify", "--api", url, "--json")
+    assert (code, json.loads(out)["stored_hashes"]) == (0, None)
     code, out, _ = await run("log", "verify", "--api", url)
-    assert code == 1, out
+    assert code == 0
+    assert "the hashes the node stores (and builds its proofs from) were not checked: give --dir" in out
+
+
+async def test_log_verify_in_a_directory_without_the_node_s_ledger_says_so(run, node, url, tmp_path):
+    directory = tmp_path / "elsewhere"
+    directory.mkdir()
+    api = url.removeprefix("http://")
+    text = render_template(network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api=api, bootstrap=(), roots=())
+    (directory / "config.toml").write_text(text)
+    vouch(node)
+    node.sign_checkpoint()
+    code, _, err = await run("log", "verify", "--dir", directory)
+    assert code == 1
+    assert (f"{directory / 'records.ledger'}: no such file, so the hashes the node stores cannot be checked: is "
+            f"{directory} the node's data directory? (--api URL checks the entries alone)") in err
+    assert list(directory.iterdir()) == [directory / "config.toml"]
 
 
 async def test_log_verify_says_the_ledger_is_shorter_than_its_checkpoint(run, node, url):
