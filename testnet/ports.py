@@ -1,4 +1,4 @@
-"""The ports of a testnet's nodes (DESIGN.md §9): drawn at random from the unprivileged ports outside the kernel's
+"""The ports of a testnet's nodes (DESIGN.md §9): drawn at random from the ports from 10000 up outside the kernel's
 ephemeral range, and checked free by binding as a node binds.
 
 The kernel gives every outgoing connection (and every bind to port 0) a local port from its ephemeral range, so a
@@ -19,7 +19,9 @@ LOCAL_PORT_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")  # Linux
 # Elsewhere (macOS, the BSDs, Windows) the default ephemeral range is RFC 6335's dynamic ports, 49152-65535; their
 # settings (sysctl net.inet.ip.portrange.*, netsh) are not read.
 DYNAMIC_PORTS = (49152, 65535)
-FIRST_UNPRIVILEGED = 1024
+# Below 10000 lie the ports services are configured on (PostgreSQL's 5432, 8080, 9090...): a testnet holding one
+# would stop that service from starting, and one started while the testnet is down would move a node.
+FIRST_PORT = 10000
 LAST_PORT = 65535
 SPARE_DRAWS = 100  # ports drawn beyond those wanted, for those found taken
 
@@ -59,10 +61,10 @@ def choose_ports(count: int, *, avoid: Collection[int] = (), ephemeral: tuple[in
     """`count` distinct ports free on 127.0.0.1 now, none in `avoid` (ports the testnet gave already) or in the
     `ephemeral` range (default: the kernel's), drawn at random."""
     low, high = ephemeral_range() if ephemeral is None else ephemeral
-    pool = [p for p in chain(range(FIRST_UNPRIVILEGED, low), range(high + 1, LAST_PORT + 1)) if p not in avoid]
+    pool = [p for p in chain(range(FIRST_PORT, low), range(high + 1, LAST_PORT + 1)) if p not in avoid]
     if len(pool) < count:
-        raise PortError(f"the ephemeral port range {low}-{high} leaves {len(pool)} unprivileged ports outside it "
-                        f"for this testnet, fewer than the {count} it needs")
+        raise PortError(f"the ephemeral port range {low}-{high} leaves {len(pool)} ports from {FIRST_PORT} up "
+                        f"outside it for this testnet, fewer than the {count} it needs")
     draws = (rng or random.SystemRandom()).sample(pool, min(len(pool), count + SPARE_DRAWS))
     chosen = list(islice(filter(bindable, draws), count))
     if len(chosen) < count:
