@@ -275,9 +275,11 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
                 raise StartupError(f"witness: {error}") from None
         addrs = announce_addrs(config, node.host)
         if not addrs:
+            dials = (" (until then, of the addresses other orgs' records name, it dials public ones and those of "
+                     "its bootstrap peers' kinds: [p2p] dial_private)") if config.dial_private == "auto" else ""
             log.warning("the node announces no address: it listens on wildcard addresses only, so its org record "
-                        "tells other orgs nowhere to dial it; set [p2p] announce in config.toml to where they reach it",
-                        extra={"fields": {"listen": ",".join(node.host.listen_addrs)}})
+                        "tells other orgs nowhere to dial it; set [p2p] announce in config.toml to where they reach it"
+                        + dials, extra={"fields": {"listen": ",".join(node.host.listen_addrs)}})
         publish_org_record(node.replica, name=config.name, network=config.network, addrs=addrs)
         app = api_app(node, node.telemetry, node.trust, node.key, traces_need_token=config.traces_need_token)
         try:

@@ -122,6 +122,8 @@ async def test_a_node_that_announces_no_address_says_so_at_start(tmp_path, caplo
     said = [r.getMessage() for r in caplog.records if "announces no address" in r.getMessage()]
     assert len(said) == (listen == "0.0.0.0" and not announce)
     assert all("set [p2p] announce" in message for message in said)
+    assert all(message.endswith("it dials public ones and those of its bootstrap peers' kinds: [p2p] dial_private)")
+               for message in said)
 
 
 @pytest.mark.parametrize(("announce", "dial_private", "dialled"), [
