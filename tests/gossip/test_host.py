@@ -839,20 +839,108 @@ async def test_a_peer_that_hangs_up_is_not_redialled_behind_the_callers_back() -
     assert connections == 1
 
 
+GRACE = HostConfig().idle_inbound_grace
+
+
+async def connected(events: trio.MemoryReceiveChannel[PeerEvent], peers: list[Host]) -> None:
+    """Returns once `events` told of each of `peers` connecting (in any order)."""
+    waiting = {peer.peer_id for peer in peers}
+    while waiting:
+        event = await events.receive()
+        if event.connected:
+            waiting.discard(event.peer_id)
+
+
+async def disconnected(events: trio.MemoryReceiveChannel[PeerEvent], peers: list[Host]) -> None:
+    """Returns once `events` told of each of `peers` disconnecting."""
+    waiting = {peer.peer_id for peer in peers}
+    while waiting:
+        event = await events.receive()
+        if not event.connected:
+            waiting.discard(event.peer_id)
+
+
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="design question: inbound connections that never open a "
-                   "stream hold their slot for ever, so peers of fresh keys (free to make) fill a node's max_peers "
-                   "inbound slots and no other peer can dial in; evict which, when?")
-async def test_idle_inbound_connections_do_not_lock_out_a_new_peer() -> None:
-    with trio.fail_after(30):
+async def test_idle_inbound_connections_do_not_lock_out_a_new_peer(mock_clock: trio.testing.MockClock) -> None:
+    """Quirk 34: inbound connections that were never put to use held their slot for ever, so peers of fresh keys
+    (free to make) filled a node's inbound slots and no other peer could dial in."""
+    mock_clock.rate = 1  # real time, and a jump over the grace period
+    with trio.fail_after(30 + GRACE):
         async with AsyncExitStack() as stack:
             server = await stack.enter_async_context(
                 open_host(os.urandom(32), LOOPBACK, config=HostConfig(max_connections=8)))
-            for _ in range(4):  # as many as it has inbound slots; each connects and never opens a stream
-                idle = await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK))
-                await idle.connect(server.listen_addrs[0])
+            events = server.peer_events()
+            idle = [await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK)) for _ in range(4)]
+            for peer in idle:  # as many as it has inbound slots; each connects and subscribes to nothing
+                await peer.connect(server.listen_addrs[0])
+            await connected(events, idle)
             newcomer = await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK))
-            await newcomer.connect(server.listen_addrs[0])  # refused: no inbound slot is free
+            with pytest.raises(HostError):
+                await newcomer.connect(server.listen_addrs[0])  # no inbound slot is free
+            mock_clock.jump(GRACE)
+            await disconnected(events, idle)
+            assert server.stats().idle_inbound_closed == 4
+            await newcomer.connect(server.listen_addrs[0])
+            await connected(events, [newcomer])
+            assert server.connected_peers() == [newcomer.peer_id]
+
+
+async def echo(stream: Stream) -> None:
+    await stream.write(await stream.read())
+
+
+@pytest.mark.slow
+async def test_an_inbound_connection_put_to_use_is_never_closed_as_idle(mock_clock: trio.testing.MockClock) -> None:
+    """Quirk 34: a peer that subscribes to a topic, opens a stream the host serves, or is opened one, keeps its
+    connection past the grace period; one that does none of it, connected after them, is closed."""
+    mock_clock.rate = 1
+    with trio.fail_after(30 + 2 * GRACE):
+        async with AsyncExitStack() as stack:
+            server = await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK))
+            server.set_stream_handler("/echo/1", echo)
+            await server.subscribe(TOPIC, accept_all)
+            events = server.peer_events()
+            subscriber, opener, opened, idle = [
+                await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK)) for _ in range(4)]
+            opened.set_stream_handler("/echo/1", echo)
+            await subscriber.subscribe(TOPIC, accept_all)
+            for peer in (subscriber, opener, opened, idle):
+                await peer.connect(server.listen_addrs[0])
+            await connected(events, [subscriber, opener, opened, idle])
+            await server.wait_for_mesh(TOPIC, subscriber.peer_id)
+            for client, answerer in ((opener, server), (server, opened)):
+                async with await client.open_stream(answerer.peer_id, "/echo/1") as stream:
+                    await stream.write(b"ping")
+                    assert await stream.read() == b"ping"
+            mock_clock.jump(GRACE)
+            await disconnected(events, [idle])  # its grace ended last: the others' were checked before
+            assert server.stats().idle_inbound_closed == 1
+            assert server.connected_peers() == sorted(p.peer_id for p in (subscriber, opener, opened))
+
+
+@pytest.mark.slow
+async def test_a_protected_peer_is_not_closed_for_a_stranger(mock_clock: trio.testing.MockClock) -> None:
+    """Quirk 34: an idle inbound connection of a protected peer (a node's bootstrap peers and horizon orgs) keeps
+    its slot past the grace period, while a stranger's gives way to a newcomer."""
+    mock_clock.rate = 1
+    with trio.fail_after(30 + GRACE):
+        async with AsyncExitStack() as stack:
+            server = await stack.enter_async_context(
+                open_host(os.urandom(32), LOOPBACK, config=HostConfig(max_connections=4)))  # 2 inbound slots
+            events = server.peer_events()
+            horizon, stranger, newcomer = [
+                await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK)) for _ in range(3)]
+            server.set_protected(lambda peer_id: peer_id == horizon.peer_id)
+            for peer in (horizon, stranger):
+                await peer.connect(server.listen_addrs[0])
+            await connected(events, [horizon, stranger])
+            with pytest.raises(HostError):
+                await newcomer.connect(server.listen_addrs[0])  # no inbound slot is free
+            mock_clock.jump(GRACE)
+            await disconnected(events, [stranger])
+            await newcomer.connect(server.listen_addrs[0])
+            await connected(events, [newcomer])
+            assert server.connected_peers() == sorted([horizon.peer_id, newcomer.peer_id])
 
 
 @pytest.mark.slow
