@@ -263,8 +263,14 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    inbound connection whose peer, within HostConfig.idle_inbound_grace, neither subscribed to a gossip topic nor
    opened or was opened a stream of a protocol the host serves or dials (set_stream_handler, open_stream) is
    closed, unless the peer is protected (set_protected: the node's bootstrap peers and the orgs in its horizon).
-   Pubsub's own stream does not count: every py-libp2p peer opens one as it connects. A connection that was put
-   to use is never closed as idle; outbound connections (this host's own dials) are never closed as idle.
+   Pubsub's own stream does not count: every py-libp2p peer opens one as it connects. And when every inbound slot
+   is taken, a new inbound connection takes the slot of the oldest such idle connection, grace or not, which is
+   closed (the swarm's inbound limiter is replaced, guarded by its type, as 24): a flood of fresh keys must then
+   open as many connections as there are slots in the moment an honest peer takes to subscribe (its first RPC) to
+   push it out, where waiting for graces to end let it hold every slot with one handshake per slot per grace. The
+   newcomer is not known yet when it is let in (the slot is taken before its handshake), so it may be a stranger
+   too; protected peers and connections in use are never closed for it, and with none idle it is refused. A
+   connection that was put to use, and an outbound one (this host's own dial), is never closed as idle.
 Not worked around (policy, not a bug to patch): scores of a disconnected peer are forgotten at once (the spec
 retains them); IDONTWANT is sent for every message regardless of size.
 """
@@ -827,7 +833,8 @@ class _Pubsub(Pubsub):
 
 
 class _IdleInbound:
-    """Quirk 34: closes each inbound connection still not in use (`in_use(peer)`) `grace` seconds after it opened."""
+    """Quirk 34: closes each inbound connection still not in use (`in_use(peer)`) `grace` seconds after it opened,
+    and the oldest such connection, grace or not, to give its slot to a new one when every slot is taken."""
 
     def __init__(self, grace: float, in_use: Callable[[ID], bool], close_timeout: float) -> None:
         self._grace = grace
@@ -835,6 +842,7 @@ class _IdleInbound:
         self._close_timeout = close_timeout
         self._pending: dict[INetConn, float] = {}  # inbound connections in their grace -> its end, oldest first
         self._arrived = trio.Event()
+        self._nursery: trio.Nursery | None = None  # where connections are closed, while run() runs
         self.closed = 0
 
     def opened(self, conn: INetConn) -> None:
@@ -847,23 +855,58 @@ class _IdleInbound:
     async def run(self) -> None:
         """Check each connection as its grace ends (they end in the order they began); runs until cancelled."""
         async with trio.open_nursery() as nursery:
-            while True:
-                if not self._pending:
-                    self._arrived = trio.Event()
-                    await self._arrived.wait()
-                    continue
-                conn, ends = next(iter(self._pending.items()))
-                await trio.sleep_until(ends)  # (if it goes meanwhile, every later one ends later)
-                if self._pending.pop(conn, None) is not None and not conn.is_closed and not self._in_use(
-                        conn.muxed_conn.peer_id):
-                    nursery.start_soon(self._close, conn)
+            self._nursery = nursery
+            try:
+                while True:
+                    if not self._pending:
+                        self._arrived = trio.Event()
+                        await self._arrived.wait()
+                        continue
+                    conn, ends = next(iter(self._pending.items()))
+                    await trio.sleep_until(ends)  # (if it goes meanwhile, every later one ends later)
+                    if self._pending.pop(conn, None) is not None and self._idle(conn):
+                        nursery.start_soon(self._close, conn, f"not put to use within {self._grace:g} s")
+            finally:
+                self._nursery = None  # a connection arriving as the host stops is refused, not let in
 
-    async def _close(self, conn: INetConn) -> None:
+    def evict_one(self) -> bool:
+        """Start closing the oldest inbound connection not in use, if there is one: its slot goes to a new one."""
+        if self._nursery is None:
+            return False
+        oldest = next((conn for conn in self._pending if self._idle(conn)), None)
+        if oldest is None:
+            return False
+        del self._pending[oldest]
+        self._nursery.start_soon(self._close, oldest, "not in use, its slot given to a new inbound connection")
+        return True
+
+    def _idle(self, conn: INetConn) -> bool:
+        return not conn.is_closed and not self._in_use(conn.muxed_conn.peer_id)
+
+    async def _close(self, conn: INetConn, why: str) -> None:
         self.closed += 1
-        logger.info("closing the inbound connection of %s: not put to use within %s s", conn.muxed_conn.peer_id,
-                    self._grace)
+        logger.info("closing the inbound connection of %s: %s", conn.muxed_conn.peer_id, why)
         with trio.move_on_after(self._close_timeout):
             await conn.close()
+
+
+class _InboundSlots:
+    """Quirk 34: the swarm's inbound slots, in place of its trio.CapacityLimiter (of which it calls acquire_nowait()
+    and release() and reads total_tokens). With every slot taken, a new connection takes the slot of the oldest idle
+    inbound connection (`evict_one`), which is closed and does not give it back; without one, it is refused."""
+
+    def __init__(self, total_tokens: int, evict_one: Callable[[], bool]) -> None:
+        self.total_tokens = total_tokens
+        self._evict_one = evict_one
+        self._taken = 0  # (total_tokens + the evictions under way, at most)
+
+    def acquire_nowait(self) -> None:
+        if self._taken >= self.total_tokens and not self._evict_one():
+            raise trio.WouldBlock
+        self._taken += 1
+
+    def release(self) -> None:
+        self._taken -= 1
 
 
 class _PeerNotifee(INotifee):
@@ -1306,6 +1349,7 @@ async def open_host(seed: bytes, listen: list[str], *, config: HostConfig = Host
     _free_inbound_slots_on_close(lp_host.get_network())
     _dial_only_in_connect(lp_host.get_network())
     host = Host(lp_host, config)
+    _evict_idle_when_full(lp_host.get_network(), host._idle.evict_one)
     try:
         async with _running(lp_host, addrs, host, config):
             yield host
@@ -1504,6 +1548,13 @@ def _free_inbound_slots_on_close(network: INetwork) -> None:
         raise SwarmException(f"inbound connection from {muxed.peer_id} closed")  # ends the task: its slot is freed
 
     network.upgrade_inbound_raw_conn = upgrade_until_closed  # type: ignore[attr-defined]
+
+
+def _evict_idle_when_full(network: INetwork, evict_one: Callable[[], bool]) -> None:
+    """Quirk 34, if the swarm still admits inbound connections through a trio.CapacityLimiter at _inbound_limiter."""
+    limiter = getattr(network, "_inbound_limiter", None)
+    if isinstance(limiter, trio.CapacityLimiter):
+        network._inbound_limiter = _InboundSlots(int(limiter.total_tokens), evict_one)  # type: ignore[attr-defined]
 
 
 # Quirk 32: whether the current task is in Host.connect, the one place the swarm may dial.

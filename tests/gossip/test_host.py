@@ -841,7 +841,7 @@ async def test_a_peer_that_hangs_up_is_not_redialled_behind_the_callers_back() -
 
 # Seconds an inbound connection has to be put to use (quirk 34): real time, as py-libp2p's connections run timers
 # of their own (yamux pings and reads, identify) that a mock clock's jump over the grace period sets off. Long
-# enough for the tests' connections and refused dials to happen within it.
+# enough for the tests' connections and streams to happen within it.
 GRACE = 5.0
 
 
@@ -866,24 +866,36 @@ async def disconnected(events: trio.MemoryReceiveChannel[PeerEvent], peers: list
 @pytest.mark.slow
 async def test_idle_inbound_connections_do_not_lock_out_a_new_peer() -> None:
     """Quirk 34: inbound connections that were never put to use held their slot for ever, so peers of fresh keys
-    (free to make) filled a node's inbound slots and no other peer could dial in."""
-    with trio.fail_after(30 + GRACE):
+    (free to make) filled a node's inbound slots and no other peer could dial in. Now, with every slot taken, a
+    newcomer takes the oldest idle one's, grace or not."""
+    with trio.fail_after(30):
         async with AsyncExitStack() as stack:
             server = await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK, config=HostConfig(
-                max_connections=8, idle_inbound_grace=GRACE)))
+                max_connections=8, idle_inbound_grace=600)))  # 4 inbound slots; no grace ends during the test
             events = server.peer_events()
             idle = [await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK)) for _ in range(4)]
-            for peer in idle:  # as many as it has inbound slots; each connects and subscribes to nothing
-                await peer.connect(server.listen_addrs[0])
-            await connected(events, idle)
             newcomer = await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK))
-            with pytest.raises(HostError):
-                await newcomer.connect(server.listen_addrs[0])  # no inbound slot is free
-            await disconnected(events, idle)
-            assert server.stats().idle_inbound_closed == 4
+            for peer in idle:  # one for each inbound slot; each connects and subscribes to nothing
+                await peer.connect(server.listen_addrs[0])
+                await connected(events, [peer])
             await newcomer.connect(server.listen_addrs[0])
             await connected(events, [newcomer])
-            assert server.connected_peers() == [newcomer.peer_id]
+            await disconnected(events, idle[:1])
+            assert server.connected_peers() == sorted(p.peer_id for p in [*idle[1:], newcomer])
+            assert server.stats().idle_inbound_closed == 1
+
+
+@pytest.mark.slow
+async def test_an_idle_inbound_connection_is_closed_as_its_grace_ends() -> None:
+    """Quirk 34: a peer that connects and does nothing gives its slot back after the grace period, needed or not."""
+    with trio.fail_after(30 + GRACE):
+        async with open_host(os.urandom(32), LOOPBACK, config=HostConfig(idle_inbound_grace=GRACE)) as server, \
+                open_host(os.urandom(32), LOOPBACK) as idle:
+            events = server.peer_events()
+            await idle.connect(server.listen_addrs[0])
+            await connected(events, [idle])
+            await disconnected(events, [idle])
+            assert server.stats().idle_inbound_closed == 1
 
 
 async def echo(stream: Stream) -> None:
@@ -920,25 +932,43 @@ async def test_an_inbound_connection_put_to_use_is_never_closed_as_idle() -> Non
 
 @pytest.mark.slow
 async def test_a_protected_peer_is_not_closed_for_a_stranger() -> None:
-    """Quirk 34: an idle inbound connection of a protected peer (a node's bootstrap peers and horizon orgs) keeps
-    its slot past the grace period, while a stranger's gives way to a newcomer."""
-    with trio.fail_after(30 + GRACE):
+    """Quirk 34: with every inbound slot taken, a newcomer takes an idle stranger's slot, never that of a protected
+    peer (a node's bootstrap peers and horizon orgs), even one that connected earlier and stays idle."""
+    with trio.fail_after(30):
         async with AsyncExitStack() as stack:
             server = await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK, config=HostConfig(
-                max_connections=4, idle_inbound_grace=GRACE)))  # 2 inbound slots
+                max_connections=4, idle_inbound_grace=600)))  # 2 inbound slots
             events = server.peer_events()
             horizon, stranger, newcomer = [
                 await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK)) for _ in range(3)]
             server.set_protected(lambda peer_id: peer_id == horizon.peer_id)
             for peer in (horizon, stranger):
                 await peer.connect(server.listen_addrs[0])
-            await connected(events, [horizon, stranger])
-            with pytest.raises(HostError):
-                await newcomer.connect(server.listen_addrs[0])  # no inbound slot is free
-            await disconnected(events, [stranger])
+                await connected(events, [peer])
             await newcomer.connect(server.listen_addrs[0])
             await connected(events, [newcomer])
+            await disconnected(events, [stranger])
             assert server.connected_peers() == sorted([horizon.peer_id, newcomer.peer_id])
+
+
+@pytest.mark.slow
+async def test_a_newcomer_finding_every_slot_in_use_is_refused() -> None:
+    """Quirk 34: connections in use are never closed for a newcomer; with no idle one, it is refused as before."""
+    with trio.fail_after(30):
+        async with AsyncExitStack() as stack:
+            server = await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK, config=HostConfig(
+                max_connections=4, idle_inbound_grace=600)))  # 2 inbound slots
+            await server.subscribe(TOPIC, accept_all)
+            subscribers = [await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK)) for _ in range(2)]
+            newcomer = await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK))
+            for peer in subscribers:
+                await peer.subscribe(TOPIC, accept_all)
+                await peer.connect(server.listen_addrs[0])
+                await server.wait_for_mesh(TOPIC, peer.peer_id)
+            with pytest.raises(HostError):
+                await newcomer.connect(server.listen_addrs[0])
+            assert server.connected_peers() == sorted(p.peer_id for p in subscribers)
+            assert server.stats().idle_inbound_closed == 0
 
 
 @pytest.mark.slow
