@@ -41,7 +41,7 @@ from benchmarks import bare_gossipsub, daemons, harness  # noqa: E402
 from benchmarks import sync as sync_bench  # noqa: E402
 from benchmarks.machine import Run  # noqa: E402
 from gossip.host import peer_id_from_public_key  # noqa: E402
-from testnet.cluster import free_ports  # noqa: E402
+from testnet.ports import choose_ports  # noqa: E402
 from vouching import did_key, public_key_from_did  # noqa: E402
 
 TARGET_NODES, TARGET_LOAD, TARGET_P99_S = 20, 1000.0, 0.5
@@ -104,7 +104,7 @@ def network(workdir: Path, n: int, config: dict[str, float], degree: int = 3) ->
     """N nodes configured with `config` (NODE_CONFIG's keys), each trusting every other as a root and
     bootstrapping to up to `degree` earlier ones."""
     dirs = [workdir / f"n{i:02d}" for i in range(n)]
-    ports = free_ports(n)
+    ports = choose_ports(n)
     with ThreadPoolExecutor(4) as pool:
         dids = list(pool.map(lambda i: daemons.init(dirs[i], network=NETWORK, listen=f"/ip4/127.0.0.1/tcp/{ports[i]}",
                                                     **config), range(n)))

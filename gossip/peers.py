@@ -26,6 +26,7 @@ from vouching.succession import Link
 
 from .host import Host, HostError, InvalidPeerId, PeerEvent, dialable, peer_id_from_public_key, peer_org
 from .replica import Replica
+from .scopes import DialPrivate, Scope, addr_scope, dialled_scopes
 
 log = logging.getLogger(__name__)
 
@@ -57,16 +58,18 @@ def printable_line(text: str, limit: int = MAX_ERROR) -> str:
     return escaped(text[:head])[:head] + "…" + end[len(end) - tail:]
 
 
-def org_dial_addrs(record: Record) -> tuple[str, list[str]]:
-    """The peer id of an `org` record's issuer and those of its addresses the host can dial by IP address, each
-    ending in /p2p/<peer id> (an address naming another peer is not the org's to hand out). A DNS name is not
-    resolved: any org inside the horizon would have every node look up names of its choosing, and each lookup
-    that a name's nameservers leave unanswered holds a thread of trio's pool past the dial's timeout (bootstrap
-    addresses, the operator's choice, are resolved)."""
+def org_dial_addrs(record: Record, scopes: frozenset[Scope]) -> tuple[str, list[str]]:
+    """The peer id of an `org` record's issuer and those of its addresses the host can dial by IP address in one of
+    `scopes` (gossip.scopes: no org may have the node dial its loopback, say), each ending in /p2p/<peer id> (an
+    address naming another peer is not the org's to hand out). A DNS name is not resolved: any org inside the
+    horizon would have every node look up names of its choosing, and each lookup that a name's nameservers leave
+    unanswered holds a thread of trio's pool past the dial's timeout (bootstrap addresses, the operator's choice,
+    are resolved)."""
     assert isinstance(record.body, OrgBody)
     peer_id = peer_id_from_public_key(public_key_from_did(record.iss))
     addrs = [a if "/p2p/" in a else f"{a}/p2p/{peer_id}" for a in record.body.addrs]
-    return peer_id, [a for a in addrs if a.endswith(f"/p2p/{peer_id}") and dialable(a, names=False)]
+    return peer_id, [a for a in addrs if a.endswith(f"/p2p/{peer_id}") and dialable(a, names=False)
+                     and addr_scope(a) in scopes]
 
 
 @dataclass
@@ -224,7 +227,9 @@ class DialSchedule:
 class PeerManager:
     """Dials bootstrap peers and orgs from `org` records, keeps at most `max_peers` of them connected. Peers that
     dial in unasked do not count (the host's max_connections bounds them); while it runs, the host never closes an
-    idle inbound connection of a peer it `protects` (gossip/host.py quirk 34)."""
+    idle inbound connection of a peer it `protects` (gossip/host.py quirk 34). Of the addresses `org` records name,
+    it dials those in the scopes `dial_private` allows (gossip.scopes), with "auto" those of `own_addrs`, the
+    addresses the node's own org record names (None: the host's listen addresses)."""
 
     def __init__(
         self,
@@ -234,8 +239,11 @@ class PeerManager:
         bootstrap: Sequence[str],
         max_peers: int,
         schedule: DialSchedule | None = None,
+        dial_private: DialPrivate = "auto",
+        own_addrs: Sequence[str] | None = None,
     ) -> None:
         self._host = host
+        self._scopes = dialled_scopes(dial_private, host.listen_addrs if own_addrs is None else own_addrs)
         self._replica = replica
         self._max_peers = max_peers
         self._schedule = schedule if schedule is not None else DialSchedule()
@@ -262,7 +270,7 @@ class PeerManager:
         for record in records:
             if not isinstance(record.body, OrgBody) or record.body.next is not None or self._ours(record.iss):
                 continue
-            peer_id, addrs = org_dial_addrs(record)
+            peer_id, addrs = org_dial_addrs(record, self._scopes)
             if addrs:
                 self._schedule.announce(peer_id, addrs)
                 self._wake.set()

@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {e}", file=sys.stderr)
         return 2
     except (ClientError, CommandFailed) as e:
-        print(f"{name}: {e}", file=sys.stderr)
+        print(f"{name}: {_shown(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -111,6 +111,14 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:  # a --dir, --out, --cache or --token-file the file system refuses: name it, no traceback
         print(f"{name}: {os_error_text(e)}", file=sys.stderr)
         return 2
+
+
+def _shown(error: Exception) -> str:
+    """The error's text, each line's unprintable characters escaped: it may quote whatever answered at the node's
+    address, and a terminal obeys escape sequences (clear the screen, retitle the window)."""
+    from vouching.schema import escaped
+
+    return "\n".join(escaped(line) for line in str(error).split("\n"))
 
 
 if __name__ == "__main__":

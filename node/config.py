@@ -11,10 +11,11 @@ import urllib.parse
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from gossip.addrs import AddrError, parse_listen_addr, parse_peer_addr
 from gossip.batch import MAX_GOSSIP_MESSAGE
+from gossip.scopes import DIAL_PRIVATE, DialPrivate
 from ledger import MAX_COSIGNATURES
 from vouching import InvalidDid, public_key_from_did
 from vouching.policy import words
@@ -66,6 +67,7 @@ class NodeConfig:
     listen: tuple[str, ...] = (DEFAULT_LISTEN,)
     announce: tuple[str, ...] = ()
     bootstrap: tuple[str, ...] = ()
+    dial_private: DialPrivate = "auto"
     roots: tuple[str, ...] = ()
     max_hops: int = 3
     api_host: str = "127.0.0.1"
@@ -97,7 +99,8 @@ class NodeConfig:
 
     @property
     def api_public_url(self) -> str:
-        """The API's URL as other orgs reach it: [api] public_url, else the bind address."""
+        """The API's URL as other orgs reach it: [api] public_url, else the bind address (with a bind's port 0, a
+        URL no credential may name: node.credential_status.checked_public_url)."""
         return self.public_url or f"http://{connectable_host(self.api_host)}:{self.api_port}"
 
 
@@ -182,6 +185,15 @@ def _check_peer_addr(key: str, value: Any) -> str:
     return value
 
 
+def _check_dial_private(value: str) -> DialPrivate:
+    """[p2p] dial_private: which of the addresses other orgs' `org` records name the node dials (gossip.scopes)."""
+    if value in DIAL_PRIVATE:
+        return cast(DialPrivate, value)
+    raise ConfigError(f"p2p.dial_private: must be {', '.join(map(repr, DIAL_PRIVATE[:-1]))} or {DIAL_PRIVATE[-1]!r} "
+                      f"(which loopback, private and link-local addresses that org records name the node dials), "
+                      f"got {value!r}")
+
+
 def _check_did(key: str, value: Any) -> str:
     try:
         public_key_from_did(value)
@@ -260,13 +272,14 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
         raise ConfigError(f"network: must match {NETWORK_RE.pattern}, got {network!r}")
 
     p2p = _table(doc, "p2p")
-    _known_keys("p2p", p2p, {"listen", "announce", "bootstrap", "sync_interval", "sync_peers", "startup_sync_seconds",
-                             "verify_processes"})
+    _known_keys("p2p", p2p, {"listen", "announce", "bootstrap", "dial_private", "sync_interval", "sync_peers",
+                             "startup_sync_seconds", "verify_processes"})
     listen = tuple(_check_listen_addr(a) for a in _get(p2p, "p2p", "listen", "a list", [DEFAULT_LISTEN]))
     if not listen:
         raise ConfigError("p2p.listen: needs at least one address")
     announce = tuple(_check_announce_addr(a) for a in _get(p2p, "p2p", "announce", "a list", []))
     bootstrap = tuple(_check_peer_addr("p2p.bootstrap", a) for a in _get(p2p, "p2p", "bootstrap", "a list", []))
+    dial_private = _check_dial_private(_get(p2p, "p2p", "dial_private", "a string", NodeConfig.dial_private))
     sync_interval = _positive("p2p", "sync_interval", _get(p2p, "p2p", "sync_interval", "a number", NodeConfig.sync_interval))
     sync_peers = _in_range("p2p", "sync_peers", _get(p2p, "p2p", "sync_peers", "an integer", NodeConfig.sync_peers),
                            1, MAX_SYNC_PEERS)
@@ -357,6 +370,7 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
         listen=listen,
         announce=announce,
         bootstrap=bootstrap,
+        dial_private=dial_private,
         roots=roots,
         max_hops=max_hops,
         api_host=api_host,
@@ -422,6 +436,14 @@ announce = []
 # "/dns4/boot.example.org/tcp/4001/p2p/12D3KooW...". A name is looked up through the system's resolver at every
 # dial: /dns4 takes its IPv4 addresses, /dns6 its IPv6 ones, /dns both; /dnsaddr (TXT records) is not supported.
 bootstrap = {_toml_list(bootstrap)}
+# Which of the addresses that are not public, named by other orgs' `org` records, the node dials: loopback,
+# private (10/8, 172.16/12, 192.168/16, fc00::/7), shared (100.64/10), link-local (169.254/16, fe80::/10) and
+# reserved ones (any org may name your SSH port on 127.0.0.1, or a cloud's metadata service at 169.254.169.254).
+# "auto": those of the kinds this node's own `org` record names (the announce addresses, else the listen addresses
+# but wildcards): a testnet on loopback dials loopback, a node announcing a LAN address private ones, a node
+# announcing a public address (or none) none of them. "always": all; "never": none. Public addresses are always
+# dialled, and so are bootstrap peers.
+dial_private = "{d.dial_private}"
 # Seconds (give or take a quarter) between anti-entropy rounds, each a catch-up sync with `sync_peers`
 # connected peers picked at random. A node also syncs with a peer as soon as it connects, unless a round with it
 # started less than sync_interval ago.

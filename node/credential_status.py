@@ -19,6 +19,7 @@ import binascii
 import gzip
 import operator
 import re
+import urllib.parse
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -40,6 +41,21 @@ class StatusListError(ValueError):
     """A status entry or list that is not what the spec says; the message names the field and the rule."""
 
 
+class NoPublicUrl(ValueError):
+    """The API's URL names port 0, where no verifier can fetch a status list: no credential may carry it."""
+
+
+def checked_public_url(public_url: str) -> str:
+    """`public_url` if a credential may name it (its status entry); NoPublicUrl if its port is 0, as it is when
+    `[api] bind` has port 0 and no `[api] public_url` is set (node.config.NodeConfig.api_public_url): the OS picks
+    the port anew at each start, so no verifier could ever check the credential's revocation (DESIGN §2)."""
+    if urllib.parse.urlsplit(public_url).port == 0:
+        raise NoPublicUrl("[api] bind has port 0 and no [api] public_url is set: the OS picks the API's port anew at "
+                          "each start, so a credential naming it (its status list's URL) could never be checked by "
+                          "any verifier; set [api] public_url in config.toml to where other orgs reach this API")
+    return public_url
+
+
 def list_url(public_url: str, list_number: int) -> str:
     return f"{public_url.rstrip('/')}{STATUS_PATH}/{list_number}"
 
@@ -49,13 +65,15 @@ def vouch_list_url(public_url: str, issuer: str, list_number: int) -> str:
 
 
 def status_entry(public_url: str, index: int) -> dict[str, str]:
-    """The `credentialStatus` of the agent credential at `index` (spec §2.1, BitstringStatusListEntry)."""
-    return _entry(list_url(public_url, index // LIST_ENTRIES), index % LIST_ENTRIES)
+    """The `credentialStatus` of the agent credential at `index` (spec §2.1, BitstringStatusListEntry); NoPublicUrl
+    if `public_url` names port 0."""
+    return _entry(list_url(checked_public_url(public_url), index // LIST_ENTRIES), index % LIST_ENTRIES)
 
 
 def vouch_status_entry(public_url: str, issuer: str, seq: int) -> dict[str, str]:
-    """The `credentialStatus` of the credential of `issuer`'s vouch at `seq`."""
-    return _entry(vouch_list_url(public_url, issuer, seq // LIST_ENTRIES), seq % LIST_ENTRIES)
+    """The `credentialStatus` of the credential of `issuer`'s vouch at `seq`; NoPublicUrl if `public_url` names port
+    0."""
+    return _entry(vouch_list_url(checked_public_url(public_url), issuer, seq // LIST_ENTRIES), seq % LIST_ENTRIES)
 
 
 def _entry(url: str, position: int) -> dict[str, str]:

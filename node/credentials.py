@@ -133,7 +133,8 @@ def vouch_credential(key: SigningKey, record: Record, public_url: str, *, now: i
     """This org's vouch record as a credential, signed with its current key `key` whichever of its keys signed the
     record (`earlier_keys`: the dids it rotated away from, DESIGN §2), valid `days` from `now` (s) or until the vouch
     expires, whichever is first, and revocable: its `credentialStatus` is its bit in the status lists of its key's
-    vouches served at `public_url` (node.credential_status). The signed record itself rides along as evidence."""
+    vouches served at `public_url` (node.credential_status; NoPublicUrl if it names port 0). The signed record
+    itself rides along as evidence."""
     body = record.body
     if (record.iss != did_key(bytes(key.verify_key)) and record.iss not in earlier_keys) or not isinstance(
             body, VouchBody):

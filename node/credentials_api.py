@@ -21,7 +21,7 @@ from vouching.schema import MAX_UINT
 from .api.errors import checked_did, error_response, error_responses
 from .api.records import parse_record_id
 from .credential_registry import CredentialRegistry
-from .credential_status import LIST_ENTRIES, STATUS_PATH, VOUCH_STATUS_PATH, list_url, vouch_list_url
+from .credential_status import LIST_ENTRIES, STATUS_PATH, VOUCH_STATUS_PATH, NoPublicUrl, list_url, vouch_list_url
 from .credentials import jwks, vouch_credential
 from .signed_lists import LIST_REUSE_S, SignedLists
 from .vouch_revocations import VouchRevocations
@@ -71,7 +71,8 @@ def credentials_router(key: SigningKey, replica: Replica, registry: CredentialRe
         response_class=Response,
         responses={200: {"content": {"application/vc+jwt": {}}, "description": "A W3C VC 2.0 credential, vc+jwt"},
                    404: {"description": "No such record"},
-                   409: {"description": "Not a vouch of this org, or revoked"}},
+                   409: {"description": "Not a vouch of this org, or revoked; or the node has no URL to name "
+                                        "(no_public_url: [api] bind with port 0, and no [api] public_url)"}},
     )
     async def vouch_vc(record_id: str) -> Response:
         """One of this org's vouches, under its current key or one it rotated away from, as a W3C VC 2.0 credential
@@ -89,8 +90,11 @@ def credentials_router(key: SigningKey, replica: Replica, registry: CredentialRe
             return error_response(409, "conflict", "path.record_id: only this org's own vouches are credentials here")
         if replica.store.revoked(rid):
             return error_response(409, "conflict", "path.record_id: this vouch was revoked")
-        return Response(vouch_credential(key, record, public_url, now=int(clock()), earlier_keys=earlier),
-                        media_type="application/vc+jwt")
+        try:
+            credential = vouch_credential(key, record, public_url, now=int(clock()), earlier_keys=earlier)
+        except NoPublicUrl as error:  # its status list's URL would name port 0
+            return error_response(409, "no_public_url", str(error))
+        return Response(credential, media_type="application/vc+jwt")
 
     @router.get(
         STATUS_PATH + "/{list_number}",

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from nacl.signing import SigningKey
 
+from .client._token import BadToken, api_token
+
 SEED_BYTES = 32
 
 log = logging.getLogger(__name__)
@@ -89,15 +91,14 @@ def create_token(path: Path) -> str:
 
 
 def load_token(path: Path) -> str:
-    """Load the API bearer token written by `create_token`."""
+    """Load the API bearer token written by `create_token` (node.client._token's rule)."""
     new = f"(umask 077 && python3 -c 'import secrets; print(secrets.token_urlsafe(32))' > {shlex.quote(str(path))})"
-    token = _read_private(path, f"restore it, or make a new one: `{new}` (a running node reads it again when it "
-                                "changes; its clients need the new one)").decode("ascii", errors="replace").strip()
-    if len(token) < 32:
-        raise KeyFileError(f"{path}: the token is too short to be one `vouchnet init` wrote")
-    if not (token.isascii() and token.isprintable()):  # no client could send it in a header
-        raise KeyFileError(f"{path}: the token holds a character other than printable ASCII; make a new one: `{new}`")
-    return token
+    text = _read_private(path, f"restore it, or make a new one: `{new}` (a running node reads it again when it "
+                               "changes; its clients need the new one)").decode("ascii", errors="replace")
+    try:
+        return api_token(text)  # the rule the SDK's clients apply to the token they send
+    except BadToken as e:
+        raise KeyFileError(f"{path}: the token {e}; make a new one: `{new}`") from None
 
 
 class TokenFile:

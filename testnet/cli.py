@@ -151,7 +151,7 @@ def _up(args: argparse.Namespace) -> int:
         waiting = [n for n in cluster.names if not cluster.running(n)]
         bar = ProgressBar(f"starting {counted(len(waiting), 'node')}")
         try:
-            cluster.start(waiting, progress=bar)
+            cluster.start(waiting, progress=bar, say=print)
             bar.close()
             if not cluster.state.vouched:
                 made = cluster.vouch_topology()

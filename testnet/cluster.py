@@ -10,7 +10,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -23,7 +23,8 @@ from vouching import did_key
 
 from . import processes
 from .config_edit import Value, edit_config
-from .state import NodeEntry, TestnetState, load_state, node_name, save_state
+from .ports import PortError, bindable, choose_ports
+from .state import NodeEntry, TestnetState, api_bind, listen_addr, load_state, node_name, save_state
 from .topology import bootstrap_indexes, trust_edges
 
 NETWORK = "testnet"
@@ -35,6 +36,7 @@ ROTATE_TIMEOUT = 60.0  # s: `vouchnet key rotate` reads the node's whole store t
 ORG_PEER_WEIGHT = 0.9
 
 Progress = Callable[[str, int, int], None]  # (what happened, done, total)
+Say = Callable[[str], None]  # a line for the operator
 
 
 class ClusterError(Exception):
@@ -67,18 +69,6 @@ class Settings:
 class Stopped:
     clean: list[str]  # stopped on SIGTERM
     killed: list[str]  # needed SIGKILL
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct ports free on 127.0.0.1 now (all bound at once, so none is handed out twice)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def port_open(port: int) -> bool:
@@ -128,7 +118,7 @@ class Cluster:
     @classmethod
     def _create(cls, directory: Path, nodes: int, seed: int, topology: str, settings: Settings, network: str,
                 edges: dict[int, list[int]]) -> Cluster:
-        ports = free_ports(2 * nodes)
+        ports = _draw_ports(2 * nodes)
         names = [node_name(i) for i in range(nodes)]
         _init_all(directory, names, network, ports)
         from gossip.host import peer_id_from_public_key  # py-libp2p takes a second to import; only needed here
@@ -189,17 +179,16 @@ class Cluster:
 
     # --- starting and stopping ----------------------------------------------------------------------------
 
-    def start(self, names: Iterable[str] | None = None, *, progress: Progress | None = None,
+    def start(self, names: Iterable[str] | None = None, *, progress: Progress | None = None, say: Say | None = None,
               timeout: float = START_TIMEOUT) -> list[str]:
         """Start those of `names` (default: all) that are not running, with their data, and wait until each API
-        answers /healthz; returns the names started. A node that exits or stays silent raises ClusterError."""
+        answers /healthz; returns the names started. A port of theirs that another process took is moved first
+        (move_taken_ports; each move said in a line to `say`). A node that exits or stays silent raises
+        ClusterError."""
         wanted = [n for n in (self.names if names is None else list(names)) if not self.running(n)]
-        for name in wanted:  # all checked first: a port taken from the second node leaves the first not started
-            entry = self.entry(name)
-            for port in (entry.p2p_port, entry.api_port):
-                if port_open(port):
-                    raise ClusterError(f"{name}: port {port} is taken by another process; stop it or `down` and "
-                                       "remove this testnet")
+        for line in self.move_taken_ports(wanted):
+            if say is not None:
+                say(line)
         for name in wanted:
             entry = self.entry(name)
             process = processes.spawn_node(self.data_dir(name), self.log_path(name))
@@ -207,6 +196,34 @@ class Cluster:
             self._set(replace(entry, pid=process.pid, started=started))
         self._wait_healthy(wanted, progress, timeout)
         return wanted
+
+    def move_taken_ports(self, names: Iterable[str]) -> list[str]:
+        """Give each port of the stopped nodes `names` that no node could listen on now (another process took it
+        while the testnet was down) a fresh one: in the node's config.toml, in the bootstrap lists of the nodes that
+        dial it (read at their next start) and, last, in testnet.json, so that a move cut short is made again.
+        Returns a line per move. The node announces its new address in a new `org` record as it starts."""
+        moves = []
+        for name in names:
+            entry = self.entry(name)
+            ports = {"p2p": entry.p2p_port, "api": entry.api_port}
+            taken = [kind for kind, port in ports.items() if not bindable(port)]
+            if not taken:
+                continue
+            fresh = dict(zip(taken, _draw_ports(len(taken), avoid=self._given_ports())))
+            moved = replace(entry, p2p_port=fresh.get("p2p", entry.p2p_port), api_port=fresh.get("api", entry.api_port))
+            saved, self.state = self.state, self.state.with_node(moved)
+            try:
+                self.configure(name, {("p2p", "listen"): [listen_addr(moved.p2p_port)],
+                                      ("api", "bind"): api_bind(moved.api_port)})
+                if "p2p" in fresh:
+                    self._write_bootstrap_of_dialers(name)
+            except BaseException:  # (a stop's save must not record a move its config files do not all carry)
+                self.state = saved
+                raise
+            save_state(self.directory, self.state)
+            moves += [f"{name}'s {kind} port {ports[kind]} is taken by another process; moved to {port}"
+                      for kind, port in fresh.items()]
+        return moves
 
     def stop(self, names: Iterable[str] | None = None, *, timeout: float = STOP_TIMEOUT) -> Stopped:
         """SIGTERM the running nodes among `names` (default: all), SIGKILL any still running after `timeout` s, and
@@ -234,11 +251,7 @@ class Cluster:
         entry = self.entry(name)
         self._set(replace(entry, did=rotated["new"], peer_id=rotated["peer_id"],
                           former_dids=(*entry.former_dids, entry.did)))
-        count = len(self.names)
-        index = self.names.index(name)
-        for i, other in enumerate(self.names):
-            if index in bootstrap_indexes(i, count):
-                self.configure(other, {("p2p", "bootstrap"): self._bootstrap(i)})
+        self._write_bootstrap_of_dialers(name)
         return entry.did, rotated["new"]
 
     def kill(self, name: str) -> None:
@@ -286,6 +299,18 @@ class Cluster:
         """The addresses the node at `index` dials at start (topology.bootstrap_indexes), with their current keys."""
         return [self.state.nodes[j].p2p_addr for j in bootstrap_indexes(index, len(self.state.nodes))]
 
+    def _write_bootstrap_of_dialers(self, name: str) -> None:
+        """The bootstrap lists of the nodes that dial `name` at start, written again with its current address."""
+        count = len(self.names)
+        index = self.names.index(name)
+        for i, other in enumerate(self.names):
+            if index in bootstrap_indexes(i, count):
+                self.configure(other, {("p2p", "bootstrap"): self._bootstrap(i)})
+
+    def _given_ports(self) -> set[int]:
+        """Every port the testnet's nodes have."""
+        return {port for entry in self.state.nodes for port in (entry.p2p_port, entry.api_port)}
+
     def _set(self, entry: NodeEntry) -> None:
         self.state = self.state.with_node(entry)
         save_state(self.directory, self.state)
@@ -320,7 +345,7 @@ def _init_all(directory: Path, names: list[str], network: str, ports: list[int])
     for i, name in enumerate(names):
         command = processes.vouchnet_command(
             "init", "--dir", str(directory / NODES_DIR / name), "--name", name, "--network", network,
-            "--listen", f"/ip4/127.0.0.1/tcp/{ports[2 * i]}", "--api", f"127.0.0.1:{ports[2 * i + 1]}")
+            "--listen", listen_addr(ports[2 * i]), "--api", api_bind(ports[2 * i + 1]))
         runs.append((name, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                             env=processes.child_env())))
     failures = []
@@ -332,3 +357,11 @@ def _init_all(directory: Path, names: list[str], network: str, ports: list[int])
         raise ClusterError("\n".join(failures))
 
 
+
+
+def _draw_ports(count: int, avoid: Collection[int] = ()) -> list[int]:
+    """testnet.ports.choose_ports, its PortError a ClusterError."""
+    try:
+        return choose_ports(count, avoid=avoid)
+    except PortError as e:
+        raise ClusterError(str(e)) from None

@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .cluster import Cluster
+from .cluster import Cluster, Say
 
 
 @dataclass(frozen=True)
@@ -67,11 +67,12 @@ def kill(cluster: Cluster, node: str) -> None:
     cluster.kill(node)
 
 
-def restart(cluster: Cluster, node: str, partition: Partition | None) -> None:
-    """Start the node again with its data (waiting until its API answers). Inside a partition it is cut off again
-    as soon as its API answers; the dials it makes while starting may cross for that moment, which the report's
-    count of records that crossed the partition shows."""
-    cluster.start([node])
+def restart(cluster: Cluster, node: str, partition: Partition | None, say: Say) -> None:
+    """Start the node again with its data (waiting until its API answers; a port of its that another process took
+    meanwhile is moved, said to `say`). Inside a partition it is cut off again as soon as its API answers; the dials
+    it makes while starting may cross for that moment, which the report's count of records that crossed the
+    partition shows."""
+    cluster.start([node], say=say)
     if partition is not None:
         cut(cluster, partition, [node])
 
@@ -89,7 +90,7 @@ class Rotated:
     started: float
 
 
-def rotate(cluster: Cluster, node: str, partition: Partition | None, up: Iterable[str]) -> Rotated:
+def rotate(cluster: Cluster, node: str, partition: Partition | None, up: Iterable[str], say: Say) -> Rotated:
     """Stop the node cleanly (SIGTERM, as `down` does), run `vouchnet key rotate` on its data directory and start it
     again with its data, as `restart` does. Inside a partition, the other running nodes `up` (it is not among them)
     refuse its new PeerID before it starts."""
@@ -98,7 +99,7 @@ def rotate(cluster: Cluster, node: str, partition: Partition | None, up: Iterabl
     if partition is not None:
         cut(cluster, partition, up)
     started = time.time()
-    restart(cluster, node, partition)
+    restart(cluster, node, partition, say)
     with cluster.client(node) as client:
         rotation = next(r for r in client.iter_records(issuer=old, kind="org") if r["body"].get("next") == new)
         first = next(client.iter_records(issuer=new))

@@ -62,7 +62,7 @@ class _Watch(Worker):
 
     def _guarded(self, node: str) -> bool:
         try:
-            self.sample(node, self.clients[node])
+            self.sample(node, self.client(node))
         except ClientError:
             return False
         return True

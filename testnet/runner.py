@@ -18,7 +18,7 @@ from vouching.counts import counted
 from . import faults, prometheus
 from .agents import Agent, behaviour_model
 from .attacks import Equivocation, KeyTheft, equivocate, steal_key
-from .cluster import Cluster, ClusterError, Progress
+from .cluster import Cluster, ClusterError, Progress, Say
 from .observe import RecordInfo, RecordWatch, ScoreSample, ScoreWatch, Timeline
 from .plan import OPERATOR_WEIGHT, Plan, make_plan
 from .scenario import Scenario
@@ -32,8 +32,6 @@ CHECKPOINT_TIMEOUT = 30.0  # seconds after settling for every checkpoint to cove
 
 _KEYS_VIEWED = {"rotated": ("new",), "key-theft": ("key", "thief"),  # timeline entry -> its keys _key_views asks about
                 "equivocation": ("offender",)}
-
-Say = Callable[[str], None]
 
 
 @dataclass
@@ -146,7 +144,7 @@ class Run:
         running = [n for n in changed if self.cluster.running(n)]
         if running:
             self.cluster.stop(running)
-        self.cluster.start(progress=self.progress)
+        self.cluster.start(progress=self.progress, say=self.say)
         self.setup["restarted"] = changed
         self.say(f"setup: roots and settings of {counted(len(changed), 'node')} changed; "
                  f"{counted(len(self.cluster.names), 'node')} up ({time.monotonic() - started:.1f} s)")
@@ -249,7 +247,7 @@ class Run:
         for node in nodes:
             self.up = self.up - {node}
             self.timeline.add("rotate", node=node)
-            done = faults.rotate(self.cluster, node, self.partition, sorted(self.up))
+            done = faults.rotate(self.cluster, node, self.partition, sorted(self.up), self.say)
             self.up = self.up | {node}
             self.timeline.add("rotated", node=node, old=done.old, new=done.new, rotation=done.rotation,
                               first=done.first, started=done.started)
@@ -263,7 +261,7 @@ class Run:
     def _restart(self, nodes: list[str]) -> None:
         for node in nodes:
             self.timeline.add("restart", node=node)
-            faults.restart(self.cluster, node, self.partition)
+            faults.restart(self.cluster, node, self.partition, self.say)
             self.up = self.up | {node}
             self.timeline.add("restarted", node=node)
 
@@ -343,7 +341,7 @@ class Run:
             self._heal()
         down = [n for n in self.cluster.names if not self.cluster.running(n)]
         if down:
-            self.cluster.start(down)
+            self.cluster.start(down, say=self.say)
             self.up = self.up | set(down)
 
 

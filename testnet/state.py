@@ -41,11 +41,21 @@ class NodeEntry:
 
     @property
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
+        return f"http://{api_bind(self.api_port)}"
 
     @property
     def p2p_addr(self) -> str:
-        return f"/ip4/127.0.0.1/tcp/{self.p2p_port}/p2p/{self.peer_id}"
+        return f"{listen_addr(self.p2p_port)}/p2p/{self.peer_id}"
+
+
+def listen_addr(p2p_port: int) -> str:
+    """A node's `[p2p] listen` address (`vouchnet init --listen`): loopback only."""
+    return f"/ip4/127.0.0.1/tcp/{p2p_port}"
+
+
+def api_bind(api_port: int) -> str:
+    """A node's `[api] bind` (`vouchnet init --api`): loopback only."""
+    return f"127.0.0.1:{api_port}"
 
 
 @dataclass(frozen=True)

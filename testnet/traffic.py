@@ -74,7 +74,7 @@ class Traffic(Worker):
         if not events:
             return {"accepted": 0, "rejected": []}
         try:
-            return self.clients[node].report_events(events)
+            return self.client(node).report_events(events)
         except ClientError:
             return None
 

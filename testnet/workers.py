@@ -1,11 +1,14 @@
-"""Background threads that talk to every node of a testnet: a client per node, a pool to ask the nodes in
-parallel, and a stop that waits for the thread and closes the clients."""
+"""Background threads that talk to every node of a testnet: a client per node (following the node's API when a
+restart moves it), a pool to ask the nodes in parallel, and a stop that waits for the thread and closes the
+clients."""
 
 from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
+
+from node.client import NodeClient
 
 from .cluster import Cluster
 
@@ -17,13 +20,23 @@ class Worker(ABC):
     def __init__(self, cluster: Cluster, *, timeout: float) -> None:
         self.cluster = cluster
         self.stopping = threading.Event()
-        self.clients = {name: cluster.client(name, timeout=timeout) for name in cluster.names}
+        self.timeout = timeout
+        self._clients = {name: cluster.client(name, timeout=timeout) for name in cluster.names}
         self.pool = ThreadPoolExecutor(max_workers=len(cluster.names), thread_name_prefix=type(self).__name__)
         self._thread = threading.Thread(target=self.loop, name=type(self).__name__, daemon=True)
 
     @abstractmethod
     def loop(self) -> None:
         """The thread's work."""
+
+    def client(self, name: str) -> NodeClient:
+        """The node's client (one thread at a time asks a node), made anew at the node's API address if a restart
+        moved it (Cluster.move_taken_ports)."""
+        client = self._clients[name]
+        if client.base_url != self.cluster.entry(name).api_url:
+            client.close()
+            client = self._clients[name] = self.cluster.client(name, timeout=self.timeout)
+        return client
 
     def start(self) -> None:
         self._thread.start()
@@ -34,5 +47,5 @@ class Worker(ABC):
         if self._thread.ident is not None:
             self._thread.join()
         self.pool.shutdown()
-        for client in self.clients.values():
+        for client in self._clients.values():
             client.close()

@@ -10,6 +10,9 @@ from nacl.signing import SigningKey
 from vouching import Record, did_key, org_body, revoke_body, sign_record, verify_record, vouch_body
 
 
+API_TOKEN = "test-token-" + "f" * 32  # what a fake of the node takes: as long as a token must be (node.client._token)
+
+
 def new_did() -> str:
     return did_key(bytes(SigningKey.generate().verify_key))
 

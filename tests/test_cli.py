@@ -1,5 +1,11 @@
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
 
 
 def test_help_lists_the_program_with_first_steps():
@@ -19,3 +25,42 @@ def test_the_command_line_loads_without_py_libp2p():
     code = "import sys, node.cli; print(sorted(m for m in sys.modules if m.split('.')[0] == 'libp2p')[:3])"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("body", [
+    b'{"error": "bad_request", "detail": "agent \\u001b[2J\\u001b]0;owned\\u0007 unknown"}',  # in the node's form
+    b"<html>\x1b[2J\x1b]0;owned\x07 Bad Gateway</html>",  # a proxy's, or another server's, page
+])
+def test_an_error_answer_reaches_the_terminal_with_its_control_characters_escaped(body):
+    """Whatever answers at --api writes the error text `vouchnet` prints: its escape sequences (clear the screen,
+    retitle the window) are shown as text, not obeyed by the operator's terminal."""
+    with answering(400, body) as url:
+        result = subprocess.run([sys.executable, "-m", "node.cli", "status", "--api", url],
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "\\x1b[2J\\x1b]0;owned\\x07" in result.stderr
+    assert not any(c in result.stderr for c in "\x1b\x07")
+
+
+@contextmanager
+def answering(status: int, body: bytes) -> Iterator[str]:
+    """The URL of a server on 127.0.0.1 that answers every GET with `status` and `body`."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

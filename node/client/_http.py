@@ -9,6 +9,8 @@ from urllib.parse import quote
 
 import httpx
 
+from ._token import BadToken, api_token
+
 DEFAULT_TIMEOUT = 10.0
 # Bytes of an answer to the calls a decision waits on (score, check, policy): an explained score takes a few KB.
 # A longer answer fails the call as NodeUnreachable, so a check fails closed (or open, if so configured), not out of
@@ -18,6 +20,11 @@ MAX_DECISION_ANSWER = 1024 * 1024
 # 64 KiB in JSON (bytes as hex, a control character escaped as \u00XX at worst: under 188 MiB), so that a broken or
 # hostile node sending an endless body fails the call rather than filling the memory of the process asking.
 MAX_ANSWER = 256 * 1024 * 1024
+
+
+# The code of a refusal whose answer is not in the node's error format: whatever answered, the node may never have
+# seen the request.
+NOT_THE_NODES = "http_error"
 
 
 class ClientError(Exception):
@@ -48,16 +55,15 @@ def query(params: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def bearer_token(token: str | None) -> str | None:
-    """The node's API token as a header carries it: without surrounding whitespace (the newline of api.token, read
-    by a script), which httpx refused in an error that quoted the token, so that it reached logs. ValueError, not
-    quoting it, for a character no header carries (DESIGN §8)."""
+    """The node's API token as a header carries it, by node.client._token's rule: without the newline of api.token,
+    read by a script (httpx refused it in an error that quoted the token, so that it reached logs). ValueError, not
+    quoting it, for what is not a token (DESIGN §8)."""
     if token is None:
         return None
-    token = token.strip()
-    if not all(" " <= c <= "~" for c in token):
-        raise ValueError("token: must be the text the node's api.token holds (printable ASCII); this one holds a line "
-                         "break, a control character or a non-ASCII one")
-    return token
+    try:
+        return api_token(token)
+    except BadToken as e:
+        raise ValueError(f"token: must be the text the node's api.token holds; this one {e}") from None
 
 
 def key_or_fresh(key: str | None) -> str:
@@ -85,15 +91,17 @@ def unreachable(error: httpx.RequestError, url: str, timeout: float) -> NodeUnre
 
 
 def checked(response: httpx.Response) -> httpx.Response:
-    """The response if it succeeded; else NodeApiError with the node's code and reason."""
+    """The response if it succeeded; else NodeApiError with the node's code and reason, or, for an answer not in
+    the node's error format (a proxy's page, another server at its address), with the code NOT_THE_NODES."""
     if response.is_success:
         return response
     try:
         error = response.json()
-        code, detail = error["error"], error["detail"]
-    except (ValueError, KeyError, TypeError):
-        code, detail = "http_error", f"{response.reason_phrase}: {response.text[:200]}"
-    raise NodeApiError(response.status_code, code, detail)
+    except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than the parser goes
+        error = None
+    if isinstance(error, dict) and isinstance(error.get("error"), str) and isinstance(error.get("detail"), str):
+        raise NodeApiError(response.status_code, error["error"], error["detail"])
+    raise NodeApiError(response.status_code, NOT_THE_NODES, f"{response.reason_phrase}: {response.text[:200]}")
 
 
 def too_large(error: httpx.HTTPError, url: str) -> NodeUnreachable:

@@ -2,11 +2,14 @@
 batches to `POST /v1/events` every `flush_interval` seconds or `batch_size` events, from a daemon thread.
 
 Memory is bounded: past `max_buffer` waiting events the oldest one waiting is dropped and counted (recent
-behaviour tells more). Each batch carries an Idempotency-Key, so a batch retried after a lost answer is stored
-once. A batch the node cannot take now (5xx, 429, unreachable), whose answer is not the node's account of it (not
-JSON, or no counts adding up to the batch: a proxy's page, another server at its address) or whose token it refuses
-(401, 403: the node's token changed, say; logged once as an error until a post succeeds again) is kept and retried
-with backoff; one the node refuses for what it is (any other 4xx) is dropped and counted as rejected.
+behaviour tells more), the batch in flight included, however long it is retried. Each batch carries an
+Idempotency-Key, so a batch retried after a lost answer is stored once. A batch the node cannot take now (5xx, 429,
+unreachable), whose answer is not the node's account of it (not JSON, or no counts adding up to the batch: a proxy's
+page, another server at its address), refused by what is not the node (a 3xx or 4xx not in its error format, such
+as a reverse proxy's 404, 413 or 401 page: the node never saw the batch) or whose token the node refuses (401, 403:
+its token changed, say) is kept and retried with backoff; the last two hold every batch back until someone acts, so
+each is logged once as an error until a post succeeds again. Only a batch the node itself refuses for what it is
+(any other 4xx in its error format, node/api/errors.py) is dropped and counted as rejected.
 `shutdown()` sends what is left, and so does the process's exit if shutdown() was not called (one try a batch, no
 retries: an exit waits at most for one post of each batch that the node takes, and for one that fails).
 """
@@ -26,7 +29,7 @@ import httpx
 
 from ..events import MAX_NAME
 from ._env import default_node, default_token
-from ._http import NodeApiError, NodeUnreachable
+from ._http import NOT_THE_NODES, NodeApiError, NodeUnreachable
 from ._log import log
 from .node_client import NodeClient
 
@@ -36,13 +39,17 @@ MAX_BUFFER = 10_000
 OUTCOMES = frozenset({"ok", "error", "denied", "timeout"})
 _BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 5.0)
 _UNREAD = frozenset({"not_json", "bad_answer"})  # a success answered with what is not the node's account of a batch
+_TOKEN_REFUSED = ("the node refuses the telemetry API token (VOUCHNET_TOKEN: what the node's api.token holds, not "
+                  "its path)")
+_NOT_THE_NODE = ("what answers at the node's address refuses telemetry batches in a form that is not the node's (a "
+                 "reverse proxy's page, another server?): the node never saw them")
 
 
 @dataclass(frozen=True)
 class CollectorStats:
     """Events recorded, accepted by the node, dropped (the oldest, when the buffer was full; or recorded after
     shutdown), rejected by the node (each one invalid, or its batch refused), still waiting; and posts that failed
-    and were retried (the node down, busy, or refusing the token)."""
+    and were retried (the node down, busy, or refusing the token; or something else answering in its place)."""
 
     recorded: int
     sent: int
@@ -80,7 +87,7 @@ class TelemetryCollector:
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
         self._recorded = self._sent = self._dropped = self._rejected = self._failed_posts = 0
-        self._token_refused = False  # logged as an error once per spell of 401/403 answers
+        self._holding: str | None = None  # what holds every batch back (logged once per spell), if anything
 
     # --- recording --------------------------------------------------------------------------------------------
 
@@ -215,11 +222,11 @@ class TelemetryCollector:
         try:
             reply = self._client.report_events(batch, idempotency_key=key)
         except NodeApiError as error:
-            if error.status in (401, 403):
-                self._refused_token(error)
-                return False
             if error.status >= 500 or error.status == 429 or error.code in _UNREAD:
                 self._count_failure(error)
+                return False
+            if error.code == NOT_THE_NODES or error.status in (401, 403):
+                self._held_back(_NOT_THE_NODE if error.code == NOT_THE_NODES else _TOKEN_REFUSED, error)
                 return False
             log.warning("the node refused a telemetry batch; dropped", extra={"fields": {"events": len(batch),
                                                                                           "error": error}})
@@ -237,17 +244,18 @@ class TelemetryCollector:
         with self._lock:
             self._sent += accepted
             self._rejected += len(rejected)
-            self._token_refused = False
+            self._holding = None
         return True
 
-    def _refused_token(self, error: NodeApiError) -> None:
-        """The node refuses our API token: the events are not at fault, so they are kept (an operator fixes the
-        token, the batches go through); said once as an error, since nothing is reported until then."""
+    def _held_back(self, why: str, error: NodeApiError) -> None:
+        """Every batch is refused, though not by the node for what it holds (`why`: the node refuses our API token,
+        or what answers in its place refuses them): the events are not at fault, so they are kept (someone fixes
+        the token or the proxy, the batches go through); said once as an error, since nothing is reported until
+        then."""
         with self._lock:
-            first, self._token_refused = not self._token_refused, True
+            first, self._holding = self._holding != why, why
         if first:
-            log.error("the node refuses the telemetry API token (VOUCHNET_TOKEN: what the node's api.token holds, "
-                      "not its path); events are kept and retried, the oldest dropped once the buffer is full",
+            log.error(f"{why}; events are kept and retried, the oldest dropped once the buffer is full",
                       extra={"fields": {"node": self._client.base_url, "error": error}})
         self._count_failure(error)
 

@@ -19,9 +19,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from node.credential_registry import MAX_REASON, CredentialRegistry, RegistryError
-from node.credential_status import STATUS_TTL_S, status_entry
+from node.credential_status import STATUS_TTL_S, NoPublicUrl, checked_public_url, status_entry
 from node.client import ClientError
-from node.config import is_loopback
+from node.config import CONFIG_FILE, is_loopback
 from node.credentials import AGENT_CREDENTIAL_DAYS, agent_credential
 from node.keys import KeyFileError, create_org_key, write_private
 from vouching import did_key
@@ -69,7 +69,8 @@ def register(subparsers: Subparsers) -> None:
         "this org; any deployment verifies it with a JWT library against the node's /.well-known/jwks.json. Reads "
         "the org key from the data directory, so the node need not run; --vouch also signs an operator vouch "
         "for the agent through the running node. Refused while a `key rotate` is unfinished (run it again, or "
-        "start the node, first). Prints the agent's did, the two files, its index in the status "
+        "start the node, first), and while [api] bind has port 0 with no [api] public_url (the credential would "
+        "name a port no verifier can reach). Prints the agent's did, the two files, its index in the status "
         "lists and the issuer as JSON.",
         examples=[
             "vouchnet agent new --name alice",
@@ -121,18 +122,22 @@ def _new(args: argparse.Namespace) -> int:
     if args.days < 1:
         raise UsageError("--days: must be at least 1")
     with signing_key(args) as (config, org_key):
+        try:  # before anything is minted or recorded
+            public_url = checked_public_url(config.api_public_url)
+        except NoPublicUrl as e:
+            raise UsageError(f"{config.data_dir / CONFIG_FILE}: {e}") from None
         key_path, credential_path, agent = _mint(args.out, args.name)
         issued = int(time.time())
         with _registry(config.data_dir) as registry:
             index = registry.allocate(agent, name=args.name, issued_at=issued, expires_at=issued + args.days * 86400)
         credential = agent_credential(org_key, agent, name=args.name, now=issued, days=args.days,
-                                      status=status_entry(config.api_public_url, index))
+                                      status=status_entry(public_url, index))
     try:  # a bearer credential: mode 0600, as the agent's key (it was written as the umask left it, often 0644)
         write_private(credential_path, credential.encode() + b"\n")
     except KeyFileError as e:
         raise UsageError(str(e)) from None
-    if is_loopback(urllib.parse.urlsplit(config.api_public_url).hostname or ""):
-        print(f"vouchnet agent new: the credential's status list is at {config.api_public_url}, on loopback; "
+    if is_loopback(urllib.parse.urlsplit(public_url).hostname or ""):
+        print(f"vouchnet agent new: the credential's status list is at {public_url}, on loopback; "
               "verifiers elsewhere cannot check its revocation there and will refuse it. Set [api] "
               "public_url in config.toml to where other orgs reach this API, then mint again.", file=sys.stderr)
     made = {"did": agent, "key": str(key_path), "credential": str(credential_path), "index": index,

@@ -91,7 +91,9 @@ def node_in_thread(path: Path, **settings: Any) -> Iterator[RunningNode]:
     """A node from a fresh data directory on free loopback ports, until the block ends; `settings` replace fields
     of its NodeConfig (as its config file would set them)."""
     made = init_data_dir(path, network="sdk-test", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
-    config = replace(load_config(made.data_dir), checkpoint_interval=5.0, **settings)
+    # public_url, for its vouches' credentials to name: on a port the OS picks, the node has no URL of its own to give
+    config = replace(load_config(made.data_dir), checkpoint_interval=5.0, public_url="https://vouchnet.example.org",
+                     **settings)
     started: list[tuple[Node, trio.lowlevel.TrioToken, trio.CancelScope]] = []
     ready, failure = threading.Event(), []
 

@@ -34,7 +34,7 @@ from node.client.score_stream import MAX_LINE, ScoreStream
 from node.credential_status import LIST_ENTRIES, status_entry
 from node.credentials import agent_credential
 
-from ..factories import new_did
+from ..factories import API_TOKEN, new_did
 from .loopback import serving_in_thread
 from .stub_org import StubOrg, did_of, serving
 from .test_policy import _change, _StubStream
@@ -75,7 +75,7 @@ def test_the_deadline_bounds_the_whole_request_not_each_read():
 
 def test_a_node_that_trickles_its_answer_holds_a_telemetry_post_only_for_the_timeout():
     with trickling(*TRICKLES["body"]) as (url, _):
-        collector = TelemetryCollector(url, "token", flush_interval=3600, timeout=TIMEOUT)
+        collector = TelemetryCollector(url, API_TOKEN, flush_interval=3600, timeout=TIMEOUT)
         collector.record_tool_call(new_did(), "search")
         start = time.monotonic()
         assert not collector.flush(timeout=TIMEOUT)

@@ -9,12 +9,13 @@ import pytest
 from node.client import TrustPolicy, Vouchnet
 from node.client.guard import credential_in
 
+from ..factories import API_TOKEN
 from .running_node import GOOD_EVENTS
 
 NODE = "http://127.0.0.1:9"
 
 
-@pytest.mark.parametrize("token", [None, "the-token"], ids=["no token", "a token"])
+@pytest.mark.parametrize("token", [None, API_TOKEN], ids=["no token", "a token"])
 def test_without_an_api_token_it_warns_that_nothing_it_runs_is_reported(token, monkeypatch, caplog):
     """Without $VOUCHNET_TOKEN it made no collector and said nothing: no call was reported, so the node built no
     first-hand score from them (the whole of week 1, observing)."""

@@ -7,13 +7,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import httpx
 import pytest
 
-from node.client import TelemetryCollector
+from node.client import CollectorStats, TelemetryCollector
 
-from ..factories import new_did
+from ..factories import API_TOKEN, new_did
 
 
 def _until(predicate, timeout: float = 10.0) -> bool:
@@ -66,13 +67,13 @@ def test_the_node_rejecting_an_event_is_counted_not_retried(running):
 
 
 def test_an_unknown_outcome_is_a_programming_error():
-    collector = TelemetryCollector("http://127.0.0.1:9", "token")
+    collector = TelemetryCollector("http://127.0.0.1:9", API_TOKEN)
     with pytest.raises(ValueError, match="outcome"):
         collector.record_tool_call(new_did(), "search", "success")
 
 
 def test_a_flood_while_the_node_is_down_is_bounded_and_counted():
-    collector = TelemetryCollector("http://127.0.0.1:9", "token", max_buffer=1000, flush_interval=3600)
+    collector = TelemetryCollector("http://127.0.0.1:9", API_TOKEN, max_buffer=1000, flush_interval=3600)
     agent = new_did()
     for i in range(50_000):
         collector.record_tool_call(agent, f"search-{i}")
@@ -114,7 +115,7 @@ def test_a_failed_batch_is_retried_with_the_same_idempotency_key(running):
 def _exit_after_recording(url: str, token: str, agent: str) -> float:
     """Seconds a process that records one event for `agent` takes to exit without shutdown(), from the end of its
     code (its start and imports, which took over 10 s on a loaded machine, are not the collector's)."""
-    code = ("import time; from node.client import TelemetryCollector; "
+    code = ("import time; from node.client import CollectorStats, TelemetryCollector; "
             f"c = TelemetryCollector({url!r}, {token!r}, flush_interval=3600); "
             f"c.record_tool_call({agent!r}, 'search'); "
             "print(time.monotonic())")  # CLOCK_MONOTONIC: one clock for every process of the machine
@@ -151,7 +152,7 @@ def test_an_answer_that_does_not_account_for_the_batch_is_retried_not_counted_as
         keys.append(request.headers["idempotency-key"])
         return answers.pop(0) if len(answers) > 1 else answers[0]
 
-    collector = TelemetryCollector("http://node.invalid", "token", flush_interval=3600,
+    collector = TelemetryCollector("http://node.invalid", API_TOKEN, flush_interval=3600,
                                    transport=httpx.MockTransport(node))
     for _ in range(3):
         collector.record_tool_call(new_did(), "search")
@@ -161,28 +162,30 @@ def test_an_answer_that_does_not_account_for_the_batch_is_retried_not_counted_as
     assert len(keys) == 2 and keys[0] == keys[1]  # the same batch, again
 
 
-class _RefusesTheToken:
-    """A node whose API token was changed under the collector: 401 (or 403) for the first `refusals` posts, then
-    it takes every batch. Remembers each post's event names."""
+class _RefusesAtFirst:
+    """A node whose first `refusals` posts get `refusal()` (its API token was changed under the collector, or a
+    proxy in front of it refuses them), then it takes every batch. Remembers each post's event names and key."""
 
-    def __init__(self, status: int, refusals: int) -> None:
-        self.status, self.refusals = status, refusals
+    def __init__(self, refusal: Callable[[], httpx.Response], refusals: int) -> None:
+        self.refusal, self.refusals = refusal, refusals
         self.posts: list[list[str]] = []
+        self.keys: list[str] = []
         self.refused = threading.Event()
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         events = json.loads(request.content)["events"]
         self.posts.append([event["name"] for event in events])
+        self.keys.append(request.headers["idempotency-key"])
         if len(self.posts) <= self.refusals:
             self.refused.set()
-            return httpx.Response(self.status, json={"error": "unauthorized", "detail": "bad token"})
+            return self.refusal()
         return httpx.Response(200, json={"accepted": len(events), "rejected": []})
 
 
-@pytest.mark.parametrize("status", [401, 403])
-def test_a_refused_token_keeps_the_batch_says_so_once_and_drops_the_oldest_when_full(status, caplog):
-    node = _RefusesTheToken(status, refusals=3)
-    collector = TelemetryCollector("http://node.invalid", "old-token", flush_interval=3600, batch_size=1,
+def _held_back_then_taken(node: _RefusesAtFirst, caplog) -> CollectorStats:
+    """Record a, b and c with room for two waiting: a is refused and kept in flight, b (the oldest waiting) is
+    dropped for c; the stats once the node takes what is left."""
+    collector = TelemetryCollector("http://node.invalid", API_TOKEN, flush_interval=3600, batch_size=1,
                                    max_buffer=2, transport=httpx.MockTransport(node))
     agent = new_did()
     with caplog.at_level(logging.INFO, logger="vouchnet.client"):
@@ -190,12 +193,43 @@ def test_a_refused_token_keeps_the_batch_says_so_once_and_drops_the_oldest_when_
         assert node.refused.wait(10)
         collector.record_tool_call(agent, "b")
         collector.record_tool_call(agent, "c")  # the buffer is full: b, the oldest waiting, goes
+        assert collector.stats.buffered == 2
         assert collector.flush(timeout=10)
-        stats = collector.shutdown()
+        return collector.shutdown()
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_token_keeps_the_batch_says_so_once_and_drops_the_oldest_when_full(status, caplog):
+    node = _RefusesAtFirst(lambda: httpx.Response(status, json={"error": "unauthorized", "detail": "bad token"}), 3)
+    stats = _held_back_then_taken(node, caplog)
     assert node.posts == [["a"]] * 4 + [["c"]]
     assert (stats.sent, stats.dropped, stats.rejected, stats.failed_posts) == (2, 1, 0, 3)
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1 and "refuses the telemetry API token" in errors[0].getMessage()
+
+
+@pytest.mark.parametrize("status, body, content_type", [
+    (404, b"<html><body>404 Not Found</body></html>", "text/html"),
+    (413, b"<html><body>413 Request Entity Too Large</body></html>", "text/html"),
+    (401, b"<html><body>401 Authorization Required</body></html>", "text/html"),
+    (400, b'{"message": "no Route matched with those values"}', "application/json"),
+    (422, b'{"error": "invalid", "detail": ["events"]}', "application/json"),
+    (404, b"[" * 100_000, "application/json"),
+    (308, b"", "text/plain"),
+], ids=["404 page", "413 page", "401 page", "JSON of another shape", "detail not a string",
+        "JSON nested deeper than the parser goes", "redirect"])
+def test_a_refusal_not_in_the_node_s_error_format_keeps_the_batch_says_so_once_and_stays_bounded(
+        status, body, content_type, caplog):
+    """A reverse proxy's page is not the node refusing the batch, which it never saw: before, the batch was
+    dropped as rejected, its events lost (and JSON nested too deep killed the sender). Kept and sent again under
+    its Idempotency-Key, the oldest waiting event dropped once the buffer is full, as while the node is down."""
+    headers = {"Content-Type": content_type, "Location": "https://node.invalid/"}  # (Location: for the redirect)
+    node = _RefusesAtFirst(lambda: httpx.Response(status, content=body, headers=headers), 2)
+    stats = _held_back_then_taken(node, caplog)
+    assert node.posts == [["a"]] * 3 + [["c"]] and len(set(node.keys[:3])) == 1
+    assert (stats.sent, stats.dropped, stats.rejected, stats.buffered, stats.failed_posts) == (2, 1, 0, 0, 2)
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "in a form that is not the node's" in errors[0].getMessage()
 
 
 @pytest.mark.parametrize("status", [400, 413, 422])
@@ -203,7 +237,7 @@ def test_a_batch_the_node_refuses_for_what_it_is_is_dropped_and_counted(status, 
     def node(request: httpx.Request) -> httpx.Response:
         return httpx.Response(status, json={"error": "bad_batch", "detail": "events: too many"})
 
-    collector = TelemetryCollector("http://node.invalid", "token", flush_interval=3600,
+    collector = TelemetryCollector("http://node.invalid", API_TOKEN, flush_interval=3600,
                                    transport=httpx.MockTransport(node))
     for _ in range(3):
         collector.record_tool_call(new_did(), "search")

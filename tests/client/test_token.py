@@ -1,10 +1,16 @@
 """The SDK takes the node's API token as a script reads it from api.token, and never quotes a token in an error."""
 
+import os
+import string
 import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from node.client import AsyncTrustClient, TrustClient
+from node.client._http import bearer_token
+from node.keys import KeyFileError, load_token
 from tests.factories import new_did
 
 
@@ -22,3 +28,40 @@ def test_a_token_no_header_carries_is_refused_without_quoting_it(client, token):
     with pytest.raises(ValueError, match=r"^token: must be the text the node's api.token holds") as refused:
         client("http://127.0.0.1:8700", token)
     assert "secret" not in str(refused.value) and "sécret" not in str(refused.value)
+
+
+@pytest.mark.parametrize("client", [TrustClient, AsyncTrustClient])
+def test_a_token_shorter_than_the_node_takes_is_refused_without_quoting_it(client):
+    """Before: sent, and every write refused 401 (a collector kept its batches, retrying them for ever); the node
+    takes no token of fewer than 32 characters from its file."""
+    with pytest.raises(ValueError, match=r"^token: must be the text the node's api.token holds; this one is too "
+                                         r"short: 6 characters, where the node takes 32 at the least") as refused:
+        client("http://127.0.0.1:8700", "secret\n")
+    assert "secret" not in str(refused.value)
+
+
+_AROUND = st.text(string.whitespace + "\x1c\x85\xa0\u2028", max_size=2)  # ASCII whitespace, and what is not
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.one_of(
+    st.text(st.characters(blacklist_categories=("Cs",))),
+    st.builds(lambda before, token, after: before + token + after, _AROUND,
+              st.text(st.characters(max_codepoint=0x7f) | st.sampled_from("é\x85\xa0\u2028"), min_size=30,
+                      max_size=34), _AROUND),
+))
+def test_the_sdk_sends_exactly_the_tokens_the_node_takes_from_its_file(tmp_path, text):
+    """One rule (node.client._token): the SDK's clients refused no short token, and stripped whitespace around a
+    token (U+00A0, U+2028) that the node refused in its file."""
+    path = tmp_path / "api.token"
+    path.write_bytes(text.encode())
+    os.chmod(path, 0o600)
+    try:
+        sent = bearer_token(text)
+    except ValueError:
+        sent = None
+    try:
+        taken = load_token(path)
+    except KeyFileError:
+        taken = None
+    assert sent == taken

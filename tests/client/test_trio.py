@@ -10,7 +10,7 @@ import trio
 
 from node.client import TelemetryCollector, TrustPolicy, Vouchnet
 
-from ..factories import new_did
+from ..factories import API_TOKEN, new_did
 from .running_node import GOOD_EVENTS, vouchnet_for
 from .trickling import TRICKLED_BODY, trickling
 
@@ -59,7 +59,7 @@ async def test_a_call_that_trio_timed_out_is_reported_as_a_timeout(running):
         posted.extend(event["outcome"] for event in events)
         return httpx.Response(200, json={"accepted": len(events), "rejected": []})
 
-    telemetry = TelemetryCollector(running.url, "token", flush_interval=3600, transport=httpx.MockTransport(node))
+    telemetry = TelemetryCollector(running.url, API_TOKEN, flush_interval=3600, transport=httpx.MockTransport(node))
     vouchnet = Vouchnet(running.url, policy=TrustPolicy(running.url, listen=False), telemetry=telemetry)
     with pytest.raises(trio.TooSlowError):
         await vouchnet.guard(credential, _too_slow, _refused, tool="search")

@@ -18,6 +18,7 @@ from vouching import org_body, vouch_body
 from ..factories import Org
 
 LOOPBACK = ["/ip4/127.0.0.1/tcp/0"]
+LAN = ["/ip4/10.0.0.2/tcp/4001"]  # a node's address on a private network: it dials the private ones org records name
 
 
 def test_split_peer_addr():
@@ -215,7 +216,8 @@ def test_peer_exchange_follows_a_rotation_and_never_dials_our_own_keys(tmp_path)
         replica.issue("vouch", vouch_body(old.did, 0.9, "org-peer"))
         replica.accept([old.record("org", org_body("old", "test", ["/ip4/10.0.0.1/tcp/4001"]))])
         schedule = DialSchedule()
-        PeerManager(object(), replica, bootstrap=[], max_peers=5, schedule=schedule)  # type: ignore[arg-type]
+        PeerManager(object(), replica, bootstrap=[], max_peers=5,  # type: ignore[arg-type]
+                    schedule=schedule, own_addrs=LAN)
         new, rotation, first = old.rotate()
         replica.accept([rotation])  # a claim: the new key has not named the old one back yet
         old_peer = peer_id_from_public_key(bytes(old.key.verify_key))
@@ -224,7 +226,8 @@ def test_peer_exchange_follows_a_rotation_and_never_dials_our_own_keys(tmp_path)
         peer = peer_id_from_public_key(bytes(new.key.verify_key))
         assert schedule.due(now=0, connected=(), budget=5) == [(peer, [f"/ip4/10.0.0.1/tcp/4001/p2p/{peer}"])]
         restarted = DialSchedule()
-        PeerManager(object(), replica, bootstrap=[], max_peers=5, schedule=restarted)  # type: ignore[arg-type]
+        PeerManager(object(), replica, bootstrap=[], max_peers=5,  # type: ignore[arg-type]
+                    schedule=restarted, own_addrs=LAN)
         assert restarted.due(now=0, connected=(), budget=5) == [(peer, [f"/ip4/10.0.0.1/tcp/4001/p2p/{peer}"])]
 
 
@@ -241,7 +244,8 @@ def test_a_node_that_rotated_never_dials_its_own_earlier_key(tmp_path):
             "org", org_body("me", "test", ["/ip4/10.0.0.9/tcp/4001"], prior=me.did))
         replica = Replica(successor.key, store, roots=(), max_hops=3, held_limit=100)
         schedule = DialSchedule()
-        PeerManager(object(), replica, bootstrap=[], max_peers=5, schedule=schedule)  # type: ignore[arg-type]
+        PeerManager(object(), replica, bootstrap=[], max_peers=5,  # type: ignore[arg-type]
+                    schedule=schedule, own_addrs=LAN)
         assert schedule.due(now=0, connected=(), budget=5) == []
 
 
@@ -256,7 +260,8 @@ def test_an_orgs_latest_org_record_names_where_it_is_dialled_and_the_bootstrap_a
         replica = Replica(me.key, store, roots=(), max_hops=3, held_limit=100)
         replica.issue("vouch", vouch_body(other.did, 0.9, "org-peer"))
         schedule = DialSchedule()
-        PeerManager(object(), replica, bootstrap=[bootstrap], max_peers=5, schedule=schedule)  # type: ignore[arg-type]
+        PeerManager(object(), replica, bootstrap=[bootstrap], max_peers=5,  # type: ignore[arg-type]
+                    schedule=schedule, own_addrs=LAN)
         for n in range(20):
             replica.accept([other.record("org", org_body("other", "test", [f"/ip4/10.1.{n}.{i}/tcp/4001"
                                                                            for i in range(16)]))])
@@ -277,7 +282,7 @@ def test_bootstrap_peers_org_record_peers_and_horizon_orgs_are_protected_and_str
         replica.issue("vouch", vouch_body(vouched.did, 0.9, "org-peer"))
         replica.accept([announced.record("org", org_body("announced", "test", ["/ip4/10.0.0.2/tcp/4001"]))])
         manager = PeerManager(object(), replica, bootstrap=[f"/ip4/10.0.0.1/tcp/4001/p2p/{bootstrap_peer}"],
-                              max_peers=5)  # type: ignore[arg-type]
+                              max_peers=5, own_addrs=LAN)  # type: ignore[arg-type]
         assert manager.protects(bootstrap_peer) and manager.protects(announced_peer)
         assert manager.protects(vouched_peer)  # in the horizon, no org record: it can only dial in
         assert not manager.protects(stranger_peer)

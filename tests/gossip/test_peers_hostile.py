@@ -20,6 +20,10 @@ from vouching import org_body, vouch_body
 from ..factories import Org
 
 LOOPS_ALLOWED = 10_000  # calls of connected_peers() a test may take: a manager past it is spinning
+# Where a node on a private network (its org record names this address) and one on loopback (a testnet's) listen: the
+# first dials the private addresses org records name, the second the loopback ones (gossip.scopes).
+LAN = ["/ip4/10.0.0.2/tcp/4001"]
+LOOPBACK = ["/ip4/127.0.0.1/tcp/4001/p2p/me"]
 
 
 def addr(peer: str) -> str:
@@ -121,7 +125,7 @@ def test_an_org_claiming_to_rotate_to_another_org_does_not_lend_it_its_addresses
     replica.issue("vouch", vouch_body(hostile.did, 0.9, "org-peer"))
     schedule = DialSchedule()
     PeerManager(object(), replica, bootstrap=[addr(honest_peer)], max_peers=5,  # type: ignore[arg-type]
-                schedule=schedule)
+                schedule=schedule, own_addrs=LAN)
     replica.accept([hostile.record("org", org_body("h", "test", [f"/ip4/10.9.0.{i}/tcp/1" for i in range(16)]))])
     replica.accept([hostile.record("org", org_body("h", "test", next=honest.did))])
     assert dict(schedule.due(now=0, connected=(), budget=5))[honest_peer] == [addr(honest_peer)]
@@ -135,7 +139,8 @@ def test_an_org_records_addresses_that_no_node_can_dial_are_not_kept(replica):
     peer = peer_id_from_public_key(bytes(org.key.verify_key))
     replica.issue("vouch", vouch_body(org.did, 0.9, "org-peer"))
     schedule = DialSchedule()
-    PeerManager(object(), replica, bootstrap=[], max_peers=5, schedule=schedule)  # type: ignore[arg-type]
+    PeerManager(object(), replica, bootstrap=[], max_peers=5,  # type: ignore[arg-type]
+                schedule=schedule, own_addrs=LAN)
     replica.accept([org.record("org", org_body("o", "test", [
         f"/p2p/{peer}", "/dns/victim.example/tcp/80", "/ip4/10.0.0.1/udp/4001/quic", "/ip4/10.0.0.1/tcp/4001/ws",
         "/ip4/10.0.0.1/tcp/99999", "/ip4/10.0.0.1/tcp/4002"]))])
@@ -166,6 +171,7 @@ async def test_orgs_naming_tarpits_neither_fill_the_hosts_dials_nor_delay_a_boot
     by 9.7 s); and a bootstrap peer waited its turn behind them."""
     tarpit = "/ip4/127.0.0.1/tcp/9"
     host = DialCountingHost(reachable={"boot"}, tarpits={tarpit})
+    host.listen_addrs = LOOPBACK
     for _ in range(40):
         org = Org()
         replica.issue("vouch", vouch_body(org.did, 0.9, "org-peer"))
@@ -182,6 +188,7 @@ async def test_many_orgs_naming_one_victim_get_it_dialled_at_a_bounded_rate(repl
     together: 100 orgs in the horizon naming 16 ports of one victim had every node dial it about 36 times a second."""
     victim = "/ip4/10.0.0.1/tcp/"
     host = DialCountingHost()
+    host.listen_addrs = LAN
     for _ in range(100):
         org = Org()
         replica.issue("vouch", vouch_body(org.did, 0.9, "org-peer"))
@@ -203,11 +210,11 @@ def test_a_rotation_does_not_reset_the_backoff_of_an_unreachable_org():
     assert schedule.due(now=60, connected=(), budget=5) == [("new", [addr("new")])]
 
 
-@pytest.mark.xfail(strict=True, reason="design question: an org record may name any address, so every node of a "
-                   "network dials the loopback, private and link-local addresses an org names (its own SSH port, a "
-                   "cloud metadata service) with a multistream-select header; testnets run on loopback, so a filter "
-                   "needs a rule for when such addresses are dialled (the node's own listen addresses? a setting?)")
 def test_a_node_on_a_public_address_does_not_dial_other_orgs_loopback_or_private_addresses(replica):
+    """An org record may name any address, and every node of a network dialled the loopback, private and link-local
+    addresses an org named (its own SSH port, a Redis on its LAN, a cloud's metadata service), each with a
+    multistream-select header: a request forgery by every node at once. A node dials such an address only if its
+    own addresses are of that scope (gossip.scopes)."""
     org = Org()
     replica.issue("vouch", vouch_body(org.did, 0.9, "org-peer"))
     host = DialCountingHost()
@@ -217,3 +224,32 @@ def test_a_node_on_a_public_address_does_not_dial_other_orgs_loopback_or_private
     replica.accept([org.record("org", org_body("o", "test", [
         "/ip4/127.0.0.1/tcp/22", "/ip4/10.0.0.5/tcp/6379", "/ip4/169.254.169.254/tcp/80", "/ip6/::1/tcp/8700"]))])
     assert schedule.due(now=0, connected=(), budget=5) == []
+
+
+# Addresses of every scope, as an org record names them (the node dials the first six or fewer).
+NAMED = ["8.8.8.8", "10.0.0.5", "192.168.1.5", "::ffff:10.0.0.5", "127.0.0.1", "169.254.169.254", "0.0.0.0",
+         "224.0.0.1"]
+
+
+@pytest.mark.parametrize(("dial_private", "own", "dialled"), [
+    ("auto", "/ip4/127.0.0.1/tcp/4001", ["8.8.8.8", "127.0.0.1"]),  # a testnet
+    ("auto", "/ip4/10.0.0.2/tcp/4001", ["8.8.8.8", "10.0.0.5", "192.168.1.5", "::ffff:10.0.0.5"]),
+    ("auto", "/ip4/0.0.0.0/tcp/4001", ["8.8.8.8"]),  # a wildcard is of no scope
+    ("always", "/ip4/1.2.3.4/tcp/4001", NAMED[:-2]),
+    ("never", "/ip4/10.0.0.2/tcp/4001", ["8.8.8.8"]),
+])
+def test_the_addresses_of_org_records_a_node_dials_follow_dial_private(replica, dial_private, own, dialled):
+    """An org record naming addresses of every scope: "auto" dials those of the node's own scopes, "always" all,
+    "never" public ones; an unspecified or multicast address none of them. A bootstrap peer, the operator's choice,
+    is dialled wherever it is."""
+    org, boot = Org(), Org()
+    peer, boot_peer = (peer_id_from_public_key(bytes(o.key.verify_key)) for o in (org, boot))
+    replica.issue("vouch", vouch_body(org.did, 0.9, "org-peer"))
+    schedule = DialSchedule()
+    PeerManager(DialCountingHost(), replica, bootstrap=[addr(boot_peer)], max_peers=5,  # type: ignore[arg-type]
+                schedule=schedule, dial_private=dial_private, own_addrs=[own])
+    replica.accept([org.record("org", org_body("o", "test", [
+        f"/ip{6 if ':' in a else 4}/{a}/tcp/4001" for a in NAMED]))])
+    due = dict(schedule.due(now=0, connected=(), budget=5))
+    assert [a.split("/")[2] for a in due[peer]] == dialled
+    assert due[boot_peer] == [addr(boot_peer)]

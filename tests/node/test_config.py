@@ -38,6 +38,7 @@ def test_template_round_trips(tmp_path):
     assert config.verify_processes == 0 and "\nverify_processes = 0\n" in text
     assert config.sync_peers == 3 and "\nsync_peers = 3\n" in text
     assert config.startup_sync_seconds == 10.0 and "\nstartup_sync_seconds = 10.0\n" in text
+    assert config.dial_private == "auto" and '\ndial_private = "auto"\n' in text
     assert load_config(_write(tmp_path, text.replace("verify_processes = 0", "verify_processes = 2"))).verify_processes == 2
 
 
@@ -144,6 +145,10 @@ def test_an_empty_file_means_defaults(tmp_path):
                                ("scoring", "recompute_seconds"), ("limits", "peer_bytes_per_second")]
           for bad in ("nan", "inf")],  # TOML has both; every one of these was taken
         ("[p2p]\nsync_peers = true", "p2p.sync_peers: must be an integer, got bool"),
+        ('[p2p]\ndial_private = "yes"', "p2p.dial_private: must be 'auto', 'always' or 'never' \\(which loopback, "
+                                        "private and link-local addresses that org records name the node dials\\), "
+                                        "got 'yes'"),
+        ("[p2p]\ndial_private = true", "p2p.dial_private: must be a string, got bool"),
         ("[limits]\nmax_peers = -1", "limits.max_peers: must be positive"),
         ("[limits]\nmax_pears = 1", "limits: unknown key 'max_pears'"),
         ("[limits]\ngossip_batch_bytes = 262145", "limits.gossip_batch_bytes: must be at most 262144, the largest "
@@ -226,3 +231,8 @@ def test_the_public_url_is_where_other_orgs_reach_the_api(tmp_path):
     for wrong in ("vouchnet.example.org", "ftp://vouchnet.example.org", "https://", "https://example.org/?a=1"):
         with pytest.raises(ConfigError, match="api.public_url: expected an http"):
             load_config(_write(tmp_path, f'[api]\npublic_url = "{wrong}"\n'))
+
+
+@pytest.mark.parametrize("value", ["auto", "always", "never"])
+def test_dial_private_takes_each_of_its_values(tmp_path, value):
+    assert load_config(_write(tmp_path, f'[p2p]\ndial_private = "{value}"')).dial_private == value

@@ -184,11 +184,12 @@ def agent_new(*argv):
 
 
 async def test_agent_new_mints_a_key_and_a_credential_pyjwt_accepts(tmp_path, capsys):
-    made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",),
+                         api="127.0.0.1:8700")
     assert agent_new("--name", "alice", "--out", str(tmp_path / "agents"), "--dir", str(made.data_dir)) == 0
     out, err = capsys.readouterr()
     printed = json.loads(out)
-    assert "verifiers elsewhere cannot check its revocation there" in err  # the API binds to 127.0.0.1:0
+    assert "verifiers elsewhere cannot check its revocation there" in err  # the API binds to 127.0.0.1:8700
     key_file = tmp_path / "agents" / "alice.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert printed["did"] == did_key(bytes(load_org_key(key_file).verify_key))
@@ -205,6 +206,41 @@ async def test_agent_new_mints_a_key_and_a_credential_pyjwt_accepts(tmp_path, ca
     with pytest.raises(UsageError, match="refusing to overwrite"):
         agent_new("--name", "alice", "--out", str(tmp_path / "agents"), "--dir", str(made.data_dir))
     assert sorted(p.name for p in (tmp_path / "agents").iterdir()) == ["alice.key", "alice.vc.jwt"]
+
+
+def test_agent_new_on_an_api_port_the_os_picks_refuses_until_a_public_url_is_set(tmp_path, capsys):
+    """Before: the credential's status list was at http://127.0.0.1:0/..., which no verifier can ever fetch, so
+    none could check the credential; the API's port is picked anew at each start. Refused before anything is minted
+    or recorded."""
+    made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    with pytest.raises(UsageError) as refused:
+        agent_new("--name", "alice", "--out", str(tmp_path / "agents"), "--dir", str(made.data_dir))
+    assert str(refused.value).startswith(f"{made.data_dir / 'config.toml'}: [api] bind has port 0 and no [api] "
+                                         "public_url is set: the OS picks the API's port anew at each start")
+    assert str(refused.value).endswith("set [api] public_url in config.toml to where other orgs reach this API")
+    assert not (tmp_path / "agents").exists()
+    registry = CredentialRegistry.open(made.data_dir)
+    assert registry.issued() == []
+    registry.close()
+    config = made.data_dir / "config.toml"
+    config.write_text(config.read_text().replace('public_url = ""', f'public_url = "{PUBLIC_URL}"'))
+    assert agent_new("--name", "alice", "--out", str(tmp_path / "agents"), "--dir", str(made.data_dir)) == 0
+    token = (tmp_path / "agents" / "alice.vc.jwt").read_text().strip()
+    claims = pyjwt.decode(token, options={"verify_signature": False})
+    assert claims["credentialStatus"]["statusListCredential"] == f"{PUBLIC_URL}/v1/credentials/status/0"
+
+
+async def test_a_node_on_an_api_port_the_os_picks_exports_no_vouch_without_a_public_url(node):
+    """A vouch's credential names its status list's URL too: on port 0 it would never be checked (409, saying
+    what to set); the status lists themselves are still served, and a credential naming another URL verifies."""
+    vouch = node.replica.issue("vouch", vouch_body(AGENT, 0.75, "audit"))
+    app = guarded_app([credentials_router(node.key, node.replica, node.credentials, "http://127.0.0.1:0")])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://n") as client:
+        refused = await client.get(f"/v1/records/{vouch.id.hex()}/vc")
+        listed = await client.get(f"/v1/credentials/vouch-status/{node.replica.did}/0")
+    assert (refused.status_code, refused.json()["error"]) == (409, "no_public_url")
+    assert "set [api] public_url in config.toml" in refused.json()["detail"]
+    assert listed.status_code == 200
 
 
 async def test_agent_new_can_vouch_for_the_agent_through_the_running_node(tmp_path, capsys):

@@ -39,12 +39,12 @@ from node.keys import KeyFileError, create_token, load_org_key
 from node.logs import logfmt_fields
 from node.setup import init_data_dir
 
-from vouching import revoke_body, vouch_body
+from vouching import org_body, revoke_body, vouch_body
 from vouching.feed import feed_record
 from vouching.recompute import Recompute
 from vouching.scoring import TrustEngine
 
-from ..factories import new_did
+from ..factories import Org, new_did
 from .forked_cli import ForkedCli
 from .in_process import records_of, running
 from .telemetry_node import Clock, telemetry_node
@@ -122,6 +122,24 @@ async def test_a_node_that_announces_no_address_says_so_at_start(tmp_path, caplo
     said = [r.getMessage() for r in caplog.records if "announces no address" in r.getMessage()]
     assert len(said) == (listen == "0.0.0.0" and not announce)
     assert all("set [p2p] announce" in message for message in said)
+
+
+@pytest.mark.parametrize(("announce", "dial_private", "dialled"), [
+    ((), "auto", True),  # a testnet's node, on loopback
+    (("/ip4/1.2.3.4/tcp/4001",), "auto", False),  # its org record names a public address only
+    ((), "never", False),
+])
+async def test_a_node_dials_the_loopback_addresses_org_records_name_as_dial_private_and_announce_say(
+        tmp_path, announce, dial_private, dialled):
+    """The node on loopback dials another org's loopback address, unless its org record names only a public address
+    or [p2p] dial_private says never."""
+    org = Org()
+    async with running(tmp_path / "a", settings={"announce": announce, "dial_private": dial_private}) as a:
+        a.replica.issue("vouch", vouch_body(org.did, 0.9, "org-peer"))
+        a.replica.accept([org.record("org", org_body("o", "test", ["/ip4/127.0.0.1/tcp/9"]))])
+        known = a.known_peers(after=None, limit=10)
+    peer = peer_id_from_public_key(bytes(org.key.verify_key))
+    assert [p.addrs for p in known] == ([(f"/ip4/127.0.0.1/tcp/9/p2p/{peer}",)] if dialled else [])
 
 
 async def test_a_vouch_made_at_one_node_is_accepted_at_its_peer(tmp_path):

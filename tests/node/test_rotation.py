@@ -31,6 +31,8 @@ from .in_process import LOOPBACK, running
 
 def _config(path, **settings):
     made = init_data_dir(path, network="test", listen=LOOPBACK, api="127.0.0.1:0")
+    toml = made.data_dir / "config.toml"  # for `agent new`, which names it in credentials (the port is the OS's)
+    toml.write_text(toml.read_text().replace('public_url = ""', 'public_url = "https://vouchnet.example.org"'))
     return replace(load_config(made.data_dir), checkpoint_interval=0.2, **settings)
 
 

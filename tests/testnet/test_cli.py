@@ -37,7 +37,7 @@ def test_up_over_a_testnet_refuses_a_shape_it_does_not_have(existing, capsys, op
     assert complaint in capsys.readouterr().err
 
 
-def _sleepers(self, names=None, *, progress=None, timeout=None):
+def _sleepers(self, names=None, *, progress=None, say=None, timeout=None):
     """Cluster.start with a sleeping process for each node: interrupted (Ctrl-C) while waiting for their APIs."""
     _sleep(self, [n for n in (self.names if names is None else names) if not self.running(n)])
     raise KeyboardInterrupt
@@ -49,7 +49,7 @@ def _sleep(cluster, names):
         cluster._set(replace(cluster.entry(name), pid=process.pid, started=processes.start_time(process.pid)))
 
 
-def _last_exits(self, names=None, *, progress=None, timeout=None):
+def _last_exits(self, names=None, *, progress=None, say=None, timeout=None):
     """Cluster.start with a sleeping process for each node but the last, which exits while starting."""
     *sleeping, last = [n for n in (self.names if names is None else names) if not self.running(n)]
     _sleep(self, sleeping)
@@ -75,7 +75,7 @@ def test_a_ctrl_c_while_up_starts_a_testnet_stops_its_nodes_and_the_next_up_make
     assert f"`vouchnet testnet up --dir {directory}` goes on" in capsys.readouterr().err
 
     vouched = []
-    monkeypatch.setattr(Cluster, "start", lambda self, names=None, progress=None: [])
+    monkeypatch.setattr(Cluster, "start", lambda self, names=None, progress=None, say=None: [])
     monkeypatch.setattr(Cluster, "vouch_topology", lambda self: vouched.append(self.state.topology) or 2)
     assert main(["testnet", "up", "--dir", str(directory)]) == 0
     assert vouched == ["mesh"]  # left undone by the interrupted `up`, made by this one

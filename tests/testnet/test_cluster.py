@@ -1,40 +1,77 @@
-"""Making and starting a testnet: a creation cut short leaves nothing behind, and a port another process holds is
-found before any node is started."""
+"""Making and starting a testnet: a creation cut short leaves nothing behind, and a port another process took is
+moved before its node starts."""
 
 import socket
+from dataclasses import replace
 
 import pytest
 
+from node.config import load_config
+from node.setup import init_data_dir
 from testnet import cluster as cluster_module
 from testnet import processes
-from testnet.cluster import Cluster, ClusterError, free_ports
+from testnet.cluster import Cluster, ClusterError
 from testnet import state
-from testnet.state import NodeEntry
+from testnet.ports import choose_ports
+from testnet.state import NodeEntry, api_bind, listen_addr
 
 
-def test_a_taken_port_is_found_before_any_node_is_started(tmp_path, monkeypatch):
+class Spawned(Exception):
+    """Stands for `vouchnet run`: the test looks at the node's config as it would start."""
+
+
+def _init_in_process(directory, names, network, ports):
+    """`vouchnet init` of every node, in this process (cluster._init_all runs it as processes)."""
+    for i, name in enumerate(names):
+        init_data_dir(directory / "nodes" / name, name=name, network=network, listen=(listen_addr(ports[2 * i]),),
+                      api=api_bind(ports[2 * i + 1]))
+
+
+def created(tmp_path, monkeypatch, *, nodes):
+    """A testnet made as `up` makes one, its nodes' data directories made in this process, none started."""
+    monkeypatch.setattr(cluster_module, "_init_all", _init_in_process)
+    return Cluster.create(tmp_path, nodes=nodes, seed=1, topology="mesh")
+
+
+def test_a_port_another_process_took_is_moved_before_the_node_starts_and_its_dialers_are_told(tmp_path, monkeypatch):
+    cluster = created(tmp_path, monkeypatch, nodes=3)
+    n01, n02 = cluster.entry("n01"), cluster.entry("n02")
     spawned = []
-    monkeypatch.setattr(processes, "spawn_node", lambda *args: spawned.append(args))
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        p2p, api, other = free_ports(3)
-        network = state.TestnetState("testnet", 1, "mesh", (NodeEntry("n00", "nodes/n00", p2p, api, "did:a", "a"),
-                                                            NodeEntry("n01", "nodes/n01", other, port, "did:b", "b")))
-        with pytest.raises(ClusterError, match=f"n01: port {port} is taken by another process"):
-            Cluster(tmp_path, network).start()
-    assert spawned == []  # n00 was not left running by an `up` that failed
+
+    def spawn(data_dir, log_path):
+        spawned.append(load_config(data_dir))
+        raise Spawned
+
+    monkeypatch.setattr(processes, "spawn_node", spawn)
+    said = []
+    with socket.socket() as p2p, socket.socket() as api:
+        p2p.bind(("127.0.0.1", n01.p2p_port))
+        api.bind(("127.0.0.1", n02.api_port))
+        p2p.listen()
+        api.listen()
+        with pytest.raises(Spawned):
+            cluster.start(["n01", "n02"], say=said.append)
+    moved_p2p, moved_api = cluster.entry("n01").p2p_port, cluster.entry("n02").api_port
+    assert said == [f"n01's p2p port {n01.p2p_port} is taken by another process; moved to {moved_p2p}",
+                    f"n02's api port {n02.api_port} is taken by another process; moved to {moved_api}"]
+    assert Cluster.open(tmp_path).state == replace(cluster.state, nodes=(
+        cluster.entry("n00"), replace(n01, p2p_port=moved_p2p), replace(n02, api_port=moved_api)))
+    assert spawned[0].listen == (listen_addr(moved_p2p),)  # n01 started on its new port, its API where it was
+    assert (spawned[0].api_host, spawned[0].api_port) == ("127.0.0.1", n01.api_port)
+    assert load_config(cluster.data_dir("n02")).api_port == moved_api
+    for dialer in ("n00", "n02"):
+        bootstrap = load_config(cluster.data_dir(dialer)).bootstrap
+        assert cluster.entry("n01").p2p_addr in bootstrap and n01.p2p_addr not in bootstrap
 
 
 def test_a_port_another_process_took_after_down_is_not_called_a_node_still_running(tmp_path):
-    """The machine's other processes bind ports of the ephemeral range, where a testnet's are, and may take one of a
-    stopped node's."""
+    """A service on the machine may bind a stopped node's port (a testnet's ports lie outside the ephemeral range,
+    so no outgoing connection is given one, but a process may ask for any)."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        (p2p,) = free_ports(1)
+        (p2p,) = choose_ports(1)
         network = state.TestnetState("testnet", 1, "mesh", (NodeEntry("n00", "nodes/n00", p2p, port, "did:a", "a"),))
         assert Cluster(tmp_path, network).leftovers() == [
             f"n00: port {port} accepts connections, though the node's process is gone: another process listens there"]

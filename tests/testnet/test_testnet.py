@@ -4,15 +4,22 @@ leaves no process or port behind."""
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from node.client import NodeApiError
 from node.config import load_config
 from testnet.cluster import Cluster
+from testnet.ports import ephemeral_range
 from testnet.processes import alive
+from testnet.state import listen_addr
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -28,6 +35,47 @@ def vouchnet(*args: object) -> subprocess.CompletedProcess:
                           env=env, timeout=120)
 
 
+@contextmanager
+def listening(port: int) -> Iterator[None]:
+    """Another process's service on `port` (SO_REUSEADDR: a stopped node's connections may wait in TIME_WAIT)."""
+    with socket.socket() as service:
+        service.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        service.bind(("127.0.0.1", port))
+        service.listen()
+        yield
+
+
+def eventually(what: str, check: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Ask the nodes until `check` holds (they gossip and sync on their own clocks), failing after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(0.2)
+
+
+def announced(cluster: Cluster, at: str, node: str) -> list[str]:
+    """The addresses `node`'s latest `org` record names, as the node `at` holds it."""
+    with cluster.client(at) as client:
+        return list(client.iter_records(issuer=cluster.entry(node).did, kind="org"))[-1]["body"]["addrs"]
+
+
+def dialled(cluster: Cluster, at: str, node: str) -> tuple[bool, list[str]]:
+    """Whether the node `at` is connected to `node`, and the addresses it dials it at."""
+    with cluster.client(at) as client:
+        (known,) = [p for p in client.known_peers()["known"] if p["peer_id"] == cluster.entry(node).peer_id]
+    return known["connected"], known["addrs"]
+
+
+def holds(cluster: Cluster, at: str, record_id: str) -> bool:
+    with cluster.client(at) as client:
+        try:
+            client.record_json(record_id)
+        except NodeApiError as e:
+            assert e.status == 404, e
+            return False
+    return True
+
+
 def test_three_nodes_run_a_scenario_with_faults_a_rotation_and_a_key_theft_and_leave_nothing_running(disk_path):
     directory, out = disk_path / "testnet", disk_path / "report"
     try:
@@ -35,6 +83,10 @@ def test_three_nodes_run_a_scenario_with_faults_a_rotation_and_a_key_theft_and_l
         assert up.returncode == 0, up.stderr
         cluster = Cluster.open(directory)
         assert all(f"{e.name}  {e.api_url}  {e.did}" in up.stdout.splitlines() for e in cluster.state.nodes)
+        # The restarts below (n01 killed, n00 rotated) find their ports free: no outgoing connection of this machine,
+        # nor another test's listener on port 0, is given a port outside the ephemeral range.
+        low, high = ephemeral_range()
+        assert not [p for e in cluster.state.nodes for p in (e.p2p_port, e.api_port) if low <= p <= high]
         pids = [(e.pid, e.started) for e in cluster.state.nodes]
         assert all(alive(pid, started) for pid, started in pids)
 
@@ -82,3 +134,49 @@ def test_three_nodes_run_a_scenario_with_faults_a_rotation_and_a_key_theft_and_l
     assert "no node process is alive and no node port accepts connections" in down.stdout
     assert Cluster.open(directory).leftovers() == []
     assert not any(alive(pid, started) for pid, started in pids)
+
+
+def test_a_stopped_testnet_whose_ports_another_process_took_comes_up_with_those_nodes_moved(disk_path):
+    """While the testnet is down, a service takes n01's p2p port and n02's API port: `up` moves them (said in a
+    line each), rewrites the bootstrap lists that name n01, n01 announces its new address in a new `org` record, and
+    records replicate both ways as before."""
+    directory = disk_path / "testnet"
+    try:
+        up = vouchnet("testnet", "up", "--nodes", 3, "--dir", directory)
+        assert up.returncode == 0, up.stderr
+        before = Cluster.open(directory)
+        n01, n02 = before.entry("n01"), before.entry("n02")
+        eventually("n00 and n02 hold n01's org record", lambda: all(
+            announced(before, at, "n01") == [listen_addr(n01.p2p_port)] for at in ("n00", "n02")))
+        down = vouchnet("testnet", "down", "--dir", directory)
+        assert down.returncode == 0, down.stderr
+
+        with listening(n01.p2p_port), listening(n02.api_port):
+            up = vouchnet("testnet", "up", "--dir", directory)
+            assert up.returncode == 0, up.stderr
+            after = Cluster.open(directory)
+            p2p, api = after.entry("n01").p2p_port, after.entry("n02").api_port
+            assert up.stdout.splitlines()[:2] == [
+                f"n01's p2p port {n01.p2p_port} is taken by another process; moved to {p2p}",
+                f"n02's api port {n02.api_port} is taken by another process; moved to {api}"]
+            assert (after.entry("n01").api_port, after.entry("n02").p2p_port) == (n01.api_port, n02.p2p_port)
+            for dialer in ("n00", "n02"):
+                bootstrap = load_config(directory / "nodes" / dialer).bootstrap
+                assert after.entry("n01").p2p_addr in bootstrap and n01.p2p_addr not in bootstrap
+            with after.client("n02") as client:  # at its new API port
+                assert client.node()["did"] == n02.did
+
+            eventually("every node holds n01's org record naming its new port", lambda: all(
+                announced(after, at, "n01") == [listen_addr(p2p)] for at in after.names))
+            # the others dial n01 at its new port only: its new org record replaced the address its old one named
+            eventually("n00 and n02 connected to n01, knowing its new address only", lambda: all(
+                dialled(after, at, "n01") == (True, [after.entry("n01").p2p_addr]) for at in ("n00", "n02")))
+            with after.client("n00") as client:
+                from_n00 = client.vouch(n01.did, 0.5, "org-peer")["id"]
+            with after.client("n01") as client:
+                from_n01 = client.vouch(n02.did, 0.5, "org-peer")["id"]
+            eventually("the vouches reach every node", lambda: all(
+                holds(after, at, record) for at in after.names for record in (from_n00, from_n01)))
+    finally:
+        down = vouchnet("testnet", "down", "--dir", directory)
+    assert down.returncode == 0, down.stderr
