@@ -902,6 +902,13 @@ async def echo(stream: Stream) -> None:
     await stream.write(await stream.read())
 
 
+async def ping(client: Host, peer_id: str) -> None:
+    """A round trip on a new /echo/1 stream from `client` to `peer_id`."""
+    async with await client.open_stream(peer_id, "/echo/1") as stream:
+        await stream.write(b"ping")
+        assert await stream.read() == b"ping"
+
+
 @pytest.mark.slow
 async def test_an_inbound_connection_put_to_use_is_never_closed_as_idle() -> None:
     """Quirk 34: a peer that subscribes to a topic, opens a stream the host serves, or is opened one, keeps its
@@ -916,15 +923,14 @@ async def test_an_inbound_connection_put_to_use_is_never_closed_as_idle() -> Non
             subscriber, opener, opened, idle = [
                 await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK)) for _ in range(4)]
             opened.set_stream_handler("/echo/1", echo)
-            await subscriber.subscribe(TOPIC, accept_all)
-            for peer in (subscriber, opener, opened, idle):
-                await peer.connect(server.listen_addrs[0])
-            await connected(events, [subscriber, opener, opened, idle])
-            await server.wait_for_mesh(TOPIC, subscriber.peer_id)
-            for client, answerer in ((opener, server), (server, opened)):
-                async with await client.open_stream(answerer.peer_id, "/echo/1") as stream:
-                    await stream.write(b"ping")
-                    assert await stream.read() == b"ping"
+            await subscriber.subscribe(TOPIC, accept_all)  # (its first RPC to the server says so)
+            await subscriber.connect(server.listen_addrs[0])  # each puts its connection to use as it connects
+            await opener.connect(server.listen_addrs[0])
+            await ping(opener, server.peer_id)
+            await opened.connect(server.listen_addrs[0])
+            await connected(events, [subscriber, opener, opened])
+            await ping(server, opened.peer_id)
+            await idle.connect(server.listen_addrs[0])
             await disconnected(events, [idle])  # its grace ended last: the others' were checked before
             assert server.stats().idle_inbound_closed == 1
             assert server.connected_peers() == sorted(p.peer_id for p in (subscriber, opener, opened))
