@@ -253,6 +253,24 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    resolves a name itself with trio's getaddrinfo, through the system's resolver as every other program on the
    machine (/dns4: A records, /dns6: AAAA, /dns: both), within the dial timeout, and dials the addresses it gives
    in its order until one connects: py-libp2p sees IP addresses only.
+34. Nothing closes a connection for being idle: the swarm keeps every connection until the peer or the host closes
+   it (the connection watermarks drive only the auto-connector, stopped for quirk 6), so an inbound connection
+   holds one of the inbound slots (quirk 31) whatever it is used for. Keys are free to make, so peers that
+   connect and then do nothing fill the slots, and every other peer is refused before its handshake. Repro: a
+   host with max_connections=8 (4 inbound slots); 4 hosts connect to it and subscribe to nothing; a fifth's
+   connect fails ("failed to negotiate the secure protocol") for as long as they stay. Handled as go-libp2p's
+   connection manager (new connections have a grace period) and rust-libp2p's idle_connection_timeout do: an
+   inbound connection whose peer, within HostConfig.idle_inbound_grace, neither subscribed to a gossip topic nor
+   opened or was opened a stream of a protocol the host serves or dials (set_stream_handler, open_stream) is
+   closed, unless the peer is protected (set_protected: the node's bootstrap peers and the orgs in its horizon).
+   Pubsub's own stream does not count: every py-libp2p peer opens one as it connects. And when every inbound slot
+   is taken, a new inbound connection takes the slot of the oldest such idle connection, grace or not, which is
+   closed (the swarm's inbound limiter is replaced, guarded by its type, as 24): a flood of fresh keys must then
+   open as many connections as there are slots in the moment an honest peer takes to subscribe (its first RPC) to
+   push it out, where waiting for graces to end let it hold every slot with one handshake per slot per grace. The
+   newcomer is not known yet when it is let in (the slot is taken before its handshake), so it may be a stranger
+   too; protected peers and connections in use are never closed for it, and with none idle it is refused. A
+   connection that was put to use, and an outbound one (this host's own dial), is never closed as idle.
 Not worked around (policy, not a bug to patch): scores of a disconnected peer are forgotten at once (the spec
 retains them); IDONTWANT is sent for every message regardless of size.
 """
@@ -309,6 +327,7 @@ from libp2p.pubsub.rpc_queue import DefaultMaxMessageSize, OutBoundQueueSize, Rp
 from libp2p.pubsub.score import ScoreParams, TopicScoreParams
 from libp2p.pubsub.utils import maybe_consume_signed_record
 from libp2p.pubsub.validators import signature_validator
+from libp2p.rcmgr import Direction
 from libp2p.security.noise.exceptions import PeerIDMismatchesPubkey
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
@@ -421,6 +440,7 @@ class HostConfig:
     stream_open_timeout: float = 10.0
     close_timeout: float = 5.0  # bound on closing connections and listeners when the host exits
     max_connections: int = 300
+    idle_inbound_grace: float = 10.0  # seconds an inbound connection has to be put to use, or is closed (quirk 34)
     scoring: PeerScoring = field(default_factory=PeerScoring)
     libp2p_log_level: int = logging.WARNING  # for py-libp2p's own records, which are chatty below this
 
@@ -435,7 +455,7 @@ class HostConfig:
                 "(py-libp2p's RPC limit minus envelope overhead)"
             )
         for name in ("heartbeat_interval", "publish_stall_timeout", "dial_timeout", "stream_open_timeout",
-                     "close_timeout"):
+                     "close_timeout", "idle_inbound_grace"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"HostConfig.{name} must be positive")
         if self.receive_buffer < 1 or self.max_connections < 1:
@@ -471,6 +491,7 @@ class HostStats:
     stalled_peers_disconnected: int = 0
     peer_events_dropped: int = 0
     mesh_prunes: int = 0  # PRUNEs sent to keep a mesh within D_hi (each starts a backoff, quirk 20)
+    idle_inbound_closed: int = 0  # inbound connections closed as not put to use within their grace (quirk 34)
 
 
 def peer_public_key(peer_id: str) -> bytes:
@@ -811,15 +832,93 @@ class _Pubsub(Pubsub):
         self._queue_drained = trio.Event()
 
 
+class _IdleInbound:
+    """Quirk 34: closes each inbound connection still not in use (`in_use(peer)`) `grace` seconds after it opened,
+    and the oldest such connection, grace or not, to give its slot to a new one when every slot is taken."""
+
+    def __init__(self, grace: float, in_use: Callable[[ID], bool], close_timeout: float) -> None:
+        self._grace = grace
+        self._in_use = in_use
+        self._close_timeout = close_timeout
+        self._pending: dict[INetConn, float] = {}  # inbound connections in their grace -> its end, oldest first
+        self._arrived = trio.Event()
+        self._nursery: trio.Nursery | None = None  # where connections are closed, while run() runs
+        self.closed = 0
+
+    def opened(self, conn: INetConn) -> None:
+        self._pending[conn] = trio.current_time() + self._grace
+        self._arrived.set()
+
+    def gone(self, conn: INetConn) -> None:
+        self._pending.pop(conn, None)
+
+    async def run(self) -> None:
+        """Check each connection as its grace ends (they end in the order they began); runs until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            try:
+                while True:
+                    if not self._pending:
+                        self._arrived = trio.Event()
+                        await self._arrived.wait()
+                        continue
+                    conn, ends = next(iter(self._pending.items()))
+                    await trio.sleep_until(ends)  # (if it goes meanwhile, every later one ends later)
+                    if self._pending.pop(conn, None) is not None and self._idle(conn):
+                        nursery.start_soon(self._close, conn, f"not put to use within {self._grace:g} s")
+            finally:
+                self._nursery = None  # a connection arriving as the host stops is refused, not let in
+
+    def evict_one(self) -> bool:
+        """Start closing the oldest inbound connection not in use, if there is one: its slot goes to a new one."""
+        if self._nursery is None:
+            return False
+        oldest = next((conn for conn in self._pending if self._idle(conn)), None)
+        if oldest is None:
+            return False
+        del self._pending[oldest]
+        self._nursery.start_soon(self._close, oldest, "not in use, its slot given to a new inbound connection")
+        return True
+
+    def _idle(self, conn: INetConn) -> bool:
+        return not conn.is_closed and not self._in_use(conn.muxed_conn.peer_id)
+
+    async def _close(self, conn: INetConn, why: str) -> None:
+        self.closed += 1
+        logger.info("closing the inbound connection of %s: %s", conn.muxed_conn.peer_id, why)
+        with trio.move_on_after(self._close_timeout):
+            await conn.close()
+
+
+class _InboundSlots:
+    """Quirk 34: the swarm's inbound slots, in place of its trio.CapacityLimiter (of which it calls acquire_nowait()
+    and release() and reads total_tokens). With every slot taken, a new connection takes the slot of the oldest idle
+    inbound connection (`evict_one`), which is closed and does not give it back; without one, it is refused."""
+
+    def __init__(self, total_tokens: int, evict_one: Callable[[], bool]) -> None:
+        self.total_tokens = total_tokens
+        self._evict_one = evict_one
+        self._taken = 0  # (total_tokens + the evictions under way, at most)
+
+    def acquire_nowait(self) -> None:
+        if self._taken >= self.total_tokens and not self._evict_one():
+            raise trio.WouldBlock
+        self._taken += 1
+
+    def release(self) -> None:
+        self._taken -= 1
+
+
 class _PeerNotifee(INotifee):
     """Turns per-connection notifications into per-peer PeerEvents (quirk 26: a connection's disconnection may be
     notified after the swarm dropped it, even after a new connection to the peer); closes blocked peers' connections."""
 
-    def __init__(self, emit: Callable[[PeerEvent], None], is_blocked: Callable[[ID], bool], close_timeout: float
-                 ) -> None:
+    def __init__(self, emit: Callable[[PeerEvent], None], is_blocked: Callable[[ID], bool], close_timeout: float,
+                 idle: _IdleInbound | None = None) -> None:
         self._emit = emit
         self._is_blocked = is_blocked
         self._close_timeout = close_timeout
+        self._idle = idle
         self._connections: dict[ID, list[INetConn]] = {}  # announced peers -> their connections, as notified
 
     async def connected(self, network: INetwork, conn: INetConn) -> None:
@@ -841,9 +940,13 @@ class _PeerNotifee(INotifee):
             self._connections[peer] = []
             self._emit(PeerEvent(peer.to_base58(), connected=True))
         self._connections[peer].append(conn)
+        if self._idle is not None and getattr(conn, "direction", None) == Direction.INBOUND:
+            self._idle.opened(conn)
 
     async def disconnected(self, network: INetwork, conn: INetConn) -> None:
         peer = conn.muxed_conn.peer_id
+        if self._idle is not None:
+            self._idle.gone(conn)
         known = self._connections.get(peer, [])
         if not any(c is conn for c in known):
             return  # a blocked peer's connection, never announced; or one already found gone
@@ -889,14 +992,18 @@ class Host:
         self._validators: dict[str, Callable[[str, bytes], Verdict | bool]] = {}
         self._peer_event_channels: list[trio.MemorySendChannel[PeerEvent]] = []
         self._publish_lock = trio.Lock()
-        self._counts: dict[str, int] = dict.fromkeys(HostStats.__dataclass_fields__.keys() - {"mesh_prunes"}, 0)
+        self._counts: dict[str, int] = dict.fromkeys(HostStats.__dataclass_fields__.keys() - {"mesh_prunes",
+                                                                                      "idle_inbound_closed"}, 0)
         self._lagging_topics: set[str] = set()
         self._open = True
         self._peer_id = self._my_id.to_base58()
         self._blocked: frozenset[ID] = frozenset()
         self._refused: dict[str, set[str]] = {}  # peer -> stream protocols it refused while connected (quirk 23)
+        self._streamed: set[ID] = set()  # connected peers that a stream of ours (not pubsub's) was opened with
+        self._protected: Callable[[str], bool] = lambda peer_id: False
+        self._idle = _IdleInbound(config.idle_inbound_grace, self._in_use, config.close_timeout)
         host.get_network().register_notifee(_PeerNotifee(self._emit_peer_event, self._is_blocked,
-                                                         config.close_timeout))
+                                                         config.close_timeout, self._idle))
 
     @property
     def peer_id(self) -> str:
@@ -981,6 +1088,11 @@ class Host:
                 with trio.move_on_after(self._config.close_timeout):
                     await self._host.disconnect(peer)
 
+    def set_protected(self, is_protected: Callable[[str], bool]) -> None:
+        """Never close an inbound connection of a peer for which `is_protected(peer_id)` holds as idle (quirk 34)
+        (the node's bootstrap peers and the orgs in its horizon); it is asked as a connection's grace ends."""
+        self._protected = is_protected
+
     def peer_events(self) -> trio.MemoryReceiveChannel[PeerEvent]:
         """A new channel of PeerEvents from now on (each caller gets every event). Ends when the host closes.
 
@@ -1052,6 +1164,7 @@ class Host:
             if self._is_blocked(net_stream.muxed_conn.peer_id):
                 await net_stream.reset()
                 return
+            self._streamed.add(net_stream.muxed_conn.peer_id)
             peer = net_stream.muxed_conn.peer_id.to_base58()
             stream = Stream(net_stream, peer, protocol)
             try:
@@ -1089,6 +1202,7 @@ class Host:
                 raise ProtocolNotSupported(f"open {protocol} stream to {peer_id}: the peer does not serve it"
                                            ) from error
             raise HostError(f"open {protocol} stream to {peer_id}: {_reason(error)}") from error
+        self._streamed.add(peer)
         return Stream(net_stream, peer_id, protocol)
 
     def refused(self, peer_id: str, protocol: str) -> bool:
@@ -1096,7 +1210,7 @@ class Host:
         return protocol in self._refused.get(peer_id, ())
 
     def stats(self) -> HostStats:
-        return HostStats(**self._counts, mesh_prunes=self._router.mesh_prunes)
+        return HostStats(**self._counts, mesh_prunes=self._router.mesh_prunes, idle_inbound_closed=self._idle.closed)
 
     def peer_score(self, peer_id: str) -> float:
         """This host's GossipSub score for a peer over the topics it subscribes to (0 for a newcomer)."""
@@ -1104,6 +1218,12 @@ class Host:
 
     def _is_blocked(self, peer: ID) -> bool:
         return peer in self._blocked
+
+    def _in_use(self, peer: ID) -> bool:
+        """Whether a peer's connection is in use (quirk 34): it subscribes to a gossip topic, a stream of ours was
+        opened with it, or it is protected."""
+        return (peer in self._streamed or any(peer in peers for peers in self._pubsub.peer_topics.values())
+                or self._protected(peer.to_base58()))
 
     def _check_open(self) -> None:
         if not self._open:
@@ -1164,6 +1284,7 @@ class Host:
     def _emit_peer_event(self, event: PeerEvent) -> None:
         if not event.connected:
             self._refused.pop(event.peer_id, None)  # it may serve more when it comes back
+            self._streamed.discard(ID.from_base58(event.peer_id))  # its next connection earns its keep anew
         for channel in list(self._peer_event_channels):
             try:
                 channel.send_nowait(event)
@@ -1228,6 +1349,7 @@ async def open_host(seed: bytes, listen: list[str], *, config: HostConfig = Host
     _free_inbound_slots_on_close(lp_host.get_network())
     _dial_only_in_connect(lp_host.get_network())
     host = Host(lp_host, config)
+    _evict_idle_when_full(lp_host.get_network(), host._idle.evict_one)
     try:
         async with _running(lp_host, addrs, host, config):
             yield host
@@ -1246,11 +1368,14 @@ async def _running(lp_host: BasicHost, addrs: list[multiaddr.Multiaddr], host: H
             if failed := [str(m) for m in addrs if str(m) not in network.listeners]:
                 raise HostError(f"could not listen on {failed}")
             await network.auto_connector.stop()  # quirk 6: peers are the node's choice
-            async with background_trio_service(host._pubsub), background_trio_service(host._router):
+            async with background_trio_service(host._pubsub), background_trio_service(host._router), \
+                    trio.open_nursery() as nursery:
                 await host._pubsub.wait_until_ready()
+                nursery.start_soon(host._idle.run)
                 try:
                     yield
                 finally:
+                    nursery.cancel_scope.cancel()
                     host._close_channels()
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(config.close_timeout):
@@ -1423,6 +1548,13 @@ def _free_inbound_slots_on_close(network: INetwork) -> None:
         raise SwarmException(f"inbound connection from {muxed.peer_id} closed")  # ends the task: its slot is freed
 
     network.upgrade_inbound_raw_conn = upgrade_until_closed  # type: ignore[attr-defined]
+
+
+def _evict_idle_when_full(network: INetwork, evict_one: Callable[[], bool]) -> None:
+    """Quirk 34, if the swarm still admits inbound connections through a trio.CapacityLimiter at _inbound_limiter."""
+    limiter = getattr(network, "_inbound_limiter", None)
+    if isinstance(limiter, trio.CapacityLimiter):
+        network._inbound_limiter = _InboundSlots(int(limiter.total_tokens), evict_one)  # type: ignore[attr-defined]
 
 
 # Quirk 32: whether the current task is in Host.connect, the one place the swarm may dial.

@@ -24,7 +24,7 @@ from vouching import OrgBody, Record, public_key_from_did
 from vouching.schema import escaped
 from vouching.succession import Link
 
-from .host import Host, HostError, PeerEvent, dialable, peer_id_from_public_key
+from .host import Host, HostError, InvalidPeerId, PeerEvent, dialable, peer_id_from_public_key, peer_org
 from .replica import Replica
 from .scopes import DialPrivate, Scope, addr_scope, dialled_scopes
 
@@ -226,9 +226,10 @@ class DialSchedule:
 
 class PeerManager:
     """Dials bootstrap peers and orgs from `org` records, keeps at most `max_peers` of them connected. Peers that
-    dial in unasked do not count (the host's max_connections bounds them). Of the addresses `org` records name, it
-    dials those in the scopes `dial_private` allows (gossip.scopes), with "auto" those of `own_addrs`, the addresses
-    the node's own org record names (None: the host's listen addresses), and of its bootstrap addresses."""
+    dial in unasked do not count (the host's max_connections bounds them); while it runs, the host never closes an
+    idle inbound connection of a peer it `protects` (gossip/host.py quirk 34). Of the addresses `org` records name,
+    it dials those in the scopes `dial_private` allows (gossip.scopes), with "auto" those of `own_addrs`, the
+    addresses the node's own org record names (None: the host's listen addresses), and of its bootstrap addresses."""
 
     def __init__(
         self,
@@ -300,7 +301,19 @@ class PeerManager:
             self._schedule.retry_now(peer_id)
         self._wake.set()
 
+    def protects(self, peer_id: str) -> bool:
+        """Whether the host must keep `peer_id`'s inbound connection however idle (gossip/host.py quirk 34): a peer
+        this manager keeps connected (the config's bootstrap peers, orgs whose `org` records it holds) or one of an
+        org inside the horizon, never a stranger."""
+        if self._schedule.kept([peer_id]):
+            return True
+        try:
+            return peer_org(peer_id) in self._replica.horizon
+        except InvalidPeerId:  # (a peer of another key type: not an org's node)
+            return False
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self._host.set_protected(self.protects)
         events = self._host.peer_events()
         dialling: set[str] = set()
         async with trio.open_nursery() as nursery:

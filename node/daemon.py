@@ -235,6 +235,9 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         metrics.add_stats("sync", sync.stats)
         metrics.add_stats("witness", witnessing.stats, gauges=("gossip_period_seconds", "log_diverged"))
         metrics.collect("peers", "Connected peers", lambda: len(host.connected_peers()))
+        metrics.collect("inbound_idle_closed_total", f"Inbound connections closed as not put to use within "
+                        f"{host_config.idle_inbound_grace:g} s (no gossip subscription, no vouchnet stream)",
+                        lambda: host.stats().idle_inbound_closed, kind="counter")
         metrics.collect("ledger_size", "Records in the records ledger", lambda: store.size)
         metrics.collect("held_records", "Records waiting for a missing predecessor", lambda: replica.held_count)
         metrics.collect("listener_errors", "Accepted batches a part of the node (scores, say) failed to take in: "

@@ -839,20 +839,142 @@ async def test_a_peer_that_hangs_up_is_not_redialled_behind_the_callers_back() -
     assert connections == 1
 
 
+# Seconds an inbound connection has to be put to use (quirk 34): real time, as py-libp2p's connections run timers
+# of their own (yamux pings and reads, identify) that a mock clock's jump over the grace period sets off. Long
+# enough for the tests' connections and streams to happen within it.
+GRACE = 5.0
+
+
+async def connected(events: trio.MemoryReceiveChannel[PeerEvent], peers: list[Host]) -> None:
+    """Returns once `events` told of each of `peers` connecting (in any order)."""
+    waiting = {peer.peer_id for peer in peers}
+    while waiting:
+        event = await events.receive()
+        if event.connected:
+            waiting.discard(event.peer_id)
+
+
+async def disconnected(events: trio.MemoryReceiveChannel[PeerEvent], peers: list[Host]) -> None:
+    """Returns once `events` told of each of `peers` disconnecting."""
+    waiting = {peer.peer_id for peer in peers}
+    while waiting:
+        event = await events.receive()
+        if not event.connected:
+            waiting.discard(event.peer_id)
+
+
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="design question: inbound connections that never open a "
-                   "stream hold their slot for ever, so peers of fresh keys (free to make) fill a node's max_peers "
-                   "inbound slots and no other peer can dial in; evict which, when?")
 async def test_idle_inbound_connections_do_not_lock_out_a_new_peer() -> None:
+    """Quirk 34: inbound connections that were never put to use held their slot for ever, so peers of fresh keys
+    (free to make) filled a node's inbound slots and no other peer could dial in. Now, with every slot taken, a
+    newcomer takes the oldest idle one's, grace or not."""
     with trio.fail_after(30):
         async with AsyncExitStack() as stack:
-            server = await stack.enter_async_context(
-                open_host(os.urandom(32), LOOPBACK, config=HostConfig(max_connections=8)))
-            for _ in range(4):  # as many as it has inbound slots; each connects and never opens a stream
-                idle = await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK))
-                await idle.connect(server.listen_addrs[0])
+            server = await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK, config=HostConfig(
+                max_connections=8, idle_inbound_grace=600)))  # 4 inbound slots; no grace ends during the test
+            events = server.peer_events()
+            idle = [await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK)) for _ in range(4)]
             newcomer = await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK))
-            await newcomer.connect(server.listen_addrs[0])  # refused: no inbound slot is free
+            for peer in idle:  # one for each inbound slot; each connects and subscribes to nothing
+                await peer.connect(server.listen_addrs[0])
+                await connected(events, [peer])
+            await newcomer.connect(server.listen_addrs[0])
+            await connected(events, [newcomer])
+            await disconnected(events, idle[:1])
+            assert server.connected_peers() == sorted(p.peer_id for p in [*idle[1:], newcomer])
+            assert server.stats().idle_inbound_closed == 1
+
+
+@pytest.mark.slow
+async def test_an_idle_inbound_connection_is_closed_as_its_grace_ends() -> None:
+    """Quirk 34: a peer that connects and does nothing gives its slot back after the grace period, needed or not."""
+    with trio.fail_after(30 + GRACE):
+        async with open_host(os.urandom(32), LOOPBACK, config=HostConfig(idle_inbound_grace=GRACE)) as server, \
+                open_host(os.urandom(32), LOOPBACK) as idle:
+            events = server.peer_events()
+            await idle.connect(server.listen_addrs[0])
+            await connected(events, [idle])
+            await disconnected(events, [idle])
+            assert server.stats().idle_inbound_closed == 1
+
+
+async def echo(stream: Stream) -> None:
+    await stream.write(await stream.read())
+
+
+async def ping(client: Host, peer_id: str) -> None:
+    """A round trip on a new /echo/1 stream from `client` to `peer_id`."""
+    async with await client.open_stream(peer_id, "/echo/1") as stream:
+        await stream.write(b"ping")
+        assert await stream.read() == b"ping"
+
+
+@pytest.mark.slow
+async def test_an_inbound_connection_put_to_use_is_never_closed_as_idle() -> None:
+    """Quirk 34: a peer that subscribes to a topic, opens a stream the host serves, or is opened one, keeps its
+    connection past the grace period; one that does none of it, connected after them, is closed."""
+    with trio.fail_after(30 + GRACE):
+        async with AsyncExitStack() as stack:
+            server = await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK, config=HostConfig(
+                idle_inbound_grace=GRACE)))
+            server.set_stream_handler("/echo/1", echo)
+            await server.subscribe(TOPIC, accept_all)
+            events = server.peer_events()
+            subscriber, opener, opened, idle = [
+                await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK)) for _ in range(4)]
+            opened.set_stream_handler("/echo/1", echo)
+            await subscriber.subscribe(TOPIC, accept_all)  # (its first RPC to the server says so)
+            await subscriber.connect(server.listen_addrs[0])  # each puts its connection to use as it connects
+            await opener.connect(server.listen_addrs[0])
+            await ping(opener, server.peer_id)
+            await opened.connect(server.listen_addrs[0])
+            await connected(events, [subscriber, opener, opened])
+            await ping(server, opened.peer_id)
+            await idle.connect(server.listen_addrs[0])
+            await disconnected(events, [idle])  # its grace ended last: the others' were checked before
+            assert server.stats().idle_inbound_closed == 1
+            assert server.connected_peers() == sorted(p.peer_id for p in (subscriber, opener, opened))
+
+
+@pytest.mark.slow
+async def test_a_protected_peer_is_not_closed_for_a_stranger() -> None:
+    """Quirk 34: with every inbound slot taken, a newcomer takes an idle stranger's slot, never that of a protected
+    peer (a node's bootstrap peers and horizon orgs), even one that connected earlier and stays idle."""
+    with trio.fail_after(30):
+        async with AsyncExitStack() as stack:
+            server = await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK, config=HostConfig(
+                max_connections=4, idle_inbound_grace=600)))  # 2 inbound slots
+            events = server.peer_events()
+            horizon, stranger, newcomer = [
+                await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK)) for _ in range(3)]
+            server.set_protected(lambda peer_id: peer_id == horizon.peer_id)
+            for peer in (horizon, stranger):
+                await peer.connect(server.listen_addrs[0])
+                await connected(events, [peer])
+            await newcomer.connect(server.listen_addrs[0])
+            await connected(events, [newcomer])
+            await disconnected(events, [stranger])
+            assert server.connected_peers() == sorted([horizon.peer_id, newcomer.peer_id])
+
+
+@pytest.mark.slow
+async def test_a_newcomer_finding_every_slot_in_use_is_refused() -> None:
+    """Quirk 34: connections in use are never closed for a newcomer; with no idle one, it is refused as before."""
+    with trio.fail_after(30):
+        async with AsyncExitStack() as stack:
+            server = await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK, config=HostConfig(
+                max_connections=4, idle_inbound_grace=600)))  # 2 inbound slots
+            await server.subscribe(TOPIC, accept_all)
+            subscribers = [await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK)) for _ in range(2)]
+            newcomer = await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK))
+            for peer in subscribers:
+                await peer.subscribe(TOPIC, accept_all)
+                await peer.connect(server.listen_addrs[0])
+                await server.wait_for_mesh(TOPIC, peer.peer_id)
+            with pytest.raises(HostError):
+                await newcomer.connect(server.listen_addrs[0])
+            assert server.connected_peers() == sorted(p.peer_id for p in subscribers)
+            assert server.stats().idle_inbound_closed == 0
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ from contextlib import AsyncExitStack, contextmanager
 import pytest
 import trio
 
-from gossip.host import open_host, peer_id_from_public_key
+from gossip.host import HostConfig, PeerEvent, open_host, peer_id_from_public_key
 from gossip.peers import DialSchedule, PeerManager, split_peer_addr
 from gossip.replica import Replica
 from gossip.store import RecordStore
@@ -268,3 +268,45 @@ def test_an_orgs_latest_org_record_names_where_it_is_dialled_and_the_bootstrap_a
         [(dialled, addrs)] = schedule.due(now=0, connected=(), budget=5)
         assert dialled == peer
         assert addrs == [*(f"/ip4/10.1.19.{i}/tcp/4001/p2p/{peer}" for i in range(16)), bootstrap]  # 321 before
+
+
+def test_bootstrap_peers_org_record_peers_and_horizon_orgs_are_protected_and_strangers_not(tmp_path):
+    """The host keeps their idle inbound connections past the grace period (gossip/host.py quirk 34); a stranger's
+    gives way to a newcomer."""
+    me, bootstrapped, announced, vouched, stranger = Org(), Org(), Org(), Org(), Org()
+    bootstrap_peer, announced_peer, vouched_peer, stranger_peer = (
+        peer_id_from_public_key(bytes(org.key.verify_key)) for org in (bootstrapped, announced, vouched, stranger))
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(me.key, store, roots=(), max_hops=3, held_limit=100)
+        replica.issue("vouch", vouch_body(announced.did, 0.9, "org-peer"))
+        replica.issue("vouch", vouch_body(vouched.did, 0.9, "org-peer"))
+        replica.accept([announced.record("org", org_body("announced", "test", ["/ip4/10.0.0.2/tcp/4001"]))])
+        manager = PeerManager(object(), replica, bootstrap=[f"/ip4/10.0.0.1/tcp/4001/p2p/{bootstrap_peer}"],
+                              max_peers=5, own_addrs=LAN)  # type: ignore[arg-type]
+        assert manager.protects(bootstrap_peer) and manager.protects(announced_peer)
+        assert manager.protects(vouched_peer)  # in the horizon, no org record: it can only dial in
+        assert not manager.protects(stranger_peer)
+        assert not manager.protects("QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N")  # an RSA key's peer id
+
+
+@pytest.mark.slow
+async def test_a_bootstrap_peer_that_dials_in_keeps_its_idle_connection_and_a_stranger_loses_its(tmp_path):
+    """A running manager has its host protect the peers it protects (gossip/host.py quirk 34)."""
+    with trio.fail_after(30), RecordStore.open(tmp_path) as store:
+        async with AsyncExitStack() as stack:
+            node = await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK, config=HostConfig(
+                idle_inbound_grace=2.0)))
+            bootstrapped, stranger = [await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK))
+                                      for _ in range(2)]
+            replica = Replica(Org().key, store, roots=(), max_hops=3, held_limit=100)
+            manager = PeerManager(node, replica, bootstrap=[f"/ip4/127.0.0.1/tcp/1/p2p/{bootstrapped.peer_id}"],
+                                  max_peers=5)  # an address that refuses: the peer is reached only as it dials in
+            nursery = await stack.enter_async_context(trio.open_nursery())
+            stack.callback(nursery.cancel_scope.cancel)
+            await nursery.start(manager.run)
+            events = node.peer_events()
+            for peer in (bootstrapped, stranger):
+                await peer.connect(node.listen_addrs[0])
+            while await events.receive() != PeerEvent(stranger.peer_id, connected=False):
+                pass  # the bootstrap peer's grace ended first
+            assert node.connected_peers() == [bootstrapped.peer_id]

@@ -5,7 +5,7 @@ what PeerManager asks of it; trio's mock clock stands in for time."""
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 
 import pytest
@@ -51,6 +51,9 @@ class DialCountingHost:
 
     def peer_events(self) -> trio.MemoryReceiveChannel[PeerEvent]:
         return self._events
+
+    def set_protected(self, is_protected: Callable[[str], bool]) -> None:
+        self.protected = is_protected
 
     def drop(self, peer: str) -> None:
         """The peer's connection closed."""
