@@ -497,6 +497,18 @@ async def test_log_verify_accepts_a_true_log_as_it_grows(run, node, url, tmp_pat
         vouch(node)
 
 
+async def test_log_verify_syncs_its_cache_before_it_replaces_the_one_before(run, node, url, tmp_path, monkeypatch):
+    """Before: written and renamed unsynced, the checkpoint verified could be lost, or the cache left empty, by a
+    power cut, and the next run refused the cache (or forgot what it had verified)."""
+    cache = tmp_path.resolve() / "seen.checkpoint"
+    synced, fsync = [], os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), fsync(fd))[1])
+    node.sign_checkpoint()
+    assert (await run("log", "verify", "--api", url, "--cache", cache))[0] == 0
+    assert [path for path in synced if path.startswith(str(tmp_path.resolve()))] == [
+        str(tmp_path.resolve() / ".seen.checkpoint.partial"), str(tmp_path.resolve())]
+
+
 def _signed(node, size, root, key=None):
     text = Checkpoint(node.origin, size, root).to_text()
     return format_note(text, [note_signature(text, Ed25519Signer(node.origin, key or node.replica.key))])
