@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sqlite3
 import tempfile
 import threading
@@ -1198,3 +1199,18 @@ async def test_our_cosigned_checkpoint_is_the_c2sp_note_byte_for_byte(tmp_path):
     (line,) = note[len(head) :].splitlines(keepends=True)
     name = cosigner_name(peer.org.did)
     assert tlog_reference.cosignature(line, name, bytes(peer.org.key.verify_key), text) == 1_764_000_000
+
+
+async def test_our_checkpoint_is_on_disk_with_its_name_before_it_is_published(tmp_path, monkeypatch):
+    """Before: renamed into place with its directory unsynced, a checkpoint served and gossiped could be lost by a
+    power cut (and the node start without it)."""
+    synced, fsync = [], os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), fsync(fd))[1])
+    with _own_node(tmp_path) as (replica, _, _):
+        witnessing = Witnessing(CheckpointsOnlyHost(), replica, network=NETWORK, state_dir=tmp_path, interval=0.01)
+        published, at_publication = trio.Event(), []
+        witnessing.listeners.append(lambda note: (at_publication.append(list(synced)), published.set()))
+        await _run_until(witnessing, published.wait)
+    partial = str(tmp_path.resolve() / f".{CHECKPOINT_FILE}.partial")
+    assert at_publication[0][-2:] == [partial, str(tmp_path.resolve())]
+
