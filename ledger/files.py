@@ -5,6 +5,7 @@ the file survives a power cut. Every small file a node or a command writes goes 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -43,8 +44,8 @@ def _written(path: Path, data: bytes, mode: int) -> Path:
     """`data` in a new partial file beside `path` (mode `mode`, less the umask), fsynced; its path. One a crash left
     is replaced: it was never linked, so never read."""
     partial = path.with_name(f".{path.name}.partial")
-    partial.unlink(missing_ok=True)
     try:
+        partial.unlink(missing_ok=True)
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
             view = memoryview(data)
@@ -53,7 +54,15 @@ def _written(path: Path, data: bytes, mode: int) -> Path:
             os.fsync(fd)
         finally:
             os.close(fd)
+    except OSError as error:  # named after the file asked for, not the partial one
+        _discard(partial)
+        raise OSError(error.errno, error.strerror, str(path)) from None
     except BaseException:
-        partial.unlink(missing_ok=True)
+        _discard(partial)
         raise
     return partial
+
+
+def _discard(partial: Path) -> None:
+    with contextlib.suppress(OSError):  # the error that brought us here is the one to report
+        partial.unlink(missing_ok=True)

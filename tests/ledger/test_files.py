@@ -93,3 +93,12 @@ def test_the_file_is_private_by_default_and_a_partial_file_a_crash_left_is_repla
     create_file(tmp_path / "key", b"whole")
     assert (tmp_path / "key").read_bytes() == b"whole" and stat.S_IMODE((tmp_path / "key").stat().st_mode) == 0o600
     assert not left.exists()
+
+
+@pytest.mark.parametrize("where", ["missing", "file"])
+def test_a_write_the_file_system_refuses_names_the_file_asked_for(tmp_path, where):
+    (tmp_path / "file").write_bytes(b"")
+    path = tmp_path / where / "out"
+    with pytest.raises(OSError) as refused:
+        replace_file(path, b"data")
+    assert refused.value.filename == str(path) and os.listdir(tmp_path) == ["file"]

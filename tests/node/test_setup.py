@@ -13,8 +13,6 @@ from node.setup import init_data_dir
 from node.strict_modes import check_strict_modes
 from vouching import did_key
 
-from .forked_cli import ForkedCli
-
 
 def _init(path, **overrides):
     args = dict(network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
@@ -74,21 +72,20 @@ def _complete(data_dir):
         return None
 
 
-def test_init_killed_at_any_moment_of_its_writes_is_finished_by_running_it_again(tmp_path):
+def test_init_killed_at_any_moment_of_its_writes_is_finished_by_running_it_again(tmp_path, local_cli):
     """Before: config.toml was written first, in place and unsynced: killed after it was created, init left a
     directory `vouchnet run` refused (an empty config, or no org.key) and so did `vouchnet init` ("already a node's
     data directory"), until the operator removed it by hand; a power cut after init left an empty config.toml.
     (In memory: a SIGKILL leaves what was written, synced or not; ledger.files's tests check the fsyncs.)"""
-    with ForkedCli(tmp_path / "cli", preload=("node.cli",)) as cli:
-        for point in itertools.count(1):
-            data_dir = tmp_path / f"killed-at-{point}"
-            args = ["init", "--dir", str(data_dir), "--network", "crash", "--api", "127.0.0.1:0"]
-            killed = cli.run(args, kill_at=point)
-            if killed.returncode == 0:
-                break
-            assert killed.returncode == -signal.SIGKILL, killed.stderr
-            if _complete(data_dir) is None:
-                again = cli.run(args)
-                assert again.returncode == 0, f"killed at point {point}, then: {again.stderr}"
-            assert _complete(data_dir), point
+    for point in itertools.count(1):
+        data_dir = tmp_path / f"killed-at-{point}"
+        args = ["init", "--dir", str(data_dir), "--network", "crash", "--api", "127.0.0.1:0"]
+        killed = local_cli.run(args, kill_at=point)
+        if killed.returncode == 0:
+            break
+        assert killed.returncode == -signal.SIGKILL, killed.stderr
+        if _complete(data_dir) is None:
+            again = local_cli.run(args)
+            assert again.returncode == 0, f"killed at point {point}, then: {again.stderr}"
+        assert _complete(data_dir), point
     assert point > 10  # every write of the init was a point
