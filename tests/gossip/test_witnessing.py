@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import sqlite3
 import tempfile
 import threading
@@ -60,6 +59,7 @@ from vouching import EquivocationBody, Record, org_body, verify_record, vouch_bo
 
 from .. import tlog_reference
 from ..factories import Org, new_did
+from ..fsyncs import recorded_fsyncs
 from .nodes import LOOPBACK, NETWORK, Identity, Node, identities, running, until
 
 pytestmark = pytest.mark.slow
@@ -1204,8 +1204,7 @@ async def test_our_cosigned_checkpoint_is_the_c2sp_note_byte_for_byte(tmp_path):
 async def test_our_checkpoint_is_on_disk_with_its_name_before_it_is_published(tmp_path, monkeypatch):
     """Before: renamed into place with its directory unsynced, a checkpoint served and gossiped could be lost by a
     power cut (and the node start without it)."""
-    synced, fsync = [], os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), fsync(fd))[1])
+    synced = recorded_fsyncs(monkeypatch)
     with _own_node(tmp_path) as (replica, _, _):
         witnessing = Witnessing(CheckpointsOnlyHost(), replica, network=NETWORK, state_dir=tmp_path, interval=0.01)
         published, at_publication = trio.Event(), []

@@ -38,6 +38,7 @@ from vouching import did_key, org_body, revoke_body, verify_record, vouch_body
 from vouching.counts import counted
 
 from ..factories import Org, new_did
+from ..fsyncs import recorded_fsyncs
 
 
 @pytest.fixture
@@ -501,8 +502,7 @@ async def test_log_verify_syncs_its_cache_before_it_replaces_the_one_before(run,
     """Before: written and renamed unsynced, the checkpoint verified could be lost, or the cache left empty, by a
     power cut, and the next run refused the cache (or forgot what it had verified)."""
     cache = tmp_path.resolve() / "seen.checkpoint"
-    synced, fsync = [], os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), fsync(fd))[1])
+    synced = recorded_fsyncs(monkeypatch)
     node.sign_checkpoint()
     assert (await run("log", "verify", "--api", url, "--cache", cache))[0] == 0
     assert [path for path in synced if path.startswith(str(tmp_path.resolve()))] == [
