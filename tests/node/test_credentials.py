@@ -2,6 +2,7 @@
 agent credentials from `vouchnet agent new`, and vouches exported as vc+jwt."""
 
 import argparse
+import itertools
 import json
 import stat
 import threading
@@ -41,6 +42,7 @@ from vouching import did_key, org_body, revoke_body, verify_record, vouch_body
 from ..factories import Org, new_did
 from ..refused_port import refused_port
 from .fake_node import fake_node
+from .kill_points import killed_at
 from .telemetry_node import PUBLIC_URL, guarded_app, served, telemetry_node
 
 AGENT = new_did()
@@ -205,6 +207,31 @@ async def test_agent_new_mints_a_key_and_a_credential_pyjwt_accepts(tmp_path, ca
     with pytest.raises(UsageError, match="refusing to overwrite"):
         agent_new("--name", "alice", "--out", str(tmp_path / "agents"), "--dir", str(made.data_dir))
     assert sorted(p.name for p in (tmp_path / "agents").iterdir()) == ["alice.key", "alice.vc.jwt"]
+
+
+def test_agent_new_killed_at_any_point_of_its_writes_leaves_whole_files_named_after_the_agent_alone(tmp_path):
+    """Each point a SIGKILL can land among its file writes (tests/node/kill_points.py): a key or credential there is
+    whole, a credential is the key's and its index is in the registry, and nothing else is left but a partial file
+    of one of them, which the next write of that name replaces. Before: the key was first written to a hidden file
+    of its own name, a private key a kill between its write and its rename left behind for good."""
+    made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    for point in itertools.count(1):
+        out = tmp_path / f"killed-at-{point}"
+        if not killed_at(point, lambda: agent_new("--name", "alice", "--out", str(out), "--dir", str(made.data_dir))):
+            break
+        left = {p.name for p in out.iterdir()} if out.exists() else set()
+        assert left <= {"alice.key", "alice.vc.jwt", ".alice.key.partial", ".alice.vc.jwt.partial"}, point
+        if "alice.vc.jwt" in left:
+            agent = did_key(bytes(load_org_key(out / "alice.key").verify_key))
+            org = bytes(load_org_key(made.data_dir / "org.key").verify_key)
+            _, claims = decode_jwt((out / "alice.vc.jwt").read_text().strip(), org)
+            assert claims["sub"] == agent
+            registry = CredentialRegistry.open(made.data_dir)
+            assert agent in {c.agent for c in registry.issued()}
+            registry.close()
+        elif "alice.key" in left:
+            load_org_key(out / "alice.key")
+    assert point > 5
 
 
 async def test_agent_new_can_vouch_for_the_agent_through_the_running_node(tmp_path, capsys):
