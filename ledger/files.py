@@ -31,6 +31,24 @@ def replace_file(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     sync_directory(path.parent)
 
 
+def make_directory(path: Path, *, mode: int = 0o777) -> None:
+    """Create `path` (mode `mode` less the umask) and its missing parents, each synced into its parent, so that a
+    file written there survives a power cut with the directories that hold it; nothing if it is a directory."""
+    try:
+        path.mkdir(mode=mode)
+    except FileNotFoundError:
+        if path.parent == path:
+            raise
+        make_directory(path.parent)
+        make_directory(path, mode=mode)
+        return
+    except FileExistsError:
+        if path.is_dir():
+            return  # there already (or made meanwhile by another process, which syncs it)
+        raise
+    sync_directory(path.parent)
+
+
 def sync_directory(path: Path) -> None:
     """fsync a directory, so that a file created, renamed or removed in it stays so after a power cut."""
     dir_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ledger.files import create_file, sync_directory
+from ledger.files import create_file, make_directory
 from vouching import did_key
 
 from .config import CONFIG_FILE, parse_api_bind, parse_config, render_template
@@ -37,9 +37,7 @@ def init_data_dir(
     if config_path.exists():
         raise _holds_a_node(data_dir)
     parse_config(data_dir, text)  # what we write must load: catches a bad --listen, --root or --network now
-    if not data_dir.exists():
-        data_dir.mkdir(mode=0o700, parents=True)
-        sync_directory(data_dir.parent)
+    make_directory(data_dir, mode=0o700)
     key_path, token_path = data_dir / "org.key", data_dir / "api.token"
     key = load_org_key(key_path) if key_path.exists() else create_org_key(key_path)
     if not token_path.exists():

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from nacl.signing import SigningKey
 
+from ledger.files import make_directory
 from node.credential_registry import MAX_REASON, CredentialRegistry, RegistryError
 from node.credential_status import STATUS_TTL_S, status_entry
 from node.client import ClientError
@@ -191,7 +192,7 @@ def _mint(out: Path, name: str | None) -> tuple[Path, Path, str]:
     stem = name or f"agent-{agent[-10:]}"
     key_path, credential_path = out / f"{stem}.key", out / f"{stem}.vc.jwt"
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        make_directory(out)
         if credential_path.exists():
             raise KeyFileError(f"{credential_path}: already exists; refusing to overwrite it")
         write_private(key_path, bytes(key))  # (refuses an existing key)

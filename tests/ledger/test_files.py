@@ -7,7 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.files import create_file, replace_file
+from ledger.files import create_file, make_directory, replace_file
+
+from ..fsyncs import recorded_fsyncs
 
 
 class _Killed(BaseException):
@@ -102,3 +104,21 @@ def test_a_write_the_file_system_refuses_names_the_file_asked_for(tmp_path, wher
     with pytest.raises(OSError) as refused:
         replace_file(path, b"data")
     assert refused.value.filename == str(path) and os.listdir(tmp_path) == ["file"]
+
+
+def test_a_directory_made_is_synced_into_its_parent_with_each_parent_it_needed(tmp_path, monkeypatch):
+    synced = recorded_fsyncs(monkeypatch)
+    base = tmp_path.resolve()
+    make_directory(base / "a" / "b", mode=0o700)
+    make_directory(base / "a" / "b")  # there already: nothing to do
+    assert synced == [str(base), str(base / "a")]
+    assert stat.S_IMODE((base / "a" / "b").stat().st_mode) == 0o700 & ~_umask()
+    (base / "file").write_bytes(b"")
+    with pytest.raises(FileExistsError):
+        make_directory(base / "file")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

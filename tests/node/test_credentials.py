@@ -40,6 +40,7 @@ from node.setup import init_data_dir
 from vouching import did_key, org_body, revoke_body, verify_record, vouch_body
 
 from ..factories import Org, new_did
+from ..fsyncs import recorded_fsyncs
 from ..refused_port import refused_port
 from .fake_node import fake_node
 from .kill_points import killed_at
@@ -232,6 +233,15 @@ def test_agent_new_killed_at_any_point_of_its_writes_leaves_whole_files_named_af
         elif "alice.key" in left:
             load_org_key(out / "alice.key")
     assert point > 5
+
+
+def test_agent_new_syncs_the_directories_it_makes_into_their_parents(tmp_path, monkeypatch):
+    """Before: --out was made unsynced, so a power cut could take it, with the key and credential in it, after the
+    command had printed them."""
+    made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    synced = recorded_fsyncs(monkeypatch)
+    assert agent_new("--name", "alice", "--out", str(tmp_path / "new" / "agents"), "--dir", str(made.data_dir)) == 0
+    assert {str(tmp_path.resolve()), str(tmp_path.resolve() / "new")} <= set(synced)
 
 
 async def test_agent_new_can_vouch_for_the_agent_through_the_running_node(tmp_path, capsys):
