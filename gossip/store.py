@@ -444,18 +444,29 @@ def _connect(database: str | Path, **options: bool) -> sqlite3.Connection:
 def _open_index(path: Path) -> sqlite3.Connection:
     try:
         db = _connect(path)
-        (app_id,) = db.execute("PRAGMA application_id").fetchone()
-        (version,) = db.execute("PRAGMA user_version").fetchone()
-        if (app_id, version) == (0, 0):  # a new file
-            db.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
-            db.execute(f"PRAGMA user_version = {_INDEX_VERSION}")
-        elif (app_id, version) != (_APPLICATION_ID, _INDEX_VERSION):
-            db.close()
-            raise StoreError(f"{path}: not a version-{_INDEX_VERSION} record index (application_id {app_id:#x}, version "
-                             f"{version}); {_REBUILD}")
-        use_wal(db)
-        db.execute("PRAGMA synchronous = NORMAL")  # derived data: a lost tail is replayed from the ledger
-        db.executescript(_SCHEMA)
+        try:
+            _mark(db, path)
+            use_wal(db)
+            db.execute("PRAGMA synchronous = NORMAL")  # derived data: a lost tail is replayed from the ledger
+            db.executescript(_SCHEMA)
+        except BaseException:
+            db.close()  # (and rolls back a mark half made)
+            raise
     except sqlite3.DatabaseError as e:
         raise StoreError(f"{path}: not a record index: {e}; {_REBUILD}") from None
     return db
+
+
+def _mark(db: sqlite3.Connection, path: Path) -> None:
+    """Mark a new file as an index (its application_id and version) in one transaction, or check a file's marks:
+    marked one after the other, a new index killed between them was refused at every start until removed by hand."""
+    db.execute("BEGIN IMMEDIATE")
+    (app_id,) = db.execute("PRAGMA application_id").fetchone()
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    if (app_id, version) == (0, 0):  # a new file
+        db.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
+        db.execute(f"PRAGMA user_version = {_INDEX_VERSION}")
+    elif (app_id, version) != (_APPLICATION_ID, _INDEX_VERSION):
+        raise StoreError(f"{path}: not a version-{_INDEX_VERSION} record index (application_id {app_id:#x}, version "
+                         f"{version}); {_REBUILD}")
+    db.execute("COMMIT")

@@ -36,7 +36,6 @@ import functools
 import hashlib
 import logging
 import math
-import os
 import sqlite3
 import time
 from collections import Counter
@@ -67,6 +66,7 @@ from ledger import (
     open_checkpoint,
     peek_origin,
 )
+from ledger.files import replace_file
 from ledger.names import PREFIX
 from vouching import EquivocationBody, InvalidRecord, did_key, equivocation_body, public_key_from_did
 
@@ -612,12 +612,7 @@ class Witnessing:
             self.stats.checkpoints_gossiped += 1
 
     def _persist(self, note: bytes) -> None:
-        temporary = self._checkpoint_path.with_name(self._checkpoint_path.name + ".tmp")
-        with open(temporary, "wb") as file:
-            file.write(note)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, self._checkpoint_path)
+        replace_file(self._checkpoint_path, note)  # whole, and on disk with its name (ledger.files)
 
     def _restore(self) -> _Latest | None:
         """Our persisted checkpoint, if it still describes our ledger; its cosignature lines are re-verified."""

@@ -19,6 +19,7 @@ from types import TracebackType
 
 from . import bundles, merkle, tiles
 from .errors import EntryPruned, LedgerError
+from .files import sync_directory
 from .wal import use_wal
 
 APPLICATION_ID = 0x564E4C47  # "VNLG" at offset 68 of the SQLite header: this file is a vouchnet ledger
@@ -362,8 +363,4 @@ def _create(path: Path) -> None:
             pass  # created by someone else meanwhile: open theirs
     finally:
         tmp.unlink(missing_ok=True)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    sync_directory(path.parent)

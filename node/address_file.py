@@ -4,12 +4,11 @@ once the API listens and removes it as it stops; a node killed without a clean s
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .keys import sync_directory
+from ledger.files import replace_file
 
 API_URL_FILE = "api.url"
 _MAX_BYTES = 1024  # a URL is far shorter: more is not a file the node wrote
@@ -21,19 +20,10 @@ class ApiUrlFileError(Exception):
 
 @contextmanager
 def published_api_url(data_dir: Path, url: str) -> Iterator[None]:
-    """Write `url` to `api.url` for the block, atomically (a partial file fsynced, then renamed over it), mode 0600
-    as every file the node writes; remove it on the way out."""
+    """Write `url` to `api.url` for the block, whole and durably (ledger.files), mode 0600 as every file the node
+    writes; remove it on the way out."""
     path = data_dir / API_URL_FILE
-    partial = path.with_name(f".{API_URL_FILE}.partial")
-    partial.unlink(missing_ok=True)  # one a crash left, perhaps with another mode
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, f"{url}\n".encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(partial, path)
-    sync_directory(data_dir)
+    replace_file(path, f"{url}\n".encode())
     try:
         yield
     finally:

@@ -251,10 +251,20 @@ def load_config(data_dir: Path) -> NodeConfig:
     """Read and validate `data_dir/config.toml`; every error names the key and the rule."""
     path = data_dir / CONFIG_FILE
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8-sig"))  # the BOM some editors write failed at line 1
+        text = path.read_text(encoding="utf-8-sig")  # the BOM some editors write failed at line 1
     except FileNotFoundError:
         raise ConfigError(f"{path}: no configuration here; create one with `vouchnet init --dir {data_dir}`") from None
-    except ValueError as e:  # TOMLDecodeError, UnicodeDecodeError, and tomllib's int() of an over-long integer
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    return parse_config(data_dir, text)
+
+
+def parse_config(data_dir: Path, text: str) -> NodeConfig:
+    """Validate `text` as `data_dir/config.toml` would be (before writing it); errors as load_config's."""
+    path = data_dir / CONFIG_FILE
+    try:
+        doc = tomllib.loads(text)
+    except ValueError as e:  # TOMLDecodeError, and tomllib's int() of an over-long integer
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
     try:
         return _from_document(data_dir, doc)

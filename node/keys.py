@@ -4,13 +4,14 @@ all, never overwritten."""
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import shlex
 import stat
 from pathlib import Path
 
 from nacl.signing import SigningKey
+
+from ledger.files import create_file
 
 from .client._token import BadToken, api_token
 
@@ -24,33 +25,13 @@ class KeyFileError(Exception):
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """Create `path` with mode 0600 and `data`, durably; refuse if it exists. The data is written to a partial file
-    that is then linked into place, so a crash leaves `path` whole or absent: an empty `org.key.next`, left by a
-    `vouchnet key rotate` killed mid-write, stopped the node from starting and the rotation from running again."""
-    partial = path.with_name(f".{path.name}.partial")
-    partial.unlink(missing_ok=True)  # one a crash left: never linked, so never read
+    """Create `path` with mode 0600 and `data`, durably, whole or not at all (ledger.files); refuse if it exists: an
+    empty `org.key.next`, left by a `vouchnet key rotate` killed mid-write, stopped the node from starting and the
+    rotation from running again."""
     try:
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.link(partial, path)  # unlike a rename, never replaces an existing file
+        create_file(path, data)
     except FileExistsError:
         raise KeyFileError(f"{path}: already exists; refusing to overwrite it") from None
-    finally:
-        partial.unlink(missing_ok=True)
-    sync_directory(path.parent)
-
-
-def sync_directory(path: Path) -> None:
-    """fsync a directory, so that a file created or renamed in it survives a crash."""
-    dir_fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _read_private(path: Path, missing: str) -> bytes:

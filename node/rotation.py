@@ -16,11 +16,12 @@ from nacl.signing import SigningKey
 
 from gossip.replica import Replica
 from gossip.store import RecordStore
+from ledger.files import sync_directory
 from vouching import OrgBody, did_key, org_body
 
 from .config import NodeConfig
 from .data_lock import DataDirBusy, locked_data_dir, replacing_key
-from .keys import KeyFileError, create_org_key, load_org_key, sync_directory
+from .keys import KeyFileError, create_org_key, load_org_key
 
 NEXT_KEY_FILE = "org.key.next"
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ledger.files import create_file, make_directory
 from vouching import did_key
 
-from .config import CONFIG_FILE, ConfigError, load_config, parse_api_bind, render_template
-from .keys import KeyFileError, create_org_key, create_token
+from .config import CONFIG_FILE, parse_api_bind, parse_config, render_template
+from .keys import KeyFileError, create_org_key, create_token, load_org_key
+
 
 @dataclass(frozen=True)
 class Initialised:
@@ -27,25 +28,27 @@ def init_data_dir(
     bootstrap: tuple[str, ...] = (),
     roots: tuple[str, ...] = (),
 ) -> Initialised:
-    """Create the data directory's key, token and config; refuse to overwrite any of them."""
+    """Create the data directory's key, token and config, durably; refuse a directory that holds a config.toml. The
+    config is written last, so a directory without one is an init cut short (a kill, a power cut), which this one
+    finishes: a key or token it left is kept, never replaced."""
     parse_api_bind(api)
     text = render_template(name=name, network=network, listen=listen, api=api, bootstrap=bootstrap, roots=roots)
-    for existing in (data_dir / "org.key", data_dir / "api.token", data_dir / CONFIG_FILE):
-        if existing.exists():
-            raise KeyFileError(f"{existing}: already exists; {data_dir} is already a node's data directory")
-    made = not data_dir.exists()
-    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     config_path = data_dir / CONFIG_FILE
+    if config_path.exists():
+        raise _holds_a_node(data_dir)
+    parse_config(data_dir, text)  # what we write must load: catches a bad --listen, --root or --network now
+    make_directory(data_dir, mode=0o700)
+    key_path, token_path = data_dir / "org.key", data_dir / "api.token"
+    key = load_org_key(key_path) if key_path.exists() else create_org_key(key_path)
+    if not token_path.exists():
+        create_token(token_path)
     # Not writable by group or others whatever the umask (002 is common): `vouchnet run` refuses that (strict_modes).
-    with open(os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), "w", encoding="utf-8") as file:
-        file.write(text)
     try:
-        load_config(data_dir)  # what we wrote must load: catches a bad --listen, --root or --network now
-    except ConfigError:
-        config_path.unlink()
-        if made:  # so that the same command, corrected, runs as if this one never had
-            data_dir.rmdir()
-        raise
-    key = create_org_key(data_dir / "org.key")
-    create_token(data_dir / "api.token")
+        create_file(config_path, text.encode(), mode=0o644)
+    except FileExistsError:
+        raise _holds_a_node(data_dir) from None
     return Initialised(data_dir, did_key(bytes(key.verify_key)))
+
+
+def _holds_a_node(data_dir: Path) -> KeyFileError:
+    return KeyFileError(f"{data_dir / CONFIG_FILE}: already exists; {data_dir} is already a node's data directory")

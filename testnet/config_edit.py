@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import re
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 
-from node.config import CONFIG_FILE, load_config
+from ledger.files import replace_file
+from node.config import CONFIG_FILE, parse_config
 
 Value = str | int | float | list[str]
 _SECTION = re.compile(r"^\s*\[([A-Za-z0-9_.-]+)\]\s*(#.*)?$")
@@ -54,17 +56,14 @@ def _section_start(lines: list[str], section: str) -> int | None:
 
 
 def edit_config(data_dir: Path, values: Mapping[tuple[str, str], Value]) -> bool:
-    """Set `values` in `data_dir/config.toml`; True if the file changed. Raises node.config.ConfigError, leaving the
-    file as it was, if the edited configuration would not load."""
+    """Set `values` in `data_dir/config.toml`, replaced whole (ledger.files) with its mode kept; True if the file
+    changed. Raises node.config.ConfigError, leaving the file as it was, if the edited configuration would not
+    load."""
     path = data_dir / CONFIG_FILE
     before = path.read_text(encoding="utf-8")
     after = set_values(before, values)
     if after == before:
         return False
-    path.write_text(after, encoding="utf-8")
-    try:
-        load_config(data_dir)
-    except Exception:
-        path.write_text(before, encoding="utf-8")
-        raise
+    parse_config(data_dir, after)
+    replace_file(path, after.encode(), mode=stat.S_IMODE(path.stat().st_mode))
     return True

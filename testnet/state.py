@@ -5,10 +5,11 @@ runs it (DESIGN.md §9)."""
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
+
+from ledger.files import replace_file
 
 STATE_FILE = "testnet.json"
 STATE_VERSION = 1
@@ -89,11 +90,9 @@ def node_name(index: int) -> str:
 
 
 def save_state(directory: Path, state: TestnetState) -> None:
-    """Write the state file atomically (a reader never sees half of it)."""
-    path = directory / STATE_FILE
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(state.to_json(), indent=1) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
+    """Write the state file whole and durably (ledger.files: a reader never sees half of it, and a power cut does not
+    lose the nodes' pids and ports); its mode, as before, is the umask's."""
+    replace_file(directory / STATE_FILE, (json.dumps(state.to_json(), indent=1) + "\n").encode(), mode=0o666)
 
 
 def load_state(directory: Path) -> TestnetState:

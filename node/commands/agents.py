@@ -7,23 +7,24 @@ publishes as status lists."""
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 import time
 import urllib.parse
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
+from nacl.signing import SigningKey
+
+from ledger.files import make_directory
 from node.credential_registry import MAX_REASON, CredentialRegistry, RegistryError
 from node.credential_status import STATUS_TTL_S, NoPublicUrl, checked_public_url, status_entry
 from node.client import ClientError
 from node.config import CONFIG_FILE, is_loopback
 from node.credentials import AGENT_CREDENTIAL_DAYS, agent_credential
-from node.keys import KeyFileError, create_org_key, write_private
+from node.keys import KeyFileError, write_private
 from vouching import did_key
 
 from .common import (
@@ -188,22 +189,18 @@ def _registry(data_dir: Path) -> Iterator[CredentialRegistry]:
 
 
 def _mint(out: Path, name: str | None) -> tuple[Path, Path, str]:
-    """A new agent key in `out` as NAME.key (default: named after its did); (key file, credential file, did)."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        fresh = out / f".agent-{uuid.uuid4().hex}.key"
-        key = create_org_key(fresh)  # the same file as the org key: a 0600 32-byte seed
-    except KeyFileError as e:
-        raise UsageError(str(e)) from None
+    """A new agent key in `out` as NAME.key (default: named after its did); (key file, credential file, did). Written
+    under its own name (whole or not at all, ledger.files): a hidden file it was first written to was left behind,
+    a private key, by a command killed before it was renamed."""
+    key = SigningKey.generate()
     agent = did_key(bytes(key.verify_key))
     stem = name or f"agent-{agent[-10:]}"
     key_path, credential_path = out / f"{stem}.key", out / f"{stem}.vc.jwt"
     try:
+        make_directory(out)
         if credential_path.exists():
-            raise FileExistsError
-        os.link(fresh, key_path)  # unlike a rename, never replaces an existing key
-    except FileExistsError:
-        raise UsageError(f"{key_path} or {credential_path}: already exists; refusing to overwrite") from None
-    finally:
-        fresh.unlink()
+            raise KeyFileError(f"{credential_path}: already exists; refusing to overwrite it")
+        write_private(key_path, bytes(key))  # (refuses an existing key)
+    except KeyFileError as e:
+        raise UsageError(str(e)) from None
     return key_path, credential_path, agent

@@ -9,6 +9,7 @@ import json
 import sys
 from pathlib import Path
 
+from ledger.files import replace_file
 from vouching import did_key
 from vouching.counts import counted
 
@@ -109,7 +110,7 @@ def _export(args: argparse.Namespace) -> int:
     if args.out is None:
         sys.stdout.write(text)
     else:
-        args.out.write_text(text, encoding="utf-8")
+        replace_file(args.out, text.encode(), mode=0o666)  # whole or not at all; the umask's mode, as before
     print(f"{counted(len(document['entries']), 'event')}, {counted(len(document['epochs']), 'digested epoch')}",
           file=sys.stderr)
     return 0

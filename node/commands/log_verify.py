@@ -5,7 +5,6 @@ given the node's data directory, also every hash its ledger file stores, from wh
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from ledger import (
     parse_log_origin,
     verify_consistency,
 )
+from ledger.files import replace_file
 from node.client import NodeApiError, NodeClient
 from vouching import InvalidDid, InvalidRecord, Record, check_follows, public_key_from_did
 from vouching.counts import counted
@@ -94,7 +94,7 @@ def verify_log(
         except ProofError as e:
             raise CommandFailed(f"not consistent with the checkpoint of size {previous.size} in {cache}: {e}") from None
     if cache is not None:
-        _replace(cache, note)
+        replace_file(cache, note)  # a crash leaves the old checkpoint or the new, and a power cut keeps it
     return Verified(did, checkpoint.size, checkpoint.root, cosigners, None if previous is None else previous.size,
                     tree.checked if isinstance(tree, StoredHashCheck) else None)
 
@@ -218,10 +218,3 @@ def _check_entries(
             index += 1
         progress(index, size)
     return tree.root(), heads
-
-
-def _replace(path: Path, data: bytes) -> None:
-    """Write `path` so that a crash leaves the old contents or the new, never a mix."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(data)
-    os.replace(partial, path)

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gossip import store as store_module
 from gossip.store import _SUBJECT_KINDS, INDEX_FILE, RecordStore, StoreError, _index_subject, subject_of
 from ledger import tree_hash
 from vouching import Record, digest_body, verify_record, vouch_body
@@ -207,6 +208,28 @@ def test_a_foreign_index_file_is_refused_and_once_removed_rebuilt_from_the_ledge
     with RecordStore.open(tmp_path) as store:
         assert store.heads() == {alice.did: 3}
         assert [raw for _, raw in store.query()] == [r.raw for r in records]
+
+
+def test_a_new_index_whose_marking_is_cut_short_is_made_anew_at_the_next_open(tmp_path, monkeypatch):
+    """Before: its application_id and version were set one commit each, so a node killed between them left an index
+    no start accepted ("not a version-N record index (application_id 0x..., version 0)") until removed by hand."""
+    connect = store_module._connect
+
+    def cut_short(path, **options):
+        db = connect(path, **options)
+        db.set_authorizer(lambda action, name, value, *_: sqlite3.SQLITE_DENY
+                          if action == sqlite3.SQLITE_PRAGMA and name == "user_version" and value else sqlite3.SQLITE_OK)
+        return db
+
+    with monkeypatch.context() as patched:
+        patched.setattr(store_module, "_connect", cut_short)
+        with pytest.raises(StoreError, match="not authorized"):
+            RecordStore.open(tmp_path)
+    alice = Org()
+    with RecordStore.open(tmp_path) as store:
+        store.append([alice.record()])
+    with RecordStore.open(tmp_path) as store:
+        assert store.heads() == {alice.did: 1}
 
 
 def test_records_appended_by_a_process_that_dies_are_all_indexed_on_reopen(tmp_path):

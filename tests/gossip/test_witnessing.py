@@ -59,6 +59,7 @@ from vouching import EquivocationBody, Record, org_body, verify_record, vouch_bo
 
 from .. import tlog_reference
 from ..factories import Org, new_did
+from ..fsyncs import recorded_fsyncs
 from .nodes import LOOPBACK, NETWORK, Identity, Node, identities, running, until
 
 pytestmark = pytest.mark.slow
@@ -1198,3 +1199,17 @@ async def test_our_cosigned_checkpoint_is_the_c2sp_note_byte_for_byte(tmp_path):
     (line,) = note[len(head) :].splitlines(keepends=True)
     name = cosigner_name(peer.org.did)
     assert tlog_reference.cosignature(line, name, bytes(peer.org.key.verify_key), text) == 1_764_000_000
+
+
+async def test_our_checkpoint_is_on_disk_with_its_name_before_it_is_published(tmp_path, monkeypatch):
+    """Before: renamed into place with its directory unsynced, a checkpoint served and gossiped could be lost by a
+    power cut (and the node start without it)."""
+    synced = recorded_fsyncs(monkeypatch)
+    with _own_node(tmp_path) as (replica, _, _):
+        witnessing = Witnessing(CheckpointsOnlyHost(), replica, network=NETWORK, state_dir=tmp_path, interval=0.01)
+        published, at_publication = trio.Event(), []
+        witnessing.listeners.append(lambda note: (at_publication.append(list(synced)), published.set()))
+        await _run_until(witnessing, published.wait)
+    partial = str(tmp_path.resolve() / f".{CHECKPOINT_FILE}.partial")
+    assert at_publication[0][-2:] == [partial, str(tmp_path.resolve())]
+

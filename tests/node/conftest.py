@@ -6,6 +6,7 @@ import trio
 from node.api import ApiService
 
 from .fake_node import fake_node
+from .forked_cli import ForkedCli
 
 
 @pytest.fixture
@@ -22,3 +23,12 @@ async def url(node):
         (url,) = await nursery.start(ApiService(node, port=0).run)
         yield url
         nursery.cancel_scope.cancel()
+
+
+@pytest.fixture(scope="session")
+def local_cli(tmp_path_factory):
+    """A ForkedCli for commands that run without a node (init, audit export...), started once: the tests that kill a
+    command at each point of its writes run it dozens of times."""
+    with ForkedCli(tmp_path_factory.mktemp("local_cli"), preload=("node.cli", "node.commands.audit",
+                                                                  "node.audit_export")) as cli:
+        yield cli

@@ -1,12 +1,14 @@
 """Crash safety of the whole node (README: operating a node; DESIGN §1-§2, §8): two real `vouchnet run`
 processes on loopback, A under mixed load, killed (SIGKILL) or stopped (SIGTERM) at random moments and restarted.
 
-Load on A: API vouches and revocations and POST /v1/events batches, with an Idempotency-Key each; on B: vouches,
-which reach A by gossip and sync. Both issue digests (epoch_seconds = 1) and sign and cosign checkpoints.
+Load on A: API vouches and revocations and POST /v1/events batches, with an Idempotency-Key each, and POST
+/v1/traces requests (OTLP/JSON spans, each with its own trace and span ids); on B: vouches, which reach A by gossip
+and sync. Both issue digests (epoch_seconds = 1) and sign and cosign checkpoints.
 
 After each restart of A: every record A answered 2xx for is there; every key of an answered event batch, vouch
-or revocation, retried, gets the first reply, replayed; once every key was retried (the ones in flight at the kill
-too), the audit log holds exactly the events their replies accepted, and A's own vouches and revokes are exactly
+or revocation, retried, gets the first reply, replayed; every answered traces request, retried, is told all its
+spans were stored already; once every key and traces request was retried (the ones in flight at the kill too), the
+audit log holds exactly the events their replies accepted and one event per span, and A's own vouches and revokes are exactly
 the records their replies name; neither node flags A; A's log state is "ok".
 At the end: every vouch B answered reached A; `vouchnet log verify` (consistent with every checkpoint verified
 after an earlier restart) and `vouchnet audit export` then `audit verify` pass. Used by
@@ -166,8 +168,9 @@ class Acknowledged:
     batches: dict[str, tuple[bytes, dict[str, Any] | None]] = field(default_factory=dict)  # key: (body, reply)
     # A's vouches and revocations sent, answered or not: key: (path, body, the record id answered)
     writes: dict[str, tuple[str, dict[str, Any], str | None]] = field(default_factory=dict)
+    traces: dict[str, tuple[bytes, int, bool]] = field(default_factory=dict)  # trace id: (body, spans, answered)
     agents: list[str] = field(default_factory=list)
-    checked: tuple[int, int] = (0, 0)  # records and batches checked after earlier restarts
+    checked: tuple[int, int, int] = (0, 0, 0)  # records, batches and traces checked after earlier restarts
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -176,13 +179,13 @@ def _agent() -> str:
 
 
 class Load:
-    """Threads writing to A (vouches, revocations, event batches) and B (vouches) until stopped."""
+    """Threads writing to A (vouches, revocations, event batches, spans) and B (vouches) until stopped."""
 
     def __init__(self, a: NodeProcess, b: NodeProcess, acks: Acknowledged, rng: random.Random) -> None:
         self._a, self._b, self._acks, self._rng = a, b, acks, rng
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._guarded, args=(work,), daemon=True)
-                         for work in (self._vouches, self._events, self._events, self._peer_vouches)]
+                         for work in (self._vouches, self._events, self._events, self._traces, self._peer_vouches)]
         self.errors: list[str] = []
 
     def __enter__(self) -> Load:
@@ -253,6 +256,24 @@ class Load:
             with acks.lock:
                 acks.batches[key] = (body, response.json())
 
+    def _traces(self, client: httpx.Client) -> None:
+        acks, now = self._acks, time.time_ns()
+        trace = f"{self._rng.getrandbits(128):032x}"
+        attributes = [{"key": "gen_ai.agent.id", "value": {"stringValue": self._rng.choice(acks.agents)}},
+                      {"key": "gen_ai.operation.name", "value": {"stringValue": "execute_tool"}},
+                      {"key": "gen_ai.tool.name", "value": {"stringValue": "search"}}]
+        spans = [{"traceId": trace, "spanId": f"{i + 1:016x}", "name": "execute_tool", "kind": 1,
+                  "startTimeUnixNano": str(now), "endTimeUnixNano": str(now + 10**6), "attributes": attributes,
+                  "status": {}} for i in range(self._rng.randint(1, 20))]
+        body = json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]}).encode()
+        with acks.lock:
+            acks.traces[trace] = (body, len(spans), False)  # sent: it may be stored, answered or not
+        response = client.post("/v1/traces", content=body, headers={"Content-Type": "application/json"})
+        self._status(response, 200)
+        if response.status_code == 200:
+            with acks.lock:
+                acks.traces[trace] = (body, len(spans), True)
+
     def _peer_vouches(self, client: httpx.Client) -> None:
         response = client.post("/v1/vouches", json={"subject": _agent(), "weight": 0.5, "basis": "operator"})
         self._status(response, 201)
@@ -273,14 +294,14 @@ def check_after_restart(a: NodeProcess, b: NodeProcess, acks: Acknowledged, *, r
     """The checks after a restart of A (module docstring): what was answered since the last check, and a sample of
     what was before; `retry_all` retries every batch key, then counts the audit log's events."""
     with acks.lock:
-        records, batches, writes = list(acks.records), dict(acks.batches), dict(acks.writes)
-    seen, acks.checked = acks.checked, (len(records), len(batches))
+        records, batches, writes, traces = list(acks.records), dict(acks.batches), dict(acks.writes), dict(acks.traces)
+    seen, acks.checked = acks.checked, (len(records), len(batches), len(traces))
     if not retry_all:
         sample = random.Random(len(records))
         records = records[seen[0]:] + sample.sample(records[:seen[0]], min(seen[0], 50))
-        old = list(batches)[:seen[1]]
-        batches = {k: batches[k] for k in list(batches)[seen[1]:] + sample.sample(old, min(len(old), 50))}
+        batches = _new_and_some_old(batches, seen[1], sample)
         writes = dict(sample.sample(sorted(writes.items()), min(len(writes), 50)))
+        traces = _new_and_some_old(traces, seen[2], sample)
     with a.client(timeout=30.0) as client:
         for rid in records:
             if client.get(f"/v1/records/{rid}").status_code != 200:
@@ -309,14 +330,16 @@ def check_after_restart(a: NodeProcess, b: NodeProcess, acks: Acknowledged, *, r
                                        f"{response.json()['id']} ({response.headers.get('Idempotent-Replayed')}) "
                                        "after it")
             writes[key] = (path, body, response.json()["id"])
+        spans = _retry_traces(client, traces, retry_all=retry_all)
         if retry_all:
             with acks.lock:
                 acks.batches.update(batches)
                 acks.writes.update(writes)
             accepted = sum(reply["accepted"] for _, reply in batches.values() if reply is not None)
             stored = _metric(client, "audit_entries")
-            if stored != accepted:
-                raise CrashCheckFailed(f"the audit log holds {stored} events; the replies accepted {accepted}")
+            if stored != accepted + spans:
+                raise CrashCheckFailed(f"the audit log holds {stored} events; the replies accepted {accepted}, and "
+                                       f"{spans} spans were sent")
             signed = sorted(_own(client, a.info()["did"], "vouch") + _own(client, a.info()["did"], "revoke"))
             # (a run whose writes carried no key, as run_disk_full's, checks its vouches by their answers instead)
             if writes and signed != sorted(rid for _, _, rid in writes.values()):
@@ -327,6 +350,29 @@ def check_after_restart(a: NodeProcess, b: NodeProcess, acks: Acknowledged, *, r
             raise CrashCheckFailed(f"{node.data_dir.name} flags {info['flagged']}")
         if node is a and info["log"].get("state", "ok") != "ok":
             raise CrashCheckFailed(f"A's log: {info['log']}")
+
+
+def _new_and_some_old(sent: dict[str, Any], seen: int, sample: random.Random) -> dict[str, Any]:
+    """What was sent since the last check, and a sample of 50 of what was before."""
+    old = list(sent)[:seen]
+    return {k: sent[k] for k in list(sent)[seen:] + sample.sample(old, min(len(old), 50))}
+
+
+def _retry_traces(client: httpx.Client, traces: dict[str, tuple[bytes, int, bool]], *, retry_all: bool) -> int:
+    """Retry the answered traces requests (`retry_all`: every one): each must be told that all its spans were stored
+    already (an answered one) or be stored now; the spans of the requests retried."""
+    spans = 0
+    for trace, (body, count, answered) in traces.items():
+        if not (answered or retry_all):
+            continue
+        response = client.post("/v1/traces", content=body, headers={"Content-Type": "application/json"})
+        if response.status_code != 200:
+            raise CrashCheckFailed(f"traces {trace} retried: {response.status_code} {response.text[:300]}")
+        told = response.json().get("partialSuccess", {}).get("errorMessage", "")
+        if answered and not told.startswith(f"{count} span(s) already received"):
+            raise CrashCheckFailed(f"traces {trace}, {count} spans answered 200 before a kill, retried: {told!r}")
+        spans += count
+    return spans
 
 
 def check_at_end(a: NodeProcess, b: NodeProcess, acks: Acknowledged, *, wait: float = 30.0) -> None:

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from importlib import import_module
 from pathlib import Path
 
+from . import kill_points
+
 _ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -38,12 +40,15 @@ class ForkedCli:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def run(self, args: Sequence[str], timeout: int = 60) -> subprocess.CompletedProcess[str]:
-        """What `python -m node.cli *args` printed and returned; a run lasting `timeout` s is killed (SIGALRM)."""
+    def run(self, args: Sequence[str], timeout: int = 60, kill_at: int | None = None
+            ) -> subprocess.CompletedProcess[str]:
+        """What `python -m node.cli *args` printed and returned; a run lasting `timeout` s is killed (SIGALRM). With
+        `kill_at`, the run SIGKILLs itself at that point of its file writes (tests/node/kill_points.py): returncode
+        -9, unless it ended before."""
         assert self._server.stdin is not None and self._server.stdout is not None
         self._runs += 1
         out, err = self._workdir / f"{self._runs}.stdout", self._workdir / f"{self._runs}.stderr"
-        request = {"args": list(args), "out": str(out), "err": str(err), "timeout": timeout}
+        request = {"args": list(args), "out": str(out), "err": str(err), "timeout": timeout, "kill_at": kill_at}
         self._server.stdin.write(json.dumps(request) + "\n")
         self._server.stdin.flush()
         status = self._server.stdout.readline()
@@ -57,11 +62,13 @@ class ForkedCli:
         self._server.wait(timeout=30)
 
 
-def _child(args: list[str], out: str, err: str, timeout: int) -> None:
+def _child(args: list[str], out: str, err: str, timeout: int, kill_at: int | None) -> None:
     """Run node/cli.py as `python -m node.cli *args` would, then end the process with its exit status."""
     for fd, path in ((1, out), (2, err)):
         os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), fd)
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    if kill_at is not None:
+        kill_points.kill_at(kill_at)
     signal.alarm(timeout)  # as subprocess.run's timeout: a hung run fails its test rather than holding up the suite
     sys.argv = [str(_ROOT / "node" / "cli.py"), *args]
     code = 0
@@ -88,7 +95,7 @@ def _serve(preload: Sequence[str]) -> None:
         request = json.loads(line)
         pid = os.fork()
         if pid == 0:
-            _child(request["args"], request["out"], request["err"], request["timeout"])
+            _child(request["args"], request["out"], request["err"], request["timeout"], request["kill_at"])
         status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
         sys.stdout.write(f"{status}\n")
         sys.stdout.flush()

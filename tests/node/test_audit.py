@@ -4,7 +4,9 @@ tampering that the checks catch, and retention that prunes whole epochs while ev
 import argparse
 import base64
 import copy
+import itertools
 import json
+import signal
 
 import pytest
 from nacl.signing import SigningKey
@@ -335,6 +337,27 @@ def test_the_cli_exports_and_verifies(tmp_path, capsys):
         args.func(args)
     with pytest.raises(SystemExit):
         parser.parse_args(["audit", "export", "--agent", A, "--from", "7d", "--to", "1"])
+
+
+def test_an_export_killed_at_any_moment_of_its_write_leaves_the_one_before_whole(tmp_path, local_cli):
+    """Before: --out was truncated, then written: killed between, the export left half a file where a whole one had
+    been."""
+    made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    with telemetry_node(made.data_dir, key=load_org_key(made.data_dir / "org.key"), clock=Clock(T0),
+                        epoch_ms=EPOCH) as node:
+        submit(node, A, count=3)
+    out = tmp_path / "export.json"
+    args = ["audit", "export", "--dir", str(made.data_dir), "--agent", A, "--from", str(T0 - 1), "--to",
+            str(T0 + 1), "--out", str(out)]
+    assert local_cli.run(args).returncode == 0
+    whole = out.read_bytes()
+    for point in itertools.count(1):
+        killed = local_cli.run(args, kill_at=point)
+        assert out.read_bytes() == whole, point
+        if killed.returncode == 0:
+            break
+        assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert point > 1
 
 
 @pytest.mark.parametrize(("content", "complaint"), [

@@ -38,6 +38,7 @@ from vouching import did_key, org_body, revoke_body, verify_record, vouch_body
 from vouching.counts import counted
 
 from ..factories import Org, new_did
+from ..fsyncs import recorded_fsyncs
 
 
 @pytest.fixture
@@ -497,6 +498,17 @@ async def test_log_verify_accepts_a_true_log_as_it_grows(run, node, url, tmp_pat
         assert code == 0, err
         assert (json.loads(out)["size"], json.loads(out)["consistent_from"]) == (size, size - 1 if size else None)
         vouch(node)
+
+
+async def test_log_verify_syncs_its_cache_before_it_replaces_the_one_before(run, node, url, tmp_path, monkeypatch):
+    """Before: written and renamed unsynced, the checkpoint verified could be lost, or the cache left empty, by a
+    power cut, and the next run refused the cache (or forgot what it had verified)."""
+    cache = tmp_path.resolve() / "seen.checkpoint"
+    synced = recorded_fsyncs(monkeypatch)
+    node.sign_checkpoint()
+    assert (await run("log", "verify", "--api", url, "--cache", cache))[0] == 0
+    assert [path for path in synced if path.startswith(str(tmp_path.resolve()))] == [
+        str(tmp_path.resolve() / ".seen.checkpoint.partial"), str(tmp_path.resolve())]
 
 
 def _signed(node, size, root, key=None):

@@ -2,6 +2,7 @@
 agent credentials from `vouchnet agent new`, and vouches exported as vc+jwt."""
 
 import argparse
+import itertools
 import json
 import stat
 import threading
@@ -39,8 +40,10 @@ from node.setup import init_data_dir
 from vouching import did_key, org_body, revoke_body, verify_record, vouch_body
 
 from ..factories import Org, new_did
+from ..fsyncs import recorded_fsyncs
 from ..refused_port import refused_port
 from .fake_node import fake_node
+from .kill_points import killed_at
 from .telemetry_node import PUBLIC_URL, guarded_app, served, telemetry_node
 
 AGENT = new_did()
@@ -241,6 +244,40 @@ async def test_a_node_on_an_api_port_the_os_picks_exports_no_vouch_without_a_pub
     assert (refused.status_code, refused.json()["error"]) == (409, "no_public_url")
     assert "set [api] public_url in config.toml" in refused.json()["detail"]
     assert listed.status_code == 200
+
+
+def test_agent_new_killed_at_any_point_of_its_writes_leaves_whole_files_named_after_the_agent_alone(tmp_path):
+    """Each point a SIGKILL can land among its file writes (tests/node/kill_points.py): a key or credential there is
+    whole, a credential is the key's and its index is in the registry, and nothing else is left but a partial file
+    of one of them, which the next write of that name replaces. Before: the key was first written to a hidden file
+    of its own name, a private key a kill between its write and its rename left behind for good."""
+    made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:8700")
+    for point in itertools.count(1):
+        out = tmp_path / f"killed-at-{point}"
+        if not killed_at(point, lambda: agent_new("--name", "alice", "--out", str(out), "--dir", str(made.data_dir))):
+            break
+        left = {p.name for p in out.iterdir()} if out.exists() else set()
+        assert left <= {"alice.key", "alice.vc.jwt", ".alice.key.partial", ".alice.vc.jwt.partial"}, point
+        if "alice.vc.jwt" in left:
+            agent = did_key(bytes(load_org_key(out / "alice.key").verify_key))
+            org = bytes(load_org_key(made.data_dir / "org.key").verify_key)
+            _, claims = decode_jwt((out / "alice.vc.jwt").read_text().strip(), org)
+            assert claims["sub"] == agent
+            registry = CredentialRegistry.open(made.data_dir)
+            assert agent in {c.agent for c in registry.issued()}
+            registry.close()
+        elif "alice.key" in left:
+            load_org_key(out / "alice.key")
+    assert point > 5
+
+
+def test_agent_new_syncs_the_directories_it_makes_into_their_parents(tmp_path, monkeypatch):
+    """Before: --out was made unsynced, so a power cut could take it, with the key and credential in it, after the
+    command had printed them."""
+    made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:8700")
+    synced = recorded_fsyncs(monkeypatch)
+    assert agent_new("--name", "alice", "--out", str(tmp_path / "new" / "agents"), "--dir", str(made.data_dir)) == 0
+    assert {str(tmp_path.resolve()), str(tmp_path.resolve() / "new")} <= set(synced)
 
 
 async def test_agent_new_can_vouch_for_the_agent_through_the_running_node(tmp_path, capsys):

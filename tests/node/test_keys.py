@@ -135,3 +135,13 @@ def test_a_token_file_is_read_again_when_it_changes_and_none_while_it_is_no_toke
 def test_a_token_file_unreadable_at_start_is_refused_as_before(tmp_path):
     with pytest.raises(KeyFileError, match="missing"):
         TokenFile(tmp_path / "api.token")
+
+
+def test_a_short_write_still_stores_the_whole_key(tmp_path, monkeypatch):
+    """Before: one os.write, whatever it took, was linked as the key: near a full disk (or under a file size limit) a
+    write may take part of the seed, and every load then refused the org key ("found 16 bytes")."""
+    write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: write(fd, bytes(data[:16])))
+    key = create_org_key(tmp_path / "org.key")
+    monkeypatch.undo()
+    assert bytes(load_org_key(tmp_path / "org.key")) == bytes(key)

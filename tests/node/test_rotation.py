@@ -3,8 +3,10 @@ is stopped; and a peer that then hears from the node counts both keys as one org
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import shutil
 import stat
 from dataclasses import replace
 
@@ -27,6 +29,7 @@ from vouching import did_key, org_body, vouch_body
 
 from ..factories import new_did
 from .in_process import LOOPBACK, running
+from .kill_points import killed_at
 
 
 def _config(path, **settings):
@@ -256,3 +259,24 @@ async def test_a_peer_counts_the_rotated_nodes_keys_as_one_org(tmp_path):
                     assert (await api.get("/v1/node")).json()["earlier_keys"] == [old]
                 assert [k["kid"].partition("#")[0] for k in keys] == [rotation.new, old]
                 nursery.cancel_scope.cancel()
+
+
+def test_a_rotation_killed_at_any_point_of_its_writes_is_finished_by_the_next_start_and_rotate(tmp_path):
+    """Each point a SIGKILL can land among the rotation's file writes (tests/node/kill_points.py), each in a copy of
+    one data directory: the start's finish_interrupted_rotation, then `key rotate` if the old key is still the org's,
+    leave one rotation, whose new key is the org key."""
+    template = _config(tmp_path / "template")
+    old = _did(template)
+    for point in itertools.count(1):
+        config = replace(template, data_dir=shutil.copytree(template.data_dir, tmp_path / f"killed-at-{point}"))
+        if not killed_at(point, lambda: rotate_key(config)):
+            break
+        finish_interrupted_rotation(config)
+        if _did(config) == old:
+            rotate_key(config)
+        new = _did(config)
+        assert new != old
+        with RecordStore.open(config.data_dir) as store:
+            assert [r.body.next for r in store.scan(issuer=old, kind="org")] == [new], point
+            assert _replica(config, store).succession.keys(new) == (old, new)
+    assert point > 5

@@ -17,6 +17,8 @@ from testnet.cluster import Cluster, ClusterError
 from testnet import state
 from testnet.state import NodeEntry, save_state
 
+from ..fsyncs import recorded_fsyncs
+
 
 @pytest.fixture
 def existing(tmp_path, monkeypatch):
@@ -25,6 +27,14 @@ def existing(tmp_path, monkeypatch):
     nodes = (NodeEntry("n00", "nodes/n00", 1, 2, "did:a", "a"), NodeEntry("n01", "nodes/n01", 3, 4, "did:b", "b"))
     save_state(tmp_path, state.TestnetState("testnet", 1, "mesh", nodes))
     return tmp_path
+
+
+def test_the_state_file_is_synced_before_it_replaces_the_one_before_and_its_directory_after(tmp_path, monkeypatch):
+    """Before: written and renamed unsynced, a power cut could leave testnet.json empty (the testnet's nodes then
+    unknown to `status` and `down`)."""
+    synced = recorded_fsyncs(monkeypatch)
+    save_state(tmp_path, state.TestnetState("testnet", 1, "mesh", ()))
+    assert synced == [str(tmp_path.resolve() / f".{state.STATE_FILE}.partial"), str(tmp_path.resolve())]
 
 
 @pytest.mark.parametrize(("option", "complaint"), [

@@ -1,10 +1,16 @@
 """Editing a node's config.toml as an operator would: one line changed, comments kept, the result must load."""
 
+import itertools
+import os
+import stat
+
 import pytest
 
 from node.config import ConfigError, load_config
 from node.setup import init_data_dir
 from testnet.config_edit import edit_config, set_values
+
+from ..node.kill_points import killed_at
 
 
 @pytest.fixture
@@ -37,3 +43,21 @@ def test_an_edit_that_would_not_load_is_undone(data_dir):
     with pytest.raises(ConfigError, match="telemetry.epoch_seconds: must be at least 1"):
         edit_config(data_dir, {("telemetry", "epoch_seconds"): 0.5})
     assert (data_dir / "config.toml").read_text() == before
+
+
+
+def test_an_edit_killed_at_any_moment_leaves_a_config_that_loads_as_before_or_as_edited(data_dir):
+    """Before: config.toml was rewritten in place (and again to undo an edit that would not load): killed midway, it
+    left a config the node refused to start with."""
+    path = data_dir / "config.toml"
+    os.chmod(path, 0o640)
+    before = path.read_text()
+    edited = set_values(before, {("telemetry", "epoch_seconds"): 2.0})
+    for point in itertools.count(1):
+        path.write_text(before)
+        if not killed_at(point, lambda: edit_config(data_dir, {("telemetry", "epoch_seconds"): 2.0})):
+            break
+        assert path.read_text() in (before, edited), point
+        load_config(data_dir)
+    assert path.read_text() == edited and stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert sorted(p.name for p in data_dir.iterdir()) == ["api.token", "config.toml", "org.key"]
