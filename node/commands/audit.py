@@ -110,7 +110,7 @@ def _export(args: argparse.Namespace) -> int:
     if args.out is None:
         sys.stdout.write(text)
     else:
-        replace_file(args.out, text.encode(), mode=0o666)  # whole or not at all; the umask's mode, as before
+        replace_file(args.out, text.encode())  # whole or not at all, and the user's alone: it holds raw telemetry
     print(f"{counted(len(document['entries']), 'event')}, {counted(len(document['epochs']), 'digested epoch')}",
           file=sys.stderr)
     return 0

@@ -7,6 +7,7 @@ import copy
 import itertools
 import json
 import signal
+import stat
 
 import pytest
 from nacl.signing import SigningKey
@@ -318,6 +319,7 @@ def test_the_cli_exports_and_verifies(tmp_path, capsys):
                               "--from", "2023-11-14T22:14:00", "--to", str(T0 + 1), "--out", str(out)])
     assert args.func(args) == 0
     assert json.loads(out.read_text())["org"] == did_key(bytes(key.verify_key))
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600  # raw telemetry: the user's alone whatever the umask
     org = did_key(bytes(key.verify_key))
     args = parser.parse_args(["audit", "verify", str(out), "--digest", str(tmp_path / "digest.cose"), "--org", org])
     assert args.func(args) == 0
