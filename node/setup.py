@@ -16,6 +16,7 @@ from .keys import KeyFileError, create_org_key, create_token, load_org_key
 class Initialised:
     data_dir: Path
     did: str
+    kept_key: bool  # the org key of an init cut short, not a new one
 
 
 def init_data_dir(
@@ -39,7 +40,8 @@ def init_data_dir(
     parse_config(data_dir, text)  # what we write must load: catches a bad --listen, --root or --network now
     make_directory(data_dir, mode=0o700)
     key_path, token_path = data_dir / "org.key", data_dir / "api.token"
-    key = load_org_key(key_path) if key_path.exists() else create_org_key(key_path)
+    kept_key = key_path.exists()
+    key = load_org_key(key_path) if kept_key else create_org_key(key_path)
     if not token_path.exists():
         create_token(token_path)
     # Not writable by group or others whatever the umask (002 is common): `vouchnet run` refuses that (strict_modes).
@@ -47,7 +49,7 @@ def init_data_dir(
         create_file(config_path, text.encode(), mode=0o644)
     except FileExistsError:
         raise _holds_a_node(data_dir) from None
-    return Initialised(data_dir, did_key(bytes(key.verify_key)))
+    return Initialised(data_dir, did_key(bytes(key.verify_key)), kept_key)
 
 
 def _holds_a_node(data_dir: Path) -> KeyFileError:

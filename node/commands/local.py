@@ -80,7 +80,10 @@ def _init(args: argparse.Namespace) -> int:
         )
     except (ConfigError, KeyFileError) as e:
         raise UsageError(str(e)) from None
-    print(f"created {made.data_dir}")
+    if made.kept_key:
+        print(f"finished {made.data_dir}, an init cut short: it keeps the org key that init made")
+    else:
+        print(f"created {made.data_dir}")
     print(f"org did  {made.did}")
     print(f"start it with: vouchnet run --dir {made.data_dir}")
     return 0

@@ -85,7 +85,10 @@ def test_init_killed_at_any_moment_of_its_writes_is_finished_by_running_it_again
             break
         assert killed.returncode == -signal.SIGKILL, killed.stderr
         if _complete(data_dir) is None:
+            kept = (data_dir / "org.key").exists()
             again = local_cli.run(args)
             assert again.returncode == 0, f"killed at point {point}, then: {again.stderr}"
+            assert again.stdout.startswith(f"finished {data_dir}, an init cut short: it keeps the org key that init "
+                                           "made" if kept else f"created {data_dir}"), again.stdout
         assert _complete(data_dir), point
     assert point > 10  # every write of the init was a point
