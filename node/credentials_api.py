@@ -20,7 +20,7 @@ from vouching.schema import MAX_UINT
 
 from .api.errors import checked_did, error_response, error_responses
 from .api.records import parse_record_id
-from .credential_registry import CredentialRegistry
+from .credential_registry import CredentialRegistry, NotKept
 from .credential_status import LIST_ENTRIES, STATUS_PATH, VOUCH_STATUS_PATH, NoPublicUrl, list_url, vouch_list_url
 from .credentials import jwks, vouch_credential
 from .signed_lists import LIST_REUSE_S, SignedLists
@@ -43,12 +43,19 @@ def credentials_router(key: SigningKey, replica: Replica, registry: CredentialRe
     signed = SignedLists(key, clock)
     vouches = vouches or VouchRevocations(replica.store)
 
-    reading = trio.CapacityLimiter(1)  # the registry's one connection, for one thread at a time
+    reading = trio.CapacityLimiter(1)  # the registry's one connection, for the loop or one thread at a time
 
     async def read(query: Callable[[], T]) -> T:
-        """`query`'s answer from the registry, read in a worker thread: a scan or a count of its credentials took
-        up to 0.2 s at 131,072 (benchmarks/credential_status.py), and on the event loop held everything up."""
-        return await trio.to_thread.run_sync(query, limiter=reading)
+        """`query`'s answer from the registry: on the event loop if it asks only answers the registry kept and it
+        has not changed since (CredentialRegistry.kept_only), else read in a worker thread. A scan or a count of
+        its credentials took up to 0.2 s at 131,072 (benchmarks/credential_status.py), and on the loop held
+        everything up; a kept answer served through a thread waited 1-6 ms for its hop, at every GET."""
+        async with reading:  # no thread holds the connection
+            try:
+                with registry.kept_only():
+                    return query()
+            except NotKept:
+                return await trio.to_thread.run_sync(query)
 
     async def served() -> list[VerifyKey]:
         """A retired key is served while what it signed may still be shown: a day at least (score statements,

@@ -7,6 +7,8 @@ import base64
 import gzip
 import json
 import re
+import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -21,7 +23,7 @@ from hypothesis import strategies as st
 from node import cli, credential_registry
 from node.commands import agents
 from node.commands.common import UsageError
-from node.credential_registry import CredentialRegistry, RegistryError
+from node.credential_registry import CredentialRegistry, NotKept, RegistryError
 from node.credential_status import (
     LIST_ENTRIES,
     MAX_ENCODED_BITS,
@@ -179,10 +181,11 @@ def test_the_latest_expiry_follows_every_change_even_another_process_s(tmp_path,
                           st.tuples(st.just("revoke"), st.booleans(), st.integers(0, 12)),
                           st.tuples(st.just("ask"), st.integers(0, 200))), max_size=20))
 def test_counts_and_expiries_follow_every_change_and_are_read_once_between_changes(ops):
-    """A status list's revoked count and the JWKS's latest expiry are asked at every (public) GET: each is read from
-    the table once after a change of the registry, through this connection or another process's (`vouchnet
-    agent`), and served from what was read until the next change. The count was read at every GET (19 ms at
-    65,536 revoked)."""
+    """The lists' span, a status list's revoked count and the JWKS's latest expiry are asked at every (public) GET:
+    each is read from the table once after a change of the registry, through this connection or another process's
+    (`vouchnet agent`), and served from what was read until the next change. The count was read at every GET (19 ms
+    at 65,536 revoked). Asked `kept_only` (as on the event loop), they are the same or NotKept, never stale, and
+    nothing but data_version is read."""
     with tempfile.TemporaryDirectory() as directory:
         registry, other = CredentialRegistry.open(Path(directory)), CredentialRegistry.open(Path(directory))
         statements: list[str] = []
@@ -198,15 +201,46 @@ def test_counts_and_expiries_follow_every_change_and_are_read_once_between_chang
                     writer.revoke(op[2], reason="left", at=1)
                     credentials[op[2]][2] = True
                 elif op[0] == "ask":
-                    expected = (sum(revoked for _, _, revoked in credentials),
+                    expected = (1, sum(revoked for _, _, revoked in credentials),
                                 max((e for i, e, revoked in credentials if i <= op[1] and not revoked), default=None))
+
+                    def asked() -> tuple[int, int, int | None]:
+                        return registry.lists(), registry.revoked_count(0), registry.latest_expiry(op[1])
+
+                    statements.clear()
+                    try:
+                        with registry.kept_only():
+                            assert asked() == expected
+                    except NotKept:
+                        pass
+                    assert set(statements) <= {"PRAGMA data_version"}
                     for again in (False, True):
                         statements.clear()
-                        assert (registry.revoked_count(0), registry.latest_expiry(op[1])) == expected
-                        assert not again or statements == ["PRAGMA data_version"] * 2
+                        assert asked() == expected
+                        assert not again or statements == ["PRAGMA data_version"] * 3
+                    with registry.kept_only():
+                        assert asked() == expected
         finally:
             registry.close()
             other.close()
+
+
+@pytest.mark.slow
+def test_a_kept_answer_is_not_served_after_another_process_changed_the_registry(tmp_path, registry):
+    """`vouchnet agent new` and `revoke` write the registry in processes of their own beside the node, whose event
+    loop serves the answers it kept (`kept_only`) while data_version says nothing changed."""
+    mint(registry, new_did())
+    assert (registry.lists(), registry.revoked_count(0)) == (1, 0)
+    with registry.kept_only():
+        assert (registry.lists(), registry.revoked_count(0)) == (1, 0)
+    subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; from node.credential_registry import "
+                    "CredentialRegistry; CredentialRegistry.open(Path(sys.argv[1])).revoke(0, reason='left', at=1)",
+                    str(tmp_path)], check=True, timeout=60)
+    with pytest.raises(NotKept), registry.kept_only():
+        registry.revoked_count(0)
+    assert (registry.lists(), registry.revoked_count(0)) == (1, 1)
+    with registry.kept_only():
+        assert (registry.lists(), registry.revoked_count(0)) == (1, 1)
 
 
 def test_revoking_by_name_did_or_index(registry):
