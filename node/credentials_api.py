@@ -114,7 +114,14 @@ def credentials_router(key: SigningKey, replica: Replica, registry: CredentialRe
         """Which of this org's agent credentials are revoked: the credential's `credentialStatus` names this list
         and its bit (1: revoked). Signed with the org key, valid for 5 minutes; one signed list is served for up to
         LIST_REUSE_S, until a credential of it is revoked."""
-        lists, revocations = await read(lambda: (registry.lists(), registry.revoked_count(list_number)))
+        def span_and_count() -> tuple[int, int]:
+            """How many lists the credentials span and, of a list among them, how many of its are revoked: a count
+            is kept until the registry changes, and one kept for every number a client names (to MAX_LISTS) grew
+            the node's memory without bound."""
+            lists = registry.lists()
+            return lists, registry.revoked_count(list_number) if list_number < lists else 0
+
+        lists, revocations = await read(span_and_count)
         if list_number >= lists:
             return error_response(404, "not_found", f"path.list_number: this org's credentials span lists 0 to "
                                   f"{lists - 1}")

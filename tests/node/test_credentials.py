@@ -191,6 +191,18 @@ async def test_the_registry_is_read_in_worker_threads_its_kept_answers_on_the_lo
         assert {s for s, thread in statements if thread is loop} == {"PRAGMA data_version"}
 
 
+async def test_a_list_beyond_the_last_is_not_counted(node):
+    """A count is kept until the registry changes: one was counted and kept for every list number a client named,
+    up to MAX_LISTS (10^9), a 404 each, growing the node's memory without bound."""
+    statements: list[str] = []
+    node.credentials._db.set_trace_callback(statements.append)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
+        for number in range(1, 50):
+            assert (await client.get(f"/v1/credentials/status/{number}")).status_code == 404
+        assert (await client.get("/v1/credentials/status/0")).status_code == 200
+    assert sum(s.startswith("SELECT COUNT(*)") for s in statements) == 1
+
+
 @pytest.mark.parametrize("keys", [[], "twice"])
 def test_a_jwks_names_each_key_once(keys):
     key = SigningKey.generate().verify_key
