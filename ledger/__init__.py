@@ -1,116 +1,30 @@
 """The append-only Merkle log: RFC 9162 hashing and proofs, SQLite storage, C2SP checkpoints and cosignatures.
 
 Knows bytes, not record kinds (DESIGN.md §4).
+
+Each name below is imported from its module when it is first asked for (PEP 562), so that importing one module of
+the package (`ledger.note`, whose constants node.config reads: every `vouchnet` command does) does not import them
+all.
 """
 
-from .checkpoint import MAX_TREE_SIZE, Checkpoint, open_checkpoint, peek_origin
-from .cosignature import (
-    COSIGNATURE_V1,
-    CosignatureSigner,
-    CosignatureVerifier,
-    cosignature_message,
-    cosignature_timestamp,
-)
-from .merkle import (
-    EMPTY_ROOT,
-    Frontier,
-    HashReader,
-    ProofError,
-    leaf_hash,
-    node_hash,
-    tree_hash,
-    verify_consistency,
-    verify_inclusion,
-    verify_inclusion_hash,
-)
-from .errors import EntryPruned, LedgerError
-from .names import cosigner_name, log_origin, parse_log_origin
-from .note import (
-    MAX_COSIGNATURES,
-    MAX_NOTE_SIZE,
-    MAX_SIGNATURES,
-    SIG_ED25519,
-    Ed25519Signer,
-    Ed25519Verifier,
-    NoteError,
-    NoteSigner,
-    NoteVerifier,
-    Signature,
-    encode_vkey,
-    format_note,
-    key_id,
-    note_signature,
-    open_note,
-    parse_vkey,
-    sign_note,
-)
-from .witness import (
-    AddCheckpointRequest,
-    BadCheckpoint,
-    BadProof,
-    BadRequest,
-    Conflict,
-    Equivocation,
-    UnknownOrigin,
-    Witness,
-    WitnessError,
-    WitnessStoreError,
-)
-from .storage import Ledger
-from .tree_check import StoredHashCheck
+from __future__ import annotations
 
-__all__ = [
-    "COSIGNATURE_V1",
-    "EMPTY_ROOT",
-    "Frontier",
-    "MAX_COSIGNATURES",
-    "MAX_NOTE_SIZE",
-    "MAX_SIGNATURES",
-    "MAX_TREE_SIZE",
-    "SIG_ED25519",
-    "AddCheckpointRequest",
-    "BadCheckpoint",
-    "BadProof",
-    "BadRequest",
-    "Checkpoint",
-    "Conflict",
-    "CosignatureSigner",
-    "CosignatureVerifier",
-    "Ed25519Signer",
-    "Ed25519Verifier",
-    "EntryPruned",
-    "Equivocation",
-    "HashReader",
-    "Ledger",
-    "LedgerError",
-    "NoteError",
-    "NoteSigner",
-    "NoteVerifier",
-    "ProofError",
-    "Signature",
-    "StoredHashCheck",
-    "UnknownOrigin",
-    "Witness",
-    "WitnessError",
-    "WitnessStoreError",
-    "cosignature_message",
-    "cosignature_timestamp",
-    "cosigner_name",
-    "encode_vkey",
-    "format_note",
-    "key_id",
-    "leaf_hash",
-    "log_origin",
-    "node_hash",
-    "note_signature",
-    "open_checkpoint",
-    "open_note",
-    "parse_log_origin",
-    "parse_vkey",
-    "peek_origin",
-    "sign_note",
-    "tree_hash",
-    "verify_consistency",
-    "verify_inclusion",
-    "verify_inclusion_hash",
-]
+from vouching.lazy import lazy_names
+
+# The package's names, by the module that holds each.
+__all__, __getattr__ = lazy_names(__name__, {
+    ".checkpoint": ("MAX_TREE_SIZE", "Checkpoint", "open_checkpoint", "peek_origin"),
+    ".cosignature": ("COSIGNATURE_V1", "CosignatureSigner", "CosignatureVerifier", "cosignature_message",
+                     "cosignature_timestamp"),
+    ".errors": ("EntryPruned", "LedgerError"),
+    ".merkle": ("EMPTY_ROOT", "Frontier", "HashReader", "ProofError", "leaf_hash", "node_hash", "tree_hash",
+                "verify_consistency", "verify_inclusion", "verify_inclusion_hash"),
+    ".names": ("cosigner_name", "log_origin", "parse_log_origin"),
+    ".note": ("MAX_COSIGNATURES", "MAX_NOTE_SIZE", "MAX_SIGNATURES", "SIG_ED25519", "Ed25519Signer",
+              "Ed25519Verifier", "NoteError", "NoteSigner", "NoteVerifier", "Signature", "encode_vkey", "format_note",
+              "key_id", "note_signature", "open_note", "parse_vkey", "sign_note"),
+    ".storage": ("Ledger",),
+    ".tree_check": ("StoredHashCheck",),
+    ".witness": ("AddCheckpointRequest", "BadCheckpoint", "BadProof", "BadRequest", "Conflict", "Equivocation",
+                 "UnknownOrigin", "Witness", "WitnessError", "WitnessStoreError"),
+})

@@ -955,9 +955,10 @@ def test_a_malformed_answer_fails_the_command_in_one_line(argv, answer, monkeypa
 # --- what a command loads --------------------------------------------------------------------------------------------
 
 # What a command that asks the node's API, or reads its data directory, has no use for: py-libp2p, the daemon and its
-# API server, the scoring engine (numpy, scipy), the testnet. A health check runs `vouchnet status` every few seconds.
+# API server, the scoring engine (numpy, scipy), the testnet, a witness (which `import ledger` loaded with every name
+# of the package). A health check runs `vouchnet status` every few seconds.
 _NOT_FOR_CLIENTS = ("libp2p", "fastapi", "hypercorn", "starlette", "numpy", "scipy", "testnet", "node.daemon",
-                    "node.api", "node.trust", "gossip.host", "vouching.scoring", "node.client.policy")
+                    "node.api", "node.trust", "gossip.host", "vouching.scoring", "node.client.policy", "ledger.witness")
 _LOADED = ("import sys; from node import cli; code = cli.main(sys.argv[1:]); "
            f"print(code, sorted(m for m in sys.modules if m.startswith({_NOT_FOR_CLIENTS!r})))")
 
