@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import sys
@@ -190,6 +191,23 @@ def weight_argument(text: str) -> float:
     return weight
 
 
+def import_httpcore_without_event_loops() -> None:
+    """Import httpcore, which the command's synchronous client runs on, as if trio and anyio were not installed:
+    it imports both whenever they are, as beside a node (trio 0.2 s of CPU in every command that asks the node;
+    encode/httpcore#946), for locks only an async client takes, and it takes a failed import as "not installed".
+    Only in a process that imported none of the three yet (a command's own; a test's has trio, and its httpcore
+    must have it too); a later httpcore that fails without them is imported with them by the client."""
+    if not {"trio", "anyio", "httpcore"}.isdisjoint(sys.modules):
+        return
+    sys.modules.update(trio=None, anyio=None)  # None: an import of either raises ImportError
+    try:
+        importlib.import_module("httpcore")
+    except ImportError:
+        pass
+    finally:
+        del sys.modules["trio"], sys.modules["anyio"]
+
+
 def open_client(args: argparse.Namespace, *, write: bool = False) -> NodeClient:
     """A client of the node `args` point at; with `write`, carrying its token. Raises UsageError, and, when a data
     directory names the node, ClientError or CommandFailed unless the node answering is that directory's org."""
@@ -216,6 +234,7 @@ def open_client(args: argparse.Namespace, *, write: bool = False) -> NodeClient:
             token = load_token(token_file)
         except KeyFileError as e:
             raise UsageError(str(e)) from None
+    import_httpcore_without_event_loops()
     client = NodeClient(url, token)
     if config is not None:
         try:

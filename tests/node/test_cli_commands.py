@@ -956,9 +956,11 @@ def test_a_malformed_answer_fails_the_command_in_one_line(argv, answer, monkeypa
 
 # What a command that asks the node's API, or reads its data directory, has no use for: py-libp2p, the daemon and its
 # API server, the scoring engine (numpy, scipy), the testnet, a witness (which `import ledger` loaded with every name
-# of the package). A health check runs `vouchnet status` every few seconds.
+# of the package), an event loop (trio and anyio, which httpcore loaded). A health check runs `vouchnet status` every
+# few seconds.
 _NOT_FOR_CLIENTS = ("libp2p", "fastapi", "hypercorn", "starlette", "numpy", "scipy", "testnet", "node.daemon",
-                    "node.api", "node.trust", "gossip.host", "vouching.scoring", "node.client.policy", "ledger.witness")
+                    "node.api", "node.trust", "gossip.host", "vouching.scoring", "node.client.policy", "ledger.witness",
+                    "trio", "anyio")
 _LOADED = ("import sys; from node import cli; code = cli.main(sys.argv[1:]); "
            f"print(code, sorted(m for m in sys.modules if m.startswith({_NOT_FOR_CLIENTS!r})))")
 
@@ -979,3 +981,33 @@ async def test_a_client_command_loads_neither_the_node_nor_py_libp2p(node, data_
         subprocess.run, [sys.executable, "-c", _LOADED, *filled, "--dir", str(data_dir)], capture_output=True,
         text=True, timeout=120))
     assert done.stdout.splitlines()[-1] == "0 []", done.stderr
+
+
+# The command's client then imports httpcore; which of trio and anyio are loaded then, and trio can be imported after.
+_HTTPCORE = ("import sys; from node.commands.common import import_httpcore_without_event_loops as imported; "
+             "imported(); import httpcore; "
+             "print(sorted({m.split('.')[0] for m in sys.modules} & {'trio', 'anyio'})); import trio")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("httpcore, loaded", [
+    (None, "[]"),  # the installed one
+    ("import trio", "['trio']"),  # one that cannot do without trio
+], ids=["installed", "needing trio"])
+def test_httpcore_is_imported_for_a_command_without_an_event_loop(tmp_path, httpcore, loaded):
+    """In a process of its own, as a `vouchnet` command runs."""
+    if httpcore is not None:
+        (tmp_path / "httpcore").mkdir()
+        (tmp_path / "httpcore" / "__init__.py").write_text(httpcore)
+    done = subprocess.run([sys.executable, "-c", _HTTPCORE], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.getcwd()])})
+    assert done.stdout.strip() == loaded, done.stderr
+
+
+def test_httpcore_is_not_imported_without_an_event_loop_where_one_runs():
+    """A process that imported trio (this one, as a node's) imports httpcore with it, as it is, when it needs it."""
+    assert "trio" in sys.modules
+    common.import_httpcore_without_event_loops()
+    import httpcore._synchronization
+
+    assert httpcore._synchronization.trio is trio
