@@ -1,8 +1,8 @@
 """How long `vouchnet` commands take to start and finish, which operators and scripts run constantly (a health check
 calling `vouchnet status` every few seconds, CI issuing vouches): the wall and CPU time (user + system, as
 `/usr/bin/time` reports them) of each command's whole process, the median of `--runs` runs, against `python -c pass`
-measured in the same run, and what each imports (one run under `-X importtime`): how many modules, and which of
-the heavy packages a client command should not need. The node they talk to is a `vouchnet run` process on loopback
+measured in the same run, and what each imports (one run, its sys.modules as it exits): how many modules, and which
+of the heavy packages a client command should not need. The node they talk to is a `vouchnet run` process on loopback
 ports. A figure with no target; it is not a test.
 
 Also the import of gossip/host.py, the module that wraps py-libp2p, which `vouchnet run` pays for.
@@ -33,7 +33,10 @@ from benchmarks.machine import Run  # noqa: E402
 from vouching import did_key  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAVY = ("libp2p", "trio", "fastapi", "hypercorn", "numpy", "gossip", "ledger")  # top-level packages watched
+HEAVY = ("libp2p", "trio", "anyio", "fastapi", "hypercorn", "numpy", "gossip", "ledger")  # top-level packages watched
+# Prefixed to a process's code: it prints the modules it holds as it exits.
+_AT_EXIT = ("import atexit, sys; "
+            "atexit.register(lambda: print(*(f'module {m}' for m in sys.modules), sep='\\n', file=sys.stderr)); ")
 
 
 def _free_port() -> int:
@@ -75,10 +78,14 @@ def measure(argv: list[str]) -> tuple[float, float]:
 
 
 def imports(argv: list[str]) -> tuple[int, list[str]]:
-    """How many modules `argv` (a `python -m ...` or `python -c ...`) imports, and which HEAVY packages."""
-    done = subprocess.run([argv[0], "-X", "importtime", *argv[1:]], cwd=ROOT, capture_output=True, text=True)
-    names = [line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")]
-    return len(names) - 1, sorted({n.split(".")[0] for n in names} & set(HEAVY))  # less the header line
+    """How many modules `argv` (a `python -m ...` or `python -c ...`) holds as it exits, and which HEAVY packages.
+    (`-X importtime` also lists imports that failed, as httpcore's of trio in a command, node.commands.common.)"""
+    python, option, target, *rest = argv
+    code = target if option == "-c" else (f"import runpy; runpy.run_module({target!r}, run_name='__main__', "
+                                          "alter_sys=True)")
+    done = subprocess.run([python, "-c", _AT_EXIT + code, *rest], cwd=ROOT, capture_output=True, text=True)
+    names = [line.removeprefix("module ") for line in done.stderr.splitlines() if line.startswith("module ")]
+    return len(names), sorted({n.split(".")[0] for n in names} & set(HEAVY))
 
 
 def main() -> None:
