@@ -91,7 +91,7 @@ class CredentialRegistry:
         """Within it, the answers kept until the registry changes (`_counted`: `lists`, `revoked_count`,
         `latest_expiry`) are served if it has not changed since they were read, and anything that would read more
         than data_version raises NotKept: for the event loop (node.credentials_api). data_version is read from the
-        WAL index in shared memory, 5-8 us, and a WAL reader takes no lock a writer holds: it never waited for
+        WAL index in shared memory, 5-11 us, and a WAL reader takes no lock a writer holds: it never waited for
         another process holding a write transaction open, committing or checkpointing (measured with the busy
         timeout at 0, which fails rather than waits)."""
         self._kept_only = True
