@@ -210,13 +210,12 @@ def test_a_refused_token_keeps_the_batch_says_so_once_and_drops_the_oldest_when_
 
 @pytest.mark.parametrize("status, body, content_type", [
     (404, b"<html><body>404 Not Found</body></html>", "text/html"),
-    (413, b"<html><body>413 Request Entity Too Large</body></html>", "text/html"),
     (401, b"<html><body>401 Authorization Required</body></html>", "text/html"),
     (400, b'{"message": "no Route matched with those values"}', "application/json"),
     (422, b'{"error": "invalid", "detail": ["events"]}', "application/json"),
     (404, b"[" * 100_000, "application/json"),
     (308, b"", "text/plain"),
-], ids=["404 page", "413 page", "401 page", "JSON of another shape", "detail not a string",
+], ids=["404 page", "401 page", "JSON of another shape", "detail not a string",
         "JSON nested deeper than the parser goes", "redirect"])
 def test_a_refusal_not_in_the_node_s_error_format_keeps_the_batch_says_so_once_and_stays_bounded(
         status, body, content_type, caplog):
@@ -230,6 +229,54 @@ def test_a_refusal_not_in_the_node_s_error_format_keeps_the_batch_says_so_once_a
     assert (stats.sent, stats.dropped, stats.rejected, stats.buffered, stats.failed_posts) == (2, 1, 0, 0, 2)
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1 and "in a form that is not the node's" in errors[0].getMessage()
+
+
+class _BodyLimit:
+    """The node behind a body size limit of `limit` bytes: a longer post gets `refusal()` (a reverse proxy's 413
+    page, or the node's own), the rest are taken whole. Remembers each post's event names and key."""
+
+    def __init__(self, limit: int, refusal: Callable[[], httpx.Response]) -> None:
+        self.limit, self.refusal = limit, refusal
+        self.posts: list[list[str]] = []
+        self.keys: list[str] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        events = json.loads(request.content)["events"]
+        self.posts.append([event["name"] for event in events])
+        self.keys.append(request.headers["idempotency-key"])
+        if len(request.content) > self.limit:
+            return self.refusal()
+        return httpx.Response(200, json={"accepted": len(events), "rejected": []})
+
+
+@pytest.mark.parametrize("refusal, dropped, rejected, logged", [
+    (lambda: httpx.Response(413, content=b"<html><body>413 Request Entity Too Large</body></html>",
+                            headers={"Content-Type": "text/html"}),
+     1, 0, "refuses a telemetry event sent alone as too large (413, in a form that is not the node's)"),
+    (lambda: httpx.Response(413, json={"error": "too_large", "detail": "body: must be at most 2000 bytes"}),
+     0, 1, "the node refused a telemetry batch; dropped"),
+], ids=["a proxy's 413 page", "the node's own 413"])
+def test_a_batch_refused_as_too_large_goes_in_halves_and_an_event_refused_alone_is_dropped(
+        refusal, dropped, rejected, logged, caplog):
+    """A proxy's 413 kept the batch, retried under its key for ever while the newer events were dropped as the
+    buffer filled; the node's own dropped the whole batch as rejected. Halves, each under a new key (no one stored
+    the batch refused), down to single events: one still refused is dropped, counted and logged."""
+    node = _BodyLimit(2000, refusal)
+    collector = TelemetryCollector("http://node.invalid", API_TOKEN, flush_interval=3600, batch_size=8,
+                                   transport=httpx.MockTransport(node))
+    agent = new_did()
+    with caplog.at_level(logging.INFO, logger="vouchnet.client"):
+        for i in range(8):
+            collector.record_tool_call(agent, f"e{i}", attrs={"blob": "x" * 3000} if i == 3 else None)
+        assert collector.flush(timeout=10)
+    stats = collector.shutdown()
+    assert node.posts == [[f"e{i}" for i in range(8)], ["e0", "e1", "e2", "e3"], ["e0", "e1"], ["e2", "e3"],
+                          ["e2"], ["e3"], ["e4", "e5", "e6", "e7"]]
+    assert len(set(node.keys)) == len(node.posts)
+    assert (stats.sent, stats.dropped, stats.rejected, stats.buffered, stats.failed_posts) == (
+        7, dropped, rejected, 0, 0)
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warned) == 1 and logged in warned[0]
 
 
 @pytest.mark.parametrize("status", [400, 413, 422])
