@@ -1,5 +1,6 @@
 """Behaviour telemetry from local services to their node (DESIGN §7): events recorded without waiting, sent in
-batches to `POST /v1/events` every `flush_interval` seconds or `batch_size` events, from a daemon thread.
+batches to `POST /v1/events` every `flush_interval` seconds or `batch_size` events, from a daemon thread. A batch
+is cut short where its body would pass the node's limit (MAX_BATCH_BYTES of JSON).
 
 Memory is bounded: past `max_buffer` waiting events the oldest one waiting is dropped and counted (recent
 behaviour tells more), the batch in flight included, however long it is retried. Each batch carries an
@@ -31,9 +32,9 @@ from typing import Any
 import anyio
 import httpx
 
-from ..events import MAX_NAME
+from ..events import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_NAME
 from ._env import default_node, default_token
-from ._http import NOT_THE_NODES, NodeApiError, NodeUnreachable
+from ._http import NOT_THE_NODES, NodeApiError, NodeUnreachable, events_body
 from ._log import log
 from .node_client import NodeClient
 
@@ -66,6 +67,20 @@ class CollectorStats:
     failed_posts: int
 
 
+@dataclass(frozen=True)
+class _Batch:
+    """Events taken from the buffer to be sent together, as their body, under their Idempotency-Key."""
+
+    events: list[dict[str, Any]]
+    body: bytes
+    key: str
+
+    @classmethod
+    def of(cls, events: list[dict[str, Any]], body: bytes | None = None) -> _Batch:
+        """`events` (`body` if it is their events_body already) under a fresh key."""
+        return cls(events, events_body(events) if body is None else body, uuid.uuid4().hex)
+
+
 class _Posted(Enum):
     """What became of a post of a batch."""
 
@@ -84,8 +99,9 @@ class TelemetryCollector:
                  flush_interval: float = FLUSH_INTERVAL_S, batch_size: int = BATCH_SIZE,
                  max_buffer: int = MAX_BUFFER, timeout: float = 5.0,
                  transport: httpx.BaseTransport | None = None) -> None:
-        if not 1 <= batch_size <= 1000:
-            raise ValueError("batch_size: must be 1..1000 (the node takes at most 1000 events a batch)")
+        if not 1 <= batch_size <= MAX_BATCH_EVENTS:
+            raise ValueError(f"batch_size: must be 1..{MAX_BATCH_EVENTS} (the node takes at most {MAX_BATCH_EVENTS} "
+                             "events a batch)")
         if max_buffer < batch_size:
             raise ValueError("max_buffer: must hold at least one batch")
         if (token := token or default_token()) is None:
@@ -96,9 +112,8 @@ class TelemetryCollector:
         self._buffer: deque[dict[str, Any]] = deque()
         self._lock = threading.Lock()  # the buffer and counters
         self._send_lock = threading.Lock()  # one sender at a time: the flusher, flush() or shutdown()
-        # Batches taken from the buffer but not yet settled, each with its Idempotency-Key, the first in flight: one,
-        # or the parts of one split
-        self._pending: deque[tuple[str, list[dict[str, Any]]]] = deque()
+        # Batches taken from the buffer but not yet settled, the first in flight: one, or the parts of one split
+        self._pending: deque[_Batch] = deque()
         self._in_flight = 0  # the events of the pending batches, kept under _lock for record()
         self._wake = threading.Event()
         self._stopped = threading.Event()
@@ -214,23 +229,18 @@ class TelemetryCollector:
         In the background, shutdown() interrupts the retries (and drains with its own deadline)."""
         attempt = 0
         while True:
-            if not self._pending:
-                with self._lock:
-                    batch = [self._buffer.popleft() for _ in range(min(self.batch_size, len(self._buffer)))]
-                    if not batch:
-                        return True
-                    self._pending.append((uuid.uuid4().hex, batch))
-                    self._in_flight = len(batch)
-            key, batch = self._pending[0]
-            posted = self._post(key, batch)
+            if not self._pending and not self._take():
+                return True
+            batch = self._pending[0]
+            posted = self._post(batch)
             if posted is not _Posted.RETRY:
                 self._pending.popleft()
                 if posted is _Posted.SPLIT:  # (its events stay in flight)
-                    half = len(batch) // 2
-                    self._pending.extendleft([(uuid.uuid4().hex, batch[half:]), (uuid.uuid4().hex, batch[:half])])
+                    half = len(batch.events) // 2
+                    self._pending.extendleft([_Batch.of(batch.events[half:]), _Batch.of(batch.events[:half])])
                 else:
                     with self._lock:
-                        self._in_flight -= len(batch)
+                        self._in_flight -= len(batch.events)
                 attempt = 0
                 continue
             wait = min(_BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)], deadline - time.monotonic())
@@ -243,40 +253,58 @@ class TelemetryCollector:
             else:
                 time.sleep(wait)
 
-    def _post(self, key: str, batch: list[dict[str, Any]]) -> _Posted:
-        """Post one batch under its Idempotency-Key `key`, and say what became of it.
+    def _take(self) -> bool:
+        """The next batch, from the buffer to the pending: the oldest `batch_size` events waiting, or fewer where
+        their body would pass the node's limit; False if none waits. Encoded once, out of the lock (record() waits
+        for no encoding), and posted as encoded."""
+        with self._lock:
+            events = [self._buffer.popleft() for _ in range(min(self.batch_size, len(self._buffer)))]
+            self._in_flight = len(events)
+        if not events:
+            return False
+        body = events_body(events)
+        if len(body) > MAX_BATCH_BYTES and (fits := _fitting(events)) < len(events):
+            with self._lock:  # the rest waits again, the oldest first
+                self._buffer.extendleft(reversed(events[fits:]))
+                self._in_flight = fits
+            events, body = events[:fits], events_body(events[:fits])
+        self._pending.append(_Batch.of(events, body))
+        return True
+
+    def _post(self, batch: _Batch) -> _Posted:
+        """Post one batch, and say what became of it.
 
         A batch refused as too large (413) was stored by no one: the node refuses one before it reads the batch, and
         a proxy's refusal never reached the node. So its halves may go under new keys, with nothing stored twice."""
         try:
-            reply = self._client.report_events(batch, idempotency_key=key)
+            reply = self._client.report_events_body(batch.body, idempotency_key=batch.key)
         except NodeApiError as error:
-            if error.status == 413 and len(batch) > 1:
+            if error.status == 413 and len(batch.events) > 1:
                 log.info("a telemetry batch was refused as too large; sent again in halves",
-                         extra={"fields": {"events": len(batch), "error": error}})
+                         extra={"fields": {"events": len(batch.events), "error": error}})
                 return _Posted.SPLIT
             if error.status >= 500 or error.status == 429 or error.code in _UNREAD:
                 self._count_failure(error)
                 return _Posted.RETRY
             if error.status == 413 and error.code == NOT_THE_NODES:
                 log.warning(f"{_NOT_THE_NODE_TOO_LARGE}; dropped",
-                            extra={"fields": {"name": batch[0]["name"], "error": error}})
+                            extra={"fields": {"name": batch.events[0]["name"], "error": error}})
                 with self._lock:
                     self._dropped += 1
                 return _Posted.SETTLED
             if error.code == NOT_THE_NODES or error.status in (401, 403):
                 self._held_back(_NOT_THE_NODE if error.code == NOT_THE_NODES else _TOKEN_REFUSED, error)
                 return _Posted.RETRY
-            log.warning("the node refused a telemetry batch; dropped", extra={"fields": {"events": len(batch),
+            log.warning("the node refused a telemetry batch; dropped", extra={"fields": {"events": len(batch.events),
                                                                                           "error": error}})
             with self._lock:
-                self._rejected += len(batch)
+                self._rejected += len(batch.events)
             return _Posted.SETTLED
         except NodeUnreachable as error:
             self._count_failure(error)
             return _Posted.RETRY
         accepted, rejected = reply["accepted"], reply["rejected"]  # NodeClient checked their types
-        if accepted + len(rejected) != len(batch):  # not the node's account of this batch: keep it
+        if accepted + len(rejected) != len(batch.events):  # not the node's account of this batch: keep it
             self._count_failure(NodeApiError(200, "bad_answer", "/v1/events: accepted and rejected do not add up to "
                                                                 "the batch"))
             return _Posted.RETRY
@@ -302,3 +330,17 @@ class TelemetryCollector:
         with self._lock:
             self._failed_posts += 1
         log.info("telemetry post failed; will retry", extra={"fields": {"error": error}})
+
+
+_EMPTY_BODY = len(events_body([]))
+
+
+def _fitting(events: list[dict[str, Any]]) -> int:
+    """How many of `events`, from the first, one body of at most MAX_BATCH_BYTES holds (one at least: the node
+    refuses an event too large alone)."""
+    size = _EMPTY_BODY - len(",")
+    for count, event in enumerate(events):
+        size += len(events_body([event])) - _EMPTY_BODY + len(",")
+        if size > MAX_BATCH_BYTES:
+            return max(count, 1)
+    return len(events)

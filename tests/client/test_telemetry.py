@@ -11,8 +11,12 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from node.client import CollectorStats, TelemetryCollector
+from node.client import CollectorStats, TelemetryCollector, telemetry
+from node.client.telemetry import BATCH_SIZE
+from node.events import MAX_ATTR_KEY, MAX_ATTR_TEXT, MAX_ATTRS, MAX_BATCH_BYTES, MAX_NAME
 
 from ..factories import API_TOKEN, new_did
 
@@ -110,6 +114,59 @@ def test_a_failed_batch_is_retried_with_the_same_idempotency_key(running):
     assert (stats.sent, stats.failed_posts) == (1, 1)
     assert len(network.keys) == 2 and network.keys[0] == network.keys[1]
     assert running.first_hand_events(agent) == 1
+
+
+class _Recording(httpx.BaseTransport):
+    """The network between collector and node, remembering each post's size in bytes and the node's status."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[int, int]] = []
+        self._real = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self._real.handle_request(request)
+        self.posts.append((len(request.content), response.status_code))
+        return response
+
+
+def test_a_default_batch_of_the_largest_events_the_node_takes_fits_in_its_body_limit(running):
+    """BATCH_SIZE events with as many attributes as the node takes, as long as it takes them, in 4-byte characters,
+    are 2 MB of JSON: the node refused their batch (413) and dropped it as rejected. A batch is cut short where its
+    body would pass the node's limit, the rest waiting for the next."""
+    agent, network = new_did(), _Recording()
+    attrs = {f"{i:02}" + "\U0001F600" * (MAX_ATTR_KEY - 2): "\U0001F600" * MAX_ATTR_TEXT for i in range(MAX_ATTRS)}
+    collector = TelemetryCollector(running.url, running.token, flush_interval=3600, transport=network)
+    for _ in range(BATCH_SIZE):
+        collector.record_tool_call(agent, "\U0001F600" * MAX_NAME, attrs=attrs)
+    stats = collector.shutdown()
+    assert (stats.sent, stats.rejected, stats.failed_posts) == (BATCH_SIZE, 0, 0)
+    assert [status for _, status in network.posts] == [200] * len(network.posts)
+    assert max(size for size, _ in network.posts) <= MAX_BATCH_BYTES < sum(size for size, _ in network.posts)
+    assert running.first_hand_events(agent) == BATCH_SIZE
+
+
+@settings(max_examples=50, deadline=None)
+@given(events=st.lists(st.tuples(st.text(min_size=1, max_size=60), st.text(max_size=200)), min_size=1, max_size=40))
+def test_each_post_fits_in_the_node_s_limit_but_an_event_alone_and_every_event_goes_in_order(events):
+    """Whatever the events hold (escaped, in UTF-8's multibyte characters), measured against a limit of 1 KB."""
+    limit, posts = 1000, []
+
+    def node(request: httpx.Request) -> httpx.Response:
+        batch = json.loads(request.content)["events"]
+        posts.append((len(request.content), [(event["name"], event["attrs"]["text"]) for event in batch]))
+        return httpx.Response(200, json={"accepted": len(batch), "rejected": []})
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(telemetry, "MAX_BATCH_BYTES", limit)
+        collector = TelemetryCollector("http://node.invalid", API_TOKEN, flush_interval=3600,
+                                       transport=httpx.MockTransport(node))
+        agent = new_did()
+        for name, text in events:
+            collector.record_tool_call(agent, name, attrs={"text": text})
+        stats = collector.shutdown()
+    assert stats.sent == len(events)
+    assert [event for _, batch in posts for event in batch] == events
+    assert [size for size, batch in posts if size > limit and len(batch) > 1] == []
 
 
 def _exit_after_recording(url: str, token: str, agent: str) -> float:
