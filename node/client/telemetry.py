@@ -13,7 +13,7 @@ each is logged once as an error until a post succeeds again. A batch refused as 
 proxy before it) is sent again at once as two halves, down to single events: an event still refused alone is
 dropped, logged, and counted as rejected if the node refused it, as dropped if a proxy did. Only a batch the node
 itself refuses for what it is (any other 4xx in its error format, node/api/errors.py) is dropped and counted as
-rejected.
+rejected, and so is an event JSON cannot carry (a NaN duration, an attribute that is an object), logged.
 `shutdown()` sends what is left, and so does the process's exit if shutdown() was not called (one try a batch, no
 retries: an exit waits at most for one post of each batch that the node takes, and for one that fails).
 """
@@ -257,12 +257,18 @@ class TelemetryCollector:
         """The next batch, from the buffer to the pending: the oldest `batch_size` events waiting, or fewer where
         their body would pass the node's limit; False if none waits. Encoded once, out of the lock (record() waits
         for no encoding), and posted as encoded."""
-        with self._lock:
-            events = [self._buffer.popleft() for _ in range(min(self.batch_size, len(self._buffer)))]
-            self._in_flight = len(events)
-        if not events:
-            return False
-        body = events_body(events)
+        events: list[dict[str, Any]] = []
+        while not events:
+            with self._lock:
+                events = [self._buffer.popleft() for _ in range(min(self.batch_size, len(self._buffer)))]
+                self._in_flight = len(events)
+            if not events:
+                return False
+            try:
+                body = events_body(events)
+            except (TypeError, ValueError):  # (UnicodeEncodeError is a ValueError)
+                events = self._encodable(events)
+                body = events_body(events)
         if len(body) > MAX_BATCH_BYTES and (fits := _fitting(events)) < len(events):
             with self._lock:  # the rest waits again, the oldest first
                 self._buffer.extendleft(reversed(events[fits:]))
@@ -271,11 +277,27 @@ class TelemetryCollector:
         self._pending.append(_Batch.of(events, body))
         return True
 
+    def _encodable(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """`events` but those JSON cannot carry (a NaN, a lone surrogate, an object for an attribute: the caller's
+        mistake), which are dropped, counted as rejected and logged: they stopped the sender for good."""
+        kept = []
+        for event in events:
+            try:
+                events_body([event])
+            except (TypeError, ValueError) as error:
+                log.warning("a telemetry event JSON cannot carry was dropped", extra={"fields": {"error": error}})
+                with self._lock:
+                    self._rejected += 1
+                    self._in_flight -= 1
+            else:
+                kept.append(event)
+        return kept
+
     def _post(self, batch: _Batch) -> _Posted:
         """Post one batch, and say what became of it.
 
-        A batch refused as too large (413) was stored by no one: the node refuses one before it reads the batch, and
-        a proxy's refusal never reached the node. So its halves may go under new keys, with nothing stored twice."""
+        A batch refused as too large (413) was stored by no one: the node refuses one before it stores any of it,
+        and a proxy's refusal never reached the node. So its halves may go under new keys, with nothing stored twice."""
         try:
             reply = self._client.report_events_body(batch.body, idempotency_key=batch.key)
         except NodeApiError as error:

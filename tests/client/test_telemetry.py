@@ -169,6 +169,32 @@ def test_each_post_fits_in_the_node_s_limit_but_an_event_alone_and_every_event_g
     assert [size for size, batch in posts if size > limit and len(batch) > 1] == []
 
 
+def test_an_event_json_cannot_carry_is_dropped_as_rejected_and_the_rest_still_go(caplog):
+    """Such an event raised in the sender as it encoded the batch: the daemon thread died (flush() raised), and no
+    event was sent again."""
+    posts = []
+
+    def node(request: httpx.Request) -> httpx.Response:
+        posts.append([event["name"] for event in json.loads(request.content)["events"]])
+        return httpx.Response(200, json={"accepted": len(posts[-1]), "rejected": []})
+
+    collector = TelemetryCollector("http://node.invalid", API_TOKEN, flush_interval=3600, batch_size=2,
+                                   transport=httpx.MockTransport(node))
+    agent = new_did()
+    with caplog.at_level(logging.WARNING, logger="vouchnet.client"):
+        collector.record_tool_call(agent, "a", duration_ms=float("nan"))
+        collector.record_tool_call(agent, "b", attrs={"when": object()})  # type: ignore[dict-item]
+        collector.record_tool_call(agent, "c\ud800")  # a lone surrogate, which UTF-8 cannot carry
+        collector.record_tool_call(agent, "d")
+        assert collector.flush(timeout=10)
+        collector.record_tool_call(agent, "e")
+        stats = collector.shutdown()
+    assert posts == [["d"], ["e"]]
+    assert (stats.sent, stats.rejected, stats.buffered) == (2, 3, 0)
+    assert [r.getMessage().partition(" error=")[0] for r in caplog.records] == [
+        "a telemetry event JSON cannot carry was dropped"] * 3
+
+
 def _exit_after_recording(url: str, token: str, agent: str) -> float:
     """Seconds a process that records one event for `agent` takes to exit without shutdown(), from the end of its
     code (its start and imports, which took over 10 s on a loaded machine, are not the collector's)."""
