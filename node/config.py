@@ -101,7 +101,11 @@ class NodeConfig:
     def api_public_url(self) -> str:
         """The API's URL as other orgs reach it: [api] public_url, else the bind address (with a bind's port 0, a
         URL no credential may name: node.credential_status.checked_public_url)."""
-        return self.public_url or f"http://{connectable_host(self.api_host)}:{self.api_port}"
+        return self.public_url or self.local_api_url(self.api_port)
+
+    def local_api_url(self, port: int) -> str:
+        """The API's URL on this machine once it listens on `port` (for a bind's port 0, the one the OS picked)."""
+        return f"http://{connectable_host(self.api_host)}:{port}"
 
 
 def parse_api_bind(value: str) -> tuple[str, int]:

@@ -34,12 +34,16 @@ T = TypeVar("T")
 
 def credentials_router(key: SigningKey, replica: Replica, registry: CredentialRegistry, public_url: str,
                        retired_keys: Sequence[tuple[VerifyKey, int]] = (),
-                       clock: Callable[[], float] = time.time, vouches: VouchRevocations | None = None) -> APIRouter:
+                       clock: Callable[[], float] = time.time, vouches: VouchRevocations | None = None,
+                       served_url: str | None = None) -> APIRouter:
     """The credential endpoints of the org whose key is `key` (`retired_keys`: its earlier public keys, newest
-    first, each with when it was retired (s), DESIGN §2); `public_url` is where other orgs reach this API.
-    `vouches`: the revokes of its vouches as the node reads them (VouchRevocations.run), else read at the first
-    ask."""
+    first, each with when it was retired (s), DESIGN §2); `public_url` is where other orgs reach this API, which
+    its credentials name. `served_url`, if not `public_url`, is where the API listens, which the status lists it
+    serves name: the address it bound, when [api] bind has port 0 and no public_url is set (a URL credentials may
+    not name: the OS picks the port anew at each start). `vouches`: the revokes of its vouches as the node reads
+    them (VouchRevocations.run), else read at the first ask."""
     router = APIRouter(tags=["credentials"])
+    lists_at = served_url or public_url
     signed = SignedLists(key, clock)
     vouches = vouches or VouchRevocations(replica.store)
 
@@ -129,7 +133,7 @@ def credentials_router(key: SigningKey, replica: Replica, registry: CredentialRe
         async def positions() -> list[int]:
             return await read(lambda: registry.revoked_positions(list_number))
 
-        return status_list_response(await signed.token(list_url(public_url, list_number), revocations, positions))
+        return status_list_response(await signed.token(list_url(lists_at, list_number), revocations, positions))
 
     @router.get(
         VOUCH_STATUS_PATH + "/{did}/{list_number}",
@@ -155,7 +159,7 @@ def credentials_router(key: SigningKey, replica: Replica, registry: CredentialRe
             return await trio.to_thread.run_sync(lambda: [seq - first for seq in seqs
                                                           if first <= seq < first + LIST_ENTRIES])
 
-        return status_list_response(await signed.token(vouch_list_url(public_url, did, list_number), len(revoked),
+        return status_list_response(await signed.token(vouch_list_url(lists_at, did, list_number), len(revoked),
                                                        positions))
 
     def status_list_response(token: str) -> Response:

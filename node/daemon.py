@@ -34,9 +34,10 @@ from vouching import OrgBody
 from vouching.policy import DEFAULT_HIGH_RISK_TOOLS, Policy
 
 from .address_file import published_api_url
-from .api import ApiService, NodeView, create_app
+from .api import NodeView, create_app
+from .api.http_server import serve_on
 from .api.scores import CHECK_PATH, ScoreFastPath, scores_router
-from .config import CONFIG_FILE, NodeConfig, connectable_host, is_loopback
+from .config import CONFIG_FILE, NodeConfig, is_loopback
 from .credential_registry import RegistryError
 from .data_lock import DataDirBusy, locked_data_dir
 from .digests import DigestStateError
@@ -248,12 +249,13 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
 
 
 def api_app(node: NodeView, telemetry: Telemetry, trust: TrustService, key: SigningKey, *,
-            traces_need_token: bool) -> ScoreFastPath:
+            traces_need_token: bool, served_url: str | None = None) -> ScoreFastPath:
     """The local API as the node serves it (DESIGN.md §8): the records and log endpoints of `node`, telemetry,
-    credentials and scores, behind ScoreFastPath; checks need no token, nor traces unless `traces_need_token`."""
+    credentials and scores, behind ScoreFastPath; checks need no token, nor traces unless `traces_need_token`.
+    `served_url`: where it listens, if not at [api] public_url (Telemetry.routers)."""
     return ScoreFastPath(create_app(
         node,
-        routers=[*telemetry.routers(), scores_router(trust, key)],
+        routers=[*telemetry.routers(served_url), scores_router(trust, key)],
         body_limits=BODY_LIMITS,
         open_paths=[CHECK_PATH, *([] if traces_need_token else OPEN_WRITE_PATHS)],
     ), trust, key)
@@ -284,15 +286,19 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
                         "tells other orgs nowhere to dial it; set [p2p] announce in config.toml to where they reach it"
                         + dials, extra={"fields": {"listen": ",".join(node.host.listen_addrs)}})
         publish_org_record(node.replica, name=config.name, network=config.network, addrs=addrs)
-        app = api_app(node, node.telemetry, node.trust, node.key, traces_need_token=config.traces_need_token)
         try:
-            node.api_url = (await nursery.start(ApiService(node, config.api_host, config.api_port, app=app).run))[0]
+            listeners = await trio.open_tcp_listeners(config.api_port, host=config.api_host)
         except OSError as error:
             raise StartupError(f"api: cannot listen on {config.api_host}:{config.api_port}: "
                                f"{error.strerror or error}: {_free_it('[api] bind', config)}") from None
-        bound_port = node.api_url.rsplit(":", 1)[1]  # the one the OS picked, for port 0
-        published.enter_context(published_api_url(config.data_dir,
-                                                  f"http://{connectable_host(config.api_host)}:{bound_port}"))
+        for listener in listeners:
+            published.push_async_callback(listener.aclose)  # (serving closes them too: this, if it never begins)
+        # Bound before the app is made: with port 0, the port the OS picked is where its status lists are served.
+        local_url = config.local_api_url(listeners[0].socket.getsockname()[1])
+        app = api_app(node, node.telemetry, node.trust, node.key, traces_need_token=config.traces_need_token,
+                      served_url=config.public_url or local_url)
+        node.api_url = (await nursery.start(serve_on, app, listeners))[0]
+        published.enter_context(published_api_url(config.data_dir, local_url))
         if not is_loopback(config.api_host):
             writes = ("writes need api.token" if config.traces_need_token else "writes need api.token, but for "
                       "POST /v1/traces: [api] traces_need_token = false lets it report behaviour for any agent")

@@ -20,13 +20,11 @@ from vouching.evidence import Outcomes
 from vouching.scoring import TrustEngine
 
 from .audit_log import Appended, AuditLog
-from .events import Event, InvalidEvent, parse_event
+from .events import MAX_BATCH_EVENTS, Event, InvalidEvent, parse_event
 from .idempotency import IdempotencyStore, StoredReply, span_key
 from .metrics import Registry
 from .otlp import SpanBatch
 
-MAX_BATCH_EVENTS = 1000
-MAX_BATCH_BYTES = 1 << 20
 _REASONS = frozenset({"event", "agent", "ts", "category", "name", "outcome", "duration_ms", "high_risk", "attrs"})
 
 log = logging.getLogger(__name__)

@@ -19,8 +19,8 @@ from fastapi.responses import JSONResponse
 from .idempotency import check_key
 from .api.errors import error_response
 from .api.guard import media_type
-from .events import MAX_ATTRS, MAX_NAME
-from .ingest import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, BadBatch, Ingestor, Pending, Reply, TooLarge
+from .events import MAX_ATTRS, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_NAME
+from .ingest import BadBatch, Ingestor, Pending, Reply, TooLarge
 from .otlp import (MAX_SPANS, OtlpError, Span, SpanBatch, TooManySpans, decode_json, decode_protobuf, error_status,
                    export_response, sort_spans)
 

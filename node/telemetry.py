@@ -81,14 +81,16 @@ class Telemetry:
             vouch_revocations=VouchRevocations(replica.store),
         )
 
-    def routers(self) -> list[APIRouter]:
+    def routers(self, served_url: str | None = None) -> list[APIRouter]:
         """For `create_app`: /v1/events, /v1/traces, /.well-known/jwks.json, /v1/records/{id}/vc,
         /v1/credentials/status/{list}, /v1/credentials/vouch-status/{did}/{list}, /v1/stream, /metrics (see
-        node.ingest_api for what the write guard must allow)."""
+        node.ingest_api for what the write guard must allow); `served_url`: where the API listens, if not at
+        `public_url` (node.credentials_api.credentials_router)."""
         return [
             ingest_router(self.ingestor),
             credentials_router(self.key, self.replica, self.credentials, self.public_url,
-                               retired_keys=self._retired_keys(), vouches=self.vouch_revocations),
+                               retired_keys=self._retired_keys(), vouches=self.vouch_revocations,
+                               served_url=served_url),
             stream_router(self.broadcaster),
             metrics_router(self.metrics),
         ]

@@ -57,11 +57,14 @@ class _Late(_Closed):
 async def serve(app: ASGIApp, host: str, port: int, *,
                 task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve `app` on host:port (port 0: a free one) until cancelled; `task_status.started` gets the base URLs."""
-    listeners = await trio.open_tcp_listeners(port, host=host)
-    urls = []
-    for listener in listeners:
-        bound_host, bound_port = listener.socket.getsockname()[:2]
-        urls.append(f"http://[{bound_host}]:{bound_port}" if ":" in bound_host else f"http://{bound_host}:{bound_port}")
+    await serve_on(app, await trio.open_tcp_listeners(port, host=host), task_status=task_status)
+
+
+async def serve_on(app: ASGIApp, listeners: list[trio.SocketListener], *,
+                   task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
+    """Serve `app` on `listeners` (trio.open_tcp_listeners': bound first, so that the app can be made knowing the
+    port) until cancelled, closing them; `task_status.started` gets their base URLs."""
+    urls = [_base_url(listener) for listener in listeners]
     connections = trio.CapacityLimiter(MAX_CONNECTIONS)
 
     async def handle(stream: trio.SocketStream) -> None:
@@ -78,6 +81,12 @@ async def serve(app: ASGIApp, host: str, port: int, *,
     async with trio.open_nursery() as nursery:
         await nursery.start(trio.serve_listeners, handle, listeners)
         task_status.started(urls)
+
+
+def _base_url(listener: trio.SocketListener) -> str:
+    """The URL of the address `listener` is bound to, e.g. "http://127.0.0.1:8700"."""
+    host, port = listener.socket.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 class _Connection:

@@ -1,6 +1,6 @@
-"""The local API as one of the node's services: node.api.http_server serving `create_app(node)`, run in the
-node's root nursery until cancelled (CONTRACTS: "The node"). Requests are not logged: nothing of a request, its
-token least of all, reaches a log."""
+"""The local API as a service: node.api.http_server serving `create_app(node)` on host:port until cancelled. (The
+daemon binds its port first and serves with http_server.serve_on, so that its app is made knowing the port.)
+Requests are not logged: nothing of a request, its token least of all, reaches a log."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from .view import NodeView
 
 class ApiService:
     """Serves the API of `node` on host:port (port 0: any free port); 127.0.0.1 keeps it to this machine. `app`
-    is `create_app(node)` unless the daemon assembled it with more routers."""
+    is `create_app(node)` unless the caller assembled it with more routers."""
 
     def __init__(self, node: NodeView, host: str = "127.0.0.1", port: int = 8700, *, app: ASGIApp | None = None) -> None:
         self.node = node

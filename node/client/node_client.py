@@ -25,6 +25,7 @@ from ._http import (
     bearer_token,
     check_body,
     checked,
+    events_body,
     json_of,
     key_or_fresh,
     normal_url,
@@ -149,8 +150,12 @@ class NodeClient:
     def report_events(self, events: list[dict[str, Any]], *, idempotency_key: str | None = None) -> dict[str, Any]:
         """Report behaviour events (node/events.py); a retry with the same key is stored once.
         Answers `{"accepted": n, "rejected": [{"index", "detail"}]}`."""
-        return self._json(self._post("/v1/events", {"events": events}, idempotency_key=idempotency_key),
-                          shapes.EVENTS_REPLY)
+        return self.report_events_body(events_body(events), idempotency_key=idempotency_key)
+
+    def report_events_body(self, body: bytes, *, idempotency_key: str | None = None) -> dict[str, Any]:
+        """`report_events` of a batch already encoded (`events_body`): for a caller that measured it."""
+        return self._json(self._write("POST", "/v1/events", idempotency_key=idempotency_key,
+                                      content_type="application/json", content=body), shapes.EVENTS_REPLY)
 
     def orgs(self, *, after: str | None = None, limit: int | None = None) -> dict[str, Any]:
         """One page of orgs in did order: `{"orgs": [...], "next": cursor or None}`; pass `next` as `after` for the

@@ -1,15 +1,19 @@
 """Behaviour telemetry from local services to their node (DESIGN §7): events recorded without waiting, sent in
-batches to `POST /v1/events` every `flush_interval` seconds or `batch_size` events, from a daemon thread.
+batches to `POST /v1/events` every `flush_interval` seconds or `batch_size` events, from a daemon thread. A batch
+is cut short where its body would pass the node's limit (MAX_BATCH_BYTES of JSON).
 
 Memory is bounded: past `max_buffer` waiting events the oldest one waiting is dropped and counted (recent
 behaviour tells more), the batch in flight included, however long it is retried. Each batch carries an
 Idempotency-Key, so a batch retried after a lost answer is stored once. A batch the node cannot take now (5xx, 429,
 unreachable), whose answer is not the node's account of it (not JSON, or no counts adding up to the batch: a proxy's
 page, another server at its address), refused by what is not the node (a 3xx or 4xx not in its error format, such
-as a reverse proxy's 404, 413 or 401 page: the node never saw the batch) or whose token the node refuses (401, 403:
+as a reverse proxy's 404 or 401 page: the node never saw the batch) or whose token the node refuses (401, 403:
 its token changed, say) is kept and retried with backoff; the last two hold every batch back until someone acts, so
-each is logged once as an error until a post succeeds again. Only a batch the node itself refuses for what it is
-(any other 4xx in its error format, node/api/errors.py) is dropped and counted as rejected.
+each is logged once as an error until a post succeeds again. A batch refused as too large (413, by the node or by a
+proxy before it) is sent again at once as two halves, down to single events: an event still refused alone is
+dropped, logged, and counted as rejected if the node refused it, as dropped if a proxy did. Only a batch the node
+itself refuses for what it is (any other 4xx in its error format, node/api/errors.py) is dropped and counted as
+rejected, and so is an event JSON cannot carry (a NaN duration, an attribute that is an object), logged.
 `shutdown()` sends what is left, and so does the process's exit if shutdown() was not called (one try a batch, no
 retries: an exit waits at most for one post of each batch that the node takes, and for one that fails).
 """
@@ -22,14 +26,15 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import anyio
 import httpx
 
-from ..events import MAX_NAME
+from ..events import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_NAME
 from ._env import default_node, default_token
-from ._http import NOT_THE_NODES, NodeApiError, NodeUnreachable
+from ._http import NOT_THE_NODES, NodeApiError, NodeUnreachable, events_body
 from ._log import log
 from .node_client import NodeClient
 
@@ -43,13 +48,16 @@ _TOKEN_REFUSED = ("the node refuses the telemetry API token (VOUCHNET_TOKEN: wha
                   "its path)")
 _NOT_THE_NODE = ("what answers at the node's address refuses telemetry batches in a form that is not the node's (a "
                  "reverse proxy's page, another server?): the node never saw them")
+_NOT_THE_NODE_TOO_LARGE = ("what answers at the node's address (a reverse proxy's body size limit?) refuses a telemetry "
+                           "event sent alone as too large (413, in a form that is not the node's): the node never saw it")
 
 
 @dataclass(frozen=True)
 class CollectorStats:
-    """Events recorded, accepted by the node, dropped (the oldest, when the buffer was full; or recorded after
-    shutdown), rejected by the node (each one invalid, or its batch refused), still waiting; and posts that failed
-    and were retried (the node down, busy, or refusing the token; or something else answering in its place)."""
+    """Events recorded, accepted by the node, dropped (the oldest, when the buffer was full; recorded after
+    shutdown; or too large alone for a proxy before the node), rejected by the node (each one invalid, or its batch
+    refused), still waiting; and posts that failed and were retried (the node down, busy, or refusing the token; or
+    something else answering in its place)."""
 
     recorded: int
     sent: int
@@ -57,6 +65,28 @@ class CollectorStats:
     rejected: int
     buffered: int
     failed_posts: int
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """Events taken from the buffer to be sent together, as their body, under their Idempotency-Key."""
+
+    events: list[dict[str, Any]]
+    body: bytes
+    key: str
+
+    @classmethod
+    def of(cls, events: list[dict[str, Any]], body: bytes | None = None) -> _Batch:
+        """`events` (`body` if it is their events_body already) under a fresh key."""
+        return cls(events, events_body(events) if body is None else body, uuid.uuid4().hex)
+
+
+class _Posted(Enum):
+    """What became of a post of a batch."""
+
+    SETTLED = "stored, or refused for good"
+    RETRY = "kept, to be sent again under its Idempotency-Key after a backoff"
+    SPLIT = "too large (413): to be sent at once as two halves, each under a key of its own"
 
 
 class TelemetryCollector:
@@ -69,8 +99,9 @@ class TelemetryCollector:
                  flush_interval: float = FLUSH_INTERVAL_S, batch_size: int = BATCH_SIZE,
                  max_buffer: int = MAX_BUFFER, timeout: float = 5.0,
                  transport: httpx.BaseTransport | None = None) -> None:
-        if not 1 <= batch_size <= 1000:
-            raise ValueError("batch_size: must be 1..1000 (the node takes at most 1000 events a batch)")
+        if not 1 <= batch_size <= MAX_BATCH_EVENTS:
+            raise ValueError(f"batch_size: must be 1..{MAX_BATCH_EVENTS} (the node takes at most {MAX_BATCH_EVENTS} "
+                             "events a batch)")
         if max_buffer < batch_size:
             raise ValueError("max_buffer: must hold at least one batch")
         if (token := token or default_token()) is None:
@@ -81,8 +112,9 @@ class TelemetryCollector:
         self._buffer: deque[dict[str, Any]] = deque()
         self._lock = threading.Lock()  # the buffer and counters
         self._send_lock = threading.Lock()  # one sender at a time: the flusher, flush() or shutdown()
-        self._pending: tuple[str, list[dict[str, Any]]] | None = None  # a batch sent but not yet acknowledged
-        self._in_flight = 0  # len of the pending batch, kept under _lock for record()
+        # Batches taken from the buffer but not yet settled, the first in flight: one, or the parts of one split
+        self._pending: deque[_Batch] = deque()
+        self._in_flight = 0  # the events of the pending batches, kept under _lock for record()
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
@@ -197,15 +229,19 @@ class TelemetryCollector:
         In the background, shutdown() interrupts the retries (and drains with its own deadline)."""
         attempt = 0
         while True:
-            if self._pending is None:
-                with self._lock:
-                    batch = [self._buffer.popleft() for _ in range(min(self.batch_size, len(self._buffer)))]
-                    if not batch:
-                        return True
-                    self._pending, self._in_flight = (uuid.uuid4().hex, batch), len(batch)
-            if self._post(*self._pending):
-                with self._lock:
-                    self._pending, self._in_flight, attempt = None, 0, 0
+            if not self._pending and not self._take():
+                return True
+            batch = self._pending[0]
+            posted = self._post(batch)
+            if posted is not _Posted.RETRY:
+                self._pending.popleft()
+                if posted is _Posted.SPLIT:  # (its events stay in flight)
+                    half = len(batch.events) // 2
+                    self._pending.extendleft([_Batch.of(batch.events[half:]), _Batch.of(batch.events[:half])])
+                else:
+                    with self._lock:
+                        self._in_flight -= len(batch.events)
+                attempt = 0
                 continue
             wait = min(_BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)], deadline - time.monotonic())
             if wait <= 0:
@@ -217,35 +253,88 @@ class TelemetryCollector:
             else:
                 time.sleep(wait)
 
-    def _post(self, key: str, batch: list[dict[str, Any]]) -> bool:
-        """Post one batch; True when it is settled (stored, or refused for good), False to retry it."""
+    def _take(self) -> bool:
+        """The next batch, from the buffer to the pending: the oldest `batch_size` events waiting, or fewer where
+        their body would pass the node's limit; False if none waits. Encoded once, out of the lock (record() waits
+        for no encoding), and posted as encoded."""
+        events: list[dict[str, Any]] = []
+        while not events:
+            with self._lock:
+                events = [self._buffer.popleft() for _ in range(min(self.batch_size, len(self._buffer)))]
+                self._in_flight = len(events)
+            if not events:
+                return False
+            try:
+                body = events_body(events)
+            except (TypeError, ValueError):  # (UnicodeEncodeError is a ValueError)
+                events = self._encodable(events)
+                body = events_body(events)
+        if len(body) > MAX_BATCH_BYTES and (fits := _fitting(events)) < len(events):
+            with self._lock:  # the rest waits again, the oldest first
+                self._buffer.extendleft(reversed(events[fits:]))
+                self._in_flight = fits
+            events, body = events[:fits], events_body(events[:fits])
+        self._pending.append(_Batch.of(events, body))
+        return True
+
+    def _encodable(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """`events` but those JSON cannot carry (a NaN, a lone surrogate, an object for an attribute: the caller's
+        mistake), which are dropped, counted as rejected and logged: they stopped the sender for good."""
+        kept = []
+        for event in events:
+            try:
+                events_body([event])
+            except (TypeError, ValueError) as error:
+                log.warning("a telemetry event JSON cannot carry was dropped", extra={"fields": {"error": error}})
+                with self._lock:
+                    self._rejected += 1
+                    self._in_flight -= 1
+            else:
+                kept.append(event)
+        return kept
+
+    def _post(self, batch: _Batch) -> _Posted:
+        """Post one batch, and say what became of it.
+
+        A batch refused as too large (413) was stored by no one: the node refuses one before it stores any of it,
+        and a proxy's refusal never reached the node. So its halves may go under new keys, with nothing stored twice."""
         try:
-            reply = self._client.report_events(batch, idempotency_key=key)
+            reply = self._client.report_events_body(batch.body, idempotency_key=batch.key)
         except NodeApiError as error:
+            if error.status == 413 and len(batch.events) > 1:
+                log.info("a telemetry batch was refused as too large; sent again in halves",
+                         extra={"fields": {"events": len(batch.events), "error": error}})
+                return _Posted.SPLIT
             if error.status >= 500 or error.status == 429 or error.code in _UNREAD:
                 self._count_failure(error)
-                return False
+                return _Posted.RETRY
+            if error.status == 413 and error.code == NOT_THE_NODES:
+                log.warning(f"{_NOT_THE_NODE_TOO_LARGE}; dropped",
+                            extra={"fields": {"name": batch.events[0]["name"], "error": error}})
+                with self._lock:
+                    self._dropped += 1
+                return _Posted.SETTLED
             if error.code == NOT_THE_NODES or error.status in (401, 403):
                 self._held_back(_NOT_THE_NODE if error.code == NOT_THE_NODES else _TOKEN_REFUSED, error)
-                return False
-            log.warning("the node refused a telemetry batch; dropped", extra={"fields": {"events": len(batch),
+                return _Posted.RETRY
+            log.warning("the node refused a telemetry batch; dropped", extra={"fields": {"events": len(batch.events),
                                                                                           "error": error}})
             with self._lock:
-                self._rejected += len(batch)
-            return True
+                self._rejected += len(batch.events)
+            return _Posted.SETTLED
         except NodeUnreachable as error:
             self._count_failure(error)
-            return False
+            return _Posted.RETRY
         accepted, rejected = reply["accepted"], reply["rejected"]  # NodeClient checked their types
-        if accepted + len(rejected) != len(batch):  # not the node's account of this batch: keep it
+        if accepted + len(rejected) != len(batch.events):  # not the node's account of this batch: keep it
             self._count_failure(NodeApiError(200, "bad_answer", "/v1/events: accepted and rejected do not add up to "
                                                                 "the batch"))
-            return False
+            return _Posted.RETRY
         with self._lock:
             self._sent += accepted
             self._rejected += len(rejected)
             self._holding = None
-        return True
+        return _Posted.SETTLED
 
     def _held_back(self, why: str, error: NodeApiError) -> None:
         """Every batch is refused, though not by the node for what it holds (`why`: the node refuses our API token,
@@ -263,3 +352,17 @@ class TelemetryCollector:
         with self._lock:
             self._failed_posts += 1
         log.info("telemetry post failed; will retry", extra={"fields": {"error": error}})
+
+
+_EMPTY_BODY = len(events_body([]))
+
+
+def _fitting(events: list[dict[str, Any]]) -> int:
+    """How many of `events`, from the first, one body of at most MAX_BATCH_BYTES holds (one at least: the node
+    refuses an event too large alone)."""
+    size = _EMPTY_BODY - len(",")
+    for count, event in enumerate(events):
+        size += len(events_body([event])) - _EMPTY_BODY + len(",")
+        if size > MAX_BATCH_BYTES:
+            return max(count, 1)
+    return len(events)

@@ -11,8 +11,12 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from node.client import CollectorStats, TelemetryCollector
+from node.client import CollectorStats, TelemetryCollector, telemetry
+from node.client.telemetry import BATCH_SIZE
+from node.events import MAX_ATTR_KEY, MAX_ATTR_TEXT, MAX_ATTRS, MAX_BATCH_BYTES, MAX_NAME
 
 from ..factories import API_TOKEN, new_did
 
@@ -110,6 +114,85 @@ def test_a_failed_batch_is_retried_with_the_same_idempotency_key(running):
     assert (stats.sent, stats.failed_posts) == (1, 1)
     assert len(network.keys) == 2 and network.keys[0] == network.keys[1]
     assert running.first_hand_events(agent) == 1
+
+
+class _Recording(httpx.BaseTransport):
+    """The network between collector and node, remembering each post's size in bytes and the node's status."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[int, int]] = []
+        self._real = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self._real.handle_request(request)
+        self.posts.append((len(request.content), response.status_code))
+        return response
+
+
+def test_a_default_batch_of_the_largest_events_the_node_takes_fits_in_its_body_limit(running):
+    """BATCH_SIZE events with as many attributes as the node takes, as long as it takes them, in 4-byte characters,
+    are 2 MB of JSON: the node refused their batch (413) and dropped it as rejected. A batch is cut short where its
+    body would pass the node's limit, the rest waiting for the next."""
+    agent, network = new_did(), _Recording()
+    attrs = {f"{i:02}" + "\U0001F600" * (MAX_ATTR_KEY - 2): "\U0001F600" * MAX_ATTR_TEXT for i in range(MAX_ATTRS)}
+    collector = TelemetryCollector(running.url, running.token, flush_interval=3600, transport=network)
+    for _ in range(BATCH_SIZE):
+        collector.record_tool_call(agent, "\U0001F600" * MAX_NAME, attrs=attrs)
+    stats = collector.shutdown()
+    assert (stats.sent, stats.rejected, stats.failed_posts) == (BATCH_SIZE, 0, 0)
+    assert [status for _, status in network.posts] == [200] * len(network.posts)
+    assert max(size for size, _ in network.posts) <= MAX_BATCH_BYTES < sum(size for size, _ in network.posts)
+    assert running.first_hand_events(agent) == BATCH_SIZE
+
+
+@settings(max_examples=50, deadline=None)
+@given(events=st.lists(st.tuples(st.text(min_size=1, max_size=60), st.text(max_size=200)), min_size=1, max_size=40))
+def test_each_post_fits_in_the_node_s_limit_but_an_event_alone_and_every_event_goes_in_order(events):
+    """Whatever the events hold (escaped, in UTF-8's multibyte characters), measured against a limit of 1 KB."""
+    limit, posts = 1000, []
+
+    def node(request: httpx.Request) -> httpx.Response:
+        batch = json.loads(request.content)["events"]
+        posts.append((len(request.content), [(event["name"], event["attrs"]["text"]) for event in batch]))
+        return httpx.Response(200, json={"accepted": len(batch), "rejected": []})
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(telemetry, "MAX_BATCH_BYTES", limit)
+        collector = TelemetryCollector("http://node.invalid", API_TOKEN, flush_interval=3600,
+                                       transport=httpx.MockTransport(node))
+        agent = new_did()
+        for name, text in events:
+            collector.record_tool_call(agent, name, attrs={"text": text})
+        stats = collector.shutdown()
+    assert stats.sent == len(events)
+    assert [event for _, batch in posts for event in batch] == events
+    assert [size for size, batch in posts if size > limit and len(batch) > 1] == []
+
+
+def test_an_event_json_cannot_carry_is_dropped_as_rejected_and_the_rest_still_go(caplog):
+    """Such an event raised in the sender as it encoded the batch: the daemon thread died (flush() raised), and no
+    event was sent again."""
+    posts = []
+
+    def node(request: httpx.Request) -> httpx.Response:
+        posts.append([event["name"] for event in json.loads(request.content)["events"]])
+        return httpx.Response(200, json={"accepted": len(posts[-1]), "rejected": []})
+
+    collector = TelemetryCollector("http://node.invalid", API_TOKEN, flush_interval=3600, batch_size=2,
+                                   transport=httpx.MockTransport(node))
+    agent = new_did()
+    with caplog.at_level(logging.WARNING, logger="vouchnet.client"):
+        collector.record_tool_call(agent, "a", duration_ms=float("nan"))
+        collector.record_tool_call(agent, "b", attrs={"when": object()})  # type: ignore[dict-item]
+        collector.record_tool_call(agent, "c\ud800")  # a lone surrogate, which UTF-8 cannot carry
+        collector.record_tool_call(agent, "d")
+        assert collector.flush(timeout=10)
+        collector.record_tool_call(agent, "e")
+        stats = collector.shutdown()
+    assert posts == [["d"], ["e"]]
+    assert (stats.sent, stats.rejected, stats.buffered) == (2, 3, 0)
+    assert [r.getMessage().partition(" error=")[0] for r in caplog.records] == [
+        "a telemetry event JSON cannot carry was dropped"] * 3
 
 
 def _exit_after_recording(url: str, token: str, agent: str) -> float:
@@ -210,13 +293,12 @@ def test_a_refused_token_keeps_the_batch_says_so_once_and_drops_the_oldest_when_
 
 @pytest.mark.parametrize("status, body, content_type", [
     (404, b"<html><body>404 Not Found</body></html>", "text/html"),
-    (413, b"<html><body>413 Request Entity Too Large</body></html>", "text/html"),
     (401, b"<html><body>401 Authorization Required</body></html>", "text/html"),
     (400, b'{"message": "no Route matched with those values"}', "application/json"),
     (422, b'{"error": "invalid", "detail": ["events"]}', "application/json"),
     (404, b"[" * 100_000, "application/json"),
     (308, b"", "text/plain"),
-], ids=["404 page", "413 page", "401 page", "JSON of another shape", "detail not a string",
+], ids=["404 page", "401 page", "JSON of another shape", "detail not a string",
         "JSON nested deeper than the parser goes", "redirect"])
 def test_a_refusal_not_in_the_node_s_error_format_keeps_the_batch_says_so_once_and_stays_bounded(
         status, body, content_type, caplog):
@@ -230,6 +312,54 @@ def test_a_refusal_not_in_the_node_s_error_format_keeps_the_batch_says_so_once_a
     assert (stats.sent, stats.dropped, stats.rejected, stats.buffered, stats.failed_posts) == (2, 1, 0, 0, 2)
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1 and "in a form that is not the node's" in errors[0].getMessage()
+
+
+class _BodyLimit:
+    """The node behind a body size limit of `limit` bytes: a longer post gets `refusal()` (a reverse proxy's 413
+    page, or the node's own), the rest are taken whole. Remembers each post's event names and key."""
+
+    def __init__(self, limit: int, refusal: Callable[[], httpx.Response]) -> None:
+        self.limit, self.refusal = limit, refusal
+        self.posts: list[list[str]] = []
+        self.keys: list[str] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        events = json.loads(request.content)["events"]
+        self.posts.append([event["name"] for event in events])
+        self.keys.append(request.headers["idempotency-key"])
+        if len(request.content) > self.limit:
+            return self.refusal()
+        return httpx.Response(200, json={"accepted": len(events), "rejected": []})
+
+
+@pytest.mark.parametrize("refusal, dropped, rejected, logged", [
+    (lambda: httpx.Response(413, content=b"<html><body>413 Request Entity Too Large</body></html>",
+                            headers={"Content-Type": "text/html"}),
+     1, 0, "refuses a telemetry event sent alone as too large (413, in a form that is not the node's)"),
+    (lambda: httpx.Response(413, json={"error": "too_large", "detail": "body: must be at most 2000 bytes"}),
+     0, 1, "the node refused a telemetry batch; dropped"),
+], ids=["a proxy's 413 page", "the node's own 413"])
+def test_a_batch_refused_as_too_large_goes_in_halves_and_an_event_refused_alone_is_dropped(
+        refusal, dropped, rejected, logged, caplog):
+    """A proxy's 413 kept the batch, retried under its key for ever while the newer events were dropped as the
+    buffer filled; the node's own dropped the whole batch as rejected. Halves, each under a new key (no one stored
+    the batch refused), down to single events: one still refused is dropped, counted and logged."""
+    node = _BodyLimit(2000, refusal)
+    collector = TelemetryCollector("http://node.invalid", API_TOKEN, flush_interval=3600, batch_size=8,
+                                   transport=httpx.MockTransport(node))
+    agent = new_did()
+    with caplog.at_level(logging.INFO, logger="vouchnet.client"):
+        for i in range(8):
+            collector.record_tool_call(agent, f"e{i}", attrs={"blob": "x" * 3000} if i == 3 else None)
+        assert collector.flush(timeout=10)
+    stats = collector.shutdown()
+    assert node.posts == [[f"e{i}" for i in range(8)], ["e0", "e1", "e2", "e3"], ["e0", "e1"], ["e2", "e3"],
+                          ["e2"], ["e3"], ["e4", "e5", "e6", "e7"]]
+    assert len(set(node.keys)) == len(node.posts)
+    assert (stats.sent, stats.dropped, stats.rejected, stats.buffered, stats.failed_posts) == (
+        7, dropped, rejected, 0, 0)
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warned) == 1 and logged in warned[0]
 
 
 @pytest.mark.parametrize("status", [400, 413, 422])

@@ -33,7 +33,7 @@ from node.commands import agents
 from node.commands.common import CommandFailed, UsageError
 from node import signed_lists
 from node.credential_registry import CredentialRegistry
-from node.credential_status import bit, decode_list, vouch_status_entry
+from node.credential_status import bit, decode_list, list_url, vouch_list_url, vouch_status_entry
 from node.credentials_api import RETIRED_KEY_GRACE_S, credentials_router
 from node.keys import load_org_key, load_token
 from node.setup import init_data_dir
@@ -43,6 +43,7 @@ from ..factories import Org, new_did
 from ..fsyncs import recorded_fsyncs
 from ..refused_port import refused_port
 from .fake_node import fake_node
+from .in_process import running
 from .kill_points import killed_at
 from .telemetry_node import PUBLIC_URL, guarded_app, served, telemetry_node
 
@@ -309,6 +310,21 @@ def test_agent_new_syncs_the_directories_it_makes_into_their_parents(tmp_path, m
     synced = recorded_fsyncs(monkeypatch)
     assert agent_new("--name", "alice", "--out", str(tmp_path / "new" / "agents"), "--dir", str(made.data_dir)) == 0
     assert {str(tmp_path.resolve()), str(tmp_path.resolve() / "new")} <= set(synced)
+
+
+@pytest.mark.parametrize("public_url", ["", PUBLIC_URL], ids=["port 0, no public_url", "public_url"])
+async def test_the_status_lists_a_running_node_serves_name_where_they_are_served(tmp_path, public_url):
+    """With [api] bind's port 0 and no public_url, the lists named http://127.0.0.1:0/... (the router was made
+    from the config before the API listened): they name the port the OS picked. With a public_url, that."""
+    async with running(tmp_path, settings={"public_url": public_url}) as node:
+        node.telemetry.credentials.allocate(AGENT, name="alice", issued_at=1, expires_at=2)
+        did = node.replica.did
+        async with httpx.AsyncClient(base_url=node.api_url) as client:
+            served = [await client.get(path) for path in (list_url("", 0), vouch_list_url("", did, 0))]
+    claims = [pyjwt.decode(answer.text, options={"verify_signature": False}) for answer in served]
+    where = public_url or node.api_url
+    assert [c["id"] for c in claims] == [list_url(where, 0), vouch_list_url(where, did, 0)]
+    assert [c["credentialSubject"]["id"] for c in claims] == [f"{c['id']}#list" for c in claims]
 
 
 async def test_agent_new_can_vouch_for_the_agent_through_the_running_node(tmp_path, capsys):

@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ledger import LedgerError
-from node.events import MAX_AGE_MS, MAX_SKEW_MS, decode_entry, parse_event
+from node.events import MAX_AGE_MS, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_SKEW_MS, decode_entry, parse_event
 from node.idempotency import WINDOW_MS, IdempotencyStore, StoredReply
-from node.ingest import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, feed_first_hand, first_hand
+from node.ingest import feed_first_hand, first_hand
 from node.metrics import Registry
 from node.retention import RetentionService
 from vouching.scoring import TrustEngine
