@@ -1,9 +1,12 @@
 """Fixtures of the node tests: a fake node over a real replica, and its API served on 127.0.0.1."""
 
+from functools import partial
+
 import pytest
 import trio
 
-from node.api import ApiService
+from node.api import create_app
+from node.api.http_server import serve
 
 from .fake_node import fake_node
 from .forked_cli import ForkedCli
@@ -20,7 +23,7 @@ def node(tmp_path):
 async def url(node):
     """The base URL of the node's API, served as the daemon serves it, on a free port of 127.0.0.1."""
     async with trio.open_nursery() as nursery:
-        (url,) = await nursery.start(ApiService(node, port=0).run)
+        (url,) = await nursery.start(partial(serve, create_app(node), "127.0.0.1", 0))
         yield url
         nursery.cancel_scope.cancel()
 

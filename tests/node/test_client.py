@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger import Ed25519Verifier, open_checkpoint, verify_consistency, verify_inclusion
-from node.api import ApiService
+from node.api import create_app
+from node.api.http_server import serve
 from node.client import AsyncTrustClient, NodeApiError, NodeClient, NodeUnreachable
 from node.client._http import DEFAULT_TIMEOUT
 from node.commands.records import describe
@@ -211,7 +212,7 @@ async def test_an_address_that_does_not_speak_http_is_reported_with_a_hint():
 
 async def test_the_api_service_serves_until_cancelled_and_leaves_no_listener(node):
     async with trio.open_nursery() as nursery:
-        (url,) = await nursery.start(ApiService(node, port=0).run)
+        (url,) = await nursery.start(partial(serve, create_app(node), "127.0.0.1", 0))
         with NodeClient(url) as client:
             assert await call(client.health) == {"status": "ok"}
         nursery.cancel_scope.cancel()

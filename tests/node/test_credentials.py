@@ -8,6 +8,7 @@ import stat
 import threading
 import time
 from datetime import datetime, timezone
+from functools import partial
 
 import httpx
 import jwt as pyjwt
@@ -28,7 +29,8 @@ from node.credentials import (
     vouch_credential,
 )
 from node.jwt import JwtError, b64url, decode_jwt, encode_jwt
-from node.api import ApiService
+from node.api import create_app
+from node.api.http_server import serve
 from node.commands import agents
 from node.commands.common import CommandFailed, UsageError
 from node import signed_lists
@@ -331,7 +333,7 @@ async def test_agent_new_can_vouch_for_the_agent_through_the_running_node(tmp_pa
     (tmp_path / "store").mkdir()
     with fake_node(tmp_path / "store") as node:
         async with trio.open_nursery() as nursery:
-            (url,) = await nursery.start(ApiService(node, port=0).run)
+            (url,) = await nursery.start(partial(serve, create_app(node), "127.0.0.1", 0))
             made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",),
                                  api=url.removeprefix("http://"))
             node.token = load_token(made.data_dir / "api.token")

@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from urllib.parse import quote
 
 import httpx
@@ -17,7 +18,8 @@ from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
 from node import cli
-from node.api import ApiService, create_app, scores
+from node.api import create_app, scores
+from node.api.http_server import serve
 from node.api.http_server import READ_TIMEOUT_S
 from node.api.scores import CHECK_PATH, ScoreFastPath, score_answer, scores_router
 from node.client import NodeClient
@@ -277,7 +279,7 @@ async def _served(node, trust) -> AsyncIterator[str]:
     """The scores API served as the node serves it, on a free port of 127.0.0.1: its base URL."""
     app = create_app(node, routers=[scores_router(trust, node.replica.key)], open_paths=[CHECK_PATH])
     async with trio.open_nursery() as nursery:
-        (url,) = await nursery.start(ApiService(node, port=0, app=app).run)
+        (url,) = await nursery.start(partial(serve, app, "127.0.0.1", 0))
         yield url
         nursery.cancel_scope.cancel()
 
