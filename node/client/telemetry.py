@@ -48,8 +48,9 @@ _TOKEN_REFUSED = ("the node refuses the telemetry API token (VOUCHNET_TOKEN: wha
                   "its path)")
 _NOT_THE_NODE = ("what answers at the node's address refuses telemetry batches in a form that is not the node's (a "
                  "reverse proxy's page, another server?): the node never saw them")
-_NOT_THE_NODE_TOO_LARGE = ("what answers at the node's address (a reverse proxy's body size limit?) refuses a telemetry "
-                           "event sent alone as too large (413, in a form that is not the node's): the node never saw it")
+_NOT_THE_NODE_TOO_LARGE = ("what answers at the node's address (a reverse proxy's body size limit?) refuses a "
+                           "telemetry event sent alone as too large (413, in a form that is not the node's): the node "
+                           "never saw it")
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,8 @@ class TelemetryCollector:
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
         self._recorded = self._sent = self._dropped = self._rejected = self._failed_posts = 0
-        self._holding: str | None = None  # what holds every batch back (logged once per spell), if anything
+        # What holds every batch back, or drops every event, if anything (logged once per spell).
+        self._holding: str | None = None
 
     # --- recording --------------------------------------------------------------------------------------------
 
@@ -302,17 +304,19 @@ class TelemetryCollector:
             reply = self._client.report_events_body(batch.body, idempotency_key=batch.key)
         except NodeApiError as error:
             if error.status == 413 and len(batch.events) > 1:
-                log.info("a telemetry batch was refused as too large; sent again in halves",
-                         extra={"fields": {"events": len(batch.events), "error": error}})
+                log.debug("a telemetry batch was refused as too large; sent again in halves",
+                          extra={"fields": {"events": len(batch.events), "error": error}})
                 return _Posted.SPLIT
             if error.status >= 500 or error.status == 429 or error.code in _UNREAD:
                 self._count_failure(error)
                 return _Posted.RETRY
             if error.status == 413 and error.code == NOT_THE_NODES:
-                log.warning(f"{_NOT_THE_NODE_TOO_LARGE}; dropped",
-                            extra={"fields": {"name": batch.events[0]["name"], "error": error}})
-                with self._lock:
+                with self._lock:  # said once until an event goes through: a proxy may refuse every event
                     self._dropped += 1
+                    first, self._holding = self._holding != _NOT_THE_NODE_TOO_LARGE, _NOT_THE_NODE_TOO_LARGE
+                if first:
+                    log.warning(f"{_NOT_THE_NODE_TOO_LARGE}; dropped, and so are the next such events, unsaid until "
+                                "one goes through", extra={"fields": {"name": batch.events[0]["name"], "error": error}})
                 return _Posted.SETTLED
             if error.code == NOT_THE_NODES or error.status in (401, 403):
                 self._held_back(_NOT_THE_NODE if error.code == NOT_THE_NODES else _TOKEN_REFUSED, error)

@@ -314,6 +314,9 @@ def test_a_refusal_not_in_the_node_s_error_format_keeps_the_batch_says_so_once_a
     assert len(errors) == 1 and "in a form that is not the node's" in errors[0].getMessage()
 
 
+_NOT_THE_NODE_TOO_LARGE_SAID = "refuses a telemetry event sent alone as too large"
+
+
 class _BodyLimit:
     """The node behind a body size limit of `limit` bytes: a longer post gets `refusal()` (a reverse proxy's 413
     page, or the node's own), the rest are taken whole. Remembers each post's event names and key."""
@@ -360,6 +363,29 @@ def test_a_batch_refused_as_too_large_goes_in_halves_and_an_event_refused_alone_
         7, dropped, rejected, 0, 0)
     warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warned) == 1 and logged in warned[0]
+
+
+def test_a_proxy_refusing_every_event_as_too_large_is_said_once_until_an_event_goes_through(caplog):
+    """A proxy whose body limit is below any event (a misconfiguration): each event, sent alone, is dropped, but
+    said once, not once per event (thousands a second), and said again after one went through."""
+    node = _BodyLimit(10, lambda: httpx.Response(413, content=b"<html>413</html>",
+                                                 headers={"Content-Type": "text/html"}))
+    collector = TelemetryCollector("http://node.invalid", API_TOKEN, flush_interval=3600, batch_size=8,
+                                   transport=httpx.MockTransport(node))
+    with caplog.at_level(logging.WARNING, logger="vouchnet.client"):
+        for i in range(8):
+            collector.record_tool_call(new_did(), f"e{i}")
+        assert collector.flush(timeout=10)
+        node.limit = 10**6
+        collector.record_tool_call(new_did(), "through")
+        assert collector.flush(timeout=10)
+        node.limit = 10
+        collector.record_tool_call(new_did(), "refused again")
+        assert collector.flush(timeout=10)
+    stats = collector.shutdown()
+    assert (stats.sent, stats.dropped) == (1, 9)
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warned) == 2 and all(_NOT_THE_NODE_TOO_LARGE_SAID in message for message in warned)
 
 
 @pytest.mark.parametrize("status", [400, 413, 422])
