@@ -16,7 +16,7 @@ __all__, __getattr__ = lazy_names(__name__, {
     ".checkpoint": ("MAX_TREE_SIZE", "Checkpoint", "open_checkpoint", "peek_origin"),
     ".cosignature": ("COSIGNATURE_V1", "CosignatureSigner", "CosignatureVerifier", "cosignature_message",
                      "cosignature_timestamp"),
-    ".errors": ("EntryPruned", "LedgerError"),
+    ".errors": ("EntryPruned", "LedgerError", "StoredHashError"),
     ".merkle": ("EMPTY_ROOT", "Frontier", "HashReader", "ProofError", "leaf_hash", "node_hash", "tree_hash",
                 "verify_consistency", "verify_inclusion", "verify_inclusion_hash"),
     ".names": ("cosigner_name", "log_origin", "parse_log_origin"),
@@ -25,6 +25,7 @@ __all__, __getattr__ = lazy_names(__name__, {
               "key_id", "note_signature", "open_note", "parse_vkey", "sign_note"),
     ".storage": ("Ledger",),
     ".tree_check": ("StoredHashCheck",),
+    ".tree_repair": ("EntriesDamaged", "repair_stored_hashes"),
     ".witness": ("AddCheckpointRequest", "BadCheckpoint", "BadProof", "BadRequest", "Conflict", "Equivocation",
                  "UnknownOrigin", "Witness", "WitnessError", "WitnessStoreError"),
 })

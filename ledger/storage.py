@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 
 from . import bundles, merkle, tiles
-from .errors import EntryPruned, LedgerError
+from .errors import EntryPruned, LedgerError, StoredHashError
 from .files import sync_directory
 from .wal import use_wal
 
@@ -68,13 +68,16 @@ class Ledger:
     wait for each other. Only one process may append: a second writer is detected and refused with LedgerError.
     """
 
-    def __init__(self, path: Path, db: sqlite3.Connection, *, read_only: bool = False) -> None:
+    def __init__(
+        self, path: Path, db: sqlite3.Connection, *, read_only: bool = False, to_repair: bool = False
+    ) -> None:
         """Check the opened file is a ledger whose size agrees with its rows; use `Ledger.open`."""
         self._path = path
         self._db: sqlite3.Connection | None = db
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # reentrant: `rewriting` holds it while its block reads and replaces hashes
         self._entries = bundles.EntryStore(db, path)
         self._tiles = tiles.TileStore(db, path)
+        self._rewriting = False
         db.execute("PRAGMA query_only = ON")  # checking must never write, whatever the file holds
         # One snapshot for all the checks: another connection may append meanwhile (the node, while `vouchnet audit
         # export` opens its audit log), and a size read before an append and rows read after it disagree.
@@ -83,14 +86,13 @@ class Ledger:
             self._size, self._pruned = self._check_meta(db)
             last = self._entries.check(self._size, self._pruned)
             self._tiles.check(self._size)
-            if last is not None and merkle.leaf_hash(last) != self._tiles.read_hashes([(0, self._size - 1)])[0]:
-                raise LedgerError(f"{path}: corrupt: entry {self._size - 1} does not match its stored leaf hash")
-            nodes = _frontier_nodes(self._size)
-            self._frontier = _Hashes(zip(nodes, self._tiles.read_hashes(nodes)))
+            if (not to_repair and last is not None
+                    and merkle.leaf_hash(last) != self._tiles.read_hashes([(0, self._size - 1)])[0]):
+                raise StoredHashError(f"{path}: corrupt: entry {self._size - 1} does not match its stored leaf hash")
+            self._load_frontier()
         finally:
             if db.in_transaction:  # (SQLite may have ended it on an error)
                 db.execute("ROLLBACK")
-        self._root = merkle.root_hash(self._size, self._frontier)
         if read_only:
             return
         db.execute("PRAGMA query_only = OFF")
@@ -100,7 +102,7 @@ class Ledger:
         db.execute(f"PRAGMA journal_size_limit = {_WAL_LIMIT}")
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, read_only: bool = False) -> Ledger:
+    def open(cls, path: str | os.PathLike[str], *, read_only: bool = False, to_repair: bool = False) -> Ledger:
         """Open the ledger at `path`, creating an empty one if nothing is there.
 
         With `read_only`, the ledger must exist (FileNotFoundError) and is never written (appending and pruning
@@ -108,7 +110,9 @@ class Ledger:
         read past, one committed state at a time.
 
         Raises LedgerError if the file is not a ledger, is from a newer schema, or its size disagrees with its
-        rows; the file is then left exactly as it was.
+        rows; the file is then left exactly as it was. StoredHashError (a LedgerError) if the last entry's stored
+        hash is not its hash, unless `to_repair`: opened to rebuild the stored hashes (ledger.tree_repair), whose
+        root and proofs are then not to be trusted until `rewriting` has replaced the wrong ones.
         """
         path = Path(path)
         if not read_only and not os.path.lexists(path):
@@ -119,13 +123,19 @@ class Ledger:
             f"{path.absolute().as_uri()}?mode={mode}", uri=True, isolation_level=None, check_same_thread=False
         )
         try:
-            return cls(path, db, read_only=read_only)
+            return cls(path, db, read_only=read_only, to_repair=to_repair)
         except sqlite3.Error as e:
             db.close()
             raise LedgerError(f"{path}: corrupt or not a ledger: {e}") from e
         except BaseException:
             db.close()
             raise
+
+    def _load_frontier(self) -> None:
+        """Read the frontier (the subtrees covering the tree) from the stored hashes, and compute the root."""
+        nodes = _frontier_nodes(self._size)
+        self._frontier = _Hashes(zip(nodes, self._tiles.read_hashes(nodes)))
+        self._root = merkle.root_hash(self._size, self._frontier)
 
     def _check_meta(self, db: sqlite3.Connection) -> tuple[int, int]:
         (version,) = db.execute("PRAGMA user_version").fetchone()
@@ -267,6 +277,34 @@ class Ledger:
                 raise IndexError(f"level, start, end: must satisfy 0 <= start <= end <= size >> level = {count}, got"
                                  f" {level}, {start}, {end}")
             return self._tiles.read_run(level, start, end) if start < end else []
+
+    @contextmanager
+    def rewriting(self) -> Iterator[None]:
+        """One transaction for `replace_stored_hashes` (ledger.tree_repair): committed if the block ends normally,
+        rolled back if it raises (or the process dies). The block's thread has the ledger to itself, and its reads
+        see its replacements; the frontier and root are read anew from the stored hashes after it."""
+        with self._using("rewriting") as db:
+            try:
+                with self._transaction(db):
+                    self._rewriting = True
+                    yield
+            finally:
+                self._rewriting = False
+                self._tiles.forget()
+                self._load_frontier()
+
+    def replace_stored_hashes(self, level: int, hashes: dict[int, bytes]) -> None:
+        """Inside `rewriting`: store the given hashes (index -> hash) for nodes (level, index) of the tree."""
+        with self._using("replace_stored_hashes"):
+            if not self._rewriting:
+                raise LedgerError(f"{self._path}: stored hashes are replaced only inside Ledger.rewriting()")
+            count = self._size >> level if _int("level", level) >= 0 else -1
+            for index, digest in hashes.items():
+                if not 0 <= _int("index", index) < count:
+                    raise IndexError(f"index: must be in [0, size >> level = {count}), got {index} at level {level}")
+                if type(digest) is not bytes or len(digest) != merkle.HASH_SIZE:
+                    raise ValueError(f"hashes[{index}]: must be {merkle.HASH_SIZE} bytes")
+            self._tiles.write(self._tiles.replaced(level, hashes))
 
     def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
         """RFC 9162 §2.1.3.1: the audit path of entry `index` in the tree of `size` (default: the current size)."""

@@ -86,6 +86,30 @@ class TileStore:
         offset = start % TILE_WIDTH * _H
         return [data[k : k + _H] for k in range(offset, offset + (end - start) * _H, _H)]
 
+    def replaced(self, level: int, hashes: dict[int, bytes]) -> list[Row]:
+        """The rows of `level`'s tiles with the hashes of the given nodes (index -> hash) replaced, for repairing
+        them (ledger.tree_repair); the tiles touched are read in one query, not kept in memory."""
+        if not hashes:
+            return []
+        by_tile: dict[int, list[int]] = {}
+        for index in hashes:
+            by_tile.setdefault(_tile_id(level, index // TILE_WIDTH), []).append(index)
+        marks = ", ".join("?" * len(by_tile))
+        stored = dict(self._db.execute(f"SELECT id, hashes FROM tiles WHERE id IN ({marks})", list(by_tile)))
+        rows = []
+        for tile_id, indices in by_tile.items():
+            width = max(index % TILE_WIDTH for index in indices) + 1
+            blob = bytearray(self._checked(tile_id, stored.get(tile_id, b""), width))
+            for index in indices:
+                offset = index % TILE_WIDTH * _H
+                blob[offset : offset + _H] = hashes[index]
+            rows.append((tile_id, bytes(blob)))
+        return rows
+
+    def forget(self) -> None:
+        """Drop the tiles kept in memory: after a transaction that replaced stored hashes, committed or not."""
+        self._cache.clear()
+
     def _remember(self, tile_id: int, blob: bytes) -> None:
         self._cache[tile_id] = blob
         self._cache.move_to_end(tile_id)

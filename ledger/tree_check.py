@@ -64,7 +64,12 @@ class StoredHashCheck:
         stored = self._ledger.stored_hashes(level, start, end)
         self.checked += len(computed)
         if stored != computed:
-            wrong = [start + k for k, (ours, theirs) in enumerate(zip(computed, stored)) if ours != theirs]
+            wrong = {start + k: ours for k, (ours, theirs) in enumerate(zip(computed, stored)) if ours != theirs}
             self.mismatches += len(wrong)
-            self.wrong += [(level, index) for index in wrong[: self._keep - len(self.wrong)]]
+            self.wrong += [(level, index) for index in list(wrong)[: self._keep - len(self.wrong)]]
+            self._found(level, wrong)
         computed.clear()
+
+    def _found(self, level: int, wrong: dict[int, bytes]) -> None:
+        """Called with the nodes of `level` whose stored hash differs (index -> the hash computed): a check only
+        counts them; ledger.tree_repair replaces them."""
