@@ -24,6 +24,7 @@ from ledger.names import PREFIX
 from vouching import InvalidDid, public_key_from_did
 
 RECORDS_LOG = "records"
+CHECKPOINT_FILE = "checkpoint.note"  # in the data directory: our latest checkpoint with its cosignatures
 MAX_CHECKPOINT_NOTE = 16 * 1024  # a checkpoint note with up to 64 Ed25519 cosignature lines is about 12 KiB
 
 

@@ -71,6 +71,7 @@ from ledger.names import PREFIX
 from vouching import EquivocationBody, InvalidRecord, did_key, equivocation_body, public_key_from_did
 
 from .checkpoints import (
+    CHECKPOINT_FILE,
     RECORDS_LOG,
     CheckpointPace,
     ForkDetector,
@@ -105,7 +106,6 @@ logger = logging.getLogger(__name__)
 # far shorter. A longer frame is refused unread (the reply is decoded on the loop: 1 MiB of dense CBOR took ~1 s).
 _MAX_REPLY = MAX_NOTE_SIZE + 1024
 WITNESS_FILE = "witness.sqlite"  # the witness's state: what it cosigned of each peer's log
-CHECKPOINT_FILE = "checkpoint.note"  # our latest checkpoint with its cosignatures
 _NOT_RUNNING = Refused(503, "this node's witness is not running")
 _CANNOT_STORE = Refused(503, "this node's witness cannot store its state now; ask again later")
 _ATTEMPTS = 3  # requests for one checkpoint (or for what a peer holds of our log) that may go unanswered before

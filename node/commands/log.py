@@ -1,4 +1,4 @@
-"""`vouchnet log checkpoint` and `vouchnet log verify`: the node's records ledger as a transparency log."""
+"""`vouchnet log checkpoint`, `log verify` and `log repair`: the node's records ledger as a transparency log."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import base64
 import sys
 from pathlib import Path
 
+from gossip.checkpoints import CHECKPOINT_FILE
 from gossip.store import LEDGER_FILE
 from vouching.counts import counted
 
@@ -15,12 +16,16 @@ from .common import (
     Subparsers,
     add_command,
     add_command_group,
+    add_dir_option,
+    add_local_command,
     data_dir_of,
     did_argument,
+    local_config,
     open_client,
     print_json,
 )
-from .log_verify import Verified, verify_log
+from .log_repair import repair_log
+from .log_verify import Verified, named_wrong, verify_log
 
 CACHE_FILE = "verified.checkpoint"  # in the data directory: the checkpoint the last `log verify` accepted
 
@@ -29,10 +34,11 @@ def register(subparsers: Subparsers) -> None:
     commands = add_command_group(
         subparsers,
         "log",
-        summary="the node's records ledger as a transparency log: its checkpoint, and a full re-check",
+        summary="the node's records ledger as a transparency log: its checkpoint, a full re-check, a repair",
         description="The node's records ledger is a Merkle log: every record it accepted, in order, under a "
         "checkpoint (a C2SP signed note) that its peers cosign.",
-        examples=["vouchnet log checkpoint", "vouchnet log verify --dir /srv/vouchnet"],
+        examples=["vouchnet log checkpoint", "vouchnet log verify --dir /srv/vouchnet",
+                  "vouchnet log repair --dir /srv/vouchnet"],
     )
     add_command(
         commands,
@@ -63,6 +69,22 @@ def register(subparsers: Subparsers) -> None:
     verify.add_argument("--cache", type=Path, metavar="FILE", help="where the last accepted checkpoint is kept "
                         f"(default: {CACHE_FILE} in the data directory; none with --api)")
     verify.add_argument("--json", action="store_true", help="print what was verified as JSON")
+    repair = add_local_command(
+        commands,
+        "repair",
+        summary="rebuild the hashes the ledger stores from its entries (stop the node first)",
+        description=f"Recompute every hash the node's {LEDGER_FILE} stores (from which it builds its proofs) from "
+        "its entries, as log verify --dir compares them, and replace those that differ, in one transaction: "
+        "nothing changes unless all are replaced, whatever stops it. Only once the entries are shown sound: those "
+        f"the node's latest checkpoint ({CHECKPOINT_FILE} in the data directory) covers must hash to its root, and "
+        "those after it must be validly signed records; otherwise an entry is damaged, nothing is repaired, and a "
+        "copy of the data directory is the way back (exit 1). Run it with the node stopped (it takes the data "
+        "directory's lock, as the node does); progress on stderr. Prints the wrong hashes it replaced, or that "
+        "there was nothing to repair.",
+        examples=["vouchnet log repair --dir /srv/vouchnet", "vouchnet log repair"],
+        run=_repair,
+    )
+    add_dir_option(repair)
 
 
 def _checkpoint(args: argparse.Namespace) -> int:
@@ -93,6 +115,21 @@ def _verify(args: argparse.Namespace) -> int:
         })
     else:
         _report(verified, cache)
+    return 0
+
+
+def _repair(args: argparse.Namespace) -> int:
+    config = local_config(args)
+    checkpoint, tree = repair_log(config.data_dir, config.network, progress=_Progress())
+    entries = counted(checkpoint.size, "entry", "entries")
+    if not tree.mismatches:
+        print(f"nothing to repair: the {counted(tree.checked, 'hash', 'hashes')} {LEDGER_FILE} stores match its "
+              f"entries, the {entries} of the node's checkpoint hashing to its root")
+        return 0
+    was = "hash was" if tree.mismatches == 1 else "hashes were"
+    print(f"{tree.mismatches} stored {was} wrong: {named_wrong(tree)}")
+    print(f"replaced with the hashes of the entries, the {entries} of the node's checkpoint hashing to its root; "
+          "start the node and run `vouchnet log verify` to check its proofs")
     return 0
 
 

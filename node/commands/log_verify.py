@@ -175,19 +175,26 @@ def _stored_tree(path: Path | None, size: int) -> Iterator[Frontier | StoredHash
         ledger.close()
 
 
+RESTORE = ("restore the data directory from a copy taken before the fault and after the last checkpoint the node "
+           "published (an older one forks its log)")
+
+
 def _wrong_hashes(path: Path, size: int, tree: StoredHashCheck) -> str:
     """The failure of a ledger file storing hashes other than its entries give: which, and what to do."""
+    differ, it = ("differs", "it") if tree.mismatches == 1 else ("differ", "them")
+    return (f"{path}: {counted(tree.mismatches, 'stored hash', 'stored hashes')} of the tree of its "
+            f"{counted(size, 'entry', 'entries')} {differ} from what the entries hash to: {named_wrong(tree)}. The "
+            f"entries and the checkpoint are sound, but the node's proofs through {it} fail for its clients. Stop the "
+            f"node and run `vouchnet log repair --dir {path.parent}`, which rebuilds the stored hashes from the "
+            f"entries; should it find the entries damaged, {RESTORE}, start it and run log verify again")
+
+
+def named_wrong(tree: StoredHashCheck) -> str:
+    """The wrong stored hashes `tree` names, (level, index) with the entries below each, and how many more."""
     names = [f"level {level} index {index} " + (f"(the hash of entry {index})" if level == 0 else
              f"(over entries {index << level} to {((index + 1) << level) - 1})") for level, index in tree.wrong]
     more = tree.mismatches - len(names)
-    listed = ", ".join(names) + (f" and {more} more" if more else "")
-    differ, it = ("differs", "it") if tree.mismatches == 1 else ("differ", "them")
-    return (f"{path}: {counted(tree.mismatches, 'stored hash', 'stored hashes')} of the tree of its "
-            f"{counted(size, 'entry', 'entries')} {differ} from what the entries hash to: {listed}. The entries and "
-            f"the checkpoint are sound, but the node's proofs through {it} fail for its clients. vouchnet cannot "
-            "rebuild stored hashes yet: stop the node, restore its data directory from a copy taken before the fault "
-            "and after the last checkpoint it published (an older one forks its log), start it and run log verify "
-            "again; without such a copy, the node runs on, serving those failing proofs")
+    return ", ".join(names) + (f" and {more} more" if more else "")
 
 
 def _check_entries(

@@ -32,6 +32,7 @@ from node.commands import common
 from node.commands.log_verify import verify_log
 from node.commands.vouches import parse_expires
 from node.config import render_template
+from node.data_lock import locked_data_dir
 from node.keys import create_token
 from node.setup import init_data_dir
 from vouching import did_key, org_body, revoke_body, verify_record, vouch_body
@@ -745,7 +746,9 @@ async def test_log_verify_catches_a_flipped_bit_in_a_stored_hash(run, node, data
     assert (code, out) == (1, "")
     assert (f"{data_dir / 'records.ledger'}: 1 stored hash of the tree of its 4 entries differs from what the entries "
             "hash to: level 0 index 0 (the hash of entry 0). The entries and the checkpoint are sound, but the node's "
-            "proofs through it fail for its clients. vouchnet cannot rebuild stored hashes yet: stop the node") in err
+            f"proofs through it fail for its clients. Stop the node and run `vouchnet log repair --dir {data_dir}`, "
+            "which rebuilds the stored hashes from the entries; should it find the entries damaged, restore the data "
+            "directory from a copy") in err
     assert not (data_dir / "verified.checkpoint").exists()
 
 
@@ -850,6 +853,136 @@ async def test_log_verify_names_a_ledger_file_the_node_cannot_read(run, node, ur
     assert "records.ledger: entries: no such table: entries" in err and "(503 storage)" in err
 
 
+# --- log repair ------------------------------------------------------------------------------------------------
+
+
+def _published(node, data_dir):
+    """The node's checkpoint as the Witnessing service keeps it, in the data directory."""
+    (data_dir / "checkpoint.note").write_bytes(node.note)
+
+
+def _proofs_verify(node):
+    ledger = node.replica.store.ledger
+    ledger._tiles._cache.clear()  # the node's memory of the tiles: a restart reads them anew
+    size, root = ledger.size, ledger.root()
+    for i in range(size):
+        verify_inclusion(ledger.entry(i), i, size, ledger.inclusion_proof(i, size), root)
+
+
+def _file_bytes(data_dir):
+    """The ledger's data: its file and write-ahead log (not the -shm index of the log, which any reader rewrites)."""
+    return {path.name: path.read_bytes() for path in sorted(data_dir.glob("records.ledger*"))
+            if not path.name.endswith("-shm")}
+
+
+async def test_log_repair_rebuilds_a_flipped_leaf_hash_and_log_verify_then_passes(run, node, data_dir):
+    _three_orgs_logged(node)
+    _published(node, data_dir)
+    _flip_stored_hash(node, 0, 0)
+    code, out, err = await run("log", "repair", "--dir", data_dir)
+    assert code == 0, err
+    assert out.splitlines() == [
+        "1 stored hash was wrong: level 0 index 0 (the hash of entry 0)",
+        "replaced with the hashes of the entries, the 4 entries of the node's checkpoint hashing to its root; start "
+        "the node and run `vouchnet log verify` to check its proofs"]
+    assert "checked 4/4 entries" in err
+    _proofs_verify(node)
+    code, out, err = await run("log", "verify", "--dir", data_dir)
+    assert code == 0, err
+
+
+async def test_log_repair_rebuilds_upper_hashes_past_the_checkpoint_and_names_each(run, node, data_dir):
+    """Hashes over entries 16-31 and 0-7 (levels 4 and 3) and leaf 3's wrong in a log of 40, 5 of them after the
+    checkpoint (valid records: no signed root covers them)."""
+    ledger = node.replica.store.ledger
+    ledger.append([Org().record().raw for _ in range(35)])
+    node.sign_checkpoint()
+    _published(node, data_dir)
+    ledger.append([Org().record().raw for _ in range(5)])
+    for level, index in [(4, 1), (0, 3), (3, 0)]:
+        _flip_stored_hash(node, level, index)
+    code, out, err = await run("log", "repair", "--dir", data_dir)
+    assert code == 0, err
+    assert out.splitlines()[0] == ("3 stored hashes were wrong: level 0 index 3 (the hash of entry 3), level 3 index 0 "
+                                   "(over entries 0 to 7), level 4 index 1 (over entries 16 to 31)")
+    _proofs_verify(node)
+    node.sign_checkpoint()
+    code, _, err = await run("log", "verify", "--dir", data_dir)
+    assert code == 0, err
+
+
+async def test_log_repair_of_a_sound_ledger_changes_no_byte(run, node, data_dir):
+    node.replica.store.ledger.append([Org().record().raw for _ in range(40)])
+    node.sign_checkpoint()
+    _published(node, data_dir)
+    before = _file_bytes(data_dir)
+    code, out, err = await run("log", "repair", "--dir", data_dir)
+    assert (code, out) == (0, "nothing to repair: the 78 hashes records.ledger stores match its entries, the 40 "
+                              "entries of the node's checkpoint hashing to its root\n"), err
+    assert _file_bytes(data_dir) == before
+
+
+async def test_log_repair_is_refused_while_the_node_holds_its_directory(run, node, data_dir):
+    _three_orgs_logged(node)
+    _published(node, data_dir)
+    _flip_stored_hash(node, 0, 1)
+    before = _file_bytes(data_dir)
+    with locked_data_dir(data_dir):
+        code, out, err = await run("log", "repair", "--dir", data_dir)
+    assert (code, out) == (1, "")
+    pid = f", pid {os.getpid()}" if os.path.exists("/proc/locks") else ""
+    assert err == (f"vouchnet log repair: {data_dir}: in use by another process{pid} (is its node running? stop it "
+                   "first)\n")
+    assert _file_bytes(data_dir) == before
+
+
+async def test_log_repair_refuses_damaged_entries_and_changes_nothing(run, node, data_dir):
+    _three_orgs_logged(node)
+    _published(node, data_dir)
+    _flip_stored_hash(node, 1, 1)
+    with _ledger_rows(node) as db:
+        first, entries = _stored_entries(db)
+        entries[2] = entries[2][:-1] + bytes([entries[2][-1] ^ 1])
+        _store_entries(db, first, entries)
+    before = _file_bytes(data_dir)
+    code, out, err = await run("log", "repair", "--dir", data_dir)
+    assert (code, out) == (1, "")
+    assert (f"{data_dir / 'records.ledger'}: the first 4 entries do not hash to the signed root: an entry is damaged "
+            "(stored hashes differ from those of entries 2): the entries themselves are damaged, so nothing was "
+            "repaired; restore the data directory from a copy") in err
+    assert _file_bytes(data_dir) == before
+
+
+async def test_log_repair_refuses_an_entry_past_the_checkpoint_that_is_not_a_record(run, node, data_dir):
+    _three_orgs_logged(node)
+    _published(node, data_dir)
+    node.replica.store.ledger.append([Org().record().raw, b"not a record"])
+    _flip_stored_hash(node, 0, 0)
+    before = _file_bytes(data_dir)
+    code, _, err = await run("log", "repair", "--dir", data_dir)
+    assert code == 1
+    assert "vouchnet log repair: entry 5 (after the checkpoint): " in err
+    assert "the entries themselves are damaged, so nothing was repaired" in err
+    assert _file_bytes(data_dir) == before
+
+
+@pytest.mark.parametrize(("damage", "complaint"), [
+    (lambda d: (d / "checkpoint.note").unlink(), "checkpoint.note: no such file: the node has not signed a checkpoint"),
+    (lambda d: (d / "checkpoint.note").write_bytes((d / "checkpoint.note").read_bytes().replace(b"\n4\n", b"\n3\n")),
+     "does not verify: the checkpoint the entries are checked against is unreadable, so nothing was repaired"),
+    (lambda d: (d / "records.ledger").rename(d / "elsewhere"), "records.ledger: no such file: is "),
+], ids=["no checkpoint", "checkpoint altered", "no ledger"])
+async def test_log_repair_without_a_sound_checkpoint_or_ledger_changes_nothing(run, node, data_dir, damage, complaint):
+    _three_orgs_logged(node)
+    _published(node, data_dir)
+    damage(data_dir)
+    before = _file_bytes(data_dir)
+    code, _, err = await run("log", "repair", "--dir", data_dir)
+    assert code == 1
+    assert complaint in err
+    assert _file_bytes(data_dir) == before  # (no ledger created where there was none)
+
+
 # --- the parser -----------------------------------------------------------------------------------------
 
 
@@ -870,7 +1003,7 @@ def test_every_command_explains_itself_with_examples(capsys, command):
     assert "examples:\n  vouchnet " + " ".join(command) in out
 
 
-@pytest.mark.parametrize(("group", "subcommands"), [("log", "checkpoint or verify"), ("key", "rotate"),
+@pytest.mark.parametrize(("group", "subcommands"), [("log", "checkpoint, verify or repair"), ("key", "rotate"),
                                                    ("testnet", "up, status, logs, down or run")])
 def test_a_command_group_without_its_subcommand_names_them(capsys, group, subcommands):
     """Not argparse's 'the following arguments are required: COMMAND', which does not say what COMMAND may be."""
