@@ -28,7 +28,7 @@ from gossip.store import RecordStore, StoreError
 from gossip.sync_messages import SYNC_PROTOCOL
 from gossip.sync_service import SyncService
 from gossip.witnessing import Witnessing
-from ledger import LedgerError
+from ledger import LedgerError, StoredHashError
 from ledger.witness import WitnessStoreError
 from vouching import OrgBody
 from vouching.policy import DEFAULT_HIGH_RISK_TOOLS, Policy
@@ -177,6 +177,9 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         token_file = TokenFile(config.token_path)
         try:
             store = stack.enter_context(RecordStore.open(config.data_dir))
+        except StoredHashError as error:
+            raise StartupError(f"records: {error}: run `vouchnet log repair --dir {config.data_dir}`, which rebuilds the "
+                               "stored hashes from the entries once they hash to the node's last checkpoint") from None
         except (LedgerError, StoreError) as error:
             raise StartupError(f"records: {error}") from None
         replica = Replica(key, store, roots=config.roots, max_hops=config.max_hops, held_limit=limits.held_records,

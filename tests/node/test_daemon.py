@@ -26,8 +26,10 @@ from nacl.signing import SigningKey
 import gossip.replica
 import node.daemon
 import node.digests
+import node.cli
 import node.trust
 from gossip.replica import Replica
+from ledger import Checkpoint, Ed25519Signer, log_origin
 from gossip.store import CommittedIndex, RecordStore
 from node.audit_log import AuditLog
 from node.config import load_config
@@ -39,7 +41,7 @@ from node.keys import create_token, load_org_key
 from node.logs import logfmt_fields
 from node.setup import init_data_dir
 
-from vouching import org_body, revoke_body, vouch_body
+from vouching import did_key, org_body, revoke_body, vouch_body
 from vouching.feed import feed_record
 from vouching.recompute import Recompute
 from vouching.scoring import TrustEngine
@@ -704,3 +706,28 @@ async def test_a_node_reads_its_org_s_revokes_in_worker_threads_as_it_starts(tmp
         "encodedList"])
     assert [seq for seq in range(8) if bit(bits, seq)] == [vouches[1].seq]
     assert threads and threading.main_thread() not in threads
+
+
+async def test_a_wrong_last_leaf_hash_stops_the_node_naming_log_repair_which_mends_it(tmp_path, capsys):
+    """The one stored hash a start checks (Ledger.open): the node refuses to start, and says what rebuilds it."""
+    init_data_dir(tmp_path, network="test", api="127.0.0.1:0", listen=("/ip4/127.0.0.1/tcp/0",))
+    key = load_org_key(tmp_path / "org.key")
+    origin = log_origin("test", did_key(bytes(key.verify_key)), "records")
+    with RecordStore.open(tmp_path) as store:
+        store.ledger.append([Org().record().raw for _ in range(5)])
+        root = store.ledger.root()
+    (tmp_path / "checkpoint.note").write_bytes(Checkpoint(origin, 5, root).sign([Ed25519Signer(origin, key)]))
+    with sqlite3.connect(tmp_path / "records.ledger") as db:  # leaf 4's hash, the last in tile 0, loses a bit
+        (hashes,) = db.execute("SELECT hashes FROM tiles WHERE id = 0").fetchone()
+        db.execute("UPDATE tiles SET hashes = ? WHERE id = 0", (hashes[:128] + bytes([hashes[128] ^ 1]) + hashes[129:],))
+    db.close()
+    config = load_config(tmp_path)
+    with pytest.raises(StartupError, match=rf"records: .*records.ledger: corrupt: entry 4 does not match its stored "
+                       rf"leaf hash: run `vouchnet log repair --dir {tmp_path}`, which rebuilds the stored hashes"):
+        await serve_node(config)
+    assert await trio.to_thread.run_sync(node.cli.main, ["log", "repair", "--dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.startswith("1 stored hash was wrong: level 0 index 4 (the hash of entry 4)\n")
+    async with trio.open_nursery() as nursery:
+        started: Node = await nursery.start(serve_node, config)
+        assert started.replica.store.ledger.root(5) == root  # (it logged its own org record since)
+        nursery.cancel_scope.cancel()
