@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import tracemalloc
 from pathlib import Path
 from unittest import mock
 
@@ -14,7 +15,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger import EntriesDamaged, Ledger, LedgerError, StoredHashError, merkle, repair_stored_hashes, tree_check
+from ledger import (
+    EntriesDamaged,
+    Ledger,
+    LedgerError,
+    StoredHashError,
+    merkle,
+    repair_stored_hashes,
+    tree_check,
+    tree_repair,
+)
 
 from .flip import flip_bit
 from .test_tree_check import _checked, _entries, _flip_stored_hash
@@ -202,3 +212,25 @@ def test_a_repair_killed_at_any_moment_leaves_the_old_ledger_or_the_repaired_one
             outcomes.append("repaired")
             _restore_tiles(path, corrupt[0])
     assert {"old", "repaired"} <= set(outcomes), outcomes
+
+
+def test_a_repair_holds_a_page_and_a_run_a_level_not_the_tree(tmp_path):
+    """Streaming: a repair of 2**15 entries with pages of 256 entries and runs of 64 hashes peaks far below the
+    ~4 MiB that its 2**16 hashes would take as Python bytes at once (tracemalloc counts Python's memory alone)."""
+    path = tmp_path / "t.ledger"
+    entries = _entries(1 << 15)
+    _ledger(path, entries)
+    root = merkle.tree_hash(entries)
+    del entries
+    for index in range(0, 1 << 15, 1000):
+        _flip_stored_hash(path, 0, index, 0)
+    with mock.patch.object(tree_check, "_RUN", 64), mock.patch.object(tree_repair, "PAGE", 256):
+        with Ledger.open(path, to_repair=True) as ledger:
+            tracemalloc.start()
+            try:
+                repaired = repair_stored_hashes(ledger, 1 << 15, root)
+                peak = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+    assert repaired.mismatches == 33
+    assert peak < 1 << 20, peak
