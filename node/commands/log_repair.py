@@ -28,6 +28,7 @@ from vouching.counts import counted
 from .common import CommandFailed, os_error_text
 from .log_verify import RESTORE, Progress
 
+
 def repair_log(data_dir: Path, network: str, *, progress: Progress) -> tuple[Checkpoint, StoredHashCheck]:
     """With the data directory's lock (the node stopped), replace every hash its records ledger stores that differs
     from the tree of its entries, if they hash to the root of the node's latest checkpoint (CHECKPOINT_FILE, signed
@@ -48,8 +49,7 @@ def repair_log(data_dir: Path, network: str, *, progress: Progress) -> tuple[Che
     except DataDirBusy as e:
         raise CommandFailed(str(e)) from None
     except EntriesDamaged as e:
-        raise CommandFailed(f"{data_dir / LEDGER_FILE}: {e}: the entries themselves are damaged, so nothing was "
-                            f"repaired; {RESTORE}") from None
+        raise CommandFailed(f"{data_dir / LEDGER_FILE}: {e}; nothing was repaired: {RESTORE}") from None
     except LedgerError as e:
         raise CommandFailed(f"{e}; nothing was repaired") from None
     except OSError as e:
@@ -81,5 +81,5 @@ def _signed_record(index: int, entry: bytes) -> None:
     try:
         check_record(entry)
     except InvalidRecord as e:
-        raise CommandFailed(f"entry {index} (after the checkpoint): {e}: the entries themselves are damaged, so "
-                            f"nothing was repaired; {RESTORE}") from None
+        raise CommandFailed(f"entry {index} (after the checkpoint): {e}: an entry is damaged; nothing was repaired: "
+                            f"{RESTORE}") from None
