@@ -1,5 +1,6 @@
 """Ledger figures against issue 2's targets: Merkle appends/s, proof times and open time at 10^6, disk per entry;
-and what checking every stored hash adds to `vouchnet log verify` (ledger.tree_check), for information.
+what checking every stored hash adds to `vouchnet log verify` (ledger.tree_check), and the time and Python memory
+of `vouchnet log repair` rebuilding them (ledger.tree_repair), for information.
 
 Usage: python benchmarks/ledger.py [--entries N] [--entry-bytes B] [--batch K]; exits 1 if a target is missed.
 """
@@ -13,6 +14,7 @@ import statistics
 import sys
 import tempfile
 import time
+import tracemalloc
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ledger import Ledger, StoredHashCheck, merkle  # noqa: E402
+from ledger import Ledger, StoredHashCheck, merkle, repair_stored_hashes  # noqa: E402
 
 
 T = TypeVar("T")
@@ -117,6 +119,7 @@ def run(workdir: Path, count: int, entry_bytes: int, batch: int, samples: int) -
     ]
 
     figures += _hash_check(path)
+    figures += _repair(path)
 
     for name, p, n, e in ((f"{entry_bytes}-byte entries", path, count, entry_bytes), *_disk_samples(workdir)):
         per_entry = _disk_bytes(p) / n
@@ -148,6 +151,52 @@ def _hash_check(path: Path) -> list[Figure]:
         Figure(f"tree of {size:,} entries grown (log verify --api), CPU", grown, "s"),
         Figure(f"  grown checking its {check.checked:,} stored hashes (--dir)", checked, "s"),
     ]
+
+
+def _repair(path: Path, wrong: int = 1000) -> list[Figure]:
+    """`vouchnet log repair`'s work (ledger.tree_repair): every entry read and hashed, every stored hash compared,
+    in one transaction; for a sound ledger, then for one with `wrong` stored hashes flipped at random levels and
+    nodes (the last leaf's, which opening checks, aside), then again under tracemalloc for its Python memory."""
+    with Ledger.open(path) as ledger:
+        size, root = ledger.size, ledger.root()
+    figures = []
+    for name in ("sound", f"{wrong} wrong", "memory"):
+        if name != "sound":
+            _flip(path, size, wrong)
+        if name == "memory":
+            tracemalloc.start()
+        cpu, wall = time.process_time(), time.perf_counter()
+        with Ledger.open(path, to_repair=True) as ledger:
+            repaired = repair_stored_hashes(ledger, size, root)
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        if name == "memory":
+            figures.append(Figure("  its Python memory at the peak (tracemalloc)", tracemalloc.get_traced_memory()[1]
+                                  / 2**20, "MiB"))
+            tracemalloc.stop()
+        elif repaired.mismatches != (0 if name == "sound" else wrong):
+            raise RuntimeError(f"{path}: the repair replaced {repaired.mismatches} hashes, not {wrong}")
+        else:
+            figures += [Figure(f"log repair at {size:,} entries, {name}, wall", wall, "s"), Figure("  CPU", cpu, "s")]
+    return figures
+
+
+def _flip(path: Path, size: int, count: int) -> None:
+    """Invert a bit of `count` stored hashes, each of a random complete node (the last leaf's aside)."""
+    rng = random.Random(count)
+    nodes: set[tuple[int, int]] = set()
+    while len(nodes) < count:
+        level = rng.randrange(size.bit_length())
+        nodes.add((level, rng.randrange(size >> level)))
+        nodes.discard((0, size - 1))
+    with sqlite3.connect(path, isolation_level=None) as db:
+        db.execute("BEGIN")
+        for level, index in nodes:
+            tile_id, offset = level << 40 | index // 16, index % 16 * 32
+            (blob,) = db.execute("SELECT hashes FROM tiles WHERE id = ?", (tile_id,)).fetchone()
+            db.execute("UPDATE tiles SET hashes = ? WHERE id = ?",
+                       (blob[:offset] + bytes([blob[offset] ^ 1]) + blob[offset + 1 :], tile_id))
+        db.execute("COMMIT")
+    db.close()
 
 
 def _disk_samples(workdir: Path) -> list[tuple[str, Path, int, int]]:
