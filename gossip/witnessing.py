@@ -149,12 +149,16 @@ class _Latest:
         return format_note(self.checkpoint.to_text(), [self.log_signature])
 
 
+class SavedCheckpointMismatch(Exception):
+    """Our saved checkpoint, signed over our records ledger, has another root than the ledger now has at its size."""
+
+
 class Witnessing:
     """Checkpoints of this node's records log, cosigned by its peers; and this node's witness for theirs.
 
     `cosign` answers peers' cosign requests: give it to the SyncService (which serves the protocol).
     `state_dir` holds the witness's state (WITNESS_FILE) and our latest cosigned checkpoint (CHECKPOINT_FILE),
-    both kept across restarts.
+    both kept across restarts; SavedCheckpointMismatch if that checkpoint's root is not the ledger's at its size.
     """
 
     def __init__(
@@ -628,11 +632,16 @@ class Witnessing:
             verifiers = [self._signer.verifier(), *cosigner_verifiers(note).values()]
             checkpoint, signatures = open_checkpoint(note, verifiers)
             ledger = self.replica.store.ledger
-            if checkpoint.size > ledger.size or ledger.root(checkpoint.size) != checkpoint.root:
+            if checkpoint.size > ledger.size:
                 raise NoteError(f"checkpoint of size {checkpoint.size} does not match the records ledger")
         except NoteError as e:
             logger.warning("%s: ignoring our saved checkpoint: %s", self._checkpoint_path, e)
             return None
+        if ledger.root(checkpoint.size) != checkpoint.root:
+            raise SavedCheckpointMismatch(
+                f"{self._checkpoint_path}: the checkpoint of size {checkpoint.size} we signed has another root than "
+                "the records ledger at that size: a hash it stores or an entry changed on disk, and signing on would "
+                "fork our log (witnesses refuse to cosign a fork, and flag two roots of one size as equivocation)")
         log_signature, *cosignatures = sorted(signatures, key=lambda s: s.name != self.origin)  # the log's first
         return _Latest(checkpoint, log_signature, {s.name: s for s in cosignatures})
 

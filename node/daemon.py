@@ -27,7 +27,7 @@ from gossip.service import GossipService
 from gossip.store import RecordStore, StoreError
 from gossip.sync_messages import SYNC_PROTOCOL
 from gossip.sync_service import SyncService
-from gossip.witnessing import Witnessing
+from gossip.witnessing import SavedCheckpointMismatch, Witnessing
 from ledger import LedgerError, StoredHashError
 from ledger.witness import WitnessStoreError
 from vouching import OrgBody
@@ -178,8 +178,7 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         try:
             store = stack.enter_context(RecordStore.open(config.data_dir))
         except StoredHashError as error:
-            raise StartupError(f"records: {error}: run `vouchnet log repair --dir {config.data_dir}`, which rebuilds the "
-                               "stored hashes from the entries once they hash to the node's last checkpoint") from None
+            raise StartupError(f"records: {error}: {_repair_hint(config)}") from None
         except (LedgerError, StoreError) as error:
             raise StartupError(f"records: {error}") from None
         replica = Replica(key, store, roots=config.roots, max_hops=config.max_hops, held_limit=limits.held_records,
@@ -221,9 +220,12 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
             metrics.histogram("record_latency_seconds", "Seconds from a record's issue to its acceptance here",
                               LATENCY_BUCKETS), replica.did, wall_clock_ms))
         telemetry.ingestor.listeners.append(trust.on_events)
-        witnessing = Witnessing(host, replica, network=config.network, state_dir=config.data_dir,
-                                interval=config.checkpoint_interval,
-                                gossip_interval=config.checkpoint_gossip_interval, witnesses=config.witnesses)
+        try:
+            witnessing = Witnessing(host, replica, network=config.network, state_dir=config.data_dir,
+                                    interval=config.checkpoint_interval,
+                                    gossip_interval=config.checkpoint_gossip_interval, witnesses=config.witnesses)
+        except SavedCheckpointMismatch as error:
+            raise StartupError(f"records: {error}: {_repair_hint(config)}") from None
         sync = SyncService(host, replica, limits=limits, interval=config.sync_interval,
                            round_peers=config.sync_peers, cosigner=witnessing.cosign,
                            checkpoints=witnessing.held_checkpoint,
@@ -249,6 +251,12 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         metrics.collect("own_records_from_peers", "Records of this org's key that came from peers since the node "
                         "started (a restore from an older copy, or a stolen key)", lambda: replica.own_from_peers)
         yield node
+
+
+def _repair_hint(config: NodeConfig) -> str:
+    """What to do about a records ledger storing a hash other than its entries give (DESIGN §4)."""
+    return (f"run `vouchnet log repair --dir {config.data_dir}`, which rebuilds the stored hashes from the entries "
+            "once they hash to the node's last checkpoint, or says they are damaged")
 
 
 def api_app(node: NodeView, telemetry: Telemetry, trust: TrustService, key: SigningKey, *,

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import random
+import re
 import signal
 import socket
 import sqlite3
@@ -708,8 +709,18 @@ async def test_a_node_reads_its_org_s_revokes_in_worker_threads_as_it_starts(tmp
     assert threads and threading.main_thread() not in threads
 
 
-async def test_a_wrong_last_leaf_hash_stops_the_node_naming_log_repair_which_mends_it(tmp_path, capsys):
-    """The one stored hash a start checks (Ledger.open): the node refuses to start, and says what rebuilds it."""
+@pytest.mark.parametrize(("level", "index", "complaint"), [
+    (0, 4, "records.ledger: corrupt: entry 4 does not match its stored leaf hash"),
+    (2, 0, "checkpoint.note: the checkpoint of size 5 we signed has another root than the records ledger at that "
+           "size: a hash it stores or an entry changed on disk, and signing on would fork our log (witnesses refuse "
+           "to cosign a fork, and flag two roots of one size as equivocation)"),
+], ids=["the last leaf's, which opening checks", "over entries 0-3, from which the root is computed"])
+async def test_a_wrong_stored_hash_of_the_root_stops_the_node_naming_log_repair_which_mends_it(
+        tmp_path, caplog, capsys, level, index, complaint):
+    """The stored hashes a start reads: the last leaf's, which the ledger checks as it opens, and those the root is
+    computed from, which must give the root of the node's saved checkpoint: the node ignored it and signed checkpoints
+    of another root, forking its log (at the same size, its peers flag that as equivocation). Either way it refuses to
+    start, naming log repair; repaired, it starts with the checkpoint it saved."""
     init_data_dir(tmp_path, network="test", api="127.0.0.1:0", listen=("/ip4/127.0.0.1/tcp/0",))
     key = load_org_key(tmp_path / "org.key")
     origin = log_origin("test", did_key(bytes(key.verify_key)), "records")
@@ -717,17 +728,19 @@ async def test_a_wrong_last_leaf_hash_stops_the_node_naming_log_repair_which_men
         store.ledger.append([Org().record().raw for _ in range(5)])
         root = store.ledger.root()
     (tmp_path / "checkpoint.note").write_bytes(Checkpoint(origin, 5, root).sign([Ed25519Signer(origin, key)]))
-    with sqlite3.connect(tmp_path / "records.ledger") as db:  # leaf 4's hash, the last in tile 0, loses a bit
-        (hashes,) = db.execute("SELECT hashes FROM tiles WHERE id = 0").fetchone()
-        db.execute("UPDATE tiles SET hashes = ? WHERE id = 0", (hashes[:128] + bytes([hashes[128] ^ 1]) + hashes[129:],))
+    with sqlite3.connect(tmp_path / "records.ledger") as db:  # one bit of the hash of node (level, index) flipped
+        (hashes,) = db.execute("SELECT hashes FROM tiles WHERE id = ?", (level << 40,)).fetchone()
+        flipped = hashes[: index * 32] + bytes([hashes[index * 32] ^ 1]) + hashes[index * 32 + 1 :]
+        db.execute("UPDATE tiles SET hashes = ? WHERE id = ?", (flipped, level << 40))
     db.close()
     config = load_config(tmp_path)
-    with pytest.raises(StartupError, match=rf"records: .*records.ledger: corrupt: entry 4 does not match its stored "
-                       rf"leaf hash: run `vouchnet log repair --dir {tmp_path}`, which rebuilds the stored hashes"):
-        await serve_node(config)
+    with trio.fail_after(30), pytest.raises(StartupError, match=re.escape(
+            f"{complaint}: run `vouchnet log repair --dir {tmp_path}`, which rebuilds the stored hashes")):
+        await serve_node(config)  # (started, it would run until cancelled)
     assert await trio.to_thread.run_sync(node.cli.main, ["log", "repair", "--dir", str(tmp_path)]) == 0
-    assert capsys.readouterr().out.startswith("1 stored hash was wrong: level 0 index 4 (the hash of entry 4)\n")
+    assert capsys.readouterr().out.startswith(f"1 stored hash was wrong: level {level} index {index} ")
     async with trio.open_nursery() as nursery:
         started: Node = await nursery.start(serve_node, config)
         assert started.replica.store.ledger.root(5) == root  # (it logged its own org record since)
         nursery.cancel_scope.cancel()
+    assert "ignoring our saved checkpoint" not in caplog.text
