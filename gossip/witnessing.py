@@ -73,11 +73,10 @@ from vouching import EquivocationBody, InvalidRecord, did_key, equivocation_body
 from .checkpoints import (
     RECORDS_LOG,
     CheckpointPace,
+    CheckpointValidator,
     ForkDetector,
-    checkpoint_validator,
     checkpoints_topic,
     cosigner_verifiers,
-    open_org_checkpoint,
 )
 from .cosigning import CosignClient, Witnessed, answer
 from .frames import FrameError
@@ -224,11 +223,12 @@ class Witnessing:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Checkpoint, ask for cosignatures, publish, witness and watch checkpoints until cancelled."""
-        inbox = await self.host.subscribe(checkpoints_topic(self.network), checkpoint_validator(self.network))
+        validator = CheckpointValidator(self.network)
+        inbox = await self.host.subscribe(checkpoints_topic(self.network), validator)
         self._witness = Witness(self._witness_path, self._cosigner, self._logs, lambda o: self._earlier.get(o, ()))
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._watch, inbox, self._witness)
+                nursery.start_soon(self._watch, inbox, validator, self._witness)
                 nursery.start_soon(self._checkpoint_loop, nursery)
                 task_status.started()
         finally:
@@ -649,11 +649,12 @@ class Witnessing:
 
     # --- others' checkpoints --------------------------------------------------------------------------------
 
-    async def _watch(self, inbox: trio.MemoryReceiveChannel[Received], witness: Witness) -> None:
+    async def _watch(self, inbox: trio.MemoryReceiveChannel[Received], validator: CheckpointValidator,
+                     witness: Witness) -> None:
         async for received in inbox:
             self.stats.checkpoints_received += 1
             try:
-                seen = open_org_checkpoint(received.data, self.network)
+                seen = validator.opened(received.data)
             except NoteError:
                 continue  # the topic validator passed it: only a bug could bring us here
             if seen.org == self.replica.did or seen.org not in self.replica.horizon:
