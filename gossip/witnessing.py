@@ -583,18 +583,21 @@ class Witnessing:
         return event
 
     async def _publish(self) -> None:
-        """Persist our latest cosigned checkpoint and tell the listeners, if it changed; gossip it, if it changed
-        since we last did and the pace's period has passed."""
+        """Persist our latest checkpoint once cosigned and tell the listeners, if it changed; gossip it, if it changed
+        since we last did and the pace's period has passed. One no witness cosigned yet is not written: it holds our
+        signature alone, which the ledger gives again at any time (`_checkpoint`), and under a steady load a new one
+        is signed every interval (an fsync and a worker thread a second, for nothing kept)."""
         if self._latest is None:
             return
         note = self._latest.note()
         if note != self._published:
-            try:
-                await trio.to_thread.run_sync(self._persist, note)  # an fsync: not on the thread running the node
-            except OSError as error:
-                self.stats.errors["persist"] += 1  # tried again next interval
-                logger.error("saving our checkpoint to %s: %s", self._checkpoint_path, error)
-                return
+            if self._latest.cosignatures:
+                try:
+                    await trio.to_thread.run_sync(self._persist, note)  # an fsync: not on the thread running the node
+                except OSError as error:
+                    self.stats.errors["persist"] += 1  # tried again next interval
+                    logger.error("saving our checkpoint to %s: %s", self._checkpoint_path, error)
+                    return
             self._published = note
             for listener in self.listeners:
                 listener(note)

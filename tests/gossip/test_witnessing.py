@@ -484,6 +484,21 @@ async def test_a_fork_sent_for_cosigning_is_refused_and_becomes_evidence(tmp_pat
             assert cosigner_name(b.did).encode() in again.checkpoint_note()  # with the cosignature collected
 
 
+async def test_a_checkpoint_is_written_to_disk_once_a_witness_cosigned_it(tmp_path):
+    """One that holds our signature alone is published but not written: the ledger gives it again at any time, and
+    under a steady load one is signed every interval."""
+    with trio.fail_after(40):
+        (tmp_path / "alone").mkdir()
+        (alone,) = identities(tmp_path / "alone", 1)
+        async with running(alone, (alone.did,), witness_interval=0.1) as node:
+            node.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+            await cosigned_by(node, 0)
+            assert not (alone.directory / CHECKPOINT_FILE).exists()
+        async with witnessing_pair(tmp_path) as (a, _, n0, _):
+            note = await cosigned_by(n0, 1)
+            assert (a.directory / CHECKPOINT_FILE).read_bytes() == note
+
+
 async def test_a_witness_writing_its_state_does_not_hold_up_its_node(tmp_path, monkeypatch):
     writing, release = threading.Semaphore(0), threading.Event()
     waiting = []
