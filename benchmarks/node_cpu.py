@@ -6,7 +6,7 @@ average printed beside each figure, not in the figures. `--profile PREFIX` profi
 in every window, by its CPU clock (benchmarks/profiled_node.py): PREFIX-<nodes>-<k>.pstats, idle and loaded in turn.
 
 Usage: python benchmarks/node_cpu.py [--nodes 10 20] [--load 25] [--seconds 20] [--repeats 2] [--quiet 15]
-       [--profile PREFIX]
+       [--checkpoint-interval 1] [--profile PREFIX]
 """
 
 from __future__ import annotations
@@ -56,13 +56,13 @@ def summary(label: str, values: list[float]) -> str:
 
 
 def measure(n: int, load: float, seconds: int, repeats: int, publishers: int, profile: Path | None,
-            quiet: float) -> None:
+            quiet: float, config: dict[str, float]) -> None:
     """Print each window's figures (profiles: PROFILE-<nodes>-<window>.pstats, windows idle and loaded in turn). An
     idle window starts `quiet` s after the network settled (gossip_bench.settle), when the last load's tail (its
     last checkpoints' cosigning, sync rounds) is over."""
     prefix = None if profile is None else str(profile.absolute()) + f"-{n}"
     with tempfile.TemporaryDirectory() as workdir, \
-            gossip_bench.network(Path(workdir), n, gossip_bench.NODE_CONFIG, profile_last=prefix) as nodes:
+            gossip_bench.network(Path(workdir), n, config, profile_last=prefix) as nodes:
         gossip_bench.warm_up(nodes, publishers)
         gossip_bench.settle(nodes)
         per_publisher = max(1, round(load / publishers))
@@ -89,14 +89,18 @@ def main() -> int:
     parser.add_argument("--publishers", type=int, default=4)
     parser.add_argument("--seconds", type=int, default=20, help="length of each window")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--checkpoint-interval", type=float, default=gossip_bench.NODE_CONFIG["checkpoint_interval"],
+                        help="seconds between a node's checkpoints (witness.checkpoint_interval)")
     parser.add_argument("--quiet", type=float, default=15.0, help="seconds between a settled network and idle window")
     parser.add_argument("--profile", type=Path,
                         help="cProfile the last node, a file per window: PREFIX-<nodes>-<k>.pstats")
     args = parser.parse_args()
     run = Run.start()
     print(run.header("a node's CPU per second, idle and at low load (issue 7)"), flush=True)
+    config = {**gossip_bench.NODE_CONFIG, "checkpoint_interval": args.checkpoint_interval}
+    print(f"node config: {config}", flush=True)
     for n in args.nodes:
-        measure(n, args.load, args.seconds, args.repeats, min(args.publishers, n), args.profile, args.quiet)
+        measure(n, args.load, args.seconds, args.repeats, min(args.publishers, n), args.profile, args.quiet, config)
     print(run.footer())
     return 0
 
