@@ -135,15 +135,22 @@ class WitnessStats:
 
 @dataclass
 class _Latest:
-    """Our newest checkpoint, its log signature and the cosignatures collected for it (by cosigner name)."""
+    """Our newest checkpoint, its log signature and the cosignatures collected for it (by cosigner name). Its notes
+    are formatted once: `log_note`, sent to every witness asked, and `note`, again only when a cosignature joined
+    (before, once a request and once an interval)."""
 
     checkpoint: Checkpoint
     log_signature: Signature
     cosignatures: dict[str, Signature] = field(default_factory=dict)
+    _note: tuple[tuple[Signature, ...], bytes] | None = field(default=None, init=False, repr=False, compare=False)
 
     def note(self) -> bytes:
-        return format_note(self.checkpoint.to_text(), [self.log_signature, *self.cosignatures.values()])
+        signatures = (self.log_signature, *self.cosignatures.values())
+        if self._note is None or self._note[0] != signatures:
+            self._note = signatures, format_note(self.checkpoint.to_text(), signatures)
+        return self._note[1]
 
+    @functools.cached_property
     def log_note(self) -> bytes:
         return format_note(self.checkpoint.to_text(), [self.log_signature])
 
@@ -564,7 +571,7 @@ class Witnessing:
     async def _converse(self, stream: Stream, latest: _Latest, old_size: int, witness: CosignatureVerifier,
                         peer: str) -> Witnessed | Refused:
         """Run a CosignClient over `stream`; keep the stream for the next exchange if it went well, else reset it."""
-        client = CosignClient(latest.log_note(), latest.checkpoint, old_size,
+        client = CosignClient(latest.log_note, latest.checkpoint, old_size,
                               self.replica.store.ledger.consistency_proof, witness)
         event: Send | Witnessed | Refused = client.start()
         try:
