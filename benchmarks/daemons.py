@@ -100,8 +100,10 @@ def start(data_dir: Path) -> Daemon:
     return _ready(_spawn(data_dir), data_dir)
 
 
-def _spawn(data_dir: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "node.cli", "run", "--dir", str(data_dir), "--log-level", "info"],
+def _spawn(data_dir: Path, profile: str | None = None) -> subprocess.Popen[str]:
+    """`vouchnet run`; under benchmarks/profiled_node.py, writing PROFILE-<n>.pstats, if `profile` is given."""
+    program = ["node.cli"] if profile is None else ["benchmarks.profiled_node", profile]
+    return subprocess.Popen([sys.executable, "-m", *program, "run", "--dir", str(data_dir), "--log-level", "info"],
                             cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
 
 
@@ -128,12 +130,13 @@ def _drain(stream: object) -> None:
 
 
 @contextmanager
-def running(data_dirs: list[Path]) -> Iterator[list[Daemon]]:
-    """Start a node in each data directory, all at once; stop them all on exit."""
+def running(data_dirs: list[Path], profile_last: str | None = None) -> Iterator[list[Daemon]]:
+    """Start a node in each data directory, all at once, the last one profiled if `profile_last` is given (_spawn);
+    stop them all on exit."""
     with ExitStack() as stack:
         processes = []
-        for data_dir in data_dirs:
-            process = _spawn(data_dir)
+        for i, data_dir in enumerate(data_dirs):
+            process = _spawn(data_dir, profile_last if i == len(data_dirs) - 1 else None)
             stack.callback(_stop, process)
             processes.append(process)
         yield [_ready(process, data_dir) for process, data_dir in zip(processes, data_dirs)]

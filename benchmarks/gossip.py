@@ -100,9 +100,10 @@ def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
 
 
 @contextmanager
-def network(workdir: Path, n: int, config: dict[str, float], degree: int = 3) -> Iterator[list[daemons.Daemon]]:
+def network(workdir: Path, n: int, config: dict[str, float], degree: int = 3,
+            profile_last: str | None = None) -> Iterator[list[daemons.Daemon]]:
     """N nodes configured with `config` (NODE_CONFIG's keys), each trusting every other as a root and
-    bootstrapping to up to `degree` earlier ones."""
+    bootstrapping to up to `degree` earlier ones; the last profiled if `profile_last` is given (daemons.running)."""
     dirs = [workdir / f"n{i:02d}" for i in range(n)]
     ports = choose_ports(n)
     with ThreadPoolExecutor(4) as pool:
@@ -114,7 +115,7 @@ def network(workdir: Path, n: int, config: dict[str, float], degree: int = 3) ->
     for i, directory in enumerate(dirs):
         daemons.configure(directory, roots=[d for d in dids if d != dids[i]],
                           bootstrap=rng.sample(addrs[:i], min(i, degree)))
-    with daemons.running(dirs) as nodes:
+    with daemons.running(dirs, profile_last) as nodes:
         yield nodes
 
 

@@ -5,7 +5,6 @@ and validating them, and spotting two of one origin with one size and different 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from ledger import (
@@ -81,17 +80,35 @@ def cosigner_verifiers(note: bytes) -> dict[str, CosignatureVerifier]:
     return verifiers
 
 
-def checkpoint_validator(network: str) -> Callable[[str, bytes], bool]:
-    """The checkpoints topic's validator: a checkpoint of a well-formed records-log origin, signed by that org."""
+class CheckpointValidator:
+    """The checkpoints topic's validator: a checkpoint of a well-formed records-log origin, signed by that org. It
+    keeps what it opened, the last `keep` notes it passed, for the topic's subscriber (`opened`): a gossiped
+    checkpoint's signature is checked once, not once by the validator and again by the subscriber (DESIGN §5).
+    The notes kept are valid and bounded in number and size: a peer gossiping many costs memory no other way."""
 
-    def validate(peer: str, data: bytes) -> bool:
+    def __init__(self, network: str, keep: int = 64) -> None:
+        if keep < 1:
+            raise ValueError("CheckpointValidator: keep must be at least 1")
+        self.network = network
+        self._keep = keep
+        self._opened: OrderedDict[bytes, OrgCheckpoint] = OrderedDict()
+
+    def __call__(self, peer: str, data: bytes) -> bool:
         try:
-            open_org_checkpoint(data, network)
+            seen = open_org_checkpoint(data, self.network)
         except NoteError:
             return False
+        self._opened[data] = seen
+        self._opened.move_to_end(data)
+        if len(self._opened) > self._keep:
+            self._opened.popitem(last=False)
         return True
 
-    return validate
+    def opened(self, data: bytes) -> OrgCheckpoint:
+        """The checkpoint in `data` as this validator opened it (then forgotten), or opened now if it was not kept;
+        raise NoteError."""
+        seen = self._opened.pop(data, None)
+        return seen if seen is not None else open_org_checkpoint(data, self.network)
 
 
 class ForkDetector:

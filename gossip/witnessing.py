@@ -74,11 +74,10 @@ from .checkpoints import (
     CHECKPOINT_FILE,
     RECORDS_LOG,
     CheckpointPace,
+    CheckpointValidator,
     ForkDetector,
-    checkpoint_validator,
     checkpoints_topic,
     cosigner_verifiers,
-    open_org_checkpoint,
 )
 from .cosigning import CosignClient, Witnessed, answer
 from .frames import FrameError
@@ -136,15 +135,22 @@ class WitnessStats:
 
 @dataclass
 class _Latest:
-    """Our newest checkpoint, its log signature and the cosignatures collected for it (by cosigner name)."""
+    """Our newest checkpoint, its log signature and the cosignatures collected for it (by cosigner name). Its notes
+    are formatted once: `log_note`, sent to every witness asked, and `note`, again only when a cosignature joined
+    (before, once a request and once an interval)."""
 
     checkpoint: Checkpoint
     log_signature: Signature
     cosignatures: dict[str, Signature] = field(default_factory=dict)
+    _note: tuple[tuple[Signature, ...], bytes] | None = field(default=None, init=False, repr=False, compare=False)
 
     def note(self) -> bytes:
-        return format_note(self.checkpoint.to_text(), [self.log_signature, *self.cosignatures.values()])
+        signatures = (self.log_signature, *self.cosignatures.values())
+        if self._note is None or self._note[0] != signatures:
+            self._note = signatures, format_note(self.checkpoint.to_text(), signatures)
+        return self._note[1]
 
+    @functools.cached_property
     def log_note(self) -> bytes:
         return format_note(self.checkpoint.to_text(), [self.log_signature])
 
@@ -228,11 +234,12 @@ class Witnessing:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Checkpoint, ask for cosignatures, publish, witness and watch checkpoints until cancelled."""
-        inbox = await self.host.subscribe(checkpoints_topic(self.network), checkpoint_validator(self.network))
+        validator = CheckpointValidator(self.network)
+        inbox = await self.host.subscribe(checkpoints_topic(self.network), validator)
         self._witness = Witness(self._witness_path, self._cosigner, self._logs, lambda o: self._earlier.get(o, ()))
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._watch, inbox, self._witness)
+                nursery.start_soon(self._watch, inbox, validator, self._witness)
                 nursery.start_soon(self._checkpoint_loop, nursery)
                 task_status.started()
         finally:
@@ -568,7 +575,7 @@ class Witnessing:
     async def _converse(self, stream: Stream, latest: _Latest, old_size: int, witness: CosignatureVerifier,
                         peer: str) -> Witnessed | Refused:
         """Run a CosignClient over `stream`; keep the stream for the next exchange if it went well, else reset it."""
-        client = CosignClient(latest.log_note(), latest.checkpoint, old_size,
+        client = CosignClient(latest.log_note, latest.checkpoint, old_size,
                               self.replica.store.ledger.consistency_proof, witness)
         event: Send | Witnessed | Refused = client.start()
         try:
@@ -587,18 +594,21 @@ class Witnessing:
         return event
 
     async def _publish(self) -> None:
-        """Persist our latest cosigned checkpoint and tell the listeners, if it changed; gossip it, if it changed
-        since we last did and the pace's period has passed."""
+        """Persist our latest checkpoint once cosigned and tell the listeners, if it changed; gossip it, if it changed
+        since we last did and the pace's period has passed. One no witness cosigned yet is not written: it holds our
+        signature alone, which the ledger gives again at any time (`_checkpoint`), and under a steady load a new one
+        is signed every interval (an fsync and a worker thread a second, for nothing kept)."""
         if self._latest is None:
             return
         note = self._latest.note()
         if note != self._published:
-            try:
-                await trio.to_thread.run_sync(self._persist, note)  # an fsync: not on the thread running the node
-            except OSError as error:
-                self.stats.errors["persist"] += 1  # tried again next interval
-                logger.error("saving our checkpoint to %s: %s", self._checkpoint_path, error)
-                return
+            if self._latest.cosignatures:
+                try:
+                    await trio.to_thread.run_sync(self._persist, note)  # an fsync: not on the thread running the node
+                except OSError as error:
+                    self.stats.errors["persist"] += 1  # tried again next interval
+                    logger.error("saving our checkpoint to %s: %s", self._checkpoint_path, error)
+                    return
             self._published = note
             for listener in self.listeners:
                 listener(note)
@@ -653,11 +663,12 @@ class Witnessing:
 
     # --- others' checkpoints --------------------------------------------------------------------------------
 
-    async def _watch(self, inbox: trio.MemoryReceiveChannel[Received], witness: Witness) -> None:
+    async def _watch(self, inbox: trio.MemoryReceiveChannel[Received], validator: CheckpointValidator,
+                     witness: Witness) -> None:
         async for received in inbox:
             self.stats.checkpoints_received += 1
             try:
-                seen = open_org_checkpoint(received.data, self.network)
+                seen = validator.opened(received.data)
             except NoteError:
                 continue  # the topic validator passed it: only a bug could bring us here
             if seen.org == self.replica.did or seen.org not in self.replica.horizon:

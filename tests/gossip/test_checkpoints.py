@@ -8,11 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
+from gossip import checkpoints
 from gossip.checkpoints import (
     MAX_CHECKPOINT_NOTE,
     CheckpointPace,
+    CheckpointValidator,
     ForkDetector,
-    checkpoint_validator,
     open_org_checkpoint,
 )
 from ledger import (
@@ -23,6 +24,7 @@ from ledger import (
     cosigner_name,
     log_origin,
     note_signature,
+    open_checkpoint,
     tree_hash,
 )
 from vouching import did_key
@@ -46,7 +48,7 @@ def test_an_orgs_checkpoint_opens_with_its_log_signature_only():
     seen = open_org_checkpoint(cosigned, "test")
     assert seen.org == DID and seen.checkpoint.size == 3
     assert seen.note == note  # evidence carries the log's signature alone
-    assert checkpoint_validator("test")("peer", cosigned)
+    assert CheckpointValidator("test")("peer", cosigned)
 
 
 @pytest.mark.parametrize(
@@ -63,7 +65,7 @@ def test_an_orgs_checkpoint_opens_with_its_log_signature_only():
 def test_anything_else_is_not_an_org_checkpoint(note, rule):
     with pytest.raises(NoteError, match=rule):
         open_org_checkpoint(note, "test")
-    assert checkpoint_validator("test")("peer", note) is False
+    assert CheckpointValidator("test")("peer", note) is False
 
 
 @settings(max_examples=300)
@@ -73,7 +75,37 @@ def test_anything_else_is_not_an_org_checkpoint(note, rule):
               st.integers(0, 255)),
 ))
 def test_the_validator_never_raises(data):
-    assert checkpoint_validator("test")("peer", data) in (True, False)
+    assert CheckpointValidator("test")("peer", data) in (True, False)
+
+
+def test_a_checkpoint_the_validator_passed_is_opened_once(monkeypatch):
+    """The subscriber takes the checkpoint the validator opened: its signature is checked once per gossiped note."""
+    note = signed(3)
+    expected = open_org_checkpoint(note, "test")
+    opened = []
+    monkeypatch.setattr(checkpoints, "open_checkpoint",
+                        lambda data, verifiers: opened.append(data) or open_checkpoint(data, verifiers))
+    validator = CheckpointValidator("test")
+    assert validator("peer", note)
+    assert validator.opened(note) == expected
+    assert opened == [note]
+    validator.opened(note)  # taken: a note delivered again is opened again
+    assert opened == [note, note]
+
+
+def test_the_validator_keeps_the_last_notes_it_passed_only(monkeypatch):
+    validator = CheckpointValidator("test", keep=2)
+    notes = [signed(size) for size in (1, 2, 3)]
+    for note in notes:
+        assert validator("peer", note)
+    assert validator("peer", b"not a note") is False
+    opened = []
+    monkeypatch.setattr(checkpoints, "open_checkpoint",
+                        lambda data, verifiers: opened.append(data) or open_checkpoint(data, verifiers))
+    assert [validator.opened(note).checkpoint.size for note in notes] == [1, 2, 3]
+    assert opened == [notes[0]]  # forgotten: opened again
+    with pytest.raises(NoteError):
+        validator.opened(b"not a note")
 
 
 def test_a_second_root_at_a_seen_size_is_reported_with_the_first_note():

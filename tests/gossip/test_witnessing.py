@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
+from gossip import witnessing
 from gossip.checkpoints import MAX_CHECKPOINT_NOTE, RECORDS_LOG, checkpoints_topic
 from gossip.cosigning import CosignClient, answer
 from gossip.frames import FrameError
@@ -40,7 +41,7 @@ from gossip.sync_messages import (
     decode_request,
     encode_message,
 )
-from gossip.witnessing import CHECKPOINT_FILE, Witnessing
+from gossip.witnessing import CHECKPOINT_FILE, Witnessing, _Latest
 from ledger import (
     AddCheckpointRequest,
     Checkpoint,
@@ -50,12 +51,14 @@ from ledger import (
     Ledger,
     Witness,
     cosigner_name,
+    format_note,
     log_origin,
+    note_signature,
     open_checkpoint,
     open_note,
     peek_origin,
 )
-from vouching import EquivocationBody, Record, org_body, verify_record, vouch_body
+from vouching import EquivocationBody, Record, did_key, org_body, verify_record, vouch_body
 
 from .. import tlog_reference
 from ..factories import Org, new_did
@@ -483,6 +486,40 @@ async def test_a_fork_sent_for_cosigning_is_refused_and_becomes_evidence(tmp_pat
             again = Witnessing(n0.host, n0.replica, network=NETWORK, state_dir=a.directory)
             assert again.checkpoint_note() == n0.witnessing.checkpoint_note()
             assert cosigner_name(b.did).encode() in again.checkpoint_note()  # with the cosignature collected
+
+
+async def test_a_checkpoint_is_written_to_disk_once_a_witness_cosigned_it(tmp_path):
+    """One that holds our signature alone is published but not written: the ledger gives it again at any time, and
+    under a steady load one is signed every interval."""
+    with trio.fail_after(40):
+        (tmp_path / "alone").mkdir()
+        (alone,) = identities(tmp_path / "alone", 1)
+        async with running(alone, (alone.did,), witness_interval=0.1) as node:
+            node.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+            await cosigned_by(node, 0)
+            assert not (alone.directory / CHECKPOINT_FILE).exists()
+        async with witnessing_pair(tmp_path) as (a, _, n0, _):
+            note = await cosigned_by(n0, 1)
+            assert (a.directory / CHECKPOINT_FILE).read_bytes() == note
+
+
+def test_our_checkpoint_is_formatted_once_for_every_witness_and_again_only_when_a_cosignature_joins(monkeypatch):
+    key = SigningKey(b"\x08" * 32)
+    origin = log_origin(NETWORK, did_key(bytes(key.verify_key)), RECORDS_LOG)
+    checkpoint = Checkpoint(origin, 3, bytes(32))
+    latest = _Latest(checkpoint, note_signature(checkpoint.to_text(), Ed25519Signer(origin, key)))
+    formatted = []
+    monkeypatch.setattr(witnessing, "format_note", lambda text, signatures: formatted.append(len(signatures)) or
+                        format_note(text, signatures))
+    assert {latest.log_note for _ in range(8)} == {format_note(checkpoint.to_text(), [latest.log_signature])}
+    assert len({latest.note() for _ in range(3)}) == 1
+    assert formatted == [1, 1]
+    cosigner = CosignatureSigner(cosigner_name(new_did()), SigningKey(b"\x09" * 32))
+    cosignature = note_signature(checkpoint.to_text(), cosigner)
+    latest.cosignatures[cosignature.name] = cosignature
+    assert latest.note() == format_note(checkpoint.to_text(), [latest.log_signature, cosignature])
+    assert latest.note() == latest.note()
+    assert formatted == [1, 1, 2]
 
 
 async def test_a_witness_writing_its_state_does_not_hold_up_its_node(tmp_path, monkeypatch):
