@@ -271,12 +271,23 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    newcomer is not known yet when it is let in (the slot is taken before its handshake), so it may be a stranger
    too; protected peers and connections in use are never closed for it, and with none idle it is refused. A
    connection that was put to use, and an outbound one (this host's own dial), is never closed as idle.
+35. A yamux peer may send past the receive window it was granted: handle_incoming logs "peer exceeded receive
+   window" and buffers the bytes anyway, so a stream nobody reads (the host's own pubsub stream to a peer, which it
+   only writes) holds whatever the peer sends, for as long as the connection lasts. Repro: hosts A and B
+   connected; B writes raw DATA frames (its yamux connection's _write_frame) on the stream A's pubsub opened to it:
+   64 MiB sent in 6 s, 64 MiB buffered at A, A's memory up by as much, the connection kept (and a warning per
+   frame). go-yamux closes the connection (ErrRecvWindowExceeded). Handled (the muxer class is replaced where
+   py-libp2p builds it, guarded by its name and type, as 24): _Yamux closes the connection, GO_AWAY protocol
+   error first, when a DATA frame would take what the connection buffers past the windows of its streams (each
+   stream's target window, which credit never exceeds, plus one initial window for a stream being opened); the
+   peer is counted in HostStats.hostile_input and logged.
 Not worked around (policy, not a bug to patch): scores of a disconnected peer are forgotten at once (the spec
 retains them); IDONTWANT is sent for every message regardless of size.
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import errno
 import functools
@@ -288,6 +299,7 @@ import random
 import re
 import socket
 import statistics
+import struct
 import time
 import weakref
 from collections import defaultdict
@@ -301,6 +313,7 @@ import libp2p.io.msgio
 import libp2p.io.utils
 import libp2p.pubsub.gossipsub
 import libp2p.pubsub.pubsub
+import libp2p.stream_muxer.muxer_multistream
 import multiaddr
 import trio
 from libp2p import new_host
@@ -331,6 +344,7 @@ from libp2p.rcmgr import Direction
 from libp2p.security.noise.exceptions import PeerIDMismatchesPubkey
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux.yamux import DEFAULT_WINDOW_SIZE, GO_AWAY_PROTOCOL_ERROR, TYPE_GO_AWAY, YAMUX_HEADER_FORMAT
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux, YamuxStream
 from libp2p.tools.anyio_service import background_trio_service
@@ -909,13 +923,51 @@ class _InboundSlots:
         self._taken -= 1
 
 
+class _WindowExceeded(Exception):
+    """A yamux peer sent more than its receive windows allow (quirk 35); its connection is closed."""
+
+
+class _Yamux(Yamux):
+    """Yamux that holds the peer to the receive windows it was granted (quirk 35); nothing else differs."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        # Told of hostile input: the host's counter once a notifee knows the connection, a warning before.
+        self.on_hostile: Callable[[ID, str], None] = _warn_hostile
+
+    async def _read_data_body(self, length: int) -> bytes:
+        buffered = sum(len(buffer) for buffer in self.stream_buffers.values())
+        allowed = DEFAULT_WINDOW_SIZE + sum(stream.target_recv_window for stream in self.streams.values())
+        if buffered + length > allowed:
+            what = (f"yamux DATA frame of {length} bytes past the receive windows ({buffered} of {allowed} bytes "
+                    "buffered); connection closed")
+            self.on_hostile(self.peer_id, what)
+            with contextlib.suppress(Exception):
+                await self._write_frame(struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_GO_AWAY, 0, 0, GO_AWAY_PROTOCOL_ERROR))
+            await self._cleanup_on_error()  # as for a broken connection: streams woken, socket closed
+            raise _WindowExceeded(what)
+        return await super()._read_data_body(length)
+
+
+def _warn_hostile(peer: ID, what: str) -> None:
+    logger.warning("rejected malformed input from %s: %s", peer, what)
+
+
+def _fix_muxer_class() -> None:
+    """Quirk 35, if py-libp2p still builds a yamux connection by calling the Yamux class it imports."""
+    module = libp2p.stream_muxer.muxer_multistream
+    if getattr(module, "Yamux", None) is Yamux:
+        module.Yamux = _Yamux  # type: ignore[attr-defined,misc]
+
+
 class _PeerNotifee(INotifee):
     """Turns per-connection notifications into per-peer PeerEvents (quirk 26: a connection's disconnection may be
     notified after the swarm dropped it, even after a new connection to the peer); closes blocked peers' connections."""
 
     def __init__(self, emit: Callable[[PeerEvent], None], is_blocked: Callable[[ID], bool], close_timeout: float,
-                 idle: _IdleInbound | None = None) -> None:
+                 idle: _IdleInbound | None = None, on_hostile: Callable[[ID, str], None] = _warn_hostile) -> None:
         self._emit = emit
+        self._on_hostile = on_hostile
         self._is_blocked = is_blocked
         self._close_timeout = close_timeout
         self._idle = idle
@@ -923,6 +975,8 @@ class _PeerNotifee(INotifee):
 
     async def connected(self, network: INetwork, conn: INetConn) -> None:
         peer = conn.muxed_conn.peer_id
+        if isinstance(conn.muxed_conn, _Yamux):
+            conn.muxed_conn.on_hostile = self._on_hostile  # quirk 35
         if self._is_blocked(peer):
             # There is no peer-level gate in py-libp2p 0.8 (its ConnectionGate filters IP addresses only), so an
             # inbound connection from a blocked peer is closed as soon as the handshake names the peer.
@@ -1003,7 +1057,7 @@ class Host:
         self._protected: Callable[[str], bool] = lambda peer_id: False
         self._idle = _IdleInbound(config.idle_inbound_grace, self._in_use, config.close_timeout)
         host.get_network().register_notifee(_PeerNotifee(self._emit_peer_event, self._is_blocked,
-                                                         config.close_timeout, self._idle))
+                                                         config.close_timeout, self._idle, self._count_hostile))
 
     @property
     def peer_id(self) -> str:
@@ -1295,7 +1349,7 @@ class Host:
 
     def _count_hostile(self, peer: ID, what: str) -> None:
         self._counts["hostile_input"] += 1
-        logger.warning("rejected malformed input from %s: %s", peer, what)
+        _warn_hostile(peer, what)
 
     async def _wait_for_queue_space(self) -> None:
         limit = OutBoundQueueSize // 2  # room for this message, its IDONTWANT, relays and heartbeat control
@@ -1336,6 +1390,7 @@ async def open_host(seed: bytes, listen: list[str], *, config: HostConfig = Host
     _fix_window_updates()
     _fix_sender_records()
     _fix_own_signature_check()
+    _fix_muxer_class()
     key_pair = create_new_key_pair(seed)
     lp_host = new_host(
         key_pair=key_pair,
