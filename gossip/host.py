@@ -281,6 +281,18 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    error first, when a DATA frame would take what the connection buffers past the windows of its streams (each
    stream's target window, which credit never exceeds, plus one initial window for a stream being opened); the
    peer is counted in HostStats.hostile_input and logged.
+36. Nothing bounds the streams a peer opens on one connection: yamux accepts every SYN (py-libp2p's backlog limit of
+   256 holds only for streams this host opens) and the swarm starts a task for each, which writes the
+   multistream-select header and waits up to 10 s for the peer to name a protocol. So one peer sending bare SYN
+   frames, 12 bytes each, keeps the host busy with nothing else and holds as many tasks and streams as it sends in
+   10 s. Repro: hosts A and B, A dials B; B writes 20,000 WINDOW_UPDATE+SYN frames (its yamux connection's
+   _write_frame, 500 to a write) and never sends on them: A held up to 3,400 streams at once (the two hosts in one
+   process, on a loaded 2-CPU machine, took 40 s to send and handle them). Handled (in _Yamux, quirk 35): a stream
+   the peer opens while MAX_INBOUND_STREAMS of its streams are open on the connection (not yet closed or reset
+   by this host) is reset as it is accepted, before any task or negotiation; the first such stream of a
+   connection is counted in HostStats.hostile_input and logged. go-libp2p's resource manager bounds inbound
+   streams per peer in the same way. Same repro: at most 260 streams at A, its memory up 2 MiB where it was 34, and
+   the 20,000 sent and handled in 16 s.
 Not worked around (policy, not a bug to patch): scores of a disconnected peer are forgotten at once (the spec
 retains them); IDONTWANT is sent for every message regardless of size.
 """
@@ -317,7 +329,7 @@ import libp2p.stream_muxer.muxer_multistream
 import multiaddr
 import trio
 from libp2p import new_host
-from libp2p.abc import IMuxedConn, INetConn, INetStream, INetwork, INotifee, IRawConnection
+from libp2p.abc import IMuxedConn, IMuxedStream, INetConn, INetStream, INetwork, INotifee, IRawConnection
 from libp2p.crypto.ed25519 import Ed25519PublicKey, create_new_key_pair
 from libp2p.crypto.keys import KeyType
 from libp2p.crypto.x25519 import create_new_key_pair as create_new_x25519_key_pair
@@ -369,6 +381,7 @@ GOSSIPSUB_PROTOCOLS = ("/meshsub/1.2.0", "/meshsub/1.1.0")
 _MAX_RPC_OVERHEAD = 4096  # room for topic, from, seqno, signature, key and senderRecord around the data
 _READ_CHUNK = 65536
 SENDER_RECORD_TTL_S = 60.0  # how long a signed peer record, sent or accepted, is reused unchanged (quirk 24)
+MAX_INBOUND_STREAMS = 256  # streams a peer may have open on one connection at once; more are reset (quirk 36)
 MAX_REMEMBERED_RECORDS = 1024  # peers whose last accepted signed peer record a host remembers (quirk 24)
 BACKOFF_SLACK_S = 10  # seconds a backoff lasts longer for grafting than for refusing a GRAFT (quirk 20)
 # GossipSub v1.1 opportunistic grafting (quirk 22): how often, below which median mesh score, how many peers.
@@ -928,12 +941,27 @@ class _WindowExceeded(Exception):
 
 
 class _Yamux(Yamux):
-    """Yamux that holds the peer to the receive windows it was granted (quirk 35); nothing else differs."""
+    """Yamux that holds the peer to the receive windows it was granted (quirk 35) and to MAX_INBOUND_STREAMS open
+    streams (quirk 36); nothing else differs."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         # Told of hostile input: the host's counter once a notifee knows the connection, a warning before.
         self.on_hostile: Callable[[ID, str], None] = _warn_hostile
+        self._refused_streams = False
+
+    async def accept_stream(self) -> IMuxedStream:
+        while True:
+            stream = await super().accept_stream()
+            theirs = self.next_stream_id % 2 ^ 1
+            if sum(s.stream_id % 2 == theirs and not (s.closed or s.send_closed) for s in self.streams.values()
+                   ) <= MAX_INBOUND_STREAMS:
+                return stream
+            if not self._refused_streams:
+                self._refused_streams = True
+                self.on_hostile(self.peer_id, f"more than {MAX_INBOUND_STREAMS} streams open at once on one "
+                                              "connection; resetting the streams it opens past them")
+            await stream.reset()
 
     async def _read_data_body(self, length: int) -> bytes:
         buffered = sum(len(buffer) for buffer in self.stream_buffers.values())

@@ -1,5 +1,5 @@
 """One hostile peer trying to exhaust a host's memory or tasks through the muxer, over real connections on loopback
-(gossip.host quirk 35). The hostile peer is a host too; it writes raw yamux frames past its own muxer."""
+(gossip.host quirks 35 and 36). The hostile peer is a host too; it writes raw yamux frames past its own muxer."""
 
 import contextlib
 import os
@@ -8,12 +8,13 @@ import struct
 import pytest
 import trio
 from libp2p.io.exceptions import IOException
-from libp2p.stream_muxer.yamux.yamux import TYPE_DATA, YAMUX_HEADER_FORMAT, Yamux
+from libp2p.stream_muxer.yamux.yamux import FLAG_SYN, TYPE_DATA, TYPE_WINDOW_UPDATE, YAMUX_HEADER_FORMAT, Yamux
 
-from gossip.host import Host, PeerEvent, open_host
+from gossip.host import MAX_INBOUND_STREAMS, Host, HostError, PeerEvent, Stream, open_host
 from tests.gossip.test_host import LOOPBACK, TOPIC, accept_all
 
 FRAME = 65536  # bytes of data in each raw DATA frame
+ECHO = "/vouchnet/test/echo"
 
 
 def muxed_connection(host: Host, peer_id: str) -> Yamux:
@@ -57,3 +58,37 @@ async def test_a_peer_sending_past_its_receive_window_is_disconnected_not_buffer
             assert await events.receive() == PeerEvent(hostile.peer_id, connected=False)
             assert node.stats().hostile_input == 1
 
+
+async def echo(stream: Stream) -> None:
+    while (frame := await stream.read_frame(64)) is not None:
+        await stream.write_frame(frame)
+
+
+async def echoed(client: Host, server: Host) -> bytes | None:
+    async with await client.open_stream(server.peer_id, ECHO) as stream:
+        await stream.write_frame(b"ping")
+        return await stream.read_frame(64)
+
+
+@pytest.mark.slow
+async def test_a_peer_opening_streams_by_the_thousand_holds_no_more_than_its_share() -> None:
+    """Quirk 36: every stream a peer opened got a task that waited 10 s for it to name a protocol, so bare SYN frames
+    (12 bytes each) held as many tasks and streams as the peer could send in 10 s, and the host did little else."""
+    with trio.fail_after(60):
+        async with (open_host(os.urandom(32), LOOPBACK) as node, open_host(os.urandom(32), LOOPBACK) as hostile,
+                    open_host(os.urandom(32), LOOPBACK) as honest):
+            node.set_stream_handler(ECHO, echo)
+            await node.connect(hostile.listen_addrs[0])  # dialled by the node: never closed as idle (quirk 34)
+            await honest.connect(node.listen_addrs[0])
+            raw, kept = muxed_connection(hostile, node.peer_id), muxed_connection(node, hostile.peer_id)
+            first = raw.next_stream_id + 2000  # clear of the ids the hostile host's own streams take
+            syns = [struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_WINDOW_UPDATE, FLAG_SYN, first + 2 * i, 0)
+                    for i in range(4 * MAX_INBOUND_STREAMS)]
+            for batch in range(0, len(syns), 100):
+                await raw._write_frame(b"".join(syns[batch:batch + 100]))
+            with pytest.raises(HostError):  # accepted after every SYN before it: one too many
+                await echoed(hostile, node)
+            theirs = [s for i, s in kept.streams.items() if i >= first and not (s.closed or s.send_closed)]
+            assert len(theirs) <= MAX_INBOUND_STREAMS
+            assert await echoed(honest, node) == b"ping"
+            assert node.stats().hostile_input == 1
