@@ -293,6 +293,18 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    connection is counted in HostStats.hostile_input and logged. go-libp2p's resource manager bounds inbound
    streams per peer in the same way. Same repro: at most 260 streams at A, its memory up 2 MiB where it was 34, and
    the 20,000 sent and handled in 16 s.
+37. Gossip control messages cost the receiver far more than the sender, without bound per RPC: a GRAFT for a topic
+   the host does not join is answered with a PRUNE RPC of its own (and a backoff entry kept 60 s, quirk 20), each
+   IHAVE entry passes a per-topic rate limit (new topics pass) and sends an IWANT, and each IWANT entry past 10 a
+   second logs a warning. Repro: host A subscribed to one topic, peer B writes RPCs on its /meshsub/1.2.0 stream
+   to A: 3 RPCs of 20,000 GRAFTs for distinct topics (190 KB each) took 14.4 s of CPU and delayed another peer's
+   message 13 s; 10 RPCs of 20,000 one-id IHAVEs for distinct topics (630 KB each), 6.9 s; 3 RPCs of 20,000
+   one-id IWANTs (480 KB each), 59,940 warning lines. Handled as go-libp2p does, before py-libp2p sees the
+   control message (_GossipSub.handle_rpc): GRAFT, PRUNE and IHAVE for topics the host does not join are
+   dropped, and so are GRAFTs and PRUNEs repeating a topic in one RPC (20,000 GRAFTs of the host's topic took 0.25 s
+   each RPC), at most MAX_IHAVE_MESSAGES IHAVEs and MAX_IHAVE_LENGTH ids are taken from one RPC (go-libp2p's limits
+   per heartbeat), and its IWANTs are read as one of at most MAX_IHAVE_LENGTH ids; HostStats.control_dropped
+   counts what was dropped.
 Not worked around (policy, not a bug to patch): scores of a disconnected peer are forgotten at once (the spec
 retains them); IDONTWANT is sent for every message regardless of size.
 """
@@ -386,6 +398,8 @@ MAX_REMEMBERED_RECORDS = 1024  # peers whose last accepted signed peer record a 
 BACKOFF_SLACK_S = 10  # seconds a backoff lasts longer for grafting than for refusing a GRAFT (quirk 20)
 # GossipSub v1.1 opportunistic grafting (quirk 22): how often, below which median mesh score, how many peers.
 OPPORTUNISTIC_GRAFT_TICKS, OPPORTUNISTIC_GRAFT_THRESHOLD, OPPORTUNISTIC_GRAFT_PEERS = 60, 0.0, 2
+# IHAVE entries, and message ids in IHAVEs and in IWANTs, taken from one RPC (go-libp2p's defaults; quirk 37).
+MAX_IHAVE_MESSAGES, MAX_IHAVE_LENGTH = 10, 5000
 _RANDOM = random.SystemRandom()
 # What getaddrinfo looks up for a name in a dial address (quirk 33): the address family, and the records it means.
 _LOOKUPS = {"dns": (socket.AF_UNSPEC, "A or AAAA"), "dns4": (socket.AF_INET, "A"), "dns6": (socket.AF_INET6, "AAAA")}
@@ -518,6 +532,7 @@ class HostStats:
     stalled_peers_disconnected: int = 0
     peer_events_dropped: int = 0
     mesh_prunes: int = 0  # PRUNEs sent to keep a mesh within D_hi (each starts a backoff, quirk 20)
+    control_dropped: int = 0  # GRAFTs, PRUNEs and IHAVE and IWANT message ids dropped unread (quirk 37)
     idle_inbound_closed: int = 0  # inbound connections closed as not put to use within their grace (quirk 34)
 
 
@@ -703,11 +718,13 @@ class Stream:
 
 class _GossipSub(GossipSub):
     """GossipSub that backs off from every peer it prunes, grafts only BACKOFF_SLACK_S after a backoff ends
-    (quirk 20), and grafts opportunistically as the spec says (quirk 22); nothing else differs."""
+    (quirk 20), grafts opportunistically as the spec says (quirk 22) and reads no more control than go-libp2p does
+    (quirk 37); nothing else differs."""
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.mesh_prunes = 0  # HostStats.mesh_prunes
+        self.control_dropped = 0  # HostStats.control_dropped
         self._grafting = False  # inside mesh_heartbeat, which chooses the peers to graft
         self._heartbeats = 0
 
@@ -723,6 +740,10 @@ class _GossipSub(GossipSub):
                 self._add_back_off(peer, topic, False)
                 self.mesh_prunes += 1
         return to_graft, to_prune
+
+    async def handle_rpc(self, rpc: rpc_pb2.RPC, sender_peer_id: ID) -> None:
+        self.control_dropped += _trim_control(rpc.control, self.mesh.keys())  # quirk 37
+        await super().handle_rpc(rpc, sender_peer_id)
 
     async def emit_prune(self, topic: str, to_peer: ID, do_px: bool, is_unsubscribe: bool) -> None:
         self._add_back_off(to_peer, topic, is_unsubscribe)
@@ -756,6 +777,33 @@ class _GossipSub(GossipSub):
         if self._grafting and self.back_off.get(topic, {}).get(peer, -math.inf) + BACKOFF_SLACK_S > time.time():
             return True
         return super()._check_back_off(peer, topic)
+
+
+def _trim_control(control: rpc_pb2.ControlMessage, topics: Iterable[str]) -> int:
+    """Quirk 37: drop a control message's GRAFTs, PRUNEs and IHAVEs for topics not in `topics`, GRAFTs and PRUNEs
+    repeating a topic, IHAVEs past
+    MAX_IHAVE_MESSAGES, and message ids past MAX_IHAVE_LENGTH in its IHAVEs and in its IWANTs, which become one
+    IWANT; returns how many GRAFTs, PRUNEs and message ids were dropped."""
+    joined = set(topics)
+    before = len(control.graft) + len(control.prune) + sum(len(entry.messageIDs)
+                                                           for entry in (*control.ihave, *control.iwant))
+    for entries in (control.graft, control.prune):
+        kept = list({entry.topicID: entry for entry in entries if entry.topicID in joined}.values())  # one a topic
+        del entries[:]
+        entries.extend(kept)
+    ihave: list[rpc_pb2.ControlIHave] = []
+    room = MAX_IHAVE_LENGTH
+    for entry in control.ihave:
+        if entry.topicID in joined and len(ihave) < MAX_IHAVE_MESSAGES and room > 0:
+            ihave.append(rpc_pb2.ControlIHave(topicID=entry.topicID, messageIDs=entry.messageIDs[:room]))
+            room -= len(ihave[-1].messageIDs)
+    del control.ihave[:]
+    control.ihave.extend(ihave)
+    wanted = [message_id for entry in control.iwant for message_id in entry.messageIDs][:MAX_IHAVE_LENGTH]
+    del control.iwant[:]
+    if wanted:
+        control.iwant.add(messageIDs=wanted)
+    return before - (len(control.graft) + len(control.prune) + MAX_IHAVE_LENGTH - room + len(wanted))
 
 
 class _Ignored(Exception):
@@ -1074,8 +1122,8 @@ class Host:
         self._validators: dict[str, Callable[[str, bytes], Verdict | bool]] = {}
         self._peer_event_channels: list[trio.MemorySendChannel[PeerEvent]] = []
         self._publish_lock = trio.Lock()
-        self._counts: dict[str, int] = dict.fromkeys(HostStats.__dataclass_fields__.keys() - {"mesh_prunes",
-                                                                                      "idle_inbound_closed"}, 0)
+        self._counts: dict[str, int] = dict.fromkeys(
+            HostStats.__dataclass_fields__.keys() - {"mesh_prunes", "idle_inbound_closed", "control_dropped"}, 0)
         self._lagging_topics: set[str] = set()
         self._open = True
         self._peer_id = self._my_id.to_base58()
@@ -1292,7 +1340,8 @@ class Host:
         return protocol in self._refused.get(peer_id, ())
 
     def stats(self) -> HostStats:
-        return HostStats(**self._counts, mesh_prunes=self._router.mesh_prunes, idle_inbound_closed=self._idle.closed)
+        return HostStats(**self._counts, mesh_prunes=self._router.mesh_prunes, idle_inbound_closed=self._idle.closed,
+                         control_dropped=self._router.control_dropped)
 
     def peer_score(self, peer_id: str) -> float:
         """This host's GossipSub score for a peer over the topics it subscribes to (0 for a newcomer)."""

@@ -1,5 +1,5 @@
-"""One hostile peer trying to exhaust a host's memory or tasks through the muxer, over real connections on loopback
-(gossip.host quirks 35 and 36). The hostile peer is a host too; it writes raw yamux frames past its own muxer."""
+"""One hostile peer trying to exhaust a host's memory or tasks through the muxer and gossip control, over real connections on loopback
+(gossip.host quirks 35 to 37). The hostile peer is a host too; it writes raw yamux frames past its own muxer."""
 
 import contextlib
 import os
@@ -7,10 +7,15 @@ import struct
 
 import pytest
 import trio
+from hypothesis import given
+from hypothesis import strategies as st
 from libp2p.io.exceptions import IOException
+from libp2p.pubsub.pb import rpc_pb2
 from libp2p.stream_muxer.yamux.yamux import FLAG_SYN, TYPE_DATA, TYPE_WINDOW_UPDATE, YAMUX_HEADER_FORMAT, Yamux
 
-from gossip.host import MAX_INBOUND_STREAMS, Host, HostError, PeerEvent, Stream, open_host
+from gossip.frames import encode_uvarint
+from gossip.host import (MAX_IHAVE_LENGTH, MAX_IHAVE_MESSAGES, MAX_INBOUND_STREAMS, Host, HostError, PeerEvent, Stream,
+                         _trim_control, open_host)
 from tests.gossip.test_host import LOOPBACK, TOPIC, accept_all
 
 FRAME = 65536  # bytes of data in each raw DATA frame
@@ -92,3 +97,52 @@ async def test_a_peer_opening_streams_by_the_thousand_holds_no_more_than_its_sha
             assert len(theirs) <= MAX_INBOUND_STREAMS
             assert await echoed(honest, node) == b"ping"
             assert node.stats().hostile_input == 1
+
+
+TOPICS = st.sampled_from([TOPIC, "/vouchnet/other", "t0", "t1"])
+IDS = st.lists(st.binary(min_size=1, max_size=4), max_size=MAX_IHAVE_LENGTH // 2)
+
+
+@given(graft=st.lists(TOPICS), prune=st.lists(TOPICS), ihave=st.lists(st.tuples(TOPICS, IDS), max_size=14),
+       iwant=st.lists(IDS, max_size=4))
+def test_a_control_message_keeps_only_what_go_libp2p_would_read(graft, prune, ihave, iwant) -> None:
+    control = rpc_pb2.ControlMessage(
+        graft=[rpc_pb2.ControlGraft(topicID=t) for t in graft], prune=[rpc_pb2.ControlPrune(topicID=t) for t in prune],
+        ihave=[rpc_pb2.ControlIHave(topicID=t, messageIDs=ids) for t, ids in ihave],
+        iwant=[rpc_pb2.ControlIWant(messageIDs=ids) for ids in iwant])
+    joined = {TOPIC, "t0"}
+    dropped = _trim_control(control, joined)
+    assert [g.topicID for g in control.graft] == list(dict.fromkeys(t for t in graft if t in joined))
+    assert [p.topicID for p in control.prune] == list(dict.fromkeys(t for t in prune if t in joined))
+    kept_ihave = [(t, ids) for t, ids in ihave if t in joined][:MAX_IHAVE_MESSAGES]
+    assert [e.topicID for e in control.ihave] == [t for t, _ in kept_ihave][:len(control.ihave)]
+    ihave_ids = [i for e in control.ihave for i in e.messageIDs]
+    assert ihave_ids == [i for _, ids in kept_ihave for i in ids][:MAX_IHAVE_LENGTH]
+    assert [list(e.messageIDs) for e in control.iwant] == ([[i for ids in iwant for i in ids][:MAX_IHAVE_LENGTH]]
+                                                         if any(iwant) else [])
+    assert dropped == (len(graft) + len(prune) + sum(len(ids) for _, ids in ihave) + sum(len(ids) for ids in iwant)
+                       - len(control.graft) - len(control.prune) - len(ihave_ids) - len(control.iwant[0].messageIDs
+                                                                                     if control.iwant else ()))
+
+
+@pytest.mark.slow
+async def test_a_flood_of_control_for_topics_the_host_does_not_join_is_dropped_unanswered(caplog) -> None:
+    """Quirk 37: each GRAFT for a topic the host does not join got a PRUNE RPC and a backoff entry, each IHAVE for
+    one an IWANT, each IWANT past 10 a second a warning; an RPC of thousands cost seconds of CPU."""
+    flood = rpc_pb2.RPC(control=rpc_pb2.ControlMessage(
+        graft=[rpc_pb2.ControlGraft(topicID=f"t{i}") for i in range(2000)],
+        ihave=[rpc_pb2.ControlIHave(topicID=f"t{i}", messageIDs=[os.urandom(20)]) for i in range(2000)],
+        iwant=[rpc_pb2.ControlIWant(messageIDs=[os.urandom(20)]) for _ in range(2000)]))
+    graft = rpc_pb2.RPC(control=rpc_pb2.ControlMessage(graft=[rpc_pb2.ControlGraft(topicID=TOPIC)]))
+    with trio.fail_after(30):
+        async with open_host(os.urandom(32), LOOPBACK) as node, open_host(os.urandom(32), LOOPBACK) as hostile:
+            await node.subscribe(TOPIC, accept_all)
+            await node.connect(hostile.listen_addrs[0])
+            async with await hostile.open_stream(node.peer_id, "/meshsub/1.2.0") as stream:
+                for rpc in (flood, graft):  # read in order: the GRAFT of the node's topic comes last
+                    data = rpc.SerializeToString()
+                    await stream.write(encode_uvarint(len(data)) + data)
+                await node.wait_for_mesh(TOPIC, hostile.peer_id)
+            assert not [topic for topic, peers in node._router.back_off.items() if topic != TOPIC and peers]
+            assert not [r for r in caplog.records if "rate limit exceeded" in r.getMessage()]
+            assert node.stats().control_dropped == 2000 + 2000  # the GRAFTs and IHAVEs; the IWANTs, merged, are read
