@@ -305,6 +305,16 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    each RPC), at most MAX_IHAVE_MESSAGES IHAVEs and MAX_IHAVE_LENGTH ids are taken from one RPC (go-libp2p's limits
    per heartbeat), and its IWANTs are read as one of at most MAX_IHAVE_LENGTH ids; HostStats.control_dropped
    counts what was dropped.
+38. An inbound connection holds its slot (quirk 31) through its handshake for up to the swarm's
+   inbound_upgrade_timeout (10 s) however little the peer sends, and the slot is taken before a byte is read, so
+   plain TCP connections that never start Noise (no key, no crypto: a SYN each) hold every slot, and quirk 34
+   cannot free one, the connection being no peer's yet. Repro: a host with the default 200 inbound slots; 300
+   sockets from 127.0.0.2 connect to it and send nothing: 200 slots taken, another host's connect() refused at
+   once ("unable to connect"), for as long as the sockets are renewed every 10 s (20 a second). Handled with
+   quirk 34's rule: when every slot is taken and no inbound connection is idle, a new connection takes the slot of
+   the oldest connection still in its handshake, which is closed (HostStats.handshakes_aborted); an honest
+   handshake takes milliseconds, so a flood must renew every slot in that moment to push one out. Same repro: the
+   connect() succeeds at once.
 Not worked around (policy, not a bug to patch): scores of a disconnected peer are forgotten at once (the spec
 retains them); IDONTWANT is sent for every message regardless of size.
 """
@@ -534,6 +544,7 @@ class HostStats:
     mesh_prunes: int = 0  # PRUNEs sent to keep a mesh within D_hi (each starts a backoff, quirk 20)
     control_dropped: int = 0  # GRAFTs, PRUNEs and IHAVE and IWANT message ids dropped unread (quirk 37)
     idle_inbound_closed: int = 0  # inbound connections closed as not put to use within their grace (quirk 34)
+    handshakes_aborted: int = 0  # inbound connections closed in their handshake, their slot given to another (38)
 
 
 def peer_public_key(peer_id: str) -> bytes:
@@ -909,7 +920,8 @@ class _Pubsub(Pubsub):
 
 class _IdleInbound:
     """Quirk 34: closes each inbound connection still not in use (`in_use(peer)`) `grace` seconds after it opened,
-    and the oldest such connection, grace or not, to give its slot to a new one when every slot is taken."""
+    and the oldest such connection, grace or not, to give its slot to a new one when every slot is taken; without
+    one, the oldest connection still in its handshake (quirk 38)."""
 
     def __init__(self, grace: float, in_use: Callable[[ID], bool], close_timeout: float) -> None:
         self._grace = grace
@@ -918,7 +930,9 @@ class _IdleInbound:
         self._pending: dict[INetConn, float] = {}  # inbound connections in their grace -> its end, oldest first
         self._arrived = trio.Event()
         self._nursery: trio.Nursery | None = None  # where connections are closed, while run() runs
+        self._handshakes: dict[IRawConnection, None] = {}  # inbound connections in their handshake, oldest first
         self.closed = 0
+        self.handshakes_aborted = 0
 
     def opened(self, conn: INetConn) -> None:
         self._pending[conn] = trio.current_time() + self._grace
@@ -926,6 +940,15 @@ class _IdleInbound:
 
     def gone(self, conn: INetConn) -> None:
         self._pending.pop(conn, None)
+
+    @contextlib.contextmanager
+    def handshaking(self, raw_conn: IRawConnection) -> Iterator[None]:
+        """An inbound connection's handshake, which evict_one may abort (quirk 38)."""
+        self._handshakes[raw_conn] = None
+        try:
+            yield
+        finally:
+            self._handshakes.pop(raw_conn, None)
 
     async def run(self) -> None:
         """Check each connection as its grace ends (they end in the order they began); runs until cancelled."""
@@ -949,14 +972,25 @@ class _IdleInbound:
         if self._nursery is None:
             return False
         oldest = next((conn for conn in self._pending if self._idle(conn)), None)
-        if oldest is None:
+        if oldest is not None:
+            del self._pending[oldest]
+            self._nursery.start_soon(self._close, oldest, "not in use, its slot given to a new inbound connection")
+            return True
+        stalled = next(iter(self._handshakes), None)
+        if stalled is None:
             return False
-        del self._pending[oldest]
-        self._nursery.start_soon(self._close, oldest, "not in use, its slot given to a new inbound connection")
+        del self._handshakes[stalled]
+        self.handshakes_aborted += 1
+        self._nursery.start_soon(self._abort, stalled)
         return True
 
     def _idle(self, conn: INetConn) -> bool:
         return not conn.is_closed and not self._in_use(conn.muxed_conn.peer_id)
+
+    async def _abort(self, raw_conn: IRawConnection) -> None:
+        logger.debug("closing an inbound connection in its handshake: its slot goes to a new inbound connection")
+        with trio.move_on_after(self._close_timeout):
+            await raw_conn.close()  # the handshake's next read fails, and its task ends
 
     async def _close(self, conn: INetConn, why: str) -> None:
         self.closed += 1
@@ -1123,7 +1157,8 @@ class Host:
         self._peer_event_channels: list[trio.MemorySendChannel[PeerEvent]] = []
         self._publish_lock = trio.Lock()
         self._counts: dict[str, int] = dict.fromkeys(
-            HostStats.__dataclass_fields__.keys() - {"mesh_prunes", "idle_inbound_closed", "control_dropped"}, 0)
+            HostStats.__dataclass_fields__.keys() - {"mesh_prunes", "idle_inbound_closed", "handshakes_aborted",
+                                                     "control_dropped"}, 0)
         self._lagging_topics: set[str] = set()
         self._open = True
         self._peer_id = self._my_id.to_base58()
@@ -1341,7 +1376,7 @@ class Host:
 
     def stats(self) -> HostStats:
         return HostStats(**self._counts, mesh_prunes=self._router.mesh_prunes, idle_inbound_closed=self._idle.closed,
-                         control_dropped=self._router.control_dropped)
+                         handshakes_aborted=self._idle.handshakes_aborted, control_dropped=self._router.control_dropped)
 
     def peer_score(self, peer_id: str) -> float:
         """This host's GossipSub score for a peer over the topics it subscribes to (0 for a newcomer)."""
@@ -1478,9 +1513,9 @@ async def open_host(seed: bytes, listen: list[str], *, config: HostConfig = Host
         disable_identify_address_discovery=True,  # advertise what we listen on, not what peers claim to see
     )
     lp_host.get_network().retry_config = RetryConfig(max_retries=0)  # quirk 6: the caller owns retries
-    _free_inbound_slots_on_close(lp_host.get_network())
     _dial_only_in_connect(lp_host.get_network())
     host = Host(lp_host, config)
+    _free_inbound_slots_on_close(lp_host.get_network(), host._idle.handshaking)
     _evict_idle_when_full(lp_host.get_network(), host._idle.evict_one)
     try:
         async with _running(lp_host, addrs, host, config):
@@ -1668,14 +1703,17 @@ def _verify_unless_signed_here(msg: rpc_pb2.Message) -> bool:
     return msg is _SIGNED_HERE.get() or signature_validator(msg)
 
 
-def _free_inbound_slots_on_close(network: INetwork) -> None:
-    """Quirk 31, if the swarm still upgrades inbound connections through this method, with these parameters."""
+def _free_inbound_slots_on_close(network: INetwork,
+                                 handshaking: Callable[[IRawConnection], contextlib.AbstractContextManager[None]]
+                                 ) -> None:
+    """Quirks 31 and 38, if the swarm still upgrades inbound connections through this method, with these parameters."""
     upgrade = getattr(network, "upgrade_inbound_raw_conn", None)
     if upgrade is None or list(inspect.signature(upgrade).parameters) != ["raw_conn", "maddr"]:
         return
 
     async def upgrade_until_closed(raw_conn: IRawConnection, maddr: multiaddr.Multiaddr) -> IMuxedConn:
-        muxed = await upgrade(raw_conn, maddr)
+        with handshaking(raw_conn):
+            muxed = await upgrade(raw_conn, maddr)
         await muxed.event_shutting_down.wait()  # (yamux, the only muxer offered)
         raise SwarmException(f"inbound connection from {muxed.peer_id} closed")  # ends the task: its slot is freed
 

@@ -1,5 +1,6 @@
-"""One hostile peer trying to exhaust a host's memory or tasks through the muxer and gossip control, over real connections on loopback
-(gossip.host quirks 35 to 37). The hostile peer is a host too; it writes raw yamux frames past its own muxer."""
+"""One hostile peer trying to exhaust a host's slots, memory, tasks or CPU through its handshakes, muxer and gossip
+control, over real connections on loopback (gossip.host quirks 35 to 38). The hostile peer is a host too, writing raw
+yamux frames past its own muxer or RPCs on a stream of its own, or bare sockets."""
 
 import contextlib
 import os
@@ -14,8 +15,8 @@ from libp2p.pubsub.pb import rpc_pb2
 from libp2p.stream_muxer.yamux.yamux import FLAG_SYN, TYPE_DATA, TYPE_WINDOW_UPDATE, YAMUX_HEADER_FORMAT, Yamux
 
 from gossip.frames import encode_uvarint
-from gossip.host import (MAX_IHAVE_LENGTH, MAX_IHAVE_MESSAGES, MAX_INBOUND_STREAMS, Host, HostError, PeerEvent, Stream,
-                         _trim_control, open_host)
+from gossip.host import (MAX_IHAVE_LENGTH, MAX_IHAVE_MESSAGES, MAX_INBOUND_STREAMS, Host, HostConfig, HostError,
+                         PeerEvent, Stream, _trim_control, open_host)
 from tests.gossip.test_host import LOOPBACK, TOPIC, accept_all
 
 FRAME = 65536  # bytes of data in each raw DATA frame
@@ -146,3 +147,20 @@ async def test_a_flood_of_control_for_topics_the_host_does_not_join_is_dropped_u
             assert not [topic for topic, peers in node._router.back_off.items() if topic != TOPIC and peers]
             assert not [r for r in caplog.records if "rate limit exceeded" in r.getMessage()]
             assert node.stats().control_dropped == 2000 + 2000  # the GRAFTs and IHAVEs; the IWANTs, merged, are read
+
+
+@pytest.mark.slow
+async def test_connections_that_never_start_their_handshake_do_not_lock_out_a_peer() -> None:
+    """Quirk 38: a TCP connection held its inbound slot through its handshake for 10 s however little it sent, so
+    bare sockets, renewed every 10 s, held every slot and every peer was refused."""
+    with trio.fail_after(30):
+        async with (open_host(os.urandom(32), LOOPBACK, config=HostConfig(max_connections=8)) as node,
+                    open_host(os.urandom(32), LOOPBACK) as honest, contextlib.AsyncExitStack() as sockets):
+            port = int(node.listen_addrs[0].split("/")[4])
+            stalled = [await sockets.enter_async_context(await trio.open_tcp_stream("127.0.0.1", port))
+                       for _ in range(4)]  # as many as the node has inbound slots
+            for sock in stalled:
+                assert await sock.receive_some()  # the node's multistream-select header: it is in the handshake
+            assert await honest.connect(node.listen_addrs[0]) == node.peer_id
+            assert node.stats().handshakes_aborted == 1
+            assert await stalled[0].receive_some() == b""  # the oldest gave its slot
