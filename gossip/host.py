@@ -279,8 +279,9 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    frame). go-yamux closes the connection (ErrRecvWindowExceeded). Handled (the muxer class is replaced where
    py-libp2p builds it, guarded by its name and type, as 24): _Yamux closes the connection, GO_AWAY protocol
    error first, when a DATA frame would take what the connection buffers past the windows of its streams (each
-   stream's target window, which credit never exceeds, plus one initial window for a stream being opened); the
-   peer is counted in HostStats.hostile_input and logged.
+   stream's target window, which credit never exceeds, plus one initial window for a stream being opened or just
+   closed; an honest frame is at most 64 KiB in go-, js- and py-libp2p); the peer is counted in
+   HostStats.hostile_input and logged.
 36. Nothing bounds the streams a peer opens on one connection: yamux accepts every SYN (py-libp2p's backlog limit of
    256 holds only for streams this host opens) and the swarm starts a task for each, which writes the
    multistream-select header and waits up to 10 s for the peer to name a protocol. So one peer sending bare SYN
