@@ -316,6 +316,13 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    the oldest connection still in its handshake, which is closed (HostStats.handshakes_aborted); an honest
    handshake takes milliseconds, so a flood must renew every slot in that moment to push one out. Same repro: the
    connect() succeeds at once.
+39. A message in the message cache is sent again to a peer for every IWANT it sends for it, up to the library's 10
+   IWANTs a second, where go-libp2p sends a message to one peer at most 3 times (GossipRetransmission): one IWANT of
+   2 KB naming 40 cached messages of 20 KB is answered with 800 KB. Repro: host A publishes 40 messages of 20 KB
+   to peer B, which writes an RPC of IWANT for their 40 ids on its /meshsub/1.2.0 stream to A every 50 ms: 40 RPCs,
+   77 KB in all, had A send 16 MB in 3 s. Handled: _GossipSub.handle_rpc takes from an IWANT only the ids of
+   cached messages sent to that peer fewer than GOSSIP_RETRANSMISSION times in answer to IWANTs (the count is
+   forgotten with the message, at the heartbeat); the rest count in HostStats.control_dropped.
 Not worked around (policy, not a bug to patch): scores of a disconnected peer are forgotten at once (the spec
 retains them); IDONTWANT is sent for every message regardless of size.
 """
@@ -337,7 +344,7 @@ import statistics
 import struct
 import time
 import weakref
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -373,13 +380,14 @@ from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.pubsub.rpc_queue import DefaultMaxMessageSize, OutBoundQueueSize, RpcQueue
 from libp2p.pubsub.score import ScoreParams, TopicScoreParams
-from libp2p.pubsub.utils import maybe_consume_signed_record
+from libp2p.pubsub.utils import maybe_consume_signed_record, safe_bytes_from_hex
 from libp2p.pubsub.validators import signature_validator
 from libp2p.rcmgr import Direction
 from libp2p.security.noise.exceptions import PeerIDMismatchesPubkey
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
-from libp2p.stream_muxer.yamux.yamux import DEFAULT_WINDOW_SIZE, GO_AWAY_PROTOCOL_ERROR, TYPE_GO_AWAY, YAMUX_HEADER_FORMAT
+from libp2p.stream_muxer.yamux.yamux import (DEFAULT_WINDOW_SIZE, GO_AWAY_PROTOCOL_ERROR, TYPE_GO_AWAY,
+                                             YAMUX_HEADER_FORMAT)
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux, YamuxStream
 from libp2p.tools.anyio_service import background_trio_service
@@ -411,6 +419,7 @@ BACKOFF_SLACK_S = 10  # seconds a backoff lasts longer for grafting than for ref
 OPPORTUNISTIC_GRAFT_TICKS, OPPORTUNISTIC_GRAFT_THRESHOLD, OPPORTUNISTIC_GRAFT_PEERS = 60, 0.0, 2
 # IHAVE entries, and message ids in IHAVEs and in IWANTs, taken from one RPC (go-libp2p's defaults; quirk 37).
 MAX_IHAVE_MESSAGES, MAX_IHAVE_LENGTH = 10, 5000
+GOSSIP_RETRANSMISSION = 3  # times a cached message is sent to one peer in answer to its IWANTs (go-libp2p's; quirk 39)
 _RANDOM = random.SystemRandom()
 # What getaddrinfo looks up for a name in a dial address (quirk 33): the address family, and the records it means.
 _LOOKUPS = {"dns": (socket.AF_UNSPEC, "A or AAAA"), "dns4": (socket.AF_INET, "A"), "dns6": (socket.AF_INET6, "AAAA")}
@@ -730,13 +739,14 @@ class Stream:
 
 class _GossipSub(GossipSub):
     """GossipSub that backs off from every peer it prunes, grafts only BACKOFF_SLACK_S after a backoff ends
-    (quirk 20), grafts opportunistically as the spec says (quirk 22) and reads no more control than go-libp2p does
-    (quirk 37); nothing else differs."""
+    (quirk 20), grafts opportunistically as the spec says (quirk 22), reads no more control than go-libp2p does
+    (quirk 37) and answers IWANTs for a message as often as go-libp2p does (quirk 39); nothing else differs."""
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.mesh_prunes = 0  # HostStats.mesh_prunes
         self.control_dropped = 0  # HostStats.control_dropped
+        self._sent_on_iwant: dict[bytes, Counter[ID]] = {}  # cached message id -> peer -> times sent (quirk 39)
         self._grafting = False  # inside mesh_heartbeat, which chooses the peers to graft
         self._heartbeats = 0
 
@@ -751,11 +761,32 @@ class _GossipSub(GossipSub):
             for topic in topics:
                 self._add_back_off(peer, topic, False)
                 self.mesh_prunes += 1
+        for message_id in [m for m in self._sent_on_iwant if self.mcache.get(m) is None]:
+            del self._sent_on_iwant[message_id]  # gone from the cache: never sent again
         return to_graft, to_prune
 
     async def handle_rpc(self, rpc: rpc_pb2.RPC, sender_peer_id: ID) -> None:
         self.control_dropped += _trim_control(rpc.control, self.mesh.keys())  # quirk 37
+        if rpc.control.iwant:  # one, after _trim_control
+            self._limit_retransmissions(rpc.control.iwant[0], sender_peer_id)
         await super().handle_rpc(rpc, sender_peer_id)
+
+    def _limit_retransmissions(self, iwant: rpc_pb2.ControlIWant, peer: ID) -> None:
+        """Quirk 39: keep the ids of cached messages sent to `peer` on IWANT fewer than GOSSIP_RETRANSMISSION times,
+        counting them as sent (ids of messages not cached cost nothing and stay)."""
+        kept = []
+        for wire_id in iwant.messageIDs:
+            message_id = safe_bytes_from_hex(wire_id)
+            if message_id is None or self.mcache.get(message_id) is None:
+                kept.append(wire_id)
+                continue
+            sent = self._sent_on_iwant.setdefault(message_id, Counter())
+            if sent[peer] < GOSSIP_RETRANSMISSION:
+                sent[peer] += 1
+                kept.append(wire_id)
+        self.control_dropped += len(iwant.messageIDs) - len(kept)
+        del iwant.messageIDs[:]
+        iwant.messageIDs.extend(kept)
 
     async def emit_prune(self, topic: str, to_peer: ID, do_px: bool, is_unsubscribe: bool) -> None:
         self._add_back_off(to_peer, topic, is_unsubscribe)

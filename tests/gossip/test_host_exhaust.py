@@ -1,5 +1,5 @@
 """One hostile peer trying to exhaust a host's slots, memory, tasks or CPU through its handshakes, muxer and gossip
-control, over real connections on loopback (gossip.host quirks 35 to 38). The hostile peer is a host too, writing raw
+control, over real connections on loopback (gossip.host quirks 35 to 39). The hostile peer is a host too, writing raw
 yamux frames past its own muxer or RPCs on a stream of its own, or bare sockets."""
 
 import contextlib
@@ -15,8 +15,8 @@ from libp2p.pubsub.pb import rpc_pb2
 from libp2p.stream_muxer.yamux.yamux import FLAG_SYN, TYPE_DATA, TYPE_WINDOW_UPDATE, YAMUX_HEADER_FORMAT, Yamux
 
 from gossip.frames import encode_uvarint
-from gossip.host import (MAX_IHAVE_LENGTH, MAX_IHAVE_MESSAGES, MAX_INBOUND_STREAMS, Host, HostConfig, HostError,
-                         PeerEvent, Stream, _trim_control, open_host)
+from gossip.host import (GOSSIP_RETRANSMISSION, MAX_IHAVE_LENGTH, MAX_IHAVE_MESSAGES, MAX_INBOUND_STREAMS, Host,
+                         HostConfig, HostError, PeerEvent, Stream, _trim_control, open_host)
 from tests.gossip.test_host import LOOPBACK, TOPIC, accept_all
 
 FRAME = 65536  # bytes of data in each raw DATA frame
@@ -58,7 +58,8 @@ async def test_a_peer_sending_past_its_receive_window_is_disconnected_not_buffer
             largest = 0
             with contextlib.suppress(IOException):  # the node hung up
                 for _ in range(64):  # 4 MiB, sixteen times the stream's window
-                    await raw._write_frame(struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_DATA, 0, target, FRAME) + b"x" * FRAME)
+                    header = struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_DATA, 0, target, FRAME)
+                    await raw._write_frame(header + b"x" * FRAME)
                     largest = max(largest, sum(len(b) for b in kept.stream_buffers.values()))
             assert largest <= 2**20
             assert await events.receive() == PeerEvent(hostile.peer_id, connected=False)
@@ -164,3 +165,29 @@ async def test_connections_that_never_start_their_handshake_do_not_lock_out_a_pe
             assert await honest.connect(node.listen_addrs[0]) == node.peer_id
             assert node.stats().handshakes_aborted == 1
             assert await stalled[0].receive_some() == b""  # the oldest gave its slot
+
+
+@pytest.mark.slow
+async def test_a_cached_message_is_sent_to_a_peer_asking_again_and_again_three_times_at_most(monkeypatch) -> None:
+    """Quirk 39: every IWANT for cached messages was answered with them all, up to 10 a second (2 KB got 800 KB)."""
+    with trio.fail_after(30):
+        async with (open_host(os.urandom(32), LOOPBACK, config=HostConfig(heartbeat_interval=30)) as node,
+                    open_host(os.urandom(32), LOOPBACK) as hostile):
+            await node.subscribe(TOPIC, accept_all)
+            for n in range(3):
+                await node.publish(TOPIC, b"cached %d" % n)  # to nobody yet: kept for IHAVE/IWANT
+            cached = list(node._router.mcache.msgs)
+            sent: list[bytes] = []
+            send_rpc = node._router.send_rpc
+            monkeypatch.setattr(node._router, "send_rpc", lambda peer, rpc, *args: (
+                sent.extend(m.data for m in rpc.publish), send_rpc(peer, rpc, *args))[-1])
+            await node.connect(hostile.listen_addrs[0])
+            want = rpc_pb2.RPC(control=rpc_pb2.ControlMessage(iwant=[rpc_pb2.ControlIWant(messageIDs=cached)]))
+            graft = rpc_pb2.RPC(control=rpc_pb2.ControlMessage(graft=[rpc_pb2.ControlGraft(topicID=TOPIC)]))
+            async with await hostile.open_stream(node.peer_id, "/meshsub/1.2.0") as stream:
+                for rpc in [want] * 5 + [graft]:  # read in order: the GRAFT comes last
+                    data = rpc.SerializeToString()
+                    await stream.write(encode_uvarint(len(data)) + data)
+                await node.wait_for_mesh(TOPIC, hostile.peer_id)
+            assert sorted(sent) == sorted([b"cached 0", b"cached 1", b"cached 2"] * GOSSIP_RETRANSMISSION)
+            assert node.stats().control_dropped == 3 * (5 - GOSSIP_RETRANSMISSION)
