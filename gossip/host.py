@@ -323,6 +323,13 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    77 KB in all, had A send 16 MB in 3 s. Handled: _GossipSub.handle_rpc takes from an IWANT only the ids of
    cached messages sent to that peer fewer than GOSSIP_RETRANSMISSION times in answer to IWANTs (the count is
    forgotten with the message, at the heartbeat); the rest count in HostStats.control_dropped.
+40. Multistream-select takes any number of protocol proposals on one stream (or connection, before Noise and yamux)
+   for as long as its 10 s timeout, and answers each "na" with a frame of its own: about 9 bytes of the peer's
+   cost a yamux frame, a Noise frame and a socket write. Repro: hosts A and B, A dials B; B opens a stream with one
+   DATA frame holding the multistream header and 5,000 proposals of unknown protocols (44 KB): 2.3-3.3 s of CPU in
+   the process of both hosts. Handled (Multiselect.negotiate wrapped, guarded by its parameters, as 24): a peer
+   proposing more than MAX_PROTOCOL_PROPOSALS protocols (or asking "ls" as often) in one negotiation has it fail,
+   and the stream (or connection) is reset, as for any failed negotiation. An honest peer proposes a few.
 Not worked around (policy, not a bug to patch): scores of a disconnected peer are forgotten at once (the spec
 retains them); IDONTWANT is sent for every message regardless of size.
 """
@@ -359,7 +366,8 @@ import libp2p.stream_muxer.muxer_multistream
 import multiaddr
 import trio
 from libp2p import new_host
-from libp2p.abc import IMuxedConn, IMuxedStream, INetConn, INetStream, INetwork, INotifee, IRawConnection
+from libp2p.abc import (IMuxedConn, IMuxedStream, IMultiselectCommunicator, INetConn, INetStream, INetwork, INotifee,
+                        IRawConnection)
 from libp2p.crypto.ed25519 import Ed25519PublicKey, create_new_key_pair
 from libp2p.crypto.keys import KeyType
 from libp2p.crypto.x25519 import create_new_key_pair as create_new_x25519_key_pair
@@ -374,7 +382,8 @@ from libp2p.network.stream import exceptions as lp_stream
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from libp2p.peer.peerstore import env_to_send_in_RPC
-from libp2p.protocol_muxer.exceptions import MultiselectClientError
+from libp2p.protocol_muxer.exceptions import MultiselectClientError, MultiselectCommunicatorError
+from libp2p.protocol_muxer.multiselect import DEFAULT_NEGOTIATE_TIMEOUT, Multiselect
 from libp2p.pubsub.gossipsub import GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
@@ -419,6 +428,7 @@ BACKOFF_SLACK_S = 10  # seconds a backoff lasts longer for grafting than for ref
 OPPORTUNISTIC_GRAFT_TICKS, OPPORTUNISTIC_GRAFT_THRESHOLD, OPPORTUNISTIC_GRAFT_PEERS = 60, 0.0, 2
 # IHAVE entries, and message ids in IHAVEs and in IWANTs, taken from one RPC (go-libp2p's defaults; quirk 37).
 MAX_IHAVE_MESSAGES, MAX_IHAVE_LENGTH = 10, 5000
+MAX_PROTOCOL_PROPOSALS = 16  # protocols a peer may propose in one multistream-select negotiation (quirk 40)
 GOSSIP_RETRANSMISSION = 3  # times a cached message is sent to one peer in answer to its IWANTs (go-libp2p's; quirk 39)
 _RANDOM = random.SystemRandom()
 # What getaddrinfo looks up for a name in a dial address (quirk 33): the address family, and the records it means.
@@ -1535,6 +1545,7 @@ async def open_host(seed: bytes, listen: list[str], *, config: HostConfig = Host
     _fix_sender_records()
     _fix_own_signature_check()
     _fix_muxer_class()
+    _fix_negotiation()
     key_pair = create_new_key_pair(seed)
     lp_host = new_host(
         key_pair=key_pair,
@@ -1775,6 +1786,40 @@ def _dial_only_in_connect(network: INetwork) -> None:
         return await dial_peer(peer_id)
 
     network.dial_peer = dial_connected_only  # type: ignore[method-assign]
+
+
+class _ProposalLimit(IMultiselectCommunicator):
+    """Quirk 40: a multistream-select communicator that refuses to read past the handshake and MAX_PROTOCOL_PROPOSALS
+    proposals."""
+
+    def __init__(self, communicator: IMultiselectCommunicator) -> None:
+        self._communicator = communicator
+        self._reads = 0
+
+    async def write(self, msg_str: str) -> None:
+        await self._communicator.write(msg_str)
+
+    async def read(self) -> str:
+        self._reads += 1
+        if self._reads > 1 + MAX_PROTOCOL_PROPOSALS:  # the handshake's line, then the proposals
+            raise MultiselectCommunicatorError(f"more than {MAX_PROTOCOL_PROPOSALS} protocols proposed")
+        return await self._communicator.read()
+
+
+_NEGOTIATE = Multiselect.negotiate
+
+
+async def _negotiate_few(self: Multiselect, communicator: IMultiselectCommunicator,
+                         negotiate_timeout: int = DEFAULT_NEGOTIATE_TIMEOUT) -> tuple[TProtocol | None, object]:
+    """Multiselect.negotiate, with MAX_PROTOCOL_PROPOSALS proposals at most (quirk 40)."""
+    return await _NEGOTIATE(self, _ProposalLimit(communicator), negotiate_timeout)
+
+
+def _fix_negotiation() -> None:
+    """Quirk 40, if multistream-select still negotiates through Multiselect.negotiate with these parameters."""
+    if Multiselect.negotiate is _NEGOTIATE and list(inspect.signature(_NEGOTIATE).parameters) == [
+            "self", "communicator", "negotiate_timeout"]:
+        Multiselect.negotiate = _negotiate_few  # type: ignore[method-assign,assignment]
 
 
 def _route_libp2p_logging(level: int) -> None:

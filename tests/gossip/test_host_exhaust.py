@@ -1,6 +1,6 @@
-"""One hostile peer trying to exhaust a host's slots, memory, tasks or CPU through its handshakes, muxer and gossip
-control, over real connections on loopback (gossip.host quirks 35 to 39). The hostile peer is a host too, writing raw
-yamux frames past its own muxer or RPCs on a stream of its own, or bare sockets."""
+"""One hostile peer trying to exhaust a host's slots, memory, tasks or CPU through its handshakes, muxer, protocol
+negotiation and gossip control, over real connections on loopback (gossip.host quirks 35 to 40). The hostile peer is
+a host too, writing raw yamux frames past its own muxer or RPCs on a stream of its own, or bare sockets."""
 
 import contextlib
 import os
@@ -15,8 +15,9 @@ from libp2p.pubsub.pb import rpc_pb2
 from libp2p.stream_muxer.yamux.yamux import FLAG_SYN, TYPE_DATA, TYPE_WINDOW_UPDATE, YAMUX_HEADER_FORMAT, Yamux
 
 from gossip.frames import encode_uvarint
-from gossip.host import (GOSSIP_RETRANSMISSION, MAX_IHAVE_LENGTH, MAX_IHAVE_MESSAGES, MAX_INBOUND_STREAMS, Host,
-                         HostConfig, HostError, PeerEvent, Stream, _trim_control, open_host)
+from gossip.host import (GOSSIP_RETRANSMISSION, MAX_IHAVE_LENGTH, MAX_IHAVE_MESSAGES, MAX_INBOUND_STREAMS,
+                         MAX_PROTOCOL_PROPOSALS, Host, HostConfig, HostError, PeerEvent, Stream, _trim_control,
+                         open_host)
 from tests.gossip.test_host import LOOPBACK, TOPIC, accept_all
 
 FRAME = 65536  # bytes of data in each raw DATA frame
@@ -191,3 +192,34 @@ async def test_a_cached_message_is_sent_to_a_peer_asking_again_and_again_three_t
                 await node.wait_for_mesh(TOPIC, hostile.peer_id)
             assert sorted(sent) == sorted([b"cached 0", b"cached 1", b"cached 2"] * GOSSIP_RETRANSMISSION)
             assert node.stats().control_dropped == 3 * (5 - GOSSIP_RETRANSMISSION)
+
+
+def multistream_line(text: str) -> bytes:
+    return encode_uvarint(len(text) + 1) + text.encode() + b"\n"
+
+
+@pytest.mark.slow
+async def test_a_peer_proposing_protocol_after_protocol_has_its_stream_reset() -> None:
+    """Quirk 40: multistream-select answered "na" to any number of proposals for 10 s, a frame of its own for each
+    one's 9 bytes: 5,000 in one stream cost seconds of CPU."""
+    served: list[Stream] = []
+
+    async def serve(stream: Stream) -> None:
+        served.append(stream)
+
+    with trio.fail_after(30):
+        async with open_host(os.urandom(32), LOOPBACK) as node, open_host(os.urandom(32), LOOPBACK) as hostile:
+            node.set_stream_handler(ECHO, serve)
+            await node.connect(hostile.listen_addrs[0])
+            stream = await muxed_connection(hostile, node.peer_id).open_stream()
+            await stream.write(multistream_line("/multistream/1.0.0")
+                               + b"".join(multistream_line(f"/unknown/{i}") for i in range(MAX_PROTOCOL_PROPOSALS))
+                               + multistream_line(ECHO))
+            answer = b""
+            with contextlib.suppress(Exception):  # reset (or at end of stream) once the node gave up
+                while chunk := await stream.read(4096):
+                    answer += chunk
+                    if ECHO.encode() in answer:
+                        break
+            assert answer.count(b"na\n") == MAX_PROTOCOL_PROPOSALS and ECHO.encode() not in answer
+            assert not served
