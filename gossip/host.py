@@ -271,12 +271,72 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    newcomer is not known yet when it is let in (the slot is taken before its handshake), so it may be a stranger
    too; protected peers and connections in use are never closed for it, and with none idle it is refused. A
    connection that was put to use, and an outbound one (this host's own dial), is never closed as idle.
+35. A yamux peer may send past the receive window it was granted: handle_incoming logs "peer exceeded receive
+   window" and buffers the bytes anyway, so a stream nobody reads (the host's own pubsub stream to a peer, which it
+   only writes) holds whatever the peer sends, for as long as the connection lasts. Repro: hosts A and B
+   connected; B writes raw DATA frames (its yamux connection's _write_frame) on the stream A's pubsub opened to it:
+   64 MiB sent in 6 s, 64 MiB buffered at A, A's memory up by as much, the connection kept (and a warning per
+   frame). go-yamux closes the connection (ErrRecvWindowExceeded). Handled (the muxer class is replaced where
+   py-libp2p builds it, guarded by its name and type, as 24): _Yamux closes the connection, GO_AWAY protocol
+   error first, when a DATA frame would take what the connection buffers past the windows of its streams (each
+   stream's target window, which credit never exceeds, plus one initial window for a stream being opened or just
+   closed; an honest frame is at most 64 KiB in go-, js- and py-libp2p); the peer is counted in
+   HostStats.hostile_input and logged.
+36. Nothing bounds the streams a peer opens on one connection: yamux accepts every SYN (py-libp2p's backlog limit of
+   256 holds only for streams this host opens) and the swarm starts a task for each, which writes the
+   multistream-select header and waits up to 10 s for the peer to name a protocol. So one peer sending bare SYN
+   frames, 12 bytes each, keeps the host busy with nothing else and holds as many tasks and streams as it sends in
+   10 s. Repro: hosts A and B, A dials B; B writes 20,000 WINDOW_UPDATE+SYN frames (its yamux connection's
+   _write_frame, 500 to a write) and never sends on them: A held up to 3,400 streams at once (the two hosts in one
+   process, on a loaded 2-CPU machine, took 40 s to send and handle them). Handled (in _Yamux, quirk 35): a stream
+   the peer opens while MAX_INBOUND_STREAMS of its streams are open on the connection (not yet closed or reset
+   by this host) is reset as it is accepted, before any task or negotiation; the first such stream of a
+   connection is counted in HostStats.hostile_input and logged. go-libp2p's resource manager bounds inbound
+   streams per peer in the same way. Same repro: at most 260 streams at A, its memory up 2 MiB where it was 34, and
+   the 20,000 sent and handled in 16 s.
+37. Gossip control messages cost the receiver far more than the sender, without bound per RPC: a GRAFT for a topic
+   the host does not join is answered with a PRUNE RPC of its own (and a backoff entry kept 60 s, quirk 20), each
+   IHAVE entry passes a per-topic rate limit (new topics pass) and sends an IWANT, and each IWANT entry past 10 a
+   second logs a warning. Repro: host A subscribed to one topic, peer B writes RPCs on its /meshsub/1.2.0 stream
+   to A: 3 RPCs of 20,000 GRAFTs for distinct topics (190 KB each) took 14.4 s of CPU and delayed another peer's
+   message 13 s; 10 RPCs of 20,000 one-id IHAVEs for distinct topics (630 KB each), 6.9 s; 3 RPCs of 20,000
+   one-id IWANTs (480 KB each), 59,940 warning lines. Handled as go-libp2p does, before py-libp2p sees the
+   control message (_GossipSub.handle_rpc): GRAFT, PRUNE and IHAVE for topics the host does not join are
+   dropped, and so are GRAFTs and PRUNEs repeating a topic in one RPC (20,000 GRAFTs of the host's topic took 0.25 s
+   each RPC), at most MAX_IHAVE_MESSAGES IHAVEs and MAX_IHAVE_LENGTH ids are taken from one RPC (go-libp2p's limits
+   per heartbeat), and its IWANTs are read as one of at most MAX_IHAVE_LENGTH ids; HostStats.control_dropped
+   counts what was dropped.
+38. An inbound connection holds its slot (quirk 31) through its handshake for up to the swarm's
+   inbound_upgrade_timeout (10 s) however little the peer sends, and the slot is taken before a byte is read, so
+   plain TCP connections that never start Noise (no key, no crypto: a SYN each) hold every slot, and quirk 34
+   cannot free one, the connection being no peer's yet. Repro: a host with the default 200 inbound slots; 300
+   sockets from 127.0.0.2 connect to it and send nothing: 200 slots taken, another host's connect() refused at
+   once ("unable to connect"), for as long as the sockets are renewed every 10 s (20 a second). Handled with
+   quirk 34's rule: when every slot is taken and no inbound connection is idle, a new connection takes the slot of
+   the oldest connection still in its handshake, which is closed (HostStats.handshakes_aborted); an honest
+   handshake takes milliseconds, so a flood must renew every slot in that moment to push one out. Same repro: the
+   connect() succeeds at once.
+39. A message in the message cache is sent again to a peer for every IWANT it sends for it, up to the library's 10
+   IWANTs a second, where go-libp2p sends a message to one peer at most 3 times (GossipRetransmission): one IWANT of
+   2 KB naming 40 cached messages of 20 KB is answered with 800 KB. Repro: host A publishes 40 messages of 20 KB
+   to peer B, which writes an RPC of IWANT for their 40 ids on its /meshsub/1.2.0 stream to A every 50 ms: 40 RPCs,
+   77 KB in all, had A send 16 MB in 3 s. Handled: _GossipSub.handle_rpc takes from an IWANT only the ids of
+   cached messages sent to that peer fewer than GOSSIP_RETRANSMISSION times in answer to IWANTs (the count is
+   forgotten with the message, at the heartbeat); the rest count in HostStats.control_dropped.
+40. Multistream-select takes any number of protocol proposals on one stream (or connection, before Noise and yamux)
+   for as long as its 10 s timeout, and answers each "na" with a frame of its own: about 9 bytes of the peer's
+   cost a yamux frame, a Noise frame and a socket write. Repro: hosts A and B, A dials B; B opens a stream with one
+   DATA frame holding the multistream header and 5,000 proposals of unknown protocols (44 KB): 2.3-3.3 s of CPU in
+   the process of both hosts. Handled (Multiselect.negotiate wrapped, guarded by its parameters, as 24): a peer
+   proposing more than MAX_PROTOCOL_PROPOSALS protocols (or asking "ls" as often) in one negotiation has it fail,
+   and the stream (or connection) is reset, as for any failed negotiation. An honest peer proposes a few.
 Not worked around (policy, not a bug to patch): scores of a disconnected peer are forgotten at once (the spec
 retains them); IDONTWANT is sent for every message regardless of size.
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import errno
 import functools
@@ -288,9 +348,10 @@ import random
 import re
 import socket
 import statistics
+import struct
 import time
 import weakref
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -301,10 +362,12 @@ import libp2p.io.msgio
 import libp2p.io.utils
 import libp2p.pubsub.gossipsub
 import libp2p.pubsub.pubsub
+import libp2p.stream_muxer.muxer_multistream
 import multiaddr
 import trio
 from libp2p import new_host
-from libp2p.abc import IMuxedConn, INetConn, INetStream, INetwork, INotifee, IRawConnection
+from libp2p.abc import (IMuxedConn, IMuxedStream, IMultiselectCommunicator, INetConn, INetStream, INetwork, INotifee,
+                        IRawConnection)
 from libp2p.crypto.ed25519 import Ed25519PublicKey, create_new_key_pair
 from libp2p.crypto.keys import KeyType
 from libp2p.crypto.x25519 import create_new_key_pair as create_new_x25519_key_pair
@@ -319,18 +382,21 @@ from libp2p.network.stream import exceptions as lp_stream
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from libp2p.peer.peerstore import env_to_send_in_RPC
-from libp2p.protocol_muxer.exceptions import MultiselectClientError
+from libp2p.protocol_muxer.exceptions import MultiselectClientError, MultiselectCommunicatorError
+from libp2p.protocol_muxer.multiselect import DEFAULT_NEGOTIATE_TIMEOUT, Multiselect
 from libp2p.pubsub.gossipsub import GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.pubsub.rpc_queue import DefaultMaxMessageSize, OutBoundQueueSize, RpcQueue
 from libp2p.pubsub.score import ScoreParams, TopicScoreParams
-from libp2p.pubsub.utils import maybe_consume_signed_record
+from libp2p.pubsub.utils import maybe_consume_signed_record, safe_bytes_from_hex
 from libp2p.pubsub.validators import signature_validator
 from libp2p.rcmgr import Direction
 from libp2p.security.noise.exceptions import PeerIDMismatchesPubkey
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux.yamux import (DEFAULT_WINDOW_SIZE, GO_AWAY_PROTOCOL_ERROR, TYPE_GO_AWAY,
+                                             YAMUX_HEADER_FORMAT)
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux, YamuxStream
 from libp2p.tools.anyio_service import background_trio_service
@@ -355,10 +421,15 @@ GOSSIPSUB_PROTOCOLS = ("/meshsub/1.2.0", "/meshsub/1.1.0")
 _MAX_RPC_OVERHEAD = 4096  # room for topic, from, seqno, signature, key and senderRecord around the data
 _READ_CHUNK = 65536
 SENDER_RECORD_TTL_S = 60.0  # how long a signed peer record, sent or accepted, is reused unchanged (quirk 24)
+MAX_INBOUND_STREAMS = 256  # streams a peer may have open on one connection at once; more are reset (quirk 36)
 MAX_REMEMBERED_RECORDS = 1024  # peers whose last accepted signed peer record a host remembers (quirk 24)
 BACKOFF_SLACK_S = 10  # seconds a backoff lasts longer for grafting than for refusing a GRAFT (quirk 20)
 # GossipSub v1.1 opportunistic grafting (quirk 22): how often, below which median mesh score, how many peers.
 OPPORTUNISTIC_GRAFT_TICKS, OPPORTUNISTIC_GRAFT_THRESHOLD, OPPORTUNISTIC_GRAFT_PEERS = 60, 0.0, 2
+# IHAVE entries, and message ids in IHAVEs and in IWANTs, taken from one RPC (go-libp2p's defaults; quirk 37).
+MAX_IHAVE_MESSAGES, MAX_IHAVE_LENGTH = 10, 5000
+MAX_PROTOCOL_PROPOSALS = 16  # protocols a peer may propose in one multistream-select negotiation (quirk 40)
+GOSSIP_RETRANSMISSION = 3  # times a cached message is sent to one peer in answer to its IWANTs (go-libp2p's; quirk 39)
 _RANDOM = random.SystemRandom()
 # What getaddrinfo looks up for a name in a dial address (quirk 33): the address family, and the records it means.
 _LOOKUPS = {"dns": (socket.AF_UNSPEC, "A or AAAA"), "dns4": (socket.AF_INET, "A"), "dns6": (socket.AF_INET6, "AAAA")}
@@ -491,7 +562,9 @@ class HostStats:
     stalled_peers_disconnected: int = 0
     peer_events_dropped: int = 0
     mesh_prunes: int = 0  # PRUNEs sent to keep a mesh within D_hi (each starts a backoff, quirk 20)
+    control_dropped: int = 0  # GRAFTs, PRUNEs and IHAVE and IWANT message ids dropped unread (quirk 37)
     idle_inbound_closed: int = 0  # inbound connections closed as not put to use within their grace (quirk 34)
+    handshakes_aborted: int = 0  # inbound connections closed in their handshake, their slot given to another (38)
 
 
 def peer_public_key(peer_id: str) -> bytes:
@@ -676,11 +749,14 @@ class Stream:
 
 class _GossipSub(GossipSub):
     """GossipSub that backs off from every peer it prunes, grafts only BACKOFF_SLACK_S after a backoff ends
-    (quirk 20), and grafts opportunistically as the spec says (quirk 22); nothing else differs."""
+    (quirk 20), grafts opportunistically as the spec says (quirk 22), reads no more control than go-libp2p does
+    (quirk 37) and answers IWANTs for a message as often as go-libp2p does (quirk 39); nothing else differs."""
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.mesh_prunes = 0  # HostStats.mesh_prunes
+        self.control_dropped = 0  # HostStats.control_dropped
+        self._sent_on_iwant: dict[bytes, Counter[ID]] = {}  # cached message id -> peer -> times sent (quirk 39)
         self._grafting = False  # inside mesh_heartbeat, which chooses the peers to graft
         self._heartbeats = 0
 
@@ -695,7 +771,32 @@ class _GossipSub(GossipSub):
             for topic in topics:
                 self._add_back_off(peer, topic, False)
                 self.mesh_prunes += 1
+        for message_id in [m for m in self._sent_on_iwant if self.mcache.get(m) is None]:
+            del self._sent_on_iwant[message_id]  # gone from the cache: never sent again
         return to_graft, to_prune
+
+    async def handle_rpc(self, rpc: rpc_pb2.RPC, sender_peer_id: ID) -> None:
+        self.control_dropped += _trim_control(rpc.control, self.mesh.keys())  # quirk 37
+        if rpc.control.iwant:  # one, after _trim_control
+            self._limit_retransmissions(rpc.control.iwant[0], sender_peer_id)
+        await super().handle_rpc(rpc, sender_peer_id)
+
+    def _limit_retransmissions(self, iwant: rpc_pb2.ControlIWant, peer: ID) -> None:
+        """Quirk 39: keep the ids of cached messages sent to `peer` on IWANT fewer than GOSSIP_RETRANSMISSION times,
+        counting them as sent (ids of messages not cached cost nothing and stay)."""
+        kept = []
+        for wire_id in iwant.messageIDs:
+            message_id = safe_bytes_from_hex(wire_id)
+            if message_id is None or self.mcache.get(message_id) is None:
+                kept.append(wire_id)
+                continue
+            sent = self._sent_on_iwant.setdefault(message_id, Counter())
+            if sent[peer] < GOSSIP_RETRANSMISSION:
+                sent[peer] += 1
+                kept.append(wire_id)
+        self.control_dropped += len(iwant.messageIDs) - len(kept)
+        del iwant.messageIDs[:]
+        iwant.messageIDs.extend(kept)
 
     async def emit_prune(self, topic: str, to_peer: ID, do_px: bool, is_unsubscribe: bool) -> None:
         self._add_back_off(to_peer, topic, is_unsubscribe)
@@ -729,6 +830,33 @@ class _GossipSub(GossipSub):
         if self._grafting and self.back_off.get(topic, {}).get(peer, -math.inf) + BACKOFF_SLACK_S > time.time():
             return True
         return super()._check_back_off(peer, topic)
+
+
+def _trim_control(control: rpc_pb2.ControlMessage, topics: Iterable[str]) -> int:
+    """Quirk 37: drop a control message's GRAFTs, PRUNEs and IHAVEs for topics not in `topics`, GRAFTs and PRUNEs
+    repeating a topic, IHAVEs past
+    MAX_IHAVE_MESSAGES, and message ids past MAX_IHAVE_LENGTH in its IHAVEs and in its IWANTs, which become one
+    IWANT; returns how many GRAFTs, PRUNEs and message ids were dropped."""
+    joined = set(topics)
+    before = len(control.graft) + len(control.prune) + sum(len(entry.messageIDs)
+                                                           for entry in (*control.ihave, *control.iwant))
+    for entries in (control.graft, control.prune):
+        kept = list({entry.topicID: entry for entry in entries if entry.topicID in joined}.values())  # one a topic
+        del entries[:]
+        entries.extend(kept)
+    ihave: list[rpc_pb2.ControlIHave] = []
+    room = MAX_IHAVE_LENGTH
+    for entry in control.ihave:
+        if entry.topicID in joined and len(ihave) < MAX_IHAVE_MESSAGES and room > 0:
+            ihave.append(rpc_pb2.ControlIHave(topicID=entry.topicID, messageIDs=entry.messageIDs[:room]))
+            room -= len(ihave[-1].messageIDs)
+    del control.ihave[:]
+    control.ihave.extend(ihave)
+    wanted = [message_id for entry in control.iwant for message_id in entry.messageIDs][:MAX_IHAVE_LENGTH]
+    del control.iwant[:]
+    if wanted:
+        control.iwant.add(messageIDs=wanted)
+    return before - (len(control.graft) + len(control.prune) + MAX_IHAVE_LENGTH - room + len(wanted))
 
 
 class _Ignored(Exception):
@@ -834,7 +962,8 @@ class _Pubsub(Pubsub):
 
 class _IdleInbound:
     """Quirk 34: closes each inbound connection still not in use (`in_use(peer)`) `grace` seconds after it opened,
-    and the oldest such connection, grace or not, to give its slot to a new one when every slot is taken."""
+    and the oldest such connection, grace or not, to give its slot to a new one when every slot is taken; without
+    one, the oldest connection still in its handshake (quirk 38)."""
 
     def __init__(self, grace: float, in_use: Callable[[ID], bool], close_timeout: float) -> None:
         self._grace = grace
@@ -843,7 +972,9 @@ class _IdleInbound:
         self._pending: dict[INetConn, float] = {}  # inbound connections in their grace -> its end, oldest first
         self._arrived = trio.Event()
         self._nursery: trio.Nursery | None = None  # where connections are closed, while run() runs
+        self._handshakes: dict[IRawConnection, None] = {}  # inbound connections in their handshake, oldest first
         self.closed = 0
+        self.handshakes_aborted = 0
 
     def opened(self, conn: INetConn) -> None:
         self._pending[conn] = trio.current_time() + self._grace
@@ -851,6 +982,15 @@ class _IdleInbound:
 
     def gone(self, conn: INetConn) -> None:
         self._pending.pop(conn, None)
+
+    @contextlib.contextmanager
+    def handshaking(self, raw_conn: IRawConnection) -> Iterator[None]:
+        """An inbound connection's handshake, which evict_one may abort (quirk 38)."""
+        self._handshakes[raw_conn] = None
+        try:
+            yield
+        finally:
+            self._handshakes.pop(raw_conn, None)
 
     async def run(self) -> None:
         """Check each connection as its grace ends (they end in the order they began); runs until cancelled."""
@@ -874,14 +1014,25 @@ class _IdleInbound:
         if self._nursery is None:
             return False
         oldest = next((conn for conn in self._pending if self._idle(conn)), None)
-        if oldest is None:
+        if oldest is not None:
+            del self._pending[oldest]
+            self._nursery.start_soon(self._close, oldest, "not in use, its slot given to a new inbound connection")
+            return True
+        stalled = next(iter(self._handshakes), None)
+        if stalled is None:
             return False
-        del self._pending[oldest]
-        self._nursery.start_soon(self._close, oldest, "not in use, its slot given to a new inbound connection")
+        del self._handshakes[stalled]
+        self.handshakes_aborted += 1
+        self._nursery.start_soon(self._abort, stalled)
         return True
 
     def _idle(self, conn: INetConn) -> bool:
         return not conn.is_closed and not self._in_use(conn.muxed_conn.peer_id)
+
+    async def _abort(self, raw_conn: IRawConnection) -> None:
+        logger.debug("closing an inbound connection in its handshake: its slot goes to a new inbound connection")
+        with trio.move_on_after(self._close_timeout):
+            await raw_conn.close()  # the handshake's next read fails, and its task ends
 
     async def _close(self, conn: INetConn, why: str) -> None:
         self.closed += 1
@@ -909,13 +1060,66 @@ class _InboundSlots:
         self._taken -= 1
 
 
+class _WindowExceeded(Exception):
+    """A yamux peer sent more than its receive windows allow (quirk 35); its connection is closed."""
+
+
+class _Yamux(Yamux):
+    """Yamux that holds the peer to the receive windows it was granted (quirk 35) and to MAX_INBOUND_STREAMS open
+    streams (quirk 36); nothing else differs."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        # Told of hostile input: the host's counter once a notifee knows the connection, a warning before.
+        self.on_hostile: Callable[[ID, str], None] = _warn_hostile
+        self._refused_streams = False
+
+    async def accept_stream(self) -> IMuxedStream:
+        while True:
+            stream = await super().accept_stream()
+            theirs = self.next_stream_id % 2 ^ 1
+            if sum(s.stream_id % 2 == theirs and not (s.closed or s.send_closed) for s in self.streams.values()
+                   ) <= MAX_INBOUND_STREAMS:
+                return stream
+            if not self._refused_streams:
+                self._refused_streams = True
+                self.on_hostile(self.peer_id, f"more than {MAX_INBOUND_STREAMS} streams open at once on one "
+                                              "connection; resetting the streams it opens past them")
+            await stream.reset()
+
+    async def _read_data_body(self, length: int) -> bytes:
+        buffered = sum(len(buffer) for buffer in self.stream_buffers.values())
+        allowed = DEFAULT_WINDOW_SIZE + sum(stream.target_recv_window for stream in self.streams.values())
+        if buffered + length > allowed:
+            what = (f"yamux DATA frame of {length} bytes past the receive windows ({buffered} of {allowed} bytes "
+                    "buffered); connection closed")
+            self.on_hostile(self.peer_id, what)
+            with contextlib.suppress(Exception):
+                await self._write_frame(struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_GO_AWAY, 0, 0, GO_AWAY_PROTOCOL_ERROR))
+            await self._cleanup_on_error()  # as for a broken connection: streams woken, socket closed
+            raise _WindowExceeded(what)
+        return await super()._read_data_body(length)
+
+
+def _warn_hostile(peer: ID, what: str) -> None:
+    logger.warning("rejected malformed input from %s: %s", peer, what)
+
+
+def _fix_muxer_class() -> None:
+    """Quirk 35, if py-libp2p still builds a yamux connection by calling the Yamux class it imports."""
+    module = libp2p.stream_muxer.muxer_multistream
+    if getattr(module, "Yamux", None) is Yamux:
+        module.Yamux = _Yamux  # type: ignore[attr-defined,misc]
+
+
 class _PeerNotifee(INotifee):
     """Turns per-connection notifications into per-peer PeerEvents (quirk 26: a connection's disconnection may be
     notified after the swarm dropped it, even after a new connection to the peer); closes blocked peers' connections."""
 
     def __init__(self, emit: Callable[[PeerEvent], None], is_blocked: Callable[[ID], bool], close_timeout: float,
-                 idle: _IdleInbound | None = None) -> None:
+                 idle: _IdleInbound | None = None, on_hostile: Callable[[ID, str], None] = _warn_hostile) -> None:
         self._emit = emit
+        self._on_hostile = on_hostile
         self._is_blocked = is_blocked
         self._close_timeout = close_timeout
         self._idle = idle
@@ -923,6 +1127,8 @@ class _PeerNotifee(INotifee):
 
     async def connected(self, network: INetwork, conn: INetConn) -> None:
         peer = conn.muxed_conn.peer_id
+        if isinstance(conn.muxed_conn, _Yamux):
+            conn.muxed_conn.on_hostile = self._on_hostile  # quirk 35
         if self._is_blocked(peer):
             # There is no peer-level gate in py-libp2p 0.8 (its ConnectionGate filters IP addresses only), so an
             # inbound connection from a blocked peer is closed as soon as the handshake names the peer.
@@ -992,8 +1198,9 @@ class Host:
         self._validators: dict[str, Callable[[str, bytes], Verdict | bool]] = {}
         self._peer_event_channels: list[trio.MemorySendChannel[PeerEvent]] = []
         self._publish_lock = trio.Lock()
-        self._counts: dict[str, int] = dict.fromkeys(HostStats.__dataclass_fields__.keys() - {"mesh_prunes",
-                                                                                      "idle_inbound_closed"}, 0)
+        self._counts: dict[str, int] = dict.fromkeys(
+            HostStats.__dataclass_fields__.keys() - {"mesh_prunes", "idle_inbound_closed", "handshakes_aborted",
+                                                     "control_dropped"}, 0)
         self._lagging_topics: set[str] = set()
         self._open = True
         self._peer_id = self._my_id.to_base58()
@@ -1003,7 +1210,7 @@ class Host:
         self._protected: Callable[[str], bool] = lambda peer_id: False
         self._idle = _IdleInbound(config.idle_inbound_grace, self._in_use, config.close_timeout)
         host.get_network().register_notifee(_PeerNotifee(self._emit_peer_event, self._is_blocked,
-                                                         config.close_timeout, self._idle))
+                                                         config.close_timeout, self._idle, self._count_hostile))
 
     @property
     def peer_id(self) -> str:
@@ -1210,7 +1417,8 @@ class Host:
         return protocol in self._refused.get(peer_id, ())
 
     def stats(self) -> HostStats:
-        return HostStats(**self._counts, mesh_prunes=self._router.mesh_prunes, idle_inbound_closed=self._idle.closed)
+        return HostStats(**self._counts, mesh_prunes=self._router.mesh_prunes, idle_inbound_closed=self._idle.closed,
+                         handshakes_aborted=self._idle.handshakes_aborted, control_dropped=self._router.control_dropped)
 
     def peer_score(self, peer_id: str) -> float:
         """This host's GossipSub score for a peer over the topics it subscribes to (0 for a newcomer)."""
@@ -1295,7 +1503,7 @@ class Host:
 
     def _count_hostile(self, peer: ID, what: str) -> None:
         self._counts["hostile_input"] += 1
-        logger.warning("rejected malformed input from %s: %s", peer, what)
+        _warn_hostile(peer, what)
 
     async def _wait_for_queue_space(self) -> None:
         limit = OutBoundQueueSize // 2  # room for this message, its IDONTWANT, relays and heartbeat control
@@ -1336,6 +1544,8 @@ async def open_host(seed: bytes, listen: list[str], *, config: HostConfig = Host
     _fix_window_updates()
     _fix_sender_records()
     _fix_own_signature_check()
+    _fix_muxer_class()
+    _fix_negotiation()
     key_pair = create_new_key_pair(seed)
     lp_host = new_host(
         key_pair=key_pair,
@@ -1346,9 +1556,9 @@ async def open_host(seed: bytes, listen: list[str], *, config: HostConfig = Host
         disable_identify_address_discovery=True,  # advertise what we listen on, not what peers claim to see
     )
     lp_host.get_network().retry_config = RetryConfig(max_retries=0)  # quirk 6: the caller owns retries
-    _free_inbound_slots_on_close(lp_host.get_network())
     _dial_only_in_connect(lp_host.get_network())
     host = Host(lp_host, config)
+    _free_inbound_slots_on_close(lp_host.get_network(), host._idle.handshaking)
     _evict_idle_when_full(lp_host.get_network(), host._idle.evict_one)
     try:
         async with _running(lp_host, addrs, host, config):
@@ -1536,14 +1746,17 @@ def _verify_unless_signed_here(msg: rpc_pb2.Message) -> bool:
     return msg is _SIGNED_HERE.get() or signature_validator(msg)
 
 
-def _free_inbound_slots_on_close(network: INetwork) -> None:
-    """Quirk 31, if the swarm still upgrades inbound connections through this method, with these parameters."""
+def _free_inbound_slots_on_close(network: INetwork,
+                                 handshaking: Callable[[IRawConnection], contextlib.AbstractContextManager[None]]
+                                 ) -> None:
+    """Quirks 31 and 38, if the swarm still upgrades inbound connections through this method, with these parameters."""
     upgrade = getattr(network, "upgrade_inbound_raw_conn", None)
     if upgrade is None or list(inspect.signature(upgrade).parameters) != ["raw_conn", "maddr"]:
         return
 
     async def upgrade_until_closed(raw_conn: IRawConnection, maddr: multiaddr.Multiaddr) -> IMuxedConn:
-        muxed = await upgrade(raw_conn, maddr)
+        with handshaking(raw_conn):
+            muxed = await upgrade(raw_conn, maddr)
         await muxed.event_shutting_down.wait()  # (yamux, the only muxer offered)
         raise SwarmException(f"inbound connection from {muxed.peer_id} closed")  # ends the task: its slot is freed
 
@@ -1573,6 +1786,40 @@ def _dial_only_in_connect(network: INetwork) -> None:
         return await dial_peer(peer_id)
 
     network.dial_peer = dial_connected_only  # type: ignore[method-assign]
+
+
+class _ProposalLimit(IMultiselectCommunicator):
+    """Quirk 40: a multistream-select communicator that refuses to read past the handshake and MAX_PROTOCOL_PROPOSALS
+    proposals."""
+
+    def __init__(self, communicator: IMultiselectCommunicator) -> None:
+        self._communicator = communicator
+        self._reads = 0
+
+    async def write(self, msg_str: str) -> None:
+        await self._communicator.write(msg_str)
+
+    async def read(self) -> str:
+        self._reads += 1
+        if self._reads > 1 + MAX_PROTOCOL_PROPOSALS:  # the handshake's line, then the proposals
+            raise MultiselectCommunicatorError(f"more than {MAX_PROTOCOL_PROPOSALS} protocols proposed")
+        return await self._communicator.read()
+
+
+_NEGOTIATE = Multiselect.negotiate
+
+
+async def _negotiate_few(self: Multiselect, communicator: IMultiselectCommunicator,
+                         negotiate_timeout: int = DEFAULT_NEGOTIATE_TIMEOUT) -> tuple[TProtocol | None, object]:
+    """Multiselect.negotiate, with MAX_PROTOCOL_PROPOSALS proposals at most (quirk 40)."""
+    return await _NEGOTIATE(self, _ProposalLimit(communicator), negotiate_timeout)
+
+
+def _fix_negotiation() -> None:
+    """Quirk 40, if multistream-select still negotiates through Multiselect.negotiate with these parameters."""
+    if Multiselect.negotiate is _NEGOTIATE and list(inspect.signature(_NEGOTIATE).parameters) == [
+            "self", "communicator", "negotiate_timeout"]:
+        Multiselect.negotiate = _negotiate_few  # type: ignore[method-assign,assignment]
 
 
 def _route_libp2p_logging(level: int) -> None:

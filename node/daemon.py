@@ -244,6 +244,15 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         metrics.collect("inbound_idle_closed_total", f"Inbound connections closed as not put to use within "
                         f"{host_config.idle_inbound_grace:g} s (no gossip subscription, no vouchnet stream)",
                         lambda: host.stats().idle_inbound_closed, kind="counter")
+        metrics.collect("inbound_handshakes_aborted_total", "Inbound connections closed in their handshake, their "
+                        "place given to a peer dialling in when every place was taken",
+                        lambda: host.stats().handshakes_aborted, kind="counter")
+        metrics.collect("p2p_hostile_input_total", "Malformed or abusive input from peers (logged, each with the "
+                        "peer): undecodable gossip, data past a yamux window (disconnected), too many streams at once",
+                        lambda: host.stats().hostile_input, kind="counter")
+        metrics.collect("p2p_control_dropped_total", "Gossip control entries dropped unread, as go-libp2p drops "
+                        "them (for topics not joined, past 10 IHAVEs and 5,000 message ids an RPC, or asking for a "
+                        "message a fourth time)", lambda: host.stats().control_dropped, kind="counter")
         metrics.collect("ledger_size", "Records in the records ledger", lambda: store.size)
         metrics.collect("held_records", "Records waiting for a missing predecessor", lambda: replica.held_count)
         metrics.collect("listener_errors", "Accepted batches a part of the node (scores, say) failed to take in: "

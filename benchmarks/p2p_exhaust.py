@@ -1,0 +1,220 @@
+"""What one hostile peer can make a host (gossip.host) spend over real connections on loopback: figures, no targets;
+not a test. Each attack runs against a fresh host, the hostile peer a host of its own in the same process (so CPU
+figures are both hosts'), writing raw yamux frames past its muxer, RPCs on a /meshsub stream of its own, or bare
+sockets (gossip.host quirks 35-40):
+
+- window: 64 MiB of DATA on the pubsub stream the host opened to the peer, which the host never reads (35);
+- syns: 20,000 bare SYN frames, 500 to a write, never used: the most streams the host held at once (36);
+- control-graft, control-ihave, control-iwant: 3 RPCs of 20,000 GRAFTs, IHAVEs (distinct topics) or IWANTs:
+  CPU, warnings logged (37);
+- iwant: 40 IWANT RPCs for 40 cached messages of 20 KB, 50 ms apart: bytes the host sent back (39);
+- stall: 300 sockets that never start Noise, then a peer's connect() (38);
+- proposals: one stream of 5,000 multistream-select proposals of unknown protocols: CPU (40);
+- fill: 250 streams each sent a full initial window (256 KiB) while in negotiation: bytes the host buffers for one
+  connection within the windows it granted (not bounded further; see the README's hostile peers).
+
+    python benchmarks/p2p_exhaust.py                 # every attack
+    python benchmarks/p2p_exhaust.py syns control-graft    # some
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import resource
+import socket
+import struct
+import sys
+import time
+from pathlib import Path
+
+import trio
+from libp2p.pubsub.pb import rpc_pb2
+from libp2p.stream_muxer.yamux.yamux import FLAG_SYN, TYPE_DATA, TYPE_WINDOW_UPDATE, YAMUX_HEADER_FORMAT
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from gossip.frames import encode_uvarint  # noqa: E402
+from gossip.host import Host, HostError, open_host  # noqa: E402
+
+LOOPBACK = ["/ip4/127.0.0.1/tcp/0"]
+TOPIC = "/vouchnet/bench/exhaust"
+
+
+def muxed(host: Host, peer_id: str):  # type: ignore[no-untyped-def]
+    """`host`'s yamux connection to `peer_id`."""
+    return next(c.muxed_conn for p, conns in host._host.get_network().connections.items()
+                if p.to_base58() == peer_id for c in conns)
+
+
+def peer_stream_ids(conn) -> int:  # type: ignore[no-untyped-def]
+    """The parity of the stream ids the other end of `conn` opens."""
+    return conn.next_stream_id % 2 ^ 1
+
+
+def frame(kind: int, flags: int, stream_id: int, data: bytes = b"", length: int | None = None) -> bytes:
+    return struct.pack(YAMUX_HEADER_FORMAT, 0, kind, flags, stream_id, len(data) if length is None else length) + data
+
+
+def line(text: str) -> bytes:
+    return encode_uvarint(len(text) + 1) + text.encode() + b"\n"
+
+
+def accept(peer: str, data: bytes) -> bool:
+    return True
+
+
+async def window(node: Host, hostile: Host) -> str:
+    await node.subscribe(TOPIC, accept)
+    await hostile.subscribe(TOPIC, accept)
+    await node.connect(hostile.listen_addrs[0])
+    await node.wait_for_mesh(TOPIC, hostile.peer_id)
+    raw, kept = muxed(hostile, node.peer_id), muxed(node, hostile.peer_id)
+    target = next(i for i in raw.streams if i % 2 != raw.next_stream_id % 2)
+    largest, sent = 0, 0
+    try:
+        for _ in range(1024):
+            await raw._write_frame(frame(TYPE_DATA, 0, target, b"x" * 65536))
+            sent += 65536
+            largest = max(largest, sum(len(b) for b in kept.stream_buffers.values()))
+    except Exception:
+        pass
+    return (f"{sent / 2**20:.1f} MiB sent; at most {largest / 2**20:.1f} MiB buffered; "
+            f"connected at the end: {hostile.peer_id in node.connected_peers()}")
+
+
+async def syns(node: Host, hostile: Host) -> str:
+    await node.connect(hostile.listen_addrs[0])
+    await trio.sleep(1)  # the hosts' own streams (pubsub, identify) opened first
+    raw, kept = muxed(hostile, node.peer_id), muxed(node, hostile.peer_id)
+    first, most, start = raw.next_stream_id + 2000, 0, time.monotonic()
+    for batch in range(0, 20_000, 500):
+        await raw._write_frame(b"".join(frame(TYPE_WINDOW_UPDATE, FLAG_SYN, first + 2 * i)
+                                        for i in range(batch, batch + 500)))
+        most = max(most, len(kept.streams))
+    return f"20,000 SYNs sent in {time.monotonic() - start:.1f} s; at most {most} streams held"
+
+
+async def control(node: Host, hostile: Host, kind: str) -> str:
+    await node.subscribe(TOPIC, accept)
+    await node.connect(hostile.listen_addrs[0])
+    entries = {"graft": dict(graft=[rpc_pb2.ControlGraft(topicID=f"t{i}") for i in range(20_000)]),
+               "ihave": dict(ihave=[rpc_pb2.ControlIHave(topicID=f"t{i}", messageIDs=[os.urandom(20)])
+                                    for i in range(20_000)]),
+               "iwant": dict(iwant=[rpc_pb2.ControlIWant(messageIDs=[os.urandom(20)]) for _ in range(20_000)])}[kind]
+    data = rpc_pb2.RPC(control=rpc_pb2.ControlMessage(**entries)).SerializeToString()
+    warnings = _Count()
+    logging.getLogger("libp2p").addHandler(warnings)
+    graft = rpc_pb2.RPC(control=rpc_pb2.ControlMessage(graft=[rpc_pb2.ControlGraft(topicID=TOPIC)]))
+    cpu = time.process_time()
+    async with await hostile.open_stream(node.peer_id, "/meshsub/1.2.0") as stream:
+        for rpc in [data] * 3 + [graft.SerializeToString()]:  # the GRAFT of the host's topic, read last
+            await stream.write(encode_uvarint(len(rpc)) + rpc)
+        with trio.move_on_after(120):
+            await node.wait_for_mesh(TOPIC, hostile.peer_id)
+    logging.getLogger("libp2p").removeHandler(warnings)
+    return (f"3 RPCs of {len(data)} bytes: {time.process_time() - cpu:.1f} s of CPU, {warnings.count} warnings, "
+            f"{node.stats().control_dropped} entries dropped")
+
+
+async def iwant(node: Host, hostile: Host) -> str:
+    await node.subscribe(TOPIC, accept)
+    inbox = await hostile.subscribe(TOPIC, accept)
+    await node.connect(hostile.listen_addrs[0])
+    await node.wait_for_mesh(TOPIC, hostile.peer_id)
+    for _ in range(40):
+        await node.publish(TOPIC, os.urandom(20_000))
+    for _ in range(40):
+        await inbox.receive()
+    sent = [0]
+    send_rpc = node._router.send_rpc
+    node._router.send_rpc = lambda peer, rpc, *args: (sent.__setitem__(0, sent[0] + rpc.ByteSize()),  # type: ignore
+                                                      send_rpc(peer, rpc, *args))[-1]
+    ids = list(node._router.mcache.msgs)
+    data = rpc_pb2.RPC(control=rpc_pb2.ControlMessage(iwant=[rpc_pb2.ControlIWant(messageIDs=ids)])).SerializeToString()
+    async with await hostile.open_stream(node.peer_id, "/meshsub/1.2.0") as stream:
+        for _ in range(40):
+            await stream.write(encode_uvarint(len(data)) + data)
+            await trio.sleep(0.05)
+    return f"40 IWANTs of {len(data)} bytes for {len(ids)} cached messages: {sent[0] / 2**20:.1f} MiB sent back"
+
+
+async def stall(node: Host, honest: Host) -> str:
+    port = int(node.listen_addrs[0].split("/")[4])
+    sockets = []
+    for i in range(300):
+        sock = socket.socket()
+        sock.bind(("127.0.0.2", 0))
+        sock.setblocking(False)
+        try:
+            sock.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        sockets.append(sock)
+        if i % 50 == 49:
+            await trio.sleep(0.3)  # let the host accept them (its listen backlog is about 128)
+    await trio.sleep(1)
+    try:
+        await honest.connect(node.listen_addrs[0])
+        outcome = "connected"
+    except HostError as error:
+        outcome = f"refused ({str(error)[:60]}...)"
+    for sock in sockets:
+        sock.close()
+    return f"300 stalled sockets, then a peer's connect(): {outcome}; {node.stats().handshakes_aborted} aborted"
+
+
+async def proposals(node: Host, hostile: Host) -> str:
+    await node.connect(hostile.listen_addrs[0])
+    raw = muxed(hostile, node.peer_id)
+    payload = line("/multistream/1.0.0") + b"".join(line(f"/unknown/{i}") for i in range(5000))
+    cpu = time.process_time()
+    await raw._write_frame(frame(TYPE_DATA, FLAG_SYN, raw.next_stream_id + 4000, payload))
+    await trio.sleep(12)  # the negotiation's timeout, and more
+    return f"5,000 proposals ({len(payload)} bytes): {time.process_time() - cpu:.1f} s of CPU"
+
+
+async def fill(node: Host, hostile: Host) -> str:
+    await node.connect(hostile.listen_addrs[0])
+    raw, kept = muxed(hostile, node.peer_id), muxed(node, hostile.peer_id)
+    first = raw.next_stream_id + 6000
+    for k in range(250):
+        await raw._write_frame(frame(TYPE_WINDOW_UPDATE, FLAG_SYN, first + 2 * k))
+        for _ in range(4):
+            await raw._write_frame(frame(TYPE_DATA, 0, first + 2 * k, b"x" * 65000))
+    await trio.sleep(2)
+    return (f"250 streams: {sum(len(b) for b in kept.stream_buffers.values()) / 2**20:.1f} MiB buffered, "
+            f"connected: {hostile.peer_id in node.connected_peers()}")
+
+
+class _Count(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+
+ATTACKS = {"window": window, "syns": syns, "stall": stall, "iwant": iwant, "proposals": proposals, "fill": fill,
+           **{f"control-{kind}": (lambda kind: lambda node, hostile: control(node, hostile, kind))(kind)
+              for kind in ("graft", "ihave", "iwant")}}
+
+
+async def main(names: list[str]) -> None:
+    for name in names:
+        async with open_host(os.urandom(32), LOOPBACK) as node, open_host(os.urandom(32), LOOPBACK) as hostile:
+            print(f"{name}: {await ATTACKS[name](node, hostile)}; maxrss "
+                  f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB", flush=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("attacks", nargs="*", help=f"any of {', '.join(ATTACKS)} (default: all)")
+    chosen = parser.parse_args().attacks or list(ATTACKS)
+    if unknown := set(chosen) - set(ATTACKS):
+        parser.error(f"unknown attacks {sorted(unknown)}; choose from {', '.join(ATTACKS)}")
+    logging.basicConfig()
+    logging.getLogger().handlers[0].setLevel(logging.ERROR)  # py-libp2p's warnings are counted, not printed
+    trio.run(main, chosen)

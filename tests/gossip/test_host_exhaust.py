@@ -1,0 +1,225 @@
+"""One hostile peer trying to exhaust a host's slots, memory, tasks or CPU through its handshakes, muxer, protocol
+negotiation and gossip control, over real connections on loopback (gossip.host quirks 35 to 40). The hostile peer is
+a host too, writing raw yamux frames past its own muxer or RPCs on a stream of its own, or bare sockets."""
+
+import contextlib
+import os
+import struct
+
+import pytest
+import trio
+from hypothesis import given
+from hypothesis import strategies as st
+from libp2p.io.exceptions import IOException
+from libp2p.pubsub.pb import rpc_pb2
+from libp2p.stream_muxer.yamux.yamux import FLAG_SYN, TYPE_DATA, TYPE_WINDOW_UPDATE, YAMUX_HEADER_FORMAT, Yamux
+
+from gossip.frames import encode_uvarint
+from gossip.host import (GOSSIP_RETRANSMISSION, MAX_IHAVE_LENGTH, MAX_IHAVE_MESSAGES, MAX_INBOUND_STREAMS,
+                         MAX_PROTOCOL_PROPOSALS, Host, HostConfig, HostError, PeerEvent, Stream, _trim_control,
+                         open_host)
+from tests.gossip.test_host import LOOPBACK, TOPIC, accept_all
+
+FRAME = 65536  # bytes of data in each raw DATA frame
+ECHO = "/vouchnet/test/echo"
+
+
+def muxed_connection(host: Host, peer_id: str) -> Yamux:
+    """`host`'s yamux connection to `peer_id`."""
+    [connection] = [c for peer, conns in host._host.get_network().connections.items()
+                    if peer.to_base58() == peer_id for c in conns]
+    return connection.muxed_conn
+
+
+def pubsub_stream_opened_by(host: Host, peer_id: str) -> int:
+    """The yamux id of the pubsub stream that `peer_id` opened to `host` (it only ever writes to it)."""
+    [connection] = [c for peer, conns in host._host.get_network().connections.items()
+                    if peer.to_base58() == peer_id for c in conns]
+    mine = connection.muxed_conn.next_stream_id % 2
+    return next(s.muxed_stream.stream_id for s in connection.streams
+                if str(s.get_protocol()).startswith("/meshsub/") and s.muxed_stream.stream_id % 2 != mine)
+
+
+@pytest.mark.slow
+async def test_a_peer_sending_past_its_receive_window_is_disconnected_not_buffered() -> None:
+    """Quirk 35: py-libp2p buffered every byte a peer sent past the window it was granted, so a peer writing to the
+    stream a host's pubsub opened to it (which the host never reads) grew the host's memory without bound."""
+    with trio.fail_after(30):
+        async with open_host(os.urandom(32), LOOPBACK) as node, open_host(os.urandom(32), LOOPBACK) as hostile:
+            await node.subscribe(TOPIC, accept_all)
+            await hostile.subscribe(TOPIC, accept_all)
+            events = node.peer_events()
+            await node.connect(hostile.listen_addrs[0])
+            await node.wait_for_mesh(TOPIC, hostile.peer_id)
+            await hostile.wait_for_mesh(TOPIC, node.peer_id)
+            assert await events.receive() == PeerEvent(hostile.peer_id, connected=True)
+            target = pubsub_stream_opened_by(hostile, node.peer_id)
+            raw = muxed_connection(hostile, node.peer_id)
+            kept = muxed_connection(node, hostile.peer_id)
+            largest = 0
+            with contextlib.suppress(IOException):  # the node hung up
+                for _ in range(64):  # 4 MiB, sixteen times the stream's window
+                    header = struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_DATA, 0, target, FRAME)
+                    await raw._write_frame(header + b"x" * FRAME)
+                    largest = max(largest, sum(len(b) for b in kept.stream_buffers.values()))
+            assert largest <= 2**20
+            assert await events.receive() == PeerEvent(hostile.peer_id, connected=False)
+            assert node.stats().hostile_input == 1
+
+
+async def echo(stream: Stream) -> None:
+    while (frame := await stream.read_frame(64)) is not None:
+        await stream.write_frame(frame)
+
+
+async def echoed(client: Host, server: Host) -> bytes | None:
+    async with await client.open_stream(server.peer_id, ECHO) as stream:
+        await stream.write_frame(b"ping")
+        return await stream.read_frame(64)
+
+
+@pytest.mark.slow
+async def test_a_peer_opening_streams_by_the_thousand_holds_no_more_than_its_share() -> None:
+    """Quirk 36: every stream a peer opened got a task that waited 10 s for it to name a protocol, so bare SYN frames
+    (12 bytes each) held as many tasks and streams as the peer could send in 10 s, and the host did little else."""
+    with trio.fail_after(60):
+        async with (open_host(os.urandom(32), LOOPBACK) as node, open_host(os.urandom(32), LOOPBACK) as hostile,
+                    open_host(os.urandom(32), LOOPBACK) as honest):
+            node.set_stream_handler(ECHO, echo)
+            await node.connect(hostile.listen_addrs[0])  # dialled by the node: never closed as idle (quirk 34)
+            await honest.connect(node.listen_addrs[0])
+            raw, kept = muxed_connection(hostile, node.peer_id), muxed_connection(node, hostile.peer_id)
+            first = raw.next_stream_id + 2000  # clear of the ids the hostile host's own streams take
+            syns = [struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_WINDOW_UPDATE, FLAG_SYN, first + 2 * i, 0)
+                    for i in range(4 * MAX_INBOUND_STREAMS)]
+            for batch in range(0, len(syns), 100):
+                await raw._write_frame(b"".join(syns[batch:batch + 100]))
+            with pytest.raises(HostError):  # accepted after every SYN before it: one too many
+                await echoed(hostile, node)
+            theirs = [s for i, s in kept.streams.items() if i >= first and not (s.closed or s.send_closed)]
+            assert len(theirs) <= MAX_INBOUND_STREAMS
+            assert await echoed(honest, node) == b"ping"
+            assert node.stats().hostile_input == 1
+
+
+TOPICS = st.sampled_from([TOPIC, "/vouchnet/other", "t0", "t1"])
+IDS = st.lists(st.binary(min_size=1, max_size=4), max_size=MAX_IHAVE_LENGTH // 2)
+
+
+@given(graft=st.lists(TOPICS), prune=st.lists(TOPICS), ihave=st.lists(st.tuples(TOPICS, IDS), max_size=14),
+       iwant=st.lists(IDS, max_size=4))
+def test_a_control_message_keeps_only_what_go_libp2p_would_read(graft, prune, ihave, iwant) -> None:
+    control = rpc_pb2.ControlMessage(
+        graft=[rpc_pb2.ControlGraft(topicID=t) for t in graft], prune=[rpc_pb2.ControlPrune(topicID=t) for t in prune],
+        ihave=[rpc_pb2.ControlIHave(topicID=t, messageIDs=ids) for t, ids in ihave],
+        iwant=[rpc_pb2.ControlIWant(messageIDs=ids) for ids in iwant])
+    joined = {TOPIC, "t0"}
+    dropped = _trim_control(control, joined)
+    assert [g.topicID for g in control.graft] == list(dict.fromkeys(t for t in graft if t in joined))
+    assert [p.topicID for p in control.prune] == list(dict.fromkeys(t for t in prune if t in joined))
+    kept_ihave = [(t, ids) for t, ids in ihave if t in joined][:MAX_IHAVE_MESSAGES]
+    assert [e.topicID for e in control.ihave] == [t for t, _ in kept_ihave][:len(control.ihave)]
+    ihave_ids = [i for e in control.ihave for i in e.messageIDs]
+    assert ihave_ids == [i for _, ids in kept_ihave for i in ids][:MAX_IHAVE_LENGTH]
+    assert [list(e.messageIDs) for e in control.iwant] == ([[i for ids in iwant for i in ids][:MAX_IHAVE_LENGTH]]
+                                                         if any(iwant) else [])
+    assert dropped == (len(graft) + len(prune) + sum(len(ids) for _, ids in ihave) + sum(len(ids) for ids in iwant)
+                       - len(control.graft) - len(control.prune) - len(ihave_ids) - len(control.iwant[0].messageIDs
+                                                                                     if control.iwant else ()))
+
+
+@pytest.mark.slow
+async def test_a_flood_of_control_for_topics_the_host_does_not_join_is_dropped_unanswered(caplog) -> None:
+    """Quirk 37: each GRAFT for a topic the host does not join got a PRUNE RPC and a backoff entry, each IHAVE for
+    one an IWANT, each IWANT past 10 a second a warning; an RPC of thousands cost seconds of CPU."""
+    flood = rpc_pb2.RPC(control=rpc_pb2.ControlMessage(
+        graft=[rpc_pb2.ControlGraft(topicID=f"t{i}") for i in range(2000)],
+        ihave=[rpc_pb2.ControlIHave(topicID=f"t{i}", messageIDs=[os.urandom(20)]) for i in range(2000)],
+        iwant=[rpc_pb2.ControlIWant(messageIDs=[os.urandom(20)]) for _ in range(2000)]))
+    graft = rpc_pb2.RPC(control=rpc_pb2.ControlMessage(graft=[rpc_pb2.ControlGraft(topicID=TOPIC)]))
+    with trio.fail_after(30):
+        async with open_host(os.urandom(32), LOOPBACK) as node, open_host(os.urandom(32), LOOPBACK) as hostile:
+            await node.subscribe(TOPIC, accept_all)
+            await node.connect(hostile.listen_addrs[0])
+            async with await hostile.open_stream(node.peer_id, "/meshsub/1.2.0") as stream:
+                for rpc in (flood, graft):  # read in order: the GRAFT of the node's topic comes last
+                    data = rpc.SerializeToString()
+                    await stream.write(encode_uvarint(len(data)) + data)
+                await node.wait_for_mesh(TOPIC, hostile.peer_id)
+            assert not [topic for topic, peers in node._router.back_off.items() if topic != TOPIC and peers]
+            assert not [r for r in caplog.records if "rate limit exceeded" in r.getMessage()]
+            assert node.stats().control_dropped == 2000 + 2000  # the GRAFTs and IHAVEs; the IWANTs, merged, are read
+
+
+@pytest.mark.slow
+async def test_connections_that_never_start_their_handshake_do_not_lock_out_a_peer() -> None:
+    """Quirk 38: a TCP connection held its inbound slot through its handshake for 10 s however little it sent, so
+    bare sockets, renewed every 10 s, held every slot and every peer was refused."""
+    with trio.fail_after(30):
+        async with (open_host(os.urandom(32), LOOPBACK, config=HostConfig(max_connections=8)) as node,
+                    open_host(os.urandom(32), LOOPBACK) as honest, contextlib.AsyncExitStack() as sockets):
+            port = int(node.listen_addrs[0].split("/")[4])
+            stalled = [await sockets.enter_async_context(await trio.open_tcp_stream("127.0.0.1", port))
+                       for _ in range(4)]  # as many as the node has inbound slots
+            for sock in stalled:
+                assert await sock.receive_some()  # the node's multistream-select header: it is in the handshake
+            assert await honest.connect(node.listen_addrs[0]) == node.peer_id
+            assert node.stats().handshakes_aborted == 1
+            assert await stalled[0].receive_some() == b""  # the oldest gave its slot
+
+
+@pytest.mark.slow
+async def test_a_cached_message_is_sent_to_a_peer_asking_again_and_again_three_times_at_most(monkeypatch) -> None:
+    """Quirk 39: every IWANT for cached messages was answered with them all, up to 10 a second (2 KB got 800 KB)."""
+    with trio.fail_after(30):
+        async with (open_host(os.urandom(32), LOOPBACK, config=HostConfig(heartbeat_interval=30)) as node,
+                    open_host(os.urandom(32), LOOPBACK) as hostile):
+            await node.subscribe(TOPIC, accept_all)
+            for n in range(3):
+                await node.publish(TOPIC, b"cached %d" % n)  # to nobody yet: kept for IHAVE/IWANT
+            cached = list(node._router.mcache.msgs)
+            sent: list[bytes] = []
+            send_rpc = node._router.send_rpc
+            monkeypatch.setattr(node._router, "send_rpc", lambda peer, rpc, *args: (
+                sent.extend(m.data for m in rpc.publish), send_rpc(peer, rpc, *args))[-1])
+            await node.connect(hostile.listen_addrs[0])
+            want = rpc_pb2.RPC(control=rpc_pb2.ControlMessage(iwant=[rpc_pb2.ControlIWant(messageIDs=cached)]))
+            graft = rpc_pb2.RPC(control=rpc_pb2.ControlMessage(graft=[rpc_pb2.ControlGraft(topicID=TOPIC)]))
+            async with await hostile.open_stream(node.peer_id, "/meshsub/1.2.0") as stream:
+                for rpc in [want] * 5 + [graft]:  # read in order: the GRAFT comes last
+                    data = rpc.SerializeToString()
+                    await stream.write(encode_uvarint(len(data)) + data)
+                await node.wait_for_mesh(TOPIC, hostile.peer_id)
+            assert sorted(sent) == sorted([b"cached 0", b"cached 1", b"cached 2"] * GOSSIP_RETRANSMISSION)
+            assert node.stats().control_dropped == 3 * (5 - GOSSIP_RETRANSMISSION)
+
+
+def multistream_line(text: str) -> bytes:
+    return encode_uvarint(len(text) + 1) + text.encode() + b"\n"
+
+
+@pytest.mark.slow
+async def test_a_peer_proposing_protocol_after_protocol_has_its_stream_reset() -> None:
+    """Quirk 40: multistream-select answered "na" to any number of proposals for 10 s, a frame of its own for each
+    one's 9 bytes: 5,000 in one stream cost seconds of CPU."""
+    served: list[Stream] = []
+
+    async def serve(stream: Stream) -> None:
+        served.append(stream)
+
+    with trio.fail_after(30):
+        async with open_host(os.urandom(32), LOOPBACK) as node, open_host(os.urandom(32), LOOPBACK) as hostile:
+            node.set_stream_handler(ECHO, serve)
+            await node.connect(hostile.listen_addrs[0])
+            stream = await muxed_connection(hostile, node.peer_id).open_stream()
+            await stream.write(multistream_line("/multistream/1.0.0")
+                               + b"".join(multistream_line(f"/unknown/{i}") for i in range(MAX_PROTOCOL_PROPOSALS))
+                               + multistream_line(ECHO))
+            answer = b""
+            with contextlib.suppress(Exception):  # reset (or at end of stream) once the node gave up
+                while chunk := await stream.read(4096):
+                    answer += chunk
+                    if ECHO.encode() in answer:
+                        break
+            assert answer.count(b"na\n") == MAX_PROTOCOL_PROPOSALS and ECHO.encode() not in answer
+            assert not served
