@@ -1250,3 +1250,68 @@ async def test_our_checkpoint_is_on_disk_with_its_name_before_it_is_published(tm
     partial = str(tmp_path.resolve() / f".{CHECKPOINT_FILE}.partial")
     assert at_publication[0][-2:] == [partial, str(tmp_path.resolve())]
 
+
+
+class _SlowCosigningPeer(_CosigningPeer):
+    """_CosigningPeer answering cosign requests `delay` after it is asked."""
+
+    def __init__(self, org: Org, log: Ed25519Signer, state: Path, now: int, delay: float) -> None:
+        super().__init__(org, log, state, now)
+        self.delay = delay
+        self._cosigning = False
+
+    async def write_frame(self, payload: bytes) -> None:
+        self._cosigning = isinstance(decode_request(payload), CosignRequest)
+        await super().write_frame(payload)
+
+    async def read_frame(self, limit: int) -> bytes | None:
+        if self._cosigning:
+            await trio.sleep(self.delay)
+        return await super().read_frame(limit)
+
+
+def _steady_load(witnessing: Witnessing, count: int) -> tuple[list[bytes], Callable[[], Awaitable[None]]]:
+    """The notes `witnessing` publishes, and what grows its ledger by a record every interval until it published
+    `count`."""
+    published: list[bytes] = []
+    witnessing.listeners.append(published.append)
+
+    async def steady_load() -> None:
+        while len(published) < count:
+            witnessing.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+            await trio.sleep(witnessing.interval)
+
+    return published, steady_load
+
+
+async def test_under_a_steady_load_our_published_checkpoints_carry_their_witness_s_cosignature(
+        tmp_path, autojump_clock):
+    """Before: each interval a new checkpoint replaced our latest and was published at once, before its witness
+    answered; the cosignature then joined a checkpoint never published, so none served or gossiped carried one."""
+    with _own_node(tmp_path) as (replica, origin, key):
+        peer = _SlowCosigningPeer(Org(), Ed25519Signer(origin, key), tmp_path / "peer.sqlite", 1_764_000_000, 0.05)
+        host = _Peers()
+        host.streams[peer_of(peer.org)] = peer
+        witnessing = Witnessing(host, replica, network=NETWORK, state_dir=tmp_path, interval=0.1, gossip_interval=0.1)
+        published, steady_load = _steady_load(witnessing, 10)
+        await _run_within_rounds(witnessing, steady_load, rounds=100)  # (a checkpoint file written on a thread
+        # lets the mock clock jump: seconds would not count rounds)
+        peer.witness.close()
+    cosigner = CosignatureVerifier(cosigner_name(peer.org.did), bytes(peer.org.key.verify_key))
+    log = Ed25519Signer(origin, key).verifier()
+    for note in [*published, *host.published]:
+        _, signatures = open_checkpoint(note, [log, cosigner])
+        assert [s.name for s in signatures] == [origin, cosigner.name]
+    sizes = [note_size(note) for note in published]
+    assert sizes == sorted(set(sizes))  # each checkpoint published once, with its cosignature
+    assert host.published and witnessing.checkpoint_note() == published[-1]
+
+
+async def test_under_a_steady_load_a_node_with_no_peers_publishes_each_checkpoint_as_it_signs_it(
+        tmp_path, autojump_clock):
+    with _own_node(tmp_path) as (replica, _, _):
+        witnessing = Witnessing(CheckpointsOnlyHost(), replica, network=NETWORK, state_dir=tmp_path, interval=0.1)
+        published, steady_load = _steady_load(witnessing, 10)
+        await _run_until(witnessing, steady_load)
+    sizes = [note_size(note) for note in published]
+    assert sizes == sorted(set(sizes)) and witnessing.stats.checkpoints_signed == len(published)
