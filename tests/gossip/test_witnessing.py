@@ -1240,13 +1240,17 @@ async def test_our_cosigned_checkpoint_is_the_c2sp_note_byte_for_byte(tmp_path):
 
 async def test_our_checkpoint_is_on_disk_with_its_name_before_it_is_published(tmp_path, monkeypatch):
     """Before: renamed into place with its directory unsynced, a checkpoint served and gossiped could be lost by a
-    power cut (and the node start without it)."""
+    power cut (and the node start without it). A witness cosigns it: one holding our signature alone is not saved."""
     synced = recorded_fsyncs(monkeypatch)
-    with _own_node(tmp_path) as (replica, _, _):
-        witnessing = Witnessing(CheckpointsOnlyHost(), replica, network=NETWORK, state_dir=tmp_path, interval=0.01)
+    with _own_node(tmp_path) as (replica, origin, key):
+        peer = _CosigningPeer(Org(), Ed25519Signer(origin, key), tmp_path / "peer.sqlite", 1_764_000_000)
+        host = _OnePeerHost(peer)
+        host._peer_id = peer_of(peer.org)
+        witnessing = Witnessing(host, replica, network=NETWORK, state_dir=tmp_path, interval=0.01)
         published, at_publication = trio.Event(), []
         witnessing.listeners.append(lambda note: (at_publication.append(list(synced)), published.set()))
         await _run_until(witnessing, published.wait)
+        peer.witness.close()
     partial = str(tmp_path.resolve() / f".{CHECKPOINT_FILE}.partial")
     assert at_publication[0][-2:] == [partial, str(tmp_path.resolve())]
 
