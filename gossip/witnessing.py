@@ -229,7 +229,7 @@ class Witnessing:
 
     def checkpoint_note(self) -> bytes | None:
         """Our latest checkpoint with the cosignatures collected for it, as last persisted and published
-        (for `GET /v1/log/checkpoint`); cosignatures arriving meanwhile join it at the next interval."""
+        (for `GET /v1/log/checkpoint`): one is published once the witnesses asked for it have answered or failed."""
         return self._published
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -341,6 +341,10 @@ class Witnessing:
     # --- our checkpoints ------------------------------------------------------------------------------------
 
     async def _checkpoint_loop(self, nursery: trio.Nursery) -> None:
+        """Each interval, once the round of cosign requests for our latest checkpoint has settled (none in flight, so
+        a round lasts one exchange per witness asked: `timeout` a frame), publish it with the cosignatures it got,
+        then sign the next if the ledger grew and ask its witnesses (DESIGN §4). Before, the next was signed and
+        published at once every interval: under a steady load no published checkpoint carried a cosignature."""
         async with trio.open_nursery() as asking:  # the first checkpoint waits for the peers connected at start
             self._query_new_peers(asking)
         self.checked.set()
@@ -350,12 +354,15 @@ class Witnessing:
                 nursery.start_soon(self._streams.pop(peer).reset)  # its connection is gone
             self._forget_departed(connected)
             self._query_new_peers(nursery)
-            if not self._waiting() and not self._withholding():  # (a peer that joined may hold a larger checkpoint)
-                self._checkpoint()
-                for peer in self._to_ask():
-                    self._in_flight.add(peer)
-                    nursery.start_soon(self._ask, peer, self._latest)
-                await self._publish()
+            if not self._in_flight and not self._withholding():  # (asks in flight: their answers join our latest)
+                await self._publish()  # our latest, with the cosignatures its round got, before the next is signed
+                if not self._waiting():  # (a peer that joined may hold a larger checkpoint)
+                    self._checkpoint()
+                    for peer in self._to_ask():
+                        self._in_flight.add(peer)
+                        nursery.start_soon(self._ask, peer, self._latest)
+                    if not self._in_flight:  # no witness asked: nothing to wait for
+                        await self._publish()
             await trio.sleep(self.interval)
 
     def _waiting(self) -> bool:
@@ -514,7 +521,8 @@ class Witnessing:
         return [peer for peer in order if peer in self._queried and peer not in self._querying]
 
     async def _ask(self, peer: str, latest: _Latest | None) -> None:
-        """Ask one peer to cosign `latest`; a peer that answered is not asked again for it."""
+        """Ask one peer to cosign `latest`; a peer that answered is not asked again for it. `latest` stays our latest
+        until this returns: none is signed while a request is in flight (`_checkpoint_loop`)."""
         try:
             if latest is None:
                 return
@@ -525,10 +533,9 @@ class Witnessing:
             logger.info("cosigning by %s: %s", peer, error)
             self._asked.add(peer)
         except (SyncError, HostError, FrameError, trio.TooSlowError) as error:
-            self._failed(peer, latest, error)
+            self._failed(peer, error)
         else:
-            if latest is self._latest:
-                self._asked.add(peer)
+            self._asked.add(peer)
             if isinstance(outcome, Witnessed):
                 self.stats.cosignatures += 1
                 self._cosigned_size[peer] = latest.checkpoint.size
@@ -542,7 +549,7 @@ class Witnessing:
         finally:
             self._in_flight.discard(peer)
 
-    def _failed(self, peer: str, latest: _Latest, error: Exception) -> None:
+    def _failed(self, peer: str, error: Exception) -> None:
         """A request that got no answer is tried again next interval, a few times per checkpoint."""
         if isinstance(error, SyncError):
             reason = error.reason
@@ -550,10 +557,9 @@ class Witnessing:
             reason = "timeout" if isinstance(error, trio.TooSlowError) else "stream"
         self.stats.errors[reason] += 1
         logger.debug("cosigning by %s failed (%s): %s", peer, reason, error)
-        if latest is self._latest:
-            self._failures[peer] += 1
-            if self._failures[peer] >= _ATTEMPTS:
-                self._asked.add(peer)
+        self._failures[peer] += 1
+        if self._failures[peer] >= _ATTEMPTS:
+            self._asked.add(peer)
 
     async def _exchange(self, peer: str, latest: _Latest) -> Witnessed | Refused:
         """One cosigning exchange with a witness, on the stream kept open from the last one if there is one (a new
@@ -596,8 +602,8 @@ class Witnessing:
     async def _publish(self) -> None:
         """Persist our latest checkpoint once cosigned and tell the listeners, if it changed; gossip it, if it changed
         since we last did and the pace's period has passed. One no witness cosigned yet is not written: it holds our
-        signature alone, which the ledger gives again at any time (`_checkpoint`), and under a steady load a new one
-        is signed every interval (an fsync and a worker thread a second, for nothing kept)."""
+        signature alone, which the ledger gives again at any time (`_checkpoint`). Called with no cosign request in
+        flight (`_checkpoint_loop`)."""
         if self._latest is None:
             return
         note = self._latest.note()

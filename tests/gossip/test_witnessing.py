@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import sqlite3
 import tempfile
 import threading
@@ -1240,13 +1241,104 @@ async def test_our_cosigned_checkpoint_is_the_c2sp_note_byte_for_byte(tmp_path):
 
 async def test_our_checkpoint_is_on_disk_with_its_name_before_it_is_published(tmp_path, monkeypatch):
     """Before: renamed into place with its directory unsynced, a checkpoint served and gossiped could be lost by a
-    power cut (and the node start without it)."""
+    power cut (and the node start without it). A witness cosigns it: one holding our signature alone is not saved."""
     synced = recorded_fsyncs(monkeypatch)
-    with _own_node(tmp_path) as (replica, _, _):
-        witnessing = Witnessing(CheckpointsOnlyHost(), replica, network=NETWORK, state_dir=tmp_path, interval=0.01)
+    with _own_node(tmp_path) as (replica, origin, key):
+        peer = _CosigningPeer(Org(), Ed25519Signer(origin, key), tmp_path / "peer.sqlite", 1_764_000_000)
+        host = _OnePeerHost(peer)
+        host._peer_id = peer_of(peer.org)
+        witnessing = Witnessing(host, replica, network=NETWORK, state_dir=tmp_path, interval=0.01)
         published, at_publication = trio.Event(), []
         witnessing.listeners.append(lambda note: (at_publication.append(list(synced)), published.set()))
         await _run_until(witnessing, published.wait)
+        peer.witness.close()
     partial = str(tmp_path.resolve() / f".{CHECKPOINT_FILE}.partial")
     assert at_publication[0][-2:] == [partial, str(tmp_path.resolve())]
 
+
+
+class _CosignAnsweredAfter:
+    """A stream to `peer` whose answers to cosign requests come `delay` after them (math.inf: never)."""
+
+    def __init__(self, peer: _HoldingPeer, delay: float) -> None:
+        self.peer, self.delay = peer, delay
+        self._cosigning = False
+
+    async def write_frame(self, payload: bytes) -> None:
+        self._cosigning = isinstance(decode_request(payload), CosignRequest)
+        await self.peer.write_frame(payload)
+
+    async def read_frame(self, limit: int) -> bytes | None:
+        if self._cosigning:
+            await trio.sleep(self.delay)
+        return await self.peer.read_frame(limit)
+
+    async def reset(self) -> None:
+        await self.peer.reset()
+
+
+def _steady_load(witnessing: Witnessing, count: int) -> tuple[list[bytes], Callable[[], Awaitable[None]]]:
+    """The notes `witnessing` publishes, and what grows its ledger by a record every interval until it published
+    `count`."""
+    published: list[bytes] = []
+    witnessing.listeners.append(published.append)
+
+    async def steady_load() -> None:
+        while len(published) < count:
+            witnessing.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+            await trio.sleep(witnessing.interval)
+
+    return published, steady_load
+
+
+async def test_under_a_steady_load_our_published_checkpoints_carry_their_witness_s_cosignature(
+        tmp_path, autojump_clock):
+    """Before: each interval a new checkpoint replaced our latest and was published at once, before its witness
+    answered; the cosignature then joined a checkpoint never published, so none served or gossiped carried one."""
+    with _own_node(tmp_path) as (replica, origin, key):
+        peer = _CosigningPeer(Org(), Ed25519Signer(origin, key), tmp_path / "peer.sqlite", 1_764_000_000)
+        host = _Peers()
+        host.streams[peer_of(peer.org)] = _CosignAnsweredAfter(peer, 0.05)
+        witnessing = Witnessing(host, replica, network=NETWORK, state_dir=tmp_path, interval=0.1, gossip_interval=0.1)
+        published, steady_load = _steady_load(witnessing, 10)
+        await _run_within_rounds(witnessing, steady_load, rounds=100)  # (a checkpoint file written on a thread
+        # lets the mock clock jump: seconds would not count rounds)
+        peer.witness.close()
+    cosigner = CosignatureVerifier(cosigner_name(peer.org.did), bytes(peer.org.key.verify_key))
+    log = Ed25519Signer(origin, key).verifier()
+    for note in [*published, *host.published]:
+        _, signatures = open_checkpoint(note, [log, cosigner])
+        assert [s.name for s in signatures] == [origin, cosigner.name]
+    sizes = [note_size(note) for note in published]
+    assert sizes == sorted(set(sizes))  # each checkpoint published once, with its cosignature
+    assert host.published and witnessing.checkpoint_note() == published[-1]
+
+
+async def test_under_a_steady_load_a_node_with_no_peers_publishes_each_checkpoint_as_it_signs_it(
+        tmp_path, autojump_clock):
+    with _own_node(tmp_path) as (replica, _, _):
+        witnessing = Witnessing(CheckpointsOnlyHost(), replica, network=NETWORK, state_dir=tmp_path, interval=0.1)
+        published, steady_load = _steady_load(witnessing, 10)
+        await _run_until(witnessing, steady_load)
+    sizes = [note_size(note) for note in published]
+    assert sizes == sorted(set(sizes)) and witnessing.stats.checkpoints_signed == len(published)
+
+
+async def test_a_witness_that_never_answers_delays_the_publication_of_our_checkpoints_by_its_timeout_and_stops_none(
+        tmp_path, autojump_clock):
+    """A checkpoint waits for its round of cosign requests, each given up after `timeout`: then it is published."""
+    timeout, interval = 1.0, 0.1
+    with _own_node(tmp_path) as (replica, _, _):
+        host = _Peers()
+        witness = _HoldingPeer(None)
+        host.streams[peer_of(Org())] = _CosignAnsweredAfter(witness, math.inf)
+        witnessing = Witnessing(host, replica, network=NETWORK, state_dir=tmp_path, interval=interval, timeout=timeout)
+
+        async def grow() -> None:
+            for _ in range(5):
+                replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+                # a round to sign and ask, `timeout` for the witness, a round to publish
+                await published_within(witnessing, replica.store.size, rounds=round(timeout / interval) + 3)
+
+        await _run_within_rounds(witnessing, grow, rounds=1000)
+        assert witness.cosign_requests >= 5 and witnessing.stats.errors["timeout"] >= 5
