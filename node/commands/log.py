@@ -76,8 +76,8 @@ def register(subparsers: Subparsers) -> None:
         description=f"Recompute every hash the node's {LEDGER_FILE} stores (from which it builds its proofs) from "
         "its entries, as log verify --dir compares them, and replace those that differ, in one transaction: "
         "nothing changes unless all are replaced, whatever stops it. Only once the entries are shown sound: those "
-        f"the node's latest checkpoint ({CHECKPOINT_FILE} in the data directory) covers must hash to its root, and "
-        "those after it must be validly signed records; otherwise an entry is damaged, nothing is repaired, and a "
+        f"the node's latest cosigned checkpoint ({CHECKPOINT_FILE} in the data directory) covers must hash to its "
+        "root, and those after it (all, if it saved none) must be validly signed records; otherwise an entry is damaged, nothing is repaired, and a "
         "copy of the data directory is the way back (exit 1). Run it with the node stopped (it takes the data "
         "directory's lock, as the node does); progress on stderr. Prints the wrong hashes it replaced, or that "
         "there was nothing to repair.",
@@ -121,15 +121,18 @@ def _verify(args: argparse.Namespace) -> int:
 def _repair(args: argparse.Namespace) -> int:
     config = local_config(args)
     checkpoint, tree = repair_log(config.data_dir, config.network, progress=_Progress())
-    entries = counted(checkpoint.size, "entry", "entries")
+    if checkpoint is None:
+        sound = "each a validly signed record (the node saved no cosigned checkpoint to check them against)"
+    else:
+        sound = f"the {counted(checkpoint.size, 'entry', 'entries')} of the node's checkpoint hashing to its root"
     if not tree.mismatches:
         print(f"nothing to repair: the {counted(tree.checked, 'hash', 'hashes')} {LEDGER_FILE} stores match its "
-              f"entries, the {entries} of the node's checkpoint hashing to its root")
+              f"entries, {sound}")
         return 0
     was = "hash was" if tree.mismatches == 1 else "hashes were"
     print(f"{tree.mismatches} stored {was} wrong: {named_wrong(tree)}")
-    print(f"replaced with the hashes of the entries, the {entries} of the node's checkpoint hashing to its root; "
-          "start the node and run `vouchnet log verify` to check its proofs")
+    print(f"replaced with the hashes of the entries, {sound}; start the node and run `vouchnet log verify` to check "
+          "its proofs")
     return 0
 
 

@@ -9,6 +9,7 @@ from gossip.checkpoints import CHECKPOINT_FILE, RECORDS_LOG
 from gossip.store import LEDGER_FILE
 from gossip.validation import check_record
 from ledger import (
+    EMPTY_ROOT,
     Checkpoint,
     Ed25519Verifier,
     EntriesDamaged,
@@ -29,23 +30,25 @@ from .common import CommandFailed, os_error_text
 from .log_verify import RESTORE, Progress
 
 
-def repair_log(data_dir: Path, network: str, *, progress: Progress) -> tuple[Checkpoint, StoredHashCheck]:
+def repair_log(data_dir: Path, network: str, *, progress: Progress) -> tuple[Checkpoint | None, StoredHashCheck]:
     """With the data directory's lock (the node stopped), replace every hash its records ledger stores that differs
-    from the tree of its entries, if they hash to the root of the node's latest checkpoint (CHECKPOINT_FILE, signed
-    by the org key of `network` whose log it is); entries past it must be valid records. That checkpoint, and what
-    was compared and replaced. Raises CommandFailed, having changed nothing."""
+    from the tree of its entries, if they hash to the root of the node's latest saved checkpoint (CHECKPOINT_FILE,
+    signed by the org key of `network` whose log it is); entries past it (all, if the node saved none: it saves
+    only cosigned ones) must be validly signed records. That checkpoint (None: none saved), and what was compared
+    and replaced. Raises CommandFailed, having changed nothing."""
     try:
         with locked_data_dir(data_dir):
-            checkpoint = _latest_checkpoint(data_dir / CHECKPOINT_FILE, network)
+            checkpoint = _saved_checkpoint(data_dir / CHECKPOINT_FILE, network)
+            size, root = (0, EMPTY_ROOT) if checkpoint is None else (checkpoint.size, checkpoint.root)
             path = data_dir / LEDGER_FILE
             if not path.exists():  # Ledger.open would create an empty one
                 raise CommandFailed(f"{path}: no such file: is {data_dir} the node's data directory?")
             with Ledger.open(path, to_repair=True) as ledger:
-                if ledger.size < checkpoint.size:
+                if ledger.size < size:
                     raise CommandFailed(f"{path} holds {counted(ledger.size, 'entry', 'entries')}, fewer than the "
-                                        f"checkpoint of size {checkpoint.size} the node signed: {RESTORE}")
-                return checkpoint, repair_stored_hashes(ledger, checkpoint.size, checkpoint.root,
-                                                        check_entry=_signed_record, progress=progress)
+                                        f"checkpoint of size {size} the node signed: {RESTORE}")
+                return checkpoint, repair_stored_hashes(ledger, size, root, check_entry=_signed_record,
+                                                        progress=progress)
     except DataDirBusy as e:
         raise CommandFailed(str(e)) from None
     except EntriesDamaged as e:
@@ -56,14 +59,13 @@ def repair_log(data_dir: Path, network: str, *, progress: Progress) -> tuple[Che
         raise CommandFailed(os_error_text(e)) from None
 
 
-def _latest_checkpoint(path: Path, network: str) -> Checkpoint:
-    """The node's latest checkpoint of its records log, as it keeps it in `path`, checked against the key that signed
-    it (the org's, or its key before a rotation: the did in the origin is that key)."""
+def _saved_checkpoint(path: Path, network: str) -> Checkpoint | None:
+    """The node's latest cosigned checkpoint of its records log, as it keeps it in `path` (None if there is none),
+    checked against the key that signed it (the org's, or its key before a rotation: the did in the origin is it)."""
     try:
         note = path.read_bytes()
     except FileNotFoundError:
-        raise CommandFailed(f"{path}: no such file: the node has not signed a checkpoint of its ledger, so there is no "
-                            "root to check its entries against before rebuilding their hashes") from None
+        return None
     try:
         origin = peek_origin(note)
         origin_network, did, log = parse_log_origin(origin)
@@ -77,9 +79,9 @@ def _latest_checkpoint(path: Path, network: str) -> Checkpoint:
 
 
 def _signed_record(index: int, entry: bytes) -> None:
-    """An entry past the checkpoint, which no signed root covers, must be a validly signed record."""
+    """An entry past the saved checkpoint, which no signed root covers, must be a validly signed record."""
     try:
         check_record(entry)
     except InvalidRecord as e:
-        raise CommandFailed(f"entry {index} (after the checkpoint): {e}: an entry is damaged; nothing was repaired: "
+        raise CommandFailed(f"entry {index} (after the saved checkpoint): {e}: an entry is damaged; nothing was repaired: "
                             f"{RESTORE}") from None

@@ -961,17 +961,35 @@ async def test_log_repair_refuses_an_entry_past_the_checkpoint_that_is_not_a_rec
     before = _file_bytes(data_dir)
     code, _, err = await run("log", "repair", "--dir", data_dir)
     assert code == 1
-    assert "vouchnet log repair: entry 5 (after the checkpoint): " in err
+    assert "vouchnet log repair: entry 5 (after the saved checkpoint): " in err
     assert "an entry is damaged; nothing was repaired: restore the data directory from a copy" in err
     assert _file_bytes(data_dir) == before
 
 
+async def test_log_repair_of_a_node_that_saved_no_checkpoint_checks_every_entry_as_a_signed_record(run, node,
+                                                                                                     data_dir):
+    """A node saves only cosigned checkpoints (one no witness cosigned, the ledger gives again): one with no witness
+    was refused a repair for want of a root to check its entries against; its entries' signatures serve."""
+    _three_orgs_logged(node)
+    _flip_stored_hash(node, 0, 0)
+    assert not (data_dir / "checkpoint.note").exists()
+    code, out, err = await run("log", "repair", "--dir", data_dir)
+    assert code == 0, err
+    assert out.splitlines()[1] == ("replaced with the hashes of the entries, each a validly signed record (the node "
+                                   "saved no cosigned checkpoint to check them against); start the node and run "
+                                   "`vouchnet log verify` to check its proofs")
+    _proofs_verify(node)
+    node.replica.store.ledger.append([b"not a record"])
+    _flip_stored_hash(node, 0, 0)
+    code, _, err = await run("log", "repair", "--dir", data_dir)
+    assert code == 1 and "entry 4 (after the saved checkpoint): " in err
+
+
 @pytest.mark.parametrize(("damage", "complaint"), [
-    (lambda d: (d / "checkpoint.note").unlink(), "checkpoint.note: no such file: the node has not signed a checkpoint"),
     (lambda d: (d / "checkpoint.note").write_bytes((d / "checkpoint.note").read_bytes().replace(b"\n4\n", b"\n3\n")),
      "does not verify: the checkpoint the entries are checked against is unreadable, so nothing was repaired"),
     (lambda d: (d / "records.ledger").rename(d / "elsewhere"), "records.ledger: no such file: is "),
-], ids=["no checkpoint", "checkpoint altered", "no ledger"])
+], ids=["checkpoint altered", "no ledger"])
 async def test_log_repair_without_a_sound_checkpoint_or_ledger_changes_nothing(run, node, data_dir, damage, complaint):
     _three_orgs_logged(node)
     _published(node, data_dir)
