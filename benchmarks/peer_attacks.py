@@ -24,7 +24,7 @@ from nacl.signing import SigningKey
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gossip.host import HostConfig, HostError, open_host, peer_id_from_public_key  # noqa: E402
+from gossip.host import HostConfig, HostError, open_host  # noqa: E402
 from gossip.peers import PeerManager  # noqa: E402
 from gossip.replica import Replica  # noqa: E402
 from gossip.store import RecordStore  # noqa: E402
