@@ -2,7 +2,10 @@
 record at a time, or a batch at a time on worker threads or with its signatures in worker processes.
 
 `vouching` cannot read C2SP signed notes, so checkpoint equivocation evidence (DESIGN.md §4: two checkpoints of
-one origin that cannot be consistent) is verified here, each checkpoint opened by gossip.checkpoints.
+one origin that cannot be consistent) is verified here, each checkpoint opened by gossip.checkpoints. It must be of
+the offender's records log, the one log of an org its peers witness: the others (its private audit log) are never
+gossiped, so two roots of one of them at one size prove no fork anyone relied on; an org restoring its audit.ledger
+from a backup signs one at its next `vouchnet audit export`, and whoever held both exports could get it flagged.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Protocol
 
-from ledger import Checkpoint, NoteError
+from ledger import Checkpoint, NoteError, parse_log_origin
 from vouching import (
     EquivocationBody,
     InvalidRecord,
@@ -28,7 +31,7 @@ from vouching import (
     verify_record_deferred,
 )
 
-from .checkpoints import open_signed_checkpoint
+from .checkpoints import RECORDS_LOG, open_signed_checkpoint
 
 
 def check_record(data: bytes) -> Record:
@@ -61,9 +64,20 @@ def _open(note: bytes, field: str, offender: str) -> Checkpoint:
     return opened.checkpoint
 
 
+def _records_log(note: bytes, field: str, offender: str) -> Checkpoint:
+    """_open, and the checkpoint must be of the offender's records log."""
+    checkpoint = _open(note, field, offender)
+    log = parse_log_origin(checkpoint.origin)[2]  # (opened: its origin parses)
+    if log != RECORDS_LOG:
+        raise InvalidRecord(f"{field}: must be a checkpoint of the offender's {RECORDS_LOG} log, not of its {log} log "
+                            "(only that log is witnessed)")
+    return checkpoint
+
+
 def check_checkpoint_evidence(body: EquivocationBody) -> None:
-    """Two checkpoints signed by the offender for one origin and one size, with different roots."""
-    a, b = _open(body.a, "body.a", body.offender), _open(body.b, "body.b", body.offender)
+    """Two checkpoints signed by the offender for one origin, its records log, and one size, with different roots
+    (module docstring)."""
+    a, b = _records_log(body.a, "body.a", body.offender), _records_log(body.b, "body.b", body.offender)
     if a.origin != b.origin:
         raise InvalidRecord("body.b: must be a checkpoint of the same log as body.a")
     if a.size != b.size:

@@ -41,7 +41,7 @@ class ErrorBody(BaseModel):
 
 
 _MEANINGS = {
-    400: "Out of range: an index or size beyond the log",
+    400: "Out of range: an index or size beyond the log's latest checkpoint",
     401: "A write without this node's bearer token",
     404: "Not found",
     409: "The record cannot be revoked here",

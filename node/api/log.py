@@ -1,6 +1,10 @@
 """The records ledger as a transparency log (DESIGN §4): the signed checkpoint, entries, and RFC 9162 proofs.
 
-Entries and proof hashes are standard base64, as in C2SP checkpoints; sizes default to the ledger's current size.
+Entries and proof hashes are standard base64, as in C2SP checkpoints. The log's public size is the size of the latest
+checkpoint the node publishes (GET /v1/log/checkpoint; 0 before its first): entries and proofs default to it and stop
+there, as an RFC 9162 log answers relative to its latest signed tree head and a C2SP tlog-tiles log serves the tree
+of its checkpoint. The entries appended since (one is signed once the ledger grew, and published once its witnesses
+answered) are not served: a proof to a size no checkpoint signed cannot be verified.
 """
 
 from __future__ import annotations
@@ -10,16 +14,19 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
+from ledger import Checkpoint
+
 from .errors import ApiError, error_responses
 from .records import MAX_CURSOR
-from .view import NodeDep
+from .view import NodeDep, NodeView
 
 MAX_ENTRIES = 256  # per page of /v1/log/entries: at most 16 MiB even if every record is the largest allowed
 
 router = APIRouter(prefix="/v1/log", tags=["log"])
 
 _Position = Annotated[int, Query(ge=0, le=MAX_CURSOR)]
-_SizeOrCurrent = Annotated[int | None, Query(ge=0, le=MAX_CURSOR, description="Default: the log's current size")]
+_SizeOrPublic = Annotated[int | None, Query(ge=0, le=MAX_CURSOR,
+                                            description="Default: the log's public size, its latest checkpoint's")]
 
 
 def _b64(data: bytes) -> str:
@@ -30,12 +37,35 @@ def _out_of_range(detail: str) -> ApiError:
     return ApiError(400, "out_of_range", detail)
 
 
-def _tree_size(requested: int | None, size: int, where: str) -> int:
-    """A tree size the ledger has: `requested`, or the current size when it is None."""
+def _public_size(node: NodeView) -> int | None:
+    """The size of the latest checkpoint the node publishes (module docstring); None before its first."""
+    note = node.checkpoint()
+    if note is None:
+        return None
+    return Checkpoint.parse(note[: note.index(b"\n\n") + 1].decode()).size
+
+
+_NO_CHECKPOINT = "the node has published no checkpoint of its log yet"
+
+
+def _beyond(where: str, public: int | None) -> ApiError:
+    """A size or position past the public log."""
+    if public is None:
+        return _out_of_range(f"{where}: must be at most 0: {_NO_CHECKPOINT}")
+    return _out_of_range(f"{where}: must be at most the latest checkpoint's size, {public}")
+
+
+def _above(rule: str, public: int | None) -> ApiError:
+    """`rule` broken in a tree within the public log; with no checkpoint, saying why that tree is empty."""
+    return _out_of_range(rule if public is not None else f"{rule}: {_NO_CHECKPOINT}")
+
+
+def _tree_size(requested: int | None, public: int | None, where: str) -> int:
+    """A tree size of the public log: `requested`, or the public size when it is None (0 with no checkpoint)."""
     if requested is None:
-        return size
-    if requested > size:
-        raise _out_of_range(f"{where}: must be at most the log's size, {size}")
+        return public or 0
+    if requested > (public or 0):
+        raise _beyond(where, public)
     return requested
 
 
@@ -52,36 +82,42 @@ async def checkpoint(node: NodeDep) -> Response:
 
 
 @router.get("/entries", responses=error_responses(400))
-async def entries(node: NodeDep, start: _Position, end: _SizeOrCurrent = None) -> dict[str, Any]:
-    """Entries [start, end) as base64 COSE records; a page holds at most 256, so `end` in the answer may be
-    smaller than asked (ask again from there). From the log's end (start = size), the page is empty: a client
-    polling for new entries asks from there until the log grows."""
-    ledger = node.replica.store.ledger
-    size = ledger.size
+async def entries(node: NodeDep, start: _Position, end: _SizeOrPublic = None) -> dict[str, Any]:
+    """Entries [start, end) as base64 COSE records, within the latest checkpoint (`size` in the answer); a page
+    holds at most 256, so `end` in the answer may be smaller than asked (ask again from there). From the log's end
+    (start = size), the page is empty: a client polling for new entries asks from there until a checkpoint covers
+    more."""
+    public = _public_size(node)
+    size = public or 0
     if start > size:
-        raise _out_of_range(f"query.start: must be at most the log's size, {size}")
-    stop = _tree_size(end, size, "query.end")
+        raise _beyond("query.start", public)
+    stop = _tree_size(end, public, "query.end")
     if stop < start:
         raise _out_of_range("query.end: must be at least query.start")
     stop = min(stop, start + MAX_ENTRIES)
-    return {"start": start, "end": stop, "size": size, "entries": [_b64(e) for e in ledger.entries(start, stop)]}
+    entries = node.replica.store.ledger.entries(start, stop)
+    return {"start": start, "end": stop, "size": size, "entries": [_b64(e) for e in entries]}
 
 
 @router.get("/proof/inclusion", responses=error_responses(400))
-async def inclusion_proof(node: NodeDep, index: _Position, size: _SizeOrCurrent = None) -> dict[str, Any]:
-    """RFC 9162 §2.1.3: the audit path of entry `index` in the tree of `size` entries."""
-    ledger = node.replica.store.ledger
-    tree = _tree_size(size, ledger.size, "query.size")
+async def inclusion_proof(node: NodeDep, index: _Position, size: _SizeOrPublic = None) -> dict[str, Any]:
+    """RFC 9162 §2.1.3: the audit path of entry `index` in the tree of `size` entries (default: the latest
+    checkpoint's, against whose root it verifies)."""
+    public = _public_size(node)
+    tree = _tree_size(size, public, "query.size")
     if index >= tree:
-        raise _out_of_range(f"query.index: must be less than the tree size, {tree}")
-    return {"index": index, "size": tree, "proof": [_b64(h) for h in ledger.inclusion_proof(index, tree)]}
+        raise _above(f"query.index: must be less than the tree size, {tree}", public)
+    proof = node.replica.store.ledger.inclusion_proof(index, tree)
+    return {"index": index, "size": tree, "proof": [_b64(h) for h in proof]}
 
 
 @router.get("/proof/consistency", responses=error_responses(400))
-async def consistency_proof(node: NodeDep, old: _Position, new: _SizeOrCurrent = None) -> dict[str, Any]:
-    """RFC 9162 §2.1.4: proof that the tree of `old` entries is a prefix of the tree of `new` entries."""
-    ledger = node.replica.store.ledger
-    tree = _tree_size(new, ledger.size, "query.new")
+async def consistency_proof(node: NodeDep, old: _Position, new: _SizeOrPublic = None) -> dict[str, Any]:
+    """RFC 9162 §2.1.4: proof that the tree of `old` entries is a prefix of the tree of `new` entries (default: the
+    latest checkpoint's)."""
+    public = _public_size(node)
+    tree = _tree_size(new, public, "query.new")
     if old > tree:
-        raise _out_of_range(f"query.old: must be at most the new tree size, {tree}")
-    return {"old": old, "new": tree, "proof": [_b64(h) for h in ledger.consistency_proof(old, tree)]}
+        raise _above(f"query.old: must be at most the new tree size, {tree}", public)
+    proof = node.replica.store.ledger.consistency_proof(old, tree)
+    return {"old": old, "new": tree, "proof": [_b64(h) for h in proof]}

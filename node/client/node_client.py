@@ -243,18 +243,20 @@ class NodeClient:
             raise
 
     def log_entries(self, start: int, end: int | None = None) -> list[bytes]:
-        """Entries from `start` towards `end` (default: the log's end); a page may stop short, so ask again; from the
-        log's end, none."""
+        """Entries from `start` towards `end` (default: the log's end, the size of the node's latest checkpoint); a page
+        may stop short, so ask again; from the log's end, none. A size beyond that checkpoint is refused
+        (NodeApiError "out_of_range")."""
         path = "/v1/log/entries"
         return _decoded(self._get_json(path, {"start": start, "end": end}), path, "entries")
 
     def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
-        """RFC 9162 audit path of entry `index` in the tree of `size` (default: the current size)."""
+        """RFC 9162 audit path of entry `index` in the tree of `size` (default: the latest checkpoint's size)."""
         path = "/v1/log/proof/inclusion"
         return _decoded(self._get_json(path, {"index": index, "size": size}), path, "proof")
 
     def consistency_proof(self, old: int, new: int | None = None) -> list[bytes]:
-        """RFC 9162 proof that the tree of `old` entries is a prefix of the tree of `new` (default: current)."""
+        """RFC 9162 proof that the tree of `old` entries is a prefix of the tree of `new` (default: the latest
+        checkpoint's size)."""
         path = "/v1/log/proof/consistency"
         return _decoded(self._get_json(path, {"old": old, "new": new}), path, "proof")
 

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 import gossip.replica
 from gossip.replica import Replica, RetiredKey, SigningDeferred
-from gossip.store import RecordStore
+from gossip.store import INDEX_FILE, RecordStore
+from gossip.validation import check_record
 from ledger import Checkpoint, Ed25519Signer, log_origin, tree_hash
 from vouching import (
     Counts,
@@ -135,9 +136,9 @@ def test_equivocation_is_signed_by_us_and_flags_the_offender(replica):
     assert len(replica.store.query(kind="equivocation")) == 1
 
 
-def _checkpoint_fork(cheat: Org) -> tuple[bytes, bytes]:
-    """Two checkpoints of `cheat`'s records log at one size with different roots, signed by its key."""
-    origin = log_origin("test", cheat.did, "records")
+def _checkpoint_fork(cheat: Org, log: str = "records") -> tuple[bytes, bytes]:
+    """Two checkpoints of `cheat`'s `log` at one size with different roots, signed by its key."""
+    origin = log_origin("test", cheat.did, log)
     return tuple(Checkpoint(origin, 2, tree_hash([entry, entry])).sign([Ed25519Signer(origin, cheat.key)])
                  for entry in (b"a", b"b"))
 
@@ -204,6 +205,30 @@ def test_flags_and_horizon_survive_a_restart(tmp_path):
         replica = Replica(me.key, store, roots=(), max_hops=2, held_limit=100)
         assert cheat.did in replica.horizon and cheat.did in replica.flagged
 
+
+
+def test_audit_log_evidence_accepted_before_it_was_refused_stops_no_restart(tmp_path):
+    """Two roots of an org's audit log at one size were evidence until gossip.validation asked for its records log:
+    a node that accepted such an equivocation record keeps it (its ledger is append-only) and starts as before, its
+    index rebuilt from the ledger included: stored records are read back unchecked (vouching.load_stored), so the
+    offender stays flagged here, as the node flagged it then. The record now fails check_record: `vouchnet log
+    verify` names it, and upgraded peers refuse it, and so its issuer's later records, when synced."""
+    me, reporter, honest = Org(), Org(), Org()
+    report = reporter.record("equivocation", equivocation_body("checkpoint", honest.did,
+                                                                *_checkpoint_fork(honest, "audit")))
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(me.key, store, roots=(), max_hops=2, held_limit=100)
+        replica.issue("vouch", vouch_body(reporter.did, 0.8, "org-peer"))
+        assert replica.accept([report]).accepted == [report]  # as the rule before took it: check_record is gossip's
+    (tmp_path / INDEX_FILE).unlink()
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(me.key, store, roots=(), max_hops=2, held_limit=100)
+        assert store.has(report.id) and honest.did in replica.flagged
+        later = reporter.record()
+        assert replica.accept([later]).accepted == [later]
+        replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+    with pytest.raises(InvalidRecord, match="body.a: must be a checkpoint of the offender's records log"):
+        check_record(report.raw)
 
 
 def test_a_restarted_replica_takes_in_its_stored_records_a_chunk_at_a_time_when_asked(tmp_path, monkeypatch):

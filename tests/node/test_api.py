@@ -610,22 +610,26 @@ async def test_the_checkpoint_is_the_signed_note_with_its_cosignatures(api, node
 async def test_log_entries_are_the_ledgers_bytes_in_base64(api, node):
     for _ in range(3):
         await vouch(api)
+    node.sign_checkpoint()
     page = (await api.get("/v1/log/entries", params={"start": 1, "end": 3})).json()
     assert (page["start"], page["end"], page["size"]) == (1, 3, 3)
     assert [base64.b64decode(e) for e in page["entries"]] == node.replica.store.ledger.entries(1, 3)
 
 
-async def test_log_entries_run_to_the_end_when_no_end_is_given(api):
+async def test_log_entries_run_to_the_latest_checkpoint_when_no_end_is_given(api, node):
     for _ in range(3):
         await vouch(api)
+    node.sign_checkpoint()
+    await vouch(api)  # not in a checkpoint yet
     page = (await api.get("/v1/log/entries", params={"start": 0})).json()
-    assert (page["end"], len(page["entries"])) == (3, 3)
+    assert (page["end"], page["size"], len(page["entries"])) == (3, 3, 3)
 
 
-async def test_a_page_of_log_entries_is_bounded(api, monkeypatch):
+async def test_a_page_of_log_entries_is_bounded(api, node, monkeypatch):
     monkeypatch.setattr("node.api.log.MAX_ENTRIES", 2)
     for _ in range(5):
         await vouch(api)
+    node.sign_checkpoint()
     page = (await api.get("/v1/log/entries", params={"start": 1, "end": 5})).json()
     assert (page["start"], page["end"], len(page["entries"])) == (1, 3, 2)
 
@@ -633,27 +637,31 @@ async def test_a_page_of_log_entries_is_bounded(api, monkeypatch):
 @pytest.mark.parametrize(
     ("params", "status", "detail"),
     [
-        ({"start": 4}, 400, "query.start: must be at most the log's size, 3"),
-        ({"start": 0, "end": 4}, 400, "query.end: must be at most the log's size, 3"),
+        ({"start": 4}, 400, "query.start: must be at most the latest checkpoint's size, 3"),
+        ({"start": 0, "end": 4}, 400, "query.end: must be at most the latest checkpoint's size, 3"),
         ({"start": 2, "end": 1}, 400, "query.end: must be at least query.start"),
         ({"start": -1}, 422, "query.start"),
         ({}, 422, "query.start: Field required"),
     ],
 )
-async def test_log_entries_outside_the_log_are_refused(api, params, status, detail):
+async def test_log_entries_outside_the_log_are_refused(api, node, params, status, detail):
     for _ in range(3):
         await vouch(api)
+    node.sign_checkpoint()
+    await vouch(api)
     response = await api.get("/v1/log/entries", params=params)
     assert_error(response, status, "out_of_range" if status == 400 else "invalid_request", detail)
 
 
-async def test_log_entries_from_the_log_s_end_are_an_empty_page(api):
+async def test_log_entries_from_the_log_s_end_are_an_empty_page(api, node):
     """A client polling for new entries asks from the log's end, an empty log's too: an empty page, not an error,
-    until an entry is appended."""
+    until a checkpoint covers an entry appended."""
     empty = {"start": 0, "end": 0, "size": 0, "entries": []}
     assert (await api.get("/v1/log/entries", params={"start": 0})).json() == empty
     assert (await api.get("/v1/log/entries", params={"start": 0, "end": 0})).json() == empty
     await vouch(api)
+    assert (await api.get("/v1/log/entries", params={"start": 0})).json() == empty
+    node.sign_checkpoint()
     assert (await api.get("/v1/log/entries", params={"start": 0})).json()["end"] == 1
     assert (await api.get("/v1/log/entries", params={"start": 1})).json() == {"start": 1, "end": 1, "size": 1,
                                                                                "entries": []}
@@ -663,11 +671,15 @@ async def test_log_entries_from_the_log_s_end_are_an_empty_page(api):
 @given(start=st.integers(0, 6), end=st.none() | st.integers(0, 6))
 async def test_log_entries_are_served_for_every_range_within_the_log_and_refused_for_any_other(
         api, node, monkeypatch, start, end):
-    """[start, end) (end: the log's size by default) within the log is a page, empty when start = end, of at most
-    MAX_ENTRIES entries from start; a range beyond the log, or ending before it starts, is 400 out_of_range."""
+    """[start, end) (end: the latest checkpoint's size by default) within that checkpoint is a page, empty when
+    start = end, of at most MAX_ENTRIES entries from start; a range beyond it (into the ledger's entries no
+    checkpoint covers, or past the ledger), or ending before it starts, is 400 out_of_range."""
     monkeypatch.setattr("node.api.log.MAX_ENTRIES", 2)
     ledger = node.replica.store.ledger
     while ledger.size < 4:
+        node.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+    node.sign_checkpoint(size=4)
+    while ledger.size < 5:
         node.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
     stop = 4 if end is None else end
     params = {"start": start} if end is None else {"start": start, "end": end}
@@ -684,6 +696,7 @@ async def test_log_entries_are_served_for_every_range_within_the_log_and_refused
 async def test_inclusion_proofs_verify_against_the_root_of_their_size(api, node):
     for _ in range(5):
         await vouch(api)
+    node.sign_checkpoint()
     ledger = node.replica.store.ledger
     for index, size in [(0, 5), (4, 5), (2, 3)]:
         proof = (await api.get("/v1/log/proof/inclusion", params={"index": index, "size": size})).json()
@@ -696,6 +709,7 @@ async def test_inclusion_proofs_verify_against_the_root_of_their_size(api, node)
 async def test_consistency_proofs_verify_between_their_sizes(api, node):
     for _ in range(5):
         await vouch(api)
+    node.sign_checkpoint()
     ledger = node.replica.store.ledger
     for old, new in [(1, 5), (3, 4), (0, 5), (5, 5)]:
         proof = (await api.get("/v1/log/proof/consistency", params={"old": old, "new": new})).json()
@@ -708,19 +722,53 @@ async def test_consistency_proofs_verify_between_their_sizes(api, node):
     ("path", "params", "detail"),
     [
         ("/v1/log/proof/inclusion", {"index": 2}, "query.index: must be less than the tree size, 2"),
-        ("/v1/log/proof/inclusion", {"index": 0, "size": 3}, "query.size: must be at most the log's size, 2"),
+        ("/v1/log/proof/inclusion", {"index": 0, "size": 3},
+         "query.size: must be at most the latest checkpoint's size, 2"),
         ("/v1/log/proof/consistency", {"old": 3}, "query.old: must be at most the new tree size, 2"),
-        ("/v1/log/proof/consistency", {"old": 0, "new": 3}, "query.new: must be at most the log's size, 2"),
+        ("/v1/log/proof/consistency", {"old": 0, "new": 3},
+         "query.new: must be at most the latest checkpoint's size, 2"),
     ],
 )
-async def test_proofs_outside_the_log_are_refused(api, path, params, detail):
+async def test_proofs_outside_the_log_are_refused(api, node, path, params, detail):
     for _ in range(2):
         await vouch(api)
+    node.sign_checkpoint()
+    await vouch(api)  # in the ledger, in no checkpoint
     assert_error(await api.get(path, params=params), 400, "out_of_range", detail)
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "answer"),
+    [
+        ("/v1/log/entries", {"start": 0}, {"start": 0, "end": 0, "size": 0, "entries": []}),
+        ("/v1/log/proof/consistency", {"old": 0}, {"old": 0, "new": 0, "proof": []}),
+        ("/v1/log/entries", {"start": 1}, "query.start: must be at most 0: the node has published no checkpoint of "
+                                          "its log yet"),
+        ("/v1/log/entries", {"start": 0, "end": 1}, "query.end: must be at most 0: the node has published no "
+                                                    "checkpoint of its log yet"),
+        ("/v1/log/proof/inclusion", {"index": 0}, "query.index: must be less than the tree size, 0: the node has "
+                                                  "published no checkpoint of its log yet"),
+        ("/v1/log/proof/consistency", {"old": 1}, "query.old: must be at most the new tree size, 0: the node has "
+                                                  "published no checkpoint of its log yet"),
+    ],
+)
+async def test_before_its_first_checkpoint_a_node_serves_the_empty_tree_and_says_why(api, path, params, answer):
+    """The public log is the tree its latest checkpoint signed; before the first, the empty tree, which needs no
+    signature (its root is the hash of nothing): a polling client gets an empty page, a client from size 0 the
+    empty proof, and anything more a refusal naming the missing checkpoint, however many entries the ledger holds."""
+    for _ in range(2):
+        await vouch(api)
+    response = await api.get(path, params=params)
+    if isinstance(answer, dict):
+        assert (response.status_code, response.json()) == (200, answer)
+    else:
+        assert_error(response, 400, "out_of_range", answer)
+        assert response.json()["detail"] == answer
 
 
 async def test_a_pruned_entry_is_gone_but_its_proofs_remain(api, node):
     first, _ = await vouch(api), await vouch(api)
+    node.sign_checkpoint()
     node.replica.store.ledger.prune(1)
     assert_error(await api.get("/v1/log/entries", params={"start": 0}), 410, "pruned")
     assert_error(await api.get(f"/v1/records/{first['id']}"), 410, "pruned")

@@ -834,14 +834,21 @@ async def test_log_verify_in_a_directory_without_the_node_s_ledger_says_so(run, 
     assert list(directory.iterdir()) == [directory / "config.toml"]
 
 
-async def test_log_verify_says_the_ledger_is_shorter_than_its_checkpoint(run, node, url):
-    """A ledger truncated (restored from an older copy) behind the checkpoint the node serves."""
+async def test_log_verify_says_the_node_refused_entries_its_checkpoint_covers(run, node, url, monkeypatch):
+    """The node serves entries up to its latest checkpoint only: one that went back between verify's requests (a
+    restart brings back the last cosigned one, and a later one its witnesses had not cosigned is lost) refuses the
+    entries of the checkpoint verify fetched first."""
     _three_orgs_logged(node)
-    node.note = _signed(node, 6, node.replica.store.ledger.root())
+    cosigned = node.note
+    for _ in range(2):
+        vouch(node)
+    notes = iter([node.sign_checkpoint()])
+    monkeypatch.setattr(node, "checkpoint", lambda: next(notes, cosigned))
     code, _, err = await run("log", "verify", "--api", url)
     assert code == 1
-    assert ("the node's checkpoint is of 6 entries, but its ledger holds fewer (query.end: must be at most the log's"
-            " size, 4)") in err
+    assert ("the node's checkpoint is of 6 entries, but the node refuses to serve them all (query.end: must be at "
+            "most the latest checkpoint's size, 4): it serves an earlier checkpoint now (a node restarted goes back "
+            "to the last one a witness cosigned); run log verify again") in err
 
 
 async def test_log_verify_names_a_ledger_file_the_node_cannot_read(run, node, url):
