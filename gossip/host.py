@@ -406,6 +406,7 @@ from libp2p.transport.tcp.tcp import TCP
 from gossip.addrs import AddrError, TcpAddr, parse_listen_addr, parse_peer_addr
 from gossip.batch import MAX_GOSSIP_MESSAGE
 from gossip.frames import encode_frame, parse_frame_header
+from gossip.listen_check import bind_error
 from gossip.verdict import Verdict
 from vouching import did_key
 
@@ -1618,15 +1619,8 @@ def _check_port_free(addr: str, maddr: multiaddr.Multiaddr) -> None:
     """Quirk 15: py-libp2p listens with SO_REUSEPORT, so a port already in use would be shared, not refused."""
     ip = maddr.value_for_protocol(maddr.protocols()[0].name)
     port = int(maddr.value_for_protocol("tcp"))
-    if port == 0:
-        return
-    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as trio does: TIME_WAIT is no conflict
-        try:
-            probe.bind((ip, port))
-        except OSError as error:
-            raise ListenError(f"cannot listen on {addr}: {error.strerror}") from None
+    if port != 0 and (error := bind_error(ip, port)) is not None:
+        raise ListenError(f"cannot listen on {addr}: {error.strerror}")
 
 
 async def _read_until_complete(reader: Reader, n: int, retry_count: int = 0) -> bytes:

@@ -1,33 +1,42 @@
 """Whole-file writes that survive a crash (DESIGN §4: nothing acknowledged is lost): the data goes to a partial file
 beside the target, which is fsynced, then linked or renamed into place, then the directory is fsynced. A SIGKILL or
 a power cut at any moment leaves the file as it was or as written, never a part of it, and once the call returns
-the file survives a power cut. Every small file a node or a command writes goes through here."""
+the file survives a power cut. Every small file a node or a command writes goes through here.
+
+Each write has a partial file of its own (`.NAME.<random>.partial`, as tempfile names one), so two processes
+writing one file at once each install their own bytes whole, the last to finish winning. The writer holds an flock
+on its partial file until it is in place or removed, so a partial file of NAME that nobody holds is one a killed
+writer left: the next write of NAME removes it, as it replaced the one fixed partial name of earlier versions."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import re
+import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 
 def create_file(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     """Create `path` holding `data`, durably; raises FileExistsError, changing nothing, if it exists."""
-    partial = _written(path, data, mode)
-    try:
-        os.link(partial, path)  # unlike a rename, never replaces an existing file
-    finally:
-        partial.unlink(missing_ok=True)
+    with _written(path, data, mode) as partial:
+        try:
+            os.link(partial, path)  # unlike a rename, never replaces an existing file
+        finally:
+            partial.unlink(missing_ok=True)
     sync_directory(path.parent)
 
 
 def replace_file(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     """Make `path` hold `data` (created, or replaced whole), durably."""
-    partial = _written(path, data, mode)
-    try:
-        os.replace(partial, path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    with _written(path, data, mode) as partial:
+        try:
+            os.replace(partial, path)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
     sync_directory(path.parent)
 
 
@@ -58,27 +67,70 @@ def sync_directory(path: Path) -> None:
         os.close(dir_fd)
 
 
-def _written(path: Path, data: bytes, mode: int) -> Path:
-    """`data` in a new partial file beside `path` (mode `mode`, less the umask), fsynced; its path. One a crash left
-    is replaced: it was never linked, so never read."""
-    partial = path.with_name(f".{path.name}.partial")
+@contextlib.contextmanager
+def _written(path: Path, data: bytes, mode: int) -> Iterator[Path]:
+    """`data` in a new partial file of this write's own beside `path` (mode `mode`, less the umask), fsynced and
+    flocked: the block links or renames it into place (or removes it); the lock is released after. The partial
+    files of `path` that killed writers left are removed first."""
+    _remove_left(path)
+    fd, partial = _new_partial(path, mode)
     try:
-        partial.unlink(missing_ok=True)
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
             view = memoryview(data)
             while view:  # a write may take only part (a disk almost full, a file size limit): the rest, or its error
                 view = view[os.write(fd, view):]
             os.fsync(fd)
+        except OSError as error:  # named after the file asked for, not the partial one
+            _discard(partial)
+            raise OSError(error.errno, error.strerror, str(path)) from None
+        except BaseException:
+            _discard(partial)
+            raise
+        yield partial
+    finally:
+        os.close(fd)
+
+
+def _new_partial(path: Path, mode: int) -> tuple[int, Path]:
+    """A partial file for one write to `path`, created (never an existing one) and flocked: its fd and path."""
+    while True:
+        partial = path.with_name(f".{path.name}.{secrets.token_hex(8)}.partial")
+        try:
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        except FileExistsError:  # (a 64-bit name drawn twice)
+            continue
+        except OSError as error:
+            raise OSError(error.errno, error.strerror, str(path)) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            _discard(partial)
+            raise
+        if os.fstat(fd).st_nlink:
+            return fd, partial
+        os.close(fd)  # another write took it for a killed one's and removed it before we held it: draw again
+
+
+def _remove_left(path: Path) -> None:
+    """Remove the partial files of `path` no writer holds (`.NAME.partial` too, as earlier versions named them)."""
+    ours = re.compile(rf"\.{re.escape(path.name)}(\.[0-9a-f]{{16}})?\.partial")
+    try:
+        entries = [e.name for e in os.scandir(path.parent) if ours.fullmatch(e.name)]
+    except OSError:
+        return  # (creating the partial file will say what is wrong with the directory)
+    for name in entries:
+        try:
+            fd = os.open(path.with_name(name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:  # removed or installed by its writer meanwhile, or not a file we could have made
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.unlink(path.with_name(name))  # no writer holds it: a killed one's
+        except OSError:  # BlockingIOError: a write under way; FileNotFoundError: removed meanwhile
+            pass
         finally:
             os.close(fd)
-    except OSError as error:  # named after the file asked for, not the partial one
-        _discard(partial)
-        raise OSError(error.errno, error.strerror, str(path)) from None
-    except BaseException:
-        _discard(partial)
-        raise
-    return partial
 
 
 def _discard(partial: Path) -> None:

@@ -18,8 +18,10 @@ import httpx
 
 from node.client import NodeClient
 from node.config import ConfigError, NodeConfig
+from node.credential_registry import CREDENTIALS_FILE, CredentialRegistry, RegistryError
 from node.keys import load_org_key, load_token
 from vouching import did_key
+from vouching.counts import counted
 
 from . import processes
 from .config_edit import Value, edit_config
@@ -201,7 +203,11 @@ class Cluster:
         """Give each port of the stopped nodes `names` that no node could listen on now (another process took it
         while the testnet was down) a fresh one: in the node's config.toml, in the bootstrap lists of the nodes that
         dial it (read at their next start) and, last, in testnet.json, so that a move cut short is made again.
-        Returns a line per move. The node announces its new address in a new `org` record as it starts."""
+        Returns a line per move. The node announces its new address in a new `org` record as it starts.
+
+        The API port of a node that minted agent credentials (`vouchnet agent new --dir`) is not moved: each names
+        the API's URL for its status list, and a signed credential cannot be rewritten, nor one re-issued reach
+        its agent, so a move would leave every one unverifiable. ClusterError names the port to free instead."""
         moves = []
         for name in names:
             entry = self.entry(name)
@@ -209,6 +215,11 @@ class Cluster:
             taken = [kind for kind, port in ports.items() if not bindable(port)]
             if not taken:
                 continue
+            if "api" in taken and (minted := self._minted_credentials(name)):
+                raise ClusterError(f"{name}'s api port {entry.api_port} is taken by another process, and cannot "
+                                   f"move: {name} minted {counted(minted, 'agent credential')} (`vouchnet agent "
+                                   "list`), each naming the API's URL for its status list; stop the process holding "
+                                   "the port and start again")
             fresh = dict(zip(taken, _draw_ports(len(taken), avoid=self._given_ports())))
             moved = replace(entry, p2p_port=fresh.get("p2p", entry.p2p_port), api_port=fresh.get("api", entry.api_port))
             saved, self.state = self.state, self.state.with_node(moved)
@@ -306,6 +317,19 @@ class Cluster:
         for i, other in enumerate(self.names):
             if index in bootstrap_indexes(i, count):
                 self.configure(other, {("p2p", "bootstrap"): self._bootstrap(i)})
+
+    def _minted_credentials(self, name: str) -> int:
+        """How many agent credentials the node minted (node.credential_registry, read while it is stopped)."""
+        if not (self.data_dir(name) / CREDENTIALS_FILE).exists():
+            return 0
+        try:
+            registry = CredentialRegistry.open(self.data_dir(name))
+        except RegistryError as e:
+            raise ClusterError(f"{name}: {e}") from None
+        try:
+            return len(registry.issued())
+        finally:
+            registry.close()
 
     def _given_ports(self) -> set[int]:
         """Every port the testnet's nodes have."""

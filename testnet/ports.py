@@ -10,10 +10,11 @@ seldom meet, and a drawn port that is taken now is passed over.
 from __future__ import annotations
 
 import random
-import socket
 from collections.abc import Collection
 from itertools import chain, islice
 from pathlib import Path
+
+from gossip.listen_check import bind_error
 
 LOCAL_PORT_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")  # Linux
 # Elsewhere (macOS, the BSDs, Windows) the default ephemeral range is RFC 6335's dynamic ports, 49152-65535; their
@@ -45,15 +46,8 @@ def ephemeral_range(path: Path = LOCAL_PORT_RANGE) -> tuple[int, int]:
 
 
 def bindable(port: int) -> bool:
-    """Whether a node could listen on 127.0.0.1:`port` now: bound with SO_REUSEADDR, as the node's listeners are
-    (gossip.host's check, trio), so a connection of an earlier run waiting in TIME_WAIT does not count as taken."""
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+    """Whether a node could listen on 127.0.0.1:`port` now (gossip.listen_check, the node's own check)."""
+    return bind_error("127.0.0.1", port) is None
 
 
 def choose_ports(count: int, *, avoid: Collection[int] = (), ephemeral: tuple[int, int] | None = None,

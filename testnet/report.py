@@ -10,12 +10,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ledger.files import make_directory, replace_file
 from vouching.counts import counted
 from vouching.tiers import PROVISIONAL, TRUSTED, VERIFIED
 
 from .measure import attacking_groups, final_scores, trajectories
 from .runner import RunResult
 
+REPORT_MODE = 0o666  # less the umask, as an ordinary file: a report is no secret
 _MARKS = {"kill": "SIGKILL", "restarted": "restarted", "partition": "partition", "heal": "heal",
           "equivocation": "equivocation", "whitewash": "whitewash", "rotated": "key rotated",
           "key-theft": "key theft", "traffic stopped": "traffic stops"}
@@ -44,16 +46,18 @@ def results_json(run: RunResult, measurements: dict[str, Any], elapsed: dict[str
 
 
 def write_report(run: RunResult, measurements: dict[str, Any], out: Path, elapsed: dict[str, float]) -> Path:
-    """Write results.json, the plots and report.html into `out`; returns the HTML page's path."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Write results.json, the plots and report.html into `out`, each whole or not at all (ledger.files: a kill
+    mid-write leaves no truncated file); returns the HTML page's path."""
+    make_directory(out)
     results = results_json(run, measurements, elapsed)
-    (out / "results.json").write_text(json.dumps(results, indent=1, default=_jsonable) + "\n", encoding="utf-8")
+    replace_file(out / "results.json", (json.dumps(results, indent=1, default=_jsonable) + "\n").encode(),
+                 mode=REPORT_MODE)
     plots = {"scores.png": _plot_scores(run, results), "latency.png": _plot_latency(measurements),
              "confusion.png": _plot_confusion(measurements)}
     for name, png in plots.items():
-        (out / name).write_bytes(png)
+        replace_file(out / name, png, mode=REPORT_MODE)
     page = out / "report.html"
-    page.write_text(_html(results, plots), encoding="utf-8")
+    replace_file(page, _html(results, plots).encode(), mode=REPORT_MODE)
     return page
 
 

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from ledger.files import make_directory, replace_file
 from node.commands.common import Subparsers, UsageError, add_local_command
 from vouching.counts import counted
 
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     suite = run_suite(args.suite, args.seed, only=set(args.scenario or ()), otc=not args.no_otc, progress=bar)
     bar.close()
     targets = evaluate(suite)
-    args.out.mkdir(parents=True, exist_ok=True)
+    make_directory(args.out)
     plots: list[str] = []
     if not args.no_plots:
         try:
@@ -61,10 +62,11 @@ def run(args: argparse.Namespace) -> int:
             print("matplotlib is not installed (pip install 'vouchnet[sim]'): no plots", file=sys.stderr)
         else:
             plots = plotting.write_all(suite, args.out)
-    (args.out / "metrics.json").write_text(json.dumps(report.metrics(suite, targets), indent=1))
-    (args.out / "summary.md").write_text(report.markdown(suite, targets, plots))
+    # Each whole or not at all (ledger.files), readable as an ordinary file is (0o666 less the umask)
+    replace_file(args.out / "metrics.json", json.dumps(report.metrics(suite, targets), indent=1).encode(), mode=0o666)
+    replace_file(args.out / "summary.md", report.markdown(suite, targets, plots).encode(), mode=0o666)
     if args.json:
-        args.json.write_text(json.dumps(report.targets_json(targets), indent=1))
+        replace_file(args.json, json.dumps(report.targets_json(targets), indent=1).encode(), mode=0o666)
     print(report.table(targets))
     print(f"\n{counted(len(suite.runs), 'scenario')} in {time.monotonic() - started:.0f} s; results in {args.out}/")
     return 0 if all(t.passed for t in targets) else 1

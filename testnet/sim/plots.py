@@ -3,6 +3,7 @@ against attack edges, AUC per scenario, the EigenTrust curves, and the slander t
 
 from __future__ import annotations
 
+from io import BytesIO
 from pathlib import Path
 
 import matplotlib
@@ -11,6 +12,7 @@ matplotlib.use("Agg")  # files only: no display needed
 
 import matplotlib.pyplot as plt  # noqa: E402
 
+from ledger.files import make_directory, replace_file  # noqa: E402
 from testnet.sim.metrics import attacker_reputation, separation, slander_curve, summary  # noqa: E402
 from testnet.sim.suite import SuiteResult  # noqa: E402
 from vouching.tiers import PROVISIONAL, TRUSTED, VERIFIED  # noqa: E402
@@ -20,14 +22,16 @@ TRAJECTORY_FAMILIES = ("turned-bad", "on-off", "whitewash", "vouch-then-defect",
 
 def write_all(suite: SuiteResult, directory: Path) -> list[str]:
     """Every plot the suite has data for; returns the file names written."""
-    directory.mkdir(parents=True, exist_ok=True)
+    make_directory(directory)
     written = []
     for name, draw in (("trajectories.png", _trajectories), ("attacker-reputation.png", _attacker_mass),
                        ("auc.png", _auc), ("eigentrust.png", _eigentrust), ("slander.png", _slander)):
         figure = draw(suite)
         if figure is not None:
-            figure.savefig(directory / name, dpi=110, bbox_inches="tight")
+            png = BytesIO()
+            figure.savefig(png, format="png", dpi=110, bbox_inches="tight")
             plt.close(figure)
+            replace_file(directory / name, png.getvalue(), mode=0o666)  # whole or not at all (ledger.files)
             written.append(name)
     return written
 

@@ -1,6 +1,8 @@
 """ledger.files: a file written whole or not at all, durable once the call returns."""
 
+import fcntl
 import os
+import re
 import stat
 
 import pytest
@@ -62,7 +64,9 @@ def test_the_data_is_synced_before_it_takes_the_name_and_the_directory_after(tmp
     path = tmp_path.resolve() / "file"
     done = _operations(monkeypatch)
     write(path, b"data")
-    assert done == [("fsync", str(path.with_name(".file.partial"))), ("rename", str(path)), ("fsync", str(path.parent))]
+    (fsync_partial, partial), *rest = done
+    assert fsync_partial == "fsync" and re.fullmatch(r"\.file\.[0-9a-f]{16}\.partial", os.path.basename(partial))
+    assert rest == [("rename", str(path)), ("fsync", str(path.parent))]
 
 
 @pytest.mark.parametrize("step", ["write", "fsync", "replace"])
@@ -88,13 +92,58 @@ def test_create_refuses_an_existing_file_and_changes_nothing(tmp_path):
     assert path.read_bytes() == b"first" and os.listdir(tmp_path) == ["file"]
 
 
-def test_the_file_is_private_by_default_and_a_partial_file_a_crash_left_is_replaced(tmp_path):
-    left = tmp_path / ".key.partial"
-    left.write_bytes(b"half")
-    os.chmod(left, 0o666)
+def test_the_file_is_private_by_default(tmp_path):
     create_file(tmp_path / "key", b"whole")
     assert (tmp_path / "key").read_bytes() == b"whole" and stat.S_IMODE((tmp_path / "key").stat().st_mode) == 0o600
-    assert not left.exists()
+
+
+@pytest.mark.parametrize("write", [create_file, replace_file])
+def test_two_writers_of_one_file_at_once_each_write_their_own_partial_file(tmp_path, monkeypatch, write):
+    """Two commands writing one file (`audit export --out X` twice): the second, run while the first's partial file
+    is written, neither removes it nor installs into it; both finish, each file whole, no partial file left."""
+    fsync = os.fsync
+    first, second = tmp_path / "first", tmp_path / "second"
+
+    def second_writer_meanwhile(fd):
+        monkeypatch.setattr(os, "fsync", fsync)
+        replace_file(first, b"second writer")
+        write(second, b"second writer")
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", second_writer_meanwhile)
+    replace_file(first, b"first writer")
+    assert first.read_bytes() == b"first writer"
+    assert second.read_bytes() == b"second writer"
+    assert sorted(os.listdir(tmp_path)) == ["first", "second"]
+
+
+@pytest.mark.parametrize("write", [create_file, replace_file])
+def test_a_write_removes_the_partial_files_killed_writes_of_its_file_left_and_no_other(tmp_path, write):
+    """Earlier versions' one fixed partial name was reused by the next write; each write's own would pile up."""
+    left, legacy = tmp_path / ".file.0123456789abcdef.partial", tmp_path / ".file.partial"
+    under_way = tmp_path / ".file.fedcba9876543210.partial"
+    others = [tmp_path / ".file.old.0123456789abcdef.partial", tmp_path / ".other.partial", tmp_path / "file.partial"]
+    for partial in [left, legacy, under_way, *others]:
+        partial.write_bytes(b"half")
+    with open(under_way, "rb") as writer:  # its writer holds it: a write under way
+        fcntl.flock(writer, fcntl.LOCK_EX)
+        write(tmp_path / "file", b"whole")
+    assert sorted(os.listdir(tmp_path)) == sorted(["file", under_way.name, *(p.name for p in others)])
+
+
+def test_a_partial_file_removed_before_its_writer_locks_it_is_drawn_again(tmp_path, monkeypatch):
+    """Another write may take a partial file just created, not yet locked, for a killed one's and remove it."""
+    flock, removed = fcntl.flock, []
+
+    def removed_first(fd, operation):
+        if not removed:
+            removed.append(os.readlink(f"/proc/self/fd/{fd}"))
+            os.unlink(removed[0])
+        flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", removed_first)
+    replace_file(tmp_path / "file", b"whole")
+    assert (tmp_path / "file").read_bytes() == b"whole" and os.listdir(tmp_path) == ["file"] and len(removed) == 1
 
 
 @pytest.mark.parametrize("where", ["missing", "file"])

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 
+from node.cli import main
 from node.config import load_config
 from node.setup import init_data_dir
 from testnet import cluster as cluster_module
@@ -62,6 +63,27 @@ def test_a_port_another_process_took_is_moved_before_the_node_starts_and_its_dia
     for dialer in ("n00", "n02"):
         bootstrap = load_config(cluster.data_dir(dialer)).bootstrap
         assert cluster.entry("n01").p2p_addr in bootstrap and n01.p2p_addr not in bootstrap
+
+
+def test_the_api_port_of_a_node_that_minted_agent_credentials_is_not_moved_but_named(tmp_path, monkeypatch):
+    """Each credential names the API's URL for its status list, and a signed one can be neither rewritten nor
+    re-issued to its agent from here: moved, the port left them all unverifiable (a verifier refuses a credential
+    whose status it cannot read)."""
+    cluster = created(tmp_path, monkeypatch, nodes=2)
+    n01 = cluster.entry("n01")
+    monkeypatch.chdir(tmp_path)
+    assert main(["agent", "new", "--name", "alice", "--dir", str(cluster.data_dir("n01"))]) == 0
+    monkeypatch.setattr(processes, "spawn_node", lambda *args: pytest.fail("a node was started"))
+    with socket.socket() as api:
+        api.bind(("127.0.0.1", n01.api_port))
+        api.listen()
+        with pytest.raises(ClusterError) as refused:
+            cluster.start(["n01"])
+    assert str(refused.value) == (
+        f"n01's api port {n01.api_port} is taken by another process, and cannot move: n01 minted 1 agent credential "
+        "(`vouchnet agent list`), each naming the API's URL for its status list; stop the process holding the port "
+        "and start again")
+    assert Cluster.open(tmp_path).entry("n01") == n01 and load_config(cluster.data_dir("n01")).api_port == n01.api_port
 
 
 def test_a_port_another_process_took_after_down_is_not_called_a_node_still_running(tmp_path):

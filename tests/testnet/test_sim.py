@@ -14,6 +14,8 @@ from testnet.sim.suite import run_suite, seeds
 from testnet.sim.report import table
 from testnet.sim.targets import Target, evaluate
 
+from ..fsyncs import recorded_fsyncs
+
 
 @pytest.fixture(scope="module")
 def targets():
@@ -41,8 +43,9 @@ def test_a_seed_reproduces_a_run():
     assert runs[0].script == runs[1].script and runs[0].round_scores == runs[1].round_scores
 
 
-def test_vouchnet_sim_prints_the_targets_and_writes_json_metrics_plots_and_a_summary(tmp_path, capsys):
+def test_vouchnet_sim_prints_the_targets_and_writes_json_metrics_plots_and_a_summary(tmp_path, capsys, monkeypatch):
     out = tmp_path / "out"
+    synced = recorded_fsyncs(monkeypatch)
     code = main(["sim", "--suite", "quick", "--scenario", "on-off", "--no-otc", "--out", str(out),
                  "--json", str(tmp_path / "targets.json")])
     printed = capsys.readouterr().out
@@ -52,6 +55,8 @@ def test_vouchnet_sim_prints_the_targets_and_writes_json_metrics_plots_and_a_sum
     assert {t["id"] for t in written["targets"]} == {"T4", "T6"}  # the targets an on-off run measures
     assert {"metrics.json", "summary.md", "trajectories.png"} <= {p.name for p in out.iterdir()}
     assert "on-off" in json.loads((out / "metrics.json").read_text())["scenarios"]
+    written = [out.resolve() / name for name in ("metrics.json", "summary.md", "trajectories.png")]
+    assert {str(p.with_name(f".{p.name}.partial")) for p in written} <= set(synced)  # whole, by ledger.files
 
 
 def test_auc_counts_ties_as_half():

@@ -1,0 +1,30 @@
+"""The report of a scenario run is written whole or not at all: a kill mid-write leaves no truncated file."""
+
+import itertools
+import json
+
+from testnet import report
+
+from ..node.kill_points import killed_at
+
+RESULTS = {"scenario": {"name": "short"}, "timeline": [{"t": i} for i in range(2000)]}
+PLOTS = {"_plot_scores": b"\x89PNG scores" * 500, "_plot_latency": b"\x89PNG latency" * 500,
+         "_plot_confusion": b"\x89PNG confusion" * 500}
+
+
+def test_a_report_killed_at_any_point_of_its_writes_leaves_each_file_whole_or_absent(tmp_path, monkeypatch):
+    """Before: each file was written in place, so a kill after its open left it empty or cut short."""
+    monkeypatch.setattr(report, "results_json", lambda *args: RESULTS)
+    for name, png in PLOTS.items():
+        monkeypatch.setattr(report, name, lambda *args, png=png: png)
+    monkeypatch.setattr(report, "_html", lambda results, plots: "<html>" + "x" * 10_000 + "</html>")
+    whole = {"results.json": (json.dumps(RESULTS, indent=1) + "\n").encode(), "scores.png": PLOTS["_plot_scores"],
+             "latency.png": PLOTS["_plot_latency"], "confusion.png": PLOTS["_plot_confusion"],
+             "report.html": ("<html>" + "x" * 10_000 + "</html>").encode()}
+    for point in itertools.count(1):
+        out = tmp_path / f"killed-at-{point}"
+        if not killed_at(point, lambda: report.write_report(None, {}, out, {})):
+            break
+        for path in out.iterdir() if out.exists() else ():
+            assert path.name.startswith(".") or path.read_bytes() == whole[path.name], (point, path.name)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == whole
