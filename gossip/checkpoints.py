@@ -1,10 +1,12 @@
 """Checkpoints of orgs' records logs as gossiped on `/vouchnet/<network>/checkpoints/1` (DESIGN.md §4–5): opening
-and validating them, and spotting two of one origin with one size and different roots (equivocation evidence).
+and validating them, and the pace of our own (gossip.forks spots two of one origin with one size and different
+roots, equivocation evidence).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ledger import (
@@ -21,6 +23,8 @@ from ledger import (
 )
 from ledger.names import PREFIX
 from vouching import InvalidDid, public_key_from_did
+
+from .verdict import Verdict
 
 RECORDS_LOG = "records"
 CHECKPOINT_FILE = "checkpoint.note"  # in the data directory: our latest checkpoint with its cosignatures
@@ -81,70 +85,41 @@ def cosigner_verifiers(note: bytes) -> dict[str, CosignatureVerifier]:
 
 
 class CheckpointValidator:
-    """The checkpoints topic's validator: a checkpoint of a well-formed records-log origin, signed by that org. It
-    keeps what it opened, the last `keep` notes it passed, for the topic's subscriber (`opened`): a gossiped
-    checkpoint's signature is checked once, not once by the validator and again by the subscriber (DESIGN §5).
-    The notes kept are valid and bounded in number and size: a peer gossiping many costs memory no other way."""
+    """The checkpoints topic's validator: a checkpoint of a well-formed records-log origin, signed by that org, and
+    then whatever `admit` says of it (accepted if none; gossip.forks.ForkDetector paces an origin's checkpoints and
+    ignores repeats). It keeps what it opened, the last `keep` notes it accepted, for the topic's subscriber
+    (`opened`): a gossiped checkpoint's signature is checked once, not once by the validator and again by the
+    subscriber (DESIGN §5). The notes kept are valid and bounded in number and size: a peer gossiping many costs
+    memory no other way."""
 
-    def __init__(self, network: str, keep: int = 64) -> None:
+    def __init__(self, network: str, keep: int = 64,
+                 admit: Callable[[OrgCheckpoint], Verdict] = lambda seen: Verdict.ACCEPT) -> None:
         if keep < 1:
             raise ValueError("CheckpointValidator: keep must be at least 1")
         self.network = network
         self._keep = keep
+        self._admit = admit
         self._opened: OrderedDict[bytes, OrgCheckpoint] = OrderedDict()
 
-    def __call__(self, peer: str, data: bytes) -> bool:
+    def __call__(self, peer: str, data: bytes) -> Verdict:
         try:
             seen = open_org_checkpoint(data, self.network)
         except NoteError:
-            return False
+            return Verdict.REJECT
+        verdict = self._admit(seen)
+        if verdict is not Verdict.ACCEPT:
+            return verdict
         self._opened[data] = seen
         self._opened.move_to_end(data)
         if len(self._opened) > self._keep:
             self._opened.popitem(last=False)
-        return True
+        return Verdict.ACCEPT
 
     def opened(self, data: bytes) -> OrgCheckpoint:
         """The checkpoint in `data` as this validator opened it (then forgotten), or opened now if it was not kept;
         raise NoteError."""
         seen = self._opened.pop(data, None)
         return seen if seen is not None else open_org_checkpoint(data, self.network)
-
-
-class ForkDetector:
-    """Remembers the roots of recent checkpoints per origin and reports a second root at a size seen before.
-
-    Memory is bounded: `sizes` sizes per origin and `origins` origins, the least recently seen forgotten first; each
-    holds a note of up to MAX_CHECKPOINT_NOTE bytes, so feed it the orgs of a horizon, not every key that gossips.
-    """
-
-    def __init__(self, *, sizes: int = 64, origins: int = 4096) -> None:
-        self._sizes = sizes
-        self._origins = origins
-        self._seen: OrderedDict[str, OrderedDict[int, tuple[bytes, bytes]]] = OrderedDict()
-
-    def observe(self, seen: OrgCheckpoint) -> bytes | None:
-        """The note of an earlier checkpoint that contradicts this one (same origin and size, other root)."""
-        origin, size, root = seen.checkpoint.origin, seen.checkpoint.size, seen.checkpoint.root
-        sizes = self._seen.setdefault(origin, OrderedDict())
-        self._seen.move_to_end(origin)
-        if len(self._seen) > self._origins:
-            self._seen.popitem(last=False)
-        earlier = sizes.get(size)
-        if earlier is not None:
-            return earlier[1] if earlier[0] != root else None
-        sizes[size] = (root, seen.note)
-        if len(sizes) > self._sizes:
-            sizes.popitem(last=False)
-        return None
-
-    def newest(self, origin: str) -> tuple[int, bytes] | None:
-        """The largest size remembered of `origin` and the note of its checkpoint, if any."""
-        sizes = self._seen.get(origin)
-        if not sizes:
-            return None
-        size = max(sizes)
-        return size, sizes[size][1]
 
 
 # Checkpoints a second that the whole network should gossip, about: each costs every node milliseconds of CPU in

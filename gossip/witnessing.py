@@ -6,7 +6,8 @@ continuing its earlier keys'; turn two roots at one size of a log into `equivoca
 Each checkpoint is cosigned by at most `witnesses` peers, the trust roots first (their cosignatures are the ones
 this org relies on), then the others in an order unique to this node: so the network's cosigning work grows with
 its size times `witnesses`, not with its size squared, and spreads evenly over the nodes. Fork detection does not
-depend on the bound: every node watches every gossiped checkpoint. A node signs a checkpoint every `interval`
+depend on the bound: every node compares every gossiped checkpoint with those of its org taken in within a window
+(gossip.forks; further apart, a fork is left to the witnesses). A node signs a checkpoint every `interval`
 (when its ledger changed) but gossips one at most every `gossip_interval`, and less often in a network of more
 orgs (gossip.checkpoints.CheckpointPace): each gossiped checkpoint reaches and costs every node, so their rate sets
 the network's per-node overhead; witnesses check every checkpoint they cosign.
@@ -75,11 +76,12 @@ from .checkpoints import (
     RECORDS_LOG,
     CheckpointPace,
     CheckpointValidator,
-    ForkDetector,
+    OrgCheckpoint,
     checkpoints_topic,
     cosigner_verifiers,
 )
 from .cosigning import CosignClient, Witnessed, answer
+from .forks import FORK_WINDOW, ForkDetector
 from .frames import FrameError
 from .host import Host, HostError, InvalidPeerId, Received, Stream, peer_id_from_public_key, peer_org, peer_public_key
 from .replica import Replica
@@ -98,6 +100,7 @@ from .sync_messages import (
     encode_message,
 )
 from .validation import check_checkpoint_evidence
+from .verdict import Verdict
 
 logger = logging.getLogger(__name__)
 
@@ -179,10 +182,12 @@ class Witnessing:
         witnesses: int = 8,
         timeout: float = 10.0,
         max_concurrent: int = 8,
+        fork_window: float = FORK_WINDOW,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if not (interval > 0 and gossip_interval > 0 and timeout > 0 and max_concurrent >= 1):
-            raise ValueError("Witnessing: intervals and timeout must be positive, max_concurrent at least 1")
+        if not (interval > 0 and gossip_interval > 0 and timeout > 0 and fork_window > 0 and max_concurrent >= 1):
+            raise ValueError("Witnessing: intervals, timeout and fork window must be positive, max_concurrent at "
+                             "least 1")
         if not 1 <= witnesses <= MAX_COSIGNATURES:
             raise ValueError(f"Witnessing: witnesses must be 1-{MAX_COSIGNATURES}, got {witnesses}")
         self.host = host
@@ -215,7 +220,7 @@ class Witnessing:
         self._published = None if self._latest is None else self._latest.note()
         self._gossiped: bytes | None = None
         self._gossip_due = -math.inf
-        self._forks = ForkDetector()
+        self._forks = ForkDetector(window=fork_window)
         self._roots = frozenset(replica.roots)
         self._streams: dict[str, Stream] = {}  # witness peer -> the stream of our last exchange, kept for the next
         self.checked = trio.Event()  # set once the peers connected at start told us what they hold of our log
@@ -234,7 +239,7 @@ class Witnessing:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Checkpoint, ask for cosignatures, publish, witness and watch checkpoints until cancelled."""
-        validator = CheckpointValidator(self.network)
+        validator = CheckpointValidator(self.network, admit=self._admit)
         inbox = await self.host.subscribe(checkpoints_topic(self.network), validator)
         self._witness = Witness(self._witness_path, self._cosigner, self._logs, lambda o: self._earlier.get(o, ()))
         try:
@@ -677,15 +682,30 @@ class Witnessing:
                 seen = validator.opened(received.data)
             except NoteError:
                 continue  # the topic validator passed it: only a bug could bring us here
-            if seen.org == self.replica.did or seen.org not in self.replica.horizon:
-                continue  # an outsider's fork is not acted on (_fork), and fresh keys would fill _forks with notes
+            if not self._follows(seen.org):
+                continue
             self.pace.heard(seen.org, trio.current_time())
-            earlier = self._forks.observe(seen)
+            if seen.org in self.replica.flagged:
+                continue  # evidence against it is in already (as that of this checkpoint may be, by _admit)
             cosigned = await trio.to_thread.run_sync(witness.cosigned, seen.checkpoint.origin)
             if cosigned is not None and cosigned[0].size == seen.checkpoint.size and cosigned[0].root != seen.checkpoint.root:
-                earlier = cosigned[1]
-            if earlier is not None:
-                self._fork(seen.org, Equivocation(seen.checkpoint.origin, earlier, seen.note))
+                self._fork(seen.org, Equivocation(seen.checkpoint.origin, cosigned[1], seen.note))
+
+    def _follows(self, org: str) -> bool:
+        """Whether checkpoints of `org` are watched: an outsider's fork is not acted on (_fork), and fresh keys would
+        fill _forks."""
+        return org != self.replica.did and org in self.replica.horizon
+
+    def _admit(self, seen: OrgCheckpoint) -> Verdict:
+        """The checkpoints topic's verdict on a valid checkpoint (CheckpointValidator): compared with those of its
+        origin remembered, and remembered if new within the origin's pace (gossip.forks); a second root at a size
+        remembered becomes evidence at once. An outsider's is accepted, not remembered."""
+        if not self._follows(seen.org):
+            return Verdict.ACCEPT
+        observed = self._forks.observe(seen, trio.current_time())
+        if observed.earlier is not None:
+            self._fork(seen.org, Equivocation(seen.checkpoint.origin, observed.earlier, seen.note))
+        return observed.verdict
 
     def _fork(self, offender: str, evidence: Equivocation) -> None:
         """Two log-signed checkpoints of one size and different roots: sign the evidence, once per offender."""

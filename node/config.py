@@ -15,6 +15,7 @@ from typing import Any, cast
 
 from gossip.addrs import AddrError, parse_listen_addr, parse_peer_addr
 from gossip.batch import MAX_GOSSIP_MESSAGE
+from gossip.forks import FORK_WINDOW
 from gossip.scopes import DIAL_PRIVATE, DialPrivate
 from ledger import MAX_COSIGNATURES
 from vouching import InvalidDid, public_key_from_did
@@ -76,6 +77,7 @@ class NodeConfig:
     traces_need_token: bool = True
     checkpoint_interval: float = 1.0
     checkpoint_gossip_interval: float = 10.0
+    fork_window: float = FORK_WINDOW
     witnesses: int = 8
     sync_interval: float = 30.0
     sync_peers: int = 3
@@ -320,7 +322,7 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
         raise ConfigError(f"api.traces_need_token: must be true or false, got {traces_need_token!r}")
 
     witness = _table(doc, "witness")
-    _known_keys("witness", witness, {"checkpoint_interval", "gossip_interval", "witnesses"})
+    _known_keys("witness", witness, {"checkpoint_interval", "gossip_interval", "witnesses", "fork_window"})
     checkpoint_interval = _positive(
         "witness", "checkpoint_interval",
         _get(witness, "witness", "checkpoint_interval", "a number", NodeConfig.checkpoint_interval),
@@ -328,6 +330,9 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
     gossip_interval = _positive(
         "witness", "gossip_interval",
         _get(witness, "witness", "gossip_interval", "a number", NodeConfig.checkpoint_gossip_interval),
+    )
+    fork_window = _positive(
+        "witness", "fork_window", _get(witness, "witness", "fork_window", "a number", NodeConfig.fork_window),
     )
     witnesses = _in_range(
         "witness", "witnesses", _get(witness, "witness", "witnesses", "an integer", NodeConfig.witnesses),
@@ -393,6 +398,7 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
         traces_need_token=traces_need_token,
         checkpoint_interval=float(checkpoint_interval),
         checkpoint_gossip_interval=float(gossip_interval),
+        fork_window=float(fork_window),
         witnesses=witnesses,
         sync_interval=float(sync_interval),
         sync_peers=sync_peers,
@@ -499,6 +505,10 @@ witnesses = {d.witnesses}
 # Least seconds between publications of our checkpoint to every node (gossip; each costs every node CPU). In a
 # network of more orgs than this many, the period stretches to one second per org heard from.
 gossip_interval = {d.checkpoint_gossip_interval}
+# Seconds each gossiped checkpoint of another org is remembered, to catch a second root at its size (a fork). An
+# org's checkpoints are taken in at most one a second, about 120 bytes each: up to 73 KB an org at 600 s. A fork
+# whose halves come further apart is left to the witnesses, which cosign nothing inconsistent with what they did.
+fork_window = {d.fork_window}
 
 [telemetry]
 # Length of a behaviour-digest epoch in seconds (at least 1).

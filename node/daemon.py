@@ -223,7 +223,8 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         try:
             witnessing = Witnessing(host, replica, network=config.network, state_dir=config.data_dir,
                                     interval=config.checkpoint_interval,
-                                    gossip_interval=config.checkpoint_gossip_interval, witnesses=config.witnesses)
+                                    gossip_interval=config.checkpoint_gossip_interval, witnesses=config.witnesses,
+                                    fork_window=config.fork_window)
         except SavedCheckpointMismatch as error:
             raise StartupError(f"records: {error}: {_repair_hint(config)}") from None
         sync = SyncService(host, replica, limits=limits, interval=config.sync_interval,

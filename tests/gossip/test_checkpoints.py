@@ -1,5 +1,5 @@
-"""Checkpoints on the checkpoints topic: only an org's own signed records-log checkpoints pass, the validator never
-raises, and a second root at a size already seen is reported with the first note as evidence."""
+"""Checkpoints on the checkpoints topic: only an org's own signed records-log checkpoints pass, then only those its
+admission accepts; the validator never raises; our own checkpoints' pace."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from gossip.checkpoints import (
     MAX_CHECKPOINT_NOTE,
     CheckpointPace,
     CheckpointValidator,
-    ForkDetector,
     open_org_checkpoint,
 )
+from gossip.verdict import Verdict
 from ledger import (
     Checkpoint,
     CosignatureSigner,
@@ -48,7 +48,7 @@ def test_an_orgs_checkpoint_opens_with_its_log_signature_only():
     seen = open_org_checkpoint(cosigned, "test")
     assert seen.org == DID and seen.checkpoint.size == 3
     assert seen.note == note  # evidence carries the log's signature alone
-    assert CheckpointValidator("test")("peer", cosigned)
+    assert CheckpointValidator("test")("peer", cosigned) is Verdict.ACCEPT
 
 
 @pytest.mark.parametrize(
@@ -65,7 +65,7 @@ def test_an_orgs_checkpoint_opens_with_its_log_signature_only():
 def test_anything_else_is_not_an_org_checkpoint(note, rule):
     with pytest.raises(NoteError, match=rule):
         open_org_checkpoint(note, "test")
-    assert CheckpointValidator("test")("peer", note) is False
+    assert CheckpointValidator("test")("peer", note) is Verdict.REJECT
 
 
 @settings(max_examples=300)
@@ -75,7 +75,7 @@ def test_anything_else_is_not_an_org_checkpoint(note, rule):
               st.integers(0, 255)),
 ))
 def test_the_validator_never_raises(data):
-    assert CheckpointValidator("test")("peer", data) in (True, False)
+    assert CheckpointValidator("test")("peer", data) in (Verdict.ACCEPT, Verdict.REJECT)
 
 
 def test_a_checkpoint_the_validator_passed_is_opened_once(monkeypatch):
@@ -86,7 +86,7 @@ def test_a_checkpoint_the_validator_passed_is_opened_once(monkeypatch):
     monkeypatch.setattr(checkpoints, "open_checkpoint",
                         lambda data, verifiers: opened.append(data) or open_checkpoint(data, verifiers))
     validator = CheckpointValidator("test")
-    assert validator("peer", note)
+    assert validator("peer", note) is Verdict.ACCEPT
     assert validator.opened(note) == expected
     assert opened == [note]
     validator.opened(note)  # taken: a note delivered again is opened again
@@ -97,8 +97,8 @@ def test_the_validator_keeps_the_last_notes_it_passed_only(monkeypatch):
     validator = CheckpointValidator("test", keep=2)
     notes = [signed(size) for size in (1, 2, 3)]
     for note in notes:
-        assert validator("peer", note)
-    assert validator("peer", b"not a note") is False
+        assert validator("peer", note) is Verdict.ACCEPT
+    assert validator("peer", b"not a note") is Verdict.REJECT
     opened = []
     monkeypatch.setattr(checkpoints, "open_checkpoint",
                         lambda data, verifiers: opened.append(data) or open_checkpoint(data, verifiers))
@@ -108,39 +108,17 @@ def test_the_validator_keeps_the_last_notes_it_passed_only(monkeypatch):
         validator.opened(b"not a note")
 
 
-def test_a_second_root_at_a_seen_size_is_reported_with_the_first_note():
-    forks = ForkDetector()
-    first, same, other = signed(4, b"a"), signed(4, b"a"), signed(4, b"b")
-    assert forks.observe(open_org_checkpoint(first, "test")) is None
-    assert forks.observe(open_org_checkpoint(same, "test")) is None
-    assert forks.observe(open_org_checkpoint(signed(5, b"a"), "test")) is None
-    assert forks.observe(open_org_checkpoint(other, "test")) == first
-
-
-def test_memory_is_bounded_oldest_first():
-    forks = ForkDetector(sizes=2, origins=2)
-    for size in (1, 2, 3):
-        forks.observe(open_org_checkpoint(signed(size, b"a"), "test"))
-    assert forks.observe(open_org_checkpoint(signed(1, b"b"), "test")) is None  # size 1 was forgotten
-    assert forks.observe(open_org_checkpoint(signed(3, b"b"), "test")) == signed(3, b"a")
-    for other in (SigningKey(b"\x08" * 32), SigningKey(b"\x09" * 32)):
-        forks.observe(open_org_checkpoint(signed(3, key=other, did=did_key(bytes(other.verify_key))), "test"))
-    assert forks.observe(open_org_checkpoint(signed(3, b"c"), "test")) is None  # the first origin was forgotten
-
-
-@pytest.mark.xfail(strict=True, reason="needs a decision: the detector keeps the 64 sizes of an origin seen last, and "
-                   "the org signs checkpoints at any sizes it likes; a per-origin pace on the topic, or another choice "
-                   "of what to keep")
-def test_a_fork_gossiped_with_the_orgs_own_checkpoints_between_its_halves_is_caught():
-    """A hostile org gossips one root at size 4, then 64 checkpoints at made-up sizes (nothing checks a size
-    against anything, and the topic has no per-origin limit), then another root at size 4: every node sees both
-    halves of the fork within seconds, and none remembers the first when the second comes."""
-    forks = ForkDetector()
-    first = signed(4, b"a")
-    forks.observe(open_org_checkpoint(first, "test"))
-    for size in range(1000, 1064):
-        forks.observe(open_org_checkpoint(signed(size, b"x"), "test"))
-    assert forks.observe(open_org_checkpoint(signed(4, b"b"), "test")) == first
+def test_a_checkpoint_its_admission_does_not_accept_is_not_kept(monkeypatch):
+    """What `admit` ignores or rejects (gossip.forks: a repeat, one over its origin's pace) is never delivered."""
+    note = signed(3)
+    validator = CheckpointValidator("test", admit=lambda seen: Verdict.IGNORE)
+    assert validator("peer", note) is Verdict.IGNORE
+    assert CheckpointValidator("test", admit=lambda seen: Verdict.REJECT)("peer", note) is Verdict.REJECT
+    opened = []
+    monkeypatch.setattr(checkpoints, "open_checkpoint",
+                        lambda data, verifiers: opened.append(data) or open_checkpoint(data, verifiers))
+    validator.opened(note)
+    assert opened == [note]  # not kept: opened again
 
 
 def test_a_small_network_gossips_checkpoints_every_minimum_period():
@@ -177,12 +155,3 @@ def test_orgs_not_heard_from_for_two_periods_stop_counting():
 def test_a_pace_needs_positive_settings(minimum, rate):
     with pytest.raises(ValueError, match="positive"):
         CheckpointPace(minimum, network_rate=rate)
-
-
-def test_the_newest_checkpoint_of_an_origin_is_the_largest_size_remembered():
-    forks = ForkDetector()
-    for size in (5, 9, 7):
-        forks.observe(open_org_checkpoint(signed(size, b"a"), "test"))
-    origin = open_org_checkpoint(signed(1, b"a"), "test").checkpoint.origin
-    assert forks.newest(origin) == (9, signed(9, b"a"))
-    assert forks.newest(origin.replace("records", "other")) is None

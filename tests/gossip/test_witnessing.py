@@ -42,6 +42,7 @@ from gossip.sync_messages import (
     decode_request,
     encode_message,
 )
+from gossip.verdict import Verdict
 from gossip.witnessing import CHECKPOINT_FILE, Witnessing, _Latest
 from ledger import (
     AddCheckpointRequest,
@@ -269,6 +270,38 @@ async def test_checkpoints_of_orgs_outside_the_horizon_are_not_kept(tmp_path):
                     tracemalloc.stop()
                 assert witnessing.stats.checkpoints_received == 201
                 assert kept < 200 * MAX_CHECKPOINT_NOTE // 20  # 200 notes of over 8 KiB each: not kept
+                nursery.cancel_scope.cancel()
+
+
+class ValidatingHost(CheckpointsOnlyHost):
+    """A CheckpointsOnlyHost keeping the topic's validator, for the test to judge gossip with."""
+
+    async def subscribe(self, topic: str, validator) -> trio.MemoryReceiveChannel[Received]:
+        self.validator = validator
+        return await super().subscribe(topic, validator)
+
+
+async def test_an_orgs_checkpoints_over_its_pace_are_ignored_and_a_fork_behind_them_becomes_evidence(
+        tmp_path, autojump_clock):
+    """A fork's halves gossiped with made-up checkpoints between them: those over the org's pace are not relayed
+    (nor remembered: gossip.forks), and the second half, compared as it is validated, is evidence at once."""
+    (own,), inside = identities(tmp_path, 1), Org()
+    host = ValidatingHost()
+    origin = log_origin(NETWORK, inside.did, RECORDS_LOG)
+
+    def gossiped(size: int, root: bytes = bytes(32)) -> Verdict:
+        return host.validator(peer_of(inside), Checkpoint(origin, size, root).sign([Ed25519Signer(origin, inside.key)]))
+
+    with RecordStore.open(own.directory) as store:
+        replica = Replica(SigningKey(own.seed), store, roots=(inside.did,), max_hops=1, held_limit=10)
+        witnessing = Witnessing(host, replica, network=NETWORK, state_dir=own.directory)
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(witnessing.run)
+                verdicts = [gossiped(size) for size in range(4, 104)]  # at one instant
+                assert verdicts.count(Verdict.ACCEPT) == 4 and verdicts[:4] == [Verdict.ACCEPT] * 4
+                assert gossiped(4, bytes([1]) * 32) is Verdict.ACCEPT
+                assert inside.did in replica.flagged and witnessing.stats.equivocations_issued == 1
                 nursery.cancel_scope.cancel()
 
 

@@ -245,6 +245,19 @@ def test_a_second_root_at_a_cosigned_size_is_equivocation_with_both_signed_notes
     assert witness.cosigned(ORIGIN)[0] == honest.checkpoint(5)
 
 
+@pytest.mark.parametrize("size", [1, 4, 5, 6, 12])
+def test_a_fork_of_a_cosigned_log_is_never_cosigned_at_any_size(witness, size):
+    """However long after the cosigned half the other comes (gossip.forks remembers checkpoints for a window only),
+    a witness cosigns it neither below its size, nor at it, nor from it with a proof, which a fork cannot give."""
+    honest, forked = Log(b"entry"), Log(b"forked")
+    honest.grow_to(5)
+    forked.grow_to(12)
+    witness.add_checkpoint(honest.request(0, 5))
+    with pytest.raises((Conflict, Equivocation, BadProof)):
+        witness.add_checkpoint(forked.request(min(5, size), size))
+    assert witness.cosigned(ORIGIN)[0] == honest.checkpoint(5)
+
+
 def test_a_non_empty_proof_between_equal_sizes_is_refused(witness):
     log = Log()
     log.grow_to(5)

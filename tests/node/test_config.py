@@ -35,6 +35,7 @@ def test_template_round_trips(tmp_path):
     assert config.key_path == tmp_path / "org.key"
     assert config.witnesses == 8 and "\nwitnesses = 8\n" in text
     assert config.checkpoint_gossip_interval == 10.0 and "\ngossip_interval = 10.0\n" in text
+    assert config.fork_window == 600.0 and "\nfork_window = 600.0\n" in text
     assert config.verify_processes == 0 and "\nverify_processes = 0\n" in text
     assert config.sync_peers == 3 and "\nsync_peers = 3\n" in text
     assert config.startup_sync_seconds == 10.0 and "\nstartup_sync_seconds = 10.0\n" in text
@@ -133,6 +134,7 @@ def test_an_empty_file_means_defaults(tmp_path):
           for bad in ("0", "-1", "nan", "inf", "1e-17", "2000")],  # past these the first digests failed, as every start
         ("[witness]\nwitnesses = 0", "witness.witnesses: must be 1-63, got 0"),
         ("[witness]\ngossip_interval = 0", "witness.gossip_interval: must be positive, got 0"),
+        ("[witness]\nfork_window = -1", "witness.fork_window: must be positive, got -1"),
         ("[witness]\nwitnesses = 64", "witness.witnesses: must be 1-63, got 64"),
         ("[witness]\nwitnesses = 2.5", "witness.witnesses: must be an integer, got float"),
         ("[p2p]\nverify_processes = -1", "p2p.verify_processes: must be 0-64, got -1"),
