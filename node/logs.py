@@ -1,6 +1,7 @@
 """Structured logs: one logfmt line per event (`ts=… level=… logger=… msg="…" key=value…`), to stderr.
 
-Fields come from `extra={"fields": {...}}` on the logging call. Secrets (the API token, keys) are never passed
+Fields come from `extra={"fields": {...}}` on the logging call. Each call site writes at most node.log_limit.BURST
+lines a window, whatever a peer sends (a `suppressed` field counts the rest). Secrets (the API token, keys) are never passed
 to a logger anywhere in vouchnet; this module adds no redaction because nothing should need it.
 """
 
@@ -12,6 +13,7 @@ import sys
 import time
 from typing import Any
 
+from node.log_limit import RateLimit
 from vouching.schema import escaped
 
 
@@ -59,9 +61,10 @@ class LogfmtFormatter(logging.Formatter):
 
 
 def configure_logging(level: int = logging.INFO) -> None:
-    """Send every logger's records, py-libp2p's included, to stderr as logfmt."""
+    """Send every logger's records, py-libp2p's included, to stderr as logfmt, rate-limited per call site."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(LogfmtFormatter())
+    handler.addFilter(RateLimit())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
