@@ -8,6 +8,8 @@ a raw socket. `--no-limit` leaves out node.log_limit's filter (what a node wrote
 - gossip-garbage: messages on the network's records topic that are not record batches;
 - gossip-record: pubsub RPCs of 20 bytes with a sender record that is not one, on a stream of its own
   (py-libp2p logs an error for each);
+- gossip-topics: pubsub RPCs each subscribing to a new topic whose name is 60,000 characters long, past the
+  topics a peer may join (py-libp2p logs a warning naming the topic for each);
 - api-token: POST /v1/vouches with a wrong bearer token, keep-alive;
 - api-malformed: requests h11 refuses (a header line without a colon), a connection each.
 
@@ -97,6 +99,16 @@ async def gossip_record(node: Node, hostile: Host) -> None:
             await stream.write(frame)
 
 
+async def gossip_topics(node: Node, hostile: Host) -> None:
+    async with await hostile.open_stream(node.host.peer_id, GOSSIP_PROTOCOLS[0]) as stream:
+        n = 0
+        while True:
+            n += 1
+            topic = f"{n:08d}" + "t" * 60_000
+            rpc = rpc_pb2.RPC(subscriptions=[rpc_pb2.RPC.SubOpts(subscribe=True, topicid=topic)]).SerializeToString()
+            await stream.write(encode_uvarint(len(rpc)) + rpc)
+
+
 async def _http(node: Node, requests: Callable[[], bytes], keep_alive: bool) -> None:
     host, port = node.api_url.removeprefix("http://").rsplit(":", 1)
     while True:
@@ -121,7 +133,7 @@ async def api_malformed(node: Node, hostile: Host) -> None:
 
 ATTACKS: dict[str, Callable[[Node, Host], Awaitable[None]]] = {
     "sync-malformed": sync_malformed, "sync-heads": sync_heads, "gossip-garbage": gossip_garbage,
-    "gossip-record": gossip_record,
+    "gossip-record": gossip_record, "gossip-topics": gossip_topics,
     "api-token": api_token, "api-malformed": api_malformed,
 }
 
