@@ -1,6 +1,7 @@
 """Structured logs: one logfmt line per event (`ts=… level=… logger=… msg="…" key=value…`), to stderr.
 
-Fields come from `extra={"fields": {...}}` on the logging call. Secrets (the API token, keys) are never passed
+Fields come from `extra={"fields": {...}}` on the logging call. Each call site writes at most node.log_limit.BURST
+lines a window, whatever a peer sends (a `suppressed` field counts the rest). Secrets (the API token, keys) are never passed
 to a logger anywhere in vouchnet; this module adds no redaction because nothing should need it.
 """
 
@@ -12,6 +13,7 @@ import sys
 import time
 from typing import Any
 
+from node.log_limit import RateLimit
 from vouching.schema import escaped
 
 
@@ -44,24 +46,39 @@ def _unescaped(escape: re.Match[str]) -> str:
     return _NAMED.get(code, code)
 
 
+MAX_VALUE = 2048  # characters of a message or field a line holds, before escaping
+MAX_ERROR = 16384  # characters of a traceback a line holds
+
+
+def cut(text: str, limit: int) -> str:
+    """`text`, or its first and last `limit` // 2 characters around a note of how many were cut: a peer's words
+    in a message (a topic name py-libp2p logs is up to an RPC's size) must not make each line a megabyte."""
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}…({len(text) - 2 * half} characters cut)…{text[-half:]}"
+
+
 class LogfmtFormatter(logging.Formatter):
-    """Formats a record as logfmt, with the exception (if any) as an `error` field."""
+    """Formats a record as logfmt, with the exception (if any) as an `error` field; each value cut to MAX_VALUE
+    characters, the exception to MAX_ERROR."""
 
     def format(self, record: logging.LogRecord) -> str:
         ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
         parts = [f"ts={ts}", f"level={record.levelname.lower()}", f"logger={record.name}",
-                 f"msg={logfmt_value(record.getMessage())}"]
+                 f"msg={logfmt_value(cut(record.getMessage(), MAX_VALUE))}"]
         for key, value in getattr(record, "fields", {}).items():
-            parts.append(f"{key}={logfmt_value(value)}")
+            parts.append(f"{key}={logfmt_value(cut(str(value), MAX_VALUE))}")
         if record.exc_info:
-            parts.append(f"error={logfmt_value(self.formatException(record.exc_info))}")
+            parts.append(f"error={logfmt_value(cut(self.formatException(record.exc_info), MAX_ERROR))}")
         return " ".join(parts)
 
 
 def configure_logging(level: int = logging.INFO) -> None:
-    """Send every logger's records, py-libp2p's included, to stderr as logfmt."""
+    """Send every logger's records, py-libp2p's included, to stderr as logfmt, rate-limited per call site."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(LogfmtFormatter())
+    handler.addFilter(RateLimit())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -199,6 +199,11 @@ class _Exchange:
         self.disconnected = False
         self.late = False  # the request's body did not arrive by its deadline (_too_late)
 
+    def _path(self) -> str:
+        """The request's path as a log line shows it: without its query string, which may carry a caller's
+        credentials (an `?access_token=` some clients send; the node takes none there)."""
+        return self.request.target.partition(b"?")[0].decode("ascii", errors="replace")
+
     def scope(self) -> dict[str, Any]:
         raw_path, _, query = self.request.target.partition(b"?")
         return {
@@ -223,10 +228,10 @@ class _Exchange:
         except (_Closed, trio.BrokenResourceError, trio.ClosedResourceError, h11.RemoteProtocolError):
             raise
         except Exception:
-            log.exception("the API failed on %s %s", self.request.method.decode(), self.request.target.decode())
+            log.exception("the API failed on %s %s", self.request.method.decode(), self._path())
         else:
             if not self.head_written:
-                log.error("the API did not answer %s %s", self.request.method.decode(), self.request.target.decode())
+                log.error("the API did not answer %s %s", self.request.method.decode(), self._path())
         if not self.head_written:
             body = b'{"error":"internal","detail":"the node failed to answer; see its log"}'
             self.started = h11.Response(status_code=500, headers=_json_headers(body))

@@ -201,6 +201,14 @@ async def test_an_app_that_fails_before_answering_gives_a_500_and_the_connection
     assert (await client.response())[0] == 200
 
 
+async def test_a_failed_request_is_logged_without_its_query_string(server, caplog):
+    """A caller's credentials in a query string (`?access_token=`, which some clients send) stay out of the log."""
+    client = await connect(await server(echo_app))
+    await client.send(get("/fail?access_token=s3cret"))
+    assert (await client.response())[0] == 500
+    assert "the API failed on GET /fail" in caplog.text and "s3cret" not in caplog.text
+
+
 async def test_an_app_that_fails_midway_through_its_answer_closes_only_its_connection(server):
     address = await server(broken_app)
     client = await connect(address)

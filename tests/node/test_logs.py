@@ -1,16 +1,17 @@
 """Log lines: what LogfmtFormatter writes, logfmt_fields reads back (node.logs)."""
 
 import logging
+import sys
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from node.logs import LogfmtFormatter, logfmt_fields
+from node.logs import MAX_ERROR, MAX_VALUE, LogfmtFormatter, logfmt_fields
 
 _KEYS = st.from_regex(r"[a-z_][a-z0-9_]{0,11}", fullmatch=True).filter(lambda key: key not in ("ts", "level", "msg"))
 
 
-@given(st.text(), st.dictionaries(_KEYS, st.text() | st.integers()))
+@given(st.text(max_size=MAX_VALUE), st.dictionaries(_KEYS, st.text(max_size=MAX_VALUE) | st.integers()))
 def test_the_fields_of_a_formatted_line_read_back_as_they_were_logged_from_one_printable_line(message, fields):
     """A peer's words reach the log (a dial error quotes what the host there said): escape sequences or bidi
     overrides in them must not reach the operator's terminal, nor a newline forge a line."""
@@ -28,6 +29,28 @@ def test_a_hostile_dial_error_is_logged_escaped():
                                ("/ip4/10.0.0.1/tcp/1/p2p/x", "\x1b[2J\u202egnp.exe\r\nlevel=error"), None)
     line = LogfmtFormatter().format(record)
     assert line.endswith(r'msg="dial /ip4/10.0.0.1/tcp/1/p2p/x failed: \x1b[2J\u202egnp.exe\r\nlevel=error"')
+
+
+def test_a_peer_s_megabyte_in_a_line_is_cut_to_its_first_and_last_characters():
+    """py-libp2p names a topic a peer asked to join in its warning, and a topic is up to an RPC's size: each such
+    line was 60 KB for 60,000 characters of topic."""
+    topic = "head" + "t" * 60_000 + "tail"
+    record = logging.LogRecord("libp2p.pubsub", logging.WARNING, __file__, 1, "ignoring subscribe to %s", (topic,),
+                               None)
+    record.fields = {"topic": topic}
+    fields = logfmt_fields(LogfmtFormatter().format(record))
+    for value in (fields["msg"], fields["topic"]):
+        assert len(value) < MAX_VALUE + 40 and "head" in value and value.endswith("tail")
+    assert fields["topic"].startswith("headttt") and "t…(57960 characters cut)…t" in fields["topic"]
+
+
+def test_a_traceback_past_max_error_keeps_its_start_and_its_exception():
+    try:
+        raise ValueError("x" * 100_000 + " the end")
+    except ValueError:
+        record = logging.LogRecord("gossip.host", logging.ERROR, __file__, 1, "failed", None, sys.exc_info())
+    error = logfmt_fields(LogfmtFormatter().format(record))["error"]
+    assert error.startswith("Traceback") and error.endswith(" the end") and len(error) < MAX_ERROR + 40
 
 
 def test_where_a_node_listens_reads_from_its_running_line():

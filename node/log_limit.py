@@ -1,0 +1,57 @@
+"""A node's log, rate-limited per call site (DESIGN §1, node/: the daemon's own log): at most `burst` lines from one
+logging call in each `window` seconds, the rest suppressed and counted, and the count written as a `suppressed`
+field on the next line of that call. A hostile peer or API caller can trigger a line for each of its messages
+(a refused sync request, a rejected record, py-libp2p's warnings), so without a limit one peer writes lines as fast
+as it can send: it fills the operator's disk and drowns every other line. The metrics count each reject; the log
+shows that it happens and how often.
+
+A call site is (file, line): the number of keys is bounded by the code, never by what peers send (a template
+holding a peer's id, as py-libp2p's f-strings do, would give each peer a key of its own).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+BURST = 20  # lines of one call site written in a window: a burst of distinct events (peers unreachable at start)
+WINDOW_S = 10.0  # seconds
+
+
+@dataclass
+class _Site:
+    start: float  # when its window began
+    written: int = 0  # lines written in the window
+    suppressed: int = 0  # lines suppressed in the window
+
+
+class RateLimit(logging.Filter):
+    """A handler's filter passing at most `burst` records of one call site per `window` seconds of `clock`."""
+
+    def __init__(self, burst: int = BURST, window: float = WINDOW_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        if burst < 1 or not window > 0:
+            raise ValueError(f"a log rate limit needs burst >= 1 and window > 0 (got {burst}, {window})")
+        self.burst = burst
+        self.window = window
+        self._clock = clock
+        self._sites: dict[tuple[str, int], _Site] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = self._clock()
+        key = (record.pathname, record.lineno)
+        site = self._sites.get(key)
+        carried = 0
+        if site is None or now - site.start >= self.window:
+            carried = site.suppressed if site is not None else 0
+            site = self._sites[key] = _Site(now)
+        if site.written >= self.burst:
+            site.suppressed += 1
+            return False
+        site.written += 1
+        if carried:  # suppressed in the site's last window, said with its first line since
+            record.fields = {**getattr(record, "fields", {}), "suppressed": carried}
+        return True
