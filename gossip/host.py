@@ -343,6 +343,11 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    _GossipSub.mesh_heartbeat forgets backoffs over for grafting too (_forget_backoffs, go-libp2p's clearBackoff),
    and handle_rpc takes a PRUNE's backoff as at most MAX_PRUNE_BACKOFF_S: the table holds the peers that pruned
    or were pruned within the last MAX_PRUNE_BACKOFF_S + BACKOFF_SLACK_S seconds.
+43. The swarm tells its auto-connector of every disconnection (record_disconnect: the peer, when), and only the
+   auto-connector's own rounds prune that table, which quirk 6 stops: a host keeps an entry for every peer that
+   ever left, and a stranger making keys grows it by one a connection. Repro: a peer with a fresh key connects
+   to a host and leaves: network.auto_connector._recent_disconnects holds it for ever. Handled:
+   _PeerNotifee.disconnected clears it (AutoConnector.clear_cooldown), as nothing reads it.
 Not worked around (policy, not a bug to patch): scores of a disconnected peer are forgotten at once (the spec
 retains them); IDONTWANT is sent for every message regardless of size.
 """
@@ -1181,6 +1186,7 @@ class _PeerNotifee(INotifee):
 
     async def disconnected(self, network: INetwork, conn: INetConn) -> None:
         peer = conn.muxed_conn.peer_id
+        network.auto_connector.clear_cooldown(peer)  # type: ignore[attr-defined]  # quirk 43
         if self._idle is not None:
             self._idle.gone(conn)
         known = self._connections.get(peer, [])

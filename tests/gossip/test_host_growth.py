@@ -1,5 +1,5 @@
 """What a long-running host keeps per message it routes and per peer it met stays bounded (gossip.host quirks 41
-and 42), over real connections on loopback."""
+to 43), over real connections on loopback."""
 
 import os
 import time
@@ -12,7 +12,8 @@ from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
 
 from gossip.frames import encode_uvarint
-from gossip.host import BACKOFF_SLACK_S, MAX_PRUNE_BACKOFF_S, Host, HostConfig, _forget_backoffs, open_host
+from gossip.host import (BACKOFF_SLACK_S, MAX_PRUNE_BACKOFF_S, Host, HostConfig, PeerEvent, _forget_backoffs,
+                         open_host)
 from tests.gossip.test_host import LOOPBACK, TOPIC, accept_all
 
 QUIET = HostConfig(heartbeat_interval=30)  # the tests run the heartbeats they need
@@ -92,3 +93,16 @@ def test_forgetting_backoffs_keeps_exactly_those_not_over_for_grafting(table: di
     _forget_backoffs(back_off, now)  # type: ignore[arg-type]  # any hashable stands for a peer
     assert back_off == {topic: kept for topic, peers in table.items()
                         if (kept := {p: until for p, until in peers.items() if until + BACKOFF_SLACK_S > now})}
+
+
+@pytest.mark.slow
+async def test_a_host_keeps_nothing_of_a_peer_that_left_for_its_stopped_auto_connector() -> None:
+    """Quirk 43: the swarm told the auto-connector of every disconnection, and only its rounds, stopped, pruned it."""
+    with trio.fail_after(30):
+        async with open_host(os.urandom(32), LOOPBACK, config=QUIET) as node:
+            events = node.peer_events()
+            async with open_host(os.urandom(32), LOOPBACK, config=QUIET) as peer:
+                await node.connect(peer.listen_addrs[0])
+                assert await events.receive() == PeerEvent(peer.peer_id, connected=True)
+            assert await events.receive() == PeerEvent(peer.peer_id, connected=False)
+            assert not node._host.get_network().auto_connector._recent_disconnects
