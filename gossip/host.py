@@ -330,6 +330,24 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    the process of both hosts. Handled (Multiselect.negotiate wrapped, guarded by its parameters, as 24): a peer
    proposing more than MAX_PROTOCOL_PROPOSALS protocols (or asking "ls" as often) in one negotiation has it fail,
    and the stream (or connection) is reset, as for any failed negotiation. An honest peer proposes a few.
+41. GossipSub.publish, which every message this host sends or relays goes through, appends the time to a list per
+   topic (recent_message_deliveries) that only adaptive gossip's health reads and trims; with adaptive gossip off
+   (quirk 3) nothing trims it, so a node keeps a float for every message it ever routed: 32 bytes each, some
+   55 MB a day at 20 messages a second. Repro: host A publishes 300 messages to its peer B: after the heartbeats,
+   each holds 300 entries. Handled: _GossipSub.mesh_heartbeat empties it.
+42. A backoff (back_off[topic][peer]) is deleted only when _check_back_off looks it up after it ended, which it
+   does for peers in the topic: one of a peer that left is kept for ever, and a PRUNE's backoff is the peer's to
+   set, up to 2^64 - 1 seconds. So every peer that pruned us or that we pruned, then left, stays in the table, and
+   a stranger making keys by the thousand grows it at will. Repro: a peer connects to host A, sends a PRUNE of A's
+   topic with backoff 1 (then another peer with 2^40) and leaves: 13 s later A still holds both entries. Handled:
+   _GossipSub.mesh_heartbeat forgets backoffs over for grafting too (_forget_backoffs, go-libp2p's clearBackoff),
+   and handle_rpc takes a PRUNE's backoff as at most MAX_PRUNE_BACKOFF_S: the table holds the peers that pruned
+   or were pruned within the last MAX_PRUNE_BACKOFF_S + BACKOFF_SLACK_S seconds.
+43. The swarm tells its auto-connector of every disconnection (record_disconnect: the peer, when), and only the
+   auto-connector's own rounds prune that table, which quirk 6 stops: a host keeps an entry for every peer that
+   ever left, and a stranger making keys grows it by one a connection. Repro: a peer with a fresh key connects
+   to a host and leaves: network.auto_connector._recent_disconnects holds it for ever. Handled:
+   _PeerNotifee.disconnected clears it (AutoConnector.clear_cooldown), as nothing reads it.
 Not worked around (policy, not a bug to patch): scores of a disconnected peer are forgotten at once (the spec
 retains them); IDONTWANT is sent for every message regardless of size.
 """
@@ -425,6 +443,7 @@ SENDER_RECORD_TTL_S = 60.0  # how long a signed peer record, sent or accepted, i
 MAX_INBOUND_STREAMS = 256  # streams a peer may have open on one connection at once; more are reset (quirk 36)
 MAX_REMEMBERED_RECORDS = 1024  # peers whose last accepted signed peer record a host remembers (quirk 24)
 BACKOFF_SLACK_S = 10  # seconds a backoff lasts longer for grafting than for refusing a GRAFT (quirk 20)
+MAX_PRUNE_BACKOFF_S = 600  # the longest backoff a peer's PRUNE sets (quirk 42): ten times the 60 s all send
 # GossipSub v1.1 opportunistic grafting (quirk 22): how often, below which median mesh score, how many peers.
 OPPORTUNISTIC_GRAFT_TICKS, OPPORTUNISTIC_GRAFT_THRESHOLD, OPPORTUNISTIC_GRAFT_PEERS = 60, 0.0, 2
 # IHAVE entries, and message ids in IHAVEs and in IWANTs, taken from one RPC (go-libp2p's defaults; quirk 37).
@@ -751,7 +770,8 @@ class Stream:
 class _GossipSub(GossipSub):
     """GossipSub that backs off from every peer it prunes, grafts only BACKOFF_SLACK_S after a backoff ends
     (quirk 20), grafts opportunistically as the spec says (quirk 22), reads no more control than go-libp2p does
-    (quirk 37) and answers IWANTs for a message as often as go-libp2p does (quirk 39); nothing else differs."""
+    (quirk 37), answers IWANTs for a message as often as go-libp2p does (quirk 39), keeps no time per message
+    routed (quirk 41) and forgets backoffs once over (quirk 42); nothing else differs."""
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -774,10 +794,14 @@ class _GossipSub(GossipSub):
                 self.mesh_prunes += 1
         for message_id in [m for m in self._sent_on_iwant if self.mcache.get(m) is None]:
             del self._sent_on_iwant[message_id]  # gone from the cache: never sent again
+        self.recent_message_deliveries.clear()  # quirk 41: read by adaptive gossip only, which is off
+        _forget_backoffs(self.back_off, time.time())  # quirk 42
         return to_graft, to_prune
 
     async def handle_rpc(self, rpc: rpc_pb2.RPC, sender_peer_id: ID) -> None:
         self.control_dropped += _trim_control(rpc.control, self.mesh.keys())  # quirk 37
+        for prune in rpc.control.prune:  # quirk 42
+            prune.backoff = min(prune.backoff, MAX_PRUNE_BACKOFF_S)
         if rpc.control.iwant:  # one, after _trim_control
             self._limit_retransmissions(rpc.control.iwant[0], sender_peer_id)
         await super().handle_rpc(rpc, sender_peer_id)
@@ -831,6 +855,17 @@ class _GossipSub(GossipSub):
         if self._grafting and self.back_off.get(topic, {}).get(peer, -math.inf) + BACKOFF_SLACK_S > time.time():
             return True
         return super()._check_back_off(peer, topic)
+
+
+def _forget_backoffs(back_off: dict[str, dict[ID, int]], now: float) -> None:
+    """Quirk 42: drop the backoffs that ended BACKOFF_SLACK_S or more before `now` (over for grafting too, quirk
+    20), and the topics left with none."""
+    for topic in list(back_off):
+        peers = back_off[topic]
+        for peer in [peer for peer, until in peers.items() if until + BACKOFF_SLACK_S <= now]:
+            del peers[peer]
+        if not peers:
+            del back_off[topic]
 
 
 def _trim_control(control: rpc_pb2.ControlMessage, topics: Iterable[str]) -> int:
@@ -1152,6 +1187,7 @@ class _PeerNotifee(INotifee):
 
     async def disconnected(self, network: INetwork, conn: INetConn) -> None:
         peer = conn.muxed_conn.peer_id
+        network.auto_connector.clear_cooldown(peer)  # type: ignore[attr-defined]  # quirk 43
         if self._idle is not None:
             self._idle.gone(conn)
         known = self._connections.get(peer, [])

@@ -8,6 +8,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import nacl.signing
 import pytest
 import trio
+from libp2p.network.auto_connector import AutoConnector
 from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
 
@@ -578,6 +579,7 @@ class _Connection:
 class _Network:
     def __init__(self) -> None:
         self.connections: dict[ID, list[_Connection]] = {}
+        self.auto_connector = AutoConnector(self)  # type: ignore[arg-type]  # told of each disconnection (quirk 43)
 
 
 async def test_a_peer_back_before_its_old_connection_was_reported_gone_is_reported_back() -> None:
