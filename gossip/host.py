@@ -330,6 +330,24 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    the process of both hosts. Handled (Multiselect.negotiate wrapped, guarded by its parameters, as 24): a peer
    proposing more than MAX_PROTOCOL_PROPOSALS protocols (or asking "ls" as often) in one negotiation has it fail,
    and the stream (or connection) is reset, as for any failed negotiation. An honest peer proposes a few.
+41. Nothing bounds what all connections hold together: quirks 35 and 36 bound one connection (256 streams open, the
+   windows granted: up to 62 MiB buffered while its streams are in negotiation), and py-libp2p's resource manager
+   counts no byte yamux buffers. Keys are free to make, so peers of fresh keys each take a connection's allowance.
+   Repro (benchmarks/p2p_exhaust.py many): 50 hosts connect to host A, subscribe to a topic (so their connections
+   are in use, 34) and each opens 250 streams and sends 256 KiB on each while A negotiates them: A buffered up to
+   871 MiB at once, its process's RSS went from 91 to 1,004 MiB. Handled as go-libp2p's resource manager does with
+   its system scope (_NodeBudget), with go-libp2p's base system limits (which it raises with the machine's memory)
+   as defaults: HostConfig.inbound_streams_budget, 1,024 streams peers opened and have open across connections, and
+   buffered_bytes_budget, 128 MiB buffered. A stream opened past the first is reset as it is accepted (HostStats.
+   streams_over_budget); a DATA frame that would take the bytes past the second closes the stranger connection
+   buffering the most, GO_AWAY internal error first, and the next, until it fits; the frame's own connection if it
+   buffers the most (HostStats.connections_over_budget). Strangers may take all but HostConfig.budget_reserve (a
+   quarter) of each; peers protected by set_protected may take that share too, so strangers never starve them
+   (go-libp2p gives allowlisted peers a system scope of their own). Each connection's bytes are counted as of its
+   last frame (the bytes of the one it reads included), and exactly, across connections, only when that count
+   passes the budget; a frame read and not yet buffered in that moment is missed, so the bytes may pass the budget
+   by about a frame for each connection reading one. Same repro: at most 98 MiB buffered (strangers' share 96), RSS
+   from 92 to 221 MiB, 49 of the 50 connections closed, in 32-73 s where filling them took 466 s.
 Not worked around (policy, not a bug to patch): scores of a disconnected peer are forgotten at once (the spec
 retains them); IDONTWANT is sent for every message regardless of size.
 """
@@ -395,8 +413,8 @@ from libp2p.rcmgr import Direction
 from libp2p.security.noise.exceptions import PeerIDMismatchesPubkey
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
-from libp2p.stream_muxer.yamux.yamux import (DEFAULT_WINDOW_SIZE, GO_AWAY_PROTOCOL_ERROR, TYPE_GO_AWAY,
-                                             YAMUX_HEADER_FORMAT)
+from libp2p.stream_muxer.yamux.yamux import (DEFAULT_WINDOW_SIZE, GO_AWAY_INTERNAL_ERROR, GO_AWAY_PROTOCOL_ERROR,
+                                             TYPE_GO_AWAY, YAMUX_HEADER_FORMAT)
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux, YamuxStream
 from libp2p.tools.anyio_service import background_trio_service
@@ -512,6 +530,11 @@ class HostConfig:
     close_timeout: float = 5.0  # bound on closing connections and listeners when the host exits
     max_connections: int = 300
     idle_inbound_grace: float = 10.0  # seconds an inbound connection has to be put to use, or is closed (quirk 34)
+    # The node-wide budget across connections (quirk 41), go-libp2p's system-scope base limits: streams peers have open
+    # at once, bytes yamux buffers, and the share of each that only protected peers may take.
+    inbound_streams_budget: int = 1024
+    buffered_bytes_budget: int = 128 * 2**20
+    budget_reserve: float = 0.25
     scoring: PeerScoring = field(default_factory=PeerScoring)
     libp2p_log_level: int = logging.WARNING  # for py-libp2p's own records, which are chatty below this
 
@@ -531,6 +554,10 @@ class HostConfig:
                 raise ValueError(f"HostConfig.{name} must be positive")
         if self.receive_buffer < 1 or self.max_connections < 1:
             raise ValueError("HostConfig.receive_buffer and max_connections must be at least 1")
+        if self.inbound_streams_budget < 1 or self.buffered_bytes_budget < 1:
+            raise ValueError("HostConfig.inbound_streams_budget and buffered_bytes_budget must be at least 1")
+        if not 0 <= self.budget_reserve < 1:
+            raise ValueError(f"HostConfig.budget_reserve {self.budget_reserve} must be in [0, 1)")
 
 
 class Received(NamedTuple):
@@ -565,6 +592,8 @@ class HostStats:
     control_dropped: int = 0  # GRAFTs, PRUNEs and IHAVE and IWANT message ids dropped unread (quirk 37)
     idle_inbound_closed: int = 0  # inbound connections closed as not put to use within their grace (quirk 34)
     handshakes_aborted: int = 0  # inbound connections closed in their handshake, their slot given to another (38)
+    streams_over_budget: int = 0  # streams a peer opened, reset as the node's inbound streams budget was used (41)
+    connections_over_budget: int = 0  # connections closed as the node's yamux buffers were over budget (41)
 
 
 def peer_public_key(peer_id: str) -> bytes:
@@ -1064,41 +1093,167 @@ class _WindowExceeded(Exception):
     """A yamux peer sent more than its receive windows allow (quirk 35); its connection is closed."""
 
 
+class _OverBudget(Exception):
+    """A yamux connection was closed for the node's budget of buffered bytes (quirk 41)."""
+
+
 class _Yamux(Yamux):
-    """Yamux that holds the peer to the receive windows it was granted (quirk 35) and to MAX_INBOUND_STREAMS open
-    streams (quirk 36); nothing else differs."""
+    """Yamux that holds the peer to the receive windows it was granted (quirk 35), to MAX_INBOUND_STREAMS open
+    streams (quirk 36) and to the host's budget across connections (quirk 41); nothing else differs."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         # Told of hostile input: the host's counter once a notifee knows the connection, a warning before.
         self.on_hostile: Callable[[ID, str], None] = _warn_hostile
+        self.budget: _NodeBudget | None = None  # the host's, once a notifee knows the connection (quirk 41)
+        self.held = 0  # bytes buffered, at most, as the budget last counted them (quirk 41)
+        self.incoming = 0  # bytes of the DATA frame being read, which it will buffer
+        self._evicted = False  # closed to make room in the budget for another connection's frame (quirk 41)
         self._refused_streams = False
+
+    def inbound_open(self) -> int:
+        """Streams the peer opened that are open (not closed or reset by this host)."""
+        theirs = self.next_stream_id % 2 ^ 1
+        return sum(s.stream_id % 2 == theirs and not (s.closed or s.send_closed) for s in self.streams.values())
+
+    def buffered(self) -> int:
+        """Bytes received and not yet read, all streams'."""
+        return sum(len(buffer) for buffer in self.stream_buffers.values())
 
     async def accept_stream(self) -> IMuxedStream:
         while True:
             stream = await super().accept_stream()
-            theirs = self.next_stream_id % 2 ^ 1
-            if sum(s.stream_id % 2 == theirs and not (s.closed or s.send_closed) for s in self.streams.values()
-                   ) <= MAX_INBOUND_STREAMS:
+            if self.inbound_open() > MAX_INBOUND_STREAMS:
+                if not self._refused_streams:
+                    self._refused_streams = True
+                    self.on_hostile(self.peer_id, f"more than {MAX_INBOUND_STREAMS} streams open at once on one "
+                                                  "connection; resetting the streams it opens past them")
+            elif self.budget is None or self.budget.admit_stream(self):
                 return stream
-            if not self._refused_streams:
-                self._refused_streams = True
-                self.on_hostile(self.peer_id, f"more than {MAX_INBOUND_STREAMS} streams open at once on one "
-                                              "connection; resetting the streams it opens past them")
             await stream.reset()
 
     async def _read_data_body(self, length: int) -> bytes:
-        buffered = sum(len(buffer) for buffer in self.stream_buffers.values())
+        buffered = self.buffered()
         allowed = DEFAULT_WINDOW_SIZE + sum(stream.target_recv_window for stream in self.streams.values())
         if buffered + length > allowed:
             what = (f"yamux DATA frame of {length} bytes past the receive windows ({buffered} of {allowed} bytes "
                     "buffered); connection closed")
             self.on_hostile(self.peer_id, what)
-            with contextlib.suppress(Exception):
-                await self._write_frame(struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_GO_AWAY, 0, 0, GO_AWAY_PROTOCOL_ERROR))
-            await self._cleanup_on_error()  # as for a broken connection: streams woken, socket closed
+            await self.refuse(GO_AWAY_PROTOCOL_ERROR)
             raise _WindowExceeded(what)
-        return await super()._read_data_body(length)
+        if self.budget is not None and not self.budget.make_room(self, buffered + length):
+            await self.refuse(GO_AWAY_INTERNAL_ERROR)
+            raise _OverBudget(f"connection of {self.peer_id} closed: the node's yamux buffers are over budget")
+        self.incoming = length
+        try:
+            data = await super()._read_data_body(length)
+        finally:
+            self.incoming = 0
+        return b"" if self._evicted else data  # (read as it was closed for the budget: dropped, as it buffered)
+
+    async def refuse(self, code: int) -> None:
+        """Close the connection, GO_AWAY `code` first, as for a broken one: buffers freed, streams woken, socket
+        closed."""
+        self._drop_buffers()
+        with contextlib.suppress(Exception):
+            await self._write_frame(struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_GO_AWAY, 0, 0, code))
+        await self._cleanup_on_error()
+
+    def evict(self) -> None:
+        """Quirk 41: free what the connection buffers now, and close it (refuse) in a task of its muxer: the frame of
+        another connection that made room must not wait for this peer to read a GO_AWAY."""
+        self._evicted = True
+        self._drop_buffers()
+        if self._nursery is not None:  # (set as the muxer starts, before the budget knows the connection)
+            self._nursery.start_soon(self.refuse, GO_AWAY_INTERNAL_ERROR)
+
+    def _drop_buffers(self) -> None:
+        for buffer in self.stream_buffers.values():
+            del buffer[:]
+
+
+class _NodeBudget:
+    """Quirk 41: the host's budget across its connections, as go-libp2p's resource manager keeps one for the whole
+    system: streams peers opened and have open, and bytes yamux buffers. Strangers share all of each but a `reserve`
+    share, which protected peers (the node's bootstrap peers and horizon) may take too, so strangers never starve
+    them. A stream past the budget is reset; bytes past it close the stranger connections buffering the most,
+    GO_AWAY first, until they fit (the connection they came on last, if it buffers the most)."""
+
+    def __init__(self, streams: int, buffered: int, reserve: float, is_protected: Callable[[ID], bool]) -> None:
+        self._streams, self._buffered, self._reserve = streams, buffered, reserve
+        self._is_protected = is_protected
+        # Connections whose muxer is running -> whether their peer was protected when last asked
+        self._connections: weakref.WeakKeyDictionary[_Yamux, bool] = weakref.WeakKeyDictionary()
+        self._held = 0  # the connections' `held`, summed: never less than the bytes they buffer
+        self._refusing = False  # whether the last stream opened was refused (a warning starts each such episode)
+        self.streams_refused = 0
+        self.connections_closed = 0
+
+    def join(self, conn: _Yamux) -> None:
+        self._connections[conn] = False
+        conn.budget = self
+
+    def admit_stream(self, conn: _Yamux) -> bool:
+        """Whether a stream `conn`'s peer just opened (and has open) is within the budget; counts it if not."""
+        opened = sum(c.inbound_open() for c in self._live())
+        if opened <= self._share(self._streams) or (opened <= self._streams and self._protected(conn)):
+            self._refusing = False
+            return True
+        self.streams_refused += 1
+        if not self._refusing:
+            self._refusing = True
+            logger.warning("resetting streams peers open: %d are open, the node's budget for strangers is %d of %d "
+                           "(quirk 41)", opened, self._share(self._streams), self._streams)
+        return False
+
+    def make_room(self, conn: _Yamux, held: int) -> bool:
+        """Whether `conn` may buffer `held` bytes, once the stranger connections buffering the most are closed to
+        make room (_Yamux.evict); False if `conn` is to be closed itself, being one of them or closed already."""
+        if conn not in self._connections:
+            return False
+        self._held += held - conn.held
+        conn.held = held
+        if self._held <= self._share(self._buffered):
+            return True
+        for other in self._live():
+            if other is not conn:
+                other.held = other.buffered() + other.incoming  # (it read, or was read, since it last received)
+        self._held = sum(c.held for c in self._connections)
+        room = self._buffered if self._protected(conn) else self._share(self._buffered)
+        while self._held > room:
+            victim = max((c for c in self._live() if c.held and not self._connections[c]), key=lambda c: c.held,
+                         default=conn)
+            if victim is not conn and self._protected(victim):
+                continue  # protected since it connected: spared, and the next is chosen
+            self._held -= victim.held
+            victim.held = 0
+            del self._connections[victim]
+            self.connections_closed += 1
+            logger.warning("closing the connection of %s: the node's yamux buffers are over their budget of %d bytes, "
+                           "and it buffers the most of the strangers' (quirk 41)", victim.peer_id, self._buffered)
+            if victim is conn:
+                return False
+            victim.evict()
+        return True
+
+    def _share(self, budget: int) -> int:
+        """What strangers may take of `budget`."""
+        return budget - int(budget * self._reserve)
+
+    def _protected(self, conn: _Yamux) -> bool:
+        """Whether `conn`'s peer is protected, asked anew: a peer may be protected since it connected."""
+        protected = self._is_protected(conn.peer_id)
+        if conn in self._connections:
+            self._connections[conn] = protected
+        return protected
+
+    def _live(self) -> list[_Yamux]:
+        """The connections still running; forgets those that stopped."""
+        for stopped in [c for c in self._connections if c.event_shutting_down.is_set()]:
+            self._held -= stopped.held
+            stopped.held = 0
+            del self._connections[stopped]
+        return list(self._connections)
 
 
 def _warn_hostile(peer: ID, what: str) -> None:
@@ -1117,8 +1272,10 @@ class _PeerNotifee(INotifee):
     notified after the swarm dropped it, even after a new connection to the peer); closes blocked peers' connections."""
 
     def __init__(self, emit: Callable[[PeerEvent], None], is_blocked: Callable[[ID], bool], close_timeout: float,
-                 idle: _IdleInbound | None = None, on_hostile: Callable[[ID, str], None] = _warn_hostile) -> None:
+                 idle: _IdleInbound | None = None, on_hostile: Callable[[ID, str], None] = _warn_hostile,
+                 budget: _NodeBudget | None = None) -> None:
         self._emit = emit
+        self._budget = budget
         self._on_hostile = on_hostile
         self._is_blocked = is_blocked
         self._close_timeout = close_timeout
@@ -1129,6 +1286,8 @@ class _PeerNotifee(INotifee):
         peer = conn.muxed_conn.peer_id
         if isinstance(conn.muxed_conn, _Yamux):
             conn.muxed_conn.on_hostile = self._on_hostile  # quirk 35
+            if self._budget is not None:
+                self._budget.join(conn.muxed_conn)  # quirk 41
         if self._is_blocked(peer):
             # There is no peer-level gate in py-libp2p 0.8 (its ConnectionGate filters IP addresses only), so an
             # inbound connection from a blocked peer is closed as soon as the handshake names the peer.
@@ -1200,7 +1359,8 @@ class Host:
         self._publish_lock = trio.Lock()
         self._counts: dict[str, int] = dict.fromkeys(
             HostStats.__dataclass_fields__.keys() - {"mesh_prunes", "idle_inbound_closed", "handshakes_aborted",
-                                                     "control_dropped"}, 0)
+                                                     "control_dropped", "streams_over_budget",
+                                                     "connections_over_budget"}, 0)
         self._lagging_topics: set[str] = set()
         self._open = True
         self._peer_id = self._my_id.to_base58()
@@ -1209,8 +1369,11 @@ class Host:
         self._streamed: set[ID] = set()  # connected peers that a stream of ours (not pubsub's) was opened with
         self._protected: Callable[[str], bool] = lambda peer_id: False
         self._idle = _IdleInbound(config.idle_inbound_grace, self._in_use, config.close_timeout)
+        self._budget = _NodeBudget(config.inbound_streams_budget, config.buffered_bytes_budget, config.budget_reserve,
+                                   lambda peer: self._protected(_peer_str(peer.to_bytes())))
         host.get_network().register_notifee(_PeerNotifee(self._emit_peer_event, self._is_blocked,
-                                                         config.close_timeout, self._idle, self._count_hostile))
+                                                         config.close_timeout, self._idle, self._count_hostile,
+                                                         self._budget))
 
     @property
     def peer_id(self) -> str:
@@ -1297,7 +1460,8 @@ class Host:
 
     def set_protected(self, is_protected: Callable[[str], bool]) -> None:
         """Never close an inbound connection of a peer for which `is_protected(peer_id)` holds as idle (quirk 34)
-        (the node's bootstrap peers and the orgs in its horizon); it is asked as a connection's grace ends."""
+        (the node's bootstrap peers and the orgs in its horizon), and let it take the share of the node's budget that
+        strangers may not (quirk 41); it is asked as a connection's grace ends, and as the budget runs short."""
         self._protected = is_protected
 
     def peer_events(self) -> trio.MemoryReceiveChannel[PeerEvent]:
@@ -1418,7 +1582,9 @@ class Host:
 
     def stats(self) -> HostStats:
         return HostStats(**self._counts, mesh_prunes=self._router.mesh_prunes, idle_inbound_closed=self._idle.closed,
-                         handshakes_aborted=self._idle.handshakes_aborted, control_dropped=self._router.control_dropped)
+                         handshakes_aborted=self._idle.handshakes_aborted, control_dropped=self._router.control_dropped,
+                         streams_over_budget=self._budget.streams_refused,
+                         connections_over_budget=self._budget.connections_closed)
 
     def peer_score(self, peer_id: str) -> float:
         """This host's GossipSub score for a peer over the topics it subscribes to (0 for a newcomer)."""
