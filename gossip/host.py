@@ -348,6 +348,17 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    passes the budget; a frame read and not yet buffered in that moment is missed, so the bytes may pass the budget
    by about a frame for each connection reading one. Same repro: at most 98 MiB buffered (strangers' share 96), RSS
    from 92 to 221 MiB, 49 of the 50 connections closed, in 32-73 s where filling them took 466 s.
+42. Pubsub reads every RPC of a peer whose score is below the graylist threshold, which GossipSub v1.1 says to ignore
+   (go-libp2p drops such an RPC before any processing, AcceptFrom): py-libp2p asks whether a peer is graylisted only
+   to send it messages, to graft or prune it and to refuse its GRAFT. Repro (this module's hosts, the fix below left
+   out): hosts A and B meshed, A's PeerScoring with publish and graylist thresholds of -30, B publishes 4 messages A's
+   validator rejects (B's score at A -40); B writes one RPC on a /meshsub/1.2.0 stream of its own, subscribing to
+   another topic and asking (IWANT) for a message A published: A records the subscription and sends the message.
+   Handled (patched by name and parameters, as 24): pubsub checks the sender's signed peer record of each RPC it reads
+   with maybe_consume_signed_record before anything else; in the task reading a peer's stream (_Pubsub.
+   continuously_read_stream) that call first asks whether the peer's score over the topics the host joins is below the
+   threshold and if so empties the RPC (HostStats.graylisted_rpcs): nothing in it is read, checked or answered. The
+   RPC is still parsed, as in go-libp2p; and a graylisted peer starts afresh by reconnecting (below).
 Not worked around (policy, not a bug to patch): scores of a disconnected peer are forgotten at once (the spec
 retains them); IDONTWANT is sent for every message regardless of size.
 """
@@ -480,8 +491,8 @@ class PeerScoring:
     Only invalid messages (a validator said REJECT or False, or the message was malformed; IGNORE costs nothing,
     quirk 28) and protocol misbehaviour (IHAVE/IWANT floods) lower a score; counters decay by `decay` per heartbeat.
     Thresholds as in the spec: below `gossip_threshold` no gossip is exchanged with the peer, below
-    `publish_threshold` its messages are dropped and ours are not sent to it, below `graylist_threshold` it is kept
-    out of our mesh.
+    `publish_threshold` its messages are dropped and ours are not sent to it, below `graylist_threshold` its RPCs are
+    ignored unread (quirk 42) and it is kept out of our mesh.
     Peer exchange (PX) from other peers is never acted on: this node chooses its own peers.
     """
 
@@ -592,6 +603,7 @@ class HostStats:
     control_dropped: int = 0  # GRAFTs, PRUNEs and IHAVE and IWANT message ids dropped unread (quirk 37)
     idle_inbound_closed: int = 0  # inbound connections closed as not put to use within their grace (quirk 34)
     handshakes_aborted: int = 0  # inbound connections closed in their handshake, their slot given to another (38)
+    graylisted_rpcs: int = 0  # RPCs ignored unread: their peer's score was below the graylist threshold (quirk 42)
     streams_over_budget: int = 0  # streams a peer opened, reset as the node's inbound streams budget was used (41)
     connections_over_budget: int = 0  # connections closed as the node's yamux buffers were over budget (41)
 
@@ -893,7 +905,8 @@ class _Ignored(Exception):
 
 
 class _Pubsub(Pubsub):
-    """Pubsub with the overrides that quirks 8, 11, 12, 13, 27-30 need; none of them changes what a peer receives."""
+    """Pubsub with the overrides that quirks 8, 11, 12, 13, 27-30 and 42 need; none of them changes what a peer
+    receives."""
 
     def __init__(
         self,
@@ -909,6 +922,7 @@ class _Pubsub(Pubsub):
         self._on_hostile = on_hostile
         self._queue_drained = trio.Event()
         self._write_locks: weakref.WeakKeyDictionary[INetStream, trio.Lock] = weakref.WeakKeyDictionary()
+        self.graylisted_rpcs = 0  # HostStats.graylisted_rpcs
 
     def notify_subscriptions(self, publish_message: rpc_pb2.Message) -> None:
         self._deliver(publish_message)  # quirk 13: into our own, larger, counted channels
@@ -938,6 +952,23 @@ class _Pubsub(Pubsub):
             raise _Ignored
         if verdict is not Verdict.ACCEPT:
             raise ValidationError(f"rejected by the topic validator: message from {msg_forwarder}")
+
+    async def continuously_read_stream(self, stream: INetStream) -> None:
+        token = _READING.set(self)  # quirk 42: for _IgnoreGraylisted, called on each RPC this task reads
+        try:
+            await super().continuously_read_stream(stream)
+        finally:
+            _READING.reset(token)
+
+    def ignore_if_graylisted(self, rpc: rpc_pb2.RPC, peer: ID) -> bool:
+        """Whether `rpc` is ignored entirely, its peer scoring below graylist_threshold (GossipSub v1.1, quirk 42): if
+        so it is emptied, and counted, before pubsub reads any of it."""
+        scorer = self.router.scorer  # type: ignore[attr-defined]
+        if scorer.score(peer, list(self.topic_ids)) >= scorer.params.graylist_threshold:
+            return False
+        self.graylisted_rpcs += 1
+        rpc.Clear()
+        return True
 
     async def stream_handler(self, stream: INetStream) -> None:
         try:
@@ -1360,7 +1391,7 @@ class Host:
         self._counts: dict[str, int] = dict.fromkeys(
             HostStats.__dataclass_fields__.keys() - {"mesh_prunes", "idle_inbound_closed", "handshakes_aborted",
                                                      "control_dropped", "streams_over_budget",
-                                                     "connections_over_budget"}, 0)
+                                                     "connections_over_budget", "graylisted_rpcs"}, 0)
         self._lagging_topics: set[str] = set()
         self._open = True
         self._peer_id = self._my_id.to_base58()
@@ -1583,7 +1614,7 @@ class Host:
     def stats(self) -> HostStats:
         return HostStats(**self._counts, mesh_prunes=self._router.mesh_prunes, idle_inbound_closed=self._idle.closed,
                          handshakes_aborted=self._idle.handshakes_aborted, control_dropped=self._router.control_dropped,
-                         streams_over_budget=self._budget.streams_refused,
+                         graylisted_rpcs=self._pubsub.graylisted_rpcs, streams_over_budget=self._budget.streams_refused,
                          connections_over_budget=self._budget.connections_closed)
 
     def peer_score(self, peer_id: str) -> float:
@@ -1709,6 +1740,7 @@ async def open_host(seed: bytes, listen: list[str], *, config: HostConfig = Host
     _fix_read_exactly()
     _fix_window_updates()
     _fix_sender_records()
+    _fix_graylisting()  # (after quirk 24's fix, which replaces the same function only if it is still the library's)
     _fix_own_signature_check()
     _fix_muxer_class()
     _fix_negotiation()
@@ -1879,6 +1911,33 @@ class _SenderRecords:
         if len(accepted) > MAX_REMEMBERED_RECORDS:  # peers come and go: forget the one accepted longest ago
             del accepted[next(iter(accepted))]
         return True
+
+
+# Quirk 42: the _Pubsub whose task reads a peer's RPCs (continuously_read_stream), in that task.
+_READING: contextvars.ContextVar[_Pubsub | None] = contextvars.ContextVar("reading", default=None)
+
+
+class _IgnoreGraylisted:
+    """Quirk 42: pubsub's per-RPC check of the sender's signed peer record, `consume`, after the reading _Pubsub
+    emptied the RPC of a graylisted peer (then nothing is checked: there is nothing left)."""
+
+    def __init__(self, consume: Callable[[rpc_pb2.RPC, BasicHost, ID], bool]) -> None:
+        self._consume = consume
+
+    def __call__(self, rpc: rpc_pb2.RPC, host: BasicHost, peer: ID) -> bool:
+        pubsub = _READING.get()
+        if pubsub is not None and pubsub.ignore_if_graylisted(rpc, peer):
+            return True
+        return self._consume(rpc, host, peer)
+
+
+def _fix_graylisting() -> None:
+    """Quirk 42, if pubsub still checks each RPC it reads with maybe_consume_signed_record(msg, host, peer_id) first,
+    by that name (quirk 24's replacement, if made, is kept inside)."""
+    module = libp2p.pubsub.pubsub
+    consume = module.maybe_consume_signed_record
+    if not isinstance(consume, _IgnoreGraylisted) and len(inspect.signature(consume).parameters) == 3:
+        module.maybe_consume_signed_record = _IgnoreGraylisted(consume)  # type: ignore[attr-defined]
 
 
 def _fix_sender_records() -> None:

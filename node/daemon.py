@@ -253,11 +253,13 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         metrics.collect("p2p_control_dropped_total", "Gossip control entries dropped unread, as go-libp2p drops "
                         "them (for topics not joined, past 10 IHAVEs and 5,000 message ids an RPC, or asking for a "
                         "message a fourth time)", lambda: host.stats().control_dropped, kind="counter")
-        for stat, what in (  # what peers exhausting the node across connections were refused
+        for stat, what in (  # what peers exhausting the node across connections, or scoring too low, were refused
                 ("streams_over_budget", "Streams peers opened, reset as the node's budget of streams open across "
                  f"connections was used up (strangers may use {1 - host_config.budget_reserve:.0%} of it)"),
                 ("connections_over_budget", "Connections of strangers closed as the node's budget of bytes buffered "
-                 "across connections was used up (the one buffering the most first)")):
+                 "across connections was used up (the one buffering the most first)"),
+                ("graylisted_rpcs", "Gossip RPCs ignored unread, their peer scoring below the graylist threshold "
+                 "(GossipSub v1.1)")):
             metrics.collect(f"p2p_{stat}_total", what, functools.partial(_host_stat, host, stat), kind="counter")
         metrics.collect("ledger_size", "Records in the records ledger", lambda: store.size)
         metrics.collect("held_records", "Records waiting for a missing predecessor", lambda: replica.held_count)
