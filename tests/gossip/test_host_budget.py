@@ -48,6 +48,15 @@ async def fill_windows(node: Host, peer: Host, streams: int) -> None:
         await trio.sleep(0.01)  # nothing announces bytes buffered (the negotiation reads a few of them)
 
 
+@pytest.mark.parametrize("field, value, says", [
+    ("inbound_streams_budget", 0, "at least 1"), ("buffered_bytes_budget", -1, "at least 1"),
+    ("budget_reserve", 1.0, r"budget_reserve 1.0 must be in \[0, 1\)"), ("budget_reserve", -0.1, "must be in"),
+])
+def test_a_budget_that_admits_nothing_is_refused(field: str, value: float, says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        HostConfig(**{field: value})
+
+
 @pytest.mark.slow
 async def test_strangers_streams_across_connections_stop_at_the_budget_and_a_protected_peer_still_opens_one() -> None:
     """Quirk 41: each connection could have 256 streams open, so peers of fresh keys held 256 each, without bound."""
