@@ -333,21 +333,22 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
 41. Nothing bounds what all connections hold together: quirks 35 and 36 bound one connection (256 streams open, the
    windows granted: up to 62 MiB buffered while its streams are in negotiation), and py-libp2p's resource manager
    counts no byte yamux buffers. Keys are free to make, so peers of fresh keys each take a connection's allowance.
-   Repro (benchmarks/p2p_exhaust.py many): 50 hosts connect to host A, subscribe to a topic (so their connections
-   are in use, 34) and each opens 250 streams and sends 256 KiB on each while A negotiates them: A buffered up to
-   871 MiB at once, its process's RSS went from 91 to 1,004 MiB. Handled as go-libp2p's resource manager does with
-   its system scope (_NodeBudget), with go-libp2p's base system limits (which it raises with the machine's memory)
-   as defaults: HostConfig.inbound_streams_budget, 1,024 streams peers opened and have open across connections, and
+   Repro (benchmarks/p2p_exhaust.py many): 50 hosts connect to host A, subscribe to a topic (so their connections are
+   in use, 34) and each opens 250 streams and sends 256 KiB on each while A negotiates them: A buffered up to 871 MiB
+   at once, its process's RSS went from 91 to 1,004 MiB. Handled as go-libp2p's resource manager does with its system
+   scope (_NodeBudget), with go-libp2p's base system limits (which it raises with the machine's memory) as defaults:
+   HostConfig.inbound_streams_budget, 1,024 streams peers opened and have open across connections, and
    buffered_bytes_budget, 128 MiB buffered. A stream opened past the first is reset as it is accepted (HostStats.
    streams_over_budget); a DATA frame that would take the bytes past the second closes the stranger connection
    buffering the most, GO_AWAY internal error first, and the next, until it fits; the frame's own connection if it
    buffers the most (HostStats.connections_over_budget). Strangers may take all but HostConfig.budget_reserve (a
    quarter) of each; peers protected by set_protected may take that share too, so strangers never starve them
-   (go-libp2p gives allowlisted peers a system scope of their own). Each connection's bytes are counted as of its
-   last frame (the bytes of the one it reads included), and exactly, across connections, only when that count
-   passes the budget; a frame read and not yet buffered in that moment is missed, so the bytes may pass the budget
-   by about a frame for each connection reading one. Same repro: at most 98 MiB buffered (strangers' share 96), RSS
-   from 92 to 221 MiB, 49 of the 50 connections closed, in 32-73 s where filling them took 466 s.
+   (go-libp2p gives allowlisted peers a system scope of their own). Each connection's streams are counted as of the
+   last one it accepted, and its bytes as of its last frame (the bytes of the one it reads included), and exactly,
+   across connections, only when a sum passes the budget (a walk of every stream: a stream opened while they are at it
+   costs one); a frame read and not yet buffered in that moment is missed, so the bytes may pass the budget by about a
+   frame for each connection reading one. Same repro: at most 98 MiB buffered (strangers' share 96), RSS from 92 to
+   221 MiB, 49 of the 50 connections closed, in 32-73 s where filling them took 466 s.
 42. Pubsub reads every RPC of a peer whose score is below the graylist threshold, which GossipSub v1.1 says to ignore
    (go-libp2p drops such an RPC before any processing, AcceptFrom): py-libp2p asks whether a peer is graylisted only
    to send it messages, to graft or prune it and to refuse its GRAFT. Repro (this module's hosts, the fix below left
@@ -1138,6 +1139,7 @@ class _Yamux(Yamux):
         self.on_hostile: Callable[[ID, str], None] = _warn_hostile
         self.budget: _NodeBudget | None = None  # the host's, once a notifee knows the connection (quirk 41)
         self.held = 0  # bytes buffered, at most, as the budget last counted them (quirk 41)
+        self.opened = 0  # streams the peer opened and has open, at most, as the budget last counted them (quirk 41)
         self.incoming = 0  # bytes of the DATA frame being read, which it will buffer
         self._evicted = False  # closed to make room in the budget for another connection's frame (quirk 41)
         self._refused_streams = False
@@ -1154,12 +1156,13 @@ class _Yamux(Yamux):
     async def accept_stream(self) -> IMuxedStream:
         while True:
             stream = await super().accept_stream()
-            if self.inbound_open() > MAX_INBOUND_STREAMS:
+            opened = self.inbound_open()
+            if opened > MAX_INBOUND_STREAMS:
                 if not self._refused_streams:
                     self._refused_streams = True
                     self.on_hostile(self.peer_id, f"more than {MAX_INBOUND_STREAMS} streams open at once on one "
                                                   "connection; resetting the streams it opens past them")
-            elif self.budget is None or self.budget.admit_stream(self):
+            elif self.budget is None or self.budget.admit_stream(self, opened):
                 return stream
             await stream.reset()
 
@@ -1216,6 +1219,7 @@ class _NodeBudget:
         # Connections whose muxer is running -> whether their peer was protected when last asked
         self._connections: weakref.WeakKeyDictionary[_Yamux, bool] = weakref.WeakKeyDictionary()
         self._held = 0  # the connections' `held`, summed: never less than the bytes they buffer
+        self._opened = 0  # the connections' `opened`, summed: never less than the streams peers have open
         self._refusing = False  # whether the last stream opened was refused (a warning starts each such episode)
         self.streams_refused = 0
         self.connections_closed = 0
@@ -1224,17 +1228,27 @@ class _NodeBudget:
         self._connections[conn] = False
         conn.budget = self
 
-    def admit_stream(self, conn: _Yamux) -> bool:
-        """Whether a stream `conn`'s peer just opened (and has open) is within the budget; counts it if not."""
-        opened = sum(c.inbound_open() for c in self._live())
-        if opened <= self._share(self._streams) or (opened <= self._streams and self._protected(conn)):
+    def admit_stream(self, conn: _Yamux, opened: int) -> bool:
+        """Whether a stream `conn`'s peer just opened is within the budget, `opened` being the streams it has open
+        with it; counts it if not (it is then reset)."""
+        self._opened += opened - conn.opened
+        conn.opened = opened
+        if self._opened > self._share(self._streams):  # (streams closed since are counted until counted again)
+            for other in self._live():
+                if other is not conn:
+                    other.opened = other.inbound_open()
+            self._opened = sum(c.opened for c in self._connections)
+        if self._opened <= self._share(self._streams) or (
+                self._opened <= self._streams and self._protected(conn)):
             self._refusing = False
             return True
+        conn.opened -= 1  # reset
+        self._opened -= 1
         self.streams_refused += 1
         if not self._refusing:
             self._refusing = True
             logger.warning("resetting streams peers open: %d are open, the node's budget for strangers is %d of %d "
-                           "(quirk 41)", opened, self._share(self._streams), self._streams)
+                           "(quirk 41)", self._opened, self._share(self._streams), self._streams)
         return False
 
     def make_room(self, conn: _Yamux, held: int) -> bool:
@@ -1282,7 +1296,8 @@ class _NodeBudget:
         """The connections still running; forgets those that stopped."""
         for stopped in [c for c in self._connections if c.event_shutting_down.is_set()]:
             self._held -= stopped.held
-            stopped.held = 0
+            self._opened -= stopped.opened
+            stopped.held = stopped.opened = 0
             del self._connections[stopped]
         return list(self._connections)
 

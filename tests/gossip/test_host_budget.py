@@ -126,13 +126,14 @@ class Connection:
 
     def __init__(self, peer: str) -> None:
         self.peer_id, self.bytes, self.held, self.incoming, self.budget, self.refused = peer, 0, 0, 0, None, 0
+        self.streams = self.opened = 0
         self.event_shutting_down = Stopped()
 
     def buffered(self) -> int:
         return self.bytes
 
     def inbound_open(self) -> int:
-        return 0
+        return self.streams
 
     def evict(self) -> None:
         self.refused += 1
@@ -189,3 +190,38 @@ def test_the_budget_closes_strangers_only_when_over_the_largest_first_each_once(
                 kept = [sizes[c] for c in live if c not in closed and c.peer_id not in protected]
                 assert min(sizes[c] for c in others) >= max(kept, default=0)
         assert all(c.refused <= 1 for c in connections)
+
+
+STREAM_OPS = st.lists(st.tuples(st.sampled_from(["open", "open", "open", "close", "stop", "protect"]),
+                                st.integers(0, 4)), max_size=80)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops=STREAM_OPS)
+def test_streams_past_the_budget_are_refused_and_only_those(ops) -> None:
+    """Whatever streams open and close on whatever connections, and whichever stop, the streams open stay within the
+    budget, and within the strangers' share once a stranger's stream is in; a stream is refused only past them."""
+    protected: set[str] = set()
+    budget = _NodeBudget(8, BUDGET, 0.25, lambda peer: peer in protected)  # 6 streams for strangers
+    connections = [Connection(f"peer{i}") for i in range(5)]
+    for connection in connections:
+        budget.join(connection)  # type: ignore[arg-type]
+    for op, i in ops:
+        connection = connections[i]
+        if connection.event_shutting_down.stopped:
+            continue
+        if op == "close":
+            connection.streams -= min(1, connection.streams)
+        elif op == "stop":
+            connection.streams, connection.event_shutting_down.stopped = 0, True
+        elif op == "protect":
+            protected.add(connection.peer_id)
+        else:
+            before = sum(c.streams for c in connections)
+            connection.streams += 1
+            room = 8 if connection.peer_id in protected else 6
+            if budget.admit_stream(connection, connection.streams):  # type: ignore[arg-type]
+                assert before + 1 <= room
+            else:
+                assert before + 1 > room
+                connection.streams -= 1  # reset
