@@ -14,7 +14,7 @@ sockets (gossip.host quirks 35-40):
   connection within the windows it granted;
 - many: --connections peers of fresh keys (50 by default) each doing as `fill` at once, subscribed to a topic so that
   their connections are in use (34): the most bytes the host buffered across its connections, the connections it
-  kept, and the process's RSS before, at its peak and after (41).
+  kept, and the process's RSS before, at its peak and after (44).
 
     python benchmarks/p2p_exhaust.py                 # every attack
     python benchmarks/p2p_exhaust.py syns control-graft    # some

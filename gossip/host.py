@@ -330,7 +330,7 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    the process of both hosts. Handled (Multiselect.negotiate wrapped, guarded by its parameters, as 24): a peer
    proposing more than MAX_PROTOCOL_PROPOSALS protocols (or asking "ls" as often) in one negotiation has it fail,
    and the stream (or connection) is reset, as for any failed negotiation. An honest peer proposes a few.
-41. Nothing bounds what all connections hold together: quirks 35 and 36 bound one connection (256 streams open, the
+44. Nothing bounds what all connections hold together: quirks 35 and 36 bound one connection (256 streams open, the
    windows granted: up to 62 MiB buffered while its streams are in negotiation), and py-libp2p's resource manager
    counts no byte yamux buffers. Keys are free to make, so peers of fresh keys each take a connection's allowance.
    Repro (benchmarks/p2p_exhaust.py many): 50 hosts connect to host A, subscribe to a topic (so their connections are
@@ -349,7 +349,7 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    costs one); a frame read and not yet buffered in that moment is missed, so the bytes may pass the budget by about a
    frame for each connection reading one. Same repro: at most 98 MiB buffered (strangers' share 96), RSS from 92 to
    221 MiB, 49 of the 50 connections closed, in 32-73 s where filling them took 466 s.
-42. Pubsub reads every RPC of a peer whose score is below the graylist threshold, which GossipSub v1.1 says to ignore
+45. Pubsub reads every RPC of a peer whose score is below the graylist threshold, which GossipSub v1.1 says to ignore
    (go-libp2p drops such an RPC before any processing, AcceptFrom): py-libp2p asks whether a peer is graylisted only
    to send it messages, to graft or prune it and to refuse its GRAFT. Repro (this module's hosts, the fix below left
    out): hosts A and B meshed, A's PeerScoring with publish and graylist thresholds of -30, B publishes 4 messages A's
@@ -493,7 +493,7 @@ class PeerScoring:
     quirk 28) and protocol misbehaviour (IHAVE/IWANT floods) lower a score; counters decay by `decay` per heartbeat.
     Thresholds as in the spec: below `gossip_threshold` no gossip is exchanged with the peer, below
     `publish_threshold` its messages are dropped and ours are not sent to it, below `graylist_threshold` its RPCs are
-    ignored unread (quirk 42) and it is kept out of our mesh.
+    ignored unread (quirk 45) and it is kept out of our mesh.
     Peer exchange (PX) from other peers is never acted on: this node chooses its own peers.
     """
 
@@ -542,7 +542,7 @@ class HostConfig:
     close_timeout: float = 5.0  # bound on closing connections and listeners when the host exits
     max_connections: int = 300
     idle_inbound_grace: float = 10.0  # seconds an inbound connection has to be put to use, or is closed (quirk 34)
-    # The node-wide budget across connections (quirk 41), go-libp2p's system-scope base limits: streams peers have open
+    # The node-wide budget across connections (quirk 44), go-libp2p's system-scope base limits: streams peers have open
     # at once, bytes yamux buffers, and the share of each that only protected peers may take.
     inbound_streams_budget: int = 1024
     buffered_bytes_budget: int = 128 * 2**20
@@ -604,9 +604,9 @@ class HostStats:
     control_dropped: int = 0  # GRAFTs, PRUNEs and IHAVE and IWANT message ids dropped unread (quirk 37)
     idle_inbound_closed: int = 0  # inbound connections closed as not put to use within their grace (quirk 34)
     handshakes_aborted: int = 0  # inbound connections closed in their handshake, their slot given to another (38)
-    graylisted_rpcs: int = 0  # RPCs ignored unread: their peer's score was below the graylist threshold (quirk 42)
-    streams_over_budget: int = 0  # streams a peer opened, reset as the node's inbound streams budget was used (41)
-    connections_over_budget: int = 0  # connections closed as the node's yamux buffers were over budget (41)
+    graylisted_rpcs: int = 0  # RPCs ignored unread: their peer's score was below the graylist threshold (quirk 45)
+    streams_over_budget: int = 0  # streams a peer opened, reset as the node's inbound streams budget was used (44)
+    connections_over_budget: int = 0  # connections closed as the node's yamux buffers were over budget (44)
 
 
 def peer_public_key(peer_id: str) -> bytes:
@@ -906,7 +906,7 @@ class _Ignored(Exception):
 
 
 class _Pubsub(Pubsub):
-    """Pubsub with the overrides that quirks 8, 11, 12, 13, 27-30 and 42 need; none of them changes what a peer
+    """Pubsub with the overrides that quirks 8, 11, 12, 13, 27-30 and 45 need; none of them changes what a peer
     receives."""
 
     def __init__(
@@ -955,14 +955,14 @@ class _Pubsub(Pubsub):
             raise ValidationError(f"rejected by the topic validator: message from {msg_forwarder}")
 
     async def continuously_read_stream(self, stream: INetStream) -> None:
-        token = _READING.set(self)  # quirk 42: for _IgnoreGraylisted, called on each RPC this task reads
+        token = _READING.set(self)  # quirk 45: for _IgnoreGraylisted, called on each RPC this task reads
         try:
             await super().continuously_read_stream(stream)
         finally:
             _READING.reset(token)
 
     def ignore_if_graylisted(self, rpc: rpc_pb2.RPC, peer: ID) -> bool:
-        """Whether `rpc` is ignored entirely, its peer scoring below graylist_threshold (GossipSub v1.1, quirk 42): if
+        """Whether `rpc` is ignored entirely, its peer scoring below graylist_threshold (GossipSub v1.1, quirk 45): if
         so it is emptied, and counted, before pubsub reads any of it."""
         scorer = self.router.scorer  # type: ignore[attr-defined]
         if scorer.score(peer, list(self.topic_ids)) >= scorer.params.graylist_threshold:
@@ -1126,22 +1126,22 @@ class _WindowExceeded(Exception):
 
 
 class _OverBudget(Exception):
-    """A yamux connection was closed for the node's budget of buffered bytes (quirk 41)."""
+    """A yamux connection was closed for the node's budget of buffered bytes (quirk 44)."""
 
 
 class _Yamux(Yamux):
     """Yamux that holds the peer to the receive windows it was granted (quirk 35), to MAX_INBOUND_STREAMS open
-    streams (quirk 36) and to the host's budget across connections (quirk 41); nothing else differs."""
+    streams (quirk 36) and to the host's budget across connections (quirk 44); nothing else differs."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         # Told of hostile input: the host's counter once a notifee knows the connection, a warning before.
         self.on_hostile: Callable[[ID, str], None] = _warn_hostile
-        self.budget: _NodeBudget | None = None  # the host's, once a notifee knows the connection (quirk 41)
-        self.held = 0  # bytes buffered, at most, as the budget last counted them (quirk 41)
-        self.opened = 0  # streams the peer opened and has open, at most, as the budget last counted them (quirk 41)
+        self.budget: _NodeBudget | None = None  # the host's, once a notifee knows the connection (quirk 44)
+        self.held = 0  # bytes buffered, at most, as the budget last counted them (quirk 44)
+        self.opened = 0  # streams the peer opened and has open, at most, as the budget last counted them (quirk 44)
         self.incoming = 0  # bytes of the DATA frame being read, which it will buffer
-        self._evicted = False  # closed to make room in the budget for another connection's frame (quirk 41)
+        self._evicted = False  # closed to make room in the budget for another connection's frame (quirk 44)
         self._refused_streams = False
 
     def inbound_open(self) -> int:
@@ -1194,7 +1194,7 @@ class _Yamux(Yamux):
         await self._cleanup_on_error()
 
     def evict(self) -> None:
-        """Quirk 41: free what the connection buffers now, and close it (refuse) in a task of its muxer: the frame of
+        """Quirk 44: free what the connection buffers now, and close it (refuse) in a task of its muxer: the frame of
         another connection that made room must not wait for this peer to read a GO_AWAY."""
         self._evicted = True
         self._drop_buffers()
@@ -1207,7 +1207,7 @@ class _Yamux(Yamux):
 
 
 class _NodeBudget:
-    """Quirk 41: the host's budget across its connections, as go-libp2p's resource manager keeps one for the whole
+    """Quirk 44: the host's budget across its connections, as go-libp2p's resource manager keeps one for the whole
     system: streams peers opened and have open, and bytes yamux buffers. Strangers share all of each but a `reserve`
     share, which protected peers (the node's bootstrap peers and horizon) may take too, so strangers never starve
     them. A stream past the budget is reset; bytes past it close the stranger connections buffering the most,
@@ -1248,7 +1248,7 @@ class _NodeBudget:
         if not self._refusing:
             self._refusing = True
             logger.warning("resetting streams peers open: %d are open, the node's budget for strangers is %d of %d "
-                           "(quirk 41)", self._opened, self._share(self._streams), self._streams)
+                           "(quirk 44)", self._opened, self._share(self._streams), self._streams)
         return False
 
     def make_room(self, conn: _Yamux, held: int) -> bool:
@@ -1275,7 +1275,7 @@ class _NodeBudget:
             del self._connections[victim]
             self.connections_closed += 1
             logger.warning("closing the connection of %s: the node's yamux buffers are over their budget of %d bytes, "
-                           "and it buffers the most of the strangers' (quirk 41)", victim.peer_id, self._buffered)
+                           "and it buffers the most of the strangers' (quirk 44)", victim.peer_id, self._buffered)
             if victim is conn:
                 return False
             victim.evict()
@@ -1333,7 +1333,7 @@ class _PeerNotifee(INotifee):
         if isinstance(conn.muxed_conn, _Yamux):
             conn.muxed_conn.on_hostile = self._on_hostile  # quirk 35
             if self._budget is not None:
-                self._budget.join(conn.muxed_conn)  # quirk 41
+                self._budget.join(conn.muxed_conn)  # quirk 44
         if self._is_blocked(peer):
             # There is no peer-level gate in py-libp2p 0.8 (its ConnectionGate filters IP addresses only), so an
             # inbound connection from a blocked peer is closed as soon as the handshake names the peer.
@@ -1507,7 +1507,7 @@ class Host:
     def set_protected(self, is_protected: Callable[[str], bool]) -> None:
         """Never close an inbound connection of a peer for which `is_protected(peer_id)` holds as idle (quirk 34)
         (the node's bootstrap peers and the orgs in its horizon), and let it take the share of the node's budget that
-        strangers may not (quirk 41); it is asked as a connection's grace ends, and as the budget runs short."""
+        strangers may not (quirk 44); it is asked as a connection's grace ends, and as the budget runs short."""
         self._protected = is_protected
 
     def peer_events(self) -> trio.MemoryReceiveChannel[PeerEvent]:
@@ -1928,12 +1928,12 @@ class _SenderRecords:
         return True
 
 
-# Quirk 42: the _Pubsub whose task reads a peer's RPCs (continuously_read_stream), in that task.
+# Quirk 45: the _Pubsub whose task reads a peer's RPCs (continuously_read_stream), in that task.
 _READING: contextvars.ContextVar[_Pubsub | None] = contextvars.ContextVar("reading", default=None)
 
 
 class _IgnoreGraylisted:
-    """Quirk 42: pubsub's per-RPC check of the sender's signed peer record, `consume`, after the reading _Pubsub
+    """Quirk 45: pubsub's per-RPC check of the sender's signed peer record, `consume`, after the reading _Pubsub
     emptied the RPC of a graylisted peer (then nothing is checked: there is nothing left)."""
 
     def __init__(self, consume: Callable[[rpc_pb2.RPC, BasicHost, ID], bool]) -> None:
@@ -1947,7 +1947,7 @@ class _IgnoreGraylisted:
 
 
 def _fix_graylisting() -> None:
-    """Quirk 42, if pubsub still checks each RPC it reads with maybe_consume_signed_record(msg, host, peer_id) first,
+    """Quirk 45, if pubsub still checks each RPC it reads with maybe_consume_signed_record(msg, host, peer_id) first,
     by that name (quirk 24's replacement, if made, is kept inside)."""
     module = libp2p.pubsub.pubsub
     consume = module.maybe_consume_signed_record

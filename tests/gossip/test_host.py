@@ -1082,7 +1082,7 @@ async def test_peers_still_learn_each_other_s_signed_records(monkeypatch: pytest
 
     with trio.fail_after(20):
         async with network(2) as (hosts, inboxes):
-            # (pubsub's own copy of the name is wrapped by quirk 42's gate, gossipsub's is the one quirk 24 set)
+            # (pubsub's own copy of the name is wrapped by quirk 45's gate, gossipsub's is the one quirk 24 set)
             records = libp2p.pubsub.gossipsub.maybe_consume_signed_record.__self__
             assert isinstance(records, _SenderRecords)  # quirk 24 is on
             sender = ID.from_base58(hosts[0].peer_id)

@@ -1,5 +1,5 @@
 """Peers of fresh keys, each within what one connection may hold, exhausting a host's streams and memory together, and
-the peers it protects keeping their share (gossip.host quirk 41), over real connections on loopback. The hostile peers
+the peers it protects keeping their share (gossip.host quirk 44), over real connections on loopback. The hostile peers
 are hosts too, writing raw yamux frames past their own muxer."""
 
 import contextlib
@@ -59,7 +59,7 @@ def test_a_budget_that_admits_nothing_is_refused(field: str, value: float, says:
 
 @pytest.mark.slow
 async def test_strangers_streams_across_connections_stop_at_the_budget_and_a_protected_peer_still_opens_one() -> None:
-    """Quirk 41: each connection could have 256 streams open, so peers of fresh keys held 256 each, without bound."""
+    """Quirk 44: each connection could have 256 streams open, so peers of fresh keys held 256 each, without bound."""
     config = HostConfig(inbound_streams_budget=8, budget_reserve=0.25)  # 6 for strangers, 2 more for protected peers
     with trio.fail_after(30):
         async with (open_host(os.urandom(32), LOOPBACK, config=config) as node,
@@ -89,7 +89,7 @@ async def test_strangers_streams_across_connections_stop_at_the_budget_and_a_pro
 
 @pytest.mark.slow
 async def test_bytes_past_the_budget_close_the_stranger_buffering_the_most_never_a_protected_peer() -> None:
-    """Quirk 41: each connection could have the host buffer 62 MiB within its windows, so peers of fresh keys made it
+    """Quirk 44: each connection could have the host buffer 62 MiB within its windows, so peers of fresh keys made it
     buffer 62 MiB each, without bound."""
     window = DEFAULT_WINDOW_SIZE
     config = HostConfig(buffered_bytes_budget=8 * window, budget_reserve=0.25)  # 6 windows for strangers, 2 more

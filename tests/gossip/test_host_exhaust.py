@@ -1,6 +1,6 @@
 """One hostile peer trying to exhaust a host's slots, memory, tasks or CPU through its handshakes, muxer, protocol
 negotiation and gossip control, or to be heard with a score below the graylist threshold, over real connections on
-loopback (gossip.host quirks 35 to 40, 42). The hostile peer is a host too, writing raw yamux frames past its own muxer
+loopback (gossip.host quirks 35 to 40, 45). The hostile peer is a host too, writing raw yamux frames past its own muxer
 or RPCs on a stream of its own, or bare sockets."""
 
 import contextlib
@@ -197,7 +197,7 @@ async def test_a_cached_message_is_sent_to_a_peer_asking_again_and_again_three_t
 
 @pytest.mark.slow
 async def test_a_graylisted_peer_s_rpcs_are_ignored_unread(monkeypatch) -> None:
-    """Quirk 42: py-libp2p read every RPC of a peer scoring below the graylist threshold, where GossipSub v1.1 ignores
+    """Quirk 45: py-libp2p read every RPC of a peer scoring below the graylist threshold, where GossipSub v1.1 ignores
     them: its subscriptions were recorded, its IWANTs answered."""
     scoring = PeerScoring(publish_threshold=-30.0, graylist_threshold=-30.0)  # graylisted at the 4th invalid message
     rejected = trio.Event()
