@@ -11,15 +11,20 @@ sockets (gossip.host quirks 35-40):
 - stall: 300 sockets that never start Noise, then a peer's connect() (38);
 - proposals: one stream of 5,000 multistream-select proposals of unknown protocols: CPU (40);
 - fill: 250 streams each sent a full initial window (256 KiB) while in negotiation: bytes the host buffers for one
-  connection within the windows it granted (not bounded further; see the README's hostile peers).
+  connection within the windows it granted;
+- many: --connections peers of fresh keys (50 by default) each doing as `fill` at once, subscribed to a topic so that
+  their connections are in use (34): the most bytes the host buffered across its connections, the connections it
+  kept, and the process's RSS before, at its peak and after (44).
 
     python benchmarks/p2p_exhaust.py                 # every attack
     python benchmarks/p2p_exhaust.py syns control-graft    # some
+    python benchmarks/p2p_exhaust.py many --connections 100
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import resource
@@ -27,6 +32,7 @@ import socket
 import struct
 import sys
 import time
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import trio
@@ -175,17 +181,70 @@ async def proposals(node: Host, hostile: Host) -> str:
     return f"5,000 proposals ({len(payload)} bytes): {time.process_time() - cpu:.1f} s of CPU"
 
 
-async def fill(node: Host, hostile: Host) -> str:
-    await node.connect(hostile.listen_addrs[0])
-    raw, kept = muxed(hostile, node.peer_id), muxed(node, hostile.peer_id)
+async def fill_windows(node: Host, hostile: Host) -> None:
+    """`hostile`, connected to `node`, opens 250 streams and sends each a full initial window (4 frames of 65,000
+    bytes), which `node` cannot read while they are in negotiation."""
+    raw = muxed(hostile, node.peer_id)
     first = raw.next_stream_id + 6000
     for k in range(250):
         await raw._write_frame(frame(TYPE_WINDOW_UPDATE, FLAG_SYN, first + 2 * k))
         for _ in range(4):
             await raw._write_frame(frame(TYPE_DATA, 0, first + 2 * k, b"x" * 65000))
+
+
+def buffered(node: Host) -> int:
+    """Bytes `node`'s yamux connections buffer, all of them."""
+    return sum(len(b) for conns in node._host.get_network().connections.values() for c in conns
+               for b in c.muxed_conn.stream_buffers.values())
+
+
+def rss_mib() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+async def fill(node: Host, hostile: Host) -> str:
+    await node.connect(hostile.listen_addrs[0])
+    await fill_windows(node, hostile)
     await trio.sleep(2)
-    return (f"250 streams: {sum(len(b) for b in kept.stream_buffers.values()) / 2**20:.1f} MiB buffered, "
+    return (f"250 streams: {buffered(node) / 2**20:.1f} MiB buffered, "
             f"connected: {hostile.peer_id in node.connected_peers()}")
+
+
+async def many(node: Host, _: Host) -> str:
+    before, peak = rss_mib(), [0.0, 0]
+    async with AsyncExitStack() as stack:
+        hostiles = [await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK)) for _ in range(CONNECTIONS)]
+        for hostile in hostiles:
+            await hostile.subscribe(TOPIC, accept)  # in use: never closed as idle (quirk 34)
+            await hostile.connect(node.listen_addrs[0])
+
+        async def fill_one(hostile: Host) -> None:
+            with contextlib.suppress(Exception):  # the node hung up
+                await fill_windows(node, hostile)
+
+        async def sample() -> None:
+            while True:
+                peak[:] = max(peak[0], rss_mib()), max(peak[1], buffered(node))
+                await trio.sleep(0.1)
+
+        start = time.monotonic()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sample)
+            async with trio.open_nursery() as fillers:
+                for hostile in hostiles:
+                    fillers.start_soon(fill_one, hostile)
+            await trio.sleep(2)
+            nursery.cancel_scope.cancel()
+        took = time.monotonic() - start
+        kept = sum(h.peer_id in node.connected_peers() for h in hostiles)
+        held = buffered(node)
+    stats = node.stats()
+    refused = (f"; {stats.connections_over_budget} connections closed and {stats.streams_over_budget} streams reset "
+               "over the node's budget" if hasattr(stats, "connections_over_budget") else "")
+    return (f"{CONNECTIONS} peers filling 250 streams each in {took:.0f} s: at most {peak[1] / 2**20:.0f} MiB buffered "
+            f"({held / 2**20:.0f} MiB at the end), {kept} connections kept{refused}; RSS {before:.0f} MiB before, "
+            f"{peak[0]:.0f} at the peak, {rss_mib():.0f} after")
 
 
 class _Count(logging.Handler):
@@ -197,7 +256,9 @@ class _Count(logging.Handler):
         self.count += 1
 
 
+CONNECTIONS = 50  # peers of the `many` attack (--connections)
 ATTACKS = {"window": window, "syns": syns, "stall": stall, "iwant": iwant, "proposals": proposals, "fill": fill,
+           "many": many,
            **{f"control-{kind}": (lambda kind: lambda node, hostile: control(node, hostile, kind))(kind)
               for kind in ("graft", "ihave", "iwant")}}
 
@@ -212,7 +273,9 @@ async def main(names: list[str]) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("attacks", nargs="*", help=f"any of {', '.join(ATTACKS)} (default: all)")
-    chosen = parser.parse_args().attacks or list(ATTACKS)
+    parser.add_argument("--connections", type=int, default=CONNECTIONS, help="peers of the `many` attack")
+    args = parser.parse_args()
+    chosen, CONNECTIONS = args.attacks or list(ATTACKS), args.connections
     if unknown := set(chosen) - set(ATTACKS):
         parser.error(f"unknown attacks {sorted(unknown)}; choose from {', '.join(ATTACKS)}")
     logging.basicConfig()

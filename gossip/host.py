@@ -348,6 +348,36 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    ever left, and a stranger making keys grows it by one a connection. Repro: a peer with a fresh key connects
    to a host and leaves: network.auto_connector._recent_disconnects holds it for ever. Handled:
    _PeerNotifee.disconnected clears it (AutoConnector.clear_cooldown), as nothing reads it.
+44. Nothing bounds what all connections hold together: quirks 35 and 36 bound one connection (256 streams open, the
+   windows granted: up to 62 MiB buffered while its streams are in negotiation), and py-libp2p's resource manager
+   counts no byte yamux buffers. Keys are free to make, so peers of fresh keys each take a connection's allowance.
+   Repro (benchmarks/p2p_exhaust.py many): 50 hosts connect to host A, subscribe to a topic (so their connections are
+   in use, 34) and each opens 250 streams and sends 256 KiB on each while A negotiates them: A buffered up to 871 MiB
+   at once, its process's RSS went from 91 to 1,004 MiB. Handled as go-libp2p's resource manager does with its system
+   scope (_NodeBudget), with go-libp2p's base system limits (which it raises with the machine's memory) as defaults:
+   HostConfig.inbound_streams_budget, 1,024 streams peers opened and have open across connections, and
+   buffered_bytes_budget, 128 MiB buffered. A stream opened past the first is reset as it is accepted (HostStats.
+   streams_over_budget); a DATA frame that would take the bytes past the second closes the stranger connection
+   buffering the most, GO_AWAY internal error first, and the next, until it fits; the frame's own connection if it
+   buffers the most (HostStats.connections_over_budget). Strangers may take all but HostConfig.budget_reserve (a
+   quarter) of each; peers protected by set_protected may take that share too, so strangers never starve them
+   (go-libp2p gives allowlisted peers a system scope of their own). Each connection's streams are counted as of the
+   last one it accepted, and its bytes as of its last frame (the bytes of the one it reads included), and exactly,
+   across connections, only when a sum passes the budget (a walk of every stream: a stream opened while they are at it
+   costs one); a frame read and not yet buffered in that moment is missed, so the bytes may pass the budget by about a
+   frame for each connection reading one. Same repro: at most 98 MiB buffered (strangers' share 96), RSS from 92 to
+   221 MiB, 49 of the 50 connections closed, in 32-73 s where filling them took 466 s.
+45. Pubsub reads every RPC of a peer whose score is below the graylist threshold, which GossipSub v1.1 says to ignore
+   (go-libp2p drops such an RPC before any processing, AcceptFrom): py-libp2p asks whether a peer is graylisted only
+   to send it messages, to graft or prune it and to refuse its GRAFT. Repro (this module's hosts, the fix below left
+   out): hosts A and B meshed, A's PeerScoring with publish and graylist thresholds of -30, B publishes 4 messages A's
+   validator rejects (B's score at A -40); B writes one RPC on a /meshsub/1.2.0 stream of its own, subscribing to
+   another topic and asking (IWANT) for a message A published: A records the subscription and sends the message.
+   Handled (patched by name and parameters, as 24): pubsub checks the sender's signed peer record of each RPC it reads
+   with maybe_consume_signed_record before anything else; in the task reading a peer's stream (_Pubsub.
+   continuously_read_stream) that call first asks whether the peer's score over the topics the host joins is below the
+   threshold and if so empties the RPC (HostStats.graylisted_rpcs): nothing in it is read, checked or answered. The
+   RPC is still parsed, as in go-libp2p; and a graylisted peer starts afresh by reconnecting (below).
 Not worked around (policy, not a bug to patch): scores of a disconnected peer are forgotten at once (the spec
 retains them); IDONTWANT is sent for every message regardless of size.
 """
@@ -413,8 +443,8 @@ from libp2p.rcmgr import Direction
 from libp2p.security.noise.exceptions import PeerIDMismatchesPubkey
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
-from libp2p.stream_muxer.yamux.yamux import (DEFAULT_WINDOW_SIZE, GO_AWAY_PROTOCOL_ERROR, TYPE_GO_AWAY,
-                                             YAMUX_HEADER_FORMAT)
+from libp2p.stream_muxer.yamux.yamux import (DEFAULT_WINDOW_SIZE, GO_AWAY_INTERNAL_ERROR, GO_AWAY_PROTOCOL_ERROR,
+                                             TYPE_GO_AWAY, YAMUX_HEADER_FORMAT)
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux, YamuxStream
 from libp2p.tools.anyio_service import background_trio_service
@@ -482,8 +512,8 @@ class PeerScoring:
     Only invalid messages (a validator said REJECT or False, or the message was malformed; IGNORE costs nothing,
     quirk 28) and protocol misbehaviour (IHAVE/IWANT floods) lower a score; counters decay by `decay` per heartbeat.
     Thresholds as in the spec: below `gossip_threshold` no gossip is exchanged with the peer, below
-    `publish_threshold` its messages are dropped and ours are not sent to it, below `graylist_threshold` it is kept
-    out of our mesh.
+    `publish_threshold` its messages are dropped and ours are not sent to it, below `graylist_threshold` its RPCs are
+    ignored unread (quirk 45) and it is kept out of our mesh.
     Peer exchange (PX) from other peers is never acted on: this node chooses its own peers.
     """
 
@@ -532,6 +562,11 @@ class HostConfig:
     close_timeout: float = 5.0  # bound on closing connections and listeners when the host exits
     max_connections: int = 300
     idle_inbound_grace: float = 10.0  # seconds an inbound connection has to be put to use, or is closed (quirk 34)
+    # The node-wide budget across connections (quirk 44), go-libp2p's system-scope base limits: streams peers have open
+    # at once, bytes yamux buffers, and the share of each that only protected peers may take.
+    inbound_streams_budget: int = 1024
+    buffered_bytes_budget: int = 128 * 2**20
+    budget_reserve: float = 0.25
     scoring: PeerScoring = field(default_factory=PeerScoring)
     libp2p_log_level: int = logging.WARNING  # for py-libp2p's own records, which are chatty below this
 
@@ -551,6 +586,10 @@ class HostConfig:
                 raise ValueError(f"HostConfig.{name} must be positive")
         if self.receive_buffer < 1 or self.max_connections < 1:
             raise ValueError("HostConfig.receive_buffer and max_connections must be at least 1")
+        if self.inbound_streams_budget < 1 or self.buffered_bytes_budget < 1:
+            raise ValueError("HostConfig.inbound_streams_budget and buffered_bytes_budget must be at least 1")
+        if not 0 <= self.budget_reserve < 1:
+            raise ValueError(f"HostConfig.budget_reserve {self.budget_reserve} must be in [0, 1)")
 
 
 class Received(NamedTuple):
@@ -585,6 +624,9 @@ class HostStats:
     control_dropped: int = 0  # GRAFTs, PRUNEs and IHAVE and IWANT message ids dropped unread (quirk 37)
     idle_inbound_closed: int = 0  # inbound connections closed as not put to use within their grace (quirk 34)
     handshakes_aborted: int = 0  # inbound connections closed in their handshake, their slot given to another (38)
+    graylisted_rpcs: int = 0  # RPCs ignored unread: their peer's score was below the graylist threshold (quirk 45)
+    streams_over_budget: int = 0  # streams a peer opened, reset as the node's inbound streams budget was used (44)
+    connections_over_budget: int = 0  # connections closed as the node's yamux buffers were over budget (44)
 
 
 def peer_public_key(peer_id: str) -> bytes:
@@ -900,7 +942,8 @@ class _Ignored(Exception):
 
 
 class _Pubsub(Pubsub):
-    """Pubsub with the overrides that quirks 8, 11, 12, 13, 27-30 need; none of them changes what a peer receives."""
+    """Pubsub with the overrides that quirks 8, 11, 12, 13, 27-30 and 45 need; none of them changes what a peer
+    receives."""
 
     def __init__(
         self,
@@ -916,6 +959,7 @@ class _Pubsub(Pubsub):
         self._on_hostile = on_hostile
         self._queue_drained = trio.Event()
         self._write_locks: weakref.WeakKeyDictionary[INetStream, trio.Lock] = weakref.WeakKeyDictionary()
+        self.graylisted_rpcs = 0  # HostStats.graylisted_rpcs
 
     def notify_subscriptions(self, publish_message: rpc_pb2.Message) -> None:
         self._deliver(publish_message)  # quirk 13: into our own, larger, counted channels
@@ -945,6 +989,23 @@ class _Pubsub(Pubsub):
             raise _Ignored
         if verdict is not Verdict.ACCEPT:
             raise ValidationError(f"rejected by the topic validator: message from {msg_forwarder}")
+
+    async def continuously_read_stream(self, stream: INetStream) -> None:
+        token = _READING.set(self)  # quirk 45: for _IgnoreGraylisted, called on each RPC this task reads
+        try:
+            await super().continuously_read_stream(stream)
+        finally:
+            _READING.reset(token)
+
+    def ignore_if_graylisted(self, rpc: rpc_pb2.RPC, peer: ID) -> bool:
+        """Whether `rpc` is ignored entirely, its peer scoring below graylist_threshold (GossipSub v1.1, quirk 45): if
+        so it is emptied, and counted, before pubsub reads any of it."""
+        scorer = self.router.scorer  # type: ignore[attr-defined]
+        if scorer.score(peer, list(self.topic_ids)) >= scorer.params.graylist_threshold:
+            return False
+        self.graylisted_rpcs += 1
+        rpc.Clear()
+        return True
 
     async def stream_handler(self, stream: INetStream) -> None:
         try:
@@ -1100,41 +1161,181 @@ class _WindowExceeded(Exception):
     """A yamux peer sent more than its receive windows allow (quirk 35); its connection is closed."""
 
 
+class _OverBudget(Exception):
+    """A yamux connection was closed for the node's budget of buffered bytes (quirk 44)."""
+
+
 class _Yamux(Yamux):
-    """Yamux that holds the peer to the receive windows it was granted (quirk 35) and to MAX_INBOUND_STREAMS open
-    streams (quirk 36); nothing else differs."""
+    """Yamux that holds the peer to the receive windows it was granted (quirk 35), to MAX_INBOUND_STREAMS open
+    streams (quirk 36) and to the host's budget across connections (quirk 44); nothing else differs."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         # Told of hostile input: the host's counter once a notifee knows the connection, a warning before.
         self.on_hostile: Callable[[ID, str], None] = _warn_hostile
+        self.budget: _NodeBudget | None = None  # the host's, once a notifee knows the connection (quirk 44)
+        self.held = 0  # bytes buffered, at most, as the budget last counted them (quirk 44)
+        self.opened = 0  # streams the peer opened and has open, at most, as the budget last counted them (quirk 44)
+        self.incoming = 0  # bytes of the DATA frame being read, which it will buffer
+        self._evicted = False  # closed to make room in the budget for another connection's frame (quirk 44)
         self._refused_streams = False
+
+    def inbound_open(self) -> int:
+        """Streams the peer opened that are open (not closed or reset by this host)."""
+        theirs = self.next_stream_id % 2 ^ 1
+        return sum(s.stream_id % 2 == theirs and not (s.closed or s.send_closed) for s in self.streams.values())
+
+    def buffered(self) -> int:
+        """Bytes received and not yet read, all streams'."""
+        return sum(len(buffer) for buffer in self.stream_buffers.values())
 
     async def accept_stream(self) -> IMuxedStream:
         while True:
             stream = await super().accept_stream()
-            theirs = self.next_stream_id % 2 ^ 1
-            if sum(s.stream_id % 2 == theirs and not (s.closed or s.send_closed) for s in self.streams.values()
-                   ) <= MAX_INBOUND_STREAMS:
+            opened = self.inbound_open()
+            if opened > MAX_INBOUND_STREAMS:
+                if not self._refused_streams:
+                    self._refused_streams = True
+                    self.on_hostile(self.peer_id, f"more than {MAX_INBOUND_STREAMS} streams open at once on one "
+                                                  "connection; resetting the streams it opens past them")
+            elif self.budget is None or self.budget.admit_stream(self, opened):
                 return stream
-            if not self._refused_streams:
-                self._refused_streams = True
-                self.on_hostile(self.peer_id, f"more than {MAX_INBOUND_STREAMS} streams open at once on one "
-                                              "connection; resetting the streams it opens past them")
             await stream.reset()
 
     async def _read_data_body(self, length: int) -> bytes:
-        buffered = sum(len(buffer) for buffer in self.stream_buffers.values())
+        buffered = self.buffered()
         allowed = DEFAULT_WINDOW_SIZE + sum(stream.target_recv_window for stream in self.streams.values())
         if buffered + length > allowed:
             what = (f"yamux DATA frame of {length} bytes past the receive windows ({buffered} of {allowed} bytes "
                     "buffered); connection closed")
             self.on_hostile(self.peer_id, what)
-            with contextlib.suppress(Exception):
-                await self._write_frame(struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_GO_AWAY, 0, 0, GO_AWAY_PROTOCOL_ERROR))
-            await self._cleanup_on_error()  # as for a broken connection: streams woken, socket closed
+            await self.refuse(GO_AWAY_PROTOCOL_ERROR)
             raise _WindowExceeded(what)
-        return await super()._read_data_body(length)
+        if self.budget is not None and not self.budget.make_room(self, buffered + length):
+            await self.refuse(GO_AWAY_INTERNAL_ERROR)
+            raise _OverBudget(f"connection of {self.peer_id} closed: the node's yamux buffers are over budget")
+        self.incoming = length
+        try:
+            data = await super()._read_data_body(length)
+        finally:
+            self.incoming = 0
+        return b"" if self._evicted else data  # (read as it was closed for the budget: dropped, as it buffered)
+
+    async def refuse(self, code: int) -> None:
+        """Close the connection, GO_AWAY `code` first, as for a broken one: buffers freed, streams woken, socket
+        closed."""
+        self._drop_buffers()
+        with contextlib.suppress(Exception):
+            await self._write_frame(struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_GO_AWAY, 0, 0, code))
+        await self._cleanup_on_error()
+
+    def evict(self) -> None:
+        """Quirk 44: free what the connection buffers now, and close it (refuse) in a task of its muxer: the frame of
+        another connection that made room must not wait for this peer to read a GO_AWAY."""
+        self._evicted = True
+        self._drop_buffers()
+        if self._nursery is not None:  # (set as the muxer starts, before the budget knows the connection)
+            self._nursery.start_soon(self.refuse, GO_AWAY_INTERNAL_ERROR)
+
+    def _drop_buffers(self) -> None:
+        for buffer in self.stream_buffers.values():
+            del buffer[:]
+
+
+class _NodeBudget:
+    """Quirk 44: the host's budget across its connections, as go-libp2p's resource manager keeps one for the whole
+    system: streams peers opened and have open, and bytes yamux buffers. Strangers share all of each but a `reserve`
+    share, which protected peers (the node's bootstrap peers and horizon) may take too, so strangers never starve
+    them. A stream past the budget is reset; bytes past it close the stranger connections buffering the most,
+    GO_AWAY first, until they fit (the connection they came on last, if it buffers the most)."""
+
+    def __init__(self, streams: int, buffered: int, reserve: float, is_protected: Callable[[ID], bool]) -> None:
+        self._streams, self._buffered, self._reserve = streams, buffered, reserve
+        self._is_protected = is_protected
+        # Connections whose muxer is running -> whether their peer was protected when last asked
+        self._connections: weakref.WeakKeyDictionary[_Yamux, bool] = weakref.WeakKeyDictionary()
+        self._held = 0  # the connections' `held`, summed: never less than the bytes they buffer
+        self._opened = 0  # the connections' `opened`, summed: never less than the streams peers have open
+        self._refusing = False  # whether the last stream opened was refused (a warning starts each such episode)
+        self.streams_refused = 0
+        self.connections_closed = 0
+
+    def join(self, conn: _Yamux) -> None:
+        self._connections[conn] = False
+        conn.budget = self
+
+    def admit_stream(self, conn: _Yamux, opened: int) -> bool:
+        """Whether a stream `conn`'s peer just opened is within the budget, `opened` being the streams it has open
+        with it; counts it if not (it is then reset)."""
+        self._opened += opened - conn.opened
+        conn.opened = opened
+        if self._opened > self._share(self._streams):  # (streams closed since are counted until counted again)
+            for other in self._live():
+                if other is not conn:
+                    other.opened = other.inbound_open()
+            self._opened = sum(c.opened for c in self._connections)
+        if self._opened <= self._share(self._streams) or (
+                self._opened <= self._streams and self._protected(conn)):
+            self._refusing = False
+            return True
+        conn.opened -= 1  # reset
+        self._opened -= 1
+        self.streams_refused += 1
+        if not self._refusing:
+            self._refusing = True
+            logger.warning("resetting streams peers open: %d are open, the node's budget for strangers is %d of %d "
+                           "(quirk 44)", self._opened, self._share(self._streams), self._streams)
+        return False
+
+    def make_room(self, conn: _Yamux, held: int) -> bool:
+        """Whether `conn` may buffer `held` bytes, once the stranger connections buffering the most are closed to
+        make room (_Yamux.evict); False if `conn` is to be closed itself, being one of them or closed already."""
+        if conn not in self._connections:
+            return False
+        self._held += held - conn.held
+        conn.held = held
+        if self._held <= self._share(self._buffered):
+            return True
+        for other in self._live():
+            if other is not conn:
+                other.held = other.buffered() + other.incoming  # (it read, or was read, since it last received)
+        self._held = sum(c.held for c in self._connections)
+        room = self._buffered if self._protected(conn) else self._share(self._buffered)
+        while self._held > room:
+            victim = max((c for c in self._live() if c.held and not self._connections[c]), key=lambda c: c.held,
+                         default=conn)
+            if victim is not conn and self._protected(victim):
+                continue  # protected since it connected: spared, and the next is chosen
+            self._held -= victim.held
+            victim.held = 0
+            del self._connections[victim]
+            self.connections_closed += 1
+            logger.warning("closing the connection of %s: the node's yamux buffers are over their budget of %d bytes, "
+                           "and it buffers the most of the strangers' (quirk 44)", victim.peer_id, self._buffered)
+            if victim is conn:
+                return False
+            victim.evict()
+        return True
+
+    def _share(self, budget: int) -> int:
+        """What strangers may take of `budget`."""
+        return budget - int(budget * self._reserve)
+
+    def _protected(self, conn: _Yamux) -> bool:
+        """Whether `conn`'s peer is protected, asked anew: a peer may be protected since it connected."""
+        protected = self._is_protected(conn.peer_id)
+        if conn in self._connections:
+            self._connections[conn] = protected
+        return protected
+
+    def _live(self) -> list[_Yamux]:
+        """The connections still running; forgets those that stopped."""
+        for stopped in [c for c in self._connections if c.event_shutting_down.is_set()]:
+            self._held -= stopped.held
+            self._opened -= stopped.opened
+            stopped.held = stopped.opened = 0
+            del self._connections[stopped]
+        return list(self._connections)
 
 
 def _warn_hostile(peer: ID, what: str) -> None:
@@ -1153,8 +1354,10 @@ class _PeerNotifee(INotifee):
     notified after the swarm dropped it, even after a new connection to the peer); closes blocked peers' connections."""
 
     def __init__(self, emit: Callable[[PeerEvent], None], is_blocked: Callable[[ID], bool], close_timeout: float,
-                 idle: _IdleInbound | None = None, on_hostile: Callable[[ID, str], None] = _warn_hostile) -> None:
+                 idle: _IdleInbound | None = None, on_hostile: Callable[[ID, str], None] = _warn_hostile,
+                 budget: _NodeBudget | None = None) -> None:
         self._emit = emit
+        self._budget = budget
         self._on_hostile = on_hostile
         self._is_blocked = is_blocked
         self._close_timeout = close_timeout
@@ -1165,6 +1368,8 @@ class _PeerNotifee(INotifee):
         peer = conn.muxed_conn.peer_id
         if isinstance(conn.muxed_conn, _Yamux):
             conn.muxed_conn.on_hostile = self._on_hostile  # quirk 35
+            if self._budget is not None:
+                self._budget.join(conn.muxed_conn)  # quirk 44
         if self._is_blocked(peer):
             # There is no peer-level gate in py-libp2p 0.8 (its ConnectionGate filters IP addresses only), so an
             # inbound connection from a blocked peer is closed as soon as the handshake names the peer.
@@ -1237,7 +1442,8 @@ class Host:
         self._publish_lock = trio.Lock()
         self._counts: dict[str, int] = dict.fromkeys(
             HostStats.__dataclass_fields__.keys() - {"mesh_prunes", "idle_inbound_closed", "handshakes_aborted",
-                                                     "control_dropped"}, 0)
+                                                     "control_dropped", "streams_over_budget",
+                                                     "connections_over_budget", "graylisted_rpcs"}, 0)
         self._lagging_topics: set[str] = set()
         self._open = True
         self._peer_id = self._my_id.to_base58()
@@ -1246,8 +1452,11 @@ class Host:
         self._streamed: set[ID] = set()  # connected peers that a stream of ours (not pubsub's) was opened with
         self._protected: Callable[[str], bool] = lambda peer_id: False
         self._idle = _IdleInbound(config.idle_inbound_grace, self._in_use, config.close_timeout)
+        self._budget = _NodeBudget(config.inbound_streams_budget, config.buffered_bytes_budget, config.budget_reserve,
+                                   lambda peer: self._protected(_peer_str(peer.to_bytes())))
         host.get_network().register_notifee(_PeerNotifee(self._emit_peer_event, self._is_blocked,
-                                                         config.close_timeout, self._idle, self._count_hostile))
+                                                         config.close_timeout, self._idle, self._count_hostile,
+                                                         self._budget))
 
     @property
     def peer_id(self) -> str:
@@ -1334,7 +1543,8 @@ class Host:
 
     def set_protected(self, is_protected: Callable[[str], bool]) -> None:
         """Never close an inbound connection of a peer for which `is_protected(peer_id)` holds as idle (quirk 34)
-        (the node's bootstrap peers and the orgs in its horizon); it is asked as a connection's grace ends."""
+        (the node's bootstrap peers and the orgs in its horizon), and let it take the share of the node's budget that
+        strangers may not (quirk 44); it is asked as a connection's grace ends, and as the budget runs short."""
         self._protected = is_protected
 
     def peer_events(self) -> trio.MemoryReceiveChannel[PeerEvent]:
@@ -1455,7 +1665,9 @@ class Host:
 
     def stats(self) -> HostStats:
         return HostStats(**self._counts, mesh_prunes=self._router.mesh_prunes, idle_inbound_closed=self._idle.closed,
-                         handshakes_aborted=self._idle.handshakes_aborted, control_dropped=self._router.control_dropped)
+                         handshakes_aborted=self._idle.handshakes_aborted, control_dropped=self._router.control_dropped,
+                         graylisted_rpcs=self._pubsub.graylisted_rpcs, streams_over_budget=self._budget.streams_refused,
+                         connections_over_budget=self._budget.connections_closed)
 
     def peer_score(self, peer_id: str) -> float:
         """This host's GossipSub score for a peer over the topics it subscribes to (0 for a newcomer)."""
@@ -1580,6 +1792,7 @@ async def open_host(seed: bytes, listen: list[str], *, config: HostConfig = Host
     _fix_read_exactly()
     _fix_window_updates()
     _fix_sender_records()
+    _fix_graylisting()  # (after quirk 24's fix, which replaces the same function only if it is still the library's)
     _fix_own_signature_check()
     _fix_muxer_class()
     _fix_negotiation()
@@ -1743,6 +1956,33 @@ class _SenderRecords:
         if len(accepted) > MAX_REMEMBERED_RECORDS:  # peers come and go: forget the one accepted longest ago
             del accepted[next(iter(accepted))]
         return True
+
+
+# Quirk 45: the _Pubsub whose task reads a peer's RPCs (continuously_read_stream), in that task.
+_READING: contextvars.ContextVar[_Pubsub | None] = contextvars.ContextVar("reading", default=None)
+
+
+class _IgnoreGraylisted:
+    """Quirk 45: pubsub's per-RPC check of the sender's signed peer record, `consume`, after the reading _Pubsub
+    emptied the RPC of a graylisted peer (then nothing is checked: there is nothing left)."""
+
+    def __init__(self, consume: Callable[[rpc_pb2.RPC, BasicHost, ID], bool]) -> None:
+        self._consume = consume
+
+    def __call__(self, rpc: rpc_pb2.RPC, host: BasicHost, peer: ID) -> bool:
+        pubsub = _READING.get()
+        if pubsub is not None and pubsub.ignore_if_graylisted(rpc, peer):
+            return True
+        return self._consume(rpc, host, peer)
+
+
+def _fix_graylisting() -> None:
+    """Quirk 45, if pubsub still checks each RPC it reads with maybe_consume_signed_record(msg, host, peer_id) first,
+    by that name (quirk 24's replacement, if made, is kept inside)."""
+    module = libp2p.pubsub.pubsub
+    consume = module.maybe_consume_signed_record
+    if not isinstance(consume, _IgnoreGraylisted) and len(inspect.signature(consume).parameters) == 3:
+        module.maybe_consume_signed_record = _IgnoreGraylisted(consume)  # type: ignore[attr-defined]
 
 
 def _fix_sender_records() -> None:

@@ -254,6 +254,14 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         metrics.collect("p2p_control_dropped_total", "Gossip control entries dropped unread, as go-libp2p drops "
                         "them (for topics not joined, past 10 IHAVEs and 5,000 message ids an RPC, or asking for a "
                         "message a fourth time)", lambda: host.stats().control_dropped, kind="counter")
+        for stat, what in (  # what peers exhausting the node across connections, or scoring too low, were refused
+                ("streams_over_budget", "Streams peers opened, reset as the node's budget of streams open across "
+                 f"connections was used up (strangers may use {1 - host_config.budget_reserve:.0%} of it)"),
+                ("connections_over_budget", "Connections of strangers closed as the node's budget of bytes buffered "
+                 "across connections was used up (the one buffering the most first)"),
+                ("graylisted_rpcs", "Gossip RPCs ignored unread, their peer scoring below the graylist threshold "
+                 "(GossipSub v1.1)")):
+            metrics.collect(f"p2p_{stat}_total", what, functools.partial(_host_stat, host, stat), kind="counter")
         metrics.collect("ledger_size", "Records in the records ledger", lambda: store.size)
         metrics.collect("held_records", "Records waiting for a missing predecessor", lambda: replica.held_count)
         metrics.collect("listener_errors", "Accepted batches a part of the node (scores, say) failed to take in: "
@@ -261,6 +269,11 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         metrics.collect("own_records_from_peers", "Records of this org's key that came from peers since the node "
                         "started (a restore from an older copy, or a stolen key)", lambda: replica.own_from_peers)
         yield node
+
+
+def _host_stat(host: Host, name: str) -> int:
+    """One of the host's counters (gossip.host.HostStats), by name."""
+    return int(getattr(host.stats(), name))
 
 
 def _repair_hint(config: NodeConfig) -> str:

@@ -1,6 +1,7 @@
 """One hostile peer trying to exhaust a host's slots, memory, tasks or CPU through its handshakes, muxer, protocol
-negotiation and gossip control, over real connections on loopback (gossip.host quirks 35 to 40). The hostile peer is
-a host too, writing raw yamux frames past its own muxer or RPCs on a stream of its own, or bare sockets."""
+negotiation and gossip control, or to be heard with a score below the graylist threshold, over real connections on
+loopback (gossip.host quirks 35 to 40, 45). The hostile peer is a host too, writing raw yamux frames past its own muxer
+or RPCs on a stream of its own, or bare sockets."""
 
 import contextlib
 import os
@@ -16,8 +17,8 @@ from libp2p.stream_muxer.yamux.yamux import FLAG_SYN, TYPE_DATA, TYPE_WINDOW_UPD
 
 from gossip.frames import encode_uvarint
 from gossip.host import (GOSSIP_RETRANSMISSION, MAX_IHAVE_LENGTH, MAX_IHAVE_MESSAGES, MAX_INBOUND_STREAMS,
-                         MAX_PROTOCOL_PROPOSALS, Host, HostConfig, HostError, PeerEvent, Stream, _trim_control,
-                         open_host)
+                         MAX_PROTOCOL_PROPOSALS, Host, HostConfig, HostError, PeerEvent, PeerScoring, Stream,
+                         _trim_control, open_host)
 from tests.gossip.test_host import LOOPBACK, TOPIC, accept_all
 
 FRAME = 65536  # bytes of data in each raw DATA frame
@@ -192,6 +193,50 @@ async def test_a_cached_message_is_sent_to_a_peer_asking_again_and_again_three_t
                 await node.wait_for_mesh(TOPIC, hostile.peer_id)
             assert sorted(sent) == sorted([b"cached 0", b"cached 1", b"cached 2"] * GOSSIP_RETRANSMISSION)
             assert node.stats().control_dropped == 3 * (5 - GOSSIP_RETRANSMISSION)
+
+
+@pytest.mark.slow
+async def test_a_graylisted_peer_s_rpcs_are_ignored_unread(monkeypatch) -> None:
+    """Quirk 45: py-libp2p read every RPC of a peer scoring below the graylist threshold, where GossipSub v1.1 ignores
+    them: its subscriptions were recorded, its IWANTs answered."""
+    scoring = PeerScoring(publish_threshold=-30.0, graylist_threshold=-30.0)  # graylisted at the 4th invalid message
+    rejected = trio.Event()
+    judged: list[bytes] = []
+
+    def no_bad(peer: str, data: bytes) -> bool:
+        judged.append(data)
+        if judged.count(b"bad") == 4:
+            rejected.set()
+        return data != b"bad"
+
+    with trio.fail_after(30):
+        async with (open_host(os.urandom(32), LOOPBACK, config=HostConfig(scoring=scoring)) as node,
+                    open_host(os.urandom(32), LOOPBACK) as hostile):
+            await node.subscribe(TOPIC, no_bad)
+            await hostile.subscribe(TOPIC, accept_all)
+            await node.connect(hostile.listen_addrs[0])
+            await node.wait_for_mesh(TOPIC, hostile.peer_id)
+            await hostile.wait_for_mesh(TOPIC, node.peer_id)
+            await node.publish(TOPIC, b"cached")
+            for _ in range(4):
+                await hostile.publish(TOPIC, b"bad")
+            await rejected.wait()
+            assert node.peer_score(hostile.peer_id) < scoring.graylist_threshold
+            sent: list[bytes] = []
+            send_rpc = node._router.send_rpc
+            monkeypatch.setattr(node._router, "send_rpc", lambda peer, rpc, *args: (
+                sent.extend(m.data for m in rpc.publish), send_rpc(peer, rpc, *args))[-1])
+            rpc = rpc_pb2.RPC(subscriptions=[rpc_pb2.RPC.SubOpts(subscribe=True, topicid="/vouchnet/other")],
+                              control=rpc_pb2.ControlMessage(iwant=[rpc_pb2.ControlIWant(
+                                  messageIDs=list(node._router.mcache.msgs))]))
+            data = rpc.SerializeToString()
+            async with await hostile.open_stream(node.peer_id, "/meshsub/1.2.0") as stream:
+                await stream.write(encode_uvarint(len(data)) + data)
+                subscribers = node._pubsub.peer_topics
+                while not (node.stats().graylisted_rpcs or subscribers.get("/vouchnet/other")):
+                    await trio.sleep(0.01)  # nothing announces that an RPC was read
+            assert node.stats().graylisted_rpcs >= 1  # (the peer's heartbeat's RPCs, on its own stream, too)
+            assert not subscribers.get("/vouchnet/other") and not sent
 
 
 def multistream_line(text: str) -> bytes:

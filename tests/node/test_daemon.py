@@ -553,7 +553,8 @@ async def test_the_client_reports_events_and_reads_the_metrics(tmp_path):
             metrics = await trio.to_thread.run_sync(client.metrics)
     assert "vouchnet_events_accepted_total 1" in metrics.splitlines()
     assert "vouchnet_inbound_idle_closed_total 0" in metrics.splitlines()  # peers dialling in idle, disconnected
-    for abuse in ("inbound_handshakes_aborted", "p2p_hostile_input", "p2p_control_dropped"):  # peers exhausting it
+    for abuse in ("inbound_handshakes_aborted", "p2p_hostile_input", "p2p_control_dropped", "p2p_streams_over_budget",
+                  "p2p_connections_over_budget", "p2p_graylisted_rpcs"):  # peers exhausting it
         assert f"vouchnet_{abuse}_total 0" in metrics.splitlines()
 
 
