@@ -12,6 +12,7 @@ import sqlite3
 import tempfile
 import threading
 import tracemalloc
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -307,6 +308,34 @@ async def witnessing_a_peer(tmp_path, a: Org, *roots: str):
                 assert isinstance(await witnessing.cosign(peer_of(a), cosign_request(peers_store, a, 0)), Cosigned)
                 yield replica, peers_node, witnessing
                 nursery.cancel_scope.cancel()
+
+
+async def test_gossiped_checkpoints_are_checked_against_what_the_witness_holds_in_memory(tmp_path):
+    """Found by profiling idle nodes (issue 7): every gossiped checkpoint of a peer's log was checked against the
+    witness's state read from witness.sqlite on a worker thread, about one a second per peer. The file is read now
+    only for the note of a cosigned checkpoint that one gossiped contradicts: the evidence."""
+    a = Org()
+    async with witnessing_a_peer(tmp_path, a) as (replica, peers_node, witnessing):
+        witness, reads = witnessing._witness, Counter[str]()
+        read = witness.cosigned
+
+        def counted(origin: str) -> tuple[Checkpoint, bytes] | None:
+            reads[origin] += 1
+            return read(origin)
+
+        witness.cosigned = counted
+        issued = trio.Event()
+        replica.listeners.append(lambda records: issued.set())
+        for _ in range(3):  # its log grows past what our witness cosigned (size 3)
+            peers_node.accept([a.record()])
+            await witnessing.host.gossip.send(Received(peer_of(a), signed_checkpoint(peers_node.store, a)))
+        origin = log_origin(NETWORK, a.did, RECORDS_LOG)
+        fork = Checkpoint(origin, 3, bytes(32)).sign([Ed25519Signer(origin, a.key)])  # gossiped at no size before
+        await witnessing.host.gossip.send(Received(peer_of(a), fork))
+        with trio.fail_after(5):
+            await issued.wait()
+        assert a.did in replica.flagged and witnessing.stats.equivocations_issued == 1
+        assert reads == {origin: 1}
 
 
 async def test_a_peer_that_rotated_its_key_is_witnessed_on_from_the_size_cosigned_under_its_old_key(tmp_path):
