@@ -195,6 +195,9 @@ class Witnessing:
         self.timeout = timeout
         self.stats = WitnessStats(gossip_period_seconds=self.pace.minimum)
         self.listeners: list[Callable[[bytes], None]] = []  # called with each new cosigned note we hold
+        # called with (org, size) for each gossiped checkpoint of the records log of an org inside the horizon
+        # (SyncService.heard_log: a peer whose log did not grow since we pulled it all is not pulled again)
+        self.log_listeners: list[Callable[[str, int], None]] = []
         self._signer = Ed25519Signer(self.origin, replica.key)
         self._cosigner = CosignatureSigner(cosigner_name(replica.did), replica.key, clock=clock)
         self._witness_path = state_dir / WITNESS_FILE
@@ -680,6 +683,8 @@ class Witnessing:
             if seen.org == self.replica.did or seen.org not in self.replica.horizon:
                 continue  # an outsider's fork is not acted on (_fork), and fresh keys would fill _forks with notes
             self.pace.heard(seen.org, trio.current_time())
+            for listener in self.log_listeners:
+                listener(seen.org, seen.checkpoint.size)
             earlier = self._forks.observe(seen)
             if _contradicts(witness.cosigned_checkpoint(seen.checkpoint.origin), seen.checkpoint):
                 # (from the witness's memory: a gossiped checkpoint costs no read of its file, ~1/s per peer)

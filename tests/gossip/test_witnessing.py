@@ -241,6 +241,25 @@ async def test_the_gossip_pace_counts_the_orgs_heard_from_inside_the_horizon_onl
                 nursery.cancel_scope.cancel()
 
 
+async def test_the_sizes_of_logs_gossiped_inside_the_horizon_are_told_to_the_log_listeners(tmp_path):
+    """The sync service learns from them which peers' logs grew since it pulled them (SyncService.heard_log)."""
+    (own,), inside, outside = identities(tmp_path, 1), Org(), Org()
+    host = CheckpointsOnlyHost()
+    heard: list[tuple[str, int]] = []
+    with RecordStore.open(own.directory) as store:
+        replica = Replica(SigningKey(own.seed), store, roots=(inside.did,), max_hops=1, held_limit=10)
+        witnessing = Witnessing(host, replica, network=NETWORK, state_dir=own.directory)
+        witnessing.log_listeners.append(lambda org, size: heard.append((org, size)))
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(witnessing.run)
+                for org in (outside, inside):
+                    await host.gossip.send(Received(peer_of(org), org_checkpoint(org)))
+                await trio.testing.wait_all_tasks_blocked()  # the watcher has taken in the last one
+                assert heard == [(inside.did, 1)]
+                nursery.cancel_scope.cancel()
+
+
 async def test_checkpoints_of_orgs_outside_the_horizon_are_not_kept(tmp_path):
     # Keys cost nothing: kept, 4096 origins of 64 sizes of 16 KiB notes would hold 4 GiB (and no fork of such an
     # org is ever acted on).
