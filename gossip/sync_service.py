@@ -1,7 +1,8 @@
 """The trio shell of catch-up sync (gossip.sync over `/vouchnet/sync/1` streams): serves peers' requests, and
 pulls from every peer when it connects (unless a round with it started less than `interval` ago), from a few
-peers picked at random every `interval` seconds (anti-entropy), for gaps gossip reports, and for the whole history
-of orgs that enter the horizon. Every read and write is time-bounded; sessions are bounded in number.
+peers picked at random every `interval` seconds (anti-entropy) among those whose records log may hold what we lack,
+for gaps gossip reports, and for the whole history of orgs that enter the horizon. Every read and write is
+time-bounded; sessions are bounded in number.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from vouching import InvalidRecord, Record
 
 from .frames import FrameError
 from .gap_queue import GapBatch, GapQueue
-from .host import Host, HostError, PeerEvent, Stream
+from .host import Host, HostError, InvalidPeerId, PeerEvent, Stream, peer_org
 from .replica import Replica
 from .serving_budget import ServingBudget, ServingRates, most_page_cost, page_cost
 from .store import StoreError
@@ -112,7 +113,11 @@ class SyncService:
     later (`sync.cosigner = witnessing.cosign`); without one, cosign requests are refused with 404. `checkpoints`
     (Witnessing.held_checkpoint) answers a peer asking for the newest checkpoint held of its own log, likewise.
     `run` registers the protocol's handler with the host, so it runs once per host. Every `interval` seconds
-    (jittered) a round pulls from `round_peers` connected peers picked at random.
+    (jittered) a round pulls from `round_peers` connected peers picked at random among those not settled: a peer is
+    settled while the size of its records log heard gossiped (`heard_log`, fed by Witnessing) is the one heard
+    when the last full round with it started, a round that ran to the end, less than `refresh_rounds` intervals
+    ago. Its ledger holds every record it stores, so what it holds has not changed since we pulled it all; a peer
+    whose log was never heard of (outside our horizon, say) is never settled.
     `verify_threads` > 0 splits each page's signature checks over that many worker threads (PyNaCl releases
     the GIL inside libsodium), and offers the records of earlier pages to the replica while they run; 0 checks
     them on the event loop. `verify_processes` > 0 checks the signatures in that many worker processes instead,
@@ -151,15 +156,17 @@ class SyncService:
         accept_records: int = 2000,
         accept_bytes: int = 4 << 20,
         session_seconds: float = 600.0,
+        refresh_rounds: int = 20,
         serving: ServingRates = ServingRates(),
         on_offence: Callable[[str, str], None] | None = None,
     ) -> None:
         if not (interval > 0 and round_peers >= 1 and timeout > 0 and max_sessions >= 1 and max_inbound >= 1
                 and gap_queue >= 1 and max_inbound_streams >= max_inbound and max_peer_streams >= 1
                 and verify_threads >= 0 and verify_processes >= 0 and not (verify_threads and verify_processes)
-                and accept_records >= 1 and accept_bytes >= 1 and session_seconds > 0):
+                and accept_records >= 1 and accept_bytes >= 1 and session_seconds > 0 and refresh_rounds >= 1):
             raise ValueError("SyncService: interval, timeout and session_seconds must be positive; round peers, "
-                             "sessions, inbound, queue, peer streams, accept_records and accept_bytes at least 1, "
+                             "sessions, inbound, queue, peer streams, accept_records, accept_bytes and "
+                             "refresh_rounds at least 1, "
                              "inbound streams at least inbound; verify_threads or verify_processes (not both) at "
                              "least 0")
         self.host = host
@@ -192,6 +199,11 @@ class SyncService:
         self._peer_locks: dict[str, trio.Lock] = {}
         self._rounds_running: set[str] = set()
         self._rounds_started: dict[str, float] = {}  # when the last full round with a peer started, within `interval`
+        self._refresh = refresh_rounds * interval
+        self._logs: dict[str, int] = {}  # org -> the largest size of its records log heard gossiped (horizon orgs)
+        # peer -> (its log's size heard as the last full round with it started, when), for rounds that ran to the end,
+        # while connected and within `_refresh`
+        self._pulled: dict[str, tuple[int, float]] = {}
         self._index: IssuerIndex | None = None  # while running
         self._nursery: trio.Nursery | None = None
 
@@ -232,10 +244,13 @@ class SyncService:
         if peer_id in self._rounds_running or self._throttled.get(peer_id, -math.inf) > trio.current_time():
             return
         self._rounds_running.add(peer_id)
-        self._rounds_started[peer_id] = trio.current_time()
+        started, heard = trio.current_time(), self._heard(peer_id)
+        self._rounds_started[peer_id] = started
         try:
             if await self._pull(peer_id, None):
                 self.first_round.set()
+                if heard is not None:
+                    self._pulled[peer_id] = (heard, started)
         finally:
             self._rounds_running.discard(peer_id)
 
@@ -263,6 +278,12 @@ class SyncService:
         vain = [iss for iss in missing_ranges(store, batch.gaps) if store.head(iss) == heads[iss]]
         self.stats.gap_issuers_vain += len(vain)
         return vain
+
+    def heard_log(self, org: str, size: int) -> None:
+        """For Witnessing (its `log_listeners`): a checkpoint of `org`'s records log, of `size` entries, arrived by
+        gossip. The largest size is kept: a replayed older checkpoint cannot make a peer look settled."""
+        if size > self._logs.get(org, -1):
+            self._logs[org] = size
 
     def request_gaps(self, peer_id: str, gaps: Gaps) -> None:
         """For the gossip service (its `on_gaps`): queue the ranges, to be fetched from `peer_id` first; never
@@ -420,15 +441,36 @@ class SyncService:
                     self._nursery.start_soon(self.sync_with, event.peer_id)
 
     async def _every_interval(self) -> None:
-        """Anti-entropy rounds: pull from `round_peers` connected peers picked at random, every `interval` give or
-        take a quarter (nodes started together would otherwise all pull at one moment). A record that gossip
-        missed reaches every node within a few rounds, at a cost per node that does not grow with its peers."""
+        """Anti-entropy rounds: pull from `round_peers` connected peers picked at random among those not settled
+        (class docstring), every `interval` give or take a quarter (nodes started together would otherwise all pull
+        at one moment). A record that gossip missed reaches every node within a few rounds, at a cost per node that
+        does not grow with its peers: every peer holding it is unsettled once a checkpoint of its log covering it
+        has arrived, or `refresh_rounds` intervals after our last full round with it, and the rounds pick among
+        them. An idle network's nodes pull from no one but every `refresh_rounds` intervals (issue 7: a round's new
+        stream and heads exchange were about a quarter of an idle node's CPU)."""
         assert self._nursery is not None
         while True:
             await trio.sleep(self.interval * _RANDOM.uniform(0.75, 1.25))
             peers = self._syncing_peers()
-            for peer in _RANDOM.sample(peers, min(self.round_peers, len(peers))):
+            oldest = trio.current_time() - self._refresh
+            connected = set(peers)  # (one told to come back later is forgotten too: then pulled from as any other)
+            self._pulled = {peer: (size, at) for peer, (size, at) in self._pulled.items()
+                            if peer in connected and at > oldest}
+            due = [peer for peer in peers if not self._settled(peer)]
+            for peer in _RANDOM.sample(due, min(self.round_peers, len(due))):
                 self._nursery.start_soon(self.sync_with, peer)
+
+    def _settled(self, peer: str) -> bool:
+        """Whether the size heard of `peer`'s log is the one heard when our last full round with it started."""
+        pulled = self._pulled.get(peer)
+        return pulled is not None and pulled[0] == self._heard(peer)
+
+    def _heard(self, peer: str) -> int | None:
+        """The largest size of `peer`'s records log heard gossiped, if any (a peer keyed by an org key only)."""
+        try:
+            return self._logs.get(peer_org(peer))
+        except InvalidPeerId:
+            return None
 
     def _syncing_peers(self) -> list[str]:
         """The connected peers, less those that said they do not serve sync (a peer that speaks only GossipSub) and

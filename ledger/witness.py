@@ -164,7 +164,10 @@ class Witness:
 
     `logs` and `continues` are read on every request, so their owner may change them while the witness runs.
     Methods may be called from several threads; checking a request against the stored state and storing the new
-    state are one SQLite transaction, so no interleaving can roll an origin back.
+    state are one SQLite transaction, so no interleaving can roll an origin back. The latest checkpoint of each
+    origin is also held in memory (`cosigned_checkpoint`), read from the file as it opens and changed only once a
+    transaction storing a new one committed: the file stays the truth, and no other writer of it is seen (a node's
+    data directory is locked).
     """
 
     def __init__(
@@ -183,6 +186,12 @@ class Witness:
         self._lock = threading.Lock()
         self._db = _open_store(path)
         self._closed = False
+        try:
+            self._checkpoints = {origin: Checkpoint.parse(text)
+                                 for origin, text in self._db.execute("SELECT origin, checkpoint FROM cosigned")}
+        except (NoteError, sqlite3.Error) as e:
+            self._db.close()
+            raise WitnessStoreError(f"{os.fspath(path)}: a stored checkpoint cannot be read ({e})") from None
 
     def add_checkpoint(self, request: AddCheckpointRequest) -> Signature:
         """tlog-witness add-checkpoint: verify, store the checkpoint durably, then return the cosignature.
@@ -215,6 +224,12 @@ class Witness:
         with self._lock:
             self._check_open()
             return self._latest(origin)
+
+    def cosigned_checkpoint(self, origin: str) -> Checkpoint | None:
+        """The latest checkpoint cosigned for `origin`, from memory (DESIGN §4): no read of the file, and no wait for
+        a request being stored (its checkpoint shows once committed); `cosigned` for the note."""
+        self._check_open()
+        return self._checkpoints.get(origin)
 
     def close(self) -> None:
         """Close the state file; later calls raise WitnessStoreError (a call in another thread may come late)."""
@@ -270,7 +285,8 @@ class Witness:
                 self._continue(request, checkpoint, submitted, states)
             else:
                 _check(request, checkpoint, submitted, states[0] if states else None)
-            if own is None or checkpoint.size != own[0].size:
+            stored = own is None or checkpoint.size != own[0].size
+            if stored:
                 self._db.execute(
                     "INSERT INTO cosigned (origin, checkpoint, note) VALUES (?, ?, ?) ON CONFLICT (origin) "
                     "DO UPDATE SET checkpoint = excluded.checkpoint, note = excluded.note",
@@ -279,6 +295,8 @@ class Witness:
             if any(state[0].origin != origin for state in states):
                 self._db.execute("INSERT OR IGNORE INTO continued (origin) VALUES (?)", (origin,))
             self._db.execute("COMMIT")
+            if stored:
+                self._checkpoints[origin] = checkpoint
         except BaseException:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")

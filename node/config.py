@@ -466,8 +466,9 @@ bootstrap = {_toml_list(bootstrap)}
 # bootstrap peers.
 dial_private = "{d.dial_private}"
 # Seconds (give or take a quarter) between anti-entropy rounds, each a catch-up sync with `sync_peers`
-# connected peers picked at random. A node also syncs with a peer as soon as it connects, unless a round with it
-# started less than sync_interval ago.
+# connected peers picked at random, not one whose log (as its gossiped checkpoints show) did not grow since the
+# last round with it, until 20 intervals passed. A node also syncs with a peer as soon as it connects, unless a
+# round with it started less than sync_interval ago.
 sync_interval = {d.sync_interval}
 sync_peers = {d.sync_peers}
 # At start, before it signs anything, the node waits up to this many seconds for a catch-up sync with a peer to

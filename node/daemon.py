@@ -231,6 +231,7 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
                            round_peers=config.sync_peers, cosigner=witnessing.cosign,
                            checkpoints=witnessing.held_checkpoint,
                            verify_processes=config.verify_processes)
+        witnessing.log_listeners.append(sync.heard_log)
         gossip = GossipService(host, replica, network=config.network, limits=limits, on_gaps=sync.request_gaps)
         node = Node(
             config=config, key=key, token_file=token_file, replica=replica, host=host, gossip=gossip, sync=sync,

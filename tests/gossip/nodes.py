@@ -111,6 +111,8 @@ async def running(
             sync = SyncService(host, replica, limits=limits, interval=sync_interval, timeout=5.0,
                                max_inbound=max_inbound, cosigner=witnessing.cosign if witnessing else None,
                                verify_threads=verify_threads, verify_processes=verify_processes)
+            if witnessing is not None:
+                witnessing.log_listeners.append(sync.heard_log)
             await nursery.start(sync.run)
             yield Node(host, replica, sync, witnessing)
             nursery.cancel_scope.cancel()

@@ -1,7 +1,7 @@
 """Anti-entropy rounds (trio's mock clock, a host with many peers): each round pulls from a few peers picked at
 random, rounds are spaced by the interval give or take a quarter, over rounds every peer is asked, never a peer
-that refused the sync protocol nor one that told us to come back later (until then), and peers that come and go
-leave nothing behind."""
+that refused the sync protocol nor one that told us to come back later (until then), nor one whose log did not grow
+since we pulled it all (until the refresh), and peers that come and go leave nothing behind."""
 
 from collections.abc import Awaitable, Callable
 
@@ -9,7 +9,7 @@ import pytest
 import trio
 from nacl.signing import SigningKey
 
-from gossip.host import HostError, PeerEvent
+from gossip.host import HostError, PeerEvent, peer_id_from_public_key, peer_org
 from gossip.replica import Replica
 from gossip.store import RecordStore
 from gossip.sync_messages import Busy, HeadEntry, HeadsPage, encode_message
@@ -149,6 +149,81 @@ async def test_a_peer_that_answers_just_in_time_cannot_hold_a_session_for_ever(t
 
 async def _ready(stream):
     return stream
+
+
+REFRESH_ROUNDS = 20
+
+
+async def _no_heads() -> bytes:
+    await trio.lowlevel.checkpoint()
+    return encode_message(HeadsPage((), more=False))
+
+
+async def rounds_with_settled_peers(
+    tmp_path, then: Callable[[SyncService, list[str]], Awaitable[None]]
+) -> tuple[list[str], list[tuple[float, str]]]:
+    """12 peers keyed by org keys, each answering that it holds nothing but the first, whose rounds fail; we heard
+    the logs of all but the last at size 7. The peers, and the streams opened to them after the service started
+    (when, to whom) while `then(service, peers)` ran."""
+    peers = [peer_id_from_public_key(bytes(SigningKey.generate().verify_key)) for _ in range(12)]
+    opened: list[tuple[float, str]] = []
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(SigningKey.generate(), store, roots=(), max_hops=1, held_limit=10)
+        host = ConnectedHost(peers)
+
+        async def open_stream(peer: str, protocol: str) -> ScriptedPeerStream:
+            opened.append((trio.current_time(), peer))
+            if peer == peers[0]:
+                raise HostError("the stream was reset")
+            return ScriptedPeerStream(_no_heads)
+
+        host.open_stream = open_stream
+        service = SyncService(host, replica, interval=INTERVAL, round_peers=ROUND_PEERS, refresh_rounds=REFRESH_ROUNDS)
+        for peer in peers[:-1]:
+            service.heard_log(peer_org(peer), 7)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run)
+            await then(service, peers)
+            nursery.cancel_scope.cancel()
+    assert sorted(peer for at, peer in opened if at == 0) == sorted(peers)  # each when the service started
+    return peers, [(at, peer) for at, peer in opened if at > 0]
+
+
+async def test_a_peer_whose_log_did_not_grow_is_pulled_from_again_only_after_the_refresh(tmp_path, autojump_clock):
+    """Found by profiling idle nodes (issue 7): each round opened a stream to every peer it pulled from and read all
+    its heads, about a quarter of an idle node's CPU, when nothing had changed."""
+    refresh = REFRESH_ROUNDS * INTERVAL
+
+    async def wait(service: SyncService, peers: list[str]) -> None:
+        await trio.sleep(refresh + 12 * 1.25 * INTERVAL)
+
+    peers, opened = await rounds_with_settled_peers(tmp_path, wait)
+    failing, unheard, settled = peers[0], peers[-1], peers[1:-1]
+    before = [peer for at, peer in opened if at < refresh]
+    assert set(before) == {failing, unheard}  # those two every round, the others in none
+    assert before.count(failing) == before.count(unheard) >= refresh / (1.25 * INTERVAL) - 1
+    after = [peer for at, peer in opened if at >= refresh and peer in settled]
+    assert sorted(after) == sorted(settled)  # each once (a round pulls from one of them at least: 10 rounds at most)
+
+
+async def test_a_peer_whose_log_grew_is_pulled_from_at_the_next_round(tmp_path, autojump_clock):
+    """The bound for a record gossip lost: we pull from a peer holding it in the first round after a checkpoint of
+    its log covering it arrived (with more peers due than a round pulls from, as likely as before in each), or if
+    none arrives once the refresh has passed; an older checkpoint gossiped again changes nothing."""
+    marks: dict[str, float] = {}
+
+    async def grow(service: SyncService, peers: list[str]) -> None:
+        await trio.sleep(5 * INTERVAL)
+        marks["grew"] = trio.current_time()
+        service.heard_log(peer_org(peers[4]), 8)
+        await trio.sleep(1.25 * INTERVAL)
+        marks["replayed"] = trio.current_time()
+        service.heard_log(peer_org(peers[5]), 6)
+        await trio.sleep(5 * INTERVAL)
+
+    peers, opened = await rounds_with_settled_peers(tmp_path, grow)
+    since = [(at, peer) for at, peer in opened if at > marks["grew"] and peer not in (peers[0], peers[-1])]
+    assert len(since) == 1 and since[0][1] == peers[4] and since[0][0] < marks["replayed"]
 
 
 async def test_a_client_told_to_come_back_later_does_so_and_counts_no_offence(tmp_path, autojump_clock):

@@ -12,6 +12,7 @@ import sqlite3
 import tempfile
 import threading
 import tracemalloc
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -241,6 +242,25 @@ async def test_the_gossip_pace_counts_the_orgs_heard_from_inside_the_horizon_onl
                 nursery.cancel_scope.cancel()
 
 
+async def test_the_sizes_of_logs_gossiped_inside_the_horizon_are_told_to_the_log_listeners(tmp_path):
+    """The sync service learns from them which peers' logs grew since it pulled them (SyncService.heard_log)."""
+    (own,), inside, outside = identities(tmp_path, 1), Org(), Org()
+    host = CheckpointsOnlyHost()
+    heard: list[tuple[str, int]] = []
+    with RecordStore.open(own.directory) as store:
+        replica = Replica(SigningKey(own.seed), store, roots=(inside.did,), max_hops=1, held_limit=10)
+        witnessing = Witnessing(host, replica, network=NETWORK, state_dir=own.directory)
+        witnessing.log_listeners.append(lambda org, size: heard.append((org, size)))
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(witnessing.run)
+                for org in (outside, inside):
+                    await host.gossip.send(Received(peer_of(org), org_checkpoint(org)))
+                await trio.testing.wait_all_tasks_blocked()  # the watcher has taken in the last one
+                assert heard == [(inside.did, 1)]
+                nursery.cancel_scope.cancel()
+
+
 async def test_checkpoints_of_orgs_outside_the_horizon_are_not_kept(tmp_path):
     # Keys cost nothing: kept, 4096 origins of 64 sizes of 16 KiB notes would hold 4 GiB (and no fork of such an
     # org is ever acted on).
@@ -340,6 +360,34 @@ async def witnessing_a_peer(tmp_path, a: Org, *roots: str):
                 assert isinstance(await witnessing.cosign(peer_of(a), cosign_request(peers_store, a, 0)), Cosigned)
                 yield replica, peers_node, witnessing
                 nursery.cancel_scope.cancel()
+
+
+async def test_gossiped_checkpoints_are_checked_against_what_the_witness_holds_in_memory(tmp_path):
+    """Found by profiling idle nodes (issue 7): every gossiped checkpoint of a peer's log was checked against the
+    witness's state read from witness.sqlite on a worker thread, about one a second per peer. The file is read now
+    only for the note of a cosigned checkpoint that one gossiped contradicts: the evidence."""
+    a = Org()
+    async with witnessing_a_peer(tmp_path, a) as (replica, peers_node, witnessing):
+        witness, reads = witnessing._witness, Counter[str]()
+        read = witness.cosigned
+
+        def counted(origin: str) -> tuple[Checkpoint, bytes] | None:
+            reads[origin] += 1
+            return read(origin)
+
+        witness.cosigned = counted
+        issued = trio.Event()
+        replica.listeners.append(lambda records: issued.set())
+        for _ in range(3):  # its log grows past what our witness cosigned (size 3)
+            peers_node.accept([a.record()])
+            await witnessing.host.gossip.send(Received(peer_of(a), signed_checkpoint(peers_node.store, a)))
+        origin = log_origin(NETWORK, a.did, RECORDS_LOG)
+        fork = Checkpoint(origin, 3, bytes(32)).sign([Ed25519Signer(origin, a.key)])  # gossiped at no size before
+        await witnessing.host.gossip.send(Received(peer_of(a), fork))
+        with trio.fail_after(5):
+            await issued.wait()
+        assert a.did in replica.flagged and witnessing.stats.equivocations_issued == 1
+        assert reads == {origin: 1}
 
 
 async def test_a_peer_that_rotated_its_key_is_witnessed_on_from_the_size_cosigned_under_its_old_key(tmp_path):

@@ -34,6 +34,7 @@ from ledger.witness import (
     Equivocation,
     UnknownOrigin,
     Witness,
+    WitnessError,
     WitnessStoreError,
 )
 
@@ -536,6 +537,37 @@ def test_state_survives_reopening(tmp_path):
             witness.add_checkpoint(log.request(0, 30))
         assert e.value.size == 12
         _assert_cosigns(witness, log, 12, 30)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 20), st.integers(0, 20), st.booleans()), min_size=1, max_size=8))
+def test_the_checkpoint_held_in_memory_is_the_one_the_file_holds(requests):
+    """`cosigned_checkpoint` answers from memory (a node checks every gossiped checkpoint against it): whatever was
+    asked, cosigned or refused (stale sizes, forks), it is the checkpoint the file holds, also once reopened."""
+    log, fork = Log(), Log(b"fork")
+    log.grow_to(20)
+    fork.grow_to(20)
+    with tempfile.TemporaryDirectory() as d:
+        with _open(Path(d) / "w.db") as witness:
+            assert witness.cosigned_checkpoint(ORIGIN) is None
+            for old, size, forked in requests:
+                try:
+                    witness.add_checkpoint((fork if forked else log).request(min(old, size), max(old, size)))
+                except WitnessError:
+                    pass
+                held = witness.cosigned(ORIGIN)
+                assert witness.cosigned_checkpoint(ORIGIN) == (held and held[0])
+        with _open(Path(d) / "w.db") as reopened:
+            assert reopened.cosigned_checkpoint(ORIGIN) == (held and held[0])
+
+
+def test_a_stored_checkpoint_that_cannot_be_read_is_reported_as_the_file_opens(tmp_path):
+    with _open(tmp_path / "w.db"):
+        pass
+    with sqlite3.connect(tmp_path / "w.db") as db:
+        db.execute("INSERT INTO cosigned VALUES (?, ?, ?)", (ORIGIN, "not a checkpoint", b""))
+    with pytest.raises(WitnessStoreError, match="a stored checkpoint cannot be read"):
+        _open(tmp_path / "w.db")
 
 
 def test_two_witnesses_on_one_file_check_against_the_stored_state(tmp_path):
