@@ -18,7 +18,7 @@ from gossip.replica import Replica
 from vouching import VouchBody, load_record
 from vouching.schema import MAX_UINT
 
-from .api.errors import checked_did, error_response, error_responses
+from .api.errors import ErrorBody, checked_did, error_response, error_responses
 from .api.records import parse_record_id
 from .credential_registry import CredentialRegistry, NotKept
 from .credential_status import LIST_ENTRIES, STATUS_PATH, VOUCH_STATUS_PATH, NoPublicUrl, list_url, vouch_list_url
@@ -81,8 +81,9 @@ def credentials_router(key: SigningKey, replica: Replica, registry: CredentialRe
         "/v1/records/{record_id}/vc",
         response_class=Response,
         responses={200: {"content": {"application/vc+jwt": {}}, "description": "A W3C VC 2.0 credential, vc+jwt"},
-                   404: {"description": "No such record"},
-                   409: {"description": "Not a vouch of this org, or revoked; or the node has no URL to name "
+                   **error_responses(404),
+                   409: {"model": ErrorBody,
+                         "description": "Not a vouch of this org, or revoked; or the node has no URL to name "
                                         "(no_public_url: [api] bind with port 0, and no [api] public_url)"}},
     )
     async def vouch_vc(record_id: str) -> Response:

@@ -70,7 +70,7 @@ def scores_router(trust: TrustService, key: SigningKey) -> APIRouter:
     """The score, check and org endpoints over `trust`; statements are signed with the org key `key`."""
     router = APIRouter(tags=["scores"])
 
-    @router.get("/v1/agents/{did}/score")
+    @router.get("/v1/agents/{did}/score", responses=error_responses())
     async def agent_score(
         did: Did,
         statement: Annotated[bool, Query(description="add a short-lived signed JWT of the score")] = False,
@@ -86,7 +86,7 @@ def scores_router(trust: TrustService, key: SigningKey) -> APIRouter:
         checked_did(did, "path.did")
         return score_answer(trust, key, did, explain=explain, statement=statement)
 
-    @router.post(CHECK_PATH)
+    @router.post(CHECK_PATH, responses=error_responses())
     async def check(did: Did, body: CheckRequest) -> dict[str, Any]:
         """May this agent do this? `allow`, `audit` (allow and log) or `block`, with the reason, under this node's
         policy: tier verdicts, a minimum score, and high-risk tools that need `trusted`. The score is the agent's,
@@ -120,7 +120,7 @@ def scores_router(trust: TrustService, key: SigningKey) -> APIRouter:
         page = trust.orgs(after=after, limit=limit + 1)
         return {"orgs": page[:limit], "next": page[limit - 1]["org"] if len(page) > limit else None}
 
-    @router.get("/v1/orgs/{did}")
+    @router.get("/v1/orgs/{did}", responses=error_responses())
     async def org(did: Did) -> dict[str, Any]:
         """One org as this node sees it, explained (`vouched_by` as in `GET /v1/orgs`)."""
         checked_did(did, "path.did")
