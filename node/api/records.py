@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from gossip.validation import check_record
@@ -21,6 +21,8 @@ from .view import NodeDep, NodeView
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 500
+RecordId = Annotated[str, Path(description="The record's id, 64 hex digits")]
+PageLimit = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"At most this many on the page, 1-{MAX_PAGE}")]
 MAX_CURSOR = 2**53 - 1  # ledger indexes stay within what JSON carries exactly (and SQLite's INTEGER)
 _MAX_FILTER = 512  # longer than any did or record id
 _RECORD_ID = re.compile(r"[0-9a-fA-F]{64}")
@@ -182,7 +184,7 @@ async def list_records(
         Query(max_length=_MAX_FILTER, description="The did a record is about; for a revoke, the vouch's id"),
     ] = None,
     after: Annotated[int | None, Query(ge=0, le=MAX_CURSOR, description="The `next` of the previous page")] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
+    limit: PageLimit = DEFAULT_PAGE,
 ) -> dict[str, Any]:
     """Records matching every filter, oldest first by ledger index; `next` is the cursor of the following page,
     null on the last."""
@@ -209,7 +211,9 @@ async def list_records(
     },
 )
 async def get_record(
-    record_id: str, node: NodeDep, format: Annotated[Literal["cose", "json"], Query()] = "cose"
+    record_id: RecordId, node: NodeDep,
+    format: Annotated[Literal["cose", "json"], Query(description="cose: the signed bytes as gossiped; json: the record "
+                                                                  "decoded, with its ledger index")] = "cose"
 ) -> Response | dict[str, Any]:
     """One record: its exact COSE_Sign1 bytes (application/cose), or `?format=json` for its JSON form."""
     rid = parse_record_id(record_id, "path.record_id")

@@ -18,7 +18,7 @@ from vouching import did_key
 
 from ..audit_log import wall_clock_ms
 from .errors import ApiError, error_responses
-from .records import DEFAULT_PAGE, MAX_PAGE
+from .records import DEFAULT_PAGE, PageLimit
 from .view import NodeDep
 
 MAX_BLOCKED = 1000
@@ -79,7 +79,7 @@ def listed_flagged(flagged: Collection[str]) -> dict[str, Any]:
 async def peers(
     node: NodeDep,
     after: Annotated[str | None, Query(max_length=MAX_PEER_ID, description="The `next` of the previous page")] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
+    limit: PageLimit = DEFAULT_PAGE,
 ) -> dict[str, Any]:
     """`peers`: every peer the node is connected to now, dialled or dialling in (`peer_id`, `org`, GossipSub
     `score`, `serves_sync`). `known`: a page of the peers it knows, in peer id order: those it dials (`source`

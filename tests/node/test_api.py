@@ -802,8 +802,8 @@ async def test_openapi_describes_every_endpoint_and_the_token(api):
     assert "security" not in spec["paths"]["/v1/records"]["get"]
 
 
-async def test_the_node_s_openapi_declares_every_refusal_of_the_guard_in_the_one_error_shape(tmp_path):
-    """DESIGN §8: each operation says what it does; each write names the token, 401 and 503 (no token file, or
+async def test_the_node_s_openapi_describes_everything_and_declares_every_refusal(tmp_path):
+    """DESIGN §8: each operation and parameter says what it is; each write names the token, 401 and 503 (no token file, or
     storage) unless the guard leaves it open, and 413; every refusal has the one error body."""
     with trio.fail_after(30):
         async with running(tmp_path) as node:
@@ -814,6 +814,7 @@ async def test_the_node_s_openapi_declares_every_refusal_of_the_guard_in_the_one
         for method, operation in operations.items():
             name, responses = f"{method.upper()} {path}", operation["responses"]
             undescribed += [name] if not operation.get("description") else []
+            undescribed += [f"{name} {p['name']}" for p in operation.get("parameters", []) if not p.get("description")]
             if method != "get":
                 unbounded += [name] if "413" not in responses else []
                 guarded = {"401", "503"} <= set(responses) and operation.get("security") == [{"HTTPBearer": []}]
@@ -824,6 +825,7 @@ async def test_the_node_s_openapi_declares_every_refusal_of_the_guard_in_the_one
     assert (undescribed, unguarded, unbounded, other_shape) == ([], [], [], [])
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     assert "security" not in spec["paths"][CHECK_PATH]["post"]
+    assert spec["paths"]["/v1/orgs/{did}"]["get"]["parameters"][0]["description"] == "The org's did:key"
 
 
 async def test_unknown_endpoints_and_methods_get_the_error_shape(api):
