@@ -8,13 +8,14 @@ from __future__ import annotations
 import logging
 from collections import Counter, OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from vouching import InvalidRecord, Record, failed_signatures
 
 from .batch import BatchError, OversizedBatch, max_message_size, unpack
 from .ratelimit import TokenBuckets
+from .stats import by_reason, counted
 from .validation import check_record_deferred
 from .verdict import Verdict
 
@@ -48,13 +49,17 @@ class GossipLimits(Protocol):
 class GateStats:
     """Counters since the gate was made. Records are counted in accepted messages only."""
 
-    accepted: int = 0  # messages
-    rejected: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REJECT_REASONS, 0))  # messages, by reason
-    ignored: dict[str, int] = field(default_factory=lambda: dict.fromkeys(IGNORE_REASONS, 0))  # messages, by reason
-    records_verified: int = 0  # signature and schema checked
-    records_known: int = 0  # signature not checked again: verified recently or already stored
-    records_reverified: int = 0  # checked again at delivery: the cache had forgotten them (raise cache_records)
-    delivered_invalid: int = 0  # messages delivered without passing `check` (a pubsub bug): dropped at delivery
+    accepted: int = counted("Records-topic messages accepted: delivered and relayed")
+    rejected: dict[str, int] = by_reason("Records-topic messages rejected, lowering the forwarder's GossipSub score, "
+                                         "by reason", REJECT_REASONS)
+    ignored: dict[str, int] = by_reason("Records-topic messages ignored (dropped, not relayed, no penalty) for a "
+                                        "peer's or an org's rate, by reason", IGNORE_REASONS)
+    records_verified: int = counted("Records in accepted messages whose signature and schema were checked")
+    records_known: int = counted("Records in accepted messages not checked again: verified recently or already "
+                                 "stored")
+    records_reverified: int = counted("Records checked again at delivery: the verified cache had forgotten them")
+    delivered_invalid: int = counted("Messages delivered without passing the validator (a pubsub bug): dropped at "
+                                     "delivery")
 
 
 class RecordGate:

@@ -25,6 +25,7 @@ from .gate import PUBLISH_BURST_SECONDS, GateStats, GossipLimits, RecordGate
 from .host import Host, InvalidPeerId, Received, peer_org
 from .ratelimit import TokenBuckets
 from .replica import Replica
+from .stats import counted
 from .store import StoreError
 from .verdict import Verdict
 
@@ -50,18 +51,21 @@ class GossipStats:
     """Counters since the service was made: the gate's, then delivery's (in records) and publishing's."""
 
     gate: GateStats
-    records_accepted: int = 0
-    records_duplicate: int = 0
-    records_outside_horizon: int = 0
-    records_unlinked: int = 0  # of a new key whose rotation has not arrived yet; sync fetches them once it does
-    records_held: int = 0  # waiting for a missing predecessor
-    records_dropped: int = 0  # no room in the held buffer (their issuer's share of it); sync fetches them
-    records_rejected: int = 0  # valid records that break their issuer's chain
-    records_unstored: int = 0  # the store could not write them (a full disk); gossip or sync brings them again
-    gaps_reported: int = 0  # issuers whose missing range went to on_gaps
-    published_messages: int = 0
-    published_records: int = 0
-    queued_records: int = 0  # ours, accepted but not yet published
+    records_accepted: int = counted("Gossiped records stored")
+    records_duplicate: int = counted("Gossiped records already stored")
+    records_outside_horizon: int = counted("Gossiped records of orgs outside this node's horizon, not stored")
+    records_unlinked: int = counted("Gossiped records of a new key whose rotation has not arrived yet; sync fetches "
+                                    "them once it does")
+    records_held: int = counted("Gossiped records held, waiting for a missing predecessor")
+    records_dropped: int = counted("Gossiped records dropped for want of room in the held buffer (their issuer's "
+                                   "share of it); sync fetches them")
+    records_rejected: int = counted("Gossiped valid records that break their issuer's chain")
+    records_unstored: int = counted("Gossiped records the store could not write (a full disk); gossip or sync "
+                                    "brings them again")
+    gaps_reported: int = counted("Issuers whose missing range of records gossip handed to sync")
+    published_messages: int = counted("Records-topic messages this node published")
+    published_records: int = counted("This org's records published, in those messages")
+    queued_records: int = counted("This org's records accepted but not yet published")
 
 
 class GossipService:

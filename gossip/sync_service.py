@@ -13,7 +13,7 @@ import random
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 import trio
@@ -26,6 +26,7 @@ from .gap_queue import GapBatch, GapQueue
 from .host import Host, HostError, InvalidPeerId, PeerEvent, Stream, peer_org
 from .replica import Replica
 from .serving_budget import ServingBudget, ServingRates, most_page_cost, page_cost
+from .stats import by_reason, counted
 from .store import StoreError
 from .sync import (
     Deliver,
@@ -87,22 +88,28 @@ class PageLimits(Protocol):
 class SyncStats:
     """Counters since the service started (node/metrics renders them)."""
 
-    rounds: int = 0  # outbound sessions that ran to the end
-    rounds_failed: int = 0
-    records_fetched: int = 0  # accepted into the replica from sync
-    records_served: int = 0
-    served_busy: int = 0  # answers cut short by a Busy reply: the peer's serving budget, or the node's, was spent
-    streams_served: int = 0
-    gap_requests: int = 0  # from gossip (request_gaps) and for orgs that entered the horizon
-    gap_issuers_merged: int = 0  # issuers of a request already waiting or being fetched: their range grew
-    gap_requests_dropped: int = 0  # issuers of a request not waiting while gap_queue were; a periodic round repairs
-    gap_issuers_displaced: int = 0  # issuers backing off whose waiting range made room for another issuer's
-    gap_fetches: int = 0  # batches of issuers' ranges fetched (from a few peers each, or every peer for histories)
-    gap_issuers_vain: int = 0  # issuers of a batch none of whose range came (no peer asked had it): they back off
-    peers_disconnected: int = 0  # for breaking the protocol
-    # by reason (see SyncError.reason, plus timeout, stream, busy); "throttled": a peer told us to come back later;
-    # "turn": a gap fetch gave up waiting for a session with the peer to end
-    errors: Counter[str] = field(default_factory=Counter)
+    rounds: int = counted("Catch-up sync sessions this node opened that ran to the end")
+    rounds_failed: int = counted("Catch-up sync sessions this node opened that failed (sync_errors_total says why)")
+    records_fetched: int = counted("Records catch-up sync fetched and stored")
+    records_served: int = counted("Records served to peers' catch-up sync")
+    served_busy: int = counted("Answers to peers cut short by a Busy reply: the peer's serving budget, or the "
+                               "node's, was spent")
+    streams_served: int = counted("Catch-up sync streams peers opened to this node")
+    gap_requests: int = counted("Requests to fetch issuers' missing records: from gossip, and for orgs that entered "
+                                "the horizon")
+    gap_issuers_merged: int = counted("Issuers of a gap request already waiting or being fetched: their range grew")
+    gap_requests_dropped: int = counted("Issuers of a gap request dropped while the queue was full; a periodic round "
+                                        "repairs")
+    gap_issuers_displaced: int = counted("Issuers backing off whose waiting range made room for another issuer's")
+    gap_fetches: int = counted("Batches of issuers' missing ranges fetched (from a few peers each, or every peer for "
+                               "histories)")
+    gap_issuers_vain: int = counted("Issuers of a gap fetch none of whose range came (no peer asked had it): they "
+                                    "back off")
+    peers_disconnected: int = counted("Peers disconnected for breaking the sync protocol")
+    # (the reasons: SyncError.reason, plus timeout, stream, busy, throttled and turn)
+    errors: Counter[str] = by_reason("Catch-up sync failures, by reason: a protocol error's; timeout; stream; busy; "
+                                     "throttled (a peer told us to come back later); turn (a gap fetch gave up "
+                                     "waiting for a session with the peer to end)")
 
 
 class SyncService:

@@ -85,6 +85,7 @@ from .forks import FORK_WINDOW, ForkDetector
 from .frames import FrameError
 from .host import Host, HostError, InvalidPeerId, Received, Stream, peer_id_from_public_key, peer_org, peer_public_key
 from .replica import Replica
+from .stats import by_reason, counted
 from .sync import Send
 from .sync_messages import (
     SYNC_PROTOCOL,
@@ -118,22 +119,25 @@ _ATTEMPTS = 3  # requests for one checkpoint (or for what a peer holds of our lo
 class WitnessStats:
     """Counters since the service started (node/metrics renders them)."""
 
-    checkpoints_signed: int = 0
-    checkpoints_gossiped: int = 0
-    cosign_requests: int = 0  # asked of peers
-    streams_opened: int = 0  # for those requests and for asking what peers hold of our log (each stream is kept for
-    # the next request to the same witness)
-    cosignatures: int = 0  # collected from peers
-    declined: Counter[int] = field(default_factory=Counter)  # peers' refusals, by tlog-witness status
-    errors: Counter[str] = field(default_factory=Counter)  # failed requests to peers, by reason
-    cosigned_for_peers: int = 0
-    refused_peers: Counter[int] = field(default_factory=Counter)  # our refusals, by status
-    checkpoints_received: int = 0
-    forks: int = 0  # two roots at one size seen for some log
-    equivocations_issued: int = 0
-    publish_errors: int = 0
-    gossip_period_seconds: float = 0.0  # from our last gossiped checkpoint to the next (a gauge; CheckpointPace)
-    log_diverged: int = 0  # 1 once our ledger was found not to extend a checkpoint we published (a gauge; log_state)
+    checkpoints_signed: int = counted("Checkpoints of this node's records ledger signed")
+    checkpoints_gossiped: int = counted("Cosigned checkpoints of this node's log gossiped to every node")
+    cosign_requests: int = counted("Cosignatures of this node's checkpoints asked of peers")
+    streams_opened: int = counted("Streams opened to witnesses, for those requests and for asking what peers hold of "
+                                  "this node's log (each kept for the next request to the same witness)")
+    cosignatures: int = counted("Cosignatures of this node's checkpoints collected from peers")
+    declined: Counter[int] = by_reason("Peers' refusals to cosign this node's checkpoints, by tlog-witness status")
+    errors: Counter[str] = by_reason("Failed requests to witnesses, and evidence of a fork that failed its check, "
+                                     "by reason")
+    cosigned_for_peers: int = counted("Peers' checkpoints this node cosigned")
+    refused_peers: Counter[int] = by_reason("Peers' cosign requests this node refused, by tlog-witness status")
+    checkpoints_received: int = counted("Gossiped checkpoints of other orgs' logs received")
+    forks: int = counted("Forks seen: two roots at one size of some org's log")
+    equivocations_issued: int = counted("Equivocation records this node signed as evidence of a fork")
+    publish_errors: int = counted("Gossip publications of this node's checkpoint that failed")
+    gossip_period_seconds: float = counted("Seconds from this node's last gossiped checkpoint to its next (it "
+                                           "stretches to a second per org heard from)", 0.0)
+    log_diverged: int = counted("1 once this node's ledger was found not to extend a checkpoint it published: it "
+                                "signs no checkpoint again (GET /v1/node's log)")
 
 
 @dataclass

@@ -18,8 +18,8 @@ from gossip.replica import Replica
 from vouching import VouchBody, load_record
 from vouching.schema import MAX_UINT
 
-from .api.errors import checked_did, error_response, error_responses
-from .api.records import parse_record_id
+from .api.errors import ErrorBody, checked_did, error_response, error_responses
+from .api.records import RecordId, parse_record_id
 from .credential_registry import CredentialRegistry, NotKept
 from .credential_status import LIST_ENTRIES, STATUS_PATH, VOUCH_STATUS_PATH, NoPublicUrl, list_url, vouch_list_url
 from .credentials import jwks, vouch_credential
@@ -30,6 +30,8 @@ MAX_LISTS = 10**9  # a path number beyond this is a mistake, not a list (an org 
 MAX_VOUCH_LISTS = MAX_UINT // LIST_ENTRIES  # the list of the last seq a record can have, 2^53 - 1
 RETIRED_KEY_GRACE_S = 86_400  # a key rotated away from stays in the JWKS this long at least
 T = TypeVar("T")
+_LIST_NUMBER = (f"The list's number, from 0, as a credential's `statusListCredential` names it (entry n is in list "
+                f"n // {LIST_ENTRIES})")
 
 
 def credentials_router(key: SigningKey, replica: Replica, registry: CredentialRegistry, public_url: str,
@@ -81,11 +83,12 @@ def credentials_router(key: SigningKey, replica: Replica, registry: CredentialRe
         "/v1/records/{record_id}/vc",
         response_class=Response,
         responses={200: {"content": {"application/vc+jwt": {}}, "description": "A W3C VC 2.0 credential, vc+jwt"},
-                   404: {"description": "No such record"},
-                   409: {"description": "Not a vouch of this org, or revoked; or the node has no URL to name "
+                   **error_responses(404),
+                   409: {"model": ErrorBody,
+                         "description": "Not a vouch of this org, or revoked; or the node has no URL to name "
                                         "(no_public_url: [api] bind with port 0, and no [api] public_url)"}},
     )
-    async def vouch_vc(record_id: str) -> Response:
+    async def vouch_vc(record_id: RecordId) -> Response:
         """One of this org's vouches, under its current key or one it rotated away from, as a W3C VC 2.0 credential
         secured as `vc+jwt` and signed with its current key (verify it with any JWT library against
         `/.well-known/jwks.json`); the signed record is in `evidence`. Its `exp` is 30 days from now
@@ -114,7 +117,7 @@ def credentials_router(key: SigningKey, replica: Replica, registry: CredentialRe
                          "description": "A BitstringStatusListCredential (W3C Bitstring Status List v1.0), vc+jwt"},
                    **error_responses(404)},
     )
-    async def status_list(list_number: Annotated[int, Path(ge=0, le=MAX_LISTS)]) -> Response:
+    async def status_list(list_number: Annotated[int, Path(ge=0, le=MAX_LISTS, description=_LIST_NUMBER)]) -> Response:
         """Which of this org's agent credentials are revoked: the credential's `credentialStatus` names this list
         and its bit (1: revoked). Signed with the org key, valid for 5 minutes; one signed list is served for up to
         LIST_REUSE_S, until a credential of it is revoked."""
@@ -142,7 +145,10 @@ def credentials_router(key: SigningKey, replica: Replica, registry: CredentialRe
                          "description": "A BitstringStatusListCredential (W3C Bitstring Status List v1.0), vc+jwt"},
                    **error_responses(404)},
     )
-    async def vouch_status_list(did: str, list_number: Annotated[int, Path(ge=0, le=MAX_VOUCH_LISTS)]) -> Response:
+    async def vouch_status_list(
+        did: Annotated[str, Path(description="A did:key of this org: its current key or one it rotated away from")],
+        list_number: Annotated[int, Path(ge=0, le=MAX_VOUCH_LISTS, description=_LIST_NUMBER)],
+    ) -> Response:
         """Which vouches of the key `did`, this org's or one it rotated away from, are revoked: a vouch's credential
         (`/v1/records/{id}/vc`) names this list and its bit, the vouch record's seq (1: revoked). Signed with the org
         key, valid for 5 minutes; one signed list is served for up to LIST_REUSE_S, until a revoke is signed."""

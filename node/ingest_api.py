@@ -16,8 +16,8 @@ import trio
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from .idempotency import check_key
-from .api.errors import error_response
+from .idempotency import MAX_KEY, check_key
+from .api.errors import ErrorBody, error_response, error_responses
 from .api.guard import media_type
 from .events import MAX_ATTRS, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_NAME
 from .ingest import BadBatch, Ingestor, Pending, Reply, TooLarge
@@ -111,8 +111,12 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
         "/v1/events",
         openapi_extra={"requestBody": _EVENTS_BODY},
         responses={200: {"description": "Valid events kept; `rejected` lists each invalid one by index"},
-                   400: {"description": "Not a batch"}, 413: {"description": "Over 1 MiB or 1000 events"},
-                   422: {"description": "No valid event, or an Idempotency-Key reused for another batch"}},
+                   **error_responses(415),
+                   400: {"model": ErrorBody, "description": "Not a batch, or an Idempotency-Key that is not 1 to "
+                                                            f"{MAX_KEY} printable ASCII"},
+                   413: {"model": ErrorBody, "description": "Over 1 MiB or 1000 events"},
+                   422: {"model": ErrorBody, "description": "No valid event, or an Idempotency-Key reused for another "
+                                                            "batch"}},
     )
     async def post_events(request: Request) -> Response:
         """Report behaviour events: `{"events": [...]}`, at most 1000 events and 1 MiB (gzip allowed). Valid
@@ -140,9 +144,9 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
         "/v1/traces",
         responses={200: {"description": "An OTLP ExportTraceServiceResponse; partial_success counts rejected spans "
                                         "and names duplicates"},
-                   400: {"description": "Not an OTLP trace export request"},
-                   413: {"description": f"Over 4 MiB or {MAX_SPANS} spans"},
-                   415: {"description": "Neither application/x-protobuf nor application/json"}},
+                   400: {"model": ErrorBody, "description": "Not an OTLP trace export request"},
+                   413: {"model": ErrorBody, "description": f"Over 4 MiB or {MAX_SPANS} spans"},
+                   415: {"model": ErrorBody, "description": "Neither application/x-protobuf nor application/json"}},
     )
     async def post_traces(request: Request) -> Response:
         """OTLP/HTTP trace export (point `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` here). Spans of agents' tool calls,

@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 
+from gossip.stats import HELP
 from vouching import Record
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -192,7 +193,8 @@ class Registry:
 
         Each int or float field `f` becomes `vouchnet_<prefix>_<f>_total` (a counter), or `vouchnet_<prefix>_<f>`
         if `f` is in `gauges`; a dict field of numbers becomes one family with the dict key as `label`; a nested
-        dataclass field recurses with prefix `<prefix>_<f>`.
+        dataclass field recurses with prefix `<prefix>_<f>`. Each family's HELP is its field's (gossip.stats); a
+        field without one is refused (ValueError).
         """
         read = stats if callable(stats) else (lambda: stats)
         self._add_fields(prefix, read, set(gauges), label)
@@ -207,9 +209,9 @@ class Registry:
             if dataclasses.is_dataclass(sample):
                 self._add_fields(name, field_read, gauges, label)
             elif isinstance(sample, Mapping):
-                self.collect(name + suffix, f"{name} by {label}", field_read, kind=kind, labels=(label,))
+                self.collect(name + suffix, _help(f, name), field_read, kind=kind, labels=(label,))
             elif isinstance(sample, (int, float)) and not isinstance(sample, bool):
-                self.collect(name + suffix, name.replace("_", " "), field_read, kind=kind)
+                self.collect(name + suffix, _help(f, name), field_read, kind=kind)
 
     def value(self, name: str, **labels: str) -> float:
         """The current value of a counter or gauge sample (for tests and the dashboard)."""
@@ -225,6 +227,14 @@ class Registry:
         for name in sorted(self._families):
             self._families[name].render(out)
         return "\n".join(out) + "\n"
+
+
+def _help(stats_field: dataclasses.Field[Any], name: str) -> str:
+    """The HELP text a stats field carries (gossip.stats.counted, by_reason)."""
+    if HELP not in stats_field.metadata:
+        raise ValueError(f"metric {PREFIX}{name}: its stats field {stats_field.name!r} has no help text (make it with "
+                         f"gossip.stats.counted or by_reason)")
+    return str(stats_field.metadata[HELP])
 
 
 def record_latency_listener(histogram: Histogram, own_did: str, clock_ms: Callable[[], int]) -> Callable[[list[Record]], None]:

@@ -26,7 +26,7 @@ import trio
 from fastapi import APIRouter, Request, Response
 from starlette.types import Receive, Scope, Send
 
-from .api.errors import ErrorBody, error_response
+from .api.errors import error_body, error_response
 from .api.http_server import MAX_CONNECTIONS
 from .metrics import Registry
 
@@ -173,7 +173,7 @@ def stream_router(broadcaster: Broadcaster) -> APIRouter:
         response_class=EventStream,
         status_code=200,  # for the OpenAPI document, which cannot read it from EventStream's constructor
         responses={200: {"content": {"text/event-stream": {}}, "description": "Server-sent events"},
-                   503: {"model": ErrorBody, "description": "As many streams as the node serves are connected"}},
+                   503: error_body("As many streams as the node serves are connected")},
     )
     async def stream(request: Request) -> EventStream:
         """Server-sent events of score and tier changes: `event: <type>` with a JSON `data` line and an `id`;

@@ -8,19 +8,22 @@ belong to that thread, and a synchronous handler would be sent to a worker threa
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
 
 from . import log, records, status
 from .errors import install_error_handlers
-from .guard import WriteGuard
+from .guard import WriteGuard, declare_refusals
 from .methods import AllowedMethods
 from .parameters import exact_values
 from .view import NodeView
 
 _DESCRIPTION = """\
 The local API of a vouchnet node. Reads are open to whoever can reach the address (127.0.0.1 by default);
-writes (POST) need `Authorization: Bearer <token>` with the token in the node's `api.token` file.
+writes (POST, PUT) need `Authorization: Bearer <token>` with the token in the node's `api.token` file, but for a
+policy check (POST /v1/agents/{did}/check, which changes nothing) and, where `[api] traces_need_token = false`,
+OTLP trace export.
 Every error is a 4xx or 5xx with the JSON body `{"error": <code>, "detail": <reason naming the field>}`.
 """
 
@@ -46,4 +49,11 @@ def create_app(
     for router in included:
         app.include_router(router)
     app.add_middleware(AllowedMethods, routers=(app.router, *included))  # the outer one: before the token
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = declare_refusals(FastAPI.openapi(app), open_paths)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's way to extend the document
     return app

@@ -42,10 +42,9 @@ class ErrorBody(BaseModel):
 
 _MEANINGS = {
     400: "Out of range: an index or size beyond the log's latest checkpoint",
-    401: "A write without this node's bearer token",
     404: "Not found",
     409: "The record cannot be revoked here",
-    413: "The request body is too large",
+    415: "A Content-Type the endpoint does not take",
     422: "A malformed request, or a record the rules reject",
 }
 
@@ -53,6 +52,12 @@ _MEANINGS = {
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """For a route's OpenAPI entry: the refusals it may give, each with the one error shape."""
     return {status: {"model": ErrorBody, "description": _MEANINGS[status]} for status in (*statuses, 422)}
+
+
+def error_body(description: str) -> dict[str, Any]:
+    """An OpenAPI response of the one error shape, JSON whatever the route's own answers are (an event stream)."""
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ErrorBody.__name__}"}}}}
 
 
 class ApiError(HTTPException):

@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import hmac
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from typing import Any
 
 from fastapi import Request
 from fastapi.security import HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import ApiError
+from .errors import ApiError, error_body
 from .view import NodeView
 
 MAX_BODY_BYTES = 64 * 1024  # a record is at most 64 KiB, and every request body is far smaller than its record
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
-# Declares the scheme in the OpenAPI document (as a route dependency it only reads the header; WriteGuard enforces).
+# The scheme the OpenAPI document names on every write WriteGuard guards (declare_refusals).
 bearer_scheme = HTTPBearer(auto_error=False, description="The token in the node's `api.token` file.")
 
 
@@ -28,6 +29,37 @@ def _template(path: str) -> str:
     """A regex for a route path whose `{name}` segments match any one segment."""
     return "(?:" + "/".join("[^/]+" if re.fullmatch(r"\{\w+\}", part) else re.escape(part)
                             for part in path.split("/")) + ")"
+
+
+def _open_pattern(open_paths: Collection[str]) -> re.Pattern[str]:
+    return re.compile("|".join(_template(p) for p in open_paths) or "(?!)")
+
+
+def declare_refusals(spec: dict[str, Any], open_paths: Collection[str]) -> dict[str, Any]:
+    """`spec`, the app's OpenAPI document, with what WriteGuard answers before any handler (DESIGN §8): on every
+    write it guards, the bearer token, 401 and 503; on every write, 413. Changed in place."""
+    open_path = _open_pattern(open_paths)
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            if method.upper() in _READ_METHODS:
+                continue
+            responses = operation.setdefault("responses", {})
+            responses.setdefault("413", error_body(_WRITE_REFUSALS[413]))
+            if not open_path.fullmatch(path):
+                operation.setdefault("security", [{bearer_scheme.scheme_name: []}])
+                responses.setdefault("401", error_body(_WRITE_REFUSALS[401]))
+                responses.setdefault("503", error_body(_WRITE_REFUSALS[503]))
+    spec.setdefault("components", {}).setdefault("securitySchemes", {})[bearer_scheme.scheme_name] = \
+        bearer_scheme.model.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return spec
+
+
+_WRITE_REFUSALS = {
+    401: "A write without this node's bearer token",
+    413: "The request body is too large",
+    503: "The node takes no write now: it cannot read its token file (`no_token`), or its storage refused the write "
+         "(`storage`, naming the file); `Retry-After` says when to try again",
+}
 
 
 class WriteGuard:
@@ -52,7 +84,7 @@ class WriteGuard:
         self.node = node
         self.max_bytes = max_bytes
         self.body_limits = dict(body_limits or {})
-        self._open = re.compile("|".join(_template(p) for p in open_paths) or "(?!)")
+        self._open = _open_pattern(open_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

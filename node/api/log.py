@@ -24,7 +24,8 @@ MAX_ENTRIES = 256  # per page of /v1/log/entries: at most 16 MiB even if every r
 
 router = APIRouter(prefix="/v1/log", tags=["log"])
 
-_Position = Annotated[int, Query(ge=0, le=MAX_CURSOR)]
+_Position = Annotated[int, Query(ge=0, le=MAX_CURSOR, description="An index into the log, from 0")]
+_OldSize = Annotated[int, Query(ge=0, le=MAX_CURSOR, description="The size of the earlier tree")]
 _SizeOrPublic = Annotated[int | None, Query(ge=0, le=MAX_CURSOR,
                                             description="Default: the log's public size, its latest checkpoint's")]
 
@@ -112,7 +113,7 @@ async def inclusion_proof(node: NodeDep, index: _Position, size: _SizeOrPublic =
 
 
 @router.get("/proof/consistency", responses=error_responses(400))
-async def consistency_proof(node: NodeDep, old: _Position, new: _SizeOrPublic = None) -> dict[str, Any]:
+async def consistency_proof(node: NodeDep, old: _OldSize, new: _SizeOrPublic = None) -> dict[str, Any]:
     """RFC 9162 §2.1.4: proof that the tree of `old` entries is a prefix of the tree of `new` entries (default: the
     latest checkpoint's)."""
     public = _public_size(node)

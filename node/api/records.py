@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request, Response, Security
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from gossip.validation import check_record
@@ -15,12 +15,14 @@ from vouching import Record, load_record, load_stored, revoke_body, vouch_body
 from vouching.bodies import KINDS
 
 from .errors import ApiError, ErrorBody, checked_did, error_responses
-from .guard import bearer_scheme, media_type
+from .guard import media_type
 from .idempotent import HEADER_DESCRIPTION, RequestKey, keyed_responses
 from .view import NodeDep, NodeView
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 500
+RecordId = Annotated[str, Path(description="The record's id, 64 hex digits")]
+PageLimit = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"At most this many on the page, 1-{MAX_PAGE}")]
 MAX_CURSOR = 2**53 - 1  # ledger indexes stay within what JSON carries exactly (and SQLite's INTEGER)
 _MAX_FILTER = 512  # longer than any did or record id
 _RECORD_ID = re.compile(r"[0-9a-fA-F]{64}")
@@ -75,8 +77,7 @@ def _shown(index: int, record: Record, response: Response) -> dict[str, Any]:
     return record_view(index, record)
 
 
-@router.post("/vouches", status_code=201, dependencies=[Security(bearer_scheme)],
-             responses={**error_responses(401, 413), **keyed_responses("vouch")})
+@router.post("/vouches", status_code=201, responses={**error_responses(), **keyed_responses("vouch")})
 async def create_vouch(request: VouchRequest, node: NodeDep, response: Response,
                        idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
     """Sign and publish a vouch as this org; 201 with the record, 422 naming the field a bad vouch breaks. With an
@@ -97,8 +98,7 @@ async def create_vouch(request: VouchRequest, node: NodeDep, response: Response,
 @router.post(
     "/revocations",
     status_code=201,
-    dependencies=[Security(bearer_scheme)],
-    responses={**error_responses(401, 404, 409, 413), **keyed_responses("revocation")},
+    responses={**error_responses(404, 409), **keyed_responses("revocation")},
 )
 async def create_revocation(request: RevocationRequest, node: NodeDep, response: Response,
                             idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
@@ -133,12 +133,11 @@ _SUBMIT_BODY = {"required": True, "content": {_COSE: {"schema": {"type": "string
 @router.post(
     "/records",
     status_code=201,
-    dependencies=[Security(bearer_scheme)],
     openapi_extra={"requestBody": _SUBMIT_BODY},
     responses={200: {"description": "The node already holds this record"},
                202: {"description": "Held until the issuer's missing earlier records arrive (sync fetches them)"},
                409: {"model": ErrorBody, "description": "Not accepted: outside the horizon, equivocation, a broken chain"},
-               415: {"description": "Not application/cose"}, **error_responses(401, 413)},
+               **error_responses(415)},
 )
 async def submit_record(request: Request, node: NodeDep, response: Response) -> dict[str, Any]:
     """Offer a signed record (its COSE_Sign1 bytes) exactly as a peer's gossip would: it is checked like any record
@@ -185,7 +184,7 @@ async def list_records(
         Query(max_length=_MAX_FILTER, description="The did a record is about; for a revoke, the vouch's id"),
     ] = None,
     after: Annotated[int | None, Query(ge=0, le=MAX_CURSOR, description="The `next` of the previous page")] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
+    limit: PageLimit = DEFAULT_PAGE,
 ) -> dict[str, Any]:
     """Records matching every filter, oldest first by ledger index; `next` is the cursor of the following page,
     null on the last."""
@@ -212,7 +211,9 @@ async def list_records(
     },
 )
 async def get_record(
-    record_id: str, node: NodeDep, format: Annotated[Literal["cose", "json"], Query()] = "cose"
+    record_id: RecordId, node: NodeDep,
+    format: Annotated[Literal["cose", "json"], Query(description="cose: the signed bytes as gossiped; json: the record "
+                                                                  "decoded, with its ledger index")] = "cose"
 ) -> Response | dict[str, Any]:
     """One record: its exact COSE_Sign1 bytes (application/cose), or `?format=json` for its JSON form."""
     rid = parse_record_id(record_id, "path.record_id")

@@ -27,7 +27,7 @@ from ..credentials import score_statement
 from ..trust import TrustService, listed_scopes
 from .errors import ApiError, checked_did, error_responses
 from .parameters import BOOLEANS
-from .records import DEFAULT_PAGE, MAX_PAGE
+from .records import DEFAULT_PAGE, PageLimit
 
 CHECK_PATH = "/v1/agents/{did}/check"
 MAX_DID = 64
@@ -70,7 +70,7 @@ def scores_router(trust: TrustService, key: SigningKey) -> APIRouter:
     """The score, check and org endpoints over `trust`; statements are signed with the org key `key`."""
     router = APIRouter(tags=["scores"])
 
-    @router.get("/v1/agents/{did}/score")
+    @router.get("/v1/agents/{did}/score", responses=error_responses())
     async def agent_score(
         did: Did,
         statement: Annotated[bool, Query(description="add a short-lived signed JWT of the score")] = False,
@@ -86,7 +86,7 @@ def scores_router(trust: TrustService, key: SigningKey) -> APIRouter:
         checked_did(did, "path.did")
         return score_answer(trust, key, did, explain=explain, statement=statement)
 
-    @router.post(CHECK_PATH)
+    @router.post(CHECK_PATH, responses=error_responses())
     async def check(did: Did, body: CheckRequest) -> dict[str, Any]:
         """May this agent do this? `allow`, `audit` (allow and log) or `block`, with the reason, under this node's
         policy: tier verdicts, a minimum score, and high-risk tools that need `trusted`. The score is the agent's,
@@ -109,7 +109,7 @@ def scores_router(trust: TrustService, key: SigningKey) -> APIRouter:
     @router.get("/v1/orgs", responses=error_responses())
     async def orgs(
         after: Annotated[str | None, Query(max_length=MAX_DID, description="The `next` of the previous page")] = None,
-        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
+        limit: PageLimit = DEFAULT_PAGE,
     ) -> dict[str, Any]:
         """The orgs this node knows, in did order, with their reputation, credibility, accountability and who
         vouches for them (`vouched_by`: the 64 vouches bringing most reputation, with `vouched_by_complete` and
@@ -120,8 +120,8 @@ def scores_router(trust: TrustService, key: SigningKey) -> APIRouter:
         page = trust.orgs(after=after, limit=limit + 1)
         return {"orgs": page[:limit], "next": page[limit - 1]["org"] if len(page) > limit else None}
 
-    @router.get("/v1/orgs/{did}")
-    async def org(did: Did) -> dict[str, Any]:
+    @router.get("/v1/orgs/{did}", responses=error_responses())
+    async def org(did: Annotated[str, Path(min_length=1, description="The org's did:key")]) -> dict[str, Any]:
         """One org as this node sees it, explained (`vouched_by` as in `GET /v1/orgs`)."""
         checked_did(did, "path.did")
         return trust.org(did)

@@ -8,7 +8,7 @@ import re
 from collections.abc import Collection
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Security
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from gossip.addrs import AddrError, check_org_peer_id
@@ -18,8 +18,7 @@ from vouching import did_key
 
 from ..audit_log import wall_clock_ms
 from .errors import ApiError, error_responses
-from .guard import bearer_scheme
-from .records import DEFAULT_PAGE, MAX_PAGE
+from .records import DEFAULT_PAGE, PageLimit
 from .view import NodeDep
 
 MAX_BLOCKED = 1000
@@ -80,7 +79,7 @@ def listed_flagged(flagged: Collection[str]) -> dict[str, Any]:
 async def peers(
     node: NodeDep,
     after: Annotated[str | None, Query(max_length=MAX_PEER_ID, description="The `next` of the previous page")] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
+    limit: PageLimit = DEFAULT_PAGE,
 ) -> dict[str, Any]:
     """`peers`: every peer the node is connected to now, dialled or dialling in (`peer_id`, `org`, GossipSub
     `score`, `serves_sync`). `known`: a page of the peers it knows, in peer id order: those it dials (`source`
@@ -117,7 +116,7 @@ async def blocked_peers(node: NodeDep) -> dict[str, list[str]]:
     return {"peers": node.blocked_peers()}
 
 
-@router.put("/v1/peers/blocked", dependencies=[Security(bearer_scheme)], responses=error_responses(401, 413))
+@router.put("/v1/peers/blocked", responses=error_responses())
 async def set_blocked_peers(request: BlockedPeers, node: NodeDep) -> dict[str, list[str]]:
     """Replace the block list: listed peers are disconnected and refused (both ways) until removed or until the
     node restarts; peers removed from it are dialled again at once. An empty list unblocks everyone."""

@@ -23,11 +23,13 @@ from gossip.store import INDEX_FILE, RecordStore, StoreError
 from ledger import Ed25519Verifier, LedgerError, open_checkpoint, verify_consistency, verify_inclusion
 from node.api import create_app
 from node.api.status import MAX_LISTED_FLAGGED
+from node.api.scores import CHECK_PATH
 from node.idempotency import IdempotencyStore
 from vouching import EquivocationBody, org_body, public_key_from_did, verify_record, vouch_body
 
 from ..factories import Org, new_did
 from .fake_node import TOKEN, FakeNode, fake_node
+from .in_process import running
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -798,6 +800,32 @@ async def test_openapi_describes_every_endpoint_and_the_token(api):
     assert spec["paths"]["/v1/peers/blocked"]["put"]["security"] == [{"HTTPBearer": []}]
     assert spec["paths"]["/v1/records"]["post"]["security"] == [{"HTTPBearer": []}]
     assert "security" not in spec["paths"]["/v1/records"]["get"]
+
+
+async def test_the_node_s_openapi_describes_everything_and_declares_every_refusal(tmp_path):
+    """DESIGN §8: each operation and parameter says what it is; each write names the token, 401 and 503 (no token file, or
+    storage) unless the guard leaves it open, and 413; every refusal has the one error body."""
+    with trio.fail_after(30):
+        async with running(tmp_path) as node:
+            async with httpx.AsyncClient() as client:
+                spec = (await client.get(f"{node.api_url}/openapi.json")).json()
+    undescribed, unguarded, unbounded, other_shape = [], [], [], []
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            name, responses = f"{method.upper()} {path}", operation["responses"]
+            undescribed += [name] if not operation.get("description") else []
+            undescribed += [f"{name} {p['name']}" for p in operation.get("parameters", []) if not p.get("description")]
+            if method != "get":
+                unbounded += [name] if "413" not in responses else []
+                guarded = {"401", "503"} <= set(responses) and operation.get("security") == [{"HTTPBearer": []}]
+                unguarded += [name] if not guarded and path != CHECK_PATH else []
+            other_shape += [f"{name} {status}" for status, response in responses.items() if status[0] in "45" and
+                            response.get("content", {}).get("application/json", {}).get("schema")
+                            != {"$ref": "#/components/schemas/ErrorBody"}]
+    assert (undescribed, unguarded, unbounded, other_shape) == ([], [], [], [])
+    assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    assert "security" not in spec["paths"][CHECK_PATH]["post"]
+    assert spec["paths"]["/v1/orgs/{did}"]["get"]["parameters"][0]["description"] == "The org's did:key"
 
 
 async def test_unknown_endpoints_and_methods_get_the_error_shape(api):

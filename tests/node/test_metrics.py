@@ -11,6 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
+from gossip.gate import GateStats as RealGateStats
+from gossip.service import GossipStats as RealGossipStats
+from gossip.stats import by_reason, counted
+from gossip.sync_service import SyncStats
+from gossip.witnessing import WitnessStats
 from node.metrics import CONTENT_TYPE, LATENCY_BUCKETS, Registry, metrics_router, record_latency_listener
 
 from ..factories import Org
@@ -43,15 +48,15 @@ def test_counters_gauges_and_histograms_render_as_prometheus_reads_them():
 
 @dataclass
 class GateStats:
-    accepted: int = 0
-    rejected: dict = field(default_factory=lambda: {"too_large": 0, "bad_record": 0})
+    accepted: int = counted("Messages accepted")
+    rejected: dict = by_reason("Messages rejected, by reason", ("too_large", "bad_record"))
 
 
 @dataclass
 class GossipStats:
     gate: GateStats = field(default_factory=GateStats)
-    records_accepted: int = 0
-    queued_records: int = 0
+    records_accepted: int = counted("Records stored")
+    queued_records: int = counted("Records waiting to be published")
 
 
 def test_a_service_s_stats_dataclass_is_read_at_each_scrape():
@@ -66,6 +71,27 @@ def test_a_service_s_stats_dataclass_is_read_at_each_scrape():
     assert samples[("vouchnet_gossip_gate_rejected_total", (("reason", "bad_record"),))] == 1
     registry.collect("peers", "Connected peers", lambda: 4)
     assert parsed(registry)[("vouchnet_peers", ())] == 4
+
+
+def test_a_stats_field_without_help_text_is_refused():
+    @dataclass
+    class Unexplained:
+        sent: int = 0
+
+    with pytest.raises(ValueError, match=r"vouchnet_x_sent: its stats field 'sent' has no help text"):
+        Registry().add_stats("x", Unexplained())
+
+
+def test_every_family_of_the_services_stats_says_what_it_counts():
+    """DESIGN §8: a HELP text that is the metric's name spelled out (`sync rounds`) tells an operator nothing."""
+    registry = Registry()
+    registry.add_stats("gossip", RealGossipStats(gate=RealGateStats()))
+    registry.add_stats("sync", SyncStats())
+    registry.add_stats("witness", WitnessStats(), gauges=("gossip_period_seconds", "log_diverged"))
+    families = list(text_string_to_metric_families(registry.render()))
+    spelled_out = [f.name for f in families
+                   if f.documentation.removesuffix(" by reason").replace(" ", "_") in f.name]
+    assert spelled_out == []
 
 
 def test_registries_are_independent_and_names_are_checked():
