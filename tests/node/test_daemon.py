@@ -25,8 +25,11 @@ import trio
 from nacl.signing import SigningKey
 
 import gossip.replica
+import ledger.witness
+import node.credential_registry
 import node.daemon
 import node.digests
+import node.idempotency
 import node.cli
 import node.trust
 from gossip.replica import Replica
@@ -322,6 +325,35 @@ def test_a_damaged_data_file_stops_the_node_with_one_clear_line(tmp_path, forked
     assert done.returncode == 1
     assert done.stderr.splitlines()[-1].startswith("vouchnet run: " + complaint.format(path=tmp_path / file))
     assert "Traceback" not in done.stderr
+
+
+_STORES = {"digests.db": node.digests.FORMAT, "idempotency.db": node.idempotency.FORMAT,
+           "credentials.db": node.credential_registry.FORMAT, "witness.sqlite": ledger.witness.FORMAT}
+
+
+@pytest.mark.parametrize("file", _STORES)
+@pytest.mark.parametrize("held", ["a newer format", "another kind"])
+def test_a_data_file_of_another_kind_or_a_newer_format_stops_the_node_and_is_left_as_it_was(tmp_path, forked_cli,
+                                                                                             file, held):
+    """A later vouchnet's file (a downgrade), or one of another kind copied in its place, was taken as it was: tables
+    were added to it, and the node ran on what it did not understand."""
+    init_data_dir(tmp_path, network="test", api="127.0.0.1:0", listen=("/ip4/127.0.0.1/tcp/0",))
+    fmt = _STORES[file]
+    other = next(f for f in _STORES.values() if f is not fmt)  # a file of the kind next in the list
+    marks = (fmt.application_id, fmt.version + 1) if held == "a newer format" else (other.application_id, other.version)
+    with closing(sqlite3.connect(tmp_path / file)) as db:
+        db.execute(f"PRAGMA application_id = {marks[0]}")
+        db.execute(f"PRAGMA user_version = {marks[1]}")
+        db.execute(f"CREATE TABLE {sorted(other.tables)[0]} (x)")
+        db.commit()
+    before = (tmp_path / file).read_bytes()
+    done = forked_cli.run(["run", "--dir", str(tmp_path)], timeout=30)
+    assert done.returncode == 1
+    complaint = (f"{fmt.kind} in format version {fmt.version + 1}, newer than this vouchnet reads" if held ==
+                 "a newer format" else f"not {fmt.kind}: an SQLite database with application_id {marks[0]:#x}")
+    assert f"{tmp_path / file}: {complaint}" in done.stderr.splitlines()[-1]
+    assert "Traceback" not in done.stderr
+    assert (tmp_path / file).read_bytes() == before
 
 
 @pytest.mark.parametrize("file", ["node.lock", "records.ledger"])
