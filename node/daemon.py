@@ -39,6 +39,7 @@ from .api.http_server import serve_on
 from .api.scores import CHECK_PATH, ScoreFastPath, scores_router
 from .config import CONFIG_FILE, NodeConfig, is_loopback
 from .credential_registry import RegistryError
+from .data_formats import DataFormatError, check_formats
 from .data_lock import DataDirBusy, locked_data_dir
 from .digests import DigestStateError
 from .idempotency import IdempotencyStore, IdempotencyStoreError
@@ -175,6 +176,10 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
             log.info("finished an interrupted key rotation", extra={"fields": {"old": rotation.old, "new": rotation.new}})
         key = load_org_key(config.key_path)
         token_file = TokenFile(config.token_path)
+        try:
+            check_formats(config.data_dir)
+        except DataFormatError as error:
+            raise StartupError(str(error)) from None
         try:
             store = stack.enter_context(RecordStore.open(config.data_dir))
         except StoredHashError as error:

@@ -316,7 +316,7 @@ def test_a_taken_port_stops_the_node_with_one_clear_line(tmp_path, forked_cli, t
     ("audit.ledger", "telemetry: {path}: not a ledger"),
     ("digests.db", "telemetry: {path}: not a digest state file"),
     ("idempotency.db", "telemetry: {path}: not an idempotency store"),
-    ("witness.sqlite", "witness: {path}: cannot be read as a witness state file"),
+    ("witness.sqlite", "witness: {path}: not a witness state file"),
 ])
 def test_a_damaged_data_file_stops_the_node_with_one_clear_line(tmp_path, forked_cli, file, complaint):
     init_data_dir(tmp_path, network="test", api="127.0.0.1:0", listen=("/ip4/127.0.0.1/tcp/0",))
@@ -336,7 +336,8 @@ _STORES = {"digests.db": node.digests.FORMAT, "idempotency.db": node.idempotency
 def test_a_data_file_of_another_kind_or_a_newer_format_stops_the_node_and_is_left_as_it_was(tmp_path, forked_cli,
                                                                                              file, held):
     """A later vouchnet's file (a downgrade), or one of another kind copied in its place, was taken as it was: tables
-    were added to it, and the node ran on what it did not understand."""
+    were added to it, and the node ran on what it did not understand. A witness.sqlite was refused only once gossip
+    and sync had started, taking peers' records into records.ledger."""
     init_data_dir(tmp_path, network="test", api="127.0.0.1:0", listen=("/ip4/127.0.0.1/tcp/0",))
     fmt = _STORES[file]
     other = next(f for f in _STORES.values() if f is not fmt)  # a file of the kind next in the list
@@ -354,6 +355,9 @@ def test_a_data_file_of_another_kind_or_a_newer_format_stops_the_node_and_is_lef
     assert f"{tmp_path / file}: {complaint}" in done.stderr.splitlines()[-1]
     assert "Traceback" not in done.stderr
     assert (tmp_path / file).read_bytes() == before
+    # refused before anything else was opened: records and peers' records are taken only by a node that can start
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["api.token", "config.toml", file, "node.lock",
+                                                                 "org.key"])
 
 
 @pytest.mark.parametrize("file", ["node.lock", "records.ledger"])
