@@ -27,7 +27,7 @@ from gossip.service import GossipService
 from gossip.store import RecordStore, StoreError
 from gossip.sync_messages import SYNC_PROTOCOL
 from gossip.sync_service import SyncService
-from gossip.witnessing import SavedCheckpointMismatch, Witnessing
+from gossip.witnessing import SavedCheckpointMismatch, SavedCheckpointUnusable, Witnessing
 from ledger import LedgerError, StoredHashError
 from ledger.witness import WitnessStoreError
 from vouching import OrgBody
@@ -231,6 +231,8 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
                                     gossip_interval=config.checkpoint_gossip_interval, witnesses=config.witnesses)
         except SavedCheckpointMismatch as error:
             raise StartupError(f"records: {error}: {_repair_hint(config)}") from None
+        except SavedCheckpointUnusable as error:
+            raise StartupError(f"records: {error}") from None
         sync = SyncService(host, replica, limits=limits, interval=config.sync_interval,
                            round_peers=config.sync_peers, cosigner=witnessing.cosign,
                            checkpoints=witnessing.held_checkpoint,
