@@ -6,6 +6,8 @@ import base64
 import copy
 import itertools
 import json
+import re
+import shutil
 import signal
 import stat
 
@@ -13,16 +15,17 @@ import pytest
 from nacl.signing import SigningKey
 
 from gossip.replica import Replica
-from ledger import Checkpoint, EntryPruned, tree_hash, verify_inclusion
+from gossip.store import LEDGER_FILE, RecordStore
+from ledger import Checkpoint, EntryPruned, LedgerError, tree_hash, verify_inclusion
 from node import cli
 from node.audit_export import ExportError, VerifyError, export_agent, verify_export
-from node.audit_log import AuditLog, audit_origin
+from node.audit_log import AUDIT_FILE, AuditLog, audit_origin
 from node.commands import audit
 from node.commands.common import CommandFailed
 from node.keys import load_org_key
 from node.retention import DAY_MS, RetentionService
 from node.setup import init_data_dir
-from vouching import did_key, org_body, sign_record, verify_record
+from vouching import did_key, org_body, sign_record, verify_record, vouch_body
 
 from ..factories import new_did
 from .telemetry_node import Clock, telemetry_node
@@ -390,3 +393,16 @@ def test_a_moment_export_cannot_read_says_what_it_takes(tmp_path, capsys, moment
 def test_an_export_bound_is_a_date_a_time_or_13_digits_of_ms():
     assert audit.instant("2026-01-01") == audit.instant("2026-01-01T00:00:00Z") == audit.instant("1767225600000")
     assert audit.instant("1767225600000") == 1767225600000
+
+
+def test_a_records_ledger_copied_over_the_audit_log_is_refused_naming_it(tmp_path):
+    """Both are ledgers, alike to the eye: the node's start ended in a traceback decoding a record as an event."""
+    with RecordStore.open(tmp_path) as store:
+        Replica(SigningKey.generate(), store, roots=(), max_hops=1, held_limit=10).issue(
+            "vouch", vouch_body(new_did(), 0.5, "operator"))
+    shutil.copyfile(tmp_path / LEDGER_FILE, tmp_path / AUDIT_FILE)
+    before = (tmp_path / AUDIT_FILE).read_bytes()
+    with pytest.raises(LedgerError, match=re.escape(f"{tmp_path / AUDIT_FILE}: not an audit log: its last entry is "
+                                                    "not an event (entry: not deterministic CBOR")):
+        AuditLog.open(tmp_path)
+    assert (tmp_path / AUDIT_FILE).read_bytes() == before
