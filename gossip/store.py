@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 from ledger import Ledger
 from ledger.wal import use_wal
-from vouching import DigestBody, EquivocationBody, Record, RevokeBody, VouchBody, load_stored
+from vouching import DigestBody, EquivocationBody, Record, RevokeBody, VouchBody, load_stored, record_id
 
 LEDGER_FILE = "records.ledger"
 INDEX_FILE = "records.index"
@@ -351,6 +351,14 @@ class RecordStore:
         """Index the ledger entries past the index's last, following their issuers' heads."""
         if self._indexed is None:
             (self._indexed,) = self._db.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM records").fetchone()
+            if 0 < self._indexed <= self.ledger.size:
+                (last,) = self._db.execute("SELECT id FROM records WHERE idx = ?", (self._indexed - 1,)).fetchone()
+                if last != record_id(self.ledger.entry(self._indexed - 1)):
+                    raise StoreError(
+                        f"{INDEX_FILE}: its record {self._indexed - 1} is not the one {LEDGER_FILE} holds there: the "
+                        "index and the ledger are of different data directories (was one copied from another "
+                        f"node's?); if {LEDGER_FILE} is this node's, move the index aside and restart to rebuild it"
+                    )
         if self._indexed > self.ledger.size:
             raise StoreError(
                 f"{INDEX_FILE}: indexes {self._indexed} records but {LEDGER_FILE} holds {self.ledger.size}:"
