@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+_RESTORE = "restore this node's own file from a backup, or move it aside to start with a new one"
+
+
 @dataclass(frozen=True)
 class FileFormat:
     """The marks of one kind of file: `kind` says what it is ("a digest state file"), `tables` those it may hold."""
@@ -28,19 +31,11 @@ class FileFormat:
 
 def claim(db: sqlite3.Connection, path: Path, fmt: FileFormat, error: type[Exception]) -> None:
     """Mark a new (empty) file, or one from before marks holding only `fmt.tables`, as `fmt`; check any other file's
-    marks. Raises `error` naming the file, what it holds and what to do; nothing is written then."""
+    marks. Raises `error` naming the file, what it holds and what to do; nothing is written then. sqlite3.Error if
+    the file cannot be written."""
     db.execute("BEGIN IMMEDIATE")
     try:
-        (app_id,) = db.execute("PRAGMA application_id").fetchone()
-        (version,) = db.execute("PRAGMA user_version").fetchone()
-        marks = (app_id, version)
-        tables = {name for (name,) in db.execute(
-            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")}
-        if app_id == fmt.application_id and version == 0:
-            version = 1  # marked before versions were: the first format
-        problem = _problem(app_id, version, tables, fmt)
-        if problem is not None:
-            raise error(f"{path}: {problem}")
+        marks = check(db, path, fmt, error)
         if marks != (fmt.application_id, fmt.version):
             db.execute(f"PRAGMA application_id = {fmt.application_id}")
             db.execute(f"PRAGMA user_version = {fmt.version}")
@@ -50,8 +45,23 @@ def claim(db: sqlite3.Connection, path: Path, fmt: FileFormat, error: type[Excep
             db.execute("ROLLBACK")
 
 
+def check(db: sqlite3.Connection, path: Path, fmt: FileFormat, error: type[Exception]) -> tuple[int, int]:
+    """The file's marks (application_id, user_version); raises `error` if they, or its tables, are not `fmt`'s. For a
+    file opened read-only (beside the node that writes it), as `claim` but marking nothing."""
+    try:
+        (app_id,) = db.execute("PRAGMA application_id").fetchone()
+        (version,) = db.execute("PRAGMA user_version").fetchone()
+        tables = {name for (name,) in db.execute(
+            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")}
+    except sqlite3.DatabaseError as e:  # not an SQLite database, or a damaged one
+        raise error(f"{path}: not {fmt.kind} ({e}): {_RESTORE}") from None
+    problem = _problem(app_id, 1 if (app_id, version) == (fmt.application_id, 0) else version, tables, fmt)
+    if problem is not None:
+        raise error(f"{path}: {problem}")
+    return app_id, version
+
+
 def _problem(app_id: int, version: int, tables: set[str], fmt: FileFormat) -> str | None:
-    restore = "restore this node's own file from a backup, or move it aside to start with a new one"
     if app_id == fmt.application_id:
         if version > fmt.version:
             return (f"{fmt.kind} in format version {version}, newer than this vouchnet reads ({fmt.version}): it was "
@@ -61,8 +71,8 @@ def _problem(app_id: int, version: int, tables: set[str], fmt: FileFormat) -> st
         return None
     if app_id != 0 or version != 0:
         return (f"not {fmt.kind}: an SQLite database with application_id {app_id:#x} and user_version {version} "
-                f"({fmt.kind} has {fmt.application_id:#x}): another file copied in its place? {restore}")
+                f"({fmt.kind} has {fmt.application_id:#x}): another file copied in its place? {_RESTORE}")
     if foreign := sorted(tables - fmt.tables):
         return f"not {fmt.kind}: an SQLite database holding tables {', '.join(foreign)}: another file copied in its " \
-               f"place? {restore}"
+               f"place? {_RESTORE}"
     return None

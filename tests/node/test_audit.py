@@ -9,6 +9,7 @@ import json
 import re
 import shutil
 import signal
+import sqlite3
 import stat
 
 import pytest
@@ -406,3 +407,30 @@ def test_a_records_ledger_copied_over_the_audit_log_is_refused_naming_it(tmp_pat
                                                     "not an event (entry: not deterministic CBOR")):
         AuditLog.open(tmp_path)
     assert (tmp_path / AUDIT_FILE).read_bytes() == before
+
+
+@pytest.mark.parametrize(("damage", "complaint"), [
+    (lambda d: _set_version(d / "digests.db", 2), "{d}/digests.db: a digest state file in format version 2, newer "
+     "than this vouchnet reads (1)"),
+    (lambda d: shutil.copyfile(d / LEDGER_FILE, d / AUDIT_FILE), "{d}/audit.ledger: not an audit log"),
+])
+def test_an_export_refuses_a_data_file_of_a_later_format_or_another_kind_in_one_line(tmp_path, capsys, damage,
+                                                                                     complaint):
+    """The digest state of a later vouchnet was read as this one's; a records ledger as the audit log ended in a
+    traceback."""
+    made = init_data_dir(tmp_path, network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    with telemetry_node(made.data_dir, key=load_org_key(made.data_dir / "org.key"), clock=Clock(T0),
+                        epoch_ms=EPOCH) as node:
+        submit(node, A, count=1)
+        node.digester.close_due(T0 + EPOCH)
+    damage(tmp_path)
+    argv = ["audit", "export", "--dir", str(tmp_path), "--agent", A, "--from", str(T0 - 1), "--to", str(T0 + 1)]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("vouchnet audit export: " + complaint.format(d=tmp_path)) and "Traceback" not in err
+
+
+def _set_version(path, version: int) -> None:
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {version}")
+    db.close()
