@@ -54,10 +54,11 @@ class AuditLog:
             self._floor = self.at(ledger.size - 1)
 
     @classmethod
-    def open(cls, data_dir: Path, *, clock: Clock = wall_clock_ms) -> AuditLog:
-        """LedgerError, naming the file, if it is not a ledger or its last entry is not an event (another ledger)."""
+    def open(cls, data_dir: Path, *, clock: Clock = wall_clock_ms, read_only: bool = False) -> AuditLog:
+        """LedgerError, naming the file, if it is not a ledger or its last entry is not an event (another ledger).
+        `read_only`: as Ledger.open's (the file must exist)."""
         path = data_dir / AUDIT_FILE
-        ledger = Ledger.open(path)
+        ledger = Ledger.open(path, read_only=read_only)
         try:
             return cls(ledger, clock=clock)
         except InvalidEvent as error:

@@ -360,6 +360,20 @@ def test_a_data_file_of_another_kind_or_a_newer_format_stops_the_node_and_is_lef
                                                                  "org.key"])
 
 
+@pytest.mark.parametrize("bad", ["records.ledger", "audit.ledger"])
+def test_a_store_from_before_formats_is_not_marked_by_a_start_refused_for_another_file(tmp_path, forked_cli, bad):
+    """The marks a start adds to a file from before them wait until every file has been found readable: the stores
+    were marked, then the start refused for a damaged ledger (a file changed by a start that did not happen)."""
+    init_data_dir(tmp_path, network="test", api="127.0.0.1:0", listen=("/ip4/127.0.0.1/tcp/0",))
+    with closing(sqlite3.connect(tmp_path / "digests.db")) as db:
+        db.executescript(node.digests._SCHEMA)  # as a node before formats made it
+    before = (tmp_path / "digests.db").read_bytes()
+    (tmp_path / bad).write_bytes(b"\x00damaged" * 512)
+    done = forked_cli.run(["run", "--dir", str(tmp_path)], timeout=30)
+    assert done.returncode == 1 and f"{tmp_path / bad}: not a ledger" in done.stderr.splitlines()[-1]
+    assert (tmp_path / "digests.db").read_bytes() == before
+
+
 @pytest.mark.parametrize("file", ["node.lock", "records.ledger"])
 def test_a_data_file_the_file_system_refuses_stops_the_node_with_one_clear_line(tmp_path, forked_cli, file):
     """As a read-only disk would: the OSError came out of the node's nursery as a traceback."""
