@@ -21,12 +21,14 @@ _RESTORE = "restore this node's own file from a backup, or move it aside to star
 
 @dataclass(frozen=True)
 class FileFormat:
-    """The marks of one kind of file: `kind` says what it is ("a digest state file"), `tables` those it may hold."""
+    """The marks of one kind of file: `kind` says what it is ("a digest state file"), `tables` those it may hold,
+    `remedy` what an operator does about a file that is not one."""
 
     kind: str
     application_id: int
     version: int
     tables: frozenset[str]
+    remedy: str = _RESTORE
 
 
 def claim(db: sqlite3.Connection, path: Path, fmt: FileFormat, error: type[Exception]) -> None:
@@ -54,7 +56,7 @@ def check(db: sqlite3.Connection, path: Path, fmt: FileFormat, error: type[Excep
         tables = {name for (name,) in db.execute(
             "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")}
     except sqlite3.DatabaseError as e:  # not an SQLite database, or a damaged one
-        raise error(f"{path}: not {fmt.kind} ({e}): {_RESTORE}") from None
+        raise error(f"{path}: not {fmt.kind} ({e}): {fmt.remedy}") from None
     problem = _problem(app_id, 1 if (app_id, version) == (fmt.application_id, 0) else version, tables, fmt)
     if problem is not None:
         raise error(f"{path}: {problem}")
@@ -65,14 +67,14 @@ def _problem(app_id: int, version: int, tables: set[str], fmt: FileFormat) -> st
     if app_id == fmt.application_id:
         if version > fmt.version:
             return (f"{fmt.kind} in format version {version}, newer than this vouchnet reads ({fmt.version}): it was "
-                    "written by a later vouchnet; run that version, or restore the file from a backup this one wrote")
+                    f"written by a later vouchnet; run that version, or {fmt.remedy}")
         if version < fmt.version:
             return f"{fmt.kind} in format version {version}, which this vouchnet cannot upgrade to {fmt.version}"
         return None
     if app_id != 0 or version != 0:
         return (f"not {fmt.kind}: an SQLite database with application_id {app_id:#x} and user_version {version} "
-                f"({fmt.kind} has {fmt.application_id:#x}): another file copied in its place? {_RESTORE}")
+                f"({fmt.kind} has {fmt.application_id:#x}): another file copied in its place? {fmt.remedy}")
     if foreign := sorted(tables - fmt.tables):
         return f"not {fmt.kind}: an SQLite database holding tables {', '.join(foreign)}: another file copied in its " \
-               f"place? {_RESTORE}"
+               f"place? {fmt.remedy}"
     return None

@@ -227,6 +227,21 @@ def test_an_index_of_another_node_s_ledger_is_refused_naming_both_files(tmp_path
         RecordStore.open(tmp_path / "a")
 
 
+def test_an_sqlite_file_of_another_kind_in_the_index_s_place_is_refused_and_left_as_it_was(tmp_path):
+    """One without marks (application_id and user_version 0) was taken for a new index: marked as one and given its
+    tables."""
+    db = sqlite3.connect(tmp_path / INDEX_FILE)
+    db.execute("CREATE TABLE epochs (start INTEGER)")
+    db.commit()
+    db.close()
+    before = (tmp_path / INDEX_FILE).read_bytes()
+    with pytest.raises(StoreError, match=re.escape(f"{tmp_path / INDEX_FILE}: not a record index: an SQLite database "
+                                                   "holding tables epochs: another file copied in its place? remove it "
+                                                   "(and its -wal and -shm files) and it is rebuilt")):
+        RecordStore.open(tmp_path)
+    assert (tmp_path / INDEX_FILE).read_bytes() == before
+
+
 def test_a_new_index_whose_marking_is_cut_short_is_made_anew_at_the_next_open(tmp_path, monkeypatch):
     """Before: its application_id and version were set one commit each, so a node killed between them left an index
     no start accepted ("not a version-N record index (application_id 0x..., version 0)") until removed by hand."""
