@@ -201,6 +201,15 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
             raise StartupError(f"p2p: {error}: {_free_it('[p2p] listen', config)}") from None
         except HostError as error:
             raise StartupError(f"p2p: {error}") from None
+        # Before the stores open (marking one from before formats): a saved checkpoint it refuses changes nothing.
+        try:
+            witnessing = Witnessing(host, replica, network=config.network, state_dir=config.data_dir,
+                                    interval=config.checkpoint_interval,
+                                    gossip_interval=config.checkpoint_gossip_interval, witnesses=config.witnesses)
+        except SavedCheckpointMismatch as error:
+            raise StartupError(f"records: {error}: {_repair_hint(config)}") from None
+        except SavedCheckpointUnusable as error:
+            raise StartupError(f"records: {error}") from None
         try:
             telemetry = Telemetry.open(config, key=key, replica=replica, metrics=metrics, rebuild=False)
             stack.callback(telemetry.close)
@@ -225,14 +234,6 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
             metrics.histogram("record_latency_seconds", "Seconds from a record's issue to its acceptance here",
                               LATENCY_BUCKETS), replica.did, wall_clock_ms))
         telemetry.ingestor.listeners.append(trust.on_events)
-        try:
-            witnessing = Witnessing(host, replica, network=config.network, state_dir=config.data_dir,
-                                    interval=config.checkpoint_interval,
-                                    gossip_interval=config.checkpoint_gossip_interval, witnesses=config.witnesses)
-        except SavedCheckpointMismatch as error:
-            raise StartupError(f"records: {error}: {_repair_hint(config)}") from None
-        except SavedCheckpointUnusable as error:
-            raise StartupError(f"records: {error}") from None
         sync = SyncService(host, replica, limits=limits, interval=config.sync_interval,
                            round_peers=config.sync_peers, cosigner=witnessing.cosign,
                            checkpoints=witnessing.held_checkpoint,

@@ -374,6 +374,18 @@ def test_a_store_from_before_formats_is_not_marked_by_a_start_refused_for_anothe
     assert (tmp_path / "digests.db").read_bytes() == before
 
 
+def test_a_store_from_before_formats_is_not_marked_by_a_start_refused_for_its_saved_checkpoint(tmp_path, forked_cli):
+    """The stores were opened (and a store from before formats marked) before the saved checkpoint was read."""
+    init_data_dir(tmp_path, network="test", api="127.0.0.1:0", listen=("/ip4/127.0.0.1/tcp/0",))
+    with closing(sqlite3.connect(tmp_path / "digests.db")) as db:
+        db.executescript(node.digests._SCHEMA)  # as a node before formats made it
+    before = (tmp_path / "digests.db").read_bytes()
+    (tmp_path / "checkpoint.note").write_bytes(b"damaged\n")
+    done = forked_cli.run(["run", "--dir", str(tmp_path)], timeout=30)
+    assert done.returncode == 1 and "checkpoint.note: not a checkpoint our key signed" in done.stderr.splitlines()[-1]
+    assert (tmp_path / "digests.db").read_bytes() == before
+
+
 @pytest.mark.parametrize("file", ["node.lock", "records.ledger"])
 def test_a_data_file_the_file_system_refuses_stops_the_node_with_one_clear_line(tmp_path, forked_cli, file):
     """As a read-only disk would: the OSError came out of the node's nursery as a traceback."""
