@@ -21,14 +21,13 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ledger import Ledger
+from ledger.sqlite_format import FileFormat, claim
 from ledger.wal import use_wal
-from vouching import DigestBody, EquivocationBody, Record, RevokeBody, VouchBody, load_stored
+from vouching import DigestBody, EquivocationBody, Record, RevokeBody, VouchBody, load_stored, record_id
 
 LEDGER_FILE = "records.ledger"
 INDEX_FILE = "records.index"
 log = logging.getLogger(__name__)
-_INDEX_VERSION = 1
-_APPLICATION_ID = 0x564E4958  # "VNIX"
 # Index rows per index transaction, committed before the next append once it holds them. Each commit writes every
 # index page the transaction touched to the WAL, and ids and dids land on random pages: committing per appended
 # batch of 100 cost 45 us of CPU per record at 5*10^4 records against 30 us for this, and more as the index grows
@@ -351,6 +350,14 @@ class RecordStore:
         """Index the ledger entries past the index's last, following their issuers' heads."""
         if self._indexed is None:
             (self._indexed,) = self._db.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM records").fetchone()
+            if 0 < self._indexed <= self.ledger.size:
+                (last,) = self._db.execute("SELECT id FROM records WHERE idx = ?", (self._indexed - 1,)).fetchone()
+                if last != record_id(self.ledger.entry(self._indexed - 1)):
+                    raise StoreError(
+                        f"{INDEX_FILE}: its record {self._indexed - 1} is not the one {LEDGER_FILE} holds there: the "
+                        "index and the ledger are of different data directories (was one copied from another "
+                        f"node's?); if {LEDGER_FILE} is this node's, move the index aside and restart to rebuild it"
+                    )
         if self._indexed > self.ledger.size:
             raise StoreError(
                 f"{INDEX_FILE}: indexes {self._indexed} records but {LEDGER_FILE} holds {self.ledger.size}:"
@@ -432,6 +439,7 @@ def _unwritable(error: sqlite3.Error) -> str:
 
 # What an operator can do about an index that will not open: it is derived data.
 _REBUILD = "remove it (and its -wal and -shm files) and it is rebuilt from the records ledger"
+_FORMAT = FileFormat("a record index", 0x564E4958, 1, frozenset({"records"}), remedy=_REBUILD)  # "VNIX"
 
 
 def _connect(database: str | Path, **options: bool) -> sqlite3.Connection:
@@ -445,7 +453,7 @@ def _open_index(path: Path) -> sqlite3.Connection:
     try:
         db = _connect(path)
         try:
-            _mark(db, path)
+            claim(db, path, _FORMAT, StoreError)
             use_wal(db)
             db.execute("PRAGMA synchronous = NORMAL")  # derived data: a lost tail is replayed from the ledger
             db.executescript(_SCHEMA)
@@ -455,18 +463,3 @@ def _open_index(path: Path) -> sqlite3.Connection:
     except sqlite3.DatabaseError as e:
         raise StoreError(f"{path}: not a record index: {e}; {_REBUILD}") from None
     return db
-
-
-def _mark(db: sqlite3.Connection, path: Path) -> None:
-    """Mark a new file as an index (its application_id and version) in one transaction, or check a file's marks:
-    marked one after the other, a new index killed between them was refused at every start until removed by hand."""
-    db.execute("BEGIN IMMEDIATE")
-    (app_id,) = db.execute("PRAGMA application_id").fetchone()
-    (version,) = db.execute("PRAGMA user_version").fetchone()
-    if (app_id, version) == (0, 0):  # a new file
-        db.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
-        db.execute(f"PRAGMA user_version = {_INDEX_VERSION}")
-    elif (app_id, version) != (_APPLICATION_ID, _INDEX_VERSION):
-        raise StoreError(f"{path}: not a version-{_INDEX_VERSION} record index (application_id {app_id:#x}, version "
-                         f"{version}); {_REBUILD}")
-    db.execute("COMMIT")

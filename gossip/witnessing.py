@@ -65,6 +65,7 @@ from ledger import (
     log_origin,
     note_signature,
     open_checkpoint,
+    parse_log_origin,
     peek_origin,
 )
 from ledger.files import replace_file
@@ -160,6 +161,10 @@ class _Latest:
     @functools.cached_property
     def log_note(self) -> bytes:
         return format_note(self.checkpoint.to_text(), [self.log_signature])
+
+
+class SavedCheckpointUnusable(Exception):
+    """Our saved checkpoint is damaged, or of another org's or network's log: the node would sign as another log's."""
 
 
 class SavedCheckpointMismatch(Exception):
@@ -653,17 +658,24 @@ class Witnessing:
         except FileNotFoundError:
             return None
         try:
-            if peek_origin(note) in self._earlier_logs(self.replica.did):
+            origin = peek_origin(note)
+            if origin in self._earlier_logs(self.replica.did):
                 logger.info("%s: our saved checkpoint is of an earlier key's log: starting this key's",
                             self._checkpoint_path)
                 return None
+            if origin != self.origin:
+                raise SavedCheckpointUnusable(f"{self._checkpoint_path}: {self._whose(*parse_log_origin(origin))}")
             verifiers = [self._signer.verifier(), *cosigner_verifiers(note).values()]
             checkpoint, signatures = open_checkpoint(note, verifiers)
-            ledger = self.replica.store.ledger
-            if checkpoint.size > ledger.size:
-                raise NoteError(f"checkpoint of size {checkpoint.size} does not match the records ledger")
         except NoteError as e:
-            logger.warning("%s: ignoring our saved checkpoint: %s", self._checkpoint_path, e)
+            raise SavedCheckpointUnusable(
+                f"{self._checkpoint_path}: not a checkpoint our key signed ({e}): damaged, or another file copied in "
+                "its place? restore it from a backup of this data directory, or move it aside to start without it "
+                "(the node saves its next cosigned checkpoint there)") from None
+        ledger = self.replica.store.ledger
+        if checkpoint.size > ledger.size:
+            logger.warning("%s: ignoring our saved checkpoint: checkpoint of size %d does not match the records "
+                           "ledger", self._checkpoint_path, checkpoint.size)
             return None
         if ledger.root(checkpoint.size) != checkpoint.root:
             raise SavedCheckpointMismatch(
@@ -672,6 +684,17 @@ class Witnessing:
                 "fork our log (witnesses refuse to cosign a fork, and flag two roots of one size as equivocation)")
         log_signature, *cosignatures = sorted(signatures, key=lambda s: s.name != self.origin)  # the log's first
         return _Latest(checkpoint, log_signature, {s.name: s for s in cosignatures})
+
+    def _whose(self, network: str, org: str, log: str) -> str:
+        """What a saved checkpoint of another log than ours is, and what to do about it."""
+        if org != self.replica.did:
+            return (f"a checkpoint of {org}'s log, but the node's key is {self.replica.did}'s: is the key, or this "
+                    "file, another node's? put this node's own key and checkpoint back")
+        if network != self.network:
+            return (f"a checkpoint of our log on network {network!r}, but the node is set to join {self.network!r}: "
+                    f"is the config another node's? set the network back to {network!r}")
+        return f"a checkpoint of our log {log!r}, not of our records log: another file copied in its place? move it " \
+               "aside"
 
     def _latest_cosigners(self) -> list[str]:
         if self._latest is None:

@@ -13,6 +13,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import ClassVar
 
@@ -20,13 +21,14 @@ from .checkpoint import MAX_TREE_SIZE, Checkpoint, open_checkpoint, peek_origin
 from .cosignature import CosignatureSigner
 from .merkle import EMPTY_ROOT, HASH_SIZE, ProofError, verify_consistency
 from .note import MAX_NOTE_SIZE, NoteError, NoteVerifier, Signature, decode_base64, format_note, note_signature
+from .sqlite_format import FileFormat, claim
 from .wal import use_wal
 
 MAX_PROOF_LINES = 63  # tlog-witness: a client MUST NOT send more
 _HASH_LINE = 45  # base64 of a 32-byte hash, and a newline
 MAX_REQUEST_SIZE = len(f"old {MAX_TREE_SIZE}\n") + MAX_PROOF_LINES * _HASH_LINE + 1 + MAX_NOTE_SIZE
 _OLD_LINE = re.compile(r"old (0|[1-9][0-9]*)")
-_APPLICATION_ID = 0x766E7774  # "vnwt" in SQLite's header: this file is a vouchnet witness's state
+FORMAT = FileFormat("a witness state file", 0x766E7774, 1, frozenset({"cosigned", "continued"}))  # "vnwt"
 
 
 # --- Answers other than a cosignature (tlog-witness's HTTP status codes, for protocols that carry them) -----
@@ -375,29 +377,24 @@ def _check(
 
 
 def _open_store(path: str | os.PathLike[str]) -> sqlite3.Connection:
-    """Open (or create) a witness state file; never alter a file that is not one."""
+    """Open (or create) a witness state file; never alter a file that is not one (ledger.sqlite_format)."""
     try:
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        app_id = db.execute("PRAGMA application_id").fetchone()[0]
-        tables = db.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]
+        try:
+            claim(db, Path(path), FORMAT, WitnessStoreError)
+        except BaseException:
+            db.close()
+            raise
     except sqlite3.Error as e:
         raise WitnessStoreError(f"{os.fspath(path)}: cannot be read as a witness state file ({e})") from None
-    if app_id != _APPLICATION_ID and (app_id != 0 or tables != 0):
-        db.close()
-        raise WitnessStoreError(f"{os.fspath(path)}: is not a vouchnet witness state file")
     # WAL with synchronous=FULL: a committed transaction is on disk before COMMIT returns.
     if use_wal(db) != "wal":
         db.close()
         raise WitnessStoreError(f"{os.fspath(path)}: cannot use write-ahead logging")
     db.execute("PRAGMA synchronous=FULL")
-    if app_id == 0:
-        db.execute("BEGIN IMMEDIATE")
-        db.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS cosigned "
-            "(origin TEXT PRIMARY KEY, checkpoint TEXT NOT NULL, note BLOB NOT NULL)"
-        )
-        db.execute("COMMIT")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS cosigned (origin TEXT PRIMARY KEY, checkpoint TEXT NOT NULL, note BLOB NOT NULL)"
+    )
     # Logs checked to continue their predecessor's (a file from before this table re-checks each one once).
     db.execute("CREATE TABLE IF NOT EXISTS continued (origin TEXT PRIMARY KEY)")
     return db

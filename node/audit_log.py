@@ -14,9 +14,9 @@ from pathlib import Path
 
 from nacl.signing import SigningKey
 
-from ledger import Checkpoint, Ed25519Signer, Ledger, log_origin
+from ledger import Checkpoint, Ed25519Signer, Ledger, LedgerError, log_origin
 
-from .events import Event, decode_entry, encode_entry
+from .events import Event, InvalidEvent, decode_entry, encode_entry
 
 AUDIT_FILE = "audit.ledger"
 AUDIT_LOG = "audit"  # the log name in its checkpoint origin, vouchnet/<network>/<org did>/audit
@@ -54,8 +54,17 @@ class AuditLog:
             self._floor = self.at(ledger.size - 1)
 
     @classmethod
-    def open(cls, data_dir: Path, *, clock: Clock = wall_clock_ms) -> AuditLog:
-        return cls(Ledger.open(data_dir / AUDIT_FILE), clock=clock)
+    def open(cls, data_dir: Path, *, clock: Clock = wall_clock_ms, read_only: bool = False) -> AuditLog:
+        """LedgerError, naming the file, if it is not a ledger or its last entry is not an event (another ledger).
+        `read_only`: as Ledger.open's (the file must exist)."""
+        path = data_dir / AUDIT_FILE
+        ledger = Ledger.open(path, read_only=read_only)
+        try:
+            return cls(ledger, clock=clock)
+        except InvalidEvent as error:
+            ledger.close()
+            raise LedgerError(f"{path}: not an audit log: its last entry is not an event ({error}): another ledger "
+                              "(records.ledger?) copied in its place? restore this node's own from a backup") from None
 
     def close(self) -> None:
         self.ledger.close()

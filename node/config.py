@@ -25,6 +25,9 @@ from vouching.schema import MAX_UINT
 from .dp import EPSILON_RULE, geometric_alpha
 
 CONFIG_FILE = "config.toml"
+# config.toml's `format`: a later vouchnet that changes what a key means, or drops one, writes a higher one, which this
+# one refuses; a file without it is format 1. (Keys added are refused by name, in any format.)
+CONFIG_FORMAT = 1
 DIR_ENV = "VOUCHNET_DIR"
 NETWORK_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
 DEFAULT_LISTEN = "/ip4/0.0.0.0/tcp/4001"
@@ -253,6 +256,14 @@ def _known_keys(section: str, table: dict[str, Any], allowed: set[str]) -> None:
         raise ConfigError(f"{section}: unknown key {unknown[0]!r} (known: {', '.join(sorted(allowed))})")
 
 
+def _check_format(found: int) -> None:
+    if found > CONFIG_FORMAT:
+        raise ConfigError(f"format: {found}: written for a later vouchnet (this one reads format {CONFIG_FORMAT}); run "
+                          "that version, or restore a config.toml this one wrote")
+    if found < 1:
+        raise ConfigError(f"format: must be 1-{CONFIG_FORMAT}, got {found}")
+
+
 def load_config(data_dir: Path) -> NodeConfig:
     """Read and validate `data_dir/config.toml`; every error names the key and the rule."""
     path = data_dir / CONFIG_FILE
@@ -279,7 +290,9 @@ def parse_config(data_dir: Path, text: str) -> NodeConfig:
 
 
 def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
-    _known_keys("config", doc, {"name", "network", "p2p", "trust", "api", "witness", "telemetry", "scoring", "limits"})
+    _check_format(_get(doc, "config", "format", "an integer", 1))  # first: a later format may have other keys
+    _known_keys("config", doc, {"format", "name", "network", "p2p", "trust", "api", "witness", "telemetry", "scoring",
+                                "limits"})
     name = _get(doc, "config", "name", "a string", NodeConfig.name)
     if not 1 <= len(name) <= 128 or not name.isprintable():
         raise ConfigError(f"name: must be 1-128 printable characters, got {name!r}")
@@ -438,6 +451,9 @@ def render_template(
     return f"""\
 # vouchnet node configuration. Edit, then restart the node (`vouchnet run --dir DIR`).
 # The org key (org.key) and the API token (api.token) live beside this file; keep both private.
+
+# The format of this file, for the vouchnet reading it: keep it as written.
+format = {CONFIG_FORMAT}
 
 # Your org's display name, published in its `org` record.
 name = {_toml_string(name)}

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ledger.sqlite_format import FileFormat, claim
 from ledger.wal import use_wal
 from vouching.schema import InvalidRecord, text
 
@@ -37,6 +38,7 @@ CREATE INDEX IF NOT EXISTS agent_credentials_name ON agent_credentials (name);
 -- A status list is read at every request for it: the revoked few, without scanning the list's 131,072 rows.
 CREATE INDEX IF NOT EXISTS agent_credentials_revoked ON agent_credentials (idx) WHERE revoked_at IS NOT NULL;
 """
+FORMAT = FileFormat("a credential registry", 0x564E4352, 1, frozenset({"agent_credentials"}))  # "VNCR"
 
 
 class RegistryError(Exception):
@@ -76,6 +78,7 @@ class CredentialRegistry:
         try:
             db = sqlite3.connect(data_dir / CREDENTIALS_FILE, isolation_level=None, timeout=10.0,
                                  check_same_thread=False)
+            claim(db, data_dir / CREDENTIALS_FILE, FORMAT, RegistryError)
             use_wal(db)
             db.execute("PRAGMA synchronous = FULL")  # a lost revocation would let a credential live on
             db.executescript(_SCHEMA)

@@ -27,7 +27,7 @@ from gossip.service import GossipService
 from gossip.store import RecordStore, StoreError
 from gossip.sync_messages import SYNC_PROTOCOL
 from gossip.sync_service import SyncService
-from gossip.witnessing import SavedCheckpointMismatch, Witnessing
+from gossip.witnessing import SavedCheckpointMismatch, SavedCheckpointUnusable, Witnessing
 from ledger import LedgerError, StoredHashError
 from ledger.witness import WitnessStoreError
 from vouching import OrgBody
@@ -39,6 +39,7 @@ from .api.http_server import serve_on
 from .api.scores import CHECK_PATH, ScoreFastPath, scores_router
 from .config import CONFIG_FILE, NodeConfig, is_loopback
 from .credential_registry import RegistryError
+from .data_formats import DataFormatError, check_formats
 from .data_lock import DataDirBusy, locked_data_dir
 from .digests import DigestStateError
 from .idempotency import IdempotencyStore, IdempotencyStoreError
@@ -176,6 +177,10 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         key = load_org_key(config.key_path)
         token_file = TokenFile(config.token_path)
         try:
+            check_formats(config.data_dir)
+        except DataFormatError as error:
+            raise StartupError(str(error)) from None
+        try:
             store = stack.enter_context(RecordStore.open(config.data_dir))
         except StoredHashError as error:
             raise StartupError(f"records: {error}: {_repair_hint(config)}") from None
@@ -196,6 +201,16 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
             raise StartupError(f"p2p: {error}: {_free_it('[p2p] listen', config)}") from None
         except HostError as error:
             raise StartupError(f"p2p: {error}") from None
+        # Before the stores open (marking one from before formats): a saved checkpoint it refuses changes nothing.
+        try:
+            witnessing = Witnessing(host, replica, network=config.network, state_dir=config.data_dir,
+                                    interval=config.checkpoint_interval,
+                                    gossip_interval=config.checkpoint_gossip_interval, witnesses=config.witnesses,
+                                    fork_window=config.fork_window)
+        except SavedCheckpointMismatch as error:
+            raise StartupError(f"records: {error}: {_repair_hint(config)}") from None
+        except SavedCheckpointUnusable as error:
+            raise StartupError(f"records: {error}") from None
         try:
             telemetry = Telemetry.open(config, key=key, replica=replica, metrics=metrics, rebuild=False)
             stack.callback(telemetry.close)
@@ -220,13 +235,6 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
             metrics.histogram("record_latency_seconds", "Seconds from a record's issue to its acceptance here",
                               LATENCY_BUCKETS), replica.did, wall_clock_ms))
         telemetry.ingestor.listeners.append(trust.on_events)
-        try:
-            witnessing = Witnessing(host, replica, network=config.network, state_dir=config.data_dir,
-                                    interval=config.checkpoint_interval,
-                                    gossip_interval=config.checkpoint_gossip_interval, witnesses=config.witnesses,
-                                    fork_window=config.fork_window)
-        except SavedCheckpointMismatch as error:
-            raise StartupError(f"records: {error}: {_repair_hint(config)}") from None
         sync = SyncService(host, replica, limits=limits, interval=config.sync_interval,
                            round_peers=config.sync_peers, cosigner=witnessing.cosign,
                            checkpoints=witnessing.held_checkpoint,

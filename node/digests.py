@@ -44,6 +44,7 @@ import trio
 from gossip.replica import Replica
 from gossip.store import StoreError
 from ledger import Frontier, LedgerError, leaf_hash
+from ledger.sqlite_format import FileFormat, check, claim
 from ledger.wal import use_wal
 from vouching import Counts, DigestBody, Record, load_stored
 from vouching.bodies import CATEGORIES, OUTCOMES
@@ -85,6 +86,7 @@ CREATE TABLE IF NOT EXISTS raw_counts (
     PRIMARY KEY (epoch, agent)
 );
 """
+FORMAT = FileFormat("a digest state file", 0x564E4447, 1, frozenset({"epochs", "raw_counts"}))  # "VNDG"
 RawCounts = tuple[tuple[int, ...], tuple[int, ...]]  # (outcomes, high_risk), in OUTCOMES order
 
 
@@ -123,9 +125,10 @@ class DigestState:
 
     @classmethod
     def open(cls, data_dir: Path) -> DigestState:
-        """Raises DigestStateError if the file is not an SQLite database."""
+        """Raises DigestStateError if the file is not a digest state file in this version's format."""
         try:
             db = sqlite3.connect(data_dir / DIGESTS_FILE, isolation_level=None)
+            claim(db, data_dir / DIGESTS_FILE, FORMAT, DigestStateError)
             use_wal(db)
             db.execute("PRAGMA synchronous = FULL")
             db.executescript(_SCHEMA)
@@ -135,13 +138,20 @@ class DigestState:
 
     @classmethod
     def open_readonly(cls, data_dir: Path) -> DigestState:
-        """For reading beside a running node (the audit export); a missing file reads as no epochs."""
+        """For reading beside a running node (the audit export); a missing file reads as no epochs. DigestStateError if
+        the file is not a digest state file in this version's format."""
         path = data_dir / DIGESTS_FILE
         if not path.exists():
             db = sqlite3.connect(":memory:")
             db.executescript(_SCHEMA)
             return cls(db)
-        return cls(sqlite3.connect(path.absolute().as_uri() + "?mode=ro", uri=True))
+        db = sqlite3.connect(path.absolute().as_uri() + "?mode=ro", uri=True)
+        try:
+            check(db, path, FORMAT, DigestStateError)
+        except DigestStateError:
+            db.close()
+            raise
+        return cls(db)
 
     def intervals(self, start: int, end: int) -> list[tuple[int, int]]:
         """The digested intervals [epoch, epoch + len) that overlap [start, end), in time order."""

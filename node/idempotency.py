@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ledger.sqlite_format import FileFormat, claim
 from ledger.wal import use_wal
 
 from .events import MAX_AGE_MS, MAX_SKEW_MS
@@ -77,6 +78,8 @@ CREATE TABLE IF NOT EXISTS spans (entry INTEGER PRIMARY KEY, id BLOB NOT NULL UN
 -- When each request's spans were stored, by the first entry of its append: what expires them.
 CREATE TABLE IF NOT EXISTS span_appends (first INTEGER PRIMARY KEY, at INTEGER NOT NULL);
 """
+FORMAT = FileFormat("an idempotency store", 0x564E494B, 1,  # "VNIK"
+                    frozenset({"keys", "record_keys", "spans", "span_appends"}))
 
 
 @dataclass(frozen=True)
@@ -123,9 +126,10 @@ class IdempotencyStore:
     @classmethod
     def open(cls, data_dir: Path, *, log_size: int) -> IdempotencyStore:
         """Open the store beside the audit log, whose current size is `log_size`; raises IdempotencyStoreError if
-        the file is not an SQLite database."""
+        the file is not an idempotency store in this version's format."""
         try:
             db = sqlite3.connect(data_dir / IDEMPOTENCY_FILE, isolation_level=None, check_same_thread=False)
+            claim(db, data_dir / IDEMPOTENCY_FILE, FORMAT, IdempotencyStoreError)
             use_wal(db)
             db.execute("PRAGMA synchronous = FULL")  # a lost row would let a retried batch count twice
             db.executescript(_SCHEMA)

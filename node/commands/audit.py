@@ -89,14 +89,22 @@ def register(subparsers: Subparsers) -> None:
 
 def _export(args: argparse.Namespace) -> int:
     from node.audit_export import ExportError, export_agent
+    from ledger import LedgerError
     from node.audit_log import AuditLog
-    from node.digests import DigestState
+    from node.digests import DigestState, DigestStateError
 
     if args.end <= args.start:
         raise UsageError("--to: must be later than --from")
     with signing_key(args) as (config, key):
-        state = DigestState.open_readonly(config.data_dir)
-        audit = AuditLog.open(config.data_dir)
+        try:
+            state = DigestState.open_readonly(config.data_dir)
+        except DigestStateError as e:
+            raise CommandFailed(str(e)) from None
+        try:
+            audit = AuditLog.open(config.data_dir)
+        except LedgerError as e:
+            state.close()
+            raise CommandFailed(str(e)) from None
         try:
             document = export_agent(audit, state, key=key,
                                     org=did_key(bytes(key.verify_key)), network=config.network, agent=args.agent,

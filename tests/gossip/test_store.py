@@ -1,6 +1,7 @@
 """The record store: durable, indexed, and level with its ledger after a crash between the two writes."""
 
 import random
+import re
 import sqlite3
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gossip import store as store_module
-from gossip.store import _SUBJECT_KINDS, INDEX_FILE, RecordStore, StoreError, _index_subject, subject_of
+from gossip.store import _SUBJECT_KINDS, INDEX_FILE, LEDGER_FILE, RecordStore, StoreError, _index_subject, subject_of
 from ledger import tree_hash
 from vouching import Record, digest_body, verify_record, vouch_body
 
@@ -208,6 +209,37 @@ def test_a_foreign_index_file_is_refused_and_once_removed_rebuilt_from_the_ledge
     with RecordStore.open(tmp_path) as store:
         assert store.heads() == {alice.did: 3}
         assert [raw for _, raw in store.query()] == [r.raw for r in records]
+
+
+def test_an_index_of_another_node_s_ledger_is_refused_naming_both_files(tmp_path):
+    """Another node's records.ledger beside this one's index, as long or longer, was taken: the index answered with
+    this node's records for the other's entries, or, where an entry it lacked clashed with a row it held, the start
+    failed saying the index could not be written (a full disk?)."""
+    alice, bob = Org(), Org()
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    with RecordStore.open(tmp_path / "a") as store:
+        store.append([alice.record() for _ in range(3)])
+    with RecordStore.open(tmp_path / "b") as store:
+        store.append([bob.record() for _ in range(4)])
+    (tmp_path / "a" / LEDGER_FILE).write_bytes((tmp_path / "b" / LEDGER_FILE).read_bytes())
+    with pytest.raises(StoreError, match=re.escape(f"{INDEX_FILE}: its record 2 is not the one {LEDGER_FILE} holds "
+                                                   "there: the index and the ledger are of different data directories")):
+        RecordStore.open(tmp_path / "a")
+
+
+def test_an_sqlite_file_of_another_kind_in_the_index_s_place_is_refused_and_left_as_it_was(tmp_path):
+    """One without marks (application_id and user_version 0) was taken for a new index: marked as one and given its
+    tables."""
+    db = sqlite3.connect(tmp_path / INDEX_FILE)
+    db.execute("CREATE TABLE epochs (start INTEGER)")
+    db.commit()
+    db.close()
+    before = (tmp_path / INDEX_FILE).read_bytes()
+    with pytest.raises(StoreError, match=re.escape(f"{tmp_path / INDEX_FILE}: not a record index: an SQLite database "
+                                                   "holding tables epochs: another file copied in its place? remove it "
+                                                   "(and its -wal and -shm files) and it is rebuilt")):
+        RecordStore.open(tmp_path)
+    assert (tmp_path / INDEX_FILE).read_bytes() == before
 
 
 def test_a_new_index_whose_marking_is_cut_short_is_made_anew_at_the_next_open(tmp_path, monkeypatch):

@@ -44,7 +44,7 @@ from gossip.sync_messages import (
     encode_message,
 )
 from gossip.verdict import Verdict
-from gossip.witnessing import CHECKPOINT_FILE, Witnessing, _Latest
+from gossip.witnessing import CHECKPOINT_FILE, SavedCheckpointUnusable, Witnessing, _Latest
 from ledger import (
     AddCheckpointRequest,
     Checkpoint,
@@ -488,6 +488,35 @@ async def test_a_witness_follows_only_the_logs_of_orgs_inside_its_horizon(tmp_pa
         replica.issue("vouch", vouch_body(stranger.did, 0.8, "org-peer"))
         assert isinstance(await witnessing.cosign(peer_of(stranger), cosign_request(peers_node.store, stranger, 0)),
                           Cosigned)
+
+
+def _checkpoint_of(store: RecordStore, org: Org, network: str) -> bytes:
+    origin = log_origin(network, org.did, RECORDS_LOG)
+    return Checkpoint(origin, store.size, store.ledger.root()).sign([Ed25519Signer(origin, org.key)])
+
+
+@pytest.mark.parametrize(("saved", "complaint"), [
+    (lambda store, a, b: _checkpoint_of(store, b, NETWORK), "a checkpoint of {b}'s log, but the node's key is {a}'s: "
+     "is the key, or this file, another node's? put this node's own key and checkpoint back"),
+    (lambda store, a, b: _checkpoint_of(store, a, "elsewhere"), "a checkpoint of our log on network 'elsewhere', but "
+     f"the node is set to join '{NETWORK}': is the config another node's? set the network back to 'elsewhere'"),
+    (lambda store, a, b: _checkpoint_of(store, a, NETWORK)[:-20], "not a checkpoint our key signed (note: "),
+    (lambda store, a, b: b"[p2p]\nlisten = []\n", "not a checkpoint our key signed ("),
+    (lambda store, a, b: bytes(range(256)), "not a checkpoint our key signed (checkpoint origin: "),
+    (lambda store, a, b: b"\xff\n" * 8, "not a checkpoint our key signed (checkpoint origin: not valid UTF-8"),
+])
+def test_a_saved_checkpoint_of_another_org_or_network_or_damaged_stops_the_start(tmp_path, saved, complaint):
+    """It was ignored with a warning: a node given another node's key signed as that org over this one's ledger, one
+    set to another network signed there, and a damaged checkpoint no longer kept the node from forking its log."""
+    (own,) = identities(tmp_path, 1)
+    a, b = Org(), Org()
+    with RecordStore.open(own.directory) as store:
+        replica = Replica(a.key, store, roots=(), max_hops=1, held_limit=10)
+        replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+        (own.directory / CHECKPOINT_FILE).write_bytes(saved(store, a, b))
+        with pytest.raises(SavedCheckpointUnusable) as refused:
+            Witnessing(CheckpointsOnlyHost(), replica, network=NETWORK, state_dir=own.directory)
+    assert str(refused.value).startswith(f"{own.directory / CHECKPOINT_FILE}: {complaint.format(a=a.did, b=b.did)}")
 
 
 async def test_a_node_restarted_with_its_rotated_key_sets_its_old_keys_checkpoint_aside_quietly(tmp_path, caplog):

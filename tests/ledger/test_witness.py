@@ -624,7 +624,7 @@ def test_another_sqlite_file_is_reported_and_left_alone(tmp_path):
     db.commit()
     db.close()
     before = path.read_bytes()
-    with pytest.raises(WitnessStoreError, match="is not a vouchnet witness state file"):
+    with pytest.raises(WitnessStoreError, match="not a witness state file: an SQLite database holding tables entries"):
         _open(path)
     assert path.read_bytes() == before
 

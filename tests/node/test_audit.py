@@ -6,23 +6,27 @@ import base64
 import copy
 import itertools
 import json
+import re
+import shutil
 import signal
+import sqlite3
 import stat
 
 import pytest
 from nacl.signing import SigningKey
 
 from gossip.replica import Replica
-from ledger import Checkpoint, EntryPruned, tree_hash, verify_inclusion
+from gossip.store import LEDGER_FILE, RecordStore
+from ledger import Checkpoint, EntryPruned, LedgerError, tree_hash, verify_inclusion
 from node import cli
 from node.audit_export import ExportError, VerifyError, export_agent, verify_export
-from node.audit_log import AuditLog, audit_origin
+from node.audit_log import AUDIT_FILE, AuditLog, audit_origin
 from node.commands import audit
 from node.commands.common import CommandFailed
 from node.keys import load_org_key
 from node.retention import DAY_MS, RetentionService
 from node.setup import init_data_dir
-from vouching import did_key, org_body, sign_record, verify_record
+from vouching import did_key, org_body, sign_record, verify_record, vouch_body
 
 from ..factories import new_did
 from .telemetry_node import Clock, telemetry_node
@@ -390,3 +394,43 @@ def test_a_moment_export_cannot_read_says_what_it_takes(tmp_path, capsys, moment
 def test_an_export_bound_is_a_date_a_time_or_13_digits_of_ms():
     assert audit.instant("2026-01-01") == audit.instant("2026-01-01T00:00:00Z") == audit.instant("1767225600000")
     assert audit.instant("1767225600000") == 1767225600000
+
+
+def test_a_records_ledger_copied_over_the_audit_log_is_refused_naming_it(tmp_path):
+    """Both are ledgers, alike to the eye: the node's start ended in a traceback decoding a record as an event."""
+    with RecordStore.open(tmp_path) as store:
+        Replica(SigningKey.generate(), store, roots=(), max_hops=1, held_limit=10).issue(
+            "vouch", vouch_body(new_did(), 0.5, "operator"))
+    shutil.copyfile(tmp_path / LEDGER_FILE, tmp_path / AUDIT_FILE)
+    before = (tmp_path / AUDIT_FILE).read_bytes()
+    with pytest.raises(LedgerError, match=re.escape(f"{tmp_path / AUDIT_FILE}: not an audit log: its last entry is "
+                                                    "not an event (entry: not deterministic CBOR")):
+        AuditLog.open(tmp_path)
+    assert (tmp_path / AUDIT_FILE).read_bytes() == before
+
+
+@pytest.mark.parametrize(("damage", "complaint"), [
+    (lambda d: _set_version(d / "digests.db", 2), "{d}/digests.db: a digest state file in format version 2, newer "
+     "than this vouchnet reads (1)"),
+    (lambda d: shutil.copyfile(d / LEDGER_FILE, d / AUDIT_FILE), "{d}/audit.ledger: not an audit log"),
+])
+def test_an_export_refuses_a_data_file_of_a_later_format_or_another_kind_in_one_line(tmp_path, capsys, damage,
+                                                                                     complaint):
+    """The digest state of a later vouchnet was read as this one's; a records ledger as the audit log ended in a
+    traceback."""
+    made = init_data_dir(tmp_path, network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    with telemetry_node(made.data_dir, key=load_org_key(made.data_dir / "org.key"), clock=Clock(T0),
+                        epoch_ms=EPOCH) as node:
+        submit(node, A, count=1)
+        node.digester.close_due(T0 + EPOCH)
+    damage(tmp_path)
+    argv = ["audit", "export", "--dir", str(tmp_path), "--agent", A, "--from", str(T0 - 1), "--to", str(T0 + 1)]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("vouchnet audit export: " + complaint.format(d=tmp_path)) and "Traceback" not in err
+
+
+def _set_version(path, version: int) -> None:
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {version}")
+    db.close()

@@ -25,8 +25,11 @@ import trio
 from nacl.signing import SigningKey
 
 import gossip.replica
+import ledger.witness
+import node.credential_registry
 import node.daemon
 import node.digests
+import node.idempotency
 import node.cli
 import node.trust
 from gossip.replica import Replica
@@ -313,7 +316,7 @@ def test_a_taken_port_stops_the_node_with_one_clear_line(tmp_path, forked_cli, t
     ("audit.ledger", "telemetry: {path}: not a ledger"),
     ("digests.db", "telemetry: {path}: not a digest state file"),
     ("idempotency.db", "telemetry: {path}: not an idempotency store"),
-    ("witness.sqlite", "witness: {path}: cannot be read as a witness state file"),
+    ("witness.sqlite", "witness: {path}: not a witness state file"),
 ])
 def test_a_damaged_data_file_stops_the_node_with_one_clear_line(tmp_path, forked_cli, file, complaint):
     init_data_dir(tmp_path, network="test", api="127.0.0.1:0", listen=("/ip4/127.0.0.1/tcp/0",))
@@ -322,6 +325,65 @@ def test_a_damaged_data_file_stops_the_node_with_one_clear_line(tmp_path, forked
     assert done.returncode == 1
     assert done.stderr.splitlines()[-1].startswith("vouchnet run: " + complaint.format(path=tmp_path / file))
     assert "Traceback" not in done.stderr
+
+
+_STORES = {"digests.db": node.digests.FORMAT, "idempotency.db": node.idempotency.FORMAT,
+           "credentials.db": node.credential_registry.FORMAT, "witness.sqlite": ledger.witness.FORMAT}
+
+
+@pytest.mark.parametrize("file", _STORES)
+@pytest.mark.parametrize("held", ["a newer format", "another kind"])
+def test_a_data_file_of_another_kind_or_a_newer_format_stops_the_node_and_is_left_as_it_was(tmp_path, forked_cli,
+                                                                                             file, held):
+    """A later vouchnet's file (a downgrade), or one of another kind copied in its place, was taken as it was: tables
+    were added to it, and the node ran on what it did not understand. A witness.sqlite was refused only once gossip
+    and sync had started, taking peers' records into records.ledger."""
+    init_data_dir(tmp_path, network="test", api="127.0.0.1:0", listen=("/ip4/127.0.0.1/tcp/0",))
+    fmt = _STORES[file]
+    other = next(f for f in _STORES.values() if f is not fmt)  # a file of the kind next in the list
+    marks = (fmt.application_id, fmt.version + 1) if held == "a newer format" else (other.application_id, other.version)
+    with closing(sqlite3.connect(tmp_path / file)) as db:
+        db.execute(f"PRAGMA application_id = {marks[0]}")
+        db.execute(f"PRAGMA user_version = {marks[1]}")
+        db.execute(f"CREATE TABLE {sorted(other.tables)[0]} (x)")
+        db.commit()
+    before = (tmp_path / file).read_bytes()
+    done = forked_cli.run(["run", "--dir", str(tmp_path)], timeout=30)
+    assert done.returncode == 1
+    complaint = (f"{fmt.kind} in format version {fmt.version + 1}, newer than this vouchnet reads" if held ==
+                 "a newer format" else f"not {fmt.kind}: an SQLite database with application_id {marks[0]:#x}")
+    assert f"{tmp_path / file}: {complaint}" in done.stderr.splitlines()[-1]
+    assert "Traceback" not in done.stderr
+    assert (tmp_path / file).read_bytes() == before
+    # refused before anything else was opened: records and peers' records are taken only by a node that can start
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["api.token", "config.toml", file, "node.lock",
+                                                                 "org.key"])
+
+
+@pytest.mark.parametrize("bad", ["records.ledger", "audit.ledger"])
+def test_a_store_from_before_formats_is_not_marked_by_a_start_refused_for_another_file(tmp_path, forked_cli, bad):
+    """The marks a start adds to a file from before them wait until every file has been found readable: the stores
+    were marked, then the start refused for a damaged ledger (a file changed by a start that did not happen)."""
+    init_data_dir(tmp_path, network="test", api="127.0.0.1:0", listen=("/ip4/127.0.0.1/tcp/0",))
+    with closing(sqlite3.connect(tmp_path / "digests.db")) as db:
+        db.executescript(node.digests._SCHEMA)  # as a node before formats made it
+    before = (tmp_path / "digests.db").read_bytes()
+    (tmp_path / bad).write_bytes(b"\x00damaged" * 512)
+    done = forked_cli.run(["run", "--dir", str(tmp_path)], timeout=30)
+    assert done.returncode == 1 and f"{tmp_path / bad}: not a ledger" in done.stderr.splitlines()[-1]
+    assert (tmp_path / "digests.db").read_bytes() == before
+
+
+def test_a_store_from_before_formats_is_not_marked_by_a_start_refused_for_its_saved_checkpoint(tmp_path, forked_cli):
+    """The stores were opened (and a store from before formats marked) before the saved checkpoint was read."""
+    init_data_dir(tmp_path, network="test", api="127.0.0.1:0", listen=("/ip4/127.0.0.1/tcp/0",))
+    with closing(sqlite3.connect(tmp_path / "digests.db")) as db:
+        db.executescript(node.digests._SCHEMA)  # as a node before formats made it
+    before = (tmp_path / "digests.db").read_bytes()
+    (tmp_path / "checkpoint.note").write_bytes(b"damaged\n")
+    done = forked_cli.run(["run", "--dir", str(tmp_path)], timeout=30)
+    assert done.returncode == 1 and "checkpoint.note: not a checkpoint our key signed" in done.stderr.splitlines()[-1]
+    assert (tmp_path / "digests.db").read_bytes() == before
 
 
 @pytest.mark.parametrize("file", ["node.lock", "records.ledger"])

@@ -1,0 +1,80 @@
+"""What an SQLite file of a data directory is, and in which format (DESIGN.md §4, storage): the application_id and
+user_version of its header, as PostgreSQL's PG_VERSION says for its directory.
+
+A file is claimed before anything is written to it (not even its journal mode): one of another kind copied in its
+place, or one a later vouchnet wrote in a format this one does not know, is refused and left as it was.
+
+A later format bumps `FileFormat.version`; this version refuses it, and the later one must read every version before
+it (upgrading the file in the transaction that marks it). A file written before files were marked (both marks 0)
+is taken as version 1 if its tables are all the kind's, and marked.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+
+_RESTORE = "restore this node's own file from a backup, or move it aside to start with a new one"
+
+
+@dataclass(frozen=True)
+class FileFormat:
+    """The marks of one kind of file: `kind` says what it is ("a digest state file"), `tables` those it may hold,
+    `remedy` what an operator does about a file that is not one."""
+
+    kind: str
+    application_id: int
+    version: int
+    tables: frozenset[str]
+    remedy: str = _RESTORE
+
+
+def claim(db: sqlite3.Connection, path: Path, fmt: FileFormat, error: type[Exception]) -> None:
+    """Mark a new (empty) file, or one from before marks holding only `fmt.tables`, as `fmt`; check any other file's
+    marks. Raises `error` naming the file, what it holds and what to do; nothing is written then. sqlite3.Error if
+    the file cannot be written."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        marks = check(db, path, fmt, error)
+        if marks != (fmt.application_id, fmt.version):
+            db.execute(f"PRAGMA application_id = {fmt.application_id}")
+            db.execute(f"PRAGMA user_version = {fmt.version}")
+        db.execute("COMMIT")
+    finally:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+
+
+def check(db: sqlite3.Connection, path: Path, fmt: FileFormat, error: type[Exception]) -> tuple[int, int]:
+    """The file's marks (application_id, user_version); raises `error` if they, or its tables, are not `fmt`'s. For a
+    file opened read-only (beside the node that writes it), as `claim` but marking nothing."""
+    try:
+        (app_id,) = db.execute("PRAGMA application_id").fetchone()
+        (version,) = db.execute("PRAGMA user_version").fetchone()
+        tables = {name for (name,) in db.execute(
+            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")}
+    except sqlite3.DatabaseError as e:  # not an SQLite database, or a damaged one
+        raise error(f"{path}: not {fmt.kind} ({e}): {fmt.remedy}") from None
+    problem = _problem(app_id, 1 if (app_id, version) == (fmt.application_id, 0) else version, tables, fmt)
+    if problem is not None:
+        raise error(f"{path}: {problem}")
+    return app_id, version
+
+
+def _problem(app_id: int, version: int, tables: set[str], fmt: FileFormat) -> str | None:
+    if app_id == fmt.application_id:
+        if version > fmt.version:
+            return (f"{fmt.kind} in format version {version}, newer than this vouchnet reads ({fmt.version}): it was "
+                    f"written by a later vouchnet; run that version, or {fmt.remedy}")
+        if version < fmt.version:
+            return f"{fmt.kind} in format version {version}, which this vouchnet cannot upgrade to {fmt.version}"
+        return None
+    if app_id != 0 or version != 0:
+        return (f"not {fmt.kind}: an SQLite database with application_id {app_id:#x} and user_version {version} "
+                f"({fmt.kind} has {fmt.application_id:#x}): another file copied in its place? {fmt.remedy}")
+    if foreign := sorted(tables - fmt.tables):
+        return f"not {fmt.kind}: an SQLite database holding tables {', '.join(foreign)}: another file copied in its " \
+               f"place? {fmt.remedy}"
+    return None

@@ -1,0 +1,78 @@
+"""ledger.sqlite_format: a data directory's SQLite file is claimed by its marks before anything writes to it."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from ledger.sqlite_format import FileFormat, claim
+
+FORMAT = FileFormat("a test file", 0x54455354, 1, frozenset({"rows", "later"}))
+
+
+class Refused(Exception):
+    pass
+
+
+def _claim(path: Path) -> None:
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        claim(db, path, FORMAT, Refused)
+    finally:
+        db.close()
+
+
+def _marks(path: Path) -> tuple[int, int]:
+    with sqlite3.connect(path) as db:
+        marks = (db.execute("PRAGMA application_id").fetchone()[0], db.execute("PRAGMA user_version").fetchone()[0])
+    db.close()
+    return marks
+
+
+def _file(path: Path, *statements: str) -> bytes:
+    db = sqlite3.connect(path, isolation_level=None)
+    for statement in statements:
+        db.execute(statement)
+    db.close()
+    return path.read_bytes()
+
+
+def test_a_new_file_is_marked_with_the_format(tmp_path):
+    _claim(tmp_path / "f.db")
+    assert _marks(tmp_path / "f.db") == (FORMAT.application_id, FORMAT.version)
+    _claim(tmp_path / "f.db")  # and taken again
+
+
+@pytest.mark.parametrize("tables", [("rows",), ("rows", "later")])
+def test_a_file_from_before_marks_holding_the_kind_s_tables_is_taken_and_marked(tmp_path, tables):
+    _file(tmp_path / "f.db", *(f"CREATE TABLE {t} (x)" for t in tables), "INSERT INTO rows VALUES (1)")
+    _claim(tmp_path / "f.db")
+    assert _marks(tmp_path / "f.db") == (FORMAT.application_id, FORMAT.version)
+
+
+def test_a_file_marked_before_versions_were_is_version_1(tmp_path):
+    _file(tmp_path / "f.db", f"PRAGMA application_id = {FORMAT.application_id}", "CREATE TABLE rows (x)")
+    _claim(tmp_path / "f.db")
+    assert _marks(tmp_path / "f.db") == (FORMAT.application_id, 1)
+
+
+@pytest.mark.parametrize(("statements", "complaint"), [
+    ((f"PRAGMA application_id = {FORMAT.application_id}", "PRAGMA user_version = 2", "CREATE TABLE rows (x)"),
+     "a test file in format version 2, newer than this vouchnet reads (1): it was written by a later vouchnet; run "
+     "that version, or restore this node's own file from a backup, or move it aside to start with a new one"),
+    ((f"PRAGMA application_id = {0x564E4447}", "CREATE TABLE rows (x)"),
+     "not a test file: an SQLite database with application_id 0x564e4447 and user_version 0 (a test file has "
+     "0x54455354): another file copied in its place?"),
+    (("CREATE TABLE rows (x)", "CREATE TABLE entries (y)"),
+     "not a test file: an SQLite database holding tables entries: another file copied in its place?"),
+    (("PRAGMA user_version = 7",), "not a test file: an SQLite database with application_id 0x0 and user_version 7"),
+])
+def test_a_file_of_another_kind_or_a_newer_format_is_refused_and_left_as_it_was(tmp_path, statements, complaint):
+    before = _file(tmp_path / "f.db", *statements)
+    with pytest.raises(Refused) as refused:
+        _claim(tmp_path / "f.db")
+    assert str(refused.value).startswith(f"{tmp_path / 'f.db'}: {complaint}")
+    assert (tmp_path / "f.db").read_bytes() == before
+    assert not (tmp_path / "f.db-wal").exists()
