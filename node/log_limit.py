@@ -53,5 +53,9 @@ class RateLimit(logging.Filter):
             return False
         site.written += 1
         if carried:  # suppressed in the site's last window, said with its first line since
-            record.fields = {**getattr(record, "fields", {}), "suppressed": carried}
+            self.carry(record, carried)
         return True
+
+    def carry(self, record: logging.LogRecord, suppressed: int) -> None:
+        """Say on `record` how many lines of its call site were suppressed before it: a `suppressed` field."""
+        record.fields = {**getattr(record, "fields", {}), "suppressed": suppressed}

@@ -74,7 +74,8 @@ def register(subparsers: Subparsers) -> None:
     logs = add_local_command(
         commands, "logs", run=_logs,
         summary="print a node's log",
-        description="Print the end of a node's log (logfmt lines from `vouchnet run`, kept across restarts).",
+        description="Print the end of a node's log (logfmt lines from `vouchnet run`, kept across restarts; "
+                    "node.log is rotated past 10 MiB, node.log.1 to .5 kept, and --follow goes on across rotations).",
         examples=["vouchnet testnet logs n03", "vouchnet testnet logs n00 --lines 200", "vouchnet testnet logs n01 -f"],
     )
     _dir_option(logs)
@@ -204,6 +205,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _logs(args: argparse.Namespace) -> int:
+    from .node_log import follow
     from .state import StateError
 
     cluster = _open(args.dir)
@@ -213,16 +215,15 @@ def _logs(args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from None
     if not path.exists():
         raise CommandFailed(f"{args.node} has no log yet ({path})")
-    with open(path, encoding="utf-8", errors="replace") as log:
+    log = open(path, encoding="utf-8", errors="replace")
+    try:
         for line in log.readlines()[-args.lines:] if args.lines > 0 else []:
             sys.stdout.write(line)
-        while args.follow:
-            line = log.readline()
-            if line:
-                sys.stdout.write(line)
-                sys.stdout.flush()
-            else:
-                time.sleep(0.2)
+        for line in follow(path, log) if args.follow else ():  # across rotations, onto node.log's next file
+            sys.stdout.write(line)
+            sys.stdout.flush()
+    finally:
+        log.close()
     return 0
 
 

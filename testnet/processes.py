@@ -14,6 +14,9 @@ from pathlib import Path
 
 import node
 
+from . import node_log
+
+_NODE_LOG = node_log.__file__  # run as a script: the writer imports neither the testnet nor the node
 _SOURCE_ROOT = str(Path(node.__file__).resolve().parent.parent)  # the checkout (or site-packages) holding `node`
 
 
@@ -33,11 +36,27 @@ def child_env() -> dict[str, str]:
 
 
 def spawn_node(data_dir: Path, log_path: Path) -> subprocess.Popen[bytes]:
-    """Start `vouchnet run --dir data_dir` in a new session (a Ctrl-C meant for the caller does not reach it),
-    appending its log lines to `log_path`."""
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(vouchnet_command("run", "--dir", str(data_dir)), stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=subprocess.STDOUT, env=child_env(), start_new_session=True)
+    """Start `vouchnet run --dir data_dir`, its log lines appended to `log_path` (spawn_logged)."""
+    process, _ = spawn_logged(vouchnet_command("run", "--dir", str(data_dir)), log_path)
+    return process
+
+
+def spawn_logged(command: list[str], log_path: Path, *, max_bytes: int = node_log.MAX_BYTES,
+                 backups: int = node_log.BACKUPS) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]:
+    """Start `command` in a new session (a Ctrl-C meant for the caller does not reach it), its stdout and stderr
+    piped to a process of its own appending them to `log_path`, rotated past `max_bytes` with `backups` kept
+    (testnet.node_log; in a session of its own too, and ending when `command` does). Returns both processes."""
+    node_log.check_limits(max_bytes, backups)  # here: the writer's own error would go unseen
+    writer = subprocess.Popen([sys.executable, "-I", _NODE_LOG, str(log_path), str(max_bytes), str(backups)],
+                              stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    assert writer.stdin is not None
+    try:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=writer.stdin, stderr=subprocess.STDOUT,
+                                   env=child_env(), start_new_session=True)
+    finally:
+        writer.stdin.close()  # the command's end of the pipe is its own: the writer ends with it
+    return process, writer
 
 
 def start_time(pid: int) -> int | None:

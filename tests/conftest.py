@@ -1,10 +1,12 @@
 """Where the tests' files go: in memory (/dev/shm, where an fsync costs nothing) where the machine has room there,
 so that tmp_path, tmp_path_factory and tempfile's directories do not wait on the disk; the tests of what survives a
-killed process (DESIGN §4, crash safety) take `disk_path`, a directory on the disk, as a node's data directory is."""
+killed process (DESIGN §4, crash safety) take `disk_path`, a directory on the disk, as a node's data directory is.
+Each test starts with the SDK's log limit unspent."""
 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,3 +36,12 @@ def disk_path() -> Iterator[Path]:
     """A fresh directory on the disk, removed after the test: for tests that kill a process writing to it."""
     with tempfile.TemporaryDirectory(dir=DISK, prefix="vouchnet-disk-") as directory:
         yield Path(directory)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_sdk_log_limit(monkeypatch) -> None:
+    """Each test starts with the SDK's log limit unspent (node.client._log.LIMIT counts across the process): a test
+    reading the SDK's lines must not find them suppressed for what earlier tests logged."""
+    sdk_log = sys.modules.get("node.client._log")
+    if sdk_log is not None:
+        monkeypatch.setattr(sdk_log.LIMIT, "_sites", {})

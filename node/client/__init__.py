@@ -18,6 +18,7 @@ _DEFINED = {
     "ClientError": "node_client.ClientError",
     "CollectorStats": "telemetry.CollectorStats",
     "CredentialVerifier": "identity.CredentialVerifier",
+    "LOG_LIMIT": "_log.LIMIT",  # the filter bounding the SDK's log (its logger's only)
     "NodeApiError": "node_client.NodeApiError",
     "NodeClient": "node_client.NodeClient",
     "NodeUnreachable": "node_client.NodeUnreachable",
