@@ -23,6 +23,8 @@ from vouching.params import HOUR_MS, ScoringParams
 from vouching.scoring import ScoreTable, TrustEngine
 from vouching.tiers import PROVISIONAL, TRUSTED, VERIFIED, tier_of, tier_rank
 
+_TIER_FLOORS = np.array([PROVISIONAL, TRUSTED, VERIFIED])  # the tiers a client ranks offered agents by
+
 Progress = Callable[[int, int], None]
 
 
@@ -187,7 +189,7 @@ class Simulation:
         cand = rng.integers(0, len(scores), size=(n, cfg.candidates))
         offered = operator[cand] != client
         s = scores[cand]
-        rank = np.searchsorted([PROVISIONAL, TRUSTED, VERIFIED], s, side="right")
+        rank = np.searchsorted(_TIER_FLOORS, s, side="right")
         best = np.where(offered, rank, -1).max(axis=1, keepdims=True)
         exploit = offered & (rank == best) & (best > 0)
         weight = np.where(exploit, np.maximum(s, 1.0), 0.0)
@@ -195,11 +197,13 @@ class Simulation:
         explore = (rng.random(n) < cfg.exploration) & unknown.any(axis=1)
         weight[explore] = unknown[explore].astype(float)
         self.result.blocked += int((weight.sum(axis=1) == 0).sum())
-        chosen = []
-        for row in np.flatnonzero(weight.sum(axis=1) > 0):
-            cumulative = np.cumsum(weight[row])
-            chosen.append(int(cand[row, np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right")]))
-        return chosen
+        rows = np.flatnonzero(weight.sum(axis=1) > 0)
+        cumulative = np.cumsum(weight[rows], axis=1)
+        # One draw a row, as rng.random() row by row drew them; counting the cumulative weights at or below it is
+        # searchsorted(side="right") on each row.
+        drawn = rng.random(len(rows)) * cumulative[:, -1]
+        picked = (cumulative <= drawn[:, None]).sum(axis=1)
+        return [int(i) for i in cand[rows, picked]]
 
     def _interact(self, r: int, client: str, agent: str, counts: dict[tuple[str, str], list[int]],
                   outcome: int | None = None) -> None:

@@ -45,7 +45,9 @@ def _run(records: list[tuple[str, tuple]], order: list[int], reads: list[tuple[i
     return sorted(out, key=lambda row: row[:2])
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# 150 examples: at the commit before the fix below, without this @example, seeds 1-4 found the bug after 81, 71, 61
+# and 4 passing examples.
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # A score read at hour 3 cached the sums of three orgs' digests; read again five days on, it decayed their rounded
 # total where a fresh read decays each term: confidence 0.8330152540450715 against 0.8330152545632898.
 @example([("a", ("digest", "x", 0, 57, 5, 1, 2)), ("b", ("digest", "x", 1, 21, 4, 2, 3)),
