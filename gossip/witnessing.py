@@ -73,6 +73,7 @@ from vouching import EquivocationBody, InvalidRecord, did_key, equivocation_body
 
 from .checkpoints import (
     CHECKPOINT_FILE,
+    NETWORK_CHECKPOINTS_PER_S,
     RECORDS_LOG,
     CheckpointPace,
     CheckpointValidator,
@@ -81,9 +82,10 @@ from .checkpoints import (
     cosigner_verifiers,
 )
 from .cosigning import CosignClient, Witnessed, answer
-from .forks import FORK_WINDOW, ForkDetector
+from .forks import CHECKPOINT_BURST, FORK_WINDOW, ForkDetector
 from .frames import FrameError
 from .host import Host, HostError, InvalidPeerId, Received, Stream, peer_id_from_public_key, peer_org, peer_public_key
+from .ratelimit import TokenBuckets
 from .replica import Replica
 from .sync import Send
 from .sync_messages import (
@@ -221,6 +223,8 @@ class Witnessing:
         self._gossiped: bytes | None = None
         self._gossip_due = -math.inf
         self._forks = ForkDetector(window=fork_window)
+        # Outsiders' checkpoints are relayed at the pace the detector lets an org's in, and not remembered (_admit)
+        self._outsiders = TokenBuckets[str](NETWORK_CHECKPOINTS_PER_S, CHECKPOINT_BURST)
         self._roots = frozenset(replica.roots)
         self._streams: dict[str, Stream] = {}  # witness peer -> the stream of our last exchange, kept for the next
         self.checked = trio.Event()  # set once the peers connected at start told us what they hold of our log
@@ -699,10 +703,16 @@ class Witnessing:
     def _admit(self, seen: OrgCheckpoint) -> Verdict:
         """The checkpoints topic's verdict on a valid checkpoint (CheckpointValidator): compared with those of its
         origin remembered, and remembered if new within the origin's pace (gossip.forks); a second root at a size
-        remembered becomes evidence at once. An outsider's is accepted, not remembered."""
+        remembered becomes evidence at once. An outsider's, as the records topic does with an outsider's records
+        (DESIGN §5: a peer that relays it may follow its org), is relayed within its origin's pace and the same
+        burst, else ignored, and not remembered (nor compared: a fork of an org outside the horizon is not acted
+        on). Our own are accepted."""
+        now = trio.current_time()
         if not self._follows(seen.org):
-            return Verdict.ACCEPT
-        observed = self._forks.observe(seen, trio.current_time())
+            if seen.org == self.replica.did or self._outsiders.try_take(seen.checkpoint.origin, now):
+                return Verdict.ACCEPT
+            return Verdict.IGNORE
+        observed = self._forks.observe(seen, now)
         if observed.earlier is not None:
             self._fork(seen.org, Equivocation(seen.checkpoint.origin, observed.earlier, seen.note))
         return observed.verdict

@@ -273,6 +273,19 @@ async def test_checkpoints_of_orgs_outside_the_horizon_are_not_kept(tmp_path):
                 nursery.cancel_scope.cancel()
 
 
+@asynccontextmanager
+async def watching(own: Identity, host: CheckpointsOnlyHost, *roots: str) -> AsyncIterator[tuple[Replica, Witnessing]]:
+    """Our node's Witnessing running over `host`, its horizon `roots` one hop deep."""
+    with RecordStore.open(own.directory) as store:
+        replica = Replica(SigningKey(own.seed), store, roots=roots, max_hops=1, held_limit=10)
+        witnessing = Witnessing(host, replica, network=NETWORK, state_dir=own.directory)
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(witnessing.run)
+                yield replica, witnessing
+                nursery.cancel_scope.cancel()
+
+
 class ValidatingHost(CheckpointsOnlyHost):
     """A CheckpointsOnlyHost keeping the topic's validator, for the test to judge gossip with."""
 
@@ -292,17 +305,30 @@ async def test_an_orgs_checkpoints_over_its_pace_are_ignored_and_a_fork_behind_t
     def gossiped(size: int, root: bytes = bytes(32)) -> Verdict:
         return host.validator(peer_of(inside), Checkpoint(origin, size, root).sign([Ed25519Signer(origin, inside.key)]))
 
-    with RecordStore.open(own.directory) as store:
-        replica = Replica(SigningKey(own.seed), store, roots=(inside.did,), max_hops=1, held_limit=10)
-        witnessing = Witnessing(host, replica, network=NETWORK, state_dir=own.directory)
-        with trio.fail_after(10):
-            async with trio.open_nursery() as nursery:
-                await nursery.start(witnessing.run)
-                verdicts = [gossiped(size) for size in range(4, 104)]  # at one instant
-                assert verdicts.count(Verdict.ACCEPT) == 4 and verdicts[:4] == [Verdict.ACCEPT] * 4
-                assert gossiped(4, bytes([1]) * 32) is Verdict.ACCEPT
-                assert inside.did in replica.flagged and witnessing.stats.equivocations_issued == 1
-                nursery.cancel_scope.cancel()
+    async with watching(own, host, inside.did) as (replica, witnessing):
+        verdicts = [gossiped(size) for size in range(4, 104)]  # at one instant
+        assert verdicts.count(Verdict.ACCEPT) == 4 and verdicts[:4] == [Verdict.ACCEPT] * 4
+        assert gossiped(4, bytes([1]) * 32) is Verdict.ACCEPT
+        assert inside.did in replica.flagged and witnessing.stats.equivocations_issued == 1
+
+
+async def test_an_outsiders_checkpoints_are_relayed_at_its_origins_pace_and_not_remembered(tmp_path, autojump_clock):
+    """As the records topic relays an outsider's records within its org's rate: a peer may follow that org."""
+    (own,), outsider = identities(tmp_path, 1), Org()
+    host = ValidatingHost()
+    origin = log_origin(NETWORK, outsider.did, RECORDS_LOG)
+
+    def gossiped(size: int) -> Verdict:  # each by another relay
+        note = Checkpoint(origin, size, bytes(32)).sign([Ed25519Signer(origin, outsider.key)])
+        return host.validator(peer_of(Org()), note)
+
+    async with watching(own, host) as (_, witnessing):
+        verdicts = [gossiped(size) for size in range(1, 101)]  # at one instant
+        assert verdicts == [Verdict.ACCEPT] * 4 + [Verdict.IGNORE] * 96
+        await trio.sleep(1)
+        assert gossiped(1) is Verdict.ACCEPT  # a repeat: not remembered, paced only
+        assert gossiped(101) is Verdict.IGNORE
+        assert witnessing._forks.entries(origin) == 0
 
 
 def signed_checkpoint(store: RecordStore, org: Org) -> bytes:
