@@ -74,6 +74,7 @@ from vouching import EquivocationBody, InvalidRecord, did_key, equivocation_body
 from .checkpoints import (
     CHECKPOINT_FILE,
     NETWORK_CHECKPOINTS_PER_S,
+    PEER_CHECKPOINTS_PER_S,
     RECORDS_LOG,
     CheckpointPace,
     CheckpointValidator,
@@ -131,6 +132,9 @@ class WitnessStats:
     cosigned_for_peers: int = 0
     refused_peers: Counter[int] = field(default_factory=Counter)  # our refusals, by status
     checkpoints_received: int = 0
+    # gossiped checkpoints the topic's validator dropped (gossip.checkpoints.CheckpointValidator), by reason
+    checkpoints_rejected: dict[str, int] = field(default_factory=dict)
+    checkpoints_ignored: dict[str, int] = field(default_factory=dict)
     forks: int = 0  # two roots at one size seen for some log
     equivocations_issued: int = 0
     publish_errors: int = 0
@@ -185,11 +189,13 @@ class Witnessing:
         timeout: float = 10.0,
         max_concurrent: int = 8,
         fork_window: float = FORK_WINDOW,
+        peer_checkpoints_per_second: float = PEER_CHECKPOINTS_PER_S,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if not (interval > 0 and gossip_interval > 0 and timeout > 0 and fork_window > 0 and max_concurrent >= 1):
-            raise ValueError("Witnessing: intervals, timeout and fork window must be positive, max_concurrent at "
-                             "least 1")
+        if not (interval > 0 and gossip_interval > 0 and timeout > 0 and fork_window > 0 and max_concurrent >= 1
+                and peer_checkpoints_per_second > 0):
+            raise ValueError("Witnessing: intervals, timeout, fork window and peer rate must be positive, "
+                             "max_concurrent at least 1")
         if not 1 <= witnesses <= MAX_COSIGNATURES:
             raise ValueError(f"Witnessing: witnesses must be 1-{MAX_COSIGNATURES}, got {witnesses}")
         self.host = host
@@ -225,6 +231,10 @@ class Witnessing:
         self._forks = ForkDetector(window=fork_window)
         # Outsiders' checkpoints are relayed at the pace the detector lets an org's in, and not remembered (_admit)
         self._outsiders = TokenBuckets[str](NETWORK_CHECKPOINTS_PER_S, CHECKPOINT_BURST)
+        self._validator = CheckpointValidator(network, admit=self._admit, own_peer=host.peer_id,
+                                              peer_rate=peer_checkpoints_per_second, clock=trio.current_time)
+        self.stats.checkpoints_rejected = self._validator.rejected  # (counted there)
+        self.stats.checkpoints_ignored = self._validator.ignored
         self._roots = frozenset(replica.roots)
         self._streams: dict[str, Stream] = {}  # witness peer -> the stream of our last exchange, kept for the next
         self.checked = trio.Event()  # set once the peers connected at start told us what they hold of our log
@@ -243,7 +253,7 @@ class Witnessing:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Checkpoint, ask for cosignatures, publish, witness and watch checkpoints until cancelled."""
-        validator = CheckpointValidator(self.network, admit=self._admit)
+        validator = self._validator
         inbox = await self.host.subscribe(checkpoints_topic(self.network), validator)
         self._witness = Witness(self._witness_path, self._cosigner, self._logs, lambda o: self._earlier.get(o, ()))
         try:

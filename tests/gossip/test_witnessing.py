@@ -60,6 +60,7 @@ from ledger import (
     open_note,
     peek_origin,
 )
+from node.metrics import Registry
 from vouching import EquivocationBody, Record, did_key, org_body, verify_record, vouch_body
 
 from .. import tlog_reference
@@ -207,6 +208,8 @@ async def test_checkpoints_are_signed_every_interval_but_gossiped_at_most_every_
 class CheckpointsOnlyHost:
     """What Witnessing.run asks of a host with no peers; the test hands it gossiped checkpoints one at a time."""
 
+    peer_id = "this node"
+
     def __init__(self) -> None:
         self.gossip, self._inbox = trio.open_memory_channel[Received](0)  # a send returns once the last is done
 
@@ -302,13 +305,17 @@ async def test_an_orgs_checkpoints_over_its_pace_are_ignored_and_a_fork_behind_t
     host = ValidatingHost()
     origin = log_origin(NETWORK, inside.did, RECORDS_LOG)
 
-    def gossiped(size: int, root: bytes = bytes(32)) -> Verdict:
-        return host.validator(peer_of(inside), Checkpoint(origin, size, root).sign([Ed25519Signer(origin, inside.key)]))
+    def gossiped(size: int, root: bytes = bytes(32), peer: str = peer_of(inside)) -> Verdict:
+        return host.validator(peer, Checkpoint(origin, size, root).sign([Ed25519Signer(origin, inside.key)]))
 
     async with watching(own, host, inside.did) as (replica, witnessing):
         verdicts = [gossiped(size) for size in range(4, 104)]  # at one instant
         assert verdicts.count(Verdict.ACCEPT) == 4 and verdicts[:4] == [Verdict.ACCEPT] * 4
-        assert gossiped(4, bytes([1]) * 32) is Verdict.ACCEPT
+        assert witnessing.stats.checkpoints_ignored == {"peer_rate": 92, "origin": 4}  # its own peer's rate
+        metrics = Registry()
+        metrics.add_stats("witness", witnessing.stats)
+        assert 'vouchnet_witness_checkpoints_ignored_total{reason="peer_rate"} 92' in metrics.render().splitlines()
+        assert gossiped(4, bytes([1]) * 32, peer=peer_of(Org())) is Verdict.ACCEPT  # relayed by another
         assert inside.did in replica.flagged and witnessing.stats.equivocations_issued == 1
 
 
@@ -318,13 +325,14 @@ async def test_an_outsiders_checkpoints_are_relayed_at_its_origins_pace_and_not_
     host = ValidatingHost()
     origin = log_origin(NETWORK, outsider.did, RECORDS_LOG)
 
-    def gossiped(size: int) -> Verdict:  # each by another relay
+    def gossiped(size: int) -> Verdict:  # each by another relay: no peer's own rate is reached
         note = Checkpoint(origin, size, bytes(32)).sign([Ed25519Signer(origin, outsider.key)])
         return host.validator(peer_of(Org()), note)
 
     async with watching(own, host) as (_, witnessing):
         verdicts = [gossiped(size) for size in range(1, 101)]  # at one instant
         assert verdicts == [Verdict.ACCEPT] * 4 + [Verdict.IGNORE] * 96
+        assert witnessing.stats.checkpoints_ignored == {"peer_rate": 0, "origin": 96}
         await trio.sleep(1)
         assert gossiped(1) is Verdict.ACCEPT  # a repeat: not remembered, paced only
         assert gossiped(101) is Verdict.IGNORE
