@@ -29,7 +29,7 @@ from .ratelimit import TokenBuckets
 from .verdict import Verdict
 
 RECORDS_LOG = "records"
-CHECKPOINT_FILE = "checkpoint.note"  # in the data directory: our latest checkpoint with its cosignatures
+CHECKPOINT_FILE = "checkpoint.note"  # in the data directory: our latest published checkpoint, its cosignatures
 MAX_CHECKPOINT_NOTE = 16 * 1024  # a checkpoint note with up to 64 Ed25519 cosignature lines is about 12 KiB
 # Checkpoints a peer may forward a second (node.config.Limits.peer_checkpoints_per_second), bursting twice that: the
 # whole network gossips about NETWORK_CHECKPOINTS_PER_S (CheckpointPace), all of which an honest peer may relay, and

@@ -172,7 +172,7 @@ class Witnessing:
     """Checkpoints of this node's records log, cosigned by its peers; and this node's witness for theirs.
 
     `cosign` answers peers' cosign requests: give it to the SyncService (which serves the protocol).
-    `state_dir` holds the witness's state (WITNESS_FILE) and our latest cosigned checkpoint (CHECKPOINT_FILE),
+    `state_dir` holds the witness's state (WITNESS_FILE) and our latest published checkpoint (CHECKPOINT_FILE),
     both kept across restarts; SavedCheckpointMismatch if that checkpoint's root is not the ledger's at its size.
     """
 
@@ -375,7 +375,8 @@ class Witnessing:
             self._query_new_peers(nursery)
             if not self._in_flight and not self._withholding():  # (asks in flight: their answers join our latest)
                 await self._publish()  # our latest, with the cosignatures its round got, before the next is signed
-                if not self._waiting():  # (a peer that joined may hold a larger checkpoint)
+                # (a peer that joined may hold a larger checkpoint; one may have shown us ours while it was saved)
+                if not self._waiting() and not self._withholding():
                     self._checkpoint()
                     for peer in self._to_ask():
                         self._in_flight.add(peer)
@@ -619,21 +620,23 @@ class Witnessing:
         return event
 
     async def _publish(self) -> None:
-        """Persist our latest checkpoint once cosigned and tell the listeners, if it changed; gossip it, if it changed
-        since we last did and the pace's period has passed. One no witness cosigned yet is not written: it holds our
-        signature alone, which the ledger gives again at any time (`_checkpoint`). Called with no cosign request in
-        flight (`_checkpoint_loop`)."""
+        """Persist our latest checkpoint and tell the listeners, if it changed; gossip it, if it changed since we last
+        did and the pace's period has passed. Called with no cosign request in flight (`_checkpoint_loop`).
+
+        Every checkpoint is on disk before it is published, one no witness cosigned too: the log's public size, the
+        published checkpoint's (node.api.log), then never goes back across a restart or a crash, as RFC 9162 clients
+        expect (before, a node whose last one had no cosignature came back serving an earlier one, or none). It costs
+        an fsync a round only where no witness cosigns (a node alone); where one does, it was written anyway."""
         if self._latest is None:
             return
         note = self._latest.note()
         if note != self._published:
-            if self._latest.cosignatures:
-                try:
-                    await trio.to_thread.run_sync(self._persist, note)  # an fsync: not on the thread running the node
-                except OSError as error:
-                    self.stats.errors["persist"] += 1  # tried again next interval
-                    logger.error("saving our checkpoint to %s: %s", self._checkpoint_path, error)
-                    return
+            try:
+                await trio.to_thread.run_sync(self._persist, note)  # an fsync: not on the thread running the node
+            except OSError as error:
+                self.stats.errors["persist"] += 1  # tried again next interval
+                logger.error("saving our checkpoint to %s: %s", self._checkpoint_path, error)
+                return
             self._published = note
             for listener in self.listeners:
                 listener(note)

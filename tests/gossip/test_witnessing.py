@@ -6,7 +6,10 @@ key rotation."""
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
+import os
+import signal
 import math
 import sqlite3
 import tempfile
@@ -66,6 +69,7 @@ from vouching import EquivocationBody, Record, did_key, org_body, verify_record,
 from .. import tlog_reference
 from ..factories import Org, new_did
 from ..fsyncs import recorded_fsyncs
+from ..node.kill_points import killed_at
 from .nodes import LOOPBACK, NETWORK, Identity, Node, identities, running, until
 
 pytestmark = pytest.mark.slow
@@ -277,11 +281,12 @@ async def test_checkpoints_of_orgs_outside_the_horizon_are_not_kept(tmp_path):
 
 
 @asynccontextmanager
-async def watching(own: Identity, host: CheckpointsOnlyHost, *roots: str) -> AsyncIterator[tuple[Replica, Witnessing]]:
+async def watching(own: Identity, host: CheckpointsOnlyHost, *roots: str,
+                   interval: float = 1.0) -> AsyncIterator[tuple[Replica, Witnessing]]:
     """Our node's Witnessing running over `host`, its horizon `roots` one hop deep."""
     with RecordStore.open(own.directory) as store:
         replica = Replica(SigningKey(own.seed), store, roots=roots, max_hops=1, held_limit=10)
-        witnessing = Witnessing(host, replica, network=NETWORK, state_dir=own.directory)
+        witnessing = Witnessing(host, replica, network=NETWORK, state_dir=own.directory, interval=interval)
         with trio.fail_after(10):
             async with trio.open_nursery() as nursery:
                 await nursery.start(witnessing.run)
@@ -556,19 +561,56 @@ async def test_a_fork_sent_for_cosigning_is_refused_and_becomes_evidence(tmp_pat
             assert cosigner_name(b.did).encode() in again.checkpoint_note()  # with the cosignature collected
 
 
-async def test_a_checkpoint_is_written_to_disk_once_a_witness_cosigned_it(tmp_path):
-    """One that holds our signature alone is published but not written: the ledger gives it again at any time, and
-    under a steady load one is signed every interval."""
+async def test_every_checkpoint_is_written_to_disk_before_it_is_published(tmp_path):
+    """One no witness cosigned too: the log's public size is the published checkpoint's, and must not go back across
+    a restart (RFC 9162); before, a node alone came back serving none."""
     with trio.fail_after(40):
-        (tmp_path / "alone").mkdir()
-        (alone,) = identities(tmp_path / "alone", 1)
+        (alone,) = identities(tmp_path, 1)
         async with running(alone, (alone.did,), witness_interval=0.1) as node:
             node.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
-            await cosigned_by(node, 0)
-            assert not (alone.directory / CHECKPOINT_FILE).exists()
-        async with witnessing_pair(tmp_path) as (a, _, n0, _):
-            note = await cosigned_by(n0, 1)
-            assert (a.directory / CHECKPOINT_FILE).read_bytes() == note
+            note = await cosigned_by(node, 0)
+            assert (alone.directory / CHECKPOINT_FILE).read_bytes() == note
+            again = Witnessing(node.host, node.replica, network=NETWORK, state_dir=alone.directory)
+            assert again.checkpoint_note() == note
+
+
+def _publish_three(own: Identity, report: int) -> None:
+    """Run our node's Witnessing alone over three records, each published in turn; write each size it serves to the
+    file descriptor `report` as it serves it."""
+    signal.alarm(30)  # a hang kills the child (killed_at then fails)
+
+    async def main() -> None:
+        published = trio.Event()
+        async with watching(own, CheckpointsOnlyHost(), interval=0.01) as (replica, witnessing):
+            def served(note: bytes) -> None:
+                os.write(report, b"%d\n" % note_size(note))
+                if note_size(note) == replica.store.size:
+                    published.set()
+            witnessing.listeners.append(served)
+            for _ in range(3):
+                replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+                await published.wait()
+                published = trio.Event()
+
+    trio.run(main)
+
+
+def test_a_node_restarted_after_a_crash_at_any_point_serves_no_smaller_checkpoint_than_it_served(tmp_path):
+    for point in itertools.count(1):
+        (tmp_path / str(point)).mkdir()
+        (own,) = identities(tmp_path / str(point), 1)
+        read, write = os.pipe()
+        killed = killed_at(point, functools.partial(_publish_three, own, write))
+        os.close(write)
+        with os.fdopen(read, "rb") as reports:
+            served = [int(size) for size in reports.read().split()]
+        with RecordStore.open(own.directory) as store:
+            replica = Replica(SigningKey(own.seed), store, roots=(), max_hops=1, held_limit=10)
+            note = Witnessing(CheckpointsOnlyHost(), replica, network=NETWORK, state_dir=own.directory).checkpoint_note()
+        assert (0 if note is None else note_size(note)) >= max(served, default=0), f"killed at point {point}"
+        if not killed:
+            assert served == [1, 2, 3]
+            return
 
 
 def test_our_checkpoint_is_formatted_once_for_every_witness_and_again_only_when_a_cosignature_joins(monkeypatch):
