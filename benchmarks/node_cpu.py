@@ -75,7 +75,8 @@ def measure(n: int, load: float, seconds: int, repeats: int, publishers: int, pr
                 loaded = cpu_per_second(nodes, seconds, prefix is not None, lambda: gossip_bench.drive(
                     clients, nodes[:publishers], per_publisher, seconds))
                 print(summary(f"{n} nodes, {per_publisher * publishers} records/s", loaded), flush=True)
-                print(summary("  of them, the receivers", loaded[publishers:]), flush=True)
+                if loaded[publishers:]:  # (none with as many publishers as nodes: a node alone, its own witness)
+                    print(summary("  of them, the receivers", loaded[publishers:]), flush=True)
                 gossip_bench.settle(nodes)
         finally:
             for client in clients:

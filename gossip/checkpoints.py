@@ -1,10 +1,11 @@
 """Checkpoints of orgs' records logs as gossiped on `/vouchnet/<network>/checkpoints/1` (DESIGN.md §4–5): opening
-and validating them, and the pace of our own (gossip.forks spots two of one origin with one size and different
-roots, equivocation evidence).
+and validating them, each peer's rate, and the pace of our own (gossip.forks spots two of one origin with one size
+and different roots, equivocation evidence).
 """
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,11 +25,19 @@ from ledger import (
 from ledger.names import PREFIX
 from vouching import InvalidDid, public_key_from_did
 
+from .ratelimit import TokenBuckets
 from .verdict import Verdict
 
 RECORDS_LOG = "records"
-CHECKPOINT_FILE = "checkpoint.note"  # in the data directory: our latest checkpoint with its cosignatures
+CHECKPOINT_FILE = "checkpoint.note"  # in the data directory: our latest published checkpoint, its cosignatures
 MAX_CHECKPOINT_NOTE = 16 * 1024  # a checkpoint note with up to 64 Ed25519 cosignature lines is about 12 KiB
+# Checkpoints a peer may forward a second (node.config.Limits.peer_checkpoints_per_second), bursting twice that: the
+# whole network gossips about NETWORK_CHECKPOINTS_PER_S (CheckpointPace), all of which an honest peer may relay, and
+# opening one costs about 0.8 ms (its did:key and signature), so 100 peers at the limit cost a node 0.3 s a second.
+PEER_CHECKPOINTS_PER_S = 4.0
+PEER_BURST_SECONDS = 2.0
+REJECT_REASONS = ("oversized", "invalid")
+IGNORE_REASONS = ("peer_rate", "origin")  # over the forwarder's rate; a repeat, stale or over its origin's pace
 
 
 def checkpoints_topic(network: str) -> str:
@@ -85,35 +94,54 @@ def cosigner_verifiers(note: bytes) -> dict[str, CosignatureVerifier]:
 
 
 class CheckpointValidator:
-    """The checkpoints topic's validator: a checkpoint of a well-formed records-log origin, signed by that org, and
-    then whatever `admit` says of it (accepted if none; gossip.forks.ForkDetector paces an origin's checkpoints and
-    ignores repeats). It keeps what it opened, the last `keep` notes it accepted, for the topic's subscriber
-    (`opened`): a gossiped checkpoint's signature is checked once, not once by the validator and again by the
-    subscriber (DESIGN §5). The notes kept are valid and bounded in number and size: a peer gossiping many costs
-    memory no other way."""
+    """The checkpoints topic's validator (DESIGN §5): a note of at most MAX_CHECKPOINT_NOTE bytes (else rejected),
+    within its forwarder's rate (else ignored unread), a checkpoint of a well-formed records-log origin signed by
+    that org (else rejected), and then whatever `admit` says of it (accepted if none; Witnessing._admit paces each
+    origin's checkpoints and ignores repeats). Only what is invalid is rejected, lowering the forwarder's score: a
+    message over the rate is ignored before it is opened, when nothing is known of its validity, as the records
+    gate does (an honest peer relays what the network gossips and cannot shape it); one that is over the rate and
+    invalid is then not judged. Our own publishes (`own_peer`) are not rated. `rejected` and `ignored` count by
+    reason. It keeps what it opened, the last `keep` notes it accepted, for the topic's subscriber (`opened`): a
+    gossiped checkpoint's signature is checked once, not once by the validator and again by the subscriber. The
+    notes kept are valid and bounded in number and size: a peer gossiping many costs memory no other way."""
 
     def __init__(self, network: str, keep: int = 64,
-                 admit: Callable[[OrgCheckpoint], Verdict] = lambda seen: Verdict.ACCEPT) -> None:
+                 admit: Callable[[OrgCheckpoint], Verdict] = lambda seen: Verdict.ACCEPT, *, own_peer: str = "",
+                 peer_rate: float = PEER_CHECKPOINTS_PER_S, clock: Callable[[], float] = time.monotonic) -> None:
         if keep < 1:
             raise ValueError("CheckpointValidator: keep must be at least 1")
         self.network = network
         self._keep = keep
         self._admit = admit
+        self._own_peer = own_peer
+        self._peers = TokenBuckets[str](peer_rate, max(1.0, peer_rate * PEER_BURST_SECONDS))
+        self._clock = clock
         self._opened: OrderedDict[bytes, OrgCheckpoint] = OrderedDict()
+        self.rejected = dict.fromkeys(REJECT_REASONS, 0)
+        self.ignored = dict.fromkeys(IGNORE_REASONS, 0)
 
     def __call__(self, peer: str, data: bytes) -> Verdict:
+        if len(data) > MAX_CHECKPOINT_NOTE:
+            return self._refuse(Verdict.REJECT, "oversized")
+        if peer != self._own_peer and not self._peers.try_take(peer, self._clock()):
+            return self._refuse(Verdict.IGNORE, "peer_rate")
         try:
             seen = open_org_checkpoint(data, self.network)
         except NoteError:
-            return Verdict.REJECT
+            return self._refuse(Verdict.REJECT, "invalid")
         verdict = self._admit(seen)
         if verdict is not Verdict.ACCEPT:
-            return verdict
+            return self._refuse(verdict, "origin")
         self._opened[data] = seen
         self._opened.move_to_end(data)
         if len(self._opened) > self._keep:
             self._opened.popitem(last=False)
         return Verdict.ACCEPT
+
+    def _refuse(self, verdict: Verdict, reason: str) -> Verdict:
+        counts = self.rejected if verdict is Verdict.REJECT else self.ignored
+        counts[reason] = counts.get(reason, 0) + 1
+        return verdict
 
     def opened(self, data: bytes) -> OrgCheckpoint:
         """The checkpoint in `data` as this validator opened it (then forgotten), or opened now if it was not kept;

@@ -74,6 +74,8 @@ from vouching import EquivocationBody, InvalidRecord, did_key, equivocation_body
 
 from .checkpoints import (
     CHECKPOINT_FILE,
+    NETWORK_CHECKPOINTS_PER_S,
+    PEER_CHECKPOINTS_PER_S,
     RECORDS_LOG,
     CheckpointPace,
     CheckpointValidator,
@@ -82,9 +84,10 @@ from .checkpoints import (
     cosigner_verifiers,
 )
 from .cosigning import CosignClient, Witnessed, answer
-from .forks import FORK_WINDOW, ForkDetector
+from .forks import CHECKPOINT_BURST, FORK_WINDOW, ForkDetector
 from .frames import FrameError
 from .host import Host, HostError, InvalidPeerId, Received, Stream, peer_id_from_public_key, peer_org, peer_public_key
+from .ratelimit import TokenBuckets
 from .replica import Replica
 from .stats import by_reason, counted
 from .sync import Send
@@ -132,6 +135,10 @@ class WitnessStats:
     cosigned_for_peers: int = counted("Peers' checkpoints this node cosigned")
     refused_peers: Counter[int] = by_reason("Peers' cosign requests this node refused, by tlog-witness status")
     checkpoints_received: int = counted("Gossiped checkpoints of other orgs' logs received")
+    checkpoints_rejected: dict[str, int] = by_reason("Gossiped checkpoints the checkpoints topic rejected (the peer "
+                                                     "penalised), by reason")
+    checkpoints_ignored: dict[str, int] = by_reason("Gossiped checkpoints the checkpoints topic ignored (not relayed, "
+                                                    "no penalty), by reason")
     forks: int = counted("Forks seen: two roots at one size of some org's log")
     equivocations_issued: int = counted("Equivocation records this node signed as evidence of a fork")
     publish_errors: int = counted("Gossip publications of this node's checkpoint that failed")
@@ -175,7 +182,7 @@ class Witnessing:
     """Checkpoints of this node's records log, cosigned by its peers; and this node's witness for theirs.
 
     `cosign` answers peers' cosign requests: give it to the SyncService (which serves the protocol).
-    `state_dir` holds the witness's state (WITNESS_FILE) and our latest cosigned checkpoint (CHECKPOINT_FILE),
+    `state_dir` holds the witness's state (WITNESS_FILE) and our latest published checkpoint (CHECKPOINT_FILE),
     both kept across restarts; SavedCheckpointMismatch if that checkpoint's root is not the ledger's at its size.
     """
 
@@ -192,11 +199,13 @@ class Witnessing:
         timeout: float = 10.0,
         max_concurrent: int = 8,
         fork_window: float = FORK_WINDOW,
+        peer_checkpoints_per_second: float = PEER_CHECKPOINTS_PER_S,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if not (interval > 0 and gossip_interval > 0 and timeout > 0 and fork_window > 0 and max_concurrent >= 1):
-            raise ValueError("Witnessing: intervals, timeout and fork window must be positive, max_concurrent at "
-                             "least 1")
+        if not (interval > 0 and gossip_interval > 0 and timeout > 0 and fork_window > 0 and max_concurrent >= 1
+                and peer_checkpoints_per_second > 0):
+            raise ValueError("Witnessing: intervals, timeout, fork window and peer rate must be positive, "
+                             "max_concurrent at least 1")
         if not 1 <= witnesses <= MAX_COSIGNATURES:
             raise ValueError(f"Witnessing: witnesses must be 1-{MAX_COSIGNATURES}, got {witnesses}")
         self.host = host
@@ -233,6 +242,12 @@ class Witnessing:
         self._gossiped: bytes | None = None
         self._gossip_due = -math.inf
         self._forks = ForkDetector(window=fork_window)
+        # Outsiders' checkpoints are relayed at the pace the detector lets an org's in, and not remembered (_admit)
+        self._outsiders = TokenBuckets[str](NETWORK_CHECKPOINTS_PER_S, CHECKPOINT_BURST)
+        self._validator = CheckpointValidator(network, admit=self._admit, own_peer=host.peer_id,
+                                              peer_rate=peer_checkpoints_per_second, clock=trio.current_time)
+        self.stats.checkpoints_rejected = self._validator.rejected  # (counted there)
+        self.stats.checkpoints_ignored = self._validator.ignored
         self._roots = frozenset(replica.roots)
         self._streams: dict[str, Stream] = {}  # witness peer -> the stream of our last exchange, kept for the next
         self.checked = trio.Event()  # set once the peers connected at start told us what they hold of our log
@@ -251,7 +266,7 @@ class Witnessing:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Checkpoint, ask for cosignatures, publish, witness and watch checkpoints until cancelled."""
-        validator = CheckpointValidator(self.network, admit=self._admit)
+        validator = self._validator
         inbox = await self.host.subscribe(checkpoints_topic(self.network), validator)
         self._witness = Witness(self._witness_path, self._cosigner, self._logs, lambda o: self._earlier.get(o, ()))
         try:
@@ -373,7 +388,8 @@ class Witnessing:
             self._query_new_peers(nursery)
             if not self._in_flight and not self._withholding():  # (asks in flight: their answers join our latest)
                 await self._publish()  # our latest, with the cosignatures its round got, before the next is signed
-                if not self._waiting():  # (a peer that joined may hold a larger checkpoint)
+                # (a peer that joined may hold a larger checkpoint; one may have shown us ours while it was saved)
+                if not self._waiting() and not self._withholding():
                     self._checkpoint()
                     for peer in self._to_ask():
                         self._in_flight.add(peer)
@@ -617,21 +633,23 @@ class Witnessing:
         return event
 
     async def _publish(self) -> None:
-        """Persist our latest checkpoint once cosigned and tell the listeners, if it changed; gossip it, if it changed
-        since we last did and the pace's period has passed. One no witness cosigned yet is not written: it holds our
-        signature alone, which the ledger gives again at any time (`_checkpoint`). Called with no cosign request in
-        flight (`_checkpoint_loop`)."""
+        """Persist our latest checkpoint and tell the listeners, if it changed; gossip it, if it changed since we last
+        did and the pace's period has passed. Called with no cosign request in flight (`_checkpoint_loop`).
+
+        Every checkpoint is on disk before it is published, one no witness cosigned too: the log's public size, the
+        published checkpoint's (node.api.log), then never goes back across a restart or a crash, as RFC 9162 clients
+        expect (before, a node whose last one had no cosignature came back serving an earlier one, or none). It costs
+        an fsync a round only where no witness cosigns (a node alone); where one does, it was written anyway."""
         if self._latest is None:
             return
         note = self._latest.note()
         if note != self._published:
-            if self._latest.cosignatures:
-                try:
-                    await trio.to_thread.run_sync(self._persist, note)  # an fsync: not on the thread running the node
-                except OSError as error:
-                    self.stats.errors["persist"] += 1  # tried again next interval
-                    logger.error("saving our checkpoint to %s: %s", self._checkpoint_path, error)
-                    return
+            try:
+                await trio.to_thread.run_sync(self._persist, note)  # an fsync: not on the thread running the node
+            except OSError as error:
+                self.stats.errors["persist"] += 1  # tried again next interval
+                logger.error("saving our checkpoint to %s: %s", self._checkpoint_path, error)
+                return
             self._published = note
             for listener in self.listeners:
                 listener(note)
@@ -733,10 +751,16 @@ class Witnessing:
     def _admit(self, seen: OrgCheckpoint) -> Verdict:
         """The checkpoints topic's verdict on a valid checkpoint (CheckpointValidator): compared with those of its
         origin remembered, and remembered if new within the origin's pace (gossip.forks); a second root at a size
-        remembered becomes evidence at once. An outsider's is accepted, not remembered."""
+        remembered becomes evidence at once. An outsider's, as the records topic does with an outsider's records
+        (DESIGN §5: a peer that relays it may follow its org), is relayed within its origin's pace and the same
+        burst, else ignored, and not remembered (nor compared: a fork of an org outside the horizon is not acted
+        on). Our own are accepted."""
+        now = trio.current_time()
         if not self._follows(seen.org):
-            return Verdict.ACCEPT
-        observed = self._forks.observe(seen, trio.current_time())
+            if seen.org == self.replica.did or self._outsiders.try_take(seen.checkpoint.origin, now):
+                return Verdict.ACCEPT
+            return Verdict.IGNORE
+        observed = self._forks.observe(seen, now)
         if observed.earlier is not None:
             self._fork(seen.org, Equivocation(seen.checkpoint.origin, observed.earlier, seen.note))
         return observed.verdict

@@ -15,6 +15,7 @@ from typing import Any, cast
 
 from gossip.addrs import AddrError, parse_listen_addr, parse_peer_addr
 from gossip.batch import MAX_GOSSIP_MESSAGE
+from gossip.checkpoints import PEER_CHECKPOINTS_PER_S
 from gossip.forks import FORK_WINDOW
 from gossip.scopes import DIAL_PRIVATE, DialPrivate
 from ledger import MAX_COSIGNATURES
@@ -57,6 +58,7 @@ class Limits:
     peer_messages_per_second: float = 200.0
     peer_bytes_per_second: float = 2097152.0
     org_records_per_second: float = 500.0
+    peer_checkpoints_per_second: float = PEER_CHECKPOINTS_PER_S
     held_records: int = 10000
     sync_page_records: int = 500
 
@@ -561,6 +563,9 @@ peer_messages_per_second = {lim.peer_messages_per_second}
 peer_bytes_per_second = {lim.peer_bytes_per_second}
 # Records of one org per second; beyond it they are dropped, and the org's own node is penalised for sending them.
 org_records_per_second = {lim.org_records_per_second}
+# Checkpoints a peer may forward to this node per second (the whole network gossips about one a second); beyond
+# it they are dropped unread, without a penalty.
+peer_checkpoints_per_second = {lim.peer_checkpoints_per_second}
 # Records waiting for a missing predecessor, at most, shared evenly among their issuers once full.
 held_records = {lim.held_records}
 # Records per page of catch-up sync, at most: in the pages this node asks its peers for and in those it serves.

@@ -4,7 +4,8 @@ Entries and proof hashes are standard base64, as in C2SP checkpoints. The log's 
 checkpoint the node publishes (GET /v1/log/checkpoint; 0 before its first): entries and proofs default to it and stop
 there, as an RFC 9162 log answers relative to its latest signed tree head and a C2SP tlog-tiles log serves the tree
 of its checkpoint. The entries appended since (one is signed once the ledger grew, and published once its witnesses
-answered) are not served: a proof to a size no checkpoint signed cannot be verified.
+answered) are not served: a proof to a size no checkpoint signed cannot be verified. Every checkpoint is saved
+before it is published (gossip.witnessing), so the public size never goes back across a restart or a crash.
 """
 
 from __future__ import annotations

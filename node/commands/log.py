@@ -76,7 +76,7 @@ def register(subparsers: Subparsers) -> None:
         description=f"Recompute every hash the node's {LEDGER_FILE} stores (from which it builds its proofs) from "
         "its entries, as log verify --dir compares them, and replace those that differ, in one transaction: "
         "nothing changes unless all are replaced, whatever stops it. Only once the entries are shown sound: those "
-        f"the node's latest cosigned checkpoint ({CHECKPOINT_FILE} in the data directory) covers must hash to its "
+        f"the node's latest published checkpoint ({CHECKPOINT_FILE} in the data directory) covers must hash to its "
         "root, and those after it (all, if it saved none) must be validly signed records; otherwise an entry is damaged, nothing is repaired, and a "
         "copy of the data directory is the way back (exit 1). Run it with the node stopped (it takes the data "
         "directory's lock, as the node does); progress on stderr. Prints the wrong hashes it replaced, or that "
@@ -122,7 +122,7 @@ def _repair(args: argparse.Namespace) -> int:
     config = local_config(args)
     checkpoint, tree = repair_log(config.data_dir, config.network, progress=_Progress())
     if checkpoint is None:
-        sound = "each a validly signed record (the node saved no cosigned checkpoint to check them against)"
+        sound = "each a validly signed record (the node saved no checkpoint to check them against)"
     else:
         sound = f"the {counted(checkpoint.size, 'entry', 'entries')} of the node's checkpoint hashing to its root"
     if not tree.mismatches:

@@ -60,7 +60,7 @@ def repair_log(data_dir: Path, network: str, *, progress: Progress) -> tuple[Che
 
 
 def _saved_checkpoint(path: Path, network: str) -> Checkpoint | None:
-    """The node's latest cosigned checkpoint of its records log, as it keeps it in `path` (None if there is none),
+    """The node's latest published checkpoint of its records log, as it keeps it in `path` (None if there is none),
     checked against the key that signed it (the org's, or its key before a rotation: the did in the origin is it)."""
     try:
         note = path.read_bytes()

@@ -211,8 +211,8 @@ def _check_entries(
             if e.code != "out_of_range":
                 raise
             raise CommandFailed(f"the node's checkpoint is of {counted(size, 'entry', 'entries')}, but the node refuses "
-                                f"to serve them all ({e.detail}): it serves an earlier checkpoint now (a node restarted "
-                                "goes back to the last one a witness cosigned); run log verify again") from None
+                                f"to serve them all ({e.detail}): it serves an earlier checkpoint now (its data directory "
+                                "was restored from an older copy); run log verify again") from None
         if not page:
             raise CommandFailed(f"entry {index}: the node returned no entries from here")
         for raw in page:

@@ -121,6 +121,60 @@ def test_a_checkpoint_its_admission_does_not_accept_is_not_kept(monkeypatch):
     assert opened == [note]  # not kept: opened again
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def counting_opens(monkeypatch) -> list[bytes]:
+    opened: list[bytes] = []
+    monkeypatch.setattr(checkpoints, "open_checkpoint",
+                        lambda data, verifiers: opened.append(data) or open_checkpoint(data, verifiers))
+    return opened
+
+
+def test_a_peer_over_its_checkpoint_rate_is_ignored_unread_and_not_penalised(monkeypatch):
+    """One peer relaying many orgs' checkpoints (or garbage) costs a node at most its rate of signature checks; the
+    rest are ignored, not rejected: an honest relay cannot shape what the network gossips."""
+    clock = Clock()
+    validator = CheckpointValidator("test", peer_rate=2.0, clock=clock)  # a burst of 4
+    opened = counting_opens(monkeypatch)
+    notes = [signed(size) for size in range(1, 101)]
+    assert [validator("relay", note) for note in notes] == [Verdict.ACCEPT] * 4 + [Verdict.IGNORE] * 96
+    assert opened == notes[:4]
+    assert validator.ignored == {"peer_rate": 96, "origin": 0} and validator.rejected == {"oversized": 0, "invalid": 0}
+    assert validator("another relay", notes[4]) is Verdict.ACCEPT  # a bucket per peer
+    assert validator("relay", b"garbage") is Verdict.IGNORE  # not even looked at
+    clock.now = 0.5
+    assert validator("relay", b"garbage") is Verdict.REJECT  # within its rate, judged
+    assert validator.rejected == {"oversized": 0, "invalid": 1}
+    assert validator("relay", b"x" * (MAX_CHECKPOINT_NOTE + 1)) is Verdict.REJECT  # oversized: invalid at any rate
+    assert validator.rejected == {"oversized": 1, "invalid": 1}
+
+
+def test_our_own_checkpoints_are_not_rated():
+    validator = CheckpointValidator("test", own_peer="us", peer_rate=1.0, clock=Clock())
+    assert all(validator("us", signed(size)) is Verdict.ACCEPT for size in range(1, 20))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a", "b"]), st.floats(0, 2), st.booleans()), max_size=60))
+def test_each_peer_gets_at_most_its_rate_of_checkpoints_judged_and_only_invalid_ones_are_rejected(messages):
+    clock, rate = Clock(), 2.0
+    validator = CheckpointValidator("test", peer_rate=rate, clock=clock)
+    note, judged = signed(3), {"a": 0, "b": 0}
+    for peer, wait, valid in messages:
+        clock.now += wait
+        verdict = validator(peer, note if valid else b"garbage")
+        assert verdict is (Verdict.ACCEPT if valid else Verdict.REJECT) or verdict is Verdict.IGNORE
+        judged[peer] += verdict is not Verdict.IGNORE
+        assert judged[peer] <= 2 * rate + clock.now * rate
+    assert sum(judged.values()) + validator.ignored["peer_rate"] == len(messages)
+
+
 def test_a_small_network_gossips_checkpoints_every_minimum_period():
     pace = CheckpointPace(10.0, network_rate=1.0)
     for second in range(100):

@@ -6,7 +6,10 @@ key rotation."""
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
+import os
+import signal
 import math
 import sqlite3
 import tempfile
@@ -61,11 +64,13 @@ from ledger import (
     open_note,
     peek_origin,
 )
+from node.metrics import Registry
 from vouching import EquivocationBody, Record, did_key, org_body, verify_record, vouch_body
 
 from .. import tlog_reference
 from ..factories import Org, new_did
 from ..fsyncs import recorded_fsyncs
+from ..node.kill_points import killed_at
 from .nodes import LOOPBACK, NETWORK, Identity, Node, identities, running, until
 
 pytestmark = pytest.mark.slow
@@ -208,6 +213,8 @@ async def test_checkpoints_are_signed_every_interval_but_gossiped_at_most_every_
 class CheckpointsOnlyHost:
     """What Witnessing.run asks of a host with no peers; the test hands it gossiped checkpoints one at a time."""
 
+    peer_id = "this node"
+
     def __init__(self) -> None:
         self.gossip, self._inbox = trio.open_memory_channel[Received](0)  # a send returns once the last is done
 
@@ -293,6 +300,20 @@ async def test_checkpoints_of_orgs_outside_the_horizon_are_not_kept(tmp_path):
                 nursery.cancel_scope.cancel()
 
 
+@asynccontextmanager
+async def watching(own: Identity, host: CheckpointsOnlyHost, *roots: str,
+                   interval: float = 1.0) -> AsyncIterator[tuple[Replica, Witnessing]]:
+    """Our node's Witnessing running over `host`, its horizon `roots` one hop deep."""
+    with RecordStore.open(own.directory) as store:
+        replica = Replica(SigningKey(own.seed), store, roots=roots, max_hops=1, held_limit=10)
+        witnessing = Witnessing(host, replica, network=NETWORK, state_dir=own.directory, interval=interval)
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(witnessing.run)
+                yield replica, witnessing
+                nursery.cancel_scope.cancel()
+
+
 class ValidatingHost(CheckpointsOnlyHost):
     """A CheckpointsOnlyHost keeping the topic's validator, for the test to judge gossip with."""
 
@@ -309,20 +330,38 @@ async def test_an_orgs_checkpoints_over_its_pace_are_ignored_and_a_fork_behind_t
     host = ValidatingHost()
     origin = log_origin(NETWORK, inside.did, RECORDS_LOG)
 
-    def gossiped(size: int, root: bytes = bytes(32)) -> Verdict:
-        return host.validator(peer_of(inside), Checkpoint(origin, size, root).sign([Ed25519Signer(origin, inside.key)]))
+    def gossiped(size: int, root: bytes = bytes(32), peer: str = peer_of(inside)) -> Verdict:
+        return host.validator(peer, Checkpoint(origin, size, root).sign([Ed25519Signer(origin, inside.key)]))
 
-    with RecordStore.open(own.directory) as store:
-        replica = Replica(SigningKey(own.seed), store, roots=(inside.did,), max_hops=1, held_limit=10)
-        witnessing = Witnessing(host, replica, network=NETWORK, state_dir=own.directory)
-        with trio.fail_after(10):
-            async with trio.open_nursery() as nursery:
-                await nursery.start(witnessing.run)
-                verdicts = [gossiped(size) for size in range(4, 104)]  # at one instant
-                assert verdicts.count(Verdict.ACCEPT) == 4 and verdicts[:4] == [Verdict.ACCEPT] * 4
-                assert gossiped(4, bytes([1]) * 32) is Verdict.ACCEPT
-                assert inside.did in replica.flagged and witnessing.stats.equivocations_issued == 1
-                nursery.cancel_scope.cancel()
+    async with watching(own, host, inside.did) as (replica, witnessing):
+        verdicts = [gossiped(size) for size in range(4, 104)]  # at one instant
+        assert verdicts.count(Verdict.ACCEPT) == 4 and verdicts[:4] == [Verdict.ACCEPT] * 4
+        assert witnessing.stats.checkpoints_ignored == {"peer_rate": 92, "origin": 4}  # its own peer's rate
+        metrics = Registry()
+        metrics.add_stats("witness", witnessing.stats)
+        assert 'vouchnet_witness_checkpoints_ignored_total{reason="peer_rate"} 92' in metrics.render().splitlines()
+        assert gossiped(4, bytes([1]) * 32, peer=peer_of(Org())) is Verdict.ACCEPT  # relayed by another
+        assert inside.did in replica.flagged and witnessing.stats.equivocations_issued == 1
+
+
+async def test_an_outsiders_checkpoints_are_relayed_at_its_origins_pace_and_not_remembered(tmp_path, autojump_clock):
+    """As the records topic relays an outsider's records within its org's rate: a peer may follow that org."""
+    (own,), outsider = identities(tmp_path, 1), Org()
+    host = ValidatingHost()
+    origin = log_origin(NETWORK, outsider.did, RECORDS_LOG)
+
+    def gossiped(size: int) -> Verdict:  # each by another relay: no peer's own rate is reached
+        note = Checkpoint(origin, size, bytes(32)).sign([Ed25519Signer(origin, outsider.key)])
+        return host.validator(peer_of(Org()), note)
+
+    async with watching(own, host) as (_, witnessing):
+        verdicts = [gossiped(size) for size in range(1, 101)]  # at one instant
+        assert verdicts == [Verdict.ACCEPT] * 4 + [Verdict.IGNORE] * 96
+        assert witnessing.stats.checkpoints_ignored == {"peer_rate": 0, "origin": 96}
+        await trio.sleep(1)
+        assert gossiped(1) is Verdict.ACCEPT  # a repeat: not remembered, paced only
+        assert gossiped(101) is Verdict.IGNORE
+        assert witnessing._forks.entries(origin) == 0
 
 
 def signed_checkpoint(store: RecordStore, org: Org) -> bytes:
@@ -599,19 +638,56 @@ async def test_a_fork_sent_for_cosigning_is_refused_and_becomes_evidence(tmp_pat
             assert cosigner_name(b.did).encode() in again.checkpoint_note()  # with the cosignature collected
 
 
-async def test_a_checkpoint_is_written_to_disk_once_a_witness_cosigned_it(tmp_path):
-    """One that holds our signature alone is published but not written: the ledger gives it again at any time, and
-    under a steady load one is signed every interval."""
+async def test_every_checkpoint_is_written_to_disk_before_it_is_published(tmp_path):
+    """One no witness cosigned too: the log's public size is the published checkpoint's, and must not go back across
+    a restart (RFC 9162); before, a node alone came back serving none."""
     with trio.fail_after(40):
-        (tmp_path / "alone").mkdir()
-        (alone,) = identities(tmp_path / "alone", 1)
+        (alone,) = identities(tmp_path, 1)
         async with running(alone, (alone.did,), witness_interval=0.1) as node:
             node.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
-            await cosigned_by(node, 0)
-            assert not (alone.directory / CHECKPOINT_FILE).exists()
-        async with witnessing_pair(tmp_path) as (a, _, n0, _):
-            note = await cosigned_by(n0, 1)
-            assert (a.directory / CHECKPOINT_FILE).read_bytes() == note
+            note = await cosigned_by(node, 0)
+            assert (alone.directory / CHECKPOINT_FILE).read_bytes() == note
+            again = Witnessing(node.host, node.replica, network=NETWORK, state_dir=alone.directory)
+            assert again.checkpoint_note() == note
+
+
+def _publish_three(own: Identity, report: int) -> None:
+    """Run our node's Witnessing alone over three records, each published in turn; write each size it serves to the
+    file descriptor `report` as it serves it."""
+    signal.alarm(30)  # a hang kills the child (killed_at then fails)
+
+    async def main() -> None:
+        published = trio.Event()
+        async with watching(own, CheckpointsOnlyHost(), interval=0.01) as (replica, witnessing):
+            def served(note: bytes) -> None:
+                os.write(report, b"%d\n" % note_size(note))
+                if note_size(note) == replica.store.size:
+                    published.set()
+            witnessing.listeners.append(served)
+            for _ in range(3):
+                replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+                await published.wait()
+                published = trio.Event()
+
+    trio.run(main)
+
+
+def test_a_node_restarted_after_a_crash_at_any_point_serves_no_smaller_checkpoint_than_it_served(tmp_path):
+    for point in itertools.count(1):
+        (tmp_path / str(point)).mkdir()
+        (own,) = identities(tmp_path / str(point), 1)
+        read, write = os.pipe()
+        killed = killed_at(point, functools.partial(_publish_three, own, write))
+        os.close(write)
+        with os.fdopen(read, "rb") as reports:
+            served = [int(size) for size in reports.read().split()]
+        with RecordStore.open(own.directory) as store:
+            replica = Replica(SigningKey(own.seed), store, roots=(), max_hops=1, held_limit=10)
+            note = Witnessing(CheckpointsOnlyHost(), replica, network=NETWORK, state_dir=own.directory).checkpoint_note()
+        assert (0 if note is None else note_size(note)) >= max(served, default=0), f"killed at point {point}"
+        if not killed:
+            assert served == [1, 2, 3]
+            return
 
 
 def test_our_checkpoint_is_formatted_once_for_every_witness_and_again_only_when_a_cosignature_joins(monkeypatch):

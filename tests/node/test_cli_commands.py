@@ -835,9 +835,9 @@ async def test_log_verify_in_a_directory_without_the_node_s_ledger_says_so(run, 
 
 
 async def test_log_verify_says_the_node_refused_entries_its_checkpoint_covers(run, node, url, monkeypatch):
-    """The node serves entries up to its latest checkpoint only: one that went back between verify's requests (a
-    restart brings back the last cosigned one, and a later one its witnesses had not cosigned is lost) refuses the
-    entries of the checkpoint verify fetched first."""
+    """The node serves entries up to its latest checkpoint only: one that went back between verify's requests (its
+    data directory restored from an older copy: a restart keeps every checkpoint published) refuses the entries of
+    the checkpoint verify fetched first."""
     _three_orgs_logged(node)
     cosigned = node.note
     for _ in range(2):
@@ -847,8 +847,8 @@ async def test_log_verify_says_the_node_refused_entries_its_checkpoint_covers(ru
     code, _, err = await run("log", "verify", "--api", url)
     assert code == 1
     assert ("the node's checkpoint is of 6 entries, but the node refuses to serve them all (query.end: must be at "
-            "most the latest checkpoint's size, 4): it serves an earlier checkpoint now (a node restarted goes back "
-            "to the last one a witness cosigned); run log verify again") in err
+            "most the latest checkpoint's size, 4): it serves an earlier checkpoint now (its data directory was "
+            "restored from an older copy); run log verify again") in err
 
 
 async def test_log_verify_names_a_ledger_file_the_node_cannot_read(run, node, url):
@@ -975,15 +975,15 @@ async def test_log_repair_refuses_an_entry_past_the_checkpoint_that_is_not_a_rec
 
 async def test_log_repair_of_a_node_that_saved_no_checkpoint_checks_every_entry_as_a_signed_record(run, node,
                                                                                                      data_dir):
-    """A node saves only cosigned checkpoints (one no witness cosigned, the ledger gives again): one with no witness
-    was refused a repair for want of a root to check its entries against; its entries' signatures serve."""
+    """A node that never published a checkpoint was refused a repair for want of a root to check its entries
+    against; its entries' signatures serve."""
     _three_orgs_logged(node)
     _flip_stored_hash(node, 0, 0)
     assert not (data_dir / "checkpoint.note").exists()
     code, out, err = await run("log", "repair", "--dir", data_dir)
     assert code == 0, err
     assert out.splitlines()[1] == ("replaced with the hashes of the entries, each a validly signed record (the node "
-                                   "saved no cosigned checkpoint to check them against); start the node and run "
+                                   "saved no checkpoint to check them against); start the node and run "
                                    "`vouchnet log verify` to check its proofs")
     _proofs_verify(node)
     node.replica.store.ledger.append([b"not a record"])
