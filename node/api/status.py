@@ -17,7 +17,7 @@ from gossip.peers import KnownPeer
 from vouching import did_key
 
 from ..audit_log import wall_clock_ms
-from .errors import ApiError, error_responses
+from .errors import ApiError, error_responses, read_responses
 from .records import DEFAULT_PAGE, PageLimit
 from .view import NodeDep
 
@@ -44,7 +44,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/v1/node")
+@router.get("/v1/node", responses=read_responses(503))
 async def node_info(node: NodeDep) -> dict[str, Any]:
     """The org's did (and its keys before this one, newest first, if it rotated its key) and network, the node's
     peer id and addresses, and counts of what it holds; `own_records_from_peers` counts records of the org's key
