@@ -16,7 +16,7 @@ from fastapi import APIRouter, Query, Response
 
 from ledger import Checkpoint
 
-from .errors import ApiError, error_responses, read_responses
+from .errors import ApiError, read_responses
 from .records import MAX_CURSOR
 from .view import NodeDep, NodeView
 
@@ -72,7 +72,7 @@ def _tree_size(requested: int | None, public: int | None, where: str) -> int:
 
 @router.get(
     "/checkpoint",
-    responses={200: {"content": {"text/plain": {}}, "description": "A C2SP signed note"}, **error_responses(404)},
+    responses={200: {"content": {"text/plain": {}}, "description": "A C2SP signed note"}, **read_responses(404)},
 )
 async def checkpoint(node: NodeDep) -> Response:
     """The latest checkpoint of the records ledger: a C2SP signed note, the node's signature then cosignatures."""

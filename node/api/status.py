@@ -75,7 +75,7 @@ def listed_flagged(flagged: Collection[str]) -> dict[str, Any]:
             "flagged_complete": len(flagged) <= MAX_LISTED_FLAGGED, "flagged_total": len(flagged)}
 
 
-@router.get("/v1/peers", responses=error_responses())
+@router.get("/v1/peers", responses=read_responses(422))
 async def peers(
     node: NodeDep,
     after: Annotated[str | None, Query(max_length=MAX_PEER_ID, description="The `next` of the previous page")] = None,
