@@ -18,7 +18,7 @@ from gossip.replica import Replica
 from vouching import VouchBody, load_record
 from vouching.schema import MAX_UINT
 
-from .api.errors import ErrorBody, checked_did, error_response, error_responses
+from .api.errors import ErrorBody, checked_did, error_response, read_responses
 from .api.records import RecordId, parse_record_id
 from .credential_registry import CredentialRegistry, NotKept
 from .credential_status import LIST_ENTRIES, STATUS_PATH, VOUCH_STATUS_PATH, NoPublicUrl, list_url, vouch_list_url
@@ -73,7 +73,7 @@ def credentials_router(key: SigningKey, replica: Replica, registry: CredentialRe
         return [key.verify_key, *(old for old, retired in retired_keys
                                   if retired not in expiries or now < (expiries[retired] or 0))]
 
-    @router.get("/.well-known/jwks.json")
+    @router.get("/.well-known/jwks.json", responses=read_responses(503))
     async def jwks_endpoint() -> JSONResponse:
         """The org's Ed25519 keys as RFC 8037 OKP JWKs, the current one first, then the ones it rotated away from
         while credentials they signed live (a day at least); `kid` is each key's did URL, as in every token."""
@@ -83,7 +83,7 @@ def credentials_router(key: SigningKey, replica: Replica, registry: CredentialRe
         "/v1/records/{record_id}/vc",
         response_class=Response,
         responses={200: {"content": {"application/vc+jwt": {}}, "description": "A W3C VC 2.0 credential, vc+jwt"},
-                   **error_responses(404),
+                   **read_responses(404, 422, 503),
                    409: {"model": ErrorBody,
                          "description": "Not a vouch of this org, or revoked; or the node has no URL to name "
                                         "(no_public_url: [api] bind with port 0, and no [api] public_url)"}},
@@ -115,7 +115,7 @@ def credentials_router(key: SigningKey, replica: Replica, registry: CredentialRe
         response_class=Response,
         responses={200: {"content": {"application/vc+jwt": {}},
                          "description": "A BitstringStatusListCredential (W3C Bitstring Status List v1.0), vc+jwt"},
-                   **error_responses(404)},
+                   **read_responses(404, 422, 503)},
     )
     async def status_list(list_number: Annotated[int, Path(ge=0, le=MAX_LISTS, description=_LIST_NUMBER)]) -> Response:
         """Which of this org's agent credentials are revoked: the credential's `credentialStatus` names this list
@@ -143,7 +143,7 @@ def credentials_router(key: SigningKey, replica: Replica, registry: CredentialRe
         response_class=Response,
         responses={200: {"content": {"application/vc+jwt": {}},
                          "description": "A BitstringStatusListCredential (W3C Bitstring Status List v1.0), vc+jwt"},
-                   **error_responses(404)},
+                   **read_responses(404, 422, 503)},
     )
     async def vouch_status_list(
         did: Annotated[str, Path(description="A did:key of this org: its current key or one it rotated away from")],

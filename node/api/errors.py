@@ -46,12 +46,27 @@ _MEANINGS = {
     409: "The record cannot be revoked here",
     415: "A Content-Type the endpoint does not take",
     422: "A malformed request, or a record the rules reject",
+    # A read's (_storage); a write's 503 is declared with the write guard's (node.api.guard.declare_refusals).
+    503: "The node cannot read its storage now (`storage`, naming the file), as after a failed write of its records "
+         "index until the rows it lost are replayed from the records ledger; `Retry-After` says when to try again",
 }
+# A read is sent no record: its 422 is a parameter's.
+_READ_MEANINGS = {**_MEANINGS, 422: "A malformed parameter, or one out of range; the detail names it"}
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """For a route's OpenAPI entry: the refusals it may give, each with the one error shape."""
-    return {status: {"model": ErrorBody, "description": _MEANINGS[status]} for status in (*statuses, 422)}
+    """For a write's OpenAPI entry: the refusals it may give, and 422, each with the one error shape."""
+    return _responses(_MEANINGS, (*statuses, 422))
+
+
+def read_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """For a read's OpenAPI entry: the refusals it may give, each with the one error shape; 422 where it takes
+    parameters, 503 where it reads the node's storage, which may fail (DESIGN §8)."""
+    return _responses(_READ_MEANINGS, statuses)
+
+
+def _responses(meanings: Mapping[int, str], statuses: Iterable[int]) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ErrorBody, "description": meanings[status]} for status in statuses}
 
 
 def error_body(description: str) -> dict[str, Any]:

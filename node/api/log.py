@@ -17,7 +17,7 @@ from fastapi import APIRouter, Query, Response
 
 from ledger import Checkpoint
 
-from .errors import ApiError, error_responses
+from .errors import ApiError, read_responses
 from .records import MAX_CURSOR
 from .view import NodeDep, NodeView
 
@@ -73,7 +73,7 @@ def _tree_size(requested: int | None, public: int | None, where: str) -> int:
 
 @router.get(
     "/checkpoint",
-    responses={200: {"content": {"text/plain": {}}, "description": "A C2SP signed note"}, **error_responses(404)},
+    responses={200: {"content": {"text/plain": {}}, "description": "A C2SP signed note"}, **read_responses(404)},
 )
 async def checkpoint(node: NodeDep) -> Response:
     """The latest checkpoint of the records ledger: a C2SP signed note, the node's signature then cosignatures."""
@@ -83,7 +83,7 @@ async def checkpoint(node: NodeDep) -> Response:
     return Response(note, media_type="text/plain; charset=utf-8")
 
 
-@router.get("/entries", responses=error_responses(400))
+@router.get("/entries", responses=read_responses(400, 422, 503))
 async def entries(node: NodeDep, start: _Position, end: _SizeOrPublic = None) -> dict[str, Any]:
     """Entries [start, end) as base64 COSE records, within the latest checkpoint (`size` in the answer); a page
     holds at most 256, so `end` in the answer may be smaller than asked (ask again from there). From the log's end
@@ -101,7 +101,7 @@ async def entries(node: NodeDep, start: _Position, end: _SizeOrPublic = None) ->
     return {"start": start, "end": stop, "size": size, "entries": [_b64(e) for e in entries]}
 
 
-@router.get("/proof/inclusion", responses=error_responses(400))
+@router.get("/proof/inclusion", responses=read_responses(400, 422, 503))
 async def inclusion_proof(node: NodeDep, index: _Position, size: _SizeOrPublic = None) -> dict[str, Any]:
     """RFC 9162 §2.1.3: the audit path of entry `index` in the tree of `size` entries (default: the latest
     checkpoint's, against whose root it verifies)."""
@@ -113,7 +113,7 @@ async def inclusion_proof(node: NodeDep, index: _Position, size: _SizeOrPublic =
     return {"index": index, "size": tree, "proof": [_b64(h) for h in proof]}
 
 
-@router.get("/proof/consistency", responses=error_responses(400))
+@router.get("/proof/consistency", responses=read_responses(400, 422, 503))
 async def consistency_proof(node: NodeDep, old: _OldSize, new: _SizeOrPublic = None) -> dict[str, Any]:
     """RFC 9162 §2.1.4: proof that the tree of `old` entries is a prefix of the tree of `new` entries (default: the
     latest checkpoint's)."""

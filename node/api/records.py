@@ -14,7 +14,7 @@ from node.records_json import record_json
 from vouching import Record, load_record, load_stored, revoke_body, vouch_body
 from vouching.bodies import KINDS
 
-from .errors import ApiError, ErrorBody, checked_did, error_responses
+from .errors import ApiError, ErrorBody, checked_did, error_responses, read_responses
 from .guard import media_type
 from .idempotent import HEADER_DESCRIPTION, RequestKey, keyed_responses
 from .view import NodeDep, NodeView
@@ -174,7 +174,7 @@ async def submit_record(request: Request, node: NodeDep, response: Response) -> 
     raise ApiError(409, "rejected", reason)
 
 
-@router.get("/records", responses=error_responses())
+@router.get("/records", responses=read_responses(422, 503))
 async def list_records(
     node: NodeDep,
     issuer: Annotated[str | None, Query(max_length=_MAX_FILTER, description="Only this org's records")] = None,
@@ -207,7 +207,7 @@ async def list_records(
     response_model=None,
     responses={
         200: {"content": {"application/cose": {}}, "description": "The COSE_Sign1 bytes, or JSON"},
-        **error_responses(404),
+        **read_responses(404, 422, 503),
     },
 )
 async def get_record(

@@ -25,7 +25,7 @@ from vouching.policy import MAX_TOOL_NAME, tool_name_problem
 
 from ..credentials import score_statement
 from ..trust import TrustService, listed_scopes
-from .errors import ApiError, checked_did, error_responses
+from .errors import ApiError, checked_did, error_responses, read_responses
 from .parameters import BOOLEANS
 from .records import DEFAULT_PAGE, PageLimit
 
@@ -70,7 +70,7 @@ def scores_router(trust: TrustService, key: SigningKey) -> APIRouter:
     """The score, check and org endpoints over `trust`; statements are signed with the org key `key`."""
     router = APIRouter(tags=["scores"])
 
-    @router.get("/v1/agents/{did}/score", responses=error_responses())
+    @router.get("/v1/agents/{did}/score", responses=read_responses(422))
     async def agent_score(
         did: Did,
         statement: Annotated[bool, Query(description="add a short-lived signed JWT of the score")] = False,
@@ -106,7 +106,7 @@ def scores_router(trust: TrustService, key: SigningKey) -> APIRouter:
         scores too."""
         return trust.policy.as_dict()
 
-    @router.get("/v1/orgs", responses=error_responses())
+    @router.get("/v1/orgs", responses=read_responses(422))
     async def orgs(
         after: Annotated[str | None, Query(max_length=MAX_DID, description="The `next` of the previous page")] = None,
         limit: PageLimit = DEFAULT_PAGE,
@@ -120,7 +120,7 @@ def scores_router(trust: TrustService, key: SigningKey) -> APIRouter:
         page = trust.orgs(after=after, limit=limit + 1)
         return {"orgs": page[:limit], "next": page[limit - 1]["org"] if len(page) > limit else None}
 
-    @router.get("/v1/orgs/{did}", responses=error_responses())
+    @router.get("/v1/orgs/{did}", responses=read_responses(422))
     async def org(did: Annotated[str, Path(min_length=1, description="The org's did:key")]) -> dict[str, Any]:
         """One org as this node sees it, explained (`vouched_by` as in `GET /v1/orgs`)."""
         checked_did(did, "path.did")

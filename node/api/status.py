@@ -17,7 +17,7 @@ from gossip.peers import KnownPeer
 from vouching import did_key
 
 from ..audit_log import wall_clock_ms
-from .errors import ApiError, error_responses
+from .errors import ApiError, error_responses, read_responses
 from .records import DEFAULT_PAGE, PageLimit
 from .view import NodeDep
 
@@ -44,7 +44,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/v1/node")
+@router.get("/v1/node", responses=read_responses(503))
 async def node_info(node: NodeDep) -> dict[str, Any]:
     """The org's did (and its keys before this one, newest first, if it rotated its key) and network, the node's
     peer id and addresses, and counts of what it holds; `own_records_from_peers` counts records of the org's key
@@ -75,7 +75,7 @@ def listed_flagged(flagged: Collection[str]) -> dict[str, Any]:
             "flagged_complete": len(flagged) <= MAX_LISTED_FLAGGED, "flagged_total": len(flagged)}
 
 
-@router.get("/v1/peers", responses=error_responses())
+@router.get("/v1/peers", responses=read_responses(422))
 async def peers(
     node: NodeDep,
     after: Annotated[str | None, Query(max_length=MAX_PEER_ID, description="The `next` of the previous page")] = None,

@@ -125,8 +125,8 @@ def _new(args: argparse.Namespace) -> int:
     with signing_key(args) as (config, org_key):
         try:  # before anything is minted or recorded
             public_url = checked_public_url(config.api_public_url)
-        except NoPublicUrl as e:
-            raise UsageError(f"{config.data_dir / CONFIG_FILE}: {e}") from None
+        except NoPublicUrl as e:  # the node's config lacks an address, no argument is wrong: exit 1, not 2
+            raise CommandFailed(f"{config.data_dir / CONFIG_FILE}: {e}") from None
         key_path, credential_path, agent = _mint(args.out, args.name)
         issued = int(time.time())
         with _registry(config.data_dir) as registry:

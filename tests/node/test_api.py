@@ -804,11 +804,18 @@ async def test_openapi_describes_every_endpoint_and_the_token(api):
 
 async def test_the_node_s_openapi_describes_everything_and_declares_every_refusal(tmp_path):
     """DESIGN §8: each operation and parameter says what it is; each write names the token, 401 and 503 (no token file, or
-    storage) unless the guard leaves it open, and 413; every refusal has the one error body."""
+    storage) unless the guard leaves it open, and 413; each read what it answers while the node's storage fails
+    (before: no read declared the 503 that records, log and credential reads answer then); every refusal has the one
+    error body."""
     with trio.fail_after(30):
         async with running(tmp_path) as node:
             async with httpx.AsyncClient() as client:
                 spec = (await client.get(f"{node.api_url}/openapi.json")).json()
+                answered = await _reads_while_storage_fails(client, node, spec)
+    undeclared = [f"{name} {status}" for name, (status, declared) in answered.items() if str(status) not in declared]
+    assert undeclared == []
+    assert {"GET /v1/records", "GET /v1/log/entries", "GET /v1/credentials/status/{list_number}"} <= \
+        {name for name, (status, _) in answered.items() if status == 503}
     undescribed, unguarded, unbounded, other_shape = [], [], [], []
     for path, operations in spec["paths"].items():
         for method, operation in operations.items():
@@ -826,6 +833,40 @@ async def test_the_node_s_openapi_describes_everything_and_declares_every_refusa
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     assert "security" not in spec["paths"][CHECK_PATH]["post"]
     assert spec["paths"]["/v1/orgs/{did}"]["get"]["parameters"][0]["description"] == "The org's did:key"
+    # A read's 422 is a parameter's (before: "...or a record the rules reject"), and one without any declares none.
+    reads = {path: operations["get"] for path, operations in spec["paths"].items() if "get" in operations}
+    assert {path: read["responses"].get("422", {}).get("description") for path, read in reads.items()} == \
+        {path: "A malformed parameter, or one out of range; the detail names it" if read.get("parameters") else None
+         for path, read in reads.items()}
+
+
+async def _reads_while_storage_fails(client, node, spec):
+    """Every read of `spec` asked of `node` while its records index, records ledger and credential registry fail (as
+    after a failed write of the index, gossip.store): operation -> (its answer's status, the statuses it declares)."""
+    def behind(**_):
+        raise StoreError(f"{INDEX_FILE}: cannot be written (database or disk is full)")
+
+    def unreadable(what):
+        raise LedgerError(f"records.ledger: {what}: disk I/O error")
+
+    class FailingDb:
+        def execute(self, *_):
+            raise sqlite3.OperationalError("disk I/O error")
+
+    values = {"record_id": "00" * 32, "did": node.did, "list_number": "0"}
+    answered = {}
+    with pytest.MonkeyPatch.context() as disk:
+        disk.setattr(node.replica.store, "_level", behind)
+        disk.setattr(node.replica.store.ledger, "_using", unreadable)
+        disk.setattr(node.telemetry.credentials, "_db", FailingDb())
+        for path, operations in spec["paths"].items():
+            if (operation := operations.get("get")) is None:
+                continue
+            query = {p["name"]: "0" for p in operation.get("parameters", []) if p["in"] == "query" and p["required"]}
+            url = node.api_url + re.sub(r"\{(\w+)\}", lambda m: values[m[1]], path)
+            async with client.stream("GET", url, params=query) as response:  # /v1/stream answers for ever
+                answered[f"GET {path}"] = (response.status_code, set(operation["responses"]))
+    return answered
 
 
 async def test_unknown_endpoints_and_methods_get_the_error_shape(api):

@@ -30,6 +30,7 @@ from node.credentials import (
     vouch_credential,
 )
 from node.jwt import JwtError, b64url, decode_jwt, encode_jwt
+from node import cli
 from node.api import create_app
 from node.api.http_server import serve
 from node.commands import agents
@@ -249,13 +250,14 @@ async def test_agent_new_mints_a_key_and_a_credential_pyjwt_accepts(tmp_path, ca
 def test_agent_new_on_an_api_port_the_os_picks_refuses_until_a_public_url_is_set(tmp_path, capsys):
     """Before: the credential's status list was at http://127.0.0.1:0/..., which no verifier can ever fetch, so
     none could check the credential; the API's port is picked anew at each start. Refused before anything is minted
-    or recorded."""
+    or recorded, with exit status 1 (the node's config lacks an address; exit 2 was a bad argument's)."""
     made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
-    with pytest.raises(UsageError) as refused:
-        agent_new("--name", "alice", "--out", str(tmp_path / "agents"), "--dir", str(made.data_dir))
-    assert str(refused.value).startswith(f"{made.data_dir / 'config.toml'}: [api] bind has port 0 and no [api] "
-                                         "public_url is set: the OS picks the API's port anew at each start")
-    assert str(refused.value).endswith("set [api] public_url in config.toml to where other orgs reach this API")
+    assert cli.main(["agent", "new", "--name", "alice", "--out", str(tmp_path / "agents"),
+                     "--dir", str(made.data_dir)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"vouchnet agent new: {made.data_dir / 'config.toml'}: [api] bind has port 0 and no [api] "
+                          "public_url is set: the OS picks the API's port anew at each start")
+    assert err.endswith("set [api] public_url in config.toml to where other orgs reach this API\n")
     assert not (tmp_path / "agents").exists()
     registry = CredentialRegistry.open(made.data_dir)
     assert registry.issued() == []
