@@ -1,13 +1,12 @@
 """What py-libp2p keeps in memory for one hostile peer, over real connections on loopback: figures, no targets; not a
 test. Each attack runs against a fresh host, the hostile peer a host of its own in the same process; the figures are
 what the process holds after the attack beyond what it held before, as tracemalloc sees it and as resident memory
-(protobuf messages live in upb's arenas, which only the second sees); gossip.host quirk 46, and py-libp2p's
-equivocation cache:
+(protobuf messages live in upb's arenas, which only the second sees), gossip.host quirks 46 and 47:
 
 - topics: --count RPCs, each subscribing to one topic named by --length characters (1 MiB is what an RPC may be),
   the peer staying connected (a peer's subscriptions are forgotten as it leaves) (46);
 - messages: --count messages of 256 KiB published to the host's topic, which its validator accepts, then the peer
-  stops and the message caches have shifted them out.
+  stops and the message caches have shifted them out (47).
 
     python benchmarks/p2p_memory.py                       # both
     python benchmarks/p2p_memory.py topics --count 100 --length 1000000

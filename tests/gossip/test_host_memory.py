@@ -1,4 +1,4 @@
-"""What py-libp2p keeps for one hostile peer stays small (gossip.host quirk 46), over real connections on
+"""What py-libp2p keeps for one hostile peer stays small (gossip.host quirks 46 and 47), over real connections on
 loopback; benchmarks/p2p_memory.py measures it."""
 
 import os
@@ -11,7 +11,7 @@ from libp2p.pubsub.pb import rpc_pb2
 from gossip.frames import encode_uvarint
 from gossip.host import MAX_PEER_TOPICS, MAX_TOPIC_LENGTH, Host, open_host
 from tests.gossip.test_host import LOOPBACK, TOPIC, accept_all
-from tests.gossip.test_host_growth import QUIET
+from tests.gossip.test_host_growth import QUIET, routed
 
 
 async def send_subscriptions(node: Host, peer: Host, subscriptions: list[rpc_pb2.RPC.SubOpts]) -> None:
@@ -60,3 +60,11 @@ async def test_a_host_keeps_a_few_short_topics_of_a_peer() -> None:
             await send_subscriptions(node, peer, [rpc_pb2.RPC.SubOpts(subscribe=False, topicid="t0"),
                                                   rpc_pb2.RPC.SubOpts(subscribe=True, topicid="later")])
             assert "later" in topics_of(node, peer) and "t0" not in topics_of(node, peer)
+
+
+@pytest.mark.slow
+async def test_a_host_keeps_no_copy_of_the_messages_it_routed() -> None:
+    """Quirk 47: py-libp2p kept the last 500 to 1,000 messages routed, whole, to compare a later one of the same id."""
+    with trio.fail_after(30):
+        async with routed(20) as (a, b):
+            assert not a._router.equivocation_detection and not b._router.equivocation_detection
