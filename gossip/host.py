@@ -378,6 +378,28 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    continuously_read_stream) that call first asks whether the peer's score over the topics the host joins is below the
    threshold and if so empties the RPC (HostStats.graylisted_rpcs): nothing in it is read, checked or answered. The
    RPC is still parsed, as in go-libp2p; and a graylisted peer starts afresh by reconnecting (below).
+46. Pubsub keeps a peer's subscriptions to up to 100 topics (Pubsub.max_subscriptions_per_peer) of any length, a topic
+   name being a protobuf string as long as an RPC (1 MiB), for as long as the peer stays connected, and logs a warning
+   for each subscription past the 100. Repro (benchmarks/p2p_memory.py topics): a peer connects and writes 100 RPCs
+   on a /meshsub/1.2.0 stream of its own, each subscribing to one topic of 1,000,000 characters: the process held
+   97.5 MiB more (tracemalloc), 100 MB of topic names; keys are free to make, so each stranger can do as much.
+   go-libp2p keeps every subscription unless given a subscription filter (an allowlist or regexp, which
+   WrapLimitSubscriptionFilter bounds per RPC), rust-libp2p bounds a peer's topics with MaxCountSubscriptionFilter.
+   Handled (_Pubsub.handle_subscription): a subscription to a topic longer than MAX_TOPIC_LENGTH (256 characters,
+   the longest Host.subscribe takes), or past the peer's MAX_PEER_TOPICS (32; vouchnet joins two topics a network),
+   is dropped; the first of a peer's while it is connected is counted in HostStats.hostile_input and logged. Same
+   repro: 2.1 MiB more (both hosts' own work), no topic kept.
+47. GossipSub.publish, which every message this host sends or relays goes through, keeps the message whole in
+   equivocation_detection, by from || seqno, to penalise an origin that sends other data under the same id later (a
+   py-libp2p addition, in neither the GossipSub spec nor go-libp2p); the heartbeat trims it only once it holds more
+   than 1,000, to the last 500, so a host always holds the last 500 to 1,000 messages it routed: up to 250 MiB of
+   256 KiB messages, which any org can publish. Repro (benchmarks/p2p_memory.py messages): a peer publishes 200
+   messages of 256 KiB to the host, whose validator accepts them, and stops; once the message caches shifted them
+   out, the routers still keep 50 MiB each and the process holds 104 MiB more (resident: protobuf's arenas are not
+   Python's to trace). vouchnet needs none of it: a message under an id seen in the last 120 s is dropped as seen,
+   and any other is validated afresh (quirk 27), each record in it checked on its own signature and deduplicated
+   by record id; an org signing two versions of its log is for gossip.forks to find, whatever ids carried them.
+   Handled: _GossipSub._check_equivocation keeps nothing and lets every message pass. Same repro: 2-4 MiB more.
 Not worked around (policy, not a bug to patch): scores of a disconnected peer are forgotten at once (the spec
 retains them); IDONTWANT is sent for every message regardless of size.
 """
@@ -480,6 +502,8 @@ OPPORTUNISTIC_GRAFT_TICKS, OPPORTUNISTIC_GRAFT_THRESHOLD, OPPORTUNISTIC_GRAFT_PE
 MAX_IHAVE_MESSAGES, MAX_IHAVE_LENGTH = 10, 5000
 MAX_PROTOCOL_PROPOSALS = 16  # protocols a peer may propose in one multistream-select negotiation (quirk 40)
 GOSSIP_RETRANSMISSION = 3  # times a cached message is sent to one peer in answer to its IWANTs (go-libp2p's; quirk 39)
+MAX_TOPIC_LENGTH = 256  # characters of a topic name: the longest this host joins or keeps a peer's subscription to (46)
+MAX_PEER_TOPICS = 32  # topics a peer's subscriptions to are kept; vouchnet joins two a network (quirk 46)
 _RANDOM = random.SystemRandom()
 # What getaddrinfo looks up for a name in a dial address (quirk 33): the address family, and the records it means.
 _LOOKUPS = {"dns": (socket.AF_UNSPEC, "A or AAAA"), "dns4": (socket.AF_INET, "A"), "dns6": (socket.AF_INET6, "AAAA")}
@@ -813,7 +837,8 @@ class _GossipSub(GossipSub):
     """GossipSub that backs off from every peer it prunes, grafts only BACKOFF_SLACK_S after a backoff ends
     (quirk 20), grafts opportunistically as the spec says (quirk 22), reads no more control than go-libp2p does
     (quirk 37), answers IWANTs for a message as often as go-libp2p does (quirk 39), keeps no time per message
-    routed (quirk 41) and forgets backoffs once over (quirk 42); nothing else differs."""
+    routed (quirk 41), forgets backoffs once over (quirk 42) and keeps no copy of the messages it routed (quirk 47);
+    nothing else differs."""
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -890,6 +915,10 @@ class _GossipSub(GossipSub):
             peers_to_graft[peer].append(topic)
         return len(chosen)
 
+    def _check_equivocation(self, msg: rpc_pb2.Message) -> bool:
+        """Quirk 47: keep no copy of the message to compare a later one of its id with; the message passes."""
+        return True
+
     def _check_back_off(self, peer: ID, topic: str) -> bool:
         """A backoff lasts BACKOFF_SLACK_S longer for choosing whom to graft than for refusing a GRAFT (as in
         go-libp2p): the peer at the other end counts the same backoff from a PRUNE that reached one of the two
@@ -942,7 +971,7 @@ class _Ignored(Exception):
 
 
 class _Pubsub(Pubsub):
-    """Pubsub with the overrides that quirks 8, 11, 12, 13, 27-30 and 45 need; none of them changes what a peer
+    """Pubsub with the overrides that quirks 8, 11, 12, 13, 27-30, 45 and 46 need; none of them changes what a peer
     receives."""
 
     def __init__(
@@ -960,6 +989,7 @@ class _Pubsub(Pubsub):
         self._queue_drained = trio.Event()
         self._write_locks: weakref.WeakKeyDictionary[INetStream, trio.Lock] = weakref.WeakKeyDictionary()
         self.graylisted_rpcs = 0  # HostStats.graylisted_rpcs
+        self._refused_subscribers: set[ID] = set()  # peers whose refused subscriptions were reported (quirk 46)
 
     def notify_subscriptions(self, publish_message: rpc_pb2.Message) -> None:
         self._deliver(publish_message)  # quirk 13: into our own, larger, counted channels
@@ -1006,6 +1036,29 @@ class _Pubsub(Pubsub):
         self.graylisted_rpcs += 1
         rpc.Clear()
         return True
+
+    def handle_subscription(self, origin_id: ID, sub_message: rpc_pb2.RPC.SubOpts) -> None:
+        """Quirk 46: a subscription to a topic longer than MAX_TOPIC_LENGTH, or to more than MAX_PEER_TOPICS topics,
+        is dropped; the first of a peer's is counted as hostile input and logged."""
+        topic = sub_message.topicid
+        if sub_message.subscribe:
+            if len(topic) > MAX_TOPIC_LENGTH:
+                self._refuse_subscription(origin_id, f"subscription to a topic of {len(topic)} characters "
+                                                     f"(at most {MAX_TOPIC_LENGTH})")
+                return
+            if (origin_id not in self.peer_topics.get(topic, ())
+                    and self._peer_subscription_count.get(origin_id, 0) >= MAX_PEER_TOPICS):
+                self._refuse_subscription(origin_id, f"subscription to more than {MAX_PEER_TOPICS} topics")
+                return
+        super().handle_subscription(origin_id, sub_message)
+
+    def _refuse_subscription(self, peer: ID, what: str) -> None:
+        """Count and log `peer`'s refused subscription as hostile input, once while it stays connected (the peers
+        reported are pruned to those connected as the set grows)."""
+        if peer not in self._refused_subscribers:
+            self._refused_subscribers = {known for known in self._refused_subscribers if known in self.peers}
+            self._refused_subscribers.add(peer)
+            self._on_hostile(peer, what)
 
     async def stream_handler(self, stream: INetStream) -> None:
         try:
@@ -2183,5 +2236,5 @@ def _connection_config(config: HostConfig) -> ConnectionConfig:
 
 
 def _check_topic(topic: str) -> None:
-    if not topic or len(topic) > 256:
-        raise ValueError(f"topic {topic!r}: must be 1..256 characters")
+    if not topic or len(topic) > MAX_TOPIC_LENGTH:
+        raise ValueError(f"topic {topic!r}: must be 1..{MAX_TOPIC_LENGTH} characters")

@@ -96,10 +96,9 @@ class Ledger:
         if read_only:
             return
         db.execute("PRAGMA query_only = OFF")
-        if use_wal(db) != "wal":
+        if use_wal(db, size_limit=_WAL_LIMIT) != "wal":
             raise LedgerError(f"{path}: SQLite cannot use WAL mode for this file")
         db.execute("PRAGMA synchronous = FULL")
-        db.execute(f"PRAGMA journal_size_limit = {_WAL_LIMIT}")
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, read_only: bool = False, to_repair: bool = False) -> Ledger:

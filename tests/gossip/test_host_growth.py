@@ -3,6 +3,8 @@ to 43), over real connections on loopback."""
 
 import os
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 import trio
@@ -19,20 +21,27 @@ from tests.gossip.test_host import LOOPBACK, TOPIC, accept_all
 QUIET = HostConfig(heartbeat_interval=30)  # the tests run the heartbeats they need
 
 
+@asynccontextmanager
+async def routed(count: int) -> AsyncIterator[tuple[Host, Host]]:
+    """Hosts a and b meshed on TOPIC, `count` messages published by a and received by b."""
+    async with open_host(os.urandom(32), LOOPBACK, config=QUIET) as a, \
+            open_host(os.urandom(32), LOOPBACK, config=QUIET) as b:
+        await a.subscribe(TOPIC, accept_all)
+        inbox = await b.subscribe(TOPIC, accept_all)
+        await a.connect(b.listen_addrs[0])
+        await a.wait_for_mesh(TOPIC, b.peer_id)
+        for n in range(count):
+            await a.publish(TOPIC, b"message %d" % n)
+        for _ in range(count):
+            await inbox.receive()
+        yield a, b
+
+
 @pytest.mark.slow
 async def test_a_host_keeps_no_time_per_message_routed_past_a_heartbeat() -> None:
     """Quirk 41: every message published or relayed left a float in recent_message_deliveries for ever."""
     with trio.fail_after(30):
-        async with open_host(os.urandom(32), LOOPBACK, config=QUIET) as a, \
-                open_host(os.urandom(32), LOOPBACK, config=QUIET) as b:
-            await a.subscribe(TOPIC, accept_all)
-            inbox = await b.subscribe(TOPIC, accept_all)
-            await a.connect(b.listen_addrs[0])
-            await a.wait_for_mesh(TOPIC, b.peer_id)
-            for n in range(50):
-                await a.publish(TOPIC, b"message %d" % n)
-            for _ in range(50):
-                await inbox.receive()
+        async with routed(50) as (a, b):
             for host in (a, b):
                 host._router.mesh_heartbeat()
                 assert not any(host._router.recent_message_deliveries.values())

@@ -3,7 +3,7 @@
 import sqlite3
 import threading
 
-from ledger.wal import use_wal
+from ledger.wal import WAL_SIZE_LIMIT, use_wal
 
 OPENERS = 4
 FILES = 60  # without the retry, about 7% of fresh files failed one of four openers here
@@ -43,3 +43,29 @@ def test_an_error_other_than_a_busy_file_is_raised_at_once(tmp_path):
         assert "closed" in str(error)
     else:
         raise AssertionError("a closed connection was put in WAL mode")
+
+
+def test_a_large_transaction_leaves_no_wal_larger_than_the_limit(tmp_path):
+    """Without journal_size_limit the WAL kept the 16 MB one transaction grew it to for the life of the file."""
+    path = tmp_path / "x.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        use_wal(db, size_limit=1 << 20)
+        db.execute("CREATE TABLE t (b BLOB)")
+        db.execute("BEGIN")
+        db.executemany("INSERT INTO t VALUES (randomblob(4000))", [()] * 4000)
+        db.execute("COMMIT")
+        assert (tmp_path / "x.db-wal").stat().st_size > 15 << 20  # checkpointed as it committed, not yet truncated
+        db.execute("INSERT INTO t VALUES (1)")  # the next write starts the checkpointed WAL again
+        assert (tmp_path / "x.db-wal").stat().st_size <= 1 << 20
+    finally:
+        db.close()
+
+
+def test_the_limit_defaults_to_a_few_checkpoints_worth(tmp_path):
+    db = sqlite3.connect(tmp_path / "x.db", isolation_level=None)
+    try:
+        use_wal(db)
+        assert db.execute("PRAGMA journal_size_limit").fetchone() == (WAL_SIZE_LIMIT,)
+    finally:
+        db.close()
