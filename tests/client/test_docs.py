@@ -18,7 +18,7 @@ from node.client.adapters.a2a import UntrustedTarget
 
 from .loopback import serving_in_thread
 from .running_node import RunningNode
-from .test_a2a import Echo, _app, _card
+from .test_a2a import Echo, _card
 from .test_agent_framework import ScriptedClient
 from .test_langchain import ScriptedModel
 

@@ -1172,8 +1172,8 @@ async def _checkpoints_beside(tmp_path: Path, peers: list[tuple[str, str, float]
     with _own_node(tmp_path) as (replica, _, _):
         host = _Peers()
         crowd: list[_HostilePeer] = []
-        for answer, rejoin, joins in peers:
-            _HostilePeer(host, crowd, answer, rejoin, timeout=timeout, interval=interval, joins=joins)
+        for answers, rejoin, joins in peers:
+            _HostilePeer(host, crowd, answers, rejoin, timeout=timeout, interval=interval, joins=joins)
         witnessing = Witnessing(host, replica, network=NETWORK, state_dir=tmp_path, interval=interval, timeout=timeout)
 
         async def grow() -> None:
