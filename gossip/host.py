@@ -377,7 +377,7 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    with maybe_consume_signed_record before anything else; in the task reading a peer's stream (_Pubsub.
    continuously_read_stream) that call first asks whether the peer's score over the topics the host joins is below the
    threshold and if so empties the RPC (HostStats.graylisted_rpcs): nothing in it is read, checked or answered. The
-   RPC is still parsed, as in go-libp2p; and a graylisted peer starts afresh by reconnecting (below).
+   RPC is still parsed, as in go-libp2p; a graylisted peer that reconnects stays graylisted (50).
 46. Pubsub keeps a peer's subscriptions to up to 100 topics (Pubsub.max_subscriptions_per_peer) of any length, a topic
    name being a protobuf string as long as an RPC (1 MiB), for as long as the peer stays connected, and logs a warning
    for each subscription past the 100. Repro (benchmarks/p2p_memory.py topics): a peer connects and writes 100 RPCs
@@ -400,8 +400,24 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    and any other is validated afresh (quirk 27), each record in it checked on its own signature and deduplicated
    by record id; an org signing two versions of its log is for gossip.forks to find, whatever ids carried them.
    Handled: _GossipSub._check_equivocation keeps nothing and lets every message pass. Same repro: 2-4 MiB more.
-Not worked around (policy, not a bug to patch): scores of a disconnected peer are forgotten at once (the spec
-retains them); IDONTWANT is sent for every message regardless of size.
+50. A peer's score is forgotten as it disconnects (GossipSub.remove_peer calls PeerScorer.remove_peer), where GossipSub
+   v1.1 retains it (RetainScore) "so that malicious peers cannot easily reset their score": a peer graylisted for
+   flooding invalid messages is heard again by reconnecting, and a new TCP connection costs nothing; so does a peer
+   resetting its pubsub stream. Repro: hosts A and B meshed, A's PeerScoring with publish and graylist thresholds of
+   -30, B publishes 4 messages A's validator rejects (B's score at A -40), B disconnects and connects again: A's score
+   for B starts from 0, and A reads B's hello and records its subscription. Handled (the scorer replaced in
+   _GossipSub): a peer leaving with a negative score keeps its counters, decaying on as a connected peer's, for
+   PeerScoring.retain_score seconds (3600, the default of rust-libp2p and js-libp2p; go-libp2p-pubsub has none, its
+   users set 5 min to 6 h), and has them back if it reconnects within that time (_RetainingScorer, _RetainedScores); a
+   score of 0 or more is forgotten as before, as go-libp2p does for a positive one. Keys are free to make, so at most
+   PeerScoring.retained_peers (1,024) are kept: past that the score least negative now goes (its score when it left,
+   decayed since, so of equal scores the older), and a flood of fresh keys must each be penalised further than a peer
+   to push its score out. go-libp2p and rust-libp2p keep a retained score as it was (no decay while away) and keep any
+   number; here a peer's score does not depend on whether it is connected. The cost: py-libp2p's heartbeat decays every
+   counter the scorer holds, so a retained peer's counters that are 0 are dropped (score() makes one in every table);
+   benchmarks/retained_scores.py: 536 bytes a retained peer (0.5 MiB at the cap), 1.1-1.2 ms a heartbeat to decay a
+   full table, 0.3 ms for a departure that pushes one out (1.6 KB and 4.6-8.6 ms with the zeros kept).
+Not worked around (policy, not a bug to patch): IDONTWANT is sent for every message regardless of size.
 """
 
 from __future__ import annotations
@@ -458,7 +474,7 @@ from libp2p.pubsub.gossipsub import GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.pubsub.rpc_queue import DefaultMaxMessageSize, OutBoundQueueSize, RpcQueue
-from libp2p.pubsub.score import ScoreParams, TopicScoreParams
+from libp2p.pubsub.score import PeerScorer, ScoreParams, TopicScoreParams
 from libp2p.pubsub.utils import maybe_consume_signed_record, safe_bytes_from_hex
 from libp2p.pubsub.validators import signature_validator
 from libp2p.rcmgr import Direction
@@ -538,6 +554,8 @@ class PeerScoring:
     Thresholds as in the spec: below `gossip_threshold` no gossip is exchanged with the peer, below
     `publish_threshold` its messages are dropped and ours are not sent to it, below `graylist_threshold` its RPCs are
     ignored unread (quirk 45) and it is kept out of our mesh.
+    A peer that disconnects scoring below 0 keeps its counters, decaying on, for `retain_score` seconds (GossipSub
+    v1.1's RetainScore; 0 forgets at once), and at most `retained_peers` such peers are kept (quirk 50).
     Peer exchange (PX) from other peers is never acted on: this node chooses its own peers.
     """
 
@@ -548,10 +566,16 @@ class PeerScoring:
     gossip_threshold: float = -10.0
     publish_threshold: float = -50.0
     graylist_threshold: float = -80.0
+    retain_score: float = 3600.0  # seconds (rust-libp2p's and js-libp2p's default; go-libp2p's apps set 5 min to 6 h)
+    retained_peers: int = 1024
 
     def __post_init__(self) -> None:
         if not 0 < self.decay < 1:
             raise ValueError(f"PeerScoring.decay {self.decay} must be in (0, 1)")
+        if not 0 <= self.retain_score < math.inf:
+            raise ValueError(f"PeerScoring.retain_score {self.retain_score} must be a finite number of seconds >= 0")
+        if self.retained_peers < 0:
+            raise ValueError(f"PeerScoring.retained_peers {self.retained_peers} must be at least 0")
         if not 0 >= self.gossip_threshold >= self.publish_threshold >= self.graylist_threshold:
             raise ValueError("PeerScoring thresholds must satisfy 0 >= gossip >= publish >= graylist")
 
@@ -837,11 +861,12 @@ class _GossipSub(GossipSub):
     """GossipSub that backs off from every peer it prunes, grafts only BACKOFF_SLACK_S after a backoff ends
     (quirk 20), grafts opportunistically as the spec says (quirk 22), reads no more control than go-libp2p does
     (quirk 37), answers IWANTs for a message as often as go-libp2p does (quirk 39), keeps no time per message
-    routed (quirk 41), forgets backoffs once over (quirk 42) and keeps no copy of the messages it routed (quirk 47);
-    nothing else differs."""
+    routed (quirk 41), forgets backoffs once over (quirk 42), keeps no copy of the messages it routed (quirk 47)
+    and keeps a penalised peer's score across a reconnection (quirk 50); nothing else differs."""
 
-    def __init__(self, **kwargs: object) -> None:
+    def __init__(self, *, retained: _RetainedScores, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.scorer = _RetainingScorer(self.scorer.params, retained)  # quirk 50
         self.mesh_prunes = 0  # HostStats.mesh_prunes
         self.control_dropped = 0  # HostStats.control_dropped
         self._sent_on_iwant: dict[bytes, Counter[ID]] = {}  # cached message id -> peer -> times sent (quirk 39)
@@ -864,6 +889,10 @@ class _GossipSub(GossipSub):
         self.recent_message_deliveries.clear()  # quirk 41: read by adaptive gossip only, which is off
         _forget_backoffs(self.back_off, time.time())  # quirk 42
         return to_graft, to_prune
+
+    def add_peer(self, peer_id: ID, protocol_id: TProtocol | None) -> None:
+        super().add_peer(peer_id, protocol_id)
+        self.scorer.returned(peer_id)  # quirk 50
 
     async def handle_rpc(self, rpc: rpc_pb2.RPC, sender_peer_id: ID) -> None:
         self.control_dropped += _trim_control(rpc.control, self.mesh.keys())  # quirk 37
@@ -964,6 +993,113 @@ def _trim_control(control: rpc_pb2.ControlMessage, topics: Iterable[str]) -> int
     if wanted:
         control.iwant.add(messageIDs=wanted)
     return before - (len(control.graft) + len(control.prune) + MAX_IHAVE_LENGTH - room + len(wanted))
+
+
+class _RetainedScores:
+    """GossipSub v1.1 RetainScore (quirk 50): the disconnected peers whose score a host keeps, each until its period
+    is over, at most `cap` of them. Only a negative score is kept (a stranger's fresh key starts at 0, so keeping
+    more is no use); when full, the peer whose score is the least negative now goes: its score when it left, decayed
+    by `decay` a heartbeat since, so of two equal scores the older goes. A flood of fresh keys must then each be
+    penalised further than a peer to push its score out."""
+
+    def __init__(self, period: float, cap: int, decay: float, clock: Callable[[], float] = trio.current_time) -> None:
+        self._period = period
+        self._cap = cap
+        self._fade = -math.log(decay)  # what a heartbeat takes from the log of a score
+        self._clock = clock
+        self._heartbeats = 0
+        self._until: dict[ID, float] = {}  # in the order retained, so in order of expiry
+        self._rank: dict[ID, float] = {}  # log(-score) as of heartbeat 0: the smaller, the less negative now
+
+    def __len__(self) -> int:
+        return len(self._until)
+
+    def __contains__(self, peer: object) -> bool:
+        return peer in self._until
+
+    def retain(self, peer: ID, score: float) -> list[ID]:
+        """`peer` left scoring `score`: keep it for the period if that is negative and keeping is on; returns the
+        peers whose counters are to go now (`peer` itself if not kept, or the one it pushed out)."""
+        self._forget(peer)
+        if score >= 0 or not self._period or not self._cap:
+            return [peer]
+        self._until[peer] = self._clock() + self._period
+        self._rank[peer] = math.log(-score) + self._heartbeats * self._fade
+        if len(self._rank) <= self._cap:
+            return []
+        least = min(self._rank, key=self._rank.__getitem__)
+        self._forget(least)
+        return [least]
+
+    def returned(self, peer: ID) -> bool:
+        """`peer` is connected again, so no longer retained; whether its counters are out of date (it came back
+        after its period, before a heartbeat forgot them)."""
+        until = self._until.get(peer, math.inf)
+        self._forget(peer)
+        return until <= self._clock()
+
+    def heartbeat(self) -> list[ID]:
+        """A heartbeat: the peers whose period is over, no longer retained, their counters to go."""
+        self._heartbeats += 1
+        now = self._clock()
+        over = []
+        for peer, until in self._until.items():
+            if until > now:
+                break
+            over.append(peer)
+        for peer in over:
+            self._forget(peer)
+        return over
+
+    def _forget(self, peer: ID) -> None:
+        self._until.pop(peer, None)
+        self._rank.pop(peer, None)
+
+
+class _RetainingScorer(PeerScorer):
+    """py-libp2p's scorer, which forgot a peer's counters as it disconnected (GossipSub.remove_peer calls
+    remove_peer), keeping them while _RetainedScores retains the peer (quirk 50). They stay where they are and
+    decay as a connected peer's, so the peer's RPCs are judged by them as soon as it reconnects."""
+
+    def __init__(self, params: ScoreParams, retained: _RetainedScores) -> None:
+        super().__init__(params)
+        self.retained = retained
+
+    def remove_peer(self, peer: ID) -> None:
+        self.remove_peer_ip(peer)  # colocation counts connected peers
+        gone = self.retained.retain(peer, self.score(peer, self._topics(peer)))
+        for other in gone:
+            super().remove_peer(other)
+        if peer not in gone:
+            self._drop_zeros(peer)
+
+    def _drop_zeros(self, peer: ID) -> None:
+        """Forget a retained peer's counters that are 0 (score() adds one to every table for each peer it scores), so
+        that the heartbeat, which decays every peer's in every table, does not walk them all the while."""
+        for topics in (self.time_in_mesh, self.first_message_deliveries, self.mesh_message_deliveries,
+                       self.invalid_messages):
+            if not any(topics.get(peer, {}).values()):
+                topics.pop(peer, None)
+        for counters in (self.behavior_penalty, self.app_specific_scores, self.graft_flood_penalties,
+                         self.iwant_spam_penalties, self.ihave_spam_penalties, self.equivocation_penalties):
+            if not counters.get(peer):
+                counters.pop(peer, None)
+
+    def returned(self, peer: ID) -> None:
+        """`peer` connected again: its counters, if retained, are its own again; forgotten if kept past the period."""
+        if self.retained.returned(peer):
+            super().remove_peer(peer)
+
+    def on_heartbeat(self, dt_seconds: float = 1.0) -> None:
+        super().on_heartbeat(dt_seconds)
+        for peer in self.retained.heartbeat():
+            super().remove_peer(peer)
+
+    def _topics(self, peer: ID) -> list[str]:
+        """The topics `peer` has counters in (read without adding the peer to the scorer's defaultdicts)."""
+        return sorted({topic for counters in (self.time_in_mesh, self.first_message_deliveries,
+                                              self.mesh_message_deliveries, self.invalid_messages)
+                       for topic in counters.get(peer, ())})
 
 
 class _Ignored(Exception):
@@ -1486,6 +1622,8 @@ class Host:
             adaptive_gossip_enabled=False,  # quirk 3
             spam_protection_enabled=False,  # quirk 1
             eclipse_protection_enabled=False,  # quirk 3: non-spec mesh heuristics
+            retained=_RetainedScores(config.scoring.retain_score, config.scoring.retained_peers,
+                                     config.scoring.decay),
         )
         self._pubsub = _Pubsub(host, self._router, self._validate, self._deliver, self._count_hostile)
         self._my_id = host.get_id()
