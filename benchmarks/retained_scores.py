@@ -1,5 +1,5 @@
 """What a host keeps of penalised peers that left, and what one more costs once the table is full (gossip.host
-quirk 50, GossipSub v1.1 RetainScore; not a test).
+quirk 48, GossipSub v1.1 RetainScore; not a test).
 
 A host's scorer, as Host builds it with the default PeerScoring, sees `--peers` peers with fresh keys in turn, each
 scored on the topic (as pubsub does for every RPC it reads), rejected once on it and then leaving: the Python memory

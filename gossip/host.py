@@ -377,7 +377,7 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    with maybe_consume_signed_record before anything else; in the task reading a peer's stream (_Pubsub.
    continuously_read_stream) that call first asks whether the peer's score over the topics the host joins is below the
    threshold and if so empties the RPC (HostStats.graylisted_rpcs): nothing in it is read, checked or answered. The
-   RPC is still parsed, as in go-libp2p; a graylisted peer that reconnects stays graylisted (50).
+   RPC is still parsed, as in go-libp2p; a graylisted peer that reconnects stays graylisted (48).
 46. Pubsub keeps a peer's subscriptions to up to 100 topics (Pubsub.max_subscriptions_per_peer) of any length, a topic
    name being a protobuf string as long as an RPC (1 MiB), for as long as the peer stays connected, and logs a warning
    for each subscription past the 100. Repro (benchmarks/p2p_memory.py topics): a peer connects and writes 100 RPCs
@@ -400,7 +400,7 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    and any other is validated afresh (quirk 27), each record in it checked on its own signature and deduplicated
    by record id; an org signing two versions of its log is for gossip.forks to find, whatever ids carried them.
    Handled: _GossipSub._check_equivocation keeps nothing and lets every message pass. Same repro: 2-4 MiB more.
-50. A peer's score is forgotten as it disconnects (GossipSub.remove_peer calls PeerScorer.remove_peer), where GossipSub
+48. A peer's score is forgotten as it disconnects (GossipSub.remove_peer calls PeerScorer.remove_peer), where GossipSub
    v1.1 retains it (RetainScore) "so that malicious peers cannot easily reset their score": a peer graylisted for
    flooding invalid messages is heard again by reconnecting, and a new TCP connection costs nothing; so does a peer
    resetting its pubsub stream. Repro: hosts A and B meshed, A's PeerScoring with publish and graylist thresholds of
@@ -555,7 +555,7 @@ class PeerScoring:
     `publish_threshold` its messages are dropped and ours are not sent to it, below `graylist_threshold` its RPCs are
     ignored unread (quirk 45) and it is kept out of our mesh.
     A peer that disconnects scoring below 0 keeps its counters, decaying on, for `retain_score` seconds (GossipSub
-    v1.1's RetainScore; 0 forgets at once), and at most `retained_peers` such peers are kept (quirk 50).
+    v1.1's RetainScore; 0 forgets at once), and at most `retained_peers` such peers are kept (quirk 48).
     Peer exchange (PX) from other peers is never acted on: this node chooses its own peers.
     """
 
@@ -862,11 +862,11 @@ class _GossipSub(GossipSub):
     (quirk 20), grafts opportunistically as the spec says (quirk 22), reads no more control than go-libp2p does
     (quirk 37), answers IWANTs for a message as often as go-libp2p does (quirk 39), keeps no time per message
     routed (quirk 41), forgets backoffs once over (quirk 42), keeps no copy of the messages it routed (quirk 47)
-    and keeps a penalised peer's score across a reconnection (quirk 50); nothing else differs."""
+    and keeps a penalised peer's score across a reconnection (quirk 48); nothing else differs."""
 
     def __init__(self, *, retained: _RetainedScores, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.scorer = _RetainingScorer(self.scorer.params, retained)  # quirk 50
+        self.scorer = _RetainingScorer(self.scorer.params, retained)  # quirk 48
         self.mesh_prunes = 0  # HostStats.mesh_prunes
         self.control_dropped = 0  # HostStats.control_dropped
         self._sent_on_iwant: dict[bytes, Counter[ID]] = {}  # cached message id -> peer -> times sent (quirk 39)
@@ -892,7 +892,7 @@ class _GossipSub(GossipSub):
 
     def add_peer(self, peer_id: ID, protocol_id: TProtocol | None) -> None:
         super().add_peer(peer_id, protocol_id)
-        self.scorer.returned(peer_id)  # quirk 50
+        self.scorer.returned(peer_id)  # quirk 48
 
     async def handle_rpc(self, rpc: rpc_pb2.RPC, sender_peer_id: ID) -> None:
         self.control_dropped += _trim_control(rpc.control, self.mesh.keys())  # quirk 37
@@ -996,7 +996,7 @@ def _trim_control(control: rpc_pb2.ControlMessage, topics: Iterable[str]) -> int
 
 
 class _RetainedScores:
-    """GossipSub v1.1 RetainScore (quirk 50): the disconnected peers whose score a host keeps, each until its period
+    """GossipSub v1.1 RetainScore (quirk 48): the disconnected peers whose score a host keeps, each until its period
     is over, at most `cap` of them. Only a negative score is kept (a stranger's fresh key starts at 0, so keeping
     more is no use); when full, the peer whose score is the least negative now goes: its score when it left, decayed
     by `decay` a heartbeat since, so of two equal scores the older goes. A flood of fresh keys must then each be
@@ -1058,7 +1058,7 @@ class _RetainedScores:
 
 class _RetainingScorer(PeerScorer):
     """py-libp2p's scorer, which forgot a peer's counters as it disconnected (GossipSub.remove_peer calls
-    remove_peer), keeping them while _RetainedScores retains the peer (quirk 50). They stay where they are and
+    remove_peer), keeping them while _RetainedScores retains the peer (quirk 48). They stay where they are and
     decay as a connected peer's, so the peer's RPCs are judged by them as soon as it reconnects."""
 
     def __init__(self, params: ScoreParams, retained: _RetainedScores) -> None:

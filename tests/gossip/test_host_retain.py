@@ -1,4 +1,4 @@
-"""A penalised peer's score survives its reconnection for the retain period (gossip.host quirk 50, GossipSub v1.1
+"""A penalised peer's score survives its reconnection for the retain period (gossip.host quirk 48, GossipSub v1.1
 RetainScore): over real connections on loopback, and the retained table's bound as a property."""
 
 import math
@@ -83,7 +83,7 @@ async def graylist_and_leave(node: Host, hostile: Host) -> None:
 
 @pytest.mark.slow
 async def test_a_graylisted_peer_that_reconnects_within_the_retain_period_is_still_graylisted() -> None:
-    """Quirk 50: py-libp2p forgot a peer's score as it disconnected, so a peer graylisted for flooding invalid
+    """Quirk 48: py-libp2p forgot a peer's score as it disconnected, so a peer graylisted for flooding invalid
     messages was heard again as soon as it reconnected."""
     with trio.fail_after(30):
         async with (open_host(os.urandom(32), LOOPBACK, config=HostConfig(scoring=GRAYLISTED)) as node,
