@@ -5,7 +5,8 @@ A host's scorer, as Host builds it with the default PeerScoring, sees `--peers` 
 scored on the topic (as pubsub does for every RPC it reads), rejected once on it and then leaving: the Python memory
 held per retained peer (tracemalloc, the peer's id included), how many are held at the end, the time a departure
 takes once the table is full (it pushes the least negative out), and the time a heartbeat then takes (the retained
-counters are out of the tables py-libp2p's heartbeat decays).
+counters are out of the tables py-libp2p's heartbeat decays; it also forgets counters of peers neither connected nor
+retained).
 
     python benchmarks/retained_scores.py              # 4,096 peers: four times PeerScoring.retained_peers
 """
@@ -34,7 +35,7 @@ TOPIC = "/vouchnet/records/1"
 def _scorer() -> tuple[_RetainingScorer, int]:
     scoring = PeerScoring()
     retained = _RetainedScores(scoring.retain_score, scoring.retained_peers)
-    return _RetainingScorer(scoring._params(), retained), scoring.retained_peers
+    return _RetainingScorer(scoring._params(), retained, lambda: ()), scoring.retained_peers  # none connected
 
 
 def _leave(scorer: _RetainingScorer, n: int) -> float:

@@ -416,7 +416,9 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    go-libp2p does for a positive one. Keys are free to make, so at most PeerScoring.retained_peers (1,024) are kept:
    past that the score least negative goes (frozen, so its score when it left; of equal scores the older), and a
    flood of fresh keys must each be penalised further than a peer to push its score out. go-libp2p and rust-libp2p
-   keep any number. A retained peer's counters that are 0 are dropped (score() makes one in every table).
+   keep any number. A retained peer's counters that are 0 are dropped (score() makes one in every table), and the
+   heartbeat forgets counters of peers neither connected nor retained (a penalty for a message judged after its peer
+   left, or score() asked of a peer gone, made them and nothing removed them).
    benchmarks/retained_scores.py: 537 bytes a retained peer (0.5 MiB at the cap), 6-10 us a heartbeat with the table
    full (1.1-1.2 ms while their counters were decayed, 4.6-8.6 ms with the zeros kept too), 0.2-0.3 ms for a
    departure that pushes one out.
@@ -441,7 +443,7 @@ import struct
 import time
 import weakref
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Container, Iterable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -869,7 +871,7 @@ class _GossipSub(GossipSub):
 
     def __init__(self, *, retained: _RetainedScores, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.scorer = _RetainingScorer(self.scorer.params, retained)  # quirk 48
+        self.scorer = _RetainingScorer(self.scorer.params, retained, lambda: self.peer_protocol)  # quirk 48
         self.mesh_prunes = 0  # HostStats.mesh_prunes
         self.control_dropped = 0  # HostStats.control_dropped
         self._sent_on_iwant: dict[bytes, Counter[ID]] = {}  # cached message id -> peer -> times sent (quirk 39)
@@ -1078,12 +1080,15 @@ class _RetainingScorer(PeerScorer):
     """py-libp2p's scorer, which forgot a peer's counters as it disconnected (GossipSub.remove_peer calls
     remove_peer), keeping them while _RetainedScores retains the peer (quirk 48). They are moved out of the tables
     the heartbeat decays, so they stay as they were while the peer is away (as in go-libp2p and rust-libp2p), judge
-    its RPCs as soon as it reconnects, and decay again once it is back."""
+    its RPCs as soon as it reconnects, and decay again once it is back. The heartbeat also forgets counters of peers
+    neither connected (`connected`, the router's peers) nor retained: a penalty, or score(), after a peer left."""
 
-    def __init__(self, params: ScoreParams, retained: _RetainedScores) -> None:
+    def __init__(self, params: ScoreParams, retained: _RetainedScores,
+                 connected: Callable[[], Container[ID]]) -> None:
         super().__init__(params)
         self.retained = retained
         self.away = PeerScorer(params)  # the retained peers' counters, which no heartbeat decays
+        self._connected = connected
 
     def remove_peer(self, peer: ID) -> None:
         self.remove_peer_ip(peer)  # colocation counts connected peers
@@ -1112,6 +1117,11 @@ class _RetainingScorer(PeerScorer):
         super().on_heartbeat(dt_seconds)  # the connected peers' counters: the retained are in self.away
         for peer in self.retained.heartbeat():
             self.away.remove_peer(peer)
+        connected = self._connected()
+        stale = {peer for name in (*_TOPIC_COUNTERS, *_PEER_COUNTERS) for peer in getattr(self, name)
+                 if peer not in connected}
+        for peer in stale:
+            super().remove_peer(peer)
 
     def _topics(self, peer: ID) -> list[str]:
         """The topics `peer` has counters in (read without adding the peer to the scorer's defaultdicts)."""

@@ -193,16 +193,16 @@ def test_the_retained_table_keeps_the_most_negative_scores_within_its_cap(cap: i
         assert all(score < 0 for score, _ in kept.values())
 
 
-def _scorer() -> _RetainingScorer:
+def _scorer(connected: set[ID]) -> _RetainingScorer:
     scoring = PeerScoring()
     retained = _RetainedScores(scoring.retain_score, scoring.retained_peers, clock=lambda: 0.0)  # never over
-    return _RetainingScorer(scoring._params(), retained)
+    return _RetainingScorer(scoring._params(), retained, lambda: connected)
 
 
 def test_a_retained_score_is_frozen_while_the_peer_is_away_and_decays_again_once_it_is_back() -> None:
     """Quirk 48, as go-libp2p and rust-libp2p have it: no heartbeat decays a retained peer's counters."""
     peer = PEERS[0]
-    scorer = _scorer()
+    scorer = _scorer({peer})
     for _ in range(3):
         scorer.on_invalid_message(peer, TOPIC)
     left_at = scorer.score(peer, [TOPIC])
@@ -215,6 +215,25 @@ def test_a_retained_score_is_frozen_while_the_peer_is_away_and_decays_again_once
     assert scorer.score(peer, [TOPIC]) == left_at
     scorer.on_heartbeat()
     assert left_at < scorer.score(peer, [TOPIC]) < 0
+
+
+def test_counters_made_after_a_peer_left_are_forgotten_at_the_heartbeat() -> None:
+    """An invalid message judged just after its peer left (scoring 0, so not retained) made counters that nothing
+    removed, nor the peer's return, as score() does for any peer; the heartbeat forgets the counters of peers neither
+    connected nor retained, and keeps the others'."""
+    stays, leaves, retained = PEERS[:3]
+    scorer = _scorer({stays})
+    scorer.on_invalid_message(retained, TOPIC)
+    scorer.remove_peer(retained)
+    scorer.remove_peer(leaves)
+    scorer.on_invalid_message(leaves, TOPIC)
+    scorer.on_invalid_message(stays, TOPIC)
+    scorer.score(PEERS[3], [TOPIC])
+    scorer.on_heartbeat()
+    assert set(scorer.invalid_messages) == {stays}
+    assert not {leaves, PEERS[3]} & {peer for name in ("time_in_mesh", "behavior_penalty", "equivocation_penalties")
+                                     for peer in getattr(scorer, name)}
+    assert retained in scorer.retained and scorer.score(retained, [TOPIC]) < 0
 
 
 def test_peer_scoring_refuses_a_bad_retain_period_or_cap() -> None:
