@@ -406,17 +406,22 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    resetting its pubsub stream. Repro: hosts A and B meshed, A's PeerScoring with publish and graylist thresholds of
    -30, B publishes 4 messages A's validator rejects (B's score at A -40), B disconnects and connects again: A's score
    for B starts from 0, and A reads B's hello and records its subscription. Handled (the scorer replaced in
-   _GossipSub): a peer leaving with a negative score keeps its counters, decaying on as a connected peer's, for
-   PeerScoring.retain_score seconds (3600, the default of rust-libp2p and js-libp2p; go-libp2p-pubsub has none, its
-   users set 5 min to 6 h), and has them back if it reconnects within that time (_RetainingScorer, _RetainedScores); a
-   score of 0 or more is forgotten as before, as go-libp2p does for a positive one. Keys are free to make, so at most
-   PeerScoring.retained_peers (1,024) are kept: past that the score least negative now goes (its score when it left,
-   decayed since, so of equal scores the older), and a flood of fresh keys must each be penalised further than a peer
-   to push its score out. go-libp2p and rust-libp2p keep a retained score as it was (no decay while away) and keep any
-   number; here a peer's score does not depend on whether it is connected. The cost: py-libp2p's heartbeat decays every
-   counter the scorer holds, so a retained peer's counters that are 0 are dropped (score() makes one in every table);
-   benchmarks/retained_scores.py: 536 bytes a retained peer (0.5 MiB at the cap), 1.1-1.2 ms a heartbeat to decay a
-   full table, 0.3 ms for a departure that pushes one out (1.6 KB and 4.6-8.6 ms with the zeros kept).
+   _GossipSub): a peer leaving with a negative score keeps its counters, frozen while it is away (no heartbeat
+   decays them, as in go-libp2p-pubsub and rust-libp2p: decaying on, even a score of -1000 rose above a graylist
+   threshold of -80 in 250 heartbeats, so most of the period protected nothing), for PeerScoring.retain_score seconds
+   (3600, the default of rust-libp2p and js-libp2p; go-libp2p-pubsub has none, its users set 5 min to 6 h), and has
+   them back, decaying again, if it reconnects within that time (_RetainingScorer, _RetainedScores): they are moved
+   out of the tables py-libp2p's heartbeat decays, and the scorer answers a retained peer's score from them, also
+   for the RPCs it sends on reconnecting before the router adds it; a score of 0 or more is forgotten as before, as
+   go-libp2p does for a positive one. Keys are free to make, so at most PeerScoring.retained_peers (1,024) are kept:
+   past that the score least negative goes (frozen, so its score when it left; of equal scores the older), and a
+   flood of fresh keys must each be penalised further than a peer to push its score out. go-libp2p and rust-libp2p
+   keep any number. A retained peer's counters that are 0 are dropped (score() makes one in every table), and the
+   heartbeat forgets counters of peers neither connected nor retained (a penalty for a message judged after its peer
+   left, or score() asked of a peer gone, made them and nothing removed them).
+   benchmarks/retained_scores.py: 537 bytes a retained peer (0.5 MiB at the cap), 6-10 us a heartbeat with the table
+   full (1.1-1.2 ms while their counters were decayed, 4.6-8.6 ms with the zeros kept too), 0.2-0.3 ms for a
+   departure that pushes one out.
 Not worked around (policy, not a bug to patch): IDONTWANT is sent for every message regardless of size.
 """
 
@@ -438,7 +443,7 @@ import struct
 import time
 import weakref
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Container, Iterable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -554,8 +559,8 @@ class PeerScoring:
     Thresholds as in the spec: below `gossip_threshold` no gossip is exchanged with the peer, below
     `publish_threshold` its messages are dropped and ours are not sent to it, below `graylist_threshold` its RPCs are
     ignored unread (quirk 45) and it is kept out of our mesh.
-    A peer that disconnects scoring below 0 keeps its counters, decaying on, for `retain_score` seconds (GossipSub
-    v1.1's RetainScore; 0 forgets at once), and at most `retained_peers` such peers are kept (quirk 48).
+    A peer that disconnects scoring below 0 keeps its counters, frozen until it returns, for `retain_score` seconds
+    (GossipSub v1.1's RetainScore; 0 forgets at once), and at most `retained_peers` such peers are kept (quirk 48).
     Peer exchange (PX) from other peers is never acted on: this node chooses its own peers.
     """
 
@@ -866,7 +871,7 @@ class _GossipSub(GossipSub):
 
     def __init__(self, *, retained: _RetainedScores, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.scorer = _RetainingScorer(self.scorer.params, retained)  # quirk 48
+        self.scorer = _RetainingScorer(self.scorer.params, retained, lambda: self.peer_protocol)  # quirk 48
         self.mesh_prunes = 0  # HostStats.mesh_prunes
         self.control_dropped = 0  # HostStats.control_dropped
         self._sent_on_iwant: dict[bytes, Counter[ID]] = {}  # cached message id -> peer -> times sent (quirk 39)
@@ -995,21 +1000,37 @@ def _trim_control(control: rpc_pb2.ControlMessage, topics: Iterable[str]) -> int
     return before - (len(control.graft) + len(control.prune) + MAX_IHAVE_LENGTH - room + len(wanted))
 
 
+_TOPIC_COUNTERS = ("time_in_mesh", "first_message_deliveries", "mesh_message_deliveries", "invalid_messages")
+_PEER_COUNTERS = ("behavior_penalty", "app_specific_scores", "graft_flood_penalties", "iwant_spam_penalties",
+                  "ihave_spam_penalties", "equivocation_penalties")
+
+
+def _move_counters(peer: ID, source: PeerScorer, target: PeerScorer) -> None:
+    """Quirk 48: move `peer`'s counters from `source` to `target`, added to any it has there; those that are 0 are
+    dropped (py-libp2p's score() makes one in every table for each peer it scores)."""
+    for name in _TOPIC_COUNTERS:
+        for topic, value in getattr(source, name).pop(peer, {}).items():
+            if value:
+                getattr(target, name)[peer][topic] += value
+    for name in _PEER_COUNTERS:
+        value = getattr(source, name).pop(peer, 0.0)
+        if value:
+            getattr(target, name)[peer] += value
+
+
 class _RetainedScores:
     """GossipSub v1.1 RetainScore (quirk 48): the disconnected peers whose score a host keeps, each until its period
     is over, at most `cap` of them. Only a negative score is kept (a stranger's fresh key starts at 0, so keeping
-    more is no use); when full, the peer whose score is the least negative now goes: its score when it left, decayed
-    by `decay` a heartbeat since, so of two equal scores the older goes. A flood of fresh keys must then each be
-    penalised further than a peer to push its score out."""
+    more is no use); a kept score is frozen until the peer returns, so when full the peer whose score when it left is
+    the least negative goes, of two equal scores the older. A flood of fresh keys must then each be penalised further
+    than a peer to push its score out."""
 
-    def __init__(self, period: float, cap: int, decay: float, clock: Callable[[], float] = trio.current_time) -> None:
+    def __init__(self, period: float, cap: int, clock: Callable[[], float] = trio.current_time) -> None:
         self._period = period
         self._cap = cap
-        self._fade = -math.log(decay)  # what a heartbeat takes from the log of a score
         self._clock = clock
-        self._heartbeats = 0
         self._until: dict[ID, float] = {}  # in the order retained, so in order of expiry
-        self._rank: dict[ID, float] = {}  # log(-score) as of heartbeat 0: the smaller, the less negative now
+        self._score: dict[ID, float] = {}  # the score when it left, also in the order retained
 
     def __len__(self) -> int:
         return len(self._until)
@@ -1024,10 +1045,10 @@ class _RetainedScores:
         if score >= 0 or not self._period or not self._cap:
             return [peer]
         self._until[peer] = self._clock() + self._period
-        self._rank[peer] = math.log(-score) + self._heartbeats * self._fade
-        if len(self._rank) <= self._cap:
+        self._score[peer] = score
+        if len(self._score) <= self._cap:
             return []
-        least = min(self._rank, key=self._rank.__getitem__)
+        least = max(self._score, key=self._score.__getitem__)  # the first of equals: the older
         self._forget(least)
         return [least]
 
@@ -1040,7 +1061,6 @@ class _RetainedScores:
 
     def heartbeat(self) -> list[ID]:
         """A heartbeat: the peers whose period is over, no longer retained, their counters to go."""
-        self._heartbeats += 1
         now = self._clock()
         over = []
         for peer, until in self._until.items():
@@ -1053,53 +1073,59 @@ class _RetainedScores:
 
     def _forget(self, peer: ID) -> None:
         self._until.pop(peer, None)
-        self._rank.pop(peer, None)
+        self._score.pop(peer, None)
 
 
 class _RetainingScorer(PeerScorer):
     """py-libp2p's scorer, which forgot a peer's counters as it disconnected (GossipSub.remove_peer calls
-    remove_peer), keeping them while _RetainedScores retains the peer (quirk 48). They stay where they are and
-    decay as a connected peer's, so the peer's RPCs are judged by them as soon as it reconnects."""
+    remove_peer), keeping them while _RetainedScores retains the peer (quirk 48). They are moved out of the tables
+    the heartbeat decays, so they stay as they were while the peer is away (as in go-libp2p and rust-libp2p), judge
+    its RPCs as soon as it reconnects, and decay again once it is back. The heartbeat also forgets counters of peers
+    neither connected (`connected`, the router's peers) nor retained: a penalty, or score(), after a peer left."""
 
-    def __init__(self, params: ScoreParams, retained: _RetainedScores) -> None:
+    def __init__(self, params: ScoreParams, retained: _RetainedScores,
+                 connected: Callable[[], Container[ID]]) -> None:
         super().__init__(params)
         self.retained = retained
+        self.away = PeerScorer(params)  # the retained peers' counters, which no heartbeat decays
+        self._connected = connected
 
     def remove_peer(self, peer: ID) -> None:
         self.remove_peer_ip(peer)  # colocation counts connected peers
-        gone = self.retained.retain(peer, self.score(peer, self._topics(peer)))
+        gone = self.retained.retain(peer, super().score(peer, self._topics(peer)))
         for other in gone:
             super().remove_peer(other)
+            self.away.remove_peer(other)
         if peer not in gone:
-            self._drop_zeros(peer)
-
-    def _drop_zeros(self, peer: ID) -> None:
-        """Forget a retained peer's counters that are 0 (score() adds one to every table for each peer it scores), so
-        that the heartbeat, which decays every peer's in every table, does not walk them all the while."""
-        for topics in (self.time_in_mesh, self.first_message_deliveries, self.mesh_message_deliveries,
-                       self.invalid_messages):
-            if not any(topics.get(peer, {}).values()):
-                topics.pop(peer, None)
-        for counters in (self.behavior_penalty, self.app_specific_scores, self.graft_flood_penalties,
-                         self.iwant_spam_penalties, self.ihave_spam_penalties, self.equivocation_penalties):
-            if not counters.get(peer):
-                counters.pop(peer, None)
+            _move_counters(peer, self, self.away)
 
     def returned(self, peer: ID) -> None:
         """`peer` connected again: its counters, if retained, are its own again; forgotten if kept past the period."""
         if self.retained.returned(peer):
-            super().remove_peer(peer)
+            self.away.remove_peer(peer)
+        else:
+            _move_counters(peer, self.away, self)
+
+    def score(self, peer: ID, topics: list[str]) -> float:
+        """A retained peer's frozen score, also between its reconnection and the router's add_peer (its RPCs may be
+        read first, quirk 45); any other peer's as py-libp2p counts it."""
+        if peer in self.retained:
+            return self.away.score(peer, topics)
+        return super().score(peer, topics)
 
     def on_heartbeat(self, dt_seconds: float = 1.0) -> None:
-        super().on_heartbeat(dt_seconds)
+        super().on_heartbeat(dt_seconds)  # the connected peers' counters: the retained are in self.away
         for peer in self.retained.heartbeat():
+            self.away.remove_peer(peer)
+        connected = self._connected()
+        stale = {peer for name in (*_TOPIC_COUNTERS, *_PEER_COUNTERS) for peer in getattr(self, name)
+                 if peer not in connected}
+        for peer in stale:
             super().remove_peer(peer)
 
     def _topics(self, peer: ID) -> list[str]:
         """The topics `peer` has counters in (read without adding the peer to the scorer's defaultdicts)."""
-        return sorted({topic for counters in (self.time_in_mesh, self.first_message_deliveries,
-                                              self.mesh_message_deliveries, self.invalid_messages)
-                       for topic in counters.get(peer, ())})
+        return sorted({topic for name in _TOPIC_COUNTERS for topic in getattr(self, name).get(peer, ())})
 
 
 class _Ignored(Exception):
@@ -1622,8 +1648,7 @@ class Host:
             adaptive_gossip_enabled=False,  # quirk 3
             spam_protection_enabled=False,  # quirk 1
             eclipse_protection_enabled=False,  # quirk 3: non-spec mesh heuristics
-            retained=_RetainedScores(config.scoring.retain_score, config.scoring.retained_peers,
-                                     config.scoring.decay),
+            retained=_RetainedScores(config.scoring.retain_score, config.scoring.retained_peers),
         )
         self._pubsub = _Pubsub(host, self._router, self._validate, self._deliver, self._count_hostile)
         self._my_id = host.get_id()

@@ -329,7 +329,7 @@ async def test_a_backoff_lasts_longer_for_grafting_a_peer_than_for_refusing_its_
     from gossip.host import BACKOFF_SLACK_S, _GossipSub, _RetainedScores  # the router: quirk 20 is in its backoff rules
 
     router = _GossipSub(protocols=["/meshsub/1.1.0"], degree=6, degree_low=4, degree_high=12,
-                        retained=_RetainedScores(period=0, cap=0, decay=0.99))
+                        retained=_RetainedScores(period=0, cap=0))
     prunes = []
 
     async def send(control, to_peer) -> None:

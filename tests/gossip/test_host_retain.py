@@ -1,5 +1,6 @@
 """A penalised peer's score survives its reconnection for the retain period (gossip.host quirk 48, GossipSub v1.1
-RetainScore): over real connections on loopback, and the retained table's bound as a property."""
+RetainScore), frozen while the peer is away: over real connections on loopback, on the scorer, and the retained
+table's bound as a property."""
 
 import math
 import os
@@ -11,10 +12,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from libp2p.peer.id import ID
 
-from gossip.host import Host, HostConfig, PeerEvent, PeerScoring, _RetainedScores, open_host
+from gossip.host import Host, HostConfig, PeerEvent, PeerScoring, _RetainedScores, _RetainingScorer, open_host
 from tests.gossip.test_host import LOOPBACK, TOPIC, accept_all
 
 GRAYLISTED = PeerScoring(publish_threshold=-30.0, graylist_threshold=-30.0)  # graylisted at the 4th invalid message
+LIFTED = 100  # heartbeats of decay (0.99 each) that would take -40 above -30: 29 would
 
 
 @pytest.fixture
@@ -95,6 +97,24 @@ async def test_a_graylisted_peer_that_reconnects_within_the_retain_period_is_sti
             assert node.peer_score(hostile.peer_id) < GRAYLISTED.graylist_threshold
 
 
+
+@pytest.mark.slow
+async def test_a_graylisted_peer_away_longer_than_the_decay_would_take_is_still_graylisted_on_return() -> None:
+    """Quirk 48: the retained counters decayed on as a connected peer's, so even the worst score rose above the
+    graylist threshold long before the retain period was over; now they are frozen until the peer returns."""
+    with trio.fail_after(30):
+        async with (open_host(os.urandom(32), LOOPBACK, config=HostConfig(scoring=GRAYLISTED)) as node,
+                    open_host(os.urandom(32), LOOPBACK) as hostile):
+            await graylist_and_leave(node, hostile)
+            left_at = node.peer_score(hostile.peer_id)
+            for _ in range(LIFTED):
+                node._router.scorer.on_heartbeat()
+            assert node.peer_score(hostile.peer_id) == left_at
+            before = node.stats().graylisted_rpcs
+            await hostile.connect(node.listen_addrs[0])
+            assert not await heard(node, hostile, before)
+            assert node.peer_score(hostile.peer_id) < GRAYLISTED.graylist_threshold
+
 @pytest.mark.slow
 async def test_after_the_retain_period_a_reconnecting_peer_starts_afresh(clock: trio.testing.MockClock) -> None:
     with trio.fail_after(GRAYLISTED.retain_score + 30):
@@ -111,8 +131,7 @@ async def test_after_the_retain_period_a_reconnecting_peer_starts_afresh(clock: 
 @pytest.mark.slow
 async def test_the_retained_scores_stay_within_their_cap_under_many_fresh_keys() -> None:
     """Fresh keys are free: however many penalised peers leave, at most retained_peers scores are kept, the most
-    negative; the scorer holds counters for no other peer that left, and none that are 0 (the heartbeat decays every
-    counter it holds)."""
+    negative; the scorer holds counters for no other peer that left, and none that are 0."""
     scoring = PeerScoring(retained_peers=3)
     with trio.fail_after(120):
         async with open_host(os.urandom(32), LOOPBACK, config=HostConfig(scoring=scoring)) as node:
@@ -127,8 +146,9 @@ async def test_the_retained_scores_stay_within_their_cap_under_many_fresh_keys()
                     await leave(node, hostile, events)
                 left.append(ID.from_base58(hostile.peer_id))
                 assert len(scorer.retained) <= scoring.retained_peers
-                assert set(scorer.invalid_messages) <= {peer for peer in left if peer in scorer.retained}
-                assert not set(left) & (set(scorer.behavior_penalty) | set(scorer.equivocation_penalties))  # all 0
+                assert set(scorer.away.invalid_messages) <= {peer for peer in left if peer in scorer.retained}
+                assert not set(left) & set(scorer.invalid_messages)  # moved out of the tables the heartbeat decays
+                assert not set(left) & (set(scorer.away.behavior_penalty) | set(scorer.away.equivocation_penalties))
             assert left[0] in scorer.retained and len(scorer.retained) == scoring.retained_peers
 
 
@@ -140,43 +160,80 @@ PEERS = [ID(bytes([i])) for i in range(8)]
     st.tuples(st.just("return"), st.sampled_from(PEERS)),
     st.tuples(st.just("heartbeat"), st.floats(0, 40))), max_size=40))
 def test_the_retained_table_keeps_the_most_negative_scores_within_its_cap(cap: int, steps: list[tuple]) -> None:
-    """Only negative scores are kept, at most `cap`; a peer pushed out scores no more negative now (decayed since
-    it left) than any kept; a period over is forgotten by the next heartbeat, or on return."""
+    """Only negative scores are kept, at most `cap`; a peer pushed out scored, when it left, no more negative than
+    any kept, and left before any kept that scored the same; a period over is forgotten by the next heartbeat, or on
+    return."""
     now = 0.0
-    decay = 0.9
-    table = _RetainedScores(period=60.0, cap=cap, decay=decay, clock=lambda: now)
-    kept: dict[ID, tuple[float, int, float]] = {}  # peer -> score when it left, heartbeats then, when it left
-    heartbeats = 0
-
-    def score_now(peer: ID) -> float:
-        score, then, _ = kept[peer]
-        return score * decay ** (heartbeats - then)
-
+    table = _RetainedScores(period=60.0, cap=cap, clock=lambda: now)
+    kept: dict[ID, tuple[float, float]] = {}  # peer -> score when it left, when it left (in the order they left)
     for step in steps:
         if step[0] == "leave":
             _, peer, score = step
             kept.pop(peer, None)
             gone = table.retain(peer, score)
             if score < 0:
-                kept[peer] = (score, heartbeats, now)
+                kept[peer] = (score, now)
             for peer in gone:
                 if peer in kept:
-                    assert all(score_now(other) <= score_now(peer) * (1 - 1e-9) + 1e-9
-                               for other in kept if other != peer)
+                    order = list(kept)
+                    assert all(kept[other][0] < kept[peer][0] or kept[other][0] == kept[peer][0]
+                               and order.index(other) > order.index(peer) for other in kept if other != peer)
                     del kept[peer]
         elif step[0] == "return":
             peer = step[1]
-            assert table.returned(peer) == (peer in kept and now - kept[peer][2] >= 60.0)
+            assert table.returned(peer) == (peer in kept and now - kept[peer][1] >= 60.0)
             kept.pop(peer, None)
         else:
             now += step[1]
-            heartbeats += 1
             over = table.heartbeat()
-            assert set(over) == {peer for peer, (_, _, then) in kept.items() if now - then >= 60.0}
+            assert set(over) == {peer for peer, (_, then) in kept.items() if now - then >= 60.0}
             for peer in over:
                 del kept[peer]
         assert set(kept) == {peer for peer in PEERS if peer in table} and len(table) <= cap
-        assert all(score < 0 for score, _, _ in kept.values())
+        assert all(score < 0 for score, _ in kept.values())
+
+
+def _scorer(connected: set[ID]) -> _RetainingScorer:
+    scoring = PeerScoring()
+    retained = _RetainedScores(scoring.retain_score, scoring.retained_peers, clock=lambda: 0.0)  # never over
+    return _RetainingScorer(scoring._params(), retained, lambda: connected)
+
+
+def test_a_retained_score_is_frozen_while_the_peer_is_away_and_decays_again_once_it_is_back() -> None:
+    """Quirk 48, as go-libp2p and rust-libp2p have it: no heartbeat decays a retained peer's counters."""
+    peer = PEERS[0]
+    scorer = _scorer({peer})
+    for _ in range(3):
+        scorer.on_invalid_message(peer, TOPIC)
+    left_at = scorer.score(peer, [TOPIC])
+    assert left_at < 0
+    scorer.remove_peer(peer)
+    for _ in range(LIFTED):
+        scorer.on_heartbeat()
+    assert scorer.score(peer, [TOPIC]) == left_at
+    scorer.returned(peer)
+    assert scorer.score(peer, [TOPIC]) == left_at
+    scorer.on_heartbeat()
+    assert left_at < scorer.score(peer, [TOPIC]) < 0
+
+
+def test_counters_made_after_a_peer_left_are_forgotten_at_the_heartbeat() -> None:
+    """An invalid message judged just after its peer left (scoring 0, so not retained) made counters that nothing
+    removed, nor the peer's return, as score() does for any peer; the heartbeat forgets the counters of peers neither
+    connected nor retained, and keeps the others'."""
+    stays, leaves, retained = PEERS[:3]
+    scorer = _scorer({stays})
+    scorer.on_invalid_message(retained, TOPIC)
+    scorer.remove_peer(retained)
+    scorer.remove_peer(leaves)
+    scorer.on_invalid_message(leaves, TOPIC)
+    scorer.on_invalid_message(stays, TOPIC)
+    scorer.score(PEERS[3], [TOPIC])
+    scorer.on_heartbeat()
+    assert set(scorer.invalid_messages) == {stays}
+    assert not {leaves, PEERS[3]} & {peer for name in ("time_in_mesh", "behavior_penalty", "equivocation_penalties")
+                                     for peer in getattr(scorer, name)}
+    assert retained in scorer.retained and scorer.score(retained, [TOPIC]) < 0
 
 
 def test_peer_scoring_refuses_a_bad_retain_period_or_cap() -> None:
