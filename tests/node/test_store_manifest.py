@@ -56,7 +56,7 @@ async def test_a_store_the_directory_made_and_lost_stops_the_start_and_nothing_c
     assert set(listed(tmp_path)) == set(STORES) == {*(n for n, _, _ in STORES_CHECKED), LEDGER_FILE, AUDIT_FILE}
     _lose(tmp_path, store, how)
     before = _files(tmp_path)
-    with pytest.raises(StartupError) as refused:
+    with trio.fail_after(30), pytest.raises(StartupError) as refused:  # (a start not refused runs on)
         await serve_node(load_config(tmp_path))
     assert str(refused.value) == (
         f"{STORES[store][0]}: {tmp_path / store}: {how}, though this data directory created it (stores.list): "
@@ -119,7 +119,7 @@ async def test_names_this_version_does_not_know_are_kept_and_checked(tmp_path):
     await _starts(tmp_path)
     assert "later.db" in listed(tmp_path)
     (tmp_path / "later.db").unlink()
-    with pytest.raises(StartupError, match=f"^data: {tmp_path / 'later.db'}: missing"):
+    with trio.fail_after(30), pytest.raises(StartupError, match=f"^data: {tmp_path / 'later.db'}: missing"):
         await serve_node(load_config(tmp_path))
 
 
