@@ -158,3 +158,20 @@ def test_a_command_killed_between_making_a_store_and_listing_it_leaves_a_directo
         assert listed(data_dir) == ["credentials.db"]
     assert point > 3  # the list's writes were points
     assert not [p for p in os.listdir(data_dir) if p.endswith(".partial")]
+
+
+@pytest.mark.parametrize(("command", "store"), [
+    (["key", "rotate"], "records.ledger"),
+    (["audit", "export", "--agent", "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK", "--from",
+      "2026-01-01", "--to", "2026-02-01", "--out", "{out}"], "audit.ledger"),
+])
+async def test_commands_that_would_make_a_lost_store_anew_refuse_it(tmp_path, local_cli, command, store):
+    """`key rotate` (and `agent new`, `audit export`, asking whether the key was retired) opened records.ledger, and
+    `audit export` audit.ledger, making a new one: after them the node started on it, as the list was satisfied."""
+    data_dir = tmp_path / "node"
+    await _ran(data_dir)
+    _lose(data_dir, store, "missing")
+    done = local_cli.run([a.format(out=tmp_path / "out.json") for a in command] + ["--dir", str(data_dir)])
+    assert done.returncode == 1
+    assert f"{data_dir / store}: missing, though this data directory created it" in done.stderr.splitlines()[-1]
+    assert not (data_dir / store).exists()
