@@ -4,6 +4,8 @@ listed but missing or empty, changing nothing, until it is restored or `vouchnet
 import itertools
 import os
 import signal
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -175,3 +177,15 @@ async def test_commands_that_would_make_a_lost_store_anew_refuse_it(tmp_path, lo
     assert done.returncode == 1
     assert f"{data_dir / store}: missing, though this data directory created it" in done.stderr.splitlines()[-1]
     assert not (data_dir / store).exists()
+
+
+@pytest.mark.parametrize("made", ["no bytes", "a page without marks or tables"])
+def test_a_listed_store_is_empty_with_no_bytes_or_no_marks_and_tables(tmp_path, made):
+    """What opening a missing store makes before it is claimed, or a new database set to WAL in its place."""
+    (tmp_path / MANIFEST_FILE).write_text("digests.db\n")
+    with closing(sqlite3.connect(tmp_path / "digests.db")) as db:
+        if made != "no bytes":
+            db.execute("PRAGMA journal_mode = WAL")
+    assert (tmp_path / "digests.db").stat().st_size == (0 if made == "no bytes" else 4096)
+    with pytest.raises(StoreLost, match=f"^telemetry: {tmp_path / 'digests.db'}: empty"):
+        check_listed(tmp_path)
