@@ -32,6 +32,7 @@ COMMANDS = {
     "agent": "node.commands.agents",
     "key": "node.commands.key",
     "audit": "node.commands.audit",
+    "stores": "node.commands.stores",
     "sim": "testnet.sim.cli",
     "testnet": "testnet.cli",
 }

@@ -48,6 +48,7 @@ from .keys import TokenFile, load_org_key
 from .audit_log import wall_clock_ms
 from .metrics import LATENCY_BUCKETS, Registry, record_latency_listener
 from .rotation import NEXT_KEY_FILE, finish_interrupted_rotation
+from .store_manifest import StoreLost, check_listed, list_present
 from .telemetry import Telemetry
 from .trust import TrustService
 
@@ -167,6 +168,10 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         try:
             stack.enter_context(locked_data_dir(config.data_dir))
         except DataDirBusy as error:
+            raise StartupError(str(error)) from None
+        try:
+            check_listed(config.data_dir)
+        except StoreLost as error:
             raise StartupError(str(error)) from None
         try:
             rotation = finish_interrupted_rotation(config)
@@ -322,6 +327,7 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
                 await nursery.start(service.run)
             except WitnessStoreError as error:  # Witnessing opens witness.sqlite as it starts
                 raise StartupError(f"witness: {error}") from None
+        list_present(config.data_dir)  # every store is open (witness.sqlite by Witnessing.run)
         addrs = announce_addrs(config, node.host)
         if not addrs:
             dials = (" (until then, of the addresses other orgs' records name, it dials public ones and those of "

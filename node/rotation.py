@@ -15,13 +15,14 @@ from pathlib import Path
 from nacl.signing import SigningKey
 
 from gossip.replica import Replica
-from gossip.store import RecordStore
+from gossip.store import LEDGER_FILE, RecordStore
 from ledger.files import sync_directory
 from vouching import OrgBody, did_key, org_body
 
 from .config import NodeConfig
 from .data_lock import DataDirBusy, locked_data_dir, replacing_key
 from .keys import KeyFileError, create_org_key, load_org_key
+from .store_manifest import check_listed
 
 NEXT_KEY_FILE = "org.key.next"
 
@@ -36,8 +37,10 @@ class Rotation:
 
 def rotate_key(config: NodeConfig) -> Rotation:
     """Rotate the org key of `config`'s data directory (the node must be stopped); raises DataDirBusy or
-    KeyFileError. A rotation left half done by a crash is finished, not started again."""
+    KeyFileError, or StoreLost for a records ledger the data directory made and lost (whose records a new one would
+    sign again). A rotation left half done by a crash is finished, not started again."""
     with locked_data_dir(config.data_dir), replacing_key(config.data_dir):
+        check_listed(config.data_dir, [LEDGER_FILE])
         key = load_org_key(config.key_path)
         next_path = _next_key_path(config)
         with RecordStore.open(config.data_dir) as store:
@@ -72,9 +75,11 @@ def finish_interrupted_rotation(config: NodeConfig) -> Rotation | None:
 def retired_to(config: NodeConfig) -> str | None:
     """The successor `org.key`'s rotation record names, if the key signed one (a `vouchnet key rotate` interrupted
     before it installed the new key): the key signs nothing more, credentials and checkpoints included. None while a
-    node runs in the data directory, which finished any such rotation as it started (its records are not opened)."""
+    node runs in the data directory, which finished any such rotation as it started (its records are not opened).
+    StoreLost for a records ledger the data directory made and lost: opening it would make a new one."""
     try:
         with locked_data_dir(config.data_dir):
+            check_listed(config.data_dir, [LEDGER_FILE])
             did = did_key(bytes(load_org_key(config.key_path).verify_key))
             with RecordStore.open(config.data_dir) as store:
                 last = _last_org_body(store, did)

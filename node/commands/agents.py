@@ -19,12 +19,13 @@ from pathlib import Path
 from nacl.signing import SigningKey
 
 from ledger.files import make_directory
-from node.credential_registry import MAX_REASON, CredentialRegistry, RegistryError
+from node.credential_registry import CREDENTIALS_FILE, MAX_REASON, CredentialRegistry, RegistryError
 from node.credential_status import STATUS_TTL_S, NoPublicUrl, checked_public_url, status_entry
 from node.client import ClientError
 from node.config import CONFIG_FILE, is_loopback
 from node.credentials import AGENT_CREDENTIAL_DAYS, agent_credential
 from node.keys import KeyFileError, write_private
+from node.store_manifest import StoreLost, check_listed, list_present
 from vouching import did_key
 
 from .common import (
@@ -178,11 +179,18 @@ def _list(args: argparse.Namespace) -> int:
 
 @contextmanager
 def _registry(data_dir: Path) -> Iterator[CredentialRegistry]:
+    """The registry, made if the data directory has none yet, and then listed (node.store_manifest): one it made
+    and lost is refused, as the node refuses it, not made anew without the revocations it held."""
+    try:
+        check_listed(data_dir, [CREDENTIALS_FILE])
+    except StoreLost as error:
+        raise CommandFailed(str(error)) from None
     try:
         registry = CredentialRegistry.open(data_dir)
     except RegistryError as error:
         raise UsageError(str(error)) from None
     try:
+        list_present(data_dir)
         yield registry
     finally:
         registry.close()

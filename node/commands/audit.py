@@ -90,12 +90,17 @@ def register(subparsers: Subparsers) -> None:
 def _export(args: argparse.Namespace) -> int:
     from node.audit_export import ExportError, export_agent
     from ledger import LedgerError
-    from node.audit_log import AuditLog
+    from node.audit_log import AUDIT_FILE, AuditLog
     from node.digests import DigestState, DigestStateError
+    from node.store_manifest import StoreLost, check_listed
 
     if args.end <= args.start:
         raise UsageError("--to: must be later than --from")
     with signing_key(args) as (config, key):
+        try:
+            check_listed(config.data_dir, [AUDIT_FILE])  # opening it would make a new one, whose root it signs
+        except StoreLost as error:
+            raise CommandFailed(str(error)) from None
         try:
             state = DigestState.open_readonly(config.data_dir)
         except DigestStateError as e:

@@ -8,6 +8,7 @@ import sys
 from node.data_lock import DataDirBusy
 from node.keys import KeyFileError
 from node.rotation import rotate_key
+from node.store_manifest import StoreLost
 from vouching import public_key_from_did
 
 from .common import (
@@ -58,7 +59,7 @@ def _rotate(args: argparse.Namespace) -> int:
         rotation = rotate_key(config)
     except KeyFileError as error:
         raise UsageError(str(error)) from None
-    except DataDirBusy as error:
+    except (DataDirBusy, StoreLost) as error:
         raise CommandFailed(str(error)) from None
     from gossip.host import peer_id_from_public_key  # here: py-libp2p's import would add 1 s to every command
 

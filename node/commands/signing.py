@@ -14,6 +14,7 @@ from ledger import LedgerError
 from node.config import NodeConfig
 from node.data_lock import DataDirBusy, signing_with_key
 from node.rotation import retired_to
+from node.store_manifest import StoreLost
 
 from .common import CommandFailed, local_config, local_config_and_key
 
@@ -33,6 +34,8 @@ def signing_key(args: argparse.Namespace) -> Iterator[tuple[NodeConfig, SigningK
             successor = retired_to(config)
         except (LedgerError, StoreError) as error:
             raise CommandFailed(f"records: {error}") from None
+        except StoreLost as error:
+            raise CommandFailed(str(error)) from None
         if successor is not None:
             raise CommandFailed(f"{config.key_path}: this key was retired by a rotation to {successor} that has not "
                                 f"finished, and signs nothing more: run `vouchnet key rotate --dir {config.data_dir}` "

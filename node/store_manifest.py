@@ -1,0 +1,119 @@
+"""Which stores a data directory has created, in `stores.list` (DESIGN.md §4, storage: nothing acknowledged is lost):
+a store listed there but missing or empty was lost (a backup restored without it, a file deleted or emptied), and a
+start refuses it, as PostgreSQL refuses a data directory missing a relation file, rather than make a new one that
+forgets what the old held (revocations, idempotency keys, raw counts, what the witness cosigned).
+
+A store is listed once it has been created (`list_present`), so a crash in between leaves it unlisted: the next
+start opens it and lists it then. The list names what was created, not a fixed set: a store a later version adds is
+created at its first start, and names this version does not know are kept and checked. A directory from before the
+list is taken as listing the stores present at the first start that writes it. Only `vouchnet stores accept-loss`
+takes a name off it. records.index is not listed: a start rebuilds it from records.ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from gossip.store import LEDGER_FILE
+from ledger.files import replace_file
+
+from .audit_log import AUDIT_FILE
+from .credential_registry import CREDENTIALS_FILE
+from .idempotency import IDEMPOTENCY_FILE
+
+MANIFEST_FILE = "stores.list"
+# Named here, not imported: `vouchnet agent` must not load node.digests (an event loop) nor gossip.witnessing
+# (py-libp2p). Tests check them against node.data_formats.STORES.
+DIGESTS_FILE, WITNESS_FILE = "digests.db", "witness.sqlite"
+# Each store: the part of the node that keeps it (as start-up errors name it) and what a new, empty one loses.
+STORES: dict[str, tuple[str, str]] = {
+    LEDGER_FILE: ("records", "the records it accepted, its own among them, which peers give back only in part"),
+    AUDIT_FILE: ("telemetry", "the raw events of its agents, which audit exports prove"),
+    DIGESTS_FILE: ("telemetry", "the raw counts of its digests and its open epochs' digest state"),
+    IDEMPOTENCY_FILE: ("telemetry", "the Idempotency-Keys of stored writes: a retried batch would count twice"),
+    CREDENTIALS_FILE: ("credentials", "the agent credentials it minted and their revocations: revoked credentials "
+                                      "would be valid again, and new ones reuse their status list entries"),
+    WITNESS_FILE: ("witness", "what its witness cosigned of peers' logs, against which it catches their forks"),
+}
+_HEADER = ("# The stores this data directory has created, one a line (written by vouchnet): `vouchnet run` refuses to\n"
+           "# start while one is missing or empty; restore it from a backup, or see `vouchnet stores accept-loss`.\n")
+
+
+class StoreLost(Exception):
+    """A listed store is missing or empty, or the list cannot be read; the message names the file and what to do."""
+
+
+def listed(data_dir: Path) -> list[str]:
+    """The stores `stores.list` names, in its order; none if there is no list (a directory from before it)."""
+    path = data_dir / MANIFEST_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError) as error:
+        raise StoreLost(f"{path}: cannot be read ({error}): restore it from a backup of this node's data "
+                        "directory") from None
+    names = [line for line in text.splitlines() if line and not line.startswith("#")]
+    for name in names:
+        if "/" in name or name in (".", "..") or name.strip() != name:
+            raise StoreLost(f"{path}: not a list of stores: {name!r} is not a file name: restore it from a backup "
+                            "of this node's data directory")
+    return names
+
+
+def check_listed(data_dir: Path, names: Iterable[str] | None = None) -> None:
+    """Raise StoreLost for the first listed store (of `names`, if given) that is missing or empty, naming it, what it
+    held and what to do; read-only."""
+    wanted = None if names is None else set(names)
+    for name in listed(data_dir):
+        if wanted is not None and name not in wanted:
+            continue
+        path = data_dir / name
+        state = "missing" if not path.exists() else "empty" if _empty(path) else None
+        if state is None:
+            continue
+        part, held = STORES.get(name, ("data", "what a later vouchnet kept there"))
+        raise StoreLost(f"{part}: {path}: {state}, though this data directory created it ({MANIFEST_FILE}): restore "
+                        f"it from a backup of this node's data directory; or, to start with a new one and lose what it "
+                        f"held ({held}), run `vouchnet stores accept-loss {name} --dir {data_dir}`")
+
+
+def list_present(data_dir: Path) -> None:
+    """Add each store now in `data_dir` (not empty) to the list, durably; nothing if all are listed. Names are only
+    added, so writers racing (a node and a command) each write all they saw."""
+    names = listed(data_dir)
+    new = [name for name in STORES if name not in names and (data_dir / name).exists()
+           and not _empty(data_dir / name)]
+    if new:
+        _write(data_dir, [*names, *new])
+
+
+def unlist(data_dir: Path, name: str) -> None:
+    """Take `name` off the list, durably (`vouchnet stores accept-loss`, the node stopped). StoreLost if it is not
+    listed, or if it is there and not empty (nothing was lost)."""
+    names = listed(data_dir)
+    path = data_dir / name
+    if name not in names:
+        raise StoreLost(f"{path}: not listed in {data_dir / MANIFEST_FILE}: a start makes it if it is missing")
+    if path.exists() and not _empty(path):
+        raise StoreLost(f"{path}: is there and not empty: nothing was lost")
+    _write(data_dir, [n for n in names if n != name])
+
+
+def _write(data_dir: Path, names: list[str]) -> None:
+    replace_file(data_dir / MANIFEST_FILE, (_HEADER + "".join(f"{name}\n" for name in names)).encode())
+
+
+def _empty(path: Path) -> bool:
+    """A file of no bytes, or an SQLite database without marks or tables (what opening a missing store makes before
+    it is claimed), read from its header: opening a WAL database, even read-only, would make its -shm file. A file
+    that is not SQLite is not empty: the format checks name it."""
+    try:
+        with open(path, "rb") as file:
+            header = file.read(100)
+    except OSError:
+        return False  # (a directory in its place, say: opening it names it)
+    if not header:
+        return True
+    # schema cookie, user_version and application_id: all 0 until a table is made or a mark set
+    return header.startswith(b"SQLite format 3\x00") and header[40:44] == header[60:64] == header[68:72] == bytes(4)

@@ -1,0 +1,191 @@
+"""A data directory lists the stores it created (node.store_manifest): a start, or `vouchnet agent`, refuses one
+listed but missing or empty, changing nothing, until it is restored or `vouchnet stores accept-loss` names it."""
+
+import itertools
+import os
+import signal
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+import trio
+
+from gossip.store import LEDGER_FILE
+from node.audit_log import AUDIT_FILE
+from node.config import load_config
+from node.data_formats import STORES as STORES_CHECKED
+from node.daemon import StartupError, serve_node
+from node.setup import init_data_dir
+from node.store_manifest import MANIFEST_FILE, STORES, StoreLost, check_listed, listed
+
+from .in_process import LOOPBACK, running
+
+pytestmark = pytest.mark.slow
+
+
+async def _ran(data_dir: Path) -> None:
+    """`data_dir` as a node that has run leaves it."""
+    async with running(data_dir):
+        pass
+
+
+async def _starts(data_dir: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        await nursery.start(serve_node, load_config(data_dir))
+        nursery.cancel_scope.cancel()
+
+
+def _lose(data_dir: Path, name: str, how: str) -> None:
+    for left in (f"{name}-wal", f"{name}-shm"):
+        (data_dir / left).unlink(missing_ok=True)
+    if how == "missing":
+        (data_dir / name).unlink()
+    else:
+        (data_dir / name).write_bytes(b"")
+
+
+def _files(data_dir: Path) -> dict[str, tuple[int, bytes]]:
+    return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in data_dir.iterdir() if p.is_file()}
+
+
+@pytest.mark.parametrize("how", ["missing", "empty"])
+@pytest.mark.parametrize("store", STORES)
+async def test_a_store_the_directory_made_and_lost_stops_the_start_and_nothing_changes(tmp_path, store, how):
+    """An empty or missing store was made anew: credentials.db's loss made revoked credentials valid again (the
+    status lists forgot them), idempotency.db's counted a retried batch twice, the others lost their state."""
+    await _ran(tmp_path)
+    assert set(listed(tmp_path)) == set(STORES) == {*(n for n, _, _ in STORES_CHECKED), LEDGER_FILE, AUDIT_FILE}
+    _lose(tmp_path, store, how)
+    before = _files(tmp_path)
+    with trio.fail_after(30), pytest.raises(StartupError) as refused:  # (a start not refused runs on)
+        await serve_node(load_config(tmp_path))
+    assert str(refused.value) == (
+        f"{STORES[store][0]}: {tmp_path / store}: {how}, though this data directory created it (stores.list): "
+        f"restore it from a backup of this node's data directory; or, to start with a new one and lose what it held "
+        f"({STORES[store][1]}), run `vouchnet stores accept-loss {store} --dir {tmp_path}`")
+    assert _files(tmp_path) == before
+
+
+async def test_a_loss_accepted_is_made_anew_by_the_next_start(tmp_path, local_cli):
+    await _ran(tmp_path)
+    _lose(tmp_path, "credentials.db", "missing")
+    accepted = local_cli.run(["stores", "accept-loss", "credentials.db", "--dir", str(tmp_path)])
+    assert accepted.returncode == 0, accepted.stderr
+    assert "credentials.db" not in listed(tmp_path)
+    await _starts(tmp_path)
+    assert set(listed(tmp_path)) == set(STORES)
+
+
+@pytest.mark.parametrize(("file", "complaint"), [
+    ("digests.db", "is there and not empty: nothing was lost"),
+    ("records.index", "not listed in"),
+])
+async def test_accept_loss_refuses_a_store_that_was_not_lost(tmp_path, local_cli, file, complaint):
+    await _ran(tmp_path)
+    before = (tmp_path / MANIFEST_FILE).read_bytes()
+    refused = local_cli.run(["stores", "accept-loss", file, "--dir", str(tmp_path)])
+    assert refused.returncode == 1 and complaint in refused.stderr.splitlines()[-1]
+    assert (tmp_path / MANIFEST_FILE).read_bytes() == before
+
+
+def test_accept_loss_is_refused_while_the_node_runs(tmp_path, local_cli):
+    from node.data_lock import locked_data_dir
+
+    init_data_dir(tmp_path, network="test", listen=LOOPBACK, api="127.0.0.1:0")
+    with locked_data_dir(tmp_path):
+        refused = local_cli.run(["stores", "accept-loss", "digests.db", "--dir", str(tmp_path)])
+    assert refused.returncode == 1 and "in use by another process" in refused.stderr
+
+
+async def test_a_directory_from_before_the_list_or_a_store_added_later_starts_and_lists_what_it_made(tmp_path):
+    """A directory of a vouchnet before stores.list, or one whose list lacks a store a later version adds, starts:
+    the missing store is made, as at a first start, and listed."""
+    await _ran(tmp_path)
+    (tmp_path / MANIFEST_FILE).unlink()
+    _lose(tmp_path, "digests.db", "missing")
+    await _starts(tmp_path)
+    assert set(listed(tmp_path)) == set(STORES)
+    (tmp_path / MANIFEST_FILE).write_text("".join(f"{n}\n" for n in STORES if n != "witness.sqlite"))
+    _lose(tmp_path, "witness.sqlite", "missing")
+    await _starts(tmp_path)
+    assert set(listed(tmp_path)) == set(STORES)
+
+
+async def test_names_this_version_does_not_know_are_kept_and_checked(tmp_path):
+    """A list a later vouchnet wrote names its own stores: a downgrade keeps them listed, and refuses one lost."""
+    await _ran(tmp_path)
+    with open(tmp_path / MANIFEST_FILE, "a") as manifest:
+        manifest.write("later.db\n")
+    (tmp_path / "later.db").write_bytes(b"held")
+    await _starts(tmp_path)
+    assert "later.db" in listed(tmp_path)
+    (tmp_path / "later.db").unlink()
+    with trio.fail_after(30), pytest.raises(StartupError, match=f"^data: {tmp_path / 'later.db'}: missing"):
+        await serve_node(load_config(tmp_path))
+
+
+def test_a_list_that_is_not_one_is_refused(tmp_path):
+    (tmp_path / MANIFEST_FILE).write_text("../org.key\n")
+    with pytest.raises(StoreLost, match="not a list of stores: '../org.key' is not a file name"):
+        check_listed(tmp_path)
+
+
+def test_agent_commands_refuse_a_credential_registry_made_and_lost(tmp_path, local_cli):
+    """`vouchnet agent new` made a new registry, whose first credential took the status list entry of the lost
+    one's first, revoked or not."""
+    init_data_dir(tmp_path, network="test", listen=LOOPBACK, api="127.0.0.1:0")
+    assert local_cli.run(["agent", "list", "--dir", str(tmp_path)]).returncode == 0
+    _lose(tmp_path, "credentials.db", "missing")
+    refused = local_cli.run(["agent", "list", "--dir", str(tmp_path)])
+    assert refused.returncode == 1
+    assert f"credentials: {tmp_path / 'credentials.db'}: missing" in refused.stderr.splitlines()[-1]
+    assert not (tmp_path / "credentials.db").exists()
+
+
+def test_a_command_killed_between_making_a_store_and_listing_it_leaves_a_directory_that_starts(tmp_path, local_cli):
+    """The store is listed once made, so a kill before then leaves it unlisted, and at no point a list naming a
+    store that is not there, or a list cut short."""
+    for point in itertools.count(1):
+        data_dir = tmp_path / f"killed-at-{point}"
+        init_data_dir(data_dir, network="test", listen=LOOPBACK, api="127.0.0.1:0")
+        killed = local_cli.run(["agent", "list", "--dir", str(data_dir)], kill_at=point)
+        if killed.returncode == 0:
+            break
+        assert killed.returncode == -signal.SIGKILL, killed.stderr
+        check_listed(data_dir)
+        assert listed(data_dir) in ([], ["credentials.db"])
+        again = local_cli.run(["agent", "list", "--dir", str(data_dir)])
+        assert again.returncode == 0, f"killed at point {point}, then: {again.stderr}"
+        assert listed(data_dir) == ["credentials.db"]
+    assert point > 3  # the list's writes were points
+    assert not [p for p in os.listdir(data_dir) if p.endswith(".partial")]
+
+
+@pytest.mark.parametrize(("command", "store"), [
+    (["key", "rotate"], "records.ledger"),
+    (["audit", "export", "--agent", "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK", "--from",
+      "2026-01-01", "--to", "2026-02-01", "--out", "{out}"], "audit.ledger"),
+])
+async def test_commands_that_would_make_a_lost_store_anew_refuse_it(tmp_path, local_cli, command, store):
+    """`key rotate` (and `agent new`, `audit export`, asking whether the key was retired) opened records.ledger, and
+    `audit export` audit.ledger, making a new one: after them the node started on it, as the list was satisfied."""
+    data_dir = tmp_path / "node"
+    await _ran(data_dir)
+    _lose(data_dir, store, "missing")
+    done = local_cli.run([a.format(out=tmp_path / "out.json") for a in command] + ["--dir", str(data_dir)])
+    assert done.returncode == 1
+    assert f"{data_dir / store}: missing, though this data directory created it" in done.stderr.splitlines()[-1]
+    assert not (data_dir / store).exists()
+
+
+@pytest.mark.parametrize("made", ["no bytes", "a page without marks or tables"])
+def test_a_listed_store_is_empty_with_no_bytes_or_no_marks_and_tables(tmp_path, made):
+    """What opening a missing store makes before it is claimed, or a new database set to WAL in its place."""
+    (tmp_path / MANIFEST_FILE).write_text("digests.db\n")
+    with closing(sqlite3.connect(tmp_path / "digests.db")) as db:
+        if made != "no bytes":
+            db.execute("PRAGMA journal_mode = WAL")
+    assert (tmp_path / "digests.db").stat().st_size == (0 if made == "no bytes" else 4096)
+    with pytest.raises(StoreLost, match=f"^telemetry: {tmp_path / 'digests.db'}: empty"):
+        check_listed(tmp_path)
