@@ -73,6 +73,11 @@ class AuditLog:
     def size(self) -> int:
         return self.ledger.size
 
+    @property
+    def latest(self) -> int:
+        """The latest acceptance time or seal of the log (0 for an empty log): a time the node's clock has passed."""
+        return self._floor
+
     def now(self) -> int:
         """The acceptance time the next batch would get: the clock, never earlier than any entry or seal."""
         return max(self.clock(), self._floor)

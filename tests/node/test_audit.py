@@ -298,14 +298,64 @@ def test_retention_prunes_no_entry_of_an_epoch_a_restart_has_still_to_digest(tmp
             == sorted([A, B])
 
 
-@pytest.mark.xfail(strict=True, reason="needs a design decision: retention trusts the wall clock, and the node has "
-                                       "no other time to bound a prune by (acceptance times run ahead with it)")
-def test_a_clock_a_year_ahead_for_one_prune_deletes_no_event_within_retention(node):
+class _Time:
+    """A wall clock and a monotonic clock for a retention service, stepped by the test."""
+
+    def __init__(self, wall: int) -> None:
+        self.wall, self.mono = wall, 0.0
+
+    def run(self, ms: int) -> None:
+        """Time passes: both clocks move on."""
+        self.wall += ms
+        self.mono += ms / 1000
+
+    def service(self, node, retention_days: float = 180) -> RetentionService:
+        return RetentionService(node.audit, node.idempotency, node.digester, node.metrics,
+                                retention_days=retention_days, clock=lambda: self.wall, monotonic=lambda: self.mono)
+
+
+def test_a_clock_a_year_ahead_for_one_prune_deletes_no_event_within_retention(node, caplog):
     """Pruning is never undone: one hourly run while the clock was a year ahead (a bad NTP step, a VM resumed with a
     wrong time) pruned every digested event of the last 180 days, though none had aged."""
     service = RetentionService(node.audit, node.idempotency, node.digester, node.metrics, retention_days=180,
                                clock=lambda: T0 + 365 * DAY_MS)
     assert service.prune() == 0
+    assert "retention holds its prunes" in caplog.text
+
+
+def test_a_clock_step_ahead_is_taken_once_it_has_stayed_ahead_for_the_hold(node):
+    """A real step (the node stopped for months, its clock right) delays the prune by a day, not for good."""
+    time = _Time(T0 + 365 * DAY_MS)
+    service = time.service(node, retention_days=2.5 * EPOCH / DAY_MS)
+    for _ in range(23):
+        assert service.prune() == 0
+        time.run(3_600_000)
+    assert service.prune() == 0
+    time.run(3_600_000)
+    assert service.prune() == node.audit.size - 1  # all but the open epoch's event, not yet digested
+
+
+def test_a_clock_that_runs_on_with_the_node_is_taken_however_long_no_event_comes(node):
+    """The node's own passing of time counts: two days with no event, and the digested epochs are pruned the hour
+    they expire, not a day late."""
+    time = _Time(T0 + 3 * EPOCH)
+    service = time.service(node, retention_days=2)
+    for _ in range(48):
+        assert service.prune() == 0
+        time.run(3_600_000)
+    assert service.prune() == node.audit.size - 1
+
+
+def test_a_clock_step_ahead_forgets_no_idempotency_key(node):
+    """A retried batch after a wrong step must still be known: its key is not expired by the step."""
+    batch = json.dumps({"events": [{"agent": A, "ts": node.clock.now, "category": "tool", "name": "n",
+                                     "outcome": "ok"}]}).encode()
+    node.ingestor.submit_json(batch, key="retried")
+    size = node.audit.size
+    RetentionService(node.audit, node.idempotency, node.digester, node.metrics, retention_days=180,
+                     clock=lambda: T0 + 365 * DAY_MS).expire()
+    node.ingestor.submit_json(batch, key="retried")
+    assert node.audit.size == size
 
 
 def test_the_cli_exports_and_verifies(tmp_path, capsys):

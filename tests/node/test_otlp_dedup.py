@@ -159,9 +159,10 @@ def test_retention_keeps_a_span_for_as_long_as_it_could_be_stored_again(node, ah
     size = node.audit.size
     node.clock.now = NOW
     submit(node, json_request(span))
-    node.clock.now = NOW + MAX_AGE_MS + overtime
     retention = RetentionService(node.audit, node.idempotency, node.digester, Registry(), retention_days=180,
-                                 clock=node.clock)
+                                 clock=node.clock, monotonic=lambda: node.clock.now / 1000)
+    retention.expire()
+    node.clock.now = NOW + MAX_AGE_MS + overtime  # the node ran on for this long
     retention.expire()
     submit(node, json_request(span))
     assert node.audit.size == size + 1
@@ -175,8 +176,11 @@ def test_expiry_forgets_the_spans_stored_before_the_window_and_keeps_the_later_o
     submit(node, json_request(old))
     node.clock.now = NOW + 1000
     submit(node, json_request(new))
-    RetentionService(node.audit, node.idempotency, node.digester, Registry(), retention_days=180,
-                     clock=lambda: NOW + WINDOW_MS + 1).expire()
+    retention = RetentionService(node.audit, node.idempotency, node.digester, Registry(), retention_days=180,
+                                 clock=node.clock, monotonic=lambda: node.clock.now / 1000)
+    retention.expire()
+    node.clock.now = NOW + WINDOW_MS + 1  # the node ran on for this long
+    retention.expire()
     assert node.idempotency.stored_spans([span_key(TRACE, s["spanId"]) for s in (old, new)]) == {
         span_key(TRACE, new["spanId"])}
 
