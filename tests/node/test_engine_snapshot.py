@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -217,4 +218,17 @@ def test_a_write_killed_at_any_point_leaves_the_old_snapshot_usable(snapshotted,
     restarted = _started(node, path.parent)
     assert restarted._snapshot_covers in (8, node.replica.store.size)
     assert restarted._snapshot_covers != 8 or path.read_bytes() == old
+    _same_engines(_started(node), restarted, [])
+
+
+def test_a_running_node_brings_the_snapshot_forward_as_a_start_would_have(snapshotted, caplog):
+    """`_keep_snapshot`'s step: the snapshot's engine fed the records since, a chunk at a time, is written to cover
+    them all, and a start from it is a full replay's."""
+    node, path = snapshotted
+    running = _started(node, path.parent)
+    _filled(node, 5)
+    trio.run(running._bring_snapshot_forward, node.replica.store.size)
+    assert engine_snapshot.read(path.parent).size == running._snapshot_covers == node.replica.store.size == 13
+    restarted = _started(node, path.parent)
+    assert restarted._snapshot_covers == 13
     _same_engines(_started(node), restarted, [])
