@@ -21,6 +21,9 @@ yet. Each step is then also given per row of what it reads (audit-log entries, k
     python benchmarks/startup.py --keep /tmp/d --records 1000000   # build once into /tmp/d ...
     python benchmarks/startup.py --keep /tmp/d                     # ... and measure it again
     python benchmarks/startup.py --events 10000000 --batch 10      # and a year of telemetry
+
+Each directory is started twice: without engine.snapshot (a full replay; the start then writes one, off the loop,
+and the run waits for it), then from that snapshot, with no record after it (node.engine_snapshot).
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ import gossip.store  # noqa: E402
 import gossip.sync  # noqa: E402
 import ledger.witness  # noqa: E402
 import node.audit_log  # noqa: E402
+import node.engine_snapshot  # noqa: E402
 import node.credential_registry  # noqa: E402
 import node.daemon  # noqa: E402
 import node.digests  # noqa: E402
@@ -266,6 +270,8 @@ WRAPPED: list[tuple[Any, str, str, str]] = [
     (gossip.store, "load_stored", "  of it and the above: decoding (load_stored)", "record"),
     (node.trust, "feed_record", "  of it: feeding the engine (feed_record)", "record"),
     (node.trust.TrustService, "_add_own_digest", "  of it: feeding own digests", "record"),
+    (node.engine_snapshot, "load", "  of it: loading engine.snapshot", "record"),
+    (node.trust, "capture", "  of it: capturing the engine for engine.snapshot", "record"),
     (node.trust.TrustService, "recompute_replayed", "trust replay's recompute (a worker thread)", "record"),
     (vouching.scoring.SnapshotCopy, "step", "  of it on the loop: copying columns", "record"),
     (vouching.scoring.TrustEngine, "snapshot", "  of it on the loop: the snapshot's end", "record"),
@@ -298,6 +304,8 @@ def measure(directory: Path) -> None:
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     rows = _rows(directory)
     size = rows["record"]
+    snapshot = directory / node.engine_snapshot.SNAPSHOT_FILE
+    had_snapshot = snapshot.exists()
 
     async def start() -> tuple[float, float]:
         gc.freeze()  # as node.daemon.run_until_signalled does before the start
@@ -305,6 +313,12 @@ def measure(directory: Path) -> None:
             began, cpu = time.perf_counter(), time.process_time()
             await nursery.start(node.daemon.serve_node, config)
             seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
+            written = time.perf_counter()
+            while not had_snapshot and not snapshot.exists():  # written off the loop after a full replay
+                await trio.sleep(0.05)
+            if not had_snapshot:
+                print(f"engine.snapshot written {time.perf_counter() - written:.2f} s after started: "
+                      f"{snapshot.stat().st_size / 2**20:.0f} MiB")
             nursery.cancel_scope.cancel()
         return seconds, cpu
 
@@ -313,7 +327,7 @@ def measure(directory: Path) -> None:
             stack.enter_context(steps.wrapping(owner, name, label))
         total, cpu = trio.run(start)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(f"start-up of a node holding {size} records: {total:.2f} s to started ({cpu:.2f} s of CPU), "
+    print(f"start-up {'from engine.snapshot' if had_snapshot else 'without engine.snapshot'} of a node holding {size} records: {total:.2f} s to started ({cpu:.2f} s of CPU), "
           f"{total / size * 1e6:.1f} us a record; peak RSS {rss / 1024:.0f} MiB ({rss_before / 1024:.0f} MiB before opening anything)")
     print("  rows: " + ", ".join(f"{kind} {count}" for kind, count in rows.items()))
     for _, _, label, per in WRAPPED:
@@ -346,7 +360,9 @@ def main() -> None:
             build(directory, records=args.records, orgs=args.orgs, agents=args.agents, vouches=args.vouches,
                   events=args.events, days=args.days, batch=args.batch)
             print(f"built {directory} in {time.perf_counter() - began:.0f} s")
-        subprocess.run([sys.executable, __file__, "--measure", str(directory)], check=True)
+        (directory / node.engine_snapshot.SNAPSHOT_FILE).unlink(missing_ok=True)
+        for _ in range(2):  # a full replay, then from the snapshot it wrote
+            subprocess.run([sys.executable, __file__, "--measure", str(directory)], check=True)
 
 
 if __name__ == "__main__":

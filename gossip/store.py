@@ -219,14 +219,20 @@ class RecordStore:
         return entries
 
     def scan(
-        self, *, issuer: str | None = None, kind: str | None = None, page: int = 1000
+        self, *, issuer: str | None = None, kind: str | None = None, after: int = -1, page: int = 1000
     ) -> Iterator[Record]:
-        """Every stored record matching the filters, oldest first, loaded page by page (for replays at start)."""
-        after = -1
+        """Every stored record matching the filters with ledger index > `after`, oldest first, loaded page by page
+        (for replays at start)."""
         while rows := self.query(issuer=issuer, kind=kind, after=after, limit=page):
             for _, raw in rows:
                 yield load_stored(raw)
             after = rows[-1][0]
+
+    def ids_of(self, kind: str, *, before: int) -> list[tuple[bytes, str]]:
+        """(record id, issuer) of every record of `kind` at a ledger index below `before`, in ledger order, read
+        from the index alone."""
+        return [(bytes(rid), iss) for rid, iss in self._read(
+            "SELECT id, iss FROM records WHERE kind = ? AND idx < ? ORDER BY idx", (kind, before))]
 
     def revoked(self, vouch_id: bytes) -> bool:
         """Whether an accepted `revoke` names this vouch (revocations are indexed by the vouch they name)."""

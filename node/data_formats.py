@@ -1,6 +1,8 @@
 """The formats of the SQLite files a node keeps beside its records ledger, checked read-only as it starts, before it
 opens anything (ledger.sqlite_format): a file it cannot read stops the start before any file of the data directory
-changes (the records ledger and its index, opened next, are checked before anything is written to them)."""
+changes (the records ledger and its index, opened next, are checked before anything is written to them).
+engine.snapshot, a cache, is not checked here: it carries its own format mark (node.engine_snapshot.FORMAT), and a
+start that cannot use it replays the records instead."""
 
 from __future__ import annotations
 

@@ -7,7 +7,8 @@ A store is listed once it has been created (`list_present`), so a crash in betwe
 start opens it and lists it then. The list names what was created, not a fixed set: a store a later version adds is
 created at its first start, and names this version does not know are kept and checked. A directory from before the
 list is taken as listing the stores present at the first start that writes it. Only `vouchnet stores accept-loss`
-takes a name off it. records.index is not listed: a start rebuilds it from records.ledger."""
+takes a name off it. records.index is not listed: a start rebuilds it from records.ledger; nor is engine.snapshot, a
+cache of the trust engine that a start does without (node.engine_snapshot)."""
 
 from __future__ import annotations
 

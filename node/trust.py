@@ -3,7 +3,9 @@ a periodic full recompute off the trio loop, and every score or tier change out 
 
 On start the engine is rebuilt from what is durable: every accepted record, this node's own digests as its
 first-hand evidence of past epochs, and the raw events no digest of ours counts yet (node.digests.Digester
-.undigested). With differential privacy on, an own digest counts by the raw counts kept for it in digests.db,
+.undigested). What the records make of it is loaded from engine.snapshot where that is usable (node.engine_snapshot),
+and only the records after it replayed; the snapshot is written at a start that replayed SNAPSHOT_AFTER records or
+more, and brought forward while the node runs (`_keep_snapshot`). With differential privacy on, an own digest counts by the raw counts kept for it in digests.db,
 where kept, not by its noise (`replay`). Restored from an older copy of its data directory, the node takes back
 from its peers the digests it signed since, and counts them at once as replay would (`on_returned`).
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -25,6 +28,7 @@ from gossip.replica import Replica
 from vouching import DigestBody, Record
 from vouching.batch import ScoreTable
 from vouching.bodies import OUTCOMES
+from vouching.engine_state import capture, restore
 from vouching.evidence import Outcomes
 from vouching.explanation import Score
 from vouching.feed import feed_record, outcomes_of
@@ -32,6 +36,7 @@ from vouching.policy import Decision, Policy, decide
 from vouching.scoring import TrustEngine
 from vouching.succession import Link
 
+from . import engine_snapshot
 from .audit_log import Appended, wall_clock_ms
 from .events import Event
 from .ingest import feed_first_hand
@@ -54,6 +59,12 @@ SCORE_STEP_MS = 1000
 MAX_LISTED_SCOPES = 64  # scoped tools an answer or a stream event lists (listed_scopes): 64 of 128 characters, 8 KiB
 REPLAY_CHUNK = 1000  # records or events `replaying` takes between yields (about 0.08 s; 0.2-0.5 s at load 8)
 ANNOUNCE_CHUNK = 256  # agents whose change is announced between two checkpoints after a recompute
+# engine.snapshot is written once this many records, or an eighth of those it covers if more, are not in it (a start
+# replays about 10^4 records a second): at a start that replayed them, or by `_keep_snapshot`, which looks every
+# SNAPSHOT_CHECK_S and feeds a copy of the snapshot's engine SNAPSHOT_FEED_CHUNK records between yields (~10 ms).
+SNAPSHOT_AFTER = 10_000
+SNAPSHOT_CHECK_S = 60.0
+SNAPSHOT_FEED_CHUNK = 100
 
 
 class TrustService:
@@ -70,11 +81,17 @@ class TrustService:
         metrics: Registry,
         recompute_interval: float,
         clock: Callable[[], int] = wall_clock_ms,
+        snapshot_dir: Path | None = None,
     ) -> None:
+        """`snapshot_dir`: where engine.snapshot is read and written (None: nowhere, every start replays all)."""
         self.replica = replica
         self.policy = policy
-        identity = replica.succession.identity
-        self.engine = TrustEngine(identity(replica.did), [identity(root) for root in roots])
+        self._roots = tuple(roots)
+        self.engine = self._new_engine()
+        self._snapshot_dir = snapshot_dir
+        self._snapshot_covers = 0  # records engine.snapshot covers, as far as this service knows
+        self._replayed: engine_snapshot.Snapshot | None = None  # captured at the start, to write
+        self._raw: RawLookup = lambda epoch, agent: None
         self._broadcaster = broadcaster
         self._interval = recompute_interval
         self._clock = lambda: clock() // SCORE_STEP_MS * SCORE_STEP_MS
@@ -101,19 +118,109 @@ class TrustService:
         `raw(epoch, agent)` (node.digests.DigestState.raw_reader), where kept: its published counts carry noise,
         which would come back as events the node never saw. The full recompute that completes the replay is the
         caller's: `replay` runs it at once, the node in a worker thread (`recompute_replayed`)."""
-        identity, own_keys = self.replica.succession.identity, set(self.replica.succession.keys(self.replica.did))
-        for n, record in enumerate(self.replica.store.scan(), 1):  # one pass: decoding is most of a replay's time
-            if isinstance(record.body, DigestBody) and record.iss in own_keys:
-                self._add_own_digest(record.body, raw)
-            else:
-                feed_record(self.engine, record, identity)
-            if n % REPLAY_CHUNK == 0:
+        self._raw = raw
+        start = self._load_snapshot()
+        fed = 0
+        for fed in self._feeding(self.engine, start, self.replica.store.size):
+            if fed % REPLAY_CHUNK == 0:
                 yield
+        if self._snapshot_dir is not None and fed >= self._snapshot_due():
+            self._replayed = self._captured(self.engine, start + fed)  # written by `run`, off the loop
         for n, (at, event) in enumerate(undigested, 1):
             self.engine.add_first_hand(event.agent, ts=at, **_single(event.outcome, event.high_risk))
             if n % REPLAY_CHUNK == 0:
                 yield
         self.replica.link_listeners.append(self._relink)
+
+    def _new_engine(self) -> TrustEngine:
+        identity = self.replica.succession.identity
+        return TrustEngine(identity(self.replica.did), [identity(root) for root in self._roots])
+
+    def _feeding(self, engine: TrustEngine, start: int, stop: int) -> Iterator[int]:
+        """Feed `engine` the stored records from index `start` to `stop` as a replay does: this node's own digests
+        as first-hand evidence (`_add_own_digest`), the rest by feed_record; yields how many so far after each."""
+        identity, own_keys = self.replica.succession.identity, set(self.replica.succession.keys(self.replica.did))
+        fed = 0
+        for record in self.replica.store.scan(after=start - 1):  # one pass: decoding is most of a replay's time
+            if isinstance(record.body, DigestBody) and record.iss in own_keys:
+                self._add_own_digest(record.body, self._raw, engine)
+            else:
+                feed_record(engine, record, identity)
+            fed += 1
+            yield fed
+            if start + fed >= stop:
+                return
+
+    def _load_snapshot(self) -> int:
+        """Load engine.snapshot into the (fresh) engine, if usable: the records it covers; else 0, logging why."""
+        if self._snapshot_dir is None:
+            return 0
+        try:
+            covers = engine_snapshot.load(self._snapshot_dir, self.engine, self.replica.store,
+                                          identity=self.replica.succession.identity, own_keys=self._own_keys())
+        except engine_snapshot.Unusable as error:
+            self.engine = self._new_engine()  # (a load that failed may have filled part of it)
+            log.info("trust engine: replaying every record, as engine.snapshot is not usable: %s", error,
+                     extra={"fields": {"file": str(self._snapshot_dir / engine_snapshot.SNAPSHOT_FILE)}})
+            return 0
+        log.info("trust engine: loaded engine.snapshot", extra={"fields": {"records": covers}})
+        self._snapshot_covers = covers
+        return covers
+
+    def _own_keys(self) -> list[str]:
+        return list(self.replica.succession.keys(self.replica.did))
+
+    def _snapshot_due(self) -> int:
+        """How many records not in engine.snapshot make writing it anew worth its cost (SNAPSHOT_AFTER)."""
+        return max(SNAPSHOT_AFTER, self._snapshot_covers // 8)
+
+    def _captured(self, engine: TrustEngine, size: int) -> engine_snapshot.Snapshot:
+        return engine_snapshot.Snapshot(size, self.replica.store.ledger.root(size), tuple(sorted(self._own_keys())),
+                                        capture(engine))
+
+    async def _write_snapshot(self, snapshot: engine_snapshot.Snapshot) -> None:
+        """Write `snapshot` in a worker thread; a failure is logged (a snapshot is a cache: the node runs on)."""
+        assert self._snapshot_dir is not None
+        try:
+            await trio.to_thread.run_sync(engine_snapshot.write, self._snapshot_dir, snapshot, abandon_on_cancel=True)
+        except OSError as error:
+            log.warning("trust engine: cannot write engine.snapshot: %s", error.strerror or error,
+                        extra={"fields": {"file": str(error.filename or self._snapshot_dir)}})
+            return
+        self._snapshot_covers = snapshot.size
+
+    async def _keep_snapshot(self) -> None:
+        """Write the snapshot captured at the start, then every SNAPSHOT_CHECK_S bring engine.snapshot forward once
+        _snapshot_due records are not in it. The running engine is not a replay's (it counts this node's events as
+        they come, where a replay counts its digests), so a copy of the snapshot's engine is loaded off the loop, fed
+        the records since on the loop a chunk at a time, as a start would, and captured and written off it."""
+        if self._replayed is not None:
+            replayed, self._replayed = self._replayed, None
+            await self._write_snapshot(replayed)
+        while True:
+            await trio.sleep(SNAPSHOT_CHECK_S)
+            stop = self.replica.store.size
+            if stop - self._snapshot_covers >= self._snapshot_due():
+                await self._bring_snapshot_forward(stop)
+
+    async def _bring_snapshot_forward(self, stop: int) -> None:
+        assert self._snapshot_dir is not None
+        engine, start = self._new_engine(), 0
+        try:
+            snapshot = await trio.to_thread.run_sync(engine_snapshot.read, self._snapshot_dir, abandon_on_cancel=True)
+            engine_snapshot.check(snapshot, self.replica.store, identity=self.replica.succession.identity,
+                                  own_keys=self._own_keys())
+            # No digest ids: the records fed next are none of those it covers (a ledger holds each record once).
+            await trio.to_thread.run_sync(restore, snapshot.state, engine, (), abandon_on_cancel=True)
+            start = snapshot.size
+        except engine_snapshot.Unusable as error:
+            engine = self._new_engine()
+            log.info("trust engine: bringing engine.snapshot forward from no records, as it is not usable: %s", error)
+        fed = 0
+        for fed in self._feeding(engine, start, stop):
+            if fed % SNAPSHOT_FEED_CHUNK == 0:
+                await trio.sleep(0)
+        await self._write_snapshot(self._captured(engine, start + fed))
 
     async def recompute_replayed(self) -> None:
         """The full recompute that completes a replay (`replaying`) at a start, in a worker thread
@@ -145,15 +252,15 @@ class TrustService:
                 agents.append(body.agent)
         self._announce(agents)
 
-    def _add_own_digest(self, body: DigestBody, raw: RawLookup) -> None:
+    def _add_own_digest(self, body: DigestBody, raw: RawLookup, engine: TrustEngine | None = None) -> None:
         """Count a digest of ours as first-hand evidence: a DP one by its raw counts where kept, else as published;
         dated at the last instant of its epoch [epoch, epoch + length), so that it counts in the cap window its
         events were counted in as they came (DESIGN.md §6 bad reports are per window), not the next one."""
         kept = None if body.dp_epsilon is None else raw(body.epoch, body.agent)
         outcomes, high_risk = (body.outcomes, body.high_risk) if kept is None else \
             (dict(zip(OUTCOMES, kept[0])), dict(zip(OUTCOMES, kept[1])))
-        self.engine.add_first_hand(body.agent, ts=body.epoch + body.length - 1,
-                                   outcomes=outcomes_of(outcomes), high_risk=outcomes_of(high_risk))
+        (engine or self.engine).add_first_hand(body.agent, ts=body.epoch + body.length - 1,
+                                               outcomes=outcomes_of(outcomes), high_risk=outcomes_of(high_risk))
 
     def _relink(self, link: Link) -> None:
         """Replica link listener: two keys became one org. If the engine already knew the new key as an org, what
@@ -227,6 +334,12 @@ class TrustService:
         PROMPT_RECOMPUTE_S after an org-level change; announce what changed. A stop (a cancel) waits for no
         recompute (recompute_in_worker)."""
         task_status.started()
+        async with trio.open_nursery() as nursery:
+            if self._snapshot_dir is not None:
+                nursery.start_soon(self._keep_snapshot)
+            await self._recompute_periodically()
+
+    async def _recompute_periodically(self) -> None:
         while True:
             with trio.move_on_after(self._interval):
                 await self._org_changed.wait()

@@ -1,0 +1,185 @@
+"""The trust engine's record-derived state (vouching.scoring.TrustEngine) as plain values and back: what a replay of
+records builds (orgs, agents, vouches, evidence and deviation columns, equivocators), not what the full recompute or
+reads derive from it (credibility, reputation, verdicts, caches), which a recompute after loading makes anew.
+
+`capture` and `restore` walk the tables below: an attribute the engine adds is one entry in one of them (and a bump
+of the file's format, node.engine_snapshot.FORMAT). tests/vouching/test_engine_state.py fails for an attribute that
+is in neither a table nor `_DERIVED`. Columns (array.array attributes, vouching.arrays.array_columns) are taken
+whole, by name: a column added to a store is captured with no entry here, and a state missing one is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from array import array
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .arrays import array_columns
+from .deviation import DeviationTest
+from .evidence import EvidenceStore
+from .scoring import TrustEngine, _Agent
+from .vouches import Vouch, VouchBook
+
+
+class StateMismatch(ValueError):
+    """A captured state this engine cannot take (other parameters, roots, columns or platform); says which."""
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _tuples(value: list) -> list[tuple]:
+    return [tuple(item) for item in value]
+
+
+def _sorted(value: set) -> list:
+    return sorted(value)
+
+
+# TrustEngine attributes a replay of records sets: name -> (to a plain value, back). Ints, floats, strs and lists of
+# them are CBOR as they are.
+ENGINE_FIELDS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
+    "_orgs": (_same, list),
+    "_org_index": (_same, dict),
+    "_by_did": (_same, _tuples),
+    "_weights": (_same, list),
+    "_voucher_weights": (_same, list),
+    "_groups": (_same, list),
+    "_agent_dids": (_same, list),
+    "_equivocators": (_sorted, set),
+    "_merged": (_sorted, set),
+    "_version": (_same, int),
+    "org_changes": (_same, int),
+    "_graph_edits": (_same, int),
+    "_own": (_same, int),
+    "_roots": (_same, list),
+}
+# TrustEngine attributes made elsewhere: by the constructor from its arguments, here by hand (the stores, agents and
+# digest ids below), or by the full recompute and reads, which a loaded engine's first recompute makes anew.
+_DERIVED = frozenset({
+    "params", "own_org", "_source_cap", "_cold_score",  # the constructor's
+    "_agents", "_agent_index", "_vouches", "_evidence", "_deviation", "_seen_digests",  # below
+    "_credibility", "_accountability", "_agreements", "_disagreements", "_reputation", "_edges", "_full_weight",
+    "_graph_seen", "_edges_span", "_stamp", "_copying", "_recomputed",  # the recompute's and reads'
+})
+AGENT_FIELDS = ("pairs", "scoped", "stamp")  # _Agent slots captured as they are ("vouches" by record id; "cache" not)
+VOUCH_FIELDS = tuple(f.name for f in dataclasses.fields(Vouch))
+DEVIATION_FIELDS = ("_wide", "_tested_upto")  # DeviationTest attributes beside its columns
+
+
+def capture(engine: TrustEngine) -> dict[str, Any]:
+    """The engine's record-derived state as CBOR-ready values (copies: the engine may go on taking records). Only of
+    an engine that has fed records alone: a recompute or a read would have set state a capture leaves out."""
+    if engine._stamp or engine._recomputed is not None or engine._graph_seen:
+        raise RuntimeError("capture: the engine has been recomputed or read; only a replay's state is captured")
+    book = engine._vouches
+    return {
+        "params": _params(engine),
+        "own_org": engine.own_org,
+        "engine": {name: out(getattr(engine, name)) for name, (out, _) in ENGINE_FIELDS.items()},
+        "agents": [[[*_flat(agent.pairs)], agent.scoped, agent.stamp,
+                    [[issuer, basis, vouch.record_id] for (issuer, basis), vouch in agent.vouches.items()]]
+                   for agent in engine._agents],
+        "vouches": [[getattr(v, name) for name in VOUCH_FIELDS] for v in book.by_id.values()],
+        "vouch_columns": _columns(book),
+        "pending_revokes": [[record_id, issuer, ts] for record_id, (issuer, ts) in book._pending.items()],
+        "latest_vouches": [[*key, column] for key, column in book._latest.items()],
+        "org_vouches": [v.record_id for v in book.org_vouches],
+        "evidence": _columns(engine._evidence),
+        "deviation": _columns(engine._deviation),
+        "deviation_wide": _array(engine._deviation._wide),
+        "deviation_tested_upto": engine._deviation._tested_upto,
+    }
+
+
+def restore(state: dict[str, Any], engine: TrustEngine, seen_digests: Iterable[bytes]) -> None:
+    """Make `engine`, fresh from its constructor, hold `state` (a `capture`), and as counted digests the record ids
+    `seen_digests` (SeenIds keeps fingerprints under a key of the process, so they are not captured: the caller
+    names the digests the captured records hold). StateMismatch, leaving the engine unusable, if the state is of
+    other scoring parameters, another own org or roots, or columns or a platform this engine does not have."""
+    if state["params"] != _params(engine):
+        raise StateMismatch("the scoring parameters differ")
+    fields = state["engine"]
+    if state["own_org"] != engine.own_org or fields["_own"] != engine._own or fields["_roots"] != engine._roots \
+            or fields["_orgs"][:len(engine._orgs)] != engine._orgs:
+        raise StateMismatch("the own org or the roots differ")
+    for name, (_, back) in ENGINE_FIELDS.items():
+        setattr(engine, name, back(fields[name]))
+    engine._agent_index = {did: a for a, did in enumerate(engine._agent_dids)}
+    book = engine._vouches
+    _set_columns(book, state["vouch_columns"])
+    book.by_id = {v.record_id: v for v in map(_vouch, state["vouches"])}
+    book._pending = {record_id: (issuer, ts) for record_id, issuer, ts in state["pending_revokes"]}
+    book._latest = {(agent, issuer, basis): column for agent, issuer, basis, column in state["latest_vouches"]}
+    book.org_vouches = [book.by_id[record_id] for record_id in state["org_vouches"]]
+    agents = []
+    for did, (pairs, scoped, stamp, vouches) in zip(engine._agent_dids, state["agents"], strict=True):
+        agent = _Agent(did, dict(zip(pairs[::2], pairs[1::2])), scoped=scoped, stamp=stamp)
+        agent.vouches = {(issuer, basis): book.by_id[record_id] for issuer, basis, record_id in vouches}
+        agents.append(agent)
+    engine._agents = agents
+    _set_columns(engine._evidence, state["evidence"])
+    _set_columns(engine._deviation, state["deviation"])
+    engine._deviation._wide = _from_array(state["deviation_wide"])
+    engine._deviation._tested_upto = state["deviation_tested_upto"]
+    for record_id in seen_digests:
+        engine._seen_digests.add(record_id)
+
+
+def _vouch(values: list) -> Vouch:
+    vouch = Vouch(**dict(zip(VOUCH_FIELDS, values, strict=True)))
+    if vouch.scope is not None:
+        vouch.scope = tuple(vouch.scope)  # (CBOR has lists only)
+    return vouch
+
+
+def _params(engine: TrustEngine) -> list:
+    """The scoring parameters as a plain value, to compare: a change of any makes a replay count otherwise."""
+    return _plain(dataclasses.asdict(engine.params))
+
+
+def _plain(value: Any) -> Any:
+    """`value` as CBOR gives it back: tuples as lists, dicts as sorted [key, value] lists."""
+    if isinstance(value, dict):
+        return sorted([key, _plain(item)] for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _flat(pairs: dict[int, int]) -> Iterable[int]:
+    for key, value in pairs.items():
+        yield key
+        yield value
+
+
+def _columns(store: EvidenceStore | DeviationTest | VouchBook) -> dict[str, list]:
+    return {name: _array(column) for name, column in array_columns(store).items()}
+
+
+def _array(column: array) -> list:
+    """An array.array as [typecode, item size, bytes] (the machine's byte order: `_from_array` refuses another)."""
+    return [column.typecode, column.itemsize, sys.byteorder, column.tobytes()]
+
+
+def _from_array(value: list) -> array:
+    typecode, itemsize, byteorder, data = value
+    column = array(typecode)
+    if column.itemsize != itemsize or byteorder != sys.byteorder or len(data) % itemsize:
+        raise StateMismatch(f"a column of {itemsize}-byte {byteorder}-endian items is not this machine's")
+    column.frombytes(data)
+    return column
+
+
+def _set_columns(store: EvidenceStore | DeviationTest | VouchBook, columns: dict[str, list]) -> None:
+    """Put `columns` in place of the store's (fresh, so empty) ones: the same names, of the same types and length."""
+    mine = array_columns(store)
+    if set(columns) != set(mine):
+        raise StateMismatch(f"the columns of a {type(store).__name__} differ")
+    loaded = {name: _from_array(value) for name, value in columns.items()}
+    if any(column.typecode != mine[name].typecode for name, column in loaded.items()):
+        raise StateMismatch(f"the columns of a {type(store).__name__} are not of their types")
+    vars(store).update(loaded)
