@@ -77,6 +77,7 @@ from .checkpoints import (
     NETWORK_CHECKPOINTS_PER_S,
     PEER_CHECKPOINTS_PER_S,
     RECORDS_LOG,
+    WITNESS_FILE,
     CheckpointPace,
     CheckpointValidator,
     OrgCheckpoint,
@@ -112,7 +113,6 @@ logger = logging.getLogger(__name__)
 # The longest reply a witness can send: what it holds of our log is one note; a cosignature line or a refusal is
 # far shorter. A longer frame is refused unread (the reply is decoded on the loop: 1 MiB of dense CBOR took ~1 s).
 _MAX_REPLY = MAX_NOTE_SIZE + 1024
-WITNESS_FILE = "witness.sqlite"  # the witness's state: what it cosigned of each peer's log
 _NOT_RUNNING = Refused(503, "this node's witness is not running")
 _CANNOT_STORE = Refused(503, "this node's witness cannot store its state now; ask again later")
 _ATTEMPTS = 3  # requests for one checkpoint (or for what a peer holds of our log) that may go unanswered before
