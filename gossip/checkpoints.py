@@ -30,6 +30,7 @@ from .verdict import Verdict
 
 RECORDS_LOG = "records"
 CHECKPOINT_FILE = "checkpoint.note"  # in the data directory: our latest published checkpoint, its cosignatures
+WITNESS_FILE = "witness.sqlite"  # in the data directory: the witness's state, what it cosigned of each peer's log
 MAX_CHECKPOINT_NOTE = 16 * 1024  # a checkpoint note with up to 64 Ed25519 cosignature lines is about 12 KiB
 # Checkpoints a peer may forward a second (node.config.Limits.peer_checkpoints_per_second), bursting twice that: the
 # whole network gossips about NETWORK_CHECKPOINTS_PER_S (CheckpointPace), all of which an honest peer may relay, and

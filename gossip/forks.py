@@ -5,7 +5,7 @@ and compares each checkpoint with them. What an origin may have remembered is bo
 accepts its new checkpoints at `rate` a second with a burst of `burst` (an honest node gossips at most
 NETWORK_CHECKPOINTS_PER_S: gossip.checkpoints.CheckpointPace), and one over it is neither relayed nor remembered.
 So an org cannot push the first half of a fork out of every node's memory by gossiping made-up checkpoints between
-the halves: it is remembered for the whole window, whatever comes after it, at about 120 bytes per (size, root).
+the halves: it is remembered for the whole window, whatever comes after it, at about 121 bytes per (size, root) (benchmarks/fork_memory.py).
 
 A fork whose halves are gossiped more than the window apart is left to witnesses: one that cosigned either half
 cosigns the other only with a consistency proof from the size it cosigned (ledger.Witness), which a fork cannot
@@ -19,7 +19,8 @@ from array import array
 from collections import OrderedDict
 from typing import NamedTuple
 
-from ledger import Checkpoint, NoteError, Signature, format_note
+from ledger import SIG_ED25519, Checkpoint, NoteError, Signature, format_note, key_id, parse_log_origin
+from vouching import public_key_from_did
 
 from .checkpoints import NETWORK_CHECKPOINTS_PER_S, OrgCheckpoint
 from .verdict import Verdict
@@ -43,13 +44,12 @@ class _Origin:
     signature packed, oldest and smallest first), its newest (the last and largest) for as long as the origin is
     kept, and its pace."""
 
-    __slots__ = ("sizes", "times", "packed", "key_id", "newest", "tokens", "as_of", "forked")
+    __slots__ = ("sizes", "times", "packed", "newest", "tokens", "as_of", "forked")
 
     def __init__(self, burst: float, now: float) -> None:
         self.sizes = array("Q")
         self.times = array("d")
         self.packed = bytearray()
-        self.key_id = 0
         self.newest: tuple[int, bytes] | None = None  # (size, root and signature)
         self.tokens, self.as_of = burst, now
         self.forked = False
@@ -69,12 +69,11 @@ class _Origin:
             return None
         return bytes(self.packed[i * _ENTRY : (i + 1) * _ENTRY])
 
-    def remember(self, size: int, entry: bytes, key_id: int, now: float) -> None:
+    def remember(self, size: int, entry: bytes, now: float) -> None:
         """Remember a checkpoint larger than any remembered: the newest."""
         self.sizes.append(size)
         self.times.append(now)
         self.packed += entry
-        self.key_id = key_id
         self.newest = size, entry
 
 
@@ -119,7 +118,7 @@ class ForkDetector:
             if remembered[:32] == checkpoint.root or memory.forked:
                 return Observed(Verdict.IGNORE)
             memory.forked = True
-            return Observed(Verdict.ACCEPT, self._note(checkpoint.origin, checkpoint.size, remembered, memory.key_id))
+            return Observed(Verdict.ACCEPT, self._note(checkpoint.origin, checkpoint.size, remembered))
         if memory.newest is not None and checkpoint.size < memory.newest[0]:
             return Observed(Verdict.IGNORE)
         signature = _plain_signature(seen)
@@ -128,7 +127,7 @@ class ForkDetector:
         if signature is None or memory.tokens < 1:
             return Observed(Verdict.IGNORE)
         memory.tokens -= 1
-        memory.remember(checkpoint.size, checkpoint.root + signature.signature, signature.key_id, now)
+        memory.remember(checkpoint.size, checkpoint.root + signature.signature, now)
         return Observed(Verdict.ACCEPT)
 
     def entries(self, origin: str) -> int:
@@ -144,7 +143,7 @@ class ForkDetector:
         if memory is None or memory.newest is None:
             return None
         size, entry = memory.newest
-        return size, self._note(origin, size, entry, memory.key_id)
+        return size, self._note(origin, size, entry)
 
     def _origin(self, origin: str, now: float) -> _Origin:
         memory = self._seen.get(origin)
@@ -156,10 +155,14 @@ class ForkDetector:
         return memory
 
     @staticmethod
-    def _note(origin: str, size: int, entry: bytes, key_id: int) -> bytes:
-        """The note of a remembered checkpoint, as it was gossiped with its log signature alone."""
+    def _note(origin: str, size: int, entry: bytes) -> bytes:
+        """The note of a remembered checkpoint, as it was gossiped with its log signature alone: by the key of the
+        org its origin names (gossip.checkpoints.open_signed_checkpoint verified it), whose key ID is derived here
+        (signed-note §Signatures), not remembered, as only a fork or a peer asking what we hold needs it."""
+        public_key = public_key_from_did(parse_log_origin(origin)[1])
         checkpoint = Checkpoint(origin, size, entry[:32])
-        return format_note(checkpoint.to_text(), [Signature(origin, key_id, entry[32:])])
+        return format_note(checkpoint.to_text(), [Signature(origin, key_id(origin, SIG_ED25519, public_key),
+                                                            entry[32:])])
 
 
 def _plain_signature(seen: OrgCheckpoint) -> Signature | None:

@@ -77,6 +77,7 @@ from .checkpoints import (
     NETWORK_CHECKPOINTS_PER_S,
     PEER_CHECKPOINTS_PER_S,
     RECORDS_LOG,
+    WITNESS_FILE,
     CheckpointPace,
     CheckpointValidator,
     OrgCheckpoint,
@@ -112,7 +113,6 @@ logger = logging.getLogger(__name__)
 # The longest reply a witness can send: what it holds of our log is one note; a cosignature line or a refusal is
 # far shorter. A longer frame is refused unread (the reply is decoded on the loop: 1 MiB of dense CBOR took ~1 s).
 _MAX_REPLY = MAX_NOTE_SIZE + 1024
-WITNESS_FILE = "witness.sqlite"  # the witness's state: what it cosigned of each peer's log
 _NOT_RUNNING = Refused(503, "this node's witness is not running")
 _CANNOT_STORE = Refused(503, "this node's witness cannot store its state now; ask again later")
 _ATTEMPTS = 3  # requests for one checkpoint (or for what a peer holds of our log) that may go unanswered before
@@ -238,7 +238,9 @@ class Witnessing:
         self._in_flight: set[str] = set()
         self._failures: Counter[str] = Counter()  # requests to a peer that got no answer, for the latest checkpoint
         self._cosigned_size: dict[str, int] = {}  # peer -> size it last cosigned for us, as far as we know
-        self._published = None if self._latest is None else self._latest.note()
+        # The note last published (saved first) and its checkpoint, whose size is the log's public size
+        self._published: tuple[bytes, Checkpoint] | None = (
+            None if self._latest is None else (self._latest.note(), self._latest.checkpoint))
         self._gossiped: bytes | None = None
         self._gossip_due = -math.inf
         self._forks = ForkDetector(window=fork_window)
@@ -262,7 +264,12 @@ class Witnessing:
     def checkpoint_note(self) -> bytes | None:
         """Our latest checkpoint with the cosignatures collected for it, as last persisted and published
         (for `GET /v1/log/checkpoint`): one is published once the witnesses asked for it have answered or failed."""
-        return self._published
+        return None if self._published is None else self._published[0]
+
+    def published_checkpoint(self) -> Checkpoint | None:
+        """The checkpoint of `checkpoint_note()`, held as it was signed: its size is the log's public size
+        (node.api.log), read on every request to the log API without parsing the note."""
+        return None if self._published is None else self._published[1]
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Checkpoint, ask for cosignatures, publish, witness and watch checkpoints until cancelled."""
@@ -642,15 +649,15 @@ class Witnessing:
         an fsync a round only where no witness cosigns (a node alone); where one does, it was written anyway."""
         if self._latest is None:
             return
-        note = self._latest.note()
-        if note != self._published:
+        note, checkpoint = self._latest.note(), self._latest.checkpoint
+        if self._published is None or note != self._published[0]:
             try:
                 await trio.to_thread.run_sync(self._persist, note)  # an fsync: not on the thread running the node
             except OSError as error:
                 self.stats.errors["persist"] += 1  # tried again next interval
                 logger.error("saving our checkpoint to %s: %s", self._checkpoint_path, error)
                 return
-            self._published = note
+            self._published = note, checkpoint
             for listener in self.listeners:
                 listener(note)
         if note == self._gossiped or trio.current_time() < self._gossip_due:

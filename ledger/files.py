@@ -5,8 +5,10 @@ the file survives a power cut. Every small file a node or a command writes goes 
 
 Each write has a partial file of its own (`.NAME.<random>.partial`, as tempfile names one), so two processes
 writing one file at once each install their own bytes whole, the last to finish winning. The writer holds an flock
-on its partial file until it is in place or removed, so a partial file of NAME that nobody holds is one a killed
-writer left: the next write of NAME removes it, as it replaced the one fixed partial name of earlier versions."""
+on its partial file until it is in place or removed, so a partial file that nobody holds is one a killed writer
+left: a process's first write into a directory removes those of every file there (one scan of the directory a
+process, not one a write: a node rewrites checkpoint.note every second), and each write of NAME the one fixed
+partial name of earlier versions, `.NAME.partial`, if a killed write of theirs left it."""
 
 from __future__ import annotations
 
@@ -17,6 +19,11 @@ import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+
+
+_LEFT = re.compile(r"\..+\.[0-9a-f]{16}\.partial")  # a partial file of _new_partial's, of any file
+_swept: set[str] = set()  # the directories this process removed killed writes' partial files from (_remove_left)
+os.register_at_fork(after_in_child=_swept.clear)  # a forked child is a process of its own: it sweeps them again
 
 
 def create_file(path: Path, data: bytes, *, mode: int = 0o600) -> None:
@@ -71,7 +78,7 @@ def sync_directory(path: Path) -> None:
 def _written(path: Path, data: bytes, mode: int) -> Iterator[Path]:
     """`data` in a new partial file of this write's own beside `path` (mode `mode`, less the umask), fsynced and
     flocked: the block links or renames it into place (or removes it); the lock is released after. The partial
-    files of `path` that killed writers left are removed first."""
+    files killed writers left are removed first (module docstring)."""
     _remove_left(path)
     fd, partial = _new_partial(path, mode)
     try:
@@ -113,24 +120,35 @@ def _new_partial(path: Path, mode: int) -> tuple[int, Path]:
 
 
 def _remove_left(path: Path) -> None:
-    """Remove the partial files of `path` no writer holds (`.NAME.partial` too, as earlier versions named them)."""
-    ours = re.compile(rf"\.{re.escape(path.name)}(\.[0-9a-f]{{16}})?\.partial")
+    """Remove the partial files no writer holds: `path`'s as earlier versions named it, and, at this process's first
+    write into its directory, those of every file there."""
+    _remove_unheld(path.with_name(f".{path.name}.partial"))
+    directory = os.path.abspath(path.parent)
+    if directory in _swept:
+        return
+    _swept.add(directory)  # (before the scan: a write on another thread meanwhile need not scan too)
     try:
-        entries = [e.name for e in os.scandir(path.parent) if ours.fullmatch(e.name)]
+        names = [e.name for e in os.scandir(directory) if _LEFT.fullmatch(e.name)]
     except OSError:
-        return  # (creating the partial file will say what is wrong with the directory)
-    for name in entries:
-        try:
-            fd = os.open(path.with_name(name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except OSError:  # removed or installed by its writer meanwhile, or not a file we could have made
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.unlink(path.with_name(name))  # no writer holds it: a killed one's
-        except OSError:  # BlockingIOError: a write under way; FileNotFoundError: removed meanwhile
-            pass
-        finally:
-            os.close(fd)
+        _swept.discard(directory)  # (creating the partial file will say what is wrong with the directory)
+        return
+    for name in names:
+        _remove_unheld(Path(directory, name))
+
+
+def _remove_unheld(partial: Path) -> None:
+    """Remove `partial` if it is there and no writer holds it (a killed one's)."""
+    try:
+        fd = os.open(partial, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:  # not there, removed or installed by its writer meanwhile, or not a file we could have made
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.unlink(partial)  # no writer holds it: a killed one's
+    except OSError:  # BlockingIOError: a write under way; FileNotFoundError: removed meanwhile
+        pass
+    finally:
+        os.close(fd)
 
 
 def _discard(partial: Path) -> None:

@@ -28,7 +28,7 @@ from gossip.store import RecordStore, StoreError
 from gossip.sync_messages import SYNC_PROTOCOL
 from gossip.sync_service import SyncService
 from gossip.witnessing import SavedCheckpointMismatch, SavedCheckpointUnusable, Witnessing
-from ledger import LedgerError, StoredHashError
+from ledger import Checkpoint, LedgerError, StoredHashError
 from ledger.witness import WitnessStoreError
 from vouching import OrgBody
 from vouching.policy import DEFAULT_HIGH_RISK_TOOLS, Policy
@@ -127,6 +127,9 @@ class Node:
 
     def checkpoint(self) -> bytes | None:
         return self.witnessing.checkpoint_note()
+
+    def published_checkpoint(self) -> Checkpoint | None:
+        return self.witnessing.published_checkpoint()
 
     def blocked_peers(self) -> list[str]:
         return self.host.blocked

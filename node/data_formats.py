@@ -10,18 +10,19 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
-from gossip.witnessing import WITNESS_FILE
+from gossip.checkpoints import WITNESS_FILE
 from ledger import LedgerError
 from ledger.sqlite_format import FileFormat, check
 from ledger.witness import FORMAT as WITNESS_FORMAT
 
 from . import credential_registry, digests, idempotency
 from .audit_log import AUDIT_FILE, AuditLog
+from .store_manifest import DIGESTS_FILE
 
 # (file, format, the part of the node that keeps it, as start-up errors name it)
 STORES: tuple[tuple[str, FileFormat, str], ...] = (
     (idempotency.IDEMPOTENCY_FILE, idempotency.FORMAT, "telemetry"),
-    (digests.DIGESTS_FILE, digests.FORMAT, "telemetry"),
+    (DIGESTS_FILE, digests.FORMAT, "telemetry"),
     (credential_registry.CREDENTIALS_FILE, credential_registry.FORMAT, "credentials"),
     (WITNESS_FILE, WITNESS_FORMAT, "witness"),
 )

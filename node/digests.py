@@ -53,8 +53,7 @@ from .audit_log import AUDIT_FILE, Appended, AuditLog, wall_clock_ms
 from .dp import noisy_counts
 from .events import Event, decode_entry
 from .metrics import Registry
-
-DIGESTS_FILE = "digests.db"
+from .store_manifest import DIGESTS_FILE
 
 
 class DigestStateError(Exception):

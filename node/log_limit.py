@@ -12,6 +12,7 @@ holding a peer's id, as py-libp2p's f-strings do, would give each peer a key of 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +29,9 @@ class _Site:
 
 
 class RateLimit(logging.Filter):
-    """A handler's filter passing at most `burst` records of one call site per `window` seconds of `clock`."""
+    """A handler's or logger's filter passing at most `burst` records of one call site per `window` seconds of
+    `clock`; thread-safe: a logger's filters run on each logging thread (the SDK's sync client is called from its
+    caller's threads), with no lock of logging's."""
 
     def __init__(self, burst: int = BURST, window: float = WINDOW_S,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -39,19 +42,21 @@ class RateLimit(logging.Filter):
         self.window = window
         self._clock = clock
         self._sites: dict[tuple[str, int], _Site] = {}
+        self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        now = self._clock()
         key = (record.pathname, record.lineno)
-        site = self._sites.get(key)
-        carried = 0
-        if site is None or now - site.start >= self.window:
-            carried = site.suppressed if site is not None else 0
-            site = self._sites[key] = _Site(now)
-        if site.written >= self.burst:
-            site.suppressed += 1
-            return False
-        site.written += 1
+        with self._lock:
+            now = self._clock()
+            site = self._sites.get(key)
+            carried = 0
+            if site is None or now - site.start >= self.window:
+                carried = site.suppressed if site is not None else 0
+                site = self._sites[key] = _Site(now)
+            if site.written >= self.burst:
+                site.suppressed += 1
+                return False
+            site.written += 1
         if carried:  # suppressed in the site's last window, said with its first line since
             self.carry(record, carried)
         return True

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from gossip.checkpoints import WITNESS_FILE
 from gossip.store import LEDGER_FILE
 from ledger.files import replace_file
 
@@ -23,9 +24,8 @@ from .credential_registry import CREDENTIALS_FILE
 from .idempotency import IDEMPOTENCY_FILE
 
 MANIFEST_FILE = "stores.list"
-# Named here, not imported: `vouchnet agent` must not load node.digests (an event loop) nor gossip.witnessing
-# (py-libp2p). Tests check them against node.data_formats.STORES.
-DIGESTS_FILE, WITNESS_FILE = "digests.db", "witness.sqlite"
+# Named here, where node.digests takes it from: `vouchnet agent` must not load node.digests (an event loop).
+DIGESTS_FILE = "digests.db"
 # Each store: the part of the node that keeps it (as start-up errors name it) and what a new, empty one loses.
 STORES: dict[str, tuple[str, str]] = {
     LEDGER_FILE: ("records", "the records it accepted, its own among them, which peers give back only in part"),

@@ -74,14 +74,16 @@ def register(subparsers: Subparsers) -> None:
     logs = add_local_command(
         commands, "logs", run=_logs,
         summary="print a node's log",
-        description="Print the end of a node's log (logfmt lines from `vouchnet run`, kept across restarts; "
-                    "node.log is rotated past 10 MiB, node.log.1 to .5 kept, and --follow goes on across rotations).",
+        description="Print the last --lines lines of a node's log (logfmt lines from `vouchnet run`, kept across "
+                    "restarts), oldest first: node.log is rotated past 10 MiB, node.log.1 to .5 kept, and the lines "
+                    "are taken from the rotated files too where node.log holds fewer; --follow then goes on across "
+                    "rotations.",
         examples=["vouchnet testnet logs n03", "vouchnet testnet logs n00 --lines 200", "vouchnet testnet logs n01 -f"],
     )
     _dir_option(logs)
     logs.add_argument("node", help="the node's name, e.g. n03")
     logs.add_argument("--lines", "-n", type=positive_int, default=50,
-                      help="lines from the end (default: %(default)s)")
+                      help="lines from the end, across node.log and its rotated files (default: %(default)s)")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing lines as they come (Ctrl-C stops)")
 
     down = add_local_command(
@@ -205,7 +207,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _logs(args: argparse.Namespace) -> int:
-    from .node_log import follow
+    from .node_log import follow, last_lines
     from .state import StateError
 
     cluster = _open(args.dir)
@@ -217,7 +219,7 @@ def _logs(args: argparse.Namespace) -> int:
         raise CommandFailed(f"{args.node} has no log yet ({path})")
     log = open(path, encoding="utf-8", errors="replace")
     try:
-        for line in log.readlines()[-args.lines:] if args.lines > 0 else []:
+        for line in last_lines(path, log, args.lines):  # from node.log.1 to .5 too
             sys.stdout.write(line)
         for line in follow(path, log) if args.follow else ():  # across rotations, onto node.log's next file
             sys.stdout.write(line)

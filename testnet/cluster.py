@@ -165,6 +165,14 @@ class Cluster:
         entry = self.entry(name)
         return processes.alive(entry.pid, entry.started)
 
+    def log_running(self, name: str) -> bool | None:
+        """Whether the process writing the node's log (testnet.node_log) runs; None if it was not recorded (the node
+        is down, or was started by a testnet from before it was)."""
+        entry = self.entry(name)
+        if entry.log_pid is None:
+            return None
+        return processes.alive(entry.log_pid, entry.log_started)
+
     def configure(self, name: str, values: dict[tuple[str, str], Value]) -> bool:
         """Edit the node's config.toml (it takes effect at the next start); True if anything changed."""
         try:
@@ -193,9 +201,9 @@ class Cluster:
                 say(line)
         for name in wanted:
             entry = self.entry(name)
-            process = processes.spawn_node(self.data_dir(name), self.log_path(name))
-            started = processes.start_time(process.pid)
-            self._set(replace(entry, pid=process.pid, started=started))
+            process, writer = processes.spawn_node(self.data_dir(name), self.log_path(name))
+            self._set(replace(entry, pid=process.pid, started=processes.start_time(process.pid), log_pid=writer.pid,
+                              log_started=processes.start_time(writer.pid)))
         self._wait_healthy(wanted, progress, timeout)
         return wanted
 
@@ -243,8 +251,8 @@ class Cluster:
         live = [e for e in targets if processes.alive(e.pid, e.started)]
         clean, killed = processes.stop([(e.pid, e.started) for e in live], timeout=timeout)  # type: ignore[misc]
         by_pid = {e.pid: e.name for e in live}
-        for entry in targets:
-            self._set(replace(self.entry(entry.name), pid=None, started=None))
+        for entry in targets:  # (a log process ends with its node)
+            self._set(replace(self.entry(entry.name), pid=None, started=None, log_pid=None, log_started=None))
         return Stopped([by_pid[p] for p in clean], [by_pid[p] for p in killed])
 
     def rotate_key(self, name: str) -> tuple[str, str]:
@@ -270,7 +278,7 @@ class Cluster:
         entry = self.entry(name)
         if entry.pid is not None and entry.started is not None:
             processes.kill(entry.pid, entry.started)
-        self._set(replace(entry, pid=None, started=None))
+        self._set(replace(entry, pid=None, started=None, log_pid=None, log_started=None))
 
     def leftovers(self) -> list[str]:
         """What is still alive or listening of a testnet that should be down: empty when it is."""

@@ -7,8 +7,8 @@ included.
 
 Run as a script, `python -I node_log.py PATH MAX_BYTES BACKUPS` (stdlib only: it imports neither the testnet nor
 the node), it ends when the node closes the pipe, by exiting or being killed. It reads on whatever it cannot write
-(a full disk): a node blocked writing to a full pipe would stop. `testnet logs -f` follows the file across
-rotations, as `tail -F` does.
+(a full disk): a node blocked writing to a full pipe would stop. `testnet logs` prints the last lines of the log
+across its files (`last_lines`), and `-f` then follows node.log across rotations, as `tail -F` does.
 """
 
 from __future__ import annotations
@@ -45,6 +45,24 @@ def copy(source: BinaryIO, path: Path, max_bytes: int = MAX_BYTES, backups: int 
             handler.emit(logging.makeLogRecord({"msg": chunk.decode("latin-1")}))
     finally:
         handler.close()
+
+
+def last_lines(path: Path, log: TextIO, count: int, backups: int = BACKUPS) -> list[str]:
+    """The last `count` lines of the log whose newest file is `path`, open as `log` (read to its end), oldest first:
+    node.log's, and before them those of the rotated files node.log.1 to .`backups` that they need, newest first
+    (one rotated after `log` was opened, which is `log`'s own file, is skipped: read already)."""
+    lines = log.readlines()
+    opened = os.fstat(log.fileno()).st_ino
+    for number in range(1, backups + 1):
+        if len(lines) >= count:
+            break
+        try:
+            with open(f"{path}.{number}", encoding="utf-8", errors="replace") as older:
+                if os.fstat(older.fileno()).st_ino != opened:
+                    lines[:0] = older.readlines()
+        except FileNotFoundError:
+            break
+    return lines[-count:] if count > 0 else []
 
 
 def follow(path: Path, log: TextIO, wait: Callable[[], None] = lambda: time.sleep(0.2)) -> Iterator[str]:

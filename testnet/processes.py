@@ -35,10 +35,10 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def spawn_node(data_dir: Path, log_path: Path) -> subprocess.Popen[bytes]:
-    """Start `vouchnet run --dir data_dir`, its log lines appended to `log_path` (spawn_logged)."""
-    process, _ = spawn_logged(vouchnet_command("run", "--dir", str(data_dir)), log_path)
-    return process
+def spawn_node(data_dir: Path, log_path: Path) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]:
+    """Start `vouchnet run --dir data_dir`, its log lines appended to `log_path`; the node's process and its log
+    process (spawn_logged)."""
+    return spawn_logged(vouchnet_command("run", "--dir", str(data_dir)), log_path)
 
 
 def spawn_logged(command: list[str], log_path: Path, *, max_bytes: int = node_log.MAX_BYTES,

@@ -23,7 +23,8 @@ class StateError(Exception):
 class NodeEntry:
     """One node: `dir` is relative to the testnet directory; `did` and `peer_id` are its org's current key,
     `former_dids` the keys it rotated away from, first first; `pid` and `started` (the process's start time as the
-    kernel counts it, so a recycled pid is never mistaken for ours) are None while it is down."""
+    kernel counts it, so a recycled pid is never mistaken for ours) are None while it is down, as are `log_pid` and
+    `log_started`, its log process's (testnet.node_log; None too in a state file from before they were kept)."""
 
     name: str
     dir: str
@@ -34,6 +35,8 @@ class NodeEntry:
     pid: int | None = None
     started: int | None = None
     former_dids: tuple[str, ...] = ()
+    log_pid: int | None = None
+    log_started: int | None = None
 
     @property
     def keys(self) -> tuple[str, ...]:

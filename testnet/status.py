@@ -35,6 +35,7 @@ class NodeStatus:
     checkpoint: Checkpoint | None = None
     rejected: int | None = None  # gossip messages the gate refused plus records that broke their issuer's chain
     flagged: int | None = None  # orgs this node holds equivocation evidence against
+    log_running: bool | None = None  # whether its log process runs (Cluster.log_running); None if not known
 
 
 def checkpoint_of(note: bytes, entry: NodeEntry, network: str, others: list[str]) -> Checkpoint:
@@ -68,7 +69,8 @@ def witnessed(row: NodeStatus, orgs: Iterable[str], flagged: set[str], witnesses
 
 def node_status(cluster: Cluster, name: str) -> NodeStatus:
     entry = cluster.entry(name)
-    base = NodeStatus(name, entry.did, entry.api_url, cluster.running(name))
+    running = cluster.running(name)
+    base = NodeStatus(name, entry.did, entry.api_url, running, log_running=cluster.log_running(name) if running else None)
     if not base.running:
         return base
     others = [n.did for n in cluster.state.nodes if n.name != name]
@@ -86,7 +88,7 @@ def node_status(cluster: Cluster, name: str) -> NodeStatus:
         return NodeStatus(**{**base.__dict__, "error": f"its checkpoint does not verify: {e}"})
     rejected = sum(info["rejected"].values()) + prometheus.total(samples, "vouchnet_gossip_records_rejected_total")
     return NodeStatus(name, entry.did, entry.api_url, True, None, peers, info["ledger"]["size"], checkpoint,
-                      int(rejected), info["flagged_total"])
+                      int(rejected), info["flagged_total"], base.log_running)
 
 
 def table(rows: list[NodeStatus]) -> str:
@@ -96,6 +98,7 @@ def table(rows: list[NodeStatus]) -> str:
     total = len(rows) - 1
     for row in rows:
         state = "up" if row.running and row.error is None else ("error" if row.running else "down")
+        state += ", no log" if row.running and row.log_running is False else ""
         if row.ledger_size is None:
             lines.append((row.name, _short(row.did), state, *("-",) * 6))
             continue
@@ -106,6 +109,9 @@ def table(rows: list[NodeStatus]) -> str:
                       str(row.rejected), str(row.flagged)))
     text = "\n".join(aligned(lines))
     notes = [f"{row.name}: {row.error}" for row in rows if row.error]
+    notes += [f"{row.name}: its log process is gone: what it writes is lost, and `vouchnet testnet logs {row.name}` "
+              "shows nothing new (`vouchnet testnet down`, then `up`, restarts it with its log)"
+              for row in rows if row.running and row.log_running is False]
     if any(r.checkpoint and r.checkpoint.size != r.ledger_size for r in rows):
         notes.append("*: the latest checkpoint is behind the ledger (one is signed every checkpoint_interval)")
     return "\n".join([text, *notes])

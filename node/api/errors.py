@@ -119,8 +119,9 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(InvalidRecord, _invalid_record)
     app.add_exception_handler(EntryPruned, _pruned)
-    for storage_error in (LedgerError, StoreError, IdempotencyStoreError, sqlite3.OperationalError):
+    for storage_error in (LedgerError, StoreError, IdempotencyStoreError):
         app.add_exception_handler(storage_error, _storage)
+    app.add_exception_handler(sqlite3.DatabaseError, _sqlite_error)
     app.add_exception_handler(Exception, _internal_error)
 
 
@@ -165,6 +166,15 @@ async def _storage(request: Request, exc: Exception) -> JSONResponse:
         detail = (f"the node cannot store this now: {exc}; retry later (a batch, vouch or revocation with an "
                   "Idempotency-Key is stored once)")
     return error_response(503, "storage", detail, {"Retry-After": str(STORAGE_RETRY_SECONDS)})
+
+
+async def _sqlite_error(request: Request, exc: sqlite3.DatabaseError) -> JSONResponse:
+    """SQLite's storage failures are the storage's: a disk or a lock (OperationalError), a damaged file (a
+    DatabaseError as such: "database disk image is malformed", "file is not a database"); its other errors (a
+    statement's, a constraint's) are the node's."""
+    if isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError:
+        return await _storage(request, exc)
+    return await _internal_error(request, exc)
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:

@@ -15,8 +15,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from ledger import Checkpoint
-
 from .errors import ApiError, read_responses
 from .records import MAX_CURSOR
 from .view import NodeDep, NodeView
@@ -41,10 +39,8 @@ def _out_of_range(detail: str) -> ApiError:
 
 def _public_size(node: NodeView) -> int | None:
     """The size of the latest checkpoint the node publishes (module docstring); None before its first."""
-    note = node.checkpoint()
-    if note is None:
-        return None
-    return Checkpoint.parse(note[: note.index(b"\n\n") + 1].decode()).size
+    checkpoint = node.published_checkpoint()
+    return None if checkpoint is None else checkpoint.size
 
 
 _NO_CHECKPOINT = "the node has published no checkpoint of its log yet"

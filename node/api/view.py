@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 
 from gossip.peers import KnownPeer
 from gossip.replica import Replica
+from ledger import Checkpoint
 
 from ..idempotency import IdempotencyStore
 
@@ -48,6 +49,10 @@ class NodeView(Protocol):
 
     def checkpoint(self) -> bytes | None:
         """The latest signed checkpoint note of the records ledger with its cosignature lines; None before the first."""
+
+    def published_checkpoint(self) -> Checkpoint | None:
+        """The checkpoint of `checkpoint()`'s note, as the node signed it (not parsed again from the note): its size
+        is the log's public size (node.api.log); None before the first."""
 
     def blocked_peers(self) -> list[str]:
         """The PeerIDs this node refuses to connect to or hear from, sorted."""

@@ -649,6 +649,8 @@ async def test_every_checkpoint_is_written_to_disk_before_it_is_published(tmp_pa
             assert (alone.directory / CHECKPOINT_FILE).read_bytes() == note
             again = Witnessing(node.host, node.replica, network=NETWORK, state_dir=alone.directory)
             assert again.checkpoint_note() == note
+            # the log's public size (node.api.log), held beside the note as it was signed, and as it was restored
+            assert node.witnessing.published_checkpoint().size == again.published_checkpoint().size == note_size(note)
 
 
 def _publish_three(own: Identity, report: int) -> None:
@@ -1441,6 +1443,28 @@ async def test_our_checkpoint_is_on_disk_with_its_name_before_it_is_published(tm
     partial = str(tmp_path.resolve() / f".{CHECKPOINT_FILE}.partial")
     assert at_publication[0][-2:] == [partial, str(tmp_path.resolve())]
 
+
+
+async def test_a_checkpoint_that_could_not_be_saved_is_not_served_nor_is_its_size(tmp_path, monkeypatch):
+    """The log API serves the note and takes the log's public size from what Witnessing published: neither is our
+    checkpoint's until it is on disk (a failed write is tried again the next interval)."""
+    while_unsaved: list[tuple[bytes | None, Checkpoint | None]] = []
+    save = witnessing.replace_file
+
+    def failing_twice(path: Path, data: bytes) -> None:
+        if len(while_unsaved) < 2:
+            while_unsaved.append((service.checkpoint_note(), service.published_checkpoint()))
+            raise OSError(28, "No space left on device")
+        save(path, data)
+
+    monkeypatch.setattr(witnessing, "replace_file", failing_twice)
+    with _own_node(tmp_path) as (replica, _, _):
+        service = Witnessing(CheckpointsOnlyHost(), replica, network=NETWORK, state_dir=tmp_path, interval=0.01)
+        published = trio.Event()
+        service.listeners.append(lambda note: published.set())
+        await _run_until(service, published.wait)
+    assert while_unsaved == [(None, None)] * 2
+    assert service.published_checkpoint().size == note_size(service.checkpoint_note()) == replica.store.size
 
 
 class _CosignAnsweredAfter:

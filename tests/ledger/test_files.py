@@ -4,6 +4,8 @@ import fcntl
 import os
 import re
 import stat
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given
@@ -118,17 +120,42 @@ def test_two_writers_of_one_file_at_once_each_write_their_own_partial_file(tmp_p
 
 
 @pytest.mark.parametrize("write", [create_file, replace_file])
-def test_a_write_removes_the_partial_files_killed_writes_of_its_file_left_and_no_other(tmp_path, write):
+def test_a_process_s_first_write_into_a_directory_removes_the_partial_files_killed_writes_left_and_no_other(
+        tmp_path, write):
     """Earlier versions' one fixed partial name was reused by the next write; each write's own would pile up."""
     left, legacy = tmp_path / ".file.0123456789abcdef.partial", tmp_path / ".file.partial"
+    another_file_s = tmp_path / ".file.old.0123456789abcdef.partial"
     under_way = tmp_path / ".file.fedcba9876543210.partial"
-    others = [tmp_path / ".file.old.0123456789abcdef.partial", tmp_path / ".other.partial", tmp_path / "file.partial"]
-    for partial in [left, legacy, under_way, *others]:
+    others = [tmp_path / ".other.partial", tmp_path / "file.partial", tmp_path / ".file.0123.partial"]
+    for partial in [left, legacy, another_file_s, under_way, *others]:
         partial.write_bytes(b"half")
     with open(under_way, "rb") as writer:  # its writer holds it: a write under way
         fcntl.flock(writer, fcntl.LOCK_EX)
         write(tmp_path / "file", b"whole")
     assert sorted(os.listdir(tmp_path)) == sorted(["file", under_way.name, *(p.name for p in others)])
+
+
+def test_writes_scan_their_directory_once_a_process_and_a_killed_write_s_partial_goes_at_the_next_start(
+        tmp_path, monkeypatch):
+    """Before: every write scanned its directory for leftovers (os.scandir), a node's checkpoint.note each second.
+    A write killed meanwhile (by another process's) leaves its partial file to the next process that writes there,
+    as the next start of the node; the fixed partial name of earlier versions goes at its file's next write."""
+    scans, scandir = [], os.scandir
+    monkeypatch.setattr(os, "scandir", lambda path: scans.append(path) or scandir(path))
+    for n in range(50):
+        replace_file(tmp_path / "checkpoint.note", b"%d" % n)
+        create_file(tmp_path / f"agent-{n}", b"key")
+    assert scans == [str(tmp_path)]
+    killed = tmp_path / ".checkpoint.note.0123456789abcdef.partial"
+    killed.write_bytes(b"half")
+    (tmp_path / ".checkpoint.note.partial").write_bytes(b"half")  # an earlier version's
+    replace_file(tmp_path / "checkpoint.note", b"next")
+    assert not (tmp_path / ".checkpoint.note.partial").exists() and killed.exists()
+    started = subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; "
+                              "from ledger.files import replace_file; replace_file(Path(sys.argv[1]), b'started')",
+                              str(tmp_path / "checkpoint.note")], capture_output=True, text=True, timeout=60)
+    assert started.returncode == 0, started.stderr
+    assert not killed.exists() and (tmp_path / "checkpoint.note").read_bytes() == b"started"
 
 
 def test_a_partial_file_removed_before_its_writer_locks_it_is_drawn_again(tmp_path, monkeypatch):

@@ -60,6 +60,10 @@ class FakeNode:
     def checkpoint(self) -> bytes | None:
         return self.note
 
+    def published_checkpoint(self) -> Checkpoint | None:
+        note = self.checkpoint()  # (which a test may replace)
+        return None if note is None else Checkpoint.parse(note[: note.index(b"\n\n") + 1].decode())
+
     def blocked_peers(self) -> list[str]:
         return sorted(self.blocked)
 

@@ -20,7 +20,7 @@ from gossip.host import peer_id_from_public_key, peer_org
 from gossip.peers import MAX_ERROR
 from gossip.replica import Replica
 from gossip.store import INDEX_FILE, RecordStore, StoreError
-from ledger import Ed25519Verifier, LedgerError, open_checkpoint, verify_consistency, verify_inclusion
+from ledger import Checkpoint, Ed25519Verifier, LedgerError, open_checkpoint, verify_consistency, verify_inclusion
 from node.api import create_app
 from node.api.status import MAX_LISTED_FLAGGED
 from node.api.scores import CHECK_PATH
@@ -607,6 +607,30 @@ async def test_the_checkpoint_is_the_signed_note_with_its_cosignatures(api, node
     assert response.content == note
     checkpoint, _ = open_checkpoint(response.content, [Ed25519Verifier(node.origin, public_key_from_did(node.did))])
     assert (checkpoint.size, checkpoint.root) == (1, node.replica.store.ledger.root())
+
+
+@pytest.mark.slow
+async def test_the_log_api_takes_the_public_size_from_the_published_checkpoint_without_parsing_its_note(
+        tmp_path, monkeypatch):
+    """Before: every request to the log API parsed the published note again to learn the log's public size; the
+    node's witnessing now holds the checkpoint it published (saved first) as it signed it."""
+    with trio.fail_after(30):
+        async with running(tmp_path) as node:
+            published = trio.Event()
+            node.witnessing.listeners.append(lambda note: published.set())
+            node.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+            await published.wait()
+            parsed, parse = [], Checkpoint.parse
+            monkeypatch.setattr(Checkpoint, "parse", classmethod(lambda cls, text: parsed.append(text) or parse(text)))
+            async with httpx.AsyncClient(base_url=node.api_url) as client:
+                sizes = [(await client.get("/v1/log/entries", params={"start": 0})).json()["size"],
+                         (await client.get("/v1/log/proof/inclusion", params={"index": 0})).json()["size"],
+                         (await client.get("/v1/log/proof/consistency", params={"old": 0})).json()["new"]]
+            note = node.witnessing.checkpoint_note()
+    assert parsed == []
+    monkeypatch.undo()
+    assert sizes == [Checkpoint.parse(note[: note.index(b"\n\n") + 1].decode()).size] * 3
+    assert sizes[0] >= 2  # the org's record and the vouch
 
 
 async def test_log_entries_are_the_ledgers_bytes_in_base64(api, node):

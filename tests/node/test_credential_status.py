@@ -349,3 +349,22 @@ async def test_the_cli_mints_revocable_credentials_and_the_node_publishes_their_
     assert (bit(bits, 0), bit(bits, 1)) == (False, True)
     assert (missing.status_code, missing.json()["error"]) == (404, "not_found")
     assert (bad.status_code, bad.json()["error"]) == (422, "invalid_request")  # as every malformed parameter
+
+
+async def test_a_damaged_registry_answers_503_storage_as_the_node_s_other_storage_does(tmp_path):
+    """Before: credentials.db damaged under a running node (a disk's bad sector, a copy over it) answered 500
+    internal: SQLite's DatabaseError was not taken for a storage failure, only its OperationalError."""
+    with telemetry_node(tmp_path) as node:
+        for n in range(200):
+            node.credentials.allocate(new_did(), name=f"agent-{n}", issued_at=10, expires_at=10**9)
+    path = tmp_path / "credentials.db"
+    with open(path, "r+b") as db:  # every page but the first (the schema's) overwritten
+        db.seek(4096)
+        db.write(b"\xa5" * (path.stat().st_size - 4096))
+    with telemetry_node(tmp_path) as node:
+        transport = httpx.ASGITransport(app=node.app(), raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://node") as api:
+            answer = await api.get("/v1/credentials/status/0")
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["error"] == "storage" and set(answer.json()) == {"error", "detail"}
+    assert answer.headers["Retry-After"]

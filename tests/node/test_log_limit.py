@@ -1,6 +1,9 @@
 """The node's log rate-limited per call site (node.log_limit)."""
 
+import itertools
 import logging
+import sys
+import threading
 
 import pytest
 from hypothesis import given
@@ -82,3 +85,33 @@ def test_the_node_log_writes_a_peer_triggered_flood_as_a_burst(root_logging, cap
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == BURST + 1
     assert logfmt_fields(lines[-1])["msg"] == "another line"
+
+
+def test_records_logged_from_many_threads_at_once_are_each_written_or_counted_once():
+    """The SDK's logger (node.client._log.LIMIT) filters a sync client's calls from its caller's threads; before,
+    two threads counting at once lost counts and wrote more than `burst` lines. The windows roll over meanwhile."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # a thread switch between any two bytecodes, as a loaded host's may be
+    ticks = itertools.count()
+    limit = RateLimit(5, 20.0, clock=lambda: next(ticks))  # a new window every 20 records
+    written = []
+    start = threading.Barrier(8)
+
+    def log() -> None:
+        start.wait()
+        for _ in range(5_000):
+            record = _record(1)
+            if limit.filter(record):
+                written.append(getattr(record, "fields", {}).get("suppressed", 0))
+
+    try:
+        threads = [threading.Thread(target=log) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    windows = next(ticks) // 20
+    assert len(written) <= 5 * (windows + 1)
+    assert len(written) + sum(written) + limit._sites["/x/sync_service.py", 1].suppressed == 40_000

@@ -3,6 +3,7 @@ and a Ctrl-C, or a node failing, while it starts one leaves no node running and 
 does not do."""
 
 import io
+import json
 import subprocess
 import sys
 from dataclasses import replace
@@ -187,3 +188,43 @@ def test_a_progress_bar_draws_on_the_standard_error_of_when_it_is_made(monkeypat
     monkeypatch.setattr(sys, "stderr", now)
     ProgressBar("starting")("node-0", 1, 2)
     assert now.getvalue() == "starting: 1/2 node-0\n"
+
+
+def test_logs_prints_the_last_lines_from_the_rotated_files_too_oldest_first(existing, capsys):
+    """Before: only node.log's, so just after a rotation `logs` printed a line or none."""
+    directory = existing / "nodes" / "n00"
+    directory.mkdir(parents=True)
+    for name, lines in [("node.log.2", "a\nb\n"), ("node.log.1", "c\nd\n"), ("node.log", "e\n")]:
+        (directory / name).write_text(lines)
+    assert main(["testnet", "logs", "n00", "--lines", "4", "--dir", str(existing)]) == 0
+    assert capsys.readouterr().out == "b\nc\nd\ne\n"
+    assert main(["testnet", "logs", "n00", "--dir", str(existing)]) == 0
+    assert capsys.readouterr().out == "a\nb\nc\nd\ne\n"
+
+
+def test_status_shows_a_running_node_whose_log_process_is_gone(existing, capsys):
+    """Before: it showed `up`, and the node's lines went nowhere unseen."""
+    cluster = Cluster.open(existing)
+    (existing / "nodes" / "n00").mkdir(parents=True)
+    (existing / "nodes" / "n00" / "api.token").write_text("t" * 43 + "\n")
+    (existing / "nodes" / "n00" / "api.token").chmod(0o600)
+    node, writer = processes.spawn_logged([sys.executable, "-c", "import time; time.sleep(60)"],
+                                          existing / "n00.log")
+    try:
+        cluster._set(replace(cluster.entry("n00"), pid=node.pid, started=processes.start_time(node.pid),
+                             log_pid=writer.pid, log_started=processes.start_time(writer.pid)))
+        assert Cluster.open(existing).log_running("n00") is True
+        writer.kill()
+        writer.wait()
+        assert main(["testnet", "status", "--dir", str(existing)]) == 0
+        out = capsys.readouterr().out
+        assert main(["testnet", "status", "--json", "--dir", str(existing)]) == 0
+        rows = json.loads(capsys.readouterr().out)
+    finally:
+        node.kill()
+        node.wait()
+    n00 = out.splitlines()[1].split()
+    assert n00[:1] + n00[2:5] == ["n00", "error,", "no", "log"]  # (its API does not answer: no node listens there)
+    assert "n00: its log process is gone: what it writes is lost" in out
+    assert [(row["name"], row["running"], row["log_running"]) for row in rows] == [("n00", True, False),
+                                                                                   ("n01", False, None)]

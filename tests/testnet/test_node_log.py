@@ -80,3 +80,22 @@ def test_following_goes_on_in_the_new_file_after_the_old_one_s_last_lines(tmp_pa
         followed = node_log.follow(path, log, wait=lambda: next(steps)())
         assert [next(followed) for _ in range(5)] == ["a\n", "b\n", "c\n", "d\n", "e\n"]
         followed.close()
+
+
+def test_the_last_lines_come_from_node_log_then_the_rotated_files_and_one_rotated_meanwhile_is_not_read_twice(
+        tmp_path):
+    path = tmp_path / "node.log"
+    for name, lines in [("node.log.2", "a\nb\n"), ("node.log.1", "c\nd\n"), ("node.log", "e\n")]:
+        (tmp_path / name).write_text(lines)
+    with open(path) as log:
+        assert node_log.last_lines(path, log, 3) == ["c\n", "d\n", "e\n"]
+    with open(path) as log:
+        assert node_log.last_lines(path, log, 1) == ["e\n"]
+    with open(path) as log:
+        assert node_log.last_lines(path, log, 100) == ["a\n", "b\n", "c\n", "d\n", "e\n"]
+    with open(path) as log:  # rotated after it was opened: node.log.1 is the file read already
+        (tmp_path / "node.log.2").rename(tmp_path / "node.log.3")
+        (tmp_path / "node.log.1").rename(tmp_path / "node.log.2")
+        path.rename(tmp_path / "node.log.1")
+        path.write_text("f\n")
+        assert node_log.last_lines(path, log, 4) == ["b\n", "c\n", "d\n", "e\n"]
