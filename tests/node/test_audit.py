@@ -12,17 +12,19 @@ import signal
 import sqlite3
 import stat
 
+import cbor2
 import pytest
 from nacl.signing import SigningKey
 
 from gossip.replica import Replica
 from gossip.store import LEDGER_FILE, RecordStore
-from ledger import Checkpoint, EntryPruned, LedgerError, tree_hash, verify_inclusion
+from ledger import Checkpoint, EntryPruned, Ledger, LedgerError, tree_hash, verify_inclusion
 from node import cli
 from node.audit_export import ExportError, VerifyError, export_agent, verify_export
 from node.audit_log import AUDIT_FILE, AuditLog, audit_origin
 from node.commands import audit
 from node.commands.common import CommandFailed
+from node.events import SALT_SIZE, Event, encode_entry
 from node.keys import load_org_key
 from node.retention import DAY_MS, RetentionService
 from node.setup import init_data_dir
@@ -413,6 +415,8 @@ def test_a_records_ledger_copied_over_the_audit_log_is_refused_naming_it(tmp_pat
     (lambda d: _set_version(d / "digests.db", 2), "{d}/digests.db: a digest state file in format version 2, newer "
      "than this vouchnet reads (1)"),
     (lambda d: shutil.copyfile(d / LEDGER_FILE, d / AUDIT_FILE), "{d}/audit.ledger: not an audit log"),
+    (lambda d: _append_entry_of_version(d / AUDIT_FILE, 3), "{d}/audit.ledger: an audit log in entry version 3, "
+     "newer than this vouchnet reads (2): it was written by a later vouchnet; run that version"),
 ])
 def test_an_export_refuses_a_data_file_of_a_later_format_or_another_kind_in_one_line(tmp_path, capsys, damage,
                                                                                      complaint):
@@ -428,6 +432,12 @@ def test_an_export_refuses_a_data_file_of_a_later_format_or_another_kind_in_one_
     assert cli.main(argv) == 1
     err = capsys.readouterr().err
     assert err.startswith("vouchnet audit export: " + complaint.format(d=tmp_path)) and "Traceback" not in err
+
+
+def _append_entry_of_version(path, version: int) -> None:
+    entry = cbor2.loads(encode_entry(Event(A, T0, "tool", "n", "ok"), T0 + EPOCH, bytes(SALT_SIZE)))
+    with Ledger.open(path) as ledger:
+        ledger.append([cbor2.dumps({**entry, "v": version}, canonical=True)])
 
 
 def _set_version(path, version: int) -> None:
