@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+import secrets
 import sys
 import tempfile
 import time
@@ -23,7 +24,7 @@ from nacl.signing import SigningKey  # noqa: E402
 from node.audit_export import export_agent, verify_export  # noqa: E402
 from node.audit_log import AuditLog  # noqa: E402
 from node.digests import DigestState  # noqa: E402
-from node.events import Event, encode_entry  # noqa: E402
+from node.events import SALT_SIZE, Event, encode_entry  # noqa: E402
 from vouching import did_key  # noqa: E402
 
 HOUR_MS = 3_600_000
@@ -36,9 +37,10 @@ def build(directory: Path, agent: str, epochs: int, events: int, others: int) ->
     strangers = [did_key(bytes(SigningKey.generate().verify_key)) for _ in range(8)]
     for epoch in range(epochs):
         start = T0 + epoch * HOUR_MS
-        batch = [encode_entry(Event(agent, start + i, "tool", "search", "ok"), start + i) for i in range(events)]
+        batch = [encode_entry(Event(agent, start + i, "tool", "search", "ok"), start + i, secrets.token_bytes(SALT_SIZE))
+                 for i in range(events)]
         batch += [encode_entry(Event(strangers[i % 8], start + events + i, "mcp", "read", "error"),
-                               start + events + i) for i in range(others)]
+                               start + events + i, secrets.token_bytes(SALT_SIZE)) for i in range(others)]
         first = audit.ledger.append(batch)
         state.begin(start, start + HOUR_MS, first, first + len(batch), 0)
         state.finish(start)

@@ -68,7 +68,7 @@ from gossip.store import RecordStore  # noqa: E402
 from node.audit_log import AuditLog  # noqa: E402
 from node.config import NodeConfig, load_config  # noqa: E402
 from node.digests import DigestState  # noqa: E402
-from node.events import Event, encode_entry  # noqa: E402
+from node.events import SALT_SIZE, Event, encode_entry  # noqa: E402
 from node.idempotency import WINDOW_MS, IdempotencyStore, StoredReply  # noqa: E402
 from node.retention import DAY_MS  # noqa: E402
 from node.keys import load_org_key  # noqa: E402
@@ -136,7 +136,7 @@ def fill_telemetry(directory: Path, *, events: int, days: int, batch: int, last_
             for start in range(0, per_epoch, batch):
                 at = epoch + start * length // per_epoch
                 count = min(batch, per_epoch - start)
-                entries += [encode_entry(rng.choice(drawn), at) for _ in range(count)]
+                entries += [encode_entry(rng.choice(drawn), at, rng.randbytes(SALT_SIZE)) for _ in range(count)]
                 if at >= now - WINDOW_MS:  # retention forgets older keys every hour
                     keyed.append((f"{at}-{start}", first + start, count, at))
             with _one_transaction(keys._db):

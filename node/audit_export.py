@@ -3,7 +3,8 @@ checkpoint signed by the org, for an auditor (DESIGN §4, §7); `vouchnet audit 
 
 An export (JSON, FORMAT) holds `org`, `network`, `agent`, the requested `from`/`to` (ms), `checkpoint` (a C2SP
 signed note of the audit log, origin `vouchnet/<network>/<org>/audit`), `entries` (each: `index`, `entry` =
-base64 of the exact log entry, `proof` = base64 hashes, and the decoded `at` and `event` for reading), and
+base64 of the exact log entry, `proof` = base64 hashes, and the decoded `at`, `event` and `salt` (base64; absent
+for an entry written before salts) for reading), and
 `epochs` (each digested interval the entries fall in: `epoch`, `len`, `evidence_root` in base64, `events`). The
 range is widened to whole digested intervals, so that every epoch's evidence root can be recomputed.
 
@@ -12,7 +13,9 @@ An auditor checks it without trusting the node, with any RFC 9162 / C2SP impleme
    name = origin; read size N and root R from it.
 2. For each entry: base64-decode it and verify its inclusion proof at `index` in the tree of size N with root R.
 3. Decode each entry (deterministic CBOR, node.events.encode_entry) and check its `agent` is the exported agent,
-   and that the entry's decoded `at` and `event` say exactly what the entry bytes say.
+   and that the entry's decoded `at`, `event` and `salt` say exactly what the entry bytes say. The salt is random:
+   it is in the entry so that no one without the entry can compute its hash from a guess of the event (the org's
+   digests and these proofs publish such hashes); it says nothing about the event.
 4. For each epoch (no two overlap, as digest epochs never do): the RFC 9162 Merkle tree hash of the entries with
    epoch <= at < epoch + len, in index order, must equal `evidence_root` (and their number `events`); and must
    equal the `evidence_root` of the org's signed `digest` record for that agent and epoch (fetched from any node:
@@ -21,7 +24,8 @@ An auditor checks it without trusting the node, with any RFC 9162 / C2SP impleme
    without differential privacy its counts (outcomes, categories, high_risk) also equal the entries' counts.
 5. Each entry's `at` lies in [from, to) or in one of the exported epochs (the range is widened to whole epochs,
    and no further).
-`verify_export` does steps 1-5 (the digest records optional).
+`verify_export` does steps 1-5 (the digest records optional); it reads exports of FORMAT and of the one before
+salts.
 """
 
 from __future__ import annotations
@@ -40,9 +44,10 @@ from vouching.bodies import CATEGORIES, OUTCOMES
 
 from .audit_log import AuditLog, audit_origin
 from .digests import DigestState
-from .events import Event, InvalidEvent, check_agent, decode_entry
+from .events import Event, InvalidEvent, check_agent, decode_salted_entry
 
-FORMAT = "vouchnet-audit-export/1"
+FORMAT = "vouchnet-audit-export/2"
+_READ_FORMATS = (FORMAT, "vouchnet-audit-export/1")  # 1: before entries held salts, shown as `salt`
 _PAGE = 1000
 
 
@@ -112,11 +117,13 @@ def _entries_of(audit: AuditLog, agent: str, low: int, high: int,
     entries, raw, ats = [], [], []
     for page in range(first, stop, _PAGE):
         for index, entry in enumerate(ledger.entries(page, min(page + _PAGE, stop)), page):
-            at, event = decode_entry(entry)
+            at, event, salt = decode_salted_entry(entry)
             if event.agent == agent:
                 proof = [_b64(h) for h in ledger.inclusion_proof(index, size)]
-                entries.append({"index": index, "at": at, "entry": _b64(entry), "proof": proof,
-                                "event": event.to_json()})
+                item = {"index": index, "at": at, "entry": _b64(entry), "proof": proof, "event": event.to_json()}
+                if salt is not None:
+                    item["salt"] = _b64(salt)
+                entries.append(item)
                 raw.append(entry)
                 ats.append(at)
     return entries, raw, ats
@@ -155,8 +162,8 @@ class Verified:
 
 def verify_export(document: Any, *, digests: Iterable[bytes] = ()) -> Verified:
     """The auditor's steps 1-5 (module docstring), with the org's digest records (COSE bytes) if given."""
-    if not isinstance(document, dict) or document.get("format") != FORMAT:
-        raise VerifyError(f"format: must be {FORMAT}")
+    if not isinstance(document, dict) or document.get("format") not in _READ_FORMATS:
+        raise VerifyError(f"format: must be {' or '.join(_READ_FORMATS)}")
     try:
         org, agent, note = document["org"], check_agent(document["agent"]), document["checkpoint"].encode()
         origin = audit_origin(document["network"], org)
@@ -189,7 +196,7 @@ def verify_export(document: Any, *, digests: Iterable[bytes] = ()) -> Verified:
         seen.add(index)
         try:
             verify_inclusion(entry, index, checkpoint.size, proof, checkpoint.root)
-            at, event = decode_entry(entry)
+            at, event, salt = decode_salted_entry(entry)
         except ProofError as error:
             raise VerifyError(f"{where}: not in the checkpointed log ({error})") from None
         except InvalidEvent as error:
@@ -201,6 +208,8 @@ def verify_export(document: Any, *, digests: Iterable[bytes] = ()) -> Verified:
             raise VerifyError(f"{where}.at: differs from the entry's ({at})")
         if item.get("event") != event.to_json():
             raise VerifyError(f"{where}.event: differs from the entry's")
+        if item.get("salt") != (None if salt is None else _b64(salt)):
+            raise VerifyError(f"{where}.salt: differs from the entry's")
         events.append((index, at, event, entry))
     events.sort(key=lambda e: e[0])
     by_time = sorted(events, key=lambda e: (e[1], e[0]))

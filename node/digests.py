@@ -11,7 +11,8 @@ after `epoch_seconds` was changed. For an agent A and a digest's interval [epoch
 
 where each e is the exact entry bytes (node.events.encode_entry): the RFC 9162 Merkle tree hash over the same
 leaves the audit log holds, so an auditor recomputes it from an export (node.audit_export) and the org can prove
-any one event against it without revealing the others.
+any one event against it without revealing the others. Each entry holds a fresh random salt, so the root hides the
+events, as the counts' DP noise is meant to: hashing the few events an agent could have had does not find it.
 
 Durable and exactly once: the digested position (the end of the last digested epoch and the first audit entry
 after it) is kept in `digests.db`; the open epochs are rebuilt on start from the audit log entries after it. An

@@ -11,6 +11,13 @@ An event is `{agent, ts, category, name, outcome, duration_ms?, high_risk?, attr
 - `outcome`: ok, error, denied (refused by policy) or timeout; `duration_ms`: a non-negative number, optional;
   `high_risk`: whether the action was high-risk, default false; `attrs`: at most MAX_ATTRS keys, values text,
   integers, finite floats or booleans.
+
+Each audit-log entry holds a salt, SALT_SIZE fresh random bytes: a digest's `evidence_root` is the Merkle root of
+its entries' exact bytes, and without a salt whoever knows an agent's event but its outcome hashes the few
+candidates and reads the outcome the digest's DP noise hides. With it, an entry is a hiding commitment to its event,
+as a CONIKS or Key Transparency leaf commits to its data with a nonce shown only to who may see the data: here the
+audit log (mode 0600) and the audit exports an auditor is given. Entries of version 1, written before salts, are
+still read.
 """
 
 from __future__ import annotations
@@ -26,7 +33,8 @@ from vouching import InvalidDid, public_key_from_did
 from vouching.bodies import CATEGORIES, OUTCOMES
 from vouching.cbor import CborError, decode
 
-ENTRY_VERSION = 1
+ENTRY_VERSION = 2  # of the entries written; version 1 (before salts) is read too
+SALT_SIZE = 16  # bytes, from the OS's CSPRNG: 128 bits that a guesser of an entry's event must guess as well
 MAX_NAME = 128
 MAX_ATTRS = 16
 MAX_ATTR_KEY = 64
@@ -40,14 +48,24 @@ CATEGORY_ALIASES = {"error": "other"}
 _CATEGORY_NAME = re.compile(r"[a-z][a-z0-9_.-]{0,31}")
 _REQUIRED = ("agent", "ts", "category", "name", "outcome")
 _KNOWN = frozenset((*_REQUIRED, "duration_ms", "high_risk", "attrs"))
-_ENTRY_REQUIRED = frozenset({"v", "at", "agent", "ts", "cat", "name", "out", "hr"})
-_ENTRY_KNOWN = _ENTRY_REQUIRED | {"dur", "attrs"}
+_V1_REQUIRED = frozenset({"v", "at", "agent", "ts", "cat", "name", "out", "hr"})
+# entry version -> (required keys, known keys)
+_ENTRY_KEYS = {1: (_V1_REQUIRED, _V1_REQUIRED | {"dur", "attrs"}),
+               2: (_V1_REQUIRED | {"salt"}, _V1_REQUIRED | {"salt", "dur", "attrs"})}
 
 AttrValue = str | int | float | bool
 
 
 class InvalidEvent(ValueError):
     """An event that is not kept; the message is "field: rule"."""
+
+
+class NewerEntry(InvalidEvent):
+    """An audit-log entry of a later version than this vouchnet reads (`version`): written by a later vouchnet."""
+
+    def __init__(self, version: int) -> None:
+        super().__init__(f"entry.v: version {version}, newer than this vouchnet reads ({ENTRY_VERSION})")
+        self.version = version
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,12 +209,20 @@ def parse_event(value: Any, *, now_ms: int) -> Event:
     )
 
 
-def encode_entry(event: Event, at: int) -> bytes:
-    """The audit-log entry of an event accepted at `at` (ms): deterministic CBOR (RFC 8949 §4.2.1) of
-    {v: 1, at, agent, ts, cat, name, out, hr, dur?, attrs?}; dur is absent when unknown, attrs when empty, and
-    attrs is an array of [key, value] pairs sorted by key (the CBOR profile only takes short ASCII map keys)."""
+def encode_entry(event: Event, at: int, salt: bytes) -> bytes:
+    """The audit-log entry of an event accepted at `at` (ms), with `salt` (SALT_SIZE fresh random bytes, which
+    AuditLog.append draws): deterministic CBOR (RFC 8949 §4.2.1) of {v: 2, at, agent, ts, cat, name, out, hr, salt,
+    dur?, attrs?}; dur is absent when unknown, attrs when empty, and attrs is an array of [key, value] pairs sorted by
+    key (the CBOR profile only takes short ASCII map keys)."""
+    if type(salt) is not bytes or len(salt) != SALT_SIZE:
+        raise ValueError(f"salt: must be {SALT_SIZE} bytes")
+    return _encode(event, at, salt)
+
+
+def _encode(event: Event, at: int, salt: bytes | None) -> bytes:
+    """An entry of version 2 with `salt`; of version 1 (before salts) without."""
     entry: dict[str, Any] = {
-        "v": ENTRY_VERSION,
+        "v": 1 if salt is None else 2,
         "at": at,
         "agent": event.agent,
         "ts": event.ts,
@@ -205,6 +231,8 @@ def encode_entry(event: Event, at: int) -> bytes:
         "out": event.outcome,
         "hr": event.high_risk,
     }
+    if salt is not None:
+        entry["salt"] = salt
     if event.duration_ms is not None:
         entry["dur"] = event.duration_ms
     if event.attrs:
@@ -222,20 +250,36 @@ def _attr_pairs(value: Any) -> dict[str, Any]:
 
 
 def decode_entry(data: bytes) -> tuple[int, Event]:
-    """(at, event) of an audit-log entry written by encode_entry; raises InvalidEvent for anything else."""
+    """(at, event) of an audit-log entry written by encode_entry (or by a version before salts); raises InvalidEvent
+    for anything else, NewerEntry for an entry of a later version."""
+    at, event, _ = decode_salted_entry(data)
+    return at, event
+
+
+def decode_salted_entry(data: bytes) -> tuple[int, Event, bytes | None]:
+    """(at, event, salt) of an audit-log entry, as decode_entry; salt is None in an entry of version 1."""
     try:
         entry = decode(data)
     except CborError as error:
         raise InvalidEvent(f"entry: not deterministic CBOR ({error})") from None
-    if type(entry) is not dict or not _ENTRY_REQUIRED <= entry.keys() <= _ENTRY_KNOWN:
-        raise InvalidEvent(f"entry: must be a map of {', '.join(sorted(_ENTRY_KNOWN))}")
-    if entry["v"] != ENTRY_VERSION:
-        raise InvalidEvent(f"entry.v: must be {ENTRY_VERSION}")
+    if type(entry) is not dict:
+        raise InvalidEvent("entry: must be a map")
+    version = entry.get("v")
+    if type(version) is int and version > ENTRY_VERSION:
+        raise NewerEntry(version)
+    if type(version) is not int or version not in _ENTRY_KEYS:
+        raise InvalidEvent(f"entry.v: must be one of {', '.join(map(str, _ENTRY_KEYS))}")
+    required, known = _ENTRY_KEYS[version]
+    if not required <= entry.keys() <= known:
+        raise InvalidEvent(f"entry: version {version} must be a map of {', '.join(sorted(known))}")
+    salt = entry.get("salt")
+    if version >= 2 and (type(salt) is not bytes or len(salt) != SALT_SIZE):
+        raise InvalidEvent(f"entry.salt: must be {SALT_SIZE} bytes")
     at = entry["at"]
     if type(at) is not int or not 0 <= at <= MAX_INT:
         raise InvalidEvent("entry.at: must be an integer of ms since the Unix epoch")
     event = Event(entry["agent"], entry["ts"], entry["cat"], entry["name"], entry["out"], entry.get("dur"),
                   entry["hr"], _attr_pairs(entry.get("attrs", [])))
-    if encode_entry(event, at) != data:
+    if _encode(event, at, salt) != data:
         raise InvalidEvent("entry: not in the form encode_entry writes")
-    return at, event
+    return at, event, salt

@@ -58,7 +58,8 @@ def register(subparsers: Subparsers) -> None:
         description="Write one agent's events accepted in [--from, --to), widened to whole digest epochs so that "
         "each epoch's evidence root can be recomputed, with RFC 9162 inclusion proofs against a checkpoint of the "
         "audit log signed now with the org key (refused while a `key rotate` is unfinished: run it again, or start the "
-        "node, first). Events pruned by retention cannot be exported.",
+        "node, first), each with its entry's salt (random bytes that keep the org's evidence roots from being guessed "
+        "from events). Events pruned by retention cannot be exported.",
         examples=[
             "vouchnet audit export --agent did:key:z6Mk... --from 2026-01-01 --to 2026-02-01 --out alice.json",
             "vouchnet audit export --dir ./alice --agent did:key:z6Mk... --from 1767225600000 --to 1767229200000",

@@ -12,17 +12,19 @@ import signal
 import sqlite3
 import stat
 
+import cbor2
 import pytest
 from nacl.signing import SigningKey
 
 from gossip.replica import Replica
 from gossip.store import LEDGER_FILE, RecordStore
-from ledger import Checkpoint, EntryPruned, LedgerError, tree_hash, verify_inclusion
+from ledger import Checkpoint, EntryPruned, Ledger, LedgerError, tree_hash, verify_inclusion
 from node import cli
 from node.audit_export import ExportError, VerifyError, export_agent, verify_export
 from node.audit_log import AUDIT_FILE, AuditLog, audit_origin
 from node.commands import audit
 from node.commands.common import CommandFailed
+from node.events import SALT_SIZE, Event, decode_salted_entry, encode_entry
 from node.keys import load_org_key
 from node.retention import DAY_MS, RetentionService
 from node.setup import init_data_dir
@@ -72,6 +74,10 @@ def test_an_export_verifies_against_the_checkpoint_and_the_digests(node):
     verified = verify_export(document, digests=digest_records(node, A)[1:2])
     assert [event.outcome for _, _, event in verified.events] == ["ok", "ok", "denied"]
     assert verified.size == node.audit.size
+    # each entry shown with its salt, the one its bytes hold, fresh for each
+    salts = [base64.b64decode(e["salt"]) for e in document["entries"]]
+    assert salts == [decode_salted_entry(base64.b64decode(e["entry"]))[2] for e in document["entries"]]
+    assert len(set(salts)) == 3 and {len(salt) for salt in salts} == {SALT_SIZE}
 
 
 def test_an_export_covers_the_open_epoch_without_a_root(node):
@@ -119,6 +125,11 @@ def tampered(document, change):
     (lambda d: d["entries"][2]["event"].update(outcome="ok"), "entries\\[2\\].event: differs from the entry"),
     (lambda d: d["entries"][2]["event"].pop("high_risk"), "entries\\[2\\].event: differs from the entry"),
     (lambda d: d["entries"][0].update(at=d["entries"][0]["at"] + 1), "entries\\[0\\].at: differs from the entry"),
+    (lambda d: d["entries"][1].update(salt=d["entries"][0]["salt"]), "entries\\[1\\].salt: differs from the entry"),
+    (lambda d: d["entries"][1].pop("salt"), "entries\\[1\\].salt: differs from the entry"),
+    # An entry salted anew (the same event, accepted at the same time) is another leaf: not the one the log holds.
+    (lambda d: d["entries"][1].update(entry=_salted_anew(d["entries"][1]["entry"])), "entries\\[1\\]: not in the "
+     "checkpointed log"),
     (lambda d: d["epochs"][0].update(events=2), "epochs\\[0\\].events: must be 3"),
     # Epochs claimed over each other, each holding every entry: checking them took epochs x entries (digest epochs
     # never overlap, so none overlaps in an honest export).
@@ -128,6 +139,34 @@ def test_tampering_is_caught(node, change, message):
     document = export(node, A, T0, T0 + EPOCH)
     with pytest.raises(VerifyError, match=message):
         verify_export(tampered(document, change))
+
+
+def _salted_anew(entry: str) -> str:
+    at, event, _ = decode_salted_entry(base64.b64decode(entry))
+    return base64.b64encode(encode_entry(event, at, bytes(SALT_SIZE))).decode()
+
+
+def _unsalted(event: Event, at: int) -> bytes:
+    """The entry vouchnet wrote before salts (version 1: node.events' tests pin one)."""
+    entry = cbor2.loads(encode_entry(event, at, bytes(SALT_SIZE)))
+    del entry["salt"]
+    return cbor2.dumps({**entry, "v": 1}, canonical=True)
+
+
+def test_an_audit_log_written_before_salts_is_digested_exported_and_verified(tmp_path):
+    """Pre-salt entries stay as they are (the log is append-only: digests and checkpoints commit to their bytes);
+    events accepted since get salts, in the same epoch too, and the export shows each entry's salt, or none."""
+    with Ledger.open(tmp_path / AUDIT_FILE) as ledger:
+        ledger.append([_unsalted(Event(A, T0, "tool", "n", outcome), T0) for outcome in ("ok", "denied")])
+    with telemetry_node(tmp_path, clock=Clock(T0 + 1), epoch_ms=EPOCH) as node:
+        submit(node, A, "error")
+        node.digester.close_due(T0 + EPOCH)
+        document = export(node, A, T0, T0 + EPOCH)
+        digests = digest_records(node, A)
+    assert ["salt" in e for e in document["entries"]] == [False, False, True]
+    verified = verify_export(document, digests=digests)
+    assert ([event.outcome for _, _, event in verified.events], verified.unmatched) == (["ok", "denied", "error"], 0)
+    assert verify_export({**document, "format": "vouchnet-audit-export/1"}, digests=digests) == verified  # before salts
 
 
 def test_an_event_left_out_of_an_epoch_is_shown_by_its_digest_alone(node):
@@ -463,6 +502,8 @@ def test_a_records_ledger_copied_over_the_audit_log_is_refused_naming_it(tmp_pat
     (lambda d: _set_version(d / "digests.db", 2), "{d}/digests.db: a digest state file in format version 2, newer "
      "than this vouchnet reads (1)"),
     (lambda d: shutil.copyfile(d / LEDGER_FILE, d / AUDIT_FILE), "{d}/audit.ledger: not an audit log"),
+    (lambda d: _append_entry_of_version(d / AUDIT_FILE, 3), "{d}/audit.ledger: an audit log in entry version 3, "
+     "newer than this vouchnet reads (2): it was written by a later vouchnet; run that version"),
 ])
 def test_an_export_refuses_a_data_file_of_a_later_format_or_another_kind_in_one_line(tmp_path, capsys, damage,
                                                                                      complaint):
@@ -478,6 +519,12 @@ def test_an_export_refuses_a_data_file_of_a_later_format_or_another_kind_in_one_
     assert cli.main(argv) == 1
     err = capsys.readouterr().err
     assert err.startswith("vouchnet audit export: " + complaint.format(d=tmp_path)) and "Traceback" not in err
+
+
+def _append_entry_of_version(path, version: int) -> None:
+    entry = cbor2.loads(encode_entry(Event(A, T0, "tool", "n", "ok"), T0 + EPOCH, bytes(SALT_SIZE)))
+    with Ledger.open(path) as ledger:
+        ledger.append([cbor2.dumps({**entry, "v": version}, canonical=True)])
 
 
 def _set_version(path, version: int) -> None:

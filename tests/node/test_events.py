@@ -1,5 +1,6 @@
 """The event schema: what a reporter may send, how each rule names its field, and the audit-log entry codec."""
 
+import cbor2
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -8,9 +9,12 @@ from node.events import (
     MAX_AGE_MS,
     MAX_ATTRS,
     MAX_SKEW_MS,
+    SALT_SIZE,
     Event,
     InvalidEvent,
+    NewerEntry,
     decode_entry,
+    decode_salted_entry,
     encode_entry,
     parse_event,
 )
@@ -98,23 +102,69 @@ events = st.builds(
 )
 
 
-@given(events, st.integers(0, 2**53 - 1))
-def test_entries_decode_to_what_was_encoded(value, at):
-    data = encode_entry(value, at)
+salts = st.binary(min_size=SALT_SIZE, max_size=SALT_SIZE)
+
+
+@given(events, st.integers(0, 2**53 - 1), salts)
+def test_entries_decode_to_what_was_encoded(value, at, salt):
+    data = encode_entry(value, at, salt)
+    assert decode_salted_entry(data) == (at, value, salt)
     assert decode_entry(data) == (at, value)
-    assert encode_entry(*reversed(decode_entry(data))) == data
+    assert encode_entry(*reversed(decode_entry(data)), salt) == data
 
 
-@given(events, st.binary(min_size=1, max_size=3), st.data())
-def test_a_damaged_entry_is_refused_or_is_another_valid_entry(value, garbage, data):
-    entry = encode_entry(value, NOW)
+@given(events, salts, st.binary(min_size=1, max_size=3), st.data())
+def test_a_damaged_entry_is_refused_or_is_another_valid_entry(value, salt, garbage, data):
+    entry = encode_entry(value, NOW, salt)
     cut = data.draw(st.integers(0, len(entry)))
     damaged = entry[:cut] + garbage + entry[cut + 1:]
     try:
-        at, decoded = decode_entry(damaged)
+        at, decoded, kept = decode_salted_entry(damaged)
     except InvalidEvent:
         return
-    assert encode_entry(decoded, at) == damaged
+    assert encode_entry(decoded, at, kept) == damaged
+
+
+# An entry as vouchnet wrote it before salts (version 1), which the audit logs of that time hold.
+UNSALTED = bytes.fromhex(
+    "aa6176016261741b0000018bcfe5682a626872f56274731b0000018bcfe568006363617464746f6f6c63647572f94a40636f75746664656e"
+    "696564646e616d6566736561726368656167656e7478386469643a6b65793a7a364d6b68615867425a44766f74446b4c353235376661697a"
+    "74694769433251744b4c4770626e6e4547746132646f4b65617474727382826465786974038264746f6f6c657368656c6c")
+UNSALTED_AGENT = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
+
+
+def test_an_entry_written_before_salts_is_read():
+    event = Event(UNSALTED_AGENT, NOW, "tool", "search", "denied", 12.5, True, {"exit": 3, "tool": "shell"})
+    assert decode_salted_entry(UNSALTED) == (NOW + 42, event, None)
+
+
+@pytest.mark.parametrize(("change", "complaint"), [
+    (lambda e: e.update(salt=bytes(SALT_SIZE - 1)), f"entry.salt: must be {SALT_SIZE} bytes"),
+    (lambda e: e.update(salt="0" * SALT_SIZE), f"entry.salt: must be {SALT_SIZE} bytes"),
+    (lambda e: e.pop("salt"), "entry: version 2 must be a map of"),
+    (lambda e: e.update(v=1), "entry: version 1 must be a map of"),  # no salt in an entry from before them
+    (lambda e: e.update(v=0), "entry.v: must be one of 1, 2"),
+    (lambda e: e.update(v="2"), "entry.v: must be one of 1, 2"),
+])
+def test_an_entry_with_a_salt_out_of_place_is_refused(change, complaint):
+    entry = cbor2.loads(encode_entry(Event(AGENT, NOW, "tool", "n", "ok"), NOW, bytes(SALT_SIZE)))
+    change(entry)
+    with pytest.raises(InvalidEvent, match=f"^{complaint}"):
+        decode_entry(cbor2.dumps(entry, canonical=True))
+
+
+def test_an_entry_of_a_later_version_says_so():
+    entry = cbor2.loads(encode_entry(Event(AGENT, NOW, "tool", "n", "ok"), NOW, bytes(SALT_SIZE)))
+    with pytest.raises(NewerEntry, match=r"^entry.v: version 3, newer than this vouchnet reads \(2\)$") as caught:
+        decode_entry(cbor2.dumps({**entry, "v": 3}, canonical=True))
+    assert caught.value.version == 3
+
+
+@pytest.mark.parametrize("salt", [bytes(SALT_SIZE - 1), bytes(SALT_SIZE + 1), bytearray(SALT_SIZE), None])
+def test_an_entry_is_written_with_a_salt_of_its_size_only(salt):
+    """An entry written with another would be one the audit log cannot read back, and the log refused as it opens."""
+    with pytest.raises(ValueError, match=f"^salt: must be {SALT_SIZE} bytes$"):
+        encode_entry(Event(AGENT, NOW, "tool", "n", "ok"), NOW, salt)
 
 
 def test_an_event_is_valid_however_it_is_made():
