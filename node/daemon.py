@@ -232,6 +232,7 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         trust = TrustService(replica, roots=config.roots, policy=_policy(config), broadcaster=telemetry.broadcaster,
                              metrics=metrics, recompute_interval=config.recompute_seconds,
                              snapshot_dir=config.data_dir)
+        await trust.load_snapshot()
         try:
             for _ in trust.replaying(telemetry.digester.undigested(), telemetry.digester.state.raw_reader()):
                 await trio.lowlevel.checkpoint()  # a signal stops a long replay (run_until_signalled)

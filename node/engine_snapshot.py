@@ -79,19 +79,31 @@ def read(data_dir: Path) -> Snapshot:
 def load(data_dir: Path, engine: TrustEngine, store: RecordStore, *, identity: Callable[[str], str],
          own_keys: Iterable[str]) -> int:
     """Make `engine`, fresh from its constructor, what a replay of the first records of `store` makes, from the data
-    directory's snapshot (`read`, `check`): how many records it covers. Unusable, leaving the engine unusable too,
-    if the snapshot cannot stand in for their replay."""
+    directory's snapshot (`read`, `counted_digests`, `install`): how many records it covers. Unusable, leaving the
+    engine unusable too, if the snapshot cannot stand in for their replay."""
     snapshot = read(data_dir)
+    install(snapshot, engine, counted_digests(snapshot, store, identity=identity, own_keys=own_keys))
+    return snapshot.size
+
+
+def counted_digests(snapshot: Snapshot, store: RecordStore, *, identity: Callable[[str], str],
+                    own_keys: Iterable[str]) -> list[bytes]:
+    """The ids of the digests `snapshot` counted (not this node's own), once `check` found it usable; on the
+    store's thread (its index is SQLite)."""
     check(snapshot, store, identity=identity, own_keys=own_keys)
     own = set(own_keys)
+    return [rid for rid, iss in store.ids_of("digest", before=snapshot.size) if iss not in own]
+
+
+def install(snapshot: Snapshot, engine: TrustEngine, digests: Iterable[bytes]) -> None:
+    """`restore` the snapshot's state into `engine` with its counted `digests`; Unusable (the engine unusable too)
+    if the state is not one this engine can take. Touches nothing but the engine: a worker thread may run it."""
     try:
-        restore(snapshot.state, engine,
-                (rid for rid, iss in store.ids_of("digest", before=snapshot.size) if iss not in own))
+        restore(snapshot.state, engine, digests)
     except StateMismatch as error:
         raise Unusable(str(error)) from None
     except (KeyError, TypeError, ValueError):  # (a state missing a part, or a part of another shape)
         raise Unusable("it is damaged (its state lacks a part this version needs)") from None
-    return snapshot.size
 
 
 def check(snapshot: Snapshot, store: RecordStore, *, identity: Callable[[str], str], own_keys: Iterable[str]) -> None:

@@ -91,6 +91,7 @@ class TrustService:
         self._snapshot_dir = snapshot_dir
         self._snapshot_covers = 0  # records engine.snapshot covers, as far as this service knows
         self._replayed: engine_snapshot.Snapshot | None = None  # captured at the start, to write
+        self._loaded: int | None = None  # records engine.snapshot covered, once `load_snapshot` loaded it
         self._raw: RawLookup = lambda epoch, agent: None
         self._broadcaster = broadcaster
         self._interval = recompute_interval
@@ -119,7 +120,7 @@ class TrustService:
         which would come back as events the node never saw. The full recompute that completes the replay is the
         caller's: `replay` runs it at once, the node in a worker thread (`recompute_replayed`)."""
         self._raw = raw
-        start = self._load_snapshot()
+        start = self._load_snapshot() if self._loaded is None else self._loaded
         fed = 0
         for fed in self._feeding(self.engine, start, self.replica.store.size):
             if fed % REPLAY_CHUNK == 0:
@@ -159,10 +160,34 @@ class TrustService:
             covers = engine_snapshot.load(self._snapshot_dir, self.engine, self.replica.store,
                                           identity=self.replica.succession.identity, own_keys=self._own_keys())
         except engine_snapshot.Unusable as error:
-            self.engine = self._new_engine()  # (a load that failed may have filled part of it)
-            log.info("trust engine: replaying every record, as engine.snapshot is not usable: %s", error,
-                     extra={"fields": {"file": str(self._snapshot_dir / engine_snapshot.SNAPSHOT_FILE)}})
-            return 0
+            return self._replaying_all(error)
+        return self._loaded_snapshot(covers)
+
+    async def load_snapshot(self) -> None:
+        """`_load_snapshot` for `replaying` to go on from, its file read and its state installed in worker threads:
+        decoding it takes seconds at 10^6 records (benchmarks/startup.py), which on the loop would hold up a signal."""
+        if self._snapshot_dir is None:
+            self._loaded = 0
+            return
+        try:
+            snapshot = await trio.to_thread.run_sync(engine_snapshot.read, self._snapshot_dir, abandon_on_cancel=True)
+            digests = engine_snapshot.counted_digests(snapshot, self.replica.store, own_keys=self._own_keys(),
+                                                      identity=self.replica.succession.identity)
+            await trio.to_thread.run_sync(engine_snapshot.install, snapshot, self.engine, digests,
+                                          abandon_on_cancel=True)
+        except engine_snapshot.Unusable as error:
+            self._loaded = self._replaying_all(error)
+            return
+        self._loaded = self._loaded_snapshot(snapshot.size)
+
+    def _replaying_all(self, error: engine_snapshot.Unusable) -> int:
+        assert self._snapshot_dir is not None
+        self.engine = self._new_engine()  # (a load that failed may have filled part of it)
+        log.info("trust engine: replaying every record, as engine.snapshot is not usable: %s", error,
+                 extra={"fields": {"file": str(self._snapshot_dir / engine_snapshot.SNAPSHOT_FILE)}})
+        return 0
+
+    def _loaded_snapshot(self, covers: int) -> int:
         log.info("trust engine: loaded engine.snapshot", extra={"fields": {"records": covers}})
         self._snapshot_covers = covers
         return covers
