@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.sparse import csr_array
-from scipy.sparse.csgraph import dijkstra
+from scipy.sparse.csgraph import breadth_first_order
 
 from vouching.arrays import sum_by
 from vouching.params import ScoringParams
@@ -136,12 +136,22 @@ def independence_groups(n: int, src: np.ndarray, dst: np.ndarray, flow: np.ndarr
 
 
 def _hops_from_roots(n: int, src: np.ndarray, dst: np.ndarray, is_root: np.ndarray) -> np.ndarray:
-    """The fewest vouches (src→dst) leading to each org from a root: 0 for a root, inf for an org none reaches."""
+    """The fewest vouches (src→dst) leading to each org from a root: 0 for a root, inf for an org none reaches.
+
+    A breadth-first search from a node `n` vouching for every root gives each org's predecessor on a shortest path;
+    its depth follows by pointer doubling, as in `_resolve` (scipy's dijkstra took 0.6 ms at 8,000 orgs, half the
+    rest of the grouping)."""
     roots = np.flatnonzero(is_root)
-    if not len(roots):
-        return np.full(n, np.inf)
-    graph = csr_array((np.ones(len(src)), (src, dst)), shape=(n, n))
-    return dijkstra(graph, indices=roots, unweighted=True, min_only=True)
+    graph = csr_array((np.ones(len(src) + len(roots)), (np.concatenate([src, np.full(len(roots), n)]),
+                                                         np.concatenate([dst, roots]))), shape=(n + 1, n + 1))
+    _, predecessor = breadth_first_order(graph, n, return_predecessors=True)
+    reached = predecessor >= 0
+    up = np.where(reached, predecessor, np.arange(n + 1))
+    depth = reached.astype(np.int64)  # from each org to `up`, which ends at node n or (not reached) the org itself
+    while (up[up] != up).any():
+        depth = depth + depth[up]
+        up = up[up]
+    return np.where(reached[:n], depth[:n] - 1.0, np.inf)
 
 
 def _last_per_org(dst: np.ndarray, order: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from vouching.evidence import Outcomes
 from vouching.params import DAY_MS, HOUR_MS, ScoringParams
-from vouching.reputation import full_weight_reference, independence_groups, personalised_pagerank
+from vouching.reputation import _hops_from_roots, full_weight_reference, independence_groups, personalised_pagerank
 from vouching.scoring import TrustEngine
 
 from tests.vouching.trust_world import World, rid
@@ -154,6 +154,19 @@ def test_k_colluding_orgs_yield_at_most_k_groups_among_the_orgs_only_they_vouch_
     while grown := {b for a, b in edges if a in theirs and b in sybils} - theirs:
         theirs |= grown
     assert {int(group[o]) for o in theirs} <= {int(group[c]) for c in colluders}  # so at most k
+
+
+@given(st.integers(1, 30), st.data())
+def test_hops_from_the_roots_are_the_fewest_vouches_from_one(n, data):
+    edges = data.draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), max_size=3 * n))
+    roots = data.draw(st.sets(st.integers(0, n - 1), max_size=3))
+    hops = {r: 0 for r in roots}
+    while grown := {b: hops[a] + 1 for a, b in edges if a in hops and b not in hops}:  # one vouch further
+        hops.update(grown)
+    src, dst = (np.array([e[i] for e in edges], dtype=np.int64) for i in (0, 1))
+    is_root = np.zeros(n, dtype=bool)
+    is_root[list(roots)] = True
+    assert _hops_from_roots(n, src, dst, is_root).tolist() == [hops.get(o, np.inf) for o in range(n)]
 
 
 def test_a_cycle_of_principal_vouchers_is_one_group():
