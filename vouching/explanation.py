@@ -190,13 +190,15 @@ class Explanation:
                 f"{o.counted_bad:.2f} bad; recent bad reports {o.recent_bad_reports:.2f}"
                 + (f"; {o.capped} capped" if o.capped else "")
                 + (f"; {o.ignored} ignored as out of order" if o.ignored else "")
-                + ("; an independent witness" if o.independent else "; not an independent witness")
+                + (("; an independent witness" if o.group == o.org
+                    else f"; a witness in the group of {o.group}, which counts once")
+                   if o.independent else "; not an independent witness")
             )
         out.extend(_more(len(orgs), self.orgs_total, "orgs' evidence"))
         out.append(
             f"Decay half-lives: good {_days(self.good_half_life_ms)}, bad {_days(self.bad_half_life_ms)}, bad "
             f"reports {_days(self.report_half_life_ms)}. Independent orgs with good evidence: "
-            f"{self.independent_orgs}. Weighted recent bad reports: {self.recent_bad_reports:.2f}."
+            f"{self.independent_orgs} (one per group). Weighted recent bad reports: {self.recent_bad_reports:.2f}."
         )
         out.extend(f"Rule: {r.text}" for r in self.rules)
         return out
@@ -261,7 +263,9 @@ class OrgReputation:
         out.append(f"Accountability {self.accountability:.2f} for what it vouched for; its vouches for agents "
                    f"count {self.voucher_weight:.2f}, its digests {self.weight:.2f}.")
         if self.group != self.org:
-            out.append(f"Not independent: most of its reputation comes through {self.group}.")
+            out.append(f"Not independent: it witnesses in the group of {self.group}. Only the trust roots and the "
+                       f"orgs a root vouches for found groups (unless one other org brings most of their reputation); "
+                       f"any other org joins its heaviest voucher nearer the roots.")
         shown = self.vouched_by[:MAX_LISTED_PARTS]
         out.extend(f"  vouched for by {v.issuer} (weight {v.weight:g}), bringing {v.inflow:.3g} reputation"
                    for v in shown)

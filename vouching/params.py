@@ -65,8 +65,8 @@ class ScoringParams:
     verified_min_orgs: int = 3
     independent_min_weight: float = 0.3  # an org below this weight is not an independent witness
     independent_min_good: float = 0.5  # nor one with less recent good evidence than this
-    principal_share: float = 0.5  # an org getting more than this share of its reputation from one voucher
-    #                               belongs to that voucher's group
+    principal_share: float = 0.5  # an org a root vouches for getting more than this share of its reputation from
+    #                               one voucher other than a root belongs to that voucher's group (reputation.py)
 
     # Deviation test: digests that contradict this node's (and its roots') own observations.
     deviation_z: float = 2.5

@@ -157,6 +157,23 @@ def test_orgs_that_owe_their_reputation_to_one_voucher_are_one_witness():
     assert w.tier("a") != "verified"
 
 
+def test_orgs_two_colluding_orgs_vouch_for_are_at_most_two_witnesses_however_many():
+    """Two orgs a root vouches for, each vouching alike for six more whose word counts fully (credible from the
+    start here), cannot have those six make an agent verified: the six count as at most the two's two groups."""
+    e = TrustEngine("own", ["root"], ScoringParams(credibility_prior_disagree=0.0))
+    for colluder in ("c1", "c2"):
+        e.add_org_vouch("root", colluder, 1.0, record_id=rid(), ts=0)
+        for i in range(6):
+            e.add_org_vouch(colluder, f"minted{i}", 1.0, record_id=rid(), ts=0)
+    w = World()
+    w.engine = e
+    w.history("a", range(50), [f"minted{i}" for i in range(6)], ok=30)
+    assert all(e.org(f"minted{i}", now=w.now).weight == 1.0 for i in range(6))
+    assert {e.org(f"minted{i}", now=w.now).group for i in range(6)} <= {"c1", "c2"}
+    score = e.score("a", now=w.now)
+    assert score.score == VERIFIED - 1 and "needs-independent-orgs" in score.caps
+
+
 def test_more_good_evidence_never_lowers_a_score_and_more_bad_never_raises_it():
     w = World()
     previous = w.score("a")

@@ -93,3 +93,22 @@ def test_org_reputation_does_not_depend_on_which_orgs_were_heard_of_first(edges,
         found.append((engine.reputations(now=now), sorted(engine.orgs(now=now), key=lambda o: o.org),
                       engine.explain("x", now=now)))
     assert found[0] == found[1]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(_MANY), st.sampled_from(_MANY), st.sampled_from([0.5, 1.0])), min_size=1,
+                max_size=30), st.randoms(use_true_random=False))
+def test_independence_groups_do_not_depend_on_which_orgs_were_heard_of_first(edges, rnd):
+    """Of vouchers bringing an org equal reputation, the first in did order decides its group at every node: vouches
+    of two weights make such ties common."""
+    shuffled = list(range(len(edges)))
+    rnd.shuffle(shuffled)
+    found = []
+    for feed in (range(len(edges)), shuffled):
+        engine = TrustEngine("own", ROOTS)
+        for k in feed:
+            issuer, subject, weight = edges[k]
+            if issuer != subject:
+                engine.add_org_vouch(issuer, subject, weight, record_id=k.to_bytes(32, "big"), ts=0)
+        found.append({o.org: o.group for o in engine.orgs(now=0)})
+    assert found[0] == found[1]

@@ -92,6 +92,23 @@ def test_an_operator_is_not_an_independent_witness_of_its_own_agent():
     assert e.independent_orgs == 1
 
 
+def test_a_witness_counted_with_its_voucher_says_in_which_group():
+    w = World(rooted=False)
+    w.engine.add_org_vouch("org0", "minted", 1.0, record_id=rid(), ts=0)
+    w.engine.add_org_vouch("org1", "minted", 1.0, record_id=rid(), ts=0)
+    for hour in range(10):
+        w.engine.add_first_hand("a", ts=hour * HOUR_MS, outcomes=Outcomes(ok=5))
+    w.history("a", range(10), ["org0", "org1", "minted"])
+    w.engine.recompute(now=w.now)  # the first-hand evidence makes the orgs credible witnesses, all alike
+    e = w.engine.explain("a", now=w.now)
+    text = "\n".join(e.lines())
+    assert {o.org: o.group for o in e.orgs if o.independent} == {"own": "own", "org0": "org0", "org1": "org1",
+                                                                  "minted": "org0"}
+    assert "digests from minted: weight" in text and "; a witness in the group of org0, which counts once" in text
+    assert "Independent orgs with good evidence: 3 (one per group)." in text
+    assert "Not independent: it witnesses in the group of org0." in "\n".join(w.engine.org("minted", now=w.now).lines())
+
+
 def test_the_explanation_is_json_ready():
     w = _explained_world()
     data = w.engine.explain("a", now=w.now).as_dict()

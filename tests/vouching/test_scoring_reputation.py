@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from vouching.evidence import Outcomes
 from vouching.params import DAY_MS, HOUR_MS, ScoringParams
-from vouching.reputation import full_weight_reference, independence_groups, personalised_pagerank
+from vouching.reputation import _hops_from_roots, full_weight_reference, independence_groups, personalised_pagerank
 from vouching.scoring import TrustEngine
 
 from tests.vouching.trust_world import World, rid
@@ -73,19 +73,100 @@ def test_the_full_weight_reference_ignores_a_crowd_of_tiny_sybils():
     assert with_sybils == pytest.approx(without, rel=0.2)
 
 
+def _groups(n, edges, roots, flows=None):
+    """independence_groups over `edges` (src, dst) with `flows` (1 each if None) and trust `roots`."""
+    src = np.array([e[0] for e in edges], dtype=np.int64)
+    dst = np.array([e[1] for e in edges], dtype=np.int64)
+    is_root = np.zeros(n, dtype=bool)
+    is_root[roots] = True
+    return independence_groups(n, src, dst, np.ones(len(edges)) if flows is None else np.array(flows, dtype=float),
+                               is_root, 0.5)
+
+
 def test_groups_follow_principal_vouchers_but_not_roots():
+    """Org 5, vouched for equally by 1 and 2, is in 1's group (1 comes first): an org no root vouches for founds
+    no group, or two colluding orgs that each vouch for it would mint an independent witness with every such org
+    (test_orgs_only_two_colluding_orgs_vouch_for_are_not_more_independent_witnesses_than_the_two)."""
     # 0 root; 1 and 2 vouched by the root; 1 and 2 each vouch for three orgs, one of them (5) shared;
     # 6 only by 3.
     n = 9
     edges = [(0, 1), (0, 2), (1, 3), (1, 4), (1, 5), (2, 5), (2, 7), (2, 8), (3, 6)]
     rep, share = _ppr(n, edges, [0])
     src = np.array([e[0] for e in edges])
-    dst = np.array([e[1] for e in edges])
     flow = rep[src] * share
+    assert list(_groups(n, edges, [0], flow)) == [0, 1, 2, 1, 1, 1, 1, 2, 2]
+
+
+def test_orgs_only_two_colluding_orgs_vouch_for_are_not_more_independent_witnesses_than_the_two():
+    # 0 is the root; it vouches for 1 and 2 (the attack edges); 1 and 2 each vouch for 3, 4 and 5 alike.
+    edges = [(0, 1), (0, 2)] + [(v, s) for s in (3, 4, 5) for v in (1, 2)]
+    group = _groups(6, edges, [0])
+    assert len(set(group[1:].tolist())) <= 2
+
+
+def test_orgs_that_vouch_for_each_other_behind_a_colluder_found_no_group():
+    """Pairs that a colluding org vouches for lightly and that vouch for each other fully get more reputation from
+    each other than from it (PageRank's flow circulates), but only the colluder is nearer the roots: its group."""
+    pairs = [(2 + 2 * i, 3 + 2 * i) for i in range(4)]
+    edges = [(0, 1)] + [(1, s, 0.1) for pair in pairs for s in pair]
+    edges += [e for a, b in pairs for e in ((a, b, 1.0), (b, a, 1.0))]
+    rep, share = _ppr(10, edges, [0])
+    src = np.array([e[0] for e in edges])
+    flow = rep[src] * share
+    assert flow[edges.index((3, 2, 1.0))] > 2 * flow[edges.index((1, 2, 0.1))]  # to 2: 3 brings > twice what 1 does
+    assert set(_groups(10, edges, [0], flow)[1:].tolist()) == {1}
+
+
+def test_the_roots_and_the_orgs_they_vouch_for_found_groups():
+    """An honest org a root vouches for is independent of the other orgs vouching for it, unless one other org
+    carries most of its reputation; an org two of them vouch for is in the group of the heavier."""
+    # 0 and 1 roots; 0 vouches for 2, 3 and 4, 1 for 4 and 5; 2 and 3 vouch for 6, 3 more heavily; 5 vouches for
+    # 4 (as heavily as both roots) and 0 for 1.
+    edges = [(0, 2), (0, 3), (0, 4), (1, 4), (1, 5), (2, 6), (3, 6), (5, 4), (0, 1)]
+    flows = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 1.0]
+    assert list(_groups(7, edges, [0, 1], flows)) == [0, 1, 2, 3, 4, 5, 3]
+    flows[7] = 2.1  # now more than half of 4's inflow
+    assert list(_groups(7, edges, [0, 1], flows)) == [0, 1, 2, 3, 5, 5, 3]
+
+
+_flows = st.sampled_from([0.0, 0.5, 1.0, 2.0])  # few values: equal flows are common
+
+
+@given(st.integers(1, 2), st.integers(0, 3), st.integers(1, 3), st.integers(0, 8), st.data())
+def test_k_colluding_orgs_yield_at_most_k_groups_among_the_orgs_only_they_vouch_for(roots, honest, k, minted,
+                                                                                    data):
+    """Whatever k colluding orgs inside the trust graph (each vouched for by a root or an honest org) vouch for, and
+    whatever flows their vouches carry, the orgs that only they and those orgs vouch for are in their groups. (Orgs
+    that no chain of vouches from the colluders reaches have no reputation.)"""
+    n = roots + honest + k + minted
+    trusted, colluders, sybils = range(roots + honest), range(roots + honest, roots + honest + k), \
+        range(roots + honest + k, n)
+    org = st.integers(0, n - 1)
+    edges = [(data.draw(st.integers(0, roots - 1)), h) for h in range(roots, roots + honest)]
+    edges += [(data.draw(st.sampled_from(trusted)), c) for c in colluders]
+    edges += data.draw(st.lists(st.tuples(st.sampled_from(trusted), st.sampled_from([*trusted, *colluders])),
+                                max_size=10))
+    edges += data.draw(st.lists(st.tuples(st.sampled_from([*colluders, *sybils]), org), max_size=40))
+    edges = [(a, b) for a, b in edges if a != b]
+    flows = data.draw(st.lists(_flows, min_size=len(edges), max_size=len(edges)))
+    group = _groups(n, edges, list(range(roots)), flows)
+    theirs = set(colluders)  # then what they vouch for, and what that vouches for, ...
+    while grown := {b for a, b in edges if a in theirs and b in sybils} - theirs:
+        theirs |= grown
+    assert {int(group[o]) for o in theirs} <= {int(group[c]) for c in colluders}  # so at most k
+
+
+@given(st.integers(1, 30), st.data())
+def test_hops_from_the_roots_are_the_fewest_vouches_from_one(n, data):
+    edges = data.draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), max_size=3 * n))
+    roots = data.draw(st.sets(st.integers(0, n - 1), max_size=3))
+    hops = {r: 0 for r in roots}
+    while grown := {b: hops[a] + 1 for a, b in edges if a in hops and b not in hops}:  # one vouch further
+        hops.update(grown)
+    src, dst = (np.array([e[i] for e in edges], dtype=np.int64) for i in (0, 1))
     is_root = np.zeros(n, dtype=bool)
-    is_root[0] = True
-    group = independence_groups(n, src, dst, flow, is_root, 0.5)
-    assert list(group) == [0, 1, 2, 1, 1, 5, 1, 2, 2]
+    is_root[list(roots)] = True
+    assert _hops_from_roots(n, src, dst, is_root).tolist() == [hops.get(o, np.inf) for o in range(n)]
 
 
 def test_a_cycle_of_principal_vouchers_is_one_group():
