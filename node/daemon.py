@@ -227,7 +227,8 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         except (LedgerError, DigestStateError, IdempotencyStoreError) as error:
             raise StartupError(f"telemetry: {error}") from None
         trust = TrustService(replica, roots=config.roots, policy=_policy(config), broadcaster=telemetry.broadcaster,
-                             metrics=metrics, recompute_interval=config.recompute_seconds)
+                             metrics=metrics, recompute_interval=config.recompute_seconds,
+                             epoch_ms=telemetry.digester.epoch_ms)
         try:
             for _ in trust.replaying(telemetry.digester.undigested(), telemetry.digester.state.raw_reader()):
                 await trio.lowlevel.checkpoint()  # a signal stops a long replay (run_until_signalled)

@@ -69,12 +69,14 @@ class TrustService:
         broadcaster: Broadcaster,
         metrics: Registry,
         recompute_interval: float,
+        epoch_ms: int,
         clock: Callable[[], int] = wall_clock_ms,
     ) -> None:
         self.replica = replica
         self.policy = policy
         identity = replica.succession.identity
-        self.engine = TrustEngine(identity(replica.did), [identity(root) for root in roots])
+        # `epoch_ms`, the digester's: the node's observations count as its digests of their epochs (add_first_hand)
+        self.engine = TrustEngine(identity(replica.did), [identity(root) for root in roots], epoch_ms=epoch_ms)
         self._broadcaster = broadcaster
         self._interval = recompute_interval
         self._clock = lambda: clock() // SCORE_STEP_MS * SCORE_STEP_MS
@@ -147,13 +149,13 @@ class TrustService:
 
     def _add_own_digest(self, body: DigestBody, raw: RawLookup) -> None:
         """Count a digest of ours as first-hand evidence: a DP one by its raw counts where kept, else as published;
-        dated at the last instant of its epoch [epoch, epoch + length), so that it counts in the cap window its
-        events were counted in as they came (DESIGN.md §6 bad reports are per window), not the next one."""
+        as its epoch [epoch, epoch + length), which is how its events were counted as they came
+        (TrustEngine.add_own_epoch), even under an epoch length since changed."""
         kept = None if body.dp_epsilon is None else raw(body.epoch, body.agent)
         outcomes, high_risk = (body.outcomes, body.high_risk) if kept is None else \
             (dict(zip(OUTCOMES, kept[0])), dict(zip(OUTCOMES, kept[1])))
-        self.engine.add_first_hand(body.agent, ts=body.epoch + body.length - 1,
-                                   outcomes=outcomes_of(outcomes), high_risk=outcomes_of(high_risk))
+        self.engine.add_own_epoch(body.agent, end=body.epoch + body.length, outcomes=outcomes_of(outcomes),
+                                  high_risk=outcomes_of(high_risk))
 
     def _relink(self, link: Link) -> None:
         """Replica link listener: two keys became one org. If the engine already knew the new key as an org, what
