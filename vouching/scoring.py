@@ -207,8 +207,9 @@ class TrustEngine:
         part of the epoch of `epoch_ms` holding `ts` (`add_own_epoch`)."""
         if type(ts) is not int or ts < 0:
             raise InvalidEvidence(f"ts: must be a non-negative integer of ms, got {ts!r}")
-        self.add_own_epoch(agent, end=ts - ts % self.epoch_ms + self.epoch_ms, outcomes=outcomes,
-                           high_risk=high_risk)
+        t = ts - ts % self.epoch_ms + self.epoch_ms - 1  # (add_own_epoch's, inline: this is the hot path)
+        batch = weigh(outcomes, high_risk, self.params)
+        self._count(self._agent(agent), self._own, t, t // self.params.cap_window_ms, batch, outcomes, capped=False)
 
     def add_own_epoch(self, agent: str, *, end: int, outcomes: Outcomes, high_risk: Outcomes = NO_OUTCOMES) -> None:
         """This node's own observations of `agent` in its digest epoch ending at `end` (DESIGN.md §6 first-hand
