@@ -45,6 +45,7 @@ from vouching import (  # noqa: E402
     verify_record_deferred,
 )
 from vouching.bodies import CATEGORIES, OUTCOMES, parse_body  # noqa: E402
+from vouching.params import HOUR_MS  # noqa: E402
 from vouching.policy import Policy  # noqa: E402
 
 PUBLISHERS = 4
@@ -98,7 +99,7 @@ def receive(directory: Path, dids: list[str], sent: list[tuple[str, bytes]]) -> 
         replica = Replica(SigningKey(bytes(32)), store, roots=dids, max_hops=2, held_limit=10_000)
         metrics = Registry()
         trust = TrustService(replica, roots=dids, policy=Policy(), broadcaster=Broadcaster(metrics), metrics=metrics,
-                             recompute_interval=60.0)
+                             recompute_interval=60.0, epoch_ms=HOUR_MS)
         trust.replay([])
         replica.listeners += [
             trust.on_records,

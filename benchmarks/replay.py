@@ -86,7 +86,8 @@ def measure(directory: Path, key: SigningKey) -> tuple[int, float, float]:
                 reading += time.perf_counter() - began
 
         trust = TrustService(replica, roots=(), policy=DEFAULT_POLICY, broadcaster=Broadcaster(registry),
-                             metrics=registry, recompute_interval=60.0, clock=lambda: T0 + 10**12)
+                             metrics=registry, recompute_interval=60.0, epoch_ms=HOUR_MS,
+                             clock=lambda: T0 + 10**12)
         began = time.perf_counter()
         trust.replay([], timed)
         seconds = time.perf_counter() - began

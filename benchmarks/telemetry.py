@@ -61,7 +61,8 @@ class Node:
                                  epoch_ms=3_600_000)
         self.ingestor = Ingestor(self.audit, self.idempotency, self.metrics, listeners=[self.digester.observe])
         trust = TrustService(self.replica, roots=(), policy=DEFAULT_POLICY, broadcaster=Broadcaster(self.metrics),
-                             metrics=self.metrics, recompute_interval=60.0)
+                             metrics=self.metrics, recompute_interval=60.0,
+                             epoch_ms=self.digester.epoch_ms)
         latency = record_latency_listener(self.metrics.histogram("record_latency_seconds", "Issue to acceptance",
                                                                  LATENCY_BUCKETS), self.replica.did, wall_clock_ms)
         self.replica.listeners += [trust.on_records, latency, IssuerIndex(self.store).add]

@@ -530,7 +530,8 @@ gossip_interval = {d.checkpoint_gossip_interval}
 fork_window = {d.fork_window}
 
 [telemetry]
-# Length of a behaviour-digest epoch in seconds (at least 1).
+# Length of a behaviour-digest epoch in seconds (at least 1). The node's own observations of an agent in an epoch
+# also make at most one bad report, as its digest of the epoch does at its peers.
 epoch_seconds = {d.epoch_seconds}
 # Raw telemetry events older than this are pruned to their hashes.
 retention_days = {d.retention_days}

@@ -231,7 +231,7 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
             raise StartupError(f"telemetry: {error}") from None
         trust = TrustService(replica, roots=config.roots, policy=_policy(config), broadcaster=telemetry.broadcaster,
                              metrics=metrics, recompute_interval=config.recompute_seconds,
-                             snapshot_dir=config.data_dir)
+                             epoch_ms=telemetry.digester.epoch_ms, snapshot_dir=config.data_dir)
         await trust.load_snapshot()
         try:
             for _ in trust.replaying(telemetry.digester.undigested(), telemetry.digester.state.raw_reader()):

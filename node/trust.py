@@ -80,6 +80,7 @@ class TrustService:
         broadcaster: Broadcaster,
         metrics: Registry,
         recompute_interval: float,
+        epoch_ms: int,
         clock: Callable[[], int] = wall_clock_ms,
         snapshot_dir: Path | None = None,
     ) -> None:
@@ -87,6 +88,7 @@ class TrustService:
         self.replica = replica
         self.policy = policy
         self._roots = tuple(roots)
+        self._epoch_ms = epoch_ms  # the digester's: the node's observations count as its digests of their epochs
         self.engine = self._new_engine()
         self._snapshot_dir = snapshot_dir
         self._snapshot_covers = 0  # records engine.snapshot covers, as far as this service knows
@@ -135,7 +137,8 @@ class TrustService:
 
     def _new_engine(self) -> TrustEngine:
         identity = self.replica.succession.identity
-        return TrustEngine(identity(self.replica.did), [identity(root) for root in self._roots])
+        return TrustEngine(identity(self.replica.did), [identity(root) for root in self._roots],
+                           epoch_ms=self._epoch_ms)
 
     def _feeding(self, engine: TrustEngine, start: int, stop: int) -> Iterator[int]:
         """Feed `engine` the stored records from index `start` to `stop` as a replay does: this node's own digests
@@ -279,13 +282,13 @@ class TrustService:
 
     def _add_own_digest(self, body: DigestBody, raw: RawLookup, engine: TrustEngine | None = None) -> None:
         """Count a digest of ours as first-hand evidence: a DP one by its raw counts where kept, else as published;
-        dated at the last instant of its epoch [epoch, epoch + length), so that it counts in the cap window its
-        events were counted in as they came (DESIGN.md §6 bad reports are per window), not the next one."""
+        as its epoch [epoch, epoch + length), which is how its events were counted as they came
+        (TrustEngine.add_own_epoch), even under an epoch length since changed."""
         kept = None if body.dp_epsilon is None else raw(body.epoch, body.agent)
         outcomes, high_risk = (body.outcomes, body.high_risk) if kept is None else \
             (dict(zip(OUTCOMES, kept[0])), dict(zip(OUTCOMES, kept[1])))
-        (engine or self.engine).add_first_hand(body.agent, ts=body.epoch + body.length - 1,
-                                               outcomes=outcomes_of(outcomes), high_risk=outcomes_of(high_risk))
+        (engine or self.engine).add_own_epoch(body.agent, end=body.epoch + body.length,
+                                              outcomes=outcomes_of(outcomes), high_risk=outcomes_of(high_risk))
 
     def _relink(self, link: Link) -> None:
         """Replica link listener: two keys became one org. If the engine already knew the new key as an org, what

@@ -60,7 +60,7 @@ ENGINE_FIELDS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
 # TrustEngine attributes made elsewhere: by the constructor from its arguments, here by hand (the stores, agents and
 # digest ids below), or by the full recompute and reads, which a loaded engine's first recompute makes anew.
 _DERIVED = frozenset({
-    "params", "own_org", "_source_cap", "_cold_score",  # the constructor's
+    "params", "own_org", "epoch_ms", "_source_cap", "_cold_score",  # the constructor's
     "_agents", "_agent_index", "_vouches", "_evidence", "_deviation", "_seen_digests",  # below
     "_credibility", "_accountability", "_agreements", "_disagreements", "_reputation", "_edges", "_full_weight",
     "_graph_seen", "_edges_span", "_stamp", "_copying", "_recomputed",  # the recompute's and reads'

@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from vouching.grid import GRID
 from vouching.params import ScoringParams
 
 LN2 = math.log(2)
@@ -210,11 +211,15 @@ class EvidenceStore:
         self.bad[pair] += bad * math.exp(-lag * self.k_bad)
 
     def _bring_to(self, pair: int, t: float) -> None:
-        """Move the pair's reference time forward to `t`, decaying what it holds."""
+        """Move the pair's reference time forward to `t`, decaying what it holds. First-hand good and bad are taken
+        to the grid as they decay: the batches added at one time then sum exactly, so that an epoch's events added
+        as they came make what its digest adds at once (TrustEngine.add_own_epoch), bit for bit."""
         step = t - self.t_ref[pair]
         if step > 0:
-            self.good[pair] *= math.exp(-step * self.k_good)
-            self.bad[pair] *= math.exp(-step * self.k_bad)
+            good, bad = self.good[pair] * math.exp(-step * self.k_good), self.bad[pair] * math.exp(-step * self.k_bad)
+            if self.first_hand[pair]:  # (grid.on_grid, inline: an epoch's first batch of each agent comes here)
+                good, bad = round(good * GRID) / GRID, round(bad * GRID) / GRID
+            self.good[pair], self.bad[pair] = good, bad
             self.reports[pair] *= math.exp(-step * self.k_report)
             self.t_ref[pair] = t
 

@@ -30,7 +30,7 @@ from vouching.dp_discount import discounted, dp_threshold
 from vouching.evidence import NO_OUTCOMES, EvidenceStore, InvalidEvidence, Outcomes, Weighed, weigh
 from vouching.explanation import MAX_LISTED_PARTS, Explanation, OrgPart, OrgReputation, Score, VouchPart, VouchShare
 from vouching.grid import grid_floor, on_grid
-from vouching.params import AGENT_BASES, ScoringParams
+from vouching.params import AGENT_BASES, HOUR_MS, ScoringParams
 from vouching.recompute import AgentSums, Recompute, Recomputed
 from vouching.reputation import OrgStanding, org_standing
 from vouching.rules import cap_score, explain_rules
@@ -78,10 +78,16 @@ def _org_order(part: OrgPart) -> tuple[float, float, str]:
 class TrustEngine:
     """Scores agents from this node's point of view. Ids are did strings; times are milliseconds."""
 
-    def __init__(self, own_org: str, roots: Iterable[str] = (), params: ScoringParams | None = None) -> None:
+    def __init__(self, own_org: str, roots: Iterable[str] = (), params: ScoringParams | None = None, *,
+                 epoch_ms: int = HOUR_MS) -> None:
+        if type(epoch_ms) is not int or epoch_ms < 1:
+            raise ValueError(f"epoch_ms: must be a positive integer of ms, got {epoch_ms!r}")
         self.params = params or ScoringParams()
         p = self.params
         self.own_org = own_org
+        # The length of this node's digest epochs ([telemetry] epoch_seconds): its own observations are counted as
+        # its digest of their epoch is (add_first_hand), so that a restart, which counts that digest, changes nothing.
+        self.epoch_ms = epoch_ms
         # Neither vouches alone nor one org's good evidence alone may lift an agent above provisional. On the grid,
         # so that one org's term (weight x cap, rounded to the grid) never exceeds it.
         self._source_cap = grid_floor(max_prior_lift(p.prior_good, p.prior_bad, p.quantile))
@@ -197,12 +203,25 @@ class TrustEngine:
                     outcomes, capped=True)
 
     def add_first_hand(self, agent: str, *, ts: int, outcomes: Outcomes, high_risk: Outcomes = NO_OUTCOMES) -> None:
-        """This node's own observations of `agent` (a batch of outcomes at `ts`): full weight, no cap."""
+        """This node's own observations of `agent` (a batch of outcomes at `ts`): full weight, no cap, counted as
+        part of the epoch of `epoch_ms` holding `ts` (`add_own_epoch`)."""
         if type(ts) is not int or ts < 0:
             raise InvalidEvidence(f"ts: must be a non-negative integer of ms, got {ts!r}")
+        t = ts - ts % self.epoch_ms + self.epoch_ms - 1  # (add_own_epoch's, inline: this is the hot path)
         batch = weigh(outcomes, high_risk, self.params)
-        self._count(self._agent(agent), self._own, ts, ts // self.params.cap_window_ms, batch, outcomes,
-                    capped=False)
+        self._count(self._agent(agent), self._own, t, t // self.params.cap_window_ms, batch, outcomes, capped=False)
+
+    def add_own_epoch(self, agent: str, *, end: int, outcomes: Outcomes, high_risk: Outcomes = NO_OUTCOMES) -> None:
+        """This node's own observations of `agent` in its digest epoch ending at `end` (DESIGN.md §6 first-hand
+        evidence): full weight, no cap, dated at the epoch's last instant and counted in the cap window holding it,
+        as its digest of the epoch counts at a peer. Whether they come event by event as they are made or as the
+        digest at a restart (whatever epoch length it was made under), the sums are the same: bad reports are per
+        epoch (per window for epochs shorter than one), and nothing decays before the epoch ends."""
+        if type(end) is not int or end < 1:
+            raise InvalidEvidence(f"end: must be a positive integer of ms, got {end!r}")
+        batch = weigh(outcomes, high_risk, self.params)
+        t = end - 1
+        self._count(self._agent(agent), self._own, t, t // self.params.cap_window_ms, batch, outcomes, capped=False)
 
     def flag_equivocator(self, org: str) -> None:
         """An org proven to have equivocated: its vouches and digests count nothing from now on."""

@@ -99,7 +99,8 @@ def hostile(tmp_path):
         telemetry = Telemetry.open(config, key=key, replica=replica, metrics=metrics)
         view = FakeNode(replica, telemetry.idempotency)
         trust = TrustService(replica, roots=(partner.did,), policy=Policy(min_score=0),
-                             broadcaster=telemetry.broadcaster, metrics=metrics, recompute_interval=60)
+                             broadcaster=telemetry.broadcaster, metrics=metrics, recompute_interval=60,
+                             epoch_ms=telemetry.digester.epoch_ms)
         replica.listeners.append(trust.on_records)
         try:
             replica.accept([partner.record("org"), partner.vouch(view.did)])

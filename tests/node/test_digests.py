@@ -31,7 +31,8 @@ from node.stream import Broadcaster
 from node.trust import TrustService
 from gossip.replica import Replica
 from vouching import DigestBody, did_key, load_stored, org_body, verify_record
-from vouching.params import HOUR_MS
+from vouching.evidence import report_strength
+from vouching.params import HOUR_MS, ScoringParams
 from vouching.policy import Policy
 
 from ..factories import new_did
@@ -388,30 +389,76 @@ def test_a_restart_keeps_an_epoch_of_the_node_s_own_observations_in_its_own_cap_
         assert (score.score, score.tier, score.caps) == (expected.score, expected.tier, expected.caps)
 
 
-@pytest.mark.xfail(strict=True, reason="design: first-hand bad reports are per cap window live, per epoch replayed")
 def test_a_restart_keeps_the_bad_reports_of_an_epoch_longer_than_a_cap_window(tmp_path):
-    """Live, the node's own events count as they come, each cap window (an hour) of them a bad report of its own;
-    replayed at a restart, an epoch's digest counts as one batch, one window, one report. With 3-hour epochs, an
+    """Live, the node's own events counted as they came, each cap window (an hour) of them a bad report of its own;
+    replayed at a restart, an epoch's digest counted as one batch, one window, one report. With 3-hour epochs, an
     agent violating policy once in each hour among 30 good events had three reports live (provisional, held by
-    recent-bad-reports) and one after a restart (trusted, 679). Equal only if first-hand reports were per epoch (the
-    engine would need the node's epoch) or the replay read the audit log's events (47 us each, and retention drops
-    them): a decision for the people steering the project."""
+    recent-bad-reports) and one after a restart (trusted, 679). First-hand reports are now per epoch both ways
+    (TrustEngine.add_own_epoch): the epoch's one report is there as soon as its first violation is, live."""
     epoch = 3 * HOUR_MS
     clock = Clock(T0 - T0 % epoch + 1000)
     with telemetry_node(tmp_path, clock=clock, epoch_ms=epoch) as node:
         key = node.key
         live = trust_service(node)
         node.ingestor.listeners.append(live.on_events)
-        for _ in range(3):
+        for hour in range(3):
             submit(node, *[(A, "ok", "tool", False)] * 30, (A, "denied", "tool", False))
+            (part,) = live.engine.explain(A, now=clock.now).orgs
+            assert part.recent_bad_reports == report_strength(30 * (hour + 1), 10 * (hour + 1), 10 * (hour + 1),
+                                                              ScoringParams())
             clock.now += HOUR_MS
         assert len(node.digester.close_due(clock.now)) == 1
         now = clock.now + 60_000
         expected = live.engine.score(A, now=now)
-        assert (expected.tier, expected.caps) == ("provisional", ("recent-bad-reports",))
+        assert (expected.tier, expected.caps) == ("trusted", ())
     with telemetry_node(tmp_path, key=key, clock=clock, epoch_ms=epoch) as node:
-        score = replayed(node).engine.score(A, now=now)
-        assert (score.tier, score.caps) == (expected.tier, expected.caps)
+        assert replayed(node).engine.score(A, now=now) == expected
+
+
+# A step of the event stream: (ms the clock moves first, agent, outcome, high risk, how many such events, whether
+# the node restarts before them).
+_STEPS = st.lists(st.tuples(st.integers(0, 2 * HOUR_MS), st.sampled_from([A, B]),
+                            st.sampled_from(["ok", "ok", "ok", "error", "denied", "timeout"]), st.booleans(),
+                            st.integers(1, 40), st.booleans()), min_size=1, max_size=25)
+
+
+@settings(max_examples=40, deadline=None)
+@given(epoch=st.sampled_from([20 * 60_000, HOUR_MS, 3 * HOUR_MS, 5 * HOUR_MS // 2]),
+       dp_epsilon=st.sampled_from([None, 1.0]), steps=_STEPS, later=st.integers(0, 3 * 24 * HOUR_MS))
+def test_first_hand_scores_are_the_same_live_and_after_any_restarts(epoch, dp_epsilon, steps, later):
+    """Over epochs shorter than, as long as and longer than a cap window, and not aligned with them: a trust
+    service fed every event as it came and one started again from what the node holds at each restart (its
+    digests, their raw counts with DP, the undigested events), fed what comes after as the daemon feeds it, give
+    every agent the same score and first-hand sums, then and later."""
+    clock = Clock(T0 - T0 % (15 * HOUR_MS))
+    with tempfile.TemporaryDirectory() as directory:
+        options = dict(clock=clock, epoch_ms=epoch, dp_epsilon=dp_epsilon)
+        node = TelemetryNode(Path(directory), SigningKey.generate(), **options)
+        live = current = trust_service(node)
+        node.ingestor.listeners.append(live.on_events)
+        try:
+            for advance, agent, outcome, risky, count, restart in steps:
+                clock.now += advance
+                node.digester.close_due(clock.now)  # as DigestService does at each epoch's end
+                if restart:
+                    node.close()
+                    node = TelemetryNode(Path(directory), node.key, **options)
+                    current = replayed(node)
+                    node.ingestor.listeners += [live.on_events, current.on_events]
+                submit(node, *[(agent, outcome, "tool", risky)] * count)
+            node.digester.close_due(clock.now + epoch)
+        finally:
+            node.close()
+    for now in (clock.now, clock.now + epoch, clock.now + later):
+        for agent in (A, B):
+            assert current.engine.score(agent, now=now) == live.engine.score(agent, now=now)
+            assert _first_hand_sums(current, agent, now) == _first_hand_sums(live, agent, now)
+
+
+def _first_hand_sums(trust: TrustService, agent: str, now: int) -> list[tuple[float, float, float, int]]:
+    """The agent's first-hand good, bad and recent bad reports at `now`, and its events."""
+    return [(part.good, part.bad, part.recent_bad_reports, part.events)
+            for part in trust.engine.explain(agent, now=now).orgs]
 
 
 def test_a_restart_mid_issue_neither_loses_nor_counts_twice_the_node_s_first_hand_evidence(tmp_path, clock,
@@ -516,7 +563,7 @@ def _replace(path: Path, copy: Path) -> None:
 
 def trust_service(node, broadcaster: Broadcaster | None = None) -> TrustService:
     return TrustService(node.replica, roots=(), policy=Policy(), broadcaster=broadcaster or Broadcaster(Registry()),
-                        metrics=Registry(), recompute_interval=60.0, clock=node.clock)
+                        metrics=Registry(), recompute_interval=60.0, epoch_ms=node.epoch_ms, clock=node.clock)
 
 
 def replayed(node, broadcaster: Broadcaster | None = None) -> TrustService:

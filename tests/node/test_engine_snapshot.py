@@ -50,7 +50,8 @@ operations = st.lists(st.one_of(
 def _service(node: FakeNode, snapshot_dir: Path | None = None) -> TrustService:
     metrics = Registry()
     return TrustService(node.replica, roots=(ROOT[0],), policy=Policy(), broadcaster=Broadcaster(metrics),
-                        metrics=metrics, recompute_interval=60, clock=lambda: END, snapshot_dir=snapshot_dir)
+                        metrics=metrics, recompute_interval=60, epoch_ms=HOUR_MS, clock=lambda: END,
+                        snapshot_dir=snapshot_dir)
 
 
 ROOT: list[str] = [""]

@@ -47,7 +47,7 @@ def clock():
 def _trust(node, clock) -> TrustService:
     metrics = Registry()
     return TrustService(node.replica, roots=(), policy=Policy(min_score=0), broadcaster=Broadcaster(metrics),
-                        metrics=metrics, recompute_interval=60, clock=clock)
+                        metrics=metrics, recompute_interval=60, epoch_ms=HOUR_MS, clock=clock)
 
 
 @asynccontextmanager
@@ -118,7 +118,7 @@ async def test_a_score_answer_and_its_explanation_are_of_one_instant(node, clock
         return clock.now
 
     trust = TrustService(node.replica, roots=(), policy=Policy(), broadcaster=Broadcaster(metrics), metrics=metrics,
-                         recompute_interval=60, clock=read)
+                         recompute_interval=60, epoch_ms=HOUR_MS, clock=read)
     agent = new_did()
     expires = (clock.now // 1000 + 2) * 1000  # the second after the one the answer is given at
     trust.on_records([node.replica.issue("vouch", vouch_body(agent, 1.0, "operator", expires=expires)),

@@ -49,7 +49,7 @@ operations = st.lists(st.one_of(
 def _service(node: FakeNode, orgs: list[Org], clock: list[int]) -> TrustService:
     metrics = Registry()
     return TrustService(node.replica, roots=(orgs[0].did,), policy=Policy(), broadcaster=Broadcaster(metrics),
-                        metrics=metrics, recompute_interval=60, clock=lambda: clock[0])
+                        metrics=metrics, recompute_interval=60, epoch_ms=HOUR_MS, clock=lambda: clock[0])
 
 
 def _digest(org: Org, agent: str, hour: int, ok: int, denied: int) -> Record:

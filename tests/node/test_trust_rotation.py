@@ -29,10 +29,10 @@ T0 = 1_700_000_040_000  # an epoch boundary
 
 
 def _service(replica: Replica, broadcaster: Broadcaster | None = None, *, roots: tuple[str, ...] = (),
-             clock: Callable[[], int] = lambda: NOW) -> TrustService:
+             clock: Callable[[], int] = lambda: NOW, epoch_ms: int = HOUR_MS) -> TrustService:
     metrics = Registry()
     return TrustService(replica, roots=roots, policy=Policy(), broadcaster=broadcaster or Broadcaster(metrics),
-                        metrics=metrics, recompute_interval=60.0, clock=clock)
+                        metrics=metrics, recompute_interval=60.0, epoch_ms=epoch_ms, clock=clock)
 
 
 def _listening(trust: TrustService, undigested: Iterable[tuple[int, Event]] = ()) -> TrustService:
@@ -137,7 +137,8 @@ def test_the_nodes_digests_under_its_earlier_key_are_first_hand_not_a_peers(tmp_
         old_did = node.replica.did
     with telemetry_node(tmp_path, key=new.key, clock=clock, epoch_ms=EPOCH) as node:
         node.replica.issue("org", org_body("me", "test", prior=old_did))  # as node.rotation signs it
-        trust = _listening(_service(node.replica, clock=lambda: T0 + 2 * EPOCH), node.digester.undigested())
+        trust = _listening(_service(node.replica, clock=lambda: T0 + 2 * EPOCH, epoch_ms=EPOCH),
+                           node.digester.undigested())
         (part,) = trust.engine.explain(agent, now=T0 + 2 * EPOCH).orgs
         assert part.first_hand and part.org == old_did and part.events == 6
         assert trust.org(node.replica.did)["own"] and trust.score(agent).tier == "untrusted"

@@ -38,7 +38,7 @@ def broadcaster():
 @pytest.fixture
 def trust(node, broadcaster):
     return TrustService(node.replica, roots=(), policy=Policy(), broadcaster=broadcaster, metrics=Registry(),
-                        recompute_interval=RECOMPUTE_S)
+                        recompute_interval=RECOMPUTE_S, epoch_ms=HOUR_MS)
 
 
 def event_data(frame):
@@ -217,7 +217,7 @@ async def test_a_stop_during_the_periodic_recompute_waits_for_no_compute_and_ins
     1.4 s at 10^6 records. Cancelled now, it returns while the compute is held in its thread; the engine serves its
     old scores and standings, then too once the abandoned compute ends, until a complete recompute is installed."""
     trust = TrustService(node.replica, roots=(), policy=Policy(), broadcaster=broadcaster, metrics=Registry(),
-                         recompute_interval=RECOMPUTE_S, clock=lambda: NOW)
+                         recompute_interval=RECOMPUTE_S, epoch_ms=HOUR_MS, clock=lambda: NOW)
     agents, reference = [new_did() for _ in range(300)], TrustEngine(node.replica.did)  # recomputed whole
     for name, args, kwargs in _network(node.replica.did, [Org() for _ in range(6)], agents, seed=3):
         for engine in (trust.engine, reference):
@@ -292,7 +292,7 @@ def _digest(org: Org, agent: str, **outcomes: int):
 async def test_what_arrives_while_the_worker_computes_counts_as_after_the_snapshot(node, broadcaster, monkeypatch):
     partners, agents = [Org() for _ in range(6)], [new_did() for _ in range(3000)]
     trust = TrustService(node.replica, roots=(), policy=Policy(), broadcaster=broadcaster, metrics=Registry(),
-                         recompute_interval=RECOMPUTE_S, clock=lambda: NOW)
+                         recompute_interval=RECOMPUTE_S, epoch_ms=HOUR_MS, clock=lambda: NOW)
     after, meanwhile = TrustEngine(node.replica.did), TrustEngine(node.replica.did)  # recomputed at the snapshot, not
     network = _network(node.replica.did, partners, agents, seed=7)
     for name, args, kwargs in network:
@@ -347,7 +347,7 @@ def test_reads_within_one_second_are_scored_at_its_start_and_served_from_the_eng
     the clock's whole second, or every read at a new millisecond would be computed afresh (6x the cost)."""
     clock = [NOW + 1]
     trust = TrustService(node.replica, roots=(), policy=Policy(), broadcaster=broadcaster, metrics=Registry(),
-                         recompute_interval=RECOMPUTE_S, clock=lambda: clock[0])
+                         recompute_interval=RECOMPUTE_S, epoch_ms=HOUR_MS, clock=lambda: clock[0])
     agent = new_did()
     node.replica.issue("vouch", vouch_body(agent, 0.9, "operator"))
     asked = []
