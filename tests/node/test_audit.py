@@ -569,6 +569,41 @@ def test_the_cli_exports_and_verifies(tmp_path, capsys):
         parser.parse_args(["audit", "export", "--agent", A, "--from", "7d", "--to", "1"])
 
 
+def test_the_cli_exports_after_a_key_rotation_and_verifies_the_digests_of_both_keys(tmp_path, capsys):
+    """`vouchnet key rotate` with the node stopped, between two epochs: the export, signed by the new key, carries the
+    records linking the keys, read from records.ledger, and the digest each key signed matches its epoch."""
+    made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    digests = []
+    for epoch in range(2):
+        if epoch:
+            assert cli.main(["key", "rotate", "--dir", str(made.data_dir)]) == 0
+        key = load_org_key(made.data_dir / "org.key")
+        with telemetry_node(made.data_dir, key=key, clock=Clock(T0 + epoch * EPOCH), epoch_ms=EPOCH) as node:
+            submit(node, A, count=2)
+            node.digester.close_due(T0 + (epoch + 1) * EPOCH)
+            (digest,) = digest_records(node, A)
+        digests.append(tmp_path / f"digest-{epoch}.cose")
+        digests[-1].write_bytes(digest)
+    old, new = (verify_record(path.read_bytes()).iss for path in digests)
+    assert new == did_key(bytes(key.verify_key)) != old
+    out = tmp_path / "export.json"
+    assert cli.main(["audit", "export", "--dir", str(made.data_dir), "--agent", A, "--from", str(T0), "--to",
+                     str(T0 + 2 * EPOCH), "--out", str(out)]) == 0
+    document = json.loads(out.read_text())
+    assert (document["org"], len(document["rotation_chain"])) == (new, 2)
+    capsys.readouterr()
+    for org in (new, old):  # the org known by any of its keys
+        argv = ["audit", "verify", str(out), "--org", org, *(f"--digest={path}" for path in digests)]
+        assert cli.main(argv) == 0
+        captured = capsys.readouterr()
+        assert captured.out == (f"ok: 4 events in a log of 4 entries, 2 epoch roots recomputed, 2 digests matched; "
+                                f"agent {A}, org {new}, rotated from {old}\n") and captured.err == ""
+    del document["rotation_chain"]
+    out.write_text(json.dumps(document))
+    assert cli.main(["audit", "verify", str(out), f"--digest={digests[0]}"]) == 1
+    assert f"signed by {old}, not by the org {new}" in capsys.readouterr().err
+
+
 def test_an_export_killed_at_any_moment_of_its_write_leaves_the_one_before_whole(tmp_path, local_cli):
     """Before: --out was truncated, then written: killed between, the export left half a file where a whole one had
     been."""
