@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ledger import Ledger
-from ledger.sqlite_format import FileFormat, claim
+from ledger.sqlite_format import FileFormat, check, claim
 from ledger.wal import use_wal
 from vouching import DigestBody, EquivocationBody, Record, RevokeBody, VouchBody, load_stored, record_id
 
@@ -412,10 +412,79 @@ class CommittedIndex:
         self._db.close()
 
     def _read(self, sql: str, args: Sequence[object]) -> list[tuple]:
+        return _query(self._db, sql, args)
+
+
+class RecordReader:
+    """The records of a data directory, read beside the node that appends them (or with it stopped) and writing
+    nothing: the records ledger as it stood at `open` (read-only: WAL lets it read past the node's appends), its
+    records found by the index's committed rows and, past them, by reading the ledger's entries (the node commits its
+    index every few thousand rows, and one that died leaves it behind until its next start replays the rest)."""
+
+    def __init__(self, ledger: Ledger, index: sqlite3.Connection | None) -> None:
+        self.ledger = ledger
+        self._db = index
+        self._indexed = 0  # ledger entries the committed index rows cover (a prefix: rows are committed in order)
+        if index is not None:
+            (end,) = _query(index, "SELECT COALESCE(MAX(idx) + 1, 0) FROM records", ())[0]
+            self._indexed = min(end, ledger.size)  # the node may have committed rows since the ledger was opened
+
+    @classmethod
+    def open(cls, directory: Path) -> RecordReader:
+        """FileNotFoundError if there is no records ledger; LedgerError or StoreError, naming the file, if the ledger
+        or the index is not one. A missing index is no error: the ledger is read whole."""
+        ledger = Ledger.open(directory / LEDGER_FILE, read_only=True)  # first: rows committed since are past its size
+        path = directory / INDEX_FILE
+        index = None
         try:
-            return self._db.execute(sql, args).fetchall()
-        except sqlite3.Error as error:
-            raise StoreError(f"{INDEX_FILE}: cannot be read ({error})") from error
+            if path.exists():
+                index = _connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+                check(index, path, _FORMAT, StoreError)
+            return cls(ledger, index)
+        except BaseException as error:
+            if index is not None:
+                index.close()
+            ledger.close()
+            if isinstance(error, sqlite3.Error):
+                raise StoreError(f"{INDEX_FILE}: cannot be read ({error})") from error
+            raise
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+        self.ledger.close()
+
+    def __enter__(self) -> RecordReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def scan(self, *, issuer: str, kind: str) -> Iterator[Record]:
+        """Every record of `issuer` of `kind`, oldest first, as RecordStore.scan; StoreError if the index names a
+        record the ledger does not hold there (the two are of different data directories)."""
+        rows = [] if self._db is None else _query(
+            self._db, "SELECT idx, seq FROM records WHERE iss = ? AND kind = ? AND idx < ? ORDER BY idx",
+            (issuer, kind, self._indexed))
+        for idx, seq in rows:
+            record = load_stored(self.ledger.entry(idx))
+            if (record.iss, record.seq, record.kind) != (issuer, seq, kind):
+                raise StoreError(f"{INDEX_FILE}: its record {idx} is not the one {LEDGER_FILE} holds there: the index "
+                                 "and the ledger are of different data directories")
+            yield record
+        for start in range(self._indexed, self.ledger.size, 1000):
+            for entry in self.ledger.entries(start, min(start + 1000, self.ledger.size)):
+                record = load_stored(entry)
+                if record.iss == issuer and record.kind == kind:
+                    yield record
+
+
+def _query(db: sqlite3.Connection, sql: str, args: Sequence[object]) -> list[tuple]:
+    """The rows of a query of an index opened read-only; StoreError if it cannot be read."""
+    try:
+        return db.execute(sql, args).fetchall()
+    except sqlite3.Error as error:
+        raise StoreError(f"{INDEX_FILE}: cannot be read ({error})") from error
 
 
 def _revokes(read: Callable[[str, Sequence[object]], list[tuple]], revoker: str, after: int, before: int,

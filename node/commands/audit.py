@@ -1,6 +1,6 @@
 """`vouchnet audit export` and `vouchnet audit verify`: an agent's raw events for an auditor, and the auditor's
-check of them (node.audit_export). Export reads the data directory itself, so it works with or without the node
-running."""
+check of them (node.audit_export). Export reads the data directory itself (records.ledger read-only), so it works
+with or without the node running."""
 
 from __future__ import annotations
 
@@ -59,7 +59,9 @@ def register(subparsers: Subparsers) -> None:
         "each epoch's evidence root can be recomputed, with RFC 9162 inclusion proofs against a checkpoint of the "
         "audit log signed now with the org key (refused while a `key rotate` is unfinished: run it again, or start the "
         "node, first), each with its entry's salt (random bytes that keep the org's evidence roots from being guessed "
-        "from events). Events pruned by retention cannot be exported.",
+        "from events). After a `key rotate`, the export holds the org's rotation chain (its signed org records "
+        "linking each earlier key to the next, read from records.ledger), so that the digests of its earlier keys "
+        "match too. Events pruned by retention cannot be exported.",
         examples=[
             "vouchnet audit export --agent did:key:z6Mk... --from 2026-01-01 --to 2026-02-01 --out alice.json",
             "vouchnet audit export --dir ./alice --agent did:key:z6Mk... --from 1767225600000 --to 1767229200000",
@@ -78,12 +80,16 @@ def register(subparsers: Subparsers) -> None:
         summary="check an export: the org's signature, every inclusion proof, every epoch's evidence root",
         description="Check an export as an auditor would (the steps are in node/audit_export.py): the checkpoint "
         "is signed by the org's did:key, each event is in the checkpointed log, each epoch's events hash to its "
-        "evidence root, and, for each digest record given, to the root the org published. An export proves what "
-        "the org it names logged: give --org to require the org you expect (anyone can sign an export of their own).",
+        "evidence root, and, for each digest record given, to the root the org published, signed by one of the "
+        "org's keys: the one the export names, or an earlier one its rotation chain links to it, before that key's "
+        "rotation. An export proves what the org it names logged: give --org to require the org you expect (anyone "
+        "can sign an export of their own).",
         examples=["vouchnet audit verify alice.json --org did:key:z6Mk... --digest digest-1.cose"],
     )
     verify.add_argument("file", type=Path, metavar="EXPORT", help="the file `vouchnet audit export` wrote")
-    verify.add_argument("--org", type=did_argument, metavar="DID", help="refuse an export of any other org")
+    verify.add_argument("--org", type=did_argument, metavar="DID",
+                        help="refuse an export of any other org (of which DID is a key: the newest, or one the "
+                        "rotation chain links to it)")
     verify.add_argument("--digest", type=Path, action="append", default=[], metavar="FILE",
                         help="one of the org's digest records (COSE bytes, as GET /v1/records/{id} serves it)")
 
@@ -98,10 +104,12 @@ def _export(args: argparse.Namespace) -> int:
     if args.end <= args.start:
         raise UsageError("--to: must be later than --from")
     with signing_key(args) as (config, key):
+        org = did_key(bytes(key.verify_key))
         try:
             check_listed(config.data_dir, [AUDIT_FILE])  # opening it would make a new one, whose root it signs
         except StoreLost as error:
             raise CommandFailed(str(error)) from None
+        chain = _rotation_chain(config.data_dir, org)
         try:
             state = DigestState.open_readonly(config.data_dir)
         except DigestStateError as e:
@@ -112,9 +120,8 @@ def _export(args: argparse.Namespace) -> int:
             state.close()
             raise CommandFailed(str(e)) from None
         try:
-            document = export_agent(audit, state, key=key,
-                                    org=did_key(bytes(key.verify_key)), network=config.network, agent=args.agent,
-                                    start=args.start, end=args.end)
+            document = export_agent(audit, state, key=key, org=org, network=config.network, agent=args.agent,
+                                    start=args.start, end=args.end, chain=chain)
         except ExportError as e:
             raise CommandFailed(str(e)) from None
         finally:
@@ -130,6 +137,26 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rotation_chain(data_dir: Path, org: str) -> list[bytes]:
+    """The org's rotation chain (node.audit_export.rotation_chain), read from records.ledger read-only: beside a
+    running node, whose appends WAL lets it read past, as with the node stopped."""
+    from gossip.store import LEDGER_FILE, RecordReader, StoreError
+    from ledger import LedgerError
+    from node.audit_export import rotation_chain
+    from node.store_manifest import StoreLost, check_listed
+
+    try:
+        check_listed(data_dir, [LEDGER_FILE])
+        if not (data_dir / LEDGER_FILE).exists():
+            return []  # no record stored yet: no rotation either
+        with RecordReader.open(data_dir) as records:
+            return rotation_chain(records, org)
+    except StoreLost as error:
+        raise CommandFailed(str(error)) from None
+    except (LedgerError, StoreError) as error:
+        raise CommandFailed(f"records: {error}") from None
+
+
 def _verify(args: argparse.Namespace) -> int:
     from node.audit_export import VerifyError, verify_export
 
@@ -142,11 +169,12 @@ def _verify(args: argparse.Namespace) -> int:
         verified = verify_export(document, digests=digests)
     except VerifyError as e:
         raise CommandFailed(f"does not verify: {e}") from None
-    if args.org is not None and document["org"] != args.org:
+    if args.org is not None and args.org not in verified.keys:
         raise CommandFailed(f"does not verify: an export of org {document['org']}, not of {args.org}")
+    earlier = f", rotated from {', '.join(verified.keys[:-1])}" if len(verified.keys) > 1 else ""
     print(f"ok: {counted(len(verified.events), 'event')} in a log of {counted(verified.size, 'entry', 'entries')}, "
           f"{counted(len(verified.epochs), 'epoch root')} recomputed, {counted(len(digests), 'digest')} matched; "
-          f"agent {document['agent']}, org {document['org']}")
+          f"agent {document['agent']}, org {document['org']}{earlier}")
     if verified.unmatched:
         print(f"note: {counted(verified.unmatched, 'event')} in no epoch a --digest was given for: an export can "
               "leave out events of such an epoch, or the whole epoch, and still verify (its evidence root is the "

@@ -12,7 +12,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gossip import store as store_module
-from gossip.store import _SUBJECT_KINDS, INDEX_FILE, LEDGER_FILE, RecordStore, StoreError, _index_subject, subject_of
+from gossip.store import (
+    _SUBJECT_KINDS,
+    INDEX_FILE,
+    LEDGER_FILE,
+    RecordReader,
+    RecordStore,
+    StoreError,
+    _index_subject,
+    subject_of,
+)
 from ledger import tree_hash
 from vouching import Record, digest_body, verify_record, vouch_body
 
@@ -337,3 +346,53 @@ def _digest(org: Org, agent: str) -> Record:
         categories={"tool": 1, "mcp": 0, "a2a": 0, "auth": 0, "resource": 0, "other": 0},
         high_risk={"ok": 0, "error": 0, "denied": 0, "timeout": 0}, evidence_root=b"\0" * 32,
     ))
+
+
+def test_a_reader_finds_an_issuer_s_records_beside_the_store_committed_or_not(tmp_path):
+    """`vouchnet audit export` reads beside the running node, whose index rows since its last commit only it sees:
+    those records are read from the ledger past the committed rows."""
+    alice, bob = Org(), Org()
+    committed = [alice.record("org"), bob.record("org"), alice.record(), alice.record("org")]
+    with RecordStore.open(tmp_path) as store:
+        store.append(committed)
+    store = RecordStore.open(tmp_path)
+    store.append([alice.record("org"), bob.record("org")])  # not committed yet (the index commits every few thousand)
+    with RecordReader.open(tmp_path) as reader:
+        found = [r.raw for r in store.scan(issuer=alice.did, kind="org")]
+        assert [r.raw for r in reader.scan(issuer=alice.did, kind="org")] == found and len(found) == 3
+        store.append([alice.record("org")])
+        store.close()  # its rows committed, past the ledger as the reader opened it: not read
+        assert [r.raw for r in reader.scan(issuer=alice.did, kind="org")] == found
+
+
+def test_a_reader_writes_nothing_and_reads_the_ledger_whole_without_an_index(tmp_path):
+    alice = Org()
+    records = [alice.record("org") for _ in range(3)]
+    with RecordStore.open(tmp_path) as store:
+        store.append(records)
+    ledger = (tmp_path / LEDGER_FILE).read_bytes()
+    with RecordReader.open(tmp_path) as reader:
+        assert [r.raw for r in reader.scan(issuer=alice.did, kind="org")] == [r.raw for r in records]
+    assert (tmp_path / LEDGER_FILE).read_bytes() == ledger
+    for path in tmp_path.glob(INDEX_FILE + "*"):
+        path.unlink()
+    with RecordReader.open(tmp_path) as reader:
+        assert [r.raw for r in reader.scan(issuer=alice.did, kind="org")] == [r.raw for r in records]
+    assert not (tmp_path / INDEX_FILE).exists()
+
+
+def test_a_reader_refuses_an_index_of_another_ledger_or_of_another_kind(tmp_path):
+    alice, bob = Org(), Org()
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    with RecordStore.open(tmp_path / "a") as store:
+        store.append([alice.record("org") for _ in range(3)])
+    with RecordStore.open(tmp_path / "b") as store:
+        store.append([bob.record("org") for _ in range(3)])
+    (tmp_path / "a" / LEDGER_FILE).write_bytes((tmp_path / "b" / LEDGER_FILE).read_bytes())
+    with RecordReader.open(tmp_path / "a") as reader, pytest.raises(StoreError, match=re.escape(
+            f"{INDEX_FILE}: its record 0 is not the one {LEDGER_FILE} holds there: the index and the ledger are of "
+            "different data directories")):
+        list(reader.scan(issuer=alice.did, kind="org"))
+    (tmp_path / "a" / INDEX_FILE).write_bytes(b"not a database at all" * 10)
+    with pytest.raises(StoreError, match="not a record index"):
+        RecordReader.open(tmp_path / "a")

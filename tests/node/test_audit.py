@@ -11,6 +11,7 @@ import shutil
 import signal
 import sqlite3
 import stat
+from types import SimpleNamespace
 
 import cbor2
 import pytest
@@ -20,7 +21,7 @@ from gossip.replica import Replica
 from gossip.store import LEDGER_FILE, RecordStore
 from ledger import Checkpoint, EntryPruned, Ledger, LedgerError, tree_hash, verify_inclusion
 from node import cli
-from node.audit_export import ExportError, VerifyError, export_agent, verify_export
+from node.audit_export import ExportError, VerifyError, export_agent, rotation_chain, verify_export
 from node.audit_log import AUDIT_FILE, AuditLog, audit_origin
 from node.commands import audit
 from node.commands.common import CommandFailed
@@ -30,7 +31,7 @@ from node.retention import DAY_MS, RetentionService
 from node.setup import init_data_dir
 from vouching import did_key, org_body, sign_record, verify_record, vouch_body
 
-from ..factories import new_did
+from ..factories import Org, new_did
 from .telemetry_node import Clock, telemetry_node
 
 EPOCH = 60_000
@@ -193,22 +194,156 @@ def test_a_digest_of_another_epoch_or_agent_does_not_match(node):
         verify_export(document, digests=digest_records(node, B)[:1])
 
 
-@pytest.mark.xfail(strict=True, reason="needs a design decision: how an export proves the org's earlier keys (the "
-                                       "rotation records in the export, which export cannot read beside a running "
-                                       "node, or given to verify by the auditor)")
-def test_an_export_made_after_a_rotation_matches_the_digests_of_the_org_s_earlier_key(node):
-    """After `vouchnet key rotate` the export is signed by the new key and names it as the org, so every digest the
-    org signed before its rotation, under its old key, is refused as "not the org's digest": the org can no longer
-    prove its events of those epochs to an auditor against what it published, though the network counts both keys
-    as one org (DESIGN §2)."""
+def rotate(node):
+    """Rotate `node`'s org key as node.rotation does: the old key's record naming the new key as `next`, then the new
+    key's first record naming the old as `prior`; the new key."""
     successor = SigningKey.generate()
-    new = did_key(bytes(successor.verify_key))
-    node.replica.issue("org", org_body("org", "testnet", next=new))  # as node.rotation does
+    node.replica.issue("org", org_body("org", "testnet", next=did_key(bytes(successor.verify_key))))
     Replica(successor, node.store, roots=(), max_hops=2, held_limit=10).issue(
         "org", org_body("org", "testnet", prior=node.replica.did))
+    return successor
+
+
+def test_an_export_made_after_a_rotation_matches_the_digests_of_the_org_s_earlier_key(node):
+    """After `vouchnet key rotate` the export is signed by the new key and names it as the org, so every digest the
+    org signed before its rotation, under its old key, was refused as "not the org's digest": the org could no longer
+    prove its events of those epochs to an auditor against what it published, though the network counts both keys
+    as one org (DESIGN §2). The export now carries the signed records linking the keys (its rotation chain)."""
+    successor = rotate(node)
+    new = did_key(bytes(successor.verify_key))
     document = export_agent(node.audit, node.digester.state, key=successor, org=new, network="testnet", agent=A,
-                            start=T0, end=T0 + EPOCH)
-    assert verify_export(document, digests=digest_records(node, A)[:1]).unmatched == 0
+                            start=T0, end=T0 + EPOCH, chain=rotation_chain(node.store, new))
+    verified = verify_export(document, digests=digest_records(node, A)[:1])
+    assert (verified.unmatched, verified.keys) == (0, (node.replica.did, new))
+
+
+def test_an_org_that_never_rotated_exports_as_before(node):
+    document = export(node, A, T0, T0 + EPOCH)
+    assert rotation_chain(node.store, node.replica.did) == []
+    assert "rotation_chain" not in document
+    assert verify_export(document, digests=digest_records(node, A)[:1]).keys == (node.replica.did,)
+
+
+@pytest.mark.parametrize("rotates_in_its_first_record", [False, True])
+def test_a_chain_of_two_rotations_links_every_earlier_key(node, rotates_in_its_first_record):
+    """K0 -> K1 -> K2, K1's rotation a record of its own or its first record, naming both its prior and its next
+    (vouching.succession takes either)."""
+    k0, k1, k2 = node.key, SigningKey.generate(), SigningKey.generate()
+    dids = [did_key(bytes(k.verify_key)) for k in (k0, k1, k2)]
+    node.replica.issue("org", org_body("org", "testnet", next=dids[1]))
+    second = Replica(k1, node.store, roots=(), max_hops=2, held_limit=10)
+    if rotates_in_its_first_record:
+        second.issue("org", org_body("org", "testnet", prior=dids[0], next=dids[2]))
+    else:
+        second.issue("org", org_body("org", "testnet", prior=dids[0]))
+        second.issue("org", org_body("org", "testnet", next=dids[2]))
+    Replica(k2, node.store, roots=(), max_hops=2, held_limit=10).issue("org", org_body("org", "testnet",
+                                                                                        prior=dids[1]))
+    chain = rotation_chain(node.store, dids[2])
+    assert [verify_record(raw).iss for raw in chain] == (
+        [dids[0], dids[1], dids[2]] if rotates_in_its_first_record else [dids[0], dids[1], dids[1], dids[2]])
+    assert chain[0] == node.store.at(dids[0], node.store.head(dids[0]).seq)  # K0's last record
+    document = export_agent(node.audit, node.digester.state, key=k2, org=dids[2], network="testnet", agent=A,
+                            start=T0, end=T0 + 3 * EPOCH, chain=chain)
+    verified = verify_export(document, digests=digest_records(node, A))
+    assert (verified.keys, verified.unmatched) == (tuple(dids), 0)
+
+
+def test_the_chain_stops_at_a_prior_key_that_did_not_name_the_new_one(node):
+    """A key's first record naming the org's key as its prior is a claim (anyone may make it) until the org's key names
+    it back: no link, no chain."""
+    claimant = Replica(SigningKey.generate(), node.store, roots=(), max_hops=2, held_limit=10)
+    claimant.issue("org", org_body("org", "testnet", prior=node.replica.did))
+    assert rotation_chain(node.store, claimant.did) == []
+
+
+@pytest.fixture
+def rotated(node):
+    """An export after a rotation from the node's key (K0) to K1, with the digests K0 signed, and signers for each key
+    that follow its chain (a forger holding the keys)."""
+    successor = rotate(node)
+    new = did_key(bytes(successor.verify_key))
+    document = export_agent(node.audit, node.digester.state, key=successor, org=new, network="testnet", agent=A,
+                            start=T0, end=T0 + EPOCH, chain=rotation_chain(node.store, new))
+    heads = {did: verify_record(node.store.get(node.store.head(did).id)) for did in (node.replica.did, new)}
+    old_org, new_org = (Org(key, seq=heads[did].seq, prev=heads[did].id, ts=heads[did].ts)
+                        for key, did in ((node.key, node.replica.did), (successor, new)))
+    return SimpleNamespace(document=document, digests=digest_records(node, A)[:1], old=node.replica.did, new=new,
+                           old_org=old_org, new_org=new_org)
+
+
+def _b64_record(record) -> str:
+    return base64.b64encode(record.raw).decode()
+
+
+def _flipped(item: str) -> str:
+    raw = bytearray(base64.b64decode(item))
+    raw[-1] ^= 1  # in the signature
+    return base64.b64encode(bytes(raw)).decode()
+
+
+def _other_orgs_link() -> list[str]:
+    old, new = Org(), Org()
+    return [_b64_record(old.record("org", org_body("o", "testnet", next=new.did))),
+            _b64_record(new.record("org", org_body("o", "testnet", prior=old.did)))]
+
+
+def _late_digest(r) -> bytes:
+    """A digest K0 signs after its rotation record, as the holder of a retired key could: the network takes none."""
+    honest = verify_record(r.digests[0])
+    return r.old_org.record("digest", honest.body.to_wire()).raw
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda r, d: d.pop("rotation_chain"), "digest [0-9a-f]+: signed by {old}, not by the org {new}: the export has "
+     "no rotation_chain linking an earlier key to the org"),
+    (lambda r, d: d.update(rotation_chain="x"), "rotation_chain: must be a list"),
+    (lambda r, d: d["rotation_chain"].__setitem__(0, "%"), "rotation_chain\\[0\\]: not base64"),
+    (lambda r, d: d["rotation_chain"].__setitem__(1, _flipped(d["rotation_chain"][1])),
+     "rotation_chain\\[1\\]: not a valid record"),
+    (lambda r, d: d["rotation_chain"].pop(1), "rotation_chain\\[0\\]: {old} names {new} as its next key, whose first "
+     "record in the chain does not name it back"),
+    (lambda r, d: d["rotation_chain"].pop(0), "rotation_chain\\[0\\]: {new} names {old} as its prior key, whose "
+     "rotation record in the chain does not name it"),
+    (lambda r, d: d["rotation_chain"].append(base64.b64encode(r.digests[0]).decode()),
+     "rotation_chain\\[2\\]: a digest record, not an org record"),
+    (lambda r, d: d["rotation_chain"].append(_b64_record(r.new_org.record("org", org_body("org", "testnet")))),
+     "rotation_chain\\[2\\]: names neither a next nor a prior key"),
+    (lambda r, d: d["rotation_chain"].append(_b64_record(r.old_org.record("org", org_body("org", "testnet",
+                                                                                           next=new_did())))),
+     "rotation_chain\\[2\\]: a second record of {old} naming a next key"),
+    (lambda r, d: d.update(rotation_chain=d["rotation_chain"] + _other_orgs_link()),
+     "rotation_chain: links did:key:\\w+, did:key:\\w+, not keys of the export's org {new}"),
+    (lambda r, d: d.update(rotation_chain=_other_orgs_link()), "not keys of the export's org {new}"),
+    (lambda r, d: d.update(rotation_chain=[_b64_record(r.old_org.record("org", org_body("o", "othernet", next=r.new))),
+                                           _b64_record(Org(r.new_org.key).record("org", org_body(
+                                               "o", "othernet", prior=r.old)))]),
+     "rotation_chain\\[0\\]: an org record of network 'othernet', not of the export's 'testnet'"),
+])
+def test_a_rotation_chain_that_does_not_prove_the_org_s_keys_is_refused(rotated, change, message):
+    document = copy.deepcopy(rotated.document)
+    change(rotated, document)
+    with pytest.raises(VerifyError, match=message.format(old=rotated.old, new=rotated.new)):
+        verify_export(document, digests=rotated.digests)
+
+
+def test_a_digest_an_earlier_key_signed_after_its_rotation_is_refused(rotated):
+    """A retired key signs nothing the network takes after its rotation record (its last): one that did (its holder
+    kept a copy) proves nothing of the org's."""
+    rotation = rotated.old_org.seq
+    with pytest.raises(VerifyError, match=f"signed by {rotated.old} at seq {rotation + 1}, after its rotation record "
+                                          f"\\(seq {rotation}\\) ended its chain"):
+        verify_export(rotated.document, digests=[_late_digest(rotated)])
+
+
+def test_an_export_by_a_key_the_chain_retires_is_refused(node, rotated):
+    """Signed by K0 after it rotated to K1 (its holder kept a copy): the export names a key the org no longer uses."""
+    document = export_agent(node.audit, node.digester.state, key=node.key, org=rotated.old, network="testnet",
+                            agent=A, start=T0, end=T0 + EPOCH, chain=[base64.b64decode(item) for item in
+                                                                      rotated.document["rotation_chain"]])
+    with pytest.raises(VerifyError, match=f"the export's org {rotated.old} rotated to {rotated.new}: an export is "
+                                          "signed by the org's newest key"):
+        verify_export(document)
 
 
 def test_a_digest_misstating_high_risk_counts_does_not_match(node):
@@ -432,6 +567,41 @@ def test_the_cli_exports_and_verifies(tmp_path, capsys):
         args.func(args)
     with pytest.raises(SystemExit):
         parser.parse_args(["audit", "export", "--agent", A, "--from", "7d", "--to", "1"])
+
+
+def test_the_cli_exports_after_a_key_rotation_and_verifies_the_digests_of_both_keys(tmp_path, capsys):
+    """`vouchnet key rotate` with the node stopped, between two epochs: the export, signed by the new key, carries the
+    records linking the keys, read from records.ledger, and the digest each key signed matches its epoch."""
+    made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    digests = []
+    for epoch in range(2):
+        if epoch:
+            assert cli.main(["key", "rotate", "--dir", str(made.data_dir)]) == 0
+        key = load_org_key(made.data_dir / "org.key")
+        with telemetry_node(made.data_dir, key=key, clock=Clock(T0 + epoch * EPOCH), epoch_ms=EPOCH) as node:
+            submit(node, A, count=2)
+            node.digester.close_due(T0 + (epoch + 1) * EPOCH)
+            (digest,) = digest_records(node, A)
+        digests.append(tmp_path / f"digest-{epoch}.cose")
+        digests[-1].write_bytes(digest)
+    old, new = (verify_record(path.read_bytes()).iss for path in digests)
+    assert new == did_key(bytes(key.verify_key)) != old
+    out = tmp_path / "export.json"
+    assert cli.main(["audit", "export", "--dir", str(made.data_dir), "--agent", A, "--from", str(T0), "--to",
+                     str(T0 + 2 * EPOCH), "--out", str(out)]) == 0
+    document = json.loads(out.read_text())
+    assert (document["org"], len(document["rotation_chain"])) == (new, 2)
+    capsys.readouterr()
+    for org in (new, old):  # the org known by any of its keys
+        argv = ["audit", "verify", str(out), "--org", org, *(f"--digest={path}" for path in digests)]
+        assert cli.main(argv) == 0
+        captured = capsys.readouterr()
+        assert captured.out == (f"ok: 4 events in a log of 4 entries, 2 epoch roots recomputed, 2 digests matched; "
+                                f"agent {A}, org {new}, rotated from {old}\n") and captured.err == ""
+    del document["rotation_chain"]
+    out.write_text(json.dumps(document))
+    assert cli.main(["audit", "verify", str(out), f"--digest={digests[0]}"]) == 1
+    assert f"signed by {old}, not by the org {new}" in capsys.readouterr().err
 
 
 def test_an_export_killed_at_any_moment_of_its_write_leaves_the_one_before_whole(tmp_path, local_cli):
