@@ -31,10 +31,21 @@ if IN_MEMORY:
     tempfile.tempdir = str(MEMORY)  # read by pytest's tmp_path_factory too, unless --basetemp is given
 
 
+def _disk_directory() -> tempfile.TemporaryDirectory[str]:
+    return tempfile.TemporaryDirectory(dir=DISK, prefix="vouchnet-disk-")
+
+
 @pytest.fixture
 def disk_path() -> Iterator[Path]:
     """A fresh directory on the disk, removed after the test: for tests that kill a process writing to it."""
-    with tempfile.TemporaryDirectory(dir=DISK, prefix="vouchnet-disk-") as directory:
+    with _disk_directory() as directory:
+        yield Path(directory)
+
+
+@pytest.fixture(scope="module")
+def module_disk_path() -> Iterator[Path]:
+    """disk_path for a module's fixtures: removed after the module's last test."""
+    with _disk_directory() as directory:
         yield Path(directory)
 
 

@@ -8,7 +8,6 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
 
 from testnet.sim.runner import RunResult
 from vouching.tiers import TRUSTED
@@ -23,8 +22,10 @@ def auc(positive: Iterable[float], negative: Iterable[float]) -> float | None:
     neg = np.asarray(list(negative), dtype=float)
     if len(pos) == 0 or len(neg) == 0:
         return None
-    ranks = rankdata(np.concatenate([pos, neg]))  # ties get their average rank
-    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+    # Mann-Whitney's U, counted pair by pair: negatives below each positive, and half those it ties with
+    ordered = np.sort(neg)
+    below, at_most = np.searchsorted(ordered, pos, side="left"), np.searchsorted(ordered, pos, side="right")
+    return float((below.sum() + (at_most - below).sum() / 2) / (len(pos) * len(neg)))
 
 
 def separation(result: RunResult) -> float | None:

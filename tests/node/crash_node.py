@@ -38,7 +38,7 @@ from node.keys import load_org_key
 from node.logs import logfmt_fields
 from vouching import did_key
 
-from .forked_cli import ForkedCli
+from .forked_cli import ForkedCli, ForkedProcess
 
 _ROOT = Path(__file__).resolve().parents[2]
 _START_SECONDS = 60.0
@@ -51,15 +51,16 @@ class CrashCheckFailed(AssertionError):
 
 @dataclass
 class NodeProcess:
-    """One node's data directory and, while it runs, its `vouchnet run` process (stderr to `log`, which a lowered
-    RLIMIT_FSIZE does not reach: the node writes it through a pipe). It listens on loopback ports the OS picks at
-    each start, read from its "node running" line: a port found free and handed to the node, or one it freed at a
-    kill, could be taken by another process before the node listened on it."""
+    """One node's data directory and, while it runs, its `vouchnet run` process, forked by `cli` from a process that
+    imported the node once (most of a start's seconds), its stderr appended to `log`; with `preexec` (a lowered
+    RLIMIT_FSIZE), a process of its own that writes `log` through a pipe, which the limit does not reach. It listens
+    on loopback ports the OS picks at each start, read from its "node running" line: a port found free and handed to
+    the node, or one it freed at a kill, could be taken by another process before the node listened on it."""
 
     data_dir: Path
-    cli: ForkedCli  # for `vouchnet init` and the checks' commands
+    cli: ForkedCli  # for `vouchnet init`, `vouchnet run` and the checks' commands
     preexec: Callable[[], None] | None = None
-    process: subprocess.Popen[bytes] | None = None
+    process: subprocess.Popen[bytes] | ForkedProcess | None = None
     starts: int = 0
     start_seconds: float = 0.0  # how long the last start took
     api: str | None = None  # while it runs: its API's URL
@@ -102,10 +103,13 @@ class NodeProcess:
         begun = time.monotonic()
         self.log.touch()
         logged = self.log.read_text().count("node running")
-        self.process = subprocess.Popen([sys.executable, "-m", "node.cli", "run", "--dir", str(self.data_dir)],
-                                        cwd=_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                        preexec_fn=self.preexec)
-        threading.Thread(target=_copy, args=(self.process.stderr, self.log), daemon=True).start()
+        command = ["run", "--dir", str(self.data_dir)]
+        if self.preexec is None:
+            self.process = self.cli.spawn(command, self.log)
+        else:
+            self.process = subprocess.Popen([sys.executable, "-m", "node.cli", *command], cwd=_ROOT,
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=self.preexec)
+            threading.Thread(target=_copy, args=(self.process.stderr, self.log), daemon=True).start()
         deadline = time.monotonic() + _START_SECONDS
         while self.log.read_text().count("node running") == logged:
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -437,7 +441,7 @@ def run(workdir: Path, stops: int, seed: int, *, sigterm_share: float = 0.5, mos
     after each restart and at the end; after a share of them, the restart is killed midway too."""
     rng = random.Random(seed)
     begun = time.monotonic()
-    cli = ForkedCli(workdir / "cli", preload=("node.cli",))  # closed at the end, with the nodes
+    cli = ForkedCli(workdir / "cli")  # closed at the end, with the nodes
     a, b = two_nodes(workdir, cli)
     acks = Acknowledged(agents=[_agent() for _ in range(4)])
     kills = terms = startup_kills = 0

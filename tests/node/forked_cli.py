@@ -3,7 +3,8 @@
 Importing the node takes most of the seconds a `vouchnet run` that stops at start-up, or a `vouchnet init`, lasts.
 `ForkedCli` starts this module as a server once: it imports the node, then for each run forks a child that runs
 node/cli.py as `python -m` does, its stdout and stderr going to files, and answers with the child's exit status.
-Only for runs that end by themselves: a run the test must signal is started with subprocess.
+`spawn` starts a run that the test signals, such as `vouchnet run`: the server forks it and answers at once, and
+reaps it when asked how it is (`ForkedProcess`, as much of subprocess.Popen as the tests use).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import runpy
 import signal
 import subprocess
 import sys
+import time
 import traceback
 from collections.abc import Sequence
 from importlib import import_module
@@ -45,16 +47,29 @@ class ForkedCli:
         """What `python -m node.cli *args` printed and returned; a run lasting `timeout` s is killed (SIGALRM). With
         `kill_at`, the run SIGKILLs itself at that point of its file writes (tests/node/kill_points.py): returncode
         -9, unless it ended before."""
-        assert self._server.stdin is not None and self._server.stdout is not None
         self._runs += 1
         out, err = self._workdir / f"{self._runs}.stdout", self._workdir / f"{self._runs}.stderr"
-        request = {"args": list(args), "out": str(out), "err": str(err), "timeout": timeout, "kill_at": kill_at}
+        status = self._ask({"args": list(args), "out": str(out), "err": str(err), "timeout": timeout,
+                            "kill_at": kill_at})
+        return subprocess.CompletedProcess(list(args), int(status), out.read_text(), err.read_text())
+
+    def spawn(self, args: Sequence[str], log: Path) -> ForkedProcess:
+        """Start `python -m node.cli *args` without waiting for it, its stderr appended to `log`."""
+        return ForkedProcess(self, list(args), int(self._ask({"spawn": list(args), "log": str(log)})))
+
+    def returncode(self, pid: int) -> int | None:
+        """The exit status of the spawned run `pid`, or None while it runs."""
+        status = self._ask({"status": pid})
+        return None if status == "running" else int(status)
+
+    def _ask(self, request: dict[str, object]) -> str:
+        assert self._server.stdin is not None and self._server.stdout is not None
         self._server.stdin.write(json.dumps(request) + "\n")
         self._server.stdin.flush()
-        status = self._server.stdout.readline()
-        if not status:
+        answer = self._server.stdout.readline()
+        if not answer:
             raise RuntimeError(f"the forking server ended ({self._server.wait()})")
-        return subprocess.CompletedProcess(list(args), int(status), out.read_text(), err.read_text())
+        return answer.strip()
 
     def close(self) -> None:
         assert self._server.stdin is not None
@@ -62,18 +77,63 @@ class ForkedCli:
         self._server.wait(timeout=30)
 
 
+class ForkedProcess:
+    """A run `ForkedCli.spawn` started: its pid, and poll, send_signal, kill and wait as subprocess.Popen's."""
+
+    def __init__(self, cli: ForkedCli, args: list[str], pid: int) -> None:
+        self.args, self.pid, self._cli = args, pid, cli
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.returncode = self._cli.returncode(self.pid)
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:  # not reaped yet, so the pid is still this run's
+            os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(self.args, timeout or 0.0)
+            time.sleep(0.02)
+        return code
+
+
+def _redirect(out: str, err: str, flags: int) -> None:
+    """stdout and stderr to files opened with `flags` too, stdin from /dev/null."""
+    for fd, path in ((1, out), (2, err)):
+        os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | flags, 0o600), fd)
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+
+
+def _run_cli(args: list[str]) -> None:
+    sys.argv = [str(_ROOT / "node" / "cli.py"), *args]
+    runpy.run_module("node.cli", run_name="__main__", alter_sys=True)
+
+
+def _spawned(args: list[str], log: str) -> None:
+    """Run node/cli.py as `python -m node.cli *args` would, to the end of the interpreter (its exit status from the
+    SystemExit or exception that ends the run), as a run that is signalled is timed to its process's end."""
+    _redirect(os.devnull, log, os.O_APPEND)
+    _run_cli(args)
+    sys.exit(0)
+
+
 def _child(args: list[str], out: str, err: str, timeout: int, kill_at: int | None) -> None:
     """Run node/cli.py as `python -m node.cli *args` would, then end the process with its exit status."""
-    for fd, path in ((1, out), (2, err)):
-        os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), fd)
-    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    _redirect(out, err, os.O_TRUNC)
     if kill_at is not None:
         kill_points.kill_at(kill_at)
     signal.alarm(timeout)  # as subprocess.run's timeout: a hung run fails its test rather than holding up the suite
-    sys.argv = [str(_ROOT / "node" / "cli.py"), *args]
     code = 0
     try:
-        runpy.run_module("node.cli", run_name="__main__", alter_sys=True)
+        _run_cli(args)
     except SystemExit as stop:  # as the interpreter reads it
         if isinstance(stop.code, int) or stop.code is None:
             code = stop.code or 0
@@ -91,13 +151,23 @@ def _child(args: list[str], out: str, err: str, timeout: int, kill_at: int | Non
 def _serve(preload: Sequence[str]) -> None:
     for module in preload:  # the imports the children share
         import_module(module)
+    spawned: dict[int, int | None] = {}  # pid: exit status, once reaped
     for line in sys.stdin:
         request = json.loads(line)
-        pid = os.fork()
-        if pid == 0:
-            _child(request["args"], request["out"], request["err"], request["timeout"], request["kill_at"])
-        status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-        sys.stdout.write(f"{status}\n")
+        if "status" in request:
+            answer = spawned[request["status"]]
+            if answer is None and (reaped := os.waitpid(request["status"], os.WNOHANG))[0]:
+                answer = spawned[request["status"]] = os.waitstatus_to_exitcode(reaped[1])
+            sys.stdout.write(f"{'running' if answer is None else answer}\n")
+        elif "spawn" in request:
+            if (pid := os.fork()) == 0:
+                _spawned(request["spawn"], request["log"])
+            spawned[pid] = None
+            sys.stdout.write(f"{pid}\n")
+        else:
+            if (pid := os.fork()) == 0:
+                _child(request["args"], request["out"], request["err"], request["timeout"], request["kill_at"])
+            sys.stdout.write(f"{os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])}\n")
         sys.stdout.flush()
 
 

@@ -12,8 +12,8 @@ from .crash_node import run, run_disk_full
 
 @pytest.mark.slow
 def test_a_node_killed_or_stopped_under_load_loses_nothing_it_answered(disk_path):
-    """A SIGKILL, then a SIGTERM, each restart killed midway by chance: one pair of nodes for both (a pair costs CI
-    about half a minute to start)."""
+    """A SIGKILL, then a SIGTERM, each restart killed midway by chance: one pair of nodes for both (the forking
+    server's imports are most of what a pair costs to start)."""
     seed = random.randrange(1 << 32)
     report = run(disk_path, 2, seed, most_seconds=2.0, startup_kill_share=0.5,
                  signals=(signal.SIGKILL, signal.SIGTERM))

@@ -29,6 +29,10 @@ from .in_process import accepting, records_of, running
 
 pytestmark = pytest.mark.slow
 _NOWHERE = "/ip4/127.0.0.1/tcp/9"  # the discard port, a privileged one: nothing listens there
+# b's sync interval. A restarted a may stay out of b's records mesh for a PRUNE backoff and its slack (10 s and
+# more), so its new record reaches b by b's anti-entropy, which pulls from a peer whose log shows no growth (a
+# diverged node gossips no checkpoint) every 20 intervals: 2 s at this interval, 10 s at 0.5.
+B_SYNC_INTERVAL = 0.1
 
 
 @asynccontextmanager
@@ -75,7 +79,7 @@ async def _node_a(tmp_path: Path, b: Node) -> NodeConfig:
 
 
 async def test_a_restored_node_never_signs_a_checkpoint_contradicting_one_it_published(tmp_path, caplog):
-    async with running(tmp_path / "b", settings={"sync_interval": 0.5}) as b:
+    async with running(tmp_path / "b", settings={"sync_interval": B_SYNC_INTERVAL}) as b:
         config = await _node_a(tmp_path, b)
         with trio.fail_after(60):
             async with _serving(config) as a:
@@ -119,7 +123,7 @@ async def test_a_restored_node_never_signs_a_checkpoint_contradicting_one_it_pub
 
 
 async def test_a_node_restored_from_a_copy_taken_after_its_last_checkpoint_goes_on_being_witnessed(tmp_path):
-    async with running(tmp_path / "b", settings={"sync_interval": 0.5}) as b:
+    async with running(tmp_path / "b", settings={"sync_interval": B_SYNC_INTERVAL}) as b:
         config = await _node_a(tmp_path, b)
         with trio.fail_after(60):
             async with _serving(config) as a:

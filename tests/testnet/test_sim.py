@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, strategies as st
 
 from node.cli import main
 from testnet.sim.metrics import auc
@@ -67,6 +68,15 @@ def test_auc_counts_ties_as_half():
     assert auc([3, 2], [1]) == 1.0
     assert auc([1, 2], [1]) == 0.75
     assert auc([], [1]) is None
+
+
+_scores = st.lists(st.integers(0, 6).map(lambda n: n / 6), max_size=30)  # few values: many ties
+
+
+@given(_scores, _scores)
+def test_auc_is_the_share_of_pairs_a_positive_wins_ties_counting_half(positive, negative):
+    pairs = [(p > n) + (p == n) / 2 for p in positive for n in negative]
+    assert auc(positive, negative) == (sum(pairs) / len(pairs) if pairs else None)
 
 
 def test_a_rating_network_replay_separates_the_distrusted(tmp_path):

@@ -1,6 +1,7 @@
 """A real testnet through the CLI, as an operator runs one: three node processes go up, a short scenario runs with
 a SIGKILL and restart, a key theft, a partition and a key rotation inside it, the report is written, and `down`
-leaves no process or port behind."""
+leaves no process or port behind; then, while it is down, other processes take ports of two of its nodes and `up`
+moves them. One testnet serves both (starting three node processes costs CI most of a test's time)."""
 
 import json
 import os
@@ -10,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,7 @@ from node.config import load_config
 from testnet.cluster import Cluster
 from testnet.ports import ephemeral_range
 from testnet.processes import alive
-from testnet.state import listen_addr
+from testnet.state import NodeEntry, listen_addr
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -76,81 +78,103 @@ def holds(cluster: Cluster, at: str, record_id: str) -> bool:
     return True
 
 
-def test_three_nodes_run_a_scenario_with_faults_a_rotation_and_a_key_theft_and_leave_nothing_running(disk_path):
-    directory, out = disk_path / "testnet", disk_path / "report"
+@dataclass(frozen=True)
+class ScenarioRun:
+    """A testnet brought up, run through short.toml and brought down, with what each step showed."""
+
+    directory: Path
+    out: Path
+    up: subprocess.CompletedProcess
+    at_up: list[NodeEntry]
+    status: subprocess.CompletedProcess
+    run: subprocess.CompletedProcess
+    n01_announced: dict[str, list[str]] | None  # n01's addresses as n00 and n02 held them at the end (if it ran)
+    down: subprocess.CompletedProcess
+
+
+@pytest.fixture(scope="module")
+def scenario_run(module_disk_path) -> ScenarioRun:
+    directory, out = module_disk_path / "testnet", module_disk_path / "report"
+    n01_announced = None
     try:
         up = vouchnet("testnet", "up", "--nodes", 3, "--dir", directory)
         assert up.returncode == 0, up.stderr
-        cluster = Cluster.open(directory)
-        assert all(f"{e.name}  {e.api_url}  {e.did}" in up.stdout.splitlines() for e in cluster.state.nodes)
-        # The restarts below (n01 killed, n00 rotated) find their ports free: no outgoing connection of this machine,
-        # nor another test's listener on port 0, is given a port outside the ephemeral range.
-        low, high = ephemeral_range()
-        assert not [p for e in cluster.state.nodes for p in (e.p2p_port, e.api_port) if low <= p <= high]
-        pids = [(e.pid, e.started) for e in cluster.state.nodes]
-        assert all(alive(pid, started) for pid, started in pids)
-
+        at_up = list(Cluster.open(directory).state.nodes)
         status = vouchnet("testnet", "status", "--dir", directory, "--json")
-        assert [row["running"] for row in json.loads(status.stdout)] == [True] * 3
-
         run = vouchnet("testnet", "run", SHORT, "--dir", directory, "--out", out)
-        assert run.returncode == 0, run.stderr
-        results = json.loads((out / "results.json").read_text())
-        measured = results["measurements"]
-        kill, partition = measured["catch_up"]
-        assert (kill["fault"], kill["node"]) == ("kill", "n01") and kill["backlog_records"] > 0
-        assert (partition["fault"], partition["side"]) == ("partition", ["n02"])
-        assert partition["connections_crossing_after_cut"] == 0 and partition["backlog_records"] > 0
-        # n00's new key was refused across the cut from the moment it existed: nothing crossed, and the node on the
-        # other side linked the keys only once healed
-        assert partition["records_crossed"] == 0
-
-        (rotation,) = measured["rotations"]
-        rotated = Cluster.open(directory).entry("n00")
-        old, new = rotated.keys
-        assert (rotation["node"], rotation["old"], rotation["new"]) == ("n00", old, new) and old != new
-        assert rotation["nodes_linking"] == rotation["of"] == 2 and rotation["linked_at_end"] == ["n01", "n02"]
-        heal = next(e["at"] for e in results["timeline"] if e["kind"] == "heal")
-        started = next(e["started"] for e in results["timeline"] if e["kind"] == "rotated")
-        assert started + rotation["seconds_to_link"]["n02"] > heal - 0.5
-        bootstrap = load_config(directory / "nodes" / "n01").bootstrap
-        assert f"/p2p/{rotated.peer_id}" in "".join(bootstrap)  # for n01's next start
-
-        (theft,) = measured["attacks"]
-        assert (theft["type"], theft["victim"], theft["offered_to"]) == ("key-theft", "n02", "n01")
-        assert theft["flagged_everywhere"] and theft["nodes_flagging"] == theft["of"] == 3
-        assert theft["distrusted_by"] == ["n00", "n01"]  # a node never distrusts its own org
-        assert theft["thief_counts_for_nothing"] and set(theft["thief_key"]) == {"n00", "n01", "n02"}
-        assert measured["convergence"]["converged"], measured["convergence"]
-        assert measured["checkpoints"]["all_current_and_witnessed"], measured["checkpoints"]
-        assert measured["propagation"]["to_each_node"]["count"] > 0
-        page = (out / "report.html").read_text()
-        assert page.count('src="data:image/png;base64,') == 3
-        assert {p.name for p in out.iterdir()} == {"results.json", "report.html", "scores.png", "latency.png",
-                                                   "confusion.png"}
+        if run.returncode == 0:
+            cluster = Cluster.open(directory)
+            n01_announced = {at: announced(cluster, at, "n01") for at in ("n00", "n02")}
     finally:
         down = vouchnet("testnet", "down", "--dir", directory)
+    return ScenarioRun(directory, out, up, at_up, status, run, n01_announced, down)
+
+
+def test_three_nodes_run_a_scenario_with_faults_a_rotation_and_a_key_theft_and_leave_nothing_running(scenario_run):
+    directory, out, up = scenario_run.directory, scenario_run.out, scenario_run.up
+    cluster = Cluster.open(directory)
+    assert all(f"{e.name}  {e.api_url}  {e.did}" in up.stdout.splitlines() for e in scenario_run.at_up)
+    # The restarts below (n01 killed, n00 rotated) find their ports free: no outgoing connection of this machine,
+    # nor another test's listener on port 0, is given a port outside the ephemeral range.
+    low, high = ephemeral_range()
+    assert not [p for e in scenario_run.at_up for p in (e.p2p_port, e.api_port) if low <= p <= high]
+    pids = [(e.pid, e.started) for e in scenario_run.at_up]
+
+    assert [row["running"] for row in json.loads(scenario_run.status.stdout)] == [True] * 3
+
+    run = scenario_run.run
+    assert run.returncode == 0, run.stderr
+    results = json.loads((out / "results.json").read_text())
+    measured = results["measurements"]
+    kill, partition = measured["catch_up"]
+    assert (kill["fault"], kill["node"]) == ("kill", "n01") and kill["backlog_records"] > 0
+    assert (partition["fault"], partition["side"]) == ("partition", ["n02"])
+    assert partition["connections_crossing_after_cut"] == 0 and partition["backlog_records"] > 0
+    # n00's new key was refused across the cut from the moment it existed: nothing crossed, and the node on the
+    # other side linked the keys only once healed
+    assert partition["records_crossed"] == 0
+
+    (rotation,) = measured["rotations"]
+    rotated = cluster.entry("n00")
+    old, new = rotated.keys
+    assert (rotation["node"], rotation["old"], rotation["new"]) == ("n00", old, new) and old != new
+    assert rotation["nodes_linking"] == rotation["of"] == 2 and rotation["linked_at_end"] == ["n01", "n02"]
+    heal = next(e["at"] for e in results["timeline"] if e["kind"] == "heal")
+    started = next(e["started"] for e in results["timeline"] if e["kind"] == "rotated")
+    assert started + rotation["seconds_to_link"]["n02"] > heal - 0.5
+    bootstrap = load_config(directory / "nodes" / "n01").bootstrap
+    assert f"/p2p/{rotated.peer_id}" in "".join(bootstrap)  # for n01's next start
+
+    (theft,) = measured["attacks"]
+    assert (theft["type"], theft["victim"], theft["offered_to"]) == ("key-theft", "n02", "n01")
+    assert theft["flagged_everywhere"] and theft["nodes_flagging"] == theft["of"] == 3
+    assert theft["distrusted_by"] == ["n00", "n01"]  # a node never distrusts its own org
+    assert theft["thief_counts_for_nothing"] and set(theft["thief_key"]) == {"n00", "n01", "n02"}
+    assert measured["convergence"]["converged"], measured["convergence"]
+    assert measured["checkpoints"]["all_current_and_witnessed"], measured["checkpoints"]
+    assert measured["propagation"]["to_each_node"]["count"] > 0
+    page = (out / "report.html").read_text()
+    assert page.count('src="data:image/png;base64,') == 3
+    assert {p.name for p in out.iterdir()} == {"results.json", "report.html", "scores.png", "latency.png",
+                                               "confusion.png"}
+
+    down = scenario_run.down
     assert down.returncode == 0, down.stderr
     assert "no node process is alive and no node port accepts connections" in down.stdout
-    assert Cluster.open(directory).leftovers() == []
+    assert cluster.leftovers() == []
     assert not any(alive(pid, started) for pid, started in pids)
 
 
-def test_a_stopped_testnet_whose_ports_another_process_took_comes_up_with_those_nodes_moved(disk_path):
-    """While the testnet is down, a service takes n01's p2p port and n02's API port: `up` moves them (said in a
-    line each), rewrites the bootstrap lists that name n01, n01 announces its new address in a new `org` record, and
-    records replicate both ways as before."""
-    directory = disk_path / "testnet"
+def test_a_stopped_testnet_whose_ports_another_process_took_comes_up_with_those_nodes_moved(scenario_run):
+    """While the testnet is down (the one the scenario ran on), a service takes n01's p2p port and n02's API port:
+    `up` moves them (said in a line each), rewrites the bootstrap lists that name n01, n01 announces its new address
+    in a new `org` record, and records replicate both ways as before."""
+    directory = scenario_run.directory
+    assert scenario_run.down.returncode == 0, scenario_run.down.stderr
+    before = Cluster.open(directory)
+    n01, n02 = before.entry("n01"), before.entry("n02")
+    assert scenario_run.n01_announced == {at: [listen_addr(n01.p2p_port)] for at in ("n00", "n02")}
     try:
-        up = vouchnet("testnet", "up", "--nodes", 3, "--dir", directory)
-        assert up.returncode == 0, up.stderr
-        before = Cluster.open(directory)
-        n01, n02 = before.entry("n01"), before.entry("n02")
-        eventually("n00 and n02 hold n01's org record", lambda: all(
-            announced(before, at, "n01") == [listen_addr(n01.p2p_port)] for at in ("n00", "n02")))
-        down = vouchnet("testnet", "down", "--dir", directory)
-        assert down.returncode == 0, down.stderr
-
         with listening(n01.p2p_port), listening(n02.api_port):
             up = vouchnet("testnet", "up", "--dir", directory)
             assert up.returncode == 0, up.stderr
