@@ -23,7 +23,12 @@ yet. Each step is then also given per row of what it reads (audit-log entries, k
     python benchmarks/startup.py --events 10000000 --batch 10      # and a year of telemetry
 
 Each directory is started twice: without engine.snapshot (a full replay; the start then writes one, off the loop,
-and the run waits for it), then from that snapshot, with no record after it (node.engine_snapshot).
+and the run waits for it), then from that snapshot, with no record after it (node.engine_snapshot). Each start
+gives the longest stall of the trio loop, the longest gap between the wake-ups of a task ticking every TICK_S (what
+a request or a signal would wait). Started from the snapshot, the node then brings it forward once as a running
+node does (TrustService._bring_snapshot_forward: the file read into an engine of its own, fed the records since,
+none here, and written anew): its wall time, the loop's longest stall meanwhile, and its peak RSS over the running
+node's (the peak reset through /proc/self/clear_refs).
 """
 
 from __future__ import annotations
@@ -78,6 +83,7 @@ from vouching.bodies import CATEGORIES, OUTCOMES, org_body, vouch_body  # noqa: 
 from vouching.params import HOUR_MS  # noqa: E402
 
 CHUNK = 1000  # records signed and appended at a time while building
+TICK_S = 0.001  # the period of the ticker that measures loop stalls
 
 
 class _Chain:
@@ -284,6 +290,16 @@ WRAPPED: list[tuple[Any, str, str, str]] = [
 ]
 
 
+@contextmanager
+def _patched(owner: Any, name: str, value: Any) -> Iterator[None]:
+    original = owner.__dict__[name]
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
 def _rows(directory: Path) -> dict[str, int]:
     """How many rows of each kind the data directory holds, for the per-row figures."""
     with RecordStore.open(directory) as store:
@@ -297,6 +313,46 @@ def _rows(directory: Path) -> dict[str, int]:
     return rows
 
 
+class Ticker:
+    """The longest gap between the wake-ups of a task sleeping TICK_S at a time: the loop's longest stall."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+
+    async def run(self) -> None:
+        last = time.perf_counter()
+        while True:
+            await trio.sleep(TICK_S)
+            now = time.perf_counter()
+            self.longest = max(self.longest, now - last)
+            last = now
+
+
+def _rss_kib(field: str) -> int:
+    """This process's VmRSS or VmHWM (its peak since the last reset), in KiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise LookupError(field)
+
+
+async def bring_forward(trust: node.trust.TrustService, size: int) -> None:
+    """Bring engine.snapshot forward once on the started node, printing its time, stall and peak RSS."""
+    gc.collect()
+    Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
+    rss = _rss_kib("VmRSS")
+    ticker = Ticker()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ticker.run)
+        began = time.perf_counter()
+        await trust._bring_snapshot_forward(size)
+        seconds = time.perf_counter() - began
+        nursery.cancel_scope.cancel()
+    print(f"engine.snapshot brought forward on the running node: {seconds:.2f} s, longest loop stall "
+          f"{ticker.longest * 1000:.0f} ms, peak RSS {_rss_kib('VmHWM') / 1024:.0f} MiB, "
+          f"{(_rss_kib('VmHWM') - rss) / 1024:.0f} MiB over the running node's")
+
+
 def measure(directory: Path) -> None:
     """Start the node in `directory` until `started`, then stop it; print each step."""
     config = replace(load_config(directory), bootstrap=())
@@ -307,26 +363,37 @@ def measure(directory: Path) -> None:
     snapshot = directory / node.engine_snapshot.SNAPSHOT_FILE
     had_snapshot = snapshot.exists()
 
-    async def start() -> tuple[float, float]:
+    services: list[node.trust.TrustService] = []
+    ticker = Ticker()
+
+    async def start() -> tuple[float, float, int]:
         gc.freeze()  # as node.daemon.run_until_signalled does before the start
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(ticker.run)
             began, cpu = time.perf_counter(), time.process_time()
             await nursery.start(node.daemon.serve_node, config)
             seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
+            stall, ticker.longest = ticker.longest, 0.0
+            print(f"longest loop stall of the start: {stall * 1000:.0f} ms")
             written = time.perf_counter()
             while not had_snapshot and not snapshot.exists():  # written off the loop after a full replay
                 await trio.sleep(0.05)
             if not had_snapshot:
                 print(f"engine.snapshot written {time.perf_counter() - written:.2f} s after started: "
                       f"{snapshot.stat().st_size / 2**20:.0f} MiB")
+            peak = _rss_kib("VmHWM")
+            if had_snapshot:
+                await bring_forward(services[0], size)
             nursery.cancel_scope.cancel()
-        return seconds, cpu
+        return seconds, cpu, peak
 
     with ExitStack() as stack:
+        made = node.trust.TrustService.__init__
+        stack.enter_context(_patched(node.trust.TrustService, "__init__",
+                                     lambda self, *a, **k: (services.append(self), made(self, *a, **k))[1]))
         for owner, name, label, _ in WRAPPED:
             stack.enter_context(steps.wrapping(owner, name, label))
-        total, cpu = trio.run(start)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        total, cpu, rss = trio.run(start)
     print(f"start-up {'from engine.snapshot' if had_snapshot else 'without engine.snapshot'} of a node holding {size} records: {total:.2f} s to started ({cpu:.2f} s of CPU), "
           f"{total / size * 1e6:.1f} us a record; peak RSS {rss / 1024:.0f} MiB ({rss_before / 1024:.0f} MiB before opening anything)")
     print("  rows: " + ", ".join(f"{kind} {count}" for kind, count in rows.items()))
