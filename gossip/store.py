@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 # (benchmarks/ingest.py). Uncommitted rows are read back by this connection; a crash loses them, and open replays
 # them from the ledger.
 _INDEX_COMMIT_ROWS = 2000
+ID_PAGE = 10_000  # rows CommittedIndex.ids_of reads at a time
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
     idx INTEGER PRIMARY KEY,
@@ -228,11 +229,11 @@ class RecordStore:
                 yield load_stored(raw)
             after = rows[-1][0]
 
-    def ids_of(self, kind: str, *, before: int) -> list[tuple[bytes, str]]:
-        """(record id, issuer) of every record of `kind` at a ledger index below `before`, in ledger order, read
-        from the index alone."""
-        return [(bytes(rid), iss) for rid, iss in self._read(
-            "SELECT id, iss FROM records WHERE kind = ? AND idx < ? ORDER BY idx", (kind, before))]
+    def ids_of(self, kind: str, *, start: int = 0, before: int, excluding: Iterable[str] = ()) -> list[bytes]:
+        """The record id of every record of `kind` at a ledger index in [start, before) that none of `excluding`
+        issued, in ledger order, read from the index alone; a list, for a few rows (CommittedIndex.ids_of pages
+        through many on a worker thread)."""
+        return [bytes(rid) for (rid,) in self._read(*_ids_query(kind, start, before, excluding))]
 
     def revoked(self, vouch_id: bytes) -> bool:
         """Whether an accepted `revoke` names this vouch (revocations are indexed by the vouch they name)."""
@@ -408,6 +409,17 @@ class CommittedIndex:
         """As RecordStore.revoked_by, of the entries before `end`, and the first `limit` of them."""
         return _revokes(self._read, revoker, after, self.end, limit)
 
+    def ids_of(self, kind: str, *, before: int, excluding: Iterable[str] = ()) -> Iterator[bytes]:
+        """The record id of every record of `kind` at a ledger index below `before` (at most `end`) that none of
+        `excluding` issued, in ledger order, read ID_PAGE rows at a time: at 10^6 digests, a list of them all
+        (RecordStore.ids_of) held 390 MB while it lasted."""
+        try:
+            cursor = self._db.execute(*_ids_query(kind, 0, min(before, self.end), excluding))
+            while rows := cursor.fetchmany(ID_PAGE):
+                yield from (bytes(rid) for (rid,) in rows)
+        except sqlite3.Error as error:
+            raise StoreError(f"{INDEX_FILE}: cannot be read ({error})") from error
+
     def close(self) -> None:
         self._db.close()
 
@@ -485,6 +497,14 @@ def _query(db: sqlite3.Connection, sql: str, args: Sequence[object]) -> list[tup
         return db.execute(sql, args).fetchall()
     except sqlite3.Error as error:
         raise StoreError(f"{INDEX_FILE}: cannot be read ({error})") from error
+
+
+def _ids_query(kind: str, start: int, before: int, excluding: Iterable[str]) -> tuple[str, tuple]:
+    """The query of `ids_of`: the ids of the records of `kind` at ledger indexes [start, before) none of `excluding`
+    issued, in ledger order."""
+    excluding = tuple(excluding)
+    return (f"SELECT id FROM records WHERE kind = ? AND idx >= ? AND idx < ? AND iss NOT IN "
+            f"({', '.join('?' * len(excluding))}) ORDER BY idx", (kind, start, before, *excluding))
 
 
 def _revokes(read: Callable[[str, Sequence[object]], list[tuple]], revoker: str, after: int, before: int,

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cbor2
 
-from gossip.store import RecordStore
+from gossip.store import CommittedIndex, RecordStore
 from ledger.files import replace_file
 from vouching.engine_state import StateMismatch, restore
 from vouching.scoring import TrustEngine
@@ -79,31 +79,50 @@ def read(data_dir: Path) -> Snapshot:
 def load(data_dir: Path, engine: TrustEngine, store: RecordStore, *, identity: Callable[[str], str],
          own_keys: Iterable[str]) -> int:
     """Make `engine`, fresh from its constructor, what a replay of the first records of `store` makes, from the data
-    directory's snapshot (`read`, `counted_digests`, `install`): how many records it covers. Unusable, leaving the
-    engine unusable too, if the snapshot cannot stand in for their replay."""
+    directory's snapshot (`read`, `check`, `install`): how many records it covers. Unusable, leaving the engine
+    unusable too, if the snapshot cannot stand in for their replay."""
     snapshot = read(data_dir)
-    install(snapshot, engine, counted_digests(snapshot, store, identity=identity, own_keys=own_keys))
+    check(snapshot, store, identity=identity, own_keys=own_keys)
+    install(snapshot, engine, counted_digests(snapshot, store, own_keys=own_keys))
     return snapshot.size
 
 
-def counted_digests(snapshot: Snapshot, store: RecordStore, *, identity: Callable[[str], str],
-                    own_keys: Iterable[str]) -> list[bytes]:
-    """The ids of the digests `snapshot` counted (not this node's own), once `check` found it usable; on the
-    store's thread (its index is SQLite)."""
-    check(snapshot, store, identity=identity, own_keys=own_keys)
-    own = set(own_keys)
-    return [rid for rid, iss in store.ids_of("digest", before=snapshot.size) if iss not in own]
+@dataclass(frozen=True)
+class CountedDigests:
+    """The ids of the digests a snapshot counted: those of the store's committed index, to read a page at a time
+    where they are counted (a list of them all held ~390 bytes a digest, 390 MB at 10^6), and those of the records
+    after its `end`."""
+
+    index: CommittedIndex
+    before: int
+    excluding: tuple[str, ...]
+    tail: list[bytes]
+
+    def ids(self) -> Iterator[bytes]:
+        yield from self.index.ids_of("digest", before=self.before, excluding=self.excluding)
+        yield from self.tail
 
 
-def install(snapshot: Snapshot, engine: TrustEngine, digests: Iterable[bytes]) -> None:
-    """`restore` the snapshot's state into `engine` with its counted `digests`; Unusable (the engine unusable too)
-    if the state is not one this engine can take. Touches nothing but the engine: a worker thread may run it."""
+def counted_digests(snapshot: Snapshot, store: RecordStore, *, own_keys: Iterable[str]) -> CountedDigests:
+    """The digests `snapshot` counted (not this node's own), for `install`; on the store's thread, which reads those
+    of records its index has not committed yet (usually none: a store commits it at open)."""
+    index, own = store.committed(), tuple(own_keys)
+    tail = store.ids_of("digest", start=min(index.end, snapshot.size), before=snapshot.size, excluding=own)
+    return CountedDigests(index, snapshot.size, own, tail)
+
+
+def install(snapshot: Snapshot, engine: TrustEngine, digests: CountedDigests) -> None:
+    """`restore` the snapshot's state into `engine` with the `digests` it counted (`counted_digests`, whose index
+    this closes), once `check` found it usable; Unusable (the engine unusable too) if the state is not one this
+    engine can take. Touches nothing but the engine and the index: a worker thread may run it."""
     try:
-        restore(snapshot.state, engine, digests)
+        restore(snapshot.state, engine, digests.ids())
     except StateMismatch as error:
         raise Unusable(str(error)) from None
     except (KeyError, TypeError, ValueError):  # (a state missing a part, or a part of another shape)
         raise Unusable("it is damaged (its state lacks a part this version needs)") from None
+    finally:
+        digests.index.close()
 
 
 def check(snapshot: Snapshot, store: RecordStore, *, identity: Callable[[str], str], own_keys: Iterable[str]) -> None:

@@ -167,15 +167,18 @@ class TrustService:
         return self._loaded_snapshot(covers)
 
     async def load_snapshot(self) -> None:
-        """`_load_snapshot` for `replaying` to go on from, its file read and its state installed in worker threads:
-        decoding it takes seconds at 10^6 records (benchmarks/startup.py), which on the loop would hold up a signal."""
+        """`_load_snapshot` for `replaying` to go on from, its file read and its state installed with the digests it
+        counted in worker threads, the store's checks on the loop: at 10^6 records, decoding it takes seconds
+        (benchmarks/startup.py), and so does reading and counting the ids of its 10^6 digests, which on the loop
+        would hold up a signal."""
         if self._snapshot_dir is None:
             self._loaded = 0
             return
         try:
             snapshot = await trio.to_thread.run_sync(engine_snapshot.read, self._snapshot_dir, abandon_on_cancel=True)
-            digests = engine_snapshot.counted_digests(snapshot, self.replica.store, own_keys=self._own_keys(),
-                                                      identity=self.replica.succession.identity)
+            engine_snapshot.check(snapshot, self.replica.store, own_keys=self._own_keys(),
+                                  identity=self.replica.succession.identity)
+            digests = engine_snapshot.counted_digests(snapshot, self.replica.store, own_keys=self._own_keys())
             await trio.to_thread.run_sync(engine_snapshot.install, snapshot, self.engine, digests,
                                           abandon_on_cancel=True)
         except engine_snapshot.Unusable as error:
