@@ -17,8 +17,11 @@ import fcntl
 import os
 import re
 import secrets
-from collections.abc import Iterator
+from array import array
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+Buffer = bytes | memoryview | array  # what os.write takes (collections.abc.Buffer from Python 3.12)
 
 
 _LEFT = re.compile(r"\..+\.[0-9a-f]{16}\.partial")  # a partial file of _new_partial's, of any file
@@ -36,8 +39,9 @@ def create_file(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     sync_directory(path.parent)
 
 
-def replace_file(path: Path, data: bytes, *, mode: int = 0o600) -> None:
-    """Make `path` hold `data` (created, or replaced whole), durably."""
+def replace_file(path: Path, data: bytes | Sequence[Buffer], *, mode: int = 0o600) -> None:
+    """Make `path` hold `data` (created, or replaced whole), durably; `data` may be parts, written one after the
+    other (a large file is written from what holds it, not joined into one bytes first)."""
     with _written(path, data, mode) as partial:
         try:
             os.replace(partial, path)
@@ -75,7 +79,7 @@ def sync_directory(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _written(path: Path, data: bytes, mode: int) -> Iterator[Path]:
+def _written(path: Path, data: bytes | Sequence[Buffer], mode: int) -> Iterator[Path]:
     """`data` in a new partial file of this write's own beside `path` (mode `mode`, less the umask), fsynced and
     flocked: the block links or renames it into place (or removes it); the lock is released after. The partial
     files killed writers left are removed first (module docstring)."""
@@ -83,9 +87,10 @@ def _written(path: Path, data: bytes, mode: int) -> Iterator[Path]:
     fd, partial = _new_partial(path, mode)
     try:
         try:
-            view = memoryview(data)
-            while view:  # a write may take only part (a disk almost full, a file size limit): the rest, or its error
-                view = view[os.write(fd, view):]
+            for part in [data] if isinstance(data, bytes) else data:
+                view = memoryview(part).cast("B")
+                while view:  # a write may take only part (a disk almost full, a file size limit): the rest, or an error
+                    view = view[os.write(fd, view):]
             os.fsync(fd)
         except OSError as error:  # named after the file asked for, not the partial one
             _discard(partial)

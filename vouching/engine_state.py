@@ -5,13 +5,13 @@ reads derive from it (credibility, reputation, verdicts, caches), which a recomp
 `capture` and `restore` walk the tables below: an attribute the engine adds is one entry in one of them (and a bump
 of the file's format, node.engine_snapshot.FORMAT). tests/vouching/test_engine_state.py fails for an attribute that
 is in neither a table nor `_DERIVED`. Columns (array.array attributes, vouching.arrays.array_columns) are taken
-whole, by name: a column added to a store is captured with no entry here, and a state missing one is refused.
+whole, by name, as arrays (node.engine_snapshot writes their bytes as they are and reads them straight back into
+arrays): a column added to a store is captured with no entry here, and a state missing one is refused.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import sys
 from array import array
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -24,7 +24,7 @@ from .vouches import Vouch, VouchBook
 
 
 class StateMismatch(ValueError):
-    """A captured state this engine cannot take (other parameters, roots, columns or platform); says which."""
+    """A captured state this engine cannot take (other parameters, roots or columns); says which."""
 
 
 def _same(value: Any) -> Any:
@@ -90,7 +90,7 @@ def capture(engine: TrustEngine) -> dict[str, Any]:
         "org_vouches": [v.record_id for v in book.org_vouches],
         "evidence": _columns(engine._evidence),
         "deviation": _columns(engine._deviation),
-        "deviation_wide": _array(engine._deviation._wide),
+        "deviation_wide": engine._deviation._wide[:],
         "deviation_tested_upto": engine._deviation._tested_upto,
     }
 
@@ -123,7 +123,7 @@ def restore(state: dict[str, Any], engine: TrustEngine, seen_digests: Iterable[b
     engine._agents = agents
     _set_columns(engine._evidence, state["evidence"])
     _set_columns(engine._deviation, state["deviation"])
-    engine._deviation._wide = _from_array(state["deviation_wide"])
+    engine._deviation._wide = _column(state["deviation_wide"], engine._deviation._wide.typecode)
     engine._deviation._tested_upto = state["deviation_tested_upto"]
     for record_id in seen_digests:
         engine._seen_digests.add(record_id)
@@ -156,30 +156,20 @@ def _flat(pairs: dict[int, int]) -> Iterable[int]:
         yield value
 
 
-def _columns(store: EvidenceStore | DeviationTest | VouchBook) -> dict[str, list]:
-    return {name: _array(column) for name, column in array_columns(store).items()}
+def _columns(store: EvidenceStore | DeviationTest | VouchBook) -> dict[str, array]:
+    """Copies of the store's columns (a copy of an array is one memcpy)."""
+    return {name: column[:] for name, column in array_columns(store).items()}
 
 
-def _array(column: array) -> list:
-    """An array.array as [typecode, item size, bytes] (the machine's byte order: `_from_array` refuses another)."""
-    return [column.typecode, column.itemsize, sys.byteorder, column.tobytes()]
+def _column(value: Any, typecode: str) -> array:
+    if not isinstance(value, array) or value.typecode != typecode:
+        raise StateMismatch(f"a column is not of type {typecode!r}")
+    return value
 
 
-def _from_array(value: list) -> array:
-    typecode, itemsize, byteorder, data = value
-    column = array(typecode)
-    if column.itemsize != itemsize or byteorder != sys.byteorder or len(data) % itemsize:
-        raise StateMismatch(f"a column of {itemsize}-byte {byteorder}-endian items is not this machine's")
-    column.frombytes(data)
-    return column
-
-
-def _set_columns(store: EvidenceStore | DeviationTest | VouchBook, columns: dict[str, list]) -> None:
-    """Put `columns` in place of the store's (fresh, so empty) ones: the same names, of the same types and length."""
+def _set_columns(store: EvidenceStore | DeviationTest | VouchBook, columns: dict[str, array]) -> None:
+    """Put `columns` (taken, not copied) in place of the store's (fresh, so empty) ones: the same names and types."""
     mine = array_columns(store)
     if set(columns) != set(mine):
         raise StateMismatch(f"the columns of a {type(store).__name__} differ")
-    loaded = {name: _from_array(value) for name, value in columns.items()}
-    if any(column.typecode != mine[name].typecode for name, column in loaded.items()):
-        raise StateMismatch(f"the columns of a {type(store).__name__} are not of their types")
-    vars(store).update(loaded)
+    vars(store).update({name: _column(column, mine[name].typecode) for name, column in columns.items()})
