@@ -43,6 +43,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, closing, contextmanager
@@ -314,18 +315,47 @@ def _rows(directory: Path) -> dict[str, int]:
 
 
 class Ticker:
-    """The longest gap between the wake-ups of a task sleeping TICK_S at a time: the loop's longest stall."""
+    """The longest gap between the wake-ups of a task sleeping TICK_S at a time: the loop's longest stall, and where
+    the trio thread was 50 ms into it (a watching thread samples its stack)."""
 
     def __init__(self) -> None:
         self.longest = 0.0
+        self.where = ""
+        self._last = time.perf_counter()
+        self._sampled: dict[float, str] = {}  # the tick a stall began at -> the stack sampled in it
 
     async def run(self) -> None:
-        last = time.perf_counter()
-        while True:
-            await trio.sleep(TICK_S)
-            now = time.perf_counter()
-            self.longest = max(self.longest, now - last)
-            last = now
+        trio_thread = threading.get_ident()
+        watching = threading.Event()
+        threading.Thread(target=self._watch, args=(trio_thread, watching), daemon=True).start()
+        try:
+            while True:
+                await trio.sleep(TICK_S)
+                now = time.perf_counter()
+                if now - self._last > self.longest:
+                    self.longest, self.where = now - self._last, self._sampled.get(self._last, "")
+                self._last = now
+        finally:
+            watching.set()
+
+    def _watch(self, trio_thread: int, stop: threading.Event) -> None:
+        while not stop.wait(0.01):
+            last = self._last
+            if time.perf_counter() - last > 0.05 and last not in self._sampled:
+                frame = sys._current_frames().get(trio_thread)
+                self._sampled[last] = " < ".join(f"{f.f_code.co_name} ({Path(f.f_code.co_filename).name}:{f.f_lineno})"
+                                                 for f in _frames(frame)[:6])
+
+    def report(self) -> str:
+        return f"{self.longest * 1000:.0f} ms" + (f", 50 ms into it at {self.where}" if self.where else "")
+
+
+def _frames(frame: Any) -> list[Any]:
+    frames = []
+    while frame is not None:
+        frames.append(frame)
+        frame = frame.f_back
+    return frames
 
 
 def _rss_kib(field: str) -> int:
@@ -349,7 +379,7 @@ async def bring_forward(trust: node.trust.TrustService, size: int) -> None:
         seconds = time.perf_counter() - began
         nursery.cancel_scope.cancel()
     print(f"engine.snapshot brought forward on the running node: {seconds:.2f} s, longest loop stall "
-          f"{ticker.longest * 1000:.0f} ms, peak RSS {_rss_kib('VmHWM') / 1024:.0f} MiB, "
+          f"{ticker.report()}; peak RSS {_rss_kib('VmHWM') / 1024:.0f} MiB, "
           f"{(_rss_kib('VmHWM') - rss) / 1024:.0f} MiB over the running node's")
 
 
@@ -373,8 +403,7 @@ def measure(directory: Path) -> None:
             began, cpu = time.perf_counter(), time.process_time()
             await nursery.start(node.daemon.serve_node, config)
             seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
-            stall, ticker.longest = ticker.longest, 0.0
-            print(f"longest loop stall of the start: {stall * 1000:.0f} ms")
+            print(f"longest loop stall of the start: {ticker.report()}")
             written = time.perf_counter()
             while not had_snapshot and not snapshot.exists():  # written off the loop after a full replay
                 await trio.sleep(0.05)
