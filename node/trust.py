@@ -224,7 +224,8 @@ class TrustService:
         """Write the snapshot captured at the start, then every SNAPSHOT_CHECK_S bring engine.snapshot forward once
         _snapshot_due records are not in it. The running engine is not a replay's (it counts this node's events as
         they come, where a replay counts its digests), so a copy of the snapshot's engine is loaded off the loop, fed
-        the records since on the loop a chunk at a time, as a start would, and captured and written off it."""
+        the records since on the loop a chunk at a time, as a start would, and captured and written off it (on the
+        loop, a capture's Python lists of agents and vouches would grow with them)."""
         if self._replayed is not None:
             replayed, self._replayed = self._replayed, None
             await self._write_snapshot(replayed)
@@ -251,7 +252,10 @@ class TrustService:
         for fed in self._feeding(engine, start, stop):
             if fed % SNAPSHOT_FEED_CHUNK == 0:
                 await trio.sleep(0)
-        await self._write_snapshot(self._captured(engine, start + fed))
+        size = start + fed
+        root, own_keys = self.replica.store.ledger.root(size), tuple(sorted(self._own_keys()))  # the store's thread
+        state = await trio.to_thread.run_sync(capture, engine, abandon_on_cancel=True)  # its engine is its own
+        await self._write_snapshot(engine_snapshot.Snapshot(size, root, own_keys, state))
 
     async def recompute_replayed(self) -> None:
         """The full recompute that completes a replay (`replaying`) at a start, in a worker thread

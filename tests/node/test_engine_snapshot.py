@@ -246,6 +246,22 @@ def test_a_running_node_brings_the_snapshot_forward_as_a_start_would_have(snapsh
 
 
 
+async def test_a_running_node_captures_and_writes_the_snapshot_off_the_event_loop(snapshotted, monkeypatch):
+    """The engine brought forward is the task's own: its capture, which walks every agent and vouch in Python, and
+    the write take no turn of the loop; the ledger's root is read on it, where the store is used."""
+    node, path = snapshotted
+    running = _started(node, path.parent)
+    _filled(node, 5)
+    threads = {}
+    for module, name in ((node_trust, "capture"), (engine_snapshot, "write")):
+        step = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, step=step, name=name, **k: (
+            threads.setdefault(name, threading.current_thread()), step(*a, **k))[1])
+    await running._bring_snapshot_forward(node.replica.store.size)
+    assert engine_snapshot.read(path.parent).size == node.replica.store.size == 13
+    assert len(threads) == 2 and threading.main_thread() not in threads.values()
+
+
 async def test_a_start_loads_the_snapshot_off_the_event_loop(snapshotted, monkeypatch):
     """Decoding engine.snapshot takes seconds at 10^6 records: on the loop, a SIGTERM waited for it (a node stops
     within 2 s)."""
