@@ -223,18 +223,24 @@ def counted_digests(snapshot: Snapshot, store: RecordStore, *, own_keys: Iterabl
 
 
 def install(snapshot: Snapshot, engine: TrustEngine, digests: CountedDigests) -> None:
-    """`restore` the snapshot's state into `engine` with the `digests` it counted (`counted_digests`, whose index
-    this closes), once `check` found it usable; Unusable (the engine unusable too) if the state is not one this
-    engine can take. Touches nothing but the engine and the index: a worker thread may run it."""
+    """`restored` with the `digests` the snapshot counted (`counted_digests`, whose index this closes), once `check`
+    found it usable. Touches nothing but the engine and the index: a worker thread may run it."""
     try:
-        restore(snapshot.state, engine, digests.ids())
+        restored(snapshot, engine, digests.ids())
+    finally:
+        digests.index.close()
+
+
+def restored(snapshot: Snapshot, engine: TrustEngine, digests: Iterable[bytes]) -> None:
+    """`restore` the snapshot's state into `engine` with the ids of the `digests` it counted; Unusable (the engine
+    unusable too) if the state is not one this engine can take."""
+    try:
+        restore(snapshot.state, engine, digests)
     except StateMismatch as error:
         raise Unusable(str(error)) from None
     except Exception as error:  # a state missing a part, or a part of another shape: KeyError, TypeError, ...
         raise Unusable(f"it is damaged (its state is not of the shape this version needs: {type(error).__name__} "
                        f"{str(error)[:80]})") from None
-    finally:
-        digests.index.close()
 
 
 def check(snapshot: Snapshot, store: RecordStore, *, identity: Callable[[str], str], own_keys: Iterable[str]) -> None:

@@ -28,7 +28,7 @@ from gossip.replica import Replica
 from vouching import DigestBody, Record
 from vouching.batch import ScoreTable
 from vouching.bodies import OUTCOMES
-from vouching.engine_state import capture, restore
+from vouching.engine_state import capture
 from vouching.evidence import Outcomes
 from vouching.explanation import Score
 from vouching.feed import feed_record, outcomes_of
@@ -243,7 +243,7 @@ class TrustService:
             engine_snapshot.check(snapshot, self.replica.store, identity=self.replica.succession.identity,
                                   own_keys=self._own_keys())
             # No digest ids: the records fed next are none of those it covers (a ledger holds each record once).
-            await trio.to_thread.run_sync(restore, snapshot.state, engine, (), abandon_on_cancel=True)
+            await trio.to_thread.run_sync(engine_snapshot.restored, snapshot, engine, (), abandon_on_cancel=True)
             start = snapshot.size
         except engine_snapshot.Unusable as error:
             engine = self._new_engine()

@@ -246,6 +246,24 @@ def test_a_running_node_brings_the_snapshot_forward_as_a_start_would_have(snapsh
 
 
 
+def test_a_state_lacking_a_part_is_replayed_past_at_a_start_and_while_running(snapshotted, caplog):
+    """A file that passes its checksum but whose state this version cannot take (here, written to lack a part): a
+    start replays every record, and a running node brings the snapshot forward from no records; the running node
+    raised KeyError out of its snapshot task, which stopped the node."""
+    node, path = snapshotted
+    snapshot = engine_snapshot.read(path.parent)
+    del snapshot.state["agents"]
+    engine_snapshot.write(path.parent, snapshot)
+    _fell_back(node, path.parent, caplog, "it is damaged (its state is not of the shape this version needs: KeyError")
+    running = _started(node, path.parent)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="node.trust"):
+        trio.run(running._bring_snapshot_forward, node.replica.store.size)
+    assert "bringing engine.snapshot forward from no records, as it is not usable: it is damaged" in caplog.text
+    assert engine_snapshot.read(path.parent).size == 8
+    _same_engines(_started(node), _started(node, path.parent), [])
+
+
 async def test_a_running_node_captures_and_writes_the_snapshot_off_the_event_loop(snapshotted, monkeypatch):
     """The engine brought forward is the task's own: its capture, which walks every agent and vouch in Python, and
     the write take no turn of the loop; the ledger's root is read on it, where the store is used."""
