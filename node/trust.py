@@ -17,6 +17,7 @@ moves what named it onto the org (TrustEngine.merge_org) and brings the next rec
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -254,7 +255,8 @@ class TrustService:
                 await trio.sleep(0)
         size = start + fed
         root, own_keys = self.replica.store.ledger.root(size), tuple(sorted(self._own_keys()))  # the store's thread
-        state = await trio.to_thread.run_sync(capture, engine, abandon_on_cancel=True)  # its engine is its own
+        # The engine is this task's own: a capture of its columns themselves, in a worker thread.
+        state = await trio.to_thread.run_sync(functools.partial(capture, engine, copy=False), abandon_on_cancel=True)
         await self._write_snapshot(engine_snapshot.Snapshot(size, root, own_keys, state))
 
     async def recompute_replayed(self) -> None:

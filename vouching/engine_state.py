@@ -70,9 +70,10 @@ VOUCH_FIELDS = tuple(f.name for f in dataclasses.fields(Vouch))
 DEVIATION_FIELDS = ("_wide", "_tested_upto")  # DeviationTest attributes beside its columns
 
 
-def capture(engine: TrustEngine) -> dict[str, Any]:
-    """The engine's record-derived state as CBOR-ready values (copies: the engine may go on taking records). Only of
-    an engine that has fed records alone: a recompute or a read would have set state a capture leaves out."""
+def capture(engine: TrustEngine, *, copy: bool = True) -> dict[str, Any]:
+    """The engine's record-derived state as CBOR-ready values and columns (copies: the engine may go on taking
+    records; with `copy` False, its columns themselves, of an engine that takes no more). Only of an engine that has
+    fed records alone: a recompute or a read would have set state a capture leaves out."""
     if engine._stamp or engine._recomputed is not None or engine._graph_seen:
         raise RuntimeError("capture: the engine has been recomputed or read; only a replay's state is captured")
     book = engine._vouches
@@ -84,13 +85,13 @@ def capture(engine: TrustEngine) -> dict[str, Any]:
                     [[issuer, basis, vouch.record_id] for (issuer, basis), vouch in agent.vouches.items()]]
                    for agent in engine._agents],
         "vouches": [[getattr(v, name) for name in VOUCH_FIELDS] for v in book.by_id.values()],
-        "vouch_columns": _columns(book),
+        "vouch_columns": _columns(book, copy),
         "pending_revokes": [[record_id, issuer, ts] for record_id, (issuer, ts) in book._pending.items()],
         "latest_vouches": [[*key, column] for key, column in book._latest.items()],
         "org_vouches": [v.record_id for v in book.org_vouches],
-        "evidence": _columns(engine._evidence),
-        "deviation": _columns(engine._deviation),
-        "deviation_wide": engine._deviation._wide[:],
+        "evidence": _columns(engine._evidence, copy),
+        "deviation": _columns(engine._deviation, copy),
+        "deviation_wide": engine._deviation._wide[:] if copy else engine._deviation._wide,
         "deviation_tested_upto": engine._deviation._tested_upto,
     }
 
@@ -156,9 +157,9 @@ def _flat(pairs: dict[int, int]) -> Iterable[int]:
         yield value
 
 
-def _columns(store: EvidenceStore | DeviationTest | VouchBook) -> dict[str, array]:
-    """Copies of the store's columns (a copy of an array is one memcpy)."""
-    return {name: column[:] for name, column in array_columns(store).items()}
+def _columns(store: EvidenceStore | DeviationTest | VouchBook, copy: bool) -> dict[str, array]:
+    """The store's columns, or copies of them (a copy of an array is one memcpy)."""
+    return {name: column[:] if copy else column for name, column in array_columns(store).items()}
 
 
 def _column(value: Any, typecode: str) -> array:
