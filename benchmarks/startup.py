@@ -27,8 +27,8 @@ and the run waits for it), then from that snapshot, with no record after it (nod
 gives the longest stall of the trio loop, the longest gap between the wake-ups of a task ticking every TICK_S (what
 a request or a signal would wait). Started from the snapshot, the node then brings it forward once as a running
 node does (TrustService._bring_snapshot_forward: the file read into an engine of its own, fed the records since,
-none here, and written anew): its wall time, the loop's longest stall meanwhile, and its peak RSS over the running
-node's (the peak reset through /proc/self/clear_refs).
+none here, and written anew): its wall time, the loop's longest stall meanwhile, its peak RSS over the running
+node's (the peak reset through /proc/self/clear_refs), and, brought forward again, what it allocates at its peak.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 from collections.abc import Iterator
 from contextlib import ExitStack, closing, contextmanager
 from dataclasses import replace
@@ -369,7 +370,8 @@ def _rss_kib(field: str) -> int:
 
 
 async def bring_forward(trust: node.trust.TrustService, size: int) -> None:
-    """Bring engine.snapshot forward once on the started node, printing its time, stall and peak RSS."""
+    """Bring engine.snapshot forward on the started node, printing its time, stall and peak RSS; then again, printing
+    what it allocates at its peak (tracemalloc: the RSS reuses what the start freed, and tracing slows it)."""
     gc.collect()
     Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
     rss = _rss_kib("VmRSS")
@@ -380,9 +382,14 @@ async def bring_forward(trust: node.trust.TrustService, size: int) -> None:
         await trust._bring_snapshot_forward(size)
         seconds = time.perf_counter() - began
         nursery.cancel_scope.cancel()
+    tracemalloc.start()
+    await trust._bring_snapshot_forward(size)
+    allocated = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
     print(f"engine.snapshot brought forward on the running node: {seconds:.2f} s, longest loop stall "
           f"{ticker.report()}; peak RSS {_rss_kib('VmHWM') / 1024:.0f} MiB, "
-          f"{(_rss_kib('VmHWM') - rss) / 1024:.0f} MiB over the running node's")
+          f"{(_rss_kib('VmHWM') - rss) / 1024:.0f} MiB over the running node's; {allocated / 2**20:.0f} MiB "
+          "allocated at its peak")
 
 
 def measure(directory: Path) -> None:
