@@ -5,9 +5,10 @@ On start the engine is rebuilt from what is durable: every accepted record, this
 first-hand evidence of past epochs, and the raw events no digest of ours counts yet (node.digests.Digester
 .undigested). What the records make of it is loaded from engine.snapshot where that is usable (node.engine_snapshot),
 and only the records after it replayed; the snapshot is written at a start that replayed SNAPSHOT_AFTER records or
-more, and brought forward while the node runs (`_keep_snapshot`). With differential privacy on, an own digest counts by the raw counts kept for it in digests.db,
-where kept, not by its noise (`replay`). Restored from an older copy of its data directory, the node takes back
-from its peers the digests it signed since, and counts them at once as replay would (`on_returned`).
+more, and brought forward while the node runs (`_keep_snapshot`). With differential privacy on, an own digest
+counts by the raw counts kept for it in digests.db, where kept, not by its noise (`replay`). Restored from an older
+copy of its data directory, the node takes back from its peers the digests it signed since, and counts them at once
+as replay would (`on_returned`).
 
 Keys linked by a rotation are one org (DESIGN.md §2, vouching.succession): the engine knows each org by its first
 key, this node's own org and the configured roots included, and this node's digests under any key of its org are
