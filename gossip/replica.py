@@ -53,6 +53,19 @@ class SigningDeferred(Exception):
     """The node signs nothing yet: it is still learning from its peers what it signed before (`defer_signing`)."""
 
 
+class RotationTakenBack(Exception):
+    """`resume_signing`: a rotation of this node's key came from peers while signing was deferred. It is the org's
+    own, made before its data directory was restored from an older copy, or a thief's, signed while the node was
+    stopped; the two look the same, so the node neither contests it nor takes it, and signs nothing: its operator
+    decides (node.taken_back_rotation)."""
+
+    def __init__(self, rotation: Record) -> None:
+        assert isinstance(rotation.body, OrgBody)
+        super().__init__(f"this node's key {rotation.iss} signed a rotation to {rotation.body.next} (seq "
+                         f"{rotation.seq}) that came back from peers as the node started")
+        self.rotation = rotation
+
+
 @dataclass
 class Replica:
     """The records this node holds and the rules that decide what it holds next."""
@@ -76,6 +89,7 @@ class Replica:
         self.own_from_peers = 0  # records of this node's key that came from peers since it started (`accept`)
         self.listener_errors = 0  # listener calls that raised (`_tell`): the records stayed stored, the node ran on
         self._deferred: list[Callable[[], None]] | None = None  # signing that waits for resume_signing, if deferred
+        self._taken_back: Record | None = None  # a rotation of our key that came while deferred (RotationTakenBack)
         self._acceptor = Acceptor(self.store, self.succession, in_horizon=self.horizon.__contains__,
                                   held_limit=self.held_limit)
         if track_stored:
@@ -132,11 +146,15 @@ class Replica:
     def defer_signing(self) -> None:
         """Sign nothing until `resume_signing`: a node restored from an older copy of its data directory must first
         take back, from its peers, the records it signed since, or it would sign a second record at one seq. Evidence
-        and contests found meanwhile wait; `issue` raises SigningDeferred."""
+        and contests found meanwhile wait; `issue` raises SigningDeferred. A rotation of this node's key taken back
+        meanwhile is neither contested nor taken (`accept`): `resume_signing` raises RotationTakenBack."""
         self._deferred = []
 
     def resume_signing(self) -> None:
-        """Sign again, starting with what waited."""
+        """Sign again, starting with what waited; or, if a rotation of this node's key came back while signing was
+        deferred, raise RotationTakenBack naming it, signing nothing, then or later."""
+        if self._taken_back is not None:
+            raise RotationTakenBack(self._taken_back)
         deferred, self._deferred = self._deferred or [], None
         for sign in deferred:
             sign()
@@ -167,16 +185,30 @@ class Replica:
 
     def accept(self, records: list[Record]) -> Outcome:
         """Offer verified records; store what extends a chain, act on evidence, tell the listeners. A rotation of
-        this node's own key among them is refused and contested (`_contest`); other records of its key are
-        accepted, and reported (`_report_own`)."""
+        this node's own key among them is refused and contested (`_contest`), unless it came while signing is
+        deferred and no record of ours at its seq contradicts it (`defer_signing`): then it is refused and kept for
+        `resume_signing` to raise. Other records of its key are accepted, and reported (`_report_own`)."""
         foreign = [r for r in records if r.iss == self.did and isinstance(r.body, OrgBody) and r.body.next]
         outcome = self._accept([r for r in records if r not in foreign] if foreign else records)
         self._report_own([r for r in outcome.accepted if r.iss == self.did])
         for rotation in foreign:
-            if not self.store.has(rotation.id):
+            if self.store.has(rotation.id):
+                continue
+            head = self.store.head(self.did)
+            if self._deferred is not None and (head is None or head.seq < rotation.seq):
+                outcome.rejected.append((rotation, "iss: a rotation of this node's key taken back as the node started, "
+                                                   "for its operator to adopt or contest"))
+                self._taken_back = self._taken_back or rotation
+            else:
                 outcome.rejected.append((rotation, "iss: a rotation of this node's key that this node did not make"))
                 self._when_signing(functools.partial(self._contest, rotation))
         return outcome
+
+    def adopt(self, rotation: Record) -> bool:
+        """Store a rotation of this node's key as the org's own, as its operator says it is (node.taken_back_rotation:
+        made before the data directory was restored from an older copy): accepted as any record, after which this
+        key signs nothing more. False if it does not extend the key's chain as stored (nothing is stored)."""
+        return self._accept([rotation]).accepted == [rotation]
 
     def _report_own(self, records: list[Record]) -> None:
         """Records of this node's key that it did not sign while running (it stores what it signs before anyone
@@ -195,20 +227,27 @@ class Replica:
 
     def _contest(self, rotation: Record) -> None:
         """A node rotates its key only while stopped (node.rotation), so a rotation of its key arriving while it
-        runs was signed by someone else holding a copy of the key. Left alone, the thief's new key would become
-        the org wherever the rotation reached first. Instead the node signs its own next record (its last org
-        record again): wherever that meets the thief's at one seq, the org is flagged as an equivocator, and the
-        thief's key, linked to it, with it. The key is lost either way; the org must start again under a new one."""
+        runs was signed by someone else holding a copy of the key: contested at once (`contest`)."""
         assert isinstance(rotation.body, OrgBody)
         log.critical("this node's key %s signed a rotation to %s that this node did not make: the key is "
                      "compromised. Contesting it, which gets this org flagged as an equivocator everywhere; set "
                      "up the org again under a new key", rotation.iss, rotation.body.next)
+        self.contest(rotation)
+
+    def contest(self, rotation: Record) -> Record | None:
+        """Contest a rotation of this node's key that the org did not make: left alone, the thief's new key would
+        become the org wherever the rotation reached first. Instead the node signs its own next record (its last org
+        record again): wherever that meets the thief's at one seq, the org is flagged as an equivocator, and the
+        thief's key, linked to it, with it. The key is lost either way; the org must start again under a new one.
+        The record signed, or None if ours at that seq already contradicts the rotation."""
+        assert isinstance(rotation.body, OrgBody)
         head = self.store.head(self.did)
-        if head is None or head.seq < rotation.seq:  # else ours at that seq already contradicts it
-            ours = [r.body for r in self.store.scan(issuer=self.did, kind="org")]
-            last = ours[-1] if ours else rotation.body
-            assert isinstance(last, OrgBody)
-            self.issue("org", org_body(last.name, last.network, last.addrs))
+        if head is not None and head.seq >= rotation.seq:
+            return None
+        ours = [r.body for r in self.store.scan(issuer=self.did, kind="org")]
+        last = ours[-1] if ours else rotation.body
+        assert isinstance(last, OrgBody)
+        return self.issue("org", org_body(last.name, last.network, last.addrs))
 
     def _accept(self, records: list[Record]) -> Outcome:
         outcome = self._acceptor.submit(records)

@@ -22,7 +22,7 @@ from nacl.signing import SigningKey
 
 from gossip.host import GOSSIPSUB_PROTOCOLS, Host, HostConfig, HostError, ListenError, open_host, peer_org
 from gossip.peers import KnownPeer, PeerManager, split_peer_addr
-from gossip.replica import Replica
+from gossip.replica import Replica, RotationTakenBack
 from gossip.service import GossipService
 from gossip.store import RecordStore, StoreError
 from gossip.sync_messages import SYNC_PROTOCOL
@@ -30,7 +30,7 @@ from gossip.sync_service import SyncService
 from gossip.witnessing import SavedCheckpointMismatch, SavedCheckpointUnusable, Witnessing
 from ledger import Checkpoint, LedgerError, StoredHashError
 from ledger.witness import WitnessStoreError
-from vouching import OrgBody
+from vouching import OrgBody, did_key
 from vouching.policy import DEFAULT_HIGH_RISK_TOOLS, Policy
 
 from .address_file import published_api_url
@@ -49,6 +49,7 @@ from .audit_log import wall_clock_ms
 from .metrics import LATENCY_BUCKETS, Registry, record_latency_listener
 from .rotation import NEXT_KEY_FILE, finish_interrupted_rotation
 from .store_manifest import StoreLost, check_listed, list_present
+from .taken_back_rotation import TakenBackError, keep, kept, refusal
 from .telemetry import Telemetry
 from .trust import TrustService
 
@@ -183,6 +184,12 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         if rotation is not None:
             log.info("finished an interrupted key rotation", extra={"fields": {"old": rotation.old, "new": rotation.new}})
         key = load_org_key(config.key_path)
+        try:
+            rotation_kept = kept(config, did_key(bytes(key.verify_key)))
+        except TakenBackError as error:
+            raise StartupError(f"key: {error}") from None
+        if rotation_kept is not None:  # taken back at an earlier start, and not yet adopted or contested
+            raise StartupError(refusal(config, rotation_kept))
         token_file = TokenFile(config.token_path)
         try:
             check_formats(config.data_dir)
@@ -326,7 +333,11 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
         # we signed before, as our peers know it; then the services that sign.
         for service in (node.gossip, node.sync, node.peer_manager):
             await nursery.start(service.run)
-        await _take_back_own_records(node, config.startup_sync_seconds)
+        try:
+            await _take_back_own_records(node, config.startup_sync_seconds)
+        except RotationTakenBack as taken:
+            keep(config.data_dir, taken.rotation)
+            raise StartupError(refusal(config, taken.rotation)) from None
         for service in (node.witnessing, node.trust, *node.telemetry.services()):
             try:
                 await nursery.start(service.run)
@@ -377,7 +388,9 @@ def _free_it(setting: str, config: NodeConfig) -> str:
 async def _take_back_own_records(node: Node, seconds: float) -> None:
     """Before the node signs anything, one full catch-up sync with a peer, if it has peers to dial, for up to
     `seconds`: a node whose data directory was restored from an older copy takes back the records it signed since
-    (DESIGN §3: two records at one seq would flag the org as an equivocator). Evidence found meanwhile waits."""
+    (DESIGN §3: two records at one seq would flag the org as an equivocator). Evidence found meanwhile waits.
+    Raises RotationTakenBack, having signed nothing, if a rotation of the node's key came back
+    (node.taken_back_rotation)."""
     if not node.peer_manager.has_peers:
         return
     node.replica.defer_signing()

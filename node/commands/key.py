@@ -1,15 +1,18 @@
-"""`vouchnet key rotate`: replace the org key of a stopped node (node.rotation)."""
+"""`vouchnet key rotate`: replace the org key of a stopped node (node.rotation); `key adopt` and `key contest`: decide
+a rotation of it that came back from peers as the node started (node.taken_back_rotation)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from node.data_lock import DataDirBusy
 from node.keys import KeyFileError
 from node.rotation import rotate_key
 from node.store_manifest import StoreLost
-from vouching import public_key_from_did
+from node.taken_back_rotation import TakenBackError, adopt, contest
+from vouching import OrgBody, public_key_from_did
 
 from .common import (
     CommandFailed,
@@ -25,7 +28,8 @@ from .common import (
 
 def register(subparsers: Subparsers) -> None:
     commands = add_command_group(subparsers, "key", summary="the org key", description="The org's Ed25519 key.",
-                                 examples=["vouchnet key rotate --dir ./alice"])
+                                 examples=["vouchnet key rotate --dir ./alice",
+                                           "vouchnet key adopt --dir ./alice /media/newer-copy/org.key"])
     rotate = add_local_command(
         commands,
         "rotate",
@@ -51,6 +55,37 @@ def register(subparsers: Subparsers) -> None:
         examples=["vouchnet key rotate --dir ./alice"],
     )
     add_dir_option(rotate)
+    adopting = add_local_command(
+        commands,
+        "adopt",
+        run=_adopt,
+        summary="take the org's own rotation that came back as the node started",
+        description="A node whose data directory was restored from a copy older than its org's last key rotation "
+        "meets that rotation, signed by the key it holds, as it starts: it stops, naming the new key, and keeps the "
+        "rotation in rotation.taken-back. If the org made it, run this with the stopped node's directory and FILE, "
+        "the new key's org.key from the newer copy: FILE must hold exactly the key the rotation names and be "
+        "readable by its owner alone (mode 0600). It replaces org.key (the retired key is destroyed), and the node "
+        "then starts as the new key, taking back what that key signed from its peers. If a thief made the "
+        "rotation, run `vouchnet key contest` instead. Prints the new did as JSON.",
+        examples=["vouchnet key adopt --dir ./alice /media/newer-copy/org.key"],
+    )
+    add_dir_option(adopting)
+    adopting.add_argument("file", type=Path, metavar="FILE", help="the org.key of the key the rotation names")
+    contesting = add_local_command(
+        commands,
+        "contest",
+        run=_contest,
+        summary="contest a thief's rotation that came back as the node started",
+        description="A node that meets, as it starts, a rotation signed by the key it holds that its org did not "
+        "make (a thief rotated a stolen copy of the key while the node was stopped) stops, naming the thief's key, "
+        "and keeps the rotation in rotation.taken-back. Run this with the node stopped: the org key signs its own "
+        "record at the rotation's seq (its last org record again), which the node's peers fetch when it starts, "
+        "as a node running when a thief's rotation arrives does at once. Every node then flags the org, and the "
+        "thief's key with it, as an equivocator: the thief's key never becomes the org, and the org must be set up "
+        "again under a new key (vouchnet init). If the org made the rotation, run `vouchnet key adopt` instead.",
+        examples=["vouchnet key contest --dir ./alice"],
+    )
+    add_dir_option(contesting)
 
 
 def _rotate(args: argparse.Namespace) -> int:
@@ -66,4 +101,29 @@ def _rotate(args: argparse.Namespace) -> int:
     print_json({"old": rotation.old, "new": rotation.new,
                 "peer_id": peer_id_from_public_key(public_key_from_did(rotation.new))})
     print(f"rotated: start the node to sign with {rotation.new}", file=sys.stderr)
+    return 0
+
+
+def _adopt(args: argparse.Namespace) -> int:
+    config = local_config(args)
+    try:
+        did = adopt(config, args.file)
+    except KeyFileError as error:
+        raise UsageError(str(error)) from None
+    except (DataDirBusy, TakenBackError) as error:
+        raise CommandFailed(str(error)) from None
+    print_json({"did": did})
+    print(f"adopted: start the node to sign with {did}", file=sys.stderr)
+    return 0
+
+
+def _contest(args: argparse.Namespace) -> int:
+    config = local_config(args)
+    try:
+        rotation = contest(config)
+    except (DataDirBusy, StoreLost, TakenBackError) as error:
+        raise CommandFailed(str(error)) from None
+    assert isinstance(rotation.body, OrgBody)
+    print_json({"org": rotation.iss, "contested": rotation.body.next, "seq": rotation.seq})
+    print("contested: start the node to publish it; then set the org up again under a new key", file=sys.stderr)
     return 0

@@ -51,7 +51,9 @@ def register(subparsers: Subparsers) -> None:
         summary="start the node and serve until SIGINT or SIGTERM",
         description="Start the node in a data directory made by `vouchnet init`: the libp2p host, gossip, "
         "catch-up sync, witnessing, peer management and the local HTTP API. Logs (logfmt) go to stderr. "
-        "SIGINT or SIGTERM shuts it down cleanly within 2 seconds.",
+        "SIGINT or SIGTERM shuts it down cleanly within 2 seconds. A start that takes back from its peers a "
+        "rotation of the org key (the org's own, from before its data directory was restored from an older copy, or "
+        "a thief's) signs nothing and stops, naming it, until `vouchnet key adopt` or `key contest` decides it.",
         examples=["vouchnet run", "vouchnet run --dir ./alice --log-level debug"],
     )
     add_dir_option(run)

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gossip.replica
-from gossip.replica import Replica, RetiredKey, SigningDeferred
+from gossip.replica import Replica, RetiredKey, RotationTakenBack, SigningDeferred
 from gossip.store import INDEX_FILE, RecordStore
 from gossip.validation import check_record
 from ledger import Checkpoint, Ed25519Signer, log_origin, tree_hash
@@ -560,25 +560,27 @@ def test_records_of_the_nodes_key_signed_elsewhere_are_accepted_and_reported(rep
 
 
 def test_while_signing_is_deferred_evidence_and_contests_wait_and_nothing_is_signed(replica):
-    """As a node starts, until it has taken back what it signed before (node.daemon): what it must sign waits."""
-    head = replica.issue("org", org_body("me", "test"))
+    """As a node starts, until it has taken back what it signed before (node.daemon): what it must sign waits. A
+    rotation of its key at a seq where it holds a record of its own is a thief's (ours there contradicts it): it is
+    contested, as while the node signs, and ours is the contest."""
+    mine = replica.issue("org", org_body("me", "test"))
     other = Org()
-    replica.issue("vouch", vouch_body(other.did, 0.8, "org-peer"))
+    ours = replica.issue("vouch", vouch_body(other.did, 0.8, "org-peer"))
     honest = other.record()
-    thief = Org(key=replica.key, seq=head.seq + 1, prev=replica.store.head(replica.did).id)
+    thief = Org(key=replica.key, seq=mine.seq, prev=mine.id)
     rotation = thief.record("org", org_body("me", "test", next=Org().did))
     replica.defer_signing()
     with pytest.raises(SigningDeferred):
         replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
     replica.accept([honest])
     assert replica.accept([other.fork(1, None)]).equivocations and other.did not in replica.flagged
-    assert replica.accept([rotation]).rejected
-    assert replica.store.head(replica.did).seq == 2
+    assert replica.accept([rotation]).rejected == [(rotation, "iss: a rotation of this node's key that this node "
+                                                              "did not make")]
+    assert replica.store.head(replica.did).seq == ours.seq == rotation.seq
     replica.resume_signing()
-    assert other.did in replica.flagged
-    # The evidence, at the seq of the thief's rotation: which contests it too.
-    assert verify_record(replica.store.at(replica.did, rotation.seq)).kind == "equivocation"
-    assert replica.issue("vouch", vouch_body(new_did(), 0.5, "operator")).seq == rotation.seq + 1
+    assert other.did in replica.flagged and not replica.succession.retired(replica.did)
+    assert verify_record(replica.store.at(replica.did, ours.seq + 1)).kind == "equivocation"
+    assert replica.issue("vouch", vouch_body(new_did(), 0.5, "operator")).seq == ours.seq + 2
 
 
 def test_the_contest_gets_the_org_and_the_thiefs_key_flagged_where_the_theft_arrived_first(tmp_path):
@@ -600,22 +602,41 @@ def test_the_contest_gets_the_org_and_the_thiefs_key_flagged_where_the_theft_arr
         assert {victim.did, thief_key.did} <= at_peer.flagged
 
 
-@pytest.mark.xfail(strict=True, reason="needs a design decision: a rotation of the node's key taken back at start "
-                                       "is its own (a data directory restored from before its rotation) or a "
-                                       "thief's (signed while the node was stopped); both look the same")
-def test_a_rotation_the_node_made_before_its_data_directory_was_restored_is_taken_back_not_contested(tmp_path):
+def test_a_rotation_of_the_nodes_key_taken_back_at_start_is_neither_contested_nor_taken_but_reported(tmp_path):
     """Backed up, then rotated to a new key that ran for a while; the older copy restored (its org.key, the old
-    key): the node's start-up sync brings back what the old key signed since the backup, ending with its rotation,
-    which the node contests as a thief's, and the org is flagged as an equivocator everywhere, though the new key
-    may still be at hand (in the newer copy's org.key)."""
+    key): the node's start-up sync brings back what the old key signed since the backup, ending with its rotation.
+    A thief who stole the key and rotated it while the node was stopped looks the same, so the replica takes the
+    records before the rotation back, stores not the rotation, contests nothing, and reports the rotation to the
+    caller that deferred signing (the node asks its operator: node.taken_back_rotation), signing nothing, then or
+    later."""
     me, successor = Org(), Org()
     with RecordStore.open(tmp_path) as store:
         replica = Replica(me.key, store, roots=(), max_hops=2, held_limit=100)
         head = replica.issue("org", org_body("me", "test"))
         since = Org(key=me.key, seq=head.seq, prev=head.id)  # what the old key signed after the backup
         signed_since = [since.record(), since.record("org", org_body("me", "test", next=successor.did))]
+        rotation = signed_since[-1]
         replica.defer_signing()  # as the node starts (node.daemon._take_back_own_records)
-        replica.accept(signed_since)
-        replica.resume_signing()
-        assert replica.store.head(me.did).id == signed_since[-1].id and me.did not in replica.flagged
-        assert replica.succession.named_next(me.did) == successor.did
+        outcome = replica.accept(signed_since)
+        assert outcome.accepted == signed_since[:1] and [r for r, _ in outcome.rejected] == [rotation]
+        for _ in range(2):  # signing stays deferred
+            with pytest.raises(RotationTakenBack) as taken:
+                replica.resume_signing()
+            assert taken.value.rotation == rotation and successor.did in str(taken.value)
+            with pytest.raises(SigningDeferred):
+                replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+        assert replica.store.head(me.did).id == signed_since[0].id and not replica.flagged
+        assert replica.succession.named_next(me.did) is None
+
+
+def test_a_rotation_taken_back_at_start_is_contested_once_as_the_operator_says(tmp_path):
+    """`vouchnet key contest` (node.taken_back_rotation): the node's last org record again, at the rotation's seq."""
+    me, thief_key = Org(), Org()
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(me.key, store, roots=(), max_hops=2, held_limit=100)
+        head = replica.issue("org", org_body("me", "test", ["/ip4/10.0.0.9/tcp/4001"]))
+        rotation = Org(key=me.key, seq=head.seq, prev=head.id).record("org", org_body("me", "x", next=thief_key.did))
+        contest = Replica(me.key, store, roots=(), max_hops=2, held_limit=100).contest(rotation)
+        assert contest is not None and (contest.seq, contest.body) == (rotation.seq, head.body)
+        assert Replica(me.key, store, roots=(), max_hops=2, held_limit=100).contest(rotation) is None  # once
+        assert store.head(me.did).id == contest.id

@@ -1028,7 +1028,8 @@ def test_every_command_explains_itself_with_examples(capsys, command):
     assert "examples:\n  vouchnet " + " ".join(command) in out
 
 
-@pytest.mark.parametrize(("group", "subcommands"), [("log", "checkpoint, verify or repair"), ("key", "rotate"),
+@pytest.mark.parametrize(("group", "subcommands"), [("log", "checkpoint, verify or repair"),
+                                                   ("key", "rotate, adopt or contest"),
                                                    ("testnet", "up, status, logs, down or run")])
 def test_a_command_group_without_its_subcommand_names_them(capsys, group, subcommands):
     """Not argparse's 'the following arguments are required: COMMAND', which does not say what COMMAND may be."""

@@ -4,6 +4,7 @@ org would be flagged as an equivocator everywhere."""
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from dataclasses import replace
@@ -11,11 +12,14 @@ from dataclasses import replace
 import pytest
 import trio
 
+from gossip.store import RecordStore
+from node import cli
 from node.config import load_config
-from node.daemon import serve_node
+from node.daemon import StartupError, serve_node
 from node.keys import load_org_key
+from node.rotation import rotate_key
 from node.setup import init_data_dir
-from vouching import did_key, vouch_body
+from vouching import did_key, verify_record, vouch_body
 
 from ..factories import new_did
 from .in_process import LOOPBACK, records_of, running
@@ -23,12 +27,19 @@ from .in_process import LOOPBACK, records_of, running
 pytestmark = pytest.mark.slow
 
 
+def _org_vouched_by(b, path):
+    """A new org's data directory at `path`, its node bootstrapping from `b`, which vouches for it (the org inside
+    b's horizon); its config and did."""
+    made = init_data_dir(path, network="test", listen=LOOPBACK, api="127.0.0.1:0")
+    config = replace(load_config(made.data_dir), bootstrap=(b.host.listen_addrs[0],))
+    org = did_key(bytes(load_org_key(config.key_path).verify_key))
+    b.replica.issue("vouch", vouch_body(org, 0.9, "org-peer"))
+    return config, org
+
+
 async def test_a_node_restored_from_an_older_copy_signs_after_what_it_signed_since(tmp_path, caplog):
     async with running(tmp_path / "b", settings={"sync_interval": 0.5}) as b:  # b fetches what gossip misses
-        made = init_data_dir(tmp_path / "a", network="test", listen=LOOPBACK, api="127.0.0.1:0")
-        config = replace(load_config(made.data_dir), bootstrap=(b.host.listen_addrs[0],))
-        org = did_key(bytes(load_org_key(config.key_path).verify_key))
-        b.replica.issue("vouch", vouch_body(org, 0.9, "org-peer"))  # the org inside b's horizon
+        config, org = _org_vouched_by(b, tmp_path / "a")
         with trio.fail_after(30):
             async with trio.open_nursery() as nursery:
                 a = await nursery.start(serve_node, config)
@@ -55,3 +66,63 @@ async def test_a_node_restored_from_an_older_copy_signs_after_what_it_signed_sin
                     nursery.cancel_scope.cancel()
         assert org not in b.replica.flagged and b.replica.store.head(org).seq == signed + 2
         assert "restored from an older copy" in caplog.text
+
+
+@pytest.mark.parametrize("way", ["adopt", "contest"])
+async def test_a_start_that_takes_back_a_rotation_of_its_key_stops_until_its_operator_adopts_or_contests_it(
+        tmp_path, capsys, way):
+    """Restored from a copy older than the org's key rotation, a node takes that rotation back as it starts, as it
+    would a thief's who rotated a stolen copy of the key while the node was stopped: it signs nothing and stops,
+    naming the rotation and the two ways on, until its operator says whose it was (node.taken_back_rotation)."""
+    async with running(tmp_path / "b", settings={"sync_interval": 0.5}) as b:
+        config, old = _org_vouched_by(b, tmp_path / "a")
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(serve_node, config)
+                await records_of(b, lambda r: r.iss == old)
+                nursery.cancel_scope.cancel()
+            shutil.copytree(config.data_dir, tmp_path / "backup")
+            new = rotate_key(config).new
+            async with trio.open_nursery() as nursery:
+                await nursery.start(serve_node, config)
+                await records_of(b, lambda r: r.iss == new)  # accepted once b holds the rotation: the keys linked
+                nursery.cancel_scope.cancel()
+            shutil.copytree(config.data_dir, tmp_path / "newer")
+            with RecordStore.open(tmp_path / "newer") as store:
+                newer = store.head(new).seq
+            shutil.rmtree(config.data_dir)
+            shutil.copytree(tmp_path / "backup", config.data_dir)
+            rotation = verify_record(b.replica.store.at(old, b.replica.store.head(old).seq))
+            assert rotation.body.next == new
+            for _ in range(2):  # the second start refuses at once, the rotation kept from the first
+                with pytest.RaisesGroup(pytest.RaisesExc(StartupError), allow_unwrapped=True,
+                                        flatten_subgroups=True) as refused:
+                    await serve_node(config)
+                message = str(refused.value.exceptions[0] if isinstance(refused.value, BaseExceptionGroup)
+                              else refused.value)
+                assert f"signed a rotation to {new} on " in message and f"(seq {rotation.seq})" in message
+                assert f"`vouchnet key adopt --dir {config.data_dir} FILE`" in message
+                assert f"`vouchnet key contest --dir {config.data_dir}`" in message
+                with RecordStore.open(config.data_dir) as store:
+                    assert store.head(old).seq == rotation.seq - 1 and store.head(new) is None  # nothing signed
+            assert old not in b.replica.flagged
+            if way == "adopt":
+                newer_key = tmp_path / "newer" / "org.key"
+                assert cli.main(["key", "adopt", "--dir", str(config.data_dir), str(newer_key)]) == 0
+                async with trio.open_nursery() as nursery:
+                    a = await nursery.start(serve_node, config)
+                    assert a.did == new and a.replica.succession.keys(new) == (old, new)
+                    signed = a.replica.store.head(new)  # its org record, after what the key signed in the newer copy
+                    assert signed.seq == newer + 1
+                    await records_of(b, lambda r: r.id == signed.id)
+                    nursery.cancel_scope.cancel()
+                assert not {old, new} & b.replica.flagged
+            else:
+                assert cli.main(["key", "contest", "--dir", str(config.data_dir)]) == 0
+                assert json.loads(capsys.readouterr().out) == {"org": old, "contested": new, "seq": rotation.seq}
+                async with trio.open_nursery() as nursery:
+                    a = await nursery.start(serve_node, config)
+                    assert a.did == old
+                    while not {old, new} <= b.replica.flagged:  # b fetches the node's record at the rotation's seq
+                        await records_of(b, lambda r: r.kind == "equivocation")
+                    nursery.cancel_scope.cancel()

@@ -1,0 +1,119 @@
+"""A rotation of the org key taken back as the node started (node.taken_back_rotation): the start refuses while it is
+kept, and `vouchnet key adopt` and `key contest` decide it, each refusing what is not theirs to do. (The whole way,
+with a peer, is tests/node/test_restore.py.)"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from gossip.replica import Replica
+from gossip.store import RecordStore
+from node import cli
+from node.config import load_config
+from node.keys import create_org_key, load_org_key
+from node.setup import init_data_dir
+from node.taken_back_rotation import TAKEN_BACK_FILE, keep, kept
+from vouching import did_key, org_body
+
+from ..factories import Org
+
+
+@pytest.fixture
+def taken_back(tmp_path):
+    """A stopped node's data directory keeping a rotation of its key to a successor whose org.key is in tmp_path."""
+    config = _config(tmp_path / "a")
+    key = load_org_key(config.key_path)
+    successor = create_org_key(tmp_path / "org.key")
+    with RecordStore.open(config.data_dir) as store:
+        head = _replica(key, store).issue("org", org_body("a", "test"))
+    rotation = Org(key=key, seq=head.seq, prev=head.id).record(
+        "org", org_body("a", "test", next=did_key(bytes(successor.verify_key))))
+    keep(config.data_dir, rotation)
+    return config, rotation
+
+
+def _config(path):
+    made = init_data_dir(path, network="test", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    return load_config(made.data_dir)
+
+
+def _replica(key, store):
+    return Replica(key, store, roots=(), max_hops=2, held_limit=10)
+
+
+def _run(config, capsys) -> tuple[int, str]:
+    status = cli.main(["run", "--dir", str(config.data_dir)])
+    return status, capsys.readouterr().err
+
+
+def test_the_start_refuses_while_a_rotation_taken_back_is_kept(taken_back, capsys):
+    config, rotation = taken_back
+    status, err = _run(config, capsys)
+    assert status == 1
+    assert f"signed a rotation to {rotation.body.next} on 2023-11-14T22:13:20Z (seq 2)" in err
+    assert f"vouchnet key adopt --dir {config.data_dir} FILE" in err and "vouchnet key contest" in err
+    (config.data_dir / TAKEN_BACK_FILE).write_bytes(b"not a record")
+    status, err = _run(config, capsys)
+    assert status == 1 and f"{TAKEN_BACK_FILE}: not a record" in err
+
+
+def test_adopt_takes_only_the_successor_the_rotation_names_readable_by_its_owner_alone(taken_back, tmp_path, capsys):
+    config, rotation = taken_back
+    old = config.key_path.read_bytes()
+    create_org_key(tmp_path / "other.key")
+    assert cli.main(["key", "adopt", "--dir", str(config.data_dir), str(tmp_path / "other.key")]) == 2
+    assert f"not {rotation.body.next}, the key the rotation names" in capsys.readouterr().err
+    os.chmod(tmp_path / "org.key", 0o644)
+    assert cli.main(["key", "adopt", "--dir", str(config.data_dir), str(tmp_path / "org.key")]) == 2
+    assert "are too open; run `chmod 600" in capsys.readouterr().err
+    assert config.key_path.read_bytes() == old and (config.data_dir / TAKEN_BACK_FILE).exists()
+    with RecordStore.open(config.data_dir) as store:
+        assert not store.has(rotation.id)
+    os.chmod(tmp_path / "org.key", 0o600)
+    assert cli.main(["key", "adopt", "--dir", str(config.data_dir), str(tmp_path / "org.key")]) == 0
+    assert json.loads(capsys.readouterr().out) == {"did": rotation.body.next}
+    assert config.key_path.read_bytes() == (tmp_path / "org.key").read_bytes()
+    assert os.stat(config.key_path).st_mode & 0o777 == 0o600
+    assert not (config.data_dir / TAKEN_BACK_FILE).exists()
+    with RecordStore.open(config.data_dir) as store:
+        assert store.has(rotation.id)  # the successor's first record, given back by peers, links at once
+
+
+def test_an_adopt_interrupted_after_storing_the_rotation_is_finished_by_running_it_again_not_contested(
+        taken_back, tmp_path, capsys):
+    config, rotation = taken_back
+    with RecordStore.open(config.data_dir) as store:
+        assert _replica(load_org_key(config.key_path), store).adopt(rotation)
+    assert _run(config, capsys)[0] == 1  # the rotation kept: not "retired, put the successor in org.key.next"
+    assert cli.main(["key", "contest", "--dir", str(config.data_dir)]) == 1
+    assert "run that again to finish it" in capsys.readouterr().err
+    assert cli.main(["key", "adopt", "--dir", str(config.data_dir), str(tmp_path / "org.key")]) == 0
+    assert load_org_key(config.key_path).verify_key == load_org_key(tmp_path / "org.key").verify_key
+
+
+def test_a_kept_rotation_naming_the_org_key_was_adopted_and_is_removed(taken_back, tmp_path):
+    """`key adopt` stopped after installing the key, before removing the file."""
+    config, rotation = taken_back
+    config.key_path.write_bytes((tmp_path / "org.key").read_bytes())
+    assert kept(config, rotation.body.next) is None and not (config.data_dir / TAKEN_BACK_FILE).exists()
+
+
+def test_contest_signs_the_org_record_again_at_the_rotations_seq(taken_back, capsys):
+    config, rotation = taken_back
+    assert cli.main(["key", "contest", "--dir", str(config.data_dir)]) == 0
+    assert json.loads(capsys.readouterr().out) == {"org": rotation.iss, "contested": rotation.body.next, "seq": 2}
+    with RecordStore.open(config.data_dir) as store:
+        ours = store.head(rotation.iss)
+        assert ours.seq == rotation.seq and ours.id != rotation.id
+    assert not (config.data_dir / TAKEN_BACK_FILE).exists()
+
+
+@pytest.mark.parametrize("command", [["adopt", "{dir}/org.key"], ["contest"]])
+def test_with_no_rotation_taken_back_there_is_nothing_to_adopt_or_contest(tmp_path, capsys, command):
+    config = _config(tmp_path / "a")
+    args = [part.format(dir=config.data_dir) for part in command]
+    assert cli.main(["key", *args, "--dir", str(config.data_dir)]) == 1
+    assert f"{TAKEN_BACK_FILE}: missing: no rotation of the org key" in capsys.readouterr().err
