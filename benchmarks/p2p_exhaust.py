@@ -14,7 +14,9 @@ sockets (gossip.host quirks 35-40):
   connection within the windows it granted;
 - many: --connections peers of fresh keys (50 by default) each doing as `fill` at once, subscribed to a topic so that
   their connections are in use (34): the most bytes the host buffered across its connections, the connections it
-  kept, and the process's RSS before, at its peak and after (44).
+  kept, and the process's RSS before, at its peak and after (44);
+- deaf: pings, 5,000 to a write, from a peer that reads nothing (py-libp2p's own frame writer, default socket
+  buffers): how long the host kept the connection, watched for DEAF_S (60) seconds (49).
 
     python benchmarks/p2p_exhaust.py                 # every attack
     python benchmarks/p2p_exhaust.py syns control-graft    # some
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import logging
 import os
 import resource
@@ -37,7 +40,8 @@ from pathlib import Path
 
 import trio
 from libp2p.pubsub.pb import rpc_pb2
-from libp2p.stream_muxer.yamux.yamux import FLAG_SYN, TYPE_DATA, TYPE_WINDOW_UPDATE, YAMUX_HEADER_FORMAT
+from libp2p.stream_muxer.yamux.yamux import (FLAG_SYN, TYPE_DATA, TYPE_PING, TYPE_WINDOW_UPDATE, YAMUX_HEADER_FORMAT,
+                                             Yamux)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -247,6 +251,38 @@ async def many(node: Host, _: Host) -> str:
             f"{peak[0]:.0f} at the peak, {rss_mib():.0f} after")
 
 
+async def deaf(node: Host, hostile: Host) -> str:
+    events = node.peer_events()
+    await node.connect(hostile.listen_addrs[0])
+    await events.receive()
+    raw = muxed(hostile, node.peer_id)
+
+    async def never(*_: object) -> bytes:
+        await trio.sleep_forever()
+        raise AssertionError
+
+    raw.secured_conn.read = never
+    raw._write_frame = functools.partial(Yamux._write_frame, raw)  # py-libp2p's: no bound of the hostile host's
+    sent, start, closed = 0, time.monotonic(), None
+
+    async def pings() -> None:
+        nonlocal sent
+        with contextlib.suppress(Exception):
+            while True:
+                await raw._write_frame(frame(TYPE_PING, FLAG_SYN, 0, length=1) * 5000)
+                sent += 5000
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pings)
+        with trio.move_on_after(DEAF_S):
+            while (await events.receive()).connected:
+                pass
+            closed = time.monotonic() - start
+        nursery.cancel_scope.cancel()
+    held = f"closed after {closed:.1f} s" if closed is not None else f"still open after {DEAF_S} s"
+    return f"{sent:,} pings sent; the host's connection {held}"
+
+
 class _Count(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -257,8 +293,9 @@ class _Count(logging.Handler):
 
 
 CONNECTIONS = 50  # peers of the `many` attack (--connections)
+DEAF_S = 60  # seconds the `deaf` attack watches the connection
 ATTACKS = {"window": window, "syns": syns, "stall": stall, "iwant": iwant, "proposals": proposals, "fill": fill,
-           "many": many,
+           "many": many, "deaf": deaf,
            **{f"control-{kind}": (lambda kind: lambda node, hostile: control(node, hostile, kind))(kind)
               for kind in ("graft", "ihave", "iwant")}}
 

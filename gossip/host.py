@@ -422,6 +422,20 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    benchmarks/retained_scores.py: 537 bytes a retained peer (0.5 MiB at the cap), 6-10 us a heartbeat with the table
    full (1.1-1.2 ms while their counters were decayed, 4.6-8.6 ms with the zeros kept too), 0.2-0.3 ms for a
    departure that pushes one out.
+49. Yamux writes every frame with no timeout (Yamux._write_frame: a lock, then the socket), a GO_AWAY (Yamux.close)
+   and a stream's RST or FIN as any other, so a peer that stops reading holds whatever writes to it for ever: the
+   task that reads its frames answers each PING with one of its own, and once the socket buffers are full waits on
+   that write, holding the lock every other write and close of the connection waits for. Nothing closes the
+   connection then: Host.disconnect never returns, a close bounded by a caller's timeout is cancelled with the
+   connection left open (Yamux.close sets nothing before its GO_AWAY is written), and a host with such a peer did not
+   even stop within its test's 30 s bound. And once a write fails (the peer reset the connection), the reading task
+   takes the error as a passing one: it logs it at ERROR, sleeps 10 ms and reads on, answering each ping still
+   buffered with another failed write. Repro (benchmarks/p2p_exhaust.py deaf): a peer writes pings, 5,000 to a write,
+   and reads nothing: 10,000 pings (120 KB) stalled the host, whose connection was still open 60 s later. go-yamux
+   closes a session whose write takes ConnectionWriteTimeout (10 s). Handled as go-yamux does (in _Yamux, quirk 35):
+   a frame not written within WRITE_TIMEOUT_S (10 s), waiting for the lock included, closes the socket, which ends
+   every task on the connection, and a write that fails marks the connection as shutting down, which the reading
+   task then ends. Same repro: the connection closed after 10.9 s.
 Not worked around (policy, not a bug to patch): IDONTWANT is sent for every message regardless of size.
 """
 
@@ -467,6 +481,7 @@ from libp2p.exceptions import ValidationError
 from libp2p.host.basic_host import BasicHost
 from libp2p.io.abc import Reader
 from libp2p.io.exceptions import IncompleteReadError, IOException
+from libp2p.network.connection.exceptions import RawConnError
 from libp2p.network.config import ConnectionConfig, RetryConfig
 from libp2p.network.exceptions import SwarmException
 from libp2p.network.stream import exceptions as lp_stream
@@ -525,6 +540,7 @@ MAX_PROTOCOL_PROPOSALS = 16  # protocols a peer may propose in one multistream-s
 GOSSIP_RETRANSMISSION = 3  # times a cached message is sent to one peer in answer to its IWANTs (go-libp2p's; quirk 39)
 MAX_TOPIC_LENGTH = 256  # characters of a topic name: the longest this host joins or keeps a peer's subscription to (46)
 MAX_PEER_TOPICS = 32  # topics a peer's subscriptions to are kept; vouchnet joins two a network (quirk 46)
+WRITE_TIMEOUT_S = 10.0  # a yamux frame not written within it closes its connection (go-yamux's ConnectionWriteTimeout; 49)
 _RANDOM = random.SystemRandom()
 # What getaddrinfo looks up for a name in a dial address (quirk 33): the address family, and the records it means.
 _LOOKUPS = {"dns": (socket.AF_UNSPEC, "A or AAAA"), "dns4": (socket.AF_INET, "A"), "dns6": (socket.AF_INET6, "AAAA")}
@@ -1382,7 +1398,8 @@ class _OverBudget(Exception):
 
 class _Yamux(Yamux):
     """Yamux that holds the peer to the receive windows it was granted (quirk 35), to MAX_INBOUND_STREAMS open
-    streams (quirk 36) and to the host's budget across connections (quirk 44); nothing else differs."""
+    streams (quirk 36), to the host's budget across connections (quirk 44) and to reading what it is sent within
+    WRITE_TIMEOUT_S (quirk 49); nothing else differs."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -1394,6 +1411,7 @@ class _Yamux(Yamux):
         self.incoming = 0  # bytes of the DATA frame being read, which it will buffer
         self._evicted = False  # closed to make room in the budget for another connection's frame (quirk 44)
         self._refused_streams = False
+        self._stalled = False  # a frame's write timed out, and the socket was closed (quirk 49)
 
     def inbound_open(self) -> int:
         """Streams the peer opened that are open (not closed or reset by this host)."""
@@ -1435,6 +1453,27 @@ class _Yamux(Yamux):
         finally:
             self.incoming = 0
         return b"" if self._evicted else data  # (read as it was closed for the budget: dropped, as it buffered)
+
+    async def _write_frame(self, data: bytes) -> None:
+        """Quirk 49 (go-yamux's ConnectionWriteTimeout): a frame not written within WRITE_TIMEOUT_S, the lock that
+        orders writes included, means the peer reads nothing; the socket is closed, which ends every task writing or
+        reading on the connection, and RawConnError raised (what py-libp2p's callers take as a connection gone). A
+        write that fails marks the connection as shutting down, so the reading task ends it rather than read on."""
+        try:
+            with trio.move_on_after(WRITE_TIMEOUT_S):
+                await super()._write_frame(data)
+                return
+        except IOException:
+            self.event_shutting_down.set()
+            raise
+        if not self._stalled:
+            self._stalled = True
+            logger.warning("closing the connection of %s: a frame waited %g s to be written, the peer reads nothing "
+                           "(quirk 49)", self.peer_id, WRITE_TIMEOUT_S)
+            self.event_shutting_down.set()
+            with contextlib.suppress(Exception):
+                await self.secured_conn.close()
+        raise RawConnError(f"yamux connection of {self.peer_id}: a frame not written within {WRITE_TIMEOUT_S:g} s")
 
     async def refuse(self, code: int) -> None:
         """Close the connection, GO_AWAY `code` first, as for a broken one: buffers freed, streams woken, socket
