@@ -433,8 +433,9 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    buffered with another failed write. Repro (benchmarks/p2p_exhaust.py deaf): a peer writes pings, 5,000 to a write,
    and reads nothing: 10,000 pings (120 KB) stalled the host, whose connection was still open 60 s later. go-yamux
    closes a session whose write takes ConnectionWriteTimeout (10 s). Handled as go-yamux does (in _Yamux, quirk 35):
-   a frame not written within WRITE_TIMEOUT_S (10 s), waiting for the lock included, closes the socket, which ends
-   every task on the connection, and a write that fails marks the connection as shutting down, which the reading
+   a frame the socket does not take within WRITE_TIMEOUT_S (10 s) closes it, which ends every task on the connection
+   (the wait for the lock is not counted: a task that waits long behind a stuck write is freed by its timeout, and a
+   busy host's own queue of writes is no sign of a deaf peer), and a write that fails marks the connection as shutting down, which the reading
    task then ends. Same repro: the connection closed after 10.9 s.
 Not worked around (policy, not a bug to patch): IDONTWANT is sent for every message regardless of size.
 """
@@ -1455,24 +1456,26 @@ class _Yamux(Yamux):
         return b"" if self._evicted else data  # (read as it was closed for the budget: dropped, as it buffered)
 
     async def _write_frame(self, data: bytes) -> None:
-        """Quirk 49 (go-yamux's ConnectionWriteTimeout): a frame not written within WRITE_TIMEOUT_S, the lock that
-        orders writes included, means the peer reads nothing; the socket is closed, which ends every task writing or
-        reading on the connection, and RawConnError raised (what py-libp2p's callers take as a connection gone). A
-        write that fails marks the connection as shutting down, so the reading task ends it rather than read on."""
-        try:
-            with trio.move_on_after(WRITE_TIMEOUT_S):
-                await super()._write_frame(data)
-                return
-        except IOException:
-            self.event_shutting_down.set()
-            raise
-        if not self._stalled:
-            self._stalled = True
-            logger.warning("closing the connection of %s: a frame waited %g s to be written, the peer reads nothing "
-                           "(quirk 49)", self.peer_id, WRITE_TIMEOUT_S)
-            self.event_shutting_down.set()
-            with contextlib.suppress(Exception):
-                await self.secured_conn.close()
+        """Quirk 49 (go-yamux's ConnectionWriteTimeout), in place of py-libp2p's (writes in turn, then a checkpoint): a
+        frame the socket does not take within WRITE_TIMEOUT_S means the peer reads nothing; the socket is closed, which
+        ends every task writing or reading on the connection (those waiting for their turn included), and RawConnError
+        raised (what py-libp2p's callers take as a connection gone). A write that fails marks the connection as shutting
+        down, so the reading task ends it rather than read on."""
+        async with self._write_lock:
+            try:
+                with trio.move_on_after(WRITE_TIMEOUT_S):
+                    await self.secured_conn.write(data)
+                    return
+            except IOException:
+                self.event_shutting_down.set()
+                raise
+            if not self._stalled:
+                self._stalled = True
+                logger.warning("closing the connection of %s: the socket took no frame for %g s, the peer reads nothing "
+                               "(quirk 49)", self.peer_id, WRITE_TIMEOUT_S)
+                self.event_shutting_down.set()
+                with contextlib.suppress(Exception):
+                    await self.secured_conn.close()
         raise RawConnError(f"yamux connection of {self.peer_id}: a frame not written within {WRITE_TIMEOUT_S:g} s")
 
     async def refuse(self, code: int) -> None:
