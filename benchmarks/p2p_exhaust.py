@@ -282,15 +282,18 @@ async def churn(node: Host, hostile: Host, rpcs: int, pairs: int) -> str:
     warnings = _Count()
     logging.getLogger().addHandler(warnings)
     cpu, start = time.process_time(), time.monotonic()
-    async with await hostile.open_stream(node.peer_id, "/meshsub/1.2.0") as stream:
-        for rpc in [data] * rpcs + [done]:
-            await stream.write(encode_uvarint(len(rpc)) + rpc)
-        while node._router.pubsub is not None and hostile.peer_id not in {
-                p.to_base58() for p in node._pubsub.peer_topics.get("done", ())}:
-            await trio.sleep(0.05)
-        await trio.sleep(2)  # the tasks it started
+    ended = ""
+    try:
+        async with await hostile.open_stream(node.peer_id, "/meshsub/1.2.0") as stream:
+            for rpc in [data] * rpcs + [done]:
+                await stream.write(encode_uvarint(len(rpc)) + rpc)
+            while hostile.peer_id not in {p.to_base58() for p in node._pubsub.peer_topics.get("done", ())}:
+                await trio.sleep(0.05)
+            await trio.sleep(2)  # the tasks it started
+    except HostError as error:
+        ended = f" (ended: {error})"[:120]
     logging.getLogger().removeHandler(warnings)
-    return (f"{rpcs} RPCs of {len(data)} bytes in {time.monotonic() - start:.1f} s: {time.process_time() - cpu:.1f} s of "
+    return (f"{rpcs} RPCs of {len(data)} bytes in {time.monotonic() - start:.1f} s{ended}: {time.process_time() - cpu:.1f} s of "
             f"CPU, {counts['tasks']:,} tasks, {counts['bytes'] / 2**20:.1f} MiB written to the peer, {warnings.count} "
             "warnings")
 

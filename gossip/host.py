@@ -437,7 +437,28 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    (the wait for the lock is not counted: a task that waits long behind a stuck write is freed by its timeout, and a
    busy host's own queue of writes is no sign of a deaf peer), and a write that fails marks the connection as shutting down, which the reading
    task then ends. Same repro: the connection closed after 10.9 s.
+51. A peer's SUBSCRIBE costs the host three tasks (Pubsub.handle_subscription: flush_pending_messages,
+   _replay_recent_messages, on_peer_subscribed), and the second writes the peer every message the cache holds for the
+   topic, straight to its stream (no queue, no retransmission count: quirk 39). Pubsub sends them once a subscription,
+   and forgets it did as the peer unsubscribes, so a peer alternating UNSUBSCRIBE and SUBSCRIBE is sent the cache over
+   and over; one RPC may hold 5,000 subscriptions (DefaultMaxSubscriptionsPerRPC), each SUBSCRIBE among them three
+   tasks. Repro (benchmarks/p2p_exhaust.py churn-single, churn-packed): a subscribed peer, the host's cache holding 30
+   messages of 20 KB: 2,000 RPCs of one UNSUBSCRIBE and one SUBSCRIBE (58 bytes each) had the host start 6,003 tasks
+   and write the peer 20.7 MiB, 3.1 s of CPU (both hosts'); 4 RPCs of 2,500 such pairs (145 KB each), 30,005 tasks
+   and 71.1 s of CPU over 87 s.
+   go-libp2p keeps no such cache replay; its FilterSubscriptions keeps one entry a topic in an RPC and none for a topic
+   both subscribed and unsubscribed in it. Handled: _Pubsub.net_subscriptions nets an RPC's subscriptions so (in
+   quirk 45's per-RPC hook), and _Pubsub._forget_subscription keeps the record that the recent messages were sent, so
+   they are sent once a connection. Same repro: 3 tasks, 0.3 MiB and 0.5 s of CPU; 3 tasks, 0.3 MiB, 0.0 s.
 Not worked around (policy, not a bug to patch): IDONTWANT is sent for every message regardless of size.
+Checked and left, bounded already (quirk numbers 50 and 52 left unused): py-libp2p's own bound on streams, the swarm's
+semaphore of ResourceLimits.max_streams (10,000), which every stream opened either way awaits, and its resource
+manager's count of as many. A peer's streams pass quirk 36's and 44's bounds first (256 a connection, 1,024 in all)
+and are reset before the swarm sees them, so the semaphore is never waited on; a stream in negotiation whose connection
+closes gives its token back (four peers each leaving with 200 streams in negotiation left it at 10,000). And
+IDONTWANT: py-libp2p keeps at most max_idontwant_messages (10) ids a peer and empties them every heartbeat; an id may
+be as long as an RPC, so a peer can have a host hold about 10 RPCs' worth (10 MiB) until the next heartbeat (10 RPCs
+of one 1,000,000-byte id: at most 1 MB held; of 40,000 ids of 20 bytes: 200 bytes; 0.15 s of CPU each).
 """
 
 from __future__ import annotations
@@ -1150,7 +1171,7 @@ class _Ignored(Exception):
 
 
 class _Pubsub(Pubsub):
-    """Pubsub with the overrides that quirks 8, 11, 12, 13, 27-30, 45 and 46 need; none of them changes what a peer
+    """Pubsub with the overrides that quirks 8, 11, 12, 13, 27-30, 45, 46 and 51 need; none of them changes what a peer
     receives."""
 
     def __init__(
@@ -1215,6 +1236,30 @@ class _Pubsub(Pubsub):
         self.graylisted_rpcs += 1
         rpc.Clear()
         return True
+
+    def net_subscriptions(self, rpc: rpc_pb2.RPC) -> None:
+        """Quirk 51: what the RPC's subscriptions change, as go-libp2p's FilterSubscriptions reads them: one entry a topic,
+        none for a topic the RPC both subscribes and unsubscribes (in whichever order)."""
+        if len(rpc.subscriptions) < 2:
+            return
+        net: dict[str, rpc_pb2.RPC.SubOpts] = {}
+        for sub in rpc.subscriptions:
+            earlier = net.get(sub.topicid)
+            if earlier is None:
+                net[sub.topicid] = sub
+            elif earlier.subscribe != sub.subscribe:
+                del net[sub.topicid]
+        kept = [rpc_pb2.RPC.SubOpts(subscribe=sub.subscribe, topicid=sub.topicid) for sub in net.values()]
+        del rpc.subscriptions[:]
+        rpc.subscriptions.extend(kept)
+
+    def _forget_subscription(self, peer_id: ID, topic: str) -> None:
+        """Quirk 51: the topic's recent messages, sent to the peer once as it subscribed, are not sent again if it
+        subscribes again while connected (py-libp2p forgot that it had sent them)."""
+        replayed = topic in self._replayed_recent_topics.get(peer_id, ())
+        super()._forget_subscription(peer_id, topic)
+        if replayed:
+            self._replayed_recent_topics.setdefault(peer_id, set()).add(topic)
 
     def handle_subscription(self, origin_id: ID, sub_message: rpc_pb2.RPC.SubOpts) -> None:
         """Quirk 46: a subscription to a topic longer than MAX_TOPIC_LENGTH, or to more than MAX_PEER_TOPICS topics,
@@ -2222,15 +2267,18 @@ _READING: contextvars.ContextVar[_Pubsub | None] = contextvars.ContextVar("readi
 
 class _IgnoreGraylisted:
     """Quirk 45: pubsub's per-RPC check of the sender's signed peer record, `consume`, after the reading _Pubsub
-    emptied the RPC of a graylisted peer (then nothing is checked: there is nothing left)."""
+    emptied the RPC of a graylisted peer (then nothing is checked: there is nothing left), and netted its
+    subscriptions (quirk 51)."""
 
     def __init__(self, consume: Callable[[rpc_pb2.RPC, BasicHost, ID], bool]) -> None:
         self._consume = consume
 
     def __call__(self, rpc: rpc_pb2.RPC, host: BasicHost, peer: ID) -> bool:
         pubsub = _READING.get()
-        if pubsub is not None and pubsub.ignore_if_graylisted(rpc, peer):
-            return True
+        if pubsub is not None:
+            if pubsub.ignore_if_graylisted(rpc, peer):
+                return True
+            pubsub.net_subscriptions(rpc)
         return self._consume(rpc, host, peer)
 
 

@@ -310,3 +310,40 @@ async def test_a_peer_that_reads_nothing_is_disconnected_within_the_write_timeou
                     assert await events.receive() == PeerEvent(hostile.peer_id, connected=False)
                 assert kept.is_closed
                 nursery.cancel_scope.cancel()
+
+
+@pytest.mark.slow
+async def test_a_peer_churning_its_subscription_is_not_sent_the_recent_messages_again(monkeypatch) -> None:
+    """Quirk 51: py-libp2p sent a subscribing peer the topic's recent messages again each time it unsubscribed and
+    subscribed, and started three tasks for every subscription in an RPC, so a peer alternating SUBSCRIBE and
+    UNSUBSCRIBE had a host write it its message cache over and over, for 60 bytes an RPC."""
+    with trio.fail_after(30):
+        async with open_host(os.urandom(32), LOOPBACK) as node, open_host(os.urandom(32), LOOPBACK) as hostile:
+            await node.subscribe(TOPIC, accept_all)
+            inbox = await hostile.subscribe(TOPIC, accept_all)
+            await node.connect(hostile.listen_addrs[0])
+            await node.wait_for_mesh(TOPIC, hostile.peer_id)
+            for i in range(5):
+                await node.publish(TOPIC, b"cached %d" % i)
+            for _ in range(5):
+                await inbox.receive()
+            sent: list[bytes] = []
+            tasks = []
+            write_msg, run_task = node._pubsub.write_msg, node._pubsub.manager.run_task
+            monkeypatch.setattr(node._pubsub, "write_msg", lambda stream, rpc: (
+                sent.extend(m.data for m in rpc.publish), write_msg(stream, rpc))[-1])
+            monkeypatch.setattr(node._pubsub.manager, "run_task", lambda *args, **kwargs: (
+                tasks.append(args[0]), run_task(*args, **kwargs))[-1])
+            leave, join = (rpc_pb2.RPC.SubOpts(subscribe=False, topicid=TOPIC),
+                           rpc_pb2.RPC.SubOpts(subscribe=True, topicid=TOPIC))
+            packed = [rpc_pb2.RPC(subscriptions=[leave, join] * 100)] * 10  # each changes nothing
+            single = [rpc_pb2.RPC(subscriptions=[sub]) for _ in range(10) for sub in (leave, join)]
+            done = rpc_pb2.RPC(subscriptions=[rpc_pb2.RPC.SubOpts(subscribe=True, topicid="/vouchnet/done")])
+            async with await hostile.open_stream(node.peer_id, "/meshsub/1.2.0") as stream:
+                for rpc in [*packed, *single, done]:
+                    data = rpc.SerializeToString()
+                    await stream.write(encode_uvarint(len(data)) + data)
+                await node._pubsub.wait_for_subscription(hostile._my_id, "/vouchnet/done")
+            assert hostile._my_id in node._pubsub.peer_topics[TOPIC]  # subscribed, as its last word on it said
+            assert not [data for data in sent if data.startswith(b"cached")]
+            assert len(tasks) <= 3 * (10 + 1)  # the single RPCs' subscriptions, and the last
