@@ -14,7 +14,13 @@ sockets (gossip.host quirks 35-40):
   connection within the windows it granted;
 - many: --connections peers of fresh keys (50 by default) each doing as `fill` at once, subscribed to a topic so that
   their connections are in use (34): the most bytes the host buffered across its connections, the connections it
-  kept, and the process's RSS before, at its peak and after (44).
+  kept, and the process's RSS before, at its peak and after (44);
+- churn-single, churn-packed: a subscribed peer alternating SUBSCRIBE and UNSUBSCRIBE of the host's topic while
+  the host's message cache holds 30 messages of 20 KB: 2,000 RPCs of one pair each, or 4 RPCs of 2,500 pairs each
+  (py-libp2p reads at most 5,000 subscriptions an RPC): CPU, the tasks the host started, the bytes of RPCs it wrote
+  to the peer, warnings logged (51);
+- deaf: pings, 5,000 to a write, from a peer that reads nothing (py-libp2p's own frame writer, default socket
+  buffers): how long the host kept the connection, watched for DEAF_S (60) seconds (49).
 
     python benchmarks/p2p_exhaust.py                 # every attack
     python benchmarks/p2p_exhaust.py syns control-graft    # some
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import logging
 import os
 import resource
@@ -37,7 +44,8 @@ from pathlib import Path
 
 import trio
 from libp2p.pubsub.pb import rpc_pb2
-from libp2p.stream_muxer.yamux.yamux import FLAG_SYN, TYPE_DATA, TYPE_WINDOW_UPDATE, YAMUX_HEADER_FORMAT
+from libp2p.stream_muxer.yamux.yamux import (FLAG_SYN, TYPE_DATA, TYPE_PING, TYPE_WINDOW_UPDATE, YAMUX_HEADER_FORMAT,
+                                             Yamux)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -247,6 +255,81 @@ async def many(node: Host, _: Host) -> str:
             f"{peak[0]:.0f} at the peak, {rss_mib():.0f} after")
 
 
+async def churn(node: Host, hostile: Host, rpcs: int, pairs: int) -> str:
+    await node.subscribe(TOPIC, accept)
+    await hostile.subscribe(TOPIC, accept)
+    await node.connect(hostile.listen_addrs[0])
+    await node.wait_for_mesh(TOPIC, hostile.peer_id)
+    raw = muxed(hostile, node.peer_id)
+    raw._write_frame = functools.partial(Yamux._write_frame, raw)  # py-libp2p's: no bound of the hostile host's
+    for i in range(30):
+        await node.publish(TOPIC, i.to_bytes(4, "big") + b"x" * 20_000)
+    pubsub, counts = node._pubsub, {"tasks": 0, "bytes": 0}
+    write_msg, run_task = pubsub.write_msg, pubsub.manager.run_task
+
+    async def counting_write(stream, rpc):  # type: ignore[no-untyped-def]
+        counts["bytes"] += rpc.ByteSize()
+        return await write_msg(stream, rpc)
+
+    def counting_run(*args, **kwargs):  # type: ignore[no-untyped-def]
+        counts["tasks"] += 1
+        return run_task(*args, **kwargs)
+
+    pubsub.write_msg, pubsub.manager.run_task = counting_write, counting_run
+    pair = [rpc_pb2.RPC.SubOpts(subscribe=False, topicid=TOPIC), rpc_pb2.RPC.SubOpts(subscribe=True, topicid=TOPIC)]
+    data = rpc_pb2.RPC(subscriptions=pair * pairs).SerializeToString()
+    done = rpc_pb2.RPC(subscriptions=[rpc_pb2.RPC.SubOpts(subscribe=True, topicid="done")]).SerializeToString()
+    warnings = _Count()
+    logging.getLogger().addHandler(warnings)
+    cpu, start = time.process_time(), time.monotonic()
+    ended = ""
+    try:
+        async with await hostile.open_stream(node.peer_id, "/meshsub/1.2.0") as stream:
+            for rpc in [data] * rpcs + [done]:
+                await stream.write(encode_uvarint(len(rpc)) + rpc)
+            while hostile.peer_id not in {p.to_base58() for p in node._pubsub.peer_topics.get("done", ())}:
+                await trio.sleep(0.05)
+            await trio.sleep(2)  # the tasks it started
+    except HostError as error:
+        ended = f" (ended: {error})"[:120]
+    logging.getLogger().removeHandler(warnings)
+    return (f"{rpcs} RPCs of {len(data)} bytes in {time.monotonic() - start:.1f} s{ended}: {time.process_time() - cpu:.1f} s of "
+            f"CPU, {counts['tasks']:,} tasks, {counts['bytes'] / 2**20:.1f} MiB written to the peer, {warnings.count} "
+            "warnings")
+
+
+async def deaf(node: Host, hostile: Host) -> str:
+    events = node.peer_events()
+    await node.connect(hostile.listen_addrs[0])
+    await events.receive()
+    raw = muxed(hostile, node.peer_id)
+
+    async def never(*_: object) -> bytes:
+        await trio.sleep_forever()
+        raise AssertionError
+
+    raw.secured_conn.read = never
+    raw._write_frame = functools.partial(Yamux._write_frame, raw)  # py-libp2p's: no bound of the hostile host's
+    sent, start, closed = 0, time.monotonic(), None
+
+    async def pings() -> None:
+        nonlocal sent
+        with contextlib.suppress(Exception):
+            while True:
+                await raw._write_frame(frame(TYPE_PING, FLAG_SYN, 0, length=1) * 5000)
+                sent += 5000
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pings)
+        with trio.move_on_after(DEAF_S):
+            while (await events.receive()).connected:
+                pass
+            closed = time.monotonic() - start
+        nursery.cancel_scope.cancel()
+    held = f"closed after {closed:.1f} s" if closed is not None else f"still open after {DEAF_S} s"
+    return f"{sent:,} pings sent; the host's connection {held}"
+
+
 class _Count(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -257,8 +340,11 @@ class _Count(logging.Handler):
 
 
 CONNECTIONS = 50  # peers of the `many` attack (--connections)
+DEAF_S = 60  # seconds the `deaf` attack watches the connection
 ATTACKS = {"window": window, "syns": syns, "stall": stall, "iwant": iwant, "proposals": proposals, "fill": fill,
-           "many": many,
+           "many": many, "deaf": deaf,
+           "churn-single": lambda node, hostile: churn(node, hostile, 2000, 1),
+           "churn-packed": lambda node, hostile: churn(node, hostile, 4, 2500),
            **{f"control-{kind}": (lambda kind: lambda node, hostile: control(node, hostile, kind))(kind)
               for kind in ("graft", "ihave", "iwant")}}
 

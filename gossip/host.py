@@ -422,7 +422,43 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    benchmarks/retained_scores.py: 537 bytes a retained peer (0.5 MiB at the cap), 6-10 us a heartbeat with the table
    full (1.1-1.2 ms while their counters were decayed, 4.6-8.6 ms with the zeros kept too), 0.2-0.3 ms for a
    departure that pushes one out.
+49. Yamux writes every frame with no timeout (Yamux._write_frame: a lock, then the socket), a GO_AWAY (Yamux.close)
+   and a stream's RST or FIN as any other, so a peer that stops reading holds whatever writes to it for ever: the
+   task that reads its frames answers each PING with one of its own, and once the socket buffers are full waits on
+   that write, holding the lock every other write and close of the connection waits for. Nothing closes the
+   connection then: Host.disconnect never returns, a close bounded by a caller's timeout is cancelled with the
+   connection left open (Yamux.close sets nothing before its GO_AWAY is written), and a host with such a peer did not
+   even stop within its test's 30 s bound. And once a write fails (the peer reset the connection), the reading task
+   takes the error as a passing one: it logs it at ERROR, sleeps 10 ms and reads on, answering each ping still
+   buffered with another failed write. Repro (benchmarks/p2p_exhaust.py deaf): a peer writes pings, 5,000 to a write,
+   and reads nothing: 10,000 pings (120 KB) stalled the host, whose connection was still open 60 s later. go-yamux
+   closes a session whose write takes ConnectionWriteTimeout (10 s). Handled as go-yamux does (in _Yamux, quirk 35):
+   a frame the socket does not take within WRITE_TIMEOUT_S (10 s) closes it, which ends every task on the connection
+   (the wait for the lock is not counted: a task that waits long behind a stuck write is freed by its timeout, and a
+   busy host's own queue of writes is no sign of a deaf peer), and a write that fails marks the connection as shutting down, which the reading
+   task then ends. Same repro: the connection closed after 10.9 s.
+51. A peer's SUBSCRIBE costs the host three tasks (Pubsub.handle_subscription: flush_pending_messages,
+   _replay_recent_messages, on_peer_subscribed), and the second writes the peer every message the cache holds for the
+   topic, straight to its stream (no queue, no retransmission count: quirk 39). Pubsub sends them once a subscription,
+   and forgets it did as the peer unsubscribes, so a peer alternating UNSUBSCRIBE and SUBSCRIBE is sent the cache over
+   and over; one RPC may hold 5,000 subscriptions (DefaultMaxSubscriptionsPerRPC), each SUBSCRIBE among them three
+   tasks. Repro (benchmarks/p2p_exhaust.py churn-single, churn-packed): a subscribed peer, the host's cache holding 30
+   messages of 20 KB: 2,000 RPCs of one UNSUBSCRIBE and one SUBSCRIBE (58 bytes each) had the host start 6,003 tasks
+   and write the peer 20.7 MiB, 3.1 s of CPU (both hosts'); 4 RPCs of 2,500 such pairs (145 KB each), 30,005 tasks
+   and 71.1 s of CPU over 87 s.
+   go-libp2p keeps no such cache replay; its FilterSubscriptions keeps one entry a topic in an RPC and none for a topic
+   both subscribed and unsubscribed in it. Handled: _Pubsub.net_subscriptions nets an RPC's subscriptions so (in
+   quirk 45's per-RPC hook), and _Pubsub._forget_subscription keeps the record that the recent messages were sent, so
+   they are sent once a connection. Same repro: 3 tasks, 0.3 MiB and 0.5 s of CPU; 3 tasks, 0.3 MiB, 0.0 s.
 Not worked around (policy, not a bug to patch): IDONTWANT is sent for every message regardless of size.
+Checked and left, bounded already (quirk numbers 50 and 52 left unused): py-libp2p's own bound on streams, the swarm's
+semaphore of ResourceLimits.max_streams (10,000), which every stream opened either way awaits, and its resource
+manager's count of as many. A peer's streams pass quirk 36's and 44's bounds first (256 a connection, 1,024 in all)
+and are reset before the swarm sees them, so the semaphore is never waited on; a stream in negotiation whose connection
+closes gives its token back (four peers each leaving with 200 streams in negotiation left it at 10,000). And
+IDONTWANT: py-libp2p keeps at most max_idontwant_messages (10) ids a peer and empties them every heartbeat; an id may
+be as long as an RPC, so a peer can have a host hold about 10 RPCs' worth (10 MiB) until the next heartbeat (10 RPCs
+of one 1,000,000-byte id: at most 1 MB held; of 40,000 ids of 20 bytes: 200 bytes; 0.15 s of CPU each).
 """
 
 from __future__ import annotations
@@ -467,6 +503,7 @@ from libp2p.exceptions import ValidationError
 from libp2p.host.basic_host import BasicHost
 from libp2p.io.abc import Reader
 from libp2p.io.exceptions import IncompleteReadError, IOException
+from libp2p.network.connection.exceptions import RawConnError
 from libp2p.network.config import ConnectionConfig, RetryConfig
 from libp2p.network.exceptions import SwarmException
 from libp2p.network.stream import exceptions as lp_stream
@@ -525,6 +562,7 @@ MAX_PROTOCOL_PROPOSALS = 16  # protocols a peer may propose in one multistream-s
 GOSSIP_RETRANSMISSION = 3  # times a cached message is sent to one peer in answer to its IWANTs (go-libp2p's; quirk 39)
 MAX_TOPIC_LENGTH = 256  # characters of a topic name: the longest this host joins or keeps a peer's subscription to (46)
 MAX_PEER_TOPICS = 32  # topics a peer's subscriptions to are kept; vouchnet joins two a network (quirk 46)
+WRITE_TIMEOUT_S = 10.0  # a yamux frame not written within it closes its connection (go-yamux's ConnectionWriteTimeout; 49)
 _RANDOM = random.SystemRandom()
 # What getaddrinfo looks up for a name in a dial address (quirk 33): the address family, and the records it means.
 _LOOKUPS = {"dns": (socket.AF_UNSPEC, "A or AAAA"), "dns4": (socket.AF_INET, "A"), "dns6": (socket.AF_INET6, "AAAA")}
@@ -1133,7 +1171,7 @@ class _Ignored(Exception):
 
 
 class _Pubsub(Pubsub):
-    """Pubsub with the overrides that quirks 8, 11, 12, 13, 27-30, 45 and 46 need; none of them changes what a peer
+    """Pubsub with the overrides that quirks 8, 11, 12, 13, 27-30, 45, 46 and 51 need; none of them changes what a peer
     receives."""
 
     def __init__(
@@ -1198,6 +1236,30 @@ class _Pubsub(Pubsub):
         self.graylisted_rpcs += 1
         rpc.Clear()
         return True
+
+    def net_subscriptions(self, rpc: rpc_pb2.RPC) -> None:
+        """Quirk 51: what the RPC's subscriptions change, as go-libp2p's FilterSubscriptions reads them: one entry a topic,
+        none for a topic the RPC both subscribes and unsubscribes (in whichever order)."""
+        if len(rpc.subscriptions) < 2:
+            return
+        net: dict[str, rpc_pb2.RPC.SubOpts] = {}
+        for sub in rpc.subscriptions:
+            earlier = net.get(sub.topicid)
+            if earlier is None:
+                net[sub.topicid] = sub
+            elif earlier.subscribe != sub.subscribe:
+                del net[sub.topicid]
+        kept = [rpc_pb2.RPC.SubOpts(subscribe=sub.subscribe, topicid=sub.topicid) for sub in net.values()]
+        del rpc.subscriptions[:]
+        rpc.subscriptions.extend(kept)
+
+    def _forget_subscription(self, peer_id: ID, topic: str) -> None:
+        """Quirk 51: the topic's recent messages, sent to the peer once as it subscribed, are not sent again if it
+        subscribes again while connected (py-libp2p forgot that it had sent them)."""
+        replayed = topic in self._replayed_recent_topics.get(peer_id, ())
+        super()._forget_subscription(peer_id, topic)
+        if replayed:
+            self._replayed_recent_topics.setdefault(peer_id, set()).add(topic)
 
     def handle_subscription(self, origin_id: ID, sub_message: rpc_pb2.RPC.SubOpts) -> None:
         """Quirk 46: a subscription to a topic longer than MAX_TOPIC_LENGTH, or to more than MAX_PEER_TOPICS topics,
@@ -1382,7 +1444,8 @@ class _OverBudget(Exception):
 
 class _Yamux(Yamux):
     """Yamux that holds the peer to the receive windows it was granted (quirk 35), to MAX_INBOUND_STREAMS open
-    streams (quirk 36) and to the host's budget across connections (quirk 44); nothing else differs."""
+    streams (quirk 36), to the host's budget across connections (quirk 44) and to reading what it is sent within
+    WRITE_TIMEOUT_S (quirk 49); nothing else differs."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -1394,6 +1457,7 @@ class _Yamux(Yamux):
         self.incoming = 0  # bytes of the DATA frame being read, which it will buffer
         self._evicted = False  # closed to make room in the budget for another connection's frame (quirk 44)
         self._refused_streams = False
+        self._stalled = False  # a frame's write timed out, and the socket was closed (quirk 49)
 
     def inbound_open(self) -> int:
         """Streams the peer opened that are open (not closed or reset by this host)."""
@@ -1435,6 +1499,29 @@ class _Yamux(Yamux):
         finally:
             self.incoming = 0
         return b"" if self._evicted else data  # (read as it was closed for the budget: dropped, as it buffered)
+
+    async def _write_frame(self, data: bytes) -> None:
+        """Quirk 49 (go-yamux's ConnectionWriteTimeout), in place of py-libp2p's (writes in turn, then a checkpoint): a
+        frame the socket does not take within WRITE_TIMEOUT_S means the peer reads nothing; the socket is closed, which
+        ends every task writing or reading on the connection (those waiting for their turn included), and RawConnError
+        raised (what py-libp2p's callers take as a connection gone). A write that fails marks the connection as shutting
+        down, so the reading task ends it rather than read on."""
+        async with self._write_lock:
+            try:
+                with trio.move_on_after(WRITE_TIMEOUT_S):
+                    await self.secured_conn.write(data)
+                    return
+            except IOException:
+                self.event_shutting_down.set()
+                raise
+            if not self._stalled:
+                self._stalled = True
+                logger.warning("closing the connection of %s: the socket took no frame for %g s, the peer reads nothing "
+                               "(quirk 49)", self.peer_id, WRITE_TIMEOUT_S)
+                self.event_shutting_down.set()
+                with contextlib.suppress(Exception):
+                    await self.secured_conn.close()
+        raise RawConnError(f"yamux connection of {self.peer_id}: a frame not written within {WRITE_TIMEOUT_S:g} s")
 
     async def refuse(self, code: int) -> None:
         """Close the connection, GO_AWAY `code` first, as for a broken one: buffers freed, streams woken, socket
@@ -2180,15 +2267,18 @@ _READING: contextvars.ContextVar[_Pubsub | None] = contextvars.ContextVar("readi
 
 class _IgnoreGraylisted:
     """Quirk 45: pubsub's per-RPC check of the sender's signed peer record, `consume`, after the reading _Pubsub
-    emptied the RPC of a graylisted peer (then nothing is checked: there is nothing left)."""
+    emptied the RPC of a graylisted peer (then nothing is checked: there is nothing left), and netted its
+    subscriptions (quirk 51)."""
 
     def __init__(self, consume: Callable[[rpc_pb2.RPC, BasicHost, ID], bool]) -> None:
         self._consume = consume
 
     def __call__(self, rpc: rpc_pb2.RPC, host: BasicHost, peer: ID) -> bool:
         pubsub = _READING.get()
-        if pubsub is not None and pubsub.ignore_if_graylisted(rpc, peer):
-            return True
+        if pubsub is not None:
+            if pubsub.ignore_if_graylisted(rpc, peer):
+                return True
+            pubsub.net_subscriptions(rpc)
         return self._consume(rpc, host, peer)
 
 

@@ -1,10 +1,12 @@
 """One hostile peer trying to exhaust a host's slots, memory, tasks or CPU through its handshakes, muxer, protocol
 negotiation and gossip control, or to be heard with a score below the graylist threshold, over real connections on
-loopback (gossip.host quirks 35 to 40, 45). The hostile peer is a host too, writing raw yamux frames past its own muxer
+loopback (gossip.host quirks 35 to 40, 45, 49). The hostile peer is a host too, writing raw yamux frames past its own muxer
 or RPCs on a stream of its own, or bare sockets."""
 
 import contextlib
+import functools
 import os
+import socket
 import struct
 
 import pytest
@@ -13,9 +15,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from libp2p.io.exceptions import IOException
 from libp2p.pubsub.pb import rpc_pb2
-from libp2p.stream_muxer.yamux.yamux import FLAG_SYN, TYPE_DATA, TYPE_WINDOW_UPDATE, YAMUX_HEADER_FORMAT, Yamux
+from libp2p.stream_muxer.yamux.yamux import (FLAG_SYN, TYPE_DATA, TYPE_PING, TYPE_WINDOW_UPDATE, YAMUX_HEADER_FORMAT,
+                                             Yamux)
 
 from gossip.frames import encode_uvarint
+import gossip.host
 from gossip.host import (GOSSIP_RETRANSMISSION, MAX_IHAVE_LENGTH, MAX_IHAVE_MESSAGES, MAX_INBOUND_STREAMS,
                          MAX_PROTOCOL_PROPOSALS, Host, HostConfig, HostError, PeerEvent, PeerScoring, Stream,
                          _trim_control, open_host)
@@ -268,3 +272,78 @@ async def test_a_peer_proposing_protocol_after_protocol_has_its_stream_reset() -
                         break
             assert answer.count(b"na\n") == MAX_PROTOCOL_PROPOSALS and ECHO.encode() not in answer
             assert not served
+
+
+def tcp_socket(conn: Yamux) -> socket.socket:
+    """The TCP socket under a yamux connection (Noise session, raw connection, py-libp2p's and trio's streams)."""
+    return conn.secured_conn.conn.read_writer.read_write_closer.stream.stream.socket
+
+
+@pytest.mark.slow
+async def test_a_peer_that_reads_nothing_is_disconnected_within_the_write_timeout(monkeypatch) -> None:
+    """Quirk 49: py-libp2p writes every yamux frame, a GO_AWAY or RST included, with no timeout, so a peer that sends
+    pings (each answered) and reads nothing had the host's reading task stuck writing an answer for ever, holding the
+    connection's write lock, and the connection open."""
+    monkeypatch.setattr(gossip.host, "WRITE_TIMEOUT_S", 2.0)
+    with trio.fail_after(30):
+        async with open_host(os.urandom(32), LOOPBACK) as node, open_host(os.urandom(32), LOOPBACK) as hostile:
+            events = node.peer_events()
+            await node.connect(hostile.listen_addrs[0])
+            assert await events.receive() == PeerEvent(hostile.peer_id, connected=True)
+            raw, kept = muxed_connection(hostile, node.peer_id), muxed_connection(node, hostile.peer_id)
+            tcp_socket(raw).setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # small buffers: fewer pings fill them
+            tcp_socket(kept).setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+
+            async def deaf(*_: object) -> bytes:
+                await trio.sleep_forever()
+                raise AssertionError
+
+            async def pings() -> None:
+                with contextlib.suppress(IOException):  # the node hung up
+                    await raw._write_frame(struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_PING, FLAG_SYN, 0, 1) * 20_000)
+
+            raw.secured_conn.read = deaf
+            raw._write_frame = functools.partial(Yamux._write_frame, raw)  # py-libp2p's writes: the peer never hangs up
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(pings)  # 240 KB, whose answers (600 KB) fill the buffers many times over
+                with trio.fail_after(gossip.host.WRITE_TIMEOUT_S + 5):
+                    assert await events.receive() == PeerEvent(hostile.peer_id, connected=False)
+                assert kept.is_closed
+                nursery.cancel_scope.cancel()
+
+
+@pytest.mark.slow
+async def test_a_peer_churning_its_subscription_is_not_sent_the_recent_messages_again(monkeypatch) -> None:
+    """Quirk 51: py-libp2p sent a subscribing peer the topic's recent messages again each time it unsubscribed and
+    subscribed, and started three tasks for every subscription in an RPC, so a peer alternating SUBSCRIBE and
+    UNSUBSCRIBE had a host write it its message cache over and over, for 60 bytes an RPC."""
+    with trio.fail_after(30):
+        async with open_host(os.urandom(32), LOOPBACK) as node, open_host(os.urandom(32), LOOPBACK) as hostile:
+            await node.subscribe(TOPIC, accept_all)
+            inbox = await hostile.subscribe(TOPIC, accept_all)
+            await node.connect(hostile.listen_addrs[0])
+            await node.wait_for_mesh(TOPIC, hostile.peer_id)
+            for i in range(5):
+                await node.publish(TOPIC, b"cached %d" % i)
+            for _ in range(5):
+                await inbox.receive()
+            sent: list[bytes] = []
+            tasks = []
+            write_msg, run_task = node._pubsub.write_msg, node._pubsub.manager.run_task
+            monkeypatch.setattr(node._pubsub, "write_msg", lambda stream, rpc: (
+                sent.extend(m.data for m in rpc.publish), write_msg(stream, rpc))[-1])
+            monkeypatch.setattr(node._pubsub.manager, "run_task", lambda *args, **kwargs: (
+                tasks.append(args[0]), run_task(*args, **kwargs))[-1])
+            leave, join = (rpc_pb2.RPC.SubOpts(subscribe=False, topicid=TOPIC),
+                           rpc_pb2.RPC.SubOpts(subscribe=True, topicid=TOPIC))
+            packed = [rpc_pb2.RPC(subscriptions=[leave, join] * 100)] * 10  # each changes nothing
+            single = [rpc_pb2.RPC(subscriptions=[sub]) for _ in range(10) for sub in (leave, join)]
+            done = rpc_pb2.RPC(subscriptions=[rpc_pb2.RPC.SubOpts(subscribe=True, topicid="/vouchnet/done")])
+            async with await hostile.open_stream(node.peer_id, "/meshsub/1.2.0") as stream:
+                for rpc in [*packed, *single, done]:
+                    data = rpc.SerializeToString()
+                    await stream.write(encode_uvarint(len(data)) + data)
+                await node._pubsub.wait_for_subscription(hostile._my_id, "/vouchnet/done")
+            assert hostile._my_id in node._pubsub.peer_topics[TOPIC]  # subscribed, as its last word on it said
+            assert not [data for data in sent if data.startswith(b"cached")]
+            assert len(tasks) <= 3 * (10 + 1)  # the single RPCs' subscriptions, and the last
