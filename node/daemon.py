@@ -42,6 +42,7 @@ from .credential_registry import RegistryError
 from .data_formats import DataFormatError, check_formats
 from .data_lock import DataDirBusy, locked_data_dir
 from .digests import DigestStateError
+from .health import add_health_gauges
 from .idempotency import IdempotencyStore, IdempotencyStoreError
 from .ingest_api import BODY_LIMITS, OPEN_WRITE_PATHS
 from .keys import TokenFile, load_org_key
@@ -288,6 +289,7 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
                         "logged with the error", lambda: replica.listener_errors)
         metrics.collect("own_records_from_peers", "Records of this org's key that came from peers since the node "
                         "started (a restore from an older copy, or a stolen key)", lambda: replica.own_from_peers)
+        add_health_gauges(metrics, replica=replica)
         yield node
 
 
