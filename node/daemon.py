@@ -289,7 +289,7 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
                         "logged with the error", lambda: replica.listener_errors)
         metrics.collect("own_records_from_peers", "Records of this org's key that came from peers since the node "
                         "started (a restore from an older copy, or a stolen key)", lambda: replica.own_from_peers)
-        add_health_gauges(metrics, replica=replica)
+        add_health_gauges(metrics, replica=replica, token_file=token_file, data_dir=config.data_dir)
         yield node
 
 

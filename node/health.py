@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 from gossip.replica import Replica
 
+from .keys import TokenFile
 from .metrics import Registry
 
 
@@ -13,8 +17,13 @@ def own_org_flagged(replica: Replica) -> bool:
     return replica.did in replica.flagged
 
 
-def add_health_gauges(metrics: Registry, *, replica: Replica) -> None:
+def add_health_gauges(metrics: Registry, *, replica: Replica, token_file: TokenFile, data_dir: Path) -> None:
     """The node's health gauges, registered in `metrics`."""
     metrics.collect("own_org_flagged", "1 once this org is flagged as an equivocator (two records of one key at one "
                     "seq, or two roots of its log at one size): peers stop trusting it; GET /v1/node's "
                     "own_org_flagged", lambda: int(own_org_flagged(replica)))
+    metrics.collect("api_writes_refused", "1 while api.token cannot be read as a token: the API refuses every write "
+                    "(503 no_token); GET /v1/node's takes_writes", lambda: int(token_file.current() is None))
+    metrics.collect("data_dir_free_bytes", "Bytes of the data directory's file system free to the node: at none, "
+                    "writes fail (503 storage, records unstored, digests and checkpoints not saved)",
+                    lambda: shutil.disk_usage(data_dir).free)

@@ -55,7 +55,8 @@ async def node_info(node: NodeDep) -> dict[str, Any]:
     "behind" or "diverged", when it signs no checkpoint any more). `horizon` counts the orgs inside its horizon;
     `flagged` lists the first 64 orgs flagged for equivocation in did order, `flagged_total` counts them all and
     `flagged_complete` is false if there are more; `own_org_flagged` is true once this org is flagged itself (peers
-    then trust none of it; the metric vouchnet_own_org_flagged)."""
+    then trust none of it; the metric vouchnet_own_org_flagged). `takes_writes` is false while the node cannot read
+    its api.token as a token: it refuses every write (503 no_token; the metric vouchnet_api_writes_refused)."""
     replica = node.replica
     return {
         **node.info(),
@@ -68,6 +69,7 @@ async def node_info(node: NodeDep) -> dict[str, Any]:
         **listed_flagged(replica.flagged),
         "own_org_flagged": own_org_flagged(replica),
         "own_records_from_peers": replica.own_from_peers,
+        "takes_writes": node.token is not None,
     }
 
 

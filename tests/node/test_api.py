@@ -91,6 +91,7 @@ async def test_node_shows_identity_addresses_and_what_it_holds(api, node, partne
     assert info["records"] == 3
     assert info["held"] == 0
     assert info["own_records_from_peers"] == 0
+    assert info["takes_writes"] is True
     assert info["horizon"] == 2  # this org and its partner
     assert (info["flagged"], info["flagged_complete"], info["flagged_total"]) == ([], True, 0)
 
