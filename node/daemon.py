@@ -261,7 +261,8 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         )
         metrics.add_stats("gossip", gossip.stats)
         metrics.add_stats("sync", sync.stats)
-        metrics.add_stats("witness", witnessing.stats, gauges=("gossip_period_seconds", "log_diverged"))
+        metrics.add_stats("witness", witnessing.stats, gauges=("gossip_period_seconds", "log_diverged", "log_behind",
+                                                                "published_cosignatures"))
         metrics.collect("peers", "Connected peers", lambda: len(host.connected_peers()))
         metrics.collect("inbound_idle_closed_total", f"Inbound connections closed as not put to use within "
                         f"{host_config.idle_inbound_grace:g} s (no gossip subscription, no vouchnet stream)",
