@@ -146,6 +146,11 @@ class WitnessStats:
                                            "stretches to a second per org heard from)", 0.0)
     log_diverged: int = counted("1 once this node's ledger was found not to extend a checkpoint it published: it "
                                 "signs no checkpoint again (GET /v1/node's log)")
+    log_behind: int = counted("1 while this node's ledger is smaller than the newest checkpoint of its log its peers "
+                              "hold (a restore from an older copy): it signs no checkpoint until it has grown to that "
+                              "size (GET /v1/node's log)")
+    published_cosignatures: int = counted("Cosignatures on this node's latest published checkpoint: 0 while peers are "
+                                          "connected means no witness answers")
 
 
 @dataclass
@@ -506,9 +511,9 @@ class Witnessing:
                 logger.warning("this node's records ledger (%d entries) is smaller than its log's checkpoint of size "
                                "%d that its peers hold: its data directory was restored from an older copy; it signs "
                                "no checkpoint until its ledger has grown to that size", ledger.size, published.size)
-            self._state = "behind"
+            self._state, self.stats.log_behind = "behind", 1
             return True
-        self._compared = True
+        self._compared, self.stats.log_behind = True, 0
         if ledger.root(published.size) == published.root:
             self._state = "ok"
             return False
@@ -658,6 +663,7 @@ class Witnessing:
                 logger.error("saving our checkpoint to %s: %s", self._checkpoint_path, error)
                 return
             self._published = note, checkpoint
+            self.stats.published_cosignatures = len(self._latest.cosignatures)
             for listener in self.listeners:
                 listener(note)
         if note == self._gossiped or trio.current_time() < self._gossip_due:

@@ -42,6 +42,7 @@ from .credential_registry import RegistryError
 from .data_formats import DataFormatError, check_formats
 from .data_lock import DataDirBusy, locked_data_dir
 from .digests import DigestStateError
+from .health import add_health_gauges
 from .idempotency import IdempotencyStore, IdempotencyStoreError
 from .ingest_api import BODY_LIMITS, OPEN_WRITE_PATHS
 from .keys import TokenFile, load_org_key
@@ -267,7 +268,8 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         )
         metrics.add_stats("gossip", gossip.stats)
         metrics.add_stats("sync", sync.stats)
-        metrics.add_stats("witness", witnessing.stats, gauges=("gossip_period_seconds", "log_diverged"))
+        metrics.add_stats("witness", witnessing.stats, gauges=("gossip_period_seconds", "log_diverged", "log_behind",
+                                                                "published_cosignatures"))
         metrics.collect("peers", "Connected peers", lambda: len(host.connected_peers()))
         metrics.collect("inbound_idle_closed_total", f"Inbound connections closed as not put to use within "
                         f"{host_config.idle_inbound_grace:g} s (no gossip subscription, no vouchnet stream)",
@@ -295,6 +297,7 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
                         "logged with the error", lambda: replica.listener_errors)
         metrics.collect("own_records_from_peers", "Records of this org's key that came from peers since the node "
                         "started (a restore from an older copy, or a stolen key)", lambda: replica.own_from_peers)
+        add_health_gauges(metrics, replica=replica, token_file=token_file, data_dir=config.data_dir)
         yield node
 
 

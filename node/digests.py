@@ -290,6 +290,8 @@ class Digester:
         self._issued = metrics.counter("digests_issued_total", "Digest records signed")
         self._epochs = metrics.counter("digest_epochs_total", "Epochs digested")
         self._seconds = metrics.gauge("digest_last_seconds", "Time the last epoch's digests took to sign and store")
+        self.failures = metrics.counter("digest_failures_total", "Closings of the epochs due that could not sign or "
+                                        "store their digests (a full disk, say): tried again at the next epoch's end")
         metrics.collect("digest_open_agents", "Agents with events in epochs not yet digested",
                         lambda: sum(len(e.agents) for e in self._open.values()))
         # Finished by the first `closing`: signing waits for the start-up sync (node.daemon._take_back_own_records).
@@ -553,6 +555,7 @@ class DigestService:
                     await trio.sleep(0)  # the API and gossip run between chunks; ingest waits for the lock
             except (LedgerError, StoreError, sqlite3.Error) as error:
                 log.error("digests not issued (%s); tried again at the next epoch's end", error)
+                self.digester.failures.inc()
 
 
 @contextmanager

@@ -57,6 +57,9 @@ class RetentionService:
         self._ahead_since: float | None = None  # monotonic time the clock was first seen too far ahead
         metrics.collect("audit_pruned_entries", "Audit-log entries pruned to their hashes",
                         lambda: self.audit.ledger.pruned)
+        metrics.collect("retention_clock_held", "1 while retention holds its prunes as the clock stepped over a day ahead "
+                        "of the time the node has seen (taken once it has stayed so a day)",
+                        lambda: int(self._ahead_since is not None))
 
     def _now(self) -> int | None:
         """The clock, or None while it is held as a step ahead of the time the node has seen (module docstring)."""

@@ -107,6 +107,10 @@ class TrustService:
         self._requests = metrics.counter("score_requests_total", "Score and check requests answered", ["kind"])
         metrics.collect("agents_known", "Agents the trust engine holds evidence or vouches for",
                         lambda: len(self.engine.agents()))
+        metrics.collect("engine_snapshot_records", "Records engine.snapshot covers (0: none usable, and a start replays "
+                        "every record; far below vouchnet_ledger_size: its rewrites fail)", lambda: self._snapshot_covers)
+        self._snapshot_failures = metrics.counter("engine_snapshot_write_failures_total", "Writes of engine.snapshot "
+                                                  "that failed (logged): a start replays the records it lacks")
 
     def replay(self, undigested: Iterable[tuple[int, Event]], raw: RawLookup = lambda epoch, agent: None) -> None:
         """`replaying` at once, then its full recompute on this thread."""
@@ -219,6 +223,7 @@ class TrustService:
         except OSError as error:
             log.warning("trust engine: cannot write engine.snapshot: %s", error.strerror or error,
                         extra={"fields": {"file": str(error.filename or self._snapshot_dir)}})
+            self._snapshot_failures.inc()
             return
         self._snapshot_covers = snapshot.size
 

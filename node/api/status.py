@@ -17,6 +17,7 @@ from gossip.peers import KnownPeer
 from vouching import did_key
 
 from ..audit_log import wall_clock_ms
+from ..health import own_org_flagged
 from .errors import ApiError, error_responses, read_responses
 from .records import DEFAULT_PAGE, PageLimit
 from .view import NodeDep
@@ -53,7 +54,9 @@ async def node_info(node: NodeDep) -> dict[str, Any]:
     stands to the newest checkpoint of its log that its peers hold (gossip.witnessing.Witnessing.log_state: "ok",
     "behind" or "diverged", when it signs no checkpoint any more). `horizon` counts the orgs inside its horizon;
     `flagged` lists the first 64 orgs flagged for equivocation in did order, `flagged_total` counts them all and
-    `flagged_complete` is false if there are more."""
+    `flagged_complete` is false if there are more; `own_org_flagged` is true once this org is flagged itself (peers
+    then trust none of it; the metric vouchnet_own_org_flagged). `takes_writes` is false while the node cannot read
+    its api.token as a token: it refuses every write (503 no_token; the metric vouchnet_api_writes_refused)."""
     replica = node.replica
     return {
         **node.info(),
@@ -64,7 +67,9 @@ async def node_info(node: NodeDep) -> dict[str, Any]:
         "held": replica.held_count,
         "horizon": len(replica.horizon),
         **listed_flagged(replica.flagged),
+        "own_org_flagged": own_org_flagged(replica),
         "own_records_from_peers": replica.own_from_peers,
+        "takes_writes": node.token is not None,
     }
 
 

@@ -167,6 +167,7 @@ async def test_a_node_asks_only_its_witnesses_its_trust_root_first(tmp_path):
             witnesses = [n for n in (n1, n2, n3) if n.witnessing.stats.cosigned_for_peers]
             assert len(witnesses) == 2 and n3 in witnesses  # the same two, checkpoint after checkpoint
             assert n0.witnessing.stats.cosign_requests == n0.witnessing.stats.cosignatures
+            assert n0.witnessing.stats.published_cosignatures == 2  # (vouchnet_witness_published_cosignatures)
 
             n0.replica.flagged.add(root.did)  # as its equivocation record would: no longer a witness
             n0.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
@@ -827,6 +828,7 @@ async def test_a_node_behind_a_checkpoint_its_peer_holds_signs_none_until_its_le
                 assert witnessing.log_state() == {"state": "behind", "published": {"size": 5, "root": note_root(note)},
                                                   "ledger_root": None}
                 assert (witnessing.stats.checkpoints_signed, peer.cosign_requests, host.published) == (0, 0, [])
+                assert witnessing.stats.log_behind == 1  # (vouchnet_witness_log_behind)
                 if regrown == "as published":
                     replica.accept(records[3:])
                 else:
@@ -836,10 +838,12 @@ async def test_a_node_behind_a_checkpoint_its_peer_holds_signs_none_until_its_le
         said = [(r.levelno, r.getMessage()[:40]) for r in caplog.records if r.name == "gossip.witnessing"]
         if regrown == "as published":
             assert witnessing.log_state()["state"] == "ok" and witnessing.stats.log_diverged == 0
+            assert witnessing.stats.log_behind == 0
             assert peer.cosign_requests >= 1 and host.published
             assert [level for level, _ in said] == [logging.WARNING]  # behind, once
         else:
             assert witnessing.log_state()["state"] == "diverged" and witnessing.stats.log_diverged == 1
+            assert witnessing.stats.log_behind == 0
             assert (witnessing.stats.checkpoints_signed, peer.cosign_requests, host.published) == (0, 0, [])
             assert [level for level, _ in said] == [logging.WARNING, logging.CRITICAL]
 

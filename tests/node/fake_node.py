@@ -24,7 +24,9 @@ from ledger import (
     log_origin,
     note_signature,
 )
-from vouching import did_key
+from vouching import did_key, record_equivocation_body, vouch_body
+
+from ..factories import Org
 
 TOKEN = "test-token-" + "x" * 32
 
@@ -96,3 +98,10 @@ def fake_node(directory: Path, *, roots: tuple[str, ...] = ()) -> Iterator[FakeN
             yield FakeNode(Replica(SigningKey.generate(), store, roots=roots, max_hops=2, held_limit=100), idempotency)
         finally:
             idempotency.close()
+
+
+def report_own_equivocation(node: FakeNode, partner: Org) -> None:
+    """`partner` proves two records of `node`'s key at one seq, and `node` accepts the proof."""
+    ours = node.replica.issue("vouch", vouch_body(Org().did, 0.5, "operator"))
+    twin = Org(key=node.replica.key).sign("vouch", vouch_body(Org().did, 0.4, "operator"), seq=ours.seq, prev=ours.prev)
+    node.replica.accept([partner.record("equivocation", record_equivocation_body(ours.raw, twin.raw))])

@@ -28,7 +28,7 @@ from node.idempotency import IdempotencyStore
 from vouching import EquivocationBody, org_body, public_key_from_did, verify_record, vouch_body
 
 from ..factories import Org, new_did
-from .fake_node import TOKEN, FakeNode, fake_node
+from .fake_node import TOKEN, FakeNode, fake_node, report_own_equivocation
 from .in_process import running
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -91,6 +91,7 @@ async def test_node_shows_identity_addresses_and_what_it_holds(api, node, partne
     assert info["records"] == 3
     assert info["held"] == 0
     assert info["own_records_from_peers"] == 0
+    assert info["takes_writes"] is True
     assert info["horizon"] == 2  # this org and its partner
     assert (info["flagged"], info["flagged_complete"], info["flagged_total"]) == ([], True, 0)
 
@@ -107,6 +108,14 @@ async def test_node_lists_orgs_flagged_for_equivocation(api, node, partner):
     node.replica.accept([partner.fork(1, None)])
     info = (await api.get("/v1/node")).json()
     assert (info["flagged"], info["flagged_complete"], info["flagged_total"]) == ([partner.did], True, 1)
+    assert info["own_org_flagged"] is False
+
+
+async def test_node_says_when_its_own_org_is_flagged_among_more_than_it_lists(api, node, partner):
+    node.replica.flagged.update(f"did:key:z{i:03}" for i in range(MAX_LISTED_FLAGGED))  # before ours in did order
+    report_own_equivocation(node, partner)
+    info = (await api.get("/v1/node")).json()
+    assert node.did not in info["flagged"] and info["own_org_flagged"] is True
 
 
 async def test_node_lists_the_first_flagged_orgs_in_did_order_and_counts_them_all(api, node):

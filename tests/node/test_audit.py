@@ -501,12 +501,15 @@ def test_a_clock_step_ahead_is_taken_once_it_has_stayed_ahead_for_the_hold(node)
     """A real step (the node stopped for months, its clock right) delays the prune by a day, not for good."""
     time = _Time(T0 + 365 * DAY_MS)
     service = time.service(node, retention_days=2.5 * EPOCH / DAY_MS)
+    assert node.metrics.value("retention_clock_held") == 0
     for _ in range(23):
         assert service.prune() == 0
+        assert node.metrics.value("retention_clock_held") == 1  # for an operator to put the clock right
         time.run(3_600_000)
     assert service.prune() == 0
     time.run(3_600_000)
     assert service.prune() == node.audit.size - 1  # all but the open epoch's event, not yet digested
+    assert node.metrics.value("retention_clock_held") == 0
 
 
 def test_a_clock_that_runs_on_with_the_node_is_taken_however_long_no_event_comes(node):

@@ -491,9 +491,12 @@ async def test_a_node_whose_token_file_is_gone_takes_no_write_until_it_is_back(t
         async with httpx.AsyncClient(base_url=a.api_url) as api:
             token_path.rename(tmp_path / "moved")
             gone = await api.post("/v1/vouches", json=vouch, headers=headers)
+            shown = (await api.get("/v1/node")).json()["takes_writes"], a.metrics.value("api_writes_refused")
             (tmp_path / "moved").rename(token_path)
             back = await api.post("/v1/vouches", json=vouch, headers=headers)
+            shown_back = (await api.get("/v1/node")).json()["takes_writes"], a.metrics.value("api_writes_refused")
     assert (gone.status_code, gone.json()["error"], back.status_code) == (503, "no_token", 201)
+    assert (shown, shown_back) == ((False, 1), (True, 0))  # for an operator's alert
     assert "api.token" in gone.json()["detail"] and token not in gone.text
 
 

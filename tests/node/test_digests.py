@@ -318,6 +318,23 @@ async def digest_service(directory: Path) -> AsyncIterator[tuple[TelemetryNode, 
             nursery.cancel_scope.cancel()
 
 
+async def test_an_epoch_the_disk_refuses_is_counted_and_digested_at_the_next_epoch_s_end(tmp_path, autojump_clock,
+                                                                                         monkeypatch, caplog):
+    def full(entries):
+        raise LedgerError("records.ledger: append: disk I/O error")
+
+    async with digest_service(tmp_path) as (node, submit_one):
+        submit_one()
+        with monkeypatch.context() as disk:
+            disk.setattr(node.store.ledger, "append", full)
+            await trio.sleep(EPOCH / 1000 + 0.01)
+        assert list(digests(node)) == [] and "digests not issued" in caplog.text
+        assert node.metrics.value("digest_failures_total") == 1  # for an operator's alert
+        await trio.sleep(EPOCH / 1000)
+        assert list(digests(node)) == [(A, T0)]
+        assert node.metrics.value("digest_failures_total") == 1
+
+
 async def test_the_service_digests_each_epoch_as_it_ends(tmp_path, autojump_clock):
     async with digest_service(tmp_path) as (node, submit_one):
         submit_one()

@@ -2,9 +2,10 @@
 it give the engine state and the scores that replaying every record gives, and a snapshot that cannot stand in for
 its records is not used, the start replaying every record and saying why in one log line."""
 
+import errno
 import itertools
-import sys
 import logging
+import sys
 import tempfile
 import threading
 import tracemalloc
@@ -51,8 +52,8 @@ operations = st.lists(st.one_of(
 ), max_size=30)
 
 
-def _service(node: FakeNode, snapshot_dir: Path | None = None) -> TrustService:
-    metrics = Registry()
+def _service(node: FakeNode, snapshot_dir: Path | None = None, metrics: Registry | None = None) -> TrustService:
+    metrics = metrics or Registry()
     return TrustService(node.replica, roots=(ROOT[0],), policy=Policy(), broadcaster=Broadcaster(metrics),
                         metrics=metrics, recompute_interval=60, epoch_ms=HOUR_MS, clock=lambda: END,
                         snapshot_dir=snapshot_dir)
@@ -278,6 +279,31 @@ async def test_a_running_node_captures_and_writes_the_snapshot_off_the_event_loo
     await running._bring_snapshot_forward(node.replica.store.size)
     assert engine_snapshot.read(path.parent).size == node.replica.store.size == 13
     assert len(threads) == 2 and threading.main_thread() not in threads.values()
+
+
+def test_the_records_the_snapshot_covers_and_its_failed_writes_show(snapshotted, monkeypatch):
+    """For an operator's alert: a snapshot that cannot be written costs every start a longer replay."""
+    def full(directory, snapshot):
+        raise OSError(errno.ENOSPC, "No space left on device", str(directory))
+
+    node, path = snapshotted
+    metrics = Registry()
+    running = _service(node, path.parent, metrics)
+    for _ in running.replaying(()):
+        pass
+    _filled(node, 5)
+    assert metrics.value("engine_snapshot_records") == 8
+    with monkeypatch.context() as disk:
+        disk.setattr(engine_snapshot, "write", full)
+        trio.run(running._bring_snapshot_forward, node.replica.store.size)
+    assert (metrics.value("engine_snapshot_write_failures_total"), metrics.value("engine_snapshot_records")) == (1, 8)
+    trio.run(running._bring_snapshot_forward, node.replica.store.size)
+    assert (metrics.value("engine_snapshot_write_failures_total"), metrics.value("engine_snapshot_records")) == (1, 13)
+    path.write_bytes(b"")
+    metrics = Registry()
+    for _ in _service(node, path.parent, metrics).replaying(()):
+        pass
+    assert metrics.value("engine_snapshot_records") == 0  # not usable: every record replayed
 
 
 async def test_a_start_loads_the_snapshot_off_the_event_loop(snapshotted, monkeypatch):
