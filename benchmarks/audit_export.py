@@ -37,8 +37,8 @@ def build(directory: Path, agent: str, epochs: int, events: int, others: int) ->
     strangers = [did_key(bytes(SigningKey.generate().verify_key)) for _ in range(8)]
     for epoch in range(epochs):
         start = T0 + epoch * HOUR_MS
-        batch = [encode_entry(Event(agent, start + i, "tool", "search", "ok"), start + i, secrets.token_bytes(SALT_SIZE))
-                 for i in range(events)]
+        batch = [encode_entry(Event(agent, start + i, "tool", "search", "ok"), start + i,
+                              secrets.token_bytes(SALT_SIZE)) for i in range(events)]
         batch += [encode_entry(Event(strangers[i % 8], start + events + i, "mcp", "read", "error"),
                                start + events + i, secrets.token_bytes(SALT_SIZE)) for i in range(others)]
         first = audit.ledger.append(batch)

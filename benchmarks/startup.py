@@ -432,8 +432,8 @@ def measure(directory: Path) -> None:
         for owner, name, label, _ in WRAPPED:
             stack.enter_context(steps.wrapping(owner, name, label))
         total, cpu, rss = trio.run(start)
-    print(f"start-up {'from engine.snapshot' if had_snapshot else 'without engine.snapshot'} of a node holding {size} records: {total:.2f} s to started ({cpu:.2f} s of CPU), "
-          f"{total / size * 1e6:.1f} us a record; peak RSS {rss / 1024:.0f} MiB ({rss_before / 1024:.0f} MiB before opening anything)")
+    print(f"start-up {'from engine.snapshot' if had_snapshot else 'without engine.snapshot'} of a node holding "
+          f"{size} records: {total:.2f} s to started ({cpu:.2f} s of CPU), {total / size * 1e6:.1f} us a record; peak RSS {rss / 1024:.0f} MiB ({rss_before / 1024:.0f} MiB before opening anything)")
     print("  rows: " + ", ".join(f"{kind} {count}" for kind, count in rows.items()))
     for _, _, label, per in WRAPPED:
         if label in steps.seconds:

@@ -5,7 +5,8 @@ and compares each checkpoint with them. What an origin may have remembered is bo
 accepts its new checkpoints at `rate` a second with a burst of `burst` (an honest node gossips at most
 NETWORK_CHECKPOINTS_PER_S: gossip.checkpoints.CheckpointPace), and one over it is neither relayed nor remembered.
 So an org cannot push the first half of a fork out of every node's memory by gossiping made-up checkpoints between
-the halves: it is remembered for the whole window, whatever comes after it, at about 121 bytes per (size, root) (benchmarks/fork_memory.py).
+the halves: it is remembered for the whole window, whatever comes after it, at about 121 bytes per (size, root)
+(benchmarks/fork_memory.py).
 
 A fork whose halves are gossiped more than the window apart is left to witnesses: one that cosigned either half
 cosigns the other only with a consistency proof from the size it cosigned (ledger.Witness), which a fork cannot

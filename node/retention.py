@@ -57,8 +57,8 @@ class RetentionService:
         self._ahead_since: float | None = None  # monotonic time the clock was first seen too far ahead
         metrics.collect("audit_pruned_entries", "Audit-log entries pruned to their hashes",
                         lambda: self.audit.ledger.pruned)
-        metrics.collect("retention_clock_held", "1 while retention holds its prunes as the clock stepped over a day ahead "
-                        "of the time the node has seen (taken once it has stayed so a day)",
+        metrics.collect("retention_clock_held", "1 while retention holds its prunes as the clock stepped over a day "
+                        "ahead of the time the node has seen (taken once it has stayed so a day)",
                         lambda: int(self._ahead_since is not None))
 
     def _now(self) -> int | None:
@@ -71,7 +71,8 @@ class RetentionService:
             if self._ahead_since is None:
                 self._ahead_since = mono
                 log.warning("clock over a day ahead of the time the node has seen: retention holds its prunes "
-                            "for a day in case it is a wrong step (after a long stop, nothing to do)", extra={"fields": {"ahead_ms": wall - seen, "hold_seconds": CLOCK_HOLD_SECONDS}})
+                            "for a day in case it is a wrong step (after a long stop, nothing to do)",
+                            extra={"fields": {"ahead_ms": wall - seen, "hold_seconds": CLOCK_HOLD_SECONDS}})
             if mono - self._ahead_since < CLOCK_HOLD_SECONDS:
                 return None
             log.info("clock stayed ahead for the hold: retention takes it", extra={"fields": {"ahead_ms": wall - seen}})

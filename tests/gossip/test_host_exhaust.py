@@ -1,7 +1,7 @@
 """One hostile peer trying to exhaust a host's slots, memory, tasks or CPU through its handshakes, muxer, protocol
 negotiation and gossip control, or to be heard with a score below the graylist threshold, over real connections on
-loopback (gossip.host quirks 35 to 40, 45, 49). The hostile peer is a host too, writing raw yamux frames past its own muxer
-or RPCs on a stream of its own, or bare sockets."""
+loopback (gossip.host quirks 35 to 40, 45, 49). The hostile peer is a host too, writing raw yamux frames past its own
+muxer or RPCs on a stream of its own, or bare sockets."""
 
 import contextlib
 import functools
