@@ -56,3 +56,13 @@ def _fresh_sdk_log_limit(monkeypatch) -> None:
     sdk_log = sys.modules.get("node.client._log")
     if sdk_log is not None:
         monkeypatch.setattr(sdk_log.LIMIT, "_sites", {})
+
+
+@pytest.fixture(autouse=True)
+def _umask_restored() -> Iterator[None]:
+    """Each test leaves the process's umask as it found it: `vouchnet run` sets 077 for what the node writes, and a
+    test running it in-process made every later test's files 0600 (a config edit that keeps a file's 0640 failed)."""
+    mask = os.umask(0o077)
+    os.umask(mask)
+    yield
+    os.umask(mask)
