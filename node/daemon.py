@@ -283,13 +283,24 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         metrics.collect("p2p_control_dropped_total", "Gossip control entries dropped unread, as go-libp2p drops "
                         "them (for topics not joined, past 10 IHAVEs and 5,000 message ids an RPC, or asking for a "
                         "message a fourth time)", lambda: host.stats().control_dropped, kind="counter")
-        for stat, what in (  # what peers exhausting the node across connections, or scoring too low, were refused
+        for stat, what in (  # what peers exhausting or stalling the node across connections, or scoring too low, met
                 ("streams_over_budget", "Streams peers opened, reset as the node's budget of streams open across "
                  f"connections was used up (strangers may use {1 - host_config.budget_reserve:.0%} of it)"),
                 ("connections_over_budget", "Connections of strangers closed as the node's budget of bytes buffered "
                  "across connections was used up (the one buffering the most first)"),
                 ("graylisted_rpcs", "Gossip RPCs ignored unread, their peer scoring below the graylist threshold "
-                 "(GossipSub v1.1)")):
+                 "(GossipSub v1.1)"),
+                ("stalled_peers_disconnected", "Peers disconnected as their send queue stayed over half full for "
+                 f"{host_config.publish_stall_timeout:g} s, holding up what the node publishes (they catch up "
+                 "through sync)"),
+                # where the node itself fell behind, or failed, taking in what its peers sent
+                ("dropped_slow_subscriber", "Gossip messages dropped undelivered as the node's gossip service was "
+                 f"{host_config.receive_buffer} messages behind (sync fetches their records later)"),
+                ("validator_errors", "Gossip messages rejected as the node's validator raised on them (a bug, "
+                 "logged with its traceback: peers' valid records are refused)"),
+                ("peer_events_dropped", "Peer connections and disconnections a service of the node (peer manager, "
+                 f"sync) did not hear of, as it was {host_config.receive_buffer} events behind: it acts on a stale "
+                 "view of who is connected")):
             metrics.collect(f"p2p_{stat}_total", what, functools.partial(_host_stat, host, stat), kind="counter")
         metrics.collect("ledger_size", "Records in the records ledger", lambda: store.size)
         metrics.collect("held_records", "Records waiting for a missing predecessor", lambda: replica.held_count)

@@ -619,8 +619,12 @@ async def test_the_client_reports_events_and_reads_the_metrics(tmp_path):
     assert "vouchnet_events_accepted_total 1" in metrics.splitlines()
     assert "vouchnet_inbound_idle_closed_total 0" in metrics.splitlines()  # peers dialling in idle, disconnected
     for abuse in ("inbound_handshakes_aborted", "p2p_hostile_input", "p2p_control_dropped", "p2p_streams_over_budget",
-                  "p2p_connections_over_budget", "p2p_graylisted_rpcs"):  # peers exhausting it
+                  "p2p_connections_over_budget", "p2p_graylisted_rpcs",
+                  "p2p_stalled_peers_disconnected"):  # peers exhausting or stalling it
         assert f"vouchnet_{abuse}_total 0" in metrics.splitlines()
+    for lag in ("p2p_dropped_slow_subscriber", "p2p_validator_errors",
+                "p2p_peer_events_dropped"):  # the node itself behind, or failing, taking in what peers send
+        assert f"vouchnet_{lag}_total 0" in metrics.splitlines()
 
 
 async def test_a_start_rebuilding_its_open_epochs_can_be_stopped_between_pages(tmp_path, monkeypatch):
