@@ -35,6 +35,7 @@ from vouching.policy import DEFAULT_HIGH_RISK_TOOLS, Policy
 
 from .address_file import published_api_url
 from .api import NodeView, create_app
+from .api.errors import count_storage_refusals
 from .api.http_server import serve_on
 from .api.scores import CHECK_PATH, ScoreFastPath, scores_router
 from .config import CONFIG_FILE, NodeConfig, is_loopback
@@ -326,14 +327,17 @@ def _repair_hint(config: NodeConfig) -> str:
 def api_app(node: NodeView, telemetry: Telemetry, trust: TrustService, key: SigningKey, *,
             traces_need_token: bool, served_url: str | None = None) -> ScoreFastPath:
     """The local API as the node serves it (DESIGN.md §8): the records and log endpoints of `node`, telemetry,
-    credentials and scores, behind ScoreFastPath; checks need no token, nor traces unless `traces_need_token`.
-    `served_url`: where it listens, if not at [api] public_url (Telemetry.routers)."""
-    return ScoreFastPath(create_app(
+    credentials and scores, behind ScoreFastPath; checks need no token, nor traces unless `traces_need_token`; its
+    503 `storage` answers counted in telemetry's metrics. `served_url`: where it listens, if not at [api] public_url
+    (Telemetry.routers)."""
+    app = create_app(
         node,
         routers=[*telemetry.routers(served_url), scores_router(trust, key)],
         body_limits=BODY_LIMITS,
         open_paths=[CHECK_PATH, *([] if traces_need_token else OPEN_WRITE_PATHS)],
-    ), trust, key)
+    )
+    count_storage_refusals(app, telemetry.metrics)
+    return ScoreFastPath(app, trust, key)
 
 
 async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED) -> None:
