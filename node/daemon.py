@@ -15,7 +15,7 @@ import signal
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import trio
 from nacl.signing import SigningKey
@@ -58,6 +58,8 @@ from .trust import TrustService
 log = logging.getLogger("vouchnet.node")
 SHUTDOWN_SECONDS = 2.0
 _WILDCARDS = ("/ip4/0.0.0.0/", "/ip6/::/")
+# How the start's catch-up sync went (_take_back_own_records); "pending" until it has
+StartupSync = Literal["pending", "no_peers", "done", "timed_out"]
 # py-libp2p 0.8.1 sends an IDONTWANT per message to every /meshsub/1.2.0 peer: 15-60% more CPU per record for
 # batched gossip (measured in benchmarks/gossip_service.py), and go, js and rust peers negotiate 1.1 anyway.
 GOSSIP_PROTOCOLS = ("/meshsub/1.1.0",)
@@ -86,6 +88,7 @@ class Node:
     trust: TrustService
     metrics: Registry
     api_url: str = ""
+    startup_sync: StartupSync = "pending"
 
     @property
     def did(self) -> str:
@@ -112,6 +115,7 @@ class Node:
             "api": self.api_url,
             "ledger": {"size": store.size, "root": store.ledger.root().hex()},
             "log": self.witnessing.log_state(),
+            "startup_sync": self.startup_sync,
             "roots": sorted(self.config.roots),
             "rejected": dict(self.gossip.stats().gate.rejected),
         }
@@ -310,6 +314,10 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         metrics.collect("own_records_from_peers", "Records of this org's key that came from peers since the node "
                         "started (a restore from an older copy, or a stolen key)", lambda: replica.own_from_peers)
         add_health_gauges(metrics, replica=replica, token_file=token_file, data_dir=config.data_dir)
+        metrics.collect("startup_sync_timed_out", "1 when no peer completed a catch-up sync within [p2p] "
+                        "startup_sync_seconds of the start: the node signs without it (if its data directory was "
+                        "restored from an older copy, the org may sign twice at one seq); GET /v1/node's startup_sync",
+                        lambda: int(node.startup_sync == "timed_out"))
         yield node
 
 
@@ -352,7 +360,7 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
         for service in (node.gossip, node.sync, node.peer_manager):
             await nursery.start(service.run)
         try:
-            await _take_back_own_records(node, config.startup_sync_seconds)
+            node.startup_sync = await _take_back_own_records(node, config.startup_sync_seconds)
         except RotationTakenBack as taken:
             keep(config.data_dir, taken.rotation)
             raise StartupError(refusal(config, taken.rotation)) from None
@@ -403,14 +411,14 @@ def _free_it(setting: str, config: NodeConfig) -> str:
     return f"stop what uses it, or change {setting} in {config.data_dir / CONFIG_FILE}"
 
 
-async def _take_back_own_records(node: Node, seconds: float) -> None:
+async def _take_back_own_records(node: Node, seconds: float) -> StartupSync:
     """Before the node signs anything, one full catch-up sync with a peer, if it has peers to dial, for up to
     `seconds`: a node whose data directory was restored from an older copy takes back the records it signed since
     (DESIGN §3: two records at one seq would flag the org as an equivocator). Evidence found meanwhile waits.
     Raises RotationTakenBack, having signed nothing, if a rotation of the node's key came back
-    (node.taken_back_rotation)."""
+    (node.taken_back_rotation). Returns how it went: "no_peers" (none to dial), "done" or "timed_out"."""
     if not node.peer_manager.has_peers:
-        return
+        return "no_peers"
     node.replica.defer_signing()
     try:
         with trio.move_on_after(seconds) as waited:
@@ -420,6 +428,8 @@ async def _take_back_own_records(node: Node, seconds: float) -> None:
     if waited.cancelled_caught:
         log.warning("no peer completed a catch-up sync in time; signing without it (if this data directory was "
                     "restored from an older copy, the org may sign twice at one seq)", extra={"fields": {"seconds": seconds}})
+        return "timed_out"
+    return "done"
 
 
 async def run_until_signalled(config: NodeConfig) -> None:
