@@ -271,7 +271,7 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
             peer_manager=PeerManager(host, replica, bootstrap=config.bootstrap, max_peers=limits.max_peers,
                                      dial_private=config.dial_private, own_addrs=announce_addrs(config, host)),
         )
-        metrics.add_stats("gossip", gossip.stats)
+        metrics.add_stats("gossip", gossip.stats, gauges=("queued_records",))
         metrics.add_stats("sync", sync.stats)
         metrics.add_stats("witness", witnessing.stats, gauges=("gossip_period_seconds", "log_diverged", "log_behind",
                                                                 "published_cosignatures"))

@@ -635,6 +635,9 @@ async def test_the_client_reports_events_and_reads_the_metrics(tmp_path):
     assert "vouchnet_events_accepted_total 1" in metrics.splitlines()
     assert "vouchnet_inbound_idle_closed_total 0" in metrics.splitlines()  # peers dialling in idle, disconnected
     assert "vouchnet_api_storage_refusals_total 0" in metrics.splitlines()  # 503 storage answers
+    # a number now (the org's record may wait for a peer), not a count since the start
+    assert "# TYPE vouchnet_gossip_queued_records gauge" in metrics.splitlines()
+    assert re.search(r"^vouchnet_gossip_queued_records \d+$", metrics, re.MULTILINE)
     for abuse in ("inbound_handshakes_aborted", "p2p_hostile_input", "p2p_control_dropped", "p2p_streams_over_budget",
                   "p2p_connections_over_budget", "p2p_graylisted_rpcs",
                   "p2p_stalled_peers_disconnected"):  # peers exhausting or stalling it
