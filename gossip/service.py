@@ -65,7 +65,7 @@ class GossipStats:
     gaps_reported: int = counted("Issuers whose missing range of records gossip handed to sync")
     published_messages: int = counted("Records-topic messages this node published")
     published_records: int = counted("This org's records published, in those messages")
-    queued_records: int = counted("This org's records accepted but not yet published")
+    queued_records: int = counted("This org's records accepted and waiting to be published")
 
 
 class GossipService:

@@ -15,7 +15,7 @@ import signal
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import trio
 from nacl.signing import SigningKey
@@ -35,6 +35,7 @@ from vouching.policy import DEFAULT_HIGH_RISK_TOOLS, Policy
 
 from .address_file import published_api_url
 from .api import NodeView, create_app
+from .api.errors import count_storage_refusals
 from .api.http_server import serve_on
 from .api.scores import CHECK_PATH, ScoreFastPath, scores_router
 from .config import CONFIG_FILE, NodeConfig, is_loopback
@@ -57,6 +58,8 @@ from .trust import TrustService
 log = logging.getLogger("vouchnet.node")
 SHUTDOWN_SECONDS = 2.0
 _WILDCARDS = ("/ip4/0.0.0.0/", "/ip6/::/")
+# How the start's catch-up sync went (_take_back_own_records); "pending" until it has
+StartupSync = Literal["pending", "no_peers", "done", "timed_out"]
 # py-libp2p 0.8.1 sends an IDONTWANT per message to every /meshsub/1.2.0 peer: 15-60% more CPU per record for
 # batched gossip (measured in benchmarks/gossip_service.py), and go, js and rust peers negotiate 1.1 anyway.
 GOSSIP_PROTOCOLS = ("/meshsub/1.1.0",)
@@ -85,6 +88,7 @@ class Node:
     trust: TrustService
     metrics: Registry
     api_url: str = ""
+    startup_sync: StartupSync = "pending"
 
     @property
     def did(self) -> str:
@@ -111,6 +115,7 @@ class Node:
             "api": self.api_url,
             "ledger": {"size": store.size, "root": store.ledger.root().hex()},
             "log": self.witnessing.log_state(),
+            "startup_sync": self.startup_sync,
             "roots": sorted(self.config.roots),
             "rejected": dict(self.gossip.stats().gate.rejected),
         }
@@ -266,7 +271,7 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
             peer_manager=PeerManager(host, replica, bootstrap=config.bootstrap, max_peers=limits.max_peers,
                                      dial_private=config.dial_private, own_addrs=announce_addrs(config, host)),
         )
-        metrics.add_stats("gossip", gossip.stats)
+        metrics.add_stats("gossip", gossip.stats, gauges=("queued_records",))
         metrics.add_stats("sync", sync.stats)
         metrics.add_stats("witness", witnessing.stats, gauges=("gossip_period_seconds", "log_diverged", "log_behind",
                                                                 "published_cosignatures"))
@@ -283,13 +288,24 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         metrics.collect("p2p_control_dropped_total", "Gossip control entries dropped unread, as go-libp2p drops "
                         "them (for topics not joined, past 10 IHAVEs and 5,000 message ids an RPC, or asking for a "
                         "message a fourth time)", lambda: host.stats().control_dropped, kind="counter")
-        for stat, what in (  # what peers exhausting the node across connections, or scoring too low, were refused
+        for stat, what in (  # what peers exhausting or stalling the node across connections, or scoring too low, met
                 ("streams_over_budget", "Streams peers opened, reset as the node's budget of streams open across "
                  f"connections was used up (strangers may use {1 - host_config.budget_reserve:.0%} of it)"),
                 ("connections_over_budget", "Connections of strangers closed as the node's budget of bytes buffered "
                  "across connections was used up (the one buffering the most first)"),
                 ("graylisted_rpcs", "Gossip RPCs ignored unread, their peer scoring below the graylist threshold "
-                 "(GossipSub v1.1)")):
+                 "(GossipSub v1.1)"),
+                ("stalled_peers_disconnected", "Peers disconnected as their send queue stayed over half full for "
+                 f"{host_config.publish_stall_timeout:g} s, holding up what the node publishes (they catch up "
+                 "through sync)"),
+                # where the node itself fell behind, or failed, taking in what its peers sent
+                ("dropped_slow_subscriber", "Gossip messages dropped undelivered as the node's gossip service was "
+                 f"{host_config.receive_buffer} messages behind (sync fetches their records later)"),
+                ("validator_errors", "Gossip messages rejected as the node's validator raised on them (a bug, "
+                 "logged with its traceback: peers' valid records are refused)"),
+                ("peer_events_dropped", "Peer connections and disconnections a service of the node (peer manager, "
+                 f"sync) did not hear of, as it was {host_config.receive_buffer} events behind: it acts on a stale "
+                 "view of who is connected")):
             metrics.collect(f"p2p_{stat}_total", what, functools.partial(_host_stat, host, stat), kind="counter")
         metrics.collect("ledger_size", "Records in the records ledger", lambda: store.size)
         metrics.collect("held_records", "Records waiting for a missing predecessor", lambda: replica.held_count)
@@ -298,6 +314,10 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         metrics.collect("own_records_from_peers", "Records of this org's key that came from peers since the node "
                         "started (a restore from an older copy, or a stolen key)", lambda: replica.own_from_peers)
         add_health_gauges(metrics, replica=replica, token_file=token_file, data_dir=config.data_dir)
+        metrics.collect("startup_sync_timed_out", "1 when no peer completed a catch-up sync within [p2p] "
+                        "startup_sync_seconds of the start: the node signs without it (if its data directory was "
+                        "restored from an older copy, the org may sign twice at one seq); GET /v1/node's startup_sync",
+                        lambda: int(node.startup_sync == "timed_out"))
         yield node
 
 
@@ -315,14 +335,17 @@ def _repair_hint(config: NodeConfig) -> str:
 def api_app(node: NodeView, telemetry: Telemetry, trust: TrustService, key: SigningKey, *,
             traces_need_token: bool, served_url: str | None = None) -> ScoreFastPath:
     """The local API as the node serves it (DESIGN.md §8): the records and log endpoints of `node`, telemetry,
-    credentials and scores, behind ScoreFastPath; checks need no token, nor traces unless `traces_need_token`.
-    `served_url`: where it listens, if not at [api] public_url (Telemetry.routers)."""
-    return ScoreFastPath(create_app(
+    credentials and scores, behind ScoreFastPath; checks need no token, nor traces unless `traces_need_token`; its
+    503 `storage` answers counted in telemetry's metrics. `served_url`: where it listens, if not at [api] public_url
+    (Telemetry.routers)."""
+    app = create_app(
         node,
         routers=[*telemetry.routers(served_url), scores_router(trust, key)],
         body_limits=BODY_LIMITS,
         open_paths=[CHECK_PATH, *([] if traces_need_token else OPEN_WRITE_PATHS)],
-    ), trust, key)
+    )
+    count_storage_refusals(app, telemetry.metrics)
+    return ScoreFastPath(app, trust, key)
 
 
 async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED) -> None:
@@ -337,7 +360,7 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
         for service in (node.gossip, node.sync, node.peer_manager):
             await nursery.start(service.run)
         try:
-            await _take_back_own_records(node, config.startup_sync_seconds)
+            node.startup_sync = await _take_back_own_records(node, config.startup_sync_seconds)
         except RotationTakenBack as taken:
             keep(config.data_dir, taken.rotation)
             raise StartupError(refusal(config, taken.rotation)) from None
@@ -388,14 +411,14 @@ def _free_it(setting: str, config: NodeConfig) -> str:
     return f"stop what uses it, or change {setting} in {config.data_dir / CONFIG_FILE}"
 
 
-async def _take_back_own_records(node: Node, seconds: float) -> None:
+async def _take_back_own_records(node: Node, seconds: float) -> StartupSync:
     """Before the node signs anything, one full catch-up sync with a peer, if it has peers to dial, for up to
     `seconds`: a node whose data directory was restored from an older copy takes back the records it signed since
     (DESIGN §3: two records at one seq would flag the org as an equivocator). Evidence found meanwhile waits.
     Raises RotationTakenBack, having signed nothing, if a rotation of the node's key came back
-    (node.taken_back_rotation)."""
+    (node.taken_back_rotation). Returns how it went: "no_peers" (none to dial), "done" or "timed_out"."""
     if not node.peer_manager.has_peers:
-        return
+        return "no_peers"
     node.replica.defer_signing()
     try:
         with trio.move_on_after(seconds) as waited:
@@ -405,6 +428,8 @@ async def _take_back_own_records(node: Node, seconds: float) -> None:
     if waited.cancelled_caught:
         log.warning("no peer completed a catch-up sync in time; signing without it (if this data directory was "
                     "restored from an older copy, the org may sign twice at one seq)", extra={"fields": {"seconds": seconds}})
+        return "timed_out"
+    return "done"
 
 
 async def run_until_signalled(config: NodeConfig) -> None:

@@ -65,7 +65,9 @@ def register(subparsers: Subparsers) -> None:
         commands, "status", run=_status,
         summary="a table of the nodes: peers, ledger, checkpoint cosigners, rejected records",
         description="Ask every node for its peers, ledger size, latest checkpoint (verified here, with the other "
-        "orgs whose cosignature it carries), records it rejected and orgs it flagged for equivocation.",
+        "orgs whose cosignature it carries), records it rejected and orgs it flagged for equivocation. A node's state "
+        "is up, down, error (its API did not answer as it should) or unreadable (its api.token cannot be read), with "
+        "the reason below the table.",
         examples=["vouchnet testnet status", "vouchnet testnet status --json"],
     )
     _dir_option(status)

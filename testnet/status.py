@@ -4,11 +4,12 @@ its latest checkpoint (the checkpoint's signatures are verified here against the
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ledger import CosignatureVerifier, Ed25519Verifier, NoteError, cosigner_name, log_origin, open_checkpoint
 from node.client import ClientError
 from node.commands.common import aligned
+from node.keys import KeyFileError
 from vouching import public_key_from_did
 
 from . import prometheus
@@ -29,13 +30,14 @@ class NodeStatus:
     did: str
     api_url: str
     running: bool
-    error: str | None = None  # why the API gave no answer
+    error: str | None = None  # why the API gave no answer, or was not asked
     peers: int | None = None
     ledger_size: int | None = None
     checkpoint: Checkpoint | None = None
     rejected: int | None = None  # gossip messages the gate refused plus records that broke their issuer's chain
     flagged: int | None = None  # orgs this node holds equivocation evidence against
     log_running: bool | None = None  # whether its log process runs (Cluster.log_running); None if not known
+    unreadable: bool = False  # its api.token could not be read (`error` says why), so its API was not asked
 
 
 def checkpoint_of(note: bytes, entry: NodeEntry, network: str, others: list[str]) -> Checkpoint:
@@ -75,7 +77,11 @@ def node_status(cluster: Cluster, name: str) -> NodeStatus:
         return base
     others = [n.did for n in cluster.state.nodes if n.name != name]
     try:
-        with cluster.client(name, timeout=5.0) as client:
+        client = cluster.client(name, timeout=5.0)
+    except (KeyFileError, OSError) as e:  # (the token missing, too open, not a token, or denied us)
+        return replace(base, error=str(e), unreadable=True)
+    try:
+        with client:
             info = client.node()
             peers = len(client.peers())
             note = client.checkpoint()
@@ -98,6 +104,7 @@ def table(rows: list[NodeStatus]) -> str:
     total = len(rows) - 1
     for row in rows:
         state = "up" if row.running and row.error is None else ("error" if row.running else "down")
+        state = "unreadable" if row.unreadable else state
         state += ", no log" if row.running and row.log_running is False else ""
         if row.ledger_size is None:
             lines.append((row.name, _short(row.did), state, *("-",) * 6))

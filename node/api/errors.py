@@ -21,6 +21,7 @@ from vouching import InvalidDid, InvalidRecord, public_key_from_did
 from vouching.identity import is_compact_jwt
 
 from ..idempotency import IdempotencyStoreError
+from ..metrics import Registry
 
 log = logging.getLogger(__name__)
 STORAGE_RETRY_SECONDS = 10  # Retry-After of a request the node's storage refused
@@ -114,6 +115,7 @@ def error_response(status: int, code: str, detail: str, headers: Mapping[str, st
 
 def install_error_handlers(app: FastAPI) -> None:
     """Route every exception the app can meet to the one error shape."""
+    app.state.storage_refusals = None  # until count_storage_refusals
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
@@ -123,6 +125,13 @@ def install_error_handlers(app: FastAPI) -> None:
         app.add_exception_handler(storage_error, _storage)
     app.add_exception_handler(sqlite3.DatabaseError, _sqlite_error)
     app.add_exception_handler(Exception, _internal_error)
+
+
+def count_storage_refusals(app: FastAPI, metrics: Registry) -> None:
+    """Count the app's 503 `storage` answers in `metrics`, for an operator's alert (DESIGN §8 metrics)."""
+    app.state.storage_refusals = metrics.counter(
+        "api_storage_refusals_total", "API requests answered 503 storage: the node's files refused a read or write "
+        "(a full disk, a locked or damaged database), each logged with the file")
 
 
 async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -160,6 +169,8 @@ async def _pruned(request: Request, exc: EntryPruned) -> JSONResponse:
 async def _storage(request: Request, exc: Exception) -> JSONResponse:
     """The node's files refused a read or write (a full disk, say): 503 naming the file, logged in one line."""
     log.error("%s %s: the node's storage failed: %s", request.method, request.url.path, exc)
+    if request.app.state.storage_refusals is not None:
+        request.app.state.storage_refusals.inc()
     if request.method in ("GET", "HEAD"):
         detail = f"the node cannot read its storage now: {exc}; retry later"
     else:

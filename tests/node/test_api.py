@@ -7,6 +7,7 @@ import re
 import sqlite3
 import time
 from contextlib import closing
+from typing import NoReturn
 from urllib.parse import quote
 
 import httpx
@@ -22,9 +23,11 @@ from gossip.replica import Replica
 from gossip.store import INDEX_FILE, RecordStore, StoreError
 from ledger import Checkpoint, Ed25519Verifier, LedgerError, open_checkpoint, verify_consistency, verify_inclusion
 from node.api import create_app
+from node.api.errors import count_storage_refusals
 from node.api.status import MAX_LISTED_FLAGGED
 from node.api.scores import CHECK_PATH
 from node.idempotency import IdempotencyStore
+from node.metrics import Registry
 from vouching import EquivocationBody, org_body, public_key_from_did, verify_record, vouch_body
 
 from ..factories import Org, new_did
@@ -625,9 +628,11 @@ async def test_the_log_api_takes_the_public_size_from_the_published_checkpoint_w
     node's witnessing now holds the checkpoint it published (saved first) as it signed it."""
     with trio.fail_after(30):
         async with running(tmp_path) as node:
-            published = trio.Event()
-            node.witnessing.listeners.append(lambda note: published.set())
             node.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+            # (a checkpoint of the org's record alone may be published after this, before one of the vouch)
+            published, size = trio.Event(), node.replica.store.size
+            node.witnessing.listeners.append(
+                lambda note: node.witnessing.published_checkpoint().size >= size and published.set())
             await published.wait()
             parsed, parse = [], Checkpoint.parse
             monkeypatch.setattr(Checkpoint, "parse", classmethod(lambda cls, text: parsed.append(text) or parse(text)))
@@ -962,6 +967,33 @@ async def test_a_read_the_storage_refuses_is_a_503_that_says_it_could_not_read(a
     response = await api.get("/v1/records")
     assert_error(response, 503, "storage", "the node cannot read its storage now: records.index: cannot be written")
     assert response.headers["retry-after"]
+
+
+async def test_each_answer_the_storage_refuses_is_counted_for_an_alert(app, api, node, tmp_path, monkeypatch):
+    """Before: a node whose storage refused reads and writes said so only in its log. A read, a write whose ledger
+    append fails and one whose index insert fails (SQLite's error) are each one 503 `storage`, counted once."""
+    metrics = Registry()
+    count_storage_refusals(app, metrics)
+    body = {"subject": new_did(), "weight": 0.5, "basis": "operator"}
+    with monkeypatch.context() as disk:
+        disk.setattr(node.replica.store, "query", lambda *args, **kwargs: _raise(StoreError("records.index: full")))
+        assert_error(await api.get("/v1/records"), 503, "storage")
+        assert metrics.value("api_storage_refusals_total") == 1
+        disk.setattr(node.replica.store.ledger, "append", lambda entries: _raise(LedgerError("records.ledger: full")))
+        assert_error(await api.post("/v1/vouches", json=body, headers=AUTH), 503, "storage")
+        assert metrics.value("api_storage_refusals_total") == 2
+    index = sqlite3.connect(tmp_path / INDEX_FILE)
+    index.execute("CREATE TRIGGER full BEFORE INSERT ON records BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    assert_error(await api.post("/v1/vouches", json=body, headers=AUTH), 503, "storage")
+    index.execute("DROP TRIGGER full")
+    index.close()
+    await vouch(api)
+    assert_error(await api.get("/v1/records/" + "00" * 32), 404, "not_found")  # other refusals are not counted
+    assert metrics.value("api_storage_refusals_total") == 3
+
+
+def _raise(error: Exception) -> NoReturn:
+    raise error
 
 
 async def test_a_record_refused_as_the_index_could_not_be_written_is_not_kept_and_the_node_takes_the_next(

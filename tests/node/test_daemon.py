@@ -604,6 +604,22 @@ async def test_a_bootstrap_peer_that_is_down_shows_unreachable_with_its_error_un
     assert (up["connected"], up["next_dial_at"]) == (True, None)
 
 
+async def test_how_the_start_up_sync_went_shows_in_get_node_and_a_gauge(tmp_path):
+    """Before: only a WARNING, once a start, said that a node signed without its catch-up sync."""
+    async def shown(node: Node) -> tuple[str, float]:
+        async with httpx.AsyncClient(base_url=node.api_url) as api:
+            return (await api.get("/v1/node")).json()["startup_sync"], node.metrics.value("startup_sync_timed_out")
+
+    down = f"/ip4/127.0.0.1/tcp/{_free_port_outside_the_ephemeral_range()}/p2p/" + peer_id_from_public_key(
+        bytes(SigningKey.generate().verify_key))
+    with trio.fail_after(60):
+        async with running(tmp_path / "a") as a:
+            async with running(tmp_path / "b", bootstrap=(a.host.listen_addrs[0],), roots=(a.did,)) as b:
+                assert (await shown(a), await shown(b)) == (("no_peers", 0), ("done", 0))
+        async with running(tmp_path / "c", bootstrap=(down,), settings={"startup_sync_seconds": 0.1}) as c:
+            assert await shown(c) == ("timed_out", 1)
+
+
 async def test_the_client_reports_events_and_reads_the_metrics(tmp_path):
     from functools import partial
 
@@ -618,9 +634,17 @@ async def test_the_client_reports_events_and_reads_the_metrics(tmp_path):
             metrics = await trio.to_thread.run_sync(client.metrics)
     assert "vouchnet_events_accepted_total 1" in metrics.splitlines()
     assert "vouchnet_inbound_idle_closed_total 0" in metrics.splitlines()  # peers dialling in idle, disconnected
+    assert "vouchnet_api_storage_refusals_total 0" in metrics.splitlines()  # 503 storage answers
+    # a number now (the org's record may wait for a peer), not a count since the start
+    assert "# TYPE vouchnet_gossip_queued_records gauge" in metrics.splitlines()
+    assert re.search(r"^vouchnet_gossip_queued_records \d+$", metrics, re.MULTILINE)
     for abuse in ("inbound_handshakes_aborted", "p2p_hostile_input", "p2p_control_dropped", "p2p_streams_over_budget",
-                  "p2p_connections_over_budget", "p2p_graylisted_rpcs"):  # peers exhausting it
+                  "p2p_connections_over_budget", "p2p_graylisted_rpcs",
+                  "p2p_stalled_peers_disconnected"):  # peers exhausting or stalling it
         assert f"vouchnet_{abuse}_total 0" in metrics.splitlines()
+    for lag in ("p2p_dropped_slow_subscriber", "p2p_validator_errors",
+                "p2p_peer_events_dropped"):  # the node itself behind, or failing, taking in what peers send
+        assert f"vouchnet_{lag}_total 0" in metrics.splitlines()
 
 
 async def test_a_start_rebuilding_its_open_epochs_can_be_stopped_between_pages(tmp_path, monkeypatch):

@@ -228,3 +228,25 @@ def test_status_shows_a_running_node_whose_log_process_is_gone(existing, capsys)
     assert "n00: its log process is gone: what it writes is lost" in out
     assert [(row["name"], row["running"], row["log_running"]) for row in rows] == [("n00", True, False),
                                                                                    ("n01", False, None)]
+
+
+def test_status_shows_a_running_node_whose_token_is_missing_as_unreadable_saying_why(existing, capsys):
+    """Before: `status` stopped with a KeyFileError traceback, showing no node."""
+    (existing / "nodes" / "n00").mkdir(parents=True)
+    node = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        cluster = Cluster.open(existing)
+        cluster._set(replace(cluster.entry("n00"), pid=node.pid, started=processes.start_time(node.pid)))
+        assert main(["testnet", "status", "--dir", str(existing)]) == 0
+        out = capsys.readouterr().out
+        assert main(["testnet", "status", "--json", "--dir", str(existing)]) == 0
+        rows = json.loads(capsys.readouterr().out)
+    finally:
+        node.kill()
+        node.wait()
+    lines = out.splitlines()
+    assert [line.split()[2] for line in lines[1:3]] == ["unreadable", "down"]
+    token = existing / "nodes" / "n00" / "api.token"
+    assert lines[3].startswith(f"n00: {token}: missing; restore it, or make a new one: ") and len(lines) == 4
+    assert [(row["name"], row["unreadable"], row["error"] is not None) for row in rows] == [("n00", True, True),
+                                                                                             ("n01", False, False)]
