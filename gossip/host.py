@@ -422,6 +422,28 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    benchmarks/retained_scores.py: 537 bytes a retained peer (0.5 MiB at the cap), 6-10 us a heartbeat with the table
    full (1.1-1.2 ms while their counters were decayed, 4.6-8.6 ms with the zeros kept too), 0.2-0.3 ms for a
    departure that pushes one out.
+53. A peer that comes back before its old connection's end was handled is never given a pubsub stream again: pubsub keeps
+   one outbound stream per peer (Pubsub.peers) and skips a new connection of a peer it holds one for, and it forgets a
+   peer told gone only if none of its connections is open, so a peer whose old connection's disconnection is handled
+   after, or about as, the new connection opens keeps the stream on the closed connection. The peer that restarted
+   never hears this host's subscriptions (they go in the hello written on a new stream), so its mesh stays empty, and
+   the messages it publishes are held for a subscription it never hears (go nowhere); this host, which still counts it
+   in its mesh, sends nothing until a write on the dead stream fails, and that failure forgets the subscriptions the
+   peer announced on its new stream. Repro: host B; host A (a fixed seed) connects, meshes with B and stops, and starts
+   again at once and connects: in about one restart in two (and in 5 of 8 runs of tests/node/test_restore_log.py,
+   whose node restarts after a copy of its data directory), A's Pubsub.peer_topics never holds B, A's mesh stays
+   empty, B's Pubsub.peers[A] is a stream of the closed connection, and A's next message reaches B only by vouchnet's
+   sync. Handled (_Pubsub): a new connection of a peer whose stream's connection is closed, and the end of a
+   connection that leaves the peer connected otherwise, drop that stream (its sending loop ends, the router forgets
+   the peer's mesh places, the peer's subscriptions are kept) and open one on the open connection, hello first; a
+   stream so dropped is never written. Same repro: both meshes form again within a heartbeat or two, every restart.
+54. Pubsub numbers this host's messages (seqno) from the second it started, one a message (Pubsub.counter =
+   int(time.time())), and a peer drops as seen a message whose origin and seqno it saw within 120 s; so a node that
+   published n messages in a run and restarts within n seconds of that run's start numbers its next messages as ones
+   it sent before, and its peers drop them silently for two minutes (a node gossips a checkpoint every interval and
+   its records in batches: tens of messages in a short run). Repro: host A publishes 20 messages to host B, stops and
+   starts again at once with the same seed: B receives none of A's next messages. Handled: _Pubsub starts the counter
+   at the time in nanoseconds, as go-libp2p does (time.Now().UnixNano()). Same repro: B receives them.
 Not worked around (policy, not a bug to patch): IDONTWANT is sent for every message regardless of size.
 """
 
@@ -1133,8 +1155,8 @@ class _Ignored(Exception):
 
 
 class _Pubsub(Pubsub):
-    """Pubsub with the overrides that quirks 8, 11, 12, 13, 27-30, 45 and 46 need; none of them changes what a peer
-    receives."""
+    """Pubsub with the overrides that quirks 8, 11, 12, 13, 27-30, 45, 46, 53 and 54 need; none of them changes what a
+    peer receives."""
 
     def __init__(
         self,
@@ -1145,6 +1167,7 @@ class _Pubsub(Pubsub):
         on_hostile: Callable[[ID, str], None],
     ) -> None:
         super().__init__(host, router, strict_signing=True)
+        self.counter = time.time_ns()  # quirk 54: the seqno of our next message, less one, as go-libp2p starts it
         self._judge = judge
         self._deliver = deliver
         self._on_hostile = on_hostile
@@ -1152,6 +1175,7 @@ class _Pubsub(Pubsub):
         self._write_locks: weakref.WeakKeyDictionary[INetStream, trio.Lock] = weakref.WeakKeyDictionary()
         self.graylisted_rpcs = 0  # HostStats.graylisted_rpcs
         self._refused_subscribers: set[ID] = set()  # peers whose refused subscriptions were reported (quirk 46)
+        self._stale_streams: weakref.WeakSet[INetStream] = weakref.WeakSet()  # on a closed connection (quirk 53)
 
     def notify_subscriptions(self, publish_message: rpc_pb2.Message) -> None:
         self._deliver(publish_message)  # quirk 13: into our own, larger, counted channels
@@ -1257,8 +1281,37 @@ class _Pubsub(Pubsub):
             self._wake_publishers()
 
     async def write_msg(self, stream: INetStream, rpc_msg: rpc_pb2.RPC) -> bool:
+        if stream in self._stale_streams:
+            return False  # quirk 53: the library's failure path would forget the subscriptions and the new stream
         async with self._write_locks.setdefault(stream, trio.Lock()):  # quirk 18
             return await super().write_msg(stream, rpc_msg)
+
+    async def _handle_new_peer(self, peer_id: ID) -> None:
+        self._drop_stale_stream(peer_id)  # quirk 53: else the library keeps it and skips the new connection
+        await super()._handle_new_peer(peer_id)
+
+    async def handle_dead_peer_queue(self) -> None:
+        """The library's loop (a peer is gone once none of its connections is open), and quirk 53: a peer still
+        connected whose pubsub stream was on the connection that closed gets a stream on the open one."""
+        async with self.dead_peer_receive_channel:
+            self.event_handle_dead_peer_queue_started.set()
+            async for peer_id in self.dead_peer_receive_channel:
+                if not self._peer_is_connected(peer_id):
+                    self._handle_dead_peer(peer_id)
+                elif self._drop_stale_stream(peer_id):
+                    self._schedule_peer_stream_retry(peer_id)
+
+    def _drop_stale_stream(self, peer: ID) -> bool:
+        """Quirk 53: unregister `peer`'s outbound pubsub stream if its connection closed (its sending loop ends, the
+        router forgets the peer's mesh places), keeping the subscriptions it announced; whether there was one."""
+        stream = self.peers.get(peer)
+        if stream is None or not stream.muxed_conn.is_closed:
+            return False
+        self._stale_streams.add(self.peers.pop(peer))
+        if (queue := self.peer_queues.pop(peer, None)) is not None:
+            queue.close()
+        self.router.remove_peer(peer)
+        return True
 
     def peers_with_full_queues(self, limit: int) -> list[ID]:
         return [peer for peer, queue in self.peer_queues.items() if len(queue) > limit]
