@@ -435,8 +435,8 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    closes a session whose write takes ConnectionWriteTimeout (10 s). Handled as go-yamux does (in _Yamux, quirk 35):
    a frame the socket does not take within WRITE_TIMEOUT_S (10 s) closes it, which ends every task on the connection
    (the wait for the lock is not counted: a task that waits long behind a stuck write is freed by its timeout, and a
-   busy host's own queue of writes is no sign of a deaf peer), and a write that fails marks the connection as shutting down, which the reading
-   task then ends. Same repro: the connection closed after 10.9 s.
+   busy host's own queue of writes is no sign of a deaf peer), and a write that fails marks the connection as shutting
+   down, which the reading task then ends. Same repro: the connection closed after 10.9 s.
 51. A peer's SUBSCRIBE costs the host three tasks (Pubsub.handle_subscription: flush_pending_messages,
    _replay_recent_messages, on_peer_subscribed), and the second writes the peer every message the cache holds for the
    topic, straight to its stream (no queue, no retransmission count: quirk 39). Pubsub sends them once a subscription,
@@ -450,6 +450,28 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    both subscribed and unsubscribed in it. Handled: _Pubsub.net_subscriptions nets an RPC's subscriptions so (in
    quirk 45's per-RPC hook), and _Pubsub._forget_subscription keeps the record that the recent messages were sent, so
    they are sent once a connection. Same repro: 3 tasks, 0.3 MiB and 0.5 s of CPU; 3 tasks, 0.3 MiB, 0.0 s.
+53. A peer that comes back before its old connection's end was handled is never given a pubsub stream again: pubsub
+   keeps one outbound stream per peer (Pubsub.peers) and skips a new connection of a peer it holds one for, and it
+   forgets a peer told gone only if none of its connections is open, so a peer whose old connection's disconnection is
+   handled after, or about as, the new connection opens keeps the stream on the closed connection. The peer that
+   restarted never hears this host's subscriptions (they go in the hello written on a new stream), so its mesh stays
+   empty, and the messages it publishes are held for a subscription it never hears (go nowhere); this host, which still
+   counts it in its mesh, sends nothing until a write on the dead stream fails, and that failure forgets the
+   subscriptions the peer announced on its new stream. Repro: host B; host A (a fixed seed) connects, meshes with B and
+   stops, and starts again at once and connects: in about one restart in two (and in 5 of 8 runs of
+   tests/node/test_restore_log.py, whose node restarts after a copy of its data directory), A's Pubsub.peer_topics never
+   holds B, A's mesh stays empty, B's Pubsub.peers[A] is a stream of the closed connection, and A's next message reaches
+   B only by vouchnet's sync. Handled (_Pubsub): a new connection of a peer whose stream's connection is closed, and the
+   end of a connection that leaves the peer connected otherwise, drop that stream (its sending loop ends, the router
+   forgets the peer's mesh places, the peer's subscriptions are kept) and open one on the open connection, hello first;
+   a stream so dropped is never written. Same repro: both meshes form again within a heartbeat or two, every restart.
+54. Pubsub numbers this host's messages (seqno) from the second it started, one a message (Pubsub.counter =
+   int(time.time())), and a peer drops as seen a message whose origin and seqno it saw within 120 s; so a node that
+   published n messages in a run and restarts within n seconds of that run's start numbers its next messages as ones
+   it sent before, and its peers drop them silently for two minutes (a node gossips a checkpoint every interval and
+   its records in batches: tens of messages in a short run). Repro: host A publishes 20 messages to host B, stops and
+   starts again at once with the same seed: B receives none of A's next messages. Handled: _Pubsub starts the counter
+   at the time in nanoseconds, as go-libp2p does (time.Now().UnixNano()). Same repro: B receives them.
 Not worked around (policy, not a bug to patch): IDONTWANT is sent for every message regardless of size.
 Checked and left, bounded already (quirk numbers 50 and 52 left unused): py-libp2p's own bound on streams, the swarm's
 semaphore of ResourceLimits.max_streams (10,000), which every stream opened either way awaits, and its resource
@@ -562,7 +584,7 @@ MAX_PROTOCOL_PROPOSALS = 16  # protocols a peer may propose in one multistream-s
 GOSSIP_RETRANSMISSION = 3  # times a cached message is sent to one peer in answer to its IWANTs (go-libp2p's; quirk 39)
 MAX_TOPIC_LENGTH = 256  # characters of a topic name: the longest this host joins or keeps a peer's subscription to (46)
 MAX_PEER_TOPICS = 32  # topics a peer's subscriptions to are kept; vouchnet joins two a network (quirk 46)
-WRITE_TIMEOUT_S = 10.0  # a yamux frame not written within it closes its connection (go-yamux's ConnectionWriteTimeout; 49)
+WRITE_TIMEOUT_S = 10.0  # a yamux frame not written within it closes its connection (go-yamux's write timeout; 49)
 _RANDOM = random.SystemRandom()
 # What getaddrinfo looks up for a name in a dial address (quirk 33): the address family, and the records it means.
 _LOOKUPS = {"dns": (socket.AF_UNSPEC, "A or AAAA"), "dns4": (socket.AF_INET, "A"), "dns6": (socket.AF_INET6, "AAAA")}
@@ -1171,8 +1193,8 @@ class _Ignored(Exception):
 
 
 class _Pubsub(Pubsub):
-    """Pubsub with the overrides that quirks 8, 11, 12, 13, 27-30, 45, 46 and 51 need; none of them changes what a peer
-    receives."""
+    """Pubsub with the overrides that quirks 8, 11, 12, 13, 27-30, 45, 46, 51, 53 and 54 need; none of them changes
+    what a peer receives."""
 
     def __init__(
         self,
@@ -1183,6 +1205,7 @@ class _Pubsub(Pubsub):
         on_hostile: Callable[[ID, str], None],
     ) -> None:
         super().__init__(host, router, strict_signing=True)
+        self.counter = time.time_ns()  # quirk 54: the seqno of our next message, less one, as go-libp2p starts it
         self._judge = judge
         self._deliver = deliver
         self._on_hostile = on_hostile
@@ -1190,6 +1213,7 @@ class _Pubsub(Pubsub):
         self._write_locks: weakref.WeakKeyDictionary[INetStream, trio.Lock] = weakref.WeakKeyDictionary()
         self.graylisted_rpcs = 0  # HostStats.graylisted_rpcs
         self._refused_subscribers: set[ID] = set()  # peers whose refused subscriptions were reported (quirk 46)
+        self._stale_streams: weakref.WeakSet[INetStream] = weakref.WeakSet()  # on a closed connection (quirk 53)
 
     def notify_subscriptions(self, publish_message: rpc_pb2.Message) -> None:
         self._deliver(publish_message)  # quirk 13: into our own, larger, counted channels
@@ -1238,8 +1262,8 @@ class _Pubsub(Pubsub):
         return True
 
     def net_subscriptions(self, rpc: rpc_pb2.RPC) -> None:
-        """Quirk 51: what the RPC's subscriptions change, as go-libp2p's FilterSubscriptions reads them: one entry a topic,
-        none for a topic the RPC both subscribes and unsubscribes (in whichever order)."""
+        """Quirk 51: what the RPC's subscriptions change, as go-libp2p's FilterSubscriptions reads them: one entry a
+        topic, none for a topic the RPC both subscribes and unsubscribes (in whichever order)."""
         if len(rpc.subscriptions) < 2:
             return
         net: dict[str, rpc_pb2.RPC.SubOpts] = {}
@@ -1319,8 +1343,37 @@ class _Pubsub(Pubsub):
             self._wake_publishers()
 
     async def write_msg(self, stream: INetStream, rpc_msg: rpc_pb2.RPC) -> bool:
+        if stream in self._stale_streams:
+            return False  # quirk 53: the library's failure path would forget the subscriptions and the new stream
         async with self._write_locks.setdefault(stream, trio.Lock()):  # quirk 18
             return await super().write_msg(stream, rpc_msg)
+
+    async def _handle_new_peer(self, peer_id: ID) -> None:
+        self._drop_stale_stream(peer_id)  # quirk 53: else the library keeps it and skips the new connection
+        await super()._handle_new_peer(peer_id)
+
+    async def handle_dead_peer_queue(self) -> None:
+        """The library's loop (a peer is gone once none of its connections is open), and quirk 53: a peer still
+        connected whose pubsub stream was on the connection that closed gets a stream on the open one."""
+        async with self.dead_peer_receive_channel:
+            self.event_handle_dead_peer_queue_started.set()
+            async for peer_id in self.dead_peer_receive_channel:
+                if not self._peer_is_connected(peer_id):
+                    self._handle_dead_peer(peer_id)
+                elif self._drop_stale_stream(peer_id):
+                    self._schedule_peer_stream_retry(peer_id)
+
+    def _drop_stale_stream(self, peer: ID) -> bool:
+        """Quirk 53: unregister `peer`'s outbound pubsub stream if its connection closed (its sending loop ends, the
+        router forgets the peer's mesh places), keeping the subscriptions it announced; whether there was one."""
+        stream = self.peers.get(peer)
+        if stream is None or not stream.muxed_conn.is_closed:
+            return False
+        self._stale_streams.add(self.peers.pop(peer))
+        if (queue := self.peer_queues.pop(peer, None)) is not None:
+            queue.close()
+        self.router.remove_peer(peer)
+        return True
 
     def peers_with_full_queues(self, limit: int) -> list[ID]:
         return [peer for peer, queue in self.peer_queues.items() if len(queue) > limit]
@@ -1516,8 +1569,8 @@ class _Yamux(Yamux):
                 raise
             if not self._stalled:
                 self._stalled = True
-                logger.warning("closing the connection of %s: the socket took no frame for %g s, the peer reads nothing "
-                               "(quirk 49)", self.peer_id, WRITE_TIMEOUT_S)
+                logger.warning("closing the connection of %s: the socket took no frame for %g s, the peer reads "
+                               "nothing (quirk 49)", self.peer_id, WRITE_TIMEOUT_S)
                 self.event_shutting_down.set()
                 with contextlib.suppress(Exception):
                     await self.secured_conn.close()
