@@ -472,15 +472,21 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    its records in batches: tens of messages in a short run). Repro: host A publishes 20 messages to host B, stops and
    starts again at once with the same seed: B receives none of A's next messages. Handled: _Pubsub starts the counter
    at the time in nanoseconds, as go-libp2p does (time.Now().UnixNano()). Same repro: B receives them.
+55. Pubsub keeps a peer's IDONTWANT ids (GossipSub.dont_send_message_ids) until the next heartbeat, at most
+   max_idontwant_messages (10) a peer, and an id may be as long as an RPC (1 MiB), so a peer has a host hold about
+   10 MiB until the heartbeat, each peer alike. A vouchnet message id is GossipSub's default, from || seqno: a peer ID
+   of at most ~42 bytes and 8 bytes. Repro: host A subscribed to a topic, peer B writes 10 RPCs on its /meshsub/1.2.0
+   stream to A, each an IDONTWANT of one 1,000,000-byte id: A held 10,000,000 bytes of ids for B. Handled
+   (_GossipSub.handle_rpc, beside quirk 37): IDONTWANT ids longer than MAX_MESSAGE_ID_LENGTH (128 bytes) are dropped
+   and counted in HostStats.control_dropped. Same repro: 0 bytes held, 10 ids dropped.
 Not worked around (policy, not a bug to patch): IDONTWANT is sent for every message regardless of size.
 Checked and left, bounded already (quirk numbers 50 and 52 left unused): py-libp2p's own bound on streams, the swarm's
 semaphore of ResourceLimits.max_streams (10,000), which every stream opened either way awaits, and its resource
 manager's count of as many. A peer's streams pass quirk 36's and 44's bounds first (256 a connection, 1,024 in all)
 and are reset before the swarm sees them, so the semaphore is never waited on; a stream in negotiation whose connection
-closes gives its token back (four peers each leaving with 200 streams in negotiation left it at 10,000). And
-IDONTWANT: py-libp2p keeps at most max_idontwant_messages (10) ids a peer and empties them every heartbeat; an id may
-be as long as an RPC, so a peer can have a host hold about 10 RPCs' worth (10 MiB) until the next heartbeat (10 RPCs
-of one 1,000,000-byte id: at most 1 MB held; of 40,000 ids of 20 bytes: 200 bytes; 0.15 s of CPU each).
+closes gives its token back (four peers each leaving with 200 streams in negotiation left it at 10,000). And the
+count of IDONTWANT ids: py-libp2p keeps at most max_idontwant_messages (10) ids a peer and empties them every heartbeat
+(40,000 ids of 20 bytes in one RPC: 200 bytes held, 0.15 s of CPU); their length is bounded by quirk 55.
 """
 
 from __future__ import annotations
@@ -584,6 +590,7 @@ MAX_PROTOCOL_PROPOSALS = 16  # protocols a peer may propose in one multistream-s
 GOSSIP_RETRANSMISSION = 3  # times a cached message is sent to one peer in answer to its IWANTs (go-libp2p's; quirk 39)
 MAX_TOPIC_LENGTH = 256  # characters of a topic name: the longest this host joins or keeps a peer's subscription to (46)
 MAX_PEER_TOPICS = 32  # topics a peer's subscriptions to are kept; vouchnet joins two a network (quirk 46)
+MAX_MESSAGE_ID_LENGTH = 128  # bytes of a peer's IDONTWANT id kept; from || seqno is at most ~50 (quirk 55)
 WRITE_TIMEOUT_S = 10.0  # a yamux frame not written within it closes its connection (go-yamux's write timeout; 49)
 _RANDOM = random.SystemRandom()
 # What getaddrinfo looks up for a name in a dial address (quirk 33): the address family, and the records it means.
@@ -734,7 +741,7 @@ class HostStats:
     stalled_peers_disconnected: int = 0
     peer_events_dropped: int = 0
     mesh_prunes: int = 0  # PRUNEs sent to keep a mesh within D_hi (each starts a backoff, quirk 20)
-    control_dropped: int = 0  # GRAFTs, PRUNEs and IHAVE and IWANT message ids dropped unread (quirk 37)
+    control_dropped: int = 0  # GRAFTs, PRUNEs, IHAVE and IWANT ids (37) and long IDONTWANT ids (55) dropped unread
     idle_inbound_closed: int = 0  # inbound connections closed as not put to use within their grace (quirk 34)
     handshakes_aborted: int = 0  # inbound connections closed in their handshake, their slot given to another (38)
     graylisted_rpcs: int = 0  # RPCs ignored unread: their peer's score was below the graylist threshold (quirk 45)
@@ -925,9 +932,10 @@ class Stream:
 class _GossipSub(GossipSub):
     """GossipSub that backs off from every peer it prunes, grafts only BACKOFF_SLACK_S after a backoff ends
     (quirk 20), grafts opportunistically as the spec says (quirk 22), reads no more control than go-libp2p does
-    (quirk 37), answers IWANTs for a message as often as go-libp2p does (quirk 39), keeps no time per message
-    routed (quirk 41), forgets backoffs once over (quirk 42), keeps no copy of the messages it routed (quirk 47)
-    and keeps a penalised peer's score across a reconnection (quirk 48); nothing else differs."""
+    (quirk 37) and no IDONTWANT id longer than a message id (quirk 55), answers IWANTs for a message as often as
+    go-libp2p does (quirk 39), keeps no time per message routed (quirk 41), forgets backoffs once over (quirk 42),
+    keeps no copy of the messages it routed (quirk 47) and keeps a penalised peer's score across a reconnection
+    (quirk 48); nothing else differs."""
 
     def __init__(self, *, retained: _RetainedScores, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -961,6 +969,7 @@ class _GossipSub(GossipSub):
 
     async def handle_rpc(self, rpc: rpc_pb2.RPC, sender_peer_id: ID) -> None:
         self.control_dropped += _trim_control(rpc.control, self.mesh.keys())  # quirk 37
+        self.control_dropped += _drop_long_idontwant_ids(rpc.control)  # quirk 55
         for prune in rpc.control.prune:  # quirk 42
             prune.backoff = min(prune.backoff, MAX_PRUNE_BACKOFF_S)
         if rpc.control.iwant:  # one, after _trim_control
@@ -1058,6 +1067,18 @@ def _trim_control(control: rpc_pb2.ControlMessage, topics: Iterable[str]) -> int
     if wanted:
         control.iwant.add(messageIDs=wanted)
     return before - (len(control.graft) + len(control.prune) + MAX_IHAVE_LENGTH - room + len(wanted))
+
+
+def _drop_long_idontwant_ids(control: rpc_pb2.ControlMessage) -> int:
+    """Quirk 55: drop a control message's IDONTWANT ids longer than MAX_MESSAGE_ID_LENGTH, which no vouchnet
+    message id (GossipSub's default, from || seqno) is; returns how many were dropped."""
+    dropped = 0
+    for entry in control.idontwant:
+        kept = [message_id for message_id in entry.messageIDs if len(message_id) <= MAX_MESSAGE_ID_LENGTH]
+        dropped += len(entry.messageIDs) - len(kept)
+        del entry.messageIDs[:]
+        entry.messageIDs.extend(kept)
+    return dropped
 
 
 _TOPIC_COUNTERS = ("time_in_mesh", "first_message_deliveries", "mesh_message_deliveries", "invalid_messages")

@@ -285,9 +285,10 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         metrics.collect("p2p_hostile_input_total", "Malformed or abusive input from peers (logged, each with the "
                         "peer): undecodable gossip, data past a yamux window (disconnected), too many streams at once",
                         lambda: host.stats().hostile_input, kind="counter")
-        metrics.collect("p2p_control_dropped_total", "Gossip control entries dropped unread, as go-libp2p drops "
+        metrics.collect("p2p_control_dropped_total", "Gossip control entries dropped unread: as go-libp2p drops "
                         "them (for topics not joined, past 10 IHAVEs and 5,000 message ids an RPC, or asking for a "
-                        "message a fourth time)", lambda: host.stats().control_dropped, kind="counter")
+                        "message a fourth time), and IDONTWANT ids longer than any message id (128 bytes)",
+                        lambda: host.stats().control_dropped, kind="counter")
         for stat, what in (  # what peers exhausting or stalling the node across connections, or scoring too low, met
                 ("streams_over_budget", "Streams peers opened, reset as the node's budget of streams open across "
                  f"connections was used up (strangers may use {1 - host_config.budget_reserve:.0%} of it)"),

@@ -21,8 +21,8 @@ from libp2p.stream_muxer.yamux.yamux import (FLAG_SYN, TYPE_DATA, TYPE_PING, TYP
 from gossip.frames import encode_uvarint
 import gossip.host
 from gossip.host import (GOSSIP_RETRANSMISSION, MAX_IHAVE_LENGTH, MAX_IHAVE_MESSAGES, MAX_INBOUND_STREAMS,
-                         MAX_PROTOCOL_PROPOSALS, Host, HostConfig, HostError, PeerEvent, PeerScoring, Stream,
-                         _trim_control, open_host)
+                         MAX_MESSAGE_ID_LENGTH, MAX_PROTOCOL_PROPOSALS, Host, HostConfig, HostError, PeerEvent,
+                         PeerScoring, Stream, _trim_control, open_host)
 from tests.gossip.test_host import LOOPBACK, TOPIC, accept_all
 
 FRAME = 65536  # bytes of data in each raw DATA frame
@@ -347,3 +347,33 @@ async def test_a_peer_churning_its_subscription_is_not_sent_the_recent_messages_
             assert hostile._my_id in node._pubsub.peer_topics[TOPIC]  # subscribed, as its last word on it said
             assert not [data for data in sent if data.startswith(b"cached")]
             assert len(tasks) <= 3 * (10 + 1)  # the single RPCs' subscriptions, and the last
+
+
+async def test_a_peer_s_idontwant_ids_longer_than_a_message_id_are_not_kept(monkeypatch) -> None:
+    """Quirk 55: py-libp2p kept a peer's IDONTWANT ids of any length until the heartbeat, 10 a peer, each as long as
+    an RPC allows; a vouchnet message id (from || seqno) is some 46 bytes, and such an id is kept still."""
+    with trio.fail_after(30):
+        async with open_host(os.urandom(32), LOOPBACK) as node, open_host(os.urandom(32), LOOPBACK) as hostile:
+            await node.subscribe(TOPIC, accept_all)
+            await node.connect(hostile.listen_addrs[0])
+            held: list[set[bytes]] = []
+            handle_idontwant, router = node._router.handle_idontwant, node._router
+
+            async def recording(idontwant: rpc_pb2.ControlIDontWant, peer) -> None:
+                await handle_idontwant(idontwant, peer)
+                held.append(set(router.dont_send_message_ids.get(peer, ())))
+
+            monkeypatch.setattr(router, "handle_idontwant", recording)
+            message_id = hostile._host.get_id().to_bytes() + (1).to_bytes(8, "big")
+            long_ids = [bytes([i]) * 100_000 for i in range(9)]
+            rpc = rpc_pb2.RPC(control=rpc_pb2.ControlMessage(idontwant=[
+                rpc_pb2.ControlIDontWant(messageIDs=[message_id, *long_ids, b"x" * (MAX_MESSAGE_ID_LENGTH + 1)])]))
+            done = rpc_pb2.RPC(subscriptions=[rpc_pb2.RPC.SubOpts(subscribe=True, topicid="/vouchnet/done")])
+            async with await hostile.open_stream(node.peer_id, "/meshsub/1.2.0") as stream:
+                for each in (rpc, done):
+                    data = each.SerializeToString()
+                    await stream.write(encode_uvarint(len(data)) + data)
+                await node._pubsub.wait_for_subscription(hostile._my_id, "/vouchnet/done")
+            assert [sorted(map(len, ids)) for ids in held] == [[len(message_id)]]  # bytes kept: not 900,175
+            assert held == [{message_id}]
+            assert node.stats().control_dropped == 10
