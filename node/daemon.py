@@ -289,7 +289,18 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
                         "them (for topics not joined, past 10 IHAVEs and 5,000 message ids an RPC, or asking for a "
                         "message a fourth time), and IDONTWANT ids longer than any message id (128 bytes)",
                         lambda: host.stats().control_dropped, kind="counter")
-        for stat, what in (  # what peers exhausting or stalling the node across connections, or scoring too low, met
+        for stat, what in (  # what became of the gossip messages peers sent, and of the node's meshes
+                ("delivered", "Gossip messages accepted and handed on to the node's records or checkpoints service "
+                 "(the node's own included)"),
+                ("rejected", "Gossip messages the node's validator rejected, each lowering its forwarder's peer score "
+                 "(of records, vouchnet_gossip_gate_rejected_total says why)"),
+                ("ignored", "Gossip messages the node's validator dropped without penalising their forwarder "
+                 "(of records, vouchnet_gossip_gate_ignored_total says why)"),
+                ("oversized", f"Gossip messages rejected unread as over {host_config.max_message_size} bytes of "
+                 "data, each lowering its forwarder's peer score"),
+                ("mesh_prunes", "PRUNEs the node sent to keep a gossip mesh within its upper bound (D_hi), each "
+                 "backing off from the pruned peer"),
+                # what peers exhausting or stalling the node across connections, or scoring too low, met
                 ("streams_over_budget", "Streams peers opened, reset as the node's budget of streams open across "
                  f"connections was used up (strangers may use {1 - host_config.budget_reserve:.0%} of it)"),
                 ("connections_over_budget", "Connections of strangers closed as the node's budget of bytes buffered "
