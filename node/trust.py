@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -59,14 +60,15 @@ EntriesLookup = Callable[[int, str], bool]
 # (a score is exact, so it is not decayed from a cached total), and a second is nothing to decays of hours and days.
 SCORE_STEP_MS = 1000
 MAX_LISTED_SCOPES = 64  # scoped tools an answer or a stream event lists (listed_scopes): 64 of 128 characters, 8 KiB
-REPLAY_CHUNK = 1000  # records or events `replaying` takes between yields (about 0.08 s; 0.2-0.5 s at load 8)
+# Seconds of work `replaying` and `_bring_snapshot_forward` do between yields to the loop, measured (_Turn): a count
+# of records varies with them and the machine's load (1,000 records took 0.08 s, 0.25-0.38 s at load 8 at 10^6).
+TURN_S = 0.02
 ANNOUNCE_CHUNK = 256  # agents whose change is announced between two checkpoints after a recompute
 # engine.snapshot is written once this many records, or an eighth of those it covers if more, are not in it (a start
 # replays about 10^4 records a second): at a start that replayed them, or by `_keep_snapshot`, which looks every
-# SNAPSHOT_CHECK_S and feeds a copy of the snapshot's engine SNAPSHOT_FEED_CHUNK records between yields (~10 ms).
+# SNAPSHOT_CHECK_S and feeds a copy of the snapshot's engine the records since, a TURN_S at a time.
 SNAPSHOT_AFTER = 10_000
 SNAPSHOT_CHECK_S = 60.0
-SNAPSHOT_FEED_CHUNK = 100
 
 
 class TrustService:
@@ -122,23 +124,25 @@ class TrustService:
                   raw: RawLookup = lambda epoch, agent: None) -> Iterator[None]:
         """Rebuild the engine from the store, the digests of every key of our org (as first-hand), and the raw
         events no digest of ours counts yet; from here on, follow the replica's rotations (`_relink`). Yields after
-        each REPLAY_CHUNK records or events, so that a caller can let a signal stop the start between them (at
-        10^6 stored records a replay takes a minute or more). A DP digest of ours counts by its raw counts,
+        each TURN_S of work, so that a caller can let a signal stop the start between turns (at 10^6 stored records
+        a replay takes a minute or more). A DP digest of ours counts by its raw counts,
         `raw(epoch, agent)` (node.digests.DigestState.raw_reader), where kept: its published counts carry noise,
         which would come back as events the node never saw. The full recompute that completes the replay is the
         caller's: `replay` runs it at once, the node in a worker thread (`recompute_replayed`)."""
         self._raw = raw
         start = self._load_snapshot() if self._loaded is None else self._loaded
-        fed = 0
+        fed, turn = 0, _Turn()
         for fed in self._feeding(self.engine, start, self.replica.store.size):
-            if fed % REPLAY_CHUNK == 0:
+            if turn.over():
                 yield
+                turn.begin()
         if self._snapshot_dir is not None and fed >= self._snapshot_due():
             self._replayed = self._captured(self.engine, start + fed)  # written by `run`, off the loop
-        for n, (at, event) in enumerate(undigested, 1):
+        for at, event in undigested:
             self.engine.add_first_hand(event.agent, ts=at, **_single(event.outcome, event.high_risk))
-            if n % REPLAY_CHUNK == 0:
+            if turn.over():
                 yield
+                turn.begin()
         self.replica.link_listeners.append(self._relink)
 
     def _new_engine(self) -> TrustEngine:
@@ -255,10 +259,11 @@ class TrustService:
         except engine_snapshot.Unusable as error:
             engine = self._new_engine()
             log.info("trust engine: bringing engine.snapshot forward from no records, as it is not usable: %s", error)
-        fed = 0
+        fed, turn = 0, _Turn()
         for fed in self._feeding(engine, start, stop):
-            if fed % SNAPSHOT_FEED_CHUNK == 0:
+            if turn.over():
                 await trio.sleep(0)
+                turn.begin()
         size = start + fed
         root, own_keys = self.replica.store.ledger.root(size), tuple(sorted(self._own_keys()))  # the store's thread
         # The engine is this task's own: a capture of its columns themselves, in a worker thread.
@@ -442,6 +447,19 @@ async def recompute_in_worker(engine: TrustEngine, clock: Callable[[], int]) -> 
         await trio.sleep(0)
     recompute = engine.snapshot(copying, now=clock())
     return engine.install(await trio.to_thread.run_sync(recompute.compute, abandon_on_cancel=True))
+
+
+class _Turn:
+    """A long task's turn on the trio thread: `over` once TURN_S of it has gone by since `begin`."""
+
+    def __init__(self) -> None:
+        self.begin()
+
+    def begin(self) -> None:
+        self._until = time.perf_counter() + TURN_S
+
+    def over(self) -> bool:
+        return time.perf_counter() >= self._until
 
 
 def _single(outcome: str, high_risk: bool) -> dict[str, Outcomes]:
