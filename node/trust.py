@@ -69,6 +69,10 @@ ANNOUNCE_CHUNK = 256  # agents whose change is announced between two checkpoints
 # SNAPSHOT_CHECK_S and feeds a copy of the snapshot's engine the records since, a TURN_S at a time.
 SNAPSHOT_AFTER = 10_000
 SNAPSHOT_CHECK_S = 60.0
+# With no usable engine.snapshot, a running node makes one from no records while the store holds at most this many
+# (a node that has not written its first yet): feeding a second engine all of them on the loop took ~100 s at 10^6.
+# Past it, the next start writes one, as it replays every record anyway.
+SNAPSHOT_FROM_NO_RECORDS = 10 * SNAPSHOT_AFTER
 
 
 class TrustService:
@@ -236,17 +240,21 @@ class TrustService:
         _snapshot_due records are not in it. The running engine is not a replay's (it counts this node's events as
         they come, where a replay counts its digests), so a copy of the snapshot's engine is loaded off the loop, fed
         the records since on the loop a chunk at a time, as a start would, and captured and written off it (on the
-        loop, a capture's Python lists of agents and vouches would grow with them)."""
+        loop, a capture's Python lists of agents and vouches would grow with them). Stops once engine.snapshot is
+        not usable and the store holds more than SNAPSHOT_FROM_NO_RECORDS records, leaving it to the next start."""
         if self._replayed is not None:
             replayed, self._replayed = self._replayed, None
             await self._write_snapshot(replayed)
         while True:
             await trio.sleep(SNAPSHOT_CHECK_S)
             stop = self.replica.store.size
-            if stop - self._snapshot_covers >= self._snapshot_due():
-                await self._bring_snapshot_forward(stop)
+            if stop - self._snapshot_covers >= self._snapshot_due() and not await self._bring_snapshot_forward(stop):
+                return
 
-    async def _bring_snapshot_forward(self, stop: int) -> None:
+    async def _bring_snapshot_forward(self, stop: int) -> bool:
+        """Write engine.snapshot anew to cover the first `stop` records (`_keep_snapshot`); from no records if it is
+        not usable, while `stop` is SNAPSHOT_FROM_NO_RECORDS or fewer. False, having logged it, if it is not usable
+        past that: it is left to the next start."""
         assert self._snapshot_dir is not None
         engine, start = self._new_engine(), 0
         try:
@@ -257,6 +265,11 @@ class TrustService:
             await trio.to_thread.run_sync(engine_snapshot.restored, snapshot, engine, (), abandon_on_cancel=True)
             start = snapshot.size
         except engine_snapshot.Unusable as error:
+            if stop > SNAPSHOT_FROM_NO_RECORDS:
+                log.warning("trust engine: engine.snapshot is not usable: %s; the next start replays every record and "
+                            "writes it anew", error, extra={"fields": {"records": stop}})
+                self._snapshot_covers = 0
+                return False
             engine = self._new_engine()
             log.info("trust engine: bringing engine.snapshot forward from no records, as it is not usable: %s", error)
         fed, turn = 0, _Turn()
@@ -269,6 +282,7 @@ class TrustService:
         # The engine is this task's own: a capture of its columns themselves, in a worker thread.
         state = await trio.to_thread.run_sync(functools.partial(capture, engine, copy=False), abandon_on_cancel=True)
         await self._write_snapshot(engine_snapshot.Snapshot(size, root, own_keys, state))
+        return True
 
     async def recompute_replayed(self) -> None:
         """The full recompute that completes a replay (`replaying`) at a start, in a worker thread

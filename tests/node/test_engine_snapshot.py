@@ -319,6 +319,37 @@ def test_a_state_lacking_a_part_is_replayed_past_at_a_start_and_while_running(sn
     _same_engines(_started(node), _started(node, path.parent), [])
 
 
+def test_a_running_node_leaves_an_unusable_snapshot_to_the_next_start_past_a_bound(snapshotted, caplog, monkeypatch):
+    """A running node brought a snapshot it found not usable forward from no records: a second engine fed every
+    record on the loop, ~100 s at 10^6 records (benchmarks/startup.py). Past SNAPSHOT_FROM_NO_RECORDS records it feeds
+    none: it says so once, shows 0 records covered and stops keeping the snapshot, which the next start, replaying
+    every record anyway, writes."""
+    node, path = snapshotted
+    monkeypatch.setattr(node_trust, "SNAPSHOT_FROM_NO_RECORDS", 12)
+    monkeypatch.setattr(node_trust, "SNAPSHOT_CHECK_S", 0)  # (a task that keeps it would look again at once)
+    metrics = Registry()
+    running = _service(node, path.parent, metrics)
+    for _ in running.replaying(()):
+        pass
+    _filled(node, 5)
+    path.write_bytes(b"")
+    fed = []
+    feed = node_trust.feed_record
+    monkeypatch.setattr(node_trust, "feed_record", lambda *a: (fed.append(a[1]), feed(*a))[1])
+
+    async def keeping():
+        with trio.fail_after(30):
+            await running._keep_snapshot()
+
+    with caplog.at_level(logging.INFO, logger="node.trust"):
+        trio.run(keeping)
+    lines = [r.getMessage() for r in caplog.records if "engine.snapshot" in r.getMessage()]
+    assert len(lines) == 1 and "not usable" in lines[0] and "the next start replays every record" in lines[0], lines
+    assert (fed, path.read_bytes(), metrics.value("engine_snapshot_records")) == ([], b"", 0)
+    restarted = _started(node, path.parent)
+    assert restarted._replayed is not None and restarted._replayed.size == node.replica.store.size == 13
+
+
 async def test_a_running_node_captures_and_writes_the_snapshot_off_the_event_loop(snapshotted, monkeypatch):
     """The engine brought forward is the task's own: its capture, which walks every agent and vouch in Python, and
     the write take no turn of the loop; the ledger's root is read on it, where the store is used."""
