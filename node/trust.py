@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -59,14 +60,19 @@ EntriesLookup = Callable[[int, str], bool]
 # (a score is exact, so it is not decayed from a cached total), and a second is nothing to decays of hours and days.
 SCORE_STEP_MS = 1000
 MAX_LISTED_SCOPES = 64  # scoped tools an answer or a stream event lists (listed_scopes): 64 of 128 characters, 8 KiB
-REPLAY_CHUNK = 1000  # records or events `replaying` takes between yields (about 0.08 s; 0.2-0.5 s at load 8)
+# Seconds of work `replaying` and `_bring_snapshot_forward` do between yields to the loop, measured (_Turn): a count
+# of records varies with them and the machine's load (1,000 records took 0.08 s, 0.25-0.38 s at load 8 at 10^6).
+TURN_S = 0.02
 ANNOUNCE_CHUNK = 256  # agents whose change is announced between two checkpoints after a recompute
 # engine.snapshot is written once this many records, or an eighth of those it covers if more, are not in it (a start
 # replays about 10^4 records a second): at a start that replayed them, or by `_keep_snapshot`, which looks every
-# SNAPSHOT_CHECK_S and feeds a copy of the snapshot's engine SNAPSHOT_FEED_CHUNK records between yields (~10 ms).
+# SNAPSHOT_CHECK_S and feeds a copy of the snapshot's engine the records since, a TURN_S at a time.
 SNAPSHOT_AFTER = 10_000
 SNAPSHOT_CHECK_S = 60.0
-SNAPSHOT_FEED_CHUNK = 100
+# With no usable engine.snapshot, a running node makes one from no records while the store holds at most this many
+# (a node that has not written its first yet): feeding a second engine all of them on the loop took ~100 s at 10^6.
+# Past it, the next start writes one, as it replays every record anyway.
+SNAPSHOT_FROM_NO_RECORDS = 10 * SNAPSHOT_AFTER
 
 
 class TrustService:
@@ -122,23 +128,25 @@ class TrustService:
                   raw: RawLookup = lambda epoch, agent: None) -> Iterator[None]:
         """Rebuild the engine from the store, the digests of every key of our org (as first-hand), and the raw
         events no digest of ours counts yet; from here on, follow the replica's rotations (`_relink`). Yields after
-        each REPLAY_CHUNK records or events, so that a caller can let a signal stop the start between them (at
-        10^6 stored records a replay takes a minute or more). A DP digest of ours counts by its raw counts,
-        `raw(epoch, agent)` (node.digests.DigestState.raw_reader), where kept: its published counts carry noise,
-        which would come back as events the node never saw. The full recompute that completes the replay is the
+        each TURN_S of work, so that a caller can let a signal stop the start between turns (at 10^6 stored records
+        a replay takes a minute or more). A DP digest of ours counts by its raw counts, `raw(epoch, agent)`
+        (node.digests.DigestState.raw_reader), where kept: its published counts carry noise, which would come back
+        as events the node never saw. The full recompute that completes the replay is the
         caller's: `replay` runs it at once, the node in a worker thread (`recompute_replayed`)."""
         self._raw = raw
         start = self._load_snapshot() if self._loaded is None else self._loaded
-        fed = 0
+        fed, turn = 0, _Turn()
         for fed in self._feeding(self.engine, start, self.replica.store.size):
-            if fed % REPLAY_CHUNK == 0:
+            if turn.over():
                 yield
+                turn.begin()
         if self._snapshot_dir is not None and fed >= self._snapshot_due():
             self._replayed = self._captured(self.engine, start + fed)  # written by `run`, off the loop
-        for n, (at, event) in enumerate(undigested, 1):
+        for at, event in undigested:
             self.engine.add_first_hand(event.agent, ts=at, **_single(event.outcome, event.high_risk))
-            if n % REPLAY_CHUNK == 0:
+            if turn.over():
                 yield
+                turn.begin()
         self.replica.link_listeners.append(self._relink)
 
     def _new_engine(self) -> TrustEngine:
@@ -232,17 +240,21 @@ class TrustService:
         _snapshot_due records are not in it. The running engine is not a replay's (it counts this node's events as
         they come, where a replay counts its digests), so a copy of the snapshot's engine is loaded off the loop, fed
         the records since on the loop a chunk at a time, as a start would, and captured and written off it (on the
-        loop, a capture's Python lists of agents and vouches would grow with them)."""
+        loop, a capture's Python lists of agents and vouches would grow with them). Stops once engine.snapshot is
+        not usable and the store holds more than SNAPSHOT_FROM_NO_RECORDS records, leaving it to the next start."""
         if self._replayed is not None:
             replayed, self._replayed = self._replayed, None
             await self._write_snapshot(replayed)
         while True:
             await trio.sleep(SNAPSHOT_CHECK_S)
             stop = self.replica.store.size
-            if stop - self._snapshot_covers >= self._snapshot_due():
-                await self._bring_snapshot_forward(stop)
+            if stop - self._snapshot_covers >= self._snapshot_due() and not await self._bring_snapshot_forward(stop):
+                return
 
-    async def _bring_snapshot_forward(self, stop: int) -> None:
+    async def _bring_snapshot_forward(self, stop: int) -> bool:
+        """Write engine.snapshot anew to cover the first `stop` records (`_keep_snapshot`); from no records if it is
+        not usable, while `stop` is SNAPSHOT_FROM_NO_RECORDS or fewer. False, having logged it, if it is not usable
+        past that: it is left to the next start."""
         assert self._snapshot_dir is not None
         engine, start = self._new_engine(), 0
         try:
@@ -253,17 +265,24 @@ class TrustService:
             await trio.to_thread.run_sync(engine_snapshot.restored, snapshot, engine, (), abandon_on_cancel=True)
             start = snapshot.size
         except engine_snapshot.Unusable as error:
+            if stop > SNAPSHOT_FROM_NO_RECORDS:
+                log.warning("trust engine: engine.snapshot is not usable: %s; the next start replays every record and "
+                            "writes it anew", error, extra={"fields": {"records": stop}})
+                self._snapshot_covers = 0
+                return False
             engine = self._new_engine()
             log.info("trust engine: bringing engine.snapshot forward from no records, as it is not usable: %s", error)
-        fed = 0
+        fed, turn = 0, _Turn()
         for fed in self._feeding(engine, start, stop):
-            if fed % SNAPSHOT_FEED_CHUNK == 0:
+            if turn.over():
                 await trio.sleep(0)
+                turn.begin()
         size = start + fed
         root, own_keys = self.replica.store.ledger.root(size), tuple(sorted(self._own_keys()))  # the store's thread
         # The engine is this task's own: a capture of its columns themselves, in a worker thread.
         state = await trio.to_thread.run_sync(functools.partial(capture, engine, copy=False), abandon_on_cancel=True)
         await self._write_snapshot(engine_snapshot.Snapshot(size, root, own_keys, state))
+        return True
 
     async def recompute_replayed(self) -> None:
         """The full recompute that completes a replay (`replaying`) at a start, in a worker thread
@@ -442,6 +461,19 @@ async def recompute_in_worker(engine: TrustEngine, clock: Callable[[], int]) -> 
         await trio.sleep(0)
     recompute = engine.snapshot(copying, now=clock())
     return engine.install(await trio.to_thread.run_sync(recompute.compute, abandon_on_cancel=True))
+
+
+class _Turn:
+    """A long task's turn on the trio thread: `over` once TURN_S of it has gone by since `begin`."""
+
+    def __init__(self) -> None:
+        self.begin()
+
+    def begin(self) -> None:
+        self._until = time.perf_counter() + TURN_S
+
+    def over(self) -> bool:
+        return time.perf_counter() >= self._until
 
 
 def _single(outcome: str, high_risk: bool) -> dict[str, Outcomes]:

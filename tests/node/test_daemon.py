@@ -689,7 +689,7 @@ async def test_a_start_replaying_its_undigested_events_can_be_stopped_between_ch
     config = replace(load_config(made.data_dir), epoch_seconds=10.0**7)  # (no epoch ends during the test)
     with closing(AuditLog.open(made.data_dir)) as audit:
         audit.append([Event(new_did(), 1, "tool", "search", "ok") for _ in range(5)])
-    monkeypatch.setattr(node.trust, "REPLAY_CHUNK", 1)
+    monkeypatch.setattr(node.trust, "TURN_S", 0.0)
     gone_through = []
     digest_epoch = node.digests.Digester._digest_epoch
 
@@ -718,9 +718,9 @@ def _with_vouches(tmp_path, n: int):
 
 async def test_a_start_replaying_its_store_can_be_stopped_between_chunks(tmp_path, monkeypatch):
     """The trust replay ran without a checkpoint: a signal (run_until_signalled) waited for all of it, a minute or
-    more at 10^6 stored records. It yields between chunks of REPLAY_CHUNK records now."""
+    more at 10^6 stored records. It yields after each TURN_S of work now."""
     config = _with_vouches(tmp_path, 5)
-    monkeypatch.setattr(node.trust, "REPLAY_CHUNK", 1)
+    monkeypatch.setattr(node.trust, "TURN_S", 0.0)
     fed = []
 
     def feeding(engine, record, identity):

@@ -10,6 +10,7 @@ import tempfile
 import threading
 import tracemalloc
 from pathlib import Path
+from types import SimpleNamespace
 
 import cbor2
 import pytest
@@ -247,6 +248,59 @@ def test_a_running_node_brings_the_snapshot_forward_as_a_start_would_have(snapsh
 
 
 
+RECORD_S = 0.015  # a record's feeding, as _working's clock counts it
+
+
+def _working(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """node.trust's clock, the list's one item, moves RECORD_S a record fed and never else."""
+    now = [0.0]
+    feed = node_trust.feed_record
+
+    def feeding(*args):
+        now[0] += RECORD_S
+        return feed(*args)
+
+    monkeypatch.setattr(node_trust, "feed_record", feeding)
+    monkeypatch.setattr(node_trust, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+    return now
+
+
+def test_a_replay_and_a_bring_forward_give_the_loop_a_turn_after_turn_s_of_work(snapshotted, monkeypatch):
+    """A start's replay yielded every 1,000 records and a running node's bring-forward every 100, whatever they
+    took: 0.25-0.38 s of a start at 10^6 records and load 8 (benchmarks/startup.py), that a signal or the API waited
+    for. Each yields once TURN_S of its work has gone by, here every 2 records."""
+    node, path = snapshotted
+    now = _working(monkeypatch)
+    turns = [now[0]]
+    for _ in _service(node).replaying(()):  # every record (no snapshot)
+        turns.append(now[0])
+    turns.append(now[0])
+    assert turns[-1] == pytest.approx(8 * RECORD_S)
+    assert max(b - a for a, b in itertools.pairwise(turns)) <= node_trust.TURN_S + RECORD_S
+
+    running = _started(node, path.parent)
+    _filled(node, 8)
+    turns.clear()
+
+    async def bring_forward():
+        async def watch():
+            while True:
+                turns.append(now[0])
+                await trio.sleep(0)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch)
+            began = now[0]
+            await running._bring_snapshot_forward(node.replica.store.size)
+            assert now[0] - began == pytest.approx(8 * RECORD_S)
+            nursery.cancel_scope.cancel()
+
+    trio.run(bring_forward)
+    assert engine_snapshot.read(path.parent).size == 16
+    # (trio runs a batch's runnable tasks in either order: another task may wait through two turns)
+    assert max(b - a for a, b in itertools.pairwise(turns)) <= 2 * (node_trust.TURN_S + RECORD_S)
+
+
 def test_a_state_lacking_a_part_is_replayed_past_at_a_start_and_while_running(snapshotted, caplog):
     """A file that passes its checksum but whose state this version cannot take (here, written to lack a part): a
     start replays every record, and a running node brings the snapshot forward from no records; the running node
@@ -263,6 +317,37 @@ def test_a_state_lacking_a_part_is_replayed_past_at_a_start_and_while_running(sn
     assert "bringing engine.snapshot forward from no records, as it is not usable: it is damaged" in caplog.text
     assert engine_snapshot.read(path.parent).size == 8
     _same_engines(_started(node), _started(node, path.parent), [])
+
+
+def test_a_running_node_leaves_an_unusable_snapshot_to_the_next_start_past_a_bound(snapshotted, caplog, monkeypatch):
+    """A running node brought a snapshot it found not usable forward from no records: a second engine fed every
+    record on the loop, ~100 s at 10^6 records (benchmarks/startup.py). Past SNAPSHOT_FROM_NO_RECORDS records it feeds
+    none: it says so once, shows 0 records covered and stops keeping the snapshot, which the next start, replaying
+    every record anyway, writes."""
+    node, path = snapshotted
+    monkeypatch.setattr(node_trust, "SNAPSHOT_FROM_NO_RECORDS", 12)
+    monkeypatch.setattr(node_trust, "SNAPSHOT_CHECK_S", 0)  # (a task that keeps it would look again at once)
+    metrics = Registry()
+    running = _service(node, path.parent, metrics)
+    for _ in running.replaying(()):
+        pass
+    _filled(node, 5)
+    path.write_bytes(b"")
+    fed = []
+    feed = node_trust.feed_record
+    monkeypatch.setattr(node_trust, "feed_record", lambda *a: (fed.append(a[1]), feed(*a))[1])
+
+    async def keeping():
+        with trio.fail_after(30):
+            await running._keep_snapshot()
+
+    with caplog.at_level(logging.INFO, logger="node.trust"):
+        trio.run(keeping)
+    lines = [r.getMessage() for r in caplog.records if "engine.snapshot" in r.getMessage()]
+    assert len(lines) == 1 and "not usable" in lines[0] and "the next start replays every record" in lines[0], lines
+    assert (fed, path.read_bytes(), metrics.value("engine_snapshot_records")) == ([], b"", 0)
+    restarted = _started(node, path.parent)
+    assert restarted._replayed is not None and restarted._replayed.size == node.replica.store.size == 13
 
 
 async def test_a_running_node_captures_and_writes_the_snapshot_off_the_event_loop(snapshotted, monkeypatch):

@@ -1,6 +1,6 @@
 """A node restarted scores as it did running (DESIGN.md §6: the same records, the same score): the trust service fed
 records live, as the replica accepts them, with time passing and full recomputes between them, and a fresh service
-replaying the same store at a start (TrustService.replaying, a chunk of REPLAY_CHUNK records at a time), give every
+replaying the same store at a start (TrustService.replaying, TURN_S of work at a time), give every
 agent the same explanation and every org the same standing after a recompute at the same instant."""
 
 import tempfile
@@ -113,13 +113,13 @@ def _lived(ops: list[tuple]) -> Iterator[tuple[FakeNode, list[Org], TrustService
 # recompute judged the agent by the root's full word and cut the root's accountability to 0.056, the next by its
 # word at 0.056 and gave it back 1.0, and so on, every recompute; a restart judged as the first (see test_scoring_
 # recompute: each recompute now judges afresh).
-@example([("agent-vouch", 0, 0, 0.3, "operator", None)] * 7 + [("digest", 0, 0, 0, 0, 2), ("recompute", 0)], 1)
-@given(operations, st.integers(1, 5))
-def test_a_replay_at_a_start_scores_as_the_service_fed_live(ops, chunk):
+@example([("agent-vouch", 0, 0, 0.3, "operator", None)] * 7 + [("digest", 0, 0, 0, 0, 2), ("recompute", 0)], 0.0)
+@given(operations, st.sampled_from([0.0, node_trust.TURN_S]))
+def test_a_replay_at_a_start_scores_as_the_service_fed_live(ops, turn):
     with _lived(ops) as (node, orgs, live, clock):
         restarted = _service(node, orgs, clock)
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(node_trust, "REPLAY_CHUNK", chunk)
+            patch.setattr(node_trust, "TURN_S", turn)
             restarted.replay(())
         live.engine.recompute(now=END)
         for agent in AGENTS:
