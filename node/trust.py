@@ -113,8 +113,9 @@ class TrustService:
         self._requests = metrics.counter("score_requests_total", "Score and check requests answered", ["kind"])
         metrics.collect("agents_known", "Agents the trust engine holds evidence or vouches for",
                         lambda: len(self.engine.agents()))
-        metrics.collect("engine_snapshot_records", "Records engine.snapshot covers (0: none usable, and a start replays "
-                        "every record; far below vouchnet_ledger_size: its rewrites fail)", lambda: self._snapshot_covers)
+        metrics.collect("engine_snapshot_records", "Records engine.snapshot covers (0: none usable, and a start "
+                        "replays every record; far below vouchnet_ledger_size: its rewrites fail)",
+                        lambda: self._snapshot_covers)
         self._snapshot_failures = metrics.counter("engine_snapshot_write_failures_total", "Writes of engine.snapshot "
                                                   "that failed (logged): a start replays the records it lacks")
 
