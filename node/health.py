@@ -1,5 +1,5 @@
 """Gauges of the states in which a node runs on but does less than it should, for an operator's alert rules
-(DESIGN §8 metrics), each read at scrape time; GET /v1/node says the same in its fields."""
+(DESIGN §8 metrics), each read at scrape time; GET /v1/node's own_org_flagged and takes_writes say the first two."""
 
 from __future__ import annotations
 

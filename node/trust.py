@@ -1,12 +1,13 @@
 """The node's trust engine, kept current (DESIGN.md §6): accepted records and first-hand events in as they come,
 a periodic full recompute off the trio loop, and every score or tier change out to `/v1/stream`.
 
-On start the engine is rebuilt from what is durable: every accepted record, this node's own digests as its
+On start the engine is rebuilt from what is durable: the accepted records, this node's own digests as its
 first-hand evidence of past epochs, and the raw events no digest of ours counts yet (node.digests.Digester
 .undigested). What the records make of it is loaded from engine.snapshot where that is usable (node.engine_snapshot),
-and only the records after it replayed; the snapshot is written at a start that replayed SNAPSHOT_AFTER records or
-more, and brought forward while the node runs (`_keep_snapshot`). With differential privacy on, an own digest
-counts by the raw counts kept for it in digests.db, where kept, not by its noise (`replay`). Restored from an older
+and only the records after it replayed (every record, without one); the snapshot is written at a start that
+replayed SNAPSHOT_AFTER records or more, and brought forward while the node runs (`_keep_snapshot`). With
+differential privacy on, an own digest counts by the raw counts kept for it in digests.db, where kept, not by its
+noise (`replay`). Restored from an older
 copy of its data directory, the node takes back from its peers the digests it signed since, and counts them at once
 as replay would (`on_returned`).
 

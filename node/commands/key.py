@@ -66,7 +66,8 @@ def register(subparsers: Subparsers) -> None:
         "the new key's org.key from the newer copy: FILE must hold exactly the key the rotation names and be "
         "readable by its owner alone (mode 0600). It replaces org.key (the retired key is destroyed), and the node "
         "then starts as the new key, taking back what that key signed from its peers. If a thief made the "
-        "rotation, run `vouchnet key contest` instead. Prints the new did as JSON.",
+        "rotation, run `vouchnet key contest` instead. If it is interrupted, run it again to finish. Prints the new "
+        "did as JSON.",
         examples=["vouchnet key adopt --dir ./alice /media/newer-copy/org.key"],
     )
     add_dir_option(adopting)
@@ -82,7 +83,9 @@ def register(subparsers: Subparsers) -> None:
         "record at the rotation's seq (its last org record again), which the node's peers fetch when it starts, "
         "as a node running when a thief's rotation arrives does at once. Every node then flags the org, and the "
         "thief's key with it, as an equivocator: the thief's key never becomes the org, and the org must be set up "
-        "again under a new key (vouchnet init). If the org made the rotation, run `vouchnet key adopt` instead.",
+        "again under a new key (vouchnet init). If the org made the rotation, run `vouchnet key adopt` instead. If "
+        "it is interrupted, run it again to finish; it refuses a rotation an interrupted `key adopt` stored (run "
+        "that again instead). Prints the org, the contested key and the rotation's seq as JSON.",
         examples=["vouchnet key contest --dir ./alice"],
     )
     add_dir_option(contesting)
