@@ -479,6 +479,15 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    stream to A, each an IDONTWANT of one 1,000,000-byte id: A held 10,000,000 bytes of ids for B. Handled
    (_GossipSub.handle_rpc, beside quirk 37): IDONTWANT ids longer than MAX_MESSAGE_ID_LENGTH (128 bytes) are dropped
    and counted in HostStats.control_dropped. Same repro: 0 bytes held, 10 ids dropped.
+56. A peer's IHAVE ids of any length that the host has not seen are sent back to it in an IWANT, and Pubsub's sending
+   loop (quirk 30's, _Pubsub.handle_sending_messages) keeps the last RPC it wrote to a peer until the next one is
+   queued, however long that is: one 1 MiB IWANT a peer, with no heartbeat to end it. Py-libp2p itself keeps none of
+   the ids (no gossip promises, no seen-cache entry, IWANT counts only for cached messages, quirk 39). Repro: host A
+   subscribed to a topic (heartbeat 1 s), peer B writes 10 RPCs on its /meshsub/1.2.0 stream to A, each an IHAVE of
+   one 1,000,000-byte id for it: three heartbeats later A's tasks held 1,000,729 bytes (45 RPCs of 5,000 ids of 20
+   bytes: 110,725). Handled: IHAVE and IWANT ids longer than MAX_MESSAGE_ID_LENGTH are dropped with quirk 55's
+   (counted in HostStats.control_dropped), and the sending loop lets go of each RPC once written. Same repros: 501
+   bytes held, the 10 long ids dropped.
 Not worked around (policy, not a bug to patch): IDONTWANT is sent for every message regardless of size.
 Checked and left, bounded already (quirk numbers 50 and 52 left unused): py-libp2p's own bound on streams, the swarm's
 semaphore of ResourceLimits.max_streams (10,000), which every stream opened either way awaits, and its resource
@@ -590,7 +599,7 @@ MAX_PROTOCOL_PROPOSALS = 16  # protocols a peer may propose in one multistream-s
 GOSSIP_RETRANSMISSION = 3  # times a cached message is sent to one peer in answer to its IWANTs (go-libp2p's; quirk 39)
 MAX_TOPIC_LENGTH = 256  # characters of a topic name: the longest this host joins or keeps a peer's subscription to (46)
 MAX_PEER_TOPICS = 32  # topics a peer's subscriptions to are kept; vouchnet joins two a network (quirk 46)
-MAX_MESSAGE_ID_LENGTH = 128  # bytes of a peer's IDONTWANT id kept; from || seqno is at most ~50 (quirk 55)
+MAX_MESSAGE_ID_LENGTH = 128  # bytes of a peer's IHAVE, IWANT or IDONTWANT id; from || seqno is at most ~50 (55, 56)
 WRITE_TIMEOUT_S = 10.0  # a yamux frame not written within it closes its connection (go-yamux's write timeout; 49)
 _RANDOM = random.SystemRandom()
 # What getaddrinfo looks up for a name in a dial address (quirk 33): the address family, and the records it means.
@@ -741,7 +750,7 @@ class HostStats:
     stalled_peers_disconnected: int = 0
     peer_events_dropped: int = 0
     mesh_prunes: int = 0  # PRUNEs sent to keep a mesh within D_hi (each starts a backoff, quirk 20)
-    control_dropped: int = 0  # GRAFTs, PRUNEs, IHAVE and IWANT ids (37) and long IDONTWANT ids (55) dropped unread
+    control_dropped: int = 0  # GRAFTs, PRUNEs, IHAVE and IWANT ids (37), ids longer than a message id (55, 56) dropped
     idle_inbound_closed: int = 0  # inbound connections closed as not put to use within their grace (quirk 34)
     handshakes_aborted: int = 0  # inbound connections closed in their handshake, their slot given to another (38)
     graylisted_rpcs: int = 0  # RPCs ignored unread: their peer's score was below the graylist threshold (quirk 45)
@@ -932,7 +941,7 @@ class Stream:
 class _GossipSub(GossipSub):
     """GossipSub that backs off from every peer it prunes, grafts only BACKOFF_SLACK_S after a backoff ends
     (quirk 20), grafts opportunistically as the spec says (quirk 22), reads no more control than go-libp2p does
-    (quirk 37) and no IDONTWANT id longer than a message id (quirk 55), answers IWANTs for a message as often as
+    (quirk 37) and no message id longer than a vouchnet one (quirks 55, 56), answers IWANTs for a message as often as
     go-libp2p does (quirk 39), keeps no time per message routed (quirk 41), forgets backoffs once over (quirk 42),
     keeps no copy of the messages it routed (quirk 47) and keeps a penalised peer's score across a reconnection
     (quirk 48); nothing else differs."""
@@ -969,7 +978,7 @@ class _GossipSub(GossipSub):
 
     async def handle_rpc(self, rpc: rpc_pb2.RPC, sender_peer_id: ID) -> None:
         self.control_dropped += _trim_control(rpc.control, self.mesh.keys())  # quirk 37
-        self.control_dropped += _drop_long_idontwant_ids(rpc.control)  # quirk 55
+        self.control_dropped += _drop_long_message_ids(rpc.control)  # quirks 55, 56
         for prune in rpc.control.prune:  # quirk 42
             prune.backoff = min(prune.backoff, MAX_PRUNE_BACKOFF_S)
         if rpc.control.iwant:  # one, after _trim_control
@@ -1069,11 +1078,11 @@ def _trim_control(control: rpc_pb2.ControlMessage, topics: Iterable[str]) -> int
     return before - (len(control.graft) + len(control.prune) + MAX_IHAVE_LENGTH - room + len(wanted))
 
 
-def _drop_long_idontwant_ids(control: rpc_pb2.ControlMessage) -> int:
-    """Quirk 55: drop a control message's IDONTWANT ids longer than MAX_MESSAGE_ID_LENGTH, which no vouchnet
-    message id (GossipSub's default, from || seqno) is; returns how many were dropped."""
+def _drop_long_message_ids(control: rpc_pb2.ControlMessage) -> int:
+    """Quirks 55 and 56: drop a control message's IHAVE, IWANT and IDONTWANT ids longer than MAX_MESSAGE_ID_LENGTH,
+    which no vouchnet message id (GossipSub's default, from || seqno) is; returns how many were dropped."""
     dropped = 0
-    for entry in control.idontwant:
+    for entry in (*control.ihave, *control.iwant, *control.idontwant):
         kept = [message_id for message_id in entry.messageIDs if len(message_id) <= MAX_MESSAGE_ID_LENGTH]
         dropped += len(entry.messageIDs) - len(kept)
         del entry.messageIDs[:]
@@ -1356,7 +1365,9 @@ class _Pubsub(Pubsub):
                     following = None
                 if not await self.write_msg(stream, rpc):
                     return
-                rpc = following if following is not None else await queue.pop()
+                rpc = following  # quirk 56: the RPC written is let go before the wait for the next
+                if rpc is None:
+                    rpc = await queue.pop()
         except Exception as error:
             logger.debug("pubsub sending loop for %s ended: %s", peer_id, _reason(error))
             self._handle_dead_peer(peer_id)

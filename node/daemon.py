@@ -287,7 +287,8 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
                         lambda: host.stats().hostile_input, kind="counter")
         metrics.collect("p2p_control_dropped_total", "Gossip control entries dropped unread: as go-libp2p drops "
                         "them (for topics not joined, past 10 IHAVEs and 5,000 message ids an RPC, or asking for a "
-                        "message a fourth time), and IDONTWANT ids longer than any message id (128 bytes)",
+                        "message a fourth time), and IHAVE, IWANT and IDONTWANT ids longer than any message id "
+                        "(128 bytes)",
                         lambda: host.stats().control_dropped, kind="counter")
         for stat, what in (  # what became of the gossip messages peers sent, and of the node's meshes
                 ("delivered", "Gossip messages accepted and handed on to the node's records or checkpoints service "

@@ -1,16 +1,19 @@
 """One hostile peer trying to exhaust a host's slots, memory, tasks or CPU through its handshakes, muxer, protocol
 negotiation and gossip control, or to be heard with a score below the graylist threshold, over real connections on
-loopback (gossip.host quirks 35 to 40, 45, 49). The hostile peer is a host too, writing raw yamux frames past its own
-muxer or RPCs on a stream of its own, or bare sockets."""
+loopback (gossip.host quirks 35 to 40, 45, 49, 55, 56). The hostile peer is a host too, writing raw yamux frames past
+its own muxer or RPCs on a stream of its own, or bare sockets."""
 
 import contextlib
 import functools
+import gc
 import os
 import socket
 import struct
 
 import pytest
 import trio
+import trio.testing
+from google.protobuf.message import Message
 from hypothesis import given
 from hypothesis import strategies as st
 from libp2p.io.exceptions import IOException
@@ -349,6 +352,17 @@ async def test_a_peer_churning_its_subscription_is_not_sent_the_recent_messages_
             assert len(tasks) <= 3 * (10 + 1)  # the single RPCs' subscriptions, and the last
 
 
+async def write_rpcs(hostile: Host, node: Host, *rpcs: rpc_pb2.RPC) -> None:
+    """`hostile` writes `rpcs` on a /meshsub/1.2.0 stream of its own to `node`, then a subscription to a topic of its
+    own, and waits until `node` has read it (so all of them)."""
+    done = rpc_pb2.RPC(subscriptions=[rpc_pb2.RPC.SubOpts(subscribe=True, topicid="/vouchnet/done")])
+    async with await hostile.open_stream(node.peer_id, "/meshsub/1.2.0") as stream:
+        for rpc in (*rpcs, done):
+            data = rpc.SerializeToString()
+            await stream.write(encode_uvarint(len(data)) + data)
+        await node._pubsub.wait_for_subscription(hostile._my_id, "/vouchnet/done")
+
+
 async def test_a_peer_s_idontwant_ids_longer_than_a_message_id_are_not_kept(monkeypatch) -> None:
     """Quirk 55: py-libp2p kept a peer's IDONTWANT ids of any length until the heartbeat, 10 a peer, each as long as
     an RPC allows; a vouchnet message id (from || seqno) is some 46 bytes, and such an id is kept still."""
@@ -368,12 +382,57 @@ async def test_a_peer_s_idontwant_ids_longer_than_a_message_id_are_not_kept(monk
             long_ids = [bytes([i]) * 100_000 for i in range(9)]
             rpc = rpc_pb2.RPC(control=rpc_pb2.ControlMessage(idontwant=[
                 rpc_pb2.ControlIDontWant(messageIDs=[message_id, *long_ids, b"x" * (MAX_MESSAGE_ID_LENGTH + 1)])]))
-            done = rpc_pb2.RPC(subscriptions=[rpc_pb2.RPC.SubOpts(subscribe=True, topicid="/vouchnet/done")])
-            async with await hostile.open_stream(node.peer_id, "/meshsub/1.2.0") as stream:
-                for each in (rpc, done):
-                    data = each.SerializeToString()
-                    await stream.write(encode_uvarint(len(data)) + data)
-                await node._pubsub.wait_for_subscription(hostile._my_id, "/vouchnet/done")
+            await write_rpcs(hostile, node, rpc)
             assert [sorted(map(len, ids)) for ids in held] == [[len(message_id)]]  # bytes kept: not 900,175
             assert held == [{message_id}]
             assert node.stats().control_dropped == 10
+
+
+async def test_a_peer_s_ihave_and_iwant_ids_longer_than_a_message_id_are_not_read(monkeypatch) -> None:
+    """Quirk 56: py-libp2p answered a peer's IHAVE ids of any length with an IWANT of them all, each as long as an RPC
+    allows; a vouchnet message id (from || seqno) is some 46 bytes, and such an id is still asked for."""
+    with trio.fail_after(30):
+        async with open_host(os.urandom(32), LOOPBACK) as node, open_host(os.urandom(32), LOOPBACK) as hostile:
+            await node.subscribe(TOPIC, accept_all)
+            await node.connect(hostile.listen_addrs[0])
+            asked: list[bytes] = []
+            emit_iwant = node._router.emit_iwant
+            monkeypatch.setattr(node._router, "emit_iwant",
+                                lambda ids, peer: (asked.extend(ids), emit_iwant(ids, peer))[-1])
+            message_id = hostile._host.get_id().to_bytes() + (1).to_bytes(8, "big")
+            long_ids = [bytes([i]) * 100_000 for i in range(9)] + [b"x" * (MAX_MESSAGE_ID_LENGTH + 1)]
+            await write_rpcs(hostile, node, rpc_pb2.RPC(control=rpc_pb2.ControlMessage(
+                ihave=[rpc_pb2.ControlIHave(topicID=TOPIC, messageIDs=[message_id, *long_ids])])),
+                rpc_pb2.RPC(control=rpc_pb2.ControlMessage(iwant=[rpc_pb2.ControlIWant(messageIDs=long_ids)])))
+            assert asked == [message_id]
+            assert node.stats().control_dropped == 2 * len(long_ids)
+
+
+def rpc_bytes_held(host: Host) -> int:
+    """Bytes of protobuf messages (RPCs, control) that `host`'s pubsub tasks hold in their local variables."""
+    return sum(value.ByteSize() for task in gc.get_objects() if type(task).__name__ == "coroutine" and task.cr_frame
+               and task.cr_frame.f_locals.get("self") is host._pubsub
+               for value in task.cr_frame.f_locals.values() if isinstance(value, Message))
+
+
+async def test_a_host_keeps_no_rpc_it_has_written_to_a_peer(monkeypatch) -> None:
+    """Quirk 56: Pubsub's sending loop kept the last RPC it wrote to a peer until the next one, however long that was:
+    a peer's IHAVE of 5,000 unseen ids had the host keep the IWANT asking for them (over 320 KB) for good."""
+    with trio.fail_after(30):
+        async with open_host(os.urandom(32), LOOPBACK) as node, open_host(os.urandom(32), LOOPBACK) as hostile:
+            await node.subscribe(TOPIC, accept_all)
+            await node.connect(hostile.listen_addrs[0])
+            asked = trio.Event()
+            handle_iwant = hostile._router.handle_iwant
+
+            async def received(iwant: rpc_pb2.ControlIWant, peer) -> None:
+                await handle_iwant(iwant, peer)
+                asked.set()
+
+            monkeypatch.setattr(hostile._router, "handle_iwant", received)
+            ids = [os.urandom(MAX_MESSAGE_ID_LENGTH // 2) for _ in range(MAX_IHAVE_LENGTH)]
+            await write_rpcs(hostile, node, rpc_pb2.RPC(control=rpc_pb2.ControlMessage(
+                ihave=[rpc_pb2.ControlIHave(topicID=TOPIC, messageIDs=ids)])))
+            await asked.wait()  # the node wrote its IWANT of them all
+            await trio.testing.wait_all_tasks_blocked()
+            assert rpc_bytes_held(node) < MAX_MESSAGE_ID_LENGTH * 10  # not the IWANT: 5,000 ids of 64 bytes
