@@ -32,11 +32,8 @@ from vouching.policy import Policy
 from ..factories import Org, new_did
 from .fake_node import FakeNode, fake_node
 from .kill_points import killed_at
-from .test_trust_replay import _digest, _expiry
+from .test_trust_replay import AGENTS, END, ORGS, _digest, apply_op
 
-AGENTS = [new_did() for _ in range(3)]
-ORGS = 4
-END = Org.ts + 40 * HOUR_MS
 _hours = st.none() | st.integers(1, 30)
 operations = st.lists(st.one_of(
     st.tuples(st.just("agent-vouch"), st.integers(0, ORGS - 1), st.integers(0, 2), st.sampled_from([0.3, 1.0]),
@@ -71,32 +68,15 @@ def _started(node: FakeNode, snapshot_dir: Path | None = None) -> TrustService:
 
 
 def _apply(node: FakeNode, orgs: list[Org], vouches: dict[int, list], op: tuple) -> None:
-    kind = op[0]
-    org = orgs[op[1]] if kind not in ("own-digest",) else None
-    if kind == "agent-vouch":
-        _, i, agent, weight, basis, hours = op
-        vouches[i].append(org.record("vouch", vouch_body(AGENTS[agent], weight, basis, expires=_expiry(hours))))
-        node.replica.accept(vouches[i][-1:])
-    elif kind == "org-vouch" and op[1] != op[2]:
-        _, i, subject, weight, hours = op
-        vouches[i].append(org.record("vouch", vouch_body(orgs[subject].did, weight, "org-peer",
-                                                         expires=_expiry(hours))))
-        node.replica.accept(vouches[i][-1:])
-    elif kind == "revoke" and vouches[op[1]]:
-        mine = vouches[op[1]]
-        node.replica.accept([org.revoke(mine[op[2] % len(mine)])])
-    elif kind == "digest":
-        node.replica.accept([_digest(org, AGENTS[op[2]], *op[3:])])
-    elif kind == "own-digest":
+    """test_trust_replay's operations, and two more: a digest of this node's own, and an org's key rotation."""
+    if op[0] == "own-digest":
         record = _digest(Org(), AGENTS[op[1]], *op[2:])
         node.replica.issue("digest", record.body.to_wire())
-    elif kind == "fork" and org.seq:
-        node.replica.accept([org.fork(org.seq, org.prev if org.seq > 1 else None)])
-    elif kind == "rotate":
-        orgs[op[1]], rotation, first = org.rotate()
+    elif op[0] == "rotate":
+        orgs[op[1]], rotation, first = orgs[op[1]].rotate()
         node.replica.accept([rotation, first])
-    elif kind == "own-vouch":
-        node.replica.issue("vouch", vouch_body(org.did, op[2], "org-peer"))
+    else:
+        apply_op(node, orgs, vouches, op)
 
 
 def _same_engines(a: TrustService, b: TrustService, digest_ids: list[bytes]) -> None:

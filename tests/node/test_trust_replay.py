@@ -69,27 +69,33 @@ def _run(node: FakeNode, orgs: list[Org], live: TrustService, clock: list[int], 
     vouches: dict[int, list[Record]] = {i: [] for i in range(ORGS)}
     for op in ops:
         clock[0] += 600_000
-        kind, org = op[0], orgs[op[1]] if op[0] != "recompute" else None
-        if kind == "agent-vouch":
-            _, i, agent, weight, basis, hours = op
-            vouches[i].append(org.record("vouch", vouch_body(AGENTS[agent], weight, basis, expires=_expiry(hours))))
-            node.replica.accept(vouches[i][-1:])
-        elif kind == "org-vouch" and op[1] != op[2]:
-            _, i, subject, weight, hours = op
-            vouches[i].append(org.record("vouch", vouch_body(orgs[subject].did, weight, "org-peer",
-                                                             expires=_expiry(hours))))
-            node.replica.accept(vouches[i][-1:])
-        elif kind == "revoke" and vouches[op[1]]:
-            mine = vouches[op[1]]
-            node.replica.accept([org.revoke(mine[op[2] % len(mine)])])
-        elif kind == "digest":
-            node.replica.accept([_digest(org, AGENTS[op[2]], *op[3:])])
-        elif kind == "fork" and org.seq:
-            node.replica.accept([org.fork(org.seq, org.prev if org.seq > 1 else None)])
-        elif kind == "own-vouch":
-            node.replica.issue("vouch", vouch_body(org.did, op[2], "org-peer"))
-        elif kind == "recompute":
+        if op[0] == "recompute":
             live.engine.recompute(now=Org.ts + op[1] * HOUR_MS)
+        else:
+            apply_op(node, orgs, vouches, op)
+
+
+def apply_op(node: FakeNode, orgs: list[Org], vouches: dict[int, list[Record]], op: tuple) -> None:
+    """Carry out one operation of the streams these tests draw: `op[0]` names it, `op[1]` is the org's index."""
+    kind, org = op[0], orgs[op[1]]
+    if kind == "agent-vouch":
+        _, i, agent, weight, basis, hours = op
+        vouches[i].append(org.record("vouch", vouch_body(AGENTS[agent], weight, basis, expires=_expiry(hours))))
+        node.replica.accept(vouches[i][-1:])
+    elif kind == "org-vouch" and op[1] != op[2]:
+        _, i, subject, weight, hours = op
+        vouches[i].append(org.record("vouch", vouch_body(orgs[subject].did, weight, "org-peer",
+                                                         expires=_expiry(hours))))
+        node.replica.accept(vouches[i][-1:])
+    elif kind == "revoke" and vouches[op[1]]:
+        mine = vouches[op[1]]
+        node.replica.accept([org.revoke(mine[op[2] % len(mine)])])
+    elif kind == "digest":
+        node.replica.accept([_digest(org, AGENTS[op[2]], *op[3:])])
+    elif kind == "fork" and org.seq:
+        node.replica.accept([org.fork(org.seq, org.prev if org.seq > 1 else None)])
+    elif kind == "own-vouch":
+        node.replica.issue("vouch", vouch_body(org.did, op[2], "org-peer"))
 
 
 @contextmanager

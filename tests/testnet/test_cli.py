@@ -202,6 +202,14 @@ def test_logs_prints_the_last_lines_from_the_rotated_files_too_oldest_first(exis
     assert capsys.readouterr().out == "a\nb\nc\nd\ne\n"
 
 
+def _status(existing, capsys) -> tuple[str, list[dict]]:
+    """What `testnet status` prints, as a table and as --json."""
+    assert main(["testnet", "status", "--dir", str(existing)]) == 0
+    out = capsys.readouterr().out
+    assert main(["testnet", "status", "--json", "--dir", str(existing)]) == 0
+    return out, json.loads(capsys.readouterr().out)
+
+
 def test_status_shows_a_running_node_whose_log_process_is_gone(existing, capsys):
     """Before: it showed `up`, and the node's lines went nowhere unseen."""
     cluster = Cluster.open(existing)
@@ -216,10 +224,7 @@ def test_status_shows_a_running_node_whose_log_process_is_gone(existing, capsys)
         assert Cluster.open(existing).log_running("n00") is True
         writer.kill()
         writer.wait()
-        assert main(["testnet", "status", "--dir", str(existing)]) == 0
-        out = capsys.readouterr().out
-        assert main(["testnet", "status", "--json", "--dir", str(existing)]) == 0
-        rows = json.loads(capsys.readouterr().out)
+        out, rows = _status(existing, capsys)
     finally:
         node.kill()
         node.wait()
@@ -237,10 +242,7 @@ def test_status_shows_a_running_node_whose_token_is_missing_as_unreadable_saying
     try:
         cluster = Cluster.open(existing)
         cluster._set(replace(cluster.entry("n00"), pid=node.pid, started=processes.start_time(node.pid)))
-        assert main(["testnet", "status", "--dir", str(existing)]) == 0
-        out = capsys.readouterr().out
-        assert main(["testnet", "status", "--json", "--dir", str(existing)]) == 0
-        rows = json.loads(capsys.readouterr().out)
+        out, rows = _status(existing, capsys)
     finally:
         node.kill()
         node.wait()
