@@ -101,6 +101,15 @@ def test_a_kept_rotation_naming_the_org_key_was_adopted_and_is_removed(taken_bac
     assert kept(config, rotation.body.next) is None and not (config.data_dir / TAKEN_BACK_FILE).exists()
 
 
+def test_an_adopt_stopped_after_installing_the_key_is_finished_by_running_it_again(taken_back, tmp_path, capsys):
+    """Run again, it said "missing: … nothing to decide" and exited 1, though it had only its file left to remove."""
+    config, rotation = taken_back
+    config.key_path.write_bytes((tmp_path / "org.key").read_bytes())
+    assert cli.main(["key", "adopt", "--dir", str(config.data_dir), str(tmp_path / "org.key")]) == 0
+    assert json.loads(capsys.readouterr().out) == {"did": rotation.body.next}
+    assert not (config.data_dir / TAKEN_BACK_FILE).exists()
+
+
 def test_contest_signs_the_org_record_again_at_the_rotations_seq(taken_back, capsys):
     config, rotation = taken_back
     assert cli.main(["key", "contest", "--dir", str(config.data_dir)]) == 0
