@@ -32,21 +32,13 @@ from vouching.policy import Policy
 from ..factories import Org, new_did
 from .fake_node import FakeNode, fake_node
 from .kill_points import killed_at
-from .test_trust_replay import AGENTS, END, ORGS, _digest, apply_op
+from .test_trust_replay import AGENTS, END, ORGS, RECORD_OPERATIONS, _digest, apply_op
 
-_hours = st.none() | st.integers(1, 30)
+# test_trust_replay's record operations, a digest of this node's own (agent, hour, ok, denied) and an org's rotation.
 operations = st.lists(st.one_of(
-    st.tuples(st.just("agent-vouch"), st.integers(0, ORGS - 1), st.integers(0, 2), st.sampled_from([0.3, 1.0]),
-              st.sampled_from(["operator", "audit", "developer"]), _hours),
-    st.tuples(st.just("org-vouch"), st.integers(0, ORGS - 1), st.integers(0, ORGS - 1), st.sampled_from([0.3, 1.0]),
-              _hours),
-    st.tuples(st.just("revoke"), st.integers(0, ORGS - 1), st.integers(0, 10)),
-    st.tuples(st.just("digest"), st.integers(0, ORGS - 1), st.integers(0, 2), st.integers(0, 9), st.integers(0, 30),
-              st.integers(0, 3)),
+    *RECORD_OPERATIONS,
     st.tuples(st.just("own-digest"), st.integers(0, 2), st.integers(0, 9), st.integers(0, 30), st.integers(0, 3)),
-    st.tuples(st.just("fork"), st.integers(0, ORGS - 1)),
     st.tuples(st.just("rotate"), st.integers(0, ORGS - 1)),
-    st.tuples(st.just("own-vouch"), st.integers(0, ORGS - 1), st.sampled_from([0.3, 1.0])),
 ), max_size=30)
 
 
