@@ -87,9 +87,11 @@ def adopt(config: NodeConfig, key_file: Path) -> str:
         check_listed(config.data_dir, [LEDGER_FILE])
         key = load_org_key(config.key_path)
         org = did_key(bytes(key.verify_key))
-        if (config.data_dir / TAKEN_BACK_FILE).exists() and kept(config, org) is None:
-            return org  # an adopt stopped after installing the key, before removing the file: finished now
-        rotation = _kept(config, org)
+        was_kept = (config.data_dir / TAKEN_BACK_FILE).exists()
+        if (rotation := kept(config, org)) is None:
+            if was_kept:  # an adopt stopped after installing the key, before removing the file: `kept` removed it
+                return org
+            raise _nothing_kept(config, org)
         assert isinstance(rotation.body, OrgBody)
         successor = load_org_key(key_file)
         if (did := did_key(bytes(successor.verify_key))) != rotation.body.next:
@@ -133,9 +135,13 @@ def _seq(store: RecordStore, did: str) -> int:
 
 def _kept(config: NodeConfig, org: str) -> Record:
     if (rotation := kept(config, org)) is None:
-        raise TakenBackError(f"{config.data_dir / TAKEN_BACK_FILE}: missing: no rotation of the org key {org} came "
-                             "back from peers as the node started, so there is nothing to decide")
+        raise _nothing_kept(config, org)
     return rotation
+
+
+def _nothing_kept(config: NodeConfig, org: str) -> TakenBackError:
+    return TakenBackError(f"{config.data_dir / TAKEN_BACK_FILE}: missing: no rotation of the org key {org} came back "
+                          "from peers as the node started, so there is nothing to decide")
 
 
 def _remove(config: NodeConfig) -> None:
