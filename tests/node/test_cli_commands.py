@@ -101,15 +101,32 @@ async def test_status_finds_the_node_by_its_address(run, node, url):
 
 
 async def test_a_directory_without_a_configuration_is_a_usage_error(run, tmp_path):
-    code, _, err = await run("status", "--dir", tmp_path / "nowhere")
+    code, _, err = await run("status", "--dir", tmp_path)
     assert code == 2
     assert "no configuration here; create one with `vouchnet init" in err
+
+
+async def test_a_data_directory_that_does_not_exist_is_named_as_such(run, tmp_path):
+    """A mistyped --dir: said to be missing, not a node to create (init there would make a new org key)."""
+    code, _, err = await run("status", "--dir", tmp_path / "alcie")
+    assert code == 2
+    assert err == (f"vouchnet status: {tmp_path}/alcie: no such directory: give --dir the node's data directory, "
+                   "where `vouchnet init` wrote config.toml (`vouchnet init --dir "
+                   f"{tmp_path}/alcie` creates a new node)\n")
+
+
+async def test_a_data_directory_given_as_its_config_file_names_the_directory(run, tmp_path):
+    node = init_data_dir(tmp_path / "alice", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    code, _, err = await run("status", "--dir", node.data_dir / "config.toml")
+    assert code == 2
+    assert err == (f"vouchnet status: {node.data_dir}/config.toml: a file, not a directory: give --dir the node's "
+                   f"data directory, the one that holds config.toml ({node.data_dir})\n")
 
 
 @pytest.mark.parametrize(
     ("argv", "complaint"),
     [
-        (["status", "--dir", "{file}"], "vouchnet status: {file}/config.toml: Not a directory"),
+        (["status", "--dir", "{file}/node"], "vouchnet status: {file}/node/config.toml: Not a directory"),
         (["init", "--dir", "{file}/node"], "vouchnet init: {file}/node: Not a directory"),
         (["vouch", new_did(), "--weight", "1", "--basis", "operator", "--api", "http://127.0.0.1:9",
           "--token-file", "{dir}"], "vouchnet vouch: {dir}: not a regular file (a directory, a pipe or a device); put "
@@ -118,7 +135,7 @@ async def test_a_directory_without_a_configuration_is_a_usage_error(run, tmp_pat
           "--out", "{dir}/missing/export.json"],
          "vouchnet audit export: {dir}/missing/export.json: No such file or directory"),
     ],
-    ids=["status --dir FILE", "init --dir FILE/node", "--token-file DIR", "audit export --out MISSING/F"],
+    ids=["status --dir FILE/node", "init --dir FILE/node", "--token-file DIR", "audit export --out MISSING/F"],
 )
 def test_a_path_the_file_system_refuses_is_one_line_naming_it(tmp_path, capsys, argv, complaint):
     """Not a traceback: the command, the path and why, and exit status 2 (the operator's to fix)."""
