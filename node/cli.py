@@ -89,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(argv[0] if argv else None)
     try:
-        args = parser.parse_args(argv)
+        args, unrecognized = parser.parse_known_args(argv)
+        if unrecognized:  # said by the (sub)command they were given to, with its usage, not by `vouchnet`'s
+            _command_parser(parser, argv).error(f"unrecognized arguments: {' '.join(unrecognized)}")
     except SystemExit as stop:  # argparse exits 2 on a usage error, 0 after --help
         return stop.code if isinstance(stop.code, int) else 2
     if args.command is None:
@@ -112,6 +114,15 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:  # a --dir, --out, --cache or --token-file the file system refuses: name it, no traceback
         print(f"{name}: {os_error_text(e)}", file=sys.stderr)
         return 2
+
+
+def _command_parser(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.ArgumentParser:
+    """The parser of the innermost command `argv` names (`log verify`'s for `vouchnet log verify ...`)."""
+    for word in argv:
+        commands = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+        if commands and word in commands[0].choices:
+            parser = commands[0].choices[word]
+    return parser
 
 
 def _shown(error: Exception) -> str:

@@ -1091,6 +1091,20 @@ def test_no_command_prints_the_help():
     assert cli.main([]) == 0
 
 
+@pytest.mark.parametrize(
+    ("argv", "usage"),
+    [(["orgs", "did:key:z6Mk"], "vouchnet orgs"), (["log", "verify", "--dir", "d", "extra"], "vouchnet log verify"),
+     (["testnet", "status", "n01"], "vouchnet testnet status")],
+    ids=["orgs DID", "log verify extra", "testnet status NODE"],
+)
+def test_an_argument_a_command_does_not_take_is_refused_with_that_command_s_usage(capsys, argv, usage):
+    """Not `vouchnet`'s usage, which says nothing of what the command takes."""
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: {usage} [-h]")
+    assert err.endswith(f"\n{usage}: error: unrecognized arguments: {argv[-1]}\n")
+
+
 def test_the_version_is_the_installed_one(capsys):
     assert cli.main(["--version"]) == 0
     assert capsys.readouterr() == (f"vouchnet {importlib.metadata.version('vouchnet')}\n", "")
