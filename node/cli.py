@@ -13,9 +13,6 @@ import os
 import sys
 import textwrap
 
-from node.client import ClientError
-from node.commands.common import CommandFailed, UsageError, os_error_text
-
 # Each command and the module whose `register(subparsers)` adds it, in the order --help lists them.
 COMMANDS = {
     "init": "node.commands.local",
@@ -86,7 +83,16 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _run(sys.argv[1:] if argv is None else argv)
+    except KeyboardInterrupt:  # Ctrl-C, also while the command's modules load (a traceback of an import, before)
+        return 130
+
+
+def _run(argv: list[str]) -> int:
+    from node.client import ClientError  # here, not above: a Ctrl-C while these load is main's to catch
+    from node.commands.common import CommandFailed, UsageError, os_error_text
+
     parser = build_parser(argv[0] if argv else None)
     try:
         args, unrecognized = parser.parse_known_args(argv)
@@ -106,8 +112,6 @@ def main(argv: list[str] | None = None) -> int:
     except (ClientError, CommandFailed) as e:
         print(f"{name}: {_shown(e)}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 130
     except BrokenPipeError:  # `vouchnet records | head`: the reader has all it wants
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that exit does not flush into it
         return 141  # 128 + SIGPIPE, as a shell reports a command that SIGPIPE stopped
