@@ -13,9 +13,6 @@ import os
 import sys
 import textwrap
 
-from node.client import ClientError
-from node.commands.common import CommandFailed, UsageError, os_error_text
-
 # Each command and the module whose `register(subparsers)` adds it, in the order --help lists them.
 COMMANDS = {
     "init": "node.commands.local",
@@ -86,10 +83,21 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _run(sys.argv[1:] if argv is None else argv)
+    except KeyboardInterrupt:  # Ctrl-C, also while the command's modules load (a traceback of an import, before)
+        return 130
+
+
+def _run(argv: list[str]) -> int:
+    from node.client import ClientError  # here, not above: a Ctrl-C while these load is main's to catch
+    from node.commands.common import CommandFailed, UsageError, os_error_text
+
     parser = build_parser(argv[0] if argv else None)
     try:
-        args = parser.parse_args(argv)
+        args, unrecognized = parser.parse_known_args(argv)
+        if unrecognized:  # said by the (sub)command they were given to, with its usage, not by `vouchnet`'s
+            _command_parser(parser, argv).error(f"unrecognized arguments: {' '.join(unrecognized)}")
     except SystemExit as stop:  # argparse exits 2 on a usage error, 0 after --help
         return stop.code if isinstance(stop.code, int) else 2
     if args.command is None:
@@ -104,14 +112,21 @@ def main(argv: list[str] | None = None) -> int:
     except (ClientError, CommandFailed) as e:
         print(f"{name}: {_shown(e)}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 130
     except BrokenPipeError:  # `vouchnet records | head`: the reader has all it wants
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that exit does not flush into it
         return 141  # 128 + SIGPIPE, as a shell reports a command that SIGPIPE stopped
     except OSError as e:  # a --dir, --out, --cache or --token-file the file system refuses: name it, no traceback
         print(f"{name}: {os_error_text(e)}", file=sys.stderr)
         return 2
+
+
+def _command_parser(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.ArgumentParser:
+    """The parser of the innermost command `argv` names (`log verify`'s for `vouchnet log verify ...`)."""
+    for word in argv:
+        commands = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+        if commands and word in commands[0].choices:
+            parser = commands[0].choices[word]
+    return parser
 
 
 def _shown(error: Exception) -> str:

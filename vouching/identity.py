@@ -7,7 +7,9 @@ from vouching.base58 import b58decode, b58encode
 _PREFIX = "did:key:z"
 _ED25519_MULTICODEC = b"\xed\x01"  # unsigned varint of 0xed, the multicodec code of ed25519-pub
 _KEY_SIZE = 32
-# An Ed25519 did:key is always 56 characters; the bound keeps base58 decoding of hostile input cheap.
+# An Ed25519 did:key is always 56 characters, all beginning so; the bound keeps base58 decoding of hostile input cheap.
+_DID_LENGTH = 56
+_ED25519_PREFIX = "did:key:z6Mk"
 _MAX_DID_LENGTH = 64
 
 
@@ -54,6 +56,9 @@ def _decode(did: str) -> bytes:
     except ValueError as error:
         raise InvalidDid(f"did: {error}") from None
     if not decoded.startswith(_ED25519_MULTICODEC):
+        if did.startswith(_ED25519_PREFIX) and len(did) != _DID_LENGTH:  # its base58 shifted: the multicodec with it
+            raise InvalidDid(f"did: {len(did)} characters, where an Ed25519 did:key has {_DID_LENGTH}: one lost or "
+                             "added in copying?")
         raise InvalidDid("did: multicodec must be ed25519-pub (0xed01)")
     if len(decoded) != len(_ED25519_MULTICODEC) + _KEY_SIZE:
         raise InvalidDid(f"did: an ed25519-pub key must be {_KEY_SIZE} bytes, not {len(decoded) - 2}")

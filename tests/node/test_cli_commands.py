@@ -101,15 +101,32 @@ async def test_status_finds_the_node_by_its_address(run, node, url):
 
 
 async def test_a_directory_without_a_configuration_is_a_usage_error(run, tmp_path):
-    code, _, err = await run("status", "--dir", tmp_path / "nowhere")
+    code, _, err = await run("status", "--dir", tmp_path)
     assert code == 2
     assert "no configuration here; create one with `vouchnet init" in err
+
+
+async def test_a_data_directory_that_does_not_exist_is_named_as_such(run, tmp_path):
+    """A mistyped --dir: said to be missing, not a node to create (init there would make a new org key)."""
+    code, _, err = await run("status", "--dir", tmp_path / "alcie")
+    assert code == 2
+    assert err == (f"vouchnet status: {tmp_path}/alcie: no such directory: give --dir the node's data directory, "
+                   "where `vouchnet init` wrote config.toml (`vouchnet init --dir "
+                   f"{tmp_path}/alcie` creates a new node)\n")
+
+
+async def test_a_data_directory_given_as_its_config_file_names_the_directory(run, tmp_path):
+    node = init_data_dir(tmp_path / "alice", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    code, _, err = await run("status", "--dir", node.data_dir / "config.toml")
+    assert code == 2
+    assert err == (f"vouchnet status: {node.data_dir}/config.toml: a file, not a directory: give --dir the node's "
+                   f"data directory, the one that holds config.toml ({node.data_dir})\n")
 
 
 @pytest.mark.parametrize(
     ("argv", "complaint"),
     [
-        (["status", "--dir", "{file}"], "vouchnet status: {file}/config.toml: Not a directory"),
+        (["status", "--dir", "{file}/node"], "vouchnet status: {file}/node/config.toml: Not a directory"),
         (["init", "--dir", "{file}/node"], "vouchnet init: {file}/node: Not a directory"),
         (["vouch", new_did(), "--weight", "1", "--basis", "operator", "--api", "http://127.0.0.1:9",
           "--token-file", "{dir}"], "vouchnet vouch: {dir}: not a regular file (a directory, a pipe or a device); put "
@@ -118,7 +135,7 @@ async def test_a_directory_without_a_configuration_is_a_usage_error(run, tmp_pat
           "--out", "{dir}/missing/export.json"],
          "vouchnet audit export: {dir}/missing/export.json: No such file or directory"),
     ],
-    ids=["status --dir FILE", "init --dir FILE/node", "--token-file DIR", "audit export --out MISSING/F"],
+    ids=["status --dir FILE/node", "init --dir FILE/node", "--token-file DIR", "audit export --out MISSING/F"],
 )
 def test_a_path_the_file_system_refuses_is_one_line_naming_it(tmp_path, capsys, argv, complaint):
     """Not a traceback: the command, the path and why, and exit status 2 (the operator's to fix)."""
@@ -1074,6 +1091,20 @@ def test_no_command_prints_the_help():
     assert cli.main([]) == 0
 
 
+@pytest.mark.parametrize(
+    ("argv", "usage"),
+    [(["orgs", "did:key:z6Mk"], "vouchnet orgs"), (["log", "verify", "--dir", "d", "extra"], "vouchnet log verify"),
+     (["testnet", "status", "n01"], "vouchnet testnet status")],
+    ids=["orgs DID", "log verify extra", "testnet status NODE"],
+)
+def test_an_argument_a_command_does_not_take_is_refused_with_that_command_s_usage(capsys, argv, usage):
+    """Not `vouchnet`'s usage, which says nothing of what the command takes."""
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: {usage} [-h]")
+    assert err.endswith(f"\n{usage}: error: unrecognized arguments: {argv[-1]}\n")
+
+
 def test_the_version_is_the_installed_one(capsys):
     assert cli.main(["--version"]) == 0
     assert capsys.readouterr() == (f"vouchnet {importlib.metadata.version('vouchnet')}\n", "")
@@ -1088,6 +1119,29 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path):
         done = subprocess.run([sys.executable, "-m", "node.cli", "agent", "list", "--dir", str(made.data_dir)],
                               stdout=stdout, stderr=subprocess.PIPE, timeout=60, text=True)
     assert (done.returncode, done.stderr) == (141, "")
+
+
+# The console script `vouchnet` as pip writes it, with a Ctrl-C arriving as the named module starts to load.
+_INTERRUPTED_WHILE_LOADING = """
+import sys
+class Interrupt:
+    def find_spec(self, name, path=None, target=None):
+        if name == sys.argv[1]:
+            raise KeyboardInterrupt
+sys.meta_path.insert(0, Interrupt())
+from node.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("module", ["node.commands.common", "node.commands.local"],
+                         ids=["the modules every command needs", "the command's own module"])
+def test_a_ctrl_c_while_the_command_loads_ends_it_quietly(tmp_path, module):
+    """Ctrl-C just after Enter (`vouchnet init` loads for a fifth of a second): exit 130, no traceback."""
+    done = subprocess.run([sys.executable, "-c", _INTERRUPTED_WHILE_LOADING, module, "init", "--dir", str(tmp_path)],
+                          capture_output=True, timeout=60, text=True)
+    assert (done.returncode, done.stdout, done.stderr) == (130, "", "")
+    assert not (tmp_path / "config.toml").exists()
 
 
 # --- a broken or hostile node ------------------------------------------------------------------------------------
