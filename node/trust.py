@@ -111,7 +111,8 @@ class TrustService:
         # agent -> (score, tier, scoped tools) last published or served
         self._known: dict[str, tuple[int, str, tuple[str, ...]]] = {}
         self._asked_unknown: dict[str, None] = {}  # those of _known only a read put there, oldest first
-        self._requests = metrics.counter("score_requests_total", "Score and check requests answered", ["kind"])
+        self._requests = metrics.counter("score_requests_total", "Score and check requests answered", ["kind"],
+                                         ("score", "check"))
         metrics.collect("agents_known", "Agents the trust engine holds evidence or vouches for",
                         lambda: len(self.engine.agents()))
         metrics.collect("engine_snapshot_records", "Records engine.snapshot covers (0: none usable, and a start "
