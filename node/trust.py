@@ -206,8 +206,13 @@ class TrustService:
     def _replaying_all(self, error: engine_snapshot.Unusable) -> int:
         assert self._snapshot_dir is not None
         self.engine = self._new_engine()  # (a load that failed may have filled part of it)
-        log.info("trust engine: replaying every record, as engine.snapshot is not usable: %s", error,
-                 extra={"fields": {"file": str(self._snapshot_dir / engine_snapshot.SNAPSHOT_FILE)}})
+        records = self.replica.store.size
+        if isinstance(error, engine_snapshot.Missing) and records < SNAPSHOT_AFTER:
+            log.info("trust engine: replaying the %d stored records (engine.snapshot is written once %d are)",
+                     records, SNAPSHOT_AFTER)
+        else:
+            log.info("trust engine: replaying every record, as engine.snapshot is not usable: %s", error,
+                     extra={"fields": {"file": str(self._snapshot_dir / engine_snapshot.SNAPSHOT_FILE)}})
         return 0
 
     def _loaded_snapshot(self, covers: int) -> int:
@@ -274,7 +279,11 @@ class TrustService:
                 self._snapshot_covers = 0
                 return False
             engine = self._new_engine()
-            log.info("trust engine: bringing engine.snapshot forward from no records, as it is not usable: %s", error)
+            if isinstance(error, engine_snapshot.Missing):
+                log.info("trust engine: writing engine.snapshot, of %d records", stop)
+            else:
+                log.info("trust engine: bringing engine.snapshot forward from no records, as it is not usable: %s",
+                         error)
         fed, turn = 0, _Turn()
         for fed in self._feeding(engine, start, stop):
             if turn.over():
