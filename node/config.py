@@ -533,7 +533,8 @@ fork_window = {d.fork_window}
 
 [telemetry]
 # Length of a behaviour-digest epoch in seconds (at least 1). The node's own observations of an agent in an epoch
-# also make at most one bad report, as its digest of the epoch does at its peers.
+# also make at most one bad report, as its digest of the epoch does at its peers (of epochs shorter than an hour, the
+# scoring's cap window, those in one hour make one together).
 epoch_seconds = {d.epoch_seconds}
 # Raw telemetry events older than this are pruned to their hashes (held for a day while the clock is over a day
 # ahead of the time the node has seen, in case it is a wrong step; vouchnet_retention_clock_held is 1 meanwhile).
