@@ -23,6 +23,11 @@ MAX_RANGES = 256  # ranges in one records request: a server takes no more, so it
 MAX_RETRY = 3600  # seconds a busy server may ask a client to wait before asking again
 
 
+# The reasons a SyncError carries (each raised where its exception is made; PeerBusy's is "throttled")
+SYNC_ERROR_REASONS = ("bad_cosignature", "invalid_record", "limit", "malformed", "out_of_range", "refused", "session",
+                      "stream", "throttled", "turn", "unexpected")
+
+
 class SyncError(Exception):
     """A `/vouchnet/sync/1` exchange broke a rule; `reason` is a short code for counting, the message says how."""
 

@@ -43,6 +43,7 @@ from .sync import (
 from .sync_messages import (
     MAX_REQUEST_FRAME,
     MAX_SEQ,
+    SYNC_ERROR_REASONS,
     SYNC_PROTOCOL,
     Busy,
     CheckpointRequest,
@@ -109,7 +110,8 @@ class SyncStats:
     # (the reasons: SyncError.reason, plus timeout, stream, busy, throttled and turn)
     errors: Counter[str] = by_reason("Catch-up sync failures, by reason: a protocol error's; timeout; stream; busy; "
                                      "throttled (a peer told us to come back later); turn (a gap fetch gave up "
-                                     "waiting for a session with the peer to end)")
+                                     "waiting for a session with the peer to end)",
+                                     (*SYNC_ERROR_REASONS, "busy", "timeout", "storage"))
 
 
 class SyncService:

@@ -93,6 +93,7 @@ from .replica import Replica
 from .stats import by_reason, counted
 from .sync import Send
 from .sync_messages import (
+    SYNC_ERROR_REASONS,
     SYNC_PROTOCOL,
     CheckpointRequest,
     CosignRequest,
@@ -131,7 +132,8 @@ class WitnessStats:
     cosignatures: int = counted("Cosignatures of this node's checkpoints collected from peers")
     declined: Counter[int] = by_reason("Peers' refusals to cosign this node's checkpoints, by tlog-witness status")
     errors: Counter[str] = by_reason("Failed requests to witnesses, and evidence of a fork that failed its check, "
-                                     "by reason")
+                                     "by reason", (*SYNC_ERROR_REASONS, "timeout", "held_checkpoint", "persist",
+                                                   "evidence"))
     cosigned_for_peers: int = counted("Peers' checkpoints this node cosigned")
     refused_peers: Counter[int] = by_reason("Peers' cosign requests this node refused, by tlog-witness status")
     checkpoints_received: int = counted("Gossiped checkpoints of other orgs' logs received")

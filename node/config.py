@@ -500,7 +500,8 @@ sync_peers = {d.sync_peers}
 # At start, before it signs anything, the node waits up to this many seconds for a catch-up sync with a peer to
 # complete (if it has peers to dial): a node whose data directory was restored from an older copy must learn the
 # records it signed since, or it would sign a second record at one seq and be flagged as an equivocator. If none
-# completes in time it signs without it (GET /v1/node's startup_sync is timed_out, vouchnet_startup_sync_timed_out 1).
+# completes in time it signs without it (GET /v1/node's startup_sync is timed_out, vouchnet_startup_sync_timed_out 1,
+# until a later round with a peer completes).
 startup_sync_seconds = {d.startup_sync_seconds}
 # Worker processes that check the signatures of records fetched by catch-up sync; 0 checks them on the node's
 # own thread. On a machine with a core to spare, 1 takes half the catch-up work off the node (benchmarks/sync.py).
@@ -540,7 +541,8 @@ fork_window = {d.fork_window}
 
 [telemetry]
 # Length of a behaviour-digest epoch in seconds (at least 1). The node's own observations of an agent in an epoch
-# also make at most one bad report, as its digest of the epoch does at its peers.
+# also make at most one bad report, as its digest of the epoch does at its peers (of epochs shorter than an hour, the
+# scoring's cap window, those in one hour make one together).
 epoch_seconds = {d.epoch_seconds}
 # Raw telemetry events older than this are pruned to their hashes (held for a day while the clock is over a day
 # ahead of the time the node has seen, in case it is a wrong step; vouchnet_retention_clock_held is 1 meanwhile).

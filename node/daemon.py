@@ -58,7 +58,8 @@ from .trust import TrustService
 log = logging.getLogger("vouchnet.node")
 SHUTDOWN_SECONDS = 2.0
 _WILDCARDS = ("/ip4/0.0.0.0/", "/ip6/::/")
-# How the start's catch-up sync went (_take_back_own_records); "pending" until it has
+# How the start's catch-up sync went (_take_back_own_records); "pending" until it has; "timed_out" turns "done" once a
+# full round with a peer completes later (_catch_up_late)
 StartupSync = Literal["pending", "no_peers", "done", "timed_out"]
 # py-libp2p 0.8.1 sends an IDONTWANT per message to every /meshsub/1.2.0 peer: 15-60% more CPU per record for
 # batched gossip (measured in benchmarks/gossip_service.py), and go, js and rust peers negotiate 1.1 anyway.
@@ -328,8 +329,9 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
                         "started (a restore from an older copy, or a stolen key)", lambda: replica.own_from_peers)
         add_health_gauges(metrics, replica=replica, token_file=token_file, data_dir=config.data_dir)
         metrics.collect("startup_sync_timed_out", "1 when no peer completed a catch-up sync within [p2p] "
-                        "startup_sync_seconds of the start: the node signs without it (if its data directory was "
-                        "restored from an older copy, the org may sign twice at one seq); GET /v1/node's startup_sync",
+                        "startup_sync_seconds of the start, until one completes a full round: the node signs without "
+                        "it (if its data directory was restored from an older copy, the org may sign twice at one "
+                        "seq); GET /v1/node's startup_sync",
                         lambda: int(node.startup_sync == "timed_out"))
         yield node
 
@@ -377,6 +379,8 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
         except RotationTakenBack as taken:
             keep(config.data_dir, taken.rotation)
             raise StartupError(refusal(config, taken.rotation)) from None
+        if node.startup_sync == "timed_out":
+            nursery.start_soon(_catch_up_late, node)
         for service in (node.witnessing, node.trust, *node.telemetry.services()):
             try:
                 await nursery.start(service.run)
@@ -443,6 +447,14 @@ async def _take_back_own_records(node: Node, seconds: float) -> StartupSync:
                     "restored from an older copy, the org may sign twice at one seq)", extra={"fields": {"seconds": seconds}})
         return "timed_out"
     return "done"
+
+
+async def _catch_up_late(node: Node) -> None:
+    """A start's timed-out catch-up sync, done once a full round with a peer completes: the records the org signed
+    elsewhere have come back by then (any second record at one seq signed meanwhile shows as own_org_flagged)."""
+    await node.sync.first_round.wait()
+    node.startup_sync = "done"
+    log.info("a peer completed the catch-up sync the start timed out on: startup_sync is done")
 
 
 async def run_until_signalled(config: NodeConfig) -> None:

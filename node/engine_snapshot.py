@@ -56,6 +56,10 @@ class Unusable(Exception):
     """Why a snapshot cannot stand in for the replay of its records; the message says so."""
 
 
+class Missing(Unusable):
+    """There is no engine.snapshot: none written yet (node.trust writes one from SNAPSHOT_AFTER records), or deleted."""
+
+
 def write(data_dir: Path, snapshot: Snapshot) -> None:
     """Write engine.snapshot whole and durably (ledger.files.replace_file): a crash leaves the one there was. Its
     columns are written from their arrays."""
@@ -109,7 +113,7 @@ def read(data_dir: Path) -> Snapshot:
         with open(data_dir / SNAPSHOT_FILE, "rb") as file:
             return _read(file, os.fstat(file.fileno()).st_size)
     except FileNotFoundError:
-        raise Unusable("there is none yet") from None
+        raise Missing("there is none yet") from None
     except OSError as error:
         raise Unusable(f"it cannot be read ({error.strerror or error})") from None
 

@@ -25,7 +25,8 @@ from .idempotency import IdempotencyStore, StoredReply, span_key
 from .metrics import Registry
 from .otlp import SpanBatch
 
-_REASONS = frozenset({"event", "agent", "ts", "category", "name", "outcome", "duration_ms", "high_risk", "attrs"})
+_FIELDS = ("event", "agent", "ts", "category", "name", "outcome", "duration_ms", "high_risk", "attrs")
+REJECTION_REASONS = (*_FIELDS, "unknown_field")  # events_rejected_total's reasons (rejection_reason)
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def feed_first_hand(engine: TrustEngine, batch: Appended) -> dict[str, FirstHand
 def rejection_reason(detail: str) -> str:
     """The metric label for a rejection: the top-level field its message names."""
     reason = detail.split(":", 1)[0].split(".", 1)[0]
-    return reason if reason in _REASONS else "unknown_field"
+    return reason if reason in _FIELDS else "unknown_field"
 
 
 def _parse_batch(body: bytes) -> list[Any]:
@@ -143,11 +144,13 @@ class Ingestor:
         self.write_lock = trio.Lock()
         m = self.metrics
         self._accepted = m.counter("events_accepted_total", "Events appended to the audit log")
-        self._rejected = m.counter("events_rejected_total", "Events refused, by the field that broke a rule", ("reason",))
+        self._rejected = m.counter("events_rejected_total", "Events refused, by the field that broke a rule",
+                                   ("reason",), REJECTION_REASONS)
         self._batches = m.counter("event_batches_total", "Batches appended to the audit log")
         self._replays = m.counter("idempotent_replays_total", "Batches answered from an earlier request's reply")
         self._listener_errors = m.counter("ingest_listener_errors_total", "Failures of a batch listener")
-        self._spans = m.counter("spans_total", "OTLP spans received, by what became of them", ("result",))
+        self._spans = m.counter("spans_total", "OTLP spans received, by what became of them", ("result",),
+                                 ("accepted", "duplicate", "rejected", "ignored"))
         m.collect("audit_entries", "Entries in the private audit log", lambda: self.audit.size)
 
     def reject(self, detail: str) -> None:

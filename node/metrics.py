@@ -77,13 +77,19 @@ class _Family:
 
 
 class Counter(_Family):
-    """A monotonically increasing count, by label values."""
+    """A monotonically increasing count, by label values; those of `known` (a closed set of a one-label counter's
+    values) are exported at 0 from the start, as Prometheus's instrumentation guidance asks, so that rate() and
+    increase() see their first event."""
 
     kind = "counter"
 
-    def __init__(self, name: str, help: str, labels: Sequence[str] = ()) -> None:
+    def __init__(self, name: str, help: str, labels: Sequence[str] = (), known: Iterable[str] = ()) -> None:
         super().__init__(name, help, labels)
         self._values: dict[LabelValues, float] = {} if labels else {(): 0.0}
+        known = tuple(known)
+        if known and len(self.labels) != 1:
+            raise ValueError(f"metric {name}: known label values need exactly one label")
+        self._values.update(((value,), 0.0) for value in known)
 
     def inc(self, amount: float = 1.0, **labels: str) -> None:
         if amount < 0:
@@ -168,8 +174,8 @@ class Registry:
         self._families[family.name] = family
         return family
 
-    def counter(self, name: str, help: str, labels: Sequence[str] = ()) -> Counter:
-        return self._add(Counter(PREFIX + name, help, labels))
+    def counter(self, name: str, help: str, labels: Sequence[str] = (), known: Iterable[str] = ()) -> Counter:
+        return self._add(Counter(PREFIX + name, help, labels, known))
 
     def gauge(self, name: str, help: str, labels: Sequence[str] = ()) -> Gauge:
         return self._add(Gauge(PREFIX + name, help, labels))

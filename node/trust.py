@@ -111,7 +111,8 @@ class TrustService:
         # agent -> (score, tier, scoped tools) last published or served
         self._known: dict[str, tuple[int, str, tuple[str, ...]]] = {}
         self._asked_unknown: dict[str, None] = {}  # those of _known only a read put there, oldest first
-        self._requests = metrics.counter("score_requests_total", "Score and check requests answered", ["kind"])
+        self._requests = metrics.counter("score_requests_total", "Score and check requests answered", ["kind"],
+                                         ("score", "check"))
         metrics.collect("agents_known", "Agents the trust engine holds evidence or vouches for",
                         lambda: len(self.engine.agents()))
         metrics.collect("engine_snapshot_records", "Records engine.snapshot covers (0: none usable, and a start "
@@ -130,11 +131,12 @@ class TrustService:
                   raw: RawLookup = lambda epoch, agent: None) -> Iterator[None]:
         """Rebuild the engine from the store, the digests of every key of our org (as first-hand), and the raw
         events no digest of ours counts yet; from here on, follow the replica's rotations (`_relink`). Yields after
-        each TURN_S of work, so that a caller can let a signal stop the start between turns (at 10^6 stored records
-        a replay takes a minute or more). A DP digest of ours counts by its raw counts, `raw(epoch, agent)`
+        each TURN_S of work, so that a caller can let a signal stop the start between turns (at 10^6 stored records a
+        start took 30.8 s replaying every record, 2.53 s from an engine.snapshot of them all: README,
+        benchmarks/startup.py). A DP digest of ours counts by its raw counts, `raw(epoch, agent)`
         (node.digests.DigestState.raw_reader), where kept: its published counts carry noise, which would come back
-        as events the node never saw. The full recompute that completes the replay is the
-        caller's: `replay` runs it at once, the node in a worker thread (`recompute_replayed`)."""
+        as events the node never saw. The full recompute that completes the replay is the caller's: `replay` runs it
+        at once, the node in a worker thread (`recompute_replayed`)."""
         self._raw = raw
         start = self._load_snapshot() if self._loaded is None else self._loaded
         fed, turn = 0, _Turn()
@@ -205,8 +207,13 @@ class TrustService:
     def _replaying_all(self, error: engine_snapshot.Unusable) -> int:
         assert self._snapshot_dir is not None
         self.engine = self._new_engine()  # (a load that failed may have filled part of it)
-        log.info("trust engine: replaying every record, as engine.snapshot is not usable: %s", error,
-                 extra={"fields": {"file": str(self._snapshot_dir / engine_snapshot.SNAPSHOT_FILE)}})
+        records = self.replica.store.size
+        if isinstance(error, engine_snapshot.Missing) and records < SNAPSHOT_AFTER:
+            log.info("trust engine: replaying the %d stored records (engine.snapshot is written once %d are)",
+                     records, SNAPSHOT_AFTER)
+        else:
+            log.info("trust engine: replaying every record, as engine.snapshot is not usable: %s", error,
+                     extra={"fields": {"file": str(self._snapshot_dir / engine_snapshot.SNAPSHOT_FILE)}})
         return 0
 
     def _loaded_snapshot(self, covers: int) -> int:
@@ -273,7 +280,11 @@ class TrustService:
                 self._snapshot_covers = 0
                 return False
             engine = self._new_engine()
-            log.info("trust engine: bringing engine.snapshot forward from no records, as it is not usable: %s", error)
+            if isinstance(error, engine_snapshot.Missing):
+                log.info("trust engine: writing engine.snapshot, of %d records", stop)
+            else:
+                log.info("trust engine: bringing engine.snapshot forward from no records, as it is not usable: %s",
+                         error)
         fed, turn = 0, _Turn()
         for fed in self._feeding(engine, start, stop):
             if turn.over():

@@ -55,11 +55,12 @@ async def node_info(node: NodeDep) -> dict[str, Any]:
     "behind" or "diverged", when it signs no checkpoint any more); `startup_sync` how the catch-up sync with a peer
     that a start runs before it signs went: "done", "no_peers" (none to dial) or "timed_out" (it signs without it: if
     its data directory was restored from an older copy, the org may sign twice at one seq; the metric
-    vouchnet_startup_sync_timed_out). `horizon` counts the orgs inside its horizon; `flagged` lists the first 64
-    orgs flagged for equivocation in did order, `flagged_total` counts them all and `flagged_complete` is false if
-    there are more; `own_org_flagged` is true once this org is flagged itself (peers then trust none of it; the
-    metric vouchnet_own_org_flagged). `takes_writes` is false while the node cannot read its api.token as a token:
-    it refuses every write (503 no_token; the metric vouchnet_api_writes_refused)."""
+    vouchnet_startup_sync_timed_out), "done" once a later full round with a peer completes. `horizon` counts the
+    orgs inside its horizon; `flagged` lists the first 64 orgs flagged for equivocation in did order,
+    `flagged_total` counts them all and `flagged_complete` is false if there are more; `own_org_flagged` is true
+    once this org is flagged itself (peers then trust none of it; the metric vouchnet_own_org_flagged).
+    `takes_writes` is false while the node cannot read its api.token as a token: it refuses every write (503
+    no_token; the metric vouchnet_api_writes_refused)."""
     replica = node.replica
     return {
         **node.info(),

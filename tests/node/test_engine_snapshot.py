@@ -166,6 +166,21 @@ def test_a_snapshot_of_another_format_is_replayed_past(snapshotted, caplog, monk
     _fell_back(node, path.parent, caplog, "it is of format 1, and this version reads format 2")
 
 
+def test_a_start_without_a_snapshot_not_yet_due_says_nothing_is_wrong(tmp_path, caplog, monkeypatch):
+    """Before: a fresh node logged that engine.snapshot "is not usable: there is none yet", which read like a fault.
+    Past SNAPSHOT_AFTER records, a missing snapshot is still said to be not usable."""
+    ROOT[0] = new_did()
+    with fake_node(tmp_path) as node:
+        _filled(node, 8)
+        with caplog.at_level(logging.INFO, logger="node.trust"):
+            _started(node, tmp_path)
+        lines = [r.getMessage() for r in caplog.records if "engine.snapshot" in r.getMessage()]
+        assert lines == [f"trust engine: replaying the 8 stored records (engine.snapshot is written once "
+                         f"{node_trust.SNAPSHOT_AFTER} are)"]
+        monkeypatch.setattr(node_trust, "SNAPSHOT_AFTER", 8)
+        _fell_back(node, tmp_path, caplog, "there is none yet")
+
+
 @pytest.mark.parametrize("records, why", [(5, "the ledger holds 5"), (8, "not those it covers")],
                          ids=["shorter-ledger", "same-size-other-root"])
 def test_a_snapshot_of_another_ledger_is_replayed_past(snapshotted, tmp_path, caplog, records, why):

@@ -1,8 +1,11 @@
 """Metrics: what the services count, rendered so that Prometheus' own parser reads it back, one registry per
 node."""
 
+import ast
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import pytest
@@ -146,3 +149,54 @@ async def test_get_metrics_serves_what_the_telemetry_services_count(tmp_path):
     assert samples[("vouchnet_events_rejected_total", (("reason", "outcome"),))] == 1
     assert samples[("vouchnet_audit_entries", ())] == 1
     assert ("vouchnet_digest_open_agents", ()) in samples
+
+
+async def test_a_fresh_node_shows_each_series_of_a_closed_set_of_label_values_at_0(tmp_path):
+    """Before: a labelled counter appeared with its first event, so rate() and increase() missed that event and an
+    alert on, say, a witness's persist errors never fired on the first."""
+    from gossip.sync_messages import SYNC_ERROR_REASONS
+    from node.ingest import REJECTION_REASONS
+
+    from .in_process import running
+
+    async with running(tmp_path / "a") as node:
+        samples = parsed(node.metrics)
+    known = {
+        ("vouchnet_events_rejected_total", "reason"): REJECTION_REASONS,
+        ("vouchnet_spans_total", "result"): ("accepted", "duplicate", "rejected", "ignored"),
+        ("vouchnet_score_requests_total", "kind"): ("score", "check"),
+        ("vouchnet_sync_errors_total", "reason"): (*SYNC_ERROR_REASONS, "busy", "timeout", "storage"),
+        ("vouchnet_witness_errors_total", "reason"): (*SYNC_ERROR_REASONS, "timeout", "held_checkpoint", "persist",
+                                                      "evidence"),
+    }
+    for (name, label), values in known.items():
+        assert {value: samples.get((name, ((label, value),))) for value in values} == dict.fromkeys(values, 0), name
+
+
+def _literals(path: str, given_as: Callable[[ast.AST], ast.AST | None]) -> set[str]:
+    """The string literals in `path` that `given_as` finds in a node (None: none there)."""
+    found = (given_as(node) for node in ast.walk(ast.parse(Path(path).read_text())))
+    return {arg.value for arg in found if isinstance(arg, ast.Constant) and isinstance(arg.value, str)}
+
+
+def _sync_error_reason(node: ast.AST) -> ast.AST | None:
+    """The reason a SyncError is made with."""
+    names = {"SyncError", "LocalProtocolError", "RemoteProtocolError"}
+    if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) in names:
+        return node.args[0]
+    return None
+
+
+def _errors_key(node: ast.AST) -> ast.AST | None:
+    """The key of a `stats.errors[...]`."""
+    return node.slice if isinstance(node, ast.Subscript) and getattr(node.value, "attr", None) == "errors" else None
+
+
+def test_the_known_reasons_are_every_reason_the_code_gives():
+    """A reason left out of its known set would show only from its first event again."""
+    from gossip.sync_messages import SYNC_ERROR_REASONS
+
+    assert set().union(*(_literals(str(path), _sync_error_reason) for path in Path("gossip").glob("*.py"))) <= set(
+        SYNC_ERROR_REASONS)
+    for path, stats in (("gossip/sync_service.py", SyncStats()), ("gossip/witnessing.py", WitnessStats())):
+        assert _literals(path, _errors_key) <= set(stats.errors), path
