@@ -418,10 +418,20 @@ async def test_records_refuses_a_subject_no_record_can_have(run, node, url):
     node.replica.issue("revoke", revoke_body(bytes.fromhex(revoked), "retired"))
     code, out, _ = await run("records", "--api", url, "--subject", revoked)
     assert (code, len(out.splitlines())) == (0, 1)
-    for subject in ("did:key:z6Mk", revoked[:12]):
+    for subject in (revoked[:12], "z6Mk"):
         code, _, err = await run("records", "--api", url, "--subject", subject)
         assert code == 2
         assert f"argument --subject: expected a did:key, or a vouch's record id (64 hex digits), got '{subject}'" in err
+
+
+async def test_records_says_what_is_wrong_with_a_subject_did_as_score_does(run, node, url):
+    did = new_did()
+    for subject in (did[:-1], did.replace("did:key:", "did:web:"), "eyJhbGciOiJFZERTQSJ9.e30.c2ln"):
+        _, _, score_err = await run("score", "--api", url, subject)
+        code, _, err = await run("records", "--api", url, "--subject", subject)
+        assert code == 2
+        said = score_err.splitlines()[-1].split("argument DID: ")[1]
+        assert err.splitlines()[-1] == f"vouchnet records: error: argument --subject: {said}"
 
 
 async def test_records_as_json_lines_and_limited(run, node, url):
