@@ -1103,9 +1103,9 @@ def test_no_command_prints_the_help():
 
 @pytest.mark.parametrize(
     ("argv", "usage"),
-    [(["orgs", "did:key:z6Mk"], "vouchnet orgs"), (["log", "verify", "--dir", "d", "extra"], "vouchnet log verify"),
+    [(["peers", "did:key:z6Mk"], "vouchnet peers"), (["log", "verify", "--dir", "d", "extra"], "vouchnet log verify"),
      (["testnet", "status", "n01"], "vouchnet testnet status")],
-    ids=["orgs DID", "log verify extra", "testnet status NODE"],
+    ids=["peers DID", "log verify extra", "testnet status NODE"],
 )
 def test_an_argument_a_command_does_not_take_is_refused_with_that_command_s_usage(capsys, argv, usage):
     """Not `vouchnet`'s usage, which says nothing of what the command takes."""
@@ -1163,6 +1163,7 @@ def test_a_ctrl_c_while_the_command_loads_ends_it_quietly(tmp_path, module):
     (["records"], {"records": [{"index": 0, "id": "ab", "kind": "org", "iss": "x", "seq": 1, "body": {}}],
                    "next": None}),
     (["orgs"], {"orgs": [{"org": new_did()}], "next": None}),
+    (["orgs", new_did()], {"org": new_did()}),
     (["score", new_did()], {"agent": "x", "score": 1, "tier": "unknown", "confidence": None}),
 ])
 def test_a_malformed_answer_fails_the_command_in_one_line(argv, answer, monkeypatch, capsys):
