@@ -35,7 +35,9 @@ from .common import (
     add_command_group,
     add_dir_option,
     add_local_command,
+    did_argument,
     local_config_and_key,
+    meant_as_did,
     open_client,
     print_json,
     weight_argument,
@@ -49,6 +51,12 @@ def _name(text: str) -> str:
     if not _NAME.fullmatch(text):
         raise argparse.ArgumentTypeError(f"1 to 64 of A-Z a-z 0-9 . _ -, starting with a letter or digit, got {text!r}")
     return text
+
+
+def _agent(text: str) -> str:
+    """argparse type: an agent's did or name; a mistyped did is told what is wrong with it, as `score` tells it,
+    where it would name no credential."""
+    return did_argument(text) if meant_as_did(text) else text
 
 
 def register(subparsers: Subparsers) -> None:
@@ -102,7 +110,7 @@ def register(subparsers: Subparsers) -> None:
                   "vouchnet agent revoke --index 17 --reason retired"],
     )
     which = revoke.add_mutually_exclusive_group(required=True)
-    which.add_argument("agent", nargs="?", metavar="AGENT", help="the agent's did or name")
+    which.add_argument("agent", nargs="?", metavar="AGENT", type=_agent, help="the agent's did or name")
     which.add_argument("--index", type=int, help="one credential, by its index")
     revoke.add_argument("--reason", required=True, help=f"why, 1 to {MAX_REASON} printable characters (kept with "
                         "the revocation)")

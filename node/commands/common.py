@@ -162,6 +162,12 @@ def did_argument(text: str) -> str:
     return text
 
 
+def meant_as_did(text: str) -> bool:
+    """Whether `text`, given where a did or something else will do (a record id, an agent's name), is meant as a
+    did, or is a credential given for one: did_argument then says what is wrong with it."""
+    return text.startswith("did:") or is_compact_jwt(text)
+
+
 def positive_int(text: str) -> int:
     """argparse type: a count, 1 or more."""
     if not text.isdigit() or int(text) < 1:

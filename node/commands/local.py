@@ -25,8 +25,8 @@ def register(subparsers: Subparsers) -> None:
         "init cut short (killed, a power cut) is finished, with the key it made.",
         examples=[
             "vouchnet init",
-            "vouchnet init --dir ./alice --network testnet --listen /ip4/127.0.0.1/tcp/4001 --api 127.0.0.1:8701",
-            "vouchnet init --dir ./bob --network testnet --listen /ip4/127.0.0.1/tcp/4002 --api 127.0.0.1:8702 \\\n"
+            "vouchnet init --dir ./alice --network demo --listen /ip4/127.0.0.1/tcp/4001 --api 127.0.0.1:8701",
+            "vouchnet init --dir ./bob --network demo --listen /ip4/127.0.0.1/tcp/4002 --api 127.0.0.1:8702 \\\n"
             "      --bootstrap /ip4/127.0.0.1/tcp/4001/p2p/12D3KooW... --root did:key:z6Mk...",
         ],
     )

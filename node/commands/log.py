@@ -53,10 +53,11 @@ def register(subparsers: Subparsers) -> None:
         commands,
         "verify",
         summary="fetch the whole ledger and re-check it against the signed checkpoint",
-        description="Fetch every entry of the node's records ledger (progress on stderr) and check that each is a "
-        "validly signed record that follows its issuer's chain, that the entries hash to the root of the node's "
-        f"latest checkpoint, that every hash the node's {LEDGER_FILE} stores for them (from which it builds its "
-        "proofs) is the hash they give (read from the data directory: not with --api), that the org's key signed "
+        description="Fetch every entry of the node's records ledger from the running node (progress on stderr) and "
+        "check that each is a validly signed record that follows its issuer's chain, that the entries hash to the "
+        f"root of the node's latest checkpoint, that every hash the node's {LEDGER_FILE} stores for them (from which "
+        "it builds its proofs) is the hash they give (read from the data directory, beside the running node: not "
+        "with --api), that the org's key signed "
         "that checkpoint, that its cosignatures verify, and that it "
         f"is consistent with the checkpoint the previous run accepted (kept in {CACHE_FILE} in the data "
         "directory, or --cache FILE; signed by the org's earlier key if the ledger holds the key rotation that "

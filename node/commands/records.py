@@ -12,7 +12,7 @@ from typing import Any
 from vouching.bodies import KINDS
 from vouching.counts import counted
 
-from .common import Subparsers, add_command, did_argument, open_client, positive_int
+from .common import Subparsers, add_command, did_argument, meant_as_did, open_client, positive_int
 
 _PAGE = 500  # the most the API gives in one page
 _RECORD_ID = re.compile(r"[0-9a-f]{64}")
@@ -42,15 +42,12 @@ def register(subparsers: Subparsers) -> None:
 
 def _subject(text: str) -> str:
     """argparse type: what a record can be about, a did:key or (a revoke's) a record id; so that a mistyped one is
-    an error, not an empty list."""
+    an error, not an empty list, and a mistyped did is told what is wrong with it, as `score` tells it."""
     if _RECORD_ID.fullmatch(text):
         return text
-    try:
+    if meant_as_did(text):
         return did_argument(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(
-            f"expected a did:key, or a vouch's record id (64 hex digits), got {text!r}"
-        ) from None
+    raise argparse.ArgumentTypeError(f"expected a did:key, or a vouch's record id (64 hex digits), got {text!r}")
 
 
 def _records(args: argparse.Namespace) -> int:

@@ -23,15 +23,19 @@ def register(subparsers: Subparsers) -> None:
     orgs = add_command(
         subparsers,
         "orgs",
-        summary="list the orgs this node knows, with their reputation and why",
-        description="List every org the running node knows, highest reputation first: its personalised PageRank "
-        "reputation from this node's trust roots, its credibility (do its digests agree with what this node saw?), "
-        "its accountability (did what it vouched for behave?), and the weight its word carries here.",
-        examples=["vouchnet orgs", "vouchnet orgs --explain", "vouchnet orgs --json"],
+        summary="list the orgs this node knows, with their reputation and why, or show one",
+        description="List every org the running node knows, highest reputation first, or, given its did, one org "
+        "with its explanation: its personalised PageRank reputation from this node's trust roots, its credibility "
+        "(do its digests agree with what this node saw?), its accountability (did what it vouched for behave?), and "
+        "the weight its word carries here. An org the node has never heard of has reputation 0.",
+        examples=["vouchnet orgs", "vouchnet orgs --explain", "vouchnet orgs did:key:z6Mk...", "vouchnet orgs --json"],
         run=_orgs,
     )
+    orgs.add_argument("org", nargs="?", metavar="DID", type=did_argument,
+                      help="only this org (the did of any of its keys), with its explanation")
     orgs.add_argument("--explain", action="store_true", help="print each org's explanation in words")
-    orgs.add_argument("--json", action="store_true", help="print the orgs as one JSON list, every page of the node's")
+    orgs.add_argument("--json", action="store_true", help="print the orgs as one JSON list, every page of the node's "
+                      "(with DID: that org, as GET /v1/orgs/{did} answers)")
 
 
 def _score(args: argparse.Namespace) -> int:
@@ -48,15 +52,15 @@ def _score(args: argparse.Namespace) -> int:
 
 def _orgs(args: argparse.Namespace) -> int:
     with open_client(args) as client:
-        orgs = sorted(client.iter_orgs(), key=lambda o: -o["reputation"])
+        orgs = [client.org(args.org)] if args.org else sorted(client.iter_orgs(), key=lambda o: -o["reputation"])
     if args.json:
-        print_json(orgs)
+        print_json(orgs[0] if args.org else orgs)
         return 0
     for org in orgs:
         role = "own" if org["own"] else "root" if org["root"] else "equivocator" if org["equivocator"] else ""
         print(f"{org['org']}  reputation {org['reputation']:.4f}  weight {org['weight']:.2f}  "
               f"credibility {org['credibility']:.2f}  accountability {org['accountability']:.2f}  {role}".rstrip())
-        if args.explain:
+        if args.explain or args.org:
             for line in org["text"]:
                 print(f"    {line}")
     return 0

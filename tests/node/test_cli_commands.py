@@ -418,10 +418,20 @@ async def test_records_refuses_a_subject_no_record_can_have(run, node, url):
     node.replica.issue("revoke", revoke_body(bytes.fromhex(revoked), "retired"))
     code, out, _ = await run("records", "--api", url, "--subject", revoked)
     assert (code, len(out.splitlines())) == (0, 1)
-    for subject in ("did:key:z6Mk", revoked[:12]):
+    for subject in (revoked[:12], "z6Mk"):
         code, _, err = await run("records", "--api", url, "--subject", subject)
         assert code == 2
         assert f"argument --subject: expected a did:key, or a vouch's record id (64 hex digits), got '{subject}'" in err
+
+
+async def test_records_says_what_is_wrong_with_a_subject_did_as_score_does(run, node, url):
+    did = new_did()
+    for subject in (did[:-1], did.replace("did:key:", "did:web:"), "eyJhbGciOiJFZERTQSJ9.e30.c2ln"):
+        _, _, score_err = await run("score", "--api", url, subject)
+        code, _, err = await run("records", "--api", url, "--subject", subject)
+        assert code == 2
+        said = score_err.splitlines()[-1].split("argument DID: ")[1]
+        assert err.splitlines()[-1] == f"vouchnet records: error: argument --subject: {said}"
 
 
 async def test_records_as_json_lines_and_limited(run, node, url):
@@ -1093,9 +1103,9 @@ def test_no_command_prints_the_help():
 
 @pytest.mark.parametrize(
     ("argv", "usage"),
-    [(["orgs", "did:key:z6Mk"], "vouchnet orgs"), (["log", "verify", "--dir", "d", "extra"], "vouchnet log verify"),
+    [(["peers", "did:key:z6Mk"], "vouchnet peers"), (["log", "verify", "--dir", "d", "extra"], "vouchnet log verify"),
      (["testnet", "status", "n01"], "vouchnet testnet status")],
-    ids=["orgs DID", "log verify extra", "testnet status NODE"],
+    ids=["peers DID", "log verify extra", "testnet status NODE"],
 )
 def test_an_argument_a_command_does_not_take_is_refused_with_that_command_s_usage(capsys, argv, usage):
     """Not `vouchnet`'s usage, which says nothing of what the command takes."""
@@ -1153,6 +1163,7 @@ def test_a_ctrl_c_while_the_command_loads_ends_it_quietly(tmp_path, module):
     (["records"], {"records": [{"index": 0, "id": "ab", "kind": "org", "iss": "x", "seq": 1, "body": {}}],
                    "next": None}),
     (["orgs"], {"orgs": [{"org": new_did()}], "next": None}),
+    (["orgs", new_did()], {"org": new_did()}),
     (["score", new_did()], {"agent": "x", "score": 1, "tier": "unknown", "confidence": None}),
 ])
 def test_a_malformed_answer_fails_the_command_in_one_line(argv, answer, monkeypatch, capsys):

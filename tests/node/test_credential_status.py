@@ -351,6 +351,17 @@ async def test_the_cli_mints_revocable_credentials_and_the_node_publishes_their_
     assert (bad.status_code, bad.json()["error"]) == (422, "invalid_request")  # as every malformed parameter
 
 
+def test_agent_revoke_says_what_is_wrong_with_a_did_as_score_does(tmp_path, capsys):
+    """Where it would say only that no credential has this did or name, which sends an operator to `agent list`."""
+    made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    did = new_did()
+    for agent in (did[:-1], did.replace("did:key:", "did:web:"), "eyJhbGciOiJFZERTQSJ9.e30.c2ln"):
+        assert cli.main(["score", agent]) == 2
+        said = capsys.readouterr().err.splitlines()[-1].split("argument DID: ")[1]
+        assert cli.main(["agent", "revoke", agent, "--reason", "x", "--dir", str(made.data_dir)]) == 2
+        assert capsys.readouterr().err.splitlines()[-1] == f"vouchnet agent revoke: error: argument AGENT: {said}"
+
+
 async def test_a_damaged_registry_answers_503_storage_as_the_node_s_other_storage_does(tmp_path):
     """Before: credentials.db damaged under a running node (a disk's bad sector, a copy over it) answered 500
     internal: SQLite's DatabaseError was not taken for a storage failure, only its OperationalError."""

@@ -84,6 +84,17 @@ def test_every_shell_example_parses_as_written(line, capsys):
     assert callable(args.func)
 
 
+def test_init_s_help_makes_alice_and_bob_as_the_readme_does():
+    """Its examples are the README's two nodes on one machine, up to the peer address and did left to the reader."""
+    parser, _ = _subcommand(["init"])
+    examples = [" ".join(line.split()) for line in parser.epilog.replace("\\\n", " ").splitlines()
+                if "--dir ./" in line]
+    readme = [line for line in _sh_commands() if line.startswith("vouchnet init --dir ./")]
+    assert len(examples) == len(readme) == 2
+    for example, line in zip(examples, readme):
+        assert " ".join(line.split()).startswith(example.split("...")[0])
+
+
 def _subcommand(words: list[str]) -> tuple[argparse.ArgumentParser, list[str]]:
     """The parser of the (sub)command that `words` start with, and the words after its name."""
     parser = cli.build_parser()

@@ -1,6 +1,7 @@
 """Scores over the API: every agent gets an answer, checks follow the policy, statements verify, orgs explain."""
 
 import hashlib
+import itertools
 import json
 import logging
 import time
@@ -333,6 +334,24 @@ async def test_vouchnet_orgs_lists_every_page_highest_reputation_first(node, tru
     listed = json.loads(capsys.readouterr().out)
     assert code == 0 and sorted(o["org"] for o in listed) == sorted(dids)
     assert [o["reputation"] for o in listed] == sorted((o["reputation"] for o in listed), reverse=True)
+
+
+async def test_vouchnet_orgs_did_shows_that_org_explained(node, trust, capsys):
+    """What GET /v1/orgs/{did} answers: the org's line as `vouchnet orgs` lists it, then its explanation."""
+    org, other = _add_org(node, trust, b"o" * 32), _add_org(node, trust, b"p" * 32)
+    async with _served(node, trust) as url:
+        code = await trio.to_thread.run_sync(cli.main, ["orgs", "--api", url, "--explain"])
+        listed = capsys.readouterr().out
+        with NodeClient(url) as client:
+            answer = await trio.to_thread.run_sync(client.org, org)
+        shown = []
+        for argv in (["orgs", org], ["orgs", org, "--json"]):
+            shown.append((await trio.to_thread.run_sync(cli.main, [*argv, "--api", url]), capsys.readouterr().out))
+    lines = listed.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith(f"{org}  reputation "))
+    block = [lines[first], *itertools.takewhile(lambda line: line.startswith("    "), lines[first + 1:])]
+    assert code == 0 and other in listed and block[1:] == [f"    {line}" for line in answer["text"]]
+    assert shown == [(0, "\n".join(block) + "\n"), (0, json.dumps(answer, indent=2) + "\n")]
 
 
 @pytest.mark.parametrize(("query", "detail"), [
