@@ -452,6 +452,17 @@ def test_a_status_list_whose_id_is_not_a_url_fails_closed():
             verifier.verify(org.credential(key, 1))
 
 
+def test_a_status_list_whose_exp_is_past_a_float_s_range_is_refused_not_raised():
+    """Its issuer signed it, but the check of a credential must end in an identity or UnverifiedAgent: an exp of
+    10^400 raised OverflowError out of verify (a float made of it)."""
+    key = SigningKey.generate()
+    org = StubOrg([key], list_claims={"exp": 10**400})
+    with serving(org):
+        verifier = CredentialVerifier([org.url])
+        with pytest.raises(UnverifiedAgent, match="cannot check revocation, .*payload.exp: must be a NumericDate"):
+            verifier.verify(org.credential(key, 1))
+
+
 def test_issuers_given_as_one_string_is_refused_not_taken_as_its_characters():
     """`CredentialVerifier("http://node")` fetched a JWKS from http://h/, http://t/, ... one host a character."""
     with pytest.raises(ValueError, match=r"issuers: a list of org node or JWKS URLs, not one string: "

@@ -495,6 +495,21 @@ def test_a_token_expires_at_its_exp_and_is_valid_from_its_nbf(leeway):
             decode_jwt(token, bytes(key.verify_key), now=now, leeway=leeway)
 
 
+@pytest.mark.parametrize("claims", ['{"exp": NaN}', '{"exp": Infinity}', '{"exp": 1e400}', f'{{"exp": {10**400}}}',
+                                    '{"nbf": NaN}', '{"nbf": -Infinity}', '{"iat": NaN}', '{"iat": "yesterday"}'])
+def test_a_time_claim_that_is_no_date_is_refused(claims):
+    """RFC 7519 §2 NumericDate: JSON has no NaN or Infinity, which Python's parser reads (an exp of NaN compared as
+    never passed, so the token never expired; one of Infinity, or of 1e400, which reads as it, likewise), and a
+    number past the year 9999 (which VC 2.0's validUntil cannot say) overflowed a float where a verifier added to it
+    (node.client.identity's status lists), an exception out of the check rather than a refusal."""
+    key = SigningKey.generate()
+    signing_input = f"{b64url(json.dumps({'alg': 'EdDSA', 'kid': 'k'}).encode())}.{b64url(claims.encode())}"
+    token = f"{signing_input}.{b64url(key.sign(signing_input.encode()).signature)}"
+    name = next(iter(json.loads(claims)))
+    with pytest.raises(JwtError, match=f"payload.{name}: must be a NumericDate"):
+        decode_jwt(token, bytes(key.verify_key))
+
+
 def test_agent_credentials_expire():
     key = SigningKey.generate()
     token = agent_credential(key, AGENT, now=1_000_000, days=1)
