@@ -302,7 +302,8 @@ class CredentialVerifier:
             raise UnverifiedAgent(f"credentialStatus: {checked.status.list_url}: {error}") from None
         now, wall = time.monotonic(), time.time()
         ttl = subject.get("ttl")
-        fresh_for = min(self.status_ttl, ttl / 1000) if type(ttl) is int and ttl > 0 else self.status_ttl
+        # ttl (ms) capped before it is divided into a float: 10^400 raised OverflowError
+        fresh_for = min(self.status_ttl * 1000, ttl) / 1000 if type(ttl) is int and ttl > 0 else self.status_ttl
         expires = claims.get("exp")
         valid_for = expires + self.leeway - wall if type(expires) is int else float("inf")
         issued = claims.get("iat")

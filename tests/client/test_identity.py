@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from node.client import CredentialVerifier, UnverifiedAgent
 from node.client.identity import JWKS_PATH
-from node.credential_status import LIST_ENTRIES, MAX_ENCODED_BITS, list_url, status_entry, vouch_list_url
+from node.credential_status import LIST_ENTRIES, MAX_ENCODED_BITS, encode_list, list_url, status_entry, vouch_list_url
 from node.credentials import agent_credential, did_url, org_jwk, score_statement, status_list_credential
 from node.jwt import b64url
 
@@ -461,6 +461,23 @@ def test_a_status_list_whose_exp_is_past_a_float_s_range_is_refused_not_raised()
         verifier = CredentialVerifier([org.url])
         with pytest.raises(UnverifiedAgent, match="cannot check revocation, .*payload.exp: must be a NumericDate"):
             verifier.verify(org.credential(key, 1))
+
+
+def test_a_status_list_whose_ttl_is_past_a_float_s_range_serves_for_status_ttl():
+    """A ttl of 10^400 ms raised OverflowError out of verify (divided into a float); it is a ttl longer than
+    status_ttl, which bounds it."""
+    key = SigningKey.generate()
+    org = StubOrg([key], list_claims={"credentialSubject": {"id": "list", "type": "BitstringStatusList",
+                                                            "statusPurpose": "revocation",
+                                                            "encodedList": encode_list(set()), "ttl": 10**400}})
+    with serving(org):
+        verifier = CredentialVerifier([org.url], status_ttl=0)  # the list is fetched again at every check
+        token = org.credential(key, 1)
+        assert verifier.verify(token).org == did_of(key)
+        org.list_claims = {}
+        org.revoked.add(1)
+        with pytest.raises(UnverifiedAgent, match="credentialStatus: revoked by its issuer"):
+            verifier.verify(token)
 
 
 def test_issuers_given_as_one_string_is_refused_not_taken_as_its_characters():
