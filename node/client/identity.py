@@ -305,7 +305,7 @@ class CredentialVerifier:
         # ttl (ms) capped before it is divided into a float: 10^400 raised OverflowError
         fresh_for = min(self.status_ttl * 1000, ttl) / 1000 if type(ttl) is int and ttl > 0 else self.status_ttl
         expires = claims.get("exp")
-        valid_for = expires + self.leeway - wall if type(expires) is int else float("inf")
+        valid_for = expires + self.leeway - wall if type(expires) in (int, float) else float("inf")  # decode_jwt's
         issued = claims.get("iat")
         return _StatusList(bits, now + min(fresh_for, valid_for), now + valid_for,
                            issued if type(issued) is int else 0)

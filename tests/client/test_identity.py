@@ -195,6 +195,28 @@ def test_an_unreachable_issuer_s_last_list_serves_until_the_list_expires(running
         verifier.verify(token)
 
 
+def test_a_list_whose_exp_is_not_a_whole_second_serves_no_longer_than_it(monkeypatch):
+    """decode_jwt honours an exp with a fraction (RFC 7519 NumericDate); the copy kept took it for no exp at all,
+    and served for ever while the issuer could not be reached."""
+    key = SigningKey.generate()
+    org = StubOrg([key], list_claims={"exp": time.time() + 300.5})
+    with serving(org):
+        verifier = CredentialVerifier([org.url], status_ttl=60)
+        token = org.credential(key, 1)
+        verifier.verify(token)
+    start = time.monotonic()
+
+    def unreachable(*args, **kwargs):
+        raise httpx.ConnectError("connection refused")
+
+    monkeypatch.setattr(httpx.Client, "stream", unreachable)
+    monkeypatch.setattr(time, "monotonic", lambda: start + 61)  # the copy is stale: refetched, in vain
+    assert verifier.verify(token).did
+    monkeypatch.setattr(time, "monotonic", lambda: start + 300.5 + 60 + 1)  # the list's exp, and the leeway, passed
+    with pytest.raises(UnverifiedAgent, match="status list is unavailable .*connection refused"):
+        verifier.verify(token)
+
+
 def test_the_verifier_keeps_a_bounded_number_of_status_lists(running, monkeypatch):
     import node.client.identity as identity
 
