@@ -13,9 +13,9 @@ A credential with a revocation entry (`credentialStatus`, W3C Bitstring Status L
 issuer has revoked it: the list it names is fetched, checked to be signed by a key the credential's issuer serves
 (its current one, if the org rotated its key since, DESIGN §2; never another issuer's), and cached for
 `status_ttl` seconds at most (less if the list says so). If the list cannot be fetched, the last copy serves until
-the list itself expires; without one the credential is refused (revocation fails closed). While that copy is valid,
-a list older than it is refused: one that clears a bit it sets (a revocation is not reversible), or of the same bits
-issued (iat) before it. An older list served again cannot undo a revocation, and a newer one counts at once even if
+the list itself expires (a list without an exp counts for nothing); without one the credential is refused
+(revocation fails closed). While that copy is valid, a list older than it is refused: one that clears a bit it sets
+(a revocation is not reversible), or of the same bits issued (iat) before it. An older list served again cannot undo a revocation, and a newer one counts at once even if
 the issuer's clock went back.
 Credentials minted before vouchnet published status lists carry no entry and are checked as before.
 """
@@ -281,8 +281,8 @@ class CredentialVerifier:
 
     def _status_list(self, token: str, checked: _Checked) -> _StatusList:
         """A status list credential, verified: signed with a key of the credential's issuer and issued (iss) by
-        that key's did, the list the credential names (its id's last path segment), typed as a revocation list, not expired; raises
-        UnverifiedAgent."""
+        that key's did, the list the credential names (its id's last path segment), typed as a revocation list,
+        with an exp, not passed; raises UnverifiedAgent."""
         try:
             signer = functools.partial(self._list_signer, credential_kid=checked.kid)
             header, claims = decode_jwt(token, signer, typ=VC_TYP, leeway=self.leeway, max_length=MAX_LIST_TOKEN)
@@ -297,6 +297,8 @@ class CredentialVerifier:
                 raise StatusListError("status list: payload.credentialSubject: must be an object")
             if subject.get("statusPurpose") != PURPOSE:
                 raise StatusListError(f"status list: credentialSubject.statusPurpose must be {PURPOSE}")
+            if (expires := claims.get("exp")) is None:  # its copy would serve for ever when no new one can be had
+                raise StatusListError("status list: payload.exp: a status list must expire")
             bits = decode_list(subject.get("encodedList"))
         except (JwtError, StatusListError) as error:
             raise UnverifiedAgent(f"credentialStatus: {checked.status.list_url}: {error}") from None
@@ -304,8 +306,7 @@ class CredentialVerifier:
         ttl = subject.get("ttl")
         # ttl (ms) capped before it is divided into a float: 10^400 raised OverflowError
         fresh_for = min(self.status_ttl * 1000, ttl) / 1000 if type(ttl) is int and ttl > 0 else self.status_ttl
-        expires = claims.get("exp")
-        valid_for = expires + self.leeway - wall if type(expires) in (int, float) else float("inf")  # decode_jwt's
+        valid_for = expires + self.leeway - wall  # a NumericDate (decode_jwt)
         issued = claims.get("iat")
         return _StatusList(bits, now + min(fresh_for, valid_for), now + valid_for,
                            issued if type(issued) is int else 0)

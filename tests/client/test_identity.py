@@ -18,7 +18,7 @@ from node.client import CredentialVerifier, UnverifiedAgent
 from node.client.identity import JWKS_PATH
 from node.credential_status import LIST_ENTRIES, MAX_ENCODED_BITS, encode_list, list_url, status_entry, vouch_list_url
 from node.credentials import agent_credential, did_url, org_jwk, score_statement, status_list_credential
-from node.jwt import b64url
+from node.jwt import b64url, decode_jwt, encode_jwt
 
 from ..factories import new_did
 from .loopback import serving_in_thread
@@ -215,6 +215,22 @@ def test_a_list_whose_exp_is_not_a_whole_second_serves_no_longer_than_it(monkeyp
     monkeypatch.setattr(time, "monotonic", lambda: start + 300.5 + 60 + 1)  # the list's exp, and the leeway, passed
     with pytest.raises(UnverifiedAgent, match="status list is unavailable .*connection refused"):
         verifier.verify(token)
+
+
+def test_a_list_that_never_expires_does_not_count():
+    """Its copy would serve for ever while the issuer cannot be reached (an older list served again, too: an older
+    one is refused only while the copy held is valid), where a revocation must fail closed: as an agent credential,
+    a status list must expire. vouchnet's every list does, STATUS_TTL_S after it is signed."""
+    key = SigningKey.generate()
+    org = StubOrg([key])
+    with serving(org):
+        token = status_list_credential(key, list_url(org.url, 0), set())
+        claims = decode_jwt(token, bytes(key.verify_key))[1]
+        del claims["exp"], claims["validUntil"]
+        org.list_token = encode_jwt(claims, key, kid=did_url(did_of(key)), typ="vc+jwt")
+        with pytest.raises(UnverifiedAgent, match="cannot check revocation, .*payload.exp: a status list must "
+                                                  "expire"):
+            CredentialVerifier([org.url]).verify(org.credential(key, 1))
 
 
 def test_the_verifier_keeps_a_bounded_number_of_status_lists(running, monkeypatch):
