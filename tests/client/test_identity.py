@@ -518,6 +518,30 @@ def test_a_status_list_whose_ttl_is_past_a_float_s_range_serves_for_status_ttl()
             verifier.verify(token)
 
 
+@pytest.mark.xfail(strict=True, reason="design decision: a status list URL is fetched wherever the credential names "
+                   "(SSRF by an accepted issuer); confining it to its issuer's origin breaks a node whose public_url "
+                   "differs from the URL its verifiers are given")
+def test_a_status_list_named_at_another_origin_than_its_issuer_s_is_not_fetched():
+    """An accepted org signs what its credentials name, and the verifier GETs it from inside the service's network
+    (an internal admin URL, a cloud metadata address), telling the caller in the refusal how it went (refused,
+    timed out, its status code): a port scan and blind GETs, for any org the service accepts agents from."""
+    key, asked = SigningKey.generate(), []
+
+    def internal(_: str) -> Starlette:
+        async def admin(request) -> Response:
+            asked.append(request.url.path)
+            return Response("ok")
+        return Starlette(routes=[Route("/{path:path}", admin)])
+
+    org = StubOrg([key])
+    with serving(org), serving_in_thread(internal) as inside:
+        token = agent_credential(key, new_did(), status=status_entry(org.url, 1)
+                                 | {"statusListCredential": f"{inside}/admin/v1/credentials/status/0"})
+        with pytest.raises(UnverifiedAgent, match="credentialStatus"):
+            CredentialVerifier([org.url]).verify(token)
+    assert asked == []
+
+
 def test_issuers_given_as_one_string_is_refused_not_taken_as_its_characters():
     """`CredentialVerifier("http://node")` fetched a JWKS from http://h/, http://t/, ... one host a character."""
     with pytest.raises(ValueError, match=r"issuers: a list of org node or JWKS URLs, not one string: "
