@@ -466,6 +466,27 @@ def test_keys_that_cannot_be_fetched_again_stop_verifying_past_jwks_max_stale(mo
         assert verifier.verify(remembered).org == did_of(key)  # it answers again: its keys serve again
 
 
+@pytest.mark.parametrize("keys", ["never fetched", "past jwks_max_stale"])
+def test_a_refusal_does_not_show_the_password_of_an_issuer_s_url(monkeypatch, keys):
+    """A refusal's reason goes back to the caller (refusal_text) and into the service's log, and named the JWKS URL
+    as given, password included (an org whose JWKS asks for basic auth), to anyone presenting a token of a kid no
+    issuer serves; RFC 3986 §3.2.1: the part of a userinfo after ':' should not be shown."""
+    import node.client.identity as identity
+
+    key = SigningKey.generate()
+    org = StubOrg([key], jwks_down=keys == "never fetched")
+    with serving(org):
+        verifier = CredentialVerifier([org.url.replace("http://", "http://svc:s3cret@")], jwks_max_stale=3600)
+        if keys == "past jwks_max_stale":
+            assert verifier.verify(agent_credential(key, new_did())).org == did_of(key)
+            start, org.jwks_down = time.monotonic(), True
+            monkeypatch.setattr(identity, "time", SimpleNamespace(time=time.time, monotonic=lambda: start + 3601))
+        shown = r"http://svc@127\.0\.0\.1:\d+/\.well-known/jwks\.json.*503"
+        with pytest.raises(UnverifiedAgent, match=shown) as refused:
+            verifier.verify(agent_credential(key, new_did()))
+    assert "s3cret" not in str(refused.value)
+
+
 def test_the_default_staleness_is_a_day():
     assert CredentialVerifier(["http://127.0.0.1:9"]).jwks_max_stale == 86_400
 
