@@ -18,6 +18,9 @@ SIGN_ALG = "EdDSA"
 ACCEPTED_ALGS = frozenset({"EdDSA", "Ed25519"})
 MAX_TOKEN = 16 * 1024
 LEEWAY_S = 60
+# The last second (9999-12-31T23:59:59Z) a NumericDate may name: the last VC 2.0's validFrom and validUntil can say
+# (four-digit years), and far below where a float stops counting seconds.
+MAX_NUMERIC_DATE = 253_402_300_799
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")  # RFC 4648 §5 alphabet only, no padding
 
 
@@ -69,8 +72,8 @@ def decode_jwt(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(header, claims) of a token of at most `max_length` characters whose Ed25519 signature verifies under
     `public_key` (or the key a function finds from the header, e.g. by `kid`); typ is enforced if given, and exp
-    and nbf: a token is refused on or after exp + leeway and before nbf - leeway (RFC 7519 §4.1.4, §4.1.5). Raises
-    JwtError."""
+    and nbf: a token is refused on or after exp + leeway and before nbf - leeway (RFC 7519 §4.1.4, §4.1.5), and if
+    its exp, nbf or iat is not a NumericDate (`_numeric_date`). Raises JwtError."""
     if not isinstance(token, str) or len(token) > max_length or token.count(".") != 2:
         raise JwtError(f"token: must be three base64url parts separated by '.', at most {max_length} characters")
     encoded_header, encoded_claims, encoded_signature = token.split(".")
@@ -89,9 +92,19 @@ def decode_jwt(
         raise JwtError("signature: does not verify under the issuer's key") from None
     claims = _json_part(b64url_decode(encoded_claims, "payload"), "payload")
     moment = time.time() if now is None else now
-    exp, nbf = claims.get("exp"), claims.get("nbf")
-    if exp is not None and (type(exp) not in (int, float) or moment >= exp + leeway):
+    exp, nbf, _ = (_numeric_date(claims, name) for name in ("exp", "nbf", "iat"))
+    if exp is not None and moment >= exp + leeway:
         raise JwtError("payload.exp: the token has expired")
-    if nbf is not None and (type(nbf) not in (int, float) or moment < nbf - leeway):
+    if nbf is not None and moment < nbf - leeway:
         raise JwtError("payload.nbf: the token is not valid yet")
     return header, claims
+
+
+def _numeric_date(claims: Mapping[str, Any], name: str) -> int | float | None:
+    """The claim `name` if the token has it, a NumericDate (RFC 7519 §2): seconds from 1970 to MAX_NUMERIC_DATE.
+    Python's parser reads NaN and Infinity, which JSON has not (RFC 8259 §6): an exp of NaN never passed, and a
+    number past a float's range overflowed where a verifier counted with it (node.client.identity)."""
+    value = claims.get(name)
+    if value is not None and (type(value) not in (int, float) or not 0 <= value <= MAX_NUMERIC_DATE):
+        raise JwtError(f"payload.{name}: must be a NumericDate, seconds from 1970 to the year 9999 (RFC 7519 §2)")
+    return value

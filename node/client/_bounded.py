@@ -1,15 +1,18 @@
 """What a server can make the SDK's synchronous requests cost (DESIGN §8, fail closed): a deadline for the whole
 request, and a cap on the size of a body read. httpx's timeouts bound each read, so a server that trickles its
-answer, a byte at a time (headers included), would otherwise hold a request, and the check waiting on it, for ever.
+answer, a byte at a time (headers included), would otherwise hold a request, and the check waiting on it, for ever;
+and the resolution of a host's name, which takes no timeout, as long as the resolver retries.
 """
 
 from __future__ import annotations
 
 import contextvars
 import ssl
+import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import httpx
@@ -138,6 +141,36 @@ class _Stream:
         return self._inner.get_extra_info(info)
 
 
+def _within(seconds: float, connect: Callable[[], Any], host: str) -> Any:
+    """What `connect()` returns, if it returns within `seconds`; else httpcore's ConnectTimeout, and what it opens
+    later is closed."""
+    done, lock = threading.Event(), threading.Lock()
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result: tuple[str, Any] = ("stream", connect())
+        except BaseException as error:  # handed to the caller, who raises it
+            result = ("error", error)
+        with lock:
+            if outcome.get("abandoned") and result[0] == "stream":
+                result[1].close()
+            outcome[result[0]] = result[1]
+        done.set()
+
+    threading.Thread(target=run, name="vouchnet-connect", daemon=True).start()
+    done.wait(seconds)
+    with lock:
+        if "stream" not in outcome and "error" not in outcome:
+            outcome["abandoned"] = True
+            import httpcore  # loaded already: a connection of it is asking
+
+            raise httpcore.ConnectTimeout(f"the request's deadline passed resolving or connecting to {host}")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["stream"]
+
+
 class _Backend:
     """Opens `_Stream`s (httpcore's NetworkBackend interface)."""
 
@@ -146,8 +179,12 @@ class _Backend:
 
     def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
                     socket_options: Iterable[Any] | None = None) -> _Stream:
-        return _Stream(self._inner.connect_tcp(host, port, _left(timeout, "Connect"), local_address,
-                                               socket_options))
+        """A connection to `host`, within the deadline including the resolution of its name: that is getaddrinfo,
+        which takes no timeout and blocks while the resolver retries (seconds to tens of seconds), so the connect
+        runs in a thread of its own, left to finish (and close what it opened) if the deadline passes first."""
+        left = _left(timeout, "Connect")
+        connect = partial(self._inner.connect_tcp, host, port, left, local_address, socket_options)
+        return _Stream(connect() if _deadline.get() is None else _within(left, connect, host))
 
     def connect_unix_socket(self, path: str, timeout: float | None = None,
                             socket_options: Iterable[Any] | None = None) -> _Stream:

@@ -13,10 +13,10 @@ A credential with a revocation entry (`credentialStatus`, W3C Bitstring Status L
 issuer has revoked it: the list it names is fetched, checked to be signed by a key the credential's issuer serves
 (its current one, if the org rotated its key since, DESIGN §2; never another issuer's), and cached for
 `status_ttl` seconds at most (less if the list says so). If the list cannot be fetched, the last copy serves until
-the list itself expires; without one the credential is refused (revocation fails closed). While that copy is valid,
-a list older than it is refused: one that clears a bit it sets (a revocation is not reversible), or of the same bits
-issued (iat) before it. An older list served again cannot undo a revocation, and a newer one counts at once even if
-the issuer's clock went back.
+the list itself expires (a list without an exp counts for nothing); without one the credential is refused
+(revocation fails closed). While that copy is valid, a list older than it is refused: one that clears a bit it sets
+(a revocation is not reversible), or of the same bits issued (iat) before it. An older list served again cannot
+undo a revocation, and a newer one counts at once even if the issuer's clock went back.
 Credentials minted before vouchnet published status lists carry no entry and are checked as before.
 """
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import threading
 import time
 import urllib.parse
@@ -68,6 +69,7 @@ STATUS_LISTS_BYTES = 64 * 1024 * 1024
 MAX_LIST_TOKEN = 64 * 1024
 MAX_JWKS = 1024 * 1024  # bytes of a JWKS body (an org's few keys take under 1 KiB)
 CREDENTIAL_TYPE = "VouchnetAgentCredential"
+_URL_PASSWORD = re.compile(r"(://[^/?#@\s:']*):[^/?#@\s']*@")  # scheme://user:password@: the user kept
 
 
 class UnverifiedAgent(Exception):
@@ -179,8 +181,8 @@ class CredentialVerifier:
         if key is None or not self._stale(key):
             return key
         why = "; ".join(f"{url}: {self._jwks_failures.get(url, 'no answer')}" for url in sorted(key.issuers))
-        raise UnverifiedAgent(f"header.kid: the keys of its issuer could not be fetched for over "
-                              f"{self.jwks_max_stale:g} s (jwks_max_stale); failing closed ({why})")
+        raise UnverifiedAgent(_without_passwords(f"header.kid: the keys of its issuer could not be fetched for over "
+                                                 f"{self.jwks_max_stale:g} s (jwks_max_stale); failing closed ({why})"))
 
     def _stale(self, key: _Key) -> bool:
         now = time.monotonic()
@@ -219,8 +221,9 @@ class CredentialVerifier:
                     keys[kid] = _Key(public, issuers | {url})  # one kid, one key: _jwk_keys binds them
             self._served, self._keys, self._fetched = served, keys, time.monotonic()
         if failures and not keys:
-            raise UnverifiedAgent("cannot fetch the keys of any trusted issuer ("
-                                  + "; ".join(f"{url}: {why}" for url, why in failures.items()) + ")")
+            raise UnverifiedAgent(_without_passwords("cannot fetch the keys of any trusted issuer ("
+                                                     + "; ".join(f"{url}: {why}" for url, why in failures.items())
+                                                     + ")"))
 
     def _check(self, token: str, kid: str) -> AgentIdentity:
         key = self._key(kid)
@@ -281,8 +284,8 @@ class CredentialVerifier:
 
     def _status_list(self, token: str, checked: _Checked) -> _StatusList:
         """A status list credential, verified: signed with a key of the credential's issuer and issued (iss) by
-        that key's did, the list the credential names (its id's last path segment), typed as a revocation list, not expired; raises
-        UnverifiedAgent."""
+        that key's did, the list the credential names (its id's last path segment), typed as a revocation list,
+        with an exp, not passed; raises UnverifiedAgent."""
         try:
             signer = functools.partial(self._list_signer, credential_kid=checked.kid)
             header, claims = decode_jwt(token, signer, typ=VC_TYP, leeway=self.leeway, max_length=MAX_LIST_TOKEN)
@@ -297,14 +300,16 @@ class CredentialVerifier:
                 raise StatusListError("status list: payload.credentialSubject: must be an object")
             if subject.get("statusPurpose") != PURPOSE:
                 raise StatusListError(f"status list: credentialSubject.statusPurpose must be {PURPOSE}")
+            if (expires := claims.get("exp")) is None:  # its copy would serve for ever when no new one can be had
+                raise StatusListError("status list: payload.exp: a status list must expire")
             bits = decode_list(subject.get("encodedList"))
         except (JwtError, StatusListError) as error:
             raise UnverifiedAgent(f"credentialStatus: {checked.status.list_url}: {error}") from None
         now, wall = time.monotonic(), time.time()
         ttl = subject.get("ttl")
-        fresh_for = min(self.status_ttl, ttl / 1000) if type(ttl) is int and ttl > 0 else self.status_ttl
-        expires = claims.get("exp")
-        valid_for = expires + self.leeway - wall if type(expires) is int else float("inf")
+        # ttl (ms) capped before it is divided into a float: 10^400 raised OverflowError
+        fresh_for = min(self.status_ttl * 1000, ttl) / 1000 if type(ttl) is int and ttl > 0 else self.status_ttl
+        valid_for = expires + self.leeway - wall  # a NumericDate (decode_jwt)
         issued = claims.get("iat")
         return _StatusList(bits, now + min(fresh_for, valid_for), now + valid_for,
                            issued if type(issued) is int else 0)
@@ -384,6 +389,12 @@ def _list_name(url: object) -> str | None:
 def _list_key(checked: _Checked) -> tuple[str, str]:
     assert checked.status is not None
     return checked.kid, checked.status.list_url
+
+
+def _without_passwords(text: str) -> str:
+    """`text` with the password of every URL's userinfo in it left out (`http://user@host`): a refusal's reason goes
+    to the caller and the service's log, and an issuer's JWKS URL may carry one (RFC 3986 §3.2.1: not to be shown)."""
+    return _URL_PASSWORD.sub(r"\1@", text)
 
 
 def _jwks_url(issuer: str) -> str:

@@ -24,6 +24,7 @@ from node.credential_status import STATUS_TTL_S, NoPublicUrl, checked_public_url
 from node.client import ClientError
 from node.config import CONFIG_FILE, is_loopback
 from node.credentials import AGENT_CREDENTIAL_DAYS, agent_credential
+from node.jwt import MAX_NUMERIC_DATE
 from node.keys import KeyFileError, write_private
 from node.store_manifest import StoreLost, check_listed, list_present
 from vouching import did_key
@@ -90,7 +91,8 @@ def register(subparsers: Subparsers) -> None:
     new.add_argument("--name", type=_name, help="the agent's name, also the files' (default: agent-<did suffix>)")
     new.add_argument("--out", type=Path, default=Path("."), metavar="DIR", help="where to write (default: here)")
     new.add_argument("--days", type=int, default=AGENT_CREDENTIAL_DAYS,
-                     help="how long the credential is valid (default: %(default)s)")
+                     help="how long the credential is valid, to the end of the year 9999 at most (default: "
+                     "%(default)s)")
     new.add_argument("--vouch", type=weight_argument, metavar="W",
                      help="vouch for the agent with this weight (basis operator)")
     add_dir_option(new)
@@ -131,6 +133,8 @@ def register(subparsers: Subparsers) -> None:
 def _new(args: argparse.Namespace) -> int:
     if args.days < 1:
         raise UsageError("--days: must be at least 1")
+    if time.time() + args.days * 86400 > MAX_NUMERIC_DATE:  # validUntil cannot say later, nor a verifier accept it
+        raise UsageError("--days: the credential must expire by the end of the year 9999")
     with signing_key(args) as (config, org_key):
         try:  # before anything is minted or recorded
             public_url = checked_public_url(config.api_public_url)

@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable
+from types import SimpleNamespace
 
 import pytest
 from nacl.signing import SigningKey
@@ -92,6 +94,50 @@ def test_an_issuer_that_trickles_its_keys_verifies_nothing_within_the_timeout(pa
         with pytest.raises(UnverifiedAgent, match="cannot fetch the keys"):
             verifier.verify(agent_credential(SigningKey.generate(), new_did()))
         assert _elapsed(start) < BOUND
+
+
+def test_a_host_name_that_does_not_resolve_in_time_fails_within_the_timeout(monkeypatch):
+    """The deadline bounded a connection's reads, writes and connect, not the resolution of its host's name
+    (getaddrinfo blocks for as long as the resolver's timeouts and retries, seconds to tens of seconds): an issuer
+    whose name server is slow, or a status list's URL naming a host of its issuer's choosing, held the check that
+    long, and with it every other fetch of the verifier."""
+    resolving, released = threading.Event(), threading.Event()
+    resolve = socket.getaddrinfo
+
+    def stuck(host, *args, **kwargs):
+        if host != "stuck.invalid":
+            return resolve(host, *args, **kwargs)
+        resolving.set()
+        released.wait(LAST_S)  # as long as an unbounded request waits, unless the test is over
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", stuck)
+    try:
+        verifier = CredentialVerifier(["http://stuck.invalid:8700"], timeout=TIMEOUT)
+        start = time.monotonic()
+        with pytest.raises(UnverifiedAgent, match="cannot fetch the keys .*deadline passed"):
+            verifier.verify(agent_credential(SigningKey.generate(), new_did()))
+        assert resolving.is_set() and _elapsed(start) < BOUND
+    finally:
+        released.set()
+
+
+def test_a_connection_made_past_the_deadline_is_closed():
+    """The connect left to finish in its thread (above) opens a socket no one uses: it is closed, not leaked."""
+    import httpcore
+
+    from node.client._bounded import _within
+
+    released, closed = threading.Event(), threading.Event()
+
+    def late_connect():
+        released.wait(LAST_S)
+        return SimpleNamespace(close=closed.set)
+
+    with pytest.raises(httpcore.ConnectTimeout, match="deadline passed resolving or connecting to stuck.invalid"):
+        _within(0.01, late_connect, "stuck.invalid")
+    released.set()
+    assert closed.wait(LAST_S)
 
 
 @pytest.mark.parametrize("trickle", [(TRICKLED_HEADERS, b"a"), (TRICKLED_STREAM, b" ")],

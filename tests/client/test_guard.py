@@ -5,12 +5,15 @@ import threading
 from types import MappingProxyType, SimpleNamespace
 
 import pytest
+from nacl.signing import SigningKey
 
 from node.client import TrustPolicy, Vouchnet
 from node.client.guard import credential_in
+from node.credentials import agent_credential
 
 from ..factories import API_TOKEN
 from .running_node import GOOD_EVENTS
+from .stub_org import StubOrg, serving
 
 NODE = "http://127.0.0.1:9"
 
@@ -97,3 +100,19 @@ def test_a_call_of_a_tool_with_a_long_name_is_reported_too(running):
         assert vouchnet.guard_sync(credential, _search, _refused, tool="search_" + "x" * 200) == "results"
     assert (vouchnet.telemetry.stats.sent, vouchnet.telemetry.stats.rejected) == (1, 0)
     assert running.first_hand_events(known) == GOOD_EVENTS + 1
+
+
+@pytest.mark.xfail(strict=True, reason="design decision: any accepted org's credential may name any agent did, and the "
+                   "decision goes by the did alone, not by who operates the agent")
+def test_an_accepted_org_cannot_borrow_the_standing_of_another_org_s_agent(running):
+    """A partner org accepted for its own agents mints a credential naming this org's trusted agent, a did it
+    does not hold the key of (the credential is a bearer token: nothing asks the caller to prove the key), and its
+    callers are decided, and reported, as that agent."""
+    known, _ = running.new_agent(trusted=True)
+    partner_key = SigningKey.generate()
+    partner = StubOrg([partner_key])
+    with serving(partner):
+        borrowed = agent_credential(partner_key, known)
+        with Vouchnet(running.url, running.token, policy=TrustPolicy(running.url, listen=False),
+                      issuers=[running.url, partner.url]) as vouchnet:
+            assert not vouchnet.authorize_sync(borrowed, "tool_call", "search").allowed

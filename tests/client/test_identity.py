@@ -16,9 +16,9 @@ from starlette.routing import Route
 
 from node.client import CredentialVerifier, UnverifiedAgent
 from node.client.identity import JWKS_PATH
-from node.credential_status import LIST_ENTRIES, MAX_ENCODED_BITS, list_url, status_entry, vouch_list_url
+from node.credential_status import LIST_ENTRIES, MAX_ENCODED_BITS, encode_list, list_url, status_entry, vouch_list_url
 from node.credentials import agent_credential, did_url, org_jwk, score_statement, status_list_credential
-from node.jwt import b64url
+from node.jwt import b64url, decode_jwt, encode_jwt
 
 from ..factories import new_did
 from .loopback import serving_in_thread
@@ -193,6 +193,44 @@ def test_an_unreachable_issuer_s_last_list_serves_until_the_list_expires(running
     monkeypatch.setattr(time, "monotonic", lambda: start + 300 + 60 + 1)  # the list's exp, and the leeway, passed
     with pytest.raises(UnverifiedAgent, match="status list is unavailable .*connection refused"):
         verifier.verify(token)
+
+
+def test_a_list_whose_exp_is_not_a_whole_second_serves_no_longer_than_it(monkeypatch):
+    """decode_jwt honours an exp with a fraction (RFC 7519 NumericDate); the copy kept took it for no exp at all,
+    and served for ever while the issuer could not be reached."""
+    key = SigningKey.generate()
+    org = StubOrg([key], list_claims={"exp": time.time() + 300.5})
+    with serving(org):
+        verifier = CredentialVerifier([org.url], status_ttl=60)
+        token = org.credential(key, 1)
+        verifier.verify(token)
+    start = time.monotonic()
+
+    def unreachable(*args, **kwargs):
+        raise httpx.ConnectError("connection refused")
+
+    monkeypatch.setattr(httpx.Client, "stream", unreachable)
+    monkeypatch.setattr(time, "monotonic", lambda: start + 61)  # the copy is stale: refetched, in vain
+    assert verifier.verify(token).did
+    monkeypatch.setattr(time, "monotonic", lambda: start + 300.5 + 60 + 1)  # the list's exp, and the leeway, passed
+    with pytest.raises(UnverifiedAgent, match="status list is unavailable .*connection refused"):
+        verifier.verify(token)
+
+
+def test_a_list_that_never_expires_does_not_count():
+    """Its copy would serve for ever while the issuer cannot be reached (an older list served again, too: an older
+    one is refused only while the copy held is valid), where a revocation must fail closed: as an agent credential,
+    a status list must expire. vouchnet's every list does, STATUS_TTL_S after it is signed."""
+    key = SigningKey.generate()
+    org = StubOrg([key])
+    with serving(org):
+        token = status_list_credential(key, list_url(org.url, 0), set())
+        claims = decode_jwt(token, bytes(key.verify_key))[1]
+        del claims["exp"], claims["validUntil"]
+        org.list_token = encode_jwt(claims, key, kid=did_url(did_of(key)), typ="vc+jwt")
+        with pytest.raises(UnverifiedAgent, match="cannot check revocation, .*payload.exp: a status list must "
+                                                  "expire"):
+            CredentialVerifier([org.url]).verify(org.credential(key, 1))
 
 
 def test_the_verifier_keeps_a_bounded_number_of_status_lists(running, monkeypatch):
@@ -428,6 +466,27 @@ def test_keys_that_cannot_be_fetched_again_stop_verifying_past_jwks_max_stale(mo
         assert verifier.verify(remembered).org == did_of(key)  # it answers again: its keys serve again
 
 
+@pytest.mark.parametrize("keys", ["never fetched", "past jwks_max_stale"])
+def test_a_refusal_does_not_show_the_password_of_an_issuer_s_url(monkeypatch, keys):
+    """A refusal's reason goes back to the caller (refusal_text) and into the service's log, and named the JWKS URL
+    as given, password included (an org whose JWKS asks for basic auth), to anyone presenting a token of a kid no
+    issuer serves; RFC 3986 §3.2.1: the part of a userinfo after ':' should not be shown."""
+    import node.client.identity as identity
+
+    key = SigningKey.generate()
+    org = StubOrg([key], jwks_down=keys == "never fetched")
+    with serving(org):
+        verifier = CredentialVerifier([org.url.replace("http://", "http://svc:s3cret@")], jwks_max_stale=3600)
+        if keys == "past jwks_max_stale":
+            assert verifier.verify(agent_credential(key, new_did())).org == did_of(key)
+            start, org.jwks_down = time.monotonic(), True
+            monkeypatch.setattr(identity, "time", SimpleNamespace(time=time.time, monotonic=lambda: start + 3601))
+        shown = r"http://svc@127\.0\.0\.1:\d+/\.well-known/jwks\.json.*503"
+        with pytest.raises(UnverifiedAgent, match=shown) as refused:
+            verifier.verify(agent_credential(key, new_did()))
+    assert "s3cret" not in str(refused.value)
+
+
 def test_the_default_staleness_is_a_day():
     assert CredentialVerifier(["http://127.0.0.1:9"]).jwks_max_stale == 86_400
 
@@ -450,6 +509,58 @@ def test_a_status_list_whose_id_is_not_a_url_fails_closed():
         verifier = CredentialVerifier([org.url])
         with pytest.raises(UnverifiedAgent, match="cannot check revocation, the issuer's status list is unavailable"):
             verifier.verify(org.credential(key, 1))
+
+
+def test_a_status_list_whose_exp_is_past_a_float_s_range_is_refused_not_raised():
+    """Its issuer signed it, but the check of a credential must end in an identity or UnverifiedAgent: an exp of
+    10^400 raised OverflowError out of verify (a float made of it)."""
+    key = SigningKey.generate()
+    org = StubOrg([key], list_claims={"exp": 10**400})
+    with serving(org):
+        verifier = CredentialVerifier([org.url])
+        with pytest.raises(UnverifiedAgent, match="cannot check revocation, .*payload.exp: must be a NumericDate"):
+            verifier.verify(org.credential(key, 1))
+
+
+def test_a_status_list_whose_ttl_is_past_a_float_s_range_serves_for_status_ttl():
+    """A ttl of 10^400 ms raised OverflowError out of verify (divided into a float); it is a ttl longer than
+    status_ttl, which bounds it."""
+    key = SigningKey.generate()
+    org = StubOrg([key], list_claims={"credentialSubject": {"id": "list", "type": "BitstringStatusList",
+                                                            "statusPurpose": "revocation",
+                                                            "encodedList": encode_list(set()), "ttl": 10**400}})
+    with serving(org):
+        verifier = CredentialVerifier([org.url], status_ttl=0)  # the list is fetched again at every check
+        token = org.credential(key, 1)
+        assert verifier.verify(token).org == did_of(key)
+        org.list_claims = {}
+        org.revoked.add(1)
+        with pytest.raises(UnverifiedAgent, match="credentialStatus: revoked by its issuer"):
+            verifier.verify(token)
+
+
+@pytest.mark.xfail(strict=True, reason="design decision: a status list URL is fetched wherever the credential names "
+                   "(SSRF by an accepted issuer); confining it to its issuer's origin breaks a node whose public_url "
+                   "differs from the URL its verifiers are given")
+def test_a_status_list_named_at_another_origin_than_its_issuer_s_is_not_fetched():
+    """An accepted org signs what its credentials name, and the verifier GETs it from inside the service's network
+    (an internal admin URL, a cloud metadata address), telling the caller in the refusal how it went (refused,
+    timed out, its status code): a port scan and blind GETs, for any org the service accepts agents from."""
+    key, asked = SigningKey.generate(), []
+
+    def internal(_: str) -> Starlette:
+        async def admin(request) -> Response:
+            asked.append(request.url.path)
+            return Response("ok")
+        return Starlette(routes=[Route("/{path:path}", admin)])
+
+    org = StubOrg([key])
+    with serving(org), serving_in_thread(internal) as inside:
+        token = agent_credential(key, new_did(), status=status_entry(org.url, 1)
+                                 | {"statusListCredential": f"{inside}/admin/v1/credentials/status/0"})
+        with pytest.raises(UnverifiedAgent, match="credentialStatus"):
+            CredentialVerifier([org.url]).verify(token)
+    assert asked == []
 
 
 def test_issuers_given_as_one_string_is_refused_not_taken_as_its_characters():

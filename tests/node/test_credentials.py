@@ -270,6 +270,23 @@ def test_agent_new_on_an_api_port_the_os_picks_refuses_until_a_public_url_is_set
     assert claims["credentialStatus"]["statusListCredential"] == f"{PUBLIC_URL}/v1/credentials/status/0"
 
 
+@pytest.mark.parametrize("days", [3_000_000, 10**20])
+def test_agent_new_refuses_a_credential_that_would_outlive_the_year_9999(tmp_path, capsys, days):
+    """Its validUntil cannot say so, nor a verifier accept its exp (node.jwt.MAX_NUMERIC_DATE). It raised out of the
+    signing with a traceback once the agent's key was written and its index recorded as expiring then, which kept
+    every key the org rotated away from in its JWKS until then (node.credentials_api); 10^20 days overflowed
+    SQLite's integer."""
+    made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",),
+                         api="127.0.0.1:8700")
+    assert cli.main(["agent", "new", "--name", "alice", "--out", str(tmp_path / "agents"),
+                     "--dir", str(made.data_dir), "--days", str(days)]) == 2
+    assert "--days: the credential must expire by the end of the year 9999" in capsys.readouterr().err
+    assert not (tmp_path / "agents").exists()
+    registry = CredentialRegistry.open(made.data_dir)
+    assert registry.issued() == []
+    registry.close()
+
+
 async def test_a_node_on_an_api_port_the_os_picks_exports_no_vouch_without_a_public_url(node):
     """A vouch's credential names its status list's URL too: on port 0 it would never be checked (409, saying
     what to set); the status lists themselves are still served, and a credential naming another URL verifies."""
@@ -493,6 +510,21 @@ def test_a_token_expires_at_its_exp_and_is_valid_from_its_nbf(leeway):
     for now, rule in ((899.5 - leeway, "nbf"), (1000 + leeway, "exp")):
         with pytest.raises(JwtError, match=f"payload.{rule}"):
             decode_jwt(token, bytes(key.verify_key), now=now, leeway=leeway)
+
+
+@pytest.mark.parametrize("claims", ['{"exp": NaN}', '{"exp": Infinity}', '{"exp": 1e400}', f'{{"exp": {10**400}}}',
+                                    '{"nbf": NaN}', '{"nbf": -Infinity}', '{"iat": NaN}', '{"iat": "yesterday"}'])
+def test_a_time_claim_that_is_no_date_is_refused(claims):
+    """RFC 7519 §2 NumericDate: JSON has no NaN or Infinity, which Python's parser reads (an exp of NaN compared as
+    never passed, so the token never expired; one of Infinity, or of 1e400, which reads as it, likewise), and a
+    number past the year 9999 (which VC 2.0's validUntil cannot say) overflowed a float where a verifier added to it
+    (node.client.identity's status lists), an exception out of the check rather than a refusal."""
+    key = SigningKey.generate()
+    signing_input = f"{b64url(json.dumps({'alg': 'EdDSA', 'kid': 'k'}).encode())}.{b64url(claims.encode())}"
+    token = f"{signing_input}.{b64url(key.sign(signing_input.encode()).signature)}"
+    name = next(iter(json.loads(claims)))
+    with pytest.raises(JwtError, match=f"payload.{name}: must be a NumericDate"):
+        decode_jwt(token, bytes(key.verify_key))
 
 
 def test_agent_credentials_expire():
