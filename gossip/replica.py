@@ -136,12 +136,13 @@ class Replica:
             before_storing(records)
         return self._accept_own(records)
 
-    def issue_digests(self, bodies: Sequence[DigestBody]) -> list[Record]:
+    def issue_digests(self, bodies: Sequence[DigestBody], *, ts: int | None = None) -> list[Record]:
         """issue_many("digest", [body.to_wire() for body in bodies]) from typed bodies: the same records, signed
-        at a fraction of the cost (vouching.issue_digests); how the node signs an epoch's digests."""
+        at a fraction of the cost (vouching.issue_digests); how the node signs an epoch's digests, stamped `ts`
+        (default: the clock at each)."""
         seq, prev = self._next()
         self._check_may_sign()
-        return self._accept_own(issue_digests(self.key, bodies, seq=seq, prev=prev))
+        return self._accept_own(issue_digests(self.key, bodies, seq=seq, prev=prev, ts=ts))
 
     def defer_signing(self) -> None:
         """Sign nothing until `resume_signing`: a node restored from an older copy of its data directory must first

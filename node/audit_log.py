@@ -2,7 +2,8 @@
 second `ledger.Ledger` (`audit.ledger` in the data directory) that is never gossiped.
 
 Each entry carries `at`, the time the node accepted it (ms). `at` never decreases along the log, so the events an
-epoch digested are one contiguous range of entries, and an auditor can tell which epoch each entry belongs to. Each
+epoch digested are one contiguous range of entries, and an auditor can tell which epoch each entry belongs to. It is
+the node's time (node.node_time), which does not follow a clock stepping over a day ahead at once. Each
 also carries a salt, fresh random bytes (node.events), so that no one can guess an entry's bytes from its event:
 digests' evidence roots, and the proofs exports give, are hashes of them.
 """
@@ -20,6 +21,7 @@ from nacl.signing import SigningKey
 from ledger import Checkpoint, Ed25519Signer, Ledger, LedgerError, log_origin
 
 from .events import ENTRY_VERSION, SALT_SIZE, Event, InvalidEvent, NewerEntry, decode_entry, encode_entry
+from .node_time import NodeTime
 
 AUDIT_FILE = "audit.ledger"
 AUDIT_LOG = "audit"  # the log name in its checkpoint origin, vouchnet/<network>/<org did>/audit
@@ -49,21 +51,24 @@ class Appended:
 class AuditLog:
     """Appends events with a non-decreasing acceptance time; reads entries back; signs checkpoints; prunes."""
 
-    def __init__(self, ledger: Ledger, *, clock: Clock = wall_clock_ms) -> None:
+    def __init__(self, ledger: Ledger, *, clock: Clock = wall_clock_ms,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.ledger = ledger
-        self.clock = clock  # the node's clock: what reported times are checked against (`now` may run ahead)
+        self.clock = clock  # the node's clock: what reported times are checked against (`now` may differ: node.node_time)
+        self.time = NodeTime(clock, monotonic)
         self._floor = 0
         if ledger.size > ledger.pruned:
             self._floor = self.at(ledger.size - 1)
 
     @classmethod
-    def open(cls, data_dir: Path, *, clock: Clock = wall_clock_ms, read_only: bool = False) -> AuditLog:
+    def open(cls, data_dir: Path, *, clock: Clock = wall_clock_ms, monotonic: Callable[[], float] = time.monotonic,
+             read_only: bool = False) -> AuditLog:
         """LedgerError, naming the file, if it is not a ledger or its last entry is not an event (another ledger).
         `read_only`: as Ledger.open's (the file must exist)."""
         path = data_dir / AUDIT_FILE
         ledger = Ledger.open(path, read_only=read_only)
         try:
-            return cls(ledger, clock=clock)
+            return cls(ledger, clock=clock, monotonic=monotonic)
         except NewerEntry as error:
             ledger.close()
             raise LedgerError(f"{path}: an audit log in entry version {error.version}, newer than this vouchnet reads "
@@ -87,8 +92,9 @@ class AuditLog:
         return self._floor
 
     def now(self) -> int:
-        """The acceptance time the next batch would get: the clock, never earlier than any entry or seal."""
-        return max(self.clock(), self._floor)
+        """The acceptance time the next batch would get: the node's time (node.node_time), never earlier than any
+        entry or seal."""
+        return self.time.now(self._floor)
 
     def seal(self, until: int) -> None:
         """From now on, entries get `at >= until`: nothing more is added to the epochs that end by `until`."""

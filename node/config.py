@@ -544,8 +544,8 @@ fork_window = {d.fork_window}
 # also make at most one bad report, as its digest of the epoch does at its peers (of epochs shorter than an hour, the
 # scoring's cap window, those in one hour make one together).
 epoch_seconds = {d.epoch_seconds}
-# Raw telemetry events older than this are pruned to their hashes (held for a day while the clock is over a day
-# ahead of the time the node has seen, in case it is a wrong step; vouchnet_retention_clock_held is 1 meanwhile).
+# Raw telemetry events older than this are pruned to their hashes (by the time the node has seen while its clock is
+# over a day ahead of it, for a day, in case it is a wrong step; vouchnet_clock_held is 1 meanwhile).
 retention_days = {d.retention_days}
 # Differential-privacy epsilon for digest counts (about 1.2e-16 to 1490; smaller hides more); leave unset for exact
 # counts.

@@ -294,6 +294,9 @@ class Digester:
                                         "store their digests (a full disk, say): tried again at the next epoch's end")
         metrics.collect("digest_open_agents", "Agents with events in epochs not yet digested",
                         lambda: sum(len(e.agents) for e in self._open.values()))
+        metrics.collect("clock_held", "1 while the clock, stepped over a day ahead of the time the node has seen, is "
+                        "held: acceptance times, digests and retention follow the time the node has seen (taken once "
+                        "it has stayed so a day)", lambda: int(audit.time.held))
         # Finished by the first `closing`: signing waits for the start-up sync (node.daemon._take_back_own_records).
         self._interrupted = state.unfinished()
         self._interrupted_agents: frozenset[str] | None = None  # of `_interrupted`, read on the first ask
@@ -311,6 +314,7 @@ class Digester:
         # copy of the data directory, sync brings back digests that this digests.db never saw issued.
         self._store_mark = state.last_store_mark()
         audit.seal(self.digested_until)
+        audit.now()  # the node's first reading of its clock, against the log's floor (a new node's is taken)
         # The entries decoded to rebuild the open epochs, kept for the start-up replay's `undigested` only: decoding
         # is most of either's time (benchmarks/startup.py --events). Dropped by the first `undigested` or `closing`.
         self._decoded_at_start: list[tuple[int, int, Event]] = []
@@ -419,11 +423,12 @@ class Digester:
         return now - now % self.epoch_ms + self.epoch_ms
 
     def close_due(self, now: int) -> list[Record]:
-        """Issue the digests of every epoch that ended by `now`; the records, in issue order."""
+        """Issue the digests of every epoch that ended by `now`, stamped `now`; the records, in issue order."""
         return [record for chunk in self.closing(now) for record in chunk]
 
     def closing(self, now: int) -> Iterator[list[Record]]:
-        """Issue the digests of every epoch that ended by `now`, yielding each chunk of at most ISSUE_CHUNK
+        """Issue the digests of every epoch that ended by `now` (the node's time: node.node_time), stamped `now`, so
+        never ahead of it, yielding each chunk of at most ISSUE_CHUNK
         records once stored, so that a caller can let other work run between chunks (DigestService does); and an
         empty chunk after each page of an interrupted epoch's entries, read before its digests are issued.
 
@@ -433,7 +438,7 @@ class Digester:
         """
         self._decoded_at_start = []
         if self._interrupted is not None:
-            yield from self._finish_interrupted(*self._interrupted)
+            yield from self._finish_interrupted(*self._interrupted, now)
             self._interrupted = None
         while self._open and (aligned := min(self._open)) + self.epoch_ms <= now:
             end = aligned + self.epoch_ms
@@ -450,7 +455,7 @@ class Digester:
                 raise
             try:
                 agents = sorted(agent for agent in epoch.agents if agent not in issued)
-                yield from self._issue_chunks(start, end, {a: epoch.agents[a] for a in agents})
+                yield from self._issue_chunks(start, end, {a: epoch.agents[a] for a in agents}, now)
                 self.state.finish(start)
             except BaseException:
                 self._interrupted, self._interrupted_agents = row, frozenset(epoch.agents)
@@ -459,18 +464,20 @@ class Digester:
             self._store_mark = self.replica.store.size
             self._record(start, len(agents), time.perf_counter() - began)
 
-    def _issue_chunks(self, start: int, end: int, agents: dict[str, _Tally]) -> Iterator[list[Record]]:
-        """Issue the digests of `agents`, in their order, ISSUE_CHUNK at a time."""
+    def _issue_chunks(self, start: int, end: int, agents: dict[str, _Tally], ts: int) -> Iterator[list[Record]]:
+        """Issue the digests of `agents`, in their order, ISSUE_CHUNK at a time, stamped `ts`."""
         names = list(agents)
         for first in range(0, len(names), ISSUE_CHUNK):
-            yield self._issue(start, end, {a: agents[a] for a in names[first:first + ISSUE_CHUNK]})
+            yield self._issue(start, end, {a: agents[a] for a in names[first:first + ISSUE_CHUNK]}, ts)
 
-    def _issue(self, start: int, end: int, agents: dict[str, _Tally]) -> list[Record]:
-        """Sign and store the digests of `agents`, in their order (with DP, their raw counts kept first)."""
+    def _issue(self, start: int, end: int, agents: dict[str, _Tally], ts: int) -> list[Record]:
+        """Sign and store the digests of `agents`, in their order, stamped `ts` (with DP, their raw counts kept
+        first)."""
         if self.dp_epsilon is not None:
             self.state.keep_raw(start, {a: (tuple(t.outcomes), tuple(t.high_risk)) for a, t in agents.items()})
         with _cyclic_gc_paused():
-            return self.replica.issue_digests([self._body(agent, tally, start, end) for agent, tally in agents.items()])
+            return self.replica.issue_digests([self._body(agent, tally, start, end) for agent, tally in agents.items()],
+                                             ts=ts)
 
     def _body(self, agent: str, tally: _Tally, start: int, end: int) -> DigestBody:
         outcomes, high_risk, categories = tally.outcomes, tally.high_risk, tally.categories
@@ -509,8 +516,8 @@ class Digester:
                     cursor = index
         return done
 
-    def _finish_interrupted(self, start: int, end: int, first: int, stop: int,
-                            store_mark: int) -> Iterator[list[Record]]:
+    def _finish_interrupted(self, start: int, end: int, first: int, stop: int, store_mark: int,
+                            ts: int) -> Iterator[list[Record]]:
         """Issue what an epoch interrupted mid-issue still lacks, a chunk at a time: digests for agents that have none
         for it (the start-up sync may have brought back some the node issued after a copy it was restored from).
         Its entries are read first, with an empty chunk after each _REPLAY_PAGE of them: the node finishes it as it
@@ -523,15 +530,17 @@ class Digester:
                 missing.setdefault(event.agent, _Tally()).add(event, entry)
             if n % _REPLAY_PAGE == 0:
                 yield []
-        yield from self._issue_chunks(start, end, dict(sorted(missing.items())))
+        yield from self._issue_chunks(start, end, dict(sorted(missing.items())), ts)
         self.state.finish(start)
         log.warning("finished an interrupted epoch", extra={"fields": {"epoch": start, "issued": len(missing),
                                                                         "already": len(done)}})
 
 
 class DigestService:
-    """Closes each epoch when it ends (and, on start, those that ended while the node was down), holding the
-    ingest's `write_lock` meanwhile, so that no batch is being appended as its epoch closes."""
+    """Closes each epoch when it ends by the node's time (and, on start, those that ended while the node was down),
+    holding the ingest's `write_lock` meanwhile, so that no batch is being appended as its epoch closes. It wakes by
+    `clock` (a node's time stuck at the floor, the clock stepped back, would wake it at once again and again), so
+    while the clock is held an epoch closes up to an epoch late."""
 
     def __init__(self, digester: Digester, write_lock: trio.Lock, *, clock: Callable[[], int] = wall_clock_ms) -> None:
         self.digester = digester
@@ -551,7 +560,7 @@ class DigestService:
         end: the node runs on, and a restart would meet the same disk."""
         async with self.write_lock:
             try:
-                for _ in self.digester.closing(self._clock()):
+                for _ in self.digester.closing(self.digester.audit.now()):
                     await trio.sleep(0)  # the API and gossip run between chunks; ingest waits for the lock
             except (LedgerError, StoreError, sqlite3.Error) as error:
                 log.error("digests not issued (%s); tried again at the next epoch's end", error)

@@ -3,7 +3,7 @@ the telemetry routers behind the API's error handlers and write guard."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,12 +34,22 @@ PUBLIC_URL = "https://vouchnet.example.org"  # where the app's status lists say 
 
 @dataclass
 class Clock:
-    """A settable wall clock in ms (digests are signed with the real clock, which must not be behind it)."""
+    """A settable wall clock in ms, and a monotonic one in s that moves only as the test runs time on (`run`):
+    setting `now` steps the wall clock, as NTP may."""
 
     now: int = 1_700_000_000_000
+    mono: float = 0.0
 
     def __call__(self) -> int:
         return self.now
+
+    def monotonic(self) -> float:
+        return self.mono
+
+    def run(self, ms: int) -> None:
+        """Time passes: both clocks move on."""
+        self.now += ms
+        self.mono += ms / 1000
 
 
 @dataclass
@@ -50,11 +60,12 @@ class TelemetryNode:
     epoch_ms: int = 60_000
     dp_epsilon: float | None = None
     metrics: Registry = field(default_factory=Registry)
+    monotonic: Callable[[], float] | None = None  # default: the clock's
 
     def __post_init__(self) -> None:
         self.store = RecordStore.open(self.directory)
         self.replica = Replica(self.key, self.store, roots=(), max_hops=2, held_limit=100)
-        self.audit = AuditLog.open(self.directory, clock=self.clock)
+        self.audit = AuditLog.open(self.directory, clock=self.clock, monotonic=self.monotonic or self.clock.monotonic)
         self.idempotency = IdempotencyStore.open(self.directory, log_size=self.audit.size)
         self.ingestor = Ingestor(self.audit, self.idempotency, self.metrics)
         self.digester = Digester(self.audit, self.replica, DigestState.open(self.directory), self.metrics,

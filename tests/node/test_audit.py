@@ -362,8 +362,8 @@ def test_retention_prunes_whole_digested_epochs_and_proofs_stay_valid(node):
     entries = node.audit.ledger.entries(0, node.audit.size)
     before = node.audit.checkpoint(node.key, audit_origin("testnet", node.replica.did))
     retention_days = 2.5 * EPOCH / DAY_MS
-    service = RetentionService(node.audit, node.idempotency, node.digester, node.metrics,
-                               retention_days=retention_days, clock=lambda: T0 + 3 * EPOCH + 40_000)
+    node.clock.now = T0 + 3 * EPOCH + 40_000
+    service = RetentionService(node.audit, node.idempotency, node.digester, node.metrics, retention_days=retention_days)
     pruned = service.prune()
     assert pruned == 4  # cutoff T0 + 70 s, back to its epoch's start T0 + 60 s: the first epoch's 4 entries
     with pytest.raises(EntryPruned):
@@ -386,8 +386,9 @@ def test_the_oldest_epoch_retention_kept_is_exported_whole(tmp_path):
             node.clock.now = T0 + step * EPOCH + 5_000
             submit(node, A)
             node.digester.close_due(T0 + (step + 1) * EPOCH)
+        node.clock.now = T0 + 3 * EPOCH
         service = RetentionService(node.audit, node.idempotency, node.digester, node.metrics,
-                                   retention_days=1.5 * EPOCH / DAY_MS, clock=lambda: T0 + 3 * EPOCH)
+                                   retention_days=1.5 * EPOCH / DAY_MS)
         assert service.prune() == 1
         with pytest.raises(ExportError, match=f"the audit log keeps those from {T0 + EPOCH} ms on"):
             export(node, A, T0 + EPOCH - 1, T0 + 3 * EPOCH)
@@ -402,8 +403,8 @@ def test_an_export_the_node_prunes_as_it_reads_is_refused_as_pruned(node):
     'corrupt: no row holds entry 4', or of InvalidEvent for the emptied bytes of the row across the cutoff."""
     reader = AuditLog.open(node.directory)  # the export's, opened before the node prunes
     try:
-        RetentionService(node.audit, node.idempotency, node.digester, node.metrics, retention_days=EPOCH / DAY_MS,
-                         clock=lambda: T0 + 2 * EPOCH + 30_000).prune()
+        RetentionService(node.audit, node.idempotency, node.digester, node.metrics,
+                         retention_days=1.5 * EPOCH / DAY_MS).prune()  # at T0 + 3 * EPOCH: the first epoch
         with pytest.raises(ExportError, match=f"the audit log keeps those from {T0 + EPOCH} ms on"):
             export_agent(reader, node.digester.state, key=node.key, org=node.replica.did, network="testnet",
                          agent=A, start=T0, end=T0 + 3 * EPOCH)
@@ -417,8 +418,8 @@ def test_an_export_of_kept_entries_is_made_though_the_node_pruned_older_ones_as_
     with a traceback of EntryPruned though every entry it needed was there."""
     reader = AuditLog.open(node.directory)  # the export's, opened before the node prunes
     try:
-        RetentionService(node.audit, node.idempotency, node.digester, node.metrics, retention_days=EPOCH / DAY_MS,
-                         clock=lambda: T0 + 2 * EPOCH + 30_000).prune()
+        RetentionService(node.audit, node.idempotency, node.digester, node.metrics,
+                         retention_days=1.5 * EPOCH / DAY_MS).prune()  # at T0 + 3 * EPOCH: the first epoch
         document = export_agent(reader, node.digester.state, key=node.key, org=node.replica.did, network="testnet",
                                 agent=A, start=T0 + EPOCH, end=T0 + 3 * EPOCH)
     finally:
@@ -438,7 +439,7 @@ def test_retention_prunes_no_part_of_an_epoch_digested_before_the_epoch_length_c
         node.digester.close_due(T0 + 2 * EPOCH)
     with telemetry_node(tmp_path, key=key, clock=Clock(T0 + 2 * EPOCH), epoch_ms=EPOCH) as node:
         service = RetentionService(node.audit, node.idempotency, node.digester, node.metrics,
-                                   retention_days=EPOCH / DAY_MS, clock=lambda: T0 + 2 * EPOCH)
+                                   retention_days=EPOCH / DAY_MS)
         assert service.prune() == 0
         document = export(node, A, T0 + EPOCH, T0 + 2 * EPOCH)
         assert len(document["entries"]) == 2
@@ -446,8 +447,8 @@ def test_retention_prunes_no_part_of_an_epoch_digested_before_the_epoch_length_c
 
 
 def test_retention_never_prunes_events_not_yet_digested(node):
-    service = RetentionService(node.audit, node.idempotency, node.digester, node.metrics,
-                               retention_days=1 / DAY_MS, clock=lambda: T0 + 100 * EPOCH)
+    node.clock.now = T0 + 100 * EPOCH
+    service = RetentionService(node.audit, node.idempotency, node.digester, node.metrics, retention_days=1 / DAY_MS)
     assert service.prune() == node.digester.undigested_from == node.audit.size - 1
 
 
@@ -466,60 +467,42 @@ def test_retention_prunes_no_entry_of_an_epoch_a_restart_has_still_to_digest(tmp
     later = T0 + 10 * EPOCH
     with telemetry_node(tmp_path, key=key, clock=Clock(later), epoch_ms=EPOCH) as node:
         assert RetentionService(node.audit, node.idempotency, node.digester, node.metrics,
-                                retention_days=EPOCH / DAY_MS, clock=lambda: later).prune() == 0
+                                retention_days=EPOCH / DAY_MS).prune() == 0
         node.digester.close_due(later)
         assert sorted(verify_record(raw).body.agent for raw in digest_records(node, A) + digest_records(node, B)) \
             == sorted([A, B])
 
 
-class _Time:
-    """A wall clock and a monotonic clock for a retention service, stepped by the test."""
-
-    def __init__(self, wall: int) -> None:
-        self.wall, self.mono = wall, 0.0
-
-    def run(self, ms: int) -> None:
-        """Time passes: both clocks move on."""
-        self.wall += ms
-        self.mono += ms / 1000
-
-    def service(self, node, retention_days: float = 180) -> RetentionService:
-        return RetentionService(node.audit, node.idempotency, node.digester, node.metrics,
-                                retention_days=retention_days, clock=lambda: self.wall, monotonic=lambda: self.mono)
-
-
 def test_a_clock_a_year_ahead_for_one_prune_deletes_no_event_within_retention(node, caplog):
     """Pruning is never undone: one hourly run while the clock was a year ahead (a bad NTP step, a VM resumed with a
     wrong time) pruned every digested event of the last 180 days, though none had aged."""
-    service = RetentionService(node.audit, node.idempotency, node.digester, node.metrics, retention_days=180,
-                               clock=lambda: T0 + 365 * DAY_MS)
-    assert service.prune() == 0
-    assert "retention holds its prunes" in caplog.text
+    node.clock.now = T0 + 365 * DAY_MS
+    assert RetentionService(node.audit, node.idempotency, node.digester, node.metrics, retention_days=180).prune() == 0
+    assert "clock over a day ahead of the time the node has seen" in caplog.text
 
 
 def test_a_clock_step_ahead_is_taken_once_it_has_stayed_ahead_for_the_hold(node):
     """A real step (the node stopped for months, its clock right) delays the prune by a day, not for good."""
-    time = _Time(T0 + 365 * DAY_MS)
-    service = time.service(node, retention_days=2.5 * EPOCH / DAY_MS)
-    assert node.metrics.value("retention_clock_held") == 0
+    service = RetentionService(node.audit, node.idempotency, node.digester, node.metrics, retention_days=2)
+    assert node.metrics.value("clock_held") == 0
+    node.clock.now = T0 + 365 * DAY_MS
     for _ in range(23):
-        assert service.prune() == 0
-        assert node.metrics.value("retention_clock_held") == 1  # for an operator to put the clock right
-        time.run(3_600_000)
+        assert service.prune() == 0  # the node's time, the log's latest plus under a day, is within retention
+        assert node.metrics.value("clock_held") == 1  # for an operator to put the clock right
+        node.clock.run(3_600_000)
     assert service.prune() == 0
-    time.run(3_600_000)
+    node.clock.run(3_600_000)
     assert service.prune() == node.audit.size - 1  # all but the open epoch's event, not yet digested
-    assert node.metrics.value("retention_clock_held") == 0
+    assert node.metrics.value("clock_held") == 0
 
 
 def test_a_clock_that_runs_on_with_the_node_is_taken_however_long_no_event_comes(node):
     """The node's own passing of time counts: two days with no event, and the digested epochs are pruned the hour
     they expire, not a day late."""
-    time = _Time(T0 + 3 * EPOCH)
-    service = time.service(node, retention_days=2)
+    service = RetentionService(node.audit, node.idempotency, node.digester, node.metrics, retention_days=2)
     for _ in range(48):
         assert service.prune() == 0
-        time.run(3_600_000)
+        node.clock.run(3_600_000)
     assert service.prune() == node.audit.size - 1
 
 
@@ -529,8 +512,11 @@ def test_a_clock_step_ahead_forgets_no_idempotency_key(node):
                                      "outcome": "ok"}]}).encode()
     node.ingestor.submit_json(batch, key="retried")
     size = node.audit.size
-    RetentionService(node.audit, node.idempotency, node.digester, node.metrics, retention_days=180,
-                     clock=lambda: T0 + 365 * DAY_MS).expire()
+    right = node.clock.now
+    node.clock.now = T0 + 365 * DAY_MS
+    RetentionService(node.audit, node.idempotency, node.digester, node.metrics, retention_days=180).expire(
+        node.audit.now())
+    node.clock.now = right  # the operator put it right
     node.ingestor.submit_json(batch, key="retried")
     assert node.audit.size == size
 

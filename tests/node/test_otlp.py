@@ -6,6 +6,7 @@ import itertools
 import json
 import re
 import threading
+import time
 
 import httpx
 import pytest
@@ -77,7 +78,7 @@ def report_spans(endpoint: str) -> None:
 
 @pytest.mark.parametrize("compression", ["none", "gzip"])
 async def test_the_stock_exporter_reports_agent_spans(tmp_path, monkeypatch, compression):
-    with telemetry_node(tmp_path, clock=wall_clock_ms) as node:
+    with telemetry_node(tmp_path, clock=wall_clock_ms, monotonic=time.monotonic) as node:
         await _report_and_check(node, monkeypatch, compression)
 
 
@@ -89,7 +90,7 @@ async def test_the_readme_s_exporter_headers_carry_the_token_as_the_spec_encodes
     headers = example.replace("$(cat ~/.vouchnet/api.token)", TOKEN)
     assert parse_env_headers(headers, liberal=False) == {"authorization": AUTH["Authorization"]}
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS", headers)
-    with telemetry_node(tmp_path, clock=wall_clock_ms) as node:
+    with telemetry_node(tmp_path, clock=wall_clock_ms, monotonic=time.monotonic) as node:
         await _report_and_check(node, monkeypatch, "gzip", traces_need_token=True)
 
 

@@ -159,15 +159,14 @@ def test_retention_keeps_a_span_for_as_long_as_it_could_be_stored_again(node, ah
     size = node.audit.size
     node.clock.now = NOW
     submit(node, json_request(span))
-    retention = RetentionService(node.audit, node.idempotency, node.digester, Registry(), retention_days=180,
-                                 clock=node.clock, monotonic=lambda: node.clock.now / 1000)
-    retention.expire()
-    node.clock.now = NOW + MAX_AGE_MS + overtime  # the node ran on for this long
-    retention.expire()
+    retention = RetentionService(node.audit, node.idempotency, node.digester, Registry(), retention_days=180)
+    retention.expire(node.audit.now())
+    node.clock.run(MAX_AGE_MS + overtime)  # the node ran on for this long
+    retention.expire(node.audit.now())
     submit(node, json_request(span))
     assert node.audit.size == size + 1
-    node.clock.now = NOW + WINDOW_MS + 1
-    retention.expire()
+    node.clock.run(WINDOW_MS + 1 - MAX_AGE_MS - overtime)
+    retention.expire(node.audit.now())
     assert not node.idempotency.stored_spans([span_key(TRACE, span["spanId"])])
 
 
@@ -176,11 +175,10 @@ def test_expiry_forgets_the_spans_stored_before_the_window_and_keeps_the_later_o
     submit(node, json_request(old))
     node.clock.now = NOW + 1000
     submit(node, json_request(new))
-    retention = RetentionService(node.audit, node.idempotency, node.digester, Registry(), retention_days=180,
-                                 clock=node.clock, monotonic=lambda: node.clock.now / 1000)
-    retention.expire()
-    node.clock.now = NOW + WINDOW_MS + 1  # the node ran on for this long
-    retention.expire()
+    retention = RetentionService(node.audit, node.idempotency, node.digester, Registry(), retention_days=180)
+    retention.expire(node.audit.now())
+    node.clock.run(WINDOW_MS + 1 - 1000)  # the node ran on for this long
+    retention.expire(node.audit.now())
     assert node.idempotency.stored_spans([span_key(TRACE, s["spanId"]) for s in (old, new)]) == {
         span_key(TRACE, new["spanId"])}
 
@@ -200,8 +198,7 @@ async def test_retention_forgets_span_ids_off_the_event_loop(node, monkeypatch):
     stood still for seconds every hour (benchmarks/otlp_ingest.py)."""
     threads = []
     monkeypatch.setattr(node.idempotency, "expire", lambda before: threads.append(threading.current_thread()))
-    retention = RetentionService(node.audit, node.idempotency, node.digester, Registry(), retention_days=180,
-                                 clock=node.clock)
+    retention = RetentionService(node.audit, node.idempotency, node.digester, Registry(), retention_days=180)
     async with trio.open_nursery() as nursery:
         await nursery.start(retention.run)
         nursery.cancel_scope.cancel()
