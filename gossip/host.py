@@ -504,6 +504,15 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    Ids dropped so, and ids py-libp2p cannot read (it logged a warning for each), count in HostStats.control_dropped.
    Same repro: 50,000 ids asked (5,000 a heartbeat), 1.1 MiB written, 1.1 s of CPU (two runs each, alternating with
    the code before).
+58. Pubsub answers the IHAVEs and IWANTs of a peer scoring below the gossip threshold, which GossipSub v1.1 says to
+   ignore ("gossip from that peer is ignored"; go-libp2p's handleIHave and handleIWant return nothing for it, and
+   PeerScoring says so): py-libp2p asks the score only to choose whom to send gossip to. Repro: hosts A and B meshed,
+   A's PeerScoring with gossip_threshold -5, B publishes a message A's validator rejects (B's score at A below -5,
+   above the publish threshold), then writes one RPC on a /meshsub/1.2.0 stream of its own, an IWANT for a message A
+   published and an IHAVE of an unseen id: A sends B the message and asks for the id. Handled (_GossipSub.handle_rpc,
+   before quirk 57): the IHAVEs and IWANTs of a peer whose score over the topics the host joins is below the
+   threshold are dropped, counted in HostStats.control_dropped; the rest of its RPC is read. Same repro: nothing
+   sent, nothing asked.
 Not worked around (policy, not a bug to patch): IDONTWANT is sent for every message regardless of size.
 Checked and left, bounded already (quirk numbers 50 and 52 left unused): py-libp2p's own bound on streams, the swarm's
 semaphore of ResourceLimits.max_streams (10,000), which every stream opened either way awaits, and its resource
@@ -767,7 +776,7 @@ class HostStats:
     stalled_peers_disconnected: int = 0
     peer_events_dropped: int = 0
     mesh_prunes: int = 0  # PRUNEs sent to keep a mesh within D_hi (each starts a backoff, quirk 20)
-    control_dropped: int = 0  # GRAFTs, PRUNEs, IHAVE and IWANT ids dropped (37, 39, 57), ids too long (55, 56)
+    control_dropped: int = 0  # GRAFTs, PRUNEs, IHAVE and IWANT ids dropped (37, 39, 57, 58), ids too long (55, 56)
     idle_inbound_closed: int = 0  # inbound connections closed as not put to use within their grace (quirk 34)
     handshakes_aborted: int = 0  # inbound connections closed in their handshake, their slot given to another (38)
     graylisted_rpcs: int = 0  # RPCs ignored unread: their peer's score was below the graylist threshold (quirk 45)
@@ -961,7 +970,7 @@ class _GossipSub(GossipSub):
     (quirks 37, 57) and no message id longer than a vouchnet one (quirks 55, 56), answers IWANTs for a message as often
     as go-libp2p does (quirks 39, 57), keeps no time per message routed (quirk 41), forgets backoffs once over (quirk
     42), keeps no copy of the messages it routed (quirk 47) and keeps a penalised peer's score across a reconnection
-    (quirk 48); nothing else differs."""
+    (quirk 48) and ignores the gossip of a peer scoring below the gossip threshold (quirk 58); nothing else differs."""
 
     def __init__(self, *, retained: _RetainedScores, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -1002,6 +1011,9 @@ class _GossipSub(GossipSub):
         self.control_dropped += _drop_long_message_ids(rpc.control)  # quirks 55, 56
         for prune in rpc.control.prune:  # quirk 42
             prune.backoff = min(prune.backoff, MAX_PRUNE_BACKOFF_S)
+        if (rpc.control.ihave or rpc.control.iwant) and (
+                self.scorer.score(sender_peer_id, list(self.mesh)) < self.scorer.params.gossip_threshold):
+            self.control_dropped += _drop_gossip(rpc.control)  # quirk 58
         if rpc.control.ihave:
             self._budget_ihave(rpc.control, sender_peer_id)
         if rpc.control.iwant:  # one, after _trim_control
@@ -1128,6 +1140,15 @@ def _trim_control(control: rpc_pb2.ControlMessage, topics: Iterable[str]) -> int
     if wanted:
         control.iwant.add(messageIDs=wanted)
     return before - (len(control.graft) + len(control.prune) + MAX_IHAVE_LENGTH - room + len(wanted))
+
+
+def _drop_gossip(control: rpc_pb2.ControlMessage) -> int:
+    """Quirk 58: drop a control message's IHAVEs and IWANTs (GossipSub v1.1: gossip from a peer scoring below the
+    gossip threshold is ignored); returns how many message ids were dropped."""
+    dropped = sum(len(entry.messageIDs) for entry in (*control.ihave, *control.iwant))
+    del control.ihave[:]
+    del control.iwant[:]
+    return dropped
 
 
 def _drop_long_message_ids(control: rpc_pb2.ControlMessage) -> int:
