@@ -1,7 +1,7 @@
 """What one hostile peer can make a host (gossip.host) spend over real connections on loopback: figures, no targets;
 not a test. Each attack runs against a fresh host, the hostile peer a host of its own in the same process (so CPU
 figures are both hosts'), writing raw yamux frames past its muxer, RPCs on a /meshsub stream of its own, or bare
-sockets (gossip.host quirks 35-40):
+sockets (gossip.host quirks 35-40, 49, 51, 57):
 
 - window: 64 MiB of DATA on the pubsub stream the host opened to the peer, which the host never reads (35);
 - syns: 20,000 bare SYN frames, 500 to a write, never used: the most streams the host held at once (36);
@@ -19,12 +19,16 @@ sockets (gossip.host quirks 35-40):
   the host's message cache holds 30 messages of 20 KB: 2,000 RPCs of one pair each, or 4 RPCs of 2,500 pairs each
   (py-libp2p reads at most 5,000 subscriptions an RPC): CPU, the tasks the host started, the bytes of RPCs it wrote
   to the peer, warnings logged (51);
+- ihave: --ihave-rpcs (90) RPCs, 9 a second (py-libp2p penalises a peer past 10 a second a topic), each an IHAVE of
+  5,000 unseen ids of 20 bytes (110 KB) for the host's topic (heartbeat 1 s): the ids the host asked for in IWANTs,
+  the bytes it wrote to the peer, CPU (57);
 - deaf: pings, 5,000 to a write, from a peer that reads nothing (py-libp2p's own frame writer, default socket
   buffers): how long the host kept the connection, watched for DEAF_S (60) seconds (49).
 
     python benchmarks/p2p_exhaust.py                 # every attack
     python benchmarks/p2p_exhaust.py syns control-graft    # some
     python benchmarks/p2p_exhaust.py many --connections 100
+    python benchmarks/p2p_exhaust.py ihave --ihave-rpcs 20
 """
 
 from __future__ import annotations
@@ -298,6 +302,40 @@ async def churn(node: Host, hostile: Host, rpcs: int, pairs: int) -> str:
             "warnings")
 
 
+async def ihave(node: Host, hostile: Host) -> str:
+    await node.subscribe(TOPIC, accept)
+    await node.connect(hostile.listen_addrs[0])
+    pubsub, router, counts = node._pubsub, node._router, {"asked": 0, "bytes": 0, "read": 0}
+    write_msg, handle_rpc = pubsub.write_msg, router.handle_rpc
+
+    async def counting_write(stream, rpc):  # type: ignore[no-untyped-def]
+        counts["asked"] += sum(len(entry.messageIDs) for entry in rpc.control.iwant)
+        counts["bytes"] += rpc.ByteSize()
+        return await write_msg(stream, rpc)
+
+    async def counting_handle(rpc, peer):  # type: ignore[no-untyped-def]
+        counts["read"] += 1
+        return await handle_rpc(rpc, peer)
+
+    pubsub.write_msg, router.handle_rpc = counting_write, counting_handle
+    rpcs = [rpc_pb2.RPC(control=rpc_pb2.ControlMessage(ihave=[rpc_pb2.ControlIHave(
+        topicID=TOPIC, messageIDs=[os.urandom(20) for _ in range(5000)])])).SerializeToString()
+        for _ in range(IHAVE_RPCS)]
+    cpu, start = time.process_time(), trio.current_time()
+    async with await hostile.open_stream(node.peer_id, "/meshsub/1.2.0") as stream:
+        for n, rpc in enumerate(rpcs):
+            await trio.sleep_until(start + n / IHAVE_PER_S)
+            await stream.write(encode_uvarint(len(rpc)) + rpc)
+        while counts["read"] + pubsub.graylisted_rpcs < IHAVE_RPCS:  # a graylisted peer's RPCs are emptied unread
+            await trio.sleep(0.05)
+    await trio.sleep(0.5)  # the IWANTs still queued
+    return (f"{IHAVE_RPCS} RPCs of {len(rpcs[0]):,} bytes read in {trio.current_time() - start:.1f} s: "
+            f"{time.process_time() - cpu:.1f} s of CPU, {counts['asked']:,} ids asked in IWANTs, "
+            f"{counts['bytes'] / 2**20:.1f} MiB written to the peer, {node.stats().control_dropped:,} ids dropped, "
+            f"{pubsub.graylisted_rpcs} RPCs ignored as the peer's (graylisted), its score "
+            f"{node.peer_score(hostile.peer_id):.0f}")
+
+
 async def deaf(node: Host, hostile: Host) -> str:
     events = node.peer_events()
     await node.connect(hostile.listen_addrs[0])
@@ -341,8 +379,10 @@ class _Count(logging.Handler):
 
 CONNECTIONS = 50  # peers of the `many` attack (--connections)
 DEAF_S = 60  # seconds the `deaf` attack watches the connection
+IHAVE_RPCS = 90  # IHAVE RPCs of the `ihave` attack
+IHAVE_PER_S = 9  # its pace: under py-libp2p's 10 IHAVEs a second a topic, past which it penalises the peer
 ATTACKS = {"window": window, "syns": syns, "stall": stall, "iwant": iwant, "proposals": proposals, "fill": fill,
-           "many": many, "deaf": deaf,
+           "many": many, "deaf": deaf, "ihave": ihave,
            "churn-single": lambda node, hostile: churn(node, hostile, 2000, 1),
            "churn-packed": lambda node, hostile: churn(node, hostile, 4, 2500),
            **{f"control-{kind}": (lambda kind: lambda node, hostile: control(node, hostile, kind))(kind)
@@ -360,8 +400,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("attacks", nargs="*", help=f"any of {', '.join(ATTACKS)} (default: all)")
     parser.add_argument("--connections", type=int, default=CONNECTIONS, help="peers of the `many` attack")
+    parser.add_argument("--ihave-rpcs", type=int, default=IHAVE_RPCS, help="RPCs of the `ihave` attack")
     args = parser.parse_args()
-    chosen, CONNECTIONS = args.attacks or list(ATTACKS), args.connections
+    chosen, CONNECTIONS, IHAVE_RPCS = args.attacks or list(ATTACKS), args.connections, args.ihave_rpcs
     if unknown := set(chosen) - set(ATTACKS):
         parser.error(f"unknown attacks {sorted(unknown)}; choose from {', '.join(ATTACKS)}")
     logging.basicConfig()

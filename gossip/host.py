@@ -304,8 +304,8 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    control message (_GossipSub.handle_rpc): GRAFT, PRUNE and IHAVE for topics the host does not join are
    dropped, and so are GRAFTs and PRUNEs repeating a topic in one RPC (20,000 GRAFTs of the host's topic took 0.25 s
    each RPC), at most MAX_IHAVE_MESSAGES IHAVEs and MAX_IHAVE_LENGTH ids are taken from one RPC (go-libp2p's limits
-   per heartbeat), and its IWANTs are read as one of at most MAX_IHAVE_LENGTH ids; HostStats.control_dropped
-   counts what was dropped.
+   per heartbeat, which quirk 57 keeps), and its IWANTs are read as one of at most MAX_IHAVE_LENGTH ids;
+   HostStats.control_dropped counts what was dropped.
 38. An inbound connection holds its slot (quirk 31) through its handshake for up to the swarm's
    inbound_upgrade_timeout (10 s) however little the peer sends, and the slot is taken before a byte is read, so
    plain TCP connections that never start Noise (no key, no crypto: a SYN each) hold every slot, and quirk 34
@@ -488,6 +488,31 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    bytes: 110,725). Handled: IHAVE and IWANT ids longer than MAX_MESSAGE_ID_LENGTH are dropped with quirk 55's
    (counted in HostStats.control_dropped), and the sending loop lets go of each RPC once written. Same repros: 501
    bytes held, the 10 long ids dropped.
+57. A peer's IHAVEs are read without a budget per heartbeat: quirk 37 bounds one RPC (MAX_IHAVE_MESSAGES IHAVEs,
+   MAX_IHAVE_LENGTH ids), and py-libp2p answers the unseen ids of each of the first 10 IHAVEs a second a topic with
+   an IWANT of them all, where go-libp2p reads the IHAVEs of a peer's first 10 RPCs a heartbeat (MaxIHaveMessages)
+   and asks it for at most 5,000 ids a heartbeat (MaxIHaveLength), each once. And an IWANT naming a cached message
+   again and again is answered with it as often, up to quirk 39's GOSSIP_RETRANSMISSION, in one RPC; go-libp2p sends
+   it once. Repro (benchmarks/p2p_exhaust.py ihave): host A subscribed to a topic (heartbeat 1 s), peer B writes 90
+   RPCs on its /meshsub/1.2.0 stream to A, 9 a second (py-libp2p penalises a peer past 10 a second a topic: 40 such
+   RPCs as fast as A read them had B graylisted from the 28th), each an IHAVE of 5,000 unseen ids of 20 bytes (110
+   KB): A asked for 450,000 ids, writing B 9.5 MiB of IWANTs, 2.0-2.1 s of CPU in the two hosts' process. Handled
+   (_GossipSub._budget_ihave, after quirks 37 and 56): of a peer's IHAVEs, those of its first MAX_IHAVE_MESSAGES RPCs
+   carrying any in a heartbeat are read, and only for unseen ids, each once, until MAX_IHAVE_LENGTH were asked of the
+   peer in the heartbeat (go-libp2p picks them at random, this host in order); an emptied IHAVE is left for
+   py-libp2p's rate limit to count, and penalise, as before. _limit_retransmissions (39) reads an id once an IWANT.
+   Ids dropped so, and ids py-libp2p cannot read (it logged a warning for each), count in HostStats.control_dropped.
+   Same repro: 50,000 ids asked (5,000 a heartbeat), 1.1 MiB written, 1.1 s of CPU (two runs each, alternating with
+   the code before).
+58. Pubsub answers the IHAVEs and IWANTs of a peer scoring below the gossip threshold, which GossipSub v1.1 says to
+   ignore ("gossip from that peer is ignored"; go-libp2p's handleIHave and handleIWant return nothing for it, and
+   PeerScoring says so): py-libp2p asks the score only to choose whom to send gossip to. Repro: hosts A and B meshed,
+   A's PeerScoring with gossip_threshold -5, B publishes a message A's validator rejects (B's score at A below -5,
+   above the publish threshold), then writes one RPC on a /meshsub/1.2.0 stream of its own, an IWANT for a message A
+   published and an IHAVE of an unseen id: A sends B the message and asks for the id. Handled (_GossipSub.handle_rpc,
+   before quirk 57): the IHAVEs and IWANTs of a peer whose score over the topics the host joins is below the
+   threshold are dropped, counted in HostStats.control_dropped; the rest of its RPC is read. Same repro: nothing
+   sent, nothing asked.
 Not worked around (policy, not a bug to patch): IDONTWANT is sent for every message regardless of size.
 Checked and left, bounded already (quirk numbers 50 and 52 left unused): py-libp2p's own bound on streams, the swarm's
 semaphore of ResourceLimits.max_streams (10,000), which every stream opened either way awaits, and its resource
@@ -593,7 +618,8 @@ BACKOFF_SLACK_S = 10  # seconds a backoff lasts longer for grafting than for ref
 MAX_PRUNE_BACKOFF_S = 600  # the longest backoff a peer's PRUNE sets (quirk 42): ten times the 60 s all send
 # GossipSub v1.1 opportunistic grafting (quirk 22): how often, below which median mesh score, how many peers.
 OPPORTUNISTIC_GRAFT_TICKS, OPPORTUNISTIC_GRAFT_THRESHOLD, OPPORTUNISTIC_GRAFT_PEERS = 60, 0.0, 2
-# IHAVE entries, and message ids in IHAVEs and in IWANTs, taken from one RPC (go-libp2p's defaults; quirk 37).
+# IHAVE entries, and message ids in IHAVEs and in IWANTs, taken from one RPC (go-libp2p's defaults; quirk 37); RPCs
+# whose IHAVEs are read, and ids asked for on them, a peer a heartbeat (quirk 57).
 MAX_IHAVE_MESSAGES, MAX_IHAVE_LENGTH = 10, 5000
 MAX_PROTOCOL_PROPOSALS = 16  # protocols a peer may propose in one multistream-select negotiation (quirk 40)
 GOSSIP_RETRANSMISSION = 3  # times a cached message is sent to one peer in answer to its IWANTs (go-libp2p's; quirk 39)
@@ -750,7 +776,7 @@ class HostStats:
     stalled_peers_disconnected: int = 0
     peer_events_dropped: int = 0
     mesh_prunes: int = 0  # PRUNEs sent to keep a mesh within D_hi (each starts a backoff, quirk 20)
-    control_dropped: int = 0  # GRAFTs, PRUNEs, IHAVE and IWANT ids (37), ids longer than a message id (55, 56) dropped
+    control_dropped: int = 0  # GRAFTs, PRUNEs, IHAVE and IWANT ids dropped (37, 39, 57, 58), ids too long (55, 56)
     idle_inbound_closed: int = 0  # inbound connections closed as not put to use within their grace (quirk 34)
     handshakes_aborted: int = 0  # inbound connections closed in their handshake, their slot given to another (38)
     graylisted_rpcs: int = 0  # RPCs ignored unread: their peer's score was below the graylist threshold (quirk 45)
@@ -941,10 +967,10 @@ class Stream:
 class _GossipSub(GossipSub):
     """GossipSub that backs off from every peer it prunes, grafts only BACKOFF_SLACK_S after a backoff ends
     (quirk 20), grafts opportunistically as the spec says (quirk 22), reads no more control than go-libp2p does
-    (quirk 37) and no message id longer than a vouchnet one (quirks 55, 56), answers IWANTs for a message as often as
-    go-libp2p does (quirk 39), keeps no time per message routed (quirk 41), forgets backoffs once over (quirk 42),
-    keeps no copy of the messages it routed (quirk 47) and keeps a penalised peer's score across a reconnection
-    (quirk 48); nothing else differs."""
+    (quirks 37, 57) and no message id longer than a vouchnet one (quirks 55, 56), answers IWANTs for a message as often
+    as go-libp2p does (quirks 39, 57), keeps no time per message routed (quirk 41), forgets backoffs once over (quirk
+    42), keeps no copy of the messages it routed (quirk 47) and keeps a penalised peer's score across a reconnection
+    (quirk 48) and ignores the gossip of a peer scoring below the gossip threshold (quirk 58); nothing else differs."""
 
     def __init__(self, *, retained: _RetainedScores, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -952,6 +978,8 @@ class _GossipSub(GossipSub):
         self.mesh_prunes = 0  # HostStats.mesh_prunes
         self.control_dropped = 0  # HostStats.control_dropped
         self._sent_on_iwant: dict[bytes, Counter[ID]] = {}  # cached message id -> peer -> times sent (quirk 39)
+        self._ihave_rpcs: Counter[ID] = Counter()  # RPCs of IHAVEs read from a peer this heartbeat (quirk 57)
+        self._ihave_asked: Counter[ID] = Counter()  # ids asked of a peer on its IHAVEs this heartbeat (quirk 57)
         self._grafting = False  # inside mesh_heartbeat, which chooses the peers to graft
         self._heartbeats = 0
 
@@ -966,6 +994,8 @@ class _GossipSub(GossipSub):
             for topic in topics:
                 self._add_back_off(peer, topic, False)
                 self.mesh_prunes += 1
+        self._ihave_rpcs.clear()  # quirk 57: go-libp2p's clearIHaveCounters
+        self._ihave_asked.clear()
         for message_id in [m for m in self._sent_on_iwant if self.mcache.get(m) is None]:
             del self._sent_on_iwant[message_id]  # gone from the cache: never sent again
         self.recent_message_deliveries.clear()  # quirk 41: read by adaptive gossip only, which is off
@@ -981,17 +1011,51 @@ class _GossipSub(GossipSub):
         self.control_dropped += _drop_long_message_ids(rpc.control)  # quirks 55, 56
         for prune in rpc.control.prune:  # quirk 42
             prune.backoff = min(prune.backoff, MAX_PRUNE_BACKOFF_S)
+        if (rpc.control.ihave or rpc.control.iwant) and (
+                self.scorer.score(sender_peer_id, list(self.mesh)) < self.scorer.params.gossip_threshold):
+            self.control_dropped += _drop_gossip(rpc.control)  # quirk 58
+        if rpc.control.ihave:
+            self._budget_ihave(rpc.control, sender_peer_id)
         if rpc.control.iwant:  # one, after _trim_control
             self._limit_retransmissions(rpc.control.iwant[0], sender_peer_id)
         await super().handle_rpc(rpc, sender_peer_id)
 
+    def _budget_ihave(self, control: rpc_pb2.ControlMessage, peer: ID) -> None:
+        """Quirk 57, go-libp2p's handleIHave: read the IHAVEs of `peer`'s first MAX_IHAVE_MESSAGES RPCs carrying any
+        this heartbeat, and keep from them only the unseen ids to ask for, each once, until MAX_IHAVE_LENGTH were asked
+        of the peer this heartbeat; the rest of the unseen ids, repeats and ids py-libp2p cannot read count in
+        control_dropped."""
+        self._ihave_rpcs[peer] += 1
+        room = MAX_IHAVE_LENGTH - self._ihave_asked[peer] if self._ihave_rpcs[peer] <= MAX_IHAVE_MESSAGES else 0
+        seen = self.pubsub.seen_messages if self.pubsub is not None else None
+        asked: set[bytes] = set()
+        for entry in control.ihave:  # each kept, emptied or not: py-libp2p's rate limit counts it (and penalises)
+            kept = []
+            for wire_id in entry.messageIDs:
+                message_id = safe_bytes_from_hex(wire_id)
+                if message_id is not None and seen is not None and seen.has(message_id):
+                    continue  # not asked for, as py-libp2p would not: nothing dropped
+                if message_id is None or message_id in asked or len(asked) == room:
+                    self.control_dropped += 1
+                    continue
+                asked.add(message_id)
+                kept.append(wire_id)
+            del entry.messageIDs[:]
+            entry.messageIDs.extend(kept)
+        self._ihave_asked[peer] += len(asked)
+
     def _limit_retransmissions(self, iwant: rpc_pb2.ControlIWant, peer: ID) -> None:
         """Quirk 39: keep the ids of cached messages sent to `peer` on IWANT fewer than GOSSIP_RETRANSMISSION times,
-        counting them as sent (ids of messages not cached cost nothing and stay)."""
+        counting them as sent (ids of messages not cached cost nothing and stay); quirk 57: each id once, none that
+        py-libp2p cannot read."""
         kept = []
+        wanted: set[bytes] = set()
         for wire_id in iwant.messageIDs:
             message_id = safe_bytes_from_hex(wire_id)
-            if message_id is None or self.mcache.get(message_id) is None:
+            if message_id is None or message_id in wanted:
+                continue
+            wanted.add(message_id)
+            if self.mcache.get(message_id) is None:
                 kept.append(wire_id)
                 continue
             sent = self._sent_on_iwant.setdefault(message_id, Counter())
@@ -1076,6 +1140,15 @@ def _trim_control(control: rpc_pb2.ControlMessage, topics: Iterable[str]) -> int
     if wanted:
         control.iwant.add(messageIDs=wanted)
     return before - (len(control.graft) + len(control.prune) + MAX_IHAVE_LENGTH - room + len(wanted))
+
+
+def _drop_gossip(control: rpc_pb2.ControlMessage) -> int:
+    """Quirk 58: drop a control message's IHAVEs and IWANTs (GossipSub v1.1: gossip from a peer scoring below the
+    gossip threshold is ignored); returns how many message ids were dropped."""
+    dropped = sum(len(entry.messageIDs) for entry in (*control.ihave, *control.iwant))
+    del control.ihave[:]
+    del control.iwant[:]
+    return dropped
 
 
 def _drop_long_message_ids(control: rpc_pb2.ControlMessage) -> int:

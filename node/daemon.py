@@ -287,9 +287,11 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
                         "peer): undecodable gossip, data past a yamux window (disconnected), too many streams at once",
                         lambda: host.stats().hostile_input, kind="counter")
         metrics.collect("p2p_control_dropped_total", "Gossip control entries dropped unread: as go-libp2p drops "
-                        "them (for topics not joined, past 10 IHAVEs and 5,000 message ids an RPC, or asking for a "
-                        "message a fourth time), and IHAVE, IWANT and IDONTWANT ids longer than any message id "
-                        "(128 bytes)",
+                        "them (for topics not joined, past 10 IHAVEs and 5,000 message ids an RPC, IHAVEs past a "
+                        "peer's 10 RPCs or 5,000 ids asked of it a heartbeat, an id repeated in an RPC, asking for a "
+                        "message a fourth time, or IHAVEs and IWANTs of a peer scoring below the gossip threshold), "
+                        "and IHAVE, IWANT and IDONTWANT ids longer than any message id (128 bytes) or "
+                        "that py-libp2p cannot read",
                         lambda: host.stats().control_dropped, kind="counter")
         for stat, what in (  # what became of the gossip messages peers sent, and of the node's meshes
                 ("delivered", "Gossip messages accepted and handed on to the node's records or checkpoints service "

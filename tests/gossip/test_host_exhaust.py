@@ -1,6 +1,6 @@
 """One hostile peer trying to exhaust a host's slots, memory, tasks or CPU through its handshakes, muxer, protocol
 negotiation and gossip control, or to be heard with a score below the graylist threshold, over real connections on
-loopback (gossip.host quirks 35 to 40, 45, 49, 55, 56). The hostile peer is a host too, writing raw yamux frames past
+loopback (gossip.host quirks 35 to 40, 45, 49, 55 to 58). The hostile peer is a host too, writing raw yamux frames past
 its own muxer or RPCs on a stream of its own, or bare sockets."""
 
 import contextlib
@@ -9,6 +9,7 @@ import gc
 import os
 import socket
 import struct
+from collections.abc import AsyncIterator
 
 import pytest
 import trio
@@ -202,32 +203,40 @@ async def test_a_cached_message_is_sent_to_a_peer_asking_again_and_again_three_t
             assert node.stats().control_dropped == 3 * (5 - GOSSIP_RETRANSMISSION)
 
 
-@pytest.mark.slow
-async def test_a_graylisted_peer_s_rpcs_are_ignored_unread(monkeypatch) -> None:
-    """Quirk 45: py-libp2p read every RPC of a peer scoring below the graylist threshold, where GossipSub v1.1 ignores
-    them: its subscriptions were recorded, its IWANTs answered."""
-    scoring = PeerScoring(publish_threshold=-30.0, graylist_threshold=-30.0)  # graylisted at the 4th invalid message
+@contextlib.asynccontextmanager
+async def meshed_with_a_penalised_peer(scoring: PeerScoring, invalid: int) -> AsyncIterator[tuple[Host, Host]]:
+    """A host scoring its peers with `scoring`, which published b"cached", and a hostile peer meshed with it that
+    published `invalid` messages the host's validator rejected (so scored): (host, hostile peer)."""
     rejected = trio.Event()
     judged: list[bytes] = []
 
     def no_bad(peer: str, data: bytes) -> bool:
         judged.append(data)
-        if judged.count(b"bad") == 4:
+        if judged.count(b"bad") == invalid:
             rejected.set()
         return data != b"bad"
 
+    async with (open_host(os.urandom(32), LOOPBACK, config=HostConfig(scoring=scoring)) as node,
+                open_host(os.urandom(32), LOOPBACK) as hostile):
+        await node.subscribe(TOPIC, no_bad)
+        await hostile.subscribe(TOPIC, accept_all)
+        await node.connect(hostile.listen_addrs[0])
+        await node.wait_for_mesh(TOPIC, hostile.peer_id)
+        await hostile.wait_for_mesh(TOPIC, node.peer_id)
+        await node.publish(TOPIC, b"cached")
+        for _ in range(invalid):
+            await hostile.publish(TOPIC, b"bad")
+        await rejected.wait()
+        yield node, hostile
+
+
+@pytest.mark.slow
+async def test_a_graylisted_peer_s_rpcs_are_ignored_unread(monkeypatch) -> None:
+    """Quirk 45: py-libp2p read every RPC of a peer scoring below the graylist threshold, where GossipSub v1.1 ignores
+    them: its subscriptions were recorded, its IWANTs answered."""
+    scoring = PeerScoring(publish_threshold=-30.0, graylist_threshold=-30.0)  # graylisted at the 4th invalid message
     with trio.fail_after(30):
-        async with (open_host(os.urandom(32), LOOPBACK, config=HostConfig(scoring=scoring)) as node,
-                    open_host(os.urandom(32), LOOPBACK) as hostile):
-            await node.subscribe(TOPIC, no_bad)
-            await hostile.subscribe(TOPIC, accept_all)
-            await node.connect(hostile.listen_addrs[0])
-            await node.wait_for_mesh(TOPIC, hostile.peer_id)
-            await hostile.wait_for_mesh(TOPIC, node.peer_id)
-            await node.publish(TOPIC, b"cached")
-            for _ in range(4):
-                await hostile.publish(TOPIC, b"bad")
-            await rejected.wait()
+        async with meshed_with_a_penalised_peer(scoring, 4) as (node, hostile):
             assert node.peer_score(hostile.peer_id) < scoring.graylist_threshold
             sent: list[bytes] = []
             send_rpc = node._router.send_rpc
@@ -436,3 +445,114 @@ async def test_a_host_keeps_no_rpc_it_has_written_to_a_peer(monkeypatch) -> None
             await asked.wait()  # the node wrote its IWANT of them all
             await trio.testing.wait_all_tasks_blocked()
             assert rpc_bytes_held(node) < MAX_MESSAGE_ID_LENGTH * 10  # not the IWANT: 5,000 ids of 64 bytes
+
+
+UNREADABLE = b"abc"  # hex digits of odd length: py-libp2p reads no message id from it (safe_bytes_from_hex)
+
+
+async def after_a_heartbeat(node: Host, monkeypatch) -> None:
+    """Return once `node`'s router has had its first heartbeat (run at start-up; the next one a heartbeat_interval
+    later)."""
+    beat, mesh_heartbeat = trio.Event(), node._router.mesh_heartbeat
+    monkeypatch.setattr(node._router, "mesh_heartbeat", lambda: (beat.set(), mesh_heartbeat())[-1])
+    if not node._router._heartbeats:
+        await beat.wait()
+
+
+def record_iwants(node: Host, monkeypatch) -> list[bytes]:
+    """The ids `node` asks for in its IWANTs from now on, in order."""
+    asked: list[bytes] = []
+    emit_iwant = node._router.emit_iwant
+    monkeypatch.setattr(node._router, "emit_iwant", lambda ids, peer: (asked.extend(ids), emit_iwant(ids, peer))[-1])
+    return asked
+
+
+async def test_a_peer_s_ihaves_are_answered_with_at_most_max_ihave_length_ids_a_heartbeat(monkeypatch) -> None:
+    """Quirk 57: every IHAVE of unseen ids was answered with an IWANT of them all, and py-libp2p let 10 a second through
+    a topic: 20 IHAVEs of 5,000 ids on two topics in a heartbeat were answered with IWANTs of 100,000. go-libp2p asks
+    a peer for at most 5,000 a heartbeat."""
+    with trio.fail_after(60):
+        async with (open_host(os.urandom(32), LOOPBACK, config=HostConfig(heartbeat_interval=30)) as node,
+                    open_host(os.urandom(32), LOOPBACK) as hostile):
+            # py-libp2p reads 10 IHAVEs a second a topic and penalises the peer for more (then quirk 58 ignores it)
+            topics = [TOPIC, TOPIC + "/1", TOPIC + "/2"]
+            for topic in topics:
+                await node.subscribe(topic, accept_all)
+            await node.connect(hostile.listen_addrs[0])
+            await after_a_heartbeat(node, monkeypatch)
+            asked = record_iwants(node, monkeypatch)
+            ihaves = [[os.urandom(20) for _ in range(MAX_IHAVE_LENGTH)] for _ in range(20)]
+            await write_rpcs(hostile, node, *(rpc_pb2.RPC(control=rpc_pb2.ControlMessage(
+                ihave=[rpc_pb2.ControlIHave(topicID=topics[n % 2], messageIDs=ids)])) for n, ids in enumerate(ihaves)))
+            assert asked == ihaves[0]  # the first IHAVE is answered whole, as go-libp2p answers it
+            assert node.stats().control_dropped == 19 * MAX_IHAVE_LENGTH
+            node._router.mesh_heartbeat()  # the next heartbeat: the peer may be asked again
+            seen, unseen = ihaves[0][:10], [os.urandom(20) for _ in range(MAX_IHAVE_LENGTH - 6)]
+            node._pubsub.seen_messages.add(seen[0])
+            await write_rpcs(hostile, node, *(rpc_pb2.RPC(control=rpc_pb2.ControlMessage(
+                ihave=[rpc_pb2.ControlIHave(topicID=topics[2], messageIDs=ids)]))
+                for ids in ([*seen, seen[1], *unseen[:-5]], unseen[-5:])))  # 5,000 ids, then 5
+            assert asked[MAX_IHAVE_LENGTH:] == [*seen[1:], *unseen][:MAX_IHAVE_LENGTH]  # the seen not, nor a repeat
+            assert node.stats().control_dropped == 19 * MAX_IHAVE_LENGTH + 1 + 3  # the repeat; 3 past the 5,000
+
+
+async def test_a_peer_s_ihaves_past_max_ihave_messages_rpcs_a_heartbeat_are_not_read(monkeypatch, caplog) -> None:
+    """Quirk 57: py-libp2p read every RPC's IHAVEs, up to 10 a second a topic (go-libp2p: 10 RPCs a heartbeat), and
+    logged a warning for each id it could not read."""
+    with trio.fail_after(60):
+        async with (open_host(os.urandom(32), LOOPBACK, config=HostConfig(heartbeat_interval=30)) as node,
+                    open_host(os.urandom(32), LOOPBACK) as hostile):
+            topics = [TOPIC, TOPIC + "/other"]
+            for topic in topics:
+                await node.subscribe(topic, accept_all)
+            await node.connect(hostile.listen_addrs[0])
+            await after_a_heartbeat(node, monkeypatch)
+            asked = record_iwants(node, monkeypatch)
+            ids = [os.urandom(20) for _ in range(MAX_IHAVE_MESSAGES + 4)]
+            await write_rpcs(hostile, node, *(rpc_pb2.RPC(control=rpc_pb2.ControlMessage(
+                ihave=[rpc_pb2.ControlIHave(topicID=topics[n % 2], messageIDs=[message_id, UNREADABLE])]))
+                for n, message_id in enumerate(ids)))
+            assert asked == ids[:MAX_IHAVE_MESSAGES]
+            assert node.stats().control_dropped == 4 + len(ids)
+            assert not [r for r in caplog.records if "invalid message ID" in r.getMessage()]
+
+
+async def test_an_iwant_repeating_a_cached_message_s_id_is_answered_with_it_once(monkeypatch, caplog) -> None:
+    """Quirk 57: an IWANT naming a cached message 10 times was answered with it 3 times (quirk 39's count, reached in
+    one RPC); go-libp2p sends it once an IWANT, and three times at most."""
+    with trio.fail_after(30):
+        async with (open_host(os.urandom(32), LOOPBACK, config=HostConfig(heartbeat_interval=30)) as node,
+                    open_host(os.urandom(32), LOOPBACK) as hostile):
+            await node.subscribe(TOPIC, accept_all)
+            await node.publish(TOPIC, b"cached")  # to nobody yet: kept for IHAVE/IWANT
+            [cached] = node._router.mcache.msgs
+            answers: list[list[bytes]] = []
+            send_rpc = node._router.send_rpc
+            monkeypatch.setattr(node._router, "send_rpc", lambda peer, rpc, *args, **kwargs: (
+                answers.append([m.data for m in rpc.publish]), send_rpc(peer, rpc, *args, **kwargs))[-1])
+            await node.connect(hostile.listen_addrs[0])
+            want = rpc_pb2.RPC(control=rpc_pb2.ControlMessage(
+                iwant=[rpc_pb2.ControlIWant(messageIDs=[cached] * 10 + [UNREADABLE])]))
+            await write_rpcs(hostile, node, *[want] * 5)
+            assert [answer for answer in answers if answer] == [[b"cached"]] * GOSSIP_RETRANSMISSION
+            assert node.stats().control_dropped == 5 * 11 - GOSSIP_RETRANSMISSION
+            assert not [r for r in caplog.records if "invalid message ID" in r.getMessage()]
+
+
+async def test_a_peer_scoring_below_the_gossip_threshold_has_its_ihave_and_iwant_ignored(monkeypatch) -> None:
+    """Quirk 58: py-libp2p answered the IHAVEs and IWANTs of a peer scoring below the gossip threshold, which GossipSub
+    v1.1 (and PeerScoring's docstring) says are ignored; the peer's other control and subscriptions are still read."""
+    scoring = PeerScoring(gossip_threshold=-5.0)  # below it at the first invalid message; publish, graylist below
+    with trio.fail_after(30):
+        async with meshed_with_a_penalised_peer(scoring, 1) as (node, hostile):
+            assert scoring.publish_threshold < node.peer_score(hostile.peer_id) < scoring.gossip_threshold
+            sent: list[bytes] = []
+            send_rpc = node._router.send_rpc
+            monkeypatch.setattr(node._router, "send_rpc", lambda peer, rpc, *args, **kwargs: (
+                sent.extend(m.data for m in rpc.publish), send_rpc(peer, rpc, *args, **kwargs))[-1])
+            asked = record_iwants(node, monkeypatch)
+            await write_rpcs(hostile, node, rpc_pb2.RPC(control=rpc_pb2.ControlMessage(
+                iwant=[rpc_pb2.ControlIWant(messageIDs=list(node._router.mcache.msgs))],
+                ihave=[rpc_pb2.ControlIHave(topicID=TOPIC, messageIDs=[os.urandom(20)])])))
+            assert not sent and not asked
+            assert node.stats().control_dropped == 2
