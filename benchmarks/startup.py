@@ -291,7 +291,7 @@ WRAPPED: list[tuple[Any, str, str, str]] = [
     (gossip.store, "load_stored", "  of it and the above: decoding (load_stored)", "record"),
     (node.trust, "feed_record", "  of it: feeding the engine (feed_record)", "record"),
     (node.trust.TrustService, "_add_own_digest", "  of it: feeding own digests", "record"),
-    (node.trust, "capture", "  of it: capturing the engine for engine.snapshot", "record"),
+    (node.trust, "capture", "trust replay's capture of the engine for engine.snapshot (a worker thread)", "record"),
     (node.trust.TrustService, "recompute_replayed", "trust replay's recompute (a worker thread)", "record"),
     (vouching.scoring.SnapshotCopy, "step", "  of it on the loop: copying columns", "record"),
     (vouching.scoring.TrustEngine, "snapshot", "  of it on the loop: the snapshot's end", "record"),

@@ -247,8 +247,11 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
                              epoch_ms=telemetry.digester.epoch_ms, snapshot_dir=config.data_dir)
         await trust.load_snapshot()
         try:
-            for _ in trust.replaying(telemetry.digester.undigested(), telemetry.digester.state.raw_reader()):
-                await trio.lowlevel.checkpoint()  # a signal stops a long replay (run_until_signalled)
+            for capturing in trust.replaying(telemetry.digester.undigested(), telemetry.digester.state.raw_reader()):
+                if capturing is None:
+                    await trio.lowlevel.checkpoint()  # a signal stops a long replay (run_until_signalled)
+                else:  # nothing else uses the engine until the replay is done
+                    await trio.to_thread.run_sync(capturing.run, abandon_on_cancel=True)
         except DigestStateError as error:
             raise StartupError(f"telemetry: {error}") from None
         await trust.recompute_replayed()  # in a worker thread: a signal need not wait for it
