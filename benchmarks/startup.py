@@ -301,6 +301,7 @@ WRAPPED: list[tuple[Any, str, str, str]] = [
     (node.retention.RetentionService, "prune", "retention: prune", "audit entry"),
     (node.retention.RetentionService, "expire", "retention: expire keys and span ids (a worker thread)", "key"),
     (node.digests.DigestService, "_close_due", "digests of the epochs due", "open entry"),
+    (node.daemon, "api_app", "the API's routes and app (a worker thread)", "record"),
 ]
 
 
