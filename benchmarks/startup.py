@@ -24,11 +24,12 @@ yet. Each step is then also given per row of what it reads (audit-log entries, k
 
 Each directory is started twice: without engine.snapshot (a full replay; the start then writes one, off the loop,
 and the run waits for it), then from that snapshot, with no record after it (node.engine_snapshot). Each start
-gives the longest stall of the trio loop, the longest gap between the wake-ups of a task ticking every TICK_S (what
-a request or a signal would wait). Started from the snapshot, the node then brings it forward once as a running
-node does (TrustService._bring_snapshot_forward: the file read into an engine of its own, fed the records since,
-none here, and written anew): its wall time, the loop's longest stall meanwhile, its peak RSS over the running
-node's (the peak reset through /proc/self/clear_refs), and, brought forward again, what it allocates at its peak.
+gives the trio loop's SHOWN_STALLS longest stalls, the longest gaps between the wake-ups of a task ticking every
+TICK_S (what a request or a signal would wait), each with where the trio thread was in it. Started from the
+snapshot, the node then brings it forward once as a running node does (TrustService._bring_snapshot_forward: the
+file read into an engine of its own, fed the records since, none here, and written anew): its wall time, the
+loop's longest stalls meanwhile, its peak RSS over the running node's (the peak reset through
+/proc/self/clear_refs), and, brought forward again, what it allocates at its peak.
 """
 
 from __future__ import annotations
@@ -86,6 +87,8 @@ from vouching.params import HOUR_MS  # noqa: E402
 
 CHUNK = 1000  # records signed and appended at a time while building
 TICK_S = 0.001  # the period of the ticker that measures loop stalls
+SAMPLE_S = 0.015  # how far into a stall the ticker samples where the trio thread is
+SHOWN_STALLS = 4  # the longest stalls a start shows, longest first
 
 
 class _Chain:
@@ -204,19 +207,26 @@ def build(directory: Path, *, records: int, orgs: int, agents: int, vouches: int
 
 
 class Steps:
-    """Seconds spent in each wrapped callable, in the order first called; nested steps count in their callers too."""
+    """Seconds spent in each wrapped callable, in the order first called, and its longest call (of a generator, its
+    longest step: what it holds the loop for at once, on the loop); nested steps count in their callers too."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
         self.calls: dict[str, int] = {}
+        self.longest: dict[str, float] = {}
 
     @contextmanager
     def wrapping(self, owner: Any, name: str, label: str) -> Iterator[None]:
         original = owner.__dict__[name]
         function = original.__func__ if isinstance(original, classmethod) else original
 
+        def add(began: float) -> None:
+            seconds = time.perf_counter() - began
+            self.seconds[label] = self.seconds.get(label, 0.0) + seconds
+            self.longest[label] = max(self.longest.get(label, 0.0), seconds)
+
         def count(began: float) -> None:
-            self.seconds[label] = self.seconds.get(label, 0.0) + time.perf_counter() - began
+            add(began)
             self.calls[label] = self.calls.get(label, 0) + 1
 
         @functools.wraps(function)
@@ -245,7 +255,7 @@ class Steps:
                 except StopIteration:
                     count(began)
                     return
-                self.seconds[label] = self.seconds.get(label, 0.0) + time.perf_counter() - began
+                add(began)
                 yield item
 
         wrapper = (timed_async if inspect.iscoroutinefunction(function)
@@ -269,10 +279,12 @@ WRAPPED: list[tuple[Any, str, str, str]] = [
     (node.idempotency.IdempotencyStore, "open", "  of it: idempotency keys open", "key"),
     (node.digests.DigestState, "open", "  of it: digests.db open", "epoch"),
     (node.digests.DigestState, "unfinished", "  of it: the interrupted-epoch check", "epoch"),
-    (node.digests.Digester, "rebuilding", "digester: the open epochs' tallies (yielding)", "open entry"),
+    (node.digests.Digester, "rebuilding", "digester: the open epochs' tallies, our digests since (yielding)",
+     "open entry"),
+    (node.digests.Digester, "_reading_issued", "  of it: our digests since the last epoch's mark (yielding)",
+     "record"),
     (node.credential_registry.CredentialRegistry, "open", "  of it: credentials.db open", "record"),
     (node.digests.Digester, "undigested", "digester: undigested entries", "open entry"),
-    (node.digests.Digester, "_issued_since", "  of it: our digests since the last epoch's mark", "record"),
     (node.engine_snapshot, "read", "engine.snapshot: reading it (a worker thread)", "record"),
     (node.engine_snapshot, "install", "engine.snapshot: building the engine, counting its digests (a worker thread)",
      "record"),
@@ -281,7 +293,7 @@ WRAPPED: list[tuple[Any, str, str, str]] = [
     (gossip.store, "load_stored", "  of it and the above: decoding (load_stored)", "record"),
     (node.trust, "feed_record", "  of it: feeding the engine (feed_record)", "record"),
     (node.trust.TrustService, "_add_own_digest", "  of it: feeding own digests", "record"),
-    (node.trust, "capture", "  of it: capturing the engine for engine.snapshot", "record"),
+    (node.trust, "capture", "trust replay's capture of the engine for engine.snapshot (a worker thread)", "record"),
     (node.trust.TrustService, "recompute_replayed", "trust replay's recompute (a worker thread)", "record"),
     (vouching.scoring.SnapshotCopy, "step", "  of it on the loop: copying columns", "record"),
     (vouching.scoring.TrustEngine, "snapshot", "  of it on the loop: the snapshot's end", "record"),
@@ -291,6 +303,7 @@ WRAPPED: list[tuple[Any, str, str, str]] = [
     (node.retention.RetentionService, "prune", "retention: prune", "audit entry"),
     (node.retention.RetentionService, "expire", "retention: expire keys and span ids (a worker thread)", "key"),
     (node.digests.DigestService, "_close_due", "digests of the epochs due", "open entry"),
+    (node.daemon, "api_app", "the API's routes and app (a worker thread)", "record"),
 ]
 
 
@@ -318,12 +331,11 @@ def _rows(directory: Path) -> dict[str, int]:
 
 
 class Ticker:
-    """The longest gap between the wake-ups of a task sleeping TICK_S at a time: the loop's longest stall, and where
-    the trio thread was 50 ms into it (a watching thread samples its stack)."""
+    """The gaps between the wake-ups of a task sleeping TICK_S at a time: the loop's stalls, the longest first
+    (`report`), each with where the trio thread was SAMPLE_S into it (a watching thread samples its stack)."""
 
     def __init__(self) -> None:
-        self.longest = 0.0
-        self.where = ""
+        self.stalls: list[tuple[float, str]] = []  # (seconds, where), the longest SHOWN_STALLS
         self._last = time.perf_counter()
         self._sampled: dict[float, str] = {}  # the tick a stall began at -> the stack sampled in it
 
@@ -335,22 +347,25 @@ class Ticker:
             while True:
                 await trio.sleep(TICK_S)
                 now = time.perf_counter()
-                if now - self._last > self.longest:
-                    self.longest, self.where = now - self._last, self._sampled.get(self._last, "")
+                if len(self.stalls) < SHOWN_STALLS or now - self._last > self.stalls[-1][0]:
+                    self.stalls.append((now - self._last, self._sampled.get(self._last, "")))
+                    self.stalls = sorted(self.stalls, reverse=True)[:SHOWN_STALLS]
                 self._last = now
         finally:
             watching.set()
 
     def _watch(self, trio_thread: int, stop: threading.Event) -> None:
-        while not stop.wait(0.01):
+        while not stop.wait(SAMPLE_S / 4):
             last = self._last
-            if time.perf_counter() - last > 0.05 and last not in self._sampled:
+            if time.perf_counter() - last > SAMPLE_S and last not in self._sampled:
                 frame = sys._current_frames().get(trio_thread)
                 self._sampled[last] = " < ".join(f"{f.f_code.co_name} ({Path(f.f_code.co_filename).name}:{f.f_lineno})"
                                                  for f in _frames(frame)[:6])
 
     def report(self) -> str:
-        return f"{self.longest * 1000:.0f} ms" + (f", 50 ms into it at {self.where}" if self.where else "")
+        """The longest stall, and the next longest (SHOWN_STALLS in all), each with where it was sampled."""
+        return "; ".join(f"{seconds * 1000:.0f} ms" + (f", {SAMPLE_S * 1000:.0f} ms into it at {where}"
+                                                       if where else "") for seconds, where in self.stalls)
 
 
 def _frames(frame: Any) -> list[Any]:
@@ -386,7 +401,7 @@ async def bring_forward(trust: node.trust.TrustService, size: int) -> None:
     await trust._bring_snapshot_forward(size)
     allocated = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    print(f"engine.snapshot brought forward on the running node: {seconds:.2f} s, longest loop stall "
+    print(f"engine.snapshot brought forward on the running node: {seconds:.2f} s, longest loop stalls "
           f"{ticker.report()}; peak RSS {_rss_kib('VmHWM') / 1024:.0f} MiB, "
           f"{(_rss_kib('VmHWM') - rss) / 1024:.0f} MiB over the running node's; {allocated / 2**20:.0f} MiB "
           "allocated at its peak")
@@ -412,7 +427,7 @@ def measure(directory: Path) -> None:
             began, cpu = time.perf_counter(), time.process_time()
             await nursery.start(node.daemon.serve_node, config)
             seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
-            print(f"longest loop stall of the start: {ticker.report()}")
+            print(f"longest loop stalls of the start: {ticker.report()}")
             written = time.perf_counter()
             while not had_snapshot and not snapshot.exists():  # written off the loop after a full replay
                 await trio.sleep(0.05)
@@ -439,7 +454,7 @@ def measure(directory: Path) -> None:
         if label in steps.seconds:
             seconds = steps.seconds[label]
             print(f"  {label:<60} {seconds:8.3f} s {seconds / max(rows[per], 1) * 1e6:10.3f} us per {per:<12} "
-                  f"({steps.calls[label]} calls)")
+                  f"({steps.calls[label]} calls, the longest {steps.longest[label] * 1000:.1f} ms)")
     print(f"  {'not wrapped above':<60} {total - sum(s for l, s in steps.seconds.items() if l[0] != ' '):8.3f} s")
 
 

@@ -12,13 +12,13 @@ import functools
 import gc
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import trio
-from nacl.signing import SigningKey
+from nacl.signing import SigningKey, VerifyKey
 
 from gossip.host import GOSSIPSUB_PROTOCOLS, Host, HostConfig, HostError, ListenError, open_host, peer_org
 from gossip.peers import KnownPeer, PeerManager, split_peer_addr
@@ -248,8 +248,11 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
                              epoch_ms=telemetry.digester.epoch_ms, snapshot_dir=config.data_dir)
         await trust.load_snapshot()
         try:
-            for _ in trust.replaying(telemetry.digester.undigested(), telemetry.digester.state.raw_reader()):
-                await trio.lowlevel.checkpoint()  # a signal stops a long replay (run_until_signalled)
+            for capturing in trust.replaying(telemetry.digester.undigested(), telemetry.digester.state.raw_reader()):
+                if capturing is None:
+                    await trio.lowlevel.checkpoint()  # a signal stops a long replay (run_until_signalled)
+                else:  # nothing else uses the engine until the replay is done
+                    await trio.to_thread.run_sync(capturing.run, abandon_on_cancel=True)
         except DigestStateError as error:
             raise StartupError(f"telemetry: {error}") from None
         await trust.recompute_replayed()  # in a worker thread: a signal need not wait for it
@@ -350,14 +353,15 @@ def _repair_hint(config: NodeConfig) -> str:
 
 
 def api_app(node: NodeView, telemetry: Telemetry, trust: TrustService, key: SigningKey, *,
-            traces_need_token: bool, served_url: str | None = None) -> ScoreFastPath:
+            retired_keys: Sequence[tuple[VerifyKey, int]], traces_need_token: bool,
+            served_url: str | None = None) -> ScoreFastPath:
     """The local API as the node serves it (DESIGN.md §8): the records and log endpoints of `node`, telemetry,
     credentials and scores, behind ScoreFastPath; checks need no token, nor traces unless `traces_need_token`; its
-    503 `storage` answers counted in telemetry's metrics. `served_url`: where it listens, if not at [api] public_url
-    (Telemetry.routers)."""
+    503 `storage` answers counted in telemetry's metrics. `retired_keys` and `served_url`: as Telemetry.routers
+    takes them. It reads no store, and so can be made in a worker thread (serve_node does)."""
     app = create_app(
         node,
-        routers=[*telemetry.routers(served_url), scores_router(trust, key)],
+        routers=[*telemetry.routers(retired_keys, served_url), scores_router(trust, key)],
         body_limits=BODY_LIMITS,
         open_paths=[CHECK_PATH, *([] if traces_need_token else OPEN_WRITE_PATHS)],
     )
@@ -406,8 +410,11 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
             published.push_async_callback(listener.aclose)  # (serving closes them too: this, if it never begins)
         # Bound before the app is made: with port 0, the port the OS picked is where its status lists are served.
         local_url = config.local_api_url(listeners[0].socket.getsockname()[1])
-        app = api_app(node, node.telemetry, node.trust, node.key, traces_need_token=config.traces_need_token,
-                      served_url=config.public_url or local_url)
+        # In a worker thread: FastAPI analyses each endpoint's signature and builds its pydantic adapters, which held
+        # the loop for 54 ms (benchmarks/startup.py). The org's retired keys are read first, on the store's thread.
+        app = await trio.to_thread.run_sync(functools.partial(
+            api_app, node, node.telemetry, node.trust, node.key, retired_keys=node.telemetry.retired_keys(),
+            traces_need_token=config.traces_need_token, served_url=config.public_url or local_url))
         node.api_url = (await nursery.start(serve_on, app, listeners))[0]
         published.enter_context(published_api_url(config.data_dir, local_url))
         if not is_loopback(config.api_host):

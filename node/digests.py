@@ -61,6 +61,7 @@ class DigestStateError(Exception):
     """digests.db cannot be opened as one; the message names the file."""
 
 _REPLAY_PAGE = 1000
+_ISSUED_PAGE = 200  # our digests `rebuilding` decodes between yields (25-50 us each)
 ISSUE_CHUNK = 1000  # digests signed and stored in one commit, between which the node's other tasks run
 _OUTCOME_INDEX = {name: i for i, name in enumerate(OUTCOMES)}
 _CATEGORY_INDEX = {name: i for i, name in enumerate(CATEGORIES)}
@@ -318,6 +319,9 @@ class Digester:
         # The entries decoded to rebuild the open epochs, kept for the start-up replay's `undigested` only: decoding
         # is most of either's time (benchmarks/startup.py --events). Dropped by the first `undigested` or `closing`.
         self._decoded_at_start: list[tuple[int, int, Event]] = []
+        # Our digests since the last epoch's mark, as `rebuilding` read them for `undigested`: (mark, the store's size
+        # then, their (epoch, agent)s). Dropped by the first `_issued_since`.
+        self._issued_at_start: tuple[int, int, set[tuple[int, str]]] | None = None
         if rebuild:
             for _ in self.rebuilding():
                 pass
@@ -353,12 +357,16 @@ class Digester:
     def rebuilding(self) -> Iterator[None]:
         """Rebuild the open epochs from the bytes of the audit-log entries not yet digested, yielding after each
         _REPLAY_PAGE of them, so that a caller can let a signal stop the start between pages (83,000 entries took
-        3-4 s on a loaded machine); it only reads."""
+        3-4 s on a loaded machine); then read our digests since the last epoch's mark for `undigested`, yielding
+        after each _ISSUED_PAGE of them. It only reads."""
         for n, (index, at, event, entry) in enumerate(self._replay(self.undigested_from, self.audit.size), 1):
             self._count(self._open, self.digested_until, at, index, (event,), (entry,))
             self._decoded_at_start.append((index, at, event))
             if n % _REPLAY_PAGE == 0:
                 yield
+        issued: set[tuple[int, str]] = set()
+        yield from self._reading_issued(self._store_mark, issued)
+        self._issued_at_start = (self._store_mark, self.replica.store.size, issued)
 
     def _replay(self, start: int, stop: int) -> Iterator[tuple[int, int, Event, bytes]]:
         """(index, at, event, entry) of audit-log entries [start, stop)."""
@@ -502,19 +510,34 @@ class Digester:
         return {agent for epoch, agent in self._issued_since(mark) if epoch == start}
 
     def _issued_since(self, mark: int) -> set[tuple[int, str]]:
-        """(epoch, agent) of our digests stored at index `mark` or later, under any key of our org: a rotation may
-        come between an interrupted epoch and the start that finishes it (DESIGN §2)."""
-        store = self.replica.store
+        """(epoch, agent) of our digests stored at index `mark` or later (`_reading_issued`): as `rebuilding` read
+        them, if it read them since `mark` and no record has been stored since (the store only grows); else at
+        once."""
+        read, self._issued_at_start = self._issued_at_start, None
+        if read is not None and read[:2] == (mark, self.replica.store.size):
+            return read[2]
         done: set[tuple[int, str]] = set()
+        for _ in self._reading_issued(mark, done):
+            pass
+        return done
+
+    def _reading_issued(self, mark: int, into: set[tuple[int, str]]) -> Iterator[None]:
+        """Add (epoch, agent) of our digests stored at index `mark` or later to `into`, under any key of our org (a
+        rotation may come between an interrupted epoch and the start that finishes it, DESIGN §2), reading and
+        decoding _ISSUED_PAGE of them between yields: a start's read of the last epoch's, a digest an agent, held
+        the loop for 27-58 ms at 1,000 (benchmarks/startup.py), and would for seconds at 10^5."""
+        store = self.replica.store
         for key in self.replica.succession.keys(self.replica.did):
             cursor = mark - 1
-            while rows := store.query(issuer=key, kind="digest", after=cursor, limit=_REPLAY_PAGE):
-                for index, raw in rows:
+            while rows := store.query(issuer=key, kind="digest", after=cursor, limit=_ISSUED_PAGE):
+                for _, raw in rows:
                     body = load_stored(raw).body
                     if isinstance(body, DigestBody):
-                        done.add((body.epoch, body.agent))
-                    cursor = index
-        return done
+                        into.add((body.epoch, body.agent))
+                cursor = rows[-1][0]
+                yield
+                if len(rows) < _ISSUED_PAGE:
+                    break
 
     def _finish_interrupted(self, start: int, end: int, first: int, stop: int, store_mark: int,
                             ts: int) -> Iterator[list[Record]]:

@@ -5,7 +5,7 @@ routers for the API app and services for the root nursery."""
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from fastapi import APIRouter
@@ -80,21 +80,22 @@ class Telemetry:
             vouch_revocations=VouchRevocations(replica.store),
         )
 
-    def routers(self, served_url: str | None = None) -> list[APIRouter]:
+    def routers(self, retired_keys: Sequence[tuple[VerifyKey, int]],
+                served_url: str | None = None) -> list[APIRouter]:
         """For `create_app`: /v1/events, /v1/traces, /.well-known/jwks.json, /v1/records/{id}/vc,
         /v1/credentials/status/{list}, /v1/credentials/vouch-status/{did}/{list}, /v1/stream, /metrics (see
-        node.ingest_api for what the write guard must allow); `served_url`: where the API listens, if not at
-        `public_url` (node.credentials_api.credentials_router)."""
+        node.ingest_api for what the write guard must allow); `retired_keys`: `retired_keys()`, read beforehand on
+        the store's thread, so that the routers can be made in a worker thread (node.daemon.serve_node);
+        `served_url`: where the API listens, if not at `public_url` (node.credentials_api.credentials_router)."""
         return [
             ingest_router(self.ingestor),
             credentials_router(self.key, self.replica, self.credentials, self.public_url,
-                               retired_keys=self._retired_keys(), vouches=self.vouch_revocations,
-                               served_url=served_url),
+                               retired_keys=retired_keys, vouches=self.vouch_revocations, served_url=served_url),
             stream_router(self.broadcaster),
             metrics_router(self.metrics),
         ]
 
-    def _retired_keys(self) -> list[tuple[VerifyKey, int]]:
+    def retired_keys(self) -> list[tuple[VerifyKey, int]]:
         """The org's keys before this one, newest first (key rotation), each with when it signed its rotation (s):
         credentials they minted still verify while they live."""
         return [(VerifyKey(public_key_from_did(did)), self._retired_at(did))

@@ -128,15 +128,17 @@ class TrustService:
         self.engine.recompute(now=self._clock())
 
     def replaying(self, undigested: Iterable[tuple[int, Event]],
-                  raw: RawLookup = lambda epoch, agent: None) -> Iterator[None]:
+                  raw: RawLookup = lambda epoch, agent: None) -> Iterator[Capture | None]:
         """Rebuild the engine from the store, the digests of every key of our org (as first-hand), and the raw
         events no digest of ours counts yet; from here on, follow the replica's rotations (`_relink`). Yields after
         each TURN_S of work, so that a caller can let a signal stop the start between turns (at 10^6 stored records a
         start took 30.8 s replaying every record, 2.53 s from an engine.snapshot of them all: README,
         benchmarks/startup.py). A DP digest of ours counts by its raw counts, `raw(epoch, agent)`
         (node.digests.DigestState.raw_reader), where kept: its published counts carry noise, which would come back
-        as events the node never saw. The full recompute that completes the replay is the caller's: `replay` runs it
-        at once, the node in a worker thread (`recompute_replayed`)."""
+        as events the node never saw. Where engine.snapshot is due, it yields once a Capture of the records'
+        engine, before the events, for the caller to run in a worker thread (the node's start does). The full
+        recompute that completes the replay is the caller's: `replay` runs it at once, the node in a worker thread
+        (`recompute_replayed`)."""
         self._raw = raw
         start = self._load_snapshot() if self._loaded is None else self._loaded
         fed, turn = 0, _Turn()
@@ -145,7 +147,15 @@ class TrustService:
                 yield
                 turn.begin()
         if self._snapshot_dir is not None and fed >= self._snapshot_due():
-            self._replayed = self._captured(self.engine, start + fed)  # written by `run`, off the loop
+            size = start + fed
+            root, own_keys = self.replica.store.ledger.root(size), tuple(sorted(self._own_keys()))  # the store's thread
+            capturing = Capture(self.engine)
+            yield capturing
+            if capturing.state is None:
+                capturing.run()
+            assert capturing.state is not None
+            self._replayed = engine_snapshot.Snapshot(size, root, own_keys, capturing.state)  # written by `run`
+            turn.begin()
         for at, event in undigested:
             self.engine.add_first_hand(event.agent, ts=at, **_single(event.outcome, event.high_risk))
             if turn.over():
@@ -227,10 +237,6 @@ class TrustService:
     def _snapshot_due(self) -> int:
         """How many records not in engine.snapshot make writing it anew worth its cost (SNAPSHOT_AFTER)."""
         return max(SNAPSHOT_AFTER, self._snapshot_covers // 8)
-
-    def _captured(self, engine: TrustEngine, size: int) -> engine_snapshot.Snapshot:
-        return engine_snapshot.Snapshot(size, self.replica.store.ledger.root(size), tuple(sorted(self._own_keys())),
-                                        capture(engine))
 
     async def _write_snapshot(self, snapshot: engine_snapshot.Snapshot) -> None:
         """Write `snapshot` in a worker thread; a failure is logged (a snapshot is a cache: the node runs on)."""
@@ -474,6 +480,20 @@ async def recompute_in_worker(engine: TrustEngine, clock: Callable[[], int]) -> 
         await trio.sleep(0)
     recompute = engine.snapshot(copying, now=clock())
     return engine.install(await trio.to_thread.run_sync(recompute.compute, abandon_on_cancel=True))
+
+
+class Capture:
+    """The capture for engine.snapshot of the engine a start replayed the records into (`replaying` yields it): the
+    start runs it in a worker thread while the loop leaves the engine alone (node.daemon._opened), as on the loop it
+    walks every agent and vouch in Python (tens of ms at 10^6 records, benchmarks/startup.py); not run by the
+    caller, `replaying` runs it."""
+
+    def __init__(self, engine: TrustEngine) -> None:
+        self._engine = engine
+        self.state: dict[str, Any] | None = None
+
+    def run(self) -> None:
+        self.state = capture(self._engine)
 
 
 class _Turn:

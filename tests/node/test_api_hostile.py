@@ -115,7 +115,7 @@ def hostile(tmp_path):
                 telemetry.broadcaster.publish({"type": "score"})
                 boot = subscriber.receive.receive_nowait().split(b"\n")[0].removeprefix(b"id: ").split(b"-")[0]
             dids = [view.did, partner.did, *agents]
-            app = api_app(view, telemetry, trust, key, traces_need_token=True)
+            app = api_app(view, telemetry, trust, key, retired_keys=telemetry.retired_keys(), traces_need_token=True)
             yield Hostile(app, app.app.openapi(), dids, [r.id.hex() for r in ours],
                           [peer_id_from_public_key(public_key_from_did(did)) for did in dids], boot.decode(),
                           partner.record().raw, telemetry.audit.now())

@@ -740,6 +740,39 @@ async def test_a_start_replaying_its_store_can_be_stopped_between_chunks(tmp_pat
     assert len(fed) == 1
 
 
+async def test_a_start_captures_its_replayed_engine_for_the_snapshot_off_the_event_loop(tmp_path, monkeypatch):
+    """A start that replayed its records captures the engine for engine.snapshot (node.trust.Capture): on the trio
+    thread, its walk of every agent and vouch in Python stalled the loop for tens of ms at 10^6 records
+    (benchmarks/startup.py). It runs in a worker thread now, and the snapshot written covers the records."""
+    config = _with_vouches(tmp_path, 5)
+    monkeypatch.setattr(node.trust, "SNAPSHOT_AFTER", 0)
+    threads, made = [], node.trust.capture
+    monkeypatch.setattr(node.trust, "capture", lambda engine: (threads.append(threading.current_thread()),
+                                                               made(engine))[1])
+    async with trio.open_nursery() as nursery:
+        started: Node = await nursery.start(serve_node, config)
+        while started.trust._snapshot_covers == 0:  # written off the loop once started
+            await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    assert started.trust._snapshot_covers == 5  # the vouches replayed (the org record is published after)
+    assert len(threads) == 1 and threads[0] is not threading.main_thread()
+
+
+async def test_a_start_makes_its_api_app_off_the_event_loop(tmp_path, monkeypatch):
+    """Making the API's routes (FastAPI analyses each endpoint and builds its pydantic adapters) held the loop for
+    54 ms at every start (benchmarks/startup.py). The app is made in a worker thread now, and serves as before."""
+    config = _with_vouches(tmp_path, 1)
+    threads, made = [], node.daemon.api_app
+    monkeypatch.setattr(node.daemon, "api_app", lambda *a, **k: (threads.append(threading.current_thread()),
+                                                                made(*a, **k))[1])
+    async with trio.open_nursery() as nursery:
+        started: Node = await nursery.start(serve_node, config)
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(f"{started.api_url}/v1/orgs/{started.did}")).status_code == 200
+        nursery.cancel_scope.cancel()
+    assert len(threads) == 1 and threads[0] is not threading.main_thread()
+
+
 async def test_a_start_taking_in_its_stored_vouches_can_be_stopped_between_chunks(tmp_path, monkeypatch):
     """The replica took in the stored org, vouch, revoke and equivocation records (Replica.__post_init__) without a
     checkpoint: 0.06-1.06 s at 20,000 records on a loaded machine, growing with the network's vouches, and a signal

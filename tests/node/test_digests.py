@@ -687,6 +687,28 @@ def test_a_start_decodes_each_undigested_audit_entry_once(tmp_path, clock, monke
         assert first_hand(trust, agents, T0 + 1) == [2.0, 0.0] * 3
 
 
+def test_a_start_reads_our_digests_since_the_last_epoch_s_mark_a_page_at_a_time(tmp_path, clock, monkeypatch):
+    """`undigested` read every digest of ours since the last epoch's mark (a digest an agent of that epoch) at once,
+    on the loop: 1,000 held it for 27-58 ms at a start (benchmarks/startup.py). `rebuilding`, which a start steps
+    through, reads them _ISSUED_PAGE at a time, yielding after each page, and `undigested` reads them no more."""
+    monkeypatch.setattr(node_digests, "_ISSUED_PAGE", 2)
+    agents = [new_did() for _ in range(5)]
+    with telemetry_node(tmp_path, clock=clock, epoch_ms=EPOCH) as node:
+        key = node.key
+        submit(node, *[(agent, "ok", "tool", False) for agent in agents])
+        node.digester.close_due(T0 + EPOCH)
+    with telemetry_node(tmp_path, key=key, clock=clock, epoch_ms=EPOCH) as node:
+        queries, query = [], gossip.store.RecordStore.query
+        monkeypatch.setattr(gossip.store.RecordStore, "query", lambda store, **filters: (
+            queries.append(filters), query(store, **filters))[1])
+        digester = node_digests.Digester(node.audit, node.replica, node.digester.state, Registry(), epoch_ms=EPOCH,
+                                         rebuild=False)
+        assert [len(queries) for _ in digester.rebuilding()] == [1, 2, 3]  # ceil(5 / 2) pages, a step each
+        assert {q["kind"] for q in queries} == {"digest"}
+        assert list(digester.undigested()) == [] and len(queries) == 3
+        assert digester._issued_since(0) == {(T0, agent) for agent in agents}  # as read at once
+
+
 def test_undigested_after_a_start_holds_the_entries_since_and_none_of_a_closed_epoch(tmp_path, clock):
     """The entries decoded at start serve `undigested` once; entries accepted since are read from the log, and those
     of an epoch digested since are not undigested."""
