@@ -108,6 +108,11 @@ class TrustService:
         self._interval = recompute_interval
         self._clock = lambda: clock() // SCORE_STEP_MS * SCORE_STEP_MS
         self._org_changed = trio.Event()
+        # Agents records touched while an org-level change awaited its prompt recompute, which announces them: read at
+        # once, each would rerun PageRank over every org vouch (the change's reputation refresh), so that an org
+        # inside the horizon vouching for fresh keys between its records made the node's work per record grow with
+        # the keys (quadratic in them; benchmarks/score_attacks.py).
+        self._deferred: dict[str, None] = {}
         # agent -> (score, tier, scoped tools) last published or served
         self._known: dict[str, tuple[int, str, tuple[str, ...]]] = {}
         self._asked_unknown: dict[str, None] = {}  # those of _known only a read put there, oldest first
@@ -313,12 +318,14 @@ class TrustService:
 
     def on_records(self, records: list[Record]) -> None:
         """Replica listener: feed accepted records and tell the stream about the agents they touch (feed_record);
-        an org-level change brings the next recompute forward to within PROMPT_RECOMPUTE_S."""
+        an org-level change brings the next recompute forward to within PROMPT_RECOMPUTE_S, and the agents touched
+        until it runs are announced by it (`_announce_soon`)."""
         identity = self.replica.succession.identity
         org_changes = self.engine.org_changes
-        self._announce([a for record in records if (a := feed_record(self.engine, record, identity)) is not None])
+        touched = [a for record in records if (a := feed_record(self.engine, record, identity)) is not None]
         if self.engine.org_changes != org_changes:
             self._org_changed.set()
+        self._announce_soon(touched)
 
     def on_returned(self, records: list[Record], raw: RawLookup, counts_entries: EntriesLookup) -> None:
         """Replica returned listener: our own digests back from peers (signed after the copy of the data directory
@@ -331,7 +338,7 @@ class TrustService:
             if isinstance(body, DigestBody) and not counts_entries(body.epoch, body.agent):
                 self._add_own_digest(body, raw)
                 agents.append(body.agent)
-        self._announce(agents)
+        self._announce_soon(agents)
 
     def _add_own_digest(self, body: DigestBody, raw: RawLookup, engine: TrustEngine | None = None) -> None:
         """Count a digest of ours as first-hand evidence: a DP one by its raw counts where kept, else as published;
@@ -358,7 +365,7 @@ class TrustService:
 
     def on_events(self, batch: Appended) -> None:
         """Ingest listener: our own observations count as first-hand evidence at once."""
-        self._announce(feed_first_hand(self.engine, batch))
+        self._announce_soon(feed_first_hand(self.engine, batch))
 
     # --- reads --------------------------------------------------------------------------------------------
 
@@ -426,11 +433,20 @@ class TrustService:
                 await self._org_changed.wait()
                 await trio.sleep(PROMPT_RECOMPUTE_S)  # what else arrives meanwhile joins this recompute
             self._org_changed = trio.Event()
+            deferred, self._deferred = self._deferred, {}
             table = await recompute_in_worker(self.engine, self._clock)
-            known = list(self._known)
-            for start in range(0, len(known), ANNOUNCE_CHUNK):
-                self._announce([a for a in known[start:start + ANNOUNCE_CHUNK] if table.score(a) is not None])
+            agents = [a for a in {**self._known, **deferred} if table.score(a) is not None]
+            for start in range(0, len(agents), ANNOUNCE_CHUNK):
+                self._announce_soon(agents[start:start + ANNOUNCE_CHUNK])
                 await trio.sleep(0)  # requests are answered in between: 10^4 agents take about 0.1 s
+
+    def _announce_soon(self, agents: Iterable[str]) -> None:
+        """`_announce` the agents now, or, while an org-level change awaits its prompt recompute, with that recompute:
+        a read now would first refresh reputation over every org vouch, again after each record of a stream of them."""
+        if self._org_changed.is_set():
+            self._deferred.update(dict.fromkeys(agents))
+        else:
+            self._announce(agents)
 
     def _announce(self, agents: Iterable[str]) -> None:
         """Publish a `score` event for every given agent whose general score or scoped tools (`scopes`: a cache of

@@ -2,9 +2,10 @@
 node's own observations, and answers "how far may this node trust this agent?" with an explained score.
 
 Two speeds. Evidence is counted as it arrives (a few microseconds per record) and a score is computed on demand
-from the agent's accumulators and the current org weights, then cached for reads at the same `now` until something
-it depends on changes. The sums are taken term by term on the grid at the `now` asked for, never decayed from an
-earlier read's: every node holding the same records gives the same score at the same `now`, whenever it read.
+from the agent's accumulators and the current org weights, then cached for reads at the same `now`: a record about
+the agent updates the cached sums by the terms it changes, a change of the org weights lets them lapse. The sums are
+taken term by term on the grid at the `now` asked for, never decayed from an earlier read's: every node holding the
+same records gives the same score at the same `now`, whenever it read.
 Org-level trust (PageRank reputation, credibility from the deviation test, voucher accountability) is refreshed
 by the full recompute (vouching.recompute), which also scores every agent at once with numpy; a change of the org
 vouch graph refreshes reputation alone on the next read. The full recompute works on a snapshot, so that it may run
@@ -50,7 +51,9 @@ class _Agent:
     vouches: dict[tuple[int, str], Vouch] = field(default_factory=dict)  # (issuer, basis) -> its latest vouch
     # (weights version, time, good, good held at the per-org cap, bad, reports, capped lift, witnesses): sums at
     # `time`, for reads at that same time until an input changes (DESIGN.md §6: a rounded total decayed to a later
-    # time is not the sum of its decayed terms, so a node would score by when it last read).
+    # time is not the sum of its decayed terms, so a node would score by when it last read). Summed by `_sums`, it
+    # goes on with the uncapped lift and the witnesses per independence group, and a record about the agent updates
+    # it by the terms it changes (`_changing`, `_changed`).
     cache: tuple | None = None
     stamp: int = 0  # the engine's `_stamp` when the agent's evidence or vouches last changed
     scoped: bool = False  # ever given a scoped vouch: checks of a tool may need a score of their own
@@ -157,18 +160,22 @@ class TrustEngine:
         a = self._agent(agent)
         vouch = Vouch(record_id, self._org(issuer), a, float(weight), basis, ts, expires,
                       None if scope is None else tuple(scope))
-        self._vouches.add(vouch)
         record = self._agents[a]
+        terms = self._changing(record, vouch.issuer, basis)
+        self._vouches.add(vouch)
         record.vouches[vouch.issuer, basis] = vouch  # replaces the issuer's earlier one (VouchBook.add)
         record.scoped |= scope is not None
-        self._touch(a)
         if basis == "operator" and vouch.issuer in record.pairs:
             self._evidence.operator[record.pairs[vouch.issuer]] = 1
+        self._changed(a, terms, vouch.issuer, basis)
 
     def revoke(self, issuer: str, record_id: bytes, *, ts: int) -> str | None:
         """A revocation of one of the issuer's earlier vouches; it stops counting from now on. The agent whose
         vouch it revoked, if any (None for an org vouch, a vouch that has not arrived yet, or another org's vouch,
         which it leaves counting: a key that merely claims to replace the voucher may send one)."""
+        known = self._vouches.by_id.get(record_id)
+        terms = None if known is None or known.for_org else \
+            self._changing(self._agents[known.subject], known.issuer, known.basis)
         vouch = self._vouches.revoke(self._org(issuer), record_id, ts)
         if vouch is None:
             return None
@@ -176,7 +183,7 @@ class TrustEngine:
             self._graph_edits += 1
             self.org_changes += 1
             return None
-        self._touch(vouch.subject)
+        self._changed(vouch.subject, terms, vouch.issuer, vouch.basis)
         return self._agent_dids[vouch.subject]
 
     def add_digest(self, issuer: str, agent: str, *, epoch: int, length: int, outcomes: Outcomes,
@@ -255,7 +262,7 @@ class TrustEngine:
             if cache is None or cache[0] != self._version or cache[1] != now:
                 cache = record.cache = self._renewed(a, record, now)
         p = self.params
-        _, _, good, good_held, bad, reports, lift, witnesses = cache
+        _, _, good, good_held, bad, reports, lift, witnesses, *_ = cache
         good += good_held
         value, caps = cap_score(score_of(p.prior_good + lift + good, p.prior_bad + bad, p.quantile), reports,
                                 witnesses, p)
@@ -281,7 +288,7 @@ class TrustEngine:
                                   v.expires)
                         for less_lift, less_weight, issuer, basis, record_id, v, status
                         in (sorted(vouch_keys) if listed is None else heapq.nsmallest(listed, vouch_keys)))
-        _, _, good, good_held, bad, reports, capped_lift, witnesses = sums
+        _, _, good, good_held, bad, reports, capped_lift, witnesses, *_ = sums
         good += good_held
         alpha, beta = p.prior_good + capped_lift + good, p.prior_bad + bad
         return Explanation(
@@ -477,14 +484,15 @@ class TrustEngine:
 
     def _count(self, a: int, o: int, t: int, window: int, batch: Weighed, outcomes: Outcomes, *,
                capped: bool) -> None:
-        self._touch(a)
         agent = self._agents[a]
+        terms = self._changing(agent, o)
         pair = agent.pairs.get(o)
         if pair is None:
             operator = (o, "operator") in agent.vouches
             pair = agent.pairs[o] = self._evidence.new_pair(a, o, operator=operator, first_hand=o == self._own)
         self._evidence.add(pair, float(t), window, batch, outcomes.total, capped=capped)
         self._deviation.append(a, o, window, float(t), outcomes.total, outcomes.failures, outcomes.denied)
+        self._changed(a, terms, o)
 
     def _recompute(self, now: int, evidence: EvidenceStore, deviation: DeviationTest, vouches: VouchBook
                    ) -> Recompute:
@@ -505,6 +513,48 @@ class TrustEngine:
         record.stamp = self._stamp
         if self._copying is not None:
             self._copying.touched.add(a)
+
+    def _changing(self, agent: _Agent, o: int, basis: str | None = None) -> tuple | None:
+        """Before a record changes org `o`'s evidence of the agent or its vouch of `basis`: their terms in the agent's
+        cache entry, if `_sums` made it under the current weights; else None."""
+        cache = agent.cache
+        if cache is None or len(cache) == 8 or cache[0] != self._version:
+            return None
+        return self._terms(agent, cache[1], o, basis)
+
+    def _changed(self, a: int, terms: tuple | None, o: int, basis: str | None = None) -> None:
+        """After the change: the agent's cache entry takes the new terms in place of the old (`_changing`'s), or lapses.
+        Every term is on the grid, so that the entry is exactly what summing every org's and vouch's again gives: a
+        record then costs a few terms, not the agent's every org and vouch (an org's fresh keys, each vouching for
+        or reporting on an agent, made each read after a record of theirs cost time growing with the keys)."""
+        agent = self._agents[a]
+        entry = agent.cache
+        self._touch(a)
+        if terms is None or entry is None:
+            return
+        version, now, good, good_held, bad, reports, _, _, lift, groups = entry
+        new = self._terms(agent, now, o, basis)
+        for group, pairs in terms[9].items():
+            if groups[group] == pairs:
+                del groups[group]
+            else:
+                groups[group] -= pairs
+        for group, pairs in new[9].items():
+            groups[group] = groups.get(group, 0) + pairs
+        good += new[2] - terms[2]
+        good_held += new[3] - terms[3]
+        bad += new[4] - terms[4]
+        reports += new[5] - terms[5]
+        lift += new[8] - terms[8]
+        agent.cache = (version, now, good, good_held, bad, reports, min(lift, self._source_cap), len(groups), lift,
+                       groups)
+
+    def _terms(self, agent: _Agent, now: float, o: int, basis: str | None) -> tuple:
+        """Org `o`'s evidence of the agent and its vouch of `basis` (None: none), summed as `_sums` sums them all."""
+        pair = agent.pairs.get(o)
+        vouch = None if basis is None else agent.vouches.get((o, basis))
+        return self._sums(agent, now, None, pairs=() if pair is None else ((o, pair),),
+                          vouches=() if vouch is None else (vouch,))
 
     def _ensure_reputation(self, now: float) -> None:
         """Refresh reputation if the org graph changed or `now` lies outside the span of times its live edges are
@@ -572,20 +622,21 @@ class TrustEngine:
         return {tool for v in agent.vouches.values()
                 if v.scope is not None and v.active(now) and weights[v.issuer] > 0 for tool in v.scope}
 
-    def _sums(self, agent: _Agent, now: float, parts: tuple[list, list, list] | None, tool: str | None = None
-              ) -> tuple:
-        """The agent's weighted sums at `now`, as a cache entry (see `_Agent.cache`), counting the vouches that
-        cover `tool` (Vouch.covers; None: the unscoped ones); with `parts`, also each org's and vouch's part and
-        the uncapped vouch lift."""
+    def _sums(self, agent: _Agent, now: float, parts: tuple[list, list, list] | None, tool: str | None = None, *,
+              pairs: Iterable[tuple[int, int]] | None = None, vouches: Iterable[Vouch] | None = None) -> tuple:
+        """The agent's weighted sums at `now`, as a cache entry (see `_Agent.cache`) followed by the uncapped lift and
+        the witnesses per group, counting the vouches that cover `tool` (Vouch.covers; None: the unscoped ones); with
+        `parts`, also each org's and vouch's part and the uncapped vouch lift. Of the agent's evidence `pairs` and
+        `vouches` only, if given."""
         p, ev = self.params, self._evidence
         weights, groups = self._weights, self._groups
         k_good, k_bad, k_report = ev.k_good, ev.k_bad, ev.k_report
         good = good_held = bad = reports = 0.0
         good_cap = self._source_cap
-        witnesses: set[int] = set()
+        witnesses: dict[int, int] = {}  # independence group -> witness pairs in it
         min_weight, min_good = p.independent_min_weight, p.independent_min_good
         ahead = now + p.future_tolerance_ms
-        for o, pair in agent.pairs.items():
+        for o, pair in agent.pairs.items() if pairs is None else pairs:
             w = weights[o]
             t_ref = ev.t_ref[pair]
             first_hand = ev.first_hand[pair]
@@ -611,7 +662,7 @@ class TrustEngine:
             reports += on_grid(w * r)
             witness = w >= min_weight and g >= min_good and not ev.operator[pair]
             if witness:
-                witnesses.add(groups[o])
+                witnesses[groups[o]] = witnesses.get(groups[o], 0) + 1
             if parts is not None:
                 parts[0].append(OrgPart(
                     org=self._orgs[o], first_hand=bool(first_hand), weight=w, good=g,
@@ -622,7 +673,7 @@ class TrustEngine:
                 ))
         lift = 0.0
         voucher_weights = self._voucher_weights
-        for v in agent.vouches.values():
+        for v in agent.vouches.values() if vouches is None else vouches:
             voucher_weight = voucher_weights[v.issuer]
             active = v.active(now)
             counts = active and v.covers(tool)
@@ -637,4 +688,4 @@ class TrustEngine:
         if parts is not None:
             parts[2].append(lift)
         return (self._version, now, good, good_held, bad, reports, min(lift, self._source_cap),
-                len(witnesses))
+                len(witnesses), lift, witnesses)

@@ -1,7 +1,8 @@
 """The node's trust service tells /v1/stream about score changes as records arrive: at once when a record touches
 one agent (a vouch, its revocation, a digest), and within a second when it changes an org's standing (an org
-vouch or its revocation, an equivocator), which may move every agent's score. Its full recompute runs off the trio
-loop, and what arrives meanwhile counts as if it came right after the recompute's snapshot."""
+vouch or its revocation, an equivocator), which may move every agent's score; that recompute announces the records
+about agents that arrive until it runs. Its full recompute runs off the trio loop, and what arrives meanwhile counts
+as if it came right after the recompute's snapshot."""
 
 import json
 import random
@@ -16,7 +17,7 @@ from node.metrics import Registry
 from node.stream import Broadcaster
 from node.audit_log import wall_clock_ms
 from node.trust import PROMPT_RECOMPUTE_S, TrustService, recompute_in_worker
-from vouching import batch, digest_body, equivocation_body, revoke_body, vouch_body
+from vouching import batch, digest_body, scoring, equivocation_body, revoke_body, vouch_body
 from vouching.evidence import Outcomes
 from vouching.feed import feed_record
 from vouching.params import DAY_MS, HOUR_MS
@@ -176,6 +177,40 @@ async def test_an_org_level_change_is_announced_within_a_second(node, trust, bro
         nursery.cancel_scope.cancel()
     assert elapsed <= PROMPT_RECOMPUTE_S < RECOMPUTE_S
     assert [e for e in seen if e[1] == agent] == [("score", agent, "untrusted"), ("tier", agent, "untrusted")]
+
+
+async def test_records_while_an_org_level_change_awaits_its_recompute_are_announced_by_it(node, trust, broadcaster,
+                                                                                       monkeypatch, mock_clock):
+    """An org inside the horizon vouching for fresh keys, each of which vouches for an agent (benchmarks/
+    score_attacks.py's fresh keys): read at once, each record reran PageRank over every org vouch, so that the node's
+    work per record grew with the keys. Until the prompt recompute, no record refreshes reputation; the recompute
+    announces the agent's change, at the score a read gives."""
+    mock_clock.autojump_threshold = 0.5  # (as in test_an_org_level_change_is_announced_within_a_second)
+    partner, victim = Org(), new_did()
+    trust.on_records([node.replica.issue("vouch", vouch_body(partner.did, 0.9, "org-peer"))])
+    before = trust.score(victim)  # (a change is announced of agents read before)
+    standing, refreshes = scoring.org_standing, []
+
+    def counted(*args):
+        refreshes.append(args)
+        return standing(*args)
+
+    monkeypatch.setattr(scoring, "org_standing", counted)  # a read's refresh of reputation (not the recompute's)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(trust.run)
+        with broadcaster.subscribe() as subscription:
+            for _ in range(20):
+                key = Org()
+                trust.on_records([partner.vouch(key.did, 1.0, "org-peer"), key.vouch(victim, 1.0, "audit")])
+            assert (refreshes, published(subscription)) == ([], [])
+            with trio.fail_after(2 * RECOMPUTE_S):  # mock time: no announcement at all fails the test
+                seen = [event_data(await subscription.receive.receive())]
+            seen += published_data(subscription)
+        nursery.cancel_scope.cancel()
+    after = trust.score(victim)
+    assert (before.tier, after.tier) == ("untrusted", "provisional")
+    assert [(e["type"], e["agent"], e["previous_score"], e["score"]) for e in seen] == [
+        ("score", victim, before.score, after.score), ("tier", victim, before.score, after.score)]
 
 
 class Gate:

@@ -5,6 +5,7 @@ import pytest
 
 from vouching.evidence import InvalidEvidence, Outcomes
 from vouching.params import DAY_MS, HOUR_MS, ScoringParams
+from vouching import scoring
 from vouching.scoring import TrustEngine
 from vouching.tiers import PROVISIONAL, TRUSTED, VERIFIED
 from vouching.vouches import Vouch
@@ -430,3 +431,31 @@ def test_listing_every_org_groups_the_vouches_once_and_says_what_each_org_alone_
     engine._edges = (src, dst.view(Counted), weight, flow)
     assert engine.orgs(now=1) == expected
     assert sum(compared) <= len(dst)  # 303 * 601 before
+
+
+
+def test_a_record_about_an_agent_many_keys_vouch_for_weighs_its_own_terms_not_every_key_s(monkeypatch):
+    """An org's 1,000 fresh keys each vouch for an agent and report on it; then each key's next records about it (a
+    vouch in place of its earlier one, a digest, the vouch's revocation), each read at once at the same `now` as
+    node.trust reads, sum that key's terms, not every key's: that grew with the keys an org makes for free, 8.9 ms
+    a record at 8,000 (benchmarks/score_attacks.py)."""
+    engine, now = TrustEngine("own", ["root"]), 2 * DAY_MS
+    engine.add_org_vouch("root", "attacker", 1.0, record_id=rid(), ts=0)
+    for i in range(1000):
+        engine.add_org_vouch("attacker", f"key{i}", 0.5, record_id=rid(), ts=0)
+        engine.add_agent_vouch(f"key{i}", "victim", 1.0, "audit", record_id=rid(), ts=1)
+        engine.add_digest(f"key{i}", "victim", epoch=0, length=HOUR_MS, outcomes=Outcomes(ok=5), record_id=rid(),
+                          ts=HOUR_MS)
+    engine.score("victim", now=now)
+    terms, on_grid = [], scoring.on_grid
+    monkeypatch.setattr(scoring, "on_grid", lambda value: terms.append(value) or on_grid(value))
+    for i in range(10):
+        engine.add_agent_vouch(f"key{i}", "victim", 0.5, "audit", record_id=(vouch := rid()), ts=2)
+        engine.score("victim", now=now)
+        engine.add_digest(f"key{i}", "victim", epoch=HOUR_MS, length=HOUR_MS, outcomes=Outcomes(ok=5),
+                          record_id=rid(), ts=2 * HOUR_MS)
+        engine.score("victim", now=now)
+        engine.revoke(f"key{i}", vouch, ts=3)
+        engine.score("victim", now=now)
+    # Each of the 30 records: its key's evidence (good, bad, reports) and vouch (its lift), before and after.
+    assert 0 < len(terms) <= 30 * 2 * 4

@@ -5,7 +5,8 @@ moments, report the same score, tier and explanation at every common `now`, with
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tests.vouching.test_scoring_order import AGENTS, ORGS, ROOTS, _feed, _interleaving, _records
+from tests.vouching.test_scoring_order import (AGENTS, ORGS, ROOTS, _agent_vouch, _digest, _feed, _interleaving,
+                                              _org_vouch, _records)
 from vouching.evidence import Outcomes
 from vouching.params import DAY_MS, HOUR_MS
 from vouching.scoring import TrustEngine
@@ -112,3 +113,64 @@ def test_independence_groups_do_not_depend_on_which_orgs_were_heard_of_first(edg
                 engine.add_org_vouch(issuer, subject, weight, record_id=k.to_bytes(32, "big"), ts=0)
         found.append({o.org: o.group for o in engine.orgs(now=0)})
     assert found[0] == found[1]
+
+
+
+# Besides the kinds above: operator and scoped vouches, vouches expired at the read, and revocations of the k-th
+# record (by its issuer: a vouch for an agent stops counting; by another org: nothing changes).
+_updates = st.lists(st.tuples(st.sampled_from([*ORGS, "own"]), st.one_of(
+    _digest, _agent_vouch, _org_vouch,
+    st.tuples(st.sampled_from(["operator", "scoped", "expired"]), st.sampled_from(AGENTS), st.floats(0.05, 1.0)),
+    st.tuples(st.just("revoke"), st.integers(0, 40)))), max_size=40)
+
+
+# Orgs d and e, one independence group (e's only voucher is d), both witness that x behaved; d's operator vouch for x
+# then stops its evidence witnessing: one witness of the group is left, and x keeps one independent group.
+_ONE_GROUP = [("a", ("org-vouch", "d", 1.0)), ("b", ("org-vouch", "d", 1.0)), ("c", ("org-vouch", "d", 1.0)),
+              ("d", ("org-vouch", "e", 1.0)),
+              *((o, ("digest", "y", hour, 60, 0, 0, 0)) for hour in range(3) for o in "abcde"),
+              ("d", ("digest", "x", 47, 60, 0, 0, 0)), ("e", ("digest", "x", 47, 60, 0, 0, 0)),
+              ("d", ("operator", "x", 0.5))]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@example(_ONE_GROUP, 2 * DAY_MS, len(_ONE_GROUP) - 3)
+@given(_updates, st.integers(2 * DAY_MS, 10 * DAY_MS), st.one_of(st.none(), st.integers(0, 40)))
+def test_reads_after_every_record_at_one_now_give_what_one_read_at_the_end_gives(records, now, recompute_after):
+    """A record about an agent read at `now` updates the cached sums by the terms it changes (TrustEngine._changed),
+    instead of summing every org's evidence and vouch again: the sums, scores, tiers and explanations are those of an
+    engine fed the same records and read once, at the end. Both recompute at `now` after `recompute_after` records
+    (an agent's cache entry is then the recompute's until a record changes it)."""
+    read_each, read_once = TrustEngine("own", ROOTS), TrustEngine("own", ROOTS)
+    for i, (issuer, op) in enumerate(records):
+        for engine in (read_each, read_once):
+            if i == recompute_after:
+                engine.recompute(now=now)
+            _feed_update(engine, issuer, op, i, now)
+        for agent in AGENTS:
+            read_each.score(agent, now=now)
+    for agent in AGENTS:
+        each, once = read_each.score(agent, now=now), read_once.score(agent, now=now)
+        assert (each.score, each.tier, each) == (once.score, once.tier, once)
+        assert read_each.explain(agent, now=now) == read_once.explain(agent, now=now)
+        # The sums themselves, bit for bit (a score rounds them): what each engine keeps for reads at `now`.
+        assert _cached(read_each, agent) == _cached(read_once, agent)
+
+
+def _feed_update(engine: TrustEngine, issuer: str, op: tuple, i: int, now: int) -> None:
+    kind, record_id = op[0], i.to_bytes(32, "big")
+    if kind in ("operator", "scoped", "expired") and issuer != "own":
+        _, agent, weight = op
+        engine.add_agent_vouch(issuer, agent, weight, "operator" if kind == "operator" else "audit",
+                               record_id=record_id, ts=0, expires=now if kind == "expired" else None,
+                               scope=["tool"] if kind == "scoped" else None)
+    elif kind == "revoke" and issuer != "own":
+        engine.revoke(issuer, op[1].to_bytes(32, "big"), ts=now)
+    elif kind not in ("operator", "scoped", "expired", "revoke"):
+        _feed(engine, issuer, op, record_id)
+
+
+def _cached(engine: TrustEngine, agent: str) -> tuple | None:
+    """The sums of the agent's cache entry: good, good held, bad, reports, capped lift, witnesses."""
+    a = engine._agent_index.get(agent)
+    return None if a is None else engine._agents[a].cache[2:8]
