@@ -85,7 +85,7 @@ class Vouchnet:
         try:
             identity = await self.verifier.averify(credential)
         except UnverifiedAgent as error:
-            return self.policy.unverified(action, tool, str(error))
+            return self.policy.unverified(action, tool, error.public, detail=str(error))
         return await self.policy.acheck(identity.did, action, tool)
 
     def authorize_sync(self, credential: str | None, action: str, tool: str | None = None) -> TrustDecision:
@@ -93,7 +93,7 @@ class Vouchnet:
         try:
             identity = self.verifier.verify(credential)
         except UnverifiedAgent as error:
-            return self.policy.unverified(action, tool, str(error))
+            return self.policy.unverified(action, tool, error.public, detail=str(error))
         return self.policy.check(identity.did, action, tool)
 
     async def guard(self, credential: str | None, run: Callable[[], Awaitable[T]],

@@ -191,11 +191,13 @@ class TrustPolicy:
             return self._failed(agent, action, tool, error)
         return self._answered(agent, action, tool, answer, asked, floor)
 
-    def unverified(self, action: str, tool: str | None, reason: str, *, who: str = "caller") -> TrustDecision:
+    def unverified(self, action: str, tool: str | None, reason: str, *, who: str = "caller",
+                   detail: str | None = None) -> TrustDecision:
         """The decision for a caller (or a delegation target) whose credential did not verify: block (logged,
-        not enforced if observing)."""
+        not enforced if observing). `reason` is what the caller is told (UnverifiedAgent.public); `detail`, what
+        only the service's log shows (str(UnverifiedAgent): how a fetch of the service's went)."""
         return self._made(TrustDecision("", action, tool, "block", f"unverified {who}: {reason}", None, None,
-                                        "unverified"))
+                                        "unverified"), detail=detail if detail != reason else None)
 
     def is_high_risk(self, tool: str | None) -> bool:
         """Whether these rules, or the node's policy as last fetched, count `tool` as high-risk (what a service
@@ -347,13 +349,15 @@ class TrustPolicy:
                                      "unreachable")
         return self._made(decision)
 
-    def _made(self, decision: TrustDecision) -> TrustDecision:
+    def _made(self, decision: TrustDecision, *, detail: str | None = None) -> TrustDecision:
+        """`decision`, not enforced if observing, and logged unless it allows (with `detail`, for the log only)."""
         if self.observe:
             decision = replace(decision, enforced=False)
         if decision.verdict != "allow":
             log.warning("trust decision", extra={"fields": {
                 "agent": decision.agent, "action": decision.action, "tool": decision.tool or "",
-                "verdict": decision.verdict, "enforced": decision.enforced, "reason": decision.reason}})
+                "verdict": decision.verdict, "enforced": decision.enforced, "reason": decision.reason,
+                **({"detail": detail} if detail is not None else {})}})
         return decision
 
     def _changed(self, change: ScoreChange) -> None:

@@ -8,7 +8,8 @@ import pytest
 from nacl.signing import SigningKey
 
 from node.client import TrustPolicy, Vouchnet
-from node.client.guard import credential_in
+from node.client.guard import credential_in, refusal_text
+from node.credential_status import LIST_ENTRIES
 from node.credentials import agent_credential
 
 from ..factories import API_TOKEN
@@ -116,3 +117,21 @@ def test_an_accepted_org_cannot_borrow_the_standing_of_another_org_s_agent(runni
         with Vouchnet(running.url, running.token, policy=TrustPolicy(running.url, listen=False),
                       issuers=[running.url, partner.url]) as vouchnet:
             assert not vouchnet.authorize_sync(borrowed, "tool_call", "search").allowed
+
+
+@pytest.mark.parametrize("failing", ["status list", "JWKS"])
+def test_a_caller_is_not_told_how_a_fetch_of_the_service_s_went_and_its_log_is(failing, caplog):
+    """A refusal told anyone presenting a token the status code, or timeout against refused connection, of a GET the
+    service made inside its network: the caller learns the rule, the service's log the detail."""
+    key = SigningKey.generate()
+    org = StubOrg([key], jwks_down=failing == "JWKS")
+    with serving(org):
+        token = org.credential(key, 2 * LIST_ENTRIES)  # list 2: the org serves list 0 alone, so 404
+        with Vouchnet(NODE, API_TOKEN, policy=TrustPolicy(NODE, listen=False), issuers=[org.url]) as vouchnet:
+            vouchnet.telemetry.shutdown(timeout=0)
+            with caplog.at_level(logging.WARNING, logger="vouchnet.client"):
+                told = refusal_text(vouchnet.authorize_sync(token, "tool_call", "search"))
+    logged = [r.fields["detail"] for r in caplog.records if r.getMessage().startswith("trust decision")]
+    detail = "404" if failing == "status list" else "503"
+    assert told.endswith("the service's log says why)") and detail not in told and org.url not in told
+    assert len(logged) == 1 and detail in logged[0]

@@ -305,7 +305,7 @@ class TrustInterceptor(ClientCallInterceptor):
         try:
             target = await self._target(args.agent_card)
         except UnverifiedAgent as error:
-            decision = self.vouchnet.policy.unverified(DELEGATE, None, str(error), who="target")
+            decision = self.vouchnet.policy.unverified(DELEGATE, None, error.public, who="target", detail=str(error))
         else:
             decision = await self.trust.verify_outgoing(target.did)
         if not decision.allowed:
