@@ -307,7 +307,7 @@ class TrustInterceptor(ClientCallInterceptor):
         except UnverifiedAgent as error:
             decision = self.vouchnet.policy.unverified(DELEGATE, None, error.public, who="target", detail=str(error))
         else:
-            decision = await self.trust.verify_outgoing(target.did)
+            decision = await self.trust.verify_outgoing(target.did, target.org)
         if not decision.allowed:
             raise UntrustedTarget(decision)
         _delegation.set((decision, time.perf_counter()))
