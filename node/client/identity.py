@@ -421,7 +421,7 @@ def _list_name(url: object) -> str | None:
     agent credentials (`/v1/credentials/status/{n}`), `{did}/{n}` for the vouches of its key `did`
     (`/v1/credentials/vouch-status/{did}/{n}`), so that a list of one is not taken for the other's of the same number.
     Only they are compared with the list's id: the host in the credential may be an older or another name of the
-    node's (a changed [api] public_url, a proxy)."""
+    node's (a changed [api] public_url, a proxy), given as an issuer too (_at_issuer_origin)."""
     return "/".join(urllib.parse.urlsplit(url).path.split("/")[-2:]) if isinstance(url, str) else None
 
 
