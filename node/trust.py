@@ -60,6 +60,7 @@ EntriesLookup = Callable[[int, str], bool]
 # Scores are read at the clock's whole second: the engine's cache serves reads at the `now` it was filled at only
 # (a score is exact, so it is not decayed from a cached total), and a second is nothing to decays of hours and days.
 SCORE_STEP_MS = 1000
+MAX_LISTED_ISSUERS = 64  # org keys a check answer lists (listed_issuers): 64 did:keys, 3.5 KiB
 MAX_LISTED_SCOPES = 64  # scoped tools an answer or a stream event lists (listed_scopes): 64 of 128 characters, 8 KiB
 # Seconds of work `replaying` and `_bring_snapshot_forward` do between yields to the loop, measured (_Turn): a count
 # of records varies with them and the machine's load (1,000 records took 0.08 s, 0.25-0.38 s at load 8 at 10^6).
@@ -394,6 +395,16 @@ class TrustService:
         self._served(agent, general)
         return decide(score, action, tool, self.policy), score, scopes
 
+    def credential_issuers(self, agent: str, *, now: int) -> tuple[str, ...]:
+        """The org keys whose agent credentials stand for `agent` (DESIGN §8): every key of this node's org (its
+        own credentials), then every key of each org with a live operator vouch for it. A credential of any other
+        issuer names the agent without being its operator's: it is decided on the cold-start score."""
+        succession = self.replica.succession
+        keys = dict.fromkeys(succession.keys(self.replica.did))
+        for org in self.engine.operators(agent, now=now):
+            keys.update(dict.fromkeys(succession.keys(org)))
+        return tuple(keys)
+
     def _served(self, agent: str, score: Score) -> None:
         """Remember the score a reader was given, so that its first change is announced; of agents the engine holds
         nothing on, the latest MAX_ASKED_UNKNOWN asked about."""
@@ -465,6 +476,14 @@ class TrustService:
             self._broadcaster.publish({"type": "score", **event})
             if before[1] != score.tier:
                 self._broadcaster.publish({"type": "tier", **event})
+
+
+def listed_issuers(issuers: tuple[str, ...]) -> dict[str, Any]:
+    """The `issuers` and `issuers_complete` fields of a check answer: the first MAX_LISTED_ISSUERS org keys whose
+    credentials stand for the agent (TrustService.credential_issuers: this node's org's first), and whether that is
+    all of them. Any key may sign an operator vouch, so that the full list is unbounded; a client told it is
+    incomplete takes an issuer it does not list for one that does not operate the agent (fails closed)."""
+    return {"issuers": list(issuers[:MAX_LISTED_ISSUERS]), "issuers_complete": len(issuers) <= MAX_LISTED_ISSUERS}
 
 
 def listed_scopes(scopes: tuple[str, ...]) -> dict[str, Any]:

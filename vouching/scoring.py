@@ -311,6 +311,21 @@ class TrustEngine:
         a = self._agent_index.get(agent)
         return tuple(sorted(self._scopes(self._agents[a], now))) if a is not None and self._agents[a].scoped else ()
 
+    def operators(self, agent: str, *, now: int) -> tuple[str, ...]:
+        """The orgs (each by its first key) with a live vouch of basis `operator` for the agent, sorted: whose agent
+        it is, by their word, whatever their weight (an agent credential stands for the agent only if its issuer is
+        one, DESIGN.md §8)."""
+        a = self._agent_index.get(agent)
+        if a is None:
+            return ()
+        return tuple(sorted(self._orgs[issuer] for (issuer, basis), vouch in self._agents[a].vouches.items()
+                            if basis == "operator" and vouch.active(now)))
+
+    @property
+    def cold_score(self) -> int:
+        """The score of an agent no evidence or vouch names (`score` of an unknown agent)."""
+        return self._cold_score
+
     def org(self, did: str, *, now: int, listed: int | None = MAX_LISTED_PARTS) -> OrgReputation:
         """How this node sees an org (an unknown org gets reputation 0), with the `listed` heaviest vouches for it
         (None: all)."""

@@ -24,7 +24,7 @@ from vouching import InvalidDid, public_key_from_did
 from vouching.policy import MAX_TOOL_NAME, tool_name_problem
 
 from ..credentials import score_statement
-from ..trust import TrustService, listed_scopes
+from ..trust import TrustService, listed_issuers, listed_scopes
 from .errors import ApiError, checked_did, error_responses, read_responses
 from .parameters import BOOLEANS
 from .records import DEFAULT_PAGE, PageLimit
@@ -91,13 +91,18 @@ def scores_router(trust: TrustService, key: SigningKey) -> APIRouter:
         """May this agent do this? `allow`, `audit` (allow and log) or `block`, with the reason, under this node's
         policy: tier verdicts, a minimum score, and high-risk tools that need `trusted`. The score is the agent's,
         with the vouches whose scope names `tool` (a tool in `scopes`, the tools the agent holds scoped vouches
-        for; its general score, `GET .../score`, counts none of them)."""
+        for; its general score, `GET .../score`, counts none of them). `issuers`: the org keys whose agent
+        credentials stand for the agent (this node's org's, then those of each org with a live operator vouch for it;
+        the first 64, `issuers_complete` false if there are more); a caller presenting another issuer's credential
+        for it is decided, by the SDK, on `cold_start`, the score of an agent nothing names."""
         checked_did(did, "path.did")
         if (problem := tool_name_problem(body.tool)) is not None:
             raise ApiError(422, "invalid_request", f"body.{problem}")
         decision, score, scopes = trust.check(did, body.action, body.tool)
         return {"decision": decision.decision, "reason": decision.reason, "score": score.score, "tier": score.tier,
-                **listed_scopes(scopes)}
+                **listed_scopes(scopes),
+                **listed_issuers(trust.credential_issuers(did, now=score.computed_at)),
+                "cold_start": trust.engine.cold_score}
 
     @router.get("/v1/policy")
     async def policy() -> dict[str, Any]:

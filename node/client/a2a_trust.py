@@ -22,6 +22,7 @@ class A2ATrust:
                                                    "enforced": decision.enforced}})
         return decision
 
-    async def verify_outgoing(self, target: str) -> TrustDecision:
-        """May we delegate work to `target` (a verified did)?"""
-        return await self.policy.acheck(target, DELEGATE)
+    async def verify_outgoing(self, target: str, issuer: str | None = None) -> TrustDecision:
+        """May we delegate work to `target` (a verified did), whose credential `issuer` issued (decided on the
+        cold-start score unless that org operates it: TrustPolicy.check)?"""
+        return await self.policy.acheck(target, DELEGATE, issuer=issuer)

@@ -52,7 +52,10 @@ class Vouchnet:
 
     `node` defaults to $VOUCHNET_NODE or the local node; `token` (the node's API token, needed to report
     telemetry: without one, telemetry is off, with a warning) to $VOUCHNET_TOKEN. A `policy` given decides with
-    that same node. `issuers` are the orgs whose agents may call (node or JWKS URLs; default: this org's node).
+    that same node. `issuers` are the orgs whose agents may call (node or JWKS URLs, each on the origin of its
+    node's [api] public_url; default: this org's node); a credential stands for its agent's score only if its
+    issuer is this node's org or holds a live operator vouch for the agent, else it is decided on the cold-start
+    score and its calls are not reported (TrustPolicy.check, `issuer`).
     `observe=True` decides and logs but never blocks: week 1 of adopting vouchnet. At shutdown, `await aclose()`
     (or `close()`, or leave its `async with` / `with` block) sends the telemetry left."""
 
@@ -85,16 +88,16 @@ class Vouchnet:
         try:
             identity = await self.verifier.averify(credential)
         except UnverifiedAgent as error:
-            return self.policy.unverified(action, tool, str(error))
-        return await self.policy.acheck(identity.did, action, tool)
+            return self.policy.unverified(action, tool, error.public, detail=str(error))
+        return await self.policy.acheck(identity.did, action, tool, issuer=identity.org)
 
     def authorize_sync(self, credential: str | None, action: str, tool: str | None = None) -> TrustDecision:
         """`authorize` for synchronous code (blocks on the node when the answer is not cached)."""
         try:
             identity = self.verifier.verify(credential)
         except UnverifiedAgent as error:
-            return self.policy.unverified(action, tool, str(error))
-        return self.policy.check(identity.did, action, tool)
+            return self.policy.unverified(action, tool, error.public, detail=str(error))
+        return self.policy.check(identity.did, action, tool, issuer=identity.org)
 
     async def guard(self, credential: str | None, run: Callable[[], Awaitable[T]],
                     refuse: Callable[[TrustDecision], T], *, action: str = "tool_call", tool: str | None = None,
@@ -133,8 +136,9 @@ class Vouchnet:
             raise
 
     def report(self, decision: TrustDecision, category: str, name: str, outcome: str, started: float) -> None:
-        """One event for a call that ran, if the caller was verified and telemetry is on."""
-        if self.telemetry is not None and decision.agent:
+        """One event for a call that ran, if the caller was verified as the agent (its credential's issuer operates
+        it: another org's callers must not build or sink the agent's first-hand score) and telemetry is on."""
+        if self.telemetry is not None and decision.agent and decision.operated:
             self.telemetry.record(decision.agent, category, name, outcome,
                                   duration_ms=round((time.perf_counter() - started) * 1000, 3),
                                   high_risk=self.policy.is_high_risk(name))

@@ -17,6 +17,10 @@ the list itself expires (a list without an exp counts for nothing); without one 
 (revocation fails closed). While that copy is valid, a list older than it is refused: one that clears a bit it sets
 (a revocation is not reversible), or of the same bits issued (iat) before it. An older list served again cannot
 undo a revocation, and a newer one counts at once even if the issuer's clock went back.
+A status list is fetched only from the origin (scheme, host, port) of the issuer URL that serves the credential's
+key, where a vouchnet node serves its lists too; any other URL is refused without a request (the issuer signs it, and
+the fetch comes from inside the service's network). A refusal for a fetch that failed tells the caller only that
+(UnverifiedAgent.public); how it failed is in the message, for the service's log.
 Credentials minted before vouchnet published status lists carry no entry and are checked as before.
 """
 
@@ -69,11 +73,19 @@ STATUS_LISTS_BYTES = 64 * 1024 * 1024
 MAX_LIST_TOKEN = 64 * 1024
 MAX_JWKS = 1024 * 1024  # bytes of a JWKS body (an org's few keys take under 1 KiB)
 CREDENTIAL_TYPE = "VouchnetAgentCredential"
+_LOGGED = "(the service's log says why)"  # what a caller is told of a fetch that failed
 _URL_PASSWORD = re.compile(r"(://[^/?#@\s:']*):[^/?#@\s']*@")  # scheme://user:password@: the user kept
 
 
 class UnverifiedAgent(Exception):
-    """The caller's credential is missing or does not verify; the message says which part and rule."""
+    """The caller's credential is missing or does not verify; the message says which part and rule. `public` is
+    what the caller may be told: the message, but for a fetch this service made (an issuer's JWKS, a status list),
+    whose outcome (a status code, a timeout, a refused connection) is for the service's log only: told to anyone
+    presenting a token, it maps the service's network."""
+
+    def __init__(self, reason: str, *, public: str | None = None) -> None:
+        super().__init__(reason)
+        self.public = reason if public is None else public
 
 
 @dataclass(frozen=True)
@@ -125,7 +137,8 @@ class CredentialVerifier:
         credentials are refused, naming why, until it answers again. `status_ttl`: the longest a fetched status
         list is used before it is fetched again, so a revocation takes effect here within that many seconds.
         `timeout`: the most one fetch of a JWKS or a status list takes as a whole (seconds); a body over MAX_JWKS
-        or MAX_LIST_TOKEN bytes is refused, as a failed fetch."""
+        or MAX_LIST_TOKEN bytes is refused, as a failed fetch. A status list is fetched only from the origin of an
+        issuer URL serving the credential's key: give each org by its node's [api] public_url."""
         if isinstance(issuers, str):  # its characters would be the issuers, each a host name
             raise ValueError(f"issuers: a list of org node or JWKS URLs, not one string: [{issuers!r}]")
         self.jwks_urls = tuple(_jwks_url(i) for i in issuers)
@@ -143,7 +156,8 @@ class CredentialVerifier:
         self._verified: dict[str, _Checked] = {}  # oldest first (see _bound)
         # By (the credential's kid, url): which lists count depends on the issuer that serves the credential's key.
         self._status_lists: dict[tuple[str, str], _StatusList] = {}
-        self._status_failures: dict[tuple[str, str], tuple[float, str]] = {}  # -> (monotonic time, why): backoff
+        # -> (monotonic time, why, what the caller is told): the backoff, and the refusal while there is no list
+        self._status_failures: dict[tuple[str, str], tuple[float, str, str]] = {}
 
     def verify(self, token: str | None) -> AgentIdentity:
         """The identity `token` proves; raises UnverifiedAgent."""
@@ -181,8 +195,9 @@ class CredentialVerifier:
         if key is None or not self._stale(key):
             return key
         why = "; ".join(f"{url}: {self._jwks_failures.get(url, 'no answer')}" for url in sorted(key.issuers))
-        raise UnverifiedAgent(_without_passwords(f"header.kid: the keys of its issuer could not be fetched for over "
-                                                 f"{self.jwks_max_stale:g} s (jwks_max_stale); failing closed ({why})"))
+        refusal = (f"header.kid: the keys of its issuer could not be fetched for over {self.jwks_max_stale:g} s "
+                   f"(jwks_max_stale); failing closed")
+        raise UnverifiedAgent(_without_passwords(f"{refusal} ({why})"), public=f"{refusal} {_LOGGED}")
 
     def _stale(self, key: _Key) -> bool:
         now = time.monotonic()
@@ -223,7 +238,8 @@ class CredentialVerifier:
         if failures and not keys:
             raise UnverifiedAgent(_without_passwords("cannot fetch the keys of any trusted issuer ("
                                                      + "; ".join(f"{url}: {why}" for url, why in failures.items())
-                                                     + ")"))
+                                                     + ")"),
+                                  public=f"cannot fetch the keys of any trusted issuer {_LOGGED}")
 
     def _check(self, token: str, kid: str) -> AgentIdentity:
         key = self._key(kid)
@@ -260,6 +276,7 @@ class CredentialVerifier:
             if not self._needs_status(checked):
                 return
             try:
+                self._at_issuer_origin(checked)
                 with httpx.Client(timeout=self.timeout, transport=bounded_transport()) as http:
                     body = get_capped(http, url, MAX_LIST_TOKEN, self.timeout)
                 fetched = self._status_list(body.decode(errors="replace"), checked)
@@ -272,7 +289,7 @@ class CredentialVerifier:
             except (httpx.HTTPError, httpx.InvalidURL, ValueError, UnverifiedAgent) as error:
                 with self._lock:
                     self._status_failures.pop(key, None)
-                    self._status_failures[key] = (time.monotonic(), str(error))
+                    self._status_failures[key] = (time.monotonic(), str(error), _public(error))
                     _bound(self._status_failures, STATUS_LISTS_CACHE)
                 return
             with self._lock:
@@ -281,6 +298,28 @@ class CredentialVerifier:
                 _bound(self._status_lists, STATUS_LISTS_CACHE)
                 _bound_bytes(self._status_lists, STATUS_LISTS_BYTES)
                 self._status_failures.pop(key, None)
+
+    def _at_issuer_origin(self, checked: _Checked) -> None:
+        """Refuse, before any request, a status list URL outside the origins (scheme, host and port: RFC 6454 §4)
+        of the issuer URLs that serve the credential's key. The issuer signs the URL, and the verifier fetches it
+        from inside the service's network: anywhere else (an internal admin page, a cloud metadata address) it
+        would be a blind GET of the issuer's choosing. A vouchnet node serves its JWKS and its status lists under
+        one [api] public_url (node/credentials_api.py), which its credentials name."""
+        assert checked.status is not None
+        key = self._keys.get(checked.kid)
+        allowed = {_origin(url) for url in key.issuers} if key is not None else set()
+        try:
+            named = _origin(checked.status.list_url)
+        except httpx.InvalidURL:
+            named = None
+        if named not in allowed:
+            rule = ("credentialStatus.statusListCredential: not at the origin (scheme, host, port) of the issuer URL "
+                    "this service accepts the credential's key from, and a status list is fetched from nowhere else; "
+                    "if it is that issuer's list, configure the issuer by the URL its node's [api] public_url names "
+                    "(its credentials name their status lists there)")
+            issuers = ", ".join(sorted(key.issuers)) if key is not None else "none"
+            raise UnverifiedAgent(_without_passwords(f"{rule}: {checked.status.list_url} (issuers: {issuers})"),
+                                  public=rule)
 
     def _status_list(self, token: str, checked: _Checked) -> _StatusList:
         """A status list credential, verified: signed with a key of the credential's issuer and issued (iss) by
@@ -339,9 +378,9 @@ class CredentialVerifier:
         status = self._status_lists.get(_list_key(checked))
         if status is None or time.monotonic() >= status.valid_until:
             failed = self._status_failures.get(_list_key(checked))
-            why = failed[1] if failed is not None else "no copy"
-            raise UnverifiedAgent(f"credentialStatus: cannot check revocation, the issuer's status list is "
-                                  f"unavailable ({why})")
+            why, public = failed[1:] if failed is not None else ("no copy", "no copy")
+            refusal = "credentialStatus: cannot check revocation, the issuer's status list is unavailable"
+            raise UnverifiedAgent(_without_passwords(f"{refusal} ({why})"), public=f"{refusal} ({public})")
         try:
             revoked = bit(status.bits, checked.status.position)
         except StatusListError as error:
@@ -382,13 +421,30 @@ def _list_name(url: object) -> str | None:
     agent credentials (`/v1/credentials/status/{n}`), `{did}/{n}` for the vouches of its key `did`
     (`/v1/credentials/vouch-status/{did}/{n}`), so that a list of one is not taken for the other's of the same number.
     Only they are compared with the list's id: the host in the credential may be an older or another name of the
-    node's (a changed [api] public_url, a proxy)."""
+    node's (a changed [api] public_url, a proxy), given as an issuer too (_at_issuer_origin)."""
     return "/".join(urllib.parse.urlsplit(url).path.split("/")[-2:]) if isinstance(url, str) else None
 
 
 def _list_key(checked: _Checked) -> tuple[str, str]:
     assert checked.status is not None
     return checked.kid, checked.status.list_url
+
+
+def _public(error: Exception) -> str:
+    """What a caller is told of a status list that failed: a rule the credential or the list broke, never how
+    fetching it went (log it: `why` in _status_failures)."""
+    if isinstance(error, UnverifiedAgent) and error.public != str(error):
+        return error.public
+    if isinstance(error, (httpx.HTTPError, httpx.InvalidURL, ValueError)) and not isinstance(error, StatusListError):
+        return "it could not be fetched; the service's log says why"
+    return str(error)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """The origin of `url` as httpx fetches it (RFC 6454 §4: scheme, host, port; the scheme's default port made
+    explicit); raises httpx.InvalidURL."""
+    parsed = httpx.URL(url)
+    return parsed.scheme, parsed.host, parsed.port or {"http": 80, "https": 443}.get(parsed.scheme)
 
 
 def _without_passwords(text: str) -> str:

@@ -11,6 +11,10 @@ A cached score is the agent's general one. A vouch scoped to some tools (DESIGN.
 node's check of those tools, so a check of a tool the node listed in the agent's `scopes` is always asked of the
 node, and the node's answer for such a tool (its score counts the scoped vouches) is never cached. The node lists
 at most 64 tools; past that (`scopes_complete` false) every tool check of the agent is asked of the node.
+
+A check for a caller's credential names its issuer: the agent's score counts only if that org operates the agent
+(the node's org, or one with a live operator vouch for it: the node's `issuers`), else the decision is made on the
+node's cold-start score. The node's word on that is cached with the score, never past the answer's `cache_ttl`.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from vouching.explanation import Score
 from vouching.identity import is_compact_jwt
 from vouching.policy import (DEFAULT_HIGH_RISK_TOOLS, DEFAULT_TIER_VERDICTS, VERDICTS, Decision, Policy, Verdict,
                              decide, tool_name_problem)
+from vouching.tiers import tier_of
 
 from ._env import default_node
 from ._http import NodeApiError, NodeUnreachable, normal_url
@@ -51,7 +56,9 @@ class TrustDecision:
 
     `verdict` is the policy's answer; `allowed` is whether to go ahead, which in observe mode is always true.
     `source` says where the score came from: the node, the cache, or nowhere (`unreachable`: the node did not
-    answer; `invalid`: the node refused the agent id, or would the tool's name; `unverified`: the caller's credential did not verify)."""
+    answer; `invalid`: the node refused the agent id, or would the tool's name; `unverified`: the caller's credential did not verify).
+    `operated` false: the caller's credential was issued by an org that does not operate the agent, so the decision
+    was made on the cold-start score (`check(issuer=...)`), and a call it lets run is not the agent's to report."""
 
     agent: str
     action: str
@@ -62,11 +69,22 @@ class TrustDecision:
     tier: str | None
     source: Source
     enforced: bool = True
+    operated: bool = True  # false: the credential's issuer does not operate the agent (decided on the cold start)
 
     @property
     def allowed(self) -> bool:
         """Whether to go ahead: the verdict is allow or audit, or it is block but not enforced (observe mode)."""
         return self.verdict != "block" or not self.enforced
+
+
+@dataclass(frozen=True)
+class _Operators:
+    """What the node's check said of who operates an agent (node.trust.listed_issuers), kept until `expires`: a
+    score change the stream announces does not carry it, so it is not kept longer than an answer would be."""
+
+    issuers: frozenset[str]  # org keys whose agent credentials stand for the agent (an issuer not listed: none)
+    cold_start: int  # the node's score of an agent nothing names
+    expires: float
 
 
 @dataclass(frozen=True)
@@ -76,10 +94,14 @@ class _Cached:
     expires: float
     scopes: frozenset[str]  # tools the agent holds scoped vouches for: their checks are the node's to decide
     scopes_complete: bool  # false: the node listed only some (node.trust.listed_scopes), so every tool's is
+    operators: _Operators | None  # whose credentials stand for the agent, if the node said (a check with an issuer)
 
-    def serves(self, tool: str | None) -> bool:
+    def serves(self, tool: str | None, issuer: str | None = None) -> bool:
         """Whether the cached general score decides a check of `tool`: not that of a tool the node decides on a
-        score of its own (scoped vouches), nor, when the node did not list them all, of any tool."""
+        score of its own (scoped vouches), nor, when the node did not list them all, of any tool; and, for a
+        credential of `issuer`, whether the node's word on who operates the agent is still kept."""
+        if issuer is not None and (self.operators is None or self.operators.expires < time.monotonic()):
+            return False
         return tool is None or (self.scopes_complete and tool not in self.scopes)
 
 
@@ -91,6 +113,14 @@ class _NodePolicy:
 
 # The node's policy, or why it could not be had (then the decision fails closed, or open if asked to)
 _Floor = Policy | str
+
+
+def _operators(answer: Mapping[str, object], expires: float) -> _Operators | None:
+    """The node's `issuers` and `cold_start` in a check answer (node.trust.listed_issuers), None if it has none."""
+    issuers, cold_start = answer.get("issuers"), answer.get("cold_start")
+    if type(issuers) is not list or not all(isinstance(key, str) for key in issuers) or type(cold_start) is not int:
+        return None
+    return _Operators(frozenset(issuers), cold_start, expires)
 
 
 class TrustPolicy:
@@ -149,8 +179,12 @@ class TrustPolicy:
 
     # --- deciding -----------------------------------------------------------------------------------------
 
-    def check(self, agent: str, action: str = "tool_call", tool: str | None = None) -> TrustDecision:
-        """The decision for `agent` doing `action` with `tool`, from the cache or the node (blocking)."""
+    def check(self, agent: str, action: str = "tool_call", tool: str | None = None, *,
+              issuer: str | None = None) -> TrustDecision:
+        """The decision for `agent` doing `action` with `tool`, from the cache or the node (blocking). `issuer`: the
+        org key that issued the caller's credential (AgentIdentity.org); unless that org operates the agent (a live
+        operator vouch of its, or this node's own org), the decision is made on the cold-start score, never the
+        agent's: any accepted org's credential may name any did."""
         if (refused := self._bad_input(agent, action, tool)) is not None:
             return refused
         if (floor := self._floor()) is None:
@@ -161,16 +195,18 @@ class TrustPolicy:
                 floor = str(error)
         if (refused := self._without_floor(agent, action, tool, floor)) is not None:
             return refused
-        if (cached := self._cached(agent)) is not None and cached.serves(tool):
-            return self._decide(agent, action, tool, cached.score, cached.tier, "cache", floor)
+        if (cached := self._cached(agent)) is not None and cached.serves(tool, issuer):
+            return self._decide(agent, action, tool, cached.score, cached.tier, "cache", floor,
+                                operators=(issuer, cached.operators))
         asked = self._announcements
         try:
             answer = self._sync_client().check(agent, action, tool)
         except (NodeUnreachable, NodeApiError) as error:
             return self._failed(agent, action, tool, error)
-        return self._answered(agent, action, tool, answer, asked, floor)
+        return self._answered(agent, action, tool, answer, asked, floor, issuer)
 
-    async def acheck(self, agent: str, action: str = "tool_call", tool: str | None = None) -> TrustDecision:
+    async def acheck(self, agent: str, action: str = "tool_call", tool: str | None = None, *,
+                     issuer: str | None = None) -> TrustDecision:
         """`check` for async code (asyncio or trio): the node is asked without blocking the loop."""
         if (refused := self._bad_input(agent, action, tool)) is not None:
             return refused
@@ -182,20 +218,23 @@ class TrustPolicy:
                 floor = str(error)
         if (refused := self._without_floor(agent, action, tool, floor)) is not None:
             return refused
-        if (cached := self._cached(agent)) is not None and cached.serves(tool):
-            return self._decide(agent, action, tool, cached.score, cached.tier, "cache", floor)
+        if (cached := self._cached(agent)) is not None and cached.serves(tool, issuer):
+            return self._decide(agent, action, tool, cached.score, cached.tier, "cache", floor,
+                                operators=(issuer, cached.operators))
         asked = self._announcements
         try:
             answer = await self._async_client().check(agent, action, tool)
         except (NodeUnreachable, NodeApiError) as error:
             return self._failed(agent, action, tool, error)
-        return self._answered(agent, action, tool, answer, asked, floor)
+        return self._answered(agent, action, tool, answer, asked, floor, issuer)
 
-    def unverified(self, action: str, tool: str | None, reason: str, *, who: str = "caller") -> TrustDecision:
+    def unverified(self, action: str, tool: str | None, reason: str, *, who: str = "caller",
+                   detail: str | None = None) -> TrustDecision:
         """The decision for a caller (or a delegation target) whose credential did not verify: block (logged,
-        not enforced if observing)."""
+        not enforced if observing). `reason` is what the caller is told (UnverifiedAgent.public); `detail`, what
+        only the service's log shows (str(UnverifiedAgent): how a fetch of the service's went)."""
         return self._made(TrustDecision("", action, tool, "block", f"unverified {who}: {reason}", None, None,
-                                        "unverified"))
+                                        "unverified"), detail=detail if detail != reason else None)
 
     def is_high_risk(self, tool: str | None) -> bool:
         """Whether these rules, or the node's policy as last fetched, count `tool` as high-risk (what a service
@@ -290,7 +329,7 @@ class TrustPolicy:
                                         None, None, "unreachable"))
 
     def _answered(self, agent: str, action: str, tool: str | None, answer: object, asked: int,
-                  floor: _Floor) -> TrustDecision:
+                  floor: _Floor, issuer: str | None) -> TrustDecision:
         """The decision the node's `answer` gives, cached unless the stream announced a change or a reset since it
         was `asked` (at that count of announcements): the answer may predate it, and the stream will not repeat it.
         Nor is it cached when `tool` is among the agent's `scopes` (or may be: `scopes_complete` false): its score
@@ -305,19 +344,37 @@ class TrustPolicy:
         if not valid_scopes(scopes, complete):
             return self._failed(agent, action, tool, NodeApiError(
                 200, "bad_answer", "check: scopes is not a list of tool names, or scopes_complete not a boolean"))
-        cached = _Cached(score, tier, time.monotonic() + self.cache_ttl, frozenset(scopes), complete)
+        expires = time.monotonic() + self.cache_ttl
+        operators = _operators(answer, expires)  # type: ignore[arg-type]
+        if issuer is not None and operators is None:
+            return self._failed(agent, action, tool, NodeApiError(
+                200, "bad_answer", "check: no issuers (a list of org keys) and cold_start (an integer): a node older "
+                "than this SDK cannot say whose credentials stand for the agent"))
+        cached = _Cached(score, tier, expires, frozenset(scopes), complete, operators)
         with self._lock:
             if self._announcements == asked and cached.serves(tool):
                 self._cache.pop(agent, None)  # re-inserted last: the dict's order is the order of arrival
                 if len(self._cache) >= MAX_CACHED:
                     del self._cache[next(iter(self._cache))]
                 self._cache[agent] = cached
-        return self._decide(agent, action, tool, score, tier, "node", floor, Decision(verdict, reason))
+        return self._decide(agent, action, tool, score, tier, "node", floor, Decision(verdict, reason),
+                            operators=(issuer, operators))
 
     def _decide(self, agent: str, action: str, tool: str | None, score: int, tier: str, source: Source,
-                floor: _Floor, answered: Decision | None = None) -> TrustDecision:
+                floor: _Floor, answered: Decision | None = None, *,
+                operators: tuple[str | None, _Operators | None] = (None, None)) -> TrustDecision:
         """The strictest of the local rules, the node's policy (`floor`) and the node's fresh answer, in that order
-        on a tie; without the node's policy (failing open), at least `audit`."""
+        on a tie; without the node's policy (failing open), at least `audit`. For a credential of an issuer that
+        does not operate the agent (`operators`: the issuer, and the node's word), the agent's score and the
+        node's answer for it are replaced by the cold-start score."""
+        issuer, node_said = operators
+        unoperated = ""
+        if issuer is not None and node_said is not None and issuer not in node_said.issuers:
+            score, answered = node_said.cold_start, None
+            tier = tier_of(score)
+            unoperated = (f"{issuer} does not operate {agent} (no live operator vouch of its for the agent in the "
+                          f"node's records), so its credential does not stand for the agent's standing: decided on the "
+                          f"cold-start score; ")
         known = Score(agent, score, tier, 0.0, 0)  # type: ignore[arg-type]
         try:
             ruled = [("local policy", decide(known, action, tool, self.rules))]
@@ -329,11 +386,12 @@ class TrustPolicy:
         if answered is not None:
             ruled.append(("node's answer", answered))
         by, decision = max(ruled, key=lambda each: VERDICTS.index(each[1].decision))  # max: the first of the strictest
-        verdict, reason = decision.decision, f"{decision.reason} ({by})"
+        verdict, reason = decision.decision, f"{unoperated}{decision.reason} ({by})"
         if isinstance(floor, str):
             verdict = "audit" if verdict == "allow" else verdict
             reason += f"; the node's policy: {floor}; failing open"
-        return self._made(TrustDecision(agent, action, tool, verdict, reason, score, tier, source))
+        return self._made(TrustDecision(agent, action, tool, verdict, reason, score, tier, source,
+                                        operated=not unoperated))
 
     def _failed(self, agent: str, action: str, tool: str | None, error: Exception) -> TrustDecision:
         if isinstance(error, NodeApiError) and error.status < 500:
@@ -347,13 +405,15 @@ class TrustPolicy:
                                      "unreachable")
         return self._made(decision)
 
-    def _made(self, decision: TrustDecision) -> TrustDecision:
+    def _made(self, decision: TrustDecision, *, detail: str | None = None) -> TrustDecision:
+        """`decision`, not enforced if observing, and logged unless it allows (with `detail`, for the log only)."""
         if self.observe:
             decision = replace(decision, enforced=False)
         if decision.verdict != "allow":
             log.warning("trust decision", extra={"fields": {
                 "agent": decision.agent, "action": decision.action, "tool": decision.tool or "",
-                "verdict": decision.verdict, "enforced": decision.enforced, "reason": decision.reason}})
+                "verdict": decision.verdict, "enforced": decision.enforced, "reason": decision.reason,
+                **({"detail": detail} if detail is not None else {})}})
         return decision
 
     def _changed(self, change: ScoreChange) -> None:
@@ -364,7 +424,7 @@ class TrustPolicy:
                 scopes, complete = ((cached.scopes, cached.scopes_complete) if change.scopes is None
                                     else (frozenset(change.scopes), change.scopes_complete))
                 self._cache[change.agent] = _Cached(change.score, change.tier, time.monotonic() + self.cache_ttl,
-                                                    scopes, complete)
+                                                    scopes, complete, cached.operators)
         if self._on_change is not None:
             try:
                 self._on_change(change)

@@ -79,7 +79,9 @@ def register(subparsers: Subparsers) -> None:
         "credential (NAME.vc.jwt, mode 0600: vc+jwt, EdDSA, signed with the org key) binding the agent's did:key to "
         "this org; any deployment verifies it with a JWT library against the node's /.well-known/jwks.json. Reads "
         "the org key from the data directory, so the node need not run; --vouch also signs an operator vouch "
-        "for the agent through the running node. Refused while a `key rotate` is unfinished (run it again, or "
+        "for the agent through the running node: other orgs' services count the agent's score for a credential of "
+        "this org only while that vouch lives (without it they decide on the cold-start score; this org's own "
+        "services count it either way). Refused while a `key rotate` is unfinished (run it again, or "
         "start the node, first), and while [api] bind has port 0 with no [api] public_url (the credential would "
         "name a port no verifier can reach). Prints the agent's did, the two files, its index in the status "
         "lists and the issuer as JSON.",

@@ -23,7 +23,7 @@ from node.credential_status import status_entry
 from node.credentials import agent_credential
 from node.daemon import Node, serve_node
 from node.setup import init_data_dir
-from vouching import did_key
+from vouching import Record, did_key
 
 GOOD_EVENTS = 10  # first-hand ok events that make an unknown agent `trusted` at a node (vouching.scoring)
 
@@ -34,6 +34,13 @@ class RunningNode:
     url: str
     token: str
     data_dir: Path
+    trio_token: trio.lowlevel.TrioToken
+
+    def accept(self, records: list[Record]) -> None:
+        """Give the node records of other orgs (within its horizon: org-peer vouched), as gossip would, on its own
+        trio loop; each must be accepted."""
+        outcome = trio.from_thread.run_sync(self.node.replica.accept, records, trio_token=self.trio_token)
+        assert len(outcome.accepted) == len(records), outcome
 
     def client(self) -> NodeClient:
         return NodeClient(self.url, self.token)
@@ -117,7 +124,7 @@ def node_in_thread(path: Path, **settings: Any) -> Iterator[RunningNode]:
         raise RuntimeError(f"the test node did not start: {failure}")
     node, token, scope = started[0]
     try:
-        yield RunningNode(node, node.api_url, node.token, made.data_dir)
+        yield RunningNode(node, node.api_url, node.token, made.data_dir, token)
     finally:
         trio.from_thread.run_sync(scope.cancel, trio_token=token)
         thread.join(10)

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pytest
 from nacl.signing import SigningKey
 from starlette.applications import Starlette
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from node.client import (
@@ -34,7 +34,7 @@ from node.client._http import MAX_DECISION_ANSWER
 from node.client.identity import JWKS_PATH, MAX_JWKS, MAX_LIST_TOKEN
 from node.client.score_stream import MAX_LINE, ScoreStream
 from node.credential_status import LIST_ENTRIES, status_entry
-from node.credentials import agent_credential
+from node.credentials import agent_credential, jwks
 
 from ..factories import API_TOKEN, new_did
 from .loopback import serving_in_thread
@@ -156,7 +156,7 @@ def test_a_status_list_that_trickles_fails_revocation_closed_within_the_timeout(
 
 # --- size caps: JWKS 1 MiB, status list 64 KiB (a full list at its longest is 30.5 KB) ------------------------
 
-def _oversized(path: str, size: int, chunked: bool) -> Starlette:
+def _oversized(path: str, size: int, chunked: bool, *also: Route) -> Starlette:
     body = b" " * (size + 1)
 
     async def answer(_):
@@ -168,7 +168,7 @@ def _oversized(path: str, size: int, chunked: bool) -> Starlette:
             return StreamingResponse(chunks(), media_type="application/json")
         return Response(body, media_type="application/json")
 
-    return Starlette(routes=[Route(path, answer)])
+    return Starlette(routes=[Route(path, answer), *also])
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["with Content-Length", "chunked"])
@@ -182,10 +182,10 @@ def test_a_jwks_over_the_cap_verifies_nothing(chunked):
 @pytest.mark.parametrize("chunked", [False, True], ids=["with Content-Length", "chunked"])
 def test_a_status_list_over_the_cap_fails_revocation_closed(chunked):
     key = SigningKey.generate()
-    org = StubOrg([key])
-    with serving(org), serving_in_thread(lambda _: _oversized("/v1/credentials/status/0", MAX_LIST_TOKEN,
-                                                              chunked)) as url:
-        verifier = CredentialVerifier([org.url])
+    key_set = Route(JWKS_PATH, lambda _: JSONResponse(jwks([key.verify_key])))  # the list at its issuer's origin
+    with serving_in_thread(lambda _: _oversized("/v1/credentials/status/0", MAX_LIST_TOKEN, chunked,
+                                                key_set)) as url:
+        verifier = CredentialVerifier([url])
         token = agent_credential(key, new_did(), status=status_entry(url, 1))
         with pytest.raises(UnverifiedAgent, match=f"status list is unavailable .*limit of {MAX_LIST_TOKEN}"):
             verifier.verify(token)

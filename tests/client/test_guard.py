@@ -2,18 +2,22 @@
 
 import logging
 import threading
+import time
 from types import MappingProxyType, SimpleNamespace
 
 import pytest
 from nacl.signing import SigningKey
 
 from node.client import TrustPolicy, Vouchnet
-from node.client.guard import credential_in
+from node.client.guard import credential_in, refusal_text
+from node.credential_status import LIST_ENTRIES
 from node.credentials import agent_credential
 
-from ..factories import API_TOKEN
+from vouching import revoke_body, vouch_body
+
+from ..factories import API_TOKEN, Org
 from .running_node import GOOD_EVENTS
-from .stub_org import StubOrg, serving
+from .stub_org import StubOrg, did_of, serving
 
 NODE = "http://127.0.0.1:9"
 
@@ -102,8 +106,6 @@ def test_a_call_of_a_tool_with_a_long_name_is_reported_too(running):
     assert running.first_hand_events(known) == GOOD_EVENTS + 1
 
 
-@pytest.mark.xfail(strict=True, reason="design decision: any accepted org's credential may name any agent did, and the "
-                   "decision goes by the did alone, not by who operates the agent")
 def test_an_accepted_org_cannot_borrow_the_standing_of_another_org_s_agent(running):
     """A partner org accepted for its own agents mints a credential naming this org's trusted agent, a did it
     does not hold the key of (the credential is a bearer token: nothing asks the caller to prove the key), and its
@@ -116,3 +118,112 @@ def test_an_accepted_org_cannot_borrow_the_standing_of_another_org_s_agent(runni
         with Vouchnet(running.url, running.token, policy=TrustPolicy(running.url, listen=False),
                       issuers=[running.url, partner.url]) as vouchnet:
             assert not vouchnet.authorize_sync(borrowed, "tool_call", "search").allowed
+
+
+@pytest.mark.parametrize("failing", ["status list", "JWKS"])
+def test_a_caller_is_not_told_how_a_fetch_of_the_service_s_went_and_its_log_is(failing, caplog):
+    """A refusal told anyone presenting a token the status code, or timeout against refused connection, of a GET the
+    service made inside its network: the caller learns the rule, the service's log the detail."""
+    key = SigningKey.generate()
+    org = StubOrg([key], jwks_down=failing == "JWKS")
+    with serving(org):
+        token = org.credential(key, 2 * LIST_ENTRIES)  # list 2: the org serves list 0 alone, so 404
+        with Vouchnet(NODE, API_TOKEN, policy=TrustPolicy(NODE, listen=False), issuers=[org.url]) as vouchnet:
+            vouchnet.telemetry.shutdown(timeout=0)
+            with caplog.at_level(logging.WARNING, logger="vouchnet.client"):
+                told = refusal_text(vouchnet.authorize_sync(token, "tool_call", "search"))
+    logged = [r.fields["detail"] for r in caplog.records if r.getMessage().startswith("trust decision")]
+    detail = "404" if failing == "status list" else "503"
+    assert told.endswith("the service's log says why)") and detail not in told and org.url not in told
+    assert len(logged) == 1 and detail in logged[0]
+
+
+def _partner(running) -> tuple[Org, StubOrg]:
+    """An org the running org vouches for (org-peer), whose records the test gives the node as gossip would, and its
+    credential endpoints."""
+    key = SigningKey.generate()
+    with running.client() as client:
+        client.vouch(did_of(key), 0.5, "org-peer")
+    return Org(key=key), StubOrg([key])
+
+
+def _decide(running, credential: str, *partners: StubOrg, telemetry: bool = False):
+    """The decision of a service of the running org accepting the partners' agents too, for a `search` call."""
+    with Vouchnet(running.url, running.token, policy=TrustPolicy(running.url, listen=False),
+                  issuers=[running.url, *(partner.url for partner in partners)]) as vouchnet:
+        return vouchnet.authorize_sync(credential, "tool_call", "search")
+
+
+def test_an_org_operating_the_agent_by_a_live_operator_vouch_lends_it_its_standing(running):
+    known, _ = running.new_agent(trusted=True)
+    first, first_stub = _partner(running)
+    second, second_stub = _partner(running)
+    running.accept([first.record("vouch", vouch_body(known, 0.5, "operator")),
+                    second.record("vouch", vouch_body(known, 0.5, "operator"))])
+    with serving(first_stub, second_stub):
+        for partner in (first_stub, second_stub):  # a did with two operators: either's credential stands
+            decision = _decide(running, agent_credential(partner.keys[0], known), first_stub, second_stub)
+            assert decision.allowed and decision.operated and decision.tier == "trusted"
+
+
+@pytest.mark.parametrize("ended", ["revoked", "expired"])
+def test_an_org_whose_operator_vouch_ended_is_decided_on_the_cold_start_naming_it_and_the_agent(running, ended):
+    known, _ = running.new_agent(trusted=True)
+    partner, stub = _partner(running)
+    expires = partner.ts + 2 if ended == "expired" else None  # ms since the epoch: in 2023
+    vouch = partner.record("vouch", vouch_body(known, 0.5, "operator", expires=expires))
+    running.accept([vouch] if ended == "expired" else [vouch, partner.record("revoke", revoke_body(vouch.id, "gone"))])
+    with serving(stub):
+        decision = _decide(running, agent_credential(stub.keys[0], known), stub)
+    issuer = did_of(stub.keys[0])
+    assert not decision.allowed and not decision.operated and decision.tier == "untrusted"
+    assert decision.reason.startswith(f"{issuer} does not operate {known} (no live operator vouch")
+
+
+def test_a_fresh_agent_of_the_service_s_own_org_stands_and_one_of_a_partner_starts_cold(running):
+    """`vouchnet agent new` without --vouch signs no operator vouch: the org's own agents still count as theirs,
+    a partner's are decided on the cold-start score (and not reported as the agent) until it vouches as operator."""
+    fresh, own_credential = running.new_agent(trusted=False)
+    partner, stub = _partner(running)
+    with serving(stub):
+        own = _decide(running, own_credential, stub)
+        theirs = _decide(running, agent_credential(stub.keys[0], fresh), stub)
+    assert own.operated and not theirs.operated
+    assert (own.score, own.tier) == (theirs.score, theirs.tier)  # a fresh agent's score is the cold start
+    assert did_of(stub.keys[0]) in theirs.reason and fresh in theirs.reason
+
+
+def test_a_call_run_under_a_credential_of_an_org_not_operating_the_agent_is_not_reported_as_it(running):
+    """Another org's callers would build, or sink, the agent's first-hand score at this node."""
+    known, _ = running.new_agent(trusted=True)
+    partner, stub = _partner(running)
+    with serving(stub):
+        with Vouchnet(running.url, running.token, policy=TrustPolicy(running.url, listen=False, observe=True),
+                      issuers=[running.url, stub.url], observe=True) as vouchnet:  # week 1: nothing blocked
+            ran = vouchnet.guard_sync(agent_credential(stub.keys[0], known), _search, _refused, tool="search")
+    assert ran == "results" and vouchnet.telemetry.stats.sent == 0
+    assert running.first_hand_events(known) == GOOD_EVENTS
+
+
+def test_a_change_the_stream_announces_does_not_extend_the_node_s_word_on_who_operates_the_agent(running, monkeypatch):
+    """A stream event carries the agent's new score, not who operates it: the cached score is refreshed, but an
+    operator vouch's revocation must count within cache_ttl of the node's answer, as a score's change would."""
+    known, _ = running.new_agent(trusted=True)
+    partner, stub = _partner(running)
+    vouch = partner.record("vouch", vouch_body(known, 0.5, "operator"))
+    running.accept([vouch])
+    announced = threading.Event()
+    policy = TrustPolicy(running.url, cache_ttl=5, on_change=lambda change: announced.set())
+    with serving(stub), Vouchnet(running.url, running.token, policy=policy,
+                                 issuers=[running.url, stub.url]) as vouchnet:
+        assert policy.stream_connected.wait(10)
+        credential = agent_credential(stub.keys[0], known)
+        assert vouchnet.authorize_sync(credential, "tool_call", "search").operated
+        start = time.monotonic()
+        monkeypatch.setattr(time, "monotonic", lambda: start + 4)
+        running.accept([partner.record("revoke", revoke_body(vouch.id, "no longer ours"))])
+        assert announced.wait(10)  # the cached score is refreshed now, until start + 9
+        monkeypatch.setattr(time, "monotonic", lambda: start + 6)
+        decision = vouchnet.authorize_sync(credential, "tool_call", "search")
+        monkeypatch.undo()  # the stream's thread ends on the real clock
+    assert decision.source == "node" and not decision.operated

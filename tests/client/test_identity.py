@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from node.client import CredentialVerifier, UnverifiedAgent
-from node.client.identity import JWKS_PATH
+from node.client.identity import JWKS_PATH, _origin
 from node.credential_status import LIST_ENTRIES, MAX_ENCODED_BITS, encode_list, list_url, status_entry, vouch_list_url
 from node.credentials import agent_credential, did_url, org_jwk, score_statement, status_list_credential
 from node.jwt import b64url, decode_jwt, encode_jwt
@@ -154,8 +154,9 @@ def credential_with_status(running, **entry):
 
 
 def test_revocation_fails_closed_when_the_list_cannot_be_fetched(running, verifier):
-    token = credential_with_status(running, statusListCredential="http://127.0.0.1:9/v1/credentials/status/0")
-    with pytest.raises(UnverifiedAgent, match="cannot check revocation, the issuer's status list is unavailable"):
+    token = credential_with_status(running, statusListCredential=f"{running.url}/v1/credentials/status/999")
+    with pytest.raises(UnverifiedAgent, match="cannot check revocation, the issuer's status list is unavailable "
+                                              r"\(Client error '404"):
         verifier.verify(token)
 
 
@@ -300,7 +301,11 @@ def test_an_accepted_org_cannot_sign_the_status_list_of_another(claims_the_key):
     x, y = StubOrg([x_key]), StubOrg([y_key, x_key] if claims_the_key else [y_key])
     with serving(x, y):
         verifier = CredentialVerifier([x.url, y.url])
-        token = x.credential(x_key, 3, status_of=y)  # X's credential, pointed at Y's list (or Y's list served there)
+        if claims_the_key:  # X's credential, pointed at Y's list: Y's origin serves X's key too
+            token = x.credential(x_key, 3, status_of=y)
+        else:  # at Y's origin it would not be fetched (the origin rule): Y's list, served at X's
+            x.list_token = status_list_credential(y_key, list_url(x.url, 0), {3})
+            token = x.credential(x_key, 3)
         with pytest.raises(UnverifiedAgent, match="status list: header.kid: a key of another issuer than the "
                                                   "credential's"):
             verifier.verify(token)
@@ -539,9 +544,6 @@ def test_a_status_list_whose_ttl_is_past_a_float_s_range_serves_for_status_ttl()
             verifier.verify(token)
 
 
-@pytest.mark.xfail(strict=True, reason="design decision: a status list URL is fetched wherever the credential names "
-                   "(SSRF by an accepted issuer); confining it to its issuer's origin breaks a node whose public_url "
-                   "differs from the URL its verifiers are given")
 def test_a_status_list_named_at_another_origin_than_its_issuer_s_is_not_fetched():
     """An accepted org signs what its credentials name, and the verifier GETs it from inside the service's network
     (an internal admin URL, a cloud metadata address), telling the caller in the refusal how it went (refused,
@@ -568,3 +570,35 @@ def test_issuers_given_as_one_string_is_refused_not_taken_as_its_characters():
     with pytest.raises(ValueError, match=r"issuers: a list of org node or JWKS URLs, not one string: "
                                          r"\['http://127.0.0.1:8700'\]"):
         CredentialVerifier("http://127.0.0.1:8700")
+
+
+
+def test_a_status_list_at_another_port_of_the_issuer_s_host_is_refused_naming_the_rule_and_the_fix():
+    """The origin is scheme, host and port: another port of the issuer's own host is another service. The refusal
+    says which rule, and that the fix is to configure the issuer by the URL its node's public_url names."""
+    key = SigningKey.generate()
+    org, elsewhere = StubOrg([key]), StubOrg([key])
+    with serving(org, elsewhere):
+        token = org.credential(key, 1, status_of=elsewhere)
+        with pytest.raises(UnverifiedAgent) as refused:
+            CredentialVerifier([org.url]).verify(token)
+    assert "statusListCredential: not at the origin (scheme, host, port) of the issuer URL" in refused.value.public
+    assert "configure the issuer by the URL its node's [api] public_url names" in refused.value.public
+    assert elsewhere.url not in refused.value.public and elsewhere.url in str(refused.value)  # the service's log
+
+
+@pytest.mark.parametrize("spelled", ["its node URL", "its JWKS URL"])
+def test_a_status_list_at_the_origin_of_the_issuer_url_counts_however_the_issuer_is_given(spelled):
+    key = SigningKey.generate()
+    org = StubOrg([key], revoked={1})
+    with serving(org):
+        issuer = org.url if spelled == "its node URL" else org.url + JWKS_PATH
+        with pytest.raises(UnverifiedAgent, match="credentialStatus: revoked by its issuer"):
+            CredentialVerifier([issuer]).verify(org.credential(key, 1))
+
+
+def test_an_origin_is_scheme_host_and_port_with_the_default_port_made_explicit():
+    """RFC 6454 §4, as httpx would fetch the URL: http://Host:80 is http://host; another port or scheme is not."""
+    assert _origin("http://Example.org:80/v1/credentials/status/0") == _origin("http://example.org/.well-known/x")
+    assert _origin("http://example.org@10.0.0.1/") == ("http", "10.0.0.1", 80)  # the host, not the userinfo
+    assert _origin("https://example.org:8443/") != _origin("https://example.org/") != _origin("http://example.org/")

@@ -500,3 +500,26 @@ async def test_behind_the_fast_path_every_score_request_gets_the_route_s_answer(
             assert answers[0] == answers[1]
         else:
             assert quick.content == routed.content
+
+
+async def test_a_check_lists_whose_credentials_stand_for_the_agent_and_the_cold_start(node, trust, api):
+    """The SDK decides a credential whose issuer is not listed on `cold_start`: this node's org's keys come first,
+    then each org with a live operator vouch for the agent; other bases, and revoked vouches, list no one."""
+    agent, operator, auditor = new_did(), Org(), Org()
+    vouch = operator.record("vouch", vouch_body(agent, 0.5, "operator"))
+    trust.on_records([vouch, auditor.record("vouch", vouch_body(agent, 0.5, "audit"))])
+    check = partial(api.post, f"/v1/agents/{agent}/check", json={"action": "tool_call"})
+    answer = (await check()).json()
+    assert (answer["issuers"], answer["issuers_complete"]) == ([node.replica.did, operator.did], True)
+    assert answer["cold_start"] == (await api.get(f"/v1/agents/{new_did()}/score")).json()["score"]
+    trust.on_records([operator.record("revoke", revoke_body(vouch.id, "no longer ours"))])
+    assert (await check()).json()["issuers"] == [node.replica.did]
+
+
+async def test_a_check_lists_at_most_64_org_keys_and_says_when_there_are_more(node, trust, api):
+    """Any key may sign an operator vouch for any agent: listed in full, they would grow the answer without bound."""
+    agent, orgs = new_did(), [Org() for _ in range(64)]
+    trust.on_records([org.record("vouch", vouch_body(agent, 0.5, "operator")) for org in orgs])
+    answer = (await api.post(f"/v1/agents/{agent}/check", json={"action": "tool_call"})).json()
+    assert len(answer["issuers"]) == 64 and answer["issuers"][0] == node.replica.did
+    assert answer["issuers_complete"] is False

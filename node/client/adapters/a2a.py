@@ -305,9 +305,9 @@ class TrustInterceptor(ClientCallInterceptor):
         try:
             target = await self._target(args.agent_card)
         except UnverifiedAgent as error:
-            decision = self.vouchnet.policy.unverified(DELEGATE, None, str(error), who="target")
+            decision = self.vouchnet.policy.unverified(DELEGATE, None, error.public, who="target", detail=str(error))
         else:
-            decision = await self.trust.verify_outgoing(target.did)
+            decision = await self.trust.verify_outgoing(target.did, target.org)
         if not decision.allowed:
             raise UntrustedTarget(decision)
         _delegation.set((decision, time.perf_counter()))
