@@ -9,6 +9,7 @@ import pytest
 from nacl.signing import SigningKey
 
 from node.client import TrustPolicy, Vouchnet
+from node.client import policy as policy_module
 from node.client.guard import credential_in, refusal_text
 from node.credential_status import LIST_ENTRIES
 from node.credentials import agent_credential
@@ -147,7 +148,7 @@ def _partner(running) -> tuple[Org, StubOrg]:
     return Org(key=key), StubOrg([key])
 
 
-def _decide(running, credential: str, *partners: StubOrg, telemetry: bool = False):
+def _decide(running, credential: str, *partners: StubOrg):
     """The decision of a service of the running org accepting the partners' agents too, for a `search` call."""
     with Vouchnet(running.url, running.token, policy=TrustPolicy(running.url, listen=False),
                   issuers=[running.url, *(partner.url for partner in partners)]) as vouchnet:
@@ -219,11 +220,14 @@ def test_a_change_the_stream_announces_does_not_extend_the_node_s_word_on_who_op
         assert policy.stream_connected.wait(10)
         credential = agent_credential(stub.keys[0], known)
         assert vouchnet.authorize_sync(credential, "tool_call", "search").operated
-        start = time.monotonic()
-        monkeypatch.setattr(time, "monotonic", lambda: start + 4)
+        start = time.monotonic()  # the policy's clock alone is moved: the node's threads run on the real one
+        monkeypatch.setattr(policy_module, "time", SimpleNamespace(monotonic=lambda: start + 4))
         running.accept([partner.record("revoke", revoke_body(vouch.id, "no longer ours"))])
+        with running.client() as client:  # a change of the agent's score, which the stream announces
+            client.report_events([{"agent": known, "ts": int(time.time() * 1000), "category": "tool",
+                                   "name": "search", "outcome": "error"}])
         assert announced.wait(10)  # the cached score is refreshed now, until start + 9
-        monkeypatch.setattr(time, "monotonic", lambda: start + 6)
+        monkeypatch.setattr(policy_module, "time", SimpleNamespace(monotonic=lambda: start + 6))
         decision = vouchnet.authorize_sync(credential, "tool_call", "search")
         monkeypatch.undo()  # the stream's thread ends on the real clock
     assert decision.source == "node" and not decision.operated
