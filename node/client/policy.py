@@ -242,6 +242,15 @@ class TrustPolicy:
         kept = self._node_policy
         return self.rules.is_high_risk(tool) or (kept is not None and kept.policy.is_high_risk(tool))
 
+    def operates(self, agent: str, issuer: str) -> bool | None:
+        """Whether the node's kept word (a check with `issuer`, within `cache_ttl`) says `issuer`'s credentials
+        stand for `agent`; None when it is not kept (`check` asks the node). Nothing is decided or logged."""
+        cached = self._cached(agent)
+        if cached is None or not cached.serves(None, issuer):
+            return None
+        assert cached.operators is not None  # serves() with an issuer: kept
+        return issuer in cached.operators.issuers
+
     def invalidate(self, agent: str | None = None) -> None:
         """Forget the cached score of `agent`, or everything cached: every agent's score and the node's policy."""
         with self._lock:

@@ -11,11 +11,15 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPError
 
+from nacl.signing import SigningKey
+
+from node.client import TelemetryCollector, TrustPolicy, Vouchnet
 from node.client.adapters.mcp import DECISION_META, mcp_trust
 from node.credentials import agent_credential
 
+from . import stub_org
 from .loopback import serving
-from .running_node import on_asyncio, vouchnet_for
+from .running_node import GOOD_EVENTS, on_asyncio, vouchnet_for
 
 PATH = "/mcp"
 
@@ -185,3 +189,25 @@ async def test_a_percent_encoded_resource_uri_does_not_hide_a_high_risk_word(run
             "files://docs/read%20me")))
     assert read == ["read me"]
     await vouchnet.aclose()
+
+
+@on_asyncio
+async def test_a_call_run_under_a_credential_of_an_org_not_operating_the_agent_is_not_reported_as_it(running):
+    """Another accepted org mints a credential naming this org's agent; in observe mode (nothing blocked) its call
+    runs, but the agent's first-hand score must not be built, or sunk, by another org's callers."""
+    known, known_credential = running.new_agent(trusted=True)
+    partner_key = SigningKey.generate()
+    with running.client() as client:
+        client.vouch(stub_org.did_of(partner_key), 0.5, "org-peer")
+    partner = stub_org.StubOrg([partner_key])
+    ran: list[str] = []
+    with stub_org.serving(partner):  # where it serves is known once it does
+        vouchnet = Vouchnet(running.url, policy=TrustPolicy(running.url, listen=False, observe=True), observe=True,
+                            issuers=[running.url, partner.url],
+                            telemetry=TelemetryCollector(running.url, running.token, flush_interval=3600))
+        async with serving(lambda _: _server(vouchnet, ran).streamable_http_app()) as url:
+            borrowed = await _call(url, agent_credential(partner_key, known))
+            own = await _call(url, known_credential)
+    await vouchnet.aclose()
+    assert not borrowed.is_error and not own.is_error and len(ran) == 2
+    assert running.first_hand_events(known) == GOOD_EVENTS + 1  # the own org's call only

@@ -129,16 +129,25 @@ class TelemetryMiddleware:
         return result
 
     async def _report(self, ctx: ServerRequestContext[Any, Any], outcome: str, started: float) -> None:
-        try:
-            agent = (await self.vouchnet.identify(_credential())).did
-        except UnverifiedAgent:
-            return
+        """Reported as the agent only if the caller's credential stands for it (its issuer operates the agent:
+        Vouchnet.report's rule), by the node's word the gate's check kept, else by a check of the call."""
         params = ctx.params or {}
         target = params.get("name") or params.get("uri")
-        name = f"{ctx.method} {target}" if isinstance(target, str) else ctx.method
+        target = target if isinstance(target, str) else None
+        try:
+            identity = await self.vouchnet.identify(_credential())
+        except UnverifiedAgent:
+            return
+        operated = self.vouchnet.policy.operates(identity.did, identity.org)
+        if operated is None:  # the kept word expired while the call ran
+            action = "tool_call" if ctx.method == "tools/call" else ctx.method
+            operated = (await self.vouchnet.authorize(_credential(), action, target)).operated
+        if not operated:
+            return
+        name = f"{ctx.method} {target}" if target is not None else ctx.method
         assert self.vouchnet.telemetry is not None
         self.vouchnet.telemetry.record_mcp_operation(
-            agent, name, self.server, outcome, round((time.perf_counter() - started) * 1000, 3),
+            identity.did, name, self.server, outcome, round((time.perf_counter() - started) * 1000, 3),
             high_risk=ctx.method == "tools/call" and self.vouchnet.policy.is_high_risk(target))
 
 
