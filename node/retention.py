@@ -59,9 +59,15 @@ class RetentionService:
             log.info("audit log pruned", extra={"fields": {"before": before, "cutoff_ms": cutoff}})
         return self.audit.ledger.pruned
 
+    def expiry_time(self) -> int:
+        """What idempotency keys and span ids expire by (on the trio thread: the audit log is not thread-safe): the
+        node's time, or the clock where it is behind, put back below the audit log's latest time, which the node's
+        time stays at. Keys are dated, and a retried batch's events checked, by the clock (node.ingest): expired by
+        the node's time ahead of it, they would be forgotten while their batch could still be accepted again."""
+        return min(self.audit.clock(), self.audit.now())
+
     def expire(self, now: int) -> None:
-        """Forget the idempotency keys and span ids that have expired by `now` (the node's time, read on the trio
-        thread: the audit log is not thread-safe)."""
+        """Forget the idempotency keys and span ids that have expired by `now` (`expiry_time`)."""
         self.idempotency.expire(now - WINDOW_MS)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -69,7 +75,7 @@ class RetentionService:
         millions of rows, about a microsecond each: benchmarks/otlp_ingest.py)."""
         while True:
             self.prune()
-            await trio.to_thread.run_sync(self.expire, self.audit.now())
+            await trio.to_thread.run_sync(self.expire, self.expiry_time())
             task_status.started()
             task_status = trio.TASK_STATUS_IGNORED
             await trio.sleep(self.interval)

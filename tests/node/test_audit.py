@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import cbor2
 import pytest
+import trio
 from nacl.signing import SigningKey
 
 from gossip.replica import Replica
@@ -514,9 +515,31 @@ def test_a_clock_step_ahead_forgets_no_idempotency_key(node):
     size = node.audit.size
     right = node.clock.now
     node.clock.now = T0 + 365 * DAY_MS
-    RetentionService(node.audit, node.idempotency, node.digester, node.metrics, retention_days=180).expire(
-        node.audit.now())
+    retention = RetentionService(node.audit, node.idempotency, node.digester, node.metrics, retention_days=180)
+    retention.expire(retention.expiry_time())
     node.clock.now = right  # the operator put it right
+    node.ingestor.submit_json(batch, key="retried")
+    assert node.audit.size == size
+
+
+async def test_a_clock_put_back_below_the_log_s_latest_time_forgets_no_idempotency_key(node):
+    """A clock that ran two days ahead, was taken after the hold, then put right: the node's time stays at the log's
+    latest acceptance time, two days ahead of the clock that dates keys, and retention forgot every key as it was
+    used: a retried batch was appended twice."""
+    service = RetentionService(node.audit, node.idempotency, node.digester, node.metrics, retention_days=180)
+    right = node.clock.now
+    node.clock.now += 2 * DAY_MS
+    node.audit.now()
+    node.clock.run(DAY_MS)  # held a day, then taken
+    submit(node, A)  # at the clock, three days after `right`
+    node.clock.now = right + DAY_MS  # the operator put it right
+    batch = json.dumps({"events": [{"agent": A, "ts": node.clock.now, "category": "tool", "name": "n",
+                                     "outcome": "ok"}]}).encode()
+    node.ingestor.submit_json(batch, key="retried")
+    size = node.audit.size
+    async with trio.open_nursery() as nursery:
+        await nursery.start(service.run)  # its first prune and expiry
+        nursery.cancel_scope.cancel()
     node.ingestor.submit_json(batch, key="retried")
     assert node.audit.size == size
 
