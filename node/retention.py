@@ -7,8 +7,9 @@ epoch is either all there or refused as pruned.
 
 Pruning cannot be undone: it follows the node's time (node.node_time), the audit log's acceptance time, which
 does not follow a wall clock that stepped over a day ahead (a bad NTP step, a VM resumed with a wrong time) until it
-has stayed so for a day: meanwhile only what has expired by the time the node has seen is pruned. A node started
-after more than a day stopped prunes up to a day late.
+has stayed so for a day: meanwhile only what has expired by the time the node has seen is pruned. Nor does it follow
+the node's time where the clock is behind it (put back below the log's latest time, where the node's time stays). A
+node started after more than a day stopped prunes up to a day late.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class RetentionService:
 
     def prune(self) -> int:
         """Prune the audit log of what has expired by now; its new pruned count."""
-        cutoff = self.audit.now() - self.retention_ms
+        cutoff = self.expiry_time() - self.retention_ms
         cutoff -= cutoff % self.digester.epoch_ms
         before = min(self.audit.first_at_or_after(cutoff), self.digester.needed_from)
         if (holding := self.digester.state.holding(before)) is not None:  # the cutoff, aligned to the epoch length
@@ -60,10 +61,11 @@ class RetentionService:
         return self.audit.ledger.pruned
 
     def expiry_time(self) -> int:
-        """What idempotency keys and span ids expire by (on the trio thread: the audit log is not thread-safe): the
-        node's time, or the clock where it is behind, put back below the audit log's latest time, which the node's
-        time stays at. Keys are dated, and a retried batch's events checked, by the clock (node.ingest): expired by
-        the node's time ahead of it, they would be forgotten while their batch could still be accepted again."""
+        """What the audit log is pruned, and idempotency keys and span ids expire, by (on the trio thread: the audit
+        log is not thread-safe): the node's time, or the clock where it is behind, put back below the audit log's
+        latest time, which the node's time stays at. Neither can be undone, so neither runs ahead of the clock: keys
+        are dated, and a retried batch's events checked, by it (node.ingest); expired by the node's time ahead of it,
+        they would be forgotten while their batch could still be accepted again."""
         return min(self.audit.clock(), self.audit.now())
 
     def expire(self, now: int) -> None:

@@ -497,6 +497,18 @@ def test_a_clock_step_ahead_is_taken_once_it_has_stayed_ahead_for_the_hold(node)
     assert node.metrics.value("clock_held") == 0
 
 
+def test_a_clock_put_back_below_the_log_s_latest_time_prunes_no_event_within_retention(node):
+    """A clock stepped 23 hours ahead (taken at once: under a day) for one batch, then put right before retention
+    ran: the node's time stays at that batch's time, and retention pruned by it the digested events 23 hours before
+    they expired by the clock."""
+    service = RetentionService(node.audit, node.idempotency, node.digester, node.metrics, retention_days=2)
+    node.clock.run(2 * DAY_MS - 3_600_000)  # the digested epochs an hour within retention
+    node.clock.now += 23 * 3_600_000
+    submit(node, A)
+    node.clock.now -= 23 * 3_600_000  # the operator put it right
+    assert service.prune() == 0
+
+
 def test_a_clock_that_runs_on_with_the_node_is_taken_however_long_no_event_comes(node):
     """The node's own passing of time counts: two days with no event, and the digested epochs are pruned the hour
     they expire, not a day late."""
