@@ -13,7 +13,8 @@ stopped (the log's latest time, plus the time it has run since), its events a da
 stamped with that time too (never ahead of peers' clocks, and after their epoch's end); after the day, the clock.
 The hold lives in memory: a restart starts it again, from the log's latest time. A clock that steps back is not
 followed below the log's latest time (the floor), nor does the node's time run on from there until the clock
-catches up. A clock creeping ahead by less than a day a reading is taken.
+catches up; the time seen does, so a clock put right again is taken at once. A clock creeping ahead by less than a
+day a reading is taken.
 """
 
 from __future__ import annotations
@@ -61,5 +62,6 @@ class NodeTime:
             log.info("clock stayed ahead for the hold: the node takes it", extra={"fields": {"ahead_ms": wall - seen}})
         elif self._ahead_since is not None:
             log.info("clock back within a day of the time the node has seen: the node takes it")
-        self._seen, self._ahead_since = (wall, mono), None
-        return max(wall, floor)
+        now = max(wall, floor)
+        self._seen, self._ahead_since = (now, mono), None  # a clock put back below the floor: the time seen runs on
+        return now

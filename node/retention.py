@@ -7,8 +7,9 @@ epoch is either all there or refused as pruned.
 
 Pruning cannot be undone: it follows the node's time (node.node_time), the audit log's acceptance time, which
 does not follow a wall clock that stepped over a day ahead (a bad NTP step, a VM resumed with a wrong time) until it
-has stayed so for a day: meanwhile only what has expired by the time the node has seen is pruned. A node started
-after more than a day stopped prunes up to a day late.
+has stayed so for a day: meanwhile only what has expired by the time the node has seen is pruned. Nor does it follow
+the node's time where the clock is behind it (put back below the log's latest time, where the node's time stays). A
+node started after more than a day stopped prunes up to a day late.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class RetentionService:
 
     def prune(self) -> int:
         """Prune the audit log of what has expired by now; its new pruned count."""
-        cutoff = self.audit.now() - self.retention_ms
+        cutoff = self.expiry_time() - self.retention_ms
         cutoff -= cutoff % self.digester.epoch_ms
         before = min(self.audit.first_at_or_after(cutoff), self.digester.needed_from)
         if (holding := self.digester.state.holding(before)) is not None:  # the cutoff, aligned to the epoch length
@@ -59,9 +60,16 @@ class RetentionService:
             log.info("audit log pruned", extra={"fields": {"before": before, "cutoff_ms": cutoff}})
         return self.audit.ledger.pruned
 
+    def expiry_time(self) -> int:
+        """What the audit log is pruned, and idempotency keys and span ids expire, by (on the trio thread: the audit
+        log is not thread-safe): the node's time, or the clock where it is behind, put back below the audit log's
+        latest time, which the node's time stays at. Neither can be undone, so neither runs ahead of the clock: keys
+        are dated, and a retried batch's events checked, by it (node.ingest); expired by the node's time ahead of it,
+        they would be forgotten while their batch could still be accepted again."""
+        return min(self.audit.clock(), self.audit.now())
+
     def expire(self, now: int) -> None:
-        """Forget the idempotency keys and span ids that have expired by `now` (the node's time, read on the trio
-        thread: the audit log is not thread-safe)."""
+        """Forget the idempotency keys and span ids that have expired by `now` (`expiry_time`)."""
         self.idempotency.expire(now - WINDOW_MS)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -69,7 +77,7 @@ class RetentionService:
         millions of rows, about a microsecond each: benchmarks/otlp_ingest.py)."""
         while True:
             self.prune()
-            await trio.to_thread.run_sync(self.expire, self.audit.now())
+            await trio.to_thread.run_sync(self.expire, self.expiry_time())
             task_status.started()
             task_status = trio.TASK_STATUS_IGNORED
             await trio.sleep(self.interval)

@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import cbor2
 import pytest
+import trio
 from nacl.signing import SigningKey
 
 from gossip.replica import Replica
@@ -496,6 +497,18 @@ def test_a_clock_step_ahead_is_taken_once_it_has_stayed_ahead_for_the_hold(node)
     assert node.metrics.value("clock_held") == 0
 
 
+def test_a_clock_put_back_below_the_log_s_latest_time_prunes_no_event_within_retention(node):
+    """A clock stepped 23 hours ahead (taken at once: under a day) for one batch, then put right before retention
+    ran: the node's time stays at that batch's time, and retention pruned by it the digested events 23 hours before
+    they expired by the clock."""
+    service = RetentionService(node.audit, node.idempotency, node.digester, node.metrics, retention_days=2)
+    node.clock.run(2 * DAY_MS - 3_600_000)  # the digested epochs an hour within retention
+    node.clock.now += 23 * 3_600_000
+    submit(node, A)
+    node.clock.now -= 23 * 3_600_000  # the operator put it right
+    assert service.prune() == 0
+
+
 def test_a_clock_that_runs_on_with_the_node_is_taken_however_long_no_event_comes(node):
     """The node's own passing of time counts: two days with no event, and the digested epochs are pruned the hour
     they expire, not a day late."""
@@ -514,9 +527,31 @@ def test_a_clock_step_ahead_forgets_no_idempotency_key(node):
     size = node.audit.size
     right = node.clock.now
     node.clock.now = T0 + 365 * DAY_MS
-    RetentionService(node.audit, node.idempotency, node.digester, node.metrics, retention_days=180).expire(
-        node.audit.now())
+    retention = RetentionService(node.audit, node.idempotency, node.digester, node.metrics, retention_days=180)
+    retention.expire(retention.expiry_time())
     node.clock.now = right  # the operator put it right
+    node.ingestor.submit_json(batch, key="retried")
+    assert node.audit.size == size
+
+
+async def test_a_clock_put_back_below_the_log_s_latest_time_forgets_no_idempotency_key(node):
+    """A clock that ran two days ahead, was taken after the hold, then put right: the node's time stays at the log's
+    latest acceptance time, two days ahead of the clock that dates keys, and retention forgot every key as it was
+    used: a retried batch was appended twice."""
+    service = RetentionService(node.audit, node.idempotency, node.digester, node.metrics, retention_days=180)
+    right = node.clock.now
+    node.clock.now += 2 * DAY_MS
+    node.audit.now()
+    node.clock.run(DAY_MS)  # held a day, then taken
+    submit(node, A)  # at the clock, three days after `right`
+    node.clock.now = right + DAY_MS  # the operator put it right
+    batch = json.dumps({"events": [{"agent": A, "ts": node.clock.now, "category": "tool", "name": "n",
+                                     "outcome": "ok"}]}).encode()
+    node.ingestor.submit_json(batch, key="retried")
+    size = node.audit.size
+    async with trio.open_nursery() as nursery:
+        await nursery.start(service.run)  # its first prune and expiry
+        nursery.cancel_scope.cancel()
     node.ingestor.submit_json(batch, key="retried")
     assert node.audit.size == size
 

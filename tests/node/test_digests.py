@@ -876,6 +876,24 @@ def test_a_clock_put_right_within_the_hold_is_taken_at_once(tmp_path, clock, cap
     assert "clock back within a day of the time the node has seen" in caplog.text
 
 
+def test_a_clock_put_back_for_over_a_day_then_right_is_taken_at_once(tmp_path, clock):
+    """A clock stepped two days back, put right 30 hours later: the node's time stayed at the log's latest time
+    meanwhile, but the time it had seen was the stepped-back reading plus the time run since, 18 hours behind that
+    floor, so the clock put right (30 hours past the floor) was held as a step ahead for another day: every event of
+    that day dated 30 hours late and clock_held raised for a clock that was right."""
+    with telemetry_node(tmp_path, clock=clock, epoch_ms=EPOCH) as node:
+        submit(node, (A, "ok", "tool", False))
+        floor = last_at(node)
+        clock.now -= 2 * DAY_MS
+        submit(node, (A, "ok", "tool", False))
+        assert last_at(node) == floor  # not followed below the floor
+        clock.run(30 * HOUR_MS)
+        clock.now = floor + 30 * HOUR_MS  # put right
+        submit(node, (B, "ok", "tool", False))
+        assert last_at(node) == clock.now
+        assert node.metrics.value("clock_held") == 0
+
+
 def test_a_dp_digest_s_evidence_root_does_not_reveal_the_outcome_its_noise_hides(tmp_path, clock):
     """evidence_root was the Merkle root of exact entry bytes that held nothing secret: whoever knew an agent's one
     event of an epoch but its outcome (the peer it called knows the agent, the time to a second and the method)

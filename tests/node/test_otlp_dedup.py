@@ -160,13 +160,13 @@ def test_retention_keeps_a_span_for_as_long_as_it_could_be_stored_again(node, ah
     node.clock.now = NOW
     submit(node, json_request(span))
     retention = RetentionService(node.audit, node.idempotency, node.digester, Registry(), retention_days=180)
-    retention.expire(node.audit.now())
+    retention.expire(retention.expiry_time())
     node.clock.run(MAX_AGE_MS + overtime)  # the node ran on for this long
-    retention.expire(node.audit.now())
+    retention.expire(retention.expiry_time())
     submit(node, json_request(span))
     assert node.audit.size == size + 1
     node.clock.run(WINDOW_MS + 1 - MAX_AGE_MS - overtime)
-    retention.expire(node.audit.now())
+    retention.expire(retention.expiry_time())
     assert not node.idempotency.stored_spans([span_key(TRACE, span["spanId"])])
 
 
@@ -176,9 +176,9 @@ def test_expiry_forgets_the_spans_stored_before_the_window_and_keeps_the_later_o
     node.clock.now = NOW + 1000
     submit(node, json_request(new))
     retention = RetentionService(node.audit, node.idempotency, node.digester, Registry(), retention_days=180)
-    retention.expire(node.audit.now())
+    retention.expire(retention.expiry_time())
     node.clock.run(WINDOW_MS + 1 - 1000)  # the node ran on for this long
-    retention.expire(node.audit.now())
+    retention.expire(retention.expiry_time())
     assert node.idempotency.stored_spans([span_key(TRACE, s["spanId"]) for s in (old, new)]) == {
         span_key(TRACE, new["spanId"])}
 
