@@ -174,3 +174,24 @@ def _cached(engine: TrustEngine, agent: str) -> tuple | None:
     """The sums of the agent's cache entry: good, good held, bad, reports, capped lift, witnesses."""
     a = engine._agent_index.get(agent)
     return None if a is None else engine._agents[a].cache[2:8]
+
+
+@settings(max_examples=100, deadline=None)
+@example(2**45, [1, 29, 2])
+@given(st.integers(2**33, 2**53 - 1), st.lists(st.integers(1, 50), min_size=2, max_size=6))
+def test_sums_past_the_exact_range_of_the_grid_are_those_one_read_at_the_end_gives(own_ok, peer_oks):
+    """This node's own observations are uncapped, and an event may report up to 2^53 - 1 outcomes: its good evidence
+    of an agent may pass 2^33, where sums on the grid are no longer exact (vouching.grid). A record about the agent
+    read at `now` then sums it again, as a read at the end does, and does not update the cached sums by its terms:
+    their rounding would depend on whether the node read before the record."""
+    now = 2 * HOUR_MS
+    read_each, read_once = TrustEngine("own", ROOTS), TrustEngine("own", ROOTS)
+    for engine in (read_each, read_once):
+        engine.add_first_hand("x", ts=HOUR_MS, outcomes=Outcomes(ok=own_ok))
+        for i, ok in enumerate(peer_oks):
+            engine.add_digest(ROOTS[i % 2], "x", epoch=0, length=HOUR_MS, outcomes=Outcomes(ok=ok, error=1),
+                              record_id=i.to_bytes(32, "big"), ts=HOUR_MS)
+            if engine is read_each:
+                engine.score("x", now=now)
+    read_once.score("x", now=now)
+    assert _cached(read_each, "x") == _cached(read_once, "x")
