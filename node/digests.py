@@ -320,7 +320,7 @@ class Digester:
         # is most of either's time (benchmarks/startup.py --events). Dropped by the first `undigested` or `closing`.
         self._decoded_at_start: list[tuple[int, int, Event]] = []
         # Our digests since the last epoch's mark, as `rebuilding` read them for `undigested`: (mark, the store's size
-        # then, their (epoch, agent)s). Dropped by the first `_issued_since`.
+        # as the read began, their (epoch, agent)s). Dropped by the first `_issued_since`.
         self._issued_at_start: tuple[int, int, set[tuple[int, str]]] | None = None
         if rebuild:
             for _ in self.rebuilding():
@@ -365,8 +365,9 @@ class Digester:
             if n % _REPLAY_PAGE == 0:
                 yield
         issued: set[tuple[int, str]] = set()
+        size = self.replica.store.size  # before the read: a record stored during it makes `undigested` read again
         yield from self._reading_issued(self._store_mark, issued)
-        self._issued_at_start = (self._store_mark, self.replica.store.size, issued)
+        self._issued_at_start = (self._store_mark, size, issued)
 
     def _replay(self, start: int, stop: int) -> Iterator[tuple[int, int, Event, bytes]]:
         """(index, at, event, entry) of audit-log entries [start, stop)."""

@@ -9,6 +9,7 @@ Free of numpy: the explanation (which the client SDK imports) adds its parts up 
 import math
 
 GRID = 2.0 ** 20
+EXACT_BELOW = 2.0 ** 33  # sums of terms on the grid, each and in all below this, are exact in float64
 
 
 def on_grid(value: float) -> float:

@@ -30,7 +30,7 @@ from vouching.deviation import DeviationTest, credibility
 from vouching.dp_discount import discounted, dp_threshold
 from vouching.evidence import NO_OUTCOMES, EvidenceStore, InvalidEvidence, Outcomes, Weighed, weigh
 from vouching.explanation import MAX_LISTED_PARTS, Explanation, OrgPart, OrgReputation, Score, VouchPart, VouchShare
-from vouching.grid import grid_floor, on_grid
+from vouching.grid import EXACT_BELOW, grid_floor, on_grid
 from vouching.params import AGENT_BASES, HOUR_MS, ScoringParams
 from vouching.recompute import AgentSums, Recompute, Recomputed
 from vouching.reputation import OrgStanding, org_standing
@@ -71,6 +71,14 @@ class SnapshotCopy:
     def step(self, rows: int = COPY_ROWS) -> bool:
         """Copy the next chunk of `rows`; False once all the rows there were at the start are copied."""
         return self.evidence.step(rows) or self.deviation.step(rows)
+
+
+def _exact(entry: tuple) -> bool:
+    """Whether a cache entry's sums (of terms on the grid, none negative) are below EXACT_BELOW, and so every partial
+    sum of their terms is exact in any order: this node's own evidence is uncapped, and an event may report up to
+    2^53 - 1 outcomes."""
+    _, _, good, good_held, bad, reports, _, _, lift, _ = entry
+    return max(good, good_held, bad, reports, lift) < EXACT_BELOW
 
 
 def _org_order(part: OrgPart) -> tuple[float, float, str]:
@@ -531,17 +539,18 @@ class TrustEngine:
 
     def _changing(self, agent: _Agent, o: int, basis: str | None = None) -> tuple | None:
         """Before a record changes org `o`'s evidence of the agent or its vouch of `basis`: their terms in the agent's
-        cache entry, if `_sums` made it under the current weights; else None."""
+        cache entry, if `_sums` made it under the current weights and its sums are exact (`_exact`); else None."""
         cache = agent.cache
-        if cache is None or len(cache) == 8 or cache[0] != self._version:
+        if cache is None or len(cache) == 8 or cache[0] != self._version or not _exact(cache):
             return None
         return self._terms(agent, cache[1], o, basis)
 
     def _changed(self, a: int, terms: tuple | None, o: int, basis: str | None = None) -> None:
         """After the change: the agent's cache entry takes the new terms in place of the old (`_changing`'s), or lapses.
-        Every term is on the grid, so that the entry is exactly what summing every org's and vouch's again gives: a
-        record then costs a few terms, not the agent's every org and vouch (an org's fresh keys, each vouching for
-        or reporting on an agent, made each read after a record of theirs cost time growing with the keys)."""
+        Every term is on the grid, so that the entry is exactly what summing every org's and vouch's again gives while
+        its sums stay below EXACT_BELOW (else it lapses): a record then costs a few terms, not the agent's every org
+        and vouch (an org's fresh keys, each vouching for or reporting on an agent, made each read after a record of
+        theirs cost time growing with the keys)."""
         agent = self._agents[a]
         entry = agent.cache
         self._touch(a)
@@ -561,8 +570,9 @@ class TrustEngine:
         bad += new[4] - terms[4]
         reports += new[5] - terms[5]
         lift += new[8] - terms[8]
-        agent.cache = (version, now, good, good_held, bad, reports, min(lift, self._source_cap), len(groups), lift,
-                       groups)
+        entry = (version, now, good, good_held, bad, reports, min(lift, self._source_cap), len(groups), lift, groups)
+        if _exact(entry):
+            agent.cache = entry
 
     def _terms(self, agent: _Agent, now: float, o: int, basis: str | None) -> tuple:
         """Org `o`'s evidence of the agent and its vouch of `basis` (None: none), summed as `_sums` sums them all."""

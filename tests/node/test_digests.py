@@ -709,6 +709,32 @@ def test_a_start_reads_our_digests_since_the_last_epoch_s_mark_a_page_at_a_time(
         assert digester._issued_since(0) == {(T0, agent) for agent in agents}  # as read at once
 
 
+def test_digests_of_ours_stored_as_the_start_reads_them_are_in_what_undigested_reads(tmp_path, clock, monkeypatch):
+    """`undigested` takes what `rebuilding` read of our digests only if no record was stored since: digests of ours
+    stored after its last page's query but before it ended (a start-up sync bringing back those signed after the
+    copy of the data directory) are in what it takes, as if read at once."""
+    monkeypatch.setattr(node_digests, "_ISSUED_PAGE", 2)
+    monkeypatch.setattr(node_digests, "ISSUE_CHUNK", 1)
+    agents = [new_did() for _ in range(5)]
+    (tmp_path / "node").mkdir()
+    with telemetry_node(tmp_path / "node", clock=clock, epoch_ms=EPOCH) as node:
+        key = node.key
+        submit(node, *[(agent, "ok", "tool", False) for agent in agents])
+        closing = node.digester.closing(T0 + EPOCH)
+        next(closing)
+        shutil.copytree(tmp_path / "node", tmp_path / "backup")  # the operator's copy, one digest issued
+        issued = [record for chunk in closing for record in chunk]
+    with telemetry_node(tmp_path / "backup", key=key, clock=clock, epoch_ms=EPOCH) as node:
+        digester = node_digests.Digester(node.audit, node.replica, node.digester.state, Registry(), epoch_ms=EPOCH,
+                                         rebuild=False)
+        steps = digester.rebuilding()
+        next(steps)  # the page of the one digest stored, short: the read is done
+        node.replica.accept(issued)  # the start-up sync, before the start goes on
+        assert list(steps) == []
+        mark = digester._store_mark
+        assert digester._issued_since(mark) == digester._issued_since(mark) == {(T0, agent) for agent in agents}
+
+
 def test_undigested_after_a_start_holds_the_entries_since_and_none_of_a_closed_epoch(tmp_path, clock):
     """The entries decoded at start serve `undigested` once; entries accepted since are read from the log, and those
     of an epoch digested since are not undigested."""

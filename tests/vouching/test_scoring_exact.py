@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from tests.vouching.test_scoring_order import (AGENTS, ORGS, ROOTS, _agent_vouch, _digest, _feed, _interleaving,
                                               _org_vouch, _records)
+from vouching.engine_state import capture, restore
 from vouching.evidence import Outcomes
 from vouching.params import DAY_MS, HOUR_MS
 from vouching.scoring import TrustEngine
@@ -174,3 +175,63 @@ def _cached(engine: TrustEngine, agent: str) -> tuple | None:
     """The sums of the agent's cache entry: good, good held, bad, reports, capped lift, witnesses."""
     a = engine._agent_index.get(agent)
     return None if a is None else engine._agents[a].cache[2:8]
+
+
+@settings(max_examples=100, deadline=None)
+@example(2**45, [1, 29, 2])
+@given(st.integers(2**33, 2**53 - 1), st.lists(st.integers(1, 50), min_size=2, max_size=6))
+def test_sums_past_the_exact_range_of_the_grid_are_those_one_read_at_the_end_gives(own_ok, peer_oks):
+    """This node's own observations are uncapped, and an event may report up to 2^53 - 1 outcomes: its good evidence
+    of an agent may pass 2^33, where sums on the grid are no longer exact (vouching.grid). A record about the agent
+    read at `now` then sums it again, as a read at the end does, and does not update the cached sums by its terms:
+    their rounding would depend on whether the node read before the record."""
+    now = 2 * HOUR_MS
+    read_each, read_once = TrustEngine("own", ROOTS), TrustEngine("own", ROOTS)
+    for engine in (read_each, read_once):
+        engine.add_first_hand("x", ts=HOUR_MS, outcomes=Outcomes(ok=own_ok))
+        for i, ok in enumerate(peer_oks):
+            engine.add_digest(ROOTS[i % 2], "x", epoch=0, length=HOUR_MS, outcomes=Outcomes(ok=ok, error=1),
+                              record_id=i.to_bytes(32, "big"), ts=HOUR_MS)
+            if engine is read_each:
+                engine.score("x", now=now)
+    read_once.score("x", now=now)
+    assert _cached(read_each, "x") == _cached(read_once, "x")
+
+
+# Besides `_updates`' kinds: an org flagged as an equivocator, a key found to be a later key of an org (its
+# records from then on are the org's), and a full recompute at the read's `now`.
+_org_level = st.one_of(st.tuples(st.just("flag"), st.sampled_from(ORGS[1:])),
+                       st.tuples(st.just("merge"), st.sampled_from(ORGS[3:]), st.sampled_from(ORGS[:3])),
+                       st.tuples(st.just("recompute")))
+_mixed = st.lists(st.tuples(st.sampled_from([*ORGS, "own"]), st.one_of(
+    _digest, _agent_vouch, _org_vouch, _org_level,
+    st.tuples(st.sampled_from(["operator", "scoped", "expired"]), st.sampled_from(AGENTS), st.floats(0.05, 1.0)),
+    st.tuples(st.just("revoke"), st.integers(0, 40)))), max_size=40)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_mixed, st.integers(2 * DAY_MS, 10 * DAY_MS), st.integers(0, 40))
+def test_cached_sums_are_after_every_record_those_summed_afresh(records, now, loaded):
+    """Whatever comes between reads at `now` (records about an agent, org-level changes, which let the cached sums
+    lapse, a full recompute, whose sums an agent's entry is taken from), an agent's cached sums are those summing
+    every org's evidence and every vouch of the agent again gives, bit for bit; also in an engine loaded from the
+    capture of one the first `loaded` records were replayed into (engine.snapshot at a start)."""
+    engine = TrustEngine("own", ROOTS)
+    for i, (issuer, op) in enumerate(records):
+        if i == loaded:
+            state, engine = capture(engine), TrustEngine("own", ROOTS)
+            restore(state, engine, [j.to_bytes(32, "big") for j in range(i)])
+        if op[0] == "flag":
+            engine.flag_equivocator(op[1])
+        elif op[0] == "merge":
+            engine.merge_org(op[1], op[2])
+        elif op[0] == "recompute":
+            if i >= loaded:
+                engine.recompute(now=now)
+        else:
+            _feed_update(engine, issuer, op, i, now)
+        for agent in AGENTS if i >= loaded else ():
+            engine.score(agent, now=now)
+            a = engine._agent_index.get(agent)
+            if a is not None:
+                assert _cached(engine, agent) == engine._sums(engine._agents[a], now, None)[2:8]
