@@ -11,11 +11,14 @@ depend on the bound: every node compares every gossiped checkpoint with those of
 (when its ledger changed) but gossips one at most every `gossip_interval`, and less often in a network of more
 orgs (gossip.checkpoints.CheckpointPace): each gossiped checkpoint reaches and costs every node, so their rate sets
 the network's per-node overhead; witnesses check every checkpoint they cosign. A node that gossiped none for
-`reannounce_interval` (the sync interval) gossips its latest again, unchanged, as an RFC 6962 log with no new
-entries signs its same tree again within each maximum merge delay (§3.5): a peer that missed it (a dropped RPC, a
-brief disconnection) learns its log's size within that interval, and its sync service pulls the records it lacks at
-its next round, where it would otherwise have waited for the refresh (gossip.sync_service, 20 intervals). A peer
-that holds it ignores it and relays nothing (gossip.forks): it costs a message to each mesh peer, not to every node.
+`reannounce_interval` (the sync interval) gossips its latest again, unchanged, up to REANNOUNCEMENTS times after
+each new one, as an RFC 6962 log with no new entries signs its same tree again within each maximum merge delay
+(§3.5): a peer that missed it (a dropped RPC, a brief disconnection) learns its log's size within that interval, and
+its sync service pulls the records it lacks at its next round, where it would otherwise have waited for the refresh
+(gossip.sync_service, 20 intervals). A peer that holds it ignores it and relays nothing (gossip.forks), so each
+costs a message to each mesh peer, not to every node; and a network idle for REANNOUNCEMENTS intervals sends none
+(a message costs milliseconds of CPU in py-libp2p: gossiped every interval for ever, an idle node among 20 used
+8.2 ms of CPU a second against 2.7 at a 10 s sync interval, benchmarks/node_cpu.py).
 
 A node asks each peer, the peers connected at start before it signs its first checkpoint and any other as it
 connects, for the newest checkpoint of its log it holds (`held_checkpoint` answers them). A node whose data
@@ -120,6 +123,7 @@ logger = logging.getLogger(__name__)
 _MAX_REPLY = MAX_NOTE_SIZE + 1024
 _NOT_RUNNING = Refused(503, "this node's witness is not running")
 _CANNOT_STORE = Refused(503, "this node's witness cannot store its state now; ask again later")
+REANNOUNCEMENTS = 3  # times an unchanged checkpoint is gossiped again, each `reannounce_interval` after the last
 _ATTEMPTS = 3  # requests for one checkpoint (or for what a peer holds of our log) that may go unanswered before
 # a peer is left alone until the next
 
@@ -130,8 +134,8 @@ class WitnessStats:
 
     checkpoints_signed: int = counted("Checkpoints of this node's records ledger signed")
     checkpoints_gossiped: int = counted("Cosigned checkpoints of this node's log gossiped to every node")
-    checkpoints_reannounced: int = counted("This node's latest checkpoint gossiped again, unchanged, after "
-                                           "reannounce_interval (sync_interval) with none newer gossiped: peers that "
+    checkpoints_reannounced: int = counted("This node's latest checkpoint gossiped again, unchanged, a sync interval "
+                                           "after the last time, up to 3 times after each new one: peers that "
                                            "missed it learn its size; those that hold it ignore it and relay nothing")
     cosign_requests: int = counted("Cosignatures of this node's checkpoints asked of peers")
     streams_opened: int = counted("Streams opened to witnesses, for those requests and for asking what peers hold of "
@@ -259,6 +263,7 @@ class Witnessing:
         self._gossiped: bytes | None = None
         self._gossip_due = -math.inf
         self._gossiped_at = -math.inf  # when we last gossiped a checkpoint, again or not
+        self._reannounced = 0  # times we gossiped it again
         self._forks = ForkDetector(window=fork_window)
         # Outsiders' checkpoints are relayed at the pace the detector lets an org's in, and not remembered (_admit)
         self._outsiders = TokenBuckets[str](NETWORK_CHECKPOINTS_PER_S, CHECKPOINT_BURST)
@@ -657,8 +662,9 @@ class Witnessing:
 
     async def _publish(self) -> None:
         """Persist our latest checkpoint and tell the listeners, if it changed; gossip it, if it changed since we last
-        did and the pace's period has passed, or again, unchanged, if we gossiped none for `reannounce_interval`
-        (module docstring). Called with no cosign request in flight (`_checkpoint_loop`).
+        did and the pace's period has passed, or again, unchanged, if we gossiped none for `reannounce_interval` and
+        did so fewer than REANNOUNCEMENTS times since it changed (module docstring). Called with no cosign request in
+        flight (`_checkpoint_loop`).
 
         Every checkpoint is on disk before it is published, one no witness cosigned too: the log's public size, the
         published checkpoint's (node.api.log), then never goes back across a restart or a crash, as RFC 9162 clients
@@ -680,12 +686,14 @@ class Witnessing:
                 listener(note)
         now = trio.current_time()
         again = note == self._gossiped
-        if now < (self._gossiped_at + self.reannounce_interval if again else self._gossip_due):
+        if again and (self._reannounced >= REANNOUNCEMENTS or now < self._gossiped_at + self.reannounce_interval):
             return
         if not again:
+            if now < self._gossip_due:
+                return
             self.stats.gossip_period_seconds = self.pace.period(now)
             self._gossiped, self._gossip_due = note, now + self.stats.gossip_period_seconds
-        self._gossiped_at = now
+        self._gossiped_at, self._reannounced = now, self._reannounced + 1 if again else 0
         try:
             await self.host.publish(checkpoints_topic(self.network), note)
         except HostError as error:
