@@ -158,9 +158,9 @@ async def test_a_last_record_whose_gossip_and_checkpoint_gossip_were_lost_arrive
 
 async def test_an_issuer_gossips_its_unchanged_checkpoint_again_three_times_which_a_peer_holding_it_ignores(
         tmp_path, clock):
-    """What the bound costs: after each new checkpoint, three more a sync interval apart from each node to its mesh
-    peers, each opened and ignored there (not relayed, not delivered: gossip.forks ignores a checkpoint it holds), and
-    none once the network has been idle for three intervals."""
+    """What the bound costs: after each new checkpoint, three more a sync interval apart from each node to the peers
+    it is connected to, each opened and ignored there (not relayed, not delivered: gossip.forks ignores a checkpoint
+    it holds), and none once the network has been idle for three intervals."""
     async with issuer_and_peer(tmp_path) as pair:
         issue(pair.issuer)
         await trio.sleep(10 * SYNC_INTERVAL)
