@@ -5,7 +5,8 @@ nothing to gossip, then at a low offered load (publishers' digests, as in gossip
 average printed beside each figure, not in the figures. `--profile PREFIX` profiles the last node (a receiver)
 in every window, by its CPU clock (benchmarks/profiled_node.py): PREFIX-<nodes>-<k>.pstats, idle and loaded in turn.
 Each idle window also prints the checkpoint messages a node sent and received a minute (its /metrics): a node
-gossips its unchanged checkpoint again each sync interval (gossip.witnessing), which its mesh peers ignore.
+gossips its unchanged checkpoint again each sync interval, 3 times at most (gossip.witnessing), which its peers
+ignore.
 
 Usage: python benchmarks/node_cpu.py [--nodes 10 20] [--load 25] [--seconds 20] [--repeats 2] [--quiet 15]
        [--checkpoint-interval 1] [--sync-interval 10] [--profile PREFIX]
