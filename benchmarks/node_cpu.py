@@ -4,15 +4,19 @@ nothing to gossip, then at a low offered load (publishers' digests, as in gossip
 `--repeats` times each. Process CPU time from /proc, not wall time: the machine's other work shows in the load
 average printed beside each figure, not in the figures. `--profile PREFIX` profiles the last node (a receiver)
 in every window, by its CPU clock (benchmarks/profiled_node.py): PREFIX-<nodes>-<k>.pstats, idle and loaded in turn.
+Each idle window also prints the checkpoint messages a node sent and received a minute (its /metrics): a node
+gossips its unchanged checkpoint again each sync interval, 3 times at most (gossip.witnessing), which its peers
+ignore.
 
 Usage: python benchmarks/node_cpu.py [--nodes 10 20] [--load 25] [--seconds 20] [--repeats 2] [--quiet 15]
-       [--checkpoint-interval 1] [--profile PREFIX]
+       [--checkpoint-interval 1] [--sync-interval 10] [--profile PREFIX]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import statistics
 import sys
@@ -49,6 +53,31 @@ def cpu_per_second(nodes: list[daemons.Daemon], seconds: int, profile: bool,
     return used
 
 
+_CHECKPOINTS = re.compile(r"^vouchnet_witness_checkpoints_(gossiped|reannounced|received|ignored|rejected)_total"
+                          r"(?:\{[^}]*\})? (\S+)$", re.MULTILINE)
+
+
+def checkpoint_messages(client: httpx.Client, nodes: list[daemons.Daemon]) -> list[tuple[float, float]]:
+    """Each node's checkpoint messages so far: (sent, new or again; received, delivered or not)."""
+    counts = []
+    for node in nodes:
+        sent = received = 0.0
+        for name, value in _CHECKPOINTS.findall(node.request(client, "GET", "/metrics").text):
+            if name in ("gossiped", "reannounced"):
+                sent += float(value)
+            else:
+                received += float(value)
+        counts.append((sent, received))
+    return counts
+
+
+def per_minute(before: list[tuple[float, float]], after: list[tuple[float, float]], seconds: float) -> str:
+    sent = [(a[0] - b[0]) * 60 / seconds for a, b in zip(after, before)]
+    received = [(a[1] - b[1]) * 60 / seconds for a, b in zip(after, before)]
+    return (f"  checkpoint messages a minute per node: sent mean {statistics.mean(sent):.1f}, received mean "
+            f"{statistics.mean(received):.1f} (min {min(received):.1f}, max {max(received):.1f})")
+
+
 def summary(label: str, values: list[float]) -> str:
     load = os.getloadavg()[0]
     return (f"  {label:<28} mean {statistics.mean(values):6.1f}  median {statistics.median(values):6.1f}  "
@@ -70,8 +99,11 @@ def measure(n: int, load: float, seconds: int, repeats: int, publishers: int, pr
         try:
             for _ in range(repeats):
                 time.sleep(quiet)
+                messages, since = checkpoint_messages(clients[0], nodes), time.monotonic()
                 idle = cpu_per_second(nodes, seconds, prefix is not None)
                 print(summary(f"{n} nodes, idle", idle), flush=True)
+                after = checkpoint_messages(clients[0], nodes)
+                print(per_minute(messages, after, time.monotonic() - since), flush=True)
                 loaded = cpu_per_second(nodes, seconds, prefix is not None, lambda: gossip_bench.drive(
                     clients, nodes[:publishers], per_publisher, seconds))
                 print(summary(f"{n} nodes, {per_publisher * publishers} records/s", loaded), flush=True)
@@ -92,13 +124,16 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--checkpoint-interval", type=float, default=gossip_bench.NODE_CONFIG["checkpoint_interval"],
                         help="seconds between a node's checkpoints (witness.checkpoint_interval)")
+    parser.add_argument("--sync-interval", type=float, default=gossip_bench.NODE_CONFIG["sync_interval"],
+                        help="seconds between a node's anti-entropy rounds and re-announcements (p2p.sync_interval)")
     parser.add_argument("--quiet", type=float, default=15.0, help="seconds between a settled network and idle window")
     parser.add_argument("--profile", type=Path,
                         help="cProfile the last node, a file per window: PREFIX-<nodes>-<k>.pstats")
     args = parser.parse_args()
     run = Run.start()
     print(run.header("a node's CPU per second, idle and at low load (issue 7)"), flush=True)
-    config = {**gossip_bench.NODE_CONFIG, "checkpoint_interval": args.checkpoint_interval}
+    config = {**gossip_bench.NODE_CONFIG, "checkpoint_interval": args.checkpoint_interval,
+              "sync_interval": args.sync_interval}
     print(f"node config: {config}", flush=True)
     for n in args.nodes:
         measure(n, args.load, args.seconds, args.repeats, min(args.publishers, n), args.profile, args.quiet, config)

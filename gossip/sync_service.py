@@ -455,8 +455,12 @@ class SyncService:
         at one moment). A record that gossip missed reaches every node within a few rounds, at a cost per node that
         does not grow with its peers: every peer holding it is unsettled once a checkpoint of its log covering it
         has arrived, or `refresh_rounds` intervals after our last full round with it, and the rounds pick among
-        them. An idle network's nodes pull from no one but every `refresh_rounds` intervals (issue 7: a round's new
-        stream and heads exchange were about a quarter of an idle node's CPU)."""
+        them. A node gossips its latest checkpoint again each interval while it has none newer, 3 times at most
+        (gossip.witnessing, the daemon giving it this interval), so a checkpoint lost as well arrives again within
+        an interval and the record comes in the round after: within 2.25 intervals and a checkpoint interval of the
+        checkpoint's loss, where the refresh took up to 21.25 intervals (tests/gossip/test_lost_tail.py). An idle
+        network's nodes pull from no one but every `refresh_rounds` intervals (issue 7: a round's new stream and
+        heads exchange were about a quarter of an idle node's CPU)."""
         assert self._nursery is not None
         while True:
             await trio.sleep(self.interval * _RANDOM.uniform(0.75, 1.25))

@@ -494,7 +494,9 @@ dial_private = "{d.dial_private}"
 # Seconds (give or take a quarter) between anti-entropy rounds, each a catch-up sync with `sync_peers`
 # connected peers picked at random, not one whose log (as its gossiped checkpoints show) did not grow since the
 # last round with it, until 20 intervals passed. A node also syncs with a peer as soon as it connects, unless a
-# round with it started less than sync_interval ago.
+# round with it started less than sync_interval ago. A node that gossiped no checkpoint for sync_interval gossips
+# its latest again, unchanged (3 times at most after each new one), so a peer that missed it (and a record) learns
+# its size within an interval and pulls the record at its next round.
 sync_interval = {d.sync_interval}
 sync_peers = {d.sync_peers}
 # At start, before it signs anything, the node waits up to this many seconds for a catch-up sync with a peer to
@@ -532,7 +534,8 @@ checkpoint_interval = {d.checkpoint_interval}
 # of this node's own. Every node still checks every gossiped checkpoint for forks; each witness costs CPU.
 witnesses = {d.witnesses}
 # Least seconds between publications of our checkpoint to every node (gossip; each costs every node CPU). In a
-# network of more orgs than this many, the period stretches to one second per org heard from.
+# network of more orgs than this many, the period stretches to one second per org heard from. An unchanged one is
+# gossiped again each [p2p] sync_interval, 3 times at most (nodes holding it ignore it and relay nothing).
 gossip_interval = {d.checkpoint_gossip_interval}
 # Seconds each gossiped checkpoint of another org is remembered, to catch a second root at its size (a fork). An
 # org's checkpoints are taken in at most one a second, about 120 bytes each: up to 73 KB an org at 600 s. A fork

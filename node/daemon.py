@@ -228,7 +228,7 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
             witnessing = Witnessing(host, replica, network=config.network, state_dir=config.data_dir,
                                     interval=config.checkpoint_interval,
                                     gossip_interval=config.checkpoint_gossip_interval, witnesses=config.witnesses,
-                                    fork_window=config.fork_window,
+                                    reannounce_interval=config.sync_interval, fork_window=config.fork_window,
                                     peer_checkpoints_per_second=limits.peer_checkpoints_per_second)
         except SavedCheckpointMismatch as error:
             raise StartupError(f"records: {error}: {_repair_hint(config)}") from None
