@@ -513,6 +513,18 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    before quirk 57): the IHAVEs and IWANTs of a peer whose score over the topics the host joins is below the
    threshold are dropped, counted in HostStats.control_dropped; the rest of its RPC is read. Same repro: nothing
    sent, nothing asked.
+59. Many of py-libp2p's log lines come once for each message, control entry, frame or connection of a peer's, so a
+   peer, hostile or merely busy, writes them as fast as it sends: GossipSub.publish queues every message routed for
+   each connected peer it has not heard subscribe to the topic (in case its subscription is on its way), at most 100
+   a peer, and warns "pending message queue for peer ... exceeded limit" for each one it then drops. Repro: host A
+   subscribed to topic t, host B subscribed to topic u only connects to A; A publishes 1,000 messages to t -> 899 such
+   warnings (and likewise the IHAVE, IWANT and GRAFT warnings of gossipsub and yamux's per-frame and per-connection
+   ones). The node's log limit (node.log_limit: 20 lines of a call site in 10 s) still let each write 2 a second.
+   Handled: every py-libp2p logger has LIBP2P_LOG_LIMIT as a filter, a record of WARNING or worse from one call site
+   written at most once in LIBP2P_LOG_WINDOW_S (60 s), the next counting those left out (`suppressed`); records below
+   WARNING pass (asked for when debugging). The pending queue's drops count in HostStats.pending_dropped: a count that
+   keeps growing says a connected peer never joins the node's topics (another network's node, or one misconfigured),
+   for which the node holds up to 100 messages. Same repro: 1 line, pending_dropped 899.
 Not worked around (policy, not a bug to patch): IDONTWANT is sent for every message regardless of size.
 Checked and left, bounded already (quirk numbers 50 and 52 left unused): py-libp2p's own bound on streams, the swarm's
 semaphore of ResourceLimits.max_streams (10,000), which every stream opened either way awaits, and its resource
@@ -598,6 +610,7 @@ from gossip.batch import MAX_GOSSIP_MESSAGE
 from gossip.frames import encode_frame, parse_frame_header
 from gossip.listen_check import bind_error
 from gossip.verdict import Verdict
+from node.log_limit import RateLimit
 from vouching import did_key
 
 if not libp2p.__version__.startswith("0.8."):
@@ -782,6 +795,7 @@ class HostStats:
     graylisted_rpcs: int = 0  # RPCs ignored unread: their peer's score was below the graylist threshold (quirk 45)
     streams_over_budget: int = 0  # streams a peer opened, reset as the node's inbound streams budget was used (44)
     connections_over_budget: int = 0  # connections closed as the node's yamux buffers were over budget (44)
+    pending_dropped: int = 0  # messages queued for a peer not known to join their topic, dropped past 100 (59)
 
 
 def peer_public_key(peer_id: str) -> bytes:
@@ -977,11 +991,20 @@ class _GossipSub(GossipSub):
         self.scorer = _RetainingScorer(self.scorer.params, retained, lambda: self.peer_protocol)  # quirk 48
         self.mesh_prunes = 0  # HostStats.mesh_prunes
         self.control_dropped = 0  # HostStats.control_dropped
+        self.pending_dropped = 0  # HostStats.pending_dropped
         self._sent_on_iwant: dict[bytes, Counter[ID]] = {}  # cached message id -> peer -> times sent (quirk 39)
         self._ihave_rpcs: Counter[ID] = Counter()  # RPCs of IHAVEs read from a peer this heartbeat (quirk 57)
         self._ihave_asked: Counter[ID] = Counter()  # ids asked of a peer on its IHAVEs this heartbeat (quirk 57)
         self._grafting = False  # inside mesh_heartbeat, which chooses the peers to graft
         self._heartbeats = 0
+
+    def _prune_pending_messages(self, peer_id: ID) -> None:
+        """The library's, its drops past the queue's limit counted (quirk 59): of the messages it still holds for the
+        peer (not expired), those past the limit."""
+        now = time.time()
+        held = sum(now - queued <= self._pending_messages_ttl for queued, _ in self._pending_messages.get(peer_id, ()))
+        self.pending_dropped += max(0, held - self._max_pending_messages_per_peer)
+        super()._prune_pending_messages(peer_id)
 
     def mesh_heartbeat(self) -> tuple[defaultdict[ID, list[str]], defaultdict[ID, list[str]]]:
         self._heartbeats += 1
@@ -1904,7 +1927,8 @@ class Host:
         self._counts: dict[str, int] = dict.fromkeys(
             HostStats.__dataclass_fields__.keys() - {"mesh_prunes", "idle_inbound_closed", "handshakes_aborted",
                                                      "control_dropped", "streams_over_budget",
-                                                     "connections_over_budget", "graylisted_rpcs"}, 0)
+                                                     "connections_over_budget", "graylisted_rpcs",
+                                                     "pending_dropped"}, 0)
         self._lagging_topics: set[str] = set()
         self._open = True
         self._peer_id = self._my_id.to_base58()
@@ -2128,7 +2152,8 @@ class Host:
         return HostStats(**self._counts, mesh_prunes=self._router.mesh_prunes, idle_inbound_closed=self._idle.closed,
                          handshakes_aborted=self._idle.handshakes_aborted, control_dropped=self._router.control_dropped,
                          graylisted_rpcs=self._pubsub.graylisted_rpcs, streams_over_budget=self._budget.streams_refused,
-                         connections_over_budget=self._budget.connections_closed)
+                         connections_over_budget=self._budget.connections_closed,
+                         pending_dropped=self._router.pending_dropped)
 
     def peer_score(self, peer_id: str) -> float:
         """This host's GossipSub score for a peer over the topics it subscribes to (0 for a newcomer)."""
@@ -2567,9 +2592,24 @@ def _route_libp2p_logging(level: int) -> None:
         if not any(isinstance(f, _RoutineFailuresAsDebug) for f in routine.filters):
             routine.addFilter(_RoutineFailuresAsDebug())
     for name, child in logging.root.manager.loggerDict.items():
+        if not (name.startswith("libp2p.") and isinstance(child, logging.Logger)):
+            continue
         # a few modules pin their own level (the auto-connector logs INFO on every start)
-        if name.startswith("libp2p.") and isinstance(child, logging.Logger) and 0 < child.level < level:
+        if 0 < child.level < level:
             child.setLevel(logging.NOTSET)
+        if LIBP2P_LOG_LIMIT not in child.filters:  # quirk 59 (after quirk 23's filter: a demoted record spends nothing)
+            child.addFilter(LIBP2P_LOG_LIMIT)
+
+
+class _WarningsOncePerWindow(RateLimit):
+    """Quirk 59: node.log_limit's per-call-site limit for py-libp2p's records of WARNING or worse; the rest pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.WARNING or super().filter(record)
+
+
+LIBP2P_LOG_WINDOW_S = 60.0  # a py-libp2p call site writes one WARNING or worse in this many seconds (quirk 59)
+LIBP2P_LOG_LIMIT = _WarningsOncePerWindow(burst=1, window=LIBP2P_LOG_WINDOW_S)
 
 
 # Where py-libp2p logs routine failures at ERROR before raising them to the caller (quirk 23), and how they start.

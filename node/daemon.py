@@ -307,6 +307,9 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
                  "data, each lowering its forwarder's peer score"),
                 ("mesh_prunes", "PRUNEs the node sent to keep a gossip mesh within its upper bound (D_hi), each "
                  "backing off from the pruned peer"),
+                ("pending_dropped", "Gossip messages queued for a connected peer not known to join their topic, "
+                 "dropped past 100 a peer: growing, a peer that never joins the node's topics (another network's "
+                 "node, or one misconfigured)"),
                 # what peers exhausting or stalling the node across connections, or scoring too low, met
                 ("streams_over_budget", "Streams peers opened, reset as the node's budget of streams open across "
                  f"connections was used up (strangers may use {1 - host_config.budget_reserve:.0%} of it)"),

@@ -59,6 +59,15 @@ def _fresh_sdk_log_limit(monkeypatch) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _fresh_libp2p_log_limit(monkeypatch) -> None:
+    """Each test starts with py-libp2p's log limit unspent (gossip.host.LIBP2P_LOG_LIMIT counts across the process,
+    one line a call site a minute): a test reading py-libp2p's lines must not find them suppressed for earlier tests'."""
+    host = sys.modules.get("gossip.host")
+    if host is not None:
+        monkeypatch.setattr(host.LIBP2P_LOG_LIMIT, "_sites", {})
+
+
+@pytest.fixture(autouse=True)
 def _umask_restored() -> Iterator[None]:
     """Each test leaves the process's umask as it found it: `vouchnet run` sets 077 for what the node writes, and a
     test running it in-process made every later test's files 0600 (a config edit that keeps a file's 0640 failed)."""

@@ -652,7 +652,7 @@ async def test_the_client_reports_events_and_reads_the_metrics(tmp_path):
                 "p2p_peer_events_dropped"):  # the node itself behind, or failing, taking in what peers send
         assert f"vouchnet_{lag}_total 0" in metrics.splitlines()
     # what became of gossip messages (none from peers: the node is alone), and of its meshes (none)
-    for fate in ("p2p_rejected", "p2p_ignored", "p2p_oversized", "p2p_mesh_prunes"):
+    for fate in ("p2p_rejected", "p2p_ignored", "p2p_oversized", "p2p_mesh_prunes", "p2p_pending_dropped"):
         assert f"vouchnet_{fate}_total 0" in metrics.splitlines()
     assert "# TYPE vouchnet_p2p_delivered_total counter" in metrics.splitlines()  # its own messages, if it sent any
 
