@@ -373,7 +373,7 @@ class TrustService:
     def score(self, agent: str) -> Score:
         self._requests.inc(kind="score")
         score = self.engine.score(agent, now=self._clock())
-        self._served(agent, score)
+        self._served(agent, score, self.engine.scopes(agent, now=score.computed_at))
         return score
 
     def explain(self, score: Score) -> dict:
@@ -392,7 +392,7 @@ class TrustService:
         now = self._clock()
         general, scopes = self.engine.score(agent, now=now), self.engine.scopes(agent, now=now)
         score = self.engine.score(agent, now=now, tool=tool) if tool in scopes else general
-        self._served(agent, general)
+        self._served(agent, general, scopes)
         return decide(score, action, tool, self.policy), score, scopes
 
     def credential_issuers(self, agent: str, *, now: int) -> tuple[str, ...]:
@@ -405,13 +405,15 @@ class TrustService:
             keys.update(dict.fromkeys(succession.keys(org)))
         return tuple(keys)
 
-    def _served(self, agent: str, score: Score) -> None:
-        """Remember the score a reader was given, so that its first change is announced; of agents the engine holds
-        nothing on, the latest MAX_ASKED_UNKNOWN asked about."""
-        if agent in self._known:
-            return
-        self._known[agent] = (score.score, score.tier, self.engine.scopes(agent, now=score.computed_at))
-        if self.engine.holds(agent):
+    def _served(self, agent: str, score: Score, scopes: tuple[str, ...]) -> None:
+        """Remember the score and scoped tools a reader was given, so that their first change is announced; of agents
+        the engine holds nothing on, the latest MAX_ASKED_UNKNOWN asked about. A reader given other than what the
+        stream last said (a record awaiting an org-level change's recompute, time passing) is a change, announced
+        now: else one undone before the stream told it (a vouch and its revocation within that second) went unsaid,
+        and the reader held the score in between until its cache expired."""
+        first = agent not in self._known
+        self._remember(agent, score, scopes)
+        if not first or self.engine.holds(agent):
             return
         self._asked_unknown[agent] = None
         if len(self._asked_unknown) > MAX_ASKED_UNKNOWN:
@@ -464,18 +466,20 @@ class TrustService:
         general scores asks the node for checks of these) changed, and a `tier` event if its tier did."""
         now = self._clock()
         for agent in dict.fromkeys(agents):
-            score = self.engine.score(agent, now=now)
-            scopes = self.engine.scopes(agent, now=now)
             self._asked_unknown.pop(agent, None)  # announced: the engine holds something on it now
-            before = self._known.get(agent)
-            self._known[agent] = (score.score, score.tier, scopes)
-            if before is None or (before[0], before[2]) == (score.score, scopes):
-                continue
-            event = {"agent": agent, "score": score.score, "tier": score.tier, "previous_score": before[0],
-                     "previous_tier": before[1], "computed_at": score.computed_at, **listed_scopes(scopes)}
-            self._broadcaster.publish({"type": "score", **event})
-            if before[1] != score.tier:
-                self._broadcaster.publish({"type": "tier", **event})
+            self._remember(agent, self.engine.score(agent, now=now), self.engine.scopes(agent, now=now))
+
+    def _remember(self, agent: str, score: Score, scopes: tuple[str, ...]) -> None:
+        """Keep the agent's score and scoped tools as the stream's word, publishing them if they changed it."""
+        before = self._known.get(agent)
+        self._known[agent] = (score.score, score.tier, scopes)
+        if before is None or (before[0], before[2]) == (score.score, scopes):
+            return
+        event = {"agent": agent, "score": score.score, "tier": score.tier, "previous_score": before[0],
+                 "previous_tier": before[1], "computed_at": score.computed_at, **listed_scopes(scopes)}
+        self._broadcaster.publish({"type": "score", **event})
+        if before[1] != score.tier:
+            self._broadcaster.publish({"type": "tier", **event})
 
 
 def listed_issuers(issuers: tuple[str, ...]) -> dict[str, Any]:

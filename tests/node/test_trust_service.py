@@ -1,8 +1,9 @@
 """The node's trust service tells /v1/stream about score changes as records arrive: at once when a record touches
 one agent (a vouch, its revocation, a digest), and within a second when it changes an org's standing (an org
 vouch or its revocation, an equivocator), which may move every agent's score; that recompute announces the records
-about agents that arrive until it runs. Its full recompute runs off the trio loop, and what arrives meanwhile counts
-as if it came right after the recompute's snapshot."""
+about agents that arrive until it runs, and a read given a score the stream did not say announces it. Its full
+recompute runs off the trio loop, and what arrives meanwhile counts as if it came right after the recompute's
+snapshot."""
 
 import json
 import random
@@ -211,6 +212,35 @@ async def test_records_while_an_org_level_change_awaits_its_recompute_are_announ
     assert (before.tier, after.tier) == ("untrusted", "provisional")
     assert [(e["type"], e["agent"], e["previous_score"], e["score"]) for e in seen] == [
         ("score", victim, before.score, after.score), ("tier", victim, before.score, after.score)]
+
+
+async def test_a_score_read_while_an_org_level_change_awaits_its_recompute_is_announced_when_undone(
+        node, trust, broadcaster, mock_clock):
+    """A partner's operator vouch and its revocation within the second an org vouch's recompute is awaited: a check
+    in between was answered with the vouch's lift, and the recompute, finding the score the stream last said, said
+    nothing, so that readers held the lifted score (and SDKs the partner as operator) until their caches expired.
+    What a reader is given counts as said: its undoing is announced."""
+    mock_clock.autojump_threshold = 0.5  # (as in test_an_org_level_change_is_announced_within_a_second)
+    partner, agent = Org(), new_did()
+    before = trust.score(agent)  # (a change is announced of agents read before)
+    trust.on_records([node.replica.issue("vouch", vouch_body(partner.did, 0.9, "org-peer"))])
+    vouch = partner.vouch(agent, 1.0, "operator")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(trust.run)
+        with broadcaster.subscribe() as subscription:
+            trust.on_records([vouch])
+            lifted = trust.check(agent, "tool_call", "search")[1]
+            trust.on_records([partner.revoke(vouch, "no longer ours")])
+            seen = published_data(subscription)
+            with trio.fail_after(2 * RECOMPUTE_S):  # mock time: no announcement at all fails the test
+                while not seen or seen[-1]["score"] != before.score:
+                    seen.append(event_data(await subscription.receive.receive()))
+            seen += published_data(subscription)
+        nursery.cancel_scope.cancel()
+    assert (before.tier, lifted.tier, trust.score(agent).score) == ("untrusted", "provisional", before.score)
+    assert [(e["type"], e["previous_score"], e["score"]) for e in seen] == [
+        ("score", before.score, lifted.score), ("tier", before.score, lifted.score),
+        ("score", lifted.score, before.score), ("tier", lifted.score, before.score)]
 
 
 class Gate:
