@@ -54,6 +54,7 @@ from .audit_log import AUDIT_FILE, Appended, AuditLog, wall_clock_ms
 from .dp import noisy_counts
 from .events import Event, decode_entry
 from .metrics import Registry
+from .node_time import HOLD_SAVE_SECONDS
 from .store_manifest import DIGESTS_FILE
 
 
@@ -563,8 +564,10 @@ class Digester:
 class DigestService:
     """Closes each epoch when it ends by the node's time (and, on start, those that ended while the node was down),
     holding the ingest's `write_lock` meanwhile, so that no batch is being appended as its epoch closes. It wakes by
-    `clock` (a node's time stuck at the floor, the clock stepped back, would wake it at once again and again), so
-    while the clock is held an epoch closes up to an epoch late."""
+    `clock` (a node's time stuck at the floor, the clock stepped back, would wake it at once again and again), and
+    after HOLD_SAVE_SECONDS at most: each wake reads the node's time, so that an idle node finds a step of its clock
+    within that time, and saves a hold's progress for a restart (node.node_time); while the clock is held an epoch
+    closes that late at most."""
 
     def __init__(self, digester: Digester, write_lock: trio.Lock, *, clock: Callable[[], int] = wall_clock_ms) -> None:
         self.digester = digester
@@ -576,7 +579,7 @@ class DigestService:
         task_status.started()
         while True:
             now = self._clock()
-            await trio.sleep((self.digester.next_end(now) - now) / 1000)
+            await trio.sleep(min(self.digester.next_end(now) - now, HOLD_SAVE_SECONDS * 1000) / 1000)
             await self._close_due()
 
     async def _close_due(self) -> None:
