@@ -299,6 +299,9 @@ class Digester:
         metrics.collect("clock_held", "1 while the clock, stepped over a day ahead of the time the node has seen, is "
                         "held: acceptance times, digests and retention follow the time the node has seen (taken once "
                         "it has stayed so a day)", lambda: int(audit.time.held))
+        metrics.collect("clock_behind_seconds", "How far the clock is behind the audit log's latest time (0 if it is "
+                        "not), as when put back: acceptance times stay there and no epoch's digests are issued until "
+                        "it catches up", lambda: max(0, audit.latest - audit.clock()) / 1000)
         # Finished by the first `closing`: signing waits for the start-up sync (node.daemon._take_back_own_records).
         self._interrupted = state.unfinished()
         self._interrupted_agents: frozenset[str] | None = None  # of `_interrupted`, read on the first ask

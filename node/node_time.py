@@ -16,7 +16,8 @@ after the last save, and as the audit log closes, and a restart goes on from the
 so that a node restarted more often than daily (a crash loop, a daily deploy) still takes its clock after a day of
 hold in all; a crash loses the hold's time since the last save, and neither the time stopped nor the restart counts.
 A clock that steps back is not followed below the log's latest time (the floor), nor does the node's time run on
-from there until the clock catches up; the time seen does, so a clock put right again is taken at once. A clock creeping ahead by less than a day a reading is
+from there until the clock catches up (digests wait meanwhile: a warning line, `vouchnet_clock_behind_seconds`); the
+time seen does, so a clock put right again is taken at once. A clock creeping ahead by less than a day a reading is
 taken.
 """
 
@@ -33,6 +34,7 @@ DAY_MS = 24 * 3600 * 1000
 CLOCK_STEP_MS = DAY_MS  # how far ahead of the time the node has seen its clock may be taken at once
 CLOCK_HOLD_SECONDS = 24 * 3600.0  # how long a clock further ahead must stay so before it is taken
 HOLD_SAVE_SECONDS = 60.0  # how often a hold's progress is saved, at most (each save is a file written durably)
+CLOCK_BEHIND_LOG_MS = 1000  # how far behind the floor a clock put back is said to be in a warning line
 log = logging.getLogger(__name__)
 
 
@@ -48,6 +50,7 @@ class NodeTime:
         self._saved_at: float | None = None  # monotonic time the hold was last saved in `hold_file`
         self._file_may_hold = hold_file is not None  # until removed: a hold saved by an earlier run, or a damaged file
         self._restored = False
+        self._behind = False  # whether the clock was last read over CLOCK_BEHIND_LOG_MS below the floor
 
     @property
     def held(self) -> bool:
@@ -78,6 +81,7 @@ class NodeTime:
             log.info("clock stayed ahead for the hold: the node takes it", extra={"fields": {"ahead_ms": wall - seen}})
         elif self._ahead_since is not None:
             log.info("clock back within a day of the time the node has seen: the node takes it")
+        self._note_behind(floor - wall)
         now = max(wall, floor)
         self._seen, self._ahead_since = (now, mono), None  # a clock put back below the floor: the time seen runs on
         if self._file_may_hold:
@@ -122,3 +126,14 @@ class NodeTime:
                         "reading", self._hold_file, error.strerror or error)
             return
         self._file_may_hold, self._saved_at = False, None
+
+    def _note_behind(self, behind_ms: int) -> None:
+        """Say once when the clock is found put back below the floor, and once when it has caught up."""
+        if behind_ms > CLOCK_BEHIND_LOG_MS and not self._behind:
+            self._behind = True
+            log.warning("clock behind the audit log's latest time: acceptance times stay there and no epoch's digests "
+                        "are issued until the clock catches up; put the clock right",
+                        extra={"fields": {"behind_ms": behind_ms}})
+        elif behind_ms <= 0 and self._behind:
+            self._behind = False
+            log.info("clock caught up with the audit log's latest time")

@@ -951,6 +951,27 @@ def test_a_clock_put_back_for_over_a_day_then_right_is_taken_at_once(tmp_path, c
         assert node.metrics.value("clock_held") == 0
 
 
+def test_a_clock_put_back_below_the_log_s_latest_time_shows_how_far_and_says_so_once(tmp_path, clock, caplog):
+    """Digests wait for a clock put back below the audit log's latest time to catch up: it was silent."""
+    caplog.set_level(logging.INFO, logger="node.node_time")
+    with telemetry_node(tmp_path, clock=clock, epoch_ms=EPOCH) as node:
+        submit(node, (A, "ok", "tool", False))
+        assert node.metrics.value("clock_behind_seconds") == 0
+        floor = last_at(node)
+        clock.now -= 2 * HOUR_MS
+        assert node.metrics.value("clock_behind_seconds") == 7200
+        for _ in range(3):
+            submit(node, (A, "ok", "tool", False))
+            clock.run(HOUR_MS // 2)
+        assert last_at(node) == floor
+        assert node.metrics.value("clock_behind_seconds") == 1800
+        assert caplog.text.count("clock behind the audit log's latest time") == 1
+        clock.run(HOUR_MS // 2)
+        submit(node, (B, "ok", "tool", False))
+        assert node.metrics.value("clock_behind_seconds") == 0
+        assert "clock caught up with the audit log's latest time" in caplog.text
+
+
 def test_a_dp_digest_s_evidence_root_does_not_reveal_the_outcome_its_noise_hides(tmp_path, clock):
     """evidence_root was the Merkle root of exact entry bytes that held nothing secret: whoever knew an agent's one
     event of an epoch but its outcome (the peer it called knows the agent, the time to a second and the method)
