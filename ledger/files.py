@@ -8,7 +8,8 @@ writing one file at once each install their own bytes whole, the last to finish 
 on its partial file until it is in place or removed, so a partial file that nobody holds is one a killed writer
 left: a process's first write into a directory removes those of every file there (one scan of the directory a
 process, not one a write: a node rewrites checkpoint.note every second), and each write of NAME the one fixed
-partial name of earlier versions, `.NAME.partial`, if a killed write of theirs left it."""
+partial name of earlier versions, `.NAME.partial`, if a killed write of theirs left it. `read_small` reads one of
+the small files back."""
 
 from __future__ import annotations
 
@@ -49,6 +50,16 @@ def replace_file(path: Path, data: bytes | Sequence[Buffer], *, mode: int = 0o60
             partial.unlink(missing_ok=True)
             raise
     sync_directory(path.parent)
+
+
+def read_small(path: Path, limit: int) -> bytes | None:
+    """The first `limit` + 1 bytes of a small file (more than `limit`: not the file a writer here made), or None if
+    there is none; OSError if it cannot be read."""
+    try:
+        with open(path, "rb") as file:
+            return file.read(limit + 1)
+    except FileNotFoundError:
+        return None
 
 
 def make_directory(path: Path, *, mode: int = 0o777) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ledger.files import replace_file
+from ledger.files import read_small, replace_file
 
 API_URL_FILE = "api.url"
 _MAX_BYTES = 1024  # a URL is far shorter: more is not a file the node wrote
@@ -34,12 +34,11 @@ def read_api_url(data_dir: Path) -> str | None:
     """The URL in the data directory's `api.url`, or None if there is none; raises ApiUrlFileError."""
     path = data_dir / API_URL_FILE
     try:
-        with open(path, "rb") as file:
-            data = file.read(_MAX_BYTES + 1)
-    except FileNotFoundError:
-        return None
+        data = read_small(path, _MAX_BYTES)
     except OSError as error:
         raise ApiUrlFileError(f"{path}: {error.strerror or error}") from None
+    if data is None:
+        return None
     lines = data.decode("utf-8", "replace").split()
     if len(data) > _MAX_BYTES or len(lines) != 1:
         raise ApiUrlFileError(f"{path}: not one URL, so not the file a node writes; remove it and start the node")

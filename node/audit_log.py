@@ -20,6 +20,7 @@ from nacl.signing import SigningKey
 
 from ledger import Checkpoint, Ed25519Signer, Ledger, LedgerError, log_origin
 
+from .clock_hold import CLOCK_HOLD_FILE
 from .events import ENTRY_VERSION, SALT_SIZE, Event, InvalidEvent, NewerEntry, decode_entry, encode_entry
 from .node_time import NodeTime
 
@@ -52,10 +53,11 @@ class AuditLog:
     """Appends events with a non-decreasing acceptance time; reads entries back; signs checkpoints; prunes."""
 
     def __init__(self, ledger: Ledger, *, clock: Clock = wall_clock_ms,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic, hold_file: Path | None = None) -> None:
+        """`hold_file`: where the node's time saves a hold of the clock (node.node_time), if anywhere."""
         self.ledger = ledger
         self.clock = clock  # the node's clock: what reported times are checked against (`now` may differ: node.node_time)
-        self.time = NodeTime(clock, monotonic)
+        self.time = NodeTime(clock, monotonic, hold_file)
         self._floor = 0
         if ledger.size > ledger.pruned:
             self._floor = self.at(ledger.size - 1)
@@ -64,11 +66,13 @@ class AuditLog:
     def open(cls, data_dir: Path, *, clock: Clock = wall_clock_ms, monotonic: Callable[[], float] = time.monotonic,
              read_only: bool = False) -> AuditLog:
         """LedgerError, naming the file, if it is not a ledger or its last entry is not an event (another ledger).
-        `read_only`: as Ledger.open's (the file must exist)."""
+        `read_only`: as Ledger.open's (the file must exist), and the hold of the clock is neither read nor saved
+        (node.clock_hold: otherwise in `data_dir`)."""
         path = data_dir / AUDIT_FILE
         ledger = Ledger.open(path, read_only=read_only)
         try:
-            return cls(ledger, clock=clock, monotonic=monotonic)
+            return cls(ledger, clock=clock, monotonic=monotonic,
+                       hold_file=None if read_only else data_dir / CLOCK_HOLD_FILE)
         except NewerEntry as error:
             ledger.close()
             raise LedgerError(f"{path}: an audit log in entry version {error.version}, newer than this vouchnet reads "
@@ -80,6 +84,8 @@ class AuditLog:
                               "(records.ledger?) copied in its place? restore this node's own from a backup") from None
 
     def close(self) -> None:
+        """Close the ledger, saving the hold of the clock as it stands (node.node_time: a restart goes on with it)."""
+        self.time.save()
         self.ledger.close()
 
     @property

@@ -548,8 +548,8 @@ fork_window = {d.fork_window}
 # scoring's cap window, those in one hour make one together).
 epoch_seconds = {d.epoch_seconds}
 # Raw telemetry events older than this are pruned to their hashes (by the time the node has seen while its clock is
-# over a day ahead of it, for a day, in case it is a wrong step; vouchnet_clock_held is 1 meanwhile; by the clock
-# while it is behind the latest event's time).
+# over a day ahead of it, for a day across restarts, in case it is a wrong step; vouchnet_clock_held is 1 meanwhile;
+# by the clock while it is behind the latest event's time).
 retention_days = {d.retention_days}
 # Differential-privacy epsilon for digest counts (about 1.2e-16 to 1490; smaller hides more); leave unset for exact
 # counts.

@@ -54,6 +54,7 @@ from .audit_log import AUDIT_FILE, Appended, AuditLog, wall_clock_ms
 from .dp import noisy_counts
 from .events import Event, decode_entry
 from .metrics import Registry
+from .node_time import HOLD_SAVE_SECONDS
 from .store_manifest import DIGESTS_FILE
 
 
@@ -298,6 +299,9 @@ class Digester:
         metrics.collect("clock_held", "1 while the clock, stepped over a day ahead of the time the node has seen, is "
                         "held: acceptance times, digests and retention follow the time the node has seen (taken once "
                         "it has stayed so a day)", lambda: int(audit.time.held))
+        metrics.collect("clock_behind_seconds", "How far the clock is behind the audit log's latest time (0 if it is "
+                        "not), as when put back: acceptance times stay there and no epoch's digests are issued until "
+                        "it catches up", lambda: max(0, audit.latest - audit.clock()) / 1000)
         # Finished by the first `closing`: signing waits for the start-up sync (node.daemon._take_back_own_records).
         self._interrupted = state.unfinished()
         self._interrupted_agents: frozenset[str] | None = None  # of `_interrupted`, read on the first ask
@@ -563,8 +567,10 @@ class Digester:
 class DigestService:
     """Closes each epoch when it ends by the node's time (and, on start, those that ended while the node was down),
     holding the ingest's `write_lock` meanwhile, so that no batch is being appended as its epoch closes. It wakes by
-    `clock` (a node's time stuck at the floor, the clock stepped back, would wake it at once again and again), so
-    while the clock is held an epoch closes up to an epoch late."""
+    `clock` (a node's time stuck at the floor, the clock stepped back, would wake it at once again and again), and
+    after HOLD_SAVE_SECONDS at most: each wake reads the node's time, so that an idle node finds a step of its clock
+    within that time, and saves a hold's progress for a restart (node.node_time); while the clock is held an epoch
+    closes that late at most."""
 
     def __init__(self, digester: Digester, write_lock: trio.Lock, *, clock: Callable[[], int] = wall_clock_ms) -> None:
         self.digester = digester
@@ -576,7 +582,7 @@ class DigestService:
         task_status.started()
         while True:
             now = self._clock()
-            await trio.sleep((self.digester.next_end(now) - now) / 1000)
+            await trio.sleep(min(self.digester.next_end(now) - now, HOLD_SAVE_SECONDS * 1000) / 1000)
             await self._close_due()
 
     async def _close_due(self) -> None:

@@ -11,10 +11,14 @@ What it gives up: a step ahead cannot be told from the node having been stopped,
 day (CLOCK_MONOTONIC does not count a suspend). Such a node dates what it accepts in its first day from where it
 stopped (the log's latest time, plus the time it has run since), its events a day late in its digests, which are
 stamped with that time too (never ahead of peers' clocks, and after their epoch's end); after the day, the clock.
-The hold lives in memory: a restart starts it again, from the log's latest time. A clock that steps back is not
-followed below the log's latest time (the floor), nor does the node's time run on from there until the clock
-catches up; the time seen does, so a clock put right again is taken at once. A clock creeping ahead by less than a
-day a reading is taken.
+The hold outlives a restart (node.clock_hold): it is saved as it starts, at a reading `HOLD_SAVE_SECONDS` or more
+after the last save, and as the audit log closes, and a restart goes on from the time seen and the time held saved,
+so that a node restarted more often than daily (a crash loop, a daily deploy) still takes its clock after a day of
+hold in all; a crash loses the hold's time since the last save, and neither the time stopped nor the restart counts.
+A clock that steps back is not followed below the log's latest time (the floor), nor does the node's time run on
+from there until the clock catches up (digests wait meanwhile: a warning line, `vouchnet_clock_behind_seconds`); the
+time seen does, so a clock put right again is taken at once. A clock creeping ahead by less than a day a reading is
+taken.
 """
 
 from __future__ import annotations
@@ -22,20 +26,31 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+from .clock_hold import Hold, read_hold, remove_hold, write_hold
 
 DAY_MS = 24 * 3600 * 1000
 CLOCK_STEP_MS = DAY_MS  # how far ahead of the time the node has seen its clock may be taken at once
 CLOCK_HOLD_SECONDS = 24 * 3600.0  # how long a clock further ahead must stay so before it is taken
+HOLD_SAVE_SECONDS = 60.0  # how often a hold's progress is saved, at most (each save is a file written durably)
+CLOCK_BEHIND_LOG_MS = 1000  # how far behind the floor a clock put back is said to be in a warning line
 log = logging.getLogger(__name__)
 
 
 class NodeTime:
-    """The node's time in ms (module docstring), from a wall `clock` in ms and a `monotonic` one in seconds."""
+    """The node's time in ms (module docstring), from a wall `clock` in ms and a `monotonic` one in seconds; the hold
+    is saved in `hold_file` (node.clock_hold), if given, and read back from it at the first reading."""
 
-    def __init__(self, clock: Callable[[], int], monotonic: Callable[[], float] = time.monotonic) -> None:
-        self._clock, self._monotonic = clock, monotonic
+    def __init__(self, clock: Callable[[], int], monotonic: Callable[[], float] = time.monotonic,
+                 hold_file: Path | None = None) -> None:
+        self._clock, self._monotonic, self._hold_file = clock, monotonic, hold_file
         self._seen: tuple[int, float] | None = None  # the node's time at its last reading, and the monotonic time then
         self._ahead_since: float | None = None  # monotonic time the clock was first seen too far ahead
+        self._saved_at: float | None = None  # monotonic time the hold was last saved in `hold_file`
+        self._file_may_hold = hold_file is not None  # until removed: a hold saved by an earlier run, or a damaged file
+        self._restored = False
+        self._behind = False  # whether the clock was last read over CLOCK_BEHIND_LOG_MS below the floor
 
     @property
     def held(self) -> bool:
@@ -46,6 +61,8 @@ class NodeTime:
         """The node's time, never earlier than `floor` (the audit log's latest acceptance time or seal; 0 for an
         empty log, whose first reading is taken whatever it is)."""
         wall, mono = self._clock(), self._monotonic()
+        if not self._restored:
+            self._restore(mono)
         seen = floor
         if self._seen is not None:
             seen = max(seen, self._seen[0] + int((mono - self._seen[1]) * 1000))
@@ -58,10 +75,65 @@ class NodeTime:
                             extra={"fields": {"ahead_ms": wall - seen, "hold_seconds": CLOCK_HOLD_SECONDS}})
             if mono - self._ahead_since < CLOCK_HOLD_SECONDS:
                 self._seen = (seen, mono)
+                if self._saved_at is None or mono - self._saved_at >= HOLD_SAVE_SECONDS:
+                    self.save()
                 return seen
             log.info("clock stayed ahead for the hold: the node takes it", extra={"fields": {"ahead_ms": wall - seen}})
         elif self._ahead_since is not None:
             log.info("clock back within a day of the time the node has seen: the node takes it")
+        self._note_behind(floor - wall)
         now = max(wall, floor)
         self._seen, self._ahead_since = (now, mono), None  # a clock put back below the floor: the time seen runs on
+        if self._file_may_hold:
+            self._remove_saved()
         return now
+
+    def save(self) -> None:
+        """Save the hold in `hold_file` as it stands now, if the clock is held (and the file given); a failed write
+        is logged, and the hold goes on in memory."""
+        if self._hold_file is None or self._ahead_since is None or self._seen is None:
+            return
+        mono = self._monotonic()
+        seen = self._seen[0] + int((mono - self._seen[1]) * 1000)
+        hold = Hold(min(mono - self._ahead_since, CLOCK_HOLD_SECONDS), seen)
+        self._saved_at = mono
+        try:
+            write_hold(self._hold_file, hold)
+        except OSError as error:
+            log.warning("%s: the hold of the clock not saved (%s): a restart would hold it a day again; tried again "
+                        "in a minute", self._hold_file, error.strerror or error)
+            return
+        self._file_may_hold = True
+
+    def _restore(self, mono: float) -> None:
+        """Go on with the hold an earlier run saved (node.clock_hold), from its time seen and time held."""
+        self._restored = True
+        hold = None if self._hold_file is None else read_hold(self._hold_file, CLOCK_HOLD_SECONDS)
+        if hold is None:
+            return
+        self._seen, self._ahead_since, self._saved_at = (hold.seen_ms, mono), mono - hold.held_seconds, mono
+        log.info("a clock held as a step ahead before this start: the hold goes on while it stays ahead",
+                 extra={"fields": {"held_seconds": round(hold.held_seconds), "seen_ms": hold.seen_ms,
+                                   "hold_seconds": CLOCK_HOLD_SECONDS}})
+
+    def _remove_saved(self) -> None:
+        """The hold is over: remove its file, so that no later start goes on with it."""
+        assert self._hold_file is not None
+        try:
+            remove_hold(self._hold_file)
+        except OSError as error:
+            log.warning("%s: cannot be removed (%s), though the clock is no longer held: tried again at the next "
+                        "reading", self._hold_file, error.strerror or error)
+            return
+        self._file_may_hold, self._saved_at = False, None
+
+    def _note_behind(self, behind_ms: int) -> None:
+        """Say once when the clock is found put back below the floor, and once when it has caught up."""
+        if behind_ms > CLOCK_BEHIND_LOG_MS and not self._behind:
+            self._behind = True
+            log.warning("clock behind the audit log's latest time: acceptance times stay there and no epoch's digests "
+                        "are issued until the clock catches up; put the clock right",
+                        extra={"fields": {"behind_ms": behind_ms}})
+        elif behind_ms <= 0 and self._behind:
+            self._behind = False
+            log.info("clock caught up with the audit log's latest time")

@@ -23,9 +23,11 @@ import gossip.store
 import node.digests as node_digests
 import node.trust as node_trust
 from ledger import LedgerError, tree_hash
+from node.clock_hold import CLOCK_HOLD_FILE, read_hold
 from node.digests import DigestService, DigestState, DigestStateError
 from node.events import decode_entry, decode_salted_entry
 from node.metrics import Registry
+from node.node_time import CLOCK_HOLD_SECONDS, HOLD_SAVE_SECONDS
 from node.retention import DAY_MS, RetentionService
 from node.stream import Broadcaster
 from node.trust import TrustService
@@ -868,23 +870,52 @@ def test_a_host_resumed_after_days_of_suspend_is_held_for_a_day_from_where_it_wa
         assert last_at(node) == clock.now
 
 
-def test_a_restart_during_the_hold_starts_it_again_from_the_log_s_latest_time(tmp_path, clock):
-    """The hold lives in memory: a node restarted half a day into it holds for a day from the restart, its time
-    running on from the log's latest acceptance time."""
+def test_a_restart_during_the_hold_goes_on_with_it_from_where_it_stopped(tmp_path, clock):
+    """The hold is saved (clock.hold) as the node stops: a node restarted half a day into it holds the rest of the
+    day, its time running on from where it stopped; it started the day again from the log's latest time, so that a
+    node restarted more often than daily never took its clock."""
     with telemetry_node(tmp_path, clock=clock, epoch_ms=DAY_MS) as node:
         key = node.key
+        submit(node, (A, "ok", "tool", False))
         clock.now = T0 + 365 * DAY_MS
-        clock.run(12 * HOUR_MS)
         submit(node, (A, "ok", "tool", False))
-        assert last_at(node) == T0 + 5 + 12 * HOUR_MS
+        assert node.metrics.value("clock_held") == 1
+        clock.run(12 * HOUR_MS)  # no reading meanwhile: the stop saves it
+    clock.mono = 0.0  # a new process, whose monotonic clock reads anything
     with telemetry_node(tmp_path, key=key, clock=clock, epoch_ms=DAY_MS) as node:
-        clock.run(13 * HOUR_MS)
-        submit(node, (A, "ok", "tool", False))
-        assert last_at(node) == T0 + 5 + 25 * HOUR_MS
         assert node.metrics.value("clock_held") == 1
         clock.run(11 * HOUR_MS)
         submit(node, (A, "ok", "tool", False))
+        assert last_at(node) == T0 + 5 + 23 * HOUR_MS
+        assert node.metrics.value("clock_held") == 1
+        clock.run(HOUR_MS)
+        submit(node, (A, "ok", "tool", False))
         assert last_at(node) == clock.now
+        assert node.metrics.value("clock_held") == 0
+    assert not (tmp_path / CLOCK_HOLD_FILE).exists()
+
+
+async def test_the_digest_service_reads_the_node_s_time_each_minute_while_held_saving_the_hold(tmp_path, clock,
+                                                                                              autojump_clock):
+    """A node started three days after it stopped, idle: the service, which woke at hourly epochs' ends only, reads
+    the node's time every minute, so that a crash loses a minute of the hold at most, not up to an epoch."""
+    with telemetry_node(tmp_path, clock=clock, epoch_ms=HOUR_MS) as node:
+        key = node.key
+        submit(node, (A, "ok", "tool", False))
+    start = trio.current_time()
+
+    def now() -> int:
+        return T0 + 3 * DAY_MS + int((trio.current_time() - start) * 1000)
+
+    with telemetry_node(tmp_path, key=key, clock=now, monotonic=trio.current_time, epoch_ms=HOUR_MS) as node:
+        assert node.metrics.value("clock_held") == 1
+        async with trio.open_nursery() as nursery:
+            await nursery.start(DigestService(node.digester, node.ingestor.write_lock, clock=now).run)
+            for minutes in (30, 50):
+                await trio.sleep(minutes * 60 - (trio.current_time() - start) + 0.5)
+                held = read_hold(tmp_path / CLOCK_HOLD_FILE, CLOCK_HOLD_SECONDS).held_seconds
+                assert minutes * 60 - HOLD_SAVE_SECONDS <= held <= minutes * 60
+            nursery.cancel_scope.cancel()
 
 
 def test_a_clock_put_right_within_the_hold_is_taken_at_once(tmp_path, clock, caplog):
@@ -918,6 +949,27 @@ def test_a_clock_put_back_for_over_a_day_then_right_is_taken_at_once(tmp_path, c
         submit(node, (B, "ok", "tool", False))
         assert last_at(node) == clock.now
         assert node.metrics.value("clock_held") == 0
+
+
+def test_a_clock_put_back_below_the_log_s_latest_time_shows_how_far_and_says_so_once(tmp_path, clock, caplog):
+    """Digests wait for a clock put back below the audit log's latest time to catch up: it was silent."""
+    caplog.set_level(logging.INFO, logger="node.node_time")
+    with telemetry_node(tmp_path, clock=clock, epoch_ms=EPOCH) as node:
+        submit(node, (A, "ok", "tool", False))
+        assert node.metrics.value("clock_behind_seconds") == 0
+        floor = last_at(node)
+        clock.now -= 2 * HOUR_MS
+        assert node.metrics.value("clock_behind_seconds") == 7200
+        for _ in range(3):
+            submit(node, (A, "ok", "tool", False))
+            clock.run(HOUR_MS // 2)
+        assert last_at(node) == floor
+        assert node.metrics.value("clock_behind_seconds") == 1800
+        assert caplog.text.count("clock behind the audit log's latest time") == 1
+        clock.run(HOUR_MS // 2)
+        submit(node, (B, "ok", "tool", False))
+        assert node.metrics.value("clock_behind_seconds") == 0
+        assert "clock caught up with the audit log's latest time" in caplog.text
 
 
 def test_a_dp_digest_s_evidence_root_does_not_reveal_the_outcome_its_noise_hides(tmp_path, clock):

@@ -2,11 +2,15 @@
 clock that stays right for the hold is taken, whatever came before (steps either way, a clock oscillating about the
 day's threshold, an empty log, a seal)."""
 
+import itertools
+
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from node.clock_hold import CLOCK_HOLD_FILE, Hold, read_hold, write_hold
 from node.node_time import CLOCK_HOLD_SECONDS, DAY_MS, NodeTime
 
+from .kill_points import killed_at
 from .telemetry_node import Clock
 
 YEAR_MS = 365 * DAY_MS
@@ -42,3 +46,79 @@ def test_the_node_s_time_keeps_to_the_floor_and_the_clock_and_takes_a_clock_righ
     clock.run(int(CLOCK_HOLD_SECONDS * 1000))
     assert node_time.now(floor) == clock.now
     assert not node_time.held
+
+
+HOUR_MS = 3600 * 1000
+
+
+def test_a_node_restarted_every_6_hours_after_a_3_day_stop_takes_its_clock_after_a_day_of_hold_in_all(tmp_path):
+    """A crash loop (or a daily deploy) after a stop of over a day: each run goes on with the hold the last saved
+    (clock.hold), its time running on from where the last left it, and the clock is taken after a day of hold in
+    all. Each run reads the node's time every half hour (the digest service does every minute while held), the last
+    at its end, and is killed: nothing is saved but by the readings."""
+    clock = Clock(now=YEAR_MS * 50)
+    stopped, hold_file = clock.now, tmp_path / CLOCK_HOLD_FILE
+    clock.now += 3 * DAY_MS
+    floor = stopped
+    for run in range(4):
+        clock.mono = 1e6 * run  # a new process, whose monotonic clock reads anything
+        node_time = NodeTime(clock, clock.monotonic, hold_file)
+        for half_hours in range(13):
+            floor = node_time.now(floor)  # a batch accepted at the node's time
+            held = run * 6 * HOUR_MS + half_hours * HOUR_MS // 2
+            if held < DAY_MS:
+                assert node_time.held and floor == stopped + held
+            if half_hours < 12:
+                clock.run(HOUR_MS // 2)
+    assert floor == clock.now and not node_time.held
+    assert not hold_file.exists()  # the hold is over: no later start goes on with it
+
+
+def test_a_start_with_a_damaged_hold_file_logs_it_and_holds_the_clock_a_day_anew(tmp_path, caplog):
+    hold_file = tmp_path / CLOCK_HOLD_FILE
+    good = Hold(3600.0, YEAR_MS * 50)
+    write_hold(hold_file, good)
+    valid = hold_file.read_bytes()
+    damaged = [b"", valid[:-9], b"\xff" + valid, valid.replace(b'"version": 1', b'"version": 2'),
+               valid.replace(b'"version": 1', b'"version": true'), valid.replace(b"3600.0", b"-1"),
+               valid.replace(b"3600.0", str(CLOCK_HOLD_SECONDS + 1).encode()), valid.replace(b"3600.0", b"NaN"),
+               valid.replace(b"3600.0", b'"3600"'), valid.replace(b"3600.0", b"3600.0, \"x\": 1"),
+               b"[]", b" " * 2000 + valid]
+    for data in damaged:
+        caplog.clear()
+        hold_file.write_bytes(data)
+        clock = Clock(now=good.seen_ms + 3 * DAY_MS)
+        node_time = NodeTime(clock, clock.monotonic, hold_file)
+        assert node_time.now(good.seen_ms - HOUR_MS) == good.seen_ms - HOUR_MS, data  # a new hold, from the floor
+        assert f"{hold_file}: not a clock hold of version 1" in caplog.text, data
+        assert read_hold(hold_file, CLOCK_HOLD_SECONDS) == Hold(0.0, good.seen_ms - HOUR_MS), data  # replaced
+        clock.run(int(CLOCK_HOLD_SECONDS * 1000) - 1)
+        assert node_time.held, data
+    hold_file.write_bytes(b"garbage")
+    clock = Clock(now=good.seen_ms)
+    assert NodeTime(clock, clock.monotonic, hold_file).now(good.seen_ms) == good.seen_ms  # the clock is right
+    assert not hold_file.exists()  # removed: the next start does not log it again
+
+
+def test_a_hold_saved_in_a_write_killed_at_any_point_is_the_old_or_the_new(tmp_path):
+    """Each point a SIGKILL can land among the write's steps (kill_points.py): the file holds the last hold saved,
+    or the one being saved, never a part that starts the hold anew."""
+    hold_file = tmp_path / CLOCK_HOLD_FILE
+    old, new = Hold(3600.0, YEAR_MS * 50), Hold(7200.5, YEAR_MS * 50 + HOUR_MS)
+    for point in itertools.count(1):
+        write_hold(hold_file, old)
+        if not killed_at(point, lambda: write_hold(hold_file, new)):
+            break
+        assert read_hold(hold_file, CLOCK_HOLD_SECONDS) in (old, new), point
+    assert point > 3
+    assert read_hold(hold_file, CLOCK_HOLD_SECONDS) == new
+
+
+def test_a_hold_that_cannot_be_saved_is_logged_and_goes_on(tmp_path, caplog):
+    hold_file = tmp_path / "gone" / CLOCK_HOLD_FILE  # a directory that is not there: every write fails
+    clock = Clock(now=YEAR_MS * 50 + 3 * DAY_MS)
+    node_time = NodeTime(clock, clock.monotonic, hold_file)
+    assert node_time.now(YEAR_MS * 50) == YEAR_MS * 50
+    assert node_time.held and f"{hold_file}: the hold of the clock not saved" in caplog.text
+    clock.run(int(CLOCK_HOLD_SECONDS * 1000))
+    assert node_time.now(YEAR_MS * 50) == clock.now
