@@ -65,7 +65,7 @@ class NodeTime:
             self._restore(mono)
         seen = floor
         if self._seen is not None:
-            seen = max(seen, self._seen[0] + int((mono - self._seen[1]) * 1000))
+            seen = max(seen, self._seen[0] + _elapsed_ms(self._seen[1], mono))
         if seen and wall > seen + CLOCK_STEP_MS:
             if self._ahead_since is None:
                 self._ahead_since = mono
@@ -73,7 +73,7 @@ class NodeTime:
                             "retention follow the time the node has seen for a day, in case it is a wrong step "
                             "(after a stop or suspend of over a day, nothing to do)",
                             extra={"fields": {"ahead_ms": wall - seen, "hold_seconds": CLOCK_HOLD_SECONDS}})
-            if mono - self._ahead_since < CLOCK_HOLD_SECONDS:
+            if _elapsed_ms(self._ahead_since, mono) < CLOCK_HOLD_SECONDS * 1000:
                 self._seen = (seen, mono)
                 if self._saved_at is None or mono - self._saved_at >= HOLD_SAVE_SECONDS:
                     self.save()
@@ -94,7 +94,7 @@ class NodeTime:
         if self._hold_file is None or self._ahead_since is None or self._seen is None:
             return
         mono = self._monotonic()
-        seen = self._seen[0] + int((mono - self._seen[1]) * 1000)
+        seen = self._seen[0] + _elapsed_ms(self._seen[1], mono)
         hold = Hold(min(mono - self._ahead_since, CLOCK_HOLD_SECONDS), seen)
         self._saved_at = mono
         try:
@@ -137,3 +137,10 @@ class NodeTime:
         elif behind_ms <= 0 and self._behind:
             self._behind = False
             log.info("clock caught up with the audit log's latest time")
+
+
+def _elapsed_ms(since: float, mono: float) -> int:
+    """The monotonic time from `since` to `mono` in whole ms, rounded: the difference of two float readings is off
+    by a few ulps (a day read as 86399.99999999999 s), which truncated lost a ms at each reading and held a clock a
+    ms past its day."""
+    return round((mono - since) * 1000)

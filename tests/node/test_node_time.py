@@ -26,6 +26,8 @@ STEPS = st.lists(st.one_of(
 @given(STEPS, st.integers(0, YEAR_MS))
 @example([("read", True), ("step", DAY_MS + 1), ("read", True), ("run", 1), ("step", -DAY_MS - 1), ("read", False),
           ("step", DAY_MS - 1), ("read", False)], 0)  # held at the floor, put back below it, then about the threshold
+# a day of monotonic time read as 86399.99999999999 s
+@example([("run", 29564199), ("seal", 0), ("step", DAY_MS - 1), ("run", 29564199)], 2)
 def test_the_node_s_time_keeps_to_the_floor_and_the_clock_and_takes_a_clock_right_for_the_hold(steps, right):
     clock = Clock(now=YEAR_MS * 50)
     node_time, floor = NodeTime(clock, clock.monotonic), 0
