@@ -15,7 +15,8 @@ the network's per-node overhead; witnesses check every checkpoint they cosign. A
 each new one, as an RFC 6962 log with no new entries signs its same tree again within each maximum merge delay
 (§3.5): a peer that missed it (a dropped RPC, a brief disconnection) learns its log's size within that interval, and
 its sync service pulls the records it lacks at its next round, where it would otherwise have waited for the refresh
-(gossip.sync_service, 20 intervals). A peer that holds it ignores it and relays nothing (gossip.forks), so each
+(gossip.sync_service, 20 intervals). A peer that holds it ignores it and relays nothing (gossip.forks), as one
+outside whose horizon our org is does if it relayed it last (`_admit`), so each
 reaches the peers we are connected to (the mesh, the others by IHAVE and IWANT) and goes no further; and a network
 idle for REANNOUNCEMENTS intervals sends none (a message costs milliseconds of CPU in py-libp2p: gossiped every
 interval for ever, each node among 20, all connected, received 145 a minute at a 10 s sync interval and used
@@ -48,7 +49,7 @@ import logging
 import math
 import sqlite3
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -268,8 +269,10 @@ class Witnessing:
         self._gossiped_at = -math.inf  # when we last gossiped a checkpoint, again or not
         self._reannounced = 0  # times we gossiped it again
         self._forks = ForkDetector(window=fork_window)
-        # Outsiders' checkpoints are relayed at the pace the detector lets an org's in, and not remembered (_admit)
+        # Outsiders' checkpoints are relayed at the pace the detector lets an org's in, and not remembered but for
+        # the last relayed of each origin, whose repeats (its node gossiping it again) go no further (_admit)
         self._outsiders = TokenBuckets[str](NETWORK_CHECKPOINTS_PER_S, CHECKPOINT_BURST)
+        self._outsiders_relayed: OrderedDict[str, tuple[int, bytes]] = OrderedDict()  # origin -> (size, root)
         self._validator = CheckpointValidator(network, admit=self._admit, own_peer=host.peer_id,
                                               peer_rate=peer_checkpoints_per_second, clock=trio.current_time)
         self.stats.checkpoints_rejected = self._validator.rejected  # (counted there)
@@ -796,12 +799,20 @@ class Witnessing:
         remembered becomes evidence at once. An outsider's, as the records topic does with an outsider's records
         (DESIGN §5: a peer that relays it may follow its org), is relayed within its origin's pace and the same
         burst, else ignored, and not remembered (nor compared: a fork of an org outside the horizon is not acted
-        on). Our own are accepted."""
+        on) but for the last relayed of each origin: a repeat of it, its node gossiping it again (module docstring),
+        is ignored, as a follower ignores one it holds. Our own are accepted."""
         now = trio.current_time()
         if not self._follows(seen.org):
-            if seen.org == self.replica.did or self._outsiders.try_take(seen.checkpoint.origin, now):
+            if seen.org == self.replica.did:
                 return Verdict.ACCEPT
-            return Verdict.IGNORE
+            origin, held = seen.checkpoint.origin, (seen.checkpoint.size, seen.checkpoint.root)
+            if self._outsiders_relayed.get(origin) == held or not self._outsiders.try_take(origin, now):
+                return Verdict.IGNORE
+            self._outsiders_relayed[origin] = held
+            self._outsiders_relayed.move_to_end(origin)
+            if len(self._outsiders_relayed) > self._outsiders.max_keys:
+                self._outsiders_relayed.popitem(last=False)
+            return Verdict.ACCEPT
         observed = self._forks.observe(seen, now)
         if observed.earlier is not None:
             self._fork(seen.org, Equivocation(seen.checkpoint.origin, observed.earlier, seen.note))

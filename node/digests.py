@@ -293,7 +293,7 @@ class Digester:
         self._epochs = metrics.counter("digest_epochs_total", "Epochs digested")
         self._seconds = metrics.gauge("digest_last_seconds", "Time the last epoch's digests took to sign and store")
         self.failures = metrics.counter("digest_failures_total", "Closings of the epochs due that could not sign or "
-                                        "store their digests (a full disk, say): tried again at the next epoch's end")
+                                        "store their digests (a full disk, say), each try: tried again within a minute")
         metrics.collect("digest_open_agents", "Agents with events in epochs not yet digested",
                         lambda: sum(len(e.agents) for e in self._open.values()))
         metrics.collect("clock_held", "1 while the clock, stepped over a day ahead of the time the node has seen, is "
@@ -586,14 +586,14 @@ class DigestService:
             await self._close_due()
 
     async def _close_due(self) -> None:
-        """Close the epochs due. One that cannot be written (a full disk) is logged and closed at the next epoch's
-        end: the node runs on, and a restart would meet the same disk."""
+        """Close the epochs due. One that cannot be written (a full disk) is logged and counted, and tried again at
+        the next wake, within HOLD_SAVE_SECONDS: the node runs on, and a restart would meet the same disk."""
         async with self.write_lock:
             try:
                 for _ in self.digester.closing(self.digester.audit.now()):
                     await trio.sleep(0)  # the API and gossip run between chunks; ingest waits for the lock
             except (LedgerError, StoreError, sqlite3.Error) as error:
-                log.error("digests not issued (%s); tried again at the next epoch's end", error)
+                log.error("digests not issued (%s); tried again within a minute", error)
                 self.digester.failures.inc()
 
 

@@ -58,7 +58,8 @@ class TrustDecision:
     `source` says where the score came from: the node, the cache, or nowhere (`unreachable`: the node did not
     answer; `invalid`: the node refused the agent id, or would the tool's name; `unverified`: the caller's credential did not verify).
     `operated` false: the caller's credential was issued by an org that does not operate the agent, so the decision
-    was made on the cold-start score (`check(issuer=...)`), and a call it lets run is not the agent's to report."""
+    was made on the cold-start score (`check(issuer=...)`), or by one the node did not say operates it (no answer:
+    `unreachable`, `invalid`); a call it lets run (failing open, observe mode) is not the agent's to report."""
 
     agent: str
     action: str
@@ -69,7 +70,7 @@ class TrustDecision:
     tier: str | None
     source: Source
     enforced: bool = True
-    operated: bool = True  # false: the credential's issuer does not operate the agent (decided on the cold start)
+    operated: bool = True  # false: the credential's issuer does not operate the agent, or the node did not say
 
     @property
     def allowed(self) -> bool:
@@ -193,7 +194,7 @@ class TrustPolicy:
                 floor = self._kept_floor(self._sync_client().policy(), resets)
             except (NodeUnreachable, NodeApiError) as error:
                 floor = str(error)
-        if (refused := self._without_floor(agent, action, tool, floor)) is not None:
+        if (refused := self._without_floor(agent, action, tool, floor, issuer)) is not None:
             return refused
         if (cached := self._cached(agent)) is not None and cached.serves(tool, issuer):
             return self._decide(agent, action, tool, cached.score, cached.tier, "cache", floor,
@@ -202,7 +203,7 @@ class TrustPolicy:
         try:
             answer = self._sync_client().check(agent, action, tool)
         except (NodeUnreachable, NodeApiError) as error:
-            return self._failed(agent, action, tool, error)
+            return self._failed(agent, action, tool, error, issuer)
         return self._answered(agent, action, tool, answer, asked, floor, issuer)
 
     async def acheck(self, agent: str, action: str = "tool_call", tool: str | None = None, *,
@@ -216,7 +217,7 @@ class TrustPolicy:
                 floor = self._kept_floor(await self._async_client().policy(), resets)
             except (NodeUnreachable, NodeApiError) as error:
                 floor = str(error)
-        if (refused := self._without_floor(agent, action, tool, floor)) is not None:
+        if (refused := self._without_floor(agent, action, tool, floor, issuer)) is not None:
             return refused
         if (cached := self._cached(agent)) is not None and cached.serves(tool, issuer):
             return self._decide(agent, action, tool, cached.score, cached.tier, "cache", floor,
@@ -225,7 +226,7 @@ class TrustPolicy:
         try:
             answer = await self._async_client().check(agent, action, tool)
         except (NodeUnreachable, NodeApiError) as error:
-            return self._failed(agent, action, tool, error)
+            return self._failed(agent, action, tool, error, issuer)
         return self._answered(agent, action, tool, answer, asked, floor, issuer)
 
     def unverified(self, action: str, tool: str | None, reason: str, *, who: str = "caller",
@@ -330,12 +331,13 @@ class TrustPolicy:
         return self._made(TrustDecision(agent, action, tool, "block", f"not a tool the node checks: {problem}",
                                         None, None, "invalid"))
 
-    def _without_floor(self, agent: str, action: str, tool: str | None, floor: _Floor) -> TrustDecision | None:
+    def _without_floor(self, agent: str, action: str, tool: str | None, floor: _Floor,
+                       issuer: str | None) -> TrustDecision | None:
         """The decision when the node's policy could not be had and failing open was not asked for."""
         if isinstance(floor, Policy) or self.fail_open:
             return None
         return self._made(TrustDecision(agent, action, tool, "block", f"the node's policy: {floor}; failing closed",
-                                        None, None, "unreachable"))
+                                        None, None, "unreachable", operated=issuer is None))
 
     def _answered(self, agent: str, action: str, tool: str | None, answer: object, asked: int,
                   floor: _Floor, issuer: str | None) -> TrustDecision:
@@ -349,16 +351,16 @@ class TrustPolicy:
             else (None,) * 6)
         if type(score) is not int or not isinstance(tier, str) or verdict not in VERDICTS or type(reason) is not str:
             return self._failed(agent, action, tool, NodeApiError(
-                200, "bad_answer", "check: no score, tier and decision (allow, audit or block)"))
+                200, "bad_answer", "check: no score, tier and decision (allow, audit or block)"), issuer)
         if not valid_scopes(scopes, complete):
             return self._failed(agent, action, tool, NodeApiError(
-                200, "bad_answer", "check: scopes is not a list of tool names, or scopes_complete not a boolean"))
+                200, "bad_answer", "check: scopes is not a list of tool names, or scopes_complete not a boolean"), issuer)
         expires = time.monotonic() + self.cache_ttl
         operators = _operators(answer, expires)  # type: ignore[arg-type]
         if issuer is not None and operators is None:
             return self._failed(agent, action, tool, NodeApiError(
                 200, "bad_answer", "check: no issuers (a list of org keys) and cold_start (an integer): a node older "
-                "than this SDK cannot say whose credentials stand for the agent"))
+                "than this SDK cannot say whose credentials stand for the agent"), issuer)
         cached = _Cached(score, tier, expires, frozenset(scopes), complete, operators)
         with self._lock:
             if self._announcements == asked and cached.serves(tool):
@@ -402,16 +404,20 @@ class TrustPolicy:
         return self._made(TrustDecision(agent, action, tool, verdict, reason, score, tier, source,
                                         operated=not unoperated))
 
-    def _failed(self, agent: str, action: str, tool: str | None, error: Exception) -> TrustDecision:
+    def _failed(self, agent: str, action: str, tool: str | None, error: Exception,
+                issuer: str | None) -> TrustDecision:
+        """The decision without the node's answer: blocked, or audited failing open; a credential of `issuer` is
+        not taken to stand for the agent (`operated` false), as the node did not say its issuer operates it."""
+        operated = issuer is None
         if isinstance(error, NodeApiError) and error.status < 500:
             decision = TrustDecision(agent, action, tool, "block", f"the node refused the agent: {error.detail}",
-                                     None, None, "invalid")
+                                     None, None, "invalid", operated=operated)
         elif self.fail_open:
             decision = TrustDecision(agent, action, tool, "audit", f"{error}; failing open", None, None,
-                                     "unreachable")
+                                     "unreachable", operated=operated)
         else:
             decision = TrustDecision(agent, action, tool, "block", f"{error}; failing closed", None, None,
-                                     "unreachable")
+                                     "unreachable", operated=operated)
         return self._made(decision)
 
     def _made(self, decision: TrustDecision, *, detail: str | None = None) -> TrustDecision:

@@ -124,6 +124,27 @@ def test_it_fails_closed_by_default_when_the_node_is_down(running, dead_url):
     assert (decision.verdict, decision.allowed, decision.source) == ("audit", True, "unreachable")
 
 
+@pytest.mark.parametrize("without", ["the node's answer", "the node's policy", "issuers in the answer"])
+def test_a_credential_the_node_did_not_say_stands_for_the_agent_is_not_taken_to(dead_url, without):
+    """A call decided without the node's word on who operates the agent runs failing open or in observe mode; its
+    credential must not count as the agent's (`operated`: the guard and the MCP middleware report only those), else
+    another org's credential used while the node was down, or answered by an older node, built the agent's score.
+    An agent checked by its did alone, no credential, is the agent as before."""
+    agent, issuer = new_did(), new_did()
+    with hostile_node(TRUSTED_ANSWER) as url:  # (an answer with no issuers: a node older than the SDK)
+        policy = {"the node's answer": TrustPolicy(dead_url, listen=False, fail_open=True),
+                  "the node's policy": TrustPolicy(dead_url, listen=False, observe=True),
+                  "issuers in the answer": TrustPolicy(url, listen=False, observe=True)}[without]
+        try:
+            decisions = [policy.check(agent, "tool_call", "search", issuer=issuer),
+                         asyncio.run(policy.acheck(agent, "tool_call", "search", issuer=issuer))]
+            direct = policy.check(agent, "tool_call", "search")
+        finally:
+            policy.close()
+    assert [(decision.allowed, decision.operated) for decision in decisions] == [(True, False)] * 2
+    assert direct.operated
+
+
 def test_observe_mode_decides_but_never_blocks(running):
     stranger, _ = running.new_agent(trusted=False)
     policy = TrustPolicy(running.url, listen=False, observe=True)

@@ -47,7 +47,7 @@ from gossip.sync_messages import (
     encode_message,
 )
 from gossip.verdict import Verdict
-from gossip.witnessing import CHECKPOINT_FILE, SavedCheckpointUnusable, Witnessing, _Latest
+from gossip.witnessing import CHECKPOINT_FILE, REANNOUNCEMENTS, SavedCheckpointUnusable, Witnessing, _Latest
 from ledger import (
     AddCheckpointRequest,
     Checkpoint,
@@ -345,15 +345,19 @@ async def test_an_orgs_checkpoints_over_its_pace_are_ignored_and_a_fork_behind_t
         assert inside.did in replica.flagged and witnessing.stats.equivocations_issued == 1
 
 
+def relayed_checkpoints(host: ValidatingHost, org: Org) -> Callable[[int], Verdict]:
+    """The verdict of `host`'s validator on a checkpoint of `org`'s log of a size (of root 0), each from another
+    relay: no peer's own rate is reached."""
+    origin = log_origin(NETWORK, org.did, RECORDS_LOG)
+    return lambda size: host.validator(peer_of(Org()), Checkpoint(origin, size, bytes(32)).sign(
+        [Ed25519Signer(origin, org.key)]))
+
+
 async def test_an_outsiders_checkpoints_are_relayed_at_its_origins_pace_and_not_remembered(tmp_path, autojump_clock):
     """As the records topic relays an outsider's records within its org's rate: a peer may follow that org."""
     (own,), outsider = identities(tmp_path, 1), Org()
     host = ValidatingHost()
-    origin = log_origin(NETWORK, outsider.did, RECORDS_LOG)
-
-    def gossiped(size: int) -> Verdict:  # each by another relay: no peer's own rate is reached
-        note = Checkpoint(origin, size, bytes(32)).sign([Ed25519Signer(origin, outsider.key)])
-        return host.validator(peer_of(Org()), note)
+    origin, gossiped = log_origin(NETWORK, outsider.did, RECORDS_LOG), relayed_checkpoints(host, outsider)
 
     async with watching(own, host) as (_, witnessing):
         verdicts = [gossiped(size) for size in range(1, 101)]  # at one instant
@@ -363,6 +367,23 @@ async def test_an_outsiders_checkpoints_are_relayed_at_its_origins_pace_and_not_
         assert gossiped(1) is Verdict.ACCEPT  # a repeat: not remembered, paced only
         assert gossiped(101) is Verdict.IGNORE
         assert witnessing._forks.entries(origin) == 0
+
+
+async def test_an_outsiders_checkpoint_gossiped_again_by_its_node_goes_no_further(tmp_path, autojump_clock):
+    """Its node gossips its latest again, unchanged, after each sync interval without a new one (REANNOUNCEMENTS
+    times): a follower holding it ignores it, and so must a peer not following the org that relayed it last, else
+    each went across the whole network as a new checkpoint does (relayed within its origin's pace)."""
+    (own,), outsider = identities(tmp_path, 1), Org()
+    host = ValidatingHost()
+    gossiped = relayed_checkpoints(host, outsider)
+
+    async with watching(own, host) as (_, witnessing):
+        assert gossiped(1) is Verdict.ACCEPT
+        for _ in range(REANNOUNCEMENTS):
+            await trio.sleep(2)  # (the fixture ends at 10 s) its origin's pace refilled: only the repeat is ignored
+            assert gossiped(1) is Verdict.IGNORE
+        assert gossiped(2) is Verdict.ACCEPT
+        assert witnessing.stats.checkpoints_ignored == {"peer_rate": 0, "origin": REANNOUNCEMENTS}
 
 
 def signed_checkpoint(store: RecordStore, org: Org) -> bytes:
