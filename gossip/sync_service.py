@@ -123,7 +123,7 @@ class SyncService:
     (Witnessing.held_checkpoint) answers a peer asking for the newest checkpoint held of its own log, likewise.
     `run` registers the protocol's handler with the host, so it runs once per host. Every `interval` seconds
     (jittered) a round pulls from `round_peers` connected peers picked at random among those not settled: a peer is
-    settled while the size of its records log heard gossiped (`heard_log`, fed by Witnessing) is the one heard
+    settled while the size of its records log heard (`heard_log`: gossiped, or in a cosign request) is the one heard
     when the last full round with it started, a round that ran to the end, less than `refresh_rounds` intervals
     ago. Its ledger holds every record it stores, so what it holds has not changed since we pulled it all; a peer
     whose log was never heard of (outside our horizon, say) is never settled.
@@ -209,7 +209,7 @@ class SyncService:
         self._rounds_running: set[str] = set()
         self._rounds_started: dict[str, float] = {}  # when the last full round with a peer started, within `interval`
         self._refresh = refresh_rounds * interval
-        self._logs: dict[str, int] = {}  # org -> the largest size of its records log heard gossiped (horizon orgs)
+        self._logs: dict[str, int] = {}  # org -> the largest size of its records log heard (heard_log; horizon orgs)
         # peer -> (its log's size heard as the last full round with it started, when), for rounds that ran to the end,
         # while connected and within `_refresh`
         self._pulled: dict[str, tuple[int, float]] = {}
@@ -290,7 +290,8 @@ class SyncService:
 
     def heard_log(self, org: str, size: int) -> None:
         """For Witnessing (its `log_listeners`): a checkpoint of `org`'s records log, of `size` entries, arrived by
-        gossip. The largest size is kept: a replayed older checkpoint cannot make a peer look settled."""
+        gossip, or its node asked ours to cosign one. The largest size is kept: a replayed older checkpoint cannot
+        make a peer look settled."""
         if size > self._logs.get(org, -1):
             self._logs[org] = size
 
@@ -479,7 +480,7 @@ class SyncService:
         return pulled is not None and pulled[0] == self._heard(peer)
 
     def _heard(self, peer: str) -> int | None:
-        """The largest size of `peer`'s records log heard gossiped, if any (a peer keyed by an org key only)."""
+        """The largest size of `peer`'s records log heard (heard_log), if any (a peer keyed by an org key only)."""
         try:
             return self._logs.get(peer_org(peer))
         except InvalidPeerId:

@@ -107,6 +107,7 @@ from .sync_messages import (
     SYNC_PROTOCOL,
     CheckpointRequest,
     CosignRequest,
+    Cosigned,
     ErrorReply,
     HeldCheckpoint,
     Refused,
@@ -241,8 +242,9 @@ class Witnessing:
         self.timeout = timeout
         self.stats = WitnessStats(gossip_period_seconds=self.pace.minimum)
         self.listeners: list[Callable[[bytes], None]] = []  # called with each new cosigned note we hold
-        # called with (org, size) for each gossiped checkpoint of the records log of an org inside the horizon
-        # (SyncService.heard_log: a peer whose log did not grow since we pulled it all is not pulled again)
+        # called with (org, size) for each gossiped checkpoint of the records log of an org inside the horizon, and
+        # for each checkpoint of one cosigned at its request (SyncService.heard_log: a peer whose log did not grow
+        # since we pulled it all is not pulled again; one that asked us to cosign a larger size is, at the next round)
         self.log_listeners: list[Callable[[str, int], None]] = []
         self._signer = Ed25519Signer(self.origin, replica.key)
         self._cosigner = CosignatureSigner(cosigner_name(replica.did), replica.key, clock=clock)
@@ -349,7 +351,9 @@ class Witnessing:
 
     async def cosign(self, peer_id: str, request: CosignRequest) -> Reply:
         """Answer a peer's request to cosign its records log's checkpoint (the SyncService calls this). The witness
-        checks and stores on a worker thread: the fsync that must come before a cosignature does not stop the node."""
+        checks and stores on a worker thread: the fsync that must come before a cosignature does not stop the node.
+        Once cosigned, the log's size is told to `log_listeners` as a gossiped checkpoint's is: the request shows
+        its log grew even when the checkpoint's gossip was lost."""
         witness = self._witness
         if witness is None:
             return self._refuse(_NOT_RUNNING)
@@ -378,7 +382,7 @@ class Witnessing:
         self._earlier[origin] = self._earlier_logs(org)  # a rotation may have linked its key since its last request
         self._answering[origin] += 1
         try:
-            reply, evidence = await trio.to_thread.run_sync(functools.partial(answer, witness, request, origin=origin))
+            reply, evidence, size = await trio.to_thread.run_sync(_answer_sized, witness, request, origin)
         except WitnessStoreError:  # closed while the request waited for a thread: the node is stopping
             return self._refuse(_NOT_RUNNING)
         except sqlite3.OperationalError as error:  # a full disk, say: the peer asks again later
@@ -392,6 +396,9 @@ class Witnessing:
             self._refuse(reply)
         else:
             self.stats.cosigned_for_peers += 1
+        if size is not None:
+            for listener in self.log_listeners:
+                listener(org, size)
         if evidence is not None:
             self._fork(org, evidence)
         return reply
@@ -833,6 +840,16 @@ class Witnessing:
             logger.warning("evidence against %s not usable: %s", offender, error)
         else:
             self.stats.equivocations_issued += 1
+
+
+def _answer_sized(
+    witness: Witness, request: CosignRequest, origin: str
+) -> tuple[Reply, Equivocation | None, int | None]:
+    """gossip.cosigning.answer, and the size of `origin`'s log the witness holds cosigned once it cosigned (else None),
+    read on the same worker thread: the witness may be closed once the thread returns."""
+    reply, evidence = answer(witness, request, origin=origin)
+    cosigned = witness.cosigned_checkpoint(origin) if isinstance(reply, Cosigned) else None
+    return reply, evidence, None if cosigned is None else cosigned.size
 
 
 def _contradicts(cosigned: Checkpoint | None, seen: Checkpoint) -> bool:

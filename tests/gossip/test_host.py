@@ -883,8 +883,10 @@ async def test_half_a_small_connection_limit_is_open_to_inbound_connections() ->
             server = await stack.enter_async_context(
                 open_host(os.urandom(32), LOOPBACK, config=HostConfig(max_connections=8)))
             clients = [await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK)) for _ in range(4)]
+            events = server.peer_events()
             for client in clients:
                 await client.connect(server.listen_addrs[0])
+            await connected(events, clients)  # (a dial returns once the dialler's end holds the connection)
             assert server.connected_peers() == sorted(client.peer_id for client in clients)
 
 

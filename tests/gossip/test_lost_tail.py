@@ -21,9 +21,11 @@ from gossip.host import Received, peer_id_from_public_key
 from gossip.replica import Replica
 from gossip.store import RecordStore
 from gossip.sync import IssuerIndex, SyncServer
+from gossip.sync_messages import CosignRequest, Cosigned
 from gossip.sync_service import SyncService
 from gossip.verdict import Verdict
 from gossip.witnessing import REANNOUNCEMENTS, Witnessing
+from ledger import AddCheckpointRequest
 from vouching import vouch_body
 
 from ..factories import new_did
@@ -49,7 +51,7 @@ class LossyTopic:
     def __init__(self, publisher: str) -> None:
         self.publisher = publisher
         self.lose = 0
-        self.lost_at: list[float] = []
+        self.lost: list[tuple[float, bytes]] = []  # (when, note) of each note dropped
         self.validator = None
         self.verdicts: list[Verdict] = []  # the peer's, on each note carried
         self.inbox_send, self.inbox = trio.open_memory_channel[Received](0)
@@ -57,7 +59,7 @@ class LossyTopic:
     async def carry(self, data: bytes) -> None:
         if self.lose:
             self.lose -= 1
-            self.lost_at.append(trio.current_time())
+            self.lost.append((trio.current_time(), data))
             return
         self.verdicts.append(self.validator(self.publisher, data))
         if self.verdicts[-1] is Verdict.ACCEPT:  # (anything else is neither delivered nor relayed)
@@ -88,8 +90,10 @@ class TopicHost:
 @dataclass
 class Pair:
     issuer: Replica
+    issuer_peer: str  # its PeerID
     witnessing: Witnessing  # the issuer's
     peer: Replica
+    witness: Witnessing  # the peer's
     sync: SyncService  # the peer's
     topic: LossyTopic
 
@@ -122,7 +126,7 @@ async def issuer_and_peer(tmp_path) -> AsyncIterator[Pair]:
             for witnessing in witnessings:
                 await nursery.start(witnessing.run)
             await nursery.start(sync.run)
-            yield Pair(issuer, witnessings[0], peer, sync, topic)
+            yield Pair(issuer, issuer_peer, witnessings[0], peer, witnessings[1], sync, topic)
             nursery.cancel_scope.cancel()
 
 
@@ -152,7 +156,7 @@ async def test_a_last_record_whose_gossip_and_checkpoint_gossip_were_lost_arrive
         last = issue(pair.issuer)
         with trio.move_on_after(40 * SYNC_INTERVAL):
             await arrives(pair.peer, last)
-        (lost_at,) = pair.topic.lost_at  # the checkpoint announcing it was lost indeed
+        ((lost_at, _),) = pair.topic.lost  # the checkpoint announcing it was lost indeed
         assert lost_at < trio.current_time() <= lost_at + bound  # the record came after that, within the bound
 
 
@@ -167,3 +171,27 @@ async def test_an_issuer_gossips_its_unchanged_checkpoint_again_three_times_whic
         assert pair.topic.verdicts == [Verdict.ACCEPT] + [Verdict.IGNORE] * REANNOUNCEMENTS
         stats = pair.witnessing.stats
         assert (stats.checkpoints_gossiped, stats.checkpoints_reannounced) == (1, REANNOUNCEMENTS)
+
+
+async def test_a_record_whose_gossip_and_checkpoint_gossips_were_lost_arrives_at_the_round_after_a_cosign_request(
+        tmp_path, clock):
+    """A cosign request shows the peer, as its witness, the issuer's log size: without it telling the sync service,
+    the peer, every gossip of the issuer's new checkpoint lost, thought the issuer settled and pulled the record only
+    after the refresh (20 sync intervals). Now it pulls it at its next round."""
+    async with issuer_and_peer(tmp_path) as pair:
+        first = issue(pair.issuer)
+        await arrives(pair.peer, first)
+        await trio.sleep(3 * 1.25 * SYNC_INTERVAL)  # its checkpoint heard, then a full round with the size heard
+        delivered = len(pair.topic.verdicts)
+        pair.topic.lose = 1 + REANNOUNCEMENTS  # the next checkpoint's gossip and every gossip of it again
+        last = issue(pair.issuer)
+        while not pair.topic.lost:
+            await trio.sleep(CHECKPOINT_INTERVAL)
+        [(_, note)] = pair.topic.lost
+        request = CosignRequest(AddCheckpointRequest(0, (), note).to_bytes())  # the peer's witness cosigned none yet
+        assert isinstance(await pair.witness.cosign(pair.issuer_peer, request), Cosigned)
+        asked_at = trio.current_time()
+        with trio.move_on_after(40 * SYNC_INTERVAL):
+            await arrives(pair.peer, last)
+        assert trio.current_time() <= asked_at + 1.25 * SYNC_INTERVAL  # the next round, jittered
+        assert len(pair.topic.verdicts) == delivered  # no checkpoint of the issuer's reached the peer meanwhile

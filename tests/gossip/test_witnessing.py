@@ -451,6 +451,25 @@ async def test_gossiped_checkpoints_are_checked_against_what_the_witness_holds_i
         assert reads == {origin: 1}
 
 
+async def test_the_size_of_a_log_cosigned_at_its_node_s_request_is_told_to_the_log_listeners_and_no_other(tmp_path):
+    """A cosign request shows the sync service that a peer's log grew as its gossiped checkpoint would
+    (SyncService.heard_log), once the witness has checked and cosigned it: a request refused tells nothing, so a
+    peer cannot make us believe a size it did not prove."""
+    a = Org()
+    async with witnessing_a_peer(tmp_path, a) as (replica, peers_node, witnessing):
+        heard: list[tuple[str, int]] = []
+        witnessing.log_listeners.append(lambda org, size: heard.append((org, size)))
+        peers_node.accept([a.record()])
+        declined = await witnessing.cosign(peer_of(a), cosign_request(peers_node.store, a, 0))  # cosigned 3 already
+        assert isinstance(declined, Refused) and declined.status == 409
+        origin = log_origin(NETWORK, a.did, RECORDS_LOG)
+        unsigned = Checkpoint(origin, 100, bytes(32)).sign([Ed25519Signer(origin, Org().key)])  # not a's key
+        forged = await witnessing.cosign(peer_of(a), CosignRequest(AddCheckpointRequest(0, (), unsigned).to_bytes()))
+        assert isinstance(forged, Refused) and heard == []
+        assert isinstance(await witnessing.cosign(peer_of(a), cosign_request(peers_node.store, a, 3)), Cosigned)
+        assert heard == [(a.did, 4)]
+
+
 async def test_a_peer_that_rotated_its_key_is_witnessed_on_from_the_size_cosigned_under_its_old_key(tmp_path):
     a = Org()
     async with witnessing_a_peer(tmp_path, a) as (replica, peers_node, witnessing):

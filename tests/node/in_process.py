@@ -47,6 +47,14 @@ async def records_of(node: Node, predicate: Callable[[Record], bool]) -> list[Re
     return found
 
 
+async def holds(node: Node, record_id: bytes) -> None:
+    """Wait until `node` holds the record `record_id`, arrived before the call or after: records_of waits for a batch
+    still to come, and a peer's records signed as it starts may arrive before its start returns."""
+    if not node.replica.store.has(record_id):
+        with accepting(node, {record_id}) as arrived:
+            await arrived.wait()
+
+
 @contextmanager
 def accepting(node: Node, ids: set[bytes]) -> Iterator[trio.Event]:
     """An event set once the node has accepted every record of `ids` (listening from now on, while the block runs:

@@ -22,7 +22,7 @@ from node.setup import init_data_dir
 from vouching import did_key, verify_record, vouch_body
 
 from ..factories import new_did
-from .in_process import LOOPBACK, records_of, running
+from .in_process import LOOPBACK, holds, records_of, running
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +43,7 @@ async def test_a_node_restored_from_an_older_copy_signs_after_what_it_signed_sin
         with trio.fail_after(30):
             async with trio.open_nursery() as nursery:
                 a = await nursery.start(serve_node, config)
-                await records_of(b, lambda r: r.iss == org)  # its org record, signed at start
+                await holds(b, a.replica.store.head(org).id)  # its org record, signed as it started
                 nursery.cancel_scope.cancel()
             shutil.copytree(config.data_dir, tmp_path / "backup")
             async with trio.open_nursery() as nursery:
@@ -78,14 +78,14 @@ async def test_a_start_that_takes_back_a_rotation_of_its_key_stops_until_its_ope
         config, old = _org_vouched_by(b, tmp_path / "a")
         with trio.fail_after(60):
             async with trio.open_nursery() as nursery:
-                await nursery.start(serve_node, config)
-                await records_of(b, lambda r: r.iss == old)
+                a = await nursery.start(serve_node, config)
+                await holds(b, a.replica.store.head(old).id)
                 nursery.cancel_scope.cancel()
             shutil.copytree(config.data_dir, tmp_path / "backup")
             new = rotate_key(config).new
             async with trio.open_nursery() as nursery:
-                await nursery.start(serve_node, config)
-                await records_of(b, lambda r: r.iss == new)  # accepted once b holds the rotation: the keys linked
+                a = await nursery.start(serve_node, config)
+                await holds(b, a.replica.store.head(new).id)  # accepted once b holds the rotation: the keys linked
                 nursery.cancel_scope.cancel()
             shutil.copytree(config.data_dir, tmp_path / "newer")
             with RecordStore.open(tmp_path / "newer") as store:
@@ -114,7 +114,7 @@ async def test_a_start_that_takes_back_a_rotation_of_its_key_stops_until_its_ope
                     assert a.did == new and a.replica.succession.keys(new) == (old, new)
                     signed = a.replica.store.head(new)  # its org record, after what the key signed in the newer copy
                     assert signed.seq == newer + 1
-                    await records_of(b, lambda r: r.id == signed.id)
+                    await holds(b, signed.id)
                     nursery.cancel_scope.cancel()
                 assert not {old, new} & b.replica.flagged
             else:

@@ -25,7 +25,7 @@ from node.setup import init_data_dir
 from vouching import vouch_body
 
 from ..factories import new_did
-from .in_process import accepting, records_of, running
+from .in_process import holds, records_of, running
 
 pytestmark = pytest.mark.slow
 _NOWHERE = "/ip4/127.0.0.1/tcp/9"  # the discard port, a privileged one: nothing listens there
@@ -40,13 +40,6 @@ async def _serving(config: NodeConfig) -> AsyncIterator[Node]:
     async with trio.open_nursery() as nursery:
         yield await nursery.start(serve_node, config)
         nursery.cancel_scope.cancel()
-
-
-async def _holds(node: Node, record_id: bytes) -> None:
-    """Wait until `node` holds the record `record_id`."""
-    if not node.replica.store.has(record_id):
-        with accepting(node, {record_id}) as arrived:
-            await arrived.wait()
 
 
 async def _cosigned_by(node: Node, witness: Node) -> int:
@@ -83,15 +76,15 @@ async def test_a_restored_node_never_signs_a_checkpoint_contradicting_one_it_pub
         config = await _node_a(tmp_path, b)
         with trio.fail_after(60):
             async with _serving(config) as a:
-                await records_of(b, lambda r: r.iss == a.did)  # its org record
-                await _holds(a, b.replica.store.head(b.did).id)  # b's vouch for a, maybe taken at start-up
+                await holds(b, a.replica.store.head(a.did).id)  # its org record, signed as it started
+                await holds(a, b.replica.store.head(b.did).id)  # b's vouch for a, maybe taken at start-up
                 backed_up = await _cosigned_by(a, b)
             shutil.copytree(config.data_dir, tmp_path / "backup")
             async with _serving(config) as a:
                 after_copy = []  # two records of two orgs, made after the copy
                 for issuer in (b, a):
                     after_copy.append(issuer.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator")))
-                    await _holds(a, after_copy[-1].id)
+                    await holds(a, after_copy[-1].id)
                 published = await _cosigned_by(a, b)
                 assert published == backed_up + 2
                 published_root = a.replica.store.ledger.root(published)
@@ -127,7 +120,7 @@ async def test_a_node_restored_from_a_copy_taken_after_its_last_checkpoint_goes_
         config = await _node_a(tmp_path, b)
         with trio.fail_after(60):
             async with _serving(config) as a:
-                await records_of(b, lambda r: r.iss == a.did)
+                await holds(b, a.replica.store.head(a.did).id)
                 await _cosigned_by(a, b)
             shutil.copytree(config.data_dir, tmp_path / "backup")
             shutil.rmtree(config.data_dir)
