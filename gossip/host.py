@@ -525,6 +525,17 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    WARNING pass (asked for when debugging). The pending queue's drops count in HostStats.pending_dropped: a count that
    keeps growing says a connected peer never joins the node's topics (another network's node, or one misconfigured),
    for which the node holds up to 100 messages. Same repro: 1 line, pending_dropped 899.
+60. A connection's close cut off by a timeout leaves the dead connection listed, for good: SwarmConn.close() marks it
+   closed first, closes the muxer (Yamux.close sleeps 0.1 s after closing the socket), and only then takes it off the
+   swarm's list and, after another 0.1 s sleep, notifies its disconnection; a later close() returns at once for a
+   connection marked closed, so nothing finishes it. The peer stays among the connected peers, no disconnection event
+   comes, and pubsub keeps it. Repro: hosts A and B connected; A runs `with trio.move_on_after(0.05): await
+   conn.close()` on its connection to B -> 5 s later the connection is closed (and its muxer) and still in A's
+   network.connections, and A's notifee was never told of a disconnection (a node's close_timeout of 0.5 s, cut so
+   under load, left a blocked peer listed). Handled (_close_connection, for every connection the host closes within
+   close_timeout: a blocked peer's, an idle inbound one, a peer disconnected): a close cut off is finished as
+   SwarmConn's would have been, the socket closed if the muxer is still open, the connection taken off the swarm's list
+   (Swarm.remove_conn) and its disconnection notified (Swarm.notify_disconnected), shielded and within close_timeout.
 Not worked around (policy, not a bug to patch): IDONTWANT is sent for every message regardless of size.
 Checked and left, bounded already (quirk numbers 50 and 52 left unused): py-libp2p's own bound on streams, the swarm's
 semaphore of ResourceLimits.max_streams (10,000), which every stream opened either way awaits, and its resource
@@ -580,6 +591,7 @@ from libp2p.io.exceptions import IncompleteReadError, IOException
 from libp2p.network.connection.exceptions import RawConnError
 from libp2p.network.config import ConnectionConfig, RetryConfig
 from libp2p.network.exceptions import SwarmException
+from libp2p.network.swarm import Swarm
 from libp2p.network.stream import exceptions as lp_stream
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
@@ -727,7 +739,7 @@ class HostConfig:
     publish_stall_timeout: float = 10.0  # seconds a peer's send queue may stay half full before we drop it
     dial_timeout: float = 10.0
     stream_open_timeout: float = 10.0
-    close_timeout: float = 5.0  # bound on closing connections and listeners when the host exits
+    close_timeout: float = 5.0  # bound on closing a peer's connections (quirk 60), and listeners when the host exits
     max_connections: int = 300
     idle_inbound_grace: float = 10.0  # seconds an inbound connection has to be put to use, or is closed (quirk 34)
     # The node-wide budget across connections (quirk 44), go-libp2p's system-scope base limits: streams peers have open
@@ -1592,8 +1604,24 @@ class _IdleInbound:
     async def _close(self, conn: INetConn, why: str) -> None:
         self.closed += 1
         logger.info("closing the inbound connection of %s: %s", conn.muxed_conn.peer_id, why)
-        with trio.move_on_after(self._close_timeout):
-            await conn.close()
+        await _close_connection(conn, self._close_timeout)
+
+
+async def _close_connection(conn: INetConn, timeout: float) -> None:
+    """Close `conn` within `timeout` seconds; a close cut off by it is finished as SwarmConn.close's would have been
+    (quirk 60): the socket closed, the connection off the swarm's list, its disconnection notified."""
+    with trio.move_on_after(timeout):
+        await conn.close()
+        return
+    swarm: Swarm = conn.swarm  # type: ignore[attr-defined]  # every connection of a host is a SwarmConn
+    logger.debug("the close of a connection of %s was cut off after %g s; finishing it", conn.muxed_conn.peer_id,
+                 timeout)
+    swarm.remove_conn(conn)  # type: ignore[arg-type]
+    with trio.CancelScope(shield=True), trio.move_on_after(timeout):
+        if not conn.muxed_conn.is_closed:
+            with contextlib.suppress(Exception):
+                await conn.muxed_conn.secured_conn.close()  # type: ignore[attr-defined]  # the reader's task ends
+        await swarm.notify_disconnected(conn)
 
 
 class _InboundSlots:
@@ -1856,8 +1884,7 @@ class _PeerNotifee(INotifee):
         if self._is_blocked(peer):
             # There is no peer-level gate in py-libp2p 0.8 (its ConnectionGate filters IP addresses only), so an
             # inbound connection from a blocked peer is closed as soon as the handshake names the peer.
-            with trio.move_on_after(self._close_timeout):
-                await conn.close()
+            await _close_connection(conn, self._close_timeout)
             return
         known = self._connections.get(peer)
         if known is not None:
@@ -2006,8 +2033,14 @@ class Host:
         await self._host.connect(PeerInfo(peer, [multiaddr.Multiaddr(str(transport))]))
 
     async def disconnect(self, peer_id: str) -> None:
-        """Close every connection to `peer_id` (a no-op if there is none)."""
-        await self._host.disconnect(_parse_peer_id(peer_id))
+        """Close every connection to `peer_id` (a no-op if there is none), within close_timeout (quirk 60)."""
+        await self._disconnect(_parse_peer_id(peer_id))
+
+    async def _disconnect(self, peer: ID) -> None:
+        """Close `peer`'s connections at once, each within close_timeout, a close cut off finished (quirk 60)."""
+        async with trio.open_nursery() as nursery:
+            for conn in list(self._host.get_network().connections.get(peer, [])):
+                nursery.start_soon(_close_connection, conn, self._config.close_timeout)
 
     @property
     def blocked(self) -> list[str]:
@@ -2022,9 +2055,7 @@ class Host:
         blocked = frozenset(_parse_peer_id(p) for p in peer_ids)
         self._blocked = blocked
         for peer in blocked:
-            if self._host.get_network().connections.get(peer):
-                with trio.move_on_after(self._config.close_timeout):
-                    await self._host.disconnect(peer)
+            await self._disconnect(peer)
 
     def set_protected(self, is_protected: Callable[[str], bool]) -> None:
         """Never close an inbound connection of a peer for which `is_protected(peer_id)` holds as idle (quirk 34)
@@ -2250,8 +2281,7 @@ class Host:
             self._counts["stalled_peers_disconnected"] += 1
             logger.warning("send queue to peer %s stayed over half full for %s s; disconnecting it",
                            peer, self._config.publish_stall_timeout)
-            with trio.move_on_after(self._config.close_timeout):
-                await self._host.disconnect(peer)
+            await self._disconnect(peer)
 
     def _close_channels(self) -> None:
         self._open = False

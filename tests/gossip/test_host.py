@@ -1085,6 +1085,39 @@ async def test_a_blocked_peer_is_cut_off_both_ways_until_unblocked() -> None:
             assert await a_events.receive() == PeerEvent(b.peer_id, connected=True)
 
 
+CUT_S = 0.01  # a close_timeout that cuts every close: py-libp2p's sleeps 0.1 s twice (quirk 60)
+
+
+@pytest.mark.slow
+async def test_a_blocked_peer_whose_close_is_cut_off_is_dropped_and_reported_gone() -> None:
+    """Quirk 60: a close cut off by close_timeout still takes the connection off the swarm's list and reports the
+    peer gone, as a close that finished does; without it the dead connection stayed listed and no event came."""
+    with trio.fail_after(20):
+        async with open_host(os.urandom(32), LOOPBACK, config=HostConfig(close_timeout=CUT_S)) as a, \
+                open_host(os.urandom(32), LOOPBACK) as b:
+            events = a.peer_events()
+            await a.connect(b.listen_addrs[0])
+            assert await events.receive() == PeerEvent(b.peer_id, connected=True)
+            await a.set_blocked([b.peer_id])
+            assert a.connected_peers() == []
+            assert await events.receive() == PeerEvent(b.peer_id, connected=False)
+
+
+@pytest.mark.slow
+async def test_an_idle_inbound_connection_whose_close_is_cut_off_is_dropped_and_reported_gone() -> None:
+    """Quirk 60, for quirk 34's close of an idle inbound connection."""
+    with trio.fail_after(20):
+        async with open_host(os.urandom(32), LOOPBACK, config=HostConfig(
+                    close_timeout=CUT_S, idle_inbound_grace=0.2)) as server, \
+                open_host(os.urandom(32), LOOPBACK) as idle:
+            events = server.peer_events()
+            await idle.connect(server.listen_addrs[0])
+            await connected(events, [idle])
+            await disconnected(events, [idle])
+            assert server.connected_peers() == []
+            assert server.stats().idle_inbound_closed == 1
+
+
 async def test_blocking_a_string_that_is_not_a_peer_id_changes_nothing() -> None:
     async with open_host(os.urandom(32), LOOPBACK) as a:
         peer = peer_id_from_public_key(os.urandom(32))
