@@ -722,19 +722,24 @@ class Witnessing:
         replace_file(self._checkpoint_path, note)  # whole, and on disk with its name (ledger.files)
 
     def _restore(self) -> _Latest | None:
-        """Our persisted checkpoint, if it still describes our ledger; its cosignature lines are re-verified."""
+        """Our persisted checkpoint, if it still describes our ledger; its cosignature lines are re-verified. One of
+        our log under an earlier key (DESIGN §2) is set aside: a key whose rotation records, as held, lead to ours.
+        The rotations suffice, not the links: after `vouchnet key adopt` (node.taken_back_rotation) the node holds
+        its old key's rotation, and its new key's first record, naming the old, comes back from peers once it runs."""
         try:
             note = self._checkpoint_path.read_bytes()
         except FileNotFoundError:
             return None
         try:
             origin = peek_origin(note)
-            if origin in self._earlier_logs(self.replica.did):
+            network, org, log = parse_log_origin(origin)
+            succession = self.replica.succession
+            if (network, log) == (self.network, RECORDS_LOG) and succession.rotates_to(org, self.replica.did):
                 logger.info("%s: our saved checkpoint is of an earlier key's log: starting this key's",
                             self._checkpoint_path)
                 return None
             if origin != self.origin:
-                raise SavedCheckpointUnusable(f"{self._checkpoint_path}: {self._whose(*parse_log_origin(origin))}")
+                raise SavedCheckpointUnusable(f"{self._checkpoint_path}: {self._whose(network, org, log)}")
             verifiers = [self._signer.verifier(), *cosigner_verifiers(note).values()]
             checkpoint, signatures = open_checkpoint(note, verifiers)
         except NoteError as e:

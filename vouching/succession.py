@@ -95,6 +95,16 @@ class Succession:
             keys.append(self._successor[keys[-1]])
         return tuple(reversed(keys[:-1]))
 
+    def rotates_to(self, key: str, successor: str) -> bool:
+        """Whether the rotation records held lead from `key` to `successor`, each signed by the key it retires and
+        naming the next, whether or not the first records naming them back are held (the keys linked) yet."""
+        seen = {key}
+        while (key := self._named_next.get(key)) is not None and key not in seen:
+            if key == successor:
+                return True
+            seen.add(key)
+        return False
+
     def unlinked(self, key: str) -> bool:
         """Whether `key`'s org is not known yet: the first record of its first key names a prior key that has not
         (yet) named it back, or its keys rotate in a cycle and have no first. A key linked to a prior key that is

@@ -619,6 +619,52 @@ async def test_a_node_restarted_with_its_rotated_key_sets_its_old_keys_checkpoin
         assert said == [(logging.INFO, True)]
 
 
+def _old_keys_checkpoint_then(tmp_path: Path, old_names: str | None, others: Callable[[Org, Org, Org], list[Record]]
+                              ) -> Witnessing:
+    """A node of key `old` that saved a checkpoint of its log, then signed a rotation naming key `old_names` ("new",
+    "stranger" or None: no rotation), took in `others(old, new, stranger)` (records as peers give them), and
+    restarted with the key `new`; its Witnessing."""
+    (own,) = identities(tmp_path, 1)
+    old, new, stranger = Org(), Org(), Org()
+    roots = (new.did, stranger.did)  # their records are taken in on their own
+    with RecordStore.open(own.directory) as store:
+        old_node = Replica(old.key, store, roots=roots, max_hops=1, held_limit=10)
+        old_node.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+        (own.directory / CHECKPOINT_FILE).write_bytes(signed_checkpoint(store, old))
+        if old_names is not None:
+            old_node.issue("org", org_body("a", NETWORK, next={"new": new, "stranger": stranger}[old_names].did))
+        taken = others(old, new, stranger)
+        old_node.accept(taken)
+        assert all(store.has(record.id) for record in taken)
+        return Witnessing(CheckpointsOnlyHost(), Replica(new.key, store, roots=roots, max_hops=1, held_limit=10),
+                          network=NETWORK, state_dir=own.directory)
+
+
+@pytest.mark.parametrize(("old_names", "others"), [
+    ("new", lambda old, new, stranger: []),  # adopted: the new key's first record is still with peers
+    ("stranger", lambda old, new, stranger: [stranger.record("org", org_body("a", NETWORK, next=new.did))]),
+])
+def test_a_node_whose_old_key_rotated_to_its_key_sets_that_keys_checkpoint_aside_before_its_first_record_is_back(
+        tmp_path, caplog, old_names, others):
+    """`vouchnet key adopt` stores the old key's rotation and installs the new key, whose records come back from
+    peers once the node runs: its checkpoint of the old key's log stopped that start (the keys were not linked)."""
+    caplog.set_level(logging.INFO, logger="gossip.witnessing")
+    assert _old_keys_checkpoint_then(tmp_path, old_names, others).checkpoint_note() is None
+    said = [(r.levelno, "of an earlier key's log" in r.getMessage()) for r in caplog.records]
+    assert said == [(logging.INFO, True)]
+
+
+@pytest.mark.parametrize(("old_names", "others"), [
+    (None, lambda old, new, stranger: []),
+    ("stranger", lambda old, new, stranger: []),
+    (None, lambda old, new, stranger: [new.record("org", org_body("a", NETWORK, prior=old.did))]),  # a claim only
+])
+def test_a_saved_checkpoint_of_a_key_whose_rotations_do_not_lead_to_the_nodes_stops_the_start(
+        tmp_path, old_names, others):
+    with pytest.raises(SavedCheckpointUnusable, match="a checkpoint of .*'s log, but the node's key is"):
+        _old_keys_checkpoint_then(tmp_path, old_names, others)
+
+
 async def test_a_witness_is_asked_over_one_kept_stream_and_a_new_one_once_that_breaks(tmp_path):
     a, b, c = identities(tmp_path, 3)
     roots = (a.did, b.did, c.did)

@@ -12,10 +12,11 @@ from dataclasses import replace
 import pytest
 import trio
 
+from gossip.checkpoints import CHECKPOINT_FILE
 from gossip.store import RecordStore
 from node import cli
 from node.config import load_config
-from node.daemon import StartupError, serve_node
+from node.daemon import Node, StartupError, serve_node
 from node.keys import load_org_key
 from node.rotation import rotate_key
 from node.setup import init_data_dir
@@ -35,6 +36,14 @@ def _org_vouched_by(b, path):
     org = did_key(bytes(load_org_key(config.key_path).verify_key))
     b.replica.issue("vouch", vouch_body(org, 0.9, "org-peer"))
     return config, org
+
+
+async def _saved_checkpoint(node: Node) -> None:
+    """Wait until `node` has saved a checkpoint of its log in its data directory (published: saved first)."""
+    saved = trio.Event()
+    node.witnessing.listeners.append(lambda note: saved.set())
+    if node.witnessing.checkpoint_note() is None:
+        await saved.wait()
 
 
 async def test_a_node_restored_from_an_older_copy_signs_after_what_it_signed_since(tmp_path, caplog):
@@ -80,7 +89,9 @@ async def test_a_start_that_takes_back_a_rotation_of_its_key_stops_until_its_ope
             async with trio.open_nursery() as nursery:
                 a = await nursery.start(serve_node, config)
                 await holds(b, a.replica.store.head(old).id)
+                await _saved_checkpoint(a)  # as a real backup holds: the old key's, which an adopt must set aside
                 nursery.cancel_scope.cancel()
+            assert old in (config.data_dir / CHECKPOINT_FILE).read_text()
             shutil.copytree(config.data_dir, tmp_path / "backup")
             new = rotate_key(config).new
             async with trio.open_nursery() as nursery:

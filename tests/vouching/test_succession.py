@@ -43,6 +43,26 @@ def test_neither_key_alone_links_them():
     assert succession.retired(honest.did)  # its chain is closed all the same
 
 
+def test_rotation_records_alone_lead_from_a_key_to_those_they_name_in_turn_and_to_no_other():
+    first_key, stranger = Org(), Org()
+    second, r1, _ = first_key.rotate()
+    third, r2, _ = second.rotate()
+    claim = stranger.record("org", org_body("org", "test", prior=third.did))  # a first record is no rotation
+    succession = _fed(r2, r1, claim)
+    assert succession.keys(third.did) == (third.did,)  # no first record held: nothing linked
+    assert succession.rotates_to(first_key.did, third.did) and succession.rotates_to(second.did, third.did)
+    assert not succession.rotates_to(third.did, first_key.did) and not succession.rotates_to(third.did, stranger.did)
+    assert not succession.rotates_to(third.did, third.did) and not succession.rotates_to(stranger.did, third.did)
+
+
+def test_rotation_records_in_a_cycle_lead_round_it_and_end():
+    a, b = Org(), Org()
+    succession = _fed(a.record("org", org_body("org", "test", next=b.did)),
+                      b.record("org", org_body("org", "test", next=a.did)))
+    assert succession.rotates_to(a.did, b.did) and succession.rotates_to(b.did, a.did)
+    assert not succession.rotates_to(a.did, Org().did)
+
+
 def test_a_chain_of_rotations_is_one_org_known_by_its_first_key():
     first_key = Org()
     second, r1, f1 = first_key.rotate()
