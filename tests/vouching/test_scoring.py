@@ -38,6 +38,31 @@ def test_a_vouch_counts_by_the_voucher_reputation():
     assert w.score("vouched-by-stranger") == w.score("nobody") < w.score("vouched-by-member")
 
 
+def test_an_org_vouch_s_weight_scales_the_vouchee_s_agent_vouches_only_through_reputation_below_the_full_weight():
+    """DESIGN.md §6 weighs a vouch by its voucher's reputation; README "How scores are computed" 1 and 5 say how: by
+    standing, min(1, r / r_full) with r_full 1% of the roots' mean reputation. An org-peer vouch's weight moves the
+    vouched org's reputation (PageRank), so a partner the node's org vouches for at 0.5 has less than one vouched for
+    at 1.0, but well over r_full: its operator vouch lifts its agent as the node's own org's does. The weight
+    reaches the agent vouches only once reputation falls below r_full: here three vouches of 0.5 from the node's org."""
+    e = TrustEngine("own")
+    chain = ["partner", "second", "third"]
+    for voucher, org in zip(["own", *chain], chain):
+        e.add_org_vouch(voucher, org, 0.5, record_id=rid(), ts=0)
+    for voucher in ["own", *chain]:
+        e.add_agent_vouch(voucher, f"agent of {voucher}", 1.0, "operator", record_id=rid(), ts=0)
+    partner, third = e.org("partner", now=0), e.org("third", now=0)
+    lift = e.explain("agent of partner", now=0).vouch_lift
+    assert third.reputation < third.full_weight_reputation < partner.reputation
+    assert (partner.voucher_weight, lift) == (1.0, e.explain("agent of own", now=0).vouch_lift)
+    assert e.score("agent of partner", now=0).score == e.score("agent of own", now=0).score
+    assert third.voucher_weight == pytest.approx(third.reputation / third.full_weight_reputation)
+    scores = [e.score(agent, now=0).score for agent in ("nobody", "agent of third", "agent of own")]
+    assert scores == sorted(set(scores))  # the third org's vouch lifts, less than fully
+    full = TrustEngine("own")
+    full.add_org_vouch("own", "partner", 1.0, record_id=rid(), ts=0)
+    assert partner.reputation < full.org("partner", now=0).reputation
+
+
 def test_a_revoked_vouch_stops_counting_even_if_the_revocation_arrives_first():
     w = World()
     early, late = rid(), rid()
