@@ -1,7 +1,9 @@
 """engine.snapshot: the trust engine as a replay of the records ledger's first `size` records left it
 (vouching.engine_state), so that a start replays only the records after them, as a database replays only its log's
 tail after a checkpoint. A cache: any snapshot a start cannot use (missing, damaged, of another format, of another
-ledger, parameters, roots or org keys) means a full replay, never a refused start.
+ledger, parameters, roots or org keys) means a full replay, never a refused start. Roots are compared as the orgs
+they name (vouching.engine_state.restore): a rotated org configured as a root by its earlier or its later key is one
+root, and keeps the snapshot; a root added, removed or replaced does not.
 
 The file is MAGIC; the length of the header (4 bytes, big-endian); the header, a CBOR map (format, size, the
 ledger's RFC 9162 root at size, this node's org keys, the length of the state, each column's typecode, item size,

@@ -100,7 +100,8 @@ def restore(state: dict[str, Any], engine: TrustEngine, seen_digests: Iterable[b
     """Make `engine`, fresh from its constructor, hold `state` (a `capture`), and as counted digests the record ids
     `seen_digests` (SeenIds keeps fingerprints under a key of the process, so they are not captured: the caller
     names the digests the captured records hold). StateMismatch, leaving the engine unusable, if the state is of
-    other scoring parameters, another own org or roots, or columns or a platform this engine does not have."""
+    other scoring parameters, another own org or roots (the orgs the engine's constructor made of them, each key as
+    its org: whichever key of an org was configured), or columns or a platform this engine does not have."""
     if state["params"] != _params(engine):
         raise StateMismatch("the scoring parameters differ")
     fields = state["engine"]

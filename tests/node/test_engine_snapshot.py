@@ -44,12 +44,12 @@ operations = st.lists(st.one_of(
 
 def _service(node: FakeNode, snapshot_dir: Path | None = None, metrics: Registry | None = None) -> TrustService:
     metrics = metrics or Registry()
-    return TrustService(node.replica, roots=(ROOT[0],), policy=Policy(), broadcaster=Broadcaster(metrics),
+    return TrustService(node.replica, roots=tuple(ROOTS), policy=Policy(), broadcaster=Broadcaster(metrics),
                         metrics=metrics, recompute_interval=60, epoch_ms=HOUR_MS, clock=lambda: END,
                         snapshot_dir=snapshot_dir)
 
 
-ROOT: list[str] = [""]
+ROOTS: list[str] = []  # the roots configured
 
 
 def _started(node: FakeNode, snapshot_dir: Path | None = None) -> TrustService:
@@ -86,9 +86,12 @@ def _same_engines(a: TrustService, b: TrustService, digest_ids: list[bytes]) -> 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(operations, st.data())
 def test_a_snapshot_and_the_records_after_it_give_a_full_replay_s_engine_and_scores(ops, data):
+    """The root is configured by the first org's first key, or, at each start, by its latest key then (as an operator
+    who configured the key the org uses today): either way the snapshot is used and the engine is a full replay's."""
     at = data.draw(st.integers(0, len(ops)), label="snapshot after op")
+    latest = data.draw(st.booleans(), label="root configured by its latest key")
     orgs = [Org() for _ in range(ORGS)]
-    ROOT[0] = orgs[0].did
+    ROOTS[:] = [orgs[0].did]
     vouches: dict[int, list] = {i: [] for i in range(ORGS)}
     with tempfile.TemporaryDirectory() as directory, fake_node(Path(directory)) as node, \
             pytest.MonkeyPatch.context() as patch:
@@ -97,10 +100,14 @@ def test_a_snapshot_and_the_records_after_it_give_a_full_replay_s_engine_and_sco
             node.replica.issue("vouch", vouch_body(org.did, 0.9, "org-peer"))
         for op in ops[:at]:
             _apply(node, orgs, vouches, op)
+        if latest:
+            ROOTS[:] = [orgs[0].did]
         _write_start_snapshot(node, Path(directory))
         covered = node.replica.store.size
         for op in ops[at:]:
             _apply(node, orgs, vouches, op)
+        if latest:
+            ROOTS[:] = [orgs[0].did]
         digests = node.replica.store.ids_of("digest", before=node.replica.store.size)
         restarted = _started(node, Path(directory))
         assert restarted._snapshot_covers == covered  # (a rotation makes a fresh key: no key counted is joined)
@@ -136,7 +143,7 @@ def _fell_back(node: FakeNode, directory: Path, caplog: pytest.LogCaptureFixture
 def snapshotted(tmp_path, monkeypatch):
     """A node of 8 records whose snapshot covers them, in tmp_path / "a"."""
     monkeypatch.setattr(node_trust, "SNAPSHOT_AFTER", 0)
-    ROOT[0] = new_did()
+    ROOTS[:] = [new_did()]
     (tmp_path / "a").mkdir()
     with fake_node(tmp_path / "a") as node:
         _filled(node, 8)
@@ -169,7 +176,7 @@ def test_a_snapshot_of_another_format_is_replayed_past(snapshotted, caplog, monk
 def test_a_start_without_a_snapshot_not_yet_due_says_nothing_is_wrong(tmp_path, caplog, monkeypatch):
     """Before: a fresh node logged that engine.snapshot "is not usable: there is none yet", which read like a fault.
     Past SNAPSHOT_AFTER records, a missing snapshot is still said to be not usable."""
-    ROOT[0] = new_did()
+    ROOTS[:] = [new_did()]
     with fake_node(tmp_path) as node:
         _filled(node, 8)
         with caplog.at_level(logging.INFO, logger="node.trust"):
@@ -194,7 +201,7 @@ def test_a_snapshot_of_another_ledger_is_replayed_past(snapshotted, tmp_path, ca
 
 def test_other_roots_or_a_key_joined_since_are_replayed_past(snapshotted, caplog):
     node, path = snapshotted
-    ROOT[0] = new_did()
+    ROOTS[:] = [new_did()]
     _fell_back(node, path.parent, caplog, "the own org or the roots differ")
     known, earlier = Org(), Org()
     for org in (known, earlier):
@@ -203,6 +210,80 @@ def test_other_roots_or_a_key_joined_since_are_replayed_past(snapshotted, caplog
     _, rotation, first = earlier.rotate(known)  # a key the snapshot counts as an org turns out to be a later key
     assert len(node.replica.accept([rotation, first]).accepted) == 2
     _fell_back(node, path.parent, caplog, "a rotation since has joined a key")
+
+
+@pytest.mark.parametrize("change", ["added", "removed", "replaced"])
+def test_a_root_added_removed_or_replaced_is_replayed_past(tmp_path, monkeypatch, caplog, change):
+    """The roots are compared as the orgs they name: another set of them means a full replay, even when each is an
+    org the snapshot counts already (its records vouch for both)."""
+    monkeypatch.setattr(node_trust, "SNAPSHOT_AFTER", 0)
+    one, two = Org(), Org()
+    before, after = {"added": ([one], [one, two]), "removed": ([one, two], [one]), "replaced": ([one], [two])}[change]
+    with fake_node(tmp_path) as node:
+        for org in (one, two):
+            node.replica.issue("vouch", vouch_body(org.did, 0.5, "org-peer"))
+        ROOTS[:] = [org.did for org in before]
+        _write_start_snapshot(node, tmp_path)
+        ROOTS[:] = [org.did for org in after]
+        _fell_back(node, tmp_path, caplog, "the own org or the roots differ")
+
+
+def _loaded(node: FakeNode, directory: Path, caplog: pytest.LogCaptureFixture) -> TrustService:
+    """A start from `directory` that loads the snapshot of every stored record, saying so in its one line about it,
+    and whose engine and scores are a full replay's, bit for bit."""
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="node.trust"):
+        restarted = _started(node, directory)
+    lines = [r.getMessage() for r in caplog.records if "engine.snapshot" in r.getMessage()]
+    assert lines == ["trust engine: loaded engine.snapshot"]
+    assert restarted._snapshot_covers == node.replica.store.size
+    _same_engines(_started(node), restarted, node.replica.store.ids_of("digest", before=node.replica.store.size))
+    return restarted
+
+
+@pytest.mark.parametrize("linked", ["before-start", "while-running"])
+def test_a_root_configured_as_a_rotated_org_s_later_key_keeps_the_snapshot(tmp_path, monkeypatch, caplog, linked):
+    """An operator configures the key a rotated org uses today: the engine counts the root as the org, known by its
+    first key, at every start alike, so that each start after the first loads the snapshot, whether the rotation
+    was held at the first start or came while it ran (the running engine then moves the root onto the org, and the
+    snapshot is made anew)."""
+    monkeypatch.setattr(node_trust, "SNAPSHOT_AFTER", 0)
+    earlier = Org()
+    later, rotation, first = earlier.rotate()
+    ROOTS[:] = [later.did]
+    with fake_node(tmp_path) as node:
+        node.replica.issue("vouch", vouch_body(earlier.did, 0.5, "org-peer"))
+        _filled(node, 4)
+        if linked == "before-start":
+            assert node.replica.accept([rotation, first]).accepted == [rotation, first]
+        running = _started(node, tmp_path)
+        assert running._replayed is not None
+        engine_snapshot.write(tmp_path, running._replayed)
+        if linked == "while-running":
+            node.replica.listeners.append(running.on_records)
+            assert node.replica.accept([rotation, first]).accepted == [rotation, first]
+        by_later = [later.record("vouch", vouch_body(AGENTS[0], 1.0, "operator")), _digest(later, AGENTS[1], 3, 9, 2)]
+        assert node.replica.accept(by_later).accepted == by_later
+        trio.run(running._bring_snapshot_forward, node.replica.store.size)
+        assert running.org(later.did)["root"]
+        for _ in range(2):
+            assert _loaded(node, tmp_path, caplog).org(later.did)["root"]
+
+
+def test_a_root_configured_anew_by_its_org_s_other_key_keeps_the_snapshot(tmp_path, monkeypatch, caplog):
+    """The root configured by the org's first key, then by its later key (or back): the same org, the same
+    engine, so the snapshot stands."""
+    monkeypatch.setattr(node_trust, "SNAPSHOT_AFTER", 0)
+    earlier = Org()
+    later, rotation, first = earlier.rotate()
+    with fake_node(tmp_path) as node:
+        node.replica.issue("vouch", vouch_body(earlier.did, 0.5, "org-peer"))
+        assert node.replica.accept([rotation, first]).accepted == [rotation, first]
+        ROOTS[:] = [earlier.did]
+        _write_start_snapshot(node, tmp_path)
+        for configured in (later.did, earlier.did, later.did):
+            ROOTS[:] = [configured]
+            _loaded(node, tmp_path, caplog)
 
 
 def test_a_write_killed_at_any_point_leaves_the_old_snapshot_usable(snapshotted, caplog):
@@ -411,7 +492,7 @@ def test_a_load_reads_the_ids_of_the_digests_it_counted_a_page_at_a_time(tmp_pat
     while a start loaded it (benchmarks/startup.py): each is held only while it is counted, a page at a time."""
     monkeypatch.setattr(node_trust, "SNAPSHOT_AFTER", 0)
     monkeypatch.setattr(gossip.store, "ID_PAGE", 100)
-    ROOT[0] = new_did()
+    ROOTS[:] = [new_did()]
     with fake_node(tmp_path) as node:
         _filled(node, 4000)
         _write_start_snapshot(node, tmp_path)
@@ -478,7 +559,7 @@ def test_a_load_holds_the_engine_not_the_file_s_bytes_and_their_decoding(tmp_pat
     10^6 records, a start from the snapshot peaked at 652 MiB against 388 replaying every record. The columns are
     read straight into their arrays."""
     monkeypatch.setattr(node_trust, "SNAPSHOT_AFTER", 0)
-    ROOT[0] = new_did()
+    ROOTS[:] = [new_did()]
     with fake_node(tmp_path) as node:
         _filled(node, 3000)
         _write_start_snapshot(node, tmp_path)
@@ -497,7 +578,7 @@ def test_bringing_the_snapshot_forward_holds_one_copy_of_the_engine_s_columns(tm
     """The engine brought forward takes no records once captured: its columns are written as they are, not copied
     (a copy held them twice, the most of what bringing it forward allocates)."""
     monkeypatch.setattr(node_trust, "SNAPSHOT_AFTER", 0)
-    ROOT[0] = new_did()
+    ROOTS[:] = [new_did()]
     with fake_node(tmp_path) as node:
         _filled(node, 8000)
         running = _started(node, tmp_path)
