@@ -2,8 +2,9 @@
 ahead, so that a restart goes on with the hold instead of starting a new day (a node stopped for days, then
 restarted more often than daily, would otherwise never take its clock). One JSON object, written whole and durably
 (ledger.files): {"version": 1, "held_seconds": monotonic seconds the clock has been held, "seen_ms": the node's time
-then}. It is there only while a hold lasts. It is not a store (node.store_manifest): a damaged one, or one of
-another version, is logged and removed (or replaced by a new hold's): the hold starts anew, a day at most."""
+then}, saved by node.hold_saver. It is there while a hold lasts, and removed at the first save after it ends. It is
+not a store (node.store_manifest): a damaged one, or one of another version, is logged and removed (or replaced by a
+new hold's): the hold starts anew, a day at most."""
 
 from __future__ import annotations
 

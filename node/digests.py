@@ -54,7 +54,6 @@ from .audit_log import AUDIT_FILE, Appended, AuditLog, wall_clock_ms
 from .dp import noisy_counts
 from .events import Event, decode_entry
 from .metrics import Registry
-from .node_time import HOLD_SAVE_SECONDS
 from .store_manifest import DIGESTS_FILE
 
 
@@ -64,6 +63,7 @@ class DigestStateError(Exception):
 _REPLAY_PAGE = 1000
 _ISSUED_PAGE = 200  # our digests `rebuilding` decodes between yields (25-50 us each)
 ISSUE_CHUNK = 1000  # digests signed and stored in one commit, between which the node's other tasks run
+WAKE_SECONDS = 60.0  # the longest the digest service sleeps: each wake reads the node's time and closes what is due
 _OUTCOME_INDEX = {name: i for i, name in enumerate(OUTCOMES)}
 _CATEGORY_INDEX = {name: i for i, name in enumerate(CATEGORIES)}
 
@@ -568,9 +568,9 @@ class DigestService:
     """Closes each epoch when it ends by the node's time (and, on start, those that ended while the node was down),
     holding the ingest's `write_lock` meanwhile, so that no batch is being appended as its epoch closes. It wakes by
     `clock` (a node's time stuck at the floor, the clock stepped back, would wake it at once again and again), and
-    after HOLD_SAVE_SECONDS at most: each wake reads the node's time, so that an idle node finds a step of its clock
-    within that time, and saves a hold's progress for a restart (node.node_time); while the clock is held an epoch
-    closes that late at most."""
+    after WAKE_SECONDS at most: each wake reads the node's time, so that an idle node finds a step of its clock, or
+    the end of a hold (node.node_time), within that time; while the clock is held an epoch closes that late at most.
+    (node.hold_saver saves the hold.)"""
 
     def __init__(self, digester: Digester, write_lock: trio.Lock, *, clock: Callable[[], int] = wall_clock_ms) -> None:
         self.digester = digester
@@ -582,12 +582,12 @@ class DigestService:
         task_status.started()
         while True:
             now = self._clock()
-            await trio.sleep(min(self.digester.next_end(now) - now, HOLD_SAVE_SECONDS * 1000) / 1000)
+            await trio.sleep(min(self.digester.next_end(now) - now, WAKE_SECONDS * 1000) / 1000)
             await self._close_due()
 
     async def _close_due(self) -> None:
         """Close the epochs due. One that cannot be written (a full disk) is logged and counted, and tried again at
-        the next wake, within HOLD_SAVE_SECONDS: the node runs on, and a restart would meet the same disk."""
+        the next wake, within WAKE_SECONDS: the node runs on, and a restart would meet the same disk."""
         async with self.write_lock:
             try:
                 for _ in self.digester.closing(self.digester.audit.now()):

@@ -1,6 +1,6 @@
 """The telemetry side of a node, composed (DESIGN §7): audit log, idempotency keys, ingest, digests, retention,
-the live stream and the credential endpoints, opened from the data directory and handed to the daemon as
-routers for the API app and services for the root nursery."""
+the clock hold's saver, the live stream and the credential endpoints, opened from the data directory and handed to
+the daemon as routers for the API app and services for the root nursery."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from .config import NodeConfig
 from .credential_registry import CredentialRegistry
 from .credentials_api import credentials_router
 from .digests import Digester, DigestService, DigestState
+from .hold_saver import HoldSaver
 from .idempotency import IdempotencyStore
 from .ingest import Ingestor
 from .ingest_api import ingest_router
@@ -40,6 +41,7 @@ class Telemetry:
     broadcaster: Broadcaster
     digest_service: DigestService
     retention: RetentionService
+    hold_saver: HoldSaver
     credentials: CredentialRegistry
     public_url: str
     vouch_revocations: VouchRevocations
@@ -75,6 +77,7 @@ class Telemetry:
             broadcaster=Broadcaster(metrics),
             digest_service=DigestService(digester, ingestor.write_lock, clock=clock),
             retention=RetentionService(audit, idempotency, digester, metrics, retention_days=config.retention_days),
+            hold_saver=HoldSaver(audit.time),
             credentials=CredentialRegistry.open(config.data_dir),
             public_url=config.api_public_url,
             vouch_revocations=VouchRevocations(replica.store),
@@ -109,9 +112,9 @@ class Telemetry:
             raise AssertionError(f"bad bookkeeping: the rotation of {did} is not stored")
         return load_record(raw).ts // 1000
 
-    def services(self) -> list[DigestService | RetentionService]:
+    def services(self) -> list[DigestService | RetentionService | HoldSaver]:
         """For the root nursery: each has `run(*, task_status)`."""
-        return [self.digest_service, self.retention]
+        return [self.digest_service, self.retention, self.hold_saver]
 
     def close(self) -> None:
         self.credentials.close()

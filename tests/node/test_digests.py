@@ -23,11 +23,10 @@ import gossip.store
 import node.digests as node_digests
 import node.trust as node_trust
 from ledger import LedgerError, tree_hash
-from node.clock_hold import CLOCK_HOLD_FILE, read_hold
-from node.digests import DigestService, DigestState, DigestStateError
+from node.clock_hold import CLOCK_HOLD_FILE
+from node.digests import WAKE_SECONDS, DigestService, DigestState, DigestStateError
 from node.events import decode_entry, decode_salted_entry
 from node.metrics import Registry
-from node.node_time import CLOCK_HOLD_SECONDS, HOLD_SAVE_SECONDS
 from node.retention import DAY_MS, RetentionService
 from node.stream import Broadcaster
 from node.trust import TrustService
@@ -340,9 +339,9 @@ async def test_an_epoch_the_disk_refuses_is_counted_and_digested_at_the_next_epo
 
 async def test_an_epoch_the_disk_refuses_is_tried_again_within_a_minute_as_its_line_says(tmp_path, autojump_clock,
                                                                                           monkeypatch, caplog):
-    """The service wakes at least once a minute (node.node_time's hold is saved so), and each wake closes what is
-    due: an operator who frees the disk finds the epoch's digests issued within a minute, not at the next epoch's
-    end (an hour at the defaults), which the line and the alert table said."""
+    """The service wakes at least once a minute (WAKE_SECONDS), and each wake closes what is due: an operator who
+    frees the disk finds the epoch's digests issued within a minute, not at the next epoch's end (an hour at the
+    defaults), which the line and the alert table said."""
     hour = 3600 * 1000
     async with digest_service(tmp_path, epoch_ms=hour) as (node, submit_one):
         submit_one()
@@ -350,7 +349,7 @@ async def test_an_epoch_the_disk_refuses_is_tried_again_within_a_minute_as_its_l
             disk.setattr(node.store.ledger, "append", _disk_full)
             await trio.sleep((node.digester.next_end(T0) - T0) / 1000 + 0.01)
         failed = [r.getMessage() for r in caplog.records if r.name == "node.digests" and r.levelname == "ERROR"]
-        await trio.sleep(HOLD_SAVE_SECONDS)
+        await trio.sleep(WAKE_SECONDS)
         assert list(digests(node)) == [(A, node.digester.next_end(T0) - hour)]
     assert len(failed) == 1 and "tried again within a minute" in failed[0]
 
@@ -911,29 +910,6 @@ def test_a_restart_during_the_hold_goes_on_with_it_from_where_it_stopped(tmp_pat
         assert last_at(node) == clock.now
         assert node.metrics.value("clock_held") == 0
     assert not (tmp_path / CLOCK_HOLD_FILE).exists()
-
-
-async def test_the_digest_service_reads_the_node_s_time_each_minute_while_held_saving_the_hold(tmp_path, clock,
-                                                                                              autojump_clock):
-    """A node started three days after it stopped, idle: the service, which woke at hourly epochs' ends only, reads
-    the node's time every minute, so that a crash loses a minute of the hold at most, not up to an epoch."""
-    with telemetry_node(tmp_path, clock=clock, epoch_ms=HOUR_MS) as node:
-        key = node.key
-        submit(node, (A, "ok", "tool", False))
-    start = trio.current_time()
-
-    def now() -> int:
-        return T0 + 3 * DAY_MS + int((trio.current_time() - start) * 1000)
-
-    with telemetry_node(tmp_path, key=key, clock=now, monotonic=trio.current_time, epoch_ms=HOUR_MS) as node:
-        assert node.metrics.value("clock_held") == 1
-        async with trio.open_nursery() as nursery:
-            await nursery.start(DigestService(node.digester, node.ingestor.write_lock, clock=now).run)
-            for minutes in (30, 50):
-                await trio.sleep(minutes * 60 - (trio.current_time() - start) + 0.5)
-                held = read_hold(tmp_path / CLOCK_HOLD_FILE, CLOCK_HOLD_SECONDS).held_seconds
-                assert minutes * 60 - HOLD_SAVE_SECONDS <= held <= minutes * 60
-            nursery.cancel_scope.cancel()
 
 
 def test_a_clock_put_right_within_the_hold_is_taken_at_once(tmp_path, clock, caplog):

@@ -56,8 +56,8 @@ HOUR_MS = 3600 * 1000
 def test_a_node_restarted_every_6_hours_after_a_3_day_stop_takes_its_clock_after_a_day_of_hold_in_all(tmp_path):
     """A crash loop (or a daily deploy) after a stop of over a day: each run goes on with the hold the last saved
     (clock.hold), its time running on from where the last left it, and the clock is taken after a day of hold in
-    all. Each run reads the node's time every half hour (the digest service does every minute while held), the last
-    at its end, and is killed: nothing is saved but by the readings."""
+    all. Each run reads the node's time every half hour, saving the hold after each (node.hold_saver saves it more
+    often), the last at its end, and is killed: nothing is saved as it stops."""
     clock = Clock(now=YEAR_MS * 50)
     stopped, hold_file = clock.now, tmp_path / CLOCK_HOLD_FILE
     clock.now += 3 * DAY_MS
@@ -67,6 +67,7 @@ def test_a_node_restarted_every_6_hours_after_a_3_day_stop_takes_its_clock_after
         node_time = NodeTime(clock, clock.monotonic, hold_file)
         for half_hours in range(13):
             floor = node_time.now(floor)  # a batch accepted at the node's time
+            node_time.save()
             held = run * 6 * HOUR_MS + half_hours * HOUR_MS // 2
             if held < DAY_MS:
                 assert node_time.held and floor == stopped + held
@@ -93,12 +94,15 @@ def test_a_start_with_a_damaged_hold_file_logs_it_and_holds_the_clock_a_day_anew
         node_time = NodeTime(clock, clock.monotonic, hold_file)
         assert node_time.now(good.seen_ms - HOUR_MS) == good.seen_ms - HOUR_MS, data  # a new hold, from the floor
         assert f"{hold_file}: not a clock hold of version 1" in caplog.text, data
+        node_time.save()
         assert read_hold(hold_file, CLOCK_HOLD_SECONDS) == Hold(0.0, good.seen_ms - HOUR_MS), data  # replaced
         clock.run(int(CLOCK_HOLD_SECONDS * 1000) - 1)
         assert node_time.held, data
     hold_file.write_bytes(b"garbage")
     clock = Clock(now=good.seen_ms)
-    assert NodeTime(clock, clock.monotonic, hold_file).now(good.seen_ms) == good.seen_ms  # the clock is right
+    node_time = NodeTime(clock, clock.monotonic, hold_file)
+    assert node_time.now(good.seen_ms) == good.seen_ms  # the clock is right
+    node_time.save()
     assert not hold_file.exists()  # removed: the next start does not log it again
 
 
@@ -121,6 +125,54 @@ def test_a_hold_that_cannot_be_saved_is_logged_and_goes_on(tmp_path, caplog):
     clock = Clock(now=YEAR_MS * 50 + 3 * DAY_MS)
     node_time = NodeTime(clock, clock.monotonic, hold_file)
     assert node_time.now(YEAR_MS * 50) == YEAR_MS * 50
+    node_time.save()
     assert node_time.held and f"{hold_file}: the hold of the clock not saved" in caplog.text
     clock.run(int(CLOCK_HOLD_SECONDS * 1000))
     assert node_time.now(YEAR_MS * 50) == clock.now
+
+
+def test_a_reading_writes_nothing_and_a_save_before_the_first_reading_keeps_an_earlier_run_s_hold(tmp_path):
+    """A reading may be on the trio thread: it never waits on the disk (node.hold_saver writes the hold). A save
+    before the first reading, which reads the earlier run's hold, would have removed it as a hold that is over."""
+    hold_file, seen = tmp_path / CLOCK_HOLD_FILE, YEAR_MS * 50
+    clock = Clock(now=seen + 3 * DAY_MS)
+    node_time = NodeTime(clock, clock.monotonic, hold_file)
+    assert node_time.now(seen) == seen and node_time.held
+    assert not hold_file.exists()
+    node_time.save()
+    assert read_hold(hold_file, CLOCK_HOLD_SECONDS) == Hold(0.0, seen)
+    clock.run(HOUR_MS)
+    restarted = NodeTime(clock, clock.monotonic, hold_file)
+    restarted.save()
+    assert read_hold(hold_file, CLOCK_HOLD_SECONDS) == Hold(0.0, seen)
+    assert restarted.now(seen) == seen  # the hold goes on from the time seen saved
+
+
+SAVES = st.lists(st.sampled_from(["run", "step ahead", "put right", "take"]), max_size=12)
+
+
+@given(SAVES, st.randoms(use_true_random=False))
+def test_saves_written_in_any_order_leave_the_file_as_the_last_taken_left_it(tmp_path_factory, steps, random):
+    """Saves are taken on the trio thread and written on worker threads (node.hold_saver), or on the closing thread:
+    whatever order they are written in, an earlier never lands over a later, neither a hold over a later one nor over
+    the file's removal (which would hold a clock that is right for up to a day after a restart)."""
+    hold_file = tmp_path_factory.mktemp("hold") / CLOCK_HOLD_FILE
+    clock, floor = Clock(now=YEAR_MS * 50), YEAR_MS * 50
+    node_time, taken = NodeTime(clock, clock.monotonic, hold_file), []
+    node_time.now(floor)
+    for step in steps:
+        if step == "run":
+            clock.run(HOUR_MS)
+        elif step == "step ahead":
+            clock.now += 3 * DAY_MS
+        elif step == "put right":
+            clock.now = node_time.now(floor)
+        else:
+            node_time.now(floor)
+            if (save := node_time.to_save()) is not None:
+                taken.append(save)
+    last = max(taken, key=lambda save: save.order, default=None)
+    random.shuffle(taken)
+    for save in taken:
+        node_time.write(save)
+    assert read_hold(hold_file, CLOCK_HOLD_SECONDS) == (None if last is None else last.hold)
