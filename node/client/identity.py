@@ -54,6 +54,7 @@ from ..credential_status import (
 )
 from ..credentials import VC_TYP, did_url
 from ..jwt import LEEWAY_S, MAX_TOKEN, JwtError, b64url_decode, decode_jwt
+from ._blocking import warn_if_blocking
 from ._bounded import bounded_transport, get_capped
 from ._http import normal_url
 
@@ -160,7 +161,9 @@ class CredentialVerifier:
         self._status_failures: dict[tuple[str, str], tuple[float, str, str]] = {}
 
     def verify(self, token: str | None) -> AgentIdentity:
-        """The identity `token` proves; raises UnverifiedAgent."""
+        """The identity `token` proves; raises UnverifiedAgent. Fetches keys or a status list when needed, blocking
+        (from a running event loop, a warning says so once: `averify` does not)."""
+        warn_if_blocking("CredentialVerifier.verify", "CredentialVerifier.averify()")
         kid = _kid(token)
         if self._needs_keys(kid):
             self._refresh(kid)

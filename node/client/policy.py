@@ -35,6 +35,7 @@ from vouching.policy import (DEFAULT_HIGH_RISK_TOOLS, DEFAULT_TIER_VERDICTS, VER
                              decide, tool_name_problem)
 from vouching.tiers import tier_of
 
+from ._blocking import warn_if_blocking
 from ._env import default_node
 from ._http import NodeApiError, NodeUnreachable, normal_url
 from ._log import log
@@ -185,7 +186,9 @@ class TrustPolicy:
         """The decision for `agent` doing `action` with `tool`, from the cache or the node (blocking). `issuer`: the
         org key that issued the caller's credential (AgentIdentity.org); unless that org operates the agent (a live
         operator vouch of its, or this node's own org), the decision is made on the cold-start score, never the
-        agent's: any accepted org's credential may name any did."""
+        agent's: any accepted org's credential may name any did. From a running event loop, a warning says once that
+        it blocks the loop: `acheck` does not."""
+        warn_if_blocking("TrustPolicy.check", "TrustPolicy.acheck()")
         if (refused := self._bad_input(agent, action, tool)) is not None:
             return refused
         if (floor := self._floor()) is None:
