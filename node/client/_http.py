@@ -4,6 +4,8 @@ result or one of the client's exceptions (node/api/errors.py gives every error a
 from __future__ import annotations
 
 import json
+import socket
+import ssl
 import uuid
 from typing import Any
 from urllib.parse import quote
@@ -88,6 +90,12 @@ def post_headers(token: str | None, idempotency_key: str | None = None) -> dict[
 def unreachable(error: httpx.RequestError, url: str, timeout: float) -> NodeUnreachable:
     """The exception for a request that never got an answer, or one httpx could not read (a broken encoding)."""
     if isinstance(error, httpx.ConnectError):
+        cause = _cause(error)
+        if isinstance(cause, ssl.SSLError):  # https:// at the node's own API, or a proxy's TLS that fails
+            return NodeUnreachable(f"cannot talk to the node at {url} over TLS ({error}): the node's API serves plain "
+                                   "HTTP (http://), TLS only through a proxy in front of it")
+        if isinstance(cause, socket.gaierror):
+            return NodeUnreachable(f"cannot reach the node at {url}: its host name does not resolve ({error})")
         return NodeUnreachable(f"cannot reach the node at {url}: is `vouchnet run` running?")
     if isinstance(error, httpx.TimeoutException):
         return NodeUnreachable(f"the node at {url} did not answer within {timeout} s")
@@ -95,6 +103,14 @@ def unreachable(error: httpx.RequestError, url: str, timeout: float) -> NodeUnre
         return NodeUnreachable(f"cannot talk to the node at {url}: the answer is not HTTP ({error}): is {url} a "
                                "vouchnet node's API address (its [api] bind), not its libp2p port?")
     return NodeUnreachable(f"cannot talk to the node at {url}: {error}")
+
+
+def _cause(error: BaseException) -> BaseException:
+    """The first exception of the chain behind `error` (httpx's, then httpcore's, then the socket's or ssl's)."""
+    seen = [error]
+    while (behind := seen[-1].__cause__ or seen[-1].__context__) is not None and behind not in seen:
+        seen.append(behind)
+    return seen[-1]
 
 
 def checked(response: httpx.Response) -> httpx.Response:

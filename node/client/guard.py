@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TypeVar
 
+from ._blocking import warn_if_blocking
 from ._env import default_node, default_token
 from ._http import normal_url
 from ._log import log
@@ -92,7 +93,9 @@ class Vouchnet:
         return await self.policy.acheck(identity.did, action, tool, issuer=identity.org)
 
     def authorize_sync(self, credential: str | None, action: str, tool: str | None = None) -> TrustDecision:
-        """`authorize` for synchronous code (blocks on the node when the answer is not cached)."""
+        """`authorize` for synchronous code (blocks on the node when the answer is not cached; from a running event
+        loop, a warning says so once)."""
+        warn_if_blocking("Vouchnet.authorize_sync", "Vouchnet.authorize()")
         try:
             identity = self.verifier.verify(credential)
         except UnverifiedAgent as error:
@@ -117,6 +120,7 @@ class Vouchnet:
                    action: str = "tool_call", tool: str | None = None, category: str = "tool",
                    outcome: Callable[[T], str] = _ok) -> T:
         """`guard` for synchronous frameworks and code."""
+        warn_if_blocking("Vouchnet.guard_sync", "Vouchnet.guard()")
         decision = self.authorize_sync(credential, action, tool)
         if not decision.allowed:
             return refuse(decision)

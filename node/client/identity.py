@@ -54,6 +54,7 @@ from ..credential_status import (
 )
 from ..credentials import VC_TYP, did_url
 from ..jwt import LEEWAY_S, MAX_TOKEN, JwtError, b64url_decode, decode_jwt
+from ._blocking import warn_if_blocking
 from ._bounded import bounded_transport, get_capped
 from ._http import normal_url
 
@@ -160,7 +161,9 @@ class CredentialVerifier:
         self._status_failures: dict[tuple[str, str], tuple[float, str, str]] = {}
 
     def verify(self, token: str | None) -> AgentIdentity:
-        """The identity `token` proves; raises UnverifiedAgent."""
+        """The identity `token` proves; raises UnverifiedAgent. Fetches keys or a status list when needed, blocking
+        (from a running event loop, a warning says so once: `averify` does not)."""
+        warn_if_blocking("CredentialVerifier.verify", "CredentialVerifier.averify()")
         kid = _kid(token)
         if self._needs_keys(kid):
             self._refresh(kid)
@@ -236,15 +239,26 @@ class CredentialVerifier:
                     keys[kid] = _Key(public, issuers | {url})  # one kid, one key: _jwk_keys binds them
             self._served, self._keys, self._fetched = served, keys, time.monotonic()
         if failures and not keys:
-            raise UnverifiedAgent(_without_passwords("cannot fetch the keys of any trusted issuer ("
-                                                     + "; ".join(f"{url}: {why}" for url, why in failures.items())
-                                                     + ")"),
-                                  public=f"cannot fetch the keys of any trusted issuer {_LOGGED}")
+            raise self._unknown_kid()
+
+    def _unknown_kid(self) -> UnverifiedAgent:
+        """The refusal of a kid no accepted issuer serves, as last fetched. While some issuers' JWKS could not be
+        fetched (the next try waits REFRESH_BACKOFF_S), it may be theirs: the refusal says so, and why the fetch
+        failed (for the service's log), rather than blaming the credential's issuer."""
+        unknown = "header.kid: not a key of an org this service accepts agents from"
+        failures = self._jwks_failures
+        if not failures:
+            return UnverifiedAgent(unknown)
+        why = "; ".join(f"{url}: {failure}" for url, failure in failures.items())
+        refusal = ("cannot fetch the keys of any trusted issuer" if not self._keys else
+                   f"{unknown}, as far as their keys could be fetched: {len(failures)} of {len(self.jwks_urls)} "
+                   "could not be")
+        return UnverifiedAgent(_without_passwords(f"{refusal} ({why})"), public=f"{refusal} {_LOGGED}")
 
     def _check(self, token: str, kid: str) -> AgentIdentity:
         key = self._key(kid)
         if key is None:
-            raise UnverifiedAgent("header.kid: not a key of an org this service accepts agents from")
+            raise self._unknown_kid()
         try:
             _, claims = decode_jwt(token, key.public, typ=VC_TYP, leeway=self.leeway)
         except JwtError as error:

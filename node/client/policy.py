@@ -33,8 +33,9 @@ from vouching.explanation import Score
 from vouching.identity import is_compact_jwt
 from vouching.policy import (DEFAULT_HIGH_RISK_TOOLS, DEFAULT_TIER_VERDICTS, VERDICTS, Decision, Policy, Verdict,
                              decide, tool_name_problem)
-from vouching.tiers import tier_of
+from vouching.tiers import tier_of, tier_rank
 
+from ._blocking import warn_if_blocking
 from ._env import default_node
 from ._http import NodeApiError, NodeUnreachable, normal_url
 from ._log import log
@@ -139,7 +140,8 @@ class TrustPolicy:
     policy)`, `(node policy)` or, when the node's fresh answer is stricter still (an SDK older than its node),
     `(node's answer)`. The node's policy is fetched with the first check, again after `policy_ttl` and after the
     stream reconnects; without it the decision is `block`, or with `fail_open` these rules' verdict, at least
-    `audit` (allowed and logged)."""
+    `audit` (allowed and logged). Without the node's answer at all, `fail_open` audits the call, but for a high-risk
+    action or tool, which needs a tier no agent is known to have then: blocked."""
 
     def __init__(
         self,
@@ -185,7 +187,9 @@ class TrustPolicy:
         """The decision for `agent` doing `action` with `tool`, from the cache or the node (blocking). `issuer`: the
         org key that issued the caller's credential (AgentIdentity.org); unless that org operates the agent (a live
         operator vouch of its, or this node's own org), the decision is made on the cold-start score, never the
-        agent's: any accepted org's credential may name any did."""
+        agent's: any accepted org's credential may name any did. From a running event loop, a warning says once that
+        it blocks the loop: `acheck` does not."""
+        warn_if_blocking("TrustPolicy.check", "TrustPolicy.acheck()")
         if (refused := self._bad_input(agent, action, tool)) is not None:
             return refused
         if (floor := self._floor()) is None:
@@ -412,6 +416,9 @@ class TrustPolicy:
         if isinstance(error, NodeApiError) and error.status < 500:
             decision = TrustDecision(agent, action, tool, "block", f"the node refused the agent: {error.detail}",
                                      None, None, "invalid", operated=operated)
+        elif self.fail_open and (unmet := self._needs_a_tier(action, tool)) is not None:
+            decision = TrustDecision(agent, action, tool, "block", f"{error}; failing open, but {unmet}", None, None,
+                                     "unreachable", operated=operated)
         elif self.fail_open:
             decision = TrustDecision(agent, action, tool, "audit", f"{error}; failing open", None, None,
                                      "unreachable", operated=operated)
@@ -419,6 +426,19 @@ class TrustPolicy:
             decision = TrustDecision(agent, action, tool, "block", f"{error}; failing closed", None, None,
                                      "unreachable", operated=operated)
         return self._made(decision)
+
+    def _needs_a_tier(self, action: str, tool: str | None) -> str | None:
+        """Why failing open does not let this call run, if it does not: the action or tool is high-risk under these
+        rules (or the node's policy as last fetched) and needs a tier above the lowest, which no agent is known to
+        have without the node's answer (vouching.policy.decide's high-risk rule)."""
+        kept = self._node_policy
+        for by, rules in (("local policy", self.rules), ("node policy", kept.policy if kept is not None else None)):
+            if rules is None or tier_rank(rules.high_risk_tier) == 0:
+                continue
+            if (risky := next((name for name in (action, tool) if rules.is_high_risk(name)), None)) is not None:
+                return (f"{risky} is high-risk and needs tier {rules.high_risk_tier} or better, which no agent is "
+                        f"known to have without the node's answer ({by})")
+        return None
 
     def _made(self, decision: TrustDecision, *, detail: str | None = None) -> TrustDecision:
         """`decision`, not enforced if observing, and logged unless it allows (with `detail`, for the log only)."""

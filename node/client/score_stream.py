@@ -28,6 +28,9 @@ MAX_RETRY_AFTER_S = 60.0  # the longest a node's Retry-After holds a reconnect b
 CLOSE_WAIT_S = 5.0  # the longest close() waits for the thread, which ends at once once its socket is shut
 IDLE_S = 45.0  # the longest wait for a line; the node sends a keep-alive comment every 15 s
 MAX_LINE = 64 * 1024  # bytes; the node's lines are a few hundred
+# Streams of one node followed at once by this process past which it says (once) that they pile up: a service makes
+# one Vouchnet, and each stream is a thread here and a connection of the node's 256 (node.stream.MAX_CLIENTS) there
+MANY_STREAMS = 8
 _EOL = re.compile(rb"\r\n|\r|\n")
 
 
@@ -116,6 +119,34 @@ def score_change(event: SseEvent) -> ScoreChange | None:
     return change
 
 
+class _Following:
+    """The streams this process follows, by node; says once, as a warning, when one node's reach MANY_STREAMS: a
+    Vouchnet (or TrustPolicy) made per request and never closed leaks a thread and a connection each, and takes the
+    node's streams from every other service of the org (theirs then refused: their caches kept only by cache_ttl)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count: dict[str, int] = {}
+        self.said = False
+
+    def started(self, node: str) -> None:
+        with self._lock:
+            count = self._count[node] = self._count.get(node, 0) + 1
+            say = count >= MANY_STREAMS and not self.said
+            self.said = self.said or say
+        if say:
+            log.warning(f"this process follows {count} streams of the node at {node}, a thread and one of the node's "
+                        "connections each: make one Vouchnet (or TrustPolicy) per service, not per request, and close "
+                        "it; or pass TrustPolicy(listen=False) (said once)", extra={"fields": {"node": node}})
+
+    def ended(self, node: str) -> None:
+        with self._lock:
+            self._count[node] -= 1
+
+
+FOLLOWING = _Following()
+
+
 class ScoreStream:
     """Follows `base_url`'s `/v1/stream`: `on_change` for each score change, `on_reset` whenever what was cached
     may have missed changes (the first connection, a node restart, a gap the node cannot replay)."""
@@ -133,6 +164,7 @@ class ScoreStream:
         self._thread = threading.Thread(target=self._run, name="vouchnet-score-stream", daemon=True)
 
     def start(self) -> None:
+        FOLLOWING.started(self.base_url)
         self._thread.start()
 
     def close(self) -> None:
@@ -151,6 +183,12 @@ class ScoreStream:
         self.connected.clear()
 
     def _run(self) -> None:
+        try:
+            self._follow_until_closed()
+        finally:
+            FOLLOWING.ended(self.base_url)
+
+    def _follow_until_closed(self) -> None:
         parser = SseParser()
         while not self._stop.is_set():
             wait = self._reconnect

@@ -9,6 +9,7 @@ import pytest
 from nacl.signing import SigningKey
 
 from node.client import TrustPolicy, Vouchnet
+from node.client import _blocking
 from node.client import policy as policy_module
 from node.client.guard import credential_in, refusal_text
 from node.credential_status import LIST_ENTRIES
@@ -231,3 +232,32 @@ def test_a_change_the_stream_announces_does_not_extend_the_node_s_word_on_who_op
         decision = vouchnet.authorize_sync(credential, "tool_call", "search")
         monkeypatch.undo()  # the stream's thread ends on the real clock
     assert decision.source == "node" and not decision.operated
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "trio"])
+def test_a_synchronous_call_from_a_running_event_loop_says_once_that_it_blocks_the_loop(running, loop, monkeypatch,
+                                                                                      caplog):
+    """authorize_sync (or guard_sync, check, verify) called from an async service's handler waited on the node on
+    the loop's thread, holding every other request of the service for up to its timeouts, and nothing said so."""
+    import asyncio
+
+    import trio
+
+    monkeypatch.setattr(_blocking, "_said", threading.Event())
+    known, credential = running.new_agent(trusted=True)
+    vouchnet = Vouchnet(running.url, running.token, policy=TrustPolicy(running.url, listen=False))
+
+    async def handler() -> None:
+        for _ in range(2):
+            assert vouchnet.authorize_sync(credential, "tool_call", "search").allowed
+            assert vouchnet.policy.check(known, "tool_call", "search").allowed
+
+    with caplog.at_level(logging.WARNING, logger="vouchnet.client"):
+        assert vouchnet.authorize_sync(credential, "tool_call", "search").allowed  # no loop here: nothing to say
+        assert not [r for r in caplog.records if "blocks the loop" in r.getMessage()]
+        asyncio.run(handler()) if loop == "asyncio" else trio.run(handler)
+    said = [r.getMessage() for r in caplog.records if "blocks the loop" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith(f"Vouchnet.authorize_sync was called from a running {loop} event "
+                                                 "loop: it blocks the loop")
+    assert "await Vouchnet.authorize() instead" in said[0]
+    vouchnet.close()

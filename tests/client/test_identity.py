@@ -110,6 +110,28 @@ def test_an_issuer_that_does_not_answer_verifies_nothing():
         verifier.verify(agent_credential(SigningKey.generate(), new_did()))
 
 
+def test_until_the_keys_are_fetched_again_a_refusal_says_they_could_not_be_not_that_the_org_is_not_accepted():
+    """The first credential after a failed fetch was refused for it, and every one after it, until the next fetch
+    (REFRESH_BACKOFF_S later), as 'not a key of an org this service accepts': a service started before its node, or
+    during its outage, told its operator (and its callers) to look at `issuers`."""
+    key, stranger = SigningKey.generate(), SigningKey.generate()
+    alone = CredentialVerifier(["http://127.0.0.1:9"])
+    for _ in range(2):
+        with pytest.raises(UnverifiedAgent, match=r"^cannot fetch the keys of any trusted issuer \(.*127\.0\.0\.1:9"
+                           ) as refused:
+            alone.verify(agent_credential(key, new_did()))
+        assert refused.value.public == "cannot fetch the keys of any trusted issuer (the service's log says why)"
+    org = StubOrg([key])
+    with serving(org):
+        beside = CredentialVerifier([org.url, "http://127.0.0.1:9"])
+        assert beside.verify(agent_credential(key, new_did())).org == did_of(key)
+        for _ in range(2):  # the key may be the unanswering issuer's
+            with pytest.raises(UnverifiedAgent, match=r"not a key of an org this service accepts agents from, as far "
+                                                      r"as their keys could be fetched: 1 of 2 could not be \(http://"
+                                                      r"127\.0\.0\.1:9/\.well-known/jwks\.json: "):
+                beside.verify(agent_credential(stranger, new_did()))
+
+
 # --- revocation: the issuer's W3C Bitstring Status List --------------------------------------------------------
 
 

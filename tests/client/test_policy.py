@@ -124,6 +124,22 @@ def test_it_fails_closed_by_default_when_the_node_is_down(running, dead_url):
     assert (decision.verdict, decision.allowed, decision.source) == ("audit", True, "unreachable")
 
 
+def test_failing_open_with_the_node_down_still_refuses_a_high_risk_tool(running, dead_url):
+    """Failing open let any verified agent run `shell` or `deploy` while the node could not be reached (an outage
+    an attacker may cause), though the README says the local rules still apply: a high-risk tool needs a tier, and
+    without the node's answer no agent is known to have it."""
+    agent, _ = running.new_agent(trusted=True)
+    opened = TrustPolicy(dead_url, listen=False, fail_open=True)
+    risky = opened.check(agent, "tool_call", "shell")
+    assert (risky.verdict, risky.allowed, risky.source) == ("block", False, "unreachable")
+    assert risky.reason.endswith("failing open, but shell is high-risk and needs tier trusted or better, which no "
+                                 "agent is known to have without the node's answer (local policy)")
+    assert asyncio.run(opened.acheck(agent, "tool_call", "deploy")).verdict == "block"
+    assert opened.check(agent, "tool_call", "search").verdict == "audit"  # the rest still fails open
+    lenient = TrustPolicy(dead_url, listen=False, fail_open=True, high_risk_tier="untrusted")
+    assert lenient.check(agent, "tool_call", "shell").verdict == "audit"  # every agent has the lowest tier
+
+
 @pytest.mark.parametrize("without", ["the node's answer", "the node's policy", "issuers in the answer"])
 def test_a_credential_the_node_did_not_say_stands_for_the_agent_is_not_taken_to(dead_url, without):
     """A call decided without the node's word on who operates the agent runs failing open or in observe mode; its

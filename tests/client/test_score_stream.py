@@ -2,12 +2,15 @@
 multi-line data, ids; what is not a well-formed score change is ignored, not trusted."""
 
 import json
+import logging
 
 import httpx
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from node.client import TrustPolicy
+from node.client import score_stream
 from node.client.score_stream import (
     MAX_RETRY_AFTER_S, ScoreChange, SseEvent, SseParser, TooLong, _lines, reconnect_wait, score_change,
 )
@@ -90,3 +93,24 @@ def _refusal(status: int, headers: dict[str, str] | list[tuple[bytes, bytes]]) -
 ])
 def test_a_refused_stream_reconnects_after_the_node_s_retry_after_within_a_bound(error, wait):
     assert reconnect_wait(error, 1.0) == wait
+
+
+def test_a_process_following_many_streams_of_one_node_says_once_that_they_pile_up(monkeypatch, caplog):
+    """A Vouchnet made per request (never closed) leaked a thread and a connection to the node each, silently, until
+    the node's 256 streams were all taken, from every service of the org."""
+    monkeypatch.setattr(score_stream, "FOLLOWING", score_stream._Following())
+    node = "http://127.0.0.1:9"  # nothing answers: each stream keeps retrying, as one would keep following
+    with caplog.at_level(logging.WARNING, logger="vouchnet.client"):
+        policies = [TrustPolicy(node) for _ in range(2 * score_stream.MANY_STREAMS)]
+        for policy in policies[:score_stream.MANY_STREAMS - 1]:
+            assert not policy.stream_connected.is_set()  # its stream started, and nothing answers it
+        assert not [r for r in caplog.records if "streams of the node" in r.getMessage()]
+        for policy in policies[score_stream.MANY_STREAMS - 1:]:
+            assert not policy.stream_connected.is_set()
+    said = [r.getMessage() for r in caplog.records if "streams of the node" in r.getMessage()]
+    assert said == [f"this process follows {score_stream.MANY_STREAMS} streams of the node at {node}, a thread and "
+                    "one of the node's connections each: make one Vouchnet (or TrustPolicy) per service, not per "
+                    "request, and close it; or pass TrustPolicy(listen=False) (said once) node=http://127.0.0.1:9"]
+    for policy in policies:
+        policy.close()
+    assert score_stream.FOLLOWING._count[node] == 0  # a closed stream counts no more

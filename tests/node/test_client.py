@@ -167,6 +167,31 @@ async def test_a_node_that_is_not_running_is_named_with_a_hint():
     assert str(unreachable.value) == f"cannot reach the node at http://127.0.0.1:{port}: is `vouchnet run` running?"
 
 
+async def test_https_at_the_node_s_plain_http_api_is_named_as_tls_not_as_a_node_not_running():
+    """`https://` given for the node's address (its API serves plain HTTP) was reported as nothing answering there:
+    'is `vouchnet run` running?', while it was."""
+    async with trio.open_nursery() as nursery:
+        port = await _raw_http_server(nursery, b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+        url = f"https://127.0.0.1:{port}"
+        with NodeClient(url) as client, pytest.raises(NodeUnreachable) as unreachable:
+            await call(client.node)
+        async with AsyncTrustClient(url) as asynchronous:
+            with pytest.raises(NodeUnreachable) as unreachable_async:
+                await asynchronous.health()
+        nursery.cancel_scope.cancel()
+    for raised in (unreachable.value, unreachable_async.value):
+        assert str(raised).startswith(f"cannot talk to the node at {url} over TLS (")
+        assert str(raised).endswith("): the node's API serves plain HTTP (http://), TLS only through a proxy in "
+                                    "front of it")
+
+
+async def test_a_node_address_whose_host_name_does_not_resolve_is_named_as_such():
+    with NodeClient("http://vouchnet-node.invalid:8700") as client, pytest.raises(NodeUnreachable) as unreachable:
+        await call(client.node)
+    assert str(unreachable.value).startswith("cannot reach the node at http://vouchnet-node.invalid:8700: its host "
+                                             "name does not resolve (")
+
+
 async def _raw_http_server(nursery, answer: bytes | None) -> int:
     """A listener on 127.0.0.1 that answers every request with `answer` (None: never answers); its port."""
     listeners = await nursery.start(partial(trio.serve_tcp, partial(_answer, answer), 0, host="127.0.0.1"))
