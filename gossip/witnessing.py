@@ -782,6 +782,8 @@ class Witnessing:
     async def _watch(self, inbox: trio.MemoryReceiveChannel[Received], validator: CheckpointValidator,
                      witness: Witness) -> None:
         async for received in inbox:
+            if received.origin == self.host.peer_id:
+                continue  # our own, delivered back to us by pubsub: nothing to watch, and not heard from a peer
             self.stats.checkpoints_received += 1
             try:
                 seen = validator.opened(received.data)

@@ -250,6 +250,23 @@ async def test_the_gossip_pace_counts_the_orgs_heard_from_inside_the_horizon_onl
                 nursery.cancel_scope.cancel()
 
 
+async def test_checkpoints_received_counts_other_orgs_checkpoints_not_our_own_looped_back(tmp_path):
+    """vouchnet_witness_checkpoints_received_total says what peers gossip: a lone node, whose own checkpoints pubsub
+    delivers back to it, shows 0 (an alert on no checkpoints heard would not fire otherwise)."""
+    (own,), other = identities(tmp_path, 1), Org()
+    host = CheckpointsOnlyHost()
+    origin = log_origin(NETWORK, did_key(bytes(SigningKey(own.seed).verify_key)), RECORDS_LOG)
+    ours = Checkpoint(origin, 1, bytes(32)).sign([Ed25519Signer(origin, SigningKey(own.seed))])
+    async with watching(own, host, other.did) as (_, witnessing):
+        await host.gossip.send(Received(host.peer_id, ours))
+        await host.gossip.send(Received(host.peer_id, ours))
+        await trio.testing.wait_all_tasks_blocked()  # the watcher has taken in the last one
+        assert witnessing.stats.checkpoints_received == 0
+        await host.gossip.send(Received(peer_of(other), org_checkpoint(other)))
+        await trio.testing.wait_all_tasks_blocked()
+        assert witnessing.stats.checkpoints_received == 1
+
+
 async def test_the_sizes_of_logs_gossiped_inside_the_horizon_are_told_to_the_log_listeners(tmp_path):
     """The sync service learns from them which peers' logs grew since it pulled them (SyncService.heard_log)."""
     (own,), inside, outside = identities(tmp_path, 1), Org(), Org()

@@ -1,8 +1,9 @@
-"""The README's table of the local API names every route the node serves, and only those; it names every
-`vouchnet` command, its shell examples parse as written, every option it names exists, and the limits it states
+"""The README's table of the local API names every route the node serves, and only those; it names every metric
+the node serves and every `vouchnet` command, its shell examples parse as written, every option it names exists, and the limits it states
 are the code's (docs match the code)."""
 
 import argparse
+import inspect
 import re
 import shlex
 from pathlib import Path
@@ -14,12 +15,14 @@ import trio
 
 from gossip.peers import MAX_DIAL_BURST, MAX_DIAL_RATE, MAX_DIALS, MAX_ERROR
 from gossip.serving_budget import ServingRates
+from gossip.sync_service import SyncService
 from node import cli
 from node.api.records import DEFAULT_PAGE, MAX_PAGE
 from node.client.score_stream import MAX_RETRY_AFTER_S
 from node.credential_status import LIST_ENTRIES
 from node.credentials import VOUCH_CREDENTIAL_DAYS
 from node.stream import MAX_CLIENTS
+from node.trust import SNAPSHOT_AFTER
 
 from .in_process import running
 
@@ -48,6 +51,16 @@ async def test_every_route_is_in_the_readme_table_and_nothing_else(tmp_path):
                 spec = (await client.get(f"{node.api_url}/openapi.json")).json()
     served = {re.sub(r"\{[^}]*\}", "{}", path) for path in spec["paths"]}
     assert documented_paths() == served - {"/openapi.json"}
+
+
+async def test_every_metric_the_node_serves_is_in_the_readme(tmp_path):
+    """An operator learns a metric from the README before an alert shows it to them."""
+    with trio.fail_after(30):
+        async with running(tmp_path) as node:
+            served = re.findall(r"^# TYPE (\S+) ", node.metrics.render(), re.MULTILINE)
+    readme = README.read_text()
+    assert len(served) > 50
+    assert [name for name in served if not re.search(rf"`{name}[`{{]", readme)] == []
 
 
 def test_every_command_is_in_the_readme():
@@ -131,6 +144,10 @@ _RATES = ServingRates()
     f"{MAX_DIALS} dials at once, bootstrap peers first, and {MAX_DIAL_RATE:.0f} addresses a second in all (bursts "
     f"of {MAX_DIAL_BURST})",
     f"`last_error` (one line of printable text, at most {MAX_ERROR} characters:",
+    f"once {SNAPSHOT_AFTER:,} records, or an eighth of those it covers if more, are not in it, so a node of fewer than "
+    f"{SNAPSHOT_AFTER:,} records has none",
+    f"clamp_min(vouchnet_engine_snapshot_records / 8, {SNAPSHOT_AFTER})",
+    f"at least every {inspect.signature(SyncService).parameters['refresh_rounds'].default} `[p2p] sync_interval`s",
 ])
 def test_the_readme_states_the_figures_the_code_uses(statement):
     assert statement in " ".join(README.read_text().split())
