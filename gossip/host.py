@@ -519,7 +519,7 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    a peer, and warns "pending message queue for peer ... exceeded limit" for each one it then drops. Repro: host A
    subscribed to topic t, host B subscribed to topic u only connects to A; A publishes 1,000 messages to t -> 899 such
    warnings (and likewise the IHAVE, IWANT and GRAFT warnings of gossipsub and yamux's per-frame and per-connection
-   ones). The node's log limit (node.log_limit: 20 lines of a call site in 10 s) still let each write 2 a second.
+   ones). The node's log limit (vouching.log_limit: 20 lines of a call site in 10 s) still let each write 2 a second.
    Handled: every py-libp2p logger has LIBP2P_LOG_LIMIT as a filter, a record of WARNING or worse from one call site
    written at most once in LIBP2P_LOG_WINDOW_S (60 s), the next counting those left out (`suppressed`); records below
    WARNING pass (asked for when debugging). The pending queue's drops count in HostStats.pending_dropped: a count that
@@ -622,7 +622,7 @@ from gossip.batch import MAX_GOSSIP_MESSAGE
 from gossip.frames import encode_frame, parse_frame_header
 from gossip.listen_check import bind_error
 from gossip.verdict import Verdict
-from node.log_limit import RateLimit
+from vouching.log_limit import RateLimit
 from vouching import did_key
 
 if not libp2p.__version__.startswith("0.8."):
@@ -2632,7 +2632,7 @@ def _route_libp2p_logging(level: int) -> None:
 
 
 class _WarningsOncePerWindow(RateLimit):
-    """Quirk 59: node.log_limit's per-call-site limit for py-libp2p's records of WARNING or worse; the rest pass."""
+    """Quirk 59: vouching.log_limit's per-call-site limit for py-libp2p's records of WARNING or worse; the rest pass."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.levelno < logging.WARNING or super().filter(record)
