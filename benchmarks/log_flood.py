@@ -1,7 +1,7 @@
 """Lines and bytes one hostile party makes a node write to its log, as fast as it can send over loopback: figures,
 no targets; not a test. A whole node runs in-process (tests/node/in_process.py), logging as `vouchnet run` does
 (node.logs.configure_logging, INFO) into a counter; the attacker is a libp2p host of its own, or an HTTP client on
-a raw socket. `--no-limit` leaves out node.log_limit's filter (what a node wrote before it).
+a raw socket. `--no-limit` leaves out the node log's limit, vouching.log_limit (what a node wrote before it).
 
 - sync-malformed: sync requests that are not CBOR, 4 streams at once, one after the other on each;
 - sync-heads: well-formed heads requests, 4 streams at once, past the peer's serving budget (a Busy reply each);
@@ -39,7 +39,7 @@ from gossip.host import Host, HostError, open_host  # noqa: E402
 from gossip.service import records_topic  # noqa: E402
 from gossip.sync_messages import SYNC_PROTOCOL, HeadsRequest, encode_message  # noqa: E402
 from node.daemon import GOSSIP_PROTOCOLS, Node  # noqa: E402
-from node.log_limit import RateLimit  # noqa: E402
+from vouching.log_limit import RateLimit  # noqa: E402
 from node.logs import configure_logging  # noqa: E402
 from tests.node.in_process import LOOPBACK, running  # noqa: E402
 
@@ -162,7 +162,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("attacks", nargs="*", help=f"of {', '.join(ATTACKS)} (default: all)")
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--no-limit", action="store_true", help="without node.log_limit's filter")
+    parser.add_argument("--no-limit", action="store_true", help="without the node log's limit (vouching.log_limit)")
     args = parser.parse_args()
     if unknown := set(args.attacks) - set(ATTACKS):
         parser.error(f"no such attack: {', '.join(sorted(unknown))}")

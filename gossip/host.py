@@ -519,12 +519,16 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    a peer, and warns "pending message queue for peer ... exceeded limit" for each one it then drops. Repro: host A
    subscribed to topic t, host B subscribed to topic u only connects to A; A publishes 1,000 messages to t -> 899 such
    warnings (and likewise the IHAVE, IWANT and GRAFT warnings of gossipsub and yamux's per-frame and per-connection
-   ones). The node's log limit (node.log_limit: 20 lines of a call site in 10 s) still let each write 2 a second.
+   ones). The node's log limit (vouching.log_limit: 20 lines of a call site in 10 s) still let each write 2 a second.
    Handled: every py-libp2p logger has LIBP2P_LOG_LIMIT as a filter, a record of WARNING or worse from one call site
    written at most once in LIBP2P_LOG_WINDOW_S (60 s), the next counting those left out (`suppressed`); records below
-   WARNING pass (asked for when debugging). The pending queue's drops count in HostStats.pending_dropped: a count that
-   keeps growing says a connected peer never joins the node's topics (another network's node, or one misconfigured),
-   for which the node holds up to 100 messages. Same repro: 1 line, pending_dropped 899.
+   WARNING pass (asked for when debugging). py-libp2p makes some loggers only as it first uses them, after a host
+   started (libp2p.connection_shutdown, libp2p.network.stream.net_stream), so open_host() makes loggers under
+   `libp2p.` of a class adding the filter as each is made (_Libp2pFiltered). Repro: open a host, then
+   logging.getLogger("libp2p.new").warning("w") 5 times -> 5 lines written; handled, 1. The pending queue's drops
+   count in HostStats.pending_dropped: a count that keeps growing says a connected peer never joins the node's topics
+   (another network's node, or one misconfigured), for which the node holds up to 100 messages. Same repro: 1 line,
+   pending_dropped 899.
 60. A connection's close cut off by a timeout leaves the dead connection listed, for good: SwarmConn.close() marks it
    closed first, closes the muxer (Yamux.close sleeps 0.1 s after closing the socket), and only then takes it off the
    swarm's list and, after another 0.1 s sleep, notifies its disconnection; a later close() returns at once for a
@@ -622,7 +626,7 @@ from gossip.batch import MAX_GOSSIP_MESSAGE
 from gossip.frames import encode_frame, parse_frame_header
 from gossip.listen_check import bind_error
 from gossip.verdict import Verdict
-from node.log_limit import RateLimit
+from vouching.log_limit import RateLimit
 from vouching import did_key
 
 if not libp2p.__version__.startswith("0.8."):
@@ -2617,22 +2621,54 @@ def _route_libp2p_logging(level: int) -> None:
     libp2p_logger = logging.getLogger("libp2p")
     libp2p_logger.propagate = True  # quirk 7
     libp2p_logger.setLevel(level)
-    for name in _ROUTINE_FAILURE_LOGGERS:  # quirk 23
-        routine = logging.getLogger(name)
-        if not any(isinstance(f, _RoutineFailuresAsDebug) for f in routine.filters):
-            routine.addFilter(_RoutineFailuresAsDebug())
-    for name, child in logging.root.manager.loggerDict.items():
+    _filter_new_libp2p_loggers()
+    for name in _ROUTINE_FAILURE_LOGGERS:  # quirk 23's loggers, made now if their modules have not yet
+        logging.getLogger(name)
+    for name, child in list(logging.root.manager.loggerDict.items()):
         if not (name.startswith("libp2p.") and isinstance(child, logging.Logger)):
             continue
         # a few modules pin their own level (the auto-connector logs INFO on every start)
         if 0 < child.level < level:
             child.setLevel(logging.NOTSET)
-        if LIBP2P_LOG_LIMIT not in child.filters:  # quirk 59 (after quirk 23's filter: a demoted record spends nothing)
-            child.addFilter(LIBP2P_LOG_LIMIT)
+        _filter_libp2p_logger(child)
+
+
+def _filter_libp2p_logger(logger: logging.Logger) -> None:
+    """Quirk 23's filter on a logger of routine failures, then quirk 59's (so a demoted record spends nothing)."""
+    if logger.name in _ROUTINE_FAILURE_LOGGERS and not any(
+            isinstance(f, _RoutineFailuresAsDebug) for f in logger.filters):
+        logger.addFilter(_RoutineFailuresAsDebug())
+    if LIBP2P_LOG_LIMIT not in logger.filters:
+        logger.addFilter(LIBP2P_LOG_LIMIT)
+
+
+def _filter_new_libp2p_loggers() -> None:
+    """Quirk 59: the loggers made from now on are _Libp2pFiltered, subclassing the class they were made of (so an
+    application's own logger class still applies), set where it was set (logging.setLoggerClass or the manager's)."""
+    manager = logging.root.manager
+    made = manager.loggerClass or logging.getLoggerClass()
+    if issubclass(made, _Libp2pFiltered):
+        return
+    filtered = type("Libp2pFiltered", (_Libp2pFiltered, made), {})
+    if manager.loggerClass is not None:
+        manager.setLoggerClass(filtered)
+    else:
+        logging.setLoggerClass(filtered)
+
+
+class _Libp2pFiltered(logging.Logger):
+    """Quirk 59: a logger named under `libp2p.` gets py-libp2p's filters as it is made. A filter on the `libp2p`
+    logger would not see its children's records; one on a handler of its own, `libp2p` no longer propagating, would
+    see them after any other handler put on `libp2p` (pytest puts its own on each logger not propagating)."""
+
+    def __init__(self, name: str, level: int = logging.NOTSET) -> None:
+        super().__init__(name, level)
+        if name.startswith("libp2p."):
+            _filter_libp2p_logger(self)
 
 
 class _WarningsOncePerWindow(RateLimit):
-    """Quirk 59: node.log_limit's per-call-site limit for py-libp2p's records of WARNING or worse; the rest pass."""
+    """Quirk 59: vouching.log_limit's per-call-site limit for py-libp2p's records of WARNING or worse; the rest pass."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.levelno < logging.WARNING or super().filter(record)

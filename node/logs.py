@@ -1,6 +1,6 @@
 """Structured logs: one logfmt line per event (`ts=… level=… logger=… msg="…" key=value…`), to stderr.
 
-Fields come from `extra={"fields": {...}}` on the logging call. Each call site writes at most node.log_limit.BURST
+Fields come from `extra={"fields": {...}}` on the logging call. Each call site writes at most vouching.log_limit.BURST
 lines a window, whatever a peer sends (a `suppressed` field counts the rest). Secrets (the API token, keys) are never passed
 to a logger anywhere in vouchnet; this module adds no redaction because nothing should need it.
 """
@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-from node.log_limit import RateLimit
+from vouching.log_limit import RateLimit
 from vouching.schema import escaped
 
 

@@ -370,20 +370,18 @@ class TrustService:
 
     # --- reads --------------------------------------------------------------------------------------------
 
-    def score(self, agent: str) -> Score:
+    def score(self, agent: str) -> tuple[Score, tuple[str, ...]]:
+        """The agent's score now and the tools it held live scoped vouches for at that instant (a check of one is
+        decided on a score of its own), both looked up once for the answer and for the stream."""
         self._requests.inc(kind="score")
-        score = self.engine.score(agent, now=self._clock())
-        self._served(agent, score, self.engine.scopes(agent, now=score.computed_at))
-        return score
+        now = self._clock()
+        score, scopes = self.engine.score(agent, now=now), self.engine.scopes(agent, now=now)
+        self._served(agent, score, scopes)
+        return score, scopes
 
     def explain(self, score: Score) -> dict:
         """The explanation of `score` (a `score` answer), at the instant it was computed at."""
         return self.engine.explain(score.agent, now=score.computed_at).as_dict()
-
-    def scopes(self, score: Score) -> tuple[str, ...]:
-        """The tools the agent of `score` (a `score` answer) held live scoped vouches for at the instant it was
-        computed at: a check of one is decided on a score of its own."""
-        return self.engine.scopes(score.agent, now=score.computed_at)
 
     def check(self, agent: str, action: str, tool: str | None) -> tuple[Decision, Score, tuple[str, ...]]:
         """The decision for `agent` doing `action` with `tool`, the score it was decided on (with the vouches

@@ -1,4 +1,5 @@
-"""Records and trust semantics: identities, signed records, the trust graph, scoring and policy.
+"""Records and trust semantics: identities, signed records, the trust graph, scoring and policy; and the log limit
+per call site that every layer above uses (log_limit).
 
 Pure: no network, no trio, no disk (DESIGN.md §1).
 

@@ -50,14 +50,14 @@ class CheckRequest(BaseModel):
 def score_answer(trust: TrustService, key: SigningKey, did: str, *, explain: bool, statement: bool) -> dict[str, Any]:
     """The body of `GET /v1/agents/{did}/score` for a valid did: the score, its scoped tools and its explanation,
     all of the one instant the score was computed at."""
-    score = trust.score(did)
+    score, scopes = trust.score(did)
     answer: dict[str, Any] = {
         "agent": did,
         "score": score.score,
         "tier": score.tier,
         "confidence": score.confidence,
         "computed_at": score.computed_at,
-        **listed_scopes(trust.scopes(score)),
+        **listed_scopes(scopes),
     }
     if explain:
         answer["explanation"] = trust.explain(score)

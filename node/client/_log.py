@@ -4,7 +4,7 @@ enforced=False reason="…"`): a service logs the SDK with its own format, which
 week-1 log must show who would have been blocked. They stay on the record as `fields` for structured handlers.
 
 A caller triggers a line for each of its requests (a `trust decision` for each call blocked or audited, an `a2a
-incoming` for each A2A task), so the logger has the node's per-call-site limit (node.log_limit) as a filter of its
+incoming` for each A2A task), so the logger has the node's per-call-site limit (vouching.log_limit) as a filter of its
 own, LIMIT: at most 20 lines of one logging call in each 10 s, the rest counted in `suppressed=N` on that call's
 next line. A library must not let a hostile caller flood its host's log, and the limit keeps each line written
 whole and at its level (the week-1 log still names who would have been blocked, less often under a flood); it is
@@ -18,7 +18,7 @@ import logging
 from collections.abc import MutableMapping
 from typing import Any
 
-from ..log_limit import RateLimit
+from vouching.log_limit import RateLimit
 from ..logs import logfmt_value
 
 

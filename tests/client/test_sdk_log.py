@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from node.client import LOG_LIMIT, A2ATrust, TrustPolicy
-from node.log_limit import BURST, WINDOW_S
+from vouching.log_limit import BURST, WINDOW_S
 
 from .running_node import on_asyncio
 

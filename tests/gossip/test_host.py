@@ -2,7 +2,7 @@ import contextlib
 import logging
 import os
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import nacl.signing
@@ -438,6 +438,26 @@ async def test_a_stream_that_ends_inside_a_frame_broke_and_sent_no_malformed_fra
         await stream.read_frame(max_size=1024)
 
 
+class _Kept(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def root_records() -> Iterator[list[logging.LogRecord]]:
+    """The records of WARNING or worse that reach the root logger's handlers (the application's logging), once each:
+    caplog can hold one twice, as pytest also puts its handler on every logger that does not propagate as a test
+    starts, which `libp2p` does until a host starts (quirk 7)."""
+    kept = _Kept()
+    logging.getLogger().addHandler(kept)
+    yield kept.records
+    logging.getLogger().removeHandler(kept)
+
+
 def libp2p_errors(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name.startswith("libp2p") and r.levelno >= logging.ERROR]
 
@@ -702,10 +722,10 @@ async def test_py_libp2p_records_of_failures_it_also_raises_are_debug_and_others
 
 @pytest.mark.slow
 async def test_a_peer_that_makes_py_libp2p_warn_on_every_message_gets_one_line_and_a_count(
-        caplog: pytest.LogCaptureFixture) -> None:
+        root_records: list[logging.LogRecord]) -> None:
     # Quirk 59: py-libp2p queues each message for a connected peer it has not heard join the topic, 100 at most, and
     # warned for each one it dropped past them; a peer that joins another of the host's topics only drew a line per message.
-    with trio.fail_after(40), caplog.at_level(logging.WARNING):
+    with trio.fail_after(40):
         async with open_host(os.urandom(32), LOOPBACK) as host, open_host(os.urandom(32), LOOPBACK) as peer:
             for joined in (host, peer):  # a topic both join, so that the host has heard the peer's subscriptions
                 await joined.subscribe("/vouchnet/test/checkpoints", accept_all)
@@ -715,8 +735,23 @@ async def test_a_peer_that_makes_py_libp2p_warn_on_every_message_gets_one_line_a
             for n in range(1101):  # the first 101 fill the peer's queue (trimmed before a message is added)
                 await host.publish(TOPIC, b"%d" % n)
             assert host.stats().pending_dropped == 1000
-    warnings = [r for r in caplog.records if r.getMessage().startswith("pending message queue for peer")]
+    warnings = [r for r in root_records if r.getMessage().startswith("pending message queue for peer")]
     assert len(warnings) == 1  # the window (60 s) outlasts the test
+
+
+@pytest.mark.slow
+async def test_a_py_libp2p_logger_created_after_the_host_started_is_limited_too(
+        root_records: list[logging.LogRecord]) -> None:
+    # Quirk 59: py-libp2p makes some loggers only as it first uses them (libp2p.connection_shutdown,
+    # libp2p.network.stream.net_stream), after a host started; the limit was only on the loggers there at its start.
+    name = f"libp2p.created_after_start_{os.urandom(4).hex()}"
+    with trio.fail_after(10):
+        async with open_host(os.urandom(32), LOOPBACK):
+            assert name not in logging.root.manager.loggerDict
+            late = logging.getLogger(name)
+            for _ in range(5):
+                late.warning("warned again")
+    assert [r.getMessage() for r in root_records if r.name == name] == ["warned again"]
 
 
 @pytest.mark.slow

@@ -1,12 +1,14 @@
-"""Log lines: what LogfmtFormatter writes, logfmt_fields reads back (node.logs)."""
+"""Log lines: what LogfmtFormatter writes, logfmt_fields reads back, how many a flood writes (node.logs)."""
 
 import logging
 import sys
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from node.logs import MAX_ERROR, MAX_VALUE, LogfmtFormatter, logfmt_fields
+from node.logs import MAX_ERROR, MAX_VALUE, LogfmtFormatter, configure_logging, logfmt_fields
+from vouching.log_limit import BURST
 
 _KEYS = st.from_regex(r"[a-z_][a-z0-9_]{0,11}", fullmatch=True).filter(lambda key: key not in ("ts", "level", "msg"))
 
@@ -58,3 +60,25 @@ def test_where_a_node_listens_reads_from_its_running_line():
             'listen=/ip4/127.0.0.1/tcp/40211/p2p/12D3KooW api=http://127.0.0.1:40213 network=test records=1')
     fields = logfmt_fields(line)
     assert (fields["listen"], fields["api"]) == ("/ip4/127.0.0.1/tcp/40211/p2p/12D3KooW", "http://127.0.0.1:40213")
+
+
+@pytest.fixture
+def root_logging():
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_the_node_log_writes_a_peer_triggered_flood_as_a_burst(root_logging, capsys):
+    """What configure_logging sets up (a node's `vouchnet run`): 10,000 refused requests of a peer, one line each,
+    write BURST lines."""
+    configure_logging()
+    log = logging.getLogger("gossip.sync_service")
+    for _ in range(10_000):
+        log.info("sync request from %s refused (%s): %s", "12D3KooWpeer", "malformed", "not CBOR")
+    log.warning("another line")
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == BURST + 1
+    assert logfmt_fields(lines[-1])["msg"] == "another line"

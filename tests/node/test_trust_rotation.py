@@ -112,7 +112,7 @@ def test_a_root_named_by_either_key_is_the_org(tmp_path, root):
                                    new.vouch(vouched.did)]]:
             assert node.replica.accept(batch).accepted == batch
         assert trust.org(new.did) == trust.org(old.did) and trust.org(old.did)["root"]
-        assert trust.org(vouched.did)["reputation"] > 0 and trust.score(agent).tier == "provisional"
+        assert trust.org(vouched.did)["reputation"] > 0 and trust.score(agent)[0].tier == "provisional"
 
 
 # ------------------------------------------------------------------------------------- this node's own digests
@@ -141,7 +141,7 @@ def test_the_nodes_digests_under_its_earlier_key_are_first_hand_not_a_peers(tmp_
                            node.digester.undigested())
         (part,) = trust.engine.explain(agent, now=T0 + 2 * EPOCH).orgs
         assert part.first_hand and part.org == old_did and part.events == 6
-        assert trust.org(node.replica.did)["own"] and trust.score(agent).tier == "untrusted"
+        assert trust.org(node.replica.did)["own"] and trust.score(agent)[0].tier == "untrusted"
 
 
 @pytest.mark.parametrize("late", [True, False], ids=["link-last", "link-first"])

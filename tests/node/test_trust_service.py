@@ -74,7 +74,7 @@ def test_revoking_an_agent_vouch_is_announced_at_once(node, trust, broadcaster):
     agent = new_did()
     vouch = node.replica.issue("vouch", vouch_body(agent, 1.0, "operator"))
     trust.on_records([vouch])
-    assert trust.score(agent).tier == "provisional"
+    assert trust.score(agent)[0].tier == "provisional"
     with broadcaster.subscribe() as subscription:
         trust.on_records([node.replica.issue("revoke", revoke_body(vouch.id, "key leaked"))])
         assert published(subscription) == [("score", agent, "untrusted"), ("tier", agent, "untrusted")]
@@ -86,7 +86,7 @@ def test_the_stream_announces_the_general_score_and_the_scoped_tools_never_a_too
     with the general score, however a check of its tool was answered in between."""
     agent = new_did()
     trust.engine.add_first_hand(agent, ts=wall_clock_ms(), outcomes=Outcomes(ok=3))  # provisional
-    general = trust.score(agent)
+    general = trust.score(agent)[0]
     with broadcaster.subscribe() as subscription:
         vouch = node.replica.issue("vouch", vouch_body(agent, 1.0, "audit", scope=["search"]))
         trust.on_records([vouch])
@@ -105,7 +105,7 @@ def test_the_stream_lists_at_most_64_scoped_tools_and_says_when_there_are_more(n
     cache at each such event. Past 64 tools the event lists the first and says the list is incomplete."""
     agent = new_did()
     tools = sorted(f"{i:03}" + "t" * 125 for i in range(65))
-    trust.score(agent)  # (a change is announced of agents read before)
+    trust.score(agent)[0]  # (a change is announced of agents read before)
     with broadcaster.subscribe() as subscription:
         trust.on_records([node.replica.issue("vouch", vouch_body(agent, 1.0, "audit", scope=tools[:64]))])
         trust.on_records([node.replica.issue("vouch", vouch_body(agent, 1.0, "developer", scope=tools[64:]))])
@@ -126,7 +126,7 @@ def test_a_check_of_a_scoped_tool_is_not_remembered_as_the_agents_score(node, tr
         trust.on_records([node.replica.issue("revoke", revoke_body(vouch.id, "scope withdrawn"))])
         events = published_data(subscription)
     assert [(e["type"], e["score"], e["previous_score"], e["scopes"]) for e in events] == [
-        ("score", trust.score(agent).score, trust.score(agent).score, [])]
+        ("score", trust.score(agent)[0].score, trust.score(agent)[0].score, [])]
 
 
 def test_agents_asked_about_but_unknown_are_remembered_up_to_a_bound_and_known_ones_always(node, trust, broadcaster,
@@ -135,7 +135,7 @@ def test_agents_asked_about_but_unknown_are_remembered_up_to_a_bound_and_known_o
     monkeypatch.setattr("node.trust.MAX_ASKED_UNKNOWN", 3)
     known, oldest, *rest = new_did(), new_did(), new_did(), new_did(), new_did()
     trust.on_records([node.replica.issue("vouch", vouch_body(known, 0.5, "developer"))])
-    trust.score(known)
+    trust.score(known)[0]
     for agent in (oldest, *rest):
         trust.check(agent, "tool_call", None)  # a flood of strangers: `oldest` is forgotten
     with broadcaster.subscribe() as subscription:
@@ -150,7 +150,7 @@ def _vouched_by_partner(node, trust):
     partner, agent = Org(), new_did()
     our_vouch = node.replica.issue("vouch", vouch_body(partner.did, 0.9, "org-peer"))
     trust.on_records([our_vouch, partner.vouch(agent, 1.0, "operator")])
-    assert trust.score(agent).tier == "provisional"
+    assert trust.score(agent)[0].tier == "provisional"
     return partner, agent, our_vouch
 
 
@@ -189,7 +189,7 @@ async def test_records_while_an_org_level_change_awaits_its_recompute_are_announ
     mock_clock.autojump_threshold = 0.5  # (as in test_an_org_level_change_is_announced_within_a_second)
     partner, victim = Org(), new_did()
     trust.on_records([node.replica.issue("vouch", vouch_body(partner.did, 0.9, "org-peer"))])
-    before = trust.score(victim)  # (a change is announced of agents read before)
+    before = trust.score(victim)[0]  # (a change is announced of agents read before)
     standing, refreshes = scoring.org_standing, []
 
     def counted(*args):
@@ -208,7 +208,7 @@ async def test_records_while_an_org_level_change_awaits_its_recompute_are_announ
                 seen = [event_data(await subscription.receive.receive())]
             seen += published_data(subscription)
         nursery.cancel_scope.cancel()
-    after = trust.score(victim)
+    after = trust.score(victim)[0]
     assert (before.tier, after.tier) == ("untrusted", "provisional")
     assert [(e["type"], e["agent"], e["previous_score"], e["score"]) for e in seen] == [
         ("score", victim, before.score, after.score), ("tier", victim, before.score, after.score)]
@@ -222,7 +222,7 @@ async def test_a_score_read_while_an_org_level_change_awaits_its_recompute_is_an
     What a reader is given counts as said: its undoing is announced."""
     mock_clock.autojump_threshold = 0.5  # (as in test_an_org_level_change_is_announced_within_a_second)
     partner, agent = Org(), new_did()
-    before = trust.score(agent)  # (a change is announced of agents read before)
+    before = trust.score(agent)[0]  # (a change is announced of agents read before)
     trust.on_records([node.replica.issue("vouch", vouch_body(partner.did, 0.9, "org-peer"))])
     vouch = partner.vouch(agent, 1.0, "operator")
     async with trio.open_nursery() as nursery:
@@ -237,7 +237,7 @@ async def test_a_score_read_while_an_org_level_change_awaits_its_recompute_is_an
                     seen.append(event_data(await subscription.receive.receive()))
             seen += published_data(subscription)
         nursery.cancel_scope.cancel()
-    assert (before.tier, lifted.tier, trust.score(agent).score) == ("untrusted", "provisional", before.score)
+    assert (before.tier, lifted.tier, trust.score(agent)[0].score) == ("untrusted", "provisional", before.score)
     assert [(e["type"], e["previous_score"], e["score"]) for e in seen] == [
         ("score", before.score, lifted.score), ("tier", before.score, lifted.score),
         ("score", lifted.score, before.score), ("tier", lifted.score, before.score)]
@@ -270,7 +270,7 @@ async def test_the_periodic_recompute_leaves_the_loop_free(node, trust, monkeypa
         await nursery.start(trust.run)
         assert await trio.to_thread.run_sync(gate.entered.wait, 10)  # the periodic recompute is computing ...
         trust.on_records([node.replica.issue("vouch", vouch_body(agent, 1.0, "operator"))])  # ... and the loop
-        assert trust.score(agent).tier == "provisional"  # takes records and answers meanwhile
+        assert trust.score(agent)[0].tier == "provisional"  # takes records and answers meanwhile
         gate.opened.set()
         nursery.cancel_scope.cancel()  # which leaves the compute to its thread (recompute_in_worker)
     assert await trio.to_thread.run_sync(gate.passed.wait, 10) and gate.held == [True]
@@ -388,7 +388,7 @@ async def test_what_arrives_while_the_worker_computes_counts_as_after_the_snapsh
             feed_record(meanwhile, record, node.replica.succession.identity)
         meanwhile.add_first_hand(**observed)
         for agent in [*touched, *agents[3:50]]:  # until the install, the old state answers, with the new evidence
-            assert trust.score(agent) == meanwhile.score(agent, now=NOW)
+            assert trust.score(agent)[0] == meanwhile.score(agent, now=NOW)
         gate.opened.set()
 
     reference = after.recompute(now=NOW)
@@ -419,5 +419,5 @@ def test_reads_within_one_second_are_scored_at_its_start_and_served_from_the_eng
     score = trust.engine.score
     monkeypatch.setattr(trust.engine, "score", lambda a, *, now: asked.append(now) or score(a, now=now))
     for clock[0] in (NOW + 1, NOW + 999, NOW + 1000):
-        trust.score(agent)
+        trust.score(agent)[0]
     assert asked == [NOW, NOW, NOW + 1000]

@@ -1,4 +1,4 @@
-"""The node's log rate-limited per call site (node.log_limit)."""
+"""A log rate-limited per call site (vouching.log_limit)."""
 
 import itertools
 import logging
@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from node.log_limit import BURST, RateLimit
-from node.logs import configure_logging, logfmt_fields
+from vouching.log_limit import RateLimit
 
 
 def _record(line: int, fields: dict[str, object] | None = None) -> logging.LogRecord:
@@ -63,28 +62,6 @@ def test_a_limit_needs_a_burst_and_a_window():
         RateLimit(0, 10)
     with pytest.raises(ValueError, match="burst >= 1 and window > 0"):
         RateLimit(1, float("nan"))
-
-
-@pytest.fixture
-def root_logging():
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
-def test_the_node_log_writes_a_peer_triggered_flood_as_a_burst(root_logging, capsys):
-    """What configure_logging sets up (a node's `vouchnet run`): 10,000 refused requests of a peer, one line each,
-    write BURST lines."""
-    configure_logging()
-    log = logging.getLogger("gossip.sync_service")
-    for _ in range(10_000):
-        log.info("sync request from %s refused (%s): %s", "12D3KooWpeer", "malformed", "not CBOR")
-    log.warning("another line")
-    lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == BURST + 1
-    assert logfmt_fields(lines[-1])["msg"] == "another line"
 
 
 def test_records_logged_from_many_threads_at_once_are_each_written_or_counted_once():

@@ -1,12 +1,15 @@
-"""A node's log, rate-limited per call site (DESIGN §1, node/: the daemon's own log): at most `burst` lines from one
-logging call in each `window` seconds, the rest suppressed and counted, and the count written as a `suppressed`
-field on the next line of that call. A hostile peer or API caller can trigger a line for each of its messages
-(a refused sync request, a rejected record, py-libp2p's warnings), so without a limit one peer writes lines as fast
-as it can send: it fills the operator's disk and drowns every other line. The metrics count each reject; the log
-shows that it happens and how often.
+"""A log rate-limited per call site: at most `burst` lines from one logging call in each `window` seconds, the rest
+suppressed and counted, and the count written as a `suppressed` field on the next line of that call. A hostile peer
+or API caller can trigger a line for each of its messages (a refused sync request, a rejected record, py-libp2p's
+warnings), so without a limit one peer writes lines as fast as it can send: it fills the operator's disk and drowns
+every other line. The metrics count each reject; the log shows that it happens and how often.
 
 A call site is (file, line): the number of keys is bounded by the code, never by what peers send (a template
 holding a peer's id, as py-libp2p's f-strings do, would give each peer a key of its own).
+
+It is here, stdlib only, because each layer that logs is limited by it: the node's log (node.logs), py-libp2p's
+(gossip.host, quirk 59) and the SDK's (node.client._log); vouching is the one package all three may import (DESIGN
+§1: gossip never imports node, and the SDK imports neither gossip nor ledger).
 """
 
 from __future__ import annotations
