@@ -67,8 +67,9 @@ class Conflict(WitnessError):
 
 
 class BadProof(WitnessError):
-    """The consistency proof does not verify, or a rotated log's checkpoint contradicts its predecessor's; both
-    log-signed notes are kept for following up."""
+    """The consistency proof does not verify, or a rotated log's checkpoint contradicts its predecessor's. Both
+    log-signed notes travel with it (`cosigned`, `submitted`) for a caller to follow up; gossip.cosigning.answer,
+    the one caller, refuses the request and keeps neither (counted in WitnessStats.refused_peers by status)."""
 
     http_status = 422
 

@@ -8,11 +8,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from vouching import Record
+from vouching import DigestBody, Record, VouchBody
 
 
 def record_json(record: Record) -> dict[str, Any]:
-    """`{id, kind, iss, seq, prev, ts, body}`: ids hex, prev null for an issuer's first record, body as on the wire."""
+    """`{id, kind, iss, seq, prev, ts, body}`: ids hex, prev null for an issuer's first record, body as on the wire
+    but for a vouch's weight and a digest's dp.eps, always the float they stand for (a node in another language may
+    write 1.0 as the integer 1: README "Nodes in other languages")."""
+    body = record.body.to_wire()
+    if type(record.body) is VouchBody:
+        body["weight"] = record.body.weight
+    elif type(record.body) is DigestBody and record.body.dp_epsilon is not None:
+        body["dp"] = {"eps": record.body.dp_epsilon}
     return {
         "id": record.id.hex(),
         "kind": record.kind,
@@ -20,7 +27,7 @@ def record_json(record: Record) -> dict[str, Any]:
         "seq": record.seq,
         "prev": None if record.prev is None else record.prev.hex(),
         "ts": record.ts,
-        "body": _jsonable(record.body.to_wire()),
+        "body": _jsonable(body),
     }
 
 

@@ -69,16 +69,23 @@ class OrgBody:
 
 @dataclass(frozen=True, slots=True)
 class VouchBody:
-    """The issuer vouches for an agent (or, with basis org-peer, an org); expires is in ms since the epoch."""
+    """The issuer vouches for an agent (or, with basis org-peer, an org); expires is in ms since the epoch.
+
+    `weight` is always a float; `integer_weight` says the wire held the integer 1 instead (what JavaScript's CBOR
+    libraries write for 1.0), which to_wire gives back."""
 
     subject: str
     weight: float
     basis: str
     scope: tuple[str, ...] | None
     expires: int | None
+    integer_weight: bool = False
 
     def to_wire(self) -> dict[str, Any]:
-        return vouch_body(self.subject, self.weight, self.basis, scope=self.scope, expires=self.expires)
+        body = vouch_body(self.subject, self.weight, self.basis, scope=self.scope, expires=self.expires)
+        if self.integer_weight:
+            body["weight"] = int(self.weight)
+        return body
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +101,10 @@ class RevokeBody:
 
 @dataclass(frozen=True, slots=True)
 class DigestBody:
-    """An agent's behaviour in the issuing org over one epoch [epoch, epoch + length) in ms."""
+    """An agent's behaviour in the issuing org over one epoch [epoch, epoch + length) in ms.
+
+    `dp_epsilon` is a float when present; `integer_eps` says the wire held it as an integer (as JavaScript's CBOR
+    libraries write a whole number), which to_wire gives back."""
 
     agent: str
     epoch: int
@@ -105,6 +115,7 @@ class DigestBody:
     events: int
     evidence_root: bytes
     dp_epsilon: float | None
+    integer_eps: bool = False
 
     def to_wire(self) -> dict[str, Any]:
         return digest_body(
@@ -115,8 +126,13 @@ class DigestBody:
             categories=self.categories,
             high_risk=self.high_risk,
             evidence_root=self.evidence_root,
-            dp_epsilon=self.dp_epsilon,
+            dp_epsilon=self.wire_eps,
         )
+
+    @property
+    def wire_eps(self) -> float | int | None:
+        """dp.eps as the wire holds it: an integer if `integer_eps`, else `dp_epsilon`."""
+        return int(self.dp_epsilon) if self.integer_eps and self.dp_epsilon is not None else self.dp_epsilon
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +165,8 @@ def org_body(name: str, network: str, addrs: Iterable[str] = (), *, next: str | 
 def vouch_body(
     subject: str, weight: float, basis: str, *, scope: Iterable[str] | None = None, expires: int | None = None
 ) -> dict[str, Any]:
-    """The wire body of a vouch; an int weight (1) is sent as the float it stands for."""
+    """The wire body of a vouch; an int weight (1) is sent as the float it stands for, so this node signs floats
+    (it accepts the integer 1 from others: _vouch)."""
     body: dict[str, Any] = {"subject": subject, "weight": float(weight) if type(weight) is int else weight}
     body["basis"] = basis
     if scope is not None:
@@ -231,8 +248,10 @@ def _vouch(value: Any, iss: str, ts: int) -> VouchBody:
     if did(body["subject"], "body.subject") == iss:
         raise InvalidRecord("body.subject: must not be the issuer")
     weight = body["weight"]
-    if type(weight) is not float or not 0.0 < weight <= 1.0:
-        raise InvalidRecord("body.weight: must be a float in (0, 1]")
+    # RFC 8949 §4.2.1 leaves 1.0 and 1 distinct, and JavaScript's CBOR writes 1.0 as 1: the one integer in range.
+    integer_weight = type(weight) is int
+    if not (type(weight) is float and 0.0 < weight <= 1.0 or integer_weight and weight == 1):
+        raise InvalidRecord("body.weight: must be a float in (0, 1] or the integer 1")
     basis = _choice(body["basis"], "body.basis", BASES)
     scope = None
     if "scope" in body:
@@ -246,7 +265,7 @@ def _vouch(value: Any, iss: str, ts: int) -> VouchBody:
     expires = None
     if "expires" in body and uint(expires := body["expires"], "body.expires") <= ts:
         raise InvalidRecord("body.expires: must be later than ts")
-    return VouchBody(body["subject"], weight, basis, scope, expires)
+    return VouchBody(body["subject"], float(weight), basis, scope, expires, integer_weight)
 
 
 def _revoke(value: Any, iss: str, ts: int) -> RevokeBody:
@@ -268,9 +287,11 @@ def digest_of(body: dict[str, Any]) -> DigestBody:
     """The typed body of a valid wire digest body, unchecked: `_digest` checks it first, and
     vouching.records.load_stored reads the bodies of digests this node accepted (checked then) with it alone."""
     dp = body.get("dp")
+    eps = None if dp is None else dp["eps"]
+    integer_eps = type(eps) is int  # not a bool: check_digest refuses one, as any other non-float
     return DigestBody(body["agent"], body["epoch"], body["len"], _counts(body["outcomes"], OUTCOMES),
                       _counts(body["categories"], CATEGORIES), _counts(body["high_risk"], OUTCOMES), body["events"],
-                      body["evidence_root"], None if dp is None else dp["eps"])
+                      body["evidence_root"], float(eps) if integer_eps else eps, integer_eps)
 
 
 def check_digest(body: DigestBody, ts: int) -> DigestBody:
@@ -291,9 +312,11 @@ def check_digest(body: DigestBody, ts: int) -> DigestBody:
     for name, risky, count in zip(OUTCOMES, high_risk, outcomes):
         if risky > count:
             raise InvalidRecord(f"body.high_risk.{name}: must not exceed body.outcomes.{name}")
-    dp_epsilon = body.dp_epsilon
-    if dp_epsilon is not None and (type(dp_epsilon) is not float or not (math.isfinite(dp_epsilon) and dp_epsilon > 0)):
-        raise InvalidRecord("body.dp.eps: must be a finite float greater than 0")
+    eps = body.dp_epsilon
+    # An integer eps (as JavaScript's CBOR writes a whole number) is held as its float: exact up to MAX_UINT.
+    if eps is not None and not (type(eps) is float and math.isfinite(eps) and eps > 0
+                                and (not body.integer_eps or eps.is_integer() and eps <= MAX_UINT)):
+        raise InvalidRecord(f"body.dp.eps: must be a finite float greater than 0 or an integer in [1, {MAX_UINT}]")
     did(body.agent, "body.agent")
     byte_string(body.evidence_root, "body.evidence_root", ID_SIZE)
     return body

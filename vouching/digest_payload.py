@@ -54,10 +54,10 @@ def encode_digest_payload(iss: str, seq: int, prev: bytes | None, ts: int, body:
     """vouching.cbor.encode({v: 1, kind: "digest", iss, seq, prev (unless None), ts, body: body.to_wire()}), for a
     body that bodies.check_digest accepted at ts and a 32-byte prev: only then is every value what this assumes (counts
     named in wire order, integers in range, a 32-byte evidence root and prev)."""
-    eps = body.dp_epsilon
+    eps = body.wire_eps
     return b"".join((
         _WITHOUT_PREV if prev is None else _WITH_PREV, _uint(ts), _ISS, _text(iss), _SEQ, _uint(seq), _BODY,
-        _PLAIN_BODY if eps is None else _DP_BODY + encode(eps) + _LEN,  # a float in its shortest form
+        _PLAIN_BODY if eps is None else _DP_BODY + encode(eps) + _LEN,  # a float in its shortest form, or an int
         _uint(body.length), _AGENT, _text(body.agent), _EPOCH, _uint(body.epoch), _EVENTS, _uint(body.events),
         _OUTCOMES, _counts(body.outcomes), _HIGH_RISK, _counts(body.high_risk), _CATEGORIES, _counts(body.categories),
         _EVIDENCE_ROOT, body.evidence_root,

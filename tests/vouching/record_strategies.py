@@ -63,7 +63,10 @@ def vouch_bodies(draw: st.DrawFn, iss: str, ts: int) -> dict[str, Any]:
     expires = draw(st.none() | st.integers(ts + 1, MAX_UINT))
     subject = draw(dids.filter(lambda did: did != iss))
     basis = draw(st.sampled_from(bodies.BASES))
-    return bodies.vouch_body(subject, draw(unit_floats), basis, scope=scope, expires=expires)
+    weight = draw(unit_floats | st.just(1))  # the integer 1: 1.0 as a node in another language (JavaScript) writes it
+    body = bodies.vouch_body(subject, weight, basis, scope=scope, expires=expires)
+    body["weight"] = weight  # vouch_body would send the integer as a float
+    return body
 
 
 @st.composite
@@ -82,7 +85,8 @@ def digest_bodies(draw: st.DrawFn, iss: str, ts: int) -> dict[str, Any]:
     categories = {name: bounds[i + 1] - bounds[i] for i, name in enumerate(bodies.CATEGORIES)}
     length = draw(st.integers(1, max(1, min(ts, 10**9))))
     epoch = draw(st.integers(0, ts - length))
-    dp_epsilon = draw(st.none() | st.floats(min_value=1e-6, max_value=100.0))
+    # An integer as a node in another language (JavaScript) writes a whole number.
+    dp_epsilon = draw(st.none() | st.floats(min_value=1e-6, max_value=100.0) | st.integers(1, MAX_UINT))
     return bodies.digest_body(
         draw(dids),
         epoch=epoch,

@@ -1,6 +1,11 @@
 """Records feed the engine: vouches lift, revocations drop, digests count, equivocators are zeroed."""
 
-from vouching import digest_body, vouch_body
+from dataclasses import replace
+
+from nacl.signing import SigningKey
+
+from vouching import Record, digest_body, vouch_body
+from vouching.explanation import Explanation
 from vouching.feed import feed_record
 from vouching.scoring import TrustEngine
 from vouching.succession import Succession
@@ -78,3 +83,41 @@ def test_a_dp_digest_s_bad_counts_are_judged_against_the_noise_it_declares():
         engine.recompute(now=NOW)
         scores.append(engine.score(agent, now=NOW))
     assert scores[0] == scores[1]
+
+
+def _as_written_in_javascript(org: Org, kind: str, body: dict) -> Record:
+    """org's next record of body, its whole numbers (a vouch's weight, a digest's dp.eps) written as CBOR integers,
+    as JavaScript's CBOR libraries (cborg) write them."""
+    if kind == "vouch":
+        body = {**body, "weight": int(body["weight"])}
+    elif "dp" in body:
+        body = {**body, "dp": {"eps": int(body["dp"]["eps"])}}
+    return org.record(kind, body)
+
+
+def _without_record_ids(explanation: Explanation) -> Explanation:
+    return replace(explanation, vouches=tuple(replace(v, record_id="") for v in explanation.vouches))
+
+
+def test_a_vouch_of_weight_1_and_a_digest_of_eps_2_written_as_integers_score_as_the_floats_do():
+    """A node in another language writes 1.0 as the integer 1: its vouches and digests are the same numbers to the
+    engine, so every score and explanation is the same but for the record ids."""
+    agent, agent_of_mine = new_did(), new_did()
+    scores, explanations, reputations = [], [], []
+    for write in (Org.record, _as_written_in_javascript):
+        me, partner = Org(SigningKey(bytes(32))), Org(SigningKey(bytes([1]) * 32))
+        engine = TrustEngine(me.did)
+        for org, kind, body in [
+            (me, "vouch", vouch_body(partner.did, 1.0, "org-peer")),
+            (partner, "vouch", vouch_body(agent, 1.0, "operator")),
+            (partner, "vouch", vouch_body(agent_of_mine, 1.0, "audit")),
+            (partner, "digest", _digest(Org(), agent, ok=20, denied=3, dp_epsilon=2.0).body.to_wire()),
+        ]:
+            feed_record(engine, write(org, kind, body), UNLINKED)
+        engine.recompute(now=NOW)
+        scores.append([engine.score(a, now=NOW) for a in (agent, agent_of_mine)])
+        explanations.append([_without_record_ids(engine.explain(a, now=NOW)) for a in (agent, agent_of_mine)])
+        reputations.append(engine.org(partner.did, now=NOW))
+    assert scores[0] == scores[1] and scores[0][0].score > TrustEngine(new_did()).score(agent, now=NOW).score
+    assert explanations[0] == explanations[1]
+    assert reputations[0] == reputations[1]

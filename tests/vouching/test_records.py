@@ -3,6 +3,7 @@
 import hashlib
 import re
 import time
+from dataclasses import replace
 from typing import Any
 from unittest import mock
 
@@ -24,6 +25,7 @@ from vouching import (
     digest_body,
     equivocation_body,
     failed_signatures,
+    issue_digests,
     issue_record,
     load_record,
     load_stored,
@@ -159,8 +161,42 @@ def test_ts_defaults_to_now_in_milliseconds() -> None:
 
 
 def test_int_weight_is_sent_as_float() -> None:
+    """This node signs floats: vouch_body turns the int 1 into 1.0 (CBOR f9 3c00) on the wire."""
     body = vouch_body(AGENT, 1, "audit")
-    assert verify_record(sign_record(KEY, "vouch", body, seq=1, prev=None, ts=TS)).body.weight == 1.0
+    raw = sign_record(KEY, "vouch", body, seq=1, prev=None, ts=TS)
+    assert b"\x66weight\xf9\x3c\x00" in raw
+    record = verify_record(raw)
+    assert type(record.body.weight) is float and not record.body.integer_weight
+
+
+def test_a_vouch_of_the_integer_weight_1_is_the_float_1_vouch() -> None:
+    """JavaScript's CBOR (cborg) writes a weight of 1.0 as the integer 1 (66 77 65 69 67 68 74 01): accepted, as the
+    number 1.0, and given back on the wire as the integer it was (re-encoding gives the same bytes)."""
+    as_int = {**vouch_body(AGENT, 1.0, "operator"), "weight": 1}
+    raw = _sign_payload(_payload("vouch", as_int))
+    assert bytes.fromhex("6677656967687401") in raw
+    record = verify_record(raw)
+    assert type(record.body.weight) is float and record.body.weight == 1.0 and record.body.integer_weight
+    as_float = verify_record(sign_record(KEY, "vouch", vouch_body(AGENT, 1.0, "operator"), seq=2, prev=PREV, ts=TS))
+    assert record.body == replace(as_float.body, integer_weight=True)
+    assert type(record.body.to_wire()["weight"]) is int
+    assert sign_record(KEY, "vouch", record.body.to_wire(), seq=2, prev=PREV, ts=TS) == raw
+    assert load_stored(raw) == load_record(raw) == record
+
+
+@pytest.mark.parametrize("eps", [1, 2, 9007199254740991])
+def test_a_digest_of_an_integer_eps_is_the_float_eps_digest(eps: int) -> None:
+    """A whole-number dp.eps written as an integer (as JavaScript's CBOR writes it) is accepted as its float, and
+    given back as the integer it was, by to_wire and by the digest encoder (issue_digests)."""
+    body = {**BODIES["digest"], "dp": {"eps": eps}}
+    raw = _sign_payload(_payload("digest", body))
+    record = verify_record(raw)
+    assert type(record.body.dp_epsilon) is float and record.body.dp_epsilon == eps and record.body.integer_eps
+    assert type(record.body.to_wire()["dp"]["eps"]) is int
+    assert sign_record(KEY, "digest", record.body.to_wire(), seq=2, prev=PREV, ts=TS) == raw
+    assert issue_digests(KEY, [record.body], seq=2, prev=PREV, ts=TS)[0].raw == raw
+    stored = load_stored(raw)
+    assert stored == load_record(raw) == record and repr(stored) == repr(record)
 
 
 def test_protected_and_unprotected_headers_are_exact() -> None:
@@ -520,12 +556,15 @@ BODY_CASES = [
     ("vouch", {"subject": DELETE}, "body.subject: required field is missing"),
     ("vouch", {"subject": ISS}, "body.subject: must not be the issuer"),
     ("vouch", {"subject": "agent-7"}, "body.subject: must be an Ed25519 did:key"),
-    ("vouch", {"weight": 0.0}, r"body.weight: must be a float in \(0, 1\]"),
-    ("vouch", {"weight": -0.5}, r"body.weight: must be a float in \(0, 1\]"),
-    ("vouch", {"weight": 1.0000001}, r"body.weight: must be a float in \(0, 1\]"),
-    ("vouch", {"weight": float("nan")}, r"body.weight: must be a float in \(0, 1\]"),
-    ("vouch", {"weight": 1}, r"body.weight: must be a float in \(0, 1\]"),
-    ("vouch", {"weight": True}, r"body.weight: must be a float in \(0, 1\]"),
+    ("vouch", {"weight": 0.0}, r"body.weight: must be a float in \(0, 1\] or the integer 1"),
+    ("vouch", {"weight": -0.5}, r"body.weight: must be a float in \(0, 1\] or the integer 1"),
+    ("vouch", {"weight": 1.0000001}, r"body.weight: must be a float in \(0, 1\] or the integer 1"),
+    ("vouch", {"weight": float("nan")}, r"body.weight: must be a float in \(0, 1\] or the integer 1"),
+    ("vouch", {"weight": 0}, r"body.weight: must be a float in \(0, 1\] or the integer 1"),
+    ("vouch", {"weight": 2}, r"body.weight: must be a float in \(0, 1\] or the integer 1"),
+    ("vouch", {"weight": -1}, r"body.weight: must be a float in \(0, 1\] or the integer 1"),
+    ("vouch", {"weight": True}, r"body.weight: must be a float in \(0, 1\] or the integer 1"),  # Python's bool is an int, and CBOR's true is not a number
+    ("vouch", {"weight": "1"}, r"body.weight: must be a float in \(0, 1\] or the integer 1"),
     ("vouch", {"basis": "friend"}, "body.basis: must be one of operator, audit, developer, interaction, org-peer"),
     ("vouch", {"basis": DELETE}, "body.basis: required field is missing"),
     ("vouch", {"scope": []}, r"body.scope: must be a list of 1 to 64 entries \(omit it for no limit\)"),
@@ -567,10 +606,14 @@ BODY_CASES = [
     ("digest", {"categories": _categories(tool=5)}, "body.categories: must sum to body.events"),
     ("digest", {"high_risk": _high_risk(error=2)}, "body.high_risk.error: must not exceed body.outcomes.error"),
     ("digest", {"evidence_root": bytes(31)}, "body.evidence_root: must be a byte string of 32 bytes"),
-    ("digest", {"dp": {"eps": 0.0}}, "body.dp.eps: must be a finite float greater than 0"),
-    ("digest", {"dp": {"eps": float("inf")}}, "body.dp.eps: must be a finite float greater than 0"),
-    ("digest", {"dp": {"eps": float("nan")}}, "body.dp.eps: must be a finite float greater than 0"),
-    ("digest", {"dp": {"eps": 1}}, "body.dp.eps: must be a finite float greater than 0"),
+    ("digest", {"dp": {"eps": 0.0}}, r"body.dp.eps: must be a finite float greater than 0 or an integer in \[1, 9007199254740991\]"),
+    ("digest", {"dp": {"eps": float("inf")}}, r"body.dp.eps: must be a finite float greater than 0 or an integer in \[1, 9007199254740991\]"),
+    ("digest", {"dp": {"eps": float("nan")}}, r"body.dp.eps: must be a finite float greater than 0 or an integer in \[1, 9007199254740991\]"),
+    ("digest", {"dp": {"eps": 0}}, r"body.dp.eps: must be a finite float greater than 0 or an integer in \[1, 9007199254740991\]"),
+    ("digest", {"dp": {"eps": -2}}, r"body.dp.eps: must be a finite float greater than 0 or an integer in \[1, 9007199254740991\]"),
+    ("digest", {"dp": {"eps": 2**53}}, r"body.dp.eps: must be a finite float greater than 0 or an integer in \[1, 9007199254740991\]"),  # past MAX_UINT, where a float no longer holds every integer
+    ("digest", {"dp": {"eps": 2**64 - 1}}, r"body.dp.eps: must be a finite float greater than 0 or an integer in \[1, 9007199254740991\]"),
+    ("digest", {"dp": {"eps": True}}, r"body.dp.eps: must be a finite float greater than 0 or an integer in \[1, 9007199254740991\]"),
     ("digest", {"dp": {"eps": 1.0, "delta": 0.0}}, "body.dp: unknown field 'delta'"),
     ("digest", {"dp": {}}, "body.dp.eps: required field is missing"),
     ("digest", {"dp": 1.0}, "body.dp: must be a map"),
