@@ -289,12 +289,15 @@ class Run:
         cosignatures of its witnesses (status.witnessed), equivocators aside; the timeline says how long that took
         after traffic stopped."""
         flagged = flagged_keys(records.snapshot(), [self.cluster.entry(n).keys for n in self.cluster.names])
+        followers = {n: [self.dids[m] for m in self.plan.followers(n, self._flagged(records))]
+                     for n in self.cluster.names}
         witnesses = self.scenario.settings.witnesses
+        self.say(f"waiting for every checkpoint to cover its ledger and be witnessed (at most {CHECKPOINT_TIMEOUT:g} s)")
         started = time.time()
         while True:
             status = {node: node_status(self.cluster, node) for node in self.cluster.names}
             lagging = [n for n, row in status.items() if row.did not in flagged
-                       and not witnessed(row, self.dids.values(), flagged, witnesses)]
+                       and not witnessed(row, followers[n], flagged, witnesses)]
             if not lagging or time.time() - started > CHECKPOINT_TIMEOUT:
                 self.timeline.add("checkpoints agree" if not lagging else "checkpoints still disagree",
                                   waited=round(time.time() - started, 2), lagging=lagging)

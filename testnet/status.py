@@ -59,14 +59,25 @@ def flagged_keys(records: Iterable[RecordInfo], orgs: Iterable[Sequence[str]]) -
     return offenders | {key for keys in orgs if offenders.intersection(keys) for key in keys}
 
 
-def witnessed(row: NodeStatus, orgs: Iterable[str], flagged: set[str], witnesses: int) -> bool:
-    """The node's checkpoint covers its whole ledger and carries the cosignatures of as many of the testnet's other
-    `orgs` that are not `flagged` equivocators as it asks to cosign: `witnesses`, or all of them if fewer."""
+def witnessed(row: NodeStatus, followers: Iterable[str], flagged: set[str], witnesses: int) -> bool:
+    """The node's checkpoint covers its whole ledger and carries the cosignatures of as many of its `followers` (the
+    other orgs whose horizon holds its org: no other cosigns its log, gossip.witnessing) that are not `flagged`
+    equivocators as it asks to cosign: `witnesses`, or all of them if fewer."""
     checkpoint = row.checkpoint
     if checkpoint is None or checkpoint.size != row.ledger_size:
         return False
-    honest_others = set(orgs) - flagged - {row.did}
-    return len(honest_others & set(checkpoint.cosigned_by)) >= min(witnesses, len(honest_others))
+    return len(set(checkpoint.cosigned_by) & _witnesses(row, followers, flagged)) >= expected_cosigners(
+        row, followers, flagged, witnesses)
+
+
+def expected_cosigners(row: NodeStatus, followers: Iterable[str], flagged: set[str], witnesses: int) -> int:
+    """How many cosignatures the node's checkpoint is to carry (witnessed): `witnesses`, or as many followers not
+    flagged as it has if fewer."""
+    return min(witnesses, len(_witnesses(row, followers, flagged)))
+
+
+def _witnesses(row: NodeStatus, followers: Iterable[str], flagged: set[str]) -> set[str]:
+    return set(followers) - flagged - {row.did}
 
 
 def node_status(cluster: Cluster, name: str) -> NodeStatus:
