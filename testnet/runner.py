@@ -145,7 +145,12 @@ class Run:
         if running:
             self.cluster.stop(running)
         self.cluster.start(progress=self.progress, say=self.say)
+        lifted = faults.lift_leftover_blocks(self.cluster, self.cluster.names)
+        if lifted:
+            self.say(f"setup: lifted the peer block lists of {', '.join(lifted)} (a partition left by a run that was "
+                     "killed before it healed it)")
         self.setup["restarted"] = changed
+        self.setup["blocks_lifted"] = lifted
         self.say(f"setup: roots and settings of {counted(len(changed), 'node')} changed; "
                  f"{counted(len(self.cluster.names), 'node')} up ({time.monotonic() - started:.1f} s)")
 
