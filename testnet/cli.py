@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -44,7 +45,7 @@ def register(subparsers: Subparsers) -> None:
     from .topology import TOPOLOGIES
 
     up = add_local_command(
-        commands, "up", run=_up,
+        commands, "up", run=_one_at_a_time("up", _up),
         summary="start a testnet (or restart a stopped one with its data)",
         description="Create N node data directories with `vouchnet init` (loopback ports, fast epochs and "
         "checkpoints), bootstrap them to each other, root and vouch per the topology, start every node as a "
@@ -90,7 +91,7 @@ def register(subparsers: Subparsers) -> None:
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing lines as they come (Ctrl-C stops)")
 
     down = add_local_command(
-        commands, "down", run=_down,
+        commands, "down", run=_one_at_a_time("down", _down),
         summary="stop every node (SIGTERM, then SIGKILL after a bound) and check nothing is left",
         description="Send SIGTERM to every node, SIGKILL any that still runs after the bound, then check that no "
         "node process is alive and no node port accepts connections. The data stays: `up` restarts the testnet.",
@@ -103,7 +104,7 @@ def register(subparsers: Subparsers) -> None:
     from .scenario import MAX_DURATION, MIN_DURATION, library
 
     run = add_local_command(
-        commands, "run", run=_run,
+        commands, "run", run=_one_at_a_time("run", _run),
         summary="run a scenario (a library name or a TOML file) and write its report",
         description="Lay the scenario's orgs onto the testnet's nodes (restarting those whose trust roots change), "
         "make its vouches, run its agents' traffic while its attacks and faults happen on schedule, watch records "
@@ -122,6 +123,22 @@ def register(subparsers: Subparsers) -> None:
     run.add_argument("--seed", type=int, help="seed of the plan and the agents' behaviour (default: the testnet's)")
     run.add_argument("--out", type=Path, help="where the report goes (default: DIR/reports/SCENARIO-TIME)")
     run.add_argument("--keep", action="store_true", help="leave a testnet this command started running")
+
+
+def _one_at_a_time(name: str, command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """`command` run holding its testnet directory's lock (testnet.dir_lock): refused while another `up`, `run` or
+    `down` runs on that directory."""
+
+    def locked(args: argparse.Namespace) -> int:
+        from .dir_lock import Busy, one_at_a_time
+
+        try:
+            with one_at_a_time(args.dir, f"testnet {name}"):
+                return command(args)
+        except Busy as e:
+            raise UsageError(str(e)) from None
+
+    return locked
 
 
 def _dir_option(parser: argparse.ArgumentParser) -> None:

@@ -4,6 +4,7 @@ does not do."""
 
 import io
 import json
+import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -252,3 +253,22 @@ def test_status_shows_a_running_node_whose_token_is_missing_as_unreadable_saying
     assert lines[3].startswith(f"n00: {token}: missing; restore it, or make a new one: ") and len(lines) == 4
     assert [(row["name"], row["unreadable"], row["error"] is not None) for row in rows] == [("n00", True, True),
                                                                                              ("n01", False, False)]
+
+
+@pytest.mark.parametrize("command", [["up"], ["down"], ["run", "baseline"]])
+def test_a_command_that_changes_a_testnet_is_refused_while_another_runs_on_it_naming_it(existing, capsys, command):
+    """Before: two `up`s at once each started the nodes the other was starting and both failed, blaming a node; a
+    second `run` rewrote the roots of the first's nodes mid-traffic."""
+    from testnet.dir_lock import one_at_a_time
+
+    with one_at_a_time(existing, "testnet run faults"):
+        assert main(["testnet", *command, "--dir", str(existing)]) == 2
+    assert (f"{existing} is in use by another command (pid {os.getpid()}: vouchnet testnet run faults): wait for it to "
+            "end") in capsys.readouterr().err
+    assert main(["testnet", "down", "--dir", str(existing)]) == 0  # once it ended
+
+
+def test_a_lock_in_a_directory_that_held_no_testnet_is_not_left_behind(tmp_path, capsys):
+    directory = tmp_path / "none"
+    assert main(["testnet", "down", "--dir", str(directory)]) == 2
+    assert "no testnet here" in capsys.readouterr().err and not directory.exists()
