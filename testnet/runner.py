@@ -29,6 +29,7 @@ LATENCY_METRIC = "vouchnet_record_latency_seconds"
 SETUP_TIMEOUT = 30.0  # seconds the setup's records may take to reach every node before traffic starts anyway
 CUT_SETTLE = 5.0  # seconds a partition's cut may take to close every connection across it
 CHECKPOINT_TIMEOUT = 30.0  # seconds after settling for every checkpoint to cover its ledger and be witnessed
+PROGRESS_SECONDS = 10.0  # how often a run says how far its traffic got
 
 _KEYS_VIEWED = {"rotated": ("new",), "key-theft": ("key", "thief"),  # timeline entry -> its keys _key_views asks about
                 "equivocation": ("offender",)}
@@ -105,7 +106,7 @@ class Run:
             self.timeline.add("start")
             traffic.start_at(t0)
             self.say(f"traffic: {counted(len(self.agents), 'agent')}, {self.scenario.duration:g} s")
-            self._schedule(t0)
+            self._schedule(t0, traffic.stats)
             traffic.stop()
             traffic_end = time.time()
             self.timeline.add("traffic stopped")
@@ -187,7 +188,7 @@ class Run:
 
     # --- the schedule -------------------------------------------------------------------------------------
 
-    def _schedule(self, t0: float) -> None:
+    def _schedule(self, t0: float, stats: TrafficStats) -> None:
         actions: list[tuple[float, int, str, Callable[[], None]]] = []
         for i, attack in enumerate(self.scenario.attacks):
             if attack.type == "equivocation":
@@ -210,10 +211,20 @@ class Run:
                                 lambda n=nodes: self._cut(n)))
                 actions.append((fault.at + fault.duration, 100 + i, "heal the partition", self._heal))
         for at, _, what, act in sorted(actions, key=lambda a: (a[0], a[1])):
-            _sleep_until(t0 + at)
+            self._traffic_until(t0, at, stats)
             self.say(f"t={time.time() - t0:5.1f} s  {what}")
             act()
-        _sleep_until(t0 + self.scenario.duration)
+        self._traffic_until(t0, self.scenario.duration, stats)
+
+    def _traffic_until(self, t0: float, until: float, stats: TrafficStats) -> None:
+        """Wait until `until` seconds into the traffic, saying every PROGRESS_SECONDS how far it got."""
+        while (now := time.time() - t0) < until:
+            step = PROGRESS_SECONDS * (now // PROGRESS_SECONDS + 1)  # the next multiple
+            time.sleep(min(until, step) - now)
+            if step <= until:
+                self.say(f"t={time.time() - t0:5.1f} s  traffic (of {self.scenario.duration:g} s): "
+                         f"{counted(stats.events_accepted, 'event')} reported, {stats.events_rejected} refused, "
+                         f"{counted(stats.batches_failed, 'batch', 'batches')} unanswered")
 
     def _equivocate(self, index: int) -> None:
         attack = self.scenario.attacks[index]
@@ -379,12 +390,6 @@ def _wait_for(records: RecordWatch, expected: Callable[[], dict[str, set[str]]],
         if not missing or time.monotonic() > deadline:
             return missing
         time.sleep(0.2)
-
-
-def _sleep_until(wall: float) -> None:
-    delay = wall - time.time()
-    if delay > 0:
-        time.sleep(delay)
 
 
 def _difference(after: list[tuple[float, float]], before: list[tuple[float, float]]) -> list[tuple[float, float]]:

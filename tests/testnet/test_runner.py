@@ -64,3 +64,31 @@ def test_a_run_lifts_the_partition_a_killed_run_left_before_its_setup():
     assert blocked == {"n00": [], "n01": [], "n02": []}
     assert run.setup["blocks_lifted"] == ["n00", "n01", "n02"]
     assert any("lifted the peer block lists of n00, n01, n02" in line for line in said)
+
+
+class _Clock:
+    """time.time and time.sleep on a clock of their own: a sleep moves it on at once."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_a_run_says_every_ten_seconds_how_far_its_traffic_got(monkeypatch):
+    from testnet import runner
+
+    clock = _Clock(1000.0)
+    monkeypatch.setattr(runner, "time", clock)
+    said: list[str] = []
+    scenario = load_scenario(str(Path(__file__).with_name("short.toml")))
+    run = Run(_RunningCluster({}), scenario, seed=1, say=said.append)  # type: ignore[arg-type]
+    stats = runner.TrafficStats(events_accepted=40, events_rejected=1, batches_failed=2)
+    run._traffic_until(1000.0, 25.0, stats)
+    assert clock.now == 1025.0
+    assert said == [f"t= {t:.1f} s  traffic (of 28 s): 40 events reported, 1 refused, 2 batches unanswered"
+                    for t in (10, 20)]
