@@ -349,9 +349,19 @@ def _run(args: argparse.Namespace) -> int:
         if fresh and not args.keep and (args.dir / STATE_FILE).exists():
             _open(args.dir).stop()
     _print_summary(measurements)
+    if result.setup.get("missing"):
+        print(_unready(result.setup))
     print(f"report: {page}  ({time.monotonic() - started_at:.0f} s in all)")
     print(_what_runs_on(args.dir, fresh=fresh, keep=args.keep))
     return 0
+
+
+def _unready(setup: dict) -> str:
+    """The warning of a run whose traffic started before every node held the setup's records (runner.SETUP_TIMEOUT)."""
+    lacking = ", ".join(f"{node} {counted(count, 'record')}" for node, count in setup["missing"].items())
+    return (f"warning: traffic started {setup['propagation_seconds']} s into the setup with its records still missing "
+            f"({lacking}), so the figures above are of a network that had not taken in the scenario's trust graph: "
+            "`vouchnet testnet status` and the nodes' logs may say why")
 
 
 def _what_runs_on(directory: Path, *, fresh: bool, keep: bool) -> str:
