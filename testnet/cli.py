@@ -392,7 +392,8 @@ def _print_summary(m: dict) -> None:
         elif a["type"] in ("praise", "slander"):
             print(f"{a['type']} of {a['agents']} by {a['orgs']}: at the honest nodes "
                   + (f"a mean final score of {a['mean_final_score']}, trusted or better in {a['trusted_or_better']} "
-                     f"of {counted(a['views'], 'view')}" if a["views"] else "no score of them"))
+                     f"of {counted(a['views'], 'view')}" if a["views"] else "no score of them")
+                  + f"; at the attackers' own nodes {_or_dash(a.get('attackers_mean_final_score'))}")
         elif a["type"] == "whitewash":
             print("whitewash: mean final score at the honest nodes, old identity -> new: " + ", ".join(
                 f"{name} {_or_dash(v['old_final_score'])} -> {_or_dash(v['new_final_score'])}"

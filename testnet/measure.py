@@ -308,10 +308,14 @@ def attacks(run: RunResult) -> list[dict[str, Any]]:
             names = {a.name for a in run.plan.agents_of(attack.agents)}
             seen = [(score, tier) for (node, agent), (score, tier) in finals.items()
                     if node in watchers and agent in names]
+            attackers = set(run.plan.select(attack.orgs, f"attacks[{i}].orgs"))
+            theirs = [score for (node, agent), (score, _) in finals.items() if node in attackers and agent in names]
             entry.update(orgs=attack.orgs.text, agents=attack.agents,
                          mean_final_score=round(statistics.fmean(s for s, _ in seen), 1) if seen else None,
                          trusted_or_better=sum(1 for _, t in seen if tier_rank(t) >= tier_rank("trusted")),
-                         views=len(seen))
+                         views=len(seen),
+                         # what the attack made of the targets where it is believed: beside the honest nodes' view
+                         attackers_mean_final_score=round(statistics.fmean(theirs), 1) if theirs else None)
         elif attack.type == "equivocation":
             entry.update(_equivocation_outcome(run, i))
         elif attack.type == "whitewash":

@@ -119,16 +119,16 @@ def test_the_summary_says_how_praise_slander_and_whitewash_fared(capsys):
                     "convergence": {"converged": True, "records": 9},
                     "checkpoints": {"witnesses": 2, "all_current_and_witnessed": True}, "confusion": {"rows": []},
                     "attacks": [{"type": "slander", "orgs": "liars", "agents": "good", "mean_final_score": 612.5,
-                                 "trusted_or_better": 5, "views": 8},
+                                 "trusted_or_better": 5, "views": 8, "attackers_mean_final_score": 41.0},
                                 {"type": "praise", "orgs": "colluders", "agents": "bad", "mean_final_score": None,
-                                 "trusted_or_better": 0, "views": 0},
+                                 "trusted_or_better": 0, "views": 0, "attackers_mean_final_score": None},
                                 {"type": "whitewash",
                                  "agents": {"w-0": {"old_final_score": 4.0, "new_final_score": 2.0},
                                             "w-1": {"old_final_score": None, "new_final_score": 5.5}}}]})
     out = capsys.readouterr().out.splitlines()
     assert out[:3] == ["slander of good by liars: at the honest nodes a mean final score of 612.5, trusted or better "
-                       "in 5 of 8 views",
-                       "praise of bad by colluders: at the honest nodes no score of them",
+                       "in 5 of 8 views; at the attackers' own nodes 41.0",
+                       "praise of bad by colluders: at the honest nodes no score of them; at the attackers' own nodes -",
                        "whitewash: mean final score at the honest nodes, old identity -> new: w-0 4.0 -> 2.0, "
                        "w-1 - -> 5.5"]
 

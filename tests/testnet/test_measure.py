@@ -245,3 +245,15 @@ def test_a_checkpoint_is_witnessed_by_its_followers_alone():
     cosigned["n02"] = ("did:a",)
     result = replace(result, status={n: status(n, c) for n, c in cosigned.items()})
     assert checkpoints(result)["all_current_and_witnessed"] is False
+
+
+def test_praise_is_measured_at_the_honest_nodes_beside_what_the_attackers_own_nodes_make_of_it():
+    text = Path(__file__).with_name("short.toml").read_text()
+    scenario = parse_scenario(text[:text.index("[[faults]]")] + '[[attacks]]\ntype = "praise"\norgs = "quiet"\n'
+                              'agents = "bad"\n', name="praise")
+    scores = [ScoreSample(T0 + 9, n, "bad-0", "did:x", score, tier, 0.5)
+              for n, score, tier in (("n00", 4, "untrusted"), ("n01", 6, "untrusted"), ("n02", 950, "verified"))]
+    result = replace(run({}, {}, [], scores=scores), scenario=scenario, plan=make_plan(scenario, list(DIDS), seed=1))
+    assert attacks(result) == [{"attack": 0, "type": "praise", "orgs": "quiet", "agents": "bad",
+                                "mean_final_score": 5.0, "trusted_or_better": 0, "views": 2,
+                                "attackers_mean_final_score": 950.0}]
