@@ -67,7 +67,8 @@ def register(subparsers: Subparsers) -> None:
         summary="a table of the nodes: peers, ledger, checkpoint cosigners, rejected records",
         description="Ask every node for its peers, ledger size, latest checkpoint (verified here, with the other "
         "orgs whose cosignature it carries), records it rejected and orgs it flagged for equivocation. A node's state "
-        "is up, down, error (its API did not answer as it should) or unreadable (its api.token cannot be read), with "
+        "is up, down (stopped), exited (gone without `down`: killed, crashed, the machine restarted), error (its API "
+        "did not answer as it should) or unreadable (its api.token cannot be read), with "
         "the reason below the table; a running node whose log process is gone has `, no log` added (its lines are "
         "lost until `down` and `up` restart it).",
         examples=["vouchnet testnet status", "vouchnet testnet status --json"],

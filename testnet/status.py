@@ -38,6 +38,7 @@ class NodeStatus:
     flagged: int | None = None  # orgs this node holds equivocation evidence against
     log_running: bool | None = None  # whether its log process runs (Cluster.log_running); None if not known
     unreadable: bool = False  # its api.token could not be read (`error` says why), so its API was not asked
+    exited: bool = False  # down without being stopped (`down`, a failed `up`): killed, crashed, or the machine restarted
 
 
 def checkpoint_of(note: bytes, entry: NodeEntry, network: str, others: list[str]) -> Checkpoint:
@@ -85,7 +86,7 @@ def node_status(cluster: Cluster, name: str) -> NodeStatus:
     running = cluster.running(name)
     base = NodeStatus(name, entry.did, entry.api_url, running, log_running=cluster.log_running(name) if running else None)
     if not base.running:
-        return base
+        return replace(base, exited=entry.pid is not None)  # a node stopped by the testnet has its pid cleared
     others = [n.did for n in cluster.state.nodes if n.name != name]
     try:
         client = cluster.client(name, timeout=5.0)
@@ -114,7 +115,8 @@ def table(rows: list[NodeStatus]) -> str:
     lines = [header]
     total = len(rows) - 1
     for row in rows:
-        state = "up" if row.running and row.error is None else ("error" if row.running else "down")
+        state = "up" if row.running and row.error is None else ("error" if row.running else
+                                                                  "exited" if row.exited else "down")
         state = "unreadable" if row.unreadable else state
         state += ", no log" if row.running and row.log_running is False else ""
         if row.ledger_size is None:
@@ -127,6 +129,9 @@ def table(rows: list[NodeStatus]) -> str:
                       str(row.rejected), str(row.flagged)))
     text = "\n".join(aligned(lines))
     notes = [f"{row.name}: {row.error}" for row in rows if row.error]
+    notes += [f"{row.name}: exited without `vouchnet testnet down` (killed, crashed, or the machine restarted): "
+              f"`vouchnet testnet logs {row.name}` shows its last lines, `vouchnet testnet up` starts it again"
+              for row in rows if row.exited]
     notes += [f"{row.name}: its log process is gone: what it writes is lost, and `vouchnet testnet logs {row.name}` "
               "shows nothing new (`vouchnet testnet down`, then `up`, restarts it with its log)"
               for row in rows if row.running and row.log_running is False]

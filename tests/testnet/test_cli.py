@@ -293,3 +293,16 @@ def test_a_run_whose_setup_records_were_still_missing_when_traffic_started_says_
     assert main(["testnet", "run", "baseline", "--dir", str(existing)]) == 0
     assert ("warning: traffic started 30.2 s into the setup with its records still missing (n00 1 record, n02 4 "
             "records), so the figures above") in capsys.readouterr().out
+
+
+def test_status_tells_a_node_that_exited_by_itself_from_one_stopped_by_down(existing, capsys):
+    """Before: both were `down`, and nothing said the node had been killed or had crashed."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    started = processes.start_time(gone.pid)
+    gone.wait()
+    cluster = Cluster.open(existing)
+    cluster._set(replace(cluster.entry("n00"), pid=gone.pid, started=started or 1))
+    out, rows = _status(existing, capsys)
+    assert [line.split()[2] for line in out.splitlines()[1:3]] == ["exited", "down"]
+    assert "n00: exited without `vouchnet testnet down` (killed, crashed, or the machine restarted)" in out
+    assert [(row["name"], row["exited"]) for row in rows] == [("n00", True), ("n01", False)]
