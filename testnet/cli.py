@@ -197,6 +197,8 @@ def _up(args: argparse.Namespace) -> int:
                                f"`vouchnet testnet up --dir {args.dir}` starts them again") from None
     except ClusterError as e:
         raise CommandFailed(str(e)) from None
+    if not waiting:
+        print(f"all {counted(len(cluster.names), 'node')} were running already: none started")
     for entry in cluster.state.nodes:
         print(f"{entry.name}  {entry.api_url}  {entry.did}")
     print(f"testnet up in {time.monotonic() - started_at:.1f} s; `vouchnet testnet status --dir {args.dir}` shows it")

@@ -306,3 +306,14 @@ def test_status_tells_a_node_that_exited_by_itself_from_one_stopped_by_down(exis
     assert [line.split()[2] for line in out.splitlines()[1:3]] == ["exited", "down"]
     assert "n00: exited without `vouchnet testnet down` (killed, crashed, or the machine restarted)" in out
     assert [(row["name"], row["exited"]) for row in rows] == [("n00", True), ("n01", False)]
+
+
+def test_up_over_a_running_testnet_says_it_started_none(existing, capsys):
+    """Before: it said 'testnet up in 0.1 s', as if it had started it."""
+    cluster = Cluster.open(existing)
+    _sleep(cluster, cluster.names)
+    try:
+        assert main(["testnet", "up", "--dir", str(existing)]) == 0
+    finally:
+        Cluster.open(existing).stop(timeout=0)
+    assert capsys.readouterr().out.startswith("all 2 nodes were running already: none started\nn00  ")
