@@ -171,7 +171,11 @@ def _up(args: argparse.Namespace) -> int:
             seed = 1 if args.seed is None else args.seed
             topology = args.topology or "mesh"
             print(f"creating {counted(nodes, 'node')} in {args.dir} (topology {topology}, seed {seed})")
-            cluster = Cluster.create(args.dir, nodes=nodes, seed=seed, topology=topology)
+            try:
+                cluster = Cluster.create(args.dir, nodes=nodes, seed=seed, topology=topology)
+            except KeyboardInterrupt:  # Cluster.create removes what it made
+                print(f"interrupted: no testnet was made in {args.dir}", file=sys.stderr)
+                raise
         waiting = [n for n in cluster.names if not cluster.running(n)]
         bar = ProgressBar(f"starting {counted(len(waiting), 'node')}")
         try:

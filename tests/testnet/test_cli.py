@@ -317,3 +317,13 @@ def test_up_over_a_running_testnet_says_it_started_none(existing, capsys):
     finally:
         Cluster.open(existing).stop(timeout=0)
     assert capsys.readouterr().out.startswith("all 2 nodes were running already: none started\nn00  ")
+
+
+def test_a_ctrl_c_while_up_makes_a_testnet_says_none_was_made(tmp_path, capsys, monkeypatch):
+    """Before: it ended saying nothing."""
+    def interrupted(*args, **options):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Cluster, "create", interrupted)
+    assert main(["testnet", "up", "--dir", str(tmp_path / "testnet")]) == 130
+    assert f"interrupted: no testnet was made in {tmp_path / 'testnet'}" in capsys.readouterr().err
