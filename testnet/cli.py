@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -44,7 +45,7 @@ def register(subparsers: Subparsers) -> None:
     from .topology import TOPOLOGIES
 
     up = add_local_command(
-        commands, "up", run=_up,
+        commands, "up", run=_one_at_a_time("up", _up),
         summary="start a testnet (or restart a stopped one with its data)",
         description="Create N node data directories with `vouchnet init` (loopback ports, fast epochs and "
         "checkpoints), bootstrap them to each other, root and vouch per the topology, start every node as a "
@@ -66,7 +67,8 @@ def register(subparsers: Subparsers) -> None:
         summary="a table of the nodes: peers, ledger, checkpoint cosigners, rejected records",
         description="Ask every node for its peers, ledger size, latest checkpoint (verified here, with the other "
         "orgs whose cosignature it carries), records it rejected and orgs it flagged for equivocation. A node's state "
-        "is up, down, error (its API did not answer as it should) or unreadable (its api.token cannot be read), with "
+        "is up, down (stopped), exited (gone without `down`: killed, crashed, the machine restarted), error (its API "
+        "did not answer as it should) or unreadable (its api.token cannot be read), with "
         "the reason below the table; a running node whose log process is gone has `, no log` added (its lines are "
         "lost until `down` and `up` restart it).",
         examples=["vouchnet testnet status", "vouchnet testnet status --json"],
@@ -90,7 +92,7 @@ def register(subparsers: Subparsers) -> None:
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing lines as they come (Ctrl-C stops)")
 
     down = add_local_command(
-        commands, "down", run=_down,
+        commands, "down", run=_one_at_a_time("down", _down),
         summary="stop every node (SIGTERM, then SIGKILL after a bound) and check nothing is left",
         description="Send SIGTERM to every node, SIGKILL any that still runs after the bound, then check that no "
         "node process is alive and no node port accepts connections. The data stays: `up` restarts the testnet.",
@@ -103,7 +105,7 @@ def register(subparsers: Subparsers) -> None:
     from .scenario import MAX_DURATION, MIN_DURATION, library
 
     run = add_local_command(
-        commands, "run", run=_run,
+        commands, "run", run=_one_at_a_time("run", _run),
         summary="run a scenario (a library name or a TOML file) and write its report",
         description="Lay the scenario's orgs onto the testnet's nodes (restarting those whose trust roots change), "
         "make its vouches, run its agents' traffic while its attacks and faults happen on schedule, watch records "
@@ -122,6 +124,22 @@ def register(subparsers: Subparsers) -> None:
     run.add_argument("--seed", type=int, help="seed of the plan and the agents' behaviour (default: the testnet's)")
     run.add_argument("--out", type=Path, help="where the report goes (default: DIR/reports/SCENARIO-TIME)")
     run.add_argument("--keep", action="store_true", help="leave a testnet this command started running")
+
+
+def _one_at_a_time(name: str, command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """`command` run holding its testnet directory's lock (testnet.dir_lock): refused while another `up`, `run` or
+    `down` runs on that directory."""
+
+    def locked(args: argparse.Namespace) -> int:
+        from .dir_lock import Busy, one_at_a_time
+
+        try:
+            with one_at_a_time(args.dir, f"testnet {name}"):
+                return command(args)
+        except Busy as e:
+            raise UsageError(str(e)) from None
+
+    return locked
 
 
 def _dir_option(parser: argparse.ArgumentParser) -> None:
@@ -153,7 +171,11 @@ def _up(args: argparse.Namespace) -> int:
             seed = 1 if args.seed is None else args.seed
             topology = args.topology or "mesh"
             print(f"creating {counted(nodes, 'node')} in {args.dir} (topology {topology}, seed {seed})")
-            cluster = Cluster.create(args.dir, nodes=nodes, seed=seed, topology=topology)
+            try:
+                cluster = Cluster.create(args.dir, nodes=nodes, seed=seed, topology=topology)
+            except KeyboardInterrupt:  # Cluster.create removes what it made
+                print(f"interrupted: no testnet was made in {args.dir}", file=sys.stderr)
+                raise
         waiting = [n for n in cluster.names if not cluster.running(n)]
         bar = ProgressBar(f"starting {counted(len(waiting), 'node')}")
         try:
@@ -179,6 +201,8 @@ def _up(args: argparse.Namespace) -> int:
                                f"`vouchnet testnet up --dir {args.dir}` starts them again") from None
     except ClusterError as e:
         raise CommandFailed(str(e)) from None
+    if not waiting:
+        print(f"all {counted(len(cluster.names), 'node')} were running already: none started")
     for entry in cluster.state.nodes:
         print(f"{entry.name}  {entry.api_url}  {entry.did}")
     print(f"testnet up in {time.monotonic() - started_at:.1f} s; `vouchnet testnet status --dir {args.dir}` shows it")
@@ -332,9 +356,19 @@ def _run(args: argparse.Namespace) -> int:
         if fresh and not args.keep and (args.dir / STATE_FILE).exists():
             _open(args.dir).stop()
     _print_summary(measurements)
+    if result.setup.get("missing"):
+        print(_unready(result.setup))
     print(f"report: {page}  ({time.monotonic() - started_at:.0f} s in all)")
     print(_what_runs_on(args.dir, fresh=fresh, keep=args.keep))
     return 0
+
+
+def _unready(setup: dict) -> str:
+    """The warning of a run whose traffic started before every node held the setup's records (runner.SETUP_TIMEOUT)."""
+    lacking = ", ".join(f"{node} {counted(count, 'record')}" for node, count in setup["missing"].items())
+    return (f"warning: traffic started {setup['propagation_seconds']} s into the setup with its records still missing "
+            f"({lacking}), so the figures above are of a network that had not taken in the scenario's trust graph: "
+            "`vouchnet testnet status` and the nodes' logs may say why")
 
 
 def _what_runs_on(directory: Path, *, fresh: bool, keep: bool) -> str:
@@ -365,7 +399,8 @@ def _print_summary(m: dict) -> None:
         elif a["type"] in ("praise", "slander"):
             print(f"{a['type']} of {a['agents']} by {a['orgs']}: at the honest nodes "
                   + (f"a mean final score of {a['mean_final_score']}, trusted or better in {a['trusted_or_better']} "
-                     f"of {counted(a['views'], 'view')}" if a["views"] else "no score of them"))
+                     f"of {counted(a['views'], 'view')}" if a["views"] else "no score of them")
+                  + f"; at the attackers' own nodes {_or_dash(a.get('attackers_mean_final_score'))}")
         elif a["type"] == "whitewash":
             print("whitewash: mean final score at the honest nodes, old identity -> new: " + ", ".join(
                 f"{name} {_or_dash(v['old_final_score'])} -> {_or_dash(v['new_final_score'])}"

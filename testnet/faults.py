@@ -50,6 +50,18 @@ def heal(cluster: Cluster, up: Iterable[str]) -> None:
             client.block_peers([])
 
 
+def lift_leftover_blocks(cluster: Cluster, up: Iterable[str]) -> list[str]:
+    """Empty the block list of each running node that holds one, a partition a run left when it was killed before
+    it could heal it (a node forgets its list only when it restarts); returns those nodes."""
+    lifted = []
+    for node in up:
+        with cluster.client(node) as client:
+            if client.blocked_peers():
+                client.block_peers([])
+                lifted.append(node)
+    return lifted
+
+
 def crossing(cluster: Cluster, partition: Partition, up: Iterable[str]) -> list[tuple[str, str]]:
     """Connections that cross the partition, as each running node reports its peers (empty while it holds)."""
     by_peer = {cluster.entry(n).peer_id: n for n in cluster.names}

@@ -17,7 +17,7 @@ from vouching.tiers import TIERS, tier_rank
 
 from .runner import RunResult
 from .scenario import Scenario
-from .status import flagged_keys, witnessed
+from .status import expected_cosigners, flagged_keys, witnessed
 
 CATCH_UP_MARGIN = 10.0  # seconds after a fault ends during which records are not counted as undisturbed
 
@@ -209,19 +209,23 @@ def convergence(run: RunResult) -> dict[str, Any]:
 
 
 def checkpoints(run: RunResult) -> dict[str, Any]:
-    """Each node's latest checkpoint: does it cover the whole ledger, and how many other orgs cosigned it; and
-    whether every honest node's is witnessed (status.witnessed)."""
+    """Each node's latest checkpoint: does it cover the whole ledger, how many other orgs cosigned it and how many
+    are to (its followers, the orgs whose horizon holds it, at most `witnesses`); and whether every honest node's is
+    witnessed (status.witnessed)."""
     others = len(run.plan.nodes) - 1
     flagged = flagged_keys(run.records.values(), run.keys.values())
+    flagged_nodes = {node for node, keys in run.keys.items() if flagged.intersection(keys)}
+    followers = {node: [run.dids[m] for m in run.plan.followers(node, flagged_nodes)] for node in run.plan.nodes}
     witnesses = run.scenario.settings.witnesses
     rows = {}
     for node, status in run.status.items():
         cp = status.checkpoint
         rows[node] = {"ledger": status.ledger_size, "checkpoint": None if cp is None else cp.size,
                       "cosigned_by": None if cp is None else len(cp.cosigned_by), "of": others,
+                      "expected": expected_cosigners(status, followers[node], flagged, witnesses),
                       "rejected": status.rejected, "flagged": status.flagged, "error": status.error}
-    agree = all(witnessed(status, run.dids.values(), flagged, witnesses)
-                for status in run.status.values() if status.did not in flagged)
+    agree = all(witnessed(status, followers[node], flagged, witnesses)
+                for node, status in run.status.items() if status.did not in flagged)
     # what a node asks of a testnet smaller than `[witness] witnesses`: every other node (the summary's figure)
     return {"all_current_and_witnessed": agree, "witnesses": min(witnesses, others), "nodes": rows}
 
@@ -304,10 +308,14 @@ def attacks(run: RunResult) -> list[dict[str, Any]]:
             names = {a.name for a in run.plan.agents_of(attack.agents)}
             seen = [(score, tier) for (node, agent), (score, tier) in finals.items()
                     if node in watchers and agent in names]
+            attackers = set(run.plan.select(attack.orgs, f"attacks[{i}].orgs"))
+            theirs = [score for (node, agent), (score, _) in finals.items() if node in attackers and agent in names]
             entry.update(orgs=attack.orgs.text, agents=attack.agents,
                          mean_final_score=round(statistics.fmean(s for s, _ in seen), 1) if seen else None,
                          trusted_or_better=sum(1 for _, t in seen if tier_rank(t) >= tier_rank("trusted")),
-                         views=len(seen))
+                         views=len(seen),
+                         # what the attack made of the targets where it is believed: beside the honest nodes' view
+                         attackers_mean_final_score=round(statistics.fmean(theirs), 1) if theirs else None)
         elif attack.type == "equivocation":
             entry.update(_equivocation_outcome(run, i))
         elif attack.type == "whitewash":

@@ -62,6 +62,11 @@ class Plan:
             frontier = reached
         return set(hops)
 
+    def followers(self, node: str, flagged: Collection[str] = ()) -> list[str]:
+        """The other nodes whose horizon holds `node`'s org: the only ones that cosign its checkpoints (a witness
+        follows the logs of the orgs inside its horizon and refuses the others, gossip.witnessing)."""
+        return [n for n in self.nodes if n != node and node in self.horizon(n, flagged)]
+
 
 def make_plan(scenario: Scenario, nodes: list[str], seed: int) -> Plan:
     """Lay `scenario` onto the testnet's `nodes` (in order); raises ScenarioError if it does not fit."""

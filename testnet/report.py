@@ -200,9 +200,11 @@ def _html(results: dict[str, Any], plots: dict[str, bytes]) -> str:
         ("Catch-up", _table(["fault", "details"], [(c["fault"], _details(c)) for c in m["catch_up"]])),
         ("Key rotations", _table(["node", "other nodes linking its keys", "details"],
                                  [(r["node"], linking(r), _details(r)) for r in m["rotations"]])),
-        ("Checkpoints and ledgers", _table(["node", "ledger", "checkpoint", "cosigned by", "rejected", "flagged"],
+        ("Checkpoints and ledgers", _table(["node", "ledger", "checkpoint", "cosigned by", "to be cosigned by",
+                                            "rejected", "flagged"],
                                            [(n, r["ledger"], r["checkpoint"], f"{r['cosigned_by']}/{r['of']}",
-                                             r["rejected"], r["flagged"]) for n, r in cps["nodes"].items()])),
+                                             r["expected"], r["rejected"], r["flagged"])
+                                            for n, r in cps["nodes"].items()])),
         ("Setup", _table(["", ""], [(k, v) for k, v in results["setup"].items()])),
     ]
     body = "".join(f"<h2>{html.escape(title)}</h2>{content}" for title, content in sections)

@@ -29,6 +29,7 @@ LATENCY_METRIC = "vouchnet_record_latency_seconds"
 SETUP_TIMEOUT = 30.0  # seconds the setup's records may take to reach every node before traffic starts anyway
 CUT_SETTLE = 5.0  # seconds a partition's cut may take to close every connection across it
 CHECKPOINT_TIMEOUT = 30.0  # seconds after settling for every checkpoint to cover its ledger and be witnessed
+PROGRESS_SECONDS = 10.0  # how often a run says how far its traffic got
 
 _KEYS_VIEWED = {"rotated": ("new",), "key-theft": ("key", "thief"),  # timeline entry -> its keys _key_views asks about
                 "equivocation": ("offender",)}
@@ -105,7 +106,7 @@ class Run:
             self.timeline.add("start")
             traffic.start_at(t0)
             self.say(f"traffic: {counted(len(self.agents), 'agent')}, {self.scenario.duration:g} s")
-            self._schedule(t0)
+            self._schedule(t0, traffic.stats)
             traffic.stop()
             traffic_end = time.time()
             self.timeline.add("traffic stopped")
@@ -145,7 +146,12 @@ class Run:
         if running:
             self.cluster.stop(running)
         self.cluster.start(progress=self.progress, say=self.say)
+        lifted = faults.lift_leftover_blocks(self.cluster, self.cluster.names)
+        if lifted:
+            self.say(f"setup: lifted the peer block lists of {', '.join(lifted)} (a partition left by a run that was "
+                     "killed before it healed it)")
         self.setup["restarted"] = changed
+        self.setup["blocks_lifted"] = lifted
         self.say(f"setup: roots and settings of {counted(len(changed), 'node')} changed; "
                  f"{counted(len(self.cluster.names), 'node')} up ({time.monotonic() - started:.1f} s)")
 
@@ -182,7 +188,7 @@ class Run:
 
     # --- the schedule -------------------------------------------------------------------------------------
 
-    def _schedule(self, t0: float) -> None:
+    def _schedule(self, t0: float, stats: TrafficStats) -> None:
         actions: list[tuple[float, int, str, Callable[[], None]]] = []
         for i, attack in enumerate(self.scenario.attacks):
             if attack.type == "equivocation":
@@ -205,10 +211,20 @@ class Run:
                                 lambda n=nodes: self._cut(n)))
                 actions.append((fault.at + fault.duration, 100 + i, "heal the partition", self._heal))
         for at, _, what, act in sorted(actions, key=lambda a: (a[0], a[1])):
-            _sleep_until(t0 + at)
+            self._traffic_until(t0, at, stats)
             self.say(f"t={time.time() - t0:5.1f} s  {what}")
             act()
-        _sleep_until(t0 + self.scenario.duration)
+        self._traffic_until(t0, self.scenario.duration, stats)
+
+    def _traffic_until(self, t0: float, until: float, stats: TrafficStats) -> None:
+        """Wait until `until` seconds into the traffic, saying every PROGRESS_SECONDS how far it got."""
+        while (now := time.time() - t0) < until:
+            step = PROGRESS_SECONDS * (now // PROGRESS_SECONDS + 1)  # the next multiple
+            time.sleep(min(until, step) - now)
+            if step <= until:
+                self.say(f"t={time.time() - t0:5.1f} s  traffic (of {self.scenario.duration:g} s): "
+                         f"{counted(stats.events_accepted, 'event')} reported, {stats.events_rejected} refused, "
+                         f"{counted(stats.batches_failed, 'batch', 'batches')} unanswered")
 
     def _equivocate(self, index: int) -> None:
         attack = self.scenario.attacks[index]
@@ -289,12 +305,15 @@ class Run:
         cosignatures of its witnesses (status.witnessed), equivocators aside; the timeline says how long that took
         after traffic stopped."""
         flagged = flagged_keys(records.snapshot(), [self.cluster.entry(n).keys for n in self.cluster.names])
+        followers = {n: [self.dids[m] for m in self.plan.followers(n, self._flagged(records))]
+                     for n in self.cluster.names}
         witnesses = self.scenario.settings.witnesses
+        self.say(f"waiting for every checkpoint to cover its ledger and be witnessed (at most {CHECKPOINT_TIMEOUT:g} s)")
         started = time.time()
         while True:
             status = {node: node_status(self.cluster, node) for node in self.cluster.names}
             lagging = [n for n, row in status.items() if row.did not in flagged
-                       and not witnessed(row, self.dids.values(), flagged, witnesses)]
+                       and not witnessed(row, followers[n], flagged, witnesses)]
             if not lagging or time.time() - started > CHECKPOINT_TIMEOUT:
                 self.timeline.add("checkpoints agree" if not lagging else "checkpoints still disagree",
                                   waited=round(time.time() - started, 2), lagging=lagging)
@@ -371,12 +390,6 @@ def _wait_for(records: RecordWatch, expected: Callable[[], dict[str, set[str]]],
         if not missing or time.monotonic() > deadline:
             return missing
         time.sleep(0.2)
-
-
-def _sleep_until(wall: float) -> None:
-    delay = wall - time.time()
-    if delay > 0:
-        time.sleep(delay)
 
 
 def _difference(after: list[tuple[float, float]], before: list[tuple[float, float]]) -> list[tuple[float, float]]:

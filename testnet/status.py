@@ -38,6 +38,7 @@ class NodeStatus:
     flagged: int | None = None  # orgs this node holds equivocation evidence against
     log_running: bool | None = None  # whether its log process runs (Cluster.log_running); None if not known
     unreadable: bool = False  # its api.token could not be read (`error` says why), so its API was not asked
+    exited: bool = False  # down without being stopped (`down`, a failed `up`): killed, crashed, or the machine restarted
 
 
 def checkpoint_of(note: bytes, entry: NodeEntry, network: str, others: list[str]) -> Checkpoint:
@@ -59,14 +60,25 @@ def flagged_keys(records: Iterable[RecordInfo], orgs: Iterable[Sequence[str]]) -
     return offenders | {key for keys in orgs if offenders.intersection(keys) for key in keys}
 
 
-def witnessed(row: NodeStatus, orgs: Iterable[str], flagged: set[str], witnesses: int) -> bool:
-    """The node's checkpoint covers its whole ledger and carries the cosignatures of as many of the testnet's other
-    `orgs` that are not `flagged` equivocators as it asks to cosign: `witnesses`, or all of them if fewer."""
+def witnessed(row: NodeStatus, followers: Iterable[str], flagged: set[str], witnesses: int) -> bool:
+    """The node's checkpoint covers its whole ledger and carries the cosignatures of as many of its `followers` (the
+    other orgs whose horizon holds its org: no other cosigns its log, gossip.witnessing) that are not `flagged`
+    equivocators as it asks to cosign: `witnesses`, or all of them if fewer."""
     checkpoint = row.checkpoint
     if checkpoint is None or checkpoint.size != row.ledger_size:
         return False
-    honest_others = set(orgs) - flagged - {row.did}
-    return len(honest_others & set(checkpoint.cosigned_by)) >= min(witnesses, len(honest_others))
+    return len(set(checkpoint.cosigned_by) & _witnesses(row, followers, flagged)) >= expected_cosigners(
+        row, followers, flagged, witnesses)
+
+
+def expected_cosigners(row: NodeStatus, followers: Iterable[str], flagged: set[str], witnesses: int) -> int:
+    """How many cosignatures the node's checkpoint is to carry (witnessed): `witnesses`, or as many followers not
+    flagged as it has if fewer."""
+    return min(witnesses, len(_witnesses(row, followers, flagged)))
+
+
+def _witnesses(row: NodeStatus, followers: Iterable[str], flagged: set[str]) -> set[str]:
+    return set(followers) - flagged - {row.did}
 
 
 def node_status(cluster: Cluster, name: str) -> NodeStatus:
@@ -74,7 +86,7 @@ def node_status(cluster: Cluster, name: str) -> NodeStatus:
     running = cluster.running(name)
     base = NodeStatus(name, entry.did, entry.api_url, running, log_running=cluster.log_running(name) if running else None)
     if not base.running:
-        return base
+        return replace(base, exited=entry.pid is not None)  # a node stopped by the testnet has its pid cleared
     others = [n.did for n in cluster.state.nodes if n.name != name]
     try:
         client = cluster.client(name, timeout=5.0)
@@ -103,7 +115,8 @@ def table(rows: list[NodeStatus]) -> str:
     lines = [header]
     total = len(rows) - 1
     for row in rows:
-        state = "up" if row.running and row.error is None else ("error" if row.running else "down")
+        state = "up" if row.running and row.error is None else ("error" if row.running else
+                                                                  "exited" if row.exited else "down")
         state = "unreadable" if row.unreadable else state
         state += ", no log" if row.running and row.log_running is False else ""
         if row.ledger_size is None:
@@ -116,6 +129,9 @@ def table(rows: list[NodeStatus]) -> str:
                       str(row.rejected), str(row.flagged)))
     text = "\n".join(aligned(lines))
     notes = [f"{row.name}: {row.error}" for row in rows if row.error]
+    notes += [f"{row.name}: exited without `vouchnet testnet down` (killed, crashed, or the machine restarted): "
+              f"`vouchnet testnet logs {row.name}` shows its last lines, `vouchnet testnet up` starts it again"
+              for row in rows if row.exited]
     notes += [f"{row.name}: its log process is gone: what it writes is lost, and `vouchnet testnet logs {row.name}` "
               "shows nothing new (`vouchnet testnet down`, then `up`, restarts it with its log)"
               for row in rows if row.running and row.log_running is False]

@@ -4,10 +4,12 @@ does not do."""
 
 import io
 import json
+import os
 import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -117,16 +119,16 @@ def test_the_summary_says_how_praise_slander_and_whitewash_fared(capsys):
                     "convergence": {"converged": True, "records": 9},
                     "checkpoints": {"witnesses": 2, "all_current_and_witnessed": True}, "confusion": {"rows": []},
                     "attacks": [{"type": "slander", "orgs": "liars", "agents": "good", "mean_final_score": 612.5,
-                                 "trusted_or_better": 5, "views": 8},
+                                 "trusted_or_better": 5, "views": 8, "attackers_mean_final_score": 41.0},
                                 {"type": "praise", "orgs": "colluders", "agents": "bad", "mean_final_score": None,
-                                 "trusted_or_better": 0, "views": 0},
+                                 "trusted_or_better": 0, "views": 0, "attackers_mean_final_score": None},
                                 {"type": "whitewash",
                                  "agents": {"w-0": {"old_final_score": 4.0, "new_final_score": 2.0},
                                             "w-1": {"old_final_score": None, "new_final_score": 5.5}}}]})
     out = capsys.readouterr().out.splitlines()
     assert out[:3] == ["slander of good by liars: at the honest nodes a mean final score of 612.5, trusted or better "
-                       "in 5 of 8 views",
-                       "praise of bad by colluders: at the honest nodes no score of them",
+                       "in 5 of 8 views; at the attackers' own nodes 41.0",
+                       "praise of bad by colluders: at the honest nodes no score of them; at the attackers' own nodes -",
                        "whitewash: mean final score at the honest nodes, old identity -> new: w-0 4.0 -> 2.0, "
                        "w-1 - -> 5.5"]
 
@@ -252,3 +254,76 @@ def test_status_shows_a_running_node_whose_token_is_missing_as_unreadable_saying
     assert lines[3].startswith(f"n00: {token}: missing; restore it, or make a new one: ") and len(lines) == 4
     assert [(row["name"], row["unreadable"], row["error"] is not None) for row in rows] == [("n00", True, True),
                                                                                              ("n01", False, False)]
+
+
+@pytest.mark.parametrize("command", [["up"], ["down"], ["run", "baseline"]])
+def test_a_command_that_changes_a_testnet_is_refused_while_another_runs_on_it_naming_it(existing, capsys, command):
+    """Before: two `up`s at once each started the nodes the other was starting and both failed, blaming a node; a
+    second `run` rewrote the roots of the first's nodes mid-traffic."""
+    from testnet.dir_lock import one_at_a_time
+
+    with one_at_a_time(existing, "testnet run faults"):
+        assert main(["testnet", *command, "--dir", str(existing)]) == 2
+    assert (f"{existing} is in use by another command (pid {os.getpid()}: vouchnet testnet run faults): wait for it to "
+            "end") in capsys.readouterr().err
+    assert main(["testnet", "down", "--dir", str(existing)]) == 0  # once it ended
+
+
+def test_a_lock_in_a_directory_that_held_no_testnet_is_not_left_behind(tmp_path, capsys):
+    directory = tmp_path / "none"
+    assert main(["testnet", "down", "--dir", str(directory)]) == 2
+    assert "no testnet here" in capsys.readouterr().err and not directory.exists()
+
+
+def test_a_run_whose_setup_records_were_still_missing_when_traffic_started_says_so(existing, capsys, monkeypatch):
+    """Before: the setup's 'still missing after 30.2 s' scrolled away and the summary's figures read as any run's."""
+    from testnet import cli, measure, report, runner
+
+    class Unready:
+        def __init__(self, cluster, scenario, **options):
+            pass
+
+        def execute(self):
+            return SimpleNamespace(setup={"missing": {"n00": 1, "n02": 4}, "propagation_seconds": 30.2})
+
+    monkeypatch.setattr(runner, "Run", Unready)
+    monkeypatch.setattr(measure, "measure", lambda result: {})
+    monkeypatch.setattr(report, "write_report", lambda *args: existing / "report.html")
+    monkeypatch.setattr(cli, "_print_summary", lambda measurements: None)
+    assert main(["testnet", "run", "baseline", "--dir", str(existing)]) == 0
+    assert ("warning: traffic started 30.2 s into the setup with its records still missing (n00 1 record, n02 4 "
+            "records), so the figures above") in capsys.readouterr().out
+
+
+def test_status_tells_a_node_that_exited_by_itself_from_one_stopped_by_down(existing, capsys):
+    """Before: both were `down`, and nothing said the node had been killed or had crashed."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    started = processes.start_time(gone.pid)
+    gone.wait()
+    cluster = Cluster.open(existing)
+    cluster._set(replace(cluster.entry("n00"), pid=gone.pid, started=started or 1))
+    out, rows = _status(existing, capsys)
+    assert [line.split()[2] for line in out.splitlines()[1:3]] == ["exited", "down"]
+    assert "n00: exited without `vouchnet testnet down` (killed, crashed, or the machine restarted)" in out
+    assert [(row["name"], row["exited"]) for row in rows] == [("n00", True), ("n01", False)]
+
+
+def test_up_over_a_running_testnet_says_it_started_none(existing, capsys):
+    """Before: it said 'testnet up in 0.1 s', as if it had started it."""
+    cluster = Cluster.open(existing)
+    _sleep(cluster, cluster.names)
+    try:
+        assert main(["testnet", "up", "--dir", str(existing)]) == 0
+    finally:
+        Cluster.open(existing).stop(timeout=0)
+    assert capsys.readouterr().out.startswith("all 2 nodes were running already: none started\nn00  ")
+
+
+def test_a_ctrl_c_while_up_makes_a_testnet_says_none_was_made(tmp_path, capsys, monkeypatch):
+    """Before: it ended saying nothing."""
+    def interrupted(*args, **options):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Cluster, "create", interrupted)
+    assert main(["testnet", "up", "--dir", str(tmp_path / "testnet")]) == 130
+    assert f"interrupted: no testnet was made in {tmp_path / 'testnet'}" in capsys.readouterr().err

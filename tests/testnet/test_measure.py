@@ -12,6 +12,7 @@ from testnet.observe import RecordInfo, ScoreSample
 from testnet.plan import make_plan
 from testnet.runner import RunResult
 from testnet.scenario import Attack, Selector, load_scenario, parse_scenario
+from testnet.status import Checkpoint, NodeStatus
 from testnet.traffic import TrafficStats
 
 T0 = 1000.0
@@ -219,3 +220,40 @@ def test_a_whitewashing_operator_is_no_honest_observer():
     scenario = parse_scenario(text + '[[attacks]]\ntype = "whitewash"\nagents = "bad"\nat = 5\n', name="whitewash")
     result = replace(run({}, {}, []), scenario=scenario, plan=make_plan(scenario, list(DIDS), seed=1))
     assert result.plan.groups["quiet"] == ["n02"] and observers(result) == ["n00", "n01"]
+
+
+def test_a_checkpoint_is_witnessed_by_its_followers_alone():
+    """The quiet org roots and vouches for nobody, so no honest org's log is inside its horizon and it cosigns none
+    (a witness refuses the logs of orgs outside its horizon): two honest orgs need each other's cosignature only,
+    and the quiet org's checkpoint both of theirs. Fewer than that is not witnessed."""
+    text = Path(__file__).with_name("short.toml").read_text()
+    text = text.replace('[orgs.quiet]                # no agent works here: the org\'s node signs nothing unless told to\n'
+                        'nodes = 1\nroots = ["honest"]\nvouch = ["honest"]', '[orgs.quiet]\nnodes = 1\nroots = []\nvouch = []')
+    scenario = parse_scenario(text, name="aloof")
+    plan = make_plan(scenario, list(DIDS), seed=1)
+    assert plan.followers("n00") == ["n01"] and plan.followers("n02") == ["n00", "n01"]
+
+    def status(node, cosigners):
+        return NodeStatus(node, DIDS[node], "http://127.0.0.1:1", True, ledger_size=9, checkpoint=Checkpoint(9, cosigners))
+
+    cosigned = {"n00": ("did:b",), "n01": ("did:a",), "n02": ("did:a", "did:b")}
+    result = replace(run({}, {}, []), scenario=scenario, plan=plan,
+                     status={n: status(n, c) for n, c in cosigned.items()})
+    found = checkpoints(result)
+    assert found["all_current_and_witnessed"] is True
+    assert {n: row["expected"] for n, row in found["nodes"].items()} == {"n00": 1, "n01": 1, "n02": 2}
+    cosigned["n02"] = ("did:a",)
+    result = replace(result, status={n: status(n, c) for n, c in cosigned.items()})
+    assert checkpoints(result)["all_current_and_witnessed"] is False
+
+
+def test_praise_is_measured_at_the_honest_nodes_beside_what_the_attackers_own_nodes_make_of_it():
+    text = Path(__file__).with_name("short.toml").read_text()
+    scenario = parse_scenario(text[:text.index("[[faults]]")] + '[[attacks]]\ntype = "praise"\norgs = "quiet"\n'
+                              'agents = "bad"\n', name="praise")
+    scores = [ScoreSample(T0 + 9, n, "bad-0", "did:x", score, tier, 0.5)
+              for n, score, tier in (("n00", 4, "untrusted"), ("n01", 6, "untrusted"), ("n02", 950, "verified"))]
+    result = replace(run({}, {}, [], scores=scores), scenario=scenario, plan=make_plan(scenario, list(DIDS), seed=1))
+    assert attacks(result) == [{"attack": 0, "type": "praise", "orgs": "quiet", "agents": "bad",
+                                "mean_final_score": 5.0, "trusted_or_better": 0, "views": 2,
+                                "attackers_mean_final_score": 950.0}]

@@ -1,0 +1,50 @@
+"""One command at a time changes a testnet: `up`, `run` and `down` hold an exclusive lock on `DIR/testnet.lock`
+(flock(2), which the kernel releases when the holder ends, a crash or SIGKILL included, so a stale lock never stays),
+and one started while another holds it is refused, naming the holder. Two `up`s at once each started the nodes the
+other was starting, and each then failed, blaming a node, and stopped them; a second `run` rewrote the first's roots
+and restarted its nodes mid-traffic. Linux and the BSDs (fcntl)."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .state import STATE_FILE
+
+LOCK_FILE = "testnet.lock"
+
+
+class Busy(Exception):
+    """Another command holds the testnet directory's lock."""
+
+
+@contextmanager
+def one_at_a_time(directory: Path, command: str) -> Iterator[None]:
+    """Hold `directory`'s lock while the body runs, `command` (e.g. "testnet up") written in it with our pid for a
+    refused command to name; raises Busy at once if another process holds it. A directory made here for the lock is
+    removed again if the body made no testnet in it."""
+    made = not directory.exists()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode("utf-8", "replace").strip() or "a process that has not said which"
+            raise Busy(f"{directory} is in use by another command (pid {holder}): wait for it to end, or stop it "
+                       "(Ctrl-C in its terminal), then try again") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}: vouchnet {command}\n".encode())
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+        if made and not (directory / STATE_FILE).exists():
+            path.unlink(missing_ok=True)
+            try:
+                directory.rmdir()
+            except OSError:
+                pass  # something else was put there meanwhile: left as it is
