@@ -1052,12 +1052,12 @@ def test_a_restored_node_counts_the_digests_it_signed_since_its_copy_as_they_com
     broadcaster = Broadcaster(Registry())
     with telemetry_node(tmp_path / "backup", key=key, clock=clock, epoch_ms=EPOCH) as node:
         live = running(node, broadcaster)
-        before = live.score(A)
+        before, _ = live.score(A)
         with broadcaster.subscribe() as subscription:
             node.replica.accept(issued)  # the start-up sync
             frame = subscription.receive.receive_nowait()
         assert first_hand(live, [A], clock.now) == first_hand(replayed(node), [A], clock.now) != []
-        assert live.score(A).score != before.score
+        assert live.score(A)[0].score != before.score
         assert b"event: score" in frame and A.encode() in frame
 
 
