@@ -64,9 +64,10 @@ def register(subparsers: Subparsers) -> None:
 
     status = add_local_command(
         commands, "status", run=_status,
-        summary="a table of the nodes: peers, ledger, checkpoint cosigners, rejected records",
+        summary="a table of the nodes: peers, ledger, checkpoint cosigners, rejected records, block lists",
         description="Ask every node for its peers, ledger size, latest checkpoint (verified here, with the other "
-        "orgs whose cosignature it carries), records it rejected and orgs it flagged for equivocation. A node's state "
+        "orgs whose cosignature it carries), records it rejected, orgs it flagged for equivocation and the nodes on "
+        "its peer block list (a partition in force: a line below the table says the network is cut). A node's state "
         "is up, down (stopped), exited (gone without `down`: killed, crashed, the machine restarted), error (its API "
         "did not answer as it should) or unreadable (its api.token cannot be read), with "
         "the reason below the table; a running node whose log process is gone has `, no log` added (its lines are "

@@ -20,9 +20,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
+
+from node.client import ClientError
+from node.keys import KeyFileError
 
 from .cluster import Cluster, Say
+
+HEAL_TIMEOUT = 5.0  # seconds a node may take to empty its block list when a partition is healed
 
 
 @dataclass(frozen=True)
@@ -43,11 +50,33 @@ def cut(cluster: Cluster, partition: Partition, up: Iterable[str]) -> None:
             client.block_peers(partition.blocked_at(node, cluster))
 
 
-def heal(cluster: Cluster, up: Iterable[str]) -> None:
-    """Lift every block: the nodes dial each other again at once."""
-    for node in up:
-        with cluster.client(node) as client:
-            client.block_peers([])
+def heal(cluster: Cluster, nodes: Iterable[str]) -> dict[str, str]:
+    """Lift every block of `nodes`: the nodes dial each other again at once. All are asked at the same time, each
+    within HEAL_TIMEOUT, so a node that does not answer neither holds up the others nor keeps them cut; returns node
+    -> why its block list may still be in force (empty when every one was emptied)."""
+    nodes = list(nodes)
+    failed: dict[str, str] = {}
+    with ThreadPoolExecutor(max_workers=max(1, len(nodes)), thread_name_prefix="heal") as pool:
+        asked = {node: pool.submit(_unblock, cluster, node) for node in nodes}
+        for node, answer in asked.items():
+            try:
+                answer.result()
+            except (ClientError, KeyFileError, OSError) as e:
+                failed[node] = str(e)
+    return failed
+
+
+def _unblock(cluster: Cluster, node: str) -> None:
+    with cluster.client(node, timeout=HEAL_TIMEOUT) as client:
+        client.block_peers([])
+
+
+def unhealed(failed: dict[str, str], directory: Path) -> str:
+    """What to tell an operator whose partition `heal` could not lift at the nodes of `failed`, and what to run."""
+    reasons = "; ".join(f"{node}: {why}" for node, why in failed.items())
+    return (f"the partition may still cut off {', '.join(failed)} (their block lists could not be emptied: {reasons}); "
+            f"`vouchnet testnet status --dir {directory}` shows each node's block list, and `vouchnet testnet down "
+            f"--dir {directory}` then `up` lifts them (a node forgets its block list when it restarts)")
 
 
 def lift_leftover_blocks(cluster: Cluster, up: Iterable[str]) -> list[str]:

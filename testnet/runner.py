@@ -19,11 +19,13 @@ from . import faults, prometheus
 from .agents import Agent, behaviour_model
 from .attacks import Equivocation, KeyTheft, equivocate, steal_key
 from .cluster import Cluster, ClusterError, Progress, Say
+from .interrupts import interrupts_held
 from .observe import RecordInfo, RecordWatch, ScoreSample, ScoreWatch, Timeline
 from .plan import OPERATOR_WEIGHT, Plan, make_plan
 from .scenario import Scenario
 from .status import NodeStatus, flagged_keys, node_status, witnessed
 from .traffic import Traffic, TrafficStats
+from .workers import Worker
 
 LATENCY_METRIC = "vouchnet_record_latency_seconds"
 SETUP_TIMEOUT = 30.0  # seconds the setup's records may take to reach every node before traffic starts anyway
@@ -116,10 +118,10 @@ class Run:
             orgs = self._org_views()
             key_views = self._key_views()
             after = self._latency_histograms()
-        finally:
-            for watcher in (traffic, scores, records):
-                watcher.stop()
-            self._leave_whole()
+        except BaseException:  # a Ctrl-C, or a failure, at any point: the testnet is left whole all the same
+            self._leave_whole((traffic, scores, records), failing=True)
+            raise
+        self._leave_whole((traffic, scores, records), failing=False)
         return RunResult(
             scenario=self.scenario, plan=self.plan, seed=self.seed, dids=self.dids,
             keys={n: list(self.cluster.entry(n).keys) for n in self.cluster.names}, t0=t0, traffic_end=traffic_end,
@@ -294,7 +296,14 @@ class Run:
         entry["crossing"] = crossing
 
     def _heal(self) -> None:
-        faults.heal(self.cluster, sorted(self.up))
+        """Lift the partition at every running node, those not counted up yet too (a node restarted or rotated inside
+        the partition is cut off as soon as its API answers), with Ctrl-C held off meanwhile (faults.heal is bounded
+        by HEAL_TIMEOUT); raises ClusterError naming the nodes whose block lists may still be in force and what to
+        run."""
+        with interrupts_held():
+            failed = faults.heal(self.cluster, [n for n in self.cluster.names if self.cluster.running(n)])
+        if failed:
+            raise ClusterError(faults.unhealed(failed, self.cluster.directory))
         self.timeline.add("heal", side=list(self.partition.side) if self.partition else [])
         self.partition = None
 
@@ -355,13 +364,28 @@ class Run:
                 continue
         return found
 
-    def _leave_whole(self) -> None:
+    def _leave_whole(self, watchers: tuple[Worker, ...], *, failing: bool) -> None:
+        """Heal a partition in force, first (the watchers may take seconds to stop), stop the `watchers`, and start
+        the nodes that are down. A partition left in force is said when the run is `failing` already (interrupted,
+        say), and fails the run otherwise."""
+        unhealed = None
         if self.partition is not None:
-            self._heal()
+            self.say(f"healing the partition {', '.join(self.partition.side)} | rest "
+                     f"(Ctrl-C waits for it, at most {faults.HEAL_TIMEOUT:g} s)")
+            try:
+                self._heal()
+            except ClusterError as e:
+                unhealed = e
+        if unhealed is not None and failing:
+            self.say(f"error: {unhealed}")
+        for watcher in watchers:
+            watcher.stop()
         down = [n for n in self.cluster.names if not self.cluster.running(n)]
         if down:
             self.cluster.start(down, say=self.say)
             self.up = self.up | set(down)
+        if unhealed is not None and not failing:
+            raise unhealed
 
 
 def _active_org_peer_vouches(client: Any, keys: tuple[str, ...]) -> dict[str, str]:

@@ -39,6 +39,7 @@ class NodeStatus:
     log_running: bool | None = None  # whether its log process runs (Cluster.log_running); None if not known
     unreadable: bool = False  # its api.token could not be read (`error` says why), so its API was not asked
     exited: bool = False  # down without being stopped (`down`, a failed `up`): killed, crashed, or the machine restarted
+    blocks: tuple[str, ...] | None = None  # the nodes on its peer block list (a PeerID no node has now, as is)
 
 
 def checkpoint_of(note: bytes, entry: NodeEntry, network: str, others: list[str]) -> Checkpoint:
@@ -98,6 +99,7 @@ def node_status(cluster: Cluster, name: str) -> NodeStatus:
             peers = len(client.peers())
             note = client.checkpoint()
             samples = prometheus.parse(client.metrics())
+            blocked = client.blocked_peers()
     except ClientError as e:
         return NodeStatus(**{**base.__dict__, "error": str(e)})
     try:
@@ -105,13 +107,16 @@ def node_status(cluster: Cluster, name: str) -> NodeStatus:
     except NoteError as e:
         return NodeStatus(**{**base.__dict__, "error": f"its checkpoint does not verify: {e}"})
     rejected = sum(info["rejected"].values()) + prometheus.total(samples, "vouchnet_gossip_records_rejected_total")
+    by_peer = {n.peer_id: n.name for n in cluster.state.nodes}
     return NodeStatus(name, entry.did, entry.api_url, True, None, peers, info["ledger"]["size"], checkpoint,
-                      int(rejected), info["flagged_total"], base.log_running)
+                      int(rejected), info["flagged_total"], base.log_running,
+                      blocks=tuple(by_peer.get(peer, peer) for peer in blocked))
 
 
 def table(rows: list[NodeStatus]) -> str:
     """The status rows as an aligned text table."""
-    header = ("node", "org did", "state", "peers", "ledger", "checkpoint", "cosigned by", "rejected", "flagged")
+    header = ("node", "org did", "state", "peers", "ledger", "checkpoint", "cosigned by", "rejected", "flagged",
+              "blocks")
     lines = [header]
     total = len(rows) - 1
     for row in rows:
@@ -120,13 +125,13 @@ def table(rows: list[NodeStatus]) -> str:
         state = "unreadable" if row.unreadable else state
         state += ", no log" if row.running and row.log_running is False else ""
         if row.ledger_size is None:
-            lines.append((row.name, _short(row.did), state, *("-",) * 6))
+            lines.append((row.name, _short(row.did), state, *("-",) * 7))
             continue
         checkpoint = row.checkpoint
         size = "-" if checkpoint is None else f"{checkpoint.size}" + ("" if checkpoint.size == row.ledger_size else "*")
         cosigned = "-" if checkpoint is None else f"{len(checkpoint.cosigned_by)}/{total}"
         lines.append((row.name, _short(row.did), state, str(row.peers), str(row.ledger_size), size, cosigned,
-                      str(row.rejected), str(row.flagged)))
+                      str(row.rejected), str(row.flagged), ",".join(row.blocks or ()) or "-"))
     text = "\n".join(aligned(lines))
     notes = [f"{row.name}: {row.error}" for row in rows if row.error]
     notes += [f"{row.name}: exited without `vouchnet testnet down` (killed, crashed, or the machine restarted): "
@@ -135,6 +140,12 @@ def table(rows: list[NodeStatus]) -> str:
     notes += [f"{row.name}: its log process is gone: what it writes is lost, and `vouchnet testnet logs {row.name}` "
               "shows nothing new (`vouchnet testnet down`, then `up`, restarts it with its log)"
               for row in rows if row.running and row.log_running is False]
+    if any(row.blocks for row in rows):
+        notes.append("the network is cut: " + "; ".join(f"{row.name} blocks {', '.join(row.blocks)}"
+                                                         for row in rows if row.blocks)
+                     + " (peer block lists: no connection, gossip or sync crosses them until they are emptied or the "
+                     "node restarts; a partition a run made is healed when it ends, and one left by a killed run when "
+                     "the next run starts, or by `vouchnet testnet down` then `up`)")
     if any(r.checkpoint and r.checkpoint.size != r.ledger_size for r in rows):
         notes.append("*: the latest checkpoint is behind the ledger (one is signed every checkpoint_interval)")
     return "\n".join([text, *notes])

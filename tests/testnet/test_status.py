@@ -1,6 +1,9 @@
-"""When a testnet node's checkpoint counts as witnessed: current, and cosigned by as many honest orgs as it asks."""
+"""When a testnet node's checkpoint counts as witnessed: current, and cosigned by as many honest orgs as it asks; and
+what `status` shows of each node's peer block list."""
 
-from testnet.status import Checkpoint, NodeStatus, witnessed
+from types import SimpleNamespace
+
+from testnet.status import Checkpoint, NodeStatus, node_status, table, witnessed
 
 ORGS = ["a", "b", "c", "d"]
 
@@ -19,3 +22,68 @@ def test_with_fewer_honest_orgs_than_witnesses_all_of_them_suffice_and_equivocat
     assert witnessed(row(5, 5, ("b", "c")), ORGS, {"d"}, witnesses=8)
     assert not witnessed(row(5, 5, ("b", "d")), ORGS, set(), witnesses=8)
     assert not witnessed(row(5, 5, ("b", "d")), ORGS, {"d"}, witnesses=2)
+
+
+class _Client:
+    """A node's API as status asks it: two peers, an empty ledger, no checkpoint, and `blocked` as its block list."""
+
+    def __init__(self, blocked: list[str]) -> None:
+        self.blocked = blocked
+
+    def __enter__(self) -> "_Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def node(self) -> dict:
+        return {"rejected": {}, "ledger": {"size": 0}, "flagged_total": 0}
+
+    def peers(self) -> list[dict]:
+        return [{}, {}]
+
+    def checkpoint(self) -> None:
+        return None
+
+    def metrics(self) -> str:
+        return ""
+
+    def blocked_peers(self) -> list[str]:
+        return list(self.blocked)
+
+
+class _Testnet:
+    """Three running nodes; n02 cut off from the others, who block it, and also blocking a PeerID no node has."""
+
+    def __init__(self) -> None:
+        self.state = SimpleNamespace(network="testnet", nodes=[
+            SimpleNamespace(name=n, did=f"did:key:z6Mk{n}xxxxxxxx", api_url="http://127.0.0.1:1", peer_id=f"12D3{n}",
+                            pid=1) for n in ("n00", "n01", "n02")])
+        self.blocked = {"n00": ["12D3n02"], "n01": ["12D3n02"], "n02": ["12D3n00", "12D3n01", "12D3gone"]}
+
+    def entry(self, name: str) -> SimpleNamespace:
+        return next(n for n in self.state.nodes if n.name == name)
+
+    def running(self, name: str) -> bool:
+        return True
+
+    def log_running(self, name: str) -> bool:
+        return True
+
+    def client(self, name: str, *, timeout: float) -> _Client:
+        return _Client(self.blocked[name])
+
+
+def test_status_shows_which_nodes_each_node_blocks_and_that_the_network_is_cut():
+    """Before: nothing showed the block lists, so a partition left in force looked like a healthy network."""
+    testnet = _Testnet()
+    rows = [node_status(testnet, n) for n in ("n00", "n01", "n02")]  # type: ignore[arg-type]
+    assert [row.blocks for row in rows] == [("n02",), ("n02",), ("n00", "n01", "12D3gone")]
+    lines = table(rows).splitlines()
+    assert lines[0].split()[-1] == "blocks"
+    assert [line.split()[-1] for line in lines[1:4]] == ["n02", "n02", "n00,n01,12D3gone"]
+    assert lines[4].startswith("the network is cut: n00 blocks n02; n01 blocks n02; n02 blocks n00, n01, 12D3gone "
+                               "(peer block lists: no connection, gossip or sync crosses them")
+    testnet.blocked = {n: [] for n in testnet.blocked}
+    whole = table([node_status(testnet, n) for n in ("n00", "n01", "n02")])  # type: ignore[arg-type]
+    assert [line.split()[-1] for line in whole.splitlines()[1:]] == ["-", "-", "-"]  # and no note
