@@ -23,7 +23,8 @@ _DESCRIPTION = """\
 The local API of a vouchnet node. Reads are open to whoever can reach the address (127.0.0.1 by default);
 writes (POST, PUT) need `Authorization: Bearer <token>` with the token in the node's `api.token` file, but for a
 policy check (POST /v1/agents/{did}/check, which changes nothing) and, where `[api] traces_need_token = false`,
-OTLP trace export.
+OTLP trace export. A request to a loopback address whose `Host` names neither an IP address, `localhost` nor the
+node's `[api] public_url` host is refused 403 `forbidden_host` (against DNS rebinding).
 Every error is a 4xx or 5xx with the JSON body `{"error": <code>, "detail": <reason naming the field>}`.
 """
 

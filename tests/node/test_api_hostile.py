@@ -116,7 +116,7 @@ def hostile(tmp_path):
                 boot = subscriber.receive.receive_nowait().split(b"\n")[0].removeprefix(b"id: ").split(b"-")[0]
             dids = [view.did, partner.did, *agents]
             app = api_app(view, telemetry, trust, key, retired_keys=telemetry.retired_keys(), traces_need_token=True)
-            yield Hostile(app, app.app.openapi(), dids, [r.id.hex() for r in ours],
+            yield Hostile(app, app.app.app.openapi(), dids, [r.id.hex() for r in ours],
                           [peer_id_from_public_key(public_key_from_did(did)) for did in dids], boot.decode(),
                           partner.record().raw, telemetry.audit.now())
         finally:
