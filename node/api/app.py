@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from . import log, records, status
 from .errors import install_error_handlers
 from .guard import WriteGuard, declare_refusals
+from .json_body import strict_json_body
 from .methods import AllowedMethods
 from .parameters import exact_values
 from .view import NodeView
@@ -42,7 +43,7 @@ def create_app(
     write guard for them (see WriteGuard).
     """
     app = FastAPI(title="vouchnet node", version="1", description=_DESCRIPTION, docs_url=None, redoc_url=None,
-                  dependencies=[Depends(exact_values)])
+                  dependencies=[Depends(exact_values), Depends(strict_json_body)])
     app.state.node = node
     install_error_handlers(app)
     app.add_middleware(WriteGuard, node=node, body_limits=body_limits, open_paths=frozenset(open_paths))

@@ -53,11 +53,15 @@ _MEANINGS = {
 }
 # A read is sent no record: its 422 is a parameter's.
 _READ_MEANINGS = {**_MEANINGS, 422: "A malformed parameter, or one out of range; the detail names it"}
+# A write's body is JSON, as I-JSON has it (node.api.json_body).
+_WRITE_MEANINGS = {**_MEANINGS, 400: "A body that is not JSON as I-JSON (RFC 7493) has it: not UTF-8, a member given "
+                                     "twice in one object, NaN, Infinity or a number beyond a double's range"}
 
 
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """For a write's OpenAPI entry: the refusals it may give, and 422, each with the one error shape."""
-    return _responses(_MEANINGS, (*statuses, 422))
+def error_responses(*statuses: int, json_body: bool = True) -> dict[int | str, dict[str, Any]]:
+    """For a write's OpenAPI entry: the refusals it may give, 400 if it takes a `json_body`, and 422, each with the
+    one error shape."""
+    return _responses(_WRITE_MEANINGS, (*statuses, *([400] if json_body else []), 422))
 
 
 def read_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

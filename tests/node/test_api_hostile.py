@@ -408,3 +408,20 @@ async def test_every_integer_and_boolean_parameter_is_plain_and_given_once(hosti
             422, {"error": "invalid_request", "detail": f"query.{name}: given 2 times; give it once"})
         plain = await call(hostile.app, method, path, f"{name}={_PLAIN[kind]}".encode(), [], b"")
     assert not plain.body.startswith(b'{"error":"invalid_request","detail":"%s.%s' % (where.encode(), name.encode()))
+
+
+# --- JSON bodies ------------------------------------------------------------------------------------------------
+
+async def test_every_write_taking_a_json_body_refuses_one_that_is_not_i_json(hostile):
+    """A member given twice, NaN, 1e400 or UTF-16 (node.strict_json) is a 400 on every route whose OpenAPI entry
+    takes application/json, before the body's fields are read: a route added later is covered too."""
+    routes = [(template, method) for template, methods in hostile.spec["paths"].items()
+              for method, operation in methods.items()
+              if "application/json" in operation.get("requestBody", {}).get("content", {})]
+    assert len(routes) >= 5  # vouches, revocations, the block list, a check, events (and traces, not declared so)
+    headers = [(b"authorization", f"Bearer {TOKEN}".encode()), (b"content-type", b"application/json")]
+    for template, method in routes:
+        for body in (b'{"a": 1, "a": 2}', b'{"a": [NaN]}', b'{"a": {"b": 1e400}}', '{"a": 1}'.encode("utf-16")):
+            answer = await call(hostile.app, method.upper(), _path(hostile, template, "", ""), b"", headers, body)
+            assert answer.status == 400, (template, body, answer)
+            assert _error(answer)["detail"].startswith("body: not JSON ("), (template, body, answer)
