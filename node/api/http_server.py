@@ -15,7 +15,8 @@ READ_TIMEOUT_S holds no connection for hours. A streamed response's wait for its
 being received. Each write of the response must be taken within WRITE_TIMEOUT_S (a client that stops reading is
 let go). A malformed request gets h11's 4xx with a JSON reason and the connection closes; an app that fails before
 answering gives a 500 (its traceback goes to the log, not to the client), after that the connection closes.
-While a response streams (server-sent events), the app's `receive` reports the client's disconnect. At most
+While a response streams (server-sent events), the app's `receive` reports the client's disconnect, as it does
+for a client that leaves before its request's body is whole (no failure of the app's, nor a malformed request). At most
 MAX_CONNECTIONS at once: more are closed as they arrive. Nothing of a request is logged but, on a failure, its
 method and path.
 """
@@ -52,6 +53,10 @@ class _Closed(Exception):
 
 class _Late(_Closed):
     """The request did not arrive whole by its deadline (REQUEST_DEADLINE_S)."""
+
+
+class _Gone(_Closed):
+    """The client closed its side before its request was whole."""
 
 
 async def serve(app: ASGIApp, host: str, port: int, *,
@@ -137,17 +142,26 @@ class _Connection:
         return False
 
     async def next_event(self, timeout: float) -> h11.Event:
-        """The next event from the client, reading as needed; raises _Closed unless it comes within `timeout`, and
-        _Late unless it comes by the request's deadline."""
+        """The next event from the client, reading as needed; raises _Closed unless it comes within `timeout`, _Late
+        unless it comes by the request's deadline, and _Gone if the client closed its side midway through a
+        request (h11 would raise RemoteProtocolError, as for a malformed one)."""
         if (event := self.h11.next_event()) is not h11.NEED_DATA:
             return event  # already read (a GET's end of message comes with its head)
         async with self._reading:
             read_by = trio.current_time() + timeout
             with trio.move_on_at(min(read_by, self.deadline)):
-                while (event := self.h11.next_event()) is h11.NEED_DATA:
+                while (event := self._next_or_gone()) is h11.NEED_DATA:
                     self.h11.receive_data(await self.stream.receive_some(_READ_BYTES))
                 return event
             raise _Late() if self.deadline < read_by else _Closed()
+
+    def _next_or_gone(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
+        try:
+            return self.h11.next_event()
+        except h11.RemoteProtocolError:
+            if self.h11.their_state is h11.ERROR and self.h11.trailing_data[1]:  # the client closed its side
+                raise _Gone() from None
+            raise
 
     async def wait_for_close(self) -> None:
         """Return once the client has closed its side. Bytes it sends meanwhile (a pipelined request) wait in h11,
@@ -197,7 +211,7 @@ class _Exchange:
         self.finished = False
         self.body_done = False
         self.disconnected = False
-        self.late = False  # the request's body did not arrive by its deadline (_too_late)
+        self.cut_off = False  # the body did not arrive (_too_late, or its client left): what the app sends is dropped
 
     def _path(self) -> str:
         """The request's path as a log line shows it: without its query string, which may carry a caller's
@@ -246,13 +260,17 @@ class _Exchange:
                 await self.connection.wait_for_close()
                 self.disconnected = True
             return {"type": "http.disconnect"}
-        if self.late:
+        if self.cut_off:
             return {"type": "http.disconnect"}
         if self.connection.awaiting_continue and not self.head_written:
             self.connection.awaiting_continue = False
             await self.connection.send(h11.InformationalResponse(status_code=100, headers=[]))
         try:
             event = await self.connection.next_event(READ_TIMEOUT_S)
+        except _Gone:  # the client left before its body was whole: no one to answer, no failure of the app's
+            self.cut_off = self.disconnected = True
+            self.head_written = True  # nor a 500 for the app's answer that never went out
+            return {"type": "http.disconnect"}
         except _Late:
             await self._too_late(f"the request did not arrive whole within {REQUEST_DEADLINE_S:g} s")
             return {"type": "http.disconnect"}
@@ -271,7 +289,7 @@ class _Exchange:
         """Answer 408 (`detail` saying why) for a request whose body did not arrive in time, unless an answer was
         begun; the app is told the client left and what it sends is dropped (its answer to a body it could not
         read is no failure to log), and the connection closes."""
-        self.late = self.disconnected = True
+        self.cut_off = self.disconnected = True
         if self.head_written:
             return
         self.head_written = True  # nor a 500 for the app's answer that never went out
@@ -282,8 +300,8 @@ class _Exchange:
                 h11.Data(data=body), h11.EndOfMessage())
 
     async def send(self, message: dict[str, Any]) -> None:
-        if self.late:
-            return  # the request was answered 408 and its connection closes
+        if self.cut_off:
+            return  # the request was answered 408, or its client left, and its connection closes
         kind = message["type"]
         if kind == "http.response.start":
             if self.started is not None:

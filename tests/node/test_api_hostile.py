@@ -425,3 +425,31 @@ async def test_every_write_taking_a_json_body_refuses_one_that_is_not_i_json(hos
             answer = await call(hostile.app, method.upper(), _path(hostile, template, "", ""), b"", headers, body)
             assert answer.status == 400, (template, body, answer)
             assert _error(answer)["detail"].startswith("body: not JSON ("), (template, body, answer)
+
+
+async def test_a_body_its_client_leaves_midway_is_no_failure_of_the_node(hostile, caplog):
+    """A client that leaves before its body is whole (a killed exporter; or one too slow, which node.api.http_server
+    answers 408 and reports to the app as gone) is no failure to log, on any write: it logged two ERROR tracebacks
+    (the error handler's and the server's, as the app raised ClientDisconnect) for events, traces and records."""
+    writes = [(template, method.upper()) for template, methods in hostile.spec["paths"].items()
+              for method in methods if method in ("post", "put")]
+    for template, method in writes:
+        parts = [{"type": "http.request", "body": b'{"events": [', "more_body": True}, {"type": "http.disconnect"}]
+        sent = []
+
+        async def receive():
+            return parts.pop(0) if parts else {"type": "http.disconnect"}
+
+        async def send(message):
+            sent.append(message)
+
+        path = _path(hostile, template, "", "").decode()
+        scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
+                 "method": method, "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+                 "root_path": "", "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8700),
+                 "headers": [(b"host", b"127.0.0.1"), (b"authorization", f"Bearer {TOKEN}".encode()),
+                             (b"content-type", b"application/json"), (b"content-length", b"100")]}
+        with caplog.at_level("ERROR"):
+            await hostile.app(scope, receive, send)
+        assert sent and sent[0]["status"] < 500, (template, sent)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text

@@ -5,6 +5,7 @@ import json
 
 import pytest
 import trio
+import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -391,3 +392,33 @@ async def test_whatever_a_client_sends_it_gets_http_or_a_closed_connection_and_t
         await again.send(get("/still-serving"))
         assert (await again.response())[0] == 200
         nursery.cancel_scope.cancel()
+
+
+async def test_a_client_that_leaves_midway_through_its_body_is_reported_gone_not_as_a_failure(server, caplog):
+    """ASGI's receive gives http.disconnect for a client gone before its body is whole: h11's RemoteProtocolError
+    was raised into the app, and an API write read by its stream (events, traces) logged it as its own failure."""
+    seen, done = [], trio.Event()
+
+    async def app(scope, receive, send):
+        try:
+            while (message := await receive())["type"] == "http.request" and message["more_body"]:
+                seen.append(message["body"])
+            seen.append(message["type"])
+            await send({"type": "http.response.start", "status": 400, "headers": []})  # as the app's error handler
+            await send({"type": "http.response.body", "body": b"{}"})  # dropped, and nothing raised
+            seen.append("answered")
+        finally:
+            done.set()
+
+    address = await server(app)
+    client = await connect(address)
+    await client.send(b'POST /v1/events HTTP/1.1\r\nHost: node\r\nContent-Length: 100\r\n\r\n{"events": [')
+    await client.stream.aclose()
+    with caplog.at_level("ERROR"), trio.fail_after(5):
+        await done.wait()
+        await trio.testing.wait_all_tasks_blocked()
+    assert seen == [b'{"events": [', "http.disconnect", "answered"]
+    assert not caplog.records, caplog.text
+    again = await connect(address)
+    await again.send(b"POST / HTTP/1.1\r\nHost: node\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+    assert (await again.response())[0] == 400  # a malformed body is still answered as such
