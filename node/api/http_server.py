@@ -16,9 +16,10 @@ being received. Each write of the response must be taken within WRITE_TIMEOUT_S 
 let go). A malformed request gets h11's 4xx with a JSON reason and the connection closes; an app that fails before
 answering gives a 500 (its traceback goes to the log, not to the client), after that the connection closes.
 While a response streams (server-sent events), the app's `receive` reports the client's disconnect, as it does
-for a client that leaves before its request's body is whole (no failure of the app's, nor a malformed request). At most
-MAX_CONNECTIONS at once: more are closed as they arrive. Nothing of a request is logged but, on a failure, its
-method and path.
+for a client that leaves before its request's body is whole (no failure of the app's, nor a malformed request). At
+most MAX_CONNECTIONS at once: when all are taken, a newcomer takes the slot of the connection whose request began
+longest ago among those waiting on their client for it (_Slots), else it is closed. Nothing of a request is logged
+but, on a failure, its method and path.
 """
 
 from __future__ import annotations
@@ -70,22 +71,45 @@ async def serve_on(app: ASGIApp, listeners: list[trio.SocketListener], *,
     """Serve `app` on `listeners` (trio.open_tcp_listeners': bound first, so that the app can be made knowing the
     port) until cancelled, closing them; `task_status.started` gets their base URLs."""
     urls = [_base_url(listener) for listener in listeners]
-    connections = trio.CapacityLimiter(MAX_CONNECTIONS)
+    slots = _Slots()
 
     async def handle(stream: trio.SocketStream) -> None:
-        try:
-            connections.acquire_nowait()
-        except trio.WouldBlock:
+        connection = _Connection(app, stream)
+        if not slots.admit(connection):
             await stream.aclose()
             return
         try:
-            await _Connection(app, stream).run()
+            await connection.run()
         finally:
-            connections.release()
+            slots.release(connection)
 
     async with trio.open_nursery() as nursery:
         await nursery.start(trio.serve_listeners, handle, listeners)
         task_status.started(urls)
+
+
+class _Slots:
+    """The connections served, at most MAX_CONNECTIONS. When all are taken, a newcomer takes the slot of the one whose
+    request began longest ago among those waiting on their client for it (slow to send it, or idle between
+    requests), which is closed; if none waits (each runs the app, or writes or streams an answer), it is refused.
+    So clients that hold their slots by sending slowly (slowloris) cannot keep out the next caller."""
+
+    def __init__(self) -> None:
+        self.held: set[_Connection] = set()
+
+    def admit(self, connection: _Connection) -> bool:
+        if len(self.held) >= MAX_CONNECTIONS:
+            waiting = [held for held in self.held if held.waiting]
+            if not waiting:
+                return False
+            oldest = min(waiting, key=lambda held: held.deadline)
+            self.held.discard(oldest)
+            oldest.cancel.cancel()
+        self.held.add(connection)
+        return True
+
+    def release(self, connection: _Connection) -> None:
+        self.held.discard(connection)
 
 
 def _base_url(listener: trio.SocketListener) -> str:
@@ -104,8 +128,19 @@ class _Connection:
         self.client = _address(stream, "peer")
         self.server = _address(stream, "local")
         self.deadline = math.inf  # trio time by which the request being received must be in whole
+        self.waiting = False  # for bytes of a request from the client (next_event)
+        self.cancel = trio.CancelScope()  # cancelled to close the connection for a newcomer (_Slots)
 
     async def run(self) -> None:
+        try:
+            with self.cancel:
+                await self._serve()
+        finally:
+            with trio.move_on_after(1) as cleanup:
+                cleanup.shield = True
+                await self.stream.aclose()
+
+    async def _serve(self) -> None:
         try:
             while True:
                 self.deadline = trio.current_time() + REQUEST_DEADLINE_S
@@ -122,10 +157,6 @@ class _Connection:
             pass
         except Exception:  # one connection's failure must never reach the server's nursery
             log.exception("the API's connection with %s failed", self.client)
-        finally:
-            with trio.move_on_after(1) as cleanup:
-                cleanup.shield = True
-                await self.stream.aclose()
 
     async def _next_cycle(self) -> bool:
         """Ready for the next request on this connection; False if it must close. What the app left unread of
@@ -149,10 +180,14 @@ class _Connection:
             return event  # already read (a GET's end of message comes with its head)
         async with self._reading:
             read_by = trio.current_time() + timeout
-            with trio.move_on_at(min(read_by, self.deadline)):
-                while (event := self._next_or_gone()) is h11.NEED_DATA:
-                    self.h11.receive_data(await self.stream.receive_some(_READ_BYTES))
-                return event
+            self.waiting = True
+            try:
+                with trio.move_on_at(min(read_by, self.deadline)):
+                    while (event := self._next_or_gone()) is h11.NEED_DATA:
+                        self.h11.receive_data(await self.stream.receive_some(_READ_BYTES))
+                    return event
+            finally:
+                self.waiting = False
             raise _Late() if self.deadline < read_by else _Closed()
 
     def _next_or_gone(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
