@@ -520,7 +520,8 @@ max_hops = {d.max_hops}
 {exposure}bind = "{api}"
 # The URL other orgs reach this API at (through your proxy, say), written into the agent and vouch credentials
 # this org issues so that verifiers can fetch its revocation lists (/v1/credentials/status/N and
-# /v1/credentials/vouch-status/DID/N). Empty: the bind address.
+# /v1/credentials/vouch-status/DID/N). Empty: the bind address. A request to a loopback bind naming another host
+# than localhost, an IP address or this URL's host is refused (403 forbidden_host, against DNS rebinding).
 public_url = ""
 # OTLP trace export (POST /v1/traces) is a write like any other: exporters send the token with
 # OTEL_EXPORTER_OTLP_TRACES_HEADERS="Authorization=Bearer <api.token>". Set this to false to take spans from any

@@ -12,6 +12,7 @@ import functools
 import gc
 import logging
 import signal
+import urllib.parse
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from vouching.policy import DEFAULT_HIGH_RISK_TOOLS, Policy
 from .address_file import published_api_url
 from .api import NodeView, create_app
 from .api.errors import count_storage_refusals
+from .api.hosts import HostGuard
 from .api.http_server import serve_on
 from .api.scores import CHECK_PATH, ScoreFastPath, scores_router
 from .config import CONFIG_FILE, NodeConfig, is_loopback
@@ -357,11 +359,12 @@ def _repair_hint(config: NodeConfig) -> str:
 
 def api_app(node: NodeView, telemetry: Telemetry, trust: TrustService, key: SigningKey, *,
             retired_keys: Sequence[tuple[VerifyKey, int]], traces_need_token: bool,
-            served_url: str | None = None) -> ScoreFastPath:
+            served_url: str | None = None) -> HostGuard:
     """The local API as the node serves it (DESIGN.md §8): the records and log endpoints of `node`, telemetry,
-    credentials and scores, behind ScoreFastPath; checks need no token, nor traces unless `traces_need_token`; its
-    503 `storage` answers counted in telemetry's metrics. `retired_keys` and `served_url`: as Telemetry.routers
-    takes them. It reads no store, and so can be made in a worker thread (serve_node does)."""
+    credentials and scores, behind ScoreFastPath, behind HostGuard (answering for `served_url`'s host too); checks
+    need no token, nor traces unless `traces_need_token`; its 503 `storage` answers counted in telemetry's metrics.
+    `retired_keys` and `served_url`: as Telemetry.routers takes them. It reads no store, and so can be made in a
+    worker thread (serve_node does)."""
     app = create_app(
         node,
         routers=[*telemetry.routers(retired_keys, served_url), scores_router(trust, key)],
@@ -369,7 +372,8 @@ def api_app(node: NodeView, telemetry: Telemetry, trust: TrustService, key: Sign
         open_paths=[CHECK_PATH, *([] if traces_need_token else OPEN_WRITE_PATHS)],
     )
     count_storage_refusals(app, telemetry.metrics)
-    return ScoreFastPath(app, trust, key)
+    served_host = urllib.parse.urlsplit(served_url).hostname if served_url else None
+    return HostGuard(ScoreFastPath(app, trust, key), names=[served_host] if served_host else [])
 
 
 async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED) -> None:

@@ -24,6 +24,7 @@ from .events import MAX_BATCH_EVENTS, Event, InvalidEvent, parse_event
 from .idempotency import IdempotencyStore, StoredReply, span_key
 from .metrics import Registry
 from .otlp import SpanBatch
+from .strict_json import loads_strict
 
 _FIELDS = ("event", "agent", "ts", "category", "name", "outcome", "duration_ms", "high_risk", "attrs")
 REJECTION_REASONS = (*_FIELDS, "unknown_field")  # events_rejected_total's reasons (rejection_reason)
@@ -89,7 +90,7 @@ def rejection_reason(detail: str) -> str:
 
 def _parse_batch(body: bytes) -> list[Any]:
     try:
-        document = json.loads(body, parse_constant=_no_constant)
+        document = loads_strict(body)
     except (ValueError, RecursionError) as error:
         raise BadBatch(f"body: not JSON ({str(error)[:120]})") from None
     if type(document) is not dict or set(document) != {"events"}:
@@ -100,10 +101,6 @@ def _parse_batch(body: bytes) -> list[Any]:
     if len(events) > MAX_BATCH_EVENTS:
         raise TooLarge(f"body.events: at most {MAX_BATCH_EVENTS} events per batch, got {len(events)}")
     return events
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from opentelemetry.proto.common.v1 import common_pb2
 from vouching.bodies import CATEGORIES, OUTCOMES
 
 from .events import MAX_ATTR_TEXT, MAX_INT, MAX_NAME, Event, InvalidEvent, check_recent
+from .strict_json import loads_strict
 
 STATUS_ERROR = 2  # opentelemetry.proto.trace.v1.Status.StatusCode.STATUS_CODE_ERROR
 MCP_ACTIONS = frozenset({"tools/call", "resources/read", "resources/subscribe", "prompts/get",
@@ -203,7 +204,7 @@ def _json_id(value: Any, where: str) -> str:
 def decode_json(body: bytes) -> list[Span]:
     """The spans of an `application/json` ExportTraceServiceRequest (OTLP/JSON: hex ids, camelCase keys)."""
     try:
-        document = json.loads(body)
+        document = loads_strict(body)
     except (ValueError, RecursionError) as error:
         raise OtlpError(f"body: not JSON ({str(error)[:120]})") from None
     spans = []

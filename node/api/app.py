@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from . import log, records, status
 from .errors import install_error_handlers
 from .guard import WriteGuard, declare_refusals
+from .json_body import strict_json_body
 from .methods import AllowedMethods
 from .parameters import exact_values
 from .view import NodeView
@@ -23,7 +24,8 @@ _DESCRIPTION = """\
 The local API of a vouchnet node. Reads are open to whoever can reach the address (127.0.0.1 by default);
 writes (POST, PUT) need `Authorization: Bearer <token>` with the token in the node's `api.token` file, but for a
 policy check (POST /v1/agents/{did}/check, which changes nothing) and, where `[api] traces_need_token = false`,
-OTLP trace export.
+OTLP trace export. A request to a loopback address whose `Host` names neither an IP address, `localhost` nor the
+node's `[api] public_url` host is refused 403 `forbidden_host` (against DNS rebinding).
 Every error is a 4xx or 5xx with the JSON body `{"error": <code>, "detail": <reason naming the field>}`.
 """
 
@@ -41,7 +43,7 @@ def create_app(
     write guard for them (see WriteGuard).
     """
     app = FastAPI(title="vouchnet node", version="1", description=_DESCRIPTION, docs_url=None, redoc_url=None,
-                  dependencies=[Depends(exact_values)])
+                  dependencies=[Depends(exact_values), Depends(strict_json_body)])
     app.state.node = node
     install_error_handlers(app)
     app.add_middleware(WriteGuard, node=node, body_limits=body_limits, open_paths=frozenset(open_paths))

@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from gossip.store import StoreError
 from ledger import EntryPruned, LedgerError
@@ -53,11 +54,15 @@ _MEANINGS = {
 }
 # A read is sent no record: its 422 is a parameter's.
 _READ_MEANINGS = {**_MEANINGS, 422: "A malformed parameter, or one out of range; the detail names it"}
+# A write's body is JSON, as I-JSON has it (node.api.json_body).
+_WRITE_MEANINGS = {**_MEANINGS, 400: "A body that is not JSON as I-JSON (RFC 7493) has it: not UTF-8, a member given "
+                                     "twice in one object, NaN, Infinity or a number beyond a double's range"}
 
 
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """For a write's OpenAPI entry: the refusals it may give, and 422, each with the one error shape."""
-    return _responses(_MEANINGS, (*statuses, 422))
+def error_responses(*statuses: int, json_body: bool = True) -> dict[int | str, dict[str, Any]]:
+    """For a write's OpenAPI entry: the refusals it may give, 400 if it takes a `json_body`, and 422, each with the
+    one error shape."""
+    return _responses(_WRITE_MEANINGS, (*statuses, *([400] if json_body else []), 422))
 
 
 def read_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -124,6 +129,7 @@ def install_error_handlers(app: FastAPI) -> None:
     for storage_error in (LedgerError, StoreError, IdempotencyStoreError):
         app.add_exception_handler(storage_error, _storage)
     app.add_exception_handler(sqlite3.DatabaseError, _sqlite_error)
+    app.add_exception_handler(ClientDisconnect, _client_left)
     app.add_exception_handler(Exception, _internal_error)
 
 
@@ -186,6 +192,12 @@ async def _sqlite_error(request: Request, exc: sqlite3.DatabaseError) -> JSONRes
     if isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError:
         return await _storage(request, exc)
     return await _internal_error(request, exc)
+
+
+async def _client_left(request: Request, exc: ClientDisconnect) -> JSONResponse:
+    """A body its client left before sending whole (or sent too slowly: node.api.http_server answered it 408): no
+    failure of the node's to log, and an answer no one reads."""
+    return error_response(400, "bad_request", "body: the client left before sending it whole")
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:

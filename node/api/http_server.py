@@ -15,9 +15,11 @@ READ_TIMEOUT_S holds no connection for hours. A streamed response's wait for its
 being received. Each write of the response must be taken within WRITE_TIMEOUT_S (a client that stops reading is
 let go). A malformed request gets h11's 4xx with a JSON reason and the connection closes; an app that fails before
 answering gives a 500 (its traceback goes to the log, not to the client), after that the connection closes.
-While a response streams (server-sent events), the app's `receive` reports the client's disconnect. At most
-MAX_CONNECTIONS at once: more are closed as they arrive. Nothing of a request is logged but, on a failure, its
-method and path.
+While a response streams (server-sent events), the app's `receive` reports the client's disconnect, as it does
+for a client that leaves before its request's body is whole (no failure of the app's, nor a malformed request). At
+most MAX_CONNECTIONS at once: when all are taken, a newcomer takes the slot of the connection whose request began
+longest ago among those waiting on their client for it (_Slots), else it is closed. Nothing of a request is logged
+but, on a failure, its method and path.
 """
 
 from __future__ import annotations
@@ -54,6 +56,10 @@ class _Late(_Closed):
     """The request did not arrive whole by its deadline (REQUEST_DEADLINE_S)."""
 
 
+class _Gone(_Closed):
+    """The client closed its side before its request was whole."""
+
+
 async def serve(app: ASGIApp, host: str, port: int, *,
                 task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve `app` on host:port (port 0: a free one) until cancelled; `task_status.started` gets the base URLs."""
@@ -65,22 +71,45 @@ async def serve_on(app: ASGIApp, listeners: list[trio.SocketListener], *,
     """Serve `app` on `listeners` (trio.open_tcp_listeners': bound first, so that the app can be made knowing the
     port) until cancelled, closing them; `task_status.started` gets their base URLs."""
     urls = [_base_url(listener) for listener in listeners]
-    connections = trio.CapacityLimiter(MAX_CONNECTIONS)
+    slots = _Slots()
 
     async def handle(stream: trio.SocketStream) -> None:
-        try:
-            connections.acquire_nowait()
-        except trio.WouldBlock:
+        connection = _Connection(app, stream)
+        if not slots.admit(connection):
             await stream.aclose()
             return
         try:
-            await _Connection(app, stream).run()
+            await connection.run()
         finally:
-            connections.release()
+            slots.release(connection)
 
     async with trio.open_nursery() as nursery:
         await nursery.start(trio.serve_listeners, handle, listeners)
         task_status.started(urls)
+
+
+class _Slots:
+    """The connections served, at most MAX_CONNECTIONS. When all are taken, a newcomer takes the slot of the one whose
+    request began longest ago among those waiting on their client for it (slow to send it, or idle between
+    requests), which is closed; if none waits (each runs the app, or writes or streams an answer), it is refused.
+    So clients that hold their slots by sending slowly (slowloris) cannot keep out the next caller."""
+
+    def __init__(self) -> None:
+        self.held: set[_Connection] = set()
+
+    def admit(self, connection: _Connection) -> bool:
+        if len(self.held) >= MAX_CONNECTIONS:
+            waiting = [held for held in self.held if held.waiting]
+            if not waiting:
+                return False
+            oldest = min(waiting, key=lambda held: held.deadline)
+            self.held.discard(oldest)
+            oldest.cancel.cancel()
+        self.held.add(connection)
+        return True
+
+    def release(self, connection: _Connection) -> None:
+        self.held.discard(connection)
 
 
 def _base_url(listener: trio.SocketListener) -> str:
@@ -99,8 +128,19 @@ class _Connection:
         self.client = _address(stream, "peer")
         self.server = _address(stream, "local")
         self.deadline = math.inf  # trio time by which the request being received must be in whole
+        self.waiting = False  # for bytes of a request from the client (next_event)
+        self.cancel = trio.CancelScope()  # cancelled to close the connection for a newcomer (_Slots)
 
     async def run(self) -> None:
+        try:
+            with self.cancel:
+                await self._serve()
+        finally:
+            with trio.move_on_after(1) as cleanup:
+                cleanup.shield = True
+                await self.stream.aclose()
+
+    async def _serve(self) -> None:
         try:
             while True:
                 self.deadline = trio.current_time() + REQUEST_DEADLINE_S
@@ -117,10 +157,6 @@ class _Connection:
             pass
         except Exception:  # one connection's failure must never reach the server's nursery
             log.exception("the API's connection with %s failed", self.client)
-        finally:
-            with trio.move_on_after(1) as cleanup:
-                cleanup.shield = True
-                await self.stream.aclose()
 
     async def _next_cycle(self) -> bool:
         """Ready for the next request on this connection; False if it must close. What the app left unread of
@@ -137,17 +173,30 @@ class _Connection:
         return False
 
     async def next_event(self, timeout: float) -> h11.Event:
-        """The next event from the client, reading as needed; raises _Closed unless it comes within `timeout`, and
-        _Late unless it comes by the request's deadline."""
+        """The next event from the client, reading as needed; raises _Closed unless it comes within `timeout`, _Late
+        unless it comes by the request's deadline, and _Gone if the client closed its side midway through a
+        request (h11 would raise RemoteProtocolError, as for a malformed one)."""
         if (event := self.h11.next_event()) is not h11.NEED_DATA:
             return event  # already read (a GET's end of message comes with its head)
         async with self._reading:
             read_by = trio.current_time() + timeout
-            with trio.move_on_at(min(read_by, self.deadline)):
-                while (event := self.h11.next_event()) is h11.NEED_DATA:
-                    self.h11.receive_data(await self.stream.receive_some(_READ_BYTES))
-                return event
+            self.waiting = True
+            try:
+                with trio.move_on_at(min(read_by, self.deadline)):
+                    while (event := self._next_or_gone()) is h11.NEED_DATA:
+                        self.h11.receive_data(await self.stream.receive_some(_READ_BYTES))
+                    return event
+            finally:
+                self.waiting = False
             raise _Late() if self.deadline < read_by else _Closed()
+
+    def _next_or_gone(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
+        try:
+            return self.h11.next_event()
+        except h11.RemoteProtocolError:
+            if self.h11.their_state is h11.ERROR and self.h11.trailing_data[1]:  # the client closed its side
+                raise _Gone() from None
+            raise
 
     async def wait_for_close(self) -> None:
         """Return once the client has closed its side. Bytes it sends meanwhile (a pipelined request) wait in h11,
@@ -197,7 +246,7 @@ class _Exchange:
         self.finished = False
         self.body_done = False
         self.disconnected = False
-        self.late = False  # the request's body did not arrive by its deadline (_too_late)
+        self.cut_off = False  # the body did not arrive (_too_late, or its client left): what the app sends is dropped
 
     def _path(self) -> str:
         """The request's path as a log line shows it: without its query string, which may carry a caller's
@@ -246,13 +295,17 @@ class _Exchange:
                 await self.connection.wait_for_close()
                 self.disconnected = True
             return {"type": "http.disconnect"}
-        if self.late:
+        if self.cut_off:
             return {"type": "http.disconnect"}
         if self.connection.awaiting_continue and not self.head_written:
             self.connection.awaiting_continue = False
             await self.connection.send(h11.InformationalResponse(status_code=100, headers=[]))
         try:
             event = await self.connection.next_event(READ_TIMEOUT_S)
+        except _Gone:  # the client left before its body was whole: no one to answer, no failure of the app's
+            self.cut_off = self.disconnected = True
+            self.head_written = True  # nor a 500 for the app's answer that never went out
+            return {"type": "http.disconnect"}
         except _Late:
             await self._too_late(f"the request did not arrive whole within {REQUEST_DEADLINE_S:g} s")
             return {"type": "http.disconnect"}
@@ -271,7 +324,7 @@ class _Exchange:
         """Answer 408 (`detail` saying why) for a request whose body did not arrive in time, unless an answer was
         begun; the app is told the client left and what it sends is dropped (its answer to a body it could not
         read is no failure to log), and the connection closes."""
-        self.late = self.disconnected = True
+        self.cut_off = self.disconnected = True
         if self.head_written:
             return
         self.head_written = True  # nor a 500 for the app's answer that never went out
@@ -282,8 +335,8 @@ class _Exchange:
                 h11.Data(data=body), h11.EndOfMessage())
 
     async def send(self, message: dict[str, Any]) -> None:
-        if self.late:
-            return  # the request was answered 408 and its connection closes
+        if self.cut_off:
+            return  # the request was answered 408, or its client left, and its connection closes
         kind = message["type"]
         if kind == "http.response.start":
             if self.started is not None:

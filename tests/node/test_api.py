@@ -421,6 +421,36 @@ async def test_a_body_that_is_not_utf8_is_refused(api):
     assert_error(response, 400, "bad_request", "body: cannot be read as UTF-8 JSON")
 
 
+@pytest.mark.parametrize(("body", "encoding", "detail"), [
+    ('{"subject": "%s", "weight": 0.9, "weight": 0.1, "basis": "operator"}', "utf-8", "member 'weight' given twice"),
+    ('{"subject": "%s", "weight": 0.5, "basis": "operator", "scope": [{"tool": "a", "tool": "b"}]}', "utf-8",
+     "member 'tool'"),
+    ('{"subject": "%s", "weight": 0.5, "basis": "operator", "expires": NaN}', "utf-8", "NaN is not a JSON number"),
+    ('{"subject": "%s", "weight": 0.5, "basis": "operator", "expires": 1e400}', "utf-8", "1e400 is beyond"),
+    ('{"subject": "%s", "weight": 0.5, "basis": "operator"}', "utf-16", "not UTF-8"),
+])
+async def test_a_vouch_from_a_body_that_is_not_i_json_is_refused_and_nothing_signed(api, node, body, encoding, detail):
+    """A body read one way by the node and another by the caller's own tools (RFC 7493 §2: a repeated member, a
+    number JSON does not have, UTF-16) signs nothing: Python's parser kept the last weight and read NaN and UTF-16."""
+    size = node.replica.store.size
+    response = await api.post("/v1/vouches", content=(body % new_did()).encode(encoding),
+                              headers={**AUTH, "content-type": "application/json"})
+    assert_error(response, 400, "bad_request", "body: not JSON (" + detail)
+    assert node.replica.store.size == size
+
+
+async def test_revocations_and_the_block_list_take_i_json_only_and_a_utf8_bom_is_skipped(api, node):
+    twice = b'{"record": "%s", "record": "%s", "reason": "x"}' % (b"0" * 64, b"1" * 64)
+    json_headers = {**AUTH, "content-type": "application/json"}
+    assert_error(await api.post("/v1/revocations", content=twice, headers=json_headers), 400, "bad_request",
+                 "body: not JSON (member 'record' given twice")
+    blocked = b'{"peers": [], "peers": ["%s"]}' % peer_id_from_public_key(bytes(SigningKey.generate().verify_key)).encode()
+    assert_error(await api.put("/v1/peers/blocked", content=blocked, headers=json_headers), 400, "bad_request")
+    assert (await api.get("/v1/peers/blocked")).json() == {"peers": []}
+    bom = "\ufeff" + json.dumps({"subject": new_did(), "weight": 0.5, "basis": "operator"})
+    assert (await api.post("/v1/vouches", content=bom.encode(), headers=json_headers)).status_code == 201
+
+
 async def test_a_body_declared_too_large_is_refused_unread(api):
     response = await api.post("/v1/vouches", content=b" " * (64 * 1024 + 1), headers=AUTH)
     assert_error(response, 413, "too_large", "body: must be at most 65536 bytes")

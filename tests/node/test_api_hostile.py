@@ -116,7 +116,7 @@ def hostile(tmp_path):
                 boot = subscriber.receive.receive_nowait().split(b"\n")[0].removeprefix(b"id: ").split(b"-")[0]
             dids = [view.did, partner.did, *agents]
             app = api_app(view, telemetry, trust, key, retired_keys=telemetry.retired_keys(), traces_need_token=True)
-            yield Hostile(app, app.app.openapi(), dids, [r.id.hex() for r in ours],
+            yield Hostile(app, app.app.app.openapi(), dids, [r.id.hex() for r in ours],
                           [peer_id_from_public_key(public_key_from_did(did)) for did in dids], boot.decode(),
                           partner.record().raw, telemetry.audit.now())
         finally:
@@ -408,3 +408,48 @@ async def test_every_integer_and_boolean_parameter_is_plain_and_given_once(hosti
             422, {"error": "invalid_request", "detail": f"query.{name}: given 2 times; give it once"})
         plain = await call(hostile.app, method, path, f"{name}={_PLAIN[kind]}".encode(), [], b"")
     assert not plain.body.startswith(b'{"error":"invalid_request","detail":"%s.%s' % (where.encode(), name.encode()))
+
+
+# --- JSON bodies ------------------------------------------------------------------------------------------------
+
+async def test_every_write_taking_a_json_body_refuses_one_that_is_not_i_json(hostile):
+    """A member given twice, NaN, 1e400 or UTF-16 (node.strict_json) is a 400 on every route whose OpenAPI entry
+    takes application/json, before the body's fields are read: a route added later is covered too."""
+    routes = [(template, method) for template, methods in hostile.spec["paths"].items()
+              for method, operation in methods.items()
+              if "application/json" in operation.get("requestBody", {}).get("content", {})]
+    assert len(routes) >= 5  # vouches, revocations, the block list, a check, events (and traces, not declared so)
+    headers = [(b"authorization", f"Bearer {TOKEN}".encode()), (b"content-type", b"application/json")]
+    for template, method in routes:
+        for body in (b'{"a": 1, "a": 2}', b'{"a": [NaN]}', b'{"a": {"b": 1e400}}', '{"a": 1}'.encode("utf-16")):
+            answer = await call(hostile.app, method.upper(), _path(hostile, template, "", ""), b"", headers, body)
+            assert answer.status == 400, (template, body, answer)
+            assert _error(answer)["detail"].startswith("body: not JSON ("), (template, body, answer)
+
+
+async def test_a_body_its_client_leaves_midway_is_no_failure_of_the_node(hostile, caplog):
+    """A client that leaves before its body is whole (a killed exporter; or one too slow, which node.api.http_server
+    answers 408 and reports to the app as gone) is no failure to log, on any write: it logged two ERROR tracebacks
+    (the error handler's and the server's, as the app raised ClientDisconnect) for events, traces and records."""
+    writes = [(template, method.upper()) for template, methods in hostile.spec["paths"].items()
+              for method in methods if method in ("post", "put")]
+    for template, method in writes:
+        parts = [{"type": "http.request", "body": b'{"events": [', "more_body": True}, {"type": "http.disconnect"}]
+        sent = []
+
+        async def receive():
+            return parts.pop(0) if parts else {"type": "http.disconnect"}
+
+        async def send(message):
+            sent.append(message)
+
+        path = _path(hostile, template, "", "").decode()
+        scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
+                 "method": method, "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+                 "root_path": "", "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8700),
+                 "headers": [(b"host", b"127.0.0.1"), (b"authorization", f"Bearer {TOKEN}".encode()),
+                             (b"content-type", b"application/json"), (b"content-length", b"100")]}
+        with caplog.at_level("ERROR"):
+            await hostile.app(scope, receive, send)
+        assert sent and sent[0]["status"] < 500, (template, sent)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text

@@ -5,6 +5,7 @@ import json
 
 import pytest
 import trio
+import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -333,16 +334,43 @@ async def test_a_client_that_stops_reading_is_let_go(server, monkeypatch, autoju
     assert await newcomer.response() == (200, {"content-length": "2"}, b"{}")
 
 
-async def test_connections_beyond_the_limit_are_closed_as_they_arrive(server, monkeypatch):
+async def test_connections_beyond_the_limit_are_closed_as_they_arrive_while_every_one_is_busy(server, monkeypatch):
     monkeypatch.setattr(http_server, "MAX_CONNECTIONS", 1)
-    address = await server(echo_app)
+    streaming_app.left = trio.Event()
+    address = await server(streaming_app)
     first = await connect(address)
-    await first.send(get("/"))
-    await first.response()  # the first is established and kept alive
+    await first.send(get("/v1/stream"))
+    while b"hello" not in first.buffer:
+        await first.read()  # the first is answered, its stream open
     second = await connect(address)
     assert await second.closed()
-    await first.send(get("/still"))
-    assert (await first.response())[0] == 200
+    assert not streaming_app.left.is_set()
+
+
+async def test_a_newcomer_takes_the_slot_of_the_connection_longest_waiting_for_its_request(server, monkeypatch):
+    """Slowloris: clients holding every slot with heads they never finish kept every other caller out (closed as
+    they arrived) for as long as they renewed them. Now each newcomer closes the one whose request began longest
+    ago, the slow ones first, then an idle kept-alive one; the connections never time out here (KEEP_ALIVE_S)."""
+    monkeypatch.setattr(http_server, "MAX_CONNECTIONS", 3)
+    monkeypatch.setattr(http_server, "KEEP_ALIVE_S", 10 * WAIT_S)
+    address = await server(echo_app)
+    slow = []
+    for _ in range(3):
+        slow.append(await connect(address))
+        await slow[-1].send(b"GET / HTTP/1.1\r\nHo")  # a head it never finishes
+        await trio.testing.wait_all_tasks_blocked(cushion=0.05)  # the server waits for the rest of it
+    newcomers = []
+    for client in slow:
+        newcomers.append(await connect(address))
+        await newcomers[-1].send(get("/"))
+        assert (await newcomers[-1].response())[0] == 200
+        assert await client.closed()
+    latest = await connect(address)
+    await latest.send(get("/"))
+    assert (await latest.response())[0] == 200
+    assert await newcomers[0].closed()  # idle since its answer, before the others'
+    await newcomers[1].send(get("/still"))
+    assert (await newcomers[1].response())[0] == 200
 
 
 def statuses(data: bytes) -> list[int]:
@@ -391,3 +419,33 @@ async def test_whatever_a_client_sends_it_gets_http_or_a_closed_connection_and_t
         await again.send(get("/still-serving"))
         assert (await again.response())[0] == 200
         nursery.cancel_scope.cancel()
+
+
+async def test_a_client_that_leaves_midway_through_its_body_is_reported_gone_not_as_a_failure(server, caplog):
+    """ASGI's receive gives http.disconnect for a client gone before its body is whole: h11's RemoteProtocolError
+    was raised into the app, and an API write read by its stream (events, traces) logged it as its own failure."""
+    seen, done = [], trio.Event()
+
+    async def app(scope, receive, send):
+        try:
+            while (message := await receive())["type"] == "http.request" and message["more_body"]:
+                seen.append(message["body"])
+            seen.append(message["type"])
+            await send({"type": "http.response.start", "status": 400, "headers": []})  # as the app's error handler
+            await send({"type": "http.response.body", "body": b"{}"})  # dropped, and nothing raised
+            seen.append("answered")
+        finally:
+            done.set()
+
+    address = await server(app)
+    client = await connect(address)
+    await client.send(b'POST /v1/events HTTP/1.1\r\nHost: node\r\nContent-Length: 100\r\n\r\n{"events": [')
+    await client.stream.aclose()
+    with caplog.at_level("ERROR"), trio.fail_after(5):
+        await done.wait()
+        await trio.testing.wait_all_tasks_blocked()
+    assert seen == [b'{"events": [', "http.disconnect", "answered"]
+    assert not caplog.records, caplog.text
+    again = await connect(address)
+    await again.send(b"POST / HTTP/1.1\r\nHost: node\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+    assert (await again.response())[0] == 400  # a malformed body is still answered as such

@@ -78,7 +78,11 @@ async def test_a_batch_with_no_valid_event_is_422_with_the_reasons(client, node)
     assert node.audit.size == 0
 
 
-@pytest.mark.parametrize("body", [b"not json", b"[]", b'{"events": {}}', b'{"events": [], "more": 1}', b"NaN"])
+@pytest.mark.parametrize("body", [b"not json", b"[]", b'{"events": {}}', b'{"events": [], "more": 1}', b"NaN",
+                                  # Not I-JSON (node.strict_json), each read by Python's parser as a batch of one event
+                                  json.dumps({"events": [event()]}).replace('"ok"', '"ok", "outcome": "error"').encode(),
+                                  json.dumps({"events": [event(duration_ms=1)]}).replace(": 1}", ": 1e400}").encode(),
+                                  json.dumps({"events": [event()]}).encode("utf-16")])
 async def test_a_body_that_is_not_a_batch_is_400(client, node, body):
     response = await client.post("/v1/events", content=body, headers={**AUTH, "Content-Type": "application/json"})
     assert response.status_code == 400

@@ -175,6 +175,9 @@ async def test_a_request_of_spans_that_are_not_about_agents_stores_nothing(node)
     ("application/json", json.dumps(json_request({"attributes": [{"key": "x", "value": {"intValue": "--5"}}]}
                                                  )).encode()),
     ("application/json", json.dumps(json_request({"startTimeUnixNano": "²"})).encode()),
+    # Not I-JSON (node.strict_json): a member given twice, UTF-16, both read by Python's parser.
+    ("application/json", json.dumps(json_request(json_span())).replace('"traceId"', '"traceId": "00", "traceId"').encode()),
+    ("application/json", json.dumps(json_request(json_span())).encode("utf-16")),
 ])
 async def test_a_request_that_is_not_otlp_is_400_with_a_reason(node, content_type, body):
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:

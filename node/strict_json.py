@@ -1,0 +1,43 @@
+"""JSON request bodies read as I-JSON (RFC 7493 §2) reads them: UTF-8 only, no member name twice in one object, and
+numbers only as JSON has them, none beyond a double's range.
+
+Python's json module takes UTF-16 and UTF-32 bytes, keeps the last of two values of one member name and reads
+`NaN`, `Infinity` and `1e400` (as infinity). A body the node would then read one way and another program (a proxy
+that checks it, an audit of what was sent) another is refused, naming what is wrong; a UTF-8 byte order mark is
+skipped (RFC 8259 §8.1 lets a parser ignore one).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+
+def loads_strict(body: bytes) -> Any:
+    """The JSON value of `body`; ValueError saying why it is not I-JSON (RecursionError if nested too deep)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"not UTF-8 (byte {error.start})") from None
+    return json.loads(text.removeprefix("\ufeff"), object_pairs_hook=_members, parse_constant=_no_constant,
+                      parse_float=_finite)
+
+
+def _members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    members = dict(pairs)
+    if len(members) < len(pairs):
+        seen: set[str] = set()
+        twice = next(name for name, _ in pairs if name in seen or seen.add(name))
+        raise ValueError(f"member {twice[:64]!r} given twice in one object; give each once")
+    return members
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    if not math.isfinite(value := float(text)):
+        raise ValueError(f"{text[:32]} is beyond a JSON number's range (a double's)")
+    return value
