@@ -115,7 +115,7 @@ async def serve(directory: Path, page: int) -> None:
     with RecordStore.open(directory) as store:
         replica = Replica(SigningKey(bytes(32)), store, roots=(), max_hops=1, held_limit=1)
         async with open_host(os.urandom(32), LOOPBACK) as host, trio.open_nursery() as nursery:
-            service = SyncService(host, replica, limits=SyncLimits(page_records=page))
+            service = SyncService(host, replica, network="test", limits=SyncLimits(page_records=page))
             await nursery.start(service.run)
             print(host.listen_addrs[0], flush=True)
             cpu = time.process_time()
@@ -135,8 +135,8 @@ async def catch_up(server_addr: str, records: int, issuers: int, page: int, thre
         done = trio.Event()
         replica.listeners.append(lambda batch: store.size >= records and done.set())
         async with open_host(os.urandom(32), LOOPBACK) as host, trio.open_nursery() as nursery:
-            service = SyncService(host, replica, limits=SyncLimits(page_records=page), verify_threads=threads,
-                                  verify_processes=processes)
+            service = SyncService(host, replica, network="test", limits=SyncLimits(page_records=page),
+                                  verify_threads=threads, verify_processes=processes)
             service._verify = timings.wrap_async("verify (check_page)", service._verify)  # type: ignore[method-assign]
             await nursery.start(service.run)
             start, cpu = time.perf_counter(), time.process_time()

@@ -28,6 +28,8 @@ from .sync_messages import (
     HeadsPage,
     HeadsRequest,
     LocalProtocolError,
+    OtherNetwork,
+    OtherNetworkPeer,
     PeerBusy,
     Range,
     RecordsPage,
@@ -159,6 +161,7 @@ class SyncClient:
     (`gaps`): only the given ranges, for records that gossip delivered ahead of their predecessors.
     When a record that would extend our chain names another predecessor than ours, the rest of that range is
     skipped and the peer's record at our head is fetched instead: the replica turns the pair into evidence.
+    Heads requests state `network`, our network (None: none), which a peer of another network answers with its own.
     """
 
     def __init__(
@@ -168,8 +171,10 @@ class SyncClient:
         limits: SyncLimits,
         *,
         gaps: Mapping[str, tuple[int, int]] | None = None,
+        network: str | None = None,
     ) -> None:
         self._store = store
+        self._network = network
         self._horizon = horizon
         self._limits = limits
         self._gaps = gaps
@@ -202,13 +207,16 @@ class SyncClient:
     def receive_reply(self, reply: Reply) -> Event:
         """`receive` for a reply already decoded (sync_messages.decode_reply), as a shell may do on a worker thread.
 
-        Raises PeerBusy for a Busy reply: the session ends, and it is no offence."""
+        Raises PeerBusy for a Busy reply, OtherNetworkPeer for an OtherNetwork one: the session ends, and it is no
+        offence."""
         if self._state not in ("heads", "records"):
             raise LocalProtocolError("unexpected", f"receive() while {self._state}: no reply is due")
         if isinstance(reply, ErrorReply):
             raise RemoteProtocolError("refused", f"the peer refused our request: {reply.reason}")
         if isinstance(reply, Busy):
             raise PeerBusy(reply.retry_after, f"the peer serves us again in {reply.retry_after} s: {reply.reason}")
+        if isinstance(reply, OtherNetwork) and self._state == "heads":
+            raise OtherNetworkPeer(reply.network)
         if self._state == "heads":
             return self._heads_page(self._reply(reply, HeadsPage))
         return self._records_page(self._reply(reply, RecordsPage))
@@ -227,7 +235,7 @@ class SyncClient:
 
     def _ask_heads(self) -> Send:
         self._state = "heads"
-        return Send(encode_message(HeadsRequest(self._heads_after, self._limits.heads_page)))
+        return Send(encode_message(HeadsRequest(self._heads_after, self._limits.heads_page, self._network)))
 
     def _heads_page(self, page: HeadsPage) -> Event:
         if len(page.heads) > self._limits.heads_page:

@@ -11,6 +11,7 @@ from typing import Any
 from ledger.note import MAX_NOTE_SIZE
 from ledger.witness import MAX_REQUEST_SIZE
 from vouching import MAX_RECORD_SIZE
+from vouching.bodies import NETWORK_PATTERN
 from vouching.cbor import CborError, decode, encode
 
 SYNC_PROTOCOL = "/vouchnet/sync/1"
@@ -24,8 +25,8 @@ MAX_RETRY = 3600  # seconds a busy server may ask a client to wait before asking
 
 
 # The reasons a SyncError carries (each raised where its exception is made; PeerBusy's is "throttled")
-SYNC_ERROR_REASONS = ("bad_cosignature", "invalid_record", "limit", "malformed", "out_of_range", "refused", "session",
-                      "stream", "throttled", "turn", "unexpected")
+SYNC_ERROR_REASONS = ("bad_cosignature", "invalid_record", "limit", "malformed", "network", "out_of_range", "refused",
+                      "session", "stream", "throttled", "turn", "unexpected")
 
 
 class SyncError(Exception):
@@ -52,19 +53,32 @@ class PeerBusy(SyncError):
         self.retry_after = retry_after
 
 
+class OtherNetworkPeer(SyncError):
+    """The peer answered that it is on another network (an OtherNetwork reply): it holds none of our network's
+    records; no offence, but nothing to keep it for."""
+
+    def __init__(self, network: str) -> None:
+        super().__init__("network", f"the peer is on network {network!r}")
+        self.network = network
+
+
 # --- Requests (the side that opened the stream sends these) ------------------------------------------------
 
 
 @dataclass(frozen=True)
 class HeadsRequest:
-    """Ask for a page of at most `limit` of the peer's heads: issuers sorted after `after` ("" at first)."""
+    """Ask for a page of at most `limit` of the peer's heads: issuers sorted after `after` ("" at first). `network`,
+    the asker's (`vouchnet init --network`), is answered OtherNetwork by a peer on another; None states none (an
+    older client, or another implementation), and is served."""
 
     after: str
     limit: int
+    network: str | None = None
 
     def __post_init__(self) -> None:
         _check_issuer("after", self.after, empty_ok=True)
         _check_count("limit", self.limit, 1)
+        _check_network(self.network)
 
 
 @dataclass(frozen=True)
@@ -113,7 +127,13 @@ class CosignRequest:
 @dataclass(frozen=True)
 class CheckpointRequest:
     """Ask for the newest checkpoint the peer holds of our own records log (as its witness, or seen gossiped): a
-    node restored from an older copy of its data directory learns what it published before it signs again."""
+    node restored from an older copy of its data directory learns what it published before it signs again.
+    `network`: as a HeadsRequest's."""
+
+    network: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_network(self.network)
 
 
 Request = HeadsRequest | RecordsRequest | CosignRequest | CheckpointRequest
@@ -216,14 +236,25 @@ class HeldCheckpoint:
             raise LocalProtocolError("limit", f"note: must be 1 to {MAX_NOTE_SIZE} bytes")
 
 
-Reply = HeadsPage | RecordsPage | Cosigned | Refused | ErrorReply | Busy | HeldCheckpoint
+@dataclass(frozen=True)
+class OtherNetwork:
+    """The answer to a heads or checkpoint request stating another network than the peer's: the peer's `network`;
+    the stream is done, and the peer disconnects the asker."""
+
+    network: str
+
+    def __post_init__(self) -> None:
+        _check_network(self.network)
+
+
+Reply = HeadsPage | RecordsPage | Cosigned | Refused | ErrorReply | Busy | HeldCheckpoint | OtherNetwork
 
 
 def _largest_request() -> int:
     """The length of the longest request frame the protocol allows: each kind with every field at its widest."""
     widest = "\U0010ffff" * MAX_ISSUER  # 4 UTF-8 bytes a character
     requests: list[Request] = [
-        HeadsRequest(widest, MAX_COUNT),
+        HeadsRequest(widest, MAX_COUNT, "a" * 64),
         RecordsRequest(tuple(Range(widest, MAX_SEQ, MAX_SEQ) for _ in range(MAX_RANGES)), MAX_COUNT, MAX_COUNT),
         CosignRequest(bytes(MAX_REQUEST_SIZE)),
     ]
@@ -233,6 +264,12 @@ def _largest_request() -> int:
 def _check_issuer(field: str, value: str, *, empty_ok: bool = False) -> None:
     if type(value) is not str or len(value) > MAX_ISSUER or (not value and not empty_ok):
         raise LocalProtocolError("malformed", f"{field}: must be a text of {0 if empty_ok else 1} to {MAX_ISSUER} characters")
+
+
+def _check_network(value: str | None) -> None:
+    if value is not None and (type(value) is not str or not NETWORK_PATTERN.fullmatch(value)):
+        raise LocalProtocolError("malformed",
+                                 "net: must be 1 to 64 characters of a-z 0-9 . _ -, starting with a-z or 0-9")
 
 
 def _check_seq(field: str, value: int) -> None:
@@ -260,14 +297,14 @@ def encode_message(message: Request | Reply) -> bytes:
 
 def _to_wire(message: Request | Reply) -> dict[str, Any]:
     match message:
-        case HeadsRequest(after, limit):
-            return {"t": "heads", "after": after, "limit": limit}
+        case HeadsRequest(after, limit, network):
+            return {"t": "heads", "after": after, "limit": limit, **_net(network)}
         case RecordsRequest(ranges, limit, max_bytes):
             return {"t": "get", "ranges": [[r.iss, r.first, r.last] for r in ranges], "limit": limit, "bytes": max_bytes}
         case CosignRequest(body):
             return {"t": "cosign", "req": body}
-        case CheckpointRequest():
-            return {"t": "checkpoint"}
+        case CheckpointRequest(network):
+            return {"t": "checkpoint", **_net(network)}
         case HeadsPage(heads, more):
             return {"t": "heads", "heads": [[h.iss, h.seq, h.id] for h in heads], "more": more}
         case RecordsPage(records, more):
@@ -285,7 +322,13 @@ def _to_wire(message: Request | Reply) -> dict[str, Any]:
             return {"t": "busy", "retry": retry_after, "reason": reason}
         case HeldCheckpoint(note):
             return {"t": "checkpoint"} if note is None else {"t": "checkpoint", "note": note}
+        case OtherNetwork(network):
+            return {"t": "network", "net": network}
     raise LocalProtocolError("malformed", f"not a sync message: {type(message).__name__}")
+
+
+def _net(network: str | None) -> dict[str, str]:
+    return {} if network is None else {"net": network}
 
 
 # --- Strict decoding: anything off is the peer's fault ----------------------------------------------------
@@ -296,8 +339,8 @@ def decode_request(payload: bytes) -> Request:
     wire = _map(payload)
     kind = wire.get("t")
     if kind == "heads":
-        _keys(wire, {"t", "after", "limit"})
-        return _build(HeadsRequest, wire["after"], wire["limit"])
+        _keys(wire, {"t", "after", "limit"}, optional={"net"})
+        return _build(HeadsRequest, wire["after"], wire["limit"], _optional_text(wire, "net"))
     if kind == "get":
         _keys(wire, {"t", "ranges", "limit", "bytes"})
         ranges = _list(wire["ranges"], "ranges")
@@ -307,8 +350,8 @@ def decode_request(payload: bytes) -> Request:
         _keys(wire, {"t", "req"})
         return _build(CosignRequest, _bytes(wire["req"], "req"))
     if kind == "checkpoint":
-        _keys(wire, {"t"})
-        return CheckpointRequest()
+        _keys(wire, {"t"}, optional={"net"})
+        return _build(CheckpointRequest, _optional_text(wire, "net"))
     raise RemoteProtocolError("malformed", f"t: {kind!r:.40} is not a request type (heads, get, cosign, checkpoint)")
 
 
@@ -343,8 +386,11 @@ def decode_reply(payload: bytes) -> Reply:
     if kind == "checkpoint":
         _keys(wire, {"t"}, optional={"note"})
         return _build(HeldCheckpoint, None if "note" not in wire else _bytes(wire["note"], "note"))
-    raise RemoteProtocolError(
-        "malformed", f"t: {kind!r:.40} is not a reply type (heads, records, cosigned, refused, error, busy, checkpoint)")
+    if kind == "network":
+        _keys(wire, {"t", "net"})
+        return _build(OtherNetwork, _text(wire["net"], "net"))
+    raise RemoteProtocolError("malformed", f"t: {kind!r:.40} is not a reply type (heads, records, cosigned, refused, "
+                                           "error, busy, checkpoint, network)")
 
 
 def _map(payload: bytes) -> dict[str, Any]:
@@ -381,6 +427,16 @@ def _bytes(value: Any, field: str) -> bytes:
     if type(value) is not bytes:
         raise RemoteProtocolError("malformed", f"{field}: must be a byte string")
     return value
+
+
+def _text(value: Any, field: str) -> str:
+    if type(value) is not str:
+        raise RemoteProtocolError("malformed", f"{field}: must be a text")
+    return value
+
+
+def _optional_text(wire: dict[str, Any], field: str) -> str | None:
+    return None if field not in wire else _text(wire[field], field)
 
 
 def _bool(value: Any, field: str) -> bool:

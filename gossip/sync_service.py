@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -49,6 +49,8 @@ from .sync_messages import (
     CheckpointRequest,
     CosignRequest,
     HeadsRequest,
+    OtherNetwork,
+    OtherNetworkPeer,
     PeerBusy,
     RemoteProtocolError,
     RecordsRequest,
@@ -76,6 +78,7 @@ CheckpointHandler = Callable[[str], Awaitable[Reply]]  # requesting peer -> the 
 _GAP_PEERS = 3  # peers asked in turn for a gap reported by gossip, until it is filled
 _GAP_BACKOFF = 1.0  # seconds an issuer's gaps first wait after a fetch of them that brought nothing
 _RANDOM = random.SystemRandom()  # which peers a round pulls from: not for a peer to predict
+_APART_KEPT = 1024  # peers of other networks remembered (each logged once): one making keys by the thousand is bounded
 
 
 class PageLimits(Protocol):
@@ -107,10 +110,13 @@ class SyncStats:
     gap_issuers_vain: int = counted("Issuers of a gap fetch none of whose range came (no peer asked had it): they "
                                     "back off")
     peers_disconnected: int = counted("Peers disconnected for breaking the sync protocol")
+    peers_other_network: int = counted("Peers found on another network (a heads or checkpoint request, or the answer "
+                                       "to ours, named it), each disconnected, counted and logged once")
     # (the reasons: SyncError.reason, plus timeout, stream, busy, throttled and turn)
     errors: Counter[str] = by_reason("Catch-up sync failures, by reason: a protocol error's; timeout; stream; busy; "
                                      "throttled (a peer told us to come back later); turn (a gap fetch gave up "
-                                     "waiting for a session with the peer to end)",
+                                     "waiting for a session with the peer to end); network (a peer of another "
+                                     "network asked, or answered)",
                                      (*SYNC_ERROR_REASONS, "busy", "timeout", "storage"))
 
 
@@ -142,6 +148,10 @@ class SyncService:
     served to each peer and to all peers together (gossip.serving_budget): past them a peer's heads and records
     requests are answered Busy, with when to come back (cosign and checkpoint requests never are). A peer that
     answers us so is asked nothing until then, and it is no offence.
+    `network` (the node's, `vouchnet init --network`) is stated in our heads requests (Witnessing states it in its
+    checkpoint requests); a peer of another network holds none of our records and cannot cosign for us: a request
+    naming another is answered OtherNetwork, ending the stream, and a round with a peer so answering fails (it does
+    not set `first_round`) and disconnects it; either is counted, and logged once per peer.
     """
 
     def __init__(
@@ -149,6 +159,7 @@ class SyncService:
         host: Host,
         replica: Replica,
         *,
+        network: str,
         limits: SyncLimits | PageLimits = SyncLimits(),
         interval: float = 30.0,
         round_peers: int = 3,
@@ -180,6 +191,7 @@ class SyncService:
                              "least 0")
         self.host = host
         self.replica = replica
+        self.network = network
         self.limits = limits if isinstance(limits, SyncLimits) else SyncLimits(page_records=limits.sync_page_records)
         self.interval = interval
         self.round_peers = round_peers
@@ -214,6 +226,7 @@ class SyncService:
         # while connected and within `_refresh`
         self._pulled: dict[str, tuple[int, float]] = {}
         self._index: IssuerIndex | None = None  # while running
+        self._apart: OrderedDict[str, str] = OrderedDict()  # peer -> the other network it named, latest last
         self._nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -329,6 +342,9 @@ class SyncService:
         except PeerBusy as busy:
             self._throttled[peer_id] = trio.current_time() + busy.retry_after
             self._failed(peer_id, busy.reason, busy)
+        except OtherNetworkPeer as apart:
+            self.stats.rounds_failed += 1
+            await self.other_network(peer_id, apart.network)
         except SyncError as error:
             self._failed(peer_id, error.reason, error)
         except trio.TooSlowError:
@@ -363,7 +379,7 @@ class SyncService:
 
     async def _session(self, peer_id: str, gaps: dict[str, tuple[int, int]] | None) -> int:
         """One client session; the number of records accepted."""
-        client = SyncClient(self.replica.store, self.replica.horizon, self.limits, gaps=gaps)
+        client = SyncClient(self.replica.store, self.replica.horizon, self.limits, gaps=gaps, network=self.network)
         event = client.start()
         if isinstance(event, Finished):
             return 0
@@ -429,6 +445,26 @@ class SyncService:
             self._on_offence(peer_id, error.reason)
         with trio.move_on_after(self.timeout):
             await self.host.disconnect(peer_id)
+
+    async def other_network(self, peer_id: str, network: str) -> None:
+        """`peer_id` answered that it is on `network`, not ours: `heard_other_network`, and disconnect it: its
+        connection slot is freed, and the peer manager's backoff bounds how often a bootstrap peer is dialled again."""
+        self.heard_other_network(peer_id, network)
+        with trio.move_on_after(self.timeout):
+            await self.host.disconnect(peer_id)
+
+    def heard_other_network(self, peer_id: str, network: str) -> None:
+        """`peer_id` named `network`, not ours: count it, and log it once per peer and network."""
+        self.stats.errors["network"] += 1
+        if self._apart.get(peer_id) != network:
+            self.stats.peers_other_network += 1
+            logger.warning("peer %s is on network %r, this node on %r: it holds none of this network's records, "
+                           "and is disconnected, not synced with nor asked to cosign (check [p2p] bootstrap, or that "
+                           "node's network)", peer_id, network, self.network)
+        self._apart[peer_id] = network
+        self._apart.move_to_end(peer_id)
+        if len(self._apart) > _APART_KEPT:
+            self._apart.popitem(last=False)
 
     def _failed(self, peer_id: str, reason: str, error: object) -> None:
         self.stats.rounds_failed += 1
@@ -594,9 +630,12 @@ class SyncService:
             await stream.reset()
             return False
         request: Request | None = None
+        apart: str | None = None
         try:
             request = await _decoded(decode_request, payload)
-            if isinstance(request, CosignRequest) and self.cosigner is not None:
+            if isinstance(request, (HeadsRequest, CheckpointRequest)) and request.network not in (None, self.network):
+                apart, reply = request.network, encode_message(OtherNetwork(self.network))
+            elif isinstance(request, CosignRequest) and self.cosigner is not None:
                 reply = encode_message(await self.cosigner(stream.remote_peer, request))
             elif isinstance(request, CheckpointRequest) and self.checkpoints is not None:
                 reply = encode_message(await self.checkpoints(stream.remote_peer))
@@ -612,7 +651,9 @@ class SyncService:
             self._inbound.release()
         if reply is not None:
             await self._write(stream, reply)
-            return request is not None
+            if apart is not None:  # (the asker disconnects, having read why: a disconnection now could cut it off)
+                self.heard_other_network(stream.remote_peer, apart)
+            return request is not None and apart is None
         assert request is not None
         return await self._serve_pages(stream, server, server.answer(request))
 

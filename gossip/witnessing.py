@@ -110,6 +110,8 @@ from .sync_messages import (
     Cosigned,
     ErrorReply,
     HeldCheckpoint,
+    OtherNetwork,
+    OtherNetworkPeer,
     Refused,
     RemoteProtocolError,
     Reply,
@@ -246,6 +248,9 @@ class Witnessing:
         # for each checkpoint of one cosigned at its request (SyncService.heard_log: a peer whose log did not grow
         # since we pulled it all is not pulled again; one that asked us to cosign a larger size is, at the next round)
         self.log_listeners: list[Callable[[str, int], None]] = []
+        # called with (peer, its network) for each peer that answered our checkpoint request from another network
+        # (SyncService.heard_other_network counts and logs it); the peer is disconnected and not asked to cosign
+        self.network_listeners: list[Callable[[str, str], None]] = []
         self._signer = Ed25519Signer(self.origin, replica.key)
         self._cosigner = CosignatureSigner(cosigner_name(replica.did), replica.key, clock=clock)
         self._witness_path = state_dir / WITNESS_FILE
@@ -284,6 +289,7 @@ class Witnessing:
         self.checked = trio.Event()  # set once the peers connected at start told us what they hold of our log
         self._queried: set[str] = set()  # peers asked, this run, for the newest checkpoint of our log they hold
         self._querying: set[str] = set()  # those not done answering (not asked to cosign meanwhile)
+        self._apart: set[str] = set()  # connected peers that answered from another network: never asked to cosign
         self._awaited: set[str] | None = None  # those of them the next checkpoint waits for (`_waiting`)
         self._query_failures: Counter[str] = Counter()  # queries that got no answer, by peer
         self._elsewhere: Checkpoint | None = None  # the newest checkpoint of our log a peer showed us (we signed it)
@@ -456,6 +462,7 @@ class Witnessing:
         leaving and coming back under one key, it would be awaited for ever: `_waiting`), and to cosign from the
         size its witness names (one Conflict)."""
         self._queried &= connected
+        self._apart &= connected
         if self._awaited is not None:
             self._awaited &= connected
         self._asked &= connected
@@ -475,7 +482,8 @@ class Witnessing:
 
     async def _query(self, peer: str) -> None:
         """Ask `peer` for the newest checkpoint of our log it holds; keep the stream for cosigning. A peer that does
-        not answer, or does not know the request (an older node), tells us nothing."""
+        not answer, or does not know the request (an older node), tells us nothing; one of another network is told to
+        `network_listeners` and disconnected."""
         stream = None
         try:
             with trio.fail_after(self.timeout):
@@ -483,17 +491,26 @@ class Witnessing:
                 if stream is None:
                     stream = await self.host.open_stream(peer, SYNC_PROTOCOL)
                     self.stats.streams_opened += 1
-                await stream.write_frame(encode_message(CheckpointRequest()))
+                await stream.write_frame(encode_message(CheckpointRequest(self.network)))
                 payload = await stream.read_frame(_MAX_REPLY)
             if payload is None:
                 raise SyncError("stream", "the peer closed the stream before answering")
             reply = decode_reply(payload)
+            if isinstance(reply, OtherNetwork):
+                raise OtherNetworkPeer(reply.network)
             if isinstance(reply, ErrorReply):  # an older node refuses the request as unknown, and closes the stream
                 raise RemoteProtocolError("refused", f"the peer refused our request: {reply.reason}")
         except BaseException as error:
             if stream is not None:
                 with trio.CancelScope(shield=True):
                     await stream.reset()
+            if isinstance(error, OtherNetworkPeer):
+                self._apart.add(peer)
+                for listener in self.network_listeners:
+                    listener(peer, error.network)
+                with trio.move_on_after(self.timeout):
+                    await self.host.disconnect(peer)
+                return
             if isinstance(error, RemoteProtocolError):
                 logger.debug("asking %s for our log's checkpoint: %s", peer, error)
                 return
@@ -573,7 +590,7 @@ class Witnessing:
     def _to_ask(self) -> list[str]:
         """The peers to ask now for the latest checkpoint: of the first in witness_order of the connected peers not
         yet asked (those that answered or gave up are not asked again), not flagged as equivocators (whose word
-        is worth nothing) and not known to lack the protocol, until `witnesses` have cosigned it or are being
+        is worth nothing), not known to lack the protocol nor to be on another network, until `witnesses` have cosigned it or are being
         asked, those done answering what they hold of our log. One still answering keeps its place and is asked
         once it has: a fork sent for cosigning is the witness's evidence against us."""
         if self._latest is None:
@@ -583,7 +600,8 @@ class Witnessing:
             return []
         orgs = {}
         for peer in self.host.connected_peers():
-            if peer in self._asked or peer in self._in_flight or self.host.refused(peer, SYNC_PROTOCOL):
+            if (peer in self._asked or peer in self._in_flight or peer in self._apart
+                    or self.host.refused(peer, SYNC_PROTOCOL)):
                 continue
             try:
                 org = peer_org(peer)

@@ -265,11 +265,12 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
             metrics.histogram("record_latency_seconds", "Seconds from a record's issue to its acceptance here",
                               LATENCY_BUCKETS), replica.did, wall_clock_ms))
         telemetry.ingestor.listeners.append(trust.on_events)
-        sync = SyncService(host, replica, limits=limits, interval=config.sync_interval,
+        sync = SyncService(host, replica, network=config.network, limits=limits, interval=config.sync_interval,
                            round_peers=config.sync_peers, cosigner=witnessing.cosign,
                            checkpoints=witnessing.held_checkpoint,
                            verify_processes=config.verify_processes)
         witnessing.log_listeners.append(sync.heard_log)
+        witnessing.network_listeners.append(sync.heard_other_network)
         gossip = GossipService(host, replica, network=config.network, limits=limits, on_gaps=sync.request_gaps)
         node = Node(
             config=config, key=key, token_file=token_file, replica=replica, host=host, gossip=gossip, sync=sync,

@@ -53,9 +53,10 @@ async def node_info(node: NodeDep) -> dict[str, Any]:
     restored from an older copy, else a thief's (the node logs each at CRITICAL); `log` tells how its records ledger
     stands to the newest checkpoint of its log that its peers hold (gossip.witnessing.Witnessing.log_state: "ok",
     "behind" or "diverged", when it signs no checkpoint any more); `startup_sync` how the catch-up sync with a peer
-    that a start runs before it signs went: "done", "no_peers" (none to dial) or "timed_out" (it signs without it: if
-    its data directory was restored from an older copy, the org may sign twice at one seq; the metric
-    vouchnet_startup_sync_timed_out), "done" once a later full round with a peer completes. `horizon` counts the
+    of its network that a start runs before it signs went: "done", "no_peers" (none to dial) or "timed_out" (it signs
+    without it: if its data directory was restored from an older copy, the org may sign twice at one seq; the metric
+    vouchnet_startup_sync_timed_out), "done" once a later full round with a peer of its network completes (a peer of
+    another network holds none of its records, and is disconnected). `horizon` counts the
     orgs inside its horizon; `flagged` lists the first 64 orgs flagged for equivocation in did order,
     `flagged_total` counts them all and `flagged_complete` is false if there are more; `own_org_flagged` is true
     once this org is flagged itself (peers then trust none of it; the metric vouchnet_own_org_flagged).

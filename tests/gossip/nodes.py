@@ -108,7 +108,7 @@ async def running(
                                         witnesses=witnesses, gossip_interval=gossip_interval,
                                         state_dir=identity.directory)
                 await nursery.start(witnessing.run)
-            sync = SyncService(host, replica, limits=limits, interval=sync_interval, timeout=5.0,
+            sync = SyncService(host, replica, network=NETWORK, limits=limits, interval=sync_interval, timeout=5.0,
                                max_inbound=max_inbound, cosigner=witnessing.cosign if witnessing else None,
                                verify_threads=verify_threads, verify_processes=verify_processes)
             if witnessing is not None:

@@ -83,7 +83,8 @@ async def flooded(tmp_path: Path, *, hostile_seconds: float, for_seconds: float,
     roots = (*(hostile.did for hostile in HOSTILES), HONEST.did)
     with RecordStore.open(tmp_path) as store:
         replica = Replica(SigningKey.generate(), store, roots=roots, max_hops=1, held_limit=10)
-        service = SyncService(ConnectedHost(PEERS), replica, timeout=TIMEOUT, interval=INTERVAL, gap_queue=gap_queue)
+        service = SyncService(ConnectedHost(PEERS), replica, network="test", timeout=TIMEOUT, interval=INTERVAL,
+                              gap_queue=gap_queue)
         sessions = Sessions(replica, hostile_seconds)
         service._session = sessions
         async with trio.open_nursery() as nursery:
@@ -142,7 +143,7 @@ async def test_gap_fetches_do_not_queue_behind_a_peer_slow_to_answer(tmp_path, a
     with RecordStore.open(tmp_path) as store:
         replica = Replica(SigningKey.generate(), store, roots=(*(org.did for org in fresh), HONEST.did),
                           max_hops=1, held_limit=10)
-        service = SyncService(ConnectedHost(PEERS), replica, timeout=TIMEOUT, interval=INTERVAL)
+        service = SyncService(ConnectedHost(PEERS), replica, network="test", timeout=TIMEOUT, interval=INTERVAL)
 
         async def session(peer: str, gaps: dict[str, tuple[int, int]] | None) -> int:
             if gaps is None:

@@ -114,7 +114,7 @@ async def issuer_and_peer(tmp_path) -> AsyncIterator[Pair]:
             return ServedStream(SyncServer(issued, IssuerIndex(issued), sync.limits))
 
         sync_host.open_stream = open_stream
-        sync = SyncService(sync_host, peer, interval=SYNC_INTERVAL)
+        sync = SyncService(sync_host, peer, network="test", interval=SYNC_INTERVAL)
         witnessings = [
             Witnessing(TopicHost(issuer_peer, topic, reader=False), issuer, network=NETWORK,
                        state_dir=issuer_id.directory, interval=CHECKPOINT_INTERVAL, reannounce_interval=SYNC_INTERVAL),

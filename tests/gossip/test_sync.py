@@ -40,6 +40,8 @@ from gossip.sync_messages import (
     HeadsPage,
     HeadsRequest,
     LocalProtocolError,
+    OtherNetwork,
+    OtherNetworkPeer,
     PeerBusy,
     Range,
     RecordsPage,
@@ -50,6 +52,7 @@ from gossip.sync_messages import (
     encode_message,
 )
 from vouching import Record, did_key, vouch_body
+from vouching.bodies import NETWORK_PATTERN
 from vouching.cbor import encode
 
 from ..factories import Org
@@ -291,6 +294,7 @@ message_like = st.fixed_dictionaries(
 ALL_RAWS = [r.raw for chain in (*CHAINS.values(), FORK) for r in chain]
 CORRUPT = ALL_RAWS[0][:-1] + bytes([ALL_RAWS[0][-1] ^ 1])  # its signature no longer verifies
 dids = st.sampled_from([*CHAINS, "did:key:zUnknown", ""])
+networks = st.from_regex(NETWORK_PATTERN, fullmatch=True)
 well_formed_replies = st.one_of(
     st.builds(RecordsPage, st.lists(st.sampled_from(ALL_RAWS) | st.just(CORRUPT), max_size=5).map(tuple),
               st.booleans()),
@@ -298,9 +302,11 @@ well_formed_replies = st.one_of(
                                             st.binary(min_size=32, max_size=32)), max_size=4).map(tuple), st.booleans()),
     st.builds(ErrorReply, st.text(max_size=20)),
     st.builds(Busy, st.integers(1, MAX_RETRY), st.text(max_size=20)),
+    st.builds(OtherNetwork, networks),
 ).map(encode_message)
 well_formed_requests = st.one_of(
-    st.builds(HeadsRequest, dids, st.integers(1, 2**32 - 1)),
+    st.builds(HeadsRequest, dids, st.integers(1, 2**32 - 1), st.none() | networks),
+    st.builds(CheckpointRequest, st.none() | networks),
     st.builds(RecordsRequest, st.lists(st.builds(lambda iss, first, span: Range(iss, first, min(first + span, MAX_SEQ)),
                                                  dids.filter(bool), st.integers(1, MAX_SEQ), st.integers(0, 40)),
                                        min_size=1, max_size=4).map(tuple),
@@ -334,6 +340,9 @@ def test_any_frames_a_server_sends_a_client_are_handled_or_its_fault(lone_side, 
     except PeerBusy as e:  # no offence: the peer asks us to come back later
         note_event(e.reason)
         assert 1 <= e.retry_after <= MAX_RETRY
+    except OtherNetworkPeer as e:  # no offence: the peer is on another network
+        note_event(e.reason)
+        assert state == "heads" and NETWORK_PATTERN.fullmatch(e.network)
 
 
 @settings(max_examples=250, deadline=None)
@@ -387,6 +396,19 @@ def test_a_busy_reply_ends_the_session_with_when_to_come_back_and_no_offence(sta
 def test_busy_replies_are_decoded_strictly(wire, rule):
     with pytest.raises(RemoteProtocolError, match=rule):
         decode_reply(encode(wire))
+
+
+def test_a_heads_request_states_the_clients_network_and_an_other_network_answer_ends_the_session():
+    with sides(1) as (side,):
+        client = SyncClient(side.store, side.replica.horizon, SMALL, network="vouchnet")
+        start = client.start()
+        assert isinstance(start, Send) and decode_request(start.payload).network == "vouchnet"
+        with pytest.raises(OtherNetworkPeer, match="the peer is on network 'othernet'") as caught:
+            client.receive(encode_message(OtherNetwork("othernet")))
+        assert caught.value.reason == "network" and not isinstance(caught.value, RemoteProtocolError)
+        # To a records request, which names no network, it is no answer
+        with pytest.raises(RemoteProtocolError, match="OtherNetwork reply while waiting for RecordsPage"):
+            _client_in("records", side).receive(encode_message(OtherNetwork("othernet")))
 
 
 def test_records_nobody_asked_for_are_out_of_range():
@@ -453,6 +475,28 @@ def test_a_server_refuses_more_ranges_than_the_protocol_allows():
 def test_request_round_trip():
     request = HeadsRequest("did:key:zA", 7)
     assert decode_request(encode_message(request)) == request
+    assert encode_message(request) == encode({"t": "heads", "after": "did:key:zA", "limit": 7})  # as before networks
+
+
+@given(networks)
+def test_networks_round_trip_in_requests_and_the_other_network_reply(network):
+    for message in (HeadsRequest("", 1, network), CheckpointRequest(network)):
+        assert decode_request(encode_message(message)) == message
+    assert decode_reply(encode_message(OtherNetwork(network))) == OtherNetwork(network)
+
+
+@pytest.mark.parametrize(("wire", "decoder", "message"), [
+    ({"t": "heads", "after": "", "limit": 1, "net": ""}, decode_request, "net: must be 1 to 64 characters"),
+    ({"t": "heads", "after": "", "limit": 1, "net": "Vouchnet"}, decode_request, "net: must be 1 to 64 characters"),
+    ({"t": "heads", "after": "", "limit": 1, "net": "n" * 65}, decode_request, "net: must be 1 to 64 characters"),
+    ({"t": "checkpoint", "net": b"vouchnet"}, decode_request, "net: must be a text"),
+    ({"t": "network"}, decode_reply, "missing 'net'"),
+    ({"t": "network", "net": "othernet", "more": False}, decode_reply, "unknown field 'more'"),
+])
+def test_networks_are_decoded_strictly(wire, decoder, message):
+    with pytest.raises(RemoteProtocolError, match=message) as caught:
+        decoder(encode(wire))
+    assert caught.value.reason == "malformed"
 
 
 @pytest.mark.parametrize("reply", [HeldCheckpoint(None), HeldCheckpoint("a note\n\n\u2014 x y\n".encode())])

@@ -28,7 +28,7 @@ async def test_each_round_pulls_from_a_few_random_peers_and_in_time_from_all(tmp
     with RecordStore.open(tmp_path) as store:
         replica = Replica(SigningKey.generate(), store, roots=(), max_hops=1, held_limit=10)
         host = ConnectedHost([*PEERS, GOSSIP_ONLY], refusing={GOSSIP_ONLY})
-        service = SyncService(host, replica, interval=INTERVAL, round_peers=ROUND_PEERS)
+        service = SyncService(host, replica, network="test", interval=INTERVAL, round_peers=ROUND_PEERS)
 
         async def pull(peer: str) -> None:
             pulls.append((trio.current_time(), peer))
@@ -57,7 +57,8 @@ def test_a_round_needs_at_least_one_peer(tmp_path):
     with RecordStore.open(tmp_path) as store:
         replica = Replica(SigningKey.generate(), store, roots=(), max_hops=1, held_limit=10)
         with pytest.raises(ValueError, match="round peers"):
-            SyncService(ConnectedHost([*PEERS, GOSSIP_ONLY], refusing={GOSSIP_ONLY}), replica, round_peers=0)
+            SyncService(ConnectedHost([*PEERS, GOSSIP_ONLY], refusing={GOSSIP_ONLY}), replica, network="test",
+                        round_peers=0)
 
 
 class ComingAndGoingHost:
@@ -90,7 +91,7 @@ async def test_peers_that_leave_during_their_session_leave_nothing_behind(tmp_pa
     with RecordStore.open(tmp_path) as store:
         replica = Replica(SigningKey.generate(), store, roots=(), max_hops=1, held_limit=10)
         host = ComingAndGoingHost()
-        service = SyncService(host, replica)
+        service = SyncService(host, replica, network="test")
         async with trio.open_nursery() as nursery:
             await nursery.start(service.run)
             for peer in PEERS:  # fresh peer ids cost an attacker nothing
@@ -141,7 +142,7 @@ async def test_a_peer_that_answers_just_in_time_cannot_hold_a_session_for_ever(t
             return encode_message(HeadsPage((HeadEntry(f"did:key:z{issued:09d}", 1, bytes(32)),), more=True))
 
         host.open_stream = lambda peer, protocol: _ready(ScriptedPeerStream(drip))
-        service = SyncService(host, replica, timeout=timeout, max_sessions=1)
+        service = SyncService(host, replica, network="test", timeout=timeout, max_sessions=1)
         with trio.move_on_after(1000 * timeout):  # an honest session of 10^3 pages would be long over
             await service.sync_with(PEERS[0])
         assert service.stats.rounds_failed == service.stats.errors["session"] == 1  # its slot free again
@@ -178,7 +179,8 @@ async def rounds_with_settled_peers(
             return ScriptedPeerStream(_no_heads)
 
         host.open_stream = open_stream
-        service = SyncService(host, replica, interval=INTERVAL, round_peers=ROUND_PEERS, refresh_rounds=REFRESH_ROUNDS)
+        service = SyncService(host, replica, network="test", interval=INTERVAL, round_peers=ROUND_PEERS,
+                              refresh_rounds=REFRESH_ROUNDS)
         for peer in peers[:-1]:
             service.heard_log(peer_org(peer), 7)
         async with trio.open_nursery() as nursery:
@@ -245,7 +247,7 @@ async def test_a_client_told_to_come_back_later_does_so_and_counts_no_offence(tm
             raise AssertionError(f"{peer} was disconnected for saying it is busy")
 
         host.open_stream, host.disconnect = open_stream, disconnect
-        service = SyncService(host, replica, interval=interval, round_peers=len(peers))
+        service = SyncService(host, replica, network="test", interval=interval, round_peers=len(peers))
         async with trio.open_nursery() as nursery:
             await nursery.start(service.run)
             await trio.sleep(retry - 2 * interval)
@@ -275,7 +277,7 @@ async def test_a_peer_that_reconnects_again_and_again_is_synced_with_once_an_int
             return ScriptedPeerStream(no_heads)
 
         host.open_stream = open_stream
-        service = SyncService(host, replica, interval=INTERVAL)
+        service = SyncService(host, replica, network="test", interval=INTERVAL)
         async with trio.open_nursery() as nursery:
             await nursery.start(service.run)
             host.connected.add(PEERS[0])  # and stays, between reconnections

@@ -3,7 +3,8 @@ idle after answering is closed quietly, one that never asks anything is reset an
 stream keeps being answered for as long as its peer keeps asking, no peer holds more than its share of streams, and
 heads name every issuer stored; request frames longer than any request are refused unread, and long ones are
 decoded off the event loop; a peer is served until its serving budget or the node's is spent, then told when to
-come back (gossip.serving_budget)."""
+come back (gossip.serving_budget); a heads or checkpoint request naming another network is answered with ours, and
+the stream ends."""
 
 import threading
 
@@ -24,9 +25,12 @@ from gossip.sync_messages import (
     MAX_SEQ,
     SYNC_PROTOCOL,
     Busy,
+    CheckpointRequest,
     CosignRequest,
     ErrorReply,
+    HeadsPage,
     HeadsRequest,
+    OtherNetwork,
     Range,
     RecordsPage,
     RecordsRequest,
@@ -98,7 +102,7 @@ async def serving(tmp_path):
     with RecordStore.open(tmp_path) as store:
         replica = Replica(SigningKey.generate(), store, roots=(), max_hops=1, held_limit=10)
         host = FakeHost()
-        service = SyncService(host, replica, timeout=TIMEOUT)
+        service = SyncService(host, replica, network="test", timeout=TIMEOUT)
         async with trio.open_nursery() as nursery:
             await nursery.start(service.run)
 
@@ -166,7 +170,7 @@ async def test_issuers_first_seen_before_the_service_runs_are_served_in_heads(tm
     with RecordStore.open(tmp_path) as store:
         replica = Replica(SigningKey.generate(), store, roots=(issuer.did,), max_hops=1, held_limit=10)
         host = FakeHost()
-        service = SyncService(host, replica, timeout=TIMEOUT)
+        service = SyncService(host, replica, network="test", timeout=TIMEOUT)
         assert replica.accept([issuer.record()]).accepted
         async with trio.open_nursery() as nursery:
             await nursery.start(service.run)
@@ -255,7 +259,7 @@ async def budgeted(tmp_path):
         assert len(replica.accept(CHAIN).accepted) == len(CHAIN)
         host = FakeHost()
         rates = ServingRates(peer_rate=RATE, peer_burst=PAGE + 30, node_rate=RATE, node_burst=3 * PAGE)
-        service = SyncService(host, replica, limits=LIMITS, serving=rates)
+        service = SyncService(host, replica, network="test", limits=LIMITS, serving=rates)
         async with trio.open_nursery() as nursery:
             await nursery.start(service.run)
 
@@ -331,7 +335,7 @@ async def test_peers_slow_to_read_their_answers_hold_no_slot_of_the_requests_bei
     with RecordStore.open(tmp_path) as store:
         replica = Replica(SigningKey.generate(), store, roots=(), max_hops=1, held_limit=10)
         host = FakeHost()
-        service = SyncService(host, replica, timeout=TIMEOUT, max_inbound=2)
+        service = SyncService(host, replica, network="test", timeout=TIMEOUT, max_inbound=2)
         async with trio.open_nursery() as nursery:
             await nursery.start(service.run)
             for slow in (SlowReaderStream(f"12D3KooWSlow{i}") for i in range(2)):
@@ -344,3 +348,27 @@ async def test_peers_slow_to_read_their_answers_hold_no_slot_of_the_requests_bei
             await trio.testing.wait_all_tasks_blocked()
             assert honest.ended is None and len(honest.written) == 1 and not +service.stats.errors
             nursery.cancel_scope.cancel()
+
+
+async def test_a_request_naming_another_network_is_answered_with_ours_and_ends_the_stream(serving, autojump_clock,
+                                                                                          caplog):
+    service, open_stream = serving
+    for request in (HeadsRequest("", 10, "othernet"), CheckpointRequest("othernet")):
+        stream = open_stream("12D3KooWOther")
+        await stream.incoming_send.send(encode_message(request))
+        with trio.fail_after(TIMEOUT):
+            await stream.wrote.wait()
+        await stream.incoming_send.send(heads_request())  # not read: the stream is done
+        await trio.testing.wait_all_tasks_blocked()
+        assert [decode_reply(frame) for frame in stream.written] == [OtherNetwork("test")]
+    assert (service.stats.errors["network"], service.stats.peers_other_network) == (2, 1)
+    [warning] = [r.getMessage() for r in caplog.records if "is on network" in r.getMessage()]  # once for the peer
+    assert warning.startswith("peer 12D3KooWOther is on network 'othernet', this node on 'test': ")
+    # Stating ours, or no network (an older client, or another implementation's), is served as ever.
+    for request in (HeadsRequest("", 10, "test"), HeadsRequest("", 10)):
+        stream = open_stream()
+        await stream.incoming_send.send(encode_message(request))
+        with trio.fail_after(TIMEOUT):
+            await stream.wrote.wait()
+        assert isinstance(decode_reply(stream.written[0]), HeadsPage)
+    assert service.stats.errors["network"] == 2

@@ -1,5 +1,6 @@
 """One outbound sync session over an in-memory stream: the records it fetched and has not yet offered to the replica
-are bounded in bytes as well as in count (records are up to 64 KiB), and a long reply is decoded off the event loop."""
+are bounded in bytes as well as in count (records are up to 64 KiB), and a long reply is decoded off the event loop;
+a peer answering from another network ends the round, which does not count as the first, and is disconnected."""
 
 import threading
 from collections import deque
@@ -14,7 +15,7 @@ import gossip.sync_service
 from gossip.replica import Replica
 from gossip.store import RecordStore
 from gossip.sync import IssuerIndex, SyncLimits, SyncServer
-from gossip.sync_messages import Busy, encode_message
+from gossip.sync_messages import Busy, HeadsRequest, OtherNetwork, decode_request, encode_message
 from gossip.sync_service import SyncService
 from vouching import MAX_RECORD_SIZE, Record, vouch_body
 from vouching.bodies import SCOPE_ITEM_MAX, SCOPE_MAX
@@ -79,7 +80,7 @@ async def test_a_session_offers_fetched_records_to_the_replica_before_they_excee
     assert min(len(r.raw) for r in records) > 32 * 1024
     accept_bytes = 256 * 1024
     with serving(tmp_path, records) as (server, replica):
-        service = SyncService(ServingHost(server), replica, limits=LIMITS, accept_records=2000,
+        service = SyncService(ServingHost(server), replica, network="test", limits=LIMITS, accept_records=2000,
                               accept_bytes=accept_bytes)
         offered: list[int] = []
         accept = replica.accept
@@ -107,7 +108,7 @@ async def test_records_fetched_before_a_peer_says_it_is_busy_are_kept(tmp_path):
     with serving(tmp_path, records) as (server, replica):
         host = ServingHost(server)
         host.open_stream = lambda peer, protocol: _ready(TiringStream(server, pages=6))  # heads, then 5 records
-        service = SyncService(host, replica, limits=LIMITS, accept_records=2000)
+        service = SyncService(host, replica, network="test", limits=LIMITS, accept_records=2000)
         await service.sync_with(PEER)
         assert replica.store.head(records[0].iss).seq == 5  # offered before the session ended, not dropped with it
     assert service.stats.errors["throttled"] == service.stats.rounds_failed == 1
@@ -157,7 +158,51 @@ async def test_a_dense_reply_is_decoded_off_the_event_loop_and_is_the_peer_s_off
     with RecordStore.open(tmp_path) as store:
         replica = Replica(SigningKey.generate(), store, roots=(), max_hops=1, held_limit=10)
         host = DenseReplyHost(dense)
-        service = SyncService(host, replica, limits=LIMITS)
+        service = SyncService(host, replica, network="test", limits=LIMITS)
         await service.sync_with(PEER)
     assert len(threads) == 1 and threads[0] != threading.get_ident()
     assert (service.stats.errors["malformed"], host.disconnected) == (1, [PEER])
+
+
+class OtherNetworkHost:
+    """A host whose one peer is on network othernet, as a node of ours answers: to a heads request naming another
+    network, OtherNetwork; it records the requests and disconnections."""
+
+    def __init__(self) -> None:
+        self.requests: list[object] = []
+        self.disconnected: list[str] = []
+
+    async def open_stream(self, peer: str, protocol: str) -> "OtherNetworkHost":
+        return self
+
+    async def __aenter__(self) -> "OtherNetworkHost":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        pass
+
+    async def write_frame(self, payload: bytes) -> None:
+        self.requests.append(decode_request(payload))
+
+    async def read_frame(self, max_size: int) -> bytes:
+        return encode_message(OtherNetwork("othernet"))
+
+    async def disconnect(self, peer: str) -> None:
+        self.disconnected.append(peer)
+
+
+async def test_a_round_with_a_peer_of_another_network_does_not_count_and_disconnects_it(tmp_path, caplog):
+    with RecordStore.open(tmp_path) as store:
+        host = OtherNetworkHost()
+        service = SyncService(host, Replica(SigningKey.generate(), store, roots=(), max_hops=1, held_limit=10),
+                              network="vouchnet")
+        for _ in range(2):  # (it dialled us again)
+            await service.sync_with(PEER)
+    assert host.requests == [HeadsRequest("", LIMITS.heads_page, "vouchnet")] * 2
+    assert not service.first_round.is_set()  # the start-up sync is not done by it
+    assert host.disconnected == [PEER] * 2
+    assert (service.stats.rounds, service.stats.rounds_failed, service.stats.peers_disconnected) == (0, 2, 0)
+    assert (service.stats.errors["network"], service.stats.peers_other_network) == (2, 1)
+    assert [r.getMessage() for r in caplog.records if "is on network" in r.getMessage()] == [
+        f"peer {PEER} is on network 'othernet', this node on 'vouchnet': it holds none of this network's records, "
+        "and is disconnected, not synced with nor asked to cosign (check [p2p] bootstrap, or that node's network)"]

@@ -42,6 +42,7 @@ from gossip.sync_messages import (
     Cosigned,
     ErrorReply,
     HeldCheckpoint,
+    OtherNetwork,
     Refused,
     decode_request,
     encode_message,
@@ -1024,6 +1025,47 @@ async def test_an_older_peer_that_refuses_the_checkpoint_request_is_still_asked_
         await _run_until(witnessing, functools.partial(until_signed_or_diverged, witnessing))
         assert witnessing.log_state()["state"] == "ok" and peer.cosign_requests == 1
         assert witnessing.stats.streams_opened == 2  # the refused one was not kept
+
+
+class _OtherNetworkPeer(_HoldingPeer):
+    """A node of network othernet: it answers a checkpoint request naming ours with its own network."""
+
+    async def write_frame(self, payload: bytes) -> None:
+        request = decode_request(payload)
+        if not isinstance(request, CheckpointRequest):
+            return await super().write_frame(payload)
+        self.network_asked = request.network
+        self._reply = encode_message(OtherNetwork("othernet"))
+
+
+class _DisconnectingHost(_OnePeerHost):
+    """_OnePeerHost recording disconnections, its peer staying connected (as until a disconnection lands)."""
+
+    def __init__(self, peer: _HoldingPeer) -> None:
+        super().__init__(peer)
+        self.disconnected: list[str] = []
+
+    async def disconnect(self, peer_id: str) -> None:
+        self.disconnected.append(peer_id)
+
+
+async def test_a_peer_of_another_network_is_told_of_and_disconnected_and_never_asked_to_cosign(tmp_path):
+    with _own_node(tmp_path) as (replica, _, _):
+        peer = _OtherNetworkPeer(None)
+        host = _DisconnectingHost(peer)
+        witnessing = Witnessing(host, replica, network=NETWORK, state_dir=tmp_path, interval=0.01)
+        heard: list[tuple[str, str]] = []
+        witnessing.network_listeners.append(lambda peer_id, network: heard.append((peer_id, network)))
+
+        async def published_then_more_rounds() -> None:
+            while witnessing.checkpoint_note() is None:
+                await host.looked(1)
+            await host.looked(20)  # ten rounds of its loop, each of which could ask it
+
+        await _run_until(witnessing, published_then_more_rounds)
+    assert peer.network_asked == NETWORK
+    assert heard == [(host._peer_id, "othernet")] and host.disconnected == [host._peer_id]
+    assert peer.cosign_requests == 0 and witnessing.stats.cosign_requests == 0
 
 
 class _BusyPeer(_HoldingPeer):

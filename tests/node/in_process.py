@@ -20,8 +20,9 @@ LOOPBACK = ("/ip4/127.0.0.1/tcp/0",)
 
 @asynccontextmanager
 async def running(path: Path, *, settings: dict[str, Any] | None = None, **init: Any) -> AsyncIterator[Node]:
-    """A node started in-process from a fresh data directory (config `settings` overridden); yields the Node."""
-    made = init_data_dir(path, network="test", listen=LOOPBACK, api="127.0.0.1:0", **init)
+    """A node started in-process from a fresh data directory (network "test" unless `init` names another, config
+    `settings` overridden); yields the Node."""
+    made = init_data_dir(path, **{"network": "test", "listen": LOOPBACK, "api": "127.0.0.1:0", **init})
     config = replace(load_config(made.data_dir), **{"checkpoint_interval": 0.2, "epoch_seconds": 1.0, **(settings or {})})
     async with trio.open_nursery() as nursery:
         node: Node = await nursery.start(serve_node, config)

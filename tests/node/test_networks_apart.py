@@ -1,0 +1,30 @@
+"""Nodes of different networks (`vouchnet init --network`), over real libp2p on loopback: a peer of another network
+holds none of the node's records, so it neither completes the node's start-up sync nor is asked to cosign its
+checkpoints; each node says, once, that the other is on another network, and lets it go."""
+
+from __future__ import annotations
+
+import trio
+
+from .in_process import running
+
+
+async def test_a_peer_of_another_network_neither_completes_the_start_up_sync_nor_is_asked_to_cosign(tmp_path, caplog):
+    """Before: the node on othernet had its start-up sync done by the vouchnet node it dialled, and asked it to
+    cosign (declined, 404)."""
+    with trio.fail_after(60):
+        async with running(tmp_path / "a", network="vouchnet") as a:
+            async with running(tmp_path / "b", network="othernet", bootstrap=(a.host.listen_addrs[0],),
+                               settings={"startup_sync_seconds": 2.0}) as b:
+                assert b.startup_sync == "timed_out"
+                published = trio.Event()
+                b.witnessing.listeners.append(lambda note: published.set())
+                if b.witnessing.checkpoint_note() is None:
+                    await published.wait()  # its first checkpoint, once its witnesses asked answered
+                assert (b.witnessing.stats.cosign_requests, dict(b.witnessing.stats.declined)) == (0, {})
+                # Each heard from the other (its request or its answer) and counted it once.
+                assert (a.sync.stats.peers_other_network, b.sync.stats.peers_other_network) == (1, 1)
+                assert b.sync.stats.rounds == 0 and a.sync.stats.rounds == 0
+    said = sorted(r.getMessage().split(": it holds")[0] for r in caplog.records if "is on network" in r.getMessage())
+    assert said == sorted([f"peer {b.host.peer_id} is on network 'othernet', this node on 'vouchnet'",
+                           f"peer {a.host.peer_id} is on network 'vouchnet', this node on 'othernet'"])
