@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 
+from . import _breaker
+
 IDENTITY = {"Accept-Encoding": "identity"}  # the headers of a request whose body `read_capped` reads
 # When (time.monotonic) the current thread's request must be done; None: no deadline (httpx's timeouts alone).
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("vouchnet_deadline", default=None)
@@ -197,7 +199,12 @@ class _Backend:
 
 def get_capped(http: httpx.Client, url: str, limit: int, timeout: float) -> bytes:
     """GET `url` with `http` (its transport a `bounded_transport`): the body, within `timeout` seconds as a whole
-    and at most `limit` bytes; raises httpx.HTTPError (BodyTooLarge, a timeout, a status error)."""
-    with deadline(timeout), http.stream("GET", url, headers=IDENTITY) as response:
-        response.raise_for_status()
-        return read_capped(response, limit, url)
+    and at most `limit` bytes, through the breaker of its origin (node.client._breaker: while it is open, a
+    ConnectError saying so at once); raises httpx.HTTPError (BodyTooLarge, a timeout, a status error)."""
+    try:
+        with _breaker.BREAKERS.of(url).attempt(httpx.TransportError, what=f"{url}: "):
+            with deadline(timeout), http.stream("GET", url, headers=IDENTITY) as response:
+                response.raise_for_status()
+                return read_capped(response, limit, url)
+    except _breaker.NodeFailing as error:
+        raise httpx.ConnectError(str(error)) from None
