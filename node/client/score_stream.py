@@ -4,13 +4,15 @@ changes reach a callback, a `reset` (or a first connection) tells the caller to 
 A thread rather than a task: it serves sync code, threads and any asyncio loop alike, needs no trio, and as a
 daemon it never keeps the process alive. A node that goes quiet (no line for IDLE_S: it sends a keep-alive every
 15 s) or sends a line (or an event's data) over MAX_LINE bytes is left, and the stream reconnects, with a reset.
-A refused connection's Retry-After (a node serving as many streams as it may) is waited out before reconnecting,
-MAX_RETRY_AFTER_S at most (`reconnect_wait`).
+A failed connection is tried again after RECONNECT_S, doubled at each failure in a row up to 30 s and jittered (as
+node.client._breaker backs off); a refused connection's Retry-After (a node serving as many streams as it may) is
+waited out before reconnecting, MAX_RETRY_AFTER_S at most (`reconnect_wait`).
 """
 
 from __future__ import annotations
 
 import json
+import random
 import re
 import socket
 import threading
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 import httpx
 
 from ._bounded import IDENTITY, bounded_transport, deadline, renew
+from ._breaker import interval
 from ._http import normal_url
 from ._log import log
 
@@ -189,23 +192,29 @@ class ScoreStream:
             FOLLOWING.ended(self.base_url)
 
     def _follow_until_closed(self) -> None:
+        """Follow, and reconnect after `reconnect` seconds, doubled at each failure in a row to connect, up to
+        node.client._breaker's MAX_S, and jittered, as the breaker of the node's requests backs off (a refusal's
+        Retry-After may hold it longer: `reconnect_wait`)."""
         parser = SseParser()
+        failures = 0  # in a row, since the stream was last connected
         while not self._stop.is_set():
-            wait = self._reconnect
+            refusal: Exception | None = None
             try:
                 self._follow(parser)
             except (httpx.HTTPError, RuntimeError) as error:  # RuntimeError: the client was closed under us
                 if self._stop.is_set():
                     return
-                wait = reconnect_wait(error, self._reconnect)
+                refusal = error
                 log.info("score stream disconnected", extra={"fields": {"node": self.base_url, "error": error}})
             except Exception as error:  # anything else must not end the thread: the caches would go stale unseen
                 if self._stop.is_set():
                     return
                 log.warning("score stream failed", extra={"fields": {"node": self.base_url, "error": repr(error)}})
                 parser = SseParser()  # what came after the failure is lost: start afresh, with a reset
+            failures = 1 if self.connected.is_set() else failures + 1
+            wait = interval(failures, random.random(), first=self._reconnect)
             self.connected.clear()
-            self._stop.wait(wait)
+            self._stop.wait(wait if refusal is None else reconnect_wait(refusal, wait))
 
     def _follow(self, parser: SseParser) -> None:
         headers = {"Accept": "text/event-stream", **IDENTITY}  # lines are capped as sent: none inflates past it

@@ -15,6 +15,8 @@ from node.client.score_stream import (
     MAX_RETRY_AFTER_S, ScoreChange, SseEvent, SseParser, TooLong, _lines, reconnect_wait, score_change,
 )
 
+from ..refused_port import refused_port
+
 
 def _feed(text: str) -> tuple[list[SseEvent], SseParser]:
     parser = SseParser()
@@ -114,3 +116,32 @@ def test_a_process_following_many_streams_of_one_node_says_once_that_they_pile_u
     for policy in policies:
         policy.close()
     assert score_stream.FOLLOWING._count[node] == 0  # a closed stream counts no more
+
+
+class _Waits:
+    """A stream's stop event that records each wait instead of waiting, and stops the stream after `count`."""
+
+    def __init__(self, count: int) -> None:
+        self.waits: list[float] = []
+        self._count = count
+
+    def is_set(self) -> bool:
+        return len(self.waits) >= self._count
+
+    def wait(self, seconds: float) -> bool:
+        self.waits.append(seconds)
+        return self.is_set()
+
+
+@pytest.mark.parametrize("draw, waits", [(0.0, [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]),
+                                         (0.5, [0.9, 1.8, 3.6, 7.2, 14.4, 27.0, 27.0])])
+def test_a_stream_that_cannot_connect_backs_off_as_the_breaker_does(monkeypatch, draw, waits):
+    """It reconnected every second for as long as the node was down; now as node.client._breaker backs off."""
+    with refused_port() as port:
+        stream = score_stream.ScoreStream(f"http://127.0.0.1:{port}", on_change=lambda _: None,
+                                          on_reset=lambda: None)
+        monkeypatch.setattr(score_stream.random, "random", lambda: draw)
+        stream._stop = stopping = _Waits(len(waits))
+        stream._follow_until_closed()
+        stream._http.close()
+    assert stopping.waits == pytest.approx(waits)
