@@ -161,7 +161,8 @@ class ScoreStream:
         self._on_change, self._on_reset = on_change, on_reset
         self._reconnect = reconnect
         self._stop = threading.Event()
-        self._socket: socket.socket | None = None
+        self._socket: socket.socket | None = None  # the connection's, once the node answered
+        self._waiting = threading.Event()  # set while a connection waits for the node's answer
         self._http = httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(5.0, read=IDLE_S),
                                   transport=bounded_transport())
         self._thread = threading.Thread(target=self._run, name="vouchnet-score-stream", daemon=True)
@@ -172,7 +173,9 @@ class ScoreStream:
 
     def close(self) -> None:
         """Stop following, and wait for the thread to end (at once: its socket is shut under the read it is blocked
-        in; closing the client from another thread would not wake it); `connected` is then clear."""
+        in; closing the client from another thread would not wake it); `connected` is then clear. A thread still
+        waiting for the node's first answer has no socket to shut yet, and is not waited for: it ends at its
+        deadline, and sees the stop before calling anything (a hung node held close() CLOSE_WAIT_S)."""
         self._stop.set()
         sock = self._socket
         if sock is not None:
@@ -181,7 +184,8 @@ class ScoreStream:
             except OSError:
                 pass  # already closed
         self._http.close()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():  # on_change may close
+        if (sock is not None or not self._waiting.is_set()) and self._thread.is_alive() and (
+                self._thread is not threading.current_thread()):  # on_change may close
             self._thread.join(CLOSE_WAIT_S)
         self.connected.clear()
 
@@ -220,23 +224,29 @@ class ScoreStream:
         headers = {"Accept": "text/event-stream", **IDENTITY}  # lines are capped as sent: none inflates past it
         if parser.last_id is not None:
             headers["Last-Event-ID"] = parser.last_id
-        with deadline(IDLE_S), self._http.stream("GET", "/v1/stream", headers=headers) as response:
-            response.raise_for_status()
-            self._socket = response.extensions["network_stream"].get_extra_info("socket")
-            if self._stop.is_set():
-                return
-            if parser.last_id is None:
-                self._on_reset()  # whatever was cached before we listened may be stale
-            self.connected.set()
-            for line in _lines(response.iter_raw(), MAX_LINE):
-                renew(IDLE_S)  # an idle bound, not a total one: the stream lasts as long as the node sends
-                event = parser.feed(line)
-                if event is None:
-                    continue
-                if event.event == "reset":
-                    self._on_reset()
-                elif (change := score_change(event)) is not None:
-                    self._on_change(change)
+        self._socket = None
+        self._waiting.set()  # cleared once the node answered, or the connection failed
+        try:
+            with deadline(IDLE_S), self._http.stream("GET", "/v1/stream", headers=headers) as response:
+                self._socket = response.extensions["network_stream"].get_extra_info("socket")
+                self._waiting.clear()
+                response.raise_for_status()
+                if self._stop.is_set():
+                    return
+                if parser.last_id is None:
+                    self._on_reset()  # whatever was cached before we listened may be stale
+                self.connected.set()
+                for line in _lines(response.iter_raw(), MAX_LINE):
+                    renew(IDLE_S)  # an idle bound, not a total one: the stream lasts as long as the node sends
+                    event = parser.feed(line)
+                    if event is None:
+                        continue
+                    if event.event == "reset":
+                        self._on_reset()
+                    elif (change := score_change(event)) is not None:
+                        self._on_change(change)
+        finally:
+            self._waiting.clear()
 
 
 def reconnect_wait(error: Exception, reconnect: float) -> float:

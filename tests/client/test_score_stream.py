@@ -3,6 +3,7 @@ multi-line data, ids; what is not a well-formed score change is ignored, not tru
 
 import json
 import logging
+import time
 
 import httpx
 import pytest
@@ -16,6 +17,7 @@ from node.client.score_stream import (
 )
 
 from ..refused_port import refused_port
+from .trickling import trickling
 
 
 def _feed(text: str) -> tuple[list[SseEvent], SseParser]:
@@ -145,3 +147,18 @@ def test_a_stream_that_cannot_connect_backs_off_as_the_breaker_does(monkeypatch,
         stream._follow_until_closed()
         stream._http.close()
     assert stopping.waits == pytest.approx(waits)
+
+
+def test_closing_a_stream_a_hung_node_never_answered_does_not_wait_for_it():
+    """Its thread, waiting for the node's first answer, had no socket to shut: close() (and so aclose()) waited
+    CLOSE_WAIT_S for it. It is left to end by itself, and calls nothing after the stop."""
+    resets: list[None] = []
+    with trickling(b"", b"") as (url, accepted):
+        stream = score_stream.ScoreStream(url, on_change=lambda _: None, on_reset=lambda: resets.append(None))
+        stream.start()
+        assert accepted.acquire(timeout=10)
+        started = time.monotonic()
+        stream.close()
+        assert time.monotonic() - started < score_stream.CLOSE_WAIT_S / 2
+    stream._thread.join(10)  # the server hung up as its block ended
+    assert not stream._thread.is_alive() and resets == [] and not stream.connected.is_set()
