@@ -32,8 +32,10 @@ class BodyTooLarge(httpx.HTTPError):
 @contextmanager
 def deadline(seconds: float) -> Iterator[None]:
     """Requests of this thread made in the block, over a `bounded_transport`, must finish within `seconds` of its
-    start: past it, their next read, write or connect raises httpx's timeout error."""
-    token = _deadline.set(time.monotonic() + seconds)
+    start, or by the deadline of an enclosing block if that comes first: past it, their next read, write or connect
+    raises httpx's timeout error."""
+    end, outer = time.monotonic() + seconds, _deadline.get()
+    token = _deadline.set(end if outer is None else min(end, outer))
     try:
         yield
     finally:
