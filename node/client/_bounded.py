@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 
+from . import _breaker
+
 IDENTITY = {"Accept-Encoding": "identity"}  # the headers of a request whose body `read_capped` reads
 # When (time.monotonic) the current thread's request must be done; None: no deadline (httpx's timeouts alone).
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("vouchnet_deadline", default=None)
@@ -30,8 +32,10 @@ class BodyTooLarge(httpx.HTTPError):
 @contextmanager
 def deadline(seconds: float) -> Iterator[None]:
     """Requests of this thread made in the block, over a `bounded_transport`, must finish within `seconds` of its
-    start: past it, their next read, write or connect raises httpx's timeout error."""
-    token = _deadline.set(time.monotonic() + seconds)
+    start, or by the deadline of an enclosing block if that comes first: past it, their next read, write or connect
+    raises httpx's timeout error."""
+    end, outer = time.monotonic() + seconds, _deadline.get()
+    token = _deadline.set(end if outer is None else min(end, outer))
     try:
         yield
     finally:
@@ -197,7 +201,12 @@ class _Backend:
 
 def get_capped(http: httpx.Client, url: str, limit: int, timeout: float) -> bytes:
     """GET `url` with `http` (its transport a `bounded_transport`): the body, within `timeout` seconds as a whole
-    and at most `limit` bytes; raises httpx.HTTPError (BodyTooLarge, a timeout, a status error)."""
-    with deadline(timeout), http.stream("GET", url, headers=IDENTITY) as response:
-        response.raise_for_status()
-        return read_capped(response, limit, url)
+    and at most `limit` bytes, through the breaker of its origin (node.client._breaker: while it is open, a
+    ConnectError saying so at once); raises httpx.HTTPError (BodyTooLarge, a timeout, a status error)."""
+    try:
+        with _breaker.BREAKERS.of(url).attempt(httpx.TransportError, what=f"{url}: "):
+            with deadline(timeout), http.stream("GET", url, headers=IDENTITY) as response:
+                response.raise_for_status()
+                return read_capped(response, limit, url)
+    except _breaker.NodeFailing as error:
+        raise httpx.ConnectError(str(error)) from None

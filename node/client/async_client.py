@@ -11,6 +11,7 @@ import anyio
 import httpx
 
 from . import _answer as shapes
+from ._breaker import Breaker
 from ._bounded import IDENTITY, BodyTooLarge, aread_capped
 from ._http import (
     DEFAULT_TIMEOUT,
@@ -48,13 +49,16 @@ class AsyncTrustClient:
     replaces httpx's (a proxy, a Unix socket, a test's fault injector). Every answer is checked for the fields its
     callers read, as NodeClient's are (node.client._answer): one of another shape is NodeApiError("bad_answer"); one
     longer than `max_answer` bytes (1 MiB for a score, check or policy) fails the call as NodeUnreachable once that
-    much is read."""
+    much is read. With a `breaker` (node.client._breaker), a call while the node failed recently fails at once, as
+    NodeUnreachable."""
 
     def __init__(self, base_url: str, token: str | None = None, *, timeout: float = DEFAULT_TIMEOUT,
-                 transport: httpx.AsyncBaseTransport | None = None, max_answer: int = MAX_ANSWER) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None, max_answer: int = MAX_ANSWER,
+                 breaker: Breaker | None = None) -> None:
         self.base_url = normal_url(base_url)
         self.timeout = timeout
         self.max_answer = max_answer
+        self._breaker = breaker
         self._token = bearer_token(token)
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, transport=transport)
 
@@ -109,7 +113,13 @@ class AsyncTrustClient:
 
     async def _send(self, request: httpx.Request, limit: int | None = None) -> httpx.Response:
         """The node's answer, within the timeout as a whole; `limit` (default: max_answer): the most bytes of it
-        read (NodeUnreachable past it)."""
+        read (NodeUnreachable past it); through the breaker, if the client has one."""
+        if self._breaker is None:
+            return await self._answer(request, limit)
+        with self._breaker.attempt():
+            return await self._answer(request, limit)
+
+    async def _answer(self, request: httpx.Request, limit: int | None) -> httpx.Response:
         try:
             with anyio.fail_after(self.timeout):  # httpx's timeout bounds each read, not the whole answer
                 return checked(await self._capped(request, self.max_answer if limit is None else limit))

@@ -13,6 +13,7 @@ import httpx
 
 from . import _answer as shapes
 from ._answer import bad_answer
+from ._breaker import Breaker
 from ._bounded import IDENTITY, BodyTooLarge, bounded_transport, deadline, read_capped
 from ._http import (
     DEFAULT_TIMEOUT,
@@ -70,13 +71,16 @@ class NodeClient:
     `timeout` (seconds) bounds each request as a whole, answer included, so a node that trickles its answer fails
     the call (NodeUnreachable) within it; `transport` replaces httpx's (a proxy, a Unix socket, a test's fault
     injector), which then keeps only httpx's per-operation timeouts. An answer longer than `max_answer` bytes (1 MiB
-    for a score, check or policy) fails the call as NodeUnreachable once that much is read."""
+    for a score, check or policy) fails the call as NodeUnreachable once that much is read. With a `breaker`
+    (node.client._breaker), a call while the node failed recently fails at once, as NodeUnreachable."""
 
     def __init__(self, base_url: str, token: str | None = None, *, timeout: float = DEFAULT_TIMEOUT,
-                 transport: httpx.BaseTransport | None = None, max_answer: int = MAX_ANSWER) -> None:
+                 transport: httpx.BaseTransport | None = None, max_answer: int = MAX_ANSWER,
+                 breaker: Breaker | None = None) -> None:
         self.base_url = normal_url(base_url)
         self.timeout = timeout
         self.max_answer = max_answer
+        self._breaker = breaker
         self._token = bearer_token(token)
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout,
                                   transport=transport if transport is not None else bounded_transport())
@@ -295,7 +299,13 @@ class NodeClient:
 
     def _send(self, request: httpx.Request, limit: int | None = None) -> httpx.Response:
         """The node's answer, within the timeout as a whole; `limit` (default: max_answer): the most bytes of it
-        read (NodeUnreachable past it)."""
+        read (NodeUnreachable past it); through the breaker, if the client has one."""
+        if self._breaker is None:
+            return self._answer(request, limit)
+        with self._breaker.attempt():
+            return self._answer(request, limit)
+
+    def _answer(self, request: httpx.Request, limit: int | None) -> httpx.Response:
         try:
             with deadline(self.timeout):
                 return checked(self._capped(request, self.max_answer if limit is None else limit))

@@ -35,6 +35,7 @@ from vouching.policy import (DEFAULT_HIGH_RISK_TOOLS, DEFAULT_TIER_VERDICTS, VER
                              decide, tool_name_problem)
 from vouching.tiers import tier_of, tier_rank
 
+from . import _breaker
 from ._blocking import warn_if_blocking
 from ._env import default_node
 from ._http import NodeApiError, NodeUnreachable, normal_url
@@ -476,7 +477,8 @@ class TrustPolicy:
     def _sync_client(self) -> NodeClient:
         with self._lock:
             if self._client is None:
-                self._client = NodeClient(self.node, timeout=self.timeout)
+                self._client = NodeClient(self.node, timeout=self.timeout,
+                                          breaker=_breaker.BREAKERS.of(self.node))
             return self._client
 
     def _async_client(self) -> AsyncTrustClient:
@@ -490,5 +492,6 @@ class TrustPolicy:
                 for closed in [each for each in self._async_clients
                                if isinstance(each, asyncio.AbstractEventLoop) and each.is_closed()]:
                     del self._async_clients[closed]
-                client = self._async_clients[loop] = AsyncTrustClient(self.node, timeout=self.timeout)
+                client = self._async_clients[loop] = AsyncTrustClient(
+                    self.node, timeout=self.timeout, breaker=_breaker.BREAKERS.of(self.node))
         return client

@@ -4,13 +4,15 @@ changes reach a callback, a `reset` (or a first connection) tells the caller to 
 A thread rather than a task: it serves sync code, threads and any asyncio loop alike, needs no trio, and as a
 daemon it never keeps the process alive. A node that goes quiet (no line for IDLE_S: it sends a keep-alive every
 15 s) or sends a line (or an event's data) over MAX_LINE bytes is left, and the stream reconnects, with a reset.
-A refused connection's Retry-After (a node serving as many streams as it may) is waited out before reconnecting,
-MAX_RETRY_AFTER_S at most (`reconnect_wait`).
+A failed connection is tried again after RECONNECT_S, doubled at each failure in a row up to 30 s and jittered (as
+node.client._breaker backs off); a refused connection's Retry-After (a node serving as many streams as it may) is
+waited out before reconnecting, MAX_RETRY_AFTER_S at most (`reconnect_wait`).
 """
 
 from __future__ import annotations
 
 import json
+import random
 import re
 import socket
 import threading
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 import httpx
 
 from ._bounded import IDENTITY, bounded_transport, deadline, renew
+from ._breaker import interval
 from ._http import normal_url
 from ._log import log
 
@@ -158,7 +161,8 @@ class ScoreStream:
         self._on_change, self._on_reset = on_change, on_reset
         self._reconnect = reconnect
         self._stop = threading.Event()
-        self._socket: socket.socket | None = None
+        self._socket: socket.socket | None = None  # the connection's, once the node answered
+        self._waiting = threading.Event()  # set while a connection waits for the node's answer
         self._http = httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(5.0, read=IDLE_S),
                                   transport=bounded_transport())
         self._thread = threading.Thread(target=self._run, name="vouchnet-score-stream", daemon=True)
@@ -169,7 +173,9 @@ class ScoreStream:
 
     def close(self) -> None:
         """Stop following, and wait for the thread to end (at once: its socket is shut under the read it is blocked
-        in; closing the client from another thread would not wake it); `connected` is then clear."""
+        in; closing the client from another thread would not wake it); `connected` is then clear. A thread still
+        waiting for the node's first answer has no socket to shut yet, and is not waited for: it ends at its
+        deadline, and sees the stop before calling anything (a hung node held close() CLOSE_WAIT_S)."""
         self._stop.set()
         sock = self._socket
         if sock is not None:
@@ -178,7 +184,8 @@ class ScoreStream:
             except OSError:
                 pass  # already closed
         self._http.close()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():  # on_change may close
+        if (sock is not None or not self._waiting.is_set()) and self._thread.is_alive() and (
+                self._thread is not threading.current_thread()):  # on_change may close
             self._thread.join(CLOSE_WAIT_S)
         self.connected.clear()
 
@@ -189,45 +196,57 @@ class ScoreStream:
             FOLLOWING.ended(self.base_url)
 
     def _follow_until_closed(self) -> None:
+        """Follow, and reconnect after `reconnect` seconds, doubled at each failure in a row to connect, up to
+        node.client._breaker's MAX_S, and jittered, as the breaker of the node's requests backs off (a refusal's
+        Retry-After may hold it longer: `reconnect_wait`)."""
         parser = SseParser()
+        failures = 0  # in a row, since the stream was last connected
         while not self._stop.is_set():
-            wait = self._reconnect
+            refusal: Exception | None = None
             try:
                 self._follow(parser)
             except (httpx.HTTPError, RuntimeError) as error:  # RuntimeError: the client was closed under us
                 if self._stop.is_set():
                     return
-                wait = reconnect_wait(error, self._reconnect)
+                refusal = error
                 log.info("score stream disconnected", extra={"fields": {"node": self.base_url, "error": error}})
             except Exception as error:  # anything else must not end the thread: the caches would go stale unseen
                 if self._stop.is_set():
                     return
                 log.warning("score stream failed", extra={"fields": {"node": self.base_url, "error": repr(error)}})
                 parser = SseParser()  # what came after the failure is lost: start afresh, with a reset
+            failures = 1 if self.connected.is_set() else failures + 1
+            wait = interval(failures, random.random(), first=self._reconnect)
             self.connected.clear()
-            self._stop.wait(wait)
+            self._stop.wait(wait if refusal is None else reconnect_wait(refusal, wait))
 
     def _follow(self, parser: SseParser) -> None:
         headers = {"Accept": "text/event-stream", **IDENTITY}  # lines are capped as sent: none inflates past it
         if parser.last_id is not None:
             headers["Last-Event-ID"] = parser.last_id
-        with deadline(IDLE_S), self._http.stream("GET", "/v1/stream", headers=headers) as response:
-            response.raise_for_status()
-            self._socket = response.extensions["network_stream"].get_extra_info("socket")
-            if self._stop.is_set():
-                return
-            if parser.last_id is None:
-                self._on_reset()  # whatever was cached before we listened may be stale
-            self.connected.set()
-            for line in _lines(response.iter_raw(), MAX_LINE):
-                renew(IDLE_S)  # an idle bound, not a total one: the stream lasts as long as the node sends
-                event = parser.feed(line)
-                if event is None:
-                    continue
-                if event.event == "reset":
-                    self._on_reset()
-                elif (change := score_change(event)) is not None:
-                    self._on_change(change)
+        self._socket = None
+        self._waiting.set()  # cleared once the node answered, or the connection failed
+        try:
+            with deadline(IDLE_S), self._http.stream("GET", "/v1/stream", headers=headers) as response:
+                self._socket = response.extensions["network_stream"].get_extra_info("socket")
+                self._waiting.clear()
+                response.raise_for_status()
+                if self._stop.is_set():
+                    return
+                if parser.last_id is None:
+                    self._on_reset()  # whatever was cached before we listened may be stale
+                self.connected.set()
+                for line in _lines(response.iter_raw(), MAX_LINE):
+                    renew(IDLE_S)  # an idle bound, not a total one: the stream lasts as long as the node sends
+                    event = parser.feed(line)
+                    if event is None:
+                        continue
+                    if event.event == "reset":
+                        self._on_reset()
+                    elif (change := score_change(event)) is not None:
+                        self._on_change(change)
+        finally:
+            self._waiting.clear()
 
 
 def reconnect_wait(error: Exception, reconnect: float) -> float:

@@ -14,8 +14,10 @@ proxy before it) is sent again at once as two halves, down to single events: an 
 dropped, logged, and counted as rejected if the node refused it, as dropped if a proxy did. Only a batch the node
 itself refuses for what it is (any other 4xx in its error format, node/api/errors.py) is dropped and counted as
 rejected, and so is an event JSON cannot carry (a NaN duration, an attribute that is an object), logged.
-`shutdown()` sends what is left, and so does the process's exit if shutdown() was not called (one try a batch, no
-retries: an exit waits at most for one post of each batch that the node takes, and for one that fails).
+`shutdown()` sends what is left, retrying, within one deadline (the post in progress included, the last post cut
+at it); so does the process's exit if shutdown() was not called, with one try a batch (no retries: it stops at the
+first that fails) within the collector's `timeout` in all. What either could not send is logged, with its count,
+and stays counted in `buffered`.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import anyio
 import httpx
 
 from ..events import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_NAME
+from ._bounded import deadline
 from ._env import default_node, default_token
 from ._http import NOT_THE_NODES, NodeApiError, NodeUnreachable, events_body
 from ._log import log
@@ -57,8 +60,9 @@ _NOT_THE_NODE_TOO_LARGE = ("what answers at the node's address (a reverse proxy'
 class CollectorStats:
     """Events recorded, accepted by the node, dropped (the oldest, when the buffer was full; recorded after
     shutdown; or too large alone for a proxy before the node), rejected by the node (each one invalid, or its batch
-    refused), still waiting; and posts that failed and were retried (the node down, busy, or refusing the token; or
-    something else answering in its place)."""
+    refused), still waiting (after shutdown: those it could not send by its deadline, never sent); and posts that
+    failed and were retried (the node down, busy, or refusing the token; or something else answering in its
+    place)."""
 
     recorded: int
     sent: int
@@ -119,6 +123,8 @@ class TelemetryCollector:
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
+        self._running = False  # the sender thread runs: it closes the client if it outlives shutdown()
+        self._closed = False  # shutdown() is done: whoever is last, it or the sender thread, closes the client
         self._recorded = self._sent = self._dropped = self._rejected = self._failed_posts = 0
         # What holds every batch back, or drops every event, if anything (logged once per spell).
         self._holding: str | None = None
@@ -180,19 +186,44 @@ class TelemetryCollector:
     # --- sending ------------------------------------------------------------------------------------------------
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Send every waiting event now; True if all were acknowledged within `timeout` seconds."""
-        with self._send_lock:
-            return self._drain(time.monotonic() + timeout)
+        """Send every waiting event now; True if all were acknowledged within `timeout` seconds (a post is cut
+        there: its batch is kept)."""
+        end = time.monotonic() + timeout
+        if not self._send_lock.acquire(timeout=max(0.0, timeout)):  # the sender's post in progress outlasted it
+            return False
+        try:
+            return self._drain(end, cut=True)
+        finally:
+            self._send_lock.release()
 
     def shutdown(self, timeout: float = 10.0) -> CollectorStats:
-        """Stop the timer and send what is left (retrying until `timeout`); later records are dropped."""
+        """Stop the timer and send what is left, retrying, all within `timeout` seconds (the post in progress
+        included, the last post cut at the deadline); what is not sent by then is logged and stays in `buffered`.
+        Later records are dropped."""
+        return self._close(time.monotonic() + timeout, retry=True)
+
+    def _close(self, end: float, *, retry: bool) -> CollectorStats:
+        """Stop, and send what is left by `end` (monotonic), retrying or with one try a batch."""
         self._stopped.set()
         self._wake.set()
         atexit.unregister(self._at_exit)
         if self._thread is not None:
-            self._thread.join(timeout)
-        self.flush(max(0.0, timeout))
-        self._client.close()
+            self._thread.join(max(0.0, end - time.monotonic()))
+        if self._send_lock.acquire(timeout=max(0.0, end - time.monotonic())):
+            try:
+                self._drain(end, cut=True, retry=retry)
+            finally:
+                self._send_lock.release()
+        with self._lock:
+            self._closed, close = True, not self._running
+            left = len(self._buffer) + self._in_flight
+        if close:
+            self._client.close()
+        if left:
+            log.warning("telemetry events shutdown could not send, lost (but a batch whose post is still in "
+                        "progress)", extra={"fields": {
+                            "events": left, "node": self._client.base_url, "why": "its deadline passed" if retry else
+                            "one try a batch at exit: one failed, or the deadline passed"}})
         return self.stats
 
     async def ashutdown(self, timeout: float = 10.0) -> CollectorStats:
@@ -200,8 +231,9 @@ class TelemetryCollector:
         return await anyio.to_thread.run_sync(self.shutdown, timeout)
 
     def _at_exit(self) -> None:
-        """What is left, sent as the process exits without shutdown(): one try a batch."""
-        self.shutdown(timeout=0)
+        """What is left, sent as the process exits without shutdown(): one try a batch, within the timeout of one
+        post in all."""
+        self._close(time.monotonic() + self._client.timeout, retry=False)
 
     @property
     def stats(self) -> CollectorStats:
@@ -214,27 +246,44 @@ class TelemetryCollector:
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="vouchnet-telemetry", daemon=True)
+                self._running = True
                 self._thread.start()
                 atexit.register(self._at_exit)
 
     def _run(self) -> None:
-        while not self._stopped.is_set():
-            self._wake.wait(self.flush_interval)
-            self._wake.clear()
-            if self._stopped.is_set():
-                return  # shutdown() drains, with its own deadline
-            with self._send_lock:
-                self._drain(time.monotonic() + self.flush_interval, background=True)
+        try:
+            while not self._stopped.is_set():
+                self._wake.wait(self.flush_interval)
+                self._wake.clear()
+                if self._stopped.is_set():
+                    return  # shutdown() drains, with its own deadline
+                with self._send_lock:
+                    self._drain(time.monotonic() + self.flush_interval, background=True)
+        finally:
+            with self._lock:
+                self._running, close = False, self._closed
+            if close:  # shutdown() ended while a post of ours was in progress
+                self._client.close()
 
-    def _drain(self, deadline: float, *, background: bool = False) -> bool:
-        """Send batches until none is left (True) or `deadline` passes (False); transient failures are retried.
-        In the background, shutdown() interrupts the retries (and drains with its own deadline)."""
+    def _drain(self, end: float, *, background: bool = False, cut: bool = False, retry: bool = True) -> bool:
+        """Send batches until none is left (True) or `end` passes (False); transient failures are retried, unless
+        not to `retry` (then the first ends the drain). `cut`: a post is cut at `end` (its batch kept). In the
+        background, shutdown() interrupts the drain between posts and in the retries (and drains with its own
+        deadline)."""
         attempt = 0
         while True:
+            if background and self._stopped.is_set():
+                return False
             if not self._pending and not self._take():
                 return True
             batch = self._pending[0]
-            posted = self._post(batch)
+            if cut and (left := end - time.monotonic()) <= 0:
+                return False
+            if cut:
+                with deadline(left):
+                    posted = self._post(batch)
+            else:
+                posted = self._post(batch)
             if posted is not _Posted.RETRY:
                 self._pending.popleft()
                 if posted is _Posted.SPLIT:  # (its events stay in flight)
@@ -245,8 +294,8 @@ class TelemetryCollector:
                         self._in_flight -= len(batch.events)
                 attempt = 0
                 continue
-            wait = min(_BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)], deadline - time.monotonic())
-            if wait <= 0:
+            wait = min(_BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)], end - time.monotonic())
+            if wait <= 0 or not retry:
                 return False
             attempt += 1
             if background:

@@ -3,6 +3,7 @@ multi-line data, ids; what is not a well-formed score change is ignored, not tru
 
 import json
 import logging
+import time
 
 import httpx
 import pytest
@@ -14,6 +15,9 @@ from node.client import score_stream
 from node.client.score_stream import (
     MAX_RETRY_AFTER_S, ScoreChange, SseEvent, SseParser, TooLong, _lines, reconnect_wait, score_change,
 )
+
+from ..refused_port import refused_port
+from .trickling import trickling
 
 
 def _feed(text: str) -> tuple[list[SseEvent], SseParser]:
@@ -114,3 +118,47 @@ def test_a_process_following_many_streams_of_one_node_says_once_that_they_pile_u
     for policy in policies:
         policy.close()
     assert score_stream.FOLLOWING._count[node] == 0  # a closed stream counts no more
+
+
+class _Waits:
+    """A stream's stop event that records each wait instead of waiting, and stops the stream after `count`."""
+
+    def __init__(self, count: int) -> None:
+        self.waits: list[float] = []
+        self._count = count
+
+    def is_set(self) -> bool:
+        return len(self.waits) >= self._count
+
+    def wait(self, seconds: float) -> bool:
+        self.waits.append(seconds)
+        return self.is_set()
+
+
+@pytest.mark.parametrize("draw, waits", [(0.0, [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]),
+                                         (0.5, [0.9, 1.8, 3.6, 7.2, 14.4, 27.0, 27.0])])
+def test_a_stream_that_cannot_connect_backs_off_as_the_breaker_does(monkeypatch, draw, waits):
+    """It reconnected every second for as long as the node was down; now as node.client._breaker backs off."""
+    with refused_port() as port:
+        stream = score_stream.ScoreStream(f"http://127.0.0.1:{port}", on_change=lambda _: None,
+                                          on_reset=lambda: None)
+        monkeypatch.setattr(score_stream.random, "random", lambda: draw)
+        stream._stop = stopping = _Waits(len(waits))
+        stream._follow_until_closed()
+        stream._http.close()
+    assert stopping.waits == pytest.approx(waits)
+
+
+def test_closing_a_stream_a_hung_node_never_answered_does_not_wait_for_it():
+    """Its thread, waiting for the node's first answer, had no socket to shut: close() (and so aclose()) waited
+    CLOSE_WAIT_S for it. It is left to end by itself, and calls nothing after the stop."""
+    resets: list[None] = []
+    with trickling(b"", b"") as (url, accepted):
+        stream = score_stream.ScoreStream(url, on_change=lambda _: None, on_reset=lambda: resets.append(None))
+        stream.start()
+        assert accepted.acquire(timeout=10)
+        started = time.monotonic()
+        stream.close()
+        assert time.monotonic() - started < score_stream.CLOSE_WAIT_S / 2
+    stream._thread.join(10)  # the server hung up as its block ended
+    assert not stream._thread.is_alive() and resets == [] and not stream.connected.is_set()

@@ -19,6 +19,7 @@ from node.client.telemetry import BATCH_SIZE
 from node.events import MAX_ATTR_KEY, MAX_ATTR_TEXT, MAX_ATTRS, MAX_BATCH_BYTES, MAX_NAME
 
 from ..factories import API_TOKEN, new_did
+from .trickling import trickling
 
 
 def _until(predicate, timeout: float = 10.0) -> bool:
@@ -409,3 +410,62 @@ def test_a_collector_without_an_api_token_is_refused_naming_where_the_token_come
     monkeypatch.delenv("VOUCHNET_TOKEN", raising=False)
     with pytest.raises(ValueError, match=r"token: .* \$VOUCHNET_TOKEN .*api\.token"):
         TelemetryCollector("http://127.0.0.1:9")
+
+
+# --- shutdown's deadline: one for the whole of it, the last post included, and what it could not send said --------
+
+POST_TIMEOUT = 2.0  # a post's own bound: shutdown with a shorter deadline must return before one post times out
+
+
+def _lost(caplog) -> list[int]:
+    return [r.fields["events"] for r in caplog.records if r.getMessage().startswith("telemetry events shutdown")]
+
+
+@pytest.mark.parametrize("in_progress", [False, True], ids=["waiting", "a background post in progress"])
+def test_shutdown_against_a_hung_node_returns_by_its_deadline(in_progress, caplog):
+    """It took 14.3 s against an unreachable node where 10 s were said: the post in progress was waited for, then
+    the flush retried for a fresh `timeout`, and its last post ran its own timeout past that."""
+    with trickling(b"", b"") as (url, accepted):
+        collector = TelemetryCollector(url, API_TOKEN, flush_interval=3600, batch_size=1 if in_progress else 100,
+                                       timeout=POST_TIMEOUT)
+        collector.record_tool_call(new_did(), "search")
+        if in_progress:
+            assert accepted.acquire(timeout=10)  # the sender's post is waiting on the hung node
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="vouchnet.client"):
+            stats = collector.shutdown(timeout=0.5)
+        assert time.monotonic() - started < POST_TIMEOUT
+    assert (stats.sent, stats.buffered) == (0, 1) and _lost(caplog) == [1]
+
+
+class _SlowNode(httpx.BaseTransport):
+    """A node that takes every batch, each after `seconds` (its own time: a slow node, not a test's wait)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.posts = seconds, 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        time.sleep(self.seconds)
+        self.posts += 1
+        return httpx.Response(200, json={"accepted": len(json.loads(request.content)["events"]), "rejected": []})
+
+
+@pytest.mark.parametrize("at_exit", [False, True], ids=["shutdown", "at exit"])
+def test_a_slow_node_that_answers_gets_what_the_deadline_allows_and_the_rest_is_said_lost(at_exit, caplog):
+    """A slow node taking every batch had shutdown (and the exit) send them all, however long that took."""
+    node = _SlowNode(0.2)
+    collector = TelemetryCollector("http://node.invalid", API_TOKEN, flush_interval=3600, batch_size=1, timeout=1.0,
+                                   transport=node)
+    agent = new_did()
+    for i in range(20):
+        collector.record_tool_call(agent, f"search-{i}")
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="vouchnet.client"):
+        if at_exit:
+            collector._at_exit()  # within the timeout of one post (1 s), one try a batch
+        else:
+            collector.shutdown(timeout=1.0)
+    assert time.monotonic() - started < 2.0  # 20 posts of 0.2 s: 4 s
+    stats = collector.stats
+    assert 0 < stats.sent == node.posts < 20 and stats.sent + stats.buffered == 20
+    assert _lost(caplog) == [stats.buffered]
