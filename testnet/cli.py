@@ -26,7 +26,10 @@ from vouching.counts import counted
 
 if TYPE_CHECKING:
     from .state import TestnetState
+    from .verdict import Verdict
 
+ATTACK_SUCCEEDED = 3  # `run`'s exit status when the verdict on an attack is that it succeeded (testnet.verdict)
+NO_VERDICT = 4  # ... when none succeeded but a rule lacked a figure it needs
 DIR_ENV = "VOUCHNET_TESTNET_DIR"
 DEFAULT_DIR = "vouchnet-testnet"
 
@@ -110,9 +113,15 @@ def register(subparsers: Subparsers) -> None:
         summary="run a scenario (a library name or a TOML file) and write its report",
         description="Lay the scenario's orgs onto the testnet's nodes (restarting those whose trust roots change), "
         "make its vouches, run its agents' traffic while its attacks and faults happen on schedule, watch records "
-        "and scores at every node, and write results.json, PNG plots and report.html. Starts a testnet (and stops "
-        "it afterwards) if the directory holds none; starts the stopped nodes of one it holds, and leaves them "
-        f"running. Library: {', '.join(library())}.",
+        "and scores at every node, and write results.json, PNG plots and report.html. The summary ends with a verdict "
+        "line per attack: succeeded, contained or no verdict (a figure its rule needs was not measured), by the "
+        "attack kind's rule (README \"Read the report\"), with the figures it was judged on and, for praise and "
+        "slander, the same figure in the newest baseline run of the same seed and size in DIR/reports, else of the "
+        "agents no attack touched. Exit status: 0 when no attack succeeded, "
+        f"{ATTACK_SUCCEEDED} when one did, {NO_VERDICT} when none did but one has no verdict; 1 and 2 as every "
+        "command (the run failed, or was asked wrong). Starts a testnet (and stops it afterwards) if the directory "
+        f"holds none; starts the stopped nodes of one it holds, and leaves them running. Library: "
+        f"{', '.join(library())}.",
         examples=["vouchnet testnet run sybil-collusion", "vouchnet testnet run faults --nodes 3 --duration 40",
                   "vouchnet testnet run ./my-scenario.toml --seed 7 --out ./report"],
     )
@@ -298,8 +307,9 @@ class ProgressBar:
 def _run(args: argparse.Namespace) -> int:
     from .cluster import Cluster, ClusterError
     from .measure import measure
-    from .report import write_report
+    from .report import results_json, write_report
     from .runner import Run
+    from .verdict import BASELINE, find_baseline, judge
     from .plan import make_plan
     from .scenario import ScenarioError, load_scenario
     from .state import STATE_FILE, node_name
@@ -342,8 +352,13 @@ def _run(args: argparse.Namespace) -> int:
         result = run.execute()
         elapsed["scenario"] = time.monotonic() - started_at
         measurements = measure(result)
-        out = args.out or args.dir / "reports" / f"{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        page = write_report(result, measurements, out, elapsed)
+        reports = args.dir / "reports"
+        out = args.out or reports / f"{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        results = results_json(result, measurements, elapsed)
+        baseline = None if scenario.name == BASELINE else find_baseline(reports, seed=seed, nodes=len(cluster.names))
+        verdicts = judge(results, baseline)
+        results["verdicts"] = [v.as_json() for v in verdicts]
+        page = write_report(result, results, out)
     except ClusterError as e:
         raise CommandFailed(str(e)) from None
     except KeyboardInterrupt:
@@ -357,11 +372,35 @@ def _run(args: argparse.Namespace) -> int:
         if fresh and not args.keep and (args.dir / STATE_FILE).exists():
             _open(args.dir).stop()
     _print_summary(measurements)
+    for verdict in verdicts:
+        print(verdict.line)
+    if not verdicts:
+        print(_no_attack(scenario.name, seed, len(cluster.names), compared=out.resolve().parent == reports.resolve()))
     if result.setup.get("missing"):
         print(_unready(result.setup))
     print(f"report: {page}  ({time.monotonic() - started_at:.0f} s in all)")
     print(_what_runs_on(args.dir, fresh=fresh, keep=args.keep))
-    return 0
+    return _run_status(verdicts)
+
+
+def _run_status(verdicts: list[Verdict]) -> int:
+    """`run`'s exit status once its report is written: ATTACK_SUCCEEDED if an attack succeeded, else NO_VERDICT if
+    one could not be judged, else 0."""
+    from .verdict import SUCCEEDED, UNDECIDED
+
+    outcomes = {v.outcome for v in verdicts}
+    return ATTACK_SUCCEEDED if SUCCEEDED in outcomes else NO_VERDICT if UNDECIDED in outcomes else 0
+
+
+def _no_attack(scenario: str, seed: int, nodes: int, *, compared: bool) -> str:
+    """The verdict line of a run without attacks: for a baseline run, whether later runs will be compared with it."""
+    from .verdict import BASELINE
+
+    if scenario != BASELINE:
+        return "verdict: no attack ran, so none succeeded"
+    later = f"later runs with seed {seed} on {counted(nodes, 'node')} compare their praise and slander verdicts"
+    return (f"verdict: no attack ran; {later} with this one's figures" if compared else
+            "verdict: no attack ran; its report is not under the testnet's reports, so no later run compares with it")
 
 
 def _unready(setup: dict) -> str:

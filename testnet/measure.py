@@ -32,6 +32,7 @@ def measure(run: RunResult) -> dict[str, Any]:
         "confusion": confusion(run),
         "orgs": org_views(run),
         "attacks": attacks(run),
+        "untouched_agents": untouched_agents(run),
     }
 
 
@@ -41,6 +42,19 @@ def attacking_groups(scenario: Scenario) -> set[str]:
     operators = {g.name: g.operator for g in scenario.agents}
     return ({a.attackers.group for a in scenario.attacks if a.attackers is not None}
             | {operators[a.agents] for a in scenario.attacks if a.type == "whitewash" and a.agents is not None})
+
+
+def untouched_agents(run: RunResult) -> list[str]:
+    """The agents no attack touches: none targets them (praise, slander, whitewash) and their operator's org neither
+    attacks nor had its key stolen. Their scores are the honest world's figures an attack's targets are compared
+    with (testnet.verdict)."""
+    scenario = run.scenario
+    targeted = {a.agents for a in scenario.attacks if a.agents is not None}
+    attacking = attacking_groups(scenario)
+    robbed = {node for i, a in enumerate(scenario.attacks) if a.type == "key-theft" and a.orgs is not None
+              for node in run.plan.select(a.orgs, f"attacks[{i}].orgs")}
+    return sorted(a.name for a in run.plan.agents if a.group.name not in targeted and a.operator not in robbed
+                  and run.plan.group_of(a.operator) not in attacking)
 
 
 def observers(run: RunResult) -> list[str]:
@@ -310,20 +324,26 @@ def attacks(run: RunResult) -> list[dict[str, Any]]:
                     if node in watchers and agent in names]
             attackers = set(run.plan.select(attack.orgs, f"attacks[{i}].orgs"))
             theirs = [score for (node, agent), (score, _) in finals.items() if node in attackers and agent in names]
-            entry.update(orgs=attack.orgs.text, agents=attack.agents,
+            entry.update(orgs=attack.orgs.text, agents=attack.agents, targets=len(names),
                          mean_final_score=round(statistics.fmean(s for s, _ in seen), 1) if seen else None,
                          trusted_or_better=sum(1 for _, t in seen if tier_rank(t) >= tier_rank("trusted")),
-                         views=len(seen),
+                         untrusted=sum(1 for _, t in seen if t == "untrusted"),
+                         views=len(seen), lowest_final=_final(min(seen, default=None)),
+                         highest_final=_final(max(seen, default=None)),
                          # what the attack made of the targets where it is believed: beside the honest nodes' view
                          attackers_mean_final_score=round(statistics.fmean(theirs), 1) if theirs else None)
         elif attack.type == "equivocation":
             entry.update(_equivocation_outcome(run, i))
         elif attack.type == "whitewash":
-            entry.update(_whitewash_outcome(run, i, watchers))
+            entry.update(group=attack.agents, **_whitewash_outcome(run, i, watchers))
         elif attack.type == "key-theft":
             entry.update(_key_theft_outcome(run, i))
         out.append(entry)
     return out
+
+
+def _final(view: tuple[int, str] | None) -> dict[str, Any] | None:
+    return None if view is None else {"score": view[0], "tier": view[1]}
 
 
 def _done(run: RunResult, kind: str, index: int) -> dict[str, Any]:

@@ -45,11 +45,12 @@ def results_json(run: RunResult, measurements: dict[str, Any], elapsed: dict[str
     }
 
 
-def write_report(run: RunResult, measurements: dict[str, Any], out: Path, elapsed: dict[str, float]) -> Path:
-    """Write results.json, the plots and report.html into `out`, each whole or not at all (ledger.files: a kill
-    mid-write leaves no truncated file); returns the HTML page's path."""
+def write_report(run: RunResult, results: dict[str, Any], out: Path) -> Path:
+    """Write `results` (results_json's, with the verdicts) as results.json, the plots and report.html into `out`,
+    each whole or not at all (ledger.files: a kill mid-write leaves no truncated file); returns the HTML page's
+    path."""
     make_directory(out)
-    results = results_json(run, measurements, elapsed)
+    measurements = results["measurements"]
     replace_file(out / "results.json", (json.dumps(results, indent=1, default=_jsonable) + "\n").encode(),
                  mode=REPORT_MODE)
     plots = {"scores.png": _plot_scores(run, results), "latency.png": _plot_latency(measurements),
@@ -184,7 +185,12 @@ def _html(results: dict[str, Any], plots: dict[str, bytes]) -> str:
     ]
     images = "".join(f'<figure><img alt="{name}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
                      f"<figcaption>{name}</figcaption></figure>" for name, png in plots.items())
+    verdicts = (_table(["attack", "verdict", "figures", "compared with", "rule"],
+                       [(v["subject"], v["outcome"], v["figures"], v["compared"] or "-", v["rule"])
+                        for v in results["verdicts"]])
+                if results["verdicts"] else "<p>No attack ran in this scenario.</p>")
     sections = [
+        ("Verdicts", verdicts),
         ("Summary", _table(["", ""], summary)),
         ("Timeline", _table(["t (s)", "what", "details"],
                             [(e["t"], e["kind"], _details(e)) for e in results["timeline"]])),

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from testnet.measure import (attacks, catch_up, checkpoints, confusion, convergence, identity_at, observers,
-                             propagation, rotations)
+                             propagation, rotations, untouched_agents)
 from testnet.observe import RecordInfo, ScoreSample
 from testnet.plan import make_plan
 from testnet.runner import RunResult
@@ -196,6 +196,7 @@ def test_each_equivocation_and_whitewash_reports_its_own_outcome():
     assert (first["offender"], first["nodes_flagging"]) == ("did:a", 0)
     assert (second["offender"], second["nodes_flagging"], second["seconds_to_flag"]) == ("did:c", 1, {"n01": 0.5})
     assert list(good["agents"]) == ["good-0"] and list(bad["agents"]) == ["bad-0"]
+    assert (good["group"], bad["group"]) == ("good", "bad")
 
 
 def test_an_equivocation_reports_which_nodes_count_the_offender_an_equivocator_not_only_who_holds_evidence():
@@ -247,13 +248,31 @@ def test_a_checkpoint_is_witnessed_by_its_followers_alone():
     assert checkpoints(result)["all_current_and_witnessed"] is False
 
 
-def test_praise_is_measured_at_the_honest_nodes_beside_what_the_attackers_own_nodes_make_of_it():
+def praised(finals):
+    """A run of short.toml whose quiet org (n02) praises the bad agent, which ends with `finals` (node, score, tier)."""
     text = Path(__file__).with_name("short.toml").read_text()
     scenario = parse_scenario(text[:text.index("[[faults]]")] + '[[attacks]]\ntype = "praise"\norgs = "quiet"\n'
                               'agents = "bad"\n', name="praise")
-    scores = [ScoreSample(T0 + 9, n, "bad-0", "did:x", score, tier, 0.5)
-              for n, score, tier in (("n00", 4, "untrusted"), ("n01", 6, "untrusted"), ("n02", 950, "verified"))]
-    result = replace(run({}, {}, [], scores=scores), scenario=scenario, plan=make_plan(scenario, list(DIDS), seed=1))
-    assert attacks(result) == [{"attack": 0, "type": "praise", "orgs": "quiet", "agents": "bad",
-                                "mean_final_score": 5.0, "trusted_or_better": 0, "views": 2,
+    scores = [ScoreSample(T0 + 9, n, "bad-0", "did:x", score, tier, 0.5) for n, score, tier in finals]
+    identities = {"good-0": ["did:g"], "good-1": ["did:h"], "bad-0": ["did:x"]}
+    return replace(run({}, {}, [], scores=scores, identities=identities), scenario=scenario,
+                   plan=make_plan(scenario, list(DIDS), seed=1))
+
+
+def test_praise_is_measured_at_the_honest_nodes_beside_what_the_attackers_own_nodes_make_of_it():
+    result = praised([("n00", 4, "untrusted"), ("n01", 6, "untrusted"), ("n02", 950, "verified")])
+    assert attacks(result) == [{"attack": 0, "type": "praise", "orgs": "quiet", "agents": "bad", "targets": 1,
+                                "mean_final_score": 5.0, "trusted_or_better": 0, "untrusted": 2, "views": 2,
+                                "lowest_final": {"score": 4, "tier": "untrusted"},
+                                "highest_final": {"score": 6, "tier": "untrusted"},
                                 "attackers_mean_final_score": 950.0}]
+    assert untouched_agents(result) == ["good-0", "good-1"]  # the honest world's figures for the verdicts
+
+
+def test_the_agents_a_robbed_org_operates_are_no_untouched_agents():
+    """A key theft leaves its victim's word counting for nothing: its agents' scores are the attack's doing."""
+    text = Path(__file__).with_name("short.toml").read_text()
+    text = text[:text.index("[[faults]]")].replace('malicious"\noperator = "honest"', 'malicious"\noperator = "quiet"')
+    scenario = parse_scenario(text + '[[attacks]]\ntype = "key-theft"\norgs = "quiet"\nat = 5\n', name="theft")
+    result = replace(run({}, {}, []), scenario=scenario, plan=make_plan(scenario, list(DIDS), seed=1))
+    assert untouched_agents(result) == ["good-0", "good-1"]

@@ -4,17 +4,19 @@ import itertools
 import json
 
 from testnet import report
+from testnet.measure import measure
+from testnet.verdict import judge
 
 from ..node.kill_points import killed_at
+from .test_measure import praised
 
-RESULTS = {"scenario": {"name": "short"}, "timeline": [{"t": i} for i in range(2000)]}
+RESULTS = {"scenario": {"name": "short"}, "timeline": [{"t": i} for i in range(2000)], "measurements": {}}
 PLOTS = {"_plot_scores": b"\x89PNG scores" * 500, "_plot_latency": b"\x89PNG latency" * 500,
          "_plot_confusion": b"\x89PNG confusion" * 500}
 
 
 def test_a_report_killed_at_any_point_of_its_writes_leaves_each_file_whole_or_absent(tmp_path, monkeypatch):
     """Before: each file was written in place, so a kill after its open left it empty or cut short."""
-    monkeypatch.setattr(report, "results_json", lambda *args: RESULTS)
     for name, png in PLOTS.items():
         monkeypatch.setattr(report, name, lambda *args, png=png: png)
     monkeypatch.setattr(report, "_html", lambda results, plots: "<html>" + "x" * 10_000 + "</html>")
@@ -23,8 +25,21 @@ def test_a_report_killed_at_any_point_of_its_writes_leaves_each_file_whole_or_ab
              "report.html": ("<html>" + "x" * 10_000 + "</html>").encode()}
     for point in itertools.count(1):
         out = tmp_path / f"killed-at-{point}"
-        if not killed_at(point, lambda: report.write_report(None, {}, out, {})):
+        if not killed_at(point, lambda: report.write_report(None, RESULTS, out)):
             break
         for path in out.iterdir() if out.exists() else ():
             assert path.name.startswith(".") or path.read_bytes() == whole[path.name], (point, path.name)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == whole
+
+
+def test_the_page_opens_with_the_verdict_on_each_attack_its_figures_and_its_rule():
+    ran = praised([("n00", 40, "untrusted"), ("n01", 612, "trusted"), ("n02", 950, "verified")])
+    results = report.results_json(ran, measure(ran), {})
+    results["verdicts"] = [v.as_json() for v in judge(results)]
+    page = report._html(results, {})
+    assert page.index("<h2>Verdicts</h2>") < page.index("<h2>Summary</h2>")
+    assert ("<tr><td>praise of bad by quiet</td><td>succeeded</td><td>its 1 target ended at most trusted (612) at "
+            "the 2 honest nodes, trusted or better in 1 of 2 views</td>") in page  # n02, the praising org, aside
+    assert "<td>the attack succeeds if any target ends trusted or better at an honest node</td></tr>" in page
+    results["verdicts"] = []
+    assert "<h2>Verdicts</h2><p>No attack ran in this scenario.</p>" in report._html(results, {})

@@ -150,6 +150,8 @@ def test_three_nodes_run_a_scenario_with_faults_a_rotation_and_a_key_theft_and_l
     assert theft["flagged_everywhere"] and theft["nodes_flagging"] == theft["of"] == 3
     assert theft["distrusted_by"] == ["n00", "n01"]  # a node never distrusts its own org
     assert theft["thief_counts_for_nothing"] and set(theft["thief_key"]) == {"n00", "n01", "n02"}
+    (verdict,) = results["verdicts"]
+    assert verdict["outcome"] == "contained" and verdict["line"] in run.stdout.splitlines()
     assert measured["convergence"]["converged"], measured["convergence"]
     assert measured["checkpoints"]["all_current_and_witnessed"], measured["checkpoints"]
     assert measured["propagation"]["to_each_node"]["count"] > 0

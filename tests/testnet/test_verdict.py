@@ -1,0 +1,171 @@
+"""Verdicts on attacks, judged on hand-made figures as results.json holds them: each kind's rule says succeeded where
+the attacker got what it wanted, contained where not, and no verdict where a figure it needs is missing; praise and
+slander are compared with a baseline run of the same seed and size, else with the agents no attack touched."""
+
+import json
+import os
+
+import pytest
+
+from testnet.verdict import CONTAINED, SUCCEEDED, UNDECIDED, Baseline, find_baseline, judge
+
+HONEST = ["n00", "n01", "n02"]
+
+
+def results(*attacks, final_scores=(), untouched=("good-0",), seed=1, nodes=5, name="attacked"):
+    """results.json of a run on five nodes (n03, n04 attacking), with good-0 honest, bad-0 and bad-1 malicious."""
+    agents = [{"name": "good-0", "group": "good", "behaviour": "honest"},
+              *({"name": f"bad-{i}", "group": "bad", "behaviour": "malicious"} for i in range(2))]
+    return {"scenario": {"name": name, "seed": seed, "nodes": nodes}, "agents": agents,
+            "final_scores": [{"node": n, "agent": a, "score": s, "tier": t} for n, a, s, t in final_scores],
+            "measurements": {"confusion": {"observers": HONEST}, "untouched_agents": list(untouched),
+                             "attacks": [{"attack": i, **a} for i, a in enumerate(attacks)]}}
+
+
+def praise(highest, trusted_or_better, views=6):
+    return {"type": "praise", "orgs": "colluders", "agents": "bad", "targets": 2, "views": views,
+            "trusted_or_better": trusted_or_better, "untrusted": 0, "highest_final": highest,
+            "lowest_final": {"score": 3, "tier": "untrusted"}}
+
+
+def slander(lowest, untrusted, views=3):
+    return {"type": "slander", "orgs": "liars", "agents": "good", "targets": 1, "views": views,
+            "trusted_or_better": 0, "untrusted": untrusted, "lowest_final": lowest,
+            "highest_final": {"score": 900, "tier": "verified"}}
+
+
+def test_praise_succeeds_when_a_target_ends_trusted_at_an_honest_node():
+    (verdict,) = judge(results(praise({"score": 412, "tier": "provisional"}, 0)))
+    assert verdict.outcome == CONTAINED
+    assert verdict.line.startswith("verdict: praise of bad by colluders: contained — its 2 targets ended at most "
+                                   "provisional (412) at the 3 honest nodes, trusted or better in 0 of 6 views; ")
+    assert verdict.line.endswith("; the attack succeeds if any target ends trusted or better at an honest node")
+    (verdict,) = judge(results(praise({"score": 512, "tier": "trusted"}, 1)))
+    assert verdict.outcome == SUCCEEDED and "at most trusted (512)" in verdict.figures
+
+
+def test_praise_short_of_views_is_no_verdict_unless_those_it_has_show_success():
+    (verdict,) = judge(results(praise({"score": 412, "tier": "provisional"}, 0, views=5)))
+    assert verdict.outcome == UNDECIDED and verdict.figures.endswith("in 0 of 5 views (of 6 expected)")
+    (verdict,) = judge(results(praise({"score": 612, "tier": "trusted"}, 1, views=5)))
+    assert verdict.outcome == SUCCEEDED
+    (verdict,) = judge(results(praise(None, 0, views=0)))
+    assert verdict.outcome == UNDECIDED and verdict.figures == "no honest node scored its targets"
+
+
+def test_slander_succeeds_when_a_target_ends_untrusted_at_an_honest_node():
+    (verdict,) = judge(results(slander({"score": 250, "tier": "provisional"}, 0)))
+    assert verdict.outcome == CONTAINED
+    assert verdict.figures == "its 1 target ended at least provisional (250) at the 3 honest nodes, untrusted in 0 of 3 views"
+    (verdict,) = judge(results(slander({"score": 120, "tier": "untrusted"}, 1)))
+    assert verdict.outcome == SUCCEEDED
+    assert verdict.rule == "the attack succeeds if any target ends untrusted at an honest node"
+
+
+def test_praise_and_slander_are_compared_with_the_untouched_agents_of_their_targets_behaviour_in_the_run():
+    finals = [("n00", "good-0", 640, "trusted"), ("n01", "good-0", 580, "trusted"),
+              ("n03", "good-0", 20, "untrusted"),  # an attacker's view: not the honest world's
+              ("n00", "bad-1", 90, "untrusted"), ("n01", "bad-1", 150, "untrusted")]
+    ran = results(slander({"score": 250, "tier": "provisional"}, 0), praise({"score": 412, "tier": "provisional"}, 0),
+                  final_scores=finals, untouched=["good-0", "bad-1"])
+    ran["agents"].append({"name": "good-1", "group": "slandered", "behaviour": "honest"})
+    ran["measurements"]["attacks"][0]["agents"] = "slandered"
+    slandered, praised = judge(ran)
+    assert slandered.compared == "in this run the honest agents no attack touched ended at least trusted (580)"
+    assert praised.compared == "in this run the malicious agents no attack touched ended at most untrusted (150)"
+    ran["measurements"]["untouched_agents"] = ["good-0"]
+    assert judge(ran)[1].compared == ("nothing to compare with: no baseline run of seed 1 on 5 nodes in the testnet's "
+                                      "reports, nor malicious agents no attack touched in this run")
+
+
+def test_praise_is_compared_with_the_same_figure_in_a_baseline_run_when_there_is_one(tmp_path):
+    baseline = results(final_scores=[("n00", "bad-0", 60, "untrusted"), ("n04", "bad-1", 130, "untrusted"),
+                                     ("n04", "good-0", 700, "trusted")],
+                       untouched=["good-0", "bad-0", "bad-1"], name="baseline")
+    baseline["measurements"]["confusion"]["observers"] = HONEST + ["n03", "n04"]  # nobody attacks in a baseline
+    ran = results(praise({"score": 412, "tier": "provisional"}, 0),
+                  final_scores=[("n00", "bad-1", 150, "untrusted")], untouched=["bad-1"])
+    (verdict,) = judge(ran, Baseline(tmp_path / "baseline-20261128-041500", baseline))
+    assert verdict.compared == ("in the baseline run of the same seed and size (baseline-20261128-041500) its "
+                                "malicious agents ended at most untrusted (130)")
+
+
+def write(reports, name, content, mtime):
+    path = reports / name / "results.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    os.utime(path, (mtime, mtime))
+
+
+def test_the_baseline_is_the_newest_readable_baseline_run_of_the_same_seed_and_size(tmp_path):
+    reports = tmp_path / "reports"
+    assert find_baseline(reports, seed=1, nodes=5) is None  # no reports yet
+    write(reports, "baseline-old", results(name="baseline"), 1000)
+    write(reports, "baseline-new", results(name="baseline"), 2000)
+    write(reports, "baseline-seed-7", results(name="baseline", seed=7), 3000)
+    write(reports, "baseline-ten", results(name="baseline", nodes=10), 3000)
+    write(reports, "sybil", results(name="sybil-collusion"), 3000)
+    write(reports, "baseline-cut-short", '{"scenario": {"name": "baseline", "seed": 1, "nodes": 5}, "agents": [', 3000)
+    write(reports, "baseline-no-scores", {**results(name="baseline"), "final_scores": None}, 3000)
+    assert find_baseline(reports, seed=1, nodes=5).path == reports / "baseline-new"
+    assert find_baseline(reports, seed=7, nodes=5).path == reports / "baseline-seed-7"
+    assert find_baseline(reports, seed=2, nodes=5) is None
+
+
+def equivocation(distrusted_by, weight_at):
+    return {"type": "equivocation", "node": "n03", "distrusted_by": distrusted_by, "weight_at": weight_at,
+            "of_others": 4}
+
+
+def test_equivocation_succeeds_when_an_honest_node_does_not_count_the_offender_an_equivocator():
+    weights = {"n00": 0.0, "n01": 0.0, "n02": 0.0, "n03": 1.0, "n04": 0.7}  # its own and another attacker's: no matter
+    (verdict,) = judge(results(equivocation(["n00", "n01", "n02"], weights)))
+    assert verdict.outcome == CONTAINED
+    assert verdict.figures == ("3 of the 3 honest nodes answered, and each counts its org an equivocator at the end "
+                               "(its word weighs 0 at most)")
+    (verdict,) = judge(results(equivocation(["n00", "n02"], {**weights, "n01": 0.4})))
+    assert verdict.outcome == SUCCEEDED
+    assert verdict.figures == "1 of the 3 honest nodes do not count its org an equivocator at the end (its word weighs n01 0.4)"
+    del weights["n02"]  # n02 did not answer
+    (verdict,) = judge(results(equivocation(["n00", "n01"], weights)))
+    assert verdict.outcome == UNDECIDED
+
+
+def whitewash(**agents):
+    return {"type": "whitewash", "group": "bad",
+            "agents": {name: {"old_final_score": old, "new_final_score": new} for name, (old, new) in agents.items()}}
+
+
+def test_whitewash_succeeds_when_a_fresh_identity_ends_a_tier_above_its_burned_one():
+    (verdict,) = judge(results(whitewash(**{"bad-0": (12.0, 180.5), "bad-1": (40.0, 35.0)})))
+    assert verdict.outcome == CONTAINED  # 180.5 scores better, but is untrusted as 12 is
+    assert verdict.figures == ("the honest nodes' mean final score of each burned identity -> its fresh one: "
+                               "bad-0 untrusted (12) -> untrusted (180.5), bad-1 untrusted (40) -> untrusted (35)")
+    (verdict,) = judge(results(whitewash(**{"bad-0": (12.0, 230.0), "bad-1": (40.0, None)})))
+    assert verdict.outcome == SUCCEEDED and "bad-0 untrusted (12) -> provisional (230)" in verdict.figures
+    (verdict,) = judge(results(whitewash(**{"bad-0": (12.0, 30.0), "bad-1": (40.0, None)})))
+    assert verdict.outcome == UNDECIDED and "bad-1 untrusted (40) -> unscored" in verdict.figures
+
+
+def key_theft(**weights):
+    return {"type": "key-theft", "victim": "n02", "nodes_flagging": 5, "of": 5,
+            "thief_key": {n: {"weight": w, "voucher_weight": v} for n, (w, v) in weights.items()}}
+
+
+def test_key_theft_succeeds_when_the_thief_key_weighs_anything_at_an_honest_node():
+    nothing = {n: (0.0, 0.0) for n in HONEST}
+    (verdict,) = judge(results(key_theft(**nothing, n03=(1.0, 1.0))))  # an attacker's view: no matter
+    assert verdict.outcome == CONTAINED
+    assert verdict.figures == ("the thief's key weighs nothing at the 3 of the 3 honest nodes that answered (its org "
+                               "flagged at 5 of 5 nodes)")
+    (verdict,) = judge(results(key_theft(**{**nothing, "n02": (0.0, 0.3)})))  # the robbed org's own node counts
+    assert verdict.outcome == SUCCEEDED
+    assert verdict.figures == "the thief's key weighs something at 1 of the 3 honest nodes (n02 weight 0, as a voucher 0.3)"
+    del nothing["n01"]
+    (verdict,) = judge(results(key_theft(**nothing)))
+    assert verdict.outcome == UNDECIDED
+
+
+def test_an_attack_of_a_kind_without_a_rule_is_refused_not_passed_over():
+    with pytest.raises(ValueError, match="no rule for an attack of type 'flood'"):
+        judge(results({"type": "flood"}))
