@@ -3,6 +3,7 @@ node."""
 
 import ast
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,6 +150,35 @@ async def test_get_metrics_serves_what_the_telemetry_services_count(tmp_path):
     assert samples[("vouchnet_events_rejected_total", (("reason", "outcome"),))] == 1
     assert samples[("vouchnet_audit_entries", ())] == 1
     assert ("vouchnet_digest_open_agents", ()) in samples
+
+
+async def test_a_metric_whose_read_fails_is_left_out_and_the_scrape_still_serves_the_rest(tmp_path, caplog):
+    """Before: one failing read (the disk usage of a vanished data directory) made GET /metrics a 500, and every
+    alert went blind at once."""
+    registry = Registry()
+    registry.gauge("peers", "Connected peers").set(3)
+    registry.collect("ledger_size", "Records", lambda: 7)
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    registry.collect("data_dir_free_bytes", "Bytes free", lambda: shutil.disk_usage(data_dir).free)  # as node.health
+    app = FastAPI()
+    app.include_router(metrics_router(registry))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://n") as client:
+        assert parsed(registry)[("vouchnet_metrics_collect_errors_total",
+                                 (("metric", "vouchnet_data_dir_free_bytes"),))] == 0
+        data_dir.rmdir()
+        responses = [await client.get("/metrics") for _ in range(2)]
+    assert [r.status_code for r in responses] == [200, 200]
+    samples = {(s.name, tuple(s.labels.items())): s.value
+               for f in text_string_to_metric_families(responses[1].text) for s in f.samples}
+    assert samples[("vouchnet_peers", ())] == 3
+    assert samples[("vouchnet_ledger_size", ())] == 7
+    assert ("vouchnet_data_dir_free_bytes", ()) not in samples
+    assert "# HELP vouchnet_data_dir_free_bytes" not in responses[1].text  # (no family left half-written)
+    assert samples[("vouchnet_metrics_collect_errors_total", (("metric", "vouchnet_data_dir_free_bytes"),))] == 2
+    assert samples[("vouchnet_metrics_collect_errors_total", (("metric", "vouchnet_ledger_size"),))] == 0
+    assert "vouchnet_data_dir_free_bytes left out of this scrape" in caplog.text
+    assert "FileNotFoundError" in caplog.text
 
 
 async def test_a_fresh_node_shows_each_series_of_a_closed_set_of_label_values_at_0(tmp_path):
