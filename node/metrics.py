@@ -79,20 +79,24 @@ class _Family:
                        f"{self.name}{suffix} {_number(value)}")
 
 
+Known = Iterable[str] | Iterable[LabelValues]  # a closed set of a counter's label values (a tuple: one per label)
+
+
 class Counter(_Family):
-    """A monotonically increasing count, by label values; those of `known` (a closed set of a one-label counter's
-    values) are exported at 0 from the start, as Prometheus's instrumentation guidance asks, so that rate() and
-    increase() see their first event."""
+    """A monotonically increasing count, by label values; those of `known` (a closed set: a one-label counter's
+    values, or tuples of each label's) are exported at 0 from the start, as Prometheus's instrumentation guidance
+    asks, so that rate() and increase() see their first event."""
 
     kind = "counter"
 
-    def __init__(self, name: str, help: str, labels: Sequence[str] = (), known: Iterable[str] = ()) -> None:
+    def __init__(self, name: str, help: str, labels: Sequence[str] = (), known: Known = ()) -> None:
         super().__init__(name, help, labels)
         self._values: dict[LabelValues, float] = {} if labels else {(): 0.0}
-        known = tuple(known)
-        if known and len(self.labels) != 1:
-            raise ValueError(f"metric {name}: known label values need exactly one label")
-        self._values.update(((value,), 0.0) for value in known)
+        for values in known:
+            key = (values,) if isinstance(values, str) else tuple(values)
+            if len(key) != len(self.labels) or not self.labels:
+                raise ValueError(f"metric {name}: known label values {key} do not match its labels {self.labels}")
+            self._values[key] = 0.0
 
     def inc(self, amount: float = 1.0, **labels: str) -> None:
         if amount < 0:
@@ -182,7 +186,7 @@ class Registry:
             self._collect_errors.inc(0, metric=family.name)
         return family
 
-    def counter(self, name: str, help: str, labels: Sequence[str] = (), known: Iterable[str] = ()) -> Counter:
+    def counter(self, name: str, help: str, labels: Sequence[str] = (), known: Known = ()) -> Counter:
         return self._add(Counter(PREFIX + name, help, labels, known))
 
     def gauge(self, name: str, help: str, labels: Sequence[str] = ()) -> Gauge:

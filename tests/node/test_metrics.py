@@ -201,6 +201,7 @@ async def test_a_fresh_node_shows_each_series_of_a_closed_set_of_label_values_at
     }
     for (name, label), values in known.items():
         assert {value: samples.get((name, ((label, value),))) for value in values} == dict.fromkeys(values, 0), name
+    assert samples[("vouchnet_api_refusals_total", (("reason", "unauthorized"), ("status", "401")))] == 0
 
 
 def _literals(path: str, given_as: Callable[[ast.AST], ast.AST | None]) -> set[str]:
