@@ -284,6 +284,12 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         metrics.add_stats("witness", witnessing.stats, gauges=("gossip_period_seconds", "log_diverged", "log_behind",
                                                                 "published_cosignatures"))
         metrics.collect("peers", "Connected peers", lambda: len(host.connected_peers()))
+        metrics.collect("peer_dials_total", "Addresses the node dialled to connect to a peer it keeps connected (its "
+                        "bootstrap peers, orgs' `org` records)", lambda: node.peer_manager.dials, kind="counter")
+        metrics.collect("peer_dial_failures_total", "Of the addresses dialled, those that failed (unreachable, "
+                        "refused, timed out, a name that does not resolve, another node there): GET /v1/peers says "
+                        "why each peer's last failed; a connection closing soon after it opened is not counted",
+                        lambda: node.peer_manager.dial_failures, kind="counter")
         metrics.collect("inbound_idle_closed_total", f"Inbound connections closed as not put to use within "
                         f"{host_config.idle_inbound_grace:g} s (no gossip subscription, no vouchnet stream)",
                         lambda: host.stats().idle_inbound_closed, kind="counter")

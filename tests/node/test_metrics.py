@@ -3,13 +3,17 @@ node."""
 
 import ast
 import json
+import logging
+import os
 import shutil
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
+import trio
 from fastapi import FastAPI
 from hypothesis import given
 from hypothesis import strategies as st
@@ -202,6 +206,47 @@ async def test_a_fresh_node_shows_each_series_of_a_closed_set_of_label_values_at
     for (name, label), values in known.items():
         assert {value: samples.get((name, ((label, value),))) for value in values} == dict.fromkeys(values, 0), name
     assert samples[("vouchnet_api_refusals_total", (("reason", "unauthorized"), ("status", "401")))] == 0
+
+
+class _Unreachable(logging.Handler):
+    """Sets `said` once gossip.peers logs a peer unreachable (all its addresses dialled in vain)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.said = trio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "unreachable" in record.getMessage():
+            self.said.set()
+
+
+async def test_a_bootstrap_peer_that_cannot_be_reached_is_counted_as_failed_dials(tmp_path):
+    """Before: only GET /v1/peers showed failed dials; in /metrics, an unreachable bootstrap peer was peers == 0,
+    which a node of no bootstrap peers shows too."""
+    from gossip.host import peer_id_from_public_key
+
+    from .in_process import running
+
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    peer = peer_id_from_public_key(os.urandom(32))
+    said, unreachable = logging.getLogger("gossip.peers"), _Unreachable()
+    level = said.level
+    said.addHandler(unreachable)
+    said.setLevel(logging.INFO)
+    try:
+        settings = {"bootstrap": (f"/ip4/127.0.0.1/tcp/{port}/p2p/{peer}",), "startup_sync_seconds": 0.1}
+        with trio.fail_after(30):
+            async with running(tmp_path / "a", settings=settings) as node:
+                await unreachable.said.wait()
+                samples = parsed(node.metrics)
+    finally:
+        said.removeHandler(unreachable)
+        said.setLevel(level)
+    assert samples[("vouchnet_peer_dials_total", ())] >= 1
+    assert samples[("vouchnet_peer_dial_failures_total", ())] == samples[("vouchnet_peer_dials_total", ())]
+    assert samples[("vouchnet_peers", ())] == 0
 
 
 def _literals(path: str, given_as: Callable[[ast.AST], ast.AST | None]) -> set[str]:
