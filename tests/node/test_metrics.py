@@ -200,6 +200,7 @@ async def test_a_fresh_node_shows_each_series_of_a_closed_set_of_label_values_at
         ("vouchnet_spans_total", "result"): ("accepted", "duplicate", "rejected", "ignored"),
         ("vouchnet_score_requests_total", "kind"): ("score", "check"),
         ("vouchnet_sync_errors_total", "reason"): (*SYNC_ERROR_REASONS, "busy", "timeout", "storage"),
+        ("vouchnet_sync_served_errors_total", "reason"): (*SYNC_ERROR_REASONS, "busy", "timeout"),
         ("vouchnet_witness_errors_total", "reason"): (*SYNC_ERROR_REASONS, "timeout", "held_checkpoint", "persist",
                                                       "evidence"),
     }
@@ -263,9 +264,16 @@ def _sync_error_reason(node: ast.AST) -> ast.AST | None:
     return None
 
 
+def _refused_reason(node: ast.AST) -> ast.AST | None:
+    """The reason of a `self._refused(...)` (SyncService's: a peer's request refused, counted in both)."""
+    return node.args[0] if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "_refused" else None
+
+
 def _errors_key(node: ast.AST) -> ast.AST | None:
-    """The key of a `stats.errors[...]`."""
-    return node.slice if isinstance(node, ast.Subscript) and getattr(node.value, "attr", None) == "errors" else None
+    """The key of a `stats.errors[...]`, or the reason of a `self._refused(...)`."""
+    if isinstance(node, ast.Subscript) and getattr(node.value, "attr", None) == "errors":
+        return node.slice
+    return _refused_reason(node)
 
 
 def test_the_known_reasons_are_every_reason_the_code_gives():
@@ -276,3 +284,4 @@ def test_the_known_reasons_are_every_reason_the_code_gives():
         SYNC_ERROR_REASONS)
     for path, stats in (("gossip/sync_service.py", SyncStats()), ("gossip/witnessing.py", WitnessStats())):
         assert _literals(path, _errors_key) <= set(stats.errors), path
+    assert _literals("gossip/sync_service.py", _refused_reason) <= set(SyncStats().served_errors)
