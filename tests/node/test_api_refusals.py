@@ -42,7 +42,8 @@ async def test_each_refusal_is_counted_by_status_and_code_and_nothing_the_caller
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as api:
         vouch = {"subject": new_did(), "weight": 0.5, "basis": "operator"}
         assert (await api.post("/v1/vouches", json=vouch)).status_code == 401
-        assert (await api.post("/v1/vouches", json=vouch, headers={"Authorization": "Bearer guess"})).status_code == 401
+        guessed = {"Authorization": "Bearer guess"}
+        assert (await api.post("/v1/vouches", json=vouch, headers=guessed)).status_code == 401
         assert (await api.post("/v1/vouches", json={**vouch, "subject": hostile}, headers=AUTH)).status_code == 201
         assert (await api.post("/v1/vouches", json={**vouch, "subject": "x" * 40}, headers=AUTH)).status_code == 422
         assert (await api.get("/v1/records?kind=bogus")).status_code == 422
