@@ -344,7 +344,8 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         metrics.collect("listener_errors", "Accepted batches a part of the node (scores, say) failed to take in: "
                         "logged with the error", lambda: replica.listener_errors)
         metrics.collect("own_records_from_peers", "Records of this org's key that came from peers since the node "
-                        "started (a restore from an older copy, or a stolen key)", lambda: replica.own_from_peers)
+                        "started (a restore from an older copy, or a stolen key): a restart sets it back to 0, the "
+                        "records staying in the ledger", lambda: replica.own_from_peers)
         add_health_gauges(metrics, replica=replica, token_file=token_file, data_dir=config.data_dir)
         metrics.collect("startup_sync_timed_out", "1 when no peer completed a catch-up sync within [p2p] "
                         "startup_sync_seconds of the start, until one completes a full round: the node signs without "
