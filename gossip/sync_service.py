@@ -113,11 +113,20 @@ class SyncStats:
     peers_other_network: int = counted("Peers found on another network (a heads or checkpoint request, or the answer "
                                        "to ours, named it), each disconnected, counted and logged once")
     # (the reasons: SyncError.reason, plus timeout, stream, busy, throttled and turn)
-    errors: Counter[str] = by_reason("Catch-up sync failures, by reason: a protocol error's; timeout; stream; busy; "
+    errors: Counter[str] = by_reason("Catch-up sync failures, by reason, of two kinds: this node's own sessions and "
+                                     "requests that failed (sync_rounds_failed_total counts its failed sessions) and "
+                                     "peers' sync streams and requests it refused or cut short "
+                                     "(sync_served_errors_total, by the same reasons). Reasons: a protocol error's; timeout; stream; busy; storage; "
                                      "throttled (a peer told us to come back later); turn (a gap fetch gave up "
                                      "waiting for a session with the peer to end); network (a peer of another "
                                      "network asked, or answered)",
                                      (*SYNC_ERROR_REASONS, "busy", "timeout", "storage"))
+    served_errors: Counter[str] = by_reason("Of sync_errors_total, peers' sync streams and requests this node refused "
+                                            "or cut short, by reason: busy (no stream or request slot free), timeout, "
+                                            "limit (a frame too large), stream, network (a request naming another "
+                                            "network), or the protocol error of a malformed request: a peer's "
+                                            "mistake or abuse, not a failure of this node's sync",
+                                            (*SYNC_ERROR_REASONS, "busy", "timeout"))
 
 
 class SyncService:
@@ -471,6 +480,12 @@ class SyncService:
         self.stats.errors[reason] += 1
         logger.info("sync with %s failed (%s): %s", peer_id, reason, error)
 
+    def _refused(self, reason: str) -> None:
+        """A peer's sync stream or request refused or cut short: in sync_errors_total, and apart in
+        sync_served_errors_total, so that an alert on this node's failures need not fire on peers' mistakes."""
+        self.stats.errors[reason] += 1
+        self.stats.served_errors[reason] += 1
+
     # --- triggers -------------------------------------------------------------------------------------------
 
     async def _follow_peers(self, events: trio.MemoryReceiveChannel[PeerEvent]) -> None:
@@ -568,13 +583,13 @@ class SyncService:
             return
         peer = stream.remote_peer
         if self._peer_streams[peer] >= self._max_peer_streams:
-            self.stats.errors["busy"] += 1
+            self._refused("busy")
             await stream.reset()
             return
         try:
             self._streams.acquire_nowait()
         except trio.WouldBlock:
-            self.stats.errors["busy"] += 1
+            self._refused("busy")
             await stream.reset()
             return
         self._peer_streams[peer] += 1
@@ -608,14 +623,14 @@ class SyncService:
                     return
                 answered = True
         except trio.TooSlowError:
-            self.stats.errors["timeout"] += 1
+            self._refused("timeout")
             await stream.reset()
         except FrameError as error:
-            self.stats.errors["limit"] += 1
+            self._refused("limit")
             logger.info("sync stream from %s: %s", peer, error)
             await stream.reset()
         except HostError as error:
-            self.stats.errors["stream"] += 1
+            self._refused("stream")
             logger.debug("sync stream from %s: %s", peer, error)
 
     async def _reply(self, stream: Stream, server: SyncServer, payload: bytes) -> bool:
@@ -626,7 +641,7 @@ class SyncService:
         try:
             self._inbound.acquire_nowait()
         except trio.WouldBlock:
-            self.stats.errors["busy"] += 1
+            self._refused("busy")
             await stream.reset()
             return False
         request: Request | None = None
@@ -644,7 +659,7 @@ class SyncService:
             else:
                 reply = next(server.answer(request))  # refused: not served here (a witness's client knows no Busy)
         except RemoteProtocolError as error:
-            self.stats.errors[error.reason] += 1
+            self._refused(error.reason)
             logger.info("sync request from %s refused (%s): %s", stream.remote_peer, error.reason, error)
             reply = server.refusal(error)
         finally:
@@ -652,6 +667,7 @@ class SyncService:
         if reply is not None:
             await self._write(stream, reply)
             if apart is not None:  # (the asker disconnects, having read why: a disconnection now could cut it off)
+                self.stats.served_errors["network"] += 1  # (heard_other_network counts it in errors)
                 self.heard_other_network(stream.remote_peer, apart)
             return request is not None and apart is None
         assert request is not None

@@ -38,6 +38,7 @@ from .address_file import published_api_url
 from .api import NodeView, create_app
 from .api.errors import count_storage_refusals
 from .api.hosts import HostGuard
+from .api.refusals import count_refusals
 from .api.http_server import serve_on
 from .api.scores import CHECK_PATH, ScoreFastPath, scores_router
 from .config import CONFIG_FILE, NodeConfig, is_loopback
@@ -283,6 +284,12 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         metrics.add_stats("witness", witnessing.stats, gauges=("gossip_period_seconds", "log_diverged", "log_behind",
                                                                 "published_cosignatures"))
         metrics.collect("peers", "Connected peers", lambda: len(host.connected_peers()))
+        metrics.collect("peer_dials_total", "Addresses the node dialled to connect to a peer it keeps connected (its "
+                        "bootstrap peers, orgs' `org` records)", lambda: node.peer_manager.dials, kind="counter")
+        metrics.collect("peer_dial_failures_total", "Of the addresses dialled, those that failed (unreachable, "
+                        "refused, timed out, a name that does not resolve, another node there): GET /v1/peers says "
+                        "why each peer's last failed; a connection closing soon after it opened is not counted",
+                        lambda: node.peer_manager.dial_failures, kind="counter")
         metrics.collect("inbound_idle_closed_total", f"Inbound connections closed as not put to use within "
                         f"{host_config.idle_inbound_grace:g} s (no gossip subscription, no vouchnet stream)",
                         lambda: host.stats().idle_inbound_closed, kind="counter")
@@ -337,7 +344,8 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         metrics.collect("listener_errors", "Accepted batches a part of the node (scores, say) failed to take in: "
                         "logged with the error", lambda: replica.listener_errors)
         metrics.collect("own_records_from_peers", "Records of this org's key that came from peers since the node "
-                        "started (a restore from an older copy, or a stolen key)", lambda: replica.own_from_peers)
+                        "started (a restore from an older copy, or a stolen key): a restart sets it back to 0, the "
+                        "records staying in the ledger", lambda: replica.own_from_peers)
         add_health_gauges(metrics, replica=replica, token_file=token_file, data_dir=config.data_dir)
         metrics.collect("startup_sync_timed_out", "1 when no peer completed a catch-up sync within [p2p] "
                         "startup_sync_seconds of the start, until one completes a full round: the node signs without "
@@ -363,9 +371,9 @@ def api_app(node: NodeView, telemetry: Telemetry, trust: TrustService, key: Sign
             served_url: str | None = None) -> HostGuard:
     """The local API as the node serves it (DESIGN.md §8): the records and log endpoints of `node`, telemetry,
     credentials and scores, behind ScoreFastPath, behind HostGuard (answering for `served_url`'s host too); checks
-    need no token, nor traces unless `traces_need_token`; its 503 `storage` answers counted in telemetry's metrics.
-    `retired_keys` and `served_url`: as Telemetry.routers takes them. It reads no store, and so can be made in a
-    worker thread (serve_node does)."""
+    need no token, nor traces unless `traces_need_token`; its 503 `storage` answers and its refusals (4xx, HostGuard's
+    too) counted in telemetry's metrics. `retired_keys` and `served_url`: as Telemetry.routers takes them. It reads
+    no store, and so can be made in a worker thread (serve_node does)."""
     app = create_app(
         node,
         routers=[*telemetry.routers(retired_keys, served_url), scores_router(trust, key)],
@@ -373,8 +381,9 @@ def api_app(node: NodeView, telemetry: Telemetry, trust: TrustService, key: Sign
         open_paths=[CHECK_PATH, *([] if traces_need_token else OPEN_WRITE_PATHS)],
     )
     count_storage_refusals(app, telemetry.metrics)
+    refused = count_refusals(app, telemetry.metrics)
     served_host = urllib.parse.urlsplit(served_url).hostname if served_url else None
-    return HostGuard(ScoreFastPath(app, trust, key), names=[served_host] if served_host else [])
+    return HostGuard(ScoreFastPath(app, trust, key), names=[served_host] if served_host else [], refused=refused)
 
 
 async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED) -> None:

@@ -1,13 +1,15 @@
 """The node's metrics in the Prometheus text exposition format 0.0.4, and `GET /metrics`.
 
 One `Registry` per node, passed to the services that count (never global: several nodes share a test process).
-Services either own counters made here, or keep their plain `stats` dataclasses, which `add_stats` renders.
+Services either own counters made here, or keep their plain `stats` dataclasses, which `add_stats` renders. A
+family whose read fails is left out of that scrape alone, logged and counted (`Registry.render`).
 """
 
 from __future__ import annotations
 
 import bisect
 import dataclasses
+import logging
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -19,6 +21,7 @@ from fastapi.responses import PlainTextResponse
 from gossip.stats import HELP
 from vouching import Record
 
+log = logging.getLogger(__name__)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PREFIX = "vouchnet_"
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
@@ -76,20 +79,24 @@ class _Family:
                        f"{self.name}{suffix} {_number(value)}")
 
 
+Known = Iterable[str] | Iterable[LabelValues]  # a closed set of a counter's label values (a tuple: one per label)
+
+
 class Counter(_Family):
-    """A monotonically increasing count, by label values; those of `known` (a closed set of a one-label counter's
-    values) are exported at 0 from the start, as Prometheus's instrumentation guidance asks, so that rate() and
-    increase() see their first event."""
+    """A monotonically increasing count, by label values; those of `known` (a closed set: a one-label counter's
+    values, or tuples of each label's) are exported at 0 from the start, as Prometheus's instrumentation guidance
+    asks, so that rate() and increase() see their first event."""
 
     kind = "counter"
 
-    def __init__(self, name: str, help: str, labels: Sequence[str] = (), known: Iterable[str] = ()) -> None:
+    def __init__(self, name: str, help: str, labels: Sequence[str] = (), known: Known = ()) -> None:
         super().__init__(name, help, labels)
         self._values: dict[LabelValues, float] = {} if labels else {(): 0.0}
-        known = tuple(known)
-        if known and len(self.labels) != 1:
-            raise ValueError(f"metric {name}: known label values need exactly one label")
-        self._values.update(((value,), 0.0) for value in known)
+        for values in known:
+            key = (values,) if isinstance(values, str) else tuple(values)
+            if len(key) != len(self.labels) or not self.labels:
+                raise ValueError(f"metric {name}: known label values {key} do not match its labels {self.labels}")
+            self._values[key] = 0.0
 
     def inc(self, amount: float = 1.0, **labels: str) -> None:
         if amount < 0:
@@ -167,14 +174,19 @@ class Registry:
 
     def __init__(self) -> None:
         self._families: dict[str, _Family] = {}
+        self._collect_errors = self.counter(
+            "metrics_collect_errors_total", "Scrapes that left a metric out as reading it failed (logged with the "
+            "error), by metric: its alerts see no data meanwhile, the other metrics are served", ("metric",))
 
     def _add(self, family: _Family) -> Any:
         if family.name in self._families:
             raise ValueError(f"metric {family.name}: registered twice")
         self._families[family.name] = family
+        if isinstance(family, _Collected):  # (read at each scrape: it may fail)
+            self._collect_errors.inc(0, metric=family.name)
         return family
 
-    def counter(self, name: str, help: str, labels: Sequence[str] = (), known: Iterable[str] = ()) -> Counter:
+    def counter(self, name: str, help: str, labels: Sequence[str] = (), known: Known = ()) -> Counter:
         return self._add(Counter(PREFIX + name, help, labels, known))
 
     def gauge(self, name: str, help: str, labels: Sequence[str] = ()) -> Gauge:
@@ -229,9 +241,22 @@ class Registry:
         return 0.0
 
     def render(self) -> str:
+        """Every family, in the text format; one whose read raises is left out of this scrape, logged and counted
+        in vouchnet_metrics_collect_errors_total (rendered last, so it counts this scrape's): a vanished data
+        directory or a closed database must not blind every alert at once with a failed scrape."""
         out: list[str] = []
-        for name in sorted(self._families):
-            self._families[name].render(out)
+        errors = self._collect_errors.name
+        for name in sorted(self._families.keys() - {errors}) + [errors]:
+            family = self._families[name]
+            rendered: list[str] = []
+            try:
+                family.render(rendered)
+            except Exception as error:
+                self._collect_errors.inc(metric=name)
+                log.error("metric %s left out of this scrape: reading it failed: %s: %s", name,
+                          type(error).__name__, error)
+                continue
+            out += rendered
         return "\n".join(out) + "\n"
 
 

@@ -66,10 +66,11 @@ MAX_LISTED_SCOPES = 64  # scoped tools an answer or a stream event lists (listed
 # of records varies with them and the machine's load (1,000 records took 0.08 s, 0.25-0.38 s at load 8 at 10^6).
 TURN_S = 0.02
 ANNOUNCE_CHUNK = 256  # agents whose change is announced between two checkpoints after a recompute
-# engine.snapshot is written once this many records, or an eighth of those it covers if more, are not in it (a start
-# replays about 10^4 records a second): at a start that replayed them, or by `_keep_snapshot`, which looks every
-# SNAPSHOT_CHECK_S and feeds a copy of the snapshot's engine the records since, a TURN_S at a time.
+# engine.snapshot is written once this many records, or an eighth (1 / SNAPSHOT_SHARE) of those it covers if more, are
+# not in it (a start replays about 10^4 records a second): at a start that replayed them, or by `_keep_snapshot`,
+# which looks every SNAPSHOT_CHECK_S and feeds a copy of the snapshot's engine the records since, a TURN_S at a time.
 SNAPSHOT_AFTER = 10_000
+SNAPSHOT_SHARE = 8
 SNAPSHOT_CHECK_S = 60.0
 # With no usable engine.snapshot, a running node makes one from no records while the store holds at most this many
 # (a node that has not written its first yet): feeding a second engine all of them on the loop took ~100 s at 10^6.
@@ -122,8 +123,11 @@ class TrustService:
         metrics.collect("agents_known", "Agents the trust engine holds evidence or vouches for",
                         lambda: len(self.engine.agents()))
         metrics.collect("engine_snapshot_records", "Records engine.snapshot covers (0: none usable, and a start "
-                        "replays every record; far below vouchnet_ledger_size: its rewrites fail)",
-                        lambda: self._snapshot_covers)
+                        "replays every record). It is brought forward (looked at each minute) once "
+                        f"{SNAPSHOT_AFTER:,} records, or 1/{SNAPSHOT_SHARE} of those it covers if more, are not in "
+                        f"it, so a node of fewer than {SNAPSHOT_AFTER:,} records has none: vouchnet_ledger_size "
+                        f"above it by over twice that gap (max({SNAPSHOT_AFTER}, this / {SNAPSHOT_SHARE})) means its "
+                        "rewrites fail", lambda: self._snapshot_covers)
         self._snapshot_failures = metrics.counter("engine_snapshot_write_failures_total", "Writes of engine.snapshot "
                                                   "that failed (logged): a start replays the records it lacks")
 
@@ -241,8 +245,8 @@ class TrustService:
         return list(self.replica.succession.keys(self.replica.did))
 
     def _snapshot_due(self) -> int:
-        """How many records not in engine.snapshot make writing it anew worth its cost (SNAPSHOT_AFTER)."""
-        return max(SNAPSHOT_AFTER, self._snapshot_covers // 8)
+        """How many records not in engine.snapshot make writing it anew worth its cost (SNAPSHOT_AFTER, _SHARE)."""
+        return max(SNAPSHOT_AFTER, self._snapshot_covers // SNAPSHOT_SHARE)
 
     async def _write_snapshot(self, snapshot: engine_snapshot.Snapshot) -> None:
         """Write `snapshot` in a worker thread; a failure is logged (a snapshot is a cache: the node runs on)."""

@@ -13,7 +13,7 @@ A connection to any other address is the operator's choice of exposure (DESIGN Â
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -22,11 +22,14 @@ from .errors import ApiError
 
 class HostGuard:
     """ASGI middleware: 403 `forbidden_host` for a request that reached a loopback address naming another host
-    (see the module's docstring); `names` are further host names to answer for (public_url's)."""
+    (see the module's docstring); `names` are further host names to answer for (public_url's); `refused(status,
+    code)` is told of each refusal (node.api.refusals counts them)."""
 
-    def __init__(self, app: ASGIApp, names: Collection[str] = ()) -> None:
+    def __init__(self, app: ASGIApp, names: Collection[str] = (),
+                 refused: Callable[[int, str], None] = lambda status, code: None) -> None:
         self.app = app
         self.names = frozenset(_normal(name) for name in names)
+        self.refused = refused
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and _is_loopback(scope.get("server")):
@@ -36,6 +39,7 @@ class HostGuard:
                 refusal = ApiError(403, "forbidden_host", f"Host: {shown!r} is not this node's name: call the API at "
                                    "127.0.0.1, [::1] or localhost (a page on another name that resolves here is "
                                    "refused, against DNS rebinding), or set [api] public_url to the name you use")
+                self.refused(refusal.status_code, refusal.code)
                 await refusal.response()(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -362,6 +362,7 @@ async def test_a_request_naming_another_network_is_answered_with_ours_and_ends_t
         await trio.testing.wait_all_tasks_blocked()
         assert [decode_reply(frame) for frame in stream.written] == [OtherNetwork("test")]
     assert (service.stats.errors["network"], service.stats.peers_other_network) == (2, 1)
+    assert service.stats.served_errors["network"] == 2  # (a peer's request, not a failure of this node's sync)
     [warning] = [r.getMessage() for r in caplog.records if "is on network" in r.getMessage()]  # once for the peer
     assert warning.startswith("peer 12D3KooWOther is on network 'othernet', this node on 'test': ")
     # Stating ours, or no network (an older client, or another implementation's), is served as ever.
@@ -372,3 +373,16 @@ async def test_a_request_naming_another_network_is_answered_with_ours_and_ends_t
             await stream.wrote.wait()
         assert isinstance(decode_reply(stream.written[0]), HeadsPage)
     assert service.stats.errors["network"] == 2
+
+
+async def test_a_peer_s_refused_request_is_counted_apart_from_this_node_s_own_failures(serving):
+    """Before: sync_errors_total alone counted it, as it counts this node's failed sessions: an alert on this node's
+    sync failing fired on a peer's malformed requests."""
+    service, open_stream = serving
+    stream = open_stream()
+    await stream.incoming_send.send(b"\xff not CBOR")
+    with trio.fail_after(TIMEOUT):
+        await stream.wrote.wait()
+    assert isinstance(decode_reply(stream.written[0]), ErrorReply)
+    assert service.stats.errors["malformed"] == service.stats.served_errors["malformed"] == 1
+    assert service.stats.rounds_failed == 0

@@ -162,6 +162,7 @@ async def test_a_dense_reply_is_decoded_off_the_event_loop_and_is_the_peer_s_off
         await service.sync_with(PEER)
     assert len(threads) == 1 and threads[0] != threading.get_ident()
     assert (service.stats.errors["malformed"], host.disconnected) == (1, [PEER])
+    assert service.stats.served_errors["malformed"] == 0  # (this node's session's, not a peer's request)
 
 
 class OtherNetworkHost:
@@ -203,6 +204,7 @@ async def test_a_round_with_a_peer_of_another_network_does_not_count_and_disconn
     assert host.disconnected == [PEER] * 2
     assert (service.stats.rounds, service.stats.rounds_failed, service.stats.peers_disconnected) == (0, 2, 0)
     assert (service.stats.errors["network"], service.stats.peers_other_network) == (2, 1)
+    assert service.stats.served_errors["network"] == 0  # (this node's rounds', not a peer's request)
     assert [r.getMessage() for r in caplog.records if "is on network" in r.getMessage()] == [
         f"peer {PEER} is on network 'othernet', this node on 'vouchnet': it holds none of this network's records, "
         "and is disconnected, not synced with nor asked to cosign (check [p2p] bootstrap, or that node's network)"]

@@ -457,6 +457,10 @@ def test_the_records_the_snapshot_covers_and_its_failed_writes_show(snapshotted,
     for _ in _service(node, path.parent, metrics).replaying(()):
         pass
     assert metrics.value("engine_snapshot_records") == 0  # not usable: every record replayed
+    # The help states the gap an alert must allow (the README's rule takes it; a small node would page on a ratio),
+    # as the code has it (this test's _service lowers it).
+    gap = f"once {node_trust.SNAPSHOT_AFTER:,} records, or 1/{node_trust.SNAPSHOT_SHARE} of those it covers if more"
+    assert gap in metrics.render()
 
 
 async def test_a_start_loads_the_snapshot_off_the_event_loop(snapshotted, monkeypatch):

@@ -3,12 +3,17 @@ node."""
 
 import ast
 import json
+import logging
+import os
+import shutil
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
+import trio
 from fastapi import FastAPI
 from hypothesis import given
 from hypothesis import strategies as st
@@ -151,6 +156,35 @@ async def test_get_metrics_serves_what_the_telemetry_services_count(tmp_path):
     assert ("vouchnet_digest_open_agents", ()) in samples
 
 
+async def test_a_metric_whose_read_fails_is_left_out_and_the_scrape_still_serves_the_rest(tmp_path, caplog):
+    """Before: one failing read (the disk usage of a vanished data directory) made GET /metrics a 500, and every
+    alert went blind at once."""
+    registry = Registry()
+    registry.gauge("peers", "Connected peers").set(3)
+    registry.collect("ledger_size", "Records", lambda: 7)
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    registry.collect("data_dir_free_bytes", "Bytes free", lambda: shutil.disk_usage(data_dir).free)  # as node.health
+    app = FastAPI()
+    app.include_router(metrics_router(registry))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://n") as client:
+        assert parsed(registry)[("vouchnet_metrics_collect_errors_total",
+                                 (("metric", "vouchnet_data_dir_free_bytes"),))] == 0
+        data_dir.rmdir()
+        responses = [await client.get("/metrics") for _ in range(2)]
+    assert [r.status_code for r in responses] == [200, 200]
+    samples = {(s.name, tuple(s.labels.items())): s.value
+               for f in text_string_to_metric_families(responses[1].text) for s in f.samples}
+    assert samples[("vouchnet_peers", ())] == 3
+    assert samples[("vouchnet_ledger_size", ())] == 7
+    assert ("vouchnet_data_dir_free_bytes", ()) not in samples
+    assert "# HELP vouchnet_data_dir_free_bytes" not in responses[1].text  # (no family left half-written)
+    assert samples[("vouchnet_metrics_collect_errors_total", (("metric", "vouchnet_data_dir_free_bytes"),))] == 2
+    assert samples[("vouchnet_metrics_collect_errors_total", (("metric", "vouchnet_ledger_size"),))] == 0
+    assert "vouchnet_data_dir_free_bytes left out of this scrape" in caplog.text
+    assert "FileNotFoundError" in caplog.text
+
+
 async def test_a_fresh_node_shows_each_series_of_a_closed_set_of_label_values_at_0(tmp_path):
     """Before: a labelled counter appeared with its first event, so rate() and increase() missed that event and an
     alert on, say, a witness's persist errors never fired on the first."""
@@ -166,11 +200,54 @@ async def test_a_fresh_node_shows_each_series_of_a_closed_set_of_label_values_at
         ("vouchnet_spans_total", "result"): ("accepted", "duplicate", "rejected", "ignored"),
         ("vouchnet_score_requests_total", "kind"): ("score", "check"),
         ("vouchnet_sync_errors_total", "reason"): (*SYNC_ERROR_REASONS, "busy", "timeout", "storage"),
+        ("vouchnet_sync_served_errors_total", "reason"): (*SYNC_ERROR_REASONS, "busy", "timeout"),
         ("vouchnet_witness_errors_total", "reason"): (*SYNC_ERROR_REASONS, "timeout", "held_checkpoint", "persist",
                                                       "evidence"),
     }
     for (name, label), values in known.items():
         assert {value: samples.get((name, ((label, value),))) for value in values} == dict.fromkeys(values, 0), name
+    assert samples[("vouchnet_api_refusals_total", (("reason", "unauthorized"), ("status", "401")))] == 0
+
+
+class _Unreachable(logging.Handler):
+    """Sets `said` once gossip.peers logs a peer unreachable (all its addresses dialled in vain)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.said = trio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "unreachable" in record.getMessage():
+            self.said.set()
+
+
+async def test_a_bootstrap_peer_that_cannot_be_reached_is_counted_as_failed_dials(tmp_path):
+    """Before: only GET /v1/peers showed failed dials; in /metrics, an unreachable bootstrap peer was peers == 0,
+    which a node of no bootstrap peers shows too."""
+    from gossip.host import peer_id_from_public_key
+
+    from .in_process import running
+
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    peer = peer_id_from_public_key(os.urandom(32))
+    said, unreachable = logging.getLogger("gossip.peers"), _Unreachable()
+    level = said.level
+    said.addHandler(unreachable)
+    said.setLevel(logging.INFO)
+    try:
+        settings = {"bootstrap": (f"/ip4/127.0.0.1/tcp/{port}/p2p/{peer}",), "startup_sync_seconds": 0.1}
+        with trio.fail_after(30):
+            async with running(tmp_path / "a", settings=settings) as node:
+                await unreachable.said.wait()
+                samples = parsed(node.metrics)
+    finally:
+        said.removeHandler(unreachable)
+        said.setLevel(level)
+    assert samples[("vouchnet_peer_dials_total", ())] >= 1
+    assert samples[("vouchnet_peer_dial_failures_total", ())] == samples[("vouchnet_peer_dials_total", ())]
+    assert samples[("vouchnet_peers", ())] == 0
 
 
 def _literals(path: str, given_as: Callable[[ast.AST], ast.AST | None]) -> set[str]:
@@ -187,9 +264,16 @@ def _sync_error_reason(node: ast.AST) -> ast.AST | None:
     return None
 
 
+def _refused_reason(node: ast.AST) -> ast.AST | None:
+    """The reason of a `self._refused(...)` (SyncService's: a peer's request refused, counted in both)."""
+    return node.args[0] if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "_refused" else None
+
+
 def _errors_key(node: ast.AST) -> ast.AST | None:
-    """The key of a `stats.errors[...]`."""
-    return node.slice if isinstance(node, ast.Subscript) and getattr(node.value, "attr", None) == "errors" else None
+    """The key of a `stats.errors[...]`, or the reason of a `self._refused(...)`."""
+    if isinstance(node, ast.Subscript) and getattr(node.value, "attr", None) == "errors":
+        return node.slice
+    return _refused_reason(node)
 
 
 def test_the_known_reasons_are_every_reason_the_code_gives():
@@ -200,3 +284,4 @@ def test_the_known_reasons_are_every_reason_the_code_gives():
         SYNC_ERROR_REASONS)
     for path, stats in (("gossip/sync_service.py", SyncStats()), ("gossip/witnessing.py", WitnessStats())):
         assert _literals(path, _errors_key) <= set(stats.errors), path
+    assert _literals("gossip/sync_service.py", _refused_reason) <= set(SyncStats().served_errors)

@@ -1,0 +1,93 @@
+"""The API's refusals counted for an operator's alerts: by status and the node's own error codes, every code the
+API gives among them, never a label from what the caller sent."""
+
+import ast
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from node.api import create_app
+from node.api.hosts import HostGuard
+from node.api.refusals import REFUSALS, count_refusals, refusal_reason
+from node.metrics import Registry
+
+from ..factories import new_did
+from .fake_node import TOKEN, fake_node
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def counted(tmp_path):
+    with fake_node(tmp_path) as node:
+        app = create_app(node)
+        metrics = Registry()
+        refused = count_refusals(app, metrics)
+        yield HostGuard(app, refused=refused), metrics  # as node.daemon.api_app, ScoreFastPath aside
+
+
+def refusals(metrics: Registry) -> dict[tuple[str, str], float]:
+    return {(s.labels["status"], s.labels["reason"]): s.value
+            for family in text_string_to_metric_families(metrics.render()) for s in family.samples
+            if s.name == "vouchnet_api_refusals_total"}
+
+
+async def test_each_refusal_is_counted_by_status_and_code_and_nothing_the_caller_sent(counted):
+    """Before: a caller guessing the token (401) or sending bad records (4xx) moved nothing in /metrics."""
+    app, metrics = counted
+    assert refusals(metrics) == {(str(status), code): 0 for code, status in REFUSALS.items()}
+    hostile = new_did()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as api:
+        vouch = {"subject": new_did(), "weight": 0.5, "basis": "operator"}
+        assert (await api.post("/v1/vouches", json=vouch)).status_code == 401
+        guessed = {"Authorization": "Bearer guess"}
+        assert (await api.post("/v1/vouches", json=vouch, headers=guessed)).status_code == 401
+        assert (await api.post("/v1/vouches", json={**vouch, "subject": hostile}, headers=AUTH)).status_code == 201
+        assert (await api.post("/v1/vouches", json={**vouch, "subject": "x" * 40}, headers=AUTH)).status_code == 422
+        assert (await api.get("/v1/records?kind=bogus")).status_code == 422
+        assert (await api.get(f"/v1/records/{'00' * 32}")).status_code == 404
+        assert (await api.get(f"/v1/{hostile}/no/such/path")).status_code == 404
+        assert (await api.delete("/v1/vouches", headers=AUTH)).status_code == 405
+        assert (await api.get("/healthz")).status_code == 200
+        assert (await api.get("/healthz", headers={"Host": "evil.example"})).status_code == 403  # DNS rebinding
+    counts = refusals(metrics)
+    assert {pair: n for pair, n in counts.items() if n} == {
+        ("401", "unauthorized"): 2, ("422", "invalid_record"): 1, ("422", "invalid_request"): 1, ("404", "not_found"): 2,
+        ("405", "method_not_allowed"): 1, ("403", "forbidden_host"): 1}
+    assert set(counts) == {(str(status), code) for code, status in REFUSALS.items()}  # (no caller's path or did)
+
+
+def test_an_answer_not_in_the_error_shape_or_of_an_unknown_code_is_other():
+    assert refusal_reason(401, b'{"error": "unauthorized", "detail": "..."}') == "unauthorized"
+    assert refusal_reason(400, b"\x08\x03\x12\x05bad") == "other"  # an OTLP protobuf google.rpc.Status
+    assert refusal_reason(404, b'{"error": "unauthorized"}') == "other"  # not a code of that status
+    assert refusal_reason(404, b'{"error": "did:key:z6Mk"}') == "other"
+    assert refusal_reason(404, b'["not_found"]') == "other"
+
+
+def _given_refusals(path: Path) -> set[tuple[int, str]]:
+    """The (status, code) pairs of 4xx refusals that `path` makes: ApiError, error_response, ingest_api's _Refused
+    and _otlp_error calls, an ingest Reply's body, errors._HTTP_ERRORS."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) in {
+                "ApiError", "error_response", "_Refused", "_otlp_error", "Reply"} and len(node.args) >= 2:
+            status, code = node.args[:2]
+            if isinstance(code, ast.Dict):  # Reply(422, {"error": ..., ...})
+                code = next((v for k, v in zip(code.keys, code.values)
+                             if isinstance(k, ast.Constant) and k.value == "error"), None)
+            if isinstance(status, ast.Constant) and isinstance(code, ast.Constant):
+                found.add((status.value, code.value))
+        elif isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "_HTTP_ERRORS":
+            found |= {(k.value, v.elts[0].value) for k, v in zip(node.value.keys, node.value.values)}
+    return {(status, code) for status, code in found if 400 <= status < 500}
+
+
+def test_every_refusal_the_api_gives_is_a_known_pair():
+    """A code left out would count as `other`, and the alerts on it never fire; one the API no longer gives, a
+    series of 0 for ever."""
+    given = set().union(*(_given_refusals(path) for path in Path("node").rglob("*.py") if "client" not in path.parts))
+    assert ("401", "unauthorized") in {(str(s), c) for s, c in given} and len(given) > 15
+    assert given == {(status, code) for code, status in REFUSALS.items()}
