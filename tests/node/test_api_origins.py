@@ -24,7 +24,8 @@ async def test_a_running_node_refuses_a_pages_simple_post_and_answers_curl(tmp_p
     async with running(tmp_path / "a", settings={"traces_need_token": False}) as node:
         check = f"/v1/agents/{node.did}/check"
         body = b'{"action": "tool_call"}'
-        form = {"Origin": EVIL, "Content-Type": "text/plain", "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}
+        form = {"Origin": EVIL, "Content-Type": "text/plain", "Sec-Fetch-Site": "cross-site",
+                "Sec-Fetch-Mode": "navigate"}
         refused = await _request(node.api_url, "POST", check, form, body)
         assert refused.status_code == 403
         assert refused.json()["error"] == "forbidden_origin"
@@ -47,8 +48,8 @@ async def test_a_running_node_refuses_a_pages_reads_but_not_a_link_followed(tmp_
             probe = await _request(node.api_url, "GET", path, {"Sec-Fetch-Site": "cross-site",
                                                                "Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "script"})
             assert (probe.status_code, probe.json()["error"]) == (403, "forbidden_origin"), path
-            link = await _request(node.api_url, "GET", path, {"Sec-Fetch-Site": "cross-site",
-                                                              "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"})
+            link = await _request(node.api_url, "GET", path, {
+                "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"})
             assert link.status_code == 200, path
             typed = await _request(node.api_url, "GET", path, {"Sec-Fetch-Site": "none"})
             assert typed.status_code == 200, path
