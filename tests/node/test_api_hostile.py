@@ -427,6 +427,23 @@ async def test_every_write_taking_a_json_body_refuses_one_that_is_not_i_json(hos
             assert _error(answer)["detail"].startswith("body: not JSON ("), (template, body, answer)
 
 
+async def test_every_write_taking_a_json_body_says_why_one_python_cannot_parse_is_refused(hostile):
+    """An integer of over 4,300 digits, or arrays nested beyond the parser's depth, failed FastAPI's parser before
+    the I-JSON check: 400 "body: cannot be read as UTF-8 JSON", which the body is."""
+    routes = [(template, method) for template, methods in hostile.spec["paths"].items()
+              for method, operation in methods.items()
+              if "application/json" in operation.get("requestBody", {}).get("content", {})]
+    headers = [(b"authorization", f"Bearer {TOKEN}".encode()), (b"content-type", b"application/json")]
+    for template, method in routes:
+        for body, reason in ((b'{"weight": %s}' % (b"9" * 5000), "(5000 digits) is beyond a JSON number's range"),
+                             (b"[" * 10_000 + b"]" * 10_000, "nested too deep"),
+                             (b'{"a":' * 10_000 + b"1" + b"}" * 10_000, "nested too deep")):
+            answer = await call(hostile.app, method.upper(), _path(hostile, template, "", ""), b"", headers, body)
+            assert answer.status == 400, (template, reason, answer)
+            assert _error(answer)["detail"].startswith("body: not JSON ("), (template, answer)
+            assert reason in _error(answer)["detail"], (template, answer)
+
+
 async def test_every_route_refuses_a_browser_request_sent_for_a_page_of_another_site(hostile):
     """A page on any origin can make a browser send a simple request (a form's text/plain POST, an <img> GET) to
     127.0.0.1 (node.api.origins): every route of every method refuses it 403 before it runs, token or not, and
