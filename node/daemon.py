@@ -38,6 +38,7 @@ from .address_file import published_api_url
 from .api import NodeView, create_app
 from .api.errors import count_storage_refusals
 from .api.hosts import HostGuard
+from .api.origins import OriginGuard
 from .api.refusals import count_refusals
 from .api.http_server import serve_on
 from .api.scores import CHECK_PATH, ScoreFastPath, scores_router
@@ -370,10 +371,10 @@ def api_app(node: NodeView, telemetry: Telemetry, trust: TrustService, key: Sign
             retired_keys: Sequence[tuple[VerifyKey, int]], traces_need_token: bool,
             served_url: str | None = None) -> HostGuard:
     """The local API as the node serves it (DESIGN.md §8): the records and log endpoints of `node`, telemetry,
-    credentials and scores, behind ScoreFastPath, behind HostGuard (answering for `served_url`'s host too); checks
-    need no token, nor traces unless `traces_need_token`; its 503 `storage` answers and its refusals (4xx, HostGuard's
-    too) counted in telemetry's metrics. `retired_keys` and `served_url`: as Telemetry.routers takes them. It reads
-    no store, and so can be made in a worker thread (serve_node does)."""
+    credentials and scores, behind ScoreFastPath, behind OriginGuard and HostGuard (answering for `served_url`'s
+    origin and host too); checks need no token, nor traces unless `traces_need_token`; its 503 `storage` answers and
+    its refusals (4xx, the guards' too) counted in telemetry's metrics. `retired_keys` and `served_url`: as
+    Telemetry.routers takes them. It reads no store, and so can be made in a worker thread (serve_node does)."""
     app = create_app(
         node,
         routers=[*telemetry.routers(retired_keys, served_url), scores_router(trust, key)],
@@ -383,7 +384,9 @@ def api_app(node: NodeView, telemetry: Telemetry, trust: TrustService, key: Sign
     count_storage_refusals(app, telemetry.metrics)
     refused = count_refusals(app, telemetry.metrics)
     served_host = urllib.parse.urlsplit(served_url).hostname if served_url else None
-    return HostGuard(ScoreFastPath(app, trust, key), names=[served_host] if served_host else [], refused=refused)
+    return HostGuard(OriginGuard(ScoreFastPath(app, trust, key), origins=[served_url] if served_url else [],
+                                 refused=refused),
+                     names=[served_host] if served_host else [], refused=refused)
 
 
 async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED) -> None:

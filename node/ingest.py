@@ -91,7 +91,7 @@ def rejection_reason(detail: str) -> str:
 def _parse_batch(body: bytes) -> list[Any]:
     try:
         document = loads_strict(body)
-    except (ValueError, RecursionError) as error:
+    except ValueError as error:
         raise BadBatch(f"body: not JSON ({str(error)[:120]})") from None
     if type(document) is not dict or set(document) != {"events"}:
         raise BadBatch('body: must be a JSON object {"events": [...]}')

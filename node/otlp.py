@@ -205,7 +205,7 @@ def decode_json(body: bytes) -> list[Span]:
     """The spans of an `application/json` ExportTraceServiceRequest (OTLP/JSON: hex ids, camelCase keys)."""
     try:
         document = loads_strict(body)
-    except (ValueError, RecursionError) as error:
+    except ValueError as error:
         raise OtlpError(f"body: not JSON ({str(error)[:120]})") from None
     spans = []
     for r, resource_spans in enumerate(_json_list(_json_object(document, "body"), "resourceSpans", "body")):

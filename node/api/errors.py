@@ -23,6 +23,7 @@ from vouching.identity import is_compact_jwt
 
 from ..idempotency import IdempotencyStoreError
 from ..metrics import Registry
+from ..strict_json import loads_strict
 
 log = logging.getLogger(__name__)
 STORAGE_RETRY_SECONDS = 10  # Retry-After of a request the node's storage refused
@@ -56,7 +57,8 @@ _MEANINGS = {
 _READ_MEANINGS = {**_MEANINGS, 422: "A malformed parameter, or one out of range; the detail names it"}
 # A write's body is JSON, as I-JSON has it (node.api.json_body).
 _WRITE_MEANINGS = {**_MEANINGS, 400: "A body that is not JSON as I-JSON (RFC 7493) has it: not UTF-8, a member given "
-                                     "twice in one object, NaN, Infinity or a number beyond a double's range"}
+                                     "twice in one object, NaN, Infinity, a number beyond a double's range or "
+                                     "arrays nested beyond the parser's depth"}
 
 
 def error_responses(*statuses: int, json_body: bool = True) -> dict[int | str, dict[str, Any]]:
@@ -161,7 +163,19 @@ def _describe(error: Mapping[str, Any]) -> str:
 
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     code, detail = _HTTP_ERRORS.get(exc.status_code, (f"http_{exc.status_code}", None))
+    if exc.status_code == 400 and exc.__cause__ is not None:  # FastAPI's own parser failed on the body
+        detail = await _unparsed_body(request) or detail
     return error_response(exc.status_code, code, detail or str(exc.detail), exc.headers)
+
+
+async def _unparsed_body(request: Request) -> str | None:
+    """What node.strict_json says is wrong with a body FastAPI's parser gave up on before the app's I-JSON check
+    (node.api.json_body) could read it: an integer over Python's 4,300 digits, arrays nested beyond its depth."""
+    try:
+        loads_strict(await request.body())
+    except ValueError as error:
+        return f"body: not JSON ({str(error)[:160]})"
+    return None
 
 
 async def _invalid_record(request: Request, exc: InvalidRecord) -> JSONResponse:

@@ -13,8 +13,11 @@ request, head and body, within REQUEST_DEADLINE_S of the connection opening or f
 408 with a JSON reason (if no answer was begun) and the connection closes, so that a body trickled a byte per
 READ_TIMEOUT_S holds no connection for hours. A streamed response's wait for its client to leave is no request
 being received. Each write of the response must be taken within WRITE_TIMEOUT_S (a client that stops reading is
-let go). A malformed request gets h11's 4xx with a JSON reason and the connection closes; an app that fails before
-answering gives a 500 (its traceback goes to the log, not to the client), after that the connection closes.
+let go). What an answer left unread of its request's body (a 413 or 401 sent before it) is read and dropped, up
+to LINGER_BYTES within LINGER_S, before the connection goes on or closes, so that a client still uploading reads
+that answer rather than a reset. A malformed request gets h11's 4xx with a JSON reason and the connection closes;
+an app that fails before answering gives a 500 (its traceback goes to the log, not to the client), after that the
+connection closes.
 While a response streams (server-sent events), the app's `receive` reports the client's disconnect, as it does
 for a client that leaves before its request's body is whole (no failure of the app's, nor a malformed request). At
 most MAX_CONNECTIONS at once: when all are taken, a newcomer takes the slot of the connection whose request began
@@ -46,6 +49,10 @@ READ_TIMEOUT_S = 10.0
 REQUEST_DEADLINE_S = 30.0  # for a whole request, head and body, from the connection opening or falling idle
 WRITE_TIMEOUT_S = 30.0
 _READ_BYTES = 64 * 1024
+# What of a request body its answer left unread (a 413 or 401 sent before it) is read and dropped before the
+# connection closes: twice the largest body the API takes (4 MiB of traces), within a second of the answer.
+LINGER_BYTES = 8 << 20
+LINGER_S = 1.0
 
 
 class _Closed(Exception):
@@ -160,13 +167,17 @@ class _Connection:
 
     async def _next_cycle(self) -> bool:
         """Ready for the next request on this connection; False if it must close. What the app left unread of
-        the request body is read and dropped first, up to MAX_HEAD_BYTES (a GET's empty body, typically)."""
+        the request body (a GET's empty body; one answered 413 or 401 before it was read) is read and dropped
+        first, up to LINGER_BYTES within LINGER_S, as nginx's lingering close and Go's net/http do: a client that
+        sends its whole body before reading (Python's http.client and requests) then reads its answer, where a
+        close with its bytes unread resets the connection (RFC 9293 §3.6.1) and it saw ECONNRESET instead."""
         if self.awaiting_continue:
             return False  # never told 100 Continue, the client need not send its body: it cannot be skipped
         dropped = 0
-        while self.h11.their_state is h11.SEND_BODY and dropped <= MAX_HEAD_BYTES:
-            event = await self.next_event(READ_TIMEOUT_S)
-            dropped += len(event.data) if isinstance(event, h11.Data) else 0
+        with trio.move_on_after(LINGER_S):
+            while self.h11.their_state is h11.SEND_BODY and dropped <= LINGER_BYTES:
+                event = await self.next_event(READ_TIMEOUT_S)
+                dropped += len(event.data) if isinstance(event, h11.Data) else 0
         if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
             self.h11.start_next_cycle()
             return True

@@ -23,5 +23,5 @@ async def strict_json_body(request: Request) -> None:
     if body := await request.body():
         try:
             loads_strict(body)
-        except (ValueError, RecursionError) as error:
+        except ValueError as error:
             raise ApiError(400, "bad_request", f"body: not JSON ({str(error)[:160]})") from None

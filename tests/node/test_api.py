@@ -418,7 +418,7 @@ async def test_a_body_that_is_not_a_json_object_is_refused(api, content, content
 async def test_a_body_that_is_not_utf8_is_refused(api):
     headers = {**AUTH, "content-type": "application/json"}
     response = await api.post("/v1/vouches", content=b'{"subject": "\xff"}', headers=headers)
-    assert_error(response, 400, "bad_request", "body: cannot be read as UTF-8 JSON")
+    assert_error(response, 400, "bad_request", "body: not JSON (not UTF-8 (byte 13))")
 
 
 @pytest.mark.parametrize(("body", "encoding", "detail"), [

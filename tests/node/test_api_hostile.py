@@ -116,7 +116,7 @@ def hostile(tmp_path):
                 boot = subscriber.receive.receive_nowait().split(b"\n")[0].removeprefix(b"id: ").split(b"-")[0]
             dids = [view.did, partner.did, *agents]
             app = api_app(view, telemetry, trust, key, retired_keys=telemetry.retired_keys(), traces_need_token=True)
-            yield Hostile(app, app.app.app.openapi(), dids, [r.id.hex() for r in ours],
+            yield Hostile(app, app.app.app.app.openapi(), dids, [r.id.hex() for r in ours],
                           [peer_id_from_public_key(public_key_from_did(did)) for did in dids], boot.decode(),
                           partner.record().raw, telemetry.audit.now())
         finally:
@@ -425,6 +425,43 @@ async def test_every_write_taking_a_json_body_refuses_one_that_is_not_i_json(hos
             answer = await call(hostile.app, method.upper(), _path(hostile, template, "", ""), b"", headers, body)
             assert answer.status == 400, (template, body, answer)
             assert _error(answer)["detail"].startswith("body: not JSON ("), (template, body, answer)
+
+
+async def test_every_write_taking_a_json_body_says_why_one_python_cannot_parse_is_refused(hostile):
+    """An integer of over 4,300 digits, or arrays nested beyond the parser's depth, failed FastAPI's parser before
+    the I-JSON check: 400 "body: cannot be read as UTF-8 JSON", which the body is."""
+    routes = [(template, method) for template, methods in hostile.spec["paths"].items()
+              for method, operation in methods.items()
+              if "application/json" in operation.get("requestBody", {}).get("content", {})]
+    headers = [(b"authorization", f"Bearer {TOKEN}".encode()), (b"content-type", b"application/json")]
+    for template, method in routes:
+        for body, reason in ((b'{"weight": %s}' % (b"9" * 5000), "(5000 digits) is beyond a JSON number's range"),
+                             (b"[" * 10_000 + b"]" * 10_000, "nested too deep"),
+                             (b'{"a":' * 10_000 + b"1" + b"}" * 10_000, "nested too deep")):
+            answer = await call(hostile.app, method.upper(), _path(hostile, template, "", ""), b"", headers, body)
+            assert answer.status == 400, (template, reason, answer)
+            assert _error(answer)["detail"].startswith("body: not JSON ("), (template, answer)
+            assert reason in _error(answer)["detail"], (template, answer)
+
+
+async def test_every_route_refuses_a_browser_request_sent_for_a_page_of_another_site(hostile):
+    """A page on any origin can make a browser send a simple request (a form's text/plain POST, an <img> GET) to
+    127.0.0.1 (node.api.origins): every route of every method refuses it 403 before it runs, token or not, and
+    answers the same request without Origin (curl, an SDK) or from its own origin."""
+    routes = [(template, method.upper()) for template, methods in hostile.spec["paths"].items() for method in methods]
+    assert len(routes) >= 20
+    token = (b"authorization", f"Bearer {TOKEN}".encode())
+    for template, method in routes:
+        path = _path(hostile, template, "", "")
+        for browser in ([(b"origin", b"https://evil.example"), (b"sec-fetch-site", b"cross-site")],
+                        [(b"origin", b"http://127.0.0.1:3000")], [(b"origin", b"null")],
+                        [(b"sec-fetch-site", b"same-site"), (b"sec-fetch-mode", b"no-cors")]):
+            answer = await call(hostile.app, method, path, b"", [token, *browser, (b"content-type", b"text/plain")],
+                                b'{"action": "tool_call"}')
+            assert (answer.status, _error(answer)["error"]) == (403, "forbidden_origin"), (template, method, browser)
+        for own in ([], [(b"origin", b"http://127.0.0.1"), (b"sec-fetch-site", b"same-origin")]):
+            answer = await call(hostile.app, method, path, b"", [token, *own], b"")
+            assert answer.status != 403, (template, method, own, answer)
 
 
 async def test_a_body_its_client_leaves_midway_is_no_failure_of_the_node(hostile, caplog):

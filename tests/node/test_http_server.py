@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from node.api import http_server
-from node.api.http_server import (KEEP_ALIVE_S, MAX_HEAD_BYTES, READ_TIMEOUT_S, REQUEST_DEADLINE_S, WRITE_TIMEOUT_S,
-                                  serve)
+from node.api.http_server import (KEEP_ALIVE_S, LINGER_S, MAX_HEAD_BYTES, READ_TIMEOUT_S, REQUEST_DEADLINE_S,
+                                  WRITE_TIMEOUT_S, serve)
 
 
 async def echo_app(scope, receive, send):
@@ -164,6 +164,48 @@ async def test_a_body_the_app_refused_unread_is_skipped_or_the_connection_closed
                            b"Expect: 100-continue\r\n\r\n")
         assert (await waiting.response())[0] == 401
         assert await waiting.closed()
+
+
+async def too_large_app(scope, receive, send):
+    """Answers 413 without reading the request body, as the write guard does for a Content-Length over its bound."""
+    await send({"type": "http.response.start", "status": 413, "headers": [(b"content-length", b"0")]})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def test_a_client_uploading_a_large_body_reads_the_413_sent_before_it(server):
+    """A client that sends its whole body before reading (http.client, requests) got ECONNRESET on its write: the
+    server closed with 6 MiB unread, which resets the connection. The body is dropped instead, and the connection
+    goes on."""
+    client = await connect(await server(too_large_app))
+    size = 6 << 20  # more than loopback's socket buffers hold (up to about 3 MB here)
+    with trio.fail_after(10):
+        await client.send(b"POST /v1/vouches HTTP/1.1\r\nHost: node\r\nContent-Length: %d\r\n\r\n" % size)
+        await client.send(b"x" * size)
+        assert (await client.response())[0] == 413
+        await client.send(get("/next"))
+        assert (await client.response())[0] == 413
+
+
+async def test_the_body_dropped_after_an_answer_is_bounded_in_bytes(server, monkeypatch):
+    monkeypatch.setattr(http_server, "LINGER_BYTES", 1 << 20)
+    monkeypatch.setattr(http_server, "LINGER_S", 60)  # the bound in bytes, not the one in time, ends it
+    client = await connect(await server(too_large_app))
+    with trio.fail_after(10), pytest.raises(trio.BrokenResourceError):  # closed, not read to its end
+        await client.send(b"POST /v1/vouches HTTP/1.1\r\nHost: node\r\nContent-Length: %d\r\n\r\n" % (1 << 30))
+        for _ in range(1024):
+            await client.send(b"x" * (1 << 20))
+
+
+async def test_the_body_dropped_after_an_answer_is_bounded_in_time(server, autojump_clock):
+    client = await connect(await server(too_large_app))
+    async with trio.open_nursery() as nursery:
+        await client.send(b"POST /v1/vouches HTTP/1.1\r\nHost: node\r\nContent-Length: 10000\r\n\r\n")
+        nursery.start_soon(trickle, client, b"x" * 10000)
+        assert (await client.response())[0] == 413
+        answered = trio.current_time()
+        assert await client.closed()
+        assert trio.current_time() - answered <= LINGER_S + 0.1
+        nursery.cancel_scope.cancel()
 
 
 async def test_a_head_request_gets_the_head_without_the_body(server):

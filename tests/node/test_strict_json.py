@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 from hypothesis import given
@@ -42,3 +43,23 @@ def test_a_body_in_another_unicode_encoding_is_refused(value, encoding):
 def test_a_number_json_does_not_have_or_a_double_cannot_hold_is_refused(number):
     with pytest.raises(ValueError, match="JSON number"):
         loads_strict(f'{{"weight": [0.5, {number}]}}'.encode())
+
+
+@pytest.mark.parametrize("digits", [310, 4300, 4301, 100_000])
+def test_an_integer_beyond_a_doubles_range_is_refused_naming_its_digits(digits):
+    """Python's int refuses a string of over 4,300 digits with its own error, which named no field."""
+    with pytest.raises(ValueError, match=f"[(]{digits} digits[)] is beyond a JSON number's range"):
+        loads_strict(b'{"weight": [1, -%s]}' % (b"9" * digits))
+
+
+def test_an_integer_a_double_holds_reads_as_python_reads_it():
+    largest = int(sys.float_info.max)
+    assert loads_strict(f"[{largest}, {-largest}, 0, -0]".encode()) == [largest, -largest, 0, 0]
+    with pytest.raises(ValueError, match="309 digits"):
+        loads_strict(f"[{largest + 1}]".encode())
+
+
+@pytest.mark.parametrize("opening, closing", [(b"[", b"]"), (b'{"a":', b"}")])
+def test_arrays_or_objects_nested_too_deep_are_refused_saying_so(opening, closing):
+    with pytest.raises(ValueError, match="nested too deep"):
+        loads_strict(opening * 100_000 + b"1" + closing * 100_000)
