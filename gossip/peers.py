@@ -132,6 +132,17 @@ class DialSchedule:
         earlier ones named: an org may sign any number of them, each naming other addresses."""
         self._target(peer_id).announced = list(addrs)
 
+    def withdraw(self, peer_id: str) -> None:
+        """Its org's latest `org` record names no address we dial (it moved to another network, say): forget those
+        its earlier ones named, and the peer, unless the config names it."""
+        target = self._targets.get(peer_id)
+        if target is None:
+            return
+        target.announced = []
+        if not target.bootstrap:
+            del self._targets[peer_id]
+            self._sorted = None
+
     def kept(self, peers: Iterable[str]) -> set[str]:
         """Those of `peers` it keeps connected (not peers that dialled in unasked)."""
         return {p for p in peers if p in self._targets}
@@ -166,10 +177,13 @@ class DialSchedule:
         return KnownPeer(peer_id, "bootstrap" if target.bootstrap else "org_record", tuple(target.addrs), connected,
                          target.failures, target.last_error, None if connected else max(target.due - now, 0.0))
 
-    def failed(self, peer_id: str, now: float, error: str) -> float:
+    def failed(self, peer_id: str, now: float, error: str) -> float | None:
         """Record a failed dial and why (`error`, kept as a printable_line); returns the delay before the next
-        attempt (doubling, jittered, capped)."""
-        target = self._targets[peer_id]
+        attempt (doubling, jittered, capped), None if the peer is no longer kept (withdrawn or moved while it was
+        dialled)."""
+        target = self._targets.get(peer_id)
+        if target is None:
+            return None
         target.failures += 1
         target.last_error = printable_line(error)
         delay = min(self.max_backoff, self.min_backoff * 2 ** (target.failures - 1))
@@ -229,13 +243,16 @@ class PeerManager:
     dial in unasked do not count (the host's max_connections bounds them); while it runs, the host never closes an
     idle inbound connection of a peer it `protects` (gossip/host.py quirk 34). Of the addresses `org` records name,
     it dials those in the scopes `dial_private` allows (gossip.scopes), with "auto" those of `own_addrs`, the
-    addresses the node's own org record names (None: the host's listen addresses), and of its bootstrap addresses."""
+    addresses the node's own org record names (None: the host's listen addresses), and of its bootstrap addresses;
+    and only those of records of the node's `network`: an org on another holds none of our records, and a hostile
+    one would have us dial addresses of its choosing in another network's name."""
 
     def __init__(
         self,
         host: Host,
         replica: Replica,
         *,
+        network: str,
         bootstrap: Sequence[str],
         max_peers: int,
         schedule: DialSchedule | None = None,
@@ -245,6 +262,7 @@ class PeerManager:
         self._host = host
         self._scopes = dialled_scopes(dial_private, host.listen_addrs if own_addrs is None else own_addrs, bootstrap)
         self._replica = replica
+        self._network = network
         self._max_peers = max_peers
         self._schedule = schedule if schedule is not None else DialSchedule()
         self._wake = trio.Event()
@@ -266,9 +284,13 @@ class PeerManager:
 
     def _learn(self, records: list[Record]) -> None:
         """Peer exchange: an accepted `org` record tells us where its org's node listens (a rotation record, the
-        key's last, names none: `_follow` moves its addresses once the new key names it back)."""
+        key's last, names none: `_follow` moves its addresses once the new key names it back); one of another
+        network, that its node is not ours to dial: the addresses its earlier records named are withdrawn."""
         for record in records:
             if not isinstance(record.body, OrgBody) or record.body.next is not None or self._ours(record.iss):
+                continue
+            if record.body.network != self._network:
+                self._schedule.withdraw(peer_id_from_public_key(public_key_from_did(record.iss)))
                 continue
             peer_id, addrs = org_dial_addrs(record, self._scopes)
             if addrs:
@@ -362,7 +384,9 @@ class PeerManager:
                     continue
                 return  # (the host's PeerEvent tells the schedule)
             delay = self._schedule.failed(peer_id, trio.current_time(), failure)
-            log.info("peer %s unreachable (last: %s); next attempt in %.1f s", peer_id, printable_line(failure), delay)
+            if delay is not None:
+                log.info("peer %s unreachable (last: %s); next attempt in %.1f s", peer_id, printable_line(failure),
+                         delay)
         finally:
             dialling.discard(peer_id)
             self._wake.set()

@@ -275,8 +275,9 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         node = Node(
             config=config, key=key, token_file=token_file, replica=replica, host=host, gossip=gossip, sync=sync,
             witnessing=witnessing, telemetry=telemetry, trust=trust, metrics=metrics,
-            peer_manager=PeerManager(host, replica, bootstrap=config.bootstrap, max_peers=limits.max_peers,
-                                     dial_private=config.dial_private, own_addrs=announce_addrs(config, host)),
+            peer_manager=PeerManager(host, replica, network=config.network, bootstrap=config.bootstrap,
+                                     max_peers=limits.max_peers, dial_private=config.dial_private,
+                                     own_addrs=announce_addrs(config, host)),
         )
         metrics.add_stats("gossip", gossip.stats, gauges=("queued_records",))
         metrics.add_stats("sync", sync.stats)

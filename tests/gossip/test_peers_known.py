@@ -90,23 +90,31 @@ _IDS = st.sampled_from("abcd")
 
 
 @settings(deadline=None, max_examples=300)
-@given(st.lists(st.tuples(st.sampled_from(["add", "announce", "moved", "page"]), _IDS, _IDS)),
+@given(st.lists(st.tuples(st.sampled_from(["add", "announce", "moved", "withdraw", "page"]), _IDS, _IDS)),
        st.sets(_IDS), st.integers(1, 4))
 def test_pages_of_known_peers_follow_every_peer_come_and_gone(operations, connected, limit):
-    """Paged after any adds, announcements and rotations (moved), with some peers connected, known() lists each
-    peer it keeps or that is connected once, in order (a page reads a cached order of the kept peers)."""
+    """Paged after any adds, announcements, rotations (moved) and withdrawals, with some peers connected, known()
+    lists each peer it keeps or that is connected once, in order (a page reads a cached order of the kept peers)."""
     schedule = DialSchedule()
     kept: set[str] = set()
+    bootstrap: set[str] = set()  # (the kept peers the config names: a withdrawal keeps them)
     for operation, peer, other in operations:
         if operation == "page":  # (the order is cached here)
             schedule.known(connected, after=peer, limit=limit, now=0)
         elif operation == "moved":
             if peer in kept and peer != other:
                 kept = (kept - {peer}) | {other}
+                bootstrap = (bootstrap - {peer}) | ({other} if peer in bootstrap else set())
             schedule.moved(peer, other)
+        elif operation == "withdraw":
+            if peer not in bootstrap:
+                kept.discard(peer)
+            schedule.withdraw(peer)
         else:
             getattr(schedule, operation)(peer, [addr(peer)])
             kept.add(peer)
+            if operation == "add":
+                bootstrap.add(peer)
         listed, after = [], None
         while page := schedule.known(connected, after=after, limit=limit, now=0):
             listed += [p.peer_id for p in page]
