@@ -148,3 +148,18 @@ def test_a_retried_or_moved_peer_keeps_or_forgets_its_error_with_its_failures():
     schedule.retry_now("new")
     [retried] = schedule.known([], after=None, limit=1, now=0)
     assert (retried.failures, retried.last_error, retried.next_dial_in) == (0, None, 0)
+
+
+@pytest.mark.parametrize("gone", ["moved", "withdrawn"])
+def test_a_dial_that_fails_after_its_peer_moved_or_was_withdrawn_changes_nothing(gone):
+    """A rotation (moved) or an org record of another network (withdraw) may come while the peer is dialled: the
+    failed dial raised KeyError in the peer manager's task."""
+    schedule = DialSchedule(rng=random.Random(1))
+    schedule.announce("old", [addr("old")])
+    if gone == "moved":
+        schedule.moved("old", "new")
+    else:
+        schedule.withdraw("old")
+    assert schedule.failed("old", now=0, error="refused") is None
+    assert [(p.peer_id, p.failures) for p in schedule.known([], after=None, limit=5, now=0)] == (
+        [("new", 0)] if gone == "moved" else [])
