@@ -41,7 +41,7 @@ async def hang_up(seconds: float) -> str:
         async with open_host(seed, LOOPBACK) as node, open_host(os.urandom(32), LOOPBACK) as peer:
             await peer.set_blocked([node.peer_id])
             events = node.peer_events()
-            manager = PeerManager(node, replica, bootstrap=[peer.listen_addrs[0]], max_peers=5)
+            manager = PeerManager(node, replica, network="bench", bootstrap=[peer.listen_addrs[0]], max_peers=5)
             async with trio.open_nursery() as nursery:
                 await nursery.start(manager.run)
                 await trio.sleep(seconds)
@@ -77,7 +77,7 @@ async def tarpits(orgs: int) -> str:
                                                           prev=None))])
             async with open_host(seed, LOOPBACK) as node, open_host(os.urandom(32), LOOPBACK) as live:
                 events = node.peer_events()
-                manager = PeerManager(node, replica, bootstrap=[live.listen_addrs[0]], max_peers=50)
+                manager = PeerManager(node, replica, network="bench", bootstrap=[live.listen_addrs[0]], max_peers=50)
                 start = time.monotonic()
                 await nursery.start(manager.run)
                 while (event := await events.receive()).peer_id != live.peer_id or not event.connected:

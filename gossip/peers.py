@@ -5,8 +5,11 @@ per peer. `PeerManager` is the trio shell that dials. The host lifts py-libp2p's
 every connect (gossip/host.py quirk 6), so the backoff here alone decides how often a peer is retried: a peer
 whose connection dropped is redialled after `min_backoff`, one that stays unreachable at most `max_backoff` (60 s)
 apart, and a connection that lasted less than `stable_after` counts as a failed dial, so a peer that keeps hanging
-up is redialled ever less often, not every `min_backoff`. `DialSchedule.known` tells what it knows of each peer
-(GET /v1/peers): where it dials it, how many dials failed in a row, the last one's error, and when it dials next.
+up is redialled ever less often, not every `min_backoff`. A peer found on another network (the sync handshake
+names each side's) holds none of our records: it is dialled `apart_backoff` (an hour) apart, not dropped, so that a
+mistyped bootstrap address stays in sight. `DialSchedule.known` tells what it knows of each peer (GET /v1/peers):
+where it dials it, how many dials failed in a row, the last one's error, the other network it was found on, and when
+it dials next.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ MAX_DIALS = 8  # dials at once: py-libp2p runs 32 and queues the rest, the host'
 # Addresses dialled per second, all peers together (and at once): each org's dials are bounded by its backoff, but
 # orgs are many, and every one may name anyone's address.
 MAX_DIAL_RATE, MAX_DIAL_BURST = 10.0, 50
+APART_BACKOFF = 3600.0  # seconds between dials of a peer found on another network: its node re-made on ours is found
 MAX_ERROR = 512  # characters of a peer's last dial error kept (and shown): it may carry a hostile peer's text
 
 
@@ -58,6 +62,11 @@ def printable_line(text: str, limit: int = MAX_ERROR) -> str:
     return escaped(text[:head])[:head] + "…" + end[len(end) - tail:]
 
 
+def apart_error(network: str) -> str:
+    """Why a peer is not kept connected once found on `network`, not ours (its `last_error`)."""
+    return f"the peer is on network {network!r}, not this node's"
+
+
 def org_dial_addrs(record: Record, scopes: frozenset[Scope]) -> tuple[str, list[str]]:
     """The peer id of an `org` record's issuer and those of its addresses the host can dial by IP address in one of
     `scopes` (gossip.scopes: no org may have the node dial its loopback, say), each ending in /p2p/<peer id> (an
@@ -80,6 +89,7 @@ class _Target:
     failures: int = 0
     last_error: str | None = None  # why the last of its `failures` failed (printable_line); None without any
     connected_at: float | None = None  # when its current connection opened, if it is connected
+    other_network: str | None = None  # the network it was found on, not ours, until a connection to it lasts
 
     @property
     def addrs(self) -> list[str]:
@@ -98,6 +108,7 @@ class KnownPeer:
     failures: int  # dials failed in a row, a connection closed before `stable_after` counting as one
     last_error: str | None  # why the last of them failed: one printable line, at most MAX_ERROR characters
     next_dial_in: float | None  # seconds until it is dialled again (0: due, waiting for a dial); None if connected
+    other_network: str | None = None  # the network it was last found on, not ours (dialled APART_BACKOFF apart)
 
 
 @dataclass
@@ -107,6 +118,7 @@ class DialSchedule:
     min_backoff: float = 1.0
     max_backoff: float = 60.0
     stable_after: float = 60.0  # a connection lasting less is a failed dial (the peer hangs up, say)
+    apart_backoff: float = APART_BACKOFF  # the least delay between dials of a peer found on another network
     rng: random.Random = field(default_factory=random.Random)
     _targets: dict[str, _Target] = field(default_factory=dict)
     _sorted: list[str] | None = None  # the targets' peer ids in order, for known(); None once one came or went
@@ -131,6 +143,17 @@ class DialSchedule:
         """Keep `peer_id` connected through `addrs` from its org's latest `org` record, in place of those its
         earlier ones named: an org may sign any number of them, each naming other addresses."""
         self._target(peer_id).announced = list(addrs)
+
+    def withdraw(self, peer_id: str) -> None:
+        """Its org's latest `org` record names no address we dial (it moved to another network, say): forget those
+        its earlier ones named, and the peer, unless the config names it."""
+        target = self._targets.get(peer_id)
+        if target is None:
+            return
+        target.announced = []
+        if not target.bootstrap:
+            del self._targets[peer_id]
+            self._sorted = None
 
     def kept(self, peers: Iterable[str]) -> set[str]:
         """Those of `peers` it keeps connected (not peers that dialled in unasked)."""
@@ -164,18 +187,35 @@ class DialSchedule:
         if target is None:
             return KnownPeer(peer_id, "inbound", (), connected, 0, None, None)
         return KnownPeer(peer_id, "bootstrap" if target.bootstrap else "org_record", tuple(target.addrs), connected,
-                         target.failures, target.last_error, None if connected else max(target.due - now, 0.0))
+                         target.failures, target.last_error, None if connected else max(target.due - now, 0.0),
+                         target.other_network)
 
-    def failed(self, peer_id: str, now: float, error: str) -> float:
+    def failed(self, peer_id: str, now: float, error: str) -> float | None:
         """Record a failed dial and why (`error`, kept as a printable_line); returns the delay before the next
-        attempt (doubling, jittered, capped)."""
-        target = self._targets[peer_id]
+        attempt (doubling, jittered, capped; `apart_backoff` at least for a peer found on another network), None if
+        the peer is no longer kept (withdrawn or moved while it was dialled)."""
+        target = self._targets.get(peer_id)
+        if target is None:
+            return None
         target.failures += 1
         target.last_error = printable_line(error)
         delay = min(self.max_backoff, self.min_backoff * 2 ** (target.failures - 1))
         delay *= self.rng.uniform(0.5, 1.0)  # jitter: nodes restarted together do not redial in lockstep
+        if target.other_network is not None:
+            delay = max(delay, self.apart_backoff)
         target.due = now + delay
         return delay
+
+    def other_network(self, peer_id: str, network: str, now: float) -> None:
+        """The peer named `network`, not ours (its sync request or answer did): it holds none of our records. It is
+        dialled again `apart_backoff` from now at the soonest, and shown with that network until a connection to it
+        lasts (its node re-made on our network, or its address in the config mended)."""
+        target = self._targets.get(peer_id)
+        if target is None:
+            return
+        target.other_network = network
+        target.last_error = printable_line(apart_error(network))
+        target.due = max(target.due, now + self.apart_backoff)
 
     def connected(self, peer_id: str, now: float) -> None:
         """A connection to the peer opened (our dial, or theirs); its failures are forgotten once it lasts."""
@@ -184,10 +224,8 @@ class DialSchedule:
 
     def retry_now(self, peer_id: str) -> None:
         """The peer became reachable again (e.g. an operator unblocked it): due at once, its backoff forgotten."""
-        if peer_id in self._targets:
-            self._targets[peer_id].due = 0.0
-            self._targets[peer_id].failures = 0
-            self._targets[peer_id].last_error = None
+        if (target := self._targets.get(peer_id)) is not None:
+            target.due, target.failures, target.last_error, target.other_network = 0.0, 0, None, None
 
     def moved(self, peer_id: str, successor: str) -> None:
         """The peer's org rotated its key (DESIGN §2): its node now answers as `successor` at the same addresses."""
@@ -205,6 +243,7 @@ class DialSchedule:
         moved = self._targets[successor]  # the same node: its backoff carries over
         if target.failures > moved.failures:
             moved.failures, moved.last_error = target.failures, target.last_error
+        moved.other_network = moved.other_network or target.other_network
         moved.due = max(moved.due, target.due)
 
     def disconnected(self, peer_id: str, now: float) -> None:
@@ -214,13 +253,15 @@ class DialSchedule:
         if target is None:
             return
         since, target.connected_at = target.connected_at, None
-        if since is None:  # it closed before we heard it open
+        if target.other_network is not None and (since is None or now - since < self.stable_after):
+            self.failed(peer_id, now, apart_error(target.other_network))
+        elif since is None:  # it closed before we heard it open
             self.failed(peer_id, now, "the connection closed as it opened")
         elif now - since < self.stable_after:
             self.failed(peer_id, now, f"the connection closed after {now - since:.1f} s, within the "
                                       f"{self.stable_after:g} s that a connection must last")
         else:
-            target.failures, target.last_error = 0, None
+            target.failures, target.last_error, target.other_network = 0, None, None
             target.due = now + self.min_backoff
 
 
@@ -229,13 +270,17 @@ class PeerManager:
     dial in unasked do not count (the host's max_connections bounds them); while it runs, the host never closes an
     idle inbound connection of a peer it `protects` (gossip/host.py quirk 34). Of the addresses `org` records name,
     it dials those in the scopes `dial_private` allows (gossip.scopes), with "auto" those of `own_addrs`, the
-    addresses the node's own org record names (None: the host's listen addresses), and of its bootstrap addresses."""
+    addresses the node's own org record names (None: the host's listen addresses), and of its bootstrap addresses;
+    and only those of records of the node's `network`: an org on another holds none of our records, and a hostile
+    one would have us dial addresses of its choosing in another network's name. A peer the sync service finds on
+    another network (`other_network`) is dialled APART_BACKOFF apart."""
 
     def __init__(
         self,
         host: Host,
         replica: Replica,
         *,
+        network: str,
         bootstrap: Sequence[str],
         max_peers: int,
         schedule: DialSchedule | None = None,
@@ -245,6 +290,7 @@ class PeerManager:
         self._host = host
         self._scopes = dialled_scopes(dial_private, host.listen_addrs if own_addrs is None else own_addrs, bootstrap)
         self._replica = replica
+        self._network = network
         self._max_peers = max_peers
         self._schedule = schedule if schedule is not None else DialSchedule()
         self._wake = trio.Event()
@@ -266,9 +312,13 @@ class PeerManager:
 
     def _learn(self, records: list[Record]) -> None:
         """Peer exchange: an accepted `org` record tells us where its org's node listens (a rotation record, the
-        key's last, names none: `_follow` moves its addresses once the new key names it back)."""
+        key's last, names none: `_follow` moves its addresses once the new key names it back); one of another
+        network, that its node is not ours to dial: the addresses its earlier records named are withdrawn."""
         for record in records:
             if not isinstance(record.body, OrgBody) or record.body.next is not None or self._ours(record.iss):
+                continue
+            if record.body.network != self._network:
+                self._schedule.withdraw(peer_id_from_public_key(public_key_from_did(record.iss)))
                 continue
             peer_id, addrs = org_dial_addrs(record, self._scopes)
             if addrs:
@@ -294,6 +344,10 @@ class PeerManager:
         """The first `limit` peers it knows, in peer id order after `after`: those it keeps connected and those
         connected now that dialled in (DialSchedule.known)."""
         return self._schedule.known(self._host.connected_peers(), after=after, limit=limit, now=trio.current_time())
+
+    def other_network(self, peer_id: str, network: str) -> None:
+        """For the sync service (its `network_listeners`): `peer_id` named `network`, not ours (DialSchedule)."""
+        self._schedule.other_network(peer_id, network, trio.current_time())
 
     def retry_now(self, peer_ids: Iterable[str]) -> None:
         """Dial these peers again at once, e.g. once an operator unblocked them (Host.set_blocked)."""
@@ -362,7 +416,9 @@ class PeerManager:
                     continue
                 return  # (the host's PeerEvent tells the schedule)
             delay = self._schedule.failed(peer_id, trio.current_time(), failure)
-            log.info("peer %s unreachable (last: %s); next attempt in %.1f s", peer_id, printable_line(failure), delay)
+            if delay is not None:
+                log.info("peer %s unreachable (last: %s); next attempt in %.1f s", peer_id, printable_line(failure),
+                         delay)
         finally:
             dialling.discard(peer_id)
             self._wake.set()

@@ -160,7 +160,8 @@ class SyncService:
     `network` (the node's, `vouchnet init --network`) is stated in our heads requests (Witnessing states it in its
     checkpoint requests); a peer of another network holds none of our records and cannot cosign for us: a request
     naming another is answered OtherNetwork, ending the stream, and a round with a peer so answering fails (it does
-    not set `first_round`) and disconnects it; either is counted, and logged once per peer.
+    not set `first_round`) and disconnects it; either is counted, logged once per peer, and told to
+    `network_listeners` (the peer manager dials such a peer an hour apart).
     """
 
     def __init__(
@@ -236,6 +237,7 @@ class SyncService:
         self._pulled: dict[str, tuple[int, float]] = {}
         self._index: IssuerIndex | None = None  # while running
         self._apart: OrderedDict[str, str] = OrderedDict()  # peer -> the other network it named, latest last
+        self.network_listeners: list[Callable[[str, str], None]] = []  # told (peer, network) each time one is heard
         self._nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -457,13 +459,14 @@ class SyncService:
 
     async def other_network(self, peer_id: str, network: str) -> None:
         """`peer_id` answered that it is on `network`, not ours: `heard_other_network`, and disconnect it: its
-        connection slot is freed, and the peer manager's backoff bounds how often a bootstrap peer is dialled again."""
+        connection slot is freed (the peer manager, one of `network_listeners`, dials it again an hour later)."""
         self.heard_other_network(peer_id, network)
         with trio.move_on_after(self.timeout):
             await self.host.disconnect(peer_id)
 
     def heard_other_network(self, peer_id: str, network: str) -> None:
-        """`peer_id` named `network`, not ours: count it, and log it once per peer and network."""
+        """`peer_id` named `network`, not ours: count it, log it once per peer and network, and tell
+        `network_listeners`."""
         self.stats.errors["network"] += 1
         if self._apart.get(peer_id) != network:
             self.stats.peers_other_network += 1
@@ -474,6 +477,8 @@ class SyncService:
         self._apart.move_to_end(peer_id)
         if len(self._apart) > _APART_KEPT:
             self._apart.popitem(last=False)
+        for listener in self.network_listeners:
+            listener(peer_id, network)
 
     def _failed(self, peer_id: str, reason: str, error: object) -> None:
         self.stats.rounds_failed += 1

@@ -277,9 +277,11 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         node = Node(
             config=config, key=key, token_file=token_file, replica=replica, host=host, gossip=gossip, sync=sync,
             witnessing=witnessing, telemetry=telemetry, trust=trust, metrics=metrics,
-            peer_manager=PeerManager(host, replica, bootstrap=config.bootstrap, max_peers=limits.max_peers,
-                                     dial_private=config.dial_private, own_addrs=announce_addrs(config, host)),
+            peer_manager=PeerManager(host, replica, network=config.network, bootstrap=config.bootstrap,
+                                     max_peers=limits.max_peers, dial_private=config.dial_private,
+                                     own_addrs=announce_addrs(config, host)),
         )
+        sync.network_listeners.append(node.peer_manager.other_network)
         metrics.add_stats("gossip", gossip.stats, gauges=("queued_records",))
         metrics.add_stats("sync", sync.stats)
         metrics.add_stats("witness", witnessing.stats, gauges=("gossip_period_seconds", "log_diverged", "log_behind",

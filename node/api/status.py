@@ -98,9 +98,11 @@ async def peers(
     (in the order tried), `connected`, `failures` (dials failed in a row, a connection closed within a minute
     counting as one; forgotten once a connection lasts), `last_error` (why the last of them failed: one line of
     printable text, as a peer's own words in it may be hostile, at most 512 characters, a longer one cut in the
-    middle; null without failures) and `next_dial_at` (when it is dialled next, in ms since the Unix epoch, the
-    present if it is due and waits for a free dial; null while connected). `next` is the cursor of the following
-    page (the last peer id), null on the last."""
+    middle; null without failures), `other_network` (the network the peer was found on, when its sync request or
+    answer named another than the node's: a mistyped bootstrap address, say; it is then dialled an hour apart, and
+    this stays until a connection to it lasts a minute; null otherwise) and `next_dial_at` (when it is dialled next,
+    in ms since the Unix epoch, the present if it is due and waits for a free dial; null while connected). `next` is
+    the cursor of the following page (the last peer id), null on the last."""
     if after is not None and not _BASE58.fullmatch(after):
         raise ApiError(422, "invalid_request", "query.after: must be a PeerID (base58), the `next` of a page")
     page = node.known_peers(after=after, limit=limit + 1)
@@ -117,7 +119,8 @@ def known_peer_view(peer: KnownPeer, now_ms: int) -> dict[str, Any]:
         org = None
     next_dial = None if peer.next_dial_in is None else now_ms + math.ceil(peer.next_dial_in * 1000)
     return {"peer_id": peer.peer_id, "org": org, "addrs": list(peer.addrs), "connected": peer.connected,
-            "source": peer.source, "failures": peer.failures, "last_error": peer.last_error, "next_dial_at": next_dial}
+            "source": peer.source, "failures": peer.failures, "last_error": peer.last_error,
+            "other_network": peer.other_network, "next_dial_at": next_dial}
 
 
 @router.get("/v1/peers/blocked")

@@ -101,7 +101,8 @@ NODE = {"did": str, "network": str}
 PEER: Shape = {"peer_id": str, "org": Maybe(str), "score": Maybe(NUMBER), "serves_sync": Maybe(bool)}
 PEERS = {"peers": ListOf(PEER)}
 KNOWN_PEER: Shape = {"peer_id": str, "org": (str, type(None)), "addrs": ListOf(str), "connected": bool, "source": str,
-                     "failures": int, "last_error": (str, type(None)), "next_dial_at": (int, type(None))}
+                     "failures": int, "last_error": (str, type(None)), "other_network": Maybe((str, type(None))),
+                     "next_dial_at": (int, type(None))}
 KNOWN_PEERS = {**PEERS, "known": ListOf(KNOWN_PEER), "next": (str, type(None))}
 PEER_IDS = {"peers": ListOf(str)}
 RECORD: Shape = {"index": int, "id": str, "kind": str, "iss": str, "seq": int, "body": dict}

@@ -41,8 +41,9 @@ def register(subparsers: Subparsers) -> None:
         "inbound: it dialled in), its GossipSub score here (0 for a peer that behaves; negative for one penalised, "
         "e.g. for gossip this node rejected: not its org's reputation, which `vouchnet orgs` shows) and whether it "
         "serves catch-up sync and cosigning (no for a gossip-only peer); then those it dials but is not connected "
-        "to, with how many dials failed in a row, when it dials next and why the last dial failed: where to look "
-        "when the node replicates nothing. --json adds each peer's org did and addresses.",
+        "to, with how many dials failed in a row, when it dials next and why the last dial failed; then those found "
+        "on another network (a mistyped bootstrap address, say), with that network: dialled an hour apart. Where to "
+        "look when the node replicates nothing. --json adds each peer's org did and addresses.",
         examples=["vouchnet peers", "vouchnet peers --api http://127.0.0.1:8700 --json"],
         run=_peers,
     )
@@ -71,7 +72,8 @@ def _peers(args: argparse.Namespace) -> int:
         print_json(peers)
         return 0
     live = [peer for peer in peers if peer["connected"]]
-    down = [peer for peer in peers if not peer["connected"]]
+    apart = [peer for peer in peers if not peer["connected"] and peer.get("other_network") is not None]
+    down = [peer for peer in peers if not peer["connected"] and peer.get("other_network") is None]
     if not peers:
         print("no peers: none connected and none to dial (no [p2p] bootstrap peer in config.toml, and no org record "
               "in the node's horizon names an address)")
@@ -85,6 +87,13 @@ def _peers(args: argparse.Namespace) -> int:
         _table(("PEER ID", "SOURCE", "FAILURES", "NEXT DIAL", "LAST ERROR"),
                [(p["peer_id"], p["source"], str(p["failures"]), _next_dial(p["next_dial_at"], now),
                  _show(p["last_error"])) for p in down])
+    if apart:
+        now = time.time_ns() // 1_000_000
+        print(f"{len(apart)} on another network, holding none of this network's records and dialled again an hour "
+              "apart (a [p2p] bootstrap address mistyped, or that node's network)")
+        _table(("PEER ID", "SOURCE", "NETWORK", "NEXT DIAL", "ADDRESSES"),
+               [(p["peer_id"], p["source"], str(p["other_network"]), _next_dial(p["next_dial_at"], now),
+                 _show(p["addrs"])) for p in apart])
     return 0
 
 

@@ -98,7 +98,7 @@ async def test_a_bootstrap_peer_is_dialled_and_redialled_after_a_restart(tmp_pat
         org_b = Org()
         async with open_host(bytes(org_b.key), LOOPBACK) as host_b:
             addr_b = host_b.listen_addrs[0]
-            manager = PeerManager(host_a, replica_a, bootstrap=[addr_b], max_peers=5,
+            manager = PeerManager(host_a, replica_a, network="test", bootstrap=[addr_b], max_peers=5,
                                   schedule=DialSchedule(min_backoff=0.05, max_backoff=0.2))
             async with trio.open_nursery() as nursery:
                 await nursery.start(manager.run)
@@ -150,7 +150,7 @@ async def test_a_bootstrap_name_that_does_not_resolve_is_a_failed_dial_logged_wi
     async with AsyncExitStack() as stack:
         _, replica, host = await _node(stack, tmp_path, "a")
         schedule = DialSchedule()
-        manager = PeerManager(host, replica, bootstrap=[addr], max_peers=5, schedule=schedule)
+        manager = PeerManager(host, replica, network="test", bootstrap=[addr], max_peers=5, schedule=schedule)
         with logged_by_peers() as said:
             async with trio.open_nursery() as nursery:
                 await nursery.start(manager.run)
@@ -172,8 +172,8 @@ async def test_a_peer_dialled_in_vain_is_logged_with_why(tmp_path):
         _, replica_a, host_a = await _node(stack, tmp_path, "a")
         host_b = await stack.enter_async_context(open_host(bytes(Org().key), LOOPBACK))
         old = peer_id_from_public_key(bytes(Org().key.verify_key))
-        manager = PeerManager(host_a, replica_a, bootstrap=[host_b.listen_addrs[0].replace(host_b.peer_id, old)],
-                              max_peers=5)
+        manager = PeerManager(host_a, replica_a, network="test",
+                              bootstrap=[host_b.listen_addrs[0].replace(host_b.peer_id, old)], max_peers=5)
         with logged_by_peers() as said, trio.fail_after(20):
             async with trio.open_nursery() as nursery:
                 await nursery.start(manager.run)
@@ -189,7 +189,7 @@ async def test_an_org_record_in_the_horizon_leads_to_its_node(tmp_path):
         org_a, replica_a, host_a = await _node(stack, tmp_path, "a")
         org_b = Org()
         host_b = await stack.enter_async_context(open_host(bytes(org_b.key), LOOPBACK))
-        manager = PeerManager(host_a, replica_a, bootstrap=[], max_peers=5)
+        manager = PeerManager(host_a, replica_a, network="test", bootstrap=[], max_peers=5)
         async with trio.open_nursery() as nursery:
             await nursery.start(manager.run)
             replica_a.issue("vouch", {"subject": org_b.did, "weight": 0.9, "basis": "org-peer"})
@@ -216,7 +216,7 @@ def test_peer_exchange_follows_a_rotation_and_never_dials_our_own_keys(tmp_path)
         replica.issue("vouch", vouch_body(old.did, 0.9, "org-peer"))
         replica.accept([old.record("org", org_body("old", "test", ["/ip4/10.0.0.1/tcp/4001"]))])
         schedule = DialSchedule()
-        PeerManager(object(), replica, bootstrap=[], max_peers=5,  # type: ignore[arg-type]
+        PeerManager(object(), replica, network="test", bootstrap=[], max_peers=5,  # type: ignore[arg-type]
                     schedule=schedule, own_addrs=LAN)
         new, rotation, first = old.rotate()
         replica.accept([rotation])  # a claim: the new key has not named the old one back yet
@@ -226,7 +226,7 @@ def test_peer_exchange_follows_a_rotation_and_never_dials_our_own_keys(tmp_path)
         peer = peer_id_from_public_key(bytes(new.key.verify_key))
         assert schedule.due(now=0, connected=(), budget=5) == [(peer, [f"/ip4/10.0.0.1/tcp/4001/p2p/{peer}"])]
         restarted = DialSchedule()
-        PeerManager(object(), replica, bootstrap=[], max_peers=5,  # type: ignore[arg-type]
+        PeerManager(object(), replica, network="test", bootstrap=[], max_peers=5,  # type: ignore[arg-type]
                     schedule=restarted, own_addrs=LAN)
         assert restarted.due(now=0, connected=(), budget=5) == [(peer, [f"/ip4/10.0.0.1/tcp/4001/p2p/{peer}"])]
 
@@ -244,7 +244,7 @@ def test_a_node_that_rotated_never_dials_its_own_earlier_key(tmp_path):
             "org", org_body("me", "test", ["/ip4/10.0.0.9/tcp/4001"], prior=me.did))
         replica = Replica(successor.key, store, roots=(), max_hops=3, held_limit=100)
         schedule = DialSchedule()
-        PeerManager(object(), replica, bootstrap=[], max_peers=5,  # type: ignore[arg-type]
+        PeerManager(object(), replica, network="test", bootstrap=[], max_peers=5,  # type: ignore[arg-type]
                     schedule=schedule, own_addrs=LAN)
         assert schedule.due(now=0, connected=(), budget=5) == []
 
@@ -260,7 +260,7 @@ def test_an_orgs_latest_org_record_names_where_it_is_dialled_and_the_bootstrap_a
         replica = Replica(me.key, store, roots=(), max_hops=3, held_limit=100)
         replica.issue("vouch", vouch_body(other.did, 0.9, "org-peer"))
         schedule = DialSchedule()
-        PeerManager(object(), replica, bootstrap=[bootstrap], max_peers=5,  # type: ignore[arg-type]
+        PeerManager(object(), replica, network="test", bootstrap=[bootstrap], max_peers=5,  # type: ignore[arg-type]
                     schedule=schedule, own_addrs=LAN)
         for n in range(20):
             replica.accept([other.record("org", org_body("other", "test", [f"/ip4/10.1.{n}.{i}/tcp/4001"
@@ -281,8 +281,8 @@ def test_bootstrap_peers_org_record_peers_and_horizon_orgs_are_protected_and_str
         replica.issue("vouch", vouch_body(announced.did, 0.9, "org-peer"))
         replica.issue("vouch", vouch_body(vouched.did, 0.9, "org-peer"))
         replica.accept([announced.record("org", org_body("announced", "test", ["/ip4/10.0.0.2/tcp/4001"]))])
-        manager = PeerManager(object(), replica, bootstrap=[f"/ip4/10.0.0.1/tcp/4001/p2p/{bootstrap_peer}"],
-                              max_peers=5, own_addrs=LAN)  # type: ignore[arg-type]
+        manager = PeerManager(object(), replica, network="test",  # type: ignore[arg-type]
+                              bootstrap=[f"/ip4/10.0.0.1/tcp/4001/p2p/{bootstrap_peer}"], max_peers=5, own_addrs=LAN)
         assert manager.protects(bootstrap_peer) and manager.protects(announced_peer)
         assert manager.protects(vouched_peer)  # in the horizon, no org record: it can only dial in
         assert not manager.protects(stranger_peer)
@@ -299,7 +299,8 @@ async def test_a_bootstrap_peer_that_dials_in_keeps_its_idle_connection_and_a_st
             bootstrapped, stranger = [await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK))
                                       for _ in range(2)]
             replica = Replica(Org().key, store, roots=(), max_hops=3, held_limit=100)
-            manager = PeerManager(node, replica, bootstrap=[f"/ip4/127.0.0.1/tcp/1/p2p/{bootstrapped.peer_id}"],
+            manager = PeerManager(node, replica, network="test",
+                                  bootstrap=[f"/ip4/127.0.0.1/tcp/1/p2p/{bootstrapped.peer_id}"],
                                   max_peers=5)  # an address that refuses: the peer is reached only as it dials in
             nursery = await stack.enter_async_context(trio.open_nursery())
             stack.callback(nursery.cancel_scope.cancel)

@@ -79,7 +79,7 @@ class DialCountingHost:
 
 @asynccontextmanager
 async def running(host: DialCountingHost, replica: Replica, **kwargs: object) -> AsyncIterator[PeerManager]:
-    manager = PeerManager(host, replica, **kwargs)  # type: ignore[arg-type]
+    manager = PeerManager(host, replica, network="test", **kwargs)  # type: ignore[arg-type]
     async with trio.open_nursery() as nursery:
         await nursery.start(manager.run)
         yield manager
@@ -124,7 +124,7 @@ def test_an_org_claiming_to_rotate_to_another_org_does_not_lend_it_its_addresses
     honest_peer = peer_id_from_public_key(bytes(honest.key.verify_key))
     replica.issue("vouch", vouch_body(hostile.did, 0.9, "org-peer"))
     schedule = DialSchedule()
-    PeerManager(object(), replica, bootstrap=[addr(honest_peer)], max_peers=5,  # type: ignore[arg-type]
+    PeerManager(object(), replica, network="test", bootstrap=[addr(honest_peer)], max_peers=5,  # type: ignore[arg-type]
                 schedule=schedule, own_addrs=LAN)
     replica.accept([hostile.record("org", org_body("h", "test", [f"/ip4/10.9.0.{i}/tcp/1" for i in range(16)]))])
     replica.accept([hostile.record("org", org_body("h", "test", next=honest.did))])
@@ -139,7 +139,7 @@ def test_an_org_records_addresses_that_no_node_can_dial_are_not_kept(replica):
     peer = peer_id_from_public_key(bytes(org.key.verify_key))
     replica.issue("vouch", vouch_body(org.did, 0.9, "org-peer"))
     schedule = DialSchedule()
-    PeerManager(object(), replica, bootstrap=[], max_peers=5,  # type: ignore[arg-type]
+    PeerManager(object(), replica, network="test", bootstrap=[], max_peers=5,  # type: ignore[arg-type]
                 schedule=schedule, own_addrs=LAN)
     replica.accept([org.record("org", org_body("o", "test", [
         f"/p2p/{peer}", "/dns/victim.example/tcp/80", "/ip4/10.0.0.1/udp/4001/quic", "/ip4/10.0.0.1/tcp/4001/ws",
@@ -220,7 +220,7 @@ def test_a_node_on_a_public_address_does_not_dial_other_orgs_loopback_or_private
     host = DialCountingHost()
     host.listen_addrs = ["/ip4/203.0.113.5/tcp/4001/p2p/me"]
     schedule = DialSchedule()
-    PeerManager(host, replica, bootstrap=[], max_peers=5, schedule=schedule)  # type: ignore[arg-type]
+    PeerManager(host, replica, network="test", bootstrap=[], max_peers=5, schedule=schedule)  # type: ignore[arg-type]
     replica.accept([org.record("org", org_body("o", "test", [
         "/ip4/127.0.0.1/tcp/22", "/ip4/10.0.0.5/tcp/6379", "/ip4/169.254.169.254/tcp/80", "/ip6/::1/tcp/8700"]))])
     assert schedule.due(now=0, connected=(), budget=5) == []
@@ -249,8 +249,8 @@ def test_the_addresses_of_org_records_a_node_dials_follow_dial_private(replica, 
     replica.issue("vouch", vouch_body(org.did, 0.9, "org-peer"))
     schedule = DialSchedule()
     boot_addr = f"/ip4/{boot_ip}/tcp/4001/p2p/{boot_peer}"
-    PeerManager(DialCountingHost(), replica, bootstrap=[boot_addr], max_peers=5,  # type: ignore[arg-type]
-                schedule=schedule, dial_private=dial_private, own_addrs=[own])
+    PeerManager(DialCountingHost(), replica, network="test",  # type: ignore[arg-type]
+                bootstrap=[boot_addr], max_peers=5, schedule=schedule, dial_private=dial_private, own_addrs=[own])
     replica.accept([org.record("org", org_body("o", "test", [
         f"/ip{6 if ':' in a else 4}/{a}/tcp/4001" for a in NAMED]))])
     due = dict(schedule.due(now=0, connected=(), budget=5))

@@ -90,23 +90,31 @@ _IDS = st.sampled_from("abcd")
 
 
 @settings(deadline=None, max_examples=300)
-@given(st.lists(st.tuples(st.sampled_from(["add", "announce", "moved", "page"]), _IDS, _IDS)),
+@given(st.lists(st.tuples(st.sampled_from(["add", "announce", "moved", "withdraw", "page"]), _IDS, _IDS)),
        st.sets(_IDS), st.integers(1, 4))
 def test_pages_of_known_peers_follow_every_peer_come_and_gone(operations, connected, limit):
-    """Paged after any adds, announcements and rotations (moved), with some peers connected, known() lists each
-    peer it keeps or that is connected once, in order (a page reads a cached order of the kept peers)."""
+    """Paged after any adds, announcements, rotations (moved) and withdrawals, with some peers connected, known()
+    lists each peer it keeps or that is connected once, in order (a page reads a cached order of the kept peers)."""
     schedule = DialSchedule()
     kept: set[str] = set()
+    bootstrap: set[str] = set()  # (the kept peers the config names: a withdrawal keeps them)
     for operation, peer, other in operations:
         if operation == "page":  # (the order is cached here)
             schedule.known(connected, after=peer, limit=limit, now=0)
         elif operation == "moved":
             if peer in kept and peer != other:
                 kept = (kept - {peer}) | {other}
+                bootstrap = (bootstrap - {peer}) | ({other} if peer in bootstrap else set())
             schedule.moved(peer, other)
+        elif operation == "withdraw":
+            if peer not in bootstrap:
+                kept.discard(peer)
+            schedule.withdraw(peer)
         else:
             getattr(schedule, operation)(peer, [addr(peer)])
             kept.add(peer)
+            if operation == "add":
+                bootstrap.add(peer)
         listed, after = [], None
         while page := schedule.known(connected, after=after, limit=limit, now=0):
             listed += [p.peer_id for p in page]
@@ -140,3 +148,18 @@ def test_a_retried_or_moved_peer_keeps_or_forgets_its_error_with_its_failures():
     schedule.retry_now("new")
     [retried] = schedule.known([], after=None, limit=1, now=0)
     assert (retried.failures, retried.last_error, retried.next_dial_in) == (0, None, 0)
+
+
+@pytest.mark.parametrize("gone", ["moved", "withdrawn"])
+def test_a_dial_that_fails_after_its_peer_moved_or_was_withdrawn_changes_nothing(gone):
+    """A rotation (moved) or an org record of another network (withdraw) may come while the peer is dialled: the
+    failed dial raised KeyError in the peer manager's task."""
+    schedule = DialSchedule(rng=random.Random(1))
+    schedule.announce("old", [addr("old")])
+    if gone == "moved":
+        schedule.moved("old", "new")
+    else:
+        schedule.withdraw("old")
+    assert schedule.failed("old", now=0, error="refused") is None
+    assert [(p.peer_id, p.failures) for p in schedule.known([], after=None, limit=5, now=0)] == (
+        [("new", 0)] if gone == "moved" else [])

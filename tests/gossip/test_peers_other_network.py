@@ -1,0 +1,141 @@
+"""Peers and orgs of another network (`vouchnet init --network`) and the peer manager (DESIGN.md §5): a peer the sync
+handshake finds on another network is dialled an hour apart and shown with that network, not redialled every minute;
+an `org` record of another network has nothing dialled. A stand-in host counts the dials; trio's mock clock stands in
+for time."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+import pytest
+import trio
+
+from gossip.host import peer_id_from_public_key
+from gossip.peers import APART_BACKOFF, DialSchedule, PeerManager
+from gossip.replica import Replica
+from gossip.store import RecordStore
+from vouching import org_body, vouch_body
+
+from ..factories import Org
+from .test_peers_hostile import LAN, DialCountingHost, addr, running
+
+APART = "the peer is on network 'othernet', not this node's"
+
+
+@pytest.fixture
+def replica(tmp_path) -> Iterator[Replica]:
+    with RecordStore.open(tmp_path) as store:
+        yield Replica(Org().key, store, roots=(), max_hops=3, held_limit=100)
+
+
+@pytest.mark.parametrize("heard_first", [True, False], ids=["heard-then-disconnected", "disconnected-then-heard"])
+def test_a_peer_found_on_another_network_is_dialled_an_hour_apart_and_shown_with_it(heard_first):
+    """The sync service hears it (its answer, or its request) around when the connection drops, in either order."""
+    schedule = DialSchedule(min_backoff=1, max_backoff=60, stable_after=60, rng=random.Random(1))
+    schedule.add("p", [addr("p")])
+    schedule.connected("p", now=0)
+    if heard_first:
+        schedule.other_network("p", "othernet", now=0.5)
+    schedule.disconnected("p", now=0.6)
+    if not heard_first:
+        schedule.other_network("p", "othernet", now=0.7)
+    [peer] = schedule.known([], after=None, limit=1, now=1)
+    assert (peer.source, peer.other_network, peer.last_error) == ("bootstrap", "othernet", APART)
+    assert APART_BACKOFF - 1 <= peer.next_dial_in <= APART_BACKOFF
+    assert schedule.due(now=APART_BACKOFF - 1, connected=(), budget=5) == []
+    assert schedule.due(now=APART_BACKOFF + 1, connected=(), budget=5) == [("p", [addr("p")])]
+
+
+def test_a_peer_on_another_network_that_then_cannot_be_reached_is_still_dialled_an_hour_apart():
+    schedule = DialSchedule(min_backoff=1, max_backoff=60, stable_after=60, rng=random.Random(1))
+    schedule.add("p", [addr("p")])
+    schedule.other_network("p", "othernet", now=0)
+    assert schedule.failed("p", now=APART_BACKOFF, error="dial: connection refused") == APART_BACKOFF
+    [peer] = schedule.known([], after=None, limit=1, now=APART_BACKOFF)
+    assert (peer.other_network, peer.last_error) == ("othernet", "dial: connection refused")
+
+
+def test_a_peer_found_on_another_network_is_forgotten_so_once_a_connection_to_it_lasts_or_it_is_retried():
+    """Its node re-made on our network, or its address mended (the connection lasts), or unblocked by the
+    operator: dialled at the usual backoff again."""
+    schedule = DialSchedule(min_backoff=1, max_backoff=60, stable_after=60, rng=random.Random(1))
+    schedule.add("p", [addr("p")])
+    schedule.other_network("p", "othernet", now=0)
+    schedule.connected("p", now=APART_BACKOFF)
+    schedule.disconnected("p", now=APART_BACKOFF + 100)
+    [peer] = schedule.known([], after=None, limit=1, now=APART_BACKOFF + 100)
+    assert (peer.other_network, peer.failures, peer.last_error, peer.next_dial_in) == (None, 0, None, 1)
+    schedule.other_network("p", "othernet", now=APART_BACKOFF + 100)
+    schedule.retry_now("p")
+    [peer] = schedule.known([], after=None, limit=1, now=APART_BACKOFF + 100)
+    assert (peer.other_network, peer.next_dial_in) == (None, 0)
+
+
+def test_a_rotated_peer_found_on_another_network_stays_so():
+    schedule = DialSchedule(rng=random.Random(1))
+    schedule.announce("old", [addr("old")])
+    schedule.other_network("old", "othernet", now=0)
+    schedule.moved("old", "new")
+    [moved] = schedule.known([], after=None, limit=1, now=0)
+    assert (moved.peer_id, moved.other_network, moved.next_dial_in) == ("new", "othernet", APART_BACKOFF)
+
+
+def test_a_peer_not_dialled_is_not_kept_for_being_on_another_network():
+    """An inbound peer of another network (or a fresh key of it, by the thousand) is not made a target."""
+    schedule = DialSchedule()
+    schedule.other_network("stranger", "othernet", now=0)
+    assert schedule.size == 0 and schedule.known([], after=None, limit=5, now=0) == []
+
+
+async def test_a_bootstrap_peer_on_another_network_is_dialled_once_an_hour_not_every_minute(replica, autojump_clock):
+    """Before: a bootstrap peer of another network, disconnected by the sync service each time it answered, was
+    dialled again at the usual backoff (a minute at most), for ever: about 70 dials in an hour."""
+    host = DialCountingHost(reachable={"boot"})
+    async with running(host, replica, bootstrap=[addr("boot")], max_peers=5) as manager:
+        for _ in range(3000):  # 50 minutes: the sync service finds it on othernet at each connection
+            if "boot" in host.connected:
+                manager.other_network("boot", "othernet")
+                host.drop("boot")
+            await trio.sleep(1)
+        [known] = manager.known(after=None, limit=5)
+    assert host.dialled == [addr("boot")]
+    assert (known.connected, known.other_network, known.last_error) == (False, "othernet", APART)
+
+
+def test_an_org_record_of_another_network_has_none_of_its_addresses_dialled(replica):
+    """Before: its addresses were dialled as any org's, so an org in the horizon could have the node dial
+    addresses of its choosing in another network's name."""
+    schedule = DialSchedule()
+    PeerManager(object(), replica, network="test", bootstrap=[], max_peers=5,  # type: ignore[arg-type]
+                schedule=schedule, own_addrs=LAN)
+    org = Org()
+    replica.issue("vouch", vouch_body(org.did, 0.9, "org-peer"))
+    replica.accept([org.record("org", org_body("o", "othernet", ["/ip4/10.0.0.1/tcp/4001"]))])
+    assert (schedule.size, schedule.due(now=0, connected=(), budget=5)) == (0, [])
+
+
+@pytest.mark.parametrize("restarted", [False, True], ids=["running", "restarted"])
+def test_an_org_that_moved_to_another_network_has_its_earlier_addresses_withdrawn(replica, restarted):
+    """An org's latest `org` record names its addresses; one naming another network names none for us. A bootstrap
+    peer whose org moved keeps the address the config names."""
+    moved, bootstrapped = Org(), Org()
+    moved_peer, boot_peer = (peer_id_from_public_key(bytes(o.key.verify_key)) for o in (moved, bootstrapped))
+    boot_addr = f"/ip4/10.0.0.3/tcp/4001/p2p/{boot_peer}"
+    schedule = DialSchedule()
+    PeerManager(object(), replica, network="test", bootstrap=[boot_addr], max_peers=5,  # type: ignore[arg-type]
+                schedule=schedule, own_addrs=LAN)
+    for org, ip in ((moved, "10.0.0.1"), (bootstrapped, "10.0.0.2")):
+        replica.issue("vouch", vouch_body(org.did, 0.9, "org-peer"))
+        replica.accept([org.record("org", org_body("o", "test", [f"/ip4/{ip}/tcp/4001"]))])
+    assert dict(schedule.due(now=0, connected=(), budget=5)) == {
+        moved_peer: [f"/ip4/10.0.0.1/tcp/4001/p2p/{moved_peer}"],
+        boot_peer: [f"/ip4/10.0.0.2/tcp/4001/p2p/{boot_peer}", boot_addr]}
+    for org in (moved, bootstrapped):
+        replica.accept([org.record("org", org_body("o", "othernet", ["/ip4/10.0.0.9/tcp/4001"]))])
+    if restarted:  # (the manager reads the org records the store holds, in the order accepted)
+        schedule = DialSchedule()
+        PeerManager(object(), replica, network="test", bootstrap=[boot_addr], max_peers=5,  # type: ignore[arg-type]
+                    schedule=schedule, own_addrs=LAN)
+    assert schedule.due(now=0, connected=(), budget=5) == [(boot_peer, [boot_addr])]
+    assert [p.peer_id for p in schedule.known([], after=None, limit=5, now=0)] == [boot_peer]
