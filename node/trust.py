@@ -378,7 +378,8 @@ class TrustService:
         assert link.org is not None  # (the replica tells only links just made, each with its org at that step)
         own_org = self.replica.succession.identity(self.replica.did)
         if own_org != self.engine.own_org:
-            self._own_org_moved.set()
+            if self._rebuilt is None or own_org != self._rebuilt.own_org:  # (a link of another org: one rebuild)
+                self._own_org_moved.set()
         else:
             self._apply_link(self.engine, link)
         if self._rebuilt is not None and own_org == self._rebuilt.own_org:

@@ -231,7 +231,7 @@ async def test_after_key_adopt_the_old_keys_digests_count_first_hand_once_the_su
 
 
 async def test_what_comes_while_the_engine_is_rebuilt_after_key_adopt_counts_as_a_replay_counts_it(
-        tmp_path, monkeypatch):
+        tmp_path, monkeypatch, caplog):
     """The rebuild after `vouchnet key adopt` goes a turn at a time while the node takes records (a partner's
     digests and its rotations, the node's own digests and a vouch coming back from peers) and events: as it feeds the
     stored records, as it waits for the ingest lock, as it reads the undigested events holding it, and as it
@@ -253,6 +253,7 @@ async def test_what_comes_while_the_engine_is_rebuilt_after_key_adopt_counts_as_
         while not condition():
             await trio.sleep(0)
 
+    caplog.set_level(logging.INFO, logger="node.trust")
     with telemetry_node(tmp_path, key=new.key, clock=clock, epoch_ms=EPOCH) as node:
         trust, lock = _running(node, Broadcaster(Registry()), now), node.ingestor.write_lock
         async with trio.open_nursery() as nursery:
@@ -281,7 +282,11 @@ async def test_what_comes_while_the_engine_is_rebuilt_after_key_adopt_counts_as_
             vouch = partner.record("vouch", vouch_body(new_did(), 0.6, "operator"))
             assert node.replica.accept([vouch]).accepted == [vouch]
             await until(lambda: trust._rebuilt is None)
+            await trio.testing.wait_all_tasks_blocked()  # (a second rebuild, if any, would begin)
+            assert trust._rebuilt is None
             nursery.cancel_scope.cancel()
+        rebuilds = [r for r in caplog.records if r.name == "node.trust" and "rebuilding the engine" in r.getMessage()]
+        assert len(rebuilds) == 1  # the partner's rotations do not start another
         assert node.replica.listener_errors == 0
         assert node.replica.succession.keys(partner.did)[-1] == partner_next.did
         replayed = _service(node.replica, clock=lambda: now, epoch_ms=EPOCH)
