@@ -89,6 +89,7 @@ class Replica:
         self.own_from_peers = 0  # records of this node's key that came from peers since it started (`accept`)
         self.listener_errors = 0  # listener calls that raised (`_tell`): the records stayed stored, the node ran on
         self._deferred: list[Callable[[], None]] | None = None  # signing that waits for resume_signing, if deferred
+        self._held_own = True  # whether the store held a record of this node's key when signing was deferred
         self._taken_back: Record | None = None  # a rotation of our key that came while deferred (RotationTakenBack)
         self._acceptor = Acceptor(self.store, self.succession, in_horizon=self.horizon.__contains__,
                                   held_limit=self.held_limit)
@@ -150,6 +151,7 @@ class Replica:
         and contests found meanwhile wait; `issue` raises SigningDeferred. A rotation of this node's key taken back
         meanwhile is neither contested nor taken (`accept`): `resume_signing` raises RotationTakenBack."""
         self._deferred = []
+        self._held_own = self.store.head(self.did) is not None
 
     def resume_signing(self) -> None:
         """Sign again, starting with what waited; or, if a rotation of this node's key came back while signing was
@@ -215,9 +217,19 @@ class Replica:
         """Records of this node's key that it did not sign while running (it stores what it signs before anyone
         sees it) are its own history coming back, if its data directory was restored from an older copy, or a
         thief's, if its key leaked. Both are the operator's to know; neither can be told from the other here, so
-        they are accepted (a restored node must not sign again at those seqs), said at CRITICAL, and told to the
-        returned listeners (after the accepted-record listeners)."""
+        they are accepted (a restored node must not sign again at those seqs), said at CRITICAL, counted
+        (own_from_peers), and told to the returned listeners (after the accepted-record listeners). But after
+        `vouchnet key adopt` (node.taken_back_rotation) the node starts as a key it holds no record of, named by an
+        earlier key's rotation the operator just said is the org's: what that key signed in the newer copy of the
+        data directory comes back in the catch-up sync as expected (`_adopted_key_coming_back`), said at INFO and
+        not counted; what comes once the node signs is reported as above."""
         if not records:
+            return
+        if self._adopted_key_coming_back():
+            log.info("%d record(s) of this node's key %s (seq %d to %d) came back from peers: what it signed before "
+                     "`vouchnet key adopt`, in the newer copy of the data directory", len(records), self.did,
+                     records[0].seq, records[-1].seq)
+            self._tell(self.returned_listeners, records)
             return
         self.own_from_peers += len(records)
         log.critical("%d record(s) of this node's key %s (seq %d to %d) came from peers: this node did not sign them "
@@ -225,6 +237,12 @@ class Replica:
                      "own history coming back, or the key is compromised, and the org must start again under a new "
                      "key", len(records), self.did, records[0].seq, records[-1].seq)
         self._tell(self.returned_listeners, records)
+
+    def _adopted_key_coming_back(self) -> bool:
+        """Whether signing is deferred (the start's catch-up sync), the store held no record of this node's key when
+        it was, and the key is a later key of another: the start after `vouchnet key adopt`, which stored the
+        earlier key's rotation naming it (the link is made by the key's first record coming back)."""
+        return self._deferred is not None and not self._held_own and bool(self.succession.earlier(self.did))
 
     def _contest(self, rotation: Record) -> None:
         """A node rotates its key only while stopped (node.rotation), so a rotation of its key arriving while it

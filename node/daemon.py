@@ -252,7 +252,9 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
                              epoch_ms=telemetry.digester.epoch_ms, snapshot_dir=config.data_dir)
         await trust.load_snapshot()
         try:
-            for capturing in trust.replaying(telemetry.digester.undigested(), telemetry.digester.state.raw_reader()):
+            for capturing in trust.replaying(telemetry.digester.undigested(), telemetry.digester.state.raw_reader(),
+                                             reread=telemetry.digester.undigested,
+                                             ingest_lock=telemetry.ingestor.write_lock):
                 if capturing is None:
                     await trio.lowlevel.checkpoint()  # a signal stops a long replay (run_until_signalled)
                 else:  # nothing else uses the engine until the replay is done

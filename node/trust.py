@@ -14,7 +14,10 @@ as replay would (`on_returned`).
 Keys linked by a rotation are one org (DESIGN.md §2, vouching.succession): the engine knows each org by its first
 key, this node's own org and the configured roots included, and this node's digests under any key of its org are
 its own. A link that joins a key the engine already knew as an org (a vouch named it before its rotation arrived)
-moves what named it onto the org (TrustEngine.merge_org) and brings the next recompute forward.
+moves what named it onto the org (TrustEngine.merge_org) and brings the next recompute forward. A link that makes
+this node's own key a later key of another (after `vouchnet key adopt` the successor's first record comes back from
+peers) changes which org is the node's own, which no merge can do: the engine is rebuilt as a start would build it
+and swapped in (`_rebuild`), a TURN_S of work at a time, the old one serving meanwhile.
 """
 
 from __future__ import annotations
@@ -106,6 +109,11 @@ class TrustService:
         self._replayed: engine_snapshot.Snapshot | None = None  # captured at the start, to write
         self._loaded: int | None = None  # records engine.snapshot covered, once `load_snapshot` loaded it
         self._raw: RawLookup = lambda epoch, agent: None
+        self._reread: Callable[[], Iterable[tuple[int, Event]]] = tuple  # the undigested events, again (`_rebuild`)
+        self._ingest_lock = trio.Lock()  # held around every audit-log append and epoch close (`replaying`)
+        self._own_org_moved = trio.Event()  # this node's key joined an earlier key's org: `_rebuild` is due
+        self._rebuilt: TrustEngine | None = None  # the engine `_rebuild` is building, told of links meanwhile
+        self._mirrored = False  # ... and, once it caught up with the store, of records and events too
         self._broadcaster = broadcaster
         self._interval = recompute_interval
         self._clock = lambda: clock() // SCORE_STEP_MS * SCORE_STEP_MS
@@ -137,8 +145,9 @@ class TrustService:
             pass
         self.engine.recompute(now=self._clock())
 
-    def replaying(self, undigested: Iterable[tuple[int, Event]],
-                  raw: RawLookup = lambda epoch, agent: None) -> Iterator[Capture | None]:
+    def replaying(self, undigested: Iterable[tuple[int, Event]], raw: RawLookup = lambda epoch, agent: None, *,
+                  reread: Callable[[], Iterable[tuple[int, Event]]] = tuple,
+                  ingest_lock: trio.Lock | None = None) -> Iterator[Capture | None]:
         """Rebuild the engine from the store, the digests of every key of our org (as first-hand), and the raw
         events no digest of ours counts yet; from here on, follow the replica's rotations (`_relink`). Yields after
         each TURN_S of work, so that a caller can let a signal stop the start between turns (at 10^6 stored records a
@@ -148,8 +157,12 @@ class TrustService:
         as events the node never saw. Where engine.snapshot is due, it yields once a Capture of the records'
         engine, before the events, for the caller to run in a worker thread (the node's start does). The full
         recompute that completes the replay is the caller's: `replay` runs it at once, the node in a worker thread
-        (`recompute_replayed`)."""
-        self._raw = raw
+        (`recompute_replayed`). For a rebuild while the node runs (`_rebuild`): `reread()` gives the undigested events
+        again (Digester.undigested), and `ingest_lock` is the lock held around every append to the audit log and
+        every epoch's close (Ingestor.write_lock)."""
+        self._raw, self._reread = raw, reread
+        if ingest_lock is not None:
+            self._ingest_lock = ingest_lock
         start = self._load_snapshot() if self._loaded is None else self._loaded
         fed, turn = 0, _Turn()
         for fed in self._feeding(self.engine, start, self.replica.store.size):
@@ -330,6 +343,9 @@ class TrustService:
         touched = [a for record in records if (a := feed_record(self.engine, record, identity)) is not None]
         if self.engine.org_changes != org_changes:
             self._org_changed.set()
+        if self._rebuilt is not None and self._mirrored:
+            for record in records:
+                feed_record(self._rebuilt, record, identity)
         self._announce_soon(touched)
 
     def on_returned(self, records: list[Record], raw: RawLookup, counts_entries: EntriesLookup) -> None:
@@ -342,6 +358,8 @@ class TrustService:
             body = record.body
             if isinstance(body, DigestBody) and not counts_entries(body.epoch, body.agent):
                 self._add_own_digest(body, raw)
+                if self._rebuilt is not None and self._mirrored:
+                    self._add_own_digest(body, raw, self._rebuilt)
                 agents.append(body.agent)
         self._announce_soon(agents)
 
@@ -359,17 +377,91 @@ class TrustService:
         """Replica link listener: two keys became one org. If the engine already knew the new key as an org, what
         named it now counts for the org, from the next recompute (brought forward, as for any org-level change);
         every record the new key signs is fed after the link, as its org's. A link closing a cycle of keys renames
-        the org instead."""
+        the org instead. A link that changes which org is this node's own (its key turned out to be a later key of
+        another: `vouchnet key adopt`) is left to `_rebuild`, which it starts, as is the engine being rebuilt."""
         assert link.org is not None  # (the replica tells only links just made, each with its org at that step)
+        own_org = self.replica.succession.identity(self.replica.did)
+        if own_org != self.engine.own_org:
+            if self._rebuilt is None or own_org != self._rebuilt.own_org:  # (a link of another org: one rebuild)
+                self._own_org_moved.set()
+        else:
+            self._apply_link(self.engine, link)
+        if self._rebuilt is not None and own_org == self._rebuilt.own_org:
+            self._apply_link(self._rebuilt, link)
+
+    def _apply_link(self, engine: TrustEngine, link: Link) -> None:
+        assert link.org is not None
         if link.cycle:
-            self.engine.rename_org(link.successor, link.org)
-        elif self.engine.merge_org(link.successor, link.org):
+            engine.rename_org(link.successor, link.org)
+        elif engine.merge_org(link.successor, link.org) and engine is self.engine:
             log.info("trust engine: a rotation joined a key it knew to its org",
                      extra={"fields": {"prior": link.prior, "successor": link.successor}})
             self._org_changed.set()
 
+    async def _rebuild_when_own_org_moves(self) -> None:
+        while True:
+            await self._own_org_moved.wait()
+            self._own_org_moved = trio.Event()
+            await self._rebuild()
+
+    async def _rebuild(self) -> None:
+        """This node's key turned out to be a later key of another (`vouchnet key adopt`: the node starts as the
+        successor and takes its first record back from peers): the org is the earlier key's, and the node's digests
+        under every key of it are first-hand evidence, as at a start after `vouchnet key rotate`. TrustEngine
+        .merge_org cannot make a peer's evidence first-hand, so a new engine is built as a start builds it
+        (`replaying`), on the loop a TURN_S at a time (the store's reads are the loop's), while the old one serves:
+        the stored records, fed up to the store's size (more are stored meanwhile); then, holding the ingest lock
+        (no event appended, no epoch closed), the records stored since, and the undigested events; then its full
+        recompute (recompute_in_worker), and the swap. From the moment it caught up with the store, the listeners
+        feed it what they feed the engine (`_mirrored`), so that every record is counted once, by the replay or by a
+        listener: this relies on the replica storing each batch before it tells any listener of it, all on the trio
+        thread, and on nothing about the order it calls the listeners in. Links are applied to it as they come.
+        Discarded if the node's own org moves again meanwhile (a link of an earlier key still): built again. At 10^6
+        records it took 87 s, the loop's longest stall 133 ms, at load 6-7 on 2 cores (benchmarks/adopt_rebuild.py:
+        a turn is TURN_S and the store's page of 1,000 records it reads). It catches up with the store only while
+        it feeds records faster than they are stored (some 10^4 a second against the network's pace)."""
+        identity = self.replica.succession.identity
+        log.info("trust engine: this node's key joined the org of an earlier key; rebuilding the engine from the "
+                 "stored records", extra={"fields": {"org": identity(self.replica.did), "key": self.replica.did,
+                                                     "records": self.replica.store.size}})
+        engine = self._rebuilt = self._new_engine()
+        try:
+            fed = await self._feed_stored(engine, 0)
+            async with self._ingest_lock:
+                await self._feed_stored(engine, fed)
+                self._mirrored = True  # (no checkpoint since the store's size was read last)
+                turn = _Turn()
+                for at, event in self._reread():
+                    engine.add_first_hand(event.agent, ts=at, **_single(event.outcome, event.high_risk))
+                    if turn.over():
+                        await trio.sleep(0)
+                        turn.begin()
+            await recompute_in_worker(engine, self._clock)
+            if engine.own_org != identity(self.replica.did):
+                return  # (`_own_org_moved` is set: built again)
+            self.engine = engine
+        finally:
+            self._rebuilt, self._mirrored = None, False
+        log.info("trust engine: rebuilt, with this node's own org the earlier key's",
+                 extra={"fields": {"org": engine.own_org}})
+        self._org_changed.set()  # its recompute announces what changed
+
+    async def _feed_stored(self, engine: TrustEngine, start: int) -> int:
+        """Feed `engine` the stored records from index `start` as a replay does (`_feeding`), a TURN_S at a time,
+        until it has every record stored when it returns; the records fed in all."""
+        turn = _Turn()
+        while (stop := self.replica.store.size) > start:
+            for _ in self._feeding(engine, start, stop):
+                if turn.over():
+                    await trio.sleep(0)
+                    turn.begin()
+            start = stop
+        return start
+
     def on_events(self, batch: Appended) -> None:
         """Ingest listener: our own observations count as first-hand evidence at once."""
+        if self._rebuilt is not None and self._mirrored:
+            feed_first_hand(self._rebuilt, batch)
         self._announce_soon(feed_first_hand(self.engine, batch))
 
     # --- reads --------------------------------------------------------------------------------------------
@@ -440,6 +532,7 @@ class TrustService:
         async with trio.open_nursery() as nursery:
             if self._snapshot_dir is not None:
                 nursery.start_soon(self._keep_snapshot)
+            nursery.start_soon(self._rebuild_when_own_org_moves)
             await self._recompute_periodically()
 
     async def _recompute_periodically(self) -> None:

@@ -23,9 +23,10 @@ def register(subparsers: Subparsers) -> None:
         "records ledger stands to the newest checkpoint of it that peers hold: ok, behind (it signs no checkpoint "
         "until it has grown to that size) or diverged (restored from a copy older than a published checkpoint: it "
         "signs none again). `own_records_from_peers` counts records of its own key that it did not sign, since it "
-        "started: its history coming back after a restore, or a thief's: either is worth an alert. `startup_sync` "
-        "says how the catch-up sync its start ran before it signed went: done, no_peers or timed_out (it signs "
-        "without it, until a later round with a peer completes); "
+        "started: its history coming back after a restore, or a thief's: either is worth an alert (not those of a "
+        "key adopted by `vouchnet key adopt`, which come back as it starts). `startup_sync` says how the catch-up "
+        "sync its start ran before it signed went: done, no_peers or timed_out (it signs without it, until a later "
+        "round with a peer completes); "
         "`own_org_flagged` is True once its own org is flagged as an equivocator; `takes_writes` is False while it "
         "cannot read its api.token, refusing every write.",
         examples=["vouchnet status", "vouchnet status --dir /srv/vouchnet --json"],

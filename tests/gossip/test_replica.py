@@ -629,6 +629,47 @@ def test_a_rotation_of_the_nodes_key_taken_back_at_start_is_neither_contested_no
         assert replica.succession.named_next(me.did) is None
 
 
+@pytest.mark.parametrize("adopted", [True, False], ids=["adopted", "restored"])
+def test_after_key_adopt_the_keys_records_coming_back_at_start_are_expected_and_later_ones_critical(
+        tmp_path, caplog, adopted):
+    """`vouchnet key adopt` stored the old key's rotation and made its successor the node's key, of which the node
+    holds no record: what the successor signed in the newer copy comes back in the start's catch-up sync, as the
+    README's adopt steps say, and is said at INFO, not counted as a possible thief's, and told to the returned
+    listeners (the trust engine counts its digests). A record of the key signed elsewhere once the node signs
+    again is reported at CRITICAL and counted, as is, at a start of a node that held records of its key (restored
+    from an older copy, no adopt), what comes back in the catch-up sync."""
+    old, new = Org(), Org()
+    with RecordStore.open(tmp_path) as store:
+        Replica(old.key, store, roots=(), max_hops=2, held_limit=100).issue("org", org_body("me", "test",
+                                                                                          next=new.did))
+        replica = Replica(new.key, store, roots=(), max_hops=2, held_limit=100)
+        if not adopted:  # (the newer copy's first record is held: a restore of a copy made after the rotation)
+            first = new.record("org", org_body("me", "test", prior=old.did))
+            assert replica.accept([first]).accepted == [first]
+        returned: list[list[Record]] = []
+        replica.returned_listeners.append(returned.append)
+        back = [*([new.record("org", org_body("me", "test", prior=old.did))] if adopted else []), new.record()]
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="gossip.replica"):
+            replica.defer_signing()  # as the node starts (node.daemon._take_back_own_records)
+            assert replica.accept(back).accepted == back
+            replica.resume_signing()
+            expected = [(r.levelno, r.getMessage()) for r in caplog.records]
+            caplog.clear()
+            ours = replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+            thiefs = Org(key=new.key, seq=ours.seq, prev=ours.id).record()
+            assert replica.accept([thiefs]).accepted == [thiefs]
+        assert returned == [back, [thiefs]]
+        (said,) = [(r.levelno, r.getMessage()) for r in caplog.records]
+        assert said[0] == logging.CRITICAL and f"seq {thiefs.seq} to {thiefs.seq}) came from peers" in said[1]
+        (level, message), = expected
+        if adopted:
+            assert level == logging.INFO and "before `vouchnet key adopt`" in message and "seq 1 to 2" in message
+            assert replica.own_from_peers == 1
+        else:
+            assert level == logging.CRITICAL and "compromised" in message and replica.own_from_peers == 3
+
+
 def test_a_rotation_taken_back_at_start_is_contested_once_as_the_operator_says(tmp_path):
     """`vouchnet key contest` (node.taken_back_rotation): the node's last org record again, at the rotation's seq."""
     me, thief_key = Org(), Org()

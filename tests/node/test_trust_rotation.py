@@ -2,16 +2,21 @@
 either key, its own digests under an earlier key as first-hand, and a link that joins a key the engine already
 knew as an org moves what named it onto the org."""
 
+import functools
 import json
 import logging
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import pytest
+import trio
+import trio.testing
 
 from gossip.replica import Replica
 from node.events import Event
 from node.metrics import Registry
-from node.stream import Broadcaster
+from node.stream import Broadcaster, Subscription
+import node.trust as node_trust
 from node.trust import TrustService
 from vouching import Record, digest_body, org_body, vouch_body
 from vouching.feed import feed_record
@@ -142,6 +147,158 @@ def test_the_nodes_digests_under_its_earlier_key_are_first_hand_not_a_peers(tmp_
         (part,) = trust.engine.explain(agent, now=T0 + 2 * EPOCH).orgs
         assert part.first_hand and part.org == old_did and part.events == 6
         assert trust.org(node.replica.did)["own"] and trust.score(agent)[0].tier == "untrusted"
+
+
+def _adopted(tmp_path: Path, clock: Clock, agent: str, *, partner: str | None = None,
+             digests: int = 1) -> tuple[Org, str, list[Record]]:
+    """A node's data directory as `vouchnet key adopt` leaves it: the old key digested an epoch of `agent` (6
+    denied), vouched for `partner`'s org (if given) and for 20 agents, and signed its rotation, and the node's key is
+    the successor; what the successor signed in the newer copy of the directory (its first record, naming the old
+    key back, and `digests` digests of other agents), for peers to give back. The successor, the old key's did and
+    those records."""
+    new = Org()
+    with telemetry_node(tmp_path, key=Org().key, clock=clock, epoch_ms=EPOCH) as node:
+        _submit(node, agent, "denied", 6)
+        assert len(node.digester.close_due(T0 + EPOCH)) == 1
+        if partner is not None:
+            node.replica.issue("vouch", vouch_body(partner, 0.9, "org-peer"))
+        node.replica.issue_many("vouch", [vouch_body(new_did(), 0.5, "operator") for _ in range(20)])
+        node.replica.issue("org", org_body("me", "test", next=new.did))
+        old_did = node.replica.did
+    return new, old_did, [new.record("org", org_body("me", "test", prior=old_did)),
+                              *(_digest(new, new_did(), 9 - n % 5, error=4, ok=n) for n in range(digests))]
+
+
+def _running(node: TelemetryNode, broadcaster: Broadcaster, now: int) -> TrustService:
+    """The trust service of `node` replayed and listening, as node.daemon starts it (its `run` is the caller's)."""
+    trust = _service(node.replica, broadcaster, clock=lambda: now, epoch_ms=EPOCH)
+    for _ in trust.replaying(node.digester.undigested(), node.digester.state.raw_reader(),
+                             reread=node.digester.undigested, ingest_lock=node.ingestor.write_lock):
+        pass
+    trust.engine.recompute(now=now)
+    node.replica.listeners.append(trust.on_records)
+    node.replica.returned_listeners.append(functools.partial(trust.on_returned, raw=node.digester.state.raw,
+                                                             counts_entries=node.digester.counts_entries))
+    node.ingestor.listeners.append(trust.on_events)
+    return trust
+
+
+async def _announced(subscription: Subscription, agent: str, score: int) -> None:
+    """Wait for the stream to announce `score` for `agent`."""
+    async for frame in subscription.receive:
+        event = json.loads(frame.decode().split("data: ", 1)[1])
+        if event["type"] == "score" and event["agent"] == agent and event["score"] == score:
+            return
+
+
+async def test_after_key_adopt_the_old_keys_digests_count_first_hand_once_the_successor_comes_back(
+        tmp_path, caplog, monkeypatch):
+    """`vouchnet key adopt`: the node starts as the successor of a rotation made in a newer copy of its data
+    directory, holding the old key's rotation but not yet the successor's first record, which comes back from
+    peers. Once it does, the old key's org is the node's own: its digests count as first-hand evidence (not as a
+    peer's, capped), no listener fails, the stream announces the change, and the engine is what a replay of the
+    same records at a restart makes of them."""
+    monkeypatch.setattr(node_trust, "PROMPT_RECOMPUTE_S", 0.01)  # (the recompute runs in a thread: no mock clock)
+    agent, now = new_did(), T0 + 2 * EPOCH
+    clock = Clock(T0 + 5)
+    new, old_did, back = _adopted(tmp_path, clock, agent)
+    broadcaster = Broadcaster(Registry())
+    with telemetry_node(tmp_path, key=new.key, clock=clock, epoch_ms=EPOCH) as node:
+        trust = _running(node, broadcaster, now)
+        _submit(node, agent, "ok", 2)  # undigested events since the start count too
+        before = trust.score(agent)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trust.run)
+            with broadcaster.subscribe() as subscription, caplog.at_level(logging.INFO):
+                node.replica.defer_signing()  # (the start's catch-up sync, node.daemon)
+                assert node.replica.accept(back).accepted == back
+                node.replica.resume_signing()
+                assert node.replica.succession.keys(node.replica.did) == (old_did, node.replica.did)
+                replayed = _service(node.replica, clock=lambda: now, epoch_ms=EPOCH)
+                replayed.replay(node.digester.undigested(), node.digester.state.raw_reader())
+                assert replayed.score(agent).score != before.score
+                with trio.fail_after(60):
+                    await _announced(subscription, agent, replayed.score(agent).score)
+            nursery.cancel_scope.cancel()
+        assert node.replica.listener_errors == 0
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # (no CRITICAL either: gossip.replica)
+        (part,) = trust.engine.explain(agent, now=now).orgs
+        assert part.first_hand and part.org == old_did and part.events == 8
+        for one in (agent, back[1].body.agent):
+            assert trust.engine.explain(one, now=now) == replayed.engine.explain(one, now=now)
+        assert trust.engine.orgs(now=now) == replayed.engine.orgs(now=now)
+        assert trust.org(node.replica.did)["own"] and trust.org(old_did)["own"]
+
+
+async def test_what_comes_while_the_engine_is_rebuilt_after_key_adopt_counts_as_a_replay_counts_it(
+        tmp_path, monkeypatch, caplog):
+    """The rebuild after `vouchnet key adopt` goes a turn at a time while the node takes records (a partner's
+    digests and its rotations, the node's own digests and a vouch coming back from peers) and events: as it feeds the
+    stored records, as it waits for the ingest lock, as it reads the undigested events holding it, and as it
+    recomputes. Each counts once: the engine swapped in is exactly what a replay of the same records and events
+    makes."""
+    monkeypatch.setattr(node_trust, "TURN_S", 0.0)  # a turn a record or event: what comes below comes in between
+    monkeypatch.setattr(node_trust, "PROMPT_RECOMPUTE_S", 0.01)
+    agent, now, partner, partner_next = new_did(), T0 + 2 * EPOCH, Org(), Org()
+    clock = Clock(T0 + 5)
+    new, old_did, (first, *returned) = _adopted(tmp_path, clock, agent, partner=partner.did, digests=8)
+
+    def taking(outcome: str) -> None:
+        """A partner's digest, one of ours coming back, and an event of ours."""
+        batch = [_digest(partner, agent, len(returned), ok=len(returned), denied=1), returned.pop(0)]
+        assert node.replica.accept(batch).accepted == batch
+        _submit(node, agent, outcome, 1)
+
+    async def until(condition: Callable[[], bool]) -> None:
+        while not condition():
+            await trio.sleep(0)
+
+    caplog.set_level(logging.INFO, logger="node.trust")
+    with telemetry_node(tmp_path, key=new.key, clock=clock, epoch_ms=EPOCH) as node:
+        trust, lock = _running(node, Broadcaster(Registry()), now), node.ingestor.write_lock
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trust.run)
+            async with lock:  # (as an ingest of events holds it)
+                assert node.replica.accept([first]).accepted == [first]
+                await until(lambda: trust._rebuilt is not None)
+                partner, rotation, partner_first = partner.rotate()
+                assert node.replica.accept([rotation, partner_first]).accepted == [rotation, partner_first]
+                taking("ok")  # as it feeds the stored records
+                assert not trust._mirrored
+                await trio.testing.wait_all_tasks_blocked()
+                taking("error")  # as it waits for the lock, having fed every record
+                assert trust._rebuilt is not None and not trust._mirrored
+            await until(lambda: trust._mirrored)
+            assert lock.locked()
+            taking("denied")  # as it reads the undigested events
+            batch = [*returned, new.vouch(partner_next.did, 0.7)]
+            returned.clear()
+            assert node.replica.accept(batch).accepted == batch
+            partner, rotation, partner_first = partner.rotate(partner_next)  # (a key the rebuilt engine knows)
+            assert node.replica.accept([rotation, partner_first]).accepted == [rotation, partner_first]
+            await until(lambda: not lock.locked())
+            assert trust._mirrored
+            _submit(node, agent, "timeout", 1)  # as it recomputes (one event: a replay counts a batch's one by one)
+            vouch = partner.record("vouch", vouch_body(new_did(), 0.6, "operator"))
+            assert node.replica.accept([vouch]).accepted == [vouch]
+            await until(lambda: trust._rebuilt is None)
+            await trio.testing.wait_all_tasks_blocked()  # (a second rebuild, if any, would begin)
+            assert trust._rebuilt is None
+            nursery.cancel_scope.cancel()
+        rebuilds = [r for r in caplog.records if r.name == "node.trust" and "rebuilding the engine" in r.getMessage()]
+        assert len(rebuilds) == 1  # the partner's rotations do not start another
+        assert node.replica.listener_errors == 0
+        assert node.replica.succession.keys(partner.did)[-1] == partner_next.did
+        replayed = _service(node.replica, clock=lambda: now, epoch_ms=EPOCH)
+        replayed.replay(node.digester.undigested(), node.digester.state.raw_reader())
+        trust.engine.recompute(now=now)
+        agents = replayed.engine.agents()
+        assert sorted(trust.engine.agents()) == sorted(agents) and len(agents) > 20
+        for one in agents:
+            assert trust.engine.explain(one, now=now) == replayed.engine.explain(one, now=now)
+        assert trust.engine.orgs(now=now) == replayed.engine.orgs(now=now)
+        (part, _) = sorted(trust.engine.explain(agent, now=now).orgs, key=lambda part: not part.first_hand)
+        assert part.first_hand and part.org == old_did and part.events == 6 + 4
 
 
 @pytest.mark.parametrize("late", [True, False], ids=["link-last", "link-first"])
