@@ -206,7 +206,7 @@ async def test_after_key_adopt_the_old_keys_digests_count_first_hand_once_the_su
     with telemetry_node(tmp_path, key=new.key, clock=clock, epoch_ms=EPOCH) as node:
         trust = _running(node, broadcaster, now)
         _submit(node, agent, "ok", 2)  # undigested events since the start count too
-        before = trust.score(agent)
+        before, _ = trust.score(agent)
         async with trio.open_nursery() as nursery:
             await nursery.start(trust.run)
             with broadcaster.subscribe() as subscription, caplog.at_level(logging.INFO):
@@ -216,9 +216,9 @@ async def test_after_key_adopt_the_old_keys_digests_count_first_hand_once_the_su
                 assert node.replica.succession.keys(node.replica.did) == (old_did, node.replica.did)
                 replayed = _service(node.replica, clock=lambda: now, epoch_ms=EPOCH)
                 replayed.replay(node.digester.undigested(), node.digester.state.raw_reader())
-                assert replayed.score(agent).score != before.score
+                assert replayed.score(agent)[0].score != before.score
                 with trio.fail_after(60):
-                    await _announced(subscription, agent, replayed.score(agent).score)
+                    await _announced(subscription, agent, replayed.score(agent)[0].score)
             nursery.cancel_scope.cancel()
         assert node.replica.listener_errors == 0
         assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # (no CRITICAL either: gossip.replica)
