@@ -431,7 +431,7 @@ def _what_runs_on(directory: Path, *, fresh: bool, keep: bool) -> str:
 
 
 def _print_summary(m: dict) -> None:
-    from .report import linking
+    from .report import linking, witnessed_summary
 
     prop, conv, cps = m["propagation"], m["convergence"], m["checkpoints"]
     every = prop["everywhere"]
@@ -460,7 +460,7 @@ def _print_summary(m: dict) -> None:
             print(f"key theft from {a['victim']}: {_evidence(a, ' the thief offered its records')}; the thief's key "
                   f"counts for nothing: {a['thief_counts_for_nothing']}")
     print(f"converged: {conv['converged']} ({counted(conv['records'], 'record')}); checkpoints current and cosigned "
-          f"by their {counted(cps['witnesses'], 'witness', 'witnesses')}: {cps['all_current_and_witnessed']}")
+          f"by their witnesses: {witnessed_summary(cps)}")
     for row in m["confusion"]["rows"]:
         tiers = ", ".join(f"{t} {n}" for t, n in row["tiers"].items() if n)
         print(f"agents {row['group']} ({row['behaviour']}) at the honest nodes: {tiers}")

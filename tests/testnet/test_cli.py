@@ -104,7 +104,7 @@ def test_the_summary_says_who_held_the_evidence_and_who_acts_on_it(capsys):
     evidence = {"nodes_flagging": 3, "of": 3, "seconds_to_flag_everywhere": 0.4, "flagged_before": False}
     _print_summary({"propagation": {"everywhere": {"count": 0}}, "catch_up": [], "rotations": [],
                     "convergence": {"converged": True, "records": 9},
-                    "checkpoints": {"witnesses": 2, "all_current_and_witnessed": True}, "confusion": {"rows": []},
+                    "checkpoints": {"all_current_and_witnessed": True, "nodes": {}}, "confusion": {"rows": []},
                     "attacks": [{"type": "equivocation", "node": "n02", "distrusted_by": ["n01"], "of_others": 2,
                                  **evidence},
                                 {"type": "key-theft", "victim": "n01", "thief_counts_for_nothing": True,
@@ -116,12 +116,31 @@ def test_the_summary_says_who_held_the_evidence_and_who_acts_on_it(capsys):
                       "records (it was flagged before this run); the thief's key counts for nothing: True")
 
 
+def test_the_summary_gives_each_node_its_own_witnesses_cosignatures(capsys):
+    """Each node's checkpoint is to carry the cosignatures of the orgs whose horizon holds it, which differ by node:
+    the summary said "cosigned by their 4 witnesses", one figure for all."""
+    from testnet.cli import _print_summary
+
+    def row(checkpoint, by_witnesses, expected, witnessed):
+        return {"ledger": 52, "checkpoint": checkpoint, "by_witnesses": by_witnesses, "expected": expected,
+                "witnessed": witnessed}
+
+    nodes = {"n00": row(52, 4, 4, True), "n01": row(52, 5, 5, True), "n02": row(40, 2, 2, False),
+             "n03": row(None, 0, 3, False), "n04": row(52, 0, 4, None)}
+    _print_summary({"propagation": {"everywhere": {"count": 0}}, "catch_up": [], "rotations": [],
+                    "convergence": {"converged": True, "records": 52}, "attacks": [], "confusion": {"rows": []},
+                    "checkpoints": {"all_current_and_witnessed": False, "nodes": nodes}})
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "converged: True (52 records); checkpoints current and cosigned by their witnesses: False (n00 4/4, n01 5/5, "
+        "n02 2/2 but its checkpoint covers 40 of 52 records, n03 no checkpoint, n04 not judged (an equivocator's))")
+
+
 def test_the_summary_says_how_praise_slander_and_whitewash_fared(capsys):
     from testnet.cli import _print_summary
 
     _print_summary({"propagation": {"everywhere": {"count": 0}}, "catch_up": [], "rotations": [],
                     "convergence": {"converged": True, "records": 9},
-                    "checkpoints": {"witnesses": 2, "all_current_and_witnessed": True}, "confusion": {"rows": []},
+                    "checkpoints": {"all_current_and_witnessed": True, "nodes": {}}, "confusion": {"rows": []},
                     "attacks": [{"type": "slander", "orgs": "liars", "agents": "good", "mean_final_score": 612.5,
                                  "trusted_or_better": 5, "views": 8, "attackers_mean_final_score": 41.0},
                                 {"type": "praise", "orgs": "colluders", "agents": "bad", "mean_final_score": None,
