@@ -37,8 +37,8 @@ from vouching.policy import DEFAULT_HIGH_RISK_TOOLS, Policy
 from .address_file import published_api_url
 from .api import NodeView, create_app
 from .api.errors import count_storage_refusals
-from .api.hosts import HostGuard
-from .api.origins import OriginGuard
+from .api.hosts import FORBIDDEN_HOST, HostGuard
+from .api.origins import FORBIDDEN_ORIGIN, OriginGuard
 from .api.refusals import count_refusals
 from .api.http_server import serve_on
 from .api.scores import CHECK_PATH, ScoreFastPath, scores_router
@@ -384,6 +384,7 @@ def api_app(node: NodeView, telemetry: Telemetry, trust: TrustService, key: Sign
         routers=[*telemetry.routers(retired_keys, served_url), scores_router(trust, key)],
         body_limits=BODY_LIMITS,
         open_paths=[CHECK_PATH, *([] if traces_need_token else OPEN_WRITE_PATHS)],
+        forbidden=[FORBIDDEN_HOST, FORBIDDEN_ORIGIN],
     )
     count_storage_refusals(app, telemetry.metrics)
     refused = count_refusals(app, telemetry.metrics)

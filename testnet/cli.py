@@ -106,7 +106,7 @@ def register(subparsers: Subparsers) -> None:
     down.add_argument("--timeout", type=seconds_argument, default=5.0,
                       help="seconds before SIGKILL (default: %(default)s)")
 
-    from .scenario import MAX_DURATION, MIN_DURATION, library
+    from .scenario import MAX_DURATION, MIN_DURATION
 
     run = add_local_command(
         commands, "run", run=_one_at_a_time("run", _run),
@@ -120,8 +120,8 @@ def register(subparsers: Subparsers) -> None:
         "agents no attack touched. Exit status: 0 when no attack succeeded, "
         f"{ATTACK_SUCCEEDED} when one did, {NO_VERDICT} when none did but one has no verdict; 1 and 2 as every "
         "command (the run failed, or was asked wrong). Starts a testnet (and stops it afterwards) if the directory "
-        f"holds none; starts the stopped nodes of one it holds, and leaves them running. Library: "
-        f"{', '.join(library())}.",
+        "holds none; starts the stopped nodes of one it holds, and leaves them running. Library, with the nodes each "
+        f"starts (the fewest it runs on) and its seconds of traffic: {_library_sizes()}.",
         examples=["vouchnet testnet run sybil-collusion", "vouchnet testnet run faults --nodes 3 --duration 40",
                   "vouchnet testnet run ./my-scenario.toml --seed 7 --out ./report"],
     )
@@ -134,6 +134,17 @@ def register(subparsers: Subparsers) -> None:
     run.add_argument("--seed", type=int, help="seed of the plan and the agents' behaviour (default: the testnet's)")
     run.add_argument("--out", type=Path, help="where the report goes (default: DIR/reports/SCENARIO-TIME)")
     run.add_argument("--keep", action="store_true", help="leave a testnet this command started running")
+
+
+def _library_sizes() -> str:
+    """Each library scenario with the testnet it starts, the fewest nodes it runs on and its duration, as its file
+    has them: an operator learnt the fewest only from a run's refusal."""
+    from .plan import fewest_nodes
+    from .scenario import library, load_scenario
+
+    sizes = ((name, load_scenario(name)) for name in library())
+    return "; ".join(f"{name} {counted(s.nodes, 'node')} (at least {fewest_nodes(s)}), {s.duration:g} s"
+                     for name, s in sizes)
 
 
 def _one_at_a_time(name: str, command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -420,7 +431,7 @@ def _what_runs_on(directory: Path, *, fresh: bool, keep: bool) -> str:
 
 
 def _print_summary(m: dict) -> None:
-    from .report import linking
+    from .report import linking, witnessed_summary
 
     prop, conv, cps = m["propagation"], m["convergence"], m["checkpoints"]
     every = prop["everywhere"]
@@ -449,7 +460,7 @@ def _print_summary(m: dict) -> None:
             print(f"key theft from {a['victim']}: {_evidence(a, ' the thief offered its records')}; the thief's key "
                   f"counts for nothing: {a['thief_counts_for_nothing']}")
     print(f"converged: {conv['converged']} ({counted(conv['records'], 'record')}); checkpoints current and cosigned "
-          f"by their {counted(cps['witnesses'], 'witness', 'witnesses')}: {cps['all_current_and_witnessed']}")
+          f"by their witnesses: {witnessed_summary(cps)}")
     for row in m["confusion"]["rows"]:
         tiers = ", ".join(f"{t} {n}" for t, n in row["tiers"].items() if n)
         print(f"agents {row['group']} ({row['behaviour']}) at the honest nodes: {tiers}")

@@ -17,7 +17,7 @@ from vouching.tiers import TIERS, tier_rank
 
 from .runner import RunResult
 from .scenario import Scenario
-from .status import expected_cosigners, flagged_keys, witnessed
+from .status import expected_cosigners, flagged_keys, witness_cosignatures, witnessed
 
 CATCH_UP_MARGIN = 10.0  # seconds after a fault ends during which records are not counted as undisturbed
 
@@ -223,9 +223,10 @@ def convergence(run: RunResult) -> dict[str, Any]:
 
 
 def checkpoints(run: RunResult) -> dict[str, Any]:
-    """Each node's latest checkpoint: does it cover the whole ledger, how many other orgs cosigned it and how many
-    are to (its followers, the orgs whose horizon holds it, at most `witnesses`); and whether every honest node's is
-    witnessed (status.witnessed)."""
+    """Each node's latest checkpoint: does it cover the whole ledger, how many other orgs cosigned it, how many of
+    its witnesses did and how many are to (its followers, the orgs whose horizon holds it, at most `witnesses`), and
+    whether it is witnessed (status.witnessed; None for an equivocator's node, which is not judged); and whether
+    every honest node's is."""
     others = len(run.plan.nodes) - 1
     flagged = flagged_keys(run.records.values(), run.keys.values())
     flagged_nodes = {node for node, keys in run.keys.items() if flagged.intersection(keys)}
@@ -236,12 +237,12 @@ def checkpoints(run: RunResult) -> dict[str, Any]:
         cp = status.checkpoint
         rows[node] = {"ledger": status.ledger_size, "checkpoint": None if cp is None else cp.size,
                       "cosigned_by": None if cp is None else len(cp.cosigned_by), "of": others,
+                      "by_witnesses": witness_cosignatures(status, followers[node], flagged),
                       "expected": expected_cosigners(status, followers[node], flagged, witnesses),
+                      "witnessed": None if status.did in flagged else witnessed(status, followers[node], flagged,
+                                                                                witnesses),
                       "rejected": status.rejected, "flagged": status.flagged, "error": status.error}
-    agree = all(witnessed(status, followers[node], flagged, witnesses)
-                for node, status in run.status.items() if status.did not in flagged)
-    # what a node asks of a testnet smaller than `[witness] witnesses`: every other node (the summary's figure)
-    return {"all_current_and_witnessed": agree, "witnesses": min(witnesses, others), "nodes": rows}
+    return {"all_current_and_witnessed": all(row["witnessed"] is not False for row in rows.values()), "nodes": rows}
 
 
 # --- scores -----------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from node.config import NodeConfig
 from vouching.counts import counted
 
 from .scenario import AgentGroup, Scenario, ScenarioError, Selector
+from .state import node_name
 
 OPERATOR_WEIGHT = 0.8
 MAX_HOPS = NodeConfig.max_hops  # a testnet leaves [trust] max_hops at its default
@@ -121,3 +122,15 @@ def make_plan(scenario: Scenario, nodes: list[str], seed: int) -> Plan:
         if fault.type == "partition" and len(chosen) == len(nodes):
             raise ScenarioError(f"faults[{i}].nodes: {fault.nodes.text} is every node; a partition needs two sides")
     return plan
+
+
+def fewest_nodes(scenario: Scenario) -> int:
+    """The fewest nodes `scenario` can be laid onto (make_plan's rules): its org groups' sizes, or more where an
+    attack or fault selects an org past them (`honest[2]` of a group that takes the rest)."""
+    for count in range(scenario.min_nodes, scenario.nodes):
+        try:
+            make_plan(scenario, [node_name(i) for i in range(count)], seed=0)
+        except ScenarioError:
+            continue
+        return count
+    return scenario.nodes

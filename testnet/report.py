@@ -177,7 +177,7 @@ def _html(results: dict[str, Any], plots: dict[str, bytes]) -> str:
         ("latency to each node p50 / p90 / max", _triple(prop["to_each_node"])),
         ("latency to every node p50 / p90 / max", _triple(prop["everywhere"])),
         ("record sets converged", f"{conv['converged']} ({counted(conv['records'], 'record')})"),
-        (f"checkpoints current and cosigned by their {counted(cps['witnesses'], 'witness', 'witnesses')}", cps["all_current_and_witnessed"]),
+        ("checkpoints current and cosigned by their witnesses", witnessed_summary(cps)),
         *((f"catch-up after {c['fault']} ({c.get('node') or ', '.join(c['side'])})", f"{c['seconds']} s, "
            f"{counted(c['backlog_records'], 'record')}") for c in m["catch_up"]),
         *((f"key rotation of {r['node']}: nodes linking its keys", linking(r)) for r in m["rotations"]),
@@ -229,6 +229,23 @@ figure {{ margin: 1em 0 }} figcaption {{ color: #666; font-size: 12px }} code {{
 <code>results.json</code> beside this page.</p>
 </body></html>
 """
+
+
+def witnessed_summary(checkpoints: dict[str, Any]) -> str:
+    """Whether every honest node's checkpoint is current and witnessed, and each node's cosignatures by its witnesses
+    of those it is to carry (`n01 4/4`): each node has its own witnesses, the orgs whose horizon holds it."""
+    nodes = ", ".join(_witnessed_node(node, row) for node, row in checkpoints["nodes"].items())
+    return f"{checkpoints['all_current_and_witnessed']}" + (f" ({nodes})" if nodes else "")
+
+
+def _witnessed_node(node: str, row: dict[str, Any]) -> str:
+    if row["witnessed"] is None:
+        return f"{node} not judged (an equivocator's)"
+    if row["checkpoint"] is None:
+        return f"{node} no checkpoint"
+    behind = (f" but its checkpoint covers {row['checkpoint']} of {row['ledger']} records"
+              if row["checkpoint"] != row["ledger"] else "")
+    return f"{node} {row['by_witnesses']}/{row['expected']}{behind}"
 
 
 def linking(rotation: dict[str, Any]) -> str:

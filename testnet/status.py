@@ -68,8 +68,14 @@ def witnessed(row: NodeStatus, followers: Iterable[str], flagged: set[str], witn
     checkpoint = row.checkpoint
     if checkpoint is None or checkpoint.size != row.ledger_size:
         return False
-    return len(set(checkpoint.cosigned_by) & _witnesses(row, followers, flagged)) >= expected_cosigners(
-        row, followers, flagged, witnesses)
+    return witness_cosignatures(row, followers, flagged) >= expected_cosigners(row, followers, flagged, witnesses)
+
+
+def witness_cosignatures(row: NodeStatus, followers: Iterable[str], flagged: set[str]) -> int:
+    """How many of the node's `followers` not `flagged` cosigned its checkpoint (0 without one): those witnessed
+    counts."""
+    cosigned = row.checkpoint.cosigned_by if row.checkpoint is not None else ()
+    return len(set(cosigned) & _witnesses(row, followers, flagged))
 
 
 def expected_cosigners(row: NodeStatus, followers: Iterable[str], flagged: set[str], witnesses: int) -> int:

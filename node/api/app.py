@@ -7,7 +7,7 @@ belong to that thread, and a synchronous handler would be sent to a worker threa
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
@@ -40,11 +40,13 @@ def create_app(
     routers: Iterable[APIRouter] = (),
     body_limits: Mapping[str, int] | None = None,
     open_paths: Collection[str] = (),
+    forbidden: Sequence[str] = (),
 ) -> FastAPI:
     """The API of `node`, ready to be served (the daemon serves it with node.api.http_server).
 
     `routers` add the other parts' endpoints (telemetry, scores); `body_limits` and `open_paths` configure the
-    write guard for them (see WriteGuard).
+    write guard for them (see WriteGuard); `forbidden` says what the 403 of the guards served in front of the app
+    means (node.api.hosts, node.api.origins), declared on every route.
     """
     app = FastAPI(title="vouchnet node", version="1", description=_DESCRIPTION, docs_url=None, redoc_url=None,
                   dependencies=[Depends(exact_values), Depends(strict_json_body)])
@@ -58,7 +60,7 @@ def create_app(
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = declare_refusals(FastAPI.openapi(app), open_paths)
+            app.openapi_schema = declare_refusals(FastAPI.openapi(app), open_paths, forbidden)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's way to extend the document

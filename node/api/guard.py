@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hmac
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from fastapi import Request
@@ -35,15 +35,19 @@ def _open_pattern(open_paths: Collection[str]) -> re.Pattern[str]:
     return re.compile("|".join(_template(p) for p in open_paths) or "(?!)")
 
 
-def declare_refusals(spec: dict[str, Any], open_paths: Collection[str]) -> dict[str, Any]:
-    """`spec`, the app's OpenAPI document, with what WriteGuard answers before any handler (DESIGN §8): on every
-    write it guards, the bearer token, 401 and 503; on every write, 413. Changed in place."""
+def declare_refusals(spec: dict[str, Any], open_paths: Collection[str],
+                     forbidden: Sequence[str] = ()) -> dict[str, Any]:
+    """`spec`, the app's OpenAPI document, with what is answered before any handler (DESIGN §8): on every
+    operation, 403 with the `forbidden` meanings (the guards served in front of the app, if any); on every write
+    WriteGuard guards, the bearer token, 401 and 503; on every write, 413. Changed in place."""
     open_path = _open_pattern(open_paths)
     for path, operations in spec["paths"].items():
         for method, operation in operations.items():
+            responses = operation.setdefault("responses", {})
+            if forbidden:
+                responses.setdefault("403", error_body("Refused before the endpoint: " + "; ".join(forbidden)))
             if method.upper() in _READ_METHODS:
                 continue
-            responses = operation.setdefault("responses", {})
             responses.setdefault("413", error_body(_WRITE_REFUSALS[413]))
             if not open_path.fullmatch(path):
                 operation.setdefault("security", [{bearer_scheme.scheme_name: []}])

@@ -19,6 +19,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .errors import ApiError
 
+# What HostGuard's 403 means, for the OpenAPI entry of every route it stands before (node.api.app.create_app).
+FORBIDDEN_HOST = ("`forbidden_host`: a request to a loopback address whose `Host` names neither an IP address, "
+                  "`localhost` nor `[api] public_url`'s host (a web page's, by DNS rebinding)")
+
 
 class HostGuard:
     """ASGI middleware: 403 `forbidden_host` for a request that reached a loopback address naming another host

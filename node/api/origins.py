@@ -26,6 +26,9 @@ from .errors import ApiError
 _OTHER_SITES = frozenset({b"cross-site", b"same-site"})
 _EMBEDDED = frozenset({b"object", b"embed"})  # destinations a page reads a navigation into (web.dev's policy)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# What OriginGuard's 403 means, for the OpenAPI entry of every route it stands before (node.api.app.create_app).
+FORBIDDEN_ORIGIN = ("`forbidden_origin`: a browser's request for a page of another origin (an `Origin` not the "
+                    "API's own, or `Sec-Fetch-Site` `cross-site` or `same-site` but for a link followed)")
 
 
 class OriginGuard:

@@ -20,6 +20,7 @@ node's cold-start score. The node's word on that is cached with the score, never
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 import weakref
@@ -38,7 +39,7 @@ from vouching.tiers import tier_of, tier_rank
 from . import _breaker
 from ._blocking import warn_if_blocking
 from ._env import default_node
-from ._http import NodeApiError, NodeUnreachable, normal_url
+from ._http import NodeApiError, NodeUnreachable, normal_url, without_passwords
 from ._log import log
 from .async_client import AsyncTrustClient, event_loop
 from .node_client import NodeClient
@@ -180,6 +181,20 @@ class TrustPolicy:
             weakref.WeakKeyDictionary())
         self._stream = ScoreStream(self.node, on_change=self._changed, on_reset=self.invalidate) if listen else None
         self._stream_started = False
+        self._say_mode()
+
+    def _say_mode(self) -> None:
+        """One line as the policy starts, naming its node and whether its decisions bind (DESIGN §8): a service's
+        log otherwise shows that nothing is blocked (observe) or that calls go ahead without the node (fail_open)
+        only once a decision is logged. At WARNING then, which a service's log shows by default: either weakens
+        what the policy stops; at INFO when it enforces and fails closed."""
+        weakened = self.observe or self.fail_open
+        log.log(logging.WARNING if weakened else logging.INFO,
+                "trust policy started: " + ("observe mode, no call is blocked" if self.observe else "enforcing") +
+                ("; fails open: a call the node cannot answer goes ahead, audited (a high-risk one is blocked)"
+                 if self.fail_open else "; fails closed: a call the node cannot answer is blocked"),
+                extra={"fields": {"node": without_passwords(self.node), "enforced": not self.observe,
+                                  "fail_open": self.fail_open}})
 
     # --- deciding -----------------------------------------------------------------------------------------
 

@@ -24,6 +24,41 @@ from .stub_org import StubOrg, did_of, serving
 NODE = "http://127.0.0.1:9"
 
 
+def _started(caplog) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.getMessage().startswith("trust policy started")]
+
+
+@pytest.mark.parametrize("observe, fail_open, level, said", [
+    (True, False, logging.WARNING, "observe mode, no call is blocked; fails closed"),
+    (False, True, logging.WARNING, "enforcing; fails open: a call the node cannot answer goes ahead"),
+    (True, True, logging.WARNING, "observe mode, no call is blocked; fails open"),
+    (False, False, logging.INFO, "enforcing; fails closed: a call the node cannot answer is blocked"),
+])
+def test_a_policy_says_as_it_starts_whether_its_decisions_bind(observe, fail_open, level, said, caplog):
+    """An operator reading the service's log could not tell that nothing was blocked (observe), or that calls went
+    ahead without the node (fail_open), until a decision was logged: one line says so as the policy starts, at
+    WARNING, naming the node but not a password of its URL."""
+    with caplog.at_level(logging.INFO, logger="vouchnet.client"):
+        TrustPolicy("http://ops:s3cret@127.0.0.1:9", listen=False, observe=observe, fail_open=fail_open)
+    [record] = _started(caplog)
+    line = logging.Formatter("%(message)s").format(record)
+    assert (record.levelno, said in line) == (level, True), line
+    assert f"node=http://ops@127.0.0.1:9 enforced={not observe} fail_open={fail_open}" in line
+    assert "s3cret" not in line
+
+
+def test_vouchnet_observing_says_so_once_as_it_starts_and_not_its_token(monkeypatch, caplog):
+    monkeypatch.delenv("VOUCHNET_TOKEN", raising=False)
+    with caplog.at_level(logging.INFO, logger="vouchnet.client"):
+        vouchnet = Vouchnet(NODE, API_TOKEN, observe=True)
+    vouchnet.telemetry.shutdown(timeout=0)
+    vouchnet.policy.close()
+    [record] = _started(caplog)
+    assert record.levelno == logging.WARNING and record.fields["node"] == NODE
+    assert "observe mode" in record.getMessage()
+    assert API_TOKEN not in caplog.text
+
+
 @pytest.mark.parametrize("token", [None, API_TOKEN], ids=["no token", "a token"])
 def test_without_an_api_token_it_warns_that_nothing_it_runs_is_reported(token, monkeypatch, caplog):
     """Without $VOUCHNET_TOKEN it made no collector and said nothing: no call was reported, so the node built no

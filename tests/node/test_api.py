@@ -886,8 +886,9 @@ async def test_openapi_describes_every_endpoint_and_the_token(api):
 async def test_the_node_s_openapi_describes_everything_and_declares_every_refusal(tmp_path):
     """DESIGN §8: each operation and parameter says what it is; each write names the token, 401 and 503 (no token file, or
     storage) unless the guard leaves it open, and 413; each read what it answers while the node's storage fails
-    (before: no read declared the 503 that records, log and credential reads answer then); every refusal has the one
-    error body."""
+    (before: no read declared the 503 that records, log and credential reads answer then); each operation the 403s
+    of the guards in front of the app, forbidden_host and forbidden_origin (before: only the API's description named
+    them); every refusal has the one error body."""
     with trio.fail_after(30):
         # No checkpoint is signed while the storage fails: the reads are the API's, not the checkpoint loop's.
         async with running(tmp_path, settings={"checkpoint_interval": 3600.0}) as node:
@@ -898,10 +899,12 @@ async def test_the_node_s_openapi_describes_everything_and_declares_every_refusa
     assert undeclared == []
     assert {"GET /v1/records", "GET /v1/log/entries", "GET /v1/credentials/status/{list_number}"} <= \
         {name for name, (status, _) in answered.items() if status == 503}
-    undescribed, unguarded, unbounded, other_shape = [], [], [], []
+    undescribed, unguarded, unbounded, unforbidden, other_shape = [], [], [], [], []
     for path, operations in spec["paths"].items():
         for method, operation in operations.items():
             name, responses = f"{method.upper()} {path}", operation["responses"]
+            forbidden = responses.get("403", {}).get("description", "")
+            unforbidden += [name] if "`forbidden_host`" not in forbidden or "`forbidden_origin`" not in forbidden else []
             undescribed += [name] if not operation.get("description") else []
             undescribed += [f"{name} {p['name']}" for p in operation.get("parameters", []) if not p.get("description")]
             if method != "get":
@@ -911,7 +914,7 @@ async def test_the_node_s_openapi_describes_everything_and_declares_every_refusa
             other_shape += [f"{name} {status}" for status, response in responses.items() if status[0] in "45" and
                             response.get("content", {}).get("application/json", {}).get("schema")
                             != {"$ref": "#/components/schemas/ErrorBody"}]
-    assert (undescribed, unguarded, unbounded, other_shape) == ([], [], [], [])
+    assert (undescribed, unguarded, unbounded, unforbidden, other_shape) == ([], [], [], [], [])
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     assert "security" not in spec["paths"][CHECK_PATH]["post"]
     assert spec["paths"]["/v1/orgs/{did}"]["get"]["parameters"][0]["description"] == "The org's did:key"

@@ -5,6 +5,7 @@ does not do."""
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -14,11 +15,14 @@ from types import SimpleNamespace
 import pytest
 
 from node.cli import main
+from testnet import scenario as scenario_module
 from testnet import processes
 from testnet.cli import ProgressBar
 from testnet.cluster import Cluster, ClusterError
+from testnet.plan import make_plan
+from testnet.scenario import ScenarioError, library, load_scenario
 from testnet import state
-from testnet.state import NodeEntry, save_state
+from testnet.state import NodeEntry, node_name, save_state
 
 from ..fsyncs import recorded_fsyncs
 
@@ -100,7 +104,7 @@ def test_the_summary_says_who_held_the_evidence_and_who_acts_on_it(capsys):
     evidence = {"nodes_flagging": 3, "of": 3, "seconds_to_flag_everywhere": 0.4, "flagged_before": False}
     _print_summary({"propagation": {"everywhere": {"count": 0}}, "catch_up": [], "rotations": [],
                     "convergence": {"converged": True, "records": 9},
-                    "checkpoints": {"witnesses": 2, "all_current_and_witnessed": True}, "confusion": {"rows": []},
+                    "checkpoints": {"all_current_and_witnessed": True, "nodes": {}}, "confusion": {"rows": []},
                     "attacks": [{"type": "equivocation", "node": "n02", "distrusted_by": ["n01"], "of_others": 2,
                                  **evidence},
                                 {"type": "key-theft", "victim": "n01", "thief_counts_for_nothing": True,
@@ -112,12 +116,31 @@ def test_the_summary_says_who_held_the_evidence_and_who_acts_on_it(capsys):
                       "records (it was flagged before this run); the thief's key counts for nothing: True")
 
 
+def test_the_summary_gives_each_node_its_own_witnesses_cosignatures(capsys):
+    """Each node's checkpoint is to carry the cosignatures of the orgs whose horizon holds it, which differ by node:
+    the summary said "cosigned by their 4 witnesses", one figure for all."""
+    from testnet.cli import _print_summary
+
+    def row(checkpoint, by_witnesses, expected, witnessed):
+        return {"ledger": 52, "checkpoint": checkpoint, "by_witnesses": by_witnesses, "expected": expected,
+                "witnessed": witnessed}
+
+    nodes = {"n00": row(52, 4, 4, True), "n01": row(52, 5, 5, True), "n02": row(40, 2, 2, False),
+             "n03": row(None, 0, 3, False), "n04": row(52, 0, 4, None)}
+    _print_summary({"propagation": {"everywhere": {"count": 0}}, "catch_up": [], "rotations": [],
+                    "convergence": {"converged": True, "records": 52}, "attacks": [], "confusion": {"rows": []},
+                    "checkpoints": {"all_current_and_witnessed": False, "nodes": nodes}})
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "converged: True (52 records); checkpoints current and cosigned by their witnesses: False (n00 4/4, n01 5/5, "
+        "n02 2/2 but its checkpoint covers 40 of 52 records, n03 no checkpoint, n04 not judged (an equivocator's))")
+
+
 def test_the_summary_says_how_praise_slander_and_whitewash_fared(capsys):
     from testnet.cli import _print_summary
 
     _print_summary({"propagation": {"everywhere": {"count": 0}}, "catch_up": [], "rotations": [],
                     "convergence": {"converged": True, "records": 9},
-                    "checkpoints": {"witnesses": 2, "all_current_and_witnessed": True}, "confusion": {"rows": []},
+                    "checkpoints": {"all_current_and_witnessed": True, "nodes": {}}, "confusion": {"rows": []},
                     "attacks": [{"type": "slander", "orgs": "liars", "agents": "good", "mean_final_score": 612.5,
                                  "trusted_or_better": 5, "views": 8, "attackers_mean_final_score": 41.0},
                                 {"type": "praise", "orgs": "colluders", "agents": "bad", "mean_final_score": None,
@@ -382,3 +405,34 @@ def test_a_ctrl_c_while_up_makes_a_testnet_says_none_was_made(tmp_path, capsys, 
     monkeypatch.setattr(Cluster, "create", interrupted)
     assert main(["testnet", "up", "--dir", str(tmp_path / "testnet")]) == 130
     assert f"interrupted: no testnet was made in {tmp_path / 'testnet'}" in capsys.readouterr().err
+
+
+def _run_help(capsys, monkeypatch) -> str:
+    monkeypatch.setenv("COLUMNS", "10000")  # argparse wraps at a name's hyphen (on-off)
+    assert main(["testnet", "run", "--help"]) == 0
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_run_help_gives_each_library_scenario_its_nodes_fewest_nodes_and_duration(capsys, monkeypatch):
+    """An operator learnt a scenario's size only from a run's refusal; the fewest shown is one the scenario runs on,
+    and one fewer is refused (faults and rotation select orgs past their groups' sizes)."""
+    said = _run_help(capsys, monkeypatch)
+    for name in library():
+        scenario = load_scenario(name)
+        shown = re.search(rf"\b{re.escape(name)} (\d+) nodes \(at least (\d+)\), ([\d.]+) s\b", said)
+        assert shown is not None, name
+        nodes, fewest, duration = int(shown[1]), int(shown[2]), float(shown[3])
+        assert (nodes, duration) == (scenario.nodes, scenario.duration), name
+        make_plan(scenario, [node_name(i) for i in range(fewest)], seed=1)
+        with pytest.raises(ScenarioError):
+            make_plan(scenario, [node_name(i) for i in range(fewest - 1)], seed=1)
+    assert "faults 3 nodes (at least 3), 45 s" in said
+
+
+def test_run_help_reads_the_sizes_from_the_library_s_files(tmp_path, monkeypatch, capsys):
+    text = (Path(__file__).parent / "short.toml").read_text()
+    (tmp_path / "quick.toml").write_text(text.replace("duration = 28", "duration = 31\nnodes = 7"))
+    monkeypatch.setattr(scenario_module, "LIBRARY", tmp_path)
+    # at least 3: the org groups take 2 nodes, but a fault cuts off honest[1], a second honest org
+    assert "Library, with the nodes each starts (the fewest it runs on) and its seconds of traffic: quick 7 nodes " \
+        "(at least 3), 31 s." in _run_help(capsys, monkeypatch)

@@ -10,6 +10,7 @@ from testnet.measure import (attacks, catch_up, checkpoints, confusion, converge
                              propagation, rotations, untouched_agents)
 from testnet.observe import RecordInfo, ScoreSample
 from testnet.plan import make_plan
+from testnet.report import witnessed_summary
 from testnet.runner import RunResult
 from testnet.scenario import Attack, Selector, load_scenario, parse_scenario
 from testnet.status import Checkpoint, NodeStatus
@@ -71,9 +72,12 @@ def test_convergence_counts_what_each_node_lacks():
 
 
 def test_a_testnet_smaller_than_the_witness_count_expects_every_other_node_to_cosign():
+    """Every org's horizon holds every other here: each checkpoint is to carry both other orgs' cosignatures."""
     result = run({}, {}, [])
     assert result.scenario.settings.witnesses > 2
-    assert checkpoints(result)["witnesses"] == 2  # of three nodes, what "cosigned by their N witnesses" says
+    result = replace(result, status={n: NodeStatus(n, d, "http://127.0.0.1:1", True, ledger_size=9,
+                                                   checkpoint=Checkpoint(9, ())) for n, d in DIDS.items()})
+    assert {n: row["expected"] for n, row in checkpoints(result)["nodes"].items()} == dict.fromkeys(DIDS, 2)
 
 
 def test_the_confusion_matrix_counts_each_observer_and_agent_once_by_its_last_tier():
@@ -243,9 +247,15 @@ def test_a_checkpoint_is_witnessed_by_its_followers_alone():
     found = checkpoints(result)
     assert found["all_current_and_witnessed"] is True
     assert {n: row["expected"] for n, row in found["nodes"].items()} == {"n00": 1, "n01": 1, "n02": 2}
+    # the summary's line gave one figure for all ("cosigned by their 2 witnesses"), true of n02 alone
+    assert witnessed_summary(found) == "True (n00 1/1, n01 1/1, n02 2/2)"
     cosigned["n02"] = ("did:a",)
     result = replace(result, status={n: status(n, c) for n, c in cosigned.items()})
     assert checkpoints(result)["all_current_and_witnessed"] is False
+    assert witnessed_summary(checkpoints(result)) == "False (n00 1/1, n01 1/1, n02 1/2)"
+    cosigned["n01"] = ("did:a", "did:c")  # the quiet org's cosignature counts for nothing: it follows no honest log
+    result = replace(result, status={n: status(n, c) for n, c in cosigned.items()})
+    assert checkpoints(result)["nodes"]["n01"]["by_witnesses"] == 1
 
 
 def praised(finals):
