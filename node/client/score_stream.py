@@ -175,7 +175,8 @@ class ScoreStream:
         """Stop following, and wait for the thread to end (at once: its socket is shut under the read it is blocked
         in; closing the client from another thread would not wake it); `connected` is then clear. A thread still
         waiting for the node's first answer has no socket to shut yet, and is not waited for: it ends at its
-        deadline, and sees the stop before calling anything (a hung node held close() CLOSE_WAIT_S)."""
+        deadline, and sees the stop before calling anything (a hung node held close() CLOSE_WAIT_S). No callback
+        starts once close() has begun: not for the events already read, nor when a callback itself closes."""
         self._stop.set()
         sock = self._socket
         if sock is not None:
@@ -241,6 +242,8 @@ class ScoreStream:
                     event = parser.feed(line)
                     if event is None:
                         continue
+                    if self._stop.is_set():  # closed meanwhile (by a callback, say): dispatch no more
+                        return
                     if event.event == "reset":
                         self._on_reset()
                     elif (change := score_change(event)) is not None:

@@ -162,3 +162,21 @@ def test_closing_a_stream_a_hung_node_never_answered_does_not_wait_for_it():
         assert time.monotonic() - started < score_stream.CLOSE_WAIT_S / 2
     stream._thread.join(10)  # the server hung up as its block ended
     assert not stream._thread.is_alive() and resets == [] and not stream.connected.is_set()
+
+
+def test_a_stream_closed_by_its_own_callback_calls_nothing_after():
+    """close() from on_change (the service tearing itself down) does not wait for the thread, its own: the events
+    already read in the same chunk were still dispatched, into the closed service."""
+    events = b"".join(b"event: score\ndata: " + json.dumps({"agent": agent, "score": 50, "tier": "known"}).encode()
+                      + b"\n\n" for agent in ("did:key:first", "did:key:second"))
+    changes: list[str] = []
+
+    def on_change(change: ScoreChange) -> None:
+        changes.append(change.agent)
+        stream.close()
+
+    with trickling(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n" + events, b"\n") as (url, _):
+        stream = score_stream.ScoreStream(url, on_change=on_change, on_reset=lambda: None)
+        stream.start()
+        stream._thread.join(10)
+    assert not stream._thread.is_alive() and changes == ["did:key:first"]
