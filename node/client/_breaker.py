@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import httpx
 
-from ._http import NodeUnreachable
+from ._http import NodeUnreachable, without_passwords
 
 FIRST_S = 1.0  # the interval after a first failure
 MAX_S = 30.0  # the longest interval, after failures in a row
@@ -90,7 +90,7 @@ class Breaker:
             self._failures += 1
             self._failed_at = self._clock()
             self._retry_at = self._failed_at + interval(self._failures, self._draw())
-            self._why = why
+            self._why = without_passwords(why)  # said to the callers of every client of the address
 
     def _succeeded(self) -> None:
         with self._lock:

@@ -4,6 +4,7 @@ result or one of the client's exceptions (node/api/errors.py gives every error a
 from __future__ import annotations
 
 import json
+import re
 import socket
 import ssl
 import uuid
@@ -28,6 +29,7 @@ MAX_ANSWER = 256 * 1024 * 1024
 # The code of a refusal whose answer is not in the node's error format: whatever answered, the node may never have
 # seen the request.
 NOT_THE_NODES = "http_error"
+_URL_PASSWORD = re.compile(r"(://[^/?#@\s:']*):[^/?#@\s']*@")  # scheme://user:password@: the user kept
 
 
 class ClientError(Exception):
@@ -51,6 +53,12 @@ class NodeApiError(ClientError):
 def normal_url(url: str) -> str:
     """`host:port` or a URL, as the base URL httpx wants."""
     return (url if "://" in url else f"http://{url}").rstrip("/")
+
+
+def without_passwords(text: str) -> str:
+    """`text` with the password of every URL's userinfo in it left out (`http://user@host`): a refusal's reason goes
+    to the caller and the service's log, and an issuer's JWKS URL may carry one (RFC 3986 §3.2.1: not to be shown)."""
+    return _URL_PASSWORD.sub(r"\1@", text)
 
 
 def query(params: dict[str, Any] | None) -> dict[str, Any]:

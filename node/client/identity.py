@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 import threading
 import time
 import urllib.parse
@@ -56,7 +55,7 @@ from ..credentials import VC_TYP, did_url
 from ..jwt import LEEWAY_S, MAX_TOKEN, JwtError, b64url_decode, decode_jwt
 from ._blocking import warn_if_blocking
 from ._bounded import bounded_transport, get_capped
-from ._http import normal_url
+from ._http import normal_url, without_passwords
 
 JWKS_PATH = "/.well-known/jwks.json"
 JWKS_TTL_S = 300.0
@@ -75,7 +74,6 @@ MAX_LIST_TOKEN = 64 * 1024
 MAX_JWKS = 1024 * 1024  # bytes of a JWKS body (an org's few keys take under 1 KiB)
 CREDENTIAL_TYPE = "VouchnetAgentCredential"
 _LOGGED = "(the service's log says why)"  # what a caller is told of a fetch that failed
-_URL_PASSWORD = re.compile(r"(://[^/?#@\s:']*):[^/?#@\s']*@")  # scheme://user:password@: the user kept
 
 
 class UnverifiedAgent(Exception):
@@ -200,7 +198,7 @@ class CredentialVerifier:
         why = "; ".join(f"{url}: {self._jwks_failures.get(url, 'no answer')}" for url in sorted(key.issuers))
         refusal = (f"header.kid: the keys of its issuer could not be fetched for over {self.jwks_max_stale:g} s "
                    f"(jwks_max_stale); failing closed")
-        raise UnverifiedAgent(_without_passwords(f"{refusal} ({why})"), public=f"{refusal} {_LOGGED}")
+        raise UnverifiedAgent(without_passwords(f"{refusal} ({why})"), public=f"{refusal} {_LOGGED}")
 
     def _stale(self, key: _Key) -> bool:
         now = time.monotonic()
@@ -253,7 +251,7 @@ class CredentialVerifier:
         refusal = ("cannot fetch the keys of any trusted issuer" if not self._keys else
                    f"{unknown}, as far as their keys could be fetched: {len(failures)} of {len(self.jwks_urls)} "
                    "could not be")
-        return UnverifiedAgent(_without_passwords(f"{refusal} ({why})"), public=f"{refusal} {_LOGGED}")
+        return UnverifiedAgent(without_passwords(f"{refusal} ({why})"), public=f"{refusal} {_LOGGED}")
 
     def _check(self, token: str, kid: str) -> AgentIdentity:
         key = self._key(kid)
@@ -332,7 +330,7 @@ class CredentialVerifier:
                     "if it is that issuer's list, configure the issuer by the URL its node's [api] public_url names "
                     "(its credentials name their status lists there)")
             issuers = ", ".join(sorted(key.issuers)) if key is not None else "none"
-            raise UnverifiedAgent(_without_passwords(f"{rule}: {checked.status.list_url} (issuers: {issuers})"),
+            raise UnverifiedAgent(without_passwords(f"{rule}: {checked.status.list_url} (issuers: {issuers})"),
                                   public=rule)
 
     def _status_list(self, token: str, checked: _Checked) -> _StatusList:
@@ -394,7 +392,7 @@ class CredentialVerifier:
             failed = self._status_failures.get(_list_key(checked))
             why, public = failed[1:] if failed is not None else ("no copy", "no copy")
             refusal = "credentialStatus: cannot check revocation, the issuer's status list is unavailable"
-            raise UnverifiedAgent(_without_passwords(f"{refusal} ({why})"), public=f"{refusal} ({public})")
+            raise UnverifiedAgent(without_passwords(f"{refusal} ({why})"), public=f"{refusal} ({public})")
         try:
             revoked = bit(status.bits, checked.status.position)
         except StatusListError as error:
@@ -459,12 +457,6 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     explicit); raises httpx.InvalidURL."""
     parsed = httpx.URL(url)
     return parsed.scheme, parsed.host, parsed.port or {"http": 80, "https": 443}.get(parsed.scheme)
-
-
-def _without_passwords(text: str) -> str:
-    """`text` with the password of every URL's userinfo in it left out (`http://user@host`): a refusal's reason goes
-    to the caller and the service's log, and an issuer's JWKS URL may carry one (RFC 3986 §3.2.1: not to be shown)."""
-    return _URL_PASSWORD.sub(r"\1@", text)
 
 
 def _jwks_url(issuer: str) -> str:

@@ -28,6 +28,7 @@ from node.credentials import agent_credential
 from vouching.policy import DEFAULT_POLICY
 
 from ..factories import new_did
+from ..refused_port import refused_port
 from .loopback import serving_in_thread
 
 TIMEOUT = 0.3  # seconds: each request to a hung node really waits this long
@@ -173,6 +174,20 @@ def test_a_hung_node_costs_a_cold_authorize_one_timeout_across_the_verifier_and_
         assert (decision.source, node.asked) == ("unreachable", 1)
         assert f"{url}{JWKS_PATH}: timed out (0.0 s ago" in decision.reason
         policy.close()
+
+
+def test_a_jwks_url_s_password_is_not_repeated_to_the_policy_s_callers(clock, caplog):
+    """The verifier's failed fetch opens the breaker its URL shares with the policy, whose decisions (told to the
+    caller, and logged) then said why the breaker is open: in the JWKS URL's words, its password included."""
+    with refused_port() as port:
+        verifier = CredentialVerifier([f"http://service:hunter2@127.0.0.1:{port}"], timeout=TIMEOUT)
+        policy = TrustPolicy(f"http://127.0.0.1:{port}", listen=False, timeout=TIMEOUT)
+        with pytest.raises(UnverifiedAgent):
+            verifier.verify(agent_credential(SigningKey.generate(), new_did()))
+        decision = policy.check(new_did())
+        policy.close()
+    assert f"http://service@127.0.0.1:{port}{JWKS_PATH}: " in decision.reason
+    assert "hunter2" not in decision.reason and "hunter2" not in caplog.text
 
 
 # --- the breaker alone -------------------------------------------------------------------------------------------
