@@ -220,6 +220,24 @@ def test_a_cancelled_probe_hands_its_turn_to_the_next_request():
         pass
 
 
+def test_a_probe_that_never_ends_holds_the_others_back_at_most_the_longest_interval():
+    """A probe whose task stalls (its event loop stopped, or blocked by its own code) or whose thread is lost (a fork
+    copies the breaker, not the thread) never ends: every request of the process, from any thread or loop, failed at
+    once for as long, the node long back."""
+    clock = FakeClock()
+    breaker = Breaker(clock, lambda: 0.0)
+    _fail(breaker)
+    clock.now += FIRST_S
+    stalled = breaker.attempt()
+    stalled.__enter__()  # the probe, never to end
+    clock.now += MAX_S - 0.1
+    with pytest.raises(NodeFailing, match="until the request trying it now ends"), breaker.attempt():
+        pass
+    clock.now += 0.1
+    with breaker.attempt():
+        pass
+
+
 def test_a_request_sent_before_it_opened_does_not_lengthen_the_interval():
     clock = FakeClock()
     breaker = Breaker(clock, lambda: 0.0)
