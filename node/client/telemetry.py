@@ -245,7 +245,7 @@ class TelemetryCollector:
 
     def _start(self) -> None:
         with self._lock:
-            if self._thread is None:
+            if self._thread is None and not self._stopped.is_set():  # (a record() that raced shutdown())
                 self._thread = threading.Thread(target=self._run, name="vouchnet-telemetry", daemon=True)
                 self._running = True
                 self._thread.start()
