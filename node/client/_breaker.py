@@ -2,9 +2,10 @@
 policy's, the credential verifier's): after a request to an address got no answer (refused, timed out, unreadable),
 further requests to it fail at once, as NodeUnreachable saying why and when the address is tried again, for an
 interval that starts at FIRST_S and doubles with each failure in a row up to MAX_S, jittered; once it has passed,
-one request at a time goes through (the probe; the others still fail at once), and the first answer closes the
-breaker. gRPC's and Envoy's outlier ejection and Finagle's failure accrual do the same: a hung or down node costs
-a call microseconds, not the request's timeout.
+one request at a time goes through (the probe; the others still fail at once, for MAX_S at most: a probe that has
+not ended by then, its task stalled or its thread lost to a fork, no longer holds them back), and the first answer
+closes the breaker. gRPC's and Envoy's outlier ejection and Finagle's failure accrual do the same: a hung or down
+node costs a call microseconds, not the request's timeout.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from contextlib import contextmanager
 
 import httpx
 
-from ._http import NodeUnreachable
+from ._http import NodeUnreachable, without_passwords
 
 FIRST_S = 1.0  # the interval after a first failure
 MAX_S = 30.0  # the longest interval, after failures in a row
@@ -45,6 +46,7 @@ class Breaker:
         self._failed_at = self._retry_at = 0.0
         self._why = ""
         self._probing = False
+        self._probe_lapses = 0.0  # when the probe in flight no longer holds the other requests back
 
     @contextmanager
     def attempt(self, failure: type[BaseException] | tuple[type[BaseException], ...] = NodeUnreachable,
@@ -74,8 +76,8 @@ class Breaker:
             if self._failures == 0:
                 return False
             now = self._clock()
-            if now >= self._retry_at and not self._probing:
-                self._probing = True
+            if now >= self._retry_at and (not self._probing or now >= self._probe_lapses):
+                self._probing, self._probe_lapses = True, now + MAX_S
                 return True
             wait = (f"for {self._retry_at - now:.1f} s" if now < self._retry_at
                     else "until the request trying it now ends")
@@ -90,7 +92,7 @@ class Breaker:
             self._failures += 1
             self._failed_at = self._clock()
             self._retry_at = self._failed_at + interval(self._failures, self._draw())
-            self._why = why
+            self._why = without_passwords(why)  # said to the callers of every client of the address
 
     def _succeeded(self) -> None:
         with self._lock:

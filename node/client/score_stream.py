@@ -166,17 +166,30 @@ class ScoreStream:
         self._http = httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(5.0, read=IDLE_S),
                                   transport=bounded_transport())
         self._thread = threading.Thread(target=self._run, name="vouchnet-score-stream", daemon=True)
+        self._counting = threading.Lock()
+        self._counted = False  # in FOLLOWING: from start() until close() or the thread's end, whichever is first
 
     def start(self) -> None:
-        FOLLOWING.started(self.base_url)
+        with self._counting:
+            self._counted = True
+            FOLLOWING.started(self.base_url)
         self._thread.start()
+
+    def _unfollowed(self) -> None:
+        """Count the stream as followed no more (once): at close(), which may leave its thread to end by itself."""
+        with self._counting:
+            counted, self._counted = self._counted, False
+            if counted:
+                FOLLOWING.ended(self.base_url)
 
     def close(self) -> None:
         """Stop following, and wait for the thread to end (at once: its socket is shut under the read it is blocked
         in; closing the client from another thread would not wake it); `connected` is then clear. A thread still
         waiting for the node's first answer has no socket to shut yet, and is not waited for: it ends at its
-        deadline, and sees the stop before calling anything (a hung node held close() CLOSE_WAIT_S)."""
+        deadline, and sees the stop before calling anything (a hung node held close() CLOSE_WAIT_S). No callback
+        starts once close() has begun: not for the events already read, nor when a callback itself closes."""
         self._stop.set()
+        self._unfollowed()
         sock = self._socket
         if sock is not None:
             try:
@@ -193,7 +206,7 @@ class ScoreStream:
         try:
             self._follow_until_closed()
         finally:
-            FOLLOWING.ended(self.base_url)
+            self._unfollowed()
 
     def _follow_until_closed(self) -> None:
         """Follow, and reconnect after `reconnect` seconds, doubled at each failure in a row to connect, up to
@@ -241,6 +254,8 @@ class ScoreStream:
                     event = parser.feed(line)
                     if event is None:
                         continue
+                    if self._stop.is_set():  # closed meanwhile (by a callback, say): dispatch no more
+                        return
                     if event.event == "reset":
                         self._on_reset()
                     elif (change := score_change(event)) is not None:

@@ -17,7 +17,8 @@ rejected, and so is an event JSON cannot carry (a NaN duration, an attribute tha
 `shutdown()` sends what is left, retrying, within one deadline (the post in progress included, the last post cut
 at it); so does the process's exit if shutdown() was not called, with one try a batch (no retries: it stops at the
 first that fails) within the collector's `timeout` in all. What either could not send is logged, with its count,
-and stays counted in `buffered`.
+and stays counted in `buffered`. A process killed by a signal left at its default (SIGTERM to a plain script)
+runs no exit handler: what was left is neither sent nor said (handle SIGTERM, as uvicorn does, or call shutdown()).
 """
 
 from __future__ import annotations
@@ -244,7 +245,7 @@ class TelemetryCollector:
 
     def _start(self) -> None:
         with self._lock:
-            if self._thread is None:
+            if self._thread is None and not self._stopped.is_set():  # (a record() that raced shutdown())
                 self._thread = threading.Thread(target=self._run, name="vouchnet-telemetry", daemon=True)
                 self._running = True
                 self._thread.start()

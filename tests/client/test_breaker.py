@@ -28,6 +28,7 @@ from node.credentials import agent_credential
 from vouching.policy import DEFAULT_POLICY
 
 from ..factories import new_did
+from ..refused_port import refused_port
 from .loopback import serving_in_thread
 
 TIMEOUT = 0.3  # seconds: each request to a hung node really waits this long
@@ -175,6 +176,20 @@ def test_a_hung_node_costs_a_cold_authorize_one_timeout_across_the_verifier_and_
         policy.close()
 
 
+def test_a_jwks_url_s_password_is_not_repeated_to_the_policy_s_callers(clock, caplog):
+    """The verifier's failed fetch opens the breaker its URL shares with the policy, whose decisions (told to the
+    caller, and logged) then said why the breaker is open: in the JWKS URL's words, its password included."""
+    with refused_port() as port:
+        verifier = CredentialVerifier([f"http://service:hunter2@127.0.0.1:{port}"], timeout=TIMEOUT)
+        policy = TrustPolicy(f"http://127.0.0.1:{port}", listen=False, timeout=TIMEOUT)
+        with pytest.raises(UnverifiedAgent):
+            verifier.verify(agent_credential(SigningKey.generate(), new_did()))
+        decision = policy.check(new_did())
+        policy.close()
+    assert f"http://service@127.0.0.1:{port}{JWKS_PATH}: " in decision.reason
+    assert "hunter2" not in decision.reason and "hunter2" not in caplog.text
+
+
 # --- the breaker alone -------------------------------------------------------------------------------------------
 
 
@@ -201,6 +216,24 @@ def test_a_cancelled_probe_hands_its_turn_to_the_next_request():
     clock.now += FIRST_S
     with pytest.raises(KeyboardInterrupt), breaker.attempt():
         raise KeyboardInterrupt
+    with breaker.attempt():
+        pass
+
+
+def test_a_probe_that_never_ends_holds_the_others_back_at_most_the_longest_interval():
+    """A probe whose task stalls (its event loop stopped, or blocked by its own code) or whose thread is lost (a fork
+    copies the breaker, not the thread) never ends: every request of the process, from any thread or loop, failed at
+    once for as long, the node long back."""
+    clock = FakeClock()
+    breaker = Breaker(clock, lambda: 0.0)
+    _fail(breaker)
+    clock.now += FIRST_S
+    stalled = breaker.attempt()
+    stalled.__enter__()  # the probe, never to end
+    clock.now += MAX_S - 0.1
+    with pytest.raises(NodeFailing, match="until the request trying it now ends"), breaker.attempt():
+        pass
+    clock.now += 0.1
     with breaker.attempt():
         pass
 

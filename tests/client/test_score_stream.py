@@ -162,3 +162,41 @@ def test_closing_a_stream_a_hung_node_never_answered_does_not_wait_for_it():
         assert time.monotonic() - started < score_stream.CLOSE_WAIT_S / 2
     stream._thread.join(10)  # the server hung up as its block ended
     assert not stream._thread.is_alive() and resets == [] and not stream.connected.is_set()
+
+
+def test_a_stream_closed_by_its_own_callback_calls_nothing_after():
+    """close() from on_change (the service tearing itself down) does not wait for the thread, its own: the events
+    already read in the same chunk were still dispatched, into the closed service."""
+    events = b"".join(b"event: score\ndata: " + json.dumps({"agent": agent, "score": 50, "tier": "known"}).encode()
+                      + b"\n\n" for agent in ("did:key:first", "did:key:second"))
+    changes: list[str] = []
+
+    def on_change(change: ScoreChange) -> None:
+        changes.append(change.agent)
+        stream.close()
+
+    with trickling(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n" + events, b"\n") as (url, _):
+        stream = score_stream.ScoreStream(url, on_change=on_change, on_reset=lambda: None)
+        stream.start()
+        stream._thread.join(10)
+    assert not stream._thread.is_alive() and changes == ["did:key:first"]
+
+
+def test_streams_closed_while_a_hung_node_holds_their_threads_count_no_more(monkeypatch, caplog):
+    """A closed stream still waiting for a hung node's first answer is left to end by itself, up to IDLE_S later:
+    counted until then, a test suite or a service closing each policy it made was told it never closed them."""
+    monkeypatch.setattr(score_stream, "FOLLOWING", score_stream._Following())
+    streams = []
+    with caplog.at_level(logging.WARNING, logger="vouchnet.client"), trickling(b"", b"") as (url, accepted):
+        for _ in range(score_stream.MANY_STREAMS):
+            stream = score_stream.ScoreStream(url, on_change=lambda _: None, on_reset=lambda: None)
+            stream.start()
+            assert accepted.acquire(timeout=10)
+            stream.close()
+            streams.append(stream)
+        assert any(stream._thread.is_alive() for stream in streams)  # (else this test shows nothing)
+        assert score_stream.FOLLOWING._count[url] == 0
+    assert not [r for r in caplog.records if "streams of the node" in r.getMessage()]
+    for stream in streams:
+        stream._thread.join(10)
+    assert score_stream.FOLLOWING._count[url] == 0

@@ -469,3 +469,32 @@ def test_a_slow_node_that_answers_gets_what_the_deadline_allows_and_the_rest_is_
     stats = collector.stats
     assert 0 < stats.sent == node.posts < 20 and stats.sent + stats.buffered == 20
     assert _lost(caplog) == [stats.buffered]
+
+
+class _ShutdownAsFirstRecordLeavesItsLock:
+    """A collector's lock that runs shutdown() as the first record() leaves it: before that record() goes on to
+    start the sender thread."""
+
+    def __init__(self, collector: TelemetryCollector) -> None:
+        self._lock, self._collector, self._fired = threading.Lock(), collector, False
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+        if not self._fired:
+            self._fired = True
+            self._collector.shutdown(timeout=1)
+
+
+def test_a_record_racing_the_first_shutdown_starts_no_sender_after_it(monkeypatch):
+    """The record came first, so it was sent or said lost; but it then started the sender thread and registered the
+    exit hook that shutdown() had just taken away: the collector was kept until the exit, which tried again."""
+    registered: list[Callable[[], None]] = []
+    monkeypatch.setattr(telemetry.atexit, "register", registered.append)
+    collector = TelemetryCollector("http://node.invalid", API_TOKEN, transport=httpx.MockTransport(
+        lambda request: httpx.Response(200, json={"accepted": 1, "rejected": []})))
+    collector._lock = _ShutdownAsFirstRecordLeavesItsLock(collector)
+    assert collector.record_tool_call(new_did(), "search")
+    assert registered == [] and collector.stats.sent == 1
