@@ -139,3 +139,20 @@ def test_an_org_that_moved_to_another_network_has_its_earlier_addresses_withdraw
                     schedule=schedule, own_addrs=LAN)
     assert schedule.due(now=0, connected=(), budget=5) == [(boot_peer, [boot_addr])]
     assert [p.peer_id for p in schedule.known([], after=None, limit=5, now=0)] == [boot_peer]
+
+
+def test_a_peer_found_on_another_network_is_dialled_as_any_once_a_sync_round_shows_it_on_ours():
+    """Its node re-made on our network and connected again within the minute a connection must last: before, it was
+    shown on the other network while connected, and dialled an hour after that connection dropped early."""
+    schedule = DialSchedule(min_backoff=1, max_backoff=60, stable_after=60, rng=random.Random(1))
+    schedule.add("p", [addr("p")])
+    schedule.other_network("p", "othernet", now=0)
+    schedule.connected("p", now=10)
+    schedule.same_network("p")
+    [peer] = schedule.known(["p"], after=None, limit=1, now=20)
+    assert (peer.connected, peer.other_network, peer.last_error) == (True, None, None)
+    schedule.disconnected("p", now=30)  # within the minute: a failed dial, at the usual backoff
+    [peer] = schedule.known([], after=None, limit=1, now=30)
+    assert peer.other_network is None and peer.next_dial_in <= 1
+    schedule.same_network("stranger")  # (an inbound peer, not dialled: nothing to mend)
+    assert schedule.size == 1
