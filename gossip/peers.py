@@ -340,12 +340,23 @@ class PeerManager:
     def _follow(self, link: Link) -> None:
         """A rotation linked two keys (both named each other, vouching.succession): the node that answered to the
         old one now answers to the new one, at the same addresses (so a bootstrap address naming the old peer id
-        keeps working). A key's claim alone moves nothing: any org may name any key as its successor."""
+        keeps working), unless the new key's latest `org` record names another network (`_learn`). A key's claim
+        alone moves nothing: any org may name any key as its successor."""
         if self._ours(link.successor):
             return
-        self._schedule.moved(peer_id_from_public_key(public_key_from_did(link.prior)),
-                             peer_id_from_public_key(public_key_from_did(link.successor)))
+        successor = peer_id_from_public_key(public_key_from_did(link.successor))
+        self._schedule.moved(peer_id_from_public_key(public_key_from_did(link.prior)), successor)
+        if self._elsewhere(link.successor):  # (at a restart, its record was learned before the link was followed)
+            self._schedule.withdraw(successor)
         self._wake.set()
+
+    def _elsewhere(self, key: str) -> bool:
+        """Whether `key`'s latest `org` record (a rotation's aside) names another network than ours."""
+        latest = None
+        for record in self._replica.store.scan(issuer=key, kind="org"):
+            if isinstance(record.body, OrgBody) and record.body.next is None:
+                latest = record.body
+        return latest is not None and latest.network != self._network
 
     @property
     def has_peers(self) -> bool:

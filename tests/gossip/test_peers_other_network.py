@@ -156,3 +156,28 @@ def test_a_peer_found_on_another_network_is_dialled_as_any_once_a_sync_round_sho
     assert peer.other_network is None and peer.next_dial_in <= 1
     schedule.same_network("stranger")  # (an inbound peer, not dialled: nothing to mend)
     assert schedule.size == 1
+
+
+@pytest.mark.parametrize("moved_with", ["its first record", "a later record"])
+def test_an_org_that_rotated_then_moved_to_another_network_is_not_dialled_after_a_restart_either(replica, moved_with):
+    """Its old key's addresses, moved to the new key by the rotation, are withdrawn by the new key's record of
+    another network. Before: so while running, but a restart learned the org records before following the
+    rotation, which carried the old key's addresses over again: they were dialled."""
+    old = Org()
+    replica.issue("vouch", vouch_body(old.did, 0.9, "org-peer"))
+    replica.accept([old.record("org", org_body("o", "test", ["/ip4/10.0.0.1/tcp/4001"]))])
+    schedule = DialSchedule()
+    PeerManager(object(), replica, network="test", bootstrap=[], max_peers=5,  # type: ignore[arg-type]
+                schedule=schedule, own_addrs=LAN)
+    new = Org(ts=old.ts)
+    replica.accept([old.record("org", org_body("o", "test", next=new.did))])
+    first_network = "othernet" if moved_with == "its first record" else "test"
+    replica.accept([new.record("org", org_body("o", first_network, prior=old.did))])
+    if moved_with == "a later record":
+        replica.accept([new.record("org", org_body("o", "othernet", ["/ip4/10.0.0.7/tcp/4001"]))])
+    restarted = DialSchedule()
+    PeerManager(object(), replica, network="test", bootstrap=[], max_peers=5,  # type: ignore[arg-type]
+                schedule=restarted, own_addrs=LAN)
+    for dials in (schedule, restarted):
+        assert (dials.size, dials.due(now=0, connected=(), budget=5)) == (0, [])
+
