@@ -181,3 +181,21 @@ def test_an_org_that_rotated_then_moved_to_another_network_is_not_dialled_after_
     for dials in (schedule, restarted):
         assert (dials.size, dials.due(now=0, connected=(), budget=5)) == (0, [])
 
+
+
+def test_an_org_record_of_another_network_withdraws_only_its_issuers_addresses(replica):
+    """A hostile org in the horizon signs records of another network naming a victim org's addresses and peer id:
+    the victim is dialled as before: withdrawal follows the record's signer, its iss (a record naming the victim's iss
+    must bear its signature, verified before any record is accepted)."""
+    victim, hostile = Org(), Org()
+    victim_peer = peer_id_from_public_key(bytes(victim.key.verify_key))
+    for org in (victim, hostile):
+        replica.issue("vouch", vouch_body(org.did, 0.9, "org-peer"))
+    replica.accept([victim.record("org", org_body("v", "test", ["/ip4/10.0.0.1/tcp/4001"]))])
+    schedule = DialSchedule()
+    PeerManager(object(), replica, network="test", bootstrap=[], max_peers=5,  # type: ignore[arg-type]
+                schedule=schedule, own_addrs=LAN)
+    victim_dials = [(victim_peer, [f"/ip4/10.0.0.1/tcp/4001/p2p/{victim_peer}"])]
+    assert replica.accept([hostile.record("org", org_body(
+        "v", "othernet", [f"/ip4/10.0.0.1/tcp/4001/p2p/{victim_peer}"]))]).accepted
+    assert schedule.due(now=0, connected=(), budget=5) == victim_dials
