@@ -472,10 +472,11 @@ class SyncService:
             await self.host.disconnect(peer_id)
 
     def heard_other_network(self, peer_id: str, network: str) -> None:
-        """`peer_id` named `network`, not ours: count it, log it once per peer and network, and tell
+        """`peer_id` named `network`, not ours: count it, log it once per peer (not per network: a hostile peer naming
+        two in turn would spend the call site's log limit, which another peer's warning needs), and tell
         `network_listeners`."""
         self.stats.errors["network"] += 1
-        if self._apart.get(peer_id) != network:
+        if peer_id not in self._apart:
             self.stats.peers_other_network += 1
             logger.warning("peer %s is on network %r, this node on %r: it holds none of this network's records, "
                            "and is disconnected, not synced with nor asked to cosign (check [p2p] bootstrap, or that "
