@@ -89,7 +89,8 @@ class _Target:
     failures: int = 0
     last_error: str | None = None  # why the last of its `failures` failed (printable_line); None without any
     connected_at: float | None = None  # when its current connection opened, if it is connected
-    other_network: str | None = None  # the network it was found on, not ours, until a connection to it lasts
+    other_network: str | None = None  # the network it was found on, not ours, until a connection to it lasts or a
+    # sync round shows it on ours (`same_network`)
 
     @property
     def addrs(self) -> list[str]:
@@ -209,13 +210,24 @@ class DialSchedule:
     def other_network(self, peer_id: str, network: str, now: float) -> None:
         """The peer named `network`, not ours (its sync request or answer did): it holds none of our records. It is
         dialled again `apart_backoff` from now at the soonest, and shown with that network until a connection to it
-        lasts (its node re-made on our network, or its address in the config mended)."""
+        lasts, or a sync round with it runs to the end (its node re-made on our network, or its address in the config
+        mended)."""
         target = self._targets.get(peer_id)
         if target is None:
             return
         target.other_network = network
         target.last_error = printable_line(apart_error(network))
         target.due = max(target.due, now + self.apart_backoff)
+
+    def same_network(self, peer_id: str) -> None:
+        """The peer is on our network (a sync round with it ran to the end): one found on another no longer is, and
+        is dialled at the usual backoff (its node re-made on ours, connected again before a minute passed)."""
+        target = self._targets.get(peer_id)
+        if target is None or target.other_network is None:
+            return
+        if target.last_error == printable_line(apart_error(target.other_network)):
+            target.last_error = None
+        target.other_network = None
 
     def connected(self, peer_id: str, now: float) -> None:
         """A connection to the peer opened (our dial, or theirs); its failures are forgotten once it lasts."""
@@ -328,12 +340,23 @@ class PeerManager:
     def _follow(self, link: Link) -> None:
         """A rotation linked two keys (both named each other, vouching.succession): the node that answered to the
         old one now answers to the new one, at the same addresses (so a bootstrap address naming the old peer id
-        keeps working). A key's claim alone moves nothing: any org may name any key as its successor."""
+        keeps working), unless the new key's latest `org` record names another network (`_learn`). A key's claim
+        alone moves nothing: any org may name any key as its successor."""
         if self._ours(link.successor):
             return
-        self._schedule.moved(peer_id_from_public_key(public_key_from_did(link.prior)),
-                             peer_id_from_public_key(public_key_from_did(link.successor)))
+        successor = peer_id_from_public_key(public_key_from_did(link.successor))
+        self._schedule.moved(peer_id_from_public_key(public_key_from_did(link.prior)), successor)
+        if self._elsewhere(link.successor):  # (at a restart, its record was learned before the link was followed)
+            self._schedule.withdraw(successor)
         self._wake.set()
+
+    def _elsewhere(self, key: str) -> bool:
+        """Whether `key`'s latest `org` record (a rotation's aside) names another network than ours."""
+        latest = None
+        for record in self._replica.store.scan(issuer=key, kind="org"):
+            if isinstance(record.body, OrgBody) and record.body.next is None:
+                latest = record.body
+        return latest is not None and latest.network != self._network
 
     @property
     def has_peers(self) -> bool:
@@ -348,6 +371,10 @@ class PeerManager:
     def other_network(self, peer_id: str, network: str) -> None:
         """For the sync service (its `network_listeners`): `peer_id` named `network`, not ours (DialSchedule)."""
         self._schedule.other_network(peer_id, network, trio.current_time())
+
+    def same_network(self, peer_id: str) -> None:
+        """For the sync service (its `same_network_listeners`): `peer_id` is on our network (DialSchedule)."""
+        self._schedule.same_network(peer_id)
 
     def retry_now(self, peer_ids: Iterable[str]) -> None:
         """Dial these peers again at once, e.g. once an operator unblocked them (Host.set_blocked)."""

@@ -161,7 +161,8 @@ class SyncService:
     checkpoint requests); a peer of another network holds none of our records and cannot cosign for us: a request
     naming another is answered OtherNetwork, ending the stream, and a round with a peer so answering fails (it does
     not set `first_round`) and disconnects it; either is counted, logged once per peer, and told to
-    `network_listeners` (the peer manager dials such a peer an hour apart).
+    `network_listeners` (the peer manager dials such a peer an hour apart); a round that runs to the end shows the
+    peer on ours, which `same_network_listeners` are told (a peer found apart, its node since re-made on our network).
     """
 
     def __init__(
@@ -238,6 +239,9 @@ class SyncService:
         self._index: IssuerIndex | None = None  # while running
         self._apart: OrderedDict[str, str] = OrderedDict()  # peer -> the other network it named, latest last
         self.network_listeners: list[Callable[[str, str], None]] = []  # told (peer, network) each time one is heard
+        # told each peer a full round with ran to the end: it answered our heads request, which names our network, so
+        # it is on ours (a peer heard on another before, its node re-made on ours, is no longer kept apart)
+        self.same_network_listeners: list[Callable[[str], None]] = []
         self._nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -282,6 +286,9 @@ class SyncService:
         try:
             if await self._pull(peer_id, None):
                 self.first_round.set()
+                self._apart.pop(peer_id, None)  # (logged again if it goes back to another network)
+                for listener in self.same_network_listeners:
+                    listener(peer_id)
                 if heard is not None:
                     self._pulled[peer_id] = (heard, started)
         finally:
@@ -465,10 +472,11 @@ class SyncService:
             await self.host.disconnect(peer_id)
 
     def heard_other_network(self, peer_id: str, network: str) -> None:
-        """`peer_id` named `network`, not ours: count it, log it once per peer and network, and tell
+        """`peer_id` named `network`, not ours: count it, log it once per peer (not per network: a hostile peer naming
+        two in turn would spend the call site's log limit, which another peer's warning needs), and tell
         `network_listeners`."""
         self.stats.errors["network"] += 1
-        if self._apart.get(peer_id) != network:
+        if peer_id not in self._apart:
             self.stats.peers_other_network += 1
             logger.warning("peer %s is on network %r, this node on %r: it holds none of this network's records, "
                            "and is disconnected, not synced with nor asked to cosign (check [p2p] bootstrap, or that "

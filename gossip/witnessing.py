@@ -289,7 +289,9 @@ class Witnessing:
         self.checked = trio.Event()  # set once the peers connected at start told us what they hold of our log
         self._queried: set[str] = set()  # peers asked, this run, for the newest checkpoint of our log they hold
         self._querying: set[str] = set()  # those not done answering (not asked to cosign meanwhile)
-        self._apart: set[str] = set()  # connected peers that answered from another network: never asked to cosign
+        # connected peers that answered from another network: not asked to cosign until they leave, or a sync round
+        # shows them on ours (`same_network`)
+        self._apart: set[str] = set()
         self._awaited: set[str] | None = None  # those of them the next checkpoint waits for (`_waiting`)
         self._query_failures: Counter[str] = Counter()  # queries that got no answer, by peer
         self._elsewhere: Checkpoint | None = None  # the newest checkpoint of our log a peer showed us (we signed it)
@@ -469,6 +471,15 @@ class Witnessing:
         self._cosigned_size = {peer: size for peer, size in self._cosigned_size.items() if peer in connected}
         for peer in [p for p in self._query_failures if p not in connected]:
             del self._query_failures[peer]
+
+    def same_network(self, peer: str) -> None:
+        """For the sync service (its `same_network_listeners`): `peer` is on our network. One that answered from
+        another is asked again what it holds of our log, then to cosign: its node re-made on ours may be connected
+        again before a round of ours saw it leave (or the disconnection never landed), and was kept apart for as
+        long as it stayed."""
+        if peer in self._apart:
+            self._apart.discard(peer)
+            self._queried.discard(peer)
 
     def _query_new_peers(self, nursery: trio.Nursery) -> None:
         """Ask each connected peer not asked yet this run, all at once: a silent one costs `timeout`, not more. One

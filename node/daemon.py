@@ -284,6 +284,7 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
                                      own_addrs=announce_addrs(config, host)),
         )
         sync.network_listeners.append(node.peer_manager.other_network)
+        sync.same_network_listeners += [node.peer_manager.same_network, witnessing.same_network]
         metrics.add_stats("gossip", gossip.stats, gauges=("queued_records",))
         metrics.add_stats("sync", sync.stats)
         metrics.add_stats("witness", witnessing.stats, gauges=("gossip_period_seconds", "log_diverged", "log_behind",

@@ -139,3 +139,63 @@ def test_an_org_that_moved_to_another_network_has_its_earlier_addresses_withdraw
                     schedule=schedule, own_addrs=LAN)
     assert schedule.due(now=0, connected=(), budget=5) == [(boot_peer, [boot_addr])]
     assert [p.peer_id for p in schedule.known([], after=None, limit=5, now=0)] == [boot_peer]
+
+
+def test_a_peer_found_on_another_network_is_dialled_as_any_once_a_sync_round_shows_it_on_ours():
+    """Its node re-made on our network and connected again within the minute a connection must last: before, it was
+    shown on the other network while connected, and dialled an hour after that connection dropped early."""
+    schedule = DialSchedule(min_backoff=1, max_backoff=60, stable_after=60, rng=random.Random(1))
+    schedule.add("p", [addr("p")])
+    schedule.other_network("p", "othernet", now=0)
+    schedule.connected("p", now=10)
+    schedule.same_network("p")
+    [peer] = schedule.known(["p"], after=None, limit=1, now=20)
+    assert (peer.connected, peer.other_network, peer.last_error) == (True, None, None)
+    schedule.disconnected("p", now=30)  # within the minute: a failed dial, at the usual backoff
+    [peer] = schedule.known([], after=None, limit=1, now=30)
+    assert peer.other_network is None and peer.next_dial_in <= 1
+    schedule.same_network("stranger")  # (an inbound peer, not dialled: nothing to mend)
+    assert schedule.size == 1
+
+
+@pytest.mark.parametrize("moved_with", ["its first record", "a later record"])
+def test_an_org_that_rotated_then_moved_to_another_network_is_not_dialled_after_a_restart_either(replica, moved_with):
+    """Its old key's addresses, moved to the new key by the rotation, are withdrawn by the new key's record of
+    another network. Before: so while running, but a restart learned the org records before following the
+    rotation, which carried the old key's addresses over again: they were dialled."""
+    old = Org()
+    replica.issue("vouch", vouch_body(old.did, 0.9, "org-peer"))
+    replica.accept([old.record("org", org_body("o", "test", ["/ip4/10.0.0.1/tcp/4001"]))])
+    schedule = DialSchedule()
+    PeerManager(object(), replica, network="test", bootstrap=[], max_peers=5,  # type: ignore[arg-type]
+                schedule=schedule, own_addrs=LAN)
+    new = Org(ts=old.ts)
+    replica.accept([old.record("org", org_body("o", "test", next=new.did))])
+    first_network = "othernet" if moved_with == "its first record" else "test"
+    replica.accept([new.record("org", org_body("o", first_network, prior=old.did))])
+    if moved_with == "a later record":
+        replica.accept([new.record("org", org_body("o", "othernet", ["/ip4/10.0.0.7/tcp/4001"]))])
+    restarted = DialSchedule()
+    PeerManager(object(), replica, network="test", bootstrap=[], max_peers=5,  # type: ignore[arg-type]
+                schedule=restarted, own_addrs=LAN)
+    for dials in (schedule, restarted):
+        assert (dials.size, dials.due(now=0, connected=(), budget=5)) == (0, [])
+
+
+
+def test_an_org_record_of_another_network_withdraws_only_its_issuers_addresses(replica):
+    """A hostile org in the horizon signs records of another network naming a victim org's addresses and peer id:
+    the victim is dialled as before: withdrawal follows the record's signer, its iss (a record naming the victim's iss
+    must bear its signature, verified before any record is accepted)."""
+    victim, hostile = Org(), Org()
+    victim_peer = peer_id_from_public_key(bytes(victim.key.verify_key))
+    for org in (victim, hostile):
+        replica.issue("vouch", vouch_body(org.did, 0.9, "org-peer"))
+    replica.accept([victim.record("org", org_body("v", "test", ["/ip4/10.0.0.1/tcp/4001"]))])
+    schedule = DialSchedule()
+    PeerManager(object(), replica, network="test", bootstrap=[], max_peers=5,  # type: ignore[arg-type]
+                schedule=schedule, own_addrs=LAN)
+    victim_dials = [(victim_peer, [f"/ip4/10.0.0.1/tcp/4001/p2p/{victim_peer}"])]
+    assert replica.accept([hostile.record("org", org_body(
+        "v", "othernet", [f"/ip4/10.0.0.1/tcp/4001/p2p/{victim_peer}"]))]).accepted
+    assert schedule.due(now=0, connected=(), budget=5) == victim_dials

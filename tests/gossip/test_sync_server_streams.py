@@ -386,3 +386,22 @@ async def test_a_peer_s_refused_request_is_counted_apart_from_this_node_s_own_fa
     assert isinstance(decode_reply(stream.written[0]), ErrorReply)
     assert service.stats.errors["malformed"] == service.stats.served_errors["malformed"] == 1
     assert service.stats.rounds_failed == 0
+
+
+async def test_a_peer_naming_another_network_at_each_request_is_counted_and_logged_once(serving, autojump_clock,
+                                                                                        caplog):
+    """Before: once per peer and network, so a hostile peer naming two in turn had every request logged, spending the
+    call site's log limit (20 lines in 10 s) that another peer's one warning needs, and counted as a new peer."""
+    service, open_stream = serving
+    for i in range(30):
+        stream = open_stream("12D3KooWHostile")
+        await stream.incoming_send.send(encode_message(HeadsRequest("", 10, ("one", "two")[i % 2])))
+        with trio.fail_after(TIMEOUT):
+            await stream.wrote.wait()
+    stream = open_stream("12D3KooWMistyped")
+    await stream.incoming_send.send(encode_message(HeadsRequest("", 10, "othernet")))
+    with trio.fail_after(TIMEOUT):
+        await stream.wrote.wait()
+    assert (service.stats.errors["network"], service.stats.peers_other_network) == (31, 2)
+    said = [r.getMessage()[:29] for r in caplog.records if "is on network" in r.getMessage()]
+    assert said == ["peer 12D3KooWHostile is on ne", "peer 12D3KooWMistyped is on n"]

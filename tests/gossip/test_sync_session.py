@@ -208,3 +208,36 @@ async def test_a_round_with_a_peer_of_another_network_does_not_count_and_disconn
     assert [r.getMessage() for r in caplog.records if "is on network" in r.getMessage()] == [
         f"peer {PEER} is on network 'othernet', this node on 'vouchnet': it holds none of this network's records, "
         "and is disconnected, not synced with nor asked to cosign (check [p2p] bootstrap, or that node's network)"]
+
+
+class RemadeHost(OtherNetworkHost):
+    """OtherNetworkHost until `remade`: then its peer, its node re-made on our network under the same key, serves
+    `server`'s records."""
+
+    def __init__(self, server: SyncServer) -> None:
+        super().__init__()
+        self.server = server
+        self.remade = False
+
+    async def open_stream(self, peer: str, protocol: str) -> "OtherNetworkHost | ServedStream":  # type: ignore
+        return ServedStream(self.server) if self.remade else self
+
+
+async def test_a_round_that_runs_to_the_end_shows_a_peer_found_apart_on_our_network(tmp_path, caplog):
+    """Its listeners (the peer manager, witnessing) are told, and the peer going back to another network is logged
+    again. Before: nothing told them, so a peer re-made on our network and connected again before its old connection
+    was seen gone stayed apart: never asked to cosign while it stayed, shown on the other network."""
+    with serving(tmp_path, [Org().record()]) as (server, replica):
+        host = RemadeHost(server)
+        service = SyncService(host, replica, network="test", limits=LIMITS)  # type: ignore[arg-type]
+        told: list[str] = []
+        service.same_network_listeners.append(told.append)
+        await service.sync_with(PEER)
+        assert (told, service.first_round.is_set()) == ([], False)
+        host.remade = True
+        await service.sync_with(PEER)
+        assert (told, service.first_round.is_set()) == ([PEER], True)
+        host.remade = False
+        await service.sync_with(PEER)
+    assert told == [PEER] and service.stats.peers_other_network == 2
+    assert len([r for r in caplog.records if "is on network" in r.getMessage()]) == 2

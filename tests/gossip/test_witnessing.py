@@ -1068,6 +1068,55 @@ async def test_a_peer_of_another_network_is_told_of_and_disconnected_and_never_a
     assert peer.cosign_requests == 0 and witnessing.stats.cosign_requests == 0
 
 
+class _RemadePeer(_OtherNetworkPeer):
+    """A node first on othernet, then re-made on ours (`remade`) under the same key: it answers as a _HoldingPeer."""
+
+    remade = False
+
+    async def write_frame(self, payload: bytes) -> None:
+        if self.remade:
+            return await _HoldingPeer.write_frame(self, payload)
+        return await super().write_frame(payload)
+
+
+async def test_a_peer_found_on_another_network_is_asked_to_cosign_once_a_sync_round_shows_it_on_ours(tmp_path):
+    """Its node re-made on our network is connected again before a round of our loop saw it leave (or our
+    disconnection never landed): before, it was never asked to cosign while it stayed connected."""
+    with _own_node(tmp_path) as (replica, _, _):
+        peer = _RemadePeer(None)
+        host = _DisconnectingHost(peer)
+        witnessing = Witnessing(host, replica, network=NETWORK, state_dir=tmp_path, interval=0.01)
+
+        async def apart_then_remade() -> None:
+            while witnessing.checkpoint_note() is None:
+                await host.looked(1)
+            await host.looked(20)
+            assert peer.cosign_requests == 0
+            peer.remade = True
+            witnessing.same_network(host._peer_id)  # (the sync service's round with it ran to the end)
+            while not peer.cosign_requests:
+                await host.looked(1)
+
+        await _run_until(witnessing, apart_then_remade)
+    assert host.disconnected == [host._peer_id] and peer.cosign_requests >= 1
+
+
+async def test_a_sync_round_with_a_peer_never_found_apart_has_it_asked_nothing_again(tmp_path):
+    """(Each round that runs to the end tells witnessing so: every sync interval, for every peer.)"""
+    with _own_node(tmp_path) as (replica, _, _):
+        peer = _CountingPeer()
+        witnessing = _witnessing(replica, peer, tmp_path)
+
+        async def checked_then_rounds() -> None:
+            await witnessing.checked.wait()
+            for _ in range(5):
+                witnessing.same_network(witnessing.host.connected_peers()[0])
+                await witnessing.host.looked(2)
+            assert peer.queries == 1
+
+        await _run_until(witnessing, checked_then_rounds)
+
+
 class _BusyPeer(_HoldingPeer):
     """A peer whose first answer is lost (it was busy and closed the stream)."""
 

@@ -32,3 +32,19 @@ async def test_a_peer_of_another_network_neither_completes_the_start_up_sync_nor
     said = sorted(r.getMessage().split(": it holds")[0] for r in caplog.records if "is on network" in r.getMessage())
     assert said == sorted([f"peer {b.host.peer_id} is on network 'othernet', this node on 'vouchnet'",
                            f"peer {a.host.peer_id} is on network 'vouchnet', this node on 'othernet'"])
+
+
+async def test_a_peer_found_on_another_network_is_shown_on_ours_once_a_sync_round_with_it_runs_to_the_end(tmp_path):
+    """Its node re-made on our network, connected again before a minute passed: the sync service tells the peer
+    manager (before: shown on the other network for as long as the connection lasted)."""
+    with trio.fail_after(60):
+        async with running(tmp_path / "a") as a:
+            async with running(tmp_path / "b", bootstrap=(a.host.listen_addrs[0],),
+                               settings={"sync_interval": 0.2}) as b:
+                await b.sync.first_round.wait()
+                b.peer_manager.other_network(a.host.peer_id, "othernet")  # (as its node's earlier run said)
+                told = trio.Event()  # (told after the daemon's listeners)
+                b.sync.same_network_listeners.append(lambda peer: told.set())
+                await told.wait()
+                [boot] = [p for p in b.peer_manager.known(after=None, limit=5) if p.peer_id == a.host.peer_id]
+                assert (boot.connected, boot.other_network, boot.last_error) == (True, None, None)

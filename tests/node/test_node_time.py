@@ -3,6 +3,10 @@ clock that stays right for the hold is taken, whatever came before (steps either
 day's threshold, an empty log, a seal)."""
 
 import itertools
+import random
+import sys
+import threading
+from collections.abc import Callable
 
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -176,3 +180,62 @@ def test_saves_written_in_any_order_leave_the_file_as_the_last_taken_left_it(tmp
     for save in taken:
         node_time.write(save)
     assert read_hold(hold_file, CLOCK_HOLD_SECONDS) == (None if last is None else last.hold)
+
+
+def test_readings_and_saves_on_many_threads_at_once_neither_deadlock_nor_leave_a_stale_file(tmp_path):
+    """The ingest reads the node's time on worker threads, the digest service on the trio thread, the saver writes
+    on another and the audit log as it closes, while the clock steps ahead, is put right and steps again: no reading
+    waits on another lock than the node time's own (none is taken while it is held), none fails or falls below the
+    floor, and the save after them all leaves the file as the hold stands (no hold over a hold that ended, no removal
+    under one that goes on)."""
+    hold_file, floor = tmp_path / CLOCK_HOLD_FILE, YEAR_MS * 50
+    clock = Clock(now=floor)
+    node_time = NodeTime(clock, clock.monotonic, hold_file)
+    node_time.now(floor)
+    stop, read_since_step, failures, readings = threading.Event(), threading.Event(), [], [0]
+
+    def guarded(work: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                while not stop.is_set():
+                    work()
+            except BaseException as error:  # (reported by the test's thread)
+                failures.append(error)
+        return run
+
+    def read() -> None:
+        assert node_time.now(floor) >= floor
+        readings[0] += 1
+        read_since_step.set()
+
+    def save() -> None:
+        if (taken := node_time.to_save()) is not None:
+            node_time.write(taken)
+
+    threads = [threading.Thread(target=guarded(work)) for work in (read, read, read, save, save)]
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch between about any two bytecodes (a race shows in a few runs)
+    try:
+        for thread in threads:
+            thread.start()
+        steps = random.Random(7)
+        for _ in range(300):
+            read_since_step.clear()
+            match steps.choice(["step ahead", "put right", "run"]):
+                case "step ahead":
+                    clock.now += 3 * DAY_MS
+                case "put right":
+                    clock.now = floor + round(clock.mono * 1000)
+                case "run":
+                    clock.run(HOUR_MS)
+            assert read_since_step.wait(timeout=30), "deadlocked"  # (each state of the clock is read at least once)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+        sys.setswitchinterval(switch_interval)
+    assert not any(thread.is_alive() for thread in threads), "deadlocked"
+    assert failures == [] and readings[0] > 0
+    node_time.now(floor)
+    node_time.save()
+    assert (read_hold(hold_file, CLOCK_HOLD_SECONDS) is not None) == node_time.held
