@@ -437,7 +437,7 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
         app = await trio.to_thread.run_sync(functools.partial(
             api_app, node, node.telemetry, node.trust, node.key, retired_keys=node.telemetry.retired_keys(),
             traces_need_token=config.traces_need_token, served_url=config.public_url or local_url))
-        node.api_url = (await nursery.start(serve_on, app, listeners))[0]
+        node.api_url = (await nursery.start(functools.partial(serve_on, app, listeners, refused=app.refused)))[0]
         published.enter_context(published_api_url(config.data_dir, local_url))
         if not is_loopback(config.api_host):
             writes = ("writes need api.token" if config.traces_need_token else "writes need api.token, but for "

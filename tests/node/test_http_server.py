@@ -1,6 +1,7 @@
 """The API's HTTP/1.1 server over real loopback sockets: keep-alive and pipelining, bodies in and out, streamed
 responses that learn of a disconnect, and every bad or slow client answered or cut off without harming the next."""
 
+import functools
 import json
 
 import pytest
@@ -109,8 +110,8 @@ class Client:
 async def server():
     """Starts `serve(app)` on a free loopback port; returns a function that does so, giving (host, port)."""
     async with trio.open_nursery() as nursery:
-        async def start(app):
-            (url,) = await nursery.start(serve, app, "127.0.0.1", 0)
+        async def start(app, refused=lambda status, code: None):
+            (url,) = await nursery.start(functools.partial(serve, app, "127.0.0.1", 0, refused=refused))
             return url.removeprefix("http://").split(":")[0], int(url.rsplit(":", 1)[1])
 
         yield start
@@ -222,13 +223,15 @@ async def test_a_head_request_gets_the_head_without_the_body(server):
     (b"GET / HTTP/1.1\r\nHost: node\r\nX-Big: " + b"a" * MAX_HEAD_BYTES, 431),  # a head that never ends
 ])
 async def test_a_malformed_request_gets_a_json_4xx_and_the_connection_closes(server, request_bytes, status):
-    address = await server(echo_app)
+    refusals = []
+    address = await server(echo_app, refused=lambda status, code: refusals.append((status, code)))
     client = await connect(address)
     await client.send(request_bytes)
     answer_status, headers, body = await client.response()
     assert answer_status == status and headers["content-type"] == "application/json"
     assert json.loads(body)["error"] == "bad_request"
     assert await client.closed()
+    assert refusals == [(status, "bad_request")]
     again = await connect(address)  # the server is unharmed
     await again.send(get("/ok"))
     assert (await again.response())[0] == 200
@@ -310,7 +313,8 @@ async def trickle(client: Client, data: bytes) -> None:
 @pytest.mark.parametrize("expect", [b"", b"Expect: 100-continue\r\n"])
 async def test_a_body_trickled_past_the_request_deadline_gets_a_408_and_the_connection_closes(server, autojump_clock,
                                                                                               expect):
-    address = await server(echo_app)
+    refusals = []
+    address = await server(echo_app, refused=lambda status, code: refusals.append((status, code)))
     client = await connect(address)
     start = trio.current_time()
     async with trio.open_nursery() as nursery:
@@ -324,6 +328,7 @@ async def test_a_body_trickled_past_the_request_deadline_gets_a_408_and_the_conn
         assert trio.current_time() - start <= REQUEST_DEADLINE_S + 1
         assert await client.closed()
         nursery.cancel_scope.cancel()
+    assert refusals == [(408, "request_timeout")]  # counted as the app's refusals are (node.api.refusals)
     again = await connect(address)
     await again.send(get("/still-serving"))
     assert (await again.response())[0] == 200
