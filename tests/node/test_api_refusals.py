@@ -7,10 +7,12 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
+import trio.testing
 from prometheus_client.parser import text_string_to_metric_families
 
 from node.api import create_app
 from node.api.hosts import HostGuard
+from node.api import http_server
 from node.api.http_server import MAX_HEAD_BYTES
 from node.api.refusals import REFUSALS, count_refusals, refusal_reason
 from node.metrics import Registry
@@ -114,3 +116,25 @@ async def test_a_running_node_counts_the_refusals_its_http_server_answers_itself
               for family in text_string_to_metric_families(scraped) for s in family.samples
               if s.name == "vouchnet_api_refusals_total" and s.value}
     assert counts == {("400", "bad_request"): 1, ("431", "other"): 1}
+
+
+async def test_a_running_node_counts_the_connections_it_drops_for_want_of_a_slot(tmp_path, monkeypatch):
+    """A node whose slots clients held by sending slowly closed the longest waiting for each newcomer, and nothing
+    in /metrics said so."""
+    monkeypatch.setattr(http_server, "MAX_CONNECTIONS", 2)
+    async with running(tmp_path / "a") as node:
+        host, port = node.api_url.removeprefix("http://").rsplit(":", 1)
+        slow = []
+        for _ in range(2):
+            slow.append(await trio.open_tcp_stream(host, int(port)))
+            await slow[-1].send_all(b"GET / HTTP/1.1\r\nHo")  # a head it never finishes
+            await trio.testing.wait_all_tasks_blocked(cushion=0.05)  # the server waits for the rest of it
+        async with httpx.AsyncClient() as api:  # a newcomer: the first slow one, waiting longest, is closed for it
+            scraped = (await api.get(f"{node.api_url}/metrics")).text
+        with trio.fail_after(10):
+            assert await slow[0].receive_some() == b""
+        for stream in slow:
+            await stream.aclose()
+    counts = {s.labels["reason"]: s.value for family in text_string_to_metric_families(scraped)
+              for s in family.samples if s.name == "vouchnet_api_connections_dropped_total"}
+    assert counts == {"evicted": 1, "full": 0}

@@ -110,8 +110,9 @@ class Client:
 async def server():
     """Starts `serve(app)` on a free loopback port; returns a function that does so, giving (host, port)."""
     async with trio.open_nursery() as nursery:
-        async def start(app, refused=lambda status, code: None):
-            (url,) = await nursery.start(functools.partial(serve, app, "127.0.0.1", 0, refused=refused))
+        async def start(app, refused=lambda status, code: None, dropped=lambda reason: None):
+            (url,) = await nursery.start(functools.partial(serve, app, "127.0.0.1", 0, refused=refused,
+                                                           dropped=dropped))
             return url.removeprefix("http://").split(":")[0], int(url.rsplit(":", 1)[1])
 
         yield start
@@ -384,7 +385,8 @@ async def test_a_client_that_stops_reading_is_let_go(server, monkeypatch, autoju
 async def test_connections_beyond_the_limit_are_closed_as_they_arrive_while_every_one_is_busy(server, monkeypatch):
     monkeypatch.setattr(http_server, "MAX_CONNECTIONS", 1)
     streaming_app.left = trio.Event()
-    address = await server(streaming_app)
+    drops = []
+    address = await server(streaming_app, dropped=drops.append)
     first = await connect(address)
     await first.send(get("/v1/stream"))
     while b"hello" not in first.buffer:
@@ -392,6 +394,7 @@ async def test_connections_beyond_the_limit_are_closed_as_they_arrive_while_ever
     second = await connect(address)
     assert await second.closed()
     assert not streaming_app.left.is_set()
+    assert drops == ["full"]  # told, for the node's vouchnet_api_connections_dropped_total
 
 
 async def test_a_newcomer_takes_the_slot_of_the_connection_longest_waiting_for_its_request(server, monkeypatch):
@@ -400,7 +403,8 @@ async def test_a_newcomer_takes_the_slot_of_the_connection_longest_waiting_for_i
     ago, the slow ones first, then an idle kept-alive one; the connections never time out here (KEEP_ALIVE_S)."""
     monkeypatch.setattr(http_server, "MAX_CONNECTIONS", 3)
     monkeypatch.setattr(http_server, "KEEP_ALIVE_S", 10 * WAIT_S)
-    address = await server(echo_app)
+    drops = []
+    address = await server(echo_app, dropped=drops.append)
     slow = []
     for _ in range(3):
         slow.append(await connect(address))
@@ -418,6 +422,7 @@ async def test_a_newcomer_takes_the_slot_of_the_connection_longest_waiting_for_i
     assert await newcomers[0].closed()  # idle since its answer, before the others'
     await newcomers[1].send(get("/still"))
     assert (await newcomers[1].response())[0] == 200
+    assert drops == ["evicted"] * 4  # told, for the node's vouchnet_api_connections_dropped_total
 
 
 def statuses(data: bytes) -> list[int]:
