@@ -40,7 +40,7 @@ from .api.errors import count_storage_refusals
 from .api.hosts import FORBIDDEN_HOST, HostGuard
 from .api.origins import FORBIDDEN_ORIGIN, OriginGuard
 from .api.refusals import count_refusals
-from .api.http_server import serve_on
+from .api.http_server import DROPS, MAX_CONNECTIONS, serve_on
 from .api.scores import CHECK_PATH, ScoreFastPath, scores_router
 from .config import CONFIG_FILE, NodeConfig, is_loopback
 from .credential_registry import RegistryError
@@ -441,7 +441,13 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
         app = await trio.to_thread.run_sync(functools.partial(
             api_app, node, node.telemetry, node.trust, node.key, retired_keys=node.telemetry.retired_keys(),
             traces_need_token=config.traces_need_token, served_url=config.public_url or local_url))
-        node.api_url = (await nursery.start(serve_on, app, listeners))[0]
+        dropped = node.telemetry.metrics.counter(
+            "api_connections_dropped_total", f"API connections closed for want of a slot, all {MAX_CONNECTIONS:,} "
+            "taken: evicted, the one waiting longest on its client for a request (slow to send it, or idle), for a "
+            "newcomer; full, a newcomer, none waiting (each running the app, answering or streaming)", ("reason",),
+            known=DROPS)
+        node.api_url = (await nursery.start(functools.partial(
+            serve_on, app, listeners, refused=app.refused, dropped=lambda reason: dropped.inc(reason=reason))))[0]
         published.enter_context(published_api_url(config.data_dir, local_url))
         if not is_loopback(config.api_host):
             writes = ("writes need api.token" if config.traces_need_token else "writes need api.token, but for "

@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 
 ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[dict[str, Any]]],
                     Callable[[dict[str, Any]], Awaitable[None]]], Awaitable[None]]
+Refused = Callable[[int, str], None]  # told of each 4xx this server answers itself: (status, error code)
+Dropped = Callable[[str], None]  # told of each connection closed for want of a slot: "evicted" or "full" (_Slots)
+DROPS = ("evicted", "full")
 MAX_HEAD_BYTES = 16 * 1024
 MAX_CONNECTIONS = 1024
 KEEP_ALIVE_S = 5.0
@@ -67,21 +70,28 @@ class _Gone(_Closed):
     """The client closed its side before its request was whole."""
 
 
-async def serve(app: ASGIApp, host: str, port: int, *,
+async def serve(app: ASGIApp, host: str, port: int, *, refused: Refused = lambda status, code: None,
+                dropped: Dropped = lambda reason: None,
                 task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
-    """Serve `app` on host:port (port 0: a free one) until cancelled; `task_status.started` gets the base URLs."""
-    await serve_on(app, await trio.open_tcp_listeners(port, host=host), task_status=task_status)
+    """Serve `app` on host:port (port 0: a free one) until cancelled, as serve_on does; `task_status.started` gets
+    the base URLs."""
+    await serve_on(app, await trio.open_tcp_listeners(port, host=host), refused=refused, dropped=dropped,
+                   task_status=task_status)
 
 
-async def serve_on(app: ASGIApp, listeners: list[trio.SocketListener], *,
+async def serve_on(app: ASGIApp, listeners: list[trio.SocketListener], *, refused: Refused = lambda status, code: None,
+                   dropped: Dropped = lambda reason: None,
                    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve `app` on `listeners` (trio.open_tcp_listeners': bound first, so that the app can be made knowing the
-    port) until cancelled, closing them; `task_status.started` gets their base URLs."""
+    port) until cancelled, closing them; `task_status.started` gets their base URLs. `refused(status, code)` is told
+    of each 4xx the server answers before or instead of the app (408 `request_timeout`, a malformed request's
+    `bad_request`), as the app's own are counted (node.api.refusals); `dropped(reason)`, of each connection closed
+    for want of a slot (_Slots)."""
     urls = [_base_url(listener) for listener in listeners]
-    slots = _Slots()
+    slots = _Slots(dropped)
 
     async def handle(stream: trio.SocketStream) -> None:
-        connection = _Connection(app, stream)
+        connection = _Connection(app, stream, refused)
         if not slots.admit(connection):
             await stream.aclose()
             return
@@ -99,19 +109,23 @@ class _Slots:
     """The connections served, at most MAX_CONNECTIONS. When all are taken, a newcomer takes the slot of the one whose
     request began longest ago among those waiting on their client for it (slow to send it, or idle between
     requests), which is closed; if none waits (each runs the app, or writes or streams an answer), it is refused.
-    So clients that hold their slots by sending slowly (slowloris) cannot keep out the next caller."""
+    So clients that hold their slots by sending slowly (slowloris) cannot keep out the next caller. `dropped` is
+    told of each: "evicted" (the one closed for a newcomer) or "full" (a newcomer refused)."""
 
-    def __init__(self) -> None:
+    def __init__(self, dropped: Dropped) -> None:
         self.held: set[_Connection] = set()
+        self.dropped = dropped
 
     def admit(self, connection: _Connection) -> bool:
         if len(self.held) >= MAX_CONNECTIONS:
             waiting = [held for held in self.held if held.waiting]
             if not waiting:
+                self.dropped("full")
                 return False
             oldest = min(waiting, key=lambda held: held.deadline)
             self.held.discard(oldest)
             oldest.cancel.cancel()
+            self.dropped("evicted")
         self.held.add(connection)
         return True
 
@@ -126,9 +140,10 @@ def _base_url(listener: trio.SocketListener) -> str:
 
 
 class _Connection:
-    def __init__(self, app: ASGIApp, stream: trio.SocketStream) -> None:
+    def __init__(self, app: ASGIApp, stream: trio.SocketStream, refused: Refused) -> None:
         self.app = app
         self.stream = stream
+        self.refused = refused
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
         self._reading = trio.Lock()  # the app's receive and the request loop never read at once
         self.awaiting_continue = False  # the request asked for 100 Continue and has not been sent it
@@ -237,6 +252,8 @@ class _Connection:
         if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
         body = json.dumps({"error": "bad_request", "detail": str(error) or "malformed HTTP request"}).encode()
+        if error.error_status_hint < 500:  # (h11 gives 505 for an HTTP version it does not speak)
+            self.refused(error.error_status_hint, "bad_request")
         try:
             with trio.move_on_after(READ_TIMEOUT_S):
                 await self.send(h11.Response(status_code=error.error_status_hint, headers=_json_headers(body)),
@@ -339,6 +356,7 @@ class _Exchange:
         if self.head_written:
             return
         self.head_written = True  # nor a 500 for the app's answer that never went out
+        self.connection.refused(408, "request_timeout")
         body = json.dumps({"error": "request_timeout", "detail": detail}).encode()
         with contextlib.suppress(_Closed, trio.BrokenResourceError, trio.ClosedResourceError):  # it closes anyway
             await self.connection.send(

@@ -25,6 +25,7 @@ REFUSALS: dict[str, int] = {
     "forbidden_host": 403, "forbidden_origin": 403,
     "not_found": 404, "no_checkpoint": 404,
     "method_not_allowed": 405,
+    "request_timeout": 408,
     "conflict": 409, "rejected": 409, "equivocation": 409, "held_full": 409, "outside_horizon": 409,
     "unlinked": 409, "no_public_url": 409,
     "pruned": 410,
@@ -37,13 +38,15 @@ REFUSALS: dict[str, int] = {
 def count_refusals(app: FastAPI, metrics: Registry) -> Callable[[int, str], None]:
     """Count `app`'s 4xx answers in `metrics` (vouchnet_api_refusals_total), each known pair shown at 0 from the
     start; outermost of the app's middleware, so that the token's 401 and a method's 405 are counted too. Returns
-    `refused(status, code)`, which counts a refusal answered before the app (HostGuard's and OriginGuard's): the middleware is not put
-    before ScoreFastPath, whose score reads (5 to 18 us) it would slow by about 1 us each."""
+    `refused(status, code)`, which counts a refusal answered before the app (HostGuard's and OriginGuard's) or
+    instead of it (node.api.http_server's 408 and malformed requests' 4xx): the middleware is not put before
+    ScoreFastPath, whose score reads (5 to 18 us) it would slow by about 1 us each."""
     counter = metrics.counter(
         "api_refusals_total", "API requests refused as the caller's (4xx), by HTTP status and error code (the answer's "
         "`error`; other: an OTLP protobuf answer's, which has none): 401 unauthorized is a write without this node's "
         "token, or with a wrong one; 403 forbidden_host, a request naming a host not this node's (a web page's, by "
-        "DNS rebinding); 403 forbidden_origin, a browser's request for another origin's page", ("status", "reason"),
+        "DNS rebinding); 403 forbidden_origin, a browser's request for another origin's page; 408 request_timeout, a "
+        "request body not sent in time (a client too slow, or holding connections)", ("status", "reason"),
         known=[(str(status), code) for code, status in REFUSALS.items()])
     app.add_middleware(_CountRefusals, counter=counter)
     return lambda status, code: counter.inc(status=str(status), reason=_known(status, code))

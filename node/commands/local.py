@@ -96,6 +96,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from node.daemon import StartupError, run_until_signalled
     from node.logs import configure_logging
+    from node.open_files import raise_open_files_limit
 
     config = local_config(args)
     try:
@@ -103,6 +104,7 @@ def _run(args: argparse.Namespace) -> int:
     except TooOpen as error:
         raise UsageError(str(error)) from None
     configure_logging(getattr(logging, args.log_level.upper()))
+    raise_open_files_limit(config.limits.max_peers)
     os.umask(0o077)  # what the node writes is the org's alone: the audit log holds raw telemetry
     try:
         trio.run(run_until_signalled, config)

@@ -6,15 +6,20 @@ from pathlib import Path
 
 import httpx
 import pytest
+import trio
+import trio.testing
 from prometheus_client.parser import text_string_to_metric_families
 
 from node.api import create_app
 from node.api.hosts import HostGuard
+from node.api import http_server
+from node.api.http_server import MAX_HEAD_BYTES
 from node.api.refusals import REFUSALS, count_refusals, refusal_reason
 from node.metrics import Registry
 
 from ..factories import new_did
 from .fake_node import TOKEN, fake_node
+from .in_process import running
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -69,11 +74,11 @@ def test_an_answer_not_in_the_error_shape_or_of_an_unknown_code_is_other():
 
 def _given_refusals(path: Path) -> set[tuple[int, str]]:
     """The (status, code) pairs of 4xx refusals that `path` makes: ApiError, error_response, ingest_api's _Refused
-    and _otlp_error calls, an ingest Reply's body, errors._HTTP_ERRORS."""
+    and _otlp_error calls, an ingest Reply's body, errors._HTTP_ERRORS, the HTTP server's `refused` calls."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) in {
-                "ApiError", "error_response", "_Refused", "_otlp_error", "Reply"} and len(node.args) >= 2:
+                "ApiError", "error_response", "_Refused", "_otlp_error", "Reply", "refused"} and len(node.args) >= 2:
             status, code = node.args[:2]
             if isinstance(code, ast.Dict):  # Reply(422, {"error": ..., ...})
                 code = next((v for k, v in zip(code.keys, code.values)
@@ -91,3 +96,45 @@ def test_every_refusal_the_api_gives_is_a_known_pair():
     given = set().union(*(_given_refusals(path) for path in Path("node").rglob("*.py") if "client" not in path.parts))
     assert ("401", "unauthorized") in {(str(s), c) for s, c in given} and len(given) > 15
     assert given == {(status, code) for code, status in REFUSALS.items()}
+
+
+async def test_a_running_node_counts_the_refusals_its_http_server_answers_itself(tmp_path):
+    """A malformed request (400) or a head too long (431) is answered by the HTTP server before any app: it moved
+    nothing in /metrics (nor did a body sent too slowly, 408: test_http_server's)."""
+    async with running(tmp_path / "a") as node:
+        host, port = node.api_url.removeprefix("http://").rsplit(":", 1)
+        for request in (b"GARBAGE\r\n\r\n", b"GET / HTTP/1.1\r\nHost: node\r\nX-Big: " + b"a" * (MAX_HEAD_BYTES + 1)):
+            stream = await trio.open_tcp_stream(host, int(port))
+            await stream.send_all(request)
+            with trio.fail_after(10):
+                while await stream.receive_some():  # answered, then closed
+                    pass
+            await stream.aclose()
+        async with httpx.AsyncClient() as api:
+            scraped = (await api.get(f"{node.api_url}/metrics")).text
+    counts = {(s.labels["status"], s.labels["reason"]): s.value
+              for family in text_string_to_metric_families(scraped) for s in family.samples
+              if s.name == "vouchnet_api_refusals_total" and s.value}
+    assert counts == {("400", "bad_request"): 1, ("431", "other"): 1}
+
+
+async def test_a_running_node_counts_the_connections_it_drops_for_want_of_a_slot(tmp_path, monkeypatch):
+    """A node whose slots clients held by sending slowly closed the longest waiting for each newcomer, and nothing
+    in /metrics said so."""
+    monkeypatch.setattr(http_server, "MAX_CONNECTIONS", 2)
+    async with running(tmp_path / "a") as node:
+        host, port = node.api_url.removeprefix("http://").rsplit(":", 1)
+        slow = []
+        for _ in range(2):
+            slow.append(await trio.open_tcp_stream(host, int(port)))
+            await slow[-1].send_all(b"GET / HTTP/1.1\r\nHo")  # a head it never finishes
+            await trio.testing.wait_all_tasks_blocked(cushion=0.05)  # the server waits for the rest of it
+        async with httpx.AsyncClient() as api:  # a newcomer: the first slow one, waiting longest, is closed for it
+            scraped = (await api.get(f"{node.api_url}/metrics")).text
+        with trio.fail_after(10):
+            assert await slow[0].receive_some() == b""
+        for stream in slow:
+            await stream.aclose()
+    counts = {s.labels["reason"]: s.value for family in text_string_to_metric_families(scraped)
+              for s in family.samples if s.name == "vouchnet_api_connections_dropped_total"}
+    assert counts == {"evicted": 1, "full": 0}

@@ -1,6 +1,7 @@
 """The API's HTTP/1.1 server over real loopback sockets: keep-alive and pipelining, bodies in and out, streamed
 responses that learn of a disconnect, and every bad or slow client answered or cut off without harming the next."""
 
+import functools
 import json
 
 import pytest
@@ -109,8 +110,9 @@ class Client:
 async def server():
     """Starts `serve(app)` on a free loopback port; returns a function that does so, giving (host, port)."""
     async with trio.open_nursery() as nursery:
-        async def start(app):
-            (url,) = await nursery.start(serve, app, "127.0.0.1", 0)
+        async def start(app, refused=lambda status, code: None, dropped=lambda reason: None):
+            (url,) = await nursery.start(functools.partial(serve, app, "127.0.0.1", 0, refused=refused,
+                                                           dropped=dropped))
             return url.removeprefix("http://").split(":")[0], int(url.rsplit(":", 1)[1])
 
         yield start
@@ -222,13 +224,15 @@ async def test_a_head_request_gets_the_head_without_the_body(server):
     (b"GET / HTTP/1.1\r\nHost: node\r\nX-Big: " + b"a" * MAX_HEAD_BYTES, 431),  # a head that never ends
 ])
 async def test_a_malformed_request_gets_a_json_4xx_and_the_connection_closes(server, request_bytes, status):
-    address = await server(echo_app)
+    refusals = []
+    address = await server(echo_app, refused=lambda status, code: refusals.append((status, code)))
     client = await connect(address)
     await client.send(request_bytes)
     answer_status, headers, body = await client.response()
     assert answer_status == status and headers["content-type"] == "application/json"
     assert json.loads(body)["error"] == "bad_request"
     assert await client.closed()
+    assert refusals == [(status, "bad_request")]
     again = await connect(address)  # the server is unharmed
     await again.send(get("/ok"))
     assert (await again.response())[0] == 200
@@ -310,7 +314,8 @@ async def trickle(client: Client, data: bytes) -> None:
 @pytest.mark.parametrize("expect", [b"", b"Expect: 100-continue\r\n"])
 async def test_a_body_trickled_past_the_request_deadline_gets_a_408_and_the_connection_closes(server, autojump_clock,
                                                                                               expect):
-    address = await server(echo_app)
+    refusals = []
+    address = await server(echo_app, refused=lambda status, code: refusals.append((status, code)))
     client = await connect(address)
     start = trio.current_time()
     async with trio.open_nursery() as nursery:
@@ -324,6 +329,7 @@ async def test_a_body_trickled_past_the_request_deadline_gets_a_408_and_the_conn
         assert trio.current_time() - start <= REQUEST_DEADLINE_S + 1
         assert await client.closed()
         nursery.cancel_scope.cancel()
+    assert refusals == [(408, "request_timeout")]  # counted as the app's refusals are (node.api.refusals)
     again = await connect(address)
     await again.send(get("/still-serving"))
     assert (await again.response())[0] == 200
@@ -379,7 +385,8 @@ async def test_a_client_that_stops_reading_is_let_go(server, monkeypatch, autoju
 async def test_connections_beyond_the_limit_are_closed_as_they_arrive_while_every_one_is_busy(server, monkeypatch):
     monkeypatch.setattr(http_server, "MAX_CONNECTIONS", 1)
     streaming_app.left = trio.Event()
-    address = await server(streaming_app)
+    drops = []
+    address = await server(streaming_app, dropped=drops.append)
     first = await connect(address)
     await first.send(get("/v1/stream"))
     while b"hello" not in first.buffer:
@@ -387,6 +394,7 @@ async def test_connections_beyond_the_limit_are_closed_as_they_arrive_while_ever
     second = await connect(address)
     assert await second.closed()
     assert not streaming_app.left.is_set()
+    assert drops == ["full"]  # told, for the node's vouchnet_api_connections_dropped_total
 
 
 async def test_a_newcomer_takes_the_slot_of_the_connection_longest_waiting_for_its_request(server, monkeypatch):
@@ -395,7 +403,8 @@ async def test_a_newcomer_takes_the_slot_of_the_connection_longest_waiting_for_i
     ago, the slow ones first, then an idle kept-alive one; the connections never time out here (KEEP_ALIVE_S)."""
     monkeypatch.setattr(http_server, "MAX_CONNECTIONS", 3)
     monkeypatch.setattr(http_server, "KEEP_ALIVE_S", 10 * WAIT_S)
-    address = await server(echo_app)
+    drops = []
+    address = await server(echo_app, dropped=drops.append)
     slow = []
     for _ in range(3):
         slow.append(await connect(address))
@@ -413,6 +422,7 @@ async def test_a_newcomer_takes_the_slot_of_the_connection_longest_waiting_for_i
     assert await newcomers[0].closed()  # idle since its answer, before the others'
     await newcomers[1].send(get("/still"))
     assert (await newcomers[1].response())[0] == 200
+    assert drops == ["evicted"] * 4  # told, for the node's vouchnet_api_connections_dropped_total
 
 
 def statuses(data: bytes) -> list[int]:
