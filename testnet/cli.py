@@ -178,6 +178,17 @@ def _open(directory: Path):  # -> Cluster
         raise UsageError(str(e)) from None
 
 
+def _unfit(error: Exception, scenario, nodes: int) -> UsageError:  # (ScenarioError, Scenario)
+    """The refusal of a scenario that does not fit a testnet of `nodes`: its error, and the fewest nodes it runs on
+    when more would fit it (an attack or fault may select an org past its groups' sizes, which the error names)."""
+    from .plan import fewest_nodes
+
+    fewest = fewest_nodes(scenario)
+    if nodes < fewest and f"at least {fewest}" not in str(error):
+        return UsageError(f"{error} (scenario {scenario.name} runs on {counted(fewest, 'node')} or more)")
+    return UsageError(str(error))
+
+
 def _up(args: argparse.Namespace) -> int:
     from .cluster import Cluster, ClusterError
     from .state import STATE_FILE
@@ -341,7 +352,7 @@ def _run(args: argparse.Namespace) -> int:
             try:  # before making a testnet that no run of the scenario could use
                 make_plan(scenario, [node_name(i) for i in range(nodes)], seed)
             except ScenarioError as e:
-                raise UsageError(str(e)) from None
+                raise _unfit(e, scenario, nodes) from None
             print(f"no testnet in {args.dir}: creating {counted(nodes, 'node')}", file=sys.stderr)
             cluster = Cluster.create(args.dir, nodes=nodes, seed=seed, topology="none", settings=scenario.settings)
         else:
@@ -358,7 +369,7 @@ def _run(args: argparse.Namespace) -> int:
         try:
             run = Run(cluster, scenario, seed=seed, say=say, progress=bar)
         except ScenarioError as e:
-            raise UsageError(str(e)) from None
+            raise _unfit(e, scenario, len(cluster.names)) from None
         print(f"running {scenario.name} on {counted(len(cluster.names), 'node')} (seed {seed})", file=sys.stderr)
         result = run.execute()
         elapsed["scenario"] = time.monotonic() - started_at

@@ -436,3 +436,15 @@ def test_run_help_reads_the_sizes_from_the_library_s_files(tmp_path, monkeypatch
     # at least 3: the org groups take 2 nodes, but a fault cuts off honest[1], a second honest org
     assert "Library, with the nodes each starts (the fewest it runs on) and its seconds of traffic: quick 7 nodes " \
         "(at least 3), 31 s." in _run_help(capsys, monkeypatch)
+
+
+@pytest.mark.parametrize("name", ["faults", "rotation"])
+def test_a_scenario_too_big_for_the_testnet_asked_says_the_fewest_nodes_it_runs_on(tmp_path, capsys, name):
+    """A scenario whose attack or fault selects an org past its groups' sizes (honest[2]) needs more nodes than its
+    groups: run on too few is refused naming the selector and the fewest nodes it runs on (it named the selector
+    alone, so an operator learnt the size by trying), and no testnet is made."""
+    directory = tmp_path / "testnet"
+    assert main(["testnet", "run", name, "--nodes", "2", "--dir", str(directory)]) == 2
+    err = capsys.readouterr().err
+    assert "selects no org" in err and f"scenario {name} runs on 3 nodes or more" in err
+    assert not (directory / state.STATE_FILE).exists()
