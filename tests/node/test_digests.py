@@ -425,6 +425,33 @@ def test_a_restart_keeps_an_epoch_of_the_node_s_own_observations_in_its_own_cap_
         assert (score.score, score.tier, score.caps) == (expected.score, expected.tier, expected.caps)
 
 
+def test_a_restart_explains_the_node_s_own_observations_as_they_were_explained_live(tmp_path):
+    """The explanation of a score (GET .../score?explain=true) is the same live and after a restart: live, the
+    ingest fed the engine each batch of events at once; at a restart the undigested events come back from the audit
+    log one by one, and each digested epoch as its digest. The first-hand part's `batches` was 2 live and 5 replayed
+    (two batches, of 3 events and 2, in an open epoch), and, that epoch digested and a batch of 4 in the next, 3 live
+    and 5 after a restart (the digest, and the 4 events one by one). It counts the epochs the observations fall in,
+    as a peer counts the node's digests of them."""
+    hour = HOUR_MS
+    clock = Clock(T0 - T0 % hour + 1000)
+    with telemetry_node(tmp_path, clock=clock, epoch_ms=hour) as node:
+        key = node.key
+        live = trust_service(node)
+        node.ingestor.listeners.append(live.on_events)
+        submit(node, *[(A, "ok", "tool", False)] * 3)
+        clock.now += 60_000
+        submit(node, (A, "ok", "tool", False), (A, "denied", "tool", False))
+        assert replayed(node).explain(live.score(A)[0]) == live.explain(live.score(A)[0])
+        clock.now += hour
+        submit(node, *[(A, "ok", "tool", False)] * 4)
+        assert len(node.digester.close_due(clock.now)) == 1
+        expected = live.explain(live.score(A)[0])
+        assert [part["batches"] for part in expected["orgs"]] == [2]
+    with telemetry_node(tmp_path, key=key, clock=clock, epoch_ms=hour) as node:
+        restarted = replayed(node)
+        assert restarted.explain(restarted.score(A)[0]) == expected
+
+
 def test_a_restart_keeps_the_bad_reports_of_an_epoch_longer_than_a_cap_window(tmp_path):
     """Live, the node's own events counted as they came, each cap window (an hour) of them a bad report of its own;
     replayed at a restart, an epoch's digest counted as one batch, one window, one report. With 3-hour epochs, an
