@@ -148,9 +148,13 @@ class EvidenceStore:
         return len(self.agent) - 1
 
     def add(self, pair: int, t: float, window: int, batch: Weighed, events: int, *, capped: bool) -> None:
-        """Count a batch of evidence at time `t` in cap window `window` (caps apply when `capped`)."""
+        """Count a batch of evidence at time `t` in cap window `window` (caps apply when `capped`). A first-hand
+        pair's `batches` counts its epochs (its evidence is dated at an epoch's last instant: TrustEngine
+        .add_first_hand): however the epoch's events came, in ingest batches, one by one at a restart or as its
+        digest, it is one batch, as the node's digest of it is at a peer."""
         good, bad = batch.good, batch.bad
-        self.batches[pair] += 1
+        if not (self.first_hand[pair] and self.batches[pair] and t == self.t_ref[pair]):
+            self.batches[pair] += 1
         # Saturates: an org may report 2^53 - 1 events in each digest, and the column is int64.
         self.events[pair] = min(self.events[pair] + events, MAX_EVENTS)
         if window < self.window[pair]:

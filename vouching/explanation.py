@@ -87,7 +87,7 @@ class OrgPart:
     good_cap: float  # one org's good counts at most this much (infinite for first-hand)
     bad: float
     recent_bad_reports: float  # decayed, before the weight
-    batches: int
+    batches: int  # digests counted; of this node's own observations, the epochs they fall in (EvidenceStore.add)
     events: int
     capped: int
     ignored: int
@@ -183,9 +183,9 @@ class Explanation:
             out.append("No behaviour evidence yet.")
         for o in orgs:
             who = "this node's own observations" if o.first_hand else f"digests from {o.org}"
+            held = counted(o.batches, "epoch", "epochs") if o.first_hand else counted(o.batches, "batch", "batches")
             out.append(
-                f"  {who}: weight {o.weight:.2f}; {counted(o.events, 'event')} in "
-                f"{counted(o.batches, 'batch', 'batches')}; after decay "
+                f"  {who}: weight {o.weight:.2f}; {counted(o.events, 'event')} in {held}; after decay "
                 f"{o.good:.2f} good and {o.bad:.2f} bad, counted as {o.counted_good:.2f} good and "
                 f"{o.counted_bad:.2f} bad; recent bad reports {o.recent_bad_reports:.2f}"
                 + (f"; {o.capped} capped" if o.capped else "")

@@ -63,11 +63,12 @@ def test_the_explanation_names_every_rule_that_bit_in_plain_words():
 
 
 def test_one_event_and_a_one_day_half_life_read_in_the_singular():
-    """As `vouchnet score` printed them after one event: "1 events in 1 batches", "bad reports 1 days"."""
+    """As `vouchnet score` printed them after one event: "1 events in 1 batches", "bad reports 1 days". The node's
+    own observations count by epoch (EvidenceStore.add), a digest's by batch."""
     w = World()
     w.engine.add_first_hand("a", ts=0, outcomes=Outcomes(denied=1))
     text = "\n".join(w.engine.explain("a", now=w.now).lines())
-    assert "this node's own observations: weight 1.00; 1 event in 1 batch; after decay" in text
+    assert "this node's own observations: weight 1.00; 1 event in 1 epoch; after decay" in text
     assert "bad reports 1 day." in text
 
 
