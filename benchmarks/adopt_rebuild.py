@@ -1,11 +1,14 @@
 """The trust engine's rebuild after `vouchnet key adopt` (node.trust.TrustService._rebuild): once the successor's
 first record comes back, the engine is built again from every stored record on the trio loop, a TURN_S at a time,
 and swapped in. This gives its wall time and the loop's longest stalls meanwhile: the longest gaps between the
-wake-ups of a task ticking every TICK_S (what a request would wait). A figure with no target; it is not a test.
+wake-ups of a task ticking every TICK_S (what a request would wait); and of them, those while it captured
+engine.snapshot of the records it caught up with (TrustService._captured_rebuild: the ledger's root on the loop, the
+capture in a worker thread), with that capture's wall time, and how long after the swap the snapshot was written
+(in a worker thread). A figure with no target; it is not a test.
 
 The data directory is benchmarks/startup.py's (`build`, no telemetry: no undigested events to read), its node key
 then rotated to a new one whose first record is held back; the node starts as the new key (the engine replayed, not
-measured) and takes the first record in.
+measured) and takes the first record in, once the start's engine.snapshot is written.
 
     python benchmarks/adopt_rebuild.py                       # N = 10^5
     python benchmarks/adopt_rebuild.py --records 1000000
@@ -18,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -51,33 +55,61 @@ def rotate(directory: Path, store: RecordStore) -> tuple[SigningKey, Record]:
     return new, issue_record(new, "org", org_body("org 0", "bench", (), prior=old_did), seq=1, prev=None, ts=now)
 
 
-async def measure(replica: Replica, trust: TrustService, first: Record) -> tuple[float, float, list[float]]:
-    """Take the first record in; the rebuild's wall time, the loop's longest gap in the second before (idle), and
-    its longest gaps until the swap."""
-    gaps: list[float] = []
+class Stalls:
+    """The loop's gaps between ticks, each as (its end, its length), and the windows of the rebuild's captures."""
+
+    def __init__(self) -> None:
+        self.gaps: list[tuple[float, float]] = []
+        self.captures: list[tuple[float, float]] = []
+        self.written = 0.0  # seconds from the swap until the rebuild's engine.snapshot was written
+
+    def longest(self, window: tuple[float, float] | None = None) -> list[float]:
+        """The longest gaps, of those beginning in `window` if given (the gap it began in is the turn before's too)."""
+        gaps = [gap for end, gap in self.gaps if window is None or window[0] <= end - gap < window[1]]
+        return sorted(gaps, reverse=True)[:SHOWN_STALLS]
+
+
+async def measure(replica: Replica, trust: TrustService, first: Record,
+                  metrics: Registry) -> tuple[float, float, Stalls]:
+    """Take the first record in, once the start's engine.snapshot is written; the rebuild's wall time, the loop's
+    longest gap in the second before (idle), and its gaps until the swap."""
+    stalls = Stalls()
+    capturing = trust._captured_rebuild
+
+    async def captured(*args: Any) -> Any:
+        began = time.perf_counter()
+        snapshot = await capturing(*args)
+        stalls.captures.append((began, time.perf_counter()))
+        return snapshot
 
     async def tick() -> None:
         last = time.perf_counter()
         while True:
             await trio.sleep(TICK_S)
             now = time.perf_counter()
-            gaps.append(now - last)
+            stalls.gaps.append((now, now - last))
             last = now
 
+    trust._captured_rebuild = captured  # type: ignore[method-assign]
     engine = trust.engine
     async with trio.open_nursery() as nursery:
         await nursery.start(trust.run)
+        while metrics.value("engine_snapshot_records") != replica.store.size:
+            await trio.sleep(0.05)
         nursery.start_soon(tick)
         await trio.sleep(1.0)
-        idle = max(gaps)
-        gaps.clear()
+        idle = max(gap for _, gap in stalls.gaps)
+        stalls.gaps.clear()
         began = time.perf_counter()
         assert replica.accept([first]).accepted == [first]
         while trust.engine is engine:
             await trio.sleep(0.05)
         took = time.perf_counter() - began
+        while metrics.value("engine_snapshot_records") != replica.store.size:  # (the rebuild's, written after it)
+            await trio.sleep(0.05)
+        stalls.written = time.perf_counter() - began - took
         nursery.cancel_scope.cancel()
-    return took, idle, sorted(gaps, reverse=True)[:SHOWN_STALLS]
+    return took, idle, stalls
 
 
 def main() -> None:
@@ -97,14 +129,22 @@ def main() -> None:
             replica = Replica(key, store, roots=(), max_hops=3, held_limit=1000)
             metrics = Registry()
             trust = TrustService(replica, roots=(), policy=DEFAULT_POLICY, broadcaster=Broadcaster(metrics),
-                                 metrics=metrics, recompute_interval=3600.0, epoch_ms=HOUR_MS)
+                                 metrics=metrics, recompute_interval=3600.0, epoch_ms=HOUR_MS,
+                                 snapshot_dir=directory)
             began = time.perf_counter()
             trust.replay(())
             print(f"start's replay: {time.perf_counter() - began:.1f} s")
             replica.listeners.append(trust.on_records)
-            took, idle, stalls = trio.run(measure, replica, trust, first)
-            print(f"rebuild after the first record: {took:.1f} s; the loop's longest stalls: "
-                  + ", ".join(f"{gap * 1000:.1f} ms" for gap in stalls) + f" (idle, the second before: {idle * 1000:.1f} ms)")
+            took, idle, stalls = trio.run(measure, replica, trust, first, metrics)
+            print(f"rebuild after the first record: {took:.1f} s; the loop's longest stalls: {_ms(stalls.longest())}"
+                  f" (idle, the second before: {idle * 1000:.1f} ms)")
+            for began, ended in stalls.captures:
+                print(f"its capture of engine.snapshot: {ended - began:.2f} s; the loop's longest stalls meanwhile: "
+                      f"{_ms(stalls.longest((began, ended)))}; written {stalls.written:.1f} s after the swap")
+
+
+def _ms(gaps: list[float]) -> str:
+    return ", ".join(f"{gap * 1000:.1f} ms" for gap in gaps)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ On start the engine is rebuilt from what is durable: the accepted records, this 
 first-hand evidence of past epochs, and the raw events no digest of ours counts yet (node.digests.Digester
 .undigested). What the records make of it is loaded from engine.snapshot where that is usable (node.engine_snapshot),
 and only the records after it replayed (every record, without one); the snapshot is written at a start that
-replayed SNAPSHOT_AFTER records or more, and brought forward while the node runs (`_keep_snapshot`). With
+replayed SNAPSHOT_AFTER records or more, by a rebuild (below) of as many, and brought forward while the node runs
+(`_keep_snapshot`). With
 differential privacy on, an own digest counts by the raw counts kept for it in digests.db, where kept, not by its
 noise (`replay`). Restored from an older
 copy of its data directory, the node takes back from its peers the digests it signed since, and counts them at once
@@ -17,7 +18,8 @@ its own. A link that joins a key the engine already knew as an org (a vouch name
 moves what named it onto the org (TrustEngine.merge_org) and brings the next recompute forward. A link that makes
 this node's own key a later key of another (after `vouchnet key adopt` the successor's first record comes back from
 peers) changes which org is the node's own, which no merge can do: the engine is rebuilt as a start would build it
-and swapped in (`_rebuild`), a TURN_S of work at a time, the old one serving meanwhile.
+and swapped in (`_rebuild`), a TURN_S of work at a time, the old one serving meanwhile; engine.snapshot, which
+names the org's keys before the link and is of no use since, is captured from it anew.
 """
 
 from __future__ import annotations
@@ -106,7 +108,8 @@ class TrustService:
         self.engine = self._new_engine()
         self._snapshot_dir = snapshot_dir
         self._snapshot_covers = 0  # records engine.snapshot covers, as far as this service knows
-        self._replayed: engine_snapshot.Snapshot | None = None  # captured at the start, to write
+        self._replayed: engine_snapshot.Snapshot | None = None  # captured at the start or a rebuild, to write
+        self._captured = trio.Event()  # ... by a rebuild: `_keep_snapshot` writes it now
         self._loaded: int | None = None  # records engine.snapshot covered, once `load_snapshot` loaded it
         self._raw: RawLookup = lambda epoch, agent: None
         self._reread: Callable[[], Iterable[tuple[int, Event]]] = tuple  # the undigested events, again (`_rebuild`)
@@ -114,6 +117,7 @@ class TrustService:
         self._own_org_moved = trio.Event()  # this node's key joined an earlier key's org: `_rebuild` is due
         self._rebuilt: TrustEngine | None = None  # the engine `_rebuild` is building, told of links meanwhile
         self._mirrored = False  # ... and, once it caught up with the store, of records and events too
+        self._held_links: list[Link] | None = None  # links for it, held while it is captured in a worker thread
         self._broadcaster = broadcaster
         self._interval = recompute_interval
         self._clock = lambda: clock() // SCORE_STEP_MS * SCORE_STEP_MS
@@ -274,20 +278,26 @@ class TrustService:
         self._snapshot_covers = snapshot.size
 
     async def _keep_snapshot(self) -> None:
-        """Write the snapshot captured at the start, then every SNAPSHOT_CHECK_S bring engine.snapshot forward once
-        _snapshot_due records are not in it. The running engine is not a replay's (it counts this node's events as
-        they come, where a replay counts its digests), so a copy of the snapshot's engine is loaded off the loop, fed
-        the records since on the loop a chunk at a time, as a start would, and captured and written off it (on the
-        loop, a capture's Python lists of agents and vouches would grow with them). Stops once engine.snapshot is
-        not usable and the store holds more than SNAPSHOT_FROM_NO_RECORDS records, leaving it to the next start."""
-        if self._replayed is not None:
-            replayed, self._replayed = self._replayed, None
-            await self._write_snapshot(replayed)
+        """Write the snapshot captured at the start, and one a rebuild captured (`_rebuild`) as soon as it is; every
+        SNAPSHOT_CHECK_S bring engine.snapshot forward once _snapshot_due records are not in it. The running engine
+        is not a replay's (it counts this node's events as they come, where a replay counts its digests), so a copy
+        of the snapshot's engine is loaded off the loop, fed the records since on the loop a chunk at a time, as a
+        start would, and captured and written off it (on the loop, a capture's Python lists of agents and vouches
+        would grow with them). Brings it forward no more once engine.snapshot is not usable and the store holds
+        more than SNAPSHOT_FROM_NO_RECORDS records, leaving it to the next start or a rebuild's capture. The one
+        task writes every snapshot: a capture is never overwritten by an older one."""
         while True:
-            await trio.sleep(SNAPSHOT_CHECK_S)
+            if self._replayed is not None:
+                replayed, self._replayed = self._replayed, None
+                await self._write_snapshot(replayed)
+            with trio.move_on_after(SNAPSHOT_CHECK_S):
+                await self._captured.wait()
+            self._captured = trio.Event()
             stop = self.replica.store.size
-            if stop - self._snapshot_covers >= self._snapshot_due() and not await self._bring_snapshot_forward(stop):
-                return
+            if self._replayed is None and stop - self._snapshot_covers >= self._snapshot_due() \
+                    and not await self._bring_snapshot_forward(stop):
+                await self._captured.wait()
+                self._captured = trio.Event()
 
     async def _bring_snapshot_forward(self, stop: int) -> bool:
         """Write engine.snapshot anew to cover the first `stop` records (`_keep_snapshot`); from no records if it is
@@ -387,7 +397,10 @@ class TrustService:
         else:
             self._apply_link(self.engine, link)
         if self._rebuilt is not None and own_org == self._rebuilt.own_org:
-            self._apply_link(self._rebuilt, link)
+            if self._held_links is not None:
+                self._held_links.append(link)
+            else:
+                self._apply_link(self._rebuilt, link)
 
     def _apply_link(self, engine: TrustEngine, link: Link) -> None:
         assert link.org is not None
@@ -412,10 +425,14 @@ class TrustService:
         (`replaying`), on the loop a TURN_S at a time (the store's reads are the loop's), while the old one serves:
         the stored records, fed up to the store's size (more are stored meanwhile); then, holding the ingest lock
         (no event appended, no epoch closed), the records stored since, and the undigested events; then its full
-        recompute (recompute_in_worker), and the swap. From the moment it caught up with the store, the listeners
-        feed it what they feed the engine (`_mirrored`), so that every record is counted once, by the replay or by a
-        listener: this relies on the replica storing each batch before it tells any listener of it, all on the trio
-        thread, and on nothing about the order it calls the listeners in. Links are applied to it as they come.
+        recompute (recompute_in_worker), and the swap. Having fed the records, before the events, it is what a start's
+        replay of them makes: engine.snapshot is captured from it then (`_captured_rebuild`, SNAPSHOT_AFTER records
+        or more) and written once it is swapped in (`_keep_snapshot`), so that the next start loads it; past
+        SNAPSHOT_FROM_NO_RECORDS records, nothing else would write one before that start's replay of every record.
+        From the moment it caught up with the store, the listeners feed it what they feed the engine (`_mirrored`),
+        so that every record is counted once, by the replay or by a listener: this relies on the replica storing
+        each batch before it tells any listener of it, all on the trio thread, and on nothing about the order it
+        calls the listeners in. Links are applied to it as they come (held while it is captured).
         Discarded if the node's own org moves again meanwhile (a link of an earlier key still): built again. At 10^6
         records it took 87 s, the loop's longest stall 133 ms, at load 6-7 on 2 cores (benchmarks/adopt_rebuild.py:
         a turn is TURN_S and the store's page of 1,000 records it reads). It catches up with the store only while
@@ -425,10 +442,14 @@ class TrustService:
                  "stored records", extra={"fields": {"org": identity(self.replica.did), "key": self.replica.did,
                                                      "records": self.replica.store.size}})
         engine = self._rebuilt = self._new_engine()
+        snapshot = None
         try:
             fed = await self._feed_stored(engine, 0)
             async with self._ingest_lock:
-                await self._feed_stored(engine, fed)
+                fed = await self._feed_stored(engine, fed)
+                if self._snapshot_dir is not None and fed >= SNAPSHOT_AFTER:
+                    snapshot = await self._captured_rebuild(engine, fed)
+                    await self._feed_stored(engine, fed)
                 self._mirrored = True  # (no checkpoint since the store's size was read last)
                 turn = _Turn()
                 for at, event in self._reread():
@@ -441,10 +462,28 @@ class TrustService:
                 return  # (`_own_org_moved` is set: built again)
             self.engine = engine
         finally:
-            self._rebuilt, self._mirrored = None, False
+            self._rebuilt, self._mirrored, self._held_links = None, False, None
         log.info("trust engine: rebuilt, with this node's own org the earlier key's",
                  extra={"fields": {"org": engine.own_org}})
         self._org_changed.set()  # its recompute announces what changed
+        if snapshot is not None:
+            self._replayed = snapshot
+            self._captured.set()
+
+    async def _captured_rebuild(self, engine: TrustEngine, size: int) -> engine_snapshot.Snapshot:
+        """engine.snapshot of the rebuilt `engine`, fed the first `size` records and nothing else: what a start's
+        replay of them makes (`replaying`), and the one usable snapshot, the one there is holding the org's keys
+        before the link. Captured in a worker thread (Capture) while nothing feeds it: the ingest lock is held, the
+        records stored meanwhile are the caller's to feed after, and the links that come are held and applied
+        after, as they are to the records fed after them before it caught up."""
+        root, own_keys = self.replica.store.ledger.root(size), tuple(sorted(self._own_keys()))  # the store's thread
+        capturing, self._held_links = Capture(engine), []
+        await trio.to_thread.run_sync(capturing.run, abandon_on_cancel=True)
+        held, self._held_links = self._held_links, None
+        for link in held:
+            self._apply_link(engine, link)
+        assert capturing.state is not None
+        return engine_snapshot.Snapshot(size, root, own_keys, capturing.state)
 
     async def _feed_stored(self, engine: TrustEngine, start: int) -> int:
         """Feed `engine` the stored records from index `start` as a replay does (`_feeding`), a TURN_S at a time,
@@ -617,10 +656,10 @@ async def recompute_in_worker(engine: TrustEngine, clock: Callable[[], int]) -> 
 
 
 class Capture:
-    """The capture for engine.snapshot of the engine a start replayed the records into (`replaying` yields it): the
-    start runs it in a worker thread while the loop leaves the engine alone (node.daemon._opened), as on the loop it
-    walks every agent and vouch in Python (tens of ms at 10^6 records, benchmarks/startup.py); not run by the
-    caller, `replaying` runs it."""
+    """The capture for engine.snapshot of the engine a start replayed the records into (`replaying` yields it) or a
+    rebuild fed them (`_captured_rebuild`): run in a worker thread while the loop leaves the engine alone
+    (node.daemon._opened), as on the loop it walks every agent and vouch in Python (tens of ms at 10^6 records,
+    benchmarks/startup.py); not run by the caller of `replaying`, `replaying` runs it."""
 
     def __init__(self, engine: TrustEngine) -> None:
         self._engine = engine

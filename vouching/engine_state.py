@@ -71,16 +71,17 @@ DEVIATION_FIELDS = ("_wide", "_tested_upto")  # DeviationTest attributes beside 
 
 
 def capture(engine: TrustEngine, *, copy: bool = True) -> dict[str, Any]:
-    """The engine's record-derived state as CBOR-ready values and columns (copies: the engine may go on taking
-    records; with `copy` False, its columns themselves, of an engine that takes no more). Only of an engine that has
-    fed records alone: a recompute or a read would have set state a capture leaves out."""
+    """The engine's record-derived state as CBOR-ready values and columns (copies, its lists and dicts too: the
+    engine may go on taking records; with `copy` False, its columns and lists themselves, of an engine that takes no
+    more). Only of an engine that has fed records alone: a recompute or a read would have set state a capture leaves
+    out."""
     if engine._stamp or engine._recomputed is not None or engine._graph_seen:
         raise RuntimeError("capture: the engine has been recomputed or read; only a replay's state is captured")
     book = engine._vouches
     return {
         "params": _params(engine),
         "own_org": engine.own_org,
-        "engine": {name: out(getattr(engine, name)) for name, (out, _) in ENGINE_FIELDS.items()},
+        "engine": {name: _copied(out(getattr(engine, name)), copy) for name, (out, _) in ENGINE_FIELDS.items()},
         "agents": [[[*_flat(agent.pairs)], agent.scoped, agent.stamp,
                     [[issuer, basis, vouch.record_id] for (issuer, basis), vouch in agent.vouches.items()]]
                    for agent in engine._agents],
@@ -156,6 +157,12 @@ def _flat(pairs: dict[int, int]) -> Iterable[int]:
     for key, value in pairs.items():
         yield key
         yield value
+
+
+def _copied(value: Any, copy: bool) -> Any:
+    """A list or dict of the engine's (its orgs, agents' dids, ...), copied if `copy`: an org or agent the engine
+    takes after the capture would join the captured list, which no longer matched the capture's agents and columns."""
+    return value.copy() if copy and isinstance(value, (list, dict)) else value
 
 
 def _columns(store: EvidenceStore | DeviationTest | VouchBook, copy: bool) -> dict[str, array]:

@@ -391,7 +391,7 @@ def test_a_running_node_leaves_an_unusable_snapshot_to_the_next_start_past_a_bou
     """A running node brought a snapshot it found not usable forward from no records: a second engine fed every
     record on the loop, ~100 s at 10^6 records (benchmarks/startup.py). Past SNAPSHOT_FROM_NO_RECORDS records it feeds
     none: it says so once, shows 0 records covered and stops keeping the snapshot, which the next start, replaying
-    every record anyway, writes."""
+    every record anyway, writes, or a rebuild of the engine after `vouchnet key adopt` captures (then kept again)."""
     node, path = snapshotted
     monkeypatch.setattr(node_trust, "SNAPSHOT_FROM_NO_RECORDS", 12)
     monkeypatch.setattr(node_trust, "SNAPSHOT_CHECK_S", 0)  # (a task that keeps it would look again at once)
@@ -401,21 +401,32 @@ def test_a_running_node_leaves_an_unusable_snapshot_to_the_next_start_past_a_bou
         pass
     _filled(node, 5)
     path.write_bytes(b"")
+    restarted = _started(node, path.parent)  # (it writes nothing: `run` would)
+    assert restarted._replayed is not None and restarted._replayed.size == node.replica.store.size == 13
     fed = []
     feed = node_trust.feed_record
     monkeypatch.setattr(node_trust, "feed_record", lambda *a: (fed.append(a[1]), feed(*a))[1])
 
     async def keeping():
-        with trio.fail_after(30):
-            await running._keep_snapshot()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(running._keep_snapshot)
+            with trio.fail_after(30):
+                while running._snapshot_covers:
+                    await trio.sleep(0)
+                await trio.testing.wait_all_tasks_blocked()  # (were it to look again, it would at once)
+                lines = [r.getMessage() for r in caplog.records if "engine.snapshot" in r.getMessage()]
+                assert len(lines) == 1 and "not usable" in lines[0] and "the next start replays every record" in \
+                    lines[0], lines
+                assert (fed, path.read_bytes(), metrics.value("engine_snapshot_records")) == ([], b"", 0)
+                running._replayed = restarted._replayed  # (as `_rebuild` hands its capture over)
+                running._captured.set()
+                while metrics.value("engine_snapshot_records") != 13:
+                    await trio.sleep(0)
+            nursery.cancel_scope.cancel()
 
     with caplog.at_level(logging.INFO, logger="node.trust"):
         trio.run(keeping)
-    lines = [r.getMessage() for r in caplog.records if "engine.snapshot" in r.getMessage()]
-    assert len(lines) == 1 and "not usable" in lines[0] and "the next start replays every record" in lines[0], lines
-    assert (fed, path.read_bytes(), metrics.value("engine_snapshot_records")) == ([], b"", 0)
-    restarted = _started(node, path.parent)
-    assert restarted._replayed is not None and restarted._replayed.size == node.replica.store.size == 13
+    assert engine_snapshot.read(path.parent).size == 13
 
 
 async def test_a_running_node_captures_and_writes_the_snapshot_off_the_event_loop(snapshotted, monkeypatch):

@@ -34,10 +34,12 @@ T0 = 1_700_000_040_000  # an epoch boundary
 
 
 def _service(replica: Replica, broadcaster: Broadcaster | None = None, *, roots: tuple[str, ...] = (),
-             clock: Callable[[], int] = lambda: NOW, epoch_ms: int = HOUR_MS) -> TrustService:
+             clock: Callable[[], int] = lambda: NOW, epoch_ms: int = HOUR_MS,
+             snapshot_dir: Path | None = None) -> TrustService:
     metrics = Registry()
     return TrustService(replica, roots=roots, policy=Policy(), broadcaster=broadcaster or Broadcaster(metrics),
-                        metrics=metrics, recompute_interval=60.0, epoch_ms=epoch_ms, clock=clock)
+                        metrics=metrics, recompute_interval=60.0, epoch_ms=epoch_ms, clock=clock,
+                        snapshot_dir=snapshot_dir)
 
 
 def _listening(trust: TrustService, undigested: Iterable[tuple[int, Event]] = ()) -> TrustService:
@@ -169,9 +171,9 @@ def _adopted(tmp_path: Path, clock: Clock, agent: str, *, partner: str | None = 
                               *(_digest(new, new_did(), 9 - n % 5, error=4, ok=n) for n in range(digests))]
 
 
-def _running(node: TelemetryNode, broadcaster: Broadcaster, now: int) -> TrustService:
+def _running(node: TelemetryNode, broadcaster: Broadcaster, now: int, snapshot_dir: Path | None = None) -> TrustService:
     """The trust service of `node` replayed and listening, as node.daemon starts it (its `run` is the caller's)."""
-    trust = _service(node.replica, broadcaster, clock=lambda: now, epoch_ms=EPOCH)
+    trust = _service(node.replica, broadcaster, clock=lambda: now, epoch_ms=EPOCH, snapshot_dir=snapshot_dir)
     for _ in trust.replaying(node.digester.undigested(), node.digester.state.raw_reader(),
                              reread=node.digester.undigested, ingest_lock=node.ingestor.write_lock):
         pass
@@ -299,6 +301,61 @@ async def test_what_comes_while_the_engine_is_rebuilt_after_key_adopt_counts_as_
         assert trust.engine.orgs(now=now) == replayed.engine.orgs(now=now)
         (part, _) = sorted(trust.engine.explain(agent, now=now).orgs, key=lambda part: not part.first_hand)
         assert part.first_hand and part.org == old_did and part.events == 6 + 4
+
+
+async def test_the_start_after_a_rebuild_for_key_adopt_loads_the_snapshot_the_rebuild_captured(
+        tmp_path, monkeypatch, caplog):
+    """The rebuild after `vouchnet key adopt` captures engine.snapshot of the stored records it caught up with (the
+    one there was names the org's keys before the link, and is of no use), while records and a partner's rotation
+    come: the next start loads it, and its scores and explanations are a full replay's."""
+    monkeypatch.setattr(node_trust, "SNAPSHOT_AFTER", 1)  # (a start writes one as well: of the keys before the link)
+    monkeypatch.setattr(node_trust, "PROMPT_RECOMPUTE_S", 0.01)
+    agent, now, partner = new_did(), T0 + 2 * EPOCH, Org()
+    clock = Clock(T0 + 5)
+    new, old_did, (first, *returned) = _adopted(tmp_path, clock, agent, partner=partner.did, digests=3)
+    capturing, captured_at = node_trust.Capture.run, []
+
+    def taking_while_captured(self: node_trust.Capture) -> None:
+        """A record and a partner's rotation come while the rebuilt engine is captured in its thread."""
+        nonlocal partner
+        if node.replica.succession.identity(node.replica.did) == old_did and not captured_at:  # (the rebuild's)
+            captured_at.append(node.replica.store.size)
+            partner, rotation, partner_first = partner.rotate()
+            batch = [returned.pop(0), rotation, partner_first]
+            assert trio.from_thread.run_sync(lambda: node.replica.accept(batch)).accepted == batch
+        capturing(self)
+
+    monkeypatch.setattr(node_trust.Capture, "run", taking_while_captured)
+    with telemetry_node(tmp_path, key=new.key, clock=clock, epoch_ms=EPOCH) as node:
+        trust = _running(node, Broadcaster(Registry()), now, snapshot_dir=tmp_path)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trust.run)
+            batch = [first, *returned[:2]]
+            del returned[:2]
+            node.replica.defer_signing()  # (the start's catch-up sync, node.daemon)
+            assert node.replica.accept(batch).accepted == batch
+            node.replica.resume_signing()
+            with trio.fail_after(30):
+                while trust.engine.own_org != old_did or [trust._snapshot_covers] != captured_at:
+                    await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+        assert not returned  # (the record came while the engine was captured)
+        assert node.replica.listener_errors == 0
+    with telemetry_node(tmp_path, key=new.key, clock=clock, epoch_ms=EPOCH) as node:
+        with caplog.at_level(logging.INFO, logger="node.trust"):
+            restarted = _running(node, Broadcaster(Registry()), now, snapshot_dir=tmp_path)
+        assert restarted._snapshot_covers == captured_at[0] == node.replica.store.size - 3  # (3 came as captured)
+        assert "trust engine: loaded engine.snapshot" in caplog.messages
+        replayed = _service(node.replica, clock=lambda: now, epoch_ms=EPOCH)
+        replayed.replay(node.digester.undigested(), node.digester.state.raw_reader())
+        agents = replayed.engine.agents()
+        assert sorted(restarted.engine.agents()) == sorted(agents) and len(agents) > 20
+        for one in agents:
+            assert restarted.engine.score(one, now=now) == replayed.engine.score(one, now=now)
+            assert restarted.engine.explain(one, now=now) == replayed.engine.explain(one, now=now)
+        assert restarted.engine.orgs(now=now) == replayed.engine.orgs(now=now)
+        (part,) = [part for part in restarted.engine.explain(agent, now=now).orgs if part.first_hand]
+        assert part.org == old_did and part.events == 6
 
 
 @pytest.mark.parametrize("late", [True, False], ids=["link-last", "link-first"])
