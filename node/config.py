@@ -79,6 +79,7 @@ class NodeConfig:
     api_host: str = "127.0.0.1"
     api_port: int = 8700
     public_url: str = ""  # where other orgs reach this API; "" means the bind address
+    hosts: tuple[str, ...] = ()  # further names the API answers to (node.api.hosts); ("*",): any
     traces_need_token: bool = True
     checkpoint_interval: float = 1.0
     checkpoint_gossip_interval: float = 10.0
@@ -103,6 +104,11 @@ class NodeConfig:
     @property
     def token_path(self) -> Path:
         return self.data_dir / "api.token"
+
+    @property
+    def any_host(self) -> bool:
+        """Whether the API answers a request naming any host ([api] hosts = ["*"]: no DNS rebinding defence)."""
+        return self.hosts == ("*",)
 
     @property
     def api_public_url(self) -> str:
@@ -152,6 +158,42 @@ def _check_public_url(value: str) -> str:
         raise ConfigError("api.public_url: must not hold a user or password: it is written into every credential this "
                           "org issues, for anyone to read")
     return value.rstrip("/")
+
+
+def _check_host(value: object) -> str:
+    """One name of [api] hosts: a DNS name (letters, digits, '-', '_', dots), without scheme, port or path; an IP
+    address is refused as needless (every one is answered), so that no one takes the list for an allow-list of
+    addresses."""
+    if not isinstance(value, str):
+        raise ConfigError(f"api.hosts: each must be a string, got {value!r}")
+    if "://" in value:
+        raise ConfigError(f"api.hosts: {value!r} is a URL: give its host name only, such as vouchnet.example.org")
+    if "/" in value:
+        raise ConfigError(f"api.hosts: {value!r} has a path: give a host name only, such as vouchnet.example.org")
+    try:
+        ipaddress.ip_address(value.strip("[]"))
+    except ValueError:
+        pass
+    else:
+        raise ConfigError(f"api.hosts: {value!r} is an IP address: a request naming any IP address is answered "
+                          "already (a DNS rebinding page cannot send one); list host names only")
+    if ":" in value:
+        raise ConfigError(f"api.hosts: {value!r} has a port: give the host name without it (the API answers to a "
+                          "name on any port)")
+    if "*" in value:
+        raise ConfigError(f'api.hosts: {value!r}: "*" stands alone, as hosts = ["*"] (any host); a name cannot hold '
+                          "it")
+    if not re.fullmatch(r"(?:[A-Za-z0-9_-]{1,63}\.)*[A-Za-z0-9_-]{1,63}\.?", value) or len(value) > 254:
+        raise ConfigError(f"api.hosts: {value!r} is not a host name (letters, digits, '-' and '_' in labels of 1-63 "
+                          "between dots), such as vouchnet.example.org")
+    return value
+
+
+def _check_hosts(values: list[object]) -> tuple[str, ...]:
+    """[api] hosts: ["*"], or host names (_check_host)."""
+    if "*" in values and len(values) > 1:
+        raise ConfigError('api.hosts: "*" answers any host, so it stands alone: hosts = ["*"]')
+    return ("*",) if values == ["*"] else tuple(_check_host(value) for value in values)
 
 
 def is_loopback(host: str) -> bool:
@@ -336,10 +378,11 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
                          1, 10)
 
     api = _table(doc, "api")
-    _known_keys("api", api, {"bind", "public_url", "traces_need_token"})
+    _known_keys("api", api, {"bind", "public_url", "hosts", "traces_need_token"})
     api_host, api_port = parse_api_bind(_get(api, "api", "bind", "a string", DEFAULT_API))
     public_url = _get(api, "api", "public_url", "a string", "")
     public_url = public_url and _check_public_url(public_url)
+    hosts = _check_hosts(_get(api, "api", "hosts", "a list", []))
     traces_need_token = api.get("traces_need_token", True)
     if type(traces_need_token) is not bool:
         raise ConfigError(f"api.traces_need_token: must be true or false, got {traces_need_token!r}")
@@ -418,6 +461,7 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
         api_host=api_host,
         api_port=api_port,
         public_url=public_url,
+        hosts=hosts,
         traces_need_token=traces_need_token,
         checkpoint_interval=float(checkpoint_interval),
         checkpoint_gossip_interval=float(gossip_interval),
@@ -520,9 +564,14 @@ max_hops = {d.max_hops}
 {exposure}bind = "{api}"
 # The URL other orgs reach this API at (through your proxy, say), written into the agent and vouch credentials
 # this org issues so that verifiers can fetch its revocation lists (/v1/credentials/status/N and
-# /v1/credentials/vouch-status/DID/N). Empty: the bind address. A request to a loopback bind naming another host
-# than localhost, an IP address or this URL's host is refused (403 forbidden_host, against DNS rebinding).
+# /v1/credentials/vouch-status/DID/N). Empty: the bind address.
 public_url = ""
+# Host names the API answers to besides an IP address, localhost, bind's name and public_url's host, such as
+# ["vouchnet.internal"]: a request whose Host names another is refused (403 forbidden_host), whatever address it
+# reached (in a container too), so that a web page on a name its owner points at this node (DNS rebinding) reads
+# nothing and sends nothing. Names only (no scheme, port or path). ["*"] answers any Host: UNSAFE, any web page
+# its visitor's browser can reach this node from can then read it and send it open writes.
+hosts = []
 # OTLP trace export (POST /v1/traces) is a write like any other: exporters send the token with
 # OTEL_EXPORTER_OTLP_TRACES_HEADERS="Authorization=Bearer <api.token>". Set this to false to take spans from any
 # process that reaches the API (then any of them can report behaviour, denials included, for any agent).

@@ -13,7 +13,7 @@ import gc
 import logging
 import signal
 import urllib.parse
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -374,12 +374,13 @@ def _repair_hint(config: NodeConfig) -> str:
 
 def api_app(node: NodeView, telemetry: Telemetry, trust: TrustService, key: SigningKey, *,
             retired_keys: Sequence[tuple[VerifyKey, int]], traces_need_token: bool,
-            served_url: str | None = None) -> HostGuard:
+            served_url: str | None = None, hosts: Collection[str] = (), any_host: bool = False) -> HostGuard:
     """The local API as the node serves it (DESIGN.md §8): the records and log endpoints of `node`, telemetry,
-    credentials and scores, behind ScoreFastPath, behind OriginGuard and HostGuard (answering for `served_url`'s
-    origin and host too); checks need no token, nor traces unless `traces_need_token`; its 503 `storage` answers and
-    its refusals (4xx, the guards' too) counted in telemetry's metrics. `retired_keys` and `served_url`: as
-    Telemetry.routers takes them. It reads no store, and so can be made in a worker thread (serve_node does)."""
+    credentials and scores, behind ScoreFastPath, behind OriginGuard and HostGuard (answering to `hosts`, to any
+    host if `any_host`, and to `served_url`'s origin and host); checks need no token, nor traces unless
+    `traces_need_token`; its 503 `storage` answers and its refusals (4xx, the guards' too) counted in telemetry's
+    metrics. `retired_keys` and `served_url`: as Telemetry.routers takes them. It reads no store, and so can be made
+    in a worker thread (serve_node does)."""
     app = create_app(
         node,
         routers=[*telemetry.routers(retired_keys, served_url), scores_router(trust, key)],
@@ -392,7 +393,7 @@ def api_app(node: NodeView, telemetry: Telemetry, trust: TrustService, key: Sign
     served_host = urllib.parse.urlsplit(served_url).hostname if served_url else None
     return HostGuard(OriginGuard(ScoreFastPath(app, trust, key), origins=[served_url] if served_url else [],
                                  refused=refused),
-                     names=[served_host] if served_host else [], refused=refused)
+                     names=[*hosts, *([served_host] if served_host else [])], any_host=any_host, refused=refused)
 
 
 async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED) -> None:
@@ -440,7 +441,8 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
         # the loop for 54 ms (benchmarks/startup.py). The org's retired keys are read first, on the store's thread.
         app = await trio.to_thread.run_sync(functools.partial(
             api_app, node, node.telemetry, node.trust, node.key, retired_keys=node.telemetry.retired_keys(),
-            traces_need_token=config.traces_need_token, served_url=config.public_url or local_url))
+            traces_need_token=config.traces_need_token, served_url=config.public_url or local_url,
+            hosts=(*config.hosts, config.api_host), any_host=config.any_host))
         dropped = node.telemetry.metrics.counter(
             "api_connections_dropped_total", f"API connections closed for want of a slot, all {MAX_CONNECTIONS:,} "
             "taken: evicted, the one waiting longest on its client for a request (slow to send it, or idle), for a "
@@ -454,6 +456,10 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
                       "POST /v1/traces: [api] traces_need_token = false lets it report behaviour for any agent")
             log.warning("the local API is reachable from other machines: whoever reaches it reads scores, records and "
                         f"peers without a token ({writes})", extra={"fields": {"api": node.api_url}})
+        if config.any_host:
+            log.warning('[api] hosts = ["*"]: the API answers a request naming any host, so a web page on a name its '
+                        "owner points at this node's address (DNS rebinding) reads it and sends it open writes; list "
+                        "the names you call it by instead", extra={"fields": {"api": node.api_url}})
         # What start-up built (the trust engine replayed from the store, the libraries) lives as long as the node:
         # out of the collector's sight, a full collection no longer walks it all. At 10^4 agents that walk stalled
         # the node for about 0.1 s, long enough to miss issue 3's p99 for score requests (benchmarks/score_http.py).

@@ -24,8 +24,9 @@ _DESCRIPTION = """\
 The local API of a vouchnet node. Reads are open to whoever can reach the address (127.0.0.1 by default);
 writes (POST, PUT) need `Authorization: Bearer <token>` with the token in the node's `api.token` file, but for a
 policy check (POST /v1/agents/{did}/check, which changes nothing) and, where `[api] traces_need_token = false`,
-OTLP trace export. A request to a loopback address whose `Host` names neither an IP address, `localhost` nor the
-node's `[api] public_url` host is refused 403 `forbidden_host` (against DNS rebinding). A browser's request for a
+OTLP trace export. A request whose `Host` names neither an IP address, `localhost`, a name of the node's `[api]
+hosts` nor its `[api] public_url` or `[api] bind` host is refused 403 `forbidden_host`, whatever address it reached
+(against DNS rebinding; `[api] hosts = ["*"]` turns this off). A browser's request for a
 page of another origin is refused 403 `forbidden_origin`, on every method: one whose `Origin` is not the API's own
 (`http://` and its `Host`, or `[api] public_url`'s origin), or whose `Sec-Fetch-Site` is `cross-site` or `same-site`
 but for a GET opening a page in the browser's tab (a link followed); a request with neither header (curl, an SDK,

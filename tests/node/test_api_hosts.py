@@ -1,7 +1,10 @@
-"""DNS rebinding: a running node's API on loopback answers only requests naming a loopback host or its public_url's
-(node.api.hosts). A page on evil.example that resolves to 127.0.0.1 sends `Host: evil.example`."""
+"""DNS rebinding: a running node's API answers only requests naming an IP address, localhost, a name of [api] hosts
+or its public_url's or bind's host, whatever address they reached (node.api.hosts). A page on evil.example that
+resolves to the node's address sends `Host: evil.example`."""
 
 from __future__ import annotations
+
+import socket
 
 import httpx
 import pytest
@@ -44,14 +47,73 @@ async def test_a_node_answers_for_its_public_url_host(tmp_path):
         assert (await _get(node.api_url, "/v1/node", EVIL)).status_code == 403
 
 
-@pytest.mark.parametrize("server, checked", [(("127.0.0.1", 8700), True), (("127.5.6.7", 8700), True),
-                                             (("::1", 8700), True), (("::ffff:127.0.0.1", 8700), True),
-                                             (("192.0.2.7", 8700), False), (("2001:db8::1", 8700), False), (None, False)])
-async def test_only_a_request_that_reached_a_loopback_address_is_checked(server, checked):
-    answered = []
+async def test_a_node_answers_to_the_names_of_its_hosts_setting(tmp_path):
+    async with running(tmp_path / "a", settings={"hosts": ("vouchnet.internal", "Ops.Example.org.")}) as node:
+        for host in ("vouchnet.internal", "VOUCHNET.internal:8700", "ops.example.org", "ops.example.org.:80"):
+            assert (await _get(node.api_url, "/v1/node", host)).status_code == 200, host
+        for host in (EVIL, "internal", "evil.vouchnet.internal", "vouchnet.internal.evil.example"):
+            answer = await _get(node.api_url, "/v1/node", host)
+            assert answer.status_code == 403, host
+            assert "[api] hosts" in answer.json()["detail"]
+
+
+async def test_a_node_whose_hosts_is_a_star_answers_any_host_and_warns_of_it(tmp_path, caplog):
+    async with running(tmp_path / "a", settings={"hosts": ("*",)}) as node:
+        for host in (EVIL, f"{EVIL}:8700", "anything.at.all", "127.0.0.1"):
+            assert (await _get(node.api_url, "/v1/node", host)).status_code == 200, host
+    assert [r.message for r in caplog.records if "DNS rebinding" in r.message and r.levelname == "WARNING"] == [
+        '[api] hosts = ["*"]: the API answers a request naming any host, so a web page on a name its owner points at '
+        "this node's address (DNS rebinding) reads it and sends it open writes; list the names you call it by instead"]
+
+
+async def test_a_node_answers_to_the_name_it_binds(tmp_path):
+    """`vouchnet init --api NAME:PORT`: clients reach the API by that name, so it is answered, public_url set or not."""
+    name = socket.gethostname()
+    try:
+        socket.getaddrinfo(name, None)
+    except OSError:
+        pytest.skip(f"this machine's name {name!r} does not resolve")
+    async with running(tmp_path / "a", settings={"api_host": name, "api_port": 0,
+                                                 "public_url": "https://vouchnet.example.org"}) as node:
+        assert (await _get(node.api_url, "/v1/node", name)).status_code == 200
+        assert (await _get(node.api_url, "/v1/node", EVIL)).status_code == 403
+
+
+def _an_address_of_this_machine_not_loopback() -> str:
+    """The IPv4 address this machine sends from to the wider network (a UDP connect sends nothing); skips if none."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.254", 9))  # TEST-NET-1 (RFC 5737): only the route is looked up
+        except OSError:
+            pytest.skip("this machine has no route off loopback")
+        address = probe.getsockname()[0]
+    if address.startswith("127."):
+        pytest.skip("this machine has no address but loopback")
+    return address
+
+
+async def test_a_node_bound_to_every_address_refuses_another_host_on_a_non_loopback_one(tmp_path):
+    """As a node in a container published on the host's 127.0.0.1 takes its connections: on the container's
+    address. A page rebinding its name to that address read the API before HostGuard checked every address."""
+    address = _an_address_of_this_machine_not_loopback()
+    async with running(tmp_path / "a", settings={"api_host": "0.0.0.0", "api_port": 0}) as node:
+        url = f"http://{address}:{node.api_url.rsplit(':', 1)[1]}"
+        answer = await _get(url, "/v1/node", EVIL)
+        assert (answer.status_code, answer.json()["error"]) == (403, "forbidden_host")
+        assert (await _get(url, f"/v1/agents/{node.did}/check", EVIL, method="POST")).status_code == 403
+        assert (await _get(url, "/v1/node", address)).status_code == 200
+
+
+@pytest.mark.parametrize("server", [("127.0.0.1", 8700), ("127.5.6.7", 8700), ("::1", 8700),
+                                    ("::ffff:127.0.0.1", 8700), ("192.0.2.7", 8700), ("2001:db8::1", 8700),
+                                    ("172.17.0.2", 8700), None])
+@pytest.mark.parametrize("names, any_host, answered", [((), False, False), (("evil.example",), False, True),
+                                                       (("other.example",), False, False), ((), True, True)])
+async def test_every_request_is_checked_whatever_address_it_reached(server, names, any_host, answered):
+    reached = []
 
     async def app(scope, receive, send):
-        answered.append(scope["path"])
+        reached.append(scope["path"])
 
     sent = []
 
@@ -60,5 +122,5 @@ async def test_only_a_request_that_reached_a_loopback_address_is_checked(server,
 
     scope = {"type": "http", "method": "GET", "path": "/v1/node", "headers": [(b"host", EVIL.encode())],
              "server": server}
-    await HostGuard(app)(scope, None, send)
-    assert (not answered and sent[0]["status"] == 403) if checked else answered == ["/v1/node"]
+    await HostGuard(app, names, any_host=any_host)(scope, None, send)
+    assert reached == ["/v1/node"] if answered else (not reached and sent[0]["status"] == 403)

@@ -166,6 +166,21 @@ def test_an_empty_file_means_defaults(tmp_path):
          "api.public_url: must not hold a user or password: it is written into every credential this org issues"),
         *[(f'[api]\npublic_url = "https://vouchnet.example.org:{port}"', "api.public_url: expected an http")
           for port in ("99999", "0", "x")],
+        # [api] hosts takes names only: each other form is named, so that no one believes it restricts anything.
+        ('[api]\nhosts = ["https://vouchnet.example.org"]', "api.hosts: 'https://vouchnet.example.org' is a URL: give "
+                                                          "its host name only"),
+        ('[api]\nhosts = ["vouchnet.example.org:8700"]', "api.hosts: 'vouchnet.example.org:8700' has a port: give "
+                                                        "the host name without it"),
+        ('[api]\nhosts = ["vouchnet.example.org/api"]', "api.hosts: 'vouchnet.example.org/api' has a path"),
+        ('[api]\nhosts = ["10.0.0.5"]', "api.hosts: '10.0.0.5' is an IP address: a request naming any IP address is "
+                                        "answered already"),
+        ('[api]\nhosts = ["[::1]"]', "api.hosts: '\\[::1\\]' is an IP address"),
+        ('[api]\nhosts = ["*.example.org"]', 'api.hosts: \'\\*.example.org\': "\\*" stands alone'),
+        ('[api]\nhosts = ["*", "vouchnet.internal"]', 'api.hosts: "\\*" answers any host, so it stands alone'),
+        ('[api]\nhosts = ["vouch net"]', "api.hosts: 'vouch net' is not a host name"),
+        ('[api]\nhosts = [""]', "api.hosts: '' is not a host name"),
+        ("[api]\nhosts = [7]", "api.hosts: each must be a string, got 7"),
+        ('[api]\nhosts = "vouchnet.internal"', "api.hosts: must be a list, got str"),
         ("network = ", "not valid TOML"),
         # Both raised a ValueError out of int() (more than 4300 digits), a traceback at `vouchnet run` or `init --api`.
         ("[trust]\nmax_hops = " + "9" * 5000, "not valid TOML: Exceeds the limit"),
@@ -228,6 +243,14 @@ def test_traces_can_be_made_to_need_the_token(tmp_path):
     assert load_config(_write(tmp_path, "[api]\ntraces_need_token = false\n")).traces_need_token is False
     with pytest.raises(ConfigError, match="api.traces_need_token: must be true or false"):
         load_config(_write(tmp_path, '[api]\ntraces_need_token = "yes"\n'))
+
+
+def test_hosts_are_the_names_the_api_answers_to_or_a_star_for_any(tmp_path):
+    assert load_config(_write(tmp_path, "")).hosts == ()
+    named = load_config(_write(tmp_path, '[api]\nhosts = ["vouchnet.internal", "ops.example.org.", "node_1"]\n'))
+    assert (named.hosts, named.any_host) == (("vouchnet.internal", "ops.example.org.", "node_1"), False)
+    star = load_config(_write(tmp_path, '[api]\nhosts = ["*"]\n'))
+    assert (star.hosts, star.any_host) == (("*",), True)
 
 
 def test_the_public_url_is_where_other_orgs_reach_the_api(tmp_path):
