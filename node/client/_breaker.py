@@ -1,6 +1,7 @@
 """A circuit breaker per node address (DESIGN §8, fail closed), shared by the requests a decision waits on (the
-policy's, the credential verifier's): after a request to an address got no answer (refused, timed out, unreadable),
-further requests to it fail at once, as NodeUnreachable saying why and when the address is tried again, for an
+policy's, the credential verifier's): after a request to an address got no answer (refused, timed out, unreadable;
+or a gateway's 502, 503 or 504 not in the node's error form: a proxy in front of it that could not reach it, counted
+as a failure as Envoy's outlier detection counts gateway errors), further requests to it fail at once, as NodeUnreachable saying why and when the address is tried again, for an
 interval that starts at FIRST_S and doubles with each failure in a row up to MAX_S, jittered; once it has passed,
 one request at a time goes through (the probe; the others still fail at once, for MAX_S at most: a probe that has
 not ended by then, its task stalled or its thread lost to a fork, no longer holds them back), and the first answer
@@ -18,10 +19,11 @@ from contextlib import contextmanager
 
 import httpx
 
-from ._http import NodeUnreachable, without_passwords
+from ._http import NOT_THE_NODES, NodeApiError, NodeUnreachable, without_passwords
 
 FIRST_S = 1.0  # the interval after a first failure
 MAX_S = 30.0  # the longest interval, after failures in a row
+GATEWAY_FAILURES = frozenset({502, 503, 504})  # a proxy's answers that say it could not reach the node
 JITTER = 0.2  # an interval is drawn from [1 - JITTER, 1] of its nominal length: services do not probe in step
 
 
@@ -52,7 +54,7 @@ class Breaker:
     def attempt(self, failure: type[BaseException] | tuple[type[BaseException], ...] = NodeUnreachable,
                 what: str = "") -> Iterator[None]:
         """A request to the address, if the breaker lets it go (else NodeFailing): an exception of `failure` out of
-        the block opens the breaker (or keeps it open, longer for a probe), and is what NodeFailing then says,
+        the block, or a gateway's failure (GATEWAY_FAILURES, not in the node's error form), opens the breaker (or keeps it open, longer for a probe), and is what NodeFailing then says,
         after `what`; anything else the address answered closes it, and a cancellation or interrupt leaves it as it
         was (a probe's turn goes to the next request)."""
         probe = self._admit()
@@ -61,8 +63,11 @@ class Breaker:
         except failure as error:
             self._failed(probe, f"{what}{str(error) or type(error).__name__}")
             raise
-        except Exception:  # the address answered, with a refusal or an answer the caller refuses
-            self._succeeded()
+        except Exception as error:  # the address answered, with a refusal or an answer the caller refuses
+            if _gateway_failed(error):  # (... but a proxy's, for a node it could not reach)
+                self._failed(probe, f"{what}{error}")
+            else:
+                self._succeeded()
             raise
         except BaseException:
             self._released(probe)
@@ -124,3 +129,8 @@ class Breakers:
 
 
 BREAKERS = Breakers()
+
+
+def _gateway_failed(error: Exception) -> bool:
+    """Whether `error` is a proxy's word that it could not reach the node (a node's own 503 is in its error form)."""
+    return isinstance(error, NodeApiError) and error.code == NOT_THE_NODES and error.status in GATEWAY_FAILURES

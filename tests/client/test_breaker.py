@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
 from nacl.signing import SigningKey
@@ -274,3 +274,50 @@ def test_each_origin_has_its_own_breaker():
     assert breakers.of("http://127.0.0.1:8700/v1/policy") is breakers.of("http://127.0.0.1:8700/.well-known/jwks.json")
     assert breakers.of("http://127.0.0.1:8700") is not breakers.of("http://127.0.0.1:8701")
 
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+def test_a_proxy_that_cannot_reach_the_node_opens_the_breaker_as_a_hung_node_does(clock, status):
+    """A reverse proxy in front of the node answering its own 502, 503 or 504 page (not the node's error form) is a
+    node not reached: checks fail closed and only the first reaches the proxy (Envoy counts gateway errors as
+    failures). It closed the breaker as an answer, so a proxy whose upstream timeout was under the SDK's made every
+    check wait it. A node's own 503, in its error form, stays an answer."""
+    asked = []
+
+    def app(_: str) -> Starlette:
+        async def gateway(_: Request) -> PlainTextResponse:
+            asked.append(1)
+            return PlainTextResponse("<html>upstream timed out</html>", status_code=status)
+
+        return Starlette(routes=[Route("/v1/policy", gateway), Route("/v1/agents/{did}/check", gateway,
+                                                                     methods=["POST"])])
+
+    with serving_in_thread(app) as url:
+        policy = TrustPolicy(url, listen=False, timeout=TIMEOUT)
+        for _ in range(10):
+            decision = policy.check(new_did())
+            assert (decision.verdict, decision.source, decision.allowed) == ("block", "unreachable", False)
+        assert len(asked) == 1
+        assert "not asked again for" in decision.reason and str(status) in decision.reason
+        policy.close()
+
+
+def test_a_node_s_own_503_in_its_error_form_is_an_answer(clock):
+    """The node's own refusal (its {"error", "detail"} form, a storage failure's 503) is the node answering: the
+    breaker stays closed and every check asks it."""
+    asked = []
+
+    def app(_: str) -> Starlette:
+        async def storage(_: Request) -> JSONResponse:
+            asked.append(1)
+            return JSONResponse({"error": "storage", "detail": "disk full"}, status_code=503)
+
+        return Starlette(routes=[Route("/v1/policy", storage), Route("/v1/agents/{did}/check", storage,
+                                                                     methods=["POST"])])
+
+    with serving_in_thread(app) as url:
+        policy = TrustPolicy(url, listen=False, timeout=TIMEOUT)
+        for _ in range(3):
+            assert policy.check(new_did()).verdict == "block"
+        assert len(asked) == 3
+        policy.close()
