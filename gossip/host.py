@@ -1815,6 +1815,8 @@ class _NodeBudget:
             if other is not conn:
                 other.held = other.buffered() + other.incoming  # (it read, or was read, since it last received)
         self._held = sum(c.held for c in self._connections)
+        if conn not in self._connections:  # it stopped, and _live just forgot it: its frame goes nowhere
+            return False
         room = self._buffered if self._protected(conn) else self._share(self._buffered)
         while self._held > room:
             victim = max((c for c in self._live() if c.held and not self._connections[c]), key=lambda c: c.held,
