@@ -17,7 +17,7 @@ from vouching.tiers import TIERS, tier_rank
 
 from .runner import RunResult
 from .scenario import Scenario
-from .status import expected_cosigners, flagged_keys, witness_cosignatures, witnessed
+from .status import expected_cosigners, flagged_keys, followers_by_node, witness_cosignatures, witnessed
 
 CATCH_UP_MARGIN = 10.0  # seconds after a fault ends during which records are not counted as undisturbed
 
@@ -229,8 +229,7 @@ def checkpoints(run: RunResult) -> dict[str, Any]:
     every honest node's is."""
     others = len(run.plan.nodes) - 1
     flagged = flagged_keys(run.records.values(), run.keys.values())
-    flagged_nodes = {node for node, keys in run.keys.items() if flagged.intersection(keys)}
-    followers = {node: [run.dids[m] for m in run.plan.followers(node, flagged_nodes)] for node in run.plan.nodes}
+    followers = followers_by_node(run.plan, run.keys, run.dids, flagged)
     witnesses = run.scenario.settings.witnesses
     rows = {}
     for node, status in run.status.items():

@@ -23,7 +23,7 @@ from .interrupts import interrupts_held
 from .observe import RecordInfo, RecordWatch, ScoreSample, ScoreWatch, Timeline
 from .plan import OPERATOR_WEIGHT, Plan, make_plan
 from .scenario import Scenario
-from .status import NodeStatus, flagged_keys, node_status, witnessed
+from .status import NodeStatus, flagged_keys, followers_by_node, node_status, witnessed
 from .traffic import Traffic, TrafficStats
 from .workers import Worker
 
@@ -313,9 +313,9 @@ class Run:
         """Wait (boundedly) until every node's latest checkpoint covers its whole ledger and carries the
         cosignatures of its witnesses (status.witnessed), equivocators aside; the timeline says how long that took
         after traffic stopped."""
-        flagged = flagged_keys(records.snapshot(), [self.cluster.entry(n).keys for n in self.cluster.names])
-        followers = {n: [self.dids[m] for m in self.plan.followers(n, self._flagged(records))]
-                     for n in self.cluster.names}
+        orgs = {n: self.cluster.entry(n).keys for n in self.cluster.names}
+        flagged = flagged_keys(records.snapshot(), orgs.values())
+        followers = followers_by_node(self.plan, orgs, self.dids, flagged)
         witnesses = self.scenario.settings.witnesses
         self.say(f"waiting for every checkpoint to cover its ledger and be witnessed (at most {CHECKPOINT_TIMEOUT:g} s)")
         started = time.time()

@@ -3,8 +3,9 @@ its latest checkpoint (the checkpoint's signatures are verified here against the
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from ledger import CosignatureVerifier, Ed25519Verifier, NoteError, cosigner_name, log_origin, open_checkpoint
 from node.client import ClientError
@@ -16,6 +17,9 @@ from . import prometheus
 from .cluster import Cluster
 from .observe import RecordInfo
 from .state import NodeEntry
+
+if TYPE_CHECKING:
+    from .plan import Plan
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,14 @@ def flagged_keys(records: Iterable[RecordInfo], orgs: Iterable[Sequence[str]]) -
     afterwards too (vouching.succession)."""
     offenders = {r.about for r in records if r.kind == "equivocation"}
     return offenders | {key for keys in orgs if offenders.intersection(keys) for key in keys}
+
+
+def followers_by_node(plan: Plan, orgs: Mapping[str, Sequence[str]], dids: Mapping[str, str],
+                      flagged: set[str]) -> dict[str, list[str]]:
+    """Node -> the dids of its followers (Plan.followers), the nodes of orgs (node -> its keys) one of whose keys is
+    `flagged` left out of every horizon: the `followers` witnessed judges each node's checkpoint by."""
+    equivocators = {node for node, keys in orgs.items() if flagged.intersection(keys)}
+    return {node: [dids[m] for m in plan.followers(node, equivocators)] for node in plan.nodes}
 
 
 def witnessed(row: NodeStatus, followers: Iterable[str], flagged: set[str], witnesses: int) -> bool:

@@ -302,31 +302,32 @@ NO_ATTACK = {"scenario": {"name": "baseline", "seed": 1, "nodes": 2}, "agents": 
              "measurements": {"confusion": {"observers": ["n00", "n01"]}, "attacks": []}}
 
 
+def _finished_run(monkeypatch, results: dict, setup: dict | None = None) -> list[dict]:
+    """`run` with its scenario's run, measurements and report faked: the run ends with `setup`, its results are
+    `results`, and its summary is the line "the summary"; returns the results each report is written with."""
+    from testnet import cli, measure, report, runner
+
+    written: list[dict] = []
+    monkeypatch.setattr(runner, "Run", lambda cluster, scenario, **options: SimpleNamespace(
+        execute=lambda: SimpleNamespace(setup=setup or {})))
+    monkeypatch.setattr(measure, "measure", lambda result: {})
+    monkeypatch.setattr(report, "results_json", lambda *args: results)
+    monkeypatch.setattr(report, "write_report", lambda run, results, out: written.append(results) or out / "r.html")
+    monkeypatch.setattr(cli, "_print_summary", lambda measurements: print("the summary"))
+    return written
+
+
 @pytest.mark.parametrize(("trusted", "views", "outcome", "status"), [
     (0, 2, "contained", 0), (1, 2, "succeeded", 3), (0, 1, "no verdict", 4)])
 def test_a_run_ends_its_summary_with_a_verdict_per_attack_and_exits_by_them(existing, capsys, monkeypatch, trusted,
                                                                             views, outcome, status):
     """Before: the summary gave each attack's figures, never whether it succeeded, and a run exited 0 either way."""
-    from testnet import cli, measure, report, runner
-
-    class Finished:
-        def __init__(self, cluster, scenario, **options):
-            pass
-
-        def execute(self):
-            return SimpleNamespace(setup={})
-
     praise = {"attack": 0, "type": "praise", "orgs": "sybils", "agents": "bad", "targets": 1, "views": views,
               "trusted_or_better": trusted, "untrusted": 0, "highest_final": {"score": 400 + 200 * trusted,
                                                                              "tier": ["provisional", "trusted"][trusted]}}
     results = {**NO_ATTACK, "scenario": {"name": "sybil-collusion", "seed": 1, "nodes": 2},
                "measurements": {**NO_ATTACK["measurements"], "attacks": [praise]}}
-    written = []
-    monkeypatch.setattr(runner, "Run", Finished)
-    monkeypatch.setattr(measure, "measure", lambda result: {})
-    monkeypatch.setattr(report, "results_json", lambda *args: results)
-    monkeypatch.setattr(report, "write_report", lambda run, results, out: written.append(results) or out / "r.html")
-    monkeypatch.setattr(cli, "_print_summary", lambda measurements: print("the summary"))
+    written = _finished_run(monkeypatch, results)
     assert main(["testnet", "run", "sybil-collusion", "--dir", str(existing)]) == status
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "the summary" and out[2].startswith("report: ")
@@ -336,38 +337,18 @@ def test_a_run_ends_its_summary_with_a_verdict_per_attack_and_exits_by_them(exis
 
 
 def test_a_baseline_run_says_later_runs_of_its_seed_and_size_compare_with_it(existing, capsys, monkeypatch):
-    from testnet import cli, measure, report, runner
-
-    monkeypatch.setattr(runner, "Run", lambda cluster, scenario, **options: SimpleNamespace(
-        execute=lambda: SimpleNamespace(setup={})))
-    monkeypatch.setattr(measure, "measure", lambda result: {})
-    monkeypatch.setattr(report, "results_json", lambda *args: NO_ATTACK)
-    monkeypatch.setattr(report, "write_report", lambda run, results, out: out / "r.html")
-    monkeypatch.setattr(cli, "_print_summary", lambda measurements: None)
+    _finished_run(monkeypatch, NO_ATTACK)
     assert main(["testnet", "run", "baseline", "--dir", str(existing)]) == 0
-    assert capsys.readouterr().out.splitlines()[0] == ("verdict: no attack ran; later runs with seed 1 on 2 nodes "
+    assert capsys.readouterr().out.splitlines()[1] == ("verdict: no attack ran; later runs with seed 1 on 2 nodes "
                                                        "compare their praise and slander verdicts with this one's figures")
     assert main(["testnet", "run", "baseline", "--dir", str(existing), "--out", str(existing / "elsewhere")]) == 0
-    assert capsys.readouterr().out.splitlines()[0] == ("verdict: no attack ran; its report is not under the "
+    assert capsys.readouterr().out.splitlines()[1] == ("verdict: no attack ran; its report is not under the "
                                                        "testnet's reports, so no later run compares with it")
 
 
 def test_a_run_whose_setup_records_were_still_missing_when_traffic_started_says_so(existing, capsys, monkeypatch):
     """Before: the setup's 'still missing after 30.2 s' scrolled away and the summary's figures read as any run's."""
-    from testnet import cli, measure, report, runner
-
-    class Unready:
-        def __init__(self, cluster, scenario, **options):
-            pass
-
-        def execute(self):
-            return SimpleNamespace(setup={"missing": {"n00": 1, "n02": 4}, "propagation_seconds": 30.2})
-
-    monkeypatch.setattr(runner, "Run", Unready)
-    monkeypatch.setattr(measure, "measure", lambda result: {})
-    monkeypatch.setattr(report, "results_json", lambda *args: NO_ATTACK)
-    monkeypatch.setattr(report, "write_report", lambda *args: existing / "report.html")
-    monkeypatch.setattr(cli, "_print_summary", lambda measurements: None)
+    _finished_run(monkeypatch, NO_ATTACK, setup={"missing": {"n00": 1, "n02": 4}, "propagation_seconds": 30.2})
     assert main(["testnet", "run", "baseline", "--dir", str(existing)]) == 0
     assert ("warning: traffic started 30.2 s into the setup with its records still missing (n00 1 record, n02 4 "
             "records), so the figures above") in capsys.readouterr().out

@@ -1,6 +1,7 @@
 """What a run does before its traffic starts: it lifts a partition a killed run left, and waits for the setup's
 records at the nodes whose horizon holds their issuers, an equivocator's aside."""
 
+import math
 import os
 import signal
 import threading
@@ -25,114 +26,7 @@ def test_the_setup_waits_for_no_record_of_an_org_flagged_as_an_equivocator():
     assert _expected(issued, plan, {"n02"}) == {n: {"vouch-by-n00"} for n in plan.nodes}
 
 
-class _Client:
-    def __init__(self, blocked: list[str]) -> None:
-        self.blocked = blocked
-
-    def __enter__(self) -> "_Client":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-    def blocked_peers(self) -> list[str]:
-        return list(self.blocked)
-
-    def block_peers(self, peer_ids: list[str]) -> list[str]:
-        self.blocked[:] = peer_ids
-        return list(self.blocked)
-
-
-class _RunningCluster:
-    """Three running nodes whose configs need no change, with the block lists a partition left."""
-
-    def __init__(self, blocked: dict[str, list[str]]) -> None:
-        self.names = ["n00", "n01", "n02"]
-        self.state = SimpleNamespace(nodes=[SimpleNamespace(name=n, did=f"did:{n}") for n in self.names])
-        self.blocked = blocked
-
-    def configure(self, node: str, values: dict) -> bool:
-        return False
-
-    def running(self, node: str) -> bool:
-        return True
-
-    def start(self, names=None, *, progress=None, say=None) -> None:
-        pass
-
-    def client(self, node: str) -> _Client:
-        return _Client(self.blocked[node])
-
-
-def test_a_run_lifts_the_partition_a_killed_run_left_before_its_setup():
-    blocked = {"n00": ["peer-2"], "n01": ["peer-2"], "n02": ["peer-0", "peer-1"]}
-    said: list[str] = []
-    scenario = load_scenario(str(Path(__file__).with_name("short.toml")))
-    run = Run(_RunningCluster(blocked), scenario, seed=1, say=said.append)  # type: ignore[arg-type]
-    run._configure()
-    assert blocked == {"n00": [], "n01": [], "n02": []}
-    assert run.setup["blocks_lifted"] == ["n00", "n01", "n02"]
-    assert any("lifted the peer block lists of n00, n01, n02" in line for line in said)
-
-
-class _Clock:
-    """time.time and time.sleep on a clock of their own: a sleep moves it on at once."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def time(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def test_a_run_says_every_ten_seconds_how_far_its_traffic_got(monkeypatch):
-    from testnet import runner
-
-    clock = _Clock(1000.0)
-    monkeypatch.setattr(runner, "time", clock)
-    said: list[str] = []
-    scenario = load_scenario(str(Path(__file__).with_name("short.toml")))
-    run = Run(_RunningCluster({}), scenario, seed=1, say=said.append)  # type: ignore[arg-type]
-    stats = runner.TrafficStats(events_accepted=40, events_rejected=1, batches_failed=2)
-    run._traffic_until(1000.0, 25.0, stats)
-    assert clock.now == 1025.0
-    assert said == [f"t= {t:.1f} s  traffic (of 28 s): 40 events reported, 1 refused, 2 batches unanswered"
-                    for t in (10, 20)]
-
-
-# --- a partition is healed however the run ends --------------------------------------------------------------------
-
-_PARTITIONED = """
-description = "Three nodes; n01 killed at 1 s and back at 2 s; n02 cut off from 5 s to 15 s."
-nodes = 3
-duration = 20
-
-[orgs.honest]
-nodes = "rest"
-roots = ["honest"]
-vouch = ["honest"]
-
-[agents.good]
-count = 1
-behaviour = "honest"
-operator = "honest"
-works_at = ["honest"]
-
-[[faults]]
-type = "kill"
-nodes = "honest[1]"
-at = 1
-duration = 1
-
-[[faults]]
-type = "partition"
-nodes = "honest[2]"
-at = 5
-duration = 10
-"""
+# --- a testnet of fakes: nodes with block lists, watchers, a clock ---------------------------------------------------
 
 
 class _Node:
@@ -202,7 +96,7 @@ class _Testnet:
         return node in self.up
 
     def start(self, names=None, *, progress=None, say=None) -> None:
-        for node in self.names if names is None else names:
+        for node in set(self.names if names is None else names) - self.up:  # as Cluster.start: those not running
             self.up.add(node)
             self.nodes[node].blocked = []  # a node forgets its block list when it restarts
 
@@ -217,13 +111,13 @@ class _Testnet:
         return {n: node.blocked for n, node in self.nodes.items()}
 
 
-class _CtrlC:
-    """time.time, time.monotonic and time.sleep on a clock of their own, which a Ctrl-C interrupts `at` seconds
-    into the traffic (a sleep moves the clock on at once, and past `at` raises KeyboardInterrupt)."""
+class _Clock:
+    """time.time, time.monotonic and time.sleep on a clock of their own, which a Ctrl-C interrupts `ctrl_c_at`
+    seconds into the traffic if given (a sleep moves the clock on at once, and past that raises KeyboardInterrupt)."""
 
-    def __init__(self, at: float) -> None:
+    def __init__(self, ctrl_c_at: float = math.inf) -> None:
         self.now = 1000.0
-        self.at = 1000.0 + at
+        self.at = 1000.0 + ctrl_c_at
 
     def time(self) -> float:
         return self.now
@@ -235,6 +129,64 @@ class _CtrlC:
             self.now = self.at
             raise KeyboardInterrupt
         self.now += seconds
+
+
+def test_a_run_lifts_the_partition_a_killed_run_left_before_its_setup():
+    testnet = _Testnet()
+    for node, blocked in {"n00": ["peer-2"], "n01": ["peer-2"], "n02": ["peer-0", "peer-1"]}.items():
+        testnet.nodes[node].blocked = blocked
+    said: list[str] = []
+    scenario = load_scenario(str(Path(__file__).with_name("short.toml")))
+    run = Run(testnet, scenario, seed=1, say=said.append)  # type: ignore[arg-type]
+    run._configure()
+    assert testnet.blocked() == {"n00": [], "n01": [], "n02": []}
+    assert run.setup["blocks_lifted"] == ["n00", "n01", "n02"]
+    assert any("lifted the peer block lists of n00, n01, n02" in line for line in said)
+
+
+def test_a_run_says_every_ten_seconds_how_far_its_traffic_got(monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr(runner, "time", clock)
+    said: list[str] = []
+    scenario = load_scenario(str(Path(__file__).with_name("short.toml")))
+    run = Run(_Testnet(), scenario, seed=1, say=said.append)  # type: ignore[arg-type]
+    stats = runner.TrafficStats(events_accepted=40, events_rejected=1, batches_failed=2)
+    run._traffic_until(1000.0, 25.0, stats)
+    assert clock.now == 1025.0
+    assert said == [f"t= {t:.1f} s  traffic (of 28 s): 40 events reported, 1 refused, 2 batches unanswered"
+                    for t in (10, 20)]
+
+
+# --- a partition is healed however the run ends --------------------------------------------------------------------
+
+_PARTITIONED = """
+description = "Three nodes; n01 killed at 1 s and back at 2 s; n02 cut off from 5 s to 15 s."
+nodes = 3
+duration = 20
+
+[orgs.honest]
+nodes = "rest"
+roots = ["honest"]
+vouch = ["honest"]
+
+[agents.good]
+count = 1
+behaviour = "honest"
+operator = "honest"
+works_at = ["honest"]
+
+[[faults]]
+type = "kill"
+nodes = "honest[1]"
+at = 1
+duration = 1
+
+[[faults]]
+type = "partition"
+nodes = "honest[2]"
+at = 5
+duration = 10
+"""
 
 
 @pytest.fixture
@@ -258,7 +210,7 @@ def test_a_ctrl_c_4_s_into_a_partition_heals_it_though_another_stops_the_watcher
     """Before: the watchers were stopped first, and a second Ctrl-C while they stopped (a round of requests to
     finish, and nothing said meanwhile) skipped the heal: every node kept its block list."""
     testnet, run, said, watchers = partitioned
-    monkeypatch.setattr(runner, "time", _CtrlC(at=9.0))
+    monkeypatch.setattr(runner, "time", _Clock(ctrl_c_at=9.0))
 
     def second_ctrl_c() -> None:
         assert testnet.blocked() == {"n00": [], "n01": [], "n02": []}  # healed before the watchers are stopped
@@ -274,7 +226,7 @@ def test_a_ctrl_c_4_s_into_a_partition_heals_it_though_another_stops_the_watcher
 def test_a_ctrl_c_while_the_heal_is_asked_lets_it_reach_every_node_then_interrupts(partitioned, monkeypatch):
     """Before: the Ctrl-C stopped the heal at the node being asked, and the nodes after it were not asked."""
     testnet, run, said, watchers = partitioned
-    monkeypatch.setattr(runner, "time", _CtrlC(at=9.0))
+    monkeypatch.setattr(runner, "time", _Clock(ctrl_c_at=9.0))
     testnet.nodes["n00"].on_block = lambda peers: None if peers else os.kill(os.getpid(), signal.SIGINT)
     with pytest.raises(KeyboardInterrupt):
         run.execute()
@@ -284,7 +236,7 @@ def test_a_ctrl_c_while_the_heal_is_asked_lets_it_reach_every_node_then_interrup
 def test_a_node_that_fails_the_heal_keeps_no_other_cut_and_is_named_with_what_to_run(partitioned, monkeypatch):
     """Before: n00's error stopped the heal there (n01 and n02 were not asked), and replaced the Ctrl-C."""
     testnet, run, said, watchers = partitioned
-    monkeypatch.setattr(runner, "time", _CtrlC(at=9.0))
+    monkeypatch.setattr(runner, "time", _Clock(ctrl_c_at=9.0))
 
     def unreachable(peers: list[str]) -> None:
         if not peers:
@@ -303,7 +255,7 @@ def test_a_ctrl_c_while_a_node_restarts_inside_the_partition_heals_that_node_too
     """n01 is killed at 5 s with n02 cut off at 3 s, and a Ctrl-C lands as it is cut off again on its restart at
     6 s, before the run counts it up. Before: only the nodes counted up were healed, and n01 stayed cut."""
     testnet, run, said, watchers = partitioned
-    monkeypatch.setattr(runner, "time", _CtrlC(at=20.0))
+    monkeypatch.setattr(runner, "time", _Clock(ctrl_c_at=20.0))
     scenario = run.scenario
     kill, partition = scenario.faults
     run.scenario = replace(scenario, faults=(replace(kill, at=5.0), replace(partition, at=3.0)))
