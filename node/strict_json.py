@@ -31,6 +31,11 @@ def loads_strict(body: bytes) -> Any:
         raise ValueError("arrays or objects nested too deep, beyond what the node reads") from None
 
 
+def not_json(error: ValueError) -> str:
+    """The detail of a request body's 400 for `error`, loads_strict's reason (the API's and the ingest readers')."""
+    return f"body: not JSON ({str(error)[:160]})"
+
+
 def _members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     members = dict(pairs)
     if len(members) < len(pairs):
