@@ -50,6 +50,8 @@ def _no_constant(name: str) -> Any:
 
 
 def _integer(text: str) -> int:
+    if len(text) < _MAX_INTEGER_DIGITS:  # under 10^308, within a double: the ingest path's every id and time
+        return int(text)
     digits = len(text.removeprefix("-"))
     if digits > _MAX_INTEGER_DIGITS or abs(value := int(text)) > sys.float_info.max:
         raise ValueError(f"{text[:32]}... ({digits} digits) is beyond a JSON number's range (a double's)")
