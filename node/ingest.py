@@ -24,7 +24,7 @@ from .events import MAX_BATCH_EVENTS, Event, InvalidEvent, parse_event
 from .idempotency import IdempotencyStore, StoredReply, span_key
 from .metrics import Registry
 from .otlp import SpanBatch
-from .strict_json import loads_strict
+from .strict_json import loads_strict, not_json
 
 _FIELDS = ("event", "agent", "ts", "category", "name", "outcome", "duration_ms", "high_risk", "attrs")
 REJECTION_REASONS = (*_FIELDS, "unknown_field")  # events_rejected_total's reasons (rejection_reason)
@@ -92,7 +92,7 @@ def _parse_batch(body: bytes) -> list[Any]:
     try:
         document = loads_strict(body)
     except ValueError as error:
-        raise BadBatch(f"body: not JSON ({str(error)[:120]})") from None
+        raise BadBatch(not_json(error)) from None
     if type(document) is not dict or set(document) != {"events"}:
         raise BadBatch('body: must be a JSON object {"events": [...]}')
     events = document["events"]

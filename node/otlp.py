@@ -39,7 +39,7 @@ from opentelemetry.proto.common.v1 import common_pb2
 from vouching.bodies import CATEGORIES, OUTCOMES
 
 from .events import MAX_ATTR_TEXT, MAX_INT, MAX_NAME, Event, InvalidEvent, check_recent
-from .strict_json import loads_strict
+from .strict_json import loads_strict, not_json
 
 STATUS_ERROR = 2  # opentelemetry.proto.trace.v1.Status.StatusCode.STATUS_CODE_ERROR
 MCP_ACTIONS = frozenset({"tools/call", "resources/read", "resources/subscribe", "prompts/get",
@@ -206,7 +206,7 @@ def decode_json(body: bytes) -> list[Span]:
     try:
         document = loads_strict(body)
     except ValueError as error:
-        raise OtlpError(f"body: not JSON ({str(error)[:120]})") from None
+        raise OtlpError(not_json(error)) from None
     spans = []
     for r, resource_spans in enumerate(_json_list(_json_object(document, "body"), "resourceSpans", "body")):
         where = f"body.resourceSpans[{r}]"

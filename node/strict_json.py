@@ -31,6 +31,11 @@ def loads_strict(body: bytes) -> Any:
         raise ValueError("arrays or objects nested too deep, beyond what the node reads") from None
 
 
+def not_json(error: ValueError) -> str:
+    """The detail of a request body's 400 for `error`, loads_strict's reason (the API's and the ingest readers')."""
+    return f"body: not JSON ({str(error)[:160]})"
+
+
 def _members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     members = dict(pairs)
     if len(members) < len(pairs):
@@ -45,6 +50,8 @@ def _no_constant(name: str) -> Any:
 
 
 def _integer(text: str) -> int:
+    if len(text) < _MAX_INTEGER_DIGITS:  # under 10^308, within a double: the ingest path's every id and time
+        return int(text)
     digits = len(text.removeprefix("-"))
     if digits > _MAX_INTEGER_DIGITS or abs(value := int(text)) > sys.float_info.max:
         raise ValueError(f"{text[:32]}... ({digits} digits) is beyond a JSON number's range (a double's)")

@@ -23,7 +23,7 @@ from vouching.identity import is_compact_jwt
 
 from ..idempotency import IdempotencyStoreError
 from ..metrics import Registry
-from ..strict_json import loads_strict
+from ..strict_json import loads_strict, not_json
 
 log = logging.getLogger(__name__)
 STORAGE_RETRY_SECONDS = 10  # Retry-After of a request the node's storage refused
@@ -174,7 +174,7 @@ async def _unparsed_body(request: Request) -> str | None:
     try:
         loads_strict(await request.body())
     except ValueError as error:
-        return f"body: not JSON ({str(error)[:160]})"
+        return not_json(error)
     return None
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from fastapi import Request
 from fastapi.routing import APIRoute
 
-from ..strict_json import loads_strict
+from ..strict_json import loads_strict, not_json
 from .errors import ApiError
 from .guard import media_type
 
@@ -24,4 +24,4 @@ async def strict_json_body(request: Request) -> None:
         try:
             loads_strict(body)
         except ValueError as error:
-            raise ApiError(400, "bad_request", f"body: not JSON ({str(error)[:160]})") from None
+            raise ApiError(400, "bad_request", not_json(error)) from None

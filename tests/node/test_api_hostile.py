@@ -412,17 +412,25 @@ async def test_every_integer_and_boolean_parameter_is_plain_and_given_once(hosti
 
 # --- JSON bodies ------------------------------------------------------------------------------------------------
 
+_JSON_WRITE = [(b"authorization", f"Bearer {TOKEN}".encode()), (b"content-type", b"application/json")]
+
+
+def _json_writes(hostile: Hostile) -> list[tuple[str, str]]:
+    """(template, method) of every route whose OpenAPI entry takes an application/json body."""
+    return [(template, method) for template, methods in hostile.spec["paths"].items()
+            for method, operation in methods.items()
+            if "application/json" in operation.get("requestBody", {}).get("content", {})]
+
+
 async def test_every_write_taking_a_json_body_refuses_one_that_is_not_i_json(hostile):
     """A member given twice, NaN, 1e400 or UTF-16 (node.strict_json) is a 400 on every route whose OpenAPI entry
     takes application/json, before the body's fields are read: a route added later is covered too."""
-    routes = [(template, method) for template, methods in hostile.spec["paths"].items()
-              for method, operation in methods.items()
-              if "application/json" in operation.get("requestBody", {}).get("content", {})]
+    routes = _json_writes(hostile)
     assert len(routes) >= 5  # vouches, revocations, the block list, a check, events (and traces, not declared so)
-    headers = [(b"authorization", f"Bearer {TOKEN}".encode()), (b"content-type", b"application/json")]
     for template, method in routes:
         for body in (b'{"a": 1, "a": 2}', b'{"a": [NaN]}', b'{"a": {"b": 1e400}}', '{"a": 1}'.encode("utf-16")):
-            answer = await call(hostile.app, method.upper(), _path(hostile, template, "", ""), b"", headers, body)
+            answer = await call(hostile.app, method.upper(), _path(hostile, template, "", ""), b"", _JSON_WRITE,
+                                body)
             assert answer.status == 400, (template, body, answer)
             assert _error(answer)["detail"].startswith("body: not JSON ("), (template, body, answer)
 
@@ -430,15 +438,12 @@ async def test_every_write_taking_a_json_body_refuses_one_that_is_not_i_json(hos
 async def test_every_write_taking_a_json_body_says_why_one_python_cannot_parse_is_refused(hostile):
     """An integer of over 4,300 digits, or arrays nested beyond the parser's depth, failed FastAPI's parser before
     the I-JSON check: 400 "body: cannot be read as UTF-8 JSON", which the body is."""
-    routes = [(template, method) for template, methods in hostile.spec["paths"].items()
-              for method, operation in methods.items()
-              if "application/json" in operation.get("requestBody", {}).get("content", {})]
-    headers = [(b"authorization", f"Bearer {TOKEN}".encode()), (b"content-type", b"application/json")]
-    for template, method in routes:
+    for template, method in _json_writes(hostile):
         for body, reason in ((b'{"weight": %s}' % (b"9" * 5000), "(5000 digits) is beyond a JSON number's range"),
                              (b"[" * 10_000 + b"]" * 10_000, "nested too deep"),
                              (b'{"a":' * 10_000 + b"1" + b"}" * 10_000, "nested too deep")):
-            answer = await call(hostile.app, method.upper(), _path(hostile, template, "", ""), b"", headers, body)
+            answer = await call(hostile.app, method.upper(), _path(hostile, template, "", ""), b"", _JSON_WRITE,
+                                body)
             assert answer.status == 400, (template, reason, answer)
             assert _error(answer)["detail"].startswith("body: not JSON ("), (template, answer)
             assert reason in _error(answer)["detail"], (template, answer)
