@@ -1,12 +1,13 @@
 """A circuit breaker per node address (DESIGN §8, fail closed), shared by the requests a decision waits on (the
 policy's, the credential verifier's): after a request to an address got no answer (refused, timed out, unreadable;
 or a gateway's 502, 503 or 504 not in the node's error form: a proxy in front of it that could not reach it, counted
-as a failure as Envoy's outlier detection counts gateway errors), further requests to it fail at once, as NodeUnreachable saying why and when the address is tried again, for an
-interval that starts at FIRST_S and doubles with each failure in a row up to MAX_S, jittered; once it has passed,
-one request at a time goes through (the probe; the others still fail at once, for MAX_S at most: a probe that has
-not ended by then, its task stalled or its thread lost to a fork, no longer holds them back), and the first answer
-closes the breaker. gRPC's and Envoy's outlier ejection and Finagle's failure accrual do the same: a hung or down
-node costs a call microseconds, not the request's timeout.
+as a failure as Envoy's outlier detection counts gateway errors), further requests to it fail at once, as
+NodeUnreachable saying why and when the address is tried again, for an interval that starts at FIRST_S and doubles
+with each failure in a row up to MAX_S, jittered; once it has passed, one request at a time goes through (the probe;
+the others still fail at once, for MAX_S at most: a probe that has not ended by then, its task stalled or its thread
+lost to a fork, no longer holds them back), and the first answer closes the breaker. gRPC's and Envoy's outlier
+ejection and Finagle's failure accrual do the same: a hung or down node costs a call microseconds, not the request's
+timeout.
 """
 
 from __future__ import annotations
@@ -54,9 +55,10 @@ class Breaker:
     def attempt(self, failure: type[BaseException] | tuple[type[BaseException], ...] = NodeUnreachable,
                 what: str = "") -> Iterator[None]:
         """A request to the address, if the breaker lets it go (else NodeFailing): an exception of `failure` out of
-        the block, or a gateway's failure (GATEWAY_FAILURES, not in the node's error form), opens the breaker (or keeps it open, longer for a probe), and is what NodeFailing then says,
-        after `what`; anything else the address answered closes it, and a cancellation or interrupt leaves it as it
-        was (a probe's turn goes to the next request)."""
+        the block, or a gateway's failure (GATEWAY_FAILURES, not in the node's error form), opens the breaker (or
+        keeps it open, longer for a probe), and is what NodeFailing then says, after `what`; anything else the
+        address answered closes it, and a cancellation or interrupt leaves it as it was (a probe's turn goes to the
+        next request)."""
         probe = self._admit()
         try:
             yield

@@ -129,22 +129,31 @@ class _Following:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._count: dict[str, int] = {}
-        self.said = False
+        self._streams: dict[str, set[ScoreStream]] = {}
+        self._said = False
 
-    def started(self, node: str) -> None:
+    def started(self, stream: ScoreStream) -> None:
         with self._lock:
-            count = self._count[node] = self._count.get(node, 0) + 1
-            say = count >= MANY_STREAMS and not self.said
-            self.said = self.said or say
+            streams = self._streams.setdefault(stream.base_url, set())
+            streams.add(stream)
+            count = len(streams)
+            say = count >= MANY_STREAMS and not self._said
+            self._said = self._said or say
         if say:
-            log.warning(f"this process follows {count} streams of the node at {node}, a thread and one of the node's "
-                        "connections each: make one Vouchnet (or TrustPolicy) per service, not per request, and close "
-                        "it; or pass TrustPolicy(listen=False) (said once)", extra={"fields": {"node": node}})
+            log.warning(f"this process follows {count} streams of the node at {stream.base_url}, a thread and "
+                        "one of the node's connections each: make one Vouchnet (or TrustPolicy) per service, not per "
+                        "request, and close it; or pass TrustPolicy(listen=False) (said once)",
+                        extra={"fields": {"node": stream.base_url}})
 
-    def ended(self, node: str) -> None:
+    def ended(self, stream: ScoreStream) -> None:
+        """`stream` is followed no more (if it was not, nothing changes)."""
         with self._lock:
-            self._count[node] -= 1
+            self._streams.get(stream.base_url, set()).discard(stream)
+
+    def count(self, node: str) -> int:
+        """How many streams of `node` this process follows."""
+        with self._lock:
+            return len(self._streams.get(node, ()))
 
 
 FOLLOWING = _Following()
@@ -166,21 +175,10 @@ class ScoreStream:
         self._http = httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(5.0, read=IDLE_S),
                                   transport=bounded_transport())
         self._thread = threading.Thread(target=self._run, name="vouchnet-score-stream", daemon=True)
-        self._counting = threading.Lock()
-        self._counted = False  # in FOLLOWING: from start() until close() or the thread's end, whichever is first
 
     def start(self) -> None:
-        with self._counting:
-            self._counted = True
-            FOLLOWING.started(self.base_url)
+        FOLLOWING.started(self)  # until close() or the thread's end, whichever is first
         self._thread.start()
-
-    def _unfollowed(self) -> None:
-        """Count the stream as followed no more (once): at close(), which may leave its thread to end by itself."""
-        with self._counting:
-            counted, self._counted = self._counted, False
-            if counted:
-                FOLLOWING.ended(self.base_url)
 
     def close(self) -> None:
         """Stop following, and wait for the thread to end (at once: its socket is shut under the read it is blocked
@@ -189,7 +187,7 @@ class ScoreStream:
         deadline, and sees the stop before calling anything (a hung node held close() CLOSE_WAIT_S). No callback
         starts once close() has begun: not for the events already read, nor when a callback itself closes."""
         self._stop.set()
-        self._unfollowed()
+        FOLLOWING.ended(self)  # its thread, still waiting for a hung node, may be left to end by itself
         sock = self._socket
         if sock is not None:
             try:
@@ -206,7 +204,7 @@ class ScoreStream:
         try:
             self._follow_until_closed()
         finally:
-            self._unfollowed()
+            FOLLOWING.ended(self)
 
     def _follow_until_closed(self) -> None:
         """Follow, and reconnect after `reconnect` seconds, doubled at each failure in a row to connect, up to

@@ -189,13 +189,7 @@ class TelemetryCollector:
     def flush(self, timeout: float = 10.0) -> bool:
         """Send every waiting event now; True if all were acknowledged within `timeout` seconds (a post is cut
         there: its batch is kept)."""
-        end = time.monotonic() + timeout
-        if not self._send_lock.acquire(timeout=max(0.0, timeout)):  # the sender's post in progress outlasted it
-            return False
-        try:
-            return self._drain(end, cut=True)
-        finally:
-            self._send_lock.release()
+        return self._drain_by(time.monotonic() + timeout)
 
     def shutdown(self, timeout: float = 10.0) -> CollectorStats:
         """Stop the timer and send what is left, retrying, all within `timeout` seconds (the post in progress
@@ -210,11 +204,7 @@ class TelemetryCollector:
         atexit.unregister(self._at_exit)
         if self._thread is not None:
             self._thread.join(max(0.0, end - time.monotonic()))
-        if self._send_lock.acquire(timeout=max(0.0, end - time.monotonic())):
-            try:
-                self._drain(end, cut=True, retry=retry)
-            finally:
-                self._send_lock.release()
+        self._drain_by(end, retry=retry)
         with self._lock:
             self._closed, close = True, not self._running
             left = len(self._buffer) + self._in_flight
@@ -266,11 +256,21 @@ class TelemetryCollector:
             if close:  # shutdown() ended while a post of ours was in progress
                 self._client.close()
 
-    def _drain(self, end: float, *, background: bool = False, cut: bool = False, retry: bool = True) -> bool:
+    def _drain_by(self, end: float, *, retry: bool = True) -> bool:
+        """`_drain` by `end` (monotonic), the wait for the sender's post in progress included; False if that post
+        outlasted it."""
+        if not self._send_lock.acquire(timeout=max(0.0, end - time.monotonic())):
+            return False
+        try:
+            return self._drain(end, retry=retry)
+        finally:
+            self._send_lock.release()
+
+    def _drain(self, end: float, *, background: bool = False, retry: bool = True) -> bool:
         """Send batches until none is left (True) or `end` passes (False); transient failures are retried, unless
-        not to `retry` (then the first ends the drain). `cut`: a post is cut at `end` (its batch kept). In the
-        background, shutdown() interrupts the drain between posts and in the retries (and drains with its own
-        deadline)."""
+        not to `retry` (then the first ends the drain). A post is cut at `end` (its batch kept), but in the
+        background, where shutdown() interrupts the drain between posts and in the retries instead (and drains with
+        its own deadline)."""
         attempt = 0
         while True:
             if background and self._stopped.is_set():
@@ -278,13 +278,13 @@ class TelemetryCollector:
             if not self._pending and not self._take():
                 return True
             batch = self._pending[0]
-            if cut and (left := end - time.monotonic()) <= 0:
+            if background:
+                posted = self._post(batch)
+            elif (left := end - time.monotonic()) <= 0:
                 return False
-            if cut:
+            else:
                 with deadline(left):
                     posted = self._post(batch)
-            else:
-                posted = self._post(batch)
             if posted is not _Posted.RETRY:
                 self._pending.popleft()
                 if posted is _Posted.SPLIT:  # (its events stay in flight)

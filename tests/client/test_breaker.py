@@ -275,7 +275,6 @@ def test_each_origin_has_its_own_breaker():
     assert breakers.of("http://127.0.0.1:8700") is not breakers.of("http://127.0.0.1:8701")
 
 
-
 @pytest.mark.parametrize("status", [502, 503, 504])
 def test_a_proxy_that_cannot_reach_the_node_opens_the_breaker_as_a_hung_node_does(clock, status):
     """A reverse proxy in front of the node answering its own 502, 503 or 504 page (not the node's error form) is a

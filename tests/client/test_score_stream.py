@@ -117,7 +117,7 @@ def test_a_process_following_many_streams_of_one_node_says_once_that_they_pile_u
                     "request, and close it; or pass TrustPolicy(listen=False) (said once) node=http://127.0.0.1:9"]
     for policy in policies:
         policy.close()
-    assert score_stream.FOLLOWING._count[node] == 0  # a closed stream counts no more
+    assert score_stream.FOLLOWING.count(node) == 0  # a closed stream counts no more
 
 
 class _Waits:
@@ -195,8 +195,8 @@ def test_streams_closed_while_a_hung_node_holds_their_threads_count_no_more(monk
             stream.close()
             streams.append(stream)
         assert any(stream._thread.is_alive() for stream in streams)  # (else this test shows nothing)
-        assert score_stream.FOLLOWING._count[url] == 0
+        assert score_stream.FOLLOWING.count(url) == 0
     assert not [r for r in caplog.records if "streams of the node" in r.getMessage()]
     for stream in streams:
         stream._thread.join(10)
-    assert score_stream.FOLLOWING._count[url] == 0
+    assert score_stream.FOLLOWING.count(url) == 0
