@@ -13,7 +13,9 @@ each is logged once as an error until a post succeeds again. A batch refused as 
 proxy before it) is sent again at once as two halves, down to single events: an event still refused alone is
 dropped, logged, and counted as rejected if the node refused it, as dropped if a proxy did. Only a batch the node
 itself refuses for what it is (any other 4xx in its error format, node/api/errors.py) is dropped and counted as
-rejected, and so is an event JSON cannot carry (a NaN duration, an attribute that is an object), logged.
+rejected, and so is an event JSON cannot carry (a NaN duration, an attribute that is an object or nested too deep),
+logged. A fault of the sender's own (a bug, an HTTP stack's unexpected exception) drops the batch it held, counted
+as dropped and logged as an error, and sending goes on.
 `shutdown()` sends what is left, retrying, within one deadline (the post in progress included, the last post cut
 at it); so does the process's exit if shutdown() was not called, with one try a batch (no retries: it stops at the
 first that fails) within the collector's `timeout` in all. What either could not send is logged, with its count,
@@ -47,6 +49,9 @@ BATCH_SIZE = 100
 MAX_BUFFER = 10_000
 OUTCOMES = frozenset({"ok", "error", "denied", "timeout"})
 _BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 5.0)
+# What events_body raises for an event JSON cannot carry (UnicodeEncodeError is a ValueError; attributes nested
+# deeper than the interpreter's recursion limit raise RecursionError)
+_UNENCODABLE = (TypeError, ValueError, RecursionError)
 _UNREAD = frozenset({"not_json", "bad_answer"})  # a success answered with what is not the node's account of a batch
 _TOKEN_REFUSED = ("the node refuses the telemetry API token (VOUCHNET_TOKEN: what the node's api.token holds, not "
                   "its path)")
@@ -249,7 +254,7 @@ class TelemetryCollector:
                 if self._stopped.is_set():
                     return  # shutdown() drains, with its own deadline
                 with self._send_lock:
-                    self._drain(time.monotonic() + self.flush_interval, background=True)
+                    self._drain_guarded(time.monotonic() + self.flush_interval, background=True)
         finally:
             with self._lock:
                 self._running, close = False, self._closed
@@ -262,9 +267,24 @@ class TelemetryCollector:
         if not self._send_lock.acquire(timeout=max(0.0, end - time.monotonic())):
             return False
         try:
-            return self._drain(end, retry=retry)
+            return self._drain_guarded(end, retry=retry)
         finally:
             self._send_lock.release()
+
+    def _drain_guarded(self, end: float, *, background: bool = False, retry: bool = True) -> bool:
+        """`_drain`, which the caller holds the send lock for, surviving a fault of its own (a bug, or an HTTP stack's
+        unexpected exception): the events in flight are dropped (counted, logged as an error with the traceback),
+        and the sender, flush() and shutdown() go on with the rest; False then."""
+        try:
+            return self._drain(end, background=background, retry=retry)
+        except Exception:
+            with self._lock:
+                lost, self._in_flight = self._in_flight, 0
+                self._dropped += lost
+            self._pending.clear()
+            log.error("sending telemetry failed unexpectedly; the events in flight were dropped, the rest go on",
+                      exc_info=True, extra={"fields": {"events": lost, "node": self._client.base_url}})
+            return False
 
     def _drain(self, end: float, *, background: bool = False, retry: bool = True) -> bool:
         """Send batches until none is left (True) or `end` passes (False); transient failures are retried, unless
@@ -318,7 +338,7 @@ class TelemetryCollector:
                 return False
             try:
                 body = events_body(events)
-            except (TypeError, ValueError):  # (UnicodeEncodeError is a ValueError)
+            except _UNENCODABLE:
                 events = self._encodable(events)
                 body = events_body(events)
         if len(body) > MAX_BATCH_BYTES and (fits := _fitting(events)) < len(events):
@@ -330,13 +350,13 @@ class TelemetryCollector:
         return True
 
     def _encodable(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """`events` but those JSON cannot carry (a NaN, a lone surrogate, an object for an attribute: the caller's
-        mistake), which are dropped, counted as rejected and logged: they stopped the sender for good."""
+        """`events` but those JSON cannot carry (a NaN, a lone surrogate, an object for an attribute, attributes
+        nested too deep to encode: the caller's mistake), which are dropped, counted as rejected and logged."""
         kept = []
         for event in events:
             try:
                 events_body([event])
-            except (TypeError, ValueError) as error:
+            except _UNENCODABLE as error:
                 log.warning("a telemetry event JSON cannot carry was dropped", extra={"fields": {"error": error}})
                 with self._lock:
                     self._rejected += 1

@@ -187,13 +187,57 @@ def test_an_event_json_cannot_carry_is_dropped_as_rejected_and_the_rest_still_go
         collector.record_tool_call(agent, "b", attrs={"when": object()})  # type: ignore[dict-item]
         collector.record_tool_call(agent, "c\ud800")  # a lone surrogate, which UTF-8 cannot carry
         collector.record_tool_call(agent, "d")
+        collector.record_tool_call(agent, "e", attrs=_nested(sys.getrecursionlimit()))  # RecursionError
         assert collector.flush(timeout=10)
-        collector.record_tool_call(agent, "e")
+        collector.record_tool_call(agent, "f")
         stats = collector.shutdown()
-    assert posts == [["d"], ["e"]]
-    assert (stats.sent, stats.rejected, stats.buffered) == (2, 3, 0)
+    assert posts == [["d"], ["f"]]
+    assert (stats.sent, stats.rejected, stats.buffered) == (2, 4, 0)
     assert [r.getMessage().partition(" error=")[0] for r in caplog.records] == [
-        "a telemetry event JSON cannot carry was dropped"] * 3
+        "a telemetry event JSON cannot carry was dropped"] * 4
+
+
+def _nested(depth: int) -> dict:
+    value: dict = {}
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize("background", [False, True], ids=["flush()", "the sender thread"])
+def test_an_unexpected_fault_in_sending_drops_the_batch_in_flight_and_the_rest_still_go(caplog, background):
+    """A fault no post should raise (here the HTTP transport's own) killed the sender thread, which sent nothing
+    more, or raised out of flush(); the batch it held is dropped, said as an error, and the next one goes."""
+    posts, sent = [], threading.Event()
+
+    def node(request: httpx.Request) -> httpx.Response:
+        posts.append([event["name"] for event in json.loads(request.content)["events"]])
+        if len(posts) == 1:
+            raise RuntimeError("a bug in the transport")
+        sent.set()
+        return httpx.Response(200, json={"accepted": len(posts[-1]), "rejected": []})
+
+    collector = TelemetryCollector("http://node.invalid", API_TOKEN, flush_interval=3600, batch_size=2,
+                                   transport=httpx.MockTransport(node))
+    agent = new_did()
+    with caplog.at_level(logging.ERROR, logger="vouchnet.client"):
+        for name in "ab":
+            collector.record_tool_call(agent, name)  # a full batch wakes the sender thread
+        if background:
+            assert _until(lambda: collector.stats.dropped == 2)
+        else:
+            assert not collector.flush(timeout=10)
+        for name in "cd":
+            collector.record_tool_call(agent, name)
+        if background:
+            assert sent.wait(10)
+        else:
+            assert collector.flush(timeout=10)
+        stats = collector.shutdown()
+    assert posts == [["a", "b"], ["c", "d"]]
+    assert (stats.sent, stats.dropped, stats.buffered) == (2, 2, 0)
+    [error] = caplog.records
+    assert error.getMessage().startswith("sending telemetry failed unexpectedly") and error.exc_info
 
 
 def _exit_after_recording(url: str, token: str, agent: str) -> float:
