@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 from ._blocking import warn_if_blocking
+from ._closing import Steps
 from ._env import default_node, default_token
 from ._http import normal_url
 from ._log import log
@@ -148,16 +149,25 @@ class Vouchnet:
                                   high_risk=self.policy.is_high_risk(name))
 
     async def aclose(self) -> None:
-        """Send the telemetry left and let go of the node."""
-        if self.telemetry is not None:
-            await self.telemetry.ashutdown()
-        await self.policy.aclose()
+        """Send the telemetry left and let go of the node: both, though the first raises (its error is raised
+        after)."""
+        steps = Steps("Vouchnet")
+        with steps.step("the telemetry's shutdown"):
+            if self.telemetry is not None:
+                await self.telemetry.ashutdown()
+        with steps.step("the policy's close"):
+            await self.policy.aclose()
+        steps.done()
 
     def close(self) -> None:
         """`aclose` for synchronous code."""
-        if self.telemetry is not None:
-            self.telemetry.shutdown()
-        self.policy.close()
+        steps = Steps("Vouchnet")
+        with steps.step("the telemetry's shutdown"):
+            if self.telemetry is not None:
+                self.telemetry.shutdown()
+        with steps.step("the policy's close"):
+            self.policy.close()
+        steps.done()
 
     def __enter__(self) -> Vouchnet:
         return self

@@ -38,6 +38,7 @@ from vouching.tiers import tier_of, tier_rank
 
 from . import _breaker
 from ._blocking import warn_if_blocking
+from ._closing import Steps
 from ._env import default_node
 from ._http import NodeApiError, NodeUnreachable, normal_url, without_passwords
 from ._log import log
@@ -294,19 +295,28 @@ class TrustPolicy:
     # --- closing --------------------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop following the stream and close the sync client (async clients: `aclose` on their loop)."""
-        if self._stream is not None:
-            self._stream.close()
-        if self._client is not None:
-            self._client.close()
+        """Stop following the stream and close the sync client (async clients: `aclose` on their loop): both, though
+        the first raises (its error is raised after)."""
+        steps = Steps("TrustPolicy")
+        with steps.step("the score stream's close"):
+            if self._stream is not None:
+                self._stream.close()
+        with steps.step("the client's close"):
+            if self._client is not None:
+                self._client.close()
+        steps.done()
 
     async def aclose(self) -> None:
         """`close` (in a worker thread: it waits for the stream's thread to end), and close this loop's async
-        client."""
-        await anyio.to_thread.run_sync(self.close)
-        client = self._async_clients.pop(event_loop(), None)
-        if client is not None:
-            await client.aclose()
+        client, though `close` raises (its error is raised after)."""
+        steps = Steps("TrustPolicy")
+        with steps.step("close"):
+            await anyio.to_thread.run_sync(self.close)
+        with steps.step("this loop's async client's close"):
+            client = self._async_clients.pop(event_loop(), None)
+            if client is not None:
+                await client.aclose()
+        steps.done()
 
     # --- internals ------------------------------------------------------------------------------------------
 

@@ -111,6 +111,41 @@ async def _asearch() -> str:
     return _search()
 
 
+def _closing_with_a_failing_telemetry(monkeypatch) -> tuple[Vouchnet, list[str]]:
+    """A Vouchnet whose telemetry's shutdown raises, and the list its policy's closes are noted in."""
+    vouchnet, closed = Vouchnet(NODE, API_TOKEN, policy=TrustPolicy(NODE, listen=False)), []
+
+    def fails(*args: object) -> None:
+        raise OSError("the telemetry's shutdown failed")
+
+    async def afails(*args: object) -> None:
+        fails()
+
+    async def aclose() -> None:
+        closed.append("aclose")
+
+    monkeypatch.setattr(vouchnet.telemetry, "shutdown", fails)
+    monkeypatch.setattr(vouchnet.telemetry, "ashutdown", afails)
+    monkeypatch.setattr(vouchnet.policy, "close", lambda: closed.append("close"))
+    monkeypatch.setattr(vouchnet.policy, "aclose", aclose)
+    return vouchnet, closed
+
+
+def test_closing_closes_the_policy_though_the_telemetry_shutdown_raises_then_raises_its_error(monkeypatch):
+    """The policy's close was skipped: its stream thread and connection (one of the node's stream slots) leaked."""
+    vouchnet, closed = _closing_with_a_failing_telemetry(monkeypatch)
+    with pytest.raises(OSError, match="the telemetry's shutdown failed"):
+        vouchnet.close()
+    assert closed == ["close"]
+
+
+async def test_aclose_closes_the_policy_though_the_telemetry_shutdown_raises_then_raises_its_error(monkeypatch):
+    vouchnet, closed = _closing_with_a_failing_telemetry(monkeypatch)
+    with pytest.raises(OSError, match="the telemetry's shutdown failed"):
+        await vouchnet.aclose()
+    assert closed == ["aclose"]
+
+
 def test_a_policy_of_another_node_is_refused_naming_both(monkeypatch):
     """`Vouchnet(url, policy=TrustPolicy(min_score=100))` asked the local node for every decision (the policy's
     default) while it verified and reported at `url`."""

@@ -43,6 +43,20 @@ def dead_url() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
 
 
+def test_close_closes_the_client_though_the_stream_s_close_raises_then_raises_its_error(monkeypatch):
+    """The client's close was skipped when the stream's raised (its connection to the node left open)."""
+    policy = TrustPolicy("http://127.0.0.1:9")
+    client = policy._sync_client()
+
+    def fails() -> None:
+        raise RuntimeError("the stream's close failed")
+
+    monkeypatch.setattr(policy._stream, "close", fails)
+    with pytest.raises(RuntimeError, match="the stream's close failed"):
+        policy.close()
+    assert client._http.is_closed
+
+
 def test_an_unknown_agent_is_blocked_and_a_trusted_one_allowed(running, policy):
     stranger, _ = running.new_agent(trusted=False)
     known, _ = running.new_agent(trusted=True)
