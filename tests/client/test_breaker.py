@@ -301,6 +301,31 @@ def test_a_proxy_that_cannot_reach_the_node_opens_the_breaker_as_a_hung_node_doe
         policy.close()
 
 
+@pytest.mark.parametrize("status", [502, 503, 504])
+def test_a_proxy_that_cannot_reach_the_node_for_its_keys_opens_the_breaker_too(clock, status):
+    """The verifier's JWKS fetch counted only a connection's failure: a proxy's 502 closed the breaker the policy
+    shares, as if the node had answered, so the next check waited on the proxy again."""
+    asked = []
+
+    def app(_: str) -> Starlette:
+        async def gateway(_: Request) -> PlainTextResponse:
+            asked.append(1)
+            return PlainTextResponse("<html>bad gateway</html>", status_code=status)
+
+        return Starlette(routes=[Route(JWKS_PATH, gateway), Route("/v1/policy", gateway),
+                                 Route("/v1/agents/{did}/check", gateway, methods=["POST"])])
+
+    with serving_in_thread(app) as url:
+        verifier = CredentialVerifier([url], timeout=TIMEOUT)
+        policy = TrustPolicy(url, listen=False, timeout=TIMEOUT)
+        with pytest.raises(UnverifiedAgent, match="cannot fetch the keys of any trusted issuer"):
+            verifier.verify(agent_credential(SigningKey.generate(), new_did()))
+        decision = policy.check(new_did())
+        assert (decision.source, len(asked)) == ("unreachable", 1)
+        assert f"{url}{JWKS_PATH}: " in decision.reason and str(status) in decision.reason
+        policy.close()
+
+
 def test_a_node_s_own_503_in_its_error_form_is_an_answer(clock):
     """The node's own refusal (its {"error", "detail"} form, a storage failure's 503) is the node answering: the
     breaker stays closed and every check asks it."""
