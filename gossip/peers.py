@@ -6,10 +6,11 @@ every connect (gossip/host.py quirk 6), so the backoff here alone decides how of
 whose connection dropped is redialled after `min_backoff`, one that stays unreachable at most `max_backoff` (60 s)
 apart, and a connection that lasted less than `stable_after` counts as a failed dial, so a peer that keeps hanging
 up is redialled ever less often, not every `min_backoff`. A peer found on another network (the sync handshake
-names each side's) holds none of our records: it is dialled `apart_backoff` (an hour) apart, not dropped, so that a
-mistyped bootstrap address stays in sight. `DialSchedule.known` tells what it knows of each peer (GET /v1/peers):
-where it dials it, how many dials failed in a row, the last one's error, the other network it was found on, and when
-it dials next.
+names each side's) holds none of our records: it is dialled ever less often, not dropped, so that a mistyped
+bootstrap address stays in sight: `apart_first` (a minute) after it is first found so, doubled at each finding in a
+row up to `apart_backoff` (an hour), jittered, so that a node misconfigured for a moment is dialled again soon.
+`DialSchedule.known` tells what it knows of each peer (GET /v1/peers): where it dials it, how many dials failed in
+a row, the last one's error, the other network it was found on, and when it dials next.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ MAX_DIALS = 8  # dials at once: py-libp2p runs 32 and queues the rest, the host'
 # Addresses dialled per second, all peers together (and at once): each org's dials are bounded by its backoff, but
 # orgs are many, and every one may name anyone's address.
 MAX_DIAL_RATE, MAX_DIAL_BURST = 10.0, 50
-APART_BACKOFF = 3600.0  # seconds between dials of a peer found on another network: its node re-made on ours is found
+APART_FIRST = 60.0  # seconds before a peer first found on another network is dialled again (doubling at each finding)
+APART_BACKOFF = 3600.0  # ... up to this: its node re-made on ours is found
 MAX_ERROR = 512  # characters of a peer's last dial error kept (and shown): it may carry a hostile peer's text
 
 
@@ -91,6 +93,7 @@ class _Target:
     connected_at: float | None = None  # when its current connection opened, if it is connected
     other_network: str | None = None  # the network it was found on, not ours, until a connection to it lasts or a
     # sync round shows it on ours (`same_network`)
+    apart_findings: int = 0  # times in a row it was found on another network (its dials' spacing doubles with each)
 
     @property
     def addrs(self) -> list[str]:
@@ -109,7 +112,8 @@ class KnownPeer:
     failures: int  # dials failed in a row, a connection closed before `stable_after` counting as one
     last_error: str | None  # why the last of them failed: one printable line, at most MAX_ERROR characters
     next_dial_in: float | None  # seconds until it is dialled again (0: due, waiting for a dial); None if connected
-    other_network: str | None = None  # the network it was last found on, not ours (dialled APART_BACKOFF apart)
+    other_network: str | None = None  # the network it was last found on, not ours (dialled APART_FIRST to
+    # APART_BACKOFF apart)
 
 
 @dataclass
@@ -119,7 +123,8 @@ class DialSchedule:
     min_backoff: float = 1.0
     max_backoff: float = 60.0
     stable_after: float = 60.0  # a connection lasting less is a failed dial (the peer hangs up, say)
-    apart_backoff: float = APART_BACKOFF  # the least delay between dials of a peer found on another network
+    apart_first: float = APART_FIRST  # the least delay between dials of a peer found on another network, once ...
+    apart_backoff: float = APART_BACKOFF  # ... doubled at each finding in a row, up to this
     rng: random.Random = field(default_factory=random.Random)
     _targets: dict[str, _Target] = field(default_factory=dict)
     _sorted: list[str] | None = None  # the targets' peer ids in order, for known(); None once one came or went
@@ -193,7 +198,7 @@ class DialSchedule:
 
     def failed(self, peer_id: str, now: float, error: str) -> float | None:
         """Record a failed dial and why (`error`, kept as a printable_line); returns the delay before the next
-        attempt (doubling, jittered, capped; `apart_backoff` at least for a peer found on another network), None if
+        attempt (doubling, jittered, capped; `_apart_delay` at least for a peer found on another network), None if
         the peer is no longer kept (withdrawn or moved while it was dialled)."""
         target = self._targets.get(peer_id)
         if target is None:
@@ -203,21 +208,28 @@ class DialSchedule:
         delay = min(self.max_backoff, self.min_backoff * 2 ** (target.failures - 1))
         delay *= self.rng.uniform(0.5, 1.0)  # jitter: nodes restarted together do not redial in lockstep
         if target.other_network is not None:
-            delay = max(delay, self.apart_backoff)
+            delay = max(delay, self._apart_delay(target))
         target.due = now + delay
         return delay
 
+    def _apart_delay(self, target: _Target) -> float:
+        """The least delay before a peer found on another network is dialled again: `apart_first`, doubled at each
+        finding in a row after the first, up to `apart_backoff`, jittered as a failed dial's."""
+        delay = min(self.apart_backoff, self.apart_first * 2 ** min(max(target.apart_findings - 1, 0), 32))
+        return delay * self.rng.uniform(0.5, 1.0)
+
     def other_network(self, peer_id: str, network: str, now: float) -> None:
         """The peer named `network`, not ours (its sync request or answer did): it holds none of our records. It is
-        dialled again `apart_backoff` from now at the soonest, and shown with that network until a connection to it
-        lasts, or a sync round with it runs to the end (its node re-made on our network, or its address in the config
-        mended)."""
+        dialled again `_apart_delay` from now at the soonest (a minute the first time, doubling up to an hour), and
+        shown with that network until a connection to it lasts, or a sync round with it runs to the end (its node
+        re-made on our network, or its address in the config mended)."""
         target = self._targets.get(peer_id)
         if target is None:
             return
         target.other_network = network
+        target.apart_findings += 1
         target.last_error = printable_line(apart_error(network))
-        target.due = max(target.due, now + self.apart_backoff)
+        target.due = max(target.due, now + self._apart_delay(target))
 
     def same_network(self, peer_id: str) -> None:
         """The peer is on our network (a sync round with it ran to the end): one found on another no longer is, and
@@ -227,7 +239,7 @@ class DialSchedule:
             return
         if target.last_error == printable_line(apart_error(target.other_network)):
             target.last_error = None
-        target.other_network = None
+        target.other_network, target.apart_findings = None, 0
 
     def connected(self, peer_id: str, now: float) -> None:
         """A connection to the peer opened (our dial, or theirs); its failures are forgotten once it lasts."""
@@ -238,6 +250,7 @@ class DialSchedule:
         """The peer became reachable again (e.g. an operator unblocked it): due at once, its backoff forgotten."""
         if (target := self._targets.get(peer_id)) is not None:
             target.due, target.failures, target.last_error, target.other_network = 0.0, 0, None, None
+            target.apart_findings = 0
 
     def moved(self, peer_id: str, successor: str) -> None:
         """The peer's org rotated its key (DESIGN §2): its node now answers as `successor` at the same addresses."""
@@ -256,6 +269,7 @@ class DialSchedule:
         if target.failures > moved.failures:
             moved.failures, moved.last_error = target.failures, target.last_error
         moved.other_network = moved.other_network or target.other_network
+        moved.apart_findings = max(moved.apart_findings, target.apart_findings)
         moved.due = max(moved.due, target.due)
 
     def disconnected(self, peer_id: str, now: float) -> None:
@@ -273,7 +287,7 @@ class DialSchedule:
             self.failed(peer_id, now, f"the connection closed after {now - since:.1f} s, within the "
                                       f"{self.stable_after:g} s that a connection must last")
         else:
-            target.failures, target.last_error, target.other_network = 0, None, None
+            target.failures, target.last_error, target.other_network, target.apart_findings = 0, None, None, 0
             target.due = now + self.min_backoff
 
 
@@ -285,7 +299,7 @@ class PeerManager:
     addresses the node's own org record names (None: the host's listen addresses), and of its bootstrap addresses;
     and only those of records of the node's `network`: an org on another holds none of our records, and a hostile
     one would have us dial addresses of its choosing in another network's name. A peer the sync service finds on
-    another network (`other_network`) is dialled APART_BACKOFF apart."""
+    another network (`other_network`) is dialled APART_FIRST to APART_BACKOFF apart, doubling."""
 
     def __init__(
         self,

@@ -1,5 +1,6 @@
 """Peers and orgs of another network (`vouchnet init --network`) and the peer manager (DESIGN.md §5): a peer the sync
-handshake finds on another network is dialled an hour apart and shown with that network, not redialled every minute;
+handshake finds on another network is dialled ever less often (a minute after the first finding, doubling up to an
+hour) and shown with that network, not redialled every minute;
 an `org` record of another network has nothing dialled. A stand-in host counts the dials; trio's mock clock stands in
 for time."""
 
@@ -12,7 +13,7 @@ import pytest
 import trio
 
 from gossip.host import peer_id_from_public_key
-from gossip.peers import APART_BACKOFF, DialSchedule, PeerManager
+from gossip.peers import APART_BACKOFF, APART_FIRST, DialSchedule, PeerManager
 from gossip.replica import Replica
 from gossip.store import RecordStore
 from vouching import org_body, vouch_body
@@ -30,7 +31,7 @@ def replica(tmp_path) -> Iterator[Replica]:
 
 
 @pytest.mark.parametrize("heard_first", [True, False], ids=["heard-then-disconnected", "disconnected-then-heard"])
-def test_a_peer_found_on_another_network_is_dialled_an_hour_apart_and_shown_with_it(heard_first):
+def test_a_peer_found_on_another_network_is_dialled_a_minute_later_and_shown_with_it(heard_first):
     """The sync service hears it (its answer, or its request) around when the connection drops, in either order."""
     schedule = DialSchedule(min_backoff=1, max_backoff=60, stable_after=60, rng=random.Random(1))
     schedule.add("p", [addr("p")])
@@ -42,17 +43,40 @@ def test_a_peer_found_on_another_network_is_dialled_an_hour_apart_and_shown_with
         schedule.other_network("p", "othernet", now=0.7)
     [peer] = schedule.known([], after=None, limit=1, now=1)
     assert (peer.source, peer.other_network, peer.last_error) == ("bootstrap", "othernet", APART)
-    assert APART_BACKOFF - 1 <= peer.next_dial_in <= APART_BACKOFF
-    assert schedule.due(now=APART_BACKOFF - 1, connected=(), budget=5) == []
-    assert schedule.due(now=APART_BACKOFF + 1, connected=(), budget=5) == [("p", [addr("p")])]
+    assert APART_FIRST / 2 - 1 <= peer.next_dial_in <= APART_FIRST
+    assert schedule.due(now=APART_FIRST / 2 - 1, connected=(), budget=5) == []
+    assert schedule.due(now=APART_FIRST + 1, connected=(), budget=5) == [("p", [addr("p")])]
 
 
-def test_a_peer_on_another_network_that_then_cannot_be_reached_is_still_dialled_an_hour_apart():
+def test_each_finding_in_a_row_doubles_the_wait_up_to_an_hour():
+    """A node misconfigured for a moment (a bootstrap node started on another network, then mended) was not dialled
+    for an hour by those that found it so, unless it dialled them."""
     schedule = DialSchedule(min_backoff=1, max_backoff=60, stable_after=60, rng=random.Random(1))
     schedule.add("p", [addr("p")])
-    schedule.other_network("p", "othernet", now=0)
-    assert schedule.failed("p", now=APART_BACKOFF, error="dial: connection refused") == APART_BACKOFF
-    [peer] = schedule.known([], after=None, limit=1, now=APART_BACKOFF)
+    now, waits = 0.0, []
+    for _ in range(9):
+        schedule.connected("p", now)
+        schedule.other_network("p", "othernet", now)
+        schedule.disconnected("p", now)
+        [peer] = schedule.known([], after=None, limit=1, now=now)
+        waits.append(peer.next_dial_in)
+        now += peer.next_dial_in
+    nominal = [min(APART_FIRST * 2 ** i, APART_BACKOFF) for i in range(9)]
+    assert all(limit / 2 <= wait <= limit for wait, limit in zip(waits, nominal)), waits
+    assert nominal[-1] == APART_BACKOFF
+    schedule.same_network("p")  # its node re-made on ours: a sync round with it ran to the end
+    schedule.other_network("p", "othernet", now)
+    [peer] = schedule.known([], after=None, limit=1, now=now)
+    assert peer.next_dial_in <= APART_FIRST
+
+
+def test_a_peer_on_another_network_that_then_cannot_be_reached_is_still_dialled_as_far_apart():
+    schedule = DialSchedule(min_backoff=1, max_backoff=1, stable_after=60, rng=random.Random(1))
+    schedule.add("p", [addr("p")])
+    for _ in range(3):
+        schedule.other_network("p", "othernet", now=0)
+    assert 4 * APART_FIRST / 2 <= schedule.failed("p", now=1000, error="dial: connection refused") <= 4 * APART_FIRST
+    [peer] = schedule.known([], after=None, limit=1, now=1000)
     assert (peer.other_network, peer.last_error) == ("othernet", "dial: connection refused")
 
 
@@ -78,7 +102,8 @@ def test_a_rotated_peer_found_on_another_network_stays_so():
     schedule.other_network("old", "othernet", now=0)
     schedule.moved("old", "new")
     [moved] = schedule.known([], after=None, limit=1, now=0)
-    assert (moved.peer_id, moved.other_network, moved.next_dial_in) == ("new", "othernet", APART_BACKOFF)
+    assert (moved.peer_id, moved.other_network) == ("new", "othernet")
+    assert APART_FIRST / 2 <= moved.next_dial_in <= APART_FIRST
 
 
 def test_a_peer_not_dialled_is_not_kept_for_being_on_another_network():
@@ -88,18 +113,25 @@ def test_a_peer_not_dialled_is_not_kept_for_being_on_another_network():
     assert schedule.size == 0 and schedule.known([], after=None, limit=5, now=0) == []
 
 
-async def test_a_bootstrap_peer_on_another_network_is_dialled_once_an_hour_not_every_minute(replica, autojump_clock):
+async def test_a_bootstrap_peer_on_another_network_is_dialled_ever_less_often_not_every_minute(replica,
+                                                                                              autojump_clock):
     """Before: a bootstrap peer of another network, disconnected by the sync service each time it answered, was
-    dialled again at the usual backoff (a minute at most), for ever: about 70 dials in an hour."""
+    dialled again at the usual backoff (a minute at most), for ever: about 70 dials an hour."""
     host = DialCountingHost(reachable={"boot"})
+    dialled_at = []
     async with running(host, replica, bootstrap=[addr("boot")], max_peers=5) as manager:
-        for _ in range(3000):  # 50 minutes: the sync service finds it on othernet at each connection
+        for _ in range(6 * 3600):  # six hours: the sync service finds it on othernet at each connection
             if "boot" in host.connected:
+                dialled_at.append(trio.current_time())
                 manager.other_network("boot", "othernet")
                 host.drop("boot")
             await trio.sleep(1)
         [known] = manager.known(after=None, limit=5)
-    assert host.dialled == [addr("boot")]
+    gaps = [later - earlier for earlier, later in zip(dialled_at, dialled_at[1:])]
+    # waits of 1, 2, 4 ... 32 minutes, then an hour, each jittered down to half at most: 7 dials before the waits
+    # reach the hour, then one each half hour at most (it was some 420 in six hours)
+    assert len(host.dialled) == len(dialled_at) <= 7 + 12, gaps
+    assert gaps[0] <= APART_FIRST + 2 and APART_BACKOFF / 2 <= gaps[-1] <= APART_BACKOFF + 2, gaps
     assert (known.connected, known.other_network, known.last_error) == (False, "othernet", APART)
 
 

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
 from gossip.host import peer_id_from_public_key, peer_org
-from gossip.peers import APART_BACKOFF
+from gossip.peers import APART_FIRST
 from gossip.replica import Replica
 from ledger import Checkpoint, Ed25519Signer, ProofError, format_note, log_origin, note_signature, verify_inclusion
 from node import cli
@@ -249,11 +249,12 @@ async def test_peers_lists_the_peers_found_on_another_network_apart_with_it(run,
     lines = [line.split() for line in out.splitlines()]
     assert (code, lines[0], lines[1][:3], lines[3][:3]) == (0, ["no", "peers", "connected"], ["1", "not", "connected,"],
                                                             [down, "bootstrap", "1"])
-    assert out.splitlines()[4] == ("1 on another network, holding none of this network's records and dialled again "
-                                   "an hour apart (a [p2p] bootstrap address mistyped, or that node's network)")
+    assert out.splitlines()[4] == ("1 on another network, holding none of this network's records and dialled again ever "
+                                   "less often, a minute to an hour apart (a [p2p] bootstrap address mistyped, or "
+                                   "that node's network)")
     assert lines[5] == ["PEER", "ID", "SOURCE", "NETWORK", "NEXT", "DIAL", "ADDRESSES"]
     assert lines[6][:4] == [apart, "bootstrap", "othernet", "in"] and lines[6][5:] == ["s", apart_addr]
-    assert APART_BACKOFF - 60 <= int(lines[6][4]) <= APART_BACKOFF and len(lines) == 7
+    assert APART_FIRST / 2 - 1 <= int(lines[6][4]) <= APART_FIRST and len(lines) == 7
 
 
 async def test_peers_prints_a_hostile_peers_dial_error_as_one_escaped_line(run, node, url):
