@@ -66,7 +66,9 @@ def _known(status: int, code: object) -> str:
 
 
 class _CountRefusals:
-    """ASGI middleware counting each 4xx answer once, at its first body message (the API's error bodies are one)."""
+    """ASGI middleware counting each 4xx answer once, at its first body message (the API's error bodies are one),
+    but an answer to a client that left before its request was whole (the app was told `http.disconnect`): no one
+    reads it, and no caller was refused (a body sent too slowly is counted once, as the server's 408)."""
 
     def __init__(self, app: ASGIApp, counter: Counter) -> None:
         self.app = app
@@ -77,14 +79,21 @@ class _CountRefusals:
             await self.app(scope, receive, send)
             return
         refused = 0  # the answer's status, while a 4xx not yet counted
+        left = False  # the client left before the answer began
+
+        async def watching_receive() -> Message:
+            nonlocal left
+            message = await receive()
+            left = left or message["type"] == "http.disconnect"
+            return message
 
         async def counting_send(message: Message) -> None:
             nonlocal refused
             if message["type"] == "http.response.start":
-                refused = message["status"] if 400 <= message["status"] < 500 else 0
+                refused = message["status"] if 400 <= message["status"] < 500 and not left else 0
             elif message["type"] == "http.response.body" and refused:
                 self.counter.inc(status=str(refused), reason=refusal_reason(refused, message.get("body", b"")))
                 refused = 0
             await send(message)
 
-        await self.app(scope, receive, counting_send)
+        await self.app(scope, watching_receive, counting_send)

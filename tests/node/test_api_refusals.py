@@ -118,6 +118,34 @@ async def test_a_running_node_counts_the_refusals_its_http_server_answers_itself
     assert counts == {("400", "bad_request"): 1, ("431", "other"): 1}
 
 
+@pytest.mark.parametrize("how", ["leaves", "stalls"])
+async def test_a_client_that_leaves_or_stalls_mid_body_is_no_refusal_of_the_app_s(tmp_path, monkeypatch, how):
+    """A client that left midway through its body was counted as a 400 bad_request (the app's answer to the body it
+    could not read, which no one reads); one too slow, as the server's 408 and the app's 400 both."""
+    monkeypatch.setattr(http_server, "READ_TIMEOUT_S", 0.2)
+    async with running(tmp_path / "a") as node:
+        host, port = node.api_url.removeprefix("http://").rsplit(":", 1)
+        token = node.token
+        stream = await trio.open_tcp_stream(host, int(port))
+        await stream.send_all(b"POST /v1/vouches HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                              b"Authorization: Bearer " + token.encode() + b"\r\nContent-Length: 1000\r\n\r\n{\"sub")
+        if how == "leaves":
+            await trio.testing.wait_all_tasks_blocked(cushion=0.05)  # the app reads the body
+            await stream.aclose()
+        else:
+            with trio.fail_after(10):
+                while await stream.receive_some():  # answered 408, then closed
+                    pass
+            await stream.aclose()
+        await trio.testing.wait_all_tasks_blocked(cushion=0.05)  # the app has answered
+        async with httpx.AsyncClient() as api:
+            scraped = (await api.get(f"{node.api_url}/metrics")).text
+    counts = {(s.labels["status"], s.labels["reason"]): s.value
+              for family in text_string_to_metric_families(scraped) for s in family.samples
+              if s.name == "vouchnet_api_refusals_total" and s.value}
+    assert counts == ({} if how == "leaves" else {("408", "request_timeout"): 1})
+
+
 async def test_a_running_node_counts_the_connections_it_drops_for_want_of_a_slot(tmp_path, monkeypatch):
     """A node whose slots clients held by sending slowly closed the longest waiting for each newcomer, and nothing
     in /metrics said so."""
