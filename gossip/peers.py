@@ -7,8 +7,9 @@ whose connection dropped is redialled after `min_backoff`, one that stays unreac
 apart, and a connection that lasted less than `stable_after` counts as a failed dial, so a peer that keeps hanging
 up is redialled ever less often, not every `min_backoff`. A peer found on another network (the sync handshake
 names each side's) holds none of our records: it is dialled ever less often, not dropped, so that a mistyped
-bootstrap address stays in sight: `apart_first` (a minute) after it is first found so, doubled at each finding in a
-row up to `apart_backoff` (an hour), jittered, so that a node misconfigured for a moment is dialled again soon.
+bootstrap address stays in sight: `apart_first` (a minute) after it is first found so, doubled at each connection in
+a row found so, up to `apart_backoff` (an hour), jittered, so that a node misconfigured for a moment is dialled again
+soon.
 `DialSchedule.known` tells what it knows of each peer (GET /v1/peers): where it dials it, how many dials failed in
 a row, the last one's error, the other network it was found on, and when it dials next.
 """
@@ -38,7 +39,7 @@ MAX_DIALS = 8  # dials at once: py-libp2p runs 32 and queues the rest, the host'
 # Addresses dialled per second, all peers together (and at once): each org's dials are bounded by its backoff, but
 # orgs are many, and every one may name anyone's address.
 MAX_DIAL_RATE, MAX_DIAL_BURST = 10.0, 50
-APART_FIRST = 60.0  # seconds before a peer first found on another network is dialled again (doubling at each finding)
+APART_FIRST = 60.0  # seconds before a peer first found on another network is dialled again (doubling at each one)
 APART_BACKOFF = 3600.0  # ... up to this: its node re-made on ours is found
 MAX_ERROR = 512  # characters of a peer's last dial error kept (and shown): it may carry a hostile peer's text
 
@@ -93,7 +94,10 @@ class _Target:
     connected_at: float | None = None  # when its current connection opened, if it is connected
     other_network: str | None = None  # the network it was found on, not ours, until a connection to it lasts or a
     # sync round shows it on ours (`same_network`)
-    apart_findings: int = 0  # times in a row it was found on another network (its dials' spacing doubles with each)
+    apart_findings: int = 0  # connections in a row on which it was found on another network (its dials' spacing
+    # doubles with each)
+    found_apart: bool = False  # whether it was found so on its latest connection: a connection counts once, though
+    # the answer to our sync request and the peer's own request each name its network
 
     @property
     def addrs(self) -> list[str]:
@@ -214,7 +218,7 @@ class DialSchedule:
 
     def _apart_delay(self, target: _Target) -> float:
         """The least delay before a peer found on another network is dialled again: `apart_first`, doubled at each
-        finding in a row after the first, up to `apart_backoff`, jittered as a failed dial's."""
+        connection in a row found so after the first, up to `apart_backoff`, jittered as a failed dial's."""
         delay = min(self.apart_backoff, self.apart_first * 2 ** min(max(target.apart_findings - 1, 0), 32))
         return delay * self.rng.uniform(0.5, 1.0)
 
@@ -227,7 +231,9 @@ class DialSchedule:
         if target is None:
             return
         target.other_network = network
-        target.apart_findings += 1
+        if not target.found_apart:
+            target.found_apart = True
+            target.apart_findings += 1
         target.last_error = printable_line(apart_error(network))
         target.due = max(target.due, now + self._apart_delay(target))
 
@@ -243,8 +249,8 @@ class DialSchedule:
 
     def connected(self, peer_id: str, now: float) -> None:
         """A connection to the peer opened (our dial, or theirs); its failures are forgotten once it lasts."""
-        if peer_id in self._targets and self._targets[peer_id].connected_at is None:
-            self._targets[peer_id].connected_at = now
+        if (target := self._targets.get(peer_id)) is not None and target.connected_at is None:
+            target.connected_at, target.found_apart = now, False
 
     def retry_now(self, peer_id: str) -> None:
         """The peer became reachable again (e.g. an operator unblocked it): due at once, its backoff forgotten."""

@@ -11,7 +11,7 @@ from typing import Any
 from ledger.note import MAX_NOTE_SIZE
 from ledger.witness import MAX_REQUEST_SIZE
 from vouching import MAX_RECORD_SIZE
-from vouching.bodies import NETWORK_PATTERN
+from vouching.bodies import NETWORK_PATTERN, NETWORK_RULE
 from vouching.cbor import CborError, decode, encode
 
 SYNC_PROTOCOL = "/vouchnet/sync/1"
@@ -268,8 +268,7 @@ def _check_issuer(field: str, value: str, *, empty_ok: bool = False) -> None:
 
 def _check_network(value: str | None) -> None:
     if value is not None and (type(value) is not str or not NETWORK_PATTERN.fullmatch(value)):
-        raise LocalProtocolError("malformed",
-                                 "net: must be 1 to 64 characters of a-z 0-9 . _ -, starting with a-z or 0-9")
+        raise LocalProtocolError("malformed", f"net: must be {NETWORK_RULE}")
 
 
 def _check_seq(field: str, value: int) -> None:

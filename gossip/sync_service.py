@@ -112,11 +112,12 @@ class SyncStats:
     peers_disconnected: int = counted("Peers disconnected for breaking the sync protocol")
     peers_other_network: int = counted("Peers found on another network (a heads or checkpoint request, or the answer "
                                        "to ours, named it), each disconnected, counted and logged once")
-    # (the reasons: SyncError.reason, plus timeout, stream, busy, throttled and turn)
+    # (the reasons: SyncError.reason, plus busy, timeout and storage)
     errors: Counter[str] = by_reason("Catch-up sync failures, by reason, of two kinds: this node's own sessions and "
                                      "requests that failed (sync_rounds_failed_total counts its failed sessions) and "
                                      "peers' sync streams and requests it refused or cut short "
-                                     "(sync_served_errors_total, by the same reasons). Reasons: a protocol error's; timeout; stream; busy; storage; "
+                                     "(sync_served_errors_total, by the same reasons). Reasons: a protocol error's; "
+                                     "timeout; stream; busy; storage; "
                                      "throttled (a peer told us to come back later); turn (a gap fetch gave up "
                                      "waiting for a session with the peer to end); network (a peer of another "
                                      "network asked, or answered)",

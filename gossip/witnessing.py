@@ -601,9 +601,9 @@ class Witnessing:
     def _to_ask(self) -> list[str]:
         """The peers to ask now for the latest checkpoint: of the first in witness_order of the connected peers not
         yet asked (those that answered or gave up are not asked again), not flagged as equivocators (whose word
-        is worth nothing), not known to lack the protocol nor to be on another network, until `witnesses` have cosigned it or are being
-        asked, those done answering what they hold of our log. One still answering keeps its place and is asked
-        once it has: a fork sent for cosigning is the witness's evidence against us."""
+        is worth nothing), not known to lack the protocol nor to be on another network, until `witnesses` have
+        cosigned it or are being asked, those done answering what they hold of our log. One still answering keeps its
+        place and is asked once it has: a fork sent for cosigning is the witness's evidence against us."""
         if self._latest is None:
             return []
         wanted = self.witnesses - len(self._latest.cosignatures) - len(self._in_flight)

@@ -14,6 +14,7 @@ from vouching.schema import ID_SIZE, MAX_UINT, InvalidRecord, byte_string, did, 
 
 NAME_MAX = 128
 NETWORK_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+NETWORK_RULE = "1 to 64 characters of a-z 0-9 . _ -, starting with a-z or 0-9"  # NETWORK_PATTERN, as refusals say it
 ADDRS_MAX = 16
 ADDR_MAX = 256
 SCOPE_MAX = 64
@@ -223,7 +224,7 @@ def _org(value: Any, iss: str, ts: int) -> OrgBody:
     body = fields(value, "body", _ORG_FIELDS, _ORG_OPTIONAL)
     network = body["network"]
     if type(network) is not str or not NETWORK_PATTERN.fullmatch(network):
-        raise InvalidRecord("body.network: must be 1 to 64 characters of a-z 0-9 . _ -, starting with a-z or 0-9")
+        raise InvalidRecord(f"body.network: must be {NETWORK_RULE}")
     addrs = body["addrs"]
     if type(addrs) is not list or len(addrs) > ADDRS_MAX:
         raise InvalidRecord(f"body.addrs: must be a list of at most {ADDRS_MAX} addresses")

@@ -102,9 +102,9 @@ async def peers(
     middle; null without failures), `other_network` (the network the peer was found on, when its sync request or
     answer named another than the node's: a mistyped bootstrap address, say; it is then dialled ever less often, a
     minute, doubling up to an hour, apart, and this stays until a connection to it lasts a minute or a sync round
-    with it runs to the end; null otherwise) and
-    `next_dial_at` (when it is dialled next, in ms since the Unix epoch, the present if it is due and waits for a free
-    dial; null while connected). `next` is the cursor of the following page (the last peer id), null on the last."""
+    with it runs to the end; null otherwise) and `next_dial_at` (when it is dialled next, in ms since the Unix epoch,
+    the present if it is due and waits for a free dial; null while connected). `next` is the cursor of the following
+    page (the last peer id), null on the last."""
     if after is not None and not _BASE58.fullmatch(after):
         raise ApiError(422, "invalid_request", "query.after: must be a PeerID (base58), the `next` of a page")
     page = node.known_peers(after=after, limit=limit + 1)

@@ -44,8 +44,8 @@ def register(subparsers: Subparsers) -> None:
         "serves catch-up sync and cosigning (no for a gossip-only peer); then those it dials but is not connected "
         "to, with how many dials failed in a row, when it dials next and why the last dial failed; then those found "
         "on another network (a mistyped bootstrap address, say), with that network: dialled ever less often, a "
-        "minute to an hour apart. Where to "
-        "look when the node replicates nothing. --json adds each peer's org did and addresses.",
+        "minute to an hour apart. Where to look when the node replicates nothing. --json adds each peer's org did "
+        "and addresses.",
         examples=["vouchnet peers", "vouchnet peers --api http://127.0.0.1:8700 --json"],
         run=_peers,
     )

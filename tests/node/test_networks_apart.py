@@ -1,7 +1,7 @@
 """Nodes of different networks (`vouchnet init --network`), over real libp2p on loopback: a peer of another network
 holds none of the node's records, so it neither completes the node's start-up sync nor is asked to cosign its
 checkpoints; each node says, once, that the other is on another network, and lets it go (dialling it, if it does,
-an hour apart)."""
+ever less often, a minute to an hour apart)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ async def test_a_peer_of_another_network_neither_completes_the_start_up_sync_nor
                 # Each heard from the other (its request or its answer) and counted it once.
                 assert (a.sync.stats.peers_other_network, b.sync.stats.peers_other_network) == (1, 1)
                 assert b.sync.stats.rounds == 0 and a.sync.stats.rounds == 0
-                # b's bootstrap peer is shown with its network, so dialled an hour apart (before: within a minute)
+                # b's bootstrap peer is shown with its network, so dialled ever less often (before: within a minute)
                 [boot] = [p for p in b.peer_manager.known(after=None, limit=5) if p.peer_id == a.host.peer_id]
                 assert (boot.source, boot.other_network) == ("bootstrap", "vouchnet")
     said = sorted(r.getMessage().split(": it holds")[0] for r in caplog.records if "is on network" in r.getMessage())
