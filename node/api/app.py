@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from . import log, records, status
 from .errors import install_error_handlers
 from .guard import WriteGuard, declare_refusals
-from .json_body import strict_json_body
+from .json_body import check_strict_json
 from .methods import AllowedMethods
 from .parameters import exact_values
 from .view import NodeView
@@ -50,11 +50,12 @@ def create_app(
     means (node.api.hosts, node.api.origins), declared on every route.
     """
     app = FastAPI(title="vouchnet node", version="1", description=_DESCRIPTION, docs_url=None, redoc_url=None,
-                  dependencies=[Depends(exact_values), Depends(strict_json_body)])
+                  dependencies=[Depends(exact_values)])
     app.state.node = node
     install_error_handlers(app)
     app.add_middleware(WriteGuard, node=node, body_limits=body_limits, open_paths=frozenset(open_paths))
     included = (status.router, records.router, log.router, *routers)
+    check_strict_json(included)
     for router in included:
         app.include_router(router)
     app.add_middleware(AllowedMethods, routers=(app.router, *included))  # the outer one: before the token
