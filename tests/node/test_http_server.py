@@ -429,6 +429,24 @@ async def test_a_newcomer_refused_a_slot_that_never_reads_holds_neither_the_serv
     assert not streaming_app.left.is_set()
 
 
+async def test_a_newcomer_refused_a_slot_reads_its_503_though_it_sent_its_request_first(server, monkeypatch):
+    """A client sends its request, body and all, before it reads (curl, http.client): closed with that request
+    unread, the server's socket reset the connection, and 19 newcomers in 20 saw ECONNRESET, not the 503."""
+    monkeypatch.setattr(http_server, "MAX_CONNECTIONS", 1)
+    streaming_app.left = trio.Event()
+    address = await server(streaming_app)
+    first = await connect(address)
+    await first.send(get("/v1/stream"))
+    while b"hello" not in first.buffer:
+        await first.read()
+    for size in (0, 100, 60_000, 1_000_000) * 5:
+        newcomer = await connect(address)
+        await newcomer.send(b"POST /v1/events HTTP/1.1\r\nHost: node\r\nContent-Length: %d\r\n\r\n" % size
+                            + b"x" * size)
+        assert (await newcomer.response())[0] == 503, size
+        await newcomer.stream.aclose()
+
+
 async def read_to_end(client: Client) -> int:
     """How many bytes the server sent `client` until it ended the connection."""
     received = 0
