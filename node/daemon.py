@@ -448,8 +448,8 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
         dropped = node.telemetry.metrics.counter(
             "api_connections_dropped_total", f"API connections closed for want of a slot, all {MAX_CONNECTIONS:,} "
             "taken: evicted, the one waiting longest on its client for a request (slow to send it, or idle), for a "
-            "newcomer; full, a newcomer answered 503 busy, none waiting (each running the app, answering or streaming)", ("reason",),
-            known=DROPS)
+            "newcomer; full, a newcomer answered 503 busy, none waiting (each running the app, answering or "
+            "streaming)", ("reason",), known=DROPS)
         node.api_url = (await nursery.start(functools.partial(
             serve_on, app, listeners, refused=refused, dropped=lambda reason: dropped.inc(reason=reason))))[0]
         published.enter_context(published_api_url(config.data_dir, local_url))
