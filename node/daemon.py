@@ -39,7 +39,7 @@ from .api import NodeView, create_app
 from .api.errors import count_storage_refusals
 from .api.hosts import FORBIDDEN_HOST, HostGuard
 from .api.origins import FORBIDDEN_ORIGIN, OriginGuard
-from .api.refusals import count_refusals
+from .api.refusals import Refused, count_answers, refusals_counter
 from .api.http_server import DROPS, MAX_CONNECTIONS, serve_on
 from .api.scores import CHECK_PATH, ScoreFastPath, scores_router
 from .config import CONFIG_FILE, NodeConfig, is_loopback
@@ -373,13 +373,14 @@ def _repair_hint(config: NodeConfig) -> str:
 
 
 def api_app(node: NodeView, telemetry: Telemetry, trust: TrustService, key: SigningKey, *,
-            retired_keys: Sequence[tuple[VerifyKey, int]], traces_need_token: bool,
+            retired_keys: Sequence[tuple[VerifyKey, int]], traces_need_token: bool, refused: Refused,
             served_url: str | None = None, hosts: Collection[str] = (), any_host: bool = False) -> HostGuard:
     """The local API as the node serves it (DESIGN.md §8): the records and log endpoints of `node`, telemetry,
     credentials and scores, behind ScoreFastPath, behind OriginGuard and HostGuard (answering to `hosts`, to any
     host if `any_host`, and to `served_url`'s origin and host); checks need no token, nor traces unless
-    `traces_need_token`; its 503 `storage` answers and its refusals (4xx, the guards' too) counted in telemetry's
-    metrics. `retired_keys` and `served_url`: as Telemetry.routers takes them. It reads no store, and so can be made
+    `traces_need_token`; its 503 `storage` answers counted in telemetry's metrics, and its refusals (4xx, the
+    guards' too) told to `refused` (node.api.refusals.refusals_counter's, which the HTTP server is given too).
+    `retired_keys` and `served_url`: as Telemetry.routers takes them. It reads no store, and so can be made
     in a worker thread (serve_node does)."""
     app = create_app(
         node,
@@ -389,7 +390,7 @@ def api_app(node: NodeView, telemetry: Telemetry, trust: TrustService, key: Sign
         forbidden=[FORBIDDEN_HOST, FORBIDDEN_ORIGIN],
     )
     count_storage_refusals(app, telemetry.metrics)
-    refused = count_refusals(app, telemetry.metrics)
+    count_answers(app, refused)
     served_host = urllib.parse.urlsplit(served_url).hostname if served_url else None
     return HostGuard(OriginGuard(ScoreFastPath(app, trust, key), origins=[served_url] if served_url else [],
                                  refused=refused),
@@ -437,19 +438,20 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
             published.push_async_callback(listener.aclose)  # (serving closes them too: this, if it never begins)
         # Bound before the app is made: with port 0, the port the OS picked is where its status lists are served.
         local_url = config.local_api_url(listeners[0].socket.getsockname()[1])
+        refused = refusals_counter(node.telemetry.metrics)  # the app's refusals and the HTTP server's own
         # In a worker thread: FastAPI analyses each endpoint's signature and builds its pydantic adapters, which held
         # the loop for 54 ms (benchmarks/startup.py). The org's retired keys are read first, on the store's thread.
         app = await trio.to_thread.run_sync(functools.partial(
             api_app, node, node.telemetry, node.trust, node.key, retired_keys=node.telemetry.retired_keys(),
-            traces_need_token=config.traces_need_token, served_url=config.public_url or local_url,
+            traces_need_token=config.traces_need_token, refused=refused, served_url=config.public_url or local_url,
             hosts=(*config.hosts, config.api_host), any_host=config.any_host))
         dropped = node.telemetry.metrics.counter(
             "api_connections_dropped_total", f"API connections closed for want of a slot, all {MAX_CONNECTIONS:,} "
             "taken: evicted, the one waiting longest on its client for a request (slow to send it, or idle), for a "
-            "newcomer; full, a newcomer, none waiting (each running the app, answering or streaming)", ("reason",),
-            known=DROPS)
+            "newcomer; full, a newcomer answered 503 busy, none waiting (each running the app, answering or "
+            "streaming)", ("reason",), known=DROPS)
         node.api_url = (await nursery.start(functools.partial(
-            serve_on, app, listeners, refused=app.refused, dropped=lambda reason: dropped.inc(reason=reason))))[0]
+            serve_on, app, listeners, refused=refused, dropped=lambda reason: dropped.inc(reason=reason))))[0]
         published.enter_context(published_api_url(config.data_dir, local_url))
         if not is_loopback(config.api_host):
             writes = ("writes need api.token" if config.traces_need_token else "writes need api.token, but for "

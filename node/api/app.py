@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from . import log, records, status
 from .errors import install_error_handlers
 from .guard import WriteGuard, declare_refusals
-from .json_body import strict_json_body
+from .json_body import check_strict_json
 from .methods import AllowedMethods
 from .parameters import exact_values
 from .view import NodeView
@@ -31,7 +31,9 @@ page of another origin is refused 403 `forbidden_origin`, on every method: one w
 (`http://` and its `Host`, or `[api] public_url`'s origin), or whose `Sec-Fetch-Site` is `cross-site` or `same-site`
 but for a GET opening a page in the browser's tab (a link followed); a request with neither header (curl, an SDK,
 a server) is answered.
-Every error is a 4xx or 5xx with the JSON body `{"error": <code>, "detail": <reason naming the field>}`.
+Every error is a 4xx or 5xx with the JSON body `{"error": <code>, "detail": <reason naming the field>}`. When every
+connection the node serves is busy (each answered or streamed to), a new one is answered 503 `busy` with
+`Retry-After` before its request is read, on any path.
 """
 
 
@@ -50,11 +52,12 @@ def create_app(
     means (node.api.hosts, node.api.origins), declared on every route.
     """
     app = FastAPI(title="vouchnet node", version="1", description=_DESCRIPTION, docs_url=None, redoc_url=None,
-                  dependencies=[Depends(exact_values), Depends(strict_json_body)])
+                  dependencies=[Depends(exact_values)])
     app.state.node = node
     install_error_handlers(app)
     app.add_middleware(WriteGuard, node=node, body_limits=body_limits, open_paths=frozenset(open_paths))
     included = (status.router, records.router, log.router, *routers)
+    check_strict_json(included)
     for router in included:
         app.include_router(router)
     app.add_middleware(AllowedMethods, routers=(app.router, *included))  # the outer one: before the token

@@ -23,7 +23,6 @@ from vouching.identity import is_compact_jwt
 
 from ..idempotency import IdempotencyStoreError
 from ..metrics import Registry
-from ..strict_json import loads_strict, not_json
 
 log = logging.getLogger(__name__)
 STORAGE_RETRY_SECONDS = 10  # Retry-After of a request the node's storage refused
@@ -56,9 +55,9 @@ _MEANINGS = {
 # A read is sent no record: its 422 is a parameter's.
 _READ_MEANINGS = {**_MEANINGS, 422: "A malformed parameter, or one out of range; the detail names it"}
 # A write's body is JSON, as I-JSON has it (node.api.json_body).
-_WRITE_MEANINGS = {**_MEANINGS, 400: "A body that is not JSON as I-JSON (RFC 7493) has it: not UTF-8, a member given "
-                                     "twice in one object, NaN, Infinity, a number beyond a double's range or "
-                                     "arrays nested beyond the parser's depth"}
+_WRITE_MEANINGS = {**_MEANINGS, 400: "A body that is not JSON as I-JSON (RFC 7493) has it: malformed, not UTF-8, a "
+                                     "member given twice in one object, NaN, Infinity, a number beyond a double's "
+                                     "range or arrays nested beyond the parser's depth"}
 
 
 def error_responses(*statuses: int, json_body: bool = True) -> dict[int | str, dict[str, Any]]:
@@ -153,8 +152,8 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 def _describe(error: Mapping[str, Any]) -> str:
     """One pydantic error as "where: what", e.g. "query.limit: Input should be less than or equal to 500"."""
     loc = tuple(error.get("loc", ()))
-    if error.get("type") == "json_invalid" or loc == ("body",):
-        # FastAPI hands a body that is not JSON on to the model as bytes; say what the body must be instead.
+    if loc == ("body",):
+        # FastAPI hands a body not sent as JSON on to the model as bytes; say what the body must be instead.
         return "body: must be a JSON object, sent with Content-Type: application/json"
     where = ".".join(str(part) for part in loc) or "request"
     message = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
@@ -163,19 +162,7 @@ def _describe(error: Mapping[str, Any]) -> str:
 
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     code, detail = _HTTP_ERRORS.get(exc.status_code, (f"http_{exc.status_code}", None))
-    if exc.status_code == 400 and exc.__cause__ is not None:  # FastAPI's own parser failed on the body
-        detail = await _unparsed_body(request) or detail
     return error_response(exc.status_code, code, detail or str(exc.detail), exc.headers)
-
-
-async def _unparsed_body(request: Request) -> str | None:
-    """What node.strict_json says is wrong with a body FastAPI's parser gave up on before the app's I-JSON check
-    (node.api.json_body) could read it: an integer over Python's 4,300 digits, arrays nested beyond its depth."""
-    try:
-        loads_strict(await request.body())
-    except ValueError as error:
-        return not_json(error)
-    return None
 
 
 async def _invalid_record(request: Request, exc: InvalidRecord) -> JSONResponse:

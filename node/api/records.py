@@ -17,6 +17,7 @@ from vouching.bodies import KINDS
 from .errors import ApiError, ErrorBody, checked_did, error_responses, read_responses
 from .guard import media_type
 from .idempotent import HEADER_DESCRIPTION, RequestKey, keyed_responses
+from .json_body import StrictJsonRoute
 from .view import NodeDep, NodeView
 
 DEFAULT_PAGE = 100
@@ -27,7 +28,7 @@ MAX_CURSOR = 2**53 - 1  # ledger indexes stay within what JSON carries exactly (
 _MAX_FILTER = 512  # longer than any did or record id
 _RECORD_ID = re.compile(r"[0-9a-fA-F]{64}")
 
-router = APIRouter(prefix="/v1", tags=["records"])
+router = APIRouter(prefix="/v1", route_class=StrictJsonRoute, tags=["records"])
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", description=HEADER_DESCRIPTION)]
 
 

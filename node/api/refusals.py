@@ -10,12 +10,12 @@ a code not in the set is counted as `other`.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..metrics import Counter, Registry
+from ..metrics import Registry
+from .http_server import Refused
 
 OTHER = "other"
 # Every 4xx error code the API gives, with its status (tests/node/test_metrics.py keeps it whole).
@@ -35,12 +35,11 @@ REFUSALS: dict[str, int] = {
 }
 
 
-def count_refusals(app: FastAPI, metrics: Registry) -> Callable[[int, str], None]:
-    """Count `app`'s 4xx answers in `metrics` (vouchnet_api_refusals_total), each known pair shown at 0 from the
-    start; outermost of the app's middleware, so that the token's 401 and a method's 405 are counted too. Returns
-    `refused(status, code)`, which counts a refusal answered before the app (HostGuard's and OriginGuard's) or
-    instead of it (node.api.http_server's 408 and malformed requests' 4xx): the middleware is not put before
-    ScoreFastPath, whose score reads (5 to 18 us) it would slow by about 1 us each."""
+def refusals_counter(metrics: Registry) -> Refused:
+    """vouchnet_api_refusals_total in `metrics`, each known pair shown at 0 from the start, and `refused(status,
+    code)` that counts one in it: given to count_answers (the app's own refusals), to HostGuard and OriginGuard
+    (answered before the app) and to node.api.http_server.serve_on (answered instead of it: 408, a malformed
+    request's 4xx)."""
     counter = metrics.counter(
         "api_refusals_total", "API requests refused as the caller's (4xx), by HTTP status and error code (the answer's "
         "`error`; other: an OTLP protobuf answer's, which has none): 401 unauthorized is a write without this node's "
@@ -48,8 +47,14 @@ def count_refusals(app: FastAPI, metrics: Registry) -> Callable[[int, str], None
         "DNS rebinding); 403 forbidden_origin, a browser's request for another origin's page; 408 request_timeout, a "
         "request body not sent in time (a client too slow, or holding connections)", ("status", "reason"),
         known=[(str(status), code) for code, status in REFUSALS.items()])
-    app.add_middleware(_CountRefusals, counter=counter)
     return lambda status, code: counter.inc(status=str(status), reason=_known(status, code))
+
+
+def count_answers(app: FastAPI, refused: Refused) -> None:
+    """Tell `refused` of each of `app`'s 4xx answers, by its error code (refusal_reason); outermost of the app's
+    middleware, so that the token's 401 and a method's 405 are counted too. It is not put before ScoreFastPath,
+    whose score reads (5 to 18 us) it would slow by about 1 us each: the guards in front count their own."""
+    app.add_middleware(_CountRefusals, refused=refused)
 
 
 def refusal_reason(status: int, body: bytes) -> str:
@@ -70,15 +75,15 @@ class _CountRefusals:
     but an answer to a client that left before its request was whole (the app was told `http.disconnect`): no one
     reads it, and no caller was refused (a body sent too slowly is counted once, as the server's 408)."""
 
-    def __init__(self, app: ASGIApp, counter: Counter) -> None:
+    def __init__(self, app: ASGIApp, refused: Refused) -> None:
         self.app = app
-        self.counter = counter
+        self.refused = refused
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        refused = 0  # the answer's status, while a 4xx not yet counted
+        pending = 0  # the answer's status, while a 4xx not yet counted
         left = False  # the client left before the answer began
 
         async def watching_receive() -> Message:
@@ -88,12 +93,12 @@ class _CountRefusals:
             return message
 
         async def counting_send(message: Message) -> None:
-            nonlocal refused
+            nonlocal pending
             if message["type"] == "http.response.start":
-                refused = message["status"] if 400 <= message["status"] < 500 and not left else 0
-            elif message["type"] == "http.response.body" and refused:
-                self.counter.inc(status=str(refused), reason=refusal_reason(refused, message.get("body", b"")))
-                refused = 0
+                pending = message["status"] if 400 <= message["status"] < 500 and not left else 0
+            elif message["type"] == "http.response.body" and pending:
+                self.refused(pending, refusal_reason(pending, message.get("body", b"")))
+                pending = 0
             await send(message)
 
         await self.app(scope, watching_receive, counting_send)

@@ -26,6 +26,7 @@ from vouching.policy import MAX_TOOL_NAME, tool_name_problem
 from ..credentials import score_statement
 from ..trust import TrustService, listed_issuers, listed_scopes
 from .errors import ApiError, checked_did, error_responses, read_responses
+from .json_body import StrictJsonRoute
 from .parameters import BOOLEANS
 from .records import DEFAULT_PAGE, PageLimit
 
@@ -68,7 +69,7 @@ def score_answer(trust: TrustService, key: SigningKey, did: str, *, explain: boo
 
 def scores_router(trust: TrustService, key: SigningKey) -> APIRouter:
     """The score, check and org endpoints over `trust`; statements are signed with the org key `key`."""
-    router = APIRouter(tags=["scores"])
+    router = APIRouter(route_class=StrictJsonRoute, tags=["scores"])
 
     @router.get("/v1/agents/{did}/score", responses=read_responses(422))
     async def agent_score(

@@ -19,6 +19,7 @@ from vouching import did_key
 from ..audit_log import wall_clock_ms
 from ..health import own_org_flagged
 from .errors import ApiError, error_responses, read_responses
+from .json_body import StrictJsonRoute
 from .records import DEFAULT_PAGE, PageLimit
 from .view import NodeDep
 
@@ -28,7 +29,7 @@ MAX_LISTED_FLAGGED = 64
 MAX_PEER_ID = 64  # an Ed25519 PeerID has 52 characters
 _BASE58 = re.compile(r"[1-9A-HJ-NP-Za-km-z]+")
 
-router = APIRouter(tags=["node"])
+router = APIRouter(route_class=StrictJsonRoute, tags=["node"])
 
 
 class BlockedPeers(BaseModel):

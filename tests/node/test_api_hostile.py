@@ -21,6 +21,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from gossip.host import peer_id_from_public_key
 from gossip.replica import Replica
 from gossip.store import RecordStore
+from node.api.refusals import refusals_counter
 from node.config import load_config
 from node.daemon import api_app
 from node.keys import load_org_key
@@ -115,7 +116,8 @@ def hostile(tmp_path):
                 telemetry.broadcaster.publish({"type": "score"})
                 boot = subscriber.receive.receive_nowait().split(b"\n")[0].removeprefix(b"id: ").split(b"-")[0]
             dids = [view.did, partner.did, *agents]
-            app = api_app(view, telemetry, trust, key, retired_keys=telemetry.retired_keys(), traces_need_token=True)
+            app = api_app(view, telemetry, trust, key, retired_keys=telemetry.retired_keys(), traces_need_token=True,
+                          refused=refusals_counter(telemetry.metrics))
             yield Hostile(app, app.app.app.app.openapi(), dids, [r.id.hex() for r in ours],
                           [peer_id_from_public_key(public_key_from_did(did)) for did in dids], boot.decode(),
                           partner.record().raw, telemetry.audit.now())

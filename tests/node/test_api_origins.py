@@ -19,17 +19,20 @@ async def _request(url: str, method: str, path: str, headers: dict[str, str], co
 
 
 async def test_a_running_node_refuses_a_pages_simple_post_and_answers_curl(tmp_path):
-    """A form on evil.example POSTs text/plain that FastAPI reads as JSON: a policy check (no token needed), and a
-    trace export where traces need no token, ran for any page its visitor opened."""
+    """A page on evil.example POSTs to the open writes without a preflight: a form's text/plain, or a no-cors
+    fetch of a Blob with no type, which FastAPI before 0.132 reads as JSON and so ran a policy check (no token
+    needed) for any page its visitor opened. Each is refused at the door, whatever the route would make of it."""
     async with running(tmp_path / "a", settings={"traces_need_token": False}) as node:
         check = f"/v1/agents/{node.did}/check"
         body = b'{"action": "tool_call"}'
         form = {"Origin": EVIL, "Content-Type": "text/plain", "Sec-Fetch-Site": "cross-site",
                 "Sec-Fetch-Mode": "navigate"}
-        refused = await _request(node.api_url, "POST", check, form, body)
-        assert refused.status_code == 403
-        assert refused.json()["error"] == "forbidden_origin"
-        assert "evil.example" in refused.json()["detail"]
+        blob = {"Origin": EVIL, "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors"}
+        for headers in (form, blob):
+            refused = await _request(node.api_url, "POST", check, headers, body)
+            assert refused.status_code == 403
+            assert refused.json()["error"] == "forbidden_origin"
+            assert "evil.example" in refused.json()["detail"]
         traces = await _request(node.api_url, "POST", "/v1/traces", {"Origin": EVIL, "Content-Type": "text/plain"},
                                 b"{}")
         assert traces.status_code == 403

@@ -14,7 +14,7 @@ from node.api import create_app
 from node.api.hosts import HostGuard
 from node.api import http_server
 from node.api.http_server import MAX_HEAD_BYTES
-from node.api.refusals import REFUSALS, count_refusals, refusal_reason
+from node.api.refusals import REFUSALS, count_answers, refusal_reason, refusals_counter
 from node.metrics import Registry
 
 from ..factories import new_did
@@ -29,7 +29,8 @@ def counted(tmp_path):
     with fake_node(tmp_path) as node:
         app = create_app(node)
         metrics = Registry()
-        refused = count_refusals(app, metrics)
+        refused = refusals_counter(metrics)
+        count_answers(app, refused)
         yield HostGuard(app, refused=refused), metrics  # as node.daemon.api_app, ScoreFastPath aside
 
 

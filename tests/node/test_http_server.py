@@ -375,14 +375,19 @@ async def test_a_client_that_stops_reading_is_let_go(server, monkeypatch, autoju
     stuck = await connect(address)
     await stuck.send(get("/large"))  # and never reads the answer
     await trio.sleep(WRITE_TIMEOUT_S / 2)
-    assert await (await connect(address)).closed()  # its connection still holds the only slot
+    refused = await connect(address)
+    await refused.send(get("/small"))
+    assert (await refused.response())[0] == 503  # its connection still holds the only slot
     await trio.sleep(WRITE_TIMEOUT_S / 2 + 1)
     newcomer = await connect(address)  # the write timed out and the slot is free
     await newcomer.send(get("/small"))
     assert await newcomer.response() == (200, {"content-length": "2"}, b"{}")
 
 
-async def test_connections_beyond_the_limit_are_closed_as_they_arrive_while_every_one_is_busy(server, monkeypatch):
+async def test_connections_beyond_the_limit_are_answered_503_busy_as_they_arrive_while_every_one_is_busy(
+        server, monkeypatch):
+    """A newcomer refused a slot was closed with no answer, which a client reports as a reset or an empty reply,
+    not as a node too busy to try again later."""
     monkeypatch.setattr(http_server, "MAX_CONNECTIONS", 1)
     streaming_app.left = trio.Event()
     drops = []
@@ -392,9 +397,66 @@ async def test_connections_beyond_the_limit_are_closed_as_they_arrive_while_ever
     while b"hello" not in first.buffer:
         await first.read()  # the first is answered, its stream open
     second = await connect(address)
+    await second.send(get("/v1/status"))
+    status, headers, body = await second.response()
+    assert (status, headers["retry-after"], headers["connection"]) == (503, "1", "close")
+    assert json.loads(body)["error"] == "busy"
     assert await second.closed()
     assert not streaming_app.left.is_set()
     assert drops == ["full"]  # told, for the node's vouchnet_api_connections_dropped_total
+
+
+async def test_a_newcomer_refused_a_slot_that_never_reads_holds_neither_the_server_nor_the_next(
+        server, monkeypatch, autojump_clock):
+    """The 503 of a newcomer refused a slot is written for BUSY_WRITE_S at most, in a task of its own: newcomers
+    that send without ever reading their answers neither hold the accept loop nor keep the next one waiting."""
+    monkeypatch.setattr(http_server, "MAX_CONNECTIONS", 1)
+    monkeypatch.setattr(http_server, "_BUSY", b"x" * (16 << 20))  # beyond any socket's buffers: the write blocks
+    streaming_app.left = trio.Event()
+    address = await server(streaming_app)
+    first = await connect(address)
+    await first.send(get("/v1/stream"))
+    while b"hello" not in first.buffer:
+        await first.read()
+    stuck = [await connect(address) for _ in range(3)]  # never read
+    await trio.testing.wait_all_tasks_blocked()
+    with trio.fail_after(http_server.BUSY_WRITE_S / 2):
+        reader = await connect(address)  # accepted while the others' writes wait
+        assert (await reader.stream.receive_some(65536))[:1] == b"x"
+    await trio.sleep(2 * http_server.BUSY_WRITE_S)
+    for client in stuck:  # each was let go: it reads what reached it before, not the rest
+        assert 0 < await read_to_end(client) < len(http_server._BUSY)
+    assert not streaming_app.left.is_set()
+
+
+async def test_a_newcomer_refused_a_slot_reads_its_503_though_it_sent_its_request_first(server, monkeypatch):
+    """A client sends its request, body and all, before it reads (curl, http.client): closed with that request
+    unread, the server's socket reset the connection, and 19 newcomers in 20 saw ECONNRESET, not the 503."""
+    monkeypatch.setattr(http_server, "MAX_CONNECTIONS", 1)
+    streaming_app.left = trio.Event()
+    address = await server(streaming_app)
+    first = await connect(address)
+    await first.send(get("/v1/stream"))
+    while b"hello" not in first.buffer:
+        await first.read()
+    for size in (0, 100, 60_000, 1_000_000) * 5:
+        newcomer = await connect(address)
+        await newcomer.send(b"POST /v1/events HTTP/1.1\r\nHost: node\r\nContent-Length: %d\r\n\r\n" % size
+                            + b"x" * size)
+        assert (await newcomer.response())[0] == 503, size
+        await newcomer.stream.aclose()
+
+
+async def read_to_end(client: Client) -> int:
+    """How many bytes the server sent `client` until it ended the connection."""
+    received = 0
+    with trio.fail_after(WAIT_S):
+        try:
+            while data := await client.stream.receive_some(1 << 20):
+                received += len(data)
+        except trio.BrokenResourceError:  # (reset, as the server closed with the request unread)
+            pass
+    return received
 
 
 async def test_a_newcomer_takes_the_slot_of_the_connection_longest_waiting_for_its_request(server, monkeypatch):
