@@ -125,17 +125,22 @@ def _cause(error: BaseException) -> BaseException:
 
 
 def checked(response: httpx.Response) -> httpx.Response:
-    """The response if it succeeded; else NodeApiError with the node's code and reason, or, for an answer not in
-    the node's error format (a proxy's page, another server at its address), with the code NOT_THE_NODES."""
+    """The response if it succeeded; else its `refusal`."""
     if response.is_success:
         return response
+    raise refusal(response)
+
+
+def refusal(response: httpx.Response) -> NodeApiError:
+    """A refusal (its body read) as NodeApiError with the node's code and reason, or, for an answer not in the
+    node's error format (a proxy's page, another server at its address), with the code NOT_THE_NODES."""
     try:
         error = response.json()
     except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than the parser goes
         error = None
     if isinstance(error, dict) and isinstance(error.get("error"), str) and isinstance(error.get("detail"), str):
-        raise NodeApiError(response.status_code, error["error"], error["detail"])
-    raise NodeApiError(response.status_code, NOT_THE_NODES, f"{response.reason_phrase}: {response.text[:200]}")
+        return NodeApiError(response.status_code, error["error"], error["detail"])
+    return NodeApiError(response.status_code, NOT_THE_NODES, f"{response.reason_phrase}: {response.text[:200]}")
 
 
 def too_large(error: httpx.HTTPError, url: str) -> NodeUnreachable:

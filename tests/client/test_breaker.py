@@ -326,6 +326,28 @@ def test_a_proxy_that_cannot_reach_the_node_for_its_keys_opens_the_breaker_too(c
         policy.close()
 
 
+def test_a_node_s_own_503_to_a_fetch_of_its_keys_is_an_answer_too(clock):
+    """The JWKS fetch counted any 503 as a failure, the node's own in its error form too: a storage failure of the
+    node's opened the breaker the policy shares, and its checks failed closed without asking it."""
+    asked = []
+
+    def app(_: str) -> Starlette:
+        async def storage(_: Request) -> JSONResponse:
+            asked.append(1)
+            return JSONResponse({"error": "storage", "detail": "disk full"}, status_code=503)
+
+        return Starlette(routes=[Route(JWKS_PATH, storage), *SwitchableNode().app(_).routes])
+
+    with serving_in_thread(app) as url:
+        verifier = CredentialVerifier([url], timeout=TIMEOUT)
+        policy = TrustPolicy(url, listen=False, timeout=TIMEOUT)
+        with pytest.raises(UnverifiedAgent, match="cannot fetch the keys of any trusted issuer.*503"):
+            verifier.verify(agent_credential(SigningKey.generate(), new_did()))
+        assert policy.check(new_did()).verdict == "allow"
+        assert len(asked) == 1
+        policy.close()
+
+
 def test_a_node_s_own_503_in_its_error_form_is_an_answer(clock):
     """The node's own refusal (its {"error", "detail"} form, a storage failure's 503) is the node answering: the
     breaker stays closed and every check asks it."""
