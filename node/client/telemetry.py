@@ -40,7 +40,7 @@ import httpx
 from ..events import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_NAME
 from ._bounded import deadline
 from ._env import default_node, default_token
-from ._http import NOT_THE_NODES, NodeApiError, NodeUnreachable, events_body
+from ._http import NOT_THE_NODES, NodeApiError, NodeUnreachable, events_body, without_passwords
 from ._log import log
 from .node_client import NodeClient
 
@@ -120,6 +120,7 @@ class TelemetryCollector:
                              "what the node's api.token holds")
         self.flush_interval, self.batch_size, self.max_buffer = flush_interval, batch_size, max_buffer
         self._client = NodeClient(node or default_node(), token, timeout=timeout, transport=transport)
+        self._shown_node = without_passwords(self._client.base_url)  # the node's address in the log
         self._buffer: deque[dict[str, Any]] = deque()
         self._lock = threading.Lock()  # the buffer and counters
         self._send_lock = threading.Lock()  # one sender at a time: the flusher, flush() or shutdown()
@@ -218,7 +219,7 @@ class TelemetryCollector:
         if left:
             log.warning("telemetry events shutdown could not send, lost (but a batch whose post is still in "
                         "progress)", extra={"fields": {
-                            "events": left, "node": self._client.base_url, "why": "its deadline passed" if retry else
+                            "events": left, "node": self._shown_node, "why": "its deadline passed" if retry else
                             "one try a batch at exit: one failed, or the deadline passed"}})
         return self.stats
 
@@ -283,7 +284,7 @@ class TelemetryCollector:
                 self._dropped += lost
             self._pending.clear()
             log.error("sending telemetry failed unexpectedly; the events in flight were dropped, the rest go on",
-                      exc_info=True, extra={"fields": {"events": lost, "node": self._client.base_url}})
+                      exc_info=True, extra={"fields": {"events": lost, "node": self._shown_node}})
             return False
 
     def _drain(self, end: float, *, background: bool = False, retry: bool = True) -> bool:
@@ -419,7 +420,7 @@ class TelemetryCollector:
             first, self._holding = self._holding != why, why
         if first:
             log.error(f"{why}; events are kept and retried, the oldest dropped once the buffer is full",
-                      extra={"fields": {"node": self._client.base_url, "error": error}})
+                      extra={"fields": {"node": self._shown_node, "error": error}})
         self._count_failure(error)
 
     def _count_failure(self, error: Exception) -> None:

@@ -62,14 +62,16 @@ def test_vouchnet_observing_says_so_once_as_it_starts_and_not_its_token(monkeypa
 @pytest.mark.parametrize("token", [None, API_TOKEN], ids=["no token", "a token"])
 def test_without_an_api_token_it_warns_that_nothing_it_runs_is_reported(token, monkeypatch, caplog):
     """Without $VOUCHNET_TOKEN it made no collector and said nothing: no call was reported, so the node built no
-    first-hand score from them (the whole of week 1, observing)."""
+    first-hand score from them (the whole of week 1, observing). It names the node, without its URL's password."""
     monkeypatch.delenv("VOUCHNET_TOKEN", raising=False)
+    node = NODE.replace("http://", "http://ops:s3cret@")
     with caplog.at_level(logging.WARNING, logger="vouchnet.client"):
-        vouchnet = Vouchnet(NODE, token, policy=TrustPolicy(NODE, listen=False))
+        vouchnet = Vouchnet(node, token, policy=TrustPolicy(node, listen=False))
     warned = [r.getMessage() for r in caplog.records if "telemetry is off" in r.getMessage()]
     if token is None:
         assert vouchnet.telemetry is None and len(warned) == 1
         assert "$VOUCHNET_TOKEN" in warned[0] and "api.token" in warned[0]
+        assert warned[0].endswith(" node=http://ops@127.0.0.1:9") and "s3cret" not in caplog.text
     else:
         assert vouchnet.telemetry is not None and warned == []
         vouchnet.telemetry.shutdown(timeout=0)

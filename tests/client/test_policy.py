@@ -138,6 +138,18 @@ def test_it_fails_closed_by_default_when_the_node_is_down(running, dead_url):
     assert (decision.verdict, decision.allowed, decision.source) == ("audit", True, "unreachable")
 
 
+def test_a_node_down_is_named_without_its_url_s_password(dead_url, caplog):
+    """A decision's reason (told to the caller, and logged) named the node's URL as given, password included (a
+    proxy in front of the node asking for basic auth); RFC 3986 §3.2.1: the part after ':' should not be shown."""
+    shown = dead_url.replace("http://", "http://ops@")
+    policy = TrustPolicy(dead_url.replace("http://", "http://ops:s3cret@"), listen=False)
+    with caplog.at_level(logging.DEBUG, logger="vouchnet.client"):
+        decision = policy.check(new_did(), "tool_call", "search")
+    policy.close()
+    assert (decision.source, f"cannot reach the node at {shown}:" in decision.reason) == ("unreachable", True)
+    assert "s3cret" not in decision.reason and "s3cret" not in caplog.text
+
+
 def test_failing_open_with_the_node_down_still_refuses_a_high_risk_tool(running, dead_url):
     """Failing open let any verified agent run `shell` or `deploy` while the node could not be reached (an outage
     an attacker may cause), though the README says the local rules still apply: a high-risk tool needs a tier, and

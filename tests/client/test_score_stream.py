@@ -101,9 +101,10 @@ def test_a_refused_stream_reconnects_after_the_node_s_retry_after_within_a_bound
 
 def test_a_process_following_many_streams_of_one_node_says_once_that_they_pile_up(monkeypatch, caplog):
     """A Vouchnet made per request (never closed) leaked a thread and a connection to the node each, silently, until
-    the node's 256 streams were all taken, from every service of the org."""
+    the node's 256 streams were all taken, from every service of the org. The node is named without its URL's
+    password."""
     monkeypatch.setattr(score_stream, "FOLLOWING", score_stream._Following())
-    node = "http://127.0.0.1:9"  # nothing answers: each stream keeps retrying, as one would keep following
+    node = "http://ops:s3cret@127.0.0.1:9"  # nothing answers: each stream keeps retrying, as one would keep following
     with caplog.at_level(logging.WARNING, logger="vouchnet.client"):
         policies = [TrustPolicy(node) for _ in range(2 * score_stream.MANY_STREAMS)]
         for policy in policies[:score_stream.MANY_STREAMS - 1]:
@@ -112,9 +113,10 @@ def test_a_process_following_many_streams_of_one_node_says_once_that_they_pile_u
         for policy in policies[score_stream.MANY_STREAMS - 1:]:
             assert not policy.stream_connected.is_set()
     said = [r.getMessage() for r in caplog.records if "streams of the node" in r.getMessage()]
-    assert said == [f"this process follows {score_stream.MANY_STREAMS} streams of the node at {node}, a thread and "
-                    "one of the node's connections each: make one Vouchnet (or TrustPolicy) per service, not per "
-                    "request, and close it; or pass TrustPolicy(listen=False) (said once) node=http://127.0.0.1:9"]
+    assert said == [f"this process follows {score_stream.MANY_STREAMS} streams of the node at http://ops@127.0.0.1:9, "
+                    "a thread and one of the node's connections each: make one Vouchnet (or TrustPolicy) per service, "
+                    "not per request, and close it; or pass TrustPolicy(listen=False) (said once) "
+                    "node=http://ops@127.0.0.1:9"]
     for policy in policies:
         policy.close()
     assert score_stream.FOLLOWING.count(node) == 0  # a closed stream counts no more

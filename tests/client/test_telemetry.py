@@ -217,7 +217,7 @@ def test_an_unexpected_fault_in_sending_drops_the_batch_in_flight_and_the_rest_s
         sent.set()
         return httpx.Response(200, json={"accepted": len(posts[-1]), "rejected": []})
 
-    collector = TelemetryCollector("http://node.invalid", API_TOKEN, flush_interval=3600, batch_size=2,
+    collector = TelemetryCollector("http://svc:s3cret@node.invalid", API_TOKEN, flush_interval=3600, batch_size=2,
                                    transport=httpx.MockTransport(node))
     agent = new_did()
     with caplog.at_level(logging.ERROR, logger="vouchnet.client"):
@@ -238,6 +238,8 @@ def test_an_unexpected_fault_in_sending_drops_the_batch_in_flight_and_the_rest_s
     assert (stats.sent, stats.dropped, stats.buffered) == (2, 2, 0)
     [error] = caplog.records
     assert error.getMessage().startswith("sending telemetry failed unexpectedly") and error.exc_info
+    assert error.fields == {"events": 2, "node": "http://svc@node.invalid"}  # its URL's password not shown
+    assert "s3cret" not in caplog.text and API_TOKEN not in caplog.text
 
 
 def _exit_after_recording(url: str, token: str, agent: str) -> float:
