@@ -148,6 +148,21 @@ async def test_aclose_closes_the_policy_though_the_telemetry_shutdown_raises_the
     assert closed == ["aclose"]
 
 
+def test_when_both_steps_of_closing_raise_the_first_is_raised_and_the_second_logged(monkeypatch, caplog):
+    vouchnet, _ = _closing_with_a_failing_telemetry(monkeypatch)
+
+    def fails() -> None:
+        raise RuntimeError("the policy's close failed")
+
+    monkeypatch.setattr(vouchnet.policy, "close", fails)
+    with caplog.at_level(logging.ERROR, logger="vouchnet.client"), \
+            pytest.raises(OSError, match="the telemetry's shutdown failed"):
+        vouchnet.close()
+    [logged] = caplog.records
+    assert logged.getMessage() == "closing Vouchnet: the policy's close failed too"
+    assert logged.exc_info[1].args == ("the policy's close failed",)
+
+
 def test_a_policy_of_another_node_is_refused_naming_both(monkeypatch):
     """`Vouchnet(url, policy=TrustPolicy(min_score=100))` asked the local node for every decision (the policy's
     default) while it verified and reported at `url`."""

@@ -57,6 +57,19 @@ def test_close_closes_the_client_though_the_stream_s_close_raises_then_raises_it
     assert client._http.is_closed
 
 
+async def test_aclose_closes_the_loop_s_client_though_close_raises_then_raises_its_error(monkeypatch):
+    policy = TrustPolicy("http://127.0.0.1:9", listen=False)
+    client = policy._async_client()
+
+    def fails() -> None:
+        raise RuntimeError("close failed")
+
+    monkeypatch.setattr(policy, "close", fails)
+    with pytest.raises(RuntimeError, match="close failed"):
+        await policy.aclose()
+    assert client._http.is_closed
+
+
 def test_an_unknown_agent_is_blocked_and_a_trusted_one_allowed(running, policy):
     stranger, _ = running.new_agent(trusted=False)
     known, _ = running.new_agent(trusted=True)
