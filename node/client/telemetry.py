@@ -15,7 +15,8 @@ dropped, logged, and counted as rejected if the node refused it, as dropped if a
 itself refuses for what it is (any other 4xx in its error format, node/api/errors.py) is dropped and counted as
 rejected, and so is an event JSON cannot carry (a NaN duration, an attribute that is an object or nested too deep),
 logged. A fault of the sender's own (a bug, an HTTP stack's unexpected exception) drops the batch it held, counted
-as dropped and logged as an error, and sending goes on.
+as dropped and logged as an error, and sending goes on; a sender thread ended by what is not an Exception
+(SystemExit raised in it) is started again by the next record(), and sends the batch it held at once.
 `shutdown()` sends what is left, retrying, within one deadline (the post in progress included, the last post cut
 at it); so does the process's exit if shutdown() was not called, with one try a batch (no retries: it stops at the
 first that fails) within the collector's `timeout` in all. What either could not send is logged, with its count,
@@ -162,7 +163,7 @@ class TelemetryCollector:
                 self._dropped += 1
             self._buffer.append(event)
             full = len(self._buffer) >= self.batch_size
-        if self._thread is None:
+        if not self._running:
             self._start()
         if full:
             self._wake.set()
@@ -240,12 +241,19 @@ class TelemetryCollector:
                                   self._failed_posts)
 
     def _start(self) -> None:
+        """Start the sender thread, or start it again if it ended though not stopped (a BaseException out of a
+        drain, which _drain_guarded lets through: SystemExit raised in it, say), to send at once the batch it held;
+        the exit hook is registered once."""
         with self._lock:
-            if self._thread is None and not self._stopped.is_set():  # (a record() that raced shutdown())
-                self._thread = threading.Thread(target=self._run, name="vouchnet-telemetry", daemon=True)
-                self._running = True
-                self._thread.start()
+            if self._running or self._stopped.is_set():  # (a record() that raced another, or shutdown())
+                return
+            first, self._running = self._thread is None, True
+            self._thread = threading.Thread(target=self._run, name="vouchnet-telemetry", daemon=True)
+            self._thread.start()
+            if first:
                 atexit.register(self._at_exit)
+            else:
+                self._wake.set()
 
     def _run(self) -> None:
         try:
