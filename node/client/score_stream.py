@@ -221,11 +221,13 @@ class ScoreStream:
                 if self._stop.is_set():
                     return
                 refusal = error
-                log.info("score stream disconnected", extra={"fields": {"node": self.shown_url, "error": error}})
+                log.info("score stream disconnected",  # (httpx's refusal names the URL, password and all)
+                         extra={"fields": {"node": self.shown_url, "error": without_passwords(str(error))}})
             except Exception as error:  # anything else must not end the thread: the caches would go stale unseen
                 if self._stop.is_set():
                     return
-                log.warning("score stream failed", extra={"fields": {"node": self.shown_url, "error": repr(error)}})
+                log.warning("score stream failed",
+                            extra={"fields": {"node": self.shown_url, "error": without_passwords(repr(error))}})
                 parser = SseParser()  # what came after the failure is lost: start afresh, with a reset
             failures = 1 if self.connected.is_set() else failures + 1
             wait = interval(failures, random.random(), first=self._reconnect)

@@ -9,6 +9,9 @@ import httpx
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from node.client import TrustPolicy
 from node.client import score_stream
@@ -17,6 +20,7 @@ from node.client.score_stream import (
 )
 
 from ..refused_port import refused_port
+from .loopback import serving_in_thread
 from .trickling import trickling
 
 
@@ -149,6 +153,24 @@ def test_a_stream_that_cannot_connect_backs_off_as_the_breaker_does(monkeypatch,
         stream._follow_until_closed()
         stream._http.close()
     assert stopping.waits == pytest.approx(waits)
+
+
+def test_a_refused_stream_is_logged_without_the_password_of_the_node_s_url(caplog):
+    """httpx's refusal names the URL as given: the `score stream disconnected` line showed its password."""
+    def app(_: str) -> Starlette:
+        async def full(_: object) -> JSONResponse:
+            return JSONResponse({"error": "too_many_streams", "detail": "full"}, status_code=503)
+
+        return Starlette(routes=[Route("/v1/stream", full)])
+
+    with serving_in_thread(app) as url, caplog.at_level(logging.INFO, logger="vouchnet.client"):
+        stream = score_stream.ScoreStream(url.replace("http://", "http://ops:s3cret@"), on_change=lambda _: None,
+                                          on_reset=lambda: None)
+        stream._stop = _Waits(1)
+        stream._follow_until_closed()
+        stream._http.close()
+    [said] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("score stream disconnected")]
+    assert f"http://ops@{url.removeprefix('http://')}/v1/stream" in said and "s3cret" not in caplog.text
 
 
 def test_closing_a_stream_a_hung_node_never_answered_does_not_wait_for_it():
