@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from . import _breaker
+from ._http import with_body
 
 IDENTITY = {"Accept-Encoding": "identity"}  # the headers of a request whose body `read_capped` reads
 # When (time.monotonic) the current thread's request must be done; None: no deadline (httpx's timeouts alone).
@@ -202,11 +203,14 @@ class _Backend:
 def get_capped(http: httpx.Client, url: str, limit: int, timeout: float) -> bytes:
     """GET `url` with `http` (its transport a `bounded_transport`): the body, within `timeout` seconds as a whole
     and at most `limit` bytes, through the breaker of its origin (node.client._breaker: while it is open, a
-    ConnectError saying so at once); raises httpx.HTTPError (BodyTooLarge, a timeout, a status error)."""
+    ConnectError saying so at once); raises httpx.HTTPError (BodyTooLarge, a timeout, a status error). A refusal's
+    body is read too (as capped), for the breaker to tell a proxy's 502, 503 or 504 page from the node's own
+    refusal, as it does for the policy's requests."""
     try:
         with _breaker.BREAKERS.of(url).attempt(httpx.TransportError, what=f"{url}: "):
             with deadline(timeout), http.stream("GET", url, headers=IDENTITY) as response:
-                response.raise_for_status()
-                return read_capped(response, limit, url)
+                body = read_capped(response, limit, url)
+                with_body(response, body).raise_for_status()
+                return body
     except _breaker.NodeFailing as error:
         raise httpx.ConnectError(str(error)) from None

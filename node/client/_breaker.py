@@ -1,7 +1,7 @@
 """A circuit breaker per node address (DESIGN §8, fail closed), shared by the requests a decision waits on (the
 policy's, the credential verifier's): after a request to an address got no answer (refused, timed out, unreadable;
 or a gateway's 502, 503 or 504 not in the node's error form: a proxy in front of it that could not reach it, counted
-as a failure as Envoy's outlier detection counts gateway errors, and any 502, 503 or 504 to a JWKS fetch), further requests to it fail at once, as
+as a failure as Envoy's outlier detection counts gateway errors), further requests to it fail at once, as
 NodeUnreachable saying why and when the address is tried again, for an interval that starts at FIRST_S and doubles
 with each failure in a row up to MAX_S, jittered; once it has passed, one request at a time goes through (the probe;
 the others still fail at once, for MAX_S at most: a probe that has not ended by then, its task stalled or its thread
@@ -20,7 +20,7 @@ from contextlib import contextmanager
 
 import httpx
 
-from ._http import NOT_THE_NODES, NodeApiError, NodeUnreachable, without_passwords
+from ._http import NOT_THE_NODES, NodeApiError, NodeUnreachable, refusal, without_passwords
 
 FIRST_S = 1.0  # the interval after a first failure
 MAX_S = 30.0  # the longest interval, after failures in a row
@@ -134,8 +134,9 @@ BREAKERS = Breakers()
 
 
 def _gateway_failed(error: Exception) -> bool:
-    """Whether `error` is a proxy's word that it could not reach the node (a node's own 503 is in its error form),
-    or a JWKS fetch's 502, 503 or 504 (httpx's status error, its body unread: whoever serves the keys could not)."""
+    """Whether `error` is a proxy's word that it could not reach the node (a node's own 503 is in its error form):
+    a client's NodeApiError, or the httpx status error of a fetch of keys or a status list (_bounded.get_capped,
+    which reads its body first)."""
     if isinstance(error, httpx.HTTPStatusError):
-        return error.response.status_code in GATEWAY_FAILURES
+        error = refusal(error.response)
     return isinstance(error, NodeApiError) and error.code == NOT_THE_NODES and error.status in GATEWAY_FAILURES

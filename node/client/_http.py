@@ -99,7 +99,9 @@ def post_headers(token: str | None, idempotency_key: str | None = None) -> dict[
 
 
 def unreachable(error: httpx.RequestError, url: str, timeout: float) -> NodeUnreachable:
-    """The exception for a request that never got an answer, or one httpx could not read (a broken encoding)."""
+    """The exception for a request that never got an answer, or one httpx could not read (a broken encoding); it
+    names `url` without its password."""
+    url = without_passwords(url)
     if isinstance(error, httpx.ConnectError):
         cause = _cause(error)
         if isinstance(cause, ssl.SSLError):  # https:// at the node's own API, or a proxy's TLS that fails
@@ -125,22 +127,27 @@ def _cause(error: BaseException) -> BaseException:
 
 
 def checked(response: httpx.Response) -> httpx.Response:
-    """The response if it succeeded; else NodeApiError with the node's code and reason, or, for an answer not in
-    the node's error format (a proxy's page, another server at its address), with the code NOT_THE_NODES."""
+    """The response if it succeeded; else its `refusal`."""
     if response.is_success:
         return response
+    raise refusal(response)
+
+
+def refusal(response: httpx.Response) -> NodeApiError:
+    """A refusal (its body read) as NodeApiError with the node's code and reason, or, for an answer not in the
+    node's error format (a proxy's page, another server at its address), with the code NOT_THE_NODES."""
     try:
         error = response.json()
     except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than the parser goes
         error = None
     if isinstance(error, dict) and isinstance(error.get("error"), str) and isinstance(error.get("detail"), str):
-        raise NodeApiError(response.status_code, error["error"], error["detail"])
-    raise NodeApiError(response.status_code, NOT_THE_NODES, f"{response.reason_phrase}: {response.text[:200]}")
+        return NodeApiError(response.status_code, error["error"], error["detail"])
+    return NodeApiError(response.status_code, NOT_THE_NODES, f"{response.reason_phrase}: {response.text[:200]}")
 
 
 def too_large(error: httpx.HTTPError, url: str) -> NodeUnreachable:
     """The exception for an answer over its cap (error: the cap's BodyTooLarge, naming the path and the cap)."""
-    return NodeUnreachable(f"cannot talk to the node at {url}: {error}")
+    return NodeUnreachable(f"cannot talk to the node at {without_passwords(url)}: {error}")
 
 
 def with_body(response: httpx.Response, body: bytes) -> httpx.Response:
@@ -152,7 +159,8 @@ def json_of(response: httpx.Response, url: str) -> Any:
     try:
         return response.json()
     except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than the parser goes
-        raise NodeApiError(response.status_code, "not_json", f"the answer is not JSON: is {url} a vouchnet node?") from None
+        raise NodeApiError(response.status_code, "not_json",
+                           f"the answer is not JSON: is {without_passwords(url)} a vouchnet node?") from None
 
 
 def agent_path(agent: str, tail: str) -> str:

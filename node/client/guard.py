@@ -16,7 +16,7 @@ from typing import TypeVar
 from ._blocking import warn_if_blocking
 from ._closing import Steps
 from ._env import default_node, default_token
-from ._http import normal_url
+from ._http import normal_url, without_passwords
 from ._log import log
 from .identity import AgentIdentity, CredentialVerifier, UnverifiedAgent
 from .policy import TrustDecision, TrustPolicy
@@ -78,7 +78,7 @@ class Vouchnet:
         elif telemetry is None:
             log.warning("no API token: telemetry is off, so no call that runs is reported and the node builds no "
                         "first-hand score from them; pass token=, or set $VOUCHNET_TOKEN to what the node's "
-                        "api.token holds", extra={"fields": {"node": self.node}})
+                        "api.token holds", extra={"fields": {"node": without_passwords(self.node)}})
         self.telemetry = telemetry
 
     async def identify(self, credential: str | None) -> AgentIdentity:

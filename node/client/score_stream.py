@@ -23,7 +23,7 @@ import httpx
 
 from ._bounded import IDENTITY, bounded_transport, deadline, renew
 from ._breaker import interval
-from ._http import normal_url
+from ._http import normal_url, without_passwords
 from ._log import log
 
 RECONNECT_S = 1.0
@@ -140,10 +140,10 @@ class _Following:
             say = count >= MANY_STREAMS and not self._said
             self._said = self._said or say
         if say:
-            log.warning(f"this process follows {count} streams of the node at {stream.base_url}, a thread and "
+            log.warning(f"this process follows {count} streams of the node at {stream.shown_url}, a thread and "
                         "one of the node's connections each: make one Vouchnet (or TrustPolicy) per service, not per "
                         "request, and close it; or pass TrustPolicy(listen=False) (said once)",
-                        extra={"fields": {"node": stream.base_url}})
+                        extra={"fields": {"node": stream.shown_url}})
 
     def ended(self, stream: ScoreStream) -> None:
         """`stream` is followed no more (if it was not, nothing changes)."""
@@ -166,6 +166,7 @@ class ScoreStream:
     def __init__(self, base_url: str, *, on_change: Callable[[ScoreChange], None], on_reset: Callable[[], None],
                  reconnect: float = RECONNECT_S) -> None:
         self.base_url = normal_url(base_url)
+        self.shown_url = without_passwords(self.base_url)  # the node's address in the log
         self.connected = threading.Event()
         self._on_change, self._on_reset = on_change, on_reset
         self._reconnect = reconnect
@@ -220,11 +221,13 @@ class ScoreStream:
                 if self._stop.is_set():
                     return
                 refusal = error
-                log.info("score stream disconnected", extra={"fields": {"node": self.base_url, "error": error}})
+                log.info("score stream disconnected",  # (httpx's refusal names the URL, password and all)
+                         extra={"fields": {"node": self.shown_url, "error": without_passwords(str(error))}})
             except Exception as error:  # anything else must not end the thread: the caches would go stale unseen
                 if self._stop.is_set():
                     return
-                log.warning("score stream failed", extra={"fields": {"node": self.base_url, "error": repr(error)}})
+                log.warning("score stream failed",
+                            extra={"fields": {"node": self.shown_url, "error": without_passwords(repr(error))}})
                 parser = SseParser()  # what came after the failure is lost: start afresh, with a reset
             failures = 1 if self.connected.is_set() else failures + 1
             wait = interval(failures, random.random(), first=self._reconnect)

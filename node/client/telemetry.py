@@ -15,7 +15,8 @@ dropped, logged, and counted as rejected if the node refused it, as dropped if a
 itself refuses for what it is (any other 4xx in its error format, node/api/errors.py) is dropped and counted as
 rejected, and so is an event JSON cannot carry (a NaN duration, an attribute that is an object or nested too deep),
 logged. A fault of the sender's own (a bug, an HTTP stack's unexpected exception) drops the batch it held, counted
-as dropped and logged as an error, and sending goes on.
+as dropped and logged as an error, and sending goes on; a sender thread ended by what is not an Exception
+(SystemExit raised in it) is started again by the next record(), and sends the batch it held at once.
 `shutdown()` sends what is left, retrying, within one deadline (the post in progress included, the last post cut
 at it); so does the process's exit if shutdown() was not called, with one try a batch (no retries: it stops at the
 first that fails) within the collector's `timeout` in all. What either could not send is logged, with its count,
@@ -40,7 +41,7 @@ import httpx
 from ..events import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_NAME
 from ._bounded import deadline
 from ._env import default_node, default_token
-from ._http import NOT_THE_NODES, NodeApiError, NodeUnreachable, events_body
+from ._http import NOT_THE_NODES, NodeApiError, NodeUnreachable, events_body, without_passwords
 from ._log import log
 from .node_client import NodeClient
 
@@ -120,6 +121,7 @@ class TelemetryCollector:
                              "what the node's api.token holds")
         self.flush_interval, self.batch_size, self.max_buffer = flush_interval, batch_size, max_buffer
         self._client = NodeClient(node or default_node(), token, timeout=timeout, transport=transport)
+        self._shown_node = without_passwords(self._client.base_url)  # the node's address in the log
         self._buffer: deque[dict[str, Any]] = deque()
         self._lock = threading.Lock()  # the buffer and counters
         self._send_lock = threading.Lock()  # one sender at a time: the flusher, flush() or shutdown()
@@ -161,7 +163,7 @@ class TelemetryCollector:
                 self._dropped += 1
             self._buffer.append(event)
             full = len(self._buffer) >= self.batch_size
-        if self._thread is None:
+        if not self._running:
             self._start()
         if full:
             self._wake.set()
@@ -218,7 +220,7 @@ class TelemetryCollector:
         if left:
             log.warning("telemetry events shutdown could not send, lost (but a batch whose post is still in "
                         "progress)", extra={"fields": {
-                            "events": left, "node": self._client.base_url, "why": "its deadline passed" if retry else
+                            "events": left, "node": self._shown_node, "why": "its deadline passed" if retry else
                             "one try a batch at exit: one failed, or the deadline passed"}})
         return self.stats
 
@@ -239,12 +241,19 @@ class TelemetryCollector:
                                   self._failed_posts)
 
     def _start(self) -> None:
+        """Start the sender thread, or start it again if it ended though not stopped (a BaseException out of a
+        drain, which _drain_guarded lets through: SystemExit raised in it, say), to send at once the batch it held;
+        the exit hook is registered once."""
         with self._lock:
-            if self._thread is None and not self._stopped.is_set():  # (a record() that raced shutdown())
-                self._thread = threading.Thread(target=self._run, name="vouchnet-telemetry", daemon=True)
-                self._running = True
-                self._thread.start()
+            if self._running or self._stopped.is_set():  # (a record() that raced another, or shutdown())
+                return
+            first, self._running = self._thread is None, True
+            self._thread = threading.Thread(target=self._run, name="vouchnet-telemetry", daemon=True)
+            self._thread.start()
+            if first:
                 atexit.register(self._at_exit)
+            else:
+                self._wake.set()
 
     def _run(self) -> None:
         try:
@@ -283,7 +292,7 @@ class TelemetryCollector:
                 self._dropped += lost
             self._pending.clear()
             log.error("sending telemetry failed unexpectedly; the events in flight were dropped, the rest go on",
-                      exc_info=True, extra={"fields": {"events": lost, "node": self._client.base_url}})
+                      exc_info=True, extra={"fields": {"events": lost, "node": self._shown_node}})
             return False
 
     def _drain(self, end: float, *, background: bool = False, retry: bool = True) -> bool:
@@ -419,7 +428,7 @@ class TelemetryCollector:
             first, self._holding = self._holding != why, why
         if first:
             log.error(f"{why}; events are kept and retried, the oldest dropped once the buffer is full",
-                      extra={"fields": {"node": self._client.base_url, "error": error}})
+                      extra={"fields": {"node": self._shown_node, "error": error}})
         self._count_failure(error)
 
     def _count_failure(self, error: Exception) -> None:

@@ -24,12 +24,14 @@ from node.client import CredentialVerifier, TrustPolicy, UnverifiedAgent, _break
 from node.client._breaker import FIRST_S, JITTER, MAX_S, Breaker, Breakers, NodeFailing, interval
 from node.client._http import NodeUnreachable
 from node.client.identity import JWKS_PATH
+from node.credential_status import list_url
 from node.credentials import agent_credential
 from vouching.policy import DEFAULT_POLICY
 
 from ..factories import new_did
 from ..refused_port import refused_port
 from .loopback import serving_in_thread
+from .stub_org import StubOrg
 
 TIMEOUT = 0.3  # seconds: each request to a hung node really waits this long
 
@@ -323,6 +325,50 @@ def test_a_proxy_that_cannot_reach_the_node_for_its_keys_opens_the_breaker_too(c
         decision = policy.check(new_did())
         assert (decision.source, len(asked)) == ("unreachable", 1)
         assert f"{url}{JWKS_PATH}: " in decision.reason and str(status) in decision.reason
+        policy.close()
+
+
+def test_a_proxy_that_cannot_reach_the_node_for_a_status_list_opens_the_breaker_too(clock):
+    """A status list is fetched as the keys are (_bounded.get_capped), by the same rule."""
+    key, node = SigningKey.generate(), SwitchableNode()
+    org = StubOrg([key])
+
+    def app(url: str) -> Starlette:
+        async def gateway(_: Request) -> PlainTextResponse:
+            return PlainTextResponse("<html>bad gateway</html>", status_code=502)
+
+        return Starlette(routes=[Route(list_url("", 0), gateway), *org.app(url).routes, *node.app(url).routes])
+
+    with serving_in_thread(app) as url:
+        verifier = CredentialVerifier([url], timeout=TIMEOUT)
+        policy = TrustPolicy(url, listen=False, timeout=TIMEOUT)
+        with pytest.raises(UnverifiedAgent, match="the issuer's status list is unavailable"):
+            verifier.verify(org.credential(key, 0))
+        decision = policy.check(new_did())
+        assert (decision.source, node.asked) == ("unreachable", 0)
+        assert f"{url}{list_url('', 0)}: " in decision.reason and "502" in decision.reason
+        policy.close()
+
+
+def test_a_node_s_own_503_to_a_fetch_of_its_keys_is_an_answer_too(clock):
+    """The JWKS fetch counted any 503 as a failure, the node's own in its error form too: a storage failure of the
+    node's opened the breaker the policy shares, and its checks failed closed without asking it."""
+    asked = []
+
+    def app(_: str) -> Starlette:
+        async def storage(_: Request) -> JSONResponse:
+            asked.append(1)
+            return JSONResponse({"error": "storage", "detail": "disk full"}, status_code=503)
+
+        return Starlette(routes=[Route(JWKS_PATH, storage), *SwitchableNode().app(_).routes])
+
+    with serving_in_thread(app) as url:
+        verifier = CredentialVerifier([url], timeout=TIMEOUT)
+        policy = TrustPolicy(url, listen=False, timeout=TIMEOUT)
+        with pytest.raises(UnverifiedAgent, match="cannot fetch the keys of any trusted issuer.*503"):
+            verifier.verify(agent_credential(SigningKey.generate(), new_did()))
+        assert policy.check(new_did()).verdict == "allow"
+        assert len(asked) == 1
         policy.close()
 
 

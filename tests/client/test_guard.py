@@ -62,14 +62,16 @@ def test_vouchnet_observing_says_so_once_as_it_starts_and_not_its_token(monkeypa
 @pytest.mark.parametrize("token", [None, API_TOKEN], ids=["no token", "a token"])
 def test_without_an_api_token_it_warns_that_nothing_it_runs_is_reported(token, monkeypatch, caplog):
     """Without $VOUCHNET_TOKEN it made no collector and said nothing: no call was reported, so the node built no
-    first-hand score from them (the whole of week 1, observing)."""
+    first-hand score from them (the whole of week 1, observing). It names the node, without its URL's password."""
     monkeypatch.delenv("VOUCHNET_TOKEN", raising=False)
+    node = NODE.replace("http://", "http://ops:s3cret@")
     with caplog.at_level(logging.WARNING, logger="vouchnet.client"):
-        vouchnet = Vouchnet(NODE, token, policy=TrustPolicy(NODE, listen=False))
+        vouchnet = Vouchnet(node, token, policy=TrustPolicy(node, listen=False))
     warned = [r.getMessage() for r in caplog.records if "telemetry is off" in r.getMessage()]
     if token is None:
         assert vouchnet.telemetry is None and len(warned) == 1
         assert "$VOUCHNET_TOKEN" in warned[0] and "api.token" in warned[0]
+        assert warned[0].endswith(" node=http://ops@127.0.0.1:9") and "s3cret" not in caplog.text
     else:
         assert vouchnet.telemetry is not None and warned == []
         vouchnet.telemetry.shutdown(timeout=0)
@@ -144,6 +146,21 @@ async def test_aclose_closes_the_policy_though_the_telemetry_shutdown_raises_the
     with pytest.raises(OSError, match="the telemetry's shutdown failed"):
         await vouchnet.aclose()
     assert closed == ["aclose"]
+
+
+def test_when_both_steps_of_closing_raise_the_first_is_raised_and_the_second_logged(monkeypatch, caplog):
+    vouchnet, _ = _closing_with_a_failing_telemetry(monkeypatch)
+
+    def fails() -> None:
+        raise RuntimeError("the policy's close failed")
+
+    monkeypatch.setattr(vouchnet.policy, "close", fails)
+    with caplog.at_level(logging.ERROR, logger="vouchnet.client"), \
+            pytest.raises(OSError, match="the telemetry's shutdown failed"):
+        vouchnet.close()
+    [logged] = caplog.records
+    assert logged.getMessage() == "closing Vouchnet: the policy's close failed too"
+    assert logged.exc_info[1].args == ("the policy's close failed",)
 
 
 def test_a_policy_of_another_node_is_refused_naming_both(monkeypatch):

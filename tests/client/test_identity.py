@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route
 
-from node.client import CredentialVerifier, UnverifiedAgent, _breaker
+from node.client import CredentialVerifier, UnverifiedAgent
 from node.client.identity import JWKS_PATH, _origin
 from node.credential_status import LIST_ENTRIES, MAX_ENCODED_BITS, encode_list, list_url, status_entry, vouch_list_url
 from node.credentials import agent_credential, did_url, org_jwk, score_statement, status_list_credential
@@ -475,9 +475,8 @@ def test_keys_that_cannot_be_fetched_again_stop_verifying_past_jwks_max_stale(mo
         remembered = agent_credential(key, new_did())
         assert verifier.verify(remembered).org == did_of(key)
         start, org.jwks_down = time.monotonic(), True
-        later = SimpleNamespace(time=time.time)  # the verifier's and breakers' clock: the stub org's keeps real time
+        later = SimpleNamespace(time=time.time)  # the verifier's clock only: the stub org's loop keeps real time
         monkeypatch.setattr(identity, "time", later)
-        monkeypatch.setattr(_breaker, "BREAKERS", _breaker.Breakers(clock=lambda: later.monotonic()))
         later.monotonic = lambda: start + 3000  # past jwks_ttl: fetched again, in vain
         assert verifier.verify(remembered).org == did_of(key)  # the last keys serve
         later.monotonic = lambda: start + 3601

@@ -57,6 +57,19 @@ def test_close_closes_the_client_though_the_stream_s_close_raises_then_raises_it
     assert client._http.is_closed
 
 
+async def test_aclose_closes_the_loop_s_client_though_close_raises_then_raises_its_error(monkeypatch):
+    policy = TrustPolicy("http://127.0.0.1:9", listen=False)
+    client = policy._async_client()
+
+    def fails() -> None:
+        raise RuntimeError("close failed")
+
+    monkeypatch.setattr(policy, "close", fails)
+    with pytest.raises(RuntimeError, match="close failed"):
+        await policy.aclose()
+    assert client._http.is_closed
+
+
 def test_an_unknown_agent_is_blocked_and_a_trusted_one_allowed(running, policy):
     stranger, _ = running.new_agent(trusted=False)
     known, _ = running.new_agent(trusted=True)
@@ -136,6 +149,18 @@ def test_it_fails_closed_by_default_when_the_node_is_down(running, dead_url):
     opened = TrustPolicy(dead_url, listen=False, fail_open=True)
     decision = opened.check(agent, "tool_call", "search")
     assert (decision.verdict, decision.allowed, decision.source) == ("audit", True, "unreachable")
+
+
+def test_a_node_down_is_named_without_its_url_s_password(dead_url, caplog):
+    """A decision's reason (told to the caller, and logged) named the node's URL as given, password included (a
+    proxy in front of the node asking for basic auth); RFC 3986 §3.2.1: the part after ':' should not be shown."""
+    shown = dead_url.replace("http://", "http://ops@")
+    policy = TrustPolicy(dead_url.replace("http://", "http://ops:s3cret@"), listen=False)
+    with caplog.at_level(logging.DEBUG, logger="vouchnet.client"):
+        decision = policy.check(new_did(), "tool_call", "search")
+    policy.close()
+    assert (decision.source, f"cannot reach the node at {shown}:" in decision.reason) == ("unreachable", True)
+    assert "s3cret" not in decision.reason and "s3cret" not in caplog.text
 
 
 def test_failing_open_with_the_node_down_still_refuses_a_high_risk_tool(running, dead_url):

@@ -9,6 +9,9 @@ import httpx
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from node.client import TrustPolicy
 from node.client import score_stream
@@ -17,6 +20,7 @@ from node.client.score_stream import (
 )
 
 from ..refused_port import refused_port
+from .loopback import serving_in_thread
 from .trickling import trickling
 
 
@@ -101,9 +105,10 @@ def test_a_refused_stream_reconnects_after_the_node_s_retry_after_within_a_bound
 
 def test_a_process_following_many_streams_of_one_node_says_once_that_they_pile_up(monkeypatch, caplog):
     """A Vouchnet made per request (never closed) leaked a thread and a connection to the node each, silently, until
-    the node's 256 streams were all taken, from every service of the org."""
+    the node's 256 streams were all taken, from every service of the org. The node is named without its URL's
+    password."""
     monkeypatch.setattr(score_stream, "FOLLOWING", score_stream._Following())
-    node = "http://127.0.0.1:9"  # nothing answers: each stream keeps retrying, as one would keep following
+    node = "http://ops:s3cret@127.0.0.1:9"  # nothing answers: each stream keeps retrying, as one would keep following
     with caplog.at_level(logging.WARNING, logger="vouchnet.client"):
         policies = [TrustPolicy(node) for _ in range(2 * score_stream.MANY_STREAMS)]
         for policy in policies[:score_stream.MANY_STREAMS - 1]:
@@ -112,9 +117,10 @@ def test_a_process_following_many_streams_of_one_node_says_once_that_they_pile_u
         for policy in policies[score_stream.MANY_STREAMS - 1:]:
             assert not policy.stream_connected.is_set()
     said = [r.getMessage() for r in caplog.records if "streams of the node" in r.getMessage()]
-    assert said == [f"this process follows {score_stream.MANY_STREAMS} streams of the node at {node}, a thread and "
-                    "one of the node's connections each: make one Vouchnet (or TrustPolicy) per service, not per "
-                    "request, and close it; or pass TrustPolicy(listen=False) (said once) node=http://127.0.0.1:9"]
+    assert said == [f"this process follows {score_stream.MANY_STREAMS} streams of the node at http://ops@127.0.0.1:9, "
+                    "a thread and one of the node's connections each: make one Vouchnet (or TrustPolicy) per service, "
+                    "not per request, and close it; or pass TrustPolicy(listen=False) (said once) "
+                    "node=http://ops@127.0.0.1:9"]
     for policy in policies:
         policy.close()
     assert score_stream.FOLLOWING.count(node) == 0  # a closed stream counts no more
@@ -147,6 +153,24 @@ def test_a_stream_that_cannot_connect_backs_off_as_the_breaker_does(monkeypatch,
         stream._follow_until_closed()
         stream._http.close()
     assert stopping.waits == pytest.approx(waits)
+
+
+def test_a_refused_stream_is_logged_without_the_password_of_the_node_s_url(caplog):
+    """httpx's refusal names the URL as given: the `score stream disconnected` line showed its password."""
+    def app(_: str) -> Starlette:
+        async def full(_: object) -> JSONResponse:
+            return JSONResponse({"error": "too_many_streams", "detail": "full"}, status_code=503)
+
+        return Starlette(routes=[Route("/v1/stream", full)])
+
+    with serving_in_thread(app) as url, caplog.at_level(logging.INFO, logger="vouchnet.client"):
+        stream = score_stream.ScoreStream(url.replace("http://", "http://ops:s3cret@"), on_change=lambda _: None,
+                                          on_reset=lambda: None)
+        stream._stop = _Waits(1)
+        stream._follow_until_closed()
+        stream._http.close()
+    [said] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("score stream disconnected")]
+    assert f"http://ops@{url.removeprefix('http://')}/v1/stream" in said and "s3cret" not in caplog.text
 
 
 def test_closing_a_stream_a_hung_node_never_answered_does_not_wait_for_it():

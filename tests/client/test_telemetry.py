@@ -217,7 +217,7 @@ def test_an_unexpected_fault_in_sending_drops_the_batch_in_flight_and_the_rest_s
         sent.set()
         return httpx.Response(200, json={"accepted": len(posts[-1]), "rejected": []})
 
-    collector = TelemetryCollector("http://node.invalid", API_TOKEN, flush_interval=3600, batch_size=2,
+    collector = TelemetryCollector("http://svc:s3cret@node.invalid", API_TOKEN, flush_interval=3600, batch_size=2,
                                    transport=httpx.MockTransport(node))
     agent = new_did()
     with caplog.at_level(logging.ERROR, logger="vouchnet.client"):
@@ -238,6 +238,42 @@ def test_an_unexpected_fault_in_sending_drops_the_batch_in_flight_and_the_rest_s
     assert (stats.sent, stats.dropped, stats.buffered) == (2, 2, 0)
     [error] = caplog.records
     assert error.getMessage().startswith("sending telemetry failed unexpectedly") and error.exc_info
+    assert error.fields == {"events": 2, "node": "http://svc@node.invalid"}  # its URL's password not shown
+    assert "s3cret" not in caplog.text and API_TOKEN not in caplog.text
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the SystemExit that ends it
+def test_a_sender_thread_ended_by_what_its_guard_lets_through_is_started_again_by_the_next_record(monkeypatch):
+    """A BaseException out of a drain (SystemExit raised in it) ended the thread for good: the collector, its
+    thread still set, never started another, and every later event waited unsent. The next record() starts one,
+    which sends the batch the first held, under its key, at once; the exit hook stays registered once."""
+    posts, hooks, sent = [], [], threading.Event()
+
+    def node(request: httpx.Request) -> httpx.Response:
+        posts.append(([event["name"] for event in json.loads(request.content)["events"]],
+                      request.headers["idempotency-key"]))
+        if len(posts) == 1:
+            raise SystemExit("a library's sys.exit() in the transport")
+        if len(posts) == 3:
+            sent.set()
+        return httpx.Response(200, json={"accepted": len(posts[-1][0]), "rejected": []})
+
+    monkeypatch.setattr(telemetry.atexit, "register", hooks.append)
+    collector = TelemetryCollector("http://node.invalid", API_TOKEN, flush_interval=3600, batch_size=2,
+                                   transport=httpx.MockTransport(node))
+    agent = new_did()
+    for name in "ab":
+        collector.record_tool_call(agent, name)  # a full batch wakes the sender thread, which ends
+    first = collector._thread
+    first.join(10)
+    assert not first.is_alive()
+    collector.record_tool_call(agent, "c")  # not a full batch: only the restart sends at once
+    assert sent.wait(10)
+    stats = collector.shutdown()
+    assert [names for names, _ in posts] == [["a", "b"], ["a", "b"], ["c"]]
+    assert posts[0][1] == posts[1][1]  # the same batch, stored once
+    assert (stats.sent, stats.dropped, stats.buffered) == (3, 0, 0)
+    assert len(hooks) == 1
 
 
 def _exit_after_recording(url: str, token: str, agent: str) -> float:
