@@ -435,8 +435,8 @@ class TrustService:
         calls the listeners in. Links are applied to it as they come (held while it is captured).
         Discarded if the node's own org moves again meanwhile (a link of an earlier key still): built again. At 10^6
         records it took 87 s, the loop's longest stall 133 ms, at load 6-7 on 2 cores (benchmarks/adopt_rebuild.py:
-        a turn is TURN_S and the store's page of 1,000 records it reads). It catches up with the store only while
-        it feeds records faster than they are stored (some 10^4 a second against the network's pace)."""
+        a turn is TURN_S and the store's page of 1,000 records it reads). Under a flood of records stored as fast as
+        it feeds them (some 10^4 a second), it catches up by feeding the gap at once (`_feed_stored`)."""
         identity = self.replica.succession.identity
         log.info("trust engine: this node's key joined the org of an earlier key; rebuilding the engine from the "
                  "stored records", extra={"fields": {"org": identity(self.replica.did), "key": self.replica.did,
@@ -486,12 +486,16 @@ class TrustService:
         return engine_snapshot.Snapshot(size, root, own_keys, capturing.state)
 
     async def _feed_stored(self, engine: TrustEngine, start: int) -> int:
-        """Feed `engine` the stored records from index `start` as a replay does (`_feeding`), a TURN_S at a time,
-        until it has every record stored when it returns; the records fed in all."""
-        turn = _Turn()
+        """Feed `engine` the stored records from index `start` as a replay does (`_feeding`), until it has every
+        record stored when it returns; the records fed in all. It goes in rounds, each to the store's size as the
+        round begins, a TURN_S at a time while the rounds shrink the gap; a round no smaller than the one before
+        (records stored as fast as they are fed, or faster: a flood) is fed at once, the loop waiting, so that it
+        ends: a pause as long as feeding that gap takes, which bounds it, as a start's replay of it would."""
+        turn, gap = _Turn(), None
         while (stop := self.replica.store.size) > start:
+            at_once, gap = gap is not None and stop - start >= gap, stop - start
             for _ in self._feeding(engine, start, stop):
-                if turn.over():
+                if not at_once and turn.over():
                     await trio.sleep(0)
                     turn.begin()
             start = stop

@@ -303,6 +303,42 @@ async def test_what_comes_while_the_engine_is_rebuilt_after_key_adopt_counts_as_
         assert part.first_hand and part.org == old_did and part.events == 6 + 4
 
 
+async def test_the_rebuild_after_key_adopt_catches_up_with_a_flood_of_records_stored_faster_than_it_feeds_them(
+        tmp_path, monkeypatch):
+    """Records stored faster than the rebuild feeds them (two for each it feeds, until it has caught up) do not
+    keep it from catching up: it feeds the gap at once, and the engine swapped in is exactly what a replay of the
+    same records makes."""
+    monkeypatch.setattr(node_trust, "TURN_S", 0.0)  # a turn a record: two records of the flood come in between
+    monkeypatch.setattr(node_trust, "PROMPT_RECOMPUTE_S", 0.01)
+    agent, now, partner, most = new_did(), T0 + 2 * EPOCH, Org(), 1_000
+    clock = Clock(T0 + 5)
+    new, old_did, (first, *_) = _adopted(tmp_path, clock, agent, partner=partner.did)
+    with telemetry_node(tmp_path, key=new.key, clock=clock, epoch_ms=EPOCH) as node:
+        trust = _running(node, Broadcaster(Registry()), now)
+        flooded = 0
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trust.run)
+            assert node.replica.accept([first]).accepted == [first]
+            while not trust._mirrored and flooded < most:
+                batch = [partner.record("vouch", vouch_body(new_did(), 0.5, "operator")) for _ in range(2)]
+                assert node.replica.accept(batch).accepted == batch
+                flooded += len(batch)
+                await trio.sleep(0)
+            assert flooded < most  # (it used to go on feeding as long as the flood lasted)
+            while trust._rebuilt is not None:
+                await trio.sleep(0)
+            nursery.cancel_scope.cancel()
+        assert node.replica.listener_errors == 0 and trust.org(old_did)["own"]
+        replayed = _service(node.replica, clock=lambda: now, epoch_ms=EPOCH)
+        replayed.replay(node.digester.undigested(), node.digester.state.raw_reader())
+        trust.engine.recompute(now=now)
+        agents = replayed.engine.agents()
+        assert sorted(trust.engine.agents()) == sorted(agents) and len(agents) > flooded
+        for one in agents:
+            assert trust.engine.explain(one, now=now) == replayed.engine.explain(one, now=now)
+        assert trust.engine.orgs(now=now) == replayed.engine.orgs(now=now)
+
+
 async def test_the_start_after_a_rebuild_for_key_adopt_loads_the_snapshot_the_rebuild_captured(
         tmp_path, monkeypatch, caplog):
     """The rebuild after `vouchnet key adopt` captures engine.snapshot of the stored records it caught up with (the
