@@ -326,9 +326,7 @@ class TrustService:
                          error)
         fed, turn = 0, _Turn()
         for fed in self._feeding(engine, start, stop):
-            if turn.over():
-                await trio.sleep(0)
-                turn.begin()
+            await turn.checkpoint()
         size = start + fed
         root, own_keys = self.replica.store.ledger.root(size), tuple(sorted(self._own_keys()))  # the store's thread
         # The engine is this task's own: a capture of its columns themselves, in a worker thread.
@@ -454,9 +452,7 @@ class TrustService:
                 turn = _Turn()
                 for at, event in self._reread():
                     engine.add_first_hand(event.agent, ts=at, **_single(event.outcome, event.high_risk))
-                    if turn.over():
-                        await trio.sleep(0)
-                        turn.begin()
+                    await turn.checkpoint()
             await recompute_in_worker(engine, self._clock)
             if engine.own_org != identity(self.replica.did):
                 return  # (`_own_org_moved` is set: built again)
@@ -495,9 +491,8 @@ class TrustService:
         while (stop := self.replica.store.size) > start:
             at_once, gap = gap is not None and stop - start >= gap, stop - start
             for _ in self._feeding(engine, start, stop):
-                if not at_once and turn.over():
-                    await trio.sleep(0)
-                    turn.begin()
+                if not at_once:
+                    await turn.checkpoint()
             start = stop
         return start
 
@@ -684,6 +679,12 @@ class _Turn:
 
     def over(self) -> bool:
         return time.perf_counter() >= self._until
+
+    async def checkpoint(self) -> None:
+        """Once the turn is over, let the loop run its other tasks, and begin the next."""
+        if self.over():
+            await trio.sleep(0)
+            self.begin()
 
 
 def _single(outcome: str, high_risk: bool) -> dict[str, Outcomes]:
