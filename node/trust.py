@@ -116,7 +116,7 @@ class TrustService:
         self._ingest_lock = trio.Lock()  # held around every audit-log append and epoch close (`replaying`)
         self._own_org_moved = trio.Event()  # this node's key joined an earlier key's org: `_rebuild` is due
         self._rebuilt: TrustEngine | None = None  # the engine `_rebuild` is building, told of links meanwhile
-        self._mirrored = False  # ... and, once it caught up with the store, of records and events too
+        self._mirror: TrustEngine | None = None  # ... once it caught up with the store: told of records and events
         self._held_links: list[Link] | None = None  # links for it, held while it is captured in a worker thread
         self._broadcaster = broadcaster
         self._interval = recompute_interval
@@ -351,9 +351,9 @@ class TrustService:
         touched = [a for record in records if (a := feed_record(self.engine, record, identity)) is not None]
         if self.engine.org_changes != org_changes:
             self._org_changed.set()
-        if self._rebuilt is not None and self._mirrored:
+        if self._mirror is not None:
             for record in records:
-                feed_record(self._rebuilt, record, identity)
+                feed_record(self._mirror, record, identity)
         self._announce_soon(touched)
 
     def on_returned(self, records: list[Record], raw: RawLookup, counts_entries: EntriesLookup) -> None:
@@ -366,8 +366,8 @@ class TrustService:
             body = record.body
             if isinstance(body, DigestBody) and not counts_entries(body.epoch, body.agent):
                 self._add_own_digest(body, raw)
-                if self._rebuilt is not None and self._mirrored:
-                    self._add_own_digest(body, raw, self._rebuilt)
+                if self._mirror is not None:
+                    self._add_own_digest(body, raw, self._mirror)
                 agents.append(body.agent)
         self._announce_soon(agents)
 
@@ -427,7 +427,7 @@ class TrustService:
         replay of them makes: engine.snapshot is captured from it then (`_captured_rebuild`, SNAPSHOT_AFTER records
         or more) and written once it is swapped in (`_keep_snapshot`), so that the next start loads it; past
         SNAPSHOT_FROM_NO_RECORDS records, nothing else would write one before that start's replay of every record.
-        From the moment it caught up with the store, the listeners feed it what they feed the engine (`_mirrored`),
+        From the moment it caught up with the store, the listeners feed it what they feed the engine (`_mirror`),
         so that every record is counted once, by the replay or by a listener: this relies on the replica storing
         each batch before it tells any listener of it, all on the trio thread, and on nothing about the order it
         calls the listeners in. Links are applied to it as they come (held while it is captured).
@@ -448,7 +448,7 @@ class TrustService:
                 if self._snapshot_dir is not None and fed >= SNAPSHOT_AFTER:
                     snapshot = await self._captured_rebuild(engine, fed)
                     await self._feed_stored(engine, fed)
-                self._mirrored = True  # (no checkpoint since the store's size was read last)
+                self._mirror = engine  # (no checkpoint since the store's size was read last)
                 turn = _Turn()
                 for at, event in self._reread():
                     engine.add_first_hand(event.agent, ts=at, **_single(event.outcome, event.high_risk))
@@ -458,7 +458,7 @@ class TrustService:
                 return  # (`_own_org_moved` is set: built again)
             self.engine = engine
         finally:
-            self._rebuilt, self._mirrored, self._held_links = None, False, None
+            self._rebuilt = self._mirror = self._held_links = None
         log.info("trust engine: rebuilt, with this node's own org the earlier key's",
                  extra={"fields": {"org": engine.own_org}})
         self._org_changed.set()  # its recompute announces what changed
@@ -498,8 +498,8 @@ class TrustService:
 
     def on_events(self, batch: Appended) -> None:
         """Ingest listener: our own observations count as first-hand evidence at once."""
-        if self._rebuilt is not None and self._mirrored:
-            feed_first_hand(self._rebuilt, batch)
+        if self._mirror is not None:
+            feed_first_hand(self._mirror, batch)
         self._announce_soon(feed_first_hand(self.engine, batch))
 
     # --- reads --------------------------------------------------------------------------------------------

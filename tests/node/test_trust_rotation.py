@@ -266,11 +266,11 @@ async def test_what_comes_while_the_engine_is_rebuilt_after_key_adopt_counts_as_
                 partner, rotation, partner_first = partner.rotate()
                 assert node.replica.accept([rotation, partner_first]).accepted == [rotation, partner_first]
                 taking("ok")  # as it feeds the stored records
-                assert not trust._mirrored
+                assert trust._mirror is None
                 await trio.testing.wait_all_tasks_blocked()
                 taking("error")  # as it waits for the lock, having fed every record
-                assert trust._rebuilt is not None and not trust._mirrored
-            await until(lambda: trust._mirrored)
+                assert trust._rebuilt is not None and trust._mirror is None
+            await until(lambda: trust._mirror is not None)
             assert lock.locked()
             taking("denied")  # as it reads the undigested events
             batch = [*returned, new.vouch(partner_next.did, 0.7)]
@@ -279,7 +279,7 @@ async def test_what_comes_while_the_engine_is_rebuilt_after_key_adopt_counts_as_
             partner, rotation, partner_first = partner.rotate(partner_next)  # (a key the rebuilt engine knows)
             assert node.replica.accept([rotation, partner_first]).accepted == [rotation, partner_first]
             await until(lambda: not lock.locked())
-            assert trust._mirrored
+            assert trust._mirror is not None
             _submit(node, agent, "timeout", 1)  # as it recomputes (one event: a replay counts a batch's one by one)
             vouch = partner.record("vouch", vouch_body(new_did(), 0.6, "operator"))
             assert node.replica.accept([vouch]).accepted == [vouch]
@@ -319,7 +319,7 @@ async def test_the_rebuild_after_key_adopt_catches_up_with_a_flood_of_records_st
         async with trio.open_nursery() as nursery:
             await nursery.start(trust.run)
             assert node.replica.accept([first]).accepted == [first]
-            while not trust._mirrored and flooded < most:
+            while trust._mirror is None and flooded < most:
                 batch = [partner.record("vouch", vouch_body(new_did(), 0.5, "operator")) for _ in range(2)]
                 assert node.replica.accept(batch).accepted == batch
                 flooded += len(batch)
