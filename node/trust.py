@@ -484,12 +484,12 @@ class TrustService:
     async def _feed_stored(self, engine: TrustEngine, start: int) -> int:
         """Feed `engine` the stored records from index `start` as a replay does (`_feeding`), until it has every
         record stored when it returns; the records fed in all. It goes in rounds, each to the store's size as the
-        round begins, a TURN_S at a time while the rounds shrink the gap; a round no smaller than the one before
-        (records stored as fast as they are fed, or faster: a flood) is fed at once, the loop waiting, so that it
-        ends: a pause as long as feeding that gap takes, which bounds it, as a start's replay of it would."""
+        round begins, a TURN_S at a time while each round is under half the one before; a round of half or more
+        (records stored half as fast as they are fed, or faster: a flood) is fed at once, the loop waiting, so that
+        it ends after a few rounds (at most log2 of the first): a pause as long as feeding that round takes."""
         turn, gap = _Turn(), None
         while (stop := self.replica.store.size) > start:
-            at_once, gap = gap is not None and stop - start >= gap, stop - start
+            at_once, gap = gap is not None and 2 * (stop - start) >= gap, stop - start
             for _ in self._feeding(engine, start, stop):
                 if not at_once:
                     await turn.checkpoint()
