@@ -303,11 +303,12 @@ async def test_what_comes_while_the_engine_is_rebuilt_after_key_adopt_counts_as_
         assert part.first_hand and part.org == old_did and part.events == 6 + 4
 
 
-async def test_the_rebuild_after_key_adopt_catches_up_with_a_flood_of_records_stored_faster_than_it_feeds_them(
-        tmp_path, monkeypatch):
-    """Records stored faster than the rebuild feeds them (two for each it feeds, until it has caught up) do not
-    keep it from catching up: it feeds the gap at once, and the engine swapped in is exactly what a replay of the
-    same records makes."""
+@pytest.mark.parametrize("per_ten", [20, 9], ids=["twice-as-fast", "nine-tenths-as-fast"])
+async def test_the_rebuild_after_key_adopt_catches_up_with_a_flood_of_records_stored_as_it_feeds_them(
+        tmp_path, monkeypatch, per_ten):
+    """Records stored as the rebuild feeds them (`per_ten` for each ten it feeds, until it has caught up) do not
+    keep it feeding a turn at a time: it feeds the gap at once, having flooded a few rounds' worth at most, and the
+    engine swapped in is exactly what a replay of the same records makes."""
     monkeypatch.setattr(node_trust, "TURN_S", 0.0)  # a turn a record: two records of the flood come in between
     monkeypatch.setattr(node_trust, "PROMPT_RECOMPUTE_S", 0.01)
     agent, now, partner, most = new_did(), T0 + 2 * EPOCH, Org(), 1_000
@@ -315,16 +316,19 @@ async def test_the_rebuild_after_key_adopt_catches_up_with_a_flood_of_records_st
     new, old_did, (first, *_) = _adopted(tmp_path, clock, agent, partner=partner.did)
     with telemetry_node(tmp_path, key=new.key, clock=clock, epoch_ms=EPOCH) as node:
         trust = _running(node, Broadcaster(Registry()), now)
-        flooded = 0
+        flooded = turns = 0
         async with trio.open_nursery() as nursery:
             await nursery.start(trust.run)
             assert node.replica.accept([first]).accepted == [first]
+            stored = node.replica.store.size  # (its first round)
             while trust._mirror is None and flooded < most:
-                batch = [partner.record("vouch", vouch_body(new_did(), 0.5, "operator")) for _ in range(2)]
+                turns += 1
+                due = turns * per_ten // 10 - flooded
+                batch = [partner.record("vouch", vouch_body(new_did(), 0.5, "operator")) for _ in range(due)]
                 assert node.replica.accept(batch).accepted == batch
                 flooded += len(batch)
                 await trio.sleep(0)
-            assert flooded < most  # (it used to go on feeding as long as the flood lasted)
+            assert flooded < 3 * stored  # (it used to feed until the flood ended, or its rounds were too small)
             while trust._rebuilt is not None:
                 await trio.sleep(0)
             nursery.cancel_scope.cancel()
