@@ -6,17 +6,24 @@ engine.snapshot of the records it caught up with (TrustService._captured_rebuild
 capture in a worker thread), with that capture's wall time, and how long after the swap the snapshot was written
 (in a worker thread). A figure with no target; it is not a test.
 
+With --flood R, records are stored at R a second (a vouch chain of another org, signed beforehand, taken each
+FLOOD_TICK_S in a batch of those due, FLOOD_BATCH at most, as a sync's page) from the first record on until the
+rebuild has caught up with the store (or the flood runs out): a flood faster than the rebuild feeds makes it feed the
+gap at once (TrustService._feed_stored), which the stalls show.
+
 The data directory is benchmarks/startup.py's (`build`, no telemetry: no undigested events to read), its node key
 then rotated to a new one whose first record is held back; the node starts as the new key (the engine replayed, not
 measured) and takes the first record in, once the start's engine.snapshot is written.
 
     python benchmarks/adopt_rebuild.py                       # N = 10^5
     python benchmarks/adopt_rebuild.py --records 1000000
+    python benchmarks/adopt_rebuild.py --records 20000 --flood 20000
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -35,11 +42,14 @@ from node.keys import load_org_key  # noqa: E402
 from node.metrics import Registry  # noqa: E402
 from node.stream import Broadcaster  # noqa: E402
 from node.trust import TrustService  # noqa: E402
-from vouching import Record, did_key, issue_record, org_body  # noqa: E402
+from vouching import Record, did_key, issue_record, org_body, vouch_body  # noqa: E402
 from vouching.params import HOUR_MS  # noqa: E402
 from vouching.policy import DEFAULT_POLICY  # noqa: E402
 
 TICK_S = 0.001
+FLOOD_TICK_S = 0.01
+FLOOD_BATCH = 1000
+FLOOD_S = 10.0  # the longest flood, in seconds at its rate: the records it needs are signed beforehand
 SHOWN_STALLS = 5
 
 
@@ -53,6 +63,17 @@ def rotate(directory: Path, store: RecordStore) -> tuple[SigningKey, Record]:
     store.append([issue_record(old, "org", org_body("org 0", "bench", (), next=new_did), seq=head.seq + 1,
                                prev=head.id, ts=now)])
     return new, issue_record(new, "org", org_body("org 0", "bench", (), prior=old_did), seq=1, prev=None, ts=now)
+
+
+def flood_records(key: SigningKey, count: int) -> list[Record]:
+    """`key`'s first record and `count` - 1 vouches after it, each for a new agent, chained."""
+    now = int(time.time() * 1000)
+    records = [issue_record(key, "org", org_body("flood", "bench", ()), seq=1, prev=None, ts=now)]
+    for seq in range(2, count + 1):
+        subject = did_key(os.urandom(32))
+        records.append(issue_record(key, "vouch", vouch_body(subject, 0.5, "operator"), seq=seq, prev=records[-1].id,
+                                    ts=now))
+    return records
 
 
 class Stalls:
@@ -69,11 +90,12 @@ class Stalls:
         return sorted(gaps, reverse=True)[:SHOWN_STALLS]
 
 
-async def measure(replica: Replica, trust: TrustService, first: Record,
-                  metrics: Registry) -> tuple[float, float, Stalls]:
-    """Take the first record in, once the start's engine.snapshot is written; the rebuild's wall time, the loop's
-    longest gap in the second before (idle), and its gaps until the swap."""
-    stalls = Stalls()
+async def measure(replica: Replica, trust: TrustService, first: Record, metrics: Registry, flood: list[Record],
+                  rate: int) -> tuple[float, float, Stalls, int]:
+    """Take the first record in, once the start's engine.snapshot is written, and `flood` at `rate` a second until
+    the rebuild has caught up; the rebuild's wall time, the loop's longest gap in the second before (idle), its gaps
+    until the swap, and the records flooded."""
+    stalls, flooded = Stalls(), 0
     capturing = trust._captured_rebuild
 
     async def captured(*args: Any) -> Any:
@@ -90,6 +112,18 @@ async def measure(replica: Replica, trust: TrustService, first: Record,
             stalls.gaps.append((now, now - last))
             last = now
 
+    async def flooding() -> None:
+        nonlocal flooded
+        while flooded < len(flood) and trust._rebuilt is None:
+            await trio.sleep(0)
+        began = time.perf_counter()
+        while flooded < len(flood) and trust._mirror is None:
+            due = int(rate * (time.perf_counter() - began))
+            batch = flood[flooded:min(due, flooded + FLOOD_BATCH)]
+            assert replica.accept(batch).accepted == batch
+            flooded += len(batch)
+            await trio.sleep(FLOOD_TICK_S)
+
     trust._captured_rebuild = captured  # type: ignore[method-assign]
     engine = trust.engine
     async with trio.open_nursery() as nursery:
@@ -98,18 +132,19 @@ async def measure(replica: Replica, trust: TrustService, first: Record,
             await trio.sleep(0.05)
         nursery.start_soon(tick)
         await trio.sleep(1.0)
-        idle = max(gap for _, gap in stalls.gaps)
+        idle, covered = max(gap for _, gap in stalls.gaps), metrics.value("engine_snapshot_records")
         stalls.gaps.clear()
         began = time.perf_counter()
         assert replica.accept([first]).accepted == [first]
+        nursery.start_soon(flooding)
         while trust.engine is engine:
             await trio.sleep(0.05)
         took = time.perf_counter() - began
-        while metrics.value("engine_snapshot_records") != replica.store.size:  # (the rebuild's, written after it)
+        while metrics.value("engine_snapshot_records") == covered:  # (the rebuild's, written after it)
             await trio.sleep(0.05)
         stalls.written = time.perf_counter() - began - took
         nursery.cancel_scope.cancel()
-    return took, idle, stalls
+    return took, idle, stalls, flooded
 
 
 def main() -> None:
@@ -118,6 +153,7 @@ def main() -> None:
     parser.add_argument("--orgs", type=int, default=10)
     parser.add_argument("--agents", type=int, default=1000, help="agents each org digests an epoch")
     parser.add_argument("--vouches", type=int, default=1000)
+    parser.add_argument("--flood", type=int, default=0, help="records a second stored during the rebuild")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as name:
         directory = Path(name) / "node"
@@ -126,7 +162,8 @@ def main() -> None:
         with RecordStore.open(directory) as store:
             key, first = rotate(directory, store)
             print(f"built {store.size} records in {time.perf_counter() - began:.1f} s")
-            replica = Replica(key, store, roots=(), max_hops=3, held_limit=1000)
+            flooding = SigningKey.generate()  # a root of the replica's, so that its records are in the horizon
+            replica = Replica(key, store, roots=(did_key(bytes(flooding.verify_key)),), max_hops=3, held_limit=1000)
             metrics = Registry()
             trust = TrustService(replica, roots=(), policy=DEFAULT_POLICY, broadcaster=Broadcaster(metrics),
                                  metrics=metrics, recompute_interval=3600.0, epoch_ms=HOUR_MS,
@@ -135,7 +172,11 @@ def main() -> None:
             trust.replay(())
             print(f"start's replay: {time.perf_counter() - began:.1f} s")
             replica.listeners.append(trust.on_records)
-            took, idle, stalls = trio.run(measure, replica, trust, first, metrics)
+            flood = flood_records(flooding, int(args.flood * FLOOD_S)) if args.flood else []
+            took, idle, stalls, flooded = trio.run(measure, replica, trust, first, metrics, flood, args.flood)
+            if args.flood:
+                print(f"flooded {flooded} records at {args.flood} a second"
+                      f"{' (all it had)' if flooded == len(flood) else ' until the rebuild caught up'}")
             print(f"rebuild after the first record: {took:.1f} s; the loop's longest stalls: {_ms(stalls.longest())}"
                   f" (idle, the second before: {idle * 1000:.1f} ms)")
             for began, ended in stalls.captures:

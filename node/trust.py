@@ -116,7 +116,7 @@ class TrustService:
         self._ingest_lock = trio.Lock()  # held around every audit-log append and epoch close (`replaying`)
         self._own_org_moved = trio.Event()  # this node's key joined an earlier key's org: `_rebuild` is due
         self._rebuilt: TrustEngine | None = None  # the engine `_rebuild` is building, told of links meanwhile
-        self._mirrored = False  # ... and, once it caught up with the store, of records and events too
+        self._mirror: TrustEngine | None = None  # ... once it caught up with the store: told of records and events
         self._held_links: list[Link] | None = None  # links for it, held while it is captured in a worker thread
         self._broadcaster = broadcaster
         self._interval = recompute_interval
@@ -326,9 +326,7 @@ class TrustService:
                          error)
         fed, turn = 0, _Turn()
         for fed in self._feeding(engine, start, stop):
-            if turn.over():
-                await trio.sleep(0)
-                turn.begin()
+            await turn.checkpoint()
         size = start + fed
         root, own_keys = self.replica.store.ledger.root(size), tuple(sorted(self._own_keys()))  # the store's thread
         # The engine is this task's own: a capture of its columns themselves, in a worker thread.
@@ -353,9 +351,9 @@ class TrustService:
         touched = [a for record in records if (a := feed_record(self.engine, record, identity)) is not None]
         if self.engine.org_changes != org_changes:
             self._org_changed.set()
-        if self._rebuilt is not None and self._mirrored:
+        if self._mirror is not None:
             for record in records:
-                feed_record(self._rebuilt, record, identity)
+                feed_record(self._mirror, record, identity)
         self._announce_soon(touched)
 
     def on_returned(self, records: list[Record], raw: RawLookup, counts_entries: EntriesLookup) -> None:
@@ -368,8 +366,8 @@ class TrustService:
             body = record.body
             if isinstance(body, DigestBody) and not counts_entries(body.epoch, body.agent):
                 self._add_own_digest(body, raw)
-                if self._rebuilt is not None and self._mirrored:
-                    self._add_own_digest(body, raw, self._rebuilt)
+                if self._mirror is not None:
+                    self._add_own_digest(body, raw, self._mirror)
                 agents.append(body.agent)
         self._announce_soon(agents)
 
@@ -429,14 +427,14 @@ class TrustService:
         replay of them makes: engine.snapshot is captured from it then (`_captured_rebuild`, SNAPSHOT_AFTER records
         or more) and written once it is swapped in (`_keep_snapshot`), so that the next start loads it; past
         SNAPSHOT_FROM_NO_RECORDS records, nothing else would write one before that start's replay of every record.
-        From the moment it caught up with the store, the listeners feed it what they feed the engine (`_mirrored`),
+        From the moment it caught up with the store, the listeners feed it what they feed the engine (`_mirror`),
         so that every record is counted once, by the replay or by a listener: this relies on the replica storing
         each batch before it tells any listener of it, all on the trio thread, and on nothing about the order it
         calls the listeners in. Links are applied to it as they come (held while it is captured).
         Discarded if the node's own org moves again meanwhile (a link of an earlier key still): built again. At 10^6
         records it took 87 s, the loop's longest stall 133 ms, at load 6-7 on 2 cores (benchmarks/adopt_rebuild.py:
-        a turn is TURN_S and the store's page of 1,000 records it reads). It catches up with the store only while
-        it feeds records faster than they are stored (some 10^4 a second against the network's pace)."""
+        a turn is TURN_S and the store's page of 1,000 records it reads). Under a flood of records stored as fast as
+        it feeds them (some 10^4 a second), it catches up by feeding the gap at once (`_feed_stored`)."""
         identity = self.replica.succession.identity
         log.info("trust engine: this node's key joined the org of an earlier key; rebuilding the engine from the "
                  "stored records", extra={"fields": {"org": identity(self.replica.did), "key": self.replica.did,
@@ -450,19 +448,17 @@ class TrustService:
                 if self._snapshot_dir is not None and fed >= SNAPSHOT_AFTER:
                     snapshot = await self._captured_rebuild(engine, fed)
                     await self._feed_stored(engine, fed)
-                self._mirrored = True  # (no checkpoint since the store's size was read last)
+                self._mirror = engine  # (no checkpoint since the store's size was read last)
                 turn = _Turn()
                 for at, event in self._reread():
                     engine.add_first_hand(event.agent, ts=at, **_single(event.outcome, event.high_risk))
-                    if turn.over():
-                        await trio.sleep(0)
-                        turn.begin()
+                    await turn.checkpoint()
             await recompute_in_worker(engine, self._clock)
             if engine.own_org != identity(self.replica.did):
                 return  # (`_own_org_moved` is set: built again)
             self.engine = engine
         finally:
-            self._rebuilt, self._mirrored, self._held_links = None, False, None
+            self._rebuilt = self._mirror = self._held_links = None
         log.info("trust engine: rebuilt, with this node's own org the earlier key's",
                  extra={"fields": {"org": engine.own_org}})
         self._org_changed.set()  # its recompute announces what changed
@@ -486,21 +482,24 @@ class TrustService:
         return engine_snapshot.Snapshot(size, root, own_keys, capturing.state)
 
     async def _feed_stored(self, engine: TrustEngine, start: int) -> int:
-        """Feed `engine` the stored records from index `start` as a replay does (`_feeding`), a TURN_S at a time,
-        until it has every record stored when it returns; the records fed in all."""
-        turn = _Turn()
+        """Feed `engine` the stored records from index `start` as a replay does (`_feeding`), until it has every
+        record stored when it returns; the records fed in all. It goes in rounds, each to the store's size as the
+        round begins, a TURN_S at a time while each round is under half the one before; a round of half or more
+        (records stored half as fast as they are fed, or faster: a flood) is fed at once, the loop waiting, so that
+        it ends after a few rounds (at most log2 of the first): a pause as long as feeding that round takes."""
+        turn, gap = _Turn(), None
         while (stop := self.replica.store.size) > start:
+            at_once, gap = gap is not None and 2 * (stop - start) >= gap, stop - start
             for _ in self._feeding(engine, start, stop):
-                if turn.over():
-                    await trio.sleep(0)
-                    turn.begin()
+                if not at_once:
+                    await turn.checkpoint()
             start = stop
         return start
 
     def on_events(self, batch: Appended) -> None:
         """Ingest listener: our own observations count as first-hand evidence at once."""
-        if self._rebuilt is not None and self._mirrored:
-            feed_first_hand(self._rebuilt, batch)
+        if self._mirror is not None:
+            feed_first_hand(self._mirror, batch)
         self._announce_soon(feed_first_hand(self.engine, batch))
 
     # --- reads --------------------------------------------------------------------------------------------
@@ -680,6 +679,12 @@ class _Turn:
 
     def over(self) -> bool:
         return time.perf_counter() >= self._until
+
+    async def checkpoint(self) -> None:
+        """Once the turn is over, let the loop run its other tasks, and begin the next."""
+        if self.over():
+            await trio.sleep(0)
+            self.begin()
 
 
 def _single(outcome: str, high_risk: bool) -> dict[str, Outcomes]:

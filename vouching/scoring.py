@@ -139,7 +139,9 @@ class TrustEngine:
         # the sums; an agent's cache entry is taken from them on its next read (see `_renewed`).
         self._recomputed: tuple[int, int, AgentSums] | None = None
         self._own = self._org(own_org)
-        self._roots = sorted({self._own, *(self._org(r) for r in roots)})
+        # Numbered in did order, not as configured: the orgs' numbers are in engine.snapshot, which a reordering of
+        # the roots in config.toml then keeps (node.engine_snapshot).
+        self._roots = sorted({self._own, *(self._org(r) for r in sorted(roots))})
 
     # ---- ingest -------------------------------------------------------------------------------------------
 

@@ -228,6 +228,21 @@ def test_a_root_added_removed_or_replaced_is_replayed_past(tmp_path, monkeypatch
         _fell_back(node, tmp_path, caplog, "the own org or the roots differ")
 
 
+def test_roots_reordered_keep_the_snapshot(tmp_path, monkeypatch, caplog):
+    """An operator who sorts or reorders the roots in config.toml keeps the snapshot (the engine numbers them in did
+    order), and the start that loads it scores as a full replay with the roots in their new order."""
+    monkeypatch.setattr(node_trust, "SNAPSHOT_AFTER", 0)
+    orgs = [Org() for _ in range(3)]
+    with fake_node(tmp_path) as node:
+        for org in orgs:
+            node.replica.issue("vouch", vouch_body(org.did, 0.5, "org-peer"))
+        _filled(node, 20)
+        ROOTS[:] = [org.did for org in orgs]
+        _write_start_snapshot(node, tmp_path)
+        ROOTS.reverse()  # (the configured order or this one is not did order)
+        _loaded(node, tmp_path, caplog)
+
+
 def _loaded(node: FakeNode, directory: Path, caplog: pytest.LogCaptureFixture) -> TrustService:
     """A start from `directory` that loads the snapshot of every stored record, saying so in its one line about it,
     and whose engine and scores are a full replay's, bit for bit."""

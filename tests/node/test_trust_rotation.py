@@ -266,11 +266,11 @@ async def test_what_comes_while_the_engine_is_rebuilt_after_key_adopt_counts_as_
                 partner, rotation, partner_first = partner.rotate()
                 assert node.replica.accept([rotation, partner_first]).accepted == [rotation, partner_first]
                 taking("ok")  # as it feeds the stored records
-                assert not trust._mirrored
+                assert trust._mirror is None
                 await trio.testing.wait_all_tasks_blocked()
                 taking("error")  # as it waits for the lock, having fed every record
-                assert trust._rebuilt is not None and not trust._mirrored
-            await until(lambda: trust._mirrored)
+                assert trust._rebuilt is not None and trust._mirror is None
+            await until(lambda: trust._mirror is not None)
             assert lock.locked()
             taking("denied")  # as it reads the undigested events
             batch = [*returned, new.vouch(partner_next.did, 0.7)]
@@ -279,7 +279,7 @@ async def test_what_comes_while_the_engine_is_rebuilt_after_key_adopt_counts_as_
             partner, rotation, partner_first = partner.rotate(partner_next)  # (a key the rebuilt engine knows)
             assert node.replica.accept([rotation, partner_first]).accepted == [rotation, partner_first]
             await until(lambda: not lock.locked())
-            assert trust._mirrored
+            assert trust._mirror is not None
             _submit(node, agent, "timeout", 1)  # as it recomputes (one event: a replay counts a batch's one by one)
             vouch = partner.record("vouch", vouch_body(new_did(), 0.6, "operator"))
             assert node.replica.accept([vouch]).accepted == [vouch]
@@ -301,6 +301,46 @@ async def test_what_comes_while_the_engine_is_rebuilt_after_key_adopt_counts_as_
         assert trust.engine.orgs(now=now) == replayed.engine.orgs(now=now)
         (part, _) = sorted(trust.engine.explain(agent, now=now).orgs, key=lambda part: not part.first_hand)
         assert part.first_hand and part.org == old_did and part.events == 6 + 4
+
+
+@pytest.mark.parametrize("per_ten", [20, 9], ids=["twice-as-fast", "nine-tenths-as-fast"])
+async def test_the_rebuild_after_key_adopt_catches_up_with_a_flood_of_records_stored_as_it_feeds_them(
+        tmp_path, monkeypatch, per_ten):
+    """Records stored as the rebuild feeds them (`per_ten` for each ten it feeds, until it has caught up) do not
+    keep it feeding a turn at a time: it feeds the gap at once, having flooded a few rounds' worth at most, and the
+    engine swapped in is exactly what a replay of the same records makes."""
+    monkeypatch.setattr(node_trust, "TURN_S", 0.0)  # a turn a record: two records of the flood come in between
+    monkeypatch.setattr(node_trust, "PROMPT_RECOMPUTE_S", 0.01)
+    agent, now, partner, most = new_did(), T0 + 2 * EPOCH, Org(), 1_000
+    clock = Clock(T0 + 5)
+    new, old_did, (first, *_) = _adopted(tmp_path, clock, agent, partner=partner.did)
+    with telemetry_node(tmp_path, key=new.key, clock=clock, epoch_ms=EPOCH) as node:
+        trust = _running(node, Broadcaster(Registry()), now)
+        flooded = turns = 0
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trust.run)
+            assert node.replica.accept([first]).accepted == [first]
+            stored = node.replica.store.size  # (its first round)
+            while trust._mirror is None and flooded < most:
+                turns += 1
+                due = turns * per_ten // 10 - flooded
+                batch = [partner.record("vouch", vouch_body(new_did(), 0.5, "operator")) for _ in range(due)]
+                assert node.replica.accept(batch).accepted == batch
+                flooded += len(batch)
+                await trio.sleep(0)
+            assert flooded < 3 * stored  # (it used to feed until the flood ended, or its rounds were too small)
+            while trust._rebuilt is not None:
+                await trio.sleep(0)
+            nursery.cancel_scope.cancel()
+        assert node.replica.listener_errors == 0 and trust.org(old_did)["own"]
+        replayed = _service(node.replica, clock=lambda: now, epoch_ms=EPOCH)
+        replayed.replay(node.digester.undigested(), node.digester.state.raw_reader())
+        trust.engine.recompute(now=now)
+        agents = replayed.engine.agents()
+        assert sorted(trust.engine.agents()) == sorted(agents) and len(agents) > flooded
+        for one in agents:
+            assert trust.engine.explain(one, now=now) == replayed.engine.explain(one, now=now)
+        assert trust.engine.orgs(now=now) == replayed.engine.orgs(now=now)
 
 
 async def test_the_start_after_a_rebuild_for_key_adopt_loads_the_snapshot_the_rebuild_captured(
