@@ -8,8 +8,9 @@ capture in a worker thread), with that capture's wall time, and how long after t
 
 With --flood R, records are stored at R a second (a vouch chain of another org, signed beforehand, taken each
 FLOOD_TICK_S in a batch of those due, FLOOD_BATCH at most, as a sync's page) from the first record on until the
-rebuild has caught up with the store (or the flood runs out): a flood faster than the rebuild feeds makes it feed the
-gap at once (TrustService._feed_stored), which the stalls show.
+rebuild has caught up with the store (or the flood runs out): a flood half as fast as the rebuild feeds, or faster,
+makes it feed a gap of AT_ONCE_MAX records at most at once (TrustService._feed_stored), which the stalls show; one
+that keeps the gap larger, as fast as it feeds, keeps it feeding until the flood runs out.
 
 The data directory is benchmarks/startup.py's (`build`, no telemetry: no undigested events to read), its node key
 then rotated to a new one whose first record is held back; the node starts as the new key (the engine replayed, not

@@ -70,6 +70,9 @@ MAX_LISTED_SCOPES = 64  # scoped tools an answer or a stream event lists (listed
 # Seconds of work `replaying` and `_bring_snapshot_forward` do between yields to the loop, measured (_Turn): a count
 # of records varies with them and the machine's load (1,000 records took 0.08 s, 0.25-0.38 s at load 8 at 10^6).
 TURN_S = 0.02
+# Most records a round of the rebuild after `key adopt` feeds at once, the loop waiting (_feed_stored): 0.16 s quiet,
+# some 0.7 s at load 8, by the figures above.
+AT_ONCE_MAX = 2_000
 ANNOUNCE_CHUNK = 256  # agents whose change is announced between two checkpoints after a recompute
 # engine.snapshot is written once this many records, or an eighth (1 / SNAPSHOT_SHARE) of those it covers if more, are
 # not in it (a start replays about 10^4 records a second): at a start that replayed them, or by `_keep_snapshot`,
@@ -433,8 +436,9 @@ class TrustService:
         calls the listeners in. Links are applied to it as they come (held while it is captured).
         Discarded if the node's own org moves again meanwhile (a link of an earlier key still): built again. At 10^6
         records it took 87 s, the loop's longest stall 133 ms, at load 6-7 on 2 cores (benchmarks/adopt_rebuild.py:
-        a turn is TURN_S and the store's page of 1,000 records it reads). Under a flood of records stored as fast as
-        it feeds them (some 10^4 a second), it catches up by feeding the gap at once (`_feed_stored`)."""
+        a turn is TURN_S and the store's page of 1,000 records it reads). Under a flood of records stored half as
+        fast as it feeds them (some 10^4 a second) or faster, it catches up by feeding a gap of AT_ONCE_MAX records
+        at most at once (`_feed_stored`)."""
         identity = self.replica.succession.identity
         log.info("trust engine: this node's key joined the org of an earlier key; rebuilding the engine from the "
                  "stored records", extra={"fields": {"org": identity(self.replica.did), "key": self.replica.did,
@@ -484,12 +488,16 @@ class TrustService:
     async def _feed_stored(self, engine: TrustEngine, start: int) -> int:
         """Feed `engine` the stored records from index `start` as a replay does (`_feeding`), until it has every
         record stored when it returns; the records fed in all. It goes in rounds, each to the store's size as the
-        round begins, a TURN_S at a time while each round is under half the one before; a round of half or more
-        (records stored half as fast as they are fed, or faster: a flood) is fed at once, the loop waiting, so that
-        it ends after a few rounds (at most log2 of the first): a pause as long as feeding that round takes."""
+        round begins, a TURN_S at a time while each round is under half the one before; a later round of half or
+        more (records stored half as fast as they are fed, or faster: a flood) is fed at once, the loop waiting, if
+        it is of AT_ONCE_MAX records at most, so that it ends after a few rounds. A flood that keeps its rounds
+        larger (stored as fast as they are fed) keeps it feeding a turn at a time, the old engine serving, until the
+        flood slows: a pause of the loop as long as such a round takes (seconds, at 10^6 records) would fail every
+        check and sync meanwhile."""
         turn, gap = _Turn(), None
         while (stop := self.replica.store.size) > start:
-            at_once, gap = gap is not None and 2 * (stop - start) >= gap, stop - start
+            at_once = gap is not None and 2 * (stop - start) >= gap and stop - start <= AT_ONCE_MAX
+            gap = stop - start
             for _ in self._feeding(engine, start, stop):
                 if not at_once:
                     await turn.checkpoint()
