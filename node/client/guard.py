@@ -68,8 +68,8 @@ class Vouchnet:
         token = token or default_token()
         self.policy = policy if policy is not None else TrustPolicy(self.node, observe=observe)
         if self.policy.node != self.node:  # it would decide with one node while this one verifies and hears
-            raise ValueError(f"policy: decides with the node at {self.policy.node}, not this service's {self.node}; "
-                             f"make it with TrustPolicy({self.node!r}, ...)")
+            raise ValueError(without_passwords(f"policy: decides with the node at {self.policy.node}, not this "
+                                               f"service's {self.node}; make it with TrustPolicy({self.node!r}, ...)"))
         if observe and not self.policy.observe:
             raise ValueError("observe: the given policy enforces; make it with TrustPolicy(observe=True)")
         self.verifier = CredentialVerifier(issuers if issuers is not None else (self.node,))

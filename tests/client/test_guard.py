@@ -173,6 +173,15 @@ def test_a_policy_of_another_node_is_refused_naming_both(monkeypatch):
         Vouchnet("http://10.0.0.5:8700", policy=TrustPolicy(listen=False, min_score=100))
 
 
+def test_a_policy_of_another_node_is_refused_without_either_url_s_password():
+    """An exception's message goes to logs and tracebacks: a node URL's password is not shown (RFC 3986 §3.2.1)."""
+    with pytest.raises(ValueError) as refused:
+        Vouchnet("http://svc:s3cret@10.0.0.5:8700", API_TOKEN,
+                 policy=TrustPolicy("http://ops:hunter2@127.0.0.1:8700", listen=False))
+    assert "http://svc@10.0.0.5:8700" in str(refused.value) and "http://ops@127.0.0.1:8700" in str(refused.value)
+    assert "s3cret" not in str(refused.value) and "hunter2" not in str(refused.value)
+
+
 HOLDERS = {"a dict": {"vouchnet_credential": "token"},
            "another mapping": MappingProxyType({"vouchnet_credential": "token"}),
            "an object": SimpleNamespace(vouchnet_credential="token")}
