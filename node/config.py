@@ -20,6 +20,7 @@ from gossip.forks import FORK_WINDOW
 from gossip.scopes import DIAL_PRIVATE, DialPrivate
 from ledger import MAX_COSIGNATURES
 from vouching import InvalidDid, public_key_from_did
+from vouching.bodies import NETWORK_PATTERN, NETWORK_RULE
 from vouching.policy import words
 from vouching.schema import MAX_UINT
 
@@ -30,7 +31,6 @@ CONFIG_FILE = "config.toml"
 # one refuses; a file without it is format 1. (Keys added are refused by name, in any format.)
 CONFIG_FORMAT = 1
 DIR_ENV = "VOUCHNET_DIR"
-NETWORK_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
 DEFAULT_LISTEN = "/ip4/0.0.0.0/tcp/4001"
 DEFAULT_API = "127.0.0.1:8700"
 MAX_VERIFY_PROCESSES = 64
@@ -349,8 +349,8 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
     if not 1 <= len(name) <= 128 or not name.isprintable():
         raise ConfigError(f"name: must be 1-128 printable characters, got {name!r}")
     network = _get(doc, "config", "network", "a string", NodeConfig.network)
-    if not NETWORK_RE.fullmatch(network):
-        raise ConfigError(f"network: must match {NETWORK_RE.pattern}, got {network!r}")
+    if not NETWORK_PATTERN.fullmatch(network):  # as an `org` record names it
+        raise ConfigError(f"network: must be {NETWORK_RULE}, got {network!r}")
 
     p2p = _table(doc, "p2p")
     _known_keys("p2p", p2p, {"listen", "announce", "bootstrap", "dial_private", "sync_interval", "sync_peers",

@@ -9,6 +9,7 @@ import os
 from node.config import DEFAULT_API, DEFAULT_LISTEN, ConfigError, default_data_dir
 from node.keys import KeyFileError
 from node.strict_modes import TooOpen, check_strict_modes
+from vouching.bodies import NETWORK_RULE
 
 from .common import CommandFailed, Subparsers, UsageError, add_dir_option, add_local_command, did_argument, local_config
 
@@ -34,7 +35,7 @@ def register(subparsers: Subparsers) -> None:
     init.add_argument("--name", default="vouchnet node", help="your org's display name (default: %(default)s)")
     init.add_argument("--network", default="vouchnet",
                       help="the name of the network to join: gossip topics and checkpoints are per network, so the "
-                      "orgs that mean to trust each other agree on one name (default: %(default)s)")
+                      f"orgs that mean to trust each other agree on one name: {NETWORK_RULE} (default: %(default)s)")
     init.add_argument("--listen", action="append", metavar="MULTIADDR",
                       help=f"libp2p address to listen on, repeatable (default: {DEFAULT_LISTEN})")
     init.add_argument("--api", default=DEFAULT_API, metavar="HOST:PORT",

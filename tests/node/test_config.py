@@ -9,6 +9,7 @@ from nacl.signing import SigningKey
 
 from gossip.host import peer_id_from_public_key
 from node.config import ConfigError, load_config, parse_api_bind, render_template
+from vouching import org_body
 from vouching.policy import DEFAULT_HIGH_RISK_TOOLS
 
 ROOT = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
@@ -95,6 +96,13 @@ def test_template_warns_when_the_api_is_exposed():
     assert "WARNING" not in render_template(network="n", listen=("/ip4/0.0.0.0/tcp/1",), api="[::1]:1", bootstrap=(), roots=())
 
 
+@pytest.mark.parametrize("network", ["lab_2", "n" * 64, "a.b-c"])
+def test_a_network_an_org_record_may_name_is_one_a_node_may_run(tmp_path, network):
+    """The config refused `_` and a 64th character, which records' `network` takes: two definitions of one rule."""
+    assert load_config(_write(tmp_path, f'network = "{network}"')).network == network
+    org_body("org", network, ())  # (as an org record names it)
+
+
 def test_an_empty_file_means_defaults(tmp_path):
     config = load_config(_write(tmp_path, ""))  # format 1, as a file from before formats were written
     assert config.api_host == "127.0.0.1"
@@ -105,7 +113,7 @@ def test_an_empty_file_means_defaults(tmp_path):
     "text,message",
     [
         ("network = 3", "network: must be a string, got int"),
-        ('network = "Bad Name"', "network: must match"),
+        ('network = "Bad Name"', "network: must be 1 to 64 characters of a-z 0-9 . _ -"),
         ("[p2p]\nlisten = []", "p2p.listen: needs at least one address"),
         ('[p2p]\nlisten = ["tcp:4001"]', "p2p.listen: not a multiaddr"),
         # Each was taken (`vouchnet init --listen` too), and `vouchnet run` failed with a traceback (ValueError).
