@@ -24,9 +24,9 @@ from node.credential_registry import CredentialRegistry
 from node.daemon import StartupError, serve_node
 from node.data_lock import DataDirBusy, locked_data_dir, replacing_key, signing_with_key
 from node.keys import KeyFileError, create_org_key, load_org_key
-from node.rotation import NEXT_KEY_FILE, finish_interrupted_rotation, rotate_key
+from node.rotation import NEXT_KEY_FILE, finish_interrupted_rotation, rotate_key, unpublished_link
 from node.setup import init_data_dir
-from vouching import did_key, org_body, public_key_from_did, vouch_body
+from vouching import did_key, org_body, public_key_from_did, verify_record, vouch_body
 
 from ..factories import new_did
 from .in_process import LOOPBACK, running
@@ -62,6 +62,23 @@ def test_a_rotation_links_a_new_key_and_destroys_the_old(tmp_path):
         assert replica.succession.keys(rotation.new) == (old, rotation.new)
         first = next(store.scan(issuer=rotation.new))
         assert first.body.prior == old and first.body.addrs == ("/ip4/127.0.0.1/tcp/4001",)
+
+
+def test_the_records_a_start_publishes_are_those_linking_a_key_that_signed_nothing_since_its_rotation(tmp_path):
+    config = _config(tmp_path / "a")
+    old = _did(config)
+    with RecordStore.open(config.data_dir) as store:
+        replica = _replica(config, store)
+        replica.issue("org", org_body("a", "test", []))
+        assert unpublished_link(store, replica.succession, old) == []  # never rotated
+    rotation = rotate_key(config)
+    with RecordStore.open(config.data_dir) as store:
+        replica = _replica(config, store)
+        linking = [store.at(old, 2), store.at(rotation.new, 1)]
+        assert [verify_record(raw).body.next for raw in linking] == [rotation.new, None]
+        assert unpublished_link(store, replica.succession, rotation.new) == linking
+        replica.issue("org", org_body("a", "test", ["/ip4/127.0.0.1/tcp/4001"]))
+        assert unpublished_link(store, replica.succession, rotation.new) == []  # its peers have had them since
 
 
 def test_a_rotation_interrupted_after_signing_is_finished_by_the_next_start_or_run(tmp_path):
