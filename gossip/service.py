@@ -171,6 +171,18 @@ class GossipService:
             c["gaps"] += len(outcome.gaps)
             self._on_gaps(origin, dict(outcome.gaps))
 
+    def publish_stored(self, raws: list[bytes]) -> None:
+        """Queue records already stored for publishing, whoever signed them: what `vouchnet key rotate` signed while
+        the node was stopped (the old key's rotation and the new key's first record), which no peer holds yet and
+        which `_on_accepted` never saw. Peers relay them as any message; those already holding them count
+        duplicates."""
+        now = self._clock()
+        for raw in raws:
+            self._queue.append((now, raw))
+            self._queued_bytes += item_size(raw)
+        if raws:
+            self._queue_changed.set()
+
     def _on_accepted(self, records: list[Record]) -> None:
         """Replica listener: queue our own records for publishing (they are never dropped)."""
         now, queued = self._clock(), len(self._queue)

@@ -53,7 +53,7 @@ from .ingest_api import BODY_LIMITS, OPEN_WRITE_PATHS
 from .keys import TokenFile, load_org_key
 from .audit_log import wall_clock_ms
 from .metrics import LATENCY_BUCKETS, Registry, record_latency_listener
-from .rotation import NEXT_KEY_FILE, finish_interrupted_rotation
+from .rotation import NEXT_KEY_FILE, finish_interrupted_rotation, unpublished_link
 from .store_manifest import StoreLost, check_listed, list_present
 from .taken_back_rotation import TakenBackError, keep, kept, refusal
 from .telemetry import Telemetry
@@ -415,6 +415,8 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
             raise StartupError(refusal(config, taken.rotation)) from None
         if node.startup_sync == "timed_out":
             nursery.start_soon(_catch_up_late, node)
+        # After `vouchnet key rotate`: the records linking our keys, once a peer is there to relay them.
+        node.gossip.publish_stored(unpublished_link(node.replica.store, node.replica.succession, node.did))
         for service in (node.witnessing, node.trust, *node.telemetry.services()):
             try:
                 await nursery.start(service.run)

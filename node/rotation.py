@@ -18,6 +18,7 @@ from gossip.replica import Replica
 from gossip.store import LEDGER_FILE, RecordStore
 from ledger.files import sync_directory
 from vouching import OrgBody, did_key, org_body
+from vouching.succession import Succession
 
 from .config import NodeConfig
 from .data_lock import DataDirBusy, locked_data_dir, replacing_key
@@ -86,6 +87,20 @@ def retired_to(config: NodeConfig) -> str | None:
     except DataDirBusy:
         return None
     return None if last is None else last.next
+
+
+def unpublished_link(store: RecordStore, succession: Succession, did: str) -> list[bytes]:
+    """The two records that link key `did` to its org (DESIGN.md §2), for its node to publish as it starts, if `did`
+    has signed nothing since its first record: `vouchnet key rotate` signed both while the node was stopped, so no
+    peer has them, and a peer that the node does not connect to would otherwise wait for anti-entropy (a checkpoint
+    of a peer that fetched them, then a periodic sync round) to link the keys. The earlier key's rotation naming
+    `did` and `did`'s first record; none if `did` has no earlier key or has signed more since."""
+    head, earlier = store.head(did), succession.earlier(did)
+    if head is None or head.seq != 1 or not earlier:
+        return []
+    prior = store.head(earlier[0])
+    assert prior is not None  # (linked: the prior's rotation naming `did` is stored)
+    return [raw for raw in (store.at(earlier[0], prior.seq), store.at(did, 1)) if raw is not None]
 
 
 def _finish(config: NodeConfig, key: SigningKey, successor: SigningKey, store: RecordStore) -> Rotation:

@@ -11,7 +11,8 @@ no root), and it is what an operator would use to stop talking to a peer.
 A rotation changes the node's did and PeerID. The other nodes' bootstrap lists name the old PeerID until their
 next start (the cluster rewrites them for that); the network learns the new key because the rotated node dials its
 own bootstrap peers and every org whose `org` record it holds as soon as it is back, and its peers then sync its
-rotation record and its new key's first record. Inside a partition the other side's block lists are written again,
+rotation record and its new key's first record, which it also publishes (relayed to the nodes it is not connected
+to). Inside a partition the other side's block lists are written again,
 naming its new PeerID, before it starts (they named the old one, and it dials everyone it knows at once), and it is
 cut off itself as a restarted node is.
 """

@@ -14,6 +14,7 @@ import httpx
 import pytest
 import trio
 
+from gossip.host import peer_id_from_public_key
 from gossip.replica import Replica
 from gossip.store import RecordStore
 from node import cli
@@ -23,9 +24,9 @@ from node.credential_registry import CredentialRegistry
 from node.daemon import StartupError, serve_node
 from node.data_lock import DataDirBusy, locked_data_dir, replacing_key, signing_with_key
 from node.keys import KeyFileError, create_org_key, load_org_key
-from node.rotation import NEXT_KEY_FILE, finish_interrupted_rotation, rotate_key
+from node.rotation import NEXT_KEY_FILE, finish_interrupted_rotation, rotate_key, unpublished_link
 from node.setup import init_data_dir
-from vouching import did_key, org_body, vouch_body
+from vouching import did_key, org_body, public_key_from_did, verify_record, vouch_body
 
 from ..factories import new_did
 from .in_process import LOOPBACK, running
@@ -61,6 +62,23 @@ def test_a_rotation_links_a_new_key_and_destroys_the_old(tmp_path):
         assert replica.succession.keys(rotation.new) == (old, rotation.new)
         first = next(store.scan(issuer=rotation.new))
         assert first.body.prior == old and first.body.addrs == ("/ip4/127.0.0.1/tcp/4001",)
+
+
+def test_the_records_a_start_publishes_are_those_linking_a_key_that_signed_nothing_since_its_rotation(tmp_path):
+    config = _config(tmp_path / "a")
+    old = _did(config)
+    with RecordStore.open(config.data_dir) as store:
+        replica = _replica(config, store)
+        replica.issue("org", org_body("a", "test", []))
+        assert unpublished_link(store, replica.succession, old) == []  # never rotated
+    rotation = rotate_key(config)
+    with RecordStore.open(config.data_dir) as store:
+        replica = _replica(config, store)
+        linking = [store.at(old, 2), store.at(rotation.new, 1)]
+        assert [verify_record(raw).body.next for raw in linking] == [rotation.new, None]
+        assert unpublished_link(store, replica.succession, rotation.new) == linking
+        replica.issue("org", org_body("a", "test", ["/ip4/127.0.0.1/tcp/4001"]))
+        assert unpublished_link(store, replica.succession, rotation.new) == []  # its peers have had them since
 
 
 def test_a_rotation_interrupted_after_signing_is_finished_by_the_next_start_or_run(tmp_path):
@@ -259,6 +277,42 @@ async def test_a_peer_counts_the_rotated_nodes_keys_as_one_org(tmp_path):
                     assert (await api.get("/v1/node")).json()["earlier_keys"] == [old]
                 assert [k["kid"].partition("#")[0] for k in keys] == [rotation.new, old]
                 nursery.cancel_scope.cancel()
+
+
+async def test_a_peer_the_rotated_node_does_not_reach_links_its_keys_without_waiting_for_a_sync_round(tmp_path):
+    """`key rotate` signs the two linking records while the node is stopped; as it starts, the node publishes them, so
+    that c, connected to b only, links the keys as soon as b relays them. Without that, c would wait for anti-entropy:
+    b's next checkpoint, then a periodic sync round with b (its [p2p] sync_interval, an hour here)."""
+    hour = {"sync_interval": 3600.0}
+    async with running(tmp_path / "b", settings=hour) as b:
+        bootstrap = (b.host.listen_addrs[0],)
+        async with running(tmp_path / "c", settings={**hour, "bootstrap": bootstrap}) as c:
+            config = _config(tmp_path / "a", bootstrap=bootstrap)
+            old = _did(config)
+            for peer in (b, c):
+                peer.replica.issue("vouch", vouch_body(old, 0.9, "org-peer"))  # a in their horizons
+            heard, linked = trio.Event(), trio.Event()
+            c.replica.listeners.append(lambda records: heard.set() if any(r.iss == old for r in records) else None)
+            c.replica.link_listeners.append(lambda link: linked.set())
+            with trio.fail_after(30):
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(serve_node, config)
+                    await heard.wait()
+                    nursery.cancel_scope.cancel()
+            rotation = rotate_key(config)
+            new_peer = _peer_id(rotation.new)
+            await c.set_blocked_peers([_peer_id(old), new_peer])  # a reaches c through b only
+            with trio.fail_after(10):
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(serve_node, config)
+                    await linked.wait()
+                    nursery.cancel_scope.cancel()
+            assert c.replica.succession.keys(rotation.new) == (old, rotation.new)
+            assert new_peer not in c.host.connected_peers()
+
+
+def _peer_id(did: str) -> str:
+    return peer_id_from_public_key(public_key_from_did(did))
 
 
 def test_a_rotation_killed_at_any_point_of_its_writes_is_finished_by_the_next_start_and_rotate(tmp_path):
