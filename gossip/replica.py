@@ -81,7 +81,8 @@ class Replica:
     horizon_listeners: list[HorizonListener] = field(default_factory=list)  # told which orgs a batch brought in
     link_listeners: list[LinkListener] = field(default_factory=list)  # told of each rotation that links two keys
     returned_listeners: list[Listener] = field(default_factory=list)  # told of our own records from peers (`accept`)
-    own_records: OwnRecords | None = None  # where our own records from peers are listed; None: in memory
+    # where our own records from peers are listed (the node's is in its data directory)
+    own_records: OwnRecords = field(default_factory=lambda: OwnRecords.in_memory(lambda: time.time_ns() // 1_000_000))
     track_stored: InitVar[bool] = True  # False: the caller runs `tracking` before anything else (the node does)
 
     def __post_init__(self, track_stored: bool) -> None:
@@ -89,8 +90,6 @@ class Replica:
         self.succession = Succession()
         self.horizon = Horizon({self.did, *self.roots}, self.max_hops)
         self.flagged: set[str] = set()
-        if self.own_records is None:
-            self.own_records = OwnRecords.in_memory(lambda: int(time.time() * 1000))
         self._offered: tuple[str | None] | None = None  # (the peer, if known) while `accept` runs
         self.listener_errors = 0  # listener calls that raised (`_tell`): the records stayed stored, the node ran on
         self._deferred: list[Callable[[], None]] | None = None  # signing that waits for resume_signing, if deferred
@@ -123,7 +122,6 @@ class Replica:
     def own_from_peers(self) -> int:
         """Records of this node's key that came from peers and that its operator has not acknowledged
         (`_report_own`; kept across restarts in gossip.own_records)."""
-        assert self.own_records is not None
         return self.own_records.unacknowledged
 
     def issue(self, kind: str, body: dict, *, before_storing: Callable[[Record], None] | None = None) -> Record:
@@ -260,7 +258,6 @@ class Replica:
         store one unlisted. What it raises refuses the batch."""
         own = [r for r in batch if r.iss == self.did]
         if self._offered is not None and own and not self._adopted_key_coming_back(own):
-            assert self.own_records is not None
             self.own_records.add(own, self._offered[0])
 
     def _adopted_key_coming_back(self, own: list[Record]) -> bool:
