@@ -51,8 +51,9 @@ class Acceptor:
     """
 
     def __init__(self, store: RecordStore, succession: Succession, *, in_horizon: Callable[[str], bool],
-                 held_limit: int) -> None:
+                 held_limit: int, before_append: Callable[[list[Record]], None] | None = None) -> None:
         self._store = store
+        self._before_append = before_append  # called with each batch before the store takes it; what it raises, too
         self._succession = succession
         self._in_horizon = in_horizon
         self._held_limit = held_limit
@@ -77,6 +78,8 @@ class Acceptor:
                     if successor is not None:
                         pending.append(successor)
         if batch.records:
+            if self._before_append is not None:
+                self._before_append(batch.records)
             self._store.append(batch.records)
         outcome.accepted = batch.records
         if self._held:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import InitVar, dataclass, field
 from typing import TypeVar
@@ -35,6 +36,7 @@ from vouching.horizon import Horizon
 from vouching.succession import Link, Succession
 
 from .acceptor import Acceptor, Outcome
+from .own_records import OwnRecords
 from .store import RecordStore
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,8 @@ class Replica:
     horizon_listeners: list[HorizonListener] = field(default_factory=list)  # told which orgs a batch brought in
     link_listeners: list[LinkListener] = field(default_factory=list)  # told of each rotation that links two keys
     returned_listeners: list[Listener] = field(default_factory=list)  # told of our own records from peers (`accept`)
+    # where our own records from peers are listed (the node's is in its data directory)
+    own_records: OwnRecords = field(default_factory=lambda: OwnRecords.in_memory(lambda: time.time_ns() // 1_000_000))
     track_stored: InitVar[bool] = True  # False: the caller runs `tracking` before anything else (the node does)
 
     def __post_init__(self, track_stored: bool) -> None:
@@ -86,13 +90,13 @@ class Replica:
         self.succession = Succession()
         self.horizon = Horizon({self.did, *self.roots}, self.max_hops)
         self.flagged: set[str] = set()
-        self.own_from_peers = 0  # records of this node's key that came from peers since it started (`accept`)
+        self._offered: tuple[str | None] | None = None  # (the peer, if known) while `accept` runs
         self.listener_errors = 0  # listener calls that raised (`_tell`): the records stayed stored, the node ran on
         self._deferred: list[Callable[[], None]] | None = None  # signing that waits for resume_signing, if deferred
         self._held_own = True  # whether the store held a record of this node's key when signing was deferred
         self._taken_back: Record | None = None  # a rotation of our key that came while deferred (RotationTakenBack)
         self._acceptor = Acceptor(self.store, self.succession, in_horizon=self.horizon.__contains__,
-                                  held_limit=self.held_limit)
+                                  held_limit=self.held_limit, before_append=self._list_own)
         if track_stored:
             for _ in self.tracking():
                 pass
@@ -113,6 +117,12 @@ class Replica:
     @property
     def held_count(self) -> int:
         return self._acceptor.held_count
+
+    @property
+    def own_from_peers(self) -> int:
+        """Records of this node's key that came from peers and that its operator has not acknowledged
+        (`_report_own`; kept across restarts in gossip.own_records)."""
+        return self.own_records.unacknowledged
 
     def issue(self, kind: str, body: dict, *, before_storing: Callable[[Record], None] | None = None) -> Record:
         """Sign our next record, accept it, and return it (raises vouching.InvalidRecord for a bad body).
@@ -186,13 +196,18 @@ class Replica:
             raise AssertionError(f"our own records were not accepted: {outcome}")
         return records
 
-    def accept(self, records: list[Record]) -> Outcome:
+    def accept(self, records: list[Record], peer: str | None = None) -> Outcome:
         """Offer verified records; store what extends a chain, act on evidence, tell the listeners. A rotation of
         this node's own key among them is refused and contested (`_contest`), unless it came while signing is
         deferred and no record of ours at its seq contradicts it (`defer_signing`): then it is refused and kept for
-        `resume_signing` to raise. Other records of its key are accepted, and reported (`_report_own`)."""
+        `resume_signing` to raise. Other records of its key are accepted, listed before they are stored, and reported
+        (`_report_own`). `peer` is the PeerID they came from (that published them, for gossip), if known."""
         foreign = [r for r in records if r.iss == self.did and isinstance(r.body, OrgBody) and r.body.next]
-        outcome = self._accept([r for r in records if r not in foreign] if foreign else records)
+        self._offered = (peer,)
+        try:
+            outcome = self._accept([r for r in records if r not in foreign] if foreign else records)
+        finally:
+            self._offered = None
         self._report_own([r for r in outcome.accepted if r.iss == self.did])
         for rotation in foreign:
             if self.store.has(rotation.id):
@@ -225,24 +240,36 @@ class Replica:
         not counted; what comes once the node signs is reported as above."""
         if not records:
             return
-        if self._adopted_key_coming_back():
+        if self._adopted_key_coming_back(records):
             log.info("%d record(s) of this node's key %s (seq %d to %d) came back from peers: what it signed before "
                      "`vouchnet key adopt`, in the newer copy of the data directory", len(records), self.did,
                      records[0].seq, records[-1].seq)
             self._tell(self.returned_listeners, records)
             return
-        self.own_from_peers += len(records)
         log.critical("%d record(s) of this node's key %s (seq %d to %d) came from peers: this node did not sign them "
                      "since it started. Either its data directory was restored from an older copy, and this is its "
                      "own history coming back, or the key is compromised, and the org must start again under a new "
                      "key", len(records), self.did, records[0].seq, records[-1].seq)
         self._tell(self.returned_listeners, records)
 
-    def _adopted_key_coming_back(self) -> bool:
+    def _list_own(self, batch: list[Record]) -> None:
+        """Before the store takes a batch offered by `accept`: list the records of this node's key in it durably
+        (gossip.own_records), unless they are an adopted key's coming back (`_report_own`), so that a crash cannot
+        store one unlisted. What it raises refuses the batch."""
+        own = [r for r in batch if r.iss == self.did]
+        if self._offered is not None and own and not self._adopted_key_coming_back(own):
+            self.own_records.add(own, self._offered[0])
+
+    def _adopted_key_coming_back(self, own: list[Record]) -> bool:
         """Whether signing is deferred (the start's catch-up sync), the store held no record of this node's key when
         it was, and the key is a later key of another: the start after `vouchnet key adopt`, which stored the
-        earlier key's rotation naming it (the link is made by the key's first record coming back)."""
-        return self._deferred is not None and not self._held_own and bool(self.succession.earlier(self.did))
+        earlier key's rotation naming it. The link is made by the key's first record coming back: before it is
+        stored, that record (the first of `own`) names the earlier key, whose rotation names this one."""
+        if self._deferred is None or self._held_own:
+            return False
+        first = own[0].body
+        return bool(self.succession.earlier(self.did)) or (isinstance(first, OrgBody) and first.prior is not None
+                                                            and self.succession.named_next(first.prior) == self.did)
 
     def _contest(self, rotation: Record) -> None:
         """A node rotates its key only while stopped (node.rotation), so a rotation of its key arriving while it

@@ -148,7 +148,7 @@ class GossipService:
             if not records:
                 continue
             try:
-                outcome = self._replica.accept(records)
+                outcome = self._replica.accept(records, origin)
             except (LedgerError, StoreError) as error:  # our disk, not the peer: the node runs on
                 self._counts["unstored"] += len(records)
                 logger.error("gossiped records not stored (%s); gossip or sync brings them again", error)

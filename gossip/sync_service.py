@@ -415,25 +415,25 @@ class SyncService:
                     try:
                         event = client.receive_reply(reply)
                     except PeerBusy:
-                        self._accept(pending)  # verified, and what the next session would fetch again
+                        self._accept(pending, peer_id)  # verified, and what the next session would fetch again
                         raise
                 else:
                     assert isinstance(event, Deliver)
                     checking = self._checker.submit(event.records) if self._checker else None
                     # (offered while this page is checked on worker threads)
                     if len(pending) >= self._accept_records or pending_bytes >= self._accept_bytes:
-                        fetched += self._accept(pending)
+                        fetched += self._accept(pending, peer_id)
                         pending, pending_bytes = [], 0
                     offered, event = client.deliver(await self._verify(event.records, checking))
                     pending += offered
                     pending_bytes += sum(len(record.raw) for record in offered)
                     if not isinstance(event, ReadNext):  # the client's next request reads the store
-                        fetched += self._accept(pending)
+                        fetched += self._accept(pending, peer_id)
                         pending, pending_bytes = [], 0
         return fetched
 
-    def _accept(self, records: list[Record]) -> int:
-        accepted = len(self.replica.accept(records).accepted)
+    def _accept(self, records: list[Record], peer_id: str) -> int:
+        accepted = len(self.replica.accept(records, peer_id).accepted)
         self.stats.records_fetched += accepted
         return accepted
 

@@ -20,6 +20,7 @@ COMMANDS = {
     "demo": "node.commands.local",
     "status": "node.commands.status",
     "peers": "node.commands.status",
+    "own-records": "node.commands.own_records",
     "vouch": "node.commands.vouches",
     "revoke": "node.commands.vouches",
     "records": "node.commands.records",

@@ -14,7 +14,7 @@ import logging
 import signal
 import urllib.parse
 from collections.abc import AsyncIterator, Collection, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, closing
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -23,6 +23,7 @@ from nacl.signing import SigningKey, VerifyKey
 
 from gossip.host import GOSSIPSUB_PROTOCOLS, Host, HostConfig, HostError, ListenError, open_host, peer_org
 from gossip.peers import KnownPeer, PeerManager, split_peer_addr
+from gossip.own_records import OwnRecords
 from gossip.replica import Replica, RotationTakenBack
 from gossip.service import GossipService
 from gossip.store import RecordStore, StoreError
@@ -212,8 +213,13 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
             raise StartupError(f"records: {error}: {_repair_hint(config)}") from None
         except (LedgerError, StoreError) as error:
             raise StartupError(f"records: {error}") from None
+        try:
+            own_records = stack.enter_context(closing(OwnRecords.open(config.data_dir, wall_clock_ms,
+                                                                      stored=store.has)))
+        except StoreError as error:
+            raise StartupError(f"records: {error}") from None
         replica = Replica(key, store, roots=config.roots, max_hops=config.max_hops, held_limit=limits.held_records,
-                          track_stored=False)
+                          own_records=own_records, track_stored=False)
         for _ in replica.tracking():
             await trio.lowlevel.checkpoint()  # a signal stops a long take-in of the stored vouches
         if (successor := replica.succession.named_next(replica.did)) is not None:
@@ -349,9 +355,9 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         metrics.collect("held_records", "Records waiting for a missing predecessor", lambda: replica.held_count)
         metrics.collect("listener_errors", "Accepted batches a part of the node (scores, say) failed to take in: "
                         "logged with the error", lambda: replica.listener_errors)
-        metrics.collect("own_records_from_peers", "Records of this org's key that came from peers since the node "
-                        "started (a restore from an older copy, or a stolen key): a restart sets it back to 0, the "
-                        "records staying in the ledger", lambda: replica.own_from_peers)
+        metrics.collect("own_records_from_peers", "Records of this org's key that came from peers (a restore from an "
+                        "older copy, or a stolen key) and that its operator has not acknowledged (`vouchnet "
+                        "own-records acknowledge`); kept across restarts", lambda: replica.own_from_peers)
         add_health_gauges(metrics, replica=replica, token_file=token_file, data_dir=config.data_dir)
         metrics.collect("startup_sync_timed_out", "1 when no peer completed a catch-up sync within [p2p] "
                         "startup_sync_seconds of the start, until one completes a full round: the node signs without "

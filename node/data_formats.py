@@ -10,6 +10,7 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
+from gossip import own_records
 from gossip.checkpoints import WITNESS_FILE
 from ledger import LedgerError
 from ledger.sqlite_format import FileFormat, check
@@ -25,6 +26,7 @@ STORES: tuple[tuple[str, FileFormat, str], ...] = (
     (DIGESTS_FILE, digests.FORMAT, "telemetry"),
     (credential_registry.CREDENTIALS_FILE, credential_registry.FORMAT, "credentials"),
     (WITNESS_FILE, WITNESS_FORMAT, "witness"),
+    (own_records.OWN_RECORDS_FILE, own_records.FORMAT, "records"),
 )
 
 

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from gossip.checkpoints import WITNESS_FILE
+from gossip.own_records import OWN_RECORDS_FILE
 from gossip.store import LEDGER_FILE
 from ledger.files import replace_file
 
@@ -35,6 +36,8 @@ STORES: dict[str, tuple[str, str]] = {
     CREDENTIALS_FILE: ("credentials", "the agent credentials it minted and their revocations: revoked credentials "
                                       "would be valid again, and new ones reuse their status list entries"),
     WITNESS_FILE: ("witness", "what its witness cosigned of peers' logs, against which it catches their forks"),
+    OWN_RECORDS_FILE: ("records", "which records of the org's key came from peers, and which of those its operator "
+                                  "acknowledged: vouchnet_own_records_from_peers would fall back to 0"),
 }
 _HEADER = ("# The stores this data directory has created, one a line (written by vouchnet): `vouchnet run` refuses to\n"
            "# start while one is missing or empty; restore it from a backup, or see `vouchnet stores accept-loss`.\n")

@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
 
-from . import log, records, status
+from . import log, own_records, records, status
 from .errors import install_error_handlers
 from .guard import WriteGuard, declare_refusals
 from .json_body import check_strict_json
@@ -56,7 +56,7 @@ def create_app(
     app.state.node = node
     install_error_handlers(app)
     app.add_middleware(WriteGuard, node=node, body_limits=body_limits, open_paths=frozenset(open_paths))
-    included = (status.router, records.router, log.router, *routers)
+    included = (status.router, own_records.router, records.router, log.router, *routers)
     check_strict_json(included)
     for router in included:
         app.include_router(router)

@@ -84,7 +84,7 @@ async def test_a_session_offers_fetched_records_to_the_replica_before_they_excee
                               accept_bytes=accept_bytes)
         offered: list[int] = []
         accept = replica.accept
-        replica.accept = lambda batch: offered.append(sum(len(r.raw) for r in batch)) or accept(batch)
+        replica.accept = lambda batch, peer: offered.append(sum(len(r.raw) for r in batch)) or accept(batch, peer)
         await service.sync_with(PEER)
     assert (service.stats.rounds, service.stats.records_fetched) == (1, 40)
     assert sum(offered) == sum(len(r.raw) for r in records)

@@ -108,6 +108,30 @@ async def test_node_counts_records_of_its_key_that_came_from_peers(api, node):
     assert (await api.get("/v1/node")).json()["own_records_from_peers"] == 1
 
 
+async def test_records_of_its_key_from_peers_are_listed_and_acknowledged_with_the_token(api, node):
+    head = node.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+    elsewhere = Org(key=node.replica.key, seq=head.seq, prev=head.id)
+    first, second = elsewhere.record(), elsewhere.record()
+    node.replica.accept([first, second], "12D3KooWPeer")
+    listed = (await api.get("/v1/node/own-records")).json()
+    assert [(r["id"], r["seq"], r["peer"], r["acknowledged"]) for r in listed["records"]] == [
+        (first.id.hex(), first.seq, "12D3KooWPeer", False), (second.id.hex(), second.seq, "12D3KooWPeer", False)]
+    assert listed["unacknowledged"] == 2 and listed["next"] is None
+    assert abs(listed["records"][0]["accepted_ms"] - time.time() * 1000) < 60_000
+    path = "/v1/node/own-records/acknowledge"
+    assert_error(await api.post(path, json={"through_seq": first.seq}), 401, "unauthorized")
+    for bad in ({"through_seq": 0}, {"through_seq": "2"}, {"through_seq": 2.0}, {}, {"through_seq": 2, "all": True}):
+        assert_error(await api.post(path, json=bad, headers=AUTH), 422, "invalid_request", "body")
+    assert_error(await api.post(path, content=b"{", headers={**AUTH, "Content-Type": "application/json"}), 400,
+                 "bad_request")
+    assert_error(await api.get("/v1/node/own-records", params={"after_seq": -1}), 422, "invalid_request")
+    answer = await api.post(path, json={"through_seq": first.seq}, headers=AUTH)
+    assert answer.status_code == 200 and answer.json() == {"acknowledged": 1, "unacknowledged": 1}
+    assert (await api.get("/v1/node")).json()["own_records_from_peers"] == 1
+    page = (await api.get("/v1/node/own-records", params={"after_seq": first.seq})).json()
+    assert [r["seq"] for r in page["records"]] == [second.seq]
+
+
 async def test_node_lists_orgs_flagged_for_equivocation(api, node, partner):
     honest = partner.record()
     node.replica.accept([honest])
@@ -900,6 +924,8 @@ async def test_openapi_describes_every_endpoint_and_the_token(api):
         "/v1/node",
         "/v1/peers",
         "/v1/peers/blocked",
+        "/v1/node/own-records",
+        "/v1/node/own-records/acknowledge",
         "/v1/vouches",
         "/v1/revocations",
         "/v1/records",
@@ -912,6 +938,7 @@ async def test_openapi_describes_every_endpoint_and_the_token(api):
     assert spec["paths"]["/v1/vouches"]["post"]["security"] == [{"HTTPBearer": []}]
     assert spec["paths"]["/v1/peers/blocked"]["put"]["security"] == [{"HTTPBearer": []}]
     assert spec["paths"]["/v1/records"]["post"]["security"] == [{"HTTPBearer": []}]
+    assert spec["paths"]["/v1/node/own-records/acknowledge"]["post"]["security"] == [{"HTTPBearer": []}]
     assert "security" not in spec["paths"]["/v1/records"]["get"]
 
 

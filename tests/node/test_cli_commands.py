@@ -6,6 +6,7 @@ import importlib.metadata
 import io
 import itertools
 import json
+import logging
 import math
 import os
 import sqlite3
@@ -414,6 +415,29 @@ async def test_revoke_withdraws_a_vouch(run, node, data_dir):
     code, _, err = await run("revoke", vouched.id.hex(), "--reason", "again", "--dir", data_dir)
     assert code == 1
     assert "body.record: this vouch is already revoked" in err
+
+
+# --- own-records ----------------------------------------------------------------------------------------
+
+
+async def test_own_records_lists_and_acknowledges_the_org_s_records_from_peers(run, node, data_dir, caplog):
+    head = vouch(node)
+    elsewhere = Org(key=node.replica.key, seq=head.seq, prev=head.id)
+    first, second = elsewhere.record(), elsewhere.record()
+    node.replica.accept([first, second], "12D3KooWPeer")
+    code, out, err = await run("own-records", "list", "--dir", data_dir)
+    assert code == 0 and err.endswith("2 record(s) of the org's key from peers, 2 unacknowledged\n")
+    header, *rows = out.splitlines()
+    assert header.split() == ["SEQ", "ID", "ACCEPTED", "PEER", "ACKNOWLEDGED"]
+    assert [row.split()[:2] + row.split()[3:] for row in rows] == [
+        [str(r.seq), r.id.hex(), "12D3KooWPeer", "no"] for r in (first, second)]
+    code, _, err = await run("own-records", "acknowledge", "--through-seq", first.seq, "--dir", data_dir)
+    assert code == 0 and f"acknowledged 1 record(s) through seq {first.seq}; 1 unacknowledged" in err
+    with caplog.at_level(logging.WARNING, logger="gossip.own_records"):
+        code, _, err = await run("own-records", "acknowledge", "--dir", data_dir)  # through the highest listed
+    assert code == 0 and f"acknowledged 1 record(s) through seq {second.seq}; 0 unacknowledged" in err
+    assert "acknowledged 1 record(s)" in caplog.text
+    assert node.replica.own_from_peers == 0
 
 
 # --- records --------------------------------------------------------------------------------------------

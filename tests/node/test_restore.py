@@ -9,6 +9,7 @@ import logging
 import shutil
 from dataclasses import replace
 
+import httpx
 import pytest
 import trio
 
@@ -75,6 +76,23 @@ async def test_a_node_restored_from_an_older_copy_signs_after_what_it_signed_sin
                     nursery.cancel_scope.cancel()
         assert org not in b.replica.flagged and b.replica.store.head(org).seq == signed + 2
         assert "restored from an older copy" in caplog.text
+        # The records taken back stay counted across a restart, until the operator acknowledges them.
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                a = await nursery.start(serve_node, config)
+                assert f"vouchnet_own_records_from_peers {signed - 1}" in a.metrics.render().splitlines()
+                async with httpx.AsyncClient(base_url=a.api_url) as api:
+                    listed = (await api.get("/v1/node/own-records")).json()["records"]
+                    assert [r["seq"] for r in listed] == list(range(2, signed + 1))
+                    assert {r["peer"] for r in listed} == {b.host.peer_id}
+                    answer = await api.post("/v1/node/own-records/acknowledge", json={"through_seq": signed},
+                                            headers={"Authorization": f"Bearer {a.token}"})
+                assert answer.json() == {"acknowledged": signed - 1, "unacknowledged": 0}
+                nursery.cancel_scope.cancel()
+            async with trio.open_nursery() as nursery:
+                a = await nursery.start(serve_node, config)
+                assert "vouchnet_own_records_from_peers 0" in a.metrics.render().splitlines()
+                nursery.cancel_scope.cancel()
 
 
 @pytest.mark.parametrize("way", ["adopt", "contest"])

@@ -1,0 +1,89 @@
+"""`vouchnet own-records list` and `vouchnet own-records acknowledge`: the records of the org's key that came from
+peers (gossip.own_records), and the operator's acknowledgement of those explained."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+from typing import Any
+
+from node.client import NodeClient
+
+from .common import Subparsers, add_command, add_command_group, aligned, open_client, print_json
+
+_WHAT = ("Records of the org's key that the node did not sign and that came from peers: its own history coming back "
+         "after its data directory was restored from an older copy, or a thief's, if the key leaked. They are kept "
+         "across restarts; those not acknowledged count in `own_records_from_peers` (`vouchnet status`) and the "
+         "metric vouchnet_own_records_from_peers, which an alert watches.")
+
+
+def register(subparsers: Subparsers) -> None:
+    commands = add_command_group(
+        subparsers, "own-records", summary="records of the org's key that came from peers, and acknowledging them",
+        description=_WHAT, examples=["vouchnet own-records list", "vouchnet own-records acknowledge --through-seq 42"])
+    listing = add_command(
+        commands, "list", summary="list them: id, seq, when accepted, the peer it came from, whether acknowledged",
+        description=_WHAT, examples=["vouchnet own-records list", "vouchnet own-records list --json"], run=_list)
+    listing.add_argument("--json", action="store_true", help="print them as a JSON list")
+    acknowledge = add_command(
+        commands, "acknowledge", summary="acknowledge them once explained, so that they no longer count",
+        description="Acknowledge the listed records of the org's key up to a seq, once explained (a restore from an "
+        "older copy, say: never a key you cannot account for, which calls for a new key): they stay listed and no "
+        "longer count in own_records_from_peers, which falls back to 0 unless later ones came. Without "
+        "--through-seq, lists them and acknowledges up to the highest seq listed, which a record coming after that "
+        "cannot have (a key's records are one chain). Needs the API token; the node logs it at WARNING.",
+        examples=["vouchnet own-records acknowledge", "vouchnet own-records acknowledge --through-seq 42"],
+        run=_acknowledge)
+    acknowledge.add_argument("--through-seq", type=int, metavar="SEQ",
+                             help="acknowledge those with this seq or a lower one (default: the highest listed)")
+
+
+def _list(args: argparse.Namespace) -> int:
+    with open_client(args) as client:
+        records, unacknowledged = _all(client)
+    if args.json:
+        print_json(records)
+    else:
+        _show(records, unacknowledged)
+    return 0
+
+
+def _acknowledge(args: argparse.Namespace) -> int:
+    with open_client(args, write=True) as client:
+        through = args.through_seq
+        if through is None:
+            records, unacknowledged = _all(client)
+            _show(records, unacknowledged)
+            if not records:
+                return 0
+            through = records[-1]["seq"]
+        answer = client.acknowledge_own_records(through)
+    print(f"acknowledged {answer['acknowledged']} record(s) through seq {through}; {answer['unacknowledged']} "
+          "unacknowledged", file=sys.stderr)
+    return 0
+
+
+def _all(client: NodeClient) -> tuple[list[dict[str, Any]], int]:
+    """Every listed record, page by page, and the count of unacknowledged ones as the last page gave it."""
+    records: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        page = client.own_records(after_seq=after)
+        records += page["records"]
+        if page["next"] is None:
+            return records, page["unacknowledged"]
+        after = page["next"]
+
+
+def _show(records: list[dict[str, Any]], unacknowledged: int) -> None:
+    if records:
+        rows = [("SEQ", "ID", "ACCEPTED", "PEER", "ACKNOWLEDGED")] + [
+            (str(r["seq"]), r["id"], _when(r["accepted_ms"]), r["peer"] or "-", "yes" if r["acknowledged"] else "no")
+            for r in records]
+        print("\n".join(aligned(rows)))
+    print(f"{len(records)} record(s) of the org's key from peers, {unacknowledged} unacknowledged", file=sys.stderr)
+
+
+def _when(ms: int) -> str:
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
