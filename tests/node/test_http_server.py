@@ -384,18 +384,26 @@ async def test_a_client_that_stops_reading_is_let_go(server, monkeypatch, autoju
     assert await newcomer.response() == (200, {"content-length": "2"}, b"{}")
 
 
+async def _held_by_a_stream(server, **options):
+    """The address of streaming_app served with its only slot (MAX_CONNECTIONS patched to 1) held by an open stream
+    whose first event has been read, and that stream's client, for the caller to keep open (streaming_app.left
+    tells when it leaves)."""
+    streaming_app.left = trio.Event()
+    address = await server(streaming_app, **options)
+    first = await connect(address)
+    await first.send(get("/v1/stream"))
+    while b"hello" not in first.buffer:
+        await first.read()
+    return address, first
+
+
 async def test_connections_beyond_the_limit_are_answered_503_busy_as_they_arrive_while_every_one_is_busy(
         server, monkeypatch):
     """A newcomer refused a slot was closed with no answer, which a client reports as a reset or an empty reply,
     not as a node too busy to try again later."""
     monkeypatch.setattr(http_server, "MAX_CONNECTIONS", 1)
-    streaming_app.left = trio.Event()
     drops = []
-    address = await server(streaming_app, dropped=drops.append)
-    first = await connect(address)
-    await first.send(get("/v1/stream"))
-    while b"hello" not in first.buffer:
-        await first.read()  # the first is answered, its stream open
+    address, _holder = await _held_by_a_stream(server, dropped=drops.append)
     second = await connect(address)
     await second.send(get("/v1/status"))
     status, headers, body = await second.response()
@@ -412,12 +420,7 @@ async def test_a_newcomer_refused_a_slot_that_never_reads_holds_neither_the_serv
     that send without ever reading their answers neither hold the accept loop nor keep the next one waiting."""
     monkeypatch.setattr(http_server, "MAX_CONNECTIONS", 1)
     monkeypatch.setattr(http_server, "_BUSY", b"x" * (16 << 20))  # beyond any socket's buffers: the write blocks
-    streaming_app.left = trio.Event()
-    address = await server(streaming_app)
-    first = await connect(address)
-    await first.send(get("/v1/stream"))
-    while b"hello" not in first.buffer:
-        await first.read()
+    address, _holder = await _held_by_a_stream(server)
     stuck = [await connect(address) for _ in range(3)]  # never read
     await trio.testing.wait_all_tasks_blocked()
     with trio.fail_after(http_server.BUSY_WRITE_S / 2):
@@ -433,12 +436,7 @@ async def test_a_newcomer_refused_a_slot_reads_its_503_though_it_sent_its_reques
     """A client sends its request, body and all, before it reads (curl, http.client): closed with that request
     unread, the server's socket reset the connection, and 19 newcomers in 20 saw ECONNRESET, not the 503."""
     monkeypatch.setattr(http_server, "MAX_CONNECTIONS", 1)
-    streaming_app.left = trio.Event()
-    address = await server(streaming_app)
-    first = await connect(address)
-    await first.send(get("/v1/stream"))
-    while b"hello" not in first.buffer:
-        await first.read()
+    address, _holder = await _held_by_a_stream(server)
     for size in (0, 100, 60_000, 1_000_000) * 5:
         newcomer = await connect(address)
         await newcomer.send(b"POST /v1/events HTTP/1.1\r\nHost: node\r\nContent-Length: %d\r\n\r\n" % size
