@@ -121,8 +121,8 @@ def restart(cluster: Cluster, node: str, partition: Partition | None, say: Say) 
 
 @dataclass(frozen=True)
 class Rotated:
-    """A node's key rotation: its org's key before and after, the two records that link them (ids, hex), and when
-    the node was started again with its new key (wall seconds)."""
+    """A node's key rotation: its org's key before and after, the two records that link them (ids, hex), when the
+    node was started again with its new key and when its API answered after that (wall seconds)."""
 
     node: str
     old: str
@@ -130,6 +130,7 @@ class Rotated:
     rotation: str  # the old key's last record, an `org` record naming the new key in `next`
     first: str  # the new key's first record, an `org` record naming the old key in `prior`
     started: float
+    answered: float
 
 
 def rotate(cluster: Cluster, node: str, partition: Partition | None, up: Iterable[str], say: Say) -> Rotated:
@@ -142,7 +143,8 @@ def rotate(cluster: Cluster, node: str, partition: Partition | None, up: Iterabl
         cut(cluster, partition, up)
     started = time.time()
     restart(cluster, node, partition, say)
+    answered = time.time()
     with cluster.client(node) as client:
         rotation = next(r for r in client.iter_records(issuer=old, kind="org") if r["body"].get("next") == new)
         first = next(client.iter_records(issuer=new))
-    return Rotated(node, old, new, rotation["id"], first["id"], started)
+    return Rotated(node, old, new, rotation["id"], first["id"], started, answered)

@@ -178,8 +178,8 @@ def rotations(run: RunResult) -> list[dict[str, Any]]:
     """For each key rotation: the org's old and new key, how long its node was down (from the stop to its API
     answering again with the new key), and how soon each other node whose horizon holds the org linked the two keys,
     i.e. held both the old key's rotation record and the new key's first record (together they make the link;
-    seconds after the node was started with its new key), with the nodes whose GET /v1/orgs/{new key} answered with
-    the org (its first key) at the end."""
+    seconds after the node was started with its new key), how many of those seconds were the node's own start (until
+    its API answered), and the nodes whose GET /v1/orgs/{new key} answered with the org (its first key) at the end."""
     found = []
     for i, event in enumerate(run.timeline):
         if event["kind"] != "rotated":
@@ -195,7 +195,8 @@ def rotations(run: RunResult) -> list[dict[str, Any]]:
         views = run.key_views.get(event["new"], {})
         everywhere = max(linked.values(), default=None) if len(linked) == len(others) else None
         found.append({"node": node, "old": event["old"], "new": event["new"],
-                      "down_seconds": round(event["at"] - stopped, 2), "nodes_linking": len(linked),
+                      "down_seconds": round(event["at"] - stopped, 2),
+                      "start_seconds": round(event["answered"] - event["started"], 2), "nodes_linking": len(linked),
                       "of": len(others), "seconds_to_link": linked, "seconds_to_link_everywhere": everywhere,
                       "linked_at_end": sorted(n for n in others if views.get(n, {}).get("org") == org)})
     return found

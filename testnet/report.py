@@ -249,10 +249,13 @@ def _witnessed_node(node: str, row: dict[str, Any]) -> str:
 
 
 def linking(rotation: dict[str, Any]) -> str:
-    """How many of the other nodes linked a rotated key to its org, and when the last did."""
+    """How many of the other nodes linked a rotated key to its org, and when the last did: after the node was
+    started with its new key, and how much of that was the node's own start."""
     everywhere = rotation["seconds_to_link_everywhere"]
     return (f"{rotation['nodes_linking']} of {rotation['of']}"
-            + (f", the last {everywhere} s after the node started with its new key" if everywhere is not None else ""))
+            + (f", the last {everywhere} s after the node started with its new key"
+               f" (its own start, until its API answered, took {rotation['start_seconds']} s)"
+               if everywhere is not None else ""))
 
 
 def _triple(summary: dict[str, Any]) -> str:

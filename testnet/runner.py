@@ -268,7 +268,7 @@ class Run:
             done = faults.rotate(self.cluster, node, self.partition, sorted(self.up), self.say)
             self.up = self.up | {node}
             self.timeline.add("rotated", node=node, old=done.old, new=done.new, rotation=done.rotation,
-                              first=done.first, started=done.started)
+                              first=done.first, started=done.started, answered=done.answered)
 
     def _kill(self, nodes: list[str]) -> None:
         for node in nodes:

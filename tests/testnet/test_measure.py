@@ -10,7 +10,7 @@ from testnet.measure import (attacks, catch_up, checkpoints, confusion, converge
                              propagation, rotations, untouched_agents)
 from testnet.observe import RecordInfo, ScoreSample
 from testnet.plan import make_plan
-from testnet.report import witnessed_summary
+from testnet.report import linking, witnessed_summary
 from testnet.runner import RunResult
 from testnet.scenario import Attack, Selector, load_scenario, parse_scenario
 from testnet.status import Checkpoint, NodeStatus
@@ -113,19 +113,27 @@ def test_a_node_is_expected_to_hold_only_the_records_of_orgs_in_its_horizon():
 def test_a_rotation_is_linked_at_a_node_once_it_holds_both_records_that_make_the_link():
     timeline = [{"at": T0 + 8, "kind": "rotate", "node": "n00"},
                 {"at": T0 + 11, "kind": "rotated", "node": "n00", "old": "did:a", "new": "did:a2", "rotation": "rot",
-                 "first": "first", "started": T0 + 10}]
+                 "first": "first", "started": T0 + 10, "answered": T0 + 10.75}]
     seen = {"rot": {"n00": T0 + 11, "n01": T0 + 11.5, "n02": T0 + 11.2},
             "first": {"n00": T0 + 11, "n01": T0 + 11.3, "n02": T0 + 14}}
     views = {"did:a2": {"n00": {"org": "did:a"}, "n01": {"org": "did:a"}, "n02": {"org": "did:a2"}}}
     result = run({"rot": ("did:a", T0 + 9), "first": ("did:a2", T0 + 9)}, seen, timeline,
                  keys={**{n: [d] for n, d in DIDS.items()}, "n00": ["did:a", "did:a2"]}, key_views=views)
     (rotation,) = rotations(result)
-    assert rotation == {"node": "n00", "old": "did:a", "new": "did:a2", "down_seconds": 3.0, "nodes_linking": 2,
+    assert rotation == {"node": "n00", "old": "did:a", "new": "did:a2", "down_seconds": 3.0, "start_seconds": 0.75,
+                        "nodes_linking": 2,
                         "of": 2, "seconds_to_link": {"n01": 1.5, "n02": 4.0}, "seconds_to_link_everywhere": 4.0,
                         "linked_at_end": ["n01"]}  # n02 counted the new key as an org of its own at the end
     del seen["first"]["n02"]  # a node holding the rotation alone has not linked the keys
     (rotation,) = rotations(result)
     assert rotation["seconds_to_link"] == {"n01": 1.5} and rotation["seconds_to_link_everywhere"] is None
+
+
+def test_the_report_says_how_much_of_a_rotation_s_link_time_was_the_node_s_own_start():
+    rotation = {"nodes_linking": 2, "of": 2, "seconds_to_link_everywhere": 4.0, "start_seconds": 0.75}
+    assert linking(rotation) == ("2 of 2, the last 4.0 s after the node started with its new key"
+                                 " (its own start, until its API answered, took 0.75 s)")
+    assert linking({**rotation, "nodes_linking": 1, "seconds_to_link_everywhere": None}) == "1 of 2"
 
 
 def _theft_run(thief_views):

@@ -140,8 +140,9 @@ def test_three_nodes_run_a_scenario_with_faults_a_rotation_and_a_key_theft_and_l
     assert (rotation["node"], rotation["old"], rotation["new"]) == ("n00", old, new) and old != new
     assert rotation["nodes_linking"] == rotation["of"] == 2 and rotation["linked_at_end"] == ["n01", "n02"]
     heal = next(e["at"] for e in results["timeline"] if e["kind"] == "heal")
-    started = next(e["started"] for e in results["timeline"] if e["kind"] == "rotated")
-    assert started + rotation["seconds_to_link"]["n02"] > heal - 0.5
+    rotated_event = next(e for e in results["timeline"] if e["kind"] == "rotated")
+    assert rotated_event["started"] + rotation["seconds_to_link"]["n02"] > heal - 0.5
+    assert 0 < rotation["start_seconds"] == round(rotated_event["answered"] - rotated_event["started"], 2)
     bootstrap = load_config(directory / "nodes" / "n01").bootstrap
     assert f"/p2p/{rotated.peer_id}" in "".join(bootstrap)  # for n01's next start
 
