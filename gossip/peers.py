@@ -371,11 +371,8 @@ class PeerManager:
         self._wake.set()
 
     def _elsewhere(self, key: str) -> bool:
-        """Whether `key`'s latest `org` record (a rotation's aside) names another network than ours."""
-        latest = None
-        for record in self._replica.store.scan(issuer=key, kind="org"):
-            if isinstance(record.body, OrgBody) and record.body.next is None:
-                latest = record.body
+        """Whether `key`'s latest `org` record, a rotation's aside (as `_learn`), names another network than ours."""
+        latest = self._replica.store.latest_org(key, rotation=False)
         return latest is not None and latest.network != self._network
 
     @property

@@ -290,9 +290,7 @@ class Replica:
         head = self.store.head(self.did)
         if head is not None and head.seq >= rotation.seq:
             return None
-        ours = [r.body for r in self.store.scan(issuer=self.did, kind="org")]
-        last = ours[-1] if ours else rotation.body
-        assert isinstance(last, OrgBody)
+        last = self.store.latest_org(self.did) or rotation.body
         return self.issue("org", org_body(last.name, last.network, last.addrs))
 
     def _accept(self, records: list[Record]) -> Outcome:

@@ -23,7 +23,7 @@ from typing import NamedTuple
 from ledger import Ledger
 from ledger.sqlite_format import FileFormat, check, claim
 from ledger.wal import use_wal
-from vouching import DigestBody, EquivocationBody, Record, RevokeBody, VouchBody, load_stored, record_id
+from vouching import DigestBody, EquivocationBody, OrgBody, Record, RevokeBody, VouchBody, load_stored, record_id
 
 LEDGER_FILE = "records.ledger"
 INDEX_FILE = "records.index"
@@ -171,6 +171,21 @@ class RecordStore:
         """The id of the accepted record of `iss` with `seq`, if any (from the index alone)."""
         row = self._read_one("SELECT id FROM records WHERE iss = ? AND seq = ?", (iss, seq))
         return None if row is None else row[0]
+
+    def latest_org(self, iss: str, *, rotation: bool = True) -> OrgBody | None:
+        """The body of the latest accepted `org` record of key `iss` (DESIGN.md §3, `org`; key rotation, §2), None if
+        it has none. With `rotation=False`, the latest that does not name a successor: a key's rotation record ends
+        its chain (vouching.succession), so it is the latest at most, and then the one before it is the answer.
+        Latest is by seq, which is ledger order within an issuer (`append`); held records are not in the store. One
+        or two rows read, on the (iss, kind, idx) index."""
+        rows = self._read("SELECT idx FROM records WHERE iss = ? AND kind = 'org' ORDER BY idx DESC LIMIT ?",
+                          (iss, 1 if rotation else 2))
+        for (idx,) in rows:
+            body = load_stored(self.ledger.entry(idx)).body
+            assert isinstance(body, OrgBody)  # (every record of kind `org` has one)
+            if rotation or body.next is None:
+                return body
+        return None
 
     def issuer_range(self, iss: str, first_seq: int, limit: int) -> list[bytes]:
         """Up to `limit` records of `iss` from `first_seq` on, in seq order (a sync page)."""

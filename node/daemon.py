@@ -164,9 +164,9 @@ def announce_addrs(config: NodeConfig, host: Host) -> list[str]:
 
 def publish_org_record(replica: Replica, *, name: str, network: str, addrs: list[str]) -> None:
     """Issue our `org` record if we have none or it no longer says where and who we are (peer exchange)."""
-    ours = list(replica.store.scan(issuer=replica.did, kind="org"))  # one per change of name or address
+    ours = replica.store.latest_org(replica.did)
     wanted = OrgBody(name, network, tuple(addrs), None)
-    if not ours or dataclasses.replace(ours[-1].body, prior=None) != wanted:  # (a rotated key's first names its prior)
+    if ours is None or dataclasses.replace(ours, prior=None) != wanted:  # (a rotated key's first names its prior)
         replica.issue("org", wanted.to_wire())
 
 

@@ -17,7 +17,7 @@ from nacl.signing import SigningKey
 from gossip.replica import Replica
 from gossip.store import LEDGER_FILE, RecordStore
 from ledger.files import sync_directory
-from vouching import OrgBody, did_key, org_body
+from vouching import did_key, org_body
 from vouching.succession import Succession
 
 from .config import NodeConfig
@@ -66,7 +66,7 @@ def finish_interrupted_rotation(config: NodeConfig) -> Rotation | None:
         return None
     key, successor = load_org_key(config.key_path), load_org_key(next_path)
     with RecordStore.open(config.data_dir) as store:
-        last = _last_org_body(store, did_key(bytes(key.verify_key)))
+        last = store.latest_org(did_key(bytes(key.verify_key)))
         if last is None or last.next != did_key(bytes(successor.verify_key)):
             return None
         with replacing_key(config.data_dir):  # not while a command signs with the retired key
@@ -83,7 +83,7 @@ def retired_to(config: NodeConfig) -> str | None:
             check_listed(config.data_dir, [LEDGER_FILE])
             did = did_key(bytes(load_org_key(config.key_path).verify_key))
             with RecordStore.open(config.data_dir) as store:
-                last = _last_org_body(store, did)
+                last = store.latest_org(did)
     except DataDirBusy:
         return None
     return None if last is None else last.next
@@ -119,14 +119,8 @@ def _replica(config: NodeConfig, key: SigningKey, store: RecordStore) -> Replica
 
 def _addrs(store: RecordStore, did: str) -> list[str]:
     """Where the org's last org record said it listens (the node announces anew when it starts)."""
-    body = _last_org_body(store, did)
+    body = store.latest_org(did)
     return list(body.addrs) if body is not None else []
-
-
-def _last_org_body(store: RecordStore, did: str) -> OrgBody | None:
-    orgs = list(store.scan(issuer=did, kind="org"))  # one per change of name or address: few
-    body = orgs[-1].body if orgs else None
-    return body if isinstance(body, OrgBody) else None
 
 
 def _check_fresh(next_path: Path, successor: str, replica: Replica) -> None:

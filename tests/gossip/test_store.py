@@ -23,7 +23,7 @@ from gossip.store import (
     subject_of,
 )
 from ledger import tree_hash
-from vouching import Record, digest_body, verify_record, vouch_body
+from vouching import OrgBody, Record, digest_body, org_body, verify_record, vouch_body
 
 from ..factories import Org, new_did
 from ..vouching.record_strategies import record_args
@@ -144,6 +144,50 @@ def test_append_refuses_a_record_that_does_not_follow_its_head(tmp_path):
         with pytest.raises(ValueError, match="does not follow"):
             store.append([a3])
         assert store.size == 1
+
+
+def test_the_latest_org_record_of_a_key_is_its_last_by_seq_and_none_without_one(tmp_path):
+    alice, bob, quiet = Org(), Org(), Org()
+    renamed = org_body("alice-2", "test", ["/ip4/10.0.0.2/tcp/4001"])
+    with RecordStore.open(tmp_path) as store:
+        store.append([alice.record("org", org_body("alice", "test", ["/ip4/10.0.0.1/tcp/4001"])), alice.record(),
+                      quiet.record()])
+        store.append([alice.record("org", renamed), alice.record(), bob.record("org", org_body("bob", "other"))])
+        for rotation in (True, False):
+            assert store.latest_org(alice.did, rotation=rotation) == OrgBody("alice-2", "test",
+                                                                             ("/ip4/10.0.0.2/tcp/4001",), None)
+            assert store.latest_org(bob.did, rotation=rotation) == OrgBody("bob", "other", (), None)
+            assert store.latest_org(quiet.did, rotation=rotation) is None  # records, but no org record
+            assert store.latest_org(new_did(), rotation=rotation) is None  # no record at all
+
+
+def test_the_latest_org_record_of_a_rotated_key_is_its_rotation_or_if_asked_the_one_before(tmp_path, monkeypatch):
+    """A key's rotation record is its last (vouching.succession); the peer manager asks for the last that is not one
+    (PeerManager._elsewhere), and reads two records for it, not the key's every org record."""
+    alice, only_rotates = Org(), Org()
+    with RecordStore.open(tmp_path) as store:
+        store.append([alice.record("org", org_body("alice", "test", [f"/ip4/10.0.0.{n}/tcp/1"])) for n in range(5)])
+        successor, rotation, first = alice.rotate()
+        _, lone_rotation, lone_first = only_rotates.rotate()
+        store.append([rotation, first, lone_rotation, lone_first])
+        reads = []
+        for name in ("entry", "entries"):
+            read = getattr(store.ledger, name)
+            monkeypatch.setattr(store.ledger, name, lambda *a, read=read: reads.append(a) or read(*a))
+        assert store.latest_org(alice.did) == rotation.body and rotation.body.next == successor.did
+        assert store.latest_org(alice.did, rotation=False) == OrgBody("alice", "test", ("/ip4/10.0.0.4/tcp/1",), None)
+        assert len(reads) == 3
+        assert store.latest_org(successor.did) == store.latest_org(successor.did, rotation=False) == first.body
+        assert store.latest_org(only_rotates.did) == lone_rotation.body
+        assert store.latest_org(only_rotates.did, rotation=False) is None
+
+
+@pytest.mark.parametrize("rotation", [True, False])
+def test_the_latest_org_record_is_the_last_a_scan_of_the_key_s_org_records_finds(mixed_store, rotation):
+    store, records = mixed_store
+    for org in _ORGS:
+        orgs = [r.body for r in records if r.iss == org.did and r.kind == "org"]
+        assert orgs and store.latest_org(org.did, rotation=rotation) == orgs[-1]
 
 
 def test_revocations_and_equivocations_are_indexed(tmp_path):
