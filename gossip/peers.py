@@ -344,8 +344,9 @@ class PeerManager:
 
     def _learn(self, records: list[Record]) -> None:
         """Peer exchange: an accepted `org` record tells us where its org's node listens (a rotation record, the
-        key's last, names none: `_follow` moves its addresses once the new key names it back); one of another
-        network, that its node is not ours to dial: the addresses its earlier records named are withdrawn."""
+        key's last, is passed over: the node behind its addresses answers to the new key from its next start, and
+        `_follow` moves them there once the new key names it back); one of another network, that its node is not
+        ours to dial: the addresses its earlier records named are withdrawn."""
         for record in records:
             if not isinstance(record.body, OrgBody) or record.body.next is not None or self._ours(record.iss):
                 continue
