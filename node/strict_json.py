@@ -5,7 +5,10 @@ Python's json module takes UTF-16 and UTF-32 bytes, keeps the last of two values
 `NaN`, `Infinity` and `1e400` (as infinity). A body the node would then read one way and another program (a proxy
 that checks it, an audit of what was sent) another is refused, naming what is wrong; a UTF-8 byte order mark is
 skipped (RFC 8259 §8.1 lets a parser ignore one). An integer of thousands of digits (Python's int refuses over 4,300)
-and arrays or objects nested beyond what the parser goes are refused saying so, as any other body that is not JSON.
+and arrays or objects nested more than MAX_DEPTH levels deep are refused saying so, as any other body that is not
+JSON. Python's parser has no depth of its own but the interpreter's recursion limit, less the stack of the thread
+reading: a body the node read or refused by where it was read, and that a client, encoding from a shallower stack,
+could not know it would refuse (node.client.telemetry checks its events against MAX_DEPTH as they are recorded).
 """
 
 from __future__ import annotations
@@ -15,6 +18,12 @@ import math
 import sys
 from typing import Any
 
+# Arrays and objects nested in one another, at most (serde_json's default): far beyond what the node's bodies need (an
+# events batch nests 4 deep, an OTLP export about 10), and within what Python's parser reaches from any stack the
+# node reads on.
+MAX_DEPTH = 128
+_TOO_DEEP = f"arrays or objects nested too deep, more than {MAX_DEPTH} levels"
+_CONTAINERS = (dict, list, tuple)
 _MAX_INTEGER_DIGITS = len(str(int(sys.float_info.max)))  # 309: any integer of more digits is beyond a double
 
 
@@ -25,10 +34,32 @@ def loads_strict(body: bytes) -> Any:
     except UnicodeDecodeError as error:
         raise ValueError(f"not UTF-8 (byte {error.start})") from None
     try:
-        return json.loads(text.removeprefix("\ufeff"), object_pairs_hook=_members, parse_constant=_no_constant,
-                          parse_float=_finite, parse_int=_integer)
-    except RecursionError:
-        raise ValueError("arrays or objects nested too deep, beyond what the node reads") from None
+        value = json.loads(text.removeprefix("\ufeff"), object_pairs_hook=_members, parse_constant=_no_constant,
+                           parse_float=_finite, parse_int=_integer)
+    except RecursionError:  # deeper than the parser goes from this stack, and so than MAX_DEPTH
+        raise ValueError(_TOO_DEEP) from None
+    # (A text of no more openings than MAX_DEPTH nests no deeper: nothing to walk.)
+    if text.count("[") + text.count("{") > MAX_DEPTH and nested_deeper_than(value, MAX_DEPTH):
+        raise ValueError(_TOO_DEEP)
+    return value
+
+
+def nested_deeper_than(value: Any, levels: int) -> bool:
+    """Whether `value` has arrays (lists or tuples, as json.dumps writes both) and objects (dicts) nested in one
+    another more than `levels` deep; a value that holds itself is. Walked without recursion, no deeper than
+    `levels` + 1."""
+    containers: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, _CONTAINERS) else []
+    # Depth first: a level too deep is reached in `levels` steps, where breadth first would hold every container of
+    # each level on the way (2^n at the n-th of a value holding one list twice at each level)
+    while containers:
+        container, depth = containers.pop()
+        if depth > levels:
+            return True
+        depth += 1
+        for item in container.values() if isinstance(container, dict) else container:
+            if isinstance(item, _CONTAINERS):
+                containers.append((item, depth))
+    return False
 
 
 def not_json(error: ValueError) -> str:

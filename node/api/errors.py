@@ -23,6 +23,7 @@ from vouching.identity import is_compact_jwt
 
 from ..idempotency import IdempotencyStoreError
 from ..metrics import Registry
+from ..strict_json import MAX_DEPTH
 
 log = logging.getLogger(__name__)
 STORAGE_RETRY_SECONDS = 10  # Retry-After of a request the node's storage refused
@@ -57,7 +58,7 @@ _READ_MEANINGS = {**_MEANINGS, 422: "A malformed parameter, or one out of range;
 # A write's body is JSON, as I-JSON has it (node.api.json_body).
 _WRITE_MEANINGS = {**_MEANINGS, 400: "A body that is not JSON as I-JSON (RFC 7493) has it: malformed, not UTF-8, a "
                                      "member given twice in one object, NaN, Infinity, a number beyond a double's "
-                                     "range or arrays nested beyond the parser's depth"}
+                                     f"range or arrays or objects nested more than {MAX_DEPTH} levels deep"}
 
 
 def error_responses(*statuses: int, json_body: bool = True) -> dict[int | str, dict[str, Any]]:

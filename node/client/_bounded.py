@@ -18,16 +18,11 @@ from typing import Any
 import httpx
 
 from . import _breaker
-from ._http import with_body
+from ._http import BodyTooLarge, with_body
 
 IDENTITY = {"Accept-Encoding": "identity"}  # the headers of a request whose body `read_capped` reads
 # When (time.monotonic) the current thread's request must be done; None: no deadline (httpx's timeouts alone).
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("vouchnet_deadline", default=None)
-
-
-class BodyTooLarge(httpx.HTTPError):
-    """A server's answer is longer than the caller's cap (an httpx.HTTPError, so callers treat it as a failed
-    request)."""
 
 
 @contextmanager

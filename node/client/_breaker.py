@@ -1,7 +1,8 @@
 """A circuit breaker per node address (DESIGN §8, fail closed), shared by the requests a decision waits on (the
 policy's, the credential verifier's): after a request to an address got no answer (refused, timed out, unreadable;
 or a gateway's 502, 503 or 504 not in the node's error form: a proxy in front of it that could not reach it, counted
-as a failure as Envoy's outlier detection counts gateway errors), further requests to it fail at once, as
+as a failure as Envoy's outlier detection counts gateway errors; or an answer longer than the caller's cap, on
+every path alike: see `_no_answer`), further requests to it fail at once, as
 NodeUnreachable saying why and when the address is tried again, for an interval that starts at FIRST_S and doubles
 with each failure in a row up to MAX_S, jittered; once it has passed, one request at a time goes through (the probe;
 the others still fail at once, for MAX_S at most: a probe that has not ended by then, its task stalled or its thread
@@ -20,7 +21,7 @@ from contextlib import contextmanager
 
 import httpx
 
-from ._http import NOT_THE_NODES, NodeApiError, NodeUnreachable, refusal, without_passwords
+from ._http import NOT_THE_NODES, BodyTooLarge, NodeApiError, NodeUnreachable, refusal, without_passwords
 
 FIRST_S = 1.0  # the interval after a first failure
 MAX_S = 30.0  # the longest interval, after failures in a row
@@ -55,9 +56,8 @@ class Breaker:
     def attempt(self, failure: type[BaseException] | tuple[type[BaseException], ...] = NodeUnreachable,
                 what: str = "") -> Iterator[None]:
         """A request to the address, if the breaker lets it go (else NodeFailing): an exception of `failure` out of
-        the block, or a gateway's failure (GATEWAY_FAILURES, not in the node's error form), opens the breaker (or
-        keeps it open, longer for a probe), and is what NodeFailing then says, after `what`; anything else the
-        address answered closes it, and a cancellation or interrupt leaves it as it was (a probe's turn goes to the
+        the block, or what `_no_answer` counts as none, opens the breaker (or keeps it open, longer for a probe), and
+        is what NodeFailing then says, after `what`; anything else the address answered closes it, and a cancellation or interrupt leaves it as it was (a probe's turn goes to the
         next request)."""
         probe = self._admit()
         try:
@@ -66,7 +66,7 @@ class Breaker:
             self._failed(probe, f"{what}{str(error) or type(error).__name__}")
             raise
         except Exception as error:  # the address answered, with a refusal or an answer the caller refuses
-            if _gateway_failed(error):  # (... but a proxy's, for a node it could not reach)
+            if _no_answer(error):  # (... but a proxy's, for a node it could not reach, or one past the cap)
                 self._failed(probe, f"{what}{error}")
             else:
                 self._succeeded()
@@ -133,10 +133,21 @@ class Breakers:
 BREAKERS = Breakers()
 
 
-def _gateway_failed(error: Exception) -> bool:
-    """Whether `error` is a proxy's word that it could not reach the node (a node's own 503 is in its error form):
-    a client's NodeApiError, or the httpx status error of a fetch of keys or a status list (_bounded.get_capped,
-    which reads its body first)."""
+def _no_answer(error: Exception) -> bool:
+    """Whether `error`, out of a request something answered, counts as no answer (a failure), on the policy's path
+    and the fetches of keys and status lists alike:
+
+    - a proxy's word that it could not reach the node (a node's own 503 is in its error form): a client's
+      NodeApiError, or the httpx status error of a fetch of keys or a status list (_bounded.get_capped, which reads
+      its body first);
+    - an answer longer than the caller's cap (BodyTooLarge: a fetch's; the clients' own reach the breaker as the
+      NodeUnreachable it becomes, _http.too_large). A server whose answer runs past a cap set well above any it
+      gives is broken or hostile: the caller can use that answer no more than none, and each request to it costs
+      the cap's bytes, or the whole timeout if trickled, which is the cost the breaker spares a decision. Counted
+      as an answer, it would close the breaker (a fetch of keys closing the one the policy shares), so that such a
+      server made every check wait on it again."""
+    if isinstance(error, BodyTooLarge):
+        return True
     if isinstance(error, httpx.HTTPStatusError):
         error = refusal(error.response)
     return isinstance(error, NodeApiError) and error.code == NOT_THE_NODES and error.status in GATEWAY_FAILURES

@@ -31,6 +31,11 @@ MAX_ANSWER = 256 * 1024 * 1024
 NOT_THE_NODES = "http_error"
 
 
+class BodyTooLarge(httpx.HTTPError):
+    """A server's answer is longer than the caller's cap (an httpx.HTTPError, so callers treat it as a failed
+    request; and a failure to the breaker of its address, node.client._breaker)."""
+
+
 class ClientError(Exception):
     """A call to the node did not succeed."""
 

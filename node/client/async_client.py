@@ -12,11 +12,12 @@ import httpx
 
 from . import _answer as shapes
 from ._breaker import Breaker
-from ._bounded import IDENTITY, BodyTooLarge, aread_capped
+from ._bounded import IDENTITY, aread_capped
 from ._http import (
     DEFAULT_TIMEOUT,
     MAX_ANSWER,
     MAX_DECISION_ANSWER,
+    BodyTooLarge,
     agent_path,
     bearer_token,
     check_body,

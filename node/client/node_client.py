@@ -14,11 +14,12 @@ import httpx
 from . import _answer as shapes
 from ._answer import bad_answer
 from ._breaker import Breaker
-from ._bounded import IDENTITY, BodyTooLarge, bounded_transport, deadline, read_capped
+from ._bounded import IDENTITY, bounded_transport, deadline, read_capped
 from ._http import (
     DEFAULT_TIMEOUT,
     MAX_ANSWER,
     MAX_DECISION_ANSWER,
+    BodyTooLarge,
     ClientError,
     NodeApiError,
     NodeUnreachable,

@@ -13,8 +13,9 @@ each is logged once as an error until a post succeeds again. A batch refused as 
 proxy before it) is sent again at once as two halves, down to single events: an event still refused alone is
 dropped, logged, and counted as rejected if the node refused it, as dropped if a proxy did. Only a batch the node
 itself refuses for what it is (any other 4xx in its error format, node/api/errors.py) is dropped and counted as
-rejected, and so is an event JSON cannot carry (a NaN duration, an attribute that is an object or nested too deep),
-logged. A fault of the sender's own (a bug, an HTTP stack's unexpected exception) drops the batch it held, counted
+rejected, and so is an event JSON cannot carry (a NaN duration, an attribute that is an object), logged; one whose
+attributes nest deeper than the node reads (node.strict_json.MAX_DEPTH), for which the node would refuse the whole
+batch, is dropped so as it is recorded. A fault of the sender's own (a bug, an HTTP stack's unexpected exception) drops the batch it held, counted
 as dropped and logged as an error, and sending goes on; a sender thread ended by what is not an Exception
 (SystemExit raised in it) is started again by the next record(), and sends the batch it held at once.
 `shutdown()` sends what is left, retrying, within one deadline (the post in progress included, the last post cut
@@ -39,6 +40,7 @@ import anyio
 import httpx
 
 from ..events import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_NAME
+from ..strict_json import MAX_DEPTH, nested_deeper_than
 from ._bounded import deadline
 from ._env import default_node, default_token
 from ._http import NOT_THE_NODES, NodeApiError, NodeUnreachable, events_body, without_passwords
@@ -50,8 +52,8 @@ BATCH_SIZE = 100
 MAX_BUFFER = 10_000
 OUTCOMES = frozenset({"ok", "error", "denied", "timeout"})
 _BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 5.0)
-# What events_body raises for an event JSON cannot carry (UnicodeEncodeError is a ValueError; attributes nested
-# deeper than the interpreter's recursion limit raise RecursionError)
+# What events_body raises for an event JSON cannot carry (UnicodeEncodeError is a ValueError; RecursionError, for
+# attributes within MAX_DEPTH, only from a thread whose stack is within that of the interpreter's recursion limit)
 _UNENCODABLE = (TypeError, ValueError, RecursionError)
 _UNREAD = frozenset({"not_json", "bad_answer"})  # a success answered with what is not the node's account of a batch
 _TOKEN_REFUSED = ("the node refuses the telemetry API token (VOUCHNET_TOKEN: what the node's api.token holds, not "
@@ -144,7 +146,9 @@ class TelemetryCollector:
                attrs: dict[str, str | int | float | bool] | None = None) -> bool:
         """Queue one event (node/events.py's schema; a `name` past its MAX_NAME characters is cut to them, as a
         tool's may be twice as long); a full buffer drops its oldest waiting event to make room. False if this one
-        was dropped: after shutdown, or when the batch in flight alone fills the buffer."""
+        was dropped: after shutdown, or when the batch in flight alone fills the buffer; or refused (counted as
+        rejected, and logged): its `attrs` nest deeper than the node reads a body (node.strict_json.MAX_DEPTH), and
+        the node would refuse the batch it went in, every event of it."""
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome: must be one of {', '.join(sorted(OUTCOMES))}, got {outcome!r}")
         event: dict[str, Any] = {"agent": agent, "ts": time.time_ns() // 1_000_000, "category": category,
@@ -153,6 +157,8 @@ class TelemetryCollector:
             event["duration_ms"] = duration_ms
         if attrs:
             event["attrs"] = attrs
+            if nested_deeper_than({"events": [event]}, MAX_DEPTH):  # (as in the body of its batch)
+                return self._refused_too_deep(event)
         with self._lock:
             self._recorded += 1
             if self._stopped.is_set() or (self._in_flight >= self.max_buffer and not self._buffer):
@@ -168,6 +174,14 @@ class TelemetryCollector:
         if full:
             self._wake.set()
         return True
+
+    def _refused_too_deep(self, event: dict[str, Any]) -> bool:
+        log.warning("a telemetry event whose attributes nest deeper than the node reads was dropped",
+                    extra={"fields": {"name": event["name"], "max_depth": MAX_DEPTH}})
+        with self._lock:
+            self._recorded += 1
+            self._rejected += 1
+        return False
 
     def record_tool_call(self, agent: str, tool: str, outcome: str = "ok", duration_ms: float | None = None, *,
                          high_risk: bool = False, attrs: dict[str, str | int | float | bool] | None = None) -> bool:
@@ -360,7 +374,8 @@ class TelemetryCollector:
 
     def _encodable(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """`events` but those JSON cannot carry (a NaN, a lone surrogate, an object for an attribute, attributes
-        nested too deep to encode: the caller's mistake), which are dropped, counted as rejected and logged."""
+        nested too deep for the stack encoding them: the caller's mistake), which are dropped, counted as rejected and
+        logged."""
         kept = []
         for event in events:
             try:

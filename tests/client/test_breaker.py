@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from nacl.signing import SigningKey
@@ -23,7 +23,7 @@ from nacl.signing import SigningKey
 from node.client import CredentialVerifier, TrustPolicy, UnverifiedAgent, _breaker
 from node.client._breaker import FIRST_S, JITTER, MAX_S, Breaker, Breakers, NodeFailing, interval
 from node.client._http import NodeUnreachable
-from node.client.identity import JWKS_PATH
+from node.client.identity import JWKS_PATH, MAX_JWKS, MAX_LIST_TOKEN
 from node.credential_status import list_url
 from node.credentials import agent_credential
 from vouching.policy import DEFAULT_POLICY
@@ -328,16 +328,19 @@ def test_a_proxy_that_cannot_reach_the_node_for_its_keys_opens_the_breaker_too(c
         policy.close()
 
 
-def test_a_proxy_that_cannot_reach_the_node_for_a_status_list_opens_the_breaker_too(clock):
-    """A status list is fetched as the keys are (_bounded.get_capped), by the same rule."""
+@pytest.mark.parametrize("answer, said", [
+    (PlainTextResponse("<html>bad gateway</html>", status_code=502), "502"),
+    (Response(b" " * (MAX_LIST_TOKEN + 1), media_type="application/vc+jwt"), f"over the limit of {MAX_LIST_TOKEN}"),
+], ids=["a proxy's 502", "an answer over its cap"])
+def test_a_status_list_fetch_that_gets_no_answer_opens_the_breaker_too(clock, answer, said):
+    """A status list is fetched as the keys are (_bounded.get_capped), by the same rule (an answer over its cap was
+    counted as an answer, and closed the breaker the policy shares)."""
     key, node = SigningKey.generate(), SwitchableNode()
     org = StubOrg([key])
 
     def app(url: str) -> Starlette:
-        async def gateway(_: Request) -> PlainTextResponse:
-            return PlainTextResponse("<html>bad gateway</html>", status_code=502)
-
-        return Starlette(routes=[Route(list_url("", 0), gateway), *org.app(url).routes, *node.app(url).routes])
+        return Starlette(routes=[Route(list_url("", 0), lambda _: answer), *org.app(url).routes,
+                                 *node.app(url).routes])
 
     with serving_in_thread(app) as url:
         verifier = CredentialVerifier([url], timeout=TIMEOUT)
@@ -346,7 +349,29 @@ def test_a_proxy_that_cannot_reach_the_node_for_a_status_list_opens_the_breaker_
             verifier.verify(org.credential(key, 0))
         decision = policy.check(new_did())
         assert (decision.source, node.asked) == ("unreachable", 0)
-        assert f"{url}{list_url('', 0)}: " in decision.reason and "502" in decision.reason
+        assert f"{url}{list_url('', 0)}: " in decision.reason and said in decision.reason
+        policy.close()
+
+
+def test_an_answer_over_its_cap_to_a_fetch_of_keys_opens_the_breaker_as_it_does_on_the_policy_s_path(clock):
+    """An oversized answer failed a policy's call and opened the breaker, but a fetch of keys counted it as an
+    answer and closed the breaker the policy shares: the next check asked the node that sent it again."""
+    node = SwitchableNode()
+
+    def app(url: str) -> Starlette:
+        async def oversized(_: Request) -> Response:
+            return Response(b" " * (MAX_JWKS + 1), media_type="application/json")
+
+        return Starlette(routes=[Route(JWKS_PATH, oversized), *node.app(url).routes])
+
+    with serving_in_thread(app) as url:
+        verifier = CredentialVerifier([url], timeout=TIMEOUT)
+        policy = TrustPolicy(url, listen=False, timeout=TIMEOUT)
+        with pytest.raises(UnverifiedAgent, match=f"cannot fetch the keys .*over the limit of {MAX_JWKS}"):
+            verifier.verify(agent_credential(SigningKey.generate(), new_did()))
+        decision = policy.check(new_did())
+        assert (decision.source, node.asked) == ("unreachable", 0)
+        assert f"{url}{JWKS_PATH}: " in decision.reason and f"over the limit of {MAX_JWKS}" in decision.reason
         policy.close()
 
 

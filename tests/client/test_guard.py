@@ -5,6 +5,7 @@ import threading
 import time
 from types import MappingProxyType, SimpleNamespace
 
+import httpx
 import pytest
 from nacl.signing import SigningKey
 
@@ -159,8 +160,27 @@ def test_when_both_steps_of_closing_raise_the_first_is_raised_and_the_second_log
             pytest.raises(OSError, match="the telemetry's shutdown failed"):
         vouchnet.close()
     [logged] = caplog.records
-    assert logged.getMessage() == "closing Vouchnet: the policy's close failed too"
-    assert logged.exc_info[1].args == ("the policy's close failed",)
+    first_line, *traceback = logged.getMessage().splitlines()
+    assert first_line == "closing Vouchnet: the policy's close failed too"
+    assert traceback[0] == "Traceback (most recent call last):"
+    assert traceback[-1] == "RuntimeError: the policy's close failed"
+
+
+def test_a_later_step_of_closing_logs_its_error_without_the_password_of_a_url_it_names(monkeypatch, caplog):
+    """An httpx error names the URL it failed at, userinfo and all: logged with exc_info, its password reached the
+    service's log."""
+    vouchnet, _ = _closing_with_a_failing_telemetry(monkeypatch)
+
+    def fails() -> None:
+        request = httpx.Request("GET", "http://operator:s3cret@node.example:8700/v1/policy")
+        httpx.Response(502, request=request).raise_for_status()
+
+    monkeypatch.setattr(vouchnet.policy, "close", fails)
+    with caplog.at_level(logging.ERROR, logger="vouchnet.client"), pytest.raises(OSError):
+        vouchnet.close()
+    assert "s3cret" not in caplog.text
+    assert "HTTPStatusError: Server error '502 Bad Gateway' for url 'http://operator@node.example:8700/v1/policy'" \
+        in caplog.text
 
 
 def test_a_policy_of_another_node_is_refused_naming_both(monkeypatch):

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from node.client import CollectorStats, TelemetryCollector, telemetry
 from node.client.telemetry import BATCH_SIZE
 from node.events import MAX_ATTR_KEY, MAX_ATTR_TEXT, MAX_ATTRS, MAX_BATCH_BYTES, MAX_NAME
+from node.strict_json import MAX_DEPTH
 
 from ..factories import API_TOKEN, new_did
 from .trickling import trickling
@@ -187,19 +188,39 @@ def test_an_event_json_cannot_carry_is_dropped_as_rejected_and_the_rest_still_go
         collector.record_tool_call(agent, "b", attrs={"when": object()})  # type: ignore[dict-item]
         collector.record_tool_call(agent, "c\ud800")  # a lone surrogate, which UTF-8 cannot carry
         collector.record_tool_call(agent, "d")
-        collector.record_tool_call(agent, "e", attrs=_nested(sys.getrecursionlimit()))  # RecursionError
         assert collector.flush(timeout=10)
-        collector.record_tool_call(agent, "f")
+        collector.record_tool_call(agent, "e")
         stats = collector.shutdown()
-    assert posts == [["d"], ["f"]]
-    assert (stats.sent, stats.rejected, stats.buffered) == (2, 4, 0)
+    assert posts == [["d"], ["e"]]
+    assert (stats.sent, stats.rejected, stats.buffered) == (2, 3, 0)
     assert [r.getMessage().partition(" error=")[0] for r in caplog.records] == [
-        "a telemetry event JSON cannot carry was dropped"] * 4
+        "a telemetry event JSON cannot carry was dropped"] * 3
+
+
+def test_an_event_nested_deeper_than_the_node_reads_is_refused_as_recorded_and_its_batch_still_goes(running, caplog):
+    """The node refused a body nested past what it reads whole (400, once past about 950 levels): every event of
+    the batch (up to 100) was lost with the one whose attributes nested so deep."""
+    agent = new_did()
+    collector = TelemetryCollector(running.url, running.token, flush_interval=3600)
+    with caplog.at_level(logging.WARNING, logger="vouchnet.client"):
+        # A body nests an event's attributes 3 deep: in the batch's object, its events array and the event
+        assert collector.record_tool_call(agent, "deepest", attrs=_nested(MAX_DEPTH - 3))
+        assert not collector.record_tool_call(agent, "too deep", attrs=_nested(MAX_DEPTH - 3 + 1))
+        for _ in range(5):
+            collector.record_tool_call(agent, "search")
+        stats = collector.shutdown()
+    # (The node rejects the deepest alone: attributes are text, numbers or booleans.)
+    assert (stats.recorded, stats.sent, stats.rejected, stats.buffered) == (7, 5, 2, 0)
+    assert running.first_hand_events(agent) == 5
+    assert [r.getMessage() for r in caplog.records] == [
+        f'a telemetry event whose attributes nest deeper than the node reads was dropped name="too deep" '
+        f"max_depth={MAX_DEPTH}"]
 
 
 def _nested(depth: int) -> dict:
-    value: dict = {}
-    for _ in range(depth):
+    """Objects nested `depth` deep (1 or more)."""
+    value: dict = {"a": 1}
+    for _ in range(depth - 1):
         value = {"a": value}
     return value
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from node.strict_json import loads_strict
+from node.strict_json import MAX_DEPTH, loads_strict, nested_deeper_than
 
 _scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text()
 values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
@@ -63,3 +63,48 @@ def test_an_integer_a_double_holds_reads_as_python_reads_it():
 def test_arrays_or_objects_nested_too_deep_are_refused_saying_so(opening, closing):
     with pytest.raises(ValueError, match="nested too deep"):
         loads_strict(opening * 100_000 + b"1" + closing * 100_000)
+
+
+@pytest.mark.parametrize("opening, closing, levels", [(b"[", b"]", 1), (b'{"a":', b"}", 1), (b'[{"a":', b"}]", 2)])
+def test_a_body_is_read_to_max_depth_and_refused_past_it_naming_it(opening, closing, levels):
+    """Python's parser went as deep as the recursion limit less the reading thread's stack (about 950 levels in an
+    API handler): a client could not know which bodies the node would refuse, and had one batch of events refused
+    whole for one event's attributes. (`levels`: how deep one `opening` nests.)"""
+
+    def nested(depth: int) -> bytes:
+        return opening * (depth // levels) + b"1" + closing * (depth // levels)
+
+    assert loads_strict(nested(MAX_DEPTH)) == json.loads(nested(MAX_DEPTH))
+    with pytest.raises(ValueError, match=f"nested too deep, more than {MAX_DEPTH} levels"):
+        loads_strict(nested(MAX_DEPTH + levels))
+
+
+def test_brackets_within_strings_are_no_nesting():
+    assert loads_strict(json.dumps(["[{" * MAX_DEPTH]).encode()) == ["[{" * MAX_DEPTH]
+
+
+def _depth(value: object) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, (list, tuple)):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+@given(value=values | st.tuples(values, values), levels=st.integers(0, 8))
+def test_nested_deeper_than_is_the_depth_of_arrays_and_objects_past_levels(value, levels):
+    assert nested_deeper_than(value, levels) == (_depth(value) > levels)
+
+
+def test_a_value_that_holds_itself_is_nested_too_deep():
+    cycle: list = []
+    cycle.append(cycle)
+    assert nested_deeper_than(cycle, MAX_DEPTH)
+
+
+def test_a_value_holding_one_list_twice_at_each_level_is_found_too_deep_without_walking_each_level_whole():
+    """(A client's value, not a parsed body's: walked breadth first, its 129th level holds 2^129 lists.)"""
+    shared: list = []
+    for _ in range(200):
+        shared = [shared, shared]
+    assert nested_deeper_than(shared, MAX_DEPTH)
