@@ -44,8 +44,8 @@ class OwnRecordsError(StoreError):
 @dataclass(frozen=True)
 class OwnRecord:
     """A record of the org's key that came from a peer: its seq and id, when the node accepted it (ms since the
-    Unix epoch, node time), the PeerID it came from (None when not known: an API submission), and whether the
-    operator acknowledged it."""
+    Unix epoch, node time), the PeerID it came from (None when not known: an API submission, or one held for an
+    earlier record and stored with the batch that brought that), and whether the operator acknowledged it."""
 
     seq: int
     id: bytes

@@ -34,7 +34,8 @@ async def own_records(
     """The records of the org's key that came from peers, signed elsewhere (its own history, after its data
     directory was restored from an older copy, or a thief's), kept across restarts: up to 1,000 a page in seq order,
     each with its `id`, `seq`, `accepted_ms` (when the node accepted it, ms since the Unix epoch), `peer` (the PeerID
-    it came from, null if submitted through this API) and `acknowledged`; `unacknowledged` counts those not
+    it came from; null if not known: submitted through this API, or held for an earlier record of the key and stored
+    with the batch that brought that) and `acknowledged`; `unacknowledged` counts those not
     acknowledged, as `own_records_from_peers` in GET /v1/node; `next` is the `after_seq` of the following page,
     null on the last."""
     listed = node.replica.own_records.listed(after_seq=after_seq, limit=MAX_LISTED + 1)

@@ -10,7 +10,8 @@ import pytest
 from gossip.own_records import OWN_RECORDS_FILE, OwnRecords
 from gossip.replica import Replica
 from gossip.store import RecordStore, StoreError
-from vouching import vouch_body
+from vouching import Counts, DigestBody, issue_digests, vouch_body
+from vouching.bodies import CATEGORIES, OUTCOMES
 
 from ..factories import Org, new_did
 
@@ -111,3 +112,24 @@ def test_a_data_directory_from_before_the_list_starts_with_none(tmp_path):
         assert replica.own_from_peers == 0 and replica.own_records.listed() == []
     with closing(sqlite3.connect(tmp_path / OWN_RECORDS_FILE)) as db:
         assert db.execute("SELECT COUNT(*) FROM own_records").fetchone() == (0,)
+
+
+def test_a_held_record_of_the_key_released_by_one_the_node_signs_is_listed(tmp_path):
+    """A record of the key held for a missing predecessor goes into the store with the batch that brings the
+    predecessor, even one the node signs itself (the same bytes: digests of an epoch are signed deterministically)."""
+    with opened(tmp_path, Org().key) as replica:
+        head = replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
+        bodies, ts = [_digest(new_did())], 1_700_000_000_000
+        (same,) = issue_digests(replica.key, bodies, seq=head.seq + 1, prev=head.id, ts=ts)
+        after = Org(key=replica.key, seq=same.seq, prev=same.id).record()
+        assert replica.accept([after], PEER).held == 1
+        replica.issue_digests(bodies, ts=ts)
+        assert replica.store.has(after.id)
+        assert [(r.id, r.peer) for r in replica.own_records.listed()] == [(after.id, None)]
+        assert replica.own_from_peers == 1
+
+
+def _digest(agent):
+    return DigestBody(agent, 1_699_992_000_000, 3_600_000, Counts(tuple(zip(OUTCOMES, (2, 1, 0, 0)))),
+                      Counts(tuple(zip(CATEGORIES, (0, 0, 0, 3, 0, 0)))), Counts(tuple(zip(OUTCOMES, (0, 1, 0, 0)))),
+                      3, bytes(32), None)
