@@ -428,14 +428,14 @@ async def test_own_records_lists_and_acknowledges_the_org_s_records_from_peers(r
     code, out, err = await run("own-records", "list", "--dir", data_dir)
     assert code == 0 and err.endswith("2 record(s) of the org's key from peers, 2 unacknowledged\n")
     header, *rows = out.splitlines()
-    assert header.split() == ["SEQ", "ID", "ACCEPTED", "PEER", "ACKNOWLEDGED"]
-    assert [row.split()[:2] + row.split()[3:] for row in rows] == [
-        [str(r.seq), r.id.hex(), "12D3KooWPeer", "no"] for r in (first, second)]
-    code, _, err = await run("own-records", "acknowledge", "--through-seq", first.seq, "--dir", data_dir)
-    assert code == 0 and f"acknowledged 1 record(s) through seq {first.seq}; 1 unacknowledged" in err
+    assert header.split() == ["NUMBER", "KEY", "SEQ", "ID", "ACCEPTED", "PEER", "ACKNOWLEDGED"]
+    assert [row.split()[:4] + row.split()[5:] for row in rows] == [
+        [str(n), r.iss, str(r.seq), r.id.hex(), "12D3KooWPeer", "no"] for n, r in enumerate((first, second), 1)]
+    code, _, err = await run("own-records", "acknowledge", "--through", 1, "--dir", data_dir)
+    assert code == 0 and "acknowledged 1 record(s) listed through number 1; 1 unacknowledged" in err
     with caplog.at_level(logging.WARNING, logger="gossip.own_records"):
         code, _, err = await run("own-records", "acknowledge", "--dir", data_dir)  # through the highest listed
-    assert code == 0 and f"acknowledged 1 record(s) through seq {second.seq}; 0 unacknowledged" in err
+    assert code == 0 and "acknowledged 1 record(s) listed through number 2; 0 unacknowledged" in err
     assert "acknowledged 1 record(s)" in caplog.text
     assert node.replica.own_from_peers == 0
 
