@@ -32,13 +32,13 @@ def register(subparsers: Subparsers) -> None:
         description="Acknowledge the listed records of the org's key up to a number (the first column of `list`), "
         "once explained (a restore from an older copy, say: never a key you cannot account for, which calls for a "
         "new key): they stay listed and no longer count in own_records_from_peers, which falls back to 0 unless "
-        "later ones came. Without --through, lists them and acknowledges up to the highest number listed, which a "
-        "record listed after that cannot have (numbers are never reused). Needs the API token; the node logs it at "
-        "WARNING.",
-        examples=["vouchnet own-records acknowledge", "vouchnet own-records acknowledge --through 42"],
-        run=_acknowledge)
-    acknowledge.add_argument("--through", type=int, metavar="NUMBER",
-                             help="acknowledge those with this number or a lower one (default: the highest listed)")
+        "later ones came. A record listed after the one numbered NUMBER has a higher number (numbers are never "
+        "reused), so one that came after you looked is not acknowledged with those you looked at. Needs the API "
+        "token; the node logs it at WARNING.",
+        examples=["vouchnet own-records acknowledge --through 42"], run=_acknowledge)
+    acknowledge.add_argument("--through", type=int, metavar="NUMBER", required=True,
+                             help="acknowledge those with this number or a lower one: the highest that `list` showed "
+                             "and you explained")
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -53,15 +53,8 @@ def _list(args: argparse.Namespace) -> int:
 
 def _acknowledge(args: argparse.Namespace) -> int:
     with open_client(args, write=True) as client:
-        through = args.through
-        if through is None:
-            records, unacknowledged = _all(client)
-            _show(records, unacknowledged)
-            if not records:
-                return 0
-            through = records[-1]["number"]
-        answer = client.acknowledge_own_records(through)
-    print(f"acknowledged {answer['acknowledged']} record(s) listed through number {through}; "
+        answer = client.acknowledge_own_records(args.through)
+    print(f"acknowledged {answer['acknowledged']} record(s) listed through number {args.through}; "
           f"{answer['unacknowledged']} unacknowledged", file=sys.stderr)
     return 0
 
