@@ -90,7 +90,7 @@ class Replica:
         self.succession = Succession()
         self.horizon = Horizon({self.did, *self.roots}, self.max_hops)
         self.flagged: set[str] = set()
-        self._offered: tuple[str | None, frozenset[bytes]] = (None, frozenset())  # in `accept`: the peer, the ids
+        self._offered: tuple[str | None, list[Record]] = (None, [])  # while `accept` runs: the peer, the records
         self._ours: frozenset[bytes] = frozenset()  # in `_accept`: the ids of the records it stores as the node's own
         self.listener_errors = 0  # listener calls that raised (`_tell`): the records stayed stored, the node ran on
         self._deferred: list[Callable[[], None]] | None = None  # signing that waits for resume_signing, if deferred
@@ -204,11 +204,11 @@ class Replica:
         `resume_signing` to raise. Other records of its key are accepted, listed before they are stored, and reported
         (`_report_own`). `peer` is the PeerID they came from (that published them, for gossip), if known."""
         foreign = [r for r in records if r.iss == self.did and isinstance(r.body, OrgBody) and r.body.next]
-        self._offered = (peer, frozenset(r.id for r in records))
+        self._offered = (peer, records)
         try:
             outcome = self._accept([r for r in records if r not in foreign] if foreign else records)
         finally:
-            self._offered = (None, frozenset())
+            self._offered = (None, [])
         for rotation in foreign:
             if self.store.has(rotation.id):
                 continue
@@ -266,7 +266,8 @@ class Replica:
         own = self._from_peers(batch, self._ours)
         if not own or self._adopted_key_coming_back(own):
             return
-        peer, offered = self._offered
+        peer, records = self._offered
+        offered = {r.id for r in records if r.iss == self.did}
         self.own_records.add([r for r in own if r.id in offered], peer)
         self.own_records.add([r for r in own if r.id not in offered], None)
 
