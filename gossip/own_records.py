@@ -104,9 +104,10 @@ class OwnRecords:
     def close(self) -> None:
         self._db.close()
 
-    def add(self, records: Iterable[Record], peer: str | None) -> None:
-        """List records of the org's key, durably on return; one listed already (by id) is kept as it was."""
-        rows = [(r.id, r.iss, r.seq, self._now_ms(), peer) for r in records]
+    def add(self, records: Iterable[tuple[Record, str | None]]) -> None:
+        """List records of the org's key, each with the peer it came from (None if not known), durably on return
+        (one transaction); one listed already (by id) is kept as it was."""
+        rows = [(r.id, r.iss, r.seq, self._now_ms(), peer) for r, peer in records]
         try:
             with self._db:
                 self._db.execute("BEGIN")

@@ -91,7 +91,7 @@ class Replica:
         self.horizon = Horizon({self.did, *self.roots}, self.max_hops)
         self.flagged: set[str] = set()
         self._offered: tuple[str | None, list[Record]] = (None, [])  # while `accept` runs: the peer, the records
-        self._ours: frozenset[bytes] = frozenset()  # in `_accept`: the ids of the records it stores as the node's own
+        self._as_own: frozenset[bytes] = frozenset()  # in `_accept`: the ids of those it stores as the node's own
         self.listener_errors = 0  # listener calls that raised (`_tell`): the records stayed stored, the node ran on
         self._deferred: list[Callable[[], None]] | None = None  # signing that waits for resume_signing, if deferred
         self._held_own = True  # whether the store held a record of this node's key when signing was deferred
@@ -192,7 +192,7 @@ class Replica:
         return (head.seq + 1, head.id) if head else (1, None)
 
     def _accept_own(self, records: list[Record]) -> list[Record]:
-        outcome = self._accept(records, ours=records)
+        outcome = self._accept(records, as_own=records)
         if outcome.accepted[: len(records)] != records:
             raise AssertionError(f"our own records were not accepted: {outcome}")
         return records
@@ -226,7 +226,7 @@ class Replica:
         """Store a rotation of this node's key as the org's own, as its operator says it is (node.taken_back_rotation:
         made before the data directory was restored from an older copy): accepted as any record, after which this
         key signs nothing more. False if it does not extend the key's chain as stored (nothing is stored)."""
-        return self._accept([rotation], ours=[rotation]).accepted == [rotation]
+        return self._accept([rotation], as_own=[rotation]).accepted == [rotation]
 
     def _report_own(self, records: list[Record]) -> None:
         """Records of this node's key that it did not sign while running (it stores what it signs before anyone
@@ -252,24 +252,23 @@ class Replica:
                      "key", len(records), self.did, records[0].seq, records[-1].seq)
         self._tell(self.returned_listeners, records)
 
-    def _from_peers(self, records: list[Record], ours: frozenset[bytes]) -> list[Record]:
-        """The records of this node's key among `records` but those it stores as its own (`_accept`'s `ours`):
+    def _from_peers(self, records: list[Record], own_ids: frozenset[bytes]) -> list[Record]:
+        """The records of this node's key among `records` but those it stores as its own (`_accept`'s `as_own`):
         those `accept` was offered, and any held for a missing predecessor that the batch released, whoever's batch
         that is (one the node signs, too: the same bytes, as digests are signed deterministically)."""
-        return [r for r in records if r.iss == self.did and r.id not in ours]
+        return [r for r in records if r.iss == self.did and r.id not in own_ids]
 
     def _list_own(self, batch: list[Record]) -> None:
         """Before the store takes a batch: list the records of this node's key from peers in it durably
         (gossip.own_records), unless they are an adopted key's coming back (`_report_own`), so that a crash cannot
         store one unlisted. The peer is `accept`'s for those it was offered, None (not known) for one held since an
         earlier batch. What it raises refuses the batch."""
-        own = self._from_peers(batch, self._ours)
+        own = self._from_peers(batch, self._as_own)
         if not own or self._adopted_key_coming_back(own):
             return
         peer, records = self._offered
         offered = {r.id for r in records if r.iss == self.did}
-        self.own_records.add([r for r in own if r.id in offered], peer)
-        self.own_records.add([r for r in own if r.id not in offered], None)
+        self.own_records.add([(r, peer if r.id in offered else None) for r in own])
 
     def _adopted_key_coming_back(self, own: list[Record]) -> bool:
         """Whether signing is deferred (the start's catch-up sync), the store held no record of this node's key when
@@ -306,14 +305,14 @@ class Replica:
         assert isinstance(last, OrgBody)
         return self.issue("org", org_body(last.name, last.network, last.addrs))
 
-    def _accept(self, records: list[Record], *, ours: Sequence[Record] = ()) -> Outcome:
-        """Submit `records` to the acceptor and act on the outcome; `ours` are those of them the node stores as its
+    def _accept(self, records: list[Record], *, as_own: Sequence[Record] = ()) -> Outcome:
+        """Submit `records` to the acceptor and act on the outcome; `as_own` are those of them the node stores as its
         own (it signed them, or its operator adopted them): every other record of its key is listed and reported."""
-        self._ours = frozenset(r.id for r in ours)
+        self._as_own = frozenset(r.id for r in as_own)
         try:
             outcome = self._acceptor.submit(records)
         finally:
-            own_ids, self._ours = self._ours, frozenset()
+            own_ids, self._as_own = self._as_own, frozenset()
         entered: set[str] = set()
         for record in outcome.accepted:
             entered |= self._track(record)
