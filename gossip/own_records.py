@@ -2,9 +2,11 @@
 directory's `own_records.db` so that the count an alert watches survives a restart, until the operator, having
 explained them (a restore from an older copy), acknowledges them.
 
-Each is written before the records ledger takes it (Replica.accept, synchronous = FULL), so a crash cannot store a
-record of the key without it; a crash in between leaves a row of a record the ledger lacks, dropped at the next open
-(`open`), and a batch the ledger refuses leaves its rows until then: the record came from a peer either way.
+Each is written before the records ledger takes it (Replica._list_own, synchronous = FULL), so a crash cannot store
+a record of the key without it; a crash in between leaves a row of a record the ledger lacks, dropped at the next open
+(`open`), and a batch the ledger refuses leaves its rows until then: the record came from a peer either way. A row is
+one record (its id), numbered in the order listed: the keys of an org that rotated each start at seq 1, and another
+record may come at the seq of one a refused batch left, so only the number tells which rows the operator has seen.
 """
 
 from __future__ import annotations
@@ -22,13 +24,16 @@ from vouching import Record
 from .store import StoreError
 
 OWN_RECORDS_FILE = "own_records.db"
-FORMAT = FileFormat("a list of the org's records from peers", 0x564E4F52, 1, frozenset({"own_records"}))  # "VNOR"
-MAX_LISTED = 1000  # rows `listed` returns at most, oldest first from `after_seq`
+# Version 2: rows by record and number (version 1, keyed by seq alone, was in no release)
+FORMAT = FileFormat("a list of the org's records from peers", 0x564E4F52, 2, frozenset({"own_records"}))  # "VNOR"
+MAX_LISTED = 1000  # rows `listed` returns at most, oldest first after a number
 log = logging.getLogger(__name__)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS own_records (
-    seq INTEGER PRIMARY KEY,
-    id BLOB NOT NULL,
+    number INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so an acknowledgement names only rows listed by then
+    id BLOB NOT NULL UNIQUE,
+    iss TEXT NOT NULL,
+    seq INTEGER NOT NULL,
     accepted_ms INTEGER NOT NULL,
     peer TEXT,
     acknowledged INTEGER NOT NULL DEFAULT 0
@@ -43,19 +48,22 @@ class OwnRecordsError(StoreError):
 
 @dataclass(frozen=True)
 class OwnRecord:
-    """A record of the org's key that came from a peer: its seq and id, when the node accepted it (ms since the
-    Unix epoch, node time), the PeerID it came from (None when not known: an API submission), and whether the
-    operator acknowledged it."""
+    """A record of the org's key that came from a peer: its number in the list (1 up, in the order listed), its id,
+    the key that signed it (`iss`: the org's key then) and its seq, when the node accepted it (ms since the Unix
+    epoch, node time), the PeerID it came from (None when not known: an API submission, or one held for an
+    earlier record and stored with the batch that brought that), and whether the operator acknowledged it."""
 
-    seq: int
+    number: int
     id: bytes
+    iss: str
+    seq: int
     accepted_ms: int
     peer: str | None
     acknowledged: bool
 
     def to_json(self) -> dict[str, object]:
-        return {"id": self.id.hex(), "seq": self.seq, "accepted_ms": self.accepted_ms, "peer": self.peer,
-                "acknowledged": self.acknowledged}
+        return {"number": self.number, "id": self.id.hex(), "iss": self.iss, "seq": self.seq,
+                "accepted_ms": self.accepted_ms, "peer": self.peer, "acknowledged": self.acknowledged}
 
 
 class OwnRecords:
@@ -84,8 +92,8 @@ class OwnRecords:
                 use_wal(db)
                 db.execute("PRAGMA synchronous = FULL")  # a lost row would silence a compromise signal
                 db.executescript(_SCHEMA)
-                unstored = [(seq,) for seq, rid in db.execute("SELECT seq, id FROM own_records") if not stored(rid)]
-                db.executemany("DELETE FROM own_records WHERE seq = ?", unstored)
+                unstored = [(rid,) for (rid,) in db.execute("SELECT id FROM own_records") if not stored(rid)]
+                db.executemany("DELETE FROM own_records WHERE id = ?", unstored)
             except BaseException:
                 db.close()
                 raise
@@ -96,38 +104,39 @@ class OwnRecords:
     def close(self) -> None:
         self._db.close()
 
-    def add(self, records: Iterable[Record], peer: str | None) -> None:
-        """List records of the org's key, durably on return; one listed already (by seq) is kept as it was."""
-        rows = [(r.seq, r.id, self._now_ms(), peer) for r in records]
+    def add(self, records: Iterable[tuple[Record, str | None]]) -> None:
+        """List records of the org's key, each with the peer it came from (None if not known), durably on return
+        (one transaction); one listed already (by id) is kept as it was."""
+        rows = [(r.id, r.iss, r.seq, self._now_ms(), peer) for r, peer in records]
         try:
             with self._db:
                 self._db.execute("BEGIN")
                 before = self._db.total_changes
-                self._db.executemany("INSERT OR IGNORE INTO own_records (seq, id, accepted_ms, peer) "
-                                     "VALUES (?, ?, ?, ?)", rows)
+                self._db.executemany("INSERT OR IGNORE INTO own_records (id, iss, seq, accepted_ms, peer) "
+                                     "VALUES (?, ?, ?, ?, ?)", rows)
                 added = self._db.total_changes - before
         except sqlite3.Error as error:
             raise OwnRecordsError(f"{OWN_RECORDS_FILE}: cannot be written ({error})") from None
         self.unacknowledged += added
 
-    def listed(self, *, after_seq: int = 0, limit: int = MAX_LISTED) -> list[OwnRecord]:
-        """Up to `limit` listed records with seq above `after_seq`, in seq order."""
-        rows = self._db.execute("SELECT seq, id, accepted_ms, peer, acknowledged FROM own_records WHERE seq > ? "
-                                "ORDER BY seq LIMIT ?", (after_seq, limit))
-        return [OwnRecord(seq, bytes(rid), at, peer, bool(ack)) for seq, rid, at, peer, ack in rows]
+    def listed(self, *, after: int = 0, limit: int = MAX_LISTED) -> list[OwnRecord]:
+        """Up to `limit` listed records numbered above `after`, in the order listed."""
+        rows = self._db.execute("SELECT number, id, iss, seq, accepted_ms, peer, acknowledged FROM own_records "
+                                "WHERE number > ? ORDER BY number LIMIT ?", (after, limit))
+        return [OwnRecord(n, bytes(rid), iss, seq, at, peer, bool(ack)) for n, rid, iss, seq, at, peer, ack in rows]
 
-    def acknowledge(self, through_seq: int) -> int:
-        """Mark every listed record with seq at most `through_seq` acknowledged; how many were not yet. A later
-        record of the key has a higher seq (a key's records are one chain), so one that comes after the operator
-        looked is never acknowledged unseen."""
+    def acknowledge(self, through: int) -> int:
+        """Mark every listed record numbered `through` or lower acknowledged; how many were not yet. A record listed
+        later has a higher number (numbers are never reused), so one that comes after the operator looked is never
+        acknowledged unseen."""
         try:
             with self._db:
                 self._db.execute("BEGIN")
-                count = self._db.execute("UPDATE own_records SET acknowledged = 1 WHERE seq <= ? AND acknowledged = 0",
-                                         (through_seq,)).rowcount
+                count = self._db.execute("UPDATE own_records SET acknowledged = 1 WHERE number <= ? "
+                                         "AND acknowledged = 0", (through,)).rowcount
         except sqlite3.Error as error:
             raise OwnRecordsError(f"{OWN_RECORDS_FILE}: cannot be written ({error})") from None
         self.unacknowledged -= count
-        log.warning("the operator acknowledged %d record(s) of this node's key from peers, through seq %d; %d remain "
-                    "unacknowledged", count, through_seq, self.unacknowledged)
+        log.warning("the operator acknowledged %d record(s) of this node's key from peers, listed through number %d; "
+                    "%d remain unacknowledged", count, through, self.unacknowledged)
         return count

@@ -80,7 +80,7 @@ class Replica:
     listeners: list[Listener] = field(default_factory=list)
     horizon_listeners: list[HorizonListener] = field(default_factory=list)  # told which orgs a batch brought in
     link_listeners: list[LinkListener] = field(default_factory=list)  # told of each rotation that links two keys
-    returned_listeners: list[Listener] = field(default_factory=list)  # told of our own records from peers (`accept`)
+    returned_listeners: list[Listener] = field(default_factory=list)  # told of our own records from peers (_report_own)
     # where our own records from peers are listed (the node's is in its data directory)
     own_records: OwnRecords = field(default_factory=lambda: OwnRecords.in_memory(lambda: time.time_ns() // 1_000_000))
     track_stored: InitVar[bool] = True  # False: the caller runs `tracking` before anything else (the node does)
@@ -90,7 +90,8 @@ class Replica:
         self.succession = Succession()
         self.horizon = Horizon({self.did, *self.roots}, self.max_hops)
         self.flagged: set[str] = set()
-        self._offered: tuple[str | None] | None = None  # (the peer, if known) while `accept` runs
+        self._offered: tuple[str | None, list[Record]] = (None, [])  # while `accept` runs: the peer, the records
+        self._as_own: frozenset[bytes] = frozenset()  # in `_accept`: the ids of those it stores as the node's own
         self.listener_errors = 0  # listener calls that raised (`_tell`): the records stayed stored, the node ran on
         self._deferred: list[Callable[[], None]] | None = None  # signing that waits for resume_signing, if deferred
         self._held_own = True  # whether the store held a record of this node's key when signing was deferred
@@ -191,7 +192,7 @@ class Replica:
         return (head.seq + 1, head.id) if head else (1, None)
 
     def _accept_own(self, records: list[Record]) -> list[Record]:
-        outcome = self._accept(records)
+        outcome = self._accept(records, as_own=records)
         if outcome.accepted[: len(records)] != records:
             raise AssertionError(f"our own records were not accepted: {outcome}")
         return records
@@ -203,12 +204,11 @@ class Replica:
         `resume_signing` to raise. Other records of its key are accepted, listed before they are stored, and reported
         (`_report_own`). `peer` is the PeerID they came from (that published them, for gossip), if known."""
         foreign = [r for r in records if r.iss == self.did and isinstance(r.body, OrgBody) and r.body.next]
-        self._offered = (peer,)
+        self._offered = (peer, records)
         try:
             outcome = self._accept([r for r in records if r not in foreign] if foreign else records)
         finally:
-            self._offered = None
-        self._report_own([r for r in outcome.accepted if r.iss == self.did])
+            self._offered = (None, [])
         for rotation in foreign:
             if self.store.has(rotation.id):
                 continue
@@ -226,7 +226,7 @@ class Replica:
         """Store a rotation of this node's key as the org's own, as its operator says it is (node.taken_back_rotation:
         made before the data directory was restored from an older copy): accepted as any record, after which this
         key signs nothing more. False if it does not extend the key's chain as stored (nothing is stored)."""
-        return self._accept([rotation]).accepted == [rotation]
+        return self._accept([rotation], as_own=[rotation]).accepted == [rotation]
 
     def _report_own(self, records: list[Record]) -> None:
         """Records of this node's key that it did not sign while running (it stores what it signs before anyone
@@ -252,13 +252,23 @@ class Replica:
                      "key", len(records), self.did, records[0].seq, records[-1].seq)
         self._tell(self.returned_listeners, records)
 
+    def _from_peers(self, records: list[Record], own_ids: frozenset[bytes]) -> list[Record]:
+        """The records of this node's key among `records` but those it stores as its own (`_accept`'s `as_own`):
+        those `accept` was offered, and any held for a missing predecessor that the batch released, whoever's batch
+        that is (one the node signs, too: the same bytes, as digests are signed deterministically)."""
+        return [r for r in records if r.iss == self.did and r.id not in own_ids]
+
     def _list_own(self, batch: list[Record]) -> None:
-        """Before the store takes a batch offered by `accept`: list the records of this node's key in it durably
+        """Before the store takes a batch: list the records of this node's key from peers in it durably
         (gossip.own_records), unless they are an adopted key's coming back (`_report_own`), so that a crash cannot
-        store one unlisted. What it raises refuses the batch."""
-        own = [r for r in batch if r.iss == self.did]
-        if self._offered is not None and own and not self._adopted_key_coming_back(own):
-            self.own_records.add(own, self._offered[0])
+        store one unlisted. The peer is `accept`'s for those it was offered, None (not known) for one held since an
+        earlier batch. What it raises refuses the batch."""
+        own = self._from_peers(batch, self._as_own)
+        if not own or self._adopted_key_coming_back(own):
+            return
+        peer, records = self._offered
+        offered = {r.id for r in records if r.iss == self.did}
+        self.own_records.add([(r, peer if r.id in offered else None) for r in own])
 
     def _adopted_key_coming_back(self, own: list[Record]) -> bool:
         """Whether signing is deferred (the start's catch-up sync), the store held no record of this node's key when
@@ -293,8 +303,14 @@ class Replica:
         last = self.store.latest_org(self.did) or rotation.body
         return self.issue("org", org_body(last.name, last.network, last.addrs))
 
-    def _accept(self, records: list[Record]) -> Outcome:
-        outcome = self._acceptor.submit(records)
+    def _accept(self, records: list[Record], *, as_own: Sequence[Record] = ()) -> Outcome:
+        """Submit `records` to the acceptor and act on the outcome; `as_own` are those of them the node stores as its
+        own (it signed them, or its operator adopted them): every other record of its key is listed and reported."""
+        self._as_own = frozenset(r.id for r in as_own)
+        try:
+            outcome = self._acceptor.submit(records)
+        finally:
+            own_ids, self._as_own = self._as_own, frozenset()
         entered: set[str] = set()
         for record in outcome.accepted:
             entered |= self._track(record)
@@ -303,6 +319,7 @@ class Replica:
         entered = {org for org in entered if org in self.horizon}  # a later record may have taken one out again
         if entered:
             self._tell(self.horizon_listeners, entered)
+        self._report_own(self._from_peers(outcome.accepted, own_ids))
         for ours, theirs in outcome.equivocations:
             self._when_signing(functools.partial(self._sign_evidence, ours, theirs))
         for body in outcome.evidence:

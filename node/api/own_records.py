@@ -22,32 +22,33 @@ class Acknowledgement(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    through_seq: int = Field(ge=1, le=2**63 - 1, description="Acknowledge every listed record with this seq or a "
-                             "lower one: the highest seq of those GET /v1/node/own-records showed")
+    through: int = Field(ge=1, le=2**63 - 1, description="Acknowledge every listed record with this `number` or a "
+                         "lower one: the highest number of those GET /v1/node/own-records showed")
 
 
 @router.get("/v1/node/own-records", responses=read_responses(422, 503))
 async def own_records(
     node: NodeDep,
-    after_seq: Annotated[int, Query(ge=0, le=2**63 - 1, description="List those with a higher seq")] = 0,
+    after: Annotated[int, Query(ge=0, le=2**63 - 1, description="List those with a higher `number`")] = 0,
 ) -> dict[str, Any]:
     """The records of the org's key that came from peers, signed elsewhere (its own history, after its data
-    directory was restored from an older copy, or a thief's), kept across restarts: up to 1,000 a page in seq order,
-    each with its `id`, `seq`, `accepted_ms` (when the node accepted it, ms since the Unix epoch), `peer` (the PeerID
-    it came from, null if submitted through this API) and `acknowledged`; `unacknowledged` counts those not
-    acknowledged, as `own_records_from_peers` in GET /v1/node; `next` is the `after_seq` of the following page,
-    null on the last."""
-    listed = node.replica.own_records.listed(after_seq=after_seq, limit=MAX_LISTED + 1)
+    directory was restored from an older copy, or a thief's), kept across restarts: up to 1,000 a page in the order
+    listed, each with its `number` (1 up, in the order listed, never reused), `id`, `iss` (the key that signed it:
+    the org's key then) and `seq`, `accepted_ms` (when the node accepted it, ms since the Unix epoch), `peer` (the
+    PeerID it came from; null if not known: submitted through this API, or held for an earlier record of the key
+    and stored with the batch that brought that) and `acknowledged`; `unacknowledged` counts those not acknowledged,
+    as `own_records_from_peers` in GET /v1/node; `next` is the `after` of the following page, null on the last."""
+    listed = node.replica.own_records.listed(after=after, limit=MAX_LISTED + 1)
     return {"records": [record.to_json() for record in listed[:MAX_LISTED]],
             "unacknowledged": node.replica.own_from_peers,
-            "next": listed[MAX_LISTED - 1].seq if len(listed) > MAX_LISTED else None}
+            "next": listed[MAX_LISTED - 1].number if len(listed) > MAX_LISTED else None}
 
 
 @router.post("/v1/node/own-records/acknowledge", responses=error_responses())
 async def acknowledge_own_records(request: Acknowledgement, node: NodeDep) -> dict[str, int]:
-    """Acknowledge the listed records up to `through_seq`, once explained (a restore from an older copy): they
-    stay listed, and no longer count in `own_records_from_peers` (nor its metric). A record of the key that comes
-    later has a higher seq, and counts. `acknowledged`: how many were not acknowledged before; `unacknowledged`:
-    how many remain. Logged at WARNING."""
-    count = node.replica.own_records.acknowledge(request.through_seq)
+    """Acknowledge the listed records numbered up to `through`, once explained (a restore from an older copy): they
+    stay listed, and no longer count in `own_records_from_peers` (nor its metric). A record listed later has a
+    higher number, and counts. `acknowledged`: how many were not acknowledged before; `unacknowledged`: how many
+    remain. Logged at WARNING."""
+    count = node.replica.own_records.acknowledge(request.through)
     return {"acknowledged": count, "unacknowledged": node.replica.own_from_peers}

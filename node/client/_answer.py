@@ -105,7 +105,8 @@ KNOWN_PEER: Shape = {"peer_id": str, "org": (str, type(None)), "addrs": ListOf(s
                      "next_dial_at": (int, type(None))}
 KNOWN_PEERS = {**PEERS, "known": ListOf(KNOWN_PEER), "next": (str, type(None))}
 PEER_IDS = {"peers": ListOf(str)}
-OWN_RECORD: Shape = {"id": str, "seq": int, "accepted_ms": int, "peer": (str, type(None)), "acknowledged": bool}
+OWN_RECORD: Shape = {"number": int, "id": str, "iss": str, "seq": int, "accepted_ms": int, "peer": (str, type(None)),
+                     "acknowledged": bool}
 OWN_RECORDS = {"records": ListOf(OWN_RECORD), "unacknowledged": int, "next": (int, type(None))}
 ACKNOWLEDGED = {"acknowledged": int, "unacknowledged": int}
 RECORD: Shape = {"index": int, "id": str, "kind": str, "iss": str, "seq": int, "body": dict}

@@ -126,15 +126,16 @@ class NodeClient:
         """Replace the node's block list (an empty list unblocks everyone); returns the list now in force."""
         return self._json(self._write("PUT", "/v1/peers/blocked", json={"peers": peer_ids}), shapes.PEER_IDS)["peers"]
 
-    def own_records(self, *, after_seq: int = 0) -> dict[str, Any]:
-        """A page of the records of the org's key that came from peers (id, seq, accepted_ms, peer, acknowledged),
-        in seq order: `{"records": [...], "unacknowledged": n, "next": after_seq of the next page or None}`."""
-        return self._get_json("/v1/node/own-records", {"after_seq": after_seq}, shape=shapes.OWN_RECORDS)
+    def own_records(self, *, after: int = 0) -> dict[str, Any]:
+        """A page of the records of the org's key that came from peers (number, id, iss, seq, accepted_ms, peer,
+        acknowledged), in the order listed: `{"records": [...], "unacknowledged": n, "next": `after` of the next page
+        or None}`."""
+        return self._get_json("/v1/node/own-records", {"after": after}, shape=shapes.OWN_RECORDS)
 
-    def acknowledge_own_records(self, through_seq: int) -> dict[str, int]:
-        """Acknowledge the listed records of the org's key up to `through_seq`: `{"acknowledged": newly
+    def acknowledge_own_records(self, through: int) -> dict[str, int]:
+        """Acknowledge the listed records of the org's key numbered up to `through`: `{"acknowledged": newly
         acknowledged, "unacknowledged": remaining}`."""
-        return self._json(self._write("POST", "/v1/node/own-records/acknowledge", json={"through_seq": through_seq}),
+        return self._json(self._write("POST", "/v1/node/own-records/acknowledge", json={"through": through}),
                           shapes.ACKNOWLEDGED)
 
     def metrics(self) -> str:

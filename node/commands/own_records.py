@@ -21,22 +21,24 @@ _WHAT = ("Records of the org's key that the node did not sign and that came from
 def register(subparsers: Subparsers) -> None:
     commands = add_command_group(
         subparsers, "own-records", summary="records of the org's key that came from peers, and acknowledging them",
-        description=_WHAT, examples=["vouchnet own-records list", "vouchnet own-records acknowledge --through-seq 42"])
+        description=_WHAT, examples=["vouchnet own-records list", "vouchnet own-records acknowledge --through 42"])
     listing = add_command(
-        commands, "list", summary="list them: id, seq, when accepted, the peer it came from, whether acknowledged",
+        commands, "list",
+        summary="list them: number, key, seq, id, when accepted, the peer it came from, whether acknowledged",
         description=_WHAT, examples=["vouchnet own-records list", "vouchnet own-records list --json"], run=_list)
     listing.add_argument("--json", action="store_true", help="print them as a JSON list")
     acknowledge = add_command(
         commands, "acknowledge", summary="acknowledge them once explained, so that they no longer count",
-        description="Acknowledge the listed records of the org's key up to a seq, once explained (a restore from an "
-        "older copy, say: never a key you cannot account for, which calls for a new key): they stay listed and no "
-        "longer count in own_records_from_peers, which falls back to 0 unless later ones came. Without "
-        "--through-seq, lists them and acknowledges up to the highest seq listed, which a record coming after that "
-        "cannot have (a key's records are one chain). Needs the API token; the node logs it at WARNING.",
-        examples=["vouchnet own-records acknowledge", "vouchnet own-records acknowledge --through-seq 42"],
-        run=_acknowledge)
-    acknowledge.add_argument("--through-seq", type=int, metavar="SEQ",
-                             help="acknowledge those with this seq or a lower one (default: the highest listed)")
+        description="Acknowledge the listed records of the org's key up to a number (the first column of `list`), "
+        "once explained (a restore from an older copy, say: never a key you cannot account for, which calls for a "
+        "new key): they stay listed and no longer count in own_records_from_peers, which falls back to 0 unless "
+        "later ones came. A record listed after the one numbered NUMBER has a higher number (numbers are never "
+        "reused), so one that came after you looked is not acknowledged with those you looked at. Needs the API "
+        "token; the node logs it at WARNING.",
+        examples=["vouchnet own-records acknowledge --through 42"], run=_acknowledge)
+    acknowledge.add_argument("--through", type=int, metavar="NUMBER", required=True,
+                             help="acknowledge those with this number or a lower one: the highest that `list` showed "
+                             "and you explained")
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -51,16 +53,9 @@ def _list(args: argparse.Namespace) -> int:
 
 def _acknowledge(args: argparse.Namespace) -> int:
     with open_client(args, write=True) as client:
-        through = args.through_seq
-        if through is None:
-            records, unacknowledged = _all(client)
-            _show(records, unacknowledged)
-            if not records:
-                return 0
-            through = records[-1]["seq"]
-        answer = client.acknowledge_own_records(through)
-    print(f"acknowledged {answer['acknowledged']} record(s) through seq {through}; {answer['unacknowledged']} "
-          "unacknowledged", file=sys.stderr)
+        answer = client.acknowledge_own_records(args.through)
+    print(f"acknowledged {answer['acknowledged']} record(s) listed through number {args.through}; "
+          f"{answer['unacknowledged']} unacknowledged", file=sys.stderr)
     return 0
 
 
@@ -69,7 +64,7 @@ def _all(client: NodeClient) -> tuple[list[dict[str, Any]], int]:
     records: list[dict[str, Any]] = []
     after = 0
     while True:
-        page = client.own_records(after_seq=after)
+        page = client.own_records(after=after)
         records += page["records"]
         if page["next"] is None:
             return records, page["unacknowledged"]
@@ -78,9 +73,9 @@ def _all(client: NodeClient) -> tuple[list[dict[str, Any]], int]:
 
 def _show(records: list[dict[str, Any]], unacknowledged: int) -> None:
     if records:
-        rows = [("SEQ", "ID", "ACCEPTED", "PEER", "ACKNOWLEDGED")] + [
-            (str(r["seq"]), r["id"], _when(r["accepted_ms"]), r["peer"] or "-", "yes" if r["acknowledged"] else "no")
-            for r in records]
+        rows = [("NUMBER", "KEY", "SEQ", "ID", "ACCEPTED", "PEER", "ACKNOWLEDGED")] + [
+            (str(r["number"]), r["iss"], str(r["seq"]), r["id"], _when(r["accepted_ms"]), r["peer"] or "-",
+             "yes" if r["acknowledged"] else "no") for r in records]
         print("\n".join(aligned(rows)))
     print(f"{len(records)} record(s) of the org's key from peers, {unacknowledged} unacknowledged", file=sys.stderr)
 

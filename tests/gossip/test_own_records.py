@@ -10,7 +10,8 @@ import pytest
 from gossip.own_records import OWN_RECORDS_FILE, OwnRecords
 from gossip.replica import Replica
 from gossip.store import RecordStore, StoreError
-from vouching import vouch_body
+from vouching import Counts, DigestBody, issue_digests, org_body, vouch_body
+from vouching.bodies import CATEGORIES, OUTCOMES
 
 from ..factories import Org, new_did
 
@@ -41,10 +42,10 @@ def test_records_of_the_key_from_peers_stay_counted_across_a_restart_until_ackno
     with opened(tmp_path, key) as replica:
         assert replica.own_from_peers == 2
         listed = replica.own_records.listed()
-        assert [(r.seq, r.id, r.accepted_ms, r.peer, r.acknowledged) for r in listed] == [
-            (r.seq, r.id, 1_700_000_000_000, PEER, False) for r in records]
+        assert [(r.number, r.id, r.iss, r.seq, r.accepted_ms, r.peer, r.acknowledged) for r in listed] == [
+            (n, r.id, r.iss, r.seq, 1_700_000_000_000, PEER, False) for n, r in enumerate(records, 1)]
         with caplog.at_level(logging.WARNING, logger="gossip.own_records"):
-            assert replica.own_records.acknowledge(records[-1].seq) == 2
+            assert replica.own_records.acknowledge(listed[-1].number) == 2
         assert replica.own_from_peers == 0
         assert "acknowledged 2 record(s)" in caplog.text
     with opened(tmp_path, key) as replica:
@@ -57,13 +58,13 @@ def test_records_of_the_key_from_peers_stay_counted_across_a_restart_until_ackno
         assert replica.own_from_peers == 1
 
 
-def test_acknowledging_through_a_seq_leaves_later_records_counted(tmp_path):
+def test_acknowledging_through_a_number_leaves_records_listed_later_counted(tmp_path):
     with opened(tmp_path, Org().key) as replica:
         replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
-        first, second = signed_elsewhere(replica, 2)
-        replica.accept([first, second], PEER)
-        assert replica.own_records.acknowledge(first.seq) == 1
-        assert replica.own_records.acknowledge(first.seq) == 0  # again: nothing new
+        replica.accept(signed_elsewhere(replica, 2), PEER)
+        first, _ = replica.own_records.listed()
+        assert replica.own_records.acknowledge(first.number) == 1
+        assert replica.own_records.acknowledge(first.number) == 0  # again: nothing new
         assert replica.own_from_peers == 1
 
 
@@ -87,6 +88,9 @@ def test_a_record_is_listed_before_the_store_takes_it(tmp_path):
         assert [r.id for r in seen[0]] == [record.id]
     with opened(tmp_path, key) as replica:
         assert replica.own_records.listed() == [] and replica.own_from_peers == 0
+        replica.accept([record], PEER)  # listed again under a new number, which no earlier acknowledgement covers
+        assert [r.number for r in replica.own_records.listed()] == [2]
+        assert replica.own_records.acknowledge(1) == 0 and replica.own_from_peers == 1
 
 
 def test_a_list_that_cannot_be_written_refuses_the_batch(tmp_path):
@@ -111,3 +115,69 @@ def test_a_data_directory_from_before_the_list_starts_with_none(tmp_path):
         assert replica.own_from_peers == 0 and replica.own_records.listed() == []
     with closing(sqlite3.connect(tmp_path / OWN_RECORDS_FILE)) as db:
         assert db.execute("SELECT COUNT(*) FROM own_records").fetchone() == (0,)
+
+
+def test_a_held_record_of_the_key_released_by_one_the_node_signs_is_listed(tmp_path):
+    """A record of the key held for a missing predecessor goes into the store with the batch that brings the
+    predecessor, even one the node signs itself (the same bytes: digests of an epoch are signed deterministically)."""
+    with opened(tmp_path, Org().key) as replica:
+        head = replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
+        bodies, ts = [_digest(new_did())], 1_700_000_000_000
+        (same,) = issue_digests(replica.key, bodies, seq=head.seq + 1, prev=head.id, ts=ts)
+        after = Org(key=replica.key, seq=same.seq, prev=same.id).record()
+        assert replica.accept([after], PEER).held == 1
+        replica.issue_digests(bodies, ts=ts)
+        assert replica.store.has(after.id)
+        assert [(r.id, r.peer) for r in replica.own_records.listed()] == [(after.id, None)]
+        assert replica.own_from_peers == 1
+
+
+def _digest(agent):
+    return DigestBody(agent, 1_699_992_000_000, 3_600_000, Counts(tuple(zip(OUTCOMES, (2, 1, 0, 0)))),
+                      Counts(tuple(zip(CATEGORIES, (0, 0, 0, 3, 0, 0)))), Counts(tuple(zip(OUTCOMES, (0, 1, 0, 0)))),
+                      3, bytes(32), None)
+
+
+def test_a_record_at_the_seq_of_one_a_refused_batch_listed_is_listed_too(tmp_path):
+    """A batch the store refused leaves its row (its record unstored) until the next open drops it: another record
+    of the key at that seq, stored later, has a row of its own, and stays listed across the restart."""
+    key = Org().key
+    with opened(tmp_path, key) as replica:
+        replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
+        (refused,) = signed_elsewhere(replica, 1)
+        (stored,) = signed_elsewhere(replica, 1)  # the same seq, another record
+        append = replica.store.append
+        replica.store.append = lambda records: (_ for _ in ()).throw(StoreError("disk full"))
+        with pytest.raises(StoreError):
+            replica.accept([refused], PEER)
+        replica.store.append = append
+        replica.accept([stored], PEER)
+        assert replica.store.has(stored.id)
+        assert stored.id in [r.id for r in replica.own_records.listed()]
+    with opened(tmp_path, key) as replica:
+        assert [r.id for r in replica.own_records.listed()] == [stored.id] and replica.own_from_peers == 1
+
+
+def test_records_of_a_new_key_are_listed_apart_from_the_earlier_key_s_and_acknowledged_only_once_seen(tmp_path):
+    """After a rotation the new key's records start again at seq 1: one at a seq listed for the earlier key is
+    listed, and an acknowledgement through the number the operator saw before it leaves it counted."""
+    old, new = Org().key, Org().key
+    with opened(tmp_path, old) as replica:
+        replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
+        before = signed_elsewhere(replica, 2)
+        replica.accept(before, PEER)
+        seen = replica.own_records.listed()[-1].number
+        replica.issue("org", org_body("org", "test", [], next=Org(key=new).did))
+    with RecordStore.open(tmp_path) as store:
+        Replica(new, store, roots=(), max_hops=2, held_limit=100).issue("org", org_body("org", "test", [],
+                                                                                        prior=Org(key=old).did))
+    with opened(tmp_path, new) as replica:
+        after = signed_elsewhere(replica, 2)
+        replica.accept(after, PEER)
+        assert [(r.iss, r.seq, r.id) for r in replica.own_records.listed()] == [
+            (r.iss, r.seq, r.id) for r in before + after]
+        assert {r.seq for r in after} <= {r.seq for r in before}
+        assert replica.own_from_peers == 4
+        assert replica.own_records.acknowledge(seen) == 2
+        assert replica.own_from_peers == 2
+        assert [r.acknowledged for r in replica.own_records.listed()] == [True, True, False, False]

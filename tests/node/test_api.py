@@ -114,22 +114,23 @@ async def test_records_of_its_key_from_peers_are_listed_and_acknowledged_with_th
     first, second = elsewhere.record(), elsewhere.record()
     node.replica.accept([first, second], "12D3KooWPeer")
     listed = (await api.get("/v1/node/own-records")).json()
-    assert [(r["id"], r["seq"], r["peer"], r["acknowledged"]) for r in listed["records"]] == [
-        (first.id.hex(), first.seq, "12D3KooWPeer", False), (second.id.hex(), second.seq, "12D3KooWPeer", False)]
+    assert [(r["number"], r["id"], r["iss"], r["seq"], r["peer"], r["acknowledged"]) for r in listed["records"]] == [
+        (n, r.id.hex(), r.iss, r.seq, "12D3KooWPeer", False) for n, r in enumerate((first, second), 1)]
     assert listed["unacknowledged"] == 2 and listed["next"] is None
     assert abs(listed["records"][0]["accepted_ms"] - time.time() * 1000) < 60_000
     path = "/v1/node/own-records/acknowledge"
-    assert_error(await api.post(path, json={"through_seq": first.seq}), 401, "unauthorized")
-    for bad in ({"through_seq": 0}, {"through_seq": "2"}, {"through_seq": 2.0}, {}, {"through_seq": 2, "all": True}):
+    assert_error(await api.post(path, json={"through": 1}), 401, "unauthorized")
+    for bad in ({"through": 0}, {"through": "2"}, {"through": 2.0}, {}, {"through": 2, "all": True},
+                {"through_seq": 2}):
         assert_error(await api.post(path, json=bad, headers=AUTH), 422, "invalid_request", "body")
     assert_error(await api.post(path, content=b"{", headers={**AUTH, "Content-Type": "application/json"}), 400,
                  "bad_request")
-    assert_error(await api.get("/v1/node/own-records", params={"after_seq": -1}), 422, "invalid_request")
-    answer = await api.post(path, json={"through_seq": first.seq}, headers=AUTH)
+    assert_error(await api.get("/v1/node/own-records", params={"after": -1}), 422, "invalid_request")
+    answer = await api.post(path, json={"through": 1}, headers=AUTH)
     assert answer.status_code == 200 and answer.json() == {"acknowledged": 1, "unacknowledged": 1}
     assert (await api.get("/v1/node")).json()["own_records_from_peers"] == 1
-    page = (await api.get("/v1/node/own-records", params={"after_seq": first.seq})).json()
-    assert [r["seq"] for r in page["records"]] == [second.seq]
+    page = (await api.get("/v1/node/own-records", params={"after": 1})).json()
+    assert [(r["seq"], r["acknowledged"]) for r in page["records"]] == [(second.seq, False)]
 
 
 async def test_node_lists_orgs_flagged_for_equivocation(api, node, partner):

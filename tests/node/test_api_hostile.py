@@ -369,7 +369,7 @@ def test_the_property_below_ranges_over_the_integer_and_boolean_parameters_of_th
         ("/v1/credentials/vouch-status/{did}/{list_number}", "path", "list_number", "integer"),
         ("/v1/agents/{did}/score", "query", "statement", "boolean"),
         ("/v1/agents/{did}/score", "query", "explain", "boolean"),
-        ("/v1/peers", "query", "limit", "integer"), ("/v1/node/own-records", "query", "after_seq", "integer"),
+        ("/v1/peers", "query", "limit", "integer"), ("/v1/node/own-records", "query", "after", "integer"),
     }
 
 

@@ -428,16 +428,30 @@ async def test_own_records_lists_and_acknowledges_the_org_s_records_from_peers(r
     code, out, err = await run("own-records", "list", "--dir", data_dir)
     assert code == 0 and err.endswith("2 record(s) of the org's key from peers, 2 unacknowledged\n")
     header, *rows = out.splitlines()
-    assert header.split() == ["SEQ", "ID", "ACCEPTED", "PEER", "ACKNOWLEDGED"]
-    assert [row.split()[:2] + row.split()[3:] for row in rows] == [
-        [str(r.seq), r.id.hex(), "12D3KooWPeer", "no"] for r in (first, second)]
-    code, _, err = await run("own-records", "acknowledge", "--through-seq", first.seq, "--dir", data_dir)
-    assert code == 0 and f"acknowledged 1 record(s) through seq {first.seq}; 1 unacknowledged" in err
+    assert header.split() == ["NUMBER", "KEY", "SEQ", "ID", "ACCEPTED", "PEER", "ACKNOWLEDGED"]
+    assert [row.split()[:4] + row.split()[5:] for row in rows] == [
+        [str(n), r.iss, str(r.seq), r.id.hex(), "12D3KooWPeer", "no"] for n, r in enumerate((first, second), 1)]
+    code, _, err = await run("own-records", "acknowledge", "--through", 1, "--dir", data_dir)
+    assert code == 0 and "acknowledged 1 record(s) listed through number 1; 1 unacknowledged" in err
     with caplog.at_level(logging.WARNING, logger="gossip.own_records"):
-        code, _, err = await run("own-records", "acknowledge", "--dir", data_dir)  # through the highest listed
-    assert code == 0 and f"acknowledged 1 record(s) through seq {second.seq}; 0 unacknowledged" in err
+        code, _, err = await run("own-records", "acknowledge", "--through", 2, "--dir", data_dir)
+    assert code == 0 and "acknowledged 1 record(s) listed through number 2; 0 unacknowledged" in err
     assert "acknowledged 1 record(s)" in caplog.text
     assert node.replica.own_from_peers == 0
+
+
+async def test_own_records_acknowledge_names_the_number_the_operator_saw(run, node, data_dir):
+    """A record listed after the operator looked (a thief's, say) is not acknowledged with those looked at: the
+    number comes from `list`, and `acknowledge` has no default that would take in whatever came since."""
+    head = vouch(node)
+    elsewhere = Org(key=node.replica.key, seq=head.seq, prev=head.id)
+    node.replica.accept([elsewhere.record()], "12D3KooWPeer")
+    code, out, _ = await run("own-records", "list", "--dir", data_dir)
+    assert code == 0 and out.splitlines()[1].split()[0] == "1"
+    node.replica.accept([elsewhere.record()], "12D3KooWThief")
+    code, _, err = await run("own-records", "acknowledge", "--dir", data_dir)
+    assert code == 2 and "--through" in err
+    assert node.replica.own_from_peers == 2
 
 
 # --- records --------------------------------------------------------------------------------------------

@@ -85,7 +85,7 @@ async def test_a_node_restored_from_an_older_copy_signs_after_what_it_signed_sin
                     listed = (await api.get("/v1/node/own-records")).json()["records"]
                     assert [r["seq"] for r in listed] == list(range(2, signed + 1))
                     assert {r["peer"] for r in listed} == {b.host.peer_id}
-                    answer = await api.post("/v1/node/own-records/acknowledge", json={"through_seq": signed},
+                    answer = await api.post("/v1/node/own-records/acknowledge", json={"through": listed[-1]["number"]},
                                             headers={"Authorization": f"Bearer {a.token}"})
                 assert answer.json() == {"acknowledged": signed - 1, "unacknowledged": 0}
                 nursery.cancel_scope.cancel()
