@@ -11,6 +11,7 @@ record may come at the seq of one a refused batch left, so only the number tells
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 from collections.abc import Callable, Iterable
@@ -21,11 +22,12 @@ from ledger.sqlite_format import FileFormat, claim
 from ledger.wal import use_wal
 from vouching import Record
 
-from .store import StoreError
+from .store import RecordStore, StoreError
 
 OWN_RECORDS_FILE = "own_records.db"
-# Version 2: rows by record and number (version 1, keyed by seq alone, was in no release)
-FORMAT = FileFormat("a list of the org's records from peers", 0x564E4F52, 2, frozenset({"own_records"}))  # "VNOR"
+# Version 2: rows by record and number. Version 1 (2026-11-27) keyed rows by seq alone: `_upgrade`.
+FORMAT = FileFormat("a list of the org's records from peers", 0x564E4F52, 2, frozenset({"own_records"}),  # "VNOR"
+                    oldest=1)
 MAX_LISTED = 1000  # rows `listed` returns at most, oldest first after a number
 log = logging.getLogger(__name__)
 _SCHEMA = """
@@ -81,18 +83,18 @@ class OwnRecords:
         return cls(sqlite3.connect(":memory:", isolation_level=None), now_ms)
 
     @classmethod
-    def open(cls, data_dir: Path, now_ms: Callable[[], int], *, stored: Callable[[bytes], bool]) -> OwnRecords:
+    def open(cls, data_dir: Path, now_ms: Callable[[], int], store: RecordStore) -> OwnRecords:
         """Open (or create: a data directory from before it starts with none) the list in `data_dir`, dropping rows
-        of records the ledger does not hold (`stored` says which it does)."""
+        of records `store` does not hold."""
         path = data_dir / OWN_RECORDS_FILE
         try:
             db = sqlite3.connect(path, isolation_level=None, timeout=10.0)
             try:
-                claim(db, path, FORMAT, OwnRecordsError)
+                claim(db, path, FORMAT, OwnRecordsError, functools.partial(_upgrade, store=store))
                 use_wal(db)
                 db.execute("PRAGMA synchronous = FULL")  # a lost row would silence a compromise signal
                 db.executescript(_SCHEMA)
-                unstored = [(rid,) for (rid,) in db.execute("SELECT id FROM own_records") if not stored(rid)]
+                unstored = [(rid,) for (rid,) in db.execute("SELECT id FROM own_records") if not store.has(rid)]
                 db.executemany("DELETE FROM own_records WHERE id = ?", unstored)
             except BaseException:
                 db.close()
@@ -140,3 +142,18 @@ class OwnRecords:
         log.warning("the operator acknowledged %d record(s) of this node's key from peers, listed through number %d; "
                     "%d remain unacknowledged", count, through, self.unacknowledged)
         return count
+
+
+def _upgrade(db: sqlite3.Connection, version: int, *, store: RecordStore) -> None:
+    """Version 1 to 2, in `claim`'s transaction: rows numbered in seq order (the order a key's records are listed
+    in), each with its record's issuer as `store` holds it; a row of a record it does not hold is dropped, as `open`
+    drops one."""
+    assert version == 1
+    db.execute("ALTER TABLE own_records RENAME TO own_records_v1")
+    db.execute(_SCHEMA)  # (not executescript, which would commit `claim`'s transaction first)
+    rows = db.execute("SELECT id, seq, accepted_ms, peer, acknowledged FROM own_records_v1 ORDER BY seq").fetchall()
+    for rid, seq, accepted_ms, peer, acknowledged in rows:
+        if (found := store.kind_and_issuer(bytes(rid))) is not None:
+            db.execute("INSERT INTO own_records (id, iss, seq, accepted_ms, peer, acknowledged) "
+                       "VALUES (?, ?, ?, ?, ?, ?)", (rid, found[1], seq, accepted_ms, peer, acknowledged))
+    db.execute("DROP TABLE own_records_v1")

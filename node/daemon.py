@@ -214,8 +214,7 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         except (LedgerError, StoreError) as error:
             raise StartupError(f"records: {error}") from None
         try:
-            own_records = stack.enter_context(closing(OwnRecords.open(config.data_dir, wall_clock_ms,
-                                                                      stored=store.has)))
+            own_records = stack.enter_context(closing(OwnRecords.open(config.data_dir, wall_clock_ms, store)))
         except StoreError as error:
             raise StartupError(f"records: {error}") from None
         replica = Replica(key, store, roots=config.roots, max_hops=config.max_hops, held_limit=limits.held_records,

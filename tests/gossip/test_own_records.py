@@ -21,7 +21,7 @@ PEER = "12D3KooWPeer"
 @contextmanager
 def opened(data_dir, key, now_ms=lambda: 1_700_000_000_000):
     """A replica over the records and the list in `data_dir`, as the node opens them."""
-    with RecordStore.open(data_dir) as store, closing(OwnRecords.open(data_dir, now_ms, stored=store.has)) as own:
+    with RecordStore.open(data_dir) as store, closing(OwnRecords.open(data_dir, now_ms, store)) as own:
         yield Replica(key, store, roots=(), max_hops=2, held_limit=100, own_records=own)
 
 
@@ -115,6 +115,33 @@ def test_a_data_directory_from_before_the_list_starts_with_none(tmp_path):
         assert replica.own_from_peers == 0 and replica.own_records.listed() == []
     with closing(sqlite3.connect(tmp_path / OWN_RECORDS_FILE)) as db:
         assert db.execute("SELECT COUNT(*) FROM own_records").fetchone() == (0,)
+
+
+def test_a_list_in_format_version_1_is_upgraded_in_place_keeping_what_was_acknowledged(tmp_path):
+    """Version 1 (2026-11-27) keyed rows by seq alone: its rows are numbered in seq order, each with its record's
+    key, and a row of a record the ledger lacks is dropped; before, the node refused to start on such a file."""
+    key = Org().key
+    with opened(tmp_path, key) as replica:
+        replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
+        records = signed_elsewhere(replica, 3)
+        replica.accept(records, PEER)
+    with closing(sqlite3.connect(tmp_path / OWN_RECORDS_FILE, isolation_level=None)) as db:  # as version 1 wrote it
+        db.execute("DROP TABLE own_records")
+        db.execute("CREATE TABLE own_records (seq INTEGER PRIMARY KEY, id BLOB NOT NULL, accepted_ms INTEGER NOT NULL,"
+                   " peer TEXT, acknowledged INTEGER NOT NULL DEFAULT 0)")
+        db.executemany("INSERT INTO own_records VALUES (?, ?, ?, ?, ?)",
+                       [(r.seq, r.id, 1_700_000_000_000 + r.seq, PEER, int(r is records[0])) for r in records[::-1]]
+                       + [(99, b"\x01" * 32, 1_700_000_000_099, PEER, 0)])  # a row of a record the ledger lacks
+        db.execute("PRAGMA user_version = 1")
+    with opened(tmp_path, key) as replica:
+        assert [(r.number, r.id, r.iss, r.seq, r.accepted_ms, r.peer, r.acknowledged)
+                for r in replica.own_records.listed()] == [
+            (n, r.id, r.iss, r.seq, 1_700_000_000_000 + r.seq, PEER, r is records[0]) for n, r in enumerate(records, 1)]
+        assert replica.own_from_peers == 2
+        replica.accept(signed_elsewhere(replica, 1), PEER)
+        assert replica.own_records.listed()[-1].number == 4
+    with closing(sqlite3.connect(tmp_path / OWN_RECORDS_FILE)) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (2,)
 
 
 def test_a_held_record_of_the_key_released_by_one_the_node_signs_is_listed(tmp_path):

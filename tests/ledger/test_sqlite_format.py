@@ -76,3 +76,56 @@ def test_a_file_of_another_kind_or_a_newer_format_is_refused_and_left_as_it_was(
     assert str(refused.value).startswith(f"{tmp_path / 'f.db'}: {complaint}")
     assert (tmp_path / "f.db").read_bytes() == before
     assert not (tmp_path / "f.db-wal").exists()
+
+
+UPGRADED = FileFormat("a test file", FORMAT.application_id, 3, frozenset({"rows", "later"}), oldest=2)
+
+
+def _claim_upgrading(path: Path, upgrade) -> None:
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        claim(db, path, UPGRADED, Refused, upgrade)
+    finally:
+        db.close()
+
+
+def test_a_file_of_an_older_version_it_reads_is_upgraded_and_marked_in_one_transaction(tmp_path):
+    _file(tmp_path / "f.db", f"PRAGMA application_id = {FORMAT.application_id}", "PRAGMA user_version = 2",
+          "CREATE TABLE rows (x)", "INSERT INTO rows VALUES (1)")
+    seen = []
+
+    def upgrade(db, version):
+        seen.append(version)
+        db.execute("UPDATE rows SET x = x + 1")
+
+    _claim_upgrading(tmp_path / "f.db", upgrade)
+    assert seen == [2] and _marks(tmp_path / "f.db") == (FORMAT.application_id, 3)
+    with sqlite3.connect(tmp_path / "f.db") as db:
+        assert db.execute("SELECT x FROM rows").fetchall() == [(2,)]
+    db.close()
+    _claim_upgrading(tmp_path / "f.db", upgrade)  # marked: not upgraded again
+    assert seen == [2]
+
+
+def test_an_upgrade_that_fails_leaves_the_file_as_it_was(tmp_path):
+    before = _file(tmp_path / "f.db", f"PRAGMA application_id = {FORMAT.application_id}", "PRAGMA user_version = 2",
+                   "CREATE TABLE rows (x)", "INSERT INTO rows VALUES (1)")
+
+    def upgrade(db, version):
+        db.execute("UPDATE rows SET x = 5")
+        raise sqlite3.OperationalError("disk I/O error")
+
+    with pytest.raises(sqlite3.OperationalError):
+        _claim_upgrading(tmp_path / "f.db", upgrade)
+    assert (tmp_path / "f.db").read_bytes() == before
+
+
+def test_a_new_file_in_a_format_with_upgrades_is_marked_without_one(tmp_path):
+    _claim_upgrading(tmp_path / "f.db", lambda db, version: pytest.fail("nothing to upgrade"))
+    assert _marks(tmp_path / "f.db") == (FORMAT.application_id, 3)
+
+
+def test_a_file_older_than_the_oldest_version_read_is_refused(tmp_path):
+    _file(tmp_path / "f.db", f"PRAGMA application_id = {FORMAT.application_id}", "CREATE TABLE rows (x)")
+    with pytest.raises(Refused, match="format version 1, which this vouchnet cannot upgrade to 3"):
+        _claim_upgrading(tmp_path / "f.db", lambda db, version: pytest.fail("not upgraded"))
