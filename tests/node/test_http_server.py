@@ -3,6 +3,7 @@ responses that learn of a disconnect, and every bad or slow client answered or c
 
 import functools
 import json
+import os
 
 import pytest
 import trio
@@ -443,6 +444,27 @@ async def test_a_newcomer_refused_a_slot_reads_its_503_though_it_sent_its_reques
                             + b"x" * size)
         assert (await newcomer.response())[0] == 503, size
         await newcomer.stream.aclose()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts this process's descriptors in /proc")
+async def test_a_flood_of_newcomers_refused_a_slot_holds_at_most_max_busy_descriptors(server, monkeypatch):
+    """Each newcomer refused a slot kept its descriptor and a task while its request was read off (up to
+    BUSY_WRITE_S), however many came at once: a flood of them kept open held a descriptor each, past the node's
+    limit on open files that libp2p and the stores share. At most MAX_BUSY are read off at once; each one beyond
+    is closed once answered."""
+    monkeypatch.setattr(http_server, "MAX_CONNECTIONS", 1)
+    monkeypatch.setattr(http_server, "MAX_BUSY", 2)
+    monkeypatch.setattr(http_server, "BUSY_WRITE_S", WAIT_S)  # none is let go by the clock here
+    address, _holder = await _held_by_a_stream(server)
+    before = len(os.listdir("/proc/self/fd"))
+    flood = []
+    for _ in range(10):
+        flood.append(await connect(address))
+        assert (await flood[-1].response())[0] == 503
+    await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+    assert len(os.listdir("/proc/self/fd")) - before == len(flood) + 2  # the clients' own, and the server's of two
+    for client in flood:
+        await client.stream.aclose()
 
 
 async def read_to_end(client: Client) -> int:
