@@ -231,7 +231,8 @@ class _Connection:
     async def next_event(self, timeout: float) -> h11.Event:
         """The next event from the client, reading as needed; raises _Closed unless it comes within `timeout`, _Late
         unless it comes by the request's deadline, and _Gone if the client closed its side midway through a
-        request (h11 would raise RemoteProtocolError, as for a malformed one)."""
+        request (h11 would raise RemoteProtocolError, as for a malformed one) or reset the connection (trio's
+        BrokenResourceError, which the app made a 400 of, logged failing to send and counted as a refusal)."""
         if (event := self.h11.next_event()) is not h11.NEED_DATA:
             return event  # already read (a GET's end of message comes with its head)
         async with self._reading:
@@ -240,7 +241,11 @@ class _Connection:
             try:
                 with trio.move_on_at(min(read_by, self.deadline)):
                     while (event := self._next_or_gone()) is h11.NEED_DATA:
-                        self.h11.receive_data(await self.stream.receive_some(_READ_BYTES))
+                        try:
+                            data = await self.stream.receive_some(_READ_BYTES)
+                        except trio.BrokenResourceError:
+                            raise _Gone() from None
+                        self.h11.receive_data(data)
                     return event
             finally:
                 self.waiting = False

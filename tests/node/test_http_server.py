@@ -4,6 +4,8 @@ responses that learn of a disconnect, and every bad or slow client answered or c
 import functools
 import json
 import os
+import socket
+import struct
 
 import pytest
 import trio
@@ -555,9 +557,12 @@ async def test_whatever_a_client_sends_it_gets_http_or_a_closed_connection_and_t
         nursery.cancel_scope.cancel()
 
 
-async def test_a_client_that_leaves_midway_through_its_body_is_reported_gone_not_as_a_failure(server, caplog):
+@pytest.mark.parametrize("resets", [False, True])
+async def test_a_client_that_leaves_midway_through_its_body_is_reported_gone_not_as_a_failure(server, caplog, resets):
     """ASGI's receive gives http.disconnect for a client gone before its body is whole: h11's RemoteProtocolError
-    was raised into the app, and an API write read by its stream (events, traces) logged it as its own failure."""
+    was raised into the app, and an API write read by its stream (events, traces) logged it as its own failure; a
+    client that reset the connection raised trio's BrokenResourceError into it, and the API logged its failure to
+    answer the 400 it made of it, and counted that 400 as a refusal."""
     seen, done = [], trio.Event()
 
     async def app(scope, receive, send):
@@ -574,6 +579,9 @@ async def test_a_client_that_leaves_midway_through_its_body_is_reported_gone_not
     address = await server(app)
     client = await connect(address)
     await client.send(b'POST /v1/events HTTP/1.1\r\nHost: node\r\nContent-Length: 100\r\n\r\n{"events": [')
+    if resets:  # closed with SO_LINGER 0: RST, not FIN, once the app has read what came
+        await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+        client.stream.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     await client.stream.aclose()
     with caplog.at_level("ERROR"), trio.fail_after(5):
         await done.wait()
