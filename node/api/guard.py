@@ -38,26 +38,32 @@ def _open_pattern(open_paths: Collection[str]) -> re.Pattern[str]:
 def declare_refusals(spec: dict[str, Any], open_paths: Collection[str],
                      forbidden: Sequence[str] = ()) -> dict[str, Any]:
     """`spec`, the app's OpenAPI document, with what is answered before any handler (DESIGN §8): on every
-    operation, 403 with the `forbidden` meanings (the guards served in front of the app, if any); on every write
-    WriteGuard guards, the bearer token, 401 and 503; on every write, 413. Changed in place."""
+    operation, 403 with the `forbidden` meanings (the guards served in front of the app, if any) and the HTTP
+    server's 503 `busy` (node.api.http_server), after the operation's own 503 if it has one; on every write WriteGuard
+    guards, the bearer token, 401 and 503; on every write, 413. Changed in place."""
     open_path = _open_pattern(open_paths)
     for path, operations in spec["paths"].items():
         for method, operation in operations.items():
             responses = operation.setdefault("responses", {})
             if forbidden:
                 responses.setdefault("403", error_body("Refused before the endpoint: " + "; ".join(forbidden)))
-            if method.upper() in _READ_METHODS:
-                continue
-            responses.setdefault("413", error_body(_WRITE_REFUSALS[413]))
-            if not open_path.fullmatch(path):
-                operation.setdefault("security", [{bearer_scheme.scheme_name: []}])
-                responses.setdefault("401", error_body(_WRITE_REFUSALS[401]))
-                responses.setdefault("503", error_body(_WRITE_REFUSALS[503]))
+            if method.upper() not in _READ_METHODS:
+                responses.setdefault("413", error_body(_WRITE_REFUSALS[413]))
+                if not open_path.fullmatch(path):
+                    operation.setdefault("security", [{bearer_scheme.scheme_name: []}])
+                    responses.setdefault("401", error_body(_WRITE_REFUSALS[401]))
+                    responses.setdefault("503", error_body(_WRITE_REFUSALS[503]))
+            own = responses.get("503")
+            responses["503"] = {**own, "description": f"{own['description']}; or {_BUSY[0].lower()}{_BUSY[1:]}"} \
+                if own else error_body(_BUSY)
     spec.setdefault("components", {}).setdefault("securitySchemes", {})[bearer_scheme.scheme_name] = \
         bearer_scheme.model.model_dump(mode="json", by_alias=True, exclude_none=True)
     return spec
 
 
+# The HTTP server's answer to a newcomer while every connection is busy, on any path (node.api.http_server._busy).
+_BUSY = ("Every connection the node serves is busy (`busy`), answered before the request is read; `Retry-After` says "
+         "when to try again")
 _WRITE_REFUSALS = {
     401: "A write without this node's bearer token",
     413: "The request body is too large",

@@ -22,8 +22,8 @@ While a response streams (server-sent events), the app's `receive` reports the c
 for a client that leaves before its request's body is whole (no failure of the app's, nor a malformed request). At
 most MAX_CONNECTIONS at once: when all are taken, a newcomer takes the slot of the connection whose request began
 longest ago among those waiting on their client for it (_Slots), else it is answered 503 `busy` with Retry-After,
-its request unread (its bytes dropped until it closes, within BUSY_WRITE_S), and closed (_busy). Nothing of a
-request is logged but, on a failure, its method and path.
+its request unread (its bytes dropped until it closes, within BUSY_WRITE_S, for MAX_BUSY newcomers at once), and
+closed (_busy). Nothing of a request is logged but, on a failure, its method and path.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ LINGER_BYTES = 8 << 20
 LINGER_S = 1.0
 BUSY_WRITE_S = 1.0  # the longest a newcomer refused a slot is written to (_busy)
 BUSY_RETRY_S = 1  # its Retry-After
+MAX_BUSY = MAX_CONNECTIONS // 4  # newcomers refused a slot whose requests are read off at once (_busy)
 
 
 class _Closed(Exception):
@@ -92,11 +93,12 @@ async def serve_on(app: ASGIApp, listeners: list[trio.SocketListener], *, refuse
     for want of a slot (_Slots)."""
     urls = [_base_url(listener) for listener in listeners]
     slots = _Slots(dropped)
+    reading_off = trio.CapacityLimiter(MAX_BUSY)
 
     async def handle(stream: trio.SocketStream) -> None:
         connection = _Connection(app, stream, refused)
         if not slots.admit(connection):
-            await _busy(stream)
+            await _busy(stream, reading_off)
             return
         try:
             await connection.run()
@@ -136,18 +138,28 @@ class _Slots:
         self.held.discard(connection)
 
 
-async def _busy(stream: trio.SocketStream) -> None:
+async def _busy(stream: trio.SocketStream, reading_off: trio.CapacityLimiter) -> None:
     """Answer a newcomer refused a slot (_Slots) 503 `busy` and close, its request unread: within BUSY_WRITE_S, so that
     one that never reads holds no task for longer (it is no connection of the MAX_CONNECTIONS). What it sent is read
     and dropped (up to LINGER_BYTES, until it closes) before the close: closed with its request unread, the socket
     resets the connection (RFC 9293 §3.6.1), and a client that sent its request before reading (curl, http.client)
-    saw ECONNRESET, not the 503 (19 in 20 on loopback)."""
+    saw ECONNRESET, not the 503 (19 in 20 on loopback). At most MAX_BUSY (`reading_off`'s tokens) are read off at
+    once; a newcomer beyond them is closed once answered (and may read a reset), so that a flood of newcomers, each
+    kept open, holds no more descriptors and tasks than that."""
     with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError), trio.move_on_after(BUSY_WRITE_S):
         await stream.send_all(_BUSY)
         await stream.send_eof()
-        dropped = 0
-        while dropped <= LINGER_BYTES and (data := await stream.receive_some(_READ_BYTES)):
-            dropped += len(data)
+        try:
+            reading_off.acquire_nowait()
+        except trio.WouldBlock:
+            pass  # MAX_BUSY are read off: closed now
+        else:
+            try:
+                dropped = 0
+                while dropped <= LINGER_BYTES and (data := await stream.receive_some(_READ_BYTES)):
+                    dropped += len(data)
+            finally:
+                reading_off.release()
     await stream.aclose()
 
 
@@ -219,7 +231,8 @@ class _Connection:
     async def next_event(self, timeout: float) -> h11.Event:
         """The next event from the client, reading as needed; raises _Closed unless it comes within `timeout`, _Late
         unless it comes by the request's deadline, and _Gone if the client closed its side midway through a
-        request (h11 would raise RemoteProtocolError, as for a malformed one)."""
+        request (h11 would raise RemoteProtocolError, as for a malformed one) or reset the connection (trio's
+        BrokenResourceError, which the app made a 400 of, logged failing to send and counted as a refusal)."""
         if (event := self.h11.next_event()) is not h11.NEED_DATA:
             return event  # already read (a GET's end of message comes with its head)
         async with self._reading:
@@ -228,7 +241,11 @@ class _Connection:
             try:
                 with trio.move_on_at(min(read_by, self.deadline)):
                     while (event := self._next_or_gone()) is h11.NEED_DATA:
-                        self.h11.receive_data(await self.stream.receive_some(_READ_BYTES))
+                        try:
+                            data = await self.stream.receive_some(_READ_BYTES)
+                        except trio.BrokenResourceError:
+                            raise _Gone() from None
+                        self.h11.receive_data(data)
                     return event
             finally:
                 self.waiting = False

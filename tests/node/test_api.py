@@ -943,6 +943,19 @@ async def test_openapi_describes_every_endpoint_and_the_token(api):
     assert "security" not in spec["paths"]["/v1/records"]["get"]
 
 
+async def test_openapi_declares_on_every_operation_the_503_busy_of_a_node_whose_connections_are_all_busy(api):
+    """The HTTP server answers 503 `busy` on any path while every connection is busy (node.api.http_server): only
+    the API's description said so, and an operation that declared no 503 of its own (every read but storage's)
+    declared none, so a client made from the document knew of no 503 there."""
+    spec = (await api.get("/openapi.json")).json()
+    undeclared = [f"{method.upper()} {path}" for path, operations in spec["paths"].items()
+                  for method, operation in operations.items()
+                  if "`busy`" not in operation["responses"].get("503", {}).get("description", "")]
+    assert undeclared == []
+    assert "`no_token`" in spec["paths"]["/v1/vouches"]["post"]["responses"]["503"]["description"]  # its own kept
+    assert "`storage`" in spec["paths"]["/v1/records"]["get"]["responses"]["503"]["description"]
+
+
 async def test_the_node_s_openapi_describes_everything_and_declares_every_refusal(tmp_path):
     """DESIGN §8: each operation and parameter says what it is; each write names the token, 401 and 503 (no token file, or
     storage) unless the guard leaves it open, and 413; each read what it answers while the node's storage fails

@@ -2,6 +2,8 @@
 API gives among them, never a label from what the caller sent."""
 
 import ast
+import socket
+import struct
 from pathlib import Path
 
 import httpx
@@ -119,10 +121,11 @@ async def test_a_running_node_counts_the_refusals_its_http_server_answers_itself
     assert counts == {("400", "bad_request"): 1, ("431", "other"): 1}
 
 
-@pytest.mark.parametrize("how", ["leaves", "stalls"])
+@pytest.mark.parametrize("how", ["leaves", "resets", "stalls"])
 async def test_a_client_that_leaves_or_stalls_mid_body_is_no_refusal_of_the_app_s(tmp_path, monkeypatch, how):
     """A client that left midway through its body was counted as a 400 bad_request (the app's answer to the body it
-    could not read, which no one reads); one too slow, as the server's 408 and the app's 400 both."""
+    could not read, which no one reads), whether it closed its side or reset the connection; one too slow, as the
+    server's 408 and the app's 400 both."""
     monkeypatch.setattr(http_server, "READ_TIMEOUT_S", 0.2)
     async with running(tmp_path / "a") as node:
         host, port = node.api_url.removeprefix("http://").rsplit(":", 1)
@@ -130,8 +133,10 @@ async def test_a_client_that_leaves_or_stalls_mid_body_is_no_refusal_of_the_app_
         stream = await trio.open_tcp_stream(host, int(port))
         await stream.send_all(b"POST /v1/vouches HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                               b"Authorization: Bearer " + token.encode() + b"\r\nContent-Length: 1000\r\n\r\n{\"sub")
-        if how == "leaves":
+        if how in ("leaves", "resets"):
             await trio.testing.wait_all_tasks_blocked(cushion=0.05)  # the app reads the body
+            if how == "resets":  # a close with SO_LINGER 0 sends RST, not FIN
+                stream.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             await stream.aclose()
         else:
             with trio.fail_after(10):
@@ -144,7 +149,7 @@ async def test_a_client_that_leaves_or_stalls_mid_body_is_no_refusal_of_the_app_
     counts = {(s.labels["status"], s.labels["reason"]): s.value
               for family in text_string_to_metric_families(scraped) for s in family.samples
               if s.name == "vouchnet_api_refusals_total" and s.value}
-    assert counts == ({} if how == "leaves" else {("408", "request_timeout"): 1})
+    assert counts == ({} if how != "stalls" else {("408", "request_timeout"): 1})
 
 
 async def test_a_running_node_counts_the_connections_it_drops_for_want_of_a_slot(tmp_path, monkeypatch):

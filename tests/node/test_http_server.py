@@ -3,6 +3,9 @@ responses that learn of a disconnect, and every bad or slow client answered or c
 
 import functools
 import json
+import os
+import socket
+import struct
 
 import pytest
 import trio
@@ -445,6 +448,27 @@ async def test_a_newcomer_refused_a_slot_reads_its_503_though_it_sent_its_reques
         await newcomer.stream.aclose()
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts this process's descriptors in /proc")
+async def test_a_flood_of_newcomers_refused_a_slot_holds_at_most_max_busy_descriptors(server, monkeypatch):
+    """Each newcomer refused a slot kept its descriptor and a task while its request was read off (up to
+    BUSY_WRITE_S), however many came at once: a flood of them kept open held a descriptor each, past the node's
+    limit on open files that libp2p and the stores share. At most MAX_BUSY are read off at once; each one beyond
+    is closed once answered."""
+    monkeypatch.setattr(http_server, "MAX_CONNECTIONS", 1)
+    monkeypatch.setattr(http_server, "MAX_BUSY", 2)
+    monkeypatch.setattr(http_server, "BUSY_WRITE_S", WAIT_S)  # none is let go by the clock here
+    address, _holder = await _held_by_a_stream(server)
+    before = len(os.listdir("/proc/self/fd"))
+    flood = []
+    for _ in range(10):
+        flood.append(await connect(address))
+        assert (await flood[-1].response())[0] == 503
+    await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+    assert len(os.listdir("/proc/self/fd")) - before == len(flood) + 2  # the clients' own, and the server's of two
+    for client in flood:
+        await client.stream.aclose()
+
+
 async def read_to_end(client: Client) -> int:
     """How many bytes the server sent `client` until it ended the connection."""
     received = 0
@@ -533,9 +557,12 @@ async def test_whatever_a_client_sends_it_gets_http_or_a_closed_connection_and_t
         nursery.cancel_scope.cancel()
 
 
-async def test_a_client_that_leaves_midway_through_its_body_is_reported_gone_not_as_a_failure(server, caplog):
+@pytest.mark.parametrize("resets", [False, True])
+async def test_a_client_that_leaves_midway_through_its_body_is_reported_gone_not_as_a_failure(server, caplog, resets):
     """ASGI's receive gives http.disconnect for a client gone before its body is whole: h11's RemoteProtocolError
-    was raised into the app, and an API write read by its stream (events, traces) logged it as its own failure."""
+    was raised into the app, and an API write read by its stream (events, traces) logged it as its own failure; a
+    client that reset the connection raised trio's BrokenResourceError into it, and the API logged its failure to
+    answer the 400 it made of it, and counted that 400 as a refusal."""
     seen, done = [], trio.Event()
 
     async def app(scope, receive, send):
@@ -552,6 +579,9 @@ async def test_a_client_that_leaves_midway_through_its_body_is_reported_gone_not
     address = await server(app)
     client = await connect(address)
     await client.send(b'POST /v1/events HTTP/1.1\r\nHost: node\r\nContent-Length: 100\r\n\r\n{"events": [')
+    if resets:  # closed with SO_LINGER 0: RST, not FIN, once the app has read what came
+        await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+        client.stream.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     await client.stream.aclose()
     with caplog.at_level("ERROR"), trio.fail_after(5):
         await done.wait()

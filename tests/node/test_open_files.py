@@ -9,12 +9,12 @@ import time
 
 import pytest
 
-from node.api.http_server import MAX_CONNECTIONS
+from node.api.http_server import MAX_BUSY, MAX_CONNECTIONS
 from node.open_files import OTHER_FILES
 from node.setup import init_data_dir
 
 SYSTEMD_SOFT = 1024  # systemd's default soft LimitNOFILE for a service
-NEEDED = MAX_CONNECTIONS + 50 + OTHER_FILES  # with the default max_peers
+NEEDED = MAX_CONNECTIONS + MAX_BUSY + 50 + OTHER_FILES  # with the default max_peers
 HARD = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
 
 
