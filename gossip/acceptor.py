@@ -51,9 +51,8 @@ class Acceptor:
     """
 
     def __init__(self, store: RecordStore, succession: Succession, *, in_horizon: Callable[[str], bool],
-                 held_limit: int, before_append: Callable[[list[Record]], None] | None = None) -> None:
+                 held_limit: int) -> None:
         self._store = store
-        self._before_append = before_append  # called with each batch before the store takes it; what it raises, too
         self._succession = succession
         self._in_horizon = in_horizon
         self._held_limit = held_limit
@@ -65,8 +64,11 @@ class Acceptor:
     def held_count(self) -> int:
         return self._held_count
 
-    def submit(self, records: Sequence[Record]) -> Outcome:
-        """Decide each record, append the accepted ones in one durable batch, and report."""
+    def submit(self, records: Sequence[Record],
+               before_append: Callable[[list[Record]], None] | None = None) -> Outcome:
+        """Decide each record, append the accepted ones in one durable batch, and report. `before_append` is called
+        with the batch (held records it released included) before the store takes it; what it raises refuses the
+        batch, and is raised."""
         batch = _Batch(self._store, self._succession)
         outcome = Outcome()
         for record in records:
@@ -78,8 +80,8 @@ class Acceptor:
                     if successor is not None:
                         pending.append(successor)
         if batch.records:
-            if self._before_append is not None:
-                self._before_append(batch.records)
+            if before_append is not None:
+                before_append(batch.records)
             self._store.append(batch.records)
         outcome.accepted = batch.records
         if self._held:

@@ -90,14 +90,12 @@ class Replica:
         self.succession = Succession()
         self.horizon = Horizon({self.did, *self.roots}, self.max_hops)
         self.flagged: set[str] = set()
-        self._offered: tuple[str | None, list[Record]] = (None, [])  # while `accept` runs: the peer, the records
-        self._as_own: frozenset[bytes] = frozenset()  # in `_accept`: the ids of those it stores as the node's own
         self.listener_errors = 0  # listener calls that raised (`_tell`): the records stayed stored, the node ran on
         self._deferred: list[Callable[[], None]] | None = None  # signing that waits for resume_signing, if deferred
         self._held_own = True  # whether the store held a record of this node's key when signing was deferred
         self._taken_back: Record | None = None  # a rotation of our key that came while deferred (RotationTakenBack)
         self._acceptor = Acceptor(self.store, self.succession, in_horizon=self.horizon.__contains__,
-                                  held_limit=self.held_limit, before_append=self._list_own)
+                                  held_limit=self.held_limit)
         if track_stored:
             for _ in self.tracking():
                 pass
@@ -204,11 +202,7 @@ class Replica:
         `resume_signing` to raise. Other records of its key are accepted, listed before they are stored, and reported
         (`_report_own`). `peer` is the PeerID they came from (that published them, for gossip), if known."""
         foreign = [r for r in records if r.iss == self.did and isinstance(r.body, OrgBody) and r.body.next]
-        self._offered = (peer, records)
-        try:
-            outcome = self._accept([r for r in records if r not in foreign] if foreign else records)
-        finally:
-            self._offered = (None, [])
+        outcome = self._accept([r for r in records if r not in foreign] if foreign else records, peer=peer)
         for rotation in foreign:
             if self.store.has(rotation.id):
                 continue
@@ -258,15 +252,15 @@ class Replica:
         that is (one the node signs, too: the same bytes, as digests are signed deterministically)."""
         return [r for r in records if r.iss == self.did and r.id not in own_ids]
 
-    def _list_own(self, batch: list[Record]) -> None:
-        """Before the store takes a batch: list the records of this node's key from peers in it durably
-        (gossip.own_records), unless they are an adopted key's coming back (`_report_own`), so that a crash cannot
-        store one unlisted. The peer is `accept`'s for those it was offered, None (not known) for one held since an
-        earlier batch. What it raises refuses the batch."""
-        own = self._from_peers(batch, self._as_own)
+    def _list_own(self, records: list[Record], own_ids: frozenset[bytes], peer: str | None,
+                  batch: list[Record]) -> None:
+        """Before the store takes the batch `_accept` made of `records`: list the records of this node's key from
+        peers in it durably (gossip.own_records), unless they are an adopted key's coming back (`_report_own`), so
+        that a crash cannot store one unlisted. The peer is `peer` for those among `records`, None (not known) for
+        one held since an earlier batch. What it raises refuses the batch."""
+        own = self._from_peers(batch, own_ids)
         if not own or self._adopted_key_coming_back(own):
             return
-        peer, records = self._offered
         offered = {r.id for r in records if r.iss == self.did}
         self.own_records.add([(r, peer if r.id in offered else None) for r in own])
 
@@ -303,14 +297,12 @@ class Replica:
         last = self.store.latest_org(self.did) or rotation.body
         return self.issue("org", org_body(last.name, last.network, last.addrs))
 
-    def _accept(self, records: list[Record], *, as_own: Sequence[Record] = ()) -> Outcome:
-        """Submit `records` to the acceptor and act on the outcome; `as_own` are those of them the node stores as its
-        own (it signed them, or its operator adopted them): every other record of its key is listed and reported."""
-        self._as_own = frozenset(r.id for r in as_own)
-        try:
-            outcome = self._acceptor.submit(records)
-        finally:
-            own_ids, self._as_own = self._as_own, frozenset()
+    def _accept(self, records: list[Record], *, as_own: Sequence[Record] = (), peer: str | None = None) -> Outcome:
+        """Submit `records` (from `peer`, if known) to the acceptor and act on the outcome; `as_own` are those of them
+        the node stores as its own (it signed them, or its operator adopted them): every other record of its key is
+        listed (`_list_own`, before the store takes it) and reported."""
+        own_ids = frozenset(r.id for r in as_own)
+        outcome = self._acceptor.submit(records, functools.partial(self._list_own, records, own_ids, peer))
         entered: set[str] = set()
         for record in outcome.accepted:
             entered |= self._track(record)
