@@ -467,6 +467,7 @@ def test_a_running_node_leaves_an_unusable_snapshot_to_the_next_start_past_a_bou
                     await trio.sleep(0)
             nursery.cancel_scope.cancel()
 
+    caplog.clear()  # (the starts above log at INFO too where an earlier test's `vouchnet run` set logging up)
     with caplog.at_level(logging.INFO, logger="node.trust"):
         trio.run(keeping)
     assert engine_snapshot.read(path.parent).size == 13
