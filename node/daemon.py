@@ -420,7 +420,8 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
             raise StartupError(refusal(config, taken.rotation)) from None
         if node.startup_sync == "timed_out":
             nursery.start_soon(_catch_up_late, node)
-        # After `vouchnet key rotate`: the records linking our keys, once a peer is there to relay them.
+        # After `vouchnet key rotate`: the records linking our keys, to the peers connected now (none for "no_peers"),
+        # once the catch-up sync took back anything the new key signed since (a rotation taken back stopped us above).
         node.gossip.publish_stored(unpublished_link(node.replica.store, node.replica.succession, node.did))
         for service in (node.witnessing, node.trust, *node.telemetry.services()):
             try:

@@ -3,8 +3,8 @@
 tail after a checkpoint. A cache: any snapshot a start cannot use (missing, damaged, of another format, of another
 ledger, parameters, roots or org keys) means a full replay, never a refused start. Roots are compared as the orgs
 they name (vouching.engine_state.restore): a rotated org configured as a root by its earlier or its later key is one
-root, and keeps the snapshot, as roots listed in another order do (the engine numbers them in did order); a root
-added, removed or replaced does not.
+root, and keeps the snapshot, as roots listed in another order do (the engine numbers the orgs they name in did
+order, each by its first key); a root added, removed or replaced does not.
 
 The file is MAGIC; the length of the header (4 bytes, big-endian); the header, a CBOR map (format, size, the
 ledger's RFC 9162 root at size, this node's org keys, the length of the state, each column's typecode, item size,

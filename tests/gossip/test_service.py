@@ -23,7 +23,7 @@ from gossip.store import RecordStore
 from gossip.verdict import Verdict
 from ledger import LedgerError
 from node.config import Limits
-from vouching import Record, did_key, vouch_body
+from vouching import Record, did_key, org_body, vouch_body
 from vouching.cbor import encode
 
 from ..factories import Org, new_did
@@ -156,6 +156,21 @@ async def test_only_our_own_records_are_published(me: Replica, autojump_clock: t
         assert me.accept([partner.record(), partner.record()]).accepted
         await trio.sleep(1)
         assert host.published == []
+
+
+async def test_stored_records_handed_to_publish_stored_go_out_as_given_though_we_sign_nothing(
+        me: Replica, autojump_clock: trio.testing.MockClock) -> None:
+    """What a start after `vouchnet key rotate` hands over (the two records linking its keys, one of them another
+    key's) is published once, in the order given, after lingering as our own records do, with no record of ours to
+    carry it."""
+    linking = [Org().record("org", org_body("org", "test", next=me.did)).raw, Org().record().raw]
+    async with running(me) as (host, service):
+        start = trio.current_time()
+        service.publish_stored(linking)
+        service.publish_stored([])
+        await trio.sleep(1)
+        assert host.published == [(start + LINGER, pack(linking, 65536)[0])]
+        assert service.stats().published_records == 2 and service.stats().queued_records == 0
 
 
 async def test_records_after_a_gap_are_held_and_the_gap_reported(

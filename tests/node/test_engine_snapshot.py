@@ -28,6 +28,7 @@ from vouching import vouch_body
 from vouching.engine_state import capture
 from vouching.params import HOUR_MS
 from vouching.policy import Policy
+from vouching.scoring import TrustEngine
 
 from ..factories import Org, new_did
 from .fake_node import FakeNode, fake_node
@@ -127,9 +128,9 @@ def _filled(node: FakeNode, records: int) -> None:
     node.replica.accept([_digest(org, AGENTS[n % 3], n % 10, 5, n % 2) for n in range(records - 1)])
 
 
-def _fell_back(node: FakeNode, directory: Path, caplog: pytest.LogCaptureFixture, why: str) -> None:
+def _fell_back(node: FakeNode, directory: Path, caplog: pytest.LogCaptureFixture, why: str) -> TrustService:
     """A start from `directory` replays every record, saying `why` in its one line about the snapshot, and its
-    engine is a full replay's."""
+    engine is a full replay's; the start."""
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="node.trust"):
         restarted = _started(node, directory)
@@ -137,6 +138,7 @@ def _fell_back(node: FakeNode, directory: Path, caplog: pytest.LogCaptureFixture
     assert len(lines) == 1 and "replaying every record" in lines[0] and why in lines[0], lines
     assert restarted._snapshot_covers == 0
     _same_engines(_started(node), restarted, [])
+    return restarted
 
 
 @pytest.fixture
@@ -240,6 +242,32 @@ def test_roots_reordered_keep_the_snapshot(tmp_path, monkeypatch, caplog):
         ROOTS[:] = [org.did for org in orgs]
         _write_start_snapshot(node, tmp_path)
         ROOTS.reverse()  # (the configured order or this one is not did order)
+        _loaded(node, tmp_path, caplog)
+
+
+def test_a_snapshot_of_roots_numbered_as_configured_is_replayed_once(tmp_path, monkeypatch, caplog):
+    """A snapshot written before the engine numbered the roots in did order, of roots configured in another order: the
+    first start replays every record, never refusing to start, and writes a snapshot that the next start loads."""
+    monkeypatch.setattr(node_trust, "SNAPSHOT_AFTER", 0)
+    orgs = sorted((Org() for _ in range(3)), key=lambda org: org.did, reverse=True)
+    ROOTS[:] = [org.did for org in orgs]  # not in did order
+
+    def numbered_as_configured(service: TrustService) -> TrustEngine:  # the engine before 2026-11-28
+        identity = service.replica.succession.identity
+        engine = TrustEngine(identity(service.replica.did), epoch_ms=service._epoch_ms)
+        engine._roots = sorted({engine._own, *(engine._org(identity(root)) for root in service._roots)})
+        return engine
+
+    with fake_node(tmp_path) as node:
+        for org in orgs:
+            node.replica.issue("vouch", vouch_body(org.did, 0.5, "org-peer"))
+        _filled(node, 20)
+        with monkeypatch.context() as old_engine:
+            old_engine.setattr(TrustService, "_new_engine", numbered_as_configured)
+            _write_start_snapshot(node, tmp_path)
+        replayed = _fell_back(node, tmp_path, caplog, "the own org or the roots differ")
+        assert replayed._replayed is not None  # written by its `run`
+        engine_snapshot.write(tmp_path, replayed._replayed)
         _loaded(node, tmp_path, caplog)
 
 
@@ -439,6 +467,7 @@ def test_a_running_node_leaves_an_unusable_snapshot_to_the_next_start_past_a_bou
                     await trio.sleep(0)
             nursery.cancel_scope.cancel()
 
+    caplog.clear()  # (the starts above log at INFO too where an earlier test's `vouchnet run` set logging up)
     with caplog.at_level(logging.INFO, logger="node.trust"):
         trio.run(keeping)
     assert engine_snapshot.read(path.parent).size == 13

@@ -14,6 +14,7 @@ import pytest
 import trio
 
 from gossip.checkpoints import CHECKPOINT_FILE
+from gossip.service import GossipService
 from gossip.store import RecordStore
 from node import cli
 from node.config import load_config
@@ -155,3 +156,62 @@ async def test_a_start_that_takes_back_a_rotation_of_its_key_stops_until_its_ope
                     while not {old, new} <= b.replica.flagged:  # b fetches the node's record at the rotation's seq
                         await records_of(b, lambda r: r.kind == "equivocation")
                     nursery.cancel_scope.cancel()
+
+
+async def test_a_start_publishes_the_records_linking_its_keys_only_as_its_catch_up_sync_leaves_them(
+        tmp_path, monkeypatch):
+    """A start after `vouchnet key rotate` publishes the two records linking the keys (node.rotation.unpublished_link)
+    once its catch-up sync has decided: restored from a copy made right after the rotation, it takes back what the new
+    key signed since and publishes nothing; restored from it again after a second rotation, it takes that rotation
+    back and stops, having published nothing; contested, it publishes nothing."""
+    published: list[bytes] = []
+    publish_stored = GossipService.publish_stored
+
+    def recorded(service: GossipService, raws: list[bytes]) -> None:
+        published.extend(raws)
+        publish_stored(service, raws)
+
+    monkeypatch.setattr(GossipService, "publish_stored", recorded)
+    async with running(tmp_path / "b", settings={"sync_interval": 0.5}) as b:
+        config, old = _org_vouched_by(b, tmp_path / "a")
+
+        def restore() -> None:
+            shutil.rmtree(config.data_dir)
+            shutil.copytree(tmp_path / "backup", config.data_dir)
+
+        with trio.fail_after(90):
+            async with trio.open_nursery() as nursery:
+                a = await nursery.start(serve_node, config)
+                await holds(b, a.replica.store.head(old).id)
+                nursery.cancel_scope.cancel()
+            new = rotate_key(config).new
+            shutil.copytree(config.data_dir, tmp_path / "backup")  # the new key's first record its last
+            async with trio.open_nursery() as nursery:
+                a = await nursery.start(serve_node, config)  # on another port: an org record after the first
+                store = a.replica.store
+                assert published == [store.at(old, store.head(old).seq), store.at(new, 1)]
+                await holds(b, store.head(new).id)
+                nursery.cancel_scope.cancel()
+            published.clear()
+            restore()
+            async with trio.open_nursery() as nursery:
+                a = await nursery.start(serve_node, config)
+                assert a.startup_sync == "done" and a.replica.own_from_peers > 0
+                nursery.cancel_scope.cancel()
+            assert published == []
+            latest = rotate_key(config).new
+            async with trio.open_nursery() as nursery:
+                a = await nursery.start(serve_node, config)
+                await holds(b, a.replica.store.head(latest).id)
+                nursery.cancel_scope.cancel()
+            published.clear()
+            restore()
+            with pytest.RaisesGroup(pytest.RaisesExc(StartupError), allow_unwrapped=True, flatten_subgroups=True):
+                await serve_node(config)  # the rotation to `latest` taken back
+            assert published == []
+            assert cli.main(["key", "contest", "--dir", str(config.data_dir)]) == 0
+            async with trio.open_nursery() as nursery:
+                a = await nursery.start(serve_node, config)
+                assert a.did == new and a.startup_sync == "done"
+                nursery.cancel_scope.cancel()
+            assert published == []

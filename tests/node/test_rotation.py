@@ -14,8 +14,10 @@ import httpx
 import pytest
 import trio
 
-from gossip.host import peer_id_from_public_key
+from gossip.batch import MAX_GOSSIP_MESSAGE, unpack
+from gossip.host import Host, peer_id_from_public_key
 from gossip.replica import Replica
+from gossip.service import records_topic
 from gossip.store import RecordStore
 from node import cli
 from node.audit_log import AuditLog
@@ -79,6 +81,13 @@ def test_the_records_a_start_publishes_are_those_linking_a_key_that_signed_nothi
         assert unpublished_link(store, replica.succession, rotation.new) == linking
         replica.issue("org", org_body("a", "test", ["/ip4/127.0.0.1/tcp/4001"]))
         assert unpublished_link(store, replica.succession, rotation.new) == []  # its peers have had them since
+    second = rotate_key(config)
+    with RecordStore.open(config.data_dir) as store:
+        replica = _replica(config, store)
+        assert replica.succession.keys(second.new) == (old, rotation.new, second.new)
+        linking = [store.at(rotation.new, 3), store.at(second.new, 1)]  # the last rotation, not the org's first
+        assert [verify_record(raw).body.next for raw in linking] == [second.new, None]
+        assert unpublished_link(store, replica.succession, second.new) == linking
 
 
 def test_a_rotation_interrupted_after_signing_is_finished_by_the_next_start_or_run(tmp_path):
@@ -309,6 +318,37 @@ async def test_a_peer_the_rotated_node_does_not_reach_links_its_keys_without_wai
                     nursery.cancel_scope.cancel()
             assert c.replica.succession.keys(rotation.new) == (old, rotation.new)
             assert new_peer not in c.host.connected_peers()
+
+
+async def test_a_rotated_node_with_no_peer_to_dial_starts_and_publishes_the_linking_records_to_none(
+        tmp_path, monkeypatch):
+    """No bootstrap peer and no org record to dial: the start does not wait for a catch-up sync, and publishing the two
+    linking records to no one raises nothing, the node running on."""
+    config = _config(tmp_path / "a")
+    old = _did(config)
+    with RecordStore.open(config.data_dir) as store:
+        _replica(config, store).issue("org", org_body("a", "test", []))
+    rotation = rotate_key(config)
+    with RecordStore.open(config.data_dir) as store:
+        linking = [store.at(old, 2), store.at(rotation.new, 1)]
+    messages, published, host_publish = [], trio.Event(), Host.publish
+
+    async def publish(host: Host, topic: str, data: bytes) -> None:
+        await host_publish(host, topic, data)
+        if topic == records_topic(config.network):
+            messages.append(unpack(data, MAX_GOSSIP_MESSAGE))
+            published.set()
+
+    monkeypatch.setattr(Host, "publish", publish)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            node = await nursery.start(serve_node, config)
+            assert node.startup_sync == "no_peers" and not node.host.connected_peers()
+            await published.wait()
+            assert messages[0][:2] == linking
+            async with httpx.AsyncClient(base_url=node.api_url) as api:
+                assert (await api.get("/v1/node")).json()["did"] == rotation.new
+            nursery.cancel_scope.cancel()
 
 
 def _peer_id(did: str) -> str:

@@ -349,6 +349,63 @@ async def test_the_rebuild_after_key_adopt_catches_up_with_a_flood_of_records_st
         assert trust.engine.orgs(now=now) == replayed.engine.orgs(now=now)
 
 
+async def test_the_rebuild_after_key_adopt_under_a_flood_slower_than_it_feeds_no_round_over_at_once_max_at_once(
+        tmp_path, monkeypatch):
+    """Records stored seven for each ten the rebuild feeds, its first rounds over AT_ONCE_MAX: it feeds those a turn
+    at a time, each round smaller than the last, until one of AT_ONCE_MAX records at most, which it feeds at once; it
+    catches up while the flood goes on. The loop never waits for more than AT_ONCE_MAX records fed at once."""
+    monkeypatch.setattr(node_trust, "TURN_S", 0.0)  # a turn a record
+    monkeypatch.setattr(node_trust, "PROMPT_RECOMPUTE_S", 0.01)
+    fed, feeding = [0], TrustService._feeding
+
+    def counted(service: TrustService, engine: TrustEngine, start: int, stop: int):
+        for n in feeding(service, engine, start, stop):
+            fed[0] += 1
+            yield n
+
+    monkeypatch.setattr(TrustService, "_feeding", counted)
+
+    class Longest(trio.abc.Instrument):
+        """The most records fed in one step of a task: the loop waits for them."""
+
+        def __init__(self) -> None:
+            self.records, self._before = 0, fed[0]
+
+        def before_task_step(self, task: trio.lowlevel.Task) -> None:
+            self._before = fed[0]
+
+        def after_task_step(self, task: trio.lowlevel.Task) -> None:
+            self.records = max(self.records, fed[0] - self._before)
+
+    agent, now, partner = new_did(), T0 + 2 * EPOCH, Org()
+    clock = Clock(T0 + 5)
+    new, old_did, (first, *_) = _adopted(tmp_path, clock, agent, partner=partner.did)
+    with telemetry_node(tmp_path, key=new.key, clock=clock, epoch_ms=EPOCH) as node:
+        trust = _running(node, Broadcaster(Registry()), now)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trust.run)
+            assert node.replica.accept([first]).accepted == [first]
+            at_once_max = node.replica.store.size // 3  # (its first round: over it)
+            monkeypatch.setattr(node_trust, "AT_ONCE_MAX", at_once_max)
+            flooded = turns = 0
+            longest = Longest()
+            trio.lowlevel.add_instrument(longest)
+            while trust._mirror is None and flooded < 1_000:
+                turns += 1
+                due = turns * 7 // 10 - flooded
+                batch = [partner.record("vouch", vouch_body(new_did(), 0.5, "operator")) for _ in range(due)]
+                assert node.replica.accept(batch).accepted == batch
+                flooded += len(batch)
+                await trio.sleep(0)
+            trio.lowlevel.remove_instrument(longest)
+            assert trust._mirror is not None and flooded < 1_000  # caught up while the flood went on
+            assert 1 < longest.records <= at_once_max
+            while trust._rebuilt is not None:
+                await trio.sleep(0)
+            nursery.cancel_scope.cancel()
+        assert node.replica.listener_errors == 0 and trust.org(old_did)["own"]
+
+
 async def test_the_start_after_a_rebuild_for_key_adopt_loads_the_snapshot_the_rebuild_captured(
         tmp_path, monkeypatch, caplog):
     """The rebuild after `vouchnet key adopt` captures engine.snapshot of the stored records it caught up with (the
