@@ -442,7 +442,7 @@ async def test_the_rebuilds_capture_runs_on_the_loop_letting_it_run_between_its_
                     await trio.sleep(0.01)
             nursery.cancel_scope.cancel()
     assert len(agents_at) > 20 and {thread for thread, _ in agents_at} == {threading.get_ident()}
-    # The ticker ran between any two agents (in each of trio's batches of runnable tasks, in either order).
+    # The ticker ran as the capture went, an agent a step: once in each of trio's batches, before or after the step.
     assert agents_at[-1][1] - agents_at[0][1] >= len(agents_at) - 2
 
 
