@@ -2,15 +2,24 @@
 first record comes back, the engine is built again from every stored record on the trio loop, a TURN_S at a time,
 and swapped in. This gives its wall time and the loop's longest stalls meanwhile: the longest gaps between the
 wake-ups of a task ticking every TICK_S (what a request would wait); and of them, those while it captured
-engine.snapshot of the records it caught up with (TrustService._captured_rebuild: the ledger's root on the loop, the
-capture in a worker thread), with that capture's wall time, and how long after the swap the snapshot was written
-(in a worker thread). A figure with no target; it is not a test.
+engine.snapshot of the records it caught up with (TrustService._captured_rebuild: the ledger's root, then the capture
+a chunk at a time, on the loop), with that capture's wall time, and how long after the swap the snapshot was written
+(in a worker thread); and the full (generation 2) garbage collections meanwhile, in whichever thread: each holds the
+GIL, so the loop, for as long as it walks every object the process tracks (two engines during a rebuild). A figure
+with no target; it is not a test.
 
 With --flood R, records are stored at R a second (a vouch chain of another org, signed beforehand, taken each
 FLOOD_TICK_S in a batch of those due, FLOOD_BATCH at most, as a sync's page) from the first record on until the
 rebuild has caught up with the store (or the flood runs out): a flood half as fast as the rebuild feeds, or faster,
 makes it feed a gap of AT_ONCE_MAX records at most at once (TrustService._feed_stored), which the stalls show; one
-that keeps the gap larger, as fast as it feeds, keeps it feeding until the flood runs out.
+that keeps the gap larger, as fast as it feeds, keeps it feeding until the flood runs out. Each vouch names a new
+agent, so that the flood grows what the collector walks. The longest batch of the flood stored while the capture
+ran is given too, its wall time against its thread's CPU time: a batch waiting for the GIL (as it did while the
+capture ran in a worker thread) takes longer than its CPU time.
+
+--gc off turns the collector off for the measure, to show the stalls that are not its; --gc freeze-after-full
+freezes (gc.freeze) every object that survived a full collection, so that the next walks only those made since: a
+proposal, not what the node does (cyclic garbage among frozen objects would never be freed).
 
 The data directory is benchmarks/startup.py's (`build`, no telemetry: no undigested events to read), its node key
 then rotated to a new one whose first record is held back; the node starts as the new key (the engine replayed, not
@@ -19,14 +28,17 @@ measured) and takes the first record in, once the start's engine.snapshot is wri
     python benchmarks/adopt_rebuild.py                       # N = 10^5
     python benchmarks/adopt_rebuild.py --records 1000000
     python benchmarks/adopt_rebuild.py --records 20000 --flood 20000
+    python benchmarks/adopt_rebuild.py --records 20000 --flood 20000 --gc off
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -78,17 +90,37 @@ def flood_records(key: SigningKey, count: int) -> list[Record]:
 
 
 class Stalls:
-    """The loop's gaps between ticks, each as (its end, its length), and the windows of the rebuild's captures."""
+    """The loop's gaps between ticks, each as (its end, its length), the windows of the rebuild's captures, the
+    flood's batches, each as (its end, its length, its CPU time), and the full garbage collections, each as (its end,
+    its length, its thread's name)."""
 
     def __init__(self) -> None:
         self.gaps: list[tuple[float, float]] = []
         self.captures: list[tuple[float, float]] = []
+        self.batches: list[tuple[float, float, float]] = []
+        self.collections: list[tuple[float, float, str]] = []
         self.written = 0.0  # seconds from the swap until the rebuild's engine.snapshot was written
+        self._collecting = 0.0
 
     def longest(self, window: tuple[float, float] | None = None) -> list[float]:
         """The longest gaps, of those beginning in `window` if given (the gap it began in is the turn before's too)."""
         gaps = [gap for end, gap in self.gaps if window is None or window[0] <= end - gap < window[1]]
         return sorted(gaps, reverse=True)[:SHOWN_STALLS]
+
+    def collected(self, phase: str, info: dict[str, int]) -> None:
+        """A gc.callbacks callback: note each full collection."""
+        if phase == "start":
+            self._collecting = time.perf_counter()
+        elif info["generation"] == 2:
+            now = time.perf_counter()
+            self.collections.append((now, now - self._collecting, threading.current_thread().name))
+
+    def full_collections(self, window: tuple[float, float] | None = None) -> str:
+        """The full collections that ended in `window`, if given: how many, and the longest with their threads."""
+        within = sorted(((length, thread) for end, length, thread in self.collections
+                         if window is None or window[0] <= end <= window[1]), reverse=True)
+        longest = ", ".join(f"{length * 1000:.1f} ms ({_thread(name)})" for length, name in within[:3])
+        return f"{len(within)}" + (f", the longest {longest}" if within else "")
 
 
 async def measure(replica: Replica, trust: TrustService, first: Record, metrics: Registry, flood: list[Record],
@@ -121,7 +153,10 @@ async def measure(replica: Replica, trust: TrustService, first: Record, metrics:
         while flooded < len(flood) and trust._mirror is None:
             due = int(rate * (time.perf_counter() - began))
             batch = flood[flooded:min(due, flooded + FLOOD_BATCH)]
+            began_batch, cpu = time.perf_counter(), time.thread_time()
             assert replica.accept(batch).accepted == batch
+            now = time.perf_counter()
+            stalls.batches.append((now, now - began_batch, time.thread_time() - cpu))
             flooded += len(batch)
             await trio.sleep(FLOOD_TICK_S)
 
@@ -135,6 +170,7 @@ async def measure(replica: Replica, trust: TrustService, first: Record, metrics:
         await trio.sleep(1.0)
         idle, covered = max(gap for _, gap in stalls.gaps), metrics.value("engine_snapshot_records")
         stalls.gaps.clear()
+        gc.callbacks.append(stalls.collected)
         began = time.perf_counter()
         assert replica.accept([first]).accepted == [first]
         nursery.start_soon(flooding)
@@ -144,6 +180,7 @@ async def measure(replica: Replica, trust: TrustService, first: Record, metrics:
         while metrics.value("engine_snapshot_records") == covered:  # (the rebuild's, written after it)
             await trio.sleep(0.05)
         stalls.written = time.perf_counter() - began - took
+        gc.callbacks.remove(stalls.collected)
         nursery.cancel_scope.cancel()
     return took, idle, stalls, flooded
 
@@ -155,6 +192,8 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=1000, help="agents each org digests an epoch")
     parser.add_argument("--vouches", type=int, default=1000)
     parser.add_argument("--flood", type=int, default=0, help="records a second stored during the rebuild")
+    parser.add_argument("--gc", choices=("on", "off", "freeze-after-full"), default="on",
+                        help="the garbage collector during the measure (see above)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as name:
         directory = Path(name) / "node"
@@ -174,15 +213,37 @@ def main() -> None:
             print(f"start's replay: {time.perf_counter() - began:.1f} s")
             replica.listeners.append(trust.on_records)
             flood = flood_records(flooding, int(args.flood * FLOOD_S)) if args.flood else []
+            if args.gc == "off":
+                gc.disable()
+            elif args.gc == "freeze-after-full":
+                gc.collect()
+                gc.freeze()
+                gc.callbacks.append(_freeze_after_full)
             took, idle, stalls, flooded = trio.run(measure, replica, trust, first, metrics, flood, args.flood)
             if args.flood:
                 print(f"flooded {flooded} records at {args.flood} a second"
                       f"{' (all it had)' if flooded == len(flood) else ' until the rebuild caught up'}")
             print(f"rebuild after the first record: {took:.1f} s; the loop's longest stalls: {_ms(stalls.longest())}"
                   f" (idle, the second before: {idle * 1000:.1f} ms)")
+            print(f"full garbage collections during it: {stalls.full_collections()}")
             for began, ended in stalls.captures:
                 print(f"its capture of engine.snapshot: {ended - began:.2f} s; the loop's longest stalls meanwhile: "
                       f"{_ms(stalls.longest((began, ended)))}; written {stalls.written:.1f} s after the swap")
+                print(f"  full garbage collections meanwhile: {stalls.full_collections((began, ended))}")
+                batches = sorted((length, cpu) for end, length, cpu in stalls.batches if began <= end <= ended)
+                if batches:
+                    print(f"  the flood's longest batch meanwhile: {batches[-1][0] * 1000:.1f} ms "
+                          f"({batches[-1][1] * 1000:.1f} ms of CPU), of {len(batches)}")
+
+
+def _thread(name: str) -> str:
+    """A thread by its name: the loop's, or a worker thread by the function it runs (trio names it so)."""
+    return "the loop's" if name == threading.main_thread().name else name.split(" from ")[0] + "'s"
+
+
+def _freeze_after_full(phase: str, info: dict[str, int]) -> None:
+    if phase == "stop" and info["generation"] == 2:
+        gc.freeze()
 
 
 def _ms(gaps: list[float]) -> str:

@@ -37,7 +37,7 @@ from gossip.replica import Replica
 from vouching import DigestBody, Record
 from vouching.batch import ScoreTable
 from vouching.bodies import OUTCOMES
-from vouching.engine_state import capture
+from vouching.engine_state import capture, capturing as capture_in_chunks
 from vouching.evidence import Outcomes
 from vouching.explanation import Score
 from vouching.feed import feed_record, outcomes_of
@@ -120,7 +120,7 @@ class TrustService:
         self._own_org_moved = trio.Event()  # this node's key joined an earlier key's org: `_rebuild` is due
         self._rebuilt: TrustEngine | None = None  # the engine `_rebuild` is building, told of links meanwhile
         self._mirror: TrustEngine | None = None  # ... once it caught up with the store: told of records and events
-        self._held_links: list[Link] | None = None  # links for it, held while it is captured in a worker thread
+        self._held_links: list[Link] | None = None  # links for it, held while it is captured
         self._broadcaster = broadcaster
         self._interval = recompute_interval
         self._clock = lambda: clock() // SCORE_STEP_MS * SCORE_STEP_MS
@@ -473,12 +473,12 @@ class TrustService:
     async def _captured_rebuild(self, engine: TrustEngine, size: int) -> engine_snapshot.Snapshot:
         """engine.snapshot of the rebuilt `engine`, fed the first `size` records and nothing else: what a start's
         replay of them makes (`replaying`), and the one usable snapshot, the one there is holding the org's keys
-        before the link. Captured in a worker thread (Capture) while nothing feeds it: the ingest lock is held, the
-        records stored meanwhile are the caller's to feed after, and the links that come are held and applied
-        after, as they are to the records fed after them before it caught up."""
+        before the link. Captured on the loop a turn at a time (Capture.on_loop) while nothing feeds it: the ingest
+        lock is held, the records stored meanwhile are the caller's to feed after, and the links that come are held
+        and applied after, as they are to the records fed after them before it caught up."""
         root, own_keys = self.replica.store.ledger.root(size), tuple(sorted(self._own_keys()))  # the store's thread
         capturing, self._held_links = Capture(engine), []
-        await trio.to_thread.run_sync(capturing.run, abandon_on_cancel=True)
+        await capturing.on_loop()
         held, self._held_links = self._held_links, None
         for link in held:
             self._apply_link(engine, link)
@@ -664,9 +664,10 @@ async def recompute_in_worker(engine: TrustEngine, clock: Callable[[], int]) -> 
 
 class Capture:
     """The capture for engine.snapshot of the engine a start replayed the records into (`replaying` yields it) or a
-    rebuild fed them (`_captured_rebuild`): run in a worker thread while the loop leaves the engine alone
-    (node.daemon._opened), as on the loop it walks every agent and vouch in Python (tens of ms at 10^6 records,
-    benchmarks/startup.py); not run by the caller of `replaying`, `replaying` runs it."""
+    rebuild fed them (`_captured_rebuild`), while nothing feeds it: as it walks every agent and vouch in Python (tens
+    of ms at 10^6 records, benchmarks/startup.py; 0.3 s at 1.5*10^5 agents, benchmarks/adopt_rebuild.py --flood),
+    `run` in a worker thread at a start (node.daemon._opened; not run by the caller of `replaying`, `replaying` runs
+    it), `on_loop` a chunk at a time on a running node."""
 
     def __init__(self, engine: TrustEngine) -> None:
         self._engine = engine
@@ -674,6 +675,18 @@ class Capture:
 
     def run(self) -> None:
         self.state = capture(self._engine)
+
+    async def on_loop(self) -> None:
+        """`run` on the trio thread, a TURN_S at a time (vouching.engine_state.capturing). In a worker thread, its
+        Python held the GIL from the loop, whose every call that lets go of it (sqlite's, the poll's) then waited up
+        to the switch interval to have it back: a flood's batch of 1,000 records, 0.04-0.08 s of work, took 0.1-0.4
+        s, up to the capture's length, the loop waiting (benchmarks/adopt_rebuild.py --flood --gc off)."""
+        turn = _Turn()
+        for _ in self._steps():
+            await turn.checkpoint()
+
+    def _steps(self) -> Iterator[None]:
+        self.state = yield from capture_in_chunks(self._engine)
 
 
 class _Turn:

@@ -12,8 +12,9 @@ arrays): a column added to a store is captured with no entry here, and a state m
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from array import array
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
 from .arrays import array_columns
@@ -68,33 +69,56 @@ _DERIVED = frozenset({
 AGENT_FIELDS = ("pairs", "scoped", "stamp")  # _Agent slots captured as they are ("vouches" by record id; "cache" not)
 VOUCH_FIELDS = tuple(f.name for f in dataclasses.fields(Vouch))
 DEVIATION_FIELDS = ("_wide", "_tested_upto")  # DeviationTest attributes beside its columns
+# Agents, vouches or latest vouches (one an agent, issuer and basis) `capturing` takes between two yields: some 2 ms
+# of Python (2 us an agent, of 1.5*10^5 a flood made: benchmarks/adopt_rebuild.py --flood).
+CAPTURE_CHUNK = 1_000
 
 
 def capture(engine: TrustEngine, *, copy: bool = True) -> dict[str, Any]:
     """The engine's record-derived state as CBOR-ready values and columns (copies, its lists and dicts too: the
     engine may go on taking records; with `copy` False, its columns and lists themselves, of an engine that takes no
     more). Only of an engine that has fed records alone: a recompute or a read would have set state a capture leaves
-    out."""
+    out. `capturing` at once."""
+    steps = capturing(engine, copy=copy)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def capturing(engine: TrustEngine, *, copy: bool = True) -> Generator[None, None, dict[str, Any]]:
+    """`capture`, yielding after each CAPTURE_CHUNK agents, vouches or latest vouches, for a caller on an event loop
+    to let it run in between; returns the state. The engine must take nothing until it returns (a dict it walks
+    raises if it grows)."""
     if engine._stamp or engine._recomputed is not None or engine._graph_seen:
         raise RuntimeError("capture: the engine has been recomputed or read; only a replay's state is captured")
     book = engine._vouches
-    return {
+    agents: list[list] = []
+    vouches: list[list] = []
+    latest: list[list] = []
+    state: dict[str, Any] = {
         "params": _params(engine),
         "own_org": engine.own_org,
         "engine": {name: _copied(out(getattr(engine, name)), copy) for name, (out, _) in ENGINE_FIELDS.items()},
-        "agents": [[[*_flat(agent.pairs)], agent.scoped, agent.stamp,
-                    [[issuer, basis, vouch.record_id] for (issuer, basis), vouch in agent.vouches.items()]]
-                   for agent in engine._agents],
-        "vouches": [[getattr(v, name) for name in VOUCH_FIELDS] for v in book.by_id.values()],
+        "agents": agents,
+        "vouches": vouches,
         "vouch_columns": _columns(book, copy),
         "pending_revokes": [[record_id, issuer, ts] for record_id, (issuer, ts) in book._pending.items()],
-        "latest_vouches": [[*key, column] for key, column in book._latest.items()],
+        "latest_vouches": latest,
         "org_vouches": [v.record_id for v in book.org_vouches],
         "evidence": _columns(engine._evidence, copy),
         "deviation": _columns(engine._deviation, copy),
         "deviation_wide": engine._deviation._wide[:] if copy else engine._deviation._wide,
         "deviation_tested_upto": engine._deviation._tested_upto,
     }
+    yield
+    yield from _in_chunks(agents, ([[*_flat(agent.pairs)], agent.scoped, agent.stamp,
+                                    [[issuer, basis, v.record_id] for (issuer, basis), v in agent.vouches.items()]]
+                                   for agent in engine._agents))
+    yield from _in_chunks(vouches, ([getattr(v, name) for name in VOUCH_FIELDS] for v in book.by_id.values()))
+    yield from _in_chunks(latest, ([*key, column] for key, column in book._latest.items()))
+    return state
 
 
 def restore(state: dict[str, Any], engine: TrustEngine, seen_digests: Iterable[bytes]) -> None:
@@ -157,6 +181,14 @@ def _flat(pairs: dict[int, int]) -> Iterable[int]:
     for key, value in pairs.items():
         yield key
         yield value
+
+
+def _in_chunks(into: list, rows: Iterable[list]) -> Generator[None, None, None]:
+    """Add `rows` to `into`, yielding after each CAPTURE_CHUNK of them (`capturing`)."""
+    rows = iter(rows)
+    while chunk := list(itertools.islice(rows, CAPTURE_CHUNK)):
+        into += chunk
+        yield
 
 
 def _copied(value: Any, copy: bool) -> Any:

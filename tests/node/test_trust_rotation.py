@@ -5,6 +5,7 @@ knew as an org moves what named it onto the org."""
 import functools
 import json
 import logging
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from node.metrics import Registry
 from node.stream import Broadcaster, Subscription
 import node.trust as node_trust
 from node.trust import TrustService
-from vouching import Record, digest_body, org_body, vouch_body
+from vouching import Record, digest_body, engine_state, org_body, vouch_body
 from vouching.feed import feed_record
 from vouching.params import HOUR_MS
 from vouching.policy import Policy
@@ -413,26 +414,29 @@ async def test_the_start_after_a_rebuild_for_key_adopt_loads_the_snapshot_the_re
     come: the next start loads it, and its scores and explanations are a full replay's."""
     monkeypatch.setattr(node_trust, "SNAPSHOT_AFTER", 1)  # (a start writes one as well: of the keys before the link)
     monkeypatch.setattr(node_trust, "PROMPT_RECOMPUTE_S", 0.01)
+    monkeypatch.setattr(node_trust, "TURN_S", 0.0)  # the loop runs between any two of the capture's chunks
+    monkeypatch.setattr(engine_state, "CAPTURE_CHUNK", 1)
     agent, now, partner = new_did(), T0 + 2 * EPOCH, Org()
     clock = Clock(T0 + 5)
     new, old_did, (first, *returned) = _adopted(tmp_path, clock, agent, partner=partner.did, digests=3)
-    capturing, captured_at = node_trust.Capture.run, []
+    captured_at = []
 
-    def taking_while_captured(self: node_trust.Capture) -> None:
-        """A record and a partner's rotation come while the rebuilt engine is captured in its thread."""
+    async def taking_while_captured() -> None:
+        """A record and a partner's rotation come while the rebuilt engine is captured."""
         nonlocal partner
-        if node.replica.succession.identity(node.replica.did) == old_did and not captured_at:  # (the rebuild's)
-            captured_at.append(node.replica.store.size)
-            partner, rotation, partner_first = partner.rotate()
-            batch = [returned.pop(0), rotation, partner_first]
-            assert trio.from_thread.run_sync(lambda: node.replica.accept(batch)).accepted == batch
-        capturing(self)
+        while trust._held_links is None:
+            await trio.sleep(0)
+        captured_at.append(node.replica.store.size)
+        partner, rotation, partner_first = partner.rotate()
+        batch = [returned.pop(0), rotation, partner_first]
+        assert node.replica.accept(batch).accepted == batch
+        assert trust._held_links  # (the rotation's link, held until the capture is done)
 
-    monkeypatch.setattr(node_trust.Capture, "run", taking_while_captured)
     with telemetry_node(tmp_path, key=new.key, clock=clock, epoch_ms=EPOCH) as node:
         trust = _running(node, Broadcaster(Registry()), now, snapshot_dir=tmp_path)
         async with trio.open_nursery() as nursery:
             await nursery.start(trust.run)
+            nursery.start_soon(taking_while_captured)
             batch = [first, *returned[:2]]
             del returned[:2]
             node.replica.defer_signing()  # (the start's catch-up sync, node.daemon)
@@ -459,6 +463,44 @@ async def test_the_start_after_a_rebuild_for_key_adopt_loads_the_snapshot_the_re
         assert restarted.engine.orgs(now=now) == replayed.engine.orgs(now=now)
         (part,) = [part for part in restarted.engine.explain(agent, now=now).orgs if part.first_hand]
         assert part.org == old_did and part.events == 6
+
+
+async def test_the_rebuilds_capture_runs_on_the_loop_letting_it_run_between_its_chunks(tmp_path, monkeypatch):
+    """The rebuild after `vouchnet key adopt` captures engine.snapshot on the trio thread, a chunk of agents at a
+    time, the loop running its other tasks in between. In a worker thread, its Python held the GIL from the loop,
+    whose every call that lets go of it then waited to have it back: a flood's batch of records accepted meanwhile
+    took as long as the capture (benchmarks/adopt_rebuild.py --flood)."""
+    monkeypatch.setattr(node_trust, "SNAPSHOT_AFTER", 1)
+    monkeypatch.setattr(node_trust, "TURN_S", 0.0)
+    monkeypatch.setattr(engine_state, "CAPTURE_CHUNK", 1)
+    agent, now = new_did(), T0 + 2 * EPOCH
+    clock = Clock(T0 + 5)
+    new, old_did, (first, *_) = _adopted(tmp_path, clock, agent)
+    flat, ticks, agents_at = engine_state._flat, [0], []  # (threads and ticks as the capture takes each agent)
+
+    def flat_noted(pairs: dict[int, int]) -> Iterable[int]:
+        agents_at.append((threading.get_ident(), ticks[0]))
+        return flat(pairs)
+
+    async def ticking() -> None:
+        while True:
+            ticks[0] += 1
+            await trio.sleep(0)
+
+    with telemetry_node(tmp_path, key=new.key, clock=clock, epoch_ms=EPOCH) as node:
+        trust = _running(node, Broadcaster(Registry()), now, snapshot_dir=tmp_path)
+        monkeypatch.setattr(engine_state, "_flat", flat_noted)  # (after the start's capture)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trust.run)
+            nursery.start_soon(ticking)
+            assert node.replica.accept([first]).accepted == [first]
+            with trio.fail_after(30):
+                while trust.engine.own_org != old_did:
+                    await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+    assert len(agents_at) > 20 and {thread for thread, _ in agents_at} == {threading.get_ident()}
+    # The ticker ran as the capture went, an agent a step: once in each of trio's batches, before or after the step.
+    assert agents_at[-1][1] - agents_at[0][1] >= len(agents_at) - 2
 
 
 @pytest.mark.parametrize("late", [True, False], ids=["link-last", "link-first"])
