@@ -409,16 +409,12 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
         # The org's revokes, for the status lists of its vouches, read off the loop while the rest starts.
         await nursery.start(node.telemetry.vouch_revocations.run,
                             (node.did, *node.replica.succession.earlier(node.did)))
-        # Gossip first: our own records issued from here on (the org record, digests) are published. Then what
-        # we signed before, as our peers know it; then the services that sign.
-        for service in (node.gossip, node.sync, node.peer_manager):
-            await nursery.start(service.run)
-        try:
-            node.startup_sync = await _take_back_own_records(node, config.startup_sync_seconds)
-        except RotationTakenBack as taken:
-            keep(config.data_dir, taken.rotation)
-            raise StartupError(refusal(config, taken.rotation)) from None
+        # What we signed before, as peers know it (`vouchnet key rotate` runs the same); then the services that sign.
+        node.startup_sync = await _caught_up(node, nursery)
         if node.startup_sync == "timed_out":
+            log.warning("no peer completed a catch-up sync in time; signing without it (if this data directory was "
+                        "restored from an older copy, the org may sign twice at one seq)",
+                        extra={"fields": {"seconds": config.startup_sync_seconds}})
             nursery.start_soon(_catch_up_late, node)
         # After `vouchnet key rotate`: the records linking our keys, to the peers connected now (none for "no_peers"),
         # once the catch-up sync took back anything the new key signed since (a rotation taken back stopped us above).
@@ -480,6 +476,30 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
         task_status.started(node)
 
 
+async def catch_up_stopped(config: NodeConfig) -> StartupSync:
+    """`vouchnet key rotate`'s catch-up, before it signs the rotation: the stopped node of `config` opened and caught
+    up as serve_node starts it (_caught_up), then closed, the data directory's lock released. Returns how the
+    catch-up sync went; raises StartupError as a start does, for a rotation of the key taken back too."""
+    async with _opened(config) as node, trio.open_nursery() as nursery:
+        caught_up = await _caught_up(node, nursery)
+        nursery.cancel_scope.cancel()
+    return caught_up
+
+
+async def _caught_up(node: Node, nursery: trio.Nursery) -> StartupSync:
+    """A start's first steps, before anything signs: gossip, sync and the peer manager started in `nursery` (gossip
+    first: our own records issued from then on, the org record and digests, are published), then the catch-up sync
+    that takes back what the org signed, as its peers know it (_take_back_own_records). Raises StartupError if a
+    rotation of the key came back, having kept it in rotation.taken-back (node.taken_back_rotation)."""
+    for service in (node.gossip, node.sync, node.peer_manager):
+        await nursery.start(service.run)
+    try:
+        return await _take_back_own_records(node, node.config.startup_sync_seconds)
+    except RotationTakenBack as taken:
+        keep(node.config.data_dir, taken.rotation)
+        raise StartupError(refusal(node.config, taken.rotation)) from None
+
+
 def _free_it(setting: str, config: NodeConfig) -> str:
     """What an operator does about an address the node cannot listen on."""
     return f"stop what uses it, or change {setting} in {config.data_dir / CONFIG_FILE}"
@@ -499,11 +519,7 @@ async def _take_back_own_records(node: Node, seconds: float) -> StartupSync:
             await node.sync.first_round.wait()
     finally:
         node.replica.resume_signing()
-    if waited.cancelled_caught:
-        log.warning("no peer completed a catch-up sync in time; signing without it (if this data directory was "
-                    "restored from an older copy, the org may sign twice at one seq)", extra={"fields": {"seconds": seconds}})
-        return "timed_out"
-    return "done"
+    return "timed_out" if waited.cancelled_caught else "done"
 
 
 async def _catch_up_late(node: Node) -> None:

@@ -24,6 +24,7 @@ from .config import NodeConfig
 from .data_lock import DataDirBusy, locked_data_dir, replacing_key
 from .keys import KeyFileError, create_org_key, load_org_key
 from .store_manifest import check_listed
+from .taken_back_rotation import TakenBackError, kept, refusal
 
 NEXT_KEY_FILE = "org.key.next"
 
@@ -38,8 +39,11 @@ class Rotation:
 
 def rotate_key(config: NodeConfig) -> Rotation:
     """Rotate the org key of `config`'s data directory (the node must be stopped); raises DataDirBusy or
-    KeyFileError, or StoreLost for a records ledger the data directory made and lost (whose records a new one would
-    sign again). A rotation left half done by a crash is finished, not started again."""
+    KeyFileError, StoreLost for a records ledger the data directory made and lost (whose records a new one would sign
+    again), or TakenBackError while a rotation of the key that came back from peers is kept (node.taken_back_rotation:
+    a rotation signed now would take its seq). A rotation left half done by a crash is finished, not started again.
+    It signs at the head of the key's chain that the data directory holds: `vouchnet key rotate` runs the node's
+    catch-up sync first (node.daemon.catch_up_stopped), for a directory restored from an older copy."""
     with locked_data_dir(config.data_dir), replacing_key(config.data_dir):
         check_listed(config.data_dir, [LEDGER_FILE])
         key = load_org_key(config.key_path)
@@ -48,6 +52,8 @@ def rotate_key(config: NodeConfig) -> Rotation:
             replica = _replica(config, key, store)
             named = replica.succession.named_next(replica.did)
             if named is None:
+                if (taken_back := kept(config, replica.did)) is not None:  # a rotation now would take its seq
+                    raise TakenBackError(refusal(config, taken_back))
                 successor = load_org_key(next_path) if next_path.exists() else create_org_key(next_path)
                 _check_fresh(next_path, did_key(bytes(successor.verify_key)), replica)
                 replica.issue("org", org_body(config.name, config.network, _addrs(store, replica.did),

@@ -7,9 +7,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from node.config import NodeConfig
 from node.data_lock import DataDirBusy
 from node.keys import KeyFileError
-from node.rotation import rotate_key
+from node.rotation import retired_to, rotate_key
 from node.store_manifest import StoreLost
 from node.taken_back_rotation import TakenBackError, adopt, contest
 from vouching import OrgBody, public_key_from_did
@@ -24,6 +25,7 @@ from .common import (
     local_config,
     print_json,
 )
+from .node_code import run_node_code
 
 
 def register(subparsers: Subparsers) -> None:
@@ -48,13 +50,27 @@ def register(subparsers: Subparsers) -> None:
         "node stopped; if it is interrupted, run it again (or start the node) to finish (meanwhile `agent new` and "
         "`audit export` refuse to sign with the retired key). The new key is written to org.key.next first; a "
         "key already there must be a new one (not org.key itself, nor a key that signed records), or the command "
-        "refuses it before signing anything. A key that has already "
+        "refuses it before signing anything. First it catches up, as the node does when it starts: it opens the "
+        "node (on its [p2p] listen addresses, signing nothing) and waits up to [p2p] startup_sync_seconds for one "
+        "catch-up sync with a peer to complete, saying so on stderr, so that a data directory restored from an "
+        "older copy takes back the records the org signed since and the rotation is signed after them (signed at a "
+        "seq the org already used, it would get the org flagged as an equivocator everywhere). With no peer to dial "
+        "(no bootstrap "
+        "peers, no other org's address in its records) it rotates without; if none completes the sync in time it "
+        "refuses, signing nothing: start the node once so that it catches up, stop it and run this again, or pass "
+        "--without-catch-up if this data directory is current. A rotation of the key that comes back from peers "
+        "stops it as it stops a start (see `key adopt`); a rotation interrupted after its record was signed is "
+        "finished without a catch-up. A key that has already "
         "leaked is another matter: its holder can sign a rotation of its own, the conflict gets the org flagged "
         "as an equivocator everywhere, and the org then needs new vouches under a new key. Prints the old and the new "
         "did and the new peer id as JSON.",
-        examples=["vouchnet key rotate --dir ./alice"],
+        examples=["vouchnet key rotate --dir ./alice",
+                  "vouchnet key rotate --dir ./alice --without-catch-up   # its data directory known to be current"],
     )
     add_dir_option(rotate)
+    rotate.add_argument("--without-catch-up", action="store_true",
+                        help="rotate at once, without the catch-up sync with a peer: only for a data directory known "
+                        "to hold everything the org signed (not one restored from an older copy)")
     adopting = add_local_command(
         commands,
         "adopt",
@@ -93,11 +109,13 @@ def register(subparsers: Subparsers) -> None:
 
 def _rotate(args: argparse.Namespace) -> int:
     config = local_config(args)
+    if not args.without_catch_up:
+        _catch_up(config)
     try:
         rotation = rotate_key(config)
     except KeyFileError as error:
         raise UsageError(str(error)) from None
-    except (DataDirBusy, StoreLost) as error:
+    except (DataDirBusy, StoreLost, TakenBackError) as error:
         raise CommandFailed(str(error)) from None
     from gossip.host import peer_id_from_public_key  # here: py-libp2p's import would add 1 s to every command
 
@@ -105,6 +123,37 @@ def _rotate(args: argparse.Namespace) -> int:
                 "peer_id": peer_id_from_public_key(public_key_from_did(rotation.new))})
     print(f"rotated: start the node to sign with {rotation.new}", file=sys.stderr)
     return 0
+
+
+def _catch_up(config: NodeConfig) -> None:
+    """Before a rotation is signed, the catch-up sync a start runs (node.daemon.catch_up_stopped); none for a rotation
+    whose record is signed already (one interrupted: finishing it signs no record at a seq of the old key). Raises
+    CommandFailed if no peer completed it in time, or as a start fails (a rotation of the key taken back, say)."""
+    try:
+        if retired_to(config) is not None:
+            return
+    except KeyFileError as error:
+        raise UsageError(str(error)) from None
+    except StoreLost as error:
+        raise CommandFailed(str(error)) from None
+    from node.daemon import catch_up_stopped  # here: py-libp2p's import would add 1 s to every command
+
+    seconds = config.startup_sync_seconds
+    print(f"catching up first: opening the node to take back from a peer anything the org signed that this data "
+          f"directory lacks (up to {seconds:g} s, [p2p] startup_sync_seconds)", file=sys.stderr)
+    caught_up = run_node_code(config, catch_up_stopped)
+    if caught_up == "timed_out":
+        raise CommandFailed(
+            f"no peer completed a catch-up sync within {seconds:g} s ([p2p] startup_sync_seconds), so nothing was "
+            "signed: if this data directory was restored from an older copy, a rotation signed now could take a seq "
+            "the org has used already, and get it flagged as an equivocator everywhere. Start the node once "
+            f"(`vouchnet run --dir {config.data_dir}`) so that it catches up, stop it and rotate; or, if this data "
+            "directory holds everything the org signed, run this again with --without-catch-up")
+    if caught_up == "no_peers":
+        print("no peers to catch up with (no bootstrap peers, no other org's address in its records): rotating "
+              "without a catch-up", file=sys.stderr)
+    else:
+        print("caught up with a peer: rotating", file=sys.stderr)
 
 
 def _adopt(args: argparse.Namespace) -> int:

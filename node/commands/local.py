@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 
 from node.config import DEFAULT_API, DEFAULT_LISTEN, ConfigError, default_data_dir
 from node.keys import KeyFileError
-from node.strict_modes import TooOpen, check_strict_modes
 from vouching.bodies import NETWORK_RULE
 
-from .common import CommandFailed, Subparsers, UsageError, add_dir_option, add_local_command, did_argument, local_config
+from .common import Subparsers, UsageError, add_dir_option, add_local_command, did_argument, local_config
+from .node_code import run_node_code
 
 
 def register(subparsers: Subparsers) -> None:
@@ -94,38 +93,15 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import trio
-
-    from node.daemon import StartupError, run_until_signalled
+    from node.daemon import run_until_signalled
     from node.logs import configure_logging
     from node.open_files import raise_open_files_limit
 
     config = local_config(args)
-    try:
-        check_strict_modes(config.data_dir)
-    except TooOpen as error:
-        raise UsageError(str(error)) from None
     configure_logging(getattr(logging, args.log_level.upper()))
     raise_open_files_limit(config.limits.max_peers)
-    os.umask(0o077)  # what the node writes is the org's alone: the audit log holds raw telemetry
-    try:
-        trio.run(run_until_signalled, config)
-    except BaseException as error:  # a failure to start comes up through the node's nursery, in exception groups
-        if (unusable := _sole(error, KeyFileError)) is not None:
-            raise UsageError(str(unusable)) from None
-        failure = _sole(error, StartupError)
-        if failure is None:
-            raise
-        raise CommandFailed(str(failure)) from None
+    run_node_code(config, run_until_signalled)
     return 0
-
-
-def _sole(error: BaseException, kind: type[Exception]) -> Exception | None:
-    """`error` if it is a `kind`, or the one `kind` inside exception groups of one exception each (as trio's
-    nurseries pass a failure up); else None."""
-    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-        error = error.exceptions[0]
-    return error if isinstance(error, kind) else None
 
 
 def _demo(args: argparse.Namespace) -> int:

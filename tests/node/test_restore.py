@@ -4,25 +4,33 @@ org would be flagged as an equivocator everywhere."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
 import shutil
-from dataclasses import replace
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import httpx
 import pytest
 import trio
+from nacl.signing import SigningKey
 
 from gossip.checkpoints import CHECKPOINT_FILE
+from gossip.host import peer_id_from_public_key
+from gossip.replica import Replica
 from gossip.service import GossipService
 from gossip.store import RecordStore
 from node import cli
 from node.config import load_config
 from node.daemon import Node, StartupError, serve_node
-from node.keys import load_org_key
-from node.rotation import rotate_key
+from node.keys import create_org_key, load_org_key
+from node.rotation import NEXT_KEY_FILE, rotate_key
 from node.setup import init_data_dir
-from vouching import did_key, verify_record, vouch_body
+from node.taken_back_rotation import TAKEN_BACK_FILE, refusal
+from vouching import did_key, org_body, verify_record, vouch_body
 
 from ..factories import new_did
 from .in_process import LOOPBACK, holds, records_of, running
@@ -33,8 +41,8 @@ pytestmark = pytest.mark.slow
 def _org_vouched_by(b, path):
     """A new org's data directory at `path`, its node bootstrapping from `b`, which vouches for it (the org inside
     b's horizon); its config and did."""
-    made = init_data_dir(path, network="test", listen=LOOPBACK, api="127.0.0.1:0")
-    config = replace(load_config(made.data_dir), bootstrap=(b.host.listen_addrs[0],))
+    made = init_data_dir(path, network="test", listen=LOOPBACK, api="127.0.0.1:0", bootstrap=(b.host.listen_addrs[0],))
+    config = load_config(made.data_dir)  # from its config.toml, as `vouchnet key rotate` reads it
     org = did_key(bytes(load_org_key(config.key_path).verify_key))
     b.replica.issue("vouch", vouch_body(org, 0.9, "org-peer"))
     return config, org
@@ -48,6 +56,18 @@ async def _saved_checkpoint(node: Node) -> None:
         await saved.wait()
 
 
+async def _signed_more(config, b) -> int:
+    """Start the node of `config`, sign two vouches, wait until `b` holds them, and stop it; the last seq signed."""
+    async with trio.open_nursery() as nursery:
+        a = await nursery.start(serve_node, config)
+        for _ in range(2):
+            a.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+        signed = a.replica.store.head(a.did).seq
+        await records_of(b, lambda r: r.iss == a.did and r.seq == signed)
+        nursery.cancel_scope.cancel()
+    return signed
+
+
 async def test_a_node_restored_from_an_older_copy_signs_after_what_it_signed_since(tmp_path, caplog):
     async with running(tmp_path / "b", settings={"sync_interval": 0.5}) as b:  # b fetches what gossip misses
         config, org = _org_vouched_by(b, tmp_path / "a")
@@ -57,13 +77,7 @@ async def test_a_node_restored_from_an_older_copy_signs_after_what_it_signed_sin
                 await holds(b, a.replica.store.head(org).id)  # its org record, signed as it started
                 nursery.cancel_scope.cancel()
             shutil.copytree(config.data_dir, tmp_path / "backup")
-            async with trio.open_nursery() as nursery:
-                a = await nursery.start(serve_node, config)  # on another port: a new org record at start
-                for _ in range(2):
-                    a.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
-                signed = a.replica.store.head(org).seq
-                await records_of(b, lambda r: r.iss == org and r.seq == signed)
-                nursery.cancel_scope.cancel()
+            signed = await _signed_more(config, b)  # on another port: a new org record at start, then two
             shutil.rmtree(config.data_dir)
             shutil.copytree(tmp_path / "backup", config.data_dir)
             with caplog.at_level(logging.CRITICAL, logger="gossip.replica"):
@@ -215,3 +229,149 @@ async def test_a_start_publishes_the_records_linking_its_keys_only_as_its_catch_
                 assert a.did == new and a.startup_sync == "done"
                 nursery.cancel_scope.cancel()
             assert published == []
+
+
+async def _rotate(*options: str, config) -> tuple[int, str, str]:
+    """`vouchnet key rotate` on `config`'s data directory, in a worker thread (it runs trio itself) while the test's
+    nodes run on: its exit status, stdout and stderr."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            status = await trio.to_thread.run_sync(cli.main, ["key", "rotate", "--dir", str(config.data_dir), *options])
+        out.seek(0), err.seek(0)
+        return status, out.read(), err.read()
+
+
+async def _started_until_held(config, b) -> None:
+    """Start the node of `config`, wait until `b` holds the last record its key signed, and stop it."""
+    async with trio.open_nursery() as nursery:
+        a = await nursery.start(serve_node, config)
+        await holds(b, a.replica.store.head(a.did).id)
+        nursery.cancel_scope.cancel()
+
+
+async def test_key_rotate_restored_from_an_older_copy_catches_up_and_signs_after_what_the_org_signed_since(tmp_path):
+    """Before: `key rotate` signed the rotation at the older copy's head, a seq the org had used since, and every
+    node flagged the org as an equivocator for good."""
+    async with running(tmp_path / "b", settings={"sync_interval": 0.5}) as b:
+        config, old = _org_vouched_by(b, tmp_path / "a")
+        with trio.fail_after(60):
+            await _started_until_held(config, b)
+            shutil.copytree(config.data_dir, tmp_path / "backup")
+            signed = await _signed_more(config, b)
+            shutil.rmtree(config.data_dir)
+            shutil.copytree(tmp_path / "backup", config.data_dir)
+            status, out, err = await _rotate(config=config)
+            assert status == 0, err
+            new = json.loads(out)["new"]
+            assert "catching up" in err and "caught up with a peer: rotating" in err
+            with RecordStore.open(config.data_dir) as store:
+                rotation = verify_record(store.at(old, store.head(old).seq))
+            assert (rotation.seq, rotation.body.next) == (signed + 1, new)
+            async with trio.open_nursery() as nursery:
+                a = await nursery.start(serve_node, config)
+                assert a.did == new
+                await holds(b, a.replica.store.head(new).id)  # accepted once b holds the rotation: the keys linked
+                nursery.cancel_scope.cancel()
+        assert b.replica.succession.keys(new) == (old, new) and not {old, new} & b.replica.flagged
+
+
+@asynccontextmanager
+async def _silent_peer() -> AsyncIterator[tuple[str, list[int]]]:
+    """A bootstrap address whose host accepts connections and never answers; and the list of connections it accepted
+    (each a 1), for as long as the block runs."""
+    accepted: list[int] = []
+
+    async def hold(stream: trio.SocketStream) -> None:
+        accepted.append(1)
+        await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        [listener] = await nursery.start(functools.partial(trio.serve_tcp, hold, 0, host="127.0.0.1"))
+        port = listener.socket.getsockname()[1]
+        yield f"/ip4/127.0.0.1/tcp/{port}/p2p/{peer_id_from_public_key(bytes(SigningKey.generate().verify_key))}", \
+            accepted
+        nursery.cancel_scope.cancel()
+
+
+def _silenced_org(path, peer: str):
+    """A new org's data directory whose one bootstrap peer is `peer`, with a catch-up of 0.5 s at most; its config."""
+    made = init_data_dir(path, network="test", listen=LOOPBACK, api="127.0.0.1:0", bootstrap=(peer,))
+    toml = made.data_dir / "config.toml"
+    toml.write_text(toml.read_text().replace("startup_sync_seconds = 10.0", "startup_sync_seconds = 0.5"))
+    config = load_config(made.data_dir)
+    assert config.startup_sync_seconds == 0.5
+    return config
+
+
+def _chain(config) -> tuple[str, int]:
+    """The org key's did and the seq of its last record in the data directory (0: none)."""
+    did = did_key(bytes(load_org_key(config.key_path).verify_key))
+    with RecordStore.open(config.data_dir) as store:
+        head = store.head(did)
+    return did, 0 if head is None else head.seq
+
+
+async def test_key_rotate_refuses_when_no_peer_completes_the_catch_up_in_time_unless_told_to_go_without(tmp_path):
+    with trio.fail_after(60):
+        async with _silent_peer() as (peer, dialled):
+            config = _silenced_org(tmp_path / "a", peer)
+            before = _chain(config)
+            status, out, err = await _rotate(config=config)
+            assert (status, out) == (1, "")
+            assert "no peer completed a catch-up sync within 0.5 s ([p2p] startup_sync_seconds), so nothing" in err
+            assert f"`vouchnet run --dir {config.data_dir}`" in err and "again with --without-catch-up" in err
+            assert dialled and _chain(config) == before and not (config.data_dir / NEXT_KEY_FILE).exists()
+            dialled.clear()
+            status, out, err = await _rotate("--without-catch-up", config=config)
+            assert status == 0, err
+            assert "catching up" not in err and not dialled  # the node was not opened
+            assert json.loads(out)["old"] == before[0] and _chain(config)[0] == json.loads(out)["new"]
+
+
+async def test_key_rotate_with_no_peer_to_dial_rotates_and_says_so(tmp_path):
+    made = init_data_dir(tmp_path / "a", network="test", listen=LOOPBACK, api="127.0.0.1:0")
+    config = load_config(made.data_dir)
+    with trio.fail_after(30):
+        status, out, err = await _rotate(config=config)
+    assert status == 0, err
+    assert "no peers to catch up with" in err and _chain(config)[0] == json.loads(out)["new"] != made.did
+
+
+async def test_key_rotate_finishes_a_signed_rotation_without_catching_up_again(tmp_path):
+    """Interrupted once its rotation record is signed, a rotation needs no catch-up: that record is at the head."""
+    with trio.fail_after(30):
+        async with _silent_peer() as (peer, dialled):
+            config = _silenced_org(tmp_path / "a", peer)
+            old = _chain(config)[0]
+            successor = create_org_key(config.data_dir / NEXT_KEY_FILE)
+            new = did_key(bytes(successor.verify_key))
+            with RecordStore.open(config.data_dir) as store:  # the crash: signed, the new key not yet installed
+                Replica(load_org_key(config.key_path), store, roots=(), max_hops=2, held_limit=10).issue(
+                    "org", org_body("a", "test", next=new))
+            status, out, err = await _rotate(config=config)
+            assert status == 0, err
+            assert json.loads(out)["old"] == old and _chain(config) == (new, 1)
+            assert "catching up" not in err and not dialled
+
+
+async def test_key_rotate_that_takes_back_a_rotation_of_its_key_refuses_as_a_start_does(tmp_path):
+    """Before: `key rotate` on a copy older than the org's last rotation signed a second rotation at its seq."""
+    async with running(tmp_path / "b", settings={"sync_interval": 0.5}) as b:
+        config, old = _org_vouched_by(b, tmp_path / "a")
+        with trio.fail_after(60):
+            await _started_until_held(config, b)
+            shutil.copytree(config.data_dir, tmp_path / "backup")
+            new = rotate_key(config).new
+            await _started_until_held(config, b)
+            shutil.rmtree(config.data_dir)
+            shutil.copytree(tmp_path / "backup", config.data_dir)
+            before = _chain(config)
+            rotation = verify_record(b.replica.store.at(old, before[1] + 1))
+            assert rotation.body.next == new
+            for options in ((), ("--without-catch-up",)):  # the second refused at once, the rotation kept
+                status, out, err = await _rotate(*options, config=config)
+                assert (status, out) == (1, "")
+                assert err.splitlines()[-1] == f"vouchnet key rotate: {refusal(config, rotation)}"
+                assert verify_record((config.data_dir / TAKEN_BACK_FILE).read_bytes()) == rotation
+                assert _chain(config) == before and not (config.data_dir / NEXT_KEY_FILE).exists()
+        assert not {old, new} & b.replica.flagged
