@@ -255,12 +255,15 @@ class Cluster:
             self._set(replace(self.entry(entry.name), pid=None, started=None, log_pid=None, log_started=None))
         return Stopped([by_pid[p] for p in clean], [by_pid[p] for p in killed])
 
-    def rotate_key(self, name: str) -> tuple[str, str]:
+    def rotate_key(self, name: str, *, catch_up: bool = True) -> tuple[str, str]:
         """`vouchnet key rotate` on the node's data directory (the node must be stopped: the command refuses a
         running node's), then its new key into the state file (the old one joins `former_dids`) and into the
-        bootstrap lists of the nodes that dial it (config.toml, read at their next start); returns (old, new did)."""
+        bootstrap lists of the nodes that dial it (config.toml, read at their next start); returns (old, new did).
+        Without `catch_up` (no running peer it may reach: its catch-up would time out, and the command refuse), with
+        --without-catch-up: the testnet stopped the node itself, so its data directory is current."""
+        flags = () if catch_up else ("--without-catch-up",)
         try:
-            run = subprocess.run(processes.vouchnet_command("key", "rotate", "--dir", str(self.data_dir(name))),
+            run = subprocess.run(processes.vouchnet_command("key", "rotate", "--dir", str(self.data_dir(name)), *flags),
                                  capture_output=True, text=True, env=processes.child_env(), timeout=ROTATE_TIMEOUT)
         except subprocess.TimeoutExpired:
             raise ClusterError(f"{name}: `vouchnet key rotate` did not finish in {ROTATE_TIMEOUT} s") from None

@@ -133,12 +133,17 @@ class Rotated:
     answered: float
 
 
+def peers_on_its_side(node: str, partition: Partition | None, up: Iterable[str]) -> list[str]:
+    """The running nodes `up` that `node` may reach: those on its side of the partition, if one holds."""
+    return [n for n in up if n != node and (partition is None or (n in partition.side) == (node in partition.side))]
+
+
 def rotate(cluster: Cluster, node: str, partition: Partition | None, up: Iterable[str], say: Say) -> Rotated:
     """Stop the node cleanly (SIGTERM, as `down` does), run `vouchnet key rotate` on its data directory and start it
     again with its data, as `restart` does. Inside a partition, the other running nodes `up` (it is not among them)
     refuse its new PeerID before it starts."""
     cluster.stop([node])
-    old, new = cluster.rotate_key(node)
+    old, new = cluster.rotate_key(node, catch_up=bool(peers_on_its_side(node, partition, up)))
     if partition is not None:
         cut(cluster, partition, up)
     started = time.time()

@@ -12,6 +12,7 @@ from node.setup import init_data_dir
 from testnet import cluster as cluster_module
 from testnet import processes
 from testnet.cluster import Cluster, ClusterError
+from testnet.faults import Partition, peers_on_its_side
 from testnet import state
 from testnet.ports import choose_ports
 from testnet.state import NodeEntry, api_bind, listen_addr
@@ -116,3 +117,17 @@ def test_node_directories_without_a_testnet_are_named_not_overwritten(tmp_path, 
     with pytest.raises(ClusterError, match=f"{tmp_path}: holds nodes/ but no testnet.json"):
         Cluster.create(tmp_path, nodes=2, seed=1, topology="mesh")
     assert (tmp_path / "nodes" / "n00").exists()
+
+
+def test_a_node_with_no_running_peer_on_its_side_is_rotated_without_a_catch_up(tmp_path, monkeypatch):
+    """Its catch-up would time out and `vouchnet key rotate` refuse, failing the scenario's rotate fault; the testnet
+    stopped the node itself, so its data directory is current."""
+    side = Partition(side=("n00",), rest=("n01", "n02"))
+    assert peers_on_its_side("n00", side, ["n01", "n02"]) == []
+    assert peers_on_its_side("n01", side, ["n02"]) == ["n02"]
+    assert peers_on_its_side("n00", None, ["n01"]) == ["n01"]
+    assert peers_on_its_side("n00", None, []) == []
+    cluster = created(tmp_path, monkeypatch, nodes=2)  # n01 is n00's bootstrap peer, and not running
+    before = cluster.entry("n00").did
+    old, new = cluster.rotate_key("n00", catch_up=False)
+    assert old == before != new == cluster.entry("n00").did and cluster.entry("n00").former_dids == (before,)
