@@ -13,7 +13,7 @@ import gc
 import logging
 import signal
 import urllib.parse
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, closing
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -476,11 +476,13 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
         task_status.started(node)
 
 
-async def catch_up_stopped(config: NodeConfig) -> StartupSync:
+async def catch_up_stopped(config: NodeConfig, *, opened: Callable[[], object] = lambda: None) -> StartupSync:
     """`vouchnet key rotate`'s catch-up, before it signs the rotation: the stopped node of `config` opened and caught
-    up as serve_node starts it (_caught_up), then closed, the data directory's lock released. Returns how the
-    catch-up sync went; raises StartupError as a start does, for a rotation of the key taken back too."""
+    up as serve_node starts it (_caught_up), `opened` called between the two (opening it replays its trust engine as a
+    start does, which can take longer than the catch-up), then closed, the data directory's lock released. Returns
+    how the catch-up sync went; raises StartupError as a start does, for a rotation of the key taken back too."""
     async with _opened(config) as node, trio.open_nursery() as nursery:
+        opened()
         caught_up = await _caught_up(node, nursery)
         nursery.cancel_scope.cancel()
     return caught_up
