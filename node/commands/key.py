@@ -143,7 +143,7 @@ def _catch_up(config: NodeConfig) -> None:
     print("catching up first: opening the node as a start does, signing nothing (its trust engine is replayed, from "
           "engine.snapshot, or else from every record: 30 s or more at 10^6 records)", file=sys.stderr)
 
-    def opened() -> None:
+    def opened(_: object) -> None:
         print(f"opened: taking back from a peer anything the org signed that this data directory lacks (up to "
               f"{seconds:g} s, [p2p] startup_sync_seconds)", file=sys.stderr)
 

@@ -25,7 +25,7 @@ from gossip.service import GossipService
 from gossip.store import RecordStore
 from node import cli
 from node.config import load_config
-from node.daemon import Node, StartupError, serve_node
+from node.daemon import Node, StartupError, catch_up_stopped, serve_node
 from node.keys import create_org_key, load_org_key
 from node.rotation import NEXT_KEY_FILE, rotate_key
 from node.setup import init_data_dir
@@ -378,3 +378,23 @@ async def test_key_rotate_that_takes_back_a_rotation_of_its_key_refuses_as_a_sta
                 assert verify_record((config.data_dir / TAKEN_BACK_FILE).read_bytes()) == rotation
                 assert _chain(config) == before and not (config.data_dir / NEXT_KEY_FILE).exists()
         assert not {old, new} & b.replica.flagged
+
+
+async def test_a_catch_up_is_not_done_by_a_peer_that_dialled_in_unasked(tmp_path):
+    """Before: a round with any peer ended the catch-up (`key rotate`'s and a start's), so a node of the network
+    dialling a restored node as it opened, answering that it held nothing, had the rotation signed at once, at the
+    older copy's head: now only a round with a peer it dials (README: one of them) does."""
+    with trio.fail_after(60):
+        async with _silent_peer() as (peer, _), running(tmp_path / "stranger") as stranger:
+            config = _silenced_org(tmp_path / "a", peer)
+            toml = config.data_dir / "config.toml"
+            toml.write_text(toml.read_text().replace("startup_sync_seconds = 0.5", "startup_sync_seconds = 5.0"))
+            served = stranger.sync.stats.streams_served
+
+            async def dialled_in(a: Node) -> None:
+                await stranger.host.connect(f"{a.host.listen_addrs[0]}")
+
+            async with trio.open_nursery() as nursery:
+                caught_up = await catch_up_stopped(load_config(config.data_dir),
+                                                   opened=lambda a: nursery.start_soon(dialled_in, a))
+            assert caught_up == "timed_out" and stranger.sync.stats.streams_served > served
