@@ -410,7 +410,7 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
         await nursery.start(node.telemetry.vouch_revocations.run,
                             (node.did, *node.replica.succession.earlier(node.did)))
         # What we signed before, as peers know it (`vouchnet key rotate` runs the same); then the services that sign.
-        node.startup_sync = await _caught_up(node, nursery)
+        node.startup_sync = await _caught_up(node, nursery, signs_timed_out=True)
         if node.startup_sync == "timed_out":
             log.warning("no peer completed a catch-up sync in time; signing without it (if this data directory was "
                         "restored from an older copy, the org may sign twice at one seq)",
@@ -481,20 +481,21 @@ async def catch_up_stopped(config: NodeConfig, *,
     """`vouchnet key rotate`'s catch-up, before it signs the rotation: the stopped node of `config` opened and caught
     up as serve_node starts it (_caught_up), `opened(node)` called between the two (opening it replays its trust
     engine as a start does, which can take longer than the catch-up), then closed, the data directory's lock
-    released. Returns how the catch-up sync went; raises StartupError as a start does, for a rotation of the key
-    taken back too."""
+    released; timed out, it signs nothing, not even evidence found meanwhile. Returns how the catch-up sync went;
+    raises StartupError as a start does, for a rotation of the key taken back too."""
     async with _opened(config) as node, trio.open_nursery() as nursery:
         opened(node)
-        caught_up = await _caught_up(node, nursery)
+        caught_up = await _caught_up(node, nursery, signs_timed_out=False)
         nursery.cancel_scope.cancel()
     return caught_up
 
 
-async def _caught_up(node: Node, nursery: trio.Nursery) -> StartupSync:
+async def _caught_up(node: Node, nursery: trio.Nursery, *, signs_timed_out: bool) -> StartupSync:
     """A start's first steps, before anything signs: gossip, sync and the peer manager started in `nursery` (gossip
     first: our own records issued from then on, the org record and digests, are published), then the catch-up sync
-    that takes back what the org signed, as a peer it dials knows it (_take_back_own_records). Raises StartupError if a
-    rotation of the key came back, having kept it in rotation.taken-back (node.taken_back_rotation)."""
+    that takes back what the org signed, as a peer it dials knows it (_take_back_own_records; timed out, what waited to
+    be signed is signed only if `signs_timed_out`). Raises StartupError if a rotation of the key came back, having
+    kept it in rotation.taken-back (node.taken_back_rotation)."""
     dialled_round = trio.Event()  # (listening before any round can end)
 
     def round_ended(peer_id: str) -> None:  # one of SyncService.same_network_listeners
@@ -505,7 +506,8 @@ async def _caught_up(node: Node, nursery: trio.Nursery) -> StartupSync:
     try:
         for service in (node.gossip, node.sync, node.peer_manager):
             await nursery.start(service.run)
-        return await _take_back_own_records(node, dialled_round, node.config.startup_sync_seconds)
+        return await _take_back_own_records(node, dialled_round, node.config.startup_sync_seconds,
+                                            signs_timed_out=signs_timed_out)
     except RotationTakenBack as taken:
         keep(node.config.data_dir, taken.rotation)
         raise StartupError(refusal(node.config, taken.rotation)) from None
@@ -518,13 +520,15 @@ def _free_it(setting: str, config: NodeConfig) -> str:
     return f"stop what uses it, or change {setting} in {config.data_dir / CONFIG_FILE}"
 
 
-async def _take_back_own_records(node: Node, dialled_round: trio.Event, seconds: float) -> StartupSync:
+async def _take_back_own_records(node: Node, dialled_round: trio.Event, seconds: float, *,
+                                 signs_timed_out: bool) -> StartupSync:
     """Before the node signs anything, one full catch-up sync with one of the peers it dials (`dialled_round` set:
     not a peer that dialled in unasked, which may be a hostile node of the network answering that it holds nothing),
     if it has peers to dial, for up to `seconds`: a node whose data directory was restored from an older copy takes
     back the records it signed since (DESIGN §3: two records at one seq would flag the org as an equivocator).
-    Evidence found meanwhile waits. Raises RotationTakenBack, having signed nothing, if a rotation of the node's key
-    came back (node.taken_back_rotation). Returns how it went: "no_peers" (none to dial), "done" or "timed_out"."""
+    Evidence found meanwhile waits, and is signed then (timed out, only if `signs_timed_out`: else it is dropped).
+    Raises RotationTakenBack, having signed nothing, if a rotation of the node's key came back
+    (node.taken_back_rotation). Returns how it went: "no_peers" (none to dial), "done" or "timed_out"."""
     if not node.peer_manager.has_peers:
         return "no_peers"
     node.replica.defer_signing()
@@ -532,7 +536,7 @@ async def _take_back_own_records(node: Node, dialled_round: trio.Event, seconds:
         with trio.move_on_after(seconds) as waited:
             await dialled_round.wait()
     finally:
-        node.replica.resume_signing()
+        node.replica.resume_signing(sign_deferred=signs_timed_out or not waited.cancelled_caught)
     return "timed_out" if waited.cancelled_caught else "done"
 
 

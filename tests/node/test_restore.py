@@ -32,7 +32,7 @@ from node.setup import init_data_dir
 from node.taken_back_rotation import TAKEN_BACK_FILE, refusal
 from vouching import did_key, org_body, verify_record, vouch_body
 
-from ..factories import new_did
+from ..factories import Org, new_did
 from .in_process import LOOPBACK, holds, records_of, running
 
 pytestmark = pytest.mark.slow
@@ -293,9 +293,9 @@ async def _silent_peer() -> AsyncIterator[tuple[str, list[int]]]:
         nursery.cancel_scope.cancel()
 
 
-def _silenced_org(path, peer: str):
+def _silenced_org(path, peer: str, **init):
     """A new org's data directory whose one bootstrap peer is `peer`, with a catch-up of 0.5 s at most; its config."""
-    made = init_data_dir(path, network="test", listen=LOOPBACK, api="127.0.0.1:0", bootstrap=(peer,))
+    made = init_data_dir(path, network="test", listen=LOOPBACK, api="127.0.0.1:0", bootstrap=(peer,), **init)
     toml = made.data_dir / "config.toml"
     toml.write_text(toml.read_text().replace("startup_sync_seconds = 10.0", "startup_sync_seconds = 0.5"))
     config = load_config(made.data_dir)
@@ -398,3 +398,28 @@ async def test_a_catch_up_is_not_done_by_a_peer_that_dialled_in_unasked(tmp_path
                 caught_up = await catch_up_stopped(load_config(config.data_dir),
                                                    opened=lambda a: nursery.start_soon(dialled_in, a))
             assert caught_up == "timed_out" and stranger.sync.stats.streams_served > served
+
+
+async def test_key_rotate_timed_out_signs_no_evidence_found_during_its_catch_up(tmp_path, monkeypatch):
+    """Before: the catch-up's end signed what waited for it, timed out too: evidence of an equivocation a peer showed
+    meanwhile was signed at the older copy's head (a seq the org may have used), and `key rotate` said nothing was."""
+    rooted = Org()
+    ours = rooted.record()
+    theirs = rooted.fork(ours.seq, ours.prev)
+    defer = Replica.defer_signing
+
+    def deferred_as_a_peer_shows_a_fork(replica: Replica) -> None:  # (as an answer in the catch-up sync would)
+        defer(replica)
+        replica.accept([theirs])
+
+    with trio.fail_after(60):
+        async with _silent_peer() as (peer, _):
+            config = _silenced_org(tmp_path / "a", peer, roots=(rooted.did,))
+            with RecordStore.open(config.data_dir) as store:
+                replica = Replica(load_org_key(config.key_path), store, roots=(rooted.did,), max_hops=2, held_limit=10)
+                assert replica.accept([ours]).accepted == [ours]
+            before = _chain(config)
+            monkeypatch.setattr(Replica, "defer_signing", deferred_as_a_peer_shows_a_fork)
+            status, out, err = await _rotate(config=config)
+            assert (status, out) == (1, "") and "so nothing was signed" in err
+            assert _chain(config) == before
