@@ -481,8 +481,8 @@ async def catch_up_stopped(config: NodeConfig, *,
     """`vouchnet key rotate`'s catch-up, before it signs the rotation: the stopped node of `config` opened and caught
     up as serve_node starts it (_caught_up), `opened(node)` called between the two (opening it replays its trust
     engine as a start does, which can take longer than the catch-up), then closed, the data directory's lock
-    released; timed out, it signs nothing, not even evidence found meanwhile. Returns how the catch-up sync went;
-    raises StartupError as a start does, for a rotation of the key taken back too."""
+    released; timed out or interrupted, it signs nothing, not even evidence found meanwhile. Returns how the
+    catch-up sync went; raises StartupError as a start does, for a rotation of the key taken back too."""
     async with _opened(config) as node, trio.open_nursery() as nursery:
         opened(node)
         caught_up = await _caught_up(node, nursery, signs_timed_out=False)
@@ -526,18 +526,21 @@ async def _take_back_own_records(node: Node, dialled_round: trio.Event, seconds:
     not a peer that dialled in unasked, which may be a hostile node of the network answering that it holds nothing),
     if it has peers to dial, for up to `seconds`: a node whose data directory was restored from an older copy takes
     back the records it signed since (DESIGN §3: two records at one seq would flag the org as an equivocator).
-    Evidence found meanwhile waits, and is signed then (timed out, only if `signs_timed_out`: else it is dropped).
+    Evidence found meanwhile waits, and is signed then (timed out or interrupted, only if `signs_timed_out`: else it
+    is dropped).
     Raises RotationTakenBack, having signed nothing, if a rotation of the node's key came back
     (node.taken_back_rotation). Returns how it went: "no_peers" (none to dial), "done" or "timed_out"."""
     if not node.peer_manager.has_peers:
         return "no_peers"
     node.replica.defer_signing()
+    done = False
     try:
         with trio.move_on_after(seconds) as waited:
             await dialled_round.wait()
-    finally:
-        node.replica.resume_signing(sign_deferred=signs_timed_out or not waited.cancelled_caught)
-    return "timed_out" if waited.cancelled_caught else "done"
+        done = not waited.cancelled_caught
+    finally:  # (interrupted, as timed out)
+        node.replica.resume_signing(sign_deferred=done or signs_timed_out)
+    return "done" if done else "timed_out"
 
 
 async def _catch_up_late(node: Node) -> None:

@@ -423,3 +423,13 @@ async def test_key_rotate_timed_out_signs_no_evidence_found_during_its_catch_up(
             status, out, err = await _rotate(config=config)
             assert (status, out) == (1, "") and "so nothing was signed" in err
             assert _chain(config) == before
+            toml = config.data_dir / "config.toml"  # interrupted (Ctrl-C) before it timed out, nothing either
+            toml.write_text(toml.read_text().replace("startup_sync_seconds = 0.5", "startup_sync_seconds = 60.0"))
+            deferred = trio.Event()
+            monkeypatch.setattr(Replica, "defer_signing",
+                                lambda replica: (deferred_as_a_peer_shows_a_fork(replica), deferred.set()))
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(catch_up_stopped, load_config(config.data_dir))
+                await deferred.wait()
+                nursery.cancel_scope.cancel()
+            assert _chain(config) == before
