@@ -491,11 +491,11 @@ async def catch_up_stopped(config: NodeConfig, *,
 
 
 async def _caught_up(node: Node, nursery: trio.Nursery, *, signs_timed_out: bool) -> StartupSync:
-    """A start's first steps, before anything signs: gossip, sync and the peer manager started in `nursery` (gossip
-    first: our own records issued from then on, the org record and digests, are published), then the catch-up sync
-    that takes back what the org signed, as a peer it dials knows it (_take_back_own_records; timed out, what waited to
-    be signed is signed only if `signs_timed_out`). Raises StartupError if a rotation of the key came back, having
-    kept it in rotation.taken-back (node.taken_back_rotation)."""
+    """A start's first steps, before anything signs (_take_back_own_records): gossip, sync and the peer manager
+    started in `nursery` (gossip first: our own records issued from then on, the org record and digests, are
+    published), then the catch-up sync that takes back what the org signed, as a peer it dials knows it (timed out,
+    what waited to be signed is signed only if `signs_timed_out`). Raises StartupError if a rotation of the key came
+    back, having kept it in rotation.taken-back (node.taken_back_rotation)."""
     dialled_round = trio.Event()  # (listening before any round can end)
 
     def round_ended(peer_id: str) -> None:  # one of SyncService.same_network_listeners
@@ -504,9 +504,7 @@ async def _caught_up(node: Node, nursery: trio.Nursery, *, signs_timed_out: bool
 
     node.sync.same_network_listeners.append(round_ended)
     try:
-        for service in (node.gossip, node.sync, node.peer_manager):
-            await nursery.start(service.run)
-        return await _take_back_own_records(node, dialled_round, node.config.startup_sync_seconds,
+        return await _take_back_own_records(node, nursery, dialled_round, node.config.startup_sync_seconds,
                                             signs_timed_out=signs_timed_out)
     except RotationTakenBack as taken:
         keep(node.config.data_dir, taken.rotation)
@@ -520,26 +518,32 @@ def _free_it(setting: str, config: NodeConfig) -> str:
     return f"stop what uses it, or change {setting} in {config.data_dir / CONFIG_FILE}"
 
 
-async def _take_back_own_records(node: Node, dialled_round: trio.Event, seconds: float, *,
+async def _take_back_own_records(node: Node, nursery: trio.Nursery, dialled_round: trio.Event, seconds: float, *,
                                  signs_timed_out: bool) -> StartupSync:
-    """Before the node signs anything, one full catch-up sync with one of the peers it dials (`dialled_round` set:
-    not a peer that dialled in unasked, which may be a hostile node of the network answering that it holds nothing),
-    if it has peers to dial, for up to `seconds`: a node whose data directory was restored from an older copy takes
-    back the records it signed since (DESIGN §3: two records at one seq would flag the org as an equivocator).
-    Evidence found meanwhile waits, and is signed then (timed out or interrupted, only if `signs_timed_out`: else it
-    is dropped).
-    Raises RotationTakenBack, having signed nothing, if a rotation of the node's key came back
-    (node.taken_back_rotation). Returns how it went: "no_peers" (none to dial), "done" or "timed_out"."""
-    if not node.peer_manager.has_peers:
-        return "no_peers"
-    node.replica.defer_signing()
+    """Gossip, sync and the peer manager started in `nursery`, then, before the node signs anything, one full
+    catch-up sync with one of the peers it dials (`dialled_round` set: not a peer that dialled in unasked, which may
+    be a hostile node of the network answering that it holds nothing), if it has peers to dial, for up to `seconds`:
+    a node whose data directory was restored from an older copy takes back the records it signed since (DESIGN §3:
+    two records at one seq would flag the org as an equivocator). Signing is deferred before the services start (a
+    peer connected while the node opened may bring in evidence at once): evidence found meanwhile waits, and is signed
+    then (timed out or interrupted, only if `signs_timed_out`: else it is dropped). Raises RotationTakenBack, having
+    signed nothing, if a rotation of the node's key came back (node.taken_back_rotation). Returns how it went:
+    "no_peers" (none to dial), "done" or "timed_out"."""
+    waits = node.peer_manager.has_peers
+    if waits:
+        node.replica.defer_signing()
     done = False
     try:
+        for service in (node.gossip, node.sync, node.peer_manager):
+            await nursery.start(service.run)
+        if not waits:
+            return "no_peers"
         with trio.move_on_after(seconds) as waited:
             await dialled_round.wait()
         done = not waited.cancelled_caught
     finally:  # (interrupted, as timed out)
-        node.replica.resume_signing(sign_deferred=done or signs_timed_out)
+        if waits:
+            node.replica.resume_signing(sign_deferred=done or signs_timed_out)
     return "done" if done else "timed_out"
 
 

@@ -433,3 +433,31 @@ async def test_key_rotate_timed_out_signs_no_evidence_found_during_its_catch_up(
                 await deferred.wait()
                 nursery.cancel_scope.cancel()
             assert _chain(config) == before
+
+
+async def test_key_rotate_signs_nothing_a_peer_brings_in_as_the_node_s_services_start(tmp_path, monkeypatch):
+    """Before: signing was deferred only once gossip, sync and the peer manager had started, and a peer connected
+    while the node opened (its trust engine replaying, say) could meanwhile show a fork that the node signed evidence
+    of at once, at the data directory's head, before a catch-up that then timed out."""
+    rooted = Org()
+    ours = rooted.record()
+    theirs = rooted.fork(ours.seq, ours.prev)
+    start = GossipService.run
+
+    async def run_showing_a_fork(gossip: GossipService, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(functools.partial(start, gossip))
+            gossip._replica.accept([theirs])  # (as a peer's message would, once gossip has started)
+            task_status.started()
+
+    with trio.fail_after(60):
+        async with _silent_peer() as (peer, _):
+            config = _silenced_org(tmp_path / "a", peer, roots=(rooted.did,))
+            with RecordStore.open(config.data_dir) as store:
+                replica = Replica(load_org_key(config.key_path), store, roots=(rooted.did,), max_hops=2, held_limit=10)
+                assert replica.accept([ours]).accepted == [ours]
+            before = _chain(config)
+            monkeypatch.setattr(GossipService, "run", run_showing_a_fork)
+            status, out, err = await _rotate(config=config)
+            assert (status, out) == (1, "") and "so nothing was signed" in err
+            assert _chain(config) == before
