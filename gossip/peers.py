@@ -381,6 +381,11 @@ class PeerManager:
         """Whether it knows any peer to dial (from the bootstrap list or other orgs' `org` records)."""
         return self._schedule.size > 0
 
+    def keeps(self, peer_id: str) -> bool:
+        """Whether `peer_id` is one it keeps connected (a bootstrap peer, an org from its `org` records), not a peer
+        that dialled in unasked."""
+        return bool(self._schedule.kept([peer_id]))
+
     def known(self, *, after: str | None, limit: int) -> list[KnownPeer]:
         """The first `limit` peers it knows, in peer id order after `after`: those it keeps connected and those
         connected now that dialled in (DialSchedule.known)."""

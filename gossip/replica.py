@@ -162,13 +162,14 @@ class Replica:
         self._deferred = []
         self._held_own = self.store.head(self.did) is not None
 
-    def resume_signing(self) -> None:
-        """Sign again, starting with what waited; or, if a rotation of this node's key came back while signing was
+    def resume_signing(self, *, sign_deferred: bool = True) -> None:
+        """Sign again, starting with what waited (dropped unsigned if not `sign_deferred`: for a caller about to
+        close the replica that must sign nothing); or, if a rotation of this node's key came back while signing was
         deferred, raise RotationTakenBack naming it, signing nothing, then or later."""
         if self._taken_back is not None:
             raise RotationTakenBack(self._taken_back)
         deferred, self._deferred = self._deferred or [], None
-        for sign in deferred:
+        for sign in deferred if sign_deferred else ():
             sign()
 
     def _when_signing(self, sign: Callable[[], None]) -> None:

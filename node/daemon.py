@@ -13,7 +13,7 @@ import gc
 import logging
 import signal
 import urllib.parse
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, closing
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -410,7 +410,7 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
         await nursery.start(node.telemetry.vouch_revocations.run,
                             (node.did, *node.replica.succession.earlier(node.did)))
         # What we signed before, as peers know it (`vouchnet key rotate` runs the same); then the services that sign.
-        node.startup_sync = await _caught_up(node, nursery)
+        node.startup_sync = await _caught_up(node, nursery, signs_timed_out=True)
         if node.startup_sync == "timed_out":
             log.warning("no peer completed a catch-up sync in time; signing without it (if this data directory was "
                         "restored from an older copy, the org may sign twice at one seq)",
@@ -476,28 +476,41 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
         task_status.started(node)
 
 
-async def catch_up_stopped(config: NodeConfig) -> StartupSync:
+async def catch_up_stopped(config: NodeConfig, *,
+                           opened: Callable[[Node], object] = lambda node: None) -> StartupSync:
     """`vouchnet key rotate`'s catch-up, before it signs the rotation: the stopped node of `config` opened and caught
-    up as serve_node starts it (_caught_up), then closed, the data directory's lock released. Returns how the
+    up as serve_node starts it (_caught_up), `opened(node)` called between the two (opening it replays its trust
+    engine as a start does, which can take longer than the catch-up), then closed, the data directory's lock
+    released; timed out or interrupted, it signs nothing, not even evidence found meanwhile. Returns how the
     catch-up sync went; raises StartupError as a start does, for a rotation of the key taken back too."""
     async with _opened(config) as node, trio.open_nursery() as nursery:
-        caught_up = await _caught_up(node, nursery)
+        opened(node)
+        caught_up = await _caught_up(node, nursery, signs_timed_out=False)
         nursery.cancel_scope.cancel()
     return caught_up
 
 
-async def _caught_up(node: Node, nursery: trio.Nursery) -> StartupSync:
-    """A start's first steps, before anything signs: gossip, sync and the peer manager started in `nursery` (gossip
-    first: our own records issued from then on, the org record and digests, are published), then the catch-up sync
-    that takes back what the org signed, as its peers know it (_take_back_own_records). Raises StartupError if a
-    rotation of the key came back, having kept it in rotation.taken-back (node.taken_back_rotation)."""
-    for service in (node.gossip, node.sync, node.peer_manager):
-        await nursery.start(service.run)
+async def _caught_up(node: Node, nursery: trio.Nursery, *, signs_timed_out: bool) -> StartupSync:
+    """A start's first steps, before anything signs (_take_back_own_records): gossip, sync and the peer manager
+    started in `nursery` (gossip first: our own records issued from then on, the org record and digests, are
+    published), then the catch-up sync that takes back what the org signed, as a peer it dials knows it (timed out,
+    what waited to be signed is signed only if `signs_timed_out`). Raises StartupError if a rotation of the key came
+    back, having kept it in rotation.taken-back (node.taken_back_rotation)."""
+    dialled_round = trio.Event()  # (listening before any round can end)
+
+    def round_ended(peer_id: str) -> None:  # one of SyncService.same_network_listeners
+        if node.peer_manager.keeps(peer_id):
+            dialled_round.set()
+
+    node.sync.same_network_listeners.append(round_ended)
     try:
-        return await _take_back_own_records(node, node.config.startup_sync_seconds)
+        return await _take_back_own_records(node, nursery, dialled_round, node.config.startup_sync_seconds,
+                                            signs_timed_out=signs_timed_out)
     except RotationTakenBack as taken:
         keep(node.config.data_dir, taken.rotation)
         raise StartupError(refusal(node.config, taken.rotation)) from None
+    finally:
+        node.sync.same_network_listeners.remove(round_ended)
 
 
 def _free_it(setting: str, config: NodeConfig) -> str:
@@ -505,21 +518,33 @@ def _free_it(setting: str, config: NodeConfig) -> str:
     return f"stop what uses it, or change {setting} in {config.data_dir / CONFIG_FILE}"
 
 
-async def _take_back_own_records(node: Node, seconds: float) -> StartupSync:
-    """Before the node signs anything, one full catch-up sync with a peer, if it has peers to dial, for up to
-    `seconds`: a node whose data directory was restored from an older copy takes back the records it signed since
-    (DESIGN §3: two records at one seq would flag the org as an equivocator). Evidence found meanwhile waits.
-    Raises RotationTakenBack, having signed nothing, if a rotation of the node's key came back
-    (node.taken_back_rotation). Returns how it went: "no_peers" (none to dial), "done" or "timed_out"."""
-    if not node.peer_manager.has_peers:
-        return "no_peers"
-    node.replica.defer_signing()
+async def _take_back_own_records(node: Node, nursery: trio.Nursery, dialled_round: trio.Event, seconds: float, *,
+                                 signs_timed_out: bool) -> StartupSync:
+    """Gossip, sync and the peer manager started in `nursery`, then, before the node signs anything, one full
+    catch-up sync with one of the peers it dials (`dialled_round` set: not a peer that dialled in unasked, which may
+    be a hostile node of the network answering that it holds nothing), if it has peers to dial, for up to `seconds`:
+    a node whose data directory was restored from an older copy takes back the records it signed since (DESIGN §3:
+    two records at one seq would flag the org as an equivocator). Signing is deferred before the services start (a
+    peer connected while the node opened may bring in evidence at once): evidence found meanwhile waits, and is signed
+    then (timed out or interrupted, only if `signs_timed_out`: else it is dropped). Raises RotationTakenBack, having
+    signed nothing, if a rotation of the node's key came back (node.taken_back_rotation). Returns how it went:
+    "no_peers" (none to dial), "done" or "timed_out"."""
+    waits = node.peer_manager.has_peers
+    if waits:
+        node.replica.defer_signing()
+    done = False
     try:
+        for service in (node.gossip, node.sync, node.peer_manager):
+            await nursery.start(service.run)
+        if not waits:
+            return "no_peers"
         with trio.move_on_after(seconds) as waited:
-            await node.sync.first_round.wait()
-    finally:
-        node.replica.resume_signing()
-    return "timed_out" if waited.cancelled_caught else "done"
+            await dialled_round.wait()
+        done = not waited.cancelled_caught
+    finally:  # (interrupted, as timed out)
+        if waits:
+            node.replica.resume_signing(sign_deferred=done or signs_timed_out)
+    return "done" if done else "timed_out"
 
 
 async def _catch_up_late(node: Node) -> None:

@@ -34,7 +34,7 @@ NODES_DIR = "nodes"
 LOG_FILE = "node.log"
 START_TIMEOUT = 90.0  # ten nodes starting at once share two cores
 STOP_TIMEOUT = 5.0  # a node stops within 2 s of SIGTERM; past this it is killed
-ROTATE_TIMEOUT = 60.0  # s: `vouchnet key rotate` opens the node to catch up (startup_sync_seconds at most)
+ROTATE_TIMEOUT = 60.0  # s: `key rotate` opens the node (replaying its records), then catches up (startup_sync_seconds)
 ORG_PEER_WEIGHT = 0.9
 
 Progress = Callable[[str, int, int], None]  # (what happened, done, total)

@@ -98,9 +98,12 @@ def _run(args: argparse.Namespace) -> int:
     from node.open_files import raise_open_files_limit
 
     config = local_config(args)
-    configure_logging(getattr(logging, args.log_level.upper()))
-    raise_open_files_limit(config.limits.max_peers)
-    run_node_code(config, run_until_signalled)
+
+    def setup() -> None:
+        configure_logging(getattr(logging, args.log_level.upper()))
+        raise_open_files_limit(config.limits.max_peers)
+
+    run_node_code(config, run_until_signalled, setup=setup)
     return 0
 
 

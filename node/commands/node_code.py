@@ -16,11 +16,13 @@ from .common import CommandFailed, UsageError
 T = TypeVar("T")
 
 
-def run_node_code(config: NodeConfig, main: Callable[[NodeConfig], Awaitable[T]]) -> T:
+def run_node_code(config: NodeConfig, main: Callable[[NodeConfig], Awaitable[T]], *,
+                  setup: Callable[[], object] = lambda: None) -> T:
     """`main(config)` run by trio, as the node: refused first (UsageError) if the data directory or its files are
-    open to others (node.strict_modes); what it writes readable by the org alone (umask 077: the audit log holds raw
-    telemetry); a failure to open the node (node.daemon.StartupError, also inside trio's exception groups) raised as
-    CommandFailed, an unusable org key as UsageError."""
+    open to others (node.strict_modes), before `setup` (the command's logging, say: nothing is logged before the
+    refusal); what it writes readable by the org alone (umask 077: the audit log holds raw telemetry); a failure to
+    open the node (node.daemon.StartupError, also inside trio's exception groups) raised as CommandFailed, an
+    unusable org key as UsageError."""
     import trio
 
     from node.daemon import StartupError  # here: py-libp2p's import would add 1 s to every command
@@ -29,6 +31,7 @@ def run_node_code(config: NodeConfig, main: Callable[[NodeConfig], Awaitable[T]]
         check_strict_modes(config.data_dir)
     except TooOpen as error:
         raise UsageError(str(error)) from None
+    setup()
     umask = os.umask(0o077)
     try:
         return trio.run(main, config)

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import random
+import resource
 import re
 import signal
 import socket
@@ -442,6 +443,20 @@ def test_a_data_directory_or_config_others_can_write_stops_the_node_with_one_cle
                                             f"{mode:04o}), so another user could change what the node trusts; run "
                                             f"`chmod go-w {path}`")
     assert "Traceback" not in done.stderr
+
+
+def test_a_data_directory_others_can_write_is_refused_before_the_node_logs_or_raises_its_open_files_limit(tmp_path):
+    """The refusal is the run's one line: before node.commands.node_code, a start under a hard open-files limit below
+    the node's need logged the limit's warning first, for a node that was never going to start."""
+    init_data_dir(tmp_path, network="test", api="127.0.0.1:0", listen=("/ip4/127.0.0.1/tcp/0",))
+    os.chmod(tmp_path, 0o775)
+    done = subprocess.run([sys.executable, "-m", "node.cli", "run", "--dir", str(tmp_path)], capture_output=True,
+                          text=True, timeout=60,
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (512, 1024)))
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [f"vouchnet run: {tmp_path}: writable by group or others (permissions 0775), "
+                                        "so another user could change what the node trusts; run "
+                                        f"`chmod go-w {tmp_path}`"]
 
 
 async def test_score_and_orgs_commands_explain_in_words(tmp_path, capsys):

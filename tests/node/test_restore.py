@@ -25,14 +25,14 @@ from gossip.service import GossipService
 from gossip.store import RecordStore
 from node import cli
 from node.config import load_config
-from node.daemon import Node, StartupError, serve_node
+from node.daemon import Node, StartupError, catch_up_stopped, serve_node
 from node.keys import create_org_key, load_org_key
 from node.rotation import NEXT_KEY_FILE, rotate_key
 from node.setup import init_data_dir
 from node.taken_back_rotation import TAKEN_BACK_FILE, refusal
 from vouching import did_key, org_body, verify_record, vouch_body
 
-from ..factories import new_did
+from ..factories import Org, new_did
 from .in_process import LOOPBACK, holds, records_of, running
 
 pytestmark = pytest.mark.slow
@@ -293,9 +293,9 @@ async def _silent_peer() -> AsyncIterator[tuple[str, list[int]]]:
         nursery.cancel_scope.cancel()
 
 
-def _silenced_org(path, peer: str):
+def _silenced_org(path, peer: str, **init):
     """A new org's data directory whose one bootstrap peer is `peer`, with a catch-up of 0.5 s at most; its config."""
-    made = init_data_dir(path, network="test", listen=LOOPBACK, api="127.0.0.1:0", bootstrap=(peer,))
+    made = init_data_dir(path, network="test", listen=LOOPBACK, api="127.0.0.1:0", bootstrap=(peer,), **init)
     toml = made.data_dir / "config.toml"
     toml.write_text(toml.read_text().replace("startup_sync_seconds = 10.0", "startup_sync_seconds = 0.5"))
     config = load_config(made.data_dir)
@@ -318,7 +318,10 @@ async def test_key_rotate_refuses_when_no_peer_completes_the_catch_up_in_time_un
             before = _chain(config)
             status, out, err = await _rotate(config=config)
             assert (status, out) == (1, "")
-            assert "no peer completed a catch-up sync within 0.5 s ([p2p] startup_sync_seconds), so nothing" in err
+            opening, opened, refused = err.splitlines()  # the bound said once the node is open: opening it replays
+            assert opening.startswith("catching up first: opening the node") and "trust engine" in opening
+            assert opened.startswith("opened: taking back from a peer") and "(up to 0.5 s," in opened
+            assert "no peer completed a catch-up sync within 0.5 s ([p2p] startup_sync_seconds), so nothing" in refused
             assert f"`vouchnet run --dir {config.data_dir}`" in err and "again with --without-catch-up" in err
             assert dialled and _chain(config) == before and not (config.data_dir / NEXT_KEY_FILE).exists()
             dialled.clear()
@@ -375,3 +378,86 @@ async def test_key_rotate_that_takes_back_a_rotation_of_its_key_refuses_as_a_sta
                 assert verify_record((config.data_dir / TAKEN_BACK_FILE).read_bytes()) == rotation
                 assert _chain(config) == before and not (config.data_dir / NEXT_KEY_FILE).exists()
         assert not {old, new} & b.replica.flagged
+
+
+async def test_a_catch_up_is_not_done_by_a_peer_that_dialled_in_unasked(tmp_path):
+    """Before: a round with any peer ended the catch-up (`key rotate`'s and a start's), so a node of the network
+    dialling a restored node as it opened, answering that it held nothing, had the rotation signed at once, at the
+    older copy's head: now only a round with a peer it dials (README: one of them) does."""
+    with trio.fail_after(60):
+        async with _silent_peer() as (peer, _), running(tmp_path / "stranger") as stranger:
+            config = _silenced_org(tmp_path / "a", peer)
+            toml = config.data_dir / "config.toml"
+            toml.write_text(toml.read_text().replace("startup_sync_seconds = 0.5", "startup_sync_seconds = 5.0"))
+            served = stranger.sync.stats.streams_served
+
+            async def dialled_in(a: Node) -> None:
+                await stranger.host.connect(f"{a.host.listen_addrs[0]}")
+
+            async with trio.open_nursery() as nursery:
+                caught_up = await catch_up_stopped(load_config(config.data_dir),
+                                                   opened=lambda a: nursery.start_soon(dialled_in, a))
+            assert caught_up == "timed_out" and stranger.sync.stats.streams_served > served
+
+
+async def test_key_rotate_timed_out_signs_no_evidence_found_during_its_catch_up(tmp_path, monkeypatch):
+    """Before: the catch-up's end signed what waited for it, timed out too: evidence of an equivocation a peer showed
+    meanwhile was signed at the older copy's head (a seq the org may have used), and `key rotate` said nothing was."""
+    rooted = Org()
+    ours = rooted.record()
+    theirs = rooted.fork(ours.seq, ours.prev)
+    defer = Replica.defer_signing
+
+    def deferred_as_a_peer_shows_a_fork(replica: Replica) -> None:  # (as an answer in the catch-up sync would)
+        defer(replica)
+        replica.accept([theirs])
+
+    with trio.fail_after(60):
+        async with _silent_peer() as (peer, _):
+            config = _silenced_org(tmp_path / "a", peer, roots=(rooted.did,))
+            with RecordStore.open(config.data_dir) as store:
+                replica = Replica(load_org_key(config.key_path), store, roots=(rooted.did,), max_hops=2, held_limit=10)
+                assert replica.accept([ours]).accepted == [ours]
+            before = _chain(config)
+            monkeypatch.setattr(Replica, "defer_signing", deferred_as_a_peer_shows_a_fork)
+            status, out, err = await _rotate(config=config)
+            assert (status, out) == (1, "") and "so nothing was signed" in err
+            assert _chain(config) == before
+            toml = config.data_dir / "config.toml"  # interrupted (Ctrl-C) before it timed out, nothing either
+            toml.write_text(toml.read_text().replace("startup_sync_seconds = 0.5", "startup_sync_seconds = 60.0"))
+            deferred = trio.Event()
+            monkeypatch.setattr(Replica, "defer_signing",
+                                lambda replica: (deferred_as_a_peer_shows_a_fork(replica), deferred.set()))
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(catch_up_stopped, load_config(config.data_dir))
+                await deferred.wait()
+                nursery.cancel_scope.cancel()
+            assert _chain(config) == before
+
+
+async def test_key_rotate_signs_nothing_a_peer_brings_in_as_the_node_s_services_start(tmp_path, monkeypatch):
+    """Before: signing was deferred only once gossip, sync and the peer manager had started, and a peer connected
+    while the node opened (its trust engine replaying, say) could meanwhile show a fork that the node signed evidence
+    of at once, at the data directory's head, before a catch-up that then timed out."""
+    rooted = Org()
+    ours = rooted.record()
+    theirs = rooted.fork(ours.seq, ours.prev)
+    start = GossipService.run
+
+    async def run_showing_a_fork(gossip: GossipService, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(functools.partial(start, gossip))
+            gossip._replica.accept([theirs])  # (as a peer's message would, once gossip has started)
+            task_status.started()
+
+    with trio.fail_after(60):
+        async with _silent_peer() as (peer, _):
+            config = _silenced_org(tmp_path / "a", peer, roots=(rooted.did,))
+            with RecordStore.open(config.data_dir) as store:
+                replica = Replica(load_org_key(config.key_path), store, roots=(rooted.did,), max_hops=2, held_limit=10)
+                assert replica.accept([ours]).accepted == [ours]
+            before = _chain(config)
+            monkeypatch.setattr(GossipService, "run", run_showing_a_fork)
+            status, out, err = await _rotate(config=config)
+            assert (status, out) == (1, "") and "so nothing was signed" in err
+            assert _chain(config) == before
