@@ -13,8 +13,8 @@ import gc
 import logging
 import signal
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager, closing
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager, closing, contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -64,7 +64,7 @@ log = logging.getLogger("vouchnet.node")
 SHUTDOWN_SECONDS = 2.0
 _WILDCARDS = ("/ip4/0.0.0.0/", "/ip6/::/")
 # How the start's catch-up sync went (_take_back_own_records); "pending" until it has; "timed_out" turns "done" once a
-# full round with a peer completes later (_catch_up_late)
+# full round with a peer it dials completes later (_catch_up_late)
 StartupSync = Literal["pending", "no_peers", "done", "timed_out"]
 # py-libp2p 0.8.1 sends an IDONTWANT per message to every /meshsub/1.2.0 peer: 15-60% more CPU per record for
 # batched gossip (measured in benchmarks/gossip_service.py), and go, js and rust peers negotiate 1.1 anyway.
@@ -496,19 +496,29 @@ async def _caught_up(node: Node, nursery: trio.Nursery, *, signs_timed_out: bool
     published), then the catch-up sync that takes back what the org signed, as a peer it dials knows it (timed out,
     what waited to be signed is signed only if `signs_timed_out`). Raises StartupError if a rotation of the key came
     back, having kept it in rotation.taken-back (node.taken_back_rotation)."""
-    dialled_round = trio.Event()  # (listening before any round can end)
+    with _dialled_round(node) as dialled_round:  # (listening before any round can end)
+        try:
+            return await _take_back_own_records(node, nursery, dialled_round, node.config.startup_sync_seconds,
+                                                signs_timed_out=signs_timed_out)
+        except RotationTakenBack as taken:
+            keep(node.config.data_dir, taken.rotation)
+            raise StartupError(refusal(node.config, taken.rotation)) from None
+
+
+@contextmanager
+def _dialled_round(node: Node) -> Iterator[trio.Event]:
+    """An event set, while in the block, once a sync round ends with a peer the node dials (PeerManager.keeps: its
+    bootstrap peers, the orgs of its `org` records), not one that dialled in unasked: a hostile node of the network
+    may answer that it holds nothing."""
+    ended = trio.Event()
 
     def round_ended(peer_id: str) -> None:  # one of SyncService.same_network_listeners
         if node.peer_manager.keeps(peer_id):
-            dialled_round.set()
+            ended.set()
 
     node.sync.same_network_listeners.append(round_ended)
     try:
-        return await _take_back_own_records(node, nursery, dialled_round, node.config.startup_sync_seconds,
-                                            signs_timed_out=signs_timed_out)
-    except RotationTakenBack as taken:
-        keep(node.config.data_dir, taken.rotation)
-        raise StartupError(refusal(node.config, taken.rotation)) from None
+        yield ended
     finally:
         node.sync.same_network_listeners.remove(round_ended)
 
@@ -548,9 +558,11 @@ async def _take_back_own_records(node: Node, nursery: trio.Nursery, dialled_roun
 
 
 async def _catch_up_late(node: Node) -> None:
-    """A start's timed-out catch-up sync, done once a full round with a peer completes: the records the org signed
-    elsewhere have come back by then (any second record at one seq signed meanwhile shows as own_org_flagged)."""
-    await node.sync.first_round.wait()
+    """A start's timed-out catch-up sync, done once a full round with a peer it dials completes (_dialled_round, as
+    the start's): the records the org signed elsewhere have come back by then (any second record at one seq signed
+    meanwhile shows as own_org_flagged)."""
+    with _dialled_round(node) as dialled_round:
+        await dialled_round.wait()
     node.startup_sync = "done"
     log.info("a peer completed the catch-up sync the start timed out on: startup_sync is done")
 
