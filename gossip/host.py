@@ -885,7 +885,7 @@ def _dial_failure(peer: ID, error: BaseException) -> str:
     """Why a dial of `peer` failed, in one line an operator can act on."""
     if (actual := _answered_by(error)) is not None:
         return (f"the host there is {actual}, not {peer.to_base58()} (a node that rotated its key has a new peer id: "
-                "dial the address it now gives)")
+                "a [p2p] bootstrap address of it needs the new one)")
     if any(isinstance(e, OSError) and e.errno == errno.ECONNREFUSED for e in _causes(error)):
         return "connection refused (nothing listens there)"
     return _reason(error)

@@ -162,7 +162,7 @@ class SyncService:
     checkpoint requests); a peer of another network holds none of our records and cannot cosign for us: a request
     naming another is answered OtherNetwork, ending the stream, and a round with a peer so answering fails (it does
     not set `first_round`) and disconnects it; either is counted, logged once per peer, and told to
-    `network_listeners` (the peer manager dials such a peer ever less often, a minute to an hour apart); a round
+    `network_listeners` (the peer manager dials such a peer ever less often, 30 s to an hour apart); a round
     that runs to the end shows the peer on ours, which `same_network_listeners` are told (a peer found apart, its
     node since re-made on our network).
     """
@@ -468,7 +468,7 @@ class SyncService:
 
     async def other_network(self, peer_id: str, network: str) -> None:
         """`peer_id` answered that it is on `network`, not ours: `heard_other_network`, and disconnect it: its
-        connection slot is freed (the peer manager, one of `network_listeners`, dials it again a minute to an hour
+        connection slot is freed (the peer manager, one of `network_listeners`, dials it again 30 s to an hour
         later)."""
         self.heard_other_network(peer_id, network)
         with trio.move_on_after(self.timeout):

@@ -341,8 +341,9 @@ class TrustEngine:
         (None: all)."""
         self._ensure_reputation(now)
         o = self._org_index.get(did)
-        if o is None:
-            return OrgReputation(did, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, False, False, False, did, (), 0,
+        if o is None:  # credibility as of an org nobody could check yet, as one first heard of has
+            untested = float(credibility(np.zeros(1), np.zeros(1), self.params)[0])
+            return OrgReputation(did, 0.0, 0.0, 0.0, untested, 1.0, 0.0, 0.0, False, False, False, did, (), 0,
                                  self._full_weight)
         return self._org_reputation(o, np.flatnonzero(self._edges[1] == o), listed)
 

@@ -190,10 +190,11 @@ class TrustPolicy:
         only once a decision is logged. At WARNING then, which a service's log shows by default: either weakens
         what the policy stops; at INFO when it enforces and fails closed."""
         weakened = self.observe or self.fail_open
+        blocked = "logged as blocked" if self.observe else "blocked"  # observing, a block verdict binds nothing
         log.log(logging.WARNING if weakened else logging.INFO,
                 "trust policy started: " + ("observe mode, no call is blocked" if self.observe else "enforcing") +
-                ("; fails open: a call the node cannot answer goes ahead, audited (a high-risk one is blocked)"
-                 if self.fail_open else "; fails closed: a call the node cannot answer is blocked"),
+                (f"; fails open: a call the node cannot answer goes ahead, audited (a high-risk one is {blocked})"
+                 if self.fail_open else f"; fails closed: a call the node cannot answer is {blocked}"),
                 extra={"fields": {"node": without_passwords(self.node), "enforced": not self.observe,
                                   "fail_open": self.fail_open}})
 

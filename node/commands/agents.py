@@ -154,8 +154,10 @@ def _new(args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from None
     if is_loopback(urllib.parse.urlsplit(public_url).hostname or ""):
         print(f"vouchnet agent new: the credential's status list is at {public_url}, on loopback; "
-              "verifiers elsewhere cannot check its revocation there and will refuse it. Set [api] "
-              "public_url in config.toml to where other orgs reach this API, then mint again.", file=sys.stderr)
+              "verifiers elsewhere cannot check its revocation there and will refuse it. For them, set [api] "
+              "public_url in config.toml to where other orgs reach this API, then mint a new one under another "
+              f"--name or --out (these files are not overwritten); `vouchnet agent revoke {agent} --dir "
+              f"{config.data_dir} --reason ...` retires this one.", file=sys.stderr)
     made = {"did": agent, "key": str(key_path), "credential": str(credential_path), "index": index,
             "issuer": did_key(bytes(org_key.verify_key))}
     if args.vouch is not None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
-from node.config import DEFAULT_API, DEFAULT_LISTEN, ConfigError, default_data_dir
+from node.config import CONFIG_FILE, DEFAULT_API, DEFAULT_LISTEN, ConfigError, default_data_dir
 from node.keys import KeyFileError
 from vouching.bodies import NETWORK_RULE
 
@@ -81,7 +82,9 @@ def _init(args: argparse.Namespace) -> int:
             data_dir, name=args.name, network=args.network, listen=tuple(args.listen or [DEFAULT_LISTEN]),
             api=args.api, bootstrap=tuple(args.bootstrap), roots=tuple(args.root),
         )
-    except (ConfigError, KeyFileError) as e:
+    except ConfigError as e:
+        raise UsageError(_by_option(e, data_dir / CONFIG_FILE)) from None
+    except KeyFileError as e:
         raise UsageError(str(e)) from None
     if made.kept_key:
         print(f"finished {made.data_dir}, an init cut short: it keeps the org key that init made")
@@ -90,6 +93,18 @@ def _init(args: argparse.Namespace) -> int:
     print(f"org did  {made.did}")
     print(f"start it with: vouchnet run --dir {made.data_dir}")
     return 0
+
+
+# The config.toml keys that init's options give, by which its refusals name them: that file is not written yet.
+_INIT_OPTIONS = {"name": "--name", "network": "--network", "p2p.listen": "--listen", "api.bind": "--api",
+                 "p2p.bootstrap": "--bootstrap", "trust.roots": "--root"}
+
+
+def _by_option(error: ConfigError, config_path: Path) -> str:
+    """`error`, of the config init would write, naming the option that gave the value rather than config.toml."""
+    message = str(error).removeprefix(f"{config_path}: ")
+    key, colon, rule = message.partition(": ")
+    return f"{_INIT_OPTIONS[key]}: {rule}" if colon and key in _INIT_OPTIONS else message
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -44,8 +44,8 @@ def register(subparsers: Subparsers) -> None:
         "e.g. for gossip this node rejected: not its org's reputation, which `vouchnet orgs` shows) and whether it "
         "serves catch-up sync and cosigning (no for a gossip-only peer); then those it dials but is not connected "
         "to, with how many dials failed in a row, when it dials next and why the last dial failed; then those found "
-        "on another network (a mistyped bootstrap address, say), with that network: dialled ever less often, a "
-        "minute to an hour apart. Where to look when the node replicates nothing. --json adds each peer's org did "
+        "on another network (a mistyped bootstrap address, say), with that network: dialled ever less often, 30 s "
+        "to an hour apart. Where to look when the node replicates nothing. --json adds each peer's org did "
         "and addresses.",
         examples=["vouchnet peers", "vouchnet peers --api http://127.0.0.1:8700 --json"],
         run=_peers,
@@ -93,7 +93,7 @@ def _peers(args: argparse.Namespace) -> int:
     if apart:
         now = time.time_ns() // 1_000_000
         print(f"{len(apart)} on another network, holding none of this network's records and dialled again ever less "
-              "often, a minute to an hour apart (a [p2p] bootstrap address mistyped, or that node's network)")
+              "often, 30 s to an hour apart (a [p2p] bootstrap address mistyped, or that node's network)")
         _table(("PEER ID", "SOURCE", "NETWORK", "NEXT DIAL", "ADDRESSES"),
                [(p["peer_id"], p["source"], str(p["other_network"]), _next_dial(p["next_dial_at"], now),
                  _show(p["addrs"])) for p in apart])

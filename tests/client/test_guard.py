@@ -30,15 +30,19 @@ def _started(caplog) -> list[logging.LogRecord]:
 
 
 @pytest.mark.parametrize("observe, fail_open, level, said", [
-    (True, False, logging.WARNING, "observe mode, no call is blocked; fails closed"),
-    (False, True, logging.WARNING, "enforcing; fails open: a call the node cannot answer goes ahead"),
-    (True, True, logging.WARNING, "observe mode, no call is blocked; fails open"),
+    (True, False, logging.WARNING,
+     "observe mode, no call is blocked; fails closed: a call the node cannot answer is logged as blocked"),
+    (False, True, logging.WARNING, "enforcing; fails open: a call the node cannot answer goes ahead, audited (a "
+     "high-risk one is blocked)"),
+    (True, True, logging.WARNING, "observe mode, no call is blocked; fails open: a call the node cannot answer goes "
+     "ahead, audited (a high-risk one is logged as blocked)"),
     (False, False, logging.INFO, "enforcing; fails closed: a call the node cannot answer is blocked"),
 ])
 def test_a_policy_says_as_it_starts_whether_its_decisions_bind(observe, fail_open, level, said, caplog):
     """An operator reading the service's log could not tell that nothing was blocked (observe), or that calls went
     ahead without the node (fail_open), until a decision was logged: one line says so as the policy starts, at
-    WARNING, naming the node but not a password of its URL."""
+    WARNING, naming the node but not a password of its URL. Observing, it said `no call is blocked; fails closed:
+    a call the node cannot answer is blocked`: such a call is only logged as blocked."""
     with caplog.at_level(logging.INFO, logger="vouchnet.client"):
         TrustPolicy("http://ops:s3cret@127.0.0.1:9", listen=False, observe=observe, fail_open=fail_open)
     [record] = _started(caplog)

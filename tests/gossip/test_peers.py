@@ -167,7 +167,8 @@ async def test_a_bootstrap_name_that_does_not_resolve_is_a_failed_dial_logged_wi
 @pytest.mark.slow
 async def test_a_peer_dialled_in_vain_is_logged_with_why(tmp_path):
     """A bootstrap address whose node rotated its key (the README's Bob, after Alice's rotation) names the host
-    there and the cause in the info line, not only at debug."""
+    there and the cause in the info line, not only at debug, and what to mend (it said "dial the address it now
+    gives", which an operator cannot do)."""
     async with AsyncExitStack() as stack:
         _, replica_a, host_a = await _node(stack, tmp_path, "a")
         host_b = await stack.enter_async_context(open_host(bytes(Org().key), LOOPBACK))
@@ -180,7 +181,8 @@ async def test_a_peer_dialled_in_vain_is_logged_with_why(tmp_path):
                 await said.arrived.wait()
                 nursery.cancel_scope.cancel()
     assert said.messages[0].startswith(f"peer {old} unreachable (last: dial ")
-    assert f"the host there is {host_b.peer_id}, not {old}" in said.messages[0]
+    assert (f"the host there is {host_b.peer_id}, not {old} (a node that rotated its key has a new peer id: a "
+            "[p2p] bootstrap address of it needs the new one)") in said.messages[0]
 
 
 @pytest.mark.slow

@@ -229,6 +229,10 @@ async def test_agent_new_mints_a_key_and_a_credential_pyjwt_accepts(tmp_path, ca
     out, err = capsys.readouterr()
     printed = json.loads(out)
     assert "verifiers elsewhere cannot check its revocation there" in err  # the API binds to 127.0.0.1:8700
+    # What it says to do can be done: "mint again" alone ran into the refusal to overwrite below, and left this
+    # credential valid.
+    assert (f"mint a new one under another --name or --out (these files are not overwritten); `vouchnet agent revoke "
+            f"{printed['did']} --dir {made.data_dir} --reason ...` retires this one.") in err
     key_file = tmp_path / "agents" / "alice.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert printed["did"] == did_key(bytes(load_org_key(key_file).verify_key))
@@ -245,6 +249,10 @@ async def test_agent_new_mints_a_key_and_a_credential_pyjwt_accepts(tmp_path, ca
     with pytest.raises(UsageError, match="refusing to overwrite"):
         agent_new("--name", "alice", "--out", str(tmp_path / "agents"), "--dir", str(made.data_dir))
     assert sorted(p.name for p in (tmp_path / "agents").iterdir()) == ["alice.key", "alice.vc.jwt"]
+    assert cli.main(["agent", "revoke", printed["did"], "--dir", str(made.data_dir), "--reason", "loopback"]) == 0
+    registry = CredentialRegistry.open(made.data_dir)
+    assert [c.revoked_at is not None for c in registry.issued()] == [True]
+    registry.close()
 
 
 def test_agent_new_on_an_api_port_the_os_picks_refuses_until_a_public_url_is_set(tmp_path, capsys):

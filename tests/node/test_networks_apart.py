@@ -1,7 +1,7 @@
 """Nodes of different networks (`vouchnet init --network`), over real libp2p on loopback: a peer of another network
 holds none of the node's records, so it neither completes the node's start-up sync nor is asked to cosign its
 checkpoints; each node says, once, that the other is on another network, and lets it go (dialling it, if it does,
-ever less often, a minute to an hour apart)."""
+ever less often, 30 s to an hour apart)."""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ import stat
 
 import pytest
 
+from node import cli
 from node.config import ConfigError, load_config
 from node.keys import KeyFileError, load_org_key, load_token
 from node.setup import init_data_dir
@@ -59,6 +60,21 @@ def test_init_with_a_bad_option_leaves_no_half_made_directory(tmp_path):
 def test_init_with_a_bad_option_leaves_no_directory_it_made(tmp_path):
     with pytest.raises(ConfigError, match="p2p.listen"):
         _init(tmp_path / "node", listen=("127.0.0.1:4001",))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("option", "value", "rule"), [
+    ("--network", "Demo", "must be 1 to 64 characters of a-z 0-9 . _ -"),
+    ("--listen", "127.0.0.1:4001", "not a multiaddr, got '127.0.0.1:4001'"),
+    ("--bootstrap", "/ip4/127.0.0.1/tcp/4001", "a peer address must end in /p2p/<peer id>"),
+    ("--api", "localhost", "expected HOST:PORT, got 'localhost'"),
+    ("--name", "a\tb", "must be 1-128 printable characters"),
+])
+def test_init_refuses_a_bad_option_by_its_name(tmp_path, capsys, option, value, rule):
+    """Before: `vouchnet init --network Demo` answered `x/config.toml: network: ...`, naming a file that init had not
+    written, and `--api localhost` `api.bind: ...`: a newcomer looked for a config to mend."""
+    assert cli.main(["init", "--dir", str(tmp_path / "x"), option, value]) == 2
+    assert capsys.readouterr().err.startswith(f"vouchnet init: {option}: {rule}")
     assert list(tmp_path.iterdir()) == []
 
 

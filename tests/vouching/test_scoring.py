@@ -63,6 +63,17 @@ def test_an_org_vouch_s_weight_scales_the_vouchee_s_agent_vouches_only_through_r
     assert partner.reputation < full.org("partner", now=0).reputation
 
 
+def test_an_org_never_heard_of_has_the_credibility_of_one_nobody_could_check():
+    """README "How scores are computed" 2: an org nobody could check counts 0.30. `vouchnet orgs DID` of an org the
+    node had not heard of said 1.00, a root's, where the same org once heard of (an agent vouch, no digest) said
+    0.30."""
+    e = TrustEngine("own")
+    e.add_agent_vouch("heard-of", "agent", 1.0, "operator", record_id=rid(), ts=0)
+    untested = e.org("heard-of", now=0).credibility
+    assert untested == pytest.approx(0.296, abs=1e-3)
+    assert e.org("never-heard-of", now=0).credibility == untested
+
+
 def test_a_revoked_vouch_stops_counting_even_if_the_revocation_arrives_first():
     w = World()
     early, late = rid(), rid()
