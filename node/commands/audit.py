@@ -48,7 +48,7 @@ def register(subparsers: Subparsers) -> None:
         summary="export an agent's raw events for an auditor, or check an export",
         description="The org's private audit log of telemetry events.",
         examples=["vouchnet audit export --agent did:key:z6Mk... --from 2026-01-01 --to 2026-02-01 --out alice.json",
-                  "vouchnet audit verify alice.json"],
+                  "vouchnet audit verify alice.json --org did:key:z6Mk..."],
     )
     export = add_local_command(
         commands,
