@@ -7,6 +7,7 @@ import argparse
 import functools
 import sys
 from pathlib import Path
+from typing import Any
 
 from node.config import NodeConfig
 from node.data_lock import DataDirBusy
@@ -143,9 +144,10 @@ def _catch_up(config: NodeConfig) -> None:
     print("catching up first: opening the node as a start does, signing nothing (its trust engine is replayed, from "
           "engine.snapshot, or else from every record: 30 s or more at 10^6 records)", file=sys.stderr)
 
-    def opened(_: object) -> None:
-        print(f"opened: taking back from a peer anything the org signed that this data directory lacks (up to "
-              f"{seconds:g} s, [p2p] startup_sync_seconds)", file=sys.stderr)
+    def opened(node: Any) -> None:  # (a node.daemon.Node)
+        if node.peer_manager.has_peers:  # (else nothing to wait for: "no peers" follows)
+            print(f"opened: taking back from a peer anything the org signed that this data directory lacks (up to "
+                  f"{seconds:g} s, [p2p] startup_sync_seconds)", file=sys.stderr)
 
     caught_up = run_node_code(config, functools.partial(catch_up_stopped, opened=opened))
     if caught_up == "timed_out":

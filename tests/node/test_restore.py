@@ -338,6 +338,7 @@ async def test_key_rotate_with_no_peer_to_dial_rotates_and_says_so(tmp_path):
         status, out, err = await _rotate(config=config)
     assert status == 0, err
     assert "no peers to catch up with" in err and _chain(config)[0] == json.loads(out)["new"] != made.did
+    assert "opened: taking back" not in err  # (no wait "up to" startup_sync_seconds was ever going to happen)
 
 
 async def test_key_rotate_finishes_a_signed_rotation_without_catching_up_again(tmp_path):
