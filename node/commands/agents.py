@@ -183,6 +183,9 @@ def _revoke(args: argparse.Namespace) -> int:
         except RegistryError as error:
             raise UsageError(str(error)) from None
     print_json({"revoked": [asdict(c) for c in revoked]})
+    if not revoked:
+        which = f"every credential of {args.agent}" if args.index is None else f"the credential at index {args.index}"
+        print(f"nothing revoked now: {which} was revoked already", file=sys.stderr)
     return 0
 
 

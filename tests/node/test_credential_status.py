@@ -325,6 +325,10 @@ async def test_the_cli_mints_revocable_credentials_and_the_node_publishes_their_
 
     assert agent_command("revoke", "bob", "--reason", "key leaked", "--dir", str(made.data_dir)) == 0
     assert [c["index"] for c in json.loads(capsys.readouterr().out)["revoked"]] == [1]
+    assert agent_command("revoke", "bob", "--reason", "again", "--dir", str(made.data_dir)) == 0  # (a retry: no error)
+    out, err = capsys.readouterr()
+    assert json.loads(out) == {"revoked": []}
+    assert err == "nothing revoked now: every credential of bob was revoked already\n"
     with pytest.raises(UsageError, match="no credential"):
         agent_command("revoke", "carol", "--reason", "x", "--dir", str(made.data_dir))
     for reason in ("", "key\nleaked"):
