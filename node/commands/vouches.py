@@ -16,6 +16,7 @@ from node.client._http import key_or_fresh
 from .common import CommandFailed, Subparsers, add_command, did_argument, open_client, print_json, weight_argument
 
 _DURATION = re.compile(r"([1-9][0-9]{0,5})([smhdw])")
+_RECORD_ID = re.compile(r"[0-9a-fA-F]{64}")  # as the API takes one (node.api.records)
 _UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 
 
@@ -64,7 +65,7 @@ def register(subparsers: Subparsers) -> None:
         examples=['vouchnet revoke 3f2a...c9 --reason "agent retired"'],
         run=_revoke,
     )
-    revoke.add_argument("record", metavar="RECORD_ID", help="the vouch's record id, 64 hex digits")
+    revoke.add_argument("record", metavar="RECORD_ID", type=_record_id, help="the vouch's record id, 64 hex digits")
     revoke.add_argument("--reason", required=True, help="why, 1 to 256 printable characters")
     revoke.add_argument("--json", action="store_true", help="print the revoke record as JSON")
     _key_argument(revoke, "revocation")
@@ -115,6 +116,13 @@ def _vouch(args: argparse.Namespace) -> int:
     else:
         print(f"vouched for {args.subject}: record {record['id']}")
     return 0
+
+
+def _record_id(text: str) -> str:
+    """argparse type: a record id, so that a mistyped one is refused before the token is read or the node asked."""
+    if not _RECORD_ID.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"expected a vouch's record id, 64 hex digits, got {text!r}")
+    return text
 
 
 def _revoke(args: argparse.Namespace) -> int:

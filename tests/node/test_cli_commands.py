@@ -415,6 +415,9 @@ async def test_revoke_withdraws_a_vouch(run, node, data_dir):
     code, _, err = await run("revoke", vouched.id.hex(), "--reason", "again", "--dir", data_dir)
     assert code == 1
     assert "body.record: this vouch is already revoked" in err
+    code, _, err = await run("revoke", vouched.id.hex()[:-2], "--reason", "retired", "--dir", data_dir)
+    assert code == 2  # the command line's to fix, said before the node is asked (it was the node's 422, status 1)
+    assert f"argument RECORD_ID: expected a vouch's record id, 64 hex digits, got '{vouched.id.hex()[:-2]}'" in err
 
 
 # --- own-records ----------------------------------------------------------------------------------------
