@@ -643,9 +643,13 @@ async def test_how_the_start_up_sync_went_shows_in_get_node_and_a_gauge(tmp_path
                 await trio.testing.wait_all_tasks_blocked(0.01)
                 assert await shown(c) == ("timed_out", 1)
             # Its bootstrap peer up and synced later clears it (before: timed_out until a restart, an alert with it).
+            synced_with_d = trio.Event()
+            d_peer = down.rpartition("/")[2]
+            c.sync.same_network_listeners.append(lambda peer: synced_with_d.set() if peer == d_peer else None)
             async with running(tmp_path / "d", listen=(d_listen,)):
-                while await shown(c) != ("done", 0):
-                    await trio.sleep(0.05)  # (polling the API, as an operator would; c dials d on its own backoff)
+                await synced_with_d.wait()  # (c dials d on its own backoff)
+                await trio.testing.wait_all_tasks_blocked(0.01)
+                assert await shown(c) == ("done", 0)
 
 
 async def test_the_client_reports_events_and_reads_the_metrics(tmp_path):
