@@ -547,7 +547,7 @@ sync_peers = {d.sync_peers}
 # peers it dials to complete (if it has any; a peer that dialled in unasked does not count): a node whose data
 # directory was restored from an older copy must learn the records it signed since, or it would sign a second record
 # at one seq and be flagged as an equivocator. If none completes in time it signs without it (GET /v1/node's
-# startup_sync is timed_out, vouchnet_startup_sync_timed_out 1, until a later round with a peer completes);
+# startup_sync is timed_out, vouchnet_startup_sync_timed_out 1, until a later round with one of them completes);
 # `vouchnet key rotate` waits as long, and then refuses to sign.
 startup_sync_seconds = {d.startup_sync_seconds}
 # Worker processes that check the signatures of records fetched by catch-up sync; 0 checks them on the node's
