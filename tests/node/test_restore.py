@@ -24,13 +24,13 @@ from gossip.replica import Replica
 from gossip.service import GossipService
 from gossip.store import RecordStore
 from node import cli
-from node.config import load_config
+from node.config import NodeConfig, load_config
 from node.daemon import Node, StartupError, catch_up_stopped, serve_node
 from node.keys import create_org_key, load_org_key
 from node.rotation import NEXT_KEY_FILE, rotate_key
 from node.setup import init_data_dir
 from node.taken_back_rotation import TAKEN_BACK_FILE, refusal
-from vouching import did_key, org_body, verify_record, vouch_body
+from vouching import Record, did_key, org_body, verify_record, vouch_body
 
 from ..factories import Org, new_did
 from .in_process import LOOPBACK, holds, records_of, running
@@ -303,6 +303,18 @@ def _silenced_org(path, peer: str, **init):
     return config
 
 
+def _trusting_a_forker(path, peer: str) -> tuple[NodeConfig, Record]:
+    """A silenced org (_silenced_org) whose trust root's first record it holds; and the root's other record at that
+    seq, a fork for a peer to show it."""
+    rooted = Org()
+    ours = rooted.record()
+    config = _silenced_org(path, peer, roots=(rooted.did,))
+    with RecordStore.open(config.data_dir) as store:
+        replica = Replica(load_org_key(config.key_path), store, roots=(rooted.did,), max_hops=2, held_limit=10)
+        assert replica.accept([ours]).accepted == [ours]
+    return config, rooted.fork(ours.seq, ours.prev)
+
+
 def _chain(config) -> tuple[str, int]:
     """The org key's did and the seq of its last record in the data directory (0: none)."""
     did = did_key(bytes(load_org_key(config.key_path).verify_key))
@@ -404,9 +416,6 @@ async def test_a_catch_up_is_not_done_by_a_peer_that_dialled_in_unasked(tmp_path
 async def test_key_rotate_timed_out_signs_no_evidence_found_during_its_catch_up(tmp_path, monkeypatch):
     """Before: the catch-up's end signed what waited for it, timed out too: evidence of an equivocation a peer showed
     meanwhile was signed at the older copy's head (a seq the org may have used), and `key rotate` said nothing was."""
-    rooted = Org()
-    ours = rooted.record()
-    theirs = rooted.fork(ours.seq, ours.prev)
     defer = Replica.defer_signing
 
     def deferred_as_a_peer_shows_a_fork(replica: Replica) -> None:  # (as an answer in the catch-up sync would)
@@ -415,10 +424,7 @@ async def test_key_rotate_timed_out_signs_no_evidence_found_during_its_catch_up(
 
     with trio.fail_after(60):
         async with _silent_peer() as (peer, _):
-            config = _silenced_org(tmp_path / "a", peer, roots=(rooted.did,))
-            with RecordStore.open(config.data_dir) as store:
-                replica = Replica(load_org_key(config.key_path), store, roots=(rooted.did,), max_hops=2, held_limit=10)
-                assert replica.accept([ours]).accepted == [ours]
+            config, theirs = _trusting_a_forker(tmp_path / "a", peer)
             before = _chain(config)
             monkeypatch.setattr(Replica, "defer_signing", deferred_as_a_peer_shows_a_fork)
             status, out, err = await _rotate(config=config)
@@ -440,9 +446,6 @@ async def test_key_rotate_signs_nothing_a_peer_brings_in_as_the_node_s_services_
     """Before: signing was deferred only once gossip, sync and the peer manager had started, and a peer connected
     while the node opened (its trust engine replaying, say) could meanwhile show a fork that the node signed evidence
     of at once, at the data directory's head, before a catch-up that then timed out."""
-    rooted = Org()
-    ours = rooted.record()
-    theirs = rooted.fork(ours.seq, ours.prev)
     start = GossipService.run
 
     async def run_showing_a_fork(gossip: GossipService, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -453,10 +456,7 @@ async def test_key_rotate_signs_nothing_a_peer_brings_in_as_the_node_s_services_
 
     with trio.fail_after(60):
         async with _silent_peer() as (peer, _):
-            config = _silenced_org(tmp_path / "a", peer, roots=(rooted.did,))
-            with RecordStore.open(config.data_dir) as store:
-                replica = Replica(load_org_key(config.key_path), store, roots=(rooted.did,), max_hops=2, held_limit=10)
-                assert replica.accept([ours]).accepted == [ours]
+            config, theirs = _trusting_a_forker(tmp_path / "a", peer)
             before = _chain(config)
             monkeypatch.setattr(GossipService, "run", run_showing_a_fork)
             status, out, err = await _rotate(config=config)
