@@ -23,10 +23,10 @@ from node import cli
 from node.audit_log import AuditLog
 from node.config import load_config
 from node.credential_registry import CredentialRegistry
-from node.daemon import StartupError, serve_node
+from node.daemon import Node, StartupError, serve_node
 from node.data_lock import DataDirBusy, locked_data_dir, replacing_key, signing_with_key
 from node.keys import KeyFileError, create_org_key, load_org_key
-from node.rotation import NEXT_KEY_FILE, finish_interrupted_rotation, rotate_key, unpublished_link
+from node.rotation import NEXT_KEY_FILE, Rotation, finish_interrupted_rotation, rotate_key, unpublished_link
 from node.setup import init_data_dir
 from vouching import did_key, org_body, public_key_from_did, verify_record, vouch_body
 
@@ -262,20 +262,27 @@ def test_the_cli_rotates_and_says_what_changed(tmp_path, capsys):
     assert "start the node to sign with" in out.err
 
 
+async def _rotated_once_heard(config, peer: Node) -> tuple[Rotation, trio.Event]:
+    """Run the node of `config` until `peer` holds a record of its key, stop it, and rotate its key; with an event set
+    once `peer` links two keys."""
+    old = _did(config)
+    heard, linked = trio.Event(), trio.Event()
+    peer.replica.listeners.append(lambda records: heard.set() if any(r.iss == old for r in records) else None)
+    peer.replica.link_listeners.append(lambda link: linked.set())
+    async with trio.open_nursery() as nursery:
+        await nursery.start(serve_node, config)
+        await heard.wait()
+        nursery.cancel_scope.cancel()
+    return rotate_key(config), linked
+
+
 async def test_a_peer_counts_the_rotated_nodes_keys_as_one_org(tmp_path):
     async with running(tmp_path / "b") as b:
         config = _config(tmp_path / "a", bootstrap=(b.host.listen_addrs[0],))
         old = _did(config)
         b.replica.issue("vouch", vouch_body(old, 0.9, "org-peer"))  # a in b's horizon
-        heard, linked = trio.Event(), trio.Event()
-        b.replica.listeners.append(lambda records: heard.set() if any(r.iss == old for r in records) else None)
-        b.replica.link_listeners.append(lambda link: linked.set())
         with trio.fail_after(30):
-            async with trio.open_nursery() as nursery:
-                await nursery.start(serve_node, config)
-                await heard.wait()
-                nursery.cancel_scope.cancel()
-            rotation = rotate_key(config)
+            rotation, linked = await _rotated_once_heard(config, b)
             async with trio.open_nursery() as nursery:
                 a = await nursery.start(serve_node, config)
                 assert a.did == rotation.new
@@ -300,15 +307,8 @@ async def test_a_peer_the_rotated_node_does_not_reach_links_its_keys_without_wai
             old = _did(config)
             for peer in (b, c):
                 peer.replica.issue("vouch", vouch_body(old, 0.9, "org-peer"))  # a in their horizons
-            heard, linked = trio.Event(), trio.Event()
-            c.replica.listeners.append(lambda records: heard.set() if any(r.iss == old for r in records) else None)
-            c.replica.link_listeners.append(lambda link: linked.set())
             with trio.fail_after(30):
-                async with trio.open_nursery() as nursery:
-                    await nursery.start(serve_node, config)
-                    await heard.wait()
-                    nursery.cancel_scope.cancel()
-            rotation = rotate_key(config)
+                rotation, linked = await _rotated_once_heard(config, c)
             new_peer = _peer_id(rotation.new)
             await c.set_blocked_peers([_peer_id(old), new_peer])  # a reaches c through b only
             with trio.fail_after(10):
