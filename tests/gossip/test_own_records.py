@@ -16,6 +16,7 @@ from vouching.bodies import CATEGORIES, OUTCOMES
 from ..factories import Org, new_did
 
 PEER = "12D3KooWPeer"
+OTHER_PEER = "12D3KooWOther"
 
 
 @contextmanager
@@ -144,9 +145,10 @@ def test_a_list_in_format_version_1_is_upgraded_in_place_keeping_what_was_acknow
         assert db.execute("PRAGMA user_version").fetchone() == (2,)
 
 
-def test_a_held_record_of_the_key_released_by_one_the_node_signs_is_listed(tmp_path):
+def test_a_held_record_of_the_key_released_by_one_the_node_signs_is_listed_with_the_peer_it_came_from(tmp_path):
     """A record of the key held for a missing predecessor goes into the store with the batch that brings the
-    predecessor, even one the node signs itself (the same bytes: digests of an epoch are signed deterministically)."""
+    predecessor, even one the node signs itself (the same bytes: digests of an epoch are signed deterministically),
+    and is listed with the peer that sent it."""
     with opened(tmp_path, Org().key) as replica:
         head = replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
         bodies, ts = [_digest(new_did())], 1_700_000_000_000
@@ -155,8 +157,20 @@ def test_a_held_record_of_the_key_released_by_one_the_node_signs_is_listed(tmp_p
         assert replica.accept([after], PEER).held == 1
         replica.issue_digests(bodies, ts=ts)
         assert replica.store.has(after.id)
-        assert [(r.id, r.peer) for r in replica.own_records.listed()] == [(after.id, None)]
+        assert [(r.id, r.peer) for r in replica.own_records.listed()] == [(after.id, PEER)]
         assert replica.own_from_peers == 1
+
+
+def test_a_held_record_of_the_key_is_listed_with_the_peer_it_came_from_not_the_one_that_released_it(tmp_path):
+    """Held from one peer (gossip, say), released by the predecessor another peer sent (sync): each record is listed
+    with the peer that sent it."""
+    with opened(tmp_path, Org().key) as replica:
+        replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
+        first, second = signed_elsewhere(replica, 2)
+        assert replica.accept([second], PEER).held == 1
+        assert replica.accept([second], OTHER_PEER).duplicates == 1  # the same, held already: still PEER's
+        assert replica.accept([first], OTHER_PEER).accepted == [first, second]
+        assert [(r.id, r.peer) for r in replica.own_records.listed()] == [(first.id, OTHER_PEER), (second.id, PEER)]
 
 
 def _digest(agent):
