@@ -56,7 +56,7 @@ class Acceptor:
         self._succession = succession
         self._in_horizon = in_horizon
         self._held_limit = held_limit
-        self._held: dict[str, SortedDict[int, Record]] = {}  # issuer -> seq -> record
+        self._held: dict[str, SortedDict[int, tuple[Record, str | None]]] = {}  # issuer -> seq -> (record, its peer)
         self._shares: SortedList[tuple[int, str]] = SortedList()  # (records held, issuer), for each issuer holding
         self._held_count = 0
 
@@ -65,34 +65,36 @@ class Acceptor:
         return self._held_count
 
     def submit(self, records: Sequence[Record],
-               before_append: Callable[[list[Record]], None] | None = None) -> Outcome:
-        """Decide each record, append the accepted ones in one durable batch, and report. `before_append` is called
-        with the batch (held records it released included) before the store takes it; what it raises refuses the
-        batch, and is raised."""
+               before_append: Callable[[list[tuple[Record, str | None]]], None] | None = None, *,
+               peer: str | None = None) -> Outcome:
+        """Decide each record (from `peer`, if known), append the accepted ones in one durable batch, and report.
+        `before_append` is called with the batch, each record with the peer it came from (a held record it released
+        with the peer that sent it then), before the store takes it; what it raises refuses the batch, and is
+        raised."""
         batch = _Batch(self._store, self._succession)
         outcome = Outcome()
         for record in records:
-            pending = [record]
+            pending = [(record, peer)]
             while pending:  # an accepted record releases its held successor, which may release the next
-                current = pending.pop()
-                if self._offer(current, batch, outcome):
+                current, sent_by = pending.pop()
+                if self._offer(current, sent_by, batch, outcome):
                     successor = self._release(current.iss, current.seq + 1)
                     if successor is not None:
                         pending.append(successor)
         if batch.records:
             if before_append is not None:
-                before_append(batch.records)
+                before_append(list(zip(batch.records, batch.peers)))
             self._store.append(batch.records)
         outcome.accepted = batch.records
         if self._held:
-            outcome.held = sum(1 for r in records if self._held_at(r.iss, r.seq) is r)
+            outcome.held = sum(1 for r in records if (held := self._held_at(r.iss, r.seq)) and held[0] is r)
         for iss, (_, last) in list(outcome.gaps.items()):
             head = batch.head(iss)
             if head is not None and head.seq >= last:
                 del outcome.gaps[iss]  # filled later in the same batch
         return outcome
 
-    def _offer(self, record: Record, batch: _Batch, outcome: Outcome) -> bool:
+    def _offer(self, record: Record, peer: str | None, batch: _Batch, outcome: Outcome) -> bool:
         """Decide one record; True if it was staged for appending."""
         head = batch.head(record.iss)
         # Only a record at or below its issuer's head can be one we hold: new ones skip the index lookup.
@@ -115,7 +117,7 @@ class Acceptor:
             outcome.equivocations.append((batch.at(record.iss, record.seq), record.raw))
             return False
         if record.seq > next_seq:
-            self._hold(record, next_seq, outcome)
+            self._hold(record, peer, next_seq, outcome)
             return False
         if record.prev != (head.id if head else None):
             outcome.rejected.append((record, f"prev: does not match {record.iss}'s record at seq {record.seq - 1}"))
@@ -123,16 +125,16 @@ class Acceptor:
         if isinstance(record.body, RevokeBody) and not batch.is_vouch_of_org(record.body.record, record.iss):
             outcome.rejected.append((record, "body.record: names no earlier vouch of this issuer or a key it replaced"))
             return False
-        batch.add(record)
+        batch.add(record, peer)
         return True
 
-    def _hold(self, record: Record, next_seq: int, outcome: Outcome) -> None:
+    def _hold(self, record: Record, peer: str | None, next_seq: int, outcome: Outcome) -> None:
         held = self._held_at(record.iss, record.seq)
-        if held is not None:
-            if held.id == record.id:
+        if held is not None:  # (kept with the peer that sent it first)
+            if held[0].id == record.id:
                 outcome.duplicates += 1
             else:
-                outcome.equivocations.append((held.raw, record.raw))
+                outcome.equivocations.append((held[0].raw, record.raw))
             return
         first, last = outcome.gaps.get(record.iss, (next_seq, record.seq - 1))
         outcome.gaps[record.iss] = (first, max(last, record.seq - 1))
@@ -145,23 +147,23 @@ class Acceptor:
             of_issuer = self._held[record.iss] = SortedDict()
         else:
             self._shares.remove((len(of_issuer), record.iss))
-        of_issuer[record.seq] = record
+        of_issuer[record.seq] = (record, peer)
         self._shares.add((len(of_issuer), record.iss))
         self._held_count += 1
 
-    def _held_at(self, iss: str, seq: int) -> Record | None:
+    def _held_at(self, iss: str, seq: int) -> tuple[Record, str | None] | None:
         of_issuer = self._held.get(iss)
         return of_issuer.get(seq) if of_issuer is not None else None
 
-    def _release(self, iss: str, seq: int) -> Record | None:
-        """Take the record held at (iss, seq) out of the buffer, if there is one."""
+    def _release(self, iss: str, seq: int) -> tuple[Record, str | None] | None:
+        """Take the record held at (iss, seq), with the peer that sent it, out of the buffer, if there is one."""
         of_issuer = self._held.get(iss)
         if of_issuer is None or seq not in of_issuer:
             return None
         self._shares.remove((len(of_issuer), iss))
-        record = of_issuer.pop(seq)
+        held = of_issuer.pop(seq)
         self._shrunk(iss, of_issuer)
-        return record
+        return held
 
     def _evict_for(self, iss: str) -> bool:
         """Make room for a record of `iss` by dropping the farthest-ahead record of the issuer holding most, if that
@@ -176,7 +178,7 @@ class Acceptor:
         self._shrunk(largest, of_largest)
         return True
 
-    def _shrunk(self, iss: str, of_issuer: SortedDict[int, Record]) -> None:
+    def _shrunk(self, iss: str, of_issuer: SortedDict[int, tuple[Record, str | None]]) -> None:
         """Bookkeeping after one record of `iss` left the buffer (its share's entry already removed)."""
         self._held_count -= 1
         if of_issuer:
@@ -194,6 +196,7 @@ class _Batch:
         self._named_next: dict[str, str] = {}  # rotations staged here: key -> the successor it names
         self._named_prior: dict[str, str] = {}
         self.records: list[Record] = []
+        self.peers: list[str | None] = []  # the peer each of `records` came from, if known
         self._by_id: dict[bytes, Record] = {}
         self._heads: dict[str, Head] = {}
         self._by_position: dict[tuple[str, int], Record] = {}
@@ -252,8 +255,9 @@ class _Batch:
     def _next_of(self, key: str) -> str | None:
         return self._named_next.get(key) or self._succession.named_next(key)
 
-    def add(self, record: Record) -> None:
+    def add(self, record: Record, peer: str | None) -> None:
         self.records.append(record)
+        self.peers.append(peer)
         self._by_id[record.id] = record
         self._heads[record.iss] = Head(record.seq, record.id)
         self._by_position[(record.iss, record.seq)] = record

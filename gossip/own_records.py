@@ -52,8 +52,8 @@ class OwnRecordsError(StoreError):
 class OwnRecord:
     """A record of the org's key that came from a peer: its number in the list (1 up, in the order listed), its id,
     the key that signed it (`iss`: the org's key then) and its seq, when the node accepted it (ms since the Unix
-    epoch, node time), the PeerID it came from (None when not known: an API submission, or one held for an
-    earlier record and stored with the batch that brought that), and whether the operator acknowledged it."""
+    epoch, node time), the PeerID it came from (None when not known: an API submission; for one held for an
+    earlier record, the peer that sent it then), and whether the operator acknowledged it."""
 
     number: int
     id: bytes

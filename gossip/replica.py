@@ -247,23 +247,19 @@ class Replica:
                      "key", len(records), self.did, records[0].seq, records[-1].seq)
         self._tell(self.returned_listeners, records)
 
-    def _from_peers(self, records: list[Record], own_ids: frozenset[bytes]) -> list[Record]:
-        """The records of this node's key among `records` but those it stores as its own (`_accept`'s `as_own`):
-        those `accept` was offered, and any held for a missing predecessor that the batch released, whoever's batch
-        that is (one the node signs, too: the same bytes, as digests are signed deterministically)."""
-        return [r for r in records if r.iss == self.did and r.id not in own_ids]
+    def _is_from_peers(self, record: Record, own_ids: frozenset[bytes]) -> bool:
+        """Whether `record` is one of this node's key but those it stores as its own (`_accept`'s `as_own`): one
+        `accept` was offered, or one held for a missing predecessor that the batch released, whoever's batch that is
+        (one the node signs, too: the same bytes, as digests are signed deterministically)."""
+        return record.iss == self.did and record.id not in own_ids
 
-    def _list_own(self, records: list[Record], own_ids: frozenset[bytes], peer: str | None,
-                  batch: list[Record]) -> None:
-        """Before the store takes the batch `_accept` made of `records`: list the records of this node's key from
-        peers in it durably (gossip.own_records), unless they are an adopted key's coming back (`_report_own`), so
-        that a crash cannot store one unlisted. The peer is `peer` for those among `records`, None (not known) for
-        one held since an earlier batch. What it raises refuses the batch."""
-        own = self._from_peers(batch, own_ids)
-        if not own or self._adopted_key_coming_back(own):
-            return
-        offered = {r.id for r in records if r.iss == self.did}
-        self.own_records.add([(r, peer if r.id in offered else None) for r in own])
+    def _list_own(self, own_ids: frozenset[bytes], batch: list[tuple[Record, str | None]]) -> None:
+        """Before the store takes a batch (each record with the peer it came from, gossip.acceptor): list the records
+        of this node's key from peers in it durably (gossip.own_records), unless they are an adopted key's coming
+        back (`_report_own`), so that a crash cannot store one unlisted. What it raises refuses the batch."""
+        own = [(r, peer) for r, peer in batch if self._is_from_peers(r, own_ids)]
+        if own and not self._adopted_key_coming_back([r for r, _ in own]):
+            self.own_records.add(own)
 
     def _adopted_key_coming_back(self, own: list[Record]) -> bool:
         """Whether signing is deferred (the start's catch-up sync), the store held no record of this node's key when
@@ -303,7 +299,7 @@ class Replica:
         the node stores as its own (it signed them, or its operator adopted them): every other record of its key is
         listed (`_list_own`, before the store takes it) and reported."""
         own_ids = frozenset(r.id for r in as_own)
-        outcome = self._acceptor.submit(records, functools.partial(self._list_own, records, own_ids, peer))
+        outcome = self._acceptor.submit(records, functools.partial(self._list_own, own_ids), peer=peer)
         entered: set[str] = set()
         for record in outcome.accepted:
             entered |= self._track(record)
@@ -312,7 +308,7 @@ class Replica:
         entered = {org for org in entered if org in self.horizon}  # a later record may have taken one out again
         if entered:
             self._tell(self.horizon_listeners, entered)
-        self._report_own(self._from_peers(outcome.accepted, own_ids))
+        self._report_own([r for r in outcome.accepted if self._is_from_peers(r, own_ids)])
         for ours, theirs in outcome.equivocations:
             self._when_signing(functools.partial(self._sign_evidence, ours, theirs))
         for body in outcome.evidence:

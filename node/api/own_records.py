@@ -35,9 +35,9 @@ async def own_records(
     directory was restored from an older copy, or a thief's), kept across restarts: up to 1,000 a page in the order
     listed, each with its `number` (1 up, in the order listed, never reused), `id`, `iss` (the key that signed it:
     the org's key then) and `seq`, `accepted_ms` (when the node accepted it, ms since the Unix epoch), `peer` (the
-    PeerID it came from; null if not known: submitted through this API, or held for an earlier record of the key
-    and stored with the batch that brought that) and `acknowledged`; `unacknowledged` counts those not acknowledged,
-    as `own_records_from_peers` in GET /v1/node; `next` is the `after` of the following page, null on the last."""
+    PeerID it came from, one held for an earlier record of the key too; null if submitted through this API) and
+    `acknowledged`; `unacknowledged` counts those not acknowledged, as `own_records_from_peers` in GET /v1/node;
+    `next` is the `after` of the following page, null on the last."""
     listed = node.replica.own_records.listed(after=after, limit=MAX_LISTED + 1)
     return {"records": [record.to_json() for record in listed[:MAX_LISTED]],
             "unacknowledged": node.replica.own_from_peers,

@@ -31,10 +31,10 @@ def register(subparsers: Subparsers) -> None:
         commands, "acknowledge", summary="acknowledge them once explained, so that they no longer count",
         description="Acknowledge the listed records of the org's key up to a number (the first column of `list`), "
         "once explained (a restore from an older copy, say: never a key you cannot account for, which calls for a "
-        "new key): they stay listed and no longer count in own_records_from_peers, which falls back to 0 unless "
-        "later ones came. A record listed after the one numbered NUMBER has a higher number (numbers are never "
-        "reused), so one that came after you looked is not acknowledged with those you looked at. Needs the API "
-        "token; the node logs it at WARNING.",
+        "new key): they stay listed and no longer count in own_records_from_peers, which then counts only those "
+        "numbered higher not yet acknowledged (0 if none). A record listed after the one numbered NUMBER has a "
+        "higher number (numbers are never reused), so one that came after you looked is not acknowledged with those "
+        "you looked at. Needs the API token; the node logs it at WARNING.",
         examples=["vouchnet own-records acknowledge --through 42"], run=_acknowledge)
     acknowledge.add_argument("--through", type=int, metavar="NUMBER", required=True,
                              help="acknowledge those with this number or a lower one: the highest that `list` showed "

@@ -1,8 +1,13 @@
 """The records of a node's key that came from peers, listed in its data directory: counted across restarts until
 acknowledged (gossip.own_records)."""
 
+import itertools
 import logging
+import os
+import shutil
+import signal
 import sqlite3
+import sys
 from contextlib import closing, contextmanager
 
 import pytest
@@ -14,8 +19,11 @@ from vouching import Counts, DigestBody, issue_digests, org_body, vouch_body
 from vouching.bodies import CATEGORIES, OUTCOMES
 
 from ..factories import Org, new_did
+from ..node.kill_points import killed_at
+from .own_records_v1 import OwnRecordsV1
 
 PEER = "12D3KooWPeer"
+OTHER_PEER = "12D3KooWOther"
 
 
 @contextmanager
@@ -117,36 +125,93 @@ def test_a_data_directory_from_before_the_list_starts_with_none(tmp_path):
         assert db.execute("SELECT COUNT(*) FROM own_records").fetchone() == (0,)
 
 
-def test_a_list_in_format_version_1_is_upgraded_in_place_keeping_what_was_acknowledged(tmp_path):
-    """Version 1 (2026-11-27) keyed rows by seq alone: its rows are numbered in seq order, each with its record's
-    key, and a row of a record the ledger lacks is dropped; before, the node refused to start on such a file."""
-    key = Org().key
-    with opened(tmp_path, key) as replica:
+def _listed_by_version_1(data_dir, key):
+    """A data directory whose list version 1 wrote (tests/gossip/own_records_v1.py) as its node did, copied as a kill
+    leaves it (rows in the -wal file): three records of `key` from peers, the first acknowledged, the last submitted
+    through the API (no peer), and a row of one a refused batch left (not stored). Each row accepted a ms later."""
+    running = data_dir.parent / "running"
+    running.mkdir()
+    with RecordStore.open(running) as store:
+        replica = Replica(key, store, roots=(), max_hops=2, held_limit=100)
         replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
-        records = signed_elsewhere(replica, 3)
-        replica.accept(records, PEER)
-    with closing(sqlite3.connect(tmp_path / OWN_RECORDS_FILE, isolation_level=None)) as db:  # as version 1 wrote it
-        db.execute("DROP TABLE own_records")
-        db.execute("CREATE TABLE own_records (seq INTEGER PRIMARY KEY, id BLOB NOT NULL, accepted_ms INTEGER NOT NULL,"
-                   " peer TEXT, acknowledged INTEGER NOT NULL DEFAULT 0)")
-        db.executemany("INSERT INTO own_records VALUES (?, ?, ?, ?, ?)",
-                       [(r.seq, r.id, 1_700_000_000_000 + r.seq, PEER, int(r is records[0])) for r in records[::-1]]
-                       + [(99, b"\x01" * 32, 1_700_000_000_099, PEER, 0)])  # a row of a record the ledger lacks
-        db.execute("PRAGMA user_version = 1")
-    with opened(tmp_path, key) as replica:
+        records = signed_elsewhere(replica, 4)
+        v1 = OwnRecordsV1(running, itertools.count(1_700_000_000_000).__next__)
+        for batch, peer, stored in ((records[:2], PEER, True), (records[2:3], None, True), (records[3:], PEER, False)):
+            v1.add(batch, peer)
+            if stored:
+                replica.accept(batch, peer)
+        v1.acknowledge(records[0].seq)
+    shutil.copytree(running, data_dir)
+    v1.db.close()
+    assert (data_dir / f"{OWN_RECORDS_FILE}-wal").stat().st_size > 0
+    return records[:3]
+
+
+def _file_state(data_dir):
+    """user_version, the tables and every row of the list, read without changing it."""
+    with closing(sqlite3.connect(f"{(data_dir / OWN_RECORDS_FILE).as_uri()}?mode=ro", uri=True)) as db:
+        return (db.execute("PRAGMA user_version").fetchone(),
+                sorted(db.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")),
+                {name: db.execute(f"SELECT * FROM {name}").fetchall() for (name,) in
+                 db.execute("SELECT name FROM sqlite_schema WHERE type = 'table' AND name LIKE 'own%'")})
+
+
+def test_a_list_version_1_wrote_is_upgraded_in_place_keeping_what_was_acknowledged(tmp_path):
+    """Version 1 keyed rows by seq alone: its rows are numbered in seq order, each with its record's key, and a row
+    of a record the ledger lacks is dropped; before, the node refused to start on such a file."""
+    key = Org().key
+    data_dir = tmp_path / "node"
+    records = _listed_by_version_1(data_dir, key)
+    with opened(data_dir, key) as replica:
         assert [(r.number, r.id, r.iss, r.seq, r.accepted_ms, r.peer, r.acknowledged)
                 for r in replica.own_records.listed()] == [
-            (n, r.id, r.iss, r.seq, 1_700_000_000_000 + r.seq, PEER, r is records[0]) for n, r in enumerate(records, 1)]
+            (1, records[0].id, replica.did, records[0].seq, 1_700_000_000_000, PEER, True),
+            (2, records[1].id, replica.did, records[1].seq, 1_700_000_000_001, PEER, False),
+            (3, records[2].id, replica.did, records[2].seq, 1_700_000_000_002, None, False)]
         assert replica.own_from_peers == 2
         replica.accept(signed_elsewhere(replica, 1), PEER)
-        assert replica.own_records.listed()[-1].number == 4
-    with closing(sqlite3.connect(tmp_path / OWN_RECORDS_FILE)) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (2,)
+        assert [r.number for r in replica.own_records.listed()] == [1, 2, 3, 4]
+    version, tables, _ = _file_state(data_dir)
+    assert version == (2,) and ("own_records",) in tables and ("own_records_v1",) not in tables
+    with opened(data_dir, key) as replica:
+        assert [r.number for r in replica.own_records.listed()] == [1, 2, 3, 4] and replica.own_from_peers == 3
 
 
-def test_a_held_record_of_the_key_released_by_one_the_node_signs_is_listed(tmp_path):
+@pytest.mark.parametrize("dies", [True, False], ids=["killed", "raising"])
+def test_an_upgrade_stopped_part_way_leaves_the_list_as_version_1_wrote_it(tmp_path, dies):
+    """Killed, or the records index failing to answer, at the upgrade's second row: the file keeps version 1's table
+    and rows, and the next open upgrades it whole."""
+    key = Org().key
+    data_dir = tmp_path / "node"
+    records = _listed_by_version_1(data_dir, key)
+    before = _file_state(data_dir)
+
+    def open_failing_at_the_second_row():
+        with RecordStore.open(data_dir) as store:
+            rows, kind_and_issuer = iter(range(2)), store.kind_and_issuer
+            store.kind_and_issuer = lambda rid: kind_and_issuer(rid) if next(rows, None) == 0 else _fail(dies)
+            OwnRecords.open(data_dir, lambda: 0, store)
+
+    if dies:
+        assert killed_at(sys.maxsize, open_failing_at_the_second_row)
+    else:
+        with pytest.raises(StoreError, match="cannot be read"):
+            open_failing_at_the_second_row()
+    assert _file_state(data_dir) == before
+    with opened(data_dir, key) as replica:
+        assert [(r.number, r.id) for r in replica.own_records.listed()] == [(n, r.id) for n, r in enumerate(records, 1)]
+
+
+def _fail(dies):
+    if dies:
+        os.kill(os.getpid(), signal.SIGKILL)
+    raise StoreError("records.index: cannot be read (disk I/O error)")
+
+
+def test_a_held_record_of_the_key_released_by_one_the_node_signs_is_listed_with_the_peer_it_came_from(tmp_path):
     """A record of the key held for a missing predecessor goes into the store with the batch that brings the
-    predecessor, even one the node signs itself (the same bytes: digests of an epoch are signed deterministically)."""
+    predecessor, even one the node signs itself (the same bytes: digests of an epoch are signed deterministically),
+    and is listed with the peer that sent it."""
     with opened(tmp_path, Org().key) as replica:
         head = replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
         bodies, ts = [_digest(new_did())], 1_700_000_000_000
@@ -155,8 +220,20 @@ def test_a_held_record_of_the_key_released_by_one_the_node_signs_is_listed(tmp_p
         assert replica.accept([after], PEER).held == 1
         replica.issue_digests(bodies, ts=ts)
         assert replica.store.has(after.id)
-        assert [(r.id, r.peer) for r in replica.own_records.listed()] == [(after.id, None)]
+        assert [(r.id, r.peer) for r in replica.own_records.listed()] == [(after.id, PEER)]
         assert replica.own_from_peers == 1
+
+
+def test_a_held_record_of_the_key_is_listed_with_the_peer_it_came_from_not_the_one_that_released_it(tmp_path):
+    """Held from one peer (gossip, say), released by the predecessor another peer sent (sync): each record is listed
+    with the peer that sent it."""
+    with opened(tmp_path, Org().key) as replica:
+        replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
+        first, second = signed_elsewhere(replica, 2)
+        assert replica.accept([second], PEER).held == 1
+        assert replica.accept([second], OTHER_PEER).duplicates == 1  # the same, held already: still PEER's
+        assert replica.accept([first], OTHER_PEER).accepted == [first, second]
+        assert [(r.id, r.peer) for r in replica.own_records.listed()] == [(first.id, OTHER_PEER), (second.id, PEER)]
 
 
 def _digest(agent):
