@@ -32,7 +32,7 @@ README = Path(__file__).parents[2] / "README.md"
 def documented_paths() -> set[str]:
     """Every path in the first column of the README's API table, parameters as `{}`, query and body dropped."""
     text = README.read_text()
-    table = text[text.index("**The local API**"):]
+    table = text[text.index("### The local API"):]
     table = table[:table.index("\n\n", table.index("| --- |"))]
     paths = set()
     for row in table[table.index("| --- |"):].splitlines()[1:]:
