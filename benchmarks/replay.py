@@ -1,4 +1,4 @@
-"""Start-up replay with differential privacy on (node.trust.TrustService.replay, README "Telemetry"): the time to
+"""Start-up replay with differential privacy on (node.trust.TrustService.replay, README "Digests"): the time to
 rebuild the trust engine from N own DP digests, each counted by the raw counts digests.db keeps for it, and the part
 of it spent reading those raw counts. A figure with no target; it is not a test.
 

@@ -1,4 +1,4 @@
-"""Crash safety of the whole node (README: operating a node; DESIGN §1-§2, §8): two real `vouchnet run`
+"""Crash safety of the whole node (README: "Running a node"; DESIGN §1-§2, §8): two real `vouchnet run`
 processes on loopback, A under mixed load, killed (SIGKILL) or stopped (SIGTERM) at random moments and restarted.
 
 Load on A: API vouches and revocations and POST /v1/events batches, with an Idempotency-Key each, and POST

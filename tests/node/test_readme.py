@@ -32,7 +32,7 @@ README = Path(__file__).parents[2] / "README.md"
 def documented_paths() -> set[str]:
     """Every path in the first column of the README's API table, parameters as `{}`, query and body dropped."""
     text = README.read_text()
-    table = text[text.index("**The local API**"):]
+    table = text[text.index("### The local API"):]
     table = table[:table.index("\n\n", table.index("| --- |"))]
     paths = set()
     for row in table[table.index("| --- |"):].splitlines()[1:]:
@@ -70,9 +70,11 @@ def test_every_command_is_in_the_readme():
     assert [c for c in commands if f"vouchnet {c}" not in readme and f"`{c}`" not in readme] == []
 
 
-# What the shell examples leave to the shell: Alice's peer address and did, read from her `status --json`.
+# What the shell examples leave to the shell: Alice's peer address and did, and Bob's did, read from their
+# `status --json`.
 _SHELL = {"${ALICE% *}": "/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWAm5xWQ1ALokCrEo7EjTt2s6Rc3JyAoPWqUcPSn75gtvM",
-          "${ALICE#* }": "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"}
+          "${ALICE#* }": "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK",
+          "$BOB": "did:key:z6MkrYzqmeWeDF8xbLGqsXrSCwz5guAUCYN4wSwdbMc6QswM"}
 
 
 def _sh_commands() -> list[str]:
