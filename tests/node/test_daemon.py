@@ -519,7 +519,7 @@ async def test_a_node_whose_token_file_is_gone_takes_no_write_until_it_is_back(t
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root gives a file away")
 def test_a_node_run_as_root_refuses_an_org_key_another_user_owns(tmp_path, forked_cli):
     """That user could put any key there, and the node would sign as it (node.strict_modes); `sudo vouchnet vouch
-    --dir` on a service user's directory still works: only `vouchnet run` checks."""
+    --dir` on a service user's directory still works: only `vouchnet run` and the commands that sign check."""
     init_data_dir(tmp_path, network="test", api="127.0.0.1:0", listen=("/ip4/127.0.0.1/tcp/0",))
     key = tmp_path / "org.key"
     os.chown(key, 12345, -1)
