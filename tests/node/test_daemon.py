@@ -778,8 +778,8 @@ async def test_a_start_captures_its_replayed_engine_for_the_snapshot_off_the_eve
     async with trio.open_nursery() as nursery:
         started: Node = await nursery.start(serve_node, config)
         with trio.fail_after(60):  # a snapshot never written fails the test, not hangs it
-            while started.trust._snapshot_covers == 0:  # written off the loop once started
-                await trio.sleep(0.01)
+            while started.trust._snapshot_covers == 0:  # written off the loop, maybe before the start was done
+                await started.trust.snapshot_written.wait()
         nursery.cancel_scope.cancel()
     assert started.trust._snapshot_covers == 5  # the vouches replayed (the org record is published after)
     assert len(threads) == 1 and threads[0] is not threading.main_thread()
