@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from multiprocessing.connection import Connection
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -243,7 +244,7 @@ def _serve_empty(pipe: Connection) -> None:
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
-            urls = await nursery.start(serve, _empty_app, "127.0.0.1", 0)
+            urls = await nursery.start(partial(serve, _empty_app, "127.0.0.1", 0, refused=lambda status, code: None))
             pipe.send(urls[0])
             await trio.to_thread.run_sync(pipe.recv)
             nursery.cancel_scope.cancel()

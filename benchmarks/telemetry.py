@@ -15,6 +15,7 @@ import sys
 import tempfile
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -133,7 +134,7 @@ async def through_http(
     context = multiprocessing.get_context("spawn")
     result = context.Queue()
     async with trio.open_nursery() as nursery:
-        (url,) = await nursery.start(serve, app, "127.0.0.1", 0)
+        (url,) = await nursery.start(partial(serve, app, "127.0.0.1", 0, refused=lambda status, code: None))
         process = context.Process(target=_client, args=(url, path, bodies, headers, clients, result))
         process.start()
         cpu = time.process_time()

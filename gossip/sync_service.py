@@ -212,6 +212,7 @@ class SyncService:
         self.session_seconds = session_seconds  # the longest one outbound session may last
         self.stats = SyncStats()
         self.first_round = trio.Event()  # set once a full round with some peer ran to the end
+        self.session_ended = trio.Event()  # set as each session ends, counted in `stats`, then replaced (check first)
         self.cosigner = cosigner
         self.checkpoints = checkpoints
         self._verify_threads = verify_threads
@@ -383,6 +384,8 @@ class SyncService:
         finally:
             if not lock.locked() and self._peer_locks.get(peer_id) is lock:  # nobody holds it or was handed it:
                 del self._peer_locks[peer_id]  # forget it, or peers leaving mid-session (fresh ids are free) pile up
+            self.session_ended.set()
+            self.session_ended = trio.Event()
         return False
 
     @asynccontextmanager

@@ -51,7 +51,7 @@ from .digests import DigestStateError
 from .health import add_health_gauges
 from .idempotency import IdempotencyStore, IdempotencyStoreError
 from .ingest_api import BODY_LIMITS, OPEN_WRITE_PATHS
-from .keys import TokenFile, load_org_key
+from .keys import TokenFile, load_signing_key
 from .audit_log import wall_clock_ms
 from .metrics import LATENCY_BUCKETS, Registry, record_latency_listener
 from .rotation import NEXT_KEY_FILE, finish_interrupted_rotation, unpublished_link
@@ -195,7 +195,7 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
             raise StartupError(f"key: {error}") from None
         if rotation is not None:
             log.info("finished an interrupted key rotation", extra={"fields": {"old": rotation.old, "new": rotation.new}})
-        key = load_org_key(config.key_path)
+        key = load_signing_key(config)
         try:
             rotation_kept = kept(config, did_key(bytes(key.verify_key)))
         except TakenBackError as error:

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from .idempotency import MAX_KEY, check_key
 from .api.errors import ErrorBody, error_response, error_responses
 from .api.guard import media_type
+from .api.json_body import StrictJsonRoute
 from .events import MAX_ATTRS, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_NAME
 from .ingest import BadBatch, Ingestor, Pending, Reply, TooLarge
 from .otlp import (MAX_SPANS, OtlpError, Span, SpanBatch, TooManySpans, decode_json, decode_protobuf, error_status,
@@ -105,7 +106,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 def ingest_router(ingestor: Ingestor) -> APIRouter:
     """The telemetry ingest endpoints over `ingestor`."""
-    router = APIRouter(tags=["telemetry"])
+    router = APIRouter(route_class=StrictJsonRoute, tags=["telemetry"])
 
     @router.post(
         "/v1/events",

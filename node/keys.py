@@ -14,6 +14,8 @@ from nacl.signing import SigningKey
 from ledger.files import create_file
 
 from .client._token import BadToken, api_token
+from .config import NodeConfig
+from .strict_modes import TooOpen, check_strict_modes
 
 SEED_BYTES = 32
 
@@ -62,6 +64,18 @@ def load_org_key(path: Path) -> SigningKey:
     if len(seed) != SEED_BYTES:
         raise KeyFileError(f"{path}: expected a {SEED_BYTES}-byte Ed25519 seed, found {len(seed)} bytes")
     return SigningKey(seed)
+
+
+def load_signing_key(config: NodeConfig) -> SigningKey:
+    """The org key of `config`'s data directory, read to sign with: by the node, and by every command that signs
+    with it (`key rotate`, `key adopt`, `key contest`, `agent new`, `audit export`). Refused (KeyFileError, with the
+    message `vouchnet run` gives) if users other than the node's may change the directory, its config.toml or the
+    key (node.strict_modes), or read the key (load_org_key)."""
+    try:
+        check_strict_modes(config.data_dir)
+    except TooOpen as error:
+        raise KeyFileError(str(error)) from None
+    return load_org_key(config.key_path)
 
 
 def create_token(path: Path) -> str:

@@ -22,7 +22,7 @@ from vouching.succession import Succession
 
 from .config import NodeConfig
 from .data_lock import DataDirBusy, locked_data_dir, replacing_key
-from .keys import KeyFileError, create_org_key, load_org_key
+from .keys import KeyFileError, create_org_key, load_org_key, load_signing_key
 from .store_manifest import check_listed
 from .taken_back_rotation import TakenBackError, kept, refusal
 
@@ -46,7 +46,7 @@ def rotate_key(config: NodeConfig) -> Rotation:
     catch-up sync first (node.daemon.catch_up_stopped), for a directory restored from an older copy."""
     with locked_data_dir(config.data_dir), replacing_key(config.data_dir):
         check_listed(config.data_dir, [LEDGER_FILE])
-        key = load_org_key(config.key_path)
+        key = load_signing_key(config)
         next_path = _next_key_path(config)
         with RecordStore.open(config.data_dir) as store:
             replica = _replica(config, key, store)
@@ -65,12 +65,13 @@ def rotate_key(config: NodeConfig) -> Rotation:
 
 def finish_interrupted_rotation(config: NodeConfig) -> Rotation | None:
     """At the node's start, with the data directory locked: finish a rotation whose record was signed but whose
-    key was not yet installed; None if there is none. Raises DataDirBusy if a command is signing with the key. A new
+    key was not yet installed; None if there is none. Raises DataDirBusy if a command is signing with the key, and
+    KeyFileError as node.keys.load_signing_key. A new
     key whose rotation was never signed is left for the next `vouchnet key rotate` to use."""
     next_path = _next_key_path(config)
     if not next_path.exists():
         return None
-    key, successor = load_org_key(config.key_path), load_org_key(next_path)
+    key, successor = load_signing_key(config), load_org_key(next_path)
     with RecordStore.open(config.data_dir) as store:
         last = store.latest_org(did_key(bytes(key.verify_key)))
         if last is None or last.next != did_key(bytes(successor.verify_key)):
@@ -87,7 +88,7 @@ def retired_to(config: NodeConfig) -> str | None:
     try:
         with locked_data_dir(config.data_dir):
             check_listed(config.data_dir, [LEDGER_FILE])
-            did = did_key(bytes(load_org_key(config.key_path).verify_key))
+            did = did_key(bytes(load_signing_key(config).verify_key))
             with RecordStore.open(config.data_dir) as store:
                 last = store.latest_org(did)
     except DataDirBusy:

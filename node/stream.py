@@ -28,6 +28,7 @@ from starlette.types import Receive, Scope, Send
 
 from .api.errors import error_body, error_response
 from .api.http_server import MAX_CONNECTIONS
+from .api.json_body import StrictJsonRoute
 from .metrics import Registry
 
 log = logging.getLogger(__name__)
@@ -166,7 +167,7 @@ async def _until_disconnected(receive: Receive, scope: trio.CancelScope) -> None
 
 
 def stream_router(broadcaster: Broadcaster) -> APIRouter:
-    router = APIRouter(tags=["stream"])
+    router = APIRouter(route_class=StrictJsonRoute, tags=["stream"])
 
     @router.get(
         "/v1/stream",

@@ -6,9 +6,10 @@ it dials, or swap the org key and audit log beside them.
 Refused: the directory or config.toml writable by group or others (by the mode bits, not access(2): run as root,
 that answers yes to everything), and any of the three owned by a user other than the one the node runs as and root
 (a node run as root on a directory a user owns would sign with whatever key that user puts there, and write where
-the user's symlinks point). Only `vouchnet run` checks, and `vouchnet key rotate` as it opens the node to catch up
-(node.commands.node_code): `sudo vouchnet vouch --dir` on a service user's directory reads its token and writes
-nothing there.
+the user's symlinks point). `vouchnet run` checks as it starts (node.commands.node_code), and so does every read of
+the org key to sign with it (node.keys.load_signing_key: the node's, `key rotate`, `key adopt`, `key contest`,
+`agent new`, `audit export`); no other command does: `sudo vouchnet vouch --dir` on a service user's directory
+reads its token and writes nothing there.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from vouching import InvalidRecord, OrgBody, Record, did_key, verify_record
 
 from .config import NodeConfig
 from .data_lock import locked_data_dir, replacing_key
-from .keys import KeyFileError, load_org_key
+from .keys import KeyFileError, load_org_key, load_signing_key
 from .store_manifest import check_listed
 
 TAKEN_BACK_FILE = "rotation.taken-back"
@@ -81,11 +81,12 @@ def refusal(config: NodeConfig, rotation: Record) -> str:
 def adopt(config: NodeConfig, key_file: Path) -> str:
     """`vouchnet key adopt`: if `key_file` holds the successor the kept rotation names, store the rotation (so that
     the successor's records, which peers give back, link to the org at once), then make it the org key; the new did.
-    Raises KeyFileError for a file that is not that key (or is readable by others), TakenBackError, DataDirBusy,
-    StoreLost. Interrupted, it is finished by running it again: the kept file goes last."""
+    Raises KeyFileError for a file that is not that key (or is readable by others) or an org key `vouchnet run` would
+    refuse (node.keys.load_signing_key), TakenBackError, DataDirBusy, StoreLost. Interrupted, it is finished by
+    running it again: the kept file goes last."""
     with locked_data_dir(config.data_dir), replacing_key(config.data_dir):
         check_listed(config.data_dir, [LEDGER_FILE])
-        key = load_org_key(config.key_path)
+        key = load_signing_key(config)
         org = did_key(bytes(key.verify_key))
         was_kept = (config.data_dir / TAKEN_BACK_FILE).exists()
         if (rotation := kept(config, org)) is None:
@@ -110,10 +111,11 @@ def adopt(config: NodeConfig, key_file: Path) -> str:
 def contest(config: NodeConfig) -> Record:
     """`vouchnet key contest`: the org key's record contradicting the kept rotation, signed and stored (unless one
     stored already does), and the file removed; the rotation. Raises TakenBackError (also for a rotation an
-    interrupted `adopt` stored), DataDirBusy, StoreLost."""
+    interrupted `adopt` stored), KeyFileError for an org key `vouchnet run` would refuse (node.keys.load_signing_key),
+    DataDirBusy, StoreLost."""
     with locked_data_dir(config.data_dir):
         check_listed(config.data_dir, [LEDGER_FILE])
-        key = load_org_key(config.key_path)
+        key = load_signing_key(config)
         rotation = _kept(config, did_key(bytes(key.verify_key)))
         with RecordStore.open(config.data_dir) as store:
             if store.has(rotation.id):

@@ -111,6 +111,7 @@ class TrustService:
         self.engine = self._new_engine()
         self._snapshot_dir = snapshot_dir
         self._snapshot_covers = 0  # records engine.snapshot covers, as far as this service knows
+        self.snapshot_written = trio.Event()  # set as engine.snapshot is written, then replaced: a waiter checks first
         self._replayed: engine_snapshot.Snapshot | None = None  # captured at the start or a rebuild, to write
         self._captured = trio.Event()  # ... by a rebuild: `_keep_snapshot` writes it now
         self._loaded: int | None = None  # records engine.snapshot covered, once `load_snapshot` loaded it
@@ -118,6 +119,7 @@ class TrustService:
         self._reread: Callable[[], Iterable[tuple[int, Event]]] = tuple  # the undigested events, again (`_rebuild`)
         self._ingest_lock = trio.Lock()  # held around every audit-log append and epoch close (`replaying`)
         self._own_org_moved = trio.Event()  # this node's key joined an earlier key's org: `_rebuild` is due
+        self.own_org_swapped = trio.Event()  # set as `_rebuild` swaps in the engine of that org, then replaced (so)
         self._rebuilt: TrustEngine | None = None  # the engine `_rebuild` is building, told of links meanwhile
         self._mirror: TrustEngine | None = None  # ... once it caught up with the store: told of records and events
         self._held_links: list[Link] | None = None  # links for it, held while it is captured
@@ -279,6 +281,8 @@ class TrustService:
             self._snapshot_failures.inc()
             return
         self._snapshot_covers = snapshot.size
+        self.snapshot_written.set()
+        self.snapshot_written = trio.Event()
 
     async def _keep_snapshot(self) -> None:
         """Write the snapshot captured at the start, and one a rebuild captured (`_rebuild`) as soon as it is; every
@@ -461,6 +465,8 @@ class TrustService:
             if engine.own_org != identity(self.replica.did):
                 return  # (`_own_org_moved` is set: built again)
             self.engine = engine
+            self.own_org_swapped.set()
+            self.own_org_swapped = trio.Event()
         finally:
             self._rebuilt = self._mirror = self._held_links = None
         log.info("trust engine: rebuilt, with this node's own org the earlier key's",

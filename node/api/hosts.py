@@ -33,7 +33,7 @@ class HostGuard:
     (node.api.refusals counts them)."""
 
     def __init__(self, app: ASGIApp, names: Collection[str] = (), *, any_host: bool = False,
-                 refused: Callable[[int, str], None] = lambda status, code: None) -> None:
+                 refused: Callable[[int, str], None]) -> None:
         self.app = app
         self.names = frozenset(_normal(name) for name in names)
         self.any_host = any_host

@@ -1,6 +1,7 @@
-"""Every JSON request body a route's model reads is I-JSON (node.strict_json), parsed once, by the strict reader: a
-body that is not is 400 `bad_request` naming why, before the model sees it. FastAPI's own parser takes UTF-16, the
-last of a repeated member and NaN, so a record could be signed from a body the caller's own tools read otherwise."""
+"""Every JSON request body a route reads, through its model or `request.json()`, is I-JSON (node.strict_json), parsed
+once, by the strict reader: a body that is not is 400 `bad_request` naming why, before the route sees it. FastAPI's
+and Starlette's parser takes UTF-16, the last of a repeated member and NaN, so a record could be signed from a body
+the caller's own tools read otherwise. The API is not made with a route that could read its body another way."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
 from ..strict_json import loads_strict, not_json
@@ -15,14 +17,15 @@ from .errors import ApiError
 
 
 class StrictJsonRoute(APIRoute):
-    """A route whose request's JSON body, where FastAPI reads one (a body model's, sent as application/json or
-    `+json`), is read by loads_strict instead of json.loads; its ValueError is the 400. Every router of the API
-    takes it as its `route_class` (check_strict_json)."""
+    """A route whose request's JSON body, wherever FastAPI or the route reads one (a body model's, sent as
+    application/json or `+json`; `await request.json()` in its handler or a dependency), is read by loads_strict
+    instead of json.loads; its ValueError is the 400. Every route of the API that can read its request's body is one
+    (check_strict_json)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
-        if self.body_field is None:
-            return handler  # FastAPI reads no JSON for it: no request made twice
+        if not _reads_body(self):
+            return handler  # nothing of it can read the body: no request made twice
 
         async def strict_handler(request: Request) -> Response:
             return await handler(_StrictJsonRequest(request.scope, request.receive))
@@ -42,10 +45,26 @@ class _StrictJsonRequest(Request):
 
 
 def check_strict_json(routers: Iterable[APIRouter]) -> None:
-    """Raise TypeError for a route of `routers` with a body model that is not a StrictJsonRoute (its router made
-    without `route_class=StrictJsonRoute`), so that no such route is ever served."""
+    """Raise TypeError for a route of `routers` that could read its request's JSON body with another parser than
+    loads_strict, so that no such route is ever served: one that can read the body (_reads_body) and is not a
+    StrictJsonRoute (its router made without `route_class=StrictJsonRoute`), or one FastAPI did not make (a
+    Starlette route or mount, a websocket), whose handler would get the request as Starlette makes it."""
     for router in routers:
         for route in router.routes:
-            if isinstance(route, APIRoute) and route.body_field is not None and not isinstance(route, StrictJsonRoute):
-                raise TypeError(f"{route.path}: a route with a body model must be a StrictJsonRoute "
+            if not isinstance(route, APIRoute):
+                raise TypeError(f"{getattr(route, 'path', route)}: not a route of the router's get, post, put...: "
+                                "its handler would read a JSON body with Starlette's parser, not as I-JSON")
+            if _reads_body(route) and not isinstance(route, StrictJsonRoute):
+                raise TypeError(f"{route.path}: a route that can read its request's body (a body model, or the "
+                                "Request taken by its handler or a dependency) must be a StrictJsonRoute "
                                 "(node.api.json_body), so that its JSON is read as I-JSON")
+
+
+def _reads_body(route: APIRoute) -> bool:
+    """Whether `route` can read its request's body: it has a body model, or its handler or a dependency of it takes
+    the Request (the others are given only the path, query, headers and cookies FastAPI parsed)."""
+    return route.body_field is not None or _takes_request(route.dependant)
+
+
+def _takes_request(dependant: Dependant) -> bool:
+    return dependant.request_param_name is not None or any(map(_takes_request, dependant.dependencies))

@@ -16,12 +16,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 
 from .errors import ApiError, read_responses
+from .json_body import StrictJsonRoute
 from .records import MAX_CURSOR
 from .view import NodeDep, NodeView
 
 MAX_ENTRIES = 256  # per page of /v1/log/entries: at most 16 MiB even if every record is the largest allowed
 
-router = APIRouter(prefix="/v1/log", tags=["log"])
+router = APIRouter(prefix="/v1/log", route_class=StrictJsonRoute, tags=["log"])
 
 _Position = Annotated[int, Query(ge=0, le=MAX_CURSOR, description="An index into the log, from 0")]
 _OldSize = Annotated[int, Query(ge=0, le=MAX_CURSOR, description="The size of the earlier tree")]

@@ -42,8 +42,7 @@ class OriginGuard:
     module's docstring); `origins` are further origins that are the API's own (public_url's); `refused(status,
     code)` is told of each refusal (node.api.refusals counts them)."""
 
-    def __init__(self, app: ASGIApp, origins: Collection[str] = (),
-                 refused: Callable[[int, str], None] = lambda status, code: None) -> None:
+    def __init__(self, app: ASGIApp, origins: Collection[str] = (), *, refused: Callable[[int, str], None]) -> None:
         self.app = app
         self.origins = frozenset(filter(None, (_origin(url) for url in origins)))
         self.refused = refused

@@ -181,6 +181,8 @@ def _contest(args: argparse.Namespace) -> int:
     config = local_config(args)
     try:
         rotation = contest(config)
+    except KeyFileError as error:
+        raise UsageError(str(error)) from None
     except (DataDirBusy, StoreLost, TakenBackError) as error:
         raise CommandFailed(str(error)) from None
     assert isinstance(rotation.body, OrgBody)

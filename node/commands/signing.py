@@ -13,23 +13,29 @@ from gossip.store import StoreError
 from ledger import LedgerError
 from node.config import NodeConfig
 from node.data_lock import DataDirBusy, signing_with_key
+from node.keys import KeyFileError, load_signing_key
 from node.rotation import retired_to
 from node.store_manifest import StoreLost
 
-from .common import CommandFailed, local_config, local_config_and_key
+from .common import CommandFailed, UsageError, local_config
 
 
 @contextmanager
 def signing_key(args: argparse.Namespace) -> Iterator[tuple[NodeConfig, SigningKey]]:
-    """local_config_and_key, for a command that signs with the key: sign within the block, which no rotation enters
-    (node.data_lock.signing_with_key). Raises CommandFailed if a rotation is replacing the key, or one the key signed
+    """local_config and the org key (node.keys.load_signing_key), for a command that signs with the key: sign within
+    the block, which no rotation enters (node.data_lock.signing_with_key). Raises UsageError for a key, or a data
+    directory, `vouchnet run` would refuse; CommandFailed if a rotation is replacing the key, or one the key signed
     has not finished (node.rotation.retired_to): what it signed would be of a key its org no longer uses."""
+    config = local_config(args)
     with ExitStack() as stack:
         try:
-            stack.enter_context(signing_with_key(local_config(args).data_dir))
+            stack.enter_context(signing_with_key(config.data_dir))
         except DataDirBusy as error:
             raise CommandFailed(str(error)) from None
-        config, key = local_config_and_key(args)  # read under the lock: a rotation may have replaced it until then
+        try:
+            key = load_signing_key(config)  # read under the lock: a rotation may have replaced it until then
+        except KeyFileError as error:
+            raise UsageError(str(error)) from None
         try:
             successor = retired_to(config)
         except (LedgerError, StoreError) as error:

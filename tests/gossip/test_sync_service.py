@@ -231,7 +231,7 @@ async def test_a_round_whose_records_a_full_disk_cannot_store_fails_and_the_node
                 disk.setattr(node_a.replica.store.ledger, "append", full)
                 await node_a.host.connect(node_b.addr)
                 while not node_a.sync.stats.errors["storage"]:  # (no record accepted wakes `until`)
-                    await trio.sleep(0.05)
+                    await node_a.sync.session_ended.wait()
             assert node_a.replica.store.heads().get(b.did) is None
             await node_a.sync.sync_with(node_b.host.peer_id)
             assert node_a.replica.store.heads().get(b.did) == 5

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -112,6 +113,6 @@ def telemetry_node(directory: Path, *, key: SigningKey | None = None, clock: Clo
 async def served(app: FastAPI) -> AsyncIterator[str]:
     """Serve `app` as the node serves its API, on a free loopback port; yields its base URL."""
     async with trio.open_nursery() as nursery:
-        (url,) = await nursery.start(serve, app, "127.0.0.1", 0)
+        (url,) = await nursery.start(partial(serve, app, "127.0.0.1", 0, refused=lambda status, code: None))
         yield url
         nursery.cancel_scope.cancel()

@@ -13,7 +13,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 import trio
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nacl.signing import SigningKey
@@ -502,11 +502,46 @@ def test_a_route_with_a_body_model_that_would_skip_the_i_json_reader_fails_the_a
     async def later(body: _Later) -> None:
         pass
 
-    with pytest.raises(TypeError, match="^/v1/later: a route with a body model must be a StrictJsonRoute"):
+    with pytest.raises(TypeError, match="^/v1/later: a route that can read its request's body .* must be a "
+                                        "StrictJsonRoute"):
         create_app(node, routers=[router])
     strict = APIRouter(route_class=StrictJsonRoute)
     strict.post("/v1/later")(later)
     create_app(node, routers=[strict])
+
+
+async def _read_itself(request: Request) -> dict:
+    return await request.json()
+
+
+async def _reading_dependency(body: dict = Depends(_read_itself)) -> dict:
+    return body
+
+
+@pytest.mark.parametrize("route", [_read_itself, _reading_dependency], ids=["handler", "dependency"])
+async def test_a_route_that_reads_the_request_json_itself_reads_i_json_or_fails_the_apps_making(node, route):
+    """A handler (or a dependency) taking the Request and calling `request.json()`, which is Starlette's json.loads:
+    on an API router it kept the last of a repeated member, and on another router it was served as well."""
+    plain = APIRouter()
+    plain.post("/v1/later")(route)
+    with pytest.raises(TypeError, match="^/v1/later: a route that can read its request's body"):
+        create_app(node, routers=[plain])
+    strict = APIRouter(route_class=StrictJsonRoute)
+    strict.post("/v1/later")(route)
+    app = create_app(node, routers=[strict], body_limits={"/v1/later": 1024})
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://node") as api:
+        twice = await api.post("/v1/later", content=b'{"a": 1, "a": 2}', headers=AUTH)
+        once = await api.post("/v1/later", content=b'{"a": 2}', headers=AUTH)
+    assert_error(twice, 400, "bad_request", "body: not JSON (member 'a' given twice")
+    assert once.json() == {"a": 2}
+
+
+def test_a_route_fastapi_did_not_make_fails_the_apps_making(node):
+    """A Starlette route or mount gets the request as Starlette makes it, whose json() is not the I-JSON reader."""
+    router = APIRouter()
+    router.add_route("/v1/later", _read_itself, methods=["POST"])
+    with pytest.raises(TypeError, match="^/v1/later: not a route of the router's get, post, put"):
+        create_app(node, routers=[router])
 
 
 async def test_revocations_and_the_block_list_take_i_json_only_and_a_utf8_bom_is_skipped(api, node):

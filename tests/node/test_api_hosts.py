@@ -122,5 +122,7 @@ async def test_every_request_is_checked_whatever_address_it_reached(server, name
 
     scope = {"type": "http", "method": "GET", "path": "/v1/node", "headers": [(b"host", EVIL.encode())],
              "server": server}
-    await HostGuard(app, names, any_host=any_host)(scope, None, send)
+    refusals = []
+    await HostGuard(app, names, any_host=any_host, refused=lambda *refusal: refusals.append(refusal))(scope, None, send)
     assert reached == ["/v1/node"] if answered else (not reached and sent[0]["status"] == 403)
+    assert refusals == ([] if answered else [(403, "forbidden_host")])

@@ -99,5 +99,7 @@ async def test_a_request_is_refused_when_a_browser_sent_it_for_another_origin(he
 
     scope = {"type": "http", "method": method, "scheme": "http", "path": "/v1/vouches",
              "headers": [(b"host", b"127.0.0.1:8700"), *headers], "server": ("127.0.0.1", 8700)}
-    await OriginGuard(app)(scope, None, send)
+    refusals = []
+    await OriginGuard(app, refused=lambda *refusal: refusals.append(refusal))(scope, None, send)
     assert (reached == ["/v1/vouches"]) if answered else (not reached and sent[0]["status"] == 403)
+    assert refusals == ([] if answered else [(403, "forbidden_origin")])

@@ -2,6 +2,7 @@
 API gives among them, never a label from what the caller sent."""
 
 import ast
+import inspect
 import socket
 import struct
 from pathlib import Path
@@ -14,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from node.api import create_app
 from node.api.hosts import HostGuard
+from node.api.origins import OriginGuard
 from node.api import http_server
 from node.api.http_server import MAX_HEAD_BYTES
 from node.api.refusals import REFUSALS, count_answers, refusal_reason, refusals_counter
@@ -65,6 +67,14 @@ async def test_each_refusal_is_counted_by_status_and_code_and_nothing_the_caller
         ("401", "unauthorized"): 2, ("422", "invalid_record"): 1, ("422", "invalid_request"): 1, ("404", "not_found"): 2,
         ("405", "method_not_allowed"): 1, ("403", "forbidden_host"): 1}
     assert set(counts) == {(str(status), code) for code, status in REFUSALS.items()}  # (no caller's path or did)
+
+
+@pytest.mark.parametrize("answering", [HostGuard, OriginGuard, http_server.serve, http_server.serve_on])
+def test_whatever_answers_before_or_instead_of_the_app_must_be_told_where_to_count_its_refusals(answering):
+    """`refused` is keyword-only and has no default: it defaulted to a no-op, so a caller that forgot it served
+    refusals that /metrics never counted."""
+    refused = inspect.signature(answering).parameters["refused"]
+    assert (refused.kind, refused.default) == (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.empty)
 
 
 def test_an_answer_not_in_the_error_shape_or_of_an_unknown_code_is_other():

@@ -519,7 +519,7 @@ async def test_a_node_whose_token_file_is_gone_takes_no_write_until_it_is_back(t
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root gives a file away")
 def test_a_node_run_as_root_refuses_an_org_key_another_user_owns(tmp_path, forked_cli):
     """That user could put any key there, and the node would sign as it (node.strict_modes); `sudo vouchnet vouch
-    --dir` on a service user's directory still works: only `vouchnet run` checks."""
+    --dir` on a service user's directory still works: only `vouchnet run` and the commands that sign check."""
     init_data_dir(tmp_path, network="test", api="127.0.0.1:0", listen=("/ip4/127.0.0.1/tcp/0",))
     key = tmp_path / "org.key"
     os.chown(key, 12345, -1)
@@ -778,8 +778,8 @@ async def test_a_start_captures_its_replayed_engine_for_the_snapshot_off_the_eve
     async with trio.open_nursery() as nursery:
         started: Node = await nursery.start(serve_node, config)
         with trio.fail_after(60):  # a snapshot never written fails the test, not hangs it
-            while started.trust._snapshot_covers == 0:  # written off the loop once started
-                await trio.sleep(0.01)
+            while started.trust._snapshot_covers == 0:  # written off the loop, maybe before the start was done
+                await started.trust.snapshot_written.wait()
         nursery.cancel_scope.cancel()
     assert started.trust._snapshot_covers == 5  # the vouches replayed (the org record is published after)
     assert len(threads) == 1 and threads[0] is not threading.main_thread()

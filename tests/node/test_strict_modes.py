@@ -1,12 +1,21 @@
 """A data directory or config.toml others may write is refused as the node starts (node.strict_modes), as ssh's
-StrictModes refuses; by the mode bits, since the tests run as root, for whom access(2) allows everything."""
+StrictModes refuses, and by every command that signs with the org key; by the mode bits, since the tests run as root,
+for whom access(2) allows everything."""
 
 import os
 
 import pytest
 
+from gossip.replica import Replica
+from gossip.store import RecordStore
+from node import cli
+from node.keys import create_org_key, load_org_key
+from node.rotation import NEXT_KEY_FILE
 from node.setup import init_data_dir
 from node.strict_modes import TooOpen, check_strict_modes
+from vouching import did_key, org_body
+
+from ..factories import new_did
 
 
 @pytest.fixture
@@ -52,3 +61,47 @@ def test_a_node_takes_what_its_user_or_root_owns(data_dir, monkeypatch):
     os.chown(data_dir, 12345, -1)
     monkeypatch.setattr(os, "geteuid", lambda: 12345)
     check_strict_modes(data_dir)
+
+
+def _interrupted_rotation(data_dir):
+    """A `key rotate` killed after it signed the rotation, which `key rotate` finishes without the catch-up."""
+    successor = create_org_key(data_dir / NEXT_KEY_FILE)
+    with RecordStore.open(data_dir) as store:
+        Replica(load_org_key(data_dir / "org.key"), store, roots=(), max_hops=2, held_limit=10).issue(
+            "org", org_body("a", "test", next=did_key(bytes(successor.verify_key))))
+
+
+_SIGNING = {
+    "key rotate --without-catch-up": (["key", "rotate", "--without-catch-up"], lambda data_dir: None),
+    "key rotate, finishing": (["key", "rotate"], _interrupted_rotation),
+    "key adopt": (["key", "adopt", "{out}/newer.key"], lambda data_dir: None),
+    "key contest": (["key", "contest"], lambda data_dir: None),
+    "agent new": (["agent", "new", "--out", "{out}"], lambda data_dir: None),
+    "audit export": (["audit", "export", "--agent", new_did(), "--from", "2026-01-01", "--to", "2026-02-01", "--out",
+                      "{out}/export.json"], lambda data_dir: None),
+}
+
+
+@pytest.mark.parametrize("command", _SIGNING)
+@pytest.mark.parametrize("name, mode, refusal", [
+    ("", 0o775, "{path}: writable by group or others (permissions 0775), so another user could change what the node "
+                "trusts; run `chmod go-w {path}`"),
+    ("config.toml", 0o666, "{path}: writable by group or others (permissions 0666), so another user could change what "
+                           "the node trusts; run `chmod go-w {path}`"),
+    ("org.key", 0o640, "{path}: permissions 0640 are too open; run `chmod 600 {path}`"),
+], ids=["directory", "config", "key"])
+def test_a_command_that_signs_with_the_key_refuses_what_run_refuses_in_its_words(data_dir, tmp_path, capsys, command,
+                                                                                   name, mode, refusal):
+    """Before, `key rotate --without-catch-up` (or finishing an interrupted rotation), `agent new` and `audit export`
+    signed in a data directory `vouchnet run` refuses (others could have swapped the key or changed what it trusts),
+    and `key contest` failed on a key others may read with a traceback."""
+    argv, prepare = _SIGNING[command]
+    prepare(data_dir)
+    (out := tmp_path / "out").mkdir()
+    create_org_key(out / "newer.key")
+    key = (data_dir / "org.key").read_bytes()
+    path = data_dir / name if name else data_dir
+    os.chmod(path, mode)
+    assert cli.main([*(arg.format(out=out) for arg in argv), "--dir", str(data_dir)]) == 2
+    assert capsys.readouterr().err == f"vouchnet {' '.join(argv[:2])}: {refusal.format(path=path)}\n"
+    assert (data_dir / "org.key").read_bytes() == key and os.listdir(out) == ["newer.key"]

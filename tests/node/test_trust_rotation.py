@@ -443,8 +443,10 @@ async def test_the_start_after_a_rebuild_for_key_adopt_loads_the_snapshot_the_re
             assert node.replica.accept(batch).accepted == batch
             node.replica.resume_signing()
             with trio.fail_after(30):
-                while trust.engine.own_org != old_did or [trust._snapshot_covers] != captured_at:
-                    await trio.sleep(0.01)
+                while trust.engine.own_org != old_did:
+                    await trust.own_org_swapped.wait()
+                while [trust._snapshot_covers] != captured_at:  # (the rebuild's, written after the swap)
+                    await trust.snapshot_written.wait()
             nursery.cancel_scope.cancel()
         assert not returned  # (the record came while the engine was captured)
         assert node.replica.listener_errors == 0
@@ -496,7 +498,7 @@ async def test_the_rebuilds_capture_runs_on_the_loop_letting_it_run_between_its_
             assert node.replica.accept([first]).accepted == [first]
             with trio.fail_after(30):
                 while trust.engine.own_org != old_did:
-                    await trio.sleep(0.01)
+                    await trust.own_org_swapped.wait()
             nursery.cancel_scope.cancel()
     assert len(agents_at) > 20 and {thread for thread, _ in agents_at} == {threading.get_ident()}
     # The ticker ran as the capture went, an agent a step: once in each of trio's batches, before or after the step.
