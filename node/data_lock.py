@@ -8,6 +8,7 @@ the key (a rotation) holds it alone, so that nothing is signed with a key after 
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 from collections.abc import Callable, Iterator
@@ -54,8 +55,16 @@ def replacing_key(data_dir: Path) -> Iterator[None]:
 
 @contextmanager
 def _flock(path: Path, operation: int, busy: Callable[[int], str]) -> Iterator[None]:
-    """Hold an flock on `path` for the block; DataDirBusy(busy(fd)) at once if another process holds it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    """Hold an flock on `path` for the block; DataDirBusy(busy(fd)) at once if another process holds it. A symbolic
+    link at `path` is refused (OSError ELOOP), not followed: the data directory's owner could plant one for a command
+    run as root, which takes the lock before node.strict_modes refuses a directory of another user."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as error:
+        if error.errno != errno.ELOOP:
+            raise
+        raise OSError(errno.ELOOP, "a symbolic link where vouchnet keeps a lock file: not followed, as a command run "
+                      "as root would create or lock the file it names; remove it", str(path)) from None
     try:
         try:
             fcntl.flock(fd, operation | fcntl.LOCK_NB)

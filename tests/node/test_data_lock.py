@@ -1,5 +1,6 @@
 """node.data_lock: the data directory's lock, and the process a refusal names as holding it."""
 
+import errno
 import os
 import subprocess
 import sys
@@ -7,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from node.data_lock import LOCK_FILE, DataDirBusy, holder, locked_data_dir
+from node.data_lock import (KEY_LOCK_FILE, LOCK_FILE, DataDirBusy, holder, locked_data_dir, replacing_key,
+                            signing_with_key)
 
 _ROOT = Path(__file__).resolve().parents[2]
 _HOLD = """
@@ -56,3 +58,17 @@ def test_the_holder_is_read_from_the_kernel_s_flock_lines_only(tmp_path):
         assert holder(fd, tmp_path / "missing") is None
     finally:
         os.close(fd)
+
+
+@pytest.mark.parametrize("lock", [locked_data_dir, signing_with_key, replacing_key])
+def test_a_symbolic_link_planted_as_a_lock_file_is_refused_not_followed(tmp_path, lock):
+    """A data directory's owner could plant `node.lock` or `key.lock` as a link to a file of root's: a command run as
+    root takes the lock before it checks the directory's owner (node.strict_modes), and would create that file."""
+    data_dir, target = tmp_path / "node", tmp_path / "roots-file"
+    data_dir.mkdir()
+    for name in (LOCK_FILE, KEY_LOCK_FILE):
+        (data_dir / name).symlink_to(target)
+    with pytest.raises(OSError) as refused, lock(data_dir):
+        pass
+    assert refused.value.errno == errno.ELOOP and "symbolic link" in str(refused.value)
+    assert not target.exists()
