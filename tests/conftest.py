@@ -5,6 +5,7 @@ Each test starts with the SDK's log limit unspent."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
@@ -12,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from node.logs import LogfmtFormatter
 
 DISK = Path(tempfile.gettempdir())  # before the change below: $TMPDIR or /tmp
 MEMORY = Path("/dev/shm")
@@ -75,3 +78,16 @@ def _umask_restored() -> Iterator[None]:
     os.umask(mask)
     yield
     os.umask(mask)
+
+
+@pytest.fixture(autouse=True)
+def _node_logging_removed() -> Iterator[None]:
+    """Each test leaves no handler of node.logs.configure_logging (`vouchnet run` in-process) on the root logger, nor
+    its level: one left on the test's captured stderr, closed after it, gave every later test that logged "Logging
+    error" lines in its own stderr (a test reading a command's stderr lines failed). pytest's own handlers, added and
+    removed around each phase, are left to it."""
+    root = logging.getLogger()
+    level = root.level
+    yield
+    root.handlers[:] = [h for h in root.handlers if not isinstance(h.formatter, LogfmtFormatter)]
+    root.setLevel(level)
