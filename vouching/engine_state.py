@@ -20,7 +20,7 @@ from typing import Any
 from .arrays import array_columns
 from .deviation import DeviationTest
 from .evidence import EvidenceStore
-from .scoring import TrustEngine, _Agent
+from .scoring import TrustEngine
 from .vouches import Vouch, VouchBook
 
 
@@ -58,15 +58,16 @@ ENGINE_FIELDS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
     "_own": (_same, int),
     "_roots": (_same, list),
 }
+# TrustEngine attributes kept per agent and captured as an agent's row (`_caches` is not: the reads make it anew).
+AGENT_FIELDS = ("_pairs", "_scoped", "_stamps", "_agent_vouches")
 # TrustEngine attributes made elsewhere: by the constructor from its arguments, here by hand (the stores, agents and
 # digest ids below), or by the full recompute and reads, which a loaded engine's first recompute makes anew.
 _DERIVED = frozenset({
     "params", "own_org", "epoch_ms", "_source_cap", "_cold_score",  # the constructor's
-    "_agents", "_agent_index", "_vouches", "_evidence", "_deviation", "_seen_digests",  # below
+    "_agent_index", *AGENT_FIELDS, "_caches", "_vouches", "_evidence", "_deviation", "_seen_digests",  # below
     "_credibility", "_accountability", "_agreements", "_disagreements", "_reputation", "_edges", "_full_weight",
     "_graph_seen", "_edges_span", "_stamp", "_copying", "_recomputed",  # the recompute's and reads'
 })
-AGENT_FIELDS = ("pairs", "scoped", "stamp")  # _Agent slots captured as they are ("vouches" by record id; "cache" not)
 VOUCH_FIELDS = tuple(f.name for f in dataclasses.fields(Vouch))
 DEVIATION_FIELDS = ("_wide", "_tested_upto")  # DeviationTest attributes beside its columns
 # Agents, vouches or latest vouches (one an agent, issuer and basis) `capturing` takes between two yields: some 2 ms
@@ -113,9 +114,10 @@ def capturing(engine: TrustEngine, *, copy: bool = True) -> Generator[None, None
         "deviation_tested_upto": engine._deviation._tested_upto,
     }
     yield
-    yield from _in_chunks(agents, ([[*_flat(agent.pairs)], agent.scoped, agent.stamp,
-                                    [[issuer, basis, v.record_id] for (issuer, basis), v in agent.vouches.items()]]
-                                   for agent in engine._agents))
+    yield from _in_chunks(agents, ([[*_flat(pairs)], a in engine._scoped, stamp,
+                                    [[issuer, basis, record_id] for (issuer, basis), record_id in vouches.items()]]
+                                   for a, (pairs, stamp, vouches)
+                                   in enumerate(zip(engine._pairs, engine._stamps, engine._agent_vouches))))
     yield from _in_chunks(vouches, ([getattr(v, name) for name in VOUCH_FIELDS] for v in book.by_id.values()))
     yield from _in_chunks(latest, ([*key, column] for key, column in book._latest.items()))
     return state
@@ -142,12 +144,14 @@ def restore(state: dict[str, Any], engine: TrustEngine, seen_digests: Iterable[b
     book._pending = {record_id: (issuer, ts) for record_id, issuer, ts in state["pending_revokes"]}
     book._latest = {(agent, issuer, basis): column for agent, issuer, basis, column in state["latest_vouches"]}
     book.org_vouches = [book.by_id[record_id] for record_id in state["org_vouches"]]
-    agents = []
-    for did, (pairs, scoped, stamp, vouches) in zip(engine._agent_dids, state["agents"], strict=True):
-        agent = _Agent(did, dict(zip(pairs[::2], pairs[1::2])), scoped=scoped, stamp=stamp)
-        agent.vouches = {(issuer, basis): book.by_id[record_id] for issuer, basis, record_id in vouches}
-        agents.append(agent)
-    engine._agents = agents
+    for a, (_, (pairs, scoped, stamp, vouches)) in enumerate(zip(engine._agent_dids, state["agents"], strict=True)):
+        engine._pairs.append(dict(zip(pairs[::2], pairs[1::2])))
+        engine._stamps.append(stamp)
+        engine._agent_vouches.append({(issuer, basis): book.by_id[record_id].record_id  # (its bytes, not a copy)
+                                      for issuer, basis, record_id in vouches})
+        engine._caches.append(None)
+        if scoped:
+            engine._scoped.add(a)
     _set_columns(engine._evidence, state["evidence"])
     _set_columns(engine._deviation, state["deviation"])
     engine._deviation._wide = _column(state["deviation_wide"], engine._deviation._wide.typecode)

@@ -8,7 +8,7 @@ from vouching.engine_state import _DERIVED, AGENT_FIELDS, DEVIATION_FIELDS, ENGI
 from vouching.evidence import EvidenceStore, Outcomes
 from vouching.feed import feed_record
 from vouching.params import HOUR_MS, ScoringParams
-from vouching.scoring import TrustEngine, _Agent
+from vouching.scoring import TrustEngine
 from vouching.vouches import VouchBook
 
 from ..factories import Org, new_did
@@ -27,7 +27,9 @@ def test_every_engine_attribute_is_captured_or_derived():
 
 def test_every_attribute_beside_the_columns_is_captured():
     params = ScoringParams()
-    assert set(_Agent.__slots__) == {*AGENT_FIELDS, "did", "vouches", "cache"}
+    kept_per_agent = {name for name, value in vars(TrustEngine("did:key:own")).items()
+                      if isinstance(value, (list, set)) and name not in ENGINE_FIELDS}
+    assert kept_per_agent == {*AGENT_FIELDS, "_caches"}
     assert _others(DeviationTest(params)) == {"params", *DEVIATION_FIELDS}
     assert _others(EvidenceStore(params)) == {"params", "k_good", "k_bad", "k_report"}
     assert _others(VouchBook(params.basis_weights)) == {"_basis_weights", "by_id", "_pending", "_latest",
