@@ -95,9 +95,12 @@ def capturing(engine: TrustEngine, *, copy: bool = True) -> Generator[None, None
     if engine._stamp or engine._recomputed is not None or engine._graph_seen:
         raise RuntimeError("capture: the engine has been recomputed or read; only a replay's state is captured")
     book = engine._vouches
-    agents: list[list] = []
-    vouches: list[list] = []
-    latest: list[list] = []
+    # Rows as tuples of numbers, strings and bytes (CBOR arrays, as lists are), which the garbage collector untracks:
+    # as lists, a capture's 4 to 6 an agent, and their copies as it is written (node.engine_snapshot), were most of
+    # what a full collection walked during a rebuild (benchmarks/adopt_rebuild.py).
+    agents: list[tuple] = []
+    vouches: list[tuple] = []
+    latest: list[tuple] = []
     state: dict[str, Any] = {
         "params": _params(engine),
         "own_org": engine.own_org,
@@ -114,12 +117,12 @@ def capturing(engine: TrustEngine, *, copy: bool = True) -> Generator[None, None
         "deviation_tested_upto": engine._deviation._tested_upto,
     }
     yield
-    yield from _in_chunks(agents, ([[*_flat(pairs)], a in engine._scoped, stamp,
-                                    [[issuer, basis, record_id] for (issuer, basis), record_id in vouches.items()]]
+    yield from _in_chunks(agents, ((tuple(_flat(pairs)), a in engine._scoped, stamp,
+                                    tuple((issuer, basis, record_id) for (issuer, basis), record_id in vouches.items()))
                                    for a, (pairs, stamp, vouches)
                                    in enumerate(zip(engine._pairs, engine._stamps, engine._agent_vouches))))
-    yield from _in_chunks(vouches, ([getattr(v, name) for name in VOUCH_FIELDS] for v in book.by_id.values()))
-    yield from _in_chunks(latest, ([*key, column] for key, column in book._latest.items()))
+    yield from _in_chunks(vouches, (tuple(getattr(v, name) for name in VOUCH_FIELDS) for v in book.by_id.values()))
+    yield from _in_chunks(latest, ((*key, column) for key, column in book._latest.items()))
     return state
 
 
@@ -187,7 +190,7 @@ def _flat(pairs: dict[int, int]) -> Iterable[int]:
         yield value
 
 
-def _in_chunks(into: list, rows: Iterable[list]) -> Generator[None, None, None]:
+def _in_chunks(into: list, rows: Iterable[tuple]) -> Generator[None, None, None]:
     """Add `rows` to `into`, yielding after each CAPTURE_CHUNK of them (`capturing`)."""
     rows = iter(rows)
     while chunk := list(itertools.islice(rows, CAPTURE_CHUNK)):
