@@ -110,7 +110,7 @@ def capturing(engine: TrustEngine, *, copy: bool = True) -> Generator[None, None
         "vouch_columns": _columns(book, copy),
         "pending_revokes": [[record_id, issuer, ts] for record_id, (issuer, ts) in book._pending.items()],
         "latest_vouches": latest,
-        "org_vouches": [v.record_id for v in book.org_vouches],
+        "org_vouches": book.org_vouches[:],
         "evidence": _columns(engine._evidence, copy),
         "deviation": _columns(engine._deviation, copy),
         "deviation_wide": engine._deviation._wide[:] if copy else engine._deviation._wide,
@@ -121,7 +121,7 @@ def capturing(engine: TrustEngine, *, copy: bool = True) -> Generator[None, None
                                     tuple((issuer, basis, record_id) for (issuer, basis), record_id in vouches.items()))
                                    for a, (pairs, stamp, vouches)
                                    in enumerate(zip(engine._pairs, engine._stamps, engine._agent_vouches))))
-    yield from _in_chunks(vouches, (tuple(getattr(v, name) for name in VOUCH_FIELDS) for v in book.by_id.values()))
+    yield from _in_chunks(vouches, book.by_id.values())  # (rows of VOUCH_FIELDS as they are)
     yield from _in_chunks(latest, ((*key, column) for key, column in book._latest.items()))
     return state
 
@@ -143,14 +143,14 @@ def restore(state: dict[str, Any], engine: TrustEngine, seen_digests: Iterable[b
     engine._agent_index = {did: a for a, did in enumerate(engine._agent_dids)}
     book = engine._vouches
     _set_columns(book, state["vouch_columns"])
-    book.by_id = {v.record_id: v for v in map(_vouch, state["vouches"])}
+    book.by_id = {row[0]: row for row in map(_vouch, state["vouches"])}
     book._pending = {record_id: (issuer, ts) for record_id, issuer, ts in state["pending_revokes"]}
     book._latest = {(agent, issuer, basis): column for agent, issuer, basis, column in state["latest_vouches"]}
-    book.org_vouches = [book.by_id[record_id] for record_id in state["org_vouches"]]
+    book.org_vouches = [book.by_id[record_id][0] for record_id in state["org_vouches"]]
     for a, (_, (pairs, scoped, stamp, vouches)) in enumerate(zip(engine._agent_dids, state["agents"], strict=True)):
         engine._pairs.append(dict(zip(pairs[::2], pairs[1::2])))
         engine._stamps.append(stamp)
-        engine._agent_vouches.append({(issuer, basis): book.by_id[record_id].record_id  # (its bytes, not a copy)
+        engine._agent_vouches.append({(issuer, basis): book.by_id[record_id][0]  # (its bytes, not a copy)
                                       for issuer, basis, record_id in vouches})
         engine._caches.append(None)
         if scoped:
@@ -163,11 +163,12 @@ def restore(state: dict[str, Any], engine: TrustEngine, seen_digests: Iterable[b
         engine._seen_digests.add(record_id)
 
 
-def _vouch(values: list) -> Vouch:
+def _vouch(values: list) -> tuple:
+    """A captured vouch as VouchBook keeps it (Vouch.row)."""
     vouch = Vouch(**dict(zip(VOUCH_FIELDS, values, strict=True)))
     if vouch.scope is not None:
         vouch.scope = tuple(vouch.scope)  # (CBOR has lists only)
-    return vouch
+    return vouch.row()
 
 
 def _params(engine: TrustEngine) -> list:

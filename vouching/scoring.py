@@ -192,7 +192,7 @@ class TrustEngine:
         """A revocation of one of the issuer's earlier vouches; it stops counting from now on. The agent whose
         vouch it revoked, if any (None for an org vouch, a vouch that has not arrived yet, or another org's vouch,
         which it leaves counting: a key that merely claims to replace the voucher may send one)."""
-        known = self._vouches.by_id.get(record_id)
+        known = self._vouches.get(record_id)
         terms = None if known is None or known.for_org else \
             self._changing(known.subject, known.issuer, known.basis)
         vouch = self._vouches.revoke(self._org(issuer), record_id, ts)
@@ -337,9 +337,9 @@ class TrustEngine:
         a = self._agent_index.get(agent)
         if a is None:
             return ()
-        by_id = self._vouches.by_id
+        book = self._vouches
         return tuple(sorted(self._orgs[issuer] for (issuer, basis), record_id in self._agent_vouches[a].items()
-                            if basis == "operator" and by_id[record_id].active(now)))
+                            if basis == "operator" and book[record_id].active(now)))
 
     @property
     def cold_score(self) -> int:
@@ -595,7 +595,7 @@ class TrustEngine:
         pair = self._pairs[a].get(o)
         record_id = None if basis is None else self._agent_vouches[a].get((o, basis))
         return self._sums(a, now, None, pairs=() if pair is None else ((o, pair),),
-                          vouches=() if record_id is None else (self._vouches.by_id[record_id],))
+                          vouches=() if record_id is None else (self._vouches[record_id],))
 
     def _ensure_reputation(self, now: float) -> None:
         """Refresh reputation if the org graph changed or `now` lies outside the span of times its live edges are
@@ -666,7 +666,7 @@ class TrustEngine:
 
     def _vouches_of(self, a: int) -> Iterable[Vouch]:
         """The agent's latest vouch of each issuer and basis."""
-        return map(self._vouches.by_id.__getitem__, self._agent_vouches[a].values())
+        return map(self._vouches.__getitem__, self._agent_vouches[a].values())
 
     def _sums(self, a: int | None, now: float, parts: tuple[list, list, list] | None, tool: str | None = None, *,
               pairs: Iterable[tuple[int, int]] | None = None, vouches: Iterable[Vouch] | None = None) -> tuple:

@@ -1,6 +1,6 @@
 """What the trust engine leaves for Python's garbage collector, whose full collections walk every object it tracks
 and hold the node's loop meanwhile: an agent, its evidence and its cached sums leave no tracked object (tuples and
-dicts holding none are untracked by a collection); its vouches leave one each (benchmarks/gc_objects.py)."""
+dicts holding none are untracked by a collection), nor do its vouches (benchmarks/gc_objects.py)."""
 
 import gc
 from collections import Counter
@@ -23,7 +23,7 @@ def _tracked() -> Counter[str]:
     return Counter(type(value).__name__ for value in gc.get_objects())
 
 
-def test_agents_their_evidence_and_reads_leave_the_collector_their_vouches_alone():
+def test_agents_their_vouches_evidence_and_reads_leave_the_collector_nothing():
     engine = TrustEngine("own", ["root"], epoch_ms=HOUR_MS)
     engine.add_org_vouch("root", "peer", 1.0, record_id=rid(), ts=0)
     engine.recompute(now=0)  # (what its first run imports is not the agents')
@@ -44,5 +44,4 @@ def test_agents_their_evidence_and_reads_leave_the_collector_their_vouches_alone
         engine.add_digest("root", agent, epoch=0, length=HOUR_MS, outcomes=Outcomes(ok=9), record_id=rid(),
                           ts=HOUR_MS)  # updates the cached sums read above
     made = _tracked() - before
-    assert made["Vouch"] == 2 * AGENTS
-    assert made.total() - made["Vouch"] < AGENTS / 10, made.most_common(5)
+    assert made.total() < AGENTS / 10, made.most_common(5)
