@@ -7,9 +7,11 @@ what every later full collection walks. A figure with no target; it is not a tes
 Per size: an engine (--orgs orgs, a trust root vouching for the others) fed an operator vouch for each of N new agents,
 then --digests digests of each agent by other orgs, then read as a node reads it (a full recompute, every agent
 scored, then one more digest of each and every agent scored again, which updates its cached sums); the tracked
-objects each step made, by type, and the time of one gc.collect() over the objects made since the engine's orgs.
-Then the node's path (gossip.replica.Replica and node.trust.TrustService over a record store): N records, each a vouch
-for a new agent, as a flood of them arrives, and the objects they leave tracked, by type.
+objects each step made, by type, and the CPU time of one gc.collect() over the engine, made after what there was
+before was frozen: it walks the engine's lists and dicts too, as it walks those of an engine rebuilt while the node
+runs (a node's start freezes the engine it replayed, whose lists a collection then never walks). Then the node's path
+(gossip.replica.Replica and node.trust.TrustService over a record store, made likewise): N records, each a vouch for
+a new agent, as a flood of them arrives, and the objects they leave tracked, by type.
 
     python benchmarks/gc_objects.py                          # N = 10^4 and 10^5
     python benchmarks/gc_objects.py --agents 200000 --no-node
@@ -83,11 +85,11 @@ def engine(agents: int, orgs: int, digests: int) -> None:
     def record_id() -> bytes:
         return next(ids).to_bytes(32, "big")
 
+    gc.collect()
+    gc.freeze()
     trust = TrustEngine(org_dids[0], [org_dids[1]], epoch_ms=HOUR_MS)
     for org in org_dids[2:]:
         trust.add_org_vouch(org_dids[1], org, 1.0, record_id=record_id(), ts=0)
-    gc.collect()
-    gc.freeze()
 
     def vouches() -> None:
         for a, agent in enumerate(agent_dids):
@@ -122,6 +124,8 @@ def engine(agents: int, orgs: int, digests: int) -> None:
 def node(agents: int) -> None:
     flooding = SigningKey.generate()
     flood = flood_records(flooding, agents + 1)
+    gc.collect()
+    gc.freeze()  # (the flood's records with the rest: a node receiving them would not hold them)
     with tempfile.TemporaryDirectory() as name, RecordStore.open(Path(name)) as store:
         replica = Replica(SigningKey.generate(), store, roots=(did_key(bytes(flooding.verify_key)),), max_hops=3,
                           held_limit=1000)
@@ -131,8 +135,6 @@ def node(agents: int) -> None:
         trust.replay(())
         replica.listeners.append(trust.on_records)
         replica.accept(flood[:1])
-        gc.collect()
-        gc.freeze()
 
         def flooded() -> None:
             for at in range(1, len(flood), FLOOD_BATCH):
