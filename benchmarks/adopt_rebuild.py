@@ -5,8 +5,10 @@ wake-ups of a task ticking every TICK_S (what a request would wait); and of them
 engine.snapshot of the records it caught up with (TrustService._captured_rebuild: the ledger's root, then the capture
 a chunk at a time, on the loop), with that capture's wall time, and how long after the swap the snapshot was written
 (in a worker thread); and the full (generation 2) garbage collections meanwhile, in whichever thread: each holds the
-GIL, so the loop, for as long as it walks every object the process tracks (two engines during a rebuild). A figure
-with no target; it is not a test.
+GIL, so the loop, for as long as it walks every object the process tracks but the frozen ones. What there is before
+the measure is frozen, as the node freezes what its start built (node.daemon.serve_node): the start's engine, and the
+flood's records, signed beforehand, which a node receiving them would not hold; a collection walks what the measure
+made, the rebuilt engine and what the flood adds to both. A figure with no target; it is not a test.
 
 With --flood R, records are stored at R a second (a vouch chain of another org, signed beforehand, taken each
 FLOOD_TICK_S in a batch of those due, FLOOD_BATCH at most, as a sync's page) from the first record on until the
@@ -18,8 +20,9 @@ ran is given too, its wall time against its thread's CPU time: a batch waiting f
 capture ran in a worker thread) takes longer than its CPU time.
 
 --gc off turns the collector off for the measure, to show the stalls that are not its; --gc freeze-after-full
-freezes (gc.freeze) every object that survived a full collection, so that the next walks only those made since: a
-proposal, not what the node does (cyclic garbage among frozen objects would never be freed).
+also freezes (gc.freeze) every object that survived a full collection, so that the next walks only those made since: a
+proposal, not what the node does (cyclic garbage among frozen objects would never be freed). benchmarks/gc_objects.py
+gives the objects the engine leaves tracked per agent.
 
 The data directory is benchmarks/startup.py's (`build`, no telemetry: no undigested events to read), its node key
 then rotated to a new one whose first record is held back; the node starts as the new key (the engine replayed, not
@@ -213,11 +216,11 @@ def main() -> None:
             print(f"start's replay: {time.perf_counter() - began:.1f} s")
             replica.listeners.append(trust.on_records)
             flood = flood_records(flooding, int(args.flood * FLOOD_S)) if args.flood else []
+            gc.collect()
+            gc.freeze()  # (see above)
             if args.gc == "off":
                 gc.disable()
             elif args.gc == "freeze-after-full":
-                gc.collect()
-                gc.freeze()
                 gc.callbacks.append(_freeze_after_full)
             took, idle, stalls, flooded = trio.run(measure, replica, trust, first, metrics, flood, args.flood)
             if args.flood:

@@ -20,7 +20,7 @@ from typing import Any
 from .arrays import array_columns
 from .deviation import DeviationTest
 from .evidence import EvidenceStore
-from .scoring import TrustEngine, _Agent
+from .scoring import TrustEngine
 from .vouches import Vouch, VouchBook
 
 
@@ -58,15 +58,16 @@ ENGINE_FIELDS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
     "_own": (_same, int),
     "_roots": (_same, list),
 }
+# TrustEngine attributes kept per agent and captured as an agent's row (`_caches` is not: the reads make it anew).
+AGENT_FIELDS = ("_pairs", "_scoped", "_stamps", "_agent_vouches")
 # TrustEngine attributes made elsewhere: by the constructor from its arguments, here by hand (the stores, agents and
 # digest ids below), or by the full recompute and reads, which a loaded engine's first recompute makes anew.
 _DERIVED = frozenset({
     "params", "own_org", "epoch_ms", "_source_cap", "_cold_score",  # the constructor's
-    "_agents", "_agent_index", "_vouches", "_evidence", "_deviation", "_seen_digests",  # below
+    "_agent_index", *AGENT_FIELDS, "_caches", "_vouches", "_evidence", "_deviation", "_seen_digests",  # below
     "_credibility", "_accountability", "_agreements", "_disagreements", "_reputation", "_edges", "_full_weight",
     "_graph_seen", "_edges_span", "_stamp", "_copying", "_recomputed",  # the recompute's and reads'
 })
-AGENT_FIELDS = ("pairs", "scoped", "stamp")  # _Agent slots captured as they are ("vouches" by record id; "cache" not)
 VOUCH_FIELDS = tuple(f.name for f in dataclasses.fields(Vouch))
 DEVIATION_FIELDS = ("_wide", "_tested_upto")  # DeviationTest attributes beside its columns
 # Agents, vouches or latest vouches (one an agent, issuer and basis) `capturing` takes between two yields: some 2 ms
@@ -94,9 +95,12 @@ def capturing(engine: TrustEngine, *, copy: bool = True) -> Generator[None, None
     if engine._stamp or engine._recomputed is not None or engine._graph_seen:
         raise RuntimeError("capture: the engine has been recomputed or read; only a replay's state is captured")
     book = engine._vouches
-    agents: list[list] = []
-    vouches: list[list] = []
-    latest: list[list] = []
+    # Rows as tuples of numbers, strings and bytes (CBOR arrays, as lists are), which the garbage collector untracks:
+    # as lists, a capture's 4 to 6 an agent, and their copies as it is written (node.engine_snapshot), were most of
+    # what a full collection walked during a rebuild (benchmarks/adopt_rebuild.py).
+    agents: list[tuple] = []
+    vouches: list[tuple] = []
+    latest: list[tuple] = []
     state: dict[str, Any] = {
         "params": _params(engine),
         "own_org": engine.own_org,
@@ -106,18 +110,19 @@ def capturing(engine: TrustEngine, *, copy: bool = True) -> Generator[None, None
         "vouch_columns": _columns(book, copy),
         "pending_revokes": [[record_id, issuer, ts] for record_id, (issuer, ts) in book._pending.items()],
         "latest_vouches": latest,
-        "org_vouches": [v.record_id for v in book.org_vouches],
+        "org_vouches": book.org_vouches[:],
         "evidence": _columns(engine._evidence, copy),
         "deviation": _columns(engine._deviation, copy),
         "deviation_wide": engine._deviation._wide[:] if copy else engine._deviation._wide,
         "deviation_tested_upto": engine._deviation._tested_upto,
     }
     yield
-    yield from _in_chunks(agents, ([[*_flat(agent.pairs)], agent.scoped, agent.stamp,
-                                    [[issuer, basis, v.record_id] for (issuer, basis), v in agent.vouches.items()]]
-                                   for agent in engine._agents))
-    yield from _in_chunks(vouches, ([getattr(v, name) for name in VOUCH_FIELDS] for v in book.by_id.values()))
-    yield from _in_chunks(latest, ([*key, column] for key, column in book._latest.items()))
+    yield from _in_chunks(agents, ((tuple(_flat(pairs)), a in engine._scoped, stamp,
+                                    tuple((issuer, basis, record_id) for (issuer, basis), record_id in vouches.items()))
+                                   for a, (pairs, stamp, vouches)
+                                   in enumerate(zip(engine._pairs, engine._stamps, engine._agent_vouches))))
+    yield from _in_chunks(vouches, book.by_id.values())  # (rows of VOUCH_FIELDS as they are)
+    yield from _in_chunks(latest, ((*key, column) for key, column in book._latest.items()))
     return state
 
 
@@ -138,16 +143,18 @@ def restore(state: dict[str, Any], engine: TrustEngine, seen_digests: Iterable[b
     engine._agent_index = {did: a for a, did in enumerate(engine._agent_dids)}
     book = engine._vouches
     _set_columns(book, state["vouch_columns"])
-    book.by_id = {v.record_id: v for v in map(_vouch, state["vouches"])}
+    book.by_id = {row[0]: row for row in map(_vouch, state["vouches"])}
     book._pending = {record_id: (issuer, ts) for record_id, issuer, ts in state["pending_revokes"]}
     book._latest = {(agent, issuer, basis): column for agent, issuer, basis, column in state["latest_vouches"]}
-    book.org_vouches = [book.by_id[record_id] for record_id in state["org_vouches"]]
-    agents = []
-    for did, (pairs, scoped, stamp, vouches) in zip(engine._agent_dids, state["agents"], strict=True):
-        agent = _Agent(did, dict(zip(pairs[::2], pairs[1::2])), scoped=scoped, stamp=stamp)
-        agent.vouches = {(issuer, basis): book.by_id[record_id] for issuer, basis, record_id in vouches}
-        agents.append(agent)
-    engine._agents = agents
+    book.org_vouches = [book.by_id[record_id][0] for record_id in state["org_vouches"]]
+    for a, (_, (pairs, scoped, stamp, vouches)) in enumerate(zip(engine._agent_dids, state["agents"], strict=True)):
+        engine._pairs.append(dict(zip(pairs[::2], pairs[1::2])))
+        engine._stamps.append(stamp)
+        engine._agent_vouches.append({(issuer, basis): book.by_id[record_id][0]  # (its bytes, not a copy)
+                                      for issuer, basis, record_id in vouches})
+        engine._caches.append(None)
+        if scoped:
+            engine._scoped.add(a)
     _set_columns(engine._evidence, state["evidence"])
     _set_columns(engine._deviation, state["deviation"])
     engine._deviation._wide = _column(state["deviation_wide"], engine._deviation._wide.typecode)
@@ -156,11 +163,12 @@ def restore(state: dict[str, Any], engine: TrustEngine, seen_digests: Iterable[b
         engine._seen_digests.add(record_id)
 
 
-def _vouch(values: list) -> Vouch:
+def _vouch(values: list) -> tuple:
+    """A captured vouch as VouchBook keeps it (Vouch.row)."""
     vouch = Vouch(**dict(zip(VOUCH_FIELDS, values, strict=True)))
     if vouch.scope is not None:
         vouch.scope = tuple(vouch.scope)  # (CBOR has lists only)
-    return vouch
+    return vouch.row()
 
 
 def _params(engine: TrustEngine) -> list:
@@ -183,7 +191,7 @@ def _flat(pairs: dict[int, int]) -> Iterable[int]:
         yield value
 
 
-def _in_chunks(into: list, rows: Iterable[list]) -> Generator[None, None, None]:
+def _in_chunks(into: list, rows: Iterable[tuple]) -> Generator[None, None, None]:
     """Add `rows` to `into`, yielding after each CAPTURE_CHUNK of them (`capturing`)."""
     rows = iter(rows)
     while chunk := list(itertools.islice(rows, CAPTURE_CHUNK)):

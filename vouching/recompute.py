@@ -25,7 +25,7 @@ from vouching.vouches import VouchBook
 
 @dataclass(frozen=True)
 class AgentSums:
-    """Every agent's weighted sums at `now`, as `_Agent.cache` keeps them (in scoring)."""
+    """Every agent's weighted sums at `now`, as `TrustEngine._caches` keeps them (in scoring)."""
 
     now: int
     good: np.ndarray

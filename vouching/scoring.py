@@ -18,8 +18,7 @@ import heapq
 import math
 from bisect import bisect_right, insort
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from itertools import islice
+from itertools import chain, islice
 from operator import itemgetter
 
 import numpy as np
@@ -44,21 +43,6 @@ INF = math.inf
 COPY_ROWS = 1 << 13  # evidence or deviation rows a snapshot copies per step: about 1 MB, a fraction of a ms
 
 
-@dataclass(slots=True)
-class _Agent:
-    did: str
-    pairs: dict[int, int] = field(default_factory=dict)  # org index -> evidence pair
-    vouches: dict[tuple[int, str], Vouch] = field(default_factory=dict)  # (issuer, basis) -> its latest vouch
-    # (weights version, time, good, good held at the per-org cap, bad, reports, capped lift, witnesses): sums at
-    # `time`, for reads at that same time until an input changes (DESIGN.md §6: a rounded total decayed to a later
-    # time is not the sum of its decayed terms, so a node would score by when it last read). Summed by `_sums`, it
-    # goes on with the uncapped lift and the witnesses per independence group, and a record about the agent updates
-    # it by the terms it changes (`_changing`, `_changed`).
-    cache: tuple | None = None
-    stamp: int = 0  # the engine's `_stamp` when the agent's evidence or vouches last changed
-    scoped: bool = False  # ever given a scoped vouch: checks of a tool may need a score of their own
-
-
 class SnapshotCopy:
     """The evidence and deviation columns, the bulk of what the full recompute reads, being copied a chunk per
     `step`, for `TrustEngine.snapshot` to complete."""
@@ -79,6 +63,18 @@ def _exact(entry: tuple) -> bool:
     2^53 - 1 outcomes."""
     _, _, good, good_held, bad, reports, _, _, lift, _ = entry
     return max(good, good_held, bad, reports, lift) < EXACT_BELOW
+
+
+def _flat(witnesses: dict[int, int]) -> tuple[int, ...]:
+    """Witness pairs per independence group as a cache entry holds them: group, pairs, group, pairs, ... A tuple of
+    numbers alone, which a collection untracks at once, with the entry holding it (of (group, pairs) tuples, made
+    after the tuple holding them, a full collection untracks a level at a time; a dict, never)."""
+    return tuple(chain.from_iterable(witnesses.items()))
+
+
+def _group_pairs(flat: tuple[int, ...]) -> Iterable[tuple[int, int]]:
+    """(group, pairs) of witnesses as `_flat` holds them."""
+    return zip(flat[::2], flat[1::2])
 
 
 def _org_order(part: OrgPart) -> tuple[float, float, str]:
@@ -109,9 +105,21 @@ class TrustEngine:
         self._weights: list[float] = []  # what each org's digests count, 0..1: standing x credibility
         self._voucher_weights: list[float] = []  # what each org's agent vouches count: standing x accountability
         self._groups: list[int] = []  # independence group of each org
-        self._agents: list[_Agent] = []
+        # Each agent by its index, in lists of dicts, tuples and numbers rather than an object an agent: the garbage
+        # collector walks every object it tracks at each full collection, holding the node's loop meanwhile, and
+        # untracks a tuple or dict holding none (benchmarks/gc_objects.py).
         self._agent_dids: list[str] = []
         self._agent_index: dict[str, int] = {}
+        self._pairs: list[dict[int, int]] = []  # org index -> evidence pair
+        self._agent_vouches: list[dict[tuple[int, str], bytes]] = []  # (issuer, basis) -> its latest vouch's id
+        # (weights version, time, good, good held at the per-org cap, bad, reports, capped lift, witnesses): sums at
+        # `time`, for reads at that same time until an input changes (DESIGN.md §6: a rounded total decayed to a later
+        # time is not the sum of its decayed terms, so a node would score by when it last read). Summed by `_sums`, it
+        # goes on with the uncapped lift and the witnesses per independence group (`_flat`), and a record about the
+        # agent updates it by the terms it changes (`_changing`, `_changed`).
+        self._caches: list[tuple | None] = []
+        self._stamps: list[int] = []  # the engine's `_stamp` when the agent's evidence or vouches last changed
+        self._scoped: set[int] = set()  # agents ever given a scoped vouch: a check of a tool may need its own score
         self._vouches = VouchBook(p.basis_weights)
         self._seen_digests = SeenIds()
         self._equivocators: set[int] = set()
@@ -133,7 +141,7 @@ class TrustEngine:
         self._graph_edits = 1  # changes of the org graph, new orgs included ...
         self._graph_seen = 0  # ... that the current reputation reflects
         self._edges_span = (-INF, INF)  # the times at which the live org edges are those reputation is of
-        self._stamp = 0  # bumped as a snapshot begins and as it is taken (see `_Agent.stamp`)
+        self._stamp = 0  # bumped as a snapshot begins and as it is taken (see `_stamps`)
         self._copying: SnapshotCopy | None = None  # the snapshot being copied
         # The agent sums of the last recompute installed: its snapshot count, the weights version it installed,
         # the sums; an agent's cache entry is taken from them on its next read (see `_renewed`).
@@ -170,22 +178,23 @@ class TrustEngine:
         a = self._agent(agent)
         vouch = Vouch(record_id, self._org(issuer), a, float(weight), basis, ts, expires,
                       None if scope is None else tuple(scope))
-        record = self._agents[a]
-        terms = self._changing(record, vouch.issuer, basis)
+        terms = self._changing(a, vouch.issuer, basis)
         self._vouches.add(vouch)
-        record.vouches[vouch.issuer, basis] = vouch  # replaces the issuer's earlier one (VouchBook.add)
-        record.scoped |= scope is not None
-        if basis == "operator" and vouch.issuer in record.pairs:
-            self._evidence.operator[record.pairs[vouch.issuer]] = 1
+        self._agent_vouches[a][vouch.issuer, basis] = record_id  # replaces the issuer's earlier one (VouchBook.add)
+        if scope is not None:
+            self._scoped.add(a)
+        pairs = self._pairs[a]
+        if basis == "operator" and vouch.issuer in pairs:
+            self._evidence.operator[pairs[vouch.issuer]] = 1
         self._changed(a, terms, vouch.issuer, basis)
 
     def revoke(self, issuer: str, record_id: bytes, *, ts: int) -> str | None:
         """A revocation of one of the issuer's earlier vouches; it stops counting from now on. The agent whose
         vouch it revoked, if any (None for an org vouch, a vouch that has not arrived yet, or another org's vouch,
         which it leaves counting: a key that merely claims to replace the voucher may send one)."""
-        known = self._vouches.by_id.get(record_id)
+        known = self._vouches.get(record_id)
         terms = None if known is None or known.for_org else \
-            self._changing(self._agents[known.subject], known.issuer, known.basis)
+            self._changing(known.subject, known.issuer, known.basis)
         vouch = self._vouches.revoke(self._org(issuer), record_id, ts)
         if vouch is None:
             return None
@@ -264,13 +273,12 @@ class TrustEngine:
         a = self._agent_index.get(agent)
         if a is None:
             return Score(agent, self._cold_score, tier_of(self._cold_score), 0.0, int(now))
-        record = self._agents[a]
-        if tool is not None and record.scoped and tool in self._scopes(record, now):
-            cache = self._sums(record, now, None, tool)
+        if tool is not None and a in self._scoped and tool in self._scopes(a, now):
+            cache = self._sums(a, now, None, tool)
         else:
-            cache = record.cache
+            cache = self._caches[a]
             if cache is None or cache[0] != self._version or cache[1] != now:
-                cache = record.cache = self._renewed(a, record, now)
+                cache = self._caches[a] = self._renewed(a, now)
         p = self.params
         _, _, good, good_held, bad, reports, lift, witnesses, *_ = cache
         good += good_held
@@ -288,7 +296,8 @@ class TrustEngine:
         score = self.score(agent, now=now, tool=tool)
         a = self._agent_index.get(agent)
         parts: tuple[list[OrgPart], list[tuple], list[float]] = ([], [], [])
-        sums = self._sums(self._agents[a] if a is not None else _Agent(agent), now, parts, tool)
+        sums = self._sums(a, now, parts, tool) if a is not None else \
+            self._sums(None, now, parts, tool, pairs=(), vouches=())  # an agent the engine does not hold
         org_parts, vouch_keys, (lift,) = parts
         # Heaviest first, ties in a canonical order, not the order the records arrived in (DESIGN.md §6: every node
         # agrees). A vouch's key is unique (its record id), so the vouch itself is never compared.
@@ -319,7 +328,7 @@ class TrustEngine:
         score and check answer about the agent past what a client reads."""
         self._ensure_reputation(now)
         a = self._agent_index.get(agent)
-        return tuple(sorted(self._scopes(self._agents[a], now))) if a is not None and self._agents[a].scoped else ()
+        return tuple(sorted(self._scopes(a, now))) if a is not None and a in self._scoped else ()
 
     def operators(self, agent: str, *, now: int) -> tuple[str, ...]:
         """The orgs (each by its first key) with a live vouch of basis `operator` for the agent, sorted: whose agent
@@ -328,8 +337,9 @@ class TrustEngine:
         a = self._agent_index.get(agent)
         if a is None:
             return ()
-        return tuple(sorted(self._orgs[issuer] for (issuer, basis), vouch in self._agents[a].vouches.items()
-                            if basis == "operator" and vouch.active(now)))
+        book = self._vouches
+        return tuple(sorted(self._orgs[issuer] for (issuer, basis), record_id in self._agent_vouches[a].items()
+                            if basis == "operator" and book[record_id].active(now)))
 
     @property
     def cold_score(self) -> int:
@@ -466,7 +476,7 @@ class TrustEngine:
         taken from here on are the next recompute's."""
         if copying is not self._copying:
             raise RuntimeError("snapshot: a later start_snapshot or recompute overtook this copy")
-        rewritten = [pair for a in copying.touched for pair in self._agents[a].pairs.values()]
+        rewritten = [pair for a in copying.touched for pair in self._pairs[a].values()]
         self._copying = None
         evidence = self._evidence.frozen(copying.evidence.finish(rewritten))
         deviation = self._deviation.frozen(copying.deviation.finish(()))
@@ -503,19 +513,22 @@ class TrustEngine:
     def _agent(self, did: str) -> int:
         a = self._agent_index.get(did)
         if a is None:
-            a = self._agent_index[did] = len(self._agents)
-            self._agents.append(_Agent(did))
+            a = self._agent_index[did] = len(self._agent_dids)
             self._agent_dids.append(did)
+            self._pairs.append({})
+            self._agent_vouches.append({})
+            self._caches.append(None)
+            self._stamps.append(0)
         return a
 
     def _count(self, a: int, o: int, t: int, window: int, batch: Weighed, outcomes: Outcomes, *,
                capped: bool) -> None:
-        agent = self._agents[a]
-        terms = self._changing(agent, o)
-        pair = agent.pairs.get(o)
+        terms = self._changing(a, o)
+        pairs = self._pairs[a]
+        pair = pairs.get(o)
         if pair is None:
-            operator = (o, "operator") in agent.vouches
-            pair = agent.pairs[o] = self._evidence.new_pair(a, o, operator=operator, first_hand=o == self._own)
+            operator = (o, "operator") in self._agent_vouches[a]
+            pair = pairs[o] = self._evidence.new_pair(a, o, operator=operator, first_hand=o == self._own)
         self._evidence.add(pair, float(t), window, batch, outcomes.total, capped=capped)
         self._deviation.append(a, o, window, float(t), outcomes.total, outcomes.failures, outcomes.denied)
         self._changed(a, terms, o)
@@ -534,19 +547,18 @@ class TrustEngine:
     def _touch(self, a: int) -> None:
         """The agent's evidence or vouches changed: its cache lapses, and so does its part of a recompute
         snapshotted before now; a snapshot being copied copies its evidence again."""
-        record = self._agents[a]
-        record.cache = None
-        record.stamp = self._stamp
+        self._caches[a] = None
+        self._stamps[a] = self._stamp
         if self._copying is not None:
             self._copying.touched.add(a)
 
-    def _changing(self, agent: _Agent, o: int, basis: str | None = None) -> tuple | None:
+    def _changing(self, a: int, o: int, basis: str | None = None) -> tuple | None:
         """Before a record changes org `o`'s evidence of the agent or its vouch of `basis`: their terms in the agent's
         cache entry, if `_sums` made it under the current weights and its sums are exact (`_exact`); else None."""
-        cache = agent.cache
+        cache = self._caches[a]
         if cache is None or len(cache) == 8 or cache[0] != self._version or not _exact(cache):
             return None
-        return self._terms(agent, cache[1], o, basis)
+        return self._terms(a, cache[1], o, basis)
 
     def _changed(self, a: int, terms: tuple | None, o: int, basis: str | None = None) -> None:
         """After the change: the agent's cache entry takes the new terms in place of the old (`_changing`'s), or lapses.
@@ -554,35 +566,36 @@ class TrustEngine:
         its sums stay below EXACT_BELOW (else it lapses): a record then costs a few terms, not the agent's every org
         and vouch (an org's fresh keys, each vouching for or reporting on an agent, made each read after a record of
         theirs cost time growing with the keys)."""
-        agent = self._agents[a]
-        entry = agent.cache
+        entry = self._caches[a]
         self._touch(a)
         if terms is None or entry is None:
             return
-        version, now, good, good_held, bad, reports, _, _, lift, groups = entry
-        new = self._terms(agent, now, o, basis)
-        for group, pairs in terms[9].items():
+        version, now, good, good_held, bad, reports, _, _, lift, witnesses = entry
+        new = self._terms(a, now, o, basis)
+        groups = dict(_group_pairs(witnesses))
+        for group, pairs in _group_pairs(terms[9]):
             if groups[group] == pairs:
                 del groups[group]
             else:
                 groups[group] -= pairs
-        for group, pairs in new[9].items():
+        for group, pairs in _group_pairs(new[9]):
             groups[group] = groups.get(group, 0) + pairs
         good += new[2] - terms[2]
         good_held += new[3] - terms[3]
         bad += new[4] - terms[4]
         reports += new[5] - terms[5]
         lift += new[8] - terms[8]
-        entry = (version, now, good, good_held, bad, reports, min(lift, self._source_cap), len(groups), lift, groups)
+        entry = (version, now, good, good_held, bad, reports, min(lift, self._source_cap), len(groups), lift,
+                 _flat(groups))
         if _exact(entry):
-            agent.cache = entry
+            self._caches[a] = entry
 
-    def _terms(self, agent: _Agent, now: float, o: int, basis: str | None) -> tuple:
+    def _terms(self, a: int, now: float, o: int, basis: str | None) -> tuple:
         """Org `o`'s evidence of the agent and its vouch of `basis` (None: none), summed as `_sums` sums them all."""
-        pair = agent.pairs.get(o)
-        vouch = None if basis is None else agent.vouches.get((o, basis))
-        return self._sums(agent, now, None, pairs=() if pair is None else ((o, pair),),
-                          vouches=() if vouch is None else (vouch,))
+        pair = self._pairs[a].get(o)
+        record_id = None if basis is None else self._agent_vouches[a].get((o, basis))
+        return self._sums(a, now, None, pairs=() if pair is None else ((o, pair),),
+                          vouches=() if record_id is None else (self._vouches[record_id],))
 
     def _ensure_reputation(self, now: float) -> None:
         """Refresh reputation if the org graph changed or `now` lies outside the span of times its live edges are
@@ -632,30 +645,35 @@ class TrustEngine:
         self._graph_seen = graph_edits
         self._version += 1
 
-    def _renewed(self, a: int, record: _Agent, now: float) -> tuple:
+    def _renewed(self, a: int, now: float) -> tuple:
         """A new cache entry for the agent at `now`: the last recompute's, if the weights are still the ones it
         installed, the agent has not changed since its snapshot, and no entry replaced it since; else the agent's
         sums. (Taken on first read, it is what filling every agent's cache at `install` would have given.)"""
         if self._recomputed is not None:
             stamp, version, sums = self._recomputed
-            if version == self._version and sums.now == now and record.stamp < stamp and (
-                    record.cache is None or record.cache[0] != version):
+            cache = self._caches[a]
+            if version == self._version and sums.now == now and self._stamps[a] < stamp and (
+                    cache is None or cache[0] != version):
                 return sums.entry(a, version)
-        return self._sums(record, now, None)
+        return self._sums(a, now, None)
 
-    def _scopes(self, agent: _Agent, now: float) -> set[str]:
+    def _scopes(self, a: int, now: float) -> set[str]:
         """The tools the agent's live scoped vouches name, of those whose voucher has weight (others count for no
         tool)."""
         weights = self._voucher_weights
-        return {tool for v in agent.vouches.values()
+        return {tool for v in self._vouches_of(a)
                 if v.scope is not None and v.active(now) and weights[v.issuer] > 0 for tool in v.scope}
 
-    def _sums(self, agent: _Agent, now: float, parts: tuple[list, list, list] | None, tool: str | None = None, *,
+    def _vouches_of(self, a: int) -> Iterable[Vouch]:
+        """The agent's latest vouch of each issuer and basis."""
+        return map(self._vouches.__getitem__, self._agent_vouches[a].values())
+
+    def _sums(self, a: int | None, now: float, parts: tuple[list, list, list] | None, tool: str | None = None, *,
               pairs: Iterable[tuple[int, int]] | None = None, vouches: Iterable[Vouch] | None = None) -> tuple:
-        """The agent's weighted sums at `now`, as a cache entry (see `_Agent.cache`) followed by the uncapped lift and
+        """Agent `a`'s weighted sums at `now`, as a cache entry (see `_caches`) followed by the uncapped lift and
         the witnesses per group, counting the vouches that cover `tool` (Vouch.covers; None: the unscoped ones); with
         `parts`, also each org's and vouch's part and the uncapped vouch lift. Of the agent's evidence `pairs` and
-        `vouches` only, if given."""
+        `vouches` only, if given (both, for an agent the engine does not hold: None)."""
         p, ev = self.params, self._evidence
         weights, groups = self._weights, self._groups
         k_good, k_bad, k_report = ev.k_good, ev.k_bad, ev.k_report
@@ -664,7 +682,7 @@ class TrustEngine:
         witnesses: dict[int, int] = {}  # independence group -> witness pairs in it
         min_weight, min_good = p.independent_min_weight, p.independent_min_good
         ahead = now + p.future_tolerance_ms
-        for o, pair in agent.pairs.items() if pairs is None else pairs:
+        for o, pair in self._pairs[a].items() if pairs is None else pairs:
             w = weights[o]
             t_ref = ev.t_ref[pair]
             first_hand = ev.first_hand[pair]
@@ -701,7 +719,7 @@ class TrustEngine:
                 ))
         lift = 0.0
         voucher_weights = self._voucher_weights
-        for v in agent.vouches.values() if vouches is None else vouches:
+        for v in self._vouches_of(a) if vouches is None else vouches:
             voucher_weight = voucher_weights[v.issuer]
             active = v.active(now)
             counts = active and v.covers(tool)
@@ -716,4 +734,4 @@ class TrustEngine:
         if parts is not None:
             parts[2].append(lift)
         return (self._version, now, good, good_held, bad, reports, min(lift, self._source_cap),
-                len(witnesses), lift, witnesses)
+                len(witnesses), lift, _flat(witnesses))

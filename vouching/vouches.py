@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from array import array
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from operator import attrgetter
 
 import numpy as np
 
@@ -43,6 +44,13 @@ class Vouch:
     def for_org(self) -> bool:
         return self.basis == "org-peer"
 
+    def row(self) -> tuple:
+        """Its fields in order, as VouchBook keeps it (`Vouch(*row)` is the vouch again)."""
+        return _ROW(self)
+
+
+_ROW = attrgetter(*(f.name for f in fields(Vouch)))
+
 
 class VouchBook:
     """Every vouch seen, by record id; also as columns (agent vouches, org vouches) for reputation and the full
@@ -50,7 +58,9 @@ class VouchBook:
 
     def __init__(self, basis_weights: dict[str, float]) -> None:
         self._basis_weights = basis_weights
-        self.by_id: dict[bytes, Vouch] = {}
+        # Record id -> the vouch as a row (Vouch.row): a tuple of numbers, strings and bytes, which the garbage
+        # collector untracks, where it walked a Vouch object a vouch at each full collection (benchmarks/gc_objects.py).
+        self.by_id: dict[bytes, tuple] = {}
         self._pending: dict[bytes, tuple[int, int]] = {}  # record id -> (revoking issuer, ts)
         self.agent = array("i")
         self.issuer = array("i")
@@ -65,10 +75,19 @@ class VouchBook:
         self.org_weight = array("d")
         self.org_expires = array("d")
         self.org_active = array("b")
-        self.org_vouches: list[Vouch] = []  # by org-vouch column
+        self.org_vouches: list[bytes] = []  # record ids by org-vouch column
 
     def __contains__(self, record_id: bytes) -> bool:
         return record_id in self.by_id
+
+    def __getitem__(self, record_id: bytes) -> Vouch:
+        """The vouch `record_id`, made from its row: a copy, which the book's methods alone change in the book."""
+        return Vouch(*self.by_id[record_id])
+
+    def get(self, record_id: bytes) -> Vouch | None:
+        """`self[record_id]`, or None if the book has no such vouch."""
+        row = self.by_id.get(record_id)
+        return None if row is None else Vouch(*row)
 
     def add(self, vouch: Vouch) -> None:
         """Keep a new vouch (the caller checked it is new); a revocation that came first applies now. An agent
@@ -94,8 +113,8 @@ class VouchBook:
             self.org_weight.append(vouch.weight)
             self.org_expires.append(expires)
             self.org_active.append(1)
-            self.org_vouches.append(vouch)
-        self.by_id[vouch.record_id] = vouch
+            self.org_vouches.append(vouch.record_id)
+        self.by_id[vouch.record_id] = vouch.row()
         pending = self._pending.pop(vouch.record_id, None)
         if pending is not None and pending[0] == vouch.issuer:
             self._revoke(vouch, pending[1])
@@ -103,7 +122,7 @@ class VouchBook:
     def revoke(self, issuer: int, record_id: bytes, ts: int) -> Vouch | None:
         """Revoke the issuer's vouch `record_id`; returns it, or None if it has not arrived yet (kept pending) or is
         another org's, which this revocation leaves as it is (as a pending one does once its vouch arrives)."""
-        vouch = self.by_id.get(record_id)
+        vouch = self.get(record_id)
         if vouch is None:
             self._pending[record_id] = (issuer, ts)
             return None
@@ -116,13 +135,15 @@ class VouchBook:
         if vouch.revoked_at is None:
             vouch.revoked_at = ts
             (self.org_active if vouch.for_org else self.active)[vouch.column] = 0
+            self.by_id[vouch.record_id] = vouch.row()
 
     def resubject_orgs(self, old: int, new: int) -> None:
         """Org vouches for org `old` become vouches for org `new` (key rotation: `old` was a later key of `new`);
         one that `new` gave `old` vouched for the org itself and counts for nothing (as if never given)."""
         for column in np.flatnonzero(np.asarray(self.org_subject, dtype=np.int64) == old).tolist():
-            vouch = self.org_vouches[column]
+            vouch = self[self.org_vouches[column]]
             vouch.subject = self.org_subject[column] = new
+            self.by_id[vouch.record_id] = vouch.row()
             if vouch.issuer == new:
                 self.org_weight[column] = 0.0
                 self._revoke(vouch, vouch.ts)

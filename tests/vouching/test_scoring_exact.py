@@ -174,7 +174,7 @@ def _feed_update(engine: TrustEngine, issuer: str, op: tuple, i: int, now: int) 
 def _cached(engine: TrustEngine, agent: str) -> tuple | None:
     """The sums of the agent's cache entry: good, good held, bad, reports, capped lift, witnesses."""
     a = engine._agent_index.get(agent)
-    return None if a is None else engine._agents[a].cache[2:8]
+    return None if a is None else engine._caches[a][2:8]
 
 
 @settings(max_examples=100, deadline=None)
@@ -239,4 +239,4 @@ def test_cached_sums_are_after_every_record_those_summed_afresh(records, now, lo
             engine.score(agent, now=now)
             a = engine._agent_index.get(agent)
             if a is not None:
-                assert _cached(engine, agent) == engine._sums(engine._agents[a], now, None)[2:8]
+                assert _cached(engine, agent) == engine._sums(a, now, None)[2:8]
