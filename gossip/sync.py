@@ -163,8 +163,8 @@ class SyncClient:
     skipped and the peer's record at our head is fetched instead: the replica turns the pair into evidence.
     Heads requests state `network`, our network (None: none), which a peer of another network answers with its own.
     `holds_own()` says, once the session is finished, whether the peer's heads named one of `own` (the keys of our
-    node's org): the peer holds the org's records, which a node stores only inside its horizon (DESIGN §5), so it
-    replicates the org.
+    node's org: the peer holds the org's records, which a node stores only inside its horizon, DESIGN §5, so it
+    replicates the org) and our store now holds each of those keys' records up to the seq the peer named.
     """
 
     def __init__(
@@ -228,9 +228,11 @@ class SyncClient:
         return self._records_page(self._reply(reply, RecordsPage))
 
     def holds_own(self) -> bool:
-        """Whether the peer's heads named one of `own`."""
+        """Whether the peer's heads named one of `own`, and our store holds each one named up to the seq named: a peer
+        naming a head it then does not serve (a hostile one, say) shows that the org signed more than we hold."""
         self._expect("done", "holds_own")
-        return bool(self._own_heads)
+        return bool(self._own_heads) and all((head := self._store.head(iss)) is not None and head.seq >= seq
+                                             for iss, seq in self._own_heads.items())
 
     def deliver(self, records: Sequence[Record]) -> tuple[list[Record], Event]:
         """Verified records of the page just received: those to offer the replica, and what to do next.

@@ -84,7 +84,8 @@ _APART_KEPT = 1024  # peers of other networks remembered (each logged once): one
 @dataclass(frozen=True)
 class SessionEnd:
     """A session that ran to the end: the records it accepted, and whether the peer's heads named one of this node's
-    org's keys (gossip.sync.SyncClient.holds_own; never in a fetch of gaps, which asks no heads)."""
+    org's keys, each of which it now holds up to the seq named (gossip.sync.SyncClient.holds_own; never in a fetch of
+    gaps, which asks no heads)."""
 
     fetched: int
     holds_own: bool
@@ -174,9 +175,9 @@ class SyncService:
     `network_listeners` (the peer manager dials such a peer ever less often, 30 s to an hour apart); a round
     that runs to the end shows the peer on ours, which `same_network_listeners` are told (a peer found apart, its
     node since re-made on our network); `holder_listeners` are told too if its heads named one of our org's keys
-    (the node's and its earlier ones): the peer holds the org's records, so it replicates the org, and its answer shows
-    what the org signed as it knows it (a peer whose horizon leaves the org out holds none, and its answer proves
-    nothing of it).
+    (the node's and its earlier ones) and we now hold each named up to the seq it named: the peer holds the org's
+    records, so it replicates the org, and we hold what the org signed as it knows it (a peer whose horizon leaves
+    the org out holds none, and its answer proves nothing of it).
     """
 
     def __init__(

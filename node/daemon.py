@@ -74,9 +74,9 @@ assert set(GOSSIP_PROTOCOLS) <= set(GOSSIPSUB_PROTOCOLS)
 
 @dataclass(frozen=True)
 class CatchUp:
-    """How a catch-up sync went (`state`), and how many of the peers the node dials completed a round naming none of
-    the org's keys in their heads (`unproven`): they hold none of its records (the org is outside their horizons,
-    DESIGN §5), so their answer that nothing is newer proved nothing."""
+    """How a catch-up sync went (`state`), and how many of the peers the node dials completed a round that proved
+    nothing (`unproven`): their heads named none of the org's keys, as they hold none of its records (the org is
+    outside their horizons, DESIGN §5), or named a head of one that they then did not serve."""
 
     state: StartupSync
     unproven: int = 0
@@ -88,7 +88,8 @@ class CatchUp:
         return (f"{self.unproven} peer{'s' if self.unproven > 1 else ''} it dials completed a catch-up sync within "
                 f"{seconds:g} s ([p2p] startup_sync_seconds) but {'hold' if self.unproven > 1 else 'holds'} none of "
                 "this org's records (a node stores only the records of orgs inside its horizon: within its max_hops "
-                "of its trust roots by vouches), so none could show what the org signed elsewhere")
+                "of its trust roots by vouches) or served those it named, so none could show what the org signed "
+                "elsewhere")
 
 
 # How an operator gets a catch-up that can end: what CatchUp.why says next when peers hold none of the org's records.
@@ -545,9 +546,10 @@ class _DialledRounds:
 def _dialled_rounds(node: Node) -> Iterator[_DialledRounds]:
     """While in the block, `proven` is set once a sync round ends with a peer that the node dials (PeerManager.keeps:
     its bootstrap peers, the orgs of its `org` records), not one that dialled in unasked (a hostile node of the
-    network may answer that it holds nothing), and whose heads named one of the org's keys (SyncService's
-    holder_listeners): a peer holding none of the org's records (the org outside its horizon, DESIGN §5) answers
-    "nothing newer" whatever the org signed, and is only counted in `unproven`."""
+    network may answer that it holds nothing), and whose heads named one of the org's keys, each held now up to the
+    seq named (SyncService's holder_listeners): a peer holding none of the org's records (the org outside its horizon,
+    DESIGN §5) answers "nothing newer" whatever the org signed, and one naming a head it does not serve shows the org
+    signed more than the node holds; either is only counted in `unproven`."""
     rounds = _DialledRounds()
 
     def round_ended(peer_id: str) -> None:  # one of SyncService.same_network_listeners

@@ -271,3 +271,27 @@ async def test_a_round_tells_the_holder_listeners_only_if_the_peer_s_heads_name_
         assert (ended, held) == ([PEER, PEER], [PEER])
         assert store.head(ours.did).id == mine.id  # (taken back: the client held none of its own)
 
+
+async def test_a_peer_naming_a_head_of_the_org_that_it_then_does_not_serve_tells_no_holder_listener(tmp_path):
+    """A hostile peer the node dials (a bootstrap address taken over) names the org's head, past ours, in its heads
+    and serves none of it: the round runs to the end, but the org signed more than the node holds, so it is no proof
+    that the node is current. Before: a round whose heads named the org was proof enough."""
+    ours = Org()
+    (tmp_path / "server").mkdir()
+    (tmp_path / "client").mkdir()
+    with RecordStore.open(tmp_path / "server") as served, RecordStore.open(tmp_path / "client") as store:
+        first = ours.record("org")
+        served.append([first, ours.record()])
+        store.append([first])
+        issuer_range = served.issuer_range
+        served.issuer_range = lambda iss, seq, limit: [] if iss == ours.did else issuer_range(iss, seq, limit)
+        service = SyncService(ServingHost(SyncServer(served, IssuerIndex(served), LIMITS)),  # type: ignore[arg-type]
+                              Replica(ours.key, store, roots=(), max_hops=1, held_limit=10), network="test",
+                              limits=LIMITS)
+        held: list[str] = []
+        service.holder_listeners.append(held.append)
+        await service.sync_with(PEER)
+        assert (service.stats.rounds, held, store.head(ours.did).seq) == (1, [], 1)
+        served.issuer_range = issuer_range  # (it serves them now)
+        await service.sync_with(PEER)
+        assert (held, store.head(ours.did).seq) == ([PEER], 2)
