@@ -129,8 +129,9 @@ class SyncStats:
                                      "(sync_served_errors_total, by the same reasons). Reasons: a protocol error's; "
                                      "timeout; stream; busy; storage; "
                                      "throttled (a peer told us to come back later); turn (a gap fetch gave up "
-                                     "waiting for a session with the peer to end); network (a peer of another "
-                                     "network asked, or answered)",
+                                     "waiting for a session with the peer to end); session (one of its sessions "
+                                     "outlasted its time bound, 10 minutes, and was ended); network (a peer of "
+                                     "another network asked, or answered)",
                                      (*SYNC_ERROR_REASONS, "busy", "timeout", "storage"))
     served_errors: Counter[str] = by_reason("Of sync_errors_total, peers' sync streams and requests this node refused "
                                             "or cut short, by reason: busy (no stream or request slot free), timeout, "
