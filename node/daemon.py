@@ -526,7 +526,7 @@ async def _caught_up(node: Node, nursery: trio.Nursery, *, signs_timed_out: bool
     back, having kept it in rotation.taken-back (node.taken_back_rotation)."""
     with _dialled_rounds(node) as rounds:  # (listening before any round can end)
         try:
-            state = await _take_back_own_records(node, nursery, rounds.proven, node.config.startup_sync_seconds,
+            state = await _take_back_own_records(node, nursery, rounds.ended, node.config.startup_sync_seconds,
                                                  signs_timed_out=signs_timed_out)
             return CatchUp(state, len(rounds.unproven) if state == "timed_out" else 0)
         except RotationTakenBack as taken:
@@ -538,27 +538,31 @@ async def _caught_up(node: Node, nursery: trio.Nursery, *, signs_timed_out: bool
 class _DialledRounds:
     """The sync rounds with peers the node dials that ended while a catch-up waits (_dialled_rounds)."""
 
-    proven: trio.Event = dataclasses.field(default_factory=trio.Event)  # one whose peer holds the org's records
+    ended: trio.Event = dataclasses.field(default_factory=trio.Event)  # what ends the catch-up (_dialled_rounds)
     unproven: set[str] = dataclasses.field(default_factory=set)  # peers whose heads named none of the org's keys
 
 
 @contextmanager
 def _dialled_rounds(node: Node) -> Iterator[_DialledRounds]:
-    """While in the block, `proven` is set once a sync round ends with a peer that the node dials (PeerManager.keeps:
+    """While in the block, `ended` is set once a sync round ends with a peer that the node dials (PeerManager.keeps:
     its bootstrap peers, the orgs of its `org` records), not one that dialled in unasked (a hostile node of the
     network may answer that it holds nothing), and whose heads named one of the org's keys, each held now up to the
     seq named (SyncService's holder_listeners): a peer holding none of the org's records (the org outside its horizon,
     DESIGN §5) answers "nothing newer" whatever the org signed, and one naming a head it does not serve shows the org
-    signed more than the node holds; either is only counted in `unproven`."""
+    signed more than the node holds; either is only counted in `unproven`. It is set too once a round shows a rotation
+    of the node's key that it takes back (not stored: never held up to the head named), for resume_signing to raise
+    at once."""
     rounds = _DialledRounds()
 
     def round_ended(peer_id: str) -> None:  # one of SyncService.same_network_listeners
-        if node.peer_manager.keeps(peer_id):
+        if node.replica.taken_back is not None:
+            rounds.ended.set()
+        elif node.peer_manager.keeps(peer_id):
             rounds.unproven.add(peer_id)
 
     def holder_round_ended(peer_id: str) -> None:  # one of SyncService.holder_listeners
         if node.peer_manager.keeps(peer_id):
-            rounds.proven.set()
+            rounds.ended.set()
 
     node.sync.same_network_listeners.append(round_ended)
     node.sync.holder_listeners.append(holder_round_ended)
@@ -608,7 +612,7 @@ async def _catch_up_late(node: Node) -> None:
     completes (_dialled_rounds, as the start's): the records the org signed elsewhere have come back by then (any
     second record at one seq signed meanwhile shows as own_org_flagged)."""
     with _dialled_rounds(node) as rounds:
-        await rounds.proven.wait()
+        await rounds.ended.wait()
     node.startup_sync = "done"
     log.info("a peer holding the org's records completed the catch-up sync the start timed out on: startup_sync is "
              "done")

@@ -12,6 +12,7 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -413,6 +414,25 @@ async def test_key_rotate_that_takes_back_a_rotation_of_its_key_refuses_as_a_sta
                 assert verify_record((config.data_dir / TAKEN_BACK_FILE).read_bytes()) == rotation
                 assert _chain(config) == before and not (config.data_dir / NEXT_KEY_FILE).exists()
         assert not {old, new} & b.replica.flagged
+
+
+async def test_a_start_that_takes_back_a_rotation_of_its_key_stops_on_the_round_that_showed_it(tmp_path):
+    """The rotation taken back is not stored, so the node never holds the head its peer names and that round proves
+    nothing: the start stops on it all the same (it signs nothing, and refuses to start), not at the catch-up's bound.
+    Before: it waited all of startup_sync_seconds to say so."""
+    async with running(tmp_path / "b", settings={"sync_interval": 0.5}) as b:
+        config, old = _org_vouched_by(b, tmp_path / "a")
+        with trio.fail_after(60):
+            await _started_until_held(config, b)
+            shutil.copytree(config.data_dir, tmp_path / "backup")
+            rotate_key(config)
+            await _started_until_held(config, b)
+            shutil.rmtree(config.data_dir)
+            shutil.copytree(tmp_path / "backup", config.data_dir)
+        with trio.fail_after(30):
+            with pytest.RaisesGroup(pytest.RaisesExc(StartupError), allow_unwrapped=True, flatten_subgroups=True):
+                await serve_node(replace(config, startup_sync_seconds=600.0))
+        assert (config.data_dir / TAKEN_BACK_FILE).exists()
 
 
 async def test_a_catch_up_is_not_done_by_a_peer_that_dialled_in_unasked(tmp_path):
