@@ -118,6 +118,11 @@ class Replica:
         return self._acceptor.held_count
 
     @property
+    def taken_back(self) -> Record | None:
+        """A rotation of this node's key taken back while signing was deferred, which `resume_signing` raises."""
+        return self._taken_back
+
+    @property
     def own_from_peers(self) -> int:
         """Records of this node's key that came from peers and that its operator has not acknowledged
         (`_report_own`; kept across restarts in gossip.own_records)."""

@@ -162,6 +162,9 @@ class SyncClient:
     When a record that would extend our chain names another predecessor than ours, the rest of that range is
     skipped and the peer's record at our head is fetched instead: the replica turns the pair into evidence.
     Heads requests state `network`, our network (None: none), which a peer of another network answers with its own.
+    `holds_own()` says, once the session is finished, whether the peer's heads named one of `own` (the keys of our
+    node's org: the peer holds the org's records, which a node stores only inside its horizon, DESIGN §5, so it
+    replicates the org) and our store now holds each of those keys' records up to the seq the peer named.
     """
 
     def __init__(
@@ -172,9 +175,12 @@ class SyncClient:
         *,
         gaps: Mapping[str, tuple[int, int]] | None = None,
         network: str | None = None,
+        own: Container[str] = (),
     ) -> None:
         self._store = store
         self._network = network
+        self._own = own
+        self._own_heads: dict[str, int] = {}  # of `own`, those the peer's heads named: the seq named
         self._horizon = horizon
         self._limits = limits
         self._gaps = gaps
@@ -221,6 +227,13 @@ class SyncClient:
             return self._heads_page(self._reply(reply, HeadsPage))
         return self._records_page(self._reply(reply, RecordsPage))
 
+    def holds_own(self) -> bool:
+        """Whether the peer's heads named one of `own`, and our store holds each one named up to the seq named: a peer
+        naming a head it then does not serve (a hostile one, say) shows that the org signed more than we hold."""
+        self._expect("done", "holds_own")
+        return bool(self._own_heads) and all((head := self._store.head(iss)) is not None and head.seq >= seq
+                                             for iss, seq in self._own_heads.items())
+
     def deliver(self, records: Sequence[Record]) -> tuple[list[Record], Event]:
         """Verified records of the page just received: those to offer the replica, and what to do next.
 
@@ -249,6 +262,8 @@ class SyncClient:
             if entry.iss <= self._heads_after:
                 raise RemoteProtocolError("out_of_range", f"heads: issuer {entry.iss:.80} is not after {self._heads_after:.80}")
             self._heads_after = entry.iss
+            if entry.iss in self._own:
+                self._own_heads[entry.iss] = entry.seq
             self._plan(entry)
         return self._ask_heads() if page.more else self._next_request()
 

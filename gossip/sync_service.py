@@ -81,6 +81,16 @@ _RANDOM = random.SystemRandom()  # which peers a round pulls from: not for a pee
 _APART_KEPT = 1024  # peers of other networks remembered (each logged once): one making keys by the thousand is bounded
 
 
+@dataclass(frozen=True)
+class SessionEnd:
+    """A session that ran to the end: the records it accepted, and whether the peer's heads named one of this node's
+    org's keys, each of which it now holds up to the seq named (gossip.sync.SyncClient.holds_own; never in a fetch of
+    gaps, which asks no heads)."""
+
+    fetched: int
+    holds_own: bool
+
+
 class PageLimits(Protocol):
     """The node's limits sync takes its page size from (node.config.Limits provides it)."""
 
@@ -119,8 +129,9 @@ class SyncStats:
                                      "(sync_served_errors_total, by the same reasons). Reasons: a protocol error's; "
                                      "timeout; stream; busy; storage; "
                                      "throttled (a peer told us to come back later); turn (a gap fetch gave up "
-                                     "waiting for a session with the peer to end); network (a peer of another "
-                                     "network asked, or answered)",
+                                     "waiting for a session with the peer to end); session (one of its sessions "
+                                     "outlasted its time bound, 10 minutes, and was ended); network (a peer of "
+                                     "another network asked, or answered)",
                                      (*SYNC_ERROR_REASONS, "busy", "timeout", "storage"))
     served_errors: Counter[str] = by_reason("Of sync_errors_total, peers' sync streams and requests this node refused "
                                             "or cut short, by reason: busy (no stream or request slot free), timeout, "
@@ -164,7 +175,10 @@ class SyncService:
     not set `first_round`) and disconnects it; either is counted, logged once per peer, and told to
     `network_listeners` (the peer manager dials such a peer ever less often, 30 s to an hour apart); a round
     that runs to the end shows the peer on ours, which `same_network_listeners` are told (a peer found apart, its
-    node since re-made on our network).
+    node since re-made on our network); `holder_listeners` are told too if its heads named one of our org's keys
+    (the node's and its earlier ones) and we now hold each named up to the seq it named: the peer holds the org's
+    records, so it replicates the org, and we hold what the org signed as it knows it (a peer whose horizon leaves
+    the org out holds none, and its answer proves nothing of it).
     """
 
     def __init__(
@@ -245,6 +259,8 @@ class SyncService:
         # told each peer a full round with ran to the end: it answered our heads request, which names our network, so
         # it is on ours (a peer heard on another before, its node re-made on ours, is no longer kept apart)
         self.same_network_listeners: list[Callable[[str], None]] = []
+        # told each peer a full round with ran to the end whose heads named one of our org's keys (class docstring)
+        self.holder_listeners: list[Callable[[str], None]] = []
         self._nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -287,10 +303,12 @@ class SyncService:
         started, heard = trio.current_time(), self._heard(peer_id)
         self._rounds_started[peer_id] = started
         try:
-            if await self._pull(peer_id, None):
+            if (ended := await self._pull(peer_id, None)) is not None:
                 self.first_round.set()
                 self._apart.pop(peer_id, None)  # (logged again if it goes back to another network)
                 for listener in self.same_network_listeners:
+                    listener(peer_id)
+                for listener in self.holder_listeners if ended.holds_own else ():
                     listener(peer_id)
                 if heard is not None:
                     self._pulled[peer_id] = (heard, started)
@@ -345,8 +363,8 @@ class SyncService:
 
     # --- pulling --------------------------------------------------------------------------------------------
 
-    async def _pull(self, peer_id: str, gaps: dict[str, tuple[int, int]] | None) -> bool:
-        """One session with `peer_id`, for `gaps` or (None) for everything we lack; whether it ran to the end.
+    async def _pull(self, peer_id: str, gaps: dict[str, tuple[int, int]] | None) -> SessionEnd | None:
+        """One session with `peer_id`, for `gaps` or (None) for everything we lack; how it ended if it ran to the end.
         Sessions with a peer take turns; a fetch of gaps waits `timeout` at most for its turn (a gap worker waiting
         on a peer that answers just in time would wait for the whole of its session)."""
         lock = self._peer_locks.setdefault(peer_id, trio.Lock())
@@ -355,7 +373,7 @@ class SyncService:
                 # A peer answering each read just in time would otherwise hold the slot for up to a million
                 # reads; what a session accepted stays accepted, and the next session goes on from there.
                 with trio.move_on_after(self.session_seconds) as deadline:
-                    fetched = await self._session(peer_id, gaps)
+                    ended = await self._session(peer_id, gaps)
                 if deadline.cancelled_caught:
                     raise SyncError("session", f"the session outlasted {self.session_seconds:g} s; ended")
         except RemoteProtocolError as error:
@@ -378,15 +396,15 @@ class SyncService:
             self._failed(peer_id, "storage", error)
         else:
             self.stats.rounds += 1
-            if fetched:
-                logger.debug("fetched %d records from %s", fetched, peer_id)
-            return True
+            if ended.fetched:
+                logger.debug("fetched %d records from %s", ended.fetched, peer_id)
+            return ended
         finally:
             if not lock.locked() and self._peer_locks.get(peer_id) is lock:  # nobody holds it or was handed it:
                 del self._peer_locks[peer_id]  # forget it, or peers leaving mid-session (fresh ids are free) pile up
             self.session_ended.set()
             self.session_ended = trio.Event()
-        return False
+        return None
 
     @asynccontextmanager
     async def _turn(self, lock: trio.Lock, wait: float) -> AsyncIterator[None]:
@@ -400,12 +418,14 @@ class SyncService:
         finally:
             lock.release()
 
-    async def _session(self, peer_id: str, gaps: dict[str, tuple[int, int]] | None) -> int:
-        """One client session; the number of records accepted."""
-        client = SyncClient(self.replica.store, self.replica.horizon, self.limits, gaps=gaps, network=self.network)
+    async def _session(self, peer_id: str, gaps: dict[str, tuple[int, int]] | None) -> SessionEnd:
+        """One client session, to its end."""
+        own = {self.replica.did, *self.replica.succession.earlier(self.replica.did)}
+        client = SyncClient(self.replica.store, self.replica.horizon, self.limits, gaps=gaps, network=self.network,
+                            own=own)
         event = client.start()
         if isinstance(event, Finished):
-            return 0
+            return SessionEnd(0, holds_own=False)
         fetched = pending_bytes = 0
         pending: list[Record] = []  # verified, in order, not yet offered to the replica
         async with await self.host.open_stream(peer_id, SYNC_PROTOCOL) as stream:
@@ -433,7 +453,7 @@ class SyncService:
                     if not isinstance(event, ReadNext):  # the client's next request reads the store
                         fetched += self._accept(pending, peer_id)
                         pending, pending_bytes = [], 0
-        return fetched
+        return SessionEnd(fetched, holds_own=client.holds_own())
 
     def _accept(self, records: list[Record], peer_id: str) -> int:
         accepted = len(self.replica.accept(records, peer_id).accepted)

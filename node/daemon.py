@@ -64,12 +64,37 @@ log = logging.getLogger("vouchnet.node")
 SHUTDOWN_SECONDS = 2.0
 _WILDCARDS = ("/ip4/0.0.0.0/", "/ip6/::/")
 # How the start's catch-up sync went (_take_back_own_records); "pending" until it has; "timed_out" turns "done" once a
-# full round with a peer it dials completes later (_catch_up_late)
+# full round with a peer it dials that holds the org's records completes later (_catch_up_late)
 StartupSync = Literal["pending", "no_peers", "done", "timed_out"]
 # py-libp2p 0.8.1 sends an IDONTWANT per message to every /meshsub/1.2.0 peer: 15-60% more CPU per record for
 # batched gossip (measured in benchmarks/gossip_service.py), and go, js and rust peers negotiate 1.1 anyway.
 GOSSIP_PROTOCOLS = ("/meshsub/1.1.0",)
 assert set(GOSSIP_PROTOCOLS) <= set(GOSSIPSUB_PROTOCOLS)
+
+
+@dataclass(frozen=True)
+class CatchUp:
+    """How a catch-up sync went (`state`), and how many of the peers the node dials completed a round that proved
+    nothing (`unproven`): their heads named none of the org's keys, as they hold none of its records (the org is
+    outside their horizons, DESIGN §5), or named a head of one that they then did not serve."""
+
+    state: StartupSync
+    unproven: int = 0
+
+    def why(self, seconds: float) -> str:
+        """Why a timed-out catch-up did not end: what the operator reads first."""
+        if not self.unproven:
+            return f"no peer completed a catch-up sync within {seconds:g} s ([p2p] startup_sync_seconds)"
+        return (f"{self.unproven} peer{'s' if self.unproven > 1 else ''} it dials completed a catch-up sync within "
+                f"{seconds:g} s ([p2p] startup_sync_seconds) but {'hold' if self.unproven > 1 else 'holds'} none of "
+                "this org's records (a node stores only the records of orgs inside its horizon: within its max_hops "
+                "of its trust roots by vouches) or served those it named, so none could show what the org signed "
+                "elsewhere")
+
+
+# How an operator gets a catch-up that can end: what CatchUp.why says next when peers hold none of the org's records.
+HOLDER_HINT = ("a node whose org vouches for this one holds its records: add one to [p2p] bootstrap; a new org that "
+               "has signed nothing anywhere has nothing to take back")
 
 
 class StartupError(Exception):
@@ -358,10 +383,10 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
                         "older copy, or a stolen key) and that its operator has not acknowledged (`vouchnet "
                         "own-records acknowledge`); kept across restarts", lambda: replica.own_from_peers)
         add_health_gauges(metrics, replica=replica, token_file=token_file, data_dir=config.data_dir)
-        metrics.collect("startup_sync_timed_out", "1 when no peer completed a catch-up sync within [p2p] "
-                        "startup_sync_seconds of the start, until one completes a full round: the node signs without "
-                        "it (if its data directory was restored from an older copy, the org may sign twice at one "
-                        "seq); GET /v1/node's startup_sync",
+        metrics.collect("startup_sync_timed_out", "1 when no peer it dials that holds the org's records completed a "
+                        "catch-up sync within [p2p] startup_sync_seconds of the start, until one completes a full "
+                        "round: the node signs without it (if its data directory was restored from an older copy, the "
+                        "org may sign twice at one seq); GET /v1/node's startup_sync",
                         lambda: int(node.startup_sync == "timed_out"))
         yield node
 
@@ -410,10 +435,12 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
         await nursery.start(node.telemetry.vouch_revocations.run,
                             (node.did, *node.replica.succession.earlier(node.did)))
         # What we signed before, as peers know it (`vouchnet key rotate` runs the same); then the services that sign.
-        node.startup_sync = await _caught_up(node, nursery, signs_timed_out=True)
-        if node.startup_sync == "timed_out":
-            log.warning("no peer completed a catch-up sync in time; signing without it (if this data directory was "
-                        "restored from an older copy, the org may sign twice at one seq)",
+        caught_up = await _caught_up(node, nursery, signs_timed_out=True)
+        node.startup_sync = caught_up.state
+        if caught_up.state == "timed_out":
+            log.warning(f"{caught_up.why(config.startup_sync_seconds)}; signing without it (if this data directory "
+                        "was restored from an older copy, the org may sign twice at one seq)"
+                        + (f": {HOLDER_HINT}" if caught_up.unproven else ""),
                         extra={"fields": {"seconds": config.startup_sync_seconds}})
             nursery.start_soon(_catch_up_late, node)
         # After `vouchnet key rotate`: the records linking our keys, to the peers connected now (none for "no_peers"),
@@ -477,7 +504,7 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
 
 
 async def catch_up_stopped(config: NodeConfig, *,
-                           opened: Callable[[Node], object] = lambda node: None) -> StartupSync:
+                           opened: Callable[[Node], object] = lambda node: None) -> CatchUp:
     """`vouchnet key rotate`'s catch-up, before it signs the rotation: the stopped node of `config` opened and caught
     up as serve_node starts it (_caught_up), `opened(node)` called between the two (opening it replays its trust
     engine as a start does, which can take longer than the catch-up), then closed, the data directory's lock
@@ -490,37 +517,60 @@ async def catch_up_stopped(config: NodeConfig, *,
     return caught_up
 
 
-async def _caught_up(node: Node, nursery: trio.Nursery, *, signs_timed_out: bool) -> StartupSync:
+async def _caught_up(node: Node, nursery: trio.Nursery, *, signs_timed_out: bool) -> CatchUp:
     """A start's first steps, before anything signs (_take_back_own_records): gossip, sync and the peer manager
     started in `nursery` (gossip first: our own records issued from then on, the org record and digests, are
-    published), then the catch-up sync that takes back what the org signed, as a peer it dials knows it (timed out,
+    published), then the catch-up sync that takes back what the org signed, as a peer it dials that holds the org's
+    records knows it (_dialled_rounds; timed out,
     what waited to be signed is signed only if `signs_timed_out`). Raises StartupError if a rotation of the key came
     back, having kept it in rotation.taken-back (node.taken_back_rotation)."""
-    with _dialled_round(node) as dialled_round:  # (listening before any round can end)
+    with _dialled_rounds(node) as rounds:  # (listening before any round can end)
         try:
-            return await _take_back_own_records(node, nursery, dialled_round, node.config.startup_sync_seconds,
-                                                signs_timed_out=signs_timed_out)
+            state = await _take_back_own_records(node, nursery, rounds.ended, node.config.startup_sync_seconds,
+                                                 signs_timed_out=signs_timed_out)
+            return CatchUp(state, len(rounds.unproven) if state == "timed_out" else 0)
         except RotationTakenBack as taken:
             keep(node.config.data_dir, taken.rotation)
             raise StartupError(refusal(node.config, taken.rotation)) from None
 
 
+@dataclass
+class _DialledRounds:
+    """The sync rounds with peers the node dials that ended while a catch-up waits (_dialled_rounds)."""
+
+    ended: trio.Event = dataclasses.field(default_factory=trio.Event)  # what ends the catch-up (_dialled_rounds)
+    unproven: set[str] = dataclasses.field(default_factory=set)  # peers whose heads named none of the org's keys
+
+
 @contextmanager
-def _dialled_round(node: Node) -> Iterator[trio.Event]:
-    """An event set, while in the block, once a sync round ends with a peer the node dials (PeerManager.keeps: its
-    bootstrap peers, the orgs of its `org` records), not one that dialled in unasked: a hostile node of the network
-    may answer that it holds nothing."""
-    ended = trio.Event()
+def _dialled_rounds(node: Node) -> Iterator[_DialledRounds]:
+    """While in the block, `ended` is set once a sync round ends with a peer that the node dials (PeerManager.keeps:
+    its bootstrap peers, the orgs of its `org` records), not one that dialled in unasked (a hostile node of the
+    network may answer that it holds nothing), and whose heads named one of the org's keys, each held now up to the
+    seq named (SyncService's holder_listeners): a peer holding none of the org's records (the org outside its horizon,
+    DESIGN §5) answers "nothing newer" whatever the org signed, and one naming a head it does not serve shows the org
+    signed more than the node holds; either is only counted in `unproven`. It is set too once a round shows a rotation
+    of the node's key that it takes back (not stored: never held up to the head named), for resume_signing to raise
+    at once."""
+    rounds = _DialledRounds()
 
     def round_ended(peer_id: str) -> None:  # one of SyncService.same_network_listeners
+        if node.replica.taken_back is not None:
+            rounds.ended.set()
+        elif node.peer_manager.keeps(peer_id):
+            rounds.unproven.add(peer_id)
+
+    def holder_round_ended(peer_id: str) -> None:  # one of SyncService.holder_listeners
         if node.peer_manager.keeps(peer_id):
-            ended.set()
+            rounds.ended.set()
 
     node.sync.same_network_listeners.append(round_ended)
+    node.sync.holder_listeners.append(holder_round_ended)
     try:
-        yield ended
+        yield rounds
     finally:
         node.sync.same_network_listeners.remove(round_ended)
+        node.sync.holder_listeners.remove(holder_round_ended)
 
 
 def _free_it(setting: str, config: NodeConfig) -> str:
@@ -531,8 +581,8 @@ def _free_it(setting: str, config: NodeConfig) -> str:
 async def _take_back_own_records(node: Node, nursery: trio.Nursery, dialled_round: trio.Event, seconds: float, *,
                                  signs_timed_out: bool) -> StartupSync:
     """Gossip, sync and the peer manager started in `nursery`, then, before the node signs anything, one full
-    catch-up sync with one of the peers it dials (`dialled_round` set: not a peer that dialled in unasked, which may
-    be a hostile node of the network answering that it holds nothing), if it has peers to dial, for up to `seconds`:
+    catch-up sync with one of the peers it dials that holds the org's records (`dialled_round` set: _dialled_rounds),
+    if it has peers to dial, for up to `seconds`:
     a node whose data directory was restored from an older copy takes back the records it signed since (DESIGN §3:
     two records at one seq would flag the org as an equivocator). Signing is deferred before the services start (a
     peer connected while the node opened may bring in evidence at once): evidence found meanwhile waits, and is signed
@@ -558,13 +608,14 @@ async def _take_back_own_records(node: Node, nursery: trio.Nursery, dialled_roun
 
 
 async def _catch_up_late(node: Node) -> None:
-    """A start's timed-out catch-up sync, done once a full round with a peer it dials completes (_dialled_round, as
-    the start's): the records the org signed elsewhere have come back by then (any second record at one seq signed
-    meanwhile shows as own_org_flagged)."""
-    with _dialled_round(node) as dialled_round:
-        await dialled_round.wait()
+    """A start's timed-out catch-up sync, done once a full round with a peer it dials that holds the org's records
+    completes (_dialled_rounds, as the start's): the records the org signed elsewhere have come back by then (any
+    second record at one seq signed meanwhile shows as own_org_flagged)."""
+    with _dialled_rounds(node) as rounds:
+        await rounds.ended.wait()
     node.startup_sync = "done"
-    log.info("a peer completed the catch-up sync the start timed out on: startup_sync is done")
+    log.info("a peer holding the org's records completed the catch-up sync the start timed out on: startup_sync is "
+             "done")
 
 
 async def run_until_signalled(config: NodeConfig) -> None:

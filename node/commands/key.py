@@ -55,12 +55,15 @@ def register(subparsers: Subparsers) -> None:
         "refuses it before signing anything. First it catches up, as the node does when it starts: it opens the node "
         "(on its [p2p] listen addresses, signing nothing; opening it replays its trust engine, from engine.snapshot "
         "or else from every record, as a start does) and waits up to [p2p] startup_sync_seconds for one catch-up "
-        "sync with a peer to complete, saying so on stderr as each begins, so that a data directory restored from an "
+        "sync to complete with a peer it dials that holds the org's records (a node stores only the records of "
+        "orgs inside its horizon: a peer whose org vouches for this one does; another's answer proves nothing), "
+        "saying so on stderr as each step begins, so that a data directory restored from an "
         "older copy takes back the records the org signed since and the rotation is signed after them (signed at a "
         "seq the org already used, it would get the org flagged as an equivocator everywhere). With no peer to dial "
         "(no bootstrap peers, no other org's address in its records) it rotates without; if none completes the sync "
-        "in time it refuses, signing nothing: start the node once so that it catches up, stop it and run this again, "
-        "or pass --without-catch-up if this data directory is current. A rotation of the key that comes back from "
+        "in time it refuses, signing nothing, and says why: start the node once so that it catches up, stop it and run "
+        "this again (with a peer that holds the org's records), or pass --without-catch-up if this data directory "
+        "is current. A rotation of the key that comes back from "
         "peers stops it as it stops a start (see `key adopt`); a rotation interrupted after its record was signed is "
         "finished without a catch-up. A key that has already "
         "leaked is another matter: its holder can sign a rotation of its own, the conflict gets the org flagged "
@@ -138,7 +141,7 @@ def _catch_up(config: NodeConfig) -> None:
         raise UsageError(str(error)) from None
     except StoreLost as error:
         raise CommandFailed(str(error)) from None
-    from node.daemon import catch_up_stopped  # here: py-libp2p's import would add 1 s to every command
+    from node.daemon import HOLDER_HINT, catch_up_stopped  # here: py-libp2p's import would add 1 s to every command
 
     seconds = config.startup_sync_seconds
     print("catching up first: opening the node as a start does, signing nothing (its trust engine is replayed, from "
@@ -150,14 +153,15 @@ def _catch_up(config: NodeConfig) -> None:
                   f"{seconds:g} s, [p2p] startup_sync_seconds)", file=sys.stderr)
 
     caught_up = run_node_code(config, functools.partial(catch_up_stopped, opened=opened))
-    if caught_up == "timed_out":
+    if caught_up.state == "timed_out":
+        way = (f"{HOLDER_HINT}" if caught_up.unproven else
+               f"start the node once (`vouchnet run --dir {config.data_dir}`) so that it catches up, stop it and rotate")
         raise CommandFailed(
-            f"no peer completed a catch-up sync within {seconds:g} s ([p2p] startup_sync_seconds), so nothing was "
-            "signed: if this data directory was restored from an older copy, a rotation signed now could take a seq "
-            "the org has used already, and get it flagged as an equivocator everywhere. Start the node once "
-            f"(`vouchnet run --dir {config.data_dir}`) so that it catches up, stop it and rotate; or, if this data "
-            "directory holds everything the org signed, run this again with --without-catch-up")
-    if caught_up == "no_peers":
+            f"{caught_up.why(seconds)}, so nothing was signed: if this data directory was restored from an older "
+            "copy, a rotation signed now could take a seq the org has used already, and get it flagged as an "
+            f"equivocator everywhere. {way[0].upper()}{way[1:]}; or, if this data directory holds everything the org "
+            "signed, run this again with --without-catch-up")
+    if caught_up.state == "no_peers":
         print("no peers to catch up with (no bootstrap peers, no other org's address in its records): rotating "
               "without a catch-up", file=sys.stderr)
     else:

@@ -241,3 +241,57 @@ async def test_a_round_that_runs_to_the_end_shows_a_peer_found_apart_on_our_netw
         await service.sync_with(PEER)
     assert told == [PEER] and service.stats.peers_other_network == 2
     assert len([r for r in caplog.records if "is on network" in r.getMessage()]) == 2
+
+
+
+async def test_a_round_tells_the_holder_listeners_only_if_the_peer_s_heads_name_the_org(tmp_path):
+    """A node stores only the records of orgs inside its horizon (DESIGN §5): a peer whose heads name none of this
+    node's org's keys holds none of its records, and its answer that nothing is newer proves nothing of what the org
+    signed, so the catch-up before a node signs (node.daemon) does not end on it. Before: every round that ran to the
+    end ended it."""
+    ours, theirs = Org(), Org()
+    (tmp_path / "server").mkdir()
+    (tmp_path / "client").mkdir()
+    with RecordStore.open(tmp_path / "server") as served, RecordStore.open(tmp_path / "client") as store:
+        served.append([theirs.record()])
+        index = IssuerIndex(served)
+        replica = Replica(ours.key, store, roots=(theirs.did,), max_hops=1, held_limit=10)
+        service = SyncService(ServingHost(SyncServer(served, index, LIMITS)), replica,  # type: ignore[arg-type]
+                              network="test", limits=LIMITS)
+        ended: list[str] = []
+        held: list[str] = []
+        service.same_network_listeners.append(ended.append)
+        service.holder_listeners.append(held.append)
+        await service.sync_with(PEER)
+        assert (ended, held) == ([PEER], [])
+        mine = ours.record("org")
+        served.append([mine])
+        index.add([mine])
+        await service.sync_with(PEER)
+        assert (ended, held) == ([PEER, PEER], [PEER])
+        assert store.head(ours.did).id == mine.id  # (taken back: the client held none of its own)
+
+
+async def test_a_peer_naming_a_head_of_the_org_that_it_then_does_not_serve_tells_no_holder_listener(tmp_path):
+    """A hostile peer the node dials (a bootstrap address taken over) names the org's head, past ours, in its heads
+    and serves none of it: the round runs to the end, but the org signed more than the node holds, so it is no proof
+    that the node is current. Before: a round whose heads named the org was proof enough."""
+    ours = Org()
+    (tmp_path / "server").mkdir()
+    (tmp_path / "client").mkdir()
+    with RecordStore.open(tmp_path / "server") as served, RecordStore.open(tmp_path / "client") as store:
+        first = ours.record("org")
+        served.append([first, ours.record()])
+        store.append([first])
+        issuer_range = served.issuer_range
+        served.issuer_range = lambda iss, seq, limit: [] if iss == ours.did else issuer_range(iss, seq, limit)
+        service = SyncService(ServingHost(SyncServer(served, IssuerIndex(served), LIMITS)),  # type: ignore[arg-type]
+                              Replica(ours.key, store, roots=(), max_hops=1, held_limit=10), network="test",
+                              limits=LIMITS)
+        held: list[str] = []
+        service.holder_listeners.append(held.append)
+        await service.sync_with(PEER)
+        assert (service.stats.rounds, held, store.head(ours.did).seq) == (1, [], 1)
+        served.issuer_range = issuer_range  # (it serves them now)
+        await service.sync_with(PEER)
+        assert (held, store.head(ours.did).seq) == ([PEER], 2)

@@ -54,7 +54,7 @@ from vouching.scoring import TrustEngine
 
 from ..factories import Org, new_did
 from .forked_cli import ForkedCli
-from .in_process import records_of, running
+from .in_process import holds, records_of, running
 from .telemetry_node import Clock, telemetry_node
 
 pytestmark = pytest.mark.slow
@@ -620,8 +620,10 @@ async def test_a_bootstrap_peer_that_is_down_shows_unreachable_with_its_error_un
     assert (up["connected"], up["next_dial_at"]) == (True, None)
 
 
-async def test_how_the_start_up_sync_went_shows_in_get_node_and_a_gauge(tmp_path):
-    """Before: only a WARNING, once a start, said that a node signed without its catch-up sync."""
+async def test_how_the_start_up_sync_went_shows_in_get_node_and_a_gauge(tmp_path, caplog):
+    """Before: only a WARNING, once a start, said that a node signed without its catch-up sync. Only a round with a
+    peer it dials that holds the org's records ends it: before, a peer whose horizon leaves the org out, holding none
+    of its records, ended it with its answer that nothing was newer."""
     async def shown(node: Node) -> tuple[str, float]:
         async with httpx.AsyncClient(base_url=node.api_url) as api:
             return (await api.get("/v1/node")).json()["startup_sync"], node.metrics.value("startup_sync_timed_out")
@@ -630,11 +632,23 @@ async def test_how_the_start_up_sync_went_shows_in_get_node_and_a_gauge(tmp_path
     d_key = create_org_key(tmp_path / "d" / "org.key")
     d_listen = f"/ip4/127.0.0.1/tcp/{_free_port_outside_the_ephemeral_range()}"
     down = f"{d_listen}/p2p/{peer_id_from_public_key(bytes(d_key.verify_key))}"
-    with trio.fail_after(60):
+    with trio.fail_after(90):
         async with running(tmp_path / "a") as a:
-            async with running(tmp_path / "b", bootstrap=(a.host.listen_addrs[0],), roots=(a.did,)) as b:
-                assert (await shown(a), await shown(b)) == (("no_peers", 0), ("done", 0))
-        async with running(tmp_path / "c", bootstrap=(down,), settings={"startup_sync_seconds": 0.1}) as c:
+            with caplog.at_level(logging.WARNING, logger="vouchnet.node"):
+                async with running(tmp_path / "b", bootstrap=(a.host.listen_addrs[0],), roots=(a.did,),
+                                   settings={"startup_sync_seconds": 3.0}) as b:
+                    # a completed a round, but b is outside its horizon: it holds none of b's records
+                    assert (await shown(a), await shown(b)) == (("no_peers", 0), ("timed_out", 1))
+                    a.replica.issue("vouch", vouch_body(b.did, 0.9, "org-peer"))  # a fetches b's history
+                    await holds(a, b.replica.store.head(b.did).id)
+                    b_config = b.config
+            assert ("1 peer it dials completed a catch-up sync within 3 s ([p2p] startup_sync_seconds) but holds none "
+                    "of this org's records") in caplog.text and "add one to [p2p] bootstrap" in caplog.text
+            async with trio.open_nursery() as nursery:  # b again: a holds its records now
+                assert await shown(await nursery.start(serve_node, b_config)) == ("done", 0)
+                nursery.cancel_scope.cancel()
+        async with running(tmp_path / "c", bootstrap=(down,),
+                           settings={"startup_sync_seconds": 0.1, "sync_interval": 0.5}) as c:
             assert await shown(c) == ("timed_out", 1)
             # A stranger's round does not clear it: any node of the network may answer that it holds nothing.
             async with running(tmp_path / "e") as e:
@@ -642,12 +656,18 @@ async def test_how_the_start_up_sync_went_shows_in_get_node_and_a_gauge(tmp_path
                 await c.sync.first_round.wait()
                 await trio.testing.wait_all_tasks_blocked(0.01)
                 assert await shown(c) == ("timed_out", 1)
-            # Its bootstrap peer up and synced later clears it (before: timed_out until a restart, an alert with it).
-            synced_with_d = trio.Event()
+            # Its bootstrap peer up and synced later clears it once it holds c's records (before: timed_out until a
+            # restart, an alert with it; then cleared by any round with it).
             d_peer = down.rpartition("/")[2]
+            synced_with_d, held_by_d = trio.Event(), trio.Event()
             c.sync.same_network_listeners.append(lambda peer: synced_with_d.set() if peer == d_peer else None)
-            async with running(tmp_path / "d", listen=(d_listen,)):
+            c.sync.holder_listeners.append(lambda peer: held_by_d.set() if peer == d_peer else None)
+            async with running(tmp_path / "d", listen=(d_listen,)) as d:
                 await synced_with_d.wait()  # (c dials d on its own backoff)
+                await trio.testing.wait_all_tasks_blocked(0.01)
+                assert await shown(c) == ("timed_out", 1)
+                d.replica.issue("vouch", vouch_body(c.did, 0.9, "org-peer"))  # d fetches c's history
+                await held_by_d.wait()  # (a round of c's every sync_interval)
                 await trio.testing.wait_all_tasks_blocked(0.01)
                 assert await shown(c) == ("done", 0)
 

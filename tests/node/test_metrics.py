@@ -5,10 +5,11 @@ import ast
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import httpx
@@ -285,3 +286,24 @@ def test_the_known_reasons_are_every_reason_the_code_gives():
     for path, stats in (("gossip/sync_service.py", SyncStats()), ("gossip/witnessing.py", WitnessStats())):
         assert _literals(path, _errors_key) <= set(stats.errors), path
     assert _literals("gossip/sync_service.py", _refused_reason) <= set(SyncStats().served_errors)
+
+
+def _protocol_error_reason(node: ast.AST) -> ast.AST | None:
+    """The reason a protocol error (the peer's, or ours) is made with."""
+    names = {"LocalProtocolError", "RemoteProtocolError"}
+    if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) in names:
+        return node.args[0]
+    return None
+
+
+def test_the_help_of_sync_errors_names_every_reason_but_a_protocol_error_s():
+    """An operator reading vouchnet_sync_errors_total{reason="session"} finds what it means in the help, which lists
+    the reasons other than protocol errors' ("a protocol error's"), each an item of its list. Before: session was left
+    out."""
+    protocol = set().union(*(_literals(str(path), _protocol_error_reason) for path in Path("gossip").glob("*.py")))
+    helps = {f.name: f.metadata["help"] for f in fields(SyncStats)}
+    for name in ("errors", "served_errors"):
+        counted_here = set(SyncStats().errors) if name == "errors" else _literals("gossip/sync_service.py",
+                                                                                    _refused_reason) | {"network"}
+        unnamed = sorted(r for r in counted_here - protocol if not re.search(rf"(?:[:;,] |or ){r}\b", helps[name]))
+        assert unnamed == [], name

@@ -12,6 +12,7 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -343,6 +344,28 @@ async def test_key_rotate_refuses_when_no_peer_completes_the_catch_up_in_time_un
             assert json.loads(out)["old"] == before[0] and _chain(config)[0] == json.loads(out)["new"]
 
 
+async def test_key_rotate_refuses_when_its_peers_hold_none_of_the_org_s_records_and_says_why(tmp_path):
+    """A peer whose horizon leaves the org out holds none of its records: its answer that nothing is newer proves
+    nothing, and the refusal says so and what to do. Before: a round with it ended the catch-up, and the rotation was
+    signed at the data directory's head, whatever the org had signed since."""
+    async with running(tmp_path / "b") as b:  # (b vouches for nobody: a is outside its horizon)
+        made = init_data_dir(tmp_path / "a", network="test", listen=LOOPBACK, api="127.0.0.1:0",
+                             bootstrap=(b.host.listen_addrs[0],))
+        toml = made.data_dir / "config.toml"
+        toml.write_text(toml.read_text().replace("startup_sync_seconds = 10.0", "startup_sync_seconds = 3.0"))
+        config = load_config(made.data_dir)
+        before = _chain(config)
+        with trio.fail_after(60):
+            status, out, err = await _rotate(config=config)
+        assert (status, out) == (1, ""), err
+        refused = err.splitlines()[-1]
+        assert ("1 peer it dials completed a catch-up sync within 3 s ([p2p] startup_sync_seconds) but holds none of "
+                "this org's records") in refused and "so nothing was signed" in refused
+        assert "A node whose org vouches for this one holds its records: add one to [p2p] bootstrap" in refused
+        assert refused.endswith("run this again with --without-catch-up") and "`vouchnet run" not in refused
+        assert _chain(config) == before and b.sync.stats.streams_served > 0
+
+
 async def test_key_rotate_with_no_peer_to_dial_rotates_and_says_so(tmp_path):
     made = init_data_dir(tmp_path / "a", network="test", listen=LOOPBACK, api="127.0.0.1:0")
     config = load_config(made.data_dir)
@@ -393,6 +416,25 @@ async def test_key_rotate_that_takes_back_a_rotation_of_its_key_refuses_as_a_sta
         assert not {old, new} & b.replica.flagged
 
 
+async def test_a_start_that_takes_back_a_rotation_of_its_key_stops_on_the_round_that_showed_it(tmp_path):
+    """The rotation taken back is not stored, so the node never holds the head its peer names and that round proves
+    nothing: the start stops on it all the same (it signs nothing, and refuses to start), not at the catch-up's bound.
+    Before: it waited all of startup_sync_seconds to say so."""
+    async with running(tmp_path / "b", settings={"sync_interval": 0.5}) as b:
+        config, old = _org_vouched_by(b, tmp_path / "a")
+        with trio.fail_after(60):
+            await _started_until_held(config, b)
+            shutil.copytree(config.data_dir, tmp_path / "backup")
+            rotate_key(config)
+            await _started_until_held(config, b)
+            shutil.rmtree(config.data_dir)
+            shutil.copytree(tmp_path / "backup", config.data_dir)
+        with trio.fail_after(30):
+            with pytest.RaisesGroup(pytest.RaisesExc(StartupError), allow_unwrapped=True, flatten_subgroups=True):
+                await serve_node(replace(config, startup_sync_seconds=600.0))
+        assert (config.data_dir / TAKEN_BACK_FILE).exists()
+
+
 async def test_a_catch_up_is_not_done_by_a_peer_that_dialled_in_unasked(tmp_path):
     """Before: a round with any peer ended the catch-up (`key rotate`'s and a start's), so a node of the network
     dialling a restored node as it opened, answering that it held nothing, had the rotation signed at once, at the
@@ -410,7 +452,7 @@ async def test_a_catch_up_is_not_done_by_a_peer_that_dialled_in_unasked(tmp_path
             async with trio.open_nursery() as nursery:
                 caught_up = await catch_up_stopped(load_config(config.data_dir),
                                                    opened=lambda a: nursery.start_soon(dialled_in, a))
-            assert caught_up == "timed_out" and stranger.sync.stats.streams_served > served
+            assert caught_up.state == "timed_out" and stranger.sync.stats.streams_served > served
 
 
 async def test_key_rotate_timed_out_signs_no_evidence_found_during_its_catch_up(tmp_path, monkeypatch):
