@@ -63,9 +63,10 @@ from .trust import TrustService
 log = logging.getLogger("vouchnet.node")
 SHUTDOWN_SECONDS = 2.0
 _WILDCARDS = ("/ip4/0.0.0.0/", "/ip6/::/")
-# How the start's catch-up sync went (_take_back_own_records); "pending" until it has; "timed_out" turns "done" once a
-# full round with a peer it dials that holds the org's records completes later (_catch_up_late)
-StartupSync = Literal["pending", "no_peers", "done", "timed_out"]
+# How the start's catch-up sync went (_caught_up); "pending" until it has; "timed_out" (no peer it dials completed a
+# round) and "unheld" (those that did hold none of the org's records) turn "done" once a full round with a peer it
+# dials that holds them completes later (_catch_up_late)
+StartupSync = Literal["pending", "no_peers", "done", "timed_out", "unheld"]
 # py-libp2p 0.8.1 sends an IDONTWANT per message to every /meshsub/1.2.0 peer: 15-60% more CPU per record for
 # batched gossip (measured in benchmarks/gossip_service.py), and go, js and rust peers negotiate 1.1 anyway.
 GOSSIP_PROTOCOLS = ("/meshsub/1.1.0",)
@@ -75,14 +76,19 @@ assert set(GOSSIP_PROTOCOLS) <= set(GOSSIPSUB_PROTOCOLS)
 @dataclass(frozen=True)
 class CatchUp:
     """How a catch-up sync went (`state`), and how many of the peers the node dials completed a round that proved
-    nothing (`unproven`): their heads named none of the org's keys, as they hold none of its records (the org is
-    outside their horizons, DESIGN §5), or named a head of one that they then did not serve."""
+    nothing (`unproven`, for "unheld"): their heads named none of the org's keys, as they hold none of its records (the
+    org is outside their horizons, DESIGN §5), or named a head of one that they then did not serve."""
 
     state: StartupSync
     unproven: int = 0
 
+    @property
+    def signs_unchecked(self) -> bool:
+        """Whether the node signs (or would) without a peer having shown what the org signed elsewhere."""
+        return self.state in ("timed_out", "unheld")
+
     def why(self, seconds: float) -> str:
-        """Why a timed-out catch-up did not end: what the operator reads first."""
+        """Why a catch-up that `signs_unchecked` did not end: what the operator reads first."""
         if not self.unproven:
             return f"no peer completed a catch-up sync within {seconds:g} s ([p2p] startup_sync_seconds)"
         return (f"{self.unproven} peer{'s' if self.unproven > 1 else ''} it dials completed a catch-up sync within "
@@ -93,8 +99,7 @@ class CatchUp:
 
 
 # How an operator gets a catch-up that can end: what CatchUp.why says next when peers hold none of the org's records.
-HOLDER_HINT = ("a node whose org vouches for this one holds its records: add one to [p2p] bootstrap; a new org that "
-               "has signed nothing anywhere has nothing to take back")
+HOLDER_HINT = "a node whose org vouches for this one holds its records: add one to [p2p] bootstrap"
 
 
 class StartupError(Exception):
@@ -383,11 +388,16 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
                         "older copy, or a stolen key) and that its operator has not acknowledged (`vouchnet "
                         "own-records acknowledge`); kept across restarts", lambda: replica.own_from_peers)
         add_health_gauges(metrics, replica=replica, token_file=token_file, data_dir=config.data_dir)
-        metrics.collect("startup_sync_timed_out", "1 when no peer it dials that holds the org's records completed a "
-                        "catch-up sync within [p2p] startup_sync_seconds of the start, until one completes a full "
+        metrics.collect("startup_sync_timed_out", "1 when no peer it dials completed a catch-up sync within [p2p] "
+                        "startup_sync_seconds of the start, until one that holds the org's records completes a full "
                         "round: the node signs without it (if its data directory was restored from an older copy, the "
                         "org may sign twice at one seq); GET /v1/node's startup_sync",
                         lambda: int(node.startup_sync == "timed_out"))
+        metrics.collect("startup_sync_unheld", "1 when the peers it dials that completed a catch-up sync within [p2p] "
+                        "startup_sync_seconds of the start hold none of the org's records, until one that holds them "
+                        "completes a full round: the node signs without a check (as when timed out), as is usual for "
+                        "an org no other org vouches for yet; GET /v1/node's startup_sync",
+                        lambda: int(node.startup_sync == "unheld"))
         yield node
 
 
@@ -437,7 +447,7 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
         # What we signed before, as peers know it (`vouchnet key rotate` runs the same); then the services that sign.
         caught_up = await _caught_up(node, nursery, signs_timed_out=True)
         node.startup_sync = caught_up.state
-        if caught_up.state == "timed_out":
+        if caught_up.signs_unchecked:
             log.warning(f"{caught_up.why(config.startup_sync_seconds)}; signing without it (if this data directory "
                         "was restored from an older copy, the org may sign twice at one seq)"
                         + (f": {HOLDER_HINT}" if caught_up.unproven else ""),
@@ -522,13 +532,18 @@ async def _caught_up(node: Node, nursery: trio.Nursery, *, signs_timed_out: bool
     started in `nursery` (gossip first: our own records issued from then on, the org record and digests, are
     published), then the catch-up sync that takes back what the org signed, as a peer it dials that holds the org's
     records knows it (_dialled_rounds; timed out,
-    what waited to be signed is signed only if `signs_timed_out`). Raises StartupError if a rotation of the key came
-    back, having kept it in rotation.taken-back (node.taken_back_rotation)."""
-    with _dialled_rounds(node) as rounds:  # (listening before any round can end)
+    what waited to be signed is signed only if `signs_timed_out`). "unheld" if it timed out after rounds with such
+    peers that hold none of the org's records. Raises StartupError if a rotation of the key came back, having kept it
+    in rotation.taken-back (node.taken_back_rotation)."""
+    store = node.replica.store
+    new_org = all(store.head(key) is None for key in (node.did, *node.replica.succession.earlier(node.did)))
+    with _dialled_rounds(node, new_org=new_org) as rounds:  # (listening before any round can end)
         try:
             state = await _take_back_own_records(node, nursery, rounds.ended, node.config.startup_sync_seconds,
                                                  signs_timed_out=signs_timed_out)
-            return CatchUp(state, len(rounds.unproven) if state == "timed_out" else 0)
+            if state == "timed_out" and rounds.unproven:
+                return CatchUp("unheld", len(rounds.unproven))
+            return CatchUp(state)
         except RotationTakenBack as taken:
             keep(node.config.data_dir, taken.rotation)
             raise StartupError(refusal(node.config, taken.rotation)) from None
@@ -543,7 +558,7 @@ class _DialledRounds:
 
 
 @contextmanager
-def _dialled_rounds(node: Node) -> Iterator[_DialledRounds]:
+def _dialled_rounds(node: Node, *, new_org: bool = False) -> Iterator[_DialledRounds]:
     """While in the block, `ended` is set once a sync round ends with a peer that the node dials (PeerManager.keeps:
     its bootstrap peers, the orgs of its `org` records), not one that dialled in unasked (a hostile node of the
     network may answer that it holds nothing), and whose heads named one of the org's keys, each held now up to the
@@ -551,7 +566,10 @@ def _dialled_rounds(node: Node) -> Iterator[_DialledRounds]:
     DESIGN §5) answers "nothing newer" whatever the org signed, and one naming a head it does not serve shows the org
     signed more than the node holds; either is only counted in `unproven`. It is set too once a round shows a rotation
     of the node's key that it takes back (not stored: never held up to the head named), for resume_signing to raise
-    at once."""
+    at once. For a `new_org` (the store holds none of its records) any round with a peer it dials ends it: a new org
+    has signed nothing to take back, and no peer holds records it has not signed (the one case it misses, a copy of
+    a data directory taken before its node first started, restored after the node signed elsewhere, is a peer
+    holding them finishing its round after another)."""
     rounds = _DialledRounds()
 
     def round_ended(peer_id: str) -> None:  # one of SyncService.same_network_listeners
@@ -559,6 +577,8 @@ def _dialled_rounds(node: Node) -> Iterator[_DialledRounds]:
             rounds.ended.set()
         elif node.peer_manager.keeps(peer_id):
             rounds.unproven.add(peer_id)
+            if new_org:
+                rounds.ended.set()
 
     def holder_round_ended(peer_id: str) -> None:  # one of SyncService.holder_listeners
         if node.peer_manager.keeps(peer_id):
@@ -608,9 +628,9 @@ async def _take_back_own_records(node: Node, nursery: trio.Nursery, dialled_roun
 
 
 async def _catch_up_late(node: Node) -> None:
-    """A start's timed-out catch-up sync, done once a full round with a peer it dials that holds the org's records
-    completes (_dialled_rounds, as the start's): the records the org signed elsewhere have come back by then (any
-    second record at one seq signed meanwhile shows as own_org_flagged)."""
+    """A start's timed-out or unheld catch-up sync, done once a full round with a peer it dials that holds the org's
+    records completes (_dialled_rounds, as the start's): the records the org signed elsewhere have come back by then
+    (any second record at one seq signed meanwhile shows as own_org_flagged)."""
     with _dialled_rounds(node) as rounds:
         await rounds.ended.wait()
     node.startup_sync = "done"

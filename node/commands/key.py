@@ -56,7 +56,8 @@ def register(subparsers: Subparsers) -> None:
         "(on its [p2p] listen addresses, signing nothing; opening it replays its trust engine, from engine.snapshot "
         "or else from every record, as a start does) and waits up to [p2p] startup_sync_seconds for one catch-up "
         "sync to complete with a peer it dials that holds the org's records (a node stores only the records of "
-        "orgs inside its horizon: a peer whose org vouches for this one does; another's answer proves nothing), "
+        "orgs inside its horizon: a peer whose org vouches for this one does; another's answer proves nothing; for "
+        "a new org, whose data directory holds none of its records, any peer it dials), "
         "saying so on stderr as each step begins, so that a data directory restored from an "
         "older copy takes back the records the org signed since and the rotation is signed after them (signed at a "
         "seq the org already used, it would get the org flagged as an equivocator everywhere). With no peer to dial "
@@ -153,7 +154,7 @@ def _catch_up(config: NodeConfig) -> None:
                   f"{seconds:g} s, [p2p] startup_sync_seconds)", file=sys.stderr)
 
     caught_up = run_node_code(config, functools.partial(catch_up_stopped, opened=opened))
-    if caught_up.state == "timed_out":
+    if caught_up.signs_unchecked:
         way = (f"{HOLDER_HINT}" if caught_up.unproven else
                f"start the node once (`vouchnet run --dir {config.data_dir}`) so that it catches up, stop it and rotate")
         raise CommandFailed(

@@ -54,7 +54,7 @@ from vouching.scoring import TrustEngine
 
 from ..factories import Org, new_did
 from .forked_cli import ForkedCli
-from .in_process import holds, records_of, running
+from .in_process import records_of, running
 from .telemetry_node import Clock, telemetry_node
 
 pytestmark = pytest.mark.slow
@@ -622,11 +622,12 @@ async def test_a_bootstrap_peer_that_is_down_shows_unreachable_with_its_error_un
 
 async def test_how_the_start_up_sync_went_shows_in_get_node_and_a_gauge(tmp_path, caplog):
     """Before: only a WARNING, once a start, said that a node signed without its catch-up sync. Only a round with a
-    peer it dials that holds the org's records ends it: before, a peer whose horizon leaves the org out, holding none
-    of its records, ended it with its answer that nothing was newer."""
-    async def shown(node: Node) -> tuple[str, float]:
+    peer it dials that holds the org's records ends it, but for a new org: before, a peer whose horizon leaves the org
+    out, holding none of its records, ended it with its answer that nothing was newer."""
+    async def shown(node: Node) -> tuple[str, float, float]:
         async with httpx.AsyncClient(base_url=node.api_url) as api:
-            return (await api.get("/v1/node")).json()["startup_sync"], node.metrics.value("startup_sync_timed_out")
+            return ((await api.get("/v1/node")).json()["startup_sync"], node.metrics.value("startup_sync_timed_out"),
+                    node.metrics.value("startup_sync_unheld"))
 
     (tmp_path / "d").mkdir()  # the bootstrap peer of c, down as c starts: its key now, its node later
     d_key = create_org_key(tmp_path / "d" / "org.key")
@@ -634,28 +635,38 @@ async def test_how_the_start_up_sync_went_shows_in_get_node_and_a_gauge(tmp_path
     down = f"{d_listen}/p2p/{peer_id_from_public_key(bytes(d_key.verify_key))}"
     with trio.fail_after(90):
         async with running(tmp_path / "a") as a:
+            async with running(tmp_path / "b", bootstrap=(a.host.listen_addrs[0],), roots=(a.did,),
+                               settings={"startup_sync_seconds": 3.0, "sync_interval": 0.5}) as b:
+                # A new org: nothing to take back, and a's round ends the wait though it holds none of b's records.
+                assert (await shown(a), await shown(b)) == (("no_peers", 0, 0), ("done", 0, 0))
+                assert b.replica.store.head(b.did) is not None  # (its org record, signed as it started)
+                b_config = b.config
             with caplog.at_level(logging.WARNING, logger="vouchnet.node"):
-                async with running(tmp_path / "b", bootstrap=(a.host.listen_addrs[0],), roots=(a.did,),
-                                   settings={"startup_sync_seconds": 3.0}) as b:
-                    # a completed a round, but b is outside its horizon: it holds none of b's records
-                    assert (await shown(a), await shown(b)) == (("no_peers", 0), ("timed_out", 1))
+                # b again, holding its records: a completes a round, but b is outside its horizon
+                async with trio.open_nursery() as nursery:
+                    b = await nursery.start(serve_node, b_config)
+                    assert await shown(b) == ("unheld", 0, 1)
+                    held_by_a = trio.Event()
+                    b.sync.holder_listeners.append(lambda peer: held_by_a.set())
                     a.replica.issue("vouch", vouch_body(b.did, 0.9, "org-peer"))  # a fetches b's history
-                    await holds(a, b.replica.store.head(b.did).id)
-                    b_config = b.config
+                    await held_by_a.wait()  # (a round of b's every sync_interval)
+                    await trio.testing.wait_all_tasks_blocked(0.01)
+                    assert await shown(b) == ("done", 0, 0)
+                    nursery.cancel_scope.cancel()
             assert ("1 peer it dials completed a catch-up sync within 3 s ([p2p] startup_sync_seconds) but holds none "
                     "of this org's records") in caplog.text and "add one to [p2p] bootstrap" in caplog.text
             async with trio.open_nursery() as nursery:  # b again: a holds its records now
-                assert await shown(await nursery.start(serve_node, b_config)) == ("done", 0)
+                assert await shown(await nursery.start(serve_node, b_config)) == ("done", 0, 0)
                 nursery.cancel_scope.cancel()
         async with running(tmp_path / "c", bootstrap=(down,),
                            settings={"startup_sync_seconds": 0.1, "sync_interval": 0.5}) as c:
-            assert await shown(c) == ("timed_out", 1)
+            assert await shown(c) == ("timed_out", 1, 0)
             # A stranger's round does not clear it: any node of the network may answer that it holds nothing.
             async with running(tmp_path / "e") as e:
                 await c.host.connect(e.host.listen_addrs[0])
                 await c.sync.first_round.wait()
                 await trio.testing.wait_all_tasks_blocked(0.01)
-                assert await shown(c) == ("timed_out", 1)
+                assert await shown(c) == ("timed_out", 1, 0)
             # Its bootstrap peer up and synced later clears it once it holds c's records (before: timed_out until a
             # restart, an alert with it; then cleared by any round with it).
             d_peer = down.rpartition("/")[2]
@@ -665,11 +676,11 @@ async def test_how_the_start_up_sync_went_shows_in_get_node_and_a_gauge(tmp_path
             async with running(tmp_path / "d", listen=(d_listen,)) as d:
                 await synced_with_d.wait()  # (c dials d on its own backoff)
                 await trio.testing.wait_all_tasks_blocked(0.01)
-                assert await shown(c) == ("timed_out", 1)
+                assert await shown(c) == ("timed_out", 1, 0)
                 d.replica.issue("vouch", vouch_body(c.did, 0.9, "org-peer"))  # d fetches c's history
                 await held_by_d.wait()  # (a round of c's every sync_interval)
                 await trio.testing.wait_all_tasks_blocked(0.01)
-                assert await shown(c) == ("done", 0)
+                assert await shown(c) == ("done", 0, 0)
 
 
 async def test_the_client_reports_events_and_reads_the_metrics(tmp_path):

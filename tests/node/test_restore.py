@@ -354,7 +354,11 @@ async def test_key_rotate_refuses_when_its_peers_hold_none_of_the_org_s_records_
         toml = made.data_dir / "config.toml"
         toml.write_text(toml.read_text().replace("startup_sync_seconds = 10.0", "startup_sync_seconds = 3.0"))
         config = load_config(made.data_dir)
+        with RecordStore.open(config.data_dir) as store:  # a has signed (a new org's wait ends at any round)
+            Replica(load_org_key(config.key_path), store, roots=(), max_hops=2, held_limit=10).issue(
+                "vouch", vouch_body(new_did(), 0.9, "operator"))
         before = _chain(config)
+        assert before[1] == 1
         with trio.fail_after(60):
             status, out, err = await _rotate(config=config)
         assert (status, out) == (1, ""), err
@@ -364,6 +368,20 @@ async def test_key_rotate_refuses_when_its_peers_hold_none_of_the_org_s_records_
         assert "A node whose org vouches for this one holds its records: add one to [p2p] bootstrap" in refused
         assert refused.endswith("run this again with --without-catch-up") and "`vouchnet run" not in refused
         assert _chain(config) == before and b.sync.stats.streams_served > 0
+
+
+async def test_key_rotate_of_a_new_org_ends_its_catch_up_at_a_round_with_any_peer_it_dials(tmp_path):
+    """A new org (its data directory holds none of its records) has nothing to take back, and no peer holds records it
+    has not signed: the first round with a peer it dials ends the wait, as a start's."""
+    async with running(tmp_path / "b") as b:  # (b vouches for nobody: a is outside its horizon)
+        made = init_data_dir(tmp_path / "a", network="test", listen=LOOPBACK, api="127.0.0.1:0",
+                             bootstrap=(b.host.listen_addrs[0],))
+        config = load_config(made.data_dir)
+        assert config.startup_sync_seconds == 10.0
+        with trio.fail_after(8):  # (before the 10 s bound: the round ended it)
+            status, out, err = await _rotate(config=config)
+        assert status == 0 and "caught up with a peer: rotating" in err.splitlines(), err
+        assert _chain(config)[1] == 1  # the new key's first record
 
 
 async def test_key_rotate_with_no_peer_to_dial_rotates_and_says_so(tmp_path):
