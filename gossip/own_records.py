@@ -78,7 +78,7 @@ class OwnRecord:
 
     def to_json(self) -> dict[str, object]:
         """The row as the API shows it: `stored` false and `conflicts_with` for a conflicting record, whose bytes
-        GET /v1/node/own-records/{number} serves."""
+        GET /v1/node/own-records/{number}/cose serves."""
         return {"number": self.number, "id": self.id.hex(), "iss": self.iss, "seq": self.seq,
                 "accepted_ms": self.accepted_ms, "peer": self.peer, "acknowledged": self.acknowledged,
                 "stored": self.cose is None,
