@@ -7,6 +7,12 @@ a record of the key without it; a crash in between leaves a row of a record the 
 (`open`), and a batch the ledger refuses leaves its rows until then: the record came from a peer either way. A row is
 one record (its id), numbered in the order listed: the keys of an org that rotated each start at seq 1, and another
 record may come at the seq of one a refused batch left, so only the number tells which rows the operator has seen.
+
+A record of the org's key (or an earlier key of its org) that conflicts with one the node holds at its seq, stored or
+held for a missing predecessor, is proof that the key signed twice at one seq: the key is in someone else's hands. The
+ledger does not take it, so its row keeps its COSE bytes and the id of the record it conflicts with (`add_conflicts`),
+and `open` keeps it. A thief can sign any number of them: the first MAX_CONFLICTS are listed, and those past it only
+counted (`unlisted_conflicts`, since the start) and logged.
 """
 
 from __future__ import annotations
@@ -25,10 +31,12 @@ from vouching import Record
 from .store import RecordStore, StoreError
 
 OWN_RECORDS_FILE = "own_records.db"
-# Version 2: rows by record and number. Version 1 (2026-11-27) keyed rows by seq alone: `_upgrade`.
-FORMAT = FileFormat("a list of the org's records from peers", 0x564E4F52, 2, frozenset({"own_records"}),  # "VNOR"
+# Version 3: rows of conflicting records, with their bytes (2026-11-28). Version 2: rows by record and number. Version 1
+# (2026-11-27) keyed rows by seq alone. `_upgrade`.
+FORMAT = FileFormat("a list of the org's records from peers", 0x564E4F52, 3, frozenset({"own_records"}),  # "VNOR"
                     oldest=1)
 MAX_LISTED = 1000  # rows `listed` returns at most, oldest first after a number
+MAX_CONFLICTS = 1000  # rows of conflicting records kept at most: a thief can sign any number of them
 log = logging.getLogger(__name__)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS own_records (
@@ -38,7 +46,9 @@ CREATE TABLE IF NOT EXISTS own_records (
     seq INTEGER NOT NULL,
     accepted_ms INTEGER NOT NULL,
     peer TEXT,
-    acknowledged INTEGER NOT NULL DEFAULT 0
+    acknowledged INTEGER NOT NULL DEFAULT 0,
+    cose BLOB,  -- a conflicting record's bytes, which the ledger does not hold; NULL for one it stores
+    conflicts_with BLOB  -- the id of the record it conflicts with, which the node holds at its seq
 );
 """
 
@@ -53,7 +63,8 @@ class OwnRecord:
     """A record of the org's key that came from a peer: its number in the list (1 up, in the order listed), its id,
     the key that signed it (`iss`: the org's key then) and its seq, when the node accepted it (ms since the Unix
     epoch, node time), the PeerID it came from (None when not known: an API submission; for one held for an
-    earlier record, the peer that sent it then), and whether the operator acknowledged it."""
+    earlier record, the peer that sent it then), and whether the operator acknowledged it. For a record that
+    conflicts with one the node holds (refused, not stored), that one's id and its own COSE bytes."""
 
     number: int
     id: bytes
@@ -62,10 +73,16 @@ class OwnRecord:
     accepted_ms: int
     peer: str | None
     acknowledged: bool
+    conflicts_with: bytes | None = None
+    cose: bytes | None = None
 
     def to_json(self) -> dict[str, object]:
+        """The row as the API shows it: `stored` false and `conflicts_with` for a conflicting record, whose bytes
+        GET /v1/node/own-records/{number}/cose serves."""
         return {"number": self.number, "id": self.id.hex(), "iss": self.iss, "seq": self.seq,
-                "accepted_ms": self.accepted_ms, "peer": self.peer, "acknowledged": self.acknowledged}
+                "accepted_ms": self.accepted_ms, "peer": self.peer, "acknowledged": self.acknowledged,
+                "stored": self.cose is None,
+                "conflicts_with": None if self.conflicts_with is None else self.conflicts_with.hex()}
 
 
 class OwnRecords:
@@ -76,6 +93,11 @@ class OwnRecords:
         self._now_ms = now_ms
         self._db.executescript(_SCHEMA)
         (self.unacknowledged,) = db.execute("SELECT COUNT(*) FROM own_records WHERE acknowledged = 0").fetchone()
+        (self.conflicts,) = db.execute("SELECT COUNT(*) FROM own_records WHERE cose IS NOT NULL").fetchone()
+        # conflicting records not yet acknowledged (vouchnet_own_records_conflicting)
+        (self.unacknowledged_conflicts,) = db.execute("SELECT COUNT(*) FROM own_records WHERE cose IS NOT NULL "
+                                                      "AND acknowledged = 0").fetchone()
+        self.unlisted_conflicts = 0  # conflicting records past MAX_CONFLICTS since the start: counted, not listed
 
     @classmethod
     def in_memory(cls, now_ms: Callable[[], int]) -> OwnRecords:
@@ -85,7 +107,7 @@ class OwnRecords:
     @classmethod
     def open(cls, data_dir: Path, now_ms: Callable[[], int], store: RecordStore) -> OwnRecords:
         """Open (or create: a data directory from before it starts with none) the list in `data_dir`, dropping rows
-        of records `store` does not hold."""
+        of records `store` does not hold but those of conflicting records, which keep their bytes."""
         path = data_dir / OWN_RECORDS_FILE
         try:
             db = sqlite3.connect(path, isolation_level=None, timeout=10.0)
@@ -94,7 +116,8 @@ class OwnRecords:
                 use_wal(db)
                 db.execute("PRAGMA synchronous = FULL")  # a lost row would silence a compromise signal
                 db.executescript(_SCHEMA)
-                unstored = [(rid,) for (rid,) in db.execute("SELECT id FROM own_records") if not store.has(rid)]
+                unstored = [(rid,) for (rid,) in db.execute("SELECT id FROM own_records WHERE cose IS NULL")
+                            if not store.has(rid)]
                 db.executemany("DELETE FROM own_records WHERE id = ?", unstored)
             except BaseException:
                 db.close()
@@ -121,11 +144,48 @@ class OwnRecords:
             raise OwnRecordsError(f"{OWN_RECORDS_FILE}: cannot be written ({error})") from None
         self.unacknowledged += added
 
+    def add_conflicts(self, conflicts: Iterable[tuple[Record, bytes, str | None]]
+                      ) -> list[tuple[Record, bytes, str | None]]:
+        """List records of the org's keys that conflict with one the node holds at their seq (the store does not
+        take them), each with that one's id and the peer it came from, durably on return, with their bytes; one
+        listed already (by id) is kept as it was, and those past MAX_CONFLICTS rows are counted in
+        `unlisted_conflicts` only. Those newly listed."""
+        listed: list[tuple[Record, bytes, str | None]] = []
+        unlisted, now = 0, self._now_ms()
+        try:
+            with self._db:
+                self._db.execute("BEGIN")
+                for conflict in conflicts:
+                    record, conflicts_with, peer = conflict
+                    if self._db.execute("SELECT 1 FROM own_records WHERE id = ?", (record.id,)).fetchone():
+                        continue
+                    if self.conflicts + len(listed) >= MAX_CONFLICTS:
+                        unlisted += 1
+                        continue
+                    self._db.execute("INSERT INTO own_records (id, iss, seq, accepted_ms, peer, cose, conflicts_with) "
+                                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                     (record.id, record.iss, record.seq, now, peer, record.raw, conflicts_with))
+                    listed.append(conflict)
+        except sqlite3.Error as error:
+            raise OwnRecordsError(f"{OWN_RECORDS_FILE}: cannot be written ({error})") from None
+        self.conflicts += len(listed)
+        self.unlisted_conflicts += unlisted
+        self.unacknowledged += len(listed)
+        self.unacknowledged_conflicts += len(listed)
+        return listed
+
     def listed(self, *, after: int = 0, limit: int = MAX_LISTED) -> list[OwnRecord]:
         """Up to `limit` listed records numbered above `after`, in the order listed."""
-        rows = self._db.execute("SELECT number, id, iss, seq, accepted_ms, peer, acknowledged FROM own_records "
-                                "WHERE number > ? ORDER BY number LIMIT ?", (after, limit))
-        return [OwnRecord(n, bytes(rid), iss, seq, at, peer, bool(ack)) for n, rid, iss, seq, at, peer, ack in rows]
+        rows = self._db.execute("SELECT number, id, iss, seq, accepted_ms, peer, acknowledged, conflicts_with, cose "
+                                "FROM own_records WHERE number > ? ORDER BY number LIMIT ?", (after, limit))
+        return [OwnRecord(n, bytes(rid), iss, seq, at, peer, bool(ack), _bytes(conflicts_with), _bytes(cose))
+                for n, rid, iss, seq, at, peer, ack, conflicts_with, cose in rows]
+
+    def cose(self, number: int) -> bytes | None:
+        """The COSE bytes of the conflicting record listed as `number`; None if there is no such row, or its record
+        is one the ledger stores."""
+        row = self._db.execute("SELECT cose FROM own_records WHERE number = ?", (number,)).fetchone()
+        return None if row is None else _bytes(row[0])
 
     def acknowledge(self, through: int) -> int:
         """Mark every listed record numbered `through` or lower acknowledged; how many were not yet. A record listed
@@ -134,21 +194,37 @@ class OwnRecords:
         try:
             with self._db:
                 self._db.execute("BEGIN")
+                (conflicts,) = self._db.execute("SELECT COUNT(*) FROM own_records WHERE number <= ? AND "
+                                                "acknowledged = 0 AND cose IS NOT NULL", (through,)).fetchone()
                 count = self._db.execute("UPDATE own_records SET acknowledged = 1 WHERE number <= ? "
                                          "AND acknowledged = 0", (through,)).rowcount
         except sqlite3.Error as error:
             raise OwnRecordsError(f"{OWN_RECORDS_FILE}: cannot be written ({error})") from None
         self.unacknowledged -= count
+        self.unacknowledged_conflicts -= conflicts
         log.warning("the operator acknowledged %d record(s) of this node's key from peers, listed through number %d; "
                     "%d remain unacknowledged", count, through, self.unacknowledged)
         return count
 
 
+def _bytes(value: bytes | None) -> bytes | None:
+    return None if value is None else bytes(value)
+
+
 def _upgrade(db: sqlite3.Connection, version: int, *, store: RecordStore) -> None:
-    """Version 1 to 2, in `claim`'s transaction: rows numbered in seq order (the order a key's records are listed
-    in), each with its record's issuer as `store` holds it; a row of a record it does not hold is dropped, as `open`
-    drops one."""
-    assert version == 1
+    """To version 3, in `claim`'s transaction: from 2, the columns of conflicting records (none listed yet); from 1,
+    rows made at once in version 3's table (`_from_version_1`)."""
+    if version == 1:
+        _from_version_1(db, store)
+    else:
+        assert version == 2
+        db.execute("ALTER TABLE own_records ADD COLUMN cose BLOB")
+        db.execute("ALTER TABLE own_records ADD COLUMN conflicts_with BLOB")
+
+
+def _from_version_1(db: sqlite3.Connection, store: RecordStore) -> None:
+    """Rows numbered in seq order (the order a key's records are listed in), each with its record's issuer as `store`
+    holds it; a row of a record it does not hold is dropped, as `open` drops one."""
     db.execute("ALTER TABLE own_records RENAME TO own_records_v1")
     db.execute(_SCHEMA)  # (not executescript, which would commit `claim`'s transaction first)
     rows = db.execute("SELECT id, seq, accepted_ms, peer, acknowledged FROM own_records_v1 ORDER BY seq").fetchall()

@@ -30,13 +30,14 @@ from vouching import (
     issue_record,
     org_body,
     record_equivocation_body,
+    record_id,
     verify_record,
 )
 from vouching.horizon import Horizon
 from vouching.succession import Link, Succession
 
 from .acceptor import Acceptor, Outcome
-from .own_records import OwnRecords
+from .own_records import MAX_CONFLICTS, OwnRecords
 from .store import RecordStore
 
 log = logging.getLogger(__name__)
@@ -219,7 +220,10 @@ class Replica:
                 self._taken_back = self._taken_back or rotation
             else:
                 outcome.rejected.append((rotation, "iss: a rotation of this node's key that this node did not make"))
-                self._when_signing(functools.partial(self._contest, rotation))
+                if head is not None and head.seq >= rotation.seq:  # ours at its seq contradicts it already
+                    self._list_conflicts([(rotation, record_id(self.store.at(self.did, rotation.seq)), peer)])
+                else:
+                    self._when_signing(functools.partial(self._contest, rotation))
         return outcome
 
     def adopt(self, rotation: Record) -> bool:
@@ -314,14 +318,43 @@ class Replica:
         if entered:
             self._tell(self.horizon_listeners, entered)
         self._report_own([r for r in outcome.accepted if self._is_from_peers(r, own_ids)])
+        conflicts = []
+        own_keys = self.succession.keys(self.did) if outcome.equivocations else ()
         for ours, theirs in outcome.equivocations:
-            self._when_signing(functools.partial(self._sign_evidence, ours, theirs))
+            record = verify_record(theirs)
+            if record.iss in own_keys:
+                conflicts.append((record, record_id(ours), peer))
+            else:
+                self._when_signing(functools.partial(self._sign_evidence, ours, theirs))
         for body in outcome.evidence:
             self._when_signing(functools.partial(self._sign_again, body))
+        if conflicts:
+            self._list_conflicts(conflicts)
         return outcome
 
+    def _list_conflicts(self, conflicts: list[tuple[Record, bytes, str | None]]) -> None:
+        """Records of the org's keys that conflict with one the node holds at their seq (`ours`, stored or held for a
+        missing predecessor), each with that one's id and the peer it came from: proof that the key signed twice at
+        one seq, so that someone else holds it. The node signs no evidence against its own org (its operator decides)
+        but lists them with their bytes (gossip.own_records.add_conflicts: counted until acknowledged) and says each
+        at CRITICAL, once per record listed; past the list's bound, at each arrival, within the log's limit."""
+        unlisted = self.own_records.unlisted_conflicts
+        for record, ours, peer in self.own_records.add_conflicts(conflicts):
+            log.critical("a record of this org's key %s at seq %d (id %s) came from %s and conflicts with the record "
+                         "%s that this node holds at that seq: the key signed twice at one seq, so someone else "
+                         "holds it (a thief, or another copy of the data directory signing on its own). Other nodes "
+                         "that see both flag the org as an equivocator. Stop any other copy; if none explains it, the "
+                         "key is compromised: rotate it (`vouchnet key rotate`, the node stopped) so that the stolen "
+                         "copy signs nothing more that counts. Listed in `vouchnet own-records list`, with its bytes",
+                         record.iss, record.seq, record.id.hex(), f"peer {peer}" if peer else "the API", ours.hex())
+        if (past := self.own_records.unlisted_conflicts - unlisted) > 0:
+            log.critical("%d more record(s) of this org's keys came from peers conflicting with those this node holds "
+                         "at their seqs, not listed: %d are listed already (the most kept); the key is compromised, "
+                         "see the first of them", past, MAX_CONFLICTS)
+
     def _sign_evidence(self, ours: bytes, theirs: bytes) -> None:
-        """Two records of one key at one seq: our `equivocation` record, unless the offender is flagged already."""
+        """Two records of one key at one seq: our `equivocation` record, unless the offender is flagged already, or
+        is this org, which `_list_conflicts` reports instead."""
         offender = verify_record(theirs).iss
         if offender not in self.flagged and offender not in self.succession.keys(self.did):
             self.issue("equivocation", record_equivocation_body(ours, theirs))

@@ -23,7 +23,7 @@ from nacl.signing import SigningKey, VerifyKey
 
 from gossip.host import GOSSIPSUB_PROTOCOLS, Host, HostConfig, HostError, ListenError, open_host, peer_org
 from gossip.peers import KnownPeer, PeerManager, split_peer_addr
-from gossip.own_records import OwnRecords
+from gossip.own_records import MAX_CONFLICTS, OwnRecords
 from gossip.replica import Replica, RotationTakenBack
 from gossip.service import GossipService
 from gossip.store import RecordStore, StoreError
@@ -387,6 +387,13 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         metrics.collect("own_records_from_peers", "Records of this org's key that came from peers (a restore from an "
                         "older copy, or a stolen key) and that its operator has not acknowledged (`vouchnet "
                         "own-records acknowledge`); kept across restarts", lambda: replica.own_from_peers)
+        metrics.collect("own_records_conflicting", "Of those, records that conflict with one the node holds at their "
+                        "seq: the key signed twice at one seq, so someone else holds it",
+                        lambda: replica.own_records.unacknowledged_conflicts)
+        metrics.collect("own_records_conflicts_unlisted_total", "Records of this org's keys conflicting with one the "
+                        f"node holds that came past the first {MAX_CONFLICTS:,} listed, since the start: counted and "
+                        "logged, not kept (one sent again counts again)", lambda: replica.own_records.unlisted_conflicts,
+                        kind="counter")
         add_health_gauges(metrics, replica=replica, token_file=token_file, data_dir=config.data_dir)
         metrics.collect("startup_sync_timed_out", "1 when no peer it dials completed a catch-up sync within [p2p] "
                         "startup_sync_seconds of the start, until one that holds the org's records completes a full "

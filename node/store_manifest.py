@@ -37,7 +37,8 @@ STORES: dict[str, tuple[str, str]] = {
                                       "would be valid again, and new ones reuse their status list entries"),
     WITNESS_FILE: ("witness", "what its witness cosigned of peers' logs, against which it catches their forks"),
     OWN_RECORDS_FILE: ("records", "which records of the org's key came from peers, and which of those its operator "
-                                  "acknowledged: vouchnet_own_records_from_peers would fall back to 0"),
+                                  "acknowledged, and the bytes of those conflicting with the org's own, which no other "
+                                  "file holds: vouchnet_own_records_from_peers would fall back to 0"),
 }
 _HEADER = ("# The stores this data directory has created, one a line (written by vouchnet): `vouchnet run` refuses to\n"
            "# start while one is missing or empty; restore it from a backup, or see `vouchnet stores accept-loss`.\n")

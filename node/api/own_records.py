@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from gossip.own_records import MAX_LISTED
 
-from .errors import error_responses, read_responses
+from .errors import ApiError, error_responses, read_responses
 from .json_body import StrictJsonRoute
 from .view import NodeDep
 
@@ -36,12 +36,33 @@ async def own_records(
     listed, each with its `number` (1 up, in the order listed, never reused), `id`, `iss` (the key that signed it:
     the org's key then) and `seq`, `accepted_ms` (when the node accepted it, ms since the Unix epoch), `peer` (the
     PeerID it came from, one held for an earlier record of the key too; null if submitted through this API) and
-    `acknowledged`; `unacknowledged` counts those not acknowledged, as `own_records_from_peers` in GET /v1/node;
-    `next` is the `after` of the following page, null on the last."""
-    listed = node.replica.own_records.listed(after=after, limit=MAX_LISTED + 1)
+    `acknowledged`, `stored` (false for a record that conflicts with one the node holds at its seq, which the ledger
+    does not take: the key signed twice at one seq; its COSE bytes at GET /v1/node/own-records/{number}/cose) and
+    `conflicts_with` (the id of the record it conflicts with; null for others); `unacknowledged` counts those not
+    acknowledged, as `own_records_from_peers` in GET /v1/node; `conflicts_unlisted` counts the conflicting records
+    that came since the start past the first 1,000 listed (not kept; one sent again counts again); `next` is the
+    `after` of the following page, null on the last."""
+    own = node.replica.own_records
+    listed = own.listed(after=after, limit=MAX_LISTED + 1)
     return {"records": [record.to_json() for record in listed[:MAX_LISTED]],
-            "unacknowledged": node.replica.own_from_peers,
+            "unacknowledged": node.replica.own_from_peers, "conflicts_unlisted": own.unlisted_conflicts,
             "next": listed[MAX_LISTED - 1].number if len(listed) > MAX_LISTED else None}
+
+
+@router.get("/v1/node/own-records/{number}/cose", response_model=None, responses={
+    200: {"content": {"application/cose": {}}, "description": "The COSE_Sign1 bytes as they came"},
+    **read_responses(404, 422, 503)})
+async def own_record_bytes(
+    node: NodeDep, number: Annotated[int, Path(ge=0, le=2**63 - 1, description="The row's `number`")],
+) -> Response:
+    """The exact COSE_Sign1 bytes (application/cose) of the listed record numbered `number` that conflicts with one
+    the node holds (`stored` false), kept for forensics as the ledger does not hold them; 404 for another row (its
+    record is at GET /v1/records/{id}) or none."""
+    cose = node.replica.own_records.cose(number)
+    if cose is None:
+        raise ApiError(404, "not_found", "path.number: no listed record with this number that the ledger does not "
+                                         "hold (a stored one is at GET /v1/records/{id})")
+    return Response(cose, media_type="application/cose")
 
 
 @router.post("/v1/node/own-records/acknowledge", responses=error_responses())

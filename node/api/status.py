@@ -52,9 +52,10 @@ async def node_info(node: NodeDep) -> dict[str, Any]:
     peer id and addresses, and counts of what it holds; `own_records_from_peers` counts records of the org's key
     that arrived from peers, signed elsewhere: its own history, if its data directory was restored from an older
     copy, else a thief's (the node logs each at CRITICAL), and that its operator has not acknowledged (GET
-    /v1/node/own-records lists them; kept across restarts), but not those of a key adopted by `vouchnet key adopt`
-    coming back as it starts (logged at INFO: gossip.replica.Replica._report_own); `log` tells how its records ledger
-    stands to the newest checkpoint of its log that its peers hold (gossip.witnessing.Witnessing.log_state: "ok",
+    /v1/node/own-records lists them, with those of its keys that conflict with a record the node holds at their seq,
+    which it does not store: proof that someone else holds the key; kept across restarts), but not those of a key
+    adopted by `vouchnet key adopt` coming back as it starts (logged at INFO: gossip.replica.Replica._report_own);
+    `log` tells how its records ledger stands to the newest checkpoint of its log that its peers hold (gossip.witnessing.Witnessing.log_state: "ok",
     "behind" or "diverged", when it signs no checkpoint any more); `startup_sync` how the catch-up sync with a peer
     it dials that holds the org's records (of its network, the org inside its horizon) that a start runs before it
     signs went: "done" (for a new org, whose data directory holds none of its records, a round with any peer it

@@ -15,7 +15,10 @@ from .common import Subparsers, add_command, add_command_group, aligned, open_cl
 _WHAT = ("Records of the org's key that the node did not sign and that came from peers: its own history coming back "
          "after its data directory was restored from an older copy, or a thief's, if the key leaked. They are kept "
          "across restarts; those not acknowledged count in `own_records_from_peers` (`vouchnet status`) and the "
-         "metric vouchnet_own_records_from_peers, which an alert watches.")
+         "metric vouchnet_own_records_from_peers, which an alert watches. One that conflicts with a record the node "
+         "holds at its seq (CONFLICTS_WITH names it) proves the key signed twice at one seq: someone else holds the "
+         "key. The ledger does not take it; its bytes are kept (GET /v1/node/own-records/NUMBER/cose), for the first "
+         "1,000 such records.")
 
 
 def register(subparsers: Subparsers) -> None:
@@ -24,7 +27,8 @@ def register(subparsers: Subparsers) -> None:
         description=_WHAT, examples=["vouchnet own-records list", "vouchnet own-records acknowledge --through 42"])
     listing = add_command(
         commands, "list",
-        summary="list them: number, key, seq, id, when accepted, the peer it came from, whether acknowledged",
+        summary="list them: number, key, seq, id, when accepted, the peer it came from, whether acknowledged, the "
+        "record it conflicts with",
         description=_WHAT, examples=["vouchnet own-records list", "vouchnet own-records list --json"], run=_list)
     listing.add_argument("--json", action="store_true", help="print them as a JSON list")
     acknowledge = add_command(
@@ -43,11 +47,11 @@ def register(subparsers: Subparsers) -> None:
 
 def _list(args: argparse.Namespace) -> int:
     with open_client(args) as client:
-        records, unacknowledged = _all(client)
+        records, unacknowledged, unlisted = _all(client)
     if args.json:
         print_json(records)
     else:
-        _show(records, unacknowledged)
+        _show(records, unacknowledged, unlisted)
     return 0
 
 
@@ -59,25 +63,29 @@ def _acknowledge(args: argparse.Namespace) -> int:
     return 0
 
 
-def _all(client: NodeClient) -> tuple[list[dict[str, Any]], int]:
-    """Every listed record, page by page, and the count of unacknowledged ones as the last page gave it."""
+def _all(client: NodeClient) -> tuple[list[dict[str, Any]], int, int]:
+    """Every listed record, page by page, and the counts of unacknowledged ones and of conflicting ones not listed,
+    as the last page gave them."""
     records: list[dict[str, Any]] = []
     after = 0
     while True:
         page = client.own_records(after=after)
         records += page["records"]
         if page["next"] is None:
-            return records, page["unacknowledged"]
+            return records, page["unacknowledged"], page.get("conflicts_unlisted", 0)
         after = page["next"]
 
 
-def _show(records: list[dict[str, Any]], unacknowledged: int) -> None:
+def _show(records: list[dict[str, Any]], unacknowledged: int, unlisted: int) -> None:
     if records:
-        rows = [("NUMBER", "KEY", "SEQ", "ID", "ACCEPTED", "PEER", "ACKNOWLEDGED")] + [
+        rows = [("NUMBER", "KEY", "SEQ", "ID", "ACCEPTED", "PEER", "ACKNOWLEDGED", "CONFLICTS_WITH")] + [
             (str(r["number"]), r["iss"], str(r["seq"]), r["id"], _when(r["accepted_ms"]), r["peer"] or "-",
-             "yes" if r["acknowledged"] else "no") for r in records]
+             "yes" if r["acknowledged"] else "no", r.get("conflicts_with") or "-") for r in records]
         print("\n".join(aligned(rows)))
-    print(f"{len(records)} record(s) of the org's key from peers, {unacknowledged} unacknowledged", file=sys.stderr)
+    conflicting = sum(1 for r in records if r.get("conflicts_with"))
+    print(f"{len(records)} record(s) of the org's key from peers, {unacknowledged} unacknowledged; {conflicting} "
+          f"conflicting with records the node holds (the key signed twice at one seq)"
+          + (f", and {unlisted} more not listed since the start" if unlisted else ""), file=sys.stderr)
 
 
 def _when(ms: int) -> str:

@@ -15,12 +15,13 @@ import pytest
 from gossip.own_records import OWN_RECORDS_FILE, OwnRecords
 from gossip.replica import Replica
 from gossip.store import RecordStore, StoreError
-from vouching import Counts, DigestBody, issue_digests, org_body, vouch_body
+from vouching import Counts, DigestBody, issue_digests, org_body, record_id, vouch_body
 from vouching.bodies import CATEGORIES, OUTCOMES
 
 from ..factories import Org, new_did
 from ..node.kill_points import killed_at
 from .own_records_v1 import OwnRecordsV1
+from .own_records_v2 import OwnRecordsV2
 
 PEER = "12D3KooWPeer"
 OTHER_PEER = "12D3KooWOther"
@@ -172,7 +173,7 @@ def test_a_list_version_1_wrote_is_upgraded_in_place_keeping_what_was_acknowledg
         replica.accept(signed_elsewhere(replica, 1), PEER)
         assert [r.number for r in replica.own_records.listed()] == [1, 2, 3, 4]
     version, tables, _ = _file_state(data_dir)
-    assert version == (2,) and ("own_records",) in tables and ("own_records_v1",) not in tables
+    assert version == (3,) and ("own_records",) in tables and ("own_records_v1",) not in tables
     with opened(data_dir, key) as replica:
         assert [r.number for r in replica.own_records.listed()] == [1, 2, 3, 4] and replica.own_from_peers == 3
 
@@ -285,3 +286,186 @@ def test_records_of_a_new_key_are_listed_apart_from_the_earlier_key_s_and_acknow
         assert replica.own_records.acknowledge(seen) == 2
         assert replica.own_from_peers == 2
         assert [r.acknowledged for r in replica.own_records.listed()] == [True, True, False, False]
+
+
+def _conflicting(replica, seq, key=None):
+    """A record of `replica`'s key (or `key`) at `seq` that it did not sign, following the one it holds before it."""
+    iss = Org(key=key or replica.key)
+    before = replica.store.at(iss.did, seq - 1) if seq > 1 else None
+    return iss.fork(seq, None if before is None else record_id(before))
+
+
+def _rows(replica):
+    return [(r.id, r.seq, r.peer, r.conflicts_with, r.cose, r.acknowledged) for r in replica.own_records.listed()]
+
+
+def test_a_record_of_the_key_conflicting_with_one_the_node_holds_is_said_listed_with_its_bytes_and_kept(tmp_path,
+                                                                                                    caplog):
+    """Proof that the key signed twice at one seq: not stored, no evidence signed against the node's own org, but
+    said at CRITICAL (once), listed with its bytes and the id of the one it conflicts with, counted across a restart
+    (which keeps the row though the ledger lacks its record) until acknowledged."""
+    key = Org().key
+    with opened(tmp_path, key) as replica:
+        ours = replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
+        theirs = _conflicting(replica, ours.seq)
+        with caplog.at_level(logging.CRITICAL, logger="gossip.replica"):
+            assert replica.accept([theirs], PEER).equivocations == [(ours.raw, theirs.raw)]
+            replica.accept([theirs], OTHER_PEER)  # again, from another peer: listed once, said once
+        assert not replica.store.has(theirs.id) and replica.store.size == 1  # and no equivocation record signed
+        assert _rows(replica) == [(theirs.id, ours.seq, PEER, ours.id, theirs.raw, False)]
+        said = [r.getMessage() for r in caplog.records if r.levelno == logging.CRITICAL]
+        assert len(said) == 1 and theirs.id.hex() in said[0] and ours.id.hex() in said[0]
+        assert "vouchnet key rotate" in said[0] and PEER in said[0]
+        assert replica.own_from_peers == 1 and replica.own_records.unacknowledged_conflicts == 1
+    with opened(tmp_path, key) as replica:
+        assert _rows(replica) == [(theirs.id, ours.seq, PEER, ours.id, theirs.raw, False)]
+        assert replica.own_from_peers == 1 and replica.own_records.unacknowledged_conflicts == 1
+        (row,) = replica.own_records.listed()
+        assert replica.own_records.cose(row.number) == theirs.raw and replica.own_records.cose(row.number + 1) is None
+        assert row.to_json()["stored"] is False and row.to_json()["conflicts_with"] == ours.id.hex()
+        assert replica.own_records.acknowledge(row.number) == 1
+        assert replica.own_from_peers == 0 and replica.own_records.unacknowledged_conflicts == 0
+        replica.accept([theirs], PEER)  # acknowledged, and seen again: not listed again, not counted
+        assert replica.own_from_peers == 0 and len(replica.own_records.listed()) == 1
+    with opened(tmp_path, key) as replica:
+        assert replica.own_from_peers == 0 and [r.acknowledged for r in replica.own_records.listed()] == [True]
+
+
+def test_a_record_of_the_key_conflicting_with_one_held_for_a_missing_predecessor_is_listed(tmp_path):
+    with opened(tmp_path, Org().key) as replica:
+        replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
+        first, held = signed_elsewhere(replica, 2)
+        other = Org(key=replica.key).fork(held.seq, first.id)
+        assert replica.accept([held], PEER).held == 1
+        assert replica.accept([other], OTHER_PEER).equivocations == [(held.raw, other.raw)]
+        assert _rows(replica) == [(other.id, held.seq, OTHER_PEER, held.id, other.raw, False)]
+        replica.accept([first], PEER)  # releases the held one: both stored and listed, the other kept
+        assert [(r.id, r.conflicts_with) for r in replica.own_records.listed()] == [
+            (other.id, held.id), (first.id, None), (held.id, None)]
+        assert replica.own_from_peers == 3
+
+
+def test_a_record_of_an_earlier_key_of_the_org_conflicting_with_one_the_node_holds_is_listed(tmp_path):
+    old, new = Org().key, Org().key
+    with opened(tmp_path, old) as replica:
+        ours = replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
+        replica.issue("org", org_body("org", "test", [], next=Org(key=new).did))
+    with RecordStore.open(tmp_path) as store:
+        Replica(new, store, roots=(), max_hops=2, held_limit=100).issue("org", org_body("org", "test", [],
+                                                                                        prior=Org(key=old).did))
+    with opened(tmp_path, new) as replica:
+        theirs = _conflicting(replica, ours.seq, key=old)
+        replica.accept([theirs], PEER)
+        assert _rows(replica) == [(theirs.id, ours.seq, PEER, ours.id, theirs.raw, False)]
+        assert replica.own_records.listed()[0].iss == Org(key=old).did and replica.own_from_peers == 1
+
+
+def test_a_rotation_of_the_key_at_a_seq_the_node_holds_is_listed_and_not_contested_in_vain(tmp_path, caplog):
+    with opened(tmp_path, Org().key) as replica:
+        ours = replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
+        rotation = Org(key=replica.key).sign("org", org_body("org", "test", [], next=Org().did), seq=ours.seq,
+                                             prev=None)
+        with caplog.at_level(logging.CRITICAL, logger="gossip.replica"):
+            replica.accept([rotation], PEER)
+        assert _rows(replica) == [(rotation.id, ours.seq, PEER, ours.id, rotation.raw, False)]
+        assert replica.store.size == 1 and "Contesting" not in caplog.text and rotation.id.hex() in caplog.text
+
+
+def test_conflicting_records_past_the_bound_are_counted_and_said_but_not_listed(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr("gossip.own_records.MAX_CONFLICTS", 2)
+    key = Org().key
+    with opened(tmp_path, key) as replica:
+        ours = replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
+        forks = [_conflicting(replica, ours.seq) for _ in range(4)]
+        with caplog.at_level(logging.CRITICAL, logger="gossip.replica"):
+            replica.accept(forks[:3], PEER)
+            replica.accept(forks[:1] + forks[3:], PEER)  # one listed again (not counted), one more past the bound
+        assert [r.id for r in replica.own_records.listed()] == [f.id for f in forks[:2]]
+        assert replica.own_from_peers == 2 and replica.own_records.unlisted_conflicts == 2
+        assert sum("not listed" in r.getMessage() for r in caplog.records) == 2
+    with opened(tmp_path, key) as replica:
+        assert replica.own_records.conflicts == 2 and replica.own_records.unlisted_conflicts == 0
+        replica.accept(forks[2:3], PEER)
+        assert len(replica.own_records.listed()) == 2 and replica.own_records.unlisted_conflicts == 1
+
+
+def _listed_by_version_2(data_dir, key):
+    """A data directory whose list version 2 wrote (tests/gossip/own_records_v2.py) as its node did, copied as a kill
+    leaves it (rows in the -wal file): two records of `key` from peers, the first acknowledged, and the record the
+    node holds at the seq of the second, conflicting with the second (stored first)."""
+    running = data_dir.parent / "running"
+    running.mkdir()
+    with RecordStore.open(running) as store:
+        replica = Replica(key, store, roots=(), max_hops=2, held_limit=100)
+        replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
+        records = signed_elsewhere(replica, 2)
+        v2 = OwnRecordsV2(running, itertools.count(1_700_000_000_000).__next__)
+        v2.add([(r, PEER) for r in records])
+        replica.accept(records, PEER)
+        v2.acknowledge(1)
+    shutil.copytree(running, data_dir)
+    v2.db.close()
+    assert (data_dir / f"{OWN_RECORDS_FILE}-wal").stat().st_size > 0
+    return records
+
+
+def test_a_list_version_2_wrote_is_upgraded_in_place_to_take_conflicting_records(tmp_path):
+    key = Org().key
+    data_dir = tmp_path / "node"
+    records = _listed_by_version_2(data_dir, key)
+    with opened(data_dir, key) as replica:
+        assert _rows(replica) == [(records[0].id, records[0].seq, PEER, None, None, True),
+                                  (records[1].id, records[1].seq, PEER, None, None, False)]
+        assert replica.own_from_peers == 1
+        theirs = _conflicting(replica, records[1].seq)
+        replica.accept([theirs], OTHER_PEER)
+        assert _rows(replica)[2:] == [(theirs.id, theirs.seq, OTHER_PEER, records[1].id, theirs.raw, False)]
+    version, tables, _ = _file_state(data_dir)
+    assert version == (3,) and tables == [("own_records",), ("sqlite_sequence",)]
+    with opened(data_dir, key) as replica:
+        assert [r.number for r in replica.own_records.listed()] == [1, 2, 3] and replica.own_from_peers == 2
+
+
+def _stopping_at_the_second_column(dies):
+    """sqlite3.connect, but a connection to the list refuses (or, if `dies`, SIGKILLs its process at) the second ALTER
+    TABLE: the upgrade from version 2 stopped between its two new columns."""
+    connect = sqlite3.connect
+
+    def connecting(path, *args, **kwargs):
+        db = connect(path, *args, **kwargs)
+        if str(path).endswith(OWN_RECORDS_FILE):
+            alters = itertools.count()
+
+            def authorize(action, *_):
+                if action == sqlite3.SQLITE_ALTER_TABLE and next(alters) == 1:
+                    if dies:
+                        os.kill(os.getpid(), signal.SIGKILL)
+                    return sqlite3.SQLITE_DENY
+                return sqlite3.SQLITE_OK
+            db.set_authorizer(authorize)
+        return db
+    return connecting
+
+
+@pytest.mark.parametrize("dies", [True, False], ids=["killed", "raising"])
+def test_an_upgrade_from_version_2_stopped_part_way_leaves_the_list_as_version_2_wrote_it(tmp_path, monkeypatch, dies):
+    key = Org().key
+    data_dir = tmp_path / "node"
+    records = _listed_by_version_2(data_dir, key)
+    before = _file_state(data_dir)
+
+    def open_stopping():
+        with monkeypatch.context() as patched, RecordStore.open(data_dir) as store:
+            patched.setattr(sqlite3, "connect", _stopping_at_the_second_column(dies))
+            OwnRecords.open(data_dir, lambda: 0, store)
+
+    if dies:
+        assert killed_at(sys.maxsize, open_stopping)
+    else:
+        with pytest.raises(StoreError, match="cannot be opened"):
+            open_stopping()
+    assert _file_state(data_dir) == before
+    with opened(data_dir, key) as replica:
+        assert [(r.id, r.acknowledged) for r in replica.own_records.listed()] == [(records[0].id, True),
+                                                                                   (records[1].id, False)]
+        assert _file_state(data_dir)[0] == (3,)

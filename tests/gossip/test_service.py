@@ -193,6 +193,23 @@ async def test_records_after_a_gap_are_held_and_the_gap_reported(
         assert me.store.head(partner.did).seq == 4
 
 
+async def test_a_record_of_our_key_conflicting_with_ours_that_a_peer_gossips_is_listed_with_its_bytes(
+    me: Replica, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Proof that our key signed twice at one seq, relayed to us: not stored, no evidence signed against our own org,
+    but listed (gossip.own_records) with the peer it came from."""
+    ours = me.issue("vouch", vouch())
+    theirs = Org(key=me.key).fork(ours.seq, None)
+    async with running(me) as (host, service):
+        data = pack([theirs.raw], 65536)[0]
+        host.validator("12D3KooWThief", data)
+        await host.inbox.send(Received("12D3KooWThief", data))
+        await trio.sleep(1)
+    assert [(r.id, r.peer, r.conflicts_with, r.cose) for r in me.own_records.listed()] == [
+        (theirs.id, "12D3KooWThief", ours.id, theirs.raw)]
+    assert me.own_from_peers == 1 and me.store.size == 1
+
+
 async def test_records_a_full_disk_cannot_store_are_dropped_and_the_service_runs_on(
     me: Replica, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -97,6 +97,24 @@ async def test_an_org_that_signs_two_records_with_one_seq_is_flagged_at_every_no
             await until(lambda: all(cheat.did in node.replica.flagged for node in nodes), nodes)
 
 
+async def test_a_record_of_a_node_s_key_conflicting_with_its_own_that_sync_brings_is_listed_with_its_bytes(tmp_path):
+    """Another copy of node 0's key signed a second record at the seq of node 0's last, and node 1 holds it: node 0
+    fetches it as evidence of a fork, signs none against its own org, and lists it with the peer it came from."""
+    a, b = identities(tmp_path, 2)
+    roots = (a.did, b.did)
+    with trio.fail_after(60):
+        async with running(a, roots, sync_interval=0.5) as n0, running(b, roots, sync_interval=0.5) as n1:
+            ours = n0.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+            theirs = Org(key=n0.replica.key).fork(ours.seq, None)
+            n1.replica.accept([theirs])
+            await n0.host.connect(n1.addr)
+            while not n0.replica.own_records.listed():  # (no event announces a listed record)
+                await trio.sleep(0.01)
+            assert [(r.id, r.peer, r.conflicts_with, r.cose) for r in n0.replica.own_records.listed()] == [
+                (theirs.id, n1.host.peer_id, ours.id, theirs.raw)]
+            assert n0.replica.own_from_peers == 1 and not n0.replica.store.has(theirs.id)
+
+
 async def test_garbage_on_the_sync_protocol_cannot_crash_a_node(tmp_path):
     a, b = identities(tmp_path, 2)
     roots = (a.did, b.did)

@@ -133,6 +133,29 @@ async def test_records_of_its_key_from_peers_are_listed_and_acknowledged_with_th
     assert [(r["seq"], r["acknowledged"]) for r in page["records"]] == [(second.seq, False)]
 
 
+async def test_a_record_of_its_key_conflicting_with_one_it_holds_is_listed_with_its_bytes_to_fetch(api, node):
+    """Refused with 409 as any fork, and listed: `stored` false, `conflicts_with` the record the node holds, and its
+    bytes at /v1/node/own-records/{number}/cose, as the ledger does not hold them."""
+    ours = node.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+    theirs = Org(key=node.replica.key).fork(ours.seq, ours.prev)
+    refused = await api.post("/v1/records", content=theirs.raw, headers={**AUTH, "Content-Type": "application/cose"})
+    assert_error(refused, 409, "equivocation")
+    stored = Org(key=node.replica.key, seq=ours.seq, prev=ours.id).record()
+    node.replica.accept([stored], "12D3KooWPeer")
+    page = (await api.get("/v1/node/own-records")).json()
+    assert [(r["number"], r["id"], r["peer"], r["stored"], r["conflicts_with"]) for r in page["records"]] == [
+        (1, theirs.id.hex(), None, False, ours.id.hex()), (2, stored.id.hex(), "12D3KooWPeer", True, None)]
+    assert page["unacknowledged"] == 2 and page["conflicts_unlisted"] == 0
+    fetched = await api.get("/v1/node/own-records/1/cose")
+    assert fetched.status_code == 200 and fetched.headers["content-type"] == "application/cose"
+    assert fetched.content == theirs.raw
+    assert_error(await api.get("/v1/node/own-records/2/cose"), 404, "not_found")  # stored: at /v1/records/{id}
+    assert_error(await api.get("/v1/node/own-records/3/cose"), 404, "not_found")
+    assert_error(await api.get("/v1/node/own-records/0/cose"), 404, "not_found")
+    assert_error(await api.get("/v1/node/own-records/-1/cose"), 422, "invalid_request")
+    assert (await api.get("/v1/node")).json()["own_records_from_peers"] == 2
+
+
 async def test_node_lists_orgs_flagged_for_equivocation(api, node, partner):
     honest = partner.record()
     node.replica.accept([honest])
@@ -962,6 +985,7 @@ async def test_openapi_describes_every_endpoint_and_the_token(api):
         "/v1/peers/blocked",
         "/v1/node/own-records",
         "/v1/node/own-records/acknowledge",
+        "/v1/node/own-records/{number}/cose",
         "/v1/vouches",
         "/v1/revocations",
         "/v1/records",
@@ -1046,7 +1070,7 @@ async def _reads_while_storage_fails(client, node, spec):
         def execute(self, *_):
             raise sqlite3.OperationalError("disk I/O error")
 
-    values = {"record_id": "00" * 32, "did": node.did, "list_number": "0"}
+    values = {"record_id": "00" * 32, "did": node.did, "list_number": "0", "number": "1"}
     answered = {}
     with pytest.MonkeyPatch.context() as disk:
         disk.setattr(node.replica.store, "_level", behind)

@@ -192,7 +192,7 @@ def _path_param(hostile: Hostile, name: str) -> st.SearchStrategy[str]:
     return {"did": st.sampled_from(hostile.dids) | st.builds(new_did),
             "record_id": st.sampled_from(hostile.record_ids) | st.sampled_from(hostile.record_ids).map(str.upper)
             | st.binary(min_size=32, max_size=32).map(bytes.hex),
-            "list_number": st.integers(0, 1).map(str)}[name]
+            "list_number": st.integers(0, 1).map(str), "number": st.integers(0, 2).map(str)}[name]
 
 
 _bad_path_params = _texts | st.sampled_from(["did:key:z6Mk", "did:key:z6Mk" + "1" * 60, "did:web:example.org",
@@ -370,6 +370,7 @@ def test_the_property_below_ranges_over_the_integer_and_boolean_parameters_of_th
         ("/v1/agents/{did}/score", "query", "statement", "boolean"),
         ("/v1/agents/{did}/score", "query", "explain", "boolean"),
         ("/v1/peers", "query", "limit", "integer"), ("/v1/node/own-records", "query", "after", "integer"),
+        ("/v1/node/own-records/{number}/cose", "path", "number", "integer"),
     }
 
 

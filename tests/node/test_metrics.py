@@ -307,3 +307,26 @@ def test_the_help_of_sync_errors_names_every_reason_but_a_protocol_error_s():
                                                                                     _refused_reason) | {"network"}
         unnamed = sorted(r for r in counted_here - protocol if not re.search(rf"(?:[:;,] |or ){r}\b", helps[name]))
         assert unnamed == [], name
+
+
+async def test_records_of_the_org_s_key_conflicting_with_its_own_are_a_metric_until_acknowledged(tmp_path,
+                                                                                                 monkeypatch):
+    """vouchnet_own_records_conflicting counts those listed and not acknowledged; those past the list's bound are
+    counted in vouchnet_own_records_conflicts_unlisted_total."""
+    from vouching import vouch_body
+
+    from ..factories import new_did
+    from .in_process import running
+
+    monkeypatch.setattr("gossip.own_records.MAX_CONFLICTS", 1)
+    async with running(tmp_path / "a") as node:
+        ours = node.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+        node.replica.accept([Org(key=node.replica.key).fork(ours.seq, ours.prev) for _ in range(3)], "12D3KooWThief")
+        samples = parsed(node.metrics)
+        assert (samples[("vouchnet_own_records_conflicting", ())],
+                samples[("vouchnet_own_records_conflicts_unlisted_total", ())],
+                samples[("vouchnet_own_records_from_peers", ())]) == (1, 2, 1)
+        node.replica.own_records.acknowledge(node.replica.own_records.listed()[-1].number)
+        samples = parsed(node.metrics)
+        assert (samples[("vouchnet_own_records_conflicting", ())], samples[("vouchnet_own_records_from_peers", ())]) \
+            == (0, 0)

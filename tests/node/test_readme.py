@@ -13,6 +13,7 @@ import pytest
 import httpx
 import trio
 
+from gossip.own_records import MAX_CONFLICTS
 from gossip.peers import MAX_DIAL_BURST, MAX_DIAL_RATE, MAX_DIALS, MAX_ERROR
 from gossip.serving_budget import ServingRates
 from gossip.sync_service import SyncService
@@ -150,6 +151,7 @@ _RATES = ServingRates()
     f"{SNAPSHOT_AFTER:,} records has none",
     f"clamp_min(vouchnet_engine_snapshot_records / 8, {SNAPSHOT_AFTER})",
     f"at least every {inspect.signature(SyncService).parameters['refresh_rounds'].default} `[p2p] sync_interval`s",
+    f"such records: the first {MAX_CONFLICTS:,} are listed;",
 ])
 def test_the_readme_states_the_figures_the_code_uses(statement):
     assert statement in " ".join(README.read_text().split())
