@@ -118,7 +118,8 @@ async def test_a_restored_start_far_behind_on_other_orgs_records_signs_once_its_
     they are in, the rest of the round going on. Here its peer sends no page of another org's records until the start
     has returned. Before: the catch-up ended only with the round, so a node far behind (10^5 records take some 25 s)
     timed out even with an honest peer, and signed at a seq the org may have used."""
-    async with running(tmp_path / "b", settings={"sync_interval": 0.5}) as b:
+    # (b signs no digest meanwhile: gossiped, it would have a fetch of b's gaps wait at the pages held back, first)
+    async with running(tmp_path / "b", settings={"sync_interval": 0.5, "epoch_seconds": 3600.0}) as b:
         config, org = _org_vouched_by(b, tmp_path / "a", roots=(b.did,))  # b's records inside a's horizon
         with trio.fail_after(60):
             signed = await _restored_after_signing_more(config, b, tmp_path / "backup")
