@@ -162,9 +162,11 @@ class SyncClient:
     When a record that would extend our chain names another predecessor than ours, the rest of that range is
     skipped and the peer's record at our head is fetched instead: the replica turns the pair into evidence.
     Heads requests state `network`, our network (None: none), which a peer of another network answers with its own.
-    `holds_own()` says, once the session is finished, whether the peer's heads named one of `own` (the keys of our
-    node's org: the peer holds the org's records, which a node stores only inside its horizon, DESIGN §5, so it
-    replicates the org) and our store now holds each of those keys' records up to the seq the peer named.
+    The ranges of `own` (the keys of our node's org) are asked for before any other issuer's, in requests of their
+    own: what the node may sign next depends only on them (a node restored from an older copy, far behind, has them
+    back before the rest of the round). `holds_own()` says, once every heads page is read, whether the peer's heads
+    named one of `own` (the peer holds the org's records, which a node stores only inside its horizon, DESIGN §5, so
+    it replicates the org) and our store now holds each of those keys' records up to the seq the peer named.
     """
 
     def __init__(
@@ -185,6 +187,7 @@ class SyncClient:
         self._limits = limits
         self._gaps = gaps
         self._state = "new"
+        self._own_wants: deque[Range] = deque()  # asked for before `_wants`
         self._wants: deque[Range] = deque()
         self._heads_after = ""
         self._heads_read = 0
@@ -203,7 +206,7 @@ class SyncClient:
             return self._ask_heads()
         for iss, (first, last) in missing_ranges(self._store, self._gaps).items():
             if iss in self._horizon:
-                self._wants.append(Range(iss, first, last))
+                self._want(Range(iss, first, last))
         return self._next_request()
 
     def receive(self, payload: bytes) -> Event:
@@ -229,8 +232,11 @@ class SyncClient:
 
     def holds_own(self) -> bool:
         """Whether the peer's heads named one of `own`, and our store holds each one named up to the seq named: a peer
-        naming a head it then does not serve (a hostile one, say) shows that the org signed more than we hold."""
-        self._expect("done", "holds_own")
+        naming a head it then does not serve (a hostile one, say) shows that the org signed more than we hold. False
+        until every heads page is read (a later page may name another of `own`); true from when the records of `own`
+        asked for are in the store, which can be before the session ends (they are asked for first)."""
+        if self._state in ("new", "heads"):
+            return False
         return bool(self._own_heads) and all((head := self._store.head(iss)) is not None and head.seq >= seq
                                              for iss, seq in self._own_heads.items())
 
@@ -272,7 +278,7 @@ class SyncClient:
             return
         ours = self._store.head(entry.iss)
         if ours is None or entry.seq > ours.seq:
-            self._wants.append(Range(entry.iss, ours.seq + 1 if ours else 1, entry.seq))
+            self._want(Range(entry.iss, ours.seq + 1 if ours else 1, entry.seq))
         elif entry.seq == ours.seq and entry.id != ours.id:
             self._want_evidence(entry.iss, entry.seq)
         elif entry.seq < ours.seq and entry.id != self._store.id_at(entry.iss, entry.seq):
@@ -283,16 +289,22 @@ class SyncClient:
     def _want_evidence(self, iss: str, seq: int) -> None:
         if iss not in self._evidence_asked:
             self._evidence_asked.add(iss)
-            self._wants.append(Range(iss, seq, seq))
+            self._want(Range(iss, seq, seq))
+
+    def _want(self, wanted: Range) -> None:
+        (self._own_wants if wanted.iss in self._own else self._wants).append(wanted)
 
     # records
 
     def _next_request(self) -> Send | Finished:
-        if not self._wants:
+        """The next request: `own`'s ranges first, none of another issuer's with them (the shell offers the replica
+        what it fetched at the end of each request, so that they are stored before the next is sent)."""
+        wants = self._own_wants or self._wants
+        if not wants:
             self._state = "done"
             return Finished()
-        count = min(len(self._wants), self._limits.max_ranges)
-        self._ranges = tuple(self._wants.popleft() for _ in range(count))
+        count = min(len(wants), self._limits.max_ranges)
+        self._ranges = tuple(wants.popleft() for _ in range(count))
         self._at, self._next_seq, self._prev, self._skip = 0, self._ranges[0].first, None, False
         self._state = "records"
         return Send(encode_message(RecordsRequest(self._ranges, self._limits.page_records, self._limits.page_bytes)))

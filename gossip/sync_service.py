@@ -81,16 +81,6 @@ _RANDOM = random.SystemRandom()  # which peers a round pulls from: not for a pee
 _APART_KEPT = 1024  # peers of other networks remembered (each logged once): one making keys by the thousand is bounded
 
 
-@dataclass(frozen=True)
-class SessionEnd:
-    """A session that ran to the end: the records it accepted, and whether the peer's heads named one of this node's
-    org's keys, each of which it now holds up to the seq named (gossip.sync.SyncClient.holds_own; never in a fetch of
-    gaps, which asks no heads)."""
-
-    fetched: int
-    holds_own: bool
-
-
 class PageLimits(Protocol):
     """The node's limits sync takes its page size from (node.config.Limits provides it)."""
 
@@ -175,10 +165,11 @@ class SyncService:
     not set `first_round`) and disconnects it; either is counted, logged once per peer, and told to
     `network_listeners` (the peer manager dials such a peer ever less often, 30 s to an hour apart); a round
     that runs to the end shows the peer on ours, which `same_network_listeners` are told (a peer found apart, its
-    node since re-made on our network); `holder_listeners` are told too if its heads named one of our org's keys
-    (the node's and its earlier ones) and we now hold each named up to the seq it named: the peer holds the org's
-    records, so it replicates the org, and we hold what the org signed as it knows it (a peer whose horizon leaves
-    the org out holds none, and its answer proves nothing of it).
+    node since re-made on our network). `holder_listeners` are told, once a round, as soon as its peer's heads named
+    one of our org's keys (the node's and its earlier ones) and we hold each named up to the seq it named: the peer
+    holds the org's records, so it replicates the org, and we hold what the org signed as it knows it (a peer whose
+    horizon leaves the org out holds none, and its answer proves nothing of it). A round asks for the org's records
+    before any other issuer's (gossip.sync.SyncClient), so they are told mid-round, the rest of it still to come.
     """
 
     def __init__(
@@ -259,7 +250,7 @@ class SyncService:
         # told each peer a full round with ran to the end: it answered our heads request, which names our network, so
         # it is on ours (a peer heard on another before, its node re-made on ours, is no longer kept apart)
         self.same_network_listeners: list[Callable[[str], None]] = []
-        # told each peer a full round with ran to the end whose heads named one of our org's keys (class docstring)
+        # told each peer a full round with holds our org's records, as soon as we hold them too (class docstring)
         self.holder_listeners: list[Callable[[str], None]] = []
         self._nursery: trio.Nursery | None = None
 
@@ -303,12 +294,10 @@ class SyncService:
         started, heard = trio.current_time(), self._heard(peer_id)
         self._rounds_started[peer_id] = started
         try:
-            if (ended := await self._pull(peer_id, None)) is not None:
+            if await self._pull(peer_id, None) is not None:
                 self.first_round.set()
                 self._apart.pop(peer_id, None)  # (logged again if it goes back to another network)
                 for listener in self.same_network_listeners:
-                    listener(peer_id)
-                for listener in self.holder_listeners if ended.holds_own else ():
                     listener(peer_id)
                 if heard is not None:
                     self._pulled[peer_id] = (heard, started)
@@ -363,8 +352,9 @@ class SyncService:
 
     # --- pulling --------------------------------------------------------------------------------------------
 
-    async def _pull(self, peer_id: str, gaps: dict[str, tuple[int, int]] | None) -> SessionEnd | None:
-        """One session with `peer_id`, for `gaps` or (None) for everything we lack; how it ended if it ran to the end.
+    async def _pull(self, peer_id: str, gaps: dict[str, tuple[int, int]] | None) -> int | None:
+        """One session with `peer_id`, for `gaps` or (None) for everything we lack; the records it accepted if it ran to
+        the end.
         Sessions with a peer take turns; a fetch of gaps waits `timeout` at most for its turn (a gap worker waiting
         on a peer that answers just in time would wait for the whole of its session)."""
         lock = self._peer_locks.setdefault(peer_id, trio.Lock())
@@ -373,7 +363,7 @@ class SyncService:
                 # A peer answering each read just in time would otherwise hold the slot for up to a million
                 # reads; what a session accepted stays accepted, and the next session goes on from there.
                 with trio.move_on_after(self.session_seconds) as deadline:
-                    ended = await self._session(peer_id, gaps)
+                    fetched = await self._session(peer_id, gaps)
                 if deadline.cancelled_caught:
                     raise SyncError("session", f"the session outlasted {self.session_seconds:g} s; ended")
         except RemoteProtocolError as error:
@@ -396,9 +386,9 @@ class SyncService:
             self._failed(peer_id, "storage", error)
         else:
             self.stats.rounds += 1
-            if ended.fetched:
-                logger.debug("fetched %d records from %s", ended.fetched, peer_id)
-            return ended
+            if fetched:
+                logger.debug("fetched %d records from %s", fetched, peer_id)
+            return fetched
         finally:
             if not lock.locked() and self._peer_locks.get(peer_id) is lock:  # nobody holds it or was handed it:
                 del self._peer_locks[peer_id]  # forget it, or peers leaving mid-session (fresh ids are free) pile up
@@ -418,18 +408,21 @@ class SyncService:
         finally:
             lock.release()
 
-    async def _session(self, peer_id: str, gaps: dict[str, tuple[int, int]] | None) -> SessionEnd:
-        """One client session, to its end."""
+    async def _session(self, peer_id: str, gaps: dict[str, tuple[int, int]] | None) -> int:
+        """One client session, to its end; the records it accepted. `holder_listeners` are told as soon as the client
+        holds the org's records (SyncClient.holds_own; never in a fetch of gaps, which asks no heads)."""
         own = {self.replica.did, *self.replica.succession.earlier(self.replica.did)}
         client = SyncClient(self.replica.store, self.replica.horizon, self.limits, gaps=gaps, network=self.network,
                             own=own)
         event = client.start()
         if isinstance(event, Finished):
-            return SessionEnd(0, holds_own=False)
+            return 0
         fetched = pending_bytes = 0
         pending: list[Record] = []  # verified, in order, not yet offered to the replica
+        told = False  # the holder listeners
         async with await self.host.open_stream(peer_id, SYNC_PROTOCOL) as stream:
             while not isinstance(event, Finished):
+                told = told or self._told_holders(client, peer_id)  # (before each step: what came may be stored)
                 if isinstance(event, (Send, ReadNext)):
                     if isinstance(event, Send):
                         with trio.fail_after(self.timeout):
@@ -453,7 +446,17 @@ class SyncService:
                     if not isinstance(event, ReadNext):  # the client's next request reads the store
                         fetched += self._accept(pending, peer_id)
                         pending, pending_bytes = [], 0
-        return SessionEnd(fetched, holds_own=client.holds_own())
+        if not told:
+            self._told_holders(client, peer_id)
+        return fetched
+
+    def _told_holders(self, client: SyncClient, peer_id: str) -> bool:
+        """Tell `holder_listeners` of `peer_id` if `client` holds the org's records as the peer named them; whether."""
+        if not client.holds_own():
+            return False
+        for listener in self.holder_listeners:
+            listener(peer_id)
+        return True
 
     def _accept(self, records: list[Record], peer_id: str) -> int:
         accepted = len(self.replica.accept(records, peer_id).accepted)

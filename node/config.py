@@ -543,15 +543,17 @@ dial_private = "{d.dial_private}"
 # its size within an interval and pulls the record at its next round.
 sync_interval = {d.sync_interval}
 sync_peers = {d.sync_peers}
-# At start, before it signs anything, the node waits up to this many seconds for a catch-up sync to complete with one
-# of the peers it dials that holds the org's records (if it has any to dial; a peer that dialled in unasked does not
-# count, nor one whose horizon leaves the org out: a peer whose org vouches for this one holds them): a node whose
-# data directory was restored from an older copy must learn the records it signed since, or it would sign a second
-# record at one seq and be flagged as an equivocator. A new org (its data directory holds none of its records) waits
-# for a round with any peer it dials. If none completes in time it signs without it, saying why (GET /v1/node's
-# startup_sync is timed_out, vouchnet_startup_sync_timed_out 1; or unheld, vouchnet_startup_sync_unheld 1, if those
-# that completed hold none of the org's records, as for an org no other org vouches for yet), until a later round
-# with one that holds them completes; `vouchnet key rotate` waits as long, and then refuses to sign.
+# At start, before it signs anything, the node waits up to this many seconds for a catch-up sync with one of the
+# peers it dials that holds the org's records to bring them in (if it has any to dial; a peer that dialled in unasked
+# does not count, nor one whose horizon leaves the org out: a peer whose org vouches for this one holds them): a node
+# whose data directory was restored from an older copy must learn the records it signed since, or it would sign a
+# second record at one seq and be flagged as an equivocator. A round asks for the org's records first and the wait
+# ends once they are in, the rest of the round going on after. A new org (its data directory holds none of its
+# records) waits for a round with any peer it dials to end. If none does in time it signs without it, saying why
+# (GET /v1/node's startup_sync is timed_out, vouchnet_startup_sync_timed_out 1; or unheld,
+# vouchnet_startup_sync_unheld 1, if the peers whose rounds ended hold none of the org's records, as for an org no
+# other org vouches for yet), until a later round with one that holds them brings them in; `vouchnet key rotate`
+# waits as long, and then refuses to sign.
 startup_sync_seconds = {d.startup_sync_seconds}
 # Worker processes that check the signatures of records fetched by catch-up sync; 0 checks them on the node's
 # own thread. On a machine with a core to spare, 1 takes half the catch-up work off the node (benchmarks/sync.py).

@@ -64,8 +64,8 @@ log = logging.getLogger("vouchnet.node")
 SHUTDOWN_SECONDS = 2.0
 _WILDCARDS = ("/ip4/0.0.0.0/", "/ip6/::/")
 # How the start's catch-up sync went (_caught_up); "pending" until it has; "timed_out" (no peer it dials completed a
-# round) and "unheld" (those that did hold none of the org's records) turn "done" once a full round with a peer it
-# dials that holds them completes later (_catch_up_late)
+# round) and "unheld" (those that did hold none of the org's records) turn "done" once a round with a peer it dials
+# that holds them brings them in later (_catch_up_late)
 StartupSync = Literal["pending", "no_peers", "done", "timed_out", "unheld"]
 # py-libp2p 0.8.1 sends an IDONTWANT per message to every /meshsub/1.2.0 peer: 15-60% more CPU per record for
 # batched gossip (measured in benchmarks/gossip_service.py), and go, js and rust peers negotiate 1.1 anyway.
@@ -396,14 +396,14 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
                         kind="counter")
         add_health_gauges(metrics, replica=replica, token_file=token_file, data_dir=config.data_dir)
         metrics.collect("startup_sync_timed_out", "1 when no peer it dials completed a catch-up sync within [p2p] "
-                        "startup_sync_seconds of the start, until one that holds the org's records completes a full "
-                        "round: the node signs without it (if its data directory was restored from an older copy, the "
-                        "org may sign twice at one seq); GET /v1/node's startup_sync",
+                        "startup_sync_seconds of the start, until a round with one that holds the org's records has "
+                        "brought them in: the node signs without it (if its data directory was restored from an older "
+                        "copy, the org may sign twice at one seq); GET /v1/node's startup_sync",
                         lambda: int(node.startup_sync == "timed_out"))
         metrics.collect("startup_sync_unheld", "1 when the peers it dials that completed a catch-up sync within [p2p] "
-                        "startup_sync_seconds of the start hold none of the org's records, until one that holds them "
-                        "completes a full round: the node signs without a check (as when timed out), as is usual for "
-                        "an org no other org vouches for yet; GET /v1/node's startup_sync",
+                        "startup_sync_seconds of the start hold none of the org's records, until a round with one that "
+                        "holds them has brought them in: the node signs without a check (as when timed out), as is "
+                        "usual for an org no other org vouches for yet; GET /v1/node's startup_sync",
                         lambda: int(node.startup_sync == "unheld"))
         yield node
 
@@ -566,17 +566,19 @@ class _DialledRounds:
 
 @contextmanager
 def _dialled_rounds(node: Node, *, new_org: bool = False) -> Iterator[_DialledRounds]:
-    """While in the block, `ended` is set once a sync round ends with a peer that the node dials (PeerManager.keeps:
-    its bootstrap peers, the orgs of its `org` records), not one that dialled in unasked (a hostile node of the
-    network may answer that it holds nothing), and whose heads named one of the org's keys, each held now up to the
-    seq named (SyncService's holder_listeners): a peer holding none of the org's records (the org outside its horizon,
-    DESIGN §5) answers "nothing newer" whatever the org signed, and one naming a head it does not serve shows the org
-    signed more than the node holds; either is only counted in `unproven`. It is set too once a round shows a rotation
-    of the node's key that it takes back (not stored: never held up to the head named), for resume_signing to raise
-    at once. For a `new_org` (the store holds none of its records) any round with a peer it dials ends it: a new org
-    has signed nothing to take back, and no peer holds records it has not signed (the one case it misses, a copy of
-    a data directory taken before its node first started, restored after the node signed elsewhere, is a peer
-    holding them finishing its round after another)."""
+    """While in the block, `ended` is set once a sync round with a peer that the node dials (PeerManager.keeps: its
+    bootstrap peers, the orgs of its `org` records), not one that dialled in unasked (a hostile node of the network
+    may answer that it holds nothing), brought in the org's records: its heads named one of the org's keys, each held
+    now up to the seq named (SyncService's holder_listeners, told mid-round, the org's records being asked for
+    first: a node far behind on other orgs' records need not wait for them all). A peer holding none of the org's
+    records (the org outside its horizon, DESIGN §5) answers "nothing newer" whatever the org signed, and one naming
+    a head it does not serve shows the org signed more than the node holds; either is only counted in `unproven` (as
+    its round ends). It is set too once a round shows a rotation of the node's key that it takes back (not stored:
+    never held up to the head named), for resume_signing to raise at once. For a `new_org` (the store holds none of
+    its records) the end of any round with a peer it dials ends it: a new org has signed nothing to take back, and no
+    peer holds records it has not signed (the one case it misses, a copy of a data directory taken before its node
+    first started, restored after the node signed elsewhere, is a peer holding them finishing its round after
+    another)."""
     rounds = _DialledRounds()
 
     def round_ended(peer_id: str) -> None:  # one of SyncService.same_network_listeners
@@ -607,9 +609,9 @@ def _free_it(setting: str, config: NodeConfig) -> str:
 
 async def _take_back_own_records(node: Node, nursery: trio.Nursery, dialled_round: trio.Event, seconds: float, *,
                                  signs_timed_out: bool) -> StartupSync:
-    """Gossip, sync and the peer manager started in `nursery`, then, before the node signs anything, one full
-    catch-up sync with one of the peers it dials that holds the org's records (`dialled_round` set: _dialled_rounds),
-    if it has peers to dial, for up to `seconds`:
+    """Gossip, sync and the peer manager started in `nursery`, then, before the node signs anything, a catch-up sync
+    with one of the peers it dials that holds the org's records, until they are in (`dialled_round` set:
+    _dialled_rounds; the rest of that round goes on), if it has peers to dial, for up to `seconds`:
     a node whose data directory was restored from an older copy takes back the records it signed since (DESIGN §3:
     two records at one seq would flag the org as an equivocator). Signing is deferred before the services start (a
     peer connected while the node opened may bring in evidence at once): evidence found meanwhile waits, and is signed
@@ -635,14 +637,14 @@ async def _take_back_own_records(node: Node, nursery: trio.Nursery, dialled_roun
 
 
 async def _catch_up_late(node: Node) -> None:
-    """A start's timed-out or unheld catch-up sync, done once a full round with a peer it dials that holds the org's
-    records completes (_dialled_rounds, as the start's): the records the org signed elsewhere have come back by then
+    """A start's timed-out or unheld catch-up sync, done once a round with a peer it dials that holds the org's
+    records brings them in (_dialled_rounds, as the start's): the records the org signed elsewhere have come back then
     (any second record at one seq signed meanwhile shows as own_org_flagged)."""
     with _dialled_rounds(node) as rounds:
         await rounds.ended.wait()
     node.startup_sync = "done"
-    log.info("a peer holding the org's records completed the catch-up sync the start timed out on: startup_sync is "
-             "done")
+    log.info("a round with a peer holding the org's records brought them in, which the start's catch-up sync timed out "
+             "waiting for: startup_sync is done")
 
 
 async def run_until_signalled(config: NodeConfig) -> None:

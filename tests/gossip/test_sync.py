@@ -75,6 +75,7 @@ limits = st.builds(
     max_ranges=st.integers(1, 4),
 )
 prefixes = st.lists(st.integers(0, CHAIN), min_size=len(ORGS), max_size=len(ORGS))
+owns = st.frozensets(st.sampled_from([org.did for org in ORGS]))  # the keys of the pulling node's org
 
 
 @dataclass
@@ -113,10 +114,12 @@ def give(side: Side, records: list[Record]) -> None:
 
 
 def session(client_side: Side, server_side: Side, client_limits: SyncLimits, server_limits: SyncLimits | None = None,
-            *, gaps: dict[str, tuple[int, int]] | None = None) -> int:
-    """One session, client pulling from server, frames checked against both sides' limits; records accepted."""
+            *, gaps: dict[str, tuple[int, int]] | None = None, own: frozenset[str] = frozenset(),
+            asked: list[tuple[tuple[Range, ...], bool]] | None = None) -> int:
+    """One session, client pulling from server, frames checked against both sides' limits; records accepted. `asked`
+    gets each records request's ranges, and whether the client held its org's records (`own`) as it sent it."""
     server_limits = server_limits or client_limits
-    client = SyncClient(client_side.store, client_side.replica.horizon, client_limits, gaps=gaps)
+    client = SyncClient(client_side.store, client_side.replica.horizon, client_limits, gaps=gaps, own=own)
     server = SyncServer(server_side.store, server_side.index, server_limits)
     accepted = 0
     replies: Iterator[bytes] = iter(())
@@ -124,6 +127,8 @@ def session(client_side: Side, server_side: Side, client_limits: SyncLimits, ser
     while not isinstance(event, Finished):
         if isinstance(event, Send):
             assert len(event.payload) <= server_limits.max_frame
+            if asked is not None and isinstance(request := decode_request(event.payload), RecordsRequest):
+                asked.append((request.ranges, client.holds_own()))
             replies = server.receive(event.payload)
             event = client.receive(_checked_reply(next(replies), client_limits, server_limits))
         elif isinstance(event, ReadNext):
@@ -147,25 +152,27 @@ def _checked_reply(payload: bytes, client_limits: SyncLimits, server_limits: Syn
     return payload
 
 
-def converge(a: Side, b: Side, client_limits: SyncLimits, server_limits: SyncLimits | None = None) -> None:
-    """Pull both ways until neither side changes (the service repeats rounds, and reacts to a growing horizon)."""
+def converge(a: Side, b: Side, client_limits: SyncLimits, server_limits: SyncLimits | None = None, *,
+             own: frozenset[str] = frozenset()) -> None:
+    """Pull both ways until neither side changes (the service repeats rounds, and reacts to a growing horizon); `own`,
+    the keys of either side's org, asked for first."""
     for _ in range(10):
         before = (a.store.size, b.store.size)
-        session(a, b, client_limits, server_limits)
-        session(b, a, client_limits, server_limits)
+        session(a, b, client_limits, server_limits, own=own)
+        session(b, a, client_limits, server_limits, own=own)
         if (a.store.size, b.store.size) == before:
             return
     raise AssertionError("sync did not reach a fixed point in 10 rounds")
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(prefixes, prefixes, limits, limits)
-def test_random_record_sets_converge_to_their_union(ours, theirs, client_limits, server_limits):
+@given(prefixes, prefixes, limits, limits, owns)
+def test_random_record_sets_converge_to_their_union(ours, theirs, client_limits, server_limits, own):
     with sides(2) as (a, b):
         for org, n, m in zip(ORGS, ours, theirs):
             give(a, CHAINS[org.did][:n])
             give(b, CHAINS[org.did][:m])
-        converge(a, b, client_limits, server_limits)
+        converge(a, b, client_limits, server_limits, own=own)
         expected = {r.raw for org, n, m in zip(ORGS, ours, theirs) for r in CHAINS[org.did][: max(n, m)]}
         assert a.records() == b.records() == expected
         assert a.store.heads() == b.store.heads()
@@ -173,12 +180,12 @@ def test_random_record_sets_converge_to_their_union(ours, theirs, client_limits,
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.integers(FORK_AT + 1, CHAIN), st.integers(FORK_AT + 1, CHAIN), limits)
-def test_two_branches_of_one_chain_flag_the_issuer_on_both_sides(ours, theirs, client_limits):
+@given(st.integers(FORK_AT + 1, CHAIN), st.integers(FORK_AT + 1, CHAIN), limits, owns)
+def test_two_branches_of_one_chain_flag_the_issuer_on_both_sides(ours, theirs, client_limits, own):
     with sides(2) as (a, b):
         give(a, CHAINS[FORKED.did][:ours])
         give(b, FORK[:theirs])
-        converge(a, b, client_limits)
+        converge(a, b, client_limits, own=own)
         assert FORKED.did in a.replica.flagged and FORKED.did in b.replica.flagged
         assert a.replica.held_count == b.replica.held_count == 0  # the other branch was never taken on
 
@@ -195,6 +202,26 @@ def test_a_peer_behind_on_another_branch_is_evidence_without_its_equivocation_re
         session(b, a, client_limits)
         session(a, b, client_limits)
         assert FORKED.did in a.replica.flagged and FORKED.did in b.replica.flagged
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(prefixes, prefixes, limits, owns)
+def test_a_round_asks_for_the_org_s_records_before_any_other_issuer_s(ours, theirs, client_limits, own):
+    """What a node may sign next depends only on its org's records: a node restored from an older copy, far behind,
+    holds them again (and its catch-up ends) before the rest of the round. Before: ranges came in issuer order, and
+    the org's could be the last of 10^5 records."""
+    with sides(2) as (a, b):
+        for org, n, m in zip(ORGS, ours, theirs):
+            give(a, CHAINS[org.did][:n])
+            give(b, CHAINS[org.did][:m])
+        asked: list[tuple[tuple[Range, ...], bool]] = []
+        session(a, b, client_limits, own=own, asked=asked)
+        of_own = [{r.iss in own for r in ranges} for ranges, _ in asked]
+        assert all(len(kinds) == 1 for kinds in of_own)  # never the org's ranges and another issuer's in one request
+        assert of_own == sorted(of_own, reverse=True)  # the org's first
+        named = any(m for org, m in zip(ORGS, theirs) if org.did in own)  # the peer's heads named one of its keys
+        held_after = [held for (_, held), kinds in zip(asked, of_own) if kinds == {False}]
+        assert all(held == named for held in held_after)  # its records held before any other issuer's is asked for
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])

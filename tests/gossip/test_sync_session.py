@@ -295,3 +295,25 @@ async def test_a_peer_naming_a_head_of_the_org_that_it_then_does_not_serve_tells
         served.issuer_range = issuer_range  # (it serves them now)
         await service.sync_with(PEER)
         assert (held, store.head(ours.did).seq) == ([PEER], 2)
+
+
+async def test_the_holder_listeners_are_told_once_the_org_s_records_are_in_before_the_rest_of_the_round(tmp_path):
+    """The catch-up before a node signs ends on them: a node restored from an older copy, far behind on other orgs'
+    records, would otherwise wait for all of those (10^5 at ~8,000 a second) and time out, then sign at a seq the org
+    may have used. Before: they were told as the round ended."""
+    ours, theirs = Org(), Org()
+    (tmp_path / "server").mkdir()
+    (tmp_path / "client").mkdir()
+    with RecordStore.open(tmp_path / "server") as served, RecordStore.open(tmp_path / "client") as store:
+        first = ours.record("org")
+        served.append([first, ours.record(), *(theirs.record() for _ in range(5))])
+        store.append([first])
+        service = SyncService(ServingHost(SyncServer(served, IssuerIndex(served), LIMITS)),  # type: ignore[arg-type]
+                              Replica(ours.key, store, roots=(theirs.did,), max_hops=1, held_limit=10),
+                              network="test", limits=LIMITS)
+        told: list[tuple[str, int, int, object]] = []
+        service.holder_listeners.append(
+            lambda peer: told.append((peer, service.stats.rounds, store.head(ours.did).seq, store.head(theirs.did))))
+        await service.sync_with(PEER)
+        assert told == [(PEER, 0, 2, None)]  # once, the org's records in, none of the other org's yet
+        assert (service.stats.rounds, store.head(theirs.did).seq) == (1, 5)  # the rest of the round went on

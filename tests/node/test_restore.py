@@ -24,6 +24,7 @@ from gossip.host import peer_id_from_public_key
 from gossip.replica import Replica
 from gossip.service import GossipService
 from gossip.store import RecordStore
+from gossip.sync_messages import RecordsPage, decode_reply
 from node import cli
 from node.config import NodeConfig, load_config
 from node.daemon import Node, StartupError, catch_up_stopped, serve_node
@@ -39,10 +40,11 @@ from .in_process import LOOPBACK, holds, records_of, running
 pytestmark = pytest.mark.slow
 
 
-def _org_vouched_by(b, path):
-    """A new org's data directory at `path`, its node bootstrapping from `b`, which vouches for it (the org inside
-    b's horizon); its config and did."""
-    made = init_data_dir(path, network="test", listen=LOOPBACK, api="127.0.0.1:0", bootstrap=(b.host.listen_addrs[0],))
+def _org_vouched_by(b, path, **init):
+    """A new org's data directory at `path` (`init_data_dir`'s `init` too), its node bootstrapping from `b`, which
+    vouches for it (the org inside b's horizon); its config and did."""
+    made = init_data_dir(path, network="test", listen=LOOPBACK, api="127.0.0.1:0", bootstrap=(b.host.listen_addrs[0],),
+                         **init)
     config = load_config(made.data_dir)  # from its config.toml, as `vouchnet key rotate` reads it
     org = did_key(bytes(load_org_key(config.key_path).verify_key))
     b.replica.issue("vouch", vouch_body(org, 0.9, "org-peer"))
@@ -109,6 +111,38 @@ async def test_a_node_restored_from_an_older_copy_signs_after_what_it_signed_sin
                 a = await nursery.start(serve_node, config)
                 assert "vouchnet_own_records_from_peers 0" in a.metrics.render().splitlines()
                 nursery.cancel_scope.cancel()
+
+
+async def test_a_restored_start_far_behind_on_other_orgs_records_signs_once_its_own_are_back(tmp_path, monkeypatch):
+    """What the node may sign next depends only on its org's records: its catch-up asks for them first and ends once
+    they are in, the rest of the round going on. Here its peer sends no page of another org's records until the start
+    has returned. Before: the catch-up ended only with the round, so a node far behind (10^5 records take some 25 s)
+    timed out even with an honest peer, and signed at a seq the org may have used."""
+    # (b signs no digest meanwhile: gossiped, it would have a fetch of b's gaps wait at the pages held back, first)
+    async with running(tmp_path / "b", settings={"sync_interval": 0.5, "epoch_seconds": 3600.0}) as b:
+        config, org = _org_vouched_by(b, tmp_path / "a", roots=(b.did,))  # b's records inside a's horizon
+        with trio.fail_after(60):
+            signed = await _restored_after_signing_more(config, b, tmp_path / "backup")
+        others = [b.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator")) for _ in range(300)]
+        released = trio.Event()
+        write = b.sync._write
+
+        async def others_held_back(stream, frame: bytes) -> None:
+            reply = decode_reply(frame)
+            if isinstance(reply, RecordsPage) and any(verify_record(raw).iss != org for raw in reply.records):
+                await released.wait()
+            await write(stream, frame)
+
+        monkeypatch.setattr(b.sync, "_write", others_held_back)
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                a = await nursery.start(serve_node, replace(config, startup_sync_seconds=5.0))
+                assert (a.startup_sync, a.sync.stats.rounds) == ("done", 0)  # the round still under way
+                assert a.replica.store.head(org).seq == signed + 1  # its org record, after what it signed elsewhere
+                released.set()
+                await holds(a, others[-1].id)  # the rest of the round
+                nursery.cancel_scope.cancel()
+        assert org not in b.replica.flagged
 
 
 @pytest.mark.parametrize("way", ["adopt", "contest"])
@@ -250,17 +284,24 @@ async def _started_until_held(config, b) -> None:
         nursery.cancel_scope.cancel()
 
 
+async def _restored_after_signing_more(config, b, backup) -> int:
+    """Start the node of `config` until `b` holds what it signed, copy its data directory to `backup`, have it sign
+    more (_signed_more), then put the copy back: a data directory restored from an older copy. The last seq signed."""
+    await _started_until_held(config, b)
+    shutil.copytree(config.data_dir, backup)
+    signed = await _signed_more(config, b)
+    shutil.rmtree(config.data_dir)
+    shutil.copytree(backup, config.data_dir)
+    return signed
+
+
 async def test_key_rotate_restored_from_an_older_copy_catches_up_and_signs_after_what_the_org_signed_since(tmp_path):
     """Before: `key rotate` signed the rotation at the older copy's head, a seq the org had used since, and every
     node flagged the org as an equivocator for good."""
     async with running(tmp_path / "b", settings={"sync_interval": 0.5}) as b:
         config, old = _org_vouched_by(b, tmp_path / "a")
         with trio.fail_after(60):
-            await _started_until_held(config, b)
-            shutil.copytree(config.data_dir, tmp_path / "backup")
-            signed = await _signed_more(config, b)
-            shutil.rmtree(config.data_dir)
-            shutil.copytree(tmp_path / "backup", config.data_dir)
+            signed = await _restored_after_signing_more(config, b, tmp_path / "backup")
             status, out, err = await _rotate(config=config)
             assert status == 0, err
             new = json.loads(out)["new"]
