@@ -14,7 +14,7 @@ from nacl.signing import SigningKey
 
 from gossip.replica import Replica
 from gossip.store import RecordStore
-from gossip.sync_service import SessionEnd, SyncService
+from gossip.sync_service import SyncService
 
 from ..factories import Org
 from .nodes import ConnectedHost
@@ -35,20 +35,20 @@ class Sessions:
         self.started: list[tuple[float, str]] = []  # (when, issuer) of each gap session
         self.hostile_open = self.most_hostile_open = 0
 
-    async def __call__(self, peer: str, gaps: dict[str, tuple[int, int]] | None) -> SessionEnd:
+    async def __call__(self, peer: str, gaps: dict[str, tuple[int, int]] | None) -> int:
         if gaps is None:  # a full round: nothing to fetch here
-            return SessionEnd(0, holds_own=False)
+            return 0
         for iss in gaps:
             self.started.append((trio.current_time(), iss))
         if HONEST.did in gaps:
-            return SessionEnd(len(self.replica.accept([HONEST_FIRST]).accepted), holds_own=False)
+            return len(self.replica.accept([HONEST_FIRST]).accepted)
         self.hostile_open += 1
         self.most_hostile_open = max(self.most_hostile_open, self.hostile_open)
         try:
             await trio.sleep(self.hostile_seconds)
         finally:
             self.hostile_open -= 1
-        return SessionEnd(0, holds_own=False)
+        return 0
 
 
 async def _flood(service: SyncService, hostiles: list[Org]) -> None:
@@ -145,16 +145,16 @@ async def test_gap_fetches_do_not_queue_behind_a_peer_slow_to_answer(tmp_path, a
                           max_hops=1, held_limit=10)
         service = SyncService(ConnectedHost(PEERS), replica, network="test", timeout=TIMEOUT, interval=INTERVAL)
 
-        async def session(peer: str, gaps: dict[str, tuple[int, int]] | None) -> SessionEnd:
+        async def session(peer: str, gaps: dict[str, tuple[int, int]] | None) -> int:
             if gaps is None:
-                return SessionEnd(0, holds_own=False)
+                return 0
             started.append((trio.current_time(), peer))
             if peer == slow:
                 await trio.sleep(service.session_seconds)  # a read just before each timeout, to the session's end
             if HONEST.did not in gaps:
-                return SessionEnd(0, holds_own=False)
+                return 0
             honest_fetched.append(trio.current_time())
-            return SessionEnd(len(replica.accept([HONEST_FIRST]).accepted), holds_own=False)
+            return len(replica.accept([HONEST_FIRST]).accepted)
 
         service._session = session
         async with trio.open_nursery() as nursery:
