@@ -230,6 +230,13 @@ class SyncClient:
             return self._heads_page(self._reply(reply, HeadsPage))
         return self._records_page(self._reply(reply, RecordsPage))
 
+    def names_own(self) -> bool | None:
+        """Whether the peer's heads named one of `own`; None until every heads page is read (and in a fetch of gaps,
+        which asks no heads)."""
+        if self._state in ("new", "heads") or self._gaps is not None:
+            return None
+        return bool(self._own_heads)
+
     def holds_own(self) -> bool:
         """Whether the peer's heads named one of `own`, and our store holds each one named up to the seq named: a peer
         naming a head it then does not serve (a hostile one, say) shows that the org signed more than we hold. False

@@ -170,6 +170,7 @@ class SyncService:
     holds the org's records, so it replicates the org, and we hold what the org signed as it knows it (a peer whose
     horizon leaves the org out holds none, and its answer proves nothing of it). A round asks for the org's records
     before any other issuer's (gossip.sync.SyncClient), so they are told mid-round, the rest of it still to come.
+    `unheld_listeners` are told instead, as soon as the heads are read, if they named none of our org's keys.
     """
 
     def __init__(
@@ -252,6 +253,9 @@ class SyncService:
         self.same_network_listeners: list[Callable[[str], None]] = []
         # told each peer a full round with holds our org's records, as soon as we hold them too (class docstring)
         self.holder_listeners: list[Callable[[str], None]] = []
+        # told, once a round, as soon as its peer's heads, all read, named none of our org's keys (it holds none of
+        # the org's records: a new org's catch-up has its answer without the rest of the round)
+        self.unheld_listeners: list[Callable[[str], None]] = []
         self._nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -410,7 +414,8 @@ class SyncService:
 
     async def _session(self, peer_id: str, gaps: dict[str, tuple[int, int]] | None) -> int:
         """One client session, to its end; the records it accepted. `holder_listeners` are told as soon as the client
-        holds the org's records (SyncClient.holds_own; never in a fetch of gaps, which asks no heads)."""
+        holds the org's records (SyncClient.holds_own), `unheld_listeners` as soon as it read heads naming none of
+        them (SyncClient.names_own); neither in a fetch of gaps, which asks no heads."""
         own = {self.replica.did, *self.replica.succession.earlier(self.replica.did)}
         client = SyncClient(self.replica.store, self.replica.horizon, self.limits, gaps=gaps, network=self.network,
                             own=own)
@@ -419,7 +424,7 @@ class SyncService:
             return 0
         fetched = pending_bytes = 0
         pending: list[Record] = []  # verified, in order, not yet offered to the replica
-        told = False  # the holder listeners
+        told = False  # the holder or unheld listeners
         async with await self.host.open_stream(peer_id, SYNC_PROTOCOL) as stream:
             while not isinstance(event, Finished):
                 told = told or self._told_holders(client, peer_id)  # (before each step: what came may be stored)
@@ -451,10 +456,12 @@ class SyncService:
         return fetched
 
     def _told_holders(self, client: SyncClient, peer_id: str) -> bool:
-        """Tell `holder_listeners` of `peer_id` if `client` holds the org's records as the peer named them; whether."""
-        if not client.holds_own():
+        """Tell `holder_listeners` of `peer_id` if `client` holds the org's records as the peer named them, or
+        `unheld_listeners` if the peer's heads, all read, named none of them; whether it told either."""
+        named = client.names_own()
+        if named is None or named and not client.holds_own():
             return False
-        for listener in self.holder_listeners:
+        for listener in self.holder_listeners if named else self.unheld_listeners:
             listener(peer_id)
         return True
 

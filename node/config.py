@@ -549,8 +549,8 @@ sync_peers = {d.sync_peers}
 # whose data directory was restored from an older copy must learn the records it signed since, or it would sign a
 # second record at one seq and be flagged as an equivocator. A round asks for the org's records first and the wait
 # ends once they are in, the rest of the round going on after. A new org (its data directory holds none of its
-# records) waits for a round with any peer it dials to end. If none does in time it signs without it, saying why
-# (GET /v1/node's startup_sync is timed_out, vouchnet_startup_sync_timed_out 1; or unheld,
+# records) waits for the heads of any peer it dials to name none of its keys. If none does in time it signs without
+# it, saying why (GET /v1/node's startup_sync is timed_out, vouchnet_startup_sync_timed_out 1; or unheld,
 # vouchnet_startup_sync_unheld 1, if the peers whose rounds ended hold none of the org's records, as for an org no
 # other org vouches for yet), until a later round with one that holds them brings them in; `vouchnet key rotate`
 # waits as long, and then refuses to sign.

@@ -573,18 +573,23 @@ def _dialled_rounds(node: Node, *, new_org: bool = False) -> Iterator[_DialledRo
     first: a node far behind on other orgs' records need not wait for them all). A peer holding none of the org's
     records (the org outside its horizon, DESIGN §5) answers "nothing newer" whatever the org signed, and one naming
     a head it does not serve shows the org signed more than the node holds; either is only counted in `unproven` (as
-    its round ends). It is set too once a round shows a rotation of the node's key that it takes back (not stored:
+    its round ends, or as soon as its heads are read if they named none of the org's keys: SyncService's
+    unheld_listeners). It is set too once a round shows a rotation of the node's key that it takes back (not stored:
     never held up to the head named), for resume_signing to raise at once. For a `new_org` (the store holds none of
-    its records) the end of any round with a peer it dials ends it: a new org has signed nothing to take back, and no
-    peer holds records it has not signed (the one case it misses, a copy of a data directory taken before its node
-    first started, restored after the node signed elsewhere, is a peer holding them finishing its round after
-    another)."""
+    its records) a round with a peer it dials whose heads name none of the org's keys ends it as soon as they are
+    read (the rest of the round goes on): a new org has signed nothing to take back, and no peer holds records it has
+    not signed (the one case it misses, a copy of a data directory taken before its node first started, restored
+    after the node signed elsewhere, is a peer holding them answering after another)."""
     rounds = _DialledRounds()
 
     def round_ended(peer_id: str) -> None:  # one of SyncService.same_network_listeners
         if node.replica.taken_back is not None:
             rounds.ended.set()
         elif node.peer_manager.keeps(peer_id):
+            rounds.unproven.add(peer_id)
+
+    def unheld_round(peer_id: str) -> None:  # one of SyncService.unheld_listeners
+        if node.peer_manager.keeps(peer_id):
             rounds.unproven.add(peer_id)
             if new_org:
                 rounds.ended.set()
@@ -595,11 +600,13 @@ def _dialled_rounds(node: Node, *, new_org: bool = False) -> Iterator[_DialledRo
 
     node.sync.same_network_listeners.append(round_ended)
     node.sync.holder_listeners.append(holder_round_ended)
+    node.sync.unheld_listeners.append(unheld_round)
     try:
         yield rounds
     finally:
         node.sync.same_network_listeners.remove(round_ended)
         node.sync.holder_listeners.remove(holder_round_ended)
+        node.sync.unheld_listeners.remove(unheld_round)
 
 
 def _free_it(setting: str, config: NodeConfig) -> str:

@@ -55,12 +55,13 @@ async def node_info(node: NodeDep) -> dict[str, Any]:
     /v1/node/own-records lists them, with those of its keys that conflict with a record the node holds at their seq,
     which it does not store: proof that someone else holds the key; kept across restarts), but not those of a key
     adopted by `vouchnet key adopt` coming back as it starts (logged at INFO: gossip.replica.Replica._report_own);
-    `log` tells how its records ledger stands to the newest checkpoint of its log that its peers hold (gossip.witnessing.Witnessing.log_state: "ok",
-    "behind" or "diverged", when it signs no checkpoint any more); `startup_sync` how the catch-up sync with a peer
-    it dials that holds the org's records (of its network, the org inside its horizon) that a start runs before it
-    signs went: "done" (for a new org, whose data directory holds none of its records, a round with any peer it
-    dials), "no_peers" (none to dial), "timed_out" (none completed a round in time: it signs without it; if its data
-    directory was restored from an older copy, the org may sign twice at one seq; the metric
+    `log` tells how its records ledger stands to the newest checkpoint of its log that its peers hold
+    (gossip.witnessing.Witnessing.log_state: "ok", "behind" or "diverged", when it signs no checkpoint any more);
+    `startup_sync` how the catch-up sync with a peer it dials that holds the org's records (of its network, the org
+    inside its horizon) that a start runs before it signs went: "done" (for a new org, whose data directory holds
+    none of its records, the heads of any peer it dials naming none of its keys), "no_peers" (none to dial),
+    "timed_out" (none completed a round in time: it signs without it; if its data directory was restored from an
+    older copy, the org may sign twice at one seq; the metric
     vouchnet_startup_sync_timed_out) or "unheld" (those that did hold none of the org's records, as for an org no
     other org vouches for yet: it signs without a check too; vouchnet_startup_sync_unheld), "done" once a later round
     with such a peer has brought in the org's records (a peer of another network, or whose horizon leaves the org

@@ -57,7 +57,7 @@ def register(subparsers: Subparsers) -> None:
         "or else from every record, as a start does) and waits up to [p2p] startup_sync_seconds for one catch-up "
         "sync to complete with a peer it dials that holds the org's records (a node stores only the records of "
         "orgs inside its horizon: a peer whose org vouches for this one does; another's answer proves nothing; for "
-        "a new org, whose data directory holds none of its records, any peer it dials), "
+        "a new org, whose data directory holds none of its records, any peer it dials that holds none), "
         "saying so on stderr as each step begins, so that a data directory restored from an "
         "older copy takes back the records the org signed since and the rotation is signed after them (signed at a "
         "seq the org already used, it would get the org flagged as an equivocator everywhere). With no peer to dial "

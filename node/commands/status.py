@@ -27,10 +27,10 @@ def register(subparsers: Subparsers) -> None:
         "thief's: either is worth an alert (not those of a key adopted by `vouchnet key adopt`, which come back as "
         "it starts); those among them that conflict with a record it holds at their seq prove that someone else "
         "holds the key. `startup_sync` says how the catch-up sync its start ran before it signed went, with a peer "
-        "it dials that holds the org's records: done (for a new org, with any peer it dials), no_peers, timed_out (no "
-        "peer it dials completed a round) or unheld (those that did hold none of the org's records, as for an org no "
-        "other org vouches for yet); when timed_out or unheld it signs without it, until a later round with such a "
-        "peer brings in the org's records, and its log says why; "
+        "it dials that holds the org's records: done (for a new org, with any peer it dials that holds none), "
+        "no_peers, timed_out (no peer it dials completed a round) or unheld (those that did hold none of the org's "
+        "records, as for an org no other org vouches for yet); when timed_out or unheld it signs without it, until a "
+        "later round with such a peer brings in the org's records, and its log says why; "
         "`own_org_flagged` is True once its own org is flagged as an equivocator; `takes_writes` is False while it "
         "cannot read its api.token, refusing every write.",
         examples=["vouchnet status", "vouchnet status --dir /srv/vouchnet --json"],

@@ -260,15 +260,17 @@ async def test_a_round_tells_the_holder_listeners_only_if_the_peer_s_heads_name_
                               network="test", limits=LIMITS)
         ended: list[str] = []
         held: list[str] = []
+        unheld: list[tuple[str, bool]] = []  # the peer, and whether its records were in yet
         service.same_network_listeners.append(ended.append)
         service.holder_listeners.append(held.append)
+        service.unheld_listeners.append(lambda peer: unheld.append((peer, store.head(theirs.did) is not None)))
         await service.sync_with(PEER)
-        assert (ended, held) == ([PEER], [])
+        assert (ended, held, unheld) == ([PEER], [], [(PEER, False)])  # told once the heads were read
         mine = ours.record("org")
         served.append([mine])
         index.add([mine])
         await service.sync_with(PEER)
-        assert (ended, held) == ([PEER, PEER], [PEER])
+        assert (ended, held, unheld) == ([PEER, PEER], [PEER], [(PEER, False)])
         assert store.head(ours.did).id == mine.id  # (taken back: the client held none of its own)
 
 

@@ -145,6 +145,34 @@ async def test_a_restored_start_far_behind_on_other_orgs_records_signs_once_its_
         assert org not in b.replica.flagged
 
 
+async def test_a_new_org_s_start_signs_once_its_peer_s_heads_name_none_of_its_keys(tmp_path, monkeypatch):
+    """A new org has signed nothing to take back: its catch-up ends as soon as the heads of a peer it dials, all read,
+    name none of its keys, the rest of the round going on. Here the peer sends no page of its own records until the
+    start has returned. Before: it ended only with the round, so a new org joining a network of 10^5 records in its
+    horizon timed out and warned."""
+    async with running(tmp_path / "b", settings={"epoch_seconds": 3600.0}) as b:
+        others = [b.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator")) for _ in range(300)]
+        made = init_data_dir(tmp_path / "a", network="test", listen=LOOPBACK, api="127.0.0.1:0",
+                             bootstrap=(b.host.listen_addrs[0],), roots=(b.did,))  # b's records inside a's horizon
+        released = trio.Event()
+        write = b.sync._write
+
+        async def pages_held_back(stream, frame: bytes) -> None:
+            if isinstance(decode_reply(frame), RecordsPage):
+                await released.wait()
+            await write(stream, frame)
+
+        monkeypatch.setattr(b.sync, "_write", pages_held_back)
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                a = await nursery.start(serve_node, replace(load_config(made.data_dir), startup_sync_seconds=5.0))
+                assert (a.startup_sync, a.sync.stats.rounds) == ("done", 0)  # the round still under way
+                assert a.replica.store.head(a.did).seq == 1  # its org record
+                released.set()
+                await holds(a, others[-1].id)  # the rest of the round
+                nursery.cancel_scope.cancel()
+
+
 @pytest.mark.parametrize("way", ["adopt", "contest"])
 async def test_a_start_that_takes_back_a_rotation_of_its_key_stops_until_its_operator_adopts_or_contests_it(
         tmp_path, capsys, way):
