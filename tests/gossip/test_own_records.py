@@ -20,8 +20,7 @@ from vouching.bodies import CATEGORIES, OUTCOMES
 
 from ..factories import Org, new_did
 from ..node.kill_points import killed_at
-from .own_records_v1 import OwnRecordsV1
-from .own_records_v2 import OwnRecordsV2
+from .own_records_old import OwnRecordsV1, OwnRecordsV2
 
 PEER = "12D3KooWPeer"
 OTHER_PEER = "12D3KooWOther"
@@ -127,25 +126,36 @@ def test_a_data_directory_from_before_the_list_starts_with_none(tmp_path):
 
 
 def _listed_by_version_1(data_dir, key):
-    """A data directory whose list version 1 wrote (tests/gossip/own_records_v1.py) as its node did, copied as a kill
+    """A data directory whose list version 1 wrote (tests/gossip/own_records_old.py) as its node did, copied as a kill
     leaves it (rows in the -wal file): three records of `key` from peers, the first acknowledged, the last submitted
     through the API (no peer), and a row of one a refused batch left (not stored). Each row accepted a ms later."""
-    running = data_dir.parent / "running"
-    running.mkdir()
-    with RecordStore.open(running) as store:
-        replica = Replica(key, store, roots=(), max_hops=2, held_limit=100)
-        replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
-        records = signed_elsewhere(replica, 4)
+    def write(replica, records, running):
         v1 = OwnRecordsV1(running, itertools.count(1_700_000_000_000).__next__)
         for batch, peer, stored in ((records[:2], PEER, True), (records[2:3], None, True), (records[3:], PEER, False)):
             v1.add(batch, peer)
             if stored:
                 replica.accept(batch, peer)
         v1.acknowledge(records[0].seq)
+        return v1.db
+
+    return _listed_by_an_earlier_version(data_dir, key, 4, write)[:3]
+
+
+def _listed_by_an_earlier_version(data_dir, key, count, write):
+    """`count` records of `key` signed elsewhere, and a data directory whose list an earlier version's code wrote with
+    them (`write(replica, records, directory)`, returning its connection, still open), copied as a kill leaves it
+    (rows in the -wal file); the records."""
+    running = data_dir.parent / "running"
+    running.mkdir()
+    with RecordStore.open(running) as store:
+        replica = Replica(key, store, roots=(), max_hops=2, held_limit=100)
+        replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
+        records = signed_elsewhere(replica, count)
+        db = write(replica, records, running)
     shutil.copytree(running, data_dir)
-    v1.db.close()
+    db.close()
     assert (data_dir / f"{OWN_RECORDS_FILE}-wal").stat().st_size > 0
-    return records[:3]
+    return records
 
 
 def _file_state(data_dir):
@@ -390,23 +400,17 @@ def test_conflicting_records_past_the_bound_are_counted_and_said_but_not_listed(
 
 
 def _listed_by_version_2(data_dir, key):
-    """A data directory whose list version 2 wrote (tests/gossip/own_records_v2.py) as its node did, copied as a kill
+    """A data directory whose list version 2 wrote (tests/gossip/own_records_old.py) as its node did, copied as a kill
     leaves it (rows in the -wal file): two records of `key` from peers, the first acknowledged, and the record the
     node holds at the seq of the second, conflicting with the second (stored first)."""
-    running = data_dir.parent / "running"
-    running.mkdir()
-    with RecordStore.open(running) as store:
-        replica = Replica(key, store, roots=(), max_hops=2, held_limit=100)
-        replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
-        records = signed_elsewhere(replica, 2)
+    def write(replica, records, running):
         v2 = OwnRecordsV2(running, itertools.count(1_700_000_000_000).__next__)
         v2.add([(r, PEER) for r in records])
         replica.accept(records, PEER)
         v2.acknowledge(1)
-    shutil.copytree(running, data_dir)
-    v2.db.close()
-    assert (data_dir / f"{OWN_RECORDS_FILE}-wal").stat().st_size > 0
-    return records
+        return v2.db
+
+    return _listed_by_an_earlier_version(data_dir, key, 2, write)
 
 
 def test_a_list_version_2_wrote_is_upgraded_in_place_to_take_conflicting_records(tmp_path):

@@ -393,6 +393,16 @@ def _chain(config) -> tuple[str, int]:
     return did, 0 if head is None else head.seq
 
 
+async def _rotate_refused_signing_nothing(config) -> tuple[str, int]:
+    """Run `vouchnet key rotate` on `config`'s data directory, which must refuse (timed out) and sign nothing; the
+    org key's did and the seq of its last record (_chain), as before and after."""
+    before = _chain(config)
+    status, out, err = await _rotate(config=config)
+    assert (status, out) == (1, "") and "so nothing was signed" in err
+    assert _chain(config) == before
+    return before
+
+
 async def test_key_rotate_refuses_when_no_peer_completes_the_catch_up_in_time_unless_told_to_go_without(tmp_path):
     with trio.fail_after(60):
         async with _silent_peer() as (peer, dialled):
@@ -554,11 +564,8 @@ async def test_key_rotate_timed_out_signs_no_evidence_found_during_its_catch_up(
     with trio.fail_after(60):
         async with _silent_peer() as (peer, _):
             config, theirs = _trusting_a_forker(tmp_path / "a", peer)
-            before = _chain(config)
             monkeypatch.setattr(Replica, "defer_signing", deferred_as_a_peer_shows_a_fork)
-            status, out, err = await _rotate(config=config)
-            assert (status, out) == (1, "") and "so nothing was signed" in err
-            assert _chain(config) == before
+            before = await _rotate_refused_signing_nothing(config)
             toml = config.data_dir / "config.toml"  # interrupted (Ctrl-C) before it timed out, nothing either
             toml.write_text(toml.read_text().replace("startup_sync_seconds = 0.5", "startup_sync_seconds = 60.0"))
             deferred = trio.Event()
@@ -586,8 +593,5 @@ async def test_key_rotate_signs_nothing_a_peer_brings_in_as_the_node_s_services_
     with trio.fail_after(60):
         async with _silent_peer() as (peer, _):
             config, theirs = _trusting_a_forker(tmp_path / "a", peer)
-            before = _chain(config)
             monkeypatch.setattr(GossipService, "run", run_showing_a_fork)
-            status, out, err = await _rotate(config=config)
-            assert (status, out) == (1, "") and "so nothing was signed" in err
-            assert _chain(config) == before
+            await _rotate_refused_signing_nothing(config)

@@ -1,0 +1,91 @@
+"""own_records.db as earlier format versions wrote it, for tests of the upgrades (gossip.own_records._upgrade): the
+writing half of gossip/own_records.py as it was, its SQL unchanged. Version 1 (at fe455f4, the last commit before
+version 2) keyed rows by seq alone, and its node listed a batch's records of its key with `add(records, peer)` before
+the store took them. Version 2 (at 833fe88, the last commit before version 3) had no rows of conflicting records: a
+record of the org's key conflicting with one the node held went unlisted."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from gossip.own_records import OWN_RECORDS_FILE, OwnRecordsError
+from ledger.sqlite_format import FileFormat, claim
+from ledger.wal import use_wal
+from vouching import Record
+
+_SCHEMA_V1 = """
+CREATE TABLE IF NOT EXISTS own_records (
+    seq INTEGER PRIMARY KEY,
+    id BLOB NOT NULL,
+    accepted_ms INTEGER NOT NULL,
+    peer TEXT,
+    acknowledged INTEGER NOT NULL DEFAULT 0
+);
+"""
+_SCHEMA_V2 = """
+CREATE TABLE IF NOT EXISTS own_records (
+    number INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so an acknowledgement names only rows listed by then
+    id BLOB NOT NULL UNIQUE,
+    iss TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    accepted_ms INTEGER NOT NULL,
+    peer TEXT,
+    acknowledged INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+
+def _opened(data_dir: Path, version: int, schema: str) -> sqlite3.Connection:
+    """The list, opened as the node of `version` opened it (marked, WAL, synchronous = FULL)."""
+    path = data_dir / OWN_RECORDS_FILE
+    db = sqlite3.connect(path, isolation_level=None, timeout=10.0)
+    claim(db, path, FileFormat("a list of the org's records from peers", 0x564E4F52, version,  # "VNOR"
+                               frozenset({"own_records"})), OwnRecordsError)
+    use_wal(db)
+    db.execute("PRAGMA synchronous = FULL")
+    db.executescript(schema)
+    return db
+
+
+class OwnRecordsV1:
+    """Version 1's list."""
+
+    def __init__(self, data_dir: Path, now_ms: Callable[[], int]) -> None:
+        self.db = _opened(data_dir, 1, _SCHEMA_V1)
+        self._now_ms = now_ms
+
+    def add(self, records: Iterable[Record], peer: str | None) -> None:
+        rows = [(r.seq, r.id, self._now_ms(), peer) for r in records]
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany("INSERT OR IGNORE INTO own_records (seq, id, accepted_ms, peer) VALUES (?, ?, ?, ?)",
+                                rows)
+
+    def acknowledge(self, through_seq: int) -> None:
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("UPDATE own_records SET acknowledged = 1 WHERE seq <= ? AND acknowledged = 0",
+                            (through_seq,))
+
+
+class OwnRecordsV2:
+    """Version 2's list."""
+
+    def __init__(self, data_dir: Path, now_ms: Callable[[], int]) -> None:
+        self.db = _opened(data_dir, 2, _SCHEMA_V2)
+        self._now_ms = now_ms
+
+    def add(self, records: Iterable[tuple[Record, str | None]]) -> None:
+        rows = [(r.id, r.iss, r.seq, self._now_ms(), peer) for r, peer in records]
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany("INSERT OR IGNORE INTO own_records (id, iss, seq, accepted_ms, peer) "
+                                "VALUES (?, ?, ?, ?, ?)", rows)
+
+    def acknowledge(self, through: int) -> None:
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("UPDATE own_records SET acknowledged = 1 WHERE number <= ? AND acknowledged = 0",
+                            (through,))
