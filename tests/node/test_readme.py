@@ -1,6 +1,6 @@
 """The README's table of the local API names every route the node serves, and only those; it names every metric
 the node serves and every `vouchnet` command, its shell examples parse as written, every option it names exists, and the limits it states
-are the code's (docs match the code)."""
+are the code's, as are the scoring defaults, the high-risk tools and the benchmark scripts (docs match the code)."""
 
 import argparse
 import inspect
@@ -24,10 +24,14 @@ from node.credential_status import LIST_ENTRIES
 from node.credentials import VOUCH_CREDENTIAL_DAYS
 from node.stream import MAX_CLIENTS
 from node.trust import SNAPSHOT_AFTER
+from vouching.explanation import MAX_LISTED_PARTS
+from vouching.params import DAY_MS, ScoringParams
+from vouching.policy import DEFAULT_HIGH_RISK_TOOLS
 
 from .in_process import running
 
 README = Path(__file__).parents[2] / "README.md"
+MAKEFILE = Path(__file__).parents[2] / "Makefile"
 
 
 def documented_paths() -> set[str]:
@@ -155,3 +159,56 @@ _RATES = ServingRates()
 ])
 def test_the_readme_states_the_figures_the_code_uses(statement):
     assert statement in " ".join(README.read_text().split())
+
+
+_P = ScoringParams()
+
+
+@pytest.mark.parametrize("statement", [
+    f"With probability α = {_P.restart} at every step",
+    f"r_full = {_P.full_weight_share:.0%} of the roots' mean reputation",
+    f"within ±{_P.deviation_window_ms // DAY_MS} days",
+    f"|x − np| > {_P.deviation_z}·√(np(1−p)(n_ref+1+n)/(n_ref+2))",
+    f"It is tested once *n_ref* ≥ {_P.deviation_min_reference};",
+    f"credibility = ((A + {_P.credibility_prior_agree:g})/(A + D + "
+    f"{_P.credibility_prior_agree + _P.credibility_prior_disagree:g})){'³' if _P.credibility_exponent == 3 else ''}",
+    f"accountability = (1 + G)/(1 + G + {_P.accountability_penalty:g}B)",
+    f"(posterior mean ≥ {_P.well_behaved_mean} with ≥ {_P.well_behaved_min_good:g} good)",
+    f"(mean < {_P.misbehaving_mean} with at least one violation's worth",
+    f"bad = {_P.error_weight}·error + {_P.timeout_weight}·timeout + {_P.violation_weight:g}·denied",
+    f"high-risk errors {_P.high_risk_error_weight:g} and violations {_P.high_risk_violation_weight:g}",
+    f"at most {_P.cap_good:g} good and {_P.cap_bad:g} bad count",
+    f"good with a {_P.good_half_life_ms // DAY_MS}-day half-life, bad with {_P.bad_half_life_ms // DAY_MS} days",
+    f"more than {_P.future_tolerance_ms // 60_000} minutes ahead of now",
+    *(f"| {basis} | {weight:g} |" for basis, weight in _P.basis_weights.items()),
+    f"confidence = m/(m + {_P.confidence_half:g})",
+    f"score = ⌊1000 · I⁻¹₀.₀₅(α, β)⌋ the {_P.quantile:.0%} lower quantile",
+    f"at least {_P.verified_min_orgs} independent witnesses: orgs with witness weight ≥ {_P.independent_min_weight} "
+    f"and decayed good ≥ {_P.independent_min_good}",
+    f"ramp(violation share, {_P.bad_report_low}→{_P.bad_report_high}) × min(1, violation weight/"
+    f"{_P.violation_weight:g})",
+    f"| ≥ {_P.reports_below_trusted} | 499 (below `trusted`",
+    f"| ≥ {_P.reports_below_provisional} | 199 (below `provisional`)",
+    f"the {MAX_LISTED_PARTS} heaviest by default",
+])
+def test_the_readme_states_the_scoring_defaults(statement):
+    """"How scores are computed" states vouching.params.ScoringParams' defaults as the engine uses them."""
+    assert statement in " ".join(README.read_text().split())
+
+
+def test_the_readme_lists_the_default_high_risk_tools():
+    """"How scores are computed" 8 names every default high-risk tool of vouching.policy, and no other."""
+    listed = re.search(r"The default list: ([^.]*)\.", " ".join(README.read_text().split()))
+    assert listed is not None
+    assert set(listed.group(1).split(", ")) == DEFAULT_HIGH_RISK_TOOLS
+
+
+def test_the_readme_names_the_scripts_make_bench_runs():
+    """Performance's "Reproduce" names, and counts, the scripts the Makefile's `bench` runs."""
+    makefile = re.search(r"^BENCHMARKS := (.*)$", MAKEFILE.read_text(), re.MULTILINE)
+    readme = re.search(r"`make bench` runs the (\w+) scripts with targets, (.*?) \(about",
+                       " ".join(README.read_text().split()))
+    assert makefile is not None and readme is not None
+    scripts = makefile.group(1).split()
+    assert readme.group(1) == ("one two three four five six seven eight nine ten".split())[len(scripts) - 1]
+    assert set(re.findall(r"`(\w+)\.py`", readme.group(2))) == set(scripts)
