@@ -256,6 +256,9 @@ def test_sigterm_shuts_the_node_down_within_two_seconds(tmp_path, verify_process
         assert process.wait(timeout=10) == 0
         assert time.monotonic() - start < 2.0
         assert not [pid for pid in workers if os.path.exists(f"/proc/{pid}")]  # stopped by the node
+        # Its last line says the shutdown completed, and how long it took: an operator's proof nothing was cut short.
+        last = logfmt_fields(process.stderr.read().splitlines()[-1])
+        assert last["msg"] == "stopped" and 0 <= float(last["seconds"]) < 2.0
     finally:
         stuck.cancel()
         if process.poll() is None:
