@@ -63,7 +63,8 @@ async def node_info(node: NodeDep) -> dict[str, Any]:
     "timed_out" (none completed a round in time: it signs without it; if its data directory was restored from an
     older copy, the org may sign twice at one seq; the metric
     vouchnet_startup_sync_timed_out) or "unheld" (those that did hold none of the org's records, as for an org no
-    other org vouches for yet: it signs without a check too; vouchnet_startup_sync_unheld), "done" once a later round
+    other org vouches for yet, or did not serve the head they named: it signs without a check too;
+    vouchnet_startup_sync_unheld), "done" once a later round
     with such a peer has brought in the org's records (a peer of another network, or whose horizon leaves the org
     out, holds none of its records). `horizon` counts the
     orgs inside its horizon; `flagged` lists the first 64 orgs flagged for equivocation in did order,
