@@ -273,6 +273,34 @@ def test_a_record_at_the_seq_of_one_a_refused_batch_listed_is_listed_too(tmp_pat
         assert [r.id for r in replica.own_records.listed()] == [stored.id] and replica.own_from_peers == 1
 
 
+def test_a_record_a_refused_batch_listed_that_comes_back_conflicting_is_listed_as_a_conflict(tmp_path, caplog):
+    """The row a refused batch left (its record unstored, dropped at the next open) is no listing of that record once
+    another takes its seq: when it comes back it conflicts with that one, proof that the key signed twice, and is
+    listed as such with its bytes, said at CRITICAL and kept across a restart. Before: it was taken as listed
+    already, said nothing, and its row was dropped at the next open, the count going down."""
+    key = Org().key
+    with opened(tmp_path, key) as replica:
+        replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
+        (refused,) = signed_elsewhere(replica, 1)
+        append = replica.store.append
+        replica.store.append = lambda records: (_ for _ in ()).throw(StoreError("disk full"))
+        with pytest.raises(StoreError):
+            replica.accept([refused], PEER)
+        replica.store.append = append
+        seen = replica.own_records.listed()[-1].number  # the operator looked then
+        ours = replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))  # at the refused record's seq
+        assert ours.seq == refused.seq
+        with caplog.at_level(logging.CRITICAL, logger="gossip.replica"):
+            replica.accept([refused], OTHER_PEER)
+        assert [r.getMessage() for r in caplog.records if refused.id.hex() in r.getMessage()]
+        assert replica.own_records.acknowledge(seen) == 0  # listed anew, after what the operator saw
+        assert _rows(replica) == [(refused.id, ours.seq, OTHER_PEER, ours.id, refused.raw, False)]
+        assert replica.own_from_peers == 1 and replica.own_records.unacknowledged_conflicts == 1
+    with opened(tmp_path, key) as replica:
+        assert _rows(replica) == [(refused.id, ours.seq, OTHER_PEER, ours.id, refused.raw, False)]
+        assert replica.own_from_peers == 1 and replica.own_records.unacknowledged_conflicts == 1
+
+
 def test_records_of_a_new_key_are_listed_apart_from_the_earlier_key_s_and_acknowledged_only_once_seen(tmp_path):
     """After a rotation the new key's records start again at seq 1: one at a seq listed for the earlier key is
     listed, and an acknowledgement through the number the operator saw before it leaves it counted."""
