@@ -203,14 +203,20 @@ def test_an_upgrade_stopped_part_way_leaves_the_list_as_version_1_wrote_it(tmp_p
             store.kind_and_issuer = lambda rid: kind_and_issuer(rid) if next(rows, None) == 0 else _fail(dies)
             OwnRecords.open(data_dir, lambda: 0, store)
 
-    if dies:
-        assert killed_at(sys.maxsize, open_failing_at_the_second_row)
-    else:
-        with pytest.raises(StoreError, match="cannot be read"):
-            open_failing_at_the_second_row()
+    _stopped_part_way(dies, open_failing_at_the_second_row, "cannot be read")
     assert _file_state(data_dir) == before
     with opened(data_dir, key) as replica:
         assert [(r.number, r.id) for r in replica.own_records.listed()] == [(n, r.id) for n, r in enumerate(records, 1)]
+
+
+def _stopped_part_way(dies, open_list, refusal):
+    """Run `open_list`, which stops part way: in a forked child that SIGKILLs itself there if `dies`, else raising
+    StoreError matching `refusal`."""
+    if dies:
+        assert killed_at(sys.maxsize, open_list)
+    else:
+        with pytest.raises(StoreError, match=refusal):
+            open_list()
 
 
 def _fail(dies):
@@ -491,11 +497,7 @@ def test_an_upgrade_from_version_2_stopped_part_way_leaves_the_list_as_version_2
             patched.setattr(sqlite3, "connect", _stopping_at_the_second_column(dies))
             OwnRecords.open(data_dir, lambda: 0, store)
 
-    if dies:
-        assert killed_at(sys.maxsize, open_stopping)
-    else:
-        with pytest.raises(StoreError, match="cannot be opened"):
-            open_stopping()
+    _stopped_part_way(dies, open_stopping, "cannot be opened")
     assert _file_state(data_dir) == before
     with opened(data_dir, key) as replica:
         assert [(r.id, r.acknowledged) for r in replica.own_records.listed()] == [(records[0].id, True),
