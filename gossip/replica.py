@@ -204,10 +204,11 @@ class Replica:
 
     def accept(self, records: list[Record], peer: str | None = None) -> Outcome:
         """Offer verified records; store what extends a chain, act on evidence, tell the listeners. A rotation of
-        this node's own key among them is refused and contested (`_contest`), unless it came while signing is
-        deferred and no record of ours at its seq contradicts it (`defer_signing`): then it is refused and kept for
-        `resume_signing` to raise. Other records of its key are accepted, listed before they are stored, and reported
-        (`_report_own`). `peer` is the PeerID they came from (that published them, for gossip), if known."""
+        this node's own key among them is refused: listed as a conflicting record if a record of ours at its seq
+        contradicts it already (`_list_conflicts`); else kept for `resume_signing` to raise if it came while signing
+        is deferred (`defer_signing`), or contested (`_contest`). Other records of its key are accepted, listed before
+        they are stored, and reported (`_report_own`). `peer` is the PeerID they came from (that published them, for
+        gossip), if known."""
         foreign = [r for r in records if r.iss == self.did and isinstance(r.body, OrgBody) and r.body.next]
         outcome = self._accept([r for r in records if r not in foreign] if foreign else records, peer=peer)
         for rotation in foreign:
