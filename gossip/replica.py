@@ -326,7 +326,7 @@ class Replica:
             if record.iss in own_keys:
                 conflicts.append((record, record_id(ours), peer))
             else:
-                self._when_signing(functools.partial(self._sign_evidence, ours, theirs))
+                self._when_signing(functools.partial(self._sign_evidence, record.iss, ours, theirs))
         for body in outcome.evidence:
             self._when_signing(functools.partial(self._sign_again, body))
         if conflicts:
@@ -353,10 +353,9 @@ class Replica:
                          "at their seqs, not listed: %d are listed already (the most kept); the key is compromised, "
                          "see the first of them", past, MAX_CONFLICTS)
 
-    def _sign_evidence(self, ours: bytes, theirs: bytes) -> None:
-        """Two records of one key at one seq: our `equivocation` record, unless the offender is flagged already, or
-        is this org, which `_list_conflicts` reports instead."""
-        offender = verify_record(theirs).iss
+    def _sign_evidence(self, offender: str, ours: bytes, theirs: bytes) -> None:
+        """Two records of key `offender` at one seq: our `equivocation` record, unless the offender is flagged already,
+        or is (by now) a key of this org, which `_list_conflicts` reports instead."""
         if offender not in self.flagged and offender not in self.succession.keys(self.did):
             self.issue("equivocation", record_equivocation_body(ours, theirs))
 
