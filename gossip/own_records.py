@@ -11,8 +11,9 @@ record may come at the seq of one a refused batch left, so only the number tells
 A record of the org's key (or an earlier key of its org) that conflicts with one the node holds at its seq, stored or
 held for a missing predecessor, is proof that the key signed twice at one seq: the key is in someone else's hands. The
 ledger does not take it, so its row keeps its COSE bytes and the id of the record it conflicts with (`add_conflicts`),
-and `open` keeps it. A thief can sign any number of them: the first MAX_CONFLICTS are listed, and those past it only
-counted (`unlisted_conflicts`, since the start) and logged.
+and `open` keeps it (a record a refused batch left a row of, coming back so, is listed anew in its place). A thief
+can sign any number of them: the first MAX_CONFLICTS are listed, and those past it only counted
+(`unlisted_conflicts`, since the start) and logged.
 """
 
 from __future__ import annotations
@@ -148,20 +149,27 @@ class OwnRecords:
                       ) -> list[tuple[Record, bytes, str | None]]:
         """List records of the org's keys that conflict with one the node holds at their seq (the store does not
         take them), each with that one's id and the peer it came from, durably on return, with their bytes; one
-        listed already (by id) is kept as it was, and those past MAX_CONFLICTS rows are counted in
-        `unlisted_conflicts` only. Those newly listed."""
+        listed already as such (by id) is kept as it was, and those past MAX_CONFLICTS rows are counted in
+        `unlisted_conflicts` only. One with the row a refused batch left (`add`; its record unstored, which `open`
+        would drop) is listed anew in its place, under a new number: the operator has not seen it as a conflict.
+        Those newly listed."""
         listed: list[tuple[Record, bytes, str | None]] = []
-        unlisted, now = 0, self._now_ms()
+        unlisted, replaced, now = 0, 0, self._now_ms()
         try:
             with self._db:
                 self._db.execute("BEGIN")
                 for conflict in conflicts:
                     record, conflicts_with, peer = conflict
-                    if self._db.execute("SELECT 1 FROM own_records WHERE id = ?", (record.id,)).fetchone():
+                    row = self._db.execute("SELECT cose IS NULL, acknowledged FROM own_records WHERE id = ?",
+                                           (record.id,)).fetchone()
+                    if row is not None and not row[0]:
                         continue
                     if self.conflicts + len(listed) >= MAX_CONFLICTS:
                         unlisted += 1
                         continue
+                    if row is not None:
+                        self._db.execute("DELETE FROM own_records WHERE id = ?", (record.id,))
+                        replaced += not row[1]
                     self._db.execute("INSERT INTO own_records (id, iss, seq, accepted_ms, peer, cose, conflicts_with) "
                                      "VALUES (?, ?, ?, ?, ?, ?, ?)",
                                      (record.id, record.iss, record.seq, now, peer, record.raw, conflicts_with))
@@ -170,7 +178,7 @@ class OwnRecords:
             raise OwnRecordsError(f"{OWN_RECORDS_FILE}: cannot be written ({error})") from None
         self.conflicts += len(listed)
         self.unlisted_conflicts += unlisted
-        self.unacknowledged += len(listed)
+        self.unacknowledged += len(listed) - replaced
         self.unacknowledged_conflicts += len(listed)
         return listed
 

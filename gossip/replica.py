@@ -204,10 +204,11 @@ class Replica:
 
     def accept(self, records: list[Record], peer: str | None = None) -> Outcome:
         """Offer verified records; store what extends a chain, act on evidence, tell the listeners. A rotation of
-        this node's own key among them is refused and contested (`_contest`), unless it came while signing is
-        deferred and no record of ours at its seq contradicts it (`defer_signing`): then it is refused and kept for
-        `resume_signing` to raise. Other records of its key are accepted, listed before they are stored, and reported
-        (`_report_own`). `peer` is the PeerID they came from (that published them, for gossip), if known."""
+        this node's own key among them is refused: listed as a conflicting record if a record of ours at its seq
+        contradicts it already (`_list_conflicts`); else kept for `resume_signing` to raise if it came while signing
+        is deferred (`defer_signing`), or contested (`_contest`). Other records of its key are accepted, listed before
+        they are stored, and reported (`_report_own`). `peer` is the PeerID they came from (that published them, for
+        gossip), if known."""
         foreign = [r for r in records if r.iss == self.did and isinstance(r.body, OrgBody) and r.body.next]
         outcome = self._accept([r for r in records if r not in foreign] if foreign else records, peer=peer)
         for rotation in foreign:
@@ -325,7 +326,7 @@ class Replica:
             if record.iss in own_keys:
                 conflicts.append((record, record_id(ours), peer))
             else:
-                self._when_signing(functools.partial(self._sign_evidence, ours, theirs))
+                self._when_signing(functools.partial(self._sign_evidence, record.iss, ours, theirs))
         for body in outcome.evidence:
             self._when_signing(functools.partial(self._sign_again, body))
         if conflicts:
@@ -352,10 +353,9 @@ class Replica:
                          "at their seqs, not listed: %d are listed already (the most kept); the key is compromised, "
                          "see the first of them", past, MAX_CONFLICTS)
 
-    def _sign_evidence(self, ours: bytes, theirs: bytes) -> None:
-        """Two records of one key at one seq: our `equivocation` record, unless the offender is flagged already, or
-        is this org, which `_list_conflicts` reports instead."""
-        offender = verify_record(theirs).iss
+    def _sign_evidence(self, offender: str, ours: bytes, theirs: bytes) -> None:
+        """Two records of key `offender` at one seq: our `equivocation` record, unless the offender is flagged already,
+        or is (by now) a key of this org, which `_list_conflicts` reports instead."""
         if offender not in self.flagged and offender not in self.succession.keys(self.did):
             self.issue("equivocation", record_equivocation_body(ours, theirs))
 

@@ -81,13 +81,18 @@ def _problem(app_id: int, version: int, tables: set[str], fmt: FileFormat) -> st
         if version > fmt.version:
             return (f"{fmt.kind} in format version {version}, newer than this vouchnet reads ({fmt.version}): it was "
                     f"written by a later vouchnet; run that version, or {fmt.remedy}")
-        if version < (fmt.oldest or fmt.version):
-            return f"{fmt.kind} in format version {version}, which this vouchnet cannot upgrade to {fmt.version}"
-        return None
+        return _older_than_read(version, fmt)
     if app_id != 0 or version != 0:
         return (f"not {fmt.kind}: an SQLite database with application_id {app_id:#x} and user_version {version} "
                 f"({fmt.kind} has {fmt.application_id:#x}): another file copied in its place? {fmt.remedy}")
     if foreign := sorted(tables - fmt.tables):
         return f"not {fmt.kind}: an SQLite database holding tables {', '.join(foreign)}: another file copied in its " \
                f"place? {fmt.remedy}"
+    return _older_than_read(1, fmt) if tables else None  # (version 1, from before marks; none: a new file)
+
+
+def _older_than_read(version: int, fmt: FileFormat) -> str | None:
+    """What is wrong with a file of `fmt`'s kind in format `version` (not newer than `fmt.version`), if anything."""
+    if version < (fmt.oldest or fmt.version):
+        return f"{fmt.kind} in format version {version}, which this vouchnet cannot upgrade to {fmt.version}"
     return None

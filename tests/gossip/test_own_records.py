@@ -203,14 +203,20 @@ def test_an_upgrade_stopped_part_way_leaves_the_list_as_version_1_wrote_it(tmp_p
             store.kind_and_issuer = lambda rid: kind_and_issuer(rid) if next(rows, None) == 0 else _fail(dies)
             OwnRecords.open(data_dir, lambda: 0, store)
 
-    if dies:
-        assert killed_at(sys.maxsize, open_failing_at_the_second_row)
-    else:
-        with pytest.raises(StoreError, match="cannot be read"):
-            open_failing_at_the_second_row()
+    _stopped_part_way(dies, open_failing_at_the_second_row, "cannot be read")
     assert _file_state(data_dir) == before
     with opened(data_dir, key) as replica:
         assert [(r.number, r.id) for r in replica.own_records.listed()] == [(n, r.id) for n, r in enumerate(records, 1)]
+
+
+def _stopped_part_way(dies, open_list, refusal):
+    """Run `open_list`, which stops part way: in a forked child that SIGKILLs itself there if `dies`, else raising
+    StoreError matching `refusal`."""
+    if dies:
+        assert killed_at(sys.maxsize, open_list)
+    else:
+        with pytest.raises(StoreError, match=refusal):
+            open_list()
 
 
 def _fail(dies):
@@ -271,6 +277,34 @@ def test_a_record_at_the_seq_of_one_a_refused_batch_listed_is_listed_too(tmp_pat
         assert stored.id in [r.id for r in replica.own_records.listed()]
     with opened(tmp_path, key) as replica:
         assert [r.id for r in replica.own_records.listed()] == [stored.id] and replica.own_from_peers == 1
+
+
+def test_a_record_a_refused_batch_listed_that_comes_back_conflicting_is_listed_as_a_conflict(tmp_path, caplog):
+    """The row a refused batch left (its record unstored, dropped at the next open) is no listing of that record once
+    another takes its seq: when it comes back it conflicts with that one, proof that the key signed twice, and is
+    listed as such with its bytes, said at CRITICAL and kept across a restart. Before: it was taken as listed
+    already, said nothing, and its row was dropped at the next open, the count going down."""
+    key = Org().key
+    with opened(tmp_path, key) as replica:
+        replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
+        (refused,) = signed_elsewhere(replica, 1)
+        append = replica.store.append
+        replica.store.append = lambda records: (_ for _ in ()).throw(StoreError("disk full"))
+        with pytest.raises(StoreError):
+            replica.accept([refused], PEER)
+        replica.store.append = append
+        seen = replica.own_records.listed()[-1].number  # the operator looked then
+        ours = replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))  # at the refused record's seq
+        assert ours.seq == refused.seq
+        with caplog.at_level(logging.CRITICAL, logger="gossip.replica"):
+            replica.accept([refused], OTHER_PEER)
+        assert [r.getMessage() for r in caplog.records if refused.id.hex() in r.getMessage()]
+        assert replica.own_records.acknowledge(seen) == 0  # listed anew, after what the operator saw
+        assert _rows(replica) == [(refused.id, ours.seq, OTHER_PEER, ours.id, refused.raw, False)]
+        assert replica.own_from_peers == 1 and replica.own_records.unacknowledged_conflicts == 1
+    with opened(tmp_path, key) as replica:
+        assert _rows(replica) == [(refused.id, ours.seq, OTHER_PEER, ours.id, refused.raw, False)]
+        assert replica.own_from_peers == 1 and replica.own_records.unacknowledged_conflicts == 1
 
 
 def test_records_of_a_new_key_are_listed_apart_from_the_earlier_key_s_and_acknowledged_only_once_seen(tmp_path):
@@ -463,11 +497,7 @@ def test_an_upgrade_from_version_2_stopped_part_way_leaves_the_list_as_version_2
             patched.setattr(sqlite3, "connect", _stopping_at_the_second_column(dies))
             OwnRecords.open(data_dir, lambda: 0, store)
 
-    if dies:
-        assert killed_at(sys.maxsize, open_stopping)
-    else:
-        with pytest.raises(StoreError, match="cannot be opened"):
-            open_stopping()
+    _stopped_part_way(dies, open_stopping, "cannot be opened")
     assert _file_state(data_dir) == before
     with opened(data_dir, key) as replica:
         assert [(r.id, r.acknowledged) for r in replica.own_records.listed()] == [(records[0].id, True),

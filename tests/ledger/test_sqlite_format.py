@@ -129,3 +129,12 @@ def test_a_file_older_than_the_oldest_version_read_is_refused(tmp_path):
     _file(tmp_path / "f.db", f"PRAGMA application_id = {FORMAT.application_id}", "CREATE TABLE rows (x)")
     with pytest.raises(Refused, match="format version 1, which this vouchnet cannot upgrade to 3"):
         _claim_upgrading(tmp_path / "f.db", lambda db, version: pytest.fail("not upgraded"))
+
+
+def test_a_file_from_before_marks_is_version_1_and_refused_by_a_format_that_no_longer_reads_it(tmp_path):
+    """Version 1, as an unmarked file is taken to be: below `oldest`, so refused as a marked one is, and left as it
+    was. Before: taken, and handed to the upgrade as version 1, which it does not read."""
+    before = _file(tmp_path / "f.db", "CREATE TABLE rows (x)", "INSERT INTO rows VALUES (1)")
+    with pytest.raises(Refused, match="format version 1, which this vouchnet cannot upgrade to 3"):
+        _claim_upgrading(tmp_path / "f.db", lambda db, version: pytest.fail(f"upgraded from {version}"))
+    assert (tmp_path / "f.db").read_bytes() == before
