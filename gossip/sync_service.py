@@ -308,6 +308,10 @@ class SyncService:
         finally:
             self._rounds_running.discard(peer_id)
 
+    def round_running(self, peer_id: str) -> bool:
+        """Whether a full round with the peer (`sync_with`) is under way."""
+        return peer_id in self._rounds_running
+
     async def fetch_gaps(self, peer_id: str, gaps: Gaps) -> None:
         """Fetch the ranges we still lack now: from `peer_id` if it is connected (it published the records that
         wait for them), then, while some are missing, from other connected peers (a few at most)."""

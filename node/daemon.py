@@ -100,6 +100,12 @@ class CatchUp:
 
 # How an operator gets a catch-up that can end: what CatchUp.why says next when peers hold none of the org's records.
 HOLDER_HINT = "a node whose org vouches for this one holds its records: add one to [p2p] bootstrap"
+# Seconds a catch-up, once a round proved the org's records in (_dialled_rounds), waits at most for the rounds of the
+# other peers it dials that are connected, each checked again at least every SETTLE_CHECK_S (one may hang up
+# meanwhile): a stale or hostile holder answering first with an older head would otherwise have the node sign at a
+# seq the org used since, which a holder answering a second later shows.
+SETTLE_SECONDS = 5.0
+SETTLE_CHECK_S = 0.25
 
 
 class StartupError(Exception):
@@ -546,7 +552,7 @@ async def _caught_up(node: Node, nursery: trio.Nursery, *, signs_timed_out: bool
     new_org = all(store.head(key) is None for key in (node.did, *node.replica.succession.earlier(node.did)))
     with _dialled_rounds(node, new_org=new_org) as rounds:  # (listening before any round can end)
         try:
-            state = await _take_back_own_records(node, nursery, rounds.ended, node.config.startup_sync_seconds,
+            state = await _take_back_own_records(node, nursery, rounds, node.config.startup_sync_seconds,
                                                  signs_timed_out=signs_timed_out)
             if state == "timed_out" and rounds.unproven:
                 return CatchUp("unheld", len(rounds.unproven))
@@ -558,15 +564,36 @@ async def _caught_up(node: Node, nursery: trio.Nursery, *, signs_timed_out: bool
 
 @dataclass
 class _DialledRounds:
-    """The sync rounds with peers the node dials that ended while a catch-up waits (_dialled_rounds)."""
+    """The sync rounds with peers the node dials that answered while a catch-up waits (_dialled_rounds)."""
 
-    ended: trio.Event = dataclasses.field(default_factory=trio.Event)  # what ends the catch-up (_dialled_rounds)
+    proved: trio.Event = dataclasses.field(default_factory=trio.Event)  # a round proved the org's records in
     unproven: set[str] = dataclasses.field(default_factory=set)  # peers whose heads named none of the org's keys
+    answered: set[str] = dataclasses.field(default_factory=set)  # peers whose round proved, or unproved, or ended
+    changed: trio.Event = dataclasses.field(default_factory=trio.Event)  # set as `answered` grows
+
+    def answer(self, peer_id: str) -> None:
+        self.answered.add(peer_id)
+        self.changed.set()
+
+    async def settled(self, node: Node) -> None:
+        """Return once a round proved the org's records in (`proved`) and the round under way with each other peer
+        the node dials that is connected has answered too (or ended, or it hung up), or SETTLE_SECONDS after the
+        proof; at once for a rotation of the key taken back. A second holder's newer head is then in (its round
+        answers once the node holds up to it): the first holder to answer may be stale (offline meanwhile) or hostile
+        (a bootstrap address taken over), naming an older head."""
+        await self.proved.wait()
+        with trio.move_on_after(SETTLE_SECONDS):
+            while node.replica.taken_back is None and any(
+                    peer not in self.answered and node.sync.round_running(peer) and node.peer_manager.keeps(peer)
+                    for peer in node.host.connected_peers()):
+                self.changed = trio.Event()
+                with trio.move_on_after(SETTLE_CHECK_S):  # (a peer hanging up tells no listener)
+                    await self.changed.wait()
 
 
 @contextmanager
 def _dialled_rounds(node: Node, *, new_org: bool = False) -> Iterator[_DialledRounds]:
-    """While in the block, `ended` is set once a sync round with a peer that the node dials (PeerManager.keeps: its
+    """While in the block, `proved` is set once a sync round with a peer that the node dials (PeerManager.keeps: its
     bootstrap peers, the orgs of its `org` records), not one that dialled in unasked (a hostile node of the network
     may answer that it holds nothing), brought in the org's records: its heads named one of the org's keys, each held
     now up to the seq named (SyncService's holder_listeners, told mid-round, the org's records being asked for
@@ -579,24 +606,28 @@ def _dialled_rounds(node: Node, *, new_org: bool = False) -> Iterator[_DialledRo
     its records) a round with a peer it dials whose heads name none of the org's keys ends it as soon as they are
     read (the rest of the round goes on): a new org has signed nothing to take back, and no peer holds records it has
     not signed (the one case it misses, a copy of a data directory taken before its node first started, restored
-    after the node signed elsewhere, is a peer holding them answering after another)."""
+    after the node signed elsewhere, is a peer holding them answering more than SETTLE_SECONDS after another, or not
+    connected yet). Each such round, and each that ends, is `answer`ed: the catch-up ends once they are `settled`."""
     rounds = _DialledRounds()
 
     def round_ended(peer_id: str) -> None:  # one of SyncService.same_network_listeners
         if node.replica.taken_back is not None:
-            rounds.ended.set()
+            rounds.proved.set()
         elif node.peer_manager.keeps(peer_id):
             rounds.unproven.add(peer_id)
+            rounds.answer(peer_id)
 
     def unheld_round(peer_id: str) -> None:  # one of SyncService.unheld_listeners
         if node.peer_manager.keeps(peer_id):
             rounds.unproven.add(peer_id)
+            rounds.answer(peer_id)
             if new_org:
-                rounds.ended.set()
+                rounds.proved.set()
 
     def holder_round_ended(peer_id: str) -> None:  # one of SyncService.holder_listeners
         if node.peer_manager.keeps(peer_id):
-            rounds.ended.set()
+            rounds.answer(peer_id)
+            rounds.proved.set()
 
     node.sync.same_network_listeners.append(round_ended)
     node.sync.holder_listeners.append(holder_round_ended)
@@ -614,11 +645,11 @@ def _free_it(setting: str, config: NodeConfig) -> str:
     return f"stop what uses it, or change {setting} in {config.data_dir / CONFIG_FILE}"
 
 
-async def _take_back_own_records(node: Node, nursery: trio.Nursery, dialled_round: trio.Event, seconds: float, *,
+async def _take_back_own_records(node: Node, nursery: trio.Nursery, rounds: _DialledRounds, seconds: float, *,
                                  signs_timed_out: bool) -> StartupSync:
     """Gossip, sync and the peer manager started in `nursery`, then, before the node signs anything, a catch-up sync
-    with one of the peers it dials that holds the org's records, until they are in (`dialled_round` set:
-    _dialled_rounds; the rest of that round goes on), if it has peers to dial, for up to `seconds`:
+    with the peers it dials that hold the org's records, until they are in (`rounds` settled: _dialled_rounds; the
+    rest of those rounds goes on), if it has peers to dial, for up to `seconds` (done if one proved them in by then):
     a node whose data directory was restored from an older copy takes back the records it signed since (DESIGN §3:
     two records at one seq would flag the org as an equivocator). Signing is deferred before the services start (a
     peer connected while the node opened may bring in evidence at once): evidence found meanwhile waits, and is signed
@@ -634,9 +665,9 @@ async def _take_back_own_records(node: Node, nursery: trio.Nursery, dialled_roun
             await nursery.start(service.run)
         if not waits:
             return "no_peers"
-        with trio.move_on_after(seconds) as waited:
-            await dialled_round.wait()
-        done = not waited.cancelled_caught
+        with trio.move_on_after(seconds):
+            await rounds.settled(node)
+        done = rounds.proved.is_set()
     finally:  # (interrupted, as timed out)
         if waits:
             node.replica.resume_signing(sign_deferred=done or signs_timed_out)
@@ -648,7 +679,7 @@ async def _catch_up_late(node: Node) -> None:
     records brings them in (_dialled_rounds, as the start's): the records the org signed elsewhere have come back then
     (any second record at one seq signed meanwhile shows as own_org_flagged)."""
     with _dialled_rounds(node) as rounds:
-        await rounds.ended.wait()
+        await rounds.settled(node)
     node.startup_sync = "done"
     log.info("a round with a peer holding the org's records brought them in, which the start's catch-up sync timed out "
              "waiting for: startup_sync is done")

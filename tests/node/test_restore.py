@@ -24,7 +24,8 @@ from gossip.host import peer_id_from_public_key
 from gossip.replica import Replica
 from gossip.service import GossipService
 from gossip.store import RecordStore
-from gossip.sync_messages import RecordsPage, decode_reply
+from gossip.sync_messages import HeadEntry, HeadsPage, RecordsPage, decode_reply, encode_message
+from gossip.sync_service import SyncService
 from node import cli
 from node.config import NodeConfig, load_config
 from node.daemon import Node, StartupError, catch_up_stopped, serve_node
@@ -143,6 +144,65 @@ async def test_a_restored_start_far_behind_on_other_orgs_records_signs_once_its_
                 await holds(a, others[-1].id)  # the rest of the round
                 nursery.cancel_scope.cancel()
         assert org not in b.replica.flagged
+
+
+async def test_a_restored_start_waits_for_every_holder_it_dials_not_only_the_first_to_answer(tmp_path, monkeypatch):
+    """The first holder to answer may name an older head of the org: one offline since the copy was made, or a
+    hostile node at a bootstrap address. Here `stale` names the copy's head and `fresh` answers only once that
+    proved the records in. Before: the catch-up ended on stale's round, and the node signed its org record at a seq
+    the org had used since, which fresh's answer showed a moment later: the org flagged as an equivocator for good."""
+    async with running(tmp_path / "fresh", settings={"sync_interval": 0.5}) as fresh, \
+            running(tmp_path / "stale", settings={"sync_interval": 0.5}) as stale:
+        made = init_data_dir(tmp_path / "a", network="test", listen=LOOPBACK, api="127.0.0.1:0",
+                             bootstrap=(fresh.host.listen_addrs[0], stale.host.listen_addrs[0]))
+        config = load_config(made.data_dir)
+        org = did_key(bytes(load_org_key(config.key_path).verify_key))
+        for holder in (fresh, stale):
+            holder.replica.issue("vouch", vouch_body(org, 0.9, "org-peer"))
+        with trio.fail_after(60):
+            await _started_until_held(config, fresh)
+            copy_head = fresh.replica.store.head(org)
+            shutil.copytree(config.data_dir, tmp_path / "backup")
+            signed = await _signed_more(config, fresh)
+            await holds(stale, fresh.replica.store.head(org).id)
+            shutil.rmtree(config.data_dir)
+            shutil.copytree(tmp_path / "backup", config.data_dir)
+        write = stale.sync._write
+
+        async def copy_head_named(stream, frame: bytes) -> None:
+            reply = decode_reply(frame)
+            if isinstance(reply, HeadsPage):
+                frame = encode_message(replace(reply, heads=tuple(
+                    HeadEntry(org, copy_head.seq, copy_head.id) if head.iss == org else head for head in reply.heads)))
+            await write(stream, frame)
+
+        stale_proved = trio.Event()
+        told_holders = SyncService._told_holders
+
+        def telling(service, client, peer_id: str) -> bool:
+            told = told_holders(service, client, peer_id)
+            if told and peer_id == stale.host.peer_id:
+                stale_proved.set()
+            return told
+
+        fresh_write = fresh.sync._write
+
+        async def heads_after_stale(stream, frame: bytes) -> None:
+            if isinstance(decode_reply(frame), HeadsPage):
+                await stale_proved.wait()
+            await fresh_write(stream, frame)
+
+        monkeypatch.setattr(stale.sync, "_write", copy_head_named)
+        monkeypatch.setattr(SyncService, "_told_holders", telling)
+        monkeypatch.setattr(fresh.sync, "_write", heads_after_stale)
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                a = await nursery.start(serve_node, replace(config, startup_sync_seconds=30.0))
+                assert stale_proved.is_set() and a.startup_sync == "done"
+                assert a.replica.store.head(org).seq == signed + 1  # its org record, after what it signed elsewhere
+                await holds(fresh, a.replica.store.head(org).id)
+                nursery.cancel_scope.cancel()
+        assert org not in fresh.replica.flagged and org not in stale.replica.flagged
 
 
 async def test_a_new_org_s_start_signs_once_its_peer_s_heads_name_none_of_its_keys(tmp_path, monkeypatch):
