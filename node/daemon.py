@@ -90,12 +90,13 @@ class CatchUp:
     def why(self, seconds: float) -> str:
         """Why a catch-up that `signs_unchecked` did not end: what the operator reads first."""
         if not self.unproven:
-            return f"no peer completed a catch-up sync within {seconds:g} s ([p2p] startup_sync_seconds)"
-        return (f"{self.unproven} peer{'s' if self.unproven > 1 else ''} it dials completed a catch-up sync within "
-                f"{seconds:g} s ([p2p] startup_sync_seconds) but {'hold' if self.unproven > 1 else 'holds'} none of "
-                "this org's records (a node stores only the records of orgs inside its horizon: within its max_hops "
-                "of its trust roots by vouches) or served those it named, so none could show what the org signed "
-                "elsewhere")
+            return f"no peer it dials completed a catch-up sync within {seconds:g} s ([p2p] startup_sync_seconds)"
+        many = self.unproven > 1
+        return (f"{self.unproven} peer{'s' if many else ''} it dials completed a catch-up sync within {seconds:g} s "
+                f"([p2p] startup_sync_seconds) but {'hold' if many else 'holds'} none of this org's records (a node "
+                "stores only the records of orgs inside its horizon: within its max_hops of its trust roots by "
+                f"vouches) or did not serve those {'they' if many else 'it'} named, so none could show what the org "
+                "signed elsewhere")
 
 
 # How an operator gets a catch-up that can end: what CatchUp.why says next when peers hold none of the org's records.
