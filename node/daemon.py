@@ -539,10 +539,10 @@ async def _caught_up(node: Node, nursery: trio.Nursery, *, signs_timed_out: bool
     """A start's first steps, before anything signs (_take_back_own_records): gossip, sync and the peer manager
     started in `nursery` (gossip first: our own records issued from then on, the org record and digests, are
     published), then the catch-up sync that takes back what the org signed, as a peer it dials that holds the org's
-    records knows it (_dialled_rounds; timed out,
-    what waited to be signed is signed only if `signs_timed_out`). "unheld" if it timed out after rounds with such
-    peers that hold none of the org's records. Raises StartupError if a rotation of the key came back, having kept it
-    in rotation.taken-back (node.taken_back_rotation)."""
+    records knows it (_dialled_rounds; timed out, what waited to be signed is signed only if `signs_timed_out`).
+    "unheld" if it timed out after rounds with peers it dials that proved nothing (`unproven`: holding none of the
+    org's records, or not serving the head they named). Raises StartupError if a rotation of the key came back, having
+    kept it in rotation.taken-back (node.taken_back_rotation)."""
     store = node.replica.store
     new_org = all(store.head(key) is None for key in (node.did, *node.replica.succession.earlier(node.did)))
     with _dialled_rounds(node, new_org=new_org) as rounds:  # (listening before any round can end)
@@ -562,7 +562,8 @@ class _DialledRounds:
     """The sync rounds with peers the node dials that ended while a catch-up waits (_dialled_rounds)."""
 
     ended: trio.Event = dataclasses.field(default_factory=trio.Event)  # what ends the catch-up (_dialled_rounds)
-    unproven: set[str] = dataclasses.field(default_factory=set)  # peers whose heads named none of the org's keys
+    # peers whose rounds proved nothing: their heads named none of the org's keys, or a head they did not serve
+    unproven: set[str] = dataclasses.field(default_factory=set)
 
 
 @contextmanager
