@@ -244,7 +244,8 @@ def _serve_empty(pipe: Connection) -> None:
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
-            urls = await nursery.start(partial(serve, _empty_app, "127.0.0.1", 0, refused=lambda status, code: None))
+            urls = await nursery.start(partial(serve, _empty_app, "127.0.0.1", 0, refused=lambda status, code: None,
+                                               dropped=lambda reason: None))
             pipe.send(urls[0])
             await trio.to_thread.run_sync(pipe.recv)
             nursery.cancel_scope.cancel()

@@ -134,7 +134,8 @@ async def through_http(
     context = multiprocessing.get_context("spawn")
     result = context.Queue()
     async with trio.open_nursery() as nursery:
-        (url,) = await nursery.start(partial(serve, app, "127.0.0.1", 0, refused=lambda status, code: None))
+        (url,) = await nursery.start(partial(serve, app, "127.0.0.1", 0, refused=lambda status, code: None,
+                                             dropped=lambda reason: None))
         process = context.Process(target=_client, args=(url, path, bodies, headers, clients, result))
         process.start()
         cpu = time.process_time()

@@ -64,8 +64,8 @@ log = logging.getLogger("vouchnet.node")
 SHUTDOWN_SECONDS = 2.0
 _WILDCARDS = ("/ip4/0.0.0.0/", "/ip6/::/")
 # How the start's catch-up sync went (_caught_up); "pending" until it has; "timed_out" (no peer it dials completed a
-# round) and "unheld" (those that did hold none of the org's records) turn "done" once a round with a peer it dials
-# that holds them brings them in later (_catch_up_late)
+# round) and "unheld" (those that did hold none of the org's records) turn "done" once a later round ends it as it
+# would have ended the start's, and "timed_out" turns "unheld" at a later round that proves nothing (_catch_up_late)
 StartupSync = Literal["pending", "no_peers", "done", "timed_out", "unheld"]
 # py-libp2p 0.8.1 sends an IDONTWANT per message to every /meshsub/1.2.0 peer: 15-60% more CPU per record for
 # batched gossip (measured in benchmarks/gossip_service.py), and go, js and rust peers negotiate 1.1 anyway.
@@ -81,6 +81,7 @@ class CatchUp:
 
     state: StartupSync
     unproven: int = 0
+    new_org: bool = False  # the data directory held none of the org's records as it began (_dialled_rounds)
 
     @property
     def signs_unchecked(self) -> bool:
@@ -90,12 +91,13 @@ class CatchUp:
     def why(self, seconds: float) -> str:
         """Why a catch-up that `signs_unchecked` did not end: what the operator reads first."""
         if not self.unproven:
-            return f"no peer completed a catch-up sync within {seconds:g} s ([p2p] startup_sync_seconds)"
-        return (f"{self.unproven} peer{'s' if self.unproven > 1 else ''} it dials completed a catch-up sync within "
-                f"{seconds:g} s ([p2p] startup_sync_seconds) but {'hold' if self.unproven > 1 else 'holds'} none of "
-                "this org's records (a node stores only the records of orgs inside its horizon: within its max_hops "
-                "of its trust roots by vouches) or served those it named, so none could show what the org signed "
-                "elsewhere")
+            return f"no peer it dials completed a catch-up sync within {seconds:g} s ([p2p] startup_sync_seconds)"
+        many = self.unproven > 1
+        return (f"{self.unproven} peer{'s' if many else ''} it dials completed a catch-up sync within {seconds:g} s "
+                f"([p2p] startup_sync_seconds) but {'hold' if many else 'holds'} none of this org's records (a node "
+                "stores only the records of orgs inside its horizon: within its max_hops of its trust roots by "
+                f"vouches) or did not serve those {'they' if many else 'it'} named, so none could show what the org "
+                "signed elsewhere")
 
 
 # How an operator gets a catch-up that can end: what CatchUp.why says next when peers hold none of the org's records.
@@ -402,14 +404,16 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
                         kind="counter")
         add_health_gauges(metrics, replica=replica, token_file=token_file, data_dir=config.data_dir)
         metrics.collect("startup_sync_timed_out", "1 when no peer it dials completed a catch-up sync within [p2p] "
-                        "startup_sync_seconds of the start, until a round with one that holds the org's records has "
-                        "brought them in: the node signs without it (if its data directory was restored from an older "
-                        "copy, the org may sign twice at one seq); GET /v1/node's startup_sync",
+                        "startup_sync_seconds of the start, until a later round with one ends it as it would have "
+                        "ended the start's (or proves nothing: unheld): the node signs without it (if its data "
+                        "directory was restored from an older copy, the org may sign twice at one seq); GET "
+                        "/v1/node's startup_sync",
                         lambda: int(node.startup_sync == "timed_out"))
         metrics.collect("startup_sync_unheld", "1 when the peers it dials that completed a catch-up sync within [p2p] "
-                        "startup_sync_seconds of the start hold none of the org's records, until a round with one that "
-                        "holds them has brought them in: the node signs without a check (as when timed out), as is "
-                        "usual for an org no other org vouches for yet; GET /v1/node's startup_sync",
+                        "startup_sync_seconds of the start, or after it timed out, hold none of the org's records, "
+                        "until a round with one that holds them has brought them in: the node signs without a check "
+                        "(as when timed out), as is usual for an org no other org vouches for yet; GET /v1/node's "
+                        "startup_sync",
                         lambda: int(node.startup_sync == "unheld"))
         yield node
 
@@ -465,7 +469,7 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
                         "was restored from an older copy, the org may sign twice at one seq)"
                         + (f": {HOLDER_HINT}" if caught_up.unproven else ""),
                         extra={"fields": {"seconds": config.startup_sync_seconds}})
-            nursery.start_soon(_catch_up_late, node)
+            nursery.start_soon(_catch_up_late, node, caught_up.new_org)
         # After `vouchnet key rotate`: the records linking our keys, to the peers connected now (none for "no_peers"),
         # once the catch-up sync took back anything the new key signed since (a rotation taken back stopped us above).
         node.gossip.publish_stored(unpublished_link(node.replica.store, node.replica.succession, node.did))
@@ -544,10 +548,10 @@ async def _caught_up(node: Node, nursery: trio.Nursery, *, signs_timed_out: bool
     """A start's first steps, before anything signs (_take_back_own_records): gossip, sync and the peer manager
     started in `nursery` (gossip first: our own records issued from then on, the org record and digests, are
     published), then the catch-up sync that takes back what the org signed, as a peer it dials that holds the org's
-    records knows it (_dialled_rounds; timed out,
-    what waited to be signed is signed only if `signs_timed_out`). "unheld" if it timed out after rounds with such
-    peers that hold none of the org's records. Raises StartupError if a rotation of the key came back, having kept it
-    in rotation.taken-back (node.taken_back_rotation)."""
+    records knows it (_dialled_rounds; timed out, what waited to be signed is signed only if `signs_timed_out`).
+    "unheld" if it timed out after rounds with peers it dials that proved nothing (`unproven`: holding none of the
+    org's records, or not serving the head they named). Raises StartupError if a rotation of the key came back, having
+    kept it in rotation.taken-back (node.taken_back_rotation)."""
     store = node.replica.store
     new_org = all(store.head(key) is None for key in (node.did, *node.replica.succession.earlier(node.did)))
     with _dialled_rounds(node, new_org=new_org) as rounds:  # (listening before any round can end)
@@ -555,8 +559,8 @@ async def _caught_up(node: Node, nursery: trio.Nursery, *, signs_timed_out: bool
             state = await _take_back_own_records(node, nursery, rounds, node.config.startup_sync_seconds,
                                                  signs_timed_out=signs_timed_out)
             if state == "timed_out" and rounds.unproven:
-                return CatchUp("unheld", len(rounds.unproven))
-            return CatchUp(state)
+                return CatchUp("unheld", len(rounds.unproven), new_org)
+            return CatchUp(state, new_org=new_org)
         except RotationTakenBack as taken:
             keep(node.config.data_dir, taken.rotation)
             raise StartupError(refusal(node.config, taken.rotation)) from None
@@ -567,7 +571,8 @@ class _DialledRounds:
     """The sync rounds with peers the node dials that answered while a catch-up waits (_dialled_rounds)."""
 
     proved: trio.Event = dataclasses.field(default_factory=trio.Event)  # a round proved the org's records in
-    unproven: set[str] = dataclasses.field(default_factory=set)  # peers whose heads named none of the org's keys
+    # peers whose rounds proved nothing: their heads named none of the org's keys, or a head they did not serve
+    unproven: set[str] = dataclasses.field(default_factory=set)
     answered: set[str] = dataclasses.field(default_factory=set)  # peers whose round proved, or unproved, or ended
     changed: trio.Event = dataclasses.field(default_factory=trio.Event)  # set as `answered` grows
 
@@ -592,7 +597,8 @@ class _DialledRounds:
 
 
 @contextmanager
-def _dialled_rounds(node: Node, *, new_org: bool = False) -> Iterator[_DialledRounds]:
+def _dialled_rounds(node: Node, *, new_org: bool,
+                    proved_nothing: Callable[[], None] = lambda: None) -> Iterator[_DialledRounds]:
     """While in the block, `proved` is set once a sync round with a peer that the node dials (PeerManager.keeps: its
     bootstrap peers, the orgs of its `org` records), not one that dialled in unasked (a hostile node of the network
     may answer that it holds nothing), brought in the org's records: its heads named one of the org's keys, each held
@@ -607,22 +613,27 @@ def _dialled_rounds(node: Node, *, new_org: bool = False) -> Iterator[_DialledRo
     read (the rest of the round goes on): a new org has signed nothing to take back, and no peer holds records it has
     not signed (the one case it misses, a copy of a data directory taken before its node first started, restored
     after the node signed elsewhere, is a peer holding them answering more than SETTLE_SECONDS after another, or not
-    connected yet). Each such round, and each that ends, is `answer`ed: the catch-up ends once they are `settled`."""
+    connected yet). Each such round, and each that ends, is `answer`ed: the catch-up ends once they are `settled`.
+    `proved_nothing()` is called as a peer is counted in `unproven` while `proved` is not set."""
     rounds = _DialledRounds()
+
+    def unproven(peer_id: str) -> None:
+        rounds.unproven.add(peer_id)
+        rounds.answer(peer_id)
+        if not rounds.proved.is_set():
+            proved_nothing()
 
     def round_ended(peer_id: str) -> None:  # one of SyncService.same_network_listeners
         if node.replica.taken_back is not None:
             rounds.proved.set()
         elif node.peer_manager.keeps(peer_id):
-            rounds.unproven.add(peer_id)
-            rounds.answer(peer_id)
+            unproven(peer_id)
 
     def unheld_round(peer_id: str) -> None:  # one of SyncService.unheld_listeners
         if node.peer_manager.keeps(peer_id):
-            rounds.unproven.add(peer_id)
-            rounds.answer(peer_id)
             if new_org:
                 rounds.proved.set()
+            unproven(peer_id)
 
     def holder_round_ended(peer_id: str) -> None:  # one of SyncService.holder_listeners
         if node.peer_manager.keeps(peer_id):
@@ -674,15 +685,27 @@ async def _take_back_own_records(node: Node, nursery: trio.Nursery, rounds: _Dia
     return "done" if done else "timed_out"
 
 
-async def _catch_up_late(node: Node) -> None:
-    """A start's timed-out or unheld catch-up sync, done once a round with a peer it dials that holds the org's
-    records brings them in (_dialled_rounds, as the start's): the records the org signed elsewhere have come back then
-    (any second record at one seq signed meanwhile shows as own_org_flagged)."""
-    with _dialled_rounds(node) as rounds:
+async def _catch_up_late(node: Node, new_org: bool) -> None:
+    """A start's timed-out or unheld catch-up sync, done once a later round ends it as it would have ended the start's
+    (_dialled_rounds, `new_org` as the start was): with a peer it dials that holds the org's records, once they are
+    in (the records the org signed elsewhere have come back then; any second record at one seq signed meanwhile shows
+    as own_org_flagged), or, for an org that was new, whose heads name none of its keys. A timed-out one turns
+    "unheld" at a round with a peer it dials that proves nothing, as the start's would have with that round in time:
+    a bootstrap peer down as the start began and up since does not leave "timed_out" (and its alert) until a
+    restart."""
+
+    def proved_nothing() -> None:
+        if node.startup_sync == "timed_out":
+            node.startup_sync = "unheld"
+            log.warning(f"a peer it dials completed a catch-up sync but holds none of this org's records (a node "
+                        "stores only the records of orgs inside its horizon) or did not serve those it named: "
+                        f"startup_sync is unheld, the node signing without a check until one does; {HOLDER_HINT}")
+
+    with _dialled_rounds(node, new_org=new_org, proved_nothing=proved_nothing) as rounds:
         await rounds.settled(node)
     node.startup_sync = "done"
-    log.info("a round with a peer holding the org's records brought them in, which the start's catch-up sync timed out "
-             "waiting for: startup_sync is done")
+    log.info("a later round with a peer it dials ended the start's catch-up sync, as it would have ended it in time: "
+             "startup_sync is done")
 
 
 async def run_until_signalled(config: NodeConfig) -> None:

@@ -74,7 +74,7 @@ class _Gone(_Closed):
     """The client closed its side before its request was whole."""
 
 
-async def serve(app: ASGIApp, host: str, port: int, *, refused: Refused, dropped: Dropped = lambda reason: None,
+async def serve(app: ASGIApp, host: str, port: int, *, refused: Refused, dropped: Dropped,
                 task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve `app` on host:port (port 0: a free one) until cancelled, as serve_on does; `task_status.started` gets
     the base URLs."""
@@ -82,8 +82,7 @@ async def serve(app: ASGIApp, host: str, port: int, *, refused: Refused, dropped
                    task_status=task_status)
 
 
-async def serve_on(app: ASGIApp, listeners: list[trio.SocketListener], *, refused: Refused,
-                   dropped: Dropped = lambda reason: None,
+async def serve_on(app: ASGIApp, listeners: list[trio.SocketListener], *, refused: Refused, dropped: Dropped,
                    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve `app` on `listeners` (trio.open_tcp_listeners': bound first, so that the app can be made knowing the
     port) until cancelled, closing them; `task_status.started` gets their base URLs. `refused(status, code)` is told

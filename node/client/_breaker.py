@@ -57,8 +57,8 @@ class Breaker:
                 what: str = "") -> Iterator[None]:
         """A request to the address, if the breaker lets it go (else NodeFailing): an exception of `failure` out of
         the block, or what `_no_answer` counts as none, opens the breaker (or keeps it open, longer for a probe), and
-        is what NodeFailing then says, after `what`; anything else the address answered closes it, and a cancellation or interrupt leaves it as it was (a probe's turn goes to the
-        next request)."""
+        is what NodeFailing then says, after `what`; anything else the address answered closes it, and a
+        cancellation or interrupt leaves it as it was (a probe's turn goes to the next request)."""
         probe = self._admit()
         try:
             yield

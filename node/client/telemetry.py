@@ -15,9 +15,10 @@ dropped, logged, and counted as rejected if the node refused it, as dropped if a
 itself refuses for what it is (any other 4xx in its error format, node/api/errors.py) is dropped and counted as
 rejected, and so is an event JSON cannot carry (a NaN duration, an attribute that is an object), logged; one whose
 attributes nest deeper than the node reads (node.strict_json.MAX_DEPTH), for which the node would refuse the whole
-batch, is dropped so as it is recorded. A fault of the sender's own (a bug, an HTTP stack's unexpected exception) drops the batch it held, counted
-as dropped and logged as an error, and sending goes on; a sender thread ended by what is not an Exception
-(SystemExit raised in it) is started again by the next record(), and sends the batch it held at once.
+batch, is refused as it is recorded. A fault of the sender's own (a bug, an HTTP stack's unexpected exception) drops
+the batch it held, counted as dropped and logged as an error, and sending goes on; a sender thread ended by what is
+not an Exception (SystemExit raised in it) is started again by the next record(), and sends the batch it held at
+once.
 `shutdown()` sends what is left, retrying, within one deadline (the post in progress included, the last post cut
 at it); so does the process's exit if shutdown() was not called, with one try a batch (no retries: it stops at the
 first that fails) within the collector's `timeout` in all. What either could not send is logged, with its count,

@@ -6,9 +6,13 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from gossip.store import StoreError
+from ledger import LedgerError
 from node.config import NodeConfig
 from node.data_lock import DataDirBusy
 from node.keys import KeyFileError
@@ -117,12 +121,8 @@ def _rotate(args: argparse.Namespace) -> int:
     config = local_config(args)
     if not args.without_catch_up:
         _catch_up(config)
-    try:
+    with _refused():
         rotation = rotate_key(config)
-    except KeyFileError as error:
-        raise UsageError(str(error)) from None
-    except (DataDirBusy, StoreLost, TakenBackError) as error:
-        raise CommandFailed(str(error)) from None
     from gossip.host import peer_id_from_public_key  # here: py-libp2p's import would add 1 s to every command
 
     print_json({"old": rotation.old, "new": rotation.new,
@@ -135,13 +135,9 @@ def _catch_up(config: NodeConfig) -> None:
     """Before a rotation is signed, the catch-up sync a start runs (node.daemon.catch_up_stopped); none for a rotation
     whose record is signed already (one interrupted: finishing it signs no record at a seq of the old key). Raises
     CommandFailed if no peer completed it in time, or as a start fails (a rotation of the key taken back, say)."""
-    try:
+    with _refused():
         if retired_to(config) is not None:
             return
-    except KeyFileError as error:
-        raise UsageError(str(error)) from None
-    except StoreLost as error:
-        raise CommandFailed(str(error)) from None
     from node.daemon import HOLDER_HINT, catch_up_stopped  # here: py-libp2p's import would add 1 s to every command
 
     seconds = config.startup_sync_seconds
@@ -171,12 +167,8 @@ def _catch_up(config: NodeConfig) -> None:
 
 def _adopt(args: argparse.Namespace) -> int:
     config = local_config(args)
-    try:
+    with _refused():
         did = adopt(config, args.file)
-    except KeyFileError as error:
-        raise UsageError(str(error)) from None
-    except (DataDirBusy, TakenBackError) as error:
-        raise CommandFailed(str(error)) from None
     print_json({"did": did})
     print(f"adopted: start the node to sign with {did}", file=sys.stderr)
     return 0
@@ -184,13 +176,25 @@ def _adopt(args: argparse.Namespace) -> int:
 
 def _contest(args: argparse.Namespace) -> int:
     config = local_config(args)
-    try:
+    with _refused():
         rotation = contest(config)
-    except KeyFileError as error:
-        raise UsageError(str(error)) from None
-    except (DataDirBusy, StoreLost, TakenBackError) as error:
-        raise CommandFailed(str(error)) from None
     assert isinstance(rotation.body, OrgBody)
     print_json({"org": rotation.iss, "contested": rotation.body.next, "seq": rotation.seq})
     print("contested: start the node to publish it; then set the org up again under a new key", file=sys.stderr)
     return 0
+
+
+@contextmanager
+def _refused() -> Iterator[None]:
+    """What the block raises for a key, data directory or store that the key commands cannot use, as their refusal:
+    a key or directory `vouchnet run` would refuse (KeyFileError) as UsageError; a node running on it, a rotation
+    taken back, a store lost, or a records ledger that cannot be read (damaged: LedgerError, StoreError) as
+    CommandFailed naming the file."""
+    try:
+        yield
+    except KeyFileError as error:
+        raise UsageError(str(error)) from None
+    except (DataDirBusy, StoreLost, TakenBackError) as error:
+        raise CommandFailed(str(error)) from None
+    except (LedgerError, StoreError) as error:
+        raise CommandFailed(f"records: {error}") from None

@@ -24,7 +24,7 @@ async def url(node):
     """The base URL of the node's API, served as the daemon serves it, on a free port of 127.0.0.1."""
     async with trio.open_nursery() as nursery:
         (url,) = await nursery.start(partial(serve, create_app(node), "127.0.0.1", 0,
-                                                     refused=lambda status, code: None))
+                                                     refused=lambda status, code: None, dropped=lambda reason: None))
         yield url
         nursery.cancel_scope.cancel()
 

@@ -113,6 +113,7 @@ def telemetry_node(directory: Path, *, key: SigningKey | None = None, clock: Clo
 async def served(app: FastAPI) -> AsyncIterator[str]:
     """Serve `app` as the node serves its API, on a free loopback port; yields its base URL."""
     async with trio.open_nursery() as nursery:
-        (url,) = await nursery.start(partial(serve, app, "127.0.0.1", 0, refused=lambda status, code: None))
+        (url,) = await nursery.start(partial(serve, app, "127.0.0.1", 0, refused=lambda status, code: None,
+                                             dropped=lambda reason: None))
         yield url
         nursery.cancel_scope.cancel()

@@ -69,12 +69,14 @@ async def test_each_refusal_is_counted_by_status_and_code_and_nothing_the_caller
     assert set(counts) == {(str(status), code) for code, status in REFUSALS.items()}  # (no caller's path or did)
 
 
-@pytest.mark.parametrize("answering", [HostGuard, OriginGuard, http_server.serve, http_server.serve_on])
-def test_whatever_answers_before_or_instead_of_the_app_must_be_told_where_to_count_its_refusals(answering):
-    """`refused` is keyword-only and has no default: it defaulted to a no-op, so a caller that forgot it served
-    refusals that /metrics never counted."""
-    refused = inspect.signature(answering).parameters["refused"]
-    assert (refused.kind, refused.default) == (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.empty)
+@pytest.mark.parametrize("answering, told", [(HostGuard, "refused"), (OriginGuard, "refused"),
+                                             (http_server.serve, "refused"), (http_server.serve_on, "refused"),
+                                             (http_server.serve, "dropped"), (http_server.serve_on, "dropped")])
+def test_whatever_answers_before_or_instead_of_the_app_must_be_told_where_to_count_its_refusals(answering, told):
+    """`refused`, and the HTTP server's `dropped`, are keyword-only and have no default: each defaulted to a no-op,
+    so a caller that forgot one served refusals, or dropped connections, that /metrics never counted."""
+    parameter = inspect.signature(answering).parameters[told]
+    assert (parameter.kind, parameter.default) == (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.empty)
 
 
 def test_an_answer_not_in_the_error_shape_or_of_an_unknown_code_is_other():

@@ -238,7 +238,7 @@ async def test_an_address_that_does_not_speak_http_is_reported_with_a_hint():
 async def test_the_api_service_serves_until_cancelled_and_leaves_no_listener(node):
     async with trio.open_nursery() as nursery:
         (url,) = await nursery.start(partial(serve, create_app(node), "127.0.0.1", 0,
-                                                     refused=lambda status, code: None))
+                                                     refused=lambda status, code: None, dropped=lambda reason: None))
         with NodeClient(url) as client:
             assert await call(client.health) == {"status": "ok"}
         nursery.cancel_scope.cancel()

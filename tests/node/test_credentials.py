@@ -364,7 +364,8 @@ async def test_agent_new_can_vouch_for_the_agent_through_the_running_node(tmp_pa
     with fake_node(tmp_path / "store") as node:
         async with trio.open_nursery() as nursery:
             (url,) = await nursery.start(partial(serve, create_app(node), "127.0.0.1", 0,
-                                                         refused=lambda status, code: None))
+                                                         refused=lambda status, code: None,
+                                                         dropped=lambda reason: None))
             made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",),
                                  api=url.removeprefix("http://"))
             node.token = load_token(made.data_dir / "api.token")

@@ -626,7 +626,8 @@ async def test_a_bootstrap_peer_that_is_down_shows_unreachable_with_its_error_un
 async def test_how_the_start_up_sync_went_shows_in_get_node_and_a_gauge(tmp_path, caplog):
     """Before: only a WARNING, once a start, said that a node signed without its catch-up sync. Only a round with a
     peer it dials that holds the org's records ends it, but for a new org: before, a peer whose horizon leaves the org
-    out, holding none of its records, ended it with its answer that nothing was newer."""
+    out, holding none of its records, ended it with its answer that nothing was newer. A later round ends a timed-out
+    or unheld one as it would have ended the start's, and turns a timed-out one unheld if it proves nothing."""
     async def shown(node: Node) -> tuple[str, float, float]:
         async with httpx.AsyncClient(base_url=node.api_url) as api:
             return ((await api.get("/v1/node")).json()["startup_sync"], node.metrics.value("startup_sync_timed_out"),
@@ -670,20 +671,37 @@ async def test_how_the_start_up_sync_went_shows_in_get_node_and_a_gauge(tmp_path
                 await c.sync.first_round.wait()
                 await trio.testing.wait_all_tasks_blocked(0.01)
                 assert await shown(c) == ("timed_out", 1, 0)
-            # Its bootstrap peer up and synced later clears it once it holds c's records (before: timed_out until a
-            # restart, an alert with it; then cleared by any round with it).
+            # Its bootstrap peer up later ends the wait as it would have ended the start's: c held none of its records
+            # as it started (a new org), so d's round does though d holds none (before: timed_out until a restart).
             d_peer = down.rpartition("/")[2]
-            synced_with_d, held_by_d = trio.Event(), trio.Event()
+            synced_with_d = trio.Event()
             c.sync.same_network_listeners.append(lambda peer: synced_with_d.set() if peer == d_peer else None)
-            c.sync.holder_listeners.append(lambda peer: held_by_d.set() if peer == d_peer else None)
             async with running(tmp_path / "d", listen=(d_listen,)) as d:
                 await synced_with_d.wait()  # (c dials d on its own backoff)
                 await trio.testing.wait_all_tasks_blocked(0.01)
+                assert await shown(c) == ("done", 0, 0)
+                c_config, d_config = c.config, d.config
+        with caplog.at_level(logging.WARNING, logger="vouchnet.node"):
+            async with trio.open_nursery() as nursery:  # c again, holding its records now, d down as it starts
+                c = await nursery.start(serve_node, c_config)
                 assert await shown(c) == ("timed_out", 1, 0)
+                synced_with_d, held_by_d = trio.Event(), trio.Event()
+                c.sync.same_network_listeners.append(lambda peer: synced_with_d.set() if peer == d_peer else None)
+                c.sync.holder_listeners.append(lambda peer: held_by_d.set() if peer == d_peer else None)
+                d = await nursery.start(serve_node, d_config)
+                await synced_with_d.wait()
+                await trio.testing.wait_all_tasks_blocked(0.01)
+                # d holds none of c's records: what the start would have found had d been up (before: timed_out, and
+                # its alert, until a restart)
+                assert await shown(c) == ("unheld", 0, 1)
                 d.replica.issue("vouch", vouch_body(c.did, 0.9, "org-peer"))  # d fetches c's history
                 await held_by_d.wait()  # (a round of c's every sync_interval)
                 await trio.testing.wait_all_tasks_blocked(0.01)
                 assert await shown(c) == ("done", 0, 0)
+                nursery.cancel_scope.cancel()
+        assert ("a peer it dials completed a catch-up sync but holds none of this org's records (a node stores only "
+                "the records of orgs inside its horizon) or did not serve those it named: startup_sync is unheld"
+                ) in caplog.text and caplog.text.count("startup_sync is unheld") == 1
 
 
 async def test_the_client_reports_events_and_reads_the_metrics(tmp_path):

@@ -540,7 +540,7 @@ async def test_whatever_a_client_sends_it_gets_http_or_a_closed_connection_and_t
         autojump_clock, data):
     async with trio.open_nursery() as nursery:
         (url,) = await nursery.start(functools.partial(serve, echo_app, "127.0.0.1", 0,
-                                                       refused=lambda status, code: None))
+                                                       refused=lambda status, code: None, dropped=lambda reason: None))
         address = ("127.0.0.1", int(url.rsplit(":", 1)[1]))
         client = await connect(address)
         received = b""

@@ -474,7 +474,7 @@ async def test_key_rotate_refuses_when_no_peer_completes_the_catch_up_in_time_un
             opening, opened, refused = err.splitlines()  # the bound said once the node is open: opening it replays
             assert opening.startswith("catching up first: opening the node") and "trust engine" in opening
             assert opened.startswith("opened: taking back from a peer") and "(up to 0.5 s," in opened
-            assert "no peer completed a catch-up sync within 0.5 s ([p2p] startup_sync_seconds), so nothing" in refused
+            assert "no peer it dials completed a catch-up sync within 0.5 s ([p2p] startup_sync_seconds), so nothing" in refused
             assert f"`vouchnet run --dir {config.data_dir}`" in err and "again with --without-catch-up" in err
             assert dialled and _chain(config) == before and not (config.data_dir / NEXT_KEY_FILE).exists()
             dialled.clear()

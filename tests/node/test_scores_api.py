@@ -280,7 +280,8 @@ async def _served(node, trust) -> AsyncIterator[str]:
     """The scores API served as the node serves it, on a free port of 127.0.0.1: its base URL."""
     app = create_app(node, routers=[scores_router(trust, node.replica.key)], open_paths=[CHECK_PATH])
     async with trio.open_nursery() as nursery:
-        (url,) = await nursery.start(partial(serve, app, "127.0.0.1", 0, refused=lambda status, code: None))
+        (url,) = await nursery.start(partial(serve, app, "127.0.0.1", 0, refused=lambda status, code: None,
+                                             dropped=lambda reason: None))
         yield url
         nursery.cancel_scope.cancel()
 

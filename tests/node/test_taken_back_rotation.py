@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
+from contextlib import closing
 
 import pytest
 
@@ -126,3 +128,26 @@ def test_with_no_rotation_taken_back_there_is_nothing_to_adopt_or_contest(tmp_pa
     args = [part.format(dir=config.data_dir) for part in command]
     assert cli.main(["key", *args, "--dir", str(config.data_dir)]) == 1
     assert f"{TAKEN_BACK_FILE}: missing: no rotation of the org key" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["key", "rotate"], ["key", "rotate", "--without-catch-up"], ["key", "adopt"],
+                                     ["key", "contest"]])
+@pytest.mark.parametrize("how", ["missing", "damaged"])
+def test_the_key_commands_name_a_records_ledger_they_cannot_use_without_a_traceback(taken_back, tmp_path, capsys,
+                                                                                     command, how):
+    """`key rotate`, `key adopt` and `key contest` on a damaged records ledger (a stored hash flipped, as a disk fault
+    would) or one lost (here: its index left, as stores.list does not list it yet) ended in a Python traceback;
+    `vouchnet run` names the file, and so do they now."""
+    config, _rotation = taken_back
+    ledger = config.data_dir / "records.ledger"
+    if how == "missing":
+        ledger.unlink()
+    else:
+        with closing(sqlite3.connect(ledger)) as db, db:
+            (hashes,) = db.execute("SELECT hashes FROM tiles WHERE id = 0").fetchone()
+            db.execute("UPDATE tiles SET hashes = ? WHERE id = 0", (bytes([hashes[0] ^ 1]) + hashes[1:],))
+    argv = [*command, "--dir", str(config.data_dir), *([str(tmp_path / "org.key")] if "adopt" in command else [])]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"vouchnet {' '.join(command[:2])}: records: ") and len(err.splitlines()) == 1, err
+    assert (f"{ledger}: corrupt: " if how == "damaged" else "but records.ledger holds 0") in err
