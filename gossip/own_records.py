@@ -13,6 +13,11 @@ held for a missing predecessor, is proof that the key signed twice at one seq: t
 ledger does not take it, so its row keeps its COSE bytes and the id of the record it conflicts with (`add_conflicts`),
 and `open` keeps it. A thief can sign any number of them: the first MAX_CONFLICTS are listed, and those past it only
 counted (`unlisted_conflicts`, since the start) and logged.
+
+After `vouchnet key adopt` (node.taken_back_rotation) the adopted key's records come back from peers as expected, not
+listed (gossip.replica.Replica._adopted_key_coming_back), until a start's catch-up sync ends and the node signs. The
+file names that key (`adopted`, written by the adopt before it installs the key) until then (`adoption_caught_up`),
+so that a start stopped before its catch-up ended does not list the rest, coming back at the next, as a thief's.
 """
 
 from __future__ import annotations
@@ -31,14 +36,14 @@ from vouching import Record
 from .store import RecordStore, StoreError
 
 OWN_RECORDS_FILE = "own_records.db"
-# Version 3: rows of conflicting records, with their bytes (2026-11-28). Version 2: rows by record and number. Version 1
-# (2026-11-27) keyed rows by seq alone. `_upgrade`.
-FORMAT = FileFormat("a list of the org's records from peers", 0x564E4F52, 3, frozenset({"own_records"}),  # "VNOR"
-                    oldest=1)
+# Version 4: the adopted key (2026-11-28). Version 3: rows of conflicting records, with their bytes (2026-11-28).
+# Version 2: rows by record and number. Version 1 (2026-11-27) keyed rows by seq alone. `_upgrade`.
+FORMAT = FileFormat("a list of the org's records from peers", 0x564E4F52, 4,  # "VNOR"
+                    frozenset({"own_records", "own_records_state"}), oldest=1)
 MAX_LISTED = 1000  # rows `listed` returns at most, oldest first after a number
 MAX_CONFLICTS = 1000  # rows of conflicting records kept at most: a thief can sign any number of them
 log = logging.getLogger(__name__)
-_SCHEMA = """
+_TABLES = ("""
 CREATE TABLE IF NOT EXISTS own_records (
     number INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so an acknowledgement names only rows listed by then
     id BLOB NOT NULL UNIQUE,
@@ -49,8 +54,12 @@ CREATE TABLE IF NOT EXISTS own_records (
     acknowledged INTEGER NOT NULL DEFAULT 0,
     cose BLOB,  -- a conflicting record's bytes, which the ledger does not hold; NULL for one it stores
     conflicts_with BLOB  -- the id of the record it conflicts with, which the node holds at its seq
-);
-"""
+)""", """
+CREATE TABLE IF NOT EXISTS own_records_state (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    adopted TEXT  -- the key `vouchnet key adopt` made the org's, until a start's catch-up sync ends and it signs
+)""")
+_SCHEMA = ";".join(_TABLES) + ";\nINSERT OR IGNORE INTO own_records_state (one) VALUES (1);"
 
 
 class OwnRecordsError(StoreError):
@@ -98,6 +107,8 @@ class OwnRecords:
         (self.unacknowledged_conflicts,) = db.execute("SELECT COUNT(*) FROM own_records WHERE cose IS NOT NULL "
                                                       "AND acknowledged = 0").fetchone()
         self.unlisted_conflicts = 0  # conflicting records past MAX_CONFLICTS since the start: counted, not listed
+        # the key `vouchnet key adopt` made the org's, whose records are coming back (`adopting`)
+        (self.adopted,) = db.execute("SELECT adopted FROM own_records_state").fetchone()
 
     @classmethod
     def in_memory(cls, now_ms: Callable[[], int]) -> OwnRecords:
@@ -174,6 +185,27 @@ class OwnRecords:
         self.unacknowledged_conflicts += len(listed)
         return listed
 
+    def adopting(self, key: str) -> None:
+        """Name `key` as the one `vouchnet key adopt` makes the org's, durably on return: its records coming back from
+        peers are expected (gossip.replica.Replica._adopted_key_coming_back) until `adoption_caught_up`."""
+        self._write("UPDATE own_records_state SET adopted = ?", (key,))
+        self.adopted = key
+
+    def adoption_caught_up(self) -> None:
+        """A start's catch-up sync ended and the node signs (node.daemon._take_back_own_records): what comes of the
+        adopted key's from now on is reported as any record of the key from peers. Durable on return."""
+        if self.adopted is not None:
+            self._write("UPDATE own_records_state SET adopted = NULL", ())
+            self.adopted = None
+
+    def _write(self, sql: str, parameters: tuple[object, ...]) -> None:
+        try:
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.execute(sql, parameters)
+        except sqlite3.Error as error:
+            raise OwnRecordsError(f"{OWN_RECORDS_FILE}: cannot be written ({error})") from None
+
     def listed(self, *, after: int = 0, limit: int = MAX_LISTED) -> list[OwnRecord]:
         """Up to `limit` listed records numbered above `after`, in the order listed."""
         rows = self._db.execute("SELECT number, id, iss, seq, accepted_ms, peer, acknowledged, conflicts_with, cose "
@@ -212,21 +244,25 @@ def _bytes(value: bytes | None) -> bytes | None:
 
 
 def _upgrade(db: sqlite3.Connection, version: int, *, store: RecordStore) -> None:
-    """To version 3, in `claim`'s transaction: from 2, the columns of conflicting records (none listed yet); from 1,
-    rows made at once in version 3's table (`_from_version_1`)."""
+    """To version 4, in `claim`'s transaction: from 3, the table of the adopted key (none adopted); from 2, the
+    columns of conflicting records (none listed yet) too; from 1, rows made at once in version 4's tables
+    (`_from_version_1`)."""
     if version == 1:
         _from_version_1(db, store)
-    else:
-        assert version == 2
+    elif version == 2:
         db.execute("ALTER TABLE own_records ADD COLUMN cose BLOB")
         db.execute("ALTER TABLE own_records ADD COLUMN conflicts_with BLOB")
+    else:
+        assert version == 3
+    for table in _TABLES:  # (one statement each: executescript would commit `claim`'s transaction first)
+        db.execute(table)
 
 
 def _from_version_1(db: sqlite3.Connection, store: RecordStore) -> None:
     """Rows numbered in seq order (the order a key's records are listed in), each with its record's issuer as `store`
     holds it; a row of a record it does not hold is dropped, as `open` drops one."""
     db.execute("ALTER TABLE own_records RENAME TO own_records_v1")
-    db.execute(_SCHEMA)  # (not executescript, which would commit `claim`'s transaction first)
+    db.execute(_TABLES[0])
     rows = db.execute("SELECT id, seq, accepted_ms, peer, acknowledged FROM own_records_v1 ORDER BY seq").fetchall()
     for rid, seq, accepted_ms, peer, acknowledged in rows:
         if (found := store.kind_and_issuer(bytes(rid))) is not None:

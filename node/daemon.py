@@ -624,7 +624,9 @@ async def _take_back_own_records(node: Node, nursery: trio.Nursery, dialled_roun
     peer connected while the node opened may bring in evidence at once): evidence found meanwhile waits, and is signed
     then (timed out or interrupted, only if `signs_timed_out`: else it is dropped). Raises RotationTakenBack, having
     signed nothing, if a rotation of the node's key came back (node.taken_back_rotation). Returns how it went:
-    "no_peers" (none to dial), "done" or "timed_out"."""
+    "no_peers" (none to dial), "done" or "timed_out". Once it ended and the node signs, records of a key `vouchnet key
+    adopt` made the org's are no longer expected from peers (gossip.own_records.OwnRecords.adoption_caught_up); a
+    start stopped before then expects them still at the next."""
     waits = node.peer_manager.has_peers
     if waits:
         node.replica.defer_signing()
@@ -632,15 +634,20 @@ async def _take_back_own_records(node: Node, nursery: trio.Nursery, dialled_roun
     try:
         for service in (node.gossip, node.sync, node.peer_manager):
             await nursery.start(service.run)
-        if not waits:
-            return "no_peers"
-        with trio.move_on_after(seconds) as waited:
-            await dialled_round.wait()
-        done = not waited.cancelled_caught
+        if waits:
+            with trio.move_on_after(seconds) as waited:
+                await dialled_round.wait()
+            done = not waited.cancelled_caught
     finally:  # (interrupted, as timed out)
         if waits:
             node.replica.resume_signing(sign_deferred=done or signs_timed_out)
-    return "done" if done else "timed_out"
+    state: StartupSync = "done" if done else "timed_out" if waits else "no_peers"
+    if state != "timed_out" or signs_timed_out:
+        try:
+            node.replica.own_records.adoption_caught_up()
+        except StoreError as error:
+            raise StartupError(f"records: {error}") from None
+    return state
 
 
 async def _catch_up_late(node: Node) -> None:

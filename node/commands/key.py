@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gossip.store import StoreError
 from node.config import NodeConfig
 from node.data_lock import DataDirBusy
 from node.keys import KeyFileError
@@ -175,7 +176,7 @@ def _adopt(args: argparse.Namespace) -> int:
         did = adopt(config, args.file)
     except KeyFileError as error:
         raise UsageError(str(error)) from None
-    except (DataDirBusy, TakenBackError) as error:
+    except (DataDirBusy, StoreError, TakenBackError) as error:
         raise CommandFailed(str(error)) from None
     print_json({"did": did})
     print(f"adopted: start the node to sign with {did}", file=sys.stderr)
