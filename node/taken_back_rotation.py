@@ -21,7 +21,7 @@ from pathlib import Path
 
 from nacl.signing import SigningKey
 
-from gossip.own_records import OwnRecords
+from gossip.own_records import OWN_RECORDS_FILE, OwnRecords
 from gossip.replica import Replica
 from gossip.store import LEDGER_FILE, RecordStore
 from ledger.files import create_file, replace_file, sync_directory
@@ -87,10 +87,10 @@ def adopt(config: NodeConfig, key_file: Path) -> str:
     the org's records from peers (so that those records are expected until a start's catch-up sync ends,
     gossip.own_records), then make it the org key; the new did. Raises KeyFileError for a file that is not that key
     (or is readable by others) or an org key `vouchnet run` would refuse (node.keys.load_signing_key),
-    TakenBackError, DataDirBusy, StoreLost, StoreError (own_records.db cannot be opened or written). Interrupted, it is
+    TakenBackError, DataDirBusy, StoreLost, StoreError (a store that cannot be opened or written). Interrupted, it is
     finished by running it again: the kept file goes last."""
     with locked_data_dir(config.data_dir), replacing_key(config.data_dir):
-        check_listed(config.data_dir, [LEDGER_FILE])
+        check_listed(config.data_dir, [LEDGER_FILE, OWN_RECORDS_FILE])  # (a lost list not made anew here)
         key = load_signing_key(config)
         org = did_key(bytes(key.verify_key))
         was_kept = (config.data_dir / TAKEN_BACK_FILE).exists()

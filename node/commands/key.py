@@ -176,7 +176,7 @@ def _adopt(args: argparse.Namespace) -> int:
         did = adopt(config, args.file)
     except KeyFileError as error:
         raise UsageError(str(error)) from None
-    except (DataDirBusy, StoreError, TakenBackError) as error:
+    except (DataDirBusy, StoreLost, StoreError, TakenBackError) as error:
         raise CommandFailed(str(error)) from None
     print_json({"did": did})
     print(f"adopted: start the node to sign with {did}", file=sys.stderr)

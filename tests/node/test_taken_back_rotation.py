@@ -11,7 +11,7 @@ from contextlib import closing
 import pytest
 import trio
 
-from gossip.own_records import OwnRecords
+from gossip.own_records import OWN_RECORDS_FILE, OwnRecords
 from gossip.replica import Replica
 from gossip.store import RecordStore
 from node import cli
@@ -19,6 +19,7 @@ from node.config import load_config
 from node.daemon import catch_up_stopped, serve_node
 from node.keys import create_org_key, load_org_key
 from node.setup import init_data_dir
+from node.store_manifest import list_present
 from node.taken_back_rotation import TAKEN_BACK_FILE, keep, kept
 from vouching import did_key, org_body
 
@@ -108,6 +109,19 @@ async def test_adopt_expects_the_successor_s_records_until_a_start_s_catch_up_sy
         assert node.startup_sync == "no_peers" and node.replica.own_records.adopted is None
         nursery.cancel_scope.cancel()
     assert _adopted(config) is None
+
+
+def test_adopt_refuses_a_data_directory_that_lost_its_list_of_the_org_s_records_from_peers(taken_back, tmp_path,
+                                                                                           capsys):
+    """It would make a new one, empty, which the start would then take as the list: a compromise signal lost."""
+    config, rotation = taken_back
+    with RecordStore.open(config.data_dir) as store:
+        OwnRecords.open(config.data_dir, lambda: 0, store).close()
+    list_present(config.data_dir)
+    (config.data_dir / OWN_RECORDS_FILE).unlink()
+    assert cli.main(["key", "adopt", "--dir", str(config.data_dir), str(tmp_path / "org.key")]) == 1
+    assert f"{config.data_dir / OWN_RECORDS_FILE}: missing" in capsys.readouterr().err
+    assert not (config.data_dir / OWN_RECORDS_FILE).exists() and (config.data_dir / TAKEN_BACK_FILE).exists()
 
 
 def test_an_adopt_interrupted_after_storing_the_rotation_is_finished_by_running_it_again_not_contested(
