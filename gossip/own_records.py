@@ -12,7 +12,13 @@ A record of the org's key (or an earlier key of its org) that conflicts with one
 held for a missing predecessor, is proof that the key signed twice at one seq: the key is in someone else's hands. The
 ledger does not take it, so its row keeps its COSE bytes and the id of the record it conflicts with (`add_conflicts`),
 and `open` keeps it. A thief can sign any number of them: the first MAX_CONFLICTS are listed, and those past it only
-counted (`unlisted_conflicts`, since the start) and logged.
+counted (`unlisted_conflicts`) and logged. That count is kept in the file, across restarts, and a record counted is
+not counted again when it comes again (gossip's mesh and each peer's sync deliver one record many times, and again
+after a restart) as long as its id is among the last MAX_UNLISTED_SEEN counted, which the file keeps, each numbered in
+the order counted (never reused: the count is the last one's number). Not every id: a thief signs millions, 32 bytes
+of id each, and the file and memory must stay bounded; one that comes again after more than MAX_UNLISTED_SEEN others
+were counted is counted again, adding to a count that says already that the key signs freely elsewhere. So the file
+keeps at most MAX_CONFLICTS records' bytes and MAX_UNLISTED_SEEN ids (0.9 MB with their index), and memory none.
 
 After `vouchnet key adopt` (node.taken_back_rotation) the adopted key's records come back from peers as expected, not
 listed (gossip.replica.Replica._adopted_key_coming_back), until a start's catch-up sync ends and the node signs. The
@@ -36,12 +42,14 @@ from vouching import Record
 from .store import RecordStore, StoreError
 
 OWN_RECORDS_FILE = "own_records.db"
-# Version 4: the adopted key (2026-11-28). Version 3: rows of conflicting records, with their bytes (2026-11-28).
-# Version 2: rows by record and number. Version 1 (2026-11-27) keyed rows by seq alone. `_upgrade`.
+# Version 4: the adopted key, and the conflicting records counted past the list's bound (2026-11-28). Version 3: rows
+# of conflicting records, with their bytes (2026-11-28). Version 2: rows by record and number. Version 1 (2026-11-27)
+# keyed rows by seq alone. `_upgrade`.
 FORMAT = FileFormat("a list of the org's records from peers", 0x564E4F52, 4,  # "VNOR"
-                    frozenset({"own_records", "own_records_state"}), oldest=1)
+                    frozenset({"own_records", "own_records_state", "unlisted_conflicts"}), oldest=1)
 MAX_LISTED = 1000  # rows `listed` returns at most, oldest first after a number
 MAX_CONFLICTS = 1000  # rows of conflicting records kept at most: a thief can sign any number of them
+MAX_UNLISTED_SEEN = 10_000  # ids of the conflicting records last counted past MAX_CONFLICTS kept, not to count twice
 log = logging.getLogger(__name__)
 _TABLES = ("""
 CREATE TABLE IF NOT EXISTS own_records (
@@ -58,6 +66,10 @@ CREATE TABLE IF NOT EXISTS own_records (
 CREATE TABLE IF NOT EXISTS own_records_state (
     one INTEGER PRIMARY KEY CHECK (one = 1),
     adopted TEXT  -- the key `vouchnet key adopt` made the org's, until a start's catch-up sync ends and it signs
+)""", """
+CREATE TABLE IF NOT EXISTS unlisted_conflicts (
+    counted INTEGER PRIMARY KEY AUTOINCREMENT,  -- 1 up in the order counted, never reused: the last is the count
+    id BLOB NOT NULL UNIQUE  -- the last MAX_UNLISTED_SEEN counted
 )""")
 _SCHEMA = ";".join(_TABLES) + ";\nINSERT OR IGNORE INTO own_records_state (one) VALUES (1);"
 
@@ -106,7 +118,8 @@ class OwnRecords:
         # conflicting records not yet acknowledged (vouchnet_own_records_conflicting)
         (self.unacknowledged_conflicts,) = db.execute("SELECT COUNT(*) FROM own_records WHERE cose IS NOT NULL "
                                                       "AND acknowledged = 0").fetchone()
-        self.unlisted_conflicts = 0  # conflicting records past MAX_CONFLICTS since the start: counted, not listed
+        # conflicting records past MAX_CONFLICTS: counted (once each, as far as MAX_UNLISTED_SEEN goes), not listed
+        (self.unlisted_conflicts,) = db.execute("SELECT COALESCE(MAX(counted), 0) FROM unlisted_conflicts").fetchone()
         # the key `vouchnet key adopt` made the org's, whose records are coming back (`adopting`)
         (self.adopted,) = db.execute("SELECT adopted FROM own_records_state").fetchone()
 
@@ -160,7 +173,8 @@ class OwnRecords:
         """List records of the org's keys that conflict with one the node holds at their seq (the store does not
         take them), each with that one's id and the peer it came from, durably on return, with their bytes; one
         listed already (by id) is kept as it was, and those past MAX_CONFLICTS rows are counted in
-        `unlisted_conflicts` only. Those newly listed."""
+        `unlisted_conflicts` only, durably, once each as far as the last MAX_UNLISTED_SEEN counted go (the module's
+        docstring). Those newly listed."""
         listed: list[tuple[Record, bytes, str | None]] = []
         unlisted, now = 0, self._now_ms()
         try:
@@ -171,12 +185,15 @@ class OwnRecords:
                     if self._db.execute("SELECT 1 FROM own_records WHERE id = ?", (record.id,)).fetchone():
                         continue
                     if self.conflicts + len(listed) >= MAX_CONFLICTS:
-                        unlisted += 1
+                        unlisted += self._counted(record.id)
                         continue
                     self._db.execute("INSERT INTO own_records (id, iss, seq, accepted_ms, peer, cose, conflicts_with) "
                                      "VALUES (?, ?, ?, ?, ?, ?, ?)",
                                      (record.id, record.iss, record.seq, now, peer, record.raw, conflicts_with))
                     listed.append(conflict)
+                if unlisted:
+                    self._db.execute("DELETE FROM unlisted_conflicts WHERE counted <= ?",
+                                     (self.unlisted_conflicts + unlisted - MAX_UNLISTED_SEEN,))
         except sqlite3.Error as error:
             raise OwnRecordsError(f"{OWN_RECORDS_FILE}: cannot be written ({error})") from None
         self.conflicts += len(listed)
@@ -184,6 +201,15 @@ class OwnRecords:
         self.unacknowledged += len(listed)
         self.unacknowledged_conflicts += len(listed)
         return listed
+
+    def _counted(self, rid: bytes) -> int:
+        """In `add_conflicts`'s transaction: 1 if the conflicting record `rid`, past MAX_CONFLICTS, is counted now, 0
+        if it is among the last MAX_UNLISTED_SEEN counted."""
+        if self._db.execute("SELECT 1 FROM unlisted_conflicts WHERE id = ?", (rid,)).fetchone():
+            return 0
+        # (not INSERT OR IGNORE: a row it ignores takes a number all the same)
+        self._db.execute("INSERT INTO unlisted_conflicts (id) VALUES (?)", (rid,))
+        return 1
 
     def adopting(self, key: str) -> None:
         """Name `key` as the one `vouchnet key adopt` makes the org's, durably on return: its records coming back from
@@ -244,7 +270,8 @@ def _bytes(value: bytes | None) -> bytes | None:
 
 
 def _upgrade(db: sqlite3.Connection, version: int, *, store: RecordStore) -> None:
-    """To version 4, in `claim`'s transaction: from 3, the table of the adopted key (none adopted); from 2, the
+    """To version 4, in `claim`'s transaction: from 3, the tables of the adopted key (none adopted) and of the
+    conflicting records counted past the list's bound (none: version 3 counted them in memory); from 2, the
     columns of conflicting records (none listed yet) too; from 1, rows made at once in version 4's tables
     (`_from_version_1`)."""
     if version == 1:

@@ -341,7 +341,8 @@ class Replica:
         missing predecessor), each with that one's id and the peer it came from: proof that the key signed twice at
         one seq, so that someone else holds it. The node signs no evidence against its own org (its operator decides)
         but lists them with their bytes (gossip.own_records.add_conflicts: counted until acknowledged) and says each
-        at CRITICAL, once per record listed; past the list's bound, at each arrival, within the log's limit."""
+        at CRITICAL, once per record listed; past the list's bound, once per record counted (gossip.own_records),
+        within the log's limit."""
         unlisted = self.own_records.unlisted_conflicts
         for record, ours, peer in self.own_records.add_conflicts(conflicts):
             log.critical("a record of this org's key %s at seq %d (id %s) came from %s and conflicts with the record "

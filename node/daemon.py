@@ -23,7 +23,7 @@ from nacl.signing import SigningKey, VerifyKey
 
 from gossip.host import GOSSIPSUB_PROTOCOLS, Host, HostConfig, HostError, ListenError, open_host, peer_org
 from gossip.peers import KnownPeer, PeerManager, split_peer_addr
-from gossip.own_records import MAX_CONFLICTS, OwnRecords
+from gossip.own_records import MAX_CONFLICTS, MAX_UNLISTED_SEEN, OwnRecords
 from gossip.replica import Replica, RotationTakenBack
 from gossip.service import GossipService
 from gossip.store import RecordStore, StoreError
@@ -391,9 +391,9 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
                         "seq: the key signed twice at one seq, so someone else holds it",
                         lambda: replica.own_records.unacknowledged_conflicts)
         metrics.collect("own_records_conflicts_unlisted_total", "Records of this org's keys conflicting with one the "
-                        f"node holds that came past the first {MAX_CONFLICTS:,} listed, since the start: counted and "
-                        "logged, not kept (one sent again counts again)", lambda: replica.own_records.unlisted_conflicts,
-                        kind="counter")
+                        f"node holds that came past the first {MAX_CONFLICTS:,} listed: counted once each (one sent "
+                        f"again after {MAX_UNLISTED_SEEN:,} others counts again), across restarts, and logged, not "
+                        "kept", lambda: replica.own_records.unlisted_conflicts, kind="counter")
         add_health_gauges(metrics, replica=replica, token_file=token_file, data_dir=config.data_dir)
         metrics.collect("startup_sync_timed_out", "1 when no peer it dials completed a catch-up sync within [p2p] "
                         "startup_sync_seconds of the start, until a round with one that holds the org's records has "

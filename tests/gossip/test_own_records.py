@@ -381,22 +381,48 @@ def test_a_rotation_of_the_key_at_a_seq_the_node_holds_is_listed_and_not_contest
         assert replica.store.size == 1 and "Contesting" not in caplog.text and rotation.id.hex() in caplog.text
 
 
-def test_conflicting_records_past_the_bound_are_counted_and_said_but_not_listed(tmp_path, caplog, monkeypatch):
+def test_conflicting_records_past_the_bound_are_counted_once_each_across_restarts_and_said_but_not_listed(
+        tmp_path, caplog, monkeypatch):
+    """Counted in the file: a restart keeps the count, and one counted already, sent again (after the restart too), is
+    not counted again. Before, the count was kept in memory: 0 after a restart, and one resent counted again."""
     monkeypatch.setattr("gossip.own_records.MAX_CONFLICTS", 2)
     key = Org().key
     with opened(tmp_path, key) as replica:
         ours = replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
-        forks = [_conflicting(replica, ours.seq) for _ in range(4)]
+        forks = [_conflicting(replica, ours.seq) for _ in range(5)]
         with caplog.at_level(logging.CRITICAL, logger="gossip.replica"):
             replica.accept(forks[:3], PEER)
-            replica.accept(forks[:1] + forks[3:], PEER)  # one listed again (not counted), one more past the bound
+            replica.accept(forks[:1] + forks[2:4], PEER)  # listed, counted, and one more past the bound
         assert [r.id for r in replica.own_records.listed()] == [f.id for f in forks[:2]]
         assert replica.own_from_peers == 2 and replica.own_records.unlisted_conflicts == 2
         assert sum("not listed" in r.getMessage() for r in caplog.records) == 2
     with opened(tmp_path, key) as replica:
-        assert replica.own_records.conflicts == 2 and replica.own_records.unlisted_conflicts == 0
-        replica.accept(forks[2:3], PEER)
-        assert len(replica.own_records.listed()) == 2 and replica.own_records.unlisted_conflicts == 1
+        assert replica.own_records.conflicts == 2 and replica.own_records.unlisted_conflicts == 2
+        replica.accept(forks[2:], OTHER_PEER)
+        assert len(replica.own_records.listed()) == 2 and replica.own_records.unlisted_conflicts == 3
+    with opened(tmp_path, key) as replica:
+        assert replica.own_records.unlisted_conflicts == 3 and replica.own_from_peers == 2
+
+
+def test_the_ids_of_conflicting_records_counted_past_the_bound_are_kept_to_a_bound_too(tmp_path, monkeypatch):
+    """A thief can sign millions: the file keeps the ids of the last MAX_UNLISTED_SEEN counted only (and memory none),
+    and one that comes again after more than that many others is counted again."""
+    monkeypatch.setattr("gossip.own_records.MAX_CONFLICTS", 1)
+    monkeypatch.setattr("gossip.own_records.MAX_UNLISTED_SEEN", 3)
+    key = Org().key
+    with opened(tmp_path, key) as replica:
+        ours = replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
+        forks = [_conflicting(replica, ours.seq) for _ in range(6)]
+        for fork in forks:
+            replica.accept([fork], PEER)
+        replica.accept(forks[3:], PEER)  # the last three counted: not counted again
+        assert replica.own_records.unlisted_conflicts == 5
+    with closing(sqlite3.connect(tmp_path / OWN_RECORDS_FILE)) as db:
+        assert db.execute("SELECT id FROM unlisted_conflicts ORDER BY counted").fetchall() == [
+            (f.id,) for f in forks[3:]]
+    with opened(tmp_path, key) as replica:
+        replica.accept(forks[1:2], PEER)  # counted before the last three: counted again
+        assert replica.own_records.unlisted_conflicts == 6
 
 
 def _listed_by_version_2(data_dir, key):
@@ -425,7 +451,8 @@ def test_a_list_version_2_wrote_is_upgraded_in_place_to_take_conflicting_records
         replica.accept([theirs], OTHER_PEER)
         assert _rows(replica)[2:] == [(theirs.id, theirs.seq, OTHER_PEER, records[1].id, theirs.raw, False)]
     version, tables, _ = _file_state(data_dir)
-    assert version == (4,) and tables == [("own_records",), ("own_records_state",), ("sqlite_sequence",)]
+    assert version == (4,) and tables == [("own_records",), ("own_records_state",), ("sqlite_sequence",),
+                                          ("unlisted_conflicts",)]
     with opened(data_dir, key) as replica:
         assert [r.number for r in replica.own_records.listed()] == [1, 2, 3] and replica.own_from_peers == 2
 
@@ -509,7 +536,8 @@ def test_a_list_version_3_wrote_is_upgraded_in_place_to_name_an_adopted_key(tmp_
         assert replica.own_from_peers == 2 and replica.own_records.unacknowledged_conflicts == 1
         replica.own_records.adopting(replica.did)
     version, tables, _ = _file_state(data_dir)
-    assert version == (4,) and tables == [("own_records",), ("own_records_state",), ("sqlite_sequence",)]
+    assert version == (4,) and tables == [("own_records",), ("own_records_state",), ("sqlite_sequence",),
+                                          ("unlisted_conflicts",)]
     with opened(data_dir, key) as replica:
         assert _rows(replica) == rows and replica.own_records.adopted == replica.did
 
