@@ -221,6 +221,8 @@ async def test_a_start_that_takes_back_a_rotation_of_its_key_stops_until_its_ope
                     assert a.did == new and a.replica.succession.keys(new) == (old, new)
                     signed = a.replica.store.head(new)  # its org record, after what the key signed in the newer copy
                     assert signed.seq == newer + 1
+                    assert a.startup_sync == "done" and a.replica.own_records.adopted is None  # none expected now
+                    assert a.replica.own_from_peers == 0
                     await holds(b, signed.id)
                     nursery.cancel_scope.cancel()
                 assert not {old, new} & b.replica.flagged
