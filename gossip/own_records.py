@@ -121,7 +121,7 @@ class OwnRecords:
         # conflicting records past MAX_CONFLICTS: counted (once each, as far as MAX_UNLISTED_SEEN goes), not listed
         (self.unlisted_conflicts,) = db.execute("SELECT COALESCE(MAX(counted), 0) FROM unlisted_conflicts").fetchone()
         # the key `vouchnet key adopt` made the org's, whose records are coming back (`adopting`)
-        (self.adopted,) = db.execute("SELECT adopted FROM own_records_state").fetchone()
+        self.adopted: str | None = db.execute("SELECT adopted FROM own_records_state").fetchone()[0]
 
     @classmethod
     def in_memory(cls, now_ms: Callable[[], int]) -> OwnRecords:
