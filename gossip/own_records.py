@@ -12,8 +12,19 @@ A record of the org's key (or an earlier key of its org) that conflicts with one
 held for a missing predecessor, is proof that the key signed twice at one seq: the key is in someone else's hands. The
 ledger does not take it, so its row keeps its COSE bytes and the id of the record it conflicts with (`add_conflicts`),
 and `open` keeps it (a record a refused batch left a row of, coming back so, is listed anew in its place). A thief
-can sign any number of them: the first MAX_CONFLICTS are listed, and those past it only counted
-(`unlisted_conflicts`, since the start) and logged.
+can sign any number of them: the first MAX_CONFLICTS are listed, and those past it only counted (`unlisted_conflicts`)
+and logged. That count is kept in the file, across restarts, and a record counted is
+not counted again when it comes again (gossip's mesh and each peer's sync deliver one record many times, and again
+after a restart) as long as its id is among the last MAX_UNLISTED_SEEN counted, which the file keeps, each numbered in
+the order counted (never reused: the count is the last one's number). Not every id: a thief signs millions, 32 bytes
+of id each, and the file and memory must stay bounded; one that comes again after more than MAX_UNLISTED_SEEN others
+were counted is counted again, adding to a count that says already that the key signs freely elsewhere. So the file
+keeps at most MAX_CONFLICTS records' bytes and MAX_UNLISTED_SEEN ids (0.9 MB with their index), and memory none.
+
+After `vouchnet key adopt` (node.taken_back_rotation) the adopted key's records come back from peers as expected, not
+listed (gossip.replica.Replica._adopted_key_coming_back), until a start's catch-up sync ends and the node signs. The
+file names that key (`adopted`, written by the adopt before it installs the key) until then (`adoption_caught_up`),
+so that a start stopped before its catch-up ended does not list the rest, coming back at the next, as a thief's.
 """
 
 from __future__ import annotations
@@ -32,14 +43,16 @@ from vouching import Record
 from .store import RecordStore, StoreError
 
 OWN_RECORDS_FILE = "own_records.db"
-# Version 3: rows of conflicting records, with their bytes (2026-11-28). Version 2: rows by record and number. Version 1
-# (2026-11-27) keyed rows by seq alone. `_upgrade`.
-FORMAT = FileFormat("a list of the org's records from peers", 0x564E4F52, 3, frozenset({"own_records"}),  # "VNOR"
-                    oldest=1)
+# Version 4: the adopted key, and the conflicting records counted past the list's bound (2026-11-28). Version 3: rows
+# of conflicting records, with their bytes (2026-11-28). Version 2: rows by record and number. Version 1 (2026-11-27)
+# keyed rows by seq alone. `_upgrade`.
+FORMAT = FileFormat("a list of the org's records from peers", 0x564E4F52, 4,  # "VNOR"
+                    frozenset({"own_records", "own_records_state", "unlisted_conflicts"}), oldest=1)
 MAX_LISTED = 1000  # rows `listed` returns at most, oldest first after a number
 MAX_CONFLICTS = 1000  # rows of conflicting records kept at most: a thief can sign any number of them
+MAX_UNLISTED_SEEN = 10_000  # ids of the conflicting records last counted past MAX_CONFLICTS kept, not to count twice
 log = logging.getLogger(__name__)
-_SCHEMA = """
+_TABLES = ("""
 CREATE TABLE IF NOT EXISTS own_records (
     number INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so an acknowledgement names only rows listed by then
     id BLOB NOT NULL UNIQUE,
@@ -50,8 +63,16 @@ CREATE TABLE IF NOT EXISTS own_records (
     acknowledged INTEGER NOT NULL DEFAULT 0,
     cose BLOB,  -- a conflicting record's bytes, which the ledger does not hold; NULL for one it stores
     conflicts_with BLOB  -- the id of the record it conflicts with, which the node holds at its seq
-);
-"""
+)""", """
+CREATE TABLE IF NOT EXISTS own_records_state (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    adopted TEXT  -- the key `vouchnet key adopt` made the org's, until a start's catch-up sync ends and it signs
+)""", """
+CREATE TABLE IF NOT EXISTS unlisted_conflicts (
+    counted INTEGER PRIMARY KEY AUTOINCREMENT,  -- 1 up in the order counted, never reused: the last is the count
+    id BLOB NOT NULL UNIQUE  -- the last MAX_UNLISTED_SEEN counted
+)""")
+_SCHEMA = ";".join(_TABLES) + ";\nINSERT OR IGNORE INTO own_records_state (one) VALUES (1);"
 
 
 class OwnRecordsError(StoreError):
@@ -98,7 +119,10 @@ class OwnRecords:
         # conflicting records not yet acknowledged (vouchnet_own_records_conflicting)
         (self.unacknowledged_conflicts,) = db.execute("SELECT COUNT(*) FROM own_records WHERE cose IS NOT NULL "
                                                       "AND acknowledged = 0").fetchone()
-        self.unlisted_conflicts = 0  # conflicting records past MAX_CONFLICTS since the start: counted, not listed
+        # conflicting records past MAX_CONFLICTS: counted (once each, as far as MAX_UNLISTED_SEEN goes), not listed
+        (self.unlisted_conflicts,) = db.execute("SELECT COALESCE(MAX(counted), 0) FROM unlisted_conflicts").fetchone()
+        # the key `vouchnet key adopt` made the org's, whose records are coming back (`adopting`)
+        self.adopted: str | None = db.execute("SELECT adopted FROM own_records_state").fetchone()[0]
 
     @classmethod
     def in_memory(cls, now_ms: Callable[[], int]) -> OwnRecords:
@@ -150,9 +174,9 @@ class OwnRecords:
         """List records of the org's keys that conflict with one the node holds at their seq (the store does not
         take them), each with that one's id and the peer it came from, durably on return, with their bytes; one
         listed already as such (by id) is kept as it was, and those past MAX_CONFLICTS rows are counted in
-        `unlisted_conflicts` only. One with the row a refused batch left (`add`; its record unstored, which `open`
-        would drop) is listed anew in its place, under a new number: the operator has not seen it as a conflict.
-        Those newly listed."""
+        `unlisted_conflicts` only, durably, once each as far as the last MAX_UNLISTED_SEEN counted go (the module's
+        docstring). One with the row a refused batch left (`add`; its record unstored, which `open` would drop) is
+        listed anew in its place, under a new number: the operator has not seen it as a conflict. Those newly listed."""
         listed: list[tuple[Record, bytes, str | None]] = []
         unlisted, replaced, now = 0, 0, self._now_ms()
         try:
@@ -165,7 +189,7 @@ class OwnRecords:
                     if row is not None and not row[0]:
                         continue
                     if self.conflicts + len(listed) >= MAX_CONFLICTS:
-                        unlisted += 1
+                        unlisted += self._counted(record.id)
                         continue
                     if row is not None:
                         self._db.execute("DELETE FROM own_records WHERE id = ?", (record.id,))
@@ -174,6 +198,9 @@ class OwnRecords:
                                      "VALUES (?, ?, ?, ?, ?, ?, ?)",
                                      (record.id, record.iss, record.seq, now, peer, record.raw, conflicts_with))
                     listed.append(conflict)
+                if unlisted:
+                    self._db.execute("DELETE FROM unlisted_conflicts WHERE counted <= ?",
+                                     (self.unlisted_conflicts + unlisted - MAX_UNLISTED_SEEN,))
         except sqlite3.Error as error:
             raise OwnRecordsError(f"{OWN_RECORDS_FILE}: cannot be written ({error})") from None
         self.conflicts += len(listed)
@@ -181,6 +208,36 @@ class OwnRecords:
         self.unacknowledged += len(listed) - replaced
         self.unacknowledged_conflicts += len(listed)
         return listed
+
+    def _counted(self, rid: bytes) -> int:
+        """In `add_conflicts`'s transaction: 1 if the conflicting record `rid`, past MAX_CONFLICTS, is counted now, 0
+        if it is among the last MAX_UNLISTED_SEEN counted."""
+        if self._db.execute("SELECT 1 FROM unlisted_conflicts WHERE id = ?", (rid,)).fetchone():
+            return 0
+        # (not INSERT OR IGNORE: a row it ignores takes a number all the same)
+        self._db.execute("INSERT INTO unlisted_conflicts (id) VALUES (?)", (rid,))
+        return 1
+
+    def adopting(self, key: str) -> None:
+        """Name `key` as the one `vouchnet key adopt` makes the org's, durably on return: its records coming back from
+        peers are expected (gossip.replica.Replica._adopted_key_coming_back) until `adoption_caught_up`."""
+        self._write("UPDATE own_records_state SET adopted = ?", (key,))
+        self.adopted = key
+
+    def adoption_caught_up(self) -> None:
+        """A start's catch-up sync ended and the node signs (node.daemon._take_back_own_records): what comes of the
+        adopted key's from now on is reported as any record of the key from peers. Durable on return."""
+        if self.adopted is not None:
+            self._write("UPDATE own_records_state SET adopted = NULL", ())
+            self.adopted = None
+
+    def _write(self, sql: str, parameters: tuple[object, ...]) -> None:
+        try:
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.execute(sql, parameters)
+        except sqlite3.Error as error:
+            raise OwnRecordsError(f"{OWN_RECORDS_FILE}: cannot be written ({error})") from None
 
     def listed(self, *, after: int = 0, limit: int = MAX_LISTED) -> list[OwnRecord]:
         """Up to `limit` listed records numbered above `after`, in the order listed."""
@@ -220,21 +277,26 @@ def _bytes(value: bytes | None) -> bytes | None:
 
 
 def _upgrade(db: sqlite3.Connection, version: int, *, store: RecordStore) -> None:
-    """To version 3, in `claim`'s transaction: from 2, the columns of conflicting records (none listed yet); from 1,
-    rows made at once in version 3's table (`_from_version_1`)."""
+    """To version 4, in `claim`'s transaction: from 3, the tables of the adopted key (none adopted) and of the
+    conflicting records counted past the list's bound (none: version 3 counted them in memory); from 2, the
+    columns of conflicting records (none listed yet) too; from 1, rows made at once in version 4's tables
+    (`_from_version_1`)."""
     if version == 1:
         _from_version_1(db, store)
-    else:
-        assert version == 2
+    elif version == 2:
         db.execute("ALTER TABLE own_records ADD COLUMN cose BLOB")
         db.execute("ALTER TABLE own_records ADD COLUMN conflicts_with BLOB")
+    else:
+        assert version == 3
+    for table in _TABLES:  # (one statement each: executescript would commit `claim`'s transaction first)
+        db.execute(table)
 
 
 def _from_version_1(db: sqlite3.Connection, store: RecordStore) -> None:
     """Rows numbered in seq order (the order a key's records are listed in), each with its record's issuer as `store`
     holds it; a row of a record it does not hold is dropped, as `open` drops one."""
     db.execute("ALTER TABLE own_records RENAME TO own_records_v1")
-    db.execute(_SCHEMA)  # (not executescript, which would commit `claim`'s transaction first)
+    db.execute(_TABLES[0])
     rows = db.execute("SELECT id, seq, accepted_ms, peer, acknowledged FROM own_records_v1 ORDER BY seq").fetchall()
     for rid, seq, accepted_ms, peer, acknowledged in rows:
         if (found := store.kind_and_issuer(bytes(rid))) is not None:

@@ -241,8 +241,9 @@ class Replica:
         (own_from_peers), and told to the returned listeners (after the accepted-record listeners). But after
         `vouchnet key adopt` (node.taken_back_rotation) the node starts as a key it holds no record of, named by an
         earlier key's rotation the operator just said is the org's: what that key signed in the newer copy of the
-        data directory comes back in the catch-up sync as expected (`_adopted_key_coming_back`), said at INFO and
-        not counted; what comes once the node signs is reported as above."""
+        data directory comes back in the catch-up sync as expected (`_adopted_key_coming_back`; at the next start
+        too, if this one stopped before its catch-up ended), said at INFO and not counted; what comes once the node
+        signs is reported as above."""
         if not records:
             return
         if self._adopted_key_coming_back(records):
@@ -273,10 +274,13 @@ class Replica:
 
     def _adopted_key_coming_back(self, own: list[Record]) -> bool:
         """Whether signing is deferred (the start's catch-up sync), the store held no record of this node's key when
-        it was, and the key is a later key of another: the start after `vouchnet key adopt`, which stored the
-        earlier key's rotation naming it. The link is made by the key's first record coming back: before it is
-        stored, that record (the first of `own`) names the earlier key, whose rotation names this one."""
-        if self._deferred is None or self._held_own:
+        it was, or `vouchnet key adopt` named the key in the list (gossip.own_records: a start after it stopped before
+        its catch-up sync ended, having taken back some of the key's records), and the key is a later key of another:
+        the start after `vouchnet key adopt`, which stored the earlier key's rotation naming it. The link is made by
+        the key's first record coming back: before it is stored, that record (the first of `own`) names the earlier
+        key, whose rotation names this one. (A record conflicting with one the node holds never gets here: it is
+        listed as such, `_list_conflicts`.)"""
+        if self._deferred is None or (self._held_own and self.own_records.adopted != self.did):
             return False
         first = own[0].body
         return bool(self.succession.earlier(self.did)) or (isinstance(first, OrgBody) and first.prior is not None
@@ -338,7 +342,8 @@ class Replica:
         missing predecessor), each with that one's id and the peer it came from: proof that the key signed twice at
         one seq, so that someone else holds it. The node signs no evidence against its own org (its operator decides)
         but lists them with their bytes (gossip.own_records.add_conflicts: counted until acknowledged) and says each
-        at CRITICAL, once per record listed; past the list's bound, at each arrival, within the log's limit."""
+        at CRITICAL, once per record listed; past the list's bound, once per record counted (gossip.own_records),
+        within the log's limit."""
         unlisted = self.own_records.unlisted_conflicts
         for record, ours, peer in self.own_records.add_conflicts(conflicts):
             log.critical("a record of this org's key %s at seq %d (id %s) came from %s and conflicts with the record "

@@ -23,7 +23,7 @@ from nacl.signing import SigningKey, VerifyKey
 
 from gossip.host import GOSSIPSUB_PROTOCOLS, Host, HostConfig, HostError, ListenError, open_host, peer_org
 from gossip.peers import KnownPeer, PeerManager, split_peer_addr
-from gossip.own_records import MAX_CONFLICTS, OwnRecords
+from gossip.own_records import MAX_CONFLICTS, MAX_UNLISTED_SEEN, OwnRecords
 from gossip.replica import Replica, RotationTakenBack
 from gossip.service import GossipService
 from gossip.store import RecordStore, StoreError
@@ -399,9 +399,9 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
                         "seq: the key signed twice at one seq, so someone else holds it",
                         lambda: replica.own_records.unacknowledged_conflicts)
         metrics.collect("own_records_conflicts_unlisted_total", "Records of this org's keys conflicting with one the "
-                        f"node holds that came past the first {MAX_CONFLICTS:,} listed, since the start: counted and "
-                        "logged, not kept (one sent again counts again)", lambda: replica.own_records.unlisted_conflicts,
-                        kind="counter")
+                        f"node holds that came past the first {MAX_CONFLICTS:,} listed: counted once each (one sent "
+                        f"again after {MAX_UNLISTED_SEEN:,} others counts again), across restarts, and logged, not "
+                        "kept", lambda: replica.own_records.unlisted_conflicts, kind="counter")
         add_health_gauges(metrics, replica=replica, token_file=token_file, data_dir=config.data_dir)
         metrics.collect("startup_sync_timed_out", "1 when no peer it dials completed a catch-up sync within [p2p] "
                         "startup_sync_seconds of the start, until a later round with one ends it as it would have "
@@ -666,7 +666,9 @@ async def _take_back_own_records(node: Node, nursery: trio.Nursery, rounds: _Dia
     peer connected while the node opened may bring in evidence at once): evidence found meanwhile waits, and is signed
     then (timed out or interrupted, only if `signs_timed_out`: else it is dropped). Raises RotationTakenBack, having
     signed nothing, if a rotation of the node's key came back (node.taken_back_rotation). Returns how it went:
-    "no_peers" (none to dial), "done" or "timed_out"."""
+    "no_peers" (none to dial), "done" or "timed_out". Once it ended and the node signs, records of a key `vouchnet key
+    adopt` made the org's are no longer expected from peers (gossip.own_records.OwnRecords.adoption_caught_up); a
+    start stopped before then expects them still at the next."""
     waits = node.peer_manager.has_peers
     if waits:
         node.replica.defer_signing()
@@ -674,15 +676,20 @@ async def _take_back_own_records(node: Node, nursery: trio.Nursery, rounds: _Dia
     try:
         for service in (node.gossip, node.sync, node.peer_manager):
             await nursery.start(service.run)
-        if not waits:
-            return "no_peers"
-        with trio.move_on_after(seconds):
-            await rounds.settled(node)
-        done = rounds.proved.is_set()
+        if waits:
+            with trio.move_on_after(seconds):
+                await rounds.settled(node)
+            done = rounds.proved.is_set()
     finally:  # (interrupted, as timed out)
         if waits:
             node.replica.resume_signing(sign_deferred=done or signs_timed_out)
-    return "done" if done else "timed_out"
+    state: StartupSync = "done" if done else "timed_out" if waits else "no_peers"
+    if state != "timed_out" or signs_timed_out:
+        try:
+            node.replica.own_records.adoption_caught_up()
+        except StoreError as error:
+            raise StartupError(f"records: {error}") from None
+    return state
 
 
 async def _catch_up_late(node: Node, new_org: bool) -> None:

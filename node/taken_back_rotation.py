@@ -15,16 +15,19 @@ changed), and refuses again while the file is there, until its operator runs one
 
 from __future__ import annotations
 
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 
 from nacl.signing import SigningKey
 
+from gossip.own_records import OWN_RECORDS_FILE, OwnRecords
 from gossip.replica import Replica
 from gossip.store import LEDGER_FILE, RecordStore
 from ledger.files import create_file, replace_file, sync_directory
 from vouching import InvalidRecord, OrgBody, Record, did_key, verify_record
 
+from .audit_log import wall_clock_ms
 from .config import NodeConfig
 from .data_lock import locked_data_dir, replacing_key
 from .keys import KeyFileError, load_org_key, load_signing_key
@@ -80,12 +83,14 @@ def refusal(config: NodeConfig, rotation: Record) -> str:
 
 def adopt(config: NodeConfig, key_file: Path) -> str:
     """`vouchnet key adopt`: if `key_file` holds the successor the kept rotation names, store the rotation (so that
-    the successor's records, which peers give back, link to the org at once), then make it the org key; the new did.
-    Raises KeyFileError for a file that is not that key (or is readable by others) or an org key `vouchnet run` would
-    refuse (node.keys.load_signing_key), TakenBackError, DataDirBusy, StoreLost. Interrupted, it is finished by
-    running it again: the kept file goes last."""
+    the successor's records, which peers give back, link to the org at once) and name the successor in the list of
+    the org's records from peers (so that those records are expected until a start's catch-up sync ends,
+    gossip.own_records), then make it the org key; the new did. Raises KeyFileError for a file that is not that key
+    (or is readable by others) or an org key `vouchnet run` would refuse (node.keys.load_signing_key),
+    TakenBackError, DataDirBusy, StoreLost, StoreError (a store that cannot be opened or written). Interrupted, it is
+    finished by running it again: the kept file goes last."""
     with locked_data_dir(config.data_dir), replacing_key(config.data_dir):
-        check_listed(config.data_dir, [LEDGER_FILE])
+        check_listed(config.data_dir, [LEDGER_FILE, OWN_RECORDS_FILE])  # (a lost list not made anew here)
         key = load_signing_key(config)
         org = did_key(bytes(key.verify_key))
         was_kept = (config.data_dir / TAKEN_BACK_FILE).exists()
@@ -103,6 +108,8 @@ def adopt(config: NodeConfig, key_file: Path) -> str:
                 raise TakenBackError(f"the rotation (seq {rotation.seq}) does not follow the records of {rotation.iss} "
                                      f"this data directory holds (to seq {_seq(store, rotation.iss)}); restore the "
                                      "newer copy of the data directory instead")
+            with closing(OwnRecords.open(config.data_dir, wall_clock_ms, store)) as own_records:
+                own_records.adopting(did)  # before the key: its records coming back are expected from the next start
         replace_file(config.key_path, bytes(successor))  # the old key, retired by the rotation, is destroyed
         _remove(config)
         return did

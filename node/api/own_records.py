@@ -40,8 +40,8 @@ async def own_records(
     does not take: the key signed twice at one seq; its COSE bytes at GET /v1/node/own-records/{number}/cose) and
     `conflicts_with` (the id of the record it conflicts with; null for others); `unacknowledged` counts those not
     acknowledged, as `own_records_from_peers` in GET /v1/node; `conflicts_unlisted` counts the conflicting records
-    that came since the start past the first 1,000 listed (not kept; one sent again counts again); `next` is the
-    `after` of the following page, null on the last."""
+    that came past the first 1,000 listed, once each, across restarts (not kept; one sent again after 10,000 others
+    counts again); `next` is the `after` of the following page, null on the last."""
     own = node.replica.own_records
     listed = own.listed(after=after, limit=MAX_LISTED + 1)
     return {"records": [record.to_json() for record in listed[:MAX_LISTED]],

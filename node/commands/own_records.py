@@ -85,7 +85,7 @@ def _show(records: list[dict[str, Any]], unacknowledged: int, unlisted: int) -> 
     conflicting = sum(1 for r in records if r.get("conflicts_with"))
     print(f"{len(records)} record(s) of the org's key from peers, {unacknowledged} unacknowledged; {conflicting} "
           f"conflicting with records the node holds (the key signed twice at one seq)"
-          + (f", and {unlisted} more not listed since the start" if unlisted else ""), file=sys.stderr)
+          + (f", and {unlisted} more not listed" if unlisted else ""), file=sys.stderr)
 
 
 def _when(ms: int) -> str:

@@ -2,7 +2,8 @@
 writing half of gossip/own_records.py as it was, its SQL unchanged. Version 1 (at fe455f4, the last commit before
 version 2) keyed rows by seq alone, and its node listed a batch's records of its key with `add(records, peer)` before
 the store took them. Version 2 (at 833fe88, the last commit before version 3) had no rows of conflicting records: a
-record of the org's key conflicting with one the node held went unlisted."""
+record of the org's key conflicting with one the node held went unlisted. Version 3 (at 60cbc3d, the last commit before
+version 4) listed them, with their bytes, and had no table of the key `vouchnet key adopt` made the org's."""
 
 from __future__ import annotations
 
@@ -33,6 +34,20 @@ CREATE TABLE IF NOT EXISTS own_records (
     accepted_ms INTEGER NOT NULL,
     peer TEXT,
     acknowledged INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+_SCHEMA_V3 = """
+CREATE TABLE IF NOT EXISTS own_records (
+    number INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so an acknowledgement names only rows listed by then
+    id BLOB NOT NULL UNIQUE,
+    iss TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    accepted_ms INTEGER NOT NULL,
+    peer TEXT,
+    acknowledged INTEGER NOT NULL DEFAULT 0,
+    cose BLOB,  -- a conflicting record's bytes, which the ledger does not hold; NULL for one it stores
+    conflicts_with BLOB  -- the id of the record it conflicts with, which the node holds at its seq
 );
 """
 
@@ -89,3 +104,22 @@ class OwnRecordsV2:
             self.db.execute("BEGIN")
             self.db.execute("UPDATE own_records SET acknowledged = 1 WHERE number <= ? AND acknowledged = 0",
                             (through,))
+
+
+class OwnRecordsV3(OwnRecordsV2):
+    """Version 3's list: version 2's, and rows of conflicting records (none past the list's bound here)."""
+
+    def __init__(self, data_dir: Path, now_ms: Callable[[], int]) -> None:
+        self.db = _opened(data_dir, 3, _SCHEMA_V3)
+        self._now_ms = now_ms
+
+    def add_conflicts(self, conflicts: Iterable[tuple[Record, bytes, str | None]]) -> None:
+        now = self._now_ms()
+        with self.db:
+            self.db.execute("BEGIN")
+            for record, conflicts_with, peer in conflicts:
+                if self.db.execute("SELECT 1 FROM own_records WHERE id = ?", (record.id,)).fetchone():
+                    continue
+                self.db.execute("INSERT INTO own_records (id, iss, seq, accepted_ms, peer, cose, conflicts_with) "
+                                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                (record.id, record.iss, record.seq, now, peer, record.raw, conflicts_with))

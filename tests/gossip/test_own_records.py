@@ -20,7 +20,7 @@ from vouching.bodies import CATEGORIES, OUTCOMES
 
 from ..factories import Org, new_did
 from ..node.kill_points import killed_at
-from .own_records_old import OwnRecordsV1, OwnRecordsV2
+from .own_records_old import OwnRecordsV1, OwnRecordsV2, OwnRecordsV3
 
 PEER = "12D3KooWPeer"
 OTHER_PEER = "12D3KooWOther"
@@ -183,7 +183,7 @@ def test_a_list_version_1_wrote_is_upgraded_in_place_keeping_what_was_acknowledg
         replica.accept(signed_elsewhere(replica, 1), PEER)
         assert [r.number for r in replica.own_records.listed()] == [1, 2, 3, 4]
     version, tables, _ = _file_state(data_dir)
-    assert version == (3,) and ("own_records",) in tables and ("own_records_v1",) not in tables
+    assert version == (4,) and ("own_records",) in tables and ("own_records_v1",) not in tables
     with opened(data_dir, key) as replica:
         assert [r.number for r in replica.own_records.listed()] == [1, 2, 3, 4] and replica.own_from_peers == 3
 
@@ -415,22 +415,48 @@ def test_a_rotation_of_the_key_at_a_seq_the_node_holds_is_listed_and_not_contest
         assert replica.store.size == 1 and "Contesting" not in caplog.text and rotation.id.hex() in caplog.text
 
 
-def test_conflicting_records_past_the_bound_are_counted_and_said_but_not_listed(tmp_path, caplog, monkeypatch):
+def test_conflicting_records_past_the_bound_are_counted_once_each_across_restarts_and_said_but_not_listed(
+        tmp_path, caplog, monkeypatch):
+    """Counted in the file: a restart keeps the count, and one counted already, sent again (after the restart too), is
+    not counted again. Before, the count was kept in memory: 0 after a restart, and one resent counted again."""
     monkeypatch.setattr("gossip.own_records.MAX_CONFLICTS", 2)
     key = Org().key
     with opened(tmp_path, key) as replica:
         ours = replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
-        forks = [_conflicting(replica, ours.seq) for _ in range(4)]
+        forks = [_conflicting(replica, ours.seq) for _ in range(5)]
         with caplog.at_level(logging.CRITICAL, logger="gossip.replica"):
             replica.accept(forks[:3], PEER)
-            replica.accept(forks[:1] + forks[3:], PEER)  # one listed again (not counted), one more past the bound
+            replica.accept(forks[:1] + forks[2:4], PEER)  # listed, counted, and one more past the bound
         assert [r.id for r in replica.own_records.listed()] == [f.id for f in forks[:2]]
         assert replica.own_from_peers == 2 and replica.own_records.unlisted_conflicts == 2
         assert sum("not listed" in r.getMessage() for r in caplog.records) == 2
     with opened(tmp_path, key) as replica:
-        assert replica.own_records.conflicts == 2 and replica.own_records.unlisted_conflicts == 0
-        replica.accept(forks[2:3], PEER)
-        assert len(replica.own_records.listed()) == 2 and replica.own_records.unlisted_conflicts == 1
+        assert replica.own_records.conflicts == 2 and replica.own_records.unlisted_conflicts == 2
+        replica.accept(forks[2:], OTHER_PEER)
+        assert len(replica.own_records.listed()) == 2 and replica.own_records.unlisted_conflicts == 3
+    with opened(tmp_path, key) as replica:
+        assert replica.own_records.unlisted_conflicts == 3 and replica.own_from_peers == 2
+
+
+def test_the_ids_of_conflicting_records_counted_past_the_bound_are_kept_to_a_bound_too(tmp_path, monkeypatch):
+    """A thief can sign millions: the file keeps the ids of the last MAX_UNLISTED_SEEN counted only (and memory none),
+    and one that comes again after more than that many others is counted again."""
+    monkeypatch.setattr("gossip.own_records.MAX_CONFLICTS", 1)
+    monkeypatch.setattr("gossip.own_records.MAX_UNLISTED_SEEN", 3)
+    key = Org().key
+    with opened(tmp_path, key) as replica:
+        ours = replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
+        forks = [_conflicting(replica, ours.seq) for _ in range(6)]
+        for fork in forks:
+            replica.accept([fork], PEER)
+        replica.accept(forks[3:], PEER)  # the last three counted: not counted again
+        assert replica.own_records.unlisted_conflicts == 5
+    with closing(sqlite3.connect(tmp_path / OWN_RECORDS_FILE)) as db:
+        assert db.execute("SELECT id FROM unlisted_conflicts ORDER BY counted").fetchall() == [
+            (f.id,) for f in forks[3:]]
+    with opened(tmp_path, key) as replica:
+        replica.accept(forks[1:2], PEER)  # counted before the last three: counted again
+        assert replica.own_records.unlisted_conflicts == 6
 
 
 def _listed_by_version_2(data_dir, key):
@@ -459,7 +485,8 @@ def test_a_list_version_2_wrote_is_upgraded_in_place_to_take_conflicting_records
         replica.accept([theirs], OTHER_PEER)
         assert _rows(replica)[2:] == [(theirs.id, theirs.seq, OTHER_PEER, records[1].id, theirs.raw, False)]
     version, tables, _ = _file_state(data_dir)
-    assert version == (3,) and tables == [("own_records",), ("sqlite_sequence",)]
+    assert version == (4,) and tables == [("own_records",), ("own_records_state",), ("sqlite_sequence",),
+                                          ("unlisted_conflicts",)]
     with opened(data_dir, key) as replica:
         assert [r.number for r in replica.own_records.listed()] == [1, 2, 3] and replica.own_from_peers == 2
 
@@ -467,15 +494,20 @@ def test_a_list_version_2_wrote_is_upgraded_in_place_to_take_conflicting_records
 def _stopping_at_the_second_column(dies):
     """sqlite3.connect, but a connection to the list refuses (or, if `dies`, SIGKILLs its process at) the second ALTER
     TABLE: the upgrade from version 2 stopped between its two new columns."""
+    alters = itertools.count()
+    return _stopping_at(dies, lambda action, table: action == sqlite3.SQLITE_ALTER_TABLE and next(alters) == 1)
+
+
+def _stopping_at(dies, stops):
+    """sqlite3.connect, but a connection to the list refuses (or, if `dies`, SIGKILLs its process at) the first
+    statement for whose authorization `stops(action, its first argument)` is true."""
     connect = sqlite3.connect
 
     def connecting(path, *args, **kwargs):
         db = connect(path, *args, **kwargs)
         if str(path).endswith(OWN_RECORDS_FILE):
-            alters = itertools.count()
-
-            def authorize(action, *_):
-                if action == sqlite3.SQLITE_ALTER_TABLE and next(alters) == 1:
+            def authorize(action, argument, *_):
+                if stops(action, argument):
                     if dies:
                         os.kill(os.getpid(), signal.SIGKILL)
                     return sqlite3.SQLITE_DENY
@@ -502,4 +534,103 @@ def test_an_upgrade_from_version_2_stopped_part_way_leaves_the_list_as_version_2
     with opened(data_dir, key) as replica:
         assert [(r.id, r.acknowledged) for r in replica.own_records.listed()] == [(records[0].id, True),
                                                                                    (records[1].id, False)]
-        assert _file_state(data_dir)[0] == (3,)
+        assert _file_state(data_dir)[0] == (4,)
+
+
+def _listed_by_version_3(data_dir, key):
+    """A data directory whose list version 3 wrote (tests/gossip/own_records_old.py) as its node did, copied as a kill
+    leaves it (rows in the -wal file): two records of `key` from peers, the first acknowledged, and a record
+    conflicting with the second, from another peer; the three records."""
+    conflicting = []
+
+    def write(replica, records, running):
+        v3 = OwnRecordsV3(running, itertools.count(1_700_000_000_000).__next__)
+        v3.add([(r, PEER) for r in records])
+        replica.accept(records, PEER)
+        conflicting.append(Org(key=key).fork(records[1].seq, records[0].id))
+        v3.add_conflicts([(conflicting[0], records[1].id, OTHER_PEER)])
+        v3.acknowledge(1)
+        return v3.db
+
+    return [*_listed_by_an_earlier_version(data_dir, key, 2, write), *conflicting]
+
+
+def test_a_list_version_3_wrote_is_upgraded_in_place_to_name_an_adopted_key(tmp_path):
+    key = Org().key
+    data_dir = tmp_path / "node"
+    first, second, theirs = _listed_by_version_3(data_dir, key)
+    rows = [(first.id, first.seq, PEER, None, None, True), (second.id, second.seq, PEER, None, None, False),
+            (theirs.id, theirs.seq, OTHER_PEER, second.id, theirs.raw, False)]
+    with opened(data_dir, key) as replica:
+        assert _rows(replica) == rows and replica.own_records.adopted is None
+        assert replica.own_from_peers == 2 and replica.own_records.unacknowledged_conflicts == 1
+        replica.own_records.adopting(replica.did)
+    version, tables, _ = _file_state(data_dir)
+    assert version == (4,) and tables == [("own_records",), ("own_records_state",), ("sqlite_sequence",),
+                                          ("unlisted_conflicts",)]
+    with opened(data_dir, key) as replica:
+        assert _rows(replica) == rows and replica.own_records.adopted == replica.did
+
+
+@pytest.mark.parametrize("dies", [True, False], ids=["killed", "raising"])
+def test_an_upgrade_from_version_3_stopped_part_way_leaves_the_list_as_version_3_wrote_it(tmp_path, monkeypatch, dies):
+    key = Org().key
+    data_dir = tmp_path / "node"
+    records = _listed_by_version_3(data_dir, key)
+    before = _file_state(data_dir)
+
+    def open_stopping():
+        with monkeypatch.context() as patched, RecordStore.open(data_dir) as store:
+            patched.setattr(sqlite3, "connect", _stopping_at(
+                dies, lambda action, table: action == sqlite3.SQLITE_CREATE_TABLE and table == "own_records_state"))
+            OwnRecords.open(data_dir, lambda: 0, store)
+
+    if dies:
+        assert killed_at(sys.maxsize, open_stopping)
+    else:
+        with pytest.raises(StoreError, match="cannot be opened"):
+            open_stopping()
+    assert _file_state(data_dir) == before and before[0] == (3,)
+    with opened(data_dir, key) as replica:
+        assert [r.id for r in replica.own_records.listed()] == [r.id for r in records]
+        assert _file_state(data_dir)[0] == (4,)
+
+
+def test_an_adopted_key_s_records_are_expected_at_the_start_after_one_stopped_before_its_catch_up_ended(tmp_path,
+                                                                                                       caplog):
+    """`vouchnet key adopt` names the successor in the list (`adopting`): a start that took back part of what it signed
+    in the newer copy and stopped before its catch-up sync ended (signing nothing) takes back the rest at the next
+    start as expected too, at INFO, listing nothing. A record conflicting with one the node holds, in that window, is
+    still said at CRITICAL and listed; once a catch-up ends (`adoption_caught_up`), the key's records from peers are
+    reported as any, at later starts too."""
+    old, new = Org(), Org()
+    with opened(tmp_path, old.key) as replica:
+        replica.issue("org", org_body("me", "test", next=new.did))
+        replica.own_records.adopting(new.did)
+    newer = [new.record("org", org_body("me", "test", prior=old.did)), *(new.record() for _ in range(3))]
+    with caplog.at_level(logging.INFO, logger="gossip.replica"):
+        with opened(tmp_path, new.key) as replica:
+            replica.defer_signing()  # as the node starts (node.daemon._take_back_own_records)
+            assert replica.accept(newer[:2], PEER).accepted == newer[:2]
+        with opened(tmp_path, new.key) as replica:  # the first start stopped before its catch-up ended
+            replica.defer_signing()
+            assert replica.accept(newer[2:], PEER).accepted == newer[2:]
+            said = [(r.levelno, r.getMessage()) for r in caplog.records]
+            assert [level for level, _ in said] == [logging.INFO, logging.INFO]
+            assert "before `vouchnet key adopt`" in said[1][1] and "seq 3 to 4" in said[1][1]
+            assert replica.own_records.listed() == [] and replica.own_from_peers == 0
+            theirs = _conflicting(replica, 3, key=new.key)
+            caplog.clear()
+            assert replica.accept([theirs], OTHER_PEER).equivocations == [(newer[2].raw, theirs.raw)]
+            assert _rows(replica) == [(theirs.id, 3, OTHER_PEER, newer[2].id, theirs.raw, False)]
+            assert [r.levelno for r in caplog.records] == [logging.CRITICAL] and replica.own_from_peers == 1
+            replica.own_records.adoption_caught_up()
+            replica.resume_signing()
+    caplog.clear()
+    with opened(tmp_path, new.key) as replica:
+        assert replica.own_records.adopted is None
+        replica.defer_signing()
+        later = signed_elsewhere(replica, 1)
+        with caplog.at_level(logging.CRITICAL, logger="gossip.replica"):
+            assert replica.accept(later, PEER).accepted == later
+        assert "came from peers" in caplog.text and [r.id for r in replica.own_records.listed()][1:] == [later[0].id]

@@ -10,13 +10,17 @@ import sqlite3
 from contextlib import closing
 
 import pytest
+import trio
 
+from gossip.own_records import OWN_RECORDS_FILE, OwnRecords
 from gossip.replica import Replica
 from gossip.store import RecordStore
 from node import cli
 from node.config import load_config
+from node.daemon import catch_up_stopped, serve_node
 from node.keys import create_org_key, load_org_key
 from node.setup import init_data_dir
+from node.store_manifest import list_present
 from node.taken_back_rotation import TAKEN_BACK_FILE, keep, kept
 from vouching import did_key, org_body
 
@@ -82,6 +86,43 @@ def test_adopt_takes_only_the_successor_the_rotation_names_readable_by_its_owner
     assert not (config.data_dir / TAKEN_BACK_FILE).exists()
     with RecordStore.open(config.data_dir) as store:
         assert store.has(rotation.id)  # the successor's first record, given back by peers, links at once
+
+
+def _adopted(config):
+    """The key the data directory's list of the org's records from peers expects records of (gossip.own_records)."""
+    with RecordStore.open(config.data_dir) as store, closing(OwnRecords.open(config.data_dir, lambda: 0,
+                                                                             store)) as own_records:
+        return own_records.adopted
+
+
+async def test_adopt_expects_the_successor_s_records_until_a_start_s_catch_up_sync_ends(taken_back, tmp_path):
+    """What the successor signed in the newer copy comes back from peers as the node starts; a start interrupted
+    before its catch-up sync ended (signing nothing) expects the rest at the next (tests/gossip/test_own_records.py);
+    one whose catch-up ended (here: no peers to dial) and that signs does not."""
+    config, rotation = taken_back
+    assert cli.main(["key", "adopt", "--dir", str(config.data_dir), str(tmp_path / "org.key")]) == 0
+    assert _adopted(config) == rotation.body.next
+    with trio.CancelScope() as interrupted:
+        await catch_up_stopped(config, opened=lambda node: interrupted.cancel())
+    assert interrupted.cancelled_caught and _adopted(config) == rotation.body.next
+    async with trio.open_nursery() as nursery:
+        node = await nursery.start(serve_node, config)
+        assert node.startup_sync == "no_peers" and node.replica.own_records.adopted is None
+        nursery.cancel_scope.cancel()
+    assert _adopted(config) is None
+
+
+def test_adopt_refuses_a_data_directory_that_lost_its_list_of_the_org_s_records_from_peers(taken_back, tmp_path,
+                                                                                           capsys):
+    """It would make a new one, empty, which the start would then take as the list: a compromise signal lost."""
+    config, rotation = taken_back
+    with RecordStore.open(config.data_dir) as store:
+        OwnRecords.open(config.data_dir, lambda: 0, store).close()
+    list_present(config.data_dir)
+    (config.data_dir / OWN_RECORDS_FILE).unlink()
+    assert cli.main(["key", "adopt", "--dir", str(config.data_dir), str(tmp_path / "org.key")]) == 1
+    assert f"{config.data_dir / OWN_RECORDS_FILE}: missing" in capsys.readouterr().err
+    assert not (config.data_dir / OWN_RECORDS_FILE).exists() and (config.data_dir / TAKEN_BACK_FILE).exists()
 
 
 def test_an_adopt_interrupted_after_storing_the_rotation_is_finished_by_running_it_again_not_contested(
