@@ -152,7 +152,8 @@ async def test_a_restored_start_waits_for_every_holder_it_dials_not_only_the_fir
     proved the records in. Before: the catch-up ended on stale's round, and the node signed its org record at a seq
     the org had used since, which fresh's answer showed a moment later: the org flagged as an equivocator for good."""
     async with running(tmp_path / "fresh", settings={"sync_interval": 0.5}) as fresh, \
-            running(tmp_path / "stale", settings={"sync_interval": 0.5}) as stale:
+            running(tmp_path / "stale", settings={"sync_interval": 0.5},
+                    bootstrap=(fresh.host.listen_addrs[0],)) as stale:  # (pulling from fresh what a's gossip missed)
         made = init_data_dir(tmp_path / "a", network="test", listen=LOOPBACK, api="127.0.0.1:0",
                              bootstrap=(fresh.host.listen_addrs[0], stale.host.listen_addrs[0]))
         config = load_config(made.data_dir)
