@@ -579,7 +579,10 @@ def _dialled_rounds(node: Node, *, new_org: bool = False) -> Iterator[_DialledRo
     its records) a round with a peer it dials whose heads name none of the org's keys ends it as soon as they are
     read (the rest of the round goes on): a new org has signed nothing to take back, and no peer holds records it has
     not signed (the one case it misses, a copy of a data directory taken before its node first started, restored
-    after the node signed elsewhere, is a peer holding them answering after another)."""
+    after the node signed elsewhere, is a peer holding them answering after another). Meanwhile a full round with a
+    peer it dials, not yet in `unproven`, takes a sync session slot ahead of sessions the catch-up does not need,
+    ending one if none is free (SyncService.catch_up_peers, gossip.session_slots): peers stalling just inside the sync
+    timeout cannot hold every slot while the catch-up waits."""
     rounds = _DialledRounds()
 
     def round_ended(peer_id: str) -> None:  # one of SyncService.same_network_listeners
@@ -598,15 +601,20 @@ def _dialled_rounds(node: Node, *, new_org: bool = False) -> Iterator[_DialledRo
         if node.peer_manager.keeps(peer_id):
             rounds.ended.set()
 
+    def needs(peer_id: str) -> bool:  # one of SyncService.catch_up_peers
+        return node.peer_manager.keeps(peer_id) and peer_id not in rounds.unproven
+
     node.sync.same_network_listeners.append(round_ended)
     node.sync.holder_listeners.append(holder_round_ended)
     node.sync.unheld_listeners.append(unheld_round)
+    node.sync.catch_up_peers.append(needs)
     try:
         yield rounds
     finally:
         node.sync.same_network_listeners.remove(round_ended)
         node.sync.holder_listeners.remove(holder_round_ended)
         node.sync.unheld_listeners.remove(unheld_round)
+        node.sync.catch_up_peers.remove(needs)
 
 
 def _free_it(setting: str, config: NodeConfig) -> str:
