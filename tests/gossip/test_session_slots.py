@@ -1,11 +1,13 @@
 """Sync session slots under peers that stall just inside the sync timeout (trio's mock clock): the start's catch-up
 (node.daemon) still ends on its round with the one honest peer holding the org's records, well before
-startup_sync_seconds, whether the stallers dialled in or are peers the node dials; and the sessions open at once stay
-bounded (gossip.session_slots)."""
+startup_sync_seconds, whether the stallers dialled in, hold the node's inbound streams, or are peers the node dials
+(then after one turn); the sessions open at once stay bounded; a needed session that stops waiting frees its place
+(gossip.session_slots)."""
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,8 +19,9 @@ from gossip.replica import Replica
 from gossip.session_slots import SessionSlots
 from gossip.store import RecordStore
 from gossip.sync import IssuerIndex, SyncLimits, SyncServer
-from gossip.sync_messages import HeadEntry, HeadsPage, RecordsPage, encode_message
+from gossip.sync_messages import HeadEntry, HeadsPage, HeadsRequest, RecordsPage, encode_message
 from gossip.sync_service import SyncService
+from ledger import MAX_COSIGNATURES
 from node.daemon import CatchUp, _caught_up
 
 from ..factories import Org
@@ -68,10 +71,14 @@ class Network(ConnectedHost):
     """The host's view: the stallers connected when sync starts, the holder once the peer manager has dialled it; the
     most sync streams open at once."""
 
-    def __init__(self, holder: SyncServer, *, stallers_name_other: bool) -> None:
-        super().__init__(list(STALLERS))
+    def __init__(self, holder: SyncServer, *, stallers: list[str], stallers_name_other: bool) -> None:
+        super().__init__(list(stallers))
         self.holder, self.stallers_name_other = holder, stallers_name_other
         self.open_now = self.most_open = 0
+        self.serve: Callable[[InboundStaller], Awaitable[None]] | None = None
+
+    def set_stream_handler(self, protocol: str, handler: Callable[[InboundStaller], Awaitable[None]]) -> None:
+        self.serve = handler
 
     async def open_stream(self, peer: str, protocol: str) -> Counted:
         if peer == HOLDER:
@@ -81,6 +88,27 @@ class Network(ConnectedHost):
     async def connect_holder(self) -> None:
         self._peers.append(HOLDER)
         await self._events_send.send(PeerEvent(HOLDER, connected=True))
+
+
+class InboundStaller:
+    """A hostile peer's inbound sync stream: a heads request sent just inside the timeout, each answer read just
+    inside it."""
+
+    def __init__(self, peer: str) -> None:
+        self.remote_peer = peer
+
+    async def read_frame(self, max_size: int) -> bytes:
+        await trio.sleep(0.9 * TIMEOUT)
+        return encode_message(HeadsRequest("", 1000, "test"))
+
+    async def write_frame(self, payload: bytes) -> None:
+        await trio.sleep(0.9 * TIMEOUT)
+
+    async def close(self) -> None:
+        pass
+
+    async def reset(self) -> None:
+        pass
 
 
 @dataclass
@@ -101,17 +129,20 @@ class PeerManager:
     """Keeps `kept` connected (the bootstrap peers: the holder, and stallers if their addresses were taken over); its
     dial of the holder takes a second, the stallers having dialled in already."""
 
-    def __init__(self, network: Network, kept: set[str]) -> None:
-        self.network, self.kept, self.has_peers = network, kept, True
+    def __init__(self, network: Network, kept: set[str], inbound_stallers: int) -> None:
+        self.network, self.kept, self.inbound_stallers, self.has_peers = network, kept, inbound_stallers, True
 
     def keeps(self, peer_id: str) -> bool:
         return peer_id in self.kept
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
-        await trio.sleep(1)
-        await self.network.connect_holder()
-        await trio.sleep_forever()
+        assert self.network.serve is not None
+        async with trio.open_nursery() as nursery:
+            for i in range(self.inbound_stallers):  # (dialled in already)
+                nursery.start_soon(self.network.serve, InboundStaller(f"12D3KooWInbound{i}"))
+            await trio.sleep(1)
+            await self.network.connect_holder()
 
 
 class Gossip:
@@ -130,9 +161,11 @@ class Started:
 
 
 async def restored_node_start(tmp_path: Path, *, kept: set[str], startup_sync_seconds: float,
-                              stallers_name_other: bool = False) -> Started:
+                              stallers: list[str] = STALLERS, stallers_name_other: bool = False,
+                              inbound_stallers: int = 0) -> Started:
     """A node restored from an older copy (it holds the org's first record of three; the holder holds all) starts
-    with the 8 stallers connected (StallingStream), and runs on for a while after its catch-up."""
+    with `stallers` connected (StallingStream) and `inbound_stallers` streams open to it (InboundStaller), and runs
+    on for a while after its catch-up."""
     ours = Org()
     records = [ours.record("org"), ours.record(), ours.record()]
     (tmp_path / "holder").mkdir()
@@ -140,12 +173,14 @@ async def restored_node_start(tmp_path: Path, *, kept: set[str], startup_sync_se
     with RecordStore.open(tmp_path / "holder") as held, RecordStore.open(tmp_path / "node") as store:
         held.append(records)
         store.append(records[:1])
-        network = Network(SyncServer(held, IssuerIndex(held), SyncLimits()), stallers_name_other=stallers_name_other)
+        network = Network(SyncServer(held, IssuerIndex(held), SyncLimits()), stallers=stallers,
+                          stallers_name_other=stallers_name_other)
         replica = Replica(ours.key, store, roots=(OTHER.did,), max_hops=1, held_limit=10)
         sync = SyncService(network, replica, network="test", timeout=TIMEOUT,  # type: ignore[arg-type]
                            max_sessions=SLOTS)
         node = SimpleNamespace(
-            did=ours.did, replica=replica, sync=sync, gossip=Gossip(), peer_manager=PeerManager(network, kept),
+            did=ours.did, replica=replica, sync=sync, gossip=Gossip(),
+            peer_manager=PeerManager(network, kept, inbound_stallers),
             config=SimpleNamespace(startup_sync_seconds=startup_sync_seconds, data_dir=tmp_path / "node"))
         async with trio.open_nursery() as nursery:
             caught_up = await _caught_up(node, nursery, signs_timed_out=False)  # type: ignore[arg-type]
@@ -186,6 +221,19 @@ async def test_stallers_the_node_dials_whose_heads_named_none_of_the_org_s_keys_
                                       stallers_name_other=True)
     assert (start.caught_up.state, start.head) == ("done", 3)
     assert start.ended < 2
+
+
+async def test_peers_stalling_on_their_own_sync_streams_to_the_node_do_not_delay_the_catch_up(
+        tmp_path, autojump_clock):
+    """Inbound streams hold none of the session slots, and a request holds one of `max_inbound` only while it is
+    answered, not while its peer is slow to send or read: stalling peers holding every inbound stream the node
+    allows, each stream's answers read just in time, leave the catch-up round with the holder as quick as without."""
+    streams = 16 + MAX_COSIGNATURES  # SyncService's max_inbound_streams
+    start = await restored_node_start(tmp_path, kept={HOLDER}, startup_sync_seconds=STARTUP_SYNC_SECONDS,
+                                      stallers=[], inbound_stallers=streams + 1)
+    assert (start.caught_up.state, start.head) == ("done", 3)
+    assert start.ended < 2
+    assert start.sync.stats.served_errors["busy"] == 1  # (every stream taken, the last staller was refused)
 
 
 async def test_a_needed_session_that_stops_waiting_leaves_the_slot_to_the_next_one_waiting(autojump_clock):
