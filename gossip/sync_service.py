@@ -7,6 +7,7 @@ time-bounded; sessions are bounded in number.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import random
@@ -26,6 +27,7 @@ from .gap_queue import GapBatch, GapQueue
 from .host import Host, HostError, InvalidPeerId, PeerEvent, Stream, peer_org
 from .replica import Replica
 from .serving_budget import ServingBudget, ServingRates, most_page_cost, page_cost
+from .session_slots import SessionSlots
 from .stats import by_reason, counted
 from .store import StoreError
 from .sync import (
@@ -120,8 +122,9 @@ class SyncStats:
                                      "timeout; stream; busy; storage; "
                                      "throttled (a peer told us to come back later); turn (a gap fetch gave up "
                                      "waiting for a session with the peer to end); session (one of its sessions "
-                                     "outlasted its time bound, 10 minutes, and was ended); network (a peer of "
-                                     "another network asked, or answered)",
+                                     "outlasted its time bound, 10 minutes, and was ended); preempted (one of its "
+                                     "sessions was ended for a round a catch-up needs, no session slot being free); "
+                                     "network (a peer of another network asked, or answered)",
                                      (*SYNC_ERROR_REASONS, "busy", "timeout", "storage"))
     served_errors: Counter[str] = by_reason("Of sync_errors_total, peers' sync streams and requests this node refused "
                                             "or cut short, by reason: busy (no stream or request slot free), timeout, "
@@ -150,7 +153,10 @@ class SyncService:
     free of the GIL (the event loop still decodes each page; gossip.validation.ProcessChecker). `accept_records`,
     `accept_bytes`: fetched records are offered to the replica in batches of about this many, or this many bytes of
     records (a page more at most), so that one durable commit covers several pages while a session holds no more
-    than that in memory (records are up to 64 KiB, and decoded take up to three times their size). `max_inbound` bounds the requests answered at once, `max_inbound_streams` the inbound streams
+    than that in memory (records are up to 64 KiB, and decoded take up to three times their size). `max_sessions`
+    bounds the sessions this node opens at once (gossip.session_slots: a full round that a catch-up waiting needs,
+    `catch_up_peers`, goes first, ending a session it does not need if no slot is free). `max_inbound` bounds the
+    requests answered at once, `max_inbound_streams` the inbound streams
     open, idle ones included: a witness's client keeps its stream between checkpoints, and a stream idle for
     `timeout` after answering is closed. `max_peer_streams` bounds the inbound streams of any one peer (an honest
     one has a sync session and a kept cosigning stream at most), so that no peer can hold them all. An inbound
@@ -227,7 +233,7 @@ class SyncService:
         self._accept_records = accept_records
         self._accept_bytes = accept_bytes
         self._on_offence = on_offence
-        self._sessions = trio.CapacityLimiter(max_sessions)
+        self._slots = SessionSlots(max_sessions, least_turn=timeout)
         self._inbound = trio.CapacityLimiter(max_inbound)  # requests being answered
         self._streams = trio.CapacityLimiter(max_inbound_streams)  # inbound streams open, idle ones included
         self._max_peer_streams = max_peer_streams
@@ -256,6 +262,9 @@ class SyncService:
         # told, once a round, as soon as its peer's heads, all read, named none of our org's keys (it holds none of
         # the org's records: a new org's catch-up has its answer without the rest of the round)
         self.unheld_listeners: list[Callable[[str], None]] = []
+        # asked, while a catch-up waits (node.daemon), whether it needs a full round with a peer: such a round takes
+        # a session slot ahead of sessions it does not need, ending one if none is free (gossip.session_slots)
+        self.catch_up_peers: list[Callable[[str], bool]] = []
         self._nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -275,7 +284,7 @@ class SyncService:
                 self._nursery = nursery
                 nursery.start_soon(self._follow_peers, events)
                 nursery.start_soon(self._every_interval)
-                for _ in range(self._sessions.total_tokens):
+                for _ in range(self._slots.total):
                     nursery.start_soon(self._fetch_reported_gaps)
                 for peer in self.host.connected_peers():
                     nursery.start_soon(self.sync_with, peer)
@@ -364,14 +373,18 @@ class SyncService:
         """One session with `peer_id`, for `gaps` or (None) for everything we lack; the records it accepted if it ran to
         the end.
         Sessions with a peer take turns; a fetch of gaps waits `timeout` at most for its turn (a gap worker waiting
-        on a peer that answers just in time would wait for the whole of its session)."""
+        on a peer that answers just in time would wait for the whole of its session). A full round a catch-up needs
+        (`catch_up_peers`) takes a session slot ahead of others, ending one if none is free (gossip.session_slots)."""
         lock = self._peer_locks.setdefault(peer_id, trio.Lock())
+        needed = functools.partial(self._needed, peer_id) if gaps is None else _never
         try:
-            async with self._turn(lock, math.inf if gaps is None else self.timeout), self._sessions:
+            async with self._turn(lock, math.inf if gaps is None else self.timeout), self._slots.hold(needed) as slot:
                 # A peer answering each read just in time would otherwise hold the slot for up to a million
                 # reads; what a session accepted stays accepted, and the next session goes on from there.
-                with trio.move_on_after(self.session_seconds) as deadline:
+                with slot.scope, trio.move_on_after(self.session_seconds) as deadline:
                     fetched = await self._session(peer_id, gaps)
+                if slot.ended:
+                    raise SyncError("preempted", "ended for a round a catch-up needs, no session slot being free")
                 if deadline.cancelled_caught:
                     raise SyncError("session", f"the session outlasted {self.session_seconds:g} s; ended")
         except RemoteProtocolError as error:
@@ -403,6 +416,10 @@ class SyncService:
             self.session_ended.set()
             self.session_ended = trio.Event()
         return None
+
+    def _needed(self, peer_id: str) -> bool:
+        """Whether a catch-up waiting needs a full round with `peer_id` (`catch_up_peers`)."""
+        return any(needs(peer_id) for needs in self.catch_up_peers)
 
     @asynccontextmanager
     async def _turn(self, lock: trio.Lock, wait: float) -> AsyncIterator[None]:
@@ -747,6 +764,10 @@ class SyncService:
     async def _write(self, stream: Stream, frame: bytes) -> None:
         with trio.fail_after(self.timeout):
             await stream.write_frame(frame)
+
+
+def _never() -> bool:
+    return False
 
 
 async def _decoded(decode: Callable[[bytes], _M], payload: bytes) -> _M:

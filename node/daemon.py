@@ -614,7 +614,10 @@ def _dialled_rounds(node: Node, *, new_org: bool,
     not signed (the one case it misses, a copy of a data directory taken before its node first started, restored
     after the node signed elsewhere, is a peer holding them answering more than SETTLE_SECONDS after another, or not
     connected yet). Each such round, and each that ends, is `answer`ed: the catch-up ends once they are `settled`.
-    `proved_nothing()` is called as a peer is counted in `unproven` while `proved` is not set."""
+    `proved_nothing()` is called as a peer is counted in `unproven` while `proved` is not set. Meanwhile a full round
+    with a peer it dials, not yet in `unproven`, takes a sync session slot ahead of sessions the catch-up does not
+    need, ending one if none is free (SyncService.catch_up_peers, gossip.session_slots): peers stalling just inside
+    the sync timeout cannot hold every slot while the catch-up waits."""
     rounds = _DialledRounds()
 
     def unproven(peer_id: str) -> None:
@@ -640,15 +643,20 @@ def _dialled_rounds(node: Node, *, new_org: bool,
             rounds.answer(peer_id)
             rounds.proved.set()
 
+    def needs(peer_id: str) -> bool:  # one of SyncService.catch_up_peers
+        return node.peer_manager.keeps(peer_id) and peer_id not in rounds.unproven
+
     node.sync.same_network_listeners.append(round_ended)
     node.sync.holder_listeners.append(holder_round_ended)
     node.sync.unheld_listeners.append(unheld_round)
+    node.sync.catch_up_peers.append(needs)
     try:
         yield rounds
     finally:
         node.sync.same_network_listeners.remove(round_ended)
         node.sync.holder_listeners.remove(holder_round_ended)
         node.sync.unheld_listeners.remove(unheld_round)
+        node.sync.catch_up_peers.remove(needs)
 
 
 def _free_it(setting: str, config: NodeConfig) -> str:

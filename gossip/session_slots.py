@@ -1,0 +1,132 @@
+"""The slots of a node's outbound sync sessions (gossip.sync_service): at most `total` sessions at once, which bounds
+what they hold in memory and the streams they keep open; handed out first come, first served, except to a session
+that a catch-up needs (the start's, key rotate's, the late one: node.daemon), which never waits behind one it does
+not need.
+
+Why: a peer answering each read just inside the sync timeout holds its slot up to a session's bound (10 minutes),
+and peers that dial in cost an attacker nothing. Eight of them held every slot, and the start's catch-up round with
+the one peer holding the org's records waited behind them: the node signed `timed_out`, perhaps at a used seq.
+
+The rule: a needed session that finds no slot free ends one holding a slot and takes that slot, ahead of every
+session waiting that is not needed. It ends the one that has held its slot longest among those not needed (a round
+with a peer that dialled in, a gap fetch), else, if every slot is held by a needed one, the one that has held its slot
+longest among those that have held it `least_turn` or longer (the daemon gives the sync timeout: at least one
+answer's time for each). An ended session fails (SyncService counts it "preempted"); what it accepted stays, and a
+later round or fetch goes on from there. Whether a session is needed is asked when it asks for a slot, and of the
+holders each time a needed one waiting looks for one to end (it looks again as a holder's `least_turn` passes).
+
+Weighed and not taken: one slot kept for needed rounds (one hostile peer the node dials, a bootstrap address taken
+over or a fresh key that an org inside the horizon vouched for and gave an `org` record, holds it for 10 minutes); a
+slot for each peer the node dials (up to [limits] max_peers sessions' memory, 50 x ~13 MiB).
+
+Limits: when as many needed sessions stall as there are slots (that many of the peers the node dials are hostile),
+needed ones take turns of `least_turn` at least, in the order they asked: one waits a turn for each `total` waiting
+ahead of it, and one whose own part (the heads, then the org's records) takes longer than its turn may be ended
+before it is done while another waits; its peer's next round (its next connection, or a periodic round) tries again.
+Inbound sessions share none of these slots: a peer's requests hold one of SyncService's `max_inbound` only while
+each is decoded and answered, never while the peer is slow to send or read, so stallers there cannot delay a round.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import trio
+
+
+@dataclass(eq=False)
+class Slot:
+    """One slot held: its session runs inside `scope`, which SessionSlots cancels (and sets `ended`) to end it for a
+    needed session."""
+
+    needed: Callable[[], bool]
+    since: float
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    ended: bool = False
+
+
+@dataclass(eq=False)
+class _Waiter:
+    needed: Callable[[], bool]
+    handed: Slot | None = None
+    event: trio.Event = field(default_factory=trio.Event)
+
+
+class SessionSlots:
+    """At most `total` outbound sessions at once, needed ones first (module docstring)."""
+
+    def __init__(self, total: int, *, least_turn: float) -> None:
+        if total < 1 or least_turn < 0:
+            raise ValueError("SessionSlots: at least one slot, and a turn of 0 s or more")
+        self.total = total
+        self._least_turn = least_turn
+        self._held: list[Slot] = []  # in the order taken, oldest first
+        self._needed_waiting: deque[_Waiter] = deque()
+        self._others_waiting: deque[_Waiter] = deque()
+        self._ending = 0  # slots ended for a needed session waiting, not yet given back
+
+    @asynccontextmanager
+    async def hold(self, needed: Callable[[], bool]) -> AsyncIterator[Slot]:
+        """A slot, held in the block; the block's session runs inside the slot's `scope` (SyncService._pull)."""
+        slot = await self._take(needed)
+        try:
+            yield slot
+        finally:
+            self._give_back(slot)
+
+    async def _take(self, needed: Callable[[], bool]) -> Slot:
+        await trio.lowlevel.checkpoint()
+        if len(self._held) < self.total:  # (a slot is free only while nobody waits: _give_back hands it on)
+            return self._held_by(needed)
+        waiter = _Waiter(needed)
+        queue = self._needed_waiting if needed() else self._others_waiting
+        queue.append(waiter)
+        try:
+            while waiter.handed is None:
+                wake = self._end_for_needed() if queue is self._needed_waiting else math.inf
+                with trio.move_on_at(wake):
+                    await waiter.event.wait()
+        except BaseException:
+            if waiter.handed is not None:
+                self._give_back(waiter.handed)
+            else:
+                queue.remove(waiter)
+            raise
+        return waiter.handed
+
+    def _held_by(self, needed: Callable[[], bool]) -> Slot:
+        slot = Slot(needed, trio.current_time())
+        self._held.append(slot)
+        return slot
+
+    def _end_for_needed(self) -> float:
+        """End sessions for the needed ones waiting, as many as can be ended now (module docstring); when to look
+        again (the next time a holder will have had `least_turn`), or never if each waiting has one coming."""
+        now = trio.current_time()
+        while self._ending < len(self._needed_waiting):
+            running = [slot for slot in self._held if not slot.ended]
+            victim = next((slot for slot in running if not slot.needed()), None)
+            if victim is None:
+                victim = next((slot for slot in running if now - slot.since >= self._least_turn), None)
+            if victim is None:
+                return min((slot.since + self._least_turn for slot in running), default=math.inf)
+            victim.ended = True
+            victim.scope.cancel()
+            self._ending += 1
+        return math.inf
+
+    def _give_back(self, slot: Slot) -> None:
+        """Free `slot`, or hand it to the first needed session waiting, else the first other one."""
+        self._held.remove(slot)
+        if slot.ended:
+            self._ending -= 1
+        for queue in (self._needed_waiting, self._others_waiting):
+            if queue:
+                waiter = queue.popleft()
+                waiter.handed = self._held_by(waiter.needed)
+                waiter.event.set()
+                return

@@ -1,0 +1,259 @@
+"""Sync session slots under peers that stall just inside the sync timeout (trio's mock clock): the start's catch-up
+(node.daemon) still ends on its round with the one honest peer holding the org's records, well before
+startup_sync_seconds, whether the stallers dialled in, hold the node's inbound streams, or are peers the node dials
+(then after one turn); the sessions open at once stay bounded; a needed session that stops waiting frees its place
+(gossip.session_slots)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import trio
+
+from gossip.host import PeerEvent
+from gossip.replica import Replica
+from gossip.session_slots import SessionSlots
+from gossip.store import RecordStore
+from gossip.sync import IssuerIndex, SyncLimits, SyncServer
+from gossip.sync_messages import HeadEntry, HeadsPage, HeadsRequest, RecordsPage, encode_message
+from gossip.sync_service import SyncService
+from ledger import MAX_COSIGNATURES
+from node.daemon import CatchUp, _caught_up
+
+from ..factories import Org
+from .nodes import ConnectedHost
+from .test_sync_session import ServedStream
+
+TIMEOUT, STARTUP_SYNC_SECONDS, SLOTS = 10.0, 10.0, 8
+STALLERS = [f"12D3KooWStaller{i}" for i in range(SLOTS)]
+HOLDER = "12D3KooWHolder"
+_FRESH = itertools.count()
+OTHER = Org()  # an org inside the node's horizon
+OTHERS_RECORDS = [OTHER.record() for _ in range(20)]
+
+
+class StallingStream:
+    """A hostile peer's sync stream: each heads request answered just inside the timeout, with one more issuer, for as
+    long as the session's bound allows (10 minutes); or, `naming_other`, heads naming only OTHER at once, then each
+    page of its records just inside the timeout, one record a page."""
+
+    def __init__(self, *, naming_other: bool) -> None:
+        self._naming_other = naming_other
+        self._heads_sent = False
+        self._records = iter(OTHERS_RECORDS)
+
+    async def __aenter__(self) -> StallingStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        pass
+
+    async def write_frame(self, payload: bytes) -> None:
+        pass
+
+    async def read_frame(self, max_size: int) -> bytes:
+        if self._naming_other and not self._heads_sent:
+            self._heads_sent = True
+            await trio.lowlevel.checkpoint()
+            last = OTHERS_RECORDS[-1]
+            return encode_message(HeadsPage((HeadEntry(OTHER.did, last.seq, last.id),), more=False))
+        await trio.sleep(0.9 * TIMEOUT)
+        if self._naming_other:
+            return encode_message(RecordsPage((next(self._records).raw,), more=True))
+        return encode_message(HeadsPage((HeadEntry(f"did:key:z{next(_FRESH):09d}", 1, bytes(32)),), more=True))
+
+
+class Network(ConnectedHost):
+    """The host's view: the stallers connected when sync starts, the holder once the peer manager has dialled it; the
+    most sync streams open at once."""
+
+    def __init__(self, holder: SyncServer, *, stallers: list[str], stallers_name_other: bool) -> None:
+        super().__init__(list(stallers))
+        self.holder, self.stallers_name_other = holder, stallers_name_other
+        self.open_now = self.most_open = 0
+        self.serve: Callable[[InboundStaller], Awaitable[None]] | None = None
+
+    def set_stream_handler(self, protocol: str, handler: Callable[[InboundStaller], Awaitable[None]]) -> None:
+        self.serve = handler
+
+    async def open_stream(self, peer: str, protocol: str) -> Counted:
+        if peer == HOLDER:
+            return Counted(self, ServedStream(self.holder))
+        return Counted(self, StallingStream(naming_other=self.stallers_name_other))
+
+    async def connect_holder(self) -> None:
+        self._peers.append(HOLDER)
+        await self._events_send.send(PeerEvent(HOLDER, connected=True))
+
+
+class InboundStaller:
+    """A hostile peer's inbound sync stream: a heads request sent just inside the timeout, each answer read just
+    inside it."""
+
+    def __init__(self, peer: str) -> None:
+        self.remote_peer = peer
+
+    async def read_frame(self, max_size: int) -> bytes:
+        await trio.sleep(0.9 * TIMEOUT)
+        return encode_message(HeadsRequest("", 1000, "test"))
+
+    async def write_frame(self, payload: bytes) -> None:
+        await trio.sleep(0.9 * TIMEOUT)
+
+    async def close(self) -> None:
+        pass
+
+    async def reset(self) -> None:
+        pass
+
+
+@dataclass
+class Counted:
+    network: Network
+    stream: ServedStream | StallingStream
+
+    async def __aenter__(self) -> ServedStream | StallingStream:
+        self.network.open_now += 1
+        self.network.most_open = max(self.network.most_open, self.network.open_now)
+        return self.stream
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.network.open_now -= 1
+
+
+class PeerManager:
+    """Keeps `kept` connected (the bootstrap peers: the holder, and stallers if their addresses were taken over); its
+    dial of the holder takes a second, the stallers having dialled in already."""
+
+    def __init__(self, network: Network, kept: set[str], inbound_stallers: int) -> None:
+        self.network, self.kept, self.inbound_stallers, self.has_peers = network, kept, inbound_stallers, True
+
+    def keeps(self, peer_id: str) -> bool:
+        return peer_id in self.kept
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        assert self.network.serve is not None
+        async with trio.open_nursery() as nursery:
+            for i in range(self.inbound_stallers):  # (dialled in already)
+                nursery.start_soon(self.network.serve, InboundStaller(f"12D3KooWInbound{i}"))
+            await trio.sleep(1)
+            await self.network.connect_holder()
+
+
+class Gossip:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        await trio.sleep_forever()
+
+
+@dataclass
+class Started:
+    caught_up: CatchUp
+    ended: float  # when the catch-up did
+    sync: SyncService
+    network: Network
+    head: int  # the org's, after the catch-up
+
+
+async def restored_node_start(tmp_path: Path, *, kept: set[str], startup_sync_seconds: float,
+                              stallers: list[str] = STALLERS, stallers_name_other: bool = False,
+                              inbound_stallers: int = 0) -> Started:
+    """A node restored from an older copy (it holds the org's first record of three; the holder holds all) starts
+    with `stallers` connected (StallingStream) and `inbound_stallers` streams open to it (InboundStaller), and runs
+    on for a while after its catch-up."""
+    ours = Org()
+    records = [ours.record("org"), ours.record(), ours.record()]
+    (tmp_path / "holder").mkdir()
+    (tmp_path / "node").mkdir()
+    with RecordStore.open(tmp_path / "holder") as held, RecordStore.open(tmp_path / "node") as store:
+        held.append(records)
+        store.append(records[:1])
+        network = Network(SyncServer(held, IssuerIndex(held), SyncLimits()), stallers=stallers,
+                          stallers_name_other=stallers_name_other)
+        replica = Replica(ours.key, store, roots=(OTHER.did,), max_hops=1, held_limit=10)
+        sync = SyncService(network, replica, network="test", timeout=TIMEOUT,  # type: ignore[arg-type]
+                           max_sessions=SLOTS)
+        node = SimpleNamespace(
+            did=ours.did, replica=replica, sync=sync, gossip=Gossip(),
+            peer_manager=PeerManager(network, kept, inbound_stallers),
+            config=SimpleNamespace(startup_sync_seconds=startup_sync_seconds, data_dir=tmp_path / "node"))
+        async with trio.open_nursery() as nursery:
+            caught_up = await _caught_up(node, nursery, signs_timed_out=False)  # type: ignore[arg-type]
+            started = Started(caught_up, trio.current_time(), sync, network, store.head(ours.did).seq)
+            await trio.sleep(SLOTS * TIMEOUT)  # the stallers and periodic rounds go on
+            nursery.cancel_scope.cancel()
+        return started
+
+
+
+async def test_stallers_that_dialled_in_do_not_delay_the_catch_up_round_with_the_holder(tmp_path, autojump_clock):
+    """Found by stop 32: eight peers answering just inside the timeout held every session slot for 10 minutes, and the
+    catch-up round with the one peer holding the org's records waited behind them: the node timed out and would sign
+    at seq 2, which the org had used."""
+    start = await restored_node_start(tmp_path, kept={HOLDER}, startup_sync_seconds=STARTUP_SYNC_SECONDS)
+    assert (start.caught_up.state, start.head) == ("done", 3)
+    assert start.ended < 2  # the holder dialled at 1 s, its round at once
+    assert start.sync.stats.errors["preempted"] == 1  # one staller's session ended for it, and no other session
+    assert start.network.most_open <= SLOTS  # the sessions open at once stay bounded
+
+
+async def test_stallers_the_node_dials_delay_the_catch_up_round_with_the_holder_by_one_turn_at_most(
+        tmp_path, autojump_clock):
+    """Bootstrap addresses taken over (or fresh keys an org inside the horizon gave `org` records): their rounds are
+    ones the catch-up needs as much as the holder's, so the holder's waits until the oldest has had a turn of the
+    sync timeout, not for its whole session."""
+    start = await restored_node_start(tmp_path, kept={HOLDER, *STALLERS}, startup_sync_seconds=3 * TIMEOUT)
+    assert (start.caught_up.state, start.head) == ("done", 3)
+    assert start.ended <= TIMEOUT + 1
+    assert start.network.most_open <= SLOTS
+
+
+async def test_stallers_the_node_dials_whose_heads_named_none_of_the_org_s_keys_do_not_delay_it(
+        tmp_path, autojump_clock):
+    """Their heads, read, showed they hold none of the org's records: the rest of their rounds is nothing the
+    catch-up needs, and the holder's round ends one of them at once, not after a turn."""
+    start = await restored_node_start(tmp_path, kept={HOLDER, *STALLERS}, startup_sync_seconds=STARTUP_SYNC_SECONDS,
+                                      stallers_name_other=True)
+    assert (start.caught_up.state, start.head) == ("done", 3)
+    assert start.ended < 2
+
+
+async def test_peers_stalling_on_their_own_sync_streams_to_the_node_do_not_delay_the_catch_up(
+        tmp_path, autojump_clock):
+    """Inbound streams hold none of the session slots, and a request holds one of `max_inbound` only while it is
+    answered, not while its peer is slow to send or read: stalling peers holding every inbound stream the node
+    allows, each stream's answers read just in time, leave the catch-up round with the holder as quick as without."""
+    streams = 16 + MAX_COSIGNATURES  # SyncService's max_inbound_streams
+    start = await restored_node_start(tmp_path, kept={HOLDER}, startup_sync_seconds=STARTUP_SYNC_SECONDS,
+                                      stallers=[], inbound_stallers=streams + 1)
+    assert (start.caught_up.state, start.head) == ("done", 3)
+    assert start.ended < 2
+    assert start.sync.stats.served_errors["busy"] == 1  # (every stream taken, the last staller was refused)
+
+
+async def test_a_needed_session_that_stops_waiting_leaves_the_slot_to_the_next_one_waiting(autojump_clock):
+    """A catch-up that ends (or a node that stops) while its round waits for a slot held by another needed session,
+    within its turn: nothing is ended for it, and the slot goes on to the session waiting after it."""
+    slots = SessionSlots(1, least_turn=TIMEOUT)
+    order: list[str] = []
+
+    async def session(name: str, needed: bool, seconds: float) -> None:
+        async with slots.hold(lambda: needed) as slot:
+            order.append(name)
+            with slot.scope:
+                await trio.sleep(seconds)
+            order.append(f"{name} {'ended' if slot.ended else 'done'}")
+
+    with trio.fail_after(10 * TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session, "first round", True, 2 * TIMEOUT)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(session, "gap fetch", False, 1)
+            with trio.move_on_after(TIMEOUT / 2):
+                await session("second round", True, 1)
+    assert order == ["first round", "first round done", "gap fetch", "gap fetch done"]
