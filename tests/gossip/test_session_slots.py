@@ -22,7 +22,7 @@ from gossip.sync import IssuerIndex, SyncLimits, SyncServer
 from gossip.sync_messages import HeadEntry, HeadsPage, HeadsRequest, RecordsPage, encode_message
 from gossip.sync_service import SyncService
 from ledger import MAX_COSIGNATURES
-from node.daemon import CatchUp, _caught_up
+from node.daemon import SETTLE_SECONDS, CatchUp, _caught_up
 
 from ..factories import Org
 from .nodes import ConnectedHost
@@ -179,7 +179,7 @@ async def restored_node_start(tmp_path: Path, *, kept: set[str], startup_sync_se
         sync = SyncService(network, replica, network="test", timeout=TIMEOUT,  # type: ignore[arg-type]
                            max_sessions=SLOTS)
         node = SimpleNamespace(
-            did=ours.did, replica=replica, sync=sync, gossip=Gossip(),
+            did=ours.did, host=network, replica=replica, sync=sync, gossip=Gossip(),
             peer_manager=PeerManager(network, kept, inbound_stallers),
             config=SimpleNamespace(startup_sync_seconds=startup_sync_seconds, data_dir=tmp_path / "node"))
         async with trio.open_nursery() as nursery:
@@ -206,10 +206,11 @@ async def test_stallers_the_node_dials_delay_the_catch_up_round_with_the_holder_
         tmp_path, autojump_clock):
     """Bootstrap addresses taken over (or fresh keys an org inside the horizon gave `org` records): their rounds are
     ones the catch-up needs as much as the holder's, so the holder's waits until the oldest has had a turn of the
-    sync timeout, not for its whole session."""
+    sync timeout, not for its whole session. (Once the holder's round proved the records in, the catch-up waits up to
+    SETTLE_SECONDS more for the other rounds under way with peers it dials, these stallers': node.daemon.)"""
     start = await restored_node_start(tmp_path, kept={HOLDER, *STALLERS}, startup_sync_seconds=3 * TIMEOUT)
     assert (start.caught_up.state, start.head) == ("done", 3)
-    assert start.ended <= TIMEOUT + 1
+    assert start.ended <= TIMEOUT + SETTLE_SECONDS + 1
     assert start.network.most_open <= SLOTS
 
 
