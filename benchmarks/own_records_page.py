@@ -2,7 +2,8 @@
 records of `--size` bytes each (a thief's, the most the list keeps: gossip.own_records.MAX_CONFLICTS) and
 `--stored` rows of records the ledger stores: the first page, and opening the list (as a start does). Each page runs
 on the node's event loop. The file is warm in the page cache, as on a node that serves it. Through the app in
-process, without HTTP. A figure with no target; it is not a test.
+process, without HTTP. A page reads no record's bytes, and looks each conflicting record up in the ledger's index
+(`stored`). A figure with no target; it is not a test.
 
     python benchmarks/own_records_page.py                  # 1,000 conflicting records of 64 KiB
     python benchmarks/own_records_page.py --conflicts 100 --size 1024
@@ -46,10 +47,11 @@ async def measure(conflicts: int, size: int, stored: int) -> None:
                                    for _ in range(first, min(first + 100, conflicts))])
         finally:
             own.close()
-        node.replica.store.has = lambda rid: True  # the stored rows' records, as the ledger holds them
+        node.replica.store.has = lambda rid: True  # the stored rows' records, which `open` keeps
         started = time.perf_counter()
         node.replica.own_records = OwnRecords.open(Path(directory), lambda: 0, node.replica.store)
         opening = time.perf_counter() - started
+        del node.replica.store.has  # a page looks each record up in the ledger's index (`stored`)
         transport = httpx.ASGITransport(app=create_app(node))
         async with httpx.AsyncClient(transport=transport, base_url="http://node") as api:
             times = []
