@@ -26,7 +26,9 @@ index), and memory none.
 After `vouchnet key adopt` (node.taken_back_rotation) the adopted key's records come back from peers as expected, not
 listed (gossip.replica.Replica._adopted_key_coming_back), until a start's catch-up sync ends and the node signs. The
 file names that key (`adopted`, written by the adopt before it installs the key) until then (`adoption_caught_up`),
-so that a start stopped before its catch-up ended does not list the rest, coming back at the next, as a thief's.
+so that a start stopped before its catch-up ended does not list the rest, coming back at the next, as a thief's; and
+at the latest until the first record the node signs with it is stored (Replica._list_own), after which nothing of the
+newer copy can come back: a start stopped between the two must not take a thief's record following it as expected.
 """
 
 from __future__ import annotations

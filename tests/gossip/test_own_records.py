@@ -653,3 +653,29 @@ def test_an_adopted_key_s_records_are_expected_at_the_start_after_one_stopped_be
         with caplog.at_level(logging.CRITICAL, logger="gossip.replica"):
             assert replica.accept(later, PEER).accepted == later
         assert "came from peers" in caplog.text and [r.id for r in replica.own_records.listed()][1:] == [later[0].id]
+
+
+def test_an_adopted_key_s_records_are_no_longer_expected_once_the_node_signed_one_though_it_stopped_at_once(
+        tmp_path, caplog):
+    """The adopted key is no longer named, durably, before the store takes the first record the node signs with it
+    (evidence found in the catch-up, signed as it ends, say): stopped before the catch-up's end had said so, the
+    next start reports a thief's record following it at CRITICAL and lists it. Before: that start took it at INFO
+    as the newer copy's coming back, unlisted, though what the node signed ended any such."""
+    old, new = Org(), Org()
+    with opened(tmp_path, old.key) as replica:
+        replica.issue("org", org_body("me", "test", next=new.did))
+        replica.own_records.adopting(new.did)
+    newer = [new.record("org", org_body("me", "test", prior=old.did)), new.record()]
+    with opened(tmp_path, new.key) as replica:
+        replica.defer_signing()
+        assert replica.accept(newer, PEER).accepted == newer
+        replica.resume_signing()
+        replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))  # then killed, before adoption_caught_up
+    with opened(tmp_path, new.key) as replica:
+        assert replica.own_records.adopted is None
+        replica.defer_signing()
+        later = signed_elsewhere(replica, 1)
+        with caplog.at_level(logging.INFO, logger="gossip.replica"):
+            assert replica.accept(later, PEER).accepted == later
+        assert [r.levelno for r in caplog.records] == [logging.CRITICAL]
+        assert [r.id for r in replica.own_records.listed()] == [later[0].id] and replica.own_from_peers == 1
