@@ -66,7 +66,7 @@ CREATE TABLE IF NOT EXISTS own_records (
     accepted_ms INTEGER NOT NULL,
     peer TEXT,
     acknowledged INTEGER NOT NULL DEFAULT 0,
-    conflicts_with BLOB  -- a conflicting record's: the id of the one it conflicts with, which the node holds at its seq
+    conflicts_with BLOB  -- a conflicting record's: the id of the one it conflicts with, held at its seq when it came
 )""", """
 CREATE TABLE IF NOT EXISTS own_records_state (
     one INTEGER PRIMARY KEY CHECK (one = 1),
@@ -94,7 +94,7 @@ class OwnRecord:
     the key that signed it (`iss`: the org's key then) and its seq, when the node accepted it (ms since the Unix
     epoch, node time), the PeerID it came from (None when not known: an API submission; for one held for an
     earlier record, the peer that sent it then), and whether the operator acknowledged it. For a record that
-    conflicts with one the node holds (refused, not stored), that one's id (its own bytes: `OwnRecords.cose`)."""
+    conflicted with one the node held when it came (refused then), that one's id (its own bytes: `OwnRecords.cose`)."""
 
     number: int
     id: bytes
