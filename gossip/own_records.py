@@ -10,21 +10,25 @@ record may come at the seq of one a refused batch left, so only the number tells
 
 A record of the org's key (or an earlier key of its org) that conflicts with one the node holds at its seq, stored or
 held for a missing predecessor, is proof that the key signed twice at one seq: the key is in someone else's hands. The
-ledger does not take it, so its row keeps its COSE bytes and the id of the record it conflicts with (`add_conflicts`),
-and `open` keeps it (a record a refused batch left a row of, coming back so, is listed anew in its place). A thief
-can sign any number of them: the first MAX_CONFLICTS are listed, and those past it only counted (`unlisted_conflicts`)
-and logged. That count is kept in the file, across restarts, and a record counted is
-not counted again when it comes again (gossip's mesh and each peer's sync deliver one record many times, and again
-after a restart) as long as its id is among the last MAX_UNLISTED_SEEN counted, which the file keeps, each numbered in
-the order counted (never reused: the count is the last one's number). Not every id: a thief signs millions, 32 bytes
-of id each, and the file and memory must stay bounded; one that comes again after more than MAX_UNLISTED_SEEN others
-were counted is counted again, adding to a count that says already that the key signs freely elsewhere. So the file
-keeps at most MAX_CONFLICTS records' bytes and MAX_UNLISTED_SEEN ids (0.9 MB with their index), and memory none.
+ledger does not take it, so its row keeps the id of the record it conflicts with (`add_conflicts`), and its COSE bytes
+are kept in a table apart, read only for GET /v1/node/own-records/{number}/cose (`cose`), not for a page of the list
+(1,000 of a thief's records of 64 KiB are 65 MB); `open` keeps such a row (a record a refused batch left a row of,
+coming back so, is listed anew in its place). A thief can sign any number of them: the first MAX_CONFLICTS are listed,
+and those past it only counted (`unlisted_conflicts`) and logged. That count is kept in the file, across restarts, and
+a record counted is not counted again when it comes again (gossip's mesh and each peer's sync deliver one record
+many times, and again after a restart) as long as its id is among the last MAX_UNLISTED_SEEN counted, which the file
+keeps, each numbered in the order counted (never reused: the count is the last one's number). Not every id: a thief
+signs millions, 32 bytes of id each, and the file and memory must stay bounded; one that comes again after more than
+MAX_UNLISTED_SEEN others were counted is counted again, adding to a count that says already that the key signs freely
+elsewhere. So the file keeps at most MAX_CONFLICTS records' bytes and MAX_UNLISTED_SEEN ids (0.9 MB with their
+index), and memory none.
 
 After `vouchnet key adopt` (node.taken_back_rotation) the adopted key's records come back from peers as expected, not
 listed (gossip.replica.Replica._adopted_key_coming_back), until a start's catch-up sync ends and the node signs. The
 file names that key (`adopted`, written by the adopt before it installs the key) until then (`adoption_caught_up`),
-so that a start stopped before its catch-up ended does not list the rest, coming back at the next, as a thief's.
+so that a start stopped before its catch-up ended does not list the rest, coming back at the next, as a thief's; and
+at the latest until the first record the node signs with it is stored (Replica._list_own), after which nothing of the
+newer copy can come back: a start stopped between the two must not take a thief's record following it as expected.
 """
 
 from __future__ import annotations
@@ -43,11 +47,12 @@ from vouching import Record
 from .store import RecordStore, StoreError
 
 OWN_RECORDS_FILE = "own_records.db"
-# Version 4: the adopted key, and the conflicting records counted past the list's bound (2026-11-28). Version 3: rows
-# of conflicting records, with their bytes (2026-11-28). Version 2: rows by record and number. Version 1 (2026-11-27)
-# keyed rows by seq alone. `_upgrade`.
+# Version 4: the adopted key, the conflicting records counted past the list's bound, and their bytes in a table apart
+# (2026-11-28). Version 3: rows of conflicting records, with their bytes (2026-11-28). Version 2: rows by record and
+# number. Version 1 (2026-11-27) keyed rows by seq alone. `_upgrade`.
 FORMAT = FileFormat("a list of the org's records from peers", 0x564E4F52, 4,  # "VNOR"
-                    frozenset({"own_records", "own_records_state", "unlisted_conflicts"}), oldest=1)
+                    frozenset({"own_records", "own_records_state", "unlisted_conflicts", "conflicting_bytes"}),
+                    oldest=1)
 MAX_LISTED = 1000  # rows `listed` returns at most, oldest first after a number
 MAX_CONFLICTS = 1000  # rows of conflicting records kept at most: a thief can sign any number of them
 MAX_UNLISTED_SEEN = 10_000  # ids of the conflicting records last counted past MAX_CONFLICTS kept, not to count twice
@@ -61,8 +66,7 @@ CREATE TABLE IF NOT EXISTS own_records (
     accepted_ms INTEGER NOT NULL,
     peer TEXT,
     acknowledged INTEGER NOT NULL DEFAULT 0,
-    cose BLOB,  -- a conflicting record's bytes, which the ledger does not hold; NULL for one it stores
-    conflicts_with BLOB  -- the id of the record it conflicts with, which the node holds at its seq
+    conflicts_with BLOB  -- a conflicting record's: the id of the one it conflicts with, held at its seq when it came
 )""", """
 CREATE TABLE IF NOT EXISTS own_records_state (
     one INTEGER PRIMARY KEY CHECK (one = 1),
@@ -71,6 +75,10 @@ CREATE TABLE IF NOT EXISTS own_records_state (
 CREATE TABLE IF NOT EXISTS unlisted_conflicts (
     counted INTEGER PRIMARY KEY AUTOINCREMENT,  -- 1 up in the order counted, never reused: the last is the count
     id BLOB NOT NULL UNIQUE  -- the last MAX_UNLISTED_SEEN counted
+)""", """
+CREATE TABLE IF NOT EXISTS conflicting_bytes (
+    number INTEGER PRIMARY KEY,  -- the conflicting record's row in own_records
+    cose BLOB NOT NULL  -- its COSE bytes, which the ledger does not hold, apart: a page of the list reads none
 )""")
 _SCHEMA = ";".join(_TABLES) + ";\nINSERT OR IGNORE INTO own_records_state (one) VALUES (1);"
 
@@ -86,7 +94,7 @@ class OwnRecord:
     the key that signed it (`iss`: the org's key then) and its seq, when the node accepted it (ms since the Unix
     epoch, node time), the PeerID it came from (None when not known: an API submission; for one held for an
     earlier record, the peer that sent it then), and whether the operator acknowledged it. For a record that
-    conflicts with one the node holds (refused, not stored), that one's id and its own COSE bytes."""
+    conflicted with one the node held when it came (refused then), that one's id (its own bytes: `OwnRecords.cose`)."""
 
     number: int
     id: bytes
@@ -96,14 +104,15 @@ class OwnRecord:
     peer: str | None
     acknowledged: bool
     conflicts_with: bytes | None = None
-    cose: bytes | None = None
 
-    def to_json(self) -> dict[str, object]:
-        """The row as the API shows it: `stored` false and `conflicts_with` for a conflicting record, whose bytes
-        GET /v1/node/own-records/{number}/cose serves."""
+    def to_json(self, *, stored: bool) -> dict[str, object]:
+        """The row as the API shows it, `stored` saying whether the ledger holds its record (the store knows: a
+        conflicting record is not stored, unless the record it conflicted with was only held, then dropped, and it
+        came again; another row's is, but for the row of a batch the store refused, until `open` drops it), with
+        `conflicts_with` for a conflicting record, whose bytes GET /v1/node/own-records/{number}/cose serves."""
         return {"number": self.number, "id": self.id.hex(), "iss": self.iss, "seq": self.seq,
                 "accepted_ms": self.accepted_ms, "peer": self.peer, "acknowledged": self.acknowledged,
-                "stored": self.cose is None,
+                "stored": stored,
                 "conflicts_with": None if self.conflicts_with is None else self.conflicts_with.hex()}
 
 
@@ -115,10 +124,10 @@ class OwnRecords:
         self._now_ms = now_ms
         self._db.executescript(_SCHEMA)
         (self.unacknowledged,) = db.execute("SELECT COUNT(*) FROM own_records WHERE acknowledged = 0").fetchone()
-        (self.conflicts,) = db.execute("SELECT COUNT(*) FROM own_records WHERE cose IS NOT NULL").fetchone()
+        (self.conflicts,) = db.execute("SELECT COUNT(*) FROM conflicting_bytes").fetchone()
         # conflicting records not yet acknowledged (vouchnet_own_records_conflicting)
-        (self.unacknowledged_conflicts,) = db.execute("SELECT COUNT(*) FROM own_records WHERE cose IS NOT NULL "
-                                                      "AND acknowledged = 0").fetchone()
+        (self.unacknowledged_conflicts,) = db.execute("SELECT COUNT(*) FROM own_records WHERE conflicts_with IS NOT "
+                                                      "NULL AND acknowledged = 0").fetchone()
         # conflicting records past MAX_CONFLICTS: counted (once each, as far as MAX_UNLISTED_SEEN goes), not listed
         (self.unlisted_conflicts,) = db.execute("SELECT COALESCE(MAX(counted), 0) FROM unlisted_conflicts").fetchone()
         # the key `vouchnet key adopt` made the org's, whose records are coming back (`adopting`)
@@ -141,7 +150,7 @@ class OwnRecords:
                 use_wal(db)
                 db.execute("PRAGMA synchronous = FULL")  # a lost row would silence a compromise signal
                 db.executescript(_SCHEMA)
-                unstored = [(rid,) for (rid,) in db.execute("SELECT id FROM own_records WHERE cose IS NULL")
+                unstored = [(rid,) for (rid,) in db.execute("SELECT id FROM own_records WHERE conflicts_with IS NULL")
                             if not store.has(rid)]
                 db.executemany("DELETE FROM own_records WHERE id = ?", unstored)
             except BaseException:
@@ -184,7 +193,7 @@ class OwnRecords:
                 self._db.execute("BEGIN")
                 for conflict in conflicts:
                     record, conflicts_with, peer = conflict
-                    row = self._db.execute("SELECT cose IS NULL, acknowledged FROM own_records WHERE id = ?",
+                    row = self._db.execute("SELECT conflicts_with IS NULL, acknowledged FROM own_records WHERE id = ?",
                                            (record.id,)).fetchone()
                     if row is not None and not row[0]:
                         continue
@@ -194,9 +203,10 @@ class OwnRecords:
                     if row is not None:
                         self._db.execute("DELETE FROM own_records WHERE id = ?", (record.id,))
                         replaced += not row[1]
-                    self._db.execute("INSERT INTO own_records (id, iss, seq, accepted_ms, peer, cose, conflicts_with) "
-                                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                     (record.id, record.iss, record.seq, now, peer, record.raw, conflicts_with))
+                    number = self._db.execute("INSERT INTO own_records (id, iss, seq, accepted_ms, peer, "
+                                              "conflicts_with) VALUES (?, ?, ?, ?, ?, ?)",
+                                              (record.id, record.iss, record.seq, now, peer, conflicts_with)).lastrowid
+                    self._db.execute("INSERT INTO conflicting_bytes (number, cose) VALUES (?, ?)", (number, record.raw))
                     listed.append(conflict)
                 if unlisted:
                     self._db.execute("DELETE FROM unlisted_conflicts WHERE counted <= ?",
@@ -241,15 +251,16 @@ class OwnRecords:
 
     def listed(self, *, after: int = 0, limit: int = MAX_LISTED) -> list[OwnRecord]:
         """Up to `limit` listed records numbered above `after`, in the order listed."""
-        rows = self._db.execute("SELECT number, id, iss, seq, accepted_ms, peer, acknowledged, conflicts_with, cose "
+        rows = self._db.execute("SELECT number, id, iss, seq, accepted_ms, peer, acknowledged, conflicts_with "
                                 "FROM own_records WHERE number > ? ORDER BY number LIMIT ?", (after, limit))
-        return [OwnRecord(n, bytes(rid), iss, seq, at, peer, bool(ack), _bytes(conflicts_with), _bytes(cose))
-                for n, rid, iss, seq, at, peer, ack, conflicts_with, cose in rows]
+        return [OwnRecord(n, bytes(rid), iss, seq, at, peer, bool(ack), _bytes(conflicts_with))
+                for n, rid, iss, seq, at, peer, ack, conflicts_with in rows]
 
     def cose(self, number: int) -> bytes | None:
         """The COSE bytes of the conflicting record listed as `number`; None if there is no such row, or its record
-        is one the ledger stores."""
-        row = self._db.execute("SELECT cose FROM own_records WHERE number = ?", (number,)).fetchone()
+        is one the ledger stores. The only reader of those bytes, kept apart (conflicting_bytes) so that a page of the
+        list reads none: 1,000 of a thief's records of 64 KiB are 65 MB."""
+        row = self._db.execute("SELECT cose FROM conflicting_bytes WHERE number = ?", (number,)).fetchone()
         return None if row is None else _bytes(row[0])
 
     def acknowledge(self, through: int) -> int:
@@ -259,8 +270,8 @@ class OwnRecords:
         try:
             with self._db:
                 self._db.execute("BEGIN")
-                (conflicts,) = self._db.execute("SELECT COUNT(*) FROM own_records WHERE number <= ? AND "
-                                                "acknowledged = 0 AND cose IS NOT NULL", (through,)).fetchone()
+                (conflicts,) = self._db.execute("SELECT COUNT(*) FROM own_records WHERE number <= ? AND acknowledged "
+                                                "= 0 AND conflicts_with IS NOT NULL", (through,)).fetchone()
                 count = self._db.execute("UPDATE own_records SET acknowledged = 1 WHERE number <= ? "
                                          "AND acknowledged = 0", (through,)).rowcount
         except sqlite3.Error as error:
@@ -277,19 +288,34 @@ def _bytes(value: bytes | None) -> bytes | None:
 
 
 def _upgrade(db: sqlite3.Connection, version: int, *, store: RecordStore) -> None:
-    """To version 4, in `claim`'s transaction: from 3, the tables of the adopted key (none adopted) and of the
-    conflicting records counted past the list's bound (none: version 3 counted them in memory); from 2, the
-    columns of conflicting records (none listed yet) too; from 1, rows made at once in version 4's tables
-    (`_from_version_1`)."""
+    """To version 4, in `claim`'s transaction: from 3, the conflicting records' bytes moved to a table apart
+    (`_bytes_apart`), and the tables of the adopted key (none adopted) and of the conflicting records counted past the
+    list's bound (none: version 3 counted them in memory); from 2, the column of the record a conflicting one
+    conflicts with (none listed yet) too; from 1, rows made at once in version 4's tables (`_from_version_1`)."""
     if version == 1:
         _from_version_1(db, store)
     elif version == 2:
-        db.execute("ALTER TABLE own_records ADD COLUMN cose BLOB")
         db.execute("ALTER TABLE own_records ADD COLUMN conflicts_with BLOB")
     else:
         assert version == 3
+        _bytes_apart(db)
     for table in _TABLES:  # (one statement each: executescript would commit `claim`'s transaction first)
         db.execute(table)
+
+
+def _bytes_apart(db: sqlite3.Connection) -> None:
+    """Version 3's rows without their `cose` column, whose bytes go to conflicting_bytes by number; the table made
+    anew (not DROP COLUMN: SQLite 3.35 and later only), its numbers' sequence kept, so none is used again."""
+    db.execute("ALTER TABLE own_records RENAME TO own_records_v3")
+    db.execute(_TABLES[0])
+    db.execute(_TABLES[3])
+    db.execute("INSERT INTO own_records (number, id, iss, seq, accepted_ms, peer, acknowledged, conflicts_with) "
+               "SELECT number, id, iss, seq, accepted_ms, peer, acknowledged, conflicts_with FROM own_records_v3")
+    db.execute("INSERT INTO conflicting_bytes (number, cose) SELECT number, cose FROM own_records_v3 "
+               "WHERE cose IS NOT NULL")
+    db.execute("DELETE FROM sqlite_sequence WHERE name = 'own_records'")
+    db.execute("UPDATE sqlite_sequence SET name = 'own_records' WHERE name = 'own_records_v3'")
+    db.execute("DROP TABLE own_records_v3")
 
 
 def _from_version_1(db: sqlite3.Connection, store: RecordStore) -> None:

@@ -267,7 +267,12 @@ class Replica:
     def _list_own(self, own_ids: frozenset[bytes], batch: list[tuple[Record, str | None]]) -> None:
         """Before the store takes a batch (each record with the peer it came from, gossip.acceptor): list the records
         of this node's key from peers in it durably (gossip.own_records), unless they are an adopted key's coming
-        back (`_report_own`), so that a crash cannot store one unlisted. What it raises refuses the batch."""
+        back (`_report_own`), so that a crash cannot store one unlisted; and, for the first the node signs with an
+        adopted key, end its adoption durably (`OwnRecords.adoption_caught_up`: nothing of the newer copy can come
+        back after it), so that a start stopped before its catch-up's end said so does not expect a thief's record
+        following it at the next. What it raises refuses the batch."""
+        if self.own_records.adopted == self.did and any(r.iss == self.did for r, _ in batch if r.id in own_ids):
+            self.own_records.adoption_caught_up()
         own = [(r, peer) for r, peer in batch if self._is_from_peers(r, own_ids)]
         if own and not self._adopted_key_coming_back([r for r, _ in own]):
             self.own_records.add(own)

@@ -164,7 +164,23 @@ def _file_state(data_dir):
         return (db.execute("PRAGMA user_version").fetchone(),
                 sorted(db.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")),
                 {name: db.execute(f"SELECT * FROM {name}").fetchall() for (name,) in
-                 db.execute("SELECT name FROM sqlite_schema WHERE type = 'table' AND name LIKE 'own%'")})
+                 db.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")})
+
+
+def _shape(data_dir):
+    """Each table of the list with its columns (name, type, not null, default, primary key) and indexes."""
+    with closing(sqlite3.connect(f"{(data_dir / OWN_RECORDS_FILE).as_uri()}?mode=ro", uri=True)) as db:
+        return {name: (db.execute(f"PRAGMA table_info({name})").fetchall(),
+                       sorted(db.execute(f"SELECT [unique], origin FROM pragma_index_list('{name}')")))
+                for (name,) in db.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
+
+
+def _made_new(directory):
+    """The shape of a list this version makes in a new data directory."""
+    directory.mkdir()
+    with opened(directory, Org().key):
+        pass
+    return _shape(directory)
 
 
 def test_a_list_version_1_wrote_is_upgraded_in_place_keeping_what_was_acknowledged(tmp_path):
@@ -182,8 +198,7 @@ def test_a_list_version_1_wrote_is_upgraded_in_place_keeping_what_was_acknowledg
         assert replica.own_from_peers == 2
         replica.accept(signed_elsewhere(replica, 1), PEER)
         assert [r.number for r in replica.own_records.listed()] == [1, 2, 3, 4]
-    version, tables, _ = _file_state(data_dir)
-    assert version == (4,) and ("own_records",) in tables and ("own_records_v1",) not in tables
+    assert _file_state(data_dir)[0] == (4,) and _shape(data_dir) == _made_new(tmp_path / "new")
     with opened(data_dir, key) as replica:
         assert [r.number for r in replica.own_records.listed()] == [1, 2, 3, 4] and replica.own_from_peers == 3
 
@@ -340,7 +355,9 @@ def _conflicting(replica, seq, key=None):
 
 
 def _rows(replica):
-    return [(r.id, r.seq, r.peer, r.conflicts_with, r.cose, r.acknowledged) for r in replica.own_records.listed()]
+    """The listed rows, each with its conflicting record's bytes (None for one the ledger stores)."""
+    return [(r.id, r.seq, r.peer, r.conflicts_with, replica.own_records.cose(r.number), r.acknowledged)
+            for r in replica.own_records.listed()]
 
 
 def test_a_record_of_the_key_conflicting_with_one_the_node_holds_is_said_listed_with_its_bytes_and_kept(tmp_path,
@@ -366,7 +383,7 @@ def test_a_record_of_the_key_conflicting_with_one_the_node_holds_is_said_listed_
         assert replica.own_from_peers == 1 and replica.own_records.unacknowledged_conflicts == 1
         (row,) = replica.own_records.listed()
         assert replica.own_records.cose(row.number) == theirs.raw and replica.own_records.cose(row.number + 1) is None
-        assert row.to_json()["stored"] is False and row.to_json()["conflicts_with"] == ours.id.hex()
+        assert row.to_json(stored=False)["conflicts_with"] == ours.id.hex()
         assert replica.own_records.acknowledge(row.number) == 1
         assert replica.own_from_peers == 0 and replica.own_records.unacknowledged_conflicts == 0
         replica.accept([theirs], PEER)  # acknowledged, and seen again: not listed again, not counted
@@ -484,18 +501,9 @@ def test_a_list_version_2_wrote_is_upgraded_in_place_to_take_conflicting_records
         theirs = _conflicting(replica, records[1].seq)
         replica.accept([theirs], OTHER_PEER)
         assert _rows(replica)[2:] == [(theirs.id, theirs.seq, OTHER_PEER, records[1].id, theirs.raw, False)]
-    version, tables, _ = _file_state(data_dir)
-    assert version == (4,) and tables == [("own_records",), ("own_records_state",), ("sqlite_sequence",),
-                                          ("unlisted_conflicts",)]
+    assert _file_state(data_dir)[0] == (4,) and _shape(data_dir) == _made_new(tmp_path / "new")
     with opened(data_dir, key) as replica:
         assert [r.number for r in replica.own_records.listed()] == [1, 2, 3] and replica.own_from_peers == 2
-
-
-def _stopping_at_the_second_column(dies):
-    """sqlite3.connect, but a connection to the list refuses (or, if `dies`, SIGKILLs its process at) the second ALTER
-    TABLE: the upgrade from version 2 stopped between its two new columns."""
-    alters = itertools.count()
-    return _stopping_at(dies, lambda action, table: action == sqlite3.SQLITE_ALTER_TABLE and next(alters) == 1)
 
 
 def _stopping_at(dies, stops):
@@ -526,7 +534,8 @@ def test_an_upgrade_from_version_2_stopped_part_way_leaves_the_list_as_version_2
 
     def open_stopping():
         with monkeypatch.context() as patched, RecordStore.open(data_dir) as store:
-            patched.setattr(sqlite3, "connect", _stopping_at_the_second_column(dies))
+            patched.setattr(sqlite3, "connect", _stopping_at(  # its last table, the new column made
+                dies, lambda action, table: (action, table) == (sqlite3.SQLITE_CREATE_TABLE, "conflicting_bytes")))
             OwnRecords.open(data_dir, lambda: 0, store)
 
     _stopped_part_way(dies, open_stopping, "cannot be opened")
@@ -539,23 +548,28 @@ def test_an_upgrade_from_version_2_stopped_part_way_leaves_the_list_as_version_2
 
 def _listed_by_version_3(data_dir, key):
     """A data directory whose list version 3 wrote (tests/gossip/own_records_old.py) as its node did, copied as a kill
-    leaves it (rows in the -wal file): two records of `key` from peers, the first acknowledged, and a record
-    conflicting with the second, from another peer; the three records."""
+    leaves it (rows in the -wal file): two records of `key` from peers, the first acknowledged, a record conflicting
+    with the second, from another peer, and, numbered last, a row its open dropped (a batch the store refused); the
+    three records listed."""
     conflicting = []
 
     def write(replica, records, running):
         v3 = OwnRecordsV3(running, itertools.count(1_700_000_000_000).__next__)
-        v3.add([(r, PEER) for r in records])
-        replica.accept(records, PEER)
+        v3.add([(r, PEER) for r in records[:2]])
+        replica.accept(records[:2], PEER)
         conflicting.append(Org(key=key).fork(records[1].seq, records[0].id))
         v3.add_conflicts([(conflicting[0], records[1].id, OTHER_PEER)])
         v3.acknowledge(1)
+        v3.add([(records[2], PEER)])
+        v3.db.execute("DELETE FROM own_records WHERE id = ?", (records[2].id,))  # as its open dropped it
         return v3.db
 
-    return [*_listed_by_an_earlier_version(data_dir, key, 2, write), *conflicting]
+    return [*_listed_by_an_earlier_version(data_dir, key, 3, write)[:2], *conflicting]
 
 
-def test_a_list_version_3_wrote_is_upgraded_in_place_to_name_an_adopted_key(tmp_path):
+def test_a_list_version_3_wrote_is_upgraded_in_place_to_name_an_adopted_key_and_keep_bytes_apart(tmp_path):
+    """The conflicting record's bytes move to their own table, where a page of the list does not read them, and
+    the numbers go on after the last version 3 gave, the row its open dropped included: none is used again."""
     key = Org().key
     data_dir = tmp_path / "node"
     first, second, theirs = _listed_by_version_3(data_dir, key)
@@ -565,15 +579,20 @@ def test_a_list_version_3_wrote_is_upgraded_in_place_to_name_an_adopted_key(tmp_
         assert _rows(replica) == rows and replica.own_records.adopted is None
         assert replica.own_from_peers == 2 and replica.own_records.unacknowledged_conflicts == 1
         replica.own_records.adopting(replica.did)
-    version, tables, _ = _file_state(data_dir)
-    assert version == (4,) and tables == [("own_records",), ("own_records_state",), ("sqlite_sequence",),
-                                          ("unlisted_conflicts",)]
+    assert _file_state(data_dir)[0] == (4,) and _shape(data_dir) == _made_new(tmp_path / "new")
     with opened(data_dir, key) as replica:
         assert _rows(replica) == rows and replica.own_records.adopted == replica.did
+        replica.accept(signed_elsewhere(replica, 1), PEER)
+        assert [r.number for r in replica.own_records.listed()] == [1, 2, 3, 5]
 
 
+@pytest.mark.parametrize("stop", [(sqlite3.SQLITE_INSERT, "conflicting_bytes"),
+                                  (sqlite3.SQLITE_DROP_TABLE, "own_records_v3"),
+                                  (sqlite3.SQLITE_CREATE_TABLE, "own_records_state")],
+                         ids=["moving bytes", "dropping the old table", "adding tables"])
 @pytest.mark.parametrize("dies", [True, False], ids=["killed", "raising"])
-def test_an_upgrade_from_version_3_stopped_part_way_leaves_the_list_as_version_3_wrote_it(tmp_path, monkeypatch, dies):
+def test_an_upgrade_from_version_3_stopped_part_way_leaves_the_list_as_version_3_wrote_it(tmp_path, monkeypatch, dies,
+                                                                                          stop):
     key = Org().key
     data_dir = tmp_path / "node"
     records = _listed_by_version_3(data_dir, key)
@@ -581,8 +600,7 @@ def test_an_upgrade_from_version_3_stopped_part_way_leaves_the_list_as_version_3
 
     def open_stopping():
         with monkeypatch.context() as patched, RecordStore.open(data_dir) as store:
-            patched.setattr(sqlite3, "connect", _stopping_at(
-                dies, lambda action, table: action == sqlite3.SQLITE_CREATE_TABLE and table == "own_records_state"))
+            patched.setattr(sqlite3, "connect", _stopping_at(dies, lambda action, table: (action, table) == stop))
             OwnRecords.open(data_dir, lambda: 0, store)
 
     if dies:
@@ -592,7 +610,8 @@ def test_an_upgrade_from_version_3_stopped_part_way_leaves_the_list_as_version_3
             open_stopping()
     assert _file_state(data_dir) == before and before[0] == (3,)
     with opened(data_dir, key) as replica:
-        assert [r.id for r in replica.own_records.listed()] == [r.id for r in records]
+        assert [(r.number, r.id) for r in replica.own_records.listed()] == [(n, r.id) for n, r in enumerate(records, 1)]
+        assert replica.own_records.cose(3) == records[2].raw
         assert _file_state(data_dir)[0] == (4,)
 
 
@@ -634,3 +653,29 @@ def test_an_adopted_key_s_records_are_expected_at_the_start_after_one_stopped_be
         with caplog.at_level(logging.CRITICAL, logger="gossip.replica"):
             assert replica.accept(later, PEER).accepted == later
         assert "came from peers" in caplog.text and [r.id for r in replica.own_records.listed()][1:] == [later[0].id]
+
+
+def test_an_adopted_key_s_records_are_no_longer_expected_once_the_node_signed_one_though_it_stopped_at_once(
+        tmp_path, caplog):
+    """The adopted key is no longer named, durably, before the store takes the first record the node signs with it
+    (evidence found in the catch-up, signed as it ends, say): stopped before the catch-up's end had said so, the
+    next start reports a thief's record following it at CRITICAL and lists it. Before: that start took it at INFO
+    as the newer copy's coming back, unlisted, though what the node signed ended any such."""
+    old, new = Org(), Org()
+    with opened(tmp_path, old.key) as replica:
+        replica.issue("org", org_body("me", "test", next=new.did))
+        replica.own_records.adopting(new.did)
+    newer = [new.record("org", org_body("me", "test", prior=old.did)), new.record()]
+    with opened(tmp_path, new.key) as replica:
+        replica.defer_signing()
+        assert replica.accept(newer, PEER).accepted == newer
+        replica.resume_signing()
+        replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))  # then killed, before adoption_caught_up
+    with opened(tmp_path, new.key) as replica:
+        assert replica.own_records.adopted is None
+        replica.defer_signing()
+        later = signed_elsewhere(replica, 1)
+        with caplog.at_level(logging.INFO, logger="gossip.replica"):
+            assert replica.accept(later, PEER).accepted == later
+        assert [r.levelno for r in caplog.records] == [logging.CRITICAL]
+        assert [r.id for r in replica.own_records.listed()] == [later[0].id] and replica.own_from_peers == 1

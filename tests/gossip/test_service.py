@@ -205,7 +205,7 @@ async def test_a_record_of_our_key_conflicting_with_ours_that_a_peer_gossips_is_
         host.validator("12D3KooWThief", data)
         await host.inbox.send(Received("12D3KooWThief", data))
         await trio.sleep(1)
-    assert [(r.id, r.peer, r.conflicts_with, r.cose) for r in me.own_records.listed()] == [
+    assert [(r.id, r.peer, r.conflicts_with, me.own_records.cose(r.number)) for r in me.own_records.listed()] == [
         (theirs.id, "12D3KooWThief", ours.id, theirs.raw)]
     assert me.own_from_peers == 1 and me.store.size == 1
 

@@ -156,6 +156,24 @@ async def test_a_record_of_its_key_conflicting_with_one_it_holds_is_listed_with_
     assert (await api.get("/v1/node")).json()["own_records_from_peers"] == 2
 
 
+async def test_a_conflicting_record_stored_once_the_held_one_it_conflicted_with_was_dropped_shows_stored(api, node):
+    """Conflicting with a record held for a missing predecessor, which the predecessor then refuses (it does not
+    follow it), and stored when it comes again: still listed as a conflict (the key signed both), but `stored` true,
+    as the ledger holds it (and serves it to peers). Before: `stored` false, read from the row."""
+    head = node.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+    elsewhere = Org(key=node.replica.key, seq=head.seq, prev=head.id)
+    first = elsewhere.record()
+    held = elsewhere.fork(first.seq + 1, bytes(32))  # follows no record: held, then refused by `first`
+    theirs = elsewhere.fork(first.seq + 1, first.id)
+    assert node.replica.accept([held], "12D3KooWPeer").held == 1
+    assert node.replica.accept([theirs], "12D3KooWThief").equivocations == [(held.raw, theirs.raw)]
+    node.replica.accept([first], "12D3KooWPeer")
+    assert node.replica.accept([theirs], "12D3KooWThief").accepted == [theirs]
+    page = (await api.get("/v1/node/own-records")).json()
+    assert [(r["id"], r["stored"], r["conflicts_with"]) for r in page["records"]] == [
+        (theirs.id.hex(), True, held.id.hex()), (first.id.hex(), True, None)]
+    assert (await api.get("/v1/node/own-records/1/cose")).content == theirs.raw
+
 async def test_node_lists_orgs_flagged_for_equivocation(api, node, partner):
     honest = partner.record()
     node.replica.accept([honest])

@@ -1,0 +1,79 @@
+"""What GET /v1/node/own-records (no token needed) costs a node whose own_records.db lists `--conflicts` conflicting
+records of `--size` bytes each (a thief's, the most the list keeps: gossip.own_records.MAX_CONFLICTS) and
+`--stored` rows of records the ledger stores: the first page, and opening the list (as a start does). Each page runs
+on the node's event loop. The file is warm in the page cache, as on a node that serves it. Through the app in
+process, without HTTP. A page reads no record's bytes, and looks each conflicting record up in the ledger's index
+(`stored`). A figure with no target; it is not a test.
+
+    python benchmarks/own_records_page.py                  # 1,000 conflicting records of 64 KiB
+    python benchmarks/own_records_page.py --conflicts 100 --size 1024
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx  # noqa: E402
+import trio  # noqa: E402
+
+from gossip.own_records import OwnRecords  # noqa: E402
+from node.api import create_app  # noqa: E402
+from tests.node.fake_node import fake_node  # noqa: E402
+
+PAGES = 20
+
+
+def _record(seq: int, size: int) -> SimpleNamespace:
+    """A stand-in for a record of the org's key (the list reads its id, iss, seq and bytes only)."""
+    return SimpleNamespace(id=os.urandom(32), iss="did:key:z6MkThief", seq=seq, raw=os.urandom(size))
+
+
+async def measure(conflicts: int, size: int, stored: int) -> None:
+    with tempfile.TemporaryDirectory() as directory, fake_node(Path(directory)) as node:
+        own = OwnRecords.open(Path(directory), lambda: 1_700_000_000_000, node.replica.store)
+        try:
+            own.add([(_record(seq, 0), "12D3KooWPeer") for seq in range(stored)])
+            for first in range(0, conflicts, 100):
+                own.add_conflicts([(_record(1, size), os.urandom(32), "12D3KooWPeer")
+                                   for _ in range(first, min(first + 100, conflicts))])
+        finally:
+            own.close()
+        node.replica.store.has = lambda rid: True  # the stored rows' records, which `open` keeps
+        started = time.perf_counter()
+        node.replica.own_records = OwnRecords.open(Path(directory), lambda: 0, node.replica.store)
+        opening = time.perf_counter() - started
+        del node.replica.store.has  # a page looks each record up in the ledger's index (`stored`)
+        transport = httpx.ASGITransport(app=create_app(node))
+        async with httpx.AsyncClient(transport=transport, base_url="http://node") as api:
+            times = []
+            for _ in range(PAGES):
+                started = time.perf_counter()
+                answer = await api.get("/v1/node/own-records")
+                times.append(time.perf_counter() - started)
+        node.replica.own_records.close()
+    assert answer.status_code == 200 and len(answer.json()["records"]) == min(conflicts + stored, 1000), answer.text
+    print(f"{conflicts:,} conflicting records of {size:,} bytes and {stored:,} stored: the first page "
+          f"{statistics.median(times) * 1000:.1f} ms (median of {PAGES}, {min(times) * 1000:.1f} to "
+          f"{max(times) * 1000:.1f}; {len(answer.content):,} bytes), opening the list {opening * 1000:.1f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--conflicts", type=int, default=1000)
+    parser.add_argument("--size", type=int, default=64 * 1024)
+    parser.add_argument("--stored", type=int, default=0)
+    args = parser.parse_args()
+    trio.run(measure, args.conflicts, args.size, args.stored)
+
+
+if __name__ == "__main__":
+    main()
