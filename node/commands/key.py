@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -139,6 +140,7 @@ def _catch_up(config: NodeConfig) -> None:
         if retired_to(config) is not None:
             return
     from node.daemon import HOLDER_HINT, catch_up_stopped  # here: py-libp2p's import would add 1 s to every command
+    from node.logs import configure_logging
 
     seconds = config.startup_sync_seconds
     print("catching up first: opening the node as a start does, signing nothing (its trust engine is replayed, from "
@@ -149,7 +151,14 @@ def _catch_up(config: NodeConfig) -> None:
             print(f"opened: taking back from a peer anything the org signed that this data directory lacks (up to "
                   f"{seconds:g} s, [p2p] startup_sync_seconds)", file=sys.stderr)
 
-    caught_up = run_node_code(config, functools.partial(catch_up_stopped, opened=opened))
+    def setup() -> None:  # the node's warnings (a restored copy's records coming back, say) as `vouchnet run` logs them
+        configure_logging(logging.WARNING)
+
+    try:
+        caught_up = run_node_code(config, functools.partial(catch_up_stopped, opened=opened), setup=setup)
+    except KeyboardInterrupt:
+        print("interrupted during the catch-up sync: nothing was signed", file=sys.stderr)
+        raise
     if caught_up.signs_unchecked:
         way = (f"{HOLDER_HINT}" if caught_up.unproven else
                f"start the node once (`vouchnet run --dir {config.data_dir}`) so that it catches up, stop it and rotate")

@@ -10,7 +10,7 @@ from typing import Any
 
 from node.client import NodeClient
 
-from .common import Subparsers, add_command, add_command_group, aligned, open_client, print_json
+from .common import Subparsers, add_command, add_command_group, aligned, open_client, positive_int, print_json
 
 _WHAT = ("Records of the org's key that the node did not sign and that came from peers: its own history coming back "
          "after its data directory was restored from an older copy, or a thief's, if the key leaked. They are kept "
@@ -40,7 +40,7 @@ def register(subparsers: Subparsers) -> None:
         "higher number (numbers are never reused), so one that came after you looked is not acknowledged with those "
         "you looked at. Needs the API token; the node logs it at WARNING.",
         examples=["vouchnet own-records acknowledge --through 42"], run=_acknowledge)
-    acknowledge.add_argument("--through", type=int, metavar="NUMBER", required=True,
+    acknowledge.add_argument("--through", type=positive_int, metavar="NUMBER", required=True,
                              help="acknowledge those with this number or a lower one: the highest that `list` showed "
                              "and you explained")
 

@@ -472,6 +472,9 @@ async def test_own_records_acknowledge_names_the_number_the_operator_saw(run, no
     node.replica.accept([elsewhere.record()], "12D3KooWThief")
     code, _, err = await run("own-records", "acknowledge", "--dir", data_dir)
     assert code == 2 and "--through" in err
+    for number in ("0", "-1"):  # (numbers start at 1: refused as a usage error, not by the node)
+        code, _, err = await run("own-records", "acknowledge", "--through", number, "--dir", data_dir)
+        assert code == 2 and f"--through: expected a positive integer, got '{number}'" in err
     assert node.replica.own_from_peers == 2
 
 

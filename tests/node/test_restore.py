@@ -9,6 +9,9 @@ import functools
 import json
 import logging
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -30,6 +33,7 @@ from node import cli, daemon
 from node.config import NodeConfig, load_config
 from node.daemon import Node, StartupError, catch_up_stopped, serve_node
 from node.keys import create_org_key, load_org_key
+from node.logs import logfmt_fields
 from node.rotation import NEXT_KEY_FILE, rotate_key
 from node.setup import init_data_dir
 from node.taken_back_rotation import TAKEN_BACK_FILE, refusal
@@ -462,6 +466,9 @@ async def test_key_rotate_restored_from_an_older_copy_catches_up_and_signs_after
             assert status == 0, err
             new = json.loads(out)["new"]
             assert "catching up" in err and "caught up with a peer: rotating" in err
+            # What came back is said as `vouchnet run` says it (before: a bare line, no level, from Python's fallback).
+            came_back = [logfmt_fields(line) for line in err.splitlines() if "came from peers: this node did not sign them" in line]
+            assert came_back and all((f["level"], f["logger"]) == ("critical", "gossip.replica") for f in came_back)
             with RecordStore.open(config.data_dir) as store:
                 rotation = verify_record(store.at(old, store.head(old).seq))
             assert (rotation.seq, rotation.body.next) == (signed + 1, new)
@@ -529,6 +536,31 @@ async def _rotate_refused_signing_nothing(config) -> tuple[str, int]:
     assert (status, out) == (1, "") and "so nothing was signed" in err
     assert _chain(config) == before
     return before
+
+
+async def test_key_rotate_interrupted_during_its_catch_up_says_so_and_signs_nothing(tmp_path):
+    """Ctrl-C while `key rotate` waits for its catch-up: exit 130 as a shell expects, no traceback, and a line saying
+    that nothing was signed (before: the command ended without a word, leaving the operator to wonder)."""
+    async with _silent_peer() as (peer, _accepted):
+        made = init_data_dir(tmp_path / "a", network="test", listen=LOOPBACK, api="127.0.0.1:0", bootstrap=(peer,))
+        config = load_config(made.data_dir)
+        before = _chain(config)
+        with trio.fail_after(60):
+            process = await trio.lowlevel.open_process(
+                [sys.executable, "-m", "node.cli", "key", "rotate", "--dir", str(config.data_dir)],
+                stderr=subprocess.PIPE, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+            said = b""
+            while b"opened: taking back" not in said:  # (its catch-up waits up to startup_sync_seconds, 10 s)
+                chunk = await process.stderr.receive_some()
+                assert chunk, said
+                said += chunk
+            process.send_signal(signal.SIGINT)
+            while chunk := await process.stderr.receive_some():
+                said += chunk
+            assert await process.wait() == 130
+    text = said.decode()
+    assert "interrupted during the catch-up sync: nothing was signed" in text and "Traceback" not in text, text
+    assert _chain(config) == before
 
 
 async def test_key_rotate_refuses_when_no_peer_completes_the_catch_up_in_time_unless_told_to_go_without(tmp_path):
