@@ -167,8 +167,8 @@ class SyncService:
     answers us so is asked nothing until then, and it is no offence.
     `network` (the node's, `vouchnet init --network`) is stated in our heads requests (Witnessing states it in its
     checkpoint requests); a peer of another network holds none of our records and cannot cosign for us: a request
-    naming another is answered OtherNetwork, ending the stream, and a round with a peer so answering fails (it does
-    not set `first_round`) and disconnects it; either is counted, logged once per peer, and told to
+    naming another is answered OtherNetwork, ending the stream, and a round with a peer so answering fails (its
+    `same_network_listeners` are not told) and disconnects it; either is counted, logged once per peer, and told to
     `network_listeners` (the peer manager dials such a peer ever less often, 30 s to an hour apart); a round
     that runs to the end shows the peer on ours, which `same_network_listeners` are told (a peer found apart, its
     node since re-made on our network). `holder_listeners` are told, once a round, as soon as its peer's heads named
@@ -223,7 +223,6 @@ class SyncService:
         self.timeout = timeout
         self.session_seconds = session_seconds  # the longest one outbound session may last
         self.stats = SyncStats()
-        self.first_round = trio.Event()  # set once a full round with some peer ran to the end
         self.session_ended = trio.Event()  # set as each session ends, counted in `stats`, then replaced (check first)
         self.cosigner = cosigner
         self.checkpoints = checkpoints
@@ -308,7 +307,6 @@ class SyncService:
         self._rounds_started[peer_id] = started
         try:
             if await self._pull(peer_id, None) is not None:
-                self.first_round.set()
                 self._apart.pop(peer_id, None)  # (logged again if it goes back to another network)
                 for listener in self.same_network_listeners:
                     listener(peer_id)

@@ -109,14 +109,16 @@ def kill(cluster: Cluster, node: str) -> None:
     cluster.kill(node)
 
 
-def restart(cluster: Cluster, node: str, partition: Partition | None, say: Say) -> None:
+def restart(cluster: Cluster, node: str, partition: Partition | None, say: Say) -> float:
     """Start the node again with its data (waiting until its API answers; a port of its that another process took
-    meanwhile is moved, said to `say`). Inside a partition it is cut off again as soon as its API answers; the dials
-    it makes while starting may cross for that moment, which the report's count of records that crossed the
-    partition shows."""
+    meanwhile is moved, said to `say`); when its API answered (wall seconds). Inside a partition it is cut off again
+    as soon as its API answers; the dials it makes while starting may cross for that moment, which the report's count
+    of records that crossed the partition shows."""
     cluster.start([node], say=say)
+    answered = time.time()
     if partition is not None:
         cut(cluster, partition, [node])
+    return answered
 
 
 @dataclass(frozen=True)
@@ -147,8 +149,7 @@ def rotate(cluster: Cluster, node: str, partition: Partition | None, up: Iterabl
     if partition is not None:
         cut(cluster, partition, up)
     started = time.time()
-    restart(cluster, node, partition, say)
-    answered = time.time()
+    answered = restart(cluster, node, partition, say)  # (not the cut that follows inside a partition)
     with cluster.client(node) as client:
         rotation = next(r for r in client.iter_records(issuer=old, kind="org") if r["body"].get("next") == new)
         first = next(client.iter_records(issuer=new))

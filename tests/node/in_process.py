@@ -48,6 +48,21 @@ async def records_of(node: Node, predicate: Callable[[Record], bool]) -> list[Re
     return found
 
 
+async def ran_a_round(node: Node) -> None:
+    """Wait until a full sync round of `node`'s with some peer has run to the end (before the call, or after)."""
+    if not node.sync.stats.rounds:
+        ran = trio.Event()
+
+        def told(peer: str) -> None:
+            ran.set()
+
+        node.sync.same_network_listeners.append(told)
+        try:
+            await ran.wait()
+        finally:
+            node.sync.same_network_listeners.remove(told)
+
+
 async def holds(node: Node, record_id: bytes) -> None:
     """Wait until `node` holds the record `record_id`, arrived before the call or after: records_of waits for a batch
     still to come, and a peer's records signed as it starts may arrive before its start returns."""

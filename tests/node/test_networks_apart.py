@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import trio
 
-from .in_process import running
+from .in_process import ran_a_round, running
 
 
 async def test_a_peer_of_another_network_neither_completes_the_start_up_sync_nor_is_asked_to_cosign(tmp_path, caplog):
@@ -41,7 +41,7 @@ async def test_a_peer_found_on_another_network_is_shown_on_ours_once_a_sync_roun
         async with running(tmp_path / "a") as a:
             async with running(tmp_path / "b", bootstrap=(a.host.listen_addrs[0],),
                                settings={"sync_interval": 0.2}) as b:
-                await b.sync.first_round.wait()
+                await ran_a_round(b)
                 b.peer_manager.other_network(a.host.peer_id, "othernet")  # (as its node's earlier run said)
                 told = trio.Event()  # (told after the daemon's listeners)
                 b.sync.same_network_listeners.append(lambda peer: told.set())

@@ -14,6 +14,7 @@ import pytest
 
 from node.client import NodeUnreachable
 from testnet import faults, runner
+from testnet.faults import Partition
 from testnet.plan import make_plan
 from testnet.runner import Run, _expected
 from testnet.scenario import load_scenario
@@ -280,3 +281,15 @@ def test_the_heal_asks_every_node_at_once_each_bounded():
     assert faults.heal(testnet, testnet.names) == {}  # type: ignore[arg-type]
     assert testnet.blocked() == {"n00": [], "n01": [], "n02": []}
     assert {n: node.timeouts for n, node in testnet.nodes.items()} == {n: [faults.HEAL_TIMEOUT] for n in testnet.names}
+
+
+def test_a_restart_inside_a_partition_says_when_the_api_answered_not_when_the_node_was_cut_off_again(monkeypatch):
+    """A rotation's `answered` (the report's "its own start, until its API answered") took in the block-list calls
+    that cut it off again after its API answered."""
+    testnet, clock = _Testnet(), _Clock()
+    monkeypatch.setattr(faults, "time", clock)
+    testnet.kill("n00")
+    testnet.nodes["n00"].on_block = lambda peers: clock.sleep(2.0)
+    answered = faults.restart(testnet, "n00", Partition(side=("n00",), rest=("n01", "n02")), lambda line: None)
+    assert (answered, clock.now) == (1000.0, 1002.0)
+    assert testnet.blocked()["n00"] != []
