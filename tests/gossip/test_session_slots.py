@@ -129,8 +129,10 @@ class PeerManager:
     """Keeps `kept` connected (the bootstrap peers: the holder, and stallers if their addresses were taken over); its
     dial of the holder takes a second, the stallers having dialled in already."""
 
-    def __init__(self, network: Network, kept: set[str], inbound_stallers: int) -> None:
+    def __init__(self, network: Network, kept: set[str], inbound_stallers: int,
+                 before_holder_round: Callable[[], None] | None) -> None:
         self.network, self.kept, self.inbound_stallers, self.has_peers = network, kept, inbound_stallers, True
+        self.before_holder_round = before_holder_round
 
     def keeps(self, peer_id: str) -> bool:
         return peer_id in self.kept
@@ -142,6 +144,11 @@ class PeerManager:
             for i in range(self.inbound_stallers):  # (dialled in already)
                 nursery.start_soon(self.network.serve, InboundStaller(f"12D3KooWInbound{i}"))
             await trio.sleep(1)
+            if self.before_holder_round is not None:  # (connected, its peer event not yet read by sync)
+                self.network._peers.append(HOLDER)
+                self.before_holder_round()
+                await trio.testing.wait_all_tasks_blocked()
+                self.network._peers.remove(HOLDER)
             await self.network.connect_holder()
 
 
@@ -162,10 +169,12 @@ class Started:
 
 async def restored_node_start(tmp_path: Path, *, kept: set[str], startup_sync_seconds: float,
                               stallers: list[str] = STALLERS, stallers_name_other: bool = False,
-                              inbound_stallers: int = 0) -> Started:
+                              inbound_stallers: int = 0,
+                              before_holder_round: Callable[[SyncService], None] | None = None) -> Started:
     """A node restored from an older copy (it holds the org's first record of three; the holder holds all) starts
     with `stallers` connected (StallingStream) and `inbound_stallers` streams open to it (InboundStaller), and runs
-    on for a while after its catch-up."""
+    on for a while after its catch-up; `before_holder_round(sync)` is called once the holder is connected, before
+    sync hears of it."""
     ours = Org()
     records = [ours.record("org"), ours.record(), ours.record()]
     (tmp_path / "holder").mkdir()
@@ -180,7 +189,8 @@ async def restored_node_start(tmp_path: Path, *, kept: set[str], startup_sync_se
                            max_sessions=SLOTS)
         node = SimpleNamespace(
             did=ours.did, host=network, replica=replica, sync=sync, gossip=Gossip(),
-            peer_manager=PeerManager(network, kept, inbound_stallers),
+            peer_manager=PeerManager(network, kept, inbound_stallers,
+                                     before_holder_round and (lambda: before_holder_round(sync))),
             config=SimpleNamespace(startup_sync_seconds=startup_sync_seconds, data_dir=tmp_path / "node"))
         async with trio.open_nursery() as nursery:
             caught_up = await _caught_up(node, nursery, signs_timed_out=False)  # type: ignore[arg-type]
@@ -235,6 +245,20 @@ async def test_peers_stalling_on_their_own_sync_streams_to_the_node_do_not_delay
     assert (start.caught_up.state, start.head) == ("done", 3)
     assert start.ended < 2
     assert start.sync.stats.served_errors["busy"] == 1  # (every stream taken, the last staller was refused)
+
+
+async def test_a_gap_fetch_from_the_holder_waiting_for_a_slot_does_not_hold_back_the_catch_up_round_with_it(
+        tmp_path, autojump_clock):
+    """Found by stop 33's review: gossip from the holder, connected a moment before sync heard of it, reported gaps;
+    their fetch took the holder's turn, then waited for a slot (a session the catch-up does not need, behind the
+    stallers' 10-minute sessions), and the catch-up round with the holder waited for that turn, not for a slot, so
+    ended no staller's session: the node timed out. A fetch of gaps takes its slot before the peer's turn."""
+    start = await restored_node_start(
+        tmp_path, kept={HOLDER}, startup_sync_seconds=STARTUP_SYNC_SECONDS,
+        before_holder_round=lambda sync: sync.request_gaps(HOLDER, {OTHER.did: (1, 5)}))
+    assert (start.caught_up.state, start.head) == ("done", 3)
+    assert start.ended < 2
+    assert start.network.most_open <= SLOTS
 
 
 async def test_a_needed_session_that_stops_waiting_leaves_the_slot_to_the_next_one_waiting(autojump_clock):
