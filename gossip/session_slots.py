@@ -1,7 +1,7 @@
 """The slots of a node's outbound sync sessions (gossip.sync_service): at most `total` sessions at once, which bounds
 what they hold in memory and the streams they keep open; handed out first come, first served, except to a session
-that a catch-up needs (the start's, key rotate's, the late one: node.daemon), which never waits behind one it does
-not need.
+that a catch-up holding signing back needs (the start's, key rotate's: node.daemon), which never waits behind one
+it does not need.
 
 Why: a peer answering each read just inside the sync timeout holds its slot up to a session's bound (10 minutes),
 and peers that dial in cost an attacker nothing. Eight of them held every slot, and the start's catch-up round with

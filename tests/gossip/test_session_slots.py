@@ -1,8 +1,8 @@
 """Sync session slots under peers that stall just inside the sync timeout (trio's mock clock): the start's catch-up
 (node.daemon) still ends on its round with the one honest peer holding the org's records, well before
 startup_sync_seconds, whether the stallers dialled in, hold the node's inbound streams, or are peers the node dials
-(then after one turn); the sessions open at once stay bounded; a needed session that stops waiting frees its place
-(gossip.session_slots)."""
+(then after one turn), or a fetch of gaps from the holder waits for a slot; the sessions open at once stay bounded;
+the late catch-up ends no session; a needed session that stops waiting frees its place (gossip.session_slots)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from gossip.sync import IssuerIndex, SyncLimits, SyncServer
 from gossip.sync_messages import HeadEntry, HeadsPage, HeadsRequest, RecordsPage, encode_message
 from gossip.sync_service import SyncService
 from ledger import MAX_COSIGNATURES
-from node.daemon import SETTLE_SECONDS, CatchUp, _caught_up
+from node.daemon import SETTLE_SECONDS, CatchUp, _catch_up_late, _caught_up
 
 from ..factories import Org
 from .nodes import ConnectedHost
@@ -165,16 +165,19 @@ class Started:
     sync: SyncService
     network: Network
     head: int  # the org's, after the catch-up
+    late_state: str = ""  # the node's startup_sync at the end (restored_node_start's `late`)
 
 
 async def restored_node_start(tmp_path: Path, *, kept: set[str], startup_sync_seconds: float,
                               stallers: list[str] = STALLERS, stallers_name_other: bool = False,
                               inbound_stallers: int = 0,
-                              before_holder_round: Callable[[SyncService], None] | None = None) -> Started:
+                              before_holder_round: Callable[[SyncService], None] | None = None,
+                              late: bool = False) -> Started:
     """A node restored from an older copy (it holds the org's first record of three; the holder holds all) starts
     with `stallers` connected (StallingStream) and `inbound_stallers` streams open to it (InboundStaller), and runs
     on for a while after its catch-up; `before_holder_round(sync)` is called once the holder is connected, before
-    sync hears of it."""
+    sync hears of it; `late`, a catch-up that signs unchecked goes on as serve_node's does (_catch_up_late), and
+    `late_state` is the node's startup_sync after the while."""
     ours = Org()
     records = [ours.record("org"), ours.record(), ours.record()]
     (tmp_path / "holder").mkdir()
@@ -195,7 +198,11 @@ async def restored_node_start(tmp_path: Path, *, kept: set[str], startup_sync_se
         async with trio.open_nursery() as nursery:
             caught_up = await _caught_up(node, nursery, signs_timed_out=False)  # type: ignore[arg-type]
             started = Started(caught_up, trio.current_time(), sync, network, store.head(ours.did).seq)
+            node.startup_sync = caught_up.state
+            if late and caught_up.signs_unchecked:
+                nursery.start_soon(_catch_up_late, node, caught_up.new_org)
             await trio.sleep(SLOTS * TIMEOUT)  # the stallers and periodic rounds go on
+            started.late_state = node.startup_sync
             nursery.cancel_scope.cancel()
         return started
 
@@ -259,6 +266,16 @@ async def test_a_gap_fetch_from_the_holder_waiting_for_a_slot_does_not_hold_back
     assert (start.caught_up.state, start.head) == ("done", 3)
     assert start.ended < 2
     assert start.network.most_open <= SLOTS
+
+
+async def test_the_late_catch_up_s_rounds_end_no_other_session(tmp_path, autojump_clock):
+    """A start that timed out signs, and its catch-up goes on (_catch_up_late), perhaps for the node's whole life: its
+    rounds take slots first come, first served, ending no other session (a gap fetch, a round with a peer that
+    dialled in) for one; here the holder's waits behind the stallers' sessions."""
+    start = await restored_node_start(tmp_path, kept={HOLDER}, startup_sync_seconds=0.5, late=True)
+    assert start.caught_up.state == "timed_out"  # (the holder is dialled at 1 s)
+    assert start.sync.stats.errors["preempted"] == 0
+    assert start.late_state == "timed_out"  # the stallers' sessions outlast the while
 
 
 async def test_a_needed_session_that_stops_waiting_leaves_the_slot_to_the_next_one_waiting(autojump_clock):
