@@ -27,7 +27,7 @@ from .gap_queue import GapBatch, GapQueue
 from .host import Host, HostError, InvalidPeerId, PeerEvent, Stream, peer_org
 from .replica import Replica
 from .serving_budget import ServingBudget, ServingRates, most_page_cost, page_cost
-from .session_slots import SessionSlots, Slot
+from .session_slots import SessionSlots
 from .stats import by_reason, counted
 from .store import StoreError
 from .sync import (
@@ -376,13 +376,11 @@ class SyncService:
         on a peer that answers just in time would wait for the whole of its session). A full round a catch-up needs
         (`catch_up_peers`) takes a session slot ahead of others, ending one if none is free (gossip.session_slots)."""
         try:
-            async with self._turn_and_slot(peer_id, gaps) as slot:
+            async with self._turn_and_slot(peer_id, gaps):
                 # A peer answering each read just in time would otherwise hold the slot for up to a million
                 # reads; what a session accepted stays accepted, and the next session goes on from there.
-                with slot.scope, trio.move_on_after(self.session_seconds) as deadline:
+                with trio.move_on_after(self.session_seconds) as deadline:
                     fetched = await self._session(peer_id, gaps)
-                if slot.ended:
-                    raise SyncError("preempted", "ended for a round a catch-up needs, no session slot being free")
                 if deadline.cancelled_caught:
                     raise SyncError("session", f"the session outlasted {self.session_seconds:g} s; ended")
         except RemoteProtocolError as error:
@@ -418,19 +416,26 @@ class SyncService:
         return any(needs(peer_id) for needs in self.catch_up_peers)
 
     @asynccontextmanager
-    async def _turn_and_slot(self, peer_id: str, gaps: dict[str, tuple[int, int]] | None) -> AsyncIterator[Slot]:
-        """The peer's turn and a session slot (`_pull`). A full round takes its turn first: it then waits for a slot
-        as needed or not as it is then, and no fetch of gaps with the peer runs meanwhile. A fetch of gaps takes its
-        slot first: holding the peer's turn while it waited for one (a session no catch-up needs, queued behind
-        sessions up to 10 minutes long) would hold back a round the catch-up needs with that peer, which waits for
-        the turn, not in the slots' queue, and so ends no session to take a slot."""
+    async def _turn_and_slot(self, peer_id: str, gaps: dict[str, tuple[int, int]] | None) -> AsyncIterator[None]:
+        """The peer's turn and a session slot, the block run inside the slot's scope (`_pull`); SyncError "preempted"
+        if the slot was ended for a needed session (gossip.session_slots) before the block ran to its end. A full
+        round takes its turn first: it then waits for a slot as needed or not as it is then, and no fetch of gaps
+        with the peer runs meanwhile. A fetch of gaps takes its slot first: holding the peer's turn while it waited for
+        one (a session no catch-up needs, queued behind sessions up to 10 minutes long) would hold back a round the
+        catch-up needs with that peer, which waits for the turn, not in the slots' queue, and so ends no session to
+        take a slot. Ended while it waits for its turn, it waits no more."""
         if gaps is None:
             async with self._turn(peer_id, math.inf), self._slots.hold(
                     functools.partial(self._needed, peer_id)) as slot:
-                yield slot
+                with slot.scope:
+                    yield
         else:
-            async with self._slots.hold(_never) as slot, self._turn(peer_id, self.timeout):
-                yield slot
+            async with self._slots.hold(_never) as slot:
+                with slot.scope:
+                    async with self._turn(peer_id, self.timeout):
+                        yield
+        if slot.scope.cancelled_caught:  # (ended after its last step, it ran to its end: not preempted)
+            raise SyncError("preempted", "ended for a round a catch-up needs, no session slot being free")
 
     @asynccontextmanager
     async def _turn(self, peer_id: str, wait: float) -> AsyncIterator[None]:

@@ -299,3 +299,32 @@ async def test_a_needed_session_that_stops_waiting_leaves_the_slot_to_the_next_o
             with trio.move_on_after(TIMEOUT / 2):
                 await session("second round", True, 1)
     assert order == ["first round", "first round done", "gap fetch", "gap fetch done"]
+
+
+async def test_a_gap_fetch_ended_while_it_waits_for_its_peer_s_turn_gives_its_slot_up_at_once(tmp_path, autojump_clock):
+    """A fetch of gaps holds its slot while it waits (the sync timeout at most) for its peer's turn, here behind a
+    staller's round, one the catch-up needs (a peer it dials): ended for the holder's round, it stops waiting then,
+    not at the timeout, which would hold the catch-up back as long."""
+    staller = STALLERS[0]
+    ours = Org()
+    (tmp_path / "holder").mkdir()
+    (tmp_path / "node").mkdir()
+    with RecordStore.open(tmp_path / "holder") as held, RecordStore.open(tmp_path / "node") as store:
+        held.append([ours.record("org")])
+        network = Network(SyncServer(held, IssuerIndex(held), SyncLimits()), stallers=[staller],
+                          stallers_name_other=False)
+        replica = Replica(ours.key, store, roots=(OTHER.did,), max_hops=1, held_limit=10)
+        sync = SyncService(network, replica, network="test", timeout=TIMEOUT,  # type: ignore[arg-type]
+                           max_sessions=2)
+        sync.catch_up_peers.append(lambda peer: peer in (staller, HOLDER))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sync.run)  # the staller's round: one slot, and the staller's turn
+            await trio.testing.wait_all_tasks_blocked()
+            sync.request_gaps(staller, {OTHER.did: (1, 5)})  # the other slot, waiting for the staller's turn
+            await trio.testing.wait_all_tasks_blocked()
+            await trio.sleep(1)
+            await sync.sync_with(HOLDER)
+            assert trio.current_time() < 2
+            assert store.head(ours.did) is not None
+            assert sync.stats.errors["preempted"] == 1
+            nursery.cancel_scope.cancel()
