@@ -111,7 +111,8 @@ class SessionSlots:
             running = [slot for slot in self._held if not slot.ended]
             victim = next((slot for slot in running if not slot.needed()), None)
             if victim is None:
-                victim = next((slot for slot in running if now - slot.since >= self._least_turn), None)
+                # (as the wake below reckons it: now - since can fall short of the turn at since + least_turn)
+                victim = next((slot for slot in running if slot.since + self._least_turn <= now), None)
             if victim is None:
                 return min((slot.since + self._least_turn for slot in running), default=math.inf)
             victim.ended = True

@@ -328,3 +328,45 @@ async def test_a_gap_fetch_ended_while_it_waits_for_its_peer_s_turn_gives_its_sl
             assert store.head(ours.did) is not None
             assert sync.stats.errors["preempted"] == 1
             nursery.cancel_scope.cancel()
+
+
+class StepLimit(trio.abc.Instrument):
+    """Cancels `scope` after `steps` task steps: a loop that never blocks would otherwise hang a test on the mock
+    clock, which moves only once every task waits."""
+
+    def __init__(self, scope: trio.CancelScope, steps: int) -> None:
+        self.scope, self.steps = scope, steps
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.steps -= 1
+        if self.steps < 0:
+            self.scope.cancel()
+
+
+async def test_a_needed_session_ends_another_when_its_turn_is_up_whatever_the_clock_s_rounding(autojump_clock):
+    """Taken at 0.7 s with a turn of 0.1 s, a needed session's turn is up at 0.7 + 0.1 = 0.7999999999999999, when
+    now - 0.7 is still below 0.1: the one waiting woke, found nothing to end and woke again at once, in a loop that
+    never blocked (a core spun; on the mock clock, time stood still)."""
+    slots = SessionSlots(1, least_turn=0.1)
+    ended: list[bool] = []
+
+    async def first_round() -> None:
+        async with slots.hold(lambda: True) as slot:
+            with slot.scope:
+                await trio.sleep(10)
+            ended.append(slot.ended)
+
+    with trio.CancelScope() as limit:
+        instrument = StepLimit(limit, 1000)
+        trio.lowlevel.add_instrument(instrument)
+        try:
+            async with trio.open_nursery() as nursery:
+                await trio.sleep(0.7)
+                nursery.start_soon(first_round)
+                await trio.testing.wait_all_tasks_blocked()
+                async with slots.hold(lambda: True):
+                    assert trio.current_time() < 0.8
+        finally:
+            trio.lowlevel.remove_instrument(instrument)
+    assert not limit.cancelled_caught
+    assert ended == [True]
