@@ -493,8 +493,8 @@ class SyncService:
                     if not isinstance(event, ReadNext):  # the client's next request reads the store
                         fetched += self._accept(pending, peer_id)
                         pending, pending_bytes = [], 0
-        if not told:
-            self._told_holders(client, peer_id)
+            if not told:  # (before the stream's close, which may wait on the connection, or be cancelled)
+                self._told_holders(client, peer_id)
         return fetched
 
     def _told_holders(self, client: SyncClient, peer_id: str) -> bool:

@@ -75,6 +75,7 @@ class Network(ConnectedHost):
         super().__init__(list(stallers))
         self.holder, self.stallers_name_other = holder, stallers_name_other
         self.open_now = self.most_open = 0
+        self.holder_close_seconds = 0.0  # how long closing a stream to the holder takes
         self.serve: Callable[[InboundStaller], Awaitable[None]] | None = None
 
     def set_stream_handler(self, protocol: str, handler: Callable[[InboundStaller], Awaitable[None]]) -> None:
@@ -82,7 +83,7 @@ class Network(ConnectedHost):
 
     async def open_stream(self, peer: str, protocol: str) -> Counted:
         if peer == HOLDER:
-            return Counted(self, ServedStream(self.holder))
+            return Counted(self, ServedStream(self.holder), self.holder_close_seconds)
         return Counted(self, StallingStream(naming_other=self.stallers_name_other))
 
     async def connect_holder(self) -> None:
@@ -115,6 +116,7 @@ class InboundStaller:
 class Counted:
     network: Network
     stream: ServedStream | StallingStream
+    close_seconds: float = 0.0
 
     async def __aenter__(self) -> ServedStream | StallingStream:
         self.network.open_now += 1
@@ -122,7 +124,10 @@ class Counted:
         return self.stream
 
     async def __aexit__(self, *exc: object) -> None:
-        self.network.open_now -= 1
+        try:
+            await trio.sleep(self.close_seconds)
+        finally:  # (cancelled: a stream left by cancellation is reset, gossip.host's quirk 61)
+            self.network.open_now -= 1
 
 
 class PeerManager:
@@ -172,12 +177,13 @@ async def restored_node_start(tmp_path: Path, *, kept: set[str], startup_sync_se
                               stallers: list[str] = STALLERS, stallers_name_other: bool = False,
                               inbound_stallers: int = 0,
                               before_holder_round: Callable[[SyncService], None] | None = None,
-                              late: bool = False) -> Started:
+                              late: bool = False, holder_close_seconds: float = 0.0) -> Started:
     """A node restored from an older copy (it holds the org's first record of three; the holder holds all) starts
     with `stallers` connected (StallingStream) and `inbound_stallers` streams open to it (InboundStaller), and runs
     on for a while after its catch-up; `before_holder_round(sync)` is called once the holder is connected, before
     sync hears of it; `late`, a catch-up that signs unchecked goes on as serve_node's does (_catch_up_late), and
-    `late_state` is the node's startup_sync after the while."""
+    `late_state` is the node's startup_sync after the while; closing a stream to the holder takes
+    `holder_close_seconds`."""
     ours = Org()
     records = [ours.record("org"), ours.record(), ours.record()]
     (tmp_path / "holder").mkdir()
@@ -187,6 +193,7 @@ async def restored_node_start(tmp_path: Path, *, kept: set[str], startup_sync_se
         store.append(records[:1])
         network = Network(SyncServer(held, IssuerIndex(held), SyncLimits()), stallers=stallers,
                           stallers_name_other=stallers_name_other)
+        network.holder_close_seconds = holder_close_seconds
         replica = Replica(ours.key, store, roots=(OTHER.did,), max_hops=1, held_limit=10)
         sync = SyncService(network, replica, network="test", timeout=TIMEOUT,  # type: ignore[arg-type]
                            max_sessions=SLOTS)
@@ -328,6 +335,16 @@ async def test_a_gap_fetch_ended_while_it_waits_for_its_peer_s_turn_gives_its_sl
             assert store.head(ours.did) is not None
             assert sync.stats.errors["preempted"] == 1
             nursery.cancel_scope.cancel()
+
+
+async def test_the_holder_s_round_proves_the_records_in_before_its_stream_is_closed(tmp_path, autojump_clock):
+    """Closing a stream waits on the connection (a FIN queued behind a full send buffer), and a round ended for a
+    needed one is cancelled while it closes: the holder's round told the catch-up it held the org's records only once
+    its stream was closed, and the node timed out with the records in."""
+    start = await restored_node_start(tmp_path, kept={HOLDER}, startup_sync_seconds=STARTUP_SYNC_SECONDS,
+                                      stallers=[], holder_close_seconds=2 * TIMEOUT)
+    assert (start.caught_up.state, start.head) == ("done", 3)
+    assert start.ended < 2
 
 
 class StepLimit(trio.abc.Instrument):
