@@ -1,8 +1,9 @@
 """Sync session slots under peers that stall just inside the sync timeout (trio's mock clock): the start's catch-up
 (node.daemon) still ends on its round with the one honest peer holding the org's records, well before
 startup_sync_seconds, whether the stallers dialled in, hold the node's inbound streams, or are peers the node dials
-(then after one turn), or a fetch of gaps from the holder waits for a slot; the sessions open at once stay bounded;
-the late catch-up ends no session; a needed session that stops waiting frees its place (gossip.session_slots)."""
+(then after one turn), or a fetch of gaps from the holder waits for a slot or its turn, or the holder's stream is
+slow to close; the sessions open at once stay bounded; the late catch-up ends no session; a needed session that stops
+waiting frees its place, and one whose turn is up ends another (gossip.session_slots)."""
 
 from __future__ import annotations
 
