@@ -540,6 +540,14 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    close_timeout: a blocked peer's, an idle inbound one, a peer disconnected): a close cut off is finished as
    SwarmConn's would have been, the socket closed if the muxer is still open, the connection taken off the swarm's list
    (Swarm.remove_conn) and its disconnection notified (Swarm.notify_disconnected), shielded and within close_timeout.
+61. A stream whose `async with` is left by cancellation stays open, on both sides, for the connection's life:
+   NetStream.reset() first takes YamuxStream.close_lock, a checkpoint that raises Cancelled in a cancelled scope, so no
+   RST is sent, the stream is not marked reset, and neither the swarm connection nor the muxer lets it go. A sync
+   session ended for a catch-up (gossip.session_slots) or at its 10-minute bound left one each time, and its peer's
+   handler waited on it. Repro: A opens a stream to B inside a CancelScope, cancels the scope, and leaves the
+   stream's `async with` -> after 5 such rounds A's connection to B lists 5 more streams (none more when each round
+   ends by a TooSlowError instead), and B's read of each never returns. Handled: Stream.reset() resets shielded, within
+   close_timeout (a peer not reading may hold the RST's write; cut off, the stream is left as before).
 Not worked around (policy, not a bug to patch): IDONTWANT is sent for every message regardless of size.
 Checked and left, bounded already (quirk numbers 50 and 52 left unused): py-libp2p's own bound on streams, the swarm's
 semaphore of ResourceLimits.max_streams (10,000), which every stream opened either way awaits, and its resource
@@ -908,8 +916,9 @@ class Stream:
     wrap them in trio.fail_after() when talking to a peer that may stall.
     """
 
-    def __init__(self, stream: INetStream, remote_peer: str, protocol: str) -> None:
+    def __init__(self, stream: INetStream, remote_peer: str, protocol: str, *, reset_timeout: float = 5.0) -> None:
         self._stream = stream
+        self._reset_timeout = reset_timeout  # (HostConfig.close_timeout)
         self._buffer = bytearray()
         self._write_lock = trio.Lock()  # quirk 18: one write's frames must not interleave with another's
         self.remote_peer = remote_peer
@@ -979,8 +988,9 @@ class Stream:
             logger.debug("closing %s stream to %s: %s", self.protocol, self.remote_peer, _reason(error))
 
     async def reset(self) -> None:
-        """Abort the stream: the peer's reads and writes fail at once."""
-        await self._stream.reset()  # NetStream.reset never raises: it marks the stream reset whatever happens
+        """Abort the stream: the peer's reads and writes fail at once; in a cancelled scope too (quirk 61)."""
+        with trio.CancelScope(shield=True), trio.move_on_after(self._reset_timeout):
+            await self._stream.reset()  # NetStream.reset never raises but Cancelled: it marks the stream reset
 
     async def _receive(self, max_bytes: int) -> bytes:
         try:
@@ -2142,7 +2152,7 @@ class Host:
                 return
             self._streamed.add(net_stream.muxed_conn.peer_id)
             peer = net_stream.muxed_conn.peer_id.to_base58()
-            stream = Stream(net_stream, peer, protocol)
+            stream = Stream(net_stream, peer, protocol, reset_timeout=self._config.close_timeout)
             try:
                 await handler(stream)
             except Exception:
@@ -2179,7 +2189,7 @@ class Host:
                                            ) from error
             raise HostError(f"open {protocol} stream to {peer_id}: {_reason(error)}") from error
         self._streamed.add(peer)
-        return Stream(net_stream, peer_id, protocol)
+        return Stream(net_stream, peer_id, protocol, reset_timeout=self._config.close_timeout)
 
     def refused(self, peer_id: str, protocol: str) -> bool:
         """Whether the peer refused a `protocol` stream since it last connected (so asking again is pointless)."""

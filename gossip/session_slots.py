@@ -1,7 +1,7 @@
 """The slots of a node's outbound sync sessions (gossip.sync_service): at most `total` sessions at once, which bounds
 what they hold in memory and the streams they keep open; handed out first come, first served, except to a session
-that a catch-up needs (the start's, key rotate's, the late one: node.daemon), which never waits behind one it does
-not need.
+that a catch-up holding signing back needs (the start's, key rotate's: node.daemon), which never waits behind one
+it does not need.
 
 Why: a peer answering each read just inside the sync timeout holds its slot up to a session's bound (10 minutes),
 and peers that dial in cost an attacker nothing. Eight of them held every slot, and the start's catch-up round with
@@ -111,7 +111,8 @@ class SessionSlots:
             running = [slot for slot in self._held if not slot.ended]
             victim = next((slot for slot in running if not slot.needed()), None)
             if victim is None:
-                victim = next((slot for slot in running if now - slot.since >= self._least_turn), None)
+                # (as the wake below reckons it: now - since can fall short of the turn at since + least_turn)
+                victim = next((slot for slot in running if slot.since + self._least_turn <= now), None)
             if victim is None:
                 return min((slot.since + self._least_turn for slot in running), default=math.inf)
             victim.ended = True

@@ -373,16 +373,12 @@ class SyncService:
         Sessions with a peer take turns; a fetch of gaps waits `timeout` at most for its turn (a gap worker waiting
         on a peer that answers just in time would wait for the whole of its session). A full round a catch-up needs
         (`catch_up_peers`) takes a session slot ahead of others, ending one if none is free (gossip.session_slots)."""
-        lock = self._peer_locks.setdefault(peer_id, trio.Lock())
-        needed = functools.partial(self._needed, peer_id) if gaps is None else _never
         try:
-            async with self._turn(lock, math.inf if gaps is None else self.timeout), self._slots.hold(needed) as slot:
+            async with self._turn_and_slot(peer_id, gaps):
                 # A peer answering each read just in time would otherwise hold the slot for up to a million
                 # reads; what a session accepted stays accepted, and the next session goes on from there.
-                with slot.scope, trio.move_on_after(self.session_seconds) as deadline:
+                with trio.move_on_after(self.session_seconds) as deadline:
                     fetched = await self._session(peer_id, gaps)
-                if slot.ended:
-                    raise SyncError("preempted", "ended for a round a catch-up needs, no session slot being free")
                 if deadline.cancelled_caught:
                     raise SyncError("session", f"the session outlasted {self.session_seconds:g} s; ended")
         except RemoteProtocolError as error:
@@ -409,8 +405,6 @@ class SyncService:
                 logger.debug("fetched %d records from %s", fetched, peer_id)
             return fetched
         finally:
-            if not lock.locked() and self._peer_locks.get(peer_id) is lock:  # nobody holds it or was handed it:
-                del self._peer_locks[peer_id]  # forget it, or peers leaving mid-session (fresh ids are free) pile up
             self.session_ended.set()
             self.session_ended = trio.Event()
         return None
@@ -420,16 +414,43 @@ class SyncService:
         return any(needs(peer_id) for needs in self.catch_up_peers)
 
     @asynccontextmanager
-    async def _turn(self, lock: trio.Lock, wait: float) -> AsyncIterator[None]:
-        """Hold `lock` (a peer's turn), after waiting `wait` seconds for it at most."""
-        with trio.move_on_after(wait) as waited:
-            await lock.acquire()
-        if waited.cancelled_caught:  # (a lock handed over is held: the wait is cancelled only while not)
-            raise SyncError("turn", f"another session with the peer ran on for {wait:g} s; not waiting for it")
+    async def _turn_and_slot(self, peer_id: str, gaps: dict[str, tuple[int, int]] | None) -> AsyncIterator[None]:
+        """The peer's turn and a session slot, the block run inside the slot's scope (`_pull`); SyncError "preempted"
+        if the slot was ended for a needed session (gossip.session_slots) before the block ran to its end. A full
+        round takes its turn first: it then waits for a slot as needed or not as it is then, and no fetch of gaps
+        with the peer runs meanwhile. A fetch of gaps takes its slot first: holding the peer's turn while it waited for
+        one (a session no catch-up needs, queued behind sessions up to 10 minutes long) would hold back a round the
+        catch-up needs with that peer, which waits for the turn, not in the slots' queue, and so ends no session to
+        take a slot. Ended while it waits for its turn, it waits no more."""
+        if gaps is None:
+            async with self._turn(peer_id, math.inf), self._slots.hold(
+                    functools.partial(self._needed, peer_id)) as slot:
+                with slot.scope:
+                    yield
+        else:
+            async with self._slots.hold(_never) as slot:
+                with slot.scope:
+                    async with self._turn(peer_id, self.timeout):
+                        yield
+        if slot.scope.cancelled_caught:  # (ended after its last step, it ran to its end: not preempted)
+            raise SyncError("preempted", "ended for a round a catch-up needs, no session slot being free")
+
+    @asynccontextmanager
+    async def _turn(self, peer_id: str, wait: float) -> AsyncIterator[None]:
+        """Hold the peer's lock (its turn), after waiting `wait` seconds for it at most."""
+        lock = self._peer_locks.setdefault(peer_id, trio.Lock())
         try:
-            yield
+            with trio.move_on_after(wait) as waited:
+                await lock.acquire()
+            if waited.cancelled_caught:  # (a lock handed over is held: the wait is cancelled only while not)
+                raise SyncError("turn", f"another session with the peer ran on for {wait:g} s; not waiting for it")
+            try:
+                yield
+            finally:
+                lock.release()
         finally:
-            lock.release()
+            if not lock.locked() and self._peer_locks.get(peer_id) is lock:  # nobody holds it or was handed it:
+                del self._peer_locks[peer_id]  # forget it, or peers leaving mid-session (fresh ids are free) pile up
 
     async def _session(self, peer_id: str, gaps: dict[str, tuple[int, int]] | None) -> int:
         """One client session, to its end; the records it accepted. `holder_listeners` are told as soon as the client
@@ -470,8 +491,8 @@ class SyncService:
                     if not isinstance(event, ReadNext):  # the client's next request reads the store
                         fetched += self._accept(pending, peer_id)
                         pending, pending_bytes = [], 0
-        if not told:
-            self._told_holders(client, peer_id)
+            if not told:  # (before the stream's close, which may wait on the connection, or be cancelled)
+                self._told_holders(client, peer_id)
         return fetched
 
     def _told_holders(self, client: SyncClient, peer_id: str) -> bool:

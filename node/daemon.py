@@ -597,7 +597,7 @@ class _DialledRounds:
 
 
 @contextmanager
-def _dialled_rounds(node: Node, *, new_org: bool,
+def _dialled_rounds(node: Node, *, new_org: bool, preempts: bool = True,
                     proved_nothing: Callable[[], None] = lambda: None) -> Iterator[_DialledRounds]:
     """While in the block, `proved` is set once a sync round with a peer that the node dials (PeerManager.keeps: its
     bootstrap peers, the orgs of its `org` records), not one that dialled in unasked (a hostile node of the network
@@ -614,10 +614,12 @@ def _dialled_rounds(node: Node, *, new_org: bool,
     not signed (the one case it misses, a copy of a data directory taken before its node first started, restored
     after the node signed elsewhere, is a peer holding them answering more than SETTLE_SECONDS after another, or not
     connected yet). Each such round, and each that ends, is `answer`ed: the catch-up ends once they are `settled`.
-    `proved_nothing()` is called as a peer is counted in `unproven` while `proved` is not set. Meanwhile a full round
-    with a peer it dials, not yet in `unproven`, takes a sync session slot ahead of sessions the catch-up does not
-    need, ending one if none is free (SyncService.catch_up_peers, gossip.session_slots): peers stalling just inside
-    the sync timeout cannot hold every slot while the catch-up waits."""
+    `proved_nothing()` is called as a peer is counted in `unproven` while `proved` is not set. Meanwhile, if
+    `preempts`, a full round with a peer it dials, not yet in `unproven`, takes a sync session slot ahead of sessions
+    the catch-up does not need, ending one if none is free (SyncService.catch_up_peers, gossip.session_slots): peers
+    stalling just inside the sync timeout cannot hold every slot while the catch-up waits. Only a catch-up that holds
+    signing back preempts (the start's, key rotate's): the late one (_catch_up_late) comes after the node signed, and
+    for an org no peer it dials holds may wait the node's whole life, its rounds ending gap fetches all the while."""
     rounds = _DialledRounds()
 
     def unproven(peer_id: str) -> None:
@@ -649,14 +651,16 @@ def _dialled_rounds(node: Node, *, new_org: bool,
     node.sync.same_network_listeners.append(round_ended)
     node.sync.holder_listeners.append(holder_round_ended)
     node.sync.unheld_listeners.append(unheld_round)
-    node.sync.catch_up_peers.append(needs)
+    if preempts:
+        node.sync.catch_up_peers.append(needs)
     try:
         yield rounds
     finally:
         node.sync.same_network_listeners.remove(round_ended)
         node.sync.holder_listeners.remove(holder_round_ended)
         node.sync.unheld_listeners.remove(unheld_round)
-        node.sync.catch_up_peers.remove(needs)
+        if preempts:
+            node.sync.catch_up_peers.remove(needs)
 
 
 def _free_it(setting: str, config: NodeConfig) -> str:
@@ -707,7 +711,9 @@ async def _catch_up_late(node: Node, new_org: bool) -> None:
     as own_org_flagged), or, for an org that was new, whose heads name none of its keys. A timed-out one turns
     "unheld" at a round with a peer it dials that proves nothing, as the start's would have with that round in time:
     a bootstrap peer down as the start began and up since does not leave "timed_out" (and its alert) until a
-    restart."""
+    restart. Its rounds take sync session slots as other sessions do, first come, first served: the node signs
+    already, and ending gap fetches for them, perhaps for the node's whole life, would be a cost with no signing to
+    hold back (_dialled_rounds' `preempts`)."""
 
     def proved_nothing() -> None:
         if node.startup_sync == "timed_out":
@@ -716,7 +722,7 @@ async def _catch_up_late(node: Node, new_org: bool) -> None:
                         "stores only the records of orgs inside its horizon) or did not serve those it named: "
                         f"startup_sync is unheld, the node signing without a check until one does; {HOLDER_HINT}")
 
-    with _dialled_rounds(node, new_org=new_org, proved_nothing=proved_nothing) as rounds:
+    with _dialled_rounds(node, new_org=new_org, preempts=False, proved_nothing=proved_nothing) as rounds:
         await rounds.settled(node)
     node.startup_sync = "done"
     log.info("a later round with a peer it dials ended the start's catch-up sync, as it would have ended it in time: "

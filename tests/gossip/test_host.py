@@ -1295,3 +1295,34 @@ async def test_rpcs_queued_for_a_peer_go_out_merged_in_order_within_the_size_lim
     # one message per RPC (a receiver handles an RPC's messages in no set order), within the size limit
     assert [([m.data[0] for m in rpc.publish], [i.messageIDs[0] for i in rpc.control.idontwant])
             for rpc in stream.rpcs] == [([0], [b"a", b"b", b"c"]), ([1], []), ([2], []), ([], [b"d"])]
+
+
+@pytest.mark.slow
+async def test_a_stream_left_by_cancellation_is_reset_not_left_open() -> None:
+    """Quirk 61: a sync session ended for a catch-up, or at its 10-minute bound, leaves its stream's `async with`
+    cancelled; the reset was cancelled with it, and the stream stayed open on both sides for the connection's life."""
+    held = "/vouchnet/test/held/1"
+    told: list[str] = []
+    done = trio.Event()
+
+    async def read_until_told(stream: Stream) -> None:
+        try:
+            while await stream.read():  # (what the client asked, then the end, reset or closed)
+                pass
+            told.append("closed")
+        except StreamError as error:
+            told.append(str(error))
+        done.set()
+
+    with trio.fail_after(20):
+        async with open_host(os.urandom(32), LOOPBACK) as client, open_host(os.urandom(32), LOOPBACK) as server:
+            server.set_stream_handler(held, read_until_told)
+            await client.connect(server.listen_addrs[0])
+            with trio.CancelScope() as session:
+                async with await client.open_stream(server.peer_id, held) as stream:
+                    await stream.write(b"asked")
+                    session.cancel()
+                    await stream.read()
+            with trio.move_on_after(5):
+                await done.wait()
+            assert told == [f"{held} stream from {client.peer_id}: reset by the peer"]

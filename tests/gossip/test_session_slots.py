@@ -1,8 +1,9 @@
 """Sync session slots under peers that stall just inside the sync timeout (trio's mock clock): the start's catch-up
 (node.daemon) still ends on its round with the one honest peer holding the org's records, well before
 startup_sync_seconds, whether the stallers dialled in, hold the node's inbound streams, or are peers the node dials
-(then after one turn); the sessions open at once stay bounded; a needed session that stops waiting frees its place
-(gossip.session_slots)."""
+(then after one turn), or a fetch of gaps from the holder waits for a slot or its turn, or the holder's stream is
+slow to close; the sessions open at once stay bounded; the late catch-up ends no session; a needed session that stops
+waiting frees its place, and one whose turn is up ends another (gossip.session_slots)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from gossip.sync import IssuerIndex, SyncLimits, SyncServer
 from gossip.sync_messages import HeadEntry, HeadsPage, HeadsRequest, RecordsPage, encode_message
 from gossip.sync_service import SyncService
 from ledger import MAX_COSIGNATURES
-from node.daemon import SETTLE_SECONDS, CatchUp, _caught_up
+from node.daemon import SETTLE_SECONDS, CatchUp, _catch_up_late, _caught_up
 
 from ..factories import Org
 from .nodes import ConnectedHost
@@ -75,6 +76,7 @@ class Network(ConnectedHost):
         super().__init__(list(stallers))
         self.holder, self.stallers_name_other = holder, stallers_name_other
         self.open_now = self.most_open = 0
+        self.holder_close_seconds = 0.0  # how long closing a stream to the holder takes
         self.serve: Callable[[InboundStaller], Awaitable[None]] | None = None
 
     def set_stream_handler(self, protocol: str, handler: Callable[[InboundStaller], Awaitable[None]]) -> None:
@@ -82,7 +84,7 @@ class Network(ConnectedHost):
 
     async def open_stream(self, peer: str, protocol: str) -> Counted:
         if peer == HOLDER:
-            return Counted(self, ServedStream(self.holder))
+            return Counted(self, ServedStream(self.holder), self.holder_close_seconds)
         return Counted(self, StallingStream(naming_other=self.stallers_name_other))
 
     async def connect_holder(self) -> None:
@@ -115,6 +117,7 @@ class InboundStaller:
 class Counted:
     network: Network
     stream: ServedStream | StallingStream
+    close_seconds: float = 0.0
 
     async def __aenter__(self) -> ServedStream | StallingStream:
         self.network.open_now += 1
@@ -122,15 +125,20 @@ class Counted:
         return self.stream
 
     async def __aexit__(self, *exc: object) -> None:
-        self.network.open_now -= 1
+        try:
+            await trio.sleep(self.close_seconds)
+        finally:  # (cancelled: a stream left by cancellation is reset, gossip.host's quirk 61)
+            self.network.open_now -= 1
 
 
 class PeerManager:
     """Keeps `kept` connected (the bootstrap peers: the holder, and stallers if their addresses were taken over); its
     dial of the holder takes a second, the stallers having dialled in already."""
 
-    def __init__(self, network: Network, kept: set[str], inbound_stallers: int) -> None:
+    def __init__(self, network: Network, kept: set[str], inbound_stallers: int,
+                 before_holder_round: Callable[[], None] | None) -> None:
         self.network, self.kept, self.inbound_stallers, self.has_peers = network, kept, inbound_stallers, True
+        self.before_holder_round = before_holder_round
 
     def keeps(self, peer_id: str) -> bool:
         return peer_id in self.kept
@@ -142,6 +150,11 @@ class PeerManager:
             for i in range(self.inbound_stallers):  # (dialled in already)
                 nursery.start_soon(self.network.serve, InboundStaller(f"12D3KooWInbound{i}"))
             await trio.sleep(1)
+            if self.before_holder_round is not None:  # (connected, its peer event not yet read by sync)
+                self.network._peers.append(HOLDER)
+                self.before_holder_round()
+                await trio.testing.wait_all_tasks_blocked()
+                self.network._peers.remove(HOLDER)
             await self.network.connect_holder()
 
 
@@ -158,14 +171,20 @@ class Started:
     sync: SyncService
     network: Network
     head: int  # the org's, after the catch-up
+    late_state: str = ""  # the node's startup_sync at the end (restored_node_start's `late`)
 
 
 async def restored_node_start(tmp_path: Path, *, kept: set[str], startup_sync_seconds: float,
                               stallers: list[str] = STALLERS, stallers_name_other: bool = False,
-                              inbound_stallers: int = 0) -> Started:
+                              inbound_stallers: int = 0,
+                              before_holder_round: Callable[[SyncService], None] | None = None,
+                              late: bool = False, holder_close_seconds: float = 0.0) -> Started:
     """A node restored from an older copy (it holds the org's first record of three; the holder holds all) starts
     with `stallers` connected (StallingStream) and `inbound_stallers` streams open to it (InboundStaller), and runs
-    on for a while after its catch-up."""
+    on for a while after its catch-up; `before_holder_round(sync)` is called once the holder is connected, before
+    sync hears of it; `late`, a catch-up that signs unchecked goes on as serve_node's does (_catch_up_late), and
+    `late_state` is the node's startup_sync after the while; closing a stream to the holder takes
+    `holder_close_seconds`."""
     ours = Org()
     records = [ours.record("org"), ours.record(), ours.record()]
     (tmp_path / "holder").mkdir()
@@ -175,17 +194,23 @@ async def restored_node_start(tmp_path: Path, *, kept: set[str], startup_sync_se
         store.append(records[:1])
         network = Network(SyncServer(held, IssuerIndex(held), SyncLimits()), stallers=stallers,
                           stallers_name_other=stallers_name_other)
+        network.holder_close_seconds = holder_close_seconds
         replica = Replica(ours.key, store, roots=(OTHER.did,), max_hops=1, held_limit=10)
         sync = SyncService(network, replica, network="test", timeout=TIMEOUT,  # type: ignore[arg-type]
                            max_sessions=SLOTS)
         node = SimpleNamespace(
             did=ours.did, host=network, replica=replica, sync=sync, gossip=Gossip(),
-            peer_manager=PeerManager(network, kept, inbound_stallers),
+            peer_manager=PeerManager(network, kept, inbound_stallers,
+                                     before_holder_round and (lambda: before_holder_round(sync))),
             config=SimpleNamespace(startup_sync_seconds=startup_sync_seconds, data_dir=tmp_path / "node"))
         async with trio.open_nursery() as nursery:
             caught_up = await _caught_up(node, nursery, signs_timed_out=False)  # type: ignore[arg-type]
             started = Started(caught_up, trio.current_time(), sync, network, store.head(ours.did).seq)
+            node.startup_sync = caught_up.state
+            if late and caught_up.signs_unchecked:
+                nursery.start_soon(_catch_up_late, node, caught_up.new_org)
             await trio.sleep(SLOTS * TIMEOUT)  # the stallers and periodic rounds go on
+            started.late_state = node.startup_sync
             nursery.cancel_scope.cancel()
         return started
 
@@ -237,6 +262,30 @@ async def test_peers_stalling_on_their_own_sync_streams_to_the_node_do_not_delay
     assert start.sync.stats.served_errors["busy"] == 1  # (every stream taken, the last staller was refused)
 
 
+async def test_a_gap_fetch_from_the_holder_waiting_for_a_slot_does_not_hold_back_the_catch_up_round_with_it(
+        tmp_path, autojump_clock):
+    """Found by stop 33's review: gossip from the holder, connected a moment before sync heard of it, reported gaps;
+    their fetch took the holder's turn, then waited for a slot (a session the catch-up does not need, behind the
+    stallers' 10-minute sessions), and the catch-up round with the holder waited for that turn, not for a slot, so
+    ended no staller's session: the node timed out. A fetch of gaps takes its slot before the peer's turn."""
+    start = await restored_node_start(
+        tmp_path, kept={HOLDER}, startup_sync_seconds=STARTUP_SYNC_SECONDS,
+        before_holder_round=lambda sync: sync.request_gaps(HOLDER, {OTHER.did: (1, 5)}))
+    assert (start.caught_up.state, start.head) == ("done", 3)
+    assert start.ended < 2
+    assert start.network.most_open <= SLOTS
+
+
+async def test_the_late_catch_up_s_rounds_end_no_other_session(tmp_path, autojump_clock):
+    """A start that timed out signs, and its catch-up goes on (_catch_up_late), perhaps for the node's whole life: its
+    rounds take slots first come, first served, ending no other session (a gap fetch, a round with a peer that
+    dialled in) for one; here the holder's waits behind the stallers' sessions."""
+    start = await restored_node_start(tmp_path, kept={HOLDER}, startup_sync_seconds=0.5, late=True)
+    assert start.caught_up.state == "timed_out"  # (the holder is dialled at 1 s)
+    assert start.sync.stats.errors["preempted"] == 0
+    assert start.late_state == "timed_out"  # the stallers' sessions outlast the while
+
+
 async def test_a_needed_session_that_stops_waiting_leaves_the_slot_to_the_next_one_waiting(autojump_clock):
     """A catch-up that ends (or a node that stops) while its round waits for a slot held by another needed session,
     within its turn: nothing is ended for it, and the slot goes on to the session waiting after it."""
@@ -258,3 +307,84 @@ async def test_a_needed_session_that_stops_waiting_leaves_the_slot_to_the_next_o
             with trio.move_on_after(TIMEOUT / 2):
                 await session("second round", True, 1)
     assert order == ["first round", "first round done", "gap fetch", "gap fetch done"]
+
+
+async def test_a_gap_fetch_ended_while_it_waits_for_its_peer_s_turn_gives_its_slot_up_at_once(tmp_path, autojump_clock):
+    """A fetch of gaps holds its slot while it waits (the sync timeout at most) for its peer's turn, here behind a
+    staller's round, one the catch-up needs (a peer it dials): ended for the holder's round, it stops waiting then,
+    not at the timeout, which would hold the catch-up back as long."""
+    staller = STALLERS[0]
+    ours = Org()
+    (tmp_path / "holder").mkdir()
+    (tmp_path / "node").mkdir()
+    with RecordStore.open(tmp_path / "holder") as held, RecordStore.open(tmp_path / "node") as store:
+        held.append([ours.record("org")])
+        network = Network(SyncServer(held, IssuerIndex(held), SyncLimits()), stallers=[staller],
+                          stallers_name_other=False)
+        replica = Replica(ours.key, store, roots=(OTHER.did,), max_hops=1, held_limit=10)
+        sync = SyncService(network, replica, network="test", timeout=TIMEOUT,  # type: ignore[arg-type]
+                           max_sessions=2)
+        sync.catch_up_peers.append(lambda peer: peer in (staller, HOLDER))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sync.run)  # the staller's round: one slot, and the staller's turn
+            await trio.testing.wait_all_tasks_blocked()
+            sync.request_gaps(staller, {OTHER.did: (1, 5)})  # the other slot, waiting for the staller's turn
+            await trio.testing.wait_all_tasks_blocked()
+            await trio.sleep(1)
+            await sync.sync_with(HOLDER)
+            assert trio.current_time() < 2
+            assert store.head(ours.did) is not None
+            assert sync.stats.errors["preempted"] == 1
+            nursery.cancel_scope.cancel()
+
+
+async def test_the_holder_s_round_proves_the_records_in_before_its_stream_is_closed(tmp_path, autojump_clock):
+    """Closing a stream waits on the connection (a FIN queued behind a full send buffer), and a round ended for a
+    needed one is cancelled while it closes: the holder's round told the catch-up it held the org's records only once
+    its stream was closed, and the node timed out with the records in."""
+    start = await restored_node_start(tmp_path, kept={HOLDER}, startup_sync_seconds=STARTUP_SYNC_SECONDS,
+                                      stallers=[], holder_close_seconds=2 * TIMEOUT)
+    assert (start.caught_up.state, start.head) == ("done", 3)
+    assert start.ended < 2
+
+
+class StepLimit(trio.abc.Instrument):
+    """Cancels `scope` after `steps` task steps: a loop that never blocks would otherwise hang a test on the mock
+    clock, which moves only once every task waits."""
+
+    def __init__(self, scope: trio.CancelScope, steps: int) -> None:
+        self.scope, self.steps = scope, steps
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.steps -= 1
+        if self.steps < 0:
+            self.scope.cancel()
+
+
+async def test_a_needed_session_ends_another_when_its_turn_is_up_whatever_the_clock_s_rounding(autojump_clock):
+    """Taken at 0.7 s with a turn of 0.1 s, a needed session's turn is up at 0.7 + 0.1 = 0.7999999999999999, when
+    now - 0.7 is still below 0.1: the one waiting woke, found nothing to end and woke again at once, in a loop that
+    never blocked (a core spun; on the mock clock, time stood still)."""
+    slots = SessionSlots(1, least_turn=0.1)
+    ended: list[bool] = []
+
+    async def first_round() -> None:
+        async with slots.hold(lambda: True) as slot:
+            with slot.scope:
+                await trio.sleep(10)
+            ended.append(slot.ended)
+
+    with trio.CancelScope() as limit:
+        instrument = StepLimit(limit, 1000)
+        trio.lowlevel.add_instrument(instrument)
+        try:
+            async with trio.open_nursery() as nursery:
+                await trio.sleep(0.7)
+                nursery.start_soon(first_round)
+                await trio.testing.wait_all_tasks_blocked()
+                async with slots.hold(lambda: True):
+                    assert trio.current_time() < 0.8
+        finally:
+            trio.lowlevel.remove_instrument(instrument)
+    assert not limit.cancelled_caught
+    assert ended == [True]
