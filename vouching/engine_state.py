@@ -20,7 +20,7 @@ from typing import Any
 from .arrays import array_columns
 from .deviation import DeviationTest
 from .evidence import EvidenceStore
-from .scoring import TrustEngine
+from .scoring import TrustEngine, flat_pairs, paired
 from .vouches import Vouch, VouchBook
 
 
@@ -117,7 +117,7 @@ def capturing(engine: TrustEngine, *, copy: bool = True) -> Generator[None, None
         "deviation_tested_upto": engine._deviation._tested_upto,
     }
     yield
-    yield from _in_chunks(agents, ((tuple(_flat(pairs)), a in engine._scoped, stamp,
+    yield from _in_chunks(agents, ((flat_pairs(pairs), a in engine._scoped, stamp,
                                     tuple((issuer, basis, record_id) for (issuer, basis), record_id in vouches.items()))
                                    for a, (pairs, stamp, vouches)
                                    in enumerate(zip(engine._pairs, engine._stamps, engine._agent_vouches))))
@@ -148,7 +148,7 @@ def restore(state: dict[str, Any], engine: TrustEngine, seen_digests: Iterable[b
     book._latest = {(agent, issuer, basis): column for agent, issuer, basis, column in state["latest_vouches"]}
     book.org_vouches = [book.by_id[record_id][0] for record_id in state["org_vouches"]]
     for a, (_, (pairs, scoped, stamp, vouches)) in enumerate(zip(engine._agent_dids, state["agents"], strict=True)):
-        engine._pairs.append(dict(zip(pairs[::2], pairs[1::2])))
+        engine._pairs.append(dict(paired(pairs)))
         engine._stamps.append(stamp)
         engine._agent_vouches.append({(issuer, basis): book.by_id[record_id][0]  # (its bytes, not a copy)
                                       for issuer, basis, record_id in vouches})
@@ -183,12 +183,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(item) for item in value]
     return value
-
-
-def _flat(pairs: dict[int, int]) -> Iterable[int]:
-    for key, value in pairs.items():
-        yield key
-        yield value
 
 
 def _in_chunks(into: list, rows: Iterable[tuple]) -> Generator[None, None, None]:
