@@ -43,6 +43,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,33 @@ def flood_records(key: SigningKey, count: int) -> list[Record]:
         records.append(issue_record(key, "vouch", vouch_body(subject, 0.5, "operator"), seq=seq, prev=records[-1].id,
                                     ts=now))
     return records
+
+
+async def tick_while(gaps: list[tuple[float, float]], going: Callable[[], bool]) -> None:
+    """Wake up every TICK_S while `going()`, noting in `gaps` each gap between two wake-ups as (its end, its length)."""
+    last = time.perf_counter()
+    while going():
+        await trio.sleep(TICK_S)
+        now = time.perf_counter()
+        gaps.append((now, now - last))
+        last = now
+
+
+async def flood_while(replica: Replica, flood: list[Record], rate: int, batches: list[tuple[float, float, float]],
+                      going: Callable[[], bool]) -> int:
+    """Store `flood` at `rate` records a second (those due each FLOOD_TICK_S, FLOOD_BATCH at most, in a batch) while
+    `going()`, each batch noted in `batches` as (its end, its length, its CPU time); the records stored."""
+    flooded, began = 0, time.perf_counter()
+    while flooded < len(flood) and going():
+        due = int(rate * (time.perf_counter() - began))
+        batch = flood[flooded:min(due, flooded + FLOOD_BATCH)]
+        began_batch, cpu = time.perf_counter(), time.thread_time()
+        assert replica.accept(batch).accepted == batch
+        now = time.perf_counter()
+        batches.append((now, now - began_batch, time.thread_time() - cpu))
+        flooded += len(batch)
+        await trio.sleep(FLOOD_TICK_S)
+    return flooded
 
 
 class Stalls:
@@ -140,28 +168,11 @@ async def measure(replica: Replica, trust: TrustService, first: Record, metrics:
         stalls.captures.append((began, time.perf_counter()))
         return snapshot
 
-    async def tick() -> None:
-        last = time.perf_counter()
-        while True:
-            await trio.sleep(TICK_S)
-            now = time.perf_counter()
-            stalls.gaps.append((now, now - last))
-            last = now
-
     async def flooding() -> None:
         nonlocal flooded
         while flooded < len(flood) and trust._rebuilt is None:
             await trio.sleep(0)
-        began = time.perf_counter()
-        while flooded < len(flood) and trust._mirror is None:
-            due = int(rate * (time.perf_counter() - began))
-            batch = flood[flooded:min(due, flooded + FLOOD_BATCH)]
-            began_batch, cpu = time.perf_counter(), time.thread_time()
-            assert replica.accept(batch).accepted == batch
-            now = time.perf_counter()
-            stalls.batches.append((now, now - began_batch, time.thread_time() - cpu))
-            flooded += len(batch)
-            await trio.sleep(FLOOD_TICK_S)
+        flooded = await flood_while(replica, flood, rate, stalls.batches, lambda: trust._mirror is None)
 
     trust._captured_rebuild = captured  # type: ignore[method-assign]
     engine = trust.engine
@@ -169,7 +180,7 @@ async def measure(replica: Replica, trust: TrustService, first: Record, metrics:
         await nursery.start(trust.run)
         while metrics.value("engine_snapshot_records") != replica.store.size:
             await trio.sleep(0.05)
-        nursery.start_soon(tick)
+        nursery.start_soon(tick_while, stalls.gaps, lambda: True)
         await trio.sleep(1.0)
         idle, covered = max(gap for _, gap in stalls.gaps), metrics.value("engine_snapshot_records")
         stalls.gaps.clear()

@@ -24,7 +24,6 @@ names the org's keys before the link and is of no use since, is captured from it
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -289,10 +288,10 @@ class TrustService:
         SNAPSHOT_CHECK_S bring engine.snapshot forward once _snapshot_due records are not in it. The running engine
         is not a replay's (it counts this node's events as they come, where a replay counts its digests), so a copy
         of the snapshot's engine is loaded off the loop, fed the records since on the loop a chunk at a time, as a
-        start would, and captured and written off it (on the loop, a capture's Python lists of agents and vouches
-        would grow with them). Brings it forward no more once engine.snapshot is not usable and the store holds
-        more than SNAPSHOT_FROM_NO_RECORDS records, leaving it to the next start or a rebuild's capture. The one
-        task writes every snapshot: a capture is never overwritten by an older one."""
+        start would, captured on the loop a turn at a time (Capture.on_loop), and written off it. Brings it forward
+        no more once engine.snapshot is not usable and the store holds more than SNAPSHOT_FROM_NO_RECORDS records,
+        leaving it to the next start or a rebuild's capture. The one task writes every snapshot: a capture is never
+        overwritten by an older one."""
         while True:
             if self._replayed is not None:
                 replayed, self._replayed = self._replayed, None
@@ -336,9 +335,11 @@ class TrustService:
             await turn.checkpoint()
         size = start + fed
         root, own_keys = self.replica.store.ledger.root(size), tuple(sorted(self._own_keys()))  # the store's thread
-        # The engine is this task's own: a capture of its columns themselves, in a worker thread.
-        state = await trio.to_thread.run_sync(functools.partial(capture, engine, copy=False), abandon_on_cancel=True)
-        await self._write_snapshot(engine_snapshot.Snapshot(size, root, own_keys, state))
+        # The engine is this task's own: a capture of its columns themselves, on the loop a turn at a time.
+        capturing = Capture(engine, copy=False)
+        await capturing.on_loop()
+        assert capturing.state is not None
+        await self._write_snapshot(engine_snapshot.Snapshot(size, root, own_keys, capturing.state))
         return True
 
     async def recompute_replayed(self) -> None:
@@ -669,18 +670,20 @@ async def recompute_in_worker(engine: TrustEngine, clock: Callable[[], int]) -> 
 
 
 class Capture:
-    """The capture for engine.snapshot of the engine a start replayed the records into (`replaying` yields it) or a
-    rebuild fed them (`_captured_rebuild`), while nothing feeds it: as it walks every agent and vouch in Python (tens
-    of ms at 10^6 records, benchmarks/startup.py; 0.3 s at 1.5*10^5 agents, benchmarks/adopt_rebuild.py --flood),
-    `run` in a worker thread at a start (node.daemon._opened; not run by the caller of `replaying`, `replaying` runs
-    it), `on_loop` a chunk at a time on a running node."""
+    """The capture for engine.snapshot of the engine a start replayed the records into (`replaying` yields it), a
+    rebuild fed them (`_captured_rebuild`) or a bring-forward (`_bring_snapshot_forward`), while nothing feeds it: as
+    it walks every agent and vouch in Python (tens of ms at 10^6 records, benchmarks/startup.py; 0.3 s at 1.5*10^5
+    agents, benchmarks/adopt_rebuild.py --flood), `run` in a worker thread at a start (node.daemon._opened; not run
+    by the caller of `replaying`, `replaying` runs it), `on_loop` a chunk at a time on a running node. `copy`:
+    vouching.engine_state.capture's (False for an engine that takes nothing after)."""
 
-    def __init__(self, engine: TrustEngine) -> None:
+    def __init__(self, engine: TrustEngine, *, copy: bool = True) -> None:
         self._engine = engine
+        self._copy = copy
         self.state: dict[str, Any] | None = None
 
     def run(self) -> None:
-        self.state = capture(self._engine)
+        self.state = capture(self._engine, copy=self._copy)
 
     async def on_loop(self) -> None:
         """`run` on the trio thread, a TURN_S at a time (vouching.engine_state.capturing). In a worker thread, its
@@ -692,7 +695,7 @@ class Capture:
             await turn.checkpoint()
 
     def _steps(self) -> Iterator[None]:
-        self.state = yield from capture_in_chunks(self._engine)
+        self.state = yield from capture_in_chunks(self._engine, copy=self._copy)
 
 
 class _Turn:

@@ -20,7 +20,7 @@ from typing import Any
 from .arrays import array_columns
 from .deviation import DeviationTest
 from .evidence import EvidenceStore
-from .scoring import TrustEngine
+from .scoring import TrustEngine, flat_pairs, paired
 from .vouches import Vouch, VouchBook
 
 
@@ -73,6 +73,9 @@ DEVIATION_FIELDS = ("_wide", "_tested_upto")  # DeviationTest attributes beside 
 # Agents, vouches or latest vouches (one an agent, issuer and basis) `capturing` takes between two yields: some 2 ms
 # of Python (2 us an agent, of 1.5*10^5 a flood made: benchmarks/adopt_rebuild.py --flood).
 CAPTURE_CHUNK = 1_000
+# Bytes of columns `capturing` copies between two yields: some 0.5 ms (at 10^5 agents the columns are 32 MB, which
+# copied at once held the loop 13-17 ms: benchmarks/engine_capture.py).
+COPY_BYTES = 1 << 20
 
 
 def capture(engine: TrustEngine, *, copy: bool = True) -> dict[str, Any]:
@@ -89,9 +92,9 @@ def capture(engine: TrustEngine, *, copy: bool = True) -> dict[str, Any]:
 
 
 def capturing(engine: TrustEngine, *, copy: bool = True) -> Generator[None, None, dict[str, Any]]:
-    """`capture`, yielding after each CAPTURE_CHUNK agents, vouches or latest vouches, for a caller on an event loop
-    to let it run in between; returns the state. The engine must take nothing until it returns (a dict it walks
-    raises if it grows)."""
+    """`capture`, yielding after each COPY_BYTES of columns copied and each CAPTURE_CHUNK agents, vouches or latest
+    vouches, for a caller on an event loop to let it run in between; returns the state. The engine must take nothing
+    until it returns (a dict it walks raises if it grows)."""
     if engine._stamp or engine._recomputed is not None or engine._graph_seen:
         raise RuntimeError("capture: the engine has been recomputed or read; only a replay's state is captured")
     book = engine._vouches
@@ -107,17 +110,22 @@ def capturing(engine: TrustEngine, *, copy: bool = True) -> Generator[None, None
         "engine": {name: _copied(out(getattr(engine, name)), copy) for name, (out, _) in ENGINE_FIELDS.items()},
         "agents": agents,
         "vouches": vouches,
-        "vouch_columns": _columns(book, copy),
+        "vouch_columns": array_columns(book),  # (copied below if `copy`, as the evidence's and deviation's)
         "pending_revokes": [[record_id, issuer, ts] for record_id, (issuer, ts) in book._pending.items()],
         "latest_vouches": latest,
         "org_vouches": book.org_vouches[:],
-        "evidence": _columns(engine._evidence, copy),
-        "deviation": _columns(engine._deviation, copy),
-        "deviation_wide": engine._deviation._wide[:] if copy else engine._deviation._wide,
+        "evidence": array_columns(engine._evidence),
+        "deviation": array_columns(engine._deviation),
+        "deviation_wide": engine._deviation._wide,
         "deviation_tested_upto": engine._deviation._tested_upto,
     }
     yield
-    yield from _in_chunks(agents, ((tuple(_flat(pairs)), a in engine._scoped, stamp,
+    if copy:
+        for columns in (state["vouch_columns"], state["evidence"], state["deviation"]):
+            for name, column in columns.items():
+                columns[name] = yield from _copy_of(column)
+        state["deviation_wide"] = yield from _copy_of(state["deviation_wide"])
+    yield from _in_chunks(agents, ((flat_pairs(pairs), a in engine._scoped, stamp,
                                     tuple((issuer, basis, record_id) for (issuer, basis), record_id in vouches.items()))
                                    for a, (pairs, stamp, vouches)
                                    in enumerate(zip(engine._pairs, engine._stamps, engine._agent_vouches))))
@@ -148,7 +156,7 @@ def restore(state: dict[str, Any], engine: TrustEngine, seen_digests: Iterable[b
     book._latest = {(agent, issuer, basis): column for agent, issuer, basis, column in state["latest_vouches"]}
     book.org_vouches = [book.by_id[record_id][0] for record_id in state["org_vouches"]]
     for a, (_, (pairs, scoped, stamp, vouches)) in enumerate(zip(engine._agent_dids, state["agents"], strict=True)):
-        engine._pairs.append(dict(zip(pairs[::2], pairs[1::2])))
+        engine._pairs.append(dict(paired(pairs)))
         engine._stamps.append(stamp)
         engine._agent_vouches.append({(issuer, basis): book.by_id[record_id][0]  # (its bytes, not a copy)
                                       for issuer, basis, record_id in vouches})
@@ -185,12 +193,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _flat(pairs: dict[int, int]) -> Iterable[int]:
-    for key, value in pairs.items():
-        yield key
-        yield value
-
-
 def _in_chunks(into: list, rows: Iterable[tuple]) -> Generator[None, None, None]:
     """Add `rows` to `into`, yielding after each CAPTURE_CHUNK of them (`capturing`)."""
     rows = iter(rows)
@@ -205,9 +207,16 @@ def _copied(value: Any, copy: bool) -> Any:
     return value.copy() if copy and isinstance(value, (list, dict)) else value
 
 
-def _columns(store: EvidenceStore | DeviationTest | VouchBook, copy: bool) -> dict[str, array]:
-    """The store's columns, or copies of them (a copy of an array is one memcpy)."""
-    return {name: column[:] if copy else column for name, column in array_columns(store).items()}
+def _copy_of(column: array) -> Generator[None, None, array]:
+    """A copy of `column`, made COPY_BYTES at a time, yielding after each (`capturing`). A view of the column is held
+    during a copy alone: one held across a yield would keep the engine from growing the column after an abandoned
+    capture."""
+    copy = array(column.typecode)
+    for start in range(0, len(column) * column.itemsize, COPY_BYTES):
+        with memoryview(column) as view, view.cast("B") as raw:
+            copy.frombytes(raw[start:start + COPY_BYTES])
+        yield
+    return copy
 
 
 def _column(value: Any, typecode: str) -> array:

@@ -65,15 +65,16 @@ def _exact(entry: tuple) -> bool:
     return max(good, good_held, bad, reports, lift) < EXACT_BELOW
 
 
-def _flat(witnesses: dict[int, int]) -> tuple[int, ...]:
-    """Witness pairs per independence group as a cache entry holds them: group, pairs, group, pairs, ... A tuple of
-    numbers alone, which a collection untracks at once, with the entry holding it (of (group, pairs) tuples, made
-    after the tuple holding them, a full collection untracks a level at a time; a dict, never)."""
-    return tuple(chain.from_iterable(witnesses.items()))
+def flat_pairs(pairs: dict[int, int]) -> tuple[int, ...]:
+    """`pairs` as key, value, key, value, ...: how a cache entry holds its witnesses per independence group (group,
+    pairs, ...), and engine.snapshot an agent's evidence pairs (vouching.engine_state). A tuple of numbers alone,
+    which a collection untracks at once, with the entry holding it (of (group, pairs) tuples, made after the tuple
+    holding them, a full collection untracks a level at a time; a dict, never)."""
+    return tuple(chain.from_iterable(pairs.items()))
 
 
-def _group_pairs(flat: tuple[int, ...]) -> Iterable[tuple[int, int]]:
-    """(group, pairs) of witnesses as `_flat` holds them."""
+def paired(flat: tuple[int, ...]) -> Iterable[tuple[int, int]]:
+    """The (key, value) pairs `flat_pairs` flattened."""
     return zip(flat[::2], flat[1::2])
 
 
@@ -115,7 +116,7 @@ class TrustEngine:
         # (weights version, time, good, good held at the per-org cap, bad, reports, capped lift, witnesses): sums at
         # `time`, for reads at that same time until an input changes (DESIGN.md §6: a rounded total decayed to a later
         # time is not the sum of its decayed terms, so a node would score by when it last read). Summed by `_sums`, it
-        # goes on with the uncapped lift and the witnesses per independence group (`_flat`), and a record about the
+        # goes on with the uncapped lift and the witnesses per independence group (`flat_pairs`), and a record about the
         # agent updates it by the terms it changes (`_changing`, `_changed`).
         self._caches: list[tuple | None] = []
         self._stamps: list[int] = []  # the engine's `_stamp` when the agent's evidence or vouches last changed
@@ -572,13 +573,13 @@ class TrustEngine:
             return
         version, now, good, good_held, bad, reports, _, _, lift, witnesses = entry
         new = self._terms(a, now, o, basis)
-        groups = dict(_group_pairs(witnesses))
-        for group, pairs in _group_pairs(terms[9]):
+        groups = dict(paired(witnesses))
+        for group, pairs in paired(terms[9]):
             if groups[group] == pairs:
                 del groups[group]
             else:
                 groups[group] -= pairs
-        for group, pairs in _group_pairs(new[9]):
+        for group, pairs in paired(new[9]):
             groups[group] = groups.get(group, 0) + pairs
         good += new[2] - terms[2]
         good_held += new[3] - terms[3]
@@ -586,7 +587,7 @@ class TrustEngine:
         reports += new[5] - terms[5]
         lift += new[8] - terms[8]
         entry = (version, now, good, good_held, bad, reports, min(lift, self._source_cap), len(groups), lift,
-                 _flat(groups))
+                 flat_pairs(groups))
         if _exact(entry):
             self._caches[a] = entry
 
@@ -734,4 +735,4 @@ class TrustEngine:
         if parts is not None:
             parts[2].append(lift)
         return (self._version, now, good, good_held, bad, reports, min(lift, self._source_cap),
-                len(witnesses), lift, _flat(witnesses))
+                len(witnesses), lift, flat_pairs(witnesses))

@@ -24,7 +24,7 @@ from node import engine_snapshot
 from node.metrics import Registry
 from node.stream import Broadcaster
 from node.trust import TrustService
-from vouching import vouch_body
+from vouching import engine_state, vouch_body
 from vouching.engine_state import capture
 from vouching.params import HOUR_MS
 from vouching.policy import Policy
@@ -412,6 +412,48 @@ def test_a_replay_and_a_bring_forward_give_the_loop_a_turn_after_turn_s_of_work(
     assert max(b - a for a, b in itertools.pairwise(turns)) <= 2 * (node_trust.TURN_S + RECORD_S)
 
 
+def test_a_bring_forward_captures_on_the_loop_letting_it_run_between_its_chunks(snapshotted, monkeypatch):
+    """The running node's bring-forward captures its engine on the trio thread, a chunk at a time, the loop running
+    its other tasks in between. In a worker thread, its Python held the GIL from the loop, whose every call that lets
+    go of it then waited to have it back: under a flood the loop stalled 0.2-0.4 s during the capture
+    (benchmarks/snapshot_forward.py)."""
+    node, path = snapshotted
+    monkeypatch.setattr(node_trust, "TURN_S", 0.0)
+    monkeypatch.setattr(engine_state, "CAPTURE_CHUNK", 1)
+    running = _started(node, path.parent)
+    _filled(node, 30)
+    chunked, ticks, steps_at = node_trust.capture_in_chunks, [0], []  # (the thread and tick of each step)
+
+    def noted(engine: TrustEngine, **options: bool):
+        steps = chunked(engine, **options)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+            steps_at.append((threading.get_ident(), ticks[0]))
+            yield
+
+    async def bring_forward() -> None:
+        async def ticking() -> None:
+            while True:
+                ticks[0] += 1
+                await trio.sleep(0)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ticking)
+            await running._bring_snapshot_forward(node.replica.store.size)
+            nursery.cancel_scope.cancel()
+
+    monkeypatch.setattr(node_trust, "capture_in_chunks", noted)
+    trio.run(bring_forward)
+    assert engine_snapshot.read(path.parent).size == node.replica.store.size == 38
+    assert len(steps_at) >= 5 and {thread for thread, _ in steps_at} == {threading.get_ident()}
+    # The ticker ran as the capture went, a chunk a step: once in each of trio's batches, before or after the step.
+    assert steps_at[-1][1] - steps_at[0][1] >= len(steps_at) - 2
+    _same_engines(_started(node), _started(node, path.parent), [])
+
+
 def test_a_state_lacking_a_part_is_replayed_past_at_a_start_and_while_running(snapshotted, caplog):
     """A file that passes its checksum but whose state this version cannot take (here, written to lack a part): a
     start replays every record, and a running node brings the snapshot forward from no records; the running node
@@ -473,20 +515,19 @@ def test_a_running_node_leaves_an_unusable_snapshot_to_the_next_start_past_a_bou
     assert engine_snapshot.read(path.parent).size == 13
 
 
-async def test_a_running_node_captures_and_writes_the_snapshot_off_the_event_loop(snapshotted, monkeypatch):
-    """The engine brought forward is the task's own: its capture, which walks every agent and vouch in Python, and
-    the write take no turn of the loop; the ledger's root is read on it, where the store is used."""
+async def test_a_running_node_writes_the_snapshot_off_the_event_loop(snapshotted, monkeypatch):
+    """The engine brought forward is the task's own: its write (cbor2's encoding, the file's fsync) takes no turn of
+    the loop; the ledger's root is read on it, where the store is used, and the capture goes on it a turn at a time
+    (test_a_bring_forward_captures_on_the_loop_letting_it_run_between_its_chunks)."""
     node, path = snapshotted
     running = _started(node, path.parent)
     _filled(node, 5)
-    threads = {}
-    for module, name in ((node_trust, "capture"), (engine_snapshot, "write")):
-        step = getattr(module, name)
-        monkeypatch.setattr(module, name, lambda *a, step=step, name=name, **k: (
-            threads.setdefault(name, threading.current_thread()), step(*a, **k))[1])
+    threads = []
+    write = engine_snapshot.write
+    monkeypatch.setattr(engine_snapshot, "write", lambda *a: (threads.append(threading.current_thread()), write(*a)))
     await running._bring_snapshot_forward(node.replica.store.size)
     assert engine_snapshot.read(path.parent).size == node.replica.store.size == 13
-    assert len(threads) == 2 and threading.main_thread() not in threads.values()
+    assert len(threads) == 1 and threading.main_thread() not in threads
 
 
 def test_the_records_the_snapshot_covers_and_its_failed_writes_show(snapshotted, monkeypatch):

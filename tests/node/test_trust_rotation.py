@@ -478,9 +478,9 @@ async def test_the_rebuilds_capture_runs_on_the_loop_letting_it_run_between_its_
     agent, now = new_did(), T0 + 2 * EPOCH
     clock = Clock(T0 + 5)
     new, old_did, (first, *_) = _adopted(tmp_path, clock, agent)
-    flat, ticks, agents_at = engine_state._flat, [0], []  # (threads and ticks as the capture takes each agent)
+    flat, ticks, agents_at = engine_state.flat_pairs, [0], []  # (threads and ticks as the capture takes each agent)
 
-    def flat_noted(pairs: dict[int, int]) -> Iterable[int]:
+    def flat_noted(pairs: dict[int, int]) -> tuple[int, ...]:
         agents_at.append((threading.get_ident(), ticks[0]))
         return flat(pairs)
 
@@ -491,7 +491,7 @@ async def test_the_rebuilds_capture_runs_on_the_loop_letting_it_run_between_its_
 
     with telemetry_node(tmp_path, key=new.key, clock=clock, epoch_ms=EPOCH) as node:
         trust = _running(node, Broadcaster(Registry()), now, snapshot_dir=tmp_path)
-        monkeypatch.setattr(engine_state, "_flat", flat_noted)  # (after the start's capture)
+        monkeypatch.setattr(engine_state, "flat_pairs", flat_noted)  # (after the start's capture)
         async with trio.open_nursery() as nursery:
             await nursery.start(trust.run)
             nursery.start_soon(ticking)

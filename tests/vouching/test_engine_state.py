@@ -2,11 +2,13 @@
 engine or to what it keeps must be put in a table of engine_state (and the snapshot's format bumped) or named as
 derived, or this fails."""
 
+import tracemalloc
 from collections import Counter
 
 from vouching.arrays import array_columns
 from vouching.deviation import DeviationTest
-from vouching.engine_state import _DERIVED, AGENT_FIELDS, DEVIATION_FIELDS, ENGINE_FIELDS, capture, restore
+from vouching import engine_state
+from vouching.engine_state import _DERIVED, AGENT_FIELDS, DEVIATION_FIELDS, ENGINE_FIELDS, capture, capturing, restore
 from vouching.evidence import EvidenceStore, Outcomes
 from vouching.feed import feed_record
 from vouching.params import HOUR_MS, ScoringParams
@@ -79,14 +81,54 @@ def test_a_capture_of_the_engine_leaves_the_collector_nothing_an_agent():
 
 def _made_by_a_capture(agents: int) -> Counter[str]:
     """The tracked objects a capture of an engine holding `agents` agents makes."""
-    engine = TrustEngine("own", ["root"], epoch_ms=HOUR_MS)
-    for agent in range(agents):
-        engine.add_agent_vouch("root", f"agent{agent}", 0.5, "operator", record_id=rid(), ts=0)
-        engine.add_digest("peer", f"agent{agent}", epoch=0, length=HOUR_MS, outcomes=Outcomes(ok=9),
-                          record_id=rid(), ts=HOUR_MS)
+    engine = _fed(agents)
     capture(engine)  # (its first run makes objects of its own)
     before = _tracked()
     state = capture(engine)
     made = _tracked() - before
     assert len(state["agents"]) == agents
     return made
+
+
+def test_a_capture_copies_the_columns_a_chunk_between_two_yields(monkeypatch):
+    """Each step of a capture on the loop (node.trust.Capture.on_loop) copies COPY_BYTES of the engine's columns at
+    most: its first step copied them all, which at 10^5 agents held the loop 15 ms (benchmarks/engine_capture.py)."""
+    monkeypatch.setattr(engine_state, "COPY_BYTES", 4096)
+    monkeypatch.setattr(engine_state, "CAPTURE_CHUNK", 1)
+    engine = _fed(AGENTS)
+    column_bytes = sum(len(column) * column.itemsize for store in (engine._vouches, engine._evidence,
+                                                                   engine._deviation)
+                       for column in array_columns(store).values())
+    steps, made = capturing(engine), []
+    tracemalloc.start()
+    try:
+        for _ in steps:
+            made.append(tracemalloc.get_traced_memory()[0])
+    finally:
+        tracemalloc.stop()
+    largest = max(after - before for before, after in zip([0, *made], made))
+    assert len(made) > column_bytes // 4096 and largest < column_bytes / 10, (largest, column_bytes)
+
+
+def test_an_engine_grows_its_columns_after_a_capture_left_mid_copy():
+    """A capture holds no view of a column across a yield: one held by a capture left unfinished (its task
+    cancelled) kept the engine from growing the column (BufferError) for as long as the capture was referenced."""
+    engine = _fed(AGENTS)
+    steps = capturing(engine)
+    next(steps)
+    next(steps)
+    engine.add_digest("peer", "agent0", epoch=HOUR_MS, length=HOUR_MS, outcomes=Outcomes(ok=9), record_id=rid(),
+                      ts=2 * HOUR_MS)
+    engine.add_agent_vouch("root", "a new agent", 0.5, "operator", record_id=rid(), ts=0)
+    assert "a new agent" in engine.agents()
+    steps.close()
+
+
+def _fed(agents: int) -> TrustEngine:
+    """An engine fed a vouch and a digest of each of `agents` agents."""
+    engine = TrustEngine("own", ["root"], epoch_ms=HOUR_MS)
+    for agent in range(agents):
+        engine.add_agent_vouch("root", f"agent{agent}", 0.5, "operator", record_id=rid(), ts=0)
+        engine.add_digest("peer", f"agent{agent}", epoch=0, length=HOUR_MS, outcomes=Outcomes(ok=9),
+                          record_id=rid(), ts=HOUR_MS)
+    return engine
