@@ -87,6 +87,10 @@ class Network(ConnectedHost):
             return Counted(self, ServedStream(self.holder), self.holder_close_seconds)
         return Counted(self, StallingStream(naming_other=self.stallers_name_other))
 
+    async def disconnect(self, peer_id: str) -> None:  # (a staller asked for records answers heads: an offence)
+        if peer_id in self._peers:
+            self._peers.remove(peer_id)
+
     async def connect_holder(self) -> None:
         self._peers.append(HOLDER)
         await self._events_send.send(PeerEvent(HOLDER, connected=True))
