@@ -12,14 +12,13 @@ column's typecode, item size, byte order and length, and SHA-256 of the rest of 
 chunks and the columns); the state's CBOR, each of its columns (array.array) a tag COLUMN_TAG of the column's number
 and each of its lists of more than CHUNK_ROWS items (agents, vouches, ...) a tag ROWS_TAG of how many chunks hold
 them; the chunks' CBOR, each an array of CHUNK_ROWS items of a list or fewer (read back as tuples: `_row`), in the
-order of the lists' tags; and
-the columns' bytes, one after the other. A column is written from its array and read straight back into one, and
-every length is checked against the file's before anything is allocated: a start from it holds the engine and the
-state's other parts, not the file's bytes and their decoding besides (format 1, a CBOR array of header and state,
-held 3.3 times the file at its peak). The state is encoded and decoded a chunk at a time (`encoding`, `decoding`),
-so that a running node does it on its loop between its other work: format 2's one cbor2 call of the whole state held
-the GIL 0.3-1.6 s at 1.2-1.6*10^5 agents (benchmarks/snapshot_forward.py). No pickle: a data directory file executes
-no code.
+order of the lists' tags; and the columns' bytes, one after the other. A column is written from its array and read
+straight back into one, and every length is checked against the file's before anything is allocated: a start from it
+holds the engine and the state's other parts, not the file's bytes and their decoding besides (format 1, a CBOR array
+of header and state, held 3.3 times the file at its peak). The state is encoded and decoded a chunk at a time
+(`encoding`, `decoding`), so that a running node does it on its loop between its other work: format 2's state, one
+CBOR item decoded and encoded in a worker thread, stalled the loop 0.5-2.4 s under a flood at 1.2-2.2*10^5 agents
+(benchmarks/snapshot_forward.py). No pickle: a data directory file executes no code.
 """
 
 from __future__ import annotations

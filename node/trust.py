@@ -702,8 +702,8 @@ class Capture:
 
 async def _on_loop(steps: Generator[None, None, T]) -> T:
     """What `steps` returns, run on the trio thread a TURN_S at a time (each of its steps a cbor2 call of one chunk:
-    engine_snapshot.encoding, decoding). In a worker thread, cbor2's one call of the whole state held the GIL, and
-    so the loop, 0.3-1.6 s at 1.2-1.6*10^5 agents (benchmarks/snapshot_forward.py)."""
+    engine_snapshot.encoding, decoding, restoring). The whole state, decoded and encoded in a worker thread, stalled
+    the loop 0.5-2.4 s under a flood at 1.2-2.2*10^5 agents (benchmarks/snapshot_forward.py)."""
     turn = _Turn()
     while True:
         try:

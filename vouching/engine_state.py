@@ -143,7 +143,7 @@ def restoring(state: dict[str, Any], engine: TrustEngine,
               seen_digests: Iterable[bytes]) -> Generator[None, None, None]:
     """`restore`, yielding after each CAPTURE_CHUNK vouches, latest vouches or agents, for a caller on an event loop
     to let it run in between (in a worker thread, its Python held the GIL from the loop: a flood's batch of 0.1 s
-    took 0.5-0.6 s, benchmarks/snapshot_forward.py). The engine is unusable until it returns."""
+    took 0.4-0.6 s, benchmarks/snapshot_forward.py). The engine is unusable until it returns."""
     if _plain(state["params"]) != _params(engine):  # (a snapshot's long lists come back as tuples)
         raise StateMismatch("the scoring parameters differ")
     fields = state["engine"]

@@ -558,8 +558,8 @@ async def test_a_running_node_reads_and_writes_the_snapshot_s_file_off_the_event
 
 def test_a_bring_forward_decodes_and_encodes_on_the_loop_a_chunk_at_a_time(snapshotted, monkeypatch):
     """The state's lists are decoded and encoded CHUNK_ROWS items at a time on the trio thread, the loop running its
-    other tasks in between: in a worker thread, cbor2's one call of the whole state held the GIL, and so the loop,
-    0.3-1.6 s at 1.2-1.6*10^5 agents (benchmarks/snapshot_forward.py)."""
+    other tasks in between: the whole state, decoded and encoded in a worker thread, stalled the loop 0.5-2.4 s under
+    a flood at 1.2-2.2*10^5 agents (benchmarks/snapshot_forward.py)."""
     node, path = snapshotted
     monkeypatch.setattr(node_trust, "TURN_S", 0.0)
     monkeypatch.setattr(engine_snapshot, "CHUNK_ROWS", 1)
