@@ -6,9 +6,11 @@ The store holds N records, a root's org record and vouches each for a new agent 
 flood_records), replayed as a start replays them, which writes engine.snapshot of them all; then --since more, so that
 bringing it forward is due. While a flood stores records at --flood a second (batches of those due each
 FLOOD_TICK_S, FLOOD_BATCH at most, as a sync's pages), each a vouch for a new agent fed to the running engine on the
-loop, the snapshot is brought forward once a run: read and restored into an engine of its own in worker threads, fed
-the records since on the loop a TURN_S at a time, captured on the loop a turn at a time (Capture.on_loop; in a
-worker thread before 2026-11-28) and written in a worker thread. A worker thread's Python holds the GIL against the
+loop, the snapshot is brought forward once a run: its file read in a worker thread, decoded on the loop a turn at a
+time (a chunk of CHUNK_ROWS rows a step; in one cbor2 call in the worker thread before 2026-11-28) and restored into
+an engine of its own on the loop a turn at a time (in a worker thread before 2026-11-28), fed the records since on the loop a TURN_S at a time, captured on the loop
+a turn at a time (Capture.on_loop; in a worker thread before 2026-11-28), encoded on the loop a turn at a time (as
+decoded) and its file written in a worker thread. A worker thread's Python holds the GIL against the
 loop, which waits for it back after each call that lets go of it (sqlite's, the poll's), and a call into C such as
 cbor2's holds it throughout. Each step gives its wall time, the longest gaps between the wake-ups of a task ticking
 every TICK_S that ended in it (what a request would wait), and the flood's longest batch that ended in it, its wall
@@ -31,7 +33,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +57,9 @@ from vouching.policy import DEFAULT_POLICY  # noqa: E402
 SHOWN_STALLS = 3
 # The steps of _bring_snapshot_forward, each by what it calls: (module, attribute), wrapped to note its window; the
 # capture is what comes between the feed and the write.
-STEPS = {"read": (node.engine_snapshot, "read"), "restore": (node.engine_snapshot, "restored"),
-         "feed": (TrustService, "_feeding"), "write": (node.engine_snapshot, "write")}
+STEPS = {"read": (node.engine_snapshot, "read_parts"), "decode": (node.engine_snapshot, "decoding"),
+         "check": (node.engine_snapshot, "check"), "restore": (node.engine_snapshot, "restoring"), "feed": (TrustService, "_feeding"),
+         "encode": (node.engine_snapshot, "encoding"), "write": (node.engine_snapshot, "write_parts")}
 
 
 class Windows:
@@ -78,18 +81,19 @@ class Windows:
                 self.steps[name] = (began, time.perf_counter())
 
         @functools.wraps(step)
-        def noted_generator(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        def noted_generator(*args: Any, **kwargs: Any) -> Generator[Any, None, Any]:
             began = time.perf_counter()
-            yield from step(*args, **kwargs)
+            done = yield from step(*args, **kwargs)
             self.steps[name] = (began, time.perf_counter())
+            return done
         return noted_generator if inspect.isgeneratorfunction(step) else noted
 
     def report(self, began: float, ended: float) -> None:
         steps = dict(self.steps)
-        steps["capture"] = (steps["feed"][1], steps["write"][0])
+        steps["capture"] = (steps["feed"][1], steps["encode"][0])
         print(f"  brought forward in {ended - began:.2f} s; the loop's longest stalls: {self._gaps(began, ended)}"
               f"{self._batch(began, ended)}")
-        for name in ("read", "restore", "feed", "capture", "write"):
+        for name in ("read", "decode", "check", "restore", "feed", "capture", "encode", "write"):
             start, stop = steps[name]
             print(f"    {name}: {stop - start:.3f} s; the loop's longest stalls: {self._gaps(start, stop)}"
                   f"{self._batch(start, stop)}; full collections: "

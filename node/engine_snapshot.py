@@ -7,23 +7,29 @@ root, and keeps the snapshot, as roots listed in another order do (the engine nu
 order, each by its first key); a root added, removed or replaced does not.
 
 The file is MAGIC; the length of the header (4 bytes, big-endian); the header, a CBOR map (format, size, the
-ledger's RFC 9162 root at size, this node's org keys, the length of the state, each column's typecode, item size,
-byte order and length, and SHA-256 of the rest of the header's CBOR, the state and the columns); the state's CBOR,
-each of its columns (array.array) a tag COLUMN_TAG of the column's number; and the columns' bytes, one after the
-other. A column is written from its array and read straight back into one, and every length is checked against the
-file's before anything is allocated: a start from it holds the engine and the state's other parts, not the file's
-bytes and their decoding besides (format 1, a CBOR array of header and state, held 3.3 times the file at its peak).
-No pickle: a data directory file executes no code.
+ledger's RFC 9162 root at size, this node's org keys, the length of the state, the lengths of its chunks, each
+column's typecode, item size, byte order and length, and SHA-256 of the rest of the header's CBOR, the state, the
+chunks and the columns); the state's CBOR, each of its columns (array.array) a tag COLUMN_TAG of the column's number
+and each of its lists of more than CHUNK_ROWS items (agents, vouches, ...) a tag ROWS_TAG of how many chunks hold
+them; the chunks' CBOR, each an array of CHUNK_ROWS items of a list or fewer (read back as tuples: `_row`), in the
+order of the lists' tags; and the columns' bytes, one after the other. A column is written from its array and read
+straight back into one, and every length is checked against the file's before anything is allocated: a start from it
+holds the engine and the state's other parts, not the file's bytes and their decoding besides (format 1, a CBOR array
+of header and state, held 3.3 times the file at its peak). The state is encoded and decoded a chunk at a time
+(`encoding`, `decoding`), so that a running node does it on its loop between its other work: format 2's state, one
+CBOR item decoded and encoded in a worker thread, stalled the loop 0.5-2.4 s under a flood at 1.2-2.2*10^5 agents
+(benchmarks/snapshot_forward.py). No pickle: a data directory file executes no code.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import os
 import sys
 from array import array
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -32,14 +38,18 @@ import cbor2
 
 from gossip.store import CommittedIndex, RecordStore
 from ledger.files import Buffer, replace_file
-from vouching.engine_state import StateMismatch, restore
+from vouching.engine_state import StateMismatch, drained, restoring as restoring_state
 from vouching.scoring import TrustEngine
 
 log = logging.getLogger(__name__)
 SNAPSHOT_FILE = "engine.snapshot"
 MAGIC = b"vouchnet engine snapshot\n"
-FORMAT = 2  # bump with any change of what vouching.engine_state captures or of this file's layout
+FORMAT = 3  # bump with any change of what vouching.engine_state captures or of this file's layout
 COLUMN_TAG = 0x766E636F  # "vnco": a column of the state, by its number (an unassigned CBOR tag)
+ROWS_TAG = 0x766E726F  # "vnro": a list of the state, by how many of the chunks after the state hold its items
+# Items of a list a chunk holds: rows of agents, vouches or latest vouches (vouching.engine_state), 1-5 ms of cbor2
+# each way at 10^5 agents, against 0.3-1.6 s for the whole state in one call.
+CHUNK_ROWS = 1_000
 MAX_HEADER = 1 << 20  # bytes; a header names a few keys and a column for each of ~40 engine columns
 TYPECODES = "bBhHiIlLqQfd"  # the numeric array typecodes a column may have
 FORMAT_1 = b"\x82"  # what followed MAGIC in format 1 (a CBOR array of header and state), never a header's length
@@ -64,54 +74,118 @@ class Missing(Unusable):
 
 
 def write(data_dir: Path, snapshot: Snapshot) -> None:
-    """Write engine.snapshot whole and durably (ledger.files.replace_file): a crash leaves the one there was. Its
-    columns are written from their arrays."""
+    """Write engine.snapshot whole and durably (`encoding` at once, then `write_parts`)."""
+    write_parts(data_dir, drained(encoding(snapshot)))
+
+
+def write_parts(data_dir: Path, parts: Parts) -> None:
+    """Write the `parts` encoded (`encoding`) as engine.snapshot, with its header and checksum, whole and durably
+    (ledger.files.replace_file): a crash leaves the one there was. The checksum of the columns and the file's I/O: a
+    worker thread's (SHA-256 of 29 MiB of columns at 10^6 records held the loop 38 ms, benchmarks/startup.py)."""
+    header = {"format": FORMAT, "size": parts.size, "root": parts.root, "own_keys": list(parts.own_keys),
+              "state": len(parts.state), "chunks": [len(chunk) for chunk in parts.chunks],
+              "columns": [[c.typecode, c.itemsize, sys.byteorder, len(c)] for c in parts.columns]}
+    body = [parts.state, *parts.chunks, *parts.columns]
+    encoded = cbor2.dumps({**header, "sha256": checksum(header, body)})
+    replace_file(data_dir / SNAPSHOT_FILE, [MAGIC, len(encoded).to_bytes(4, "big"), encoded, *body])
+
+
+def encoding(snapshot: Snapshot) -> Generator[None, None, Parts]:
+    """The parts of the file for `snapshot` (`write_parts`), yielding after each chunk's encoding: its state's lists of
+    more than CHUNK_ROWS items are encoded CHUNK_ROWS items at a time, and its columns are written from their arrays.
+    The state must not change until the file is written."""
     columns: list[array] = []
-    state = cbor2.dumps(_numbered(snapshot.state, columns))
-    header = {"format": FORMAT, "size": snapshot.size, "root": snapshot.root, "own_keys": list(snapshot.own_keys),
-              "state": len(state), "columns": [[c.typecode, c.itemsize, sys.byteorder, len(c)] for c in columns]}
-    encoded = cbor2.dumps({**header, "sha256": checksum(header, [state, *columns])})
-    replace_file(data_dir / SNAPSHOT_FILE, [MAGIC, len(encoded).to_bytes(4, "big"), encoded, state, *columns])
+    lists: list[list] = []
+    state = cbor2.dumps(_numbered(snapshot.state, columns, lists))
+    yield
+    chunks: list[bytes] = []
+    for items in lists:
+        for start in range(0, len(items), CHUNK_ROWS):
+            chunks.append(cbor2.dumps([_numbered(item, columns, None) for item in items[start:start + CHUNK_ROWS]]))
+            yield
+    return Parts(snapshot.size, snapshot.root, snapshot.own_keys, state, chunks, columns)
 
 
 def checksum(header: dict[str, Any], body: Iterable[Buffer]) -> bytes:
-    """The header's sha256: SHA-256 of the rest of the header's CBOR and of the state and the columns."""
+    """The header's sha256: SHA-256 of the rest of the header's CBOR and of the state, the chunks and the columns."""
     digest = hashlib.sha256(cbor2.dumps(header))
     for part in body:
         digest.update(part)
     return digest.digest()
 
 
-def _numbered(value: Any, columns: list[array]) -> Any:
-    """`value` with each array in it, appended to `columns`, in its place as a tag of its number there."""
+def _numbered(value: Any, columns: list[array], lists: list[list] | None) -> Any:
+    """`value` with each array in it, appended to `columns`, in its place as a tag of its number there; and, unless
+    `lists` is None, each list of more than CHUNK_ROWS items, appended to `lists`, as a tag of its chunks' count."""
     if isinstance(value, array):
         columns.append(value)
         return cbor2.CBORTag(COLUMN_TAG, len(columns) - 1)
     if isinstance(value, dict):
-        return {key: _numbered(item, columns) for key, item in value.items()}
+        return {key: _numbered(item, columns, lists) for key, item in value.items()}
     if isinstance(value, list):
-        return [_numbered(item, columns) for item in value]
+        if lists is not None and len(value) > CHUNK_ROWS:
+            lists.append(value)
+            return cbor2.CBORTag(ROWS_TAG, -(-len(value) // CHUNK_ROWS))
+        return [_numbered(item, columns, lists) for item in value]
     return value
 
 
-def _columns_in(value: Any, columns: list[array], taken: set[int]) -> Any:
-    """`value` with each column tag in it replaced by its column, each of `columns` once (its number to `taken`)."""
+def _columns_in(value: Any, columns: list[array], taken: set[int], lists: list[tuple[list, int]] | None) -> Any:
+    """`value` with each column tag in it replaced by its column, each of `columns` once (its number to `taken`);
+    and, unless `lists` is None, each rows tag by an empty list, appended to `lists` with its chunks' count, for
+    `decoding` to fill."""
     if isinstance(value, cbor2.CBORTag):
         number = value.value
-        if value.tag != COLUMN_TAG or type(number) is not int or not 0 <= number < len(columns) or number in taken:
+        if type(number) is not int:
+            raise ValueError(f"tag {value.tag}")
+        if value.tag == ROWS_TAG and lists is not None and number > 0:
+            lists.append(([], number))
+            return lists[-1][0]
+        if value.tag != COLUMN_TAG or not 0 <= number < len(columns) or number in taken:
             raise ValueError(f"tag {value.tag}")
         taken.add(number)
         return columns[number]
     if isinstance(value, dict):
-        return {key: _columns_in(item, columns, taken) for key, item in value.items()}
+        return {key: _columns_in(item, columns, taken, lists) for key, item in value.items()}
     if isinstance(value, list):
-        return [_columns_in(item, columns, taken) for item in value]
+        return [_columns_in(item, columns, taken, lists) for item in value]
     return value
 
 
+def _row(value: Any, columns: list[array], taken: set[int]) -> Any:
+    """A chunk's item as a capture holds it (vouching.engine_state's rows: tuples of numbers, strings, bytes and
+    tuples), its CBOR arrays as tuples and its column tags as their columns (`_columns_in`). Tuples of such values
+    alone are untracked by the garbage collector once it has seen them: as lists, the rows decoded set off full
+    collections of them all, 55-240 ms each (benchmarks/snapshot_forward.py)."""
+    if isinstance(value, list):
+        return tuple([_row(item, columns, taken) for item in value])
+    if isinstance(value, (cbor2.CBORTag, dict)):
+        return _columns_in(value, columns, taken, None)
+    return value
+
+
+@dataclass
+class Parts:
+    """engine.snapshot's parts: as read and checked against its checksum, not decoded yet (`decoding`); or encoded,
+    not written yet (`write_parts`)."""
+
+    size: int
+    root: bytes
+    own_keys: tuple[str, ...]
+    state: bytes
+    chunks: list[bytes]
+    columns: list[array]
+
+
 def read(data_dir: Path) -> Snapshot:
-    """engine.snapshot as written; Unusable if it is missing, damaged, of another format or of a machine of
-    another byte order."""
+    """engine.snapshot as written (`read_parts`, then `decoding` at once); Unusable if it is missing, damaged, of
+    another format or of a machine of another byte order."""
+    return drained(decoding(read_parts(data_dir)))
+
+
+def read_parts(data_dir: Path) -> Parts:
+    """engine.snapshot's parts, checked against its checksum, for `decoding`; Unusable as `read`. The file's I/O
+    alone: a worker thread's."""
     try:
         with open(data_dir / SNAPSHOT_FILE, "rb") as file:
             return _read(file, os.fstat(file.fileno()).st_size)
@@ -121,7 +195,7 @@ def read(data_dir: Path) -> Snapshot:
         raise Unusable(f"it cannot be read ({error.strerror or error})") from None
 
 
-def _read(file: IO[bytes], length: int) -> Snapshot:
+def _read(file: IO[bytes], length: int) -> Parts:
     """`read` of the open file of `length` bytes: no part is read or allocated before its length is known to be
     within the file's."""
     if file.read(len(MAGIC)) != MAGIC:
@@ -140,29 +214,50 @@ def _read(file: IO[bytes], length: int) -> Snapshot:
     if fmt != FORMAT:
         raise Unusable(f"it is of format {fmt!r}, and this version reads format {FORMAT}")
     try:
-        size, root, own_keys, state_length, columns, expected = (
-            header[k] for k in ("size", "root", "own_keys", "state", "columns", "sha256"))
+        size, root, own_keys, state_length, chunk_lengths, columns, expected = (
+            header[k] for k in ("size", "root", "own_keys", "state", "chunks", "columns", "sha256"))
         layout = [_column_layout(*column) for column in columns]
         if not (_count(size) and _count(state_length) and isinstance(root, bytes) and isinstance(expected, bytes)
-                and isinstance(own_keys, list) and all(isinstance(key, str) for key in own_keys)):
+                and isinstance(own_keys, list) and all(isinstance(key, str) for key in own_keys)
+                and isinstance(chunk_lengths, list) and all(map(_count, chunk_lengths))):
             raise ValueError
     except (KeyError, TypeError, ValueError):
         raise Unusable("it is damaged (its header is not of its layout)") from None
-    if len(MAGIC) + 4 + header_length + state_length + sum(count * itemsize for _, itemsize, count in layout) != length:
+    if len(MAGIC) + 4 + header_length + state_length + sum(chunk_lengths) \
+            + sum(count * itemsize for _, itemsize, count in layout) != length:
         raise Unusable("it is damaged (cut short, or its lengths are not its size)")
     state = file.read(state_length)
+    chunks = [file.read(chunk_length) for chunk_length in chunk_lengths]
     arrays = [_read_column(file, *column) for column in layout]
     del header["sha256"]
-    if checksum(header, [state, *arrays]) != expected or len(state) != state_length:
+    if checksum(header, [state, *chunks, *arrays]) != expected or len(state) != state_length \
+            or list(map(len, chunks)) != chunk_lengths:
         raise Unusable("it is damaged (it does not match its checksum)")
+    return Parts(size, root, tuple(own_keys), state, chunks, arrays)
+
+
+def decoding(parts: Parts) -> Generator[None, None, Snapshot]:
+    """The snapshot of the `parts` read (`read_parts`), yielding after each chunk's decoding (`encoding`); Unusable
+    if its state is not of its layout. Drops each chunk's bytes once decoded."""
     try:
         taken: set[int] = set()
-        decoded = _columns_in(cbor2.loads(state), arrays, taken)
+        lists: list[tuple[list, int]] = []
+        decoded = _columns_in(cbor2.loads(parts.state), parts.columns, taken, lists)
+        if sum(count for _, count in lists) != len(parts.chunks):
+            raise ValueError("chunks")
+        chunks = iter(range(len(parts.chunks)))
+        for items, count in lists:
+            for number in itertools.islice(chunks, count):
+                yield
+                chunk, parts.chunks[number] = cbor2.loads(parts.chunks[number]), b""
+                if not isinstance(chunk, list) or not 0 < len(chunk) <= CHUNK_ROWS:
+                    raise ValueError("chunk")
+                items += [_row(item, parts.columns, taken) for item in chunk]
     except Exception:  # (cbor2 raises several kinds for damaged bytes; _columns_in ValueError)
         raise Unusable("it is damaged (its state is not CBOR of its layout)") from None
-    if len(taken) != len(arrays) or not isinstance(decoded, dict):
+    if len(taken) != len(parts.columns) or not isinstance(decoded, dict):
         raise Unusable("it is damaged (its state is not of its layout)")
-    return Snapshot(size, root, tuple(own_keys), decoded)
+    return Snapshot(parts.size, parts.root, parts.own_keys, decoded)
 
 
 def _count(value: Any) -> bool:
@@ -240,9 +335,14 @@ def install(snapshot: Snapshot, engine: TrustEngine, digests: CountedDigests) ->
 
 def restored(snapshot: Snapshot, engine: TrustEngine, digests: Iterable[bytes]) -> None:
     """`restore` the snapshot's state into `engine` with the ids of the `digests` it counted; Unusable (the engine
-    unusable too) if the state is not one this engine can take."""
+    unusable too) if the state is not one this engine can take. `restoring` at once."""
+    drained(restoring(snapshot, engine, digests))
+
+
+def restoring(snapshot: Snapshot, engine: TrustEngine, digests: Iterable[bytes]) -> Generator[None, None, None]:
+    """`restored`, yielding after each chunk of rows (vouching.engine_state.restoring), for a running node's loop."""
     try:
-        restore(snapshot.state, engine, digests)
+        yield from restoring_state(snapshot.state, engine, digests)
     except StateMismatch as error:
         raise Unusable(str(error)) from None
     except Exception as error:  # a state missing a part, or a part of another shape: KeyError, TypeError, ...

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
@@ -52,6 +52,7 @@ from .metrics import Registry
 from .stream import Broadcaster
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 # How soon after an org-level change (an org vouch, its revocation, an equivocator flagged: each may move every
 # agent's score) the engine is recomputed and the changes announced; a burst of such records makes one recompute.
 PROMPT_RECOMPUTE_S = 1.0
@@ -270,10 +271,13 @@ class TrustService:
         return max(SNAPSHOT_AFTER, self._snapshot_covers // SNAPSHOT_SHARE)
 
     async def _write_snapshot(self, snapshot: engine_snapshot.Snapshot) -> None:
-        """Write `snapshot` in a worker thread; a failure is logged (a snapshot is a cache: the node runs on)."""
+        """Write `snapshot`, encoded on the loop a turn at a time (engine_snapshot.encoding, `_on_loop`) and its file
+        written in a worker thread; a failure is logged (a snapshot is a cache: the node runs on)."""
         assert self._snapshot_dir is not None
+        parts = await _on_loop(engine_snapshot.encoding(snapshot))
         try:
-            await trio.to_thread.run_sync(engine_snapshot.write, self._snapshot_dir, snapshot, abandon_on_cancel=True)
+            await trio.to_thread.run_sync(engine_snapshot.write_parts, self._snapshot_dir, parts,
+                                          abandon_on_cancel=True)
         except OSError as error:
             log.warning("trust engine: cannot write engine.snapshot: %s", error.strerror or error,
                         extra={"fields": {"file": str(error.filename or self._snapshot_dir)}})
@@ -287,8 +291,9 @@ class TrustService:
         """Write the snapshot captured at the start, and one a rebuild captured (`_rebuild`) as soon as it is; every
         SNAPSHOT_CHECK_S bring engine.snapshot forward once _snapshot_due records are not in it. The running engine
         is not a replay's (it counts this node's events as they come, where a replay counts its digests), so a copy
-        of the snapshot's engine is loaded off the loop, fed the records since on the loop a chunk at a time, as a
-        start would, captured on the loop a turn at a time (Capture.on_loop), and written off it. Brings it forward
+        of the snapshot's engine is loaded (its file read off the loop, decoded and restored on it a turn at a
+        time), fed the records since on the loop a chunk at a time, as a start would, captured on the loop a turn at a
+        time (Capture.on_loop), encoded on it a turn at a time and written off it. Brings it forward
         no more once engine.snapshot is not usable and the store holds more than SNAPSHOT_FROM_NO_RECORDS records,
         leaving it to the next start or a rebuild's capture. The one task writes every snapshot: a capture is never
         overwritten by an older one."""
@@ -312,11 +317,13 @@ class TrustService:
         assert self._snapshot_dir is not None
         engine, start = self._new_engine(), 0
         try:
-            snapshot = await trio.to_thread.run_sync(engine_snapshot.read, self._snapshot_dir, abandon_on_cancel=True)
+            parts = await trio.to_thread.run_sync(engine_snapshot.read_parts, self._snapshot_dir,
+                                                  abandon_on_cancel=True)
+            snapshot = await _on_loop(engine_snapshot.decoding(parts))
             engine_snapshot.check(snapshot, self.replica.store, identity=self.replica.succession.identity,
                                   own_keys=self._own_keys())
             # No digest ids: the records fed next are none of those it covers (a ledger holds each record once).
-            await trio.to_thread.run_sync(engine_snapshot.restored, snapshot, engine, (), abandon_on_cancel=True)
+            await _on_loop(engine_snapshot.restoring(snapshot, engine, ()))
             start = snapshot.size
         except engine_snapshot.Unusable as error:
             if stop > SNAPSHOT_FROM_NO_RECORDS:
@@ -690,12 +697,20 @@ class Capture:
         Python held the GIL from the loop, whose every call that lets go of it (sqlite's, the poll's) then waited up
         to the switch interval to have it back: a flood's batch of 1,000 records, 0.04-0.08 s of work, took 0.1-0.4
         s, up to the capture's length, the loop waiting (benchmarks/adopt_rebuild.py --flood --gc off)."""
-        turn = _Turn()
-        for _ in self._steps():
-            await turn.checkpoint()
+        self.state = await _on_loop(capture_in_chunks(self._engine, copy=self._copy))
 
-    def _steps(self) -> Iterator[None]:
-        self.state = yield from capture_in_chunks(self._engine, copy=self._copy)
+
+async def _on_loop(steps: Generator[None, None, T]) -> T:
+    """What `steps` returns, run on the trio thread a TURN_S at a time (each of its steps a cbor2 call of one chunk:
+    engine_snapshot.encoding, decoding, restoring). The whole state, decoded and encoded in a worker thread, stalled
+    the loop 0.5-2.4 s under a flood at 1.2-2.2*10^5 agents (benchmarks/snapshot_forward.py)."""
+    turn = _Turn()
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+        await turn.checkpoint()
 
 
 class _Turn:

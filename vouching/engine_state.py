@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from array import array
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any
 
 from .arrays import array_columns
@@ -83,12 +83,7 @@ def capture(engine: TrustEngine, *, copy: bool = True) -> dict[str, Any]:
     engine may go on taking records; with `copy` False, its columns and lists themselves, of an engine that takes no
     more). Only of an engine that has fed records alone: a recompute or a read would have set state a capture leaves
     out. `capturing` at once."""
-    steps = capturing(engine, copy=copy)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
+    return drained(capturing(engine, copy=copy))
 
 
 def capturing(engine: TrustEngine, *, copy: bool = True) -> Generator[None, None, dict[str, Any]]:
@@ -139,8 +134,17 @@ def restore(state: dict[str, Any], engine: TrustEngine, seen_digests: Iterable[b
     `seen_digests` (SeenIds keeps fingerprints under a key of the process, so they are not captured: the caller
     names the digests the captured records hold). StateMismatch, leaving the engine unusable, if the state is of
     other scoring parameters, another own org or roots (the orgs the engine's constructor made of them, each key as
-    its org: whichever key of an org was configured), or columns or a platform this engine does not have."""
-    if state["params"] != _params(engine):
+    its org: whichever key of an org was configured), or columns or a platform this engine does not have.
+    `restoring` at once."""
+    drained(restoring(state, engine, seen_digests))
+
+
+def restoring(state: dict[str, Any], engine: TrustEngine,
+              seen_digests: Iterable[bytes]) -> Generator[None, None, None]:
+    """`restore`, yielding after each CAPTURE_CHUNK vouches, latest vouches or agents, for a caller on an event loop
+    to let it run in between (in a worker thread, its Python held the GIL from the loop: a flood's batch of 0.1 s
+    took 0.4-0.6 s, benchmarks/snapshot_forward.py). The engine is unusable until it returns."""
+    if _plain(state["params"]) != _params(engine):  # (a snapshot's long lists come back as tuples)
         raise StateMismatch("the scoring parameters differ")
     fields = state["engine"]
     if state["own_org"] != engine.own_org or fields["_own"] != engine._own or fields["_roots"] != engine._roots \
@@ -151,18 +155,28 @@ def restore(state: dict[str, Any], engine: TrustEngine, seen_digests: Iterable[b
     engine._agent_index = {did: a for a, did in enumerate(engine._agent_dids)}
     book = engine._vouches
     _set_columns(book, state["vouch_columns"])
-    book.by_id = {row[0]: row for row in map(_vouch, state["vouches"])}
+    book.by_id = {}
+    for rows in _chunks(state["vouches"]):
+        book.by_id.update((row[0], row) for row in map(_vouch, rows))
+        yield
     book._pending = {record_id: (issuer, ts) for record_id, issuer, ts in state["pending_revokes"]}
-    book._latest = {(agent, issuer, basis): column for agent, issuer, basis, column in state["latest_vouches"]}
+    book._latest = {}
+    for rows in _chunks(state["latest_vouches"]):
+        book._latest.update(((agent, issuer, basis), column) for agent, issuer, basis, column in rows)
+        yield
     book.org_vouches = [book.by_id[record_id][0] for record_id in state["org_vouches"]]
-    for a, (_, (pairs, scoped, stamp, vouches)) in enumerate(zip(engine._agent_dids, state["agents"], strict=True)):
-        engine._pairs.append(dict(paired(pairs)))
-        engine._stamps.append(stamp)
-        engine._agent_vouches.append({(issuer, basis): book.by_id[record_id][0]  # (its bytes, not a copy)
-                                      for issuer, basis, record_id in vouches})
-        engine._caches.append(None)
-        if scoped:
-            engine._scoped.add(a)
+    if len(engine._agent_dids) != len(state["agents"]):
+        raise StateMismatch("the agents and their rows differ in number")
+    for start, rows in zip(itertools.count(0, CAPTURE_CHUNK), _chunks(state["agents"])):
+        for a, (pairs, scoped, stamp, vouches) in enumerate(rows, start):
+            engine._pairs.append(dict(paired(pairs)))
+            engine._stamps.append(stamp)
+            engine._agent_vouches.append({(issuer, basis): book.by_id[record_id][0]  # (its bytes, not a copy)
+                                          for issuer, basis, record_id in vouches})
+            engine._caches.append(None)
+            if scoped:
+                engine._scoped.add(a)
+        yield
     _set_columns(engine._evidence, state["evidence"])
     _set_columns(engine._deviation, state["deviation"])
     engine._deviation._wide = _column(state["deviation_wide"], engine._deviation._wide.typecode)
@@ -191,6 +205,21 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(item) for item in value]
     return value
+
+
+def _chunks(rows: list) -> Iterator[list]:
+    """`rows` CAPTURE_CHUNK at a time (`restoring`)."""
+    return (rows[start:start + CAPTURE_CHUNK] for start in range(0, len(rows), CAPTURE_CHUNK))
+
+
+def drained(steps: Generator[None, None, Any]) -> Any:
+    """What a generator of `capturing`'s or `restoring`'s kind (or node.engine_snapshot's `encoding`, ...) returns,
+    run at once."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
 
 
 def _in_chunks(into: list, rows: Iterable[tuple]) -> Generator[None, None, None]:

@@ -9,6 +9,7 @@ import sys
 import tempfile
 import threading
 import tracemalloc
+from array import array
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -97,6 +98,7 @@ def test_a_snapshot_and_the_records_after_it_give_a_full_replay_s_engine_and_sco
     with tempfile.TemporaryDirectory() as directory, fake_node(Path(directory)) as node, \
             pytest.MonkeyPatch.context() as patch:
         patch.setattr(node_trust, "SNAPSHOT_AFTER", 0)
+        patch.setattr(engine_snapshot, "CHUNK_ROWS", data.draw(st.integers(1, 4), label="rows a chunk"))
         for org in orgs[:3]:
             node.replica.issue("vouch", vouch_body(org.did, 0.9, "org-peer"))
         for op in ops[:at]:
@@ -172,7 +174,19 @@ def test_a_snapshot_of_another_format_is_replayed_past(snapshotted, caplog, monk
         engine_snapshot.write(path.parent, snapshot)
     _fell_back(node, path.parent, caplog, f"format {engine_snapshot.FORMAT + 1}")
     path.write_bytes(engine_snapshot.MAGIC + cbor2.dumps([{"format": 1, "size": 8}, b"state"]))  # as 1 wrote it
-    _fell_back(node, path.parent, caplog, "it is of format 1, and this version reads format 2")
+    _fell_back(node, path.parent, caplog, f"it is of format 1, and this version reads format {engine_snapshot.FORMAT}")
+
+
+def test_a_format_2_snapshot_is_replayed_past_and_written_anew(snapshotted, caplog):
+    """Format 2 held the state in one CBOR item (one cbor2 call of seconds at 10^5 agents, the loop waiting): a start
+    after the upgrade replays every record once and writes the snapshot in this format, which the next start uses."""
+    node, path = snapshotted
+    _with_header(path, format=2)
+    restarted = _fell_back(node, path.parent, caplog, f"it is of format 2, and this version reads format "
+                                                      f"{engine_snapshot.FORMAT}")
+    assert restarted._replayed is not None
+    trio.run(restarted._write_snapshot, restarted._replayed)
+    assert _started(node, path.parent)._snapshot_covers == node.replica.store.size == 8
 
 
 def test_a_start_without_a_snapshot_not_yet_due_says_nothing_is_wrong(tmp_path, caplog, monkeypatch):
@@ -515,24 +529,77 @@ def test_a_running_node_leaves_an_unusable_snapshot_to_the_next_start_past_a_bou
     assert engine_snapshot.read(path.parent).size == 13
 
 
-async def test_a_running_node_writes_the_snapshot_off_the_event_loop(snapshotted, monkeypatch):
-    """The engine brought forward is the task's own: its write (cbor2's encoding, the file's fsync) takes no turn of
-    the loop; the ledger's root is read on it, where the store is used, and the capture goes on it a turn at a time
-    (test_a_bring_forward_captures_on_the_loop_letting_it_run_between_its_chunks)."""
+async def test_a_running_node_reads_and_writes_the_snapshot_s_file_off_the_event_loop(snapshotted, monkeypatch):
+    """The file's I/O (its read, its write and fsync) and its checksum (SHA-256 of the columns, 38 ms at 10^6 records,
+    benchmarks/startup.py) take no turn of the loop; the ledger's root is read on it,
+    where the store is used, and the capture, decoding and encoding go on it a turn at a time
+    (test_a_bring_forward_captures_on_the_loop_letting_it_run_between_its_chunks,
+    test_a_bring_forward_decodes_and_encodes_on_the_loop_a_chunk_at_a_time)."""
     node, path = snapshotted
     running = _started(node, path.parent)
     _filled(node, 5)
-    threads = []
-    write = engine_snapshot.write
-    monkeypatch.setattr(engine_snapshot, "write", lambda *a: (threads.append(threading.current_thread()), write(*a)))
+    threads: dict[str, list] = {"read_parts": [], "write_parts": [], "checksum": []}  # (SHA-256 of the columns)
+    for name, called in threads.items():
+        step = getattr(engine_snapshot, name)
+        monkeypatch.setattr(engine_snapshot, name, lambda *a, step=step, called=called: (
+            called.append(threading.current_thread()), step(*a))[1])
+    restoring, restored_in = engine_snapshot.restoring_state, []
+
+    def noted(*args):
+        restored_in.append(threading.current_thread())
+        return (yield from restoring(*args))
+
+    monkeypatch.setattr(engine_snapshot, "restoring_state", noted)
     await running._bring_snapshot_forward(node.replica.store.size)
+    assert [len(called) for called in threads.values()] == [1, 1, 2], threads
+    assert not any(threading.main_thread() in called for called in threads.values()), threads
+    # Restored on the loop a chunk at a time: in a worker thread its Python held the GIL from the loop.
+    assert restored_in == [threading.main_thread()]
     assert engine_snapshot.read(path.parent).size == node.replica.store.size == 13
-    assert len(threads) == 1 and threading.main_thread() not in threads
+
+
+def test_a_bring_forward_decodes_and_encodes_on_the_loop_a_chunk_at_a_time(snapshotted, monkeypatch):
+    """The state's lists are decoded and encoded CHUNK_ROWS items at a time on the trio thread, the loop running its
+    other tasks in between: the whole state, decoded and encoded in a worker thread, stalled the loop 0.5-2.4 s under
+    a flood at 1.2-2.2*10^5 agents (benchmarks/snapshot_forward.py)."""
+    node, path = snapshotted
+    monkeypatch.setattr(node_trust, "TURN_S", 0.0)
+    monkeypatch.setattr(engine_snapshot, "CHUNK_ROWS", 1)
+    _filled(node, 30)
+    running = _started(node, path.parent)
+    trio.run(running._write_snapshot, running._replayed)  # (its lists chunked a row at a time)
+    _filled(node, 2)
+    loads, dumps, ticks, calls = cbor2.loads, cbor2.dumps, [0], []  # (the thread and tick of each call)
+    monkeypatch.setattr(engine_snapshot.cbor2, "loads", lambda *a: (calls.append(
+        ("loads", threading.get_ident(), ticks[0])), loads(*a))[1])
+    monkeypatch.setattr(engine_snapshot.cbor2, "dumps", lambda *a: (calls.append(
+        ("dumps", threading.get_ident(), ticks[0])), dumps(*a))[1])
+
+    async def bring_forward() -> None:
+        async def ticking() -> None:
+            while True:
+                ticks[0] += 1
+                await trio.sleep(0)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ticking)
+            await running._bring_snapshot_forward(node.replica.store.size)
+            nursery.cancel_scope.cancel()
+
+    trio.run(bring_forward)
+    monkeypatch.undo()
+    assert engine_snapshot.read(path.parent).size == node.replica.store.size == 40
+    for name in ("loads", "dumps"):  # (the header's, read and written in the worker thread, left out)
+        on_loop = [tick for called, thread, tick in calls if called == name and thread == threading.get_ident()]
+        assert len(on_loop) >= 9, calls  # the state and a chunk an agent (8 of them) or more
+        # The ticker ran between the calls: once in each of trio's batches, before or after a call.
+        assert on_loop[-1] - on_loop[0] >= len(on_loop) - 2, calls
+    _same_engines(_started(node), _started(node, path.parent), [])
 
 
 def test_the_records_the_snapshot_covers_and_its_failed_writes_show(snapshotted, monkeypatch):
     """For an operator's alert: a snapshot that cannot be written costs every start a longer replay."""
-    def full(directory, snapshot):
+    def full(directory, parts):
         raise OSError(errno.ENOSPC, "No space left on device", str(directory))
 
     node, path = snapshotted
@@ -543,7 +610,7 @@ def test_the_records_the_snapshot_covers_and_its_failed_writes_show(snapshotted,
     _filled(node, 5)
     assert metrics.value("engine_snapshot_records") == 8
     with monkeypatch.context() as disk:
-        disk.setattr(engine_snapshot, "write", full)
+        disk.setattr(engine_snapshot, "write_parts", full)
         trio.run(running._bring_snapshot_forward, node.replica.store.size)
     assert (metrics.value("engine_snapshot_write_failures_total"), metrics.value("engine_snapshot_records")) == (1, 8)
     trio.run(running._bring_snapshot_forward, node.replica.store.size)
@@ -633,11 +700,67 @@ def _with_header(path: Path, **fields: object) -> None:
     ({"columns": [["u", 4, sys.byteorder, 1]]}, "its header is not of its layout"),
     ({"columns": [["i", 4, "middle", 1]]}, "of other item sizes or byte order"),
     ({"state": 2**62}, "its lengths are not its size"),
-], ids=["size-str", "size-negative", "size-bool", "own-keys", "huge-column", "typecode", "byte-order", "huge-state"])
+    ({"chunks": [2**62]}, "its lengths are not its size"),
+    ({"chunks": [-1]}, "its header is not of its layout"),
+    ({"chunks": 3}, "its header is not of its layout"),
+], ids=["size-str", "size-negative", "size-bool", "own-keys", "huge-column", "typecode", "byte-order", "huge-state",
+        "huge-chunk", "chunk-negative", "chunks-int"])
 def test_a_hostile_header_is_replayed_past(snapshotted, caplog, fields, why):
     node, path = snapshotted
     _with_header(path, **fields)
     _fell_back(node, path.parent, caplog, why)
+
+
+@pytest.mark.parametrize("regroup", [
+    lambda chunks: [chunks[0] + chunks[1], *chunks[2:]],  # two chunks as one: fewer than the lists' tags name
+    lambda chunks: [*chunks[:-1], chunks[-1] - 1, 1],  # a chunk cut in two: more
+], ids=["fewer", "more"])
+def test_chunks_not_those_of_the_state_s_lists_are_replayed_past(snapshotted, caplog, monkeypatch, regroup):
+    node, path = snapshotted
+    snapshot = engine_snapshot.read(path.parent)
+    monkeypatch.setattr(engine_snapshot, "CHUNK_ROWS", 1)
+    engine_snapshot.write(path.parent, snapshot)
+    data = path.read_bytes()
+    start = len(engine_snapshot.MAGIC) + 4
+    chunks = cbor2.loads(data[start:start + int.from_bytes(data[start - 4:start], "big")])["chunks"]
+    _with_header(path, chunks=regroup(chunks))
+    _fell_back(node, path.parent, caplog, "its state is not CBOR of its layout")
+
+
+# Plain values of a state (CBOR's: lists, not tuples), columns among them.
+_plain_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**63 - 1), st.floats(allow_nan=False),
+              st.text(max_size=4), st.binary(max_size=4),
+              st.lists(st.integers(-2**31, 2**31 - 1), max_size=5).map(lambda items: array("i", items)),
+              st.lists(st.floats(allow_nan=False), max_size=5).map(lambda items: array("d", items))),
+    lambda inner: st.lists(inner, max_size=7) | st.dictionaries(st.text(max_size=3), inner, max_size=4),
+    max_leaves=60)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.text(max_size=3), _plain_values, max_size=5), st.integers(1, 4))
+def test_a_state_in_chunks_reads_back_as_written(state, rows):
+    """The codec of a state whose lists are chunked (`encoding`, `decoding`): what is read is what was written, each
+    column of its type, each list of its items in order, whatever the lists' lengths against CHUNK_ROWS (the items
+    of a chunked list as tuples, as a capture's rows are)."""
+    with tempfile.TemporaryDirectory() as directory, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(engine_snapshot, "CHUNK_ROWS", rows)
+        engine_snapshot.write(Path(directory), engine_snapshot.Snapshot(3, b"root", ("k",), state))
+        read = engine_snapshot.read(Path(directory))
+    assert (read.size, read.root, read.own_keys) == (3, b"root", ("k",))
+    assert _typed(read.state) == _typed(state)
+
+
+def _typed(value: object) -> object:
+    """`value` with each column as its typecode and items and each tuple as a list, to compare: arrays of other
+    types compare equal."""
+    if isinstance(value, array):
+        return ("column", value.typecode, value.tolist())
+    if isinstance(value, dict):
+        return {key: _typed(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_typed(item) for item in value]
+    return value
 
 
 def test_a_header_changed_with_its_checksum_kept_is_replayed_past(snapshotted, caplog):
