@@ -426,6 +426,19 @@ def test_a_replay_and_a_bring_forward_give_the_loop_a_turn_after_turn_s_of_work(
     assert max(b - a for a, b in itertools.pairwise(turns)) <= 2 * (node_trust.TURN_S + RECORD_S)
 
 
+async def _brought_forward_ticking(running, stop: int, ticks: list[int]) -> None:
+    """`running._bring_snapshot_forward(stop)` while a task counts in `ticks[0]` each turn the loop gives it."""
+    async def ticking() -> None:
+        while True:
+            ticks[0] += 1
+            await trio.sleep(0)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ticking)
+        await running._bring_snapshot_forward(stop)
+        nursery.cancel_scope.cancel()
+
+
 def test_a_bring_forward_captures_on_the_loop_letting_it_run_between_its_chunks(snapshotted, monkeypatch):
     """The running node's bring-forward captures its engine on the trio thread, a chunk at a time, the loop running
     its other tasks in between. In a worker thread, its Python held the GIL from the loop, whose every call that lets
@@ -448,19 +461,8 @@ def test_a_bring_forward_captures_on_the_loop_letting_it_run_between_its_chunks(
             steps_at.append((threading.get_ident(), ticks[0]))
             yield
 
-    async def bring_forward() -> None:
-        async def ticking() -> None:
-            while True:
-                ticks[0] += 1
-                await trio.sleep(0)
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(ticking)
-            await running._bring_snapshot_forward(node.replica.store.size)
-            nursery.cancel_scope.cancel()
-
     monkeypatch.setattr(node_trust, "capture_in_chunks", noted)
-    trio.run(bring_forward)
+    trio.run(_brought_forward_ticking, running, node.replica.store.size, ticks)
     assert engine_snapshot.read(path.parent).size == node.replica.store.size == 38
     assert len(steps_at) >= 5 and {thread for thread, _ in steps_at} == {threading.get_ident()}
     # The ticker ran as the capture went, a chunk a step: once in each of trio's batches, before or after the step.
@@ -575,18 +577,7 @@ def test_a_bring_forward_decodes_and_encodes_on_the_loop_a_chunk_at_a_time(snaps
     monkeypatch.setattr(engine_snapshot.cbor2, "dumps", lambda *a: (calls.append(
         ("dumps", threading.get_ident(), ticks[0])), dumps(*a))[1])
 
-    async def bring_forward() -> None:
-        async def ticking() -> None:
-            while True:
-                ticks[0] += 1
-                await trio.sleep(0)
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(ticking)
-            await running._bring_snapshot_forward(node.replica.store.size)
-            nursery.cancel_scope.cancel()
-
-    trio.run(bring_forward)
+    trio.run(_brought_forward_ticking, running, node.replica.store.size, ticks)
     monkeypatch.undo()
     assert engine_snapshot.read(path.parent).size == node.replica.store.size == 40
     for name in ("loads", "dumps"):  # (the header's, read and written in the worker thread, left out)
