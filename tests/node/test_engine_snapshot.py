@@ -718,14 +718,19 @@ def test_chunks_not_those_of_the_state_s_lists_are_replayed_past(snapshotted, ca
     _fell_back(node, path.parent, caplog, "its state is not CBOR of its layout")
 
 
+def _containing(inner: st.SearchStrategy) -> st.SearchStrategy:
+    """Lists and maps of `inner`'s values. (A function, not a lambda: hypothesis judges whether a lambda uses its
+    argument from its source, and warned, wrongly, that this one's did not, so could not recurse.)"""
+    return st.lists(inner, max_size=7) | st.dictionaries(st.text(max_size=3), inner, max_size=4)
+
+
 # Plain values of a state (CBOR's: lists, not tuples), columns among them.
 _plain_values = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**63 - 1), st.floats(allow_nan=False),
               st.text(max_size=4), st.binary(max_size=4),
               st.lists(st.integers(-2**31, 2**31 - 1), max_size=5).map(lambda items: array("i", items)),
               st.lists(st.floats(allow_nan=False), max_size=5).map(lambda items: array("d", items))),
-    lambda inner: st.lists(inner, max_size=7) | st.dictionaries(st.text(max_size=3), inner, max_size=4),
-    max_leaves=60)
+    _containing, max_leaves=60)
 
 
 @settings(max_examples=200, deadline=None)
