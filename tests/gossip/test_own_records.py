@@ -525,6 +525,16 @@ def _stopping_at(dies, stops):
     return connecting
 
 
+def _open_stopping_at(monkeypatch, data_dir, dies, stop):
+    """A function opening the list in `data_dir`, stopped (`_stopping_at`) as its upgrade makes the (action, table)
+    `stop`."""
+    def open_stopping():
+        with monkeypatch.context() as patched, RecordStore.open(data_dir) as store:
+            patched.setattr(sqlite3, "connect", _stopping_at(dies, lambda action, table: (action, table) == stop))
+            OwnRecords.open(data_dir, lambda: 0, store)
+    return open_stopping
+
+
 @pytest.mark.parametrize("dies", [True, False], ids=["killed", "raising"])
 def test_an_upgrade_from_version_2_stopped_part_way_leaves_the_list_as_version_2_wrote_it(tmp_path, monkeypatch, dies):
     key = Org().key
@@ -532,13 +542,8 @@ def test_an_upgrade_from_version_2_stopped_part_way_leaves_the_list_as_version_2
     records = _listed_by_version_2(data_dir, key)
     before = _file_state(data_dir)
 
-    def open_stopping():
-        with monkeypatch.context() as patched, RecordStore.open(data_dir) as store:
-            patched.setattr(sqlite3, "connect", _stopping_at(  # its last table, the new column made
-                dies, lambda action, table: (action, table) == (sqlite3.SQLITE_CREATE_TABLE, "conflicting_bytes")))
-            OwnRecords.open(data_dir, lambda: 0, store)
-
-    _stopped_part_way(dies, open_stopping, "cannot be opened")
+    _stopped_part_way(dies, _open_stopping_at(monkeypatch, data_dir, dies, (  # its last table, the new column made
+        sqlite3.SQLITE_CREATE_TABLE, "conflicting_bytes")), "cannot be opened")
     assert _file_state(data_dir) == before
     with opened(data_dir, key) as replica:
         assert [(r.id, r.acknowledged) for r in replica.own_records.listed()] == [(records[0].id, True),
@@ -598,16 +603,7 @@ def test_an_upgrade_from_version_3_stopped_part_way_leaves_the_list_as_version_3
     records = _listed_by_version_3(data_dir, key)
     before = _file_state(data_dir)
 
-    def open_stopping():
-        with monkeypatch.context() as patched, RecordStore.open(data_dir) as store:
-            patched.setattr(sqlite3, "connect", _stopping_at(dies, lambda action, table: (action, table) == stop))
-            OwnRecords.open(data_dir, lambda: 0, store)
-
-    if dies:
-        assert killed_at(sys.maxsize, open_stopping)
-    else:
-        with pytest.raises(StoreError, match="cannot be opened"):
-            open_stopping()
+    _stopped_part_way(dies, _open_stopping_at(monkeypatch, data_dir, dies, stop), "cannot be opened")
     assert _file_state(data_dir) == before and before[0] == (3,)
     with opened(data_dir, key) as replica:
         assert [(r.number, r.id) for r in replica.own_records.listed()] == [(n, r.id) for n, r in enumerate(records, 1)]
