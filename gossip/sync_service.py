@@ -256,6 +256,8 @@ class SyncService:
         # told each peer a full round with ran to the end: it answered our heads request, which names our network, so
         # it is on ours (a peer heard on another before, its node re-made on ours, is no longer kept apart)
         self.same_network_listeners: list[Callable[[str], None]] = []
+        # told each peer a full round with is over, however it ended (after `same_network_listeners` if they were)
+        self.round_over_listeners: list[Callable[[str], None]] = []
         # told each peer a full round with holds our org's records, as soon as we hold them too (class docstring)
         self.holder_listeners: list[Callable[[str], None]] = []
         # told, once a round, as soon as its peer's heads, all read, named none of our org's keys (it holds none of
@@ -314,6 +316,8 @@ class SyncService:
                     self._pulled[peer_id] = (heard, started)
         finally:
             self._rounds_running.discard(peer_id)
+            for over in self.round_over_listeners:
+                over(peer_id)
 
     def round_running(self, peer_id: str) -> bool:
         """Whether a full round with the peer (`sync_with`) is under way."""

@@ -103,11 +103,9 @@ class CatchUp:
 # How an operator gets a catch-up that can end: what CatchUp.why says next when peers hold none of the org's records.
 HOLDER_HINT = "a node whose org vouches for this one holds its records: add one to [p2p] bootstrap"
 # Seconds a catch-up, once a round proved the org's records in (_dialled_rounds), waits at most for the rounds of the
-# other peers it dials that are connected, each checked again at least every SETTLE_CHECK_S (one may hang up
-# meanwhile): a stale or hostile holder answering first with an older head would otherwise have the node sign at a
-# seq the org used since, which a holder answering a second later shows.
+# other peers it dials that are connected: a stale or hostile holder answering first with an older head would
+# otherwise have the node sign at a seq the org used since, which a holder answering a second later shows.
 SETTLE_SECONDS = 5.0
-SETTLE_CHECK_S = 0.25
 
 
 class StartupError(Exception):
@@ -573,8 +571,8 @@ class _DialledRounds:
     proved: trio.Event = dataclasses.field(default_factory=trio.Event)  # a round proved the org's records in
     # peers whose rounds proved nothing: their heads named none of the org's keys, or a head they did not serve
     unproven: set[str] = dataclasses.field(default_factory=set)
-    answered: set[str] = dataclasses.field(default_factory=set)  # peers whose round proved, or unproved, or ended
-    changed: trio.Event = dataclasses.field(default_factory=trio.Event)  # set as `answered` grows
+    answered: set[str] = dataclasses.field(default_factory=set)  # peers whose round under way proved, or unproved
+    changed: trio.Event = dataclasses.field(default_factory=trio.Event)  # set as one answers, or its round is over
 
     def answer(self, peer_id: str) -> None:
         self.answered.add(peer_id)
@@ -592,8 +590,7 @@ class _DialledRounds:
                     peer not in self.answered and node.sync.round_running(peer) and node.peer_manager.keeps(peer)
                     for peer in node.host.connected_peers()):
                 self.changed = trio.Event()
-                with trio.move_on_after(SETTLE_CHECK_S):  # (a peer hanging up tells no listener)
-                    await self.changed.wait()
+                await self.changed.wait()
 
 
 @contextmanager
@@ -648,7 +645,11 @@ def _dialled_rounds(node: Node, *, new_org: bool, preempts: bool = True,
     def needs(peer_id: str) -> bool:  # one of SyncService.catch_up_peers
         return node.peer_manager.keeps(peer_id) and peer_id not in rounds.unproven
 
+    def round_over(peer_id: str) -> None:  # one of SyncService.round_over_listeners: (failed, or a peer hung up)
+        rounds.changed.set()
+
     node.sync.same_network_listeners.append(round_ended)
+    node.sync.round_over_listeners.append(round_over)
     node.sync.holder_listeners.append(holder_round_ended)
     node.sync.unheld_listeners.append(unheld_round)
     if preempts:
@@ -657,6 +658,7 @@ def _dialled_rounds(node: Node, *, new_org: bool, preempts: bool = True,
         yield rounds
     finally:
         node.sync.same_network_listeners.remove(round_ended)
+        node.sync.round_over_listeners.remove(round_over)
         node.sync.holder_listeners.remove(holder_round_ended)
         node.sync.unheld_listeners.remove(unheld_round)
         if preempts:
