@@ -223,7 +223,6 @@ class SyncService:
         self.timeout = timeout
         self.session_seconds = session_seconds  # the longest one outbound session may last
         self.stats = SyncStats()
-        self.session_ended = trio.Event()  # set as each session ends, counted in `stats`, then replaced (check first)
         self.cosigner = cosigner
         self.checkpoints = checkpoints
         self._verify_threads = verify_threads
@@ -408,9 +407,6 @@ class SyncService:
             if fetched:
                 logger.debug("fetched %d records from %s", fetched, peer_id)
             return fetched
-        finally:
-            self.session_ended.set()
-            self.session_ended = trio.Event()
         return None
 
     def _needed(self, peer_id: str) -> bool:

@@ -11,6 +11,7 @@ import trio
 from gossip.frames import encode_uvarint
 from gossip.host import StreamError, open_host, peer_id_from_public_key
 from gossip.sync_messages import SYNC_PROTOCOL, HeadsPage, HeadsRequest, RecordsPage, decode_request, encode_message
+from gossip.sync_service import SyncService
 from ledger import LedgerError
 from node.config import Limits
 from vouching import revoke_body, vouch_body
@@ -25,6 +26,21 @@ pytestmark = pytest.mark.slow
 def issue(node, count: int) -> None:
     for _ in range(count):
         node.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+
+
+async def _round_over(sync: SyncService) -> None:
+    """Wait until a full round of `sync`'s with some peer is over (check what it should have done first: one over
+    before the call is not waited for)."""
+    over = trio.Event()
+
+    def told(peer: str) -> None:
+        over.set()
+
+    sync.round_over_listeners.append(told)
+    try:
+        await over.wait()
+    finally:
+        sync.round_over_listeners.remove(told)
 
 
 CHECKED_BY = {"the event loop": {}, "worker threads": {"verify_threads": 2}, "a worker process": {"verify_processes": 1}}
@@ -109,7 +125,7 @@ async def test_a_record_of_a_node_s_key_conflicting_with_its_own_that_sync_bring
             n1.replica.accept([theirs])
             await n0.host.connect(n1.addr)
             while not n0.replica.own_records.listed():  # (listed as the session fetching it accepts it)
-                await n0.sync.session_ended.wait()
+                await _round_over(n0.sync)
             assert [
                 (r.id, r.peer, r.conflicts_with, n0.replica.own_records.cose(r.number))
                 for r in n0.replica.own_records.listed()] == [
@@ -251,7 +267,7 @@ async def test_a_round_whose_records_a_full_disk_cannot_store_fails_and_the_node
                 disk.setattr(node_a.replica.store.ledger, "append", full)
                 await node_a.host.connect(node_b.addr)
                 while not node_a.sync.stats.errors["storage"]:  # (no record accepted wakes `until`)
-                    await node_a.sync.session_ended.wait()
+                    await _round_over(node_a.sync)
             assert node_a.replica.store.heads().get(b.did) is None
             await node_a.sync.sync_with(node_b.host.peer_id)
             assert node_a.replica.store.heads().get(b.did) == 5
