@@ -33,7 +33,8 @@ class Outcome:
     unlinked: int = 0  # records of a key whose first record names a prior key that has not (yet) named it back
     dropped: int = 0  # not held, or no longer, for lack of room (their issuer's share): sync will fetch them again
     rejected: list[tuple[Record, str]] = field(default_factory=list)
-    equivocations: list[tuple[bytes, bytes]] = field(default_factory=list)  # (the one we hold, the new one)
+    # (the one we hold, as its bytes; the new one, verified: what the evidence is made of, no need to verify it again)
+    equivocations: list[tuple[bytes, Record]] = field(default_factory=list)
     # equivocation records of issuers outside the horizon against orgs inside it (not stored): what they prove, in
     # their bodies, the node signs again as its own
     evidence: list[EquivocationBody] = field(default_factory=list)
@@ -114,7 +115,7 @@ class Acceptor:
             return False
         next_seq = head.seq + 1 if head else 1
         if record.seq < next_seq:
-            outcome.equivocations.append((batch.at(record.iss, record.seq), record.raw))
+            outcome.equivocations.append((batch.at(record.iss, record.seq), record))
             return False
         if record.seq > next_seq:
             self._hold(record, peer, next_seq, outcome)
@@ -134,7 +135,7 @@ class Acceptor:
             if held[0].id == record.id:
                 outcome.duplicates += 1
             else:
-                outcome.equivocations.append((held[0].raw, record.raw))
+                outcome.equivocations.append((held[0].raw, record))
             return
         first, last = outcome.gaps.get(record.iss, (next_seq, record.seq - 1))
         outcome.gaps[record.iss] = (first, max(last, record.seq - 1))

@@ -31,7 +31,6 @@ from vouching import (
     org_body,
     record_equivocation_body,
     record_id,
-    verify_record,
 )
 from vouching.horizon import Horizon
 from vouching.succession import Link, Succession
@@ -331,11 +330,10 @@ class Replica:
         conflicts = []
         own_keys = self.succession.keys(self.did) if outcome.equivocations else ()
         for ours, theirs in outcome.equivocations:
-            record = verify_record(theirs)
-            if record.iss in own_keys:
-                conflicts.append((record, record_id(ours), peer))
+            if theirs.iss in own_keys:
+                conflicts.append((theirs, record_id(ours), peer))
             else:
-                self._when_signing(functools.partial(self._sign_evidence, record.iss, ours, theirs))
+                self._when_signing(functools.partial(self._sign_evidence, theirs.iss, ours, theirs.raw))
         for body in outcome.evidence:
             self._when_signing(functools.partial(self._sign_again, body))
         if conflicts:

@@ -66,7 +66,7 @@ def test_two_records_at_one_position_are_equivocation_evidence(store):
     outcome = acceptor.submit([other])
     assert outcome.accepted == []
     [(ours, theirs)] = outcome.equivocations
-    assert (ours, theirs) == (r1.raw, other.raw) and proves_equivocation(ours, theirs)
+    assert (ours, theirs) == (r1.raw, other) and proves_equivocation(ours, theirs.raw)
 
 
 def test_two_held_records_at_one_position_are_equivocation_evidence(store):
@@ -75,7 +75,7 @@ def test_two_held_records_at_one_position_are_equivocation_evidence(store):
     rival = alice.fork(2, r1.id)
     acceptor = _acceptor(store)
     outcome = acceptor.submit([r2, rival])
-    assert outcome.equivocations == [(r2.raw, rival.raw)]
+    assert outcome.equivocations == [(r2.raw, rival)]
 
 
 def test_a_wrong_prev_is_rejected_with_a_reason(store):
@@ -189,7 +189,8 @@ def test_a_second_record_at_the_rotations_seq_is_still_equivocation(store):
     acceptor = _acceptor(store)
     acceptor.submit([rotation])
     outcome = acceptor.submit([old.fork(rotation.seq, None)])
-    assert len(outcome.equivocations) == 1 and proves_equivocation(*outcome.equivocations[0])
+    [(ours, theirs)] = outcome.equivocations
+    assert proves_equivocation(ours, theirs.raw)
 
 
 def test_a_new_key_may_revoke_the_vouches_of_the_key_it_names_as_prior(store):

@@ -370,7 +370,7 @@ def test_a_record_of_the_key_conflicting_with_one_the_node_holds_is_said_listed_
         ours = replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
         theirs = _conflicting(replica, ours.seq)
         with caplog.at_level(logging.CRITICAL, logger="gossip.replica"):
-            assert replica.accept([theirs], PEER).equivocations == [(ours.raw, theirs.raw)]
+            assert replica.accept([theirs], PEER).equivocations == [(ours.raw, theirs)]
             replica.accept([theirs], OTHER_PEER)  # again, from another peer: listed once, said once
         assert not replica.store.has(theirs.id) and replica.store.size == 1  # and no equivocation record signed
         assert _rows(replica) == [(theirs.id, ours.seq, PEER, ours.id, theirs.raw, False)]
@@ -398,7 +398,7 @@ def test_a_record_of_the_key_conflicting_with_one_held_for_a_missing_predecessor
         first, held = signed_elsewhere(replica, 2)
         other = Org(key=replica.key).fork(held.seq, first.id)
         assert replica.accept([held], PEER).held == 1
-        assert replica.accept([other], OTHER_PEER).equivocations == [(held.raw, other.raw)]
+        assert replica.accept([other], OTHER_PEER).equivocations == [(held.raw, other)]
         assert _rows(replica) == [(other.id, held.seq, OTHER_PEER, held.id, other.raw, False)]
         replica.accept([first], PEER)  # releases the held one: both stored and listed, the other kept
         assert [(r.id, r.conflicts_with) for r in replica.own_records.listed()] == [
@@ -636,7 +636,7 @@ def test_an_adopted_key_s_records_are_expected_at_the_start_after_one_stopped_be
             assert replica.own_records.listed() == [] and replica.own_from_peers == 0
             theirs = _conflicting(replica, 3, key=new.key)
             caplog.clear()
-            assert replica.accept([theirs], OTHER_PEER).equivocations == [(newer[2].raw, theirs.raw)]
+            assert replica.accept([theirs], OTHER_PEER).equivocations == [(newer[2].raw, theirs)]
             assert _rows(replica) == [(theirs.id, 3, OTHER_PEER, newer[2].id, theirs.raw, False)]
             assert [r.levelno for r in caplog.records] == [logging.CRITICAL] and replica.own_from_peers == 1
             replica.own_records.adoption_caught_up()

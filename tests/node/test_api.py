@@ -166,7 +166,7 @@ async def test_a_conflicting_record_stored_once_the_held_one_it_conflicted_with_
     held = elsewhere.fork(first.seq + 1, bytes(32))  # follows no record: held, then refused by `first`
     theirs = elsewhere.fork(first.seq + 1, first.id)
     assert node.replica.accept([held], "12D3KooWPeer").held == 1
-    assert node.replica.accept([theirs], "12D3KooWThief").equivocations == [(held.raw, theirs.raw)]
+    assert node.replica.accept([theirs], "12D3KooWThief").equivocations == [(held.raw, theirs)]
     node.replica.accept([first], "12D3KooWPeer")
     assert node.replica.accept([theirs], "12D3KooWThief").accepted == [theirs]
     page = (await api.get("/v1/node/own-records")).json()
