@@ -343,10 +343,8 @@ class TrustService:
         size = start + fed
         root, own_keys = self.replica.store.ledger.root(size), tuple(sorted(self._own_keys()))  # the store's thread
         # The engine is this task's own: a capture of its columns themselves, on the loop a turn at a time.
-        capturing = Capture(engine, copy=False)
-        await capturing.on_loop()
-        assert capturing.state is not None
-        await self._write_snapshot(engine_snapshot.Snapshot(size, root, own_keys, capturing.state))
+        state = await _on_loop(capture_in_chunks(engine, copy=False))
+        await self._write_snapshot(engine_snapshot.Snapshot(size, root, own_keys, state))
         return True
 
     async def recompute_replayed(self) -> None:
@@ -678,26 +676,24 @@ async def recompute_in_worker(engine: TrustEngine, clock: Callable[[], int]) -> 
 
 class Capture:
     """The capture for engine.snapshot of the engine a start replayed the records into (`replaying` yields it), a
-    rebuild fed them (`_captured_rebuild`) or a bring-forward (`_bring_snapshot_forward`), while nothing feeds it: as
+    rebuild fed them (`_captured_rebuild`), while nothing feeds it: as
     it walks every agent and vouch in Python (tens of ms at 10^6 records, benchmarks/startup.py; 0.3 s at 1.5*10^5
     agents, benchmarks/adopt_rebuild.py --flood), `run` in a worker thread at a start (node.daemon._opened; not run
-    by the caller of `replaying`, `replaying` runs it), `on_loop` a chunk at a time on a running node. `copy`:
-    vouching.engine_state.capture's (False for an engine that takes nothing after)."""
+    by the caller of `replaying`, `replaying` runs it), `on_loop` a chunk at a time on a running node."""
 
-    def __init__(self, engine: TrustEngine, *, copy: bool = True) -> None:
+    def __init__(self, engine: TrustEngine) -> None:
         self._engine = engine
-        self._copy = copy
         self.state: dict[str, Any] | None = None
 
     def run(self) -> None:
-        self.state = capture(self._engine, copy=self._copy)
+        self.state = capture(self._engine)
 
     async def on_loop(self) -> None:
         """`run` on the trio thread, a TURN_S at a time (vouching.engine_state.capturing). In a worker thread, its
         Python held the GIL from the loop, whose every call that lets go of it (sqlite's, the poll's) then waited up
         to the switch interval to have it back: a flood's batch of 1,000 records, 0.04-0.08 s of work, took 0.1-0.4
         s, up to the capture's length, the loop waiting (benchmarks/adopt_rebuild.py --flood --gc off)."""
-        self.state = await _on_loop(capture_in_chunks(self._engine, copy=self._copy))
+        self.state = await _on_loop(capture_in_chunks(self._engine))
 
 
 async def _on_loop(steps: Generator[None, None, T]) -> T:

@@ -825,8 +825,8 @@ async def test_a_start_captures_its_replayed_engine_for_the_snapshot_off_the_eve
     config = _with_vouches(tmp_path, 5)
     monkeypatch.setattr(node.trust, "SNAPSHOT_AFTER", 0)
     threads, made = [], node.trust.capture
-    monkeypatch.setattr(node.trust, "capture", lambda engine, **options: (threads.append(threading.current_thread()),
-                                                                          made(engine, **options))[1])
+    monkeypatch.setattr(node.trust, "capture", lambda engine: (threads.append(threading.current_thread()),
+                                                               made(engine))[1])
     async with trio.open_nursery() as nursery:
         started: Node = await nursery.start(serve_node, config)
         with trio.fail_after(60):  # a snapshot never written fails the test, not hangs it
