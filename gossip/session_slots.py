@@ -12,8 +12,13 @@ session waiting that is not needed. It ends the one that has held its slot longe
 with a peer that dialled in, a gap fetch), else, if every slot is held by a needed one, the one that has held its slot
 longest among those that have held it `least_turn` or longer (the daemon gives the sync timeout: at least one
 answer's time for each). An ended session fails (SyncService counts it "preempted"); what it accepted stays, and a
-later round or fetch goes on from there. Whether a session is needed is asked when it asks for a slot, and of the
-holders each time a needed one waiting looks for one to end (it looks again as a holder's `least_turn` passes).
+later round or fetch goes on from there. Whether a session is needed is asked when it asks for a slot, of the holders
+each time a needed one waiting looks for one to end (it looks again as a holder's `least_turn` passes), and of every
+one waiting whenever the caller says it may have changed (`needs_changed`: node.daemon does as a catch-up ends, and as
+a peer's round shows it holds none of the org's records), which has the needed ones waiting look at once: a holder no
+longer needed is ended then, not a turn later, and one waiting no longer needed goes back among the others, in the
+order they asked, and ends nothing. (A peer the node stops dialling, its `org` record revoked say, is not told: its
+round, if it holds a slot, is ended once a holder's turn is up.)
 
 Weighed and not taken: one slot kept for needed rounds (one hostile peer the node dials, a bootstrap address taken
 over or a fresh key that an org inside the horizon vouched for and gave an `org` record, holds it for 10 minutes); a
@@ -30,7 +35,6 @@ each is decoded and answered, never while the peer is slow to send or read, so s
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -52,8 +56,9 @@ class Slot:
 @dataclass(eq=False)
 class _Waiter:
     needed: Callable[[], bool]
+    first: bool  # needed, as last asked: it goes ahead of those not, and ends a session if none is free
     handed: Slot | None = None
-    event: trio.Event = field(default_factory=trio.Event)
+    woken: trio.Event = field(default_factory=trio.Event)  # handed a slot, or `needs_changed`
 
 
 class SessionSlots:
@@ -65,8 +70,7 @@ class SessionSlots:
         self.total = total
         self._least_turn = least_turn
         self._held: list[Slot] = []  # in the order taken, oldest first
-        self._needed_waiting: deque[_Waiter] = deque()
-        self._others_waiting: deque[_Waiter] = deque()
+        self._waiting: list[_Waiter] = []  # in the order they asked
         self._ending = 0  # slots ended for a needed session waiting, not yet given back
 
     @asynccontextmanager
@@ -78,23 +82,31 @@ class SessionSlots:
         finally:
             self._give_back(slot)
 
+    def needs_changed(self) -> None:
+        """Which sessions are needed may have changed (a catch-up began or ended, or one of its peers turned out to
+        hold none of the org's records): ask those waiting again, and wake the needed ones to end at once a holder
+        no longer needed, not when a holder's `least_turn` is up."""
+        for waiter in self._waiting:
+            waiter.first = waiter.needed()
+            if waiter.first:
+                waiter.woken.set()
+
     async def _take(self, needed: Callable[[], bool]) -> Slot:
         await trio.lowlevel.checkpoint()
         if len(self._held) < self.total:  # (a slot is free only while nobody waits: _give_back hands it on)
             return self._held_by(needed)
-        waiter = _Waiter(needed)
-        queue = self._needed_waiting if needed() else self._others_waiting
-        queue.append(waiter)
+        waiter = _Waiter(needed, needed())
+        self._waiting.append(waiter)
         try:
             while waiter.handed is None:
-                wake = self._end_for_needed() if queue is self._needed_waiting else math.inf
-                with trio.move_on_at(wake):
-                    await waiter.event.wait()
+                with trio.move_on_at(self._end_for_needed() if waiter.first else math.inf):
+                    await waiter.woken.wait()
+                waiter.woken = trio.Event()
         except BaseException:
             if waiter.handed is not None:
                 self._give_back(waiter.handed)
             else:
-                queue.remove(waiter)
+                self._waiting.remove(waiter)
             raise
         return waiter.handed
 
@@ -107,7 +119,8 @@ class SessionSlots:
         """End sessions for the needed ones waiting, as many as can be ended now (module docstring); when to look
         again (the next time a holder will have had `least_turn`), or never if each waiting has one coming."""
         now = trio.current_time()
-        while self._ending < len(self._needed_waiting):
+        needed_waiting = sum(waiter.first for waiter in self._waiting)
+        while self._ending < needed_waiting:
             running = [slot for slot in self._held if not slot.ended]
             victim = next((slot for slot in running if not slot.needed()), None)
             if victim is None:
@@ -125,9 +138,10 @@ class SessionSlots:
         self._held.remove(slot)
         if slot.ended:
             self._ending -= 1
-        for queue in (self._needed_waiting, self._others_waiting):
-            if queue:
-                waiter = queue.popleft()
-                waiter.handed = self._held_by(waiter.needed)
-                waiter.event.set()
-                return
+        waiter = next((waiter for waiter in self._waiting if waiter.first), None)
+        if waiter is None and self._waiting:
+            waiter = self._waiting[0]
+        if waiter is not None:
+            self._waiting.remove(waiter)
+            waiter.handed = self._held_by(waiter.needed)
+            waiter.woken.set()

@@ -263,7 +263,8 @@ class SyncService:
         # the org's records: a new org's catch-up has its answer without the rest of the round)
         self.unheld_listeners: list[Callable[[str], None]] = []
         # asked, while a catch-up waits (node.daemon), whether it needs a full round with a peer: such a round takes
-        # a session slot ahead of sessions it does not need, ending one if none is free (gossip.session_slots)
+        # a session slot ahead of sessions it does not need, ending one if none is free (gossip.session_slots); the
+        # catch-up calls `needs_changed` when an answer may have changed
         self.catch_up_peers: list[Callable[[str], bool]] = []
         self._nursery: trio.Nursery | None = None
 
@@ -408,6 +409,12 @@ class SyncService:
                 logger.debug("fetched %d records from %s", fetched, peer_id)
             return fetched
         return None
+
+    def needs_changed(self) -> None:
+        """For a catch-up (node.daemon): what `catch_up_peers` answer may have changed (one was removed as its
+        catch-up ended, or a peer's round showed the peer holds none of the org's records). Rounds waiting for a session
+        slot are asked again, and a needed one ends at once a session no longer needed (gossip.session_slots)."""
+        self._slots.needs_changed()
 
     def _needed(self, peer_id: str) -> bool:
         """Whether a catch-up waiting needs a full round with `peer_id` (`catch_up_peers`)."""

@@ -614,13 +614,17 @@ def _dialled_rounds(node: Node, *, new_org: bool, preempts: bool = True,
     `proved_nothing()` is called as a peer is counted in `unproven` while `proved` is not set. Meanwhile, if
     `preempts`, a full round with a peer it dials, not yet in `unproven`, takes a sync session slot ahead of sessions
     the catch-up does not need, ending one if none is free (SyncService.catch_up_peers, gossip.session_slots): peers
-    stalling just inside the sync timeout cannot hold every slot while the catch-up waits. Only a catch-up that holds
+    stalling just inside the sync timeout cannot hold every slot while the catch-up waits. A peer counted in
+    `unproven`, and the block's end, are told to SyncService.needs_changed: a round waiting for a slot ends at once
+    one that is no longer needed, and no longer needed itself, ends none. Only a catch-up that holds
     signing back preempts (the start's, key rotate's): the late one (_catch_up_late) comes after the node signed, and
     for an org no peer it dials holds may wait the node's whole life, its rounds ending gap fetches all the while."""
     rounds = _DialledRounds()
 
     def unproven(peer_id: str) -> None:
         rounds.unproven.add(peer_id)
+        if preempts:  # (its round, if it holds a slot, is no longer one `needs`)
+            node.sync.needs_changed()
         rounds.answer(peer_id)
         if not rounds.proved.is_set():
             proved_nothing()
@@ -663,6 +667,7 @@ def _dialled_rounds(node: Node, *, new_org: bool, preempts: bool = True,
         node.sync.unheld_listeners.remove(unheld_round)
         if preempts:
             node.sync.catch_up_peers.remove(needs)
+            node.sync.needs_changed()
 
 
 def _free_it(setting: str, config: NodeConfig) -> str:

@@ -1,9 +1,11 @@
 """Sync session slots under peers that stall just inside the sync timeout (trio's mock clock): the start's catch-up
 (node.daemon) still ends on its round with the one honest peer holding the org's records, well before
 startup_sync_seconds, whether the stallers dialled in, hold the node's inbound streams, or are peers the node dials
-(then after one turn), or a fetch of gaps from the holder waits for a slot or its turn, or the holder's stream is
-slow to close; the sessions open at once stay bounded; the late catch-up ends no session; a needed session that stops
-waiting frees its place, and one whose turn is up ends another (gossip.session_slots)."""
+(then after one turn, or as soon as their heads name none of the org's keys), or a fetch of gaps from the holder
+waits for a slot or its turn, or the holder's stream is slow to close; the sessions open at once stay bounded; the
+late catch-up ends no session, nor a round waiting as the catch-up ends; a needed session that stops waiting frees its
+place, one whose turn is up ends another, and one waiting ends a holder as soon as it is no longer needed
+(gossip.session_slots)."""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from gossip.sync import IssuerIndex, SyncLimits, SyncServer
 from gossip.sync_messages import HeadEntry, HeadsPage, HeadsRequest, RecordsPage, encode_message
 from gossip.sync_service import SyncService
 from ledger import MAX_COSIGNATURES
-from node.daemon import SETTLE_SECONDS, CatchUp, _catch_up_late, _caught_up
+from node.daemon import SETTLE_SECONDS, CatchUp, _catch_up_late, _caught_up, _dialled_rounds
 
 from ..factories import Org
 from .nodes import ConnectedHost
@@ -39,11 +41,11 @@ OTHERS_RECORDS = [OTHER.record() for _ in range(20)]
 
 class StallingStream:
     """A hostile peer's sync stream: each heads request answered just inside the timeout, with one more issuer, for as
-    long as the session's bound allows (10 minutes); or, `naming_other`, heads naming only OTHER at once, then each
-    page of its records just inside the timeout, one record a page."""
+    long as the session's bound allows (10 minutes); or, `naming_other`, heads naming only OTHER `heads_after` seconds
+    in, then each page of its records just inside the timeout, one record a page."""
 
-    def __init__(self, *, naming_other: bool) -> None:
-        self._naming_other = naming_other
+    def __init__(self, *, naming_other: bool, heads_after: float = 0.0) -> None:
+        self._naming_other, self._heads_after = naming_other, heads_after
         self._heads_sent = False
         self._records = iter(OTHERS_RECORDS)
 
@@ -59,7 +61,7 @@ class StallingStream:
     async def read_frame(self, max_size: int) -> bytes:
         if self._naming_other and not self._heads_sent:
             self._heads_sent = True
-            await trio.lowlevel.checkpoint()
+            await trio.sleep(self._heads_after)
             last = OTHERS_RECORDS[-1]
             return encode_message(HeadsPage((HeadEntry(OTHER.did, last.seq, last.id),), more=False))
         await trio.sleep(0.9 * TIMEOUT)
@@ -77,6 +79,7 @@ class Network(ConnectedHost):
         self.holder, self.stallers_name_other = holder, stallers_name_other
         self.open_now = self.most_open = 0
         self.holder_close_seconds = 0.0  # how long closing a stream to the holder takes
+        self.stallers_heads_after = 0.0  # when stallers naming OTHER answer our heads request
         self.serve: Callable[[InboundStaller], Awaitable[None]] | None = None
 
     def set_stream_handler(self, protocol: str, handler: Callable[[InboundStaller], Awaitable[None]]) -> None:
@@ -85,7 +88,8 @@ class Network(ConnectedHost):
     async def open_stream(self, peer: str, protocol: str) -> Counted:
         if peer == HOLDER:
             return Counted(self, ServedStream(self.holder), self.holder_close_seconds)
-        return Counted(self, StallingStream(naming_other=self.stallers_name_other))
+        return Counted(self, StallingStream(naming_other=self.stallers_name_other,
+                                            heads_after=self.stallers_heads_after))
 
     async def disconnect(self, peer_id: str) -> None:  # (a staller asked for records answers heads: an offence)
         if peer_id in self._peers:
@@ -182,13 +186,14 @@ async def restored_node_start(tmp_path: Path, *, kept: set[str], startup_sync_se
                               stallers: list[str] = STALLERS, stallers_name_other: bool = False,
                               inbound_stallers: int = 0,
                               before_holder_round: Callable[[SyncService], None] | None = None,
-                              late: bool = False, holder_close_seconds: float = 0.0) -> Started:
+                              late: bool = False, holder_close_seconds: float = 0.0,
+                              stallers_heads_after: float = 0.0) -> Started:
     """A node restored from an older copy (it holds the org's first record of three; the holder holds all) starts
     with `stallers` connected (StallingStream) and `inbound_stallers` streams open to it (InboundStaller), and runs
     on for a while after its catch-up; `before_holder_round(sync)` is called once the holder is connected, before
     sync hears of it; `late`, a catch-up that signs unchecked goes on as serve_node's does (_catch_up_late), and
     `late_state` is the node's startup_sync after the while; closing a stream to the holder takes
-    `holder_close_seconds`."""
+    `holder_close_seconds`; stallers naming OTHER answer our heads request `stallers_heads_after` seconds in."""
     ours = Org()
     records = [ours.record("org"), ours.record(), ours.record()]
     (tmp_path / "holder").mkdir()
@@ -199,6 +204,7 @@ async def restored_node_start(tmp_path: Path, *, kept: set[str], startup_sync_se
         network = Network(SyncServer(held, IssuerIndex(held), SyncLimits()), stallers=stallers,
                           stallers_name_other=stallers_name_other)
         network.holder_close_seconds = holder_close_seconds
+        network.stallers_heads_after = stallers_heads_after
         replica = Replica(ours.key, store, roots=(OTHER.did,), max_hops=1, held_limit=10)
         sync = SyncService(network, replica, network="test", timeout=TIMEOUT,  # type: ignore[arg-type]
                            max_sessions=SLOTS)
@@ -288,6 +294,84 @@ async def test_the_late_catch_up_s_rounds_end_no_other_session(tmp_path, autojum
     assert start.caught_up.state == "timed_out"  # (the holder is dialled at 1 s)
     assert start.sync.stats.errors["preempted"] == 0
     assert start.late_state == "timed_out"  # the stallers' sessions outlast the while
+
+
+async def test_stallers_the_node_dials_are_ended_as_soon_as_their_heads_name_none_of_the_org_s_keys(
+        tmp_path, autojump_clock):
+    """Known and left by stop 33: the stallers, peers the node dials, held every slot, and the holder's round waited;
+    their heads, read 3 s in, showed they hold none of the org's records, but the round waiting noticed only when the
+    oldest staller's turn was up (10 s). It ends one at once (SyncService.needs_changed)."""
+    start = await restored_node_start(tmp_path, kept={HOLDER, *STALLERS}, startup_sync_seconds=3 * TIMEOUT,
+                                      stallers_name_other=True, stallers_heads_after=3)
+    assert (start.caught_up.state, start.head) == ("done", 3)
+    assert start.ended < 4
+    assert start.sync.stats.errors["preempted"] == 1
+
+
+async def _a_round_waiting_behind_another(*, holder_after: bool, waiter_after: bool) -> tuple[str, float]:
+    """A needed round holds the only slot for 2 turns, and another needed one asks for it 1 s later; 3 s in, they are
+    needed or not as `holder_after` and `waiter_after` say, and the slots are told (needs_changed). How the holder's
+    session ended, and when the other got the slot."""
+    slots = SessionSlots(1, least_turn=TIMEOUT)
+    needed = {"holder": True, "waiter": True}
+    holder_end: list[str] = []
+    got: list[float] = []
+
+    async def holder() -> None:
+        async with slots.hold(lambda: needed["holder"]) as slot:
+            with slot.scope:
+                await trio.sleep(2 * TIMEOUT)
+            holder_end.append("ended" if slot.ended else "done")
+
+    async def waiter() -> None:
+        async with slots.hold(lambda: needed["waiter"]):
+            got.append(trio.current_time())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(holder)
+        await trio.sleep(1)
+        nursery.start_soon(waiter)
+        await trio.sleep(2)
+        needed.update(holder=holder_after, waiter=waiter_after)
+        slots.needs_changed()
+    return holder_end[0], got[0]
+
+
+async def test_a_needed_session_waiting_ends_a_holder_as_soon_as_it_is_no_longer_needed(autojump_clock):
+    """A holder's peer turned out to hold none of the org's records 3 s in: the round waiting ends it then, not when
+    its turn is up (10 s)."""
+    assert await _a_round_waiting_behind_another(holder_after=False, waiter_after=True) == ("ended", 3)
+
+
+async def test_a_round_waiting_that_is_no_longer_needed_ends_no_session(autojump_clock):
+    """The catch-up ended 3 s in while a round it needed waited: the holder is no longer needed, nor the round
+    waiting, which ends nothing (neither at once nor at the holder's turn) and takes the slot as the holder is done."""
+    assert await _a_round_waiting_behind_another(holder_after=False, waiter_after=False) == ("done", 2 * TIMEOUT)
+
+
+async def test_a_round_the_catch_up_needed_waiting_as_it_ends_ends_no_session(tmp_path, autojump_clock):
+    """The catch-up ended 2 s in while the holder's round, which it needed, waited for the only slot behind a
+    staller's, a peer it dials, within that one's turn: no longer needed, the holder's round ends nothing at the
+    staller's turn (10 s), and waits as any other would (node.daemon tells SyncService.needs_changed)."""
+    staller = STALLERS[0]
+    with RecordStore.open(tmp_path) as store:
+        network = Network(SyncServer(store, IssuerIndex(store), SyncLimits()), stallers=[staller],
+                          stallers_name_other=False)
+        replica = Replica(Org().key, store, roots=(OTHER.did,), max_hops=1, held_limit=10)
+        sync = SyncService(network, replica, network="test", timeout=TIMEOUT,  # type: ignore[arg-type]
+                           max_sessions=1)
+        node = SimpleNamespace(sync=sync, replica=replica, peer_manager=SimpleNamespace(
+            keeps={staller, HOLDER}.__contains__))
+        async with trio.open_nursery() as nursery:
+            with _dialled_rounds(node, new_org=False):  # type: ignore[arg-type]
+                await nursery.start(sync.run)  # the staller's round
+                await trio.testing.wait_all_tasks_blocked()
+                nursery.start_soon(sync.sync_with, HOLDER)
+                await trio.sleep(2)
+            await trio.sleep(1.5 * TIMEOUT)
+            assert sync.stats.errors["preempted"] == 0
+            assert sync.round_running(staller) and sync.round_running(HOLDER)  # (the holder's still waiting)
+            nursery.cancel_scope.cancel()
 
 
 async def test_a_needed_session_that_stops_waiting_leaves_the_slot_to_the_next_one_waiting(autojump_clock):
