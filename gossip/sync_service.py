@@ -123,7 +123,8 @@ class SyncStats:
                                      "throttled (a peer told us to come back later); turn (a gap fetch gave up "
                                      "waiting for a session with the peer to end); session (one of its sessions "
                                      "outlasted its time bound, 10 minutes, and was ended); preempted (one of its "
-                                     "sessions was ended for a round a catch-up needs, no session slot being free); "
+                                     "sessions was ended for a round a catch-up needs: no session slot was free, "
+                                     "or it was a fetch of gaps holding or awaiting that round's peer's turn); "
                                      "network (a peer of another network asked, or answered)",
                                      (*SYNC_ERROR_REASONS, "busy", "timeout", "storage"))
     served_errors: Counter[str] = by_reason("Of sync_errors_total, peers' sync streams and requests this node refused "
@@ -242,6 +243,7 @@ class SyncService:
         self._gaps = GapQueue(gap_queue, backoff=(min(_GAP_BACKOFF, interval), interval))
         self._gaps_changed = trio.Event()
         self._peer_locks: dict[str, trio.Lock] = {}
+        self._gap_fetches: dict[str, set[trio.CancelScope]] = {}  # peer -> the fetches of gaps with it, slot held
         self._rounds_running: set[str] = set()
         self._rounds_started: dict[str, float] = {}  # when the last full round with a peer started, within `interval`
         self._refresh = refresh_rounds * interval
@@ -376,7 +378,8 @@ class SyncService:
         the end.
         Sessions with a peer take turns; a fetch of gaps waits `timeout` at most for its turn (a gap worker waiting
         on a peer that answers just in time would wait for the whole of its session). A full round a catch-up needs
-        (`catch_up_peers`) takes a session slot ahead of others, ending one if none is free (gossip.session_slots)."""
+        (`catch_up_peers`) takes a session slot ahead of others, ending one if none is free (gossip.session_slots), and
+        ends the fetches of gaps with its peer (`_turn_and_slot`)."""
         try:
             async with self._turn_and_slot(peer_id, gaps):
                 # A peer answering each read just in time would otherwise hold the slot for up to a million
@@ -428,8 +431,13 @@ class SyncService:
         with the peer runs meanwhile. A fetch of gaps takes its slot first: holding the peer's turn while it waited for
         one (a session no catch-up needs, queued behind sessions up to 10 minutes long) would hold back a round the
         catch-up needs with that peer, which waits for the turn, not in the slots' queue, and so ends no session to
-        take a slot. Ended while it waits for its turn, it waits no more."""
+        take a slot. Ended while it waits for its turn, it waits no more. A full round a catch-up needs ends the fetches
+        of gaps with its peer that hold its turn or wait for it (one may have taken the turn as the peer connected, and
+        hold it up to a session's bound)."""
         if gaps is None:
+            if self._needed(peer_id):
+                for fetch in self._gap_fetches.get(peer_id, ()):
+                    fetch.cancel()
             async with self._turn(peer_id, math.inf), self._slots.hold(
                     functools.partial(self._needed, peer_id)) as slot:
                 with slot.scope:
@@ -437,10 +445,17 @@ class SyncService:
         else:
             async with self._slots.hold(_never) as slot:
                 with slot.scope:
-                    async with self._turn(peer_id, self.timeout):
-                        yield
+                    fetches = self._gap_fetches.setdefault(peer_id, set())
+                    fetches.add(slot.scope)
+                    try:
+                        async with self._turn(peer_id, self.timeout):
+                            yield
+                    finally:
+                        fetches.discard(slot.scope)
+                        if not fetches and self._gap_fetches.get(peer_id) is fetches:  # (fresh peer ids are free)
+                            del self._gap_fetches[peer_id]
         if slot.scope.cancelled_caught:  # (ended after its last step, it ran to its end: not preempted)
-            raise SyncError("preempted", "ended for a round a catch-up needs, no session slot being free")
+            raise SyncError("preempted", "ended for a round a catch-up needs (a session slot, or its peer's turn)")
 
     @asynccontextmanager
     async def _turn(self, peer_id: str, wait: float) -> AsyncIterator[None]:

@@ -2,7 +2,7 @@
 (node.daemon) still ends on its round with the one honest peer holding the org's records, well before
 startup_sync_seconds, whether the stallers dialled in, hold the node's inbound streams, or are peers the node dials
 (then after one turn, or as soon as their heads name none of the org's keys), or a fetch of gaps from the holder
-waits for a slot or its turn, or the holder's stream is slow to close; the sessions open at once stay bounded; the
+waits for a slot or its turn, or holds the holder's turn, or the holder's stream is slow to close; the sessions open at once stay bounded; the
 late catch-up ends no session, nor a round waiting as the catch-up ends; a needed session that stops waiting frees its
 place, one whose turn is up ends another, and one waiting ends a holder as soon as it is no longer needed
 (gossip.session_slots)."""
@@ -80,6 +80,7 @@ class Network(ConnectedHost):
         self.open_now = self.most_open = 0
         self.holder_close_seconds = 0.0  # how long closing a stream to the holder takes
         self.stallers_heads_after = 0.0  # when stallers naming OTHER answer our heads request
+        self.slow_holder_streams = 0  # the first streams to the holder opened, whose answers are read just in time
         self.serve: Callable[[InboundStaller], Awaitable[None]] | None = None
 
     def set_stream_handler(self, protocol: str, handler: Callable[[InboundStaller], Awaitable[None]]) -> None:
@@ -87,7 +88,8 @@ class Network(ConnectedHost):
 
     async def open_stream(self, peer: str, protocol: str) -> Counted:
         if peer == HOLDER:
-            return Counted(self, ServedStream(self.holder), self.holder_close_seconds)
+            slow, self.slow_holder_streams = self.slow_holder_streams > 0, max(0, self.slow_holder_streams - 1)
+            return Counted(self, (SlowServedStream if slow else ServedStream)(self.holder), self.holder_close_seconds)
         return Counted(self, StallingStream(naming_other=self.stallers_name_other,
                                             heads_after=self.stallers_heads_after))
 
@@ -98,6 +100,14 @@ class Network(ConnectedHost):
     async def connect_holder(self) -> None:
         self._peers.append(HOLDER)
         await self._events_send.send(PeerEvent(HOLDER, connected=True))
+
+
+class SlowServedStream(ServedStream):
+    """The holder's stream over a slow link: each answer read just inside the timeout."""
+
+    async def read_frame(self, max_size: int) -> bytes | None:
+        await trio.sleep(0.9 * TIMEOUT)
+        return await super().read_frame(max_size)
 
 
 class InboundStaller:
@@ -187,13 +197,14 @@ async def restored_node_start(tmp_path: Path, *, kept: set[str], startup_sync_se
                               inbound_stallers: int = 0,
                               before_holder_round: Callable[[SyncService], None] | None = None,
                               late: bool = False, holder_close_seconds: float = 0.0,
-                              stallers_heads_after: float = 0.0) -> Started:
+                              stallers_heads_after: float = 0.0, slow_holder_streams: int = 0) -> Started:
     """A node restored from an older copy (it holds the org's first record of three; the holder holds all) starts
     with `stallers` connected (StallingStream) and `inbound_stallers` streams open to it (InboundStaller), and runs
     on for a while after its catch-up; `before_holder_round(sync)` is called once the holder is connected, before
     sync hears of it; `late`, a catch-up that signs unchecked goes on as serve_node's does (_catch_up_late), and
     `late_state` is the node's startup_sync after the while; closing a stream to the holder takes
-    `holder_close_seconds`; stallers naming OTHER answer our heads request `stallers_heads_after` seconds in."""
+    `holder_close_seconds`; stallers naming OTHER answer our heads request `stallers_heads_after` seconds in; the first
+    `slow_holder_streams` streams opened to the holder are slow (SlowServedStream)."""
     ours = Org()
     records = [ours.record("org"), ours.record(), ours.record()]
     (tmp_path / "holder").mkdir()
@@ -205,6 +216,7 @@ async def restored_node_start(tmp_path: Path, *, kept: set[str], startup_sync_se
                           stallers_name_other=stallers_name_other)
         network.holder_close_seconds = holder_close_seconds
         network.stallers_heads_after = stallers_heads_after
+        network.slow_holder_streams = slow_holder_streams
         replica = Replica(ours.key, store, roots=(OTHER.did,), max_hops=1, held_limit=10)
         sync = SyncService(network, replica, network="test", timeout=TIMEOUT,  # type: ignore[arg-type]
                            max_sessions=SLOTS)
@@ -284,6 +296,19 @@ async def test_a_gap_fetch_from_the_holder_waiting_for_a_slot_does_not_hold_back
     assert (start.caught_up.state, start.head) == ("done", 3)
     assert start.ended < 2
     assert start.network.most_open <= SLOTS
+
+
+async def test_a_gap_fetch_holding_the_holder_s_turn_is_ended_for_the_catch_up_round_with_it(tmp_path, autojump_clock):
+    """Gossip from the holder, connected a moment before sync heard of it, reported gaps, and their fetch took the
+    holder's turn before the catch-up round with it could; over a slow link (each answer read just inside the timeout)
+    it held the turn past startup_sync_seconds, the round waiting for it, and the node timed out. A round a catch-up
+    needs ends the fetches of gaps with its peer holding its turn or waiting for it."""
+    start = await restored_node_start(
+        tmp_path, kept={HOLDER}, startup_sync_seconds=STARTUP_SYNC_SECONDS, stallers=[], slow_holder_streams=1,
+        before_holder_round=lambda sync: sync.request_gaps(HOLDER, {OTHER.did: (1, 5)}))
+    assert (start.caught_up.state, start.head) == ("done", 3)
+    assert start.ended < 2
+    assert start.sync.stats.errors["preempted"] == 1
 
 
 async def test_the_late_catch_up_s_rounds_end_no_other_session(tmp_path, autojump_clock):
