@@ -43,7 +43,7 @@ async def measure(conflicts: int, size: int, stored: int) -> None:
         try:
             own.add([(_record(seq, 0), "12D3KooWPeer") for seq in range(stored)])
             for first in range(0, conflicts, 100):
-                own.add_conflicts([(_record(1, size), os.urandom(32), "12D3KooWPeer")
+                own.add_conflicts([(_record(1, size), os.urandom(32), None, "12D3KooWPeer")
                                    for _ in range(first, min(first + 100, conflicts))])
         finally:
             own.close()
