@@ -11,23 +11,23 @@ record may come at the seq of one a refused batch left, so only the number tells
 A record of the org's key (or an earlier key of its org) that conflicts with one the node holds at its seq, stored or
 held for a missing predecessor, is proof that the key signed twice at one seq: the key is in someone else's hands. The
 ledger does not take it, so its row keeps the id of the record it conflicts with (`add_conflicts`), and its COSE bytes
-are kept in a table apart, with those of the record it conflicts with when the node only held that one (the ledger
-keeps no bytes of a held record, which may be dropped), read only for GET /v1/node/own-records/{number}/cose and
+are kept in a table apart, with those of the record it conflicts with when the node only held that one (the ledger keeps
+no bytes of a held record, which may be dropped), read only for GET /v1/node/own-records/{number}/cose and
 .../conflicts-with/cose (`cose`, `conflicts_with_cose`), not for a page of the list (1,000 of a thief's records of 64
 KiB are 65 MB); `open` keeps such a row (a record a refused batch left a row of, coming back so, is listed anew in its
-place). A thief can sign any number of them: at most MAX_CONFLICTS rows keep their bytes, and MAX_CONFLICT_ROWS rows
-are listed. A conflict listed is evidence the operator has not seen until acknowledged, so only an acknowledged row
-makes room for a new conflict, and only when one needs it (`_make_room`): the oldest acknowledged row keeping bytes
-loses them, and past MAX_CONFLICT_ROWS the oldest acknowledged row is dropped from the list. A conflict that finds no
-room, and a row dropped, are counted (`unlisted_conflicts`) and logged: each conflicting record is listed or counted,
-not both (as far as the ids below go). That count is kept in the file, across restarts, and a record counted is not counted again when it comes
-again (gossip's mesh and each peer's sync deliver one record many times, and again after a restart) as long as its id
-is among the last MAX_UNLISTED_SEEN counted, which the file keeps, each numbered in the order counted (never reused:
-the count is the last one's number). Not every id: a thief signs millions, 32 bytes of id each, and the file and memory
-must stay bounded; one that comes again after more than MAX_UNLISTED_SEEN others were counted is counted again (or
-listed, if there is room), adding to a count that says already that the key signs freely elsewhere. So the file keeps
-at most 2 x MAX_CONFLICTS records' bytes, MAX_CONFLICT_ROWS rows of conflicts and MAX_UNLISTED_SEEN ids, and memory
-none, whatever a thief signs and however often the operator acknowledges.
+place). A thief can sign any number of them: at most MAX_CONFLICTS rows keep their bytes, and MAX_CONFLICT_ROWS rows are
+listed. A conflict listed is evidence the operator has not seen until acknowledged, so only an acknowledged row makes
+room for a new conflict, and only when one needs it (`_make_room`): the oldest acknowledged row keeping bytes loses
+them, and past MAX_CONFLICT_ROWS the oldest acknowledged row is dropped from the list. A conflict that finds no room,
+and a row dropped, are counted (`unlisted_conflicts`) and logged: each conflicting record is listed or counted, not both
+(as far as the ids below go). That count is kept in the file, across restarts, and a record counted is not counted again
+when it comes again (gossip's mesh and each peer's sync deliver one record many times, and again after a restart) as
+long as its id is among the last MAX_UNLISTED_SEEN counted, which the file keeps, each numbered in the order counted
+(never reused: the count is the last one's number). Not every id: a thief signs millions, 32 bytes of id each, and the
+file and memory must stay bounded; one that comes again after more than MAX_UNLISTED_SEEN others were counted is counted
+again (or listed, if there is room), adding to a count that says already that the key signs freely elsewhere. So the
+file keeps at most 2 x MAX_CONFLICTS records' bytes, MAX_CONFLICT_ROWS rows of conflicts and MAX_UNLISTED_SEEN ids, and
+memory none, whatever a thief signs and however often the operator acknowledges.
 
 After `vouchnet key adopt` (node.taken_back_rotation) the adopted key's records come back from peers as expected, not
 listed (gossip.replica.Replica._adopted_key_coming_back), until a start's catch-up sync ends and the node signs. The
@@ -119,8 +119,9 @@ class OwnRecord:
     def to_json(self, *, stored: bool) -> dict[str, object]:
         """The row as the API shows it, `stored` saying whether the ledger holds its record (the store knows: a
         conflicting record is not stored, unless the record it conflicted with was only held, then dropped, and it
-        came again; another row's is, but for the row of a batch the store refused, until `open` drops it), with
-        `conflicts_with` for a conflicting record, whose bytes GET /v1/node/own-records/{number}/cose serves."""
+        came again; another row's is, but for the row of a batch the store refused, until it comes again or `open`
+        drops the row), with `conflicts_with` for a conflicting record, whose bytes GET
+        /v1/node/own-records/{number}/cose serves."""
         return {"number": self.number, "id": self.id.hex(), "iss": self.iss, "seq": self.seq,
                 "accepted_ms": self.accepted_ms, "peer": self.peer, "acknowledged": self.acknowledged,
                 "stored": stored,

@@ -38,18 +38,19 @@ async def own_records(
     PeerID it came from, one held for an earlier record of the key too; null if submitted through this API) and
     `acknowledged`, `conflicts_with` (for a record that conflicted with one the node held at its seq when it came,
     which the ledger does not take: the key signed twice at one seq, that one's id; null for others; its COSE bytes
-    at GET /v1/node/own-records/{number}/cose, that one's at .../conflicts-with/cose) and `stored` (whether the ledger holds the record: false for a
-    conflicting one, unless the one it conflicted with was only held, for a missing predecessor, then dropped, and it
-    came again and was stored; it stays listed as a conflict, the key having signed twice); `unacknowledged` counts
-    those not acknowledged, as `own_records_from_peers` in GET /v1/node; `conflicts_unlisted` counts the conflicting
-    records not listed, once each, across restarts: those the list had no room for (it keeps the bytes of 1,000,
-    making room only by dropping acknowledged ones' bytes, oldest first) and those dropped from it to make room (past
-    10,000 rows, the oldest acknowledged), not kept; one sent again after 10,000 others counts again; `next` is the `after` of the following page, null on the last."""
+    at GET /v1/node/own-records/{number}/cose, that one's at .../conflicts-with/cose) and `stored` (whether the
+    ledger holds the record: false for a conflicting one, unless the one it conflicted with was only held, for a
+    missing predecessor, then dropped, and it came again and was stored; it stays listed as a conflict, the key
+    having signed twice; false too for one of a batch the ledger refused, a full disk say, until it comes again);
+    `unacknowledged` counts those not acknowledged, as `own_records_from_peers` in GET /v1/node; `conflicts_unlisted`
+    counts the conflicting records not listed, once each, across restarts: those the list had no room for (it keeps
+    the bytes of 1,000, making room only by dropping acknowledged ones' bytes, oldest first) and those dropped from it
+    to make room (past 10,000 rows, the oldest acknowledged), not kept; one sent again after 10,000 others counts
+    again; `next` is the `after` of the following page, null on the last."""
     own = node.replica.own_records
     listed = own.listed(after=after, limit=MAX_LISTED + 1)
-    stored = node.replica.store.has  # (asked of conflicting records only: 4 ms a page of 1,000)
-    return {"records": [record.to_json(stored=record.conflicts_with is None or stored(record.id))
-                        for record in listed[:MAX_LISTED]],
+    stored = node.replica.store.has
+    return {"records": [record.to_json(stored=stored(record.id)) for record in listed[:MAX_LISTED]],
             "unacknowledged": node.replica.own_from_peers, "conflicts_unlisted": own.unlisted_conflicts,
             "next": listed[MAX_LISTED - 1].number if len(listed) > MAX_LISTED else None}
 
