@@ -62,7 +62,8 @@ FORMAT = FileFormat("a list of the org's records from peers", 0x564E4F52, 5,  # 
                     oldest=1)
 MAX_LISTED = 1000  # rows `listed` returns at most, oldest first after a number
 MAX_CONFLICTS = 1000  # rows of conflicting records keeping their bytes at most: a thief can sign any number of them
-MAX_CONFLICT_ROWS = 10_000  # rows of conflicting records at most, those whose bytes were dropped included
+MAX_CONFLICT_ROWS = 10_000  # rows of conflicting records at most, those whose bytes were dropped included: more
+# than MAX_CONFLICTS, so that the oldest row, dropped first, is one whose bytes were (`_make_room`)
 MAX_UNLISTED_SEEN = 10_000  # ids of the conflicting records last counted, not listed, kept, not to count them twice
 log = logging.getLogger(__name__)
 _STATEMENTS = ("""
@@ -241,36 +242,26 @@ class OwnRecords:
 
     def _make_room(self, room: _Room) -> bool:
         """In `add_conflicts`'s transaction: make room for one more conflicting row with its bytes, if the list is
-        full (`room`, updated): the oldest acknowledged row keeping bytes loses them (its record's, and the held one's
-        it conflicts with: GET /v1/node/own-records/{number}/cose says so), and, past MAX_CONFLICT_ROWS rows, the
-        oldest acknowledged row is dropped from the list, counted as not listed (`_count`), its bytes with it. Never
-        an unacknowledged row: its evidence the operator has not seen. Whether there is room (nothing is changed if
-        not)."""
-        # (The acknowledged rows are the oldest: `acknowledge` marks every row up to a number, and a row listed later
-        # has a higher one. So the oldest conflicting row, or the oldest keeping bytes, is acknowledged if any is.)
-        retire = None
-        if room.rows >= MAX_CONFLICT_ROWS:
-            retire = self._db.execute("SELECT number, id, number IN (SELECT number FROM conflicting_bytes) FROM "
-                                      "own_records WHERE number = (SELECT MIN(number) FROM own_records WHERE "
-                                      "conflicts_with IS NOT NULL) AND acknowledged = 1").fetchone()
-            if retire is None:
-                return False
-        drop = None
-        if room.kept >= MAX_CONFLICTS and not (retire is not None and retire[2]):
+        full (`room`, updated): the oldest row keeping bytes loses them (its record's, and the held one's it
+        conflicts with: GET /v1/node/own-records/{number}/cose says so) if acknowledged, and past MAX_CONFLICT_ROWS
+        rows the oldest row, whose bytes went so, leaves the list, counted as not listed (`_count`). Never an
+        unacknowledged row: its evidence the operator has not seen. Whether there is room (nothing changed if not)."""
+        if room.kept >= MAX_CONFLICTS:
+            # (The acknowledged rows are the oldest: `acknowledge` marks every row up to a number, and a row listed
+            # later has a higher one. So the oldest keeping bytes is acknowledged if any is.)
             drop = self._db.execute("SELECT number FROM own_records WHERE number = (SELECT MIN(number) FROM "
                                     "conflicting_bytes) AND acknowledged = 1").fetchone()
             if drop is None:
                 return False
-        if retire is not None:
-            number, rid, kept = retire
-            self._db.execute("DELETE FROM own_records WHERE number = ?", (number,))
-            self._db.execute("DELETE FROM conflicting_bytes WHERE number = ?", (number,))
-            self._count(bytes(rid), room)
-            room.rows -= 1
-            room.kept -= kept
-        if drop is not None:
             self._db.execute("DELETE FROM conflicting_bytes WHERE number = ?", drop)
             room.kept -= 1
+        if room.rows >= MAX_CONFLICT_ROWS:
+            # (More rows than MAX_CONFLICTS, which keep bytes: the oldest lost them, oldest first, so was acknowledged.)
+            number, rid = self._db.execute("SELECT number, id FROM own_records WHERE number = (SELECT MIN(number) "
+                                           "FROM own_records WHERE conflicts_with IS NOT NULL)").fetchone()
+            self._db.execute("DELETE FROM own_records WHERE number = ?", (number,))
+            self._count(bytes(rid), room)
+            room.rows -= 1
         return True
 
     def _is_counted(self, rid: bytes) -> bool:

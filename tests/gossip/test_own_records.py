@@ -8,11 +8,15 @@ import shutil
 import signal
 import sqlite3
 import sys
+import tempfile
 from contextlib import closing, contextmanager
+from pathlib import Path
 
 from unittest.mock import ANY
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gossip.own_records import OWN_RECORDS_FILE, OwnRecords
 from gossip.replica import Replica
@@ -522,6 +526,55 @@ def test_acknowledged_conflicts_make_room_for_later_ones_dropping_their_bytes_th
         assert db.execute("SELECT COUNT(*) FROM own_records").fetchone() == (3,)
         assert db.execute("SELECT COUNT(*) FROM conflicting_bytes").fetchone() == (2,)
         assert (replica.own_records.conflicts, replica.own_records.conflict_rows) == (2, 3)
+
+
+_THIEF = Org()
+_FORKS = [_THIEF.fork(2, bytes(32)) for _ in range(12)]  # one key's records at one seq: each conflicts with the rest
+
+
+_CONFLICT = st.tuples(st.just("conflict"), st.integers(0, len(_FORKS) - 1))
+
+
+@settings(max_examples=150, deadline=None)
+@given(steps=st.lists(st.one_of(_CONFLICT, _CONFLICT, st.just(("acknowledge", 0)), st.just(("restart", 0))),
+                      max_size=40))
+def test_the_list_of_conflicts_stays_bounded_and_keeps_every_unacknowledged_one_s_bytes(steps):
+    """Whatever conflicting records come, again or not, however often the operator acknowledges and the node
+    restarts: the rows keeping bytes and the rows stay within their bounds; a row not acknowledged keeps its bytes and
+    its place; bytes and rows go oldest first; and each record is listed or counted, not both."""
+    with tempfile.TemporaryDirectory() as directory, RecordStore.open(Path(directory)) as store, \
+            pytest.MonkeyPatch.context() as patched:
+        patched.setattr("gossip.own_records.MAX_CONFLICTS", 2)
+        patched.setattr("gossip.own_records.MAX_CONFLICT_ROWS", 4)
+        own = OwnRecords.open(Path(directory), lambda: 0, store)
+        sent: set[bytes] = set()
+        unseen: dict[int, bytes] = {}  # the unacknowledged rows, each with its record's bytes
+        gone = 0  # the highest number of a row that left the list
+        try:
+            for action, fork in steps:
+                if action == "conflict":
+                    own.add_conflicts([(_FORKS[fork], bytes(32), None, PEER)])
+                    sent.add(_FORKS[fork].id)
+                elif action == "acknowledge" and (rows := own.listed()):
+                    own.acknowledge(rows[-1].number)
+                elif action == "restart":
+                    own.close()
+                    own = OwnRecords.open(Path(directory), lambda: 0, store)
+                rows = own.listed()
+                kept = {r.number: own.cose(r.number) for r in rows if own.cose(r.number) is not None}
+                assert len(kept) == own.conflicts <= 2 and len(rows) == own.conflict_rows <= 4
+                assert all(kept.get(n) == cose for n, cose in unseen.items())  # kept, and listed
+                unseen = {r.number: kept[r.number] for r in rows if not r.acknowledged}
+                assert own.unacknowledged_conflicts == own.unacknowledged == len(unseen)
+                assert all(r.acknowledged for r in rows if r.number not in kept)
+                assert max((r.number for r in rows if r.number not in kept), default=0) < min(kept, default=2**63)
+                gone = max([gone, *(n for n in range(1, max(kept, default=0)) if own.row(n) is None)])
+                assert gone < min((r.number for r in rows), default=2**63)
+                with closing(sqlite3.connect(Path(directory) / OWN_RECORDS_FILE)) as db:
+                    counted = {bytes(rid) for (rid,) in db.execute("SELECT id FROM unlisted_conflicts")}
+                assert not counted & {r.id for r in rows} and len(rows) + own.unlisted_conflicts == len(sent)
+        finally:
+            own.close()
 
 
 def _kept(replica):
