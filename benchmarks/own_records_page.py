@@ -2,7 +2,7 @@
 records of `--size` bytes each (a thief's, the most the list keeps: gossip.own_records.MAX_CONFLICTS) and
 `--stored` rows of records the ledger stores: the first page, and opening the list (as a start does). Each page runs
 on the node's event loop. The file is warm in the page cache, as on a node that serves it. Through the app in
-process, without HTTP. A page reads no record's bytes, and looks each conflicting record up in the ledger's index
+process, without HTTP. A page reads no record's bytes, and looks each record up in the ledger's index
 (`stored`). A figure with no target; it is not a test.
 
     python benchmarks/own_records_page.py                  # 1,000 conflicting records of 64 KiB
@@ -43,7 +43,7 @@ async def measure(conflicts: int, size: int, stored: int) -> None:
         try:
             own.add([(_record(seq, 0), "12D3KooWPeer") for seq in range(stored)])
             for first in range(0, conflicts, 100):
-                own.add_conflicts([(_record(1, size), os.urandom(32), "12D3KooWPeer")
+                own.add_conflicts([(_record(1, size), os.urandom(32), None, "12D3KooWPeer")
                                    for _ in range(first, min(first + 100, conflicts))])
         finally:
             own.close()

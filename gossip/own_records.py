@@ -11,17 +11,23 @@ record may come at the seq of one a refused batch left, so only the number tells
 A record of the org's key (or an earlier key of its org) that conflicts with one the node holds at its seq, stored or
 held for a missing predecessor, is proof that the key signed twice at one seq: the key is in someone else's hands. The
 ledger does not take it, so its row keeps the id of the record it conflicts with (`add_conflicts`), and its COSE bytes
-are kept in a table apart, read only for GET /v1/node/own-records/{number}/cose (`cose`), not for a page of the list
-(1,000 of a thief's records of 64 KiB are 65 MB); `open` keeps such a row (a record a refused batch left a row of,
-coming back so, is listed anew in its place). A thief can sign any number of them: the first MAX_CONFLICTS are listed,
-and those past it only counted (`unlisted_conflicts`) and logged. That count is kept in the file, across restarts, and
-a record counted is not counted again when it comes again (gossip's mesh and each peer's sync deliver one record
-many times, and again after a restart) as long as its id is among the last MAX_UNLISTED_SEEN counted, which the file
-keeps, each numbered in the order counted (never reused: the count is the last one's number). Not every id: a thief
-signs millions, 32 bytes of id each, and the file and memory must stay bounded; one that comes again after more than
-MAX_UNLISTED_SEEN others were counted is counted again, adding to a count that says already that the key signs freely
-elsewhere. So the file keeps at most MAX_CONFLICTS records' bytes and MAX_UNLISTED_SEEN ids (0.9 MB with their
-index), and memory none.
+are kept in a table apart, with those of the record it conflicts with when the node only held that one (the ledger keeps
+no bytes of a held record, which may be dropped), read only for GET /v1/node/own-records/{number}/cose and
+.../conflicts-with/cose (`cose`, `conflicts_with_cose`), not for a page of the list (1,000 of a thief's records of 64
+KiB are 65 MB); `open` keeps such a row (a record a refused batch left a row of, coming back so, is listed anew in its
+place). A thief can sign any number of them: at most MAX_CONFLICTS rows keep their bytes, and MAX_CONFLICT_ROWS rows are
+listed. A conflict listed is evidence the operator has not seen until acknowledged, so only an acknowledged row makes
+room for a new conflict, and only when one needs it (`_make_room`): the oldest acknowledged row keeping bytes loses
+them, and past MAX_CONFLICT_ROWS the oldest acknowledged row is dropped from the list. A conflict that finds no room,
+and a row dropped, are counted (`unlisted_conflicts`) and logged: each conflicting record is listed or counted, not both
+(as far as the ids below go). That count is kept in the file, across restarts, and a record counted is not counted again
+when it comes again (gossip's mesh and each peer's sync deliver one record many times, and again after a restart) as
+long as its id is among the last MAX_UNLISTED_SEEN counted, which the file keeps, each numbered in the order counted
+(never reused: the count is the last one's number). Not every id: a thief signs millions, 32 bytes of id each, and the
+file and memory must stay bounded; one that comes again after more than MAX_UNLISTED_SEEN others were counted is counted
+again (or listed, if there is room), adding to a count that says already that the key signs freely elsewhere. So the
+file keeps at most 2 x MAX_CONFLICTS records' bytes, MAX_CONFLICT_ROWS rows of conflicts and MAX_UNLISTED_SEEN ids, and
+memory none, whatever a thief signs and however often the operator acknowledges.
 
 After `vouchnet key adopt` (node.taken_back_rotation) the adopted key's records come back from peers as expected, not
 listed (gossip.replica.Replica._adopted_key_coming_back), until a start's catch-up sync ends and the node signs. The
@@ -47,17 +53,20 @@ from vouching import Record
 from .store import RecordStore, StoreError
 
 OWN_RECORDS_FILE = "own_records.db"
-# Version 4: the adopted key, the conflicting records counted past the list's bound, and their bytes in a table apart
-# (2026-11-28). Version 3: rows of conflicting records, with their bytes (2026-11-28). Version 2: rows by record and
-# number. Version 1 (2026-11-27) keyed rows by seq alone. `_upgrade`.
-FORMAT = FileFormat("a list of the org's records from peers", 0x564E4F52, 4,  # "VNOR"
+# Version 5: the bytes of the held record a conflicting one conflicts with, and an index of the conflicting rows
+# (2026-11-28). Version 4: the adopted key, the conflicting records counted past the list's bound, and their bytes in
+# a table apart (2026-11-28). Version 3: rows of conflicting records, with their bytes (2026-11-28). Version 2: rows by
+# record and number. Version 1 (2026-11-27) keyed rows by seq alone. `_upgrade`.
+FORMAT = FileFormat("a list of the org's records from peers", 0x564E4F52, 5,  # "VNOR"
                     frozenset({"own_records", "own_records_state", "unlisted_conflicts", "conflicting_bytes"}),
                     oldest=1)
 MAX_LISTED = 1000  # rows `listed` returns at most, oldest first after a number
-MAX_CONFLICTS = 1000  # rows of conflicting records kept at most: a thief can sign any number of them
-MAX_UNLISTED_SEEN = 10_000  # ids of the conflicting records last counted past MAX_CONFLICTS kept, not to count twice
+MAX_CONFLICTS = 1000  # rows of conflicting records keeping their bytes at most: a thief can sign any number of them
+MAX_CONFLICT_ROWS = 10_000  # rows of conflicting records at most, those whose bytes were dropped included: more
+# than MAX_CONFLICTS, so that the oldest row, dropped first, is one whose bytes were (`_make_room`)
+MAX_UNLISTED_SEEN = 10_000  # ids of the conflicting records last counted, not listed, kept, not to count them twice
 log = logging.getLogger(__name__)
-_TABLES = ("""
+_STATEMENTS = ("""
 CREATE TABLE IF NOT EXISTS own_records (
     number INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so an acknowledgement names only rows listed by then
     id BLOB NOT NULL UNIQUE,
@@ -77,10 +86,12 @@ CREATE TABLE IF NOT EXISTS unlisted_conflicts (
     id BLOB NOT NULL UNIQUE  -- the last MAX_UNLISTED_SEEN counted
 )""", """
 CREATE TABLE IF NOT EXISTS conflicting_bytes (
-    number INTEGER PRIMARY KEY,  -- the conflicting record's row in own_records
-    cose BLOB NOT NULL  -- its COSE bytes, which the ledger does not hold, apart: a page of the list reads none
-)""")
-_SCHEMA = ";".join(_TABLES) + ";\nINSERT OR IGNORE INTO own_records_state (one) VALUES (1);"
+    number INTEGER PRIMARY KEY,  -- the conflicting record's row in own_records (none once dropped: `_make_room`)
+    cose BLOB NOT NULL,  -- its COSE bytes, which the ledger does not hold, apart: a page of the list reads none
+    conflicts_with_cose BLOB  -- those of the record it conflicts with, if the node only held that one (not stored)
+)""", """
+CREATE INDEX IF NOT EXISTS own_records_conflicting ON own_records (number) WHERE conflicts_with IS NOT NULL""")
+_SCHEMA = ";".join(_STATEMENTS) + ";\nINSERT OR IGNORE INTO own_records_state (one) VALUES (1);"
 
 
 class OwnRecordsError(StoreError):
@@ -94,7 +105,8 @@ class OwnRecord:
     the key that signed it (`iss`: the org's key then) and its seq, when the node accepted it (ms since the Unix
     epoch, node time), the PeerID it came from (None when not known: an API submission; for one held for an
     earlier record, the peer that sent it then), and whether the operator acknowledged it. For a record that
-    conflicted with one the node held when it came (refused then), that one's id (its own bytes: `OwnRecords.cose`)."""
+    conflicted with one the node held when it came (refused then), that one's id (the bytes of both, while kept:
+    `OwnRecords.cose`, `OwnRecords.conflicts_with_cose`)."""
 
     number: int
     id: bytes
@@ -108,8 +120,9 @@ class OwnRecord:
     def to_json(self, *, stored: bool) -> dict[str, object]:
         """The row as the API shows it, `stored` saying whether the ledger holds its record (the store knows: a
         conflicting record is not stored, unless the record it conflicted with was only held, then dropped, and it
-        came again; another row's is, but for the row of a batch the store refused, until `open` drops it), with
-        `conflicts_with` for a conflicting record, whose bytes GET /v1/node/own-records/{number}/cose serves."""
+        came again; another row's is, but for the row of a batch the store refused, until it comes again or `open`
+        drops the row), with `conflicts_with` for a conflicting record, whose bytes GET
+        /v1/node/own-records/{number}/cose serves."""
         return {"number": self.number, "id": self.id.hex(), "iss": self.iss, "seq": self.seq,
                 "accepted_ms": self.accepted_ms, "peer": self.peer, "acknowledged": self.acknowledged,
                 "stored": stored,
@@ -124,11 +137,15 @@ class OwnRecords:
         self._now_ms = now_ms
         self._db.executescript(_SCHEMA)
         (self.unacknowledged,) = db.execute("SELECT COUNT(*) FROM own_records WHERE acknowledged = 0").fetchone()
+        # conflicting records listed, and those of them keeping their bytes (`_make_room`)
+        (self.conflict_rows,) = db.execute("SELECT COUNT(*) FROM own_records WHERE conflicts_with IS NOT NULL"
+                                           ).fetchone()
         (self.conflicts,) = db.execute("SELECT COUNT(*) FROM conflicting_bytes").fetchone()
         # conflicting records not yet acknowledged (vouchnet_own_records_conflicting)
         (self.unacknowledged_conflicts,) = db.execute("SELECT COUNT(*) FROM own_records WHERE conflicts_with IS NOT "
                                                       "NULL AND acknowledged = 0").fetchone()
-        # conflicting records past MAX_CONFLICTS: counted (once each, as far as MAX_UNLISTED_SEEN goes), not listed
+        # conflicting records not listed (no room; dropped to make room): counted once each, as far as
+        # MAX_UNLISTED_SEEN goes
         (self.unlisted_conflicts,) = db.execute("SELECT COALESCE(MAX(counted), 0) FROM unlisted_conflicts").fetchone()
         # the key `vouchnet key adopt` made the org's, whose records are coming back (`adopting`)
         self.adopted: str | None = db.execute("SELECT adopted FROM own_records_state").fetchone()[0]
@@ -178,27 +195,29 @@ class OwnRecords:
             raise OwnRecordsError(f"{OWN_RECORDS_FILE}: cannot be written ({error})") from None
         self.unacknowledged += added
 
-    def add_conflicts(self, conflicts: Iterable[tuple[Record, bytes, str | None]]
-                      ) -> list[tuple[Record, bytes, str | None]]:
+    def add_conflicts(self, conflicts: Iterable[tuple[Record, bytes, bytes | None, str | None]]
+                      ) -> list[tuple[Record, bytes, bytes | None, str | None]]:
         """List records of the org's keys that conflict with one the node holds at their seq (the store does not
-        take them), each with that one's id and the peer it came from, durably on return, with their bytes; one
-        listed already as such (by id) is kept as it was, and those past MAX_CONFLICTS rows are counted in
-        `unlisted_conflicts` only, durably, once each as far as the last MAX_UNLISTED_SEEN counted go (the module's
-        docstring). One with the row a refused batch left (`add`; its record unstored, which `open` would drop) is
-        listed anew in its place, under a new number: the operator has not seen it as a conflict. Those newly listed."""
-        listed: list[tuple[Record, bytes, str | None]] = []
-        unlisted, replaced, now = 0, 0, self._now_ms()
+        take them), each with that one's id, its bytes if the node only held it (None if the ledger holds it), and the
+        peer it came from, durably on return, with their bytes. One listed already as such (by id), or counted
+        already (`unlisted_conflicts`), is kept as it was; one finding no room (`_make_room`) is counted, durably, once
+        each as far as the last MAX_UNLISTED_SEEN counted go (the module's docstring). One with the row a refused
+        batch left (`add`; its record unstored, which `open` would drop) is listed anew in its place, under a new
+        number: the operator has not seen it as a conflict. Those newly listed."""
+        listed: list[tuple[Record, bytes, bytes | None, str | None]] = []
+        replaced, now = 0, self._now_ms()
+        room = _Room(self.conflicts, self.conflict_rows, self.unlisted_conflicts)
         try:
             with self._db:
                 self._db.execute("BEGIN")
                 for conflict in conflicts:
-                    record, conflicts_with, peer = conflict
+                    record, conflicts_with, conflicts_with_cose, peer = conflict
                     row = self._db.execute("SELECT conflicts_with IS NULL, acknowledged FROM own_records WHERE id = ?",
                                            (record.id,)).fetchone()
-                    if row is not None and not row[0]:
+                    if row is not None and not row[0] or self._is_counted(record.id):
                         continue
-                    if self.conflicts + len(listed) >= MAX_CONFLICTS:
-                        unlisted += self._counted(record.id)
+                    if not self._make_room(room):
+                        self._count(record.id, room)
                         continue
                     if row is not None:
                         self._db.execute("DELETE FROM own_records WHERE id = ?", (record.id,))
@@ -206,27 +225,54 @@ class OwnRecords:
                     number = self._db.execute("INSERT INTO own_records (id, iss, seq, accepted_ms, peer, "
                                               "conflicts_with) VALUES (?, ?, ?, ?, ?, ?)",
                                               (record.id, record.iss, record.seq, now, peer, conflicts_with)).lastrowid
-                    self._db.execute("INSERT INTO conflicting_bytes (number, cose) VALUES (?, ?)", (number, record.raw))
+                    self._db.execute("INSERT INTO conflicting_bytes (number, cose, conflicts_with_cose) "
+                                     "VALUES (?, ?, ?)", (number, record.raw, conflicts_with_cose))
+                    room.kept += 1
+                    room.rows += 1
                     listed.append(conflict)
-                if unlisted:
+                if room.counted > self.unlisted_conflicts:
                     self._db.execute("DELETE FROM unlisted_conflicts WHERE counted <= ?",
-                                     (self.unlisted_conflicts + unlisted - MAX_UNLISTED_SEEN,))
+                                     (room.counted - MAX_UNLISTED_SEEN,))
         except sqlite3.Error as error:
             raise OwnRecordsError(f"{OWN_RECORDS_FILE}: cannot be written ({error})") from None
-        self.conflicts += len(listed)
-        self.unlisted_conflicts += unlisted
+        self.conflicts, self.conflict_rows, self.unlisted_conflicts = room.kept, room.rows, room.counted
         self.unacknowledged += len(listed) - replaced
         self.unacknowledged_conflicts += len(listed)
         return listed
 
-    def _counted(self, rid: bytes) -> int:
-        """In `add_conflicts`'s transaction: 1 if the conflicting record `rid`, past MAX_CONFLICTS, is counted now, 0
-        if it is among the last MAX_UNLISTED_SEEN counted."""
-        if self._db.execute("SELECT 1 FROM unlisted_conflicts WHERE id = ?", (rid,)).fetchone():
-            return 0
+    def _make_room(self, room: _Room) -> bool:
+        """In `add_conflicts`'s transaction: make room for one more conflicting row with its bytes, if the list is
+        full (`room`, updated): the oldest row keeping bytes loses them (its record's, and the held one's it
+        conflicts with: GET /v1/node/own-records/{number}/cose says so) if acknowledged, and past MAX_CONFLICT_ROWS
+        rows the oldest row, whose bytes went so, leaves the list, counted as not listed (`_count`). Never an
+        unacknowledged row: its evidence the operator has not seen. Whether there is room (nothing changed if not)."""
+        if room.kept >= MAX_CONFLICTS:
+            # (The acknowledged rows are the oldest: `acknowledge` marks every row up to a number, and a row listed
+            # later has a higher one. So the oldest keeping bytes is acknowledged if any is.)
+            drop = self._db.execute("SELECT number FROM own_records WHERE number = (SELECT MIN(number) FROM "
+                                    "conflicting_bytes) AND acknowledged = 1").fetchone()
+            if drop is None:
+                return False
+            self._db.execute("DELETE FROM conflicting_bytes WHERE number = ?", drop)
+            room.kept -= 1
+        if room.rows >= MAX_CONFLICT_ROWS:
+            # (More rows than MAX_CONFLICTS, which keep bytes: the oldest lost them, oldest first, so was acknowledged.)
+            number, rid = self._db.execute("SELECT number, id FROM own_records WHERE number = (SELECT MIN(number) "
+                                           "FROM own_records WHERE conflicts_with IS NOT NULL)").fetchone()
+            self._db.execute("DELETE FROM own_records WHERE number = ?", (number,))
+            self._count(bytes(rid), room)
+            room.rows -= 1
+        return True
+
+    def _is_counted(self, rid: bytes) -> bool:
+        """Whether the conflicting record `rid` is among the last MAX_UNLISTED_SEEN counted, not listed."""
+        return self._db.execute("SELECT 1 FROM unlisted_conflicts WHERE id = ?", (rid,)).fetchone() is not None
+
+    def _count(self, rid: bytes, room: _Room) -> None:
+        """In `add_conflicts`'s transaction: count the conflicting record `rid` as not listed (not counted yet)."""
         # (not INSERT OR IGNORE: a row it ignores takes a number all the same)
         self._db.execute("INSERT INTO unlisted_conflicts (id) VALUES (?)", (rid,))
-        return 1
+        room.counted += 1
 
     def adopting(self, key: str) -> None:
         """Name `key` as the one `vouchnet key adopt` makes the org's, durably on return: its records coming back from
@@ -256,11 +302,25 @@ class OwnRecords:
         return [OwnRecord(n, bytes(rid), iss, seq, at, peer, bool(ack), _bytes(conflicts_with))
                 for n, rid, iss, seq, at, peer, ack, conflicts_with in rows]
 
+    def row(self, number: int) -> OwnRecord | None:
+        """The row numbered `number`, if listed."""
+        rows = self.listed(after=number - 1, limit=1)
+        return rows[0] if rows and rows[0].number == number else None
+
     def cose(self, number: int) -> bytes | None:
-        """The COSE bytes of the conflicting record listed as `number`; None if there is no such row, or its record
-        is one the ledger stores. The only reader of those bytes, kept apart (conflicting_bytes) so that a page of the
-        list reads none: 1,000 of a thief's records of 64 KiB are 65 MB."""
+        """The COSE bytes of the conflicting record listed as `number`; None if there is no such row, its record is
+        one the ledger stores, or its bytes were dropped to make room (`_make_room`). With `conflicts_with_cose`, the
+        only reader of those bytes, kept apart (conflicting_bytes) so that a page of the list reads none: 1,000 of a
+        thief's records of 64 KiB are 65 MB."""
         row = self._db.execute("SELECT cose FROM conflicting_bytes WHERE number = ?", (number,)).fetchone()
+        return None if row is None else _bytes(row[0])
+
+    def conflicts_with_cose(self, number: int) -> bytes | None:
+        """The COSE bytes of the record that the conflicting record listed as `number` conflicts with, kept if the
+        node only held that one when it came (version 5 on); None otherwise (the ledger held it), or once dropped as
+        `cose`'s."""
+        row = self._db.execute("SELECT conflicts_with_cose FROM conflicting_bytes WHERE number = ?",
+                               (number,)).fetchone()
         return None if row is None else _bytes(row[0])
 
     def acknowledge(self, through: int) -> int:
@@ -283,23 +343,37 @@ class OwnRecords:
         return count
 
 
+@dataclass
+class _Room:
+    """The conflicting rows keeping their bytes, those listed and the last counted's number (`unlisted_conflicts`),
+    as `add_conflicts`'s transaction changes them."""
+
+    kept: int
+    rows: int
+    counted: int
+
+
 def _bytes(value: bytes | None) -> bytes | None:
     return None if value is None else bytes(value)
 
 
 def _upgrade(db: sqlite3.Connection, version: int, *, store: RecordStore) -> None:
-    """To version 4, in `claim`'s transaction: from 3, the conflicting records' bytes moved to a table apart
-    (`_bytes_apart`), and the tables of the adopted key (none adopted) and of the conflicting records counted past the
-    list's bound (none: version 3 counted them in memory); from 2, the column of the record a conflicting one
-    conflicts with (none listed yet) too; from 1, rows made at once in version 4's tables (`_from_version_1`)."""
+    """To version 5, in `claim`'s transaction: from 4, the column of the bytes of the held record a conflicting one
+    conflicts with (none kept: version 4 kept none) and the index of conflicting rows; from 3, the conflicting records'
+    bytes moved to a table apart (`_bytes_apart`), and the tables of the adopted key (none adopted) and of the
+    conflicting records counted past the list's bound (none: version 3 counted them in memory) too; from 2, the
+    column of the record a conflicting one conflicts with (none listed yet) too; from 1, rows made at once in version
+    5's tables (`_from_version_1`)."""
     if version == 1:
         _from_version_1(db, store)
     elif version == 2:
         db.execute("ALTER TABLE own_records ADD COLUMN conflicts_with BLOB")
-    else:
-        assert version == 3
+    elif version == 3:
         _bytes_apart(db)
-    for table in _TABLES:  # (one statement each: executescript would commit `claim`'s transaction first)
+    else:
+        assert version == 4
+        db.execute("ALTER TABLE conflicting_bytes ADD COLUMN conflicts_with_cose BLOB")
+    for table in _STATEMENTS:  # (one statement each: executescript would commit `claim`'s transaction first)
         db.execute(table)
 
 
@@ -307,8 +381,8 @@ def _bytes_apart(db: sqlite3.Connection) -> None:
     """Version 3's rows without their `cose` column, whose bytes go to conflicting_bytes by number; the table made
     anew (not DROP COLUMN: SQLite 3.35 and later only), its numbers' sequence kept, so none is used again."""
     db.execute("ALTER TABLE own_records RENAME TO own_records_v3")
-    db.execute(_TABLES[0])
-    db.execute(_TABLES[3])
+    db.execute(_STATEMENTS[0])
+    db.execute(_STATEMENTS[3])
     db.execute("INSERT INTO own_records (number, id, iss, seq, accepted_ms, peer, acknowledged, conflicts_with) "
                "SELECT number, id, iss, seq, accepted_ms, peer, acknowledged, conflicts_with FROM own_records_v3")
     db.execute("INSERT INTO conflicting_bytes (number, cose) SELECT number, cose FROM own_records_v3 "
@@ -322,7 +396,7 @@ def _from_version_1(db: sqlite3.Connection, store: RecordStore) -> None:
     """Rows numbered in seq order (the order a key's records are listed in), each with its record's issuer as `store`
     holds it; a row of a record it does not hold is dropped, as `open` drops one."""
     db.execute("ALTER TABLE own_records RENAME TO own_records_v1")
-    db.execute(_TABLES[0])
+    db.execute(_STATEMENTS[0])
     rows = db.execute("SELECT id, seq, accepted_ms, peer, acknowledged FROM own_records_v1 ORDER BY seq").fetchall()
     for rid, seq, accepted_ms, peer, acknowledged in rows:
         if (found := store.kind_and_issuer(bytes(rid))) is not None:

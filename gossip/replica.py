@@ -36,7 +36,7 @@ from vouching.horizon import Horizon
 from vouching.succession import Link, Succession
 
 from .acceptor import Acceptor, Outcome
-from .own_records import MAX_CONFLICTS, OwnRecords
+from .own_records import MAX_CONFLICT_ROWS, MAX_CONFLICTS, OwnRecords
 from .store import RecordStore
 
 log = logging.getLogger(__name__)
@@ -221,7 +221,7 @@ class Replica:
             else:
                 outcome.rejected.append((rotation, "iss: a rotation of this node's key that this node did not make"))
                 if head is not None and head.seq >= rotation.seq:  # ours at its seq contradicts it already
-                    self._list_conflicts([(rotation, record_id(self.store.at(self.did, rotation.seq)), peer)])
+                    self._list_conflicts([(rotation, record_id(self.store.at(self.did, rotation.seq)), None, peer)])
                 else:
                     self._when_signing(functools.partial(self._contest, rotation))
         return outcome
@@ -330,8 +330,9 @@ class Replica:
         conflicts = []
         own_keys = self.succession.keys(self.did) if outcome.equivocations else ()
         for ours, theirs in outcome.equivocations:
-            if theirs.iss in own_keys:
-                conflicts.append((theirs, record_id(ours), peer))
+            if theirs.iss in own_keys:  # (with the bytes of `ours` if only held: the ledger keeps none of them)
+                ours_id = record_id(ours)
+                conflicts.append((theirs, ours_id, None if self.store.has(ours_id) else ours, peer))
             else:
                 self._when_signing(functools.partial(self._sign_evidence, theirs.iss, ours, theirs.raw))
         for body in outcome.evidence:
@@ -340,15 +341,16 @@ class Replica:
             self._list_conflicts(conflicts)
         return outcome
 
-    def _list_conflicts(self, conflicts: list[tuple[Record, bytes, str | None]]) -> None:
+    def _list_conflicts(self, conflicts: list[tuple[Record, bytes, bytes | None, str | None]]) -> None:
         """Records of the org's keys that conflict with one the node holds at their seq (`ours`, stored or held for a
-        missing predecessor), each with that one's id and the peer it came from: proof that the key signed twice at
-        one seq, so that someone else holds it. The node signs no evidence against its own org (its operator decides)
-        but lists them with their bytes (gossip.own_records.add_conflicts: counted until acknowledged) and says each
-        at CRITICAL, once per record listed; past the list's bound, once per record counted (gossip.own_records),
-        within the log's limit."""
+        missing predecessor), each with that one's id, its bytes if only held, and the peer it came from: proof that
+        the key signed twice at one seq, so that someone else holds it. The node signs no evidence against its own org
+        (its operator decides) but lists them with their bytes, and those of a held `ours`
+        (gossip.own_records.add_conflicts: counted until acknowledged) and says each at CRITICAL, once per record
+        listed; those the list has no room for, once per record counted (gossip.own_records), within the log's
+        limit."""
         unlisted = self.own_records.unlisted_conflicts
-        for record, ours, peer in self.own_records.add_conflicts(conflicts):
+        for record, ours, _, peer in self.own_records.add_conflicts(conflicts):
             log.critical("a record of this org's key %s at seq %d (id %s) came from %s and conflicts with the record "
                          "%s that this node holds at that seq: the key signed twice at one seq, so someone else "
                          "holds it (a thief, or another copy of the data directory signing on its own). Other nodes "
@@ -357,9 +359,11 @@ class Replica:
                          "copy signs nothing more that counts. Listed in `vouchnet own-records list`, with its bytes",
                          record.iss, record.seq, record.id.hex(), f"peer {peer}" if peer else "the API", ours.hex())
         if (past := self.own_records.unlisted_conflicts - unlisted) > 0:
-            log.critical("%d more record(s) of this org's keys came from peers conflicting with those this node holds "
-                         "at their seqs, not listed: %d are listed already (the most kept); the key is compromised, "
-                         "see the first of them", past, MAX_CONFLICTS)
+            log.critical("%d more record(s) of this org's keys conflicting with those this node holds at their seqs "
+                         "are counted as not listed (conflicts_unlisted): the list keeps the bytes of %d, and makes "
+                         "room only with acknowledged ones (dropping their bytes, oldest first, then the oldest rows "
+                         "past %d); the key is compromised, see the first of them", past, MAX_CONFLICTS,
+                         MAX_CONFLICT_ROWS)
 
     def _sign_evidence(self, offender: str, ours: bytes, theirs: bytes) -> None:
         """Two records of key `offender` at one seq: our `equivocation` record, unless the offender is flagged already,

@@ -23,7 +23,7 @@ from nacl.signing import SigningKey, VerifyKey
 
 from gossip.host import GOSSIPSUB_PROTOCOLS, Host, HostConfig, HostError, ListenError, open_host, peer_org
 from gossip.peers import KnownPeer, PeerManager, split_peer_addr
-from gossip.own_records import MAX_CONFLICTS, MAX_UNLISTED_SEEN, OwnRecords
+from gossip.own_records import MAX_CONFLICT_ROWS, MAX_CONFLICTS, MAX_UNLISTED_SEEN, OwnRecords
 from gossip.replica import Replica, RotationTakenBack
 from gossip.service import GossipService
 from gossip.store import RecordStore, StoreError
@@ -397,9 +397,11 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
                         "seq: the key signed twice at one seq, so someone else holds it",
                         lambda: replica.own_records.unacknowledged_conflicts)
         metrics.collect("own_records_conflicts_unlisted_total", "Records of this org's keys conflicting with one the "
-                        f"node holds that came past the first {MAX_CONFLICTS:,} listed: counted once each (one sent "
-                        f"again after {MAX_UNLISTED_SEEN:,} others counts again), across restarts, and logged, not "
-                        "kept", lambda: replica.own_records.unlisted_conflicts, kind="counter")
+                        f"node holds that are not listed: those the list had no room for (it keeps the bytes of "
+                        f"{MAX_CONFLICTS:,}, making room only with acknowledged ones), and those dropped from it to "
+                        f"make room (past {MAX_CONFLICT_ROWS:,} rows, the oldest acknowledged): counted once each (one "
+                        f"sent again after {MAX_UNLISTED_SEEN:,} others counts again), across restarts, and logged, "
+                        "not kept", lambda: replica.own_records.unlisted_conflicts, kind="counter")
         add_health_gauges(metrics, replica=replica, token_file=token_file, data_dir=config.data_dir)
         metrics.collect("startup_sync_timed_out", "1 when no peer it dials completed a catch-up sync within [p2p] "
                         "startup_sync_seconds of the start, until a later round with one ends it as it would have "

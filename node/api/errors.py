@@ -47,6 +47,7 @@ _MEANINGS = {
     400: "Out of range: an index or size beyond the log's latest checkpoint",
     404: "Not found",
     409: "The record cannot be revoked here",
+    410: "Gone: bytes the node no longer keeps, or never kept; the error and its detail say which",
     415: "A Content-Type the endpoint does not take",
     422: "A malformed request, or a record the rules reject",
     # A read's (_storage); a write's 503 is declared with the write guard's (node.api.guard.declare_refusals).

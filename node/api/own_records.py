@@ -8,11 +8,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from gossip.own_records import MAX_LISTED
+from gossip.own_records import MAX_CONFLICTS, MAX_LISTED
 
 from .errors import ApiError, error_responses, read_responses
 from .json_body import StrictJsonRoute
-from .view import NodeDep
+from .view import NodeDep, NodeView
 
 router = APIRouter(route_class=StrictJsonRoute, tags=["node"])
 
@@ -38,35 +38,74 @@ async def own_records(
     PeerID it came from, one held for an earlier record of the key too; null if submitted through this API) and
     `acknowledged`, `conflicts_with` (for a record that conflicted with one the node held at its seq when it came,
     which the ledger does not take: the key signed twice at one seq, that one's id; null for others; its COSE bytes
-    at GET /v1/node/own-records/{number}/cose) and `stored` (whether the ledger holds the record: false for a
-    conflicting one, unless the one it conflicted with was only held, for a missing predecessor, then dropped, and it
-    came again and was stored; it stays listed as a conflict, the key having signed twice); `unacknowledged` counts
-    those not acknowledged, as `own_records_from_peers` in GET /v1/node; `conflicts_unlisted` counts the conflicting
-    records that came past the first 1,000 listed, once each, across restarts (not kept; one sent again after 10,000
-    others counts again); `next` is the `after` of the following page, null on the last."""
+    at GET /v1/node/own-records/{number}/cose, that one's at .../conflicts-with/cose) and `stored` (whether the
+    ledger holds the record: false for a conflicting one, unless the one it conflicted with was only held, for a
+    missing predecessor, then dropped, and it came again and was stored; it stays listed as a conflict, the key
+    having signed twice; false too for one of a batch the ledger refused, a full disk say, until it comes again);
+    `unacknowledged` counts those not acknowledged, as `own_records_from_peers` in GET /v1/node; `conflicts_unlisted`
+    counts the conflicting records not listed, once each, across restarts: those the list had no room for (it keeps
+    the bytes of 1,000, making room only by dropping acknowledged ones' bytes, oldest first) and those dropped from it
+    to make room (past 10,000 rows, the oldest acknowledged), not kept; one sent again after 10,000 others counts
+    again; `next` is the `after` of the following page, null on the last."""
     own = node.replica.own_records
     listed = own.listed(after=after, limit=MAX_LISTED + 1)
-    stored = node.replica.store.has  # (asked of conflicting records only: 4 ms a page of 1,000)
-    return {"records": [record.to_json(stored=record.conflicts_with is None or stored(record.id))
-                        for record in listed[:MAX_LISTED]],
+    stored = node.replica.store.has
+    return {"records": [record.to_json(stored=stored(record.id)) for record in listed[:MAX_LISTED]],
             "unacknowledged": node.replica.own_from_peers, "conflicts_unlisted": own.unlisted_conflicts,
             "next": listed[MAX_LISTED - 1].number if len(listed) > MAX_LISTED else None}
 
 
-@router.get("/v1/node/own-records/{number}/cose", response_model=None, responses={
-    200: {"content": {"application/cose": {}}, "description": "The COSE_Sign1 bytes as they came"},
-    **read_responses(404, 422, 503)})
-async def own_record_bytes(
-    node: NodeDep, number: Annotated[int, Path(ge=0, le=2**63 - 1, description="The row's `number`")],
-) -> Response:
+_NUMBER = Path(ge=0, le=2**63 - 1, description="The row's `number`")
+_COSE = {200: {"content": {"application/cose": {}}, "description": "The COSE_Sign1 bytes as they came"},
+         **read_responses(404, 410, 422, 503)}
+
+
+@router.get("/v1/node/own-records/{number}/cose", response_model=None, responses=_COSE)
+async def own_record_bytes(node: NodeDep, number: Annotated[int, _NUMBER]) -> Response:
     """The exact COSE_Sign1 bytes (application/cose) of the listed record numbered `number` that conflicted with one
     the node held (`conflicts_with`), kept for forensics as the ledger does not hold them (or did not then); 404 for
-    another row (its record is at GET /v1/records/{id}) or none."""
-    cose = node.replica.own_records.cose(number)
+    another row (its record is at GET /v1/records/{id}) or none; 410 `bytes_dropped` once the node dropped them to
+    make room for a later conflict's: the list keeps the bytes of 1,000 conflicting records, and drops only those of
+    acknowledged ones, oldest first (served still if the ledger holds the record since)."""
+    rid, _ = _conflicting(node, number)
+    cose = node.replica.own_records.cose(number) or node.replica.store.get(rid)
     if cose is None:
-        raise ApiError(404, "not_found", "path.number: no listed record with this number that the ledger does not "
-                                         "hold (a stored one is at GET /v1/records/{id})")
+        raise ApiError(410, "bytes_dropped", f"path.number: the bytes of record {rid.hex()} were dropped to make "
+                       "room for a later conflicting record's, as it was acknowledged (the list keeps those of "
+                       f"{MAX_CONFLICTS:,}, dropping the oldest acknowledged first); its row stays listed")
     return Response(cose, media_type="application/cose")
+
+
+@router.get("/v1/node/own-records/{number}/conflicts-with/cose", response_model=None, responses=_COSE)
+async def conflicted_record_bytes(node: NodeDep, number: Annotated[int, _NUMBER]) -> Response:
+    """The exact COSE_Sign1 bytes (application/cose) of the record that the listed record numbered `number`
+    conflicted with (`conflicts_with`): the other signature of the key at that seq. From the ledger if it holds it,
+    else kept with the row, as the node held that record only (for a missing predecessor, and may drop it since);
+    404 for a row that conflicts with none, or none; 410 `bytes_dropped` once the node dropped them with the row's
+    (GET /v1/node/own-records/{number}/cose), `bytes_not_kept` for a row listed by a node before own_records.db format
+    5, which kept no bytes of a record it held only."""
+    _, conflicts_with = _conflicting(node, number)
+    own = node.replica.own_records
+    cose = node.replica.store.get(conflicts_with) or own.conflicts_with_cose(number)
+    if cose is not None:
+        return Response(cose, media_type="application/cose")
+    if own.cose(number) is None:
+        raise ApiError(410, "bytes_dropped", f"path.number: the bytes of record {conflicts_with.hex()}, which "
+                       "the node held only, were dropped with those of the record conflicting with it, to make room "
+                       "for a later conflicting record's, as it was acknowledged")
+    raise ApiError(410, "bytes_not_kept", f"path.number: the node held record {conflicts_with.hex()} only, and "
+                   "listed this row in a version that kept no bytes of a held record (before own_records.db format "
+                   "5): it holds them no longer")
+
+
+def _conflicting(node: NodeView, number: int) -> tuple[bytes, bytes]:
+    """The id of the conflicting record listed as `number`, and that of the one it conflicted with; 404 for another
+    row or none."""
+    row = node.replica.own_records.row(number)
+    if row is None or row.conflicts_with is None:
+        raise ApiError(404, "not_found", "path.number: no listed record with this number that conflicted with one "
+                       "the node held (another's record is at GET /v1/records/{id})")
+    return row.id, row.conflicts_with
 
 
 @router.post("/v1/node/own-records/acknowledge", responses=error_responses())

@@ -17,8 +17,10 @@ _WHAT = ("Records of the org's key that the node did not sign and that came from
          "across restarts; those not acknowledged count in `own_records_from_peers` (`vouchnet status`) and the "
          "metric vouchnet_own_records_from_peers, which an alert watches. One that conflicts with a record the node "
          "holds at its seq (CONFLICTS_WITH names it) proves the key signed twice at one seq: someone else holds the "
-         "key. The ledger does not take it; its bytes are kept (GET /v1/node/own-records/NUMBER/cose), for the first "
-         "1,000 such records.")
+         "key. The ledger does not take it; its bytes are kept (GET /v1/node/own-records/NUMBER/cose), with those of "
+         "the record it conflicts with if the node held that one only (.../NUMBER/conflicts-with/cose), for 1,000 "
+         "such records at most: acknowledging them makes room for later ones, the oldest acknowledged losing their "
+         "bytes.")
 
 
 def register(subparsers: Subparsers) -> None:

@@ -3,7 +3,9 @@ writing half of gossip/own_records.py as it was, its SQL unchanged. Version 1 (a
 version 2) keyed rows by seq alone, and its node listed a batch's records of its key with `add(records, peer)` before
 the store took them. Version 2 (at 833fe88, the last commit before version 3) had no rows of conflicting records: a
 record of the org's key conflicting with one the node held went unlisted. Version 3 (at 60cbc3d, the last commit before
-version 4) listed them, with their bytes, and had no table of the key `vouchnet key adopt` made the org's."""
+version 4) listed them, with their bytes, and had no table of the key `vouchnet key adopt` made the org's. Version 4 (at
+17f142c, the last commit before version 5) kept their bytes in a table apart, counted those past the list's bound in
+the file, and kept no bytes of a held record one conflicted with."""
 
 from __future__ import annotations
 
@@ -52,12 +54,40 @@ CREATE TABLE IF NOT EXISTS own_records (
 """
 
 
-def _opened(data_dir: Path, version: int, schema: str) -> sqlite3.Connection:
+_SCHEMA_V4 = """
+CREATE TABLE IF NOT EXISTS own_records (
+    number INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so an acknowledgement names only rows listed by then
+    id BLOB NOT NULL UNIQUE,
+    iss TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    accepted_ms INTEGER NOT NULL,
+    peer TEXT,
+    acknowledged INTEGER NOT NULL DEFAULT 0,
+    conflicts_with BLOB  -- a conflicting record's: the id of the one it conflicts with, held at its seq when it came
+);
+CREATE TABLE IF NOT EXISTS own_records_state (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    adopted TEXT  -- the key `vouchnet key adopt` made the org's, until a start's catch-up sync ends and it signs
+);
+CREATE TABLE IF NOT EXISTS unlisted_conflicts (
+    counted INTEGER PRIMARY KEY AUTOINCREMENT,  -- 1 up in the order counted, never reused: the last is the count
+    id BLOB NOT NULL UNIQUE  -- the last MAX_UNLISTED_SEEN counted
+);
+CREATE TABLE IF NOT EXISTS conflicting_bytes (
+    number INTEGER PRIMARY KEY,  -- the conflicting record's row in own_records
+    cose BLOB NOT NULL  -- its COSE bytes, which the ledger does not hold, apart: a page of the list reads none
+);
+INSERT OR IGNORE INTO own_records_state (one) VALUES (1);
+"""
+
+
+def _opened(data_dir: Path, version: int, schema: str, tables: frozenset[str] = frozenset({"own_records"})
+            ) -> sqlite3.Connection:
     """The list, opened as the node of `version` opened it (marked, WAL, synchronous = FULL)."""
     path = data_dir / OWN_RECORDS_FILE
     db = sqlite3.connect(path, isolation_level=None, timeout=10.0)
     claim(db, path, FileFormat("a list of the org's records from peers", 0x564E4F52, version,  # "VNOR"
-                               frozenset({"own_records"})), OwnRecordsError)
+                               tables), OwnRecordsError)
     use_wal(db)
     db.execute("PRAGMA synchronous = FULL")
     db.executescript(schema)
@@ -123,3 +153,35 @@ class OwnRecordsV3(OwnRecordsV2):
                 self.db.execute("INSERT INTO own_records (id, iss, seq, accepted_ms, peer, cose, conflicts_with) "
                                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                                 (record.id, record.iss, record.seq, now, peer, record.raw, conflicts_with))
+
+
+class OwnRecordsV4(OwnRecordsV2):
+    """Version 4's list: version 2's, rows of conflicting records with their bytes apart, the first `max_conflicts`
+    listed and those past it counted, and the adopted key."""
+
+    def __init__(self, data_dir: Path, now_ms: Callable[[], int], max_conflicts: int) -> None:
+        self.db = _opened(data_dir, 4, _SCHEMA_V4, frozenset({"own_records", "own_records_state",
+                                                               "unlisted_conflicts", "conflicting_bytes"}))
+        self._now_ms = now_ms
+        self._max_conflicts = max_conflicts
+
+    def add_conflicts(self, conflicts: Iterable[tuple[Record, bytes, str | None]]) -> None:
+        now = self._now_ms()
+        with self.db:
+            self.db.execute("BEGIN")
+            for record, conflicts_with, peer in conflicts:
+                if self.db.execute("SELECT 1 FROM own_records WHERE id = ?", (record.id,)).fetchone():
+                    continue
+                if self.db.execute("SELECT COUNT(*) FROM conflicting_bytes").fetchone()[0] >= self._max_conflicts:
+                    if not self.db.execute("SELECT 1 FROM unlisted_conflicts WHERE id = ?", (record.id,)).fetchone():
+                        self.db.execute("INSERT INTO unlisted_conflicts (id) VALUES (?)", (record.id,))
+                    continue
+                number = self.db.execute("INSERT INTO own_records (id, iss, seq, accepted_ms, peer, conflicts_with) "
+                                         "VALUES (?, ?, ?, ?, ?, ?)",
+                                         (record.id, record.iss, record.seq, now, peer, conflicts_with)).lastrowid
+                self.db.execute("INSERT INTO conflicting_bytes (number, cose) VALUES (?, ?)", (number, record.raw))
+
+    def adopting(self, key: str) -> None:
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("UPDATE own_records_state SET adopted = ?", (key,))

@@ -8,9 +8,15 @@ import shutil
 import signal
 import sqlite3
 import sys
+import tempfile
 from contextlib import closing, contextmanager
+from pathlib import Path
+
+from unittest.mock import ANY
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gossip.own_records import OWN_RECORDS_FILE, OwnRecords
 from gossip.replica import Replica
@@ -20,7 +26,7 @@ from vouching.bodies import CATEGORIES, OUTCOMES
 
 from ..factories import Org, new_did
 from ..node.kill_points import killed_at
-from .own_records_old import OwnRecordsV1, OwnRecordsV2, OwnRecordsV3
+from .own_records_old import OwnRecordsV1, OwnRecordsV2, OwnRecordsV3, OwnRecordsV4
 
 PEER = "12D3KooWPeer"
 OTHER_PEER = "12D3KooWOther"
@@ -198,7 +204,7 @@ def test_a_list_version_1_wrote_is_upgraded_in_place_keeping_what_was_acknowledg
         assert replica.own_from_peers == 2
         replica.accept(signed_elsewhere(replica, 1), PEER)
         assert [r.number for r in replica.own_records.listed()] == [1, 2, 3, 4]
-    assert _file_state(data_dir)[0] == (4,) and _shape(data_dir) == _made_new(tmp_path / "new")
+    assert _file_state(data_dir)[0] == (5,) and _shape(data_dir) == _made_new(tmp_path / "new")
     with opened(data_dir, key) as replica:
         assert [r.number for r in replica.own_records.listed()] == [1, 2, 3, 4] and replica.own_from_peers == 3
 
@@ -354,6 +360,12 @@ def _conflicting(replica, seq, key=None):
     return iss.fork(seq, None if before is None else record_id(before))
 
 
+def _forked(replica, n):
+    """A record `replica` signs, and `n` records of its key at that seq that it did not sign."""
+    ours = replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
+    return ours, [_conflicting(replica, ours.seq) for _ in range(n)]
+
+
 def _rows(replica):
     """The listed rows, each with its conflicting record's bytes (None for one the ledger stores)."""
     return [(r.id, r.seq, r.peer, r.conflicts_with, replica.own_records.cose(r.number), r.acknowledged)
@@ -400,10 +412,35 @@ def test_a_record_of_the_key_conflicting_with_one_held_for_a_missing_predecessor
         assert replica.accept([held], PEER).held == 1
         assert replica.accept([other], OTHER_PEER).equivocations == [(held.raw, other)]
         assert _rows(replica) == [(other.id, held.seq, OTHER_PEER, held.id, other.raw, False)]
+        assert replica.own_records.conflicts_with_cose(1) == held.raw  # the ledger has none of a held record's
         replica.accept([first], PEER)  # releases the held one: both stored and listed, the other kept
         assert [(r.id, r.conflicts_with) for r in replica.own_records.listed()] == [
             (other.id, held.id), (first.id, None), (held.id, None)]
         assert replica.own_from_peers == 3
+
+
+def test_the_bytes_of_a_held_record_one_of_the_key_conflicts_with_are_kept_once_it_is_dropped(tmp_path):
+    """The held record is refused when its predecessor comes (it does not follow it), and the ledger never holds it:
+    its bytes stay with the conflicting record's, across a restart, so that both signatures of the key at that seq
+    can be shown. Before: they were kept nowhere. One conflicting with a stored record keeps none (the ledger has
+    them)."""
+    key = Org().key
+    with opened(tmp_path, key) as replica:
+        replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
+        (first,) = signed_elsewhere(replica, 1)
+        held = Org(key=key).fork(first.seq + 1, bytes(32))  # follows no record: held, then refused by `first`
+        theirs = Org(key=key).fork(first.seq + 1, first.id)
+        assert replica.accept([held], PEER).held == 1
+        replica.accept([theirs], OTHER_PEER)
+        assert replica.accept([first], PEER).rejected == [(held, ANY)] and replica.held_count == 0
+        stored = _conflicting(replica, first.seq)
+        replica.accept([stored], OTHER_PEER)
+    with opened(tmp_path, key) as replica:
+        assert not replica.store.has(held.id)
+        assert [(r.id, r.conflicts_with) for r in replica.own_records.listed()] == [
+            (theirs.id, held.id), (first.id, None), (stored.id, first.id)]
+        assert replica.own_records.cose(1) == theirs.raw and replica.own_records.conflicts_with_cose(1) == held.raw
+        assert replica.own_records.cose(3) == stored.raw and replica.own_records.conflicts_with_cose(3) is None
 
 
 def test_a_record_of_an_earlier_key_of_the_org_conflicting_with_one_the_node_holds_is_listed(tmp_path):
@@ -439,8 +476,7 @@ def test_conflicting_records_past_the_bound_are_counted_once_each_across_restart
     monkeypatch.setattr("gossip.own_records.MAX_CONFLICTS", 2)
     key = Org().key
     with opened(tmp_path, key) as replica:
-        ours = replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
-        forks = [_conflicting(replica, ours.seq) for _ in range(5)]
+        _, forks = _forked(replica, 5)
         with caplog.at_level(logging.CRITICAL, logger="gossip.replica"):
             replica.accept(forks[:3], PEER)
             replica.accept(forks[:1] + forks[2:4], PEER)  # listed, counted, and one more past the bound
@@ -455,6 +491,97 @@ def test_conflicting_records_past_the_bound_are_counted_once_each_across_restart
         assert replica.own_records.unlisted_conflicts == 3 and replica.own_from_peers == 2
 
 
+def test_acknowledged_conflicts_make_room_for_later_ones_dropping_their_bytes_then_their_rows_oldest_first(
+        tmp_path, monkeypatch):
+    """A later compromise, once the operator acknowledged the first, is listed with its bytes: those of the oldest
+    acknowledged conflicting record are dropped to make room, and past MAX_CONFLICT_ROWS its row, counted as not
+    listed then; never an unacknowledged one's. Each conflicting record is listed or counted, not both, across
+    restarts, and the file stays bounded however often the operator acknowledges. Before: the list, full of
+    acknowledged rows, listed no later conflict, and kept none of its bytes."""
+    monkeypatch.setattr("gossip.own_records.MAX_CONFLICTS", 2)
+    monkeypatch.setattr("gossip.own_records.MAX_CONFLICT_ROWS", 3)
+    key = Org().key
+    with opened(tmp_path, key) as replica:
+        ours, forks = _forked(replica, 6)
+        replica.accept(forks[:3], PEER)  # the third finds no room: counted
+        assert replica.own_records.acknowledge(2) == 2
+        replica.accept(forks[3:4], PEER)
+        assert _kept(replica) == [(1, None), (2, forks[1].raw), (3, forks[3].raw)]
+    with opened(tmp_path, key) as replica:
+        assert _kept(replica) == [(1, None), (2, forks[1].raw), (3, forks[3].raw)]
+        assert (replica.own_records.unlisted_conflicts, replica.own_records.unacknowledged_conflicts) == (1, 1)
+        replica.accept(forks[:4], OTHER_PEER)  # listed or counted already: nothing changes
+        replica.accept(forks[4:5], PEER)  # the first row goes (counted), the second's bytes
+        assert _kept(replica) == [(2, None), (3, forks[3].raw), (4, forks[4].raw)]
+        assert replica.own_records.unlisted_conflicts == 2
+        replica.accept(forks[:1] + forks[5:], PEER)  # the first, counted; no room: only unacknowledged rows keep bytes
+        assert _kept(replica) == [(2, None), (3, forks[3].raw), (4, forks[4].raw)]
+        assert replica.own_records.unlisted_conflicts == 3 and replica.own_from_peers == 2
+        for _ in range(5):  # an incident after each acknowledgement
+            replica.own_records.acknowledge(replica.own_records.listed()[-1].number)
+            replica.accept([_conflicting(replica, ours.seq)], PEER)
+            assert len(_kept(replica)) == 3 and [cose for _, cose in _kept(replica)].count(None) == 1
+        assert replica.own_records.unlisted_conflicts == 8 and replica.own_from_peers == 1
+    with opened(tmp_path, key) as replica, closing(sqlite3.connect(tmp_path / OWN_RECORDS_FILE)) as db:
+        assert db.execute("SELECT COUNT(*) FROM own_records").fetchone() == (3,)
+        assert db.execute("SELECT COUNT(*) FROM conflicting_bytes").fetchone() == (2,)
+        assert (replica.own_records.conflicts, replica.own_records.conflict_rows) == (2, 3)
+
+
+_THIEF = Org()
+_FORKS = [_THIEF.fork(2, bytes(32)) for _ in range(12)]  # one key's records at one seq: each conflicts with the rest
+
+
+_CONFLICT = st.tuples(st.just("conflict"), st.integers(0, len(_FORKS) - 1))
+
+
+@settings(max_examples=150, deadline=None)
+@given(steps=st.lists(st.one_of(_CONFLICT, _CONFLICT, st.just(("acknowledge", 0)), st.just(("restart", 0))),
+                      max_size=40))
+def test_the_list_of_conflicts_stays_bounded_and_keeps_every_unacknowledged_one_s_bytes(steps):
+    """Whatever conflicting records come, again or not, however often the operator acknowledges and the node
+    restarts: the rows keeping bytes and the rows stay within their bounds; a row not acknowledged keeps its bytes and
+    its place; bytes and rows go oldest first; and each record is listed or counted, not both."""
+    with tempfile.TemporaryDirectory() as directory, RecordStore.open(Path(directory)) as store, \
+            pytest.MonkeyPatch.context() as patched:
+        patched.setattr("gossip.own_records.MAX_CONFLICTS", 2)
+        patched.setattr("gossip.own_records.MAX_CONFLICT_ROWS", 4)
+        own = OwnRecords.open(Path(directory), lambda: 0, store)
+        sent: set[bytes] = set()
+        unseen: dict[int, bytes] = {}  # the unacknowledged rows, each with its record's bytes
+        gone = 0  # the highest number of a row that left the list
+        try:
+            for action, fork in steps:
+                if action == "conflict":
+                    own.add_conflicts([(_FORKS[fork], bytes(32), None, PEER)])
+                    sent.add(_FORKS[fork].id)
+                elif action == "acknowledge" and (rows := own.listed()):
+                    own.acknowledge(rows[-1].number)
+                elif action == "restart":
+                    own.close()
+                    own = OwnRecords.open(Path(directory), lambda: 0, store)
+                rows = own.listed()
+                kept = {r.number: own.cose(r.number) for r in rows if own.cose(r.number) is not None}
+                assert len(kept) == own.conflicts <= 2 and len(rows) == own.conflict_rows <= 4
+                assert all(kept.get(n) == cose for n, cose in unseen.items())  # kept, and listed
+                unseen = {r.number: kept[r.number] for r in rows if not r.acknowledged}
+                assert own.unacknowledged_conflicts == own.unacknowledged == len(unseen)
+                assert all(r.acknowledged for r in rows if r.number not in kept)
+                assert max((r.number for r in rows if r.number not in kept), default=0) < min(kept, default=2**63)
+                gone = max([gone, *(n for n in range(1, max(kept, default=0)) if own.row(n) is None)])
+                assert gone < min((r.number for r in rows), default=2**63)
+                with closing(sqlite3.connect(Path(directory) / OWN_RECORDS_FILE)) as db:
+                    counted = {bytes(rid) for (rid,) in db.execute("SELECT id FROM unlisted_conflicts")}
+                assert not counted & {r.id for r in rows} and len(rows) + own.unlisted_conflicts == len(sent)
+        finally:
+            own.close()
+
+
+def _kept(replica):
+    """Each listed row's number, with its record's bytes if kept."""
+    return [(r.number, replica.own_records.cose(r.number)) for r in replica.own_records.listed()]
+
+
 def test_the_ids_of_conflicting_records_counted_past_the_bound_are_kept_to_a_bound_too(tmp_path, monkeypatch):
     """A thief can sign millions: the file keeps the ids of the last MAX_UNLISTED_SEEN counted only (and memory none),
     and one that comes again after more than that many others is counted again."""
@@ -462,8 +589,7 @@ def test_the_ids_of_conflicting_records_counted_past_the_bound_are_kept_to_a_bou
     monkeypatch.setattr("gossip.own_records.MAX_UNLISTED_SEEN", 3)
     key = Org().key
     with opened(tmp_path, key) as replica:
-        ours = replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
-        forks = [_conflicting(replica, ours.seq) for _ in range(6)]
+        _, forks = _forked(replica, 6)
         for fork in forks:
             replica.accept([fork], PEER)
         replica.accept(forks[3:], PEER)  # the last three counted: not counted again
@@ -501,7 +627,7 @@ def test_a_list_version_2_wrote_is_upgraded_in_place_to_take_conflicting_records
         theirs = _conflicting(replica, records[1].seq)
         replica.accept([theirs], OTHER_PEER)
         assert _rows(replica)[2:] == [(theirs.id, theirs.seq, OTHER_PEER, records[1].id, theirs.raw, False)]
-    assert _file_state(data_dir)[0] == (4,) and _shape(data_dir) == _made_new(tmp_path / "new")
+    assert _file_state(data_dir)[0] == (5,) and _shape(data_dir) == _made_new(tmp_path / "new")
     with opened(data_dir, key) as replica:
         assert [r.number for r in replica.own_records.listed()] == [1, 2, 3] and replica.own_from_peers == 2
 
@@ -548,7 +674,7 @@ def test_an_upgrade_from_version_2_stopped_part_way_leaves_the_list_as_version_2
     with opened(data_dir, key) as replica:
         assert [(r.id, r.acknowledged) for r in replica.own_records.listed()] == [(records[0].id, True),
                                                                                    (records[1].id, False)]
-        assert _file_state(data_dir)[0] == (4,)
+        assert _file_state(data_dir)[0] == (5,)
 
 
 def _listed_by_version_3(data_dir, key):
@@ -584,7 +710,7 @@ def test_a_list_version_3_wrote_is_upgraded_in_place_to_name_an_adopted_key_and_
         assert _rows(replica) == rows and replica.own_records.adopted is None
         assert replica.own_from_peers == 2 and replica.own_records.unacknowledged_conflicts == 1
         replica.own_records.adopting(replica.did)
-    assert _file_state(data_dir)[0] == (4,) and _shape(data_dir) == _made_new(tmp_path / "new")
+    assert _file_state(data_dir)[0] == (5,) and _shape(data_dir) == _made_new(tmp_path / "new")
     with opened(data_dir, key) as replica:
         assert _rows(replica) == rows and replica.own_records.adopted == replica.did
         replica.accept(signed_elsewhere(replica, 1), PEER)
@@ -608,7 +734,73 @@ def test_an_upgrade_from_version_3_stopped_part_way_leaves_the_list_as_version_3
     with opened(data_dir, key) as replica:
         assert [(r.number, r.id) for r in replica.own_records.listed()] == [(n, r.id) for n, r in enumerate(records, 1)]
         assert replica.own_records.cose(3) == records[2].raw
-        assert _file_state(data_dir)[0] == (4,)
+        assert _file_state(data_dir)[0] == (5,)
+
+
+def _listed_by_version_4(data_dir, key):
+    """A data directory whose list version 4 wrote (tests/gossip/own_records_old.py) as its node did, copied as a kill
+    leaves it (rows in the -wal file): two records of `key` from peers, the first acknowledged; a record conflicting
+    with the second, and one conflicting with a record the node held only, each from another peer, with their bytes
+    (none of the held one's); one more conflicting, past the list's bound (2 here), counted; an adopted key. The
+    records listed, the held one, and the adopted key."""
+    made = []
+
+    def write(replica, records, running):
+        v4 = OwnRecordsV4(running, itertools.count(1_700_000_000_000).__next__, max_conflicts=2)
+        v4.add([(r, PEER) for r in records])
+        replica.accept(records, PEER)
+        held = Org(key=key).fork(records[1].seq + 2, bytes(32))
+        made.extend([Org(key=key).fork(records[1].seq, records[0].id), Org(key=key).fork(held.seq, bytes(32)), held])
+        v4.add_conflicts([(made[0], records[1].id, OTHER_PEER), (made[1], held.id, OTHER_PEER),
+                          (Org(key=key).fork(records[1].seq, records[0].id), records[1].id, OTHER_PEER)])
+        v4.acknowledge(1)
+        made.append(Org().did)
+        v4.adopting(made[-1])
+        return v4.db
+
+    records = _listed_by_an_earlier_version(data_dir, key, 2, write)
+    return [*records, *made[:2]], made[2], made[3]
+
+
+def test_a_list_version_4_wrote_is_upgraded_in_place_to_keep_the_bytes_of_held_records_conflicted_with(tmp_path):
+    """Its rows, bytes, count of those not listed and adopted key kept; a row listed then has none of the held
+    record's bytes (version 4 kept none), one listed since keeps them."""
+    key = Org().key
+    data_dir = tmp_path / "node"
+    (first, second, theirs, other), held, adopted = _listed_by_version_4(data_dir, key)
+    rows = [(first.id, first.seq, PEER, None, None, True), (second.id, second.seq, PEER, None, None, False),
+            (theirs.id, theirs.seq, OTHER_PEER, second.id, theirs.raw, False),
+            (other.id, other.seq, OTHER_PEER, held.id, other.raw, False)]
+    with opened(data_dir, key) as replica:
+        assert _rows(replica) == rows and replica.own_records.adopted == adopted
+        assert replica.own_records.unlisted_conflicts == 1 and replica.own_records.conflicts_with_cose(4) is None
+        assert replica.own_from_peers == 3 and replica.own_records.unacknowledged_conflicts == 2
+        later = Org(key=key).fork(held.seq + 2, bytes(32))
+        replica.accept([later], PEER)
+        replica.accept([conflicting := Org(key=key).fork(later.seq, held.id)], PEER)
+    assert _file_state(data_dir)[0] == (5,) and _shape(data_dir) == _made_new(tmp_path / "new")
+    with opened(data_dir, key) as replica:
+        assert _rows(replica) == [*rows, (conflicting.id, later.seq, PEER, later.id, conflicting.raw, False)]
+        assert replica.own_records.conflicts_with_cose(5) == later.raw and replica.own_records.conflict_rows == 3
+
+
+@pytest.mark.parametrize("stop", [(sqlite3.SQLITE_ALTER_TABLE, "main"),
+                                  (sqlite3.SQLITE_CREATE_INDEX, "own_records_conflicting")],
+                         ids=["adding the column", "adding the index"])
+@pytest.mark.parametrize("dies", [True, False], ids=["killed", "raising"])
+def test_an_upgrade_from_version_4_stopped_part_way_leaves_the_list_as_version_4_wrote_it(tmp_path, monkeypatch, dies,
+                                                                                          stop):
+    key = Org().key
+    data_dir = tmp_path / "node"
+    records, _, adopted = _listed_by_version_4(data_dir, key)
+    before = _file_state(data_dir)
+
+    _stopped_part_way(dies, _open_stopping_at(monkeypatch, data_dir, dies, stop), "cannot be opened")
+    assert _file_state(data_dir) == before and before[0] == (4,)
+    with opened(data_dir, key) as replica:
+        assert [(r.number, r.id) for r in replica.own_records.listed()] == [(n, r.id) for n, r in enumerate(records, 1)]
+        assert replica.own_records.cose(4) == records[3].raw and replica.own_records.adopted == adopted
+        assert _file_state(data_dir)[0] == (5,)
 
 
 def test_an_adopted_key_s_records_are_expected_at_the_start_after_one_stopped_before_its_catch_up_ended(tmp_path,

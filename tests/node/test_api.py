@@ -20,6 +20,7 @@ from nacl.signing import SigningKey
 from pydantic import BaseModel
 
 from gossip.host import peer_id_from_public_key, peer_org
+from gossip.own_records import OwnRecords
 from gossip.peers import APART_FIRST, MAX_ERROR
 from gossip.replica import Replica
 from gossip.store import INDEX_FILE, RecordStore, StoreError
@@ -172,6 +173,68 @@ async def test_a_conflicting_record_stored_once_the_held_one_it_conflicted_with_
     page = (await api.get("/v1/node/own-records")).json()
     assert [(r["id"], r["stored"], r["conflicts_with"]) for r in page["records"]] == [
         (theirs.id.hex(), True, held.id.hex()), (first.id.hex(), True, None)]
+    assert (await api.get("/v1/node/own-records/1/cose")).content == theirs.raw
+    fetched = await api.get("/v1/node/own-records/1/conflicts-with/cose")  # the held one, stored nowhere
+    assert fetched.status_code == 200 and fetched.headers["content-type"] == "application/cose"
+    assert fetched.content == held.raw
+    assert_error(await api.get("/v1/node/own-records/2/conflicts-with/cose"), 404, "not_found")
+
+
+async def test_the_row_of_a_record_of_its_key_in_a_batch_the_store_refused_shows_it_not_stored(api, node):
+    """The row is written before the store takes the batch, and stays until the next start drops it: `stored` false,
+    as GET /v1/records/{id} has no such record, until the record comes again and is stored. Before: true, assumed
+    of every row but a conflicting one's."""
+    head = node.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+    record = Org(key=node.replica.key, seq=head.seq, prev=head.id).record()
+    append = node.replica.store.append
+    node.replica.store.append = lambda records: (_ for _ in ()).throw(StoreError("disk full"))
+    with pytest.raises(StoreError):
+        node.replica.accept([record], "12D3KooWPeer")
+    page = (await api.get("/v1/node/own-records")).json()
+    assert [(r["id"], r["stored"]) for r in page["records"]] == [(record.id.hex(), False)]
+    assert_error(await api.get(f"/v1/records/{record.id.hex()}"), 404, "not_found")
+    node.replica.store.append = append
+    node.replica.accept([record], "12D3KooWPeer")
+    assert [r["stored"] for r in (await api.get("/v1/node/own-records")).json()["records"]] == [True]
+
+
+async def test_the_bytes_of_an_acknowledged_conflict_dropped_to_make_room_for_a_later_one_are_said_gone(
+        api, node, tmp_path, monkeypatch):
+    """Past the bytes the list keeps (1 here), an acknowledged conflict's are dropped to make room for a later one's,
+    the held record's it conflicted with among them: 410 `bytes_dropped`, after a restart too, where 404 would say
+    there is no such conflict. The later conflict's own and the stored record's it conflicts with are served."""
+    monkeypatch.setattr("gossip.own_records.MAX_CONFLICTS", 1)
+    node.replica.own_records = OwnRecords.open(tmp_path, lambda: 0, node.replica.store)
+    ours = node.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+    held = Org(key=node.replica.key).fork(ours.seq + 2, bytes(32))
+    node.replica.accept([held], "12D3KooWPeer")
+    node.replica.accept([Org(key=node.replica.key).fork(held.seq, bytes(32))], "12D3KooWThief")
+    assert (await api.get("/v1/node/own-records/1/conflicts-with/cose")).content == held.raw
+    assert (await api.post("/v1/node/own-records/acknowledge", json={"through": 1}, headers=AUTH)).status_code == 200
+    theirs = Org(key=node.replica.key).fork(ours.seq, ours.prev)
+    node.replica.accept([theirs], "12D3KooWThief")
+    node.replica.own_records.close()
+    node.replica.own_records = OwnRecords.open(tmp_path, lambda: 0, node.replica.store)  # a restart
+    for path in ("/v1/node/own-records/1/cose", "/v1/node/own-records/1/conflicts-with/cose"):
+        assert_error(await api.get(path), 410, "bytes_dropped", "path.number: the bytes of record")
+    assert (await api.get("/v1/node/own-records/2/cose")).content == theirs.raw
+    assert (await api.get("/v1/node/own-records/2/conflicts-with/cose")).content == ours.raw  # from the ledger
+    page = (await api.get("/v1/node/own-records")).json()
+    assert [(r["number"], r["acknowledged"]) for r in page["records"]] == [(1, True), (2, False)]
+    spec = (await api.get("/openapi.json")).json()["paths"]
+    assert {"404", "410"} <= set(spec["/v1/node/own-records/{number}/cose"]["get"]["responses"])
+    assert {"404", "410"} <= set(spec["/v1/node/own-records/{number}/conflicts-with/cose"]["get"]["responses"])
+    node.replica.own_records.close()
+
+
+async def test_the_bytes_of_a_held_record_a_row_listed_before_format_5_conflicted_with_are_said_never_kept(api, node):
+    """A row as the upgrade from format 4 leaves it, the held record's bytes not kept: 410 `bytes_not_kept` once the
+    node no longer holds it, the conflicting record's own served."""
+    ours = node.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+    held = Org(key=node.replica.key).fork(ours.seq + 2, bytes(32))
+    theirs = Org(key=node.replica.key).fork(held.seq, bytes(32))
+    node.replica.own_records.add_conflicts([(theirs, held.id, None, "12D3KooWThief")])
+    assert_error(await api.get("/v1/node/own-records/1/conflicts-with/cose"), 410, "bytes_not_kept", "path.number")
     assert (await api.get("/v1/node/own-records/1/cose")).content == theirs.raw
 
 async def test_node_lists_orgs_flagged_for_equivocation(api, node, partner):
@@ -1004,6 +1067,7 @@ async def test_openapi_describes_every_endpoint_and_the_token(api):
         "/v1/node/own-records",
         "/v1/node/own-records/acknowledge",
         "/v1/node/own-records/{number}/cose",
+        "/v1/node/own-records/{number}/conflicts-with/cose",
         "/v1/vouches",
         "/v1/revocations",
         "/v1/records",

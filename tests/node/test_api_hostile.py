@@ -371,6 +371,7 @@ def test_the_property_below_ranges_over_the_integer_and_boolean_parameters_of_th
         ("/v1/agents/{did}/score", "query", "explain", "boolean"),
         ("/v1/peers", "query", "limit", "integer"), ("/v1/node/own-records", "query", "after", "integer"),
         ("/v1/node/own-records/{number}/cose", "path", "number", "integer"),
+        ("/v1/node/own-records/{number}/conflicts-with/cose", "path", "number", "integer"),
     }
 
 

@@ -13,7 +13,7 @@ import pytest
 import httpx
 import trio
 
-from gossip.own_records import MAX_CONFLICTS
+from gossip.own_records import MAX_CONFLICT_ROWS, MAX_CONFLICTS, MAX_UNLISTED_SEEN
 from gossip.peers import MAX_DIAL_BURST, MAX_DIAL_RATE, MAX_DIALS, MAX_ERROR
 from gossip.serving_budget import ServingRates
 from gossip.sync_service import SyncService
@@ -24,6 +24,7 @@ from node.credential_status import LIST_ENTRIES
 from node.credentials import VOUCH_CREDENTIAL_DAYS
 from node.stream import MAX_CLIENTS
 from node.trust import SNAPSHOT_AFTER
+from vouching import MAX_RECORD_SIZE
 from vouching.explanation import MAX_LISTED_PARTS
 from vouching.params import DAY_MS, ScoringParams
 from vouching.policy import DEFAULT_HIGH_RISK_TOOLS
@@ -155,7 +156,11 @@ _RATES = ServingRates()
     f"{SNAPSHOT_AFTER:,} records has none",
     f"clamp_min(vouchnet_engine_snapshot_records / 8, {SNAPSHOT_AFTER})",
     f"at least every {inspect.signature(SyncService).parameters['refresh_rounds'].default} `[p2p] sync_interval`s",
-    f"such records: the first {MAX_CONFLICTS:,} are listed;",
+    f"it keeps the bytes of {MAX_CONFLICTS:,} conflicting records at most (with those of the held records they "
+    f"conflict with: {2 * MAX_CONFLICTS:,} records' bytes, {2 * MAX_CONFLICTS * MAX_RECORD_SIZE / 1e6:.0f} MB of "
+    f"{MAX_RECORD_SIZE // 1024} KiB records), and {MAX_CONFLICT_ROWS:,} rows of them.",
+    f"past {MAX_CONFLICT_ROWS:,} rows the oldest acknowledged row is dropped",
+    f"ids of the last {MAX_UNLISTED_SEEN:,} counted",
 ])
 def test_the_readme_states_the_figures_the_code_uses(statement):
     assert statement in " ".join(README.read_text().split())
