@@ -22,6 +22,7 @@ from node.client import NodeClient
 from node.client._http import normal_url
 from node.config import DIR_ENV, ConfigError, NodeConfig, connectable_host, default_data_dir, load_config
 from node.keys import KeyFileError, load_org_key, load_token
+from node.strict_modes import TooOpen, check_strict_modes
 from vouching import InvalidDid, did_key, public_key_from_did
 from vouching.identity import is_compact_jwt
 
@@ -116,11 +117,16 @@ def add_dir_option(parser: argparse.ArgumentParser) -> None:
 
 
 def local_config(args: argparse.Namespace) -> NodeConfig:
-    """The config of the data directory `--dir` names (or the default one); raises UsageError."""
+    """The config of the data directory `--dir` names (or the default one), for a command that works on it on this
+    machine (it writes there, or signs with its key); raises UsageError, also for a directory `vouchnet run` refuses,
+    in its words (node.strict_modes): run as root in a user's directory, `agent list` left a credentials.db and a
+    stores.list the node, run as that user, could not write or read."""
     try:
-        return load_config(args.dir or default_data_dir())
-    except ConfigError as e:
+        config = load_config(args.dir or default_data_dir())
+        check_strict_modes(config.data_dir)
+    except (ConfigError, TooOpen) as e:
         raise UsageError(str(e)) from None
+    return config
 
 
 def local_config_and_key(args: argparse.Namespace) -> tuple[NodeConfig, SigningKey]:
