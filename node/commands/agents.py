@@ -37,7 +37,7 @@ from .common import (
     add_dir_option,
     add_local_command,
     did_argument,
-    local_config_and_key,
+    local_config,
     meant_as_did,
     open_client,
     print_json,
@@ -175,7 +175,7 @@ def _new(args: argparse.Namespace) -> int:
 
 
 def _revoke(args: argparse.Namespace) -> int:
-    config, _ = local_config_and_key(args)
+    config = local_config(args)
     with _registry(config.data_dir) as registry:
         try:
             revoked = registry.revoke(args.agent if args.index is None else args.index, reason=args.reason,
@@ -190,7 +190,7 @@ def _revoke(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    config, _ = local_config_and_key(args)
+    config = local_config(args)
     with _registry(config.data_dir) as registry:
         print_json([asdict(c) for c in registry.issued()])
     return 0

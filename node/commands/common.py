@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from nacl.signing import SigningKey
 
 from node.address_file import API_URL_FILE, ApiUrlFileError, read_api_url
 from node.client import NodeClient
@@ -127,15 +126,6 @@ def local_config(args: argparse.Namespace) -> NodeConfig:
     except (ConfigError, TooOpen) as e:
         raise UsageError(str(e)) from None
     return config
-
-
-def local_config_and_key(args: argparse.Namespace) -> tuple[NodeConfig, SigningKey]:
-    """local_config and the org key it names; raises UsageError."""
-    config = local_config(args)
-    try:
-        return config, load_org_key(config.key_path)
-    except KeyFileError as e:
-        raise UsageError(str(e)) from None
 
 
 def os_error_text(error: OSError) -> str:
