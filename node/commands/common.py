@@ -165,8 +165,8 @@ def meant_as_did(text: str) -> bool:
 
 
 def positive_int(text: str) -> int:
-    """argparse type: a count, 1 or more."""
-    if not text.isdigit() or int(text) < 1:
+    """argparse type: a count, 1 or more, in ASCII digits (str.isdigit takes "²", which int refuses)."""
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return int(text)
 

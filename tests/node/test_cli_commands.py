@@ -202,6 +202,14 @@ def test_an_api_address_that_is_no_url_is_a_usage_error(capsys, api):
         capsys.readouterr().err
 
 
+@pytest.mark.parametrize("count", ["0", "-1", "2.5", "\u00b2", "\u00b9\u00b2"])
+def test_a_count_that_is_no_positive_integer_is_refused_naming_it(capsys, count):
+    """A superscript digit, which str.isdigit takes and int() refuses, was "invalid positive_int value", naming a
+    function of ours rather than what the option expects."""
+    assert cli.main(["records", "--limit", count, "--api", "http://127.0.0.1:9"]) == 2
+    assert f"argument --limit: expected a positive integer, got {count!r}" in capsys.readouterr().err
+
+
 async def test_dir_and_api_exclude_each_other(run, data_dir, url):
     code, _, err = await run("status", "--dir", data_dir, "--api", url)
     assert code == 2 and "not allowed with" in err
