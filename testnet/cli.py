@@ -248,8 +248,9 @@ def _same_shape(args: argparse.Namespace, state: TestnetState) -> None:
     for what, value in asked.items():
         if value is not None and value != held[what]:
             shape = counted(held[what], "node") if what == "nodes" else f"{what} {held[what]}"
-            raise UsageError(f"{args.dir} holds a testnet of {shape}, not {value}: `vouchnet testnet down`, then "
-                             "remove it or use another --dir")
+            raise UsageError(f"{args.dir} holds a testnet of {shape}, not {value}: leave out --{what} to start it "
+                             f"as it is; for a new one, give another --dir, or stop this one (`vouchnet testnet down "
+                             f"--dir {args.dir}`) and remove {args.dir}")
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -358,7 +359,9 @@ def _run(args: argparse.Namespace) -> int:
         else:
             cluster = _open(args.dir)
             if args.nodes is not None and args.nodes != len(cluster.names):
-                raise UsageError(f"{args.dir} holds a testnet of {counted(len(cluster.names), 'node')}, not {args.nodes}")
+                raise UsageError(f"{args.dir} holds a testnet of {counted(len(cluster.names), 'node')}, not "
+                                 f"{args.nodes}: leave out --nodes to run on it, or give another --dir, where a "
+                                 "testnet of that size is made")
         seed = cluster.state.seed if args.seed is None else args.seed
         bar = ProgressBar("starting nodes")
 
