@@ -164,10 +164,15 @@ def meant_as_did(text: str) -> bool:
     return text.startswith("did:") or is_compact_jwt(text)
 
 
+MAX_COUNT = 2**63 - 1  # the most a node's API takes (a signed 64-bit integer), and islice's bound on 64 bits
+
+
 def positive_int(text: str) -> int:
-    """argparse type: a count, 1 or more, in ASCII digits (str.isdigit takes "²", which int refuses)."""
-    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+    """argparse type: a count, 1 to MAX_COUNT, in ASCII digits (str.isdigit takes "²", which int refuses)."""
+    if not (text.isascii() and text.isdigit()) or not text.strip("0"):
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    if len(text.lstrip("0")) > len(str(MAX_COUNT)) or int(text) > MAX_COUNT:  # (int refuses 4,301 digits and more)
+        raise argparse.ArgumentTypeError(f"expected a positive integer up to {MAX_COUNT}, got {text!r}")
     return int(text)
 
 

@@ -210,6 +210,16 @@ def test_a_count_that_is_no_positive_integer_is_refused_naming_it(capsys, count)
     assert f"argument --limit: expected a positive integer, got {count!r}" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv", [["records", "--limit"], ["own-records", "acknowledge", "--through"]])
+@pytest.mark.parametrize("count", [str(2**63), "9" * 5000])
+def test_a_count_beyond_what_a_node_takes_is_refused_naming_the_bound(capsys, argv, count):
+    """Before: `records --limit 10**20` ended in islice's traceback, `acknowledge --through 2**63` in the node's 422,
+    and 5,000 digits in "invalid positive_int value"."""
+    assert cli.main([*argv, count, "--api", "http://127.0.0.1:9"]) == 2
+    assert f"argument {argv[-1]}: expected a positive integer up to {2**63 - 1}, got {count!r}" in \
+        capsys.readouterr().err
+
+
 async def test_dir_and_api_exclude_each_other(run, data_dir, url):
     code, _, err = await run("status", "--dir", data_dir, "--api", url)
     assert code == 2 and "not allowed with" in err
