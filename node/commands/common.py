@@ -164,16 +164,25 @@ def meant_as_did(text: str) -> bool:
     return text.startswith("did:") or is_compact_jwt(text)
 
 
-MAX_COUNT = 2**63 - 1  # the most a node's API takes (a signed 64-bit integer), and islice's bound on 64 bits
+MAX_COUNT = 2**63 - 1  # the most a node's API takes (a signed 64-bit integer), SQLite's, and islice's on 64 bits
+
+
+def whole_number(text: str) -> int | None:
+    """`text` as a whole number from 0 to MAX_COUNT written in ASCII digits, else None (str.isdigit takes "²", which
+    int refuses, and int refuses 4,301 digits and more)."""
+    if not (text.isascii() and text.isdigit()) or len(text.lstrip("0")) > len(str(MAX_COUNT)):
+        return None
+    number = int(text)
+    return number if number <= MAX_COUNT else None
 
 
 def positive_int(text: str) -> int:
-    """argparse type: a count, 1 to MAX_COUNT, in ASCII digits (str.isdigit takes "²", which int refuses)."""
+    """argparse type: a count, 1 to MAX_COUNT."""
     if not (text.isascii() and text.isdigit()) or not text.strip("0"):
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    if len(text.lstrip("0")) > len(str(MAX_COUNT)) or int(text) > MAX_COUNT:  # (int refuses 4,301 digits and more)
+    if (count := whole_number(text)) is None:
         raise argparse.ArgumentTypeError(f"expected a positive integer up to {MAX_COUNT}, got {text!r}")
-    return int(text)
+    return count
 
 
 def seconds_argument(text: str) -> float:
