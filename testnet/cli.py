@@ -21,6 +21,7 @@ from node.commands.common import (
     add_local_command,
     positive_int,
     seconds_argument,
+    seed_argument,
 )
 from vouching.counts import counted
 
@@ -59,8 +60,8 @@ def register(subparsers: Subparsers) -> None:
     )
     _dir_option(up)
     up.add_argument("--nodes", type=positive_int, help="how many nodes (default 5 for a new testnet)")
-    up.add_argument("--seed", type=int, help="seed of the random topology and of scenario runs (default 1 for a new "
-                                             "testnet)")
+    up.add_argument("--seed", type=seed_argument,
+                    help="seed of the random topology and of scenario runs (default 1 for a new testnet)")
     up.add_argument("--topology", choices=sorted(TOPOLOGIES),
                     help="who roots and vouches for whom (default mesh for a new testnet): "
                     + "; ".join(f"{k}: {v}" for k, v in TOPOLOGIES.items()))
@@ -131,7 +132,8 @@ def register(subparsers: Subparsers) -> None:
                      help="testnet size if one must be started (default: the scenario's)")
     run.add_argument("--duration", type=float,
                      help=f"seconds of traffic, {MIN_DURATION} to {MAX_DURATION} (default: the scenario's)")
-    run.add_argument("--seed", type=int, help="seed of the plan and the agents' behaviour (default: the testnet's)")
+    run.add_argument("--seed", type=seed_argument,
+                     help="seed of the plan and the agents' behaviour (default: the testnet's)")
     run.add_argument("--out", type=Path, help="where the report goes (default: DIR/reports/SCENARIO-TIME)")
     run.add_argument("--keep", action="store_true", help="leave a testnet this command started running")
 

@@ -185,6 +185,13 @@ def positive_int(text: str) -> int:
     return count
 
 
+def seed_argument(text: str) -> int:
+    """argparse type: a random seed, 0 to MAX_COUNT (numpy's generators refuse a negative one, with a traceback)."""
+    if (seed := whole_number(text)) is None:
+        raise argparse.ArgumentTypeError(f"expected a seed, a whole number from 0 to {MAX_COUNT}, got {text!r}")
+    return seed
+
+
 def seconds_argument(text: str) -> float:
     """argparse type: a wait in seconds, 0 or more (so not nan or inf)."""
     try:
