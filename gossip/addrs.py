@@ -61,13 +61,13 @@ class PeerAddr:
 
 def parse_listen_addr(value: str) -> TcpAddr:
     """/ip4/<address>/tcp/<port> or /ip6/<address>/tcp/<port> (port 0 picks one); AddrError otherwise."""
-    _check_multiaddr(value)
+    _check_multiaddr(value, LISTEN_FORM)
     return _tcp_addr(value, IP_PROTOCOLS, f"must be {LISTEN_FORM}")
 
 
 def parse_peer_addr(value: str, *, names: bool = True) -> PeerAddr:
     """A TCP address ending in /p2p/<an org's PeerID>, with `names` by DNS name too; AddrError otherwise."""
-    _check_multiaddr(value)
+    _check_multiaddr(value, PEER_FORM)
     transport, sep, peer_id = value.rpartition("/p2p/")
     if not sep or "/" in peer_id:
         raise AddrError("a peer address must end in /p2p/<peer id>")
@@ -95,9 +95,10 @@ def check_org_peer_id(peer_id: str) -> bytes:
     return multihash[len(_ED25519_PEER_ID):]
 
 
-def _check_multiaddr(value: object) -> None:
+def _check_multiaddr(value: object, form: str) -> None:
+    """AddrError naming `form`, what the address must be, unless `value` is a multiaddr (127.0.0.1:4001 is not)."""
     if not isinstance(value, str) or not _MULTIADDR.fullmatch(value):
-        raise AddrError("not a multiaddr")
+        raise AddrError(f"not a multiaddr: must be {form}")
 
 
 def _tcp_addr(value: str, protocols: tuple[str, ...], form: str) -> TcpAddr:

@@ -21,6 +21,7 @@ from node.commands.common import (
     add_local_command,
     positive_int,
     seconds_argument,
+    seed_argument,
 )
 from vouching.counts import counted
 
@@ -59,8 +60,8 @@ def register(subparsers: Subparsers) -> None:
     )
     _dir_option(up)
     up.add_argument("--nodes", type=positive_int, help="how many nodes (default 5 for a new testnet)")
-    up.add_argument("--seed", type=int, help="seed of the random topology and of scenario runs (default 1 for a new "
-                                             "testnet)")
+    up.add_argument("--seed", type=seed_argument,
+                    help="seed of the random topology and of scenario runs (default 1 for a new testnet)")
     up.add_argument("--topology", choices=sorted(TOPOLOGIES),
                     help="who roots and vouches for whom (default mesh for a new testnet): "
                     + "; ".join(f"{k}: {v}" for k, v in TOPOLOGIES.items()))
@@ -131,7 +132,8 @@ def register(subparsers: Subparsers) -> None:
                      help="testnet size if one must be started (default: the scenario's)")
     run.add_argument("--duration", type=float,
                      help=f"seconds of traffic, {MIN_DURATION} to {MAX_DURATION} (default: the scenario's)")
-    run.add_argument("--seed", type=int, help="seed of the plan and the agents' behaviour (default: the testnet's)")
+    run.add_argument("--seed", type=seed_argument,
+                     help="seed of the plan and the agents' behaviour (default: the testnet's)")
     run.add_argument("--out", type=Path, help="where the report goes (default: DIR/reports/SCENARIO-TIME)")
     run.add_argument("--keep", action="store_true", help="leave a testnet this command started running")
 
@@ -248,8 +250,9 @@ def _same_shape(args: argparse.Namespace, state: TestnetState) -> None:
     for what, value in asked.items():
         if value is not None and value != held[what]:
             shape = counted(held[what], "node") if what == "nodes" else f"{what} {held[what]}"
-            raise UsageError(f"{args.dir} holds a testnet of {shape}, not {value}: `vouchnet testnet down`, then "
-                             "remove it or use another --dir")
+            raise UsageError(f"{args.dir} holds a testnet of {shape}, not {value}: leave out --{what} to start it "
+                             f"as it is; for a new one, give another --dir, or stop this one (`vouchnet testnet down "
+                             f"--dir {args.dir}`) and remove {args.dir}")
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -358,7 +361,9 @@ def _run(args: argparse.Namespace) -> int:
         else:
             cluster = _open(args.dir)
             if args.nodes is not None and args.nodes != len(cluster.names):
-                raise UsageError(f"{args.dir} holds a testnet of {counted(len(cluster.names), 'node')}, not {args.nodes}")
+                raise UsageError(f"{args.dir} holds a testnet of {counted(len(cluster.names), 'node')}, not "
+                                 f"{args.nodes}: leave out --nodes to run on it, or give another --dir, where a "
+                                 "testnet of that size is made")
         seed = cluster.state.seed if args.seed is None else args.seed
         bar = ProgressBar("starting nodes")
 

@@ -30,6 +30,7 @@ from node.store_manifest import StoreLost, check_listed, list_present
 from vouching import did_key
 
 from .common import (
+    MAX_COUNT,
     CommandFailed,
     Subparsers,
     UsageError,
@@ -37,11 +38,12 @@ from .common import (
     add_dir_option,
     add_local_command,
     did_argument,
-    local_config_and_key,
+    local_config,
     meant_as_did,
     open_client,
     print_json,
     weight_argument,
+    whole_number,
 )
 from .signing import signing_key
 
@@ -52,6 +54,15 @@ def _name(text: str) -> str:
     if not _NAME.fullmatch(text):
         raise argparse.ArgumentTypeError(f"1 to 64 of A-Z a-z 0-9 . _ -, starting with a letter or digit, got {text!r}")
     return text
+
+
+def _index(text: str) -> int:
+    """argparse type: a credential's index in the status lists, 0 or more (one beyond SQLite's integers ended in
+    its OverflowError's traceback)."""
+    if (index := whole_number(text)) is None:
+        raise argparse.ArgumentTypeError(f"expected a credential's index, 0 to {MAX_COUNT} (`vouchnet agent list` "
+                                         f"shows them), got {text!r}")
+    return index
 
 
 def _agent(text: str) -> str:
@@ -115,7 +126,7 @@ def register(subparsers: Subparsers) -> None:
     )
     which = revoke.add_mutually_exclusive_group(required=True)
     which.add_argument("agent", nargs="?", metavar="AGENT", type=_agent, help="the agent's did or name")
-    which.add_argument("--index", type=int, help="one credential, by its index")
+    which.add_argument("--index", type=_index, help="one credential, by its index")
     revoke.add_argument("--reason", required=True, help=f"why, 1 to {MAX_REASON} printable characters (kept with "
                         "the revocation)")
     add_dir_option(revoke)
@@ -175,7 +186,7 @@ def _new(args: argparse.Namespace) -> int:
 
 
 def _revoke(args: argparse.Namespace) -> int:
-    config, _ = local_config_and_key(args)
+    config = local_config(args)
     with _registry(config.data_dir) as registry:
         try:
             revoked = registry.revoke(args.agent if args.index is None else args.index, reason=args.reason,
@@ -190,7 +201,7 @@ def _revoke(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    config, _ = local_config_and_key(args)
+    config = local_config(args)
     with _registry(config.data_dir) as registry:
         print_json([asdict(c) for c in registry.issued()])
     return 0

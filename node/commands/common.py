@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from nacl.signing import SigningKey
 
 from node.address_file import API_URL_FILE, ApiUrlFileError, read_api_url
 from node.client import NodeClient
 from node.client._http import normal_url
 from node.config import DIR_ENV, ConfigError, NodeConfig, connectable_host, default_data_dir, load_config
 from node.keys import KeyFileError, load_org_key, load_token
+from node.strict_modes import TooOpen, check_strict_modes
 from vouching import InvalidDid, did_key, public_key_from_did
 from vouching.identity import is_compact_jwt
 
@@ -116,20 +116,16 @@ def add_dir_option(parser: argparse.ArgumentParser) -> None:
 
 
 def local_config(args: argparse.Namespace) -> NodeConfig:
-    """The config of the data directory `--dir` names (or the default one); raises UsageError."""
+    """The config of the data directory `--dir` names (or the default one), for a command that works on it on this
+    machine (it writes there, or signs with its key); raises UsageError, also for a directory `vouchnet run` refuses,
+    in its words (node.strict_modes): run as root in a user's directory, `agent list` left a credentials.db and a
+    stores.list the node, run as that user, could not write or read."""
     try:
-        return load_config(args.dir or default_data_dir())
-    except ConfigError as e:
+        config = load_config(args.dir or default_data_dir())
+        check_strict_modes(config.data_dir)
+    except (ConfigError, TooOpen) as e:
         raise UsageError(str(e)) from None
-
-
-def local_config_and_key(args: argparse.Namespace) -> tuple[NodeConfig, SigningKey]:
-    """local_config and the org key it names; raises UsageError."""
-    config = local_config(args)
-    try:
-        return config, load_org_key(config.key_path)
-    except KeyFileError as e:
-        raise UsageError(str(e)) from None
+    return config
 
 
 def os_error_text(error: OSError) -> str:
@@ -168,11 +164,32 @@ def meant_as_did(text: str) -> bool:
     return text.startswith("did:") or is_compact_jwt(text)
 
 
+MAX_COUNT = 2**63 - 1  # the most a node's API takes (a signed 64-bit integer), SQLite's, and islice's on 64 bits
+
+
+def whole_number(text: str) -> int | None:
+    """`text` as a whole number from 0 to MAX_COUNT written in ASCII digits, else None (str.isdigit takes "²", which
+    int refuses, and int refuses 4,301 digits and more)."""
+    if not (text.isascii() and text.isdigit()) or len(text.lstrip("0")) > len(str(MAX_COUNT)):
+        return None
+    number = int(text)
+    return number if number <= MAX_COUNT else None
+
+
 def positive_int(text: str) -> int:
-    """argparse type: a count, 1 or more."""
-    if not text.isdigit() or int(text) < 1:
+    """argparse type: a count, 1 to MAX_COUNT."""
+    if not (text.isascii() and text.isdigit()) or not text.strip("0"):
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return int(text)
+    if (count := whole_number(text)) is None:
+        raise argparse.ArgumentTypeError(f"expected a positive integer up to {MAX_COUNT}, got {text!r}")
+    return count
+
+
+def seed_argument(text: str) -> int:
+    """argparse type: a random seed, 0 to MAX_COUNT (numpy's generators refuse a negative one, with a traceback)."""
+    if (seed := whole_number(text)) is None:
+        raise argparse.ArgumentTypeError(f"expected a seed, a whole number from 0 to {MAX_COUNT}, got {text!r}")
+    return seed
 
 
 def seconds_argument(text: str) -> float:

@@ -15,7 +15,7 @@ from typing import Any
 from gossip.store import StoreError
 from ledger import LedgerError
 from node.config import NodeConfig
-from node.data_lock import DataDirBusy
+from node.data_lock import DataDirBusy, locked_data_dir
 from node.keys import KeyFileError
 from node.rotation import retired_to, rotate_key
 from node.store_manifest import StoreLost
@@ -135,8 +135,11 @@ def _rotate(args: argparse.Namespace) -> int:
 def _catch_up(config: NodeConfig) -> None:
     """Before a rotation is signed, the catch-up sync a start runs (node.daemon.catch_up_stopped); none for a rotation
     whose record is signed already (one interrupted: finishing it signs no record at a seq of the old key). Raises
-    CommandFailed if no peer completed it in time, or as a start fails (a rotation of the key taken back, say)."""
+    CommandFailed if no peer completed it in time, or as a start fails (a rotation of the key taken back, say); at
+    once, before it says it is catching up, while the node runs (it said so, then that the directory was in use)."""
     with _refused():
+        with locked_data_dir(config.data_dir):  # (the catch-up takes it again: a node started meanwhile refuses it)
+            pass
         if retired_to(config) is not None:
             return
     from node.daemon import HOLDER_HINT, catch_up_stopped  # here: py-libp2p's import would add 1 s to every command

@@ -31,7 +31,10 @@ def register(subparsers: Subparsers) -> None:
         commands, "list",
         summary="list them: number, key, seq, id, when accepted, the peer it came from, whether acknowledged, the "
         "record it conflicts with",
-        description=_WHAT, examples=["vouchnet own-records list", "vouchnet own-records list --json"], run=_list)
+        description=_WHAT + " Lists them, one a line: NUMBER (what `acknowledge --through` takes), KEY, SEQ, ID, "
+        "ACCEPTED (UTC), PEER (the PeerID it came from; - if submitted through the API), ACKNOWLEDGED, "
+        "CONFLICTS_WITH; then, on stderr, how many are unacknowledged and how many conflict.",
+        examples=["vouchnet own-records list", "vouchnet own-records list --json"], run=_list)
     listing.add_argument("--json", action="store_true", help="print them as a JSON list")
     acknowledge = add_command(
         commands, "acknowledge", summary="acknowledge them once explained, so that they no longer count",

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from ledger.files import make_directory, replace_file
-from node.commands.common import Subparsers, UsageError, add_local_command
+from node.commands.common import Subparsers, UsageError, add_local_command, seed_argument
 from vouching.counts import counted
 
 
@@ -27,7 +27,7 @@ def register(subparsers: Subparsers) -> None:
     )
     parser.add_argument("--suite", choices=("standard", "quick"), default="standard",
                         help="scale of the networks (quick: the tests' reduced scale; default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=1, help="reproduces a run exactly (default: %(default)s)")
+    parser.add_argument("--seed", type=seed_argument, default=1, help="reproduces a run exactly (default: %(default)s)")
     parser.add_argument("--scenario", action="append", metavar="NAME",
                         help="run only this scenario or family (repeatable), e.g. 'sybil' or 'threat-c f=0.6'")
     parser.add_argument("--out", type=Path, default=Path("sim-results"),

@@ -202,6 +202,24 @@ def test_an_api_address_that_is_no_url_is_a_usage_error(capsys, api):
         capsys.readouterr().err
 
 
+@pytest.mark.parametrize("count", ["0", "-1", "2.5", "\u00b2", "\u00b9\u00b2"])
+def test_a_count_that_is_no_positive_integer_is_refused_naming_it(capsys, count):
+    """A superscript digit, which str.isdigit takes and int() refuses, was "invalid positive_int value", naming a
+    function of ours rather than what the option expects."""
+    assert cli.main(["records", "--limit", count, "--api", "http://127.0.0.1:9"]) == 2
+    assert f"argument --limit: expected a positive integer, got {count!r}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["records", "--limit"], ["own-records", "acknowledge", "--through"]])
+@pytest.mark.parametrize("count", [str(2**63), "9" * 5000])
+def test_a_count_beyond_what_a_node_takes_is_refused_naming_the_bound(capsys, argv, count):
+    """Before: `records --limit 10**20` ended in islice's traceback, `acknowledge --through 2**63` in the node's 422,
+    and 5,000 digits in "invalid positive_int value"."""
+    assert cli.main([*argv, count, "--api", "http://127.0.0.1:9"]) == 2
+    assert f"argument {argv[-1]}: expected a positive integer up to {2**63 - 1}, got {count!r}" in \
+        capsys.readouterr().err
+
+
 async def test_dir_and_api_exclude_each_other(run, data_dir, url):
     code, _, err = await run("status", "--dir", data_dir, "--api", url)
     assert code == 2 and "not allowed with" in err

@@ -355,6 +355,31 @@ async def test_the_cli_mints_revocable_credentials_and_the_node_publishes_their_
     assert (bad.status_code, bad.json()["error"]) == (422, "invalid_request")  # as every malformed parameter
 
 
+def test_agent_revoke_and_list_never_read_the_org_key(tmp_path, capsys):
+    """They sign nothing: a leaked agent's revocation does not wait for org.key to be restored (before: refused,
+    "org.key: missing"), nor is the org's secret read by a command that has no use for it."""
+    made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    config = made.data_dir / "config.toml"
+    config.write_text(config.read_text().replace('public_url = ""', f'public_url = "{PUBLIC_URL}/"'))
+    assert agent_command("new", "--name", "alice", "--out", str(tmp_path / "agents"), "--dir", str(made.data_dir)) == 0
+    (made.data_dir / "org.key").rename(tmp_path / "org.key.offline")
+    capsys.readouterr()
+    assert cli.main(["agent", "revoke", "alice", "--reason", "key leaked", "--dir", str(made.data_dir)]) == 0
+    assert [c["name"] for c in json.loads(capsys.readouterr().out)["revoked"]] == ["alice"]
+    assert cli.main(["agent", "list", "--dir", str(made.data_dir)]) == 0
+    assert [(c["name"], c["reason"]) for c in json.loads(capsys.readouterr().out)] == [("alice", "key leaked")]
+
+
+@pytest.mark.parametrize("index", [str(2**63), "-1", "1.5", "\u00b2"])
+def test_agent_revoke_refuses_an_index_that_is_none_naming_what_it_takes(tmp_path, capsys, index):
+    """Before: an index beyond SQLite's integers ended in OverflowError's traceback."""
+    made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    assert cli.main(["agent", "revoke", "--index", index, "--reason", "x", "--dir", str(made.data_dir)]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"vouchnet agent revoke: error: argument --index: expected a credential's index, 0 to {2**63 - 1} (`vouchnet "
+        f"agent list` shows them), got {index!r}")
+
+
 def test_agent_revoke_says_what_is_wrong_with_a_did_as_score_does(tmp_path, capsys):
     """Where it would say only that no credential has this did or name, which sends an operator to `agent list`."""
     made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")

@@ -262,6 +262,18 @@ def test_the_cli_rotates_and_says_what_changed(tmp_path, capsys):
     assert "start the node to sign with" in out.err
 
 
+def test_the_cli_refuses_a_running_nodes_directory_before_it_says_it_catches_up(tmp_path, capsys):
+    """It said "catching up first: opening the node as a start does", and only then that the directory was in use."""
+    config = _config(tmp_path / "a")
+    old = _did(config)
+    with locked_data_dir(config.data_dir):
+        assert cli.main(["key", "rotate", "--dir", str(config.data_dir)]) == 1
+    pid = f", pid {os.getpid()}" if os.path.exists("/proc/locks") else ""
+    assert capsys.readouterr() == ("", f"vouchnet key rotate: {config.data_dir}: in use by another process{pid} (is "
+                                       "its node running? stop it first)\n")
+    assert _did(config) == old
+
+
 async def _rotated_once_heard(config, peer: Node) -> tuple[Rotation, trio.Event]:
     """Run the node of `config` until `peer` holds a record of its key, stop it, and rotate its key; with an event set
     once `peer` links two keys."""

@@ -1,6 +1,6 @@
 """A data directory or config.toml others may write is refused as the node starts (node.strict_modes), as ssh's
-StrictModes refuses, and by every command that signs with the org key; by the mode bits, since the tests run as root,
-for whom access(2) allows everything."""
+StrictModes refuses, and by every command that signs with the org key or writes in the data directory; by the mode
+bits, since the tests run as root, for whom access(2) allows everything."""
 
 import os
 
@@ -105,3 +105,42 @@ def test_a_command_that_signs_with_the_key_refuses_what_run_refuses_in_its_words
     assert cli.main([*(arg.format(out=out) for arg in argv), "--dir", str(data_dir)]) == 2
     assert capsys.readouterr().err == f"vouchnet {' '.join(argv[:2])}: {refusal.format(path=path)}\n"
     assert (data_dir / "org.key").read_bytes() == key and os.listdir(out) == ["newer.key"]
+
+
+_WRITING = {  # commands that work on the data directory without signing: each writes there
+    "agent list": ["agent", "list"],
+    "agent revoke": ["agent", "revoke", "alice", "--reason", "left"],
+    "log repair": ["log", "repair"],
+    "stores accept-loss": ["stores", "accept-loss", "credentials.db"],
+}
+
+
+@pytest.mark.parametrize("command", _WRITING)
+@pytest.mark.parametrize("name, mode", [("", 0o775), ("config.toml", 0o666)], ids=["directory", "config"])
+def test_a_command_that_writes_in_the_data_directory_refuses_what_run_refuses_in_its_words(data_dir, capsys, command,
+                                                                                         name, mode):
+    """Before, `agent list` and `agent revoke` (credentials.db), `log repair` (the records ledger) and `stores
+    accept-loss` (stores.list) wrote in a data directory `vouchnet run` refuses."""
+    path = data_dir / name if name else data_dir
+    os.chmod(path, mode)
+    before = sorted(os.listdir(data_dir))
+    assert cli.main([*_WRITING[command], "--dir", str(data_dir)]) == 2
+    assert capsys.readouterr().err == (f"vouchnet {command}: {path}: writable by group or others (permissions "
+                                       f"{mode:04o}), so another user could change what the node trusts; run `chmod "
+                                       f"go-w {path}`\n")
+    assert sorted(os.listdir(data_dir)) == before
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root gives a file away")
+@pytest.mark.parametrize("command", _WRITING)
+def test_a_command_run_as_root_in_a_users_data_directory_leaves_nothing_the_node_cannot_use(data_dir, capsys,
+                                                                                          command):
+    """Run as root there, `agent list` made a credentials.db and a stores.list of root's, which the node, run as the
+    directory's user, could not write or read."""
+    os.chown(data_dir, 12345, -1)
+    before = sorted(os.listdir(data_dir))
+    assert cli.main([*_WRITING[command], "--dir", str(data_dir)]) == 2
+    assert capsys.readouterr().err == (f"vouchnet {command}: {data_dir}: owned by uid 12345, not by root (uid 0) the "
+                                       f"node runs as, so that user could replace it; run the node as uid 12345, or "
+                                       f"`chown root {data_dir}`\n")
+    assert sorted(os.listdir(data_dir)) == before

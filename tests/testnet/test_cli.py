@@ -50,8 +50,20 @@ def test_the_state_file_is_synced_before_it_replaces_the_one_before_and_its_dire
     (["--nodes", "3"], "holds a testnet of 2 nodes, not 3"),
 ])
 def test_up_over_a_testnet_refuses_a_shape_it_does_not_have(existing, capsys, option, complaint):
+    """And says what to do, naming the directory in the command it gives (it said `vouchnet testnet down`, which,
+    run as given, stops the testnet in ./vouchnet-testnet)."""
     assert main(["testnet", "up", "--dir", str(existing), *option]) == 2
-    assert complaint in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        f"vouchnet testnet up: {existing} {complaint}: leave out {option[0]} to start it as it is; for a new one, give "
+        f"another --dir, or stop this one (`vouchnet testnet down --dir {existing}`) and remove {existing}\n")
+
+
+def test_run_on_a_testnet_of_another_size_says_what_to_do(existing, capsys):
+    """It said only that the testnet had 2 nodes, not 3."""
+    assert main(["testnet", "run", "baseline", "--dir", str(existing), "--nodes", "3"]) == 2
+    assert capsys.readouterr().err.endswith(
+        f"vouchnet testnet run: {existing} holds a testnet of 2 nodes, not 3: leave out --nodes to run on it, or give "
+        "another --dir, where a testnet of that size is made\n")
 
 
 def _sleepers(self, names=None, *, progress=None, say=None, timeout=None):

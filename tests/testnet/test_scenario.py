@@ -212,6 +212,9 @@ def test_the_cli_refuses_a_broken_scenario_before_starting_anything(tmp_path, ca
     (["run", "baseline", "--duration", "nan"], "--duration: must be from 1 to 3600, got nan"),
     (["logs", "n00", "--lines", "-5"], "argument --lines/-n: expected a positive integer, got '-5'"),
     (["down", "--timeout", "nan"], "argument --timeout: expected seconds, 0 or more, got 'nan'"),
+    # (a negative seed ended a run in numpy's traceback, its nodes started)
+    (["up", "--seed", "-1"], f"argument --seed: expected a seed, a whole number from 0 to {2**63 - 1}, got '-1'"),
+    (["run", "baseline", "--seed", "-1"], "argument --seed: expected a seed, a whole number from 0 to"),
 ])
 def test_the_cli_refuses_a_bad_number_before_starting_anything(tmp_path, capsys, argv, complaint):
     """A usage error (2) naming the option: not a run of no traffic, a testnet of no node, or no output at all."""

@@ -122,3 +122,11 @@ def test_sybils_that_give_the_attackers_reputation_they_lacked_miss_t3():
     assert not _t3(suite).passed
     suite.runs["x10"] = run(0.0)
     assert _t3(suite).passed
+
+
+def test_vouchnet_sim_refuses_a_negative_seed_naming_what_it_takes(tmp_path, capsys):
+    """It ended in numpy's traceback ("expected non-negative integer") once the first scenario began."""
+    code = main(["sim", "--suite", "quick", "--scenario", "sybil", "--seed", "-1", "--out", str(tmp_path)])
+    assert code == 2 and not any(tmp_path.iterdir())
+    said = capsys.readouterr().err
+    assert f"argument --seed: expected a seed, a whole number from 0 to {2**63 - 1}, got '-1'" in said
