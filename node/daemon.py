@@ -461,6 +461,15 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
         # The org's revokes, for the status lists of its vouches, read off the loop while the rest starts.
         await nursery.start(node.telemetry.vouch_revocations.run,
                             (node.did, *node.replica.succession.earlier(node.did)))
+        # The API's port first: taken, the node stops before its catch-up (up to startup_sync_seconds) and before it
+        # signs (its org record). Connections queue until it serves, once the services are up.
+        try:
+            listeners = await trio.open_tcp_listeners(config.api_port, host=config.api_host)
+        except OSError as error:
+            raise StartupError(f"api: cannot listen on {config.api_host}:{config.api_port}: "
+                               f"{error.strerror or error}: {_free_it('[api] bind', config)}") from None
+        for listener in listeners:
+            published.push_async_callback(listener.aclose)  # (serving closes them too: this, if it never begins)
         # What we signed before, as peers know it (`vouchnet key rotate` runs the same); then the services that sign.
         caught_up = await _caught_up(node, nursery, signs_timed_out=True)
         node.startup_sync = caught_up.state
@@ -487,13 +496,6 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
                         "tells other orgs nowhere to dial it; set [p2p] announce in config.toml to where they reach it"
                         + dials, extra={"fields": {"listen": ",".join(node.host.listen_addrs)}})
         publish_org_record(node.replica, name=config.name, network=config.network, addrs=addrs)
-        try:
-            listeners = await trio.open_tcp_listeners(config.api_port, host=config.api_host)
-        except OSError as error:
-            raise StartupError(f"api: cannot listen on {config.api_host}:{config.api_port}: "
-                               f"{error.strerror or error}: {_free_it('[api] bind', config)}") from None
-        for listener in listeners:
-            published.push_async_callback(listener.aclose)  # (serving closes them too: this, if it never begins)
         # Bound before the app is made: with port 0, the port the OS picked is where its status lists are served.
         local_url = config.local_api_url(listeners[0].socket.getsockname()[1])
         refused = refusals_counter(node.telemetry.metrics)  # the app's refusals and the HTTP server's own

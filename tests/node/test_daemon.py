@@ -314,6 +314,24 @@ def test_a_taken_port_stops_the_node_with_one_clear_line(tmp_path, forked_cli, t
     assert "Traceback" not in done.stderr
 
 
+def test_a_taken_api_port_stops_the_node_before_its_catch_up_and_before_it_signs(tmp_path, forked_cli):
+    """The API bound last: with its port taken, a node whose peers were down waited its whole catch-up
+    (startup_sync_seconds), then signed its org record, and only then stopped."""
+    absent = peer_id_from_public_key(bytes(SigningKey.generate().verify_key))
+    with socket.create_server(("127.0.0.1", 0)) as busy, socket.create_server(("127.0.0.1", 0)) as peer:
+        made = init_data_dir(tmp_path, network="test", listen=("/ip4/127.0.0.1/tcp/0",),
+                             api=f"127.0.0.1:{busy.getsockname()[1]}",
+                             bootstrap=(f"/ip4/127.0.0.1/tcp/{peer.getsockname()[1]}/p2p/{absent}",))
+        config = made.data_dir / "config.toml"
+        config.write_text(config.read_text().replace("startup_sync_seconds = 10.0", "startup_sync_seconds = 600.0"))
+        done = forked_cli.run(["run", "--dir", str(tmp_path)])
+    assert done.returncode == 1  # (within the run's 60 s bound: the catch-up alone would wait 600)
+    assert "api: cannot listen on" in done.stderr.splitlines()[-1]
+    assert "signing without it" not in done.stderr
+    with RecordStore.open(made.data_dir) as store:
+        assert store.size == 0
+
+
 @pytest.mark.parametrize(("file", "complaint"), [
     ("credentials.db", "credentials: {path}: not a credential registry"),
     ("records.ledger", "records: {path}: not a ledger"),
