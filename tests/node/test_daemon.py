@@ -546,8 +546,8 @@ def test_a_node_run_as_root_refuses_an_org_key_another_user_owns(tmp_path, forke
     os.chown(key, 12345, -1)
     done = forked_cli.run(["run", "--dir", str(tmp_path)])
     assert done.returncode == 2
-    assert done.stderr.splitlines()[-1] == (f"vouchnet run: {key}: owned by uid 12345, not by root (uid 0) the node "
-                                            f"runs as, so that user could replace it; run the node as uid 12345, or "
+    assert done.stderr.splitlines()[-1] == (f"vouchnet run: {key}: owned by uid 12345, not by root (uid 0) "
+                                            f"vouchnet runs as, so that user could replace it; run vouchnet as uid 12345, or "
                                             f"`chown root {key}`")
 
 

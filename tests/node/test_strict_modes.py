@@ -51,8 +51,8 @@ def test_a_directory_config_or_key_another_user_owns_is_refused_naming_the_chown
     os.chown(path, 12345, -1)
     with pytest.raises(TooOpen) as refused:
         check_strict_modes(data_dir)
-    assert str(refused.value) == (f"{path}: owned by uid 12345, not by root (uid 0) the node runs as, so that user "
-                                  f"could replace it; run the node as uid 12345, or `chown root {path}`")
+    assert str(refused.value) == (f"{path}: owned by uid 12345, not by root (uid 0) vouchnet runs as, so that user "
+                                  f"could replace it; run vouchnet as uid 12345, or `chown root {path}`")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root gives a file away")
@@ -140,7 +140,7 @@ def test_a_command_run_as_root_in_a_users_data_directory_leaves_nothing_the_node
     os.chown(data_dir, 12345, -1)
     before = sorted(os.listdir(data_dir))
     assert cli.main([*_WRITING[command], "--dir", str(data_dir)]) == 2
-    assert capsys.readouterr().err == (f"vouchnet {command}: {data_dir}: owned by uid 12345, not by root (uid 0) the "
-                                       f"node runs as, so that user could replace it; run the node as uid 12345, or "
+    assert capsys.readouterr().err == (f"vouchnet {command}: {data_dir}: owned by uid 12345, not by root (uid 0) "
+                                       f"vouchnet runs as, so that user could replace it; run vouchnet as uid 12345, or "
                                        f"`chown root {data_dir}`\n")
     assert sorted(os.listdir(data_dir)) == before
