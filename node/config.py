@@ -315,14 +315,16 @@ def load_config(data_dir: Path) -> NodeConfig:
         text = path.read_text(encoding="utf-8-sig")  # the BOM some editors write failed at line 1
     except FileNotFoundError:
         if not data_dir.exists():  # a typo more often than a node to create: init would make a new org key
-            raise ConfigError(f"{data_dir}: no such directory: give --dir the node's data directory, where `vouchnet "
-                              f"init` wrote config.toml (`vouchnet init --dir {data_dir}` creates a new node)") from None
+            raise ConfigError(f"{data_dir}: no such directory: give --dir (or ${DIR_ENV}) the node's data directory, "
+                              f"where `vouchnet init` wrote config.toml (`vouchnet init --dir {data_dir}` creates a new "
+                              "node)") from None
         raise ConfigError(f"{path}: no configuration here; create one with `vouchnet init --dir {data_dir}`") from None
     except NotADirectoryError:
         if not data_dir.is_file():  # a file further up the path: the file system's words name it
             raise
-        raise ConfigError(f"{data_dir}: a file, not a directory: give --dir the node's data directory, the one that "
-                          f"holds config.toml{f' ({data_dir.parent})' if data_dir.name == CONFIG_FILE else ''}") from None
+        raise ConfigError(f"{data_dir}: a file, not a directory: give --dir (or ${DIR_ENV}) the node's data "
+                          "directory, the one that holds config.toml"
+                          f"{f' ({data_dir.parent})' if data_dir.name == CONFIG_FILE else ''}") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
     return parse_config(data_dir, text)

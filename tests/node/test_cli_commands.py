@@ -112,17 +112,26 @@ async def test_a_data_directory_that_does_not_exist_is_named_as_such(run, tmp_pa
     """A mistyped --dir: said to be missing, not a node to create (init there would make a new org key)."""
     code, _, err = await run("status", "--dir", tmp_path / "alcie")
     assert code == 2
-    assert err == (f"vouchnet status: {tmp_path}/alcie: no such directory: give --dir the node's data directory, "
-                   "where `vouchnet init` wrote config.toml (`vouchnet init --dir "
+    assert err == (f"vouchnet status: {tmp_path}/alcie: no such directory: give --dir (or $VOUCHNET_DIR) the node's data "
+                   "directory, where `vouchnet init` wrote config.toml (`vouchnet init --dir "
                    f"{tmp_path}/alcie` creates a new node)\n")
+
+
+async def test_a_mistyped_vouchnet_dir_is_named_with_the_variable(run, tmp_path, monkeypatch):
+    """With no --dir, $VOUCHNET_DIR names the directory: told only to give --dir, its user looked for a typo in a
+    command that had none."""
+    monkeypatch.setenv("VOUCHNET_DIR", str(tmp_path / "alcie"))
+    code, _, err = await run("status")
+    assert code == 2
+    assert err.startswith(f"vouchnet status: {tmp_path}/alcie: no such directory: give --dir (or $VOUCHNET_DIR) ")
 
 
 async def test_a_data_directory_given_as_its_config_file_names_the_directory(run, tmp_path):
     node = init_data_dir(tmp_path / "alice", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
     code, _, err = await run("status", "--dir", node.data_dir / "config.toml")
     assert code == 2
-    assert err == (f"vouchnet status: {node.data_dir}/config.toml: a file, not a directory: give --dir the node's "
-                   f"data directory, the one that holds config.toml ({node.data_dir})\n")
+    assert err == (f"vouchnet status: {node.data_dir}/config.toml: a file, not a directory: give --dir (or $VOUCHNET_DIR) "
+                   f"the node's data directory, the one that holds config.toml ({node.data_dir})\n")
 
 
 @pytest.mark.parametrize(
