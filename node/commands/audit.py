@@ -78,7 +78,7 @@ def register(subparsers: Subparsers) -> None:
         "verify",
         run=_verify,
         summary="check an export: the org's signature, every inclusion proof, every epoch's evidence root",
-        description="Check an export as an auditor would (the steps are in node/audit_export.py): the checkpoint "
+        description="Check an export as an auditor would: the checkpoint "
         "is signed by the org's did:key, each event is in the checkpointed log, each epoch's events hash to its "
         "evidence root, and, for each digest record given, to the root the org published, signed by one of the "
         "org's keys: the one the export names, or an earlier one its rotation chain links to it, before that key's "
