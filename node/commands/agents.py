@@ -65,6 +65,13 @@ def _index(text: str) -> int:
     return index
 
 
+def _days(text: str) -> int:
+    """argparse type: a credential's life in whole days, 1 or more (argparse's own said "invalid int value")."""
+    if not (text.isascii() and text.isdigit() and text.strip("0")) or len(text) > 100:  # (int refuses 4,301 digits)
+        raise argparse.ArgumentTypeError(f"expected whole days, 1 or more, got {text!r}")
+    return int(text)  # (too many for a credential: `_new` says so)
+
+
 def _agent(text: str) -> str:
     """argparse type: an agent's did or name; a mistyped did is told what is wrong with it, as `score` tells it,
     where it would name no credential."""
@@ -103,7 +110,7 @@ def register(subparsers: Subparsers) -> None:
     )
     new.add_argument("--name", type=_name, help="the agent's name, also the files' (default: agent-<did suffix>)")
     new.add_argument("--out", type=Path, default=Path("."), metavar="DIR", help="where to write (default: here)")
-    new.add_argument("--days", type=int, default=AGENT_CREDENTIAL_DAYS,
+    new.add_argument("--days", type=_days, default=AGENT_CREDENTIAL_DAYS,
                      help="how long the credential is valid, to the end of the year 9999 at most (default: "
                      "%(default)s)")
     new.add_argument("--vouch", type=weight_argument, metavar="W",
@@ -144,8 +151,6 @@ def register(subparsers: Subparsers) -> None:
 
 
 def _new(args: argparse.Namespace) -> int:
-    if args.days < 1:
-        raise UsageError("--days: must be at least 1")
     if time.time() + args.days * 86400 > MAX_NUMERIC_DATE:  # validUntil cannot say later, nor a verifier accept it
         raise UsageError("--days: the credential must expire by the end of the year 9999")
     with signing_key(args) as (config, org_key):

@@ -278,6 +278,17 @@ def test_agent_new_on_an_api_port_the_os_picks_refuses_until_a_public_url_is_set
     assert claims["credentialStatus"]["statusListCredential"] == f"{PUBLIC_URL}/v1/credentials/status/0"
 
 
+@pytest.mark.parametrize("days", ["0", "1.5", "-3", "²", "9" * 101])
+def test_agent_new_takes_whole_days(tmp_path, capsys, days):
+    """argparse's own type said "invalid int value" for 1.5, and 0 or -3 were refused only after the key was read."""
+    made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",),
+                         api="127.0.0.1:8700")
+    assert cli.main(["agent", "new", "--out", str(tmp_path / "agents"), "--dir", str(made.data_dir),
+                     "--days", days]) == 2
+    assert f"--days: expected whole days, 1 or more, got {days!r}" in capsys.readouterr().err
+    assert not (tmp_path / "agents").exists()
+
+
 @pytest.mark.parametrize("days", [3_000_000, 10**20])
 def test_agent_new_refuses_a_credential_that_would_outlive_the_year_9999(tmp_path, capsys, days):
     """Its validUntil cannot say so, nor a verifier accept its exp (node.jwt.MAX_NUMERIC_DATE). It raised out of the
