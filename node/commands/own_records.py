@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from node.client import NodeClient
+from vouching.counts import counted
 
 from .common import Subparsers, add_command, add_command_group, aligned, open_client, positive_int, print_json
 
@@ -63,7 +64,7 @@ def _list(args: argparse.Namespace) -> int:
 def _acknowledge(args: argparse.Namespace) -> int:
     with open_client(args, write=True) as client:
         answer = client.acknowledge_own_records(args.through)
-    print(f"acknowledged {answer['acknowledged']} record(s) listed through number {args.through}; "
+    print(f"acknowledged {counted(answer['acknowledged'], 'record')} listed through number {args.through}; "
           f"{answer['unacknowledged']} unacknowledged", file=sys.stderr)
     return 0
 
@@ -88,8 +89,8 @@ def _show(records: list[dict[str, Any]], unacknowledged: int, unlisted: int) -> 
              "yes" if r["acknowledged"] else "no", r.get("conflicts_with") or "-") for r in records]
         print("\n".join(aligned(rows)))
     conflicting = sum(1 for r in records if r.get("conflicts_with"))
-    print(f"{len(records)} record(s) of the org's key from peers, {unacknowledged} unacknowledged; {conflicting} "
-          f"conflicting with records the node holds (the key signed twice at one seq)"
+    print(f"{counted(len(records), 'record')} of the org's key from peers, {unacknowledged} unacknowledged; "
+          f"{conflicting} conflicting with the one the node held at its seq (the key signed twice at one seq)"
           + (f", and {unlisted} more not listed" if unlisted else ""), file=sys.stderr)
 
 

@@ -456,17 +456,17 @@ async def test_own_records_lists_and_acknowledges_the_org_s_records_from_peers(r
     first, second = elsewhere.record(), elsewhere.record()
     node.replica.accept([first, second], "12D3KooWPeer")
     code, out, err = await run("own-records", "list", "--dir", data_dir)
-    assert code == 0 and err.endswith("2 record(s) of the org's key from peers, 2 unacknowledged; 0 conflicting "
-                                      "with records the node holds (the key signed twice at one seq)\n")
+    assert code == 0 and err.endswith("2 records of the org's key from peers, 2 unacknowledged; 0 conflicting "
+                                      "with the one the node held at its seq (the key signed twice at one seq)\n")
     header, *rows = out.splitlines()
     assert header.split() == ["NUMBER", "KEY", "SEQ", "ID", "ACCEPTED", "PEER", "ACKNOWLEDGED", "CONFLICTS_WITH"]
     assert [row.split()[:4] + row.split()[5:] for row in rows] == [
         [str(n), r.iss, str(r.seq), r.id.hex(), "12D3KooWPeer", "no", "-"] for n, r in enumerate((first, second), 1)]
     code, _, err = await run("own-records", "acknowledge", "--through", 1, "--dir", data_dir)
-    assert code == 0 and "acknowledged 1 record(s) listed through number 1; 1 unacknowledged" in err
+    assert code == 0 and "acknowledged 1 record listed through number 1; 1 unacknowledged" in err
     with caplog.at_level(logging.WARNING, logger="gossip.own_records"):
         code, _, err = await run("own-records", "acknowledge", "--through", 2, "--dir", data_dir)
-    assert code == 0 and "acknowledged 1 record(s) listed through number 2; 0 unacknowledged" in err
+    assert code == 0 and "acknowledged 1 record listed through number 2; 0 unacknowledged" in err
     assert "acknowledged 1 record(s)" in caplog.text
     assert node.replica.own_from_peers == 0
 
@@ -476,15 +476,15 @@ async def test_own_records_lists_a_record_conflicting_with_one_the_node_holds_an
     theirs = Org(key=node.replica.key).fork(head.seq, None if head.seq == 1 else head.prev)
     node.replica.accept([theirs], "12D3KooWThief")
     code, out, err = await run("own-records", "list", "--dir", data_dir)
-    assert code == 0 and err.endswith("1 record(s) of the org's key from peers, 1 unacknowledged; 1 conflicting "
-                                      "with records the node holds (the key signed twice at one seq)\n")
+    assert code == 0 and err.endswith("1 record of the org's key from peers, 1 unacknowledged; 1 conflicting "
+                                      "with the one the node held at its seq (the key signed twice at one seq)\n")
     (row,) = out.splitlines()[1:]
     assert row.split()[:4] + row.split()[5:] == ["1", theirs.iss, str(head.seq), theirs.id.hex(), "12D3KooWThief", "no",
                                                  head.id.hex()]
     code, out, _ = await run("own-records", "list", "--json", "--dir", data_dir)
     assert [(r["stored"], r["conflicts_with"]) for r in json.loads(out)] == [(False, head.id.hex())]
     code, _, err = await run("own-records", "acknowledge", "--through", 1, "--dir", data_dir)
-    assert code == 0 and "acknowledged 1 record(s) listed through number 1; 0 unacknowledged" in err
+    assert code == 0 and "acknowledged 1 record listed through number 1; 0 unacknowledged" in err
     assert node.replica.own_from_peers == 0 and node.replica.own_records.unacknowledged_conflicts == 0
 
 
