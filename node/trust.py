@@ -36,7 +36,7 @@ from gossip.replica import Replica
 from vouching import DigestBody, Record
 from vouching.batch import ScoreTable
 from vouching.bodies import OUTCOMES
-from vouching.engine_state import capture, capturing as capture_in_chunks
+from vouching.engine_state import capture, capturing as capture_in_chunks, letting_go
 from vouching.evidence import Outcomes
 from vouching.explanation import Score
 from vouching.feed import feed_record, outcomes_of
@@ -272,7 +272,8 @@ class TrustService:
 
     async def _write_snapshot(self, snapshot: engine_snapshot.Snapshot) -> None:
         """Write `snapshot`, encoded on the loop a turn at a time (engine_snapshot.encoding, `_on_loop`) and its file
-        written in a worker thread; a failure is logged (a snapshot is a cache: the node runs on)."""
+        written in a worker thread; a failure is logged (a snapshot is a cache: the node runs on). Then let go of its
+        state on the loop a turn at a time (letting_go): it is of no use after."""
         assert self._snapshot_dir is not None
         parts = await _on_loop(engine_snapshot.encoding(snapshot))
         try:
@@ -282,10 +283,11 @@ class TrustService:
             log.warning("trust engine: cannot write engine.snapshot: %s", error.strerror or error,
                         extra={"fields": {"file": str(error.filename or self._snapshot_dir)}})
             self._snapshot_failures.inc()
-            return
-        self._snapshot_covers = snapshot.size
-        self.snapshot_written.set()
-        self.snapshot_written = trio.Event()
+        else:
+            self._snapshot_covers = snapshot.size
+            self.snapshot_written.set()
+            self.snapshot_written = trio.Event()
+        await _on_loop(letting_go(snapshot.state))
 
     async def _keep_snapshot(self) -> None:
         """Write the snapshot captured at the start, and one a rebuild captured (`_rebuild`) as soon as it is; every
@@ -296,11 +298,12 @@ class TrustService:
         time (Capture.on_loop), encoded on it a turn at a time and written off it. Brings it forward
         no more once engine.snapshot is not usable and the store holds more than SNAPSHOT_FROM_NO_RECORDS records,
         leaving it to the next start or a rebuild's capture. The one task writes every snapshot: a capture is never
-        overwritten by an older one."""
+        overwritten by an older one, and none is held once written (the start's was, for as long as the node ran)."""
         while True:
             if self._replayed is not None:
                 replayed, self._replayed = self._replayed, None
                 await self._write_snapshot(replayed)
+                del replayed
             with trio.move_on_after(SNAPSHOT_CHECK_S):
                 await self._captured.wait()
             self._captured = trio.Event()
@@ -313,25 +316,19 @@ class TrustService:
     async def _bring_snapshot_forward(self, stop: int) -> bool:
         """Write engine.snapshot anew to cover the first `stop` records (`_keep_snapshot`); from no records if it is
         not usable, while `stop` is SNAPSHOT_FROM_NO_RECORDS or fewer. False, having logged it, if it is not usable
-        past that: it is left to the next start."""
+        past that: it is left to the next start. What it made is let go of on the loop a turn at a time as it is
+        done with it (letting_go): the state decoded once restored, the state captured once written, the engine."""
         assert self._snapshot_dir is not None
-        engine, start = self._new_engine(), 0
+        engine = self._new_engine()
         try:
-            parts = await trio.to_thread.run_sync(engine_snapshot.read_parts, self._snapshot_dir,
-                                                  abandon_on_cancel=True)
-            snapshot = await _on_loop(engine_snapshot.decoding(parts))
-            engine_snapshot.check(snapshot, self.replica.store, identity=self.replica.succession.identity,
-                                  own_keys=self._own_keys())
-            # No digest ids: the records fed next are none of those it covers (a ledger holds each record once).
-            await _on_loop(engine_snapshot.restoring(snapshot, engine, ()))
-            start = snapshot.size
+            start = await self._restored_snapshot(engine)
         except engine_snapshot.Unusable as error:
             if stop > SNAPSHOT_FROM_NO_RECORDS:
                 log.warning("trust engine: engine.snapshot is not usable: %s; the next start replays every record and "
                             "writes it anew", error, extra={"fields": {"records": stop}})
                 self._snapshot_covers = 0
                 return False
-            engine = self._new_engine()
+            engine, start = self._new_engine(), 0
             if isinstance(error, engine_snapshot.Missing):
                 log.info("trust engine: writing engine.snapshot, of %d records", stop)
             else:
@@ -345,7 +342,22 @@ class TrustService:
         # The engine is this task's own: a capture of its columns themselves, on the loop a turn at a time.
         state = await _on_loop(capture_in_chunks(engine, copy=False))
         await self._write_snapshot(engine_snapshot.Snapshot(size, root, own_keys, state))
+        await _on_loop(letting_go(engine=engine))
         return True
+
+    async def _restored_snapshot(self, engine: TrustEngine) -> int:
+        """Restore engine.snapshot into the fresh `engine` (`_bring_snapshot_forward`): its file read off the loop,
+        decoded and restored on it a turn at a time, then its decoded state let go of likewise; the records it
+        covers, or Unusable."""
+        assert self._snapshot_dir is not None
+        parts = await trio.to_thread.run_sync(engine_snapshot.read_parts, self._snapshot_dir, abandon_on_cancel=True)
+        snapshot = await _on_loop(engine_snapshot.decoding(parts))
+        engine_snapshot.check(snapshot, self.replica.store, identity=self.replica.succession.identity,
+                              own_keys=self._own_keys())
+        # No digest ids: the records fed next are none of those it covers (a ledger holds each record once).
+        await _on_loop(engine_snapshot.restoring(snapshot, engine, ()))
+        await _on_loop(letting_go(snapshot.state))
+        return snapshot.size
 
     async def recompute_replayed(self) -> None:
         """The full recompute that completes a replay (`replaying`) at a start, in a worker thread
@@ -697,9 +709,10 @@ class Capture:
 
 
 async def _on_loop(steps: Generator[None, None, T]) -> T:
-    """What `steps` returns, run on the trio thread a TURN_S at a time (each of its steps a cbor2 call of one chunk:
-    engine_snapshot.encoding, decoding, restoring). The whole state, decoded and encoded in a worker thread, stalled
-    the loop 0.5-2.4 s under a flood at 1.2-2.2*10^5 agents (benchmarks/snapshot_forward.py)."""
+    """What `steps` returns, run on the trio thread a TURN_S at a time (each of its steps a chunk's work: a cbor2 call
+    of engine_snapshot.encoding or decoding, or CAPTURE_CHUNK rows of vouching.engine_state.capturing, restoring or
+    letting_go). The whole state, decoded and encoded in a worker thread, stalled the loop 0.5-2.4 s under a flood
+    at 1.2-2.2*10^5 agents (benchmarks/snapshot_forward.py)."""
     turn = _Turn()
     while True:
         try:

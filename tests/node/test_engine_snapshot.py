@@ -9,6 +9,7 @@ import sys
 import tempfile
 import threading
 import tracemalloc
+import weakref
 from array import array
 from pathlib import Path
 from types import SimpleNamespace
@@ -586,6 +587,52 @@ def test_a_bring_forward_decodes_and_encodes_on_the_loop_a_chunk_at_a_time(snaps
         # The ticker ran between the calls: once in each of trio's batches, before or after a call.
         assert on_loop[-1] - on_loop[0] >= len(on_loop) - 2, calls
     _same_engines(_started(node), _started(node, path.parent), [])
+
+
+def test_a_bring_forward_lets_go_of_what_it_made_before_it_returns(snapshotted, monkeypatch):
+    """The state it decoded, the state it captured and the engine it made are emptied on the loop a chunk at a time
+    (engine_state.letting_go) before it returns: let go of at once as it returned, they held the loop 150-250 ms at
+    1.2*10^5 agents (benchmarks/snapshot_forward.py, which counted only the stalls that ended before it returned)."""
+    node, path = snapshotted
+    running = _started(node, path.parent)
+    _filled(node, 5)
+    made, decoded, captured = [], [], []
+    new_engine, restoring, capturing = running._new_engine, engine_snapshot.restoring, node_trust.capture_in_chunks
+    monkeypatch.setattr(running, "_new_engine", lambda: (made.append(new_engine()), made[-1])[1])
+    monkeypatch.setattr(engine_snapshot, "restoring", lambda snapshot, *a: (decoded.append(snapshot.state),
+                                                                            restoring(snapshot, *a))[1])
+
+    def noted(engine: TrustEngine, **options: bool):
+        captured.append((yield from capturing(engine, **options)))
+        return captured[-1]
+
+    monkeypatch.setattr(node_trust, "capture_in_chunks", noted)
+    trio.run(running._bring_snapshot_forward, node.replica.store.size)
+    [engine], [state], [rows] = made, decoded, captured
+    assert engine_snapshot.read(path.parent).size == node.replica.store.size == 13
+    for held in (state["agents"], rows["agents"], rows["engine"], engine._pairs, engine._agent_index,
+                 engine._agent_vouches, engine._vouches.org_vouches):
+        assert not held, held
+
+
+def test_a_written_capture_is_not_held_after(snapshotted):
+    """The start's capture (rows of every agent, vouch and latest vouch, and a copy of the columns: 33 MiB of them at
+    10^6 records) is let go of once written: the task that wrote it held it for as long as the node ran."""
+    node, path = snapshotted
+    path.unlink()
+    running = _started(node, path.parent)
+    written = weakref.ref(running._replayed)
+
+    async def keeping() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(running._keep_snapshot)
+            await running.snapshot_written.wait()
+            await trio.testing.wait_all_tasks_blocked()  # (waiting SNAPSHOT_CHECK_S to look again)
+            assert written() is None
+            nursery.cancel_scope.cancel()
+
+    trio.run(keeping)
+    assert engine_snapshot.read(path.parent).size == 8
 
 
 def test_the_records_the_snapshot_covers_and_its_failed_writes_show(snapshotted, monkeypatch):
