@@ -24,9 +24,11 @@ names the org's keys before the link and is of no use since, is captured from it
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -70,6 +72,7 @@ MAX_LISTED_SCOPES = 64  # scoped tools an answer or a stream event lists (listed
 # Seconds of work `replaying` and `_bring_snapshot_forward` do between yields to the loop, measured (_Turn): a count
 # of records varies with them and the machine's load (1,000 records took 0.08 s, 0.25-0.38 s at load 8 at 10^6).
 TURN_S = 0.02
+NO_FULL_COLLECTION = 2**31 - 1  # the oldest generation's threshold in `_full_collections_held`: never reached
 # Most records a round of the rebuild after `key adopt` feeds at once, the loop waiting (_feed_stored): 0.16 s quiet,
 # some 0.7 s at load 8, by the figures above.
 AT_ONCE_MAX = 2_000
@@ -317,33 +320,35 @@ class TrustService:
         """Write engine.snapshot anew to cover the first `stop` records (`_keep_snapshot`); from no records if it is
         not usable, while `stop` is SNAPSHOT_FROM_NO_RECORDS or fewer. False, having logged it, if it is not usable
         past that: it is left to the next start. What it made is let go of on the loop a turn at a time as it is
-        done with it (letting_go): the state decoded once restored, the state captured once written, the engine."""
+        done with it (letting_go): the state decoded once restored, the state captured once written, the engine. No
+        full garbage collection meanwhile (`_full_collections_held`)."""
         assert self._snapshot_dir is not None
-        engine = self._new_engine()
-        try:
-            start = await self._restored_snapshot(engine)
-        except engine_snapshot.Unusable as error:
-            if stop > SNAPSHOT_FROM_NO_RECORDS:
-                log.warning("trust engine: engine.snapshot is not usable: %s; the next start replays every record and "
-                            "writes it anew", error, extra={"fields": {"records": stop}})
-                self._snapshot_covers = 0
-                return False
-            engine, start = self._new_engine(), 0
-            if isinstance(error, engine_snapshot.Missing):
-                log.info("trust engine: writing engine.snapshot, of %d records", stop)
-            else:
-                log.info("trust engine: bringing engine.snapshot forward from no records, as it is not usable: %s",
-                         error)
-        fed, turn = 0, _Turn()
-        for fed in self._feeding(engine, start, stop):
-            await turn.checkpoint()
-        size = start + fed
-        root, own_keys = self.replica.store.ledger.root(size), tuple(sorted(self._own_keys()))  # the store's thread
-        # The engine is this task's own: a capture of its columns themselves, on the loop a turn at a time.
-        state = await _on_loop(capture_in_chunks(engine, copy=False))
-        await self._write_snapshot(engine_snapshot.Snapshot(size, root, own_keys, state))
-        await _on_loop(letting_go(engine=engine))
-        return True
+        with _full_collections_held():
+            engine = self._new_engine()
+            try:
+                start = await self._restored_snapshot(engine)
+            except engine_snapshot.Unusable as error:
+                if stop > SNAPSHOT_FROM_NO_RECORDS:
+                    log.warning("trust engine: engine.snapshot is not usable: %s; the next start replays every record "
+                                "and writes it anew", error, extra={"fields": {"records": stop}})
+                    self._snapshot_covers = 0
+                    return False
+                engine, start = self._new_engine(), 0
+                if isinstance(error, engine_snapshot.Missing):
+                    log.info("trust engine: writing engine.snapshot, of %d records", stop)
+                else:
+                    log.info("trust engine: bringing engine.snapshot forward from no records, as it is not usable: %s",
+                             error)
+            fed, turn = 0, _Turn()
+            for fed in self._feeding(engine, start, stop):
+                await turn.checkpoint()
+            size = start + fed
+            root, own_keys = self.replica.store.ledger.root(size), tuple(sorted(self._own_keys()))  # (store's thread)
+            # The engine is this task's own: a capture of its columns themselves, on the loop a turn at a time.
+            state = await _on_loop(capture_in_chunks(engine, copy=False))
+            await self._write_snapshot(engine_snapshot.Snapshot(size, root, own_keys, state))
+            await _on_loop(letting_go(engine=engine))
+            return True
 
     async def _restored_snapshot(self, engine: TrustEngine) -> int:
         """Restore engine.snapshot into the fresh `engine` (`_bring_snapshot_forward`): its file read off the loop,
@@ -720,6 +725,23 @@ async def _on_loop(steps: Generator[None, None, T]) -> T:
         except StopIteration as done:
             return done.value
         await turn.checkpoint()
+
+
+@contextmanager
+def _full_collections_held() -> Iterator[None]:
+    """No full collection of the cycle collector (its oldest generation) within: its young ones go on. A full one
+    walks each item of each tracked list not frozen (gc.freeze), and a bring-forward's (its engine's lists of an item
+    an agent, the states decoded and captured) made each 15-35 ms at 1.2*10^5 agents, on the loop, 5-11 in each of its
+    steps: one is set off every 10 young ones once the objects that outlived them pass a quarter of those the last
+    full one left, and those are a few hundred (the lists are few, their items many and untracked;
+    benchmarks/snapshot_forward.py). The process's thresholds, for every task meanwhile: cyclic garbage that outlived
+    two young collections waits until after, when they are as they were (the next full one comes as due then)."""
+    thresholds = gc.get_threshold()
+    gc.set_threshold(thresholds[0], thresholds[1], NO_FULL_COLLECTION)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
 
 
 class _Turn:
