@@ -71,7 +71,9 @@ MAX_LISTED_ISSUERS = 64  # org keys a check answer lists (listed_issuers): 64 di
 MAX_LISTED_SCOPES = 64  # scoped tools an answer or a stream event lists (listed_scopes): 64 of 128 characters, 8 KiB
 # Seconds of work `replaying` and `_bring_snapshot_forward` do between yields to the loop, measured (_Turn): a count
 # of records varies with them and the machine's load (1,000 records took 0.08 s, 0.25-0.38 s at load 8 at 10^6).
-TURN_S = 0.02
+# Another task may wait two turns (trio runs a batch's runnable tasks in either order): at 0.02, a bring-forward's
+# longest stall was 45-61 ms with no full collection, 25-31 ms at 0.01 (benchmarks/snapshot_forward.py --flood 0).
+TURN_S = 0.01
 NO_FULL_COLLECTION = 2**31 - 1  # the oldest generation's threshold in `_full_collections_held`: never reached
 # Most records a round of the rebuild after `key adopt` feeds at once, the loop waiting (_feed_stored): 0.16 s quiet,
 # some 0.7 s at load 8, by the figures above.

@@ -375,7 +375,7 @@ def test_a_running_node_brings_the_snapshot_forward_as_a_start_would_have(snapsh
 
 
 
-RECORD_S = 0.015  # a record's feeding, as _working's clock counts it
+RECORD_S = 0.75 * node_trust.TURN_S  # a record's feeding, as _working's clock counts it
 
 
 def _working(monkeypatch: pytest.MonkeyPatch) -> list[float]:
