@@ -48,7 +48,8 @@ FORMAT = 3  # bump with any change of what vouching.engine_state captures or of 
 COLUMN_TAG = 0x766E636F  # "vnco": a column of the state, by its number (an unassigned CBOR tag)
 ROWS_TAG = 0x766E726F  # "vnro": a list of the state, by how many of the chunks after the state hold its items
 # Items of a list a chunk holds: rows of agents, vouches or latest vouches (vouching.engine_state), 1-5 ms of cbor2
-# each way at 10^5 agents, against 0.3-1.6 s for the whole state in one call.
+# each way at 10^5 agents, against 0.3-1.6 s for the whole state in one call. Format 3's: `decoding` refuses a chunk
+# of more as damaged, so that a lower one would make every file written before unusable (a bump of FORMAT, then).
 CHUNK_ROWS = 1_000
 MAX_HEADER = 1 << 20  # bytes; a header names a few keys and a column for each of ~40 engine columns
 TYPECODES = "bBhHiIlLqQfd"  # the numeric array typecodes a column may have

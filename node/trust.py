@@ -24,9 +24,11 @@ names the org's keys before the link and is of no use since, is captured from it
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,7 +38,7 @@ from gossip.replica import Replica
 from vouching import DigestBody, Record
 from vouching.batch import ScoreTable
 from vouching.bodies import OUTCOMES
-from vouching.engine_state import capture, capturing as capture_in_chunks
+from vouching.engine_state import capture, capturing as capture_in_chunks, letting_go
 from vouching.evidence import Outcomes
 from vouching.explanation import Score
 from vouching.feed import feed_record, outcomes_of
@@ -69,7 +71,10 @@ MAX_LISTED_ISSUERS = 64  # org keys a check answer lists (listed_issuers): 64 di
 MAX_LISTED_SCOPES = 64  # scoped tools an answer or a stream event lists (listed_scopes): 64 of 128 characters, 8 KiB
 # Seconds of work `replaying` and `_bring_snapshot_forward` do between yields to the loop, measured (_Turn): a count
 # of records varies with them and the machine's load (1,000 records took 0.08 s, 0.25-0.38 s at load 8 at 10^6).
-TURN_S = 0.02
+# Another task may wait two turns (trio runs a batch's runnable tasks in either order): at 0.02, a bring-forward's
+# longest stall was 45-61 ms with no full collection, 25-31 ms at 0.01 (benchmarks/snapshot_forward.py --flood 0).
+TURN_S = 0.01
+NO_FULL_COLLECTION = 2**31 - 1  # the oldest generation's threshold in `_full_collections_held`: never reached
 # Most records a round of the rebuild after `key adopt` feeds at once, the loop waiting (_feed_stored): 0.16 s quiet,
 # some 0.7 s at load 8, by the figures above.
 AT_ONCE_MAX = 2_000
@@ -272,7 +277,8 @@ class TrustService:
 
     async def _write_snapshot(self, snapshot: engine_snapshot.Snapshot) -> None:
         """Write `snapshot`, encoded on the loop a turn at a time (engine_snapshot.encoding, `_on_loop`) and its file
-        written in a worker thread; a failure is logged (a snapshot is a cache: the node runs on)."""
+        written in a worker thread; a failure is logged (a snapshot is a cache: the node runs on). Then let go of its
+        state on the loop a turn at a time (letting_go): it is of no use after."""
         assert self._snapshot_dir is not None
         parts = await _on_loop(engine_snapshot.encoding(snapshot))
         try:
@@ -282,10 +288,11 @@ class TrustService:
             log.warning("trust engine: cannot write engine.snapshot: %s", error.strerror or error,
                         extra={"fields": {"file": str(error.filename or self._snapshot_dir)}})
             self._snapshot_failures.inc()
-            return
-        self._snapshot_covers = snapshot.size
-        self.snapshot_written.set()
-        self.snapshot_written = trio.Event()
+        else:
+            self._snapshot_covers = snapshot.size
+            self.snapshot_written.set()
+            self.snapshot_written = trio.Event()
+        await _on_loop(letting_go(snapshot.state))
 
     async def _keep_snapshot(self) -> None:
         """Write the snapshot captured at the start, and one a rebuild captured (`_rebuild`) as soon as it is; every
@@ -296,11 +303,12 @@ class TrustService:
         time (Capture.on_loop), encoded on it a turn at a time and written off it. Brings it forward
         no more once engine.snapshot is not usable and the store holds more than SNAPSHOT_FROM_NO_RECORDS records,
         leaving it to the next start or a rebuild's capture. The one task writes every snapshot: a capture is never
-        overwritten by an older one."""
+        overwritten by an older one, and none is held once written (the start's was, for as long as the node ran)."""
         while True:
             if self._replayed is not None:
                 replayed, self._replayed = self._replayed, None
                 await self._write_snapshot(replayed)
+                del replayed
             with trio.move_on_after(SNAPSHOT_CHECK_S):
                 await self._captured.wait()
             self._captured = trio.Event()
@@ -313,39 +321,50 @@ class TrustService:
     async def _bring_snapshot_forward(self, stop: int) -> bool:
         """Write engine.snapshot anew to cover the first `stop` records (`_keep_snapshot`); from no records if it is
         not usable, while `stop` is SNAPSHOT_FROM_NO_RECORDS or fewer. False, having logged it, if it is not usable
-        past that: it is left to the next start."""
+        past that: it is left to the next start. What it made is let go of on the loop a turn at a time as it is
+        done with it (letting_go): the state decoded once restored, the state captured once written, the engine. No
+        full garbage collection meanwhile (`_full_collections_held`)."""
         assert self._snapshot_dir is not None
-        engine, start = self._new_engine(), 0
-        try:
-            parts = await trio.to_thread.run_sync(engine_snapshot.read_parts, self._snapshot_dir,
-                                                  abandon_on_cancel=True)
-            snapshot = await _on_loop(engine_snapshot.decoding(parts))
-            engine_snapshot.check(snapshot, self.replica.store, identity=self.replica.succession.identity,
-                                  own_keys=self._own_keys())
-            # No digest ids: the records fed next are none of those it covers (a ledger holds each record once).
-            await _on_loop(engine_snapshot.restoring(snapshot, engine, ()))
-            start = snapshot.size
-        except engine_snapshot.Unusable as error:
-            if stop > SNAPSHOT_FROM_NO_RECORDS:
-                log.warning("trust engine: engine.snapshot is not usable: %s; the next start replays every record and "
-                            "writes it anew", error, extra={"fields": {"records": stop}})
-                self._snapshot_covers = 0
-                return False
+        with _full_collections_held():
             engine = self._new_engine()
-            if isinstance(error, engine_snapshot.Missing):
-                log.info("trust engine: writing engine.snapshot, of %d records", stop)
-            else:
-                log.info("trust engine: bringing engine.snapshot forward from no records, as it is not usable: %s",
-                         error)
-        fed, turn = 0, _Turn()
-        for fed in self._feeding(engine, start, stop):
-            await turn.checkpoint()
-        size = start + fed
-        root, own_keys = self.replica.store.ledger.root(size), tuple(sorted(self._own_keys()))  # the store's thread
-        # The engine is this task's own: a capture of its columns themselves, on the loop a turn at a time.
-        state = await _on_loop(capture_in_chunks(engine, copy=False))
-        await self._write_snapshot(engine_snapshot.Snapshot(size, root, own_keys, state))
-        return True
+            try:
+                start = await self._restored_snapshot(engine)
+            except engine_snapshot.Unusable as error:
+                if stop > SNAPSHOT_FROM_NO_RECORDS:
+                    log.warning("trust engine: engine.snapshot is not usable: %s; the next start replays every record "
+                                "and writes it anew", error, extra={"fields": {"records": stop}})
+                    self._snapshot_covers = 0
+                    return False
+                engine, start = self._new_engine(), 0
+                if isinstance(error, engine_snapshot.Missing):
+                    log.info("trust engine: writing engine.snapshot, of %d records", stop)
+                else:
+                    log.info("trust engine: bringing engine.snapshot forward from no records, as it is not usable: %s",
+                             error)
+            fed, turn = 0, _Turn()
+            for fed in self._feeding(engine, start, stop):
+                await turn.checkpoint()
+            size = start + fed
+            root, own_keys = self.replica.store.ledger.root(size), tuple(sorted(self._own_keys()))  # (store's thread)
+            # The engine is this task's own: a capture of its columns themselves, on the loop a turn at a time.
+            state = await _on_loop(capture_in_chunks(engine, copy=False))
+            await self._write_snapshot(engine_snapshot.Snapshot(size, root, own_keys, state))
+            await _on_loop(letting_go(engine=engine))
+            return True
+
+    async def _restored_snapshot(self, engine: TrustEngine) -> int:
+        """Restore engine.snapshot into the fresh `engine` (`_bring_snapshot_forward`): its file read off the loop,
+        decoded and restored on it a turn at a time, then its decoded state let go of likewise; the records it
+        covers, or Unusable."""
+        assert self._snapshot_dir is not None
+        parts = await trio.to_thread.run_sync(engine_snapshot.read_parts, self._snapshot_dir, abandon_on_cancel=True)
+        snapshot = await _on_loop(engine_snapshot.decoding(parts))
+        engine_snapshot.check(snapshot, self.replica.store, identity=self.replica.succession.identity,
+                              own_keys=self._own_keys())
+        # No digest ids: the records fed next are none of those it covers (a ledger holds each record once).
+        await _on_loop(engine_snapshot.restoring(snapshot, engine, ()))
+        await _on_loop(letting_go(snapshot.state))
+        return snapshot.size
 
     async def recompute_replayed(self) -> None:
         """The full recompute that completes a replay (`replaying`) at a start, in a worker thread
@@ -697,9 +716,10 @@ class Capture:
 
 
 async def _on_loop(steps: Generator[None, None, T]) -> T:
-    """What `steps` returns, run on the trio thread a TURN_S at a time (each of its steps a cbor2 call of one chunk:
-    engine_snapshot.encoding, decoding, restoring). The whole state, decoded and encoded in a worker thread, stalled
-    the loop 0.5-2.4 s under a flood at 1.2-2.2*10^5 agents (benchmarks/snapshot_forward.py)."""
+    """What `steps` returns, run on the trio thread a TURN_S at a time (each of its steps a chunk's work: a cbor2 call
+    of engine_snapshot.encoding or decoding, or CAPTURE_CHUNK rows of vouching.engine_state.capturing, restoring or
+    letting_go). The whole state, decoded and encoded in a worker thread, stalled the loop 0.5-2.4 s under a flood
+    at 1.2-2.2*10^5 agents (benchmarks/snapshot_forward.py)."""
     turn = _Turn()
     while True:
         try:
@@ -707,6 +727,23 @@ async def _on_loop(steps: Generator[None, None, T]) -> T:
         except StopIteration as done:
             return done.value
         await turn.checkpoint()
+
+
+@contextmanager
+def _full_collections_held() -> Iterator[None]:
+    """No full collection of the cycle collector (its oldest generation) within: its young ones go on. A full one
+    walks each item of each tracked list not frozen (gc.freeze), and a bring-forward's (its engine's lists of an item
+    an agent, the states decoded and captured) made each 15-35 ms at 1.2*10^5 agents, on the loop, 5-11 in each of its
+    steps: one is set off every 10 young ones once the objects that outlived them pass a quarter of those the last
+    full one left, and those are a few hundred (the lists are few, their items many and untracked;
+    benchmarks/snapshot_forward.py). The process's thresholds, for every task meanwhile: cyclic garbage that outlived
+    two young collections waits until after, when they are as they were (the next full one comes as due then)."""
+    thresholds = gc.get_threshold()
+    gc.set_threshold(thresholds[0], thresholds[1], NO_FULL_COLLECTION)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
 
 
 class _Turn:

@@ -73,6 +73,10 @@ DEVIATION_FIELDS = ("_wide", "_tested_upto")  # DeviationTest attributes beside 
 # Agents, vouches or latest vouches (one an agent, issuer and basis) `capturing` takes between two yields: some 2 ms
 # of Python (2 us an agent, of 1.5*10^5 a flood made: benchmarks/adopt_rebuild.py --flood).
 CAPTURE_CHUNK = 1_000
+# What `letting_go` empties of an engine: the TrustEngine's and its VouchBook's lists, dicts and sets of an item an
+# agent or a vouch, each the engine's own (not, say, the parameters' basis weights, which the VouchBook shares).
+_LET_GO = (("_pairs", "_scoped", "_stamps", "_agent_vouches", "_caches", "_agent_index", "_agent_dids"),
+           ("by_id", "_pending", "_latest", "org_vouches"))
 # Bytes of columns `capturing` copies between two yields: some 0.5 ms (at 10^5 agents the columns are 32 MB, which
 # copied at once held the loop 13-17 ms: benchmarks/engine_capture.py).
 COPY_BYTES = 1 << 20
@@ -141,9 +145,10 @@ def restore(state: dict[str, Any], engine: TrustEngine, seen_digests: Iterable[b
 
 def restoring(state: dict[str, Any], engine: TrustEngine,
               seen_digests: Iterable[bytes]) -> Generator[None, None, None]:
-    """`restore`, yielding after each CAPTURE_CHUNK vouches, latest vouches or agents, for a caller on an event loop
-    to let it run in between (in a worker thread, its Python held the GIL from the loop: a flood's batch of 0.1 s
-    took 0.4-0.6 s, benchmarks/snapshot_forward.py). The engine is unusable until it returns."""
+    """`restore`, yielding after each CAPTURE_CHUNK agents indexed, vouches, latest vouches or agents, for a caller on
+    an event loop to let it run in between (in a worker thread, its Python held the GIL from the loop: a flood's batch
+    of 0.1 s took 0.4-0.6 s, benchmarks/snapshot_forward.py; the index of every agent at once, 18 ms of a step at
+    1.2*10^5 agents). The engine is unusable until it returns."""
     if _plain(state["params"]) != _params(engine):  # (a snapshot's long lists come back as tuples)
         raise StateMismatch("the scoring parameters differ")
     fields = state["engine"]
@@ -152,7 +157,10 @@ def restoring(state: dict[str, Any], engine: TrustEngine,
         raise StateMismatch("the own org or the roots differ")
     for name, (_, back) in ENGINE_FIELDS.items():
         setattr(engine, name, back(fields[name]))
-    engine._agent_index = {did: a for a, did in enumerate(engine._agent_dids)}
+    engine._agent_index = {}
+    for start, dids in zip(itertools.count(0, CAPTURE_CHUNK), _chunks(engine._agent_dids)):
+        engine._agent_index.update(zip(dids, itertools.count(start)))
+        yield
     book = engine._vouches
     _set_columns(book, state["vouch_columns"])
     book.by_id = {}
@@ -183,6 +191,40 @@ def restoring(state: dict[str, Any], engine: TrustEngine,
     engine._deviation._tested_upto = state["deviation_tested_upto"]
     for record_id in seen_digests:
         engine._seen_digests.add(record_id)
+
+
+def letting_go(state: dict[str, Any] | None = None, engine: TrustEngine | None = None) -> Generator[None, None, None]:
+    """Empty the lists, dicts and sets of `state` (a `capture`, or a snapshot's state once restored), in it and in its
+    dicts, and `engine`'s of an item an agent or a vouch (_LET_GO), CAPTURE_CHUNK items at a time from their ends,
+    yielding after each, for a caller on an event loop that is done with them: what they hold, let go of at once, an
+    object or more an agent, a vouch and a row, held the loop 150-250 ms at 1.2*10^5 agents (a running node's
+    bring-forward, benchmarks/snapshot_forward.py). Of a capture with `copy` False, the engine's own are emptied:
+    neither is of use after."""
+    if state is not None:
+        yield from _emptying_in(state)
+    if engine is not None:
+        for holder, names in ((engine, _LET_GO[0]), (engine._vouches, _LET_GO[1])):
+            yield from _emptying_in({name: getattr(holder, name) for name in names})
+
+
+def _emptying_in(holder: dict) -> Generator[None, None, None]:
+    """`letting_go` of the lists, dicts and sets among the values of `holder` (those in a dict first), not of it,
+    yielding after each CAPTURE_CHUNK of its values looked at too (a dict of a vouch an item holds no list)."""
+    for looked, value in enumerate(holder.values(), 1):
+        if isinstance(value, dict):
+            yield from _emptying_in(value)
+        if isinstance(value, list):
+            while value:
+                del value[-CAPTURE_CHUNK:]
+                yield
+        elif isinstance(value, (dict, set)):
+            pop = value.popitem if isinstance(value, dict) else value.pop
+            while value:
+                for _ in range(min(CAPTURE_CHUNK, len(value))):
+                    pop()
+                yield
+        if looked % CAPTURE_CHUNK == 0:
+            yield
 
 
 def _vouch(values: list) -> tuple:

@@ -4,11 +4,13 @@ derived, or this fails."""
 
 import tracemalloc
 from collections import Counter
+from itertools import pairwise
 
 from vouching.arrays import array_columns
 from vouching.deviation import DeviationTest
 from vouching import engine_state
-from vouching.engine_state import _DERIVED, AGENT_FIELDS, DEVIATION_FIELDS, ENGINE_FIELDS, capture, capturing, restore
+from vouching.engine_state import (_DERIVED, _LET_GO, AGENT_FIELDS, DEVIATION_FIELDS, ENGINE_FIELDS, capture, capturing,
+                                   letting_go, restore, restoring)
 from vouching.evidence import EvidenceStore, Outcomes
 from vouching.feed import feed_record
 from vouching.params import HOUR_MS, ScoringParams
@@ -122,6 +124,41 @@ def test_an_engine_grows_its_columns_after_a_capture_left_mid_copy():
     engine.add_agent_vouch("root", "a new agent", 0.5, "operator", record_id=rid(), ts=0)
     assert "a new agent" in engine.agents()
     steps.close()
+
+
+def test_a_restore_indexes_the_agents_a_chunk_between_two_yields(monkeypatch):
+    """Each step of a restore on the loop (node.trust's bring-forward) indexes CAPTURE_CHUNK agents at most: its first
+    step indexed them all, 18 ms at 1.2*10^5 agents, the loop waiting (benchmarks/snapshot_forward.py)."""
+    monkeypatch.setattr(engine_state, "CAPTURE_CHUNK", 2)
+    state = capture(_fed(AGENTS))
+    engine = TrustEngine("own", ["root"], epoch_ms=HOUR_MS)
+    indexed = [len(engine._agent_index) for _ in restoring(state, engine, ())]
+    assert max(b - a for a, b in pairwise([0, *indexed])) <= 2 and len(engine._agent_index) == AGENTS
+
+
+def test_letting_go_empties_a_capture_and_its_engine_a_chunk_between_two_yields(monkeypatch):
+    """A running node done with a capture and the engine it was taken from lets go of them a step at a time
+    (node.trust's bring-forward): let go of at once, they held the loop 150-250 ms at 1.2*10^5 agents
+    (benchmarks/snapshot_forward.py). What the engine shares (the parameters' basis weights) is left as it was."""
+    monkeypatch.setattr(engine_state, "CAPTURE_CHUNK", 2)
+    engine = _fed(AGENTS)
+    state = capture(engine, copy=False)
+    found = [*(found for value in state.values() for found in _containers(value)),
+             *(getattr(engine, name) for name in _LET_GO[0]), *(getattr(engine._vouches, name) for name in _LET_GO[1])]
+    containers = list({id(container): container for container in found}.values())  # (the capture's are the engine's)
+    held = [sum(map(len, containers))]
+    for _ in letting_go(state, engine):
+        held.append(sum(map(len, containers)))
+    assert held[0] > 4 * AGENTS and held[-1] == 0
+    assert max(a - b for a, b in pairwise(held)) <= 2  # (a container's items, CAPTURE_CHUNK at a time)
+    assert engine._vouches._basis_weights == ScoringParams().basis_weights
+
+
+def _containers(value: object) -> list:
+    """The lists, dicts and sets in `value` and in the dicts among them (the dicts too)."""
+    if not isinstance(value, dict):
+        return [value] if isinstance(value, (list, set)) else []
+    return [value, *(found for item in value.values() for found in _containers(item))]
 
 
 def _fed(agents: int) -> TrustEngine:
