@@ -696,6 +696,25 @@ def test_a_written_capture_is_not_held_after(snapshotted):
     assert engine_snapshot.read(path.parent).size == 8
 
 
+def test_letting_go_of_the_written_start_capture_leaves_the_running_engine_as_it_was(snapshotted):
+    """The start's capture is the running engine's state copied (Capture): emptying it once written (letting_go) must
+    empty the copies alone, never a list, dict or set the engine scores with."""
+    node, path = snapshotted
+    path.unlink()
+    running = _started(node, path.parent)
+    before = capture(running.engine)
+
+    async def kept() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(running._keep_snapshot)
+            await running.snapshot_written.wait()
+            await trio.testing.wait_all_tasks_blocked()  # (let go of, waiting SNAPSHOT_CHECK_S to look again)
+            nursery.cancel_scope.cancel()
+
+    trio.run(kept)
+    assert before["agents"] and before == capture(running.engine)
+
+
 def test_the_records_the_snapshot_covers_and_its_failed_writes_show(snapshotted, monkeypatch):
     """For an operator's alert: a snapshot that cannot be written costs every start a longer replay."""
     def full(directory, parts):
