@@ -1,17 +1,28 @@
-"""`vouchnet own-records list` and `vouchnet own-records acknowledge`: the records of the org's key that came from
+"""`vouchnet own-records list`, `evidence` and `acknowledge`: the records of the org's key that came from
 peers (gossip.own_records), and the operator's acknowledgement of those explained."""
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import sys
+from pathlib import Path
 from typing import Any
 
-from node.client import NodeClient
+from node.client import NodeApiError, NodeClient
 from vouching.counts import counted
 
-from .common import Subparsers, add_command, add_command_group, aligned, open_client, positive_int, print_json
+from .common import (
+    CommandFailed,
+    Subparsers,
+    add_command,
+    add_command_group,
+    aligned,
+    open_client,
+    positive_int,
+    print_json,
+)
 
 _WHAT = ("Records of the org's key that the node did not sign and that came from peers: its own history coming back "
          "after its data directory was restored from an older copy, or a thief's, if the key leaked. They are kept "
@@ -19,7 +30,8 @@ _WHAT = ("Records of the org's key that the node did not sign and that came from
          "metric vouchnet_own_records_from_peers, which an alert watches. One that conflicts with a record the node "
          "holds at its seq (CONFLICTS_WITH names it) proves the key signed twice at one seq: someone else holds the "
          "key. The ledger does not take it; its bytes are kept (GET /v1/node/own-records/NUMBER/cose), with those of "
-         "the record it conflicts with if the node held that one only (.../NUMBER/conflicts-with/cose), for 1,000 "
+         "the record it conflicts with if the node held that one only (.../NUMBER/conflicts-with/cose; `evidence "
+         "NUMBER` writes both as files), for 1,000 "
          "such records at most: acknowledging them makes room for later ones, the oldest acknowledged losing their "
          "bytes.")
 
@@ -27,7 +39,8 @@ _WHAT = ("Records of the org's key that the node did not sign and that came from
 def register(subparsers: Subparsers) -> None:
     commands = add_command_group(
         subparsers, "own-records", summary="records of the org's key that came from peers, and acknowledging them",
-        description=_WHAT, examples=["vouchnet own-records list", "vouchnet own-records acknowledge --through 42"])
+        description=_WHAT, examples=["vouchnet own-records list", "vouchnet own-records evidence 7 --out ./incident",
+                                     "vouchnet own-records acknowledge --through 42"])
     listing = add_command(
         commands, "list",
         summary="list them: number, key, seq, id, when accepted, the peer it came from, whether acknowledged, the "
@@ -37,6 +50,22 @@ def register(subparsers: Subparsers) -> None:
         "CONFLICTS_WITH; then, on stderr, how many are unacknowledged and how many conflict.",
         examples=["vouchnet own-records list", "vouchnet own-records list --json"], run=_list)
     listing.add_argument("--json", action="store_true", help="print them as a JSON list")
+    evidence = add_command(
+        commands, "evidence", summary="write a conflicting record and the one it conflicts with as COSE files",
+        description="Write the two records that prove the org's key signed twice at one seq: the conflicting record "
+        "listed as NUMBER (a row of `list` with CONFLICTS_WITH) and the record it conflicts with, each a COSE_Sign1 "
+        "file of the bytes as the key signed them, named own-record-NUMBER.cose and "
+        "own-record-NUMBER-conflicts-with.cose. Each is checked against its id (the SHA-256 of its bytes) before it "
+        "is written. They are public records: take them to forensics, or to other orgs, whose nodes flag the key as "
+        "an equivocator once they hold both (DESIGN.md section 3); `POST /v1/records` of either to a node shows it "
+        "refused as an equivocation. An existing file is never overwritten. The node may have dropped the bytes "
+        "of an acknowledged row to make room for a later conflict's: the command says so and exits 1.",
+        examples=["vouchnet own-records evidence 7", "vouchnet own-records evidence 7 --out ./incident"],
+        run=_evidence)
+    evidence.add_argument("number", type=positive_int, metavar="NUMBER",
+                          help="the conflicting record's number, the first column of `list`")
+    evidence.add_argument("--out", type=Path, default=Path("."), metavar="DIR",
+                          help="the directory to write them in (default: here)")
     acknowledge = add_command(
         commands, "acknowledge", summary="acknowledge them once explained, so that they no longer count",
         description="Acknowledge the listed records of the org's key up to a number (the first column of `list`), "
@@ -67,6 +96,38 @@ def _acknowledge(args: argparse.Namespace) -> int:
     print(f"acknowledged {counted(answer['acknowledged'], 'record')} listed through number {args.through}; "
           f"{answer['unacknowledged']} unacknowledged", file=sys.stderr)
     return 0
+
+
+def _evidence(args: argparse.Namespace) -> int:
+    with open_client(args) as client:
+        page = client.own_records(after=args.number - 1)
+        row = next((r for r in page["records"] if r["number"] == args.number), None)
+        if row is None or not row.get("conflicts_with"):
+            raise CommandFailed(f"no listed record numbered {args.number} that conflicts with one the node held "
+                                "(`vouchnet own-records list` shows them, with CONFLICTS_WITH)")
+        missing = 0
+        for record_id, fetch, name in (
+                (row["id"], client.own_record_cose, f"own-record-{args.number}.cose"),
+                (row["conflicts_with"], client.own_record_conflicts_with_cose,
+                 f"own-record-{args.number}-conflicts-with.cose")):
+            try:
+                raw = fetch(args.number)
+            except NodeApiError as error:
+                if error.status != 410:
+                    raise
+                print(f"{record_id}: not written, the node keeps its bytes no longer: {error}", file=sys.stderr)
+                missing += 1
+                continue
+            if hashlib.sha256(raw).hexdigest() != record_id:
+                raise CommandFailed(f"the node answered record {record_id} with bytes of another id")
+            path = args.out / name
+            try:
+                with path.open("xb") as file:
+                    file.write(raw)
+            except FileExistsError:
+                raise CommandFailed(f"{path}: exists, and is not overwritten: move it, or give another --out") from None
+            print(f"{path}: record {record_id}, key {row['iss']} at seq {row['seq']}")
+    return 1 if missing else 0
 
 
 def _all(client: NodeClient) -> tuple[list[dict[str, Any]], int, int]:

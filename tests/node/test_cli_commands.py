@@ -24,6 +24,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
+import gossip.own_records
 from gossip.host import peer_id_from_public_key, peer_org
 from gossip.peers import APART_FIRST
 from gossip.replica import Replica
@@ -469,6 +470,46 @@ async def test_own_records_lists_and_acknowledges_the_org_s_records_from_peers(r
     assert code == 0 and "acknowledged 1 record listed through number 2; 0 unacknowledged" in err
     assert "acknowledged 1 record(s)" in caplog.text
     assert node.replica.own_from_peers == 0
+
+
+async def test_own_records_evidence_writes_both_signatures_of_the_seq_and_never_over_a_file(run, node, data_dir,
+                                                                                            tmp_path):
+    """The two records proving the key signed twice, as COSE files an operator takes to forensics: before, only curl
+    of two token-less API paths gave them."""
+    head = vouch(node)
+    theirs = Org(key=node.replica.key).fork(head.seq, None if head.seq == 1 else head.prev)
+    node.replica.accept([theirs], "12D3KooWThief")
+    out = tmp_path / "incident"
+    out.mkdir()
+    code, printed, _ = await run("own-records", "evidence", 1, "--out", out, "--dir", data_dir)
+    assert code == 0
+    assert (out / "own-record-1.cose").read_bytes() == theirs.raw
+    assert (out / "own-record-1-conflicts-with.cose").read_bytes() == node.replica.store.get(head.id)
+    assert printed.splitlines() == [f"{out / 'own-record-1.cose'}: record {theirs.id.hex()}, key {theirs.iss} at seq "
+                                    f"{head.seq}", f"{out / 'own-record-1-conflicts-with.cose'}: record "
+                                    f"{head.id.hex()}, key {theirs.iss} at seq {head.seq}"]
+    (out / "own-record-1.cose").write_bytes(b"the operator's own notes")
+    code, _, err = await run("own-records", "evidence", 1, "--out", out, "--dir", data_dir)
+    assert code == 1 and "own-record-1.cose" in err and "exists" in err
+    assert (out / "own-record-1.cose").read_bytes() == b"the operator's own notes"
+
+
+async def test_own_records_evidence_says_which_bytes_the_node_dropped(run, node, data_dir, tmp_path, monkeypatch):
+    """An acknowledged conflict's bytes dropped to make room for a later one's: said, the other record written, exit
+    1; and a row that conflicts with none is no evidence."""
+    monkeypatch.setattr(gossip.own_records, "MAX_CONFLICTS", 1)
+    for _ in range(2):
+        head = vouch(node)
+        node.replica.accept([Org(key=node.replica.key).fork(head.seq, None if head.seq == 1 else head.prev)],
+                            "12D3KooWThief")
+        node.replica.own_records.acknowledge(1)
+    code, _, err = await run("own-records", "evidence", 1, "--out", tmp_path, "--dir", data_dir)
+    assert code == 1 and "not written, the node keeps its bytes no longer" in err and "bytes_dropped" in err
+    assert not (tmp_path / "own-record-1.cose").exists() and (tmp_path / "own-record-1-conflicts-with.cose").exists()
+    elsewhere = Org(key=node.replica.key, seq=head.seq + 1, prev=head.id)
+    node.replica.accept([elsewhere.record()], "12D3KooWPeer")
+    code, _, err = await run("own-records", "evidence", 3, "--out", tmp_path, "--dir", data_dir)
+    assert code == 1 and "no listed record numbered 3 that conflicts" in err
 
 
 async def test_own_records_lists_a_record_conflicting_with_one_the_node_holds_and_acknowledges_it(run, node, data_dir):
