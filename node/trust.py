@@ -464,10 +464,10 @@ class TrustService:
         each batch before it tells any listener of it, all on the trio thread, and on nothing about the order it
         calls the listeners in. Links are applied to it as they come (held while it is captured).
         Discarded if the node's own org moves again meanwhile (a link of an earlier key still): built again. At 10^6
-        records it took 87 s, the loop's longest stall 133 ms, at load 6-7 on 2 cores (benchmarks/adopt_rebuild.py:
-        a turn is TURN_S and the store's page of 1,000 records it reads). Under a flood of records stored half as
-        fast as it feeds them (some 10^4 a second) or faster, it catches up by feeding a gap of AT_ONCE_MAX records
-        at most at once (`_feed_stored`)."""
+        records it took 87 s, the loop's longest stall 133 ms, at load 6-7 on 2 cores, with turns of 20 ms then
+        (benchmarks/adopt_rebuild.py: a turn is TURN_S and the store's page of 1,000 records it reads). Under a flood
+        of records stored half as fast as it feeds them (some 10^4 a second) or faster, it catches up by feeding a gap
+        of AT_ONCE_MAX records at most at once (`_feed_stored`)."""
         identity = self.replica.succession.identity
         log.info("trust engine: this node's key joined the org of an earlier key; rebuilding the engine from the "
                  "stored records", extra={"fields": {"org": identity(self.replica.did), "key": self.replica.did,
