@@ -140,7 +140,7 @@ class OwnRecords:
         # conflicting records listed, and those of them keeping their bytes (`_make_room`)
         (self.conflict_rows,) = db.execute("SELECT COUNT(*) FROM own_records WHERE conflicts_with IS NOT NULL"
                                            ).fetchone()
-        (self.conflicts,) = db.execute("SELECT COUNT(*) FROM conflicting_bytes").fetchone()
+        (self.conflicts_kept,) = db.execute("SELECT COUNT(*) FROM conflicting_bytes").fetchone()
         # conflicting records not yet acknowledged (vouchnet_own_records_conflicting)
         (self.unacknowledged_conflicts,) = db.execute("SELECT COUNT(*) FROM own_records WHERE conflicts_with IS NOT "
                                                       "NULL AND acknowledged = 0").fetchone()
@@ -206,7 +206,7 @@ class OwnRecords:
         number: the operator has not seen it as a conflict. Those newly listed."""
         listed: list[tuple[Record, bytes, bytes | None, str | None]] = []
         replaced, now = 0, self._now_ms()
-        room = _Room(self.conflicts, self.conflict_rows, self.unlisted_conflicts)
+        room = _Room(self.conflicts_kept, self.conflict_rows, self.unlisted_conflicts)
         try:
             with self._db:
                 self._db.execute("BEGIN")
@@ -214,7 +214,7 @@ class OwnRecords:
                     record, conflicts_with, conflicts_with_cose, peer = conflict
                     row = self._db.execute("SELECT conflicts_with IS NULL, acknowledged FROM own_records WHERE id = ?",
                                            (record.id,)).fetchone()
-                    if row is not None and not row[0] or self._is_counted(record.id):
+                    if (row is not None and not row[0]) or self._is_counted(record.id):  # (listed, or counted, already)
                         continue
                     if not self._make_room(room):
                         self._count(record.id, room)
@@ -235,7 +235,7 @@ class OwnRecords:
                                      (room.counted - MAX_UNLISTED_SEEN,))
         except sqlite3.Error as error:
             raise OwnRecordsError(f"{OWN_RECORDS_FILE}: cannot be written ({error})") from None
-        self.conflicts, self.conflict_rows, self.unlisted_conflicts = room.kept, room.rows, room.counted
+        self.conflicts_kept, self.conflict_rows, self.unlisted_conflicts = room.kept, room.rows, room.counted
         self.unacknowledged += len(listed) - replaced
         self.unacknowledged_conflicts += len(listed)
         return listed

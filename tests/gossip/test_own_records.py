@@ -484,7 +484,7 @@ def test_conflicting_records_past_the_bound_are_counted_once_each_across_restart
         assert replica.own_from_peers == 2 and replica.own_records.unlisted_conflicts == 2
         assert sum("not listed" in r.getMessage() for r in caplog.records) == 2
     with opened(tmp_path, key) as replica:
-        assert replica.own_records.conflicts == 2 and replica.own_records.unlisted_conflicts == 2
+        assert replica.own_records.conflicts_kept == 2 and replica.own_records.unlisted_conflicts == 2
         replica.accept(forks[2:], OTHER_PEER)
         assert len(replica.own_records.listed()) == 2 and replica.own_records.unlisted_conflicts == 3
     with opened(tmp_path, key) as replica:
@@ -525,7 +525,7 @@ def test_acknowledged_conflicts_make_room_for_later_ones_dropping_their_bytes_th
     with opened(tmp_path, key) as replica, closing(sqlite3.connect(tmp_path / OWN_RECORDS_FILE)) as db:
         assert db.execute("SELECT COUNT(*) FROM own_records").fetchone() == (3,)
         assert db.execute("SELECT COUNT(*) FROM conflicting_bytes").fetchone() == (2,)
-        assert (replica.own_records.conflicts, replica.own_records.conflict_rows) == (2, 3)
+        assert (replica.own_records.conflicts_kept, replica.own_records.conflict_rows) == (2, 3)
 
 
 _THIEF = Org()
@@ -562,7 +562,7 @@ def test_the_list_of_conflicts_stays_bounded_and_keeps_every_unacknowledged_one_
                     own = OwnRecords.open(Path(directory), lambda: 0, store)
                 rows = own.listed()
                 kept = {r.number: own.cose(r.number) for r in rows if own.cose(r.number) is not None}
-                assert len(kept) == own.conflicts <= 2 and len(rows) == own.conflict_rows <= 4
+                assert len(kept) == own.conflicts_kept <= 2 and len(rows) == own.conflict_rows <= 4
                 assert all(kept.get(n) == cose for n, cose in unseen.items())  # kept, and listed
                 unseen = {r.number: kept[r.number] for r in rows if not r.acknowledged}
                 assert own.unacknowledged_conflicts == own.unacknowledged == len(unseen)
