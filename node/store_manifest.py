@@ -99,11 +99,12 @@ def unlist(data_dir: Path, name: str) -> None:
     lost)."""
     names = listed(data_dir)
     path = data_dir / name
-    if name not in names and name in STORES:
-        raise StoreLost(f"{path}: not listed in {data_dir / MANIFEST_FILE}: a start makes it if it is missing")
-    if name not in names:  # (a typo, or a file that is no store: "a start makes it" would be untrue)
-        raise StoreLost(f"{path}: not a store {data_dir / MANIFEST_FILE} lists ({', '.join(names) or 'it lists none'}): "
-                        "give the file name the start's refusal named")
+    if name not in names:
+        if name in STORES:
+            raise StoreLost(f"{path}: not listed in {data_dir / MANIFEST_FILE}: a start makes it if it is missing")
+        # (a typo, or a file that is no store: "a start makes it" would be untrue)
+        raise StoreLost(f"{path}: not a store {data_dir / MANIFEST_FILE} lists "
+                        f"({', '.join(names) or 'it lists none'}): give the file name the start's refusal named")
     if path.exists() and not _empty(path):
         raise StoreLost(f"{path}: is there and not empty: nothing was lost")
     _write(data_dir, [n for n in names if n != name])
