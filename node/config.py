@@ -316,8 +316,8 @@ def load_config(data_dir: Path) -> NodeConfig:
     except FileNotFoundError:
         if not data_dir.exists():  # a typo more often than a node to create: init would make a new org key
             raise ConfigError(f"{data_dir}: no such directory: give --dir (or ${DIR_ENV}) the node's data directory, "
-                              f"where `vouchnet init` wrote config.toml (`vouchnet init --dir {data_dir}` creates a new "
-                              "node)") from None
+                              f"where `vouchnet init` wrote config.toml (`vouchnet init --dir {data_dir}` creates a "
+                              "new node)") from None
         raise ConfigError(f"{path}: no configuration here; create one with `vouchnet init --dir {data_dir}`") from None
     except NotADirectoryError:
         if not data_dir.is_file():  # a file further up the path: the file system's words name it

@@ -2,10 +2,10 @@
 (node.daemon) still ends on its round with the one honest peer holding the org's records, well before
 startup_sync_seconds, whether the stallers dialled in, hold the node's inbound streams, or are peers the node dials
 (then after one turn, or as soon as their heads name none of the org's keys), or a fetch of gaps from the holder
-waits for a slot or its turn, or holds the holder's turn, or the holder's stream is slow to close; the sessions open at once stay bounded; the
-late catch-up ends no session, nor a round waiting as the catch-up ends; a needed session that stops waiting frees its
-place, one whose turn is up ends another, and one waiting ends a holder as soon as it is no longer needed
-(gossip.session_slots)."""
+waits for a slot or its turn, or holds the holder's turn, or the holder's stream is slow to close; the sessions open
+at once stay bounded; the late catch-up ends no session, nor a round waiting as the catch-up ends; a needed session
+that stops waiting frees its place, one whose turn is up ends another, and one waiting ends a holder as soon as it is
+no longer needed (gossip.session_slots)."""
 
 from __future__ import annotations
 

@@ -113,8 +113,8 @@ async def test_a_data_directory_that_does_not_exist_is_named_as_such(run, tmp_pa
     """A mistyped --dir: said to be missing, not a node to create (init there would make a new org key)."""
     code, _, err = await run("status", "--dir", tmp_path / "alcie")
     assert code == 2
-    assert err == (f"vouchnet status: {tmp_path}/alcie: no such directory: give --dir (or $VOUCHNET_DIR) the node's data "
-                   "directory, where `vouchnet init` wrote config.toml (`vouchnet init --dir "
+    assert err == (f"vouchnet status: {tmp_path}/alcie: no such directory: give --dir (or $VOUCHNET_DIR) the node's "
+                   "data directory, where `vouchnet init` wrote config.toml (`vouchnet init --dir "
                    f"{tmp_path}/alcie` creates a new node)\n")
 
 
@@ -131,8 +131,8 @@ async def test_a_data_directory_given_as_its_config_file_names_the_directory(run
     node = init_data_dir(tmp_path / "alice", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
     code, _, err = await run("status", "--dir", node.data_dir / "config.toml")
     assert code == 2
-    assert err == (f"vouchnet status: {node.data_dir}/config.toml: a file, not a directory: give --dir (or $VOUCHNET_DIR) "
-                   f"the node's data directory, the one that holds config.toml ({node.data_dir})\n")
+    assert err == (f"vouchnet status: {node.data_dir}/config.toml: a file, not a directory: give --dir (or "
+                   f"$VOUCHNET_DIR) the node's data directory, the one that holds config.toml ({node.data_dir})\n")
 
 
 @pytest.mark.parametrize(

@@ -141,6 +141,6 @@ def test_a_command_run_as_root_in_a_users_data_directory_leaves_nothing_the_node
     before = sorted(os.listdir(data_dir))
     assert cli.main([*_WRITING[command], "--dir", str(data_dir)]) == 2
     assert capsys.readouterr().err == (f"vouchnet {command}: {data_dir}: owned by uid 12345, not by root (uid 0) "
-                                       f"vouchnet runs as, so that user could replace it; run vouchnet as uid 12345, or "
-                                       f"`chown root {data_dir}`\n")
+                                       "vouchnet runs as, so that user could replace it; run vouchnet as uid 12345, "
+                                       f"or `chown root {data_dir}`\n")
     assert sorted(os.listdir(data_dir)) == before
