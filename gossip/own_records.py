@@ -19,15 +19,25 @@ place). A thief can sign any number of them: at most MAX_CONFLICTS rows keep the
 listed. A conflict listed is evidence the operator has not seen until acknowledged, so only an acknowledged row makes
 room for a new conflict, and only when one needs it (`_make_room`): the oldest acknowledged row keeping bytes loses
 them, and past MAX_CONFLICT_ROWS the oldest acknowledged row is dropped from the list. A conflict that finds no room,
-and a row dropped, are counted (`unlisted_conflicts`) and logged: each conflicting record is listed or counted, not both
-(as far as the ids below go). That count is kept in the file, across restarts, and a record counted is not counted again
-when it comes again (gossip's mesh and each peer's sync deliver one record many times, and again after a restart) as
-long as its id is among the last MAX_UNLISTED_SEEN counted, which the file keeps, each numbered in the order counted
-(never reused: the count is the last one's number). Not every id: a thief signs millions, 32 bytes of id each, and the
-file and memory must stay bounded; one that comes again after more than MAX_UNLISTED_SEEN others were counted is counted
-again (or listed, if there is room), adding to a count that says already that the key signs freely elsewhere. So the
-file keeps at most 2 x MAX_CONFLICTS records' bytes, MAX_CONFLICT_ROWS rows of conflicts and MAX_UNLISTED_SEEN ids, and
-memory none, whatever a thief signs and however often the operator acknowledges.
+and a row dropped, are counted (`unlisted_conflicts`) and logged: each conflicting record is listed as such or counted,
+not both (as far as the ids below go). That count is kept in the file, across restarts, and a record counted is not
+counted again when it comes again (gossip's mesh and each peer's sync deliver one record many times, and again after a
+restart) as long as its id is among the last MAX_UNLISTED_SEEN counted, which the file keeps, each numbered in the order
+counted (never reused: the count is the last one's number). Not every id: a thief signs millions, 32 bytes of id each,
+and the file and memory must stay bounded; one that comes again after more than MAX_UNLISTED_SEEN others were counted is
+counted again (or listed, if there is room), adding to a count that says already that the key signs freely elsewhere. So
+the file keeps at most 2 x MAX_CONFLICTS records' bytes, MAX_CONFLICT_ROWS rows of conflicts and MAX_UNLISTED_SEEN ids,
+and memory none, whatever a thief signs and however often the operator acknowledges.
+
+A conflicting record can be stored all the same: one that conflicted with a record the node only held is stored if it
+comes again once that one was dropped (evicted, or refused as not following the chain). Listed as conflicting, its row
+stays as it was (`add`: listed already), `stored` true in the API: the key signed both. Counted instead (no room, or
+its row dropped to make room), it is listed as the record of the key the ledger now holds, under a new number (`stored`
+true, no `conflicts_with`: the id of the one it conflicted with was not kept), but acknowledged (`add`): its conflict
+was reported when counted, at CRITICAL and in conflicts_unlisted, the alert an operator watches for it, and a row
+dropped to make room was acknowledged. Unacknowledged, it would raise own_records_from_peers again for an incident
+reported already, with nothing new to see. It stays counted: a count never goes down. One no longer among the last
+MAX_UNLISTED_SEEN counted is listed unacknowledged, as any record of the key.
 
 After `vouchnet key adopt` (node.taken_back_rotation) the adopted key's records come back from peers as expected, not
 listed (gossip.replica.Replica._adopted_key_coming_back), until a start's catch-up sync ends and the node signs. The
@@ -182,15 +192,18 @@ class OwnRecords:
 
     def add(self, records: Iterable[tuple[Record, str | None]]) -> None:
         """List records of the org's key, each with the peer it came from (None if not known), durably on return
-        (one transaction); one listed already (by id) is kept as it was."""
-        rows = [(r.id, r.iss, r.seq, self._now_ms(), peer) for r, peer in records]
+        (one transaction); one listed already (by id) is kept as it was, and one counted as a conflicting record not
+        listed (`unlisted_conflicts`) is listed acknowledged (the module's docstring)."""
+        added = 0
         try:
             with self._db:
                 self._db.execute("BEGIN")
-                before = self._db.total_changes
-                self._db.executemany("INSERT OR IGNORE INTO own_records (id, iss, seq, accepted_ms, peer) "
-                                     "VALUES (?, ?, ?, ?, ?)", rows)
-                added = self._db.total_changes - before
+                for record, peer in records:
+                    counted = self._is_counted(record.id)
+                    if self._db.execute("INSERT OR IGNORE INTO own_records (id, iss, seq, accepted_ms, peer, "
+                                        "acknowledged) VALUES (?, ?, ?, ?, ?, ?)",
+                                        (record.id, record.iss, record.seq, self._now_ms(), peer, counted)).rowcount:
+                        added += not counted
         except sqlite3.Error as error:
             raise OwnRecordsError(f"{OWN_RECORDS_FILE}: cannot be written ({error})") from None
         self.unacknowledged += added
@@ -326,7 +339,7 @@ class OwnRecords:
     def acknowledge(self, through: int) -> int:
         """Mark every listed record numbered `through` or lower acknowledged; how many were not yet. A record listed
         later has a higher number (numbers are never reused), so one that comes after the operator looked is never
-        acknowledged unseen."""
+        acknowledged unseen (one listed acknowledged, as a counted conflict stored since, `add`, was reported)."""
         try:
             with self._db:
                 self._db.execute("BEGIN")

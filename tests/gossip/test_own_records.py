@@ -443,6 +443,46 @@ def test_the_bytes_of_a_held_record_one_of_the_key_conflicts_with_are_kept_once_
         assert replica.own_records.cose(3) == stored.raw and replica.own_records.conflicts_with_cose(3) is None
 
 
+@pytest.mark.parametrize("unlisted", ["no room", "row dropped"])
+def test_a_conflicting_record_counted_not_listed_then_stored_is_listed_as_stored_and_raises_no_alert_again(
+        tmp_path, monkeypatch, unlisted):
+    """One conflicting with a record the node held only, counted in conflicts_unlisted (the list had no room for it,
+    or dropped its acknowledged row to make room), then stored when it comes again once the held one was dropped: it
+    is listed, as a record of the ledger, acknowledged, across a restart, its conflict counted still, once. Before: it
+    was listed as a new unacknowledged record of the key from peers, the alert raised again for what was counted."""
+    monkeypatch.setattr("gossip.own_records.MAX_CONFLICTS", 1)
+    monkeypatch.setattr("gossip.own_records.MAX_CONFLICT_ROWS", 2)
+    key = Org().key
+    with opened(tmp_path, key) as replica:
+        ours, forks = _forked(replica, 3)
+        (first,) = signed_elsewhere(replica, 1)
+        held = Org(key=key).fork(first.seq + 1, bytes(32))  # follows no record: held, then refused by `first`
+        theirs = Org(key=key).fork(first.seq + 1, first.id)
+        assert replica.accept([held], PEER).held == 1
+        replica.accept(forks[:1], PEER)
+        if unlisted == "row dropped":
+            replica.own_records.acknowledge(1)
+            replica.accept([theirs], OTHER_PEER)  # listed, takes the bytes of the first
+            replica.own_records.acknowledge(2)
+            replica.accept(forks[1:2], PEER)  # drops the bytes of `theirs`, then the row of the first
+            replica.own_records.acknowledge(3)
+            replica.accept(forks[2:], PEER)  # drops the row of `theirs`
+            assert theirs.id not in [r.id for r in replica.own_records.listed()]
+        else:
+            replica.accept([theirs], OTHER_PEER)  # no room: the first is not acknowledged
+            replica.own_records.acknowledge(1)
+        counted = replica.own_records.unlisted_conflicts
+        assert replica.accept([first], PEER).rejected == [(held, ANY)]
+        unacknowledged = replica.own_from_peers
+        assert replica.accept([theirs], OTHER_PEER).accepted == [theirs]
+        assert replica.own_from_peers == unacknowledged and replica.own_records.unlisted_conflicts == counted
+    with opened(tmp_path, key) as replica:
+        (row,) = [r for r in replica.own_records.listed() if r.id == theirs.id]
+        assert (row.seq, row.peer, row.acknowledged, row.conflicts_with) == (theirs.seq, OTHER_PEER, True, None)
+        assert replica.own_from_peers == unacknowledged and replica.own_records.unlisted_conflicts == counted
+        assert replica.store.has(theirs.id) and replica.own_records.cose(row.number) is None
+
+
 def test_a_record_of_an_earlier_key_of_the_org_conflicting_with_one_the_node_holds_is_listed(tmp_path):
     old, new = Org().key, Org().key
     with opened(tmp_path, old) as replica:
