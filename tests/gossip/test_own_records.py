@@ -617,6 +617,49 @@ def test_the_list_of_conflicts_stays_bounded_and_keeps_every_unacknowledged_one_
             own.close()
 
 
+@settings(max_examples=150, deadline=None)
+@given(steps=st.lists(st.one_of(_CONFLICT, st.tuples(st.just("stored"), st.integers(0, len(_FORKS) - 1)),
+                                st.just(("acknowledge", 0)), st.just(("restart", 0))), max_size=40))
+def test_records_listed_as_stored_and_as_conflicting_keep_the_counts_and_a_counted_one_raises_no_alert(steps):
+    """Records of the key listed as the ledger takes them (`add`; the store here holds none: a refused batch, whose
+    rows the next open drops) among conflicting ones, acknowledgements and restarts: the counts the alerts read match
+    the rows; a record listed already keeps its row; one counted as a conflict not listed is listed acknowledged,
+    another not; a conflicting record is listed as such or counted, not both."""
+    with tempfile.TemporaryDirectory() as directory, RecordStore.open(Path(directory)) as store, \
+            pytest.MonkeyPatch.context() as patched:
+        patched.setattr("gossip.own_records.MAX_CONFLICTS", 2)
+        patched.setattr("gossip.own_records.MAX_CONFLICT_ROWS", 3)
+        own = OwnRecords.open(Path(directory), lambda: 0, store)
+        try:
+            for action, fork in steps:
+                if action == "conflict":
+                    own.add_conflicts([(_FORKS[fork], bytes(32), None, PEER)])
+                elif action == "stored":
+                    before = {r.id: r for r in own.listed()}.get(_FORKS[fork].id)
+                    counted = _FORKS[fork].id in _counted(directory)
+                    own.add([(_FORKS[fork], PEER)])
+                    row = {r.id: r for r in own.listed()}[_FORKS[fork].id]
+                    assert row == before if before else row.acknowledged == counted
+                elif action == "acknowledge" and (rows := own.listed()):
+                    own.acknowledge(rows[-1].number)
+                elif action == "restart":
+                    own.close()
+                    own = OwnRecords.open(Path(directory), lambda: 0, store)
+                rows = own.listed()
+                conflicting = [r for r in rows if r.conflicts_with is not None]
+                assert own.unacknowledged == sum(not r.acknowledged for r in rows)
+                assert own.unacknowledged_conflicts == sum(not r.acknowledged for r in conflicting)
+                assert own.conflict_rows == len(conflicting) and not _counted(directory) & {r.id for r in conflicting}
+        finally:
+            own.close()
+
+
+def _counted(directory):
+    """The ids of the conflicting records counted, not listed, that the list in `directory` keeps."""
+    with closing(sqlite3.connect(Path(directory) / OWN_RECORDS_FILE)) as db:
+        return {bytes(rid) for (rid,) in db.execute("SELECT id FROM unlisted_conflicts")}
+
+
 def _kept(replica):
     """Each listed row's number, with its record's bytes if kept."""
     return [(r.number, replica.own_records.cose(r.number)) for r in replica.own_records.listed()]
