@@ -415,8 +415,9 @@ class SyncService:
 
     def needs_changed(self) -> None:
         """For a catch-up (node.daemon): what `catch_up_peers` answer may have changed (one was removed as its
-        catch-up ended, or a peer's round showed the peer holds none of the org's records). Rounds waiting for a session
-        slot are asked again, and a needed one ends at once a session no longer needed (gossip.session_slots)."""
+        catch-up ended, a peer's round showed the peer holds none of the org's records, or a peer came or went among
+        those the node dials). Rounds waiting for a session slot are asked again, and a needed one ends at once a
+        session no longer needed (gossip.session_slots)."""
         self._slots.needs_changed()
 
     def _needed(self, peer_id: str) -> bool:
