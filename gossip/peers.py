@@ -20,7 +20,7 @@ import bisect
 import logging
 import math
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import trio
@@ -132,12 +132,19 @@ class DialSchedule:
     rng: random.Random = field(default_factory=random.Random)
     _targets: dict[str, _Target] = field(default_factory=dict)
     _sorted: list[str] | None = None  # the targets' peer ids in order, for known(); None once one came or went
+    came_or_went: int = 0  # how many times a peer came or went: PeerManager tells its `keeps_listeners` as it grows
 
     def _target(self, peer_id: str) -> _Target:
         """The peer's target, made if it had none."""
         if peer_id not in self._targets:
-            self._targets[peer_id], self._sorted = _Target(), None
+            self._targets[peer_id] = _Target()
+            self._changed()
         return self._targets[peer_id]
+
+    def _changed(self) -> None:
+        """A peer came or went."""
+        self._sorted = None
+        self.came_or_went += 1
 
     @property
     def size(self) -> int:
@@ -163,7 +170,7 @@ class DialSchedule:
         target.announced = []
         if not target.bootstrap:
             del self._targets[peer_id]
-            self._sorted = None
+            self._changed()
 
     def kept(self, peers: Iterable[str]) -> set[str]:
         """Those of `peers` it keeps connected (not peers that dialled in unasked)."""
@@ -263,7 +270,7 @@ class DialSchedule:
         target = self._targets.pop(peer_id, None)
         if target is None:
             return
-        self._sorted = None
+        self._changed()
 
         def at_successor(addrs: list[str]) -> list[str]:
             return [f"{split_peer_addr(addr)[0]}/p2p/{successor}" for addr in addrs]
@@ -329,6 +336,9 @@ class PeerManager:
         self._next_dial = -math.inf  # when the next address may be dialled, bursts aside (_dial_slot)
         self.dials = 0
         self.dial_failures = 0
+        # told, with no argument, as a peer comes or goes among those it keeps (`keeps`): an `org` record accepted,
+        # one naming another network, a rotation followed (node.daemon's catch-up asks sync's slots again)
+        self.keeps_listeners: list[Callable[[], None]] = []
         for addr in bootstrap:
             _, peer_id = split_peer_addr(addr)
             self._schedule.add(peer_id, [addr])
@@ -347,6 +357,7 @@ class PeerManager:
         key's last, is passed over: the node behind its addresses answers to the new key from its next start, and
         `_follow` moves them there once the new key names it back); one of another network, that its node is not
         ours to dial: the addresses its earlier records named are withdrawn."""
+        before = self._schedule.came_or_went
         for record in records:
             if not isinstance(record.body, OrgBody) or record.body.next is not None or self._ours(record.iss):
                 continue
@@ -357,6 +368,7 @@ class PeerManager:
             if addrs:
                 self._schedule.announce(peer_id, addrs)
                 self._wake.set()
+        self._tell_keeps(before)
 
     def _follow(self, link: Link) -> None:
         """A rotation linked two keys (both named each other, vouching.succession): the node that answered to the
@@ -365,11 +377,18 @@ class PeerManager:
         alone moves nothing: any org may name any key as its successor."""
         if self._ours(link.successor):
             return
-        successor = peer_id_from_public_key(public_key_from_did(link.successor))
+        successor, before = peer_id_from_public_key(public_key_from_did(link.successor)), self._schedule.came_or_went
         self._schedule.moved(peer_id_from_public_key(public_key_from_did(link.prior)), successor)
         if self._elsewhere(link.successor):  # (at a restart, its record was learned before the link was followed)
             self._schedule.withdraw(successor)
         self._wake.set()
+        self._tell_keeps(before)
+
+    def _tell_keeps(self, came_or_went: int) -> None:
+        """Tell `keeps_listeners` if a peer came or went since the schedule counted `came_or_went`."""
+        if self._schedule.came_or_went != came_or_went:
+            for listener in self.keeps_listeners:
+                listener()
 
     def _elsewhere(self, key: str) -> bool:
         """Whether `key`'s latest `org` record, a rotation's aside (as `_learn`), names another network than ours."""

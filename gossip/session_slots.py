@@ -16,10 +16,10 @@ later round or fetch goes on from there, fetching again what it had verified but
 batch at most: SyncService's accept_records or accept_bytes, and a page). Whether a session is needed is asked when it
 asks for a slot, of the holders each time a needed one waiting looks for one to end (it looks again as a holder's
 `least_turn` passes), and of every one waiting whenever the caller says it may have changed (`needs_changed`:
-node.daemon does as a catch-up ends, and as a peer's round shows it holds none of the org's records), which has the
-needed ones waiting look at once: a holder no longer needed is ended then, not a turn later, and one waiting no longer
-needed goes back among the others, in the order they asked, and ends nothing. (A peer the node stops dialling, its
-`org` record revoked say, is not told: its round, if it holds a slot, is ended once a holder's turn is up.)
+node.daemon does as a catch-up ends, as a peer's round shows it holds none of the org's records, and as a peer comes
+or goes among those the node dials), which has the needed ones waiting look at once: a holder no longer needed is
+ended then, not a turn later, and one waiting no longer needed goes back among the others, in the order they asked,
+and ends nothing.
 
 Weighed and not taken: one slot kept for needed rounds (one hostile peer the node dials, a bootstrap address taken
 over or a fresh key that an org inside the horizon vouched for and gave an `org` record, holds it for 10 minutes); a
@@ -87,9 +87,9 @@ class SessionSlots:
             self._give_back(slot)
 
     def needs_changed(self) -> None:
-        """Which sessions are needed may have changed (a catch-up began or ended, or one of its peers turned out to
-        hold none of the org's records): ask those waiting again, and wake the needed ones to end at once a holder
-        no longer needed, not when a holder's `least_turn` is up."""
+        """Which sessions are needed may have changed (a catch-up began or ended, one of its peers turned out to
+        hold none of the org's records, or a peer came or went among those the node dials): ask those waiting again,
+        and wake the needed ones to end at once a holder no longer needed, not when a holder's `least_turn` is up."""
         for waiter in self._waiting:
             waiter.first = waiter.needed()
             if waiter.first:

@@ -95,6 +95,8 @@ class SyncStats:
     """Counters since the service started (node/metrics renders them)."""
 
     rounds: int = counted("Catch-up sync sessions this node opened that ran to the end")
+    full_rounds: int = counted("Of sync_rounds_total, full rounds (a peer's heads, then all this node lacks of what "
+                               "they name); the others fetched gaps")
     rounds_failed: int = counted("Catch-up sync sessions this node opened that failed (sync_errors_total says why)")
     records_fetched: int = counted("Records catch-up sync fetched and stored")
     records_served: int = counted("Records served to peers' catch-up sync")
@@ -311,6 +313,7 @@ class SyncService:
         self._rounds_started[peer_id] = started
         try:
             if await self._pull(peer_id, None) is not None:
+                self.stats.full_rounds += 1
                 self._apart.pop(peer_id, None)  # (logged again if it goes back to another network)
                 for listener in self.same_network_listeners:
                     listener(peer_id)
@@ -415,8 +418,9 @@ class SyncService:
 
     def needs_changed(self) -> None:
         """For a catch-up (node.daemon): what `catch_up_peers` answer may have changed (one was removed as its
-        catch-up ended, or a peer's round showed the peer holds none of the org's records). Rounds waiting for a session
-        slot are asked again, and a needed one ends at once a session no longer needed (gossip.session_slots)."""
+        catch-up ended, a peer's round showed the peer holds none of the org's records, or a peer came or went among
+        those the node dials). Rounds waiting for a session slot are asked again, and a needed one ends at once a
+        session no longer needed (gossip.session_slots)."""
         self._slots.needs_changed()
 
     def _needed(self, peer_id: str) -> bool:

@@ -614,15 +614,17 @@ def _dialled_rounds(node: Node, *, new_org: bool, preempts: bool = True,
     read (the rest of the round goes on): a new org has signed nothing to take back, and no peer holds records it has
     not signed (the one case it misses, a copy of a data directory taken before its node first started, restored
     after the node signed elsewhere, is a peer holding them answering more than SETTLE_SECONDS after another, or not
-    connected yet). Each such round, and each that ends, is `answer`ed: the catch-up ends once they are `settled`.
+    connected yet). Each such round, and each that ends, is `answer`ed: the catch-up ends once they are `settled`
+    (as a peer leaves those it dials, it is waited for no more: PeerManager.keeps_listeners).
     `proved_nothing()` is called as a peer is counted in `unproven` while `proved` is not set. Meanwhile, if
     `preempts`, a full round with a peer it dials, not yet in `unproven`, takes a sync session slot ahead of sessions
     the catch-up does not need, ending one if none is free (SyncService.catch_up_peers, gossip.session_slots): peers
     stalling just inside the sync timeout cannot hold every slot while the catch-up waits. A peer counted in
-    `unproven`, and the block's end, are told to SyncService.needs_changed: a round waiting for a slot ends at once
-    one that is no longer needed, and no longer needed itself, ends none. Only a catch-up that holds
-    signing back preempts (the start's, key rotate's): the late one (_catch_up_late) comes after the node signed, and
-    for an org no peer it dials holds may wait the node's whole life, its rounds ending gap fetches all the while."""
+    `unproven`, a peer coming or going among those it dials (its org's latest `org` record names another network,
+    say), and the block's end, are told to SyncService.needs_changed: a round waiting for a slot ends at once one that
+    is no longer needed, and no longer needed itself, ends none. Only a catch-up that holds signing back preempts (the
+    start's, key rotate's): the late one (_catch_up_late) comes after the node signed, and for an org no peer it dials
+    holds may wait the node's whole life, its rounds ending gap fetches all the while."""
     rounds = _DialledRounds()
 
     def unproven(peer_id: str) -> None:
@@ -656,10 +658,16 @@ def _dialled_rounds(node: Node, *, new_org: bool, preempts: bool = True,
     def round_over(peer_id: str) -> None:  # one of SyncService.round_over_listeners: (failed, or a peer hung up)
         rounds.changed.set()
 
+    def dialled_changed() -> None:  # one of PeerManager.keeps_listeners
+        rounds.changed.set()  # (`settled` waits no more for a peer it no longer dials)
+        if preempts:
+            node.sync.needs_changed()
+
     node.sync.same_network_listeners.append(round_ended)
     node.sync.round_over_listeners.append(round_over)
     node.sync.holder_listeners.append(holder_round_ended)
     node.sync.unheld_listeners.append(unheld_round)
+    node.peer_manager.keeps_listeners.append(dialled_changed)
     if preempts:
         node.sync.catch_up_peers.append(needs)
     try:
@@ -669,6 +677,7 @@ def _dialled_rounds(node: Node, *, new_org: bool, preempts: bool = True,
         node.sync.round_over_listeners.remove(round_over)
         node.sync.holder_listeners.remove(holder_round_ended)
         node.sync.unheld_listeners.remove(unheld_round)
+        node.peer_manager.keeps_listeners.remove(dialled_changed)
         if preempts:
             node.sync.catch_up_peers.remove(needs)
             node.sync.needs_changed()

@@ -117,6 +117,10 @@ def unreachable(error: httpx.RequestError, url: str, timeout: float) -> NodeUnre
         return NodeUnreachable(f"cannot reach the node at {url}: is `vouchnet run` running?")
     if isinstance(error, httpx.TimeoutException):
         return NodeUnreachable(f"the node at {url} did not answer within {timeout} s")
+    if isinstance(error, httpx.NetworkError) and isinstance(_cause(error), ConnectionResetError):
+        # (a node binds its API's port before its catch-up sync: stopped before it serves, it resets those waiting)
+        return NodeUnreachable(f"the node at {url} dropped the connection unanswered ({error}): it stopped, or "
+                               "stopped as it started (its log says why), or something on the way resets connections")
     if isinstance(error, httpx.RemoteProtocolError):  # e.g. the node's libp2p port, given for its API's
         return NodeUnreachable(f"cannot talk to the node at {url}: the answer is not HTTP ({error}): is {url} a "
                                "vouchnet node's API address (its [api] bind), not its libp2p port?")

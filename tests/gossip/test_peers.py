@@ -313,3 +313,33 @@ async def test_a_bootstrap_peer_that_dials_in_keeps_its_idle_connection_and_a_st
             while await events.receive() != PeerEvent(stranger.peer_id, connected=False):
                 pass  # the bootstrap peer's grace ended first
             assert node.connected_peers() == [bootstrapped.peer_id]
+
+
+def test_the_peer_manager_tells_its_keeps_listeners_as_a_peer_comes_or_goes_among_those_it_dials(tmp_path):
+    """node.daemon's catch-up listens (its rounds with the peers it dials go first for a sync session slot): an org's
+    first `org` record, one of another network, and a rotation followed each tell it, once, with `keeps` answering
+    anew; an org's next addresses, or a record of another kind, do not."""
+    me, org, rotating = Org(), Org(), Org()
+    org_peer, old_peer = (peer_id_from_public_key(bytes(o.key.verify_key)) for o in (org, rotating))
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(me.key, store, roots=(), max_hops=3, held_limit=100)
+        for vouched in (org, rotating):
+            replica.issue("vouch", vouch_body(vouched.did, 0.9, "org-peer"))
+        replica.accept([rotating.record("org", org_body("r", "test", ["/ip4/10.0.0.2/tcp/4001"]))])
+        manager = PeerManager(object(), replica, network="test", bootstrap=[], max_peers=5,  # type: ignore[arg-type]
+                              own_addrs=LAN)
+        told: list[tuple[bool, ...]] = []
+        manager.keeps_listeners.append(lambda: told.append(tuple(manager.keeps(p) for p in (org_peer, old_peer))))
+        replica.accept([org.record("org", org_body("o", "test", ["/ip4/10.0.0.1/tcp/4001"]))])
+        assert told == [(True, True)]
+        replica.accept([org.record("org", org_body("o", "test", ["/ip4/10.0.0.3/tcp/4001"]))])
+        replica.issue("vouch", vouch_body(Org().did, 0.9, "org-peer"))
+        assert told == [(True, True)]
+        replica.accept([org.record("org", org_body("o", "othernet", ["/ip4/10.0.0.1/tcp/4001"]))])
+        assert told == [(True, True), (False, True)]
+        new, rotation, first = rotating.rotate()
+        replica.accept([rotation])  # (a claim alone moves nothing)
+        assert len(told) == 2
+        replica.accept([first])
+        assert told == [(True, True), (False, True), (False, False)]
+        assert manager.keeps(peer_id_from_public_key(bytes(new.key.verify_key)))

@@ -151,20 +151,32 @@ class Counted:
 
 class PeerManager:
     """Keeps `kept` connected (the bootstrap peers: the holder, and stallers if their addresses were taken over); its
-    dial of the holder takes a second, the stallers having dialled in already."""
+    dial of the holder takes a second, the stallers having dialled in already; `stallers_leave_after` seconds in (if
+    given), it keeps the stallers no more (their orgs' latest `org` records name another network, say), and tells
+    its `keeps_listeners` so."""
 
     def __init__(self, network: Network, kept: set[str], inbound_stallers: int,
-                 before_holder_round: Callable[[], None] | None) -> None:
+                 before_holder_round: Callable[[], None] | None, stallers_leave_after: float | None = None) -> None:
         self.network, self.kept, self.inbound_stallers, self.has_peers = network, kept, inbound_stallers, True
-        self.before_holder_round = before_holder_round
+        self.before_holder_round, self.stallers_leave_after = before_holder_round, stallers_leave_after
+        self.keeps_listeners: list[Callable[[], None]] = []
 
     def keeps(self, peer_id: str) -> bool:
         return peer_id in self.kept
+
+    async def _stallers_leave(self) -> None:
+        assert self.stallers_leave_after is not None
+        await trio.sleep(self.stallers_leave_after)
+        self.kept = {HOLDER} & self.kept
+        for listener in self.keeps_listeners:
+            listener()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         assert self.network.serve is not None
         async with trio.open_nursery() as nursery:
+            if self.stallers_leave_after is not None:
+                nursery.start_soon(self._stallers_leave)
             for i in range(self.inbound_stallers):  # (dialled in already)
                 nursery.start_soon(self.network.serve, InboundStaller(f"12D3KooWInbound{i}"))
             await trio.sleep(1)
@@ -197,14 +209,16 @@ async def restored_node_start(tmp_path: Path, *, kept: set[str], startup_sync_se
                               inbound_stallers: int = 0,
                               before_holder_round: Callable[[SyncService], None] | None = None,
                               late: bool = False, holder_close_seconds: float = 0.0,
-                              stallers_heads_after: float = 0.0, slow_holder_streams: int = 0) -> Started:
+                              stallers_heads_after: float = 0.0, slow_holder_streams: int = 0,
+                              stallers_leave_after: float | None = None) -> Started:
     """A node restored from an older copy (it holds the org's first record of three; the holder holds all) starts
     with `stallers` connected (StallingStream) and `inbound_stallers` streams open to it (InboundStaller), and runs
     on for a while after its catch-up; `before_holder_round(sync)` is called once the holder is connected, before
     sync hears of it; `late`, a catch-up that signs unchecked goes on as serve_node's does (_catch_up_late), and
     `late_state` is the node's startup_sync after the while; closing a stream to the holder takes
     `holder_close_seconds`; stallers naming OTHER answer our heads request `stallers_heads_after` seconds in; the first
-    `slow_holder_streams` streams opened to the holder are slow (SlowServedStream)."""
+    `slow_holder_streams` streams opened to the holder are slow (SlowServedStream); the node dials the stallers no
+    more `stallers_leave_after` seconds in (PeerManager)."""
     ours = Org()
     records = [ours.record("org"), ours.record(), ours.record()]
     (tmp_path / "holder").mkdir()
@@ -223,7 +237,7 @@ async def restored_node_start(tmp_path: Path, *, kept: set[str], startup_sync_se
         node = SimpleNamespace(
             did=ours.did, host=network, replica=replica, sync=sync, gossip=Gossip(),
             peer_manager=PeerManager(network, kept, inbound_stallers,
-                                     before_holder_round and (lambda: before_holder_round(sync))),
+                                     before_holder_round and (lambda: before_holder_round(sync)), stallers_leave_after),
             config=SimpleNamespace(startup_sync_seconds=startup_sync_seconds, data_dir=tmp_path / "node"))
         async with trio.open_nursery() as nursery:
             caught_up = await _caught_up(node, nursery, signs_timed_out=False)  # type: ignore[arg-type]
@@ -333,6 +347,28 @@ async def test_stallers_the_node_dials_are_ended_as_soon_as_their_heads_name_non
     assert start.sync.stats.errors["preempted"] == 1
 
 
+async def test_stallers_the_node_no_longer_dials_are_ended_at_once_for_the_round_with_the_holder(
+        tmp_path, autojump_clock):
+    """Known and left by stop 34: the stallers, peers the node dialled, held every slot, and the holder's round waited;
+    3 s in, the node dialled them no more, but the round waiting noticed only when the oldest staller's turn was up
+    (10 s). It ends one at once (PeerManager.keeps_listeners, SyncService.needs_changed)."""
+    start = await restored_node_start(tmp_path, kept={HOLDER, *STALLERS}, startup_sync_seconds=3 * TIMEOUT,
+                                      stallers_leave_after=3)
+    assert (start.caught_up.state, start.head) == ("done", 3)
+    assert start.ended < 4
+    assert start.sync.stats.errors["preempted"] == 1
+
+
+async def test_the_catch_up_waits_no_more_for_the_rounds_of_peers_the_node_no_longer_dials(tmp_path, autojump_clock):
+    """The holder's round proved the org's records in 1 s in, and the catch-up waited for the rounds under way with
+    the two stallers, peers it dialled, to answer (up to SETTLE_SECONDS); 2 s in, the node dialled them no more, but
+    the wait went on to its end. It ends then."""
+    start = await restored_node_start(tmp_path, kept={HOLDER, *STALLERS[:2]}, startup_sync_seconds=3 * TIMEOUT,
+                                      stallers=STALLERS[:2], stallers_leave_after=2)
+    assert (start.caught_up.state, start.head) == ("done", 3)
+    assert start.ended < 3
+
+
 async def _a_round_waiting_behind_another(*, holder_after: bool, waiter_after: bool) -> tuple[str, float]:
     """A needed round holds the only slot for 2 turns, and another needed one asks for it 1 s later; 3 s in, they are
     needed or not as `holder_after` and `waiter_after` say, and the slots are told (needs_changed). How the holder's
@@ -386,7 +422,7 @@ async def test_a_round_the_catch_up_needed_waiting_as_it_ends_ends_no_session(tm
         sync = SyncService(network, replica, network="test", timeout=TIMEOUT,  # type: ignore[arg-type]
                            max_sessions=1)
         node = SimpleNamespace(sync=sync, replica=replica, peer_manager=SimpleNamespace(
-            keeps={staller, HOLDER}.__contains__))
+            keeps={staller, HOLDER}.__contains__, keeps_listeners=[]))
         async with trio.open_nursery() as nursery:
             with _dialled_rounds(node, new_org=False):  # type: ignore[arg-type]
                 await nursery.start(sync.run)  # the staller's round

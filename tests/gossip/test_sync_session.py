@@ -1,6 +1,7 @@
 """One outbound sync session over an in-memory stream: the records it fetched and has not yet offered to the replica
 are bounded in bytes as well as in count (records are up to 64 KiB), and a long reply is decoded off the event loop;
-a peer answering from another network ends the round, which does not count as the first, and is disconnected."""
+a peer answering from another network ends the round, which does not count as the first, and is disconnected; a
+fetch of gaps counts as a session run to the end, not as a full round."""
 
 import threading
 from collections import deque
@@ -321,3 +322,26 @@ async def test_the_holder_listeners_are_told_once_the_org_s_records_are_in_befor
         await service.sync_with(PEER)
         assert told == [(PEER, 0, 2, None)]  # once, the org's records in, none of the other org's yet
         assert (service.stats.rounds, store.head(theirs.did).seq) == (1, 5)  # the rest of the round went on
+
+
+class ConnectedServingHost(ServingHost):
+    """A ServingHost connected to PEER alone, which serves sync: where a fetch of gaps looks for peers."""
+
+    def connected_peers(self) -> list[str]:
+        return [PEER]
+
+    def refused(self, peer: str, protocol: str) -> bool:
+        return False
+
+
+async def test_a_fetch_of_gaps_run_to_the_end_counts_as_a_session_and_not_as_a_full_round(tmp_path):
+    """sync_rounds_total counts both; full_rounds_total only rounds that asked the peer's heads (tests waiting for a
+    full round counted a fetch of gaps as one)."""
+    org = Org()
+    records = [org.record("vouch", vouch_body(new_did(), 0.5, "operator")) for _ in range(4)]
+    with serving(tmp_path, records) as (server, replica):
+        service = SyncService(ConnectedServingHost(server), replica, network="test", limits=LIMITS)
+        await service.fetch_gaps(PEER, {org.did: (records[0].seq, records[1].seq)})
+        assert (service.stats.rounds, service.stats.full_rounds, replica.store.size) == (1, 0, 2)
+        await service.sync_with(PEER)
+        assert (service.stats.rounds, service.stats.full_rounds, replica.store.size) == (2, 1, 4)

@@ -49,8 +49,9 @@ async def records_of(node: Node, predicate: Callable[[Record], bool]) -> list[Re
 
 
 async def ran_a_round(node: Node) -> None:
-    """Wait until a full sync round of `node`'s with some peer has run to the end (before the call, or after)."""
-    if not node.sync.stats.rounds:
+    """Wait until a full sync round of `node`'s with some peer has run to the end (before the call, or after), not
+    a fetch of gaps."""
+    if not node.sync.stats.full_rounds:
         ran = trio.Event()
 
         def told(peer: str) -> None:

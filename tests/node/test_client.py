@@ -2,6 +2,8 @@
 
 import asyncio
 import json
+import socket
+import struct
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -225,6 +227,27 @@ async def test_something_else_at_the_address_is_reported():
     _, refused = await _asking(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello")
     assert isinstance(refused, NodeApiError) and refused.code == "not_json"
     assert "is http://127.0.0.1" in refused.detail
+
+
+async def test_a_node_that_drops_the_connection_unanswered_is_said_to_have_stopped():
+    """A node binds its API's port before its catch-up sync, and a client connecting meanwhile waits; a start stopped
+    before it serves resets those connections (tests/node/test_daemon.py). Before, the client said only "cannot talk
+    to the node at URL: [Errno 104] Connection reset by peer"."""
+
+    async def reset(stream: trio.SocketStream) -> None:
+        await stream.receive_some()
+        stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        stream.socket.close()  # (lingering 0 s: a reset, as a listener closed with connections waiting sends)
+
+    async with trio.open_nursery() as nursery:
+        [listener] = await nursery.start(partial(trio.serve_tcp, reset, 0, host="127.0.0.1"))
+        url = f"http://127.0.0.1:{listener.socket.getsockname()[1]}"
+        with NodeClient(url) as client, pytest.raises(NodeUnreachable) as unreachable:
+            await call(client.node)
+        nursery.cancel_scope.cancel()
+    assert str(unreachable.value).startswith(f"the node at {url} dropped the connection unanswered (")
+    assert str(unreachable.value).endswith("): it stopped, or stopped as it started (its log says why), or something "
+                                           "on the way resets connections")
 
 
 async def test_an_address_that_does_not_speak_http_is_reported_with_a_hint():

@@ -332,6 +332,53 @@ def test_a_taken_api_port_stops_the_node_before_its_catch_up_and_before_it_signs
         assert store.size == 0
 
 
+@pytest.mark.parametrize("start", ["done", "stopped"])
+async def test_a_client_connecting_during_the_catch_up_is_answered_once_the_node_serves_or_dropped_as_it_stops(
+        tmp_path, monkeypatch, start):
+    """The API's port is bound before the catch-up sync (its peers down here): a request sent meanwhile waits, and is
+    answered once the node serves; a start stopped before it serves (a signal, or a StartupError after the bind)
+    closes the port, and the request is reset at once (NodeClient says the node dropped it), not left to its
+    client's timeout."""
+    absent = peer_id_from_public_key(bytes(SigningKey.generate().verify_key))
+    bound = trio.Event()
+    ports: list[int] = []
+    caught_up_once_bound: list[bool] = []
+    open_tcp_listeners, caught_up = trio.open_tcp_listeners, node.daemon._caught_up
+
+    async def listening(*args, **kwargs):
+        listeners = await open_tcp_listeners(*args, **kwargs)
+        ports.append(listeners[0].socket.getsockname()[1])
+        bound.set()
+        return listeners
+
+    async def catching_up(*args, **kwargs):
+        caught_up_once_bound.append(bound.is_set())
+        return await caught_up(*args, **kwargs)
+
+    monkeypatch.setattr(trio, "open_tcp_listeners", listening)
+    monkeypatch.setattr(node.daemon, "_caught_up", catching_up)
+    with socket.create_server(("127.0.0.1", 0)) as peer:
+        made = init_data_dir(tmp_path, network="test", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0",
+                             bootstrap=(f"/ip4/127.0.0.1/tcp/{peer.getsockname()[1]}/p2p/{absent}",))
+        config = replace(load_config(made.data_dir), startup_sync_seconds=1.0 if start == "done" else 600.0)
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(serve_node, config)
+                await bound.wait()
+                with socket.create_connection(("127.0.0.1", ports[0]), timeout=30) as client:
+                    client.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                    if start == "stopped":
+                        nursery.cancel_scope.cancel()
+                        with pytest.raises(ConnectionResetError):
+                            await trio.to_thread.run_sync(client.recv, 100)
+                    else:
+                        assert (await trio.to_thread.run_sync(client.recv, 100)).startswith(b"HTTP/1.1 200 ")
+                        nursery.cancel_scope.cancel()
+    assert caught_up_once_bound == [True]
+    with socket.create_server(("127.0.0.1", ports[0])):  # (the port closed: free again)
+        pass
+
+
 @pytest.mark.parametrize(("file", "complaint"), [
     ("credentials.db", "credentials: {path}: not a credential registry"),
     ("records.ledger", "records: {path}: not a ledger"),
