@@ -3,18 +3,21 @@ acknowledgement of those explained, which takes them out of `own_records_from_pe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from gossip.own_records import MAX_CONFLICTS, MAX_LISTED
+from gossip.own_records import MAX_CONFLICTS, MAX_LISTED, OwnRecord, OwnRecords
 
 from .errors import ApiError, error_responses, read_responses
 from .json_body import StrictJsonRoute
 from .view import NodeDep, NodeView
 
 router = APIRouter(route_class=StrictJsonRoute, tags=["node"])
+# What a page says of a conflicting row's bytes and of the record's it conflicted with (`_row`)
+KEPT, DROPPED, NOT_KEPT = "kept", "dropped", "not_kept"
 
 
 class Acknowledgement(BaseModel):
@@ -38,11 +41,15 @@ async def own_records(
     PeerID it came from, one held for an earlier record of the key too; null if submitted through this API) and
     `acknowledged`, `conflicts_with` (for a record that conflicted with one the node held at its seq when it came,
     which the ledger does not take: the key signed twice at one seq, that one's id; null for others; its COSE bytes
-    at GET /v1/node/own-records/{number}/cose, that one's at .../conflicts-with/cose) and `stored` (whether the
-    ledger holds the record: false for a conflicting one, unless the one it conflicted with was only held, for a
-    missing predecessor, then dropped, and it came again and was stored; it stays listed as a conflict, the key
-    having signed twice; false too for one of a batch the ledger refused, a full disk say, until it comes again);
-    `unacknowledged` counts those not acknowledged, as `own_records_from_peers` in GET /v1/node; `conflicts_unlisted`
+    at GET /v1/node/own-records/{number}/cose, that one's at .../conflicts-with/cose), `bytes` and
+    `conflicts_with_bytes` (for such a record, whether those two paths serve the bytes of the record and of the one
+    it conflicted with: `kept` (by the list, or the ledger holding the record), `dropped` (to make room for a later
+    conflict's, the row acknowledged: 410 `bytes_dropped`) or, for the one it conflicted with, `not_kept` (a row
+    listed before own_records.db format 5, of a record the node held only: 410 `bytes_not_kept`); null for others)
+    and `stored` (whether the ledger holds the record: false for a conflicting one, unless the one it conflicted with
+    was only held, for a missing predecessor, then dropped, and it came again and was stored; it stays listed as a
+    conflict, the key having signed twice; false too for one of a batch the ledger refused, a full disk say, until it
+    comes again); `unacknowledged` counts those not acknowledged, as `own_records_from_peers` in GET /v1/node; `conflicts_unlisted`
     counts the conflicting records not listed, once each, across restarts: those the list had no room for (it keeps
     the bytes of 1,000, making room only by dropping acknowledged ones' bytes, oldest first) and those dropped from it
     to make room (past 10,000 rows, the oldest acknowledged), not kept; one sent again after 10,000 others counts
@@ -50,9 +57,23 @@ async def own_records(
     own = node.replica.own_records
     listed = own.listed(after=after, limit=MAX_LISTED + 1)
     stored = node.replica.store.has
-    return {"records": [record.to_json(stored=stored(record.id)) for record in listed[:MAX_LISTED]],
+    return {"records": [_row(own, stored, record) for record in listed[:MAX_LISTED]],
             "unacknowledged": node.replica.own_from_peers, "conflicts_unlisted": own.unlisted_conflicts,
             "next": listed[MAX_LISTED - 1].number if len(listed) > MAX_LISTED else None}
+
+
+def _row(own: OwnRecords, stored: Callable[[bytes], bool], record: OwnRecord) -> dict[str, object]:
+    """`record` as the page shows it, with whether the ledger holds it and, for a conflicting record, whether the
+    node serves its bytes and those of the one it conflicted with (`own_record_bytes`, `conflicted_record_bytes`):
+    `own.cose` reads the bytes of a row keeping them, 64 KiB at most, one row at a time."""
+    row = record.to_json(stored=stored(record.id))
+    if record.conflicts_with is None:
+        return {**row, "bytes": None, "conflicts_with_bytes": None}
+    if own.cose(record.number) is None:  # dropped, those of the one it conflicted with too: the ledger's only, if any
+        return {**row, "bytes": KEPT if row["stored"] else DROPPED,
+                "conflicts_with_bytes": KEPT if stored(record.conflicts_with) else DROPPED}
+    kept = stored(record.conflicts_with) or own.conflicts_with_cose(record.number) is not None
+    return {**row, "bytes": KEPT, "conflicts_with_bytes": KEPT if kept else NOT_KEPT}
 
 
 _NUMBER = Path(ge=0, le=2**63 - 1, description="The row's `number`")

@@ -106,7 +106,8 @@ KNOWN_PEER: Shape = {"peer_id": str, "org": (str, type(None)), "addrs": ListOf(s
 KNOWN_PEERS = {**PEERS, "known": ListOf(KNOWN_PEER), "next": (str, type(None))}
 PEER_IDS = {"peers": ListOf(str)}
 OWN_RECORD: Shape = {"number": int, "id": str, "iss": str, "seq": int, "accepted_ms": int, "peer": (str, type(None)),
-                     "acknowledged": bool, "stored": Maybe(bool), "conflicts_with": Maybe((str, type(None)))}
+                     "acknowledged": bool, "stored": Maybe(bool), "conflicts_with": Maybe((str, type(None))),
+                     "bytes": Maybe((str, type(None))), "conflicts_with_bytes": Maybe((str, type(None)))}
 OWN_RECORDS = {"records": ListOf(OWN_RECORD), "unacknowledged": int, "conflicts_unlisted": Maybe(int),
                "next": (int, type(None))}
 ACKNOWLEDGED = {"acknowledged": int, "unacknowledged": int}

@@ -44,10 +44,13 @@ def register(subparsers: Subparsers) -> None:
     listing = add_command(
         commands, "list",
         summary="list them: number, key, seq, id, when accepted, the peer it came from, whether acknowledged, the "
-        "record it conflicts with",
+        "record it conflicts with, whether the node keeps the bytes of both",
         description=_WHAT + " Lists them, one a line: NUMBER (what `acknowledge --through` takes), KEY, SEQ, ID, "
         "ACCEPTED (UTC), PEER (the PeerID it came from; - if submitted through the API), ACKNOWLEDGED, "
-        "CONFLICTS_WITH; then, on stderr, how many are unacknowledged and how many conflict.",
+        "CONFLICTS_WITH, then for a conflicting record BYTES and CONFLICTS_WITH_BYTES: whether the node keeps the "
+        "bytes of the record and of the one it conflicts with, for `evidence`: kept, dropped (to make room for a "
+        "later conflict's, the row acknowledged) or not_kept (a row listed by a version that kept none of a record "
+        "the node held only); then, on stderr, how many are unacknowledged and how many conflict.",
         examples=["vouchnet own-records list", "vouchnet own-records list --json"], run=_list)
     listing.add_argument("--json", action="store_true", help="print them as a JSON list")
     evidence = add_command(
@@ -145,9 +148,11 @@ def _all(client: NodeClient) -> tuple[list[dict[str, Any]], int, int]:
 
 def _show(records: list[dict[str, Any]], unacknowledged: int, unlisted: int) -> None:
     if records:
-        rows = [("NUMBER", "KEY", "SEQ", "ID", "ACCEPTED", "PEER", "ACKNOWLEDGED", "CONFLICTS_WITH")] + [
+        rows = [("NUMBER", "KEY", "SEQ", "ID", "ACCEPTED", "PEER", "ACKNOWLEDGED", "CONFLICTS_WITH", "BYTES",
+                 "CONFLICTS_WITH_BYTES")] + [
             (str(r["number"]), r["iss"], str(r["seq"]), r["id"], _when(r["accepted_ms"]), r["peer"] or "-",
-             "yes" if r["acknowledged"] else "no", r.get("conflicts_with") or "-") for r in records]
+             "yes" if r["acknowledged"] else "no", r.get("conflicts_with") or "-", r.get("bytes") or "-",
+             r.get("conflicts_with_bytes") or "-") for r in records]
         print("\n".join(aligned(rows)))
     conflicting = sum(1 for r in records if r.get("conflicts_with"))
     print(f"{counted(len(records), 'record')} of the org's key from peers, {unacknowledged} unacknowledged; "

@@ -227,6 +227,36 @@ async def test_the_bytes_of_an_acknowledged_conflict_dropped_to_make_room_for_a_
     node.replica.own_records.close()
 
 
+async def test_the_list_says_of_each_conflicting_row_whether_the_node_serves_its_bytes_and_the_other_s(
+        api, node, tmp_path, monkeypatch):
+    """`bytes` and `conflicts_with_bytes` say what .../cose and .../conflicts-with/cose answer, without asking each
+    row's: `kept` (200), `dropped` (410 bytes_dropped), `not_kept` (410 bytes_not_kept); null for a row conflicting
+    with none. Before, only asking each path (or `vouchnet own-records evidence`) told an operator."""
+    monkeypatch.setattr("gossip.own_records.MAX_CONFLICTS", 1)
+    node.replica.own_records = OwnRecords.open(tmp_path, lambda: 0, node.replica.store)
+    ours = node.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+    held = Org(key=node.replica.key).fork(ours.seq + 2, bytes(32))
+    node.replica.accept([held], "12D3KooWPeer")
+    node.replica.accept([Org(key=node.replica.key).fork(held.seq, bytes(32))], "12D3KooWThief")
+    node.replica.own_records.acknowledge(1)
+    node.replica.accept([Org(key=node.replica.key).fork(ours.seq, ours.prev)], "12D3KooWThief")  # drops 1's bytes
+    node.replica.own_records.acknowledge(2)
+    never_held = Org(key=node.replica.key).fork(ours.seq + 3, bytes(32))  # as format 4 listed it: held, no bytes
+    node.replica.own_records.add_conflicts([(Org(key=node.replica.key).fork(never_held.seq, bytes(32)),
+                                             never_held.id, None, "12D3KooWThief")])  # drops 2's bytes
+    node.replica.accept([Org(key=node.replica.key, seq=ours.seq, prev=ours.id).record()], "12D3KooWPeer")
+    page = (await api.get("/v1/node/own-records")).json()
+    assert [(r["number"], r["bytes"], r["conflicts_with_bytes"]) for r in page["records"]] == [
+        (1, "dropped", "dropped"), (2, "dropped", "kept"), (3, "kept", "not_kept"), (4, None, None)]
+    answers = {200: "kept", 410: None}
+    for row in page["records"][:3]:
+        for field, path in (("bytes", "cose"), ("conflicts_with_bytes", "conflicts-with/cose")):
+            answer = await api.get(f"/v1/node/own-records/{row['number']}/{path}")
+            said = answers[answer.status_code] or answer.json()["error"].removeprefix("bytes_")
+            assert (row["number"], field, said) == (row["number"], field, row[field])
+    node.replica.own_records.close()
+
+
 async def test_the_bytes_of_a_held_record_a_row_listed_before_format_5_conflicted_with_are_said_never_kept(api, node):
     """A row as the upgrade from format 4 leaves it, the held record's bytes not kept: 410 `bytes_not_kept` once the
     node no longer holds it, the conflicting record's own served."""

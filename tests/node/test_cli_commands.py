@@ -460,9 +460,11 @@ async def test_own_records_lists_and_acknowledges_the_org_s_records_from_peers(r
     assert code == 0 and err.endswith("2 records of the org's key from peers, 2 unacknowledged; 0 conflicting "
                                       "with the one the node held at its seq (the key signed twice at one seq)\n")
     header, *rows = out.splitlines()
-    assert header.split() == ["NUMBER", "KEY", "SEQ", "ID", "ACCEPTED", "PEER", "ACKNOWLEDGED", "CONFLICTS_WITH"]
+    assert header.split() == ["NUMBER", "KEY", "SEQ", "ID", "ACCEPTED", "PEER", "ACKNOWLEDGED", "CONFLICTS_WITH",
+                              "BYTES", "CONFLICTS_WITH_BYTES"]
     assert [row.split()[:4] + row.split()[5:] for row in rows] == [
-        [str(n), r.iss, str(r.seq), r.id.hex(), "12D3KooWPeer", "no", "-"] for n, r in enumerate((first, second), 1)]
+        [str(n), r.iss, str(r.seq), r.id.hex(), "12D3KooWPeer", "no", "-", "-", "-"]
+        for n, r in enumerate((first, second), 1)]
     code, _, err = await run("own-records", "acknowledge", "--through", 1, "--dir", data_dir)
     assert code == 0 and "acknowledged 1 record listed through number 1; 1 unacknowledged" in err
     with caplog.at_level(logging.WARNING, logger="gossip.own_records"):
@@ -503,6 +505,8 @@ async def test_own_records_evidence_says_which_bytes_the_node_dropped(run, node,
         node.replica.accept([Org(key=node.replica.key).fork(head.seq, None if head.seq == 1 else head.prev)],
                             "12D3KooWThief")
         node.replica.own_records.acknowledge(1)
+    code, out, _ = await run("own-records", "list", "--dir", data_dir)
+    assert [row.split()[-2:] for row in out.splitlines()[1:]] == [["dropped", "kept"], ["kept", "kept"]]
     code, _, err = await run("own-records", "evidence", 1, "--out", tmp_path, "--dir", data_dir)
     assert code == 1 and "not written, the node keeps its bytes no longer" in err and "bytes_dropped" in err
     assert not (tmp_path / "own-record-1.cose").exists() and (tmp_path / "own-record-1-conflicts-with.cose").exists()
@@ -521,9 +525,10 @@ async def test_own_records_lists_a_record_conflicting_with_one_the_node_holds_an
                                       "with the one the node held at its seq (the key signed twice at one seq)\n")
     (row,) = out.splitlines()[1:]
     assert row.split()[:4] + row.split()[5:] == ["1", theirs.iss, str(head.seq), theirs.id.hex(), "12D3KooWThief", "no",
-                                                 head.id.hex()]
+                                                 head.id.hex(), "kept", "kept"]
     code, out, _ = await run("own-records", "list", "--json", "--dir", data_dir)
-    assert [(r["stored"], r["conflicts_with"]) for r in json.loads(out)] == [(False, head.id.hex())]
+    assert [(r["stored"], r["conflicts_with"], r["bytes"], r["conflicts_with_bytes"]) for r in json.loads(out)] == [
+        (False, head.id.hex(), "kept", "kept")]
     code, _, err = await run("own-records", "acknowledge", "--through", 1, "--dir", data_dir)
     assert code == 0 and "acknowledged 1 record listed through number 1; 0 unacknowledged" in err
     assert node.replica.own_from_peers == 0 and node.replica.own_records.unacknowledged_conflicts == 0
