@@ -129,9 +129,10 @@ class NodeClient:
     def own_records(self, *, after: int = 0) -> dict[str, Any]:
         """A page of the records of the org's key that came from peers (number, id, iss, seq, accepted_ms, peer,
         acknowledged, stored, conflicts_with, bytes, conflicts_with_bytes), in the order listed: `{"records": [...],
-        "unacknowledged": n, "conflicts_unlisted": n, "next": `after` of the next page or None}` (a node before
-        conflicting records were listed gives neither `stored`, `conflicts_with` nor `conflicts_unlisted`; one before
-        2026-11-29 neither `bytes` nor `conflicts_with_bytes`)."""
+        "ledger_unreadable": None or why `stored` is None (unknown), "unacknowledged": n, "conflicts_unlisted": n,
+        "next": `after` of the next page or None}` (a node before conflicting records were listed gives neither
+        `stored`, `conflicts_with` nor `conflicts_unlisted`; one before 2026-11-29 neither `bytes`,
+        `conflicts_with_bytes` nor `ledger_unreadable`)."""
         return self._get_json("/v1/node/own-records", {"after": after}, shape=shapes.OWN_RECORDS)
 
     def own_record_cose(self, number: int) -> bytes:

@@ -50,7 +50,8 @@ def register(subparsers: Subparsers) -> None:
         "CONFLICTS_WITH, then for a conflicting record BYTES and CONFLICTS_WITH_BYTES: whether the node keeps the "
         "bytes of the record and of the one it conflicts with, for `evidence`: kept, dropped (to make room for a "
         "later conflict's, the row acknowledged) or not_kept (a row listed by a version that kept none of a record "
-        "the node held only); then, on stderr, how many are unacknowledged and how many conflict.",
+        "the node held only), ? if the node cannot read its ledger's index now (said on stderr); then, on stderr, "
+        "how many are unacknowledged and how many conflict.",
         examples=["vouchnet own-records list", "vouchnet own-records list --json"], run=_list)
     listing.add_argument("--json", action="store_true", help="print them as a JSON list")
     evidence = add_command(
@@ -85,11 +86,14 @@ def register(subparsers: Subparsers) -> None:
 
 def _list(args: argparse.Namespace) -> int:
     with open_client(args) as client:
-        records, unacknowledged, unlisted = _all(client)
+        records, unacknowledged, unlisted, unreadable = _all(client)
     if args.json:
         print_json(records)
     else:
         _show(records, unacknowledged, unlisted)
+    if unreadable is not None:
+        print(f"the node cannot read its ledger's index now ({unreadable}): whether each record is stored, and the "
+              "bytes it would serve from its ledger (?), are not known; the list itself is whole", file=sys.stderr)
     return 0
 
 
@@ -133,16 +137,17 @@ def _evidence(args: argparse.Namespace) -> int:
     return 1 if missing else 0
 
 
-def _all(client: NodeClient) -> tuple[list[dict[str, Any]], int, int]:
-    """Every listed record, page by page, and the counts of unacknowledged ones and of conflicting ones not listed,
-    as the last page gave them."""
+def _all(client: NodeClient) -> tuple[list[dict[str, Any]], int, int, str | None]:
+    """Every listed record, page by page, the counts of unacknowledged ones and of conflicting ones not listed, as
+    the last page gave them, and why the node could not read its ledger's index for a page, if it could not."""
     records: list[dict[str, Any]] = []
-    after = 0
+    after, unreadable = 0, None
     while True:
         page = client.own_records(after=after)
         records += page["records"]
+        unreadable = unreadable or page.get("ledger_unreadable")
         if page["next"] is None:
-            return records, page["unacknowledged"], page.get("conflicts_unlisted", 0)
+            return records, page["unacknowledged"], page.get("conflicts_unlisted", 0), unreadable
         after = page["next"]
 
 
@@ -151,13 +156,18 @@ def _show(records: list[dict[str, Any]], unacknowledged: int, unlisted: int) -> 
         rows = [("NUMBER", "KEY", "SEQ", "ID", "ACCEPTED", "PEER", "ACKNOWLEDGED", "CONFLICTS_WITH", "BYTES",
                  "CONFLICTS_WITH_BYTES")] + [
             (str(r["number"]), r["iss"], str(r["seq"]), r["id"], _when(r["accepted_ms"]), r["peer"] or "-",
-             "yes" if r["acknowledged"] else "no", r.get("conflicts_with") or "-", r.get("bytes") or "-",
-             r.get("conflicts_with_bytes") or "-") for r in records]
+             "yes" if r["acknowledged"] else "no", r.get("conflicts_with") or "-", _bytes(r, "bytes"),
+             _bytes(r, "conflicts_with_bytes")) for r in records]
         print("\n".join(aligned(rows)))
     conflicting = sum(1 for r in records if r.get("conflicts_with"))
     print(f"{counted(len(records), 'record')} of the org's key from peers, {unacknowledged} unacknowledged; "
           f"{conflicting} conflicting with the one the node held at its seq (the key signed twice at one seq)"
           + (f", and {unlisted} more not listed" if unlisted else ""), file=sys.stderr)
+
+
+def _bytes(row: dict[str, Any], field: str) -> str:
+    """What `row` says of bytes (`field`): - for a row conflicting with none, ? where the node could not say."""
+    return "-" if not row.get("conflicts_with") else row.get(field) or "?"
 
 
 def _when(ms: int) -> str:

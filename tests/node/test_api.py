@@ -257,6 +257,39 @@ async def test_the_list_says_of_each_conflicting_row_whether_the_node_serves_its
     node.replica.own_records.close()
 
 
+async def test_the_list_is_served_while_the_ledger_s_index_cannot_be_read_saying_stored_is_not_known(
+        api, node, caplog, monkeypatch):
+    """The list is a file apart, evidence of a stolen key an operator needs then too: served, `stored` null on every
+    row, `bytes` and `conflicts_with_bytes` as the list says and null where the ledger would, `ledger_unreadable`
+    saying why, logged at ERROR; the failing index asked once a page, not once a row; the held record's bytes the
+    row keeps served. Before: 503 for the whole page (and .../conflicts-with/cose)."""
+    ours = node.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+    held = Org(key=node.replica.key).fork(ours.seq + 2, bytes(32))
+    node.replica.accept([held], "12D3KooWPeer")
+    node.replica.accept([Org(key=node.replica.key).fork(held.seq, bytes(32))], "12D3KooWThief")
+    node.replica.accept([Org(key=node.replica.key).fork(ours.seq, ours.prev)], "12D3KooWThief")
+    node.replica.accept([Org(key=node.replica.key, seq=ours.seq, prev=ours.id).record()], "12D3KooWPeer")
+    failed = []
+
+    def unreadable(**_):
+        failed.append(1)
+        raise StoreError(f"{INDEX_FILE}: cannot be read (disk I/O error)")
+
+    monkeypatch.setattr(node.replica.store, "_level", unreadable)
+    with caplog.at_level(logging.ERROR, logger="node.api.own_records"):
+        answer = await api.get("/v1/node/own-records")
+    assert answer.status_code == 200
+    page = answer.json()
+    assert [(r["number"], r["stored"], r["bytes"], r["conflicts_with_bytes"]) for r in page["records"]] == [
+        (1, None, "kept", "kept"), (2, None, "kept", None), (3, None, None, None)]
+    assert page["ledger_unreadable"] == f"{INDEX_FILE}: cannot be read (disk I/O error)" and len(failed) == 1
+    assert f"{INDEX_FILE}: cannot be read (disk I/O error); served with `stored` unknown" in caplog.text
+    assert (await api.get("/v1/node/own-records/1/conflicts-with/cose")).content == held.raw
+    assert_error(await api.get("/v1/node/own-records/2/conflicts-with/cose"), 503, "storage")
+    monkeypatch.undo()
+    assert (await api.get("/v1/node/own-records")).json()["ledger_unreadable"] is None
+
+
 async def test_the_bytes_of_a_held_record_a_row_listed_before_format_5_conflicted_with_are_said_never_kept(api, node):
     """A row as the upgrade from format 4 leaves it, the held record's bytes not kept: 410 `bytes_not_kept` once the
     node no longer holds it, the conflicting record's own served."""

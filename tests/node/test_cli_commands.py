@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
 import gossip.own_records
+import gossip.store
 from gossip.host import peer_id_from_public_key, peer_org
 from gossip.peers import APART_FIRST
 from gossip.replica import Replica
@@ -514,6 +515,27 @@ async def test_own_records_evidence_says_which_bytes_the_node_dropped(run, node,
     node.replica.accept([elsewhere.record()], "12D3KooWPeer")
     code, _, err = await run("own-records", "evidence", 3, "--out", tmp_path, "--dir", data_dir)
     assert code == 1 and "no listed record numbered 3 that conflicts" in err
+
+
+async def test_own_records_list_shows_the_list_while_the_node_cannot_read_its_ledger_s_index(run, node, data_dir,
+                                                                                             monkeypatch):
+    """A stolen key's evidence is listed while the ledger's index fails (an I/O error): ? where the node cannot say
+    which bytes it serves, and why, on stderr. Before: the node's 503, and no list."""
+    head = vouch(node)
+    node.replica.accept([Org(key=node.replica.key).fork(head.seq, None if head.seq == 1 else head.prev)],
+                        "12D3KooWThief")
+
+    def unreadable(**_):
+        raise gossip.store.StoreError("records.index: cannot be read (disk I/O error)")
+
+    monkeypatch.setattr(node.replica.store, "_level", unreadable)
+    code, out, err = await run("own-records", "list", "--dir", data_dir)
+    assert code == 0 and [row.split()[-2:] for row in out.splitlines()[1:]] == [["kept", "?"]]
+    assert err.endswith("the node cannot read its ledger's index now (records.index: cannot be read (disk I/O error)):"
+                        " whether each record is stored, and the bytes it would serve from its ledger (?), are not "
+                        "known; the list itself is whole\n")
+    code, out, err = await run("own-records", "list", "--json", "--dir", data_dir)
+    assert code == 0 and [r["stored"] for r in json.loads(out)] == [None] and "cannot read its ledger's index" in err
 
 
 async def test_own_records_lists_a_record_conflicting_with_one_the_node_holds_and_acknowledges_it(run, node, data_dir):
