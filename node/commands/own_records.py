@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ledger.files import create_file
 from node.client import NodeApiError, NodeClient
 from vouching.counts import counted
 
@@ -60,7 +61,7 @@ def register(subparsers: Subparsers) -> None:
         "listed as NUMBER (a row of `list` with CONFLICTS_WITH) and the record it conflicts with, each a COSE_Sign1 "
         "file of the bytes as the key signed them, named own-record-NUMBER.cose and "
         "own-record-NUMBER-conflicts-with.cose. Each is checked against its id (the SHA-256 of its bytes) before it "
-        "is written. They are public records: take them to forensics, or to other orgs, whose nodes flag the key as "
+        "is written, whole or not at all, durably. They are public records: take them to forensics, or to other orgs, whose nodes flag the key as "
         "an equivocator once they hold both (DESIGN.md section 3); `POST /v1/records` of either to a node shows it "
         "refused as an equivocation. An existing file is never overwritten. The node may have dropped the bytes "
         "of an acknowledged row to make room for a later conflict's: the command says so and exits 1.",
@@ -129,8 +130,7 @@ def _evidence(args: argparse.Namespace) -> int:
                 raise CommandFailed(f"the node answered record {record_id} with bytes of another id")
             path = args.out / name
             try:
-                with path.open("xb") as file:
-                    file.write(raw)
+                create_file(path, raw, mode=0o666)  # (whole or none: a part would pass for the evidence)
             except FileExistsError:
                 raise CommandFailed(f"{path}: exists, and is not overwritten: move it, or give another --out") from None
             print(f"{path}: record {record_id}, key {row['iss']} at seq {row['seq']}")

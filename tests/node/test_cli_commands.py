@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import os
+import resource
 import sqlite3
 import struct
 import subprocess
@@ -495,6 +496,27 @@ async def test_own_records_evidence_writes_both_signatures_of_the_seq_and_never_
     code, _, err = await run("own-records", "evidence", 1, "--out", out, "--dir", data_dir)
     assert code == 1 and "own-record-1.cose" in err and "exists" in err
     assert (out / "own-record-1.cose").read_bytes() == b"the operator's own notes"
+
+
+async def test_own_records_evidence_a_disk_takes_part_of_leaves_no_file_and_is_written_when_run_again(run, node,
+                                                                                                   data_dir, tmp_path):
+    """A disk that takes part of a file (full, or past a file size limit: RLIMIT_FSIZE here) leaves none. Before, the
+    part of the record it took, which would pass for the evidence and was refused as existing when run again."""
+    head = vouch(node)
+    theirs = Org(key=node.replica.key).fork(head.seq, None if head.seq == 1 else head.prev)
+    node.replica.accept([theirs], "12D3KooWThief")
+    out = tmp_path / "incident"
+    out.mkdir()
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (len(theirs.raw) // 2, hard))
+    try:
+        code, _, err = await run("own-records", "evidence", 1, "--out", out, "--dir", data_dir)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert list(out.iterdir()) == []
+    assert code != 0 and f"{out / 'own-record-1.cose'}" in err and "File too large" in err
+    code, _, _ = await run("own-records", "evidence", 1, "--out", out, "--dir", data_dir)
+    assert code == 0 and (out / "own-record-1.cose").read_bytes() == theirs.raw
 
 
 async def test_own_records_evidence_says_which_bytes_the_node_dropped(run, node, data_dir, tmp_path, monkeypatch):
