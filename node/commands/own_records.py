@@ -61,10 +61,12 @@ def register(subparsers: Subparsers) -> None:
         "listed as NUMBER (a row of `list` with CONFLICTS_WITH) and the record it conflicts with, each a COSE_Sign1 "
         "file of the bytes as the key signed them, named own-record-NUMBER.cose and "
         "own-record-NUMBER-conflicts-with.cose. Each is checked against its id (the SHA-256 of its bytes) before it "
-        "is written, whole or not at all, durably. They are public records: take them to forensics, or to other orgs, whose nodes flag the key as "
-        "an equivocator once they hold both (DESIGN.md section 3); `POST /v1/records` of either to a node shows it "
-        "refused as an equivocation. An existing file is never overwritten. The node may have dropped the bytes "
-        "of an acknowledged row to make room for a later conflict's: the command says so and exits 1.",
+        "is written, whole or not at all, durably. They are public records: take them to forensics, or to other "
+        "orgs, whose nodes flag the key as an equivocator once they hold both (DESIGN.md section 3); `POST "
+        "/v1/records` of either to a node shows it refused as an equivocation. An existing file is never "
+        "overwritten. The node may have dropped the bytes of an acknowledged row to make room for a later "
+        "conflict's, or never kept those of a record it held only (a row listed by a version before own_records.db "
+        "format 5): the command says so, writes the other, and exits 1.",
         examples=["vouchnet own-records evidence 7", "vouchnet own-records evidence 7 --out ./incident"],
         run=_evidence)
     evidence.add_argument("number", type=positive_int, metavar="NUMBER",
@@ -123,7 +125,8 @@ def _evidence(args: argparse.Namespace) -> int:
             except NodeApiError as error:
                 if error.status != 410:
                     raise
-                print(f"{record_id}: not written, the node keeps its bytes no longer: {error}", file=sys.stderr)
+                print(f"{record_id}: not written, {_NOT_SERVED.get(error.code, 'the node keeps its bytes no longer')}: "
+                      f"{error}", file=sys.stderr)
                 missing += 1
                 continue
             if hashlib.sha256(raw).hexdigest() != record_id:
@@ -135,6 +138,11 @@ def _evidence(args: argparse.Namespace) -> int:
                 raise CommandFailed(f"{path}: exists, and is not overwritten: move it, or give another --out") from None
             print(f"{path}: record {record_id}, key {row['iss']} at seq {row['seq']}")
     return 1 if missing else 0
+
+
+# Why the node serves no bytes of a record (its 410), but for bytes it dropped
+_NOT_SERVED = {"bytes_not_kept": "the node never kept its bytes (it held the record only, listed by a version that "
+                                 "kept none)"}
 
 
 def _all(client: NodeClient) -> tuple[list[dict[str, Any]], int, int, str | None]:

@@ -560,6 +560,20 @@ async def test_own_records_list_shows_the_list_while_the_node_cannot_read_its_le
     assert code == 0 and [r["stored"] for r in json.loads(out)] == [None] and "cannot read its ledger's index" in err
 
 
+async def test_own_records_evidence_says_the_node_never_kept_the_bytes_of_a_record_it_held_only(run, node, data_dir,
+                                                                                              tmp_path):
+    """A row listed before own_records.db format 5, of a conflict with a record the node held only: its bytes were
+    never kept, which the command says, where it said that the node kept them no longer."""
+    ours = vouch(node)
+    held = Org(key=node.replica.key).fork(ours.seq + 2, bytes(32))
+    theirs = Org(key=node.replica.key).fork(held.seq, bytes(32))
+    node.replica.own_records.add_conflicts([(theirs, held.id, None, "12D3KooWThief")])
+    code, _, err = await run("own-records", "evidence", 1, "--out", tmp_path, "--dir", data_dir)
+    assert code == 1 and f"{held.id.hex()}: not written, the node never kept its bytes" in err
+    assert "bytes_not_kept" in err and "keeps its bytes no longer" not in err
+    assert (tmp_path / "own-record-1.cose").read_bytes() == theirs.raw
+
+
 async def test_own_records_lists_a_record_conflicting_with_one_the_node_holds_and_acknowledges_it(run, node, data_dir):
     head = vouch(node)
     theirs = Org(key=node.replica.key).fork(head.seq, None if head.seq == 1 else head.prev)
