@@ -198,6 +198,16 @@ async def test_the_row_of_a_record_of_its_key_in_a_batch_the_store_refused_shows
     assert [r["stored"] for r in (await api.get("/v1/node/own-records")).json()["records"]] == [True]
 
 
+def _conflict_with_a_held_record(node):
+    """A vouch the node signs (`ours`), a record of its key held for a missing predecessor (`held`) and a thief's
+    conflicting with that one, listed as the next row: (ours, held)."""
+    ours = node.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+    held = Org(key=node.replica.key).fork(ours.seq + 2, bytes(32))
+    node.replica.accept([held], "12D3KooWPeer")
+    node.replica.accept([Org(key=node.replica.key).fork(held.seq, bytes(32))], "12D3KooWThief")
+    return ours, held
+
+
 async def test_the_bytes_of_an_acknowledged_conflict_dropped_to_make_room_for_a_later_one_are_said_gone(
         api, node, tmp_path, monkeypatch):
     """Past the bytes the list keeps (1 here), an acknowledged conflict's are dropped to make room for a later one's,
@@ -205,10 +215,7 @@ async def test_the_bytes_of_an_acknowledged_conflict_dropped_to_make_room_for_a_
     there is no such conflict. The later conflict's own and the stored record's it conflicts with are served."""
     monkeypatch.setattr("gossip.own_records.MAX_CONFLICTS", 1)
     node.replica.own_records = OwnRecords.open(tmp_path, lambda: 0, node.replica.store)
-    ours = node.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
-    held = Org(key=node.replica.key).fork(ours.seq + 2, bytes(32))
-    node.replica.accept([held], "12D3KooWPeer")
-    node.replica.accept([Org(key=node.replica.key).fork(held.seq, bytes(32))], "12D3KooWThief")
+    ours, held = _conflict_with_a_held_record(node)
     assert (await api.get("/v1/node/own-records/1/conflicts-with/cose")).content == held.raw
     assert (await api.post("/v1/node/own-records/acknowledge", json={"through": 1}, headers=AUTH)).status_code == 200
     theirs = Org(key=node.replica.key).fork(ours.seq, ours.prev)
@@ -234,10 +241,7 @@ async def test_the_list_says_of_each_conflicting_row_whether_the_node_serves_its
     with none. Before, only asking each path (or `vouchnet own-records evidence`) told an operator."""
     monkeypatch.setattr("gossip.own_records.MAX_CONFLICTS", 1)
     node.replica.own_records = OwnRecords.open(tmp_path, lambda: 0, node.replica.store)
-    ours = node.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
-    held = Org(key=node.replica.key).fork(ours.seq + 2, bytes(32))
-    node.replica.accept([held], "12D3KooWPeer")
-    node.replica.accept([Org(key=node.replica.key).fork(held.seq, bytes(32))], "12D3KooWThief")
+    ours, held = _conflict_with_a_held_record(node)
     node.replica.own_records.acknowledge(1)
     node.replica.accept([Org(key=node.replica.key).fork(ours.seq, ours.prev)], "12D3KooWThief")  # drops 1's bytes
     node.replica.own_records.acknowledge(2)
@@ -263,10 +267,7 @@ async def test_the_list_is_served_while_the_ledger_s_index_cannot_be_read_saying
     row, `bytes` and `conflicts_with_bytes` as the list says and null where the ledger would, `ledger_unreadable`
     saying why, logged at ERROR; the failing index asked once a page, not once a row; the held record's bytes the
     row keeps served. Before: 503 for the whole page (and .../conflicts-with/cose)."""
-    ours = node.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
-    held = Org(key=node.replica.key).fork(ours.seq + 2, bytes(32))
-    node.replica.accept([held], "12D3KooWPeer")
-    node.replica.accept([Org(key=node.replica.key).fork(held.seq, bytes(32))], "12D3KooWThief")
+    ours, held = _conflict_with_a_held_record(node)
     node.replica.accept([Org(key=node.replica.key).fork(ours.seq, ours.prev)], "12D3KooWThief")
     node.replica.accept([Org(key=node.replica.key, seq=ours.seq, prev=ours.id).record()], "12D3KooWPeer")
     failed = []
