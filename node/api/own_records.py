@@ -52,14 +52,14 @@ async def own_records(
     and `stored` (whether the ledger holds the record: false for a conflicting one, unless the one it conflicted with
     was only held, for a missing predecessor, then dropped, and it came again and was stored; it stays listed as a
     conflict, the key having signed twice; false too for one of a batch the ledger refused, a full disk say, until it
-    comes again); `ledger_unreadable`: null, or why the ledger's index could not be read for this page (an I/O error,
-    say: logged at ERROR), the page served all the same, as the list is a file apart, with `stored` null (unknown)
-    on every row, and `bytes` or `conflicts_with_bytes` null where the ledger would say; `unacknowledged` counts
-    those not acknowledged, as `own_records_from_peers` in GET /v1/node; `conflicts_unlisted` counts the conflicting
-    records not listed, once each, across restarts: those the list had no room for (it keeps the bytes of 1,000,
-    making room only by dropping acknowledged ones' bytes, oldest first) and those dropped from it to make room
-    (past 10,000 rows, the oldest acknowledged), not kept; one sent again after 10,000 others counts again; `next` is
-    the `after` of the following page, null on the last."""
+    comes again); `ledger_unreadable`: null, or why the ledger's index could not be read for this page (an I/O
+    error, say: logged at ERROR), the page served all the same, as the list is a file apart, with `stored` null
+    (unknown) from the row whose read failed on, and `bytes` or `conflicts_with_bytes` null there where the ledger
+    would say; `unacknowledged` counts those not acknowledged, as `own_records_from_peers` in GET /v1/node;
+    `conflicts_unlisted` counts the conflicting records not listed, once each, across restarts: those the list had
+    no room for (it keeps the bytes of 1,000, making room only by dropping acknowledged ones' bytes, oldest first)
+    and those dropped from it to make room (past 10,000 rows, the oldest acknowledged), not kept; one sent again
+    after 10,000 others counts again; `next` is the `after` of the following page, null on the last."""
     own = node.replica.own_records
     listed = own.listed(after=after, limit=MAX_LISTED + 1)
     ledger = _Ledger(node.replica.store)
