@@ -103,7 +103,7 @@ def _row(own: OwnRecords, ledger: _Ledger, record: OwnRecord) -> dict[str, objec
     if own.cose(record.number) is None:  # dropped, those of the one it conflicted with too: the ledger's only, if any
         return {**row, "bytes": _kept_or(stored, DROPPED),
                 "conflicts_with_bytes": _kept_or(ledger.has(record.conflicts_with), DROPPED)}
-    in_ledger = ledger.has(record.conflicts_with)  # (before reading the row's bytes: a thief forks stored records)
+    in_ledger = ledger.has(record.conflicts_with)  # (first: a thief forks stored records, whose bytes need no read)
     if in_ledger or own.conflicts_with_cose(record.number) is not None:
         return {**row, "bytes": KEPT, "conflicts_with_bytes": KEPT}
     return {**row, "bytes": KEPT, "conflicts_with_bytes": _kept_or(in_ledger, NOT_KEPT)}

@@ -36,6 +36,10 @@ _WHAT = ("Records of the org's key that the node did not sign and that came from
          "such records at most: acknowledging them makes room for later ones, the oldest acknowledged losing their "
          "bytes.")
 
+# Why the node serves no bytes of a record (its 410), but for bytes it dropped
+_NOT_SERVED = {"bytes_not_kept": "the node never kept its bytes (it held the record only, listed by a version that "
+                                 "kept none)"}
+
 
 def register(subparsers: Subparsers) -> None:
     commands = add_command_group(
@@ -138,11 +142,6 @@ def _evidence(args: argparse.Namespace) -> int:
                 raise CommandFailed(f"{path}: exists, and is not overwritten: move it, or give another --out") from None
             print(f"{path}: record {record_id}, key {row['iss']} at seq {row['seq']}")
     return 1 if missing else 0
-
-
-# Why the node serves no bytes of a record (its 410), but for bytes it dropped
-_NOT_SERVED = {"bytes_not_kept": "the node never kept its bytes (it held the record only, listed by a version that "
-                                 "kept none)"}
 
 
 def _all(client: NodeClient) -> tuple[list[dict[str, Any]], int, int, str | None]:
