@@ -2,8 +2,9 @@
 records of `--size` bytes each (a thief's, the most the list keeps: gossip.own_records.MAX_CONFLICTS) and
 `--stored` rows of records the ledger stores: the first page, and opening the list (as a start does). Each page runs
 on the node's event loop. The file is warm in the page cache, as on a node that serves it. Through the app in
-process, without HTTP. A page reads no record's bytes, and looks each record up in the ledger's index
-(`stored`). A figure with no target; it is not a test.
+process, without HTTP. A page reads the bytes of each conflicting row keeping them, one row at a time (to say they
+are kept: `bytes`, `conflicts_with_bytes`; here those of the held records they conflict with too, the most it reads),
+and looks each record up in the ledger's index (`stored`). A figure with no target; it is not a test.
 
     python benchmarks/own_records_page.py                  # 1,000 conflicting records of 64 KiB
     python benchmarks/own_records_page.py --conflicts 100 --size 1024

@@ -3,18 +3,24 @@ acknowledgement of those explained, which takes them out of `own_records_from_pe
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from gossip.own_records import MAX_CONFLICTS, MAX_LISTED
+from gossip.own_records import MAX_CONFLICTS, MAX_LISTED, OwnRecord, OwnRecords
+from gossip.store import RecordStore, StoreError
+from ledger import LedgerError
 
 from .errors import ApiError, error_responses, read_responses
 from .json_body import StrictJsonRoute
 from .view import NodeDep, NodeView
 
 router = APIRouter(route_class=StrictJsonRoute, tags=["node"])
+log = logging.getLogger(__name__)
+# What a page says of a conflicting row's bytes and of the record's it conflicted with (`_row`)
+KEPT, DROPPED, NOT_KEPT = "kept", "dropped", "not_kept"
 
 
 class Acknowledgement(BaseModel):
@@ -38,21 +44,74 @@ async def own_records(
     PeerID it came from, one held for an earlier record of the key too; null if submitted through this API) and
     `acknowledged`, `conflicts_with` (for a record that conflicted with one the node held at its seq when it came,
     which the ledger does not take: the key signed twice at one seq, that one's id; null for others; its COSE bytes
-    at GET /v1/node/own-records/{number}/cose, that one's at .../conflicts-with/cose) and `stored` (whether the
-    ledger holds the record: false for a conflicting one, unless the one it conflicted with was only held, for a
-    missing predecessor, then dropped, and it came again and was stored; it stays listed as a conflict, the key
-    having signed twice; false too for one of a batch the ledger refused, a full disk say, until it comes again);
-    `unacknowledged` counts those not acknowledged, as `own_records_from_peers` in GET /v1/node; `conflicts_unlisted`
-    counts the conflicting records not listed, once each, across restarts: those the list had no room for (it keeps
-    the bytes of 1,000, making room only by dropping acknowledged ones' bytes, oldest first) and those dropped from it
-    to make room (past 10,000 rows, the oldest acknowledged), not kept; one sent again after 10,000 others counts
-    again; `next` is the `after` of the following page, null on the last."""
+    at GET /v1/node/own-records/{number}/cose, that one's at .../conflicts-with/cose), `bytes` and
+    `conflicts_with_bytes` (for such a record, whether those two paths serve the bytes of the record and of the one
+    it conflicted with: `kept` (by the list, or the ledger holding the record), `dropped` (to make room for a later
+    conflict's, the row acknowledged: 410 `bytes_dropped`) or, for the one it conflicted with, `not_kept` (a row
+    listed before own_records.db format 5, of a record the node held only: 410 `bytes_not_kept`); null for others)
+    and `stored` (whether the ledger holds the record: false for a conflicting one, unless the one it conflicted with
+    was only held, for a missing predecessor, then dropped, and it came again and was stored; it stays listed as a
+    conflict, the key having signed twice; false too for one of a batch the ledger refused, a full disk say, until it
+    comes again); `ledger_unreadable`: null, or why the ledger's index could not be read for this page (an I/O
+    error, say: logged at ERROR), the page served all the same, as the list is a file apart, with `stored` null
+    (unknown) from the row whose read failed on, and `bytes` or `conflicts_with_bytes` null there where the ledger
+    would say; `unacknowledged` counts those not acknowledged, as `own_records_from_peers` in GET /v1/node;
+    `conflicts_unlisted` counts the conflicting records not listed, once each, across restarts: those the list had
+    no room for (it keeps the bytes of 1,000, making room only by dropping acknowledged ones' bytes, oldest first)
+    and those dropped from it to make room (past 10,000 rows, the oldest acknowledged), not kept; one sent again
+    after 10,000 others counts again; `next` is the `after` of the following page, null on the last."""
     own = node.replica.own_records
     listed = own.listed(after=after, limit=MAX_LISTED + 1)
-    stored = node.replica.store.has
-    return {"records": [record.to_json(stored=stored(record.id)) for record in listed[:MAX_LISTED]],
+    ledger = _Ledger(node.replica.store)
+    records = [_row(own, ledger, record) for record in listed[:MAX_LISTED]]
+    if ledger.unreadable is not None:
+        log.error("GET /v1/node/own-records: the node's storage failed: %s; served with `stored` unknown",
+                  ledger.unreadable)
+    return {"records": records, "ledger_unreadable": ledger.unreadable,
             "unacknowledged": node.replica.own_from_peers, "conflicts_unlisted": own.unlisted_conflicts,
             "next": listed[MAX_LISTED - 1].number if len(listed) > MAX_LISTED else None}
+
+
+class _Ledger:
+    """Whether the ledger holds a record, asked of its index until a read fails (StoreError or LedgerError: an I/O
+    error, a damaged file), then unknown (None) for the rest of the page, `unreadable` saying why: the list is a
+    file apart, which a page serves all the same, without asking a failing disk once a row."""
+
+    def __init__(self, store: RecordStore) -> None:
+        self._store = store
+        self.unreadable: str | None = None
+
+    def has(self, record_id: bytes) -> bool | None:
+        if self.unreadable is not None:
+            return None
+        try:
+            return self._store.has(record_id)
+        except (StoreError, LedgerError) as error:
+            self.unreadable = str(error)
+            return None
+
+
+def _row(own: OwnRecords, ledger: _Ledger, record: OwnRecord) -> dict[str, object]:
+    """`record` as the page shows it, with whether the ledger holds it and, for a conflicting record, whether the
+    node serves its bytes and those of the one it conflicted with (`own_record_bytes`, `conflicted_record_bytes`),
+    None where the ledger would say and cannot: `own.cose` reads the bytes of a row keeping them, 64 KiB at most, one
+    row at a time."""
+    stored = ledger.has(record.id)
+    row = {**record.to_json(stored=bool(stored)), "stored": stored}  # (None: unknown, which to_json's bool is not)
+    if record.conflicts_with is None:
+        return {**row, "bytes": None, "conflicts_with_bytes": None}
+    if own.cose(record.number) is None:  # dropped, those of the one it conflicted with too: the ledger's only, if any
+        return {**row, "bytes": _kept_or(stored, DROPPED),
+                "conflicts_with_bytes": _kept_or(ledger.has(record.conflicts_with), DROPPED)}
+    in_ledger = ledger.has(record.conflicts_with)  # (first: a thief forks stored records, whose bytes need no read)
+    if in_ledger or own.conflicts_with_cose(record.number) is not None:
+        return {**row, "bytes": KEPT, "conflicts_with_bytes": KEPT}
+    return {**row, "bytes": KEPT, "conflicts_with_bytes": _kept_or(in_ledger, NOT_KEPT)}
+
+
+def _kept_or(stored: bool | None, otherwise: str) -> str | None:
+    """KEPT if the ledger holds the record, `otherwise` if not, None if it cannot say."""
+    return None if stored is None else KEPT if stored else otherwise
 
 
 _NUMBER = Path(ge=0, le=2**63 - 1, description="The row's `number`")
@@ -79,14 +138,14 @@ async def own_record_bytes(node: NodeDep, number: Annotated[int, _NUMBER]) -> Re
 @router.get("/v1/node/own-records/{number}/conflicts-with/cose", response_model=None, responses=_COSE)
 async def conflicted_record_bytes(node: NodeDep, number: Annotated[int, _NUMBER]) -> Response:
     """The exact COSE_Sign1 bytes (application/cose) of the record that the listed record numbered `number`
-    conflicted with (`conflicts_with`): the other signature of the key at that seq. From the ledger if it holds it,
-    else kept with the row, as the node held that record only (for a missing predecessor, and may drop it since);
+    conflicted with (`conflicts_with`): the other signature of the key at that seq. Kept with the row if the node
+    held that record only (for a missing predecessor, and may drop it since), else from the ledger if it holds it;
     404 for a row that conflicts with none, or none; 410 `bytes_dropped` once the node dropped them with the row's
     (GET /v1/node/own-records/{number}/cose), `bytes_not_kept` for a row listed by a node before own_records.db format
     5, which kept no bytes of a record it held only."""
     _, conflicts_with = _conflicting(node, number)
     own = node.replica.own_records
-    cose = node.replica.store.get(conflicts_with) or own.conflicts_with_cose(number)
+    cose = own.conflicts_with_cose(number) or node.replica.store.get(conflicts_with)  # (served while the index fails)
     if cose is not None:
         return Response(cose, media_type="application/cose")
     if own.cose(number) is None:

@@ -106,9 +106,11 @@ KNOWN_PEER: Shape = {"peer_id": str, "org": (str, type(None)), "addrs": ListOf(s
 KNOWN_PEERS = {**PEERS, "known": ListOf(KNOWN_PEER), "next": (str, type(None))}
 PEER_IDS = {"peers": ListOf(str)}
 OWN_RECORD: Shape = {"number": int, "id": str, "iss": str, "seq": int, "accepted_ms": int, "peer": (str, type(None)),
-                     "acknowledged": bool, "stored": Maybe(bool), "conflicts_with": Maybe((str, type(None)))}
+                     "acknowledged": bool, "stored": Maybe((bool, type(None))),
+                     "conflicts_with": Maybe((str, type(None))), "bytes": Maybe((str, type(None))),
+                     "conflicts_with_bytes": Maybe((str, type(None)))}
 OWN_RECORDS = {"records": ListOf(OWN_RECORD), "unacknowledged": int, "conflicts_unlisted": Maybe(int),
-               "next": (int, type(None))}
+               "ledger_unreadable": Maybe((str, type(None))), "next": (int, type(None))}
 ACKNOWLEDGED = {"acknowledged": int, "unacknowledged": int}
 RECORD: Shape = {"index": int, "id": str, "kind": str, "iss": str, "seq": int, "body": dict}
 BODIES: dict[str, Shape] = {  # a record's body by kind, in its JSON form (node.records_json)

@@ -128,20 +128,25 @@ class NodeClient:
 
     def own_records(self, *, after: int = 0) -> dict[str, Any]:
         """A page of the records of the org's key that came from peers (number, id, iss, seq, accepted_ms, peer,
-        acknowledged, stored, conflicts_with), in the order listed: `{"records": [...], "unacknowledged": n,
-        "conflicts_unlisted": n, "next": `after` of the next page or None}` (a node before conflicting records were
-        listed gives neither `stored`, `conflicts_with` nor `conflicts_unlisted`)."""
+        acknowledged, stored, conflicts_with, bytes, conflicts_with_bytes), in the order listed: `{"records": [...],
+        "ledger_unreadable": None or why `stored` is None (unknown), "unacknowledged": n, "conflicts_unlisted": n,
+        "next": `after` of the next page or None}` (a node before conflicting records were listed gives neither
+        `stored`, `conflicts_with` nor `conflicts_unlisted`; one before 2026-11-29 neither `bytes`,
+        `conflicts_with_bytes` nor `ledger_unreadable`)."""
         return self._get_json("/v1/node/own-records", {"after": after}, shape=shapes.OWN_RECORDS)
 
     def own_record_cose(self, number: int) -> bytes:
-        """The COSE_Sign1 bytes of the conflicting record listed as `number`; NodeApiError 404 (a row that conflicts
-        with none, or none), 410 `bytes_dropped` (dropped to make room for a later conflict's, the row acknowledged)."""
+        """The COSE_Sign1 bytes of the conflicting record listed as `number`, as the node answers them (check them
+        against the row's `id`, their SHA-256, as `vouchnet own-records evidence` does); NodeApiError 404 (a row that
+        conflicts with none, or none), 410 `bytes_dropped` (dropped to make room for a later conflict's, the row
+        acknowledged), 503 `storage` (the node cannot read the file that holds them now)."""
         return self._get(f"/v1/node/own-records/{number}/cose").content
 
     def own_record_conflicts_with_cose(self, number: int) -> bytes:
         """The COSE_Sign1 bytes of the record that the conflicting record listed as `number` conflicted with: the key's
-        other signature at that seq. NodeApiError as own_record_cose, or 410 `bytes_not_kept` (a row listed before
-        own_records.db format 5, of a record the node held only)."""
+        other signature at that seq, as the node answers them (check them against the row's `conflicts_with`).
+        NodeApiError as own_record_cose, or 410 `bytes_not_kept` (a row listed before own_records.db format 5, of a
+        record the node held only)."""
         return self._get(f"/v1/node/own-records/{number}/conflicts-with/cose").content
 
     def acknowledge_own_records(self, through: int) -> dict[str, int]:

@@ -198,6 +198,16 @@ async def test_the_row_of_a_record_of_its_key_in_a_batch_the_store_refused_shows
     assert [r["stored"] for r in (await api.get("/v1/node/own-records")).json()["records"]] == [True]
 
 
+def _conflict_with_a_held_record(node):
+    """A vouch the node signs (`ours`), a record of its key held for a missing predecessor (`held`) and a thief's
+    conflicting with that one, listed as the next row: (ours, held)."""
+    ours = node.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+    held = Org(key=node.replica.key).fork(ours.seq + 2, bytes(32))
+    node.replica.accept([held], "12D3KooWPeer")
+    node.replica.accept([Org(key=node.replica.key).fork(held.seq, bytes(32))], "12D3KooWThief")
+    return ours, held
+
+
 async def test_the_bytes_of_an_acknowledged_conflict_dropped_to_make_room_for_a_later_one_are_said_gone(
         api, node, tmp_path, monkeypatch):
     """Past the bytes the list keeps (1 here), an acknowledged conflict's are dropped to make room for a later one's,
@@ -205,10 +215,7 @@ async def test_the_bytes_of_an_acknowledged_conflict_dropped_to_make_room_for_a_
     there is no such conflict. The later conflict's own and the stored record's it conflicts with are served."""
     monkeypatch.setattr("gossip.own_records.MAX_CONFLICTS", 1)
     node.replica.own_records = OwnRecords.open(tmp_path, lambda: 0, node.replica.store)
-    ours = node.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
-    held = Org(key=node.replica.key).fork(ours.seq + 2, bytes(32))
-    node.replica.accept([held], "12D3KooWPeer")
-    node.replica.accept([Org(key=node.replica.key).fork(held.seq, bytes(32))], "12D3KooWThief")
+    ours, held = _conflict_with_a_held_record(node)
     assert (await api.get("/v1/node/own-records/1/conflicts-with/cose")).content == held.raw
     assert (await api.post("/v1/node/own-records/acknowledge", json={"through": 1}, headers=AUTH)).status_code == 200
     theirs = Org(key=node.replica.key).fork(ours.seq, ours.prev)
@@ -225,6 +232,63 @@ async def test_the_bytes_of_an_acknowledged_conflict_dropped_to_make_room_for_a_
     assert {"404", "410"} <= set(spec["/v1/node/own-records/{number}/cose"]["get"]["responses"])
     assert {"404", "410"} <= set(spec["/v1/node/own-records/{number}/conflicts-with/cose"]["get"]["responses"])
     node.replica.own_records.close()
+
+
+async def test_the_list_says_of_each_conflicting_row_whether_the_node_serves_its_bytes_and_the_other_s(
+        api, node, tmp_path, monkeypatch):
+    """`bytes` and `conflicts_with_bytes` say what .../cose and .../conflicts-with/cose answer, without asking each
+    row's: `kept` (200), `dropped` (410 bytes_dropped), `not_kept` (410 bytes_not_kept); null for a row conflicting
+    with none. Before, only asking each path (or `vouchnet own-records evidence`) told an operator."""
+    monkeypatch.setattr("gossip.own_records.MAX_CONFLICTS", 1)
+    node.replica.own_records = OwnRecords.open(tmp_path, lambda: 0, node.replica.store)
+    ours, held = _conflict_with_a_held_record(node)
+    node.replica.own_records.acknowledge(1)
+    node.replica.accept([Org(key=node.replica.key).fork(ours.seq, ours.prev)], "12D3KooWThief")  # drops 1's bytes
+    node.replica.own_records.acknowledge(2)
+    never_held = Org(key=node.replica.key).fork(ours.seq + 3, bytes(32))  # as format 4 listed it: held, no bytes
+    node.replica.own_records.add_conflicts([(Org(key=node.replica.key).fork(never_held.seq, bytes(32)),
+                                             never_held.id, None, "12D3KooWThief")])  # drops 2's bytes
+    node.replica.accept([Org(key=node.replica.key, seq=ours.seq, prev=ours.id).record()], "12D3KooWPeer")
+    page = (await api.get("/v1/node/own-records")).json()
+    assert [(r["number"], r["bytes"], r["conflicts_with_bytes"]) for r in page["records"]] == [
+        (1, "dropped", "dropped"), (2, "dropped", "kept"), (3, "kept", "not_kept"), (4, None, None)]
+    answers = {200: "kept", 410: None}
+    for row in page["records"][:3]:
+        for field, path in (("bytes", "cose"), ("conflicts_with_bytes", "conflicts-with/cose")):
+            answer = await api.get(f"/v1/node/own-records/{row['number']}/{path}")
+            said = answers[answer.status_code] or answer.json()["error"].removeprefix("bytes_")
+            assert (row["number"], field, said) == (row["number"], field, row[field])
+    node.replica.own_records.close()
+
+
+async def test_the_list_is_served_while_the_ledger_s_index_cannot_be_read_saying_stored_is_not_known(
+        api, node, caplog, monkeypatch):
+    """The list is a file apart, evidence of a stolen key an operator needs then too: served, `stored` null on every
+    row, `bytes` and `conflicts_with_bytes` as the list says and null where the ledger would, `ledger_unreadable`
+    saying why, logged at ERROR; the failing index asked once a page, not once a row; the held record's bytes the
+    row keeps served. Before: 503 for the whole page (and .../conflicts-with/cose)."""
+    ours, held = _conflict_with_a_held_record(node)
+    node.replica.accept([Org(key=node.replica.key).fork(ours.seq, ours.prev)], "12D3KooWThief")
+    node.replica.accept([Org(key=node.replica.key, seq=ours.seq, prev=ours.id).record()], "12D3KooWPeer")
+    failed = []
+
+    def unreadable(**_):
+        failed.append(1)
+        raise StoreError(f"{INDEX_FILE}: cannot be read (disk I/O error)")
+
+    monkeypatch.setattr(node.replica.store, "_level", unreadable)
+    with caplog.at_level(logging.ERROR, logger="node.api.own_records"):
+        answer = await api.get("/v1/node/own-records")
+    assert answer.status_code == 200
+    page = answer.json()
+    assert [(r["number"], r["stored"], r["bytes"], r["conflicts_with_bytes"]) for r in page["records"]] == [
+        (1, None, "kept", "kept"), (2, None, "kept", None), (3, None, None, None)]
+    assert page["ledger_unreadable"] == f"{INDEX_FILE}: cannot be read (disk I/O error)" and len(failed) == 1
+    assert f"{INDEX_FILE}: cannot be read (disk I/O error); served with `stored` unknown" in caplog.text
+    assert (await api.get("/v1/node/own-records/1/conflicts-with/cose")).content == held.raw
+    assert_error(await api.get("/v1/node/own-records/2/conflicts-with/cose"), 503, "storage")
+    monkeypatch.undo()
+    assert (await api.get("/v1/node/own-records")).json()["ledger_unreadable"] is None
 
 
 async def test_the_bytes_of_a_held_record_a_row_listed_before_format_5_conflicted_with_are_said_never_kept(api, node):

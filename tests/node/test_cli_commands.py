@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import os
+import resource
 import sqlite3
 import struct
 import subprocess
@@ -25,6 +26,7 @@ from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
 import gossip.own_records
+import gossip.store
 from gossip.host import peer_id_from_public_key, peer_org
 from gossip.peers import APART_FIRST
 from gossip.replica import Replica
@@ -460,9 +462,11 @@ async def test_own_records_lists_and_acknowledges_the_org_s_records_from_peers(r
     assert code == 0 and err.endswith("2 records of the org's key from peers, 2 unacknowledged; 0 conflicting "
                                       "with the one the node held at its seq (the key signed twice at one seq)\n")
     header, *rows = out.splitlines()
-    assert header.split() == ["NUMBER", "KEY", "SEQ", "ID", "ACCEPTED", "PEER", "ACKNOWLEDGED", "CONFLICTS_WITH"]
+    assert header.split() == ["NUMBER", "KEY", "SEQ", "ID", "ACCEPTED", "PEER", "ACKNOWLEDGED", "CONFLICTS_WITH",
+                              "BYTES", "CONFLICTS_WITH_BYTES"]
     assert [row.split()[:4] + row.split()[5:] for row in rows] == [
-        [str(n), r.iss, str(r.seq), r.id.hex(), "12D3KooWPeer", "no", "-"] for n, r in enumerate((first, second), 1)]
+        [str(n), r.iss, str(r.seq), r.id.hex(), "12D3KooWPeer", "no", "-", "-", "-"]
+        for n, r in enumerate((first, second), 1)]
     code, _, err = await run("own-records", "acknowledge", "--through", 1, "--dir", data_dir)
     assert code == 0 and "acknowledged 1 record listed through number 1; 1 unacknowledged" in err
     with caplog.at_level(logging.WARNING, logger="gossip.own_records"):
@@ -494,6 +498,27 @@ async def test_own_records_evidence_writes_both_signatures_of_the_seq_and_never_
     assert (out / "own-record-1.cose").read_bytes() == b"the operator's own notes"
 
 
+async def test_own_records_evidence_a_disk_takes_part_of_leaves_no_file_and_is_written_when_run_again(run, node,
+                                                                                                   data_dir, tmp_path):
+    """A disk that takes part of a file (full, or past a file size limit: RLIMIT_FSIZE here) leaves none. Before, the
+    part of the record it took, which would pass for the evidence and was refused as existing when run again."""
+    head = vouch(node)
+    theirs = Org(key=node.replica.key).fork(head.seq, None if head.seq == 1 else head.prev)
+    node.replica.accept([theirs], "12D3KooWThief")
+    out = tmp_path / "incident"
+    out.mkdir()
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (len(theirs.raw) // 2, hard))
+    try:
+        code, _, err = await run("own-records", "evidence", 1, "--out", out, "--dir", data_dir)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert list(out.iterdir()) == []
+    assert code != 0 and f"{out / 'own-record-1.cose'}" in err and "File too large" in err
+    code, _, _ = await run("own-records", "evidence", 1, "--out", out, "--dir", data_dir)
+    assert code == 0 and (out / "own-record-1.cose").read_bytes() == theirs.raw
+
+
 async def test_own_records_evidence_says_which_bytes_the_node_dropped(run, node, data_dir, tmp_path, monkeypatch):
     """An acknowledged conflict's bytes dropped to make room for a later one's: said, the other record written, exit
     1; and a row that conflicts with none is no evidence."""
@@ -503,6 +528,8 @@ async def test_own_records_evidence_says_which_bytes_the_node_dropped(run, node,
         node.replica.accept([Org(key=node.replica.key).fork(head.seq, None if head.seq == 1 else head.prev)],
                             "12D3KooWThief")
         node.replica.own_records.acknowledge(1)
+    code, out, _ = await run("own-records", "list", "--dir", data_dir)
+    assert [row.split()[-2:] for row in out.splitlines()[1:]] == [["dropped", "kept"], ["kept", "kept"]]
     code, _, err = await run("own-records", "evidence", 1, "--out", tmp_path, "--dir", data_dir)
     assert code == 1 and "not written, the node keeps its bytes no longer" in err and "bytes_dropped" in err
     assert not (tmp_path / "own-record-1.cose").exists() and (tmp_path / "own-record-1-conflicts-with.cose").exists()
@@ -510,6 +537,41 @@ async def test_own_records_evidence_says_which_bytes_the_node_dropped(run, node,
     node.replica.accept([elsewhere.record()], "12D3KooWPeer")
     code, _, err = await run("own-records", "evidence", 3, "--out", tmp_path, "--dir", data_dir)
     assert code == 1 and "no listed record numbered 3 that conflicts" in err
+
+
+async def test_own_records_list_shows_the_list_while_the_node_cannot_read_its_ledger_s_index(run, node, data_dir,
+                                                                                             monkeypatch):
+    """A stolen key's evidence is listed while the ledger's index fails (an I/O error): ? where the node cannot say
+    which bytes it serves, and why, on stderr. Before: the node's 503, and no list."""
+    head = vouch(node)
+    node.replica.accept([Org(key=node.replica.key).fork(head.seq, None if head.seq == 1 else head.prev)],
+                        "12D3KooWThief")
+
+    def unreadable(**_):
+        raise gossip.store.StoreError("records.index: cannot be read (disk I/O error)")
+
+    monkeypatch.setattr(node.replica.store, "_level", unreadable)
+    code, out, err = await run("own-records", "list", "--dir", data_dir)
+    assert code == 0 and [row.split()[-2:] for row in out.splitlines()[1:]] == [["kept", "?"]]
+    assert err.endswith("the node cannot read its ledger's index now (records.index: cannot be read (disk I/O error)):"
+                        " whether each record is stored, and the bytes it would serve from its ledger (?), are not "
+                        "known; the list itself is whole\n")
+    code, out, err = await run("own-records", "list", "--json", "--dir", data_dir)
+    assert code == 0 and [r["stored"] for r in json.loads(out)] == [None] and "cannot read its ledger's index" in err
+
+
+async def test_own_records_evidence_says_the_node_never_kept_the_bytes_of_a_record_it_held_only(run, node, data_dir,
+                                                                                              tmp_path):
+    """A row listed before own_records.db format 5, of a conflict with a record the node held only: its bytes were
+    never kept, which the command says, where it said that the node kept them no longer."""
+    ours = vouch(node)
+    held = Org(key=node.replica.key).fork(ours.seq + 2, bytes(32))
+    theirs = Org(key=node.replica.key).fork(held.seq, bytes(32))
+    node.replica.own_records.add_conflicts([(theirs, held.id, None, "12D3KooWThief")])
+    code, _, err = await run("own-records", "evidence", 1, "--out", tmp_path, "--dir", data_dir)
+    assert code == 1 and f"{held.id.hex()}: not written, the node never kept its bytes" in err
+    assert "bytes_not_kept" in err and "keeps its bytes no longer" not in err
+    assert (tmp_path / "own-record-1.cose").read_bytes() == theirs.raw
 
 
 async def test_own_records_lists_a_record_conflicting_with_one_the_node_holds_and_acknowledges_it(run, node, data_dir):
@@ -521,9 +583,10 @@ async def test_own_records_lists_a_record_conflicting_with_one_the_node_holds_an
                                       "with the one the node held at its seq (the key signed twice at one seq)\n")
     (row,) = out.splitlines()[1:]
     assert row.split()[:4] + row.split()[5:] == ["1", theirs.iss, str(head.seq), theirs.id.hex(), "12D3KooWThief", "no",
-                                                 head.id.hex()]
+                                                 head.id.hex(), "kept", "kept"]
     code, out, _ = await run("own-records", "list", "--json", "--dir", data_dir)
-    assert [(r["stored"], r["conflicts_with"]) for r in json.loads(out)] == [(False, head.id.hex())]
+    assert [(r["stored"], r["conflicts_with"], r["bytes"], r["conflicts_with_bytes"]) for r in json.loads(out)] == [
+        (False, head.id.hex(), "kept", "kept")]
     code, _, err = await run("own-records", "acknowledge", "--through", 1, "--dir", data_dir)
     assert code == 0 and "acknowledged 1 record listed through number 1; 0 unacknowledged" in err
     assert node.replica.own_from_peers == 0 and node.replica.own_records.unacknowledged_conflicts == 0
