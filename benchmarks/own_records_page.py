@@ -2,11 +2,14 @@
 records of `--size` bytes each (a thief's, the most the list keeps: gossip.own_records.MAX_CONFLICTS) and
 `--stored` rows of records the ledger stores: the first page, and opening the list (as a start does). Each page runs
 on the node's event loop. The file is warm in the page cache, as on a node that serves it. Through the app in
-process, without HTTP. A page reads the bytes of each conflicting row keeping them, one row at a time (to say they
-are kept: `bytes`, `conflicts_with_bytes`; here those of the held records they conflict with too, the most it reads),
-and looks each record up in the ledger's index (`stored`). A figure with no target; it is not a test.
+process, without HTTP. A page reads no record's bytes (whether a row keeps them, `bytes` and `conflicts_with_bytes`,
+is read from the rows' headers: OwnRecords.keeping_bytes), and looks each record up in the ledger's index (`stored`),
+and the record each conflicts with when the list keeps none of its bytes. `--held`: each conflicts with a record the
+node only held, whose bytes the list keeps too (2 x `--size` a row, the most the file holds); otherwise with records
+the ledger stores. A figure with no target; it is not a test.
 
     python benchmarks/own_records_page.py                  # 1,000 conflicting records of 64 KiB
+    python benchmarks/own_records_page.py --held           # ... each with the held record's 64 KiB too
     python benchmarks/own_records_page.py --conflicts 100 --size 1024
 """
 
@@ -38,13 +41,14 @@ def _record(seq: int, size: int) -> SimpleNamespace:
     return SimpleNamespace(id=os.urandom(32), iss="did:key:z6MkThief", seq=seq, raw=os.urandom(size))
 
 
-async def measure(conflicts: int, size: int, stored: int) -> None:
+async def measure(conflicts: int, size: int, stored: int, held: bool) -> None:
     with tempfile.TemporaryDirectory() as directory, fake_node(Path(directory)) as node:
         own = OwnRecords.open(Path(directory), lambda: 1_700_000_000_000, node.replica.store)
         try:
             own.add([(_record(seq, 0), "12D3KooWPeer") for seq in range(stored)])
             for first in range(0, conflicts, 100):
-                own.add_conflicts([(_record(1, size), os.urandom(32), None, "12D3KooWPeer")
+                own.add_conflicts([(_record(1, size), os.urandom(32), os.urandom(size) if held else None,
+                                    "12D3KooWPeer")
                                    for _ in range(first, min(first + 100, conflicts))])
         finally:
             own.close()
@@ -62,7 +66,8 @@ async def measure(conflicts: int, size: int, stored: int) -> None:
                 times.append(time.perf_counter() - started)
         node.replica.own_records.close()
     assert answer.status_code == 200 and len(answer.json()["records"]) == min(conflicts + stored, 1000), answer.text
-    print(f"{conflicts:,} conflicting records of {size:,} bytes and {stored:,} stored: the first page "
+    print(f"{conflicts:,} conflicting records of {size:,} bytes{' with held ones of as many' if held else ''} and "
+          f"{stored:,} stored: the first page "
           f"{statistics.median(times) * 1000:.1f} ms (median of {PAGES}, {min(times) * 1000:.1f} to "
           f"{max(times) * 1000:.1f}; {len(answer.content):,} bytes), opening the list {opening * 1000:.1f} ms")
 
@@ -72,8 +77,9 @@ def main() -> None:
     parser.add_argument("--conflicts", type=int, default=1000)
     parser.add_argument("--size", type=int, default=64 * 1024)
     parser.add_argument("--stored", type=int, default=0)
+    parser.add_argument("--held", action="store_true", help="conflicts with held records, whose bytes the list keeps")
     args = parser.parse_args()
-    trio.run(measure, args.conflicts, args.size, args.stored)
+    trio.run(measure, args.conflicts, args.size, args.stored, args.held)
 
 
 if __name__ == "__main__":

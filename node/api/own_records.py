@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from gossip.own_records import MAX_CONFLICTS, MAX_LISTED, OwnRecord, OwnRecords
+from gossip.own_records import MAX_CONFLICTS, MAX_LISTED, OwnRecord
 from gossip.store import RecordStore, StoreError
 from ledger import LedgerError
 
@@ -63,7 +63,9 @@ async def own_records(
     own = node.replica.own_records
     listed = own.listed(after=after, limit=MAX_LISTED + 1)
     ledger = _Ledger(node.replica.store)
-    records = [_row(own, ledger, record) for record in listed[:MAX_LISTED]]
+    page = listed[:MAX_LISTED]
+    keeping = own.keeping_bytes(after=after, through=page[-1].number) if page else {}
+    records = [_row(ledger, keeping, record) for record in page]
     if ledger.unreadable is not None:
         log.error("GET /v1/node/own-records: the node's storage failed: %s; served with `stored` unknown",
                   ledger.unreadable)
@@ -91,22 +93,21 @@ class _Ledger:
             return None
 
 
-def _row(own: OwnRecords, ledger: _Ledger, record: OwnRecord) -> dict[str, object]:
+def _row(ledger: _Ledger, keeping: dict[int, bool], record: OwnRecord) -> dict[str, object]:
     """`record` as the page shows it, with whether the ledger holds it and, for a conflicting record, whether the
     node serves its bytes and those of the one it conflicted with (`own_record_bytes`, `conflicted_record_bytes`),
-    None where the ledger would say and cannot: `own.cose` reads the bytes of a row keeping them, 64 KiB at most, one
-    row at a time."""
+    None where the ledger would say and cannot. `keeping`: OwnRecords.keeping_bytes of the page, which reads no
+    bytes."""
     stored = ledger.has(record.id)
     row = {**record.to_json(stored=bool(stored)), "stored": stored}  # (None: unknown, which to_json's bool is not)
     if record.conflicts_with is None:
         return {**row, "bytes": None, "conflicts_with_bytes": None}
-    if own.cose(record.number) is None:  # dropped, those of the one it conflicted with too: the ledger's only, if any
+    if record.number not in keeping:  # dropped, those of the one it conflicted with too: the ledger's only, if any
         return {**row, "bytes": _kept_or(stored, DROPPED),
                 "conflicts_with_bytes": _kept_or(ledger.has(record.conflicts_with), DROPPED)}
-    in_ledger = ledger.has(record.conflicts_with)  # (first: a thief forks stored records, whose bytes need no read)
-    if in_ledger or own.conflicts_with_cose(record.number) is not None:
+    if keeping[record.number]:
         return {**row, "bytes": KEPT, "conflicts_with_bytes": KEPT}
-    return {**row, "bytes": KEPT, "conflicts_with_bytes": _kept_or(in_ledger, NOT_KEPT)}
+    return {**row, "bytes": KEPT, "conflicts_with_bytes": _kept_or(ledger.has(record.conflicts_with), NOT_KEPT)}
 
 
 def _kept_or(stored: bool | None, otherwise: str) -> str | None:

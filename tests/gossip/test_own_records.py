@@ -581,7 +581,8 @@ _CONFLICT = st.tuples(st.just("conflict"), st.integers(0, len(_FORKS) - 1))
 def test_the_list_of_conflicts_stays_bounded_and_keeps_every_unacknowledged_one_s_bytes(steps):
     """Whatever conflicting records come, again or not, however often the operator acknowledges and the node
     restarts: the rows keeping bytes and the rows stay within their bounds; a row not acknowledged keeps its bytes and
-    its place; bytes and rows go oldest first; and each record is listed or counted, not both."""
+    its place; bytes and rows go oldest first; each record is listed or counted, not both; and which rows keep bytes,
+    their own and the held record's they conflict with, is told as reading them does (`keeping_bytes`)."""
     with tempfile.TemporaryDirectory() as directory, RecordStore.open(Path(directory)) as store, \
             pytest.MonkeyPatch.context() as patched:
         patched.setattr("gossip.own_records.MAX_CONFLICTS", 2)
@@ -593,7 +594,8 @@ def test_the_list_of_conflicts_stays_bounded_and_keeps_every_unacknowledged_one_
         try:
             for action, fork in steps:
                 if action == "conflict":
-                    own.add_conflicts([(_FORKS[fork], bytes(32), None, PEER)])
+                    held = bytes([fork]) * 8 if fork % 2 else None  # (a held record's bytes, or one stored)
+                    own.add_conflicts([(_FORKS[fork], bytes(32), held, PEER)])
                     sent.add(_FORKS[fork].id)
                 elif action == "acknowledge" and (rows := own.listed()):
                     own.acknowledge(rows[-1].number)
@@ -603,6 +605,10 @@ def test_the_list_of_conflicts_stays_bounded_and_keeps_every_unacknowledged_one_
                 rows = own.listed()
                 kept = {r.number: own.cose(r.number) for r in rows if own.cose(r.number) is not None}
                 assert len(kept) == own.conflicts_kept <= 2 and len(rows) == own.conflict_rows <= 4
+                keeping = {n: own.conflicts_with_cose(n) is not None for n in kept}
+                assert own.keeping_bytes(after=0, through=2**63 - 1) == keeping
+                assert own.keeping_bytes(after=min(kept, default=0), through=max(kept, default=0) - 1) == {
+                    n: held for n, held in keeping.items() if min(kept) < n < max(kept)}
                 assert all(kept.get(n) == cose for n, cose in unseen.items())  # kept, and listed
                 unseen = {r.number: kept[r.number] for r in rows if not r.acknowledged}
                 assert own.unacknowledged_conflicts == own.unacknowledged == len(unseen)
