@@ -29,6 +29,7 @@ import logging
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -735,6 +736,17 @@ async def _on_loop(steps: Generator[None, None, T]) -> T:
         await turn.checkpoint()
 
 
+@dataclass
+class _Holds:
+    """The `_full_collections_held` within which tasks are, and the oldest generation's threshold before the first."""
+
+    count: int = 0
+    threshold: int = 0
+
+
+_FULL_COLLECTION_HOLDS = _Holds()
+
+
 @contextmanager
 def _full_collections_held() -> Iterator[None]:
     """No full collection of the cycle collector (its oldest generation) within: its young ones go on. A full one
@@ -743,13 +755,22 @@ def _full_collections_held() -> Iterator[None]:
     steps: one is set off every 10 young ones once the objects that outlived them pass a quarter of those the last
     full one left, and those are a few hundred (the lists are few, their items many and untracked;
     benchmarks/snapshot_forward.py). The process's thresholds, for every task meanwhile: cyclic garbage that outlived
-    two young collections waits until after, when they are as they were (the next full one comes as due then)."""
-    thresholds = gc.get_threshold()
-    gc.set_threshold(thresholds[0], thresholds[1], NO_FULL_COLLECTION)
+    two young collections waits until after (the next full one comes as due then). Holds of several tasks may
+    overlap, ending in any order: the first sets the oldest generation's threshold out of reach, and the last sets
+    it back, unless another changed it meanwhile (theirs stands, as do young thresholds changed meanwhile). On the
+    trio thread alone."""
+    if not _FULL_COLLECTION_HOLDS.count:
+        *young, _FULL_COLLECTION_HOLDS.threshold = gc.get_threshold()
+        gc.set_threshold(*young, NO_FULL_COLLECTION)
+    _FULL_COLLECTION_HOLDS.count += 1
     try:
         yield
     finally:
-        gc.set_threshold(*thresholds)
+        _FULL_COLLECTION_HOLDS.count -= 1
+        if not _FULL_COLLECTION_HOLDS.count:
+            *young, oldest = gc.get_threshold()
+            if oldest == NO_FULL_COLLECTION:
+                gc.set_threshold(*young, _FULL_COLLECTION_HOLDS.threshold)
 
 
 class _Turn:

@@ -712,6 +712,31 @@ def test_a_bring_forward_holds_off_full_collections(snapshotted, monkeypatch):
     assert gc.get_threshold() == thresholds
 
 
+def test_full_collections_held_by_tasks_whose_holds_overlap_come_back_once_the_last_ends():
+    """Holds of two tasks (a bring-forward's and a rebuild's) may overlap and end in the order they began: full
+    collections stay held until the second ends, then are due at the threshold there was before the first. Each set
+    back the one it found: the first, the one before, with the second holding on; the second, the held one, which
+    held full collections off for as long as the node ran. Thresholds another task sets meanwhile stand."""
+    thresholds = gc.get_threshold()
+    held = node_trust.NO_FULL_COLLECTION
+    try:
+        gc.set_threshold(700, 10, 10)
+        first = node_trust._full_collections_held()
+        first.__enter__()
+        with node_trust._full_collections_held():
+            first.__exit__(None, None, None)
+            assert gc.get_threshold() == (700, 10, held)
+        assert gc.get_threshold() == (700, 10, 10)
+        with node_trust._full_collections_held():
+            gc.set_threshold(500, 5)  # (young ones alone)
+        assert gc.get_threshold() == (500, 5, 10)
+        with node_trust._full_collections_held():
+            gc.set_threshold(500, 5, 20)
+        assert gc.get_threshold() == (500, 5, 20)
+    finally:
+        gc.set_threshold(*thresholds)
+
+
 async def _filled_while_collected(node: FakeNode) -> None:
     """Records taken and objects made, some outliving young collections, as a node's loop makes them."""
     kept = []
