@@ -549,6 +549,30 @@ async def test_the_rebuild_after_key_adopt_holds_off_full_collections_until_its_
     assert gc.get_threshold() == thresholds
 
 
+async def test_letting_go_of_the_rebuilds_written_capture_leaves_the_engine_swapped_in_as_it_was(tmp_path, monkeypatch):
+    """The rebuild's capture is its engine's state copied (Capture), and that engine serves once swapped in: emptying
+    the capture once written (engine_state.letting_go) must empty the copies alone, never a list, dict or set the
+    engine scores with (a capture of the engine's own, as a bring-forward takes of its engine, would cost the node
+    every agent's score)."""
+    monkeypatch.setattr(node_trust, "SNAPSHOT_AFTER", 1)
+    agent, now = new_did(), T0 + 2 * EPOCH
+    clock = Clock(T0 + 5)
+    new, old_did, (first, *_) = _adopted(tmp_path, clock, agent)
+    with telemetry_node(tmp_path, key=new.key, clock=clock, epoch_ms=EPOCH) as node:
+        trust = _running(node, Broadcaster(Registry()), now, snapshot_dir=tmp_path)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trust.run)
+            await trust.snapshot_written.wait()  # (the start's)
+            assert node.replica.accept([first]).accepted == [first]
+            with trio.fail_after(30):
+                while trust.engine.own_org != old_did:
+                    await trust.own_org_swapped.wait()
+                swapped = {one: trust.engine.explain(one, now=now) for one in trust.engine.agents()}
+                await trust.snapshot_written.wait()  # (the rebuild's, let go of as written)
+            nursery.cancel_scope.cancel()
+    assert len(swapped) > 20 and swapped == {one: trust.engine.explain(one, now=now) for one in trust.engine.agents()}
+
+
 @pytest.mark.parametrize("late", [True, False], ids=["link-last", "link-first"])
 def test_a_key_rotated_to_at_its_first_record_counts_as_its_org_whatever_order_the_links_arrive_in(tmp_path, late):
     """The middle key of a chain old -> middle -> new rotates in its first record (which also names its prior).
