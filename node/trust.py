@@ -29,6 +29,7 @@ import logging
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -278,21 +279,23 @@ class TrustService:
     async def _write_snapshot(self, snapshot: engine_snapshot.Snapshot) -> None:
         """Write `snapshot`, encoded on the loop a turn at a time (engine_snapshot.encoding, `_on_loop`) and its file
         written in a worker thread; a failure is logged (a snapshot is a cache: the node runs on). Then let go of its
-        state on the loop a turn at a time (letting_go): it is of no use after."""
+        state on the loop a turn at a time (letting_go): it is of no use after. No full garbage collection meanwhile
+        (`_full_collections_held`), as while it was captured (`_bring_snapshot_forward`, `_rebuild`)."""
         assert self._snapshot_dir is not None
-        parts = await _on_loop(engine_snapshot.encoding(snapshot))
-        try:
-            await trio.to_thread.run_sync(engine_snapshot.write_parts, self._snapshot_dir, parts,
-                                          abandon_on_cancel=True)
-        except OSError as error:
-            log.warning("trust engine: cannot write engine.snapshot: %s", error.strerror or error,
-                        extra={"fields": {"file": str(error.filename or self._snapshot_dir)}})
-            self._snapshot_failures.inc()
-        else:
-            self._snapshot_covers = snapshot.size
-            self.snapshot_written.set()
-            self.snapshot_written = trio.Event()
-        await _on_loop(letting_go(snapshot.state))
+        with _full_collections_held():
+            parts = await _on_loop(engine_snapshot.encoding(snapshot))
+            try:
+                await trio.to_thread.run_sync(engine_snapshot.write_parts, self._snapshot_dir, parts,
+                                              abandon_on_cancel=True)
+            except OSError as error:
+                log.warning("trust engine: cannot write engine.snapshot: %s", error.strerror or error,
+                            extra={"fields": {"file": str(error.filename or self._snapshot_dir)}})
+                self._snapshot_failures.inc()
+            else:
+                self._snapshot_covers = snapshot.size
+                self.snapshot_written.set()
+                self.snapshot_written = trio.Event()
+            await _on_loop(letting_go(snapshot.state))
 
     async def _keep_snapshot(self) -> None:
         """Write the snapshot captured at the start, and one a rebuild captured (`_rebuild`) as soon as it is; every
@@ -355,14 +358,20 @@ class TrustService:
     async def _restored_snapshot(self, engine: TrustEngine) -> int:
         """Restore engine.snapshot into the fresh `engine` (`_bring_snapshot_forward`): its file read off the loop,
         decoded and restored on it a turn at a time, then its decoded state let go of likewise; the records it
-        covers, or Unusable."""
+        covers, or Unusable. Found unusable once decoded (`check`) or partway through its restore, its decoded state
+        and the engine as far as it was restored are let go of likewise before Unusable: at once, as the caller
+        dropped them, they held the loop as long as they do on success (150-250 ms at 1.2*10^5 agents)."""
         assert self._snapshot_dir is not None
         parts = await trio.to_thread.run_sync(engine_snapshot.read_parts, self._snapshot_dir, abandon_on_cancel=True)
         snapshot = await _on_loop(engine_snapshot.decoding(parts))
-        engine_snapshot.check(snapshot, self.replica.store, identity=self.replica.succession.identity,
-                              own_keys=self._own_keys())
-        # No digest ids: the records fed next are none of those it covers (a ledger holds each record once).
-        await _on_loop(engine_snapshot.restoring(snapshot, engine, ()))
+        try:
+            engine_snapshot.check(snapshot, self.replica.store, identity=self.replica.succession.identity,
+                                  own_keys=self._own_keys())
+            # No digest ids: the records fed next are none of those it covers (a ledger holds each record once).
+            await _on_loop(engine_snapshot.restoring(snapshot, engine, ()))
+        except engine_snapshot.Unusable:
+            await _on_loop(letting_go(snapshot.state, engine))
+            raise
         await _on_loop(letting_go(snapshot.state))
         return snapshot.size
 
@@ -467,33 +476,38 @@ class TrustService:
         records it took 87 s, the loop's longest stall 133 ms, at load 6-7 on 2 cores, with turns of 20 ms then
         (benchmarks/adopt_rebuild.py: a turn is TURN_S and the store's page of 1,000 records it reads). Under a flood
         of records stored half as fast as it feeds them (some 10^4 a second) or faster, it catches up by feeding a gap
-        of AT_ONCE_MAX records at most at once (`_feed_stored`)."""
+        of AT_ONCE_MAX records at most at once (`_feed_stored`). No full garbage collection from its engine made to its
+        swap (`_full_collections_held`), nor while its capture is written (`_write_snapshot`): under a flood of new
+        agents, 25-26 of them walked every agent's objects on the loop, the longest 130-138 ms, 7-8 during its capture,
+        whose longest stall was 84-121 ms, 22-39 ms with none (benchmarks/adopt_rebuild.py --records 20000 --flood
+        20000, README)."""
         identity = self.replica.succession.identity
         log.info("trust engine: this node's key joined the org of an earlier key; rebuilding the engine from the "
                  "stored records", extra={"fields": {"org": identity(self.replica.did), "key": self.replica.did,
                                                      "records": self.replica.store.size}})
-        engine = self._rebuilt = self._new_engine()
-        snapshot = None
-        try:
-            fed = await self._feed_stored(engine, 0)
-            async with self._ingest_lock:
-                fed = await self._feed_stored(engine, fed)
-                if self._snapshot_dir is not None and fed >= SNAPSHOT_AFTER:
-                    snapshot = await self._captured_rebuild(engine, fed)
-                    await self._feed_stored(engine, fed)
-                self._mirror = engine  # (no checkpoint since the store's size was read last)
-                turn = _Turn()
-                for at, event in self._reread():
-                    engine.add_first_hand(event.agent, ts=at, **_single(event.outcome, event.high_risk))
-                    await turn.checkpoint()
-            await recompute_in_worker(engine, self._clock)
-            if engine.own_org != identity(self.replica.did):
-                return  # (`_own_org_moved` is set: built again)
-            self.engine = engine
-            self.own_org_swapped.set()
-            self.own_org_swapped = trio.Event()
-        finally:
-            self._rebuilt = self._mirror = self._held_links = None
+        with _full_collections_held():
+            engine = self._rebuilt = self._new_engine()
+            snapshot = None
+            try:
+                fed = await self._feed_stored(engine, 0)
+                async with self._ingest_lock:
+                    fed = await self._feed_stored(engine, fed)
+                    if self._snapshot_dir is not None and fed >= SNAPSHOT_AFTER:
+                        snapshot = await self._captured_rebuild(engine, fed)
+                        await self._feed_stored(engine, fed)
+                    self._mirror = engine  # (no checkpoint since the store's size was read last)
+                    turn = _Turn()
+                    for at, event in self._reread():
+                        engine.add_first_hand(event.agent, ts=at, **_single(event.outcome, event.high_risk))
+                        await turn.checkpoint()
+                await recompute_in_worker(engine, self._clock)
+                if engine.own_org != identity(self.replica.did):
+                    return  # (`_own_org_moved` is set: built again)
+                self.engine = engine
+                self.own_org_swapped.set()
+                self.own_org_swapped = trio.Event()
+            finally:
+                self._rebuilt = self._mirror = self._held_links = None
         log.info("trust engine: rebuilt, with this node's own org the earlier key's",
                  extra={"fields": {"org": engine.own_org}})
         self._org_changed.set()  # its recompute announces what changed
@@ -729,6 +743,17 @@ async def _on_loop(steps: Generator[None, None, T]) -> T:
         await turn.checkpoint()
 
 
+@dataclass
+class _Holds:
+    """The `_full_collections_held` within which tasks are, and the oldest generation's threshold before the first."""
+
+    count: int = 0
+    threshold: int = 0
+
+
+_FULL_COLLECTION_HOLDS = _Holds()
+
+
 @contextmanager
 def _full_collections_held() -> Iterator[None]:
     """No full collection of the cycle collector (its oldest generation) within: its young ones go on. A full one
@@ -736,14 +761,23 @@ def _full_collections_held() -> Iterator[None]:
     an agent, the states decoded and captured) made each 15-35 ms at 1.2*10^5 agents, on the loop, 5-11 in each of its
     steps: one is set off every 10 young ones once the objects that outlived them pass a quarter of those the last
     full one left, and those are a few hundred (the lists are few, their items many and untracked;
-    benchmarks/snapshot_forward.py). The process's thresholds, for every task meanwhile: cyclic garbage that outlived
-    two young collections waits until after, when they are as they were (the next full one comes as due then)."""
-    thresholds = gc.get_threshold()
-    gc.set_threshold(thresholds[0], thresholds[1], NO_FULL_COLLECTION)
+    benchmarks/snapshot_forward.py); a rebuild's likewise (`_rebuild`). The process's thresholds, for every task
+    meanwhile: cyclic garbage that outlived two young collections waits until after (the next full one comes as due
+    then). Holds of several tasks may overlap, ending in any order: the first sets the oldest generation's threshold
+    out of reach, and the last sets it back, unless another changed it meanwhile (theirs stands, as do young
+    thresholds changed meanwhile). On the trio thread alone."""
+    if not _FULL_COLLECTION_HOLDS.count:
+        *young, _FULL_COLLECTION_HOLDS.threshold = gc.get_threshold()
+        gc.set_threshold(*young, NO_FULL_COLLECTION)
+    _FULL_COLLECTION_HOLDS.count += 1
     try:
         yield
     finally:
-        gc.set_threshold(*thresholds)
+        _FULL_COLLECTION_HOLDS.count -= 1
+        if not _FULL_COLLECTION_HOLDS.count:
+            *young, oldest = gc.get_threshold()
+            if oldest == NO_FULL_COLLECTION:
+                gc.set_threshold(*young, _FULL_COLLECTION_HOLDS.threshold)
 
 
 class _Turn:

@@ -2,6 +2,7 @@
 it give the engine state and the scores that replaying every record gives, and a snapshot that cannot stand in for
 its records is not used, the start replaying every record and saying why in one log line."""
 
+import dataclasses
 import errno
 import gc
 import itertools
@@ -34,6 +35,7 @@ from vouching.policy import Policy
 from vouching.scoring import TrustEngine
 
 from ..factories import Org, new_did
+from ..vouching.test_engine_state import _containers
 from .fake_node import FakeNode, fake_node
 from .kill_points import killed_at
 from .test_trust_replay import AGENTS, END, ORGS, RECORD_OPERATIONS, _digest, apply_op
@@ -490,6 +492,50 @@ def test_a_state_lacking_a_part_is_replayed_past_at_a_start_and_while_running(sn
     _same_engines(_started(node), _started(node, path.parent), [])
 
 
+@pytest.mark.parametrize("unusable", ["once decoded", "partway through its restore"])
+def test_a_snapshot_found_unusable_is_let_go_of_as_a_usable_one_is(snapshotted, monkeypatch, unusable):
+    """Found unusable once decoded (`check`: here, of other org keys) or partway through its restore (here, written
+    to lack its agents' rows, the restore's last step), the state a bring-forward decoded and its engine as far as it
+    was restored are emptied on the loop a chunk at a time (engine_state.letting_go), as they are once restored: the
+    bring-forward dropped them at once, which held the loop as long (150-250 ms at 1.2*10^5 agents)."""
+    node, path = snapshotted
+    snapshot = engine_snapshot.read(path.parent)
+    if unusable == "once decoded":
+        snapshot = dataclasses.replace(snapshot, own_keys=(new_did(),))
+    else:
+        del snapshot.state["agents"]
+    engine_snapshot.write(path.parent, snapshot)
+    running = _started(node, path.parent)
+    made, decoded, held = [], [], []
+    new_engine, decoding, restoring = running._new_engine, engine_snapshot.decoding, engine_snapshot.restoring
+    monkeypatch.setattr(running, "_new_engine", lambda: (made.append(new_engine()), made[-1])[1])
+
+    def noted(parts: engine_snapshot.Parts):
+        decoded.append((yield from decoding(parts)))
+        held.append(_held(decoded[-1].state))
+        return decoded[-1]
+
+    def restored(snapshot: engine_snapshot.Snapshot, engine: TrustEngine, digests):
+        try:
+            yield from restoring(snapshot, engine, digests)
+        finally:
+            held.append(len(engine._agent_dids) + len(engine._agent_index) + len(engine._vouches.by_id))
+
+    monkeypatch.setattr(engine_snapshot, "decoding", noted)
+    monkeypatch.setattr(engine_snapshot, "restoring", restored)
+    trio.run(running._bring_snapshot_forward, node.replica.store.size)
+    [snapshot], [engine, _] = decoded, made  # (the second engine: brought forward from no records)
+    assert held[0] > 0 and (unusable == "once decoded" or held[1] > 0), held
+    assert _held(snapshot.state) == 0
+    assert len(engine._agent_dids) + len(engine._agent_index) + len(engine._vouches.by_id) == 0
+    assert engine_snapshot.read(path.parent).size == 8
+
+
+def _held(state: dict) -> int:
+    """The items of the lists, dicts and sets in `state` and in the dicts among them (not of `state`)."""
+    return sum(len(container) for value in state.values() for container in _containers(value))
+
+
 def test_a_running_node_leaves_an_unusable_snapshot_to_the_next_start_past_a_bound(snapshotted, caplog, monkeypatch):
     """A running node brought a snapshot it found not usable forward from no records: a second engine fed every
     record on the loop, ~100 s at 10^6 records (benchmarks/startup.py). Past SNAPSHOT_FROM_NO_RECORDS records it feeds
@@ -580,7 +626,6 @@ def test_a_bring_forward_decodes_and_encodes_on_the_loop_a_chunk_at_a_time(snaps
         ("dumps", threading.get_ident(), ticks[0])), dumps(*a))[1])
 
     trio.run(_brought_forward_ticking, running, node.replica.store.size, ticks)
-    monkeypatch.undo()
     assert engine_snapshot.read(path.parent).size == node.replica.store.size == 40
     for name in ("loads", "dumps"):  # (the header's, read and written in the worker thread, left out)
         on_loop = [tick for called, thread, tick in calls if called == name and thread == threading.get_ident()]
@@ -665,6 +710,31 @@ def test_a_bring_forward_holds_off_full_collections(snapshotted, monkeypatch):
 
     trio.run(cancelled)
     assert gc.get_threshold() == thresholds
+
+
+def test_full_collections_held_by_tasks_whose_holds_overlap_come_back_once_the_last_ends():
+    """Holds of two tasks (a bring-forward's and a rebuild's) may overlap and end in the order they began: full
+    collections stay held until the second ends, then are due at the threshold there was before the first. Each set
+    back the one it found: the first, the one before, with the second holding on; the second, the held one, which
+    held full collections off for as long as the node ran. Thresholds another task sets meanwhile stand."""
+    thresholds = gc.get_threshold()
+    held = node_trust.NO_FULL_COLLECTION
+    try:
+        gc.set_threshold(700, 10, 10)
+        first = node_trust._full_collections_held()
+        first.__enter__()
+        with node_trust._full_collections_held():
+            first.__exit__(None, None, None)
+            assert gc.get_threshold() == (700, 10, held)
+        assert gc.get_threshold() == (700, 10, 10)
+        with node_trust._full_collections_held():
+            gc.set_threshold(500, 5)  # (young ones alone)
+        assert gc.get_threshold() == (500, 5, 10)
+        with node_trust._full_collections_held():
+            gc.set_threshold(500, 5, 20)
+        assert gc.get_threshold() == (500, 5, 20)
+    finally:
+        gc.set_threshold(*thresholds)
 
 
 async def _filled_while_collected(node: FakeNode) -> None:

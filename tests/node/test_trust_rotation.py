@@ -3,17 +3,20 @@ either key, its own digests under an earlier key as first-hand, and a link that 
 knew as an org moves what named it onto the org."""
 
 import functools
+import gc
 import json
 import logging
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 import trio.testing
 
 from gossip.replica import Replica
+from node import engine_snapshot
 from node.events import Event
 from node.metrics import Registry
 from node.stream import Broadcaster, Subscription
@@ -503,6 +506,71 @@ async def test_the_rebuilds_capture_runs_on_the_loop_letting_it_run_between_its_
     assert len(agents_at) > 20 and {thread for thread, _ in agents_at} == {threading.get_ident()}
     # The ticker ran as the capture went, an agent a step: once in each of trio's batches, before or after the step.
     assert agents_at[-1][1] - agents_at[0][1] >= len(agents_at) - 2
+
+
+async def test_the_rebuild_after_key_adopt_holds_off_full_collections_until_its_capture_is_written(
+        tmp_path, monkeypatch):
+    """As it feeds the stored records, captures engine.snapshot of them and writes it after the swap, no full
+    collection of the cycle collector comes (the oldest generation's threshold out of reach), and the thresholds are
+    as they were after: under a flood of new agents, 25-26 full collections walked every agent's objects, holding the
+    loop up to 130-138 ms, 7-8 of them while it captured (benchmarks/adopt_rebuild.py --records 20000 --flood 20000)."""
+    monkeypatch.setattr(node_trust, "SNAPSHOT_AFTER", 1)
+    agent, now = new_did(), T0 + 2 * EPOCH
+    clock = Clock(T0 + 5)
+    new, old_did, (first, *_) = _adopted(tmp_path, clock, agent)
+    thresholds = gc.get_threshold()
+    oldest: dict[str, set[int]] = {"fed": set(), "captured": set(), "encoded": set()}  # (the rebuild's)
+    feed, flat, encoding = node_trust.feed_record, engine_state.flat_pairs, engine_snapshot.encoding
+
+    def noted(step: str, function: Callable) -> Callable:
+        def call(*args: Any) -> Any:
+            if trust._rebuilt is not None or step == "encoded":
+                oldest[step].add(gc.get_threshold()[2])
+            return function(*args)
+        return call
+
+    with telemetry_node(tmp_path, key=new.key, clock=clock, epoch_ms=EPOCH) as node:
+        trust = _running(node, Broadcaster(Registry()), now, snapshot_dir=tmp_path)
+        monkeypatch.setattr(node_trust, "feed_record", noted("fed", feed))
+        monkeypatch.setattr(engine_state, "flat_pairs", noted("captured", flat))  # (after the start's capture)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trust.run)
+            await trust.snapshot_written.wait()  # (the start's)
+            oldest["encoded"].clear()
+            monkeypatch.setattr(engine_snapshot, "encoding", noted("encoded", encoding))
+            assert node.replica.accept([first]).accepted == [first]
+            with trio.fail_after(30):
+                while trust.engine.own_org != old_did:
+                    await trust.own_org_swapped.wait()
+                await trust.snapshot_written.wait()  # (the rebuild's)
+            nursery.cancel_scope.cancel()
+    assert oldest == {"fed": {node_trust.NO_FULL_COLLECTION}, "captured": {node_trust.NO_FULL_COLLECTION},
+                      "encoded": {node_trust.NO_FULL_COLLECTION}}
+    assert gc.get_threshold() == thresholds
+
+
+async def test_letting_go_of_the_rebuilds_written_capture_leaves_the_engine_swapped_in_as_it_was(tmp_path, monkeypatch):
+    """The rebuild's capture is its engine's state copied (Capture), and that engine serves once swapped in: emptying
+    the capture once written (engine_state.letting_go) must empty the copies alone, never a list, dict or set the
+    engine scores with (a capture of the engine's own, as a bring-forward takes of its engine, would cost the node
+    every agent's score)."""
+    monkeypatch.setattr(node_trust, "SNAPSHOT_AFTER", 1)
+    agent, now = new_did(), T0 + 2 * EPOCH
+    clock = Clock(T0 + 5)
+    new, old_did, (first, *_) = _adopted(tmp_path, clock, agent)
+    with telemetry_node(tmp_path, key=new.key, clock=clock, epoch_ms=EPOCH) as node:
+        trust = _running(node, Broadcaster(Registry()), now, snapshot_dir=tmp_path)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trust.run)
+            await trust.snapshot_written.wait()  # (the start's)
+            assert node.replica.accept([first]).accepted == [first]
+            with trio.fail_after(30):
+                while trust.engine.own_org != old_did:
+                    await trust.own_org_swapped.wait()
+                swapped = {one: trust.engine.explain(one, now=now) for one in trust.engine.agents()}
+                await trust.snapshot_written.wait()  # (the rebuild's, let go of as written)
+            nursery.cancel_scope.cancel()
+    assert len(swapped) > 20 and swapped == {one: trust.engine.explain(one, now=now) for one in trust.engine.agents()}
 
 
 @pytest.mark.parametrize("late", [True, False], ids=["link-last", "link-first"])
