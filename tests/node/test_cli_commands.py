@@ -660,6 +660,25 @@ async def test_log_verify_checks_consistency_with_the_checkpoint_verified_before
     assert verified["stored_hashes"] == 5 + 2 + 1
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root gives a file away")
+async def test_log_verify_run_as_root_keeps_no_checkpoint_in_a_users_data_directory(run, node, data_dir, tmp_path):
+    """`sudo vouchnet log verify --dir` on a service user's directory left there a verified.checkpoint of root's
+    (mode 0600), which the next run as that user could not read: refused as `vouchnet run` refuses it, before
+    anything is fetched, also given as --cache. A cache elsewhere writes nothing there, so it verifies."""
+    vouch(node)
+    node.sign_checkpoint()
+    os.chown(data_dir, 12345, -1)
+    refusal = (f"vouchnet log verify: {data_dir}: owned by uid 12345, not by root (uid 0) vouchnet runs as, so that "
+               f"user could replace it; run vouchnet as uid 12345, or `chown root {data_dir}`\n")
+    for cache in ([], ["--cache", data_dir / "mine.checkpoint"], ["--cache", data_dir / ".." / "node" / "x"]):
+        assert await run("log", "verify", "--dir", data_dir, *cache) == (2, "", refusal)
+    assert not {"verified.checkpoint", "mine.checkpoint", "x"} & set(os.listdir(data_dir))
+    code, out, err = await run("log", "verify", "--dir", data_dir, "--cache", tmp_path / "seen.checkpoint", "--json")
+    assert code == 0, err
+    assert json.loads(out)["stored_hashes"] == 1
+    assert (tmp_path / "seen.checkpoint").read_bytes() == node.note
+
+
 async def test_log_verify_pages_through_a_long_log(run, node, url, monkeypatch):
     monkeypatch.setattr("node.api.log.MAX_ENTRIES", 2)
     for _ in range(5):

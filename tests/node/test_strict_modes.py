@@ -111,6 +111,7 @@ _WRITING = {  # commands that work on the data directory without signing: each w
     "agent list": ["agent", "list"],
     "agent revoke": ["agent", "revoke", "alice", "--reason", "left"],
     "log repair": ["log", "repair"],
+    "log verify": ["log", "verify"],
     "stores accept-loss": ["stores", "accept-loss", "credentials.db"],
 }
 
@@ -119,8 +120,9 @@ _WRITING = {  # commands that work on the data directory without signing: each w
 @pytest.mark.parametrize("name, mode", [("", 0o775), ("config.toml", 0o666)], ids=["directory", "config"])
 def test_a_command_that_writes_in_the_data_directory_refuses_what_run_refuses_in_its_words(data_dir, capsys, command,
                                                                                          name, mode):
-    """Before, `agent list` and `agent revoke` (credentials.db), `log repair` (the records ledger) and `stores
-    accept-loss` (stores.list) wrote in a data directory `vouchnet run` refuses."""
+    """Before, `agent list` and `agent revoke` (credentials.db), `log repair` (the records ledger), `stores
+    accept-loss` (stores.list) and `log verify` (verified.checkpoint) wrote in a data directory `vouchnet run`
+    refuses."""
     path = data_dir / name if name else data_dir
     os.chmod(path, mode)
     before = sorted(os.listdir(data_dir))
