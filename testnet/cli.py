@@ -22,8 +22,11 @@ from node.commands.common import (
     positive_int,
     seconds_argument,
     seed_argument,
+    whole_number,
 )
 from vouching.counts import counted
+
+from .state import MAX_NODES
 
 if TYPE_CHECKING:
     from .state import TestnetState
@@ -59,7 +62,7 @@ def register(subparsers: Subparsers) -> None:
                   "vouchnet testnet up            # restart a stopped testnet"],
     )
     _dir_option(up)
-    up.add_argument("--nodes", type=positive_int, help="how many nodes (default 5 for a new testnet)")
+    up.add_argument("--nodes", type=_node_count, help=f"how many nodes, 1 to {MAX_NODES} (default 5 for a new testnet)")
     up.add_argument("--seed", type=seed_argument,
                     help="seed of the random topology and of scenario runs (default 1 for a new testnet)")
     up.add_argument("--topology", choices=sorted(TOPOLOGIES),
@@ -128,14 +131,22 @@ def register(subparsers: Subparsers) -> None:
     )
     _dir_option(run)
     run.add_argument("scenario", help="a library scenario's name or a scenario file's path")
-    run.add_argument("--nodes", type=positive_int,
-                     help="testnet size if one must be started (default: the scenario's)")
+    run.add_argument("--nodes", type=_node_count,
+                     help=f"testnet size if one must be started, 1 to {MAX_NODES} (default: the scenario's)")
     run.add_argument("--duration", type=float,
                      help=f"seconds of traffic, {MIN_DURATION} to {MAX_DURATION} (default: the scenario's)")
     run.add_argument("--seed", type=seed_argument,
                      help="seed of the plan and the agents' behaviour (default: the testnet's)")
     run.add_argument("--out", type=Path, help="where the report goes (default: DIR/reports/SCENARIO-TIME)")
     run.add_argument("--keep", action="store_true", help="leave a testnet this command started running")
+
+
+def _node_count(text: str) -> int:
+    """argparse type: a testnet's size, 1 to MAX_NODES, as a scenario file's nodes (a million took every byte of
+    memory in making its topology or plan, before any node started)."""
+    if (count := whole_number(text)) is None or not 1 <= count <= MAX_NODES:
+        raise argparse.ArgumentTypeError(f"expected a number of nodes, 1 to {MAX_NODES}, got {text!r}")
+    return count
 
 
 def _library_sizes() -> str:

@@ -66,6 +66,19 @@ def test_run_on_a_testnet_of_another_size_says_what_to_do(existing, capsys):
         "another --dir, where a testnet of that size is made\n")
 
 
+@pytest.mark.parametrize("command", [["up"], ["run", "baseline"]], ids=["up", "run"])
+@pytest.mark.parametrize("nodes", ["101", "1000000000"])
+def test_a_testnet_of_more_nodes_than_a_scenario_may_have_is_refused_before_anything_is_made(tmp_path, monkeypatch,
+                                                                                           capsys, command, nodes):
+    """As a scenario file's `nodes` is, 1 to 100 (node_name's n00-n99 sort in start order): before, 10^9 took every
+    byte of memory in making the mesh topology (up) or the plan's node names (run), and ended in MemoryError."""
+    monkeypatch.setattr(Cluster, "create", lambda *args, **kwargs: pytest.fail("a testnet was made"))
+    assert main(["testnet", *command, "--nodes", nodes, "--dir", str(tmp_path / "tn")]) == 2
+    assert capsys.readouterr().err.endswith(f"vouchnet testnet {command[0]}: error: argument --nodes: expected a "
+                                            f"number of nodes, 1 to 100, got '{nodes}'\n")
+    assert not (tmp_path / "tn").exists()
+
+
 def _sleepers(self, names=None, *, progress=None, say=None, timeout=None):
     """Cluster.start with a sleeping process for each node: interrupted (Ctrl-C) while waiting for their APIs."""
     _sleep(self, [n for n in (self.names if names is None else names) if not self.running(n)])
