@@ -39,8 +39,8 @@ def check_strict_modes(data_dir: Path) -> None:
             continue
         if status.st_uid not in (me, 0):
             raise TooOpen(f"{path}: owned by {_user(status.st_uid)}, not by {_user(me)} vouchnet runs as, so "
-                          f"that user could replace it; run vouchnet as {_user(status.st_uid)}, or `chown "
-                          f"{_name(me)} {path}`")
+                          f"that user could replace it; run vouchnet as {_user(status.st_uid)}, or, if {_name(me)} "
+                          f"is to run the node, `chown {_name(me)} {path}`")
         if path.name != "org.key" and status.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
             raise TooOpen(f"{path}: writable by group or others (permissions {stat.S_IMODE(status.st_mode):04o}), so "
                           f"another user could change what the node trusts; run `chmod go-w {path}`")

@@ -669,7 +669,8 @@ async def test_log_verify_run_as_root_keeps_no_checkpoint_in_a_users_data_direct
     node.sign_checkpoint()
     os.chown(data_dir, 12345, -1)
     refusal = (f"vouchnet log verify: {data_dir}: owned by uid 12345, not by root (uid 0) vouchnet runs as, so that "
-               f"user could replace it; run vouchnet as uid 12345, or `chown root {data_dir}`\n")
+               f"user could replace it; run vouchnet as uid 12345, or, if root is to run the node, `chown root "
+               f"{data_dir}`\n")
     for cache in ([], ["--cache", data_dir / "mine.checkpoint"], ["--cache", data_dir / ".." / "node" / "x"]):
         assert await run("log", "verify", "--dir", data_dir, *cache) == (2, "", refusal)
     assert not {"verified.checkpoint", "mine.checkpoint", "x"} & set(os.listdir(data_dir))
