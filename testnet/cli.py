@@ -255,7 +255,11 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _same_shape(args: argparse.Namespace, state: TestnetState) -> None:
-    """Refuses `up --nodes/--topology/--seed` over a testnet made with others: they would be ignored."""
+    """Refuses `up --nodes/--topology/--seed` over a testnet made with others: they would be ignored. What to remove
+    for a new one there is what `up` made, not the directory, which `up` may have been given holding more."""
+    from .cluster import NODES_DIR
+    from .state import STATE_FILE
+
     asked = {"nodes": args.nodes, "topology": args.topology, "seed": args.seed}
     held = {"nodes": len(state.nodes), "topology": state.topology, "seed": state.seed}
     for what, value in asked.items():
@@ -263,7 +267,8 @@ def _same_shape(args: argparse.Namespace, state: TestnetState) -> None:
             shape = counted(held[what], "node") if what == "nodes" else f"{what} {held[what]}"
             raise UsageError(f"{args.dir} holds a testnet of {shape}, not {value}: leave out --{what} to start it "
                              f"as it is; for a new one, give another --dir, or stop this one (`vouchnet testnet down "
-                             f"--dir {args.dir}`) and remove {args.dir}")
+                             f"--dir {args.dir}`) and remove what it made there, {args.dir / STATE_FILE} and "
+                             f"{args.dir / NODES_DIR}")
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -51,11 +51,13 @@ def test_the_state_file_is_synced_before_it_replaces_the_one_before_and_its_dire
 ])
 def test_up_over_a_testnet_refuses_a_shape_it_does_not_have(existing, capsys, option, complaint):
     """And says what to do, naming the directory in the command it gives (it said `vouchnet testnet down`, which,
-    run as given, stops the testnet in ./vouchnet-testnet)."""
+    run as given, stops the testnet in ./vouchnet-testnet), and what to remove there: what `up` made, not the
+    directory (it said to remove that, which `up` may have been given holding more: --dir .)."""
     assert main(["testnet", "up", "--dir", str(existing), *option]) == 2
     assert capsys.readouterr().err == (
         f"vouchnet testnet up: {existing} {complaint}: leave out {option[0]} to start it as it is; for a new one, give "
-        f"another --dir, or stop this one (`vouchnet testnet down --dir {existing}`) and remove {existing}\n")
+        f"another --dir, or stop this one (`vouchnet testnet down --dir {existing}`) and remove what it made there, "
+        f"{existing}/testnet.json and {existing}/nodes\n")
 
 
 def test_run_on_a_testnet_of_another_size_says_what_to_do(existing, capsys):
