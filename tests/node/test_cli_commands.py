@@ -337,6 +337,16 @@ async def test_vouch_signs_a_vouch_as_the_org(run, node, data_dir):
     assert body.expires == int(datetime(2030, 1, 1, tzinfo=UTC).timestamp() * 1000)
 
 
+async def test_a_vouch_given_no_expiry_never_lapses_as_its_help_says(run, node, data_dir):
+    """--help said how to give a vouch's lapse, not what a vouch given none does (an operator could not tell whether
+    it lapsed by some default)."""
+    code, out, _ = await run("vouch", new_did(), "--weight", "1", "--basis", "operator", "--dir", data_dir, "--json")
+    assert (code, "expires" in json.loads(out)["body"]) == (0, False)
+    code, out, _ = await run("vouch", "--help")
+    assert code == 0 and ("default: never (it counts until revoked, or replaced by this org's next vouch for the "
+                          "subject on the same basis)") in " ".join(out.split())
+
+
 async def test_vouch_prints_the_record_as_json_on_request(run, node, data_dir):
     code, out, _ = await run("vouch", new_did(), "--weight", "1", "--basis", "operator", "--dir", data_dir, "--json")
     record = json.loads(out)
@@ -1235,6 +1245,15 @@ def test_a_command_group_without_its_subcommand_names_them(capsys, group, subcom
     assert cli.main([group]) == 2
     assert capsys.readouterr().err == f"vouchnet {group}: which one? {subcommands} (`vouchnet {group} --help` " \
                                       "explains them)\n"
+
+
+def test_agent_new_vouch_says_the_weights_it_takes_as_vouch_does(capsys, tmp_path):
+    """Its --help gave no bound, and 1.5 was refused only as it ran."""
+    assert cli.main(["agent", "new", "--help"]) == 0
+    assert "--vouch W vouch for the agent with this weight, 0 < W <= 1 (basis operator)" in " ".join(
+        capsys.readouterr().out.split())
+    assert cli.main(["agent", "new", "--vouch", "1.5", "--dir", str(tmp_path)]) == 2
+    assert "argument --vouch: a weight in (0, 1], got '1.5'" in capsys.readouterr().err
 
 
 def test_a_module_with_register_adds_a_command(monkeypatch, capsys):
