@@ -67,7 +67,9 @@ def parse_listen_addr(value: str) -> TcpAddr:
 
 def parse_peer_addr(value: str, *, names: bool = True) -> PeerAddr:
     """A TCP address ending in /p2p/<an org's PeerID>, with `names` by DNS name too; AddrError otherwise."""
-    _check_multiaddr(value, PEER_FORM)
+    protocols = (*IP_PROTOCOLS, *NAME_PROTOCOLS) if names else IP_PROTOCOLS
+    form = f"{PEER_FORM} (or {', '.join(f'/{p}' for p in protocols[1:])})"
+    _check_multiaddr(value, form)
     transport, sep, peer_id = value.rpartition("/p2p/")
     if not sep or "/" in peer_id:
         raise AddrError("a peer address must end in /p2p/<peer id>")
@@ -75,9 +77,7 @@ def parse_peer_addr(value: str, *, names: bool = True) -> PeerAddr:
     if names and transport.startswith("/dnsaddr/"):
         raise AddrError("/dnsaddr is not supported (it needs DNS TXT lookups, which the node does not make): name "
                         "the peer's host with /dns4/<name>/tcp/<port>/p2p/<peer id>, or /dns (IPv4 and IPv6)")
-    protocols = (*IP_PROTOCOLS, *NAME_PROTOCOLS) if names else IP_PROTOCOLS
-    form = f"the node dials TCP only: must be {PEER_FORM} (or {', '.join(f'/{p}' for p in protocols[1:])})"
-    return PeerAddr(_tcp_addr(transport, protocols, form), peer_id)
+    return PeerAddr(_tcp_addr(transport, protocols, f"the node dials TCP only: must be {form}"), peer_id)
 
 
 def check_org_peer_id(peer_id: str) -> bytes:

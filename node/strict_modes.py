@@ -9,9 +9,9 @@ that answers yes to everything), and any of the three owned by a user other than
 the user's symlinks point). `vouchnet run` checks as it starts (node.commands.node_code), and so does every read of
 the org key to sign with it (node.keys.load_signing_key: the node's, `key rotate`, `key adopt`, `key contest`,
 `agent new`, `audit export`) and every command that works on a data directory on this machine, signing or writing
-there (node.commands.common.local_config: also `agent list`, `agent revoke`, `log repair`, `stores accept-loss`);
-a command that asks the node's API does not: `sudo vouchnet vouch --dir` on a service user's directory reads its
-token and writes nothing there.
+there (node.commands.common.local_config: also `agent list`, `agent revoke`, `log repair`, `stores accept-loss`, and
+`log verify` keeping its verified.checkpoint there); a command that asks the node's API does not: `sudo vouchnet vouch
+--dir` on a service user's directory reads its token and writes nothing there.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ def check_strict_modes(data_dir: Path) -> None:
             continue
         if status.st_uid not in (me, 0):
             raise TooOpen(f"{path}: owned by {_user(status.st_uid)}, not by {_user(me)} vouchnet runs as, so "
-                          f"that user could replace it; run vouchnet as {_user(status.st_uid)}, or `chown "
-                          f"{_name(me)} {path}`")
+                          f"that user could replace it; run vouchnet as {_user(status.st_uid)}, or, if {_name(me)} "
+                          f"is to run the node, `chown {_name(me)} {path}`")
         if path.name != "org.key" and status.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
             raise TooOpen(f"{path}: writable by group or others (permissions {stat.S_IMODE(status.st_mode):04o}), so "
                           f"another user could change what the node trusts; run `chmod go-w {path}`")

@@ -22,8 +22,11 @@ from node.commands.common import (
     positive_int,
     seconds_argument,
     seed_argument,
+    whole_number,
 )
 from vouching.counts import counted
+
+from .state import MAX_NODES
 
 if TYPE_CHECKING:
     from .state import TestnetState
@@ -59,7 +62,7 @@ def register(subparsers: Subparsers) -> None:
                   "vouchnet testnet up            # restart a stopped testnet"],
     )
     _dir_option(up)
-    up.add_argument("--nodes", type=positive_int, help="how many nodes (default 5 for a new testnet)")
+    up.add_argument("--nodes", type=_node_count, help=f"how many nodes, 1 to {MAX_NODES} (default 5 for a new testnet)")
     up.add_argument("--seed", type=seed_argument,
                     help="seed of the random topology and of scenario runs (default 1 for a new testnet)")
     up.add_argument("--topology", choices=sorted(TOPOLOGIES),
@@ -128,14 +131,22 @@ def register(subparsers: Subparsers) -> None:
     )
     _dir_option(run)
     run.add_argument("scenario", help="a library scenario's name or a scenario file's path")
-    run.add_argument("--nodes", type=positive_int,
-                     help="testnet size if one must be started (default: the scenario's)")
+    run.add_argument("--nodes", type=_node_count,
+                     help=f"testnet size if one must be started, 1 to {MAX_NODES} (default: the scenario's)")
     run.add_argument("--duration", type=float,
                      help=f"seconds of traffic, {MIN_DURATION} to {MAX_DURATION} (default: the scenario's)")
     run.add_argument("--seed", type=seed_argument,
                      help="seed of the plan and the agents' behaviour (default: the testnet's)")
     run.add_argument("--out", type=Path, help="where the report goes (default: DIR/reports/SCENARIO-TIME)")
     run.add_argument("--keep", action="store_true", help="leave a testnet this command started running")
+
+
+def _node_count(text: str) -> int:
+    """argparse type: a testnet's size, 1 to MAX_NODES, as a scenario file's nodes (a million took every byte of
+    memory in making its topology or plan, before any node started)."""
+    if (count := whole_number(text)) is None or not 1 <= count <= MAX_NODES:
+        raise argparse.ArgumentTypeError(f"expected a number of nodes, 1 to {MAX_NODES}, got {text!r}")
+    return count
 
 
 def _library_sizes() -> str:
@@ -244,7 +255,11 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _same_shape(args: argparse.Namespace, state: TestnetState) -> None:
-    """Refuses `up --nodes/--topology/--seed` over a testnet made with others: they would be ignored."""
+    """Refuses `up --nodes/--topology/--seed` over a testnet made with others: they would be ignored. What to remove
+    for a new one there is what `up` made, not the directory, which `up` may have been given holding more."""
+    from .cluster import NODES_DIR
+    from .state import STATE_FILE
+
     asked = {"nodes": args.nodes, "topology": args.topology, "seed": args.seed}
     held = {"nodes": len(state.nodes), "topology": state.topology, "seed": state.seed}
     for what, value in asked.items():
@@ -252,7 +267,8 @@ def _same_shape(args: argparse.Namespace, state: TestnetState) -> None:
             shape = counted(held[what], "node") if what == "nodes" else f"{what} {held[what]}"
             raise UsageError(f"{args.dir} holds a testnet of {shape}, not {value}: leave out --{what} to start it "
                              f"as it is; for a new one, give another --dir, or stop this one (`vouchnet testnet down "
-                             f"--dir {args.dir}`) and remove {args.dir}")
+                             f"--dir {args.dir}`) and remove what it made there, {args.dir / STATE_FILE} and "
+                             f"{args.dir / NODES_DIR}")
 
 
 def _status(args: argparse.Namespace) -> int:

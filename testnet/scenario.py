@@ -18,6 +18,7 @@ from typing import Any
 from ledger import MAX_COSIGNATURES
 
 from .cluster import Settings
+from .state import MAX_NODES
 
 LIBRARY = Path(__file__).parent / "scenarios"
 BEHAVIOURS = ("honest", "malicious", "on-off", "turned-bad", "camouflage")
@@ -242,7 +243,7 @@ def _scenario(doc: dict[str, Any], name: str) -> Scenario:
     scenario = Scenario(
         name=name,
         description=description,
-        nodes=int(_number(doc, "", "nodes", default=max(sum(g.nodes or 1 for g in orgs), 3), low=1, high=100,
+        nodes=int(_number(doc, "", "nodes", default=max(sum(g.nodes or 1 for g in orgs), 3), low=1, high=MAX_NODES,
                           integer=True)),
         duration=duration,
         settings=_settings(doc.get("settings", {})),
@@ -266,7 +267,8 @@ def _org_group(table: dict[str, Any], name: str) -> OrgGroup:
     _keys(table, where, required={"nodes"}, optional={"roots", "vouch"})
     nodes = table["nodes"]
     if nodes != "rest":
-        nodes = int(_number(table, where, "nodes", low=1, high=100, integer=True, expected='an integer or "rest"'))
+        nodes = int(_number(table, where, "nodes", low=1, high=MAX_NODES, integer=True,
+                            expected='an integer or "rest"'))
     return OrgGroup(name, None if nodes == "rest" else nodes, _names(table, where, "roots"), _names(table, where, "vouch"))
 
 

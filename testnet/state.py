@@ -87,8 +87,11 @@ class TestnetState:
                 "vouched": self.vouched, "nodes": [asdict(n) for n in self.nodes]}
 
 
+MAX_NODES = 100  # in a testnet (--nodes, a scenario file's nodes): node_name sorts them in start order
+
+
 def node_name(index: int) -> str:
-    """n00, n01, ...: sorts in start order up to 100 nodes."""
+    """n00, n01, ...: sorts in start order up to MAX_NODES."""
     return f"n{index:02d}"
 
 

@@ -114,7 +114,7 @@ def register(subparsers: Subparsers) -> None:
                      help="how long the credential is valid, to the end of the year 9999 at most (default: "
                      "%(default)s)")
     new.add_argument("--vouch", type=weight_argument, metavar="W",
-                     help="vouch for the agent with this weight (basis operator)")
+                     help="vouch for the agent with this weight, 0 < W <= 1 (basis operator)")
     add_dir_option(new)
     new.set_defaults(api=None, token_file=None)  # what open_client reads, for --vouch
 

@@ -45,36 +45,35 @@ def register(subparsers: Subparsers) -> None:
         run=_rotate,
         summary="replace the org key (stop the node first)",
         description="Replace the org's key with a new one (on a schedule, or when it may soon be exposed). The old key "
-        "signs an org record naming the new key, the new key signs its first record naming the old one, and the "
-        "new key replaces org.key (the old key is destroyed). Every node that holds both records counts the two "
-        "keys as one org: its vouches, evidence and reputation carry over (the old key's vouches export as "
-        "credentials, and are revoked, with the new key), and agent credentials minted under the old key stay "
-        "valid until they expire (the JWKS serves the old key while they live, and a day at least). The node's "
-        "did and peer id change: start it again to announce them (the node dials its bootstrap peers and the orgs whose org records it holds, and a peer "
-        "that has heard of the rotation dials the new peer id wherever it dialled the old one, bootstrap addresses "
-        "included; a peer the node dials by neither, that knows it only as a bootstrap address, needs the new "
-        "address, or to be one of the node's bootstrap peers). Run it with the "
-        "node stopped; if it is interrupted, run it again (or start the node) to finish (meanwhile `agent new` and "
-        "`audit export` refuse to sign with the retired key). The new key is written to org.key.next first; a "
-        "key already there must be a new one (not org.key itself, nor a key that signed records), or the command "
-        "refuses it before signing anything. First it catches up, as the node does when it starts: it opens the node "
-        "(on its [p2p] listen addresses, signing nothing; opening it replays its trust engine, from engine.snapshot "
-        "or else from every record, as a start does) and waits up to [p2p] startup_sync_seconds for one catch-up "
-        "sync to complete with a peer it dials that holds the org's records (a node stores only the records of "
-        "orgs inside its horizon: a peer whose org vouches for this one does; another's answer proves nothing; for "
-        "a new org, whose data directory holds none of its records, any peer it dials that holds none), "
-        "saying so on stderr as each step begins, so that a data directory restored from an "
-        "older copy takes back the records the org signed since and the rotation is signed after them (signed at a "
-        "seq the org already used, it would get the org flagged as an equivocator everywhere). With no peer to dial "
-        "(no bootstrap peers, no other org's address in its records) it rotates without; if none completes the sync "
-        "in time it refuses, signing nothing, and says why: start the node once so that it catches up, stop it and run "
-        "this again (with a peer that holds the org's records), or pass --without-catch-up if this data directory "
-        "is current. A rotation of the key that comes back from "
-        "peers stops it as it stops a start (see `key adopt`); a rotation interrupted after its record was signed is "
-        "finished without a catch-up. A key that has already "
-        "leaked is another matter: its holder can sign a rotation of its own, the conflict gets the org flagged "
-        "as an equivocator everywhere, and the org then needs new vouches under a new key. Prints the old and the new "
-        "did and the new peer id as JSON.",
+        "signs an org record naming the new key, the new key signs its first record naming the old one, and the new "
+        "key replaces org.key (the old key is destroyed). Every node that holds both records counts the two keys as "
+        "one org: its vouches, evidence and reputation carry over (the old key's vouches export as credentials, and "
+        "are revoked, with the new key), and agent credentials minted under the old key stay valid until they expire "
+        "(the JWKS serves the old key while they live, and a day at least). The node's did and peer id change: start "
+        "it again to announce them (the node dials its bootstrap peers and the orgs whose org records it holds, and a "
+        "peer that has heard of the rotation dials the new peer id wherever it dialled the old one, bootstrap "
+        "addresses included; a peer the node dials by neither, that knows it only as a bootstrap address, needs the "
+        "new address, or to be one of the node's bootstrap peers). Run it with the node stopped; if it is interrupted, "
+        "run it again (or, once it has signed, start the node) to finish (meanwhile `agent new` and `audit export` "
+        "refuse to sign with the retired key); a Ctrl-C says whether it had signed. The new key is written to "
+        "org.key.next first; a key already there must be a new one (not org.key itself, nor a key that signed "
+        "records), or the command refuses it before signing anything. First it catches up, as the node does when it "
+        "starts: it opens the node (on its [p2p] listen addresses, signing nothing; opening it replays its trust "
+        "engine, from engine.snapshot or else from every record, as a start does) and waits up to [p2p] "
+        "startup_sync_seconds for one catch-up sync to complete with a peer it dials that holds the org's records (a "
+        "node stores only the records of orgs inside its horizon: a peer whose org vouches for this one does; "
+        "another's answer proves nothing; for a new org, whose data directory holds none of its records, any peer it "
+        "dials that holds none), saying so on stderr as each step begins, so that a data directory restored from an "
+        "older copy takes back the records the org signed since and the rotation is signed after them (signed at a seq "
+        "the org already used, it would get the org flagged as an equivocator everywhere). With no peer to dial (no "
+        "bootstrap peers, no other org's address in its records) it rotates without; if none completes the sync in "
+        "time it refuses, signing nothing, and says why: start the node once so that it catches up, stop it and run "
+        "this again (with a peer that holds the org's records), or pass --without-catch-up if this data directory is "
+        "current. A rotation of the key that comes back from peers stops it as it stops a start (see `key adopt`); a "
+        "rotation interrupted after its record was signed is finished without a catch-up. A key that has already "
+        "leaked is another matter: its holder can sign a rotation of its own, the conflict gets the org flagged as an "
+        "equivocator everywhere, and the org then needs new vouches under a new key. Prints the old and the new did "
+        "and the new peer id as JSON.",
         examples=["vouchnet key rotate --dir ./alice",
                   "vouchnet key rotate --dir ./alice --without-catch-up   # its data directory known to be current"],
     )
@@ -120,12 +119,22 @@ def register(subparsers: Subparsers) -> None:
 
 def _rotate(args: argparse.Namespace) -> int:
     config = local_config(args)
-    if not args.without_catch_up:
-        _catch_up(config)
-    with _refused():
+    with _refused():  # at once while the node runs (it said it was catching up, then that the directory was in use)
+        with locked_data_dir(config.data_dir):  # (taken again to rotate: a node started meanwhile refuses it)
+            pass
+        finishing = retired_to(config) is not None  # signed already: finishing signs nothing at a seq of the old key
+    before = ("interrupted before it finished the rotation an earlier run signed: run it again (or start the node) "
+              "to finish it" if finishing else "interrupted before signing: nothing was signed, and org.key holds the "
+              "org's key still; run it again to rotate")
+    with _said_if_interrupted(f"{args.command_name}: {before}"):
+        if not (finishing or args.without_catch_up):
+            _catch_up(config)
+        # here, not above (py-libp2p's import would add 1 s to every command), and before signing: a Ctrl-C while it
+        # loads leaves nothing signed
+        from gossip.host import peer_id_from_public_key
+    with _said_if_interrupted(f"{args.command_name}: interrupted while rotating: run it again, which finishes what "
+                              "this run began"), _refused():
         rotation = rotate_key(config)
-    from gossip.host import peer_id_from_public_key  # here: py-libp2p's import would add 1 s to every command
-
     print_json({"old": rotation.old, "new": rotation.new,
                 "peer_id": peer_id_from_public_key(public_key_from_did(rotation.new))})
     print(f"rotated: start the node to sign with {rotation.new}", file=sys.stderr)
@@ -133,15 +142,8 @@ def _rotate(args: argparse.Namespace) -> int:
 
 
 def _catch_up(config: NodeConfig) -> None:
-    """Before a rotation is signed, the catch-up sync a start runs (node.daemon.catch_up_stopped); none for a rotation
-    whose record is signed already (one interrupted: finishing it signs no record at a seq of the old key). Raises
-    CommandFailed if no peer completed it in time, or as a start fails (a rotation of the key taken back, say); at
-    once, before it says it is catching up, while the node runs (it said so, then that the directory was in use)."""
-    with _refused():
-        with locked_data_dir(config.data_dir):  # (the catch-up takes it again: a node started meanwhile refuses it)
-            pass
-        if retired_to(config) is not None:
-            return
+    """Before a rotation is signed, the catch-up sync a start runs (node.daemon.catch_up_stopped). Raises
+    CommandFailed if no peer completed it in time, or as a start fails (a rotation of the key taken back, say)."""
     from node.daemon import HOLDER_HINT, catch_up_stopped  # here: py-libp2p's import would add 1 s to every command
     from node.logs import configure_logging
 
@@ -157,11 +159,7 @@ def _catch_up(config: NodeConfig) -> None:
     def setup() -> None:  # the node's warnings (a restored copy's records coming back, say) as `vouchnet run` logs them
         configure_logging(logging.WARNING)
 
-    try:
-        caught_up = run_node_code(config, functools.partial(catch_up_stopped, opened=opened), setup=setup)
-    except KeyboardInterrupt:
-        print("interrupted during the catch-up sync: nothing was signed", file=sys.stderr)
-        raise
+    caught_up = run_node_code(config, functools.partial(catch_up_stopped, opened=opened), setup=setup)
     if caught_up.signs_unchecked:
         way = (f"{HOLDER_HINT}" if caught_up.unproven else
                f"start the node once (`vouchnet run --dir {config.data_dir}`) so that it catches up, stop it and rotate")
@@ -194,6 +192,17 @@ def _contest(args: argparse.Namespace) -> int:
     print_json({"org": rotation.iss, "contested": rotation.body.next, "seq": rotation.seq})
     print("contested: start the node to publish it; then set the org up again under a new key", file=sys.stderr)
     return 0
+
+
+@contextmanager
+def _said_if_interrupted(message: str) -> Iterator[None]:
+    """Ctrl-C in the block: `message`, the state it leaves the data directory in and what to do, on stderr; then the
+    exit 130 a shell expects (node.cli.main)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        print(message, file=sys.stderr)
+        raise
 
 
 @contextmanager

@@ -68,7 +68,8 @@ def register(subparsers: Subparsers) -> None:
     verify.add_argument("--did", type=did_argument, help="the org did whose key must sign the checkpoint (default: the "
                         "did the node reports; pin it to check a node that might lie about its identity)")
     verify.add_argument("--cache", type=Path, metavar="FILE", help="where the last accepted checkpoint is kept "
-                        f"(default: {CACHE_FILE} in the data directory; none with --api)")
+                        f"(default: {CACHE_FILE} in the data directory, written there only as `vouchnet run` would "
+                        "write: by the directory's owner, in a directory others may not write; none with --api)")
     verify.add_argument("--json", action="store_true", help="print what was verified as JSON")
     repair = add_local_command(
         commands,
@@ -102,6 +103,8 @@ def _checkpoint(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     data_dir = data_dir_of(args)
     cache = args.cache or (data_dir / CACHE_FILE if data_dir is not None else None)
+    if data_dir is not None and cache is not None and cache.resolve().parent == data_dir.resolve():
+        local_config(args)  # it writes there: refused where `vouchnet run` refuses, before the fetch (node.strict_modes)
     with open_client(args) as client:
         verified = verify_log(client, did=args.did, cache=cache, progress=_Progress(),
                               ledger_file=data_dir / LEDGER_FILE if data_dir is not None else None)

@@ -50,7 +50,8 @@ def register(subparsers: Subparsers) -> None:
         type=parse_expires,
         metavar="WHEN",
         help="when it lapses: a date or time (2026-12-31, 2026-12-31T12:00:00Z; UTC unless a zone is given) "
-        "or a duration from now (90m, 12h, 30d, 2w)",
+        "or a duration from now (90m, 12h, 30d, 2w); default: never (it counts until revoked, or replaced by this "
+        "org's next vouch for the subject on the same basis)",
     )
     vouch.add_argument("--json", action="store_true", help="print the new record as JSON")
     _key_argument(vouch, "vouch")

@@ -64,7 +64,8 @@ def test_any_text_is_an_address_or_an_addr_error_never_another_exception(text):
     (f"/dns4/boot..example/tcp/4001/p2p/{PEER}", "'boot..example' is not a DNS name"),
     (f"/dns/{'a' * 64}.example/tcp/4001/p2p/{PEER}", "is not a DNS name"),
     (f"/dns/{'a.' * 127}a/tcp/4001/p2p/{PEER}", "is not a DNS name"),  # 255 characters
-    (f"/dns4/boot example/tcp/4001/p2p/{PEER}", "not a multiaddr"),
+    (f"/dns4/boot example/tcp/4001/p2p/{PEER}", "not a multiaddr: must be /ip4/<address>/tcp/<port>/p2p/<peer id> "
+     "(or /ip6, /dns, /dns4, /dns6)"),  # (it said /ip4 alone, to a peer named by DNS)
     (f"/ip4/::1/tcp/4001/p2p/{PEER}", "('::1' is not an IPv4 address)"),
     (f"/ip6/fe80::1%eth0/tcp/4001/p2p/{PEER}", "('fe80::1%eth0' is not an IPv6 address)"),  # (a zone is /ip6zone)
     (f"/ip4/127.0.0.1/tcp/65536/p2p/{PEER}", "(port 0-65535)"),

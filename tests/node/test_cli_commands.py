@@ -339,6 +339,16 @@ async def test_vouch_signs_a_vouch_as_the_org(run, node, data_dir):
     assert body.expires == int(datetime(2030, 1, 1, tzinfo=UTC).timestamp() * 1000)
 
 
+async def test_a_vouch_given_no_expiry_never_lapses_as_its_help_says(run, node, data_dir):
+    """--help said how to give a vouch's lapse, not what a vouch given none does (an operator could not tell whether
+    it lapsed by some default)."""
+    code, out, _ = await run("vouch", new_did(), "--weight", "1", "--basis", "operator", "--dir", data_dir, "--json")
+    assert (code, "expires" in json.loads(out)["body"]) == (0, False)
+    code, out, _ = await run("vouch", "--help")
+    assert code == 0 and ("default: never (it counts until revoked, or replaced by this org's next vouch for the "
+                          "subject on the same basis)") in " ".join(out.split())
+
+
 async def test_vouch_prints_the_record_as_json_on_request(run, node, data_dir):
     code, out, _ = await run("vouch", new_did(), "--weight", "1", "--basis", "operator", "--dir", data_dir, "--json")
     record = json.loads(out)
@@ -721,6 +731,26 @@ async def test_log_verify_checks_consistency_with_the_checkpoint_verified_before
     verified = json.loads(out)
     assert (verified["size"], verified["consistent_from"], verified["did"]) == (5, 1, node.did)
     assert verified["stored_hashes"] == 5 + 2 + 1
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root gives a file away")
+async def test_log_verify_run_as_root_keeps_no_checkpoint_in_a_users_data_directory(run, node, data_dir, tmp_path):
+    """`sudo vouchnet log verify --dir` on a service user's directory left there a verified.checkpoint of root's
+    (mode 0600), which the next run as that user could not read: refused as `vouchnet run` refuses it, before
+    anything is fetched, also given as --cache. A cache elsewhere writes nothing there, so it verifies."""
+    vouch(node)
+    node.sign_checkpoint()
+    os.chown(data_dir, 12345, -1)
+    refusal = (f"vouchnet log verify: {data_dir}: owned by uid 12345, not by root (uid 0) vouchnet runs as, so that "
+               f"user could replace it; run vouchnet as uid 12345, or, if root is to run the node, `chown root "
+               f"{data_dir}`\n")
+    for cache in ([], ["--cache", data_dir / "mine.checkpoint"], ["--cache", data_dir / ".." / "node" / "x"]):
+        assert await run("log", "verify", "--dir", data_dir, *cache) == (2, "", refusal)
+    assert not {"verified.checkpoint", "mine.checkpoint", "x"} & set(os.listdir(data_dir))
+    code, out, err = await run("log", "verify", "--dir", data_dir, "--cache", tmp_path / "seen.checkpoint", "--json")
+    assert code == 0, err
+    assert json.loads(out)["stored_hashes"] == 1
+    assert (tmp_path / "seen.checkpoint").read_bytes() == node.note
 
 
 async def test_log_verify_pages_through_a_long_log(run, node, url, monkeypatch):
@@ -1278,6 +1308,15 @@ def test_a_command_group_without_its_subcommand_names_them(capsys, group, subcom
     assert cli.main([group]) == 2
     assert capsys.readouterr().err == f"vouchnet {group}: which one? {subcommands} (`vouchnet {group} --help` " \
                                       "explains them)\n"
+
+
+def test_agent_new_vouch_says_the_weights_it_takes_as_vouch_does(capsys, tmp_path):
+    """Its --help gave no bound, and 1.5 was refused only as it ran."""
+    assert cli.main(["agent", "new", "--help"]) == 0
+    assert "--vouch W vouch for the agent with this weight, 0 < W <= 1 (basis operator)" in " ".join(
+        capsys.readouterr().out.split())
+    assert cli.main(["agent", "new", "--vouch", "1.5", "--dir", str(tmp_path)]) == 2
+    assert "argument --vouch: a weight in (0, 1], got '1.5'" in capsys.readouterr().err
 
 
 def test_a_module_with_register_adds_a_command(monkeypatch, capsys):

@@ -595,7 +595,7 @@ def test_a_node_run_as_root_refuses_an_org_key_another_user_owns(tmp_path, forke
     assert done.returncode == 2
     assert done.stderr.splitlines()[-1] == (f"vouchnet run: {key}: owned by uid 12345, not by root (uid 0) "
                                             "vouchnet runs as, so that user could replace it; run vouchnet as uid "
-                                            f"12345, or `chown root {key}`")
+                                            f"12345, or, if root is to run the node, `chown root {key}`")
 
 
 async def test_first_hand_evidence_survives_a_restart(tmp_path):

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import stat
+import sys
 from dataclasses import replace
 
 import httpx
@@ -272,6 +273,67 @@ def test_the_cli_refuses_a_running_nodes_directory_before_it_says_it_catches_up(
     assert capsys.readouterr() == ("", f"vouchnet key rotate: {config.data_dir}: in use by another process{pid} (is "
                                        "its node running? stop it first)\n")
     assert _did(config) == old
+
+
+class _CtrlCWhileLoading:
+    """An import finder: a Ctrl-C arriving as module `name` starts to load."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def find_spec(self, name, path=None, target=None):
+        if name == self.name:
+            raise KeyboardInterrupt
+
+
+def _ctrl_c_while_loading(monkeypatch, module: str) -> None:
+    monkeypatch.delitem(sys.modules, module)
+    monkeypatch.setattr(sys, "meta_path", [_CtrlCWhileLoading(module), *sys.meta_path])
+
+
+@pytest.mark.parametrize("options, module", [([], "node.daemon"), (["--without-catch-up"], "gossip.host")],
+                         ids=["its catch-up's", "the new peer id's"])
+def test_a_ctrl_c_as_key_rotate_loads_py_libp2p_says_nothing_was_signed(tmp_path, monkeypatch, capsys, options,
+                                                                         module):
+    """py-libp2p loads for a second before the catch-up: a Ctrl-C then ended the command without a word (exit 130),
+    and with --without-catch-up it loaded after signing: a Ctrl-C left the rotation made, its new did unsaid."""
+    config = _config(tmp_path / "a")
+    old, size = _did(config), _size(config)
+    with monkeypatch.context() as patched:
+        _ctrl_c_while_loading(patched, module)
+        assert cli.main(["key", "rotate", "--dir", str(config.data_dir), *options]) == 130
+    assert capsys.readouterr() == ("", "vouchnet key rotate: interrupted before signing: nothing was signed, and "
+                                       "org.key holds the org's key still; run it again to rotate\n")
+    assert (_did(config), _size(config)) == (old, size) and not (config.data_dir / NEXT_KEY_FILE).exists()
+    assert cli.main(["key", "rotate", "--dir", str(config.data_dir), *options]) == 0
+    assert json.loads(capsys.readouterr().out)["old"] == old != _did(config)
+
+
+def test_a_ctrl_c_as_key_rotate_signs_says_to_run_it_again_which_finishes(tmp_path, monkeypatch, capsys):
+    config = _config(tmp_path / "a")
+    old = _did(config)
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    rotate = ["key", "rotate", "--dir", str(config.data_dir)]
+    with monkeypatch.context() as patched:
+        patched.setattr("node.rotation._install", interrupted)  # both records signed, the new key not yet org.key
+        assert cli.main(rotate) == 130
+    said = capsys.readouterr()
+    assert (said.out, said.err.splitlines()[-1]) == ("", "vouchnet key rotate: interrupted while rotating: run it "
+                                                         "again, which finishes what this run began")
+    assert _did(config) == old
+    with monkeypatch.context() as patched:
+        _ctrl_c_while_loading(patched, "gossip.host")
+        assert cli.main(rotate) == 130
+    assert capsys.readouterr() == ("", "vouchnet key rotate: interrupted before it finished the rotation an earlier "
+                                       "run signed: run it again (or start the node) to finish it\n")
+    assert cli.main(rotate) == 0
+    rotation = json.loads(capsys.readouterr().out)
+    assert rotation["old"] == old and rotation["new"] == _did(config)
+    with RecordStore.open(config.data_dir) as store:
+        assert _replica(config, store).succession.keys(rotation["new"]) == (old, rotation["new"])
 
 
 async def _rotated_once_heard(config, peer: Node) -> tuple[Rotation, trio.Event]:

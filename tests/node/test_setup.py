@@ -67,8 +67,8 @@ def test_init_with_a_bad_option_leaves_no_directory_it_made(tmp_path):
     ("--network", "Demo", "must be 1 to 64 characters of a-z 0-9 . _ -"),
     ("--listen", "127.0.0.1:4001", "not a multiaddr: must be /ip4/<address>/tcp/<port> or /ip6/<address>/tcp/<port>, "
                                    "got '127.0.0.1:4001'"),
-    ("--bootstrap", "127.0.0.1:4001", "not a multiaddr: must be /ip4/<address>/tcp/<port>/p2p/<peer id>, got "
-                                      "'127.0.0.1:4001'"),
+    ("--bootstrap", "127.0.0.1:4001", "not a multiaddr: must be /ip4/<address>/tcp/<port>/p2p/<peer id> (or /ip6, "
+                                      "/dns, /dns4, /dns6), got '127.0.0.1:4001'"),
     ("--bootstrap", "/ip4/127.0.0.1/tcp/4001", "a peer address must end in /p2p/<peer id>"),
     ("--api", "localhost", "expected HOST:PORT, got 'localhost'"),
     ("--name", "a\tb", "must be 1-128 printable characters"),

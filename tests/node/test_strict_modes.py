@@ -52,7 +52,8 @@ def test_a_directory_config_or_key_another_user_owns_is_refused_naming_the_chown
     with pytest.raises(TooOpen) as refused:
         check_strict_modes(data_dir)
     assert str(refused.value) == (f"{path}: owned by uid 12345, not by root (uid 0) vouchnet runs as, so that user "
-                                  f"could replace it; run vouchnet as uid 12345, or `chown root {path}`")
+                                  f"could replace it; run vouchnet as uid 12345, or, if root is to run the node, "
+                                  f"`chown root {path}`")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root gives a file away")
@@ -111,6 +112,7 @@ _WRITING = {  # commands that work on the data directory without signing: each w
     "agent list": ["agent", "list"],
     "agent revoke": ["agent", "revoke", "alice", "--reason", "left"],
     "log repair": ["log", "repair"],
+    "log verify": ["log", "verify"],
     "stores accept-loss": ["stores", "accept-loss", "credentials.db"],
 }
 
@@ -119,8 +121,9 @@ _WRITING = {  # commands that work on the data directory without signing: each w
 @pytest.mark.parametrize("name, mode", [("", 0o775), ("config.toml", 0o666)], ids=["directory", "config"])
 def test_a_command_that_writes_in_the_data_directory_refuses_what_run_refuses_in_its_words(data_dir, capsys, command,
                                                                                          name, mode):
-    """Before, `agent list` and `agent revoke` (credentials.db), `log repair` (the records ledger) and `stores
-    accept-loss` (stores.list) wrote in a data directory `vouchnet run` refuses."""
+    """Before, `agent list` and `agent revoke` (credentials.db), `log repair` (the records ledger), `stores
+    accept-loss` (stores.list) and `log verify` (verified.checkpoint) wrote in a data directory `vouchnet run`
+    refuses."""
     path = data_dir / name if name else data_dir
     os.chmod(path, mode)
     before = sorted(os.listdir(data_dir))
@@ -136,11 +139,12 @@ def test_a_command_that_writes_in_the_data_directory_refuses_what_run_refuses_in
 def test_a_command_run_as_root_in_a_users_data_directory_leaves_nothing_the_node_cannot_use(data_dir, capsys,
                                                                                           command):
     """Run as root there, `agent list` made a credentials.db and a stores.list of root's, which the node, run as the
-    directory's user, could not write or read."""
+    directory's user, could not write or read. The `chown root` offered is for root to run the node: it said only
+    "or `chown root DIR`", which, done to run a command, leaves a directory the node, run as its user, cannot write."""
     os.chown(data_dir, 12345, -1)
     before = sorted(os.listdir(data_dir))
     assert cli.main([*_WRITING[command], "--dir", str(data_dir)]) == 2
     assert capsys.readouterr().err == (f"vouchnet {command}: {data_dir}: owned by uid 12345, not by root (uid 0) "
                                        "vouchnet runs as, so that user could replace it; run vouchnet as uid 12345, "
-                                       f"or `chown root {data_dir}`\n")
+                                       f"or, if root is to run the node, `chown root {data_dir}`\n")
     assert sorted(os.listdir(data_dir)) == before

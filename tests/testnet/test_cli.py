@@ -51,11 +51,13 @@ def test_the_state_file_is_synced_before_it_replaces_the_one_before_and_its_dire
 ])
 def test_up_over_a_testnet_refuses_a_shape_it_does_not_have(existing, capsys, option, complaint):
     """And says what to do, naming the directory in the command it gives (it said `vouchnet testnet down`, which,
-    run as given, stops the testnet in ./vouchnet-testnet)."""
+    run as given, stops the testnet in ./vouchnet-testnet), and what to remove there: what `up` made, not the
+    directory (it said to remove that, which `up` may have been given holding more: --dir .)."""
     assert main(["testnet", "up", "--dir", str(existing), *option]) == 2
     assert capsys.readouterr().err == (
         f"vouchnet testnet up: {existing} {complaint}: leave out {option[0]} to start it as it is; for a new one, give "
-        f"another --dir, or stop this one (`vouchnet testnet down --dir {existing}`) and remove {existing}\n")
+        f"another --dir, or stop this one (`vouchnet testnet down --dir {existing}`) and remove what it made there, "
+        f"{existing}/testnet.json and {existing}/nodes\n")
 
 
 def test_run_on_a_testnet_of_another_size_says_what_to_do(existing, capsys):
@@ -64,6 +66,19 @@ def test_run_on_a_testnet_of_another_size_says_what_to_do(existing, capsys):
     assert capsys.readouterr().err.endswith(
         f"vouchnet testnet run: {existing} holds a testnet of 2 nodes, not 3: leave out --nodes to run on it, or give "
         "another --dir, where a testnet of that size is made\n")
+
+
+@pytest.mark.parametrize("command", [["up"], ["run", "baseline"]], ids=["up", "run"])
+@pytest.mark.parametrize("nodes", ["101", "1000000000"])
+def test_a_testnet_of_more_nodes_than_a_scenario_may_have_is_refused_before_anything_is_made(tmp_path, monkeypatch,
+                                                                                           capsys, command, nodes):
+    """As a scenario file's `nodes` is, 1 to 100 (node_name's n00-n99 sort in start order): before, 10^9 took every
+    byte of memory in making the mesh topology (up) or the plan's node names (run), and ended in MemoryError."""
+    monkeypatch.setattr(Cluster, "create", lambda *args, **kwargs: pytest.fail("a testnet was made"))
+    assert main(["testnet", *command, "--nodes", nodes, "--dir", str(tmp_path / "tn")]) == 2
+    assert capsys.readouterr().err.endswith(f"vouchnet testnet {command[0]}: error: argument --nodes: expected a "
+                                            f"number of nodes, 1 to 100, got '{nodes}'\n")
+    assert not (tmp_path / "tn").exists()
 
 
 def _sleepers(self, names=None, *, progress=None, say=None, timeout=None):

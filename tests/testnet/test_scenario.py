@@ -206,8 +206,8 @@ def test_the_cli_refuses_a_broken_scenario_before_starting_anything(tmp_path, ca
 
 
 @pytest.mark.parametrize(("argv", "complaint"), [
-    (["up", "--nodes", "0"], "argument --nodes: expected a positive integer, got '0'"),
-    (["run", "baseline", "--nodes", "0"], "argument --nodes: expected a positive integer, got '0'"),
+    (["up", "--nodes", "0"], "argument --nodes: expected a number of nodes, 1 to 100, got '0'"),
+    (["run", "baseline", "--nodes", "0"], "argument --nodes: expected a number of nodes, 1 to 100, got '0'"),
     (["run", "baseline", "--duration", "0"], "--duration: must be from 1 to 3600, got 0.0"),
     (["run", "baseline", "--duration", "nan"], "--duration: must be from 1 to 3600, got nan"),
     (["logs", "n00", "--lines", "-5"], "argument --lines/-n: expected a positive integer, got '-5'"),
