@@ -11,6 +11,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -351,27 +352,35 @@ class Cluster:
         save_state(self.directory, self.state)
 
     def _wait_healthy(self, names: Sequence[str], progress: Progress | None, timeout: float) -> None:
+        """Wait until each of `names` answers /healthz, asking all those still starting at once, each a second at
+        most: a start binds its API's port before its catch-up sync, so a node starting holds each request until it
+        serves, and asked one after another, N nodes starting took N seconds a round, each node's answer and the
+        deadline seen that late."""
         pending = list(names)
         deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=1.0) as http:
+        with httpx.Client(timeout=1.0) as http, ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
             while pending:
-                for name in list(pending):
+                for name in pending:
                     if not self.running(name):
                         tail = "\n    ".join(self.log_tail(name))
                         raise ClusterError(f"{name}: exited while starting; its log ends:\n    {tail}")
-                    try:
-                        healthy = http.get(f"{self.entry(name).api_url}/healthz").status_code == 200
-                    except httpx.HTTPError:
-                        healthy = False
-                    if healthy:
-                        pending.remove(name)
-                        if progress is not None:
-                            progress(f"{name} up at {self.entry(name).api_url}", len(names) - len(pending), len(names))
+                healthy = list(pool.map(lambda name: self._answers_healthz(http, name), pending))
+                for name in [name for name, up in zip(pending, healthy) if up]:
+                    pending.remove(name)
+                    if progress is not None:
+                        progress(f"{name} up at {self.entry(name).api_url}", len(names) - len(pending), len(names))
                 if pending and time.monotonic() > deadline:
                     raise ClusterError(f"{', '.join(pending)}: no answer on /healthz within {timeout:.0f} s; see "
                                        f"`vouchnet testnet logs {pending[0]}`")
                 if pending:
                     time.sleep(0.1)
+
+    def _answers_healthz(self, http: httpx.Client, name: str) -> bool:
+        """Whether `name`'s API answers /healthz with 200 (within `http`'s timeout)."""
+        try:
+            return http.get(f"{self.entry(name).api_url}/healthz").status_code == 200
+        except httpx.HTTPError:
+            return False
 
 
 def _init_all(directory: Path, names: list[str], network: str, ports: list[int]) -> None:

@@ -2,7 +2,9 @@
 moved before its node starts."""
 
 import socket
+import threading
 from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -131,3 +133,42 @@ def test_a_node_with_no_running_peer_on_its_side_is_rotated_without_a_catch_up(t
     before = cluster.entry("n00").did
     old, new = cluster.rotate_key("n00", catch_up=False)
     assert old == before != new == cluster.entry("n00").did and cluster.entry("n00").former_dids == (before,)
+
+
+def test_nodes_starting_are_asked_for_health_at_once_not_one_after_another(tmp_path, monkeypatch):
+    """A start binds its API's port before its catch-up sync, so a node starting holds a request until it serves:
+    asked one after another, a second each, N nodes took N seconds a round. Here each node answers only while every
+    node is asked at once, so a testnet asking them in turn never sees one up."""
+    nodes = 3
+    asked_together = threading.Barrier(nodes)
+
+    class Starting(BaseHTTPRequestHandler):
+        def do_GET(self):
+            try:
+                asked_together.wait(timeout=0.5)
+                status = 200
+            except threading.BrokenBarrierError:
+                asked_together.reset()
+                status = 503
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    servers = [ThreadingHTTPServer(("127.0.0.1", 0), Starting) for _ in range(nodes)]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        entries = tuple(NodeEntry(f"n0{i}", f"nodes/n0{i}", p2p, server.server_address[1], f"did:{i}", str(i))
+                        for i, (server, p2p) in enumerate(zip(servers, choose_ports(nodes))))
+        monkeypatch.setattr(Cluster, "running", lambda self, name: True)
+        said = []
+        Cluster(tmp_path, state.TestnetState("testnet", nodes, "mesh", entries))._wait_healthy(
+            [e.name for e in entries], lambda line, done, of: said.append(done), timeout=3)
+        assert sorted(said) == [1, 2, 3]
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
