@@ -10,6 +10,7 @@ from vouching import did_key
 
 from .config import CONFIG_FILE, parse_api_bind, parse_config, render_template
 from .keys import KeyFileError, create_org_key, create_token, load_org_key
+from .strict_modes import check_strict_modes
 
 
 @dataclass(frozen=True)
@@ -31,13 +32,18 @@ def init_data_dir(
 ) -> Initialised:
     """Create the data directory's key, token and config, durably; refuse a directory that holds a config.toml. The
     config is written last, so a directory without one is an init cut short (a kill, a power cut), which this one
-    finishes: a key or token it left is kept, never replaced."""
+    finishes: a key or token it left is kept, never replaced. A directory there already (an init cut short, or one
+    made for the node) that `vouchnet run` would refuse (node.strict_modes) raises TooOpen before anything is written:
+    with sudo in a service user's directory, init wrote a root-owned org.key, api.token and config.toml the node, run
+    as that user, could not read."""
     parse_api_bind(api)
     text = render_template(name=name, network=network, listen=listen, api=api, bootstrap=bootstrap, roots=roots)
     config_path = data_dir / CONFIG_FILE
     if config_path.exists():
         raise _holds_a_node(data_dir)
     parse_config(data_dir, text)  # what we write must load: catches a bad --listen, --root or --network now
+    if data_dir.is_dir():
+        check_strict_modes(data_dir)
     make_directory(data_dir, mode=0o700)
     key_path, token_path = data_dir / "org.key", data_dir / "api.token"
     kept_key = key_path.exists()

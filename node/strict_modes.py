@@ -10,7 +10,8 @@ the user's symlinks point). `vouchnet run` checks as it starts (node.commands.no
 the org key to sign with it (node.keys.load_signing_key: the node's, `key rotate`, `key adopt`, `key contest`,
 `agent new`, `audit export`) and every command that works on a data directory on this machine, signing or writing
 there (node.commands.common.local_config: also `agent list`, `agent revoke`, `log repair`, `stores accept-loss`, and
-`log verify` keeping its verified.checkpoint there); a command that asks the node's API does not: `sudo vouchnet vouch
+`log verify` keeping its verified.checkpoint there), and `vouchnet init` in a directory there already
+(node.setup.init_data_dir, before it writes); a command that asks the node's API does not: `sudo vouchnet vouch
 --dir` on a service user's directory reads its token and writes nothing there.
 """
 

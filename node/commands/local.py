@@ -8,6 +8,7 @@ from pathlib import Path
 
 from node.config import CONFIG_FILE, DEFAULT_API, DEFAULT_LISTEN, ConfigError, default_data_dir
 from node.keys import KeyFileError
+from node.strict_modes import TooOpen
 from vouching.bodies import NETWORK_RULE
 
 from .common import Subparsers, UsageError, add_dir_option, add_local_command, did_argument, local_config
@@ -84,7 +85,7 @@ def _init(args: argparse.Namespace) -> int:
         )
     except ConfigError as e:
         raise UsageError(_by_option(e, data_dir / CONFIG_FILE)) from None
-    except KeyFileError as e:
+    except (KeyFileError, TooOpen) as e:
         raise UsageError(str(e)) from None
     if made.kept_key:
         print(f"finished {made.data_dir}, an init cut short: it keeps the org key that init made")

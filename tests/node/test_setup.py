@@ -111,3 +111,27 @@ def test_init_killed_at_any_moment_of_its_writes_is_finished_by_running_it_again
                                            "made" if kept else f"created {data_dir}"), again.stdout
         assert _complete(data_dir), point
     assert point > 10  # every write of the init was a point
+
+
+def test_init_refuses_a_directory_others_may_write_before_writing_anything(tmp_path, capsys):
+    """A directory made for the node that `vouchnet run` would refuse is refused by init, not once the node starts,
+    and init writes nothing in it."""
+    data_dir = tmp_path / "node"
+    data_dir.mkdir(mode=0o775)
+    data_dir.chmod(0o775)
+    assert cli.main(["init", "--dir", str(data_dir)]) == 2
+    assert f"{data_dir}: writable by group or others (permissions 0775)" in capsys.readouterr().err
+    assert list(data_dir.iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root gives a file away")
+def test_init_run_as_root_leaves_nothing_of_root_s_in_a_users_directory(tmp_path, capsys):
+    """`sudo vouchnet init` in a directory made for a service user (or finishing an init that user cut short) wrote
+    an org.key, api.token and config.toml of root's, mode 0600 for the first two, that the node, run as that user,
+    could not read: refused, as `vouchnet run` refuses it, before anything is written."""
+    data_dir = tmp_path / "node"
+    data_dir.mkdir(mode=0o700)
+    os.chown(data_dir, 12345, -1)
+    assert cli.main(["init", "--dir", str(data_dir)]) == 2
+    assert f"{data_dir}: owned by uid 12345, not by root (uid 0) vouchnet runs as" in capsys.readouterr().err
+    assert list(data_dir.iterdir()) == []
