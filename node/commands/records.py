@@ -29,13 +29,14 @@ def register(subparsers: Subparsers) -> None:
             "vouchnet records",
             "vouchnet records --kind vouch --subject did:key:z6Mk...",
             "vouchnet records --issuer did:key:z6Mk... --json | jq .body",
+            "vouchnet records --kind revoke --subject 3f9c...e1  # the revoke of one vouch, by its record id",
         ],
         run=_records,
     )
     records.add_argument("--issuer", metavar="DID", type=did_argument, help="only records this org signed")
     records.add_argument("--kind", choices=KINDS, help="only records of this kind")
-    records.add_argument("--subject", metavar="DID", type=_subject,
-                         help="only records about this did (for a revoke: the vouch's record id)")
+    records.add_argument("--subject", metavar="DID|ID", type=_subject,
+                         help="only records about this did:key, or (for a revoke) about this vouch's record id")
     records.add_argument("--limit", type=positive_int, metavar="N", help="at most N records (default: all)")
     records.add_argument("--json", action="store_true", help="one JSON object a line (JSON lines)")
 
