@@ -27,7 +27,7 @@ from .gap_queue import GapBatch, GapQueue
 from .host import Host, HostError, InvalidPeerId, PeerEvent, Stream, peer_org
 from .replica import Replica
 from .serving_budget import ServingBudget, ServingRates, most_page_cost, page_cost
-from .session_slots import SessionSlots
+from .session_slots import SessionSlots, Slot
 from .stats import by_reason, counted
 from .store import StoreError
 from .sync import (
@@ -245,7 +245,7 @@ class SyncService:
         self._gaps = GapQueue(gap_queue, backoff=(min(_GAP_BACKOFF, interval), interval))
         self._gaps_changed = trio.Event()
         self._peer_locks: dict[str, trio.Lock] = {}
-        self._gap_fetches: dict[str, set[trio.CancelScope]] = {}  # peer -> the fetches of gaps with it, slot held
+        self._gap_fetches: dict[str, set[Slot]] = {}  # peer -> the slots of the fetches of gaps with it
         self._rounds_running: set[str] = set()
         self._rounds_started: dict[str, float] = {}  # when the last full round with a peer started, within `interval`
         self._refresh = refresh_rounds * interval
@@ -429,33 +429,39 @@ class SyncService:
 
     @asynccontextmanager
     async def _turn_and_slot(self, peer_id: str, gaps: dict[str, tuple[int, int]] | None) -> AsyncIterator[None]:
-        """The peer's turn and a session slot, the block run inside the slot's scope (`_pull`); SyncError "preempted"
-        if the slot was ended for a needed session (gossip.session_slots) before the block ran to its end. A full
-        round takes its turn first: it then waits for a slot as needed or not as it is then, and no fetch of gaps
-        with the peer runs meanwhile. A fetch of gaps takes its slot first: holding the peer's turn while it waited for
-        one (a session no catch-up needs, queued behind sessions up to 10 minutes long) would hold back a round the
-        catch-up needs with that peer, which waits for the turn, not in the slots' queue, and so ends no session to
-        take a slot. Ended while it waits for its turn, it waits no more. A full round a catch-up needs ends the fetches
-        of gaps with its peer that hold its turn or wait for it (one may have taken the turn as the peer connected, and
-        hold it up to a session's bound)."""
-        if gaps is None:
-            if self._needed(peer_id):
-                for fetch in self._gap_fetches.get(peer_id, ()):
-                    fetch.cancel()
-            async with self._turn(peer_id, math.inf), self._slots.hold(
-                    functools.partial(self._needed, peer_id)) as slot:
+        """The peer's turn and a session slot, the block run inside the slot's scope (`_pull`); SyncError "preempted" if
+        the slot was ended for a needed session (gossip.session_slots) before the block ran to its end. A full round no
+        catch-up needs as it starts takes its turn first: it then waits for a slot as needed or not as it is then, and
+        no fetch of gaps with the peer runs meanwhile. A fetch of gaps takes its slot first: holding the peer's turn
+        while it waited for one (a session no catch-up needs, queued behind sessions up to 10 minutes long) would hold
+        back a round the catch-up needs with that peer, which waits for the turn, not in the slots' queue, and so ends
+        no session to take a slot. Ended while it waits for its turn, it waits no more. A full round a catch-up needs as
+        it starts takes its place among those waiting for a slot, ends there the fetches of gaps with its peer that hold
+        its turn or wait for it (one may have taken the turn as the peer connected, and hold it up to a session's
+        bound), then waits for the turn: a slot such a fetch frees comes to it, not to a session waiting, which it would
+        then end too for want of a slot (stop 35: two sessions preempted where one would do); the turn is held meanwhile
+        only by fetches ending, and no later fetch waits for it ahead of the round."""
+        needed = functools.partial(self._needed, peer_id)
+        if gaps is None and needed():
+            with self._slots.queued(needed, ending=self._gap_fetches.get(peer_id, ())) as place:
+                async with self._turn(peer_id, math.inf):
+                    slot = await self._slots.taken(place)
+                    with slot.scope:
+                        yield
+        elif gaps is None:
+            async with self._turn(peer_id, math.inf), self._slots.hold(needed) as slot:
                 with slot.scope:
                     yield
         else:
             async with self._slots.hold(_never) as slot:
                 with slot.scope:
                     fetches = self._gap_fetches.setdefault(peer_id, set())
-                    fetches.add(slot.scope)
+                    fetches.add(slot)
                     try:
                         async with self._turn(peer_id, self.timeout):
                             yield
                     finally:
-                        fetches.discard(slot.scope)
+                        fetches.discard(slot)
                         if not fetches and self._gap_fetches.get(peer_id) is fetches:  # (fresh peer ids are free)
                             del self._gap_fetches[peer_id]
         if slot.scope.cancelled_caught:  # (ended after its last step, it ran to its end: not preempted)

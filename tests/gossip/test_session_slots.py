@@ -1,16 +1,17 @@
 """Sync session slots under peers that stall just inside the sync timeout (trio's mock clock): the start's catch-up
 (node.daemon) still ends on its round with the one honest peer holding the org's records, well before
 startup_sync_seconds, whether the stallers dialled in, hold the node's inbound streams, or are peers the node dials
-(then after one turn, or as soon as their heads name none of the org's keys), or a fetch of gaps from the holder
-waits for a slot or its turn, or holds the holder's turn, or the holder's stream is slow to close; the sessions open
-at once stay bounded; the late catch-up ends no session, nor a round waiting as the catch-up ends; a needed session
-that stops waiting frees its place, one whose turn is up ends another, and one waiting ends a holder as soon as it is
-no longer needed (gossip.session_slots)."""
+(then after one turn, or as soon as their heads name none of the org's keys), or a fetch of gaps from the holder waits
+for a slot or its turn, or holds the holder's turn (and its slot then goes to the round, which ends no other session for
+one), or the holder's stream is slow to close; the sessions open at once stay bounded; the late catch-up ends no
+session, nor a round waiting as the catch-up ends; a needed session that stops waiting frees its place, one whose turn
+is up ends another, and one waiting ends a holder as soon as it is no longer needed (gossip.session_slots)."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,7 +20,7 @@ import trio
 
 from gossip.host import PeerEvent
 from gossip.replica import Replica
-from gossip.session_slots import SessionSlots
+from gossip.session_slots import SessionSlots, Slot
 from gossip.store import RecordStore
 from gossip.sync import IssuerIndex, SyncLimits, SyncServer
 from gossip.sync_messages import HeadEntry, HeadsPage, HeadsRequest, RecordsPage, encode_message
@@ -458,21 +459,29 @@ async def test_a_needed_session_that_stops_waiting_leaves_the_slot_to_the_next_o
     assert order == ["first round", "first round done", "gap fetch", "gap fetch done"]
 
 
-async def test_a_gap_fetch_ended_while_it_waits_for_its_peer_s_turn_gives_its_slot_up_at_once(tmp_path, autojump_clock):
-    """A fetch of gaps holds its slot while it waits (the sync timeout at most) for its peer's turn, here behind a
-    staller's round, one the catch-up needs (a peer it dials): ended for the holder's round, it stops waiting then,
-    not at the timeout, which would hold the catch-up back as long."""
-    staller = STALLERS[0]
+@contextmanager
+def _a_node_lacking_its_org_s_record(tmp_path: Path, *, stallers: list[str],
+                                     max_sessions: int) -> Iterator[tuple[SyncService, Network, RecordStore, Org]]:
+    """A node's sync (not yet running), `stallers` connected; the holder, once connected, holds its org's `org`
+    record, which the node lacks; and the node's store."""
     ours = Org()
     (tmp_path / "holder").mkdir()
     (tmp_path / "node").mkdir()
     with RecordStore.open(tmp_path / "holder") as held, RecordStore.open(tmp_path / "node") as store:
         held.append([ours.record("org")])
-        network = Network(SyncServer(held, IssuerIndex(held), SyncLimits()), stallers=[staller],
+        network = Network(SyncServer(held, IssuerIndex(held), SyncLimits()), stallers=stallers,
                           stallers_name_other=False)
         replica = Replica(ours.key, store, roots=(OTHER.did,), max_hops=1, held_limit=10)
-        sync = SyncService(network, replica, network="test", timeout=TIMEOUT,  # type: ignore[arg-type]
-                           max_sessions=2)
+        yield SyncService(network, replica, network="test", timeout=TIMEOUT,  # type: ignore[arg-type]
+                          max_sessions=max_sessions), network, store, ours
+
+
+async def test_a_gap_fetch_ended_while_it_waits_for_its_peer_s_turn_gives_its_slot_up_at_once(tmp_path, autojump_clock):
+    """A fetch of gaps holds its slot while it waits (the sync timeout at most) for its peer's turn, here behind a
+    staller's round, one the catch-up needs (a peer it dials): ended for the holder's round, it stops waiting then,
+    not at the timeout, which would hold the catch-up back as long."""
+    staller = STALLERS[0]
+    with _a_node_lacking_its_org_s_record(tmp_path, stallers=[staller], max_sessions=2) as (sync, _, store, ours):
         sync.catch_up_peers.append(lambda peer: peer in (staller, HOLDER))
         async with trio.open_nursery() as nursery:
             await nursery.start(sync.run)  # the staller's round: one slot, and the staller's turn
@@ -485,6 +494,61 @@ async def test_a_gap_fetch_ended_while_it_waits_for_its_peer_s_turn_gives_its_sl
             assert store.head(ours.did) is not None
             assert sync.stats.errors["preempted"] == 1
             nursery.cancel_scope.cancel()
+
+
+async def test_a_round_that_ends_a_gap_fetch_holding_its_peer_s_turn_takes_the_slot_it_frees(tmp_path, autojump_clock):
+    """Found by stop 35: the holder's round, one the catch-up needs, ended the fetch of gaps holding the holder's turn
+    and the only slot, but that slot went to a round waiting for it (with a peer that dialled in), and the holder's
+    round, still with no slot, ended that one too: two sessions preempted where one would do. The slot a session ended
+    for a needed round frees goes to that round; the other waits on, not ended."""
+    staller = STALLERS[0]
+    with _a_node_lacking_its_org_s_record(tmp_path, stallers=[], max_sessions=1) as (sync, network, store, ours):
+        network.slow_holder_streams = 1
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sync.run)
+            network._peers.append(HOLDER)
+            sync.request_gaps(HOLDER, {OTHER.did: (1, 5)})  # the slot, and the holder's turn over a slow link
+            await trio.testing.wait_all_tasks_blocked()
+            network._peers.append(staller)
+            nursery.start_soon(sync.sync_with, staller)  # waits for the slot
+            await trio.testing.wait_all_tasks_blocked()
+            sync.catch_up_peers.append(lambda peer: peer == HOLDER)
+            await sync.sync_with(HOLDER)
+            assert trio.current_time() < 1
+            assert store.head(ours.did) is not None
+            assert sync.stats.errors["preempted"] == 1  # the gap fetch
+            await trio.testing.wait_all_tasks_blocked()
+            assert sync.round_running(staller) and network.open_now == 1  # the staller's round has the slot now
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_needed_session_takes_the_slot_of_the_session_it_ends_in_its_way_ahead_of_those_waiting(
+        autojump_clock):
+    """The slots' side of the round above: a needed session naming a session in its way to end (a fetch of gaps
+    holding its peer's turn) takes the slot that one frees, ahead of a session waiting before it, which it leaves
+    waiting, not ended, and which takes the slot next."""
+    slots = SessionSlots(1, least_turn=TIMEOUT)
+    order: list[str] = []
+    held: dict[str, Slot] = {}
+
+    async def session(name: str, seconds: float) -> None:
+        async with slots.hold(lambda: False) as slot:
+            order.append(name)
+            held[name] = slot
+            with slot.scope:
+                await trio.sleep(seconds)
+            order.append(f"{name} {'ended' if slot.ended else 'done'}")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(session, "gap fetch", 2 * TIMEOUT)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(session, "other round", 1)
+        await trio.testing.wait_all_tasks_blocked()
+        with slots.queued(lambda: True, ending=[held["gap fetch"]]) as place:
+            slot = await slots.taken(place)
+            order.append("needed round")
+            assert not slot.ended
+    assert order == ["gap fetch", "gap fetch ended", "needed round", "other round", "other round done"]
 
 
 async def test_the_holder_s_round_proves_the_records_in_before_its_stream_is_closed(tmp_path, autojump_clock):
