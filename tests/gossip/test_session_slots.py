@@ -5,11 +5,14 @@ startup_sync_seconds, whether the stallers dialled in, hold the node's inbound s
 for a slot or its turn, or holds the holder's turn (and its slot then goes to the round, which ends no other session for
 one), or the holder's stream is slow to close; the sessions open at once stay bounded; the late catch-up ends no
 session, nor a round waiting as the catch-up ends; a needed session that stops waiting frees its place, one whose turn
-is up ends another, and one waiting ends a holder as soon as it is no longer needed (gossip.session_slots)."""
+is up ends another, and one waiting ends a holder as soon as it is no longer needed; and, however sessions come and go
+(hypothesis), none waits forever, and needed ones end one session each at most besides those in their way
+(gossip.session_slots)."""
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,6 +20,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gossip.host import PeerEvent
 from gossip.replica import Replica
@@ -601,3 +606,69 @@ async def test_a_needed_session_ends_another_when_its_turn_is_up_whatever_the_cl
             trio.lowlevel.remove_instrument(instrument)
     assert not limit.cancelled_caught
     assert ended == [True]
+
+
+@dataclass(frozen=True)
+class Asking:
+    """A session of the property test below: it asks `at` seconds in, for one of two peers, needed or not (a gap
+    fetch, then, which a needed one with its peer names in its way), gives up waiting after `patience` seconds if
+    given, and holds its slot `seconds` unless ended."""
+
+    at: int
+    peer: int
+    needed: bool
+    seconds: int
+    patience: int | None
+
+
+ASKINGS = st.lists(st.builds(Asking, st.integers(0, 10), st.integers(0, 1), st.booleans(), st.integers(1, 30),
+                             st.none() | st.integers(1, 20)), max_size=10)
+
+
+@given(st.integers(1, 3), ASKINGS)
+@settings(max_examples=300, deadline=None)
+def test_needed_sessions_end_one_session_each_at_most_besides_those_in_their_way(
+        total: int, askings: list[Asking]) -> None:
+    """However sessions come, wait, give up and end: never more than `total` hold slots; every one that does not
+    give up gets one (none waits forever, none deadlocks); and the sessions ended for the slot they hold, not named in
+    a needed one's way, are no more than the needed ones that waited for a slot and named none (a needed one naming a
+    session in its way takes the slot that one frees, or one a needed one ahead of it would have taken)."""
+    slots = SessionSlots(total, least_turn=TIMEOUT)
+    fetches: dict[int, set[Slot]] = {peer: set() for peer in range(2)}
+    named: set[Slot] = set()  # ended by being named in a needed one's way
+    counts = {"holding": 0, "most": 0, "ended": 0, "needed waiting, naming none": 0, "gave up": 0, "done": 0}
+
+    async def session(asking: Asking) -> None:
+        await trio.sleep(asking.at)
+        in_its_way = [slot for slot in fetches[asking.peer] if not slot.ended] if asking.needed else []
+        named.update(in_its_way)
+        with slots.queued(lambda: asking.needed, ending=in_its_way) as place:
+            if asking.needed and not in_its_way and place.handed is None:
+                counts["needed waiting, naming none"] += 1
+            with trio.move_on_after(math.inf if asking.patience is None else asking.patience):
+                await slots.taken(place)
+            slot = place.handed  # (handed as its patience ran out, it holds the slot)
+            if slot is None:
+                counts["gave up"] += 1
+                return
+            counts["holding"] += 1
+            counts["most"] = max(counts["most"], counts["holding"])
+            if not asking.needed:
+                fetches[asking.peer].add(slot)
+            with slot.scope:
+                await trio.sleep(asking.seconds)
+            fetches[asking.peer].discard(slot)
+            counts["holding"] -= 1
+            counts["ended"] += slot.ended and slot not in named
+            counts["done"] += 1
+
+    async def main() -> None:
+        with trio.fail_after(10_000):
+            async with trio.open_nursery() as nursery:
+                for asking in askings:
+                    nursery.start_soon(session, asking)
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert counts["most"] <= total
+    assert counts["done"] + counts["gave up"] == len(askings)
+    assert counts["ended"] <= counts["needed waiting, naming none"]
