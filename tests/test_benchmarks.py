@@ -1,9 +1,12 @@
-"""The benchmark scripts' verdicts: `make bench` lists a script as missing its targets by its exit status."""
+"""The benchmark scripts: their verdicts (`make bench` lists a script as missing its targets by its exit status), and
+what they measure, as their docstrings and the README say."""
 
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+
+import trio
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -23,3 +26,14 @@ def test_sdk_py_remembers_a_missed_target_for_its_exit_status(capsys):
     assert sdk._missed == [] and "ok)" in capsys.readouterr().out
     sdk._report("uncached decision", [4_000_000] * 100, 3000)  # 4 ms each: over 3 ms
     assert sdk._missed == ["uncached decision"] and "OVER TARGET" in capsys.readouterr().out
+
+
+def test_own_records_page_py_lists_records_the_ledger_stores_as_it_says():
+    """Its `--stored` rows and the records its conflicting rows conflict with (but with `--held`) were ids its empty
+    ledger did not hold: each page looked them up in an empty index and said `stored` false and `not_kept`, so the
+    README's figure for conflicts with stored records measured none."""
+    page = _script("own_records_page")
+    for held in (False, True):
+        rows = trio.run(page.measure, 3, 16, 2, held)
+        assert [(r["stored"], r["bytes"], r["conflicts_with_bytes"]) for r in rows] == (
+            [(True, None, None)] * 2 + [(False, "kept", "kept")] * 3), held

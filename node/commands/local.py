@@ -23,8 +23,10 @@ def register(subparsers: Subparsers) -> None:
         summary="create a node's data directory: org key, API token, config.toml",
         description="Create a data directory for a new node: the org's Ed25519 key (org.key, mode 0600; the "
         "org's did:key is derived from it), the local API's bearer token (api.token, mode 0600) and a commented "
-        "config.toml, written last. Refuses to touch a directory that already holds a node (a config.toml); one an "
-        "init cut short (killed, a power cut) is finished, with the key it made.",
+        "config.toml, written last. Refuses to touch a directory that already holds a node (a config.toml), or one "
+        "there already that `vouchnet run` would refuse: writable by group or others, or owned by a user other than "
+        "the one it runs as and root (`sudo vouchnet init` in a service user's directory). One an init cut short "
+        "(killed, a power cut) is finished, with the key it made.",
         examples=[
             "vouchnet init",
             "vouchnet init --dir ./alice --network demo --listen /ip4/127.0.0.1/tcp/4001 --api 127.0.0.1:8701",

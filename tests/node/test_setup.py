@@ -135,3 +135,12 @@ def test_init_run_as_root_leaves_nothing_of_root_s_in_a_users_directory(tmp_path
     assert cli.main(["init", "--dir", str(data_dir)]) == 2
     assert f"{data_dir}: owned by uid 12345, not by root (uid 0) vouchnet runs as" in capsys.readouterr().err
     assert list(data_dir.iterdir()) == []
+
+
+def test_init_s_help_says_it_refuses_a_directory_run_would_refuse(capsys):
+    """Its --help named only a directory holding a node: an operator learnt that init refuses one others may write, or
+    another user owns, only from the refusal."""
+    assert cli.main(["init", "--help"]) == 0
+    assert ("Refuses to touch a directory that already holds a node (a config.toml), or one there already that "
+            "`vouchnet run` would refuse: writable by group or others, or owned by a user other than the one it runs "
+            "as and root") in " ".join(capsys.readouterr().out.split())
