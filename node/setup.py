@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,8 @@ def init_data_dir(
     parse_config(data_dir, text)  # what we write must load: catches a bad --listen, --root or --network now
     if data_dir.is_dir():
         check_strict_modes(data_dir)
+    else:
+        _refuse_a_path_through_no_directory(data_dir)
     make_directory(data_dir, mode=0o700)
     key_path, token_path = data_dir / "org.key", data_dir / "api.token"
     kept_key = key_path.exists()
@@ -56,6 +59,22 @@ def init_data_dir(
     except FileExistsError:
         raise _holds_a_node(data_dir) from None
     return Initialised(data_dir, did_key(bytes(key.verify_key)), kept_key)
+
+
+def _refuse_a_path_through_no_directory(data_dir: Path) -> None:
+    """KeyFileError naming what stands where a directory must be: `data_dir`, or the nearest of its parents there,
+    a file or a symbolic link to nothing (init --dir FILE said only "File exists")."""
+    for path in (data_dir, *data_dir.parents):
+        what = None
+        if path.is_symlink() and not path.exists():
+            what = f"a symbolic link to {os.readlink(path)}, which does not exist"
+        elif path.exists():
+            if path.is_dir():
+                return
+            what = "a file, not a directory"
+        if what is not None:
+            parent = "" if path == data_dir else f" (in the path of {data_dir})"
+            raise KeyFileError(f"{path}{parent} is {what}; --dir names the node's data directory, made if missing")
 
 
 def _holds_a_node(data_dir: Path) -> KeyFileError:

@@ -124,6 +124,26 @@ def test_init_refuses_a_directory_others_may_write_before_writing_anything(tmp_p
     assert list(data_dir.iterdir()) == []
 
 
+@pytest.mark.parametrize("where", ["itself", "a parent"])
+def test_init_names_a_file_where_the_data_directory_or_a_parent_must_be(tmp_path, capsys, where):
+    """`init --dir FILE` said only "FILE: File exists", and a path through a file "Not a directory"."""
+    (tmp_path / "file").write_bytes(b"kept")
+    data_dir = tmp_path / "file" if where == "itself" else tmp_path / "file" / "node"
+    assert cli.main(["init", "--dir", str(data_dir)]) == 2
+    parent = "" if where == "itself" else f" (in the path of {data_dir})"
+    assert (f"{tmp_path / 'file'}{parent} is a file, not a directory; --dir names the node's data directory, made if "
+            "missing") in capsys.readouterr().err
+    assert (tmp_path / "file").read_bytes() == b"kept"
+
+
+def test_init_names_a_symbolic_link_to_nothing_where_the_data_directory_must_be(tmp_path, capsys):
+    (tmp_path / "node").symlink_to(tmp_path / "gone")
+    assert cli.main(["init", "--dir", str(tmp_path / "node")]) == 2
+    assert f"{tmp_path / 'node'} is a symbolic link to {tmp_path / 'gone'}, which does not exist" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "gone").exists()
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root gives a file away")
 def test_init_run_as_root_leaves_nothing_of_root_s_in_a_users_directory(tmp_path, capsys):
     """`sudo vouchnet init` in a directory made for a service user (or finishing an init that user cut short) wrote
