@@ -417,15 +417,16 @@ class SyncService:
         return None
 
     def needs_changed(self) -> None:
-        """For a catch-up (node.daemon): what `catch_up_peers` answer may have changed (one was removed as its
-        catch-up ended, a peer's round showed the peer holds none of the org's records, or a peer came or went among
-        those the node dials). Rounds waiting for a session slot are asked again, and a needed one ends at once a
-        session no longer needed (gossip.session_slots)."""
+        """What `_needed` answers may have changed: a catch-up (node.daemon) removed its `catch_up_peers` as it ended,
+        or a peer's round showed the peer holds none of the org's records, or a peer came or went among those the node
+        dials; or a peer connected or disconnected (`_follow_peers`). Rounds waiting for a session slot are asked
+        again, and a needed one ends at once a session no longer needed (gossip.session_slots)."""
         self._slots.needs_changed()
 
     def _needed(self, peer_id: str) -> bool:
-        """Whether a catch-up waiting needs a full round with `peer_id` (`catch_up_peers`)."""
-        return any(needs(peer_id) for needs in self.catch_up_peers)
+        """Whether a catch-up waiting needs a full round with `peer_id` (`catch_up_peers`), a connected peer: a round
+        with one that disconnected would end a session for its slot, then fail to open its stream."""
+        return any(needs(peer_id) for needs in self.catch_up_peers) and peer_id in self.host.connected_peers()
 
     @asynccontextmanager
     async def _turn_and_slot(self, peer_id: str, gaps: dict[str, tuple[int, int]] | None) -> AsyncIterator[None]:
@@ -612,8 +613,10 @@ class SyncService:
     async def _follow_peers(self, events: trio.MemoryReceiveChannel[PeerEvent]) -> None:
         """A full round with each peer that connects, unless one with it started less than `interval` ago: a peer
         reconnecting again and again would otherwise have a round at each connection (the periodic rounds still
-        come to it in turn)."""
+        come to it in turn). Each peer that connects or disconnects is told to `needs_changed`: a round with a peer
+        that left, waiting for a slot, ends no session for one, and one whose peer came back is needed again."""
         async for event in events:
+            self.needs_changed()
             if event.connected:
                 now = trio.current_time()
                 self._rounds_started = {peer: at for peer, at in self._rounds_started.items()
